@@ -1,0 +1,249 @@
+// Package consistency is step (f) of the method: the secondary forms
+// consistency groups from the record sets it receives.
+//
+// Each subsystem's record sets are numbered contiguously. A record set is
+// accepted only in sequence: a duplicate is discarded, one that arrives early is
+// held until the gap before it fills, so a gap never becomes part of a group.
+// Each accepted record set reports its subsystem's horizon: the time through
+// which that subsystem's updates are complete.
+//
+// The consistency time is the minimum over all configured subsystems of the
+// horizon each has reported contiguously. Every update stamped at or before it
+// is known, and no update stamped at or before it can still arrive, so those
+// updates, in timestamp order, form the next consistency group; later ones wait.
+// Because the primary's common timer stamps a write issued after another was
+// acknowledged later than that one, a group that holds a write holds every write
+// it depended on. A subsystem that never reports holds consistency back; Laggard
+// names it.
+package consistency
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"duplex/recordset"
+)
+
+// MaxEarly bounds the record sets held per subsystem while waiting for a gap to
+// fill; beyond it, early arrivals are dropped and the primary's retransmission
+// brings them again.
+const MaxEarly = 4096
+
+// Outcome says what Add did with a record set.
+type Outcome int
+
+const (
+	Accepted  Outcome = iota // in sequence: its updates are pending
+	Duplicate                // already accepted; discarded
+	Early                    // ahead of a gap; held
+	Dropped                  // ahead of a gap, and too many held; discarded
+)
+
+func (o Outcome) String() string {
+	return [...]string{"accepted", "duplicate", "early", "dropped"}[o]
+}
+
+// ErrForeign is returned for a record set of another session or an unknown
+// subsystem.
+var ErrForeign = errors.New("record set does not belong to this session")
+
+// Group is a consistency group: the updates through Time, in timestamp order.
+type Group struct {
+	// Number is assigned by whoever journals the group: groups that advance
+	// the time without updates need not be journaled, and journaled groups are
+	// numbered without gaps.
+	Number uint64
+	Time   int64
+	// Through is, per subsystem, the last record-set sequence number all of
+	// whose updates are in this group or an earlier one.
+	Through map[string]uint64
+	Updates []recordset.Update
+}
+
+type received struct {
+	seq     uint64
+	highest int64 // highest update timestamp of the record set, 0 if empty
+}
+
+type subsystem struct {
+	next     uint64 // next record-set sequence number expected
+	horizon  int64
+	pending  []recordset.Update // accepted, stamped after the consistency time, in order
+	accepted []received         // accepted record sets not yet wholly in a group
+	through  uint64
+	early    map[uint64]*recordset.RecordSet
+}
+
+// Former forms consistency groups. It is not safe for concurrent use.
+type Former struct {
+	session string
+	subs    map[string]*subsystem
+	names   []string
+	time    int64
+}
+
+// Start is where a Former resumes: the last journaled group.
+type Start struct {
+	Time    int64
+	Through map[string]uint64
+}
+
+// New returns a Former for the configured subsystems, resuming after start.
+func New(session string, subsystems []string, start Start) *Former {
+	f := &Former{session: session, subs: map[string]*subsystem{}, time: start.Time}
+	for _, name := range subsystems {
+		t := start.Through[name]
+		f.subs[name] = &subsystem{next: t + 1, through: t, horizon: start.Time, early: map[uint64]*recordset.RecordSet{}}
+		f.names = append(f.names, name)
+	}
+	sort.Strings(f.names)
+	return f
+}
+
+// Time returns the consistency time of the last group formed.
+func (f *Former) Time() int64 { return f.time }
+
+// Through returns, per subsystem, the record sets wholly in formed groups.
+func (f *Former) Through() map[string]uint64 {
+	m := make(map[string]uint64, len(f.subs))
+	for n, s := range f.subs {
+		m[n] = s.through
+	}
+	return m
+}
+
+// Received returns, per subsystem, the last record set accepted in order.
+func (f *Former) Received() map[string]uint64 {
+	m := make(map[string]uint64, len(f.subs))
+	for n, s := range f.subs {
+		m[n] = s.next - 1
+	}
+	return m
+}
+
+// Ahead returns, per subsystem with a gap, the highest record set held early.
+func (f *Former) Ahead() map[string]uint64 {
+	m := map[string]uint64{}
+	for n, s := range f.subs {
+		for seq := range s.early {
+			m[n] = max(m[n], seq)
+		}
+	}
+	return m
+}
+
+// Add takes one decoded record set.
+func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
+	if rs.Session != f.session {
+		return Dropped, fmt.Errorf("record set of session %q, want %q: %w", rs.Session, f.session, ErrForeign)
+	}
+	s, ok := f.subs[rs.Subsystem]
+	if !ok {
+		return Dropped, fmt.Errorf("record set of unknown subsystem %q: %w", rs.Subsystem, ErrForeign)
+	}
+	switch {
+	case rs.Seq < s.next:
+		return Duplicate, nil
+	case rs.Seq > s.next:
+		if _, held := s.early[rs.Seq]; held {
+			return Duplicate, nil
+		}
+		if len(s.early) >= MaxEarly {
+			return Dropped, nil
+		}
+		s.early[rs.Seq] = rs
+		return Early, nil
+	}
+	f.accept(s, rs)
+	for {
+		nx, ok := s.early[s.next]
+		if !ok {
+			break
+		}
+		delete(s.early, s.next)
+		f.accept(s, nx)
+	}
+	return Accepted, nil
+}
+
+func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
+	s.next = rs.Seq + 1
+	// After a restart the primary resends record sets that were partly
+	// journaled; their updates at or before the consistency time are already in
+	// a group.
+	var highest int64
+	for _, u := range rs.Updates {
+		if u.Timestamp > f.time {
+			s.pending = append(s.pending, u)
+		}
+		highest = max(highest, u.Timestamp)
+	}
+	if rs.Horizon > s.horizon {
+		s.horizon = rs.Horizon
+	}
+	s.accepted = append(s.accepted, received{seq: rs.Seq, highest: highest})
+}
+
+// Laggard returns the subsystem whose horizon holds the consistency time back,
+// and that horizon.
+func (f *Former) Laggard() (string, int64) {
+	name, h := "", int64(0)
+	for _, n := range f.names {
+		if s := f.subs[n]; name == "" || s.horizon < h {
+			name, h = n, s.horizon
+		}
+	}
+	return name, h
+}
+
+// Form returns the next consistency group, or false if the consistency time has
+// not advanced. A group may hold no updates: the time still advanced.
+func (f *Former) Form() (*Group, bool) {
+	if len(f.subs) == 0 {
+		return nil, false
+	}
+	_, ct := f.Laggard()
+	if ct <= f.time {
+		return nil, false
+	}
+	var lists [][]recordset.Update
+	total := 0
+	for _, n := range f.names {
+		s := f.subs[n]
+		k := sort.Search(len(s.pending), func(i int) bool { return s.pending[i].Timestamp > ct })
+		if k > 0 {
+			lists = append(lists, s.pending[:k])
+			total += k
+			rest := make([]recordset.Update, len(s.pending)-k)
+			copy(rest, s.pending[k:])
+			s.pending = rest
+		}
+		for len(s.accepted) > 0 && s.accepted[0].highest <= ct {
+			s.through = s.accepted[0].seq
+			s.accepted = s.accepted[1:]
+		}
+	}
+	f.time = ct
+	return &Group{Time: ct, Through: f.Through(), Updates: merge(lists, total)}, true
+}
+
+// merge interleaves per-subsystem lists, each already in timestamp order.
+func merge(lists [][]recordset.Update, total int) []recordset.Update {
+	if len(lists) == 1 {
+		return lists[0]
+	}
+	out := make([]recordset.Update, 0, total)
+	idx := make([]int, len(lists))
+	for len(out) < total {
+		best := -1
+		for i, l := range lists {
+			if idx[i] < len(l) && (best < 0 || l[idx[i]].Timestamp < lists[best][idx[best]].Timestamp) {
+				best = i
+			}
+		}
+		out = append(out, lists[best][idx[best]])
+		idx[best]++
+	}
+	return out
+}

@@ -1,0 +1,127 @@
+/*
+Package journal is a durable, append-only log of opaque records, each
+identified by a uint64 index; each record's index is one more than the
+previous record's.
+
+It is step (g) of the method: at the secondary site each consistency group
+is journaled before it is shadowed. The caller appends the group as one
+record, with the consistency-group number as its index, calls Sync, and only
+then applies the group to the secondary volumes. A crash at any moment
+therefore leaves the secondary at a group boundary: a group whose record is
+not wholly on disk was never applied and is dropped on recovery as a torn
+tail, and a group that was being applied is in the journal in full, so
+replaying the journal from the last group known to be applied finishes it.
+Once the groups of a segment are applied, Release gives its space back.
+
+The caller's side of that, in outline:
+
+	j, err := journal.Open(dir, journal.Options{})
+	// Finish what a crash interrupted. applied is kept by the caller,
+	// durably, after each group is shadowed; if j.FirstIndex() > applied+1
+	// the groups in between are gone and the volumes need a full copy.
+	err = j.Replay(applied, func(g uint64, data []byte) error { return shadow(g, data) })
+	for each consistency group g, data {
+		err = j.Append(g, data) // g == j.LastIndex()+1
+		err = j.Sync()          // only now may the group touch the volumes
+		err = shadow(g, data)
+		applied = g
+		err = j.Release(applied) // from time to time
+	}
+
+A failed fsync, or a failed write that could not be undone, makes the Journal
+refuse all further writes, since what is on disk is then unknown; the caller
+should Close it and Open it again, which recovers from whatever reached the
+disk. Other errors, such as an Append out of sequence, change nothing.
+
+# Directory layout
+
+A journal is a directory holding segment files and a file named LOCK, which
+Open holds an exclusive flock on so two processes never append to one
+journal. Each segment holds a contiguous run of records and is named after
+the index of its first record, as 16 lowercase hexadecimal digits and the
+extension ".seg" (Go format "%016x.seg"): 0000000000000001.seg holds records
+from 1, and the segment after it starts with the record after its last. Other
+files in the directory are ignored.
+
+Only the newest segment, the active one, is written to. Append rolls to a new
+segment once the active one has reached Options.SegmentSize, and fsyncs the
+old segment and the directory before creating the new one, so every segment
+but the last is always complete on disk.
+
+# Segment format
+
+All integers are big-endian and unsigned. Offsets are in bytes from the
+start of the file. A segment starts with a 16-byte header:
+
+	off  size  field
+	0    4     magic "DXJL" (0x44 0x58 0x4a 0x4c)
+	4    4     format version, 1
+	8    8     index of the first record; always equal to the file name
+
+Records follow the header back to back from offset 16. Each one is:
+
+	off     size    field
+	0       4       length L of the data in bytes (0 is allowed)
+	4       4       CRC-32C of the 8 index bytes (offset 8) followed by the data
+	8       8       index
+	16      L       data
+	16+L    P       P zero bytes, 0 <= P < 8, so that 16+L+P is a multiple of 8
+
+The CRC is the Castagnoli CRC-32 as Go's hash/crc32 computes it with the
+crc32.Castagnoli table (reflected, initial value and final XOR 0xffffffff),
+so crc32.Checksum(index||data, crc32.MakeTable(crc32.Castagnoli)). It covers
+the index as well as the data so that an intact record in the wrong place,
+such as a stale block or a misdirected write, fails the check. It does not
+cover the length: a wrong length makes the reader checksum the wrong bytes,
+which fails just as well. Padding is written as zeros and not checked on
+reading.
+
+For example, record 1 with the three data bytes "abc" is the 24 bytes
+
+	00 00 00 03  21 bb 80 8d  00 00 00 00 00 00 00 01  61 62 63  00 00 00 00 00
+
+# Why records are padded to 8 bytes
+
+Because the header is 16 bytes and every record is padded, every record
+starts at an offset that is a multiple of 8, so its first 8 bytes, the length
+and CRC, lie in one aligned 8-byte word. Disk sectors (512 or 4096 bytes) and
+pages are multiples of 8, so that word never straddles a sector: a torn
+write, which devices tear at sector granularity, leaves it either entirely as
+written or entirely as it was before (zeros, in a file that is only ever
+appended to). A length field is therefore never half new and half stale, and
+a reader never takes as a length a number that no writer wrote. That is also
+what makes an all-zero length and CRC a reliable sign of space that was never
+written, as left by preallocation or by a file system that extended the file
+before the data reached the disk.
+
+# Recovery
+
+Open reads every segment in order and checks every record's CRC and that
+indexes are contiguous, within and across segments. In the last segment, the
+first record that is incomplete (the file ends inside it, padding included),
+that fails its CRC, or whose length exceeds Options.MaxRecord ends the log; a
+zero length and CRC, space never written, is the commonest failed CRC. The
+segment is truncated there and fsynced. Such a tail can only hold writes that
+no Sync covered, so nothing acknowledged is lost, and Replay never sees it.
+The one exception is a record longer than MaxRecord whose CRC holds all the
+same: a writer with a larger MaxRecord wrote it, and Open fails rather than
+destroy it.
+
+A last segment that is shorter than its header, whose header is all zeros,
+or that holds no complete record after truncation, is removed: it was being
+created when the crash came.
+
+Anything else is corruption that a crash cannot explain, because earlier
+segments were fsynced before the next one existed: a bad record in an
+earlier segment, an index that does not follow its predecessor, or a bad
+magic number, version or first index. Open then fails with an error wrapping
+ErrCorrupt that names the file and offset, and repairs nothing; dropping data
+from the middle of the log would silently lose consistency groups.
+
+# Compatibility
+
+The constants marked "part of the on-disk format" must never change. A
+change to the format needs a new version number; a reader rejects a version
+it does not know as corruption rather than guess.
+*/
+package journal

@@ -1,0 +1,827 @@
+package journal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// The on-disk format, described byte by byte in doc.go.
+const (
+	segmentMagic      = "DXJL" // part of the on-disk format: never change
+	segmentVersion    = 1      // part of the on-disk format: never change
+	segmentHeaderSize = 16     // part of the on-disk format: never change
+	recordHeaderSize  = 16     // part of the on-disk format: never change
+	recordAlign       = 8      // part of the on-disk format: never change
+	segmentExt        = ".seg" // part of the on-disk format: never change
+	segmentNameDigits = 16     // part of the on-disk format: never change
+)
+
+// castagnoli is the CRC-32C table (part of the on-disk format: never change).
+// Castagnoli rather than IEEE because it detects more error patterns at this
+// record size and has hardware support on amd64 and arm64.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Defaults for the zero Options fields.
+const (
+	DefaultSegmentSize = 64 << 20
+	DefaultMaxRecord   = 256 << 20
+)
+
+// lockName is a file inside the journal directory that Open holds an
+// exclusive lock on, so two processes can never append to one journal.
+const lockName = "LOCK"
+
+// copyThreshold is the record size up to which Append copies the record into
+// one buffer and issues a single write; above it the copy would cost more
+// than the two extra system calls.
+const copyThreshold = 64 << 10
+
+var (
+	// ErrTornTail reports a record cut short by the end of its segment file.
+	// Open never returns it: it truncates a torn tail of the last segment,
+	// the only place an interrupted Append can leave one, and calls one
+	// anywhere else ErrCorrupt. Replay returns it if a segment has been
+	// shortened underneath the Journal since Open.
+	ErrTornTail = errors.New("torn record at end of journal")
+	// ErrCorrupt reports damage that a crash cannot explain: a bad record
+	// before the last segment, an index discontinuity, or a malformed segment
+	// header. Nothing is repaired: the caller must decide.
+	ErrCorrupt = errors.New("journal corrupt")
+)
+
+var errClosed = errors.New("journal closed")
+
+// Options tunes a Journal. The zero value selects the defaults.
+type Options struct {
+	// SegmentSize is the size at which the current segment is closed and a
+	// new one begun (default 64 MiB). Smaller segments let Release return
+	// space sooner; larger ones mean fewer files and directory fsyncs.
+	SegmentSize int64
+	// MaxRecord is the largest record Append accepts and Open and Replay
+	// read back (default 256 MiB, at most 4 GiB-1). A length field above it
+	// is treated as corruption, which bounds what a damaged file can make
+	// the reader allocate. Reopening with a smaller MaxRecord than records
+	// were written with makes Open fail rather than drop them.
+	MaxRecord int
+}
+
+// segment is one segment file as the Journal knows it.
+type segment struct {
+	first, last uint64 // indexes of its first and last record
+	size        int64  // bytes on disk, header included
+	path        string
+}
+
+// Journal is an open journal directory. Its methods are safe for concurrent
+// use; Replay reads without holding the lock, so fn may call other methods.
+type Journal struct {
+	dir  string
+	opts Options
+	lock *os.File
+
+	mu       sync.Mutex
+	segs     []segment // oldest first; the last one is the active segment
+	f        *os.File  // the active segment, nil while the journal is empty
+	dirDirty bool      // a segment was created since the directory was last fsynced
+	buf      []byte
+	err      error // sticky: set when the state on disk is no longer known
+	closed   bool
+}
+
+// Open opens the journal in dir, creating dir if needed, and recovers it.
+// A torn tail of the last segment is truncated away (it can only hold data
+// that no Sync covered); any other damage makes Open fail with an error
+// wrapping ErrCorrupt, because dropping data in the middle of the log would
+// silently lose consistency groups that had been acknowledged.
+//
+// Open takes an exclusive lock on dir that lasts until Close, so a second
+// Open of the same directory, from this process or another, fails.
+func Open(dir string, opts Options) (*Journal, error) {
+	if opts.SegmentSize < 0 {
+		return nil, fmt.Errorf("journal %s: negative SegmentSize %d", dir, opts.SegmentSize)
+	}
+	if opts.SegmentSize == 0 {
+		opts.SegmentSize = DefaultSegmentSize
+	}
+	if opts.MaxRecord < 0 || uint64(opts.MaxRecord) > math.MaxUint32 {
+		return nil, fmt.Errorf("journal %s: MaxRecord %d out of range [0, %d]", dir, opts.MaxRecord, uint64(math.MaxUint32))
+	}
+	if opts.MaxRecord == 0 {
+		opts.MaxRecord = DefaultMaxRecord
+	}
+
+	created := false
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		created = true
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("journal %s: %w", dir, err)
+	}
+	if created {
+		// Without this the directory entry, and with it every segment
+		// synced into it, could vanish in a crash.
+		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+			return nil, fmt.Errorf("journal %s: %w", dir, err)
+		}
+	}
+
+	lock, err := lockDir(filepath.Join(dir, lockName))
+	if err != nil {
+		return nil, fmt.Errorf("journal %s: %w", dir, err)
+	}
+	j := &Journal{dir: dir, opts: opts, lock: lock}
+	if err := j.recover(); err != nil {
+		if j.f != nil {
+			j.f.Close()
+		}
+		unlockDir(lock)
+		return nil, err
+	}
+	return j, nil
+}
+
+// recover scans every segment and leaves j describing the valid log.
+func (j *Journal) recover() error {
+	firsts, err := listSegments(j.dir)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.dir, err)
+	}
+	removed := false
+	for i, first := range firsts {
+		isLast := i == len(firsts)-1
+		path := filepath.Join(j.dir, segmentName(first))
+		var prev *segment
+		if len(j.segs) > 0 {
+			prev = &j.segs[len(j.segs)-1]
+		}
+		seg, ok, err := j.scanSegment(path, first, prev, isLast)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// A last segment without a single complete record holds nothing
+			// any Sync covered; keeping it would pin the first index of an
+			// empty journal to whatever was being written when it crashed.
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("journal %s: %w", path, err)
+			}
+			removed = true
+			continue
+		}
+		j.segs = append(j.segs, seg)
+	}
+	if removed {
+		if err := syncDir(j.dir); err != nil {
+			return fmt.Errorf("journal %s: %w", j.dir, err)
+		}
+	}
+	if len(j.segs) > 0 {
+		active := j.segs[len(j.segs)-1]
+		f, err := os.OpenFile(active.path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("journal %s: %w", active.path, err)
+		}
+		j.f = f
+	}
+	return nil
+}
+
+// scanSegment verifies one segment file. For the last segment it truncates
+// a torn tail; ok is false when the last segment has no complete record and
+// should be removed. prev, if not nil, is the segment this one must continue.
+func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLast bool) (seg segment, ok bool, err error) {
+	corrupt := func(off int64, format string, args ...any) error {
+		return fmt.Errorf("journal %s: offset %d: %w: %s", path, off, ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	flag := os.O_RDONLY
+	if isLast {
+		flag = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return seg, false, fmt.Errorf("journal %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return seg, false, fmt.Errorf("journal %s: %w", path, err)
+	}
+	size := st.Size()
+
+	var hdr [segmentHeaderSize]byte
+	if size < segmentHeaderSize {
+		if isLast {
+			return seg, false, nil
+		}
+		return seg, false, corrupt(0, "segment of %d bytes has no complete header", size)
+	}
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return seg, false, fmt.Errorf("journal %s: %w", path, err)
+	}
+	// The header is written in one piece, within one sector, before any
+	// record, so a crash leaves it either whole or never written (zero).
+	if isLast && hdr == [segmentHeaderSize]byte{} {
+		return seg, false, nil
+	}
+	if string(hdr[0:4]) != segmentMagic {
+		return seg, false, corrupt(0, "bad magic %q", hdr[0:4])
+	}
+	if v := binary.BigEndian.Uint32(hdr[4:8]); v != segmentVersion {
+		return seg, false, corrupt(4, "unsupported version %d", v)
+	}
+	first := binary.BigEndian.Uint64(hdr[8:16])
+	if first != nameFirst {
+		return seg, false, corrupt(8, "header first index %d does not match file name", first)
+	}
+	if first == 0 {
+		return seg, false, corrupt(8, "first index 0")
+	}
+	if prev != nil && (prev.last == math.MaxUint64 || first != prev.last+1) {
+		return seg, false, corrupt(8, "index discontinuity: segment starts at %d, previous segment ends at %d", first, prev.last)
+	}
+
+	rr := newRecordReader(f, segmentHeaderSize, size, j.opts.MaxRecord)
+	expect := first
+	n := 0
+	for {
+		off := rr.off
+		index, err := rr.verify()
+		if err == io.EOF {
+			break
+		}
+		var bad *badRecord
+		if errors.As(err, &bad) {
+			if bad.tooLong {
+				// The record is complete and its checksum holds, so no
+				// crash made it: only a smaller MaxRecord than it was
+				// written with. Truncating would destroy real data.
+				return seg, false, corrupt(off, "%s (record is intact: reopen with a larger MaxRecord)", bad.reason)
+			}
+			if !isLast {
+				return seg, false, corrupt(off, "%s", bad.reason)
+			}
+			if err := f.Truncate(off); err != nil {
+				return seg, false, fmt.Errorf("journal %s: %w", path, err)
+			}
+			if err := f.Sync(); err != nil {
+				return seg, false, fmt.Errorf("journal %s: %w", path, err)
+			}
+			size = off
+			break
+		}
+		if err != nil {
+			return seg, false, fmt.Errorf("journal %s: offset %d: %w", path, off, err)
+		}
+		if index != expect {
+			return seg, false, corrupt(off, "index discontinuity: record %d, want %d", index, expect)
+		}
+		if expect == math.MaxUint64 && rr.off < size {
+			return seg, false, corrupt(rr.off, "record after index %d", uint64(math.MaxUint64))
+		}
+		expect++
+		n++
+	}
+	if n == 0 {
+		if isLast {
+			return seg, false, nil
+		}
+		return seg, false, corrupt(segmentHeaderSize, "segment has no records")
+	}
+	return segment{first: first, last: expect - 1, size: size, path: path}, true, nil
+}
+
+// Append adds a record to the log. index must be LastIndex()+1, or any
+// index but 0 when the journal is empty. The record is not durable until
+// Sync returns.
+func (j *Journal) Append(index uint64, data []byte) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return err
+	}
+	if len(data) > j.opts.MaxRecord {
+		return fmt.Errorf("journal %s: record %d of %d bytes exceeds MaxRecord %d", j.dir, index, len(data), j.opts.MaxRecord)
+	}
+	if index == 0 {
+		// 0 is what FirstIndex and LastIndex report for an empty journal.
+		return fmt.Errorf("journal %s: index 0 is reserved", j.dir)
+	}
+	if n := len(j.segs); n > 0 && index != j.segs[n-1].last+1 {
+		return fmt.Errorf("journal %s: append of index %d, want %d", j.dir, index, j.segs[n-1].last+1)
+	}
+
+	// j.buf holds room for a segment header, then the record header and,
+	// for small records, the data and padding.
+	pad := padding(len(data))
+	j.buf = j.buf[:0]
+	j.buf = append(j.buf, make([]byte, segmentHeaderSize)...)
+	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(len(data)))
+	j.buf = binary.BigEndian.AppendUint32(j.buf, recordCRC(index, data))
+	j.buf = binary.BigEndian.AppendUint64(j.buf, index)
+	parts := [][]byte{nil, data, zeros[:pad]}
+	if len(data) <= copyThreshold {
+		j.buf = append(j.buf, data...)
+		j.buf = append(j.buf, zeros[:pad]...)
+		parts = parts[:1]
+	}
+
+	n := len(j.segs)
+	if n == 0 || j.segs[n-1].size >= j.opts.SegmentSize {
+		binary.BigEndian.PutUint64(j.buf[8:16], index)
+		copy(j.buf[0:8], segmentMagic)
+		binary.BigEndian.PutUint32(j.buf[4:8], segmentVersion)
+		parts[0] = j.buf
+		return j.startSegment(index, parts)
+	}
+	parts[0] = j.buf[segmentHeaderSize:]
+	active := &j.segs[n-1]
+	written, err := writeParts(j.f, active.size, parts)
+	if err != nil {
+		// Leave no partial record behind: a later record written after it
+		// would turn a torn tail into corruption in the middle of the log.
+		if terr := j.f.Truncate(active.size); terr != nil {
+			j.err = fmt.Errorf("journal %s: append failed (%v) and could not be undone: %w", active.path, err, terr)
+		}
+		return fmt.Errorf("journal %s: %w", active.path, err)
+	}
+	active.size += written
+	active.last = index
+	return nil
+}
+
+// startSegment creates the segment that begins with record index and writes
+// parts (segment header and first record) to it.
+func (j *Journal) startSegment(index uint64, parts [][]byte) error {
+	if j.f != nil {
+		// Every segment but the last must be wholly on disk before its
+		// successor can exist: that is what lets Open call a bad record in
+		// an earlier segment corruption rather than a torn write. The
+		// directory is synced too so that no segment's name is lost while
+		// a later one's survives, which would look like a gap.
+		if err := j.syncLocked(); err != nil {
+			return err
+		}
+	}
+	path := filepath.Join(j.dir, segmentName(index))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	written, err := writeParts(f, 0, parts)
+	if err != nil {
+		f.Close()
+		if rerr := os.Remove(path); rerr != nil {
+			j.err = fmt.Errorf("journal %s: creating segment failed (%v) and could not be undone: %w", path, err, rerr)
+		}
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	if j.f != nil {
+		// The old segment was just fsynced, so closing it can lose nothing.
+		j.f.Close()
+	}
+	j.f = f
+	j.segs = append(j.segs, segment{first: index, last: index, size: written, path: path})
+	j.dirDirty = true
+	return nil
+}
+
+// Sync makes every appended record durable: it fsyncs the active segment,
+// and the directory if a segment was created since the last Sync. After a
+// failed Sync the Journal refuses further writes, because the kernel may
+// have dropped the dirty pages and a retried fsync could then succeed
+// without the data ever reaching the disk; reopen it to recover.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return err
+	}
+	return j.syncLocked()
+}
+
+func (j *Journal) syncLocked() error {
+	if j.f == nil {
+		return nil
+	}
+	if err := j.f.Sync(); err != nil {
+		j.err = fmt.Errorf("journal %s: %w", j.f.Name(), err)
+		return j.err
+	}
+	if j.dirDirty {
+		if err := syncDir(j.dir); err != nil {
+			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
+			return j.err
+		}
+		j.dirDirty = false
+	}
+	return nil
+}
+
+// Replay calls fn, in index order, for every record with index > after,
+// up to the LastIndex at the time of the call. Records before FirstIndex
+// have been released and are not replayed: a caller that needs them all
+// should check FirstIndex() <= after+1 first. fn may keep data. An error
+// from fn stops the replay and is returned as is.
+//
+// Replay checks every record it returns against its checksum again, since
+// the disk may have changed since Open. It does not hold the Journal's lock
+// while reading or calling fn; a concurrent Release of records that Replay
+// still has to read makes it fail.
+func (j *Journal) Replay(after uint64, fn func(index uint64, data []byte) error) error {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return fmt.Errorf("journal %s: %w", j.dir, errClosed)
+	}
+	var segs []segment
+	for _, s := range j.segs {
+		if s.last > after {
+			segs = append(segs, s)
+		}
+	}
+	maxRecord := j.opts.MaxRecord
+	j.mu.Unlock()
+
+	for _, s := range segs {
+		if err := replaySegment(s, after, maxRecord, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func replaySegment(s segment, after uint64, maxRecord int, fn func(uint64, []byte) error) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", s.path, err)
+	}
+	defer f.Close()
+	rr := newRecordReader(f, segmentHeaderSize, s.size, maxRecord)
+	for expect := s.first; ; expect++ {
+		off := rr.off
+		var (
+			index uint64
+			data  []byte
+		)
+		if expect > after {
+			index, data, err = rr.read()
+		} else {
+			index, err = rr.skip()
+		}
+		var bad *badRecord
+		switch {
+		case err == io.ErrUnexpectedEOF || errors.As(err, &bad) && bad.short:
+			return fmt.Errorf("journal %s: offset %d: %w", s.path, off, ErrTornTail)
+		case errors.As(err, &bad):
+			return fmt.Errorf("journal %s: offset %d: %w: %s", s.path, off, ErrCorrupt, bad.reason)
+		case err == io.EOF:
+			return fmt.Errorf("journal %s: offset %d: %w: segment ends before record %d", s.path, off, ErrTornTail, expect)
+		case err != nil:
+			return fmt.Errorf("journal %s: offset %d: %w", s.path, off, err)
+		}
+		if index != expect {
+			return fmt.Errorf("journal %s: offset %d: %w: index discontinuity: record %d, want %d", s.path, off, ErrCorrupt, index, expect)
+		}
+		if expect > after {
+			if err := fn(index, data); err != nil {
+				return err
+			}
+		}
+		if expect == s.last {
+			return nil
+		}
+	}
+}
+
+// Release deletes every segment file, other than the active one, all of
+// whose records have index <= through, and fsyncs the directory. Records
+// are released a whole segment at a time, so some with index <= through
+// may remain; FirstIndex says where the log now starts.
+func (j *Journal) Release(through uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usable(); err != nil {
+		return err
+	}
+	n := 0
+	for n < len(j.segs)-1 && j.segs[n].last <= through {
+		n++
+	}
+	for i := 0; i < n; i++ {
+		// Oldest first, each removal made durable before the next: a crash
+		// then leaves a suffix of the log, never a hole that the next Open
+		// would have to call corruption.
+		if err := os.Remove(j.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("journal %s: %w", j.segs[0].path, err)
+		}
+		j.segs = append(j.segs[:0:0], j.segs[1:]...)
+		if err := syncDir(j.dir); err != nil {
+			// Sticky for the same reason as in Sync: whether the removal is
+			// on disk is unknown, and removing the next segment on top of
+			// that could leave a hole.
+			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
+			return j.err
+		}
+	}
+	return nil
+}
+
+// FirstIndex is the index of the oldest record still held, 0 when empty.
+func (j *Journal) FirstIndex() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.segs) == 0 {
+		return 0
+	}
+	return j.segs[0].first
+}
+
+// LastIndex is the index of the newest record appended, 0 when empty. It
+// counts records that are not yet synced.
+func (j *Journal) LastIndex() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.segs) == 0 {
+		return 0
+	}
+	return j.segs[len(j.segs)-1].last
+}
+
+// Bytes is the total size of the segment files.
+func (j *Journal) Bytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var n int64
+	for _, s := range j.segs {
+		n += s.size
+	}
+	return n
+}
+
+// Close syncs the journal, as a clean shutdown should leave nothing to
+// recover, and releases the directory lock. The Journal cannot be used
+// afterwards, whatever Close returns.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return fmt.Errorf("journal %s: %w", j.dir, errClosed)
+	}
+	j.closed = true
+	err := j.err
+	if err == nil {
+		err = j.syncLocked()
+	}
+	if j.f != nil {
+		if cerr := j.f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("journal %s: %w", j.f.Name(), cerr)
+		}
+		j.f = nil
+	}
+	unlockDir(j.lock)
+	j.buf = nil
+	return err
+}
+
+func (j *Journal) usable() error {
+	if j.closed {
+		return fmt.Errorf("journal %s: %w", j.dir, errClosed)
+	}
+	return j.err
+}
+
+// zeros supplies record padding.
+var zeros [recordAlign]byte
+
+// padding is the number of zero bytes after n bytes of data.
+func padding(n int) int { return (recordAlign - n%recordAlign) % recordAlign }
+
+// recordCRC is the checksum stored in a record header. The index is covered
+// so that a record that is intact but in the wrong place (a stale block, a
+// misdirected write) fails the check.
+func recordCRC(index uint64, data []byte) uint32 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], index)
+	return crc32.Update(crc32.Update(0, castagnoli, b[:]), castagnoli, data)
+}
+
+func segmentName(first uint64) string {
+	return fmt.Sprintf("%0*x%s", segmentNameDigits, first, segmentExt)
+}
+
+// listSegments returns the first indexes of the segment files in dir, in
+// order. Other files are ignored, so the directory can hold the lock file
+// and whatever an operator leaves there.
+func listSegments(dir string) ([]uint64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var firsts []uint64
+	for _, e := range entries {
+		name := e.Name()
+		hex, ok := strings.CutSuffix(name, segmentExt)
+		if !ok || len(hex) != segmentNameDigits || strings.ToLower(hex) != hex || !e.Type().IsRegular() {
+			continue
+		}
+		first, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil {
+			continue
+		}
+		firsts = append(firsts, first)
+	}
+	slices.Sort(firsts)
+	return firsts, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// writeParts writes parts back to back at off and returns how many bytes it
+// wrote in all.
+func writeParts(f *os.File, off int64, parts [][]byte) (int64, error) {
+	var n int64
+	for _, p := range parts {
+		m, err := f.WriteAt(p, off+n)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// badRecord describes a record that does not decode. short means the file
+// ends inside it; tooLong means its length exceeds MaxRecord but it is
+// otherwise complete and its checksum holds.
+type badRecord struct {
+	reason  string
+	short   bool
+	tooLong bool
+}
+
+func (b *badRecord) Error() string { return b.reason }
+
+// recordReader walks the records of one segment file sequentially. It never
+// allocates for a record more than the record's length, which it has
+// already checked against both MaxRecord and the bytes left in the file.
+type recordReader struct {
+	r    *bufio.Reader
+	off  int64 // offset of the next record
+	size int64 // bytes of the file to consider
+	max  int
+}
+
+func newRecordReader(f *os.File, off, size int64, maxRecord int) *recordReader {
+	return &recordReader{
+		r:    bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 64<<10),
+		off:  off,
+		size: size,
+		max:  maxRecord,
+	}
+}
+
+// header reads and checks the next record header. It returns io.EOF at the
+// clean end of the file and a *badRecord for anything that ends the log.
+// A record longer than max is streamed through the checksum, not read into
+// memory, to tell an intact record (written with a larger MaxRecord) from
+// a garbage length.
+func (rr *recordReader) header() (length uint32, crc uint32, index uint64, err error) {
+	rem := rr.size - rr.off
+	if rem == 0 {
+		return 0, 0, 0, io.EOF
+	}
+	if rem < recordHeaderSize {
+		return 0, 0, 0, &badRecord{reason: fmt.Sprintf("incomplete record header (%d bytes left)", rem), short: true}
+	}
+	var h [recordHeaderSize]byte
+	if _, err := io.ReadFull(rr.r, h[:]); err != nil {
+		return 0, 0, 0, noEOF(err)
+	}
+	length = binary.BigEndian.Uint32(h[0:4])
+	crc = binary.BigEndian.Uint32(h[4:8])
+	index = binary.BigEndian.Uint64(h[8:16])
+	frame := recordHeaderSize + int64(length) + int64(padding(int(length)))
+	if frame > rem {
+		return 0, 0, 0, &badRecord{reason: fmt.Sprintf("incomplete record: %d bytes, %d left in file", frame, rem), short: true}
+	}
+	if int64(length) > int64(rr.max) {
+		sum, err := rr.streamCRC(index, int64(length))
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		return 0, 0, 0, &badRecord{
+			reason:  fmt.Sprintf("record length %d exceeds MaxRecord %d", length, rr.max),
+			tooLong: sum == crc,
+		}
+	}
+	return length, crc, index, nil
+}
+
+// verify checks the next record without keeping its data.
+func (rr *recordReader) verify() (uint64, error) {
+	length, crc, index, err := rr.header()
+	if err != nil {
+		return 0, err
+	}
+	sum, err := rr.streamCRC(index, int64(length))
+	if err != nil {
+		return 0, err
+	}
+	if sum != crc {
+		return 0, checksumMismatch(length, crc, index)
+	}
+	return index, rr.finish(length)
+}
+
+// read returns the next record, checked, in a new slice.
+func (rr *recordReader) read() (uint64, []byte, error) {
+	length, crc, index, err := rr.header()
+	if err != nil {
+		return 0, nil, err
+	}
+	data := make([]byte, length)
+	if _, err := io.ReadFull(rr.r, data); err != nil {
+		return 0, nil, noEOF(err)
+	}
+	if recordCRC(index, data) != crc {
+		return 0, nil, checksumMismatch(length, crc, index)
+	}
+	return index, data, rr.finish(length)
+}
+
+// skip steps over the next record, checking only its header.
+func (rr *recordReader) skip() (uint64, error) {
+	length, _, index, err := rr.header()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := rr.r.Discard(int(length)); err != nil {
+		return 0, noEOF(err)
+	}
+	return index, rr.finish(length)
+}
+
+// finish steps over the padding, whose content is not checked: it carries
+// no information, and the checksum that matters has already passed.
+func (rr *recordReader) finish(length uint32) error {
+	pad := padding(int(length))
+	if _, err := rr.r.Discard(pad); err != nil {
+		return noEOF(err)
+	}
+	rr.off += recordHeaderSize + int64(length) + int64(pad)
+	return nil
+}
+
+func (rr *recordReader) streamCRC(index uint64, n int64) (uint32, error) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], index)
+	sum := crc32.Update(0, castagnoli, b[:])
+	for n > 0 {
+		chunk, err := rr.r.Peek(int(min(n, int64(rr.r.Size()))))
+		if err != nil {
+			return 0, noEOF(err)
+		}
+		sum = crc32.Update(sum, castagnoli, chunk)
+		rr.r.Discard(len(chunk))
+		n -= int64(len(chunk))
+	}
+	return sum, nil
+}
+
+func checksumMismatch(length, crc uint32, index uint64) *badRecord {
+	if length == 0 && crc == 0 && index == 0 {
+		return &badRecord{reason: "zeroed record header (preallocated or never written)"}
+	}
+	return &badRecord{reason: fmt.Sprintf("checksum mismatch in record %d", index)}
+}
+
+// noEOF turns an end of file met inside a record, which can only happen if
+// the file shrank after its size was taken, into io.ErrUnexpectedEOF, so
+// that io.EOF always means the clean end of a segment.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,585 @@
+// Package mover is the primary data mover of the method: steps (c) and (e).
+//
+// Every interval it drains each subsystem's sidefile, with that subsystem's
+// horizon, into one record set per subsystem (an idle subsystem still yields an
+// empty record set that carries its horizon, so it never holds consistency
+// back), numbers the time-interval group, and sends the record sets to the
+// secondary. It keeps every record set until the secondary acknowledges it as
+// journaled, and only then releases its bytes from the sidefile, so the
+// sidefile limit bounds everything held for replication.
+//
+// Record sets are numbered contiguously per subsystem. The numbering continues
+// from what the secondary reports in its Welcome, so a restarted primary picks
+// up where the secondary is. After a reconnect, or when acknowledgements stop
+// progressing for the retransmit time (a frame was lost or corrupted), every
+// unacknowledged record set is sent again; the secondary discards duplicates.
+package mover
+
+import (
+	"context"
+	"math/rand/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"duplex/recordset"
+	"duplex/sidefile"
+	"duplex/subsystem"
+	"duplex/timer"
+	"duplex/transport"
+)
+
+// Config configures a Mover.
+type Config struct {
+	Session    string
+	Subsystems []*subsystem.Subsystem
+	Timer      *timer.Timer
+	Interval   time.Duration // time-interval group length; default 20ms
+	Dialer     transport.Dialer
+	// Retransmit is how long acknowledgements may stall while record sets are
+	// outstanding before all of them are sent again; default 25 intervals,
+	// at least 500ms.
+	Retransmit time.Duration
+	// Window bounds the bytes sent but not yet accepted by the secondary, so
+	// that queueing on the link stays short and a retransmission is not
+	// mistaken for a loss; default 16 MiB.
+	Window int64
+	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
+	HandshakeTimeout time.Duration
+	Logger           *slog.Logger
+}
+
+type held struct {
+	ss   *subsystem.Subsystem
+	rs   *recordset.RecordSet
+	cost   int64
+	sent     bool
+	everSent bool
+	sentAt   time.Time
+}
+
+// Mover ships record sets from the subsystems to the secondary.
+type Mover struct {
+	cfg      Config
+	log      *slog.Logger
+	instance uint64
+
+	mu        sync.Mutex
+	held      []*held // in the order they were formed
+	group     uint64
+	local     map[string]uint64 // last sequence number given, per subsystem
+	released  map[string]uint64 // last sequence number acknowledged, per subsystem
+	received  map[string]uint64 // last sequence number the secondary accepted in order
+	ahead     map[string]uint64 // highest sequence number the secondary holds beyond a gap
+	based     bool
+	acked     transport.Position
+	connected bool
+	lastAck   time.Time
+	lastSend  time.Time
+	resends   uint64
+	reconnect uint64
+	sentBytes uint64
+	work      chan struct{} // new record sets to send
+	progress  chan struct{} // closed and replaced on every acknowledgement
+}
+
+// New returns a Mover; Run starts it.
+func New(cfg Config) *Mover {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 20 * time.Millisecond
+	}
+	if cfg.Retransmit <= 0 {
+		cfg.Retransmit = max(25*cfg.Interval, 500*time.Millisecond)
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 16 << 20
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Mover{
+		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
+		local: map[string]uint64{}, released: map[string]uint64{}, received: map[string]uint64{}, ahead: map[string]uint64{},
+		work: make(chan struct{}, 1), progress: make(chan struct{}),
+	}
+}
+
+// Run cuts time-interval groups and ships them until ctx ends.
+func (m *Mover) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.link(ctx)
+	}()
+	t := time.NewTicker(m.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-t.C:
+			m.Cut()
+		}
+	}
+}
+
+// Cut forms the next time-interval group now: one record set per subsystem.
+func (m *Mover) Cut() {
+	m.mu.Lock()
+	m.group++
+	g := m.group
+	for _, ss := range m.cfg.Subsystems {
+		// Drained under m.mu so record sets of one subsystem enter held in
+		// sequence order even if Cut runs concurrently.
+		ups, horizon, read := ss.Drain()
+		var cost int64
+		for i := range ups {
+			cost += sidefile.Cost(len(ups[i].Data))
+		}
+		if last := m.lastHeld(ss); last != nil && !last.everSent && len(last.rs.Updates)+len(ups) <= coalesceUpdates &&
+			last.cost+cost <= coalesceBytes {
+			// Not yet on the wire (link down or window full): grow the waiting
+			// record set instead of queueing another, so a backlog costs one
+			// frame per subsystem rather than one per interval.
+			last.rs.Updates = append(last.rs.Updates, ups...)
+			last.rs.Horizon = horizon
+			last.rs.ReadTime = read.UnixNano()
+			last.rs.Group = g
+			last.cost += cost
+			continue
+		}
+		m.local[ss.ID()]++
+		rs := &recordset.RecordSet{
+			Session: m.cfg.Session, Subsystem: ss.ID(), Seq: m.local[ss.ID()], Group: g,
+			ReadTime: read.UnixNano(), Horizon: horizon, Updates: ups,
+		}
+		m.held = append(m.held, &held{ss: ss, rs: rs, cost: cost})
+	}
+	m.mu.Unlock()
+	select {
+	case m.work <- struct{}{}:
+	default:
+	}
+}
+
+// Bounds on a record set grown while it waits to be sent.
+const (
+	coalesceUpdates = 4096
+	coalesceBytes   = 4 << 20
+)
+
+func (m *Mover) lastHeld(ss *subsystem.Subsystem) *held {
+	for i := len(m.held) - 1; i >= 0; i-- {
+		if m.held[i].ss == ss {
+			return m.held[i]
+		}
+	}
+	return nil
+}
+
+func (m *Mover) link(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, err := m.cfg.Dialer.Dial(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("cannot reach secondary", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		m.mu.Lock()
+		m.reconnect++
+		m.mu.Unlock()
+		var linked bool
+		err = m.session(ctx, conn, &linked)
+		conn.Close()
+		m.mu.Lock()
+		m.connected = false
+		for _, h := range m.held {
+			h.sent = false
+		}
+		m.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("link to secondary lost", "peer", conn.Peer(), "err", err)
+		if linked {
+			// The secondary was reachable and took the session: a new
+			// failure starts a new backoff.
+			backoff = 50 * time.Millisecond
+		}
+		sleep(ctx, backoff)
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// ErrRefused is returned when the secondary refuses the session.
+var ErrRefused = errors.New("secondary refused the session")
+
+func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) error {
+	names := make([]string, len(m.cfg.Subsystems))
+	for i, ss := range m.cfg.Subsystems {
+		names[i] = ss.ID()
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: m.instance})); err != nil {
+		return err
+	}
+	welcome, err := m.awaitWelcome(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if err := m.welcome(welcome); err != nil {
+		return err
+	}
+	*linked = true
+	m.log.Info("linked to secondary", "peer", conn.Peer(), "group", welcome.Group, "consistency_time", time.Unix(0, welcome.Time).UTC())
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recvErr := make(chan error, 1)
+	go func() {
+		recvErr <- m.receive(conn)
+		cancel()
+	}()
+	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
+	defer tick.Stop()
+	var buf []byte
+	for {
+		for _, h := range m.unsent() {
+			frame := append(buf[:0], transport.TypeRecordSet)
+			frame, err = recordset.Encode(frame, h.rs)
+			if err != nil {
+				return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+			}
+			frame = transport.Seal(frame)
+			if err := conn.Send(frame); err != nil {
+				return err
+			}
+			m.mu.Lock()
+			m.sentBytes += uint64(len(frame))
+			m.mu.Unlock()
+			buf = frame
+		}
+		select {
+		case <-sctx.Done():
+			conn.Close()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return <-recvErr
+		case <-m.work:
+		case <-tick.C:
+			m.maybeRetransmit()
+		}
+	}
+}
+
+func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn) (transport.Position, error) {
+	type result struct {
+		p   transport.Position
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		f, err := conn.Recv()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		typ, body, err := transport.Open(f)
+		if err != nil {
+			ch <- result{err: fmt.Errorf("welcome: %w", err)}
+			return
+		}
+		switch typ {
+		case transport.TypeWelcome:
+			p, err := transport.DecodePosition(body)
+			ch <- result{p: p, err: err}
+		case transport.TypeRefuse:
+			reason, _ := transport.DecodeRefuse(body)
+			ch <- result{err: fmt.Errorf("%w: %s", ErrRefused, reason)}
+		default:
+			ch <- result{err: fmt.Errorf("expected welcome, got frame type %d", typ)}
+		}
+	}()
+	t := time.NewTimer(m.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.p, r.err
+	case <-t.C:
+		conn.Close()
+		return transport.Position{}, fmt.Errorf("no welcome from %s within %s", conn.Peer(), m.cfg.HandshakeTimeout)
+	case <-ctx.Done():
+		conn.Close()
+		return transport.Position{}, ctx.Err()
+	}
+}
+
+// welcome aligns the mover with the secondary's durable position.
+func (m *Mover) welcome(p transport.Position) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.based {
+		// First contact: continue the secondary's numbering. Nothing was sent
+		// yet, so renumbering held record sets is safe.
+		for _, h := range m.held {
+			h.rs.Seq += p.Through[h.ss.ID()]
+		}
+		for _, ss := range m.cfg.Subsystems {
+			m.local[ss.ID()] += p.Through[ss.ID()]
+			m.released[ss.ID()] = p.Through[ss.ID()]
+		}
+		m.cfg.Timer.AtLeast(p.Time)
+		for _, h := range m.held {
+			if h.rs.Lowest() != 0 && h.rs.Lowest() <= p.Time {
+				m.log.Error("primary clock is behind the secondary's consistency time; updates stamped before it would be ignored",
+					"subsystem", h.rs.Subsystem, "lowest", h.rs.Lowest(), "consistency_time", p.Time)
+			}
+		}
+		m.based = true
+	}
+	for _, ss := range m.cfg.Subsystems {
+		if got, want := p.Through[ss.ID()], m.released[ss.ID()]; got < want {
+			return fmt.Errorf("secondary holds subsystem %s only through record set %d, but %d was acknowledged before: the secondary lost journaled data", ss.ID(), got, want)
+		}
+	}
+	m.connected = true
+	m.lastAck = time.Now()
+	// The secondary says what it still holds; only the rest is sent again.
+	for _, ss := range m.cfg.Subsystems {
+		m.received[ss.ID()] = max(p.Through[ss.ID()], p.Received[ss.ID()])
+	}
+	for _, h := range m.held {
+		if h.rs.Seq <= m.received[h.ss.ID()] {
+			h.sent = true
+		}
+	}
+	m.ackLocked(p)
+	return nil
+}
+
+func (m *Mover) receive(conn transport.Conn) error {
+	for {
+		f, err := conn.Recv()
+		if err != nil {
+			return err
+		}
+		typ, body, err := transport.Open(f)
+		if err != nil {
+			m.log.Warn("discarding corrupt frame from secondary", "err", err)
+			continue
+		}
+		switch typ {
+		case transport.TypeAck:
+			p, err := transport.DecodePosition(body)
+			if err != nil {
+				m.log.Warn("discarding malformed ack", "err", err)
+				continue
+			}
+			m.mu.Lock()
+			m.ackLocked(p)
+			m.mu.Unlock()
+		case transport.TypeRefuse:
+			reason, _ := transport.DecodeRefuse(body)
+			return fmt.Errorf("%w: %s", ErrRefused, reason)
+		default:
+			m.log.Warn("ignoring unexpected frame from secondary", "type", typ)
+		}
+	}
+}
+
+func (m *Mover) ackLocked(p transport.Position) {
+	progress := false
+	for name, seq := range p.Received {
+		if seq > m.received[name] {
+			m.received[name] = seq
+			progress = true
+		}
+	}
+	for name, seq := range p.Through {
+		if seq > m.received[name] {
+			m.received[name] = seq
+		}
+	}
+	for _, ss := range m.cfg.Subsystems {
+		m.ahead[ss.ID()] = p.Ahead[ss.ID()]
+	}
+	kept := m.held[:0]
+	for _, h := range m.held {
+		if h.rs.Seq <= p.Through[h.ss.ID()] {
+			h.ss.Sidefile().Release(h.cost)
+			if h.rs.Seq > m.released[h.ss.ID()] {
+				m.released[h.ss.ID()] = h.rs.Seq
+			}
+			progress = true
+			continue
+		}
+		kept = append(kept, h)
+	}
+	clear(m.held[len(kept):])
+	m.held = kept
+	if p.Group > m.acked.Group || p.Time > m.acked.Time {
+		m.acked = p
+		progress = true
+	}
+	if progress {
+		m.lastAck = time.Now()
+		close(m.progress)
+		m.progress = make(chan struct{})
+		select {
+		case m.work <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Mover) unsent() []*held {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*held
+	now := time.Now()
+	var inflight int64
+	for _, h := range m.held {
+		if h.sent && h.rs.Seq > m.received[h.ss.ID()] {
+			inflight += h.cost
+		}
+	}
+	for _, h := range m.held {
+		if !h.sent {
+			if inflight > 0 && inflight+h.cost > m.cfg.Window {
+				break
+			}
+			h.sent, h.everSent, h.sentAt = true, true, now
+			inflight += h.cost
+			out = append(out, h)
+		}
+	}
+	if len(out) > 0 {
+		m.lastSend = time.Now()
+	}
+	return out
+}
+
+// maybeRetransmit resends what the secondary has not accepted when its
+// receipts have stalled: a lost or corrupted frame leaves a gap it waits on.
+func (m *Mover) maybeRetransmit() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	again := false
+	// Fast path: the secondary holds record sets beyond a gap, so the one at
+	// the gap was lost; resend just that one, once it has had time to arrive.
+	fast := max(4*m.cfg.Interval, 5*time.Millisecond)
+	for _, h := range m.held {
+		id := h.ss.ID()
+		if h.sent && m.ahead[id] > m.received[id] && h.rs.Seq == m.received[id]+1 && time.Since(h.sentAt) >= fast {
+			h.sent = false
+			again = true
+		}
+	}
+	if time.Since(m.lastAck) < m.cfg.Retransmit {
+		if again {
+			m.resends++
+			select {
+			case m.work <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	for _, h := range m.held {
+		if h.sent && h.rs.Seq > m.received[h.ss.ID()] && time.Since(h.sentAt) >= m.cfg.Retransmit {
+			h.sent = false
+			again = true
+		}
+	}
+	if !again {
+		return
+	}
+	m.resends++
+	select {
+	case m.work <- struct{}{}:
+	default:
+	}
+}
+
+// Quiesce cuts groups until every update captured so far, and every record
+// set, is acknowledged by the secondary, or ctx ends.
+func (m *Mover) Quiesce(ctx context.Context) error {
+	for {
+		m.Cut()
+		m.mu.Lock()
+		ch := m.progress
+		var pending bool
+		for _, h := range m.held {
+			if len(h.rs.Updates) > 0 {
+				pending = true
+				break
+			}
+		}
+		m.mu.Unlock()
+		if !pending {
+			captured := 0
+			for _, ss := range m.cfg.Subsystems {
+				captured += ss.Sidefile().Stats().Captured
+			}
+			if captured == 0 {
+				return nil
+			}
+			continue
+		}
+		t := time.NewTimer(m.cfg.Interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("quiesce: %w", ctx.Err())
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// Stats is a snapshot for status and metrics.
+type Stats struct {
+	Connected     bool
+	Group         uint64             // last time-interval group formed
+	Acked         transport.Position // the secondary's last acknowledged position
+	HeldSets      int
+	HeldBytes     int64
+	Resends       uint64
+	Connects      uint64
+	BytesSent     uint64
+	LastAckedTime time.Time
+}
+
+// Stats returns a snapshot.
+func (m *Mover) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var b int64
+	for _, h := range m.held {
+		b += h.cost
+	}
+	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: len(m.held), HeldBytes: b,
+		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck}
+}

@@ -1,0 +1,319 @@
+package nbd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+)
+
+// Per-connection bounds on concurrency. 64 requests covers qemu (16), the
+// kernel (up to 128 tags per queue, but it copes with back-pressure) and
+// fio at any sane depth. The byte budget keeps 64 in-flight 32 MiB writes
+// from costing 2 GiB per connection: a request that does not fit waits for
+// earlier ones to finish, except that a lone request always fits.
+const (
+	maxInflight      = 64
+	minInflightBytes = 64 << 20
+)
+
+// request is one decoded transmission request.
+type request struct {
+	flags  uint16
+	typ    uint16
+	cookie uint64
+	off    uint64
+	length uint32
+	buf    *[]byte // WRITE payload, from getBuf
+	weight int64   // bytes charged to the limiter
+}
+
+// transmit serves requests until the client disconnects, breaks the
+// protocol or the server closes the connection. It returns only when every
+// request it dispatched has finished, so no Export call outlives it.
+func (c *conn) transmit() string {
+	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
+	reason, hard := c.readLoop()
+	if hard {
+		// After a protocol violation the stream is out of sync and
+		// nothing we send can be trusted by the client; hang up now
+		// so it notices at once, then let in-flight work drain.
+		c.nc.Close()
+	}
+	c.inflight.Wait()
+	return reason
+}
+
+// readLoop reads requests and dispatches each to its own goroutine. WRITE
+// payloads are read here, in order, because the request stream cannot be
+// parsed past a payload that has not been consumed.
+func (c *conn) readLoop() (reason string, hard bool) {
+	var hdr [requestHeaderLen]byte
+	for {
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return "client closed connection", false
+			}
+			return err.Error(), false
+		}
+		if m := binary.BigEndian.Uint32(hdr[0:]); m != requestMagic {
+			c.log.Warn("nbd: protocol error: bad request magic, closing", "magic", fmt.Sprintf("%#08x", m))
+			return "bad request magic", true
+		}
+		r := &request{
+			flags:  binary.BigEndian.Uint16(hdr[4:]),
+			typ:    binary.BigEndian.Uint16(hdr[6:]),
+			cookie: binary.BigEndian.Uint64(hdr[8:]),
+			off:    binary.BigEndian.Uint64(hdr[16:]),
+			length: binary.BigEndian.Uint32(hdr[24:]),
+		}
+		switch r.typ {
+		case CmdDisc:
+			// The client sends nothing after DISC; anything it
+			// does send is ignored. transmit waits for in-flight
+			// requests before the connection is closed.
+			return "NBD_CMD_DISC", false
+
+		case CmdWrite:
+			if r.length > c.maxReq {
+				// The payload follows the header, so refusing
+				// the write means consuming it. Up to 32 MiB
+				// the spec says not to treat it as an attack:
+				// skip it and fail the request. Beyond that,
+				// reading gigabytes only to discard them is
+				// exactly the denial of service the limit
+				// exists to stop, and without reading them we
+				// cannot find the next header: close.
+				if r.length > DefaultMaxRequest {
+					c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
+						"length", r.length, "max", c.maxReq)
+					return "oversized WRITE", true
+				}
+				if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
+					return err.Error(), false
+				}
+				c.log.Warn("nbd: WRITE over MaxRequest refused", "length", r.length, "max", c.maxReq)
+				c.dispatch(r, func() { c.reply(r.cookie, EINVAL) })
+				continue
+			}
+			r.weight = int64(r.length)
+			c.lim.acquire(r.weight)
+			r.buf = getBuf(int(r.length))
+			if _, err := io.ReadFull(c.br, *r.buf); err != nil {
+				putBuf(r.buf)
+				c.lim.release(r.weight)
+				return "reading WRITE payload: " + err.Error(), false
+			}
+			c.inflight.Add(1)
+			go c.handle(r)
+			continue
+
+		case CmdRead:
+			if r.length <= c.maxReq {
+				r.weight = int64(r.length)
+			}
+		}
+		c.lim.acquire(r.weight)
+		c.inflight.Add(1)
+		go c.handle(r)
+	}
+}
+
+// dispatch runs f as an in-flight request of no weight.
+func (c *conn) dispatch(r *request, f func()) {
+	c.lim.acquire(0)
+	c.inflight.Add(1)
+	go func() {
+		defer c.inflight.Done()
+		defer c.lim.release(0)
+		f()
+	}()
+}
+
+func (c *conn) handle(r *request) {
+	defer c.inflight.Done()
+	defer c.lim.release(r.weight)
+	if r.typ == CmdRead {
+		c.read(r)
+		return
+	}
+	errno := c.exec(r)
+	putBuf(r.buf)
+	c.reply(r.cookie, errno)
+}
+
+func (c *conn) inRange(off uint64, n uint32) bool {
+	return off <= c.size && uint64(n) <= c.size-off
+}
+
+// read serves NBD_CMD_READ. With simple replies the data follows the reply
+// header, so both go out in a single Write from one pooled buffer.
+func (c *conn) read(r *request) {
+	switch {
+	case r.flags&^CmdFlagFUA != 0:
+		// DF needs structured replies; anything else is unknown.
+		c.reply(r.cookie, EINVAL)
+		return
+	case r.length > c.maxReq:
+		c.reply(r.cookie, EINVAL)
+		return
+	case !c.inRange(r.off, r.length):
+		c.reply(r.cookie, EINVAL)
+		return
+	}
+	b := getBuf(replyHeaderLen + int(r.length))
+	defer putBuf(b)
+	if r.length > 0 {
+		if err := c.exp.ReadAt((*b)[replyHeaderLen:], int64(r.off)); err != nil {
+			c.ioError("read", r, err)
+			c.reply(r.cookie, errnoOf(err))
+			return
+		}
+	}
+	putReplyHeader(*b, r.cookie, 0)
+	c.send(*b)
+}
+
+// exec runs every command except READ and returns the reply's error.
+func (c *conn) exec(r *request) Errno {
+	off, n := int64(r.off), int64(r.length)
+	var err error
+	var op string
+	switch r.typ {
+	case CmdWrite:
+		op = "write"
+		switch {
+		case r.flags&^CmdFlagFUA != 0:
+			return EINVAL
+		case c.flags&FlagReadOnly != 0:
+			return EPERM
+		case !c.inRange(r.off, r.length):
+			// The spec asks for ENOSPC on writes past the end
+			// (as qemu-nbd does), EINVAL for reads and trims.
+			return ENOSPC
+		case n == 0:
+			return 0
+		}
+		err = c.exp.WriteAt((*r.buf)[:n], off)
+
+	case CmdFlush:
+		if r.flags&^CmdFlagFUA != 0 {
+			return EINVAL
+		}
+		op = "flush"
+		err = c.exp.Flush()
+
+	case CmdTrim:
+		op = "trim"
+		switch {
+		case r.flags&^CmdFlagFUA != 0:
+			return EINVAL
+		case c.flags&FlagReadOnly != 0:
+			return EPERM
+		case !c.inRange(r.off, r.length):
+			return EINVAL
+		case n == 0:
+			return 0
+		}
+		err = c.exp.Trim(off, n)
+
+	case CmdWriteZeroes:
+		op = "write zeroes"
+		switch {
+		case r.flags&^(CmdFlagFUA|CmdFlagNoHole) != 0:
+			// Includes FAST_ZERO, which we do not advertise.
+			return EINVAL
+		case c.flags&FlagReadOnly != 0:
+			return EPERM
+		case !c.inRange(r.off, r.length):
+			return ENOSPC
+		case n == 0:
+			return 0
+		}
+		// NO_HOLE is passed on implicitly: the Export decides how
+		// zeroes are stored, and must keep them allocated if it
+		// promises writes there cannot fail for lack of space.
+		err = c.exp.WriteZeroes(off, n)
+
+	default:
+		c.log.Warn("nbd: protocol error: unknown command", "type", r.typ, "flags", r.flags)
+		return EINVAL
+	}
+	if err == nil && r.flags&CmdFlagFUA != 0 && r.typ != CmdFlush {
+		// FUA: the data must be durable before the reply. Export has
+		// no per-range sync, so a full Flush does it.
+		op += "+fua"
+		err = c.exp.Flush()
+	}
+	if err != nil {
+		c.ioError(op, r, err)
+		return errnoOf(err)
+	}
+	return 0
+}
+
+func (c *conn) ioError(op string, r *request, err error) {
+	c.log.Warn("nbd: export error", "op", op, "offset", r.off, "length", r.length, "err", err)
+}
+
+func putReplyHeader(b []byte, cookie uint64, errno Errno) {
+	binary.BigEndian.PutUint32(b[0:], replyMagic)
+	binary.BigEndian.PutUint32(b[4:], uint32(errno))
+	binary.BigEndian.PutUint64(b[8:], cookie)
+}
+
+// reply sends a simple reply without data.
+func (c *conn) reply(cookie uint64, errno Errno) {
+	var b [replyHeaderLen]byte
+	putReplyHeader(b[:], cookie, errno)
+	c.send(b[:])
+}
+
+// send writes one whole reply. Replies from concurrent requests must not
+// interleave, hence the mutex. A failed write means the peer is gone or
+// the stream is corrupt: closing the connection stops the reader too.
+func (c *conn) send(b []byte) {
+	c.wmu.Lock()
+	_, err := c.nc.Write(b)
+	c.wmu.Unlock()
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			c.log.Debug("nbd: reply write failed, closing", "err", err)
+		}
+		c.nc.Close()
+	}
+}
+
+// limiter is a counting semaphore weighted by bytes.
+type limiter struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	n      int
+	bytes  int64
+	budget int64
+}
+
+func (l *limiter) init(budget int64) {
+	l.cond.L = &l.mu
+	l.budget = budget
+}
+
+func (l *limiter) acquire(w int64) {
+	l.mu.Lock()
+	for l.n >= maxInflight || (l.n > 0 && l.bytes+w > l.budget) {
+		l.cond.Wait()
+	}
+	l.n++
+	l.bytes += w
+	l.mu.Unlock()
+}
+
+func (l *limiter) release(w int64) {
+	l.mu.Lock()
+	l.n--
+	l.bytes -= w
+	l.mu.Unlock()
+	l.cond.Broadcast()
+}

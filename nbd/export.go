@@ -1,0 +1,45 @@
+package nbd
+
+// Export is one block device served under a name.
+//
+// The server calls its methods concurrently, from many goroutines and many
+// connections at once, so an implementation must be safe for concurrent use.
+// The server has already checked every range against the Size it reported
+// when the connection entered transmission, and never calls a write method
+// on an export that says it is ReadOnly.
+type Export interface {
+	// Size is the size in bytes. It is read once per connection, at the
+	// end of the handshake: the protocol has no way to tell a connected
+	// client that it changed.
+	Size() int64
+	// ReadOnly makes the server advertise NBD_FLAG_READ_ONLY and refuse
+	// writes, trims and zeroing with EPERM.
+	ReadOnly() bool
+	// ReadAt must fill all of p or return an error. Simple replies cannot
+	// report a short read, and the buffer comes from a pool, so bytes it
+	// leaves untouched would leak another request's data.
+	ReadAt(p []byte, off int64) error
+	// WriteAt writes all of p. p is only valid during the call.
+	WriteAt(p []byte, off int64) error
+	// WriteZeroes makes length bytes at off read back as zeroes. The
+	// export decides whether to punch a hole or allocate (the server
+	// passes NBD_CMD_FLAG_NO_HOLE requests here too).
+	WriteZeroes(off, length int64) error
+	// Trim discards length bytes at off; afterwards their contents are
+	// unspecified until rewritten.
+	Trim(off, length int64) error
+	// Flush makes every write completed on ANY connection durable (so
+	// CAN_MULTI_CONN is honest). It is also how FUA is implemented: the
+	// server calls it after the write and before the reply.
+	Flush() error
+}
+
+// Exports resolves export names.
+type Exports interface {
+	// Lookup returns the export called name. The server resolves the
+	// empty name itself (to the only export, when there is exactly one),
+	// so Lookup need not handle it specially.
+	Lookup(name string) (Export, bool)
+	// Names lists every export, in the order NBD_OPT_LIST reports them.
+	Names() []string
+}

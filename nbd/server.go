@@ -1,0 +1,479 @@
+// Package nbd is the primary site's front end: an NBD (Network Block
+// Device) server through which users — qemu, libnbd tools, fio, the Linux
+// kernel — issue the write I/O operations that the replication method
+// timestamps and ships to the secondary site.
+//
+// The package knows nothing of replication. It speaks the protocol of
+// doc/proto.md in the NBD reference implementation (fixed newstyle
+// handshake, simple replies only) and hands every request to an Export; the
+// caller's Export is where writes get ordered, journalled and replicated.
+//
+// Requests on one connection are served concurrently, so a client at queue
+// depth 16 gets 16 requests in the Export at once; replies go back in
+// completion order, matched by the client's cookie ("handle"). Every
+// connection advertises NBD_FLAG_CAN_MULTI_CONN, which is honest only
+// because Export.Flush covers writes completed on every connection.
+//
+// The package also has a small sequential Client, used by tests here and in
+// other packages to drive writes without external tools.
+package nbd
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Server serves Exports over NBD. The zero value with Exports set is ready
+// to use. Its fields must not change once Serve has been called.
+type Server struct {
+	Exports Exports
+	// Logger receives connection open/close at Debug and protocol
+	// violations at Warn. Nil discards.
+	Logger *slog.Logger
+	// MaxRequest is the largest READ or WRITE payload accepted, advertised
+	// as the maximum payload in NBD_INFO_BLOCK_SIZE. Zero means
+	// DefaultMaxRequest (32 MiB); values below 4096 are raised to 4096
+	// because the protocol requires the maximum to be at least the
+	// preferred block size.
+	MaxRequest uint32
+	// Description, if set, gives the human-readable text sent for
+	// NBD_INFO_DESCRIPTION and in NBD_OPT_LIST replies.
+	Description func(name string) string
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	handlers  sync.WaitGroup
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) maxRequest() uint32 {
+	switch {
+	case s.MaxRequest == 0:
+		return DefaultMaxRequest
+	case s.MaxRequest < prefBlock:
+		return prefBlock
+	}
+	return s.MaxRequest
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine. It
+// returns nil once Close has been called (and closes ln itself), or the
+// listener's error if accepting fails for another reason. Serve may be
+// called on several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			// Running out of file descriptors or a connection reset
+			// before accept are transient: back off and keep serving
+			// the connections we have rather than killing the server.
+			if isTransientAcceptError(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("nbd: accept", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go func() {
+			defer s.handlers.Done()
+			defer s.untrack(nc)
+			s.serveConn(nc)
+		}()
+	}
+}
+
+func isTransientAcceptError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM)
+}
+
+// track registers a connection and its handler; false means the server is
+// closed. The WaitGroup is bumped under the same lock Close takes, so Close
+// can never miss a handler that is about to start.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[nc] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Server) untrack(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every connection (in-flight requests see
+// their replies fail) and waits for all handlers. When it returns no Export
+// method is running on behalf of this server, and none will be called.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.handlers.Wait()
+	return nil
+}
+
+// serveConn runs one connection from handshake to close. It never panics on
+// anything the peer sends, and returns once the connection is closed and
+// every request it started has finished.
+func (s *Server) serveConn(nc net.Conn) {
+	log := s.logger().With("remote", nc.RemoteAddr().String())
+	log.Debug("nbd: connection open")
+	c := &conn{
+		s:      s,
+		nc:     nc,
+		br:     bufio.NewReaderSize(nc, 64<<10),
+		log:    log,
+		maxReq: s.maxRequest(),
+	}
+	reason := c.serve()
+	nc.Close()
+	log.Debug("nbd: connection closed", "reason", reason)
+}
+
+// conn is the state of one client connection.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	log    *slog.Logger
+	maxReq uint32
+
+	noZeroes bool
+
+	// Set when transmission starts.
+	name  string
+	exp   Export
+	size  uint64
+	flags uint16
+
+	wmu      sync.Mutex // serialises replies on nc
+	lim      limiter
+	inflight sync.WaitGroup
+}
+
+func (c *conn) serve() string {
+	if err := c.handshake(); err != nil {
+		return err.Error()
+	}
+	c.log = c.log.With("export", c.name)
+	c.log.Debug("nbd: transmission", "size", c.size, "flags", c.flags)
+	return c.transmit()
+}
+
+// errProtocol marks a violation by the client, logged at Warn.
+type errProtocol struct{ msg string }
+
+func (e *errProtocol) Error() string { return e.msg }
+
+func protoErr(format string, args ...any) error {
+	return &errProtocol{fmt.Sprintf(format, args...)}
+}
+
+// errDone ends the handshake without a transmission phase (NBD_OPT_ABORT).
+var errDone = errors.New("client aborted negotiation")
+
+func (c *conn) write(b []byte) error {
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// handshake runs fixed newstyle negotiation until the client picks an
+// export (c.exp is then set) or the session ends (error).
+func (c *conn) handshake() error {
+	var hello [18]byte
+	binary.BigEndian.PutUint64(hello[0:], nbdMagic)
+	binary.BigEndian.PutUint64(hello[8:], optMagic)
+	binary.BigEndian.PutUint16(hello[16:], flagFixedNewstyle|flagNoZeroes)
+	if err := c.write(hello[:]); err != nil {
+		return err
+	}
+	var cf [4]byte
+	if _, err := io.ReadFull(c.br, cf[:]); err != nil {
+		return err
+	}
+	clientFlags := binary.BigEndian.Uint32(cf[:])
+	// The spec says the server MUST drop a client that sets flags it
+	// does not know; a client without C_FIXED_NEWSTYLE is plain newstyle,
+	// which only ever sends NBD_OPT_EXPORT_NAME and is served the same.
+	if clientFlags&^(flagCFixedNewstyle|flagCNoZeroes) != 0 {
+		return c.warn(protoErr("unknown client flags %#x", clientFlags))
+	}
+	c.noZeroes = clientFlags&flagCNoZeroes != 0
+
+	var hdr [16]byte
+	for {
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return err
+		}
+		if m := binary.BigEndian.Uint64(hdr[0:]); m != optMagic {
+			return c.warn(protoErr("bad option magic %#x", m))
+		}
+		opt := binary.BigEndian.Uint32(hdr[8:])
+		n := binary.BigEndian.Uint32(hdr[12:])
+		if n > maxOptionLen {
+			// Reading it would let one client make us buffer
+			// (or skip) gigabytes before we even know who it is.
+			return c.warn(protoErr("option %d data length %d over limit %d", opt, n, maxOptionLen))
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(c.br, data); err != nil {
+			return err
+		}
+		done, err := c.option(opt, data)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+func (c *conn) warn(err error) error {
+	c.log.Warn("nbd: protocol error", "err", err)
+	return err
+}
+
+// option handles one option; done reports that transmission starts.
+func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
+	switch opt {
+	case optExportName:
+		name := string(data)
+		exp, canon, ok := c.lookup(name)
+		if !ok {
+			// NBD_OPT_EXPORT_NAME has no error reply: the spec
+			// says to terminate the session.
+			return false, c.warn(protoErr("NBD_OPT_EXPORT_NAME: unknown export %q", name))
+		}
+		c.start(canon, exp)
+		reply := make([]byte, 10, 10+124)
+		binary.BigEndian.PutUint64(reply[0:], c.size)
+		binary.BigEndian.PutUint16(reply[8:], c.flags)
+		if !c.noZeroes {
+			reply = reply[:10+124]
+		}
+		return true, c.write(reply)
+
+	case optAbort:
+		// The reply is best effort: many clients hang up without
+		// reading it.
+		_ = c.optReply(opt, repAck, nil)
+		return false, errDone
+
+	case optList:
+		if len(data) != 0 {
+			return false, c.optReply(opt, repErrInvalid, []byte("NBD_OPT_LIST takes no data"))
+		}
+		for _, name := range c.s.Exports.Names() {
+			b := make([]byte, 4, 4+len(name))
+			binary.BigEndian.PutUint32(b, uint32(len(name)))
+			b = append(b, name...)
+			b = append(b, c.description(name)...)
+			if err := c.optReply(opt, repServer, b); err != nil {
+				return false, err
+			}
+		}
+		return false, c.optReply(opt, repAck, nil)
+
+	case optInfo, optGo:
+		return c.infoGo(opt, data)
+	}
+	// NBD_OPT_STRUCTURED_REPLY, STARTTLS, meta contexts, extended
+	// headers...: we only do simple replies without TLS, and declining
+	// with ERR_UNSUP is how fixed newstyle lets the client carry on.
+	return false, c.optReply(opt, repErrUnsup, []byte("option not supported"))
+}
+
+// infoGo handles NBD_OPT_INFO and NBD_OPT_GO, which share their format:
+// 32-bit name length, name, 16-bit count, count 16-bit info requests.
+func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
+	if len(data) < 6 {
+		return false, c.optReply(opt, repErrInvalid, []byte("option data too short"))
+	}
+	nameLen := binary.BigEndian.Uint32(data)
+	if uint64(nameLen) > uint64(len(data)-6) {
+		return false, c.optReply(opt, repErrInvalid, []byte("name length beyond option data"))
+	}
+	name := string(data[4 : 4+nameLen])
+	rest := data[4+nameLen:]
+	nreq := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if len(rest) != 2*nreq {
+		return false, c.optReply(opt, repErrInvalid, []byte("info request count does not match option length"))
+	}
+	var wantName, wantDesc bool
+	for i := 0; i < nreq; i++ {
+		switch binary.BigEndian.Uint16(rest[2*i:]) {
+		case infoName:
+			wantName = true
+		case infoDescription:
+			wantDesc = true
+		}
+	}
+	exp, canon, ok := c.lookup(name)
+	if !ok {
+		return false, c.optReply(opt, repErrUnknown, []byte("unknown export: "+name))
+	}
+	size, flags := exportInfo(exp)
+
+	info := make([]byte, 12)
+	binary.BigEndian.PutUint16(info[0:], infoExport)
+	binary.BigEndian.PutUint64(info[2:], size)
+	binary.BigEndian.PutUint16(info[10:], flags)
+	if err := c.optReply(opt, repInfo, info); err != nil {
+		return false, err
+	}
+	if wantName {
+		b := make([]byte, 2, 2+len(canon))
+		binary.BigEndian.PutUint16(b, infoName)
+		if err := c.optReply(opt, repInfo, append(b, canon...)); err != nil {
+			return false, err
+		}
+	}
+	if wantDesc {
+		if d := c.description(canon); d != "" {
+			b := make([]byte, 2, 2+len(d))
+			binary.BigEndian.PutUint16(b, infoDescription)
+			if err := c.optReply(opt, repInfo, append(b, d...)); err != nil {
+				return false, err
+			}
+		}
+	}
+	// Sent even when not asked: the spec allows any number of INFO
+	// replies, and a client that did not ask still benefits from knowing
+	// the maximum payload when MaxRequest is below the 32 MiB default.
+	bs := make([]byte, 14)
+	binary.BigEndian.PutUint16(bs[0:], infoBlockSize)
+	binary.BigEndian.PutUint32(bs[2:], minBlock)
+	binary.BigEndian.PutUint32(bs[6:], prefBlock)
+	binary.BigEndian.PutUint32(bs[10:], c.maxReq)
+	if err := c.optReply(opt, repInfo, bs); err != nil {
+		return false, err
+	}
+	if err := c.optReply(opt, repAck, nil); err != nil {
+		return false, err
+	}
+	if opt == optGo {
+		c.start(canon, exp)
+		return true, nil
+	}
+	return false, nil
+}
+
+// lookup resolves a name; the empty name means the only export, if there
+// is exactly one. canon is the export's real name.
+func (c *conn) lookup(name string) (exp Export, canon string, ok bool) {
+	if name == "" {
+		names := c.s.Exports.Names()
+		if len(names) != 1 {
+			return nil, "", false
+		}
+		name = names[0]
+	}
+	exp, ok = c.s.Exports.Lookup(name)
+	if !ok || exp == nil {
+		return nil, "", false
+	}
+	return exp, name, true
+}
+
+func (c *conn) description(name string) string {
+	if c.s.Description == nil {
+		return ""
+	}
+	return c.s.Description(name)
+}
+
+// exportInfo returns the size and transmission flags advertised for exp.
+func exportInfo(exp Export) (uint64, uint16) {
+	size := exp.Size()
+	if size < 0 {
+		size = 0
+	}
+	flags := uint16(FlagHasFlags | FlagSendFlush | FlagCanMultiConn)
+	if exp.ReadOnly() {
+		flags |= FlagReadOnly
+	} else {
+		flags |= FlagSendFUA | FlagSendTrim | FlagSendWriteZeroes
+	}
+	return uint64(size), flags
+}
+
+func (c *conn) start(name string, exp Export) {
+	c.name, c.exp = name, exp
+	c.size, c.flags = exportInfo(exp)
+}
+
+func (c *conn) optReply(opt, typ uint32, data []byte) error {
+	b := make([]byte, 20+len(data))
+	binary.BigEndian.PutUint64(b[0:], optReplyMagic)
+	binary.BigEndian.PutUint32(b[8:], opt)
+	binary.BigEndian.PutUint32(b[12:], typ)
+	binary.BigEndian.PutUint32(b[16:], uint32(len(data)))
+	copy(b[20:], data)
+	return c.write(b)
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian machine, then runs them
+# all: vet, the race-enabled test suite, and a short fuzzing pass of every
+# decoder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v qemu-io   >/dev/null || need+=(qemu-utils)
+command -v nbdinfo   >/dev/null || need+=(libnbd-bin)
+command -v nbdkit    >/dev/null || need+=(nbdkit)
+command -v fio       >/dev/null || need+=(fio)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v fusermount3 >/dev/null || need+=(fuse3)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+go mod download
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed:"; echo "$unformatted"; exit 1
+fi
+go test -race -timeout 30m ./...
+
+# Every decoder gets a short fuzzing pass on top of its seed corpus.
+fuzztime=${FUZZTIME:-20s}
+while read -r pkg target; do
+  go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$pkg"
+done < <(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . -l | while read -r f; do
+  for t in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
+    echo "$(dirname "$f" | sed 's|^\./||') $t"
+  done
+done)

@@ -1,0 +1,482 @@
+// Package secondary is the secondary processor of the method: it receives the
+// time-interval groups of record sets (step e), forms consistency groups (step
+// f), and shadows them, journaled first, onto the secondary volumes in
+// sequence-consistent order (step g).
+//
+// For each group the order is: append to the journal and fsync; acknowledge to
+// the primary (the record sets are now safe here); apply to the volumes in
+// timestamp order and fsync them; write "applied through group G" to the state
+// file atomically; remove journal segments that are wholly applied. A crash at
+// any point leaves the volumes at a group boundary once Open has replayed the
+// journal.
+//
+// Readers of the secondary volumes (the read-only exports) take a shared lock
+// that applying a group holds exclusively, so a reader never sees half a group.
+package secondary
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"duplex/apply"
+	"duplex/consistency"
+	"duplex/journal"
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// Config configures a Secondary.
+type Config struct {
+	Session    string
+	Subsystems []string
+	Volumes    map[string]*volume.Volume
+	JournalDir string
+	StatePath  string
+	Limits     recordset.Limits
+	// Checkpoint is how often a group without updates is journaled when only
+	// the time advances; in between, the consistency time advances in memory
+	// only. Default 1s.
+	Checkpoint time.Duration
+	// OnApplied, if set, is called after each group is applied, while readers
+	// are still excluded: tests check invariants there.
+	OnApplied func(g *consistency.Group)
+	Logger    *slog.Logger
+}
+
+// Secondary receives, journals and applies.
+type Secondary struct {
+	cfg     Config
+	log     *slog.Logger
+	journal *journal.Journal
+	targets map[string]apply.Target
+
+	view sync.RWMutex // held exclusively while a group is applied
+
+	mu          sync.Mutex // serialises processing of record sets
+	durable     apply.State
+	former      *consistency.Former
+	conn        transport.Conn
+	instance    uint64 // of the primary process whose record sets the former holds
+	lastJournal time.Time
+	stats       Stats
+}
+
+// Stats is a snapshot for status and metrics.
+type Stats struct {
+	Connected       bool
+	Peer            string
+	Group           uint64 // last group journaled and applied
+	Time            int64  // consistency time (may be ahead of the last journaled group when idle)
+	GroupsApplied   uint64
+	UpdatesApplied  uint64
+	BytesApplied    uint64
+	RecordSets      uint64
+	Duplicates      uint64
+	Early           uint64
+	CorruptFrames   uint64
+	Refused         uint64
+	Laggard         string
+	LaggardHorizon  int64
+	JournalBytes    int64
+	LastAppliedWall time.Time
+}
+
+// ErrStopped is returned when the secondary stops because it cannot make a
+// group durable; continuing could acknowledge what is not safe.
+var ErrStopped = errors.New("secondary stopped")
+
+// Open opens the journal and the state file and applies every journaled group
+// after the last applied one, so the volumes are at a group boundary.
+func Open(cfg Config) (*Secondary, error) {
+	if cfg.Checkpoint <= 0 {
+		cfg.Checkpoint = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	st, err := apply.ReadState(cfg.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	if st.Session != "" && st.Session != cfg.Session {
+		return nil, fmt.Errorf("secondary: state %s belongs to session %q, not %q", cfg.StatePath, st.Session, cfg.Session)
+	}
+	st.Session = cfg.Session
+	if st.Through == nil {
+		st.Through = map[string]uint64{}
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	j, err := journal.Open(cfg.JournalDir, journal.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{}}
+	for n, v := range cfg.Volumes {
+		s.targets[n] = v
+	}
+	if err := s.replay(); err != nil {
+		j.Close()
+		return nil, err
+	}
+	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
+	s.stats.Group, s.stats.Time = s.durable.Group, s.durable.Time
+	return s, nil
+}
+
+func (s *Secondary) start() consistency.Start {
+	return consistency.Start{Time: s.durable.Time, Through: maps(s.durable.Through)}
+}
+
+func maps(m map[string]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *Secondary) replay() error {
+	last := s.journal.LastIndex()
+	if last != 0 && last < s.durable.Group {
+		return fmt.Errorf("secondary: journal %s ends at group %d but group %d was applied: journal lost", s.cfg.JournalDir, last, s.durable.Group)
+	}
+	if first := s.journal.FirstIndex(); first > s.durable.Group+1 {
+		return fmt.Errorf("secondary: journal %s starts at group %d, after applied group %d: groups missing", s.cfg.JournalDir, first, s.durable.Group)
+	}
+	replayed := 0
+	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
+		g, session, err := consistency.DecodeGroup(data, s.cfg.Limits)
+		if err != nil {
+			return fmt.Errorf("journal record %d: %w", index, err)
+		}
+		if session != s.cfg.Session || g.Number != index {
+			return fmt.Errorf("journal record %d: group %d of session %q", index, g.Number, session)
+		}
+		if err := s.applyGroup(g); err != nil {
+			return err
+		}
+		replayed++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("secondary: replay: %w", err)
+	}
+	if replayed > 0 {
+		s.log.Info("replayed journal", "groups", replayed, "through", s.durable.Group, "consistency_time", time.Unix(0, s.durable.Time).UTC())
+	}
+	return nil
+}
+
+// applyGroup applies a journaled group and records it in the state file.
+func (s *Secondary) applyGroup(g *consistency.Group) error {
+	s.view.Lock()
+	err := apply.Group(g, s.targets)
+	if err == nil && s.cfg.OnApplied != nil {
+		s.cfg.OnApplied(g)
+	}
+	s.view.Unlock()
+	if err != nil {
+		return err
+	}
+	st := apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through)}
+	if err := apply.WriteState(s.cfg.StatePath, st); err != nil {
+		return err
+	}
+	s.durable = st
+	s.stats.GroupsApplied++
+	s.stats.UpdatesApplied += uint64(len(g.Updates))
+	for _, u := range g.Updates {
+		s.stats.BytesApplied += uint64(len(u.Data))
+	}
+	s.stats.LastAppliedWall = time.Now()
+	if err := s.journal.Release(g.Number); err != nil {
+		return fmt.Errorf("secondary: %w", err)
+	}
+	return nil
+}
+
+// Position returns what the secondary has made durable.
+func (s *Secondary) Position() transport.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
+}
+
+// Run accepts primaries on ln until ctx ends or a group cannot be made durable.
+func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	go func() {
+		<-ctx.Done()
+		s.mu.Lock()
+		if s.conn != nil {
+			s.conn.Close()
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				if c := context.Cause(ctx); !errors.Is(c, context.Canceled) {
+					return c
+				}
+				return nil
+			}
+			var he *transport.HandshakeError
+			if errors.As(err, &he) {
+				s.log.Warn("refused connection", "peer", he.Peer, "err", he.Err)
+				s.mu.Lock()
+				s.stats.Refused++
+				s.mu.Unlock()
+				continue
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.serve(conn); errors.Is(err, ErrStopped) {
+				s.log.Error("stopping", "err", err)
+				cancel(err)
+			}
+		}()
+	}
+}
+
+func (s *Secondary) refuse(conn transport.Conn, reason string) error {
+	s.log.Warn("refusing primary", "peer", conn.Peer(), "reason", reason)
+	s.mu.Lock()
+	s.stats.Refused++
+	s.mu.Unlock()
+	conn.Send(transport.EncodeRefuse(reason))
+	conn.Close()
+	return errors.New(reason)
+}
+
+func (s *Secondary) serve(conn transport.Conn) error {
+	defer conn.Close()
+	hello, err := s.awaitHello(conn)
+	if err != nil {
+		s.log.Warn("bad hello", "peer", conn.Peer(), "err", err)
+		return err
+	}
+	if hello.Session != s.cfg.Session {
+		return s.refuse(conn, fmt.Sprintf("session %q is not this secondary's session %q", hello.Session, s.cfg.Session))
+	}
+	if !sameSet(hello.Subsystems, s.cfg.Subsystems) {
+		return s.refuse(conn, fmt.Sprintf("primary subsystems %v differ from the secondary's %v", hello.Subsystems, s.cfg.Subsystems))
+	}
+
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.conn = conn
+	// The same primary process reconnecting still holds everything not yet
+	// journaled here, so what was received stays and it resends only beyond
+	// it. A new primary process starts from what is journaled.
+	if hello.Instance == 0 || hello.Instance != s.instance {
+		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, s.start())
+		s.instance = hello.Instance
+	}
+	pos := transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through), Received: s.former.Received()}
+	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
+	s.stats.Connected, s.stats.Peer = true, conn.Peer()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.log.Info("primary linked", "peer", conn.Peer(), "group", pos.Group)
+	defer func() {
+		s.mu.Lock()
+		if s.conn == conn {
+			s.conn = nil
+			s.stats.Connected = false
+		}
+		s.mu.Unlock()
+	}()
+
+	for {
+		f, err := conn.Recv()
+		if err != nil {
+			return err
+		}
+		typ, body, err := transport.Open(f)
+		if err != nil {
+			s.countCorrupt(conn, err)
+			continue
+		}
+		if typ != transport.TypeRecordSet {
+			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
+			continue
+		}
+		rs, err := recordset.Decode(body, s.cfg.Limits)
+		if err != nil {
+			s.countCorrupt(conn, err)
+			continue
+		}
+		if err := s.receive(conn, rs); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Secondary) countCorrupt(conn transport.Conn, err error) {
+	s.log.Warn("discarding corrupt frame", "peer", conn.Peer(), "err", err)
+	s.mu.Lock()
+	s.stats.CorruptFrames++
+	s.mu.Unlock()
+}
+
+var errReplaced = errors.New("connection replaced by a newer one")
+
+func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != conn {
+		return errReplaced
+	}
+	out, err := s.former.Add(rs)
+	if err != nil {
+		s.log.Warn("discarding record set", "err", err)
+		return nil
+	}
+	s.stats.RecordSets++
+	switch out {
+	case consistency.Duplicate:
+		s.stats.Duplicates++
+	case consistency.Early, consistency.Dropped:
+		s.stats.Early++
+	}
+	defer s.receipt(conn)
+	for {
+		g, ok := s.former.Form()
+		if !ok {
+			return nil
+		}
+		s.stats.Time = g.Time
+		if len(g.Updates) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
+			continue
+		}
+		if err := s.commit(conn, g); err != nil {
+			return fmt.Errorf("%w: %v", ErrStopped, err)
+		}
+	}
+}
+
+// receipt tells the primary what arrived in order, so that it retransmits
+// only what is missing, and that the link carries its record sets.
+func (s *Secondary) receipt(conn transport.Conn) {
+	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
+		Group: s.durable.Group, Time: s.former.Time(), Through: maps(s.durable.Through), Received: s.former.Received(), Ahead: s.former.Ahead()}))
+}
+
+// commit journals, acknowledges and applies one group. Called with s.mu held.
+func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
+	g.Number = s.durable.Group + 1
+	data, err := consistency.EncodeGroup(nil, s.cfg.Session, g)
+	if err != nil {
+		return err
+	}
+	if err := s.journal.Append(g.Number, data); err != nil {
+		return fmt.Errorf("journal group %d: %w", g.Number, err)
+	}
+	if err := s.journal.Sync(); err != nil {
+		return fmt.Errorf("journal group %d: %w", g.Number, err)
+	}
+	s.lastJournal = time.Now()
+	// Journaled is safe: acknowledge before applying so the primary can release
+	// its sidefile while the volumes are written.
+	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received()}))
+	if err := s.applyGroup(g); err != nil {
+		return err
+	}
+	s.stats.Group = g.Number
+	return nil
+}
+
+func (s *Secondary) awaitHello(conn transport.Conn) (transport.Hello, error) {
+	type result struct {
+		h   transport.Hello
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		f, err := conn.Recv()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		typ, body, err := transport.Open(f)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		if typ != transport.TypeHello {
+			ch <- result{err: fmt.Errorf("expected hello, got frame type %d", typ)}
+			return
+		}
+		h, err := transport.DecodeHello(body)
+		ch <- result{h: h, err: err}
+	}()
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.h, r.err
+	case <-t.C:
+		conn.Close()
+		return transport.Hello{}, errors.New("no hello within 10s")
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// Stats returns a snapshot.
+func (s *Secondary) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Laggard, st.LaggardHorizon = s.former.Laggard()
+	st.JournalBytes = s.journal.Bytes()
+	if st.Time < s.durable.Time {
+		st.Time = s.durable.Time
+	}
+	return st
+}
+
+// ReadAt reads a secondary volume at a group boundary.
+func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
+	v, ok := s.cfg.Volumes[vol]
+	if !ok {
+		return fmt.Errorf("secondary: no volume %q", vol)
+	}
+	s.view.RLock()
+	defer s.view.RUnlock()
+	return v.ReadAt(p, off)
+}
+
+// Close closes the journal. The volumes belong to the caller.
+func (s *Secondary) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.journal.Close()
+}

@@ -1,0 +1,164 @@
+// Package subsystem is the write path of the primary storage subsystem: step (a)
+// of the method, time stamping each write I/O operation, and the capture of its
+// update into the sidefile of step (b).
+//
+// A write reserves sidefile space (waiting if it is full), then, under one
+// ordering lock, takes its timestamp from the site's common timer and appends
+// its update to the sidefile, so sidefile order is timestamp order. The data
+// mover drains the sidefile under the same lock and takes the subsystem's
+// horizon there: every write stamped at or before the horizon is in what it
+// drained, and every later write will carry a later stamp.
+//
+// Only then does the write reach the primary volume. Two in-flight writes that
+// overlap land on the volume in timestamp order (the later one waits for the
+// earlier), so the primary and the secondary agree on which one won.
+package subsystem
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"duplex/recordset"
+	"duplex/sidefile"
+	"duplex/timer"
+	"duplex/volume"
+)
+
+// Subsystem is a group of volumes that share one sidefile and one update
+// sequence-number space.
+type Subsystem struct {
+	id      string
+	timer   *timer.Timer
+	side    *sidefile.Sidefile
+	volumes map[string]*volume.Volume
+	names   []string
+
+	mu       sync.Mutex // the ordering lock
+	inflight []*inflight
+}
+
+type inflight struct {
+	volume     string
+	start, end int64
+	done       chan struct{}
+}
+
+// New returns a subsystem over the given volumes.
+func New(id string, t *timer.Timer, side *sidefile.Sidefile, volumes map[string]*volume.Volume, order []string) *Subsystem {
+	return &Subsystem{id: id, timer: t, side: side, volumes: volumes, names: order}
+}
+
+// ID returns the subsystem id.
+func (s *Subsystem) ID() string { return s.id }
+
+// Sidefile returns the subsystem's sidefile.
+func (s *Subsystem) Sidefile() *sidefile.Sidefile { return s.side }
+
+// Volume returns a volume by name.
+func (s *Subsystem) Volume(name string) (*volume.Volume, bool) {
+	v, ok := s.volumes[name]
+	return v, ok
+}
+
+// VolumeNames returns the subsystem's volume names in configuration order.
+func (s *Subsystem) VolumeNames() []string { return s.names }
+
+// Write stamps, captures and performs a write. It returns once the update is in
+// the sidefile and the data is on the primary volume: that is when it may be
+// acknowledged. data is copied; the caller may reuse it.
+func (s *Subsystem) Write(ctx context.Context, vol string, data []byte, off int64) error {
+	buf := make([]byte, len(data))
+	copy(buf, data)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off)
+}
+
+// WriteZeroes makes a range read back as zeroes, replicated like a write.
+func (s *Subsystem) WriteZeroes(ctx context.Context, vol string, off, length int64) error {
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off)
+}
+
+// Trim discards a range, replicated like a write.
+func (s *Subsystem) Trim(ctx context.Context, vol string, off, length int64) error {
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindTrim, Length: uint64(length)}, off)
+}
+
+// Flush makes every completed write to vol durable on the primary volume.
+func (s *Subsystem) Flush(vol string) error {
+	v, ok := s.volumes[vol]
+	if !ok {
+		return fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
+	}
+	return v.Flush()
+}
+
+func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) error {
+	v, ok := s.volumes[u.Volume]
+	if !ok {
+		return fmt.Errorf("subsystem %s: no volume %q", s.id, u.Volume)
+	}
+	// Refuse a bad range before it is captured: the secondary must never receive
+	// an update the primary could not perform.
+	if off < 0 || int64(u.Length) > v.Size() || off > v.Size()-int64(u.Length) {
+		return fmt.Errorf("subsystem %s: volume %s: [%d, +%d) of %d bytes: %w", s.id, u.Volume, off, u.Length, v.Size(), volume.ErrOutOfRange)
+	}
+	u.Offset = uint64(off)
+	if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
+		return fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+
+	me := &inflight{volume: u.Volume, start: off, end: off + int64(u.Length), done: make(chan struct{})}
+	var before []chan struct{}
+	s.mu.Lock()
+	u.Timestamp = s.timer.Now()
+	s.side.Append(u)
+	for _, f := range s.inflight {
+		if f.volume == me.volume && f.start < me.end && me.start < f.end {
+			before = append(before, f.done)
+		}
+	}
+	s.inflight = append(s.inflight, me)
+	s.mu.Unlock()
+
+	// An earlier overlapping write must reach the volume first. Its outcome does
+	// not matter here: it finishes (successfully or not) before we go on.
+	for _, ch := range before {
+		<-ch
+	}
+	var err error
+	switch u.Kind {
+	case recordset.KindWrite:
+		err = v.WriteAt(u.Data, off)
+	case recordset.KindZeroes:
+		err = v.WriteZeroes(off, int64(u.Length))
+	case recordset.KindTrim:
+		err = v.Trim(off, int64(u.Length))
+	}
+	s.mu.Lock()
+	for i, f := range s.inflight {
+		if f == me {
+			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	close(me.done)
+	if err != nil {
+		// The update is already captured and will be replicated; a failed write
+		// leaves the range undefined on the primary, which the block protocol
+		// allows, and the secondary then holds the intended data.
+		return fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// Drain hands the data mover every captured update and the subsystem's
+// horizon: no update captured later has a timestamp at or below it.
+func (s *Subsystem) Drain() (updates []recordset.Update, horizon int64, readTime time.Time) {
+	s.mu.Lock()
+	updates = s.side.Drain()
+	horizon = s.timer.Now()
+	s.mu.Unlock()
+	return updates, horizon, time.Now()
+}

@@ -1,0 +1,255 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Faults are the misbehaviours of an in-memory link, as probabilities per frame
+// sent (0 to 1). They apply in both directions.
+type Faults struct {
+	Drop       float64
+	Duplicate  float64
+	Reorder    float64 // deliver this frame before the one queued ahead of it
+	Corrupt    float64 // flip one byte
+	Disconnect float64 // close the connection instead of sending
+	MaxDelay   time.Duration
+}
+
+// MemNetwork is an in-memory link: a Dialer for the primary and a Listener for
+// the secondary, with settable faults.
+type MemNetwork struct {
+	mu      sync.Mutex
+	faults  Faults
+	rng     *rand.Rand
+	accept  chan *memConn
+	closed  chan struct{}
+	once    sync.Once
+	stats   MemStats
+	current []*memConn
+}
+
+// MemStats counts the faults injected.
+type MemStats struct {
+	Frames, Dropped, Duplicated, Reordered, Corrupted, Disconnects uint64
+}
+
+// NewMemNetwork returns an in-memory link; seed makes its faults repeatable.
+func NewMemNetwork(seed uint64, f Faults) *MemNetwork {
+	return &MemNetwork{faults: f, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), accept: make(chan *memConn), closed: make(chan struct{})}
+}
+
+// SetFaults changes the faults from now on.
+func (n *MemNetwork) SetFaults(f Faults) {
+	n.mu.Lock()
+	n.faults = f
+	n.mu.Unlock()
+}
+
+// Stats returns the fault counters.
+func (n *MemNetwork) Stats() MemStats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stats
+}
+
+// Cut closes every open connection, as a link failure would.
+func (n *MemNetwork) Cut() {
+	n.mu.Lock()
+	conns := n.current
+	n.current = nil
+	n.stats.Disconnects++
+	n.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Dial connects to the listener side.
+func (n *MemNetwork) Dial(ctx context.Context) (Conn, error) {
+	a, b := newMemPair(n)
+	select {
+	case n.accept <- b:
+		n.mu.Lock()
+		n.current = append(n.current, a)
+		n.mu.Unlock()
+		return a, nil
+	case <-n.closed:
+		return nil, fmt.Errorf("mem dial: %w", ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Accept returns the next dialled connection.
+func (n *MemNetwork) Accept(ctx context.Context) (Conn, error) {
+	select {
+	case c := <-n.accept:
+		return c, nil
+	case <-n.closed:
+		return nil, fmt.Errorf("mem accept: %w", ErrClosed)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the listener; open connections stay until closed.
+func (n *MemNetwork) Close() error {
+	n.once.Do(func() { close(n.closed) })
+	return nil
+}
+
+// Addr names the listener.
+func (n *MemNetwork) Addr() string { return "mem" }
+
+type queued struct {
+	frame []byte
+	at    time.Time
+}
+
+type memQueue struct {
+	mu     sync.Mutex
+	items  []queued
+	signal chan struct{}
+	closed bool
+}
+
+type memConn struct {
+	net    *MemNetwork
+	in     *memQueue
+	out    *memQueue
+	name   string
+	closer func()
+}
+
+func newMemPair(n *MemNetwork) (*memConn, *memConn) {
+	q1 := &memQueue{signal: make(chan struct{}, 1)}
+	q2 := &memQueue{signal: make(chan struct{}, 1)}
+	var once sync.Once
+	closer := func() {
+		once.Do(func() {
+			for _, q := range []*memQueue{q1, q2} {
+				q.mu.Lock()
+				q.closed = true
+				q.mu.Unlock()
+				select {
+				case q.signal <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+	return &memConn{net: n, in: q1, out: q2, name: "mem-secondary", closer: closer},
+		&memConn{net: n, in: q2, out: q1, name: "mem-primary", closer: closer}
+}
+
+func (c *memConn) Peer() string { return c.name }
+
+func (c *memConn) Close() error {
+	c.closer()
+	return nil
+}
+
+func (c *memConn) Send(frame []byte) error {
+	n := c.net
+	n.mu.Lock()
+	f := n.faults
+	roll := func(p float64) bool { return p > 0 && n.rng.Float64() < p }
+	n.stats.Frames++
+	disconnect, drop, dup, reorder, corrupt := roll(f.Disconnect), roll(f.Drop), roll(f.Duplicate), roll(f.Reorder), roll(f.Corrupt)
+	var delay time.Duration
+	if f.MaxDelay > 0 {
+		delay = time.Duration(n.rng.Int64N(int64(f.MaxDelay)))
+	}
+	corruptAt := 0
+	if len(frame) > 0 {
+		corruptAt = n.rng.IntN(len(frame))
+	}
+	corruptBit := byte(1) << n.rng.IntN(8)
+	switch {
+	case disconnect:
+		n.stats.Disconnects++
+	case drop:
+		n.stats.Dropped++
+	}
+	if dup {
+		n.stats.Duplicated++
+	}
+	if reorder {
+		n.stats.Reordered++
+	}
+	if corrupt {
+		n.stats.Corrupted++
+	}
+	n.mu.Unlock()
+
+	if disconnect {
+		c.Close()
+		return fmt.Errorf("mem send: injected disconnect: %w", ErrClosed)
+	}
+	q := c.out
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return fmt.Errorf("mem send: %w", ErrClosed)
+	}
+	if drop {
+		return nil // the sender cannot tell, as with a lost packet on a broken path
+	}
+	cp := append([]byte(nil), frame...)
+	if corrupt {
+		cp[corruptAt] ^= corruptBit
+	}
+	item := queued{frame: cp, at: time.Now().Add(delay)}
+	if reorder && len(q.items) > 0 {
+		last := len(q.items) - 1
+		q.items = append(q.items, q.items[last])
+		q.items[last] = item
+	} else {
+		q.items = append(q.items, item)
+	}
+	if dup {
+		q.items = append(q.items, queued{frame: append([]byte(nil), cp...), at: item.at})
+	}
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *memConn) Recv() ([]byte, error) {
+	q := c.in
+	for {
+		q.mu.Lock()
+		if q.closed {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("mem recv: %w", ErrClosed)
+		}
+		var wait time.Duration = -1
+		if len(q.items) > 0 {
+			head := q.items[0]
+			if d := time.Until(head.at); d > 0 {
+				wait = d
+			} else {
+				q.items = q.items[1:]
+				q.mu.Unlock()
+				return head.frame, nil
+			}
+		}
+		q.mu.Unlock()
+		if wait >= 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-q.signal:
+			case <-t.C:
+			}
+			t.Stop()
+		} else {
+			<-q.signal
+		}
+	}
+}

@@ -1,0 +1,222 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+)
+
+// Message types. Part of the wire format: never renumber.
+const (
+	TypeHello     byte = 1 // primary → secondary, first on a connection
+	TypeWelcome   byte = 2 // secondary → primary, answer to Hello
+	TypeRecordSet byte = 3 // primary → secondary, one encoded record set
+	TypeAck       byte = 4 // secondary → primary, cumulative
+	TypeRefuse    byte = 5 // secondary → primary, then it closes
+)
+
+// A frame is: u8 type, body, u32 CRC-32C of type and body (big-endian).
+const frameOverhead = 5
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt is returned for a frame whose CRC does not match or whose body is
+// malformed.
+var ErrCorrupt = errors.New("transport: corrupt frame")
+
+// Hello opens a session on a connection.
+type Hello struct {
+	Session    string
+	Subsystems []string
+	// Instance is random per primary process. A secondary that sees the same
+	// instance reconnect keeps what it received but has not yet journaled.
+	Instance uint64
+}
+
+// Position is what the secondary has made durable: the journaled consistency
+// group, its consistency time, and per subsystem the last record-set sequence
+// number all of whose updates are journaled.
+type Position struct {
+	Group   uint64
+	Time    int64
+	Through map[string]uint64
+	// Received is, per subsystem, the last record-set sequence number accepted
+	// in order (not yet necessarily journaled). The primary retransmits only
+	// what lies beyond it.
+	Received map[string]uint64
+	// Ahead is, per subsystem, the highest sequence number held while waiting
+	// for a gap before it to fill: the primary resends the missing one at once.
+	Ahead map[string]uint64
+}
+
+// Welcome and Ack both carry a Position.
+type Welcome = Position
+
+// Ack acknowledges, cumulatively, everything up to Position.
+type Ack = Position
+
+// Frame builds a frame of type typ around body.
+func Frame(typ byte, body []byte) []byte {
+	f := make([]byte, 0, len(body)+frameOverhead)
+	f = append(f, typ)
+	f = append(f, body...)
+	return Seal(f)
+}
+
+// Seal appends the CRC to a frame that holds its type byte and body, so that a
+// large body can be encoded in place after the type byte without another copy.
+func Seal(f []byte) []byte {
+	return binary.BigEndian.AppendUint32(f, crc32.Checksum(f, castagnoli))
+}
+
+// Open checks a frame's CRC and returns its type and body (aliasing f).
+func Open(f []byte) (byte, []byte, error) {
+	if len(f) < frameOverhead {
+		return 0, nil, fmt.Errorf("frame of %d bytes: %w", len(f), ErrCorrupt)
+	}
+	n := len(f) - 4
+	if crc32.Checksum(f[:n], castagnoli) != binary.BigEndian.Uint32(f[n:]) {
+		return 0, nil, fmt.Errorf("frame type %d: CRC mismatch: %w", f[0], ErrCorrupt)
+	}
+	return f[0], f[1:n], nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) need(n int) bool {
+	if r.err != nil {
+		return false
+	}
+	if len(r.b) < n {
+		r.err = fmt.Errorf("body truncated: %w", ErrCorrupt)
+		return false
+	}
+	return true
+}
+
+func (r *reader) u16() uint16 {
+	if !r.need(2) {
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *reader) u64() uint64 {
+	if !r.need(8) {
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
+	return v
+}
+
+func (r *reader) str() string {
+	n := int(r.u16())
+	if !r.need(n) {
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *reader) done() error {
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("%d trailing bytes: %w", len(r.b), ErrCorrupt)
+	}
+	return r.err
+}
+
+// EncodeHello returns a Hello frame.
+func EncodeHello(h Hello) []byte {
+	b := appendString(nil, h.Session)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Subsystems)))
+	for _, s := range h.Subsystems {
+		b = appendString(b, s)
+	}
+	b = binary.BigEndian.AppendUint64(b, h.Instance)
+	return Frame(TypeHello, b)
+}
+
+// DecodeHello parses a Hello body.
+func DecodeHello(body []byte) (Hello, error) {
+	r := &reader{b: body}
+	h := Hello{Session: r.str()}
+	n := int(r.u16())
+	for i := 0; i < n && r.err == nil; i++ {
+		h.Subsystems = append(h.Subsystems, r.str())
+	}
+	h.Instance = r.u64()
+	return h, r.done()
+}
+
+// EncodePosition returns a Welcome or Ack frame.
+func EncodePosition(typ byte, p Position) []byte {
+	b := binary.BigEndian.AppendUint64(nil, p.Group)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
+	b = appendTable(b, p.Through)
+	b = appendTable(b, p.Received)
+	b = appendTable(b, p.Ahead)
+	return Frame(typ, b)
+}
+
+func appendTable(b []byte, m map[string]uint64) []byte {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(names)))
+	for _, n := range names {
+		b = appendString(b, n)
+		b = binary.BigEndian.AppendUint64(b, m[n])
+	}
+	return b
+}
+
+func (r *reader) table() map[string]uint64 {
+	m := map[string]uint64{}
+	n := int(r.u16())
+	for i := 0; i < n && r.err == nil; i++ {
+		name := r.str()
+		m[name] = r.u64()
+	}
+	return m
+}
+
+// DecodePosition parses a Welcome or Ack body.
+func DecodePosition(body []byte) (Position, error) {
+	r := &reader{b: body}
+	p := Position{Group: r.u64(), Time: int64(r.u64())}
+	p.Through = r.table()
+	p.Received = r.table()
+	p.Ahead = r.table()
+	return p, r.done()
+}
+
+// EncodeRefuse returns a Refuse frame carrying a reason.
+func EncodeRefuse(reason string) []byte {
+	if len(reason) > 1024 {
+		reason = reason[:1024]
+	}
+	return Frame(TypeRefuse, appendString(nil, reason))
+}
+
+// DecodeRefuse parses a Refuse body.
+func DecodeRefuse(body []byte) (string, error) {
+	r := &reader{b: body}
+	s := r.str()
+	return s, r.done()
+}

@@ -1,0 +1,155 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// DefaultMaxFrame bounds a TCP frame, so a corrupt length never makes the
+// receiver allocate without limit.
+const DefaultMaxFrame = 256 << 20
+
+// TCPDialer dials the secondary over TCP, with TLS when TLS is set.
+type TCPDialer struct {
+	Addr     string
+	TLS      *tls.Config
+	MaxFrame int
+	Timeout  time.Duration // connect and handshake; default 10s
+}
+
+// Dial connects once; the mover retries with backoff.
+func (d *TCPDialer) Dial(ctx context.Context) (Conn, error) {
+	timeout := d.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	nd := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+	c, err := nd.DialContext(ctx, "tcp", d.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", d.Addr, err)
+	}
+	if d.TLS != nil {
+		tc := tls.Client(c, d.TLS)
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := tc.HandshakeContext(hctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("dial %s: TLS handshake: %w", d.Addr, err)
+		}
+		c = tc
+	}
+	return newTCPConn(c, d.MaxFrame), nil
+}
+
+// TCPListener accepts primaries over TCP, with TLS when TLS is set.
+type TCPListener struct {
+	ln       net.Listener
+	tls      *tls.Config
+	maxFrame int
+}
+
+// ListenTCP listens on addr.
+func ListenTCP(addr string, tlsConf *tls.Config, maxFrame int) (*TCPListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return &TCPListener{ln: ln, tls: tlsConf, maxFrame: maxFrame}, nil
+}
+
+// Accept waits for the next connection; with TLS, it completes the handshake.
+// A failed TLS handshake is returned as an error wrapping *HandshakeError so the
+// caller can log it and keep accepting.
+func (l *TCPListener) Accept(ctx context.Context) (Conn, error) {
+	stop := context.AfterFunc(ctx, func() { l.ln.Close() })
+	defer stop()
+	c, err := l.ln.Accept()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("accept %s: %w", l.ln.Addr(), err)
+	}
+	if l.tls != nil {
+		tc := tls.Server(c, l.tls)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := tc.HandshakeContext(hctx); err != nil {
+			c.Close()
+			return nil, &HandshakeError{Peer: c.RemoteAddr().String(), Err: err}
+		}
+		c = tc
+	}
+	return newTCPConn(c, l.maxFrame), nil
+}
+
+// HandshakeError is a TLS handshake that failed with one peer.
+type HandshakeError struct {
+	Peer string
+	Err  error
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("TLS handshake with %s: %v", e.Peer, e.Err)
+}
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// Close stops listening.
+func (l *TCPListener) Close() error { return l.ln.Close() }
+
+// Addr is the listening address.
+func (l *TCPListener) Addr() string { return l.ln.Addr().String() }
+
+type tcpConn struct {
+	c        net.Conn
+	maxFrame int
+	wmu      sync.Mutex
+	hdr      [4]byte
+	rhdr     [4]byte
+}
+
+func newTCPConn(c net.Conn, maxFrame int) *tcpConn {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	return &tcpConn{c: c, maxFrame: maxFrame}
+}
+
+func (t *tcpConn) Peer() string { return t.c.RemoteAddr().String() }
+
+func (t *tcpConn) Close() error { return t.c.Close() }
+
+func (t *tcpConn) Send(frame []byte) error {
+	if len(frame) > t.maxFrame {
+		return fmt.Errorf("send %d bytes to %s: %w", len(frame), t.Peer(), ErrFrameTooLarge)
+	}
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	binary.BigEndian.PutUint32(t.hdr[:], uint32(len(frame)))
+	bufs := net.Buffers{t.hdr[:], frame}
+	if _, err := bufs.WriteTo(t.c); err != nil {
+		return fmt.Errorf("send to %s: %w", t.Peer(), err)
+	}
+	return nil
+}
+
+func (t *tcpConn) Recv() ([]byte, error) {
+	if _, err := io.ReadFull(t.c, t.rhdr[:]); err != nil {
+		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
+	}
+	n := binary.BigEndian.Uint32(t.rhdr[:])
+	if int64(n) > int64(t.maxFrame) {
+		return nil, fmt.Errorf("recv %d bytes from %s: %w", n, t.Peer(), ErrFrameTooLarge)
+	}
+	f := make([]byte, n)
+	if _, err := io.ReadFull(t.c, f); err != nil {
+		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
+	}
+	return f, nil
+}

@@ -1,0 +1,158 @@
+// Package volume is a block device image kept in a regular file: the storage
+// devices of the primary and the secondary storage subsystems of the method.
+//
+// Every request is bounds-checked against the volume's size, so a request that
+// reaches past the end is an error, never a short write that leaves half an
+// update on disk. Trim and WriteZeroes punch holes, so a discarded range costs
+// no space and reads back as zeroes.
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+)
+
+// ErrOutOfRange is returned for a request that does not lie inside the volume.
+var ErrOutOfRange = errors.New("request out of range")
+
+// Linux fallocate modes (not exported by package syscall).
+const (
+	fallocKeepSize  = 0x01
+	fallocPunchHole = 0x02
+)
+
+// Volume is an open image file of a fixed size. It is safe for concurrent use:
+// requests are positioned reads and writes.
+type Volume struct {
+	path string
+	f    *os.File
+	size int64
+}
+
+// Open opens the image at path, creating it with the given size if it does not
+// exist. An existing image must have exactly that size: silently growing or
+// cutting a volume would hide a configuration mistake.
+func Open(path string, size int64) (*Volume, error) {
+	if size <= 0 {
+		return nil, fmt.Errorf("volume %s: size %d must be positive", path, size)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	}
+	switch st.Size() {
+	case size:
+	case 0:
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("volume %s: set size: %w", path, err)
+		}
+	default:
+		f.Close()
+		return nil, fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, st.Size(), size)
+	}
+	return &Volume{path: path, f: f, size: size}, nil
+}
+
+// Path returns the image file's path.
+func (v *Volume) Path() string { return v.path }
+
+// Size returns the volume size in bytes.
+func (v *Volume) Size() int64 { return v.size }
+
+func (v *Volume) check(off, length int64) error {
+	if off < 0 || length < 0 || off > v.size || length > v.size-off {
+		return fmt.Errorf("volume %s: [%d, +%d) of %d bytes: %w", v.path, off, length, v.size, ErrOutOfRange)
+	}
+	return nil
+}
+
+// ReadAt fills p from off.
+func (v *Volume) ReadAt(p []byte, off int64) error {
+	if err := v.check(off, int64(len(p))); err != nil {
+		return err
+	}
+	n, err := v.f.ReadAt(p, off)
+	if err == io.EOF && n == len(p) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("volume %s: read %d at %d: %w", v.path, len(p), off, err)
+	}
+	return nil
+}
+
+// WriteAt writes all of p at off.
+func (v *Volume) WriteAt(p []byte, off int64) error {
+	if err := v.check(off, int64(len(p))); err != nil {
+		return err
+	}
+	if _, err := v.f.WriteAt(p, off); err != nil {
+		return fmt.Errorf("volume %s: write %d at %d: %w", v.path, len(p), off, err)
+	}
+	return nil
+}
+
+// Trim discards a range; it reads back as zeroes.
+func (v *Volume) Trim(off, length int64) error {
+	if err := v.check(off, length); err != nil {
+		return err
+	}
+	return v.punch(off, length)
+}
+
+// WriteZeroes makes a range read back as zeroes.
+func (v *Volume) WriteZeroes(off, length int64) error {
+	if err := v.check(off, length); err != nil {
+		return err
+	}
+	return v.punch(off, length)
+}
+
+func (v *Volume) punch(off, length int64) error {
+	if length == 0 {
+		return nil
+	}
+	err := syscall.Fallocate(int(v.f.Fd()), fallocPunchHole|fallocKeepSize, off, length)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, syscall.EOPNOTSUPP) {
+		return fmt.Errorf("volume %s: punch hole [%d, +%d): %w", v.path, off, length, err)
+	}
+	// A file system without hole punching still has to read back zeroes.
+	zero := make([]byte, min(length, 1<<20))
+	for length > 0 {
+		n := min(length, int64(len(zero)))
+		if _, err := v.f.WriteAt(zero[:n], off); err != nil {
+			return fmt.Errorf("volume %s: zero [%d, +%d): %w", v.path, off, n, err)
+		}
+		off += n
+		length -= n
+	}
+	return nil
+}
+
+// Flush makes every completed write durable.
+func (v *Volume) Flush() error {
+	if err := v.f.Sync(); err != nil {
+		return fmt.Errorf("volume %s: fsync: %w", v.path, err)
+	}
+	return nil
+}
+
+// Close closes the image file.
+func (v *Volume) Close() error {
+	if err := v.f.Close(); err != nil {
+		return fmt.Errorf("volume %s: %w", v.path, err)
+	}
+	return nil
+}
