@@ -17,10 +17,10 @@ package mover
 
 import (
 	"context"
-	"math/rand/v2"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -52,9 +52,9 @@ type Config struct {
 }
 
 type held struct {
-	ss   *subsystem.Subsystem
-	rs   *recordset.RecordSet
-	cost   int64
+	ss       *subsystem.Subsystem
+	rs       *recordset.RecordSet
+	cost     int64
 	sent     bool
 	everSent bool
 	sentAt   time.Time
