@@ -143,21 +143,32 @@ func secondaryConfig(dir string, vols map[string]*volume.Volume, subsystems []st
 	}
 }
 
-func openSecondaryVolumes(t testing.TB, dir string, n, blocks int) ([]*volume.Volume, map[string]*volume.Volume, []string) {
-	t.Helper()
+func openVolumes(dir string, n, blocks int) ([]*volume.Volume, map[string]*volume.Volume, []string, error) {
 	var list []*volume.Volume
 	m := map[string]*volume.Volume{}
 	var subs []string
 	for i := range n {
 		v, err := volume.Open(filepath.Join(dir, "secondary-"+volName(i)+".img"), int64(blocks)*workload.BlockSize)
 		if err != nil {
-			t.Fatal(err)
+			for _, o := range list {
+				o.Close()
+			}
+			return nil, nil, nil, err
 		}
 		list = append(list, v)
 		m[volName(i)] = v
 		if len(subs) == 0 || subs[len(subs)-1] != ssName(i) {
 			subs = append(subs, ssName(i))
 		}
+	}
+	return list, m, subs, nil
+}
+
+func openSecondaryVolumes(t testing.TB, dir string, n, blocks int) ([]*volume.Volume, map[string]*volume.Volume, []string) {
+	t.Helper()
+	list, m, subs, err := openVolumes(dir, n, blocks)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return list, m, subs
 }
@@ -258,7 +269,7 @@ func (v *violations) add(g uint64, vs []workload.Violation, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.groups++
-	if err != nil {
+	if err != nil && len(v.list) < 20 {
 		v.list = append(v.list, fmt.Sprintf("group %d: %v", g, err))
 	}
 	for _, x := range vs {
