@@ -50,4 +50,3 @@ func runSecondaryProcess() int {
 	}
 	return 0
 }
-
