@@ -1,0 +1,283 @@
+// Package site assembles the method's parts into the two sites a session
+// describes: the primary (volumes behind NBD, the write path of step (a), the
+// sidefiles of step (b), the data mover of steps (c) to (e)) and the secondary
+// (consistency groups of step (f), journaled shadowing of step (g), and a
+// consistent read-only view). The daemons and the demo run these.
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/mover"
+	"duplex/nbd"
+	"duplex/sidefile"
+	"duplex/subsystem"
+	"duplex/timer"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// Primary is a running primary site.
+type Primary struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	timer  *timer.Timer
+	subs   []*subsystem.Subsystem
+	byVol  map[string]*subsystem.Subsystem
+	vols   map[string]*volume.Volume
+	order  []string
+	mover  *mover.Mover
+	nbdLn  net.Listener
+	ctlLn  net.Listener
+	start  time.Time
+	dialer transport.Dialer
+}
+
+// PrimaryOptions adjust a primary beyond its config (for tests and the demo).
+type PrimaryOptions struct {
+	Dialer transport.Dialer // default: TCP to primary.secondary
+}
+
+// OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
+// and control addresses.
+func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *Primary, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(cfg.Primary.Subsystems) == 0 {
+		return nil, errors.New("primary: the config has no [[primary.subsystem]]")
+	}
+	if err := cfg.CheckLinkSecurity(); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
+	p = &Primary{cfg: cfg, log: log.With("site", "primary"), timer: timer.New(), byVol: map[string]*subsystem.Subsystem{},
+		vols: map[string]*volume.Volume{}, start: time.Now()}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	for _, sc := range cfg.Primary.Subsystems {
+		vols := map[string]*volume.Volume{}
+		var names []string
+		for _, vc := range sc.Volumes {
+			if err := os.MkdirAll(filepath.Dir(vc.Path), 0o755); err != nil {
+				return nil, fmt.Errorf("primary: %w", err)
+			}
+			v, err := volume.Open(vc.Path, int64(vc.Size))
+			if err != nil {
+				return nil, fmt.Errorf("primary: %w", err)
+			}
+			vols[vc.Name] = v
+			p.vols[vc.Name] = v
+			names = append(names, vc.Name)
+			p.order = append(p.order, vc.Name)
+		}
+		ss := subsystem.New(sc.ID, p.timer, sidefile.New(int64(cfg.Primary.SidefileLimit)), vols, names)
+		p.subs = append(p.subs, ss)
+		for _, n := range names {
+			p.byVol[n] = ss
+		}
+	}
+	p.dialer = opts.Dialer
+	if p.dialer == nil {
+		tlsConf, err := cfg.PrimaryTLS()
+		if err != nil {
+			return nil, fmt.Errorf("primary: %w", err)
+		}
+		p.dialer = &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	}
+	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
+		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log})
+	if cfg.Primary.NBD != "" {
+		if p.nbdLn, err = net.Listen("tcp", cfg.Primary.NBD); err != nil {
+			return nil, fmt.Errorf("primary: NBD address: %w", err)
+		}
+	}
+	if cfg.Primary.Control != "" {
+		if p.ctlLn, err = net.Listen("tcp", cfg.Primary.Control); err != nil {
+			return nil, fmt.Errorf("primary: control address: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Primary) close() {
+	if p.nbdLn != nil {
+		p.nbdLn.Close()
+	}
+	if p.ctlLn != nil {
+		p.ctlLn.Close()
+	}
+	for _, v := range p.vols {
+		v.Close()
+	}
+}
+
+// NBDAddr returns the NBD listening address ("" if none).
+func (p *Primary) NBDAddr() string {
+	if p.nbdLn == nil {
+		return ""
+	}
+	return p.nbdLn.Addr().String()
+}
+
+// Mover returns the data mover.
+func (p *Primary) Mover() *mover.Mover { return p.mover }
+
+// Run serves NBD and the control address and ships updates until ctx ends.
+// Then it stops taking writes, ships everything it holds (for at most
+// drainTimeout), and closes the volumes.
+func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
+	mctx, stopMover := context.WithCancel(context.Background())
+	moverDone := make(chan struct{})
+	go func() {
+		defer close(moverDone)
+		p.mover.Run(mctx)
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	var srv *nbd.Server
+	if p.nbdLn != nil {
+		srv = &nbd.Server{Exports: primaryExports{p}, Logger: p.log.With("component", "nbd")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(p.nbdLn); err != nil {
+				errs <- fmt.Errorf("primary NBD: %w", err)
+			}
+		}()
+		p.log.Info("serving NBD", "addr", p.nbdLn.Addr().String(), "exports", p.order)
+	}
+	cctx, stopControl := context.WithCancel(context.Background())
+	if p.ctlLn != nil {
+		cs := &control.Server{Status: p.Status, Logger: p.log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cs.Serve(cctx, p.ctlLn); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	// No new writes, then ship what is held: a clean stop loses nothing.
+	if srv != nil {
+		srv.Close()
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	if err := p.mover.Quiesce(dctx); err != nil {
+		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldSets)
+		if runErr == nil {
+			runErr = err
+		}
+	} else {
+		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
+	}
+	cancel()
+	stopMover()
+	<-moverDone
+	stopControl()
+	wg.Wait()
+	for _, v := range p.vols {
+		if err := v.Flush(); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	p.close()
+	return runErr
+}
+
+// Status reports the primary's state per the contract.
+func (p *Primary) Status() control.Status {
+	ms := p.mover.Stats()
+	var used, limit int64
+	for _, ss := range p.subs {
+		st := ss.Sidefile().Stats()
+		used += st.Used
+		limit += st.Limit
+	}
+	link := "disconnected"
+	if ms.Connected {
+		link = "connected"
+	}
+	st := control.Status{
+		Session: p.cfg.Session, Role: "primary",
+		ConsistencyTime: control.FormatTime(ms.Acked.Time), LagSeconds: control.Lag(ms.Acked.Time, time.Now()),
+		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
+		BytesReplicate: ms.BytesSent, Resends: ms.Resends,
+	}
+	for _, name := range p.order {
+		v := p.vols[name]
+		st.Volumes = append(st.Volumes, control.VolumeStatus{Name: name, Subsystem: p.byVol[name].ID(), State: "duplex",
+			SizeBytes: v.Size(), CopiedBytes: v.Size()})
+	}
+	return st
+}
+
+// Write writes through the primary's write path, as an NBD client's write
+// does: used by the demo's built-in workload.
+func (p *Primary) Write(ctx context.Context, vol string, data []byte, off int64) error {
+	ss, ok := p.byVol[vol]
+	if !ok {
+		return fmt.Errorf("primary: no volume %q", vol)
+	}
+	return ss.Write(ctx, vol, data, off)
+}
+
+// ReadAt reads a primary volume.
+func (p *Primary) ReadAt(vol string, b []byte, off int64) error {
+	v, ok := p.vols[vol]
+	if !ok {
+		return fmt.Errorf("primary: no volume %q", vol)
+	}
+	return v.ReadAt(b, off)
+}
+
+// primaryExports makes each primary volume an NBD export whose writes go
+// through its subsystem's write path.
+type primaryExports struct{ p *Primary }
+
+func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
+	ss, ok := e.p.byVol[name]
+	if !ok {
+		return nil, false
+	}
+	return &primaryExport{name: name, ss: ss, vol: e.p.vols[name]}, true
+}
+
+func (e primaryExports) Names() []string { return e.p.order }
+
+type primaryExport struct {
+	name string
+	ss   *subsystem.Subsystem
+	vol  *volume.Volume
+}
+
+func (x *primaryExport) Size() int64                      { return x.vol.Size() }
+func (x *primaryExport) ReadOnly() bool                   { return false }
+func (x *primaryExport) ReadAt(p []byte, off int64) error { return x.vol.ReadAt(p, off) }
+func (x *primaryExport) WriteAt(p []byte, off int64) error {
+	return x.ss.Write(context.Background(), x.name, p, off)
+}
+func (x *primaryExport) WriteZeroes(off, length int64) error {
+	return x.ss.WriteZeroes(context.Background(), x.name, off, length)
+}
+func (x *primaryExport) Trim(off, length int64) error {
+	return x.ss.Trim(context.Background(), x.name, off, length)
+}
+func (x *primaryExport) Flush() error { return x.vol.Flush() }

@@ -1,0 +1,252 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/nbd"
+	"duplex/secondary"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// Secondary is a running secondary site.
+type Secondary struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	sec   *secondary.Secondary
+	vols  map[string]*volume.Volume
+	order []string
+	subOf map[string]string
+	ln    transport.Listener
+	nbdLn net.Listener
+	ctlLn net.Listener
+}
+
+// SecondaryOptions adjust a secondary beyond its config.
+type SecondaryOptions struct {
+	Listener transport.Listener // default: TCP on secondary.listen
+	// Offline opens volumes and journal (replaying it) without binding any
+	// address: for recover.
+	Offline bool
+}
+
+// StatePath is where a secondary keeps "applied through group G": beside its
+// journal directory.
+func StatePath(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "state.json")
+}
+
+// OpenSecondary opens the secondary volumes and the journal, replays every
+// journaled group not yet applied, and binds the site's addresses.
+func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (s *Secondary, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s = &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if err := s.openVolumes(); err != nil {
+		return nil, err
+	}
+	s.sec, err = secondary.Open(secondary.Config{
+		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
+		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Offline {
+		return s, nil
+	}
+	s.ln = opts.Listener
+	if s.ln == nil {
+		if err := cfg.CheckLinkSecurity(); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+		tlsConf, err := cfg.SecondaryTLS()
+		if err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+		if s.ln, err = transport.ListenTCP(cfg.Secondary.Listen, tlsConf, 0); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+	}
+	if cfg.Secondary.NBD != "" {
+		if s.nbdLn, err = net.Listen("tcp", cfg.Secondary.NBD); err != nil {
+			return nil, fmt.Errorf("secondary: NBD address: %w", err)
+		}
+	}
+	if cfg.Secondary.Control != "" {
+		if s.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
+			return nil, fmt.Errorf("secondary: control address: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Secondary) openVolumes() error {
+	for _, sv := range s.cfg.Secondary.Volumes {
+		pv, ssID, ok := s.cfg.PrimaryVolume(sv.Name)
+		if !ok {
+			return fmt.Errorf("secondary: volume %q is not a primary volume of session %q", sv.Name, s.cfg.Session)
+		}
+		if err := os.MkdirAll(filepath.Dir(sv.Path), 0o755); err != nil {
+			return fmt.Errorf("secondary: %w", err)
+		}
+		v, err := volume.Open(sv.Path, int64(pv.Size))
+		if err != nil {
+			return fmt.Errorf("secondary: %w", err)
+		}
+		s.vols[sv.Name] = v
+		s.order = append(s.order, sv.Name)
+		s.subOf[sv.Name] = ssID
+	}
+	return nil
+}
+
+func (s *Secondary) close() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.nbdLn != nil {
+		s.nbdLn.Close()
+	}
+	if s.ctlLn != nil {
+		s.ctlLn.Close()
+	}
+	if s.sec != nil {
+		s.sec.Close()
+	}
+	for _, v := range s.vols {
+		v.Close()
+	}
+}
+
+// Replica returns the secondary's receiver.
+func (s *Secondary) Replica() *secondary.Secondary { return s.sec }
+
+// Close releases a secondary that was opened but not run (as recover does).
+func (s *Secondary) Close() { s.close() }
+
+// Run receives, journals and applies until ctx ends, serving the read-only
+// exports and the control address meanwhile.
+func (s *Secondary) Run(ctx context.Context) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	var srv *nbd.Server
+	if s.nbdLn != nil {
+		srv = &nbd.Server{Exports: secondaryExports{s}, Logger: s.log.With("component", "nbd")}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(s.nbdLn); err != nil {
+				errs <- fmt.Errorf("secondary NBD: %w", err)
+			}
+		}()
+		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
+	}
+	if s.ctlLn != nil {
+		cs := &control.Server{Status: s.Status, Logger: s.log}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cs.Serve(rctx, s.ctlLn); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.log.Info("receiving", "addr", s.ln.Addr())
+		if err := s.sec.Run(rctx, s.ln); err != nil {
+			errs <- err
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	cancel()
+	if srv != nil {
+		srv.Close()
+	}
+	s.ln.Close()
+	wg.Wait()
+	s.close()
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil
+	}
+	return runErr
+}
+
+// Status reports the secondary's state per the contract.
+func (s *Secondary) Status() control.Status {
+	st := s.sec.Stats()
+	link := "disconnected"
+	if st.Connected {
+		link = "connected"
+	}
+	groups, jb := st.GroupsApplied, st.JournalBytes
+	out := control.Status{
+		Session: s.cfg.Session, Role: "secondary",
+		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
+		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Peer: st.Peer,
+		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames,
+	}
+	for _, name := range s.order {
+		v := s.vols[name]
+		out.Volumes = append(out.Volumes, control.VolumeStatus{Name: name, Subsystem: s.subOf[name], State: "duplex",
+			SizeBytes: v.Size(), CopiedBytes: v.Size()})
+	}
+	return out
+}
+
+// ReadAt reads a secondary volume at a consistency-group boundary.
+func (s *Secondary) ReadAt(vol string, b []byte, off int64) error { return s.sec.ReadAt(vol, b, off) }
+
+// secondaryExports serves each secondary volume read-only; a read never sees a
+// half-applied consistency group.
+type secondaryExports struct{ s *Secondary }
+
+func (e secondaryExports) Lookup(name string) (nbd.Export, bool) {
+	v, ok := e.s.vols[name]
+	if !ok {
+		return nil, false
+	}
+	return &secondaryExport{name: name, s: e.s, size: v.Size()}, true
+}
+
+func (e secondaryExports) Names() []string { return e.s.order }
+
+type secondaryExport struct {
+	name string
+	s    *Secondary
+	size int64
+}
+
+var errReadOnly = errors.New("secondary volumes are read-only while replicating")
+
+func (x *secondaryExport) Size() int64                         { return x.size }
+func (x *secondaryExport) ReadOnly() bool                      { return true }
+func (x *secondaryExport) ReadAt(p []byte, off int64) error    { return x.s.ReadAt(x.name, p, off) }
+func (x *secondaryExport) WriteAt(p []byte, off int64) error   { return errReadOnly }
+func (x *secondaryExport) WriteZeroes(off, length int64) error { return errReadOnly }
+func (x *secondaryExport) Trim(off, length int64) error        { return errReadOnly }
+func (x *secondaryExport) Flush() error                        { return nil }
