@@ -132,6 +132,11 @@ type Layout struct {
 	Volumes         int
 	BlocksPerVolume int
 	Clients         int
+	// FirstClient numbers this run's clients FirstClient+1, FirstClient+2, ...
+	// Runs against the same volumes (say, before and after a crash) use
+	// distinct numbers so a dependency of one run is never satisfied by a
+	// block of another.
+	FirstClient uint32
 }
 
 func (l Layout) perClient() int { return l.BlocksPerVolume / l.Clients }
@@ -160,12 +165,12 @@ func Run(ctx context.Context, l Layout, t Target, ops int, seed uint64) (int64, 
 				if ctx.Err() != nil {
 					return
 				}
-				me := Ref{Client: uint32(c + 1), Counter: k, Volume: uint32(rng.IntN(l.Volumes)),
+				me := Ref{Client: l.FirstClient + uint32(c+1), Counter: k, Volume: uint32(rng.IntN(l.Volumes)),
 					Block: uint32(c*l.perClient() + rng.IntN(l.perClient()))}
 				Encode(buf, Block{Ref: me, Deps: [2]Ref{*global.Load(), own}})
 				if err := t.WriteAt(ctx, int(me.Volume), buf, int64(me.Block)*BlockSize); err != nil {
 					if ctx.Err() == nil {
-						errs <- fmt.Errorf("client %d write %d: %w", c+1, k, err)
+						errs <- fmt.Errorf("client %d write %d: %w", me.Client, k, err)
 					}
 					return
 				}
