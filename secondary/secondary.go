@@ -66,6 +66,7 @@ type Secondary struct {
 	conn        transport.Conn
 	instance    uint64 // of the primary process whose record sets the former holds
 	lastJournal time.Time
+	buf         []byte // journal record buffer, reused: groups are large
 	stats       Stats
 }
 
@@ -387,7 +388,14 @@ func (s *Secondary) receipt(conn transport.Conn) {
 // commit journals, acknowledges and applies one group. Called with s.mu held.
 func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	g.Number = s.durable.Group + 1
-	data, err := consistency.EncodeGroup(nil, s.cfg.Session, g)
+	size := 1024
+	for _, u := range g.Updates {
+		size += 40 + len(u.Data) + len(u.Volume)
+	}
+	if cap(s.buf) < size {
+		s.buf = make([]byte, 0, size)
+	}
+	data, err := consistency.EncodeGroup(s.buf[:0], s.cfg.Session, g)
 	if err != nil {
 		return err
 	}

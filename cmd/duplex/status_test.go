@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"duplex/control"
+)
+
+func serveStatus(t *testing.T, st control.Status) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &control.Server{Status: func() control.Status { return st }}
+	go s.Serve(ctx, ln)
+	return ln.Addr().String()
+}
+
+func TestStatusAddr(t *testing.T) {
+	used, limit := int64(1<<20), int64(256<<20)
+	addr := serveStatus(t, control.Status{Session: "s", Role: "primary", Link: "connected", ConsistencyTime: "2026-11-27T00:00:00.000000001Z",
+		SidefileBytes: &used, SidefileLimitBytes: &limit,
+		Volumes: []control.VolumeStatus{{Name: "vol1", Subsystem: "ss1", State: "duplex", SizeBytes: 1 << 30, CopiedBytes: 1 << 30}}})
+	code, out, errs := runCmd("status", "--addr", addr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"s role:primary link:connected", "sidefile:1.0 MiB/256.0 MiB", "vol1 subsystem:ss1 state:duplex"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("human status lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCmd("status", "--addr", addr, "--json")
+	var got map[string]any
+	if code != exitOK || json.Unmarshal([]byte(out), &got) != nil {
+		t.Fatalf("exit %d, json %q", code, out)
+	}
+	for _, k := range []string{"session", "role", "consistency_time", "lag_seconds", "link", "sidefile_bytes", "sidefile_limit_bytes", "volumes"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("status JSON lacks %q", k)
+		}
+	}
+}
+
+func TestStatusUnreachableFails(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	if code, _, errs := runCmd("status", "--addr", addr); code != exitFailure || !strings.Contains(errs, addr) {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
