@@ -1,0 +1,71 @@
+// Package config describes a Duplex session: one TOML file names the session,
+// both sites, the primary's subsystems and volumes, and the secondary's copies
+// of those volumes. The same file can be handed to both sites; each reads its
+// own part:
+//
+//   - duplex primary reads the top-level keys and [primary]: the NBD listen
+//     address, the control address, where the secondary listens, the sidefile
+//     limit, the suspend timeout, the TLS client settings, and
+//     [[primary.subsystem]] with its [[primary.subsystem.volume]] entries
+//     (name, image path, size).
+//   - duplex secondary and duplex recover read the top-level keys and
+//     [secondary]: the link listen address, the control address, the optional
+//     read-only NBD address, the journal, the TLS server settings, and
+//     [[secondary.volume]] (name, image path; the size is the primary's).
+//   - duplex status and duplex pair read the control addresses of both sites
+//     and control_token_file.
+//
+// A file may describe one site only; [Config.Validate] checks the sections
+// that are present, and when both are, that the secondary copies exactly the
+// primary's volumes.
+//
+// The format (the example of the design contract):
+//
+//	session  = "payroll"
+//	interval = "20ms"                 # time-interval group length, 1ms..10s
+//	control_token_file = "token"      # mutating control calls need this token
+//
+//	[primary]
+//	nbd      = "127.0.0.1:10809"      # NBD listen address; export name = volume name
+//	control  = "127.0.0.1:7401"
+//	secondary = "127.0.0.1:7402"      # where the secondary listens
+//	sidefile_limit = "256MiB"         # default 256MiB, at least 1MiB
+//	suspend_after  = "60s"            # default 60s
+//	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name, insecure
+//
+//	  [[primary.subsystem]]
+//	  id = "ss1"
+//	    [[primary.subsystem.volume]]
+//	    name = "db-data"
+//	    path = "primary/db-data.img"
+//	    size = "1GiB"
+//
+//	[secondary]
+//	listen  = "127.0.0.1:7402"
+//	control = "127.0.0.1:7403"
+//	nbd     = "127.0.0.1:10810"       # optional: consistent read-only exports of the copy
+//	journal = "secondary/journal"
+//	# tls_cert, tls_key, tls_ca = "..."  (all three or none), insecure
+//	  [[secondary.volume]]
+//	  name = "db-data"
+//	  path = "secondary/db-data.img"
+//
+// Decoding is strict: a key this package does not know is an error that names
+// it, so a misspelt setting never silently falls back to its default.
+//
+// Relative paths (volume images, the journal, TLS files, the token file) are
+// relative to the directory of the config file. [Load] and [Parse] resolve
+// them against that directory (Config.Dir, made absolute), so every path in a
+// loaded Config can be used as is; [Config.Encode] writes paths inside Dir
+// relative to it again.
+//
+// Sizes are whole numbers of bytes with an optional unit: KiB, MiB, GiB, TiB
+// (powers of 1024) or KB, MB, GB, TB (powers of 1000); "1.5GiB" is refused,
+// write "1536MiB". Durations use Go's syntax: "20ms", "60s", "2m".
+//
+// The link between the sites carries every byte written to the primary. When
+// it leaves the machine (primary.secondary or secondary.listen is not a
+// loopback address) it must be protected by mutual TLS (tls_cert, tls_key,
+// tls_ca on both sites) unless insecure = true says a plaintext link is
+// intended: see [Config.CheckLinkSecurity].
+package config
