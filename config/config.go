@@ -167,9 +167,6 @@ func decodeError(err error) error {
 		return err
 	}
 	msg := pe.Message
-	if pe.Usage != "" {
-		msg += " (" + strings.TrimSpace(pe.Usage) + ")"
-	}
 	if pe.LastKey != "" {
 		msg = pe.LastKey + ": " + msg
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -81,12 +82,25 @@ type rawSecondaryVolume struct {
 // decode fills c from data, applying defaults to keys the file leaves out.
 // It returns every problem with the values, joined.
 func decode(data []byte, c *Config) error {
-	var raw rawConfig
-	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&raw)
+	// First the shape: tables where tables belong, arrays of tables where
+	// those do, and no unknown keys; the library's own messages for these
+	// would name Go types.
+	var generic map[string]any
+	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&generic)
 	if err != nil {
 		return decodeError(err)
 	}
-	if err := unknownKeys(md.Keys(), md.Undecoded()); err != nil {
+	var shape problems
+	checkShape(&shape, "", "", generic, reflect.TypeOf(Config{}))
+	if err := errors.Join(unknownKeys(md.Keys(), nil), errors.Join(shape...)); err != nil {
+		return flatten(err)
+	}
+	var raw rawConfig
+	md, err = toml.NewDecoder(strings.NewReader(string(data))).Decode(&raw)
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := unknownKeys(nil, md.Undecoded()); err != nil {
 		return err
 	}
 	var p problems
@@ -232,4 +246,73 @@ func (cv converter) duration(field string, r rawValue, def Duration) Duration {
 		cv.p.add(field, "must be a duration such as \"20ms\" or \"60s\", not %s", typeName(r.v))
 	}
 	return d
+}
+
+// checkShape checks that m, the table at field path (table name), holds
+// tables and arrays of tables where t, a struct type of Config, has them.
+func checkShape(p *problems, path, table string, m map[string]any, t reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		v, ok := m[name]
+		if name == "" || name == "-" || !ok {
+			continue
+		}
+		field, tbl := name, name
+		if path != "" {
+			field, tbl = path+"."+name, table+"."+name
+		}
+		switch {
+		case f.Type.Kind() == reflect.Struct:
+			sub, ok := v.(map[string]any)
+			if !ok {
+				p.add(field, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(v), tbl)
+				continue
+			}
+			checkShape(p, field, tbl, sub, f.Type)
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			var list []map[string]any
+			switch v := v.(type) {
+			case []map[string]any:
+				list = v
+			case []any:
+				for _, e := range v {
+					if em, ok := e.(map[string]any); ok {
+						list = append(list, em)
+					} else {
+						list = nil
+						break
+					}
+				}
+				if list == nil && len(v) > 0 {
+					p.add(field, "must be an array of tables: write [[%s]] (double brackets) before each entry", tbl)
+					continue
+				}
+			default:
+				p.add(field, "must be an array of tables, not %s: write [[%s]] (double brackets) before each entry", typeName(v), tbl)
+				continue
+			}
+			for j, e := range list {
+				checkShape(p, fmt.Sprintf("%s[%d]", field, j), tbl, e, f.Type.Elem())
+			}
+		}
+	}
+}
+
+// flatten turns nested joined errors into one flat join, so that each
+// problem is one entry (and one line).
+func flatten(err error) error {
+	var out []error
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		out = append(out, err)
+	}
+	walk(err)
+	return errors.Join(out...)
 }

@@ -50,8 +50,20 @@
 //	  name = "db-data"
 //	  path = "secondary/db-data.img"
 //
-// Decoding is strict: a key this package does not know is an error that names
-// it, so a misspelt setting never silently falls back to its default.
+// Decoding is strict: a key this package does not know (keys are matched
+// exactly, case included) is an error that names it, so a misspelt setting
+// never silently falls back to its default. Problems are reported together
+// where they can be, each prefixed with the path of its field, indexes
+// counting from 0:
+//
+//	primary.subsystem[1].volume[0].size: must be positive, e.g. size = "1GiB"
+//
+// Session, subsystem and volume names are letters, digits, '.', '_' and '-',
+// starting with a letter or digit; at most 64 characters (128 for volumes,
+// whose names are also their NBD export names and are unique in the session).
+// Volume sizes are positive multiples of 512 bytes. No two volumes, nor a
+// volume and the journal, share a path; across the two sites this is only
+// checked when both run on one machine (the link is on loopback).
 //
 // Relative paths (volume images, the journal, TLS files, the token file) are
 // relative to the directory of the config file. [Load] and [Parse] resolve

@@ -25,11 +25,33 @@ const EntryOverhead = 64
 // Cost is the number of bytes an update holds in the sidefile.
 func Cost(dataLen int) int64 { return int64(dataLen) + EntryOverhead }
 
+// Pacing slows writers as the sidefile fills, like XRC's pacing levels: no
+// delay below Start (a fraction of the limit), then a delay per write that
+// grows with the square of the fill beyond Start, reaching MaxDelay when full.
+// Applications slow down gradually instead of stalling at the limit.
+type Pacing struct {
+	Start    float64
+	MaxDelay time.Duration
+}
+
+// DefaultPacing starts at half full and reaches 20ms per write when full.
+var DefaultPacing = Pacing{Start: 0.5, MaxDelay: 20 * time.Millisecond}
+
+// Delay returns the pacing delay for a fill fraction in [0, 1].
+func (p Pacing) Delay(fill float64) time.Duration {
+	if p.MaxDelay <= 0 || fill <= p.Start || p.Start >= 1 {
+		return 0
+	}
+	x := min((fill-p.Start)/(1-p.Start), 1)
+	return time.Duration(x * x * float64(p.MaxDelay))
+}
+
 // Sidefile is one subsystem's queue of captured updates. Append and Drain must be
 // called under the owning subsystem's ordering lock, so that sidefile order is
 // timestamp order; Reserve and Release may be called from anywhere.
 type Sidefile struct {
-	limit int64
+	limit  int64
+	pacing Pacing
 
 	mu      sync.Mutex
 	space   chan struct{} // closed and replaced whenever bytes are released
@@ -37,22 +59,53 @@ type Sidefile struct {
 	entries []recordset.Update
 	nextSeq uint64
 
-	waits     uint64
-	waitTotal time.Duration
-	waiting   int
+	waits       uint64
+	waitTotal   time.Duration
+	waiting     int
+	paced       uint64
+	pacingTotal time.Duration
 }
 
-// New returns a sidefile holding at most limit bytes.
+// New returns a sidefile holding at most limit bytes, with DefaultPacing.
 func New(limit int64) *Sidefile {
-	return &Sidefile{limit: limit, space: make(chan struct{}), nextSeq: 1}
+	return &Sidefile{limit: limit, pacing: DefaultPacing, space: make(chan struct{}), nextSeq: 1}
 }
 
-// Reserve takes n bytes of the sidefile's budget, waiting while it is full.
-// It returns how long it waited.
+// SetPacing replaces the pacing policy; the zero Pacing turns pacing off.
+func (s *Sidefile) SetPacing(p Pacing) {
+	s.mu.Lock()
+	s.pacing = p
+	s.mu.Unlock()
+}
+
+// Reserve takes n bytes of the sidefile's budget: first it paces the writer
+// according to the fill, then it waits while the sidefile is full. It returns
+// how long the writer was held in all.
 func (s *Sidefile) Reserve(ctx context.Context, n int64) (time.Duration, error) {
 	if n > s.limit {
 		return 0, fmt.Errorf("sidefile: update of %d bytes exceeds the sidefile limit of %d bytes", n, s.limit)
 	}
+	s.mu.Lock()
+	delay := s.pacing.Delay(float64(s.used) / float64(s.limit))
+	if delay > 0 {
+		s.paced++
+		s.pacingTotal += delay
+	}
+	s.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return delay, fmt.Errorf("sidefile: pacing: %w", ctx.Err())
+		}
+	}
+	waited, err := s.reserve(ctx, n)
+	return delay + waited, err
+}
+
+func (s *Sidefile) reserve(ctx context.Context, n int64) (time.Duration, error) {
 	var start time.Time
 	s.mu.Lock()
 	for s.used+n > s.limit {
@@ -126,11 +179,14 @@ type Stats struct {
 	Waits       uint64        // writes that had to wait for space
 	WaitTotal   time.Duration // total time writers waited
 	Waiting     int           // writers waiting now
+	Paced       uint64        // writes delayed by pacing
+	PacingTotal time.Duration // total pacing delay
 }
 
 // Stats returns a snapshot.
 func (s *Sidefile) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Used: s.used, Limit: s.limit, Captured: len(s.entries), Waits: s.waits, WaitTotal: s.waitTotal, Waiting: s.waiting}
+	return Stats{Used: s.used, Limit: s.limit, Captured: len(s.entries), Waits: s.waits, WaitTotal: s.waitTotal, Waiting: s.waiting,
+		Paced: s.paced, PacingTotal: s.pacingTotal}
 }

@@ -29,18 +29,19 @@ import (
 
 // Primary is a running primary site.
 type Primary struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	timer  *timer.Timer
-	subs   []*subsystem.Subsystem
-	byVol  map[string]*subsystem.Subsystem
-	vols   map[string]*volume.Volume
-	order  []string
-	mover  *mover.Mover
-	nbdLn  net.Listener
-	ctlLn  net.Listener
-	start  time.Time
-	dialer transport.Dialer
+	cfg     *config.Config
+	log     *slog.Logger
+	timer   *timer.Timer
+	subs    []*subsystem.Subsystem
+	byVol   map[string]*subsystem.Subsystem
+	vols    map[string]*volume.Volume
+	order   []string
+	mover   *mover.Mover
+	nbdLn   net.Listener
+	ctlLn   net.Listener
+	start   time.Time
+	dialer  transport.Dialer
+	metrics *control.Metrics
 }
 
 // PrimaryOptions adjust a primary beyond its config (for tests and the demo).
@@ -97,6 +98,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 		}
 		p.dialer = &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
 	}
+	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log})
 	if cfg.Primary.NBD != "" {
@@ -161,7 +163,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Logger: p.log}
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Logger: p.log}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -170,6 +172,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.observeLag(cctx)
+	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -281,3 +288,53 @@ func (x *primaryExport) Trim(off, length int64) error {
 	return x.ss.Trim(context.Background(), x.name, off, length)
 }
 func (x *primaryExport) Flush() error { return x.vol.Flush() }
+
+// observeLag samples the secondary's lag, as the primary last heard it, into
+// the lag histogram once a second.
+func (p *Primary) observeLag(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if at := p.mover.Stats().Acked.Time; at != 0 {
+				p.metrics.ObserveLag(control.Lag(at, time.Now()))
+			}
+		}
+	}
+}
+
+func (p *Primary) samples() []control.Sample {
+	ms := p.mover.Stats()
+	var used, limit int64
+	var waits uint64
+	var waited, paced time.Duration
+	for _, ss := range p.subs {
+		st := ss.Sidefile().Stats()
+		used += st.Used
+		limit += st.Limit
+		waits += st.Waits
+		waited += st.WaitTotal
+		paced += st.PacingTotal
+	}
+	up := 0.0
+	if ms.Connected {
+		up = 1
+	}
+	return []control.Sample{
+		control.Gauge("lag_seconds", "Seconds the secondary's consistency time trails now, as last acknowledged.", control.Lag(ms.Acked.Time, time.Now())),
+		control.Gauge("link_up", "1 when the link to the secondary is connected.", up),
+		control.Gauge("sidefile_bytes", "Bytes held for replication: captured, in record sets, or sent and not yet acknowledged.", float64(used)),
+		control.Gauge("sidefile_limit_bytes", "Sum of the subsystems' sidefile limits.", float64(limit)),
+		control.Counter("sidefile_waits_total", "Writes that waited for sidefile space.", float64(waits)),
+		control.Counter("sidefile_wait_seconds_total", "Time writes waited for sidefile space.", waited.Seconds()),
+		control.Counter("pacing_delay_seconds_total", "Time writes were delayed by write pacing.", paced.Seconds()),
+		control.Gauge("record_sets_held", "Record sets not yet acknowledged by the secondary.", float64(ms.HeldSets)),
+		control.Counter("bytes_replicated_total", "Bytes of record sets sent to the secondary.", float64(ms.BytesSent)),
+		control.Counter("resends_total", "Retransmissions of unacknowledged record sets.", float64(ms.Resends)),
+		control.Counter("connects_total", "Connections made to the secondary.", float64(ms.Connects)),
+		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),
+	}
+}

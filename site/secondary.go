@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/consistency"
 	"duplex/control"
 	"duplex/nbd"
 	"duplex/secondary"
@@ -30,6 +31,8 @@ type Secondary struct {
 	ln    transport.Listener
 	nbdLn net.Listener
 	ctlLn net.Listener
+
+	metrics *control.Metrics
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -61,9 +64,11 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := s.openVolumes(); err != nil {
 		return nil, err
 	}
+	s.metrics = control.NewMetrics(cfg.Session, "secondary", s.samples)
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
+		OnApplied: func(g *consistency.Group) { s.metrics.ObserveLag(control.Lag(g.Time, time.Now())) },
 	})
 	if err != nil {
 		return nil, err
@@ -161,7 +166,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
 	}
 	if s.ctlLn != nil {
-		cs := &control.Server{Status: s.Status, Logger: s.log}
+		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Logger: s.log}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -250,3 +255,24 @@ func (x *secondaryExport) WriteAt(p []byte, off int64) error   { return errReadO
 func (x *secondaryExport) WriteZeroes(off, length int64) error { return errReadOnly }
 func (x *secondaryExport) Trim(off, length int64) error        { return errReadOnly }
 func (x *secondaryExport) Flush() error                        { return nil }
+
+func (s *Secondary) samples() []control.Sample {
+	st := s.sec.Stats()
+	up := 0.0
+	if st.Connected {
+		up = 1
+	}
+	return []control.Sample{
+		control.Gauge("lag_seconds", "Seconds the consistency time trails now.", control.Lag(st.Time, time.Now())),
+		control.Gauge("link_up", "1 when a primary is connected.", up),
+		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
+		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
+		control.Counter("bytes_replicated_total", "Data bytes applied to the secondary volumes.", float64(st.BytesApplied)),
+		control.Counter("record_sets_received_total", "Record sets received.", float64(st.RecordSets)),
+		control.Counter("duplicates_total", "Record sets received again and discarded.", float64(st.Duplicates)),
+		control.Counter("gaps_total", "Record sets that arrived ahead of a gap and waited for it.", float64(st.Early)),
+		control.Counter("crc_errors_total", "Frames discarded for a CRC or format error.", float64(st.CorruptFrames)),
+		control.Counter("refused_total", "Connections refused (handshake, session or subsystem mismatch).", float64(st.Refused)),
+		control.Gauge("journal_bytes", "Bytes in journal segment files.", float64(st.JournalBytes)),
+	}
+}
