@@ -7,6 +7,7 @@ package control
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 )
 
@@ -49,6 +52,10 @@ type VolumeStatus struct {
 	State       string `json:"state"` // "pending" | "duplex" | "suspended"
 	SizeBytes   int64  `json:"size_bytes"`
 	CopiedBytes int64  `json:"copied_bytes"`
+	// ConsistencyTime is this volume's own last-consistent time at the
+	// secondary (for a suspended pair, when it was suspended).
+	ConsistencyTime string `json:"consistency_time,omitempty"`
+	ResyncedBytes   int64  `json:"resynced_bytes,omitempty"`
 }
 
 // FormatTime renders a consistency time as the contract wants it: RFC 3339
@@ -68,11 +75,22 @@ func Lag(ns int64, now time.Time) float64 {
 	return max(0, now.Sub(time.Unix(0, ns)).Seconds())
 }
 
+// PairOps are the operator's pair operations at the primary.
+type PairOps interface {
+	Add(vol string) error
+	Suspend(ctx context.Context, vol string, drain bool) error
+	Resume(vol string) error
+	Delete(vol string) (time.Time, error)
+}
+
 // Server serves a site's control endpoints.
 type Server struct {
 	Status  func() Status
 	Metrics http.Handler // optional
-	Logger  *slog.Logger
+	Pairs   PairOps      // optional: pair operations (primary)
+	// Token guards every mutating call; without it they are all refused.
+	Token  string
+	Logger *slog.Logger
 
 	srv *http.Server
 }
@@ -89,7 +107,118 @@ func (s *Server) Handler() http.Handler {
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
+	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
 	return mux
+}
+
+// PairResult is the answer to a pair operation.
+type PairResult struct {
+	Volume string `json:"volume"`
+	Op     string `json:"op"`
+	// ConsistentAsOf is, for delete, the last time the volume's secondary
+	// copy was consistent.
+	ConsistentAsOf string `json:"consistent_as_of,omitempty"`
+	Error          string `json:"error,omitempty"`
+}
+
+func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
+	vol, op := r.PathValue("volume"), r.PathValue("op")
+	reply := func(code int, res PairResult) {
+		res.Volume, res.Op = vol, op
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if s.Token == "" {
+		reply(http.StatusForbidden, PairResult{Error: "pair operations are disabled: the session has no control_token_file"})
+		return
+	}
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		if s.Logger != nil {
+			s.Logger.Warn("refused pair operation without the control token", "remote", r.RemoteAddr, "op", op, "volume", vol)
+		}
+		reply(http.StatusUnauthorized, PairResult{Error: "missing or wrong control token"})
+		return
+	}
+	if s.Pairs == nil {
+		reply(http.StatusNotFound, PairResult{Error: "this site has no pairs (pair operations run at the primary)"})
+		return
+	}
+	var err error
+	var res PairResult
+	switch op {
+	case "add":
+		err = s.Pairs.Add(vol)
+	case "suspend":
+		err = s.Pairs.Suspend(r.Context(), vol, r.URL.Query().Get("drain") == "1")
+	case "resume":
+		err = s.Pairs.Resume(vol)
+	case "delete":
+		var t time.Time
+		t, err = s.Pairs.Delete(vol)
+		if err == nil && t.UnixNano() > 0 {
+			res.ConsistentAsOf = t.UTC().Format(time.RFC3339Nano)
+		}
+	default:
+		reply(http.StatusBadRequest, PairResult{Error: "unknown operation: want add, suspend, resume or delete"})
+		return
+	}
+	if err != nil {
+		reply(http.StatusConflict, PairResult{Error: err.Error()})
+		return
+	}
+	if s.Logger != nil {
+		s.Logger.Info("pair operation", "op", op, "volume", vol)
+	}
+	reply(http.StatusOK, res)
+}
+
+// PairOp asks a primary's control address to run a pair operation.
+func PairOp(ctx context.Context, addr, token, vol, op string, drain bool) (PairResult, error) {
+	url := "http://" + addr + "/v1/pairs/" + vol + "/" + op
+	if drain {
+		url += "?drain=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return PairResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return PairResult{}, fmt.Errorf("pair %s %s: %w", op, vol, err)
+	}
+	defer resp.Body.Close()
+	var res PairResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return PairResult{}, fmt.Errorf("pair %s %s: %s", op, vol, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("pair %s %s: %s", op, vol, res.Error)
+	}
+	return res, nil
+}
+
+// ReadToken reads a control token file, refusing one that others can read:
+// the token authorises suspending replication.
+func ReadToken(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("control token: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("control token %s is accessible to other users (mode %v): chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("control token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("control token %s is empty", path)
+	}
+	return tok, nil
 }
 
 // Serve serves on ln until ctx ends.

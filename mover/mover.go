@@ -81,6 +81,7 @@ type Mover struct {
 	resends   uint64
 	reconnect uint64
 	sentBytes uint64
+	conn      transport.Conn // the current connection, if any
 	work      chan struct{} // new record sets to send
 	progress  chan struct{} // closed and replaced on every acknowledgement
 }
@@ -240,7 +241,10 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	for i, ss := range m.cfg.Subsystems {
 		names[i] = ss.ID()
 	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: m.instance})); err != nil {
+	m.mu.Lock()
+	instance := m.instance
+	m.mu.Unlock()
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance})); err != nil {
 		return err
 	}
 	welcome, err := m.awaitWelcome(ctx, conn)
@@ -251,6 +255,16 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		return err
 	}
 	*linked = true
+	m.mu.Lock()
+	m.conn = conn
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		if m.conn == conn {
+			m.conn = nil
+		}
+		m.mu.Unlock()
+	}()
 	m.log.Info("linked to secondary", "peer", conn.Peer(), "group", welcome.Group, "consistency_time", time.Unix(0, welcome.Time).UTC())
 
 	sctx, cancel := context.WithCancel(ctx)
@@ -520,6 +534,45 @@ func (m *Mover) maybeRetransmit() {
 	case m.work <- struct{}{}:
 	default:
 	}
+}
+
+// Drop gives up everything held for replication: every captured update and
+// every unacknowledged record set is handed to mark (so the caller can record
+// the changed regions in a bitmap) and its sidefile bytes are released. The
+// numbering restarts from what the secondary acknowledged, under a new
+// instance, so the secondary discards whatever it received but did not
+// journal. This is how a session suspends when the link stays down with a
+// full sidefile: memory is freed and writes go on.
+func (m *Mover) Drop(mark func(recordset.Update)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ss := range m.cfg.Subsystems {
+		ups, _, _ := ss.Drain()
+		var cost int64
+		for _, u := range ups {
+			mark(u)
+			cost += sidefile.Cost(len(u.Data))
+		}
+		ss.Sidefile().Release(cost)
+	}
+	for _, h := range m.held {
+		for _, u := range h.rs.Updates {
+			mark(u)
+		}
+		h.ss.Sidefile().Release(h.cost)
+	}
+	m.held = nil
+	for _, ss := range m.cfg.Subsystems {
+		m.local[ss.ID()] = m.released[ss.ID()]
+		m.received[ss.ID()] = m.released[ss.ID()]
+		m.ahead[ss.ID()] = 0
+	}
+	m.instance = rand.Uint64() | 1
+	if m.conn != nil {
+		m.conn.Close()
+	}
+	close(m.progress)
+	m.progress = make(chan struct{})
 }
 
 // Quiesce cuts groups until every update captured so far, and every record

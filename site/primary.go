@@ -20,6 +20,7 @@ import (
 	"duplex/control"
 	"duplex/mover"
 	"duplex/nbd"
+	"duplex/pair"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -42,6 +43,13 @@ type Primary struct {
 	start   time.Time
 	dialer  transport.Dialer
 	metrics *control.Metrics
+	pairs   *pair.Manager
+	token   string
+}
+
+// PairStateDir is where a primary keeps its pairs and bitmaps.
+func PairStateDir(cfg *config.Config) string {
+	return filepath.Join(cfg.Dir, cfg.Session+".primary")
 }
 
 // PrimaryOptions adjust a primary beyond its config (for tests and the demo).
@@ -101,6 +109,19 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log})
+	if tp := cfg.TokenPath(); tp != "" {
+		if p.token, err = control.ReadToken(tp); err != nil {
+			return nil, fmt.Errorf("primary: %w", err)
+		}
+	}
+	var pvs []pair.Volume
+	for _, name := range p.order {
+		pvs = append(pvs, pair.Volume{Name: name, Subsystem: p.byVol[name], Size: p.vols[name].Size()})
+	}
+	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log}, p.mover, pvs)
+	if err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
 	if cfg.Primary.NBD != "" {
 		if p.nbdLn, err = net.Listen("tcp", cfg.Primary.NBD); err != nil {
 			return nil, fmt.Errorf("primary: NBD address: %w", err)
@@ -163,7 +184,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Logger: p.log}
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -177,6 +198,12 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		defer wg.Done()
 		p.observeLag(cctx)
 	}()
+	pctx, stopPairs := context.WithCancel(context.Background())
+	pairsDone := make(chan struct{})
+	go func() {
+		defer close(pairsDone)
+		p.pairs.Run(pctx)
+	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -186,14 +213,21 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	if srv != nil {
 		srv.Close()
 	}
+	stopPairs()
+	<-pairsDone
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	clean := false
 	if err := p.mover.Quiesce(dctx); err != nil {
 		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldSets)
 		if runErr == nil {
 			runErr = err
 		}
 	} else {
+		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
+	}
+	if err := p.pairs.Close(clean); err != nil && runErr == nil {
+		runErr = err
 	}
 	cancel()
 	stopMover()
@@ -228,10 +262,27 @@ func (p *Primary) Status() control.Status {
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
 		BytesReplicate: ms.BytesSent, Resends: ms.Resends,
 	}
-	for _, name := range p.order {
-		v := p.vols[name]
-		st.Volumes = append(st.Volumes, control.VolumeStatus{Name: name, Subsystem: p.byVol[name].ID(), State: "duplex",
-			SizeBytes: v.Size(), CopiedBytes: v.Size()})
+	for _, pr := range p.pairs.Pairs() {
+		if pr.Deleted {
+			continue
+		}
+		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
+			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(pr.Consistent), ResyncedBytes: pr.Resynced}
+		if pr.State == pair.Pending {
+			// Progress of the copy, scaled to the volume: what remains to copy
+			// is the part not yet in step.
+			vs.CopiedBytes = pr.Size - (pr.CopyTotal - pr.Copied)
+		}
+		st.Volumes = append(st.Volumes, vs)
+	}
+	if len(st.Volumes) > 0 && st.Link == "disconnected" {
+		suspended := true
+		for _, v := range st.Volumes {
+			suspended = suspended && v.State == string(pair.Suspended)
+		}
+		if suspended {
+			st.Link = "suspended"
+		}
 	}
 	return st
 }
@@ -337,4 +388,26 @@ func (p *Primary) samples() []control.Sample {
 		control.Counter("connects_total", "Connections made to the secondary.", float64(ms.Connects)),
 		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),
 	}
+}
+
+// Pairs returns the pair manager.
+func (p *Primary) Pairs() *pair.Manager { return p.pairs }
+
+type pairOps struct{ p *Primary }
+
+func (o pairOps) Add(vol string) error    { return o.p.pairs.Add(vol) }
+func (o pairOps) Resume(vol string) error { return o.p.pairs.Resume(vol) }
+func (o pairOps) Delete(vol string) (time.Time, error) {
+	return o.p.pairs.Delete(vol)
+}
+
+// Suspend with drain first ships everything captured so far, so the
+// secondary copy is as fresh as possible when the pair stops.
+func (o pairOps) Suspend(ctx context.Context, vol string, drain bool) error {
+	if drain {
+		if err := o.p.mover.Quiesce(ctx); err != nil {
+			return fmt.Errorf("drain before suspend: %w", err)
+		}
+	}
+	return o.p.pairs.Suspend(vol)
 }

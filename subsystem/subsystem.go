@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"duplex/bitmap"
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/timer"
@@ -37,6 +38,13 @@ type Subsystem struct {
 
 	mu       sync.Mutex // the ordering lock
 	inflight []*inflight
+	// tracking holds the change bitmap of each suspended volume: its writes
+	// are not captured, only recorded as changed regions.
+	tracking map[string]*bitmap.Bitmap
+	// filling are the done channels of copy updates captured but whose data
+	// is still being read; Drain waits for them.
+	filling map[chan struct{}]struct{}
+	gen     map[string]uint64 // writes stamped per volume, for hole copies
 }
 
 type inflight struct {
@@ -47,7 +55,8 @@ type inflight struct {
 
 // New returns a subsystem over the given volumes.
 func New(id string, t *timer.Timer, side *sidefile.Sidefile, volumes map[string]*volume.Volume, order []string) *Subsystem {
-	return &Subsystem{id: id, timer: t, side: side, volumes: volumes, names: order}
+	return &Subsystem{id: id, timer: t, side: side, volumes: volumes, names: order,
+		tracking: map[string]*bitmap.Bitmap{}, filling: map[chan struct{}]struct{}{}, gen: map[string]uint64{}}
 }
 
 // ID returns the subsystem id.
@@ -100,19 +109,40 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	// Refuse a bad range before it is captured: the secondary must never receive
 	// an update the primary could not perform.
-	if off < 0 || int64(u.Length) > v.Size() || off > v.Size()-int64(u.Length) {
+	if off < 0 || u.Length > uint64(v.Size()) || off > v.Size()-int64(u.Length) {
 		return fmt.Errorf("subsystem %s: volume %s: [%d, +%d) of %d bytes: %w", s.id, u.Volume, off, u.Length, v.Size(), volume.ErrOutOfRange)
 	}
 	u.Offset = uint64(off)
-	if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
-		return fmt.Errorf("subsystem %s: %w", s.id, err)
+	s.mu.Lock()
+	bm := s.tracking[u.Volume]
+	s.mu.Unlock()
+	if bm == nil {
+		if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
+			return fmt.Errorf("subsystem %s: %w", s.id, err)
+		}
 	}
 
 	me := &inflight{volume: u.Volume, start: off, end: off + int64(u.Length), done: make(chan struct{})}
 	var before []chan struct{}
 	s.mu.Lock()
+	if cur := s.tracking[u.Volume]; cur != bm {
+		// The pair was suspended or resumed while this write waited:
+		// capture it the way the pair is now.
+		s.mu.Unlock()
+		if bm == nil {
+			s.side.Release(sidefile.Cost(len(u.Data)))
+		}
+		return s.update(ctx, u, off)
+	}
 	u.Timestamp = s.timer.Now()
-	s.side.Append(u)
+	s.gen[u.Volume]++
+	if bm != nil {
+		// Mark before the write reaches the volume, so a region can never
+		// hold a change the bitmap does not show.
+		bm.Set(off, int64(u.Length))
+	} else {
+		s.side.Append(u)
+	}
 	for _, f := range s.inflight {
 		if f.volume == me.volume && f.start < me.end && me.start < f.end {
 			before = append(before, f.done)
@@ -159,6 +189,137 @@ func (s *Subsystem) Drain() (updates []recordset.Update, horizon int64, readTime
 	s.mu.Lock()
 	updates = s.side.Drain()
 	horizon = s.timer.Now()
+	var wait []chan struct{}
+	for ch := range s.filling {
+		wait = append(wait, ch)
+	}
 	s.mu.Unlock()
+	// Copies among the drained updates are still reading their data; it is
+	// theirs as of their timestamp, so it is safe to wait for.
+	for _, ch := range wait {
+		<-ch
+	}
 	return updates, horizon, time.Now()
+}
+
+// Stamp returns a timestamp later than every update captured so far.
+func (s *Subsystem) Stamp() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timer.Now()
+}
+
+// Suspend stops capturing writes to vol: from now on they are recorded in bm.
+// Updates already captured still ship.
+func (s *Subsystem) Suspend(vol string, bm *bitmap.Bitmap) {
+	s.mu.Lock()
+	s.tracking[vol] = bm
+	s.mu.Unlock()
+}
+
+// Resume captures writes to vol again and returns the bitmap of what changed
+// while it was suspended (nil if it was not).
+func (s *Subsystem) Resume(vol string) *bitmap.Bitmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bm := s.tracking[vol]
+	delete(s.tracking, vol)
+	return bm
+}
+
+// Tracking returns vol's change bitmap while it is suspended.
+func (s *Subsystem) Tracking(vol string) *bitmap.Bitmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tracking[vol]
+}
+
+// Copy captures the current content of [off, off+length) of vol as a copy
+// update, for an initial copy or a resync. The update is stamped like a write
+// and holds the region's content as of its timestamp: earlier overlapping
+// writes reach the volume before it is read, later ones wait until it has been
+// read. A range that is a hole on the primary is sent as zeroes, without data,
+// when no write to the volume intervenes while it is checked.
+func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) error {
+	v, ok := s.volumes[vol]
+	if !ok {
+		return fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
+	}
+	if off < 0 || length <= 0 || length > v.Size() || off > v.Size()-length {
+		return fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w", s.id, vol, off, length, volume.ErrOutOfRange)
+	}
+	if done, err := s.copyHole(ctx, v, vol, off, length); done || err != nil {
+		return err
+	}
+	buf := make([]byte, length)
+	if _, err := s.side.Reserve(ctx, sidefile.Cost(len(buf))); err != nil {
+		return fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	me := &inflight{volume: vol, start: off, end: off + length, done: make(chan struct{})}
+	var before []chan struct{}
+	s.mu.Lock()
+	u := recordset.Update{Volume: vol, Kind: recordset.KindCopy, Offset: uint64(off), Length: uint64(length), Timestamp: s.timer.Now(), Data: buf}
+	// The sidefile holds the update with buf, which is filled below; Drain
+	// waits on me.done before the mover can encode it.
+	s.side.Append(u)
+	for _, f := range s.inflight {
+		if f.volume == vol && f.start < me.end && me.start < f.end {
+			before = append(before, f.done)
+		}
+	}
+	s.inflight = append(s.inflight, me)
+	s.filling[me.done] = struct{}{}
+	s.mu.Unlock()
+	for _, ch := range before {
+		<-ch
+	}
+	err := v.ReadAt(buf, off)
+	s.mu.Lock()
+	for i, f := range s.inflight {
+		if f == me {
+			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			break
+		}
+	}
+	delete(s.filling, me.done)
+	s.mu.Unlock()
+	close(me.done)
+	if err != nil {
+		// The buffer ships as zeroes; the region is wrong at the secondary
+		// until it is copied again, which the caller must do.
+		return fmt.Errorf("subsystem %s: copy: %w", s.id, err)
+	}
+	return nil
+}
+
+// copyHole sends [off, off+length) as zeroes if it is a hole on the primary and
+// no write to the volume was stamped or in flight while that was checked.
+func (s *Subsystem) copyHole(ctx context.Context, v *volume.Volume, vol string, off, length int64) (bool, error) {
+	s.mu.Lock()
+	g0 := s.gen[vol]
+	busy := false
+	for _, f := range s.inflight {
+		if f.volume == vol && f.start < off+length && off < f.end {
+			busy = true
+		}
+	}
+	s.mu.Unlock()
+	if busy {
+		return false, nil
+	}
+	hole, err := v.IsHole(off, length)
+	if err != nil || !hole {
+		return false, nil
+	}
+	if _, err := s.side.Reserve(ctx, sidefile.Cost(0)); err != nil {
+		return false, fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen[vol] != g0 {
+		s.side.Release(sidefile.Cost(0))
+		return false, nil
+	}
+	s.side.Append(recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Offset: uint64(off), Length: uint64(length), Timestamp: s.timer.Now()})
+	return true, nil
 }

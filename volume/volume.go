@@ -141,6 +141,23 @@ func (v *Volume) punch(off, length int64) error {
 	return nil
 }
 
+// IsHole reports whether [off, off+length) is entirely a hole in the image
+// file, so reads there return zeroes without any data having been written.
+func (v *Volume) IsHole(off, length int64) (bool, error) {
+	if err := v.check(off, length); err != nil {
+		return false, err
+	}
+	const seekData = 3 // SEEK_DATA
+	next, err := syscall.Seek(int(v.f.Fd()), off, seekData)
+	if err != nil {
+		if errors.Is(err, syscall.ENXIO) {
+			return true, nil // no data at or after off
+		}
+		return false, fmt.Errorf("volume %s: seek data: %w", v.path, err)
+	}
+	return next >= off+length, nil
+}
+
 // Flush makes every completed write durable.
 func (v *Volume) Flush() error {
 	if err := v.f.Sync(); err != nil {

@@ -31,6 +31,7 @@ func commands() []command {
 		{"primary", "run the primary site (NBD exports + data mover)", runPrimary},
 		{"secondary", "run the secondary site (receiver, journal, apply)", runSecondary},
 		{"status", "query running sites", runStatus},
+		{"pair", "add, suspend, resume or delete a pair (at the primary)", runPair},
 		{"recover", "at the secondary after losing the primary: apply every journaled group", runRecover},
 		{"version", "print the version", runVersion},
 	}
@@ -72,6 +73,7 @@ Usage:
   duplex primary   --config FILE
   duplex secondary --config FILE
   duplex status    [--config FILE | --addr ADDR] [--json]
+  duplex pair      add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain]
   duplex recover   --config FILE [--force]
   duplex version
 

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+)
+
+func runPair(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("pair", stderr)
+	path := fs.String("config", "", "session config `FILE` (control address and token)")
+	wait := fs.Bool("wait", false, "wait until the operation completes, with a progress bar")
+	drain := fs.Bool("drain", false, "suspend: first ship everything already queued")
+	all := fs.Bool("all", false, "every volume of the session")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain]")
+		fs.PrintDefaults()
+	}
+	flagArgs, pos := splitArgs(args, map[string]bool{"config": true})
+	if code, ok := parse(fs, flagArgs); !ok {
+		return code
+	}
+	if len(pos) < 1 || (len(pos) < 2 && !*all) || len(pos) > 2 || (*all && len(pos) != 1) {
+		fs.Usage()
+		return exitUsage
+	}
+	op := pos[0]
+	switch op {
+	case "add", "suspend", "resume", "delete":
+	default:
+		fmt.Fprintf(stderr, "pair: unknown operation %q: want add, suspend, resume or delete\n", op)
+		return exitUsage
+	}
+	if *drain && op != "suspend" {
+		fmt.Fprintln(stderr, "pair: --drain applies to suspend only")
+		return exitUsage
+	}
+	cfg, code := loadConfig(*path, stderr)
+	if cfg == nil {
+		return code
+	}
+	if cfg.Primary.Control == "" {
+		fmt.Fprintln(stderr, "pair: the config names no primary control address")
+		return exitFailure
+	}
+	tp := cfg.TokenPath()
+	if tp == "" {
+		fmt.Fprintln(stderr, "pair: the config names no control_token_file; pair operations need it")
+		return exitFailure
+	}
+	token, err := control.ReadToken(tp)
+	if err != nil {
+		fmt.Fprintln(stderr, "pair:", err)
+		return exitFailure
+	}
+	vols := pos[1:]
+	if *all {
+		vols = cfg.VolumeNames()
+	}
+	ctx := context.Background()
+	for _, vol := range vols {
+		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, op, *drain)
+		if err != nil {
+			fmt.Fprintln(stderr, "duplex:", err)
+			return exitFailure
+		}
+		switch op {
+		case "delete":
+			if res.ConsistentAsOf != "" {
+				fmt.Fprintf(stdout, "%s: no longer a pair; its secondary copy was last consistent as of %s\n", vol, res.ConsistentAsOf)
+			} else {
+				fmt.Fprintf(stdout, "%s: no longer a pair; its secondary copy was never consistent\n", vol)
+			}
+		default:
+			fmt.Fprintf(stdout, "%s: %s requested\n", vol, op)
+		}
+	}
+	if *wait && (op == "add" || op == "resume") {
+		return waitDuplex(ctx, cfg, vols, stdout, stderr)
+	}
+	return exitOK
+}
+
+// splitArgs separates flags (and the values of flags that take one) from
+// positional arguments, so flags may follow the volume name.
+func splitArgs(args []string, takesValue map[string]bool) (flags, pos []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if takesValue[name] && !strings.Contains(name, "=") && i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	return flags, pos
+}
+
+// waitDuplex shows the copy's progress until every volume is duplex.
+func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout, stderr io.Writer) int {
+	start := time.Now()
+	var first int64 = -1
+	for {
+		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		if err != nil {
+			fmt.Fprintln(stderr, "\nduplex:", err)
+			return exitFailure
+		}
+		var size, copied, resynced int64
+		done := true
+		for _, v := range st.Volumes {
+			for _, want := range vols {
+				if v.Name == want {
+					size += v.SizeBytes
+					copied += v.CopiedBytes
+					resynced += v.ResyncedBytes
+					if v.State != "duplex" {
+						done = false
+					}
+				}
+			}
+		}
+		if first < 0 {
+			first = copied
+		}
+		fmt.Fprint(stdout, "\r"+progressLine(copied, size, copied-first, time.Since(start)))
+		if done {
+			fmt.Fprintf(stdout, "\nduplex; %s copied\n", bytesIEC(resynced))
+			return exitOK
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func progressLine(done, total, moved int64, elapsed time.Duration) string {
+	const width = 30
+	frac := 1.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	n := int(frac * width)
+	bar := strings.Repeat("=", n) + strings.Repeat(" ", width-n)
+	rate := float64(moved) / max(elapsed.Seconds(), 0.001)
+	eta := "--"
+	if rate > 0 && done < total {
+		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s] %5.1f%%  %s/%s  %s/s  ETA %s   ", bar, 100*frac, bytesIEC(done), bytesIEC(total), bytesIEC(int64(rate)), eta)
+}

@@ -1,0 +1,520 @@
+// Package pair manages the pairs of a primary site: each primary volume and its
+// secondary copy, in state pending (initial copy or resync running), duplex
+// (every write is shadowed by the method) or suspended (writes are only
+// recorded as changed regions in a bitmap).
+//
+// An initial copy runs while writes continue: copy updates are stamped by the
+// common timer like writes and captured in the same sidefile, so the secondary
+// applies them in timestamp order with the writes around them. A pair becomes
+// duplex once the copy is done and the secondary's consistency time has passed
+// the last copy update. A resume copies only the regions the bitmap marks.
+//
+// State (pairs and bitmaps) is written atomically to a directory. A primary
+// that did not stop cleanly cannot trust its bitmaps, nor know which
+// acknowledged writes never reached the secondary, so on such a restart every
+// pair is copied again in full (holes are sent as zeroes, without data).
+package pair
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"duplex/apply"
+	"duplex/bitmap"
+	"duplex/mover"
+	"duplex/recordset"
+	"duplex/sidefile"
+	"duplex/subsystem"
+)
+
+// State is a pair's state.
+type State string
+
+const (
+	Pending   State = "pending"
+	Duplex    State = "duplex"
+	Suspended State = "suspended"
+)
+
+// Pair is one volume's replication state.
+type Pair struct {
+	Volume    string `json:"volume"`
+	Subsystem string `json:"subsystem"`
+	State     State  `json:"state"`
+	Size      int64  `json:"size"`
+	// CopyTotal and Copied measure the current initial copy or resync.
+	CopyTotal int64 `json:"copy_total"`
+	Copied    int64 `json:"copied"`
+	// CopyEnd is the timestamp of the last copy update: the pair is duplex
+	// once the secondary's consistency time reaches it.
+	CopyEnd int64 `json:"copy_end"`
+	// Auto marks a suspension the session made itself (link down with a
+	// full sidefile); it resumes by itself when the link returns.
+	Auto bool `json:"auto,omitempty"`
+	// Consistent is the last time the secondary copy of this volume was
+	// consistent with the others: for a duplex pair the session's consistency
+	// time, for a suspended one the time it was suspended.
+	Consistent int64 `json:"consistent"`
+	// Resynced is the bytes copied by the last completed copy or resync.
+	Resynced int64 `json:"resynced"`
+	Deleted  bool  `json:"deleted,omitempty"`
+}
+
+type persisted struct {
+	Clean bool    `json:"clean"`
+	Pairs []*Pair `json:"pairs"`
+}
+
+// Volume is what the manager needs to know of a configured volume.
+type Volume struct {
+	Name      string
+	Subsystem *subsystem.Subsystem
+	Size      int64
+}
+
+// Options configure a Manager.
+type Options struct {
+	Dir          string        // state directory
+	SuspendAfter time.Duration // link down this long with a full sidefile: suspend
+	Logger       *slog.Logger
+}
+
+// Manager runs the pairs of a primary.
+type Manager struct {
+	opts  Options
+	log   *slog.Logger
+	mover *mover.Mover
+	vols  map[string]Volume
+	order []string
+
+	mu     sync.Mutex
+	pairs  map[string]*Pair
+	copies map[string]*bitmap.Bitmap // regions still to copy, per pending pair
+	wake   chan struct{}
+	downAt time.Time
+}
+
+// ErrUnknownVolume is returned for a volume the session does not have.
+var ErrUnknownVolume = errors.New("no such volume in this session")
+
+// Open loads the pair state from opts.Dir. A volume without state starts as a
+// pending pair with a full initial copy.
+func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("pair state %s: %w", opts.Dir, err)
+	}
+	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
+		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1)}
+	for _, v := range volumes {
+		mg.vols[v.Name] = v
+		mg.order = append(mg.order, v.Name)
+	}
+	var st persisted
+	b, err := os.ReadFile(mg.statePath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st.Clean = true
+	case err != nil:
+		return nil, fmt.Errorf("pair state: %w", err)
+	default:
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("pair state %s: %w", mg.statePath(), err)
+		}
+	}
+	saved := map[string]*Pair{}
+	for _, p := range st.Pairs {
+		saved[p.Volume] = p
+	}
+	for _, name := range mg.order {
+		v := mg.vols[name]
+		p := saved[name]
+		switch {
+		case p == nil || p.Size != v.Size:
+			p = &Pair{Volume: name, Subsystem: v.Subsystem.ID(), Size: v.Size}
+			mg.startCopy(p, nil)
+			mg.log.Info("new pair: initial copy", "volume", name)
+		case p.Deleted:
+			v.Subsystem.Suspend(name, bitmap.New(v.Size, bitmap.DefaultRegion))
+		case !st.Clean:
+			// Acknowledged writes may never have reached the secondary, and
+			// bitmaps may miss the last changes: copy everything again.
+			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
+			mg.startCopy(p, nil)
+		case p.State == Suspended:
+			bm, err := mg.loadBitmap(name, v.Size)
+			if err != nil {
+				mg.log.Warn("suspended pair's bitmap unreadable: full resync on resume", "volume", name, "err", err)
+				bm = bitmap.New(v.Size, bitmap.DefaultRegion)
+				bm.SetAll()
+			}
+			v.Subsystem.Suspend(name, bm)
+		case p.State == Pending:
+			bm, err := mg.loadBitmap(name, v.Size)
+			if err != nil {
+				bm = nil
+			}
+			mg.startCopy(p, bm)
+		}
+		mg.pairs[name] = p
+	}
+	// From here until a clean stop, the state on disk says "not clean".
+	if err := mg.save(false); err != nil {
+		return nil, err
+	}
+	return mg, nil
+}
+
+func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }
+
+func (mg *Manager) bitmapPath(vol string) string {
+	return filepath.Join(mg.opts.Dir, vol+".bitmap")
+}
+
+func (mg *Manager) loadBitmap(vol string, size int64) (*bitmap.Bitmap, error) {
+	b, err := os.ReadFile(mg.bitmapPath(vol))
+	if err != nil {
+		return nil, err
+	}
+	return bitmap.Decode(b, size)
+}
+
+// startCopy makes p pending with the regions of bm to copy (all if nil).
+// Called with mg.mu held or before Run.
+func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
+	if bm == nil {
+		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
+		bm.SetAll()
+	}
+	p.State, p.Auto, p.Deleted = Pending, false, false
+	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
+	mg.copies[p.Volume] = bm
+	select {
+	case mg.wake <- struct{}{}:
+	default:
+	}
+}
+
+// save writes the pair state and the bitmaps of pending and suspended pairs.
+func (mg *Manager) save(clean bool) error {
+	mg.mu.Lock()
+	st := persisted{Clean: clean}
+	bms := map[string]*bitmap.Bitmap{}
+	for _, name := range mg.order {
+		p := *mg.pairs[name]
+		st.Pairs = append(st.Pairs, &p)
+		switch p.State {
+		case Pending:
+			bms[name] = mg.copies[name]
+		case Suspended:
+			bms[name] = mg.vols[name].Subsystem.Tracking(name)
+		}
+	}
+	mg.mu.Unlock()
+	for name, bm := range bms {
+		if bm == nil {
+			continue
+		}
+		data, _ := bm.MarshalBinary()
+		if err := apply.WriteFileAtomic(mg.bitmapPath(name), data); err != nil {
+			return fmt.Errorf("pair state: %w", err)
+		}
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := apply.WriteFileAtomic(mg.statePath(), data); err != nil {
+		return fmt.Errorf("pair state: %w", err)
+	}
+	return nil
+}
+
+// Run copies, promotes, suspends and resumes pairs until ctx ends, then saves
+// the state as clean.
+func (mg *Manager) Run(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastSave := time.Now()
+	for {
+		mg.copyOne(ctx)
+		mg.promote()
+		mg.autoSuspend()
+		if time.Since(lastSave) > time.Second {
+			if err := mg.save(false); err != nil {
+				mg.log.Error("saving pair state", "err", err)
+			}
+			lastSave = time.Now()
+		}
+		if mg.copying() {
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			continue
+		case <-mg.wake:
+			continue
+		}
+		break
+	}
+	return nil
+}
+
+// Close records a clean stop: the caller has shipped everything it holds.
+func (mg *Manager) Close(clean bool) error { return mg.save(clean) }
+
+func (mg *Manager) copying() bool {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		if p.State == Pending && mg.copies[name] != nil && mg.copies[name].Count() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// copyOne copies a batch of regions of the first pending pair.
+func (mg *Manager) copyOne(ctx context.Context) {
+	mg.mu.Lock()
+	var p *Pair
+	var bm *bitmap.Bitmap
+	for _, name := range mg.order {
+		if q := mg.pairs[name]; q.State == Pending && mg.copies[name] != nil && mg.copies[name].Count() > 0 {
+			p, bm = q, mg.copies[name]
+			break
+		}
+	}
+	mg.mu.Unlock()
+	if p == nil {
+		return
+	}
+	ss := mg.vols[p.Volume].Subsystem
+	for range 16 {
+		r, off, length, ok := bm.Next(0)
+		if !ok || ctx.Err() != nil {
+			break
+		}
+		if err := ss.Copy(ctx, p.Volume, off, length); err != nil {
+			if ctx.Err() == nil {
+				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
+			}
+			return
+		}
+		bm.Clear(r)
+		mg.mu.Lock()
+		p.Copied += length
+		if bm.Count() == 0 {
+			// Every copy update is now captured: the last one's timestamp
+			// is at or before this one.
+			p.CopyEnd = ss.Stamp()
+		}
+		mg.mu.Unlock()
+	}
+}
+
+// promote makes pending pairs whose copy is done and consistent duplex, and
+// records every duplex pair's consistency time.
+func (mg *Manager) promote() {
+	acked := mg.mover.Stats().Acked.Time
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		switch {
+		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
+			p.State, p.Resynced = Duplex, p.Copied
+			delete(mg.copies, name)
+			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
+			fallthrough
+		case p.State == Duplex:
+			p.Consistent = max(p.Consistent, acked)
+		}
+	}
+}
+
+// autoSuspend suspends every pair when the link has been down longer than
+// SuspendAfter while a sidefile is full, dropping what is held so memory is
+// released; it resumes those pairs when the link is back.
+func (mg *Manager) autoSuspend() {
+	ms := mg.mover.Stats()
+	if ms.Connected {
+		mg.downAt = time.Time{}
+		mg.mu.Lock()
+		var auto []string
+		for _, name := range mg.order {
+			if p := mg.pairs[name]; p.State == Suspended && p.Auto {
+				auto = append(auto, name)
+			}
+		}
+		mg.mu.Unlock()
+		for _, name := range auto {
+			mg.log.Info("link is back: resuming", "volume", name)
+			mg.Resume(name)
+		}
+		return
+	}
+	if mg.downAt.IsZero() {
+		mg.downAt = time.Now()
+	}
+	if mg.opts.SuspendAfter <= 0 || time.Since(mg.downAt) < mg.opts.SuspendAfter || !mg.sidefileFull() {
+		return
+	}
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	bms := map[string]*bitmap.Bitmap{}
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		if p.Deleted || p.State == Suspended {
+			continue
+		}
+		bm := mg.copies[name]
+		if bm == nil {
+			bm = bitmap.New(p.Size, bitmap.DefaultRegion)
+		}
+		delete(mg.copies, name)
+		bms[name] = bm
+		p.State, p.Auto = Suspended, true
+		mg.vols[name].Subsystem.Suspend(name, bm)
+	}
+	if len(bms) == 0 {
+		return
+	}
+	mg.mover.Drop(func(u recordset.Update) {
+		if bm := bms[u.Volume]; bm != nil {
+			bm.Set(int64(u.Offset), int64(u.Length))
+		}
+	})
+	mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
+		"down_for", time.Since(mg.downAt).Round(time.Second))
+}
+
+func (mg *Manager) sidefileFull() bool {
+	for _, name := range mg.order {
+		st := mg.vols[name].Subsystem.Sidefile().Stats()
+		if st.Waiting > 0 || st.Used+sidefile.Cost(1<<20) > st.Limit {
+			return true
+		}
+	}
+	return false
+}
+
+func (mg *Manager) pair(vol string) (*Pair, error) {
+	p, ok := mg.pairs[vol]
+	if !ok {
+		return nil, fmt.Errorf("%q: %w", vol, ErrUnknownVolume)
+	}
+	return p, nil
+}
+
+// Add starts shadowing a volume that is not a pair (never was, or was
+// deleted): an initial copy of the whole volume while writes continue.
+func (mg *Manager) Add(vol string) error {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	p, err := mg.pair(vol)
+	if err != nil {
+		return err
+	}
+	if !p.Deleted {
+		return fmt.Errorf("%s is already a pair (%s)", vol, p.State)
+	}
+	mg.vols[vol].Subsystem.Resume(vol)
+	mg.startCopy(p, nil)
+	return nil
+}
+
+// Suspend stops shadowing vol; its writes are tracked in a bitmap. Updates
+// already captured still ship (the group in flight completes).
+func (mg *Manager) Suspend(vol string) error {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	p, err := mg.pair(vol)
+	if err != nil {
+		return err
+	}
+	if p.Deleted {
+		return fmt.Errorf("%s is not a pair", vol)
+	}
+	if p.State == Suspended {
+		p.Auto = false
+		return nil
+	}
+	bm := mg.copies[vol]
+	if bm == nil {
+		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
+	}
+	delete(mg.copies, vol)
+	mg.vols[vol].Subsystem.Suspend(vol, bm)
+	p.State, p.Auto = Suspended, false
+	p.Consistent = max(p.Consistent, mg.vols[vol].Subsystem.Stamp())
+	return nil
+}
+
+// Resume shadows vol again, copying the regions changed while suspended.
+func (mg *Manager) Resume(vol string) error {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	p, err := mg.pair(vol)
+	if err != nil {
+		return err
+	}
+	if p.Deleted || p.State != Suspended {
+		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
+	}
+	bm := mg.vols[vol].Subsystem.Resume(vol)
+	mg.startCopy(p, bm)
+	return nil
+}
+
+// Delete stops shadowing vol and returns the last time its secondary copy was
+// consistent.
+func (mg *Manager) Delete(vol string) (time.Time, error) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	p, err := mg.pair(vol)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if p.Deleted {
+		return time.Time{}, fmt.Errorf("%s is not a pair", vol)
+	}
+	if p.State == Duplex {
+		p.Consistent = max(p.Consistent, mg.mover.Stats().Acked.Time)
+	}
+	mg.vols[vol].Subsystem.Suspend(vol, bitmap.New(p.Size, bitmap.DefaultRegion))
+	delete(mg.copies, vol)
+	p.Deleted, p.State, p.Auto = true, Suspended, false
+	return time.Unix(0, p.Consistent), nil
+}
+
+// Pairs returns a snapshot of every pair, in configuration order.
+func (mg *Manager) Pairs() []Pair {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	out := make([]Pair, 0, len(mg.order))
+	for _, name := range mg.order {
+		p := *mg.pairs[name]
+		if p.State == Pending {
+			if bm := mg.copies[name]; bm != nil {
+				p.Copied = p.CopyTotal - bm.DirtyBytes()
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}

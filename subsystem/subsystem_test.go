@@ -1,0 +1,477 @@
+package subsystem
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/sidefile"
+	"duplex/timer"
+	"duplex/volume"
+)
+
+const volSize = 64 << 10
+
+type fixture struct {
+	ss   *Subsystem
+	vols map[string]*volume.Volume
+	side *sidefile.Sidefile
+	tm   *timer.Timer
+}
+
+func newFixture(t *testing.T, limit int64, names ...string) *fixture {
+	t.Helper()
+	if len(names) == 0 {
+		names = []string{"v0"}
+	}
+	dir := t.TempDir()
+	vols := map[string]*volume.Volume{}
+	for _, n := range names {
+		v, err := volume.Open(filepath.Join(dir, n+".img"), volSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { v.Close() })
+		vols[n] = v
+	}
+	tm := timer.New()
+	side := sidefile.New(limit)
+	return &fixture{ss: New("ss1", tm, side, vols, names), vols: vols, side: side, tm: tm}
+}
+
+func readVol(t *testing.T, v *volume.Volume, off, n int64) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if err := v.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// replay applies updates in timestamp order to an in-memory image: what
+// the secondary will hold.
+func replay(size int64, us []recordset.Update, vol string) []byte {
+	img := make([]byte, size)
+	for _, u := range us {
+		if u.Volume != vol {
+			continue
+		}
+		switch u.Kind {
+		case recordset.KindWrite:
+			copy(img[u.Offset:], u.Data)
+		case recordset.KindZeroes, recordset.KindTrim:
+			clear(img[u.Offset : u.Offset+u.Length])
+		}
+	}
+	return img
+}
+
+func releaseAll(side *sidefile.Sidefile, us []recordset.Update) {
+	var n int64
+	for _, u := range us {
+		n += sidefile.Cost(len(u.Data))
+	}
+	side.Release(n)
+}
+
+// Concurrent overlapping writes land on the primary volume in timestamp
+// order: afterwards every byte holds what the update with the highest
+// timestamp covering it wrote, which is what the secondary will hold.
+func TestOverlappingConcurrentWritesAgreeWithSidefile(t *testing.T) {
+	const block = 4096
+	f := newFixture(t, 64<<20, "v0", "v1")
+	ctx := context.Background()
+	rounds := 80
+	if testing.Short() {
+		rounds = 10
+	}
+	var history []recordset.Update
+	for round := range rounds {
+		const writers = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*8)
+		start := make(chan struct{}) // all writers start together
+		for g := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				rng := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+				for i := range 8 {
+					vol := "v0"
+					if rng.IntN(4) == 0 {
+						vol = "v1"
+					}
+					fill := byte(g*8 + i + 1)
+					var err error
+					switch k := rng.IntN(10); {
+					case k < 3: // the whole block
+						err = f.ss.Write(ctx, vol, bytes.Repeat([]byte{fill}, block), block)
+					case k < 4: // a long write over it, slow enough to be overtaken
+						err = f.ss.Write(ctx, vol, bytes.Repeat([]byte{fill}, 16*block), 0)
+					case k < 8: // a partly overlapping range around it
+						off := block - 512 + rng.Int64N(block)
+						n := 1 + rng.IntN(block)
+						err = f.ss.Write(ctx, vol, bytes.Repeat([]byte{fill}, n), off)
+					case k < 9:
+						err = f.ss.WriteZeroes(ctx, vol, block+rng.Int64N(block/2), 1+rng.Int64N(block/2))
+					default:
+						err = f.ss.Trim(ctx, vol, block+rng.Int64N(block/2), 1+rng.Int64N(block/2))
+					}
+					if err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		us, _, _ := f.ss.Drain()
+		if len(us) != writers*8 {
+			t.Fatalf("round %d: drained %d updates, want %d", round, len(us), writers*8)
+		}
+		// Each round starts from what the previous ones left, so the
+		// expected image is the replay of every round so far.
+		history = append(history, us...)
+		for _, name := range []string{"v0", "v1"} {
+			want := replay(volSize, history, name)
+			got := readVol(t, f.vols[name], 0, volSize)
+			if !bytes.Equal(got, want) {
+				i := firstDiff(got, want)
+				t.Fatalf("round %d: volume %s byte %d is %d on the primary, but the update with the highest timestamp covering it wrote %d",
+					round, name, i, got[i], want[i])
+			}
+		}
+		releaseAll(f.side, us)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// Timestamps in the sidefile strictly increase, update sequence numbers are
+// contiguous from 1, and each Drain's horizon lies after every update it
+// drained and before every update captured later.
+func TestDrainOrderAndHorizon(t *testing.T) {
+	f := newFixture(t, 64<<20, "v0", "v1")
+	ctx := context.Background()
+	const writers, perWriter = 8, 300
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				vol := []string{"v0", "v1"}[(g+i)%2]
+				var err error
+				if i%5 == 4 {
+					err = f.ss.WriteZeroes(ctx, vol, int64(g*512), 512)
+				} else {
+					err = f.ss.Write(ctx, vol, []byte{byte(g), byte(i)}, int64(g*512+i%256))
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	type batch struct {
+		us      []recordset.Update
+		horizon int64
+	}
+	var batches []batch
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		us, h, _ := f.ss.Drain()
+		batches = append(batches, batch{us, h})
+		releaseAll(f.side, us)
+	}
+	var all []recordset.Update
+	for i, b := range batches {
+		for _, u := range b.us {
+			if u.Timestamp >= b.horizon {
+				t.Fatalf("batch %d: update stamped %d at or after the drain's horizon %d", i, u.Timestamp, b.horizon)
+			}
+		}
+		if i > 0 && b.horizon <= batches[i-1].horizon {
+			t.Fatalf("batch %d: horizon %d not after the previous %d", i, b.horizon, batches[i-1].horizon)
+		}
+		for _, later := range batches[i+1:] {
+			for _, u := range later.us {
+				if u.Timestamp <= b.horizon {
+					t.Fatalf("batch %d's horizon %d, but a later batch holds update %d", i, b.horizon, u.Timestamp)
+				}
+			}
+		}
+		all = append(all, b.us...)
+	}
+	if len(all) != writers*perWriter {
+		t.Fatalf("drained %d updates, want %d", len(all), writers*perWriter)
+	}
+	for i, u := range all {
+		if u.Seq != uint64(i+1) {
+			t.Fatalf("update %d has sequence number %d, want %d", i, u.Seq, i+1)
+		}
+		if i > 0 && u.Timestamp <= all[i-1].Timestamp {
+			t.Fatalf("update %d stamped %d, not after %d", i, u.Timestamp, all[i-1].Timestamp)
+		}
+		if u.Kind == recordset.KindWrite && u.Length != uint64(len(u.Data)) {
+			t.Fatalf("update %d: length %d with %d bytes of data", i, u.Length, len(u.Data))
+		}
+	}
+	if got := f.side.Stats().Used; got != 0 {
+		t.Fatalf("sidefile holds %d bytes after every update was released", got)
+	}
+	// A write after the last drain is stamped after its horizon.
+	last := batches[len(batches)-1].horizon
+	if err := f.ss.Write(ctx, "v0", []byte{1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	us, _, _ := f.ss.Drain()
+	if len(us) != 1 || us[0].Timestamp <= last {
+		t.Fatalf("write after the last drain: %v, want one update after %d", us, last)
+	}
+}
+
+func TestDrainCapturesWhatWasWritten(t *testing.T) {
+	f := newFixture(t, 1<<20, "a", "b")
+	ctx := context.Background()
+	data := []byte("hello, secondary")
+	if err := f.ss.Write(ctx, "b", data, 100); err != nil {
+		t.Fatal(err)
+	}
+	data[0] = 'J' // Write copied it
+	if err := f.ss.WriteZeroes(ctx, "a", 4096, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ss.Trim(ctx, "a", 0, 512); err != nil {
+		t.Fatal(err)
+	}
+	us, h, read := f.ss.Drain()
+	want := []recordset.Update{
+		{Volume: "b", Kind: recordset.KindWrite, Offset: 100, Length: 16, Seq: 1, Data: []byte("hello, secondary")},
+		{Volume: "a", Kind: recordset.KindZeroes, Offset: 4096, Length: 8192, Seq: 2},
+		{Volume: "a", Kind: recordset.KindTrim, Offset: 0, Length: 512, Seq: 3},
+	}
+	if len(us) != len(want) {
+		t.Fatalf("drained %d updates, want %d", len(us), len(want))
+	}
+	for i := range want {
+		got := us[i]
+		got.Timestamp = 0
+		if fmt.Sprint(got) != fmt.Sprint(want[i]) {
+			t.Errorf("update %d: got %+v, want %+v", i, got, want[i])
+		}
+	}
+	if h <= us[2].Timestamp || h > f.tm.Last() {
+		t.Errorf("horizon %d, want after %d and at most the timer's last stamp %d", h, us[2].Timestamp, f.tm.Last())
+	}
+	if read.IsZero() {
+		t.Error("zero read time")
+	}
+	if got := readVol(t, f.vols["b"], 100, 16); string(got) != "hello, secondary" {
+		t.Errorf("primary volume holds %q", got)
+	}
+	wantUsed := sidefile.Cost(16) + 2*sidefile.Cost(0)
+	if got := f.side.Stats().Used; got != wantUsed {
+		t.Errorf("sidefile Used = %d after drain, want %d: bytes stay reserved until released", got, wantUsed)
+	}
+	if us, _, _ := f.ss.Drain(); len(us) != 0 {
+		t.Errorf("second Drain returned %d updates", len(us))
+	}
+}
+
+// A request the primary cannot perform is refused before it is captured:
+// the secondary must never receive it.
+func TestOutOfRangeRejectedBeforeCapture(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		do   func() error
+	}{
+		{"write past end", func() error { return f.ss.Write(ctx, "v0", make([]byte, 2), volSize-1) }},
+		{"write at end", func() error { return f.ss.Write(ctx, "v0", []byte{1}, volSize) }},
+		{"write bigger than volume", func() error { return f.ss.Write(ctx, "v0", make([]byte, volSize+1), 0) }},
+		{"negative offset", func() error { return f.ss.Write(ctx, "v0", []byte{1}, -1) }},
+		{"zeroes past end", func() error { return f.ss.WriteZeroes(ctx, "v0", volSize-10, 11) }},
+		{"trim past end", func() error { return f.ss.Trim(ctx, "v0", 0, volSize+1) }},
+		{"zeroes negative length", func() error { return f.ss.WriteZeroes(ctx, "v0", 0, -1) }},
+		{"trim negative length", func() error { return f.ss.Trim(ctx, "v0", 100, -50) }},
+		{"huge offset", func() error { return f.ss.Write(ctx, "v0", []byte{1}, 1<<62) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.do()
+			if !errors.Is(err, volume.ErrOutOfRange) {
+				t.Errorf("err = %v, want ErrOutOfRange", err)
+			}
+			st := f.side.Stats()
+			if st.Captured != 0 || st.Used != 0 {
+				t.Errorf("sidefile after a refused request: %d captured, %d bytes used; want none", st.Captured, st.Used)
+			}
+			us, _, _ := f.ss.Drain()
+			for _, u := range us {
+				t.Errorf("captured %v update [%d, +%d)", u.Kind, u.Offset, u.Length)
+			}
+			releaseAll(f.side, us)
+		})
+	}
+	// Edges that are in range are accepted.
+	if err := f.ss.Write(ctx, "v0", []byte{1}, volSize-1); err != nil {
+		t.Errorf("last byte: %v", err)
+	}
+	if err := f.ss.WriteZeroes(ctx, "v0", 0, volSize); err != nil {
+		t.Errorf("whole volume: %v", err)
+	}
+	if err := f.ss.Write(ctx, "v0", nil, volSize); err != nil {
+		t.Errorf("empty write at the end: %v", err)
+	}
+}
+
+func TestUnknownVolumeRejected(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	if err := f.ss.Write(context.Background(), "nope", []byte{1}, 0); err == nil {
+		t.Fatal("write to an unknown volume succeeded")
+	}
+	if err := f.ss.Flush("nope"); err == nil {
+		t.Fatal("flush of an unknown volume succeeded")
+	}
+	if st := f.side.Stats(); st.Captured != 0 || st.Used != 0 {
+		t.Fatalf("sidefile %+v after a refused write", st)
+	}
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A full sidefile makes writers wait, before they are stamped or captured,
+// until the mover releases bytes.
+func TestFullSidefileMakesWritersWait(t *testing.T) {
+	const n = 1000
+	f := newFixture(t, 2*sidefile.Cost(n))
+	ctx := context.Background()
+	for i := range 2 {
+		if err := f.ss.Write(ctx, "v0", bytes.Repeat([]byte{1}, n), int64(i*n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.ss.Write(ctx, "v0", bytes.Repeat([]byte{3}, n), 5000) }()
+	waitFor(t, "the third writer to wait", func() bool { return f.side.Stats().Waiting == 1 })
+	select {
+	case err := <-done:
+		t.Fatalf("write into a full sidefile returned %v without waiting", err)
+	default:
+	}
+	stampBefore := f.tm.Last()
+	if got := f.side.Stats().Captured; got != 2 {
+		t.Fatalf("%d updates captured while the third waits, want 2", got)
+	}
+	if got := readVol(t, f.vols["v0"], 5000, 1); got[0] != 0 {
+		t.Fatal("waiting write reached the volume")
+	}
+	us, _, _ := f.ss.Drain() // the mover reads, but has not released yet
+	if len(us) != 2 {
+		t.Fatalf("drained %d", len(us))
+	}
+	if got := f.side.Stats().Waiting; got != 1 {
+		t.Fatalf("Waiting = %d after Drain; Drain must not free space", got)
+	}
+	f.side.Release(sidefile.Cost(n)) // one acknowledged
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("writer still waiting after Release")
+	}
+	us, _, _ = f.ss.Drain()
+	if len(us) != 1 || us[0].Timestamp <= stampBefore {
+		t.Fatalf("third update %v, want one stamped after %d (after its wait)", us, stampBefore)
+	}
+	if got := readVol(t, f.vols["v0"], 5000, 1); got[0] != 3 {
+		t.Fatal("released write did not reach the volume")
+	}
+	if st := f.side.Stats(); st.Waits != 1 || st.Used != 2*sidefile.Cost(n) {
+		t.Fatalf("Stats %+v, want 1 wait and two updates' bytes used", st)
+	}
+}
+
+func TestWaitingWriterHonoursContext(t *testing.T) {
+	f := newFixture(t, sidefile.Cost(10))
+	if err := f.ss.Write(context.Background(), "v0", make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.ss.Write(ctx, "v0", []byte{7}, 100) }()
+	waitFor(t, "the writer to wait", func() bool { return f.side.Stats().Waiting == 1 })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled wait: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("writer did not give up on cancel")
+	}
+	if st := f.side.Stats(); st.Captured != 1 || st.Used != sidefile.Cost(10) {
+		t.Fatalf("after a cancelled write: %+v, want only the first update", st)
+	}
+	if got := readVol(t, f.vols["v0"], 100, 1); got[0] != 0 {
+		t.Fatal("cancelled write reached the volume")
+	}
+}
+
+func TestAccessors(t *testing.T) {
+	f := newFixture(t, 1<<20, "x", "y")
+	if f.ss.ID() != "ss1" || f.ss.Sidefile() != f.side {
+		t.Fatal("ID or Sidefile wrong")
+	}
+	if got := f.ss.VolumeNames(); len(got) != 2 || got[0] != "x" || got[1] != "y" {
+		t.Fatalf("VolumeNames = %v", got)
+	}
+	if v, ok := f.ss.Volume("y"); !ok || v != f.vols["y"] {
+		t.Fatal("Volume(y)")
+	}
+	if _, ok := f.ss.Volume("z"); ok {
+		t.Fatal("Volume(z) found")
+	}
+	if err := f.ss.Flush("x"); err != nil {
+		t.Fatal(err)
+	}
+}
