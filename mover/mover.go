@@ -82,8 +82,8 @@ type Mover struct {
 	reconnect uint64
 	sentBytes uint64
 	conn      transport.Conn // the current connection, if any
-	work      chan struct{} // new record sets to send
-	progress  chan struct{} // closed and replaced on every acknowledgement
+	work      chan struct{}  // new record sets to send
+	progress  chan struct{}  // closed and replaced on every acknowledgement
 }
 
 // New returns a Mover; Run starts it.
