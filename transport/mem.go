@@ -30,6 +30,18 @@ type MemNetwork struct {
 	once    sync.Once
 	stats   MemStats
 	current []*memConn
+	down    bool
+}
+
+// SetDown takes the link down (every connection is cut and dials fail) or
+// brings it back up.
+func (n *MemNetwork) SetDown(down bool) {
+	n.mu.Lock()
+	n.down = down
+	n.mu.Unlock()
+	if down {
+		n.Cut()
+	}
 }
 
 // MemStats counts the faults injected.
@@ -70,6 +82,12 @@ func (n *MemNetwork) Cut() {
 
 // Dial connects to the listener side.
 func (n *MemNetwork) Dial(ctx context.Context) (Conn, error) {
+	n.mu.Lock()
+	down := n.down
+	n.mu.Unlock()
+	if down {
+		return nil, fmt.Errorf("mem dial: link down: %w", ErrClosed)
+	}
 	a, b := newMemPair(n)
 	select {
 	case n.accept <- b:
