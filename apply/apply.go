@@ -34,6 +34,13 @@ type Target interface {
 // volumes it touched. An update for a volume not in vols is an error: the
 // secondary must not silently skip part of a group.
 func Group(g *consistency.Group, vols map[string]Target) error {
+	// Every volume must exist before anything is written: a group is applied
+	// whole or not at all.
+	for _, u := range g.Updates {
+		if _, ok := vols[u.Volume]; !ok {
+			return fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
+		}
+	}
 	superseded := fold(g.Updates)
 	touched := map[string]Target{}
 	for i, u := range g.Updates {

@@ -69,7 +69,8 @@ func DecodeGroup(b []byte, lim recordset.Limits) (*Group, string, error) {
 	k := int(binary.BigEndian.Uint16(b[6:]))
 	b = b[8:]
 	through := make(map[string]uint64, min(k, 1024))
-	for range k {
+	prev := ""
+	for i := range k {
 		if len(b) < 2 {
 			return bad("truncated subsystem table")
 		}
@@ -77,7 +78,12 @@ func DecodeGroup(b []byte, lim recordset.Limits) (*Group, string, error) {
 		if len(b) < 2+n+8 {
 			return bad("truncated subsystem entry")
 		}
-		through[string(b[2:2+n])] = binary.BigEndian.Uint64(b[2+n:])
+		name := string(b[2 : 2+n])
+		if i > 0 && name <= prev {
+			return bad("subsystem table not sorted")
+		}
+		prev = name
+		through[name] = binary.BigEndian.Uint64(b[2+n:])
 		b = b[2+n+8:]
 	}
 	rs, err := recordset.Decode(b, lim)

@@ -562,9 +562,12 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 		h.ss.Sidefile().Release(h.cost)
 	}
 	m.held = nil
+	// The secondary may have journaled more than we saw acknowledged (the ack
+	// was lost with the link): number afresh from what its next Welcome says.
+	m.based = false
 	for _, ss := range m.cfg.Subsystems {
-		m.local[ss.ID()] = m.released[ss.ID()]
-		m.received[ss.ID()] = m.released[ss.ID()]
+		m.local[ss.ID()] = 0
+		m.received[ss.ID()] = 0
 		m.ahead[ss.ID()] = 0
 	}
 	m.instance = rand.Uint64() | 1

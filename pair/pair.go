@@ -309,6 +309,29 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		if !ok || ctx.Err() != nil {
 			break
 		}
+		// A run of marked regions that is all hole on the primary goes as
+		// one zeroes update.
+		last, end := r, off+length
+		for last-r < 1024 {
+			nr, noff, nlen, ok := bm.Next(last + 1)
+			if !ok || nr != last+1 {
+				break
+			}
+			last, end = nr, noff+nlen
+		}
+		if last > r {
+			hole, err := ss.CopyHole(ctx, p.Volume, off, end-off)
+			if err != nil {
+				return
+			}
+			if hole {
+				for x := r; x <= last; x++ {
+					bm.Clear(x)
+				}
+				mg.copied(p, bm, ss, end-off)
+				continue
+			}
+		}
 		if err := ss.Copy(ctx, p.Volume, off, length); err != nil {
 			if ctx.Err() == nil {
 				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
@@ -316,14 +339,18 @@ func (mg *Manager) copyOne(ctx context.Context) {
 			return
 		}
 		bm.Clear(r)
-		mg.mu.Lock()
-		p.Copied += length
-		if bm.Count() == 0 {
-			// Every copy update is now captured: the last one's timestamp
-			// is at or before this one.
-			p.CopyEnd = ss.Stamp()
-		}
-		mg.mu.Unlock()
+		mg.copied(p, bm, ss, length)
+	}
+}
+
+func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss *subsystem.Subsystem, n int64) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	p.Copied += n
+	if bm.Count() == 0 {
+		// Every copy update is now captured: the last one's timestamp is at
+		// or before this one.
+		p.CopyEnd = ss.Stamp()
 	}
 }
 

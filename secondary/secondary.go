@@ -90,6 +90,15 @@ type Stats struct {
 	LastAppliedWall time.Time
 }
 
+// MaxGroupBytes bounds one journaled consistency group. A group gathers every
+// record set up to the slowest subsystem's horizon, so it can be far larger
+// than one record set; the primary's sidefile limits bound it in practice.
+const MaxGroupBytes = 2 << 30
+
+// groupLimits decode journaled groups: their size was accepted when they were
+// formed, and refusing one on replay would stop the secondary for good.
+var groupLimits = recordset.Limits{MaxHeader: 1 << 30, MaxPayload: MaxGroupBytes, MaxRecords: 1 << 26}
+
 // ErrStopped is returned when the secondary stops because it cannot make a
 // group durable; continuing could acknowledge what is not safe.
 var ErrStopped = errors.New("secondary stopped")
@@ -117,7 +126,7 @@ func Open(cfg Config) (*Secondary, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	j, err := journal.Open(cfg.JournalDir, journal.Options{})
+	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes})
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
@@ -156,7 +165,7 @@ func (s *Secondary) replay() error {
 	}
 	replayed := 0
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
-		g, session, err := consistency.DecodeGroup(data, s.cfg.Limits)
+		g, session, err := consistency.DecodeGroup(data, groupLimits)
 		if err != nil {
 			return fmt.Errorf("journal record %d: %w", index, err)
 		}
@@ -269,6 +278,13 @@ func (s *Secondary) refuse(conn transport.Conn, reason string) error {
 
 func (s *Secondary) serve(conn transport.Conn) error {
 	defer conn.Close()
+	if err := transport.Handshake(context.Background(), conn); err != nil {
+		s.log.Warn("refused connection: TLS handshake failed (wrong or missing certificate?)", "peer", conn.Peer(), "err", err)
+		s.mu.Lock()
+		s.stats.Refused++
+		s.mu.Unlock()
+		return err
+	}
 	hello, err := s.awaitHello(conn)
 	if err != nil {
 		s.log.Warn("bad hello", "peer", conn.Peer(), "err", err)

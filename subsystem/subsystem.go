@@ -292,6 +292,20 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	return nil
 }
 
+// CopyHole captures [off, off+length) of vol as zeroes if it is a hole on the
+// primary, reporting whether it did; a copier tries it on long runs first so
+// that the sparse parts of a volume cost one small update.
+func (s *Subsystem) CopyHole(ctx context.Context, vol string, off, length int64) (bool, error) {
+	v, ok := s.volumes[vol]
+	if !ok {
+		return false, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
+	}
+	if off < 0 || length <= 0 || length > v.Size() || off > v.Size()-length {
+		return false, fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w", s.id, vol, off, length, volume.ErrOutOfRange)
+	}
+	return s.copyHole(ctx, v, vol, off, length)
+}
+
 // copyHole sends [off, off+length) as zeroes if it is a hole on the primary and
 // no write to the volume was stamped or in flight while that was checked.
 func (s *Subsystem) copyHole(ctx context.Context, v *volume.Volume, vol string, off, length int64) (bool, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bitmap"
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/timer"
@@ -473,5 +474,173 @@ func TestAccessors(t *testing.T) {
 	}
 	if err := f.ss.Flush("x"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A copy update holds its region's content as of its timestamp: replaying
+// every drained update in timestamp order finds, at each copy, exactly the
+// bytes the copy carries, and a copy sent as zeroes (a hole on the primary)
+// only where the replay holds zeroes. The replay ends at the primary's
+// content.
+func TestCopyCapturesContentAsOfItsTimestamp(t *testing.T) {
+	const region = 16 << 10
+	rounds := 20
+	if testing.Short() {
+		rounds = 4
+	}
+	for round := range rounds {
+		f := newFixture(t, 64<<20)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				rng := rand.New(rand.NewPCG(uint64(round), uint64(g)))
+				for i := range 30 {
+					off := rng.Int64N(region - 4096)
+					var err error
+					if rng.IntN(5) == 0 {
+						// Odd lengths tell a user's zeroes from a copied hole.
+						err = f.ss.WriteZeroes(ctx, "v0", off, 2*rng.Int64N(2048)+1)
+					} else {
+						err = f.ss.Write(ctx, "v0", bytes.Repeat([]byte{byte(g*30 + i + 1)}, 1+rng.IntN(4096)), off)
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		for c := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				rng := rand.New(rand.NewPCG(uint64(round), uint64(100+c)))
+				for range 15 {
+					off := 512 * rng.Int64N(region/512-8)
+					if err := f.ss.Copy(ctx, "v0", off, 512*(1+rng.Int64N(8))*2); err != nil {
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		var all []recordset.Update
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		close(start)
+		for finished := false; !finished; {
+			select {
+			case <-done:
+				finished = true
+			default:
+			}
+			us, _, _ := f.ss.Drain()
+			// The mover encodes what it drained at once: a copy's data must
+			// be complete when Drain returns.
+			for i := range us {
+				us[i].Data = bytes.Clone(us[i].Data)
+			}
+			all = append(all, us...)
+			releaseAll(f.side, us)
+		}
+		img := make([]byte, volSize)
+		for i, u := range all {
+			if i > 0 && u.Timestamp <= all[i-1].Timestamp {
+				t.Fatalf("round %d: updates out of timestamp order", round)
+			}
+			r := img[u.Offset : u.Offset+u.Length]
+			switch {
+			case u.Kind == recordset.KindCopy:
+				if !bytes.Equal(u.Data, r) {
+					t.Fatalf("round %d: copy [%d, +%d) at %d carries bytes that differ from the content as of its timestamp at byte %d",
+						round, u.Offset, u.Length, u.Timestamp, firstDiff(u.Data, r))
+				}
+			case u.Kind == recordset.KindZeroes && u.Length%2 == 0:
+				if !bytes.Equal(r, make([]byte, len(r))) {
+					t.Fatalf("round %d: copy of [%d, +%d) sent as a hole, but the region held data at %d", round, u.Offset, u.Length, u.Timestamp)
+				}
+			}
+			if u.Kind.HasData() {
+				copy(r, u.Data)
+			} else {
+				clear(r)
+			}
+		}
+		if got := readVol(t, f.vols["v0"], 0, volSize); !bytes.Equal(got, img) {
+			t.Fatalf("round %d: primary differs from the replay at byte %d", round, firstDiff(got, img))
+		}
+	}
+}
+
+func TestCopyRejectsBadRange(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	ctx := context.Background()
+	for _, r := range [][2]int64{{-1, 10}, {0, 0}, {0, -5}, {volSize - 1, 2}, {0, volSize + 1}} {
+		if err := f.ss.Copy(ctx, "v0", r[0], r[1]); !errors.Is(err, volume.ErrOutOfRange) {
+			t.Errorf("Copy(%d, %d) = %v, want ErrOutOfRange", r[0], r[1], err)
+		}
+	}
+	if err := f.ss.Copy(ctx, "nope", 0, 1); err == nil {
+		t.Error("Copy of an unknown volume succeeded")
+	}
+	if st := f.side.Stats(); st.Captured != 0 || st.Used != 0 {
+		t.Fatalf("sidefile %+v after refused copies", st)
+	}
+}
+
+// While a volume is suspended its writes are not captured, only marked in
+// the bitmap (before they reach the volume); after Resume they are captured
+// again.
+func TestSuspendTracksInsteadOfCapturing(t *testing.T) {
+	f := newFixture(t, 1<<20, "a", "b")
+	ctx := context.Background()
+	bm := bitmap.New(volSize, 4096)
+	f.ss.Suspend("a", bm)
+	if f.ss.Tracking("a") != bm || f.ss.Tracking("b") != nil {
+		t.Fatal("Tracking does not report the suspension")
+	}
+	if err := f.ss.Write(ctx, "a", []byte("suspended"), 5000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ss.WriteZeroes(ctx, "a", 20000, 10000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ss.Write(ctx, "b", []byte("shadowed"), 0); err != nil {
+		t.Fatal(err)
+	}
+	us, _, _ := f.ss.Drain()
+	if len(us) != 1 || us[0].Volume != "b" {
+		t.Fatalf("captured %v while a was suspended, want only b's write", us)
+	}
+	releaseAll(f.side, us)
+	if got := readVol(t, f.vols["a"], 5000, 9); string(got) != "suspended" {
+		t.Fatalf("suspended write did not reach the primary: %q", got)
+	}
+	var marked []int64
+	for r, _, _, ok := bm.Next(0); ok; r, _, _, ok = bm.Next(r + 1) {
+		marked = append(marked, r)
+	}
+	// [5000, 5009) is region 1; [20000, 30000) regions 4..7.
+	if want := []int64{1, 4, 5, 6, 7}; fmt.Sprint(marked) != fmt.Sprint(want) {
+		t.Fatalf("marked regions %v, want %v", marked, want)
+	}
+	if got := f.ss.Resume("a"); got != bm {
+		t.Fatal("Resume did not return the bitmap")
+	}
+	if f.ss.Resume("a") != nil {
+		t.Fatal("second Resume returned a bitmap")
+	}
+	if err := f.ss.Write(ctx, "a", []byte("again"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if us, _, _ := f.ss.Drain(); len(us) != 1 || us[0].Volume != "a" {
+		t.Fatalf("after Resume: captured %v, want a's write", us)
+	}
+	if bm.Count() != 5 {
+		t.Fatalf("bitmap changed after Resume: %d regions", bm.Count())
 	}
 }

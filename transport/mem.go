@@ -218,7 +218,7 @@ func (c *memConn) Send(frame []byte) error {
 		return nil // the sender cannot tell, as with a lost packet on a broken path
 	}
 	cp := append([]byte(nil), frame...)
-	if corrupt {
+	if corrupt && len(cp) > 0 {
 		cp[corruptAt] ^= corruptBit
 	}
 	item := queued{frame: cp, at: time.Now().Add(delay)}

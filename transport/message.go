@@ -189,8 +189,14 @@ func appendTable(b []byte, m map[string]uint64) []byte {
 func (r *reader) table() map[string]uint64 {
 	m := map[string]uint64{}
 	n := int(r.u16())
+	prev := ""
 	for i := 0; i < n && r.err == nil; i++ {
 		name := r.str()
+		// Names are written sorted and unique; anything else is not ours.
+		if i > 0 && name <= prev && r.err == nil {
+			r.err = fmt.Errorf("table names out of order: %w", ErrCorrupt)
+		}
+		prev = name
 		m[name] = r.u64()
 	}
 	return m
@@ -218,5 +224,8 @@ func EncodeRefuse(reason string) []byte {
 func DecodeRefuse(body []byte) (string, error) {
 	r := &reader{b: body}
 	s := r.str()
+	if len(s) > 1024 {
+		return "", fmt.Errorf("refusal reason of %d bytes: %w", len(s), ErrCorrupt)
+	}
 	return s, r.done()
 }

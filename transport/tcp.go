@@ -63,9 +63,8 @@ func ListenTCP(addr string, tlsConf *tls.Config, maxFrame int) (*TCPListener, er
 	return &TCPListener{ln: ln, tls: tlsConf, maxFrame: maxFrame}, nil
 }
 
-// Accept waits for the next connection; with TLS, it completes the handshake.
-// A failed TLS handshake is returned as an error wrapping *HandshakeError so the
-// caller can log it and keep accepting.
+// Accept waits for the next connection. With TLS, the caller completes the
+// handshake with Handshake before using it.
 func (l *TCPListener) Accept(ctx context.Context) (Conn, error) {
 	stop := context.AfterFunc(ctx, func() { l.ln.Close() })
 	defer stop()
@@ -77,16 +76,32 @@ func (l *TCPListener) Accept(ctx context.Context) (Conn, error) {
 		return nil, fmt.Errorf("accept %s: %w", l.ln.Addr(), err)
 	}
 	if l.tls != nil {
-		tc := tls.Server(c, l.tls)
-		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := tc.HandshakeContext(hctx); err != nil {
-			c.Close()
-			return nil, &HandshakeError{Peer: c.RemoteAddr().String(), Err: err}
-		}
-		c = tc
+		// The handshake happens in Handshake, on the connection's own
+		// goroutine: a peer that connects and says nothing must not hold up
+		// the next one.
+		c = tls.Server(c, l.tls)
 	}
 	return newTCPConn(c, l.maxFrame), nil
+}
+
+// Handshake completes a connection's TLS handshake, if it has one, within
+// 10 seconds. Its error is a *HandshakeError.
+func Handshake(ctx context.Context, c Conn) error {
+	tc, ok := c.(*tcpConn)
+	if !ok {
+		return nil
+	}
+	t, ok := tc.c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := t.HandshakeContext(hctx); err != nil {
+		t.Close()
+		return &HandshakeError{Peer: t.RemoteAddr().String(), Err: err}
+	}
+	return nil
 }
 
 // HandshakeError is a TLS handshake that failed with one peer.

@@ -1,0 +1,397 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"duplex/recordset"
+)
+
+func sampleHellos() map[string]Hello {
+	return map[string]Hello{
+		"zero":           {},
+		"session only":   {Session: "s"},
+		"one subsystem":  {Session: "sess", Subsystems: []string{"ss1"}, Instance: 1},
+		"many":           {Session: "payroll", Subsystems: []string{"ss1", "ss2", "ss3"}, Instance: 0xdeadbeefcafebabe},
+		"max instance":   {Session: "x", Subsystems: []string{"a"}, Instance: math.MaxUint64},
+		"empty names":    {Session: "", Subsystems: []string{"", ""}, Instance: 7},
+		"unsorted names": {Session: "s", Subsystems: []string{"zz", "aa", "mm"}, Instance: 3},
+		"utf8":           {Session: "sitzung-ä", Subsystems: []string{"teilsystem-ö"}, Instance: 42},
+		"long":           {Session: strings.Repeat("s", 1000), Subsystems: []string{strings.Repeat("n", 300)}, Instance: 9},
+	}
+}
+
+func samplePositions() map[string]Position {
+	return map[string]Position{
+		"zero": {},
+		"group only": {
+			Group: 12, Time: 1_700_000_000_000_000_000,
+		},
+		"negative time": {
+			Group: 1, Time: -5, Through: map[string]uint64{"a": 1},
+		},
+		"min time": {
+			Group: math.MaxUint64, Time: math.MinInt64,
+		},
+		"all tables": {
+			Group: 77, Time: 123456789,
+			Through:  map[string]uint64{"ss1": 10, "ss2": 20, "ss3": 0},
+			Received: map[string]uint64{"ss1": 12, "ss2": 20, "ss3": math.MaxUint64},
+			Ahead:    map[string]uint64{"ss1": 40},
+		},
+		"ahead only": {
+			Ahead: map[string]uint64{"b": 2, "a": 1},
+		},
+	}
+}
+
+// normPosition makes nil and empty tables compare equal: the wire format
+// does not tell them apart.
+func normPosition(p Position) Position {
+	norm := func(m map[string]uint64) map[string]uint64 {
+		if len(m) == 0 {
+			return map[string]uint64{}
+		}
+		return m
+	}
+	p.Through, p.Received, p.Ahead = norm(p.Through), norm(p.Received), norm(p.Ahead)
+	return p
+}
+
+func mustOpen(t testing.TB, f []byte, wantType byte) []byte {
+	t.Helper()
+	typ, body, err := Open(f)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if typ != wantType {
+		t.Fatalf("Open: type %d, want %d", typ, wantType)
+	}
+	return body
+}
+
+func TestHelloRoundTrip(t *testing.T) {
+	for name, h := range sampleHellos() {
+		t.Run(name, func(t *testing.T) {
+			f := EncodeHello(h)
+			got, err := DecodeHello(mustOpen(t, f, TypeHello))
+			if err != nil {
+				t.Fatalf("DecodeHello: %v", err)
+			}
+			if got.Session != h.Session || got.Instance != h.Instance || len(got.Subsystems) != len(h.Subsystems) {
+				t.Fatalf("got %+v, want %+v", got, h)
+			}
+			for i := range h.Subsystems {
+				if got.Subsystems[i] != h.Subsystems[i] {
+					t.Fatalf("subsystem %d: got %q, want %q", i, got.Subsystems[i], h.Subsystems[i])
+				}
+			}
+			if again := EncodeHello(got); !bytes.Equal(again, f) {
+				t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, f)
+			}
+		})
+	}
+}
+
+func TestPositionRoundTrip(t *testing.T) {
+	for name, p := range samplePositions() {
+		for _, typ := range []byte{TypeWelcome, TypeAck} {
+			t.Run(name, func(t *testing.T) {
+				f := EncodePosition(typ, p)
+				got, err := DecodePosition(mustOpen(t, f, typ))
+				if err != nil {
+					t.Fatalf("DecodePosition: %v", err)
+				}
+				if want := normPosition(p); !reflect.DeepEqual(got, want) {
+					t.Fatalf("got %+v, want %+v", got, want)
+				}
+				if again := EncodePosition(typ, got); !bytes.Equal(again, f) {
+					t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, f)
+				}
+			})
+		}
+	}
+}
+
+// The tables are encoded in name order whatever the map iteration order, so
+// equal positions have equal frames.
+func TestPositionEncodingIsDeterministic(t *testing.T) {
+	p := samplePositions()["all tables"]
+	want := EncodePosition(TypeAck, p)
+	for range 50 {
+		if got := EncodePosition(TypeAck, p); !bytes.Equal(got, want) {
+			t.Fatalf("encoding varies:\n got %x\nwant %x", got, want)
+		}
+	}
+}
+
+func TestRefuseRoundTrip(t *testing.T) {
+	for _, reason := range []string{"", "session mismatch", "ümlaut", strings.Repeat("r", 1024)} {
+		f := EncodeRefuse(reason)
+		got, err := DecodeRefuse(mustOpen(t, f, TypeRefuse))
+		if err != nil {
+			t.Fatalf("DecodeRefuse(%.20q): %v", reason, err)
+		}
+		if got != reason {
+			t.Fatalf("got %.20q (%d bytes), want %.20q (%d bytes)", got, len(got), reason, len(reason))
+		}
+	}
+}
+
+func TestRefuseLongReasonIsCut(t *testing.T) {
+	reason := strings.Repeat("x", 5000)
+	got, err := DecodeRefuse(mustOpen(t, EncodeRefuse(reason), TypeRefuse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := reason[:1024]; got != want {
+		t.Fatalf("got %d bytes, want the first 1024", len(got))
+	}
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	for _, body := range [][]byte{nil, {}, {0}, []byte("hello"), bytes.Repeat([]byte{0xa5}, 70000)} {
+		for _, typ := range []byte{0, TypeHello, TypeRecordSet, 255} {
+			f := Frame(typ, body)
+			if got, want := len(f), len(body)+frameOverhead; got != want {
+				t.Fatalf("frame length %d, want %d", got, want)
+			}
+			gotTyp, gotBody, err := Open(f)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if gotTyp != typ || !bytes.Equal(gotBody, body) {
+				t.Fatalf("Open = %d, %x; want %d, %x", gotTyp, gotBody, typ, body)
+			}
+			// Seal on a buffer holding type and body builds the same frame.
+			if sealed := Seal(append([]byte{typ}, body...)); !bytes.Equal(sealed, f) {
+				t.Fatalf("Seal differs from Frame")
+			}
+		}
+	}
+}
+
+func sampleRecordSetFrame(t testing.TB) []byte {
+	t.Helper()
+	rs := &recordset.RecordSet{
+		Session: "sess", Subsystem: "ss1", Seq: 3, Group: 9, ReadTime: 100, Horizon: 500,
+		Updates: []recordset.Update{
+			{Volume: "v0", Kind: recordset.KindWrite, Offset: 4096, Length: 5, Timestamp: 200, Seq: 1, Data: []byte("abcde")},
+			{Volume: "v1", Kind: recordset.KindZeroes, Offset: 0, Length: 512, Timestamp: 300, Seq: 2},
+		},
+	}
+	f, err := recordset.Encode([]byte{TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Seal(f)
+}
+
+// sampleFrames are valid frames of every message type.
+func sampleFrames(t testing.TB) map[string][]byte {
+	m := map[string][]byte{
+		"refuse":       EncodeRefuse("go away"),
+		"refuse empty": EncodeRefuse(""),
+		"recordset":    sampleRecordSetFrame(t),
+		"empty body":   Frame(TypeAck, nil),
+	}
+	for name, h := range sampleHellos() {
+		if len(h.Session) < 100 {
+			m["hello "+name] = EncodeHello(h)
+		}
+	}
+	for name, p := range samplePositions() {
+		m["welcome "+name] = EncodePosition(TypeWelcome, p)
+		m["ack "+name] = EncodePosition(TypeAck, p)
+	}
+	return m
+}
+
+func TestOpenDetectsEverySingleBitFlip(t *testing.T) {
+	for name, f := range sampleFrames(t) {
+		t.Run(name, func(t *testing.T) {
+			for i := range len(f) * 8 {
+				c := bytes.Clone(f)
+				c[i/8] ^= 1 << (i % 8)
+				if typ, body, err := Open(c); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("bit %d flipped: Open = %d, %x, %v; want ErrCorrupt", i, typ, body, err)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenRejectsTruncatedFrames(t *testing.T) {
+	for name, f := range sampleFrames(t) {
+		t.Run(name, func(t *testing.T) {
+			for n := range len(f) {
+				if _, _, err := Open(f[:n]); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("first %d of %d bytes: Open err = %v, want ErrCorrupt", n, len(f), err)
+				}
+			}
+			// Bytes after the CRC are no better.
+			if _, _, err := Open(append(bytes.Clone(f), 0)); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("frame with a trailing byte: Open err = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// decodeBody decodes body as a message of type typ; ok is false for types
+// that have no decoder here.
+func decodeBody(typ byte, body []byte) (any, bool, error) {
+	switch typ {
+	case TypeHello:
+		h, err := DecodeHello(body)
+		return h, true, err
+	case TypeWelcome, TypeAck:
+		p, err := DecodePosition(body)
+		return p, true, err
+	case TypeRefuse:
+		r, err := DecodeRefuse(body)
+		return r, true, err
+	}
+	return nil, false, nil
+}
+
+// A body that lost bytes at its end, sealed again so that the CRC holds,
+// still fails to decode: the decoders never read past what they were given
+// and never accept a short message.
+func TestDecodeRejectsTruncatedBodies(t *testing.T) {
+	for name, f := range sampleFrames(t) {
+		typ, body, err := Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := decodeBody(typ, body); !ok {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			for n := range len(body) {
+				short := Frame(typ, body[:n])
+				ty, b, err := Open(short)
+				if err != nil {
+					t.Fatalf("Open of a resealed frame: %v", err)
+				}
+				if v, _, err := decodeBody(ty, b); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("body cut to %d of %d bytes: decoded %+v, err %v; want ErrCorrupt", n, len(body), v, err)
+				}
+			}
+			long := Frame(typ, append(bytes.Clone(body), 0))
+			_, b, _ := Open(long)
+			if v, _, err := decodeBody(typ, b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("body with a trailing byte: decoded %+v, err %v; want ErrCorrupt", v, err)
+			}
+		})
+	}
+}
+
+// reencode returns the frame that the decoded message v of type typ encodes
+// to.
+func reencode(typ byte, v any) []byte {
+	switch typ {
+	case TypeHello:
+		return EncodeHello(v.(Hello))
+	case TypeWelcome, TypeAck:
+		return EncodePosition(typ, v.(Position))
+	case TypeRefuse:
+		return EncodeRefuse(v.(string))
+	}
+	panic("no encoder")
+}
+
+// The decoders accept exactly what the encoders produce: a Position table
+// that names a subsystem twice, or lists names out of order, is not an
+// encoding of any Position. Accepting it means two different frames carry
+// the same message and a duplicated name silently loses one of its values.
+func TestDecodePositionRejectsNonCanonicalTables(t *testing.T) {
+	entry := func(b []byte, name string, v uint64) []byte {
+		b = appendString(b, name)
+		return append(b, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	head := make([]byte, 16) // group 0, time 0
+	for _, tc := range []struct {
+		name  string
+		table []byte
+	}{
+		{"duplicate name", entry(entry([]byte{0, 2}, "ss1", 5), "ss1", 3)},
+		{"unsorted names", entry(entry([]byte{0, 2}, "ss2", 5), "ss1", 3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := append(append(bytes.Clone(head), tc.table...), 0, 0, 0, 0) // Received, Ahead empty
+			p, err := DecodePosition(body)
+			if err == nil {
+				again := EncodePosition(TypeAck, p)
+				_, b, _ := Open(again)
+				t.Errorf("DecodePosition accepted a non-canonical table as %+v; it re-encodes as %x, not %x", p.Through, b, body)
+			}
+		})
+	}
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	for _, fr := range sampleFrames(f) {
+		f.Add(fr)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{TypeHello})
+	f.Add([]byte{TypeAck, 0, 0, 0, 0})
+	f.Add(bytes.Repeat([]byte{0xff}, 64))
+	f.Add(Frame(TypeHello, []byte{0xff, 0xff}))
+	f.Add(Frame(TypeAck, bytes.Repeat([]byte{0xff}, 40)))
+	f.Add(Frame(TypeRecordSet, []byte("DXRS garbage")))
+	f.Add(Frame(99, []byte("unknown type")))
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkMessage(t, b)
+		// Random bytes hardly ever pass the CRC; with the CRC fixed up, the
+		// mutations reach the decoders.
+		if len(b) >= frameOverhead {
+			checkMessage(t, Seal(bytes.Clone(b[:len(b)-4])))
+		}
+	})
+}
+
+// checkMessage asserts what must hold for every frame: Open and the decoders
+// do not panic, their errors are classified, and a frame that decodes is the
+// one its message encodes to.
+func checkMessage(t *testing.T, f []byte) {
+	typ, body, err := Open(f)
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Open error wraps no sentinel: %v", err)
+		}
+		return
+	}
+	if typ == TypeRecordSet {
+		rs, err := recordset.Decode(body, recordset.DefaultLimits)
+		if err != nil {
+			return
+		}
+		again, err := recordset.Encode([]byte{TypeRecordSet}, rs)
+		if err != nil {
+			t.Fatalf("decoded record set does not encode: %v", err)
+		}
+		if again = Seal(again); !bytes.Equal(again, f) {
+			t.Fatalf("record set frame re-encodes differently:\n in  %x\n out %x", f, again)
+		}
+		return
+	}
+	v, ok, err := decodeBody(typ, body)
+	if !ok {
+		return
+	}
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("decode error wraps no sentinel: %v", err)
+		}
+		return
+	}
+	if again := reencode(typ, v); !bytes.Equal(again, f) {
+		t.Fatalf("type %d decodes to %+v, which re-encodes differently:\n in  %x\n out %x", typ, v, f, again)
+	}
+}
