@@ -46,6 +46,9 @@ type Config struct {
 	// that queueing on the link stays short and a retransmission is not
 	// mistaken for a loss; default 16 MiB.
 	Window int64
+	// OnAcked, if set, is called for every update the secondary has
+	// journaled (with the mover's lock held: keep it short).
+	OnAcked func(recordset.Update)
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
 	Logger           *slog.Logger
@@ -441,6 +444,11 @@ func (m *Mover) ackLocked(p transport.Position) {
 	kept := m.held[:0]
 	for _, h := range m.held {
 		if h.rs.Seq <= p.Through[h.ss.ID()] {
+			if m.cfg.OnAcked != nil {
+				for _, u := range h.rs.Updates {
+					m.cfg.OnAcked(u)
+				}
+			}
 			h.ss.Sidefile().Release(h.cost)
 			if h.rs.Seq > m.released[h.ss.ID()] {
 				m.released[h.ss.ID()] = h.rs.Seq

@@ -10,9 +10,11 @@
 // the last copy update. A resume copies only the regions the bitmap marks.
 //
 // State (pairs and bitmaps) is written atomically to a directory. A primary
-// that did not stop cleanly cannot trust its bitmaps, nor know which
-// acknowledged writes never reached the secondary, so on such a restart every
-// pair is copied again in full (holes are sent as zeroes, without data).
+// that did not stop cleanly learns from its activity log (package actlog)
+// which regions may hold acknowledged writes the secondary never journaled,
+// and copies exactly those again before it serves I/O; without a usable log,
+// or for a pair that was mid-copy, it copies the whole volume (holes are sent
+// as zeroes, without data).
 package pair
 
 import (
@@ -26,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"duplex/actlog"
 	"duplex/apply"
 	"duplex/bitmap"
 	"duplex/mover"
@@ -84,6 +87,11 @@ type Options struct {
 	Dir          string        // state directory
 	SuspendAfter time.Duration // link down this long with a full sidefile: suspend
 	Logger       *slog.Logger
+	// ActivityLog, when set, is the open activity log, and Recovered the
+	// regions it held from the previous run: after an unclean stop only those
+	// are copied again. Without it, an unclean stop means a full copy.
+	ActivityLog *actlog.Log
+	Recovered   map[string][][2]int64
 }
 
 // Manager runs the pairs of a primary.
@@ -98,6 +106,7 @@ type Manager struct {
 	pairs  map[string]*Pair
 	copies map[string]*bitmap.Bitmap // regions still to copy, per pending pair
 	wake   chan struct{}
+	dirty  bool // an operation changed a pair: save at once
 	downAt time.Time
 }
 
@@ -135,9 +144,15 @@ func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
 	for _, p := range st.Pairs {
 		saved[p.Volume] = p
 	}
+	al := opts.ActivityLog
+	recovery := map[string][][2]int64{}
 	for _, name := range mg.order {
 		v := mg.vols[name]
 		p := saved[name]
+		if al != nil && st.Clean {
+			// Everything was shipped before the stop: old marks mean nothing.
+			al.Unstick(name)
+		}
 		switch {
 		case p == nil || p.Size != v.Size:
 			p = &Pair{Volume: name, Subsystem: v.Subsystem.ID(), Size: v.Size}
@@ -145,9 +160,25 @@ func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
 			mg.log.Info("new pair: initial copy", "volume", name)
 		case p.Deleted:
 			v.Subsystem.Suspend(name, bitmap.New(v.Size, bitmap.DefaultRegion))
+		case !st.Clean && al != nil && p.State == Duplex:
+			// The activity log names the regions that may hold acknowledged
+			// updates the secondary never journaled.
+			if rs := opts.Recovered[name]; len(rs) > 0 {
+				recovery[name] = rs
+			}
+		case !st.Clean && al != nil && p.State == Suspended:
+			bm, err := mg.loadBitmap(name, v.Size)
+			if err != nil {
+				bm = bitmap.New(v.Size, bitmap.DefaultRegion)
+				bm.SetAll()
+			}
+			for _, r := range opts.Recovered[name] {
+				bm.Set(r[0], r[1])
+			}
+			v.Subsystem.Suspend(name, bm)
 		case !st.Clean:
-			// Acknowledged writes may never have reached the secondary, and
-			// bitmaps may miss the last changes: copy everything again.
+			// Without an activity log (or mid-copy), acknowledged writes may
+			// never have reached the secondary anywhere: copy everything.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
 		case p.State == Suspended:
@@ -167,11 +198,70 @@ func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
 		}
 		mg.pairs[name] = p
 	}
+	if err := mg.recover(recovery); err != nil {
+		return nil, err
+	}
 	// From here until a clean stop, the state on disk says "not clean".
 	if err := mg.save(false); err != nil {
 		return nil, err
 	}
 	return mg, nil
+}
+
+// recover copies the regions the activity log recovered for duplex pairs. It
+// runs before the primary serves any I/O and before the data mover cuts its
+// first group, so every copy lands in one time-interval group, and so in one
+// consistency group: the secondary moves from one consistent state to the
+// next, now holding every write the primary had acknowledged. If the regions
+// would not fit in the sidefiles at once, they are copied as a resync instead
+// (the pairs are pending until done).
+func (mg *Manager) recover(regions map[string][][2]int64) error {
+	if len(regions) == 0 {
+		return nil
+	}
+	need := map[*subsystem.Subsystem]int64{}
+	var total int64
+	for name, rs := range regions {
+		for _, r := range rs {
+			need[mg.vols[name].Subsystem] += sidefile.Cost(int(r[1]))
+			total += r[1]
+		}
+	}
+	atomic := true
+	for ss, n := range need {
+		if n > ss.Sidefile().Stats().Limit/2 {
+			atomic = false
+		}
+	}
+	if !atomic {
+		for name, rs := range regions {
+			bm := bitmap.New(mg.vols[name].Size, bitmap.DefaultRegion)
+			for _, r := range rs {
+				bm.Set(r[0], r[1])
+			}
+			mg.startCopy(mg.pairs[name], bm)
+		}
+		mg.log.Warn("primary did not stop cleanly: resynchronising the regions of its activity log; the secondary copy is inconsistent until done",
+			"bytes", total)
+		return nil
+	}
+	for name, rs := range regions {
+		ss := mg.vols[name].Subsystem
+		for _, r := range rs {
+			if err := ss.Copy(context.Background(), name, r[0], r[1]); err != nil {
+				return fmt.Errorf("recovery copy of %s [%d, +%d): %w", name, r[0], r[1], err)
+			}
+		}
+		p := mg.pairs[name]
+		p.Resynced = 0
+		for _, r := range rs {
+			p.Resynced += r[1]
+		}
+		// The copies are captured and counted in the log themselves.
+		mg.opts.ActivityLog.Unstick(name)
+	}
+	mg.log.Warn("primary did not stop cleanly: recovered the regions of its activity log in one consistency group", "bytes", total)
+	return nil
 }
 
 func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }
@@ -196,8 +286,13 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 		bm.SetAll()
 	}
 	p.State, p.Auto, p.Deleted = Pending, false, false
+	mg.dirty = true
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
 	mg.copies[p.Volume] = bm
+	mg.kick()
+}
+
+func (mg *Manager) kick() {
 	select {
 	case mg.wake <- struct{}{}:
 	default:
@@ -247,11 +342,19 @@ func (mg *Manager) Run(ctx context.Context) error {
 	lastSave := time.Now()
 	for {
 		mg.copyOne(ctx)
-		mg.promote()
+		changed := mg.promote()
 		mg.autoSuspend()
-		if time.Since(lastSave) > time.Second {
+		mg.mu.Lock()
+		changed, mg.dirty = changed || mg.dirty, false
+		mg.mu.Unlock()
+		if changed || time.Since(lastSave) > time.Second {
 			if err := mg.save(false); err != nil {
 				mg.log.Error("saving pair state", "err", err)
+			}
+			if al := mg.opts.ActivityLog; al != nil {
+				if err := al.Clean(); err != nil {
+					mg.log.Error("activity log", "err", err)
+				}
 			}
 			lastSave = time.Now()
 		}
@@ -356,7 +459,7 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss *subsystem.Subsystem, n
 
 // promote makes pending pairs whose copy is done and consistent duplex, and
 // records every duplex pair's consistency time.
-func (mg *Manager) promote() {
+func (mg *Manager) promote() (changed bool) {
 	acked := mg.mover.Stats().Acked.Time
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
@@ -364,14 +467,19 @@ func (mg *Manager) promote() {
 		p := mg.pairs[name]
 		switch {
 		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
+			changed = true
 			p.State, p.Resynced = Duplex, p.Copied
 			delete(mg.copies, name)
+			if al := mg.opts.ActivityLog; al != nil {
+				al.Unstick(name)
+			}
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 			fallthrough
 		case p.State == Duplex:
 			p.Consistent = max(p.Consistent, acked)
 		}
 	}
+	return changed
 }
 
 // autoSuspend suspends every pair when the link has been down longer than
@@ -417,6 +525,7 @@ func (mg *Manager) autoSuspend() {
 		bms[name] = bm
 		p.State, p.Auto = Suspended, true
 		mg.vols[name].Subsystem.Suspend(name, bm)
+		mg.dirty = true
 	}
 	if len(bms) == 0 {
 		return
@@ -489,6 +598,8 @@ func (mg *Manager) Suspend(vol string) error {
 	mg.vols[vol].Subsystem.Suspend(vol, bm)
 	p.State, p.Auto = Suspended, false
 	p.Consistent = max(p.Consistent, mg.vols[vol].Subsystem.Stamp())
+	mg.dirty = true
+	mg.kick()
 	return nil
 }
 
@@ -505,6 +616,11 @@ func (mg *Manager) Resume(vol string) error {
 	}
 	bm := mg.vols[vol].Subsystem.Resume(vol)
 	mg.startCopy(p, bm)
+	if al := mg.opts.ActivityLog; al != nil {
+		// The resync's copies mark their own regions; a crash before they
+		// are captured restarts this pending pair with a full copy.
+		al.Unstick(vol)
+	}
 	return nil
 }
 
@@ -526,6 +642,8 @@ func (mg *Manager) Delete(vol string) (time.Time, error) {
 	mg.vols[vol].Subsystem.Suspend(vol, bitmap.New(p.Size, bitmap.DefaultRegion))
 	delete(mg.copies, vol)
 	p.Deleted, p.State, p.Auto = true, Suspended, false
+	mg.dirty = true
+	mg.kick()
 	return time.Unix(0, p.Consistent), nil
 }
 

@@ -16,11 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"duplex/actlog"
 	"duplex/config"
 	"duplex/control"
 	"duplex/mover"
 	"duplex/nbd"
 	"duplex/pair"
+	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -45,6 +47,7 @@ type Primary struct {
 	metrics *control.Metrics
 	pairs   *pair.Manager
 	token   string
+	actlog  *actlog.Log
 }
 
 // PairStateDir is where a primary keeps its pairs and bitmaps.
@@ -108,7 +111,12 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 	}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
-		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log})
+		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log,
+		OnAcked: func(u recordset.Update) {
+			if p.actlog != nil {
+				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))
+			}
+		}})
 	if tp := cfg.TokenPath(); tp != "" {
 		if p.token, err = control.ReadToken(tp); err != nil {
 			return nil, fmt.Errorf("primary: %w", err)
@@ -118,7 +126,27 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 	for _, name := range p.order {
 		pvs = append(pvs, pair.Volume{Name: name, Subsystem: p.byVol[name], Size: p.vols[name].Size()})
 	}
-	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log}, p.mover, pvs)
+	sizes := map[string]int64{}
+	for name, v := range p.vols {
+		sizes[name] = v.Size()
+	}
+	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
+	al, recovered, err := actlog.Open(filepath.Join(PairStateDir(cfg), "activity.log"), sizes, actlog.DefaultRegion)
+	if err != nil {
+		// Without the log, the pairs fall back to a full copy after an unclean stop.
+		p.log.Error("activity log unusable: full resync if the last stop was not clean", "err", err)
+		al, recovered = nil, nil
+	}
+	p.actlog = al
+	if al != nil {
+		for _, ss := range p.subs {
+			ss.SetActivityLog(al)
+		}
+	}
+	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
+		ActivityLog: al, Recovered: recovered}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
@@ -228,6 +256,10 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	if err := p.pairs.Close(clean); err != nil && runErr == nil {
 		runErr = err
+	}
+	if p.actlog != nil {
+		p.actlog.Clean()
+		p.actlog.Close()
 	}
 	cancel()
 	stopMover()
@@ -356,6 +388,9 @@ func (p *Primary) observeLag(ctx context.Context) {
 		}
 	}
 }
+
+// Samples returns the primary's metric samples.
+func (p *Primary) Samples() []control.Sample { return p.samples() }
 
 func (p *Primary) samples() []control.Sample {
 	ms := p.mover.Stats()

@@ -45,6 +45,40 @@ type Subsystem struct {
 	// is still being read; Drain waits for them.
 	filling map[chan struct{}]struct{}
 	gen     map[string]uint64 // writes stamped per volume, for hole copies
+	actlog  ActivityLog
+}
+
+// ActivityLog records on disk which regions may hold updates the secondary
+// has not journaled, before those updates reach the volume.
+type ActivityLog interface {
+	Mark(vol string, off, length int64) error  // counted: cleared once acknowledged
+	Stick(vol string, off, length int64) error // a suspended pair's write
+}
+
+// SetActivityLog makes every later update mark its regions in l first.
+func (s *Subsystem) SetActivityLog(l ActivityLog) {
+	s.mu.Lock()
+	s.actlog = l
+	s.mu.Unlock()
+}
+
+func (s *Subsystem) mark(vol string, off, length int64, sticky bool) error {
+	s.mu.Lock()
+	l := s.actlog
+	s.mu.Unlock()
+	if l == nil {
+		return nil
+	}
+	var err error
+	if sticky {
+		err = l.Stick(vol, off, length)
+	} else {
+		err = l.Mark(vol, off, length)
+	}
+	if err != nil {
+		return fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	return nil
 }
 
 type inflight struct {
@@ -120,6 +154,14 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
 			return fmt.Errorf("subsystem %s: %w", s.id, err)
 		}
+	}
+	// The region is marked on disk before the update can reach the volume:
+	// after a crash, it is among the regions copied again.
+	if err := s.mark(u.Volume, off, int64(u.Length), bm != nil); err != nil {
+		if bm == nil {
+			s.side.Release(sidefile.Cost(len(u.Data)))
+		}
+		return err
 	}
 
 	me := &inflight{volume: u.Volume, start: off, end: off + int64(u.Length), done: make(chan struct{})}
@@ -255,6 +297,10 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	if _, err := s.side.Reserve(ctx, sidefile.Cost(len(buf))); err != nil {
 		return fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
+	if err := s.mark(vol, off, length, false); err != nil {
+		s.side.Release(sidefile.Cost(len(buf)))
+		return err
+	}
 	me := &inflight{volume: vol, start: off, end: off + length, done: make(chan struct{})}
 	var before []chan struct{}
 	s.mu.Lock()
@@ -328,9 +374,15 @@ func (s *Subsystem) copyHole(ctx context.Context, v *volume.Volume, vol string, 
 	if _, err := s.side.Reserve(ctx, sidefile.Cost(0)); err != nil {
 		return false, fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
+	if err := s.mark(vol, off, length, false); err != nil {
+		s.side.Release(sidefile.Cost(0))
+		return false, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen[vol] != g0 {
+		// A write came in: the mark stays counted with nothing to clear it
+		// but a restart, which costs a copy of this range at most.
 		s.side.Release(sidefile.Cost(0))
 		return false, nil
 	}

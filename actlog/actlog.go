@@ -1,0 +1,360 @@
+// Package actlog is the primary's activity log: the on-disk record of the
+// regions that may hold acknowledged updates the secondary has not journaled.
+//
+// The method keeps updates in the sidefile, in memory, until the secondary has
+// them; a primary that crashes loses that memory, while its volumes keep the
+// writes it acknowledged. So before an update is captured, its region is
+// marked here, and the mark reaches the disk before the write reaches the
+// volume (once per region: a region that is already marked costs nothing).
+// Marks are cleared, lazily, once every update in the region is acknowledged
+// by the secondary. After a crash, the marked regions are exactly the ones to
+// copy again.
+//
+// The file holds two slots of a fixed size, written alternately, each: magic
+// "DXAL", u32 version 1, u64 generation, u64 region size, u32 volume count,
+// per volume (u16 name length, name, u64 size, u64 word count W, W × u64 bit
+// words), u32 CRC-32C; big-endian, zero padded. Open takes the valid slot
+// with the higher generation, so a torn write of one slot leaves the other.
+// Part of the on-disk format: never change.
+package actlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"sort"
+	"sync"
+)
+
+// DefaultRegion is the activity log's granularity.
+const DefaultRegion = 1 << 20
+
+const (
+	magic   = "DXAL"
+	version = 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type vol struct {
+	size   int64
+	bits   []uint64 // marked on disk (or about to be)
+	counts []int32  // updates captured and not yet acknowledged, per region
+	sticky []uint64 // marks that stay until Unstick (writes of a suspended pair)
+}
+
+// Log is an open activity log. It is safe for concurrent use.
+type Log struct {
+	path   string
+	f      *os.File
+	region int64
+	slot   int64 // size of one slot
+	mu     sync.Mutex
+	gen    uint64
+	vols   map[string]*vol
+	names  []string
+	syncs  uint64
+}
+
+// Open opens (creating) the log at path for the given volumes and returns it
+// with the regions marked by the previous run.
+func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][][2]int64, error) {
+	if region <= 0 {
+		region = DefaultRegion
+	}
+	l := &Log{path: path, region: region, vols: map[string]*vol{}}
+	for name, size := range sizes {
+		n := (size + region - 1) / region
+		w := (n + 63) / 64
+		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), sticky: make([]uint64, w)}
+		l.names = append(l.names, name)
+	}
+	sort.Strings(l.names)
+	l.slot = int64(len(l.encode()))
+	l.slot = (l.slot + 4095) / 4096 * 4096
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("activity log %s: %w", path, err)
+	}
+	l.f = f
+	prev, err := l.readPrevious()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return l, prev, nil
+}
+
+// readPrevious decodes the newest valid slot; its marks are returned as byte
+// ranges per volume. The log itself starts empty.
+func (l *Log) readPrevious() (map[string][][2]int64, error) {
+	st, err := l.f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("activity log %s: %w", l.path, err)
+	}
+	out := map[string][][2]int64{}
+	if st.Size() == 0 {
+		return out, nil
+	}
+	data := make([]byte, min(st.Size(), 1<<30))
+	if _, err := l.f.ReadAt(data, 0); err != nil && int64(len(data)) != st.Size() {
+		return nil, fmt.Errorf("activity log %s: %w", l.path, err)
+	}
+	var best map[string][][2]int64
+	var bestGen uint64
+	found := false
+	for _, off := range []int64{0, l.slot} {
+		if off >= int64(len(data)) {
+			continue
+		}
+		gen, marks, _, err := decodeSlot(data[off:])
+		if err == nil && (!found || gen > bestGen) {
+			best, bestGen, found = marks, gen, true
+		}
+	}
+	if !found {
+		// Every slot torn or corrupt: the caller cannot know what to resync.
+		return nil, fmt.Errorf("activity log %s: no valid slot: %w", l.path, ErrCorrupt)
+	}
+	l.gen = bestGen
+	for name, r := range best {
+		out[name] = r
+		// Until the caller has copied them again (and says so with
+		// Unstick), the previous run's marks stay marked: a second crash
+		// must find them too.
+		if v, ok := l.vols[name]; ok {
+			for _, rg := range r {
+				if x := rg[0] / l.region; x < int64(len(v.counts)) {
+					v.sticky[x/64] |= 1 << (x % 64)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// ErrCorrupt is returned when no slot of an existing log decodes.
+var ErrCorrupt = errors.New("activity log corrupt")
+
+// decodeSlot parses one slot; n is its padded size (0 if unknown).
+func decodeSlot(b []byte) (gen uint64, marks map[string][][2]int64, n int, err error) {
+	be := binary.BigEndian
+	bad := func(what string) (uint64, map[string][][2]int64, int, error) {
+		return 0, nil, n, fmt.Errorf("slot: %s: %w", what, ErrCorrupt)
+	}
+	if len(b) < 28 || string(b[:4]) != magic || be.Uint32(b[4:]) != version {
+		return bad("header")
+	}
+	gen, region := be.Uint64(b[8:]), int64(be.Uint64(b[16:]))
+	nv := int(be.Uint32(b[24:]))
+	p := 28
+	marks = map[string][][2]int64{}
+	for range nv {
+		if len(b) < p+2 {
+			return bad("truncated")
+		}
+		nl := int(be.Uint16(b[p:]))
+		if len(b) < p+2+nl+16 {
+			return bad("truncated")
+		}
+		name := string(b[p+2 : p+2+nl])
+		size := int64(be.Uint64(b[p+2+nl:]))
+		w := be.Uint64(b[p+2+nl+8:])
+		p += 2 + nl + 16
+		if w > uint64(len(b)-p)/8 || region <= 0 || region > 1<<40 || size < 0 {
+			return bad("word count")
+		}
+		for i := range int(w) {
+			word := be.Uint64(b[p+8*i:])
+			for bit := 0; bit < 64; bit++ {
+				if word&(1<<bit) != 0 {
+					off := (int64(i)*64 + int64(bit)) * region
+					if off < size {
+						marks[name] = append(marks[name], [2]int64{off, min(region, size-off)})
+					}
+				}
+			}
+		}
+		p += 8 * int(w)
+	}
+	if len(b) < p+4 {
+		return bad("truncated")
+	}
+	if crc32.Checksum(b[:p], castagnoli) != be.Uint32(b[p:]) {
+		return bad("CRC mismatch")
+	}
+	n = (p + 4 + 4095) / 4096 * 4096
+	return gen, marks, n, nil
+}
+
+func (l *Log) encode() []byte {
+	be := binary.BigEndian
+	b := append([]byte(magic), 0, 0, 0, 0)
+	be.PutUint32(b[4:], version)
+	b = be.AppendUint64(b, l.gen)
+	b = be.AppendUint64(b, uint64(l.region))
+	b = be.AppendUint32(b, uint32(len(l.names)))
+	for _, name := range l.names {
+		v := l.vols[name]
+		b = be.AppendUint16(b, uint16(len(name)))
+		b = append(b, name...)
+		b = be.AppendUint64(b, uint64(v.size))
+		b = be.AppendUint64(b, uint64(len(v.bits)))
+		for i, w := range v.bits {
+			b = be.AppendUint64(b, w|v.sticky[i])
+		}
+	}
+	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// persist writes the next slot and syncs it. Called with l.mu held.
+func (l *Log) persist() error {
+	l.gen++
+	b := l.encode()
+	if _, err := l.f.WriteAt(b, int64(l.gen%2)*l.slot); err != nil {
+		return fmt.Errorf("activity log %s: %w", l.path, err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("activity log %s: fsync: %w", l.path, err)
+	}
+	l.syncs++
+	return nil
+}
+
+func (l *Log) span(v *vol, off, length int64) (int64, int64) {
+	if length <= 0 {
+		return 0, -1
+	}
+	first := off / l.region
+	last := min((off+length-1)/l.region, int64(len(v.counts))-1)
+	return first, last
+}
+
+// Mark counts one captured update over [off, off+length) and returns once its
+// regions are marked on disk.
+func (l *Log) Mark(name string, off, length int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vols[name]
+	if !ok {
+		return fmt.Errorf("activity log: no volume %q", name)
+	}
+	first, last := l.span(v, off, length)
+	fresh := false
+	for r := first; r <= last; r++ {
+		v.counts[r]++
+		if v.bits[r/64]&(1<<(r%64)) == 0 {
+			v.bits[r/64] |= 1 << (r % 64)
+			fresh = true
+		}
+	}
+	if fresh {
+		return l.persist()
+	}
+	return nil
+}
+
+// Stick marks [off, off+length) until Unstick, without counting: the writes of
+// a suspended pair, which no acknowledgement will clear.
+func (l *Log) Stick(name string, off, length int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vols[name]
+	if !ok {
+		return fmt.Errorf("activity log: no volume %q", name)
+	}
+	first, last := l.span(v, off, length)
+	fresh := false
+	for r := first; r <= last; r++ {
+		if (v.bits[r/64]|v.sticky[r/64])&(1<<(r%64)) == 0 {
+			fresh = true
+		}
+		v.sticky[r/64] |= 1 << (r % 64)
+	}
+	if fresh {
+		return l.persist()
+	}
+	return nil
+}
+
+// Unstick drops a volume's sticky marks (its pair resumed; the resync's copy
+// updates are marked and counted themselves).
+func (l *Log) Unstick(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if v, ok := l.vols[name]; ok {
+		clear(v.sticky)
+	}
+}
+
+// Done uncounts one acknowledged update. Its regions are unmarked by the next
+// Clean.
+func (l *Log) Done(name string, off, length int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vols[name]
+	if !ok {
+		return
+	}
+	first, last := l.span(v, off, length)
+	for r := first; r <= last; r++ {
+		if v.counts[r] > 0 {
+			v.counts[r]--
+		}
+	}
+}
+
+// Clean unmarks regions with no unacknowledged update and persists the log if
+// anything changed.
+func (l *Log) Clean() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := false
+	for _, v := range l.vols {
+		for r, c := range v.counts {
+			if c == 0 && v.bits[r/64]&(1<<(r%64)) != 0 {
+				v.bits[r/64] &^= 1 << (r % 64)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		return l.persist()
+	}
+	return nil
+}
+
+// Marked returns the number of regions marked now (counted or sticky).
+func (l *Log) Marked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, v := range l.vols {
+		for i := range v.bits {
+			for w := v.bits[i] | v.sticky[i]; w != 0; w &= w - 1 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Syncs returns how many times the log was written and synced.
+func (l *Log) Syncs() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncs
+}
+
+// Close persists the current marks and closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.persist()
+	if cerr := l.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,99 @@
+package actlog
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestMarksSurviveACrashAndClearWhenAcknowledged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "al")
+	sizes := map[string]int64{"a": 64 << 20, "b": 8 << 20}
+	l, prev, err := Open(path, sizes, DefaultRegion)
+	if err != nil || len(prev) != 0 {
+		t.Fatalf("fresh log: %v %v", prev, err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(l.Mark("a", 5<<20, 4096))
+	must(l.Mark("a", 5<<20+8192, 4096)) // same region: no new sync
+	must(l.Mark("b", (1<<20)-10, 20))   // spans regions 0 and 1
+	if got := l.Syncs(); got != 2 {
+		t.Fatalf("%d syncs, want one per newly marked region batch (2)", got)
+	}
+	l.Done("a", 5<<20, 4096)
+	must(l.Clean()) // region 5 of a still has one unacknowledged update
+	// Crash: no Close; reopen from the file.
+	_, prev, err = Open(path, sizes, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][][2]int64{"a": {{5 << 20, 1 << 20}}, "b": {{0, 1 << 20}, {1 << 20, 1 << 20}}}
+	for name, rs := range want {
+		if len(prev[name]) != len(rs) {
+			t.Fatalf("%s: recovered %v, want %v", name, prev[name], rs)
+		}
+		for i := range rs {
+			if prev[name][i] != rs[i] {
+				t.Fatalf("%s: recovered %v, want %v", name, prev[name], rs)
+			}
+		}
+	}
+	l.Done("a", 5<<20+8192, 4096)
+	l.Done("b", (1<<20)-10, 20)
+	must(l.Clean())
+	_, prev, _ = Open(path, sizes, DefaultRegion)
+	if len(prev["a"]) != 0 || len(prev["b"]) != 0 {
+		t.Fatalf("acknowledged regions still marked: %v", prev)
+	}
+}
+
+func TestRecoveredMarksStayUntilUnstick(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "al")
+	sizes := map[string]int64{"a": 16 << 20}
+	l, _, _ := Open(path, sizes, DefaultRegion)
+	l.Mark("a", 3<<20, 1)
+	// Crash, reopen: the mark is recovered and must survive a second crash
+	// even though nothing marks it again.
+	l2, prev, err := Open(path, sizes, DefaultRegion)
+	if err != nil || len(prev["a"]) != 1 {
+		t.Fatalf("recovered %v %v", prev, err)
+	}
+	l2.Mark("a", 9<<20, 1) // persists a new slot
+	_, prev, _ = Open(path, sizes, DefaultRegion)
+	if len(prev["a"]) != 2 {
+		t.Fatalf("second crash lost the first run's mark: %v", prev)
+	}
+	l3, _, _ := Open(path, sizes, DefaultRegion)
+	l3.Unstick("a")
+	l3.Close()
+	if _, prev, _ = Open(path, sizes, DefaultRegion); len(prev["a"]) != 0 {
+		t.Fatalf("marks after Unstick and clean close: %v", prev)
+	}
+}
+
+func TestTornSlotFallsBackToTheOther(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "al")
+	sizes := map[string]int64{"a": 16 << 20}
+	l, _, _ := Open(path, sizes, DefaultRegion)
+	l.Mark("a", 0, 1)     // gen 1 → slot 1
+	l.Mark("a", 4<<20, 1) // gen 2 → slot 0
+	data, _ := os.ReadFile(path)
+	data[10] ^= 0xff // tear the newer slot (slot 0)
+	os.WriteFile(path, data, 0o600)
+	_, prev, err := Open(path, sizes, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prev["a"]) != 1 || prev["a"][0][0] != 0 {
+		t.Fatalf("after a torn newer slot recovered %v, want the older slot's mark", prev)
+	}
+	os.WriteFile(path, make([]byte, len(data)), 0o600)
+	if _, _, err := Open(path, sizes, DefaultRegion); err == nil {
+		t.Fatal("a log with no valid slot opened without error")
+	}
+}
