@@ -88,6 +88,9 @@ type Server struct {
 	Status  func() Status
 	Metrics http.Handler // optional
 	Pairs   PairOps      // optional: pair operations (primary)
+	// Fence, if set, stops replication into this site (secondary) and
+	// returns its consistency time.
+	Fence func() int64
 	// Token guards every mutating call; without it they are all refused.
 	Token  string
 	Logger *slog.Logger
@@ -108,6 +111,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
 	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
+	mux.HandleFunc("POST /v1/fence", s.fence)
 	return mux
 }
 
@@ -121,6 +125,59 @@ type PairResult struct {
 	Error          string `json:"error,omitempty"`
 }
 
+// authorized checks the control token of a mutating call, answering it if not.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, what string) bool {
+	fail := func(code int, msg string) bool {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(map[string]string{"error": msg})
+		return false
+	}
+	if s.Token == "" {
+		return fail(http.StatusForbidden, what+" is disabled: the session has no control_token_file")
+	}
+	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
+		if s.Logger != nil {
+			s.Logger.Warn("refused a control call without the control token", "remote", r.RemoteAddr, "call", what)
+		}
+		return fail(http.StatusUnauthorized, "missing or wrong control token")
+	}
+	return true
+}
+
+func (s *Server) fence(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r, "fence") {
+		return
+	}
+	if s.Fence == nil {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	t := s.Fence()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"consistency_time": FormatTime(t)})
+}
+
+// FenceSecondary asks a running secondary to stop accepting its primary.
+func FenceSecondary(ctx context.Context, addr, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/fence", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fence %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("fence %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
 func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 	vol, op := r.PathValue("volume"), r.PathValue("op")
 	reply := func(code int, res PairResult) {
@@ -129,16 +186,7 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(res)
 	}
-	if s.Token == "" {
-		reply(http.StatusForbidden, PairResult{Error: "pair operations are disabled: the session has no control_token_file"})
-		return
-	}
-	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) != 1 {
-		if s.Logger != nil {
-			s.Logger.Warn("refused pair operation without the control token", "remote", r.RemoteAddr, "op", op, "volume", vol)
-		}
-		reply(http.StatusUnauthorized, PairResult{Error: "missing or wrong control token"})
+	if !s.authorized(w, r, "pair "+op) {
 		return
 	}
 	if s.Pairs == nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,72 @@ func TestFetchStatus(t *testing.T) {
 	}
 	if Lag(0, time.Now()) != 0 || Lag(time.Now().Add(-time.Second).UnixNano(), time.Now()) < 0.9 {
 		t.Fatal("Lag wrong")
+	}
+}
+
+type fakePairs struct{ calls []string }
+
+func (f *fakePairs) Add(vol string) error { f.calls = append(f.calls, "add "+vol); return nil }
+func (f *fakePairs) Suspend(_ context.Context, vol string, drain bool) error {
+	f.calls = append(f.calls, "suspend "+vol)
+	return nil
+}
+func (f *fakePairs) Resume(vol string) error { f.calls = append(f.calls, "resume "+vol); return nil }
+func (f *fakePairs) Delete(vol string) (time.Time, error) {
+	f.calls = append(f.calls, "delete "+vol)
+	return time.Unix(0, 5), nil
+}
+
+func TestMutatingCallsNeedTheToken(t *testing.T) {
+	pairs := &fakePairs{}
+	fenced := 0
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &Server{Status: func() Status { return Status{} }, Pairs: pairs, Token: "s3cret",
+		Fence: func() int64 { fenced++; return 1 }}
+	go s.Serve(ctx, ln)
+	addr := ln.Addr().String()
+
+	for _, tok := range []string{"", "wrong"} {
+		if _, err := PairOp(ctx, addr, tok, "vol1", "suspend", false); err == nil {
+			t.Errorf("pair suspend with token %q accepted", tok)
+		}
+		if err := FenceSecondary(ctx, addr, tok); err == nil {
+			t.Errorf("fence with token %q accepted", tok)
+		}
+	}
+	if len(pairs.calls) != 0 || fenced != 0 {
+		t.Fatalf("refused calls reached the site: %v, fenced %d", pairs.calls, fenced)
+	}
+	res, err := PairOp(ctx, addr, "s3cret", "vol1", "delete", false)
+	if err != nil || res.ConsistentAsOf == "" {
+		t.Fatalf("delete with the token: %+v %v", res, err)
+	}
+	if _, err := PairOp(ctx, addr, "s3cret", "vol1", "explode", false); err == nil {
+		t.Fatal("unknown operation accepted")
+	}
+	if err := FenceSecondary(ctx, addr, "s3cret"); err != nil || fenced != 1 {
+		t.Fatalf("fence with the token: %v (%d)", err, fenced)
+	}
+
+	// Without a configured token, mutating calls are refused outright.
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	go (&Server{Status: func() Status { return Status{} }, Pairs: pairs}).Serve(ctx, ln2)
+	if _, err := PairOp(ctx, ln2.Addr().String(), "", "vol1", "add", false); err == nil {
+		t.Fatal("pair operation accepted by a site without a token")
+	}
+}
+
+func TestReadTokenRefusesOpenPermissions(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/token"
+	os.WriteFile(p, []byte("abc\n"), 0o644)
+	if _, err := ReadToken(p); err == nil {
+		t.Fatal("world-readable token accepted")
+	}
+	os.Chmod(p, 0o600)
+	if tok, err := ReadToken(p); err != nil || tok != "abc" {
+		t.Fatalf("token %q %v", tok, err)
 	}
 }

@@ -65,6 +65,7 @@ type Secondary struct {
 	former      *consistency.Former
 	conn        transport.Conn
 	instance    uint64 // of the primary process whose record sets the former holds
+	fenced      bool   // recover took over: no primary may write here any more
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
 	stats       Stats
@@ -290,6 +291,12 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.log.Warn("bad hello", "peer", conn.Peer(), "err", err)
 		return err
 	}
+	s.mu.Lock()
+	fenced := s.fenced
+	s.mu.Unlock()
+	if fenced {
+		return s.refuse(conn, "the secondary was fenced by duplex recover: it no longer accepts a primary")
+	}
 	if hello.Session != s.cfg.Session {
 		return s.refuse(conn, fmt.Sprintf("session %q is not this secondary's session %q", hello.Session, s.cfg.Session))
 	}
@@ -472,6 +479,21 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// Fence stops replication into the secondary for good (until restart): the
+// current primary is disconnected and every later one refused. What is
+// journaled is already applied, so the volumes are at a group boundary.
+func (s *Secondary) Fence() transport.Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fenced = true
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+		s.stats.Connected = false
+	}
+	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
 }
 
 // Stats returns a snapshot.

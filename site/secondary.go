@@ -33,6 +33,7 @@ type Secondary struct {
 	ctlLn net.Listener
 
 	metrics *control.Metrics
+	token   string
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -75,6 +76,11 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	}
 	if opts.Offline {
 		return s, nil
+	}
+	if tp := cfg.TokenPath(); tp != "" {
+		if s.token, err = control.ReadToken(tp); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
 	}
 	s.ln = opts.Listener
 	if s.ln == nil {
@@ -166,7 +172,11 @@ func (s *Secondary) Run(ctx context.Context) error {
 		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
 	}
 	if s.ctlLn != nil {
-		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Logger: s.log}
+		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, Logger: s.log,
+			Fence: func() int64 {
+				s.log.Warn("fenced by recover: no primary is accepted any more")
+				return s.sec.Fence().Time
+			}}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/site"
 )
@@ -30,8 +31,7 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "recover: a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force.\n", st.Peer)
 				return exitFailure
 			}
-			fmt.Fprintf(stderr, "recover: the secondary daemon is still running (control %s): stop it first, then run recover.\n", cfg.Secondary.Control)
-			return exitFailure
+			return recoverRunning(cfg, stdout, stderr)
 		}
 	}
 	s, err := site.OpenSecondary(cfg, nil, site.SecondaryOptions{Offline: true})
@@ -51,5 +51,40 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %s (%s): consistent as of %s\n", v.Name, v.Subsystem, ts)
 	}
 	fmt.Fprintln(stdout, "the secondary volumes are usable")
+	return exitOK
+}
+
+// recoverRunning takes over a running secondary: it fences it (the primary is
+// disconnected and refused from now on) and reports its consistency time. A
+// running secondary applies each group as soon as it is journaled, so its
+// volumes are already at a group boundary: readable through its read-only
+// exports, and usable by other software once the daemon stops.
+func recoverRunning(cfg *config.Config, stdout, stderr io.Writer) int {
+	tp := cfg.TokenPath()
+	if tp == "" {
+		fmt.Fprintln(stderr, "recover: the secondary daemon is running and the config names no control_token_file to fence it with: stop the daemon, then run recover")
+		return exitFailure
+	}
+	token, err := control.ReadToken(tp)
+	if err != nil {
+		fmt.Fprintln(stderr, "recover:", err)
+		return exitFailure
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := control.FenceSecondary(ctx, cfg.Secondary.Control, token); err != nil {
+		fmt.Fprintln(stderr, "recover:", err)
+		return exitFailure
+	}
+	st, err := control.Fetch(ctx, cfg.Secondary.Control)
+	if err != nil {
+		fmt.Fprintln(stderr, "recover:", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stdout, "secondary fenced: it accepts no primary any more\nconsistent as of %s\n", st.ConsistencyTime)
+	for _, v := range st.Volumes {
+		fmt.Fprintf(stdout, "  %s (%s): consistent as of %s\n", v.Name, v.Subsystem, st.ConsistencyTime)
+	}
+	fmt.Fprintln(stdout, "stop the secondary daemon to use its volumes read-write")
 	return exitOK
 }
