@@ -47,8 +47,11 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 		name = host
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
+		// Always present our certificate, even when the secondary asks for
+		// another CA: then it can log "unknown authority" instead of a
+		// puzzling "no certificate".
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		RootCAs:              pool,
 		ServerName:   name,
 		MinVersion:   tls.VersionTLS13,
 	}, nil

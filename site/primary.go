@@ -244,6 +244,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	stopPairs()
 	<-pairsDone
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	go p.abandonWhenUnreachable(dctx, cancel)
 	clean := false
 	if err := p.mover.Quiesce(dctx); err != nil {
 		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldSets)
@@ -445,4 +446,33 @@ func (o pairOps) Suspend(ctx context.Context, vol string, drain bool) error {
 		}
 	}
 	return o.p.pairs.Suspend(vol)
+}
+
+// abandonWhenUnreachable ends a drain once the secondary has been unreachable
+// for a while: waiting longer ships nothing, and the stop is then recorded as
+// unclean, so the next start copies the activity log's regions.
+func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc) {
+	const patience = 10 * time.Second
+	var downSince time.Time
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p.mover.Stats().Connected {
+			downSince = time.Time{}
+			continue
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		}
+		if time.Since(downSince) > patience {
+			p.log.Warn("secondary unreachable: stopping without shipping everything", "waited", patience)
+			cancel()
+			return
+		}
+	}
 }

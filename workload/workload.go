@@ -134,8 +134,9 @@ type Layout struct {
 	Clients         int
 	// FirstClient numbers this run's clients FirstClient+1, FirstClient+2, ...
 	// Runs against the same volumes (say, before and after a crash) use
-	// distinct numbers so a dependency of one run is never satisfied by a
-	// block of another.
+	// distinct numbers and disjoint regions: a dependency of one run is then
+	// never satisfied by a block of another, and a later run never overwrites
+	// the evidence an earlier run's blocks depend on.
 	FirstClient uint32
 }
 
