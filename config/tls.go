@@ -52,8 +52,8 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 		// puzzling "no certificate".
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 		RootCAs:              pool,
-		ServerName:   name,
-		MinVersion:   tls.VersionTLS13,
+		ServerName:           name,
+		MinVersion:           tls.VersionTLS13,
 	}, nil
 }
 
