@@ -22,6 +22,9 @@ const (
 	DefaultSidefileLimit = 256 * MiB
 	MinSidefileLimit     = 1 * MiB
 	DefaultSuspendAfter  = Duration(60 * time.Second)
+	// DefaultPacingStart and DefaultPacingMaxDelay shape write pacing.
+	DefaultPacingStart    = 50
+	DefaultPacingMaxDelay = Duration(20 * time.Millisecond)
 	// SectorSize: volume sizes are whole multiples of it.
 	SectorSize = 512
 )
@@ -48,6 +51,10 @@ type Primary struct {
 
 	SidefileLimit Size     `toml:"sidefile_limit"` // default 256MiB, at least 1MiB
 	SuspendAfter  Duration `toml:"suspend_after"`  // link down this long with a full sidefile: suspend; default 60s
+	// Write pacing: past PacingStart percent of the sidefile, each write is
+	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
+	PacingStart    int      `toml:"pacing_start"`     // percent, 1..99; default 50
+	PacingMaxDelay Duration `toml:"pacing_max_delay"` // default 20ms, at most 1s
 
 	TLSCert    string `toml:"tls_cert"`        // client certificate (PEM)
 	TLSKey     string `toml:"tls_key"`         // its private key (PEM)
@@ -421,11 +428,13 @@ func Demo(dir string) *Config {
 		Interval:         DefaultInterval,
 		ControlTokenFile: filepath.Join(dir, "token"),
 		Primary: Primary{
-			NBD:           "127.0.0.1:10809",
-			Control:       "127.0.0.1:7401",
-			Secondary:     "127.0.0.1:7402",
-			SidefileLimit: DefaultSidefileLimit,
-			SuspendAfter:  DefaultSuspendAfter,
+			NBD:            "127.0.0.1:10809",
+			Control:        "127.0.0.1:7401",
+			Secondary:      "127.0.0.1:7402",
+			SidefileLimit:  DefaultSidefileLimit,
+			SuspendAfter:   DefaultSuspendAfter,
+			PacingStart:    DefaultPacingStart,
+			PacingMaxDelay: DefaultPacingMaxDelay,
 		},
 		Secondary: Secondary{
 			Listen:  "127.0.0.1:7402",

@@ -33,11 +33,13 @@ func TestExample(t *testing.T) {
 		Interval:         Duration(20 * time.Millisecond),
 		ControlTokenFile: filepath.Join(dir, "token"),
 		Primary: Primary{
-			NBD:           "127.0.0.1:10809",
-			Control:       "127.0.0.1:7401",
-			Secondary:     "127.0.0.1:7402",
-			SidefileLimit: 256 << 20,
-			SuspendAfter:  Duration(60 * time.Second),
+			NBD:            "127.0.0.1:10809",
+			Control:        "127.0.0.1:7401",
+			Secondary:      "127.0.0.1:7402",
+			SidefileLimit:  256 << 20,
+			SuspendAfter:   Duration(60 * time.Second),
+			PacingStart:    DefaultPacingStart,
+			PacingMaxDelay: DefaultPacingMaxDelay,
 			Subsystems: []Subsystem{{
 				ID: "ss1",
 				Volumes: []Volume{{
@@ -773,8 +775,8 @@ func TestTLS(t *testing.T) {
 	if client.MinVersion != tls.VersionTLS13 || server.MinVersion != tls.VersionTLS13 {
 		t.Errorf("MinVersion client %x server %x, want TLS 1.3", client.MinVersion, server.MinVersion)
 	}
-	if client.ServerName != "10.0.0.1" || len(client.Certificates) != 1 || client.RootCAs == nil {
-		t.Errorf("client config: ServerName %q, %d certificates, RootCAs %v", client.ServerName, len(client.Certificates), client.RootCAs)
+	if client.ServerName != "10.0.0.1" || client.GetClientCertificate == nil || client.RootCAs == nil {
+		t.Errorf("client config: ServerName %q, no client certificate, RootCAs %v", client.ServerName, client.RootCAs)
 	}
 	if server.ClientAuth != tls.RequireAndVerifyClientCert || server.ClientCAs == nil || len(server.Certificates) != 1 {
 		t.Errorf("server config: ClientAuth %v, ClientCAs %v, %d certificates", server.ClientAuth, server.ClientCAs, len(server.Certificates))
@@ -795,7 +797,7 @@ func TestTLS(t *testing.T) {
 	// A primary without a certificate is refused by the secondary.
 	noCert := client.Clone()
 	noCert.ServerName = "secondary.example"
-	noCert.Certificates = nil
+	noCert.Certificates, noCert.GetClientCertificate = nil, nil
 	handshake(t, noCert, server, "certificate")
 
 	// Missing or unusable files are named.

@@ -43,6 +43,8 @@ type rawPrimary struct {
 	Secondary     rawValue       `toml:"secondary"`
 	SidefileLimit rawValue       `toml:"sidefile_limit"`
 	SuspendAfter  rawValue       `toml:"suspend_after"`
+	PacingStart   rawValue       `toml:"pacing_start"`
+	PacingMax     rawValue       `toml:"pacing_max_delay"`
 	TLSCert       rawValue       `toml:"tls_cert"`
 	TLSKey        rawValue       `toml:"tls_key"`
 	TLSCA         rawValue       `toml:"tls_ca"`
@@ -116,6 +118,8 @@ func decode(data []byte, c *Config) error {
 		pr.Secondary = conv.str("primary.secondary", r.Secondary)
 		pr.SidefileLimit = conv.size("primary.sidefile_limit", r.SidefileLimit, DefaultSidefileLimit)
 		pr.SuspendAfter = conv.duration("primary.suspend_after", r.SuspendAfter, DefaultSuspendAfter)
+		pr.PacingStart = conv.integer("primary.pacing_start", r.PacingStart, DefaultPacingStart)
+		pr.PacingMaxDelay = conv.duration("primary.pacing_max_delay", r.PacingMax, DefaultPacingMaxDelay)
 		pr.TLSCert = conv.str("primary.tls_cert", r.TLSCert)
 		pr.TLSKey = conv.str("primary.tls_key", r.TLSKey)
 		pr.TLSCA = conv.str("primary.tls_ca", r.TLSCA)
@@ -196,6 +200,17 @@ func (cv converter) str(field string, r rawValue) string {
 		cv.p.add(field, "must be a string (in double quotes), not %s", typeName(r.v))
 	}
 	return s
+}
+
+func (cv converter) integer(field string, r rawValue, def int) int {
+	if !r.set {
+		return def
+	}
+	v, ok := r.v.(int64)
+	if !ok {
+		cv.p.add(field, "must be a whole number, not %s", typeName(r.v))
+	}
+	return int(v)
 }
 
 func (cv converter) boolean(field string, r rawValue) bool {

@@ -31,6 +31,8 @@
 //	secondary = "127.0.0.1:7402"      # where the secondary listens
 //	sidefile_limit = "256MiB"         # default 256MiB, at least 1MiB
 //	suspend_after  = "60s"            # default 60s
+//	pacing_start   = 50               # percent of the sidefile where write pacing begins; default 50
+//	pacing_max_delay = "20ms"         # delay per write when the sidefile is full; "0s" turns pacing off
 //	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name, insecure
 //
 //	  [[primary.subsystem]]

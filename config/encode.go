@@ -27,6 +27,8 @@ func (c *Config) Encode() ([]byte, error) {
 		e.str("secondary", p.Secondary, "where the secondary listens")
 		e.text("sidefile_limit", p.SidefileLimit, "")
 		e.text("suspend_after", p.SuspendAfter, "link down this long with a full sidefile: suspend")
+		e.line("pacing_start = %d  # percent of the sidefile where write pacing begins", p.PacingStart)
+		e.text("pacing_max_delay", p.PacingMaxDelay, "delay per write when the sidefile is full")
 		e.path("tls_cert", p.TLSCert, "")
 		e.path("tls_key", p.TLSKey, "")
 		e.path("tls_ca", p.TLSCA, "")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // FieldError is one problem with a config, naming the field by its path in
@@ -140,6 +141,12 @@ func (c *Config) validatePrimary(p *problems) {
 	}
 	if pr.SuspendAfter <= 0 {
 		p.add("primary.suspend_after", "%s: must be positive", pr.SuspendAfter)
+	}
+	if pr.PacingStart < 1 || pr.PacingStart > 99 {
+		p.add("primary.pacing_start", "%d: must be a percentage from 1 to 99", pr.PacingStart)
+	}
+	if pr.PacingMaxDelay < 0 || pr.PacingMaxDelay > Duration(time.Second) {
+		p.add("primary.pacing_max_delay", "%s: must be from 0s (no pacing) to 1s", pr.PacingMaxDelay)
 	}
 	checkTLS(p, "primary", pr.TLSCert, pr.TLSKey, pr.TLSCA, pr.Insecure)
 	if pr.ServerName != "" && !c.primaryHasTLS() {

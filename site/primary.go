@@ -95,7 +95,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 			names = append(names, vc.Name)
 			p.order = append(p.order, vc.Name)
 		}
-		ss := subsystem.New(sc.ID, p.timer, sidefile.New(int64(cfg.Primary.SidefileLimit)), vols, names)
+		side := sidefile.New(int64(cfg.Primary.SidefileLimit))
+		side.SetPacing(sidefile.Pacing{Start: float64(cfg.Primary.PacingStart) / 100, MaxDelay: time.Duration(cfg.Primary.PacingMaxDelay)})
+		ss := subsystem.New(sc.ID, p.timer, side, vols, names)
 		p.subs = append(p.subs, ss)
 		for _, n := range names {
 			p.byVol[n] = ss
