@@ -67,8 +67,9 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int64, 1)
+		seed := rng.Uint64()
 		go func() {
-			n, _ := workload.Run(ctx, lay, target, 0, rng.Uint64())
+			n, _ := workload.Run(ctx, lay, target, 0, seed)
 			done <- n
 		}()
 		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
