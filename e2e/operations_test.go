@@ -162,6 +162,11 @@ func sameFiles(t *testing.T, a, b string) bool {
 // primary until stop is closed; it returns the number of writes, and fails the
 // test if any write fails.
 func (s *opsSession) load(stop <-chan struct{}, seed uint64, volSize int64) (*sync.WaitGroup, *atomic.Int64) {
+	return s.loadPaced(stop, seed, volSize, 2*time.Millisecond)
+}
+
+// loadPaced is load with a pause after each write of each writer.
+func (s *opsSession) loadPaced(stop <-chan struct{}, seed uint64, volSize int64, pause time.Duration) (*sync.WaitGroup, *atomic.Int64) {
 	var wg sync.WaitGroup
 	var n atomic.Int64
 	for w := range 2 {
@@ -187,9 +192,12 @@ func (s *opsSession) load(stop <-chan struct{}, seed uint64, volSize int64) (*sy
 					return
 				}
 				n.Add(1)
-				// About 1000 writes a second: load enough to overlap the
-				// copy and fill a small sidefile, not to saturate the test.
-				time.Sleep(2 * time.Millisecond)
+				// By default about 1000 writes a second: load enough to
+				// overlap the copy and fill a small sidefile, not to saturate
+				// the test.
+				if pause > 0 {
+					time.Sleep(pause)
+				}
 			}
 		}()
 	}
@@ -312,7 +320,7 @@ func TestPacingBoundsSidefile(t *testing.T) {
 	for _, name := range s.cfg.VolumeNames() {
 		s.waitState(name, pair.Duplex, time.Minute)
 	}
-	s.net.SetFaults(transport.Faults{MaxDelay: 30 * time.Millisecond})
+	s.net.SetFaults(transport.Faults{MaxDelay: 200 * time.Millisecond})
 	stop := make(chan struct{})
 	var over atomic.Int64
 	done := make(chan struct{})
@@ -331,7 +339,7 @@ func TestPacingBoundsSidefile(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	wg, _ := s.load(stop, 6, volSize)
+	wg, _ := s.loadPaced(stop, 6, volSize, 0)
 	time.Sleep(2 * time.Second)
 	close(stop)
 	wg.Wait()
