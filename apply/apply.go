@@ -34,11 +34,33 @@ type Target interface {
 // volumes it touched. An update for a volume not in vols is an error: the
 // secondary must not silently skip part of a group.
 func Group(g *consistency.Group, vols map[string]Target) error {
+	touched, err := Updates(g, vols)
+	if err != nil {
+		return err
+	}
+	return Flush(touched)
+}
+
+// Flush fsyncs every target in touched.
+func Flush(touched map[string]Target) error {
+	for name, t := range touched {
+		if err := t.Flush(); err != nil {
+			return fmt.Errorf("apply: flush %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Updates applies g's updates in timestamp order without fsyncing, and
+// returns the volumes it touched: a secondary that checkpoints less often than
+// it applies flushes them at its next checkpoint, since until then the journal
+// still holds the group.
+func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, error) {
 	// Every volume must exist before anything is written: a group is applied
 	// whole or not at all.
 	for _, u := range g.Updates {
 		if _, ok := vols[u.Volume]; !ok {
-			return fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
+			return nil, fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
 		}
 	}
 	superseded := fold(g.Updates)
@@ -46,7 +68,7 @@ func Group(g *consistency.Group, vols map[string]Target) error {
 	for i, u := range g.Updates {
 		t, ok := vols[u.Volume]
 		if !ok {
-			return fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
+			return nil, fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
 		}
 		touched[u.Volume] = t
 		if superseded[i] {
@@ -64,15 +86,10 @@ func Group(g *consistency.Group, vols map[string]Target) error {
 			err = fmt.Errorf("unknown kind %d", u.Kind)
 		}
 		if err != nil {
-			return fmt.Errorf("apply group %d: %s update %d (ts %d): %w", g.Number, u.Kind, u.Seq, u.Timestamp, err)
+			return nil, fmt.Errorf("apply group %d: %s update %d (ts %d): %w", g.Number, u.Kind, u.Seq, u.Timestamp, err)
 		}
 	}
-	for name, t := range touched {
-		if err := t.Flush(); err != nil {
-			return fmt.Errorf("apply group %d: flush %s: %w", g.Number, name, err)
-		}
-	}
-	return nil
+	return touched, nil
 }
 
 // fold marks updates that a later update in the same group covers exactly
