@@ -77,7 +77,7 @@ type Secondary struct {
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
-	stats       Stats
+	stats          Stats
 }
 
 // Stats is a snapshot for status and metrics.
