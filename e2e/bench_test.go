@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,13 +16,16 @@ import (
 // journaled and applied at the secondary. It reports MB/s (b.SetBytes) and
 // consistency groups applied per second.
 func BenchmarkReplication(b *testing.B) {
-	const blocks = 1024 // 4 MiB volumes
+	const blocks = 16384 // 64 MiB volumes
 	dir := b.TempDir()
 	net := transport.NewMemNetwork(1, transport.Faults{})
 	sec := startSecondary(b, dir, net, secondaryOpts{blocks: blocks})
 	p := startPrimary(b, dir, primaryOpts{interval: 20 * time.Millisecond, blocks: blocks, sidefile: 64 << 20, dialer: net})
-	const size = 64 << 10
-	b.SetBytes(size)
+	size := 64 << 10
+	if s := os.Getenv("DUPLEX_BENCH_WRITE"); s != "" {
+		fmt.Sscan(s, &size)
+	}
+	b.SetBytes(int64(size))
 	ctx := context.Background()
 	start := sec.sec.Stats().GroupsApplied
 	b.ResetTimer()
@@ -41,7 +46,7 @@ func BenchmarkReplication(b *testing.B) {
 				if i >= b.N {
 					return
 				}
-				off := int64((i*16)%(blocks-16)) * 4096
+				off := int64((i*size/4096)%(blocks-size/4096)) * 4096
 				if err := p.WriteAt(ctx, w, buf, off); err != nil {
 					b.Error(err)
 					return
