@@ -33,7 +33,10 @@ type Status struct {
 	SidefileLimitBytes *int64 `json:"sidefile_limit_bytes,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
-	JournalBytes  *int64  `json:"journal_bytes,omitempty"`
+	// Group is the last consistency group journaled (durable across
+	// restarts, unlike groups_applied, which counts this process's).
+	Group        *uint64 `json:"group,omitempty"`
+	JournalBytes *int64  `json:"journal_bytes,omitempty"`
 
 	Volumes []VolumeStatus `json:"volumes"`
 

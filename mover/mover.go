@@ -49,6 +49,11 @@ type Config struct {
 	// OnAcked, if set, is called for every update the secondary has
 	// journaled (with the mover's lock held: keep it short).
 	OnAcked func(recordset.Update)
+	// Silence is how long the secondary may send nothing while record sets
+	// are outstanding before the connection is given up and redialled (a
+	// stream desynchronised by corruption delivers nothing); default
+	// max(4 × Retransmit, 5s).
+	Silence time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
 	Logger           *slog.Logger
@@ -81,6 +86,7 @@ type Mover struct {
 	connected bool
 	lastAck   time.Time
 	lastSend  time.Time
+	lastRecv  time.Time // any frame from the secondary
 	resends   uint64
 	reconnect uint64
 	sentBytes uint64
@@ -96,6 +102,9 @@ func New(cfg Config) *Mover {
 	}
 	if cfg.Retransmit <= 0 {
 		cfg.Retransmit = max(25*cfg.Interval, 500*time.Millisecond)
+	}
+	if cfg.Silence <= 0 {
+		cfg.Silence = max(4*cfg.Retransmit, 5*time.Second)
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 16 << 20
@@ -306,6 +315,9 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		case <-m.work:
 		case <-tick.C:
 			m.maybeRetransmit()
+			if err := m.checkSilence(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -382,6 +394,7 @@ func (m *Mover) welcome(p transport.Position) error {
 	}
 	m.connected = true
 	m.lastAck = time.Now()
+	m.lastRecv = time.Now()
 	// The secondary says what it still holds; only the rest is sent again.
 	for _, ss := range m.cfg.Subsystems {
 		m.received[ss.ID()] = max(p.Through[ss.ID()], p.Received[ss.ID()])
@@ -396,6 +409,7 @@ func (m *Mover) welcome(p transport.Position) error {
 }
 
 func (m *Mover) receive(conn transport.Conn) error {
+	corrupt := 0
 	for {
 		f, err := conn.Recv()
 		if err != nil {
@@ -404,8 +418,16 @@ func (m *Mover) receive(conn transport.Conn) error {
 		typ, body, err := transport.Open(f)
 		if err != nil {
 			m.log.Warn("discarding corrupt frame from secondary", "err", err)
+			// Several in a row: the stream itself is out of step.
+			if corrupt++; corrupt >= 3 {
+				return fmt.Errorf("%d corrupt frames in a row from the secondary: %w", corrupt, err)
+			}
 			continue
 		}
+		corrupt = 0
+		m.mu.Lock()
+		m.lastRecv = time.Now()
+		m.mu.Unlock()
 		switch typ {
 		case transport.TypeAck:
 			p, err := transport.DecodePosition(body)
@@ -500,6 +522,24 @@ func (m *Mover) unsent() []*held {
 		m.lastSend = time.Now()
 	}
 	return out
+}
+
+// checkSilence gives up a connection on which the secondary has sent nothing
+// for too long while record sets wait for it.
+func (m *Mover) checkSilence() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	outstanding := false
+	for _, h := range m.held {
+		if h.sent {
+			outstanding = true
+			break
+		}
+	}
+	if outstanding && time.Since(m.lastRecv) > m.cfg.Silence && time.Since(m.lastSend) < time.Since(m.lastRecv) {
+		return fmt.Errorf("nothing from the secondary for %s with record sets outstanding: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // maybeRetransmit resends what the secondary has not accepted when its

@@ -373,6 +373,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.mu.Unlock()
 	}()
 
+	corrupt := 0
 	for {
 		f, err := conn.Recv()
 		if err != nil {
@@ -381,8 +382,14 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		typ, body, err := transport.Open(f)
 		if err != nil {
 			s.countCorrupt(conn, err)
+			// Several in a row: the stream is out of step (a corrupted
+			// length); a new connection resynchronises it.
+			if corrupt++; corrupt >= 3 {
+				return fmt.Errorf("%d corrupt frames in a row: %w", corrupt, err)
+			}
 			continue
 		}
+		corrupt = 0
 		if typ != transport.TypeRecordSet {
 			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
 			continue

@@ -218,11 +218,11 @@ func (s *Secondary) Status() control.Status {
 	if st.Connected {
 		link = "connected"
 	}
-	groups, jb := st.GroupsApplied, st.JournalBytes
+	groups, jb, group := st.GroupsApplied, st.JournalBytes, st.Group
 	out := control.Status{
 		Session: s.cfg.Session, Role: "secondary",
 		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
-		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Peer: st.Peer,
+		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames,
 	}
 	for _, name := range s.order {

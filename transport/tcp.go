@@ -20,7 +20,11 @@ type TCPDialer struct {
 	Addr     string
 	TLS      *tls.Config
 	MaxFrame int
-	Timeout  time.Duration // connect and handshake; default 10s
+	// MaxRecv bounds frames received by the dialing side, which only gets
+	// small control messages: a corrupted length then fails at once instead
+	// of waiting for megabytes that never come. Default 1 MiB.
+	MaxRecv int
+	Timeout time.Duration // connect and handshake; default 10s
 }
 
 // Dial connects once; the mover retries with backoff.
@@ -44,7 +48,12 @@ func (d *TCPDialer) Dial(ctx context.Context) (Conn, error) {
 		}
 		c = tc
 	}
-	return newTCPConn(c, d.MaxFrame), nil
+	tc := newTCPConn(c, d.MaxFrame)
+	tc.maxRecv = d.MaxRecv
+	if tc.maxRecv <= 0 {
+		tc.maxRecv = 1 << 20
+	}
+	return tc, nil
 }
 
 // TCPListener accepts primaries over TCP, with TLS when TLS is set.
@@ -124,6 +133,7 @@ func (l *TCPListener) Addr() string { return l.ln.Addr().String() }
 type tcpConn struct {
 	c        net.Conn
 	maxFrame int
+	maxRecv  int // 0: maxFrame
 	wmu      sync.Mutex
 	hdr      [4]byte
 	rhdr     [4]byte
@@ -159,7 +169,11 @@ func (t *tcpConn) Recv() ([]byte, error) {
 		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
 	}
 	n := binary.BigEndian.Uint32(t.rhdr[:])
-	if int64(n) > int64(t.maxFrame) {
+	limit := t.maxFrame
+	if t.maxRecv > 0 {
+		limit = t.maxRecv
+	}
+	if int64(n) > int64(limit) {
 		return nil, fmt.Errorf("recv %d bytes from %s: %w", n, t.Peer(), ErrFrameTooLarge)
 	}
 	f := make([]byte, n)

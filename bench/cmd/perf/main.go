@@ -1,0 +1,171 @@
+// Command perf is Duplex's performance suite; bench/run.sh builds and runs
+// it. It measures, on one machine with both sites on loopback:
+//
+//   - write cost: the same fio jobs against nbdkit's file plugin and against
+//     a Duplex primary replicating to a secondary, alternated A B A B;
+//   - lag: the secondary's lag_seconds, sampled once a second with
+//     `duplex status --json`, under fio at 25, 50 and 75 % of saturation;
+//   - apply throughput: the secondary's sustained apply rate under
+//     saturation, beside fio's sequential write bandwidth on the same file
+//     system;
+//   - memory: peak RSS of both daemons under sustained load with a 64 MiB
+//     sidefile limit;
+//   - scale: start time and RSS of sessions of 1, 16 and 128 volumes, and
+//     the idle cost of cutting, shipping and journaling groups as they grow.
+//
+// Output is Markdown, ready for bench/RESULTS.md.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// settings of a run.
+type settings struct {
+	duplex  string // binary
+	out     string // work directory
+	rounds  int
+	quick   bool
+	runtime time.Duration // of each write-cost job
+	long    time.Duration // of each sustained run (lag, apply, memory)
+	ramp    time.Duration // fio ramp time, excluded from its figures
+	volSize int64         // of the write-cost volume and nbdkit image
+	idle    time.Duration // scale: idle period measured
+	w       io.Writer
+}
+
+var sections = []string{"write", "lag", "apply", "memory", "scale"}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("perf", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duplex := fs.String("duplex", "bench/out/duplex", "duplex binary")
+	out := fs.String("out", "bench/out", "work directory (images, logs, fio output)")
+	rounds := fs.Int("rounds", 3, "write-cost rounds (each runs every job on both servers)")
+	quick := fs.Bool("quick", false, "short runtimes and small volumes: proves the suite works, measures little")
+	only := fs.String("sections", strings.Join(sections, ","), "sections to run, comma-separated")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	s := settings{duplex: *duplex, out: *out, rounds: *rounds, quick: *quick, w: stdout,
+		runtime: 20 * time.Second, long: 30 * time.Second, ramp: 2 * time.Second, volSize: 1 << 30, idle: 10 * time.Second}
+	if s.quick {
+		s.runtime, s.long, s.ramp, s.volSize, s.idle = 3*time.Second, 8*time.Second, 0, 256<<20, 4*time.Second
+	}
+	if s.rounds < 1 {
+		fmt.Fprintln(stderr, "perf: -rounds must be at least 1")
+		return 2
+	}
+	want := strings.Split(*only, ",")
+	for _, w := range want {
+		if !slices.Contains(sections, w) {
+			fmt.Fprintf(stderr, "perf: unknown section %q (want %s)\n", w, strings.Join(sections, ","))
+			return 2
+		}
+	}
+	var err error
+	if s.duplex, err = filepath.Abs(s.duplex); err != nil {
+		fmt.Fprintln(stderr, "perf:", err)
+		return 1
+	}
+	if err := os.MkdirAll(s.out, 0o755); err != nil {
+		fmt.Fprintln(stderr, "perf:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	header(s, args)
+	b := &bench{s: s}
+	defer b.close()
+	for _, sec := range sections {
+		if !slices.Contains(want, sec) || ctx.Err() != nil {
+			continue
+		}
+		start := time.Now()
+		var err error
+		switch sec {
+		case "write":
+			err = b.writeCost(ctx)
+		case "lag":
+			err = b.lag(ctx)
+		case "apply":
+			err = b.apply(ctx)
+		case "memory":
+			err = b.memory(ctx)
+		case "scale":
+			err = b.scale(ctx)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "perf: %s: %v\n", sec, err)
+			fmt.Fprintf(stdout, "\n**%s failed:** %v\n", sec, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "\n_(%s took %s; load average now %s)_\n", sec, time.Since(start).Round(time.Second), loadavg())
+	}
+	return 0
+}
+
+// header prints what the figures depend on.
+func header(s settings, args []string) {
+	w := s.w
+	fmt.Fprintf(w, "# Duplex benchmark run\n\n")
+	fmt.Fprintf(w, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s memory, kernel %s\n", runtime.NumCPU(), memTotal(), readTrim("/proc/sys/kernel/osrelease"))
+	fmt.Fprintf(w, "- load average at start: %s\n", loadavg())
+	fmt.Fprintf(w, "- tools: %s, %s, %s\n", firstLine("fio", "--version"), firstLine("nbdkit", "--version"), runtime.Version())
+	fmt.Fprintf(w, "- command: perf %s (rounds %d, quick %v, job runtime %s, sustained runs %s, volume %d MiB)\n",
+		strings.Join(args, " "), s.rounds, s.quick, s.runtime, s.long, s.volSize>>20)
+}
+
+func loadavg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return "?"
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func firstLine(cmd string, args ...string) string {
+	out, err := exec.Command(cmd, args...).Output()
+	if err != nil {
+		return cmd + " ?"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}

@@ -1,0 +1,511 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"duplex/bench/fiojson"
+	"duplex/bench/harness"
+	"duplex/control"
+)
+
+// The write-cost jobs, run unchanged against both servers.
+var writeJobs = []struct {
+	name, rw, bs string
+	qd           int
+}{
+	{"randwrite-4k-qd1", "randwrite", "4k", 1},
+	{"randwrite-4k-qd16", "randwrite", "4k", 16},
+	{"write-1m-qd4", "write", "1M", 4},
+	{"randread-4k-qd16", "randread", "4k", 16},
+}
+
+const sidefileLimit = 64 << 20
+
+// nbdArgs are fio's options for one job through its nbd engine: d of
+// measurement after ramp (excluded from fio's figures).
+func (b *bench) nbdArgs(name, uri, rw, bs string, qd int, d, ramp time.Duration, extra ...string) []string {
+	args := []string{"--name=" + name, "--ioengine=nbd", "--uri=" + uri, "--rw=" + rw, "--bs=" + bs,
+		fmt.Sprintf("--iodepth=%d", qd), fmt.Sprintf("--size=%d", b.s.volSize),
+		"--time_based", fmt.Sprintf("--runtime=%d", int(d.Seconds())),
+		// Fresh random offsets every run, the same way on both servers.
+		"--norandommap", "--randrepeat=0"}
+	if ramp > 0 {
+		args = append(args, fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds())))
+	}
+	return append(args, extra...)
+}
+
+// setup prefills an image, starts nbdkit on it and a Duplex pair whose
+// volume starts as a copy of it.
+func (b *bench) setup(ctx context.Context) error {
+	if b.pair != nil {
+		return nil
+	}
+	dir := filepath.Join(b.s.out, "write")
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	image := filepath.Join(dir, "nbdkit.img")
+	if _, err := b.fio(ctx, "prefill", "--name=prefill", "--ioengine=psync", "--rw=write", "--bs=1M",
+		fmt.Sprintf("--size=%d", b.s.volSize), "--filename="+image, "--end_fsync=1"); err != nil {
+		return err
+	}
+	var err error
+	if b.nbdkit, b.nbdkitAddr, err = startNbdkit(ctx, dir, image); err != nil {
+		return err
+	}
+	b.pair, err = startPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"),
+		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: sidefileLimit}, image)
+	return err
+}
+
+func (b *bench) writeCost(ctx context.Context) error {
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	servers := []struct{ name, uri string }{
+		{"nbdkit", "nbd://" + b.nbdkitAddr + "/"},
+		{"duplex", b.pair.uri(0)},
+	}
+	// res[job][server] holds one result per round.
+	res := make([][2][]fiojson.Job, len(writeJobs))
+	var drains []time.Duration
+	for r := range b.s.rounds {
+		for j, job := range writeJobs {
+			// A B A B: each job on nbdkit, then on Duplex, round after round,
+			// so that a drift in the machine's load hits both alike.
+			for si, sv := range servers {
+				name := fmt.Sprintf("%s-%s-r%d", job.name, sv.name, r+1)
+				jobs, err := b.fio(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
+				if err != nil {
+					return err
+				}
+				res[j][si] = append(res[j][si], jobs[0])
+				if sv.name == "duplex" && job.rw != "randread" {
+					d, err := b.pair.drain(ctx)
+					if err != nil {
+						return fmt.Errorf("after %s: %w", name, err)
+					}
+					drains = append(drains, d)
+				}
+			}
+		}
+	}
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Write cost: nbdkit file plugin vs Duplex primary (replicating to a secondary on this machine)\n\n")
+	fmt.Fprintf(w, "fio --ioengine=nbd, %s per job after %s ramp, %d rounds alternating nbdkit and Duplex; medians over rounds. "+
+		"Volume %d MiB, prefilled; Duplex sidefile limit %d MiB, interval %s.\n\n",
+		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, sidefileLimit>>20, b.pair.sess.Config.Interval)
+	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | Duplex/nbdkit (median of rounds) | ratio per round |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for j, job := range writeJobs {
+		k, d := res[j][0], res[j][1]
+		var ratios []float64
+		for r := range k {
+			ratios = append(ratios, d[r].IOPS/k[r].IOPS)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %.0f | %.1f | %.2f | **%.2f** | %s |\n", job.name,
+			median(field(k, iops)), median(field(k, mibps)), median(field(k, p99))*1e3,
+			median(field(d, iops)), median(field(d, mibps)), median(field(d, p99))*1e3,
+			median(ratios), joinf(ratios, "%.2f"))
+		switch job.name {
+		case "randwrite-4k-qd16":
+			b.satRand = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
+		case "write-1m-qd4":
+			b.satSeq = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
+		}
+	}
+	if len(drains) > 0 {
+		fmt.Fprintf(w, "\nAfter each Duplex write job the suite waited for the sidefile to empty (everything journaled at the secondary) "+
+			"before the next job: median %s, max %s.\n", medianDur(drains).Round(time.Millisecond), slices.Max(drains).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// saturation measures Duplex's bandwidth for a job when the write-cost
+// section did not run.
+func (b *bench) saturation(ctx context.Context) error {
+	if b.satRand > 0 && b.satSeq > 0 {
+		return nil
+	}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	for _, job := range writeJobs {
+		if job.name != "randwrite-4k-qd16" && job.name != "write-1m-qd4" {
+			continue
+		}
+		jobs, err := b.fio(ctx, "saturation-"+job.name, b.nbdArgs(job.name, b.pair.uri(0), job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
+		if err != nil {
+			return err
+		}
+		if job.rw == "randwrite" {
+			b.satRand = jobs[0].BW
+		} else {
+			b.satSeq = jobs[0].BW
+		}
+		if _, err := b.pair.drain(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sampler reads a value once a second until stopped.
+type sampler struct {
+	stop chan struct{}
+	done chan struct{}
+	mu   sync.Mutex
+	vals []float64
+	errs int
+}
+
+func sample(every time.Duration, skip int, read func() (float64, error)) *sampler {
+	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+			v, err := read()
+			s.mu.Lock()
+			if err != nil {
+				s.errs++
+			} else if n >= skip {
+				s.vals = append(s.vals, v)
+			}
+			s.mu.Unlock()
+		}
+	}()
+	return s
+}
+
+func (s *sampler) end() ([]float64, int) {
+	close(s.stop)
+	<-s.done
+	return s.vals, s.errs
+}
+
+func (b *bench) lag(ctx context.Context) error {
+	if err := b.saturation(ctx); err != nil {
+		return err
+	}
+	const skip = 2 // samples of the first seconds, while fio starts
+	lagOf := func() (float64, error) {
+		st, err := b.statusCLI(ctx, b.pair.secCtl())
+		return st.LagSeconds, err
+	}
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Replication lag under a fixed write rate\n\n")
+	fmt.Fprintf(w, "fio randwrite 4 KiB qd16 through the Duplex primary at a fixed --rate, %s per rate; the saturation bandwidth "+
+		"is Duplex's median for that job above (%.1f MiB/s). The secondary's lag_seconds (now − consistency time) is read with "+
+		"`duplex status --addr SECONDARY_CONTROL --json` once a second; the first %d samples of each run are dropped. "+
+		"Interval %s, so the floor is about one interval plus journaling.\n\n",
+		b.s.long, b.satRand/(1<<20), skip, b.pair.sess.Config.Interval)
+	fmt.Fprintf(w, "| load | fio rate MiB/s | achieved MiB/s | samples | lag p50 s | lag p99 s | lag max s |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, pct := range []int{0, 25, 50, 75} {
+		s := sample(time.Second, skip, lagOf)
+		rate, achieved := 0.0, 0.0
+		if pct == 0 {
+			sleepCtx(ctx, b.s.long)
+		} else {
+			rate = b.satRand * float64(pct) / 100
+			jobs, err := b.fio(ctx, fmt.Sprintf("lag-%d", pct), b.nbdArgs("lag", b.pair.uri(0), "randwrite", "4k", 16, b.s.long, 0,
+				fmt.Sprintf("--rate=%d", int64(rate)))...)
+			if err != nil {
+				s.end()
+				return err
+			}
+			achieved = jobs[0].BW
+		}
+		vals, errs := s.end()
+		if _, err := b.pair.drain(ctx); err != nil {
+			return err
+		}
+		load := "idle"
+		if pct > 0 {
+			load = fmt.Sprintf("%d %%", pct)
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %.1f | %d%s | %.3f | %.3f | %.3f |\n", load, rate/(1<<20), achieved/(1<<20),
+			len(vals), errNote(errs), percentile(vals, 50), percentile(vals, 99), slices.Max(append(vals, 0)))
+	}
+	fmt.Fprintf(w, "\nWith one sample a second, p99 of a %s run is close to its maximum.\n", b.s.long)
+	return nil
+}
+
+func errNote(errs int) string {
+	if errs == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d failed)", errs)
+}
+
+func (b *bench) apply(ctx context.Context) error {
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	const warm = 2 * time.Second
+	// Bytes applied at the secondary, read while fio saturates the primary:
+	// from warm after the start to just before fio stops.
+	type point struct {
+		t     time.Time
+		bytes uint64
+	}
+	var p0, p1 point
+	var sampleErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		read := func() point {
+			st, err := b.statusCLI(ctx, b.pair.secCtl())
+			if err != nil && sampleErr == nil {
+				sampleErr = err
+			}
+			return point{time.Now(), st.BytesReplicate}
+		}
+		sleepCtx(ctx, warm)
+		p0 = read()
+		sleepCtx(ctx, b.s.long-warm-time.Second)
+		p1 = read()
+	}()
+	jobs, err := b.fio(ctx, "apply-saturation", b.nbdArgs("write-1m-qd4", b.pair.uri(0), "write", "1M", 4, b.s.long, 0)...)
+	<-done
+	if err != nil {
+		return err
+	}
+	if sampleErr != nil {
+		return sampleErr
+	}
+	if _, err := b.pair.drain(ctx); err != nil {
+		return err
+	}
+	applyRate := float64(p1.bytes-p0.bytes) / p1.t.Sub(p0.t).Seconds()
+
+	// Two baselines: fio's plain sequential write (mostly the page cache on
+	// a machine with memory to spare), and the same with an fdatasync every
+	// 4 writes, closer to what the secondary does: it syncs the journal and
+	// the volumes once per group of a few MiB.
+	psyncFile := filepath.Join(b.s.out, "write", "psync.dat")
+	var ps [2]fiojson.Job
+	for i, extra := range []string{"--end_fsync=1", "--fdatasync=4"} {
+		jobs, err := b.fio(ctx, fmt.Sprintf("psync-seq-write-%d", i), "--name=psync-seq-write", "--ioengine=psync", "--rw=write", "--bs=1M",
+			fmt.Sprintf("--size=%d", b.s.volSize), "--filename="+psyncFile, "--time_based",
+			fmt.Sprintf("--runtime=%d", int(b.s.long.Seconds())), extra)
+		os.Remove(psyncFile)
+		if err != nil {
+			return err
+		}
+		ps[i] = jobs[0]
+	}
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Apply throughput at the secondary\n\n")
+	fmt.Fprintf(w, "fio write 1 MiB qd4 through the Duplex primary, unthrottled, for %s; the secondary's bytes applied "+
+		"(status bytes_replicated) from %s after the start to 1 s before the end (%s window). Beside it, fio's sequential "+
+		"write bandwidth on the same file system (psync, 1 MiB, %s): with end_fsync=1 only, and with fdatasync=4 (a sync "+
+		"every 4 MiB). The secondary writes every byte twice (journal, then volume) and fsyncs both per group.\n\n",
+		b.s.long, warm, p1.t.Sub(p0.t).Round(100*time.Millisecond), b.s.long)
+	fmt.Fprintf(w, "| secondary apply MiB/s | primary fio MiB/s (same run) | psync seq write MiB/s | apply / psync | psync + fdatasync/4MiB MiB/s | apply / that |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| %.1f | %.1f | %.1f | **%.2f** | %.1f | **%.2f** |\n", applyRate/(1<<20), jobs[0].MiBps(),
+		ps[0].MiBps(), applyRate/ps[0].BW, ps[1].MiBps(), applyRate/ps[1].BW)
+	return nil
+}
+
+func (b *bench) memory(ctx context.Context) error {
+	dir := filepath.Join(b.s.out, "memory")
+	p, err := startPair(ctx, b.s.duplex, dir, harness.Spec{Session: "bench-mem", VolumeSize: b.s.volSize, SidefileLimit: sidefileLimit}, "")
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	var maxSide int64
+	s := sample(250*time.Millisecond, 0, func() (float64, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st, err := control.Fetch(cctx, p.primCtl())
+		if err == nil && st.SidefileBytes != nil {
+			maxSide = max(maxSide, *st.SidefileBytes)
+		}
+		return 0, err
+	})
+	// Both write jobs at once, so the sidefile fills with large and small
+	// updates together.
+	args := []string{"--ioengine=nbd", "--uri=" + p.uri(0), fmt.Sprintf("--size=%d", b.s.volSize), "--time_based",
+		fmt.Sprintf("--runtime=%d", int(b.s.long.Seconds())), "--norandommap", "--randrepeat=0",
+		"--name=seq", "--rw=write", "--bs=1M", "--iodepth=4",
+		"--name=rand", "--rw=randwrite", "--bs=4k", "--iodepth=16"}
+	jobs, err := b.fio(ctx, "memory", args...)
+	s.end()
+	if err != nil {
+		return err
+	}
+	ppeak, _, err1 := harness.ProcMem(p.prim.Pid())
+	speak, _, err2 := harness.ProcMem(p.sec.Pid())
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("reading RSS: %v %v", err1, err2)
+	}
+	var bw float64
+	for _, j := range jobs {
+		bw += j.BW
+	}
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Memory under sustained load\n\n")
+	fmt.Fprintf(w, "Fresh daemons; fio write 1 MiB qd4 and randwrite 4 KiB qd16 at once through the primary for %s (%.1f MiB/s together). "+
+		"Peak RSS is VmHWM from /proc/PID/status at the end of the load.\n\n", b.s.long, bw/(1<<20))
+	fmt.Fprintf(w, "| sidefile limit | max sidefile_bytes seen | primary peak RSS | secondary peak RSS |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| %s | %s | %s | %s |\n", mib(sidefileLimit), mib(maxSide), mib(ppeak), mib(speak))
+	return nil
+}
+
+func (b *bench) scale(ctx context.Context) error {
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Scale: sessions of 1, 16 and 128 volumes\n\n")
+	fmt.Fprintf(w, "Volumes of 1 MiB, 8 per subsystem. Start = from launching the secondary until the primary reports the link "+
+		"connected and the secondary a consistency time. RSS (VmRSS) just after start. Then %s idle: CPU of each daemon "+
+		"(utime+stime from /proc/PID/stat), journaled groups per second (idle groups are journaled once a second, the "+
+		"rest only advance the consistency time), and CPU of both daemons per time-interval group cut (one per interval).\n\n", b.s.idle)
+	fmt.Fprintf(w, "| volumes | subsystems | start s | primary RSS | secondary RSS | primary CPU %% | secondary CPU %% | journaled groups/s | CPU µs per interval group |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, n := range []int{1, 16, 128} {
+		subs := (n + 7) / 8
+		dir := filepath.Join(b.s.out, fmt.Sprintf("scale-%d", n))
+		spec := harness.Spec{Session: "bench-scale", Subsystems: subs, VolumesPerSubsystem: n / subs, VolumeSize: 1 << 20, SidefileLimit: sidefileLimit}
+		start := time.Now()
+		p, err := startPair(ctx, b.s.duplex, dir, spec, "")
+		if err != nil {
+			return err
+		}
+		row, err := b.scaleRow(ctx, p, start)
+		p.stop()
+		if err != nil {
+			return err
+		}
+		interval := time.Duration(p.sess.Config.Interval)
+		perGroup := (row.cpuP + row.cpuS).Seconds() / (b.s.idle.Seconds() / interval.Seconds())
+		fmt.Fprintf(w, "| %d | %d | %.2f | %s | %s | %.1f | %.1f | %.1f | %.0f |\n", n, subs, row.startup.Seconds(),
+			mib(row.rssP), mib(row.rssS), 100*row.cpuP.Seconds()/b.s.idle.Seconds(), 100*row.cpuS.Seconds()/b.s.idle.Seconds(),
+			row.groups/b.s.idle.Seconds(), perGroup*1e6)
+	}
+	return nil
+}
+
+type scaleRow struct {
+	startup    time.Duration
+	rssP, rssS int64
+	cpuP, cpuS time.Duration
+	groups     float64
+}
+
+func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRow, error) {
+	var r scaleRow
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if _, err := harness.WaitStatus(wctx, p.sec, p.secCtl(), func(st control.Status) bool { return st.ConsistencyTime != "" }); err != nil {
+		return r, err
+	}
+	r.startup = time.Since(start)
+	var err error
+	if _, r.rssP, err = harness.ProcMem(p.prim.Pid()); err != nil {
+		return r, err
+	}
+	if _, r.rssS, err = harness.ProcMem(p.sec.Pid()); err != nil {
+		return r, err
+	}
+	st0, err := control.Fetch(ctx, p.secCtl())
+	if err != nil {
+		return r, err
+	}
+	cp0, err1 := harness.ProcCPU(p.prim.Pid())
+	cs0, err2 := harness.ProcCPU(p.sec.Pid())
+	sleepCtx(ctx, b.s.idle)
+	cp1, err3 := harness.ProcCPU(p.prim.Pid())
+	cs1, err4 := harness.ProcCPU(p.sec.Pid())
+	for _, e := range []error{err1, err2, err3, err4} {
+		if e != nil {
+			return r, e
+		}
+	}
+	st1, err := control.Fetch(ctx, p.secCtl())
+	if err != nil {
+		return r, err
+	}
+	r.cpuP, r.cpuS = cp1-cp0, cs1-cs0
+	if st0.GroupsApplied != nil && st1.GroupsApplied != nil {
+		r.groups = float64(*st1.GroupsApplied - *st0.GroupsApplied)
+	}
+	return r, nil
+}
+
+func iops(j fiojson.Job) float64  { return j.IOPS }
+func mibps(j fiojson.Job) float64 { return j.MiBps() }
+func p99(j fiojson.Job) float64   { return j.P99 }
+
+func field(js []fiojson.Job, f func(fiojson.Job) float64) []float64 {
+	out := make([]float64, len(js))
+	for i, j := range js {
+		out[i] = f(j)
+	}
+	return out
+}
+
+func median(v []float64) float64 { return percentile(v, 50) }
+
+// percentile by linear interpolation between closest ranks; NaN when empty.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	x := p / 100 * float64(len(s)-1)
+	i := int(x)
+	if i+1 >= len(s) {
+		return s[len(s)-1]
+	}
+	return s[i] + (x-float64(i))*(s[i+1]-s[i])
+}
+
+func medianDur(d []time.Duration) time.Duration {
+	v := make([]float64, len(d))
+	for i, x := range d {
+		v[i] = float64(x)
+	}
+	return time.Duration(median(v))
+}
+
+func joinf(v []float64, format string) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(s, " ")
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/bench/harness"
+	"duplex/workload"
+)
+
+// TestCampaign is the short campaign CI runs: two trials of every fault kind
+// against the built binary (go run ./bench/faults runs longer ones).
+func TestCampaign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault campaign runs both sites as processes for about a minute; skipped with -short")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, err := buildDuplex(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (go run ./bench/faults -seed %d repeats the fault timings)", seed, seed)
+	s := settings{bin: bin, dir: dir, warm: time.Second, drain: 15 * time.Second, catchUp: 15 * time.Second}
+	sums := campaign(ctx, s, kinds, 2, seed, func(r result) {
+		var b strings.Builder
+		printTrial(&b, r, true)
+		t.Log(strings.TrimSpace(b.String()))
+	})
+	for _, sm := range sums {
+		t.Log(sm)
+		if sm.trials != 2 {
+			t.Errorf("%s: %d trials ran, want 2", sm.kind, sm.trials)
+		}
+		if sm.violations > 0 || sm.lost > 0 || sm.errors > 0 {
+			t.Errorf("%s", sm)
+		}
+		if sm.stalled > 0 {
+			// A stall is a liveness failure, not a broken invariant. A bit
+			// flipped in a frame's length prefix can stall the link for
+			// minutes: the receiver waits for a frame of the corrupted
+			// length and nothing times the link out (see bench/RESULTS.md).
+			// Until that is fixed in transport/mover, failing here would
+			// fail CI at random; the command (go run ./bench/faults) does
+			// exit 1 on it.
+			if stallsFail {
+				t.Errorf("%s", sm)
+			} else {
+				t.Logf("KNOWN ISSUE, not failing the test: %s", sm)
+			}
+		}
+	}
+}
+
+// stallsFail makes a stall fail TestCampaign; turn it on once a corrupted
+// length prefix no longer stalls the link.
+const stallsFail = true
+
+// TestChecksDetect is the campaign's negative control: a secondary image
+// that lacks a dependency is counted as a violation, and a block that differs
+// from a cleanly drained primary as lost.
+func TestChecksDetect(t *testing.T) {
+	dir := t.TempDir()
+	sess, err := harness.NewSession(dir, harness.Spec{Subsystems: subsystems, VolumesPerSubsystem: volsPerSS, VolumeSize: 2 * regionBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := workload.Layout{Volumes: subsystems * volsPerSS, BlocksPerVolume: regionBlocks, Clients: clients, FirstClient: 7}
+	// Write 1 of client 8 on volume 0 block 0; write 2 on volume 3 block 1
+	// depends on it. Both sites hold both, except that the secondary lost
+	// write 1.
+	a := workload.Ref{Client: 8, Counter: 1, Volume: 0, Block: 0}
+	b := workload.Ref{Client: 8, Counter: 2, Volume: 3, Block: 1}
+	for site, paths := range [][]string{sess.PrimaryPaths(), sess.SecondaryPaths()} {
+		for _, p := range paths {
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, make([]byte, 2*regionBytes), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, blk := range []workload.Block{{Ref: a}, {Ref: b, Deps: [2]workload.Ref{a}}} {
+			if site == 1 && blk.Ref == a {
+				continue
+			}
+			buf := make([]byte, workload.BlockSize)
+			workload.Encode(buf, blk)
+			f, err := os.OpenFile(paths[blk.Volume], os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(buf, int64(blk.Block)*workload.BlockSize); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+	}
+	r := &result{}
+	tr := &trial{r: r, sess: sess, epochs: []epoch{{layout: l}}}
+	if err := tr.checkSecondary("test"); err != nil {
+		t.Fatal(err)
+	}
+	if r.violations != 1 {
+		t.Errorf("violations = %d, want 1: %v", r.violations, r.notes)
+	}
+	n, err := harness.DiffBlocks(sess.PrimaryPaths()[0], sess.SecondaryPaths()[0], 0, regionBytes, workload.BlockSize)
+	if err != nil || n != 1 {
+		t.Errorf("DiffBlocks = %d, %v; want 1 block lost", n, err)
+	}
+	// The second region is empty: checking it must fail loudly, not pass.
+	tr.epochs = []epoch{{layout: l, base: regionBytes}}
+	if err := tr.checkSecondary("test"); err == nil {
+		t.Error("checking a region without writes passed")
+	}
+}
+
+// TestProxyFaults checks the proxy itself: it forwards both ways, delays by
+// the latency set, flips exactly the bits asked for, and cuts connections.
+func TestProxyFaults(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	p, err := NewProxy("127.0.0.1:0", echo.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip := func(msg []byte) []byte {
+		t.Helper()
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for n := 0; n < len(got); {
+			m, err := c.Read(got[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+		return got
+	}
+	// A frame of 8 bytes: length prefix 4, then "abcd".
+	frame := []byte{0, 0, 0, 4, 'a', 'b', 'c', 'd'}
+	if got := roundTrip(frame); string(got) != string(frame) {
+		t.Fatalf("forwarded %q, want %q", got, frame)
+	}
+
+	p.SetLatency(100 * time.Millisecond)
+	start := time.Now()
+	roundTrip(frame)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("round trip with 100ms each way took %s", d)
+	}
+	p.SetLatency(0)
+
+	p.Corrupt(ToSecondary, 1)
+	if diff := bitsDiffer(roundTrip(frame), frame); diff != 1 {
+		t.Errorf("Corrupt: %d bits differ, want 1", diff)
+	}
+	p.CorruptLength(ToSecondary)
+	got := roundTrip(frame)
+	if diff := bitsDiffer(got[:4], frame[:4]); diff != 1 || string(got[4:]) != "abcd" {
+		t.Errorf("CorruptLength: got % x, want one bit flipped in the first 4 bytes of % x", got, frame)
+	}
+
+	p.Cut()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("read after Cut succeeded")
+	}
+	if c2, err := net.Dial("tcp", p.Addr()); err == nil {
+		c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c2.Read(make([]byte, 1)); err == nil {
+			t.Error("a connection made while cut was served")
+		}
+		c2.Close()
+	}
+	p.Restore()
+	c3, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	c = c3
+	if got := roundTrip(frame); string(got) != string(frame) {
+		t.Fatalf("after Restore: forwarded %q, want %q", got, frame)
+	}
+	if n := p.Flipped.Load(); n != 2 {
+		t.Errorf("Flipped = %d, want 2", n)
+	}
+}
+
+func bitsDiffer(a, b []byte) int {
+	if len(a) != len(b) {
+		panic(fmt.Sprintf("lengths %d and %d", len(a), len(b)))
+	}
+	n := 0
+	for i := range a {
+		for x := a[i] ^ b[i]; x != 0; x &= x - 1 {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,221 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"duplex/control"
+)
+
+// Daemon is one duplex site (or any other server) running as a child process.
+type Daemon struct {
+	Name    string
+	LogPath string
+	cmd     *exec.Cmd
+	log     *os.File
+	done    chan struct{}
+	waitErr error
+}
+
+// Start runs bin with args, stdout and stderr appended to logPath.
+func Start(name, logPath, bin string, args ...string) (*Daemon, error) {
+	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(lf, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	d := &Daemon{Name: name, LogPath: logPath, cmd: cmd, log: lf, done: make(chan struct{})}
+	go func() {
+		d.waitErr = cmd.Wait()
+		lf.Close()
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// StartSite runs `duplex ROLE --config CFG` with the given extra flags.
+func StartSite(bin, role string, s *Session, logPath string, flags ...string) (*Daemon, error) {
+	return Start(role, logPath, bin, append([]string{role, "--config", s.ConfigPath}, flags...)...)
+}
+
+// Pid is the process id.
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// Exited reports whether the process has exited.
+func (d *Daemon) Exited() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// ExitCode is the exit status once exited: 128+signal when killed by one.
+func (d *Daemon) ExitCode() int {
+	<-d.done
+	if d.waitErr == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(d.waitErr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// Kill sends SIGKILL and waits for the exit: a crash, nothing flushed.
+func (d *Daemon) Kill() {
+	if !d.Exited() {
+		d.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-d.done
+}
+
+// Freeze stops the process with SIGSTOP: a write it was making completes,
+// and it makes no further one, so its files can be read as they will be
+// after a Kill.
+func (d *Daemon) Freeze() error {
+	if d.Exited() {
+		return fmt.Errorf("%s has exited", d.Name)
+	}
+	return d.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
+// It returns the exit code (128+9 when it had to kill).
+func (d *Daemon) Stop(timeout time.Duration) int {
+	if !d.Exited() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-d.done:
+	case <-t.C:
+		d.Kill()
+	}
+	return d.ExitCode()
+}
+
+// LogTail returns the last n bytes of the log.
+func (d *Daemon) LogTail(n int) string {
+	b, _ := os.ReadFile(d.LogPath)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// WaitStatus polls a control address until cond holds, the process dies or
+// ctx ends; it returns the last status read.
+func WaitStatus(ctx context.Context, d *Daemon, addr string, cond func(control.Status) bool) (control.Status, error) {
+	var last control.Status
+	var lastErr error
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := control.Fetch(fctx, addr)
+		cancel()
+		if err == nil {
+			last = st
+			if cond(st) {
+				return st, nil
+			}
+		}
+		lastErr = err
+		if d != nil && d.Exited() {
+			return last, fmt.Errorf("%s exited with %d while waiting: %s", d.Name, d.ExitCode(), d.LogTail(2000))
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return last, fmt.Errorf("%w waiting for %s (last error: %v)", ErrTimeout, addr, lastErr)
+			}
+			return last, fmt.Errorf("%w waiting for %s", ErrTimeout, addr)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Connected holds when a site reports its link connected.
+func Connected(st control.Status) bool { return st.Link == "connected" }
+
+// ProcMem returns the peak (VmHWM) and current (VmRSS) resident set size of a
+// process, in bytes, from /proc/PID/status.
+func ProcMem(pid int) (peak, rss int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "VmHWM:":
+			peak = kb << 10
+		case "VmRSS:":
+			rss = kb << 10
+		}
+	}
+	if peak == 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+	}
+	return peak, rss, nil
+}
+
+// clockTicks is USER_HZ, the unit of the times in /proc/PID/stat. It is 100
+// on every Linux architecture Go supports, and not readable without cgo.
+const clockTicks = 100
+
+// ProcCPU returns the user+system CPU time a running process has used, from
+// /proc/PID/stat.
+func ProcCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after its closing
+	// parenthesis are fixed: utime is field 14, stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
