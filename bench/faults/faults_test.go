@@ -60,8 +60,9 @@ func TestCampaign(t *testing.T) {
 	}
 }
 
-// stallsFail makes a stall fail TestCampaign; turn it on once a corrupted
-// length prefix no longer stalls the link.
+// stallsFail makes a stall fail TestCampaign: a corrupted length prefix no
+// longer stalls the link (the mover redials when the secondary falls silent,
+// and both ends close a stream that yields corrupt frames in a row).
 const stallsFail = true
 
 // TestChecksDetect is the campaign's negative control: a secondary image
