@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -115,6 +116,11 @@ func (s *Server) Handler() http.Handler {
 	}
 	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
 	mux.HandleFunc("POST /v1/fence", s.fence)
+	// Profiles, for finding a hot path under a real load (go tool pprof
+	// http://CONTROL/debug/pprof/profile).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 )
 
@@ -271,19 +272,70 @@ func (c *conn) reply(cookie uint64, errno Errno) {
 	c.send(b[:])
 }
 
-// send writes one whole reply. Replies from concurrent requests must not
-// interleave, hence the mutex. A failed write means the peer is gone or
-// the stream is corrupt: closing the connection stops the reader too.
+// send writes one whole reply and returns once it is written, so the caller
+// may reuse b. Replies from concurrent requests must not interleave, and at
+// queue depth 16 one write per reply costs more than the request itself: so
+// the first sender becomes the writer and writes, in one writev, every reply
+// queued meanwhile by the others, who wait for it. A failed write means the
+// peer is gone or the stream is corrupt: closing the connection stops the
+// reader too.
 func (c *conn) send(b []byte) {
 	c.wmu.Lock()
-	_, err := c.nc.Write(b)
-	c.wmu.Unlock()
-	if err != nil {
-		if !errors.Is(err, net.ErrClosed) {
-			c.log.Debug("nbd: reply write failed, closing", "err", err)
-		}
-		c.nc.Close()
+	if c.writing {
+		p := &pendingReply{b: b, done: make(chan struct{})}
+		c.pending = append(c.pending, p)
+		c.wmu.Unlock()
+		<-p.done
+		return
 	}
+	c.writing = true
+	first := true
+	// Let the handlers finishing at the same moment queue their replies, so
+	// one write carries them all.
+	c.wmu.Unlock()
+	runtime.Gosched()
+	c.wmu.Lock()
+	for {
+		batch := append(c.batch[:0], c.pending...)
+		clear(c.pending)
+		c.pending = c.pending[:0]
+		c.wmu.Unlock()
+
+		bufs := c.bufs[:0]
+		if first {
+			bufs = append(bufs, b)
+		}
+		for _, p := range batch {
+			bufs = append(bufs, p.b)
+		}
+		nb := net.Buffers(bufs)
+		if _, err := nb.WriteTo(c.nc); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				c.log.Debug("nbd: reply write failed, closing", "err", err)
+			}
+			c.nc.Close()
+		}
+		clear(bufs)
+		c.bufs = bufs[:0]
+		for _, p := range batch {
+			close(p.done)
+		}
+		clear(batch)
+		c.batch = batch[:0]
+		first = false
+
+		c.wmu.Lock()
+		if len(c.pending) == 0 {
+			c.writing = false
+			c.wmu.Unlock()
+			return
+		}
+	}
+}
+
+type pendingReply struct {
+	b    []byte
+	done chan struct{}
 }
 
 // limiter is a counting semaphore weighted by bytes.

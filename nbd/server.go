@@ -213,7 +213,11 @@ type conn struct {
 	size  uint64
 	flags uint16
 
-	wmu      sync.Mutex // serialises replies on nc
+	wmu      sync.Mutex // guards the reply writer's state below
+	writing  bool       // a sender is writing replies on nc
+	pending  []*pendingReply
+	batch    []*pendingReply // reused by the writer (under writing)
+	bufs     [][]byte        // reused by the writer (under writing)
 	lim      limiter
 	inflight sync.WaitGroup
 }
