@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -110,6 +111,16 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 			return nil, fmt.Errorf("primary: %w", err)
 		}
 		p.dialer = &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	}
+	// The sidefiles hold most of what the primary allocates; without a soft
+	// limit the collector lets the heap grow to about three times that. An
+	// explicit GOMEMLIMIT wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		var total int64
+		for _, ss := range p.subs {
+			total += ss.Sidefile().Stats().Limit
+		}
+		debug.SetMemoryLimit(total + total/2 + 128<<20)
 	}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
