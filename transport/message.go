@@ -17,7 +17,8 @@ const (
 	TypeRefuse    byte = 5 // secondary → primary, then it closes
 )
 
-// A frame is: u8 type, body, u32 CRC-32C of type and body (big-endian).
+// A frame is: u8 type, body, u32 CRC-32C (big-endian) of the type and body,
+// or of the type alone for a record set, whose body checks itself.
 const frameOverhead = 5
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -68,7 +69,18 @@ func Frame(typ byte, body []byte) []byte {
 // Seal appends the CRC to a frame that holds its type byte and body, so that a
 // large body can be encoded in place after the type byte without another copy.
 func Seal(f []byte) []byte {
-	return binary.BigEndian.AppendUint32(f, crc32.Checksum(f, castagnoli))
+	return binary.BigEndian.AppendUint32(f, crc32.Checksum(f[:covered(f)], castagnoli))
+}
+
+// covered is how much of a frame (without its CRC) the frame CRC covers: all
+// of it, except for a record set, which carries CRCs of its own over header
+// and payload (checked by recordset.Decode); checksumming its megabytes a
+// second time on each side bought nothing.
+func covered(f []byte) int {
+	if len(f) > 0 && f[0] == TypeRecordSet {
+		return 1
+	}
+	return len(f)
 }
 
 // Open checks a frame's CRC and returns its type and body (aliasing f).
@@ -77,7 +89,7 @@ func Open(f []byte) (byte, []byte, error) {
 		return 0, nil, fmt.Errorf("frame of %d bytes: %w", len(f), ErrCorrupt)
 	}
 	n := len(f) - 4
-	if crc32.Checksum(f[:n], castagnoli) != binary.BigEndian.Uint32(f[n:]) {
+	if crc32.Checksum(f[:covered(f[:n])], castagnoli) != binary.BigEndian.Uint32(f[n:]) {
 		return 0, nil, fmt.Errorf("frame type %d: CRC mismatch: %w", f[0], ErrCorrupt)
 	}
 	return f[0], f[1:n], nil

@@ -217,8 +217,13 @@ func TestOpenDetectsEverySingleBitFlip(t *testing.T) {
 			for i := range len(f) * 8 {
 				c := bytes.Clone(f)
 				c[i/8] ^= 1 << (i % 8)
-				if typ, body, err := Open(c); !errors.Is(err, ErrCorrupt) {
-					t.Fatalf("bit %d flipped: Open = %d, %x, %v; want ErrCorrupt", i, typ, body, err)
+				typ, body, err := Open(c)
+				if err == nil && typ == TypeRecordSet {
+					// A record set's body is checked by its own CRCs.
+					_, err = recordset.Decode(body, recordset.DefaultLimits)
+				}
+				if err == nil {
+					t.Fatalf("bit %d flipped: Open = %d, %x, accepted; want an error", i, typ, body)
 				}
 			}
 		})
