@@ -280,6 +280,10 @@ func ReadToken(path string) (string, error) {
 
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && s.Logger != nil {
+		s.Logger.Warn("control address is reachable from other hosts: status and metrics are readable by anyone who can connect; mutating calls still need the token",
+			"addr", a.String())
+	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
