@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,22 +28,37 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, int) {
 	return cfg, 0
 }
 
-func runPrimary(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("primary", stderr)
+// daemonSetup parses a daemon's flags and loads its config and logger; ok is
+// false when the caller must return code.
+func daemonSetup(name string, args []string, stderr io.Writer, extra func(fs *flag.FlagSet)) (cfg *config.Config, log *slog.Logger, code int, ok bool) {
+	fs := newFlags(name, stderr)
 	path := fs.String("config", "", "session config `FILE` (TOML)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	drain := fs.Duration("drain-timeout", 5*time.Minute, "on SIGTERM, how long to keep shipping held updates before exiting")
-	if code, ok := parse(fs, args); !ok {
-		return code
+	if extra != nil {
+		extra(fs)
 	}
-	cfg, code := loadConfig(*path, stderr)
+	if code, ok := parse(fs, args); !ok {
+		return nil, nil, code, false
+	}
+	cfg, code = loadConfig(*path, stderr)
 	if cfg == nil {
-		return code
+		return nil, nil, code, false
 	}
 	log, err := newLogger(stderr, *level)
 	if err != nil {
 		fmt.Fprintln(stderr, "duplex:", err)
-		return exitUsage
+		return nil, nil, exitUsage, false
+	}
+	return cfg, log, 0, true
+}
+
+func runPrimary(args []string, stdout, stderr io.Writer) int {
+	var drain *time.Duration
+	cfg, log, code, ok := daemonSetup("primary", args, stderr, func(fs *flag.FlagSet) {
+		drain = fs.Duration("drain-timeout", 5*time.Minute, "on SIGTERM, how long to keep shipping held updates before exiting")
+	})
+	if !ok {
+		return code
 	}
 	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
 	if err != nil {
@@ -60,20 +77,9 @@ func runPrimary(args []string, stdout, stderr io.Writer) int {
 }
 
 func runSecondary(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("secondary", stderr)
-	path := fs.String("config", "", "session config `FILE` (TOML)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	if code, ok := parse(fs, args); !ok {
+	cfg, log, code, ok := daemonSetup("secondary", args, stderr, nil)
+	if !ok {
 		return code
-	}
-	cfg, code := loadConfig(*path, stderr)
-	if cfg == nil {
-		return code
-	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		fmt.Fprintln(stderr, "duplex:", err)
-		return exitUsage
 	}
 	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
 	if err != nil {
