@@ -4,6 +4,7 @@
 # decoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 
 need=()
 command -v qemu-io   >/dev/null || need+=(qemu-utils)
