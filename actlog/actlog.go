@@ -26,6 +26,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 )
 
 // DefaultRegion is the activity log's granularity.
@@ -42,6 +43,7 @@ type vol struct {
 	size   int64
 	bits   []uint64 // marked on disk (or about to be)
 	counts []int32  // updates captured and not yet acknowledged, per region
+	used   []int64  // when each region last had an update captured (unix ns)
 	sticky []uint64 // marks that stay until Unstick (writes of a suspended pair)
 }
 
@@ -68,7 +70,7 @@ func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][
 	for name, size := range sizes {
 		n := (size + region - 1) / region
 		w := (n + 63) / 64
-		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), sticky: make([]uint64, w)}
+		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w)}
 		l.names = append(l.names, name)
 	}
 	sort.Strings(l.names)
@@ -243,8 +245,10 @@ func (l *Log) Mark(name string, off, length int64) error {
 	}
 	first, last := l.span(v, off, length)
 	fresh := false
+	now := time.Now().UnixNano()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
+		v.used[r] = now
 		if v.bits[r/64]&(1<<(r%64)) == 0 {
 			v.bits[r/64] |= 1 << (r % 64)
 			fresh = true
@@ -306,15 +310,21 @@ func (l *Log) Done(name string, off, length int64) {
 	}
 }
 
-// Clean unmarks regions with no unacknowledged update and persists the log if
-// anything changed.
+// Idle is how long a region must go without updates before Clean unmarks it.
+// Like DRBD's hot extents, regions in use stay marked: otherwise every write
+// to a region that was just cleared would pay a sync of the log again.
+var Idle = 5 * time.Second
+
+// Clean unmarks regions with no unacknowledged update that have been idle for
+// Idle, and persists the log if anything changed.
 func (l *Log) Clean() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	changed := false
+	cutoff := time.Now().Add(-Idle).UnixNano()
 	for _, v := range l.vols {
 		for r, c := range v.counts {
-			if c == 0 && v.bits[r/64]&(1<<(r%64)) != 0 {
+			if c == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0 {
 				v.bits[r/64] &^= 1 << (r % 64)
 				changed = true
 			}

@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestMarksSurviveACrashAndClearWhenAcknowledged(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
 	path := filepath.Join(t.TempDir(), "al")
 	sizes := map[string]int64{"a": 64 << 20, "b": 8 << 20}
 	l, prev, err := Open(path, sizes, DefaultRegion)
@@ -95,5 +98,19 @@ func TestTornSlotFallsBackToTheOther(t *testing.T) {
 	os.WriteFile(path, make([]byte, len(data)), 0o600)
 	if _, _, err := Open(path, sizes, DefaultRegion); err == nil {
 		t.Fatal("a log with no valid slot opened without error")
+	}
+}
+
+func TestHotRegionsStayMarked(t *testing.T) {
+	l, _, _ := Open(filepath.Join(t.TempDir(), "al"), map[string]int64{"a": 8 << 20}, DefaultRegion)
+	l.Mark("a", 0, 4096)
+	l.Done("a", 0, 4096)
+	if err := l.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	syncs := l.Syncs()
+	l.Mark("a", 4096, 4096) // same region, just used: no new sync
+	if l.Syncs() != syncs || l.Marked() != 1 {
+		t.Fatalf("a recently used region was unmarked: %d syncs, %d marked", l.Syncs()-syncs, l.Marked())
 	}
 }
