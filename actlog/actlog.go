@@ -234,9 +234,17 @@ func (l *Log) span(v *vol, off, length int64) (int64, int64) {
 	return first, last
 }
 
-// Mark counts one captured update over [off, off+length) and returns once its
-// regions are marked on disk.
-func (l *Log) Mark(name string, off, length int64) error {
+// Mark counts one captured write over [off, off+length) and returns once its
+// regions are marked on disk. The regions count as in use (see Idle).
+func (l *Log) Mark(name string, off, length int64) error { return l.mark(name, off, length, true) }
+
+// MarkCopy is Mark for a copy update (initial copy, resync): it does not keep
+// the regions in use, so a copy does not widen what a crash must copy again.
+func (l *Log) MarkCopy(name string, off, length int64) error {
+	return l.mark(name, off, length, false)
+}
+
+func (l *Log) mark(name string, off, length int64, hot bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	v, ok := l.vols[name]
@@ -248,7 +256,9 @@ func (l *Log) Mark(name string, off, length int64) error {
 	now := time.Now().UnixNano()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
-		v.used[r] = now
+		if hot {
+			v.used[r] = now
+		}
 		if v.bits[r/64]&(1<<(r%64)) == 0 {
 			v.bits[r/64] |= 1 << (r % 64)
 			fresh = true

@@ -51,8 +51,9 @@ type Subsystem struct {
 // ActivityLog records on disk which regions may hold updates the secondary
 // has not journaled, before those updates reach the volume.
 type ActivityLog interface {
-	Mark(vol string, off, length int64) error  // counted: cleared once acknowledged
-	Stick(vol string, off, length int64) error // a suspended pair's write
+	Mark(vol string, off, length int64) error     // a write: counted, cleared once acknowledged and idle
+	MarkCopy(vol string, off, length int64) error // a copy update: counted, not kept in use
+	Stick(vol string, off, length int64) error    // a suspended pair's write
 }
 
 // SetActivityLog makes every later update mark its regions in l first.
@@ -62,7 +63,14 @@ func (s *Subsystem) SetActivityLog(l ActivityLog) {
 	s.mu.Unlock()
 }
 
-func (s *Subsystem) mark(vol string, off, length int64, sticky bool) error {
+// How an update marks the activity log.
+const (
+	markWrite = iota
+	markCopy
+	markSticky
+)
+
+func (s *Subsystem) mark(vol string, off, length int64, how int) error {
 	s.mu.Lock()
 	l := s.actlog
 	s.mu.Unlock()
@@ -70,9 +78,12 @@ func (s *Subsystem) mark(vol string, off, length int64, sticky bool) error {
 		return nil
 	}
 	var err error
-	if sticky {
+	switch how {
+	case markSticky:
 		err = l.Stick(vol, off, length)
-	} else {
+	case markCopy:
+		err = l.MarkCopy(vol, off, length)
+	default:
 		err = l.Mark(vol, off, length)
 	}
 	if err != nil {
@@ -157,7 +168,11 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	// The region is marked on disk before the update can reach the volume:
 	// after a crash, it is among the regions copied again.
-	if err := s.mark(u.Volume, off, int64(u.Length), bm != nil); err != nil {
+	how := markWrite
+	if bm != nil {
+		how = markSticky
+	}
+	if err := s.mark(u.Volume, off, int64(u.Length), how); err != nil {
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
 		}
@@ -297,7 +312,7 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	if _, err := s.side.Reserve(ctx, sidefile.Cost(len(buf))); err != nil {
 		return fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
-	if err := s.mark(vol, off, length, false); err != nil {
+	if err := s.mark(vol, off, length, markCopy); err != nil {
 		s.side.Release(sidefile.Cost(len(buf)))
 		return err
 	}
@@ -374,7 +389,7 @@ func (s *Subsystem) copyHole(ctx context.Context, v *volume.Volume, vol string, 
 	if _, err := s.side.Reserve(ctx, sidefile.Cost(0)); err != nil {
 		return false, fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
-	if err := s.mark(vol, off, length, false); err != nil {
+	if err := s.mark(vol, off, length, markCopy); err != nil {
 		s.side.Release(sidefile.Cost(0))
 		return false, err
 	}
