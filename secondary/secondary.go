@@ -65,6 +65,7 @@ type Secondary struct {
 	view sync.RWMutex // held exclusively while a group is applied
 
 	mu          sync.Mutex // serialises processing of record sets
+	ckMu        sync.Mutex // serialises checkpoints
 	durable     apply.State
 	former      *consistency.Former
 	conn        transport.Conn
@@ -148,7 +149,11 @@ func Open(cfg Config) (*Secondary, error) {
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
-	if err := s.replay(); err != nil {
+	// checkpoint expects s.mu held, as it is when groups arrive.
+	s.mu.Lock()
+	err = s.replay()
+	s.mu.Unlock()
+	if err != nil {
 		j.Close()
 		return nil, err
 	}
@@ -236,21 +241,42 @@ func (s *Secondary) applyGroup(g *consistency.Group) error {
 // checkpoint makes the applied groups durable on the volumes, records
 // "applied through group G" in the state file, and removes wholly applied
 // journal segments. Batching it over several groups saves the volumes' and
-// the state file's fsyncs on every group; only the journal's remains.
+// the state file's fsyncs on every group; only the journal's remains. Called
+// with s.mu held, it snapshots what to flush and does the slow part without
+// the lock, so receiving and journaling go on meanwhile; ckMu keeps
+// checkpoints in order.
 func (s *Secondary) checkpoint() error {
 	s.lastCheckpoint = time.Now()
 	if s.durable.Group == s.stateGroup {
 		return nil
 	}
-	if err := apply.Flush(s.unflushed); err != nil {
-		return err
+	st := s.durable
+	st.Through = maps(st.Through)
+	targets := make(map[string]apply.Target, len(s.unflushed))
+	for n, t := range s.unflushed {
+		targets[n] = t
 	}
 	clear(s.unflushed)
-	if err := apply.WriteState(s.cfg.StatePath, s.durable); err != nil {
+	s.stateGroup = st.Group
+	s.ckMu.Lock()
+	s.mu.Unlock()
+	err := s.persist(st, targets)
+	s.ckMu.Unlock()
+	s.mu.Lock()
+	return err
+}
+
+// persist fsyncs the volumes a state covers, then writes the state and trims
+// the journal. Every group through st.Group was applied before the fsync
+// started, so the state never claims more than the volumes hold.
+func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) error {
+	if err := apply.Flush(targets); err != nil {
 		return err
 	}
-	s.stateGroup = s.durable.Group
-	if err := s.journal.Release(s.durable.Group); err != nil {
+	if err := apply.WriteState(s.cfg.StatePath, st); err != nil {
+		return err
+	}
+	if err := s.journal.Release(st.Group); err != nil {
 		return fmt.Errorf("secondary: %w", err)
 	}
 	return nil
@@ -434,6 +460,10 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 	}
 	defer s.receipt(conn)
 	for {
+		if s.conn != conn {
+			// A checkpoint let go of the lock and a newer connection took over.
+			return errReplaced
+		}
 		g, ok := s.former.Form()
 		if !ok {
 			return nil
