@@ -56,12 +56,16 @@ type Config struct {
 	Silence time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
-	Logger           *slog.Logger
+	// Limits is what the secondary accepts in one record set; zero fields
+	// mean recordset.DefaultLimits. Every record set formed fits them.
+	Limits recordset.Limits
+	Logger *slog.Logger
 }
 
 type held struct {
 	ss       *subsystem.Subsystem
 	rs       *recordset.RecordSet
+	size     *recordset.Sizer // of rs, against the secondary's limits
 	cost     int64
 	sent     bool
 	everSent bool
@@ -143,7 +147,8 @@ func (m *Mover) Run(ctx context.Context) error {
 	}
 }
 
-// Cut forms the next time-interval group now: one record set per subsystem.
+// Cut forms the next time-interval group now: one record set per subsystem,
+// or several where one would exceed what the secondary accepts.
 func (m *Mover) Cut() {
 	m.mu.Lock()
 	m.group++
@@ -152,34 +157,76 @@ func (m *Mover) Cut() {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
 		ups, horizon, read := ss.Drain()
-		var cost int64
-		for i := range ups {
-			cost += sidefile.Cost(len(ups[i].Data))
-		}
-		if last := m.lastHeld(ss); last != nil && !last.everSent && len(last.rs.Updates)+len(ups) <= coalesceUpdates &&
-			last.cost+cost <= coalesceBytes {
-			// Not yet on the wire (link down or window full): grow the waiting
-			// record set instead of queueing another, so a backlog costs one
-			// frame per subsystem rather than one per interval.
-			last.rs.Updates = append(last.rs.Updates, ups...)
-			last.rs.Horizon = horizon
-			last.rs.ReadTime = read.UnixNano()
-			last.rs.Group = g
-			last.cost += cost
-			continue
-		}
-		m.local[ss.ID()]++
-		rs := &recordset.RecordSet{
-			Session: m.cfg.Session, Subsystem: ss.ID(), Seq: m.local[ss.ID()], Group: g,
-			ReadTime: read.UnixNano(), Horizon: horizon, Updates: ups,
-		}
-		m.held = append(m.held, &held{ss: ss, rs: rs, cost: cost})
+		m.pack(ss, g, ups, horizon, read.UnixNano())
 	}
 	m.mu.Unlock()
 	select {
 	case m.work <- struct{}{}:
 	default:
 	}
+}
+
+// pack forms one subsystem's drained updates into record sets, each within
+// the secondary's limits. A record set not yet on the wire (link down or
+// window full) grows first, so a backlog costs one frame per subsystem rather
+// than one per interval. A record set followed by another of the same drain
+// is complete only through its own last update, and its horizon says so:
+// claiming the drain's horizon would let the secondary form a consistency
+// group without the updates still to come.
+func (m *Mover) pack(ss *subsystem.Subsystem, g uint64, ups []recordset.Update, horizon, read int64) {
+	id := ss.ID()
+	h := m.lastHeld(ss)
+	if h != nil && h.everSent {
+		h = nil
+	}
+	grown := h != nil
+	for {
+		if h == nil {
+			m.local[id]++
+			h = &held{ss: ss, size: recordset.NewSizer(m.cfg.Session, id), rs: &recordset.RecordSet{
+				Session: m.cfg.Session, Subsystem: id, Seq: m.local[id], Group: g, ReadTime: read, Horizon: horizon}}
+			m.held = append(m.held, h)
+			grown = false
+		}
+		n := 0
+		for n < len(ups) && m.fits(h, &ups[n], grown) {
+			h.add(&ups[n])
+			n++
+		}
+		if n == 0 && len(h.rs.Updates) == 0 && len(ups) > 0 {
+			// Capture splits updates so that one always fits; send it
+			// alone anyway rather than hold it for ever.
+			m.log.Error("update larger than the secondary accepts in a record set", "subsystem", id,
+				"volume", ups[0].Volume, "offset", ups[0].Offset, "length", ups[0].Length)
+			h.add(&ups[0])
+			n = 1
+		}
+		h.rs.Updates = append(h.rs.Updates, ups[:n]...)
+		h.rs.Group, h.rs.ReadTime = g, read
+		ups = ups[n:]
+		if len(ups) == 0 {
+			h.rs.Horizon = horizon
+			return
+		}
+		if n > 0 {
+			h.rs.Horizon = h.rs.Highest()
+		}
+		h = nil
+	}
+}
+
+// fits reports whether u may join h: within the secondary's limits, and
+// within the coalescing bounds for a record set grown from an earlier cut.
+func (m *Mover) fits(h *held, u *recordset.Update, grown bool) bool {
+	if grown && (len(h.rs.Updates) >= coalesceUpdates || h.cost+sidefile.Cost(len(u.Data)) > coalesceBytes) {
+		return false
+	}
+	return h.size.Fits(u, m.cfg.Limits)
+}
+
+func (h *held) add(u *recordset.Update) {
+	h.size.Add(u)
+	h.cost += sidefile.Cost(len(u.Data))
 }
 
 // Bounds on a record set grown while it waits to be sent.

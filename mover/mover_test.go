@@ -43,6 +43,7 @@ type options struct {
 	retransmit time.Duration
 	window     int64
 	sidefile   int64
+	limits     recordset.Limits // what the secondary accepts
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -71,7 +72,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	}
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: p.net,
-		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline,
+		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
