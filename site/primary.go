@@ -63,9 +63,12 @@ type PrimaryOptions struct {
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
 // and control addresses.
-func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *Primary, err error) {
+func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	if !cfg.HasPrimary() {
+		return nil, errors.New("primary: the config has no [primary] section")
 	}
 	if len(cfg.Primary.Subsystems) == 0 {
 		return nil, errors.New("primary: the config has no [[primary.subsystem]]")
@@ -73,10 +76,15 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (p *
 	if err := cfg.CheckLinkSecurity(); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	p = &Primary{cfg: cfg, log: log.With("site", "primary"), timer: timer.New(), byVol: map[string]*subsystem.Subsystem{},
+	// Everything opened so far is released on an error; the result is nil
+	// then, so the cleanup holds its own reference.
+	p := &Primary{cfg: cfg, log: log.With("site", "primary"), timer: timer.New(), byVol: map[string]*subsystem.Subsystem{},
 		vols: map[string]*volume.Volume{}, start: time.Now()}
 	defer func() {
 		if err != nil {
+			if p.actlog != nil {
+				p.actlog.Close()
+			}
 			p.close()
 		}
 	}()

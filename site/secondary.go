@@ -52,11 +52,16 @@ func StatePath(cfg *config.Config) string {
 
 // OpenSecondary opens the secondary volumes and the journal, replays every
 // journaled group not yet applied, and binds the site's addresses.
-func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (s *Secondary, err error) {
+func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (_ *Secondary, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s = &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{}}
+	if !cfg.HasSecondary() {
+		return nil, errors.New("secondary: the config has no [secondary] section")
+	}
+	// Everything opened so far is released on an error; the result is nil
+	// then, so the cleanup holds its own reference.
+	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{}}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -91,9 +96,13 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}
-		if s.ln, err = transport.ListenTCP(cfg.Secondary.Listen, tlsConf, 0); err != nil {
+		// Through a local: a nil *TCPListener in the interface field would not
+		// compare equal to nil in close.
+		ln, err := transport.ListenTCP(cfg.Secondary.Listen, tlsConf, 0)
+		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}
+		s.ln = ln
 	}
 	if cfg.Secondary.NBD != "" {
 		if s.nbdLn, err = net.Listen("tcp", cfg.Secondary.NBD); err != nil {

@@ -62,6 +62,12 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	if *all {
 		vols = cfg.VolumeNames()
 	}
+	for _, vol := range vols {
+		if _, _, ok := cfg.PrimaryVolume(vol); !ok {
+			fmt.Fprintf(stderr, "pair: no volume %q in session %q: its volumes are %s\n", vol, cfg.Session, strings.Join(cfg.VolumeNames(), ", "))
+			return exitUsage
+		}
+	}
 	ctx := context.Background()
 	for _, vol := range vols {
 		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, op, *drain)
