@@ -47,6 +47,10 @@ type Status struct {
 	BytesReplicate uint64 `json:"bytes_replicated"`
 	Resends        uint64 `json:"resends,omitempty"`
 	CorruptFrames  uint64 `json:"corrupt_frames,omitempty"`
+	// LastError is why the link last failed or the other site last refused
+	// (a volume mismatch, another data generation, an update it cannot
+	// apply); empty once replication makes progress again.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.

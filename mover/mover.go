@@ -59,7 +59,10 @@ type Config struct {
 	// Limits is what the secondary accepts in one record set; zero fields
 	// mean recordset.DefaultLimits. Every record set formed fits them.
 	Limits recordset.Limits
-	Logger *slog.Logger
+	// Generation is sent in the Hello: the history of the primary's data,
+	// which the secondary must follow.
+	Generation uint64
+	Logger     *slog.Logger
 }
 
 type held struct {
@@ -94,6 +97,7 @@ type Mover struct {
 	resends   uint64
 	reconnect uint64
 	sentBytes uint64
+	lastErr   string         // why the link last failed; cleared by progress
 	conn      transport.Conn // the current connection, if any
 	work      chan struct{}  // new record sets to send
 	progress  chan struct{}  // closed and replaced on every acknowledgement
@@ -268,12 +272,21 @@ func (m *Mover) link(ctx context.Context) {
 		for _, h := range m.held {
 			h.sent = false
 		}
+		if err != nil && ctx.Err() == nil {
+			m.lastErr = err.Error()
+		}
 		m.mu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
-		m.log.Warn("link to secondary lost", "peer", conn.Peer(), "err", err)
-		if linked {
+		refused := errors.Is(err, ErrRefused)
+		if refused {
+			// Retrying cannot help until an operator acts: say so loudly.
+			m.log.Error("the secondary refused the session", "peer", conn.Peer(), "err", err)
+		} else {
+			m.log.Warn("link to secondary lost", "peer", conn.Peer(), "err", err)
+		}
+		if linked && !refused {
 			// The secondary was reachable and took the session: a new
 			// failure starts a new backoff.
 			backoff = 50 * time.Millisecond
@@ -303,7 +316,15 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	m.mu.Lock()
 	instance := m.instance
 	m.mu.Unlock()
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance})); err != nil {
+	hello := transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance, Generation: m.cfg.Generation}
+	for _, ss := range m.cfg.Subsystems {
+		for _, name := range ss.VolumeNames() {
+			if v, ok := ss.Volume(name); ok {
+				hello.Volumes = append(hello.Volumes, transport.VolumeInfo{Name: name, Size: v.Size()})
+			}
+		}
+	}
+	if err := conn.Send(transport.EncodeHello(hello)); err != nil {
 		return err
 	}
 	welcome, err := m.awaitWelcome(ctx, conn)
@@ -440,6 +461,9 @@ func (m *Mover) welcome(p transport.Position) error {
 		}
 	}
 	m.connected = true
+	if len(m.held) == 0 {
+		m.lastErr = ""
+	}
 	m.lastAck = time.Now()
 	m.lastRecv = time.Now()
 	// The secondary says what it still holds; only the rest is sent again.
@@ -519,6 +543,7 @@ func (m *Mover) ackLocked(p transport.Position) {
 				}
 			}
 			h.ss.Sidefile().Release(h.cost)
+			m.lastErr = ""
 			if h.rs.Seq > m.released[h.ss.ID()] {
 				m.released[h.ss.ID()] = h.rs.Seq
 			}
@@ -721,6 +746,7 @@ type Stats struct {
 	Connects      uint64
 	BytesSent     uint64
 	LastAckedTime time.Time
+	LastError     string // why the link last failed or was refused
 }
 
 // Stats returns a snapshot.
@@ -732,5 +758,5 @@ func (m *Mover) Stats() Stats {
 		b += h.cost
 	}
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: len(m.held), HeldBytes: b,
-		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck}
+		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr}
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,6 +100,7 @@ type Stats struct {
 	LaggardHorizon  int64
 	JournalBytes    int64
 	LastAppliedWall time.Time
+	LastError       string // why the last primary was refused
 }
 
 // MaxGroupBytes bounds one journaled consistency group. A group gathers every
@@ -190,6 +192,9 @@ func (s *Secondary) replay() error {
 		}
 		if session != s.cfg.Session || g.Number != index {
 			return fmt.Errorf("journal record %d: group %d of session %q", index, g.Number, session)
+		}
+		if err := s.checkGroup(g); err != nil {
+			return err
 		}
 		if err := s.applyGroup(g); err != nil {
 			return err
@@ -334,10 +339,16 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 }
 
 func (s *Secondary) refuse(conn transport.Conn, reason string) error {
-	s.log.Warn("refusing primary", "peer", conn.Peer(), "reason", reason)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refuseLocked(conn, reason)
+}
+
+// refuseLocked tells the primary why, and closes the connection; s.mu held.
+func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
+	s.log.Warn("refusing primary", "peer", conn.Peer(), "reason", reason)
 	s.stats.Refused++
-	s.mu.Unlock()
+	s.stats.LastError = reason
 	conn.Send(transport.EncodeRefuse(reason))
 	conn.Close()
 	return errors.New(reason)
@@ -368,6 +379,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	if !sameSet(hello.Subsystems, s.cfg.Subsystems) {
 		return s.refuse(conn, fmt.Sprintf("primary subsystems %v differ from the secondary's %v", hello.Subsystems, s.cfg.Subsystems))
+	}
+	if reason := s.checkVolumes(hello.Volumes); reason != "" {
+		return s.refuse(conn, reason)
 	}
 
 	s.mu.Lock()
@@ -431,6 +445,82 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 }
 
+// checkUpdate says why an update cannot be applied to the secondary volumes,
+// or nil if it can.
+func (s *Secondary) checkUpdate(u *recordset.Update) error {
+	v, ok := s.cfg.Volumes[u.Volume]
+	if !ok {
+		return fmt.Errorf("no secondary volume %q (the secondary has %s)", u.Volume, s.volumeList())
+	}
+	if size := uint64(v.Size()); u.Offset > size || u.Length > size-u.Offset {
+		return fmt.Errorf("volume %q: [%d, +%d) lies past its end at %d bytes", u.Volume, u.Offset, u.Length, size)
+	}
+	return nil
+}
+
+func (s *Secondary) volumeList() string {
+	names := make([]string, 0, len(s.cfg.Volumes))
+	for n, v := range s.cfg.Volumes {
+		names = append(names, fmt.Sprintf("%q (%d bytes)", n, v.Size()))
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return "no volumes"
+	}
+	return strings.Join(names, ", ")
+}
+
+// checkRecordSet refuses, before anything of it is accepted, a record set
+// holding an update the volumes cannot take: journaled, it would be
+// acknowledged and then fail in apply, on every restart.
+func (s *Secondary) checkRecordSet(rs *recordset.RecordSet) error {
+	for i := range rs.Updates {
+		u := &rs.Updates[i]
+		if err := s.checkUpdate(u); err != nil {
+			return fmt.Errorf("record set %s/%d: update %d of %d (%s, ts %d): %w", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Kind, u.Timestamp, err)
+		}
+	}
+	return nil
+}
+
+// checkGroup is the same check for a journaled group before it is replayed:
+// a journal written before updates were checked on arrival may hold one that
+// cannot be applied, and replaying part of the group would break it.
+func (s *Secondary) checkGroup(g *consistency.Group) error {
+	for i := range g.Updates {
+		u := &g.Updates[i]
+		if err := s.checkUpdate(u); err != nil {
+			return fmt.Errorf("journal %s: group %d cannot be applied: update %d of %d (%s, ts %d): %w; "+
+				"nothing of the group was applied: give the secondary the volumes the group was journaled for, "+
+				"or re-create the secondary (remove its journal, state and volume images) for a full copy",
+				s.cfg.JournalDir, g.Number, i+1, len(g.Updates), u.Kind, u.Timestamp, err)
+		}
+	}
+	return nil
+}
+
+// checkVolumes says why the secondary cannot hold the primary's volumes, or ""
+// if it can. Extra volumes here are harmless: nothing is sent for them.
+func (s *Secondary) checkVolumes(vols []transport.VolumeInfo) string {
+	if len(vols) == 0 {
+		return "the primary named no volumes: it cannot be checked against the secondary's " + s.volumeList()
+	}
+	var problems []string
+	for _, pv := range vols {
+		v, ok := s.cfg.Volumes[pv.Name]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("primary volume %q (%d bytes) has no secondary volume", pv.Name, pv.Size))
+		case v.Size() != pv.Size:
+			problems = append(problems, fmt.Sprintf("volume %q is %d bytes at the primary but %d bytes at the secondary", pv.Name, pv.Size, v.Size()))
+		}
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return strings.Join(problems, "; ") + " (the secondary has " + s.volumeList() + ")"
+}
+
 func (s *Secondary) countCorrupt(conn transport.Conn, err error) {
 	s.log.Warn("discarding corrupt frame", "peer", conn.Peer(), "err", err)
 	s.mu.Lock()
@@ -445,6 +535,9 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 	defer s.mu.Unlock()
 	if s.conn != conn {
 		return errReplaced
+	}
+	if err := s.checkRecordSet(rs); err != nil {
+		return s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
 	}
 	out, err := s.former.Add(rs)
 	if err != nil {

@@ -314,7 +314,7 @@ func (p *Primary) Status() control.Status {
 		Session: p.cfg.Session, Role: "primary",
 		ConsistencyTime: control.FormatTime(ms.Acked.Time), LagSeconds: control.Lag(ms.Acked.Time, time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
-		BytesReplicate: ms.BytesSent, Resends: ms.Resends,
+		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError,
 	}
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted {

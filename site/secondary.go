@@ -232,7 +232,7 @@ func (s *Secondary) Status() control.Status {
 		Session: s.cfg.Session, Role: "secondary",
 		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, Peer: st.Peer,
-		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames,
+		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 	}
 	for _, name := range s.order {
 		v := s.vols[name]

@@ -76,7 +76,7 @@ func (n *MemNetwork) Cut() {
 	n.stats.Disconnects++
 	n.mu.Unlock()
 	for _, c := range conns {
-		c.Close()
+		c.abort()
 	}
 }
 
@@ -132,43 +132,52 @@ type memQueue struct {
 	mu     sync.Mutex
 	items  []queued
 	signal chan struct{}
-	closed bool
+	closed bool // the receiver closed, or the link was cut: nothing more is delivered
+	ended  bool // the sender closed: what it sent is still delivered, then the end
 }
 
 type memConn struct {
-	net    *MemNetwork
-	in     *memQueue
-	out    *memQueue
-	name   string
-	closer func()
+	net  *MemNetwork
+	in   *memQueue
+	out  *memQueue
+	name string
 }
 
 func newMemPair(n *MemNetwork) (*memConn, *memConn) {
 	q1 := &memQueue{signal: make(chan struct{}, 1)}
 	q2 := &memQueue{signal: make(chan struct{}, 1)}
-	var once sync.Once
-	closer := func() {
-		once.Do(func() {
-			for _, q := range []*memQueue{q1, q2} {
-				q.mu.Lock()
-				q.closed = true
-				q.mu.Unlock()
-				select {
-				case q.signal <- struct{}{}:
-				default:
-				}
-			}
-		})
+	return &memConn{net: n, in: q1, out: q2, name: "mem-secondary"},
+		&memConn{net: n, in: q2, out: q1, name: "mem-primary"}
+}
+
+func (q *memQueue) shut(graceful bool) {
+	q.mu.Lock()
+	if graceful {
+		q.ended = true
+	} else {
+		q.closed = true
 	}
-	return &memConn{net: n, in: q1, out: q2, name: "mem-secondary", closer: closer},
-		&memConn{net: n, in: q2, out: q1, name: "mem-primary", closer: closer}
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
 }
 
 func (c *memConn) Peer() string { return c.name }
 
+// Close ends the connection as closing a TCP socket does: the peer still
+// receives what was sent before (a refusal's reason, say), then the end.
 func (c *memConn) Close() error {
-	c.closer()
+	c.in.shut(false)
+	c.out.shut(true)
 	return nil
+}
+
+// abort ends the connection as a link failure does: frames in flight are lost.
+func (c *memConn) abort() {
+	c.in.shut(false)
+	c.out.shut(false)
 }
 
 func (c *memConn) Send(frame []byte) error {
@@ -205,13 +214,13 @@ func (c *memConn) Send(frame []byte) error {
 	n.mu.Unlock()
 
 	if disconnect {
-		c.Close()
+		c.abort()
 		return fmt.Errorf("mem send: injected disconnect: %w", ErrClosed)
 	}
 	q := c.out
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
+	if q.closed || q.ended {
 		return fmt.Errorf("mem send: %w", ErrClosed)
 	}
 	if drop {
@@ -257,6 +266,9 @@ func (c *memConn) Recv() ([]byte, error) {
 				q.mu.Unlock()
 				return head.frame, nil
 			}
+		} else if q.ended {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("mem recv: %w", ErrClosed)
 		}
 		q.mu.Unlock()
 		if wait >= 0 {

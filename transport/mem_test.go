@@ -445,3 +445,24 @@ func TestMemCorruptEmptyFrame(t *testing.T) {
 		t.Fatalf("got %x, want an empty frame", got)
 	}
 }
+
+// TestMemCloseDeliversWhatWasSent: as with a TCP socket, frames sent before
+// Close reach the peer (a refusal's reason is sent just before closing), and
+// then the peer sees the end.
+func TestMemCloseDeliversWhatWasSent(t *testing.T) {
+	n := NewMemNetwork(1, Faults{})
+	p, s := memPair(t, n)
+	if err := s.Send(msg(1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if got := recvTimeout(t, p); !bytes.Equal(got, msg(1)) {
+		t.Fatalf("after the sender closed: got %q, want %q", got, msg(1))
+	}
+	if err := recvErr(t, p); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after the last frame of a closed peer: %v, want ErrClosed", err)
+	}
+	if err := s.Send(msg(2)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Close: %v, want ErrClosed", err)
+	}
+}

@@ -34,6 +34,19 @@ type Hello struct {
 	// Instance is random per primary process. A secondary that sees the same
 	// instance reconnect keeps what it received but has not yet journaled.
 	Instance uint64
+	// Volumes are the primary's volumes with their sizes: the secondary
+	// refuses a primary whose volumes it cannot hold before it accepts a
+	// single update, so nothing it would fail to apply is ever journaled.
+	Volumes []VolumeInfo
+	// Generation identifies the history of the primary's data. A secondary
+	// follows one generation; a primary of another history is refused.
+	Generation uint64
+}
+
+// VolumeInfo names a volume and its size in bytes.
+type VolumeInfo struct {
+	Name string
+	Size int64
 }
 
 // Position is what the secondary has made durable: the journaled consistency
@@ -159,6 +172,12 @@ func EncodeHello(h Hello) []byte {
 		b = appendString(b, s)
 	}
 	b = binary.BigEndian.AppendUint64(b, h.Instance)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Volumes)))
+	for _, v := range h.Volumes {
+		b = appendString(b, v.Name)
+		b = binary.BigEndian.AppendUint64(b, uint64(v.Size))
+	}
+	b = binary.BigEndian.AppendUint64(b, h.Generation)
 	return Frame(TypeHello, b)
 }
 
@@ -171,6 +190,11 @@ func DecodeHello(body []byte) (Hello, error) {
 		h.Subsystems = append(h.Subsystems, r.str())
 	}
 	h.Instance = r.u64()
+	n = int(r.u16())
+	for i := 0; i < n && r.err == nil; i++ {
+		h.Volumes = append(h.Volumes, VolumeInfo{Name: r.str(), Size: int64(r.u64())})
+	}
+	h.Generation = r.u64()
 	return h, r.done()
 }
 

@@ -22,6 +22,9 @@ func sampleHellos() map[string]Hello {
 		"unsorted names": {Session: "s", Subsystems: []string{"zz", "aa", "mm"}, Instance: 3},
 		"utf8":           {Session: "sitzung-ä", Subsystems: []string{"teilsystem-ö"}, Instance: 42},
 		"long":           {Session: strings.Repeat("s", 1000), Subsystems: []string{strings.Repeat("n", 300)}, Instance: 9},
+		"volumes": {Session: "s", Subsystems: []string{"ss1"}, Instance: 5,
+			Volumes: []VolumeInfo{{Name: "db-data", Size: 1 << 30}, {Name: "db-log", Size: 64 << 20}}, Generation: 0x1234_5678_9abc_def0},
+		"generation only": {Session: "s", Generation: math.MaxUint64},
 	}
 }
 

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/site"
+	"duplex/transport"
+)
+
+// logBuffer collects a site's log lines for a test to search.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// withVolumeSize returns a copy of cfg in which volume vol has the given size.
+func withVolumeSize(cfg *config.Config, vol string, size config.Size) *config.Config {
+	c := *cfg
+	c.Primary.Subsystems = append([]config.Subsystem(nil), cfg.Primary.Subsystems...)
+	for i := range c.Primary.Subsystems {
+		vs := append([]config.Volume(nil), c.Primary.Subsystems[i].Volumes...)
+		for j := range vs {
+			if vs[j].Name == vol {
+				vs[j].Size = size
+			}
+		}
+		c.Primary.Subsystems[i].Volumes = vs
+	}
+	return &c
+}
+
+// runSite runs a site until the test ends.
+func runSite(t *testing.T, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("site did not stop within 30s")
+		}
+	})
+}
+
+// TestVolumeMismatchRefusedAtConnect: a primary whose volume is larger than
+// the secondary's is refused at connect, before any update; the refusal, with
+// both sides' sizes, is in the primary's log and in both sites' status as
+// last_error, and the link never comes up.
+func TestVolumeMismatchRefusedAtConnect(t *testing.T) {
+	scfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
+	pcfg := withVolumeSize(scfg, "vol4", 8<<20)
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	var plog, slogs logBuffer
+	sec, err := site.OpenSecondary(scfg, slogs.logger(), site.SecondaryOptions{Listener: net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSite(t, sec.Run)
+	prim, err := site.OpenPrimary(pcfg, plog.logger(), site.PrimaryOptions{Dialer: net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The drain on stop cannot succeed: the secondary never takes a record set.
+	runSite(t, func(ctx context.Context) error { return prim.Run(ctx, 100*time.Millisecond) })
+
+	want := []string{`"vol4"`, "8388608", "4194304"}
+	has := func(s string) bool {
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !has(prim.Status().LastError) {
+		if st := prim.Status(); st.Link == "connected" {
+			t.Fatalf("the primary linked to a secondary whose vol4 is half its size (status %+v)", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("primary last_error %q does not name %v within 20s\nprimary log:\n%s", prim.Status().LastError, want, plog.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("primary last_error: %s", prim.Status().LastError)
+	if !has(sec.Status().LastError) {
+		t.Errorf("secondary last_error %q does not name %v", sec.Status().LastError, want)
+	}
+	var logged bool
+	for _, line := range strings.Split(plog.String(), "\n") {
+		// The text handler escapes the quotes around the name.
+		logged = logged || (strings.Contains(line, "refused") && has(strings.ReplaceAll(line, `\"`, `"`)))
+	}
+	if !logged {
+		t.Errorf("no primary log line says the secondary refused, with %v:\n%s", want, plog.String())
+	}
+	if st := prim.Status(); st.Link == "connected" {
+		t.Errorf("primary link %q after the refusal", st.Link)
+	}
+}

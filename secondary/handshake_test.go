@@ -1,0 +1,358 @@
+package secondary
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/consistency"
+	"duplex/journal"
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// rig is one secondary over an in-memory link, with a hand-driven primary.
+type rig struct {
+	t      *testing.T
+	dir    string
+	sizes  map[string]int64
+	vols   map[string]*volume.Volume
+	sec    *Secondary
+	net    *transport.MemNetwork
+	cancel context.CancelFunc
+	done   chan error
+}
+
+const rigSession = "rig"
+
+var rigSubsystems = []string{"ss1"}
+
+func newRig(t *testing.T, sizes map[string]int64) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), sizes: sizes}
+	r.open()
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *rig) config() Config {
+	return Config{Session: rigSession, Subsystems: rigSubsystems, Volumes: r.vols,
+		JournalDir: filepath.Join(r.dir, "journal"), StatePath: filepath.Join(r.dir, "state.json"),
+		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func (r *rig) openVolumes() {
+	r.t.Helper()
+	r.vols = map[string]*volume.Volume{}
+	for name, size := range r.sizes {
+		v, err := volume.Open(filepath.Join(r.dir, name+".img"), size)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.vols[name] = v
+	}
+}
+
+// open opens the secondary (and its volumes) and runs it.
+func (r *rig) open() {
+	r.t.Helper()
+	r.openVolumes()
+	sec, err := Open(r.config())
+	if err != nil {
+		r.t.Fatalf("Open: %v", err)
+	}
+	r.sec = sec
+	r.run()
+}
+
+func (r *rig) run() {
+	r.net = transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan error, 1)
+	sec, ln := r.sec, r.net
+	go func() { r.done <- sec.Run(ctx, ln) }()
+}
+
+// stop stops the secondary and returns what Run returned.
+func (r *rig) stop() error {
+	if r.sec == nil {
+		return nil
+	}
+	r.cancel()
+	var err error
+	select {
+	case err = <-r.done:
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("secondary did not stop within 30s")
+	}
+	r.net.Close()
+	if cerr := r.sec.Close(); err == nil {
+		err = cerr
+	}
+	for _, v := range r.vols {
+		v.Close()
+	}
+	r.sec = nil
+	return err
+}
+
+func (r *rig) close() { r.stop() }
+
+func (r *rig) hello() transport.Hello {
+	h := transport.Hello{Session: rigSession, Subsystems: rigSubsystems, Instance: 7, Generation: 1}
+	for name, size := range r.sizes {
+		h.Volumes = append(h.Volumes, transport.VolumeInfo{Name: name, Size: size})
+	}
+	return h
+}
+
+// dial connects as a primary, sends h and returns the connection with the
+// secondary's answer.
+func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := r.net.Dial(ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { conn.Close() })
+	if err := conn.Send(transport.EncodeHello(h)); err != nil {
+		r.t.Fatal(err)
+	}
+	typ, body, err := recvFrame(conn, 10*time.Second)
+	if err != nil {
+		r.t.Fatalf("no answer to the hello: %v", err)
+	}
+	return conn, typ, body
+}
+
+// recvFrame waits at most d for the next frame.
+func recvFrame(conn transport.Conn, d time.Duration) (byte, []byte, error) {
+	type res struct {
+		f   []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		f, err := conn.Recv()
+		ch <- res{f, err}
+	}()
+	select {
+	case x := <-ch:
+		if x.err != nil {
+			return 0, nil, x.err
+		}
+		return transport.Open(x.f)
+	case <-time.After(d):
+		conn.Close()
+		return 0, nil, fmt.Errorf("no frame within %s", d)
+	}
+}
+
+func sendRecordSet(t *testing.T, conn transport.Conn, rs *recordset.RecordSet) {
+	t.Helper()
+	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.Seal(f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// answers reads the secondary's frames until it refuses, the connection
+// ends, or it acknowledges a journaled group after group after. It returns
+// the refusal reason ("" if none) and the highest group acknowledged.
+func answers(t *testing.T, conn transport.Conn, after uint64) (refusal string, acked uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		typ, body, err := recvFrame(conn, time.Until(deadline))
+		if err != nil {
+			return "", acked
+		}
+		switch typ {
+		case transport.TypeRefuse:
+			reason, err := transport.DecodeRefuse(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return reason, acked
+		case transport.TypeAck:
+			p, err := transport.DecodePosition(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acked = max(acked, p.Group)
+			if acked > after {
+				return "", acked
+			}
+		}
+	}
+	return "", acked
+}
+
+func writeSet(seq uint64, ts int64, ups ...recordset.Update) *recordset.RecordSet {
+	for i := range ups {
+		if ups[i].Kind == recordset.KindWrite && ups[i].Data == nil {
+			ups[i].Data = make([]byte, ups[i].Length)
+		}
+		if ups[i].Timestamp == 0 {
+			ups[i].Timestamp = ts + int64(i)
+		}
+		ups[i].Seq = seq*100 + uint64(i)
+	}
+	return &recordset.RecordSet{Session: rigSession, Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 1000, Updates: ups}
+}
+
+// TestUpdatesTheSecondaryCannotApplyAreRefusedNotJournaled: a record set with
+// an update for a volume the secondary does not have, or past a volume's end,
+// is refused before it is journaled or acknowledged, with a reason that names
+// the update; the secondary keeps running and restarts cleanly.
+func TestUpdatesTheSecondaryCannotApplyAreRefusedNotJournaled(t *testing.T) {
+	const size = 1 << 20
+	for _, tc := range []struct {
+		name string
+		up   recordset.Update
+		want []string
+	}{
+		{"unknown volume", recordset.Update{Volume: "zz", Kind: recordset.KindWrite, Offset: 0, Length: 4096}, []string{`"zz"`}},
+		{"write past the end", recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: size - 512, Length: 4096}, []string{`"a"`, "1048064", "1048576"}},
+		{"trim past the end", recordset.Update{Volume: "a", Kind: recordset.KindTrim, Offset: size, Length: 1 << 20}, []string{`"a"`, "1048576"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, map[string]int64{"a": size})
+			conn, typ, _ := r.dial(r.hello())
+			if typ != transport.TypeWelcome {
+				t.Fatalf("answer to a matching hello: frame type %d, want a welcome", typ)
+			}
+			// A good record set first, so the bad one is not the first.
+			sendRecordSet(t, conn, writeSet(1, 1000, recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096}))
+			if reason, acked := answers(t, conn, 0); acked != 1 {
+				t.Fatalf("a good record set: acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+			}
+			sendRecordSet(t, conn, writeSet(2, 5000, tc.up))
+			reason, acked := answers(t, conn, 1)
+			if acked > 1 {
+				t.Fatalf("the secondary acknowledged group %d holding an update it cannot apply (refusal %q)", acked, reason)
+			}
+			if g := r.sec.journal.LastIndex(); g != 1 {
+				t.Fatalf("journal holds group %d, want 1: nothing that holds the bad update may be journaled (refusal %q)", g, reason)
+			}
+			if reason == "" {
+				t.Fatal("the secondary neither refused the record set nor acknowledged it")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(reason, w) {
+					t.Errorf("refusal %q does not name %s", reason, w)
+				}
+			}
+			t.Logf("refused: %s", reason)
+			if g := r.sec.journal.LastIndex(); g != 1 {
+				t.Errorf("journal holds group %d: want 1: nothing that holds the bad update may be journaled", g)
+			}
+			if err := r.stop(); err != nil {
+				t.Errorf("the secondary stopped with %v: a refused record set must not stop it", err)
+			}
+			r.open() // replay must succeed
+		})
+	}
+}
+
+// TestHelloWithOtherVolumesIsRefused: a primary whose volumes the secondary
+// does not have, or of other sizes, is refused at connect with both sides'
+// values in the reason.
+func TestHelloWithOtherVolumesIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		vols []transport.VolumeInfo
+		want []string
+	}{
+		{"other size", []transport.VolumeInfo{{Name: "a", Size: 2 << 20}, {Name: "b", Size: 1 << 20}}, []string{`"a"`, "2097152", "1048576"}},
+		{"volume missing here", []transport.VolumeInfo{{Name: "a", Size: 1 << 20}, {Name: "b", Size: 1 << 20}, {Name: "c", Size: 1 << 20}}, []string{`"c"`}},
+		{"no volumes", nil, []string{"volume"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, map[string]int64{"a": 1 << 20, "b": 1 << 20})
+			h := r.hello()
+			h.Volumes = tc.vols
+			_, typ, body := r.dial(h)
+			if typ != transport.TypeRefuse {
+				t.Fatalf("answer to a hello with volumes %v: frame type %d, want a refusal", tc.vols, typ)
+			}
+			reason, _ := transport.DecodeRefuse(body)
+			for _, w := range tc.want {
+				if !strings.Contains(reason, w) {
+					t.Errorf("refusal %q does not name %s", reason, w)
+				}
+			}
+			t.Logf("refused: %s", reason)
+		})
+	}
+}
+
+// TestReplayOfAPoisonedJournalSaysWhichGroupAndUpdate: a journal written
+// before updates were checked on arrival may hold one that cannot be applied;
+// replaying it fails with an error naming the group, the update, the volume
+// and its size, and the journal.
+func TestReplayOfAPoisonedJournalSaysWhichGroupAndUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		up   recordset.Update
+		want []string
+	}{
+		{"past the end", recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 1<<20 - 512, Length: 4096, Timestamp: 1500, Seq: 3},
+			[]string{"group 1", "update 2 of 2", `"a"`, "1048064", "4096", "1048576"}},
+		{"unknown volume", recordset.Update{Volume: "zz", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1500, Seq: 3},
+			[]string{"group 1", "update 2 of 2", `"zz"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, map[string]int64{"a": 1 << 20})
+			if err := r.stop(); err != nil {
+				t.Fatal(err)
+			}
+			j, err := journal.Open(r.config().JournalDir, journal.Options{MaxRecord: MaxGroupBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.up.Data = make([]byte, tc.up.Length)
+			good := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 512, Timestamp: 1400, Seq: 2, Data: make([]byte, 512)}
+			g := &consistency.Group{Number: 1, Time: 2000, Through: map[string]uint64{"ss1": 1}, Updates: []recordset.Update{good, tc.up}}
+			data, err := consistency.EncodeGroup(nil, rigSession, g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Append(1, data); err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+			r.openVolumes()
+			defer func() {
+				for _, v := range r.vols {
+					v.Close()
+				}
+			}()
+			sec, err := Open(r.config())
+			if err == nil {
+				sec.Close()
+				t.Fatal("Open replayed a group with an update it cannot apply")
+			}
+			for _, w := range append(tc.want, r.config().JournalDir) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("replay error %q does not name %s", err, w)
+				}
+			}
+			t.Logf("replay: %v", err)
+		})
+	}
+}
