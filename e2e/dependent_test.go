@@ -52,11 +52,7 @@ func TestDependentWritesUnderLinkFaults(t *testing.T) {
 
 	// Heal the link: everything acknowledged must arrive.
 	net.SetFaults(transport.Faults{})
-	qctx, qcancel := context.WithTimeout(context.Background(), time.Minute)
-	defer qcancel()
-	if err := p.mover.Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
+	quiesce(t, p, sec)
 	n, list := bad.snapshot()
 	if len(list) > 0 {
 		t.Fatalf("violations:\n%v", list)

@@ -224,6 +224,22 @@ func (s *secondarySite) read(vol int, b []byte, off int64) error {
 	return s.sec.ReadAt(volName(vol), b, off)
 }
 
+// quiesce ships everything the primary holds and waits until the secondary
+// has applied it. The secondary acknowledges a group once it is journaled and
+// applies it afterwards, so a read right after Quiesce alone may still see
+// the volumes before the last group.
+func quiesce(t testing.TB, p *primary, s *secondarySite) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.mover.Quiesce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the secondary to apply the last acknowledged group", func() bool {
+		return s.sec.Stats().Group >= p.mover.Stats().Acked.Group
+	})
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()

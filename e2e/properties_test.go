@@ -68,12 +68,7 @@ func TestPrefixSequentialClient(t *testing.T) {
 		}
 	}
 	net.SetFaults(transport.Faults{})
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := p.mover.Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the last group applied", func() bool { return sec.sec.Stats().Group == p.mover.Stats().Acked.Group })
+	quiesce(t, p, sec)
 	n, list := bad.snapshot()
 	if len(list) > 0 {
 		t.Fatalf("secondary was not a prefix of the client's operations:\n%v", list)
@@ -225,11 +220,6 @@ func TestConvergenceOverlappingWrites(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := p.mover.Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the last group applied", func() bool { return sec.sec.Stats().Group == p.mover.Stats().Acked.Group })
+	quiesce(t, p, sec)
 	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)
 }
