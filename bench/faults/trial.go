@@ -82,7 +82,7 @@ type trial struct {
 	r     *result
 	rng   *rand.Rand
 	sess  *harness.Session
-	proxy *Proxy
+	proxy *harness.Proxy
 	prim  *harness.Daemon
 	sec   *harness.Daemon
 	// epochs run so far: their layouts and region bases.
@@ -136,7 +136,7 @@ func (t *trial) run(ctx context.Context, kind string) error {
 	if err := t.startSecondary(); err != nil {
 		return err
 	}
-	if t.proxy, err = NewProxy(t.sess.LinkAddr, t.sess.Config.Secondary.Listen); err != nil {
+	if t.proxy, err = harness.NewProxy(t.sess.LinkAddr, t.sess.Config.Secondary.Listen); err != nil {
 		return err
 	}
 	if err := t.startPrimary(); err != nil {
@@ -299,12 +299,12 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 func (t *trial) corrupt(ctx context.Context) time.Time {
 	for range 2 {
 		sleepCtx(ctx, 300*time.Millisecond)
-		t.proxy.Corrupt(ToSecondary, 1)
+		t.proxy.Corrupt(harness.ToSecondary, 1)
 	}
 	sleepCtx(ctx, 300*time.Millisecond)
-	dir, name := ToSecondary, "a record-set"
+	dir, name := harness.ToSecondary, "a record-set"
 	if t.r.n%2 == 0 {
-		dir, name = ToPrimary, "an acknowledgement"
+		dir, name = harness.ToPrimary, "an acknowledgement"
 	}
 	t.proxy.CorruptLength(dir)
 	// Let the last flip reach a frame before calling the fault over.

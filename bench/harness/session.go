@@ -1,7 +1,9 @@
-// Package harness is what the benchmark suite (bench/cmd/perf) and the fault
-// campaign (bench/faults) share: a session config written with free loopback
-// ports, the duplex daemons run as processes, their status and their /proc
-// figures, and NBD and image access for the dependent-write workload.
+// Package harness is what the benchmark suite (bench/cmd/perf), the fault
+// campaign (bench/faults) and the randomized operations test (e2e) share: a
+// session config written with free loopback ports, the duplex daemons run as
+// processes, their status and their /proc figures, a TCP proxy that breaks
+// the link between them, and NBD and image access for the dependent-write
+// workload.
 //
 // Everything here drives the built binary from outside, the way an operator
 // does, so that what is measured is what users run.
