@@ -239,7 +239,37 @@ func Check(l Layout, read Reader) ([]Violation, error) {
 	if err != nil {
 		return nil, err
 	}
+	return append(bad, img.Violations(img, Scope{})...), nil
+}
+
+// Scope narrows a check to what a consistent copy must hold while part of a
+// session is outside its consistency group, or when the image holds several
+// runs of the workload.
+type Scope struct {
+	// Outside reports the volumes whose copy is not in the consistency
+	// group (a suspended, pending or deleted pair): their blocks are not
+	// checked, and a dependency on them is not required.
+	Outside func(volume int) bool
+	// Run says which run a client belongs to (see Layout.FirstClient). Runs
+	// follow each other: every write of one was acknowledged or abandoned
+	// before the next began, so a dependency is also met by a write of a
+	// later run at its place.
+	Run func(client uint32) int
+}
+
+// Violations checks the writes held by img against the dependencies found in
+// deps. deps may be the same image, or one read later from a copy that only
+// moves forward: a block's content only grows newer in such a copy, so a
+// dependency present when img was read is still met in deps, and two reads of
+// a live copy can be checked without a snapshot of it. Undecodable blocks of
+// img are reported by ReadImage, not here.
+func (img Image) Violations(deps Image, sc Scope) []Violation {
+	outside := func(v int) bool { return sc.Outside != nil && sc.Outside(v) }
+	var bad []Violation
 	for v := range img {
+		if outside(v) {
+			continue
+		}
 		for b, blk := range img[v] {
 			if blk.Counter == 0 {
 				continue
@@ -252,18 +282,25 @@ func Check(l Layout, read Reader) ([]Violation, error) {
 				if d.Counter == 0 {
 					continue
 				}
-				if int(d.Volume) >= len(img) || int(d.Block) >= len(img[d.Volume]) {
+				if int(d.Volume) >= len(deps) || int(d.Block) >= len(deps[d.Volume]) {
 					bad = append(bad, Violation{Holder: blk.Ref, Needs: d, Err: errors.New("dependency outside the layout")})
 					continue
 				}
-				there := img[d.Volume][d.Block]
-				if there.Client != d.Client || there.Counter < d.Counter {
-					bad = append(bad, Violation{Holder: blk.Ref, Needs: d, Found: there.Ref})
+				if outside(int(d.Volume)) {
+					continue
 				}
+				there := deps[d.Volume][d.Block]
+				if there.Client == d.Client && there.Counter >= d.Counter {
+					continue
+				}
+				if sc.Run != nil && there.Counter > 0 && sc.Run(there.Client) > sc.Run(d.Client) {
+					continue
+				}
+				bad = append(bad, Violation{Holder: blk.Ref, Needs: d, Found: there.Ref})
 			}
 		}
 	}
-	return bad, nil
+	return bad
 }
 
 // Stats summarises an image: how many blocks hold a write and the highest
