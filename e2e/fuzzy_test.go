@@ -1,0 +1,707 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/bench/harness"
+	"duplex/control"
+	"duplex/nbd"
+	"duplex/workload"
+)
+
+// The randomized operations test, in the spirit of hashicorp/raft's fuzzy
+// harness: both sites run as duplex processes with a TCP proxy between them,
+// a dependent-write client writes to every volume, and a seeded random
+// sequence of operations is applied to the session: pair suspend, resume,
+// delete and add, link down and up, kill -9 of either site. After every step
+// the secondary is checked:
+//
+//   - the dependent-write invariant over the volumes in the consistency group,
+//     through the secondary's read-only exports while it runs, and on its
+//     images after `duplex recover` when it was killed;
+//   - nothing journaled is lost by a kill -9 of the secondary;
+//   - at each quiesce (writes stopped, link up, every pair resumed or added
+//     and duplex, the secondary past that moment): the secondary is
+//     byte-identical with the primary, so no acknowledged write was lost;
+//   - never stuck: stopping the writes, the pairs becoming duplex and the
+//     secondary catching up all finish within bounds.
+//
+// DUPLEX_FUZZY_SEED=N replays a run's sequence of operations (the timing of
+// the processes is not replayed, so a failure that depends on it may need a
+// few runs). DUPLEX_FUZZY_STEPS=N changes the number of steps; with
+// DUPLEX_FUZZY_LONG=10m the test runs for that long instead.
+
+const (
+	fuzzVolumes    = 4 // 2 subsystems × 2 volumes, as the demo
+	fuzzBlocks     = 512
+	fuzzClients    = 4
+	fuzzVolumeSize = fuzzBlocks * workload.BlockSize
+	// Client numbers of workload run r are r*fuzzRunClients+1...: Run of a
+	// client is its number divided by fuzzRunClients.
+	fuzzRunClients = 100
+)
+
+func TestOperationsFuzzy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs both sites as processes for a few minutes; skipped with -short")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DUPLEX_FUZZY_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("DUPLEX_FUZZY_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	steps := 200
+	if s := os.Getenv("DUPLEX_FUZZY_STEPS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("DUPLEX_FUZZY_STEPS=%q: %v", s, err)
+		}
+		steps = v
+	}
+	var until time.Time
+	if s := os.Getenv("DUPLEX_FUZZY_LONG"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("DUPLEX_FUZZY_LONG=%q: %v", s, err)
+		}
+		until, steps = time.Now().Add(d), 1<<30
+	}
+	t.Logf("seed %d (DUPLEX_FUZZY_SEED=%d go test -run TestOperationsFuzzy ./e2e/ replays its operations)", seed, seed)
+	f := newFuzzer(t, seed)
+	defer f.close()
+	for i := 0; i < steps && (until.IsZero() || time.Now().Before(until)); i++ {
+		f.step = i
+		if i > 0 && i%40 == 0 {
+			f.do("quiesce", f.quiesce)
+			continue
+		}
+		f.randomStep()
+	}
+	f.do("quiesce", f.quiesce)
+	t.Logf("seed %d: %d steps, %d quiesces, %d checks, %d writes acknowledged; operations: %s",
+		seed, f.step+1, f.quiesces, f.checks, f.acked, f.counts())
+}
+
+// fuzzer is one randomized run.
+type fuzzer struct {
+	t     *testing.T
+	seed  uint64
+	rng   *rand.Rand
+	bin   string
+	sess  *harness.Session
+	proxy *harness.Proxy
+	prim  *harness.Daemon
+	sec   *harness.Daemon
+	watch *pairWatch
+
+	load *fuzzLoad
+	run  int // workload runs started
+
+	// The operations' model of the session: what was asked, not what the
+	// daemons report.
+	linkDown  bool
+	suspended map[string]bool // by hand
+	deleted   map[string]bool
+
+	step     int
+	history  []string
+	ops      map[string]int
+	quiesces int
+	checks   int
+	acked    int64
+}
+
+func newFuzzer(t *testing.T, seed uint64) *fuzzer {
+	f := &fuzzer{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x6675_7a7a_79)), bin: duplexBinary(t),
+		suspended: map[string]bool{}, deleted: map[string]bool{}, ops: map[string]int{}}
+	var err error
+	f.sess, err = harness.NewSession(filepath.Join(t.TempDir(), "s"), harness.Spec{
+		Session: "fuzzy", Subsystems: 2, VolumesPerSubsystem: 2, VolumeSize: fuzzVolumeSize,
+		SidefileLimit: 2 << 20, Interval: 10 * time.Millisecond, SecondaryNBD: true, Proxy: true, Token: true,
+		SuspendAfter: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.proxy, err = harness.NewProxy(f.sess.LinkAddr, f.sess.Config.Secondary.Listen); err != nil {
+		t.Fatal(err)
+	}
+	f.watch = newPairWatch(f.sess.Config.Primary.Control, f.sess.Volumes)
+	f.startSecondary()
+	f.startPrimary()
+	f.startLoad()
+	return f
+}
+
+func (f *fuzzer) close() {
+	if f.load != nil {
+		f.load.abort()
+	}
+	f.watch.stop()
+	for _, d := range []*harness.Daemon{f.prim, f.sec} {
+		if d != nil {
+			d.Kill()
+		}
+	}
+	f.proxy.Close()
+	if f.t.Failed() {
+		for _, d := range []*harness.Daemon{f.prim, f.sec} {
+			if d != nil {
+				f.t.Logf("log of %s (%s):\n%s", d.Name, d.LogPath, d.LogTail(8000))
+			}
+		}
+	}
+}
+
+// fail ends the run with the seed, the steps that led here and the symptom.
+func (f *fuzzer) fail(format string, args ...any) {
+	f.t.Helper()
+	from := max(0, len(f.history)-40)
+	f.t.Fatalf("seed %d, step %d: %s\nlast steps:\n  %s\nreplay: DUPLEX_FUZZY_SEED=%d go test -run TestOperationsFuzzy ./e2e/",
+		f.seed, f.step, fmt.Sprintf(format, args...), strings.Join(f.history[from:], "\n  "), f.seed)
+}
+
+func (f *fuzzer) logStep(s string) {
+	line := fmt.Sprintf("%3d %s %s", f.step, time.Now().Format("15:04:05.000"), s)
+	f.history = append(f.history, line)
+	if testing.Verbose() {
+		f.t.Log(line)
+	}
+}
+
+// do runs one operation and checks the secondary after it.
+func (f *fuzzer) do(name string, op func()) {
+	f.t.Helper()
+	f.ops[strings.Fields(name)[0]]++
+	f.logStep(name)
+	op()
+	if f.sec != nil && !f.sec.Exited() {
+		f.checkLive()
+	}
+}
+
+func (f *fuzzer) counts() string {
+	var parts []string
+	for k, v := range f.ops {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// randomStep picks an operation that makes sense in the model's state.
+func (f *fuzzer) randomStep() {
+	type choice struct {
+		weight int
+		name   string
+		op     func()
+	}
+	var cs []choice
+	add := func(w int, name string, op func()) { cs = append(cs, choice{w, name, op}) }
+	add(30, "write", func() { time.Sleep(time.Duration(50+f.rng.IntN(250)) * time.Millisecond) })
+	for _, v := range f.sess.Volumes {
+		switch {
+		case f.deleted[v]:
+			add(4, "add "+v, func() { f.pairOp(v, "add") })
+		case f.suspended[v]:
+			add(3, "resume "+v, func() { f.pairOp(v, "resume") })
+			add(1, "delete "+v, func() { f.pairOp(v, "delete") })
+		default:
+			add(2, "suspend "+v, func() { f.pairOp(v, "suspend") })
+			add(1, "delete "+v, func() { f.pairOp(v, "delete") })
+		}
+	}
+	add(2, "suspend --all", func() { f.pairAll("suspend") })
+	add(2, "resume --all", func() { f.pairAll("resume") })
+	if f.linkDown {
+		add(8, "link up", func() { f.proxy.Restore(); f.linkDown = false })
+	} else {
+		add(4, "link down", func() { f.proxy.Cut(); f.linkDown = true })
+	}
+	add(3, "kill -9 primary", f.killPrimary)
+	add(3, "kill -9 secondary", f.killSecondary)
+	total := 0
+	for _, c := range cs {
+		total += c.weight
+	}
+	n := f.rng.IntN(total)
+	for _, c := range cs {
+		if n -= c.weight; n < 0 {
+			f.do(c.name, c.op)
+			return
+		}
+	}
+}
+
+// pairOp asks the primary's control API for a pair operation, as `duplex
+// pair` does. A refusal is logged, not a failure: the model may disagree with
+// the daemon about a pair the session suspended by itself.
+func (f *fuzzer) pairOp(vol, op string) {
+	f.t.Helper()
+	token, err := control.ReadToken(f.sess.Config.TokenPath())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := control.PairOp(ctx, f.sess.Config.Primary.Control, token, vol, op, false); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			f.fail("stuck: pair %s %s did not answer in 30s", op, vol)
+		}
+		f.logStep(fmt.Sprintf("    %s %s refused: %v", op, vol, err))
+		return
+	}
+	switch op {
+	case "suspend":
+		f.suspended[vol] = true
+	case "resume":
+		delete(f.suspended, vol)
+	case "delete":
+		f.deleted[vol] = true
+		delete(f.suspended, vol)
+	case "add":
+		delete(f.deleted, vol)
+	}
+}
+
+// pairAll runs `duplex pair OP --all` through the CLI.
+func (f *fuzzer) pairAll(op string) {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, f.bin, "pair", op, "--all", "--config", f.sess.ConfigPath).CombinedOutput()
+	if ctx.Err() != nil {
+		f.fail("stuck: duplex pair %s --all did not return in 30s", op)
+	}
+	if err != nil {
+		// --all stops at the first volume it cannot change (a deleted one,
+		// say): the model follows what the daemon reports.
+		f.logStep(fmt.Sprintf("    pair %s --all: %v: %s", op, err, strings.TrimSpace(string(out))))
+	}
+	for _, v := range f.sess.Volumes {
+		done := strings.Contains(string(out), v+": "+op+" requested")
+		switch {
+		case done && op == "suspend":
+			f.suspended[v] = true
+		case done && op == "resume":
+			delete(f.suspended, v)
+		}
+	}
+}
+
+func (f *fuzzer) killPrimary() {
+	f.prim.Kill()
+	f.stopLoad(true)
+	time.Sleep(time.Duration(f.rng.IntN(500)) * time.Millisecond)
+	f.startPrimary()
+	f.startLoad()
+}
+
+var fuzzRecoverRE = regexp.MustCompile(`consistent as of (\S+) \(group (\d+)\)`)
+
+// killSecondary kills the secondary, recovers its volumes as an operator
+// would, checks them, and restarts it; writes go on at the primary.
+func (f *fuzzer) killSecondary() {
+	st, _ := fetchStatus(f.sess.Config.Secondary.Control)
+	f.sec.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, f.bin, "recover", "--config", f.sess.ConfigPath).CombinedOutput()
+	if err != nil {
+		f.fail("duplex recover after kill -9 of the secondary: %v\n%s", err, out)
+	}
+	var ct time.Time
+	var group uint64
+	if m := fuzzRecoverRE.FindSubmatch(out); m != nil {
+		ct, _ = time.Parse(time.RFC3339Nano, string(m[1]))
+		group, _ = strconv.ParseUint(string(m[2]), 10, 64)
+	}
+	if st.Group != nil && group < *st.Group {
+		f.fail("journaled group lost: the secondary's status reported group %d journaled before kill -9; recover came back at group %d\n%s",
+			*st.Group, group, out)
+	}
+	im, err := harness.OpenImages(f.sess.SecondaryPaths())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer im.Close()
+	img, bad, err := workload.ReadImage(f.layout(), im.Reader(0))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.checkImage("after kill -9 of the secondary and recover", img, img, bad, f.watch.group(ct, nil, nil))
+	time.Sleep(time.Duration(f.rng.IntN(700)) * time.Millisecond)
+	f.startSecondary()
+}
+
+// layout covers every run: the check maps clients to runs itself.
+func (f *fuzzer) layout() workload.Layout {
+	return workload.Layout{Volumes: fuzzVolumes, BlocksPerVolume: fuzzBlocks, Clients: fuzzClients}
+}
+
+// checkLive checks the running secondary through its read-only exports. The
+// exports serve whole groups, but reading four volumes takes many requests
+// while groups go on being applied: the holders are read first, their
+// dependencies in a second pass (see workload.Image.Violations).
+func (f *fuzzer) checkLive() {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	st1, err1 := control.Fetch(ctx, f.sess.Config.Primary.Control)
+	sst, err2 := control.Fetch(ctx, f.sess.Config.Secondary.Control)
+	cancel()
+	if err1 != nil || err2 != nil {
+		f.fail("status: %v", errors.Join(err1, err2))
+	}
+	ct, _ := time.Parse(time.RFC3339Nano, sst.ConsistencyTime)
+	holders, bad, err := f.readSecondary()
+	if err != nil {
+		f.fail("reading the secondary's exports: %v", err)
+	}
+	deps, _, err := f.readSecondary()
+	if err != nil {
+		f.fail("reading the secondary's exports: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	st2, err := control.Fetch(ctx, f.sess.Config.Primary.Control)
+	cancel()
+	if err != nil {
+		f.fail("status: %v", err)
+	}
+	f.checkImage("through the secondary's exports", holders, deps, bad, f.watch.group(ct, &st1, &st2))
+}
+
+// checkImage fails on any dependent-write violation of the volumes in group.
+func (f *fuzzer) checkImage(when string, holders, deps workload.Image, bad []workload.Violation, group map[int]bool) {
+	f.t.Helper()
+	f.checks++
+	var undecodable []workload.Violation
+	for _, v := range bad {
+		if group[int(v.Holder.Volume)] {
+			undecodable = append(undecodable, v)
+		}
+	}
+	sc := workload.Scope{
+		Outside: func(v int) bool { return !group[v] },
+		Run:     func(c uint32) int { return int(c / fuzzRunClients) },
+	}
+	all := append(undecodable, holders.Violations(deps, sc)...)
+	if len(all) > 0 {
+		var in []string
+		for v := range fuzzVolumes {
+			if group[v] {
+				in = append(in, f.sess.Volumes[v])
+			}
+		}
+		f.fail("dependent-write invariant broken %s (volumes in the consistency group: %v): %d blocks, first: %s",
+			when, in, len(all), all[0])
+	}
+}
+
+// readSecondary reads every volume through the secondary's exports.
+func (f *fuzzer) readSecondary() (workload.Image, []workload.Violation, error) {
+	var clients []*nbd.Client
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for _, v := range f.sess.Volumes {
+		c, err := nbd.Dial(f.sess.Config.Secondary.NBD, v)
+		if err != nil {
+			return nil, nil, err
+		}
+		clients = append(clients, c)
+	}
+	return workload.ReadImage(f.layout(), func(v int, p []byte, off int64) error { return clients[v].ReadAt(p, off) })
+}
+
+// quiesce stops the writes, heals every fault, makes every volume a duplex
+// pair again and waits for the secondary to pass that moment: it must then
+// be byte-identical with the primary.
+func (f *fuzzer) quiesce() {
+	f.t.Helper()
+	f.quiesces++
+	f.stopLoad(false)
+	if f.linkDown {
+		f.proxy.Restore()
+		f.linkDown = false
+	}
+	for _, v := range f.sess.Volumes {
+		if f.deleted[v] {
+			f.pairOp(v, "add")
+		}
+	}
+	// Any suspended pair, by hand or by the session, is resumed: an
+	// automatic resume may race this one, so a refusal is fine if the pair
+	// then becomes duplex.
+	st := f.primaryStatus()
+	for _, vs := range st.Volumes {
+		if vs.State == "suspended" {
+			f.pairOp(vs.Name, "resume")
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st = f.primaryStatus()
+		var notDuplex []string
+		for _, vs := range st.Volumes {
+			if vs.State != "duplex" {
+				notDuplex = append(notDuplex, vs.Name+" "+vs.State)
+			}
+		}
+		if len(notDuplex) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.fail("stuck: pairs not duplex 60s after writes stopped, the link came back and every pair was resumed: %v", notDuplex)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	since := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	_, err := harness.WaitStatus(ctx, f.sec, f.sess.Config.Secondary.Control, func(st control.Status) bool {
+		ct, err := time.Parse(time.RFC3339Nano, st.ConsistencyTime)
+		return err == nil && ct.After(since)
+	})
+	cancel()
+	if err != nil {
+		f.fail("stuck: the secondary's consistency time did not pass the quiesce point within 60s: %v", err)
+	}
+	f.compare()
+	f.startLoad()
+}
+
+// compare fails on any block of a secondary export that differs from the
+// primary's image.
+func (f *fuzzer) compare() {
+	f.t.Helper()
+	for i, name := range f.sess.Volumes {
+		pb, err := os.ReadFile(f.sess.PrimaryPaths()[i])
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		c, err := nbd.Dial(f.sess.Config.Secondary.NBD, name)
+		if err != nil {
+			f.fail("secondary export %s: %v", name, err)
+		}
+		sb := make([]byte, len(pb))
+		err = c.ReadAt(sb, 0)
+		c.Close()
+		if err != nil {
+			f.fail("secondary export %s: %v", name, err)
+		}
+		var diff []int
+		for b := 0; b < len(pb)/workload.BlockSize; b++ {
+			o := b * workload.BlockSize
+			if string(pb[o:o+workload.BlockSize]) != string(sb[o:o+workload.BlockSize]) {
+				diff = append(diff, b)
+			}
+		}
+		if len(diff) > 0 {
+			o := diff[0] * workload.BlockSize
+			pw, _ := workload.Decode(pb[o : o+workload.BlockSize])
+			sw, _ := workload.Decode(sb[o : o+workload.BlockSize])
+			f.fail("acknowledged writes lost after quiesce: %s differs from the primary in %d blocks; block %d holds write %d/%d at the primary, %d/%d at the secondary",
+				name, len(diff), diff[0], pw.Client, pw.Counter, sw.Client, sw.Counter)
+		}
+	}
+}
+
+func (f *fuzzer) primaryStatus() control.Status {
+	f.t.Helper()
+	st, err := fetchStatus(f.sess.Config.Primary.Control)
+	if err != nil {
+		f.fail("primary status: %v", err)
+	}
+	return st
+}
+
+func (f *fuzzer) startSecondary() {
+	f.t.Helper()
+	d, err := harness.StartSite(f.bin, "secondary", f.sess, filepath.Join(f.sess.Dir, "secondary.log"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.sec = d
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := harness.WaitStatus(ctx, d, f.sess.Config.Secondary.Control, func(control.Status) bool { return true }); err != nil {
+		f.fail("secondary did not start: %v", err)
+	}
+}
+
+func (f *fuzzer) startPrimary() {
+	f.t.Helper()
+	d, err := harness.StartSite(f.bin, "primary", f.sess, filepath.Join(f.sess.Dir, "primary.log"), "--drain-timeout", "10s")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.prim = d
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := harness.WaitStatus(ctx, d, f.sess.Config.Primary.Control, func(control.Status) bool { return true }); err != nil {
+		f.fail("primary did not start: %v", err)
+	}
+}
+
+// startLoad starts a workload run with client numbers of its own.
+func (f *fuzzer) startLoad() {
+	f.t.Helper()
+	f.run++
+	l := f.layout()
+	l.FirstClient = uint32(f.run * fuzzRunClients)
+	tg, err := harness.DialTarget(f.sess.Config.Primary.NBD, f.sess.Volumes, fuzzClients)
+	if err != nil {
+		f.fail("workload: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ld := &fuzzLoad{cancel: cancel, done: make(chan struct{}), target: tg}
+	seed := f.rng.Uint64()
+	go func() {
+		defer close(ld.done)
+		ld.acked, ld.err = workload.Run(ctx, l, tg, 0, seed)
+	}()
+	f.load = ld
+}
+
+// stopLoad ends the workload run. Writes must stop within a bound: a primary
+// whose link is down suspends its pairs after suspend_after rather than
+// blocking writers for ever. crashed says the primary was killed under it,
+// so its write errors are expected.
+func (f *fuzzer) stopLoad(crashed bool) {
+	f.t.Helper()
+	ld := f.load
+	f.load = nil
+	ld.cancel()
+	select {
+	case <-ld.done:
+	case <-time.After(20 * time.Second):
+		ld.abort()
+		f.fail("stuck: a write waited more than 20s for its reply (link down: %v, %d writes acknowledged in this run)", f.linkDown, ld.acked)
+	}
+	ld.target.Close()
+	f.acked += ld.acked
+	if ld.err != nil && !crashed {
+		f.fail("workload: %v", ld.err)
+	}
+}
+
+type fuzzLoad struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	target *harness.NBDTarget
+	acked  int64
+	err    error
+	once   sync.Once
+}
+
+func (l *fuzzLoad) abort() {
+	l.once.Do(func() {
+		l.cancel()
+		l.target.Abort()
+		<-l.done
+		l.target.Close()
+	})
+}
+
+// pairWatch follows the primary's pair states: a volume's copy at the
+// secondary is consistent with the others' from the moment its pair is duplex
+// (the primary makes a pair duplex once the secondary holds its copy), until
+// it leaves that state.
+type pairWatch struct {
+	addr   string
+	vols   []string
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	state map[string]string
+	// since is the last time the volume was seen in another state than
+	// duplex (or the watch began): its copy joined the group after it.
+	since map[string]time.Time
+}
+
+func newPairWatch(addr string, vols []string) *pairWatch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &pairWatch{addr: addr, vols: vols, cancel: cancel, done: make(chan struct{}),
+		state: map[string]string{}, since: map[string]time.Time{}}
+	now := time.Now()
+	for _, v := range vols {
+		w.since[v] = now
+	}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			fctx, c := context.WithTimeout(ctx, time.Second)
+			st, err := control.Fetch(fctx, addr)
+			c()
+			if err == nil {
+				w.observe(st, time.Now())
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *pairWatch) observe(st control.Status, at time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// A deleted pair is not in the status at all.
+	seen := map[string]string{}
+	for _, vs := range st.Volumes {
+		seen[vs.Name] = vs.State
+	}
+	for _, v := range w.vols {
+		state, ok := seen[v]
+		if !ok {
+			state = "deleted"
+		}
+		w.state[v] = state
+		if state != "duplex" {
+			w.since[v] = at
+		}
+	}
+}
+
+func (w *pairWatch) stop() {
+	w.cancel()
+	<-w.done
+}
+
+// group returns the volumes whose copy at the secondary is in the consistency
+// group at consistency time ct: duplex since before ct, and duplex in the
+// primary's statuses taken around the read (when given).
+func (w *pairWatch) group(ct time.Time, before, after *control.Status) map[int]bool {
+	for _, st := range []*control.Status{before, after} {
+		if st != nil {
+			w.observe(*st, time.Now())
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := map[int]bool{}
+	for i, v := range w.vols {
+		if w.state[v] == "duplex" && w.since[v].Before(ct) {
+			g[i] = true
+		}
+	}
+	return g
+}
