@@ -1,0 +1,166 @@
+// Package disk is the file system under the method's durable state: the
+// secondary's journal and apply state (step g), and at the primary the
+// activity log and the pair state, write through FS rather than package os.
+//
+// The point is the failures. A real disk fills up, returns EIO from a write
+// or an fsync, and after a failed fsync may have dropped the dirty pages it
+// could not write, so a later fsync that succeeds proves nothing. OS is the
+// default and passes every call to the operating system; Injector wraps an FS
+// and fails the Nth operation of a kind (a write, an fsync, a create, a
+// rename...) on chosen paths with the error a disk gives, until the test
+// clears the fault, in the spirit of pebble's vfs/errorfs. Tests use it to
+// reach every error path of the durable steps and check what the method
+// promises there: nothing acknowledged is lost, and nothing is acknowledged
+// that is not durable.
+//
+// Volumes are not here: they are the data being replicated, not the
+// method's own records, and their faults surface through apply.Target.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File is an open file of an FS.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.WriterAt
+	io.Closer
+	Sync() error
+	Truncate(size int64) error
+	Stat() (fs.FileInfo, error)
+	Name() string
+}
+
+// FS is the part of a file system the durable state needs.
+type FS interface {
+	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
+	// CreateTemp creates a new file in dir as os.CreateTemp does.
+	CreateTemp(dir, pattern string) (File, error)
+	Remove(name string) error
+	Rename(oldpath, newpath string) error
+	MkdirAll(dir string, perm fs.FileMode) error
+	Stat(name string) (fs.FileInfo, error)
+	ReadDir(dir string) ([]fs.DirEntry, error)
+	// SyncDir fsyncs a directory, making the creations, removals and
+	// renames of its entries durable.
+	SyncDir(dir string) error
+	// Lock takes an exclusive lock on the file name (creating it) that
+	// lasts until the returned Closer is closed or the process dies; it
+	// fails at once if another holder has it.
+	Lock(name string) (io.Closer, error)
+	// Available is the number of bytes that an unprivileged writer can
+	// still allocate on the file system holding dir.
+	Available(dir string) (int64, error)
+}
+
+// OS is the operating system's file system.
+var OS FS = osFS{}
+
+// Or returns fsys, or OS when fsys is nil: the zero value of an options
+// struct selects the real disk.
+func Or(fsys FS) FS {
+	if fsys == nil {
+		return OS
+	}
+	return fsys
+}
+
+type osFS struct{}
+
+func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) CreateTemp(dir, pattern string) (File, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (osFS) Remove(name string) error                    { return os.Remove(name) }
+func (osFS) Rename(oldpath, newpath string) error        { return os.Rename(oldpath, newpath) }
+func (osFS) MkdirAll(dir string, perm fs.FileMode) error { return os.MkdirAll(dir, perm) }
+func (osFS) Stat(name string) (fs.FileInfo, error)       { return os.Stat(name) }
+func (osFS) ReadDir(dir string) ([]fs.DirEntry, error)   { return os.ReadDir(dir) }
+func (osFS) Lock(name string) (io.Closer, error)         { return lockFile(name) }
+func (osFS) Available(dir string) (int64, error)         { return available(dir) }
+
+func (osFS) SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadFile reads a whole file.
+func ReadFile(fsys FS, name string) ([]byte, error) {
+	f, err := fsys.OpenFile(name, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// WriteFileAtomic replaces path with data so that a reader, or a restart
+// after a crash, sees the old content or the new, never a mix: a temporary
+// file in the same directory is written, fsynced, closed and renamed over
+// path, and the directory is fsynced.
+func WriteFileAtomic(fsys FS, path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := fsys.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	name := tmp.Name()
+	renamed := false
+	defer func() {
+		if !renamed {
+			fsys.Remove(name)
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := fsys.Rename(name, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	renamed = true
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("write %s: fsync dir: %w", path, err)
+	}
+	return nil
+}
+
+// IsFull reports whether err says the file system is out of space (or
+// quota): the operator frees space, nothing in the data is wrong.
+func IsFull(err error) bool {
+	return errors.Is(err, errNoSpace) || errors.Is(err, errQuota)
+}
