@@ -28,10 +28,27 @@ The caller's side of that, in outline:
 		err = j.Release(applied) // from time to time
 	}
 
-A failed fsync, or a failed write that could not be undone, makes the Journal
-refuse all further writes, since what is on disk is then unknown; the caller
-should Close it and Open it again, which recovers from whatever reached the
-disk. Other errors, such as an Append out of sequence, change nothing.
+A failed fsync, a failed write or a failed segment creation makes the Journal
+refuse all further writes, since what is on disk is then unknown (after a
+failed fsync the kernel may have dropped the pages it could not write, so a
+retried fsync that succeeds would prove nothing); the caller must stop
+acknowledging, Close it and Open it again once the disk works, which recovers
+from whatever reached the disk. Other errors, such as an Append out of
+sequence, change nothing. Every file operation goes through Options.FS, so
+tests inject these faults with a disk.Injector.
+
+# Space
+
+The active segment is never released, and the segment before it stays until
+its records are released; each can grow past SegmentSize by up to one record.
+A journal therefore needs room for two segments and two of its largest records
+(Needs). With Options.LargestRecord set, Open checks that the file system has
+that much free (counting the segments it already holds) and refuses with the
+numbers otherwise; and unless SegmentSize is set it sizes segments to fit: a
+quarter of the room left after two records, between MinSegmentSize (1 MiB)
+and DefaultSegmentSize (64 MiB). A journal on a 64 MiB file system whose
+records reach 16 MiB gets 8 MiB segments and needs 48 MiB; with records of up
+to 256 MiB it is refused.
 
 # Directory layout
 

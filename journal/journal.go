@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"duplex/disk"
 )
 
 // The on-disk format, described byte by byte in doc.go.
@@ -74,6 +76,27 @@ type Options struct {
 	// the reader allocate. Reopening with a smaller MaxRecord than records
 	// were written with makes Open fail rather than drop them.
 	MaxRecord int
+	// FS is the file system the journal lives on (default disk.OS).
+	FS disk.FS
+	// LargestRecord, if set, is the largest record the caller will append
+	// in practice (MaxRecord only bounds what a damaged file can make the
+	// reader allocate). Open then checks that the file system has room for
+	// what the journal needs (see Needs) and, when SegmentSize is 0, sizes
+	// segments to fit a small file system.
+	LargestRecord int64
+}
+
+// MinSegmentSize is the smallest segment that Open chooses when it sizes
+// segments to fit the file system.
+const MinSegmentSize = 1 << 20
+
+// Needs is the space a journal must be able to allocate: the active segment,
+// which is never released, and the one before it, which stays until the
+// records in it are released, each up to segmentSize and overrunning it by up
+// to one record (a segment is closed only once it reaches segmentSize).
+// Segments released at once leave nothing more behind.
+func Needs(segmentSize, largestRecord int64) int64 {
+	return 2*segmentSize + 2*largestRecord
 }
 
 // segment is one segment file as the Journal knows it.
@@ -88,11 +111,12 @@ type segment struct {
 type Journal struct {
 	dir  string
 	opts Options
-	lock *os.File
+	fs   disk.FS
+	lock io.Closer
 
 	mu       sync.Mutex
 	segs     []segment // oldest first; the last one is the active segment
-	f        *os.File  // the active segment, nil while the journal is empty
+	f        disk.File // the active segment, nil while the journal is empty
 	dirDirty bool      // a segment was created since the directory was last fsynced
 	buf      []byte
 	err      error // sticky: set when the state on disk is no longer known
@@ -111,6 +135,10 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.SegmentSize < 0 {
 		return nil, fmt.Errorf("journal %s: negative SegmentSize %d", dir, opts.SegmentSize)
 	}
+	if opts.LargestRecord < 0 {
+		return nil, fmt.Errorf("journal %s: negative LargestRecord %d", dir, opts.LargestRecord)
+	}
+	fitSegments := opts.SegmentSize == 0 && opts.LargestRecord > 0
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
@@ -121,39 +149,76 @@ func Open(dir string, opts Options) (*Journal, error) {
 		opts.MaxRecord = DefaultMaxRecord
 	}
 
+	fsys := disk.Or(opts.FS)
 	created := false
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+	if _, err := fsys.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		created = true
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("journal %s: %w", dir, err)
 	}
 	if created {
 		// Without this the directory entry, and with it every segment
 		// synced into it, could vanish in a crash.
-		if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+		if err := fsys.SyncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
 			return nil, fmt.Errorf("journal %s: %w", dir, err)
 		}
 	}
 
-	lock, err := lockDir(filepath.Join(dir, lockName))
+	lock, err := fsys.Lock(filepath.Join(dir, lockName))
 	if err != nil {
-		return nil, fmt.Errorf("journal %s: %w", dir, err)
+		return nil, fmt.Errorf("journal %s: %w (is the journal already open?)", dir, err)
 	}
-	j := &Journal{dir: dir, opts: opts, lock: lock}
+	j := &Journal{dir: dir, opts: opts, fs: fsys, lock: lock}
 	if err := j.recover(); err != nil {
 		if j.f != nil {
 			j.f.Close()
 		}
-		unlockDir(lock)
+		lock.Close()
 		return nil, err
+	}
+	if opts.LargestRecord > 0 {
+		if err := j.checkRoom(fitSegments); err != nil {
+			j.Close()
+			return nil, err
+		}
 	}
 	return j, nil
 }
 
+// checkRoom refuses a journal whose file system cannot hold what it needs and,
+// if fit, sizes segments to the room there is. The segments already in the
+// journal count as room: all but the active one are released once applied.
+func (j *Journal) checkRoom(fit bool) error {
+	free, err := j.fs.Available(j.dir)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", j.dir, err)
+	}
+	room := free + j.Bytes()
+	largest := j.opts.LargestRecord
+	if fit {
+		// A quarter of what is left after two records: the two segments
+		// take half, and the other half is headroom for other users of the
+		// file system and for segments not yet released.
+		j.opts.SegmentSize = min(DefaultSegmentSize, max(MinSegmentSize, (room-2*largest)/4))
+	}
+	if need := Needs(j.opts.SegmentSize, largest); need > room {
+		return fmt.Errorf("journal %s needs %s (2 segments of %s, the active one and the one before it, "+
+			"plus room for 2 records of up to %s) but its file system has %s free and the journal holds %s: "+
+			"free space, or put the journal on a larger file system",
+			j.dir, mib(need), mib(j.opts.SegmentSize), mib(largest), mib(free), mib(j.Bytes()))
+	}
+	return nil
+}
+
+// SegmentSize is the size at which segments are closed, as Open chose it.
+func (j *Journal) SegmentSize() int64 { return j.opts.SegmentSize }
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
 // recover scans every segment and leaves j describing the valid log.
 func (j *Journal) recover() error {
-	firsts, err := listSegments(j.dir)
+	firsts, err := listSegments(j.fs, j.dir)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.dir, err)
 	}
@@ -173,7 +238,7 @@ func (j *Journal) recover() error {
 			// A last segment without a single complete record holds nothing
 			// any Sync covered; keeping it would pin the first index of an
 			// empty journal to whatever was being written when it crashed.
-			if err := os.Remove(path); err != nil {
+			if err := j.fs.Remove(path); err != nil {
 				return fmt.Errorf("journal %s: %w", path, err)
 			}
 			removed = true
@@ -182,13 +247,13 @@ func (j *Journal) recover() error {
 		j.segs = append(j.segs, seg)
 	}
 	if removed {
-		if err := syncDir(j.dir); err != nil {
+		if err := j.fs.SyncDir(j.dir); err != nil {
 			return fmt.Errorf("journal %s: %w", j.dir, err)
 		}
 	}
 	if len(j.segs) > 0 {
 		active := j.segs[len(j.segs)-1]
-		f, err := os.OpenFile(active.path, os.O_RDWR, 0)
+		f, err := j.fs.OpenFile(active.path, os.O_RDWR, 0)
 		if err != nil {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
@@ -208,7 +273,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	if isLast {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := j.fs.OpenFile(path, flag, 0)
 	if err != nil {
 		return seg, false, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -303,7 +368,8 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 
 // Append adds a record to the log. index must be LastIndex()+1, or any
 // index but 0 when the journal is empty. The record is not durable until
-// Sync returns.
+// Sync returns. After a failed write the Journal refuses further writes, as
+// after a failed Sync; reopen it to recover.
 func (j *Journal) Append(index uint64, data []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -348,12 +414,15 @@ func (j *Journal) Append(index uint64, data []byte) error {
 	active := &j.segs[n-1]
 	written, err := writeParts(j.f, active.size, parts)
 	if err != nil {
-		// Leave no partial record behind: a later record written after it
-		// would turn a torn tail into corruption in the middle of the log.
+		// Sticky: a failed write may have left pages the kernel will
+		// never write, whose loss only a later fsync would report, and a
+		// disk that is full stays full until someone frees space. The
+		// partial record is cut off so that a reopen finds a clean tail.
+		j.err = fmt.Errorf("journal %s: %w", active.path, err)
 		if terr := j.f.Truncate(active.size); terr != nil {
-			j.err = fmt.Errorf("journal %s: append failed (%v) and could not be undone: %w", active.path, err, terr)
+			j.err = fmt.Errorf("journal %s: append failed (%w) and could not be undone: %v", active.path, err, terr)
 		}
-		return fmt.Errorf("journal %s: %w", active.path, err)
+		return j.err
 	}
 	active.size += written
 	active.last = index
@@ -374,17 +443,20 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		}
 	}
 	path := filepath.Join(j.dir, segmentName(index))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := j.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("journal %s: %w", path, err)
+		// Sticky like a failed write (see Append).
+		j.err = fmt.Errorf("journal %s: %w", path, err)
+		return j.err
 	}
 	written, err := writeParts(f, 0, parts)
 	if err != nil {
 		f.Close()
-		if rerr := os.Remove(path); rerr != nil {
-			j.err = fmt.Errorf("journal %s: creating segment failed (%v) and could not be undone: %w", path, err, rerr)
+		j.err = fmt.Errorf("journal %s: %w", path, err)
+		if rerr := j.fs.Remove(path); rerr != nil {
+			j.err = fmt.Errorf("journal %s: creating segment failed (%w) and could not be undone: %v", path, err, rerr)
 		}
-		return fmt.Errorf("journal %s: %w", path, err)
+		return j.err
 	}
 	if j.f != nil {
 		// The old segment was just fsynced, so closing it can lose nothing.
@@ -419,7 +491,7 @@ func (j *Journal) syncLocked() error {
 		return j.err
 	}
 	if j.dirDirty {
-		if err := syncDir(j.dir); err != nil {
+		if err := j.fs.SyncDir(j.dir); err != nil {
 			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
 			return j.err
 		}
@@ -454,15 +526,15 @@ func (j *Journal) Replay(after uint64, fn func(index uint64, data []byte) error)
 	j.mu.Unlock()
 
 	for _, s := range segs {
-		if err := replaySegment(s, after, maxRecord, fn); err != nil {
+		if err := replaySegment(j.fs, s, after, maxRecord, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func replaySegment(s segment, after uint64, maxRecord int, fn func(uint64, []byte) error) error {
-	f, err := os.Open(s.path)
+func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func(uint64, []byte) error) error {
+	f, err := fsys.OpenFile(s.path, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", s.path, err)
 	}
@@ -522,11 +594,11 @@ func (j *Journal) Release(through uint64) error {
 		// Oldest first, each removal made durable before the next: a crash
 		// then leaves a suffix of the log, never a hole that the next Open
 		// would have to call corruption.
-		if err := os.Remove(j.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := j.fs.Remove(j.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("journal %s: %w", j.segs[0].path, err)
 		}
 		j.segs = append(j.segs[:0:0], j.segs[1:]...)
-		if err := syncDir(j.dir); err != nil {
+		if err := j.fs.SyncDir(j.dir); err != nil {
 			// Sticky for the same reason as in Sync: whether the removal is
 			// on disk is unknown, and removing the next segment on top of
 			// that could leave a hole.
@@ -589,7 +661,7 @@ func (j *Journal) Close() error {
 		}
 		j.f = nil
 	}
-	unlockDir(j.lock)
+	j.lock.Close()
 	j.buf = nil
 	return err
 }
@@ -623,8 +695,8 @@ func segmentName(first uint64) string {
 // listSegments returns the first indexes of the segment files in dir, in
 // order. Other files are ignored, so the directory can hold the lock file
 // and whatever an operator leaves there.
-func listSegments(dir string) ([]uint64, error) {
-	entries, err := os.ReadDir(dir)
+func listSegments(fsys disk.FS, dir string) ([]uint64, error) {
+	entries, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -645,21 +717,9 @@ func listSegments(dir string) ([]uint64, error) {
 	return firsts, nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // writeParts writes parts back to back at off and returns how many bytes it
 // wrote in all.
-func writeParts(f *os.File, off int64, parts [][]byte) (int64, error) {
+func writeParts(f io.WriterAt, off int64, parts [][]byte) (int64, error) {
 	var n int64
 	for _, p := range parts {
 		m, err := f.WriteAt(p, off+n)
@@ -692,7 +752,7 @@ type recordReader struct {
 	max  int
 }
 
-func newRecordReader(f *os.File, off, size int64, maxRecord int) *recordReader {
+func newRecordReader(f io.ReaderAt, off, size int64, maxRecord int) *recordReader {
 	return &recordReader{
 		r:    bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 64<<10),
 		off:  off,
