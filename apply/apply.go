@@ -16,9 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/recordset"
 )
 
@@ -124,8 +124,11 @@ type State struct {
 }
 
 // ReadState reads the state file; a missing file is the zero State.
-func ReadState(path string) (State, error) {
-	b, err := os.ReadFile(path)
+func ReadState(path string) (State, error) { return ReadStateFS(nil, path) }
+
+// ReadStateFS is ReadState on fsys (disk.OS when nil).
+func ReadStateFS(fsys disk.FS, path string) (State, error) {
+	b, err := disk.ReadFile(disk.Or(fsys), path)
 	if errors.Is(err, os.ErrNotExist) {
 		return State{}, nil
 	}
@@ -141,44 +144,19 @@ func ReadState(path string) (State, error) {
 
 // WriteState replaces the state file atomically: a reader (or a restart after a
 // crash) sees the old state or the new one, never a mix.
-func WriteState(path string, st State) error {
+func WriteState(path string, st State) error { return WriteStateFS(nil, path, st) }
+
+// WriteStateFS is WriteState on fsys (disk.OS when nil).
+func WriteStateFS(fsys disk.FS, path string, st State) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("state %s: %w", path, err)
 	}
-	return WriteFileAtomic(path, append(b, '\n'))
+	return disk.WriteFileAtomic(disk.Or(fsys), path, append(b, '\n'))
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same
 // directory, fsyncs it, renames it over path and fsyncs the directory.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: open dir: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync dir: %w", path, err)
-	}
-	return nil
+	return disk.WriteFileAtomic(disk.OS, path, data)
 }

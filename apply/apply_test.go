@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/recordset"
 	"duplex/volume"
 )
@@ -473,5 +475,40 @@ func TestWriteStateAtomicForReaders(t *testing.T) {
 func TestWriteFileAtomicFailsInMissingDir(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(t.TempDir(), "no", "such", "dir", "f"), []byte("x")); err == nil {
 		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+// A state file write that fails (a full disk, a failed fsync or rename)
+// leaves the previous state whole: a restart replays from it.
+func TestWriteStateFaultKeepsPreviousState(t *testing.T) {
+	for _, op := range []disk.Op{disk.OpCreate, disk.OpWrite, disk.OpSync, disk.OpRename, disk.OpSyncDir} {
+		t.Run(op.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "state.json")
+			old := State{Session: "s", Group: 7, Time: 70, Through: map[string]uint64{"ss1": 3}}
+			if err := WriteState(path, old); err != nil {
+				t.Fatal(err)
+			}
+			in := disk.NewInjector(nil)
+			in.Inject(disk.Fault{Op: op, Under: dir, Err: disk.ENOSPC})
+			err := WriteStateFS(in, path, State{Session: "s", Group: 8, Time: 80, Through: map[string]uint64{"ss1": 4}})
+			if !disk.IsFull(err) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("WriteStateFS with a failing %s: %v, want ENOSPC naming %s", op, err, path)
+			}
+			if in.Injected(op) == 0 {
+				t.Fatalf("no %s failed", op)
+			}
+			got, err := ReadStateFS(in, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op == disk.OpSyncDir {
+				// The rename happened; only its durability is unknown.
+				return
+			}
+			if got.Group != old.Group || got.Time != old.Time {
+				t.Fatalf("state after a failed write: %+v, want %+v", got, old)
+			}
+		})
 	}
 }
