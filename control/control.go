@@ -51,6 +51,9 @@ type Status struct {
 	// (a volume mismatch, another data generation, an update it cannot
 	// apply); empty once replication makes progress again.
 	LastError string `json:"last_error,omitempty"`
+	// Stopped says why the site stopped replicating (the secondary's
+	// journal disk is full or failing); "" while it works.
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.

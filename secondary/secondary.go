@@ -11,6 +11,15 @@
 // point leaves the volumes at a group boundary once Open has replayed the
 // journal from the state file's group, idempotently.
 //
+// When a group cannot be made durable (the journal's disk is full, a write or
+// an fsync fails, a volume cannot be written), the secondary stops: it
+// acknowledges nothing more, tells the primary why, and refuses every primary
+// until it is restarted, while it goes on serving status and the read-only
+// exports at the last applied group. A failed fsync cannot be retried (the
+// kernel may have dropped the pages it could not write), so only a restart,
+// which reopens and replays the journal, resumes replication; the primary
+// meanwhile paces its writes and then suspends the pairs into bitmaps.
+//
 // Readers of the secondary volumes (the read-only exports) take a shared lock
 // that applying a group holds exclusively, so a reader never sees half a group.
 package secondary
@@ -20,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +37,7 @@ import (
 
 	"duplex/apply"
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
@@ -54,6 +63,12 @@ type Config struct {
 	// are still excluded: tests check invariants there.
 	OnApplied func(g *consistency.Group)
 	Logger    *slog.Logger
+	// FS holds the journal and the state file (default disk.OS).
+	FS disk.FS
+	// LargestGroup, if set, is the largest consistency group to expect (the
+	// primary's sidefile limit bounds it): Open refuses a journal whose file
+	// system has no room for it (see journal.Needs).
+	LargestGroup int64
 }
 
 // Secondary receives, journals and applies.
@@ -72,6 +87,7 @@ type Secondary struct {
 	conn        transport.Conn
 	instance    uint64 // of the primary process whose record sets the former holds
 	fenced      bool   // recover took over: no primary may write here any more
+	stopped     error  // why groups can no longer be made durable; nil while running
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
 	// unflushed are the volumes written since the last checkpoint;
@@ -101,6 +117,8 @@ type Stats struct {
 	JournalBytes    int64
 	LastAppliedWall time.Time
 	LastError       string // why the last primary was refused
+	// Stopped is why the secondary stopped receiving, "" while it runs.
+	Stopped string
 }
 
 // MaxGroupBytes bounds one journaled consistency group. A group gathers every
@@ -116,6 +134,22 @@ var groupLimits = recordset.Limits{MaxHeader: 1 << 30, MaxPayload: MaxGroupBytes
 // group durable; continuing could acknowledge what is not safe.
 var ErrStopped = errors.New("secondary stopped")
 
+// stop records why groups can no longer be made durable. Called with s.mu held.
+func (s *Secondary) stop(err error) {
+	if s.stopped != nil {
+		return
+	}
+	s.stopped = err
+	s.stats.Stopped = err.Error()
+	s.log.Error("secondary stopped: it cannot make consistency groups durable, acknowledges nothing more and refuses every primary until restarted; "+
+		"the volumes stay at the last applied group", "group", s.durable.Group, "err", err)
+}
+
+// stoppedReason is what a primary is told. Called with s.mu held.
+func (s *Secondary) stoppedReason() string {
+	return fmt.Sprintf("secondary stopped at group %d: %v; fix the disk or free space, then restart the secondary", s.durable.Group, s.stopped)
+}
+
 // Open opens the journal and the state file and applies every journaled group
 // after the last applied one, so the volumes are at a group boundary.
 func Open(cfg Config) (*Secondary, error) {
@@ -128,7 +162,7 @@ func Open(cfg Config) (*Secondary, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	st, err := apply.ReadState(cfg.StatePath)
+	st, err := apply.ReadStateFS(cfg.FS, cfg.StatePath)
 	if err != nil {
 		return nil, err
 	}
@@ -139,10 +173,10 @@ func Open(cfg Config) (*Secondary, error) {
 	if st.Through == nil {
 		st.Through = map[string]uint64{}
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
+	if err := disk.Or(cfg.FS).MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes})
+	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes, FS: cfg.FS, LargestRecord: cfg.LargestGroup})
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
@@ -278,7 +312,7 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) err
 	if err := apply.Flush(targets); err != nil {
 		return err
 	}
-	if err := apply.WriteState(s.cfg.StatePath, st); err != nil {
+	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return err
 	}
 	if err := s.journal.Release(st.Group); err != nil {
@@ -315,6 +349,12 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 				if c := context.Cause(ctx); !errors.Is(c, context.Canceled) {
 					return c
 				}
+				s.mu.Lock()
+				stopped := s.stopped
+				s.mu.Unlock()
+				if stopped != nil {
+					return fmt.Errorf("%w: %v", ErrStopped, stopped)
+				}
 				return nil
 			}
 			var he *transport.HandshakeError
@@ -330,10 +370,7 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.serve(conn); errors.Is(err, ErrStopped) {
-				s.log.Error("stopping", "err", err)
-				cancel(err)
-			}
+			s.serve(conn)
 		}()
 	}
 }
@@ -369,8 +406,15 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return err
 	}
 	s.mu.Lock()
-	fenced := s.fenced
+	fenced, stopped := s.fenced, s.stopped
+	reason := ""
+	if stopped != nil {
+		reason = s.stoppedReason()
+	}
 	s.mu.Unlock()
+	if stopped != nil {
+		return s.refuse(conn, reason)
+	}
 	if fenced {
 		return s.refuse(conn, "the secondary was fenced by duplex recover: it no longer accepts a primary")
 	}
@@ -566,6 +610,8 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 			continue
 		}
 		if err := s.commit(conn, g); err != nil {
+			s.stop(err)
+			conn.Send(transport.EncodeRefuse(s.stoppedReason()))
 			return fmt.Errorf("%w: %v", ErrStopped, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"duplex/config"
 	"duplex/consistency"
 	"duplex/control"
+	"duplex/disk"
 	"duplex/nbd"
 	"duplex/secondary"
 	"duplex/transport"
@@ -42,12 +43,23 @@ type SecondaryOptions struct {
 	// Offline opens volumes and journal (replaying it) without binding any
 	// address: for recover.
 	Offline bool
+	// FS holds the journal and the state file (default disk.OS): tests
+	// inject storage faults through it.
+	FS disk.FS
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
 // journal directory.
 func StatePath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "state.json")
+}
+
+// LargestGroup bounds a consistency group of the session: every update in a
+// group is held in a primary sidefile until the group is journaled, so a
+// group cannot exceed all the sidefiles together; 1 MiB more covers the
+// group's encoding.
+func LargestGroup(cfg *config.Config) int64 {
+	return int64(len(cfg.Primary.Subsystems))*int64(cfg.Primary.SidefileLimit) + 1<<20
 }
 
 // OpenSecondary opens the secondary volumes and the journal, replays every
@@ -74,6 +86,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
+		FS: opts.FS, LargestGroup: LargestGroup(cfg),
 		OnApplied: func(g *consistency.Group) { s.metrics.ObserveLag(control.Lag(g.Time, time.Now())) },
 	})
 	if err != nil {
@@ -233,6 +246,7 @@ func (s *Secondary) Status() control.Status {
 		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
+		Stopped: st.Stopped,
 	}
 	for _, name := range s.order {
 		v := s.vols[name]
@@ -277,13 +291,17 @@ func (x *secondaryExport) Flush() error                        { return nil }
 
 func (s *Secondary) samples() []control.Sample {
 	st := s.sec.Stats()
-	up := 0.0
+	up, stopped := 0.0, 0.0
 	if st.Connected {
 		up = 1
+	}
+	if st.Stopped != "" {
+		stopped = 1
 	}
 	return []control.Sample{
 		control.Gauge("lag_seconds", "Seconds the consistency time trails now.", control.Lag(st.Time, time.Now())),
 		control.Gauge("link_up", "1 when a primary is connected.", up),
+		control.Gauge("stopped", "1 when the secondary stopped receiving: it cannot make groups durable (see status).", stopped),
 		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
 		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
 		control.Counter("bytes_replicated_total", "Data bytes applied to the secondary volumes.", float64(st.BytesApplied)),

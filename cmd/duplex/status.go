@@ -77,6 +77,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
+	if st.Stopped != "" {
+		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)
+	}
 	ct := st.ConsistencyTime
 	if ct == "" {
 		ct = "none yet"
