@@ -112,7 +112,7 @@ func (r *storageRig) connect() (*link, transport.Position, string) {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { conn.Close() })
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7})); err != nil {
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7, Volumes: []transport.VolumeInfo{{Name: "vol1", Size: rigVolSize}}})); err != nil {
 		r.t.Fatal(err)
 	}
 	l := &link{t: r.t, conn: conn}
