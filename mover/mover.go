@@ -80,6 +80,9 @@ type Mover struct {
 	cfg      Config
 	log      *slog.Logger
 	instance uint64
+	// hook, if set, is called at named points of a session, without locks
+	// held, so that tests can act (Drop) at exact moments.
+	hook func(point string)
 
 	mu        sync.Mutex
 	held      []*held // in the order they were formed
@@ -288,7 +291,8 @@ func (m *Mover) link(ctx context.Context) {
 		}
 		if linked && !refused {
 			// The secondary was reachable and took the session: a new
-			// failure starts a new backoff.
+			// failure starts a new backoff. A refusal (a record set it
+			// will not accept) would recur at once: keep backing off.
 			backoff = 50 * time.Millisecond
 		}
 		sleep(ctx, backoff)
@@ -331,13 +335,13 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	if err != nil {
 		return err
 	}
-	if err := m.welcome(welcome); err != nil {
+	if err := m.welcome(welcome, instance, conn); err != nil {
 		return err
 	}
+	if m.hook != nil {
+		m.hook("welcomed")
+	}
 	*linked = true
-	m.mu.Lock()
-	m.conn = conn
-	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
 		if m.conn == conn {
@@ -358,7 +362,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	defer tick.Stop()
 	var buf []byte
 	for {
-		for _, h := range m.unsent() {
+		for _, h := range m.unsent(conn) {
 			frame := append(buf[:0], transport.TypeRecordSet)
 			frame, err = recordset.Encode(frame, h.rs)
 			if err != nil {
@@ -432,10 +436,20 @@ func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn) (transpor
 	}
 }
 
-// welcome aligns the mover with the secondary's durable position.
-func (m *Mover) welcome(p transport.Position) error {
+// ErrDropped is returned when Drop gave up what a connection's handshake
+// was about; the link reconnects under the new instance.
+var ErrDropped = errors.New("replication state dropped during the handshake")
+
+// welcome aligns the mover with the secondary's durable position and makes
+// conn the current connection, in one step: a Drop either comes before it
+// (the Welcome answers the instance of before the Drop, whose record sets
+// the secondary still holds, so it is refused) or after it (and closes conn).
+func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Conn) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.instance != instance {
+		return fmt.Errorf("welcome from %s: %w", conn.Peer(), ErrDropped)
+	}
 	if !m.based {
 		// First contact: continue the secondary's numbering. Nothing was sent
 		// yet, so renumbering held record sets is safe.
@@ -476,6 +490,7 @@ func (m *Mover) welcome(p transport.Position) error {
 		}
 	}
 	m.ackLocked(p)
+	m.conn = conn
 	return nil
 }
 
@@ -485,6 +500,9 @@ func (m *Mover) receive(conn transport.Conn) error {
 		f, err := conn.Recv()
 		if err != nil {
 			return err
+		}
+		if m.hook != nil {
+			m.hook("frame")
 		}
 		typ, body, err := transport.Open(f)
 		if err != nil {
@@ -497,8 +515,16 @@ func (m *Mover) receive(conn transport.Conn) error {
 		}
 		corrupt = 0
 		m.mu.Lock()
-		m.lastRecv = time.Now()
+		current := m.conn == conn
+		if current {
+			m.lastRecv = time.Now()
+		}
 		m.mu.Unlock()
+		if !current {
+			// Dropped: what the secondary says is about record sets of
+			// the instance before the Drop, not of those formed since.
+			return fmt.Errorf("receive from %s: %w", conn.Peer(), ErrDropped)
+		}
 		switch typ {
 		case transport.TypeAck:
 			p, err := transport.DecodePosition(body)
@@ -507,6 +533,10 @@ func (m *Mover) receive(conn transport.Conn) error {
 				continue
 			}
 			m.mu.Lock()
+			if m.conn != conn {
+				m.mu.Unlock()
+				return fmt.Errorf("receive from %s: %w", conn.Peer(), ErrDropped)
+			}
 			m.ackLocked(p)
 			m.mu.Unlock()
 		case transport.TypeRefuse:
@@ -569,9 +599,14 @@ func (m *Mover) ackLocked(p transport.Position) {
 	}
 }
 
-func (m *Mover) unsent() []*held {
+func (m *Mover) unsent(conn transport.Conn) []*held {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.conn != conn {
+		// Dropped: record sets formed since are numbered for the next
+		// instance, not for the one this connection speaks for.
+		return nil
+	}
 	var out []*held
 	now := time.Now()
 	var inflight int64
@@ -663,6 +698,11 @@ func (m *Mover) maybeRetransmit() {
 // instance, so the secondary discards whatever it received but did not
 // journal. This is how a session suspends when the link stays down with a
 // full sidefile: memory is freed and writes go on.
+//
+// Drop is safe at any moment, the handshake included: a Welcome that answers
+// a Hello sent before the Drop is refused, and the connection is reconnected
+// under the new instance; an acknowledgement taken after the Drop is
+// ignored, since it speaks of record sets given up.
 func (m *Mover) Drop(mark func(recordset.Update)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -692,7 +732,10 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 	}
 	m.instance = rand.Uint64() | 1
 	if m.conn != nil {
+		// What the secondary sends on it speaks of the old instance.
 		m.conn.Close()
+		m.conn = nil
+		m.connected = false
 	}
 	close(m.progress)
 	m.progress = make(chan struct{})

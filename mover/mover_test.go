@@ -44,6 +44,7 @@ type options struct {
 	window     int64
 	sidefile   int64
 	limits     recordset.Limits // what the secondary accepts
+	hook       func(point string)
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -75,6 +76,7 @@ func startPrimary(t *testing.T, o options) *primary {
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+	p.mover.hook = o.hook
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.mover.Run(ctx) }()
