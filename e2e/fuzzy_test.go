@@ -631,9 +631,16 @@ func (f *fuzzer) quiesce() {
 	for {
 		st = f.primaryStatus()
 		var notDuplex []string
+		listed := map[string]bool{}
 		for _, vs := range st.Volumes {
+			listed[vs.Name] = true
 			if vs.State != "duplex" {
 				notDuplex = append(notDuplex, vs.Name+" "+vs.State)
+			}
+		}
+		for _, v := range f.sess.Volumes {
+			if !listed[v] {
+				notDuplex = append(notDuplex, v+" not a pair")
 			}
 		}
 		if len(notDuplex) == 0 {
