@@ -174,3 +174,12 @@ func Decode(data []byte, size int64) (*Bitmap, error) {
 	}
 	return b, nil
 }
+
+// Clone returns an independent copy of b.
+func (b *Bitmap) Clone() *Bitmap {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := &Bitmap{size: b.size, region: b.region, words: make([]uint64, len(b.words)), count: b.count}
+	copy(c.words, b.words)
+	return c
+}

@@ -78,9 +78,40 @@ type persisted struct {
 // Volume is what the manager needs to know of a configured volume.
 type Volume struct {
 	Name      string
-	Subsystem *subsystem.Subsystem
+	Subsystem Subsystem
 	Size      int64
 }
+
+// Subsystem is what the manager needs of the storage subsystem that holds a
+// volume (package subsystem): it copies regions for initial copies and
+// resyncs, and switches a volume between capturing its writes and tracking
+// them in a change bitmap.
+type Subsystem interface {
+	ID() string
+	Sidefile() *sidefile.Sidefile
+	// Stamp returns a timestamp later than every update captured so far.
+	Stamp() int64
+	Suspend(vol string, bm *bitmap.Bitmap)
+	Resume(vol string) *bitmap.Bitmap
+	Tracking(vol string) *bitmap.Bitmap
+	Copy(ctx context.Context, vol string, off, length int64) error
+	CopyHole(ctx context.Context, vol string, off, length int64) (bool, error)
+}
+
+// Mover is what the manager needs of the data mover (package mover): the
+// secondary's acknowledged consistency time and the link state, and a way to
+// drop what is held when the session suspends itself.
+type Mover interface {
+	Stats() mover.Stats
+	// Drop discards every captured update not yet acknowledged, handing
+	// each to mark first.
+	Drop(mark func(recordset.Update))
+}
+
+var (
+	_ Subsystem = (*subsystem.Subsystem)(nil)
+	_ Mover     = (*mover.Mover)(nil)
+)
 
 // Options configure a Manager.
 type Options struct {
@@ -98,7 +129,7 @@ type Options struct {
 type Manager struct {
 	opts  Options
 	log   *slog.Logger
-	mover *mover.Mover
+	mover Mover
 	vols  map[string]Volume
 	order []string
 
@@ -107,7 +138,16 @@ type Manager struct {
 	copies map[string]*bitmap.Bitmap // regions still to copy, per pending pair
 	wake   chan struct{}
 	dirty  bool // an operation changed a pair: save at once
-	downAt time.Time
+	// copyVol and stopCopy name the pair whose regions copyOne is copying
+	// and cancel that copy: a pair that stops being pending stops its copy
+	// at once, even one waiting for sidefile space.
+	copyVol  string
+	stopCopy context.CancelFunc
+	// unstick holds pairs that became duplex: their sticky activity-log
+	// marks go once the state on disk says duplex, not before (a crash in
+	// between would find neither the marks nor a pending state).
+	unstick map[string]bool
+	downAt  time.Time // touched only by autoSuspend
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -115,7 +155,7 @@ var ErrUnknownVolume = errors.New("no such volume in this session")
 
 // Open loads the pair state from opts.Dir. A volume without state starts as a
 // pending pair with a full initial copy.
-func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
+func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -123,7 +163,7 @@ func Open(opts Options, m *mover.Mover, volumes []Volume) (*Manager, error) {
 		return nil, fmt.Errorf("pair state %s: %w", opts.Dir, err)
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
-		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1)}
+		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{}}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -219,7 +259,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 	if len(regions) == 0 {
 		return nil
 	}
-	need := map[*subsystem.Subsystem]int64{}
+	need := map[Subsystem]int64{}
 	var total int64
 	for name, rs := range regions {
 		for _, r := range rs {
@@ -288,8 +328,34 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 	p.State, p.Auto, p.Deleted = Pending, false, false
 	mg.dirty = true
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
+	if bm.Count() == 0 {
+		// Nothing to copy: the pair is duplex once the secondary holds
+		// everything captured until now.
+		p.CopyEnd = mg.vols[p.Volume].Subsystem.Stamp()
+	}
 	mg.copies[p.Volume] = bm
 	mg.kick()
+}
+
+// suspendLocked makes p suspended. Its writes are tracked in a bitmap of its
+// own, starting with the regions its copy had still to do: the copier may
+// still clear regions of the copy bitmap it has read, and must never clear
+// the mark of a write that came after. Called with mg.mu held.
+func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
+	var bm *bitmap.Bitmap
+	if cp := mg.copies[p.Volume]; cp != nil {
+		bm = cp.Clone()
+	} else {
+		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
+	}
+	delete(mg.copies, p.Volume)
+	if mg.copyVol == p.Volume && mg.stopCopy != nil {
+		mg.stopCopy()
+	}
+	mg.vols[p.Volume].Subsystem.Suspend(p.Volume, bm)
+	p.State, p.Auto = Suspended, auto
+	mg.dirty = true
+	return bm
 }
 
 func (mg *Manager) kick() {
@@ -304,9 +370,13 @@ func (mg *Manager) save(clean bool) error {
 	mg.mu.Lock()
 	st := persisted{Clean: clean}
 	bms := map[string]*bitmap.Bitmap{}
+	var unstick []string
 	for _, name := range mg.order {
 		p := *mg.pairs[name]
 		st.Pairs = append(st.Pairs, &p)
+		if mg.unstick[name] && p.State == Duplex {
+			unstick = append(unstick, name)
+		}
 		switch p.State {
 		case Pending:
 			bms[name] = mg.copies[name]
@@ -331,6 +401,18 @@ func (mg *Manager) save(clean bool) error {
 	if err := apply.WriteFileAtomic(mg.statePath(), data); err != nil {
 		return fmt.Errorf("pair state: %w", err)
 	}
+	// The state on disk now says these pairs are duplex: the regions
+	// written while they were suspended are all copied and acknowledged.
+	if al := mg.opts.ActivityLog; al != nil {
+		mg.mu.Lock()
+		for _, name := range unstick {
+			if mg.unstick[name] && mg.pairs[name].State == Duplex {
+				al.Unstick(name)
+				delete(mg.unstick, name)
+			}
+		}
+		mg.mu.Unlock()
+	}
 	return nil
 }
 
@@ -339,11 +421,29 @@ func (mg *Manager) save(clean bool) error {
 func (mg *Manager) Run(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// The suspend watcher has a goroutine of its own: the copier may wait
+	// for sidefile space as long as the link is down, and the session must
+	// suspend itself on time all the same (which stops that copy).
+	watched := make(chan struct{})
+	defer func() { <-watched }()
+	go func() {
+		defer close(watched)
+		every := min(100*time.Millisecond, max(mg.opts.SuspendAfter/4, 5*time.Millisecond))
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				mg.autoSuspend()
+			}
+		}
+	}()
 	lastSave := time.Now()
 	for {
 		mg.copyOne(ctx)
 		changed := mg.promote()
-		mg.autoSuspend()
 		mg.mu.Lock()
 		changed, mg.dirty = changed || mg.dirty, false
 		mg.mu.Unlock()
@@ -402,10 +502,19 @@ func (mg *Manager) copyOne(ctx context.Context) {
 			break
 		}
 	}
-	mg.mu.Unlock()
 	if p == nil {
+		mg.mu.Unlock()
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	mg.copyVol, mg.stopCopy = p.Volume, cancel
+	mg.mu.Unlock()
+	defer func() {
+		mg.mu.Lock()
+		mg.copyVol, mg.stopCopy = "", nil
+		mg.mu.Unlock()
+		cancel()
+	}()
 	ss := mg.vols[p.Volume].Subsystem
 	for range 16 {
 		r, off, length, ok := bm.Next(0)
@@ -446,9 +555,13 @@ func (mg *Manager) copyOne(ctx context.Context) {
 	}
 }
 
-func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss *subsystem.Subsystem, n int64) {
+func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	if p.State != Pending || mg.copies[p.Volume] != bm {
+		// Suspended (and perhaps resumed) since: that copy is over.
+		return
+	}
 	p.Copied += n
 	if bm.Count() == 0 {
 		// Every copy update is now captured: the last one's timestamp is at
@@ -470,9 +583,7 @@ func (mg *Manager) promote() (changed bool) {
 			changed = true
 			p.State, p.Resynced = Duplex, p.Copied
 			delete(mg.copies, name)
-			if al := mg.opts.ActivityLog; al != nil {
-				al.Unstick(name)
-			}
+			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 			fallthrough
 		case p.State == Duplex:
@@ -511,28 +622,39 @@ func (mg *Manager) autoSuspend() {
 	}
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	bms := map[string]*bitmap.Bitmap{}
+	suspended := 0
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if p.Deleted || p.State == Suspended {
 			continue
 		}
-		bm := mg.copies[name]
-		if bm == nil {
-			bm = bitmap.New(p.Size, bitmap.DefaultRegion)
-		}
-		delete(mg.copies, name)
-		bms[name] = bm
-		p.State, p.Auto = Suspended, true
-		mg.vols[name].Subsystem.Suspend(name, bm)
-		mg.dirty = true
+		mg.suspendLocked(p, true)
+		suspended++
 	}
-	if len(bms) == 0 {
+	if suspended == 0 {
 		return
 	}
+	// Every pair is suspended now, by hand, deleted or just above; what is
+	// held goes, so each dropped update lands in its volume's bitmap. Its
+	// activity-log count becomes a sticky mark, which stays until the pair
+	// is duplex again: a crash before the bitmap is saved still finds it.
+	// (A deleted pair is copied whole when added again.)
+	al := mg.opts.ActivityLog
 	mg.mover.Drop(func(u recordset.Update) {
-		if bm := bms[u.Volume]; bm != nil {
-			bm.Set(int64(u.Offset), int64(u.Length))
+		off, n := int64(u.Offset), int64(u.Length)
+		p, v := mg.pairs[u.Volume], mg.vols[u.Volume]
+		if p != nil && v.Subsystem != nil {
+			if bm := v.Subsystem.Tracking(u.Volume); bm != nil {
+				bm.Set(off, n)
+			}
+			if al != nil && !p.Deleted {
+				if err := al.Stick(u.Volume, off, n); err != nil {
+					mg.log.Error("activity log", "err", err)
+				}
+			}
+		}
+		if al != nil {
+			al.Done(u.Volume, off, n)
 		}
 	})
 	mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
@@ -590,13 +712,7 @@ func (mg *Manager) Suspend(vol string) error {
 		p.Auto = false
 		return nil
 	}
-	bm := mg.copies[vol]
-	if bm == nil {
-		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
-	}
-	delete(mg.copies, vol)
-	mg.vols[vol].Subsystem.Suspend(vol, bm)
-	p.State, p.Auto = Suspended, false
+	mg.suspendLocked(p, false)
 	p.Consistent = max(p.Consistent, mg.vols[vol].Subsystem.Stamp())
 	mg.dirty = true
 	mg.kick()
@@ -614,13 +730,12 @@ func (mg *Manager) Resume(vol string) error {
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
 	}
+	// The sticky activity-log marks of the writes made while suspended
+	// stay until the state on disk says duplex (see save): until the state
+	// on disk says pending, a crash finds them nowhere else but in a bitmap
+	// saved up to a second ago.
 	bm := mg.vols[vol].Subsystem.Resume(vol)
 	mg.startCopy(p, bm)
-	if al := mg.opts.ActivityLog; al != nil {
-		// The resync's copies mark their own regions; a crash before they
-		// are captured restarts this pending pair with a full copy.
-		al.Unstick(vol)
-	}
 	return nil
 }
 
@@ -639,9 +754,8 @@ func (mg *Manager) Delete(vol string) (time.Time, error) {
 	if p.State == Duplex {
 		p.Consistent = max(p.Consistent, mg.mover.Stats().Acked.Time)
 	}
-	mg.vols[vol].Subsystem.Suspend(vol, bitmap.New(p.Size, bitmap.DefaultRegion))
-	delete(mg.copies, vol)
-	p.Deleted, p.State, p.Auto = true, Suspended, false
+	mg.suspendLocked(p, false)
+	p.Deleted = true
 	mg.dirty = true
 	mg.kick()
 	return time.Unix(0, p.Consistent), nil

@@ -16,6 +16,7 @@ package subsystem
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -54,7 +55,12 @@ type ActivityLog interface {
 	Mark(vol string, off, length int64) error     // a write: counted, cleared once acknowledged and idle
 	MarkCopy(vol string, off, length int64) error // a copy update: counted, not kept in use
 	Stick(vol string, off, length int64) error    // a suspended pair's write
+	Done(vol string, off, length int64)           // uncounts a Mark or MarkCopy
 }
+
+// ErrSuspended is returned for a copy of a suspended volume: its secondary
+// copy stays as it was when it was suspended.
+var ErrSuspended = errors.New("volume is suspended")
 
 // SetActivityLog makes every later update mark its regions in l first.
 func (s *Subsystem) SetActivityLog(l ActivityLog) {
@@ -90,6 +96,17 @@ func (s *Subsystem) mark(vol string, off, length int64, how int) error {
 		return fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
 	return nil
+}
+
+// unmark uncounts a Mark or MarkCopy whose update was not captured after
+// all: otherwise the region would stay marked until a restart.
+func (s *Subsystem) unmark(vol string, off, length int64) {
+	s.mu.Lock()
+	l := s.actlog
+	s.mu.Unlock()
+	if l != nil {
+		l.Done(vol, off, length)
+	}
 }
 
 type inflight struct {
@@ -188,6 +205,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		s.mu.Unlock()
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
+			s.unmark(u.Volume, off, int64(u.Length))
 		}
 		return s.update(ctx, u, off)
 	}
@@ -319,6 +337,12 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	me := &inflight{volume: vol, start: off, end: off + length, done: make(chan struct{})}
 	var before []chan struct{}
 	s.mu.Lock()
+	if s.tracking[vol] != nil {
+		s.mu.Unlock()
+		s.side.Release(sidefile.Cost(len(buf)))
+		s.unmark(vol, off, length)
+		return fmt.Errorf("subsystem %s: copy %s: %w", s.id, vol, ErrSuspended)
+	}
 	u := recordset.Update{Volume: vol, Kind: recordset.KindCopy, Offset: uint64(off), Length: uint64(length), Timestamp: s.timer.Now(), Data: buf}
 	// The sidefile holds the update with buf, which is filled below; Drain
 	// waits on me.done before the mover can encode it.
@@ -394,13 +418,18 @@ func (s *Subsystem) copyHole(ctx context.Context, v *volume.Volume, vol string, 
 		return false, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gen[vol] != g0 {
-		// A write came in: the mark stays counted with nothing to clear it
-		// but a restart, which costs a copy of this range at most.
+	if s.tracking[vol] != nil || s.gen[vol] != g0 {
+		suspended := s.tracking[vol] != nil
+		s.mu.Unlock()
 		s.side.Release(sidefile.Cost(0))
+		s.unmark(vol, off, length)
+		if suspended {
+			return false, fmt.Errorf("subsystem %s: copy %s: %w", s.id, vol, ErrSuspended)
+		}
+		// A write came in: the range is copied with its data instead.
 		return false, nil
 	}
+	defer s.mu.Unlock()
 	s.side.Append(recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Offset: uint64(off), Length: uint64(length), Timestamp: s.timer.Now()})
 	return true, nil
 }

@@ -644,3 +644,125 @@ func TestSuspendTracksInsteadOfCapturing(t *testing.T) {
 		t.Fatalf("bitmap changed after Resume: %d regions", bm.Count())
 	}
 }
+
+// countingLog is an activity log that counts what is marked and not yet
+// acknowledged; hook, if set, runs inside Mark and MarkCopy.
+type countingLog struct {
+	mu      sync.Mutex
+	counted int
+	sticky  int
+	hook    func(copy bool)
+}
+
+func (l *countingLog) Mark(vol string, off, length int64) error     { return l.mark(false) }
+func (l *countingLog) MarkCopy(vol string, off, length int64) error { return l.mark(true) }
+
+func (l *countingLog) mark(copy bool) error {
+	l.mu.Lock()
+	l.counted++
+	h := l.hook
+	l.hook = nil
+	l.mu.Unlock()
+	if h != nil {
+		h(copy)
+	}
+	return nil
+}
+
+func (l *countingLog) Stick(vol string, off, length int64) error {
+	l.mu.Lock()
+	l.sticky++
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *countingLog) Done(vol string, off, length int64) {
+	l.mu.Lock()
+	l.counted--
+	l.mu.Unlock()
+}
+
+func (l *countingLog) outstanding() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counted
+}
+
+// A write that finds its volume suspended after it was marked is tracked
+// instead of captured, and leaves no count behind in the activity log.
+func TestRetriedWriteLeavesNoActivityLogCount(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	al := &countingLog{}
+	f.ss.SetActivityLog(al)
+	bm := bitmap.New(volSize, 4096)
+	al.hook = func(bool) { f.ss.Suspend("v0", bm) }
+	if err := f.ss.Write(context.Background(), "v0", []byte("x"), 8192); err != nil {
+		t.Fatal(err)
+	}
+	if us, _, _ := f.ss.Drain(); len(us) != 0 {
+		t.Fatalf("captured %v for a suspended volume", us)
+	}
+	if bm.Count() != 1 {
+		t.Fatalf("bitmap marks %d regions, want 1", bm.Count())
+	}
+	if n := al.outstanding(); n != 0 {
+		t.Fatalf("activity log holds %d counts with nothing captured", n)
+	}
+	if got := f.side.Stats().Used; got != 0 {
+		t.Fatalf("sidefile holds %d bytes with nothing captured", got)
+	}
+}
+
+// A hole copy abandoned because a write came in leaves no count behind.
+func TestAbortedHoleCopyLeavesNoActivityLogCount(t *testing.T) {
+	f := newFixture(t, 1<<20)
+	al := &countingLog{}
+	f.ss.SetActivityLog(al)
+	al.hook = func(copy bool) {
+		if err := f.ss.Write(context.Background(), "v0", []byte("racing write"), 100); err != nil {
+			t.Error(err)
+		}
+	}
+	hole, err := f.ss.CopyHole(context.Background(), "v0", 0, volSize)
+	if err != nil || hole {
+		t.Fatalf("CopyHole with a write coming in: %v, %v; want false, nil", hole, err)
+	}
+	us, _, _ := f.ss.Drain()
+	if len(us) != 1 || us[0].Kind != recordset.KindWrite {
+		t.Fatalf("captured %v, want the write only", us)
+	}
+	if n := al.outstanding(); n != 1 {
+		t.Fatalf("activity log holds %d counts for 1 captured update", n)
+	}
+}
+
+// A copy of a volume suspended while the copy was being marked is refused:
+// the secondary copy of a suspended volume stays as it was when suspended.
+func TestCopyOfSuspendedVolumeRefused(t *testing.T) {
+	for _, hole := range []bool{false, true} {
+		t.Run(fmt.Sprint("hole=", hole), func(t *testing.T) {
+			f := newFixture(t, 1<<20)
+			if !hole {
+				if err := f.vols["v0"].WriteAt([]byte("data"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			al := &countingLog{}
+			f.ss.SetActivityLog(al)
+			al.hook = func(bool) { f.ss.Suspend("v0", bitmap.New(volSize, 4096)) }
+			err := f.ss.Copy(context.Background(), "v0", 0, volSize)
+			if !errors.Is(err, ErrSuspended) {
+				t.Fatalf("copy of a suspended volume: %v, want ErrSuspended", err)
+			}
+			if us, _, _ := f.ss.Drain(); len(us) != 0 {
+				t.Fatalf("captured %v for a suspended volume", us)
+			}
+			if n := al.outstanding(); n != 0 {
+				t.Fatalf("activity log holds %d counts with nothing captured", n)
+			}
+			if got := f.side.Stats().Used; got != 0 {
+				t.Fatalf("sidefile holds %d bytes with nothing captured", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,277 @@
+package pair
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/actlog"
+	"duplex/sidefile"
+)
+
+// withIdle makes the activity log unmark idle regions at once.
+func withIdle(t *testing.T, d time.Duration) {
+	old := actlog.Idle
+	actlog.Idle = d
+	t.Cleanup(func() { actlog.Idle = old })
+}
+
+// autoSuspendNow runs the suspend watcher's step until the link has been
+// down longer than SuspendAfter and every pair is suspended.
+func (r *rig) autoSuspendNow() {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mg.autoSuspend()
+		all := true
+		for _, p := range r.mg.Pairs() {
+			if p.State != Suspended {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("not every pair auto-suspended after 5s: %+v", r.mg.Pairs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestInitialCopyThenDuplex(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	for _, p := range r.mg.Pairs() {
+		if p.State != Pending || p.CopyTotal != 4*twinRegion {
+			t.Fatalf("new pair: %+v, want pending with a full copy", p)
+		}
+	}
+	r.settle()
+	if got, want := len(r.ss.copies), 8; got != want {
+		t.Fatalf("copy updates: got %d, want %d", got, want)
+	}
+}
+
+// Defect 1: an auto-suspend drops the held updates of every pair, including
+// one already suspended by hand; each must land in its volume's bitmap.
+func TestAutoSuspendMarksDroppedUpdatesOfEveryPair(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b", "c")
+	r.settle()
+	r.write("a", 0, 4096) // captured while duplex, then held
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("b", twinRegion, 4096)
+	r.write("c", 2*twinRegion, 4096)
+	if _, err := r.mg.Delete("c"); err != nil {
+		t.Fatal(err)
+	}
+	r.mv.setConnected(false)
+	r.autoSuspendNow()
+	if !marked(r.ss.Tracking("a"), 0) {
+		t.Errorf("held write to a (suspended by hand) dropped without a mark in its bitmap")
+	}
+	if !marked(r.ss.Tracking("b"), twinRegion) {
+		t.Errorf("held write to b dropped without a mark in its bitmap")
+	}
+	// A deleted pair's volume is copied whole when added again; its dropped
+	// updates are marked all the same.
+	if !marked(r.ss.Tracking("c"), 2*twinRegion) {
+		t.Errorf("held write to deleted c dropped without a mark in its bitmap")
+	}
+	// Nothing is lost across the resume: a is resumed by hand, b by the link.
+	r.mv.setConnected(true)
+	r.mg.autoSuspend()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	if !marked(r.pendingRegions("a"), 0) || !marked(r.pendingRegions("b"), twinRegion) {
+		t.Fatalf("resync misses dropped regions: a %v b %v", r.pendingRegions("a"), r.pendingRegions("b"))
+	}
+	r.settle()
+}
+
+// Defect 3: a copy blocked on a full sidefile while the link is down must
+// not keep the session from suspending itself on time, nor writes waiting.
+func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
+	r := newRig(t, 64*twinRegion, 4*sidefile.Cost(twinRegion), "a")
+	r.mv.setConnected(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.mg.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	// The copier fills the sidefile, then a write waits for space.
+	deadline := time.Now().Add(5 * time.Second)
+	for r.ss.side.Stats().Waiting == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("copier never filled the sidefile: %+v", r.ss.side.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		wrote <- r.ss.write(wctx, "a", 63*twinRegion, 4096)
+	}()
+	r.waitState("a", Suspended, 5*time.Second)
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Fatalf("write during the outage: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("write still waiting 5s after the session suspended")
+	}
+	bm := r.ss.Tracking("a")
+	if got, want := bm.Count(), 64; got != want {
+		t.Fatalf("suspended pair's bitmap: %d regions marked, want %d (the copy was not done)", got, want)
+	}
+	// The link returns: the pair resumes by itself and completes its copy.
+	wg.Add(1)
+	shipping, stopShip := context.WithCancel(context.Background())
+	defer stopShip()
+	go func() {
+		defer wg.Done()
+		for shipping.Err() == nil {
+			r.mv.ship()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	r.mv.setConnected(true)
+	r.waitState("a", Duplex, 10*time.Second)
+	stopShip()
+}
+
+// Defect 5: a pair suspended by hand while its copy runs must keep every mark
+// a later write sets, whatever the copier does with the region it just read.
+func TestCopyProgressKeepsMarksOfLaterWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		holes bool
+	}{{"copy", false}, {"hole", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, 4*twinRegion, 1<<20, "a")
+			r.ss.holes = tc.holes
+			var once sync.Once
+			r.ss.captured = func(vol string, off, length int64) {
+				once.Do(func() {
+					// The copy has read the region; now the pair is
+					// suspended and the region written again.
+					if err := r.mg.Suspend("a"); err != nil {
+						t.Error(err)
+					}
+					r.write("a", off, 512)
+				})
+			}
+			r.mg.copyOne(context.Background())
+			if p := r.pair("a"); p.State != Suspended {
+				t.Fatalf("state %s, want suspended", p.State)
+			}
+			if !marked(r.ss.Tracking("a"), 0) {
+				t.Fatalf("write after suspend lost: region 0 not in the bitmap after the copy progressed")
+			}
+		})
+	}
+}
+
+// Defect 6: the regions written while a pair was suspended must survive a
+// crash at any point of its resume: before the pending state is saved, and
+// after the resync completed but before the duplex state is saved.
+func TestResumeKeepsSuspendedWritesAcrossCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		settle bool
+	}{{"pending not saved", false}, {"duplex not saved", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			withIdle(t, 0)
+			r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+			r.settle()
+			if err := r.mg.save(false); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.al.Clean(); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.mg.Suspend("a"); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.mg.save(false); err != nil { // as Run does after an operation
+				t.Fatal(err)
+			}
+			r.write("a", 2*twinRegion, 4096) // while suspended: bitmap and sticky mark
+			if err := r.mg.Resume("a"); err != nil {
+				t.Fatal(err)
+			}
+			r.write("b", 0, 4096)
+			if tc.settle {
+				r.settle()
+			}
+			// The next log write, before the pair state is saved.
+			if err := r.al.Clean(); err != nil {
+				t.Fatal(err)
+			}
+			r.crash()
+			if !marked(r.pendingRegions("a"), 2*twinRegion) {
+				t.Fatalf("after a crash during resume, a is %s and its resync misses the region written while suspended",
+					r.pair("a").State)
+			}
+		})
+	}
+}
+
+// Defect 7: a resume with nothing to copy completes.
+func TestResumeWithEmptyBitmapBecomesDuplex(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a")
+	r.settle()
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	// The same after an auto-suspend of an idle volume.
+	r.mv.setConnected(false)
+	r.autoSuspendNow()
+	r.mv.setConnected(true)
+	r.mg.autoSuspend()
+	r.settle()
+}
+
+// Defect 12: updates dropped by an auto-suspend must not stay counted in the
+// activity log for ever (their regions would never be unmarked).
+func TestDroppedUpdatesLeaveNoActivityLogCount(t *testing.T) {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a")
+	r.settle()
+	if err := r.al.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 0, 4096)
+	r.mv.setConnected(false)
+	r.autoSuspendNow()
+	if n := r.al.Marked(); n == 0 {
+		t.Fatalf("dropped write's region unmarked while the pair is suspended")
+	}
+	r.mv.setConnected(true)
+	r.mg.autoSuspend()
+	r.settle()
+	if err := r.mg.save(false); err != nil { // as Run does once a pair is duplex
+		t.Fatal(err)
+	}
+	if err := r.al.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.al.Marked(); n != 0 {
+		t.Fatalf("%d activity-log regions still marked after the resync completed and everything was acknowledged", n)
+	}
+}

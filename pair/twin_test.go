@@ -1,0 +1,370 @@
+package pair
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/actlog"
+	"duplex/bitmap"
+	"duplex/mover"
+	"duplex/recordset"
+	"duplex/sidefile"
+	"duplex/transport"
+)
+
+// memSubsystem is an in-memory twin of subsystem.Subsystem. It keeps the
+// contract the manager relies on: a write to a suspended volume only marks its
+// tracking bitmap (and sticks in the activity log); any other write or copy
+// reserves sidefile space (waiting while the sidefile is full), is marked in
+// the activity log and captured with a fresh stamp; a copy of a suspended
+// volume is refused. Captured updates carry no data; their cost is that of
+// their length.
+type memSubsystem struct {
+	id   string
+	side *sidefile.Sidefile
+
+	mu       sync.Mutex
+	al       *actlog.Log
+	clock    int64
+	tracking map[string]*bitmap.Bitmap
+	// holes makes CopyHole report every range as a hole.
+	holes bool
+	// captured is called after a copy update is captured, before Copy or
+	// CopyHole returns: a test interleaves writes and operations there.
+	captured func(vol string, off, length int64)
+	copies   []recordset.Update
+}
+
+func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
+	return &memSubsystem{id: id, side: sidefile.New(sidefileLimit), tracking: map[string]*bitmap.Bitmap{}}
+}
+
+func (s *memSubsystem) ID() string                   { return s.id }
+func (s *memSubsystem) Sidefile() *sidefile.Sidefile { return s.side }
+
+func (s *memSubsystem) Stamp() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clock++
+	return s.clock
+}
+
+func (s *memSubsystem) Suspend(vol string, bm *bitmap.Bitmap) {
+	s.mu.Lock()
+	s.tracking[vol] = bm
+	s.mu.Unlock()
+}
+
+func (s *memSubsystem) Resume(vol string) *bitmap.Bitmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bm := s.tracking[vol]
+	delete(s.tracking, vol)
+	return bm
+}
+
+func (s *memSubsystem) Tracking(vol string) *bitmap.Bitmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tracking[vol]
+}
+
+func (s *memSubsystem) actlog() *actlog.Log {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.al
+}
+
+// write is a write of [off, off+length) to vol, as subsystem.Write does it.
+func (s *memSubsystem) write(ctx context.Context, vol string, off, length int64) error {
+	if bm := s.Tracking(vol); bm != nil {
+		if al := s.actlog(); al != nil {
+			if err := al.Stick(vol, off, length); err != nil {
+				return err
+			}
+		}
+		bm.Set(off, length)
+		return nil
+	}
+	cost := sidefile.Cost(int(length))
+	if _, err := s.side.Reserve(ctx, cost); err != nil {
+		return err
+	}
+	if al := s.actlog(); al != nil {
+		if err := al.Mark(vol, off, length); err != nil {
+			s.side.Release(cost)
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.tracking[vol] != nil {
+		// Suspended while this write waited for space: track it instead.
+		s.mu.Unlock()
+		s.side.Release(cost)
+		if al := s.actlog(); al != nil {
+			al.Done(vol, off, length)
+		}
+		return s.write(ctx, vol, off, length)
+	}
+	s.clock++
+	s.side.Append(recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock})
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *memSubsystem) Copy(ctx context.Context, vol string, off, length int64) error {
+	return s.copy(ctx, vol, off, length, recordset.KindCopy)
+}
+
+func (s *memSubsystem) CopyHole(ctx context.Context, vol string, off, length int64) (bool, error) {
+	s.mu.Lock()
+	holes := s.holes
+	s.mu.Unlock()
+	if !holes {
+		return false, nil
+	}
+	return true, s.copy(ctx, vol, off, length, recordset.KindZeroes)
+}
+
+// errSuspended is the twin's refusal of a copy of a suspended volume.
+var errSuspended = fmt.Errorf("volume is suspended")
+
+func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, kind recordset.Kind) error {
+	cost := sidefile.Cost(int(length))
+	if _, err := s.side.Reserve(ctx, cost); err != nil {
+		return err
+	}
+	if al := s.actlog(); al != nil {
+		if err := al.MarkCopy(vol, off, length); err != nil {
+			s.side.Release(cost)
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.tracking[vol] != nil {
+		s.mu.Unlock()
+		s.side.Release(cost)
+		if al := s.actlog(); al != nil {
+			al.Done(vol, off, length)
+		}
+		return errSuspended
+	}
+	s.clock++
+	u := recordset.Update{Volume: vol, Kind: kind, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock}
+	s.copies = append(s.copies, u)
+	hook := s.captured
+	s.mu.Unlock()
+	s.side.Append(u)
+	if hook != nil {
+		hook(vol, off, length)
+	}
+	return nil
+}
+
+// memMover is an in-memory twin of mover.Mover: it ships (and acknowledges)
+// what the subsystems captured when told to, and Drop discards it.
+type memMover struct {
+	subs []*memSubsystem
+
+	mu        sync.Mutex
+	al        *actlog.Log
+	connected bool
+	acked     int64
+}
+
+func (m *memMover) Stats() mover.Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked}}
+}
+
+func (m *memMover) setConnected(up bool) {
+	m.mu.Lock()
+	m.connected = up
+	m.mu.Unlock()
+}
+
+// ship acknowledges every captured update and moves the consistency time
+// past them, as the secondary's acknowledgement would.
+func (m *memMover) ship() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		for _, u := range s.side.Drain() {
+			if m.al != nil {
+				m.al.Done(u.Volume, int64(u.Offset), int64(u.Length))
+			}
+			s.side.Release(sidefile.Cost(int(u.Length)))
+		}
+		m.acked = max(m.acked, s.Stamp())
+	}
+}
+
+func (m *memMover) Drop(mark func(recordset.Update)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		for _, u := range s.side.Drain() {
+			mark(u)
+			s.side.Release(sidefile.Cost(int(u.Length)))
+		}
+	}
+}
+
+// rig is a manager over in-memory twins: one subsystem "ss" holding the given
+// volumes, each of size, with an activity log in dir.
+type rig struct {
+	t    *testing.T
+	dir  string
+	ss   *memSubsystem
+	mv   *memMover
+	al   *actlog.Log
+	vols []Volume
+	mg   *Manager
+	opts Options
+}
+
+const twinRegion = bitmap.DefaultRegion
+
+func newRig(t *testing.T, size, sidefileLimit int64, names ...string) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir()}
+	r.ss = newMemSubsystem("ss", sidefileLimit)
+	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
+	for _, n := range names {
+		r.vols = append(r.vols, Volume{Name: n, Subsystem: r.ss, Size: size})
+	}
+	r.opts = Options{Dir: r.dir, SuspendAfter: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	r.openLog()
+	r.open()
+	return r
+}
+
+func (r *rig) logPath() string { return r.dir + "/activity.log" }
+
+// openLog opens the activity log as the primary does at start, handing its
+// recovered marks to the next open.
+func (r *rig) openLog() {
+	r.t.Helper()
+	sizes := map[string]int64{}
+	for _, v := range r.vols {
+		sizes[v.Name] = v.Size
+	}
+	al, rec, err := actlog.Open(r.logPath(), sizes, actlog.DefaultRegion)
+	if err != nil {
+		r.t.Fatalf("activity log: %v", err)
+	}
+	r.al = al
+	r.opts.ActivityLog, r.opts.Recovered = al, rec
+	r.ss.mu.Lock()
+	r.ss.al = al
+	r.ss.mu.Unlock()
+	r.mv.mu.Lock()
+	r.mv.al = al
+	r.mv.mu.Unlock()
+}
+
+func (r *rig) open() {
+	r.t.Helper()
+	mg, err := Open(r.opts, r.mv, r.vols)
+	if err != nil {
+		r.t.Fatalf("open: %v", err)
+	}
+	r.mg = mg
+}
+
+// crash forgets the manager and the log without a clean stop, and opens them
+// again from what is on disk, as a primary restarted after kill -9 does.
+func (r *rig) crash() {
+	r.t.Helper()
+	r.ss.mu.Lock()
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.openLog()
+	r.open()
+}
+
+func (r *rig) write(vol string, off, length int64) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.ss.write(ctx, vol, off, length); err != nil {
+		r.t.Fatalf("write %s [%d, +%d): %v", vol, off, length, err)
+	}
+}
+
+func (r *rig) pair(vol string) Pair {
+	for _, p := range r.mg.Pairs() {
+		if p.Volume == vol {
+			return p
+		}
+	}
+	r.t.Fatalf("no pair %s", vol)
+	return Pair{}
+}
+
+// waitState polls until vol is in state want, failing after d.
+func (r *rig) waitState(vol string, want State, d time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		p := r.pair(vol)
+		if p.State == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s still %s after %v, want %s (copied %d of %d)", vol, p.State, d, want, p.Copied, p.CopyTotal)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pendingRegions returns the regions a resync of vol would copy now: the copy
+// bitmap of a pending pair or the change bitmap of a suspended one.
+func (r *rig) pendingRegions(vol string) *bitmap.Bitmap {
+	r.mg.mu.Lock()
+	defer r.mg.mu.Unlock()
+	switch r.mg.pairs[vol].State {
+	case Pending:
+		return r.mg.copies[vol]
+	case Suspended:
+		return r.ss.Tracking(vol)
+	}
+	return nil
+}
+
+func marked(bm *bitmap.Bitmap, off int64) bool {
+	if bm == nil {
+		return false
+	}
+	r := off / bm.Region()
+	got, _, _, ok := bm.Next(r)
+	return ok && got == r
+}
+
+// settle runs the manager's steps until every pending pair is duplex.
+func (r *rig) settle() {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+		done := true
+		for _, p := range r.mg.Pairs() {
+			if p.State == Pending {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("pairs not duplex after 5s: %+v", r.mg.Pairs())
+		}
+	}
+}
