@@ -479,6 +479,12 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			continue
 		}
 		rs, err := recordset.Decode(body, s.cfg.Limits)
+		if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
+			// Intact (its header CRC holds), so not a damaged length:
+			// resending the same set cannot help. Say why, on both
+			// sides, instead of discarding it as corrupt for ever.
+			return s.refuse(conn, fmt.Sprintf("a record set is larger than this secondary accepts (%v): the primary must split it", err))
+		}
 		if err != nil {
 			s.countCorrupt(conn, err)
 			continue
