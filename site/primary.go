@@ -59,6 +59,11 @@ func PairStateDir(cfg *config.Config) string {
 // PrimaryOptions adjust a primary beyond its config (for tests and the demo).
 type PrimaryOptions struct {
 	Dialer transport.Dialer // default: TCP to primary.secondary
+	// Retransmit and HandshakeTimeout tune the data mover (zero: its
+	// defaults), so that a test over a lossy link recovers from a lost frame
+	// in milliseconds rather than seconds.
+	Retransmit       time.Duration
+	HandshakeTimeout time.Duration
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -133,6 +138,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log,
+		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
 		OnAcked: func(u recordset.Update) {
 			if p.actlog != nil {
 				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))

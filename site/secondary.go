@@ -46,6 +46,11 @@ type SecondaryOptions struct {
 	// FS holds the journal and the state file (default disk.OS): tests
 	// inject storage faults through it.
 	FS disk.FS
+	// OnApplied, if set, is called after each consistency group is applied,
+	// while readers of the volumes are held off; read reads a volume as of
+	// that group (the site's ReadAt would wait for the group to finish).
+	// Tests check the dependent-write invariant at every group boundary here.
+	OnApplied func(g *consistency.Group, read func(vol string, p []byte, off int64) error)
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -87,7 +92,12 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, LargestGroup: LargestGroup(cfg),
-		OnApplied: func(g *consistency.Group) { s.metrics.ObserveLag(control.Lag(g.Time, time.Now())) },
+		OnApplied: func(g *consistency.Group) {
+			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
+			if opts.OnApplied != nil {
+				opts.OnApplied(g, s.readApplied)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -166,6 +176,16 @@ func (s *Secondary) close() {
 	for _, v := range s.vols {
 		v.Close()
 	}
+}
+
+// readApplied reads a secondary volume without the view lock, for OnApplied,
+// which runs while the lock is held.
+func (s *Secondary) readApplied(vol string, b []byte, off int64) error {
+	v, ok := s.vols[vol]
+	if !ok {
+		return fmt.Errorf("secondary: no volume %q", vol)
+	}
+	return v.ReadAt(b, off)
 }
 
 // Replica returns the secondary's receiver.
