@@ -10,12 +10,20 @@
 // by the secondary. After a crash, the marked regions are exactly the ones to
 // copy again.
 //
-// The file holds two slots of a fixed size, written alternately, each: magic
-// "DXAL", u32 version 1, u64 generation, u64 region size, u32 volume count,
-// per volume (u16 name length, name, u64 size, u64 word count W, W × u64 bit
-// words), u32 CRC-32C; big-endian, zero padded. Open takes the valid slot
-// with the higher generation, so a torn write of one slot leaves the other.
+// The file holds slots, each: magic "DXAL", u32 version 1, u64 generation,
+// u64 region size, u32 volume count, per volume (u16 name length, name, u64
+// size, u64 word count W, W × u64 bit words), u32 CRC-32C; big-endian, zero
+// padded to a multiple of 4096 bytes, at an offset that is a multiple of 4096.
 // Part of the on-disk format: never change.
+//
+// A run writes its slots alternately at offset 0 and at a stride of at least
+// one slot. Open finds slots by scanning every 4096-byte boundary and takes
+// the valid one with the highest generation, so where the slots lie does not
+// depend on the volume set: a volume added, removed or resized since the
+// last run (whose slots had another size) changes nothing in what is found.
+// The first write of a run goes where it cannot touch the slot Open took, so
+// a torn write always leaves that one; files of earlier versions, with slots
+// at 0 and at their fixed size, read the same way.
 package actlog
 
 import (
@@ -52,7 +60,7 @@ type Log struct {
 	path   string
 	f      *os.File
 	region int64
-	slot   int64 // size of one slot
+	slot   int64 // the stride: offset of the second slot
 	mu     sync.Mutex
 	gen    uint64
 	vols   map[string]*vol
@@ -74,8 +82,7 @@ func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][
 		l.names = append(l.names, name)
 	}
 	sort.Strings(l.names)
-	l.slot = int64(len(l.encode()))
-	l.slot = (l.slot + 4095) / 4096 * 4096
+	l.slot = align(int64(len(l.encode())))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("activity log %s: %w", path, err)
@@ -89,8 +96,12 @@ func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][
 	return l, prev, nil
 }
 
+func align(n int64) int64 { return (n + 4095) / 4096 * 4096 }
+
 // readPrevious decodes the newest valid slot; its marks are returned as byte
-// ranges per volume. The log itself starts empty.
+// ranges per volume. The log itself starts empty, except for those marks
+// (sticky). It places this run's slots so that the first write leaves the
+// newest slot intact.
 func (l *Log) readPrevious() (map[string][][2]int64, error) {
 	st, err := l.f.Stat()
 	if err != nil {
@@ -106,21 +117,36 @@ func (l *Log) readPrevious() (map[string][][2]int64, error) {
 	}
 	var best map[string][][2]int64
 	var bestGen uint64
+	var bestOff, bestLen int64
 	found := false
-	for _, off := range []int64{0, l.slot} {
-		if off >= int64(len(data)) {
+	for off := int64(0); off+4 <= int64(len(data)); off += 4096 {
+		if string(data[off:off+4]) != magic {
 			continue
 		}
-		gen, marks, _, err := decodeSlot(data[off:])
+		gen, marks, n, err := decodeSlot(data[off:])
 		if err == nil && (!found || gen > bestGen) {
-			best, bestGen, found = marks, gen, true
+			best, bestGen, bestOff, bestLen, found = marks, gen, off, int64(n), true
 		}
 	}
 	if !found {
 		// Every slot torn or corrupt: the caller cannot know what to resync.
 		return nil, fmt.Errorf("activity log %s: no valid slot: %w", l.path, ErrCorrupt)
 	}
+	// Slot i of this run is at i × l.slot and slot (gen+1) % 2 is written
+	// next: pick both so that the next write misses [bestOff, bestOff+bestLen).
+	next := int64(1)
+	switch {
+	case bestOff == 0:
+		l.slot = max(l.slot, bestLen)
+	case l.slot <= bestOff:
+		l.slot, next = bestOff, 0
+	default:
+		l.slot = max(l.slot, bestOff+bestLen)
+	}
 	l.gen = bestGen
+	if int64((l.gen+1)%2) != next {
+		l.gen++
+	}
 	for name, r := range best {
 		out[name] = r
 		// Until the caller has copied them again (and says so with
@@ -128,7 +154,8 @@ func (l *Log) readPrevious() (map[string][][2]int64, error) {
 		// must find them too.
 		if v, ok := l.vols[name]; ok {
 			for _, rg := range r {
-				if x := rg[0] / l.region; x < int64(len(v.counts)) {
+				first, last := l.span(v, rg[0], rg[1])
+				for x := first; x <= last; x++ {
 					v.sticky[x/64] |= 1 << (x % 64)
 				}
 			}
