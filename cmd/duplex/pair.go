@@ -69,6 +69,14 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	ctx := context.Background()
+	if *all {
+		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		if err != nil {
+			fmt.Fprintln(stderr, "duplex:", err)
+			return exitFailure
+		}
+		vols = applicable(op, vols, st, stdout)
+	}
 	for _, vol := range vols {
 		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, op, *drain)
 		if err != nil {
@@ -90,6 +98,32 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 		return waitDuplex(ctx, cfg, vols, stdout, stderr)
 	}
 	return exitOK
+}
+
+// applicable returns the volumes of names that op applies to in the
+// primary's status st, and says which it leaves as they are: with --all, one
+// pair already resumed (the session resumes the pairs it suspended itself)
+// or not a pair must not stop the operation on the others.
+func applicable(op string, names []string, st control.Status, stdout io.Writer) []string {
+	state := map[string]string{}
+	for _, v := range st.Volumes {
+		state[v.Name] = v.State
+	}
+	var out []string
+	for _, name := range names {
+		s, pair := state[name]
+		switch {
+		case op == "add" && pair:
+			fmt.Fprintf(stdout, "%s: already a pair (%s), left as it is\n", name, s)
+		case op != "add" && !pair:
+			fmt.Fprintf(stdout, "%s: not a pair, left as it is\n", name)
+		case op == "resume" && s != "suspended":
+			fmt.Fprintf(stdout, "%s: not suspended (%s), left as it is\n", name, s)
+		default:
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // splitArgs separates flags (and the values of flags that take one) from
