@@ -292,17 +292,20 @@ func (f *fuzzer) fillDisk() {
 	f.diskFull = true
 }
 
-// freeDisk removes the filler and starts the secondary again if the full
-// disk stopped it.
+// freeDisk removes the filler and restarts the secondary.
 func (f *fuzzer) freeDisk() {
 	if err := os.Remove(filepath.Join(f.fs, "filler")); err != nil {
 		f.t.Fatal(err)
 	}
 	f.diskFull = false
+	// A secondary that met the full disk stays stopped until restarted, as
+	// the operator does once space is freed.
 	if f.sec.Exited() {
-		f.logStep(fmt.Sprintf("    the secondary had stopped (%d): %s", f.sec.ExitCode(), lastLines(f.sec.LogTail(2000), 2)))
-		f.startSecondary()
+		f.logStep(fmt.Sprintf("    the secondary had exited (%d): %s", f.sec.ExitCode(), lastLines(f.sec.LogTail(2000), 2)))
+	} else if code := f.sec.Stop(30 * time.Second); code != 0 {
+		f.fail("the secondary did not stop cleanly on SIGTERM (exit %d): %s", code, lastLines(f.sec.LogTail(2000), 3))
 	}
+	f.startSecondary()
 }
 
 func (f *fuzzer) counts() string {
