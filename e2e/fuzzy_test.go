@@ -259,42 +259,29 @@ func mountJournalFS(t *testing.T, dir string) (string, error) {
 	if os.Getenv("DUPLEX_FUZZY_NO_DISK_FULL") != "" {
 		return "", errors.New("DUPLEX_FUZZY_NO_DISK_FULL is set")
 	}
-	if os.Geteuid() != 0 {
-		return "", errors.New("mounting a file system for the journal needs root")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	unmount, err := harness.MountTmpfs(dir, 192<<20)
+	if err != nil {
 		return "", err
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=192m", "tmpfs", dir).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("mount tmpfs: %v: %s", err, out)
-	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Logf("umount %s: %v: %s", dir, err, out)
+		if err := unmount(); err != nil {
+			t.Log(err)
 		}
 	})
 	return dir, nil
 }
 
-// fillDisk fills the journal's file system with a file.
+// fillDisk fills the journal's file system.
 func (f *fuzzer) fillDisk() {
-	fl, err := os.Create(filepath.Join(f.fs, "filler"))
-	if err != nil {
+	if err := harness.FillDisk(f.fs); err != nil {
 		f.t.Fatal(err)
-	}
-	defer fl.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := fl.Write(buf); err != nil {
-			break // ENOSPC: full
-		}
 	}
 	f.diskFull = true
 }
 
 // freeDisk removes the filler and restarts the secondary.
 func (f *fuzzer) freeDisk() {
-	if err := os.Remove(filepath.Join(f.fs, "filler")); err != nil {
+	if err := harness.FreeDisk(f.fs); err != nil {
 		f.t.Fatal(err)
 	}
 	f.diskFull = false

@@ -15,7 +15,9 @@
 // Kinds: primary-kill (kill -9 the primary mid-workload, restart it, write
 // on), secondary-kill (kill -9 the secondary while it applies, duplex recover,
 // check, restart), link-cut (1-3 s), latency (50-200 ms for 2 s), corrupt (bits
-// flipped in the stream). It prints "kind: trials N, violations V, lost L" per
+// flipped in the stream), and the operation faults (operations.go):
+// suspend-resume, auto-suspend, disk-full (needs root, for a tmpfs under the
+// journal), resync-crash (kill -9 of either site mid-resync). It prints "kind: trials N, violations V, lost L" per
 // kind and exits 1 if any trial had a violation, a loss or a stall, or could
 // not be run.
 package main

@@ -20,8 +20,10 @@ import (
 	"duplex/workload"
 )
 
-// Fault kinds, in the order a campaign runs them.
-var kinds = []string{"primary-kill", "secondary-kill", "link-cut", "latency", "corrupt"}
+// Fault kinds, in the order a campaign runs them: faults of the link and the
+// processes, then the operation faults.
+var kinds = []string{"primary-kill", "secondary-kill", "link-cut", "latency", "corrupt",
+	"suspend-resume", "auto-suspend", "disk-full", "resync-crash"}
 
 // Layout of every trial: 2 subsystems × 2 volumes, so that consistency spans
 // subsystems; each volume holds two regions of regionBlocks 4 KiB blocks.
@@ -90,6 +92,9 @@ type trial struct {
 	// cleanEpochs are the epochs whose every write went through a primary
 	// that then drained cleanly: they must be byte-identical on both sites.
 	cleanEpochs []int
+	// journalFS is the file system of the secondary's journal alone, for
+	// disk-full.
+	journalFS string
 }
 
 type epoch struct {
@@ -127,9 +132,26 @@ func (t *trial) run(ctx context.Context, kind string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
+	spec := harness.Spec{Session: "faults", Subsystems: subsystems, VolumesPerSubsystem: volsPerSS,
+		VolumeSize: 2 * regionBytes, SidefileLimit: 16 << 20, Proxy: true, Token: true}
+	switch kind {
+	case "auto-suspend", "disk-full":
+		// The sidefile fills within a second or two of the workload, and
+		// the session suspends a second after.
+		spec.SidefileLimit, spec.SuspendAfter = 2<<20, time.Second
+	}
+	if kind == "disk-full" {
+		fs := filepath.Join(dir, "journalfs")
+		unmount, err := harness.MountTmpfs(fs, 192<<20)
+		if err != nil {
+			return err
+		}
+		defer unmount()
+		t.journalFS = fs
+		spec.Journal = filepath.Join(fs, "journal")
+	}
 	var err error
-	t.sess, err = harness.NewSession(dir, harness.Spec{Session: "faults", Subsystems: subsystems, VolumesPerSubsystem: volsPerSS,
-		VolumeSize: 2 * regionBytes, SidefileLimit: 16 << 20, Proxy: true})
+	t.sess, err = harness.NewSession(dir, spec)
 	if err != nil {
 		return err
 	}
@@ -169,13 +191,21 @@ func (t *trial) run(ctx context.Context, kind string) error {
 		faultEnd = time.Now()
 	case "corrupt":
 		faultEnd = t.corrupt(ctx)
+	case "suspend-resume":
+		faultEnd, err = t.suspendResume(ctx)
+	case "auto-suspend":
+		faultEnd, err = t.autoSuspend(ctx)
+	case "disk-full":
+		faultEnd, err = t.diskFull(ctx)
+	case "resync-crash":
+		faultEnd, err = t.resyncCrash(ctx, ld)
 	default:
 		return fmt.Errorf("unknown fault kind %q", kind)
 	}
 	if err != nil {
 		return err
 	}
-	if kind != "primary-kill" {
+	if kind != "primary-kill" && !(kind == "resync-crash" && t.r.n%2 == 0) {
 		t.cleanEpochs = append(t.cleanEpochs, 0)
 	}
 	// The secondary must catch up past the moment the fault ended, while
@@ -185,7 +215,7 @@ func (t *trial) run(ctx context.Context, kind string) error {
 		t.r.notef("no catch-up: %v", err)
 	}
 	sleepCtx(ctx, 500*time.Millisecond)
-	if _, err := ld.stop(); err != nil && kind != "primary-kill" {
+	if _, err := ld.stop(); err != nil && kind != "primary-kill" && kind != "resync-crash" {
 		if !t.r.stalled {
 			return fmt.Errorf("workload: %w", err)
 		}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"duplex/bench/harness"
+	"duplex/control"
+)
+
+// The operation faults: what an operator, or the session itself, does to the
+// pairs while writes go on.
+//
+//   - suspend-resume: `duplex pair suspend --all`, writes for a while, `duplex
+//     pair resume --all`, until every pair is duplex again;
+//   - auto-suspend: the link down past suspend_after with a full sidefile, so
+//     the session suspends its pairs, then back, so it resumes them;
+//   - disk-full: the secondary's journal file system full, then freed and the
+//     secondary restarted, as an operator does;
+//   - resync-crash: kill -9 in the middle of the resync after a suspend: of the
+//     primary in even trials (restart, second epoch), of the secondary in odd
+//     ones (duplex recover, check, restart).
+
+// pairAll runs `duplex pair OP --all`.
+func (t *trial) pairAll(ctx context.Context, op string) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, t.s.bin, "pair", op, "--all", "--config", t.sess.ConfigPath).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("duplex pair %s --all: %v: %s", op, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// awaitDuplex waits until every pair is duplex; a pair that stays otherwise
+// is a stall.
+func (t *trial) awaitDuplex(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, t.s.catchUp)
+	defer cancel()
+	st, err := harness.WaitStatus(cctx, t.prim, t.sess.Config.Primary.Control, allDuplex(len(t.sess.Volumes)))
+	if err != nil {
+		t.r.stalled = true
+		var states []string
+		for _, v := range st.Volumes {
+			states = append(states, v.Name+" "+v.State)
+		}
+		t.r.notef("pairs not duplex: %v (%v)", err, states)
+	}
+}
+
+func allDuplex(n int) func(control.Status) bool {
+	return func(st control.Status) bool {
+		if len(st.Volumes) != n {
+			return false
+		}
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func anySuspended(st control.Status) bool {
+	for _, v := range st.Volumes {
+		if v.State == "suspended" {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *trial) suspendResume(ctx context.Context) (time.Time, error) {
+	if err := t.pairAll(ctx, "suspend"); err != nil {
+		return time.Time{}, err
+	}
+	d := 500*time.Millisecond + time.Duration(t.rng.Int64N(int64(1500*time.Millisecond)))
+	t.r.notef("suspended %s", d.Round(time.Millisecond))
+	sleepCtx(ctx, d)
+	if err := t.pairAll(ctx, "resume"); err != nil {
+		return time.Time{}, err
+	}
+	t.awaitDuplex(ctx)
+	return time.Now(), nil
+}
+
+func (t *trial) autoSuspend(ctx context.Context) (time.Time, error) {
+	t.proxy.Cut()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	_, err := harness.WaitStatus(cctx, t.prim, t.sess.Config.Primary.Control, anySuspended)
+	cancel()
+	if err != nil {
+		t.proxy.Restore()
+		return time.Time{}, fmt.Errorf("the session did not suspend its pairs with the link down for 20s: %w", err)
+	}
+	d := time.Duration(t.rng.Int64N(int64(time.Second)))
+	t.r.notef("suspended by the session, link down %s more", d.Round(time.Millisecond))
+	sleepCtx(ctx, d)
+	t.proxy.Restore()
+	t.awaitDuplex(ctx)
+	return time.Now(), nil
+}
+
+func (t *trial) diskFull(ctx context.Context) (time.Time, error) {
+	if err := harness.FillDisk(t.journalFS); err != nil {
+		return time.Time{}, err
+	}
+	d := time.Second + time.Duration(t.rng.Int64N(int64(2*time.Second)))
+	sleepCtx(ctx, d)
+	st, _ := t.secStatus(ctx)
+	t.r.notef("journal disk full for %s (secondary link %q)", d.Round(time.Millisecond), st.Link)
+	if err := harness.FreeDisk(t.journalFS); err != nil {
+		return time.Time{}, err
+	}
+	// A secondary that met the full disk stays stopped until restarted.
+	if code := t.sec.Stop(30 * time.Second); code != 0 {
+		t.r.notef("secondary exited with %d after the disk filled: %s", code, lastLine(t.sec.LogTail(600)))
+	}
+	if err := t.startSecondary(); err != nil {
+		return time.Time{}, err
+	}
+	t.awaitDuplex(ctx)
+	return time.Now(), nil
+}
+
+// resyncCrash suspends every pair, writes on, resumes, and kills a site at a
+// random point of the resync.
+func (t *trial) resyncCrash(ctx context.Context, ld *load) (time.Time, error) {
+	if err := t.pairAll(ctx, "suspend"); err != nil {
+		return time.Time{}, err
+	}
+	sleepCtx(ctx, time.Second+time.Duration(t.rng.Int64N(int64(time.Second))))
+	if err := t.pairAll(ctx, "resume"); err != nil {
+		return time.Time{}, err
+	}
+	frac := t.rng.Float64()
+	var total, left int64
+	for deadline := time.Now().Add(t.s.catchUp); time.Now().Before(deadline); {
+		st, err := control.Fetch(ctx, t.sess.Config.Primary.Control)
+		if err != nil {
+			return time.Time{}, err
+		}
+		left = 0
+		for _, v := range st.Volumes {
+			left += v.SizeBytes - v.CopiedBytes
+		}
+		total = max(total, left)
+		if left == 0 || float64(total-left) >= frac*float64(total) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.r.notef("killed with %d of %d resync bytes left", left, total)
+	if t.r.n%2 == 0 {
+		return t.primaryKill(ctx, ld)
+	}
+	return t.secondaryKill(ctx)
+}
