@@ -140,3 +140,29 @@ func TestSegmentsSizeToFit(t *testing.T) {
 		j.Close()
 	}
 }
+
+// The active segment is never released, so its bytes are no room for what
+// comes next: a journal reopened on a full disk is refused even when its
+// active segment is large.
+func TestOpenOnFullDiskRefusedDespiteActiveSegment(t *testing.T) {
+	const mib = 1 << 20
+	dir := t.TempDir()
+	j := openT(t, dir, Options{})
+	big := make([]byte, mib)
+	for i := uint64(1); i <= 8; i++ {
+		if err := j.Append(i, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(dir, Options{FS: fakeRoom{disk.OS, 0}, LargestRecord: mib})
+	if err == nil {
+		j.Close()
+		t.Fatal("Open succeeded on a full disk because the active segment was counted as room")
+	}
+	if !strings.Contains(err.Error(), "0.0 MiB free") {
+		t.Fatalf("error %q does not say the file system has nothing free", err)
+	}
+}

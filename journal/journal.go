@@ -188,13 +188,18 @@ func Open(dir string, opts Options) (*Journal, error) {
 
 // checkRoom refuses a journal whose file system cannot hold what it needs and,
 // if fit, sizes segments to the room there is. The segments already in the
-// journal count as room: all but the active one are released once applied.
+// journal but the active one count as room, since they are released once
+// applied; the active one never is.
 func (j *Journal) checkRoom(fit bool) error {
 	free, err := j.fs.Available(j.dir)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.dir, err)
 	}
-	room := free + j.Bytes()
+	releasable := j.Bytes()
+	if n := len(j.segs); n > 0 {
+		releasable -= j.segs[n-1].size
+	}
+	room := free + releasable
 	largest := j.opts.LargestRecord
 	if fit {
 		// A quarter of what is left after two records: the two segments
@@ -204,9 +209,9 @@ func (j *Journal) checkRoom(fit bool) error {
 	}
 	if need := Needs(j.opts.SegmentSize, largest); need > room {
 		return fmt.Errorf("journal %s needs %s (2 segments of %s, the active one and the one before it, "+
-			"plus room for 2 records of up to %s) but its file system has %s free and the journal holds %s: "+
+			"plus room for 2 records of up to %s) but its file system has %s free and %s in segments to release: "+
 			"free space, or put the journal on a larger file system",
-			j.dir, mib(need), mib(j.opts.SegmentSize), mib(largest), mib(free), mib(j.Bytes()))
+			j.dir, mib(need), mib(j.opts.SegmentSize), mib(largest), mib(free), mib(releasable))
 	}
 	return nil
 }
