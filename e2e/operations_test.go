@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -28,6 +29,10 @@ type opsSession struct {
 	primErr chan error
 	secRun  context.CancelFunc
 	secErr  chan error
+	// secOpts and secLog, when set, replace the secondary's options (its
+	// listener defaults to net) and its quiet logger.
+	secOpts site.SecondaryOptions
+	secLog  *slog.Logger
 }
 
 func newOpsConfig(t *testing.T, volSize int64, sidefile int64, suspendAfter time.Duration) *config.Config {
@@ -60,7 +65,14 @@ func startOps(t *testing.T, cfg *config.Config) *opsSession {
 }
 
 func (s *opsSession) startSecondary() {
-	sec, err := site.OpenSecondary(s.cfg, quietLogger(), site.SecondaryOptions{Listener: s.net})
+	opts, log := s.secOpts, s.secLog
+	if opts.Listener == nil {
+		opts.Listener = s.net
+	}
+	if log == nil {
+		log = quietLogger()
+	}
+	sec, err := site.OpenSecondary(s.cfg, log, opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}
