@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,16 +27,6 @@ type secondaryProcess struct {
 	cmd  *exec.Cmd
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func (p *secondaryProcess) start() {
 	p.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -51,11 +41,15 @@ func (p *secondaryProcess) start() {
 		p.t.Fatal(err)
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if err != nil || !ok {
 		cmd.Process.Kill()
 		cmd.Wait()
 		p.t.Fatalf("secondary process did not start: %q %v", line, err)
 	}
+	// The first start binds a port the system picks; restarts bind it again,
+	// so that the primary finds the secondary where it was.
+	p.addr = addr
 	p.cmd = cmd
 }
 
@@ -107,7 +101,7 @@ func recoverAndCheck(t *testing.T, dir string) secondary.Stats {
 func TestDependentWritesSecondaryKilled(t *testing.T) {
 	kills := 20
 	dir := t.TempDir()
-	sp := &secondaryProcess{t: t, dir: dir, addr: freeAddr(t)}
+	sp := &secondaryProcess{t: t, dir: dir, addr: anyPort}
 	sp.start()
 	defer sp.kill()
 

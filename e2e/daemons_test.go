@@ -266,10 +266,11 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 	c := config.Demo(dir)
 	c.Session = o.name
 	c.ControlTokenFile = ""
-	c.Primary.NBD, c.Primary.Control = freeAddr(t), freeAddr(t)
-	link := freeAddr(t)
-	c.Primary.Secondary, c.Secondary.Listen = link, link
-	c.Secondary.Control, c.Secondary.NBD = freeAddr(t), freeAddr(t)
+	// Every listener takes a port the system picks when the daemon binds it
+	// (see ready): ports picked here and bound later could collide.
+	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
+	c.Primary.Secondary, c.Secondary.Listen = linkNotYetBound, anyPort
+	c.Secondary.Control, c.Secondary.NBD = anyPort, anyPort
 	c.Primary.SidefileLimit = 64 * config.MiB
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {
@@ -304,13 +305,93 @@ func writeConfig(t *testing.T, path string, c *config.Config) *config.Config {
 func (s *procSession) startSecondary() {
 	s.t.Helper()
 	s.sec = startDaemon(s.t, "secondary", s.path, filepath.Join(s.dir, "secondary.log"))
-	s.sec.waitReady(s.cfg.Secondary.Control)
+	s.cfg = s.sec.ready(s.path, s.cfg)
 }
 
 func (s *procSession) startPrimary() {
 	s.t.Helper()
 	s.prim = startDaemon(s.t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
-	s.prim.waitReady(s.cfg.Primary.Control)
+	s.cfg = s.prim.ready(s.path, s.cfg)
+}
+
+const (
+	// anyPort is a loopback listen address on a port the system picks.
+	anyPort = "127.0.0.1:0"
+	// linkNotYetBound stands for the secondary's link address until the
+	// secondary has bound it.
+	linkNotYetBound = "127.0.0.1:1"
+)
+
+// ready waits until the daemon has started and answers on its control
+// address. The listeners cfg leaves to the system (port 0) are written back
+// into cfg and its file at path as the daemon reports it bound them, so that
+// the commands, the other site and a restart find them; the new config is
+// returned.
+func (d *daemon) ready(path string, cfg *config.Config) *config.Config {
+	d.t.Helper()
+	bound := d.waitStarted()
+	changed := false
+	set := func(field *string, key string) {
+		if strings.HasSuffix(*field, ":0") {
+			changed = true
+			if bound[key] == "" {
+				d.t.Fatalf("duplex %s did not report its %s address:\n%s", d.role, key, logTail(d.log(), 4000))
+			}
+			*field = bound[key]
+		}
+	}
+	c := *cfg
+	ctl := &c.Primary.Control
+	if d.role == "secondary" {
+		set(&c.Secondary.Listen, "listen")
+		set(&c.Secondary.NBD, "nbd")
+		set(&c.Secondary.Control, "control")
+		if c.HasPrimary() && c.Primary.Secondary == linkNotYetBound {
+			c.Primary.Secondary, changed = c.Secondary.Listen, true
+		}
+		ctl = &c.Secondary.Control
+	} else {
+		set(&c.Primary.NBD, "nbd")
+		set(&c.Primary.Control, "control")
+	}
+	if changed {
+		cfg = writeConfig(d.t, path, &c)
+	}
+	d.waitReady(*ctl)
+	return cfg
+}
+
+// waitStarted waits for this run's "ROLE started" log line and returns its
+// fields (for example listen, nbd and control: the addresses bound).
+func (d *daemon) waitStarted() map[string]string {
+	d.t.Helper()
+	want := fmt.Sprintf("msg=%q", d.role+" started")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		text := d.log()
+		if i := strings.LastIndex(text, "\n=== "); i >= 0 {
+			text = text[i:]
+		}
+		for _, line := range strings.Split(text, "\n") {
+			if !strings.Contains(line, want) {
+				continue
+			}
+			fields := map[string]string{}
+			for _, f := range strings.Fields(line) {
+				if k, v, ok := strings.Cut(f, "="); ok {
+					fields[k] = v
+				}
+			}
+			return fields
+		}
+		if d.exited() {
+			d.t.Fatalf("duplex %s exited with status %d before it started:\n%s", d.role, d.code, logTail(d.log(), 4000))
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("duplex %s did not start within 30s:\n%s", d.role, logTail(d.log(), 4000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // start starts both sites and waits until they are linked.
@@ -693,7 +774,7 @@ func TestDaemonsOtherSessionRefused(t *testing.T) {
 	oc := config.Demo(odir)
 	oc.Session = "another-session"
 	oc.ControlTokenFile = ""
-	oc.Primary.NBD, oc.Primary.Control = freeAddr(t), freeAddr(t)
+	oc.Primary.NBD, oc.Primary.Control = anyPort, anyPort
 	oc.Primary.Secondary = s.cfg.Secondary.Listen
 	oc.Primary.SidefileLimit = 8 * config.MiB
 	for i := range oc.Primary.Subsystems {
@@ -705,7 +786,7 @@ func TestDaemonsOtherSessionRefused(t *testing.T) {
 	opath := filepath.Join(odir, "other.toml")
 	ocfg := writeConfig(t, opath, oc)
 	other := startDaemon(t, "primary", opath, filepath.Join(odir, "primary.log"))
-	other.waitReady(ocfg.Primary.Control)
+	ocfg = other.ready(opath, ocfg)
 
 	line := waitLogLine(t, s.sec, 30*time.Second, "refusing primary", "another-session")
 	t.Logf("secondary: %s", line)

@@ -44,7 +44,7 @@ func runSecondaryProcess() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	fmt.Println("ready")
+	fmt.Println("ready", ln.Addr())
 	if err := sec.Run(ctx, ln); err != nil {
 		return fatal(err)
 	}

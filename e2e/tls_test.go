@@ -108,7 +108,7 @@ func primaryOnly(t *testing.T, s *procSession, edit func(p *config.Primary)) (st
 	c.Session = s.cfg.Session
 	c.ControlTokenFile = ""
 	c.Secondary = config.Secondary{}
-	c.Primary.NBD, c.Primary.Control = freeAddr(t), freeAddr(t)
+	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
 	c.Primary.Secondary = s.cfg.Primary.Secondary
 	c.Primary.SidefileLimit = 8 * config.MiB
 	for i := range c.Primary.Subsystems {
@@ -182,7 +182,7 @@ func TestTLSMutual(t *testing.T) {
 			p.TLSCert, p.TLSKey, p.TLSCA = badCert, badKey, ca.path
 		})
 		bad := startDaemon(t, "primary", path, filepath.Join(filepath.Dir(path), "primary.log"))
-		bad.waitReady(pc.Primary.Control)
+		pc = bad.ready(path, pc)
 		line := waitLogLine(t, s.sec, 30*time.Second, "refused connection", "certificate")
 		t.Logf("secondary: %s", line)
 		assertNeverLinked(t, s, pc.Primary.Control, time.Second)
@@ -195,7 +195,7 @@ func TestTLSMutual(t *testing.T) {
 		before := strings.Count(s.sec.log(), "refused connection")
 		path, pc := primaryOnly(t, s, nil)
 		plain := startDaemon(t, "primary", path, filepath.Join(filepath.Dir(path), "primary.log"))
-		plain.waitReady(pc.Primary.Control)
+		pc = plain.ready(path, pc)
 		eventually(t, 30*time.Second, "the secondary to refuse the plaintext primary", func() bool {
 			return strings.Count(s.sec.log(), "refused connection") > before
 		})
@@ -227,7 +227,7 @@ func TestTLSRequiredOffLoopback(t *testing.T) {
 	c.Session = "offbox"
 	c.ControlTokenFile = ""
 	c.Secondary = config.Secondary{}
-	c.Primary.NBD, c.Primary.Control = freeAddr(t), freeAddr(t)
+	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
 	c.Primary.Secondary = "192.0.2.10:7402" // TEST-NET-1: not loopback
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {

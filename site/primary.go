@@ -210,6 +210,14 @@ func (p *Primary) NBDAddr() string {
 	return p.nbdLn.Addr().String()
 }
 
+// ControlAddr returns the control listening address ("" if none).
+func (p *Primary) ControlAddr() string {
+	if p.ctlLn == nil {
+		return ""
+	}
+	return p.ctlLn.Addr().String()
+}
+
 // Mover returns the data mover.
 func (p *Primary) Mover() *mover.Mover { return p.mover }
 

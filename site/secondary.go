@@ -188,6 +188,29 @@ func (s *Secondary) readApplied(vol string, b []byte, off int64) error {
 	return v.ReadAt(b, off)
 }
 
+// ListenAddr, NBDAddr and ControlAddr return the addresses bound ("" if
+// none): with port 0 in the config, the ones the system picked.
+func (s *Secondary) ListenAddr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr()
+}
+
+func (s *Secondary) NBDAddr() string {
+	if s.nbdLn == nil {
+		return ""
+	}
+	return s.nbdLn.Addr().String()
+}
+
+func (s *Secondary) ControlAddr() string {
+	if s.ctlLn == nil {
+		return ""
+	}
+	return s.ctlLn.Addr().String()
+}
+
 // Replica returns the secondary's receiver.
 func (s *Secondary) Replica() *secondary.Secondary { return s.sec }
 

@@ -67,7 +67,10 @@ func runPrimary(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary)
+	// The addresses bound, which differ from the config's where it asks for
+	// port 0.
+	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary,
+		"nbd", p.NBDAddr(), "control", p.ControlAddr())
 	if err := p.Run(ctx, *drain); err != nil {
 		log.Error("primary stopped", "err", err)
 		return exitFailure
@@ -88,7 +91,8 @@ func runSecondary(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("secondary started", "session", cfg.Session, "listen", cfg.Secondary.Listen)
+	log.Info("secondary started", "session", cfg.Session, "listen", s.ListenAddr(),
+		"nbd", s.NBDAddr(), "control", s.ControlAddr())
 	if err := s.Run(ctx); err != nil {
 		log.Error("secondary stopped", "err", err)
 		return exitFailure
