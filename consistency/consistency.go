@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"duplex/recordset"
 )
@@ -43,6 +44,13 @@ const (
 func (o Outcome) String() string {
 	return [...]string{"accepted", "duplicate", "early", "dropped"}[o]
 }
+
+// ErrStale is returned for a record set with an update stamped at or before
+// the consistency time already reached, other than the repeat of an update
+// already journaled: taking it would drop it, since every group through that
+// time is formed. A primary whose clock is behind the one that stamped what
+// the secondary holds sends such updates.
+var ErrStale = errors.New("update stamped at or before the consistency time")
 
 // ErrForeign is returned for a record set of another session or an unknown
 // subsystem.
@@ -68,6 +76,7 @@ type received struct {
 
 type subsystem struct {
 	next     uint64 // next record-set sequence number expected
+	resent   uint64 // the record set that may repeat journaled updates, 0 if none
 	horizon  int64
 	pending  []recordset.Update // accepted, stamped after the consistency time, in order
 	accepted []received         // accepted record sets not yet wholly in a group
@@ -81,20 +90,30 @@ type Former struct {
 	subs    map[string]*subsystem
 	names   []string
 	time    int64
+	start   int64 // consistency time at the start
 }
 
 // Start is where a Former resumes: the last journaled group.
 type Start struct {
 	Time    int64
 	Through map[string]uint64
+	// Resent says the primary process that sent the journaled groups is
+	// the one connecting: per subsystem, the record set after Through may
+	// come again with its updates through Time already in a group, and those
+	// are skipped. From any other primary, an update stamped through Time is
+	// refused with ErrStale.
+	Resent bool
 }
 
 // New returns a Former for the configured subsystems, resuming after start.
 func New(session string, subsystems []string, start Start) *Former {
-	f := &Former{session: session, subs: map[string]*subsystem{}, time: start.Time}
+	f := &Former{session: session, subs: map[string]*subsystem{}, time: start.Time, start: start.Time}
 	for _, name := range subsystems {
 		t := start.Through[name]
 		f.subs[name] = &subsystem{next: t + 1, through: t, horizon: start.Time, early: map[uint64]*recordset.RecordSet{}}
+		if start.Resent {
+			f.subs[name].resent = t + 1
+		}
 		f.names = append(f.names, name)
 	}
 	sort.Strings(f.names)
@@ -155,11 +174,17 @@ func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
 		s.early[rs.Seq] = rs
 		return Early, nil
 	}
+	if err := f.check(s, rs); err != nil {
+		return Dropped, err
+	}
 	f.accept(s, rs)
 	for {
 		nx, ok := s.early[s.next]
 		if !ok {
 			break
+		}
+		if err := f.check(s, nx); err != nil {
+			return Accepted, err
 		}
 		delete(s.early, s.next)
 		f.accept(s, nx)
@@ -167,11 +192,27 @@ func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
 	return Accepted, nil
 }
 
+// check refuses a record set holding an update that accept would drop for
+// its stamp, other than the repeat of a journaled one.
+func (f *Former) check(s *subsystem, rs *recordset.RecordSet) error {
+	for i, u := range rs.Updates {
+		if u.Timestamp > f.time || (rs.Seq == s.resent && u.Timestamp <= f.start) {
+			continue
+		}
+		return fmt.Errorf("record set %s/%d: update %d of %d (volume %q) is stamped %d (%s), not after the consistency time %d (%s) already reached: "+
+			"the primary's clock is behind the clock that stamped what the secondary holds: %w",
+			rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Volume, u.Timestamp, stampString(u.Timestamp), f.time, stampString(f.time), ErrStale)
+	}
+	return nil
+}
+
+func stampString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
 func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
 	s.next = rs.Seq + 1
-	// After a restart the primary resends record sets that were partly
-	// journaled; their updates at or before the consistency time are already in
-	// a group.
+	// After a restart of the secondary the primary resends the record set
+	// that was partly journaled; its updates at or before the consistency
+	// time are already in a group (check let through no other).
 	var highest int64
 	for _, u := range rs.Updates {
 		if u.Timestamp > f.time {

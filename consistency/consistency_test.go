@@ -425,7 +425,7 @@ func TestThroughNeverAheadOfFormedUpdates(t *testing.T) {
 func TestRestartSkipsUpdatesAtOrBeforeStart(t *testing.T) {
 	// Before the crash: group through time 25 journaled, with a/1 wholly in
 	// it and a/2 partly (its update 20), b/1 wholly.
-	start := Start{Time: 25, Through: map[string]uint64{"a": 1, "b": 1}}
+	start := Start{Time: 25, Through: map[string]uint64{"a": 1, "b": 1}, Resent: true}
 	f := New(session, []string{"a", "b"}, start)
 	if f.Time() != 25 {
 		t.Fatalf("Time = %d, want the start time 25", f.Time())
@@ -446,6 +446,32 @@ func TestRestartSkipsUpdatesAtOrBeforeStart(t *testing.T) {
 	}
 	if g.Through["a"] != 2 || g.Through["b"] != 2 {
 		t.Fatalf("Through %v, want a:2 b:2", g.Through)
+	}
+}
+
+// From another primary process than the one whose record sets were
+// journaled, an update stamped at or before the start time is no repeat: its
+// clock is behind. It is refused, not dropped; nothing of the record set is
+// taken.
+func TestStaleStampRefusedFromAnotherPrimary(t *testing.T) {
+	f := New(session, []string{"a", "b"}, Start{Time: 25, Through: map[string]uint64{"a": 1, "b": 1}})
+	out, err := f.Add(set("a", 2, 40, 20, 30))
+	if !errors.Is(err, ErrStale) {
+		t.Fatalf("Add of an update stamped 20 after a start at 25: %v, %v; want ErrStale", out, err)
+	}
+	if got := f.Received()["a"]; got != 1 {
+		t.Fatalf("Received a = %d after the refusal, want 1: nothing of it is taken", got)
+	}
+	// Also later, beyond the first record set, and for one that waited
+	// behind a gap.
+	mustAdd(t, f, set("a", 3, 60, 50), Early)
+	mustAdd(t, f, set("a", 2, 45, 30), Accepted)
+	mustAdd(t, f, set("b", 2, 70, 55), Accepted)
+	if _, ok := f.Form(); !ok {
+		t.Fatal("no group")
+	}
+	if _, err := f.Add(set("b", 3, 80, 60)); !errors.Is(err, ErrStale) {
+		t.Fatalf("Add of an update stamped 60 after a group through 60: %v; want ErrStale", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/pair"
 	"duplex/site"
 	"duplex/transport"
 )
@@ -120,4 +121,36 @@ func TestVolumeMismatchRefusedAtConnect(t *testing.T) {
 	if st := prim.Status(); st.Link == "connected" {
 		t.Errorf("primary link %q after the refusal", st.Link)
 	}
+}
+
+// TestPrimaryRestartedWithClockBehindLosesNothing: a primary restarts on a
+// clock an hour behind the secondary's consistency time and takes a write
+// before the link is up. The write must reach the secondary: its stamp may
+// not sort before what the secondary already holds.
+func TestPrimaryRestartedWithClockBehindLosesNothing(t *testing.T) {
+	cfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
+	s := startOps(t, cfg)
+	for _, name := range cfg.VolumeNames() {
+		s.waitState(name, pair.Duplex, 60*time.Second)
+	}
+	ctx := context.Background()
+	if err := s.prim.Write(ctx, "vol1", bytes.Repeat([]byte{0xa1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.stopPrimary()
+
+	s.net.SetDown(true)
+	behind := func() int64 { return time.Now().Add(-time.Hour).UnixNano() }
+	p, err := site.OpenPrimary(cfg, quietLogger(), site.PrimaryOptions{Dialer: s.net, Clock: behind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	s.prim, s.primRun, s.primErr = p, cancel, make(chan error, 1)
+	go func() { s.primErr <- p.Run(pctx, time.Minute) }()
+	if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0xb2}, 4096), 4096); err != nil {
+		t.Fatal(err)
+	}
+	s.net.SetDown(false)
+	s.assertImagesEqual()
 }

@@ -61,7 +61,7 @@ type Config struct {
 	Limits recordset.Limits
 	// Generation is sent in the Hello: the history of the primary's data,
 	// which the secondary must follow.
-	Generation uint64
+	Generation transport.Generation
 	Logger     *slog.Logger
 }
 

@@ -22,6 +22,7 @@ type rig struct {
 	t      *testing.T
 	dir    string
 	sizes  map[string]int64
+	subs   []string
 	vols   map[string]*volume.Volume
 	sec    *Secondary
 	net    *transport.MemNetwork
@@ -31,18 +32,19 @@ type rig struct {
 
 const rigSession = "rig"
 
-var rigSubsystems = []string{"ss1"}
-
-func newRig(t *testing.T, sizes map[string]int64) *rig {
+func newRig(t *testing.T, sizes map[string]int64, subsystems ...string) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir(), sizes: sizes}
+	if len(subsystems) == 0 {
+		subsystems = []string{"ss1"}
+	}
+	r := &rig{t: t, dir: t.TempDir(), sizes: sizes, subs: subsystems}
 	r.open()
 	t.Cleanup(r.close)
 	return r
 }
 
 func (r *rig) config() Config {
-	return Config{Session: rigSession, Subsystems: rigSubsystems, Volumes: r.vols,
+	return Config{Session: rigSession, Subsystems: r.subs, Volumes: r.vols,
 		JournalDir: filepath.Join(r.dir, "journal"), StatePath: filepath.Join(r.dir, "state.json"),
 		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
@@ -105,7 +107,7 @@ func (r *rig) stop() error {
 func (r *rig) close() { r.stop() }
 
 func (r *rig) hello() transport.Hello {
-	h := transport.Hello{Session: rigSession, Subsystems: rigSubsystems, Instance: 7, Generation: 1}
+	h := transport.Hello{Session: rigSession, Subsystems: r.subs, Instance: 7, Generation: 1}
 	for name, size := range r.sizes {
 		h.Volumes = append(h.Volumes, transport.VolumeInfo{Name: name, Size: size})
 	}
@@ -200,6 +202,10 @@ func answers(t *testing.T, conn transport.Conn, after uint64) (refusal string, a
 }
 
 func writeSet(seq uint64, ts int64, ups ...recordset.Update) *recordset.RecordSet {
+	return subsystemSet("ss1", seq, ts, ts+1000, ups...)
+}
+
+func subsystemSet(sub string, seq uint64, ts, horizon int64, ups ...recordset.Update) *recordset.RecordSet {
 	for i := range ups {
 		if ups[i].Kind == recordset.KindWrite && ups[i].Data == nil {
 			ups[i].Data = make([]byte, ups[i].Length)
@@ -209,7 +215,7 @@ func writeSet(seq uint64, ts int64, ups ...recordset.Update) *recordset.RecordSe
 		}
 		ups[i].Seq = seq*100 + uint64(i)
 	}
-	return &recordset.RecordSet{Session: rigSession, Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 1000, Updates: ups}
+	return &recordset.RecordSet{Session: rigSession, Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: horizon, Updates: ups}
 }
 
 // TestUpdatesTheSecondaryCannotApplyAreRefusedNotJournaled: a record set with
@@ -354,5 +360,78 @@ func TestReplayOfAPoisonedJournalSaysWhichGroupAndUpdate(t *testing.T) {
 			}
 			t.Logf("replay: %v", err)
 		})
+	}
+}
+
+// TestUpdateStampedBeforeTheConsistencyTimeIsRefused: an update of a new
+// primary process stamped at or before the consistency time the secondary
+// already reached (its clock is behind) is refused with a reason that says
+// so, never dropped silently.
+func TestUpdateStampedBeforeTheConsistencyTimeIsRefused(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20})
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, writeSet(1, 10_000, recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096}))
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	conn.Close()
+
+	h := r.hello()
+	h.Instance++ // a new primary process
+	conn, typ, _ = r.dial(h)
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	// Stamped an hour before what the secondary holds, horizon after it.
+	stale := writeSet(2, 5_000, recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096})
+	stale.Horizon = 50_000
+	sendRecordSet(t, conn, stale)
+	reason, acked := answers(t, conn, 1)
+	if reason == "" {
+		t.Fatalf("an update stamped before the consistency time was not refused (acknowledged through group %d, consistency time %d)",
+			acked, r.sec.Stats().Time)
+	}
+	for _, w := range []string{"5000", "11000", "clock"} {
+		if !strings.Contains(reason, w) {
+			t.Errorf("refusal %q does not name %s", reason, w)
+		}
+	}
+	t.Logf("refused: %s", reason)
+}
+
+// TestPartlyJournaledRecordSetResentAfterSecondaryRestart: the primary
+// process that sent a record set of which a group holds only the first part
+// resends it whole after the secondary restarts; the part already journaled
+// is skipped, not refused, and the rest arrives.
+func TestPartlyJournaledRecordSetResentAfterSecondaryRestart(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20}, "ss1", "ss2")
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000}
+	second := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 3_000}
+	both := subsystemSet("ss1", 1, 1_000, 4_000, first, second)
+	sendRecordSet(t, conn, both)
+	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000)) // the group ends at 2000: between the two
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	conn, typ, _ = r.dial(r.hello()) // the same primary process
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 2, 0, 5_000))
+	reason, acked := answers(t, conn, 1)
+	if reason != "" || acked != 2 {
+		t.Fatalf("the resent record set: refusal %q, acknowledged through group %d, want group 2", reason, acked)
 	}
 }

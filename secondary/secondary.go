@@ -88,6 +88,7 @@ type Secondary struct {
 	instance    uint64 // of the primary process whose record sets the former holds
 	fenced      bool   // recover took over: no primary may write here any more
 	stopped     error  // why groups can no longer be made durable; nil while running
+	ident       identity
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
 	// unflushed are the volumes written since the last checkpoint;
@@ -176,12 +177,16 @@ func Open(cfg Config) (*Secondary, error) {
 	if err := disk.Or(cfg.FS).MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
+	ident, err := readIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath))
+	if err != nil {
+		return nil, err
+	}
 	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes, FS: cfg.FS, LargestRecord: cfg.LargestGroup})
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
-		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now()}
+		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident}
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -437,7 +442,18 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// journaled here, so what was received stays and it resends only beyond
 	// it. A new primary process starts from what is journaled.
 	if hello.Instance == 0 || hello.Instance != s.instance {
-		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, s.start())
+		start := s.start()
+		// Only the process that sent the journaled groups can resend a
+		// record set partly in them; from it, the journaled part is skipped.
+		start.Resent = hello.Instance != 0 && hello.Instance == s.ident.Instance
+		id := s.ident
+		id.Instance = hello.Instance
+		if err := s.setIdentity(id); err != nil {
+			s.mu.Unlock()
+			s.log.Error("cannot record the primary's instance", "err", err)
+			return err
+		}
+		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
 	pos := transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through), Received: s.former.Received()}
@@ -590,6 +606,18 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 		return s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
 	}
 	out, err := s.former.Add(rs)
+	if errors.Is(err, consistency.ErrStale) {
+		// Taking it would drop the update. The next connection starts
+		// afresh from what is journaled, and no process is trusted to
+		// resend what is journaled any more.
+		s.instance = 0
+		id := s.ident
+		id.Instance = 0
+		if err := s.setIdentity(id); err != nil {
+			s.log.Error("cannot record the primary's instance", "err", err)
+		}
+		return s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
+	}
 	if err != nil {
 		s.log.Warn("discarding record set", "err", err)
 		return nil

@@ -64,6 +64,9 @@ type PrimaryOptions struct {
 	// in milliseconds rather than seconds.
 	Retransmit       time.Duration
 	HandshakeTimeout time.Duration
+	// Clock replaces the wall clock of the common timer (nanoseconds since
+	// the Unix epoch): tests step it back.
+	Clock func() int64
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -83,7 +86,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
-	p := &Primary{cfg: cfg, log: log.With("site", "primary"), timer: timer.New(), byVol: map[string]*subsystem.Subsystem{},
+	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
 		vols: map[string]*volume.Volume{}, start: time.Now()}
 	defer func() {
 		if err != nil {
@@ -93,6 +96,14 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			p.close()
 		}
 	}()
+	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
+	// The timer starts above every stamp a previous run handed out, even
+	// on a clock that went back: the secondary holds groups through them.
+	if p.timer, err = timer.OpenPersistent(filepath.Join(PairStateDir(cfg), "timer.json"), opts.Clock, 0, p.log); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
 	for _, sc := range cfg.Primary.Subsystems {
 		vols := map[string]*volume.Volume{}
 		var names []string
@@ -300,6 +311,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	cancel()
 	stopMover()
 	<-moverDone
+	if err := p.timer.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("primary: %w", err)
+	}
 	stopControl()
 	wg.Wait()
 	for _, v := range p.vols {

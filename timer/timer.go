@@ -19,12 +19,16 @@ type Timer struct {
 	last atomic.Int64
 	// now is replaceable so tests can drive a clock that stalls or steps back.
 	now func() int64
+	// lease, when set, keeps every stamp below a mark persisted ahead of use
+	// (see OpenPersistent).
+	lease *lease
 }
 
 // New returns a Timer that reads the wall clock.
 func New() *Timer { return &Timer{} }
 
 // NewWithClock returns a Timer that reads now instead of the wall clock.
+// A nil now means the wall clock.
 func NewWithClock(now func() int64) *Timer { return &Timer{now: now} }
 
 func (t *Timer) wall() int64 {
@@ -43,6 +47,9 @@ func (t *Timer) Now() int64 {
 			ts = last + 1
 		}
 		if t.last.CompareAndSwap(last, ts) {
+			if t.lease != nil {
+				t.lease.cover(t, ts)
+			}
 			return ts
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math/rand/v2"
 	"sort"
+	"strconv"
 )
 
 // Message types. Part of the wire format: never renumber.
@@ -40,7 +42,38 @@ type Hello struct {
 	Volumes []VolumeInfo
 	// Generation identifies the history of the primary's data. A secondary
 	// follows one generation; a primary of another history is refused.
-	Generation uint64
+	Generation Generation
+}
+
+// Generation identifies one history of a session's data, as a data-generation
+// UUID does in DRBD: a primary's pair state holds one from its creation, a
+// secondary follows one, and recover starts a new one at the secondary. Two
+// sites whose generations differ hold histories that diverged, and never
+// replicate. Zero means none yet.
+type Generation uint64
+
+// NewGeneration returns a random, non-zero generation.
+func NewGeneration() Generation {
+	for {
+		if g := Generation(rand.Uint64()); g != 0 {
+			return g
+		}
+	}
+}
+
+func (g Generation) String() string { return fmt.Sprintf("%016x", uint64(g)) }
+
+// MarshalText writes the generation as 16 hex digits.
+func (g Generation) MarshalText() ([]byte, error) { return []byte(g.String()), nil }
+
+// UnmarshalText reads 16 hex digits.
+func (g *Generation) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 16, 64)
+	if err != nil {
+		return fmt.Errorf("generation %q: %w", b, err)
+	}
+	*g = Generation(v)
+	return nil
 }
 
 // VolumeInfo names a volume and its size in bytes.
@@ -177,7 +210,7 @@ func EncodeHello(h Hello) []byte {
 		b = appendString(b, v.Name)
 		b = binary.BigEndian.AppendUint64(b, uint64(v.Size))
 	}
-	b = binary.BigEndian.AppendUint64(b, h.Generation)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Generation))
 	return Frame(TypeHello, b)
 }
 
@@ -194,7 +227,7 @@ func DecodeHello(body []byte) (Hello, error) {
 	for i := 0; i < n && r.err == nil; i++ {
 		h.Volumes = append(h.Volumes, VolumeInfo{Name: r.str(), Size: int64(r.u64())})
 	}
-	h.Generation = r.u64()
+	h.Generation = Generation(r.u64())
 	return h, r.done()
 }
 

@@ -1,0 +1,173 @@
+package timer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A primary that restarts must stamp above everything it stamped before,
+// even if its clock now reads earlier: the secondary has formed groups
+// through those stamps, and an update stamped before them would sort into
+// history. Persisting every stamp would cost an fsync per write, so the timer
+// persists a mark ahead of use instead, like a lease: every stamp handed out
+// is below the mark on disk, and the mark is pushed forward, in the
+// background, when stamps reach the last half of the lease. A restart starts
+// above the mark; a clean stop records the last stamp itself, so the next run
+// does not start a lease ahead of the clock.
+
+type lease struct {
+	path  string
+	ahead int64
+	log   *slog.Logger
+
+	mark     atomic.Int64 // every stamp handed out is below it, on disk
+	renewing atomic.Bool
+	mu       sync.Mutex // serialises writes of the file
+	wg       sync.WaitGroup
+	writes   atomic.Uint64
+	closed   bool
+}
+
+type markFile struct {
+	// StampsBelow: every stamp this primary handed out is below it.
+	StampsBelow int64 `json:"stamps_below_ns"`
+}
+
+// OpenPersistent returns a Timer whose stamps are above every stamp handed out
+// by an earlier Timer on the same file, however its clock moved in between.
+// now nil means the wall clock; ahead is the lease (how far ahead of the
+// stamps the mark is written), default 2s; log reports a failed renewal.
+func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slog.Logger) (*Timer, error) {
+	if ahead <= 0 {
+		ahead = 2 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	var mf markFile
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("timer %s: %w", path, err)
+	default:
+		if err := json.Unmarshal(b, &mf); err != nil {
+			return nil, fmt.Errorf("timer %s: %w", path, err)
+		}
+	}
+	t := NewWithClock(now)
+	t.AtLeast(mf.StampsBelow)
+	l := &lease{path: path, ahead: int64(ahead), log: log}
+	if err := l.write(max(t.wall(), t.Last()) + l.ahead); err != nil {
+		return nil, err
+	}
+	t.lease = l
+	return t, nil
+}
+
+// cover makes sure ts lies below the mark on disk before it is handed out,
+// and starts a renewal once stamps reach the last half of the lease.
+func (l *lease) cover(t *Timer, ts int64) {
+	m := l.mark.Load()
+	if ts < m-l.ahead/2 {
+		return
+	}
+	if ts < m {
+		if l.renewing.CompareAndSwap(false, true) {
+			l.wg.Add(1)
+			go func() {
+				defer l.wg.Done()
+				defer l.renewing.Store(false)
+				l.extend(t, ts)
+			}()
+		}
+		return
+	}
+	// The renewal fell behind (or the clock jumped): this write waits for it.
+	l.extend(t, ts)
+}
+
+func (l *lease) extend(t *Timer, ts int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || ts < l.mark.Load()-l.ahead/2 {
+		return
+	}
+	if err := l.write(max(ts, t.wall()) + l.ahead); err != nil {
+		// Stamps stay correct in this process; only a restart on a clock
+		// behind could go wrong, and the secondary refuses what that stamps.
+		l.log.Error("cannot persist the timer's mark", "err", err)
+	}
+}
+
+func (l *lease) write(mark int64) error {
+	b, _ := json.Marshal(markFile{StampsBelow: mark})
+	if err := writeFileAtomic(l.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("timer %s: %w", l.path, err)
+	}
+	l.writes.Add(1)
+	l.mark.Store(mark)
+	return nil
+}
+
+// Close records the last stamp handed out as the mark, so that the next run
+// continues right after it. Stamps handed out after Close are not covered.
+func (t *Timer) Close() error {
+	l := t.lease
+	if l == nil {
+		return nil
+	}
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return l.write(t.Last() + 1)
+}
+
+// wait waits for a renewal in flight.
+func (t *Timer) wait() {
+	if t.lease != nil {
+		t.lease.wg.Wait()
+	}
+}
+
+// writeFileAtomic writes through a temporary file in the same directory,
+// fsynced and renamed over path, then fsyncs the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

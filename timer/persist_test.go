@@ -1,0 +1,95 @@
+package timer
+
+import (
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeClock is a wall clock a test sets and steps.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() int64           { return c.ns.Load() }
+func (c *fakeClock) step(d time.Duration) { c.ns.Add(int64(d)) }
+
+// TestPersistedStampsStayAboveAnEarlierRunWhenTheClockStepsBack: a primary
+// that stops (cleanly or by a crash) and starts again on a clock an hour
+// behind stamps above everything it stamped before.
+func TestPersistedStampsStayAboveAnEarlierRunWhenTheClockStepsBack(t *testing.T) {
+	for _, clean := range []bool{false, true} {
+		name := "crash"
+		if clean {
+			name = "clean stop"
+		}
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "timer.json")
+			clock := &fakeClock{}
+			clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
+			t1, err := OpenPersistent(path, clock.now, time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var last int64
+			for range 10000 {
+				clock.step(time.Millisecond) // 10s in all: the mark is renewed on the way
+				last = t1.Now()
+			}
+			if clean {
+				if err := t1.Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				t1.wait() // a renewal in flight at the crash is not counted on
+			}
+			clock.step(-time.Hour)
+			t2, err := OpenPersistent(path, clock.now, time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := t2.Now(); got <= last {
+				t.Fatalf("after a restart on a clock an hour behind: stamp %d, not above %d stamped before", got, last)
+			}
+			if clean {
+				// A clean stop records the last stamp itself: the next run
+				// does not start a whole lease ahead.
+				if got := t2.Now(); got > last+int64(time.Millisecond) {
+					t.Errorf("after a clean stop: stamp %d is %s past the last %d", got, time.Duration(got-last), last)
+				}
+			}
+		})
+	}
+}
+
+// TestPersistedTimerWritesRarely: the mark is written ahead of use, not per
+// stamp: a second of stamps with a one-second lease costs a few writes.
+func TestPersistedTimerWritesRarely(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "timer.json")
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
+	tm, err := OpenPersistent(path, clock.now, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100000 {
+		clock.step(10 * time.Microsecond)
+		tm.Now()
+	}
+	tm.wait()
+	if n := tm.lease.writes.Load(); n > 5 {
+		t.Errorf("%d writes of the mark for 100000 stamps over 1s with a 1s lease, want at most 5", n)
+	}
+}
+
+// TestOpenPersistentRejectsAGarbledMark: a mark that cannot be read is an
+// error, not a silent start from zero.
+func TestOpenPersistentRejectsAGarbledMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "timer.json")
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPersistent(path, nil, time.Second, nil); err == nil {
+		t.Fatal("OpenPersistent accepted a garbled mark")
+	}
+}
