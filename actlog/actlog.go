@@ -35,6 +35,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"duplex/disk"
 )
 
 // DefaultRegion is the activity log's granularity.
@@ -58,7 +60,7 @@ type vol struct {
 // Log is an open activity log. It is safe for concurrent use.
 type Log struct {
 	path   string
-	f      *os.File
+	f      disk.File
 	region int64
 	slot   int64 // the stride: offset of the second slot
 	mu     sync.Mutex
@@ -71,6 +73,11 @@ type Log struct {
 // Open opens (creating) the log at path for the given volumes and returns it
 // with the regions marked by the previous run.
 func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][][2]int64, error) {
+	return OpenFS(nil, path, sizes, region)
+}
+
+// OpenFS is Open on fsys (disk.OS when nil).
+func OpenFS(fsys disk.FS, path string, sizes map[string]int64, region int64) (*Log, map[string][][2]int64, error) {
 	if region <= 0 {
 		region = DefaultRegion
 	}
@@ -83,7 +90,7 @@ func Open(path string, sizes map[string]int64, region int64) (*Log, map[string][
 	}
 	sort.Strings(l.names)
 	l.slot = align(int64(len(l.encode())))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := disk.Or(fsys).OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, fmt.Errorf("activity log %s: %w", path, err)
 	}
@@ -238,7 +245,10 @@ func (l *Log) encode() []byte {
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// persist writes the next slot and syncs it. Called with l.mu held.
+// persist writes the next slot and syncs it. Called with l.mu held. A failed
+// persist can be retried: every slot holds all the marks, and the retry
+// rewrites a whole slot, so the pages a failed fsync may have dropped are
+// written again rather than trusted.
 func (l *Log) persist() error {
 	l.gen++
 	b := l.encode()
@@ -279,7 +289,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		return fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
-	fresh := false
+	var fresh []int64
 	now := time.Now().UnixNano()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
@@ -288,11 +298,23 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		}
 		if v.bits[r/64]&(1<<(r%64)) == 0 {
 			v.bits[r/64] |= 1 << (r % 64)
-			fresh = true
+			fresh = append(fresh, r)
 		}
 	}
-	if fresh {
-		return l.persist()
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := l.persist(); err != nil {
+		// The write this mark guards fails, so it is not counted; and the
+		// marks are not on disk, so the next write to these regions must
+		// write the log again rather than find them set.
+		for r := first; r <= last; r++ {
+			v.counts[r]--
+		}
+		for _, r := range fresh {
+			v.bits[r/64] &^= 1 << (r % 64)
+		}
+		return err
 	}
 	return nil
 }
@@ -307,15 +329,22 @@ func (l *Log) Stick(name string, off, length int64) error {
 		return fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
-	fresh := false
+	var fresh []int64
 	for r := first; r <= last; r++ {
 		if (v.bits[r/64]|v.sticky[r/64])&(1<<(r%64)) == 0 {
-			fresh = true
+			fresh = append(fresh, r)
 		}
 		v.sticky[r/64] |= 1 << (r % 64)
 	}
-	if fresh {
-		return l.persist()
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := l.persist(); err != nil {
+		// Not on disk: the next write to these regions tries again.
+		for _, r := range fresh {
+			v.sticky[r/64] &^= 1 << (r % 64)
+		}
+		return err
 	}
 	return nil
 }
