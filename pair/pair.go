@@ -29,8 +29,8 @@ import (
 	"time"
 
 	"duplex/actlog"
-	"duplex/apply"
 	"duplex/bitmap"
+	"duplex/disk"
 	"duplex/mover"
 	"duplex/recordset"
 	"duplex/sidefile"
@@ -123,6 +123,8 @@ type Options struct {
 	// are copied again. Without it, an unclean stop means a full copy.
 	ActivityLog *actlog.Log
 	Recovered   map[string][][2]int64
+	// FS holds the pair state and the bitmaps (default disk.OS).
+	FS disk.FS
 }
 
 // Manager runs the pairs of a primary.
@@ -159,7 +161,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := disk.Or(opts.FS).MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pair state %s: %w", opts.Dir, err)
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
@@ -169,7 +171,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		mg.order = append(mg.order, v.Name)
 	}
 	var st persisted
-	b, err := os.ReadFile(mg.statePath())
+	b, err := disk.ReadFile(disk.Or(mg.opts.FS), mg.statePath())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st.Clean = true
@@ -311,7 +313,7 @@ func (mg *Manager) bitmapPath(vol string) string {
 }
 
 func (mg *Manager) loadBitmap(vol string, size int64) (*bitmap.Bitmap, error) {
-	b, err := os.ReadFile(mg.bitmapPath(vol))
+	b, err := disk.ReadFile(disk.Or(mg.opts.FS), mg.bitmapPath(vol))
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +392,7 @@ func (mg *Manager) save(clean bool) error {
 			continue
 		}
 		data, _ := bm.MarshalBinary()
-		if err := apply.WriteFileAtomic(mg.bitmapPath(name), data); err != nil {
+		if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.bitmapPath(name), data); err != nil {
 			return fmt.Errorf("pair state: %w", err)
 		}
 	}
@@ -398,7 +400,7 @@ func (mg *Manager) save(clean bool) error {
 	if err != nil {
 		return err
 	}
-	if err := apply.WriteFileAtomic(mg.statePath(), data); err != nil {
+	if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.statePath(), data); err != nil {
 		return fmt.Errorf("pair state: %w", err)
 	}
 	// The state on disk now says these pairs are duplex: the regions

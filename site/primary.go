@@ -20,6 +20,7 @@ import (
 	"duplex/actlog"
 	"duplex/config"
 	"duplex/control"
+	"duplex/disk"
 	"duplex/mover"
 	"duplex/nbd"
 	"duplex/pair"
@@ -67,6 +68,9 @@ type PrimaryOptions struct {
 	// Clock replaces the wall clock of the common timer (nanoseconds since
 	// the Unix epoch): tests step it back.
 	Clock func() int64
+	// FS holds the activity log and the pair state (default disk.OS):
+	// tests inject storage faults through it.
+	FS disk.FS
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -171,7 +175,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	al, recovered, err := actlog.Open(filepath.Join(PairStateDir(cfg), "activity.log"), sizes, actlog.DefaultRegion)
+	al, recovered, err := actlog.OpenFS(opts.FS, filepath.Join(PairStateDir(cfg), "activity.log"), sizes, actlog.DefaultRegion)
 	if err != nil {
 		// Without the log, the pairs fall back to a full copy after an unclean stop.
 		p.log.Error("activity log unusable: full resync if the last stop was not clean", "err", err)
@@ -184,7 +188,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
-		ActivityLog: al, Recovered: recovered}, p.mover, pvs)
+		ActivityLog: al, Recovered: recovered, FS: opts.FS}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
