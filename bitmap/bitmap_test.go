@@ -78,3 +78,22 @@ func FuzzDecodeBitmap(f *testing.F) {
 		}
 	})
 }
+
+// A clone is independent: clearing a region of the original leaves the
+// clone's mark (a suspended pair's bitmap against its old copy bitmap).
+func TestCloneIsIndependent(t *testing.T) {
+	b := New(1<<20, 4096)
+	b.Set(0, 3*4096)
+	c := b.Clone()
+	b.Clear(1)
+	c.Set(10*4096, 1)
+	if got, want := b.Count(), 2; got != want {
+		t.Fatalf("original: %d regions, want %d", got, want)
+	}
+	if got, want := c.Count(), 4; got != want {
+		t.Fatalf("clone: %d regions, want %d", got, want)
+	}
+	if r, _, _, ok := c.Next(1); !ok || r != 1 {
+		t.Fatalf("clone lost region 1 cleared in the original")
+	}
+}
