@@ -136,10 +136,41 @@ func (s *Subsystem) Volume(name string) (*volume.Volume, bool) {
 // VolumeNames returns the subsystem's volume names in configuration order.
 func (s *Subsystem) VolumeNames() []string { return s.names }
 
+// MaxUpdate is the most data one captured update carries. A larger write is
+// captured as several updates of consecutive ranges, each stamped, ordered
+// and performed like a write of its own (a block device promises no
+// atomicity for a write anyway; the client's acknowledgement waits for all of
+// them). Every update then fits a record set the secondary accepts
+// (recordset.DefaultLimits carries 64 MiB of payload), and a write larger
+// than the sidefile streams through it.
+const MaxUpdate = 4 << 20
+
+// pieceSize is the most data a write captures in one update: MaxUpdate, and
+// at most a quarter of the sidefile, so that one piece can be reserved while
+// earlier ones are on their way to the secondary.
+func (s *Subsystem) pieceSize() int {
+	n := min(MaxUpdate, int((s.side.Stats().Limit-sidefile.EntryOverhead)/4))
+	return max(n&^4095, 4096)
+}
+
 // Write stamps, captures and performs a write. It returns once the update is in
 // the sidefile and the data is on the primary volume: that is when it may be
 // acknowledged. data is copied; the caller may reuse it.
 func (s *Subsystem) Write(ctx context.Context, vol string, data []byte, off int64) error {
+	if piece := s.pieceSize(); len(data) > piece {
+		if v, ok := s.volumes[vol]; ok && (off < 0 || int64(len(data)) > v.Size() || off > v.Size()-int64(len(data))) {
+			// Refused whole, before any piece is captured.
+			return fmt.Errorf("subsystem %s: volume %s: [%d, +%d) of %d bytes: %w", s.id, vol, off, len(data), v.Size(), volume.ErrOutOfRange)
+		}
+		for len(data) > 0 {
+			n := min(piece, len(data))
+			if err := s.Write(ctx, vol, data[:n], off); err != nil {
+				return err
+			}
+			data, off = data[n:], off+int64(n)
+		}
+		return nil
+	}
 	buf := make([]byte, len(data))
 	copy(buf, data)
 	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off)
