@@ -55,6 +55,14 @@ func NewClient(nc net.Conn, name string) (*Client, error) {
 	return c, nil
 }
 
+// SetMaxPayload sets the largest request the client sends, in place of the
+// maximum the server advertised: a client that ignores it, as some do.
+func (c *Client) SetMaxPayload(n uint32) {
+	c.mu.Lock()
+	c.maxPayload = max(n, 1)
+	c.mu.Unlock()
+}
+
 // Size is the export's size in bytes.
 func (c *Client) Size() int64 { return c.size }
 

@@ -78,26 +78,15 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			return "NBD_CMD_DISC", false
 
 		case CmdWrite:
-			if r.length > c.maxReq {
-				// The payload follows the header, so refusing
-				// the write means consuming it. Up to 32 MiB
-				// the spec says not to treat it as an attack:
-				// skip it and fail the request. Beyond that,
-				// reading gigabytes only to discard them is
-				// exactly the denial of service the limit
-				// exists to stop, and without reading them we
+			if r.length > c.accepted() {
+				// The payload follows the header, so refusing the
+				// write means consuming it; reading up to 4 GiB only
+				// to discard it is exactly the denial of service the
+				// limit exists to stop, and without reading it we
 				// cannot find the next header: close.
-				if r.length > DefaultMaxRequest {
-					c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
-						"length", r.length, "max", c.maxReq)
-					return "oversized WRITE", true
-				}
-				if _, err := io.CopyN(io.Discard, c.br, int64(r.length)); err != nil {
-					return err.Error(), false
-				}
-				c.log.Warn("nbd: WRITE over MaxRequest refused", "length", r.length, "max", c.maxReq)
-				c.dispatch(r, func() { c.reply(r.cookie, EINVAL) })
-				continue
+				c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
+					"length", r.length, "max", c.accepted())
+				return "oversized WRITE", true
 			}
 			r.weight = int64(r.length)
 			c.lim.acquire(r.weight)
@@ -112,7 +101,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			continue
 
 		case CmdRead:
-			if r.length <= c.maxReq {
+			if r.length <= c.accepted() {
 				r.weight = int64(r.length)
 			}
 		}
@@ -145,6 +134,10 @@ func (c *conn) handle(r *request) {
 	c.reply(r.cookie, errno)
 }
 
+// accepted is the largest READ or WRITE payload served: the advertised
+// maximum, or MaxAccepted if that is larger, for clients that ignore it.
+func (c *conn) accepted() uint32 { return max(c.maxReq, MaxAccepted) }
+
 func (c *conn) inRange(off uint64, n uint32) bool {
 	return off <= c.size && uint64(n) <= c.size-off
 }
@@ -157,7 +150,7 @@ func (c *conn) read(r *request) {
 		// DF needs structured replies; anything else is unknown.
 		c.reply(r.cookie, EINVAL)
 		return
-	case r.length > c.maxReq:
+	case r.length > c.accepted():
 		c.reply(r.cookie, EINVAL)
 		return
 	case !c.inRange(r.off, r.length):

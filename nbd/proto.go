@@ -57,6 +57,12 @@ const (
 	// server should accept.
 	DefaultMaxRequest = 32 << 20
 
+	// MaxAccepted is the largest READ or WRITE payload served whatever
+	// maximum is advertised, as nbdkit does: some clients ignore the
+	// advertised maximum, and failing their large requests would fail
+	// their I/O for nothing.
+	MaxAccepted = 64 << 20
+
 	// minBlock and prefBlock are what NBD_INFO_BLOCK_SIZE advertises. A
 	// minimum of 1 means no alignment is enforced (the export is a file or
 	// journal, not a raw sector device).

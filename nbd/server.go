@@ -38,8 +38,9 @@ type Server struct {
 	// Logger receives connection open/close at Debug and protocol
 	// violations at Warn. Nil discards.
 	Logger *slog.Logger
-	// MaxRequest is the largest READ or WRITE payload accepted, advertised
-	// as the maximum payload in NBD_INFO_BLOCK_SIZE. Zero means
+	// MaxRequest is the maximum payload advertised in NBD_INFO_BLOCK_SIZE.
+	// Requests up to MaxAccepted (64 MiB) are served even when it is
+	// smaller, because some clients ignore it. Zero means
 	// DefaultMaxRequest (32 MiB); values below 4096 are raised to 4096
 	// because the protocol requires the maximum to be at least the
 	// preferred block size.
