@@ -38,13 +38,7 @@ func TestDependentWritesUnderLinkFaults(t *testing.T) {
 		acked, err = workload.Run(ctx, layout, p, 0, 42)
 		done <- err
 	}()
-	waitFor(t, 3*time.Minute, "applied groups", func() bool {
-		n, list := bad.snapshot()
-		if len(list) > 0 {
-			t.Fatalf("violations after %d groups:\n%v", n, list)
-		}
-		return n >= groups
-	})
+	waitGroups(t, &bad, groups, 30*time.Second)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)

@@ -240,6 +240,29 @@ func quiesce(t testing.TB, p *primary, s *secondarySite) {
 	})
 }
 
+// waitGroups waits until target groups have been applied and checked,
+// failing at the first violation, and when no group is applied for stall: a
+// stuck replication fails fast, a slow machine only takes longer.
+func waitGroups(t testing.TB, v *violations, target int, stall time.Duration) {
+	t.Helper()
+	last, since := -1, time.Now()
+	for {
+		n, list := v.snapshot()
+		if len(list) > 0 {
+			t.Fatalf("violations after %d groups:\n%v", n, list)
+		}
+		if n >= target {
+			return
+		}
+		if n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			t.Fatalf("no group applied for %s: stuck after %d of %d groups", stall, n, target)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -175,13 +175,7 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 		acked, err = workload.Run(ctx, layout, s, 0, 7)
 		done <- err
 	}()
-	waitFor(t, 3*time.Minute, "applied groups", func() bool {
-		n, list := bad.snapshot()
-		if len(list) > 0 {
-			t.Fatalf("violations after %d groups:\n%v", n, list)
-		}
-		return n >= n0+groups
-	})
+	waitGroups(t, &bad, n0+groups, 30*time.Second)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)
