@@ -54,6 +54,11 @@ type Status struct {
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`
+	// Generation is the data generation the site holds (16 hex digits): the
+	// primary's own, the one a secondary follows, or, with Fenced, the one
+	// recover started at the secondary.
+	Generation string `json:"generation,omitempty"`
+	Fenced     bool   `json:"fenced,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.
@@ -100,8 +105,8 @@ type Server struct {
 	Metrics http.Handler // optional
 	Pairs   PairOps      // optional: pair operations (primary)
 	// Fence, if set, stops replication into this site (secondary) and
-	// returns its consistency time.
-	Fence func() int64
+	// returns its consistency time; an error means the fence is not durable.
+	Fence func() (int64, error)
 	// Token guards every mutating call; without it they are all refused.
 	Token  string
 	Logger *slog.Logger
@@ -170,7 +175,11 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		return
 	}
-	t := s.Fence()
+	t, err := s.Fence()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]string{"consistency_time": FormatTime(t)})
 }

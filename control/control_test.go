@@ -104,7 +104,7 @@ func TestMutatingCallsNeedTheToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := &Server{Status: func() Status { return Status{} }, Pairs: pairs, Token: "s3cret",
-		Fence: func() int64 { fenced++; return 1 }}
+		Fence: func() (int64, error) { fenced++; return 1, nil }}
 	go s.Serve(ctx, ln)
 	addr := ln.Addr().String()
 

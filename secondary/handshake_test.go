@@ -435,3 +435,74 @@ func TestPartlyJournaledRecordSetResentAfterSecondaryRestart(t *testing.T) {
 		t.Fatalf("the resent record set: refusal %q, acknowledged through group %d, want group 2", reason, acked)
 	}
 }
+
+// TestFenceSurvivesRestart: after recover fenced the secondary, a restart
+// does not let the old primary in again; the refusal names the generation
+// recover started and the primary's.
+func TestFenceSurvivesRestart(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20})
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, writeSet(1, 1000, recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096}))
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	h := r.hello()
+	h.Instance++ // the old primary, restarted
+	_, typ, body := r.dial(h)
+	if typ != transport.TypeRefuse {
+		t.Fatalf("after a fence and a restart the old primary got frame type %d, want a refusal", typ)
+	}
+	reason, _ := transport.DecodeRefuse(body)
+	for _, w := range []string{"recover", h.Generation.String(), "re-create"} {
+		if !strings.Contains(reason, w) {
+			t.Errorf("refusal %q does not name %s", reason, w)
+		}
+	}
+	t.Logf("refused: %s", reason)
+}
+
+// TestDivergedGenerationsRefused: a fresh secondary adopts the generation
+// of the first primary, keeps it across a restart, and refuses a primary of
+// another history with both generations in the reason.
+func TestDivergedGenerationsRefused(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20})
+	h := r.hello()
+	h.Generation = 0x1111
+	conn, typ, _ := r.dial(h)
+	if typ != transport.TypeWelcome {
+		t.Fatalf("a fresh secondary answered frame type %d, want a welcome: it adopts the primary's generation", typ)
+	}
+	conn.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+	h.Instance++
+	if _, typ, _ := r.dial(h); typ != transport.TypeWelcome {
+		t.Fatalf("the same generation after a restart: frame type %d, want a welcome", typ)
+	}
+	other := h
+	other.Instance++
+	other.Generation = 0x2222
+	_, typ, body := r.dial(other)
+	if typ != transport.TypeRefuse {
+		t.Fatalf("a primary of another generation got frame type %d, want a refusal", typ)
+	}
+	reason, _ := transport.DecodeRefuse(body)
+	for _, w := range []string{"0000000000001111", "0000000000002222", "re-create"} {
+		if !strings.Contains(reason, w) {
+			t.Errorf("refusal %q does not name %s", reason, w)
+		}
+	}
+	t.Logf("refused: %s", reason)
+}

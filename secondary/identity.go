@@ -76,3 +76,47 @@ func (s *Secondary) setIdentity(id identity) error {
 	s.ident = id
 	return nil
 }
+
+// wayForward is what an operator does when the two sites' data histories
+// diverged and the secondary is to become a copy of this primary again.
+const wayForward = "to make the secondary a copy of the primary again, re-create it: stop the secondary and remove its journal " +
+	"directory, state.json, identity.json and volume images; stop the primary and remove its pair state directory " +
+	"(SESSION.primary beside its config), so that its pairs start with a full initial copy; then start both. " +
+	"To keep the secondary's data instead, make its site the primary"
+
+// generationLocked checks the primary's data generation against the one the
+// secondary follows, adopting it if the secondary follows none yet, and says
+// why the primary is refused ("" if it is not); s.mu held.
+func (s *Secondary) generationLocked(g transport.Generation) string {
+	if s.ident.Fenced != "" {
+		return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
+			"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+
+			"The histories diverged and nothing is replicated: %s",
+			s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, wayForward)
+	}
+	switch {
+	case g == s.ident.Generation:
+		return ""
+	case g == 0:
+		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, wayForward)
+	case s.ident.Generation == 0:
+		id := s.ident
+		id.Generation = g
+		if err := s.setIdentity(id); err != nil {
+			return fmt.Sprintf("the secondary cannot record the data generation it follows: %v", err)
+		}
+		s.log.Info("following the primary's data generation", "generation", g.String())
+		return ""
+	}
+	return fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the sites hold histories "+
+		"that diverged (the primary's pair state was re-created, or the secondary belonged to another primary), and nothing is replicated: %s",
+		g, s.ident.Generation, wayForward)
+}
+
+// Generation returns the data generation the secondary holds, and whether
+// recover fenced it.
+func (s *Secondary) Generation() (transport.Generation, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident.Generation, s.ident.Fenced != ""
+}

@@ -186,7 +186,7 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
-		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident}
+		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != ""}
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -421,7 +421,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return s.refuse(conn, reason)
 	}
 	if fenced {
-		return s.refuse(conn, "the secondary was fenced by duplex recover: it no longer accepts a primary")
+		s.mu.Lock()
+		reason := s.generationLocked(hello.Generation)
+		s.mu.Unlock()
+		return s.refuse(conn, reason)
 	}
 	if hello.Session != s.cfg.Session {
 		return s.refuse(conn, fmt.Sprintf("session %q is not this secondary's session %q", hello.Session, s.cfg.Session))
@@ -430,6 +433,12 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return s.refuse(conn, fmt.Sprintf("primary subsystems %v differ from the secondary's %v", hello.Subsystems, s.cfg.Subsystems))
 	}
 	if reason := s.checkVolumes(hello.Volumes); reason != "" {
+		return s.refuse(conn, reason)
+	}
+	s.mu.Lock()
+	reason = s.generationLocked(hello.Generation)
+	s.mu.Unlock()
+	if reason != "" {
 		return s.refuse(conn, reason)
 	}
 
@@ -731,19 +740,35 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// Fence stops replication into the secondary for good (until restart): the
-// current primary is disconnected and every later one refused. What is
-// journaled is already applied, so the volumes are at a group boundary.
-func (s *Secondary) Fence() transport.Position {
+// Fence stops replication into the secondary for good, across restarts: the
+// current primary is disconnected and every later one refused, and the
+// volumes start a data generation of their own, recorded before Fence
+// returns. What is journaled is already applied, so the volumes are at a
+// group boundary. An error means the fence holds only until a restart.
+func (s *Secondary) Fence() (transport.Position, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fenced = true
+	// Persisted before anyone writes to the volumes: a restart must not let
+	// the old primary in again, and from here the volumes start a history of
+	// their own.
+	var err error
+	if s.ident.Fenced == "" {
+		id := s.ident
+		id.Follows, id.Generation = id.Generation, transport.NewGeneration()
+		id.Fenced = time.Now().UTC().Format(time.RFC3339Nano)
+		if err = s.setIdentity(id); err != nil {
+			err = fmt.Errorf("secondary: fence: %w", err)
+		} else {
+			s.log.Warn("fenced: the volumes start a data generation of their own", "generation", id.Generation.String(), "followed", id.Follows.String())
+		}
+	}
 	if s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
 		s.stats.Connected = false
 	}
-	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
+	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}, err
 }
 
 // Stats returns a snapshot.

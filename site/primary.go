@@ -50,6 +50,9 @@ type Primary struct {
 	pairs   *pair.Manager
 	token   string
 	actlog  *actlog.Log
+	// generation is the history of this primary's data, created with its
+	// pair state; the secondary must follow it.
+	generation transport.Generation
 }
 
 // PairStateDir is where a primary keeps its pairs and bitmaps.
@@ -105,6 +108,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
+	if p.generation, err = openGeneration(PairStateDir(cfg)); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
+	}
 	if p.timer, err = timer.OpenPersistent(filepath.Join(PairStateDir(cfg), "timer.json"), opts.Clock, 0, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
@@ -151,7 +157,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		debug.SetMemoryLimit(total + total/2 + 128<<20)
 	}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
-	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer,
+	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log,
 		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
 		OnAcked: func(u recordset.Update) {
@@ -346,7 +352,7 @@ func (p *Primary) Status() control.Status {
 		Session: p.cfg.Session, Role: "primary",
 		ConsistencyTime: control.FormatTime(ms.Acked.Time), LagSeconds: control.Lag(ms.Acked.Time, time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
-		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError,
+		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, Generation: p.generation.String(),
 	}
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted {

@@ -238,9 +238,13 @@ func (s *Secondary) Run(ctx context.Context) error {
 	}
 	if s.ctlLn != nil {
 		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, Logger: s.log,
-			Fence: func() int64 {
-				s.log.Warn("fenced by recover: no primary is accepted any more")
-				return s.sec.Fence().Time
+			Fence: func() (int64, error) {
+				pos, err := s.sec.Fence()
+				if err != nil {
+					return 0, err
+				}
+				s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
+				return pos.Time, nil
 			}}
 		wg.Add(1)
 		go func() {
@@ -290,6 +294,9 @@ func (s *Secondary) Status() control.Status {
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		Stopped: st.Stopped,
+	}
+	if g, fenced := s.sec.Generation(); g != 0 {
+		out.Generation, out.Fenced = g.String(), fenced
 	}
 	for _, name := range s.order {
 		v := s.vols[name]

@@ -1,0 +1,40 @@
+package site
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"duplex/disk"
+	"duplex/transport"
+)
+
+// generationFile holds the primary's data generation in its pair state
+// directory. A pair state created afresh (its pairs start with full initial
+// copies) starts a new generation; a restart keeps it.
+type generationFile struct {
+	Generation transport.Generation `json:"generation"`
+}
+
+func openGeneration(dir string) (transport.Generation, error) {
+	path := filepath.Join(dir, "generation.json")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var gf generationFile
+		if err := json.Unmarshal(b, &gf); err != nil || gf.Generation == 0 {
+			return 0, fmt.Errorf("data generation %s: unreadable (%v): remove the pair state directory %s for a full copy of every pair", path, err, dir)
+		}
+		return gf.Generation, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("data generation: %w", err)
+	}
+	gf := generationFile{Generation: transport.NewGeneration()}
+	b, _ = json.Marshal(gf)
+	if err := disk.WriteFileAtomic(disk.Or(nil), path, append(b, '\n')); err != nil {
+		return 0, fmt.Errorf("data generation: %w", err)
+	}
+	return gf.Generation, nil
+}
