@@ -29,8 +29,8 @@ type lease struct {
 
 	mark     atomic.Int64 // every stamp handed out is below it, on disk
 	renewing atomic.Bool
-	mu       sync.Mutex // serialises writes of the file
-	wg       sync.WaitGroup
+	mu       sync.Mutex     // serialises writes of the file
+	wg       sync.WaitGroup // renewals in flight, for tests
 	writes   atomic.Uint64
 	closed   bool
 }
@@ -124,7 +124,7 @@ func (t *Timer) Close() error {
 	if l == nil {
 		return nil
 	}
-	l.wg.Wait()
+	// A renewal in flight finishes under l.mu first, or finds closed set.
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -134,7 +134,7 @@ func (t *Timer) Close() error {
 	return l.write(t.Last() + 1)
 }
 
-// wait waits for a renewal in flight.
+// wait waits for a renewal in flight; tests call it once no stamp is taken.
 func (t *Timer) wait() {
 	if t.lease != nil {
 		t.lease.wg.Wait()
