@@ -245,6 +245,25 @@ func TestResumeWithEmptyBitmapBecomesDuplex(t *testing.T) {
 	r.mv.setConnected(true)
 	r.mg.autoSuspend()
 	r.settle()
+	// And for a pending pair with nothing left to copy when it was stopped.
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.openLog()
+	r.open()
+	if p := r.pair("a"); p.State != Pending {
+		t.Fatalf("after a clean restart a is %s, want pending", p.State)
+	}
+	r.settle()
 }
 
 // Defect 12: updates dropped by an auto-suspend must not stay counted in the
