@@ -21,7 +21,14 @@ const (
 	MaxInterval          = Duration(10 * time.Second)
 	DefaultSidefileLimit = 256 * MiB
 	MinSidefileLimit     = 1 * MiB
-	DefaultSuspendAfter  = Duration(60 * time.Second)
+	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
+	// consistency group holds only updates still in the sidefiles (they are
+	// released when the group is journaled), each costing there at least
+	// its journal encoding, so this keeps every group within the largest
+	// the secondary journals (secondary.MaxGroupBytes, 2 GiB), with room
+	// for the group's own header.
+	MaxSidefileTotal    = 1984 * MiB
+	DefaultSuspendAfter = Duration(60 * time.Second)
 	// DefaultPacingStart and DefaultPacingMaxDelay shape write pacing.
 	DefaultPacingStart    = 50
 	DefaultPacingMaxDelay = Duration(20 * time.Millisecond)

@@ -138,6 +138,9 @@ func (c *Config) validatePrimary(p *problems) {
 	}
 	if pr.SidefileLimit < MinSidefileLimit {
 		p.add("primary.sidefile_limit", "%s is too small: must be at least %s", pr.SidefileLimit, MinSidefileLimit)
+	} else if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
+		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals",
+			pr.SidefileLimit, n, MaxSidefileTotal)
 	}
 	if pr.SuspendAfter <= 0 {
 		p.add("primary.suspend_after", "%s: must be positive", pr.SuspendAfter)
