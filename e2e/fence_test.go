@@ -17,6 +17,13 @@ import (
 // The old primary must be refused, with both data generations and the way
 // forward in the message, and nothing of it may reach the secondary volume.
 func TestDaemonsFenceSurvivesRestart(t *testing.T) {
+	t.Run("running secondary", func(t *testing.T) { testFenceSurvivesRestart(t, true) })
+	t.Run("stopped secondary", func(t *testing.T) { testFenceSurvivesRestart(t, false) })
+}
+
+// testFenceSurvivesRestart runs recover --force at the running secondary, or
+// at the stopped one.
+func testFenceSurvivesRestart(t *testing.T, running bool) {
 	s := newSession(t, sessionOpts{name: "e2e-fence", volSize: 16 << 20, edit: func(c *config.Config) {
 		tok := filepath.Join(c.Dir, "token")
 		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
@@ -33,11 +40,17 @@ func TestDaemonsFenceSurvivesRestart(t *testing.T) {
 	c.Close()
 	s.prim.kill()
 
+	if !running {
+		s.stopSecondary()
+	}
 	code, out, errOut := runDuplex(t, "recover", "--force", "--config", s.path)
 	if code != 0 {
 		t.Fatalf("recover --force exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	s.stopSecondary()
+	t.Logf("recover --force:\n%s", out)
+	if running {
+		s.stopSecondary()
+	}
 	// The recovered volume is used: the secondary site writes its own data.
 	_, sp := s.volumePaths("vol1")
 	local := bytes.Repeat([]byte{0x5c}, 64<<10)

@@ -14,7 +14,8 @@ import (
 func runRecover(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("recover", stderr)
 	path := fs.String("config", "", "session config `FILE`")
-	force := fs.Bool("force", false, "recover even though a primary is connected to the running secondary")
+	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
+		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -41,6 +42,14 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 	}
 	defer s.Close()
 	pos := s.Replica().Position()
+	if *force {
+		if _, err := s.Replica().Fence(); err != nil {
+			fmt.Fprintln(stderr, "recover:", err)
+			return exitFailure
+		}
+		g, _ := s.Replica().Generation()
+		fmt.Fprintf(stdout, "secondary fenced: its volumes start data generation %s; the old primary is refused from now on, also after restarts\n", g)
+	}
 	if pos.Time == 0 {
 		fmt.Fprintln(stdout, "no consistency group was ever applied: the secondary volumes hold no replicated data")
 		return exitOK
@@ -51,6 +60,11 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %s (%s): consistent as of %s\n", v.Name, v.Subsystem, ts)
 	}
 	fmt.Fprintln(stdout, "the secondary volumes are usable")
+	if !*force {
+		// Without the fence, a primary that comes back would replicate
+		// into volumes written here, mixing both sites' data.
+		fmt.Fprintln(stdout, "before writing to them, run duplex recover --force: it fences the secondary so that the old primary is refused")
+	}
 	return exitOK
 }
 
