@@ -236,7 +236,7 @@ func (t *trial) run(ctx context.Context, kind string) error {
 // and runs a second epoch through the new process.
 func (t *trial) primaryKill(ctx context.Context, ld *load) (time.Time, error) {
 	before, _ := t.secStatus(ctx)
-	jg, _, err := journaled(t.sess.Config.Secondary.Journal)
+	jg, _, _, err := journaled(t.sess.Config.Secondary.Journal)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -302,7 +302,7 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 	if err := t.sec.Freeze(); err != nil {
 		return time.Time{}, err
 	}
-	jg, jt, err := journaled(t.sess.Config.Secondary.Journal)
+	jg, jt, tail, err := journaled(t.sess.Config.Secondary.Journal)
 	t.sec.Kill()
 	if err != nil {
 		return time.Time{}, err
@@ -311,7 +311,12 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	t.r.notef("killed at journal group %d, recovered group %d", jg, group)
+	if tail != "" {
+		// An Append the kill interrupted: never synced, so never
+		// acknowledged, and dropped by the journal's recovery.
+		tail = fmt.Sprintf(" (then a torn tail: %s)", tail)
+	}
+	t.r.notef("killed at journal group %d%s, recovered group %d", jg, tail, group)
 	if group < jg || ct < jt {
 		t.r.lost++
 		t.r.notef("LOST: journal held group %d (time %d) at the kill; recover came back at group %d (time %d)", jg, jt, group, ct)

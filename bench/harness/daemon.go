@@ -95,12 +95,52 @@ func (d *Daemon) Kill() {
 
 // Freeze stops the process with SIGSTOP: a write it was making completes,
 // and it makes no further one, so its files can be read as they will be
-// after a Kill.
+// after a Kill. The signal is delivered asynchronously, so Freeze waits (up
+// to 5s, where /proc shows it) until every thread of the process is stopped.
 func (d *Daemon) Freeze() error {
 	if d.Exited() {
 		return fmt.Errorf("%s has exited", d.Name)
 	}
-	return d.cmd.Process.Signal(syscall.SIGSTOP)
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		stopped, err := allStopped(d.Pid())
+		if err != nil || stopped {
+			return nil // no /proc: the signal is all there is to wait on
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not stopped 5s after SIGSTOP", d.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// allStopped reports whether every thread of process pid is in the stopped
+// state, as /proc/PID/task/TID/stat shows it.
+func allStopped(pid int) (bool, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // the thread exited
+		}
+		if err != nil {
+			return false, err
+		}
+		// "tid (comm) S ...": comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("/proc/%d/task/%s/stat: unexpected %q", pid, t.Name(), b)
+		}
+		if st := b[i+2]; st != 'T' && st != 't' {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.

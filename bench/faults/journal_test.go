@@ -1,0 +1,107 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"duplex/consistency"
+	"duplex/journal"
+	"duplex/recordset"
+)
+
+// TestJournaledAgreesWithOpen checks the campaign's outside reader of the
+// secondary's journal against the journal package's own recovery, for a last
+// record cut at every point where a stopped or killed Append can leave it:
+// the reader must never name a group that Open drops as a torn tail, or the
+// campaign counts as lost a group that was never synced, hence never
+// acknowledged. An Append of a record above 64 KiB writes its header, its
+// data and its padding in three writes, so a stop between the last two
+// leaves the data whole and the padding missing.
+func TestJournaledAgreesWithOpen(t *testing.T) {
+	const session = "faults"
+	// Resync copies make groups far larger than the journal's single-write
+	// threshold; 1 MiB of data plus the encoding is not a multiple of 8, so
+	// the record has padding.
+	group := func(n uint64, size int) []byte {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(n + uint64(i))
+		}
+		g := &consistency.Group{Number: n, Time: int64(n) * 1000, Through: map[string]uint64{"ss1": n},
+			Updates: []recordset.Update{{Kind: recordset.KindWrite, Volume: "v001", Offset: 0, Length: uint64(size), Timestamp: int64(n) * 1000, Data: data}}}
+		b, err := consistency.EncodeGroup(nil, session, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	records := [][]byte{group(1, 4096), group(2, 1<<20+3), group(3, 1<<20+5)}
+	if len(records[2])%8 == 0 {
+		t.Fatalf("the last record (%d bytes) needs padding for this test", len(records[2]))
+	}
+	base := t.TempDir()
+	src := filepath.Join(base, "src")
+	j, err := journal.Open(src, journal.Options{MaxRecord: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range records {
+		if err := j.Append(uint64(i+1), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg := filepath.Join(src, "0000000000000001.seg")
+	whole, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(records[2])
+	pad := (8 - n%8) % 8
+	frame := 16 + n + pad
+	start := len(whole) - frame
+	cuts := map[string]int{
+		"before the record":           start,
+		"inside the header":           start + 8,
+		"header only":                 start + 16,
+		"inside the data":             start + 16 + n/2,
+		"data whole, padding missing": start + 16 + n,
+		"data whole, padding partial": start + 16 + n + pad/2,
+		"record whole":                len(whole),
+	}
+	for name, cut := range cuts {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(base, filepath.Base(t.Name()))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(seg)), whole[:cut], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Read from outside first, as the campaign does, before Open
+			// truncates anything.
+			got, gotTime, tail, err := journaled(dir)
+			if err != nil {
+				t.Fatalf("journaled: %v", err)
+			}
+			j, err := journal.Open(dir, journal.Options{MaxRecord: 64 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			want := j.LastIndex()
+			if got != want {
+				t.Fatalf("the campaign's reader says group %d is intact on disk, journal.Open recovers through %d", got, want)
+			}
+			if torn := cut != start && cut != len(whole); torn != (tail != "") {
+				t.Errorf("torn tail reported as %q", tail)
+			}
+			if want > 0 && gotTime != int64(want)*1000 {
+				t.Errorf("time of group %d = %d, want %d", got, gotTime, int64(want)*1000)
+			}
+		})
+	}
+}
