@@ -253,9 +253,13 @@ func (l *Log) persist() error {
 	l.gen++
 	b := l.encode()
 	if _, err := l.f.WriteAt(b, int64(l.gen%2)*l.slot); err != nil {
+		// The slot may be torn: the retry goes to the same slot, never over
+		// the other one, which holds the newest durable generation.
+		l.gen--
 		return fmt.Errorf("activity log %s: %w", l.path, err)
 	}
 	if err := l.f.Sync(); err != nil {
+		l.gen--
 		return fmt.Errorf("activity log %s: fsync: %w", l.path, err)
 	}
 	l.syncs++

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"duplex/disk"
 )
 
 // volumeSet returns n volumes of size bytes each, named v0, v1, ...
@@ -100,4 +102,42 @@ func newestSlot(data []byte) (off int64, n int, ok bool) {
 		}
 	}
 	return off, n, ok
+}
+
+// A failed write of a slot may leave it torn; the retry must go to the same
+// slot, never over the one holding the newest generation on disk, or a crash
+// during the retry leaves no valid slot at all.
+func TestRetryAfterFailedWriteKeepsNewestSlot(t *testing.T) {
+	for _, op := range []disk.Op{disk.OpWrite, disk.OpSync} {
+		t.Run(op.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "al")
+			in := disk.NewInjector(nil)
+			l, _, err := OpenFS(in, path, volumeSet(1, 64<<20), DefaultRegion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Mark("v0", 1<<20, 1); err != nil {
+				t.Fatal(err)
+			}
+			durable, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.Inject(disk.Fault{Op: op, Under: dir, Err: disk.EIO, Once: true})
+			if err := l.Mark("v0", 2<<20, 1); err == nil {
+				t.Fatalf("Mark succeeded although the log's %s failed", op)
+			}
+			if err := l.Mark("v0", 2<<20, 1); err != nil {
+				t.Fatal(err)
+			}
+			now, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !newestSlotKept(durable, now) {
+				t.Fatalf("the retry after a failed %s overwrote the newest durable slot", op)
+			}
+		})
+	}
 }
