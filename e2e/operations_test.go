@@ -33,6 +33,8 @@ type opsSession struct {
 	// listener defaults to net) and its quiet logger.
 	secOpts site.SecondaryOptions
 	secLog  *slog.Logger
+	// primOpts, when set, are the primary's options (its dialer is net).
+	primOpts site.PrimaryOptions
 }
 
 func newOpsConfig(t *testing.T, volSize int64, sidefile int64, suspendAfter time.Duration) *config.Config {
@@ -82,7 +84,9 @@ func (s *opsSession) startSecondary() {
 }
 
 func (s *opsSession) startPrimary() {
-	p, err := site.OpenPrimary(s.cfg, quietLogger(), site.PrimaryOptions{Dialer: s.net})
+	opts := s.primOpts
+	opts.Dialer = s.net
+	p, err := site.OpenPrimary(s.cfg, quietLogger(), opts)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -325,3 +325,55 @@ func smallExt4(t *testing.T, size int64) string {
 	})
 	return mnt
 }
+
+// TestActivityLogFaultAtPrimary fails the primary's activity log writes. A
+// write whose region cannot be marked on disk is refused with the reason,
+// not acknowledged unprotected (a crash would then leave it out of the
+// recovery copy), and not left hanging; once the log can be written, writes
+// to the same region succeed and the sites converge.
+func TestActivityLogFaultAtPrimary(t *testing.T) {
+	const volSize = 64 << 20
+	cfg := newOpsConfig(t, volSize, 8<<20, time.Minute)
+	in := disk.NewInjector(nil)
+	s := &opsSession{t: t, cfg: cfg, net: transport.NewMemNetwork(4, transport.Faults{})}
+	s.primOpts.FS = in
+	s.startSecondary()
+	s.startPrimary()
+	t.Cleanup(func() {
+		s.stopPrimary()
+		s.stopSecondary()
+	})
+	for _, name := range cfg.VolumeNames() {
+		s.waitState(name, pair.Duplex, time.Minute)
+	}
+	vol := cfg.VolumeNames()[0]
+	in.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(site.PairStateDir(cfg), "activity.log"), Err: disk.EIO})
+	buf := bytes.Repeat([]byte{0x77}, 4096)
+	// Regions the initial copy marked may still be marked (and need no log
+	// write); walk fresh 1 MiB regions until one needs the log.
+	failedAt := int64(-1)
+	for off := int64(0); off < volSize && failedAt < 0; off += 1 << 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.prim.Write(ctx, vol, buf, off)
+		hung := ctx.Err() != nil
+		cancel()
+		switch {
+		case err == nil:
+		case hung:
+			t.Fatalf("a write at %d hung for 30s while the activity log failed", off)
+		case !strings.Contains(err.Error(), "activity log"):
+			t.Fatalf("write at %d failed without naming the activity log: %v", off, err)
+		default:
+			failedAt = off
+			t.Logf("write refused: %v", err)
+		}
+	}
+	if failedAt < 0 {
+		t.Fatal("every write was acknowledged although the activity log could not be written")
+	}
+	in.Clear()
+	if err := s.prim.Write(context.Background(), vol, buf, failedAt); err != nil {
+		t.Fatalf("write once the activity log works again: %v", err)
+	}
+	s.assertImagesEqual()
+}
