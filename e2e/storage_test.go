@@ -346,26 +346,36 @@ func TestActivityLogFaultAtPrimary(t *testing.T) {
 	for _, name := range cfg.VolumeNames() {
 		s.waitState(name, pair.Duplex, time.Minute)
 	}
-	vol := cfg.VolumeNames()[0]
 	in.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(site.PairStateDir(cfg), "activity.log"), Err: disk.EIO})
 	buf := bytes.Repeat([]byte{0x77}, 4096)
-	// Regions the initial copy marked may still be marked (and need no log
-	// write); walk fresh 1 MiB regions until one needs the log.
-	failedAt := int64(-1)
-	for off := int64(0); off < volSize && failedAt < 0; off += 1 << 20 {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err := s.prim.Write(ctx, vol, buf, off)
-		hung := ctx.Err() != nil
-		cancel()
-		switch {
-		case err == nil:
-		case hung:
-			t.Fatalf("a write at %d hung for 30s while the activity log failed", off)
-		case !strings.Contains(err.Error(), "activity log"):
-			t.Fatalf("write at %d failed without naming the activity log: %v", off, err)
-		default:
-			failedAt = off
-			t.Logf("write refused: %v", err)
+	// Regions the initial copy marked stay marked until their copies are
+	// acknowledged and the log is cleaned, and a region written here stays
+	// marked while in use: walk regions not written yet, over every volume,
+	// until one needs the log.
+	vol, failedAt := "", int64(-1)
+	deadline := time.Now().Add(30 * time.Second)
+walk:
+	for off := int64(0); off < volSize; off += 1 << 20 {
+		for _, name := range cfg.VolumeNames() {
+			if time.Now().After(deadline) {
+				break walk
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := s.prim.Write(ctx, name, buf, off)
+			hung := ctx.Err() != nil
+			cancel()
+			switch {
+			case err == nil:
+				time.Sleep(20 * time.Millisecond) // give the log's cleaning a turn
+			case hung:
+				t.Fatalf("a write to %s at %d hung for 30s while the activity log failed", name, off)
+			case !strings.Contains(err.Error(), "activity log"):
+				t.Fatalf("write to %s at %d failed without naming the activity log: %v", name, off, err)
+			default:
+				vol, failedAt = name, off
+				t.Logf("write refused: %v", err)
+				break walk
+			}
 		}
 	}
 	if failedAt < 0 {
