@@ -132,6 +132,9 @@ func TestDaemonStartupMistakesPrintTheirError(t *testing.T) {
 			// journal fails as it does on a full disk.
 			writeFile(t, c.Secondary.Journal, []byte("x"), 0o600)
 		}, "journal " + "JOURNAL"},
+		{"secondary journal on a full disk", "secondary", func(t *testing.T, dir string, c *config.Config) {
+			fullDisk(t, filepath.Dir(c.Secondary.Journal))
+		}, "free space, or put the journal on a larger file system"},
 		{"secondary listen address in use", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary.Listen = busyAddr(t)
 		}, "listen tcp"},
@@ -208,5 +211,30 @@ func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fullDisk mounts a small tmpfs at dir and fills it, for the journal of a
+// secondary restarted while its disk is still full; without the privilege to
+// mount, the test is skipped.
+func fullDisk(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small file system here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
 	}
 }
