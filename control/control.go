@@ -72,6 +72,11 @@ type VolumeStatus struct {
 	// secondary (for a suspended pair, when it was suspended).
 	ConsistencyTime string `json:"consistency_time,omitempty"`
 	ResyncedBytes   int64  `json:"resynced_bytes,omitempty"`
+	// Auto is set for a pair the session suspended itself: it resumes by
+	// itself once the secondary takes record sets again. Reason says why it
+	// was suspended.
+	Auto   bool   `json:"auto,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // FormatTime renders a consistency time as the contract wants it: RFC 3339

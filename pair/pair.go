@@ -61,6 +61,8 @@ type Pair struct {
 	// Auto marks a suspension the session made itself (link down with a
 	// full sidefile); it resumes by itself when the link returns.
 	Auto bool `json:"auto,omitempty"`
+	// Reason says why the session suspended the pair itself.
+	Reason string `json:"reason,omitempty"`
 	// Consistent is the last time the secondary copy of this volume was
 	// consistent with the others: for a duplex pair the session's consistency
 	// time, for a suspended one the time it was suspended.
@@ -135,11 +137,19 @@ type Manager struct {
 	vols  map[string]Volume
 	order []string
 
+	// saveMu orders saves: a save writes the state it read under mu, so
+	// one that read earlier must not write after one that read later.
+	saveMu sync.Mutex
+
 	mu     sync.Mutex
 	pairs  map[string]*Pair
 	copies map[string]*bitmap.Bitmap // regions still to copy, per pending pair
 	wake   chan struct{}
 	dirty  bool // an operation changed a pair: save at once
+	// changes counts the changes of pair states: a save unsticks the
+	// activity-log marks of a pair only if nothing changed since it read
+	// the state it wrote.
+	changes uint64
 	// copyVol and stopCopy name the pair whose regions copyOne is copying
 	// and cancel that copy: a pair that stops being pending stops its copy
 	// at once, even one waiting for sidefile space.
@@ -329,6 +339,7 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 	}
 	p.State, p.Auto, p.Deleted = Pending, false, false
 	mg.dirty = true
+	mg.changes++
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
 	if bm.Count() == 0 {
 		// Nothing to copy: the pair is duplex once the secondary holds
@@ -357,6 +368,7 @@ func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
 	mg.vols[p.Volume].Subsystem.Suspend(p.Volume, bm)
 	p.State, p.Auto = Suspended, auto
 	mg.dirty = true
+	mg.changes++
 	return bm
 }
 
@@ -369,7 +381,10 @@ func (mg *Manager) kick() {
 
 // save writes the pair state and the bitmaps of pending and suspended pairs.
 func (mg *Manager) save(clean bool) error {
+	mg.saveMu.Lock()
+	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
+	changes := mg.changes
 	st := persisted{Clean: clean}
 	bms := map[string]*bitmap.Bitmap{}
 	var unstick []string
@@ -408,7 +423,7 @@ func (mg *Manager) save(clean bool) error {
 	if al := mg.opts.ActivityLog; al != nil {
 		mg.mu.Lock()
 		for _, name := range unstick {
-			if mg.unstick[name] && mg.pairs[name].State == Duplex {
+			if mg.changes == changes && mg.unstick[name] && mg.pairs[name].State == Duplex {
 				al.Unstick(name)
 				delete(mg.unstick, name)
 			}
@@ -681,9 +696,31 @@ func (mg *Manager) pair(vol string) (*Pair, error) {
 	return p, nil
 }
 
+// persist saves the state an operation changed before the operation is
+// answered: an acknowledged operation survives a crash. A save that fails
+// leaves the operation in effect but not durable; Run saves again.
+func (mg *Manager) persist(op, vol string) error {
+	if err := mg.save(false); err != nil {
+		mg.mu.Lock()
+		mg.dirty = true
+		mg.mu.Unlock()
+		mg.kick()
+		return fmt.Errorf("%s %s: in effect, but not saved (a crash now undoes it): %w", op, vol, err)
+	}
+	return nil
+}
+
 // Add starts shadowing a volume that is not a pair (never was, or was
-// deleted): an initial copy of the whole volume while writes continue.
+// deleted): an initial copy of the whole volume while writes continue. It
+// returns once the new state is saved.
 func (mg *Manager) Add(vol string) error {
+	if err := mg.add(vol); err != nil {
+		return err
+	}
+	return mg.persist("add", vol)
+}
+
+func (mg *Manager) add(vol string) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -699,8 +736,16 @@ func (mg *Manager) Add(vol string) error {
 }
 
 // Suspend stops shadowing vol; its writes are tracked in a bitmap. Updates
-// already captured still ship (the group in flight completes).
+// already captured still ship (the group in flight completes). It returns
+// once the suspended state and its bitmap are saved.
 func (mg *Manager) Suspend(vol string) error {
+	if err := mg.suspend(vol); err != nil {
+		return err
+	}
+	return mg.persist("suspend", vol)
+}
+
+func (mg *Manager) suspend(vol string) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -711,18 +756,30 @@ func (mg *Manager) Suspend(vol string) error {
 		return fmt.Errorf("%s is not a pair", vol)
 	}
 	if p.State == Suspended {
+		// Suspended by hand from now on: it no longer resumes by itself.
 		p.Auto = false
+		mg.dirty = true
+		mg.changes++
 		return nil
 	}
 	mg.suspendLocked(p, false)
 	p.Consistent = max(p.Consistent, mg.vols[vol].Subsystem.Stamp())
 	mg.dirty = true
+	mg.changes++
 	mg.kick()
 	return nil
 }
 
-// Resume shadows vol again, copying the regions changed while suspended.
+// Resume shadows vol again, copying the regions changed while suspended. It
+// returns once the pending state and the regions to copy are saved.
 func (mg *Manager) Resume(vol string) error {
+	if err := mg.resume(vol); err != nil {
+		return err
+	}
+	return mg.persist("resume", vol)
+}
+
+func (mg *Manager) resume(vol string) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -733,17 +790,25 @@ func (mg *Manager) Resume(vol string) error {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
 	}
 	// The sticky activity-log marks of the writes made while suspended
-	// stay until the state on disk says duplex (see save): until the state
-	// on disk says pending, a crash finds them nowhere else but in a bitmap
-	// saved up to a second ago.
+	// stay until the state on disk says duplex (see save): until Resume's
+	// save has written the pending state and its copy bitmap, a crash finds
+	// them nowhere else but in a bitmap saved up to a second ago.
 	bm := mg.vols[vol].Subsystem.Resume(vol)
 	mg.startCopy(p, bm)
 	return nil
 }
 
 // Delete stops shadowing vol and returns the last time its secondary copy was
-// consistent.
+// consistent. It returns once the deleted state is saved.
 func (mg *Manager) Delete(vol string) (time.Time, error) {
+	t, err := mg.delete(vol)
+	if err != nil {
+		return t, err
+	}
+	return t, mg.persist("delete", vol)
+}
+
+func (mg *Manager) delete(vol string) (time.Time, error) {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -759,6 +824,7 @@ func (mg *Manager) Delete(vol string) (time.Time, error) {
 	mg.suspendLocked(p, false)
 	p.Deleted = true
 	mg.dirty = true
+	mg.changes++
 	mg.kick()
 	return time.Unix(0, p.Consistent), nil
 }

@@ -294,3 +294,55 @@ func TestDroppedUpdatesLeaveNoActivityLogCount(t *testing.T) {
 		t.Fatalf("%d activity-log regions still marked after the resync completed and everything was acknowledged", n)
 	}
 }
+
+// An operation's answer means it is durable: a crash right after Suspend,
+// Resume, Delete or Add returns (before the manager's periodic save) finds
+// the operation done, with the regions it must copy.
+func TestPairOperationsDurableWhenAcknowledged(t *testing.T) {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.settle()
+	if err := r.mg.save(false); err != nil { // as Run does once the pairs are duplex
+		t.Fatal(err)
+	}
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if p := r.pair("a"); p.State != Suspended {
+		t.Fatalf("suspend acknowledged, then a crash: a is %s, want suspended", p.State)
+	}
+
+	r.write("a", 2*twinRegion, 4096) // while suspended
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if p := r.pair("a"); p.State == Suspended {
+		t.Fatalf("resume acknowledged, then a crash: a is suspended again")
+	}
+	if !marked(r.pendingRegions("a"), 2*twinRegion) {
+		t.Fatalf("resume acknowledged, then a crash: a is %s and its resync misses the region written while suspended", r.pair("a").State)
+	}
+	r.settle()
+	if err := r.mg.save(false); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := r.mg.Delete("b"); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if p := r.pair("b"); !p.Deleted {
+		t.Fatalf("delete acknowledged, then a crash: b is a pair again (%s)", p.State)
+	}
+
+	if err := r.mg.Add("b"); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if p := r.pair("b"); p.Deleted || p.State != Pending {
+		t.Fatalf("add acknowledged, then a crash: b is %s (deleted %v), want pending with an initial copy", p.State, p.Deleted)
+	}
+	r.settle()
+}

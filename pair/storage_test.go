@@ -23,12 +23,12 @@ func TestPairStateWriteFaultKeepsLastSavedState(t *testing.T) {
 	if p := r.pair("a"); p.State != Duplex {
 		t.Fatalf("a reopened as %s, want duplex", p.State)
 	}
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
+	// The suspend is in effect but not durable: its answer says so.
+	in.Inject(disk.Fault{Op: disk.OpWrite, Under: r.dir, Err: disk.ENOSPC})
+	if err := r.mg.Suspend("a"); !disk.IsFull(err) {
+		t.Fatalf("suspend with the pair state on a full disk: %v, want ENOSPC", err)
 	}
 	r.write("a", twinRegion, 4096)
-
-	in.Inject(disk.Fault{Op: disk.OpWrite, Under: r.dir, Err: disk.ENOSPC})
 	if err := r.mg.save(false); !disk.IsFull(err) {
 		t.Fatalf("saving the pair state on a full disk: %v, want ENOSPC", err)
 	}

@@ -359,7 +359,8 @@ func (p *Primary) Status() control.Status {
 			continue
 		}
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
-			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(pr.Consistent), ResyncedBytes: pr.Resynced}
+			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(pr.Consistent), ResyncedBytes: pr.Resynced,
+			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason}
 		if pr.State == pair.Pending {
 			// Progress of the copy, scaled to the volume: what remains to copy
 			// is the part not yet in step.
