@@ -84,26 +84,28 @@ type Mover struct {
 	// held, so that tests can act (Drop) at exact moments.
 	hook func(point string)
 
-	mu        sync.Mutex
-	held      []*held // in the order they were formed
-	group     uint64
-	local     map[string]uint64 // last sequence number given, per subsystem
-	released  map[string]uint64 // last sequence number acknowledged, per subsystem
-	received  map[string]uint64 // last sequence number the secondary accepted in order
-	ahead     map[string]uint64 // highest sequence number the secondary holds beyond a gap
-	based     bool
-	acked     transport.Position
-	connected bool
-	lastAck   time.Time
-	lastSend  time.Time
-	lastRecv  time.Time // any frame from the secondary
-	resends   uint64
-	reconnect uint64
-	sentBytes uint64
-	lastErr   string         // why the link last failed; cleared by progress
-	conn      transport.Conn // the current connection, if any
-	work      chan struct{}  // new record sets to send
-	progress  chan struct{}  // closed and replaced on every acknowledgement
+	mu          sync.Mutex
+	held        []*held // in the order they were formed
+	group       uint64
+	local       map[string]uint64 // last sequence number given, per subsystem
+	released    map[string]uint64 // last sequence number acknowledged, per subsystem
+	received    map[string]uint64 // last sequence number the secondary accepted in order
+	ahead       map[string]uint64 // highest sequence number the secondary holds beyond a gap
+	based       bool
+	acked       transport.Position
+	connected   bool
+	lastAck     time.Time
+	lastSend    time.Time
+	lastRecv    time.Time // any frame from the secondary
+	resends     uint64
+	reconnect   uint64
+	sentBytes   uint64
+	lastErr     string         // why the link last failed; cleared by progress
+	refusals    uint64         // sessions the secondary refused
+	lastRefusal string         // why it refused the last one
+	conn        transport.Conn // the current connection, if any
+	work        chan struct{}  // new record sets to send
+	progress    chan struct{}  // closed and replaced on every acknowledgement
 }
 
 // New returns a Mover; Run starts it.
@@ -278,11 +280,15 @@ func (m *Mover) link(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			m.lastErr = err.Error()
 		}
+		refused := errors.Is(err, ErrRefused)
+		if refused && ctx.Err() == nil {
+			m.refusals++
+			m.lastRefusal = err.Error()
+		}
 		m.mu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
-		refused := errors.Is(err, ErrRefused)
 		if refused {
 			// Retrying cannot help until an operator acts: say so loudly.
 			m.log.Error("the secondary refused the session", "peer", conn.Peer(), "err", err)
@@ -790,6 +796,10 @@ type Stats struct {
 	BytesSent     uint64
 	LastAckedTime time.Time
 	LastError     string // why the link last failed or was refused
+	// Refusals counts the sessions the secondary refused, LastRefusal says
+	// why the last one was: the pair manager acts on each refusal once.
+	Refusals    uint64
+	LastRefusal string
 }
 
 // Stats returns a snapshot.
@@ -801,5 +811,6 @@ func (m *Mover) Stats() Stats {
 		b += h.cost
 	}
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: len(m.held), HeldBytes: b,
-		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr}
+		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr,
+		Refusals: m.refusals, LastRefusal: m.lastRefusal}
 }

@@ -25,11 +25,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/consistency"
 	"duplex/disk"
 	"duplex/mover"
 	"duplex/recordset"
@@ -160,6 +162,9 @@ type Manager struct {
 	// between would find neither the marks nor a pending state).
 	unstick map[string]bool
 	downAt  time.Time // touched only by autoSuspend
+	// refusals is the mover's count of refused sessions already handled
+	// (touched only by autoSuspend).
+	refusals uint64
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -337,7 +342,7 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
 		bm.SetAll()
 	}
-	p.State, p.Auto, p.Deleted = Pending, false, false
+	p.State, p.Auto, p.Deleted, p.Reason = Pending, false, false, ""
 	mg.dirty = true
 	mg.changes++
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
@@ -366,7 +371,7 @@ func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
 		mg.stopCopy()
 	}
 	mg.vols[p.Volume].Subsystem.Suspend(p.Volume, bm)
-	p.State, p.Auto = Suspended, auto
+	p.State, p.Auto, p.Reason = Suspended, auto, ""
 	mg.dirty = true
 	mg.changes++
 	return bm
@@ -610,24 +615,46 @@ func (mg *Manager) promote() (changed bool) {
 	return changed
 }
 
+// Why the session suspends its pairs by itself.
+const (
+	reasonLinkDown = "link down with a full sidefile"
+	reasonStale    = "the secondary refused a record set stamped at or before its consistency time (the primary's clock went back)"
+)
+
 // autoSuspend suspends every pair when the link has been down longer than
-// SuspendAfter while a sidefile is full, dropping what is held so memory is
-// released; it resumes those pairs when the link is back.
+// SuspendAfter while a sidefile is full, or when the secondary refused a
+// record set as stale, dropping what is held so memory is released; it
+// resumes those pairs when the link is back.
 func (mg *Manager) autoSuspend() {
 	ms := mg.mover.Stats()
+	if ms.Refusals != mg.refusals {
+		mg.refusals = ms.Refusals
+		if strings.Contains(ms.LastRefusal, consistency.ErrStale.Error()) {
+			// Sent again, the record set would be refused again, for ever.
+			// Its updates go into the bitmaps, and the resync on the link's
+			// return copies them with fresh stamps.
+			mg.suspendSession(reasonStale, true)
+			mg.log.Error("the secondary refused a record set stamped behind its consistency time: session suspended, resync once it takes record sets again",
+				"refusal", ms.LastRefusal)
+			return
+		}
+	}
 	if ms.Connected {
 		mg.downAt = time.Time{}
 		mg.mu.Lock()
-		var auto []string
+		var auto []*Pair
 		for _, name := range mg.order {
 			if p := mg.pairs[name]; p.State == Suspended && p.Auto {
-				auto = append(auto, name)
+				cp := *p
+				auto = append(auto, &cp)
 			}
 		}
 		mg.mu.Unlock()
-		for _, name := range auto {
-			mg.log.Info("link is back: resuming", "volume", name)
-			mg.Resume(name)
+		for _, p := range auto {
+			mg.log.Info("link is back: resuming", "volume", p.Volume, "suspended_because", p.Reason)
+			if err := mg.Resume(p.Volume); err != nil {
+				mg.log.Warn("resume after the link came back", "volume", p.Volume, "err", err)
+			}
 		}
 		return
 	}
@@ -637,6 +664,17 @@ func (mg *Manager) autoSuspend() {
 	if mg.opts.SuspendAfter <= 0 || time.Since(mg.downAt) < mg.opts.SuspendAfter || !mg.sidefileFull() {
 		return
 	}
+	if mg.suspendSession(reasonLinkDown, false) {
+		mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
+			"down_for", time.Since(mg.downAt).Round(time.Second))
+	}
+}
+
+// suspendSession suspends every pair not suspended yet, as the session's own
+// suspension for reason, and drops what the mover holds into the bitmaps. It
+// drops even when every pair was already suspended if always is set (what is
+// held cannot be sent). It reports whether it suspended or dropped anything.
+func (mg *Manager) suspendSession(reason string, always bool) bool {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	suspended := 0
@@ -646,10 +684,11 @@ func (mg *Manager) autoSuspend() {
 			continue
 		}
 		mg.suspendLocked(p, true)
+		p.Reason = reason
 		suspended++
 	}
-	if suspended == 0 {
-		return
+	if suspended == 0 && !always {
+		return false
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
 	// held goes, so each dropped update lands in its volume's bitmap. Its
@@ -674,8 +713,8 @@ func (mg *Manager) autoSuspend() {
 			al.Done(u.Volume, off, n)
 		}
 	})
-	mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
-		"down_for", time.Since(mg.downAt).Round(time.Second))
+	mg.kick()
+	return true
 }
 
 func (mg *Manager) sidefileFull() bool {
@@ -757,7 +796,7 @@ func (mg *Manager) suspend(vol string) error {
 	}
 	if p.State == Suspended {
 		// Suspended by hand from now on: it no longer resumes by itself.
-		p.Auto = false
+		p.Auto, p.Reason = false, ""
 		mg.dirty = true
 		mg.changes++
 		return nil

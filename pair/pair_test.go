@@ -2,11 +2,13 @@ package pair
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"duplex/actlog"
+	"duplex/consistency"
 	"duplex/sidefile"
 )
 
@@ -345,4 +347,60 @@ func TestPairOperationsDurableWhenAcknowledged(t *testing.T) {
 		t.Fatalf("add acknowledged, then a crash: b is %s (deleted %v), want pending with an initial copy", p.State, p.Deleted)
 	}
 	r.settle()
+}
+
+// A record set the secondary refuses because an update is stamped at or
+// before its consistency time (a primary whose clock went back) would be
+// refused again on every resend: the session drops what is held into the
+// bitmaps, suspends its pairs by itself, and resyncs them once the link is
+// back, saying why in the pair state.
+func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b", "c")
+	r.settle()
+	if err := r.mg.Suspend("c"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 0, 4096)
+	r.write("b", 3*twinRegion, 4096)
+	r.mv.refuse("refusing a record set: update 1 of 2 stamped before the consistency time: " + consistency.ErrStale.Error())
+	r.mg.autoSuspend()
+	for _, v := range []string{"a", "b"} {
+		p := r.pair(v)
+		if p.State != Suspended || !p.Auto || !strings.Contains(p.Reason, "consistency time") {
+			t.Fatalf("after a stale refusal %s is %s (auto %v, reason %q), want suspended by the session with the reason", v, p.State, p.Auto, p.Reason)
+		}
+	}
+	if p := r.pair("c"); p.State != Suspended || p.Auto {
+		t.Fatalf("c, suspended by hand, is %s (auto %v) after the stale refusal", p.State, p.Auto)
+	}
+	if st := r.ss.side.Stats(); st.Used != 0 {
+		t.Fatalf("the refused updates are still held (%d bytes): they would be sent again for ever", st.Used)
+	}
+	if !marked(r.ss.Tracking("a"), 0) || !marked(r.ss.Tracking("b"), 3*twinRegion) {
+		t.Fatal("a dropped update is not in its pair's bitmap")
+	}
+	// Each refusal is handled once: a later loss of the link alone does not
+	// suspend again.
+	r.mg.autoSuspend()
+	r.mv.setConnected(true)
+	r.mg.autoSuspend()
+	for _, v := range []string{"a", "b"} {
+		if p := r.pair(v); p.State != Pending || p.Reason != "" {
+			t.Fatalf("link back: %s is %s (reason %q), want pending (resync)", v, p.State, p.Reason)
+		}
+	}
+	if !marked(r.pendingRegions("a"), 0) || !marked(r.pendingRegions("b"), 3*twinRegion) {
+		t.Fatal("the resync misses a dropped region")
+	}
+	r.mv.setConnected(false)
+	r.mg.autoSuspend()
+	if p := r.pair("a"); p.State != Pending {
+		t.Fatalf("a plain link loss after a handled refusal: a is %s, want still pending", p.State)
+	}
+	r.mv.setConnected(true)
+	r.settle()
+	if p := r.pair("c"); p.State != Suspended {
+		t.Fatalf("c, suspended by hand, is %s after the link came back", p.State)
+	}
 }

@@ -174,12 +174,27 @@ type memMover struct {
 	al        *actlog.Log
 	connected bool
 	acked     int64
+	// refusals and lastRefusal are what the mover's Stats say of the
+	// sessions the secondary refused.
+	refusals    uint64
+	lastRefusal string
 }
 
 func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked}}
+	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked},
+		Refusals: m.refusals, LastRefusal: m.lastRefusal}
+}
+
+// refuse ends the session as a refusal by the secondary would, for reason;
+// what is held stays held (the mover would send it again).
+func (m *memMover) refuse(reason string) {
+	m.mu.Lock()
+	m.connected = false
+	m.refusals++
+	m.lastRefusal = "secondary refused the session: " + reason
+	m.mu.Unlock()
 }
 
 func (m *memMover) setConnected(up bool) {
