@@ -59,6 +59,9 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 	// Every volume must exist before anything is written: a group is applied
 	// whole or not at all.
 	for _, u := range g.Updates {
+		if u.Kind == recordset.KindMarker {
+			continue // changes no byte: the secondary reads it before applying
+		}
 		if _, ok := vols[u.Volume]; !ok {
 			return nil, fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
 		}
@@ -66,6 +69,9 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 	superseded := fold(g.Updates)
 	touched := map[string]Target{}
 	for i, u := range g.Updates {
+		if u.Kind == recordset.KindMarker {
+			continue
+		}
 		t, ok := vols[u.Volume]
 		if !ok {
 			return nil, fmt.Errorf("apply group %d: no secondary volume %q", g.Number, u.Volume)
@@ -101,15 +107,21 @@ func fold(us []recordset.Update) []bool {
 		off, length uint64
 	}
 	last := make(map[key]int, len(us))
+	markers := 0
 	for i, u := range us {
+		if u.Kind == recordset.KindMarker {
+			// Covers nothing: a write of the marker's range stays.
+			markers++
+			continue
+		}
 		last[key{u.Volume, u.Offset, u.Length}] = i
 	}
-	if len(last) == len(us) {
+	if len(last)+markers == len(us) {
 		return make([]bool, len(us))
 	}
 	out := make([]bool, len(us))
 	for i, u := range us {
-		out[i] = last[key{u.Volume, u.Offset, u.Length}] != i
+		out[i] = u.Kind != recordset.KindMarker && last[key{u.Volume, u.Offset, u.Length}] != i
 	}
 	return out
 }
@@ -121,6 +133,23 @@ type State struct {
 	Group   uint64            `json:"applied_group"`
 	Time    int64             `json:"consistency_time_ns"`
 	Through map[string]uint64 `json:"through"`
+	// Volumes is each volume's pair state as of Group, from the markers
+	// the primary sends; a volume without an entry has never been announced
+	// and is taken as duplex (as before markers existed).
+	Volumes map[string]VolumeState `json:"volumes,omitempty"`
+}
+
+// VolumeState is what the secondary knows of one volume's pair.
+type VolumeState struct {
+	// State is duplex, first-copy, resync, suspended or deleted.
+	State string `json:"state"`
+	// Inconsistent means the secondary copy holds no state the primary
+	// volume ever had: its first copy, or a resync the operator accepted
+	// as inconsistent, is not complete.
+	Inconsistent bool `json:"inconsistent,omitempty"`
+	// Since is, for a suspended or deleted volume, the time as of which its
+	// secondary copy is the primary volume's content.
+	Since int64 `json:"since_ns,omitempty"`
 }
 
 // ReadState reads the state file; a missing file is the zero State.

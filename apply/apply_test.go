@@ -512,3 +512,21 @@ func TestWriteStateFaultKeepsPreviousState(t *testing.T) {
 		})
 	}
 }
+
+// A marker changes no byte: it neither writes its range nor supersedes a
+// write of the same range in its group.
+func TestMarkersChangeNothing(t *testing.T) {
+	m := newMem(32)
+	mk := recordset.Marker{State: recordset.StateCopyEnd}.Update("v")
+	mk.Timestamp = 2
+	g := group(write("v", 0, 1, "0123456789abcdef"), mk)
+	if err := Group(g, map[string]Target{"v": m}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(m.img[:16]), "0123456789abcdef"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if m.ops != 1 {
+		t.Fatalf("%d operations, want 1 (the write)", m.ops)
+	}
+}

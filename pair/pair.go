@@ -164,7 +164,8 @@ type Manager struct {
 	downAt  time.Time // touched only by autoSuspend
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
-	refusals uint64
+	refusals     uint64
+	inconsistent map[string]bool // resumes the operator accepted as inconsistent (markers.go)
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -214,6 +215,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		case p == nil || p.Size != v.Size:
 			p = &Pair{Volume: name, Subsystem: v.Subsystem.ID(), Size: v.Size}
 			mg.startCopy(p, nil)
+			mg.markFirstCopy(p)
 			mg.log.Info("new pair: initial copy", "volume", name)
 		case p.Deleted:
 			v.Subsystem.Suspend(name, bitmap.New(v.Size, bitmap.DefaultRegion))
@@ -238,6 +240,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			// never have reached the secondary anywhere: copy everything.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
+			mg.markResync(p)
 		case p.State == Suspended:
 			bm, err := mg.loadBitmap(name, v.Size)
 			if err != nil {
@@ -252,6 +255,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 				bm = nil
 			}
 			mg.startCopy(p, bm)
+			mg.markResync(p)
 		}
 		mg.pairs[name] = p
 	}
@@ -297,6 +301,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 				bm.Set(r[0], r[1])
 			}
 			mg.startCopy(mg.pairs[name], bm)
+			mg.markResync(mg.pairs[name])
 		}
 		mg.log.Warn("primary did not stop cleanly: resynchronising the regions of its activity log; the secondary copy is inconsistent until done",
 			"bytes", total)
@@ -370,7 +375,7 @@ func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
 	if mg.copyVol == p.Volume && mg.stopCopy != nil {
 		mg.stopCopy()
 	}
-	mg.vols[p.Volume].Subsystem.Suspend(p.Volume, bm)
+	mg.suspendMarked(p.Volume, bm)
 	p.State, p.Auto, p.Reason = Suspended, auto, ""
 	mg.dirty = true
 	mg.changes++
@@ -588,7 +593,7 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 	if bm.Count() == 0 {
 		// Every copy update is now captured: the last one's timestamp is at
 		// or before this one.
-		p.CopyEnd = ss.Stamp()
+		p.CopyEnd = mg.markCopyEnd(p, ss)
 	}
 }
 
@@ -771,6 +776,7 @@ func (mg *Manager) add(vol string) error {
 	}
 	mg.vols[vol].Subsystem.Resume(vol)
 	mg.startCopy(p, nil)
+	mg.markFirstCopy(p)
 	return nil
 }
 
@@ -832,8 +838,9 @@ func (mg *Manager) resume(vol string) error {
 	// stay until the state on disk says duplex (see save): until Resume's
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
-	bm := mg.vols[vol].Subsystem.Resume(vol)
+	bm := mg.resumeMarked(vol)
 	mg.startCopy(p, bm)
+	mg.endIfEmpty(p)
 	return nil
 }
 
@@ -862,6 +869,7 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	}
 	mg.suspendLocked(p, false)
 	p.Deleted = true
+	mg.markDeleted(p.Volume)
 	mg.dirty = true
 	mg.changes++
 	mg.kick()

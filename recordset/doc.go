@@ -29,7 +29,7 @@ start of the record set.
 
 	off   size   field
 	0     4      magic "DXRS" (0x44 0x58 0x52 0x53)
-	4     2      version, currently 1
+	4     2      version: 1, or 2 when the set holds a marker (see Markers)
 	6     2      flags, currently 0; a decoder rejects any flag it does not know
 	8     4      header length H: bytes from offset 0 through the header CRC
 	12    4      payload length P
@@ -72,15 +72,15 @@ Each record info is 40 bytes:
 
 	off   size   field
 	0     4      volume index into the volume table (0-based)
-	4     1      kind: 1 write, 2 zeroes, 3 trim, 4 copy
+	4     1      kind: 1 write, 2 zeroes, 3 trim, 4 copy, 5 marker
 	5     3      reserved, zero
 	8     8      offset in bytes within the volume
 	16    8      length in bytes (offset+length must not overflow 64 bits)
 	24    8      timestamp, int64 nanoseconds from the common timer
 	32    8      update sequence number
 
-The payload is the data of the records whose kind carries data (write and
-copy), in record order, concatenated with nothing in between; each such
+The payload is the data of the records whose kind carries data (write, copy
+and marker), in record order, concatenated with nothing in between; each such
 record contributes exactly its length, and records of other kinds contribute
 nothing, so the lengths of the data-carrying records add up to P. Keeping the
 data out of the record infos keeps the header small and lets a receiver check
@@ -101,11 +101,40 @@ that are not strictly increasing or that are later than the horizon, lowest
 and highest timestamps that are not those of the first and last records, and
 an offset+length that overflows.
 
+# Markers
+
+A marker record (kind 5) changes no byte of its volume: it announces a change
+of the volume's pair state, and its timestamp, taken from the common timer
+under the same ordering lock as the writes, places that change exactly among
+the volume's updates. The secondary learns from markers which volumes have a
+consistent copy, and holds a resync's copies until the resync is complete so
+that its volumes never show a mix of old and new regions. A marker's offset
+is 0 and its length is 16; its 16 payload bytes are
+
+	off   size   field
+	0     1      state: 1 first copy begins, 2 resync begins, 3 copy or
+	             resync ends, 4 suspended, 5 deleted
+	1     1      flags: bit 0 (only with state 2) the operator accepted an
+	             inconsistent secondary during this resync; other bits zero
+	2     6      reserved, zero
+	8     8      bytes the copy or resync will send at most (states 1 and 2;
+	             0 otherwise)
+
+For example, a copy-end marker is the payload 03 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00, and a resync of 3 MiB that must not leave the secondary
+inconsistent is 02 00 00 00 00 00 00 00 00 00 00 00 00 30 00 00.
+testdata/golden-v2-marker.hex pins a whole set with markers.
+
 # Versions
 
 The version is bumped for any change to the layout above, including the use
 of a new flag or kind; the magic, version, flags and the two length fields
-keep their positions in every version. There is no negotiation: a decoder
+keep their positions in every version. Version 2 added the marker kind and
+differs from version 1 in nothing else; an encoder writes version 2 exactly
+when the set holds a marker, so every set has one encoding, sets without
+markers still read on a version 1 receiver, and journals written before
+markers existed still replay. A decoder rejects a marker in a version 1 set
+and a version 2 set without one. There is no negotiation: a decoder
 that sees a version it does not know fails with ErrVersion and the operator
 upgrades the secondary site first.
 */

@@ -15,6 +15,10 @@ import (
 const (
 	Magic   = "DXRS"
 	Version = 1
+	// VersionMarkers is the version of a set that holds at least one
+	// KindMarker update; a set without markers is encoded as Version, so
+	// that receivers that do not know markers still read it.
+	VersionMarkers = 2
 
 	// PrefixSize is how many leading bytes FrameSize needs to find the
 	// length of a whole record set.
@@ -220,6 +224,11 @@ func (rs *RecordSet) layout(vt *volTable) (hdr, payload uint64, err error) {
 			if uint64(len(u.Data)) != u.Length {
 				invalid("update %d: %v with %d bytes of data but length %d", i, u.Kind, len(u.Data), u.Length)
 			}
+			if u.Kind == KindMarker {
+				if merr := checkMarker(u.Offset, u.Data); merr != nil {
+					invalid("update %d: %v", i, merr)
+				}
+			}
 		case u.Kind == KindZeroes || u.Kind == KindTrim:
 			if len(u.Data) != 0 {
 				invalid("update %d: %v carries %d bytes of data", i, u.Kind, len(u.Data))
@@ -254,6 +263,16 @@ func (rs *RecordSet) layout(vt *volTable) (hdr, payload uint64, err error) {
 	return hdr, payload, err
 }
 
+// version is the format version of rs's encoding.
+func (rs *RecordSet) version() uint16 {
+	for i := range rs.Updates {
+		if rs.Updates[i].Kind == KindMarker {
+			return VersionMarkers
+		}
+	}
+	return Version
+}
+
 // EncodedSize returns the exact length of the encoding of rs, for presizing
 // buffers and accounting for memory before encoding. It is meaningless if
 // Encode would reject rs.
@@ -277,7 +296,7 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 	b := slices.Grow(dst, int(hdr+payload+crcSize))
 
 	b = append(b, Magic...)
-	b = be.AppendUint16(b, Version)
+	b = be.AppendUint16(b, rs.version())
 	b = be.AppendUint16(b, 0) // flags
 	b = be.AppendUint32(b, uint32(hdr))
 	b = be.AppendUint32(b, uint32(payload))
@@ -329,8 +348,8 @@ func FrameSize(prefix []byte, lim Limits) (int, error) {
 	if string(prefix[offMagic:offMagic+4]) != Magic {
 		return 0, fmt.Errorf("recordset: bad magic %q: %w", prefix[offMagic:offMagic+4], ErrMalformed)
 	}
-	if v := be.Uint16(prefix[offVersion:]); v != Version {
-		return 0, fmt.Errorf("recordset: version %d, want %d: %w", v, Version, ErrVersion)
+	if v := be.Uint16(prefix[offVersion:]); v != Version && v != VersionMarkers {
+		return 0, fmt.Errorf("recordset: version %d, want %d or %d: %w", v, Version, VersionMarkers, ErrVersion)
 	}
 	if f := be.Uint16(prefix[offFlags:]); f != 0 {
 		return 0, fmt.Errorf("recordset: unknown flags %#04x: %w", f, ErrMalformed)
@@ -521,6 +540,8 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 		used    int    // table entries used so far; first-use order means the next new one is vols[used]
 		dataOff uint64 // into pb
 		prevTS  int64
+		markers int
+		version = be.Uint16(b[offVersion:])
 	)
 	for i := range rs.Updates {
 		r := b[p : p+recordInfoSize]
@@ -554,6 +575,20 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 			}
 			u.Data = pb[dataOff : dataOff+u.Length : dataOff+u.Length]
 			dataOff += u.Length
+		case KindMarker:
+			if version != VersionMarkers {
+				return nil, fmt.Errorf("recordset: record %d: marker in a version %d set: %w", i, version, ErrMalformed)
+			}
+			if u.Length > uint64(len(pb))-dataOff {
+				return nil, fmt.Errorf("recordset: record %d: %v of %d bytes, %d payload bytes left: %w",
+					i, u.Kind, u.Length, uint64(len(pb))-dataOff, ErrMalformed)
+			}
+			u.Data = pb[dataOff : dataOff+u.Length : dataOff+u.Length]
+			dataOff += u.Length
+			if err := checkMarker(u.Offset, u.Data); err != nil {
+				return nil, fmt.Errorf("recordset: record %d: %w", i, err)
+			}
+			markers++
 		case KindZeroes, KindTrim:
 		default:
 			return nil, fmt.Errorf("recordset: record %d: unknown kind %d: %w", i, u.Kind, ErrMalformed)
@@ -568,6 +603,10 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 	}
 	if used != len(vols) {
 		return nil, fmt.Errorf("recordset: %d of %d volumes used: %w", used, len(vols), ErrMalformed)
+	}
+	if version == VersionMarkers && markers == 0 {
+		// One encoding per set: without markers it is version 1.
+		return nil, fmt.Errorf("recordset: version %d set without markers: %w", version, ErrMalformed)
 	}
 	if dataOff != uint64(len(pb)) {
 		return nil, fmt.Errorf("recordset: records hold %d data bytes, payload has %d: %w", dataOff, len(pb), ErrMalformed)

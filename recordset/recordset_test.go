@@ -105,6 +105,7 @@ func samples() map[string]*RecordSet {
 		many.Updates = append(many.Updates, u)
 	}
 	m["many-volumes"] = many
+	m["markers"] = markerSet()
 	return m
 }
 
@@ -534,7 +535,7 @@ func TestFrameSize(t *testing.T) {
 		want error
 	}{
 		{offMagic, 'X', ErrMalformed},
-		{offVersion + 1, 2, ErrVersion},
+		{offVersion + 1, 3, ErrVersion},
 		{offFlags + 1, 1, ErrMalformed},
 		{offFlags, 0x80, ErrMalformed},
 	} {

@@ -9,10 +9,14 @@ const (
 	KindZeroes Kind = 2 // Length bytes at Offset read back as zeroes; no data.
 	KindTrim   Kind = 3 // Length bytes at Offset are discarded; no data.
 	KindCopy   Kind = 4 // Initial-copy or resync data; like KindWrite.
+	// KindMarker changes nothing on the volume: its Data (MarkerSize bytes,
+	// see Marker) announces a change of the volume's pair state, ordered by
+	// its timestamp with the updates around it. Only in format version 2.
+	KindMarker Kind = 5
 )
 
 // HasData reports whether updates of this kind carry a payload.
-func (k Kind) HasData() bool { return k == KindWrite || k == KindCopy }
+func (k Kind) HasData() bool { return k == KindWrite || k == KindCopy || k == KindMarker }
 
 func (k Kind) String() string {
 	switch k {
@@ -24,6 +28,8 @@ func (k Kind) String() string {
 		return "trim"
 	case KindCopy:
 		return "copy"
+	case KindMarker:
+		return "marker"
 	}
 	return "unknown"
 }

@@ -80,9 +80,14 @@ type Secondary struct {
 
 	view sync.RWMutex // held exclusively while a group is applied
 
-	mu          sync.Mutex // serialises processing of record sets
-	ckMu        sync.Mutex // serialises checkpoints
-	durable     apply.State
+	mu      sync.Mutex // serialises processing of record sets
+	ckMu    sync.Mutex // serialises checkpoints
+	durable apply.State // applied: the volumes are at this group
+	// journaled is the last group in the journal, which is ahead of durable
+	// while a resync holds the volumes.
+	journaled position
+	pairs     *pairStates // as of journaled
+	held      heldGroups
 	former      *consistency.Former
 	conn        transport.Conn
 	instance    uint64 // of the primary process whose record sets the former holds
@@ -99,12 +104,32 @@ type Secondary struct {
 	stats          Stats
 }
 
+// position is a journaled group's place in the stream.
+type position struct {
+	Group   uint64
+	Time    int64
+	Through map[string]uint64
+}
+
+// heldGroups are the journaled groups not applied because a resync is open.
+type heldGroups struct {
+	Groups uint64
+	Bytes  int64
+	Since  time.Time // when the hold began
+}
+
 // Stats is a snapshot for status and metrics.
 type Stats struct {
-	Connected       bool
-	Peer            string
-	Group           uint64 // last group journaled and applied
-	Time            int64  // consistency time (may be ahead of the last journaled group when idle)
+	Connected bool
+	Peer      string
+	Group     uint64 // last group applied: the volumes are at this group
+	Time      int64  // consistency time of Group: durable, so a restart reports the same
+	// JournaledGroup is the last group journaled (and acknowledged); ahead
+	// of Group by HeldGroups while a resync holds the volumes.
+	JournaledGroup uint64
+	HeldGroups     uint64
+	HeldBytes      int64
+	Resyncing      []string // volumes whose resync holds the secondary
 	GroupsApplied   uint64
 	UpdatesApplied  uint64
 	BytesApplied    uint64
@@ -186,7 +211,8 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
-		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != ""}
+		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
+		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -199,12 +225,13 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, err
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
-	s.stats.Group, s.stats.Time = s.durable.Group, s.durable.Time
 	return s, nil
 }
 
+// start is where a new primary process resumes: after the last journaled
+// group, held or not.
 func (s *Secondary) start() consistency.Start {
-	return consistency.Start{Time: s.durable.Time, Through: maps(s.durable.Through)}
+	return consistency.Start{Time: s.journaled.Time, Through: maps(s.journaled.Through)}
 }
 
 func maps(m map[string]uint64) map[string]uint64 {
@@ -215,6 +242,11 @@ func maps(m map[string]uint64) map[string]uint64 {
 	return out
 }
 
+// replay reads the journal after the applied group. It follows the
+// pair-state markers through every journaled group, then applies the groups
+// through the last one after which no resync is open: groups of a resync
+// that never completed stay journaled and unapplied, so the volumes recover
+// to the last group before it.
 func (s *Secondary) replay() error {
 	last := s.journal.LastIndex()
 	if last != 0 && last < s.durable.Group {
@@ -223,26 +255,33 @@ func (s *Secondary) replay() error {
 	if first := s.journal.FirstIndex(); first > s.durable.Group+1 {
 		return fmt.Errorf("secondary: journal %s starts at group %d, after applied group %d: groups missing", s.cfg.JournalDir, first, s.durable.Group)
 	}
-	replayed := 0
+	through := s.durable.Group
+	var vols map[string]apply.VolumeState
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
-		g, session, err := consistency.DecodeGroup(data, groupLimits)
+		g, err := s.decodeJournaled(index, data)
 		if err != nil {
-			return fmt.Errorf("journal record %d: %w", index, err)
-		}
-		if session != s.cfg.Session || g.Number != index {
-			return fmt.Errorf("journal record %d: group %d of session %q", index, g.Number, session)
+			return err
 		}
 		if err := s.checkGroup(g); err != nil {
 			return err
 		}
-		if err := s.applyGroup(g); err != nil {
-			return err
+		s.pairs.step(g, s.journaled.Time)
+		s.journaled = position{Group: index, Time: g.Time, Through: maps(g.Through)}
+		if s.pairs.holding() {
+			s.hold(g)
+			return nil
 		}
-		replayed++
+		through, vols, s.held = index, s.pairs.snapshot(), heldGroups{}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("secondary: replay: %w", err)
+	}
+	replayed := through - s.durable.Group
+	if replayed > 0 {
+		if err := s.applyJournaled(through, nil, vols); err != nil {
+			return fmt.Errorf("secondary: replay: %w", err)
+		}
 	}
 	if err := s.checkpoint(); err != nil {
 		return fmt.Errorf("secondary: replay: %w", err)
@@ -250,6 +289,105 @@ func (s *Secondary) replay() error {
 	if replayed > 0 {
 		s.log.Info("replayed journal", "groups", replayed, "through", s.durable.Group, "consistency_time", time.Unix(0, s.durable.Time).UTC())
 	}
+	if s.pairs.holding() {
+		s.log.Warn("resync in progress: journaled groups held until it completes; the volumes stay at the last group before it",
+			"held_groups", s.held.Groups, "held_bytes", s.held.Bytes, "volumes", s.pairs.resyncing(), "consistency_time", time.Unix(0, s.durable.Time).UTC())
+	}
+	return nil
+}
+
+func (s *Secondary) decodeJournaled(index uint64, data []byte) (*consistency.Group, error) {
+	g, session, err := consistency.DecodeGroup(data, groupLimits)
+	if err != nil {
+		return nil, fmt.Errorf("journal record %d: %w", index, err)
+	}
+	if session != s.cfg.Session || g.Number != index {
+		return nil, fmt.Errorf("journal record %d: group %d of session %q", index, g.Number, session)
+	}
+	return g, nil
+}
+
+// hold counts g among the groups journaled but not applied.
+func (s *Secondary) hold(g *consistency.Group) {
+	if s.held.Groups == 0 {
+		s.held.Since = time.Now()
+	}
+	s.held.Groups++
+	for _, u := range g.Updates {
+		s.held.Bytes += int64(len(u.Data))
+	}
+}
+
+var errEnough = errors.New("enough")
+
+// applyJournaled applies every journaled group after the applied one through
+// group through, reading them back from the journal, and then last (the
+// group just journaled, if any), all under one exclusion of readers: the
+// groups in between belong to a resync and are no state the primary ever
+// had. vols is the pair state after the last group.
+func (s *Secondary) applyJournaled(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
+	s.view.Lock()
+	defer s.view.Unlock()
+	var final *consistency.Group
+	applyOne := func(g *consistency.Group) error {
+		touched, err := apply.Updates(g, s.targets)
+		if err != nil {
+			return err
+		}
+		for name, t := range touched {
+			s.unflushed[name] = t
+		}
+		s.stats.GroupsApplied++
+		s.stats.UpdatesApplied += uint64(len(g.Updates))
+		for _, u := range g.Updates {
+			if u.Kind != recordset.KindMarker {
+				s.stats.BytesApplied += uint64(len(u.Data))
+			}
+		}
+		final = g
+		return nil
+	}
+	upTo := through
+	if last != nil {
+		upTo = last.Number - 1
+	}
+	if upTo > s.durable.Group {
+		err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
+			if index > upTo {
+				return errEnough
+			}
+			g, err := s.decodeJournaled(index, data)
+			if err != nil {
+				return err
+			}
+			if err := applyOne(g); err != nil {
+				return err
+			}
+			if index == upTo {
+				return errEnough
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errEnough) {
+			return err
+		}
+		if final == nil || final.Number != upTo {
+			return fmt.Errorf("secondary: journal %s: held groups through %d not found", s.cfg.JournalDir, upTo)
+		}
+	}
+	if last != nil {
+		if err := applyOne(last); err != nil {
+			return err
+		}
+	}
+	if final == nil {
+		return nil
+	}
+	if s.cfg.OnApplied != nil {
+		s.cfg.OnApplied(final)
+	}
+	s.durable = apply.State{Session: s.cfg.Session, Group: final.Number, Time: final.Time, Through: maps(final.Through), Volumes: vols}
+	s.stats.LastAppliedWall = time.Now()
 	return nil
 }
 
@@ -257,25 +395,9 @@ func (s *Secondary) replay() error {
 // checkpoint: until then the journal still holds the group, and a restart
 // applies it again.
 func (s *Secondary) applyGroup(g *consistency.Group) error {
-	s.view.Lock()
-	touched, err := apply.Updates(g, s.targets)
-	if err == nil && s.cfg.OnApplied != nil {
-		s.cfg.OnApplied(g)
-	}
-	s.view.Unlock()
-	if err != nil {
+	if err := s.applyJournaled(g.Number, g, s.pairs.snapshot()); err != nil {
 		return err
 	}
-	for name, t := range touched {
-		s.unflushed[name] = t
-	}
-	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through)}
-	s.stats.GroupsApplied++
-	s.stats.UpdatesApplied += uint64(len(g.Updates))
-	for _, u := range g.Updates {
-		s.stats.BytesApplied += uint64(len(u.Data))
-	}
-	s.stats.LastAppliedWall = time.Now()
 	if time.Since(s.lastCheckpoint) >= s.cfg.CheckpointEvery {
 		return s.checkpoint()
 	}
@@ -326,7 +448,9 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) err
 	return nil
 }
 
-// Position returns what the secondary has made durable.
+// Position returns what the volumes hold: the applied group and its
+// consistency time. Groups journaled beyond it (held by a resync) are not
+// part of it.
 func (s *Secondary) Position() transport.Position {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -465,7 +589,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
-	pos := transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through), Received: s.former.Received()}
+	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received()}
 	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
@@ -648,7 +772,6 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 		if !ok {
 			return nil
 		}
-		s.stats.Time = g.Time
 		if len(g.Updates) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
 			continue
 		}
@@ -664,12 +787,12 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
-		Group: s.durable.Group, Time: s.former.Time(), Through: maps(s.durable.Through), Received: s.former.Received(), Ahead: s.former.Ahead()}))
+		Group: s.journaled.Group, Time: s.former.Time(), Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead()}))
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.
 func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
-	g.Number = s.durable.Group + 1
+	g.Number = s.journaled.Group + 1
 	size := 1024
 	for _, u := range g.Updates {
 		size += 40 + len(u.Data) + len(u.Volume)
@@ -691,11 +814,23 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	// Journaled is safe: acknowledge before applying so the primary can release
 	// its sidefile while the volumes are written.
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received()}))
-	if err := s.applyGroup(g); err != nil {
-		return err
+	wasHolding := s.pairs.holding()
+	s.pairs.step(g, s.journaled.Time)
+	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
+	if s.pairs.holding() {
+		if !wasHolding {
+			s.log.Info("resync began: holding the volumes at the last consistent group until it completes",
+				"volumes", s.pairs.resyncing(), "group", s.durable.Group, "consistency_time", time.Unix(0, s.durable.Time).UTC())
+		}
+		s.hold(g)
+		return nil
 	}
-	s.stats.Group = g.Number
-	return nil
+	if wasHolding {
+		s.log.Info("resync complete: applying the held groups", "groups", s.held.Groups+1, "bytes", s.held.Bytes,
+			"held_for", time.Since(s.held.Since).Round(time.Millisecond))
+		s.held = heldGroups{}
+	}
+	return s.applyGroup(g)
 }
 
 func (s *Secondary) awaitHello(conn transport.Conn) (transport.Hello, error) {
@@ -778,9 +913,10 @@ func (s *Secondary) Stats() Stats {
 	st := s.stats
 	st.Laggard, st.LaggardHorizon = s.former.Laggard()
 	st.JournalBytes = s.journal.Bytes()
-	if st.Time < s.durable.Time {
-		st.Time = s.durable.Time
-	}
+	st.Group, st.Time = s.durable.Group, s.durable.Time
+	st.JournaledGroup = s.journaled.Group
+	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
+	st.Resyncing = s.pairs.resyncing()
 	return st
 }
 

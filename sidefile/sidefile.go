@@ -137,6 +137,15 @@ func (s *Sidefile) reserve(ctx context.Context, n int64) (time.Duration, error) 
 	return waited, nil
 }
 
+// Take takes n bytes of the budget at once, even past the limit: a
+// pair-state marker costs a few bytes and must not wait behind writes while
+// its caller holds the pair manager's lock.
+func (s *Sidefile) Take(n int64) {
+	s.mu.Lock()
+	s.used += n
+	s.mu.Unlock()
+}
+
 // Release returns n bytes to the budget and wakes waiting writers.
 func (s *Sidefile) Release(n int64) {
 	if n == 0 {

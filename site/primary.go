@@ -161,7 +161,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log,
 		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
 		OnAcked: func(u recordset.Update) {
-			if p.actlog != nil {
+			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
 				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))
 			}
 		}})

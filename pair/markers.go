@@ -1,0 +1,121 @@
+package pair
+
+import (
+	"duplex/bitmap"
+	"duplex/recordset"
+)
+
+// Pair-state markers tell the secondary, in the stream and in timestamp
+// order with the writes, when a volume's copy begins and ends and when it is
+// suspended or deleted. With them the secondary reports each volume's truth,
+// and holds its volumes at the last consistent group while a resync of a
+// volume that had a consistent copy runs. Each function here is called with
+// mg.mu held (or before Run) at one transition of pair.go.
+
+// Marker is what a subsystem offers to capture pair-state markers (package
+// subsystem implements it). A subsystem without it sends no markers: the
+// secondary then takes its volumes as duplex throughout, as before markers.
+type Marker interface {
+	Mark(vol string, m recordset.Marker) (int64, error)
+	SuspendMarked(vol string, bm *bitmap.Bitmap, m recordset.Marker) (int64, error)
+	ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap, int64, error)
+}
+
+func (mg *Manager) marker(vol string) Marker {
+	m, _ := mg.vols[vol].Subsystem.(Marker)
+	return m
+}
+
+func (mg *Manager) markerFailed(vol string, s recordset.PairState, err error) {
+	mg.log.Error("pair-state marker not sent", "volume", vol, "state", s, "err", err)
+}
+
+func (mg *Manager) mark(vol string, m recordset.Marker) (int64, bool) {
+	mk := mg.marker(vol)
+	if mk == nil {
+		return 0, false
+	}
+	ts, err := mk.Mark(vol, m)
+	if err != nil {
+		mg.markerFailed(vol, m.State, err)
+		return 0, false
+	}
+	return ts, true
+}
+
+// markFirstCopy announces the very first copy of p: the secondary has no
+// consistent copy of it until the copy ends, and does not hold the others.
+func (mg *Manager) markFirstCopy(p *Pair) {
+	mg.mark(p.Volume, recordset.Marker{State: recordset.StateFirstCopy, Bytes: uint64(p.CopyTotal)})
+	mg.endIfEmpty(p)
+}
+
+// markResync announces a copy over a secondary copy that may have been
+// consistent: the secondary holds its volumes until the copy ends, unless
+// the operator accepted an inconsistent resync.
+func (mg *Manager) markResync(p *Pair) {
+	mg.mark(p.Volume, recordset.Marker{State: recordset.StateResync, Bytes: uint64(p.CopyTotal), Inconsistent: mg.takeInconsistent(p.Volume)})
+	mg.endIfEmpty(p)
+}
+
+// endIfEmpty ends at once, after its begin marker, a copy with nothing to
+// copy: no copy update will ever reach copied to end it.
+func (mg *Manager) endIfEmpty(p *Pair) {
+	if bm := mg.copies[p.Volume]; p.State != Pending || bm == nil || bm.Count() != 0 {
+		return
+	}
+	if ts, ok := mg.mark(p.Volume, recordset.Marker{State: recordset.StateCopyEnd}); ok {
+		p.CopyEnd = ts
+	}
+}
+
+// markCopyEnd announces that every copy update of p's copy is captured, and
+// returns its timestamp: the pair is duplex once the secondary has it.
+func (mg *Manager) markCopyEnd(p *Pair, ss Subsystem) int64 {
+	if ts, ok := mg.mark(p.Volume, recordset.Marker{State: recordset.StateCopyEnd}); ok {
+		return ts
+	}
+	return ss.Stamp()
+}
+
+// markDeleted announces that vol is no longer a pair.
+func (mg *Manager) markDeleted(vol string) {
+	mg.mark(vol, recordset.Marker{State: recordset.StateDeleted})
+}
+
+// suspendMarked stops capturing vol's writes (they go to bm) and announces
+// it in the same critical section.
+func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) {
+	if mk := mg.marker(vol); mk != nil {
+		_, err := mk.SuspendMarked(vol, bm, recordset.Marker{State: recordset.StateSuspended})
+		if err == nil {
+			return
+		}
+		mg.markerFailed(vol, recordset.StateSuspended, err)
+	}
+	mg.vols[vol].Subsystem.Suspend(vol, bm)
+}
+
+// resumeMarked captures vol's writes again and announces the resync before
+// any of them, returning the regions changed while suspended.
+func (mg *Manager) resumeMarked(vol string) *bitmap.Bitmap {
+	if mk := mg.marker(vol); mk != nil {
+		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol)}
+		bm, _, err := mk.ResumeMarked(vol, m)
+		if err == nil {
+			return bm
+		}
+		mg.markerFailed(vol, recordset.StateResync, err)
+	}
+	return mg.vols[vol].Subsystem.Resume(vol)
+}
+
+// takeInconsistent reports, once, whether the operator accepted an
+// inconsistent resync of vol.
+func (mg *Manager) takeInconsistent(vol string) bool {
+	if !mg.inconsistent[vol] {
+		return false
+	}
+	delete(mg.inconsistent, vol)
+	return true
+}

@@ -1,0 +1,132 @@
+package secondary
+
+import (
+	gomaps "maps"
+	"slices"
+
+	"duplex/apply"
+	"duplex/consistency"
+	"duplex/recordset"
+)
+
+// Volume pair states as the secondary reports them.
+const (
+	StateDuplex    = "duplex"
+	StateFirstCopy = "first-copy"
+	StateResync    = "resync"
+	StateSuspended = "suspended"
+	StateDeleted   = "deleted"
+)
+
+// pairStates follows the primary's pair-state markers through the journaled
+// groups. open holds the volumes whose resync began over a consistent copy
+// and has not ended: while it is not empty, groups are journaled but not
+// applied, so the volumes stay at the last group before the resync.
+type pairStates struct {
+	vols map[string]apply.VolumeState
+	open map[string]bool
+}
+
+func newPairStates(vols map[string]apply.VolumeState) *pairStates {
+	return &pairStates{vols: gomaps.Clone(vols), open: map[string]bool{}}
+}
+
+// snapshot returns the volume states for the applied state. It is taken
+// only when no resync is open, so the open set need not be kept with it.
+func (p *pairStates) snapshot() map[string]apply.VolumeState {
+	if len(p.vols) == 0 {
+		return nil
+	}
+	return gomaps.Clone(p.vols)
+}
+
+func (p *pairStates) holding() bool { return len(p.open) > 0 }
+
+// resyncing returns the volumes whose resync holds the secondary, sorted.
+func (p *pairStates) resyncing() []string {
+	return slices.Sorted(gomaps.Keys(p.open))
+}
+
+func (p *pairStates) get(vol string) apply.VolumeState {
+	if v, ok := p.vols[vol]; ok {
+		return v
+	}
+	return apply.VolumeState{State: StateDuplex}
+}
+
+// step reads the markers of g in timestamp order. prevTime is the time of
+// the group journaled before g.
+func (p *pairStates) step(g *consistency.Group, prevTime int64) {
+	var written map[string]bool // volumes with an update in g before the marker at hand
+	for _, u := range g.Updates {
+		if u.Kind != recordset.KindMarker {
+			if written == nil {
+				written = map[string]bool{}
+			}
+			written[u.Volume] = true
+			continue
+		}
+		m, err := recordset.DecodeMarker(u)
+		if err != nil {
+			continue // the decoder checked it already
+		}
+		if p.vols == nil {
+			p.vols = map[string]apply.VolumeState{}
+		}
+		v := p.get(u.Volume)
+		switch m.State {
+		case recordset.StateFirstCopy:
+			delete(p.open, u.Volume)
+			v = apply.VolumeState{State: StateFirstCopy, Inconsistent: true}
+		case recordset.StateResync:
+			switch {
+			case m.Inconsistent:
+				delete(p.open, u.Volume)
+				v = apply.VolumeState{State: StateResync, Inconsistent: true}
+			case v.Inconsistent:
+				// Nothing consistent to keep: the copy simply goes on.
+				v = apply.VolumeState{State: StateResync, Inconsistent: true}
+			case m.Bytes == 0 && !p.open[u.Volume]:
+				// Nothing changed while suspended: the copy is the
+				// primary's again from this marker on, with nothing to hold.
+				v = apply.VolumeState{State: StateDuplex}
+			default:
+				p.open[u.Volume] = true
+				v = apply.VolumeState{State: StateResync}
+			}
+		case recordset.StateCopyEnd:
+			delete(p.open, u.Volume)
+			v = apply.VolumeState{State: StateDuplex}
+		case recordset.StateSuspended, recordset.StateDeleted:
+			state := StateSuspended
+			if m.State == recordset.StateDeleted {
+				state = StateDeleted
+			}
+			if p.open[u.Volume] && m.State == recordset.StateDeleted {
+				// A deleted volume never completes its resync: stop holding
+				// the others for it, and its copy is a mix from now on.
+				delete(p.open, u.Volume)
+				v = apply.VolumeState{State: state, Inconsistent: true}
+				break
+			}
+			if p.open[u.Volume] || v.Inconsistent || v.State == StateSuspended || v.State == StateDeleted {
+				// The hold stays until a later resync of the volume ends;
+				// an inconsistent copy stays so; a suspended one keeps
+				// its time.
+				v.State = state
+				break
+			}
+			// The marker was stamped in the same critical section that
+			// stopped capturing the volume's writes, so the copy is the
+			// primary's as of the marker, unless the updates between the
+			// previous group and the marker were dropped (an automatic
+			// suspension): then only as of the previous group.
+			since := prevTime
+			if written[u.Volume] {
+				since = u.Timestamp
+			}
+			v = apply.VolumeState{State: state, Since: since}
+		}
+		p.vols[u.Volume] = v
+	}
+}
