@@ -2,8 +2,8 @@ package e2e
 
 import (
 	"context"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"

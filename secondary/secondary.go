@@ -80,14 +80,14 @@ type Secondary struct {
 
 	view sync.RWMutex // held exclusively while a group is applied
 
-	mu      sync.Mutex // serialises processing of record sets
-	ckMu    sync.Mutex // serialises checkpoints
+	mu      sync.Mutex  // serialises processing of record sets
+	ckMu    sync.Mutex  // serialises checkpoints
 	durable apply.State // applied: the volumes are at this group
 	// journaled is the last group in the journal, which is ahead of durable
 	// while a resync holds the volumes.
-	journaled position
-	pairs     *pairStates // as of journaled
-	held      heldGroups
+	journaled   position
+	pairs       *pairStates // as of journaled
+	held        heldGroups
 	former      *consistency.Former
 	conn        transport.Conn
 	instance    uint64 // of the primary process whose record sets the former holds
@@ -126,10 +126,10 @@ type Stats struct {
 	Time      int64  // consistency time of Group: durable, so a restart reports the same
 	// JournaledGroup is the last group journaled (and acknowledged); ahead
 	// of Group by HeldGroups while a resync holds the volumes.
-	JournaledGroup uint64
-	HeldGroups     uint64
-	HeldBytes      int64
-	Resyncing      []string // volumes whose resync holds the secondary
+	JournaledGroup  uint64
+	HeldGroups      uint64
+	HeldBytes       int64
+	Resyncing       []string // volumes whose resync holds the secondary
 	GroupsApplied   uint64
 	UpdatesApplied  uint64
 	BytesApplied    uint64
