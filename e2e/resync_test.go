@@ -195,12 +195,13 @@ func (c *resyncCheck) write(s *opsSession, vol, block int, counter uint64) {
 	}
 }
 
-// startResyncSession starts an ops session of four 2 MiB volumes with a 1 MiB
-// sidefile, so a resync of one volume spans many record sets and more than
-// half a sidefile, and waits for the initial copies.
+// startResyncSession starts an ops session of four 1 MiB volumes with a 256
+// KiB sidefile, so a resync of one volume spans many record sets and several
+// sidefiles, and waits for the initial copies.
 func startResyncSession(t *testing.T, c **resyncCheck) (*opsSession, int64) {
-	const volSize = 2 << 20
-	cfg := newOpsConfig(t, volSize, 1<<20, time.Minute)
+	const volSize = 1 << 20
+	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
+	cfg.Interval = config.Duration(20 * time.Millisecond) // fewer groups to check
 	*c = newResyncCheck(t, cfg, volSize, "vol2")
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
 	s.startSecondaryWith(site.SecondaryOptions{OnApplied: (*c).check})
