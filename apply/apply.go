@@ -147,6 +147,9 @@ type VolumeState struct {
 	// volume ever had: its first copy, or a resync the operator accepted
 	// as inconsistent, is not complete.
 	Inconsistent bool `json:"inconsistent,omitempty"`
+	// FirstCopy means the copy that is not complete is the volume's very
+	// first.
+	FirstCopy bool `json:"first_copy,omitempty"`
 	// Since is, for a suspended or deleted volume, the time as of which its
 	// secondary copy is the primary volume's content.
 	Since int64 `json:"since_ns,omitempty"`

@@ -41,6 +41,13 @@ type Status struct {
 
 	Volumes []VolumeStatus `json:"volumes"`
 
+	// At the secondary while a resync holds the volumes at the last group
+	// before it: the groups journaled (and acknowledged) but not applied,
+	// their data bytes, and the volumes whose resync is open.
+	HeldGroups *uint64  `json:"held_groups,omitempty"`
+	HeldBytes  *int64   `json:"held_bytes,omitempty"`
+	Resyncing  []string `json:"resyncing,omitempty"`
+
 	// Beyond the contract: helpful when a consistency time stalls.
 	Peer           string `json:"peer,omitempty"`
 	Laggard        string `json:"laggard_subsystem,omitempty"`
@@ -77,6 +84,10 @@ type VolumeStatus struct {
 	// was suspended.
 	Auto   bool   `json:"auto,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Consistency says, at the secondary, in words what the volume's copy
+	// is: "consistent as of T (group G)", "consistent as of its suspension
+	// time T", "not consistent: initial copy not complete".
+	Consistency string `json:"consistency,omitempty"`
 }
 
 // FormatTime renders a consistency time as the contract wants it: RFC 3339

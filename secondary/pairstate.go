@@ -77,7 +77,7 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 		switch m.State {
 		case recordset.StateFirstCopy:
 			delete(p.open, u.Volume)
-			v = apply.VolumeState{State: StateFirstCopy, Inconsistent: true}
+			v = apply.VolumeState{State: StateFirstCopy, Inconsistent: true, FirstCopy: true}
 		case recordset.StateResync:
 			switch {
 			case m.Inconsistent:
@@ -85,7 +85,7 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 				v = apply.VolumeState{State: StateResync, Inconsistent: true}
 			case v.Inconsistent:
 				// Nothing consistent to keep: the copy simply goes on.
-				v = apply.VolumeState{State: StateResync, Inconsistent: true}
+				v = apply.VolumeState{State: StateResync, Inconsistent: true, FirstCopy: v.FirstCopy}
 			case m.Bytes == 0 && !p.open[u.Volume]:
 				// Nothing changed while suspended: the copy is the
 				// primary's again from this marker on, with nothing to hold.
@@ -129,4 +129,40 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 		}
 		p.vols[u.Volume] = v
 	}
+}
+
+// VolumeView is what the secondary reports of one volume.
+type VolumeView struct {
+	// State is the pair state as of the last journaled group: duplex,
+	// first-copy, resync, suspended or deleted.
+	State string
+	// Consistent says the volume, as applied, is the primary volume's
+	// content as of Time; together with the other consistent duplex
+	// volumes when State is duplex or a resync holds it.
+	Consistent bool
+	Time       int64
+	// Held says a resync of this volume holds the secondary at the last
+	// group before it.
+	Held bool
+	// FirstCopy says the copy that is not complete is the volume's first.
+	FirstCopy bool
+}
+
+// Volume reports what the secondary knows of vol.
+func (s *Secondary) Volume(vol string) VolumeView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	applied, ok := s.durable.Volumes[vol]
+	if !ok {
+		applied = apply.VolumeState{State: StateDuplex}
+	}
+	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy}
+	switch {
+	case applied.Inconsistent:
+	case applied.State == StateSuspended || applied.State == StateDeleted:
+		v.Consistent, v.Time = applied.Since != 0, applied.Since
+	default:
+		v.Consistent, v.Time = s.durable.Time != 0, s.durable.Time
+	}
+	return v
 }

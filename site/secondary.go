@@ -298,12 +298,58 @@ func (s *Secondary) Status() control.Status {
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced
 	}
+	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
+		hg, hb := st.HeldGroups, st.HeldBytes
+		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing
+	}
 	for _, name := range s.order {
 		v := s.vols[name]
-		out.Volumes = append(out.Volumes, control.VolumeStatus{Name: name, Subsystem: s.subOf[name], State: "duplex",
-			SizeBytes: v.Size(), CopiedBytes: v.Size()})
+		vv := s.sec.Volume(name)
+		vs := control.VolumeStatus{Name: name, Subsystem: s.subOf[name], State: contractState(vv.State),
+			SizeBytes: v.Size(), CopiedBytes: v.Size(), Consistency: consistencyNote(vv, st.Group)}
+		if vv.Consistent {
+			vs.ConsistencyTime = control.FormatTime(vv.Time)
+		}
+		out.Volumes = append(out.Volumes, vs)
 	}
 	return out
+}
+
+// contractState maps the secondary's view of a pair to the states of the
+// status contract.
+func contractState(s string) string {
+	switch s {
+	case secondary.StateFirstCopy, secondary.StateResync:
+		return "pending"
+	case secondary.StateDeleted:
+		return "deleted"
+	}
+	return s
+}
+
+// consistencyNote says in words what a volume's secondary copy is.
+func consistencyNote(v secondary.VolumeView, group uint64) string {
+	var s string
+	switch {
+	case !v.Consistent && (v.State == secondary.StateFirstCopy || v.FirstCopy):
+		s = "not consistent: initial copy not complete"
+	case !v.Consistent && v.State == secondary.StateResync:
+		s = "not consistent: resync not complete"
+	case !v.Consistent:
+		s = "not consistent: its copy is not complete"
+	case v.State == secondary.StateSuspended || v.State == secondary.StateDeleted:
+		if v.Held {
+			s = fmt.Sprintf("consistent as of %s (group %d)", control.FormatTime(v.Time), group)
+		} else {
+			s = "consistent as of its suspension time " + control.FormatTime(v.Time)
+		}
+	default:
+		s = fmt.Sprintf("consistent as of %s (group %d)", control.FormatTime(v.Time), group)
+	}
+	if v.Held {
+		s += "; its resync is in progress, the groups after it are held"
+	}
+	return s
 }
 
 // ReadAt reads a secondary volume at a consistency-group boundary.

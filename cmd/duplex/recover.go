@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"duplex/config"
@@ -54,11 +55,7 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "no consistency group was ever applied: the secondary volumes hold no replicated data")
 		return exitOK
 	}
-	ts := control.FormatTime(pos.Time)
-	fmt.Fprintf(stdout, "consistent as of %s (group %d)\n", ts, pos.Group)
-	for _, v := range s.Status().Volumes {
-		fmt.Fprintf(stdout, "  %s (%s): consistent as of %s\n", v.Name, v.Subsystem, ts)
-	}
+	printRecovered(stdout, s.Status())
 	fmt.Fprintln(stdout, "the secondary volumes are usable")
 	if !*force {
 		// Without the fence, a primary that comes back would replicate
@@ -95,10 +92,34 @@ func recoverRunning(cfg *config.Config, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "recover:", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "secondary fenced: it accepts no primary any more\nconsistent as of %s\n", st.ConsistencyTime)
-	for _, v := range st.Volumes {
-		fmt.Fprintf(stdout, "  %s (%s): consistent as of %s\n", v.Name, v.Subsystem, st.ConsistencyTime)
-	}
+	fmt.Fprintln(stdout, "secondary fenced: it accepts no primary any more")
+	printRecovered(stdout, st)
 	fmt.Fprintln(stdout, "stop the secondary daemon to use its volumes read-write")
 	return exitOK
+}
+
+// printRecovered says what the secondary volumes hold, per volume: the
+// running and the stopped secondary report the same durable group, since
+// status reports only what is applied.
+func printRecovered(w io.Writer, st control.Status) {
+	group := uint64(0)
+	if st.Group != nil {
+		group = *st.Group
+	}
+	fmt.Fprintf(w, "consistent as of %s (group %d)\n", st.ConsistencyTime, group)
+	for _, v := range st.Volumes {
+		c := v.Consistency
+		if c == "" {
+			c = "consistent as of " + st.ConsistencyTime
+		}
+		fmt.Fprintf(w, "  %s (%s): %s\n", v.Name, v.Subsystem, c)
+	}
+	if st.HeldGroups != nil && *st.HeldGroups > 0 {
+		var held int64
+		if st.HeldBytes != nil {
+			held = *st.HeldBytes
+		}
+		fmt.Fprintf(w, "a resync of %s was in progress: %d groups (%d bytes) journaled after group %d are not applied, so that the volumes stay consistent\n",
+			strings.Join(st.Resyncing, ", "), *st.HeldGroups, held, group)
+	}
 }
