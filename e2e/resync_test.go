@@ -201,7 +201,11 @@ func (c *resyncCheck) write(s *opsSession, vol, block int, counter uint64) {
 func startResyncSession(t *testing.T, c **resyncCheck) (*opsSession, int64) {
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
-	cfg.Interval = config.Duration(20 * time.Millisecond) // fewer groups to check
+	cfg.Interval = config.Duration(10 * time.Millisecond) // fewer groups to check
+	// Without pacing the writes wait only for sidefile space: the check
+	// after every group slows the secondary, and pacing would slow every
+	// write far more.
+	cfg.Primary.PacingMaxDelay = 0
 	*c = newResyncCheck(t, cfg, volSize, "vol2")
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
 	s.startSecondaryWith(site.SecondaryOptions{OnApplied: (*c).check})
@@ -256,11 +260,11 @@ func (c *resyncCheck) runResync(t *testing.T, s *opsSession, midResync func()) u
 	if err := s.prim.Pairs().Resume(c.susp); err != nil {
 		t.Fatal(err)
 	}
-	writes(200)
+	writes(20)
 	if midResync != nil {
 		midResync()
 	}
-	writes(500)
+	writes(680)
 	return counter
 }
 
@@ -299,10 +303,16 @@ func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed+1)
 
 func newMemNet() *transport.MemNetwork { return transport.NewMemNetwork(4, transport.Faults{}) }
 
+// keepOpen is a listener a stopping secondary cannot close: the in-memory
+// network outlives it, so a secondary restarted on it is reached again.
+type keepOpen struct{ transport.Listener }
+
+func (keepOpen) Close() error { return nil }
+
 // startSecondaryWith starts the ops session's secondary with opts (the
 // in-memory listener is filled in).
 func (s *opsSession) startSecondaryWith(opts site.SecondaryOptions) {
-	opts.Listener = s.net
+	opts.Listener = keepOpen{s.net}
 	sec, err := site.OpenSecondary(s.cfg, quietLogger(), opts)
 	if err != nil {
 		s.t.Fatal(err)
@@ -310,4 +320,39 @@ func (s *opsSession) startSecondaryWith(opts site.SecondaryOptions) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.sec, s.secRun, s.secErr = sec, cancel, make(chan error, 1)
 	go func() { s.secErr <- sec.Run(ctx) }()
+}
+
+// TestResyncSecondaryRestartedMidResync stops the secondary in the middle
+// of a resync, while groups are held, and reopens it: replay applies the
+// journal only up to the hold, so the reopened volumes are still a state of
+// the primary; the resync then completes and everything is applied.
+func TestResyncSecondaryRestartedMidResync(t *testing.T) {
+	var c *resyncCheck
+	s, _ := startResyncSession(t, &c)
+	c.checking.Store(true)
+	reopened := false
+	counter := c.runResync(t, s, func() {
+		waitFor(t, 30*time.Second, "groups held by the resync", func() bool { return s.sec.Replica().Stats().HeldGroups > 0 })
+		s.stopSecondary()
+		off, err := site.OpenSecondary(c.cfg, quietLogger(), site.SecondaryOptions{Offline: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := off.Replica().Stats()
+		err = c.consistent()
+		off.Close()
+		if err != nil {
+			t.Fatalf("reopened mid-resync (applied group %d, %d held): %v", st.Group, st.HeldGroups, err)
+		}
+		if st.HeldGroups == 0 || len(st.Resyncing) == 0 {
+			t.Fatalf("reopened mid-resync: %d groups held, resyncing %v; want the resync's groups held", st.HeldGroups, st.Resyncing)
+		}
+		reopened = true
+		s.startSecondaryWith(site.SecondaryOptions{OnApplied: c.check})
+	})
+	if !reopened {
+		t.Fatal("the secondary was not restarted")
+	}
+	s.waitState("vol2", pair.Duplex, time.Minute)
+	c.finish(t, s, counter)
 }
