@@ -131,7 +131,13 @@ func (c *resyncCheck) equal(img workload.Image, w [][]uint64, vols func(int) boo
 	return true
 }
 
-// check is the secondary's OnApplied.
+// onApplied is the secondary's OnApplied; the check reads the image files
+// itself.
+func (c *resyncCheck) onApplied(g *consistency.Group, _ func(string, []byte, int64) error) {
+	c.check(g)
+}
+
+// check runs after every applied group.
 func (c *resyncCheck) check(g *consistency.Group) {
 	if !c.checking.Load() {
 		return
@@ -208,7 +214,7 @@ func startResyncSession(t *testing.T, c **resyncCheck) (*opsSession, int64) {
 	cfg.Primary.PacingMaxDelay = 0
 	*c = newResyncCheck(t, cfg, volSize, "vol2")
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{OnApplied: (*c).check})
+	s.startSecondaryWith(site.SecondaryOptions{OnApplied: (*c).onApplied})
 	s.startPrimary()
 	t.Cleanup(func() {
 		s.stopPrimary()
@@ -348,7 +354,7 @@ func TestResyncSecondaryRestartedMidResync(t *testing.T) {
 			t.Fatalf("reopened mid-resync: %d groups held, resyncing %v; want the resync's groups held", st.HeldGroups, st.Resyncing)
 		}
 		reopened = true
-		s.startSecondaryWith(site.SecondaryOptions{OnApplied: c.check})
+		s.startSecondaryWith(site.SecondaryOptions{OnApplied: c.onApplied})
 	})
 	if !reopened {
 		t.Fatal("the secondary was not restarted")
