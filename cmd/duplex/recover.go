@@ -67,9 +67,10 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 
 // recoverRunning takes over a running secondary: it fences it (the primary is
 // disconnected and refused from now on) and reports its consistency time. A
-// running secondary applies each group as soon as it is journaled, so its
-// volumes are already at a group boundary: readable through its read-only
-// exports, and usable by other software once the daemon stops.
+// running secondary's volumes are always at a group boundary (the last one
+// before a resync in progress, whose groups stay journaled and unapplied):
+// readable through its read-only exports, and usable by other software once
+// the daemon stops.
 func recoverRunning(cfg *config.Config, stdout, stderr io.Writer) int {
 	tp := cfg.TokenPath()
 	if tp == "" {
