@@ -22,6 +22,21 @@
 //
 // Readers of the secondary volumes (the read-only exports) take a shared lock
 // that applying a group holds exclusively, so a reader never sees half a group.
+//
+// A resync is held. The primary sends pair-state markers in the stream
+// (package recordset), and the secondary follows each volume's pair state
+// through the journaled groups (pairstate.go). When a group holds the start
+// of a resync of a volume whose copy was consistent, that group and every
+// later one are journaled and acknowledged (so the primary frees its
+// sidefile) but not applied: the volumes, the exports and the consistency
+// time stay at the last group before the resync. The group that ends the last
+// open resync applies every held group, read back from the journal, under one
+// exclusion of readers. The state file names only applied groups, together
+// with the volumes' pair states as of them; only applied groups are released
+// from the journal; Open replays the journal only up to the first resync that
+// never ended. A volume's first initial copy is not held: that volume is not
+// consistent until it ends, and the others go on. Status reports the applied
+// group and its time, which a restart reports again.
 package secondary
 
 import (
