@@ -104,6 +104,10 @@ func printStatus(w io.Writer, st control.Status) {
 		if v.State == "pending" {
 			fmt.Fprintf(w, " copied:%s", bytesIEC(v.CopiedBytes))
 		}
+		if v.Auto {
+			// Suspended by the session itself: it resumes by itself.
+			fmt.Fprintf(w, " auto-suspended:%q", v.Reason)
+		}
 		fmt.Fprintln(w)
 	}
 }
