@@ -84,6 +84,8 @@ type VolumeStatus struct {
 	// was suspended.
 	Auto   bool   `json:"auto,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Note says, at the primary, why a suspended pair does not resume.
+	Note string `json:"note,omitempty"`
 	// Consistency says, at the secondary, in words what the volume's copy
 	// is: "consistent as of T (group G)", "consistent as of its suspension
 	// time T", "not consistent: initial copy not complete".
@@ -112,6 +114,9 @@ type PairOps interface {
 	Add(vol string) error
 	Suspend(ctx context.Context, vol string, drain bool) error
 	Resume(vol string) error
+	// ResumeInconsistent resumes accepting an inconsistent secondary copy
+	// until the resync completes (when its journal cannot hold the resync).
+	ResumeInconsistent(vol string) error
 	Delete(vol string) (time.Time, error)
 }
 
@@ -243,6 +248,8 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 		err = s.Pairs.Suspend(r.Context(), vol, r.URL.Query().Get("drain") == "1")
 	case "resume":
 		err = s.Pairs.Resume(vol)
+	case "resume-inconsistent":
+		err = s.Pairs.ResumeInconsistent(vol)
 	case "delete":
 		var t time.Time
 		t, err = s.Pairs.Delete(vol)

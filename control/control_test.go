@@ -92,6 +92,10 @@ func (f *fakePairs) Suspend(_ context.Context, vol string, drain bool) error {
 	return nil
 }
 func (f *fakePairs) Resume(vol string) error { f.calls = append(f.calls, "resume "+vol); return nil }
+func (f *fakePairs) ResumeInconsistent(vol string) error {
+	f.calls = append(f.calls, "resume-inconsistent "+vol)
+	return nil
+}
 func (f *fakePairs) Delete(vol string) (time.Time, error) {
 	f.calls = append(f.calls, "delete "+vol)
 	return time.Unix(0, 5), nil

@@ -1,6 +1,10 @@
 package pair
 
 import (
+	"errors"
+	"fmt"
+	"time"
+
 	"duplex/bitmap"
 	"duplex/recordset"
 )
@@ -110,12 +114,104 @@ func (mg *Manager) resumeMarked(vol string) *bitmap.Bitmap {
 	return mg.vols[vol].Subsystem.Resume(vol)
 }
 
+// markerState is the manager's state for markers and journal room.
+type markerState struct {
+	inconsistent map[string]bool      // resumes the operator accepted as inconsistent
+	refusedAt    map[string]time.Time // last logged refusal of an automatic resume
+}
+
 // takeInconsistent reports, once, whether the operator accepted an
 // inconsistent resync of vol.
 func (mg *Manager) takeInconsistent(vol string) bool {
-	if !mg.inconsistent[vol] {
+	if !mg.markers.inconsistent[vol] {
 		return false
 	}
-	delete(mg.inconsistent, vol)
+	delete(mg.markers.inconsistent, vol)
 	return true
+}
+
+// ResumeInconsistent resumes vol, accepting that its secondary copy is not
+// consistent until the resync completes: the secondary does not hold its
+// volumes for it, so the resync needs no journal room beyond the usual.
+func (mg *Manager) ResumeInconsistent(vol string) error {
+	mg.mu.Lock()
+	if mg.markers.inconsistent == nil {
+		mg.markers.inconsistent = map[string]bool{}
+	}
+	mg.markers.inconsistent[vol] = true
+	mg.mu.Unlock()
+	err := mg.Resume(vol)
+	if err != nil {
+		mg.mu.Lock()
+		delete(mg.markers.inconsistent, vol)
+		mg.mu.Unlock()
+	}
+	return err
+}
+
+// ErrNoJournalRoom means a resync would not fit in the secondary's journal.
+var ErrNoJournalRoom = errors.New("not enough journal space at the secondary for a consistent resync")
+
+// JournalMargin is added to the bytes a resync copies when checking that it
+// fits in the secondary's journal: the writes journaled while it runs, and
+// the journal segment (64 MiB) that is released only whole.
+const JournalMargin = 64 << 20
+
+// checkRoom refuses to start a consistent resync of p that the secondary's
+// journal file system cannot hold: the secondary journals every group of
+// the resync before it applies any. Called with mg.mu held.
+func (mg *Manager) checkRoom(p *Pair) error {
+	if mg.markers.inconsistent[p.Volume] {
+		p.Waiting = ""
+		return nil
+	}
+	free := mg.mover.Stats().Acked.JournalFree
+	if free == 0 {
+		return nil // not known yet: the secondary has not answered
+	}
+	var bytes int64
+	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
+		bytes = bm.DirtyBytes()
+	}
+	for name, bm := range mg.copies {
+		if q := mg.pairs[name]; q != nil && q.State == Pending && bm != nil {
+			bytes += bm.DirtyBytes() // open resyncs hold the journal too
+		}
+	}
+	need := uint64(bytes) + uint64(bytes)/4 + JournalMargin
+	if need <= free {
+		p.Waiting = ""
+		return nil
+	}
+	p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
+	return fmt.Errorf("%w: the resync of %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus a margin for the writes during it), "+
+		"but its journal file system has %d bytes free: free space there, or accept an inconsistent secondary copy until the resync completes with "+
+		"`duplex pair resume --inconsistent %s`", ErrNoJournalRoom, p.Volume, need, bytes, free, p.Volume)
+}
+
+// autoResume resumes a pair the session suspended itself, once the link is
+// back. A resync that does not fit the secondary's journal stays suspended
+// and is tried again later; the refusal is logged once a minute.
+func (mg *Manager) autoResume(p *Pair) {
+	vol := p.Volume
+	err := mg.Resume(vol)
+	switch {
+	case err == nil:
+		mg.log.Info("link is back: resumed", "volume", vol, "suspended_because", p.Reason)
+	case errors.Is(err, ErrNoJournalRoom):
+		mg.mu.Lock()
+		last := mg.markers.refusedAt[vol]
+		if time.Since(last) >= time.Minute {
+			if mg.markers.refusedAt == nil {
+				mg.markers.refusedAt = map[string]time.Time{}
+			}
+			mg.markers.refusedAt[vol] = time.Now()
+		}
+		mg.mu.Unlock()
+		if time.Since(last) >= time.Minute {
+			mg.log.Warn("link is back, but the pair stays suspended: retrying", "volume", vol, "err", err)
+		}
+	default:
+		mg.log.Warn("link is back, but the pair does not resume", "volume", vol, "err", err)
+	}
 }

@@ -70,8 +70,9 @@ type Pair struct {
 	// time, for a suspended one the time it was suspended.
 	Consistent int64 `json:"consistent"`
 	// Resynced is the bytes copied by the last completed copy or resync.
-	Resynced int64 `json:"resynced"`
-	Deleted  bool  `json:"deleted,omitempty"`
+	Resynced int64  `json:"resynced"`
+	Waiting  string `json:"waiting,omitempty"` // why a resync does not start (markers.go)
+	Deleted  bool   `json:"deleted,omitempty"`
 }
 
 type persisted struct {
@@ -164,8 +165,8 @@ type Manager struct {
 	downAt  time.Time // touched only by autoSuspend
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
-	refusals     uint64
-	inconsistent map[string]bool // resumes the operator accepted as inconsistent (markers.go)
+	refusals uint64
+	markers  markerState // inconsistent resumes and journal room (markers.go)
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -656,10 +657,7 @@ func (mg *Manager) autoSuspend() {
 		}
 		mg.mu.Unlock()
 		for _, p := range auto {
-			mg.log.Info("link is back: resuming", "volume", p.Volume, "suspended_because", p.Reason)
-			if err := mg.Resume(p.Volume); err != nil {
-				mg.log.Warn("resume after the link came back", "volume", p.Volume, "err", err)
-			}
+			mg.autoResume(p)
 		}
 		return
 	}
@@ -833,6 +831,9 @@ func (mg *Manager) resume(vol string) error {
 	}
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
+	}
+	if err := mg.checkRoom(p); err != nil {
+		return err
 	}
 	// The sticky activity-log marks of the writes made while suspended
 	// stay until the state on disk says duplex (see save): until Resume's

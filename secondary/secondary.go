@@ -36,7 +36,9 @@
 // from the journal; Open replays the journal only up to the first resync that
 // never ended. A volume's first initial copy is not held: that volume is not
 // consistent until it ends, and the others go on. Status reports the applied
-// group and its time, which a restart reports again.
+// group and its time, which a restart reports again, and the free space of
+// the journal's file system goes to the primary in every acknowledgement, so
+// that it refuses to start a resync the journal cannot hold.
 package secondary
 
 import (
@@ -80,6 +82,9 @@ type Config struct {
 	Logger    *slog.Logger
 	// FS holds the journal and the state file (default disk.OS).
 	FS disk.FS
+	// JournalFree returns the free bytes of the journal's file system
+	// (default statfs): the primary checks a resync fits before starting it.
+	JournalFree func() (uint64, error)
 	// LargestGroup, if set, is the largest consistency group to expect (the
 	// primary's sidefile limit bounds it): Open refuses a journal whose file
 	// system has no room for it (see journal.Needs).
@@ -604,7 +609,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
-	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received()}
+	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
+		JournalFree: s.journalFree()}
 	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
@@ -802,7 +808,8 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
-		Group: s.journaled.Group, Time: s.former.Time(), Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead()}))
+		Group: s.journaled.Group, Time: s.former.Time(), Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
+		JournalFree: s.journalFree()}))
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.
@@ -828,7 +835,8 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	s.lastJournal = time.Now()
 	// Journaled is safe: acknowledge before applying so the primary can release
 	// its sidefile while the volumes are written.
-	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received()}))
+	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
+		JournalFree: s.journalFree()}))
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}

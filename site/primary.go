@@ -360,7 +360,7 @@ func (p *Primary) Status() control.Status {
 		}
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
 			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(pr.Consistent), ResyncedBytes: pr.Resynced,
-			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason}
+			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
 		if pr.State == pair.Pending {
 			// Progress of the copy, scaled to the volume: what remains to copy
 			// is the part not yet in step.
@@ -493,6 +493,9 @@ type pairOps struct{ p *Primary }
 
 func (o pairOps) Add(vol string) error    { return o.p.pairs.Add(vol) }
 func (o pairOps) Resume(vol string) error { return o.p.pairs.Resume(vol) }
+func (o pairOps) ResumeInconsistent(vol string) error {
+	return o.p.pairs.ResumeInconsistent(vol)
+}
 func (o pairOps) Delete(vol string) (time.Time, error) {
 	return o.p.pairs.Delete(vol)
 }

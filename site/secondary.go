@@ -46,6 +46,9 @@ type SecondaryOptions struct {
 	// FS holds the journal and the state file (default disk.OS): tests
 	// inject storage faults through it.
 	FS disk.FS
+	// JournalFree, if set, replaces statfs of the journal's file system in
+	// what the secondary reports to the primary (tests).
+	JournalFree func() (uint64, error)
 	// OnApplied, if set, is called after each consistency group is applied,
 	// while readers of the volumes are held off; read reads a volume as of
 	// that group (the site's ReadAt would wait for the group to finish).
@@ -91,7 +94,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
-		FS: opts.FS, LargestGroup: LargestGroup(cfg),
+		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: LargestGroup(cfg),
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {

@@ -96,6 +96,10 @@ type Position struct {
 	// Ahead is, per subsystem, the highest sequence number held while waiting
 	// for a gap before it to fill: the primary resends the missing one at once.
 	Ahead map[string]uint64
+	// JournalFree is the free space of the secondary's journal file system
+	// in bytes (0: unknown): a resync is journaled whole before it is
+	// applied, so the primary checks it fits before starting one.
+	JournalFree uint64
 }
 
 // Welcome and Ack both carry a Position.
@@ -238,6 +242,7 @@ func EncodePosition(typ byte, p Position) []byte {
 	b = appendTable(b, p.Through)
 	b = appendTable(b, p.Received)
 	b = appendTable(b, p.Ahead)
+	b = binary.BigEndian.AppendUint64(b, p.JournalFree)
 	return Frame(typ, b)
 }
 
@@ -278,6 +283,7 @@ func DecodePosition(body []byte) (Position, error) {
 	p.Through = r.table()
 	p.Received = r.table()
 	p.Ahead = r.table()
+	p.JournalFree = r.u64()
 	return p, r.done()
 }
 

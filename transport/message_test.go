@@ -49,6 +49,9 @@ func samplePositions() map[string]Position {
 		"ahead only": {
 			Ahead: map[string]uint64{"b": 2, "a": 1},
 		},
+		"journal free": {
+			Group: 3, Through: map[string]uint64{"a": 1}, JournalFree: 5 << 30,
+		},
 	}
 }
 
@@ -330,7 +333,7 @@ func TestDecodePositionRejectsNonCanonicalTables(t *testing.T) {
 		{"unsorted names", entry(entry([]byte{0, 2}, "ss2", 5), "ss1", 3)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body := append(append(bytes.Clone(head), tc.table...), 0, 0, 0, 0) // Received, Ahead empty
+			body := append(append(bytes.Clone(head), tc.table...), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // Received, Ahead empty, journal free unknown
 			p, err := DecodePosition(body)
 			if err == nil {
 				again := EncodePosition(TypeAck, p)

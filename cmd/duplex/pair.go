@@ -17,8 +17,9 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	wait := fs.Bool("wait", false, "wait until the operation completes, with a progress bar")
 	drain := fs.Bool("drain", false, "suspend: first ship everything already queued")
 	all := fs.Bool("all", false, "every volume of the session")
+	inconsistent := fs.Bool("inconsistent", false, "resume: accept that the secondary copy is not consistent until the resync completes (when its journal cannot hold the resync)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain]")
+		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--inconsistent]")
 		fs.PrintDefaults()
 	}
 	flagArgs, pos := splitArgs(args, map[string]bool{"config": true})
@@ -34,6 +35,10 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	case "add", "suspend", "resume", "delete":
 	default:
 		fmt.Fprintf(stderr, "pair: unknown operation %q: want add, suspend, resume or delete\n", op)
+		return exitUsage
+	}
+	if *inconsistent && op != "resume" {
+		fmt.Fprintln(stderr, "pair: --inconsistent applies to resume only")
 		return exitUsage
 	}
 	if *drain && op != "suspend" {
@@ -78,7 +83,11 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 		vols = applicable(op, vols, st, stdout)
 	}
 	for _, vol := range vols {
-		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, op, *drain)
+		wire := op
+		if *inconsistent {
+			wire = "resume-inconsistent"
+		}
+		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, wire, *drain)
 		if err != nil {
 			fmt.Fprintln(stderr, "duplex:", err)
 			return exitFailure

@@ -44,6 +44,9 @@ func (f *fakePairs) Suspend(_ context.Context, vol string, _ bool) error {
 func (f *fakePairs) Resume(vol string) error {
 	return f.op(vol, "resume", func(s string) bool { return s == "suspended" }, "pending")
 }
+func (f *fakePairs) ResumeInconsistent(vol string) error {
+	return f.op(vol, "resume", func(s string) bool { return s == "suspended" }, "pending")
+}
 func (f *fakePairs) Delete(vol string) (time.Time, error) {
 	return time.Time{}, f.op(vol, "delete", func(s string) bool { return s != "" }, "")
 }

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/pair"
+	"duplex/site"
+)
+
+// TestResyncRefusedWithoutJournalRoom: a secondary whose journal file
+// system cannot hold a resync (a fake free-space function) makes the primary
+// refuse to start it, with a message that names both numbers and the way
+// out; with room, or with --inconsistent, the resync runs.
+func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
+	const volSize = 1 << 20
+	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
+	var free atomic.Uint64
+	free.Store(8 << 20) // far less than the resync plus the margin
+	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
+	s.startSecondaryWith(site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
+	s.startPrimary()
+	t.Cleanup(func() {
+		s.stopPrimary()
+		s.stopSecondary()
+	})
+	for _, name := range cfg.VolumeNames() {
+		s.waitState(name, pair.Duplex, time.Minute)
+	}
+	pm := s.prim.Pairs()
+	suspendAndWrite := func() {
+		if err := pm.Suspend("vol2"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		for i := range volSize / 4096 {
+			buf[0] = byte(i)
+			if err := s.prim.Write(t.Context(), "vol2", buf, int64(i)*4096); err != nil {
+				t.Fatal(err)
+			}
+			// Acknowledged groups carry the secondary's free space.
+			if err := s.prim.Write(t.Context(), "vol1", buf, int64(i)*4096); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	awaitFree := func(want uint64) {
+		waitFor(t, 30*time.Second, fmt.Sprintf("the secondary reporting %d bytes free", want), func() bool {
+			return s.prim.Mover().Stats().Acked.JournalFree == want
+		})
+	}
+
+	suspendAndWrite()
+	awaitFree(8 << 20)
+	err := pm.Resume("vol2")
+	if err == nil {
+		t.Fatal("a resync started although the secondary's journal has 8 MiB free")
+	}
+	if !errors.Is(err, pair.ErrNoJournalRoom) || !strings.Contains(err.Error(), "8388608 bytes free") ||
+		!strings.Contains(err.Error(), "--inconsistent") || !strings.Contains(err.Error(), "needs about ") {
+		t.Fatalf("refusal does not name both numbers and the way out: %v", err)
+	}
+	if p := s.pairs()["vol2"]; p.State != pair.Suspended || p.Waiting == "" {
+		t.Fatalf("after the refusal vol2 is %s (waiting %q), want suspended saying why", p.State, p.Waiting)
+	}
+
+	// Accepting an inconsistent resync: it runs, and the secondary does not
+	// hold its volumes for it.
+	if err := pm.ResumeInconsistent("vol2"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitState("vol2", pair.Duplex, time.Minute)
+	if st := s.sec.Replica().Stats(); st.HeldGroups != 0 || len(st.Resyncing) != 0 {
+		t.Errorf("inconsistent resync held the secondary: %d groups, resyncing %v", st.HeldGroups, st.Resyncing)
+	}
+
+	// With room, a consistent resync starts.
+	suspendAndWrite()
+	free.Store(1 << 40)
+	awaitFree(1 << 40)
+	if err := pm.Resume("vol2"); err != nil {
+		t.Fatalf("resume with 1 TiB free: %v", err)
+	}
+	s.waitState("vol2", pair.Duplex, time.Minute)
+	s.assertImagesEqual()
+}
