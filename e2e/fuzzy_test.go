@@ -382,7 +382,7 @@ func opKind(name string) string {
 // pairOp asks the primary's control API for a pair operation, as `duplex
 // pair` does. A refusal is logged, not a failure: the model may disagree with
 // the daemon about a pair the session suspended by itself.
-func (f *fuzzer) pairOp(vol, op string) {
+func (f *fuzzer) pairOp(vol, op string) error {
 	f.t.Helper()
 	token, err := control.ReadToken(f.sess.Config.TokenPath())
 	if err != nil {
@@ -395,7 +395,7 @@ func (f *fuzzer) pairOp(vol, op string) {
 			f.fail("stuck: pair %s %s did not answer in 30s", op, vol)
 		}
 		f.logStep(fmt.Sprintf("    %s %s refused: %v", op, vol, err))
-		return
+		return err
 	}
 	switch op {
 	case "suspend":
@@ -408,6 +408,27 @@ func (f *fuzzer) pairOp(vol, op string) {
 	case "add":
 		delete(f.deleted, vol)
 	}
+	return nil
+}
+
+// resumeInconsistent takes the operator's way out of a resync that the
+// secondary's journal cannot hold: `duplex pair resume --inconsistent`.
+func (f *fuzzer) resumeInconsistent(vol string) {
+	f.t.Helper()
+	f.ops["resume-inconsistent"]++
+	f.logStep("    resume --inconsistent " + vol)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, f.bin, "pair", "resume", "--inconsistent", vol, "--config", f.sess.ConfigPath).CombinedOutput()
+	if ctx.Err() != nil {
+		f.fail("stuck: duplex pair resume --inconsistent %s did not return in 30s", vol)
+	}
+	if err != nil {
+		// An automatic resume may have raced it.
+		f.logStep(fmt.Sprintf("    resume --inconsistent %s: %v: %s", vol, err, strings.TrimSpace(string(out))))
+		return
+	}
+	delete(f.suspended, vol)
 }
 
 // pairAll runs `duplex pair OP --all` through the CLI.
@@ -615,11 +636,16 @@ func (f *fuzzer) quiesce() {
 	}
 	// Any suspended pair, by hand or by the session, is resumed: an
 	// automatic resume may race this one, so a refusal is fine if the pair
-	// then becomes duplex.
+	// then becomes duplex. A resync the secondary's journal cannot hold (a
+	// hold left open by a suspension in the middle of a resync keeps every
+	// group journaled since, and a full disk can leave little room) is
+	// refused: the operator's way out is an inconsistent resync.
 	st := f.primaryStatus()
 	for _, vs := range st.Volumes {
 		if vs.State == "suspended" {
-			f.pairOp(vs.Name, "resume")
+			if err := f.pairOp(vs.Name, "resume"); err != nil && strings.Contains(err.Error(), "--inconsistent") {
+				f.resumeInconsistent(vs.Name)
+			}
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -630,7 +656,7 @@ func (f *fuzzer) quiesce() {
 		for _, vs := range st.Volumes {
 			listed[vs.Name] = true
 			if vs.State != "duplex" {
-				notDuplex = append(notDuplex, vs.Name+" "+vs.State)
+				notDuplex = append(notDuplex, strings.TrimSpace(vs.Name+" "+vs.State+" "+vs.Note))
 			}
 		}
 		for _, v := range f.sess.Volumes {

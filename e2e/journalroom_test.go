@@ -15,14 +15,16 @@ import (
 // TestResyncRefusedWithoutJournalRoom: a secondary whose journal file
 // system cannot hold a resync (a fake free-space function) makes the primary
 // refuse to start it, with a message that names both numbers and the way
-// out; with room, or with --inconsistent, the resync runs.
+// out; with --inconsistent, or once the secondary restarts with room (its
+// Welcome brings no new group, only the new free space), the resync runs.
 func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64
-	free.Store(8 << 20) // far less than the resync plus the margin
+	free.Store(1 << 20) // less than the 1 MiB resync with the writes during it
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
+	secOpts := site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }}
+	s.startSecondaryWith(secOpts)
 	s.startPrimary()
 	t.Cleanup(func() {
 		s.stopPrimary()
@@ -55,12 +57,12 @@ func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
 	}
 
 	suspendAndWrite()
-	awaitFree(8 << 20)
+	awaitFree(1 << 20)
 	err := pm.Resume("vol2")
 	if err == nil {
-		t.Fatal("a resync started although the secondary's journal has 8 MiB free")
+		t.Fatal("a resync started although the secondary's journal has 1 MiB free")
 	}
-	if !errors.Is(err, pair.ErrNoJournalRoom) || !strings.Contains(err.Error(), "8388608 bytes free") ||
+	if !errors.Is(err, pair.ErrNoJournalRoom) || !strings.Contains(err.Error(), "1048576 bytes free") ||
 		!strings.Contains(err.Error(), "--inconsistent") || !strings.Contains(err.Error(), "needs about ") {
 		t.Fatalf("refusal does not name both numbers and the way out: %v", err)
 	}
@@ -78,9 +80,17 @@ func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
 		t.Errorf("inconsistent resync held the secondary: %d groups, resyncing %v", st.HeldGroups, st.Resyncing)
 	}
 
-	// With room, a consistent resync starts.
+	// The operator frees space and restarts the secondary: its Welcome
+	// carries no new group, yet its free space replaces the old figure, and
+	// a consistent resync starts.
 	suspendAndWrite()
+	awaitFree(1 << 20)
+	if err := pm.Resume("vol2"); !errors.Is(err, pair.ErrNoJournalRoom) {
+		t.Fatalf("resume with 1 MiB free: %v, want the refusal", err)
+	}
+	s.stopSecondary()
 	free.Store(1 << 40)
+	s.startSecondaryWith(secOpts)
 	awaitFree(1 << 40)
 	if err := pm.Resume("vol2"); err != nil {
 		t.Fatalf("resume with 1 TiB free: %v", err)

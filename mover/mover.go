@@ -594,6 +594,10 @@ func (m *Mover) ackLocked(p transport.Position) {
 		m.acked = p
 		progress = true
 	}
+	// The free space is the secondary's now, even in a receipt or a Welcome
+	// that brings no new group (a secondary restarted once its disk was
+	// freed): an old figure would refuse resyncs that fit.
+	m.acked.JournalFree = p.JournalFree
 	if progress {
 		m.lastAck = time.Now()
 		close(m.progress)

@@ -7,6 +7,7 @@ import (
 
 	"duplex/bitmap"
 	"duplex/recordset"
+	"duplex/sidefile"
 )
 
 // Pair-state markers tell the secondary, in the stream and in timestamp
@@ -152,10 +153,34 @@ func (mg *Manager) ResumeInconsistent(vol string) error {
 // ErrNoJournalRoom means a resync would not fit in the secondary's journal.
 var ErrNoJournalRoom = errors.New("not enough journal space at the secondary for a consistent resync")
 
-// JournalMargin is added to the bytes a resync copies when checking that it
-// fits in the secondary's journal: the writes journaled while it runs, and
-// the journal segment (64 MiB) that is released only whole.
-const JournalMargin = 64 << 20
+// roomFor is the journal a consistent resync holds at the secondary, in
+// bytes of journal records: while it runs the secondary journals every group
+// and releases none, so the journal grows by the copy, the writes made
+// meanwhile, and what was already captured when it began. What the journal
+// needs otherwise (its active segment and the one before it, two of the
+// largest groups) journal.Open checked at the secondary's start, and segments
+// are written as they fill, never allocated ahead, so the file system's free
+// space is what the hold can grow into.
+//
+//   - the copy: the bytes to copy, each region one update of its data plus
+//     sidefile.EntryOverhead (an update's header in the record is smaller);
+//   - the writes made while it runs: a quarter of the copy (the copy and the
+//     application's writes share the sidefile and the link, and pacing
+//     slows the writes as the sidefile fills);
+//   - the sidefiles' limits: what was captured before the resync began, and
+//     the group that closes it, both journaled into the hold.
+func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
+	copied := copyBytes + int64(regions)*sidefile.EntryOverhead
+	var sidefiles int64
+	seen := map[string]bool{}
+	for _, name := range mg.order {
+		if ss := mg.vols[name].Subsystem; !seen[ss.ID()] {
+			seen[ss.ID()] = true
+			sidefiles += ss.Sidefile().Stats().Limit
+		}
+	}
+	return copied + copied/4 + sidefiles
+}
 
 // checkRoom refuses to start a consistent resync of p that the secondary's
 // journal file system cannot hold: the secondary journals every group of
@@ -170,21 +195,23 @@ func (mg *Manager) checkRoom(p *Pair) error {
 		return nil // not known yet: the secondary has not answered
 	}
 	var bytes int64
+	regions := 0
 	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
-		bytes = bm.DirtyBytes()
+		bytes, regions = bm.DirtyBytes(), bm.Count()
 	}
 	for name, bm := range mg.copies {
 		if q := mg.pairs[name]; q != nil && q.State == Pending && bm != nil {
-			bytes += bm.DirtyBytes() // open resyncs hold the journal too
+			// Open resyncs hold the journal too.
+			bytes, regions = bytes+bm.DirtyBytes(), regions+bm.Count()
 		}
 	}
-	need := uint64(bytes) + uint64(bytes)/4 + JournalMargin
-	if need <= free {
+	need := mg.roomFor(bytes, regions)
+	if uint64(need) <= free {
 		p.Waiting = ""
 		return nil
 	}
 	p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
-	return fmt.Errorf("%w: the resync of %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus a margin for the writes during it), "+
+	return fmt.Errorf("%w: the resync of %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
 		"but its journal file system has %d bytes free: free space there, or accept an inconsistent secondary copy until the resync completes with "+
 		"`duplex pair resume --inconsistent %s`", ErrNoJournalRoom, p.Volume, need, bytes, free, p.Volume)
 }
