@@ -738,3 +738,20 @@ func TestDropThenSecondaryAheadOfAcks(t *testing.T) {
 		t.Fatalf("got %+v", got.Updates)
 	}
 }
+
+// The secondary's journal free space is taken from every Welcome and Ack,
+// even one that brings no new group: a secondary restarted once its disk was
+// freed welcomes at the group it had, and the old figure, taken while its
+// disk was full, would refuse every resync for ever.
+func TestJournalFreeFromEveryPosition(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Group: 1, Time: 2, Through: map[string]uint64{"ss1": 0}, JournalFree: 1 << 20})
+	waitFor(t, "the welcome's free space", func() bool { return p.mover.Stats().Acked.JournalFree == 1<<20 })
+	l.conn.Close()
+	l2, _ := p.accept(t)
+	l2.welcome(transport.Position{Group: 1, Time: 2, Through: map[string]uint64{"ss1": 0}, JournalFree: 1 << 30})
+	waitFor(t, "the restarted secondary's free space", func() bool { return p.mover.Stats().Acked.JournalFree == 1<<30 })
+	l2.ack(transport.Position{Group: 1, Time: 2, Through: map[string]uint64{"ss1": 0}, JournalFree: 5 << 30})
+	waitFor(t, "a receipt's free space", func() bool { return p.mover.Stats().Acked.JournalFree == 5<<30 })
+}
