@@ -108,6 +108,10 @@ func printStatus(w io.Writer, st control.Status) {
 			// Suspended by the session itself: it resumes by itself.
 			fmt.Fprintf(w, " auto-suspended:%q", v.Reason)
 		}
+		if v.Note != "" {
+			// Why it does not resume (the secondary's journal has no room).
+			fmt.Fprintf(w, " waiting:%q", v.Note)
+		}
 		fmt.Fprintln(w)
 	}
 }

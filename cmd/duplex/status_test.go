@@ -28,13 +28,14 @@ func TestStatusAddr(t *testing.T) {
 	addr := serveStatus(t, control.Status{Session: "s", Role: "primary", Link: "connected", ConsistencyTime: "2026-11-27T00:00:00.000000001Z",
 		SidefileBytes: &used, SidefileLimitBytes: &limit,
 		Volumes: []control.VolumeStatus{{Name: "vol1", Subsystem: "ss1", State: "duplex", SizeBytes: 1 << 30, CopiedBytes: 1 << 30},
-			{Name: "vol2", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, Auto: true, Reason: "link down with a full sidefile"}}})
+			{Name: "vol2", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, Auto: true, Reason: "link down with a full sidefile",
+				Note: "resync needs about 5 bytes of journal at the secondary, 4 free"}}})
 	code, out, errs := runCmd("status", "--addr", addr)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{"s role:primary link:connected", "sidefile:1.0 MiB/256.0 MiB", "vol1 subsystem:ss1 state:duplex",
-		`vol2 subsystem:ss1 state:suspended size:1.0 GiB auto-suspended:"link down with a full sidefile"`} {
+		`vol2 subsystem:ss1 state:suspended size:1.0 GiB auto-suspended:"link down with a full sidefile" waiting:"resync needs about 5 bytes of journal at the secondary, 4 free"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("human status lacks %q:\n%s", want, out)
 		}
