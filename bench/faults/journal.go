@@ -16,46 +16,65 @@ import (
 
 // journaled reads the secondary's journal directory from outside, while the
 // secondary is frozen, and returns the last group whose record is complete and
-// intact on disk, with its consistency time. That is the reference for "no
-// journaled group is lost": a group appended to the journal is in the page
-// cache the moment write returns, so kill -9 of the process cannot lose it,
-// and the restarted secondary must come back at that group or later.
+// intact on disk, with its consistency time. A group appended to the journal
+// is in the page cache the moment write returns, so kill -9 of the process
+// cannot lose it. tail says why the scan of the last segment stopped short of
+// the end of its file ("" if it did not): a kill in the middle of an Append.
+func journaled(dir string) (group uint64, t int64, tail string, err error) {
+	gs, tail, err := journaledGroups(dir, 0, true)
+	if err != nil || len(gs) == 0 {
+		return 0, 0, tail, err
+	}
+	g := gs[len(gs)-1]
+	return g.Number, g.Time, tail, nil
+}
+
+// journaledGroups returns the groups after group after whose records are
+// complete and intact on disk, in order (with last, only the last of them).
 //
 // It follows the segment format of the journal package's documentation and
 // must end where the journal's recovery ends: a record is complete only with
 // its padding, since an Append of a large record writes header, data and
 // padding separately, and a process stopped between the last two leaves a
 // record that was never synced, hence never acknowledged, which Open drops
-// as a torn tail. tail says why the scan of the last segment stopped short of
-// the end of its file ("" if it did not): a kill in the middle of an Append.
-func journaled(dir string) (group uint64, t int64, tail string, err error) {
+// as a torn tail.
+func journaledGroups(dir string, after uint64, last bool) ([]*consistency.Group, string, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
-		return 0, 0, "", err
+		return nil, "", err
 	}
 	sort.Strings(names) // %016x names sort by first index
-	var last []byte
+	var (
+		recs []record
+		tail string
+	)
 	for _, name := range names {
 		sc, err := scanSegmentFile(name)
 		if errors.Is(err, os.ErrNotExist) {
 			continue // released while we looked
 		}
 		if err != nil {
-			return 0, 0, "", err
+			return nil, "", err
 		}
-		if sc.last > group {
-			group, last = sc.last, sc.data
+		for _, r := range sc.records {
+			if r.index > after {
+				recs = append(recs, r)
+			}
 		}
 		tail = sc.tail
 	}
-	if last == nil {
-		return 0, 0, tail, nil
+	if last && len(recs) > 1 {
+		recs = recs[len(recs)-1:]
 	}
-	g, _, err := consistency.DecodeGroup(last, groupLimits)
-	if err != nil {
-		return 0, 0, tail, fmt.Errorf("journal record %d: %w", group, err)
+	var gs []*consistency.Group
+	for _, r := range recs {
+		g, _, err := consistency.DecodeGroup(r.data, groupLimits)
+		if err != nil {
+			return nil, tail, fmt.Errorf("journal record %d: %w", r.index, err)
+		}
+		gs = append(gs, g)
 	}
-	return group, g.Time, tail, nil
+	return gs, tail, nil
 }
 
 // groupLimits are the secondary's limits for a journaled group: a resync
@@ -66,9 +85,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // segmentScan is what one segment file holds.
 type segmentScan struct {
-	last uint64 // index of its last intact record, 0 if none
-	data []byte // that record's data
-	tail string // why the scan stopped before the end of the file, "" if it did not
+	records []record // its intact records, in order
+	tail    string   // why the scan stopped before the end of the file, "" if it did not
+}
+
+type record struct {
+	index uint64
+	data  []byte
 }
 
 // scanSegmentFile walks the records of one segment file as the journal's
@@ -109,7 +132,7 @@ func scanSegmentFile(path string) (segmentScan, error) {
 		if sc.tail != "" {
 			break
 		}
-		sc.last, sc.data = i, b[off+16:data]
+		sc.records = append(sc.records, record{i, b[off+16 : data]})
 		off = end
 	}
 	return sc, nil

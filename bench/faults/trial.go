@@ -17,6 +17,7 @@ import (
 	"duplex/apply"
 	"duplex/bench/harness"
 	"duplex/control"
+	"duplex/secondary"
 	"duplex/site"
 	"duplex/workload"
 )
@@ -272,7 +273,7 @@ func (t *trial) primaryKill(ctx context.Context, ld *load) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	if st.Group < jg {
+	if st.Group < jg && !t.r.stalled {
 		t.r.lost++
 		t.r.notef("journal held group %d before the primary was killed; the secondary has applied only through %d", jg, st.Group)
 	}
@@ -302,7 +303,7 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 	if err := t.sec.Freeze(); err != nil {
 		return time.Time{}, err
 	}
-	jg, jt, tail, err := journaled(t.sess.Config.Secondary.Journal)
+	jg, jt, last, tail, err := t.recoversTo()
 	t.sec.Kill()
 	if err != nil {
 		return time.Time{}, err
@@ -311,15 +312,19 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	var at string
+	if last != jg {
+		at = fmt.Sprintf(" (groups %d-%d after it held by a resync)", jg+1, last)
+	}
 	if tail != "" {
 		// An Append the kill interrupted: never synced, so never
 		// acknowledged, and dropped by the journal's recovery.
-		tail = fmt.Sprintf(" (then a torn tail: %s)", tail)
+		at += fmt.Sprintf(" (then a torn tail: %s)", tail)
 	}
-	t.r.notef("killed at journal group %d%s, recovered group %d", jg, tail, group)
+	t.r.notef("killed at journal group %d%s, recovered group %d", jg, at, group)
 	if group < jg || ct < jt {
 		t.r.lost++
-		t.r.notef("LOST: journal held group %d (time %d) at the kill; recover came back at group %d (time %d)", jg, jt, group, ct)
+		t.r.notef("LOST: the journal held group %d (time %d) at the kill; recover came back at group %d (time %d)", jg, jt, group, ct)
 	}
 	t.compareStatus(before, control.FormatTime(ct))
 	// The recovered image must be consistent now, not only at the end.
@@ -332,6 +337,29 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return time.Now(), nil
+}
+
+// recoversTo reads the frozen secondary's state file and journal and returns
+// the group a restart or recover must come back at: the last intact journaled
+// group after which no resync holds the volumes (while one is open, the
+// secondary keeps them at the last group before it), with its consistency
+// time; and the last intact journaled group, and the journal's torn tail if
+// any.
+func (t *trial) recoversTo() (group uint64, ct int64, last uint64, tail string, err error) {
+	st, err := apply.ReadState(site.StatePath(t.sess.Config))
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	gs, tail, err := journaledGroups(t.sess.Config.Secondary.Journal, st.Group, false)
+	if err != nil {
+		return 0, 0, 0, "", err
+	}
+	group, ct = secondary.RecoversTo(st, gs)
+	last = group
+	if n := len(gs); n > 0 {
+		last = gs[n-1].Number
+	}
+	return group, ct, last, tail, nil
 }
 
 // corrupt flips a bit anywhere in the stream to the secondary twice (almost
