@@ -44,7 +44,8 @@ its records are released; each can grow past SegmentSize by up to one record.
 A journal therefore needs room for two segments and two of its largest records
 (Needs). With Options.LargestRecord set, Open checks that the file system has
 that much free, counting the segments it holds but the active one, and
-refuses with the numbers otherwise; and unless SegmentSize is set it sizes
+refuses with the numbers otherwise (CheckRoom repeats the check for a caller
+that will release only the records up to a given index); and unless SegmentSize is set it sizes
 segments to fit: a quarter of the room left after two records, between MinSegmentSize (1 MiB)
 and DefaultSegmentSize (64 MiB). A journal on a 64 MiB file system whose
 records reach 16 MiB gets 8 MiB segments and needs 48 MiB; with records of up

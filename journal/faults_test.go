@@ -166,3 +166,36 @@ func TestOpenOnFullDiskRefusedDespiteActiveSegment(t *testing.T) {
 		t.Fatalf("error %q does not say the file system has nothing free", err)
 	}
 }
+
+// Segments holding a record after the one the caller will release through
+// are not room: CheckRoom refuses a journal that Open, counting every segment
+// but the active one, accepted.
+func TestCheckRoomCountsOnlyReleasableSegments(t *testing.T) {
+	const mib = 1 << 20
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: mib})
+	big := make([]byte, mib)
+	for i := uint64(1); i <= 8; i++ {
+		if err := j.Append(i, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(dir, Options{SegmentSize: mib, FS: fakeRoom{disk.OS, mib}, LargestRecord: mib})
+	if err != nil {
+		t.Fatalf("Open with 7 segments to release: %v", err)
+	}
+	defer j.Close()
+	if err := j.CheckRoom(7); err != nil {
+		t.Fatalf("CheckRoom through the last record but the active one's: %v", err)
+	}
+	err = j.CheckRoom(1)
+	if err == nil {
+		t.Fatal("CheckRoom(1) counted segments of records 2-7, which are not to be released, as room")
+	}
+	if !strings.Contains(err.Error(), "1.0 MiB free") {
+		t.Fatalf("error %q does not say what is free", err)
+	}
+}

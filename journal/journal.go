@@ -121,6 +121,7 @@ type Journal struct {
 	buf      []byte
 	err      error // sticky: set when the state on disk is no longer known
 	closed   bool
+	fit      bool // Open sized the segments to the file system
 }
 
 // Open opens the journal in dir, creating dir if needed, and recovers it.
@@ -169,7 +170,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal %s: %w (is the journal already open?)", dir, err)
 	}
-	j := &Journal{dir: dir, opts: opts, fs: fsys, lock: lock}
+	j := &Journal{dir: dir, opts: opts, fs: fsys, lock: lock, fit: fitSegments}
 	if err := j.recover(); err != nil {
 		if j.f != nil {
 			j.f.Close()
@@ -178,7 +179,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, err
 	}
 	if opts.LargestRecord > 0 {
-		if err := j.checkRoom(fitSegments); err != nil {
+		if err := j.checkRoom(math.MaxUint64); err != nil {
 			j.Close()
 			return nil, err
 		}
@@ -187,21 +188,23 @@ func Open(dir string, opts Options) (*Journal, error) {
 }
 
 // checkRoom refuses a journal whose file system cannot hold what it needs and,
-// if fit, sizes segments to the room there is. The segments already in the
-// journal but the active one count as room, since they are released once
-// applied; the active one never is.
-func (j *Journal) checkRoom(fit bool) error {
+// if Open sizes segments, sizes them to the room there is. The segments but
+// the active one all of whose records have index <= through count as room,
+// since Release(through) would delete them; the active one never is.
+func (j *Journal) checkRoom(through uint64) error {
 	free, err := j.fs.Available(j.dir)
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", j.dir, err)
 	}
-	releasable := j.Bytes()
-	if n := len(j.segs); n > 0 {
-		releasable -= j.segs[n-1].size
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var releasable int64
+	for i := 0; i < len(j.segs)-1 && j.segs[i].last <= through; i++ {
+		releasable += j.segs[i].size
 	}
 	room := free + releasable
 	largest := j.opts.LargestRecord
-	if fit {
+	if j.fit {
 		// A quarter of what is left after two records: the two segments
 		// take half, and the other half is headroom for other users of the
 		// file system and for segments not yet released.
@@ -216,8 +219,31 @@ func (j *Journal) checkRoom(fit bool) error {
 	return nil
 }
 
+// CheckRoom is Open's check of the room the journal needs, for a caller that
+// will release only the records with index <= through: segments holding a
+// later record are not room, however long the journal. Open, which cannot
+// know what its caller will keep, counts every segment but the active one.
+// Without Options.LargestRecord there is nothing to check. If Open sized the
+// segments, CheckRoom sizes them again to the room it finds.
+func (j *Journal) CheckRoom(through uint64) error {
+	j.mu.Lock()
+	err := j.usable()
+	j.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if j.opts.LargestRecord <= 0 {
+		return nil
+	}
+	return j.checkRoom(through)
+}
+
 // SegmentSize is the size at which segments are closed, as Open chose it.
-func (j *Journal) SegmentSize() int64 { return j.opts.SegmentSize }
+func (j *Journal) SegmentSize() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.opts.SegmentSize
+}
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 

@@ -240,6 +240,9 @@ func Open(cfg Config) (*Secondary, error) {
 	s.mu.Lock()
 	err = s.replay()
 	s.mu.Unlock()
+	if err == nil {
+		err = s.checkRoom()
+	}
 	if err != nil {
 		j.Close()
 		return nil, err
@@ -315,6 +318,29 @@ func (s *Secondary) replay() error {
 	}
 	return nil
 }
+
+// checkRoom checks the journal's room once replay has released what it
+// could. journal.Open counted every segment but the active one as room; the
+// held groups of a resync in progress are not, as nothing after the applied
+// group is released until the resync completes: a journal full of them would
+// otherwise be accepted and fail its first append, stopping the secondary
+// again on every restart.
+func (s *Secondary) checkRoom() error {
+	err := s.journal.CheckRoom(s.durable.Group)
+	if err == nil {
+		return nil
+	}
+	if !s.pairs.holding() {
+		return fmt.Errorf("secondary: %w", err)
+	}
+	return fmt.Errorf("secondary: the resync of %s in progress holds %d groups (%s) in the journal after applied group %d, "+
+		"which cannot be released until the resync completes, so they are not room: %w "+
+		"(grow the file system or free space on it), then restart the secondary; "+
+		"giving up the hold, by declaring the resyncing volumes inconsistent, is not available",
+		strings.Join(s.pairs.resyncing(), ", "), s.held.Groups, mib(s.held.Bytes), s.durable.Group, err)
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func (s *Secondary) decodeJournaled(index uint64, data []byte) (*consistency.Group, error) {
 	g, session, err := consistency.DecodeGroup(data, groupLimits)

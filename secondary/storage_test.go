@@ -283,6 +283,13 @@ func TestJournalFaultStopsSecondary(t *testing.T) {
 					t.Fatalf("group 2 not acknowledged after restart (reason %q)", reason)
 				}
 			}
+			// The acknowledgment goes out once group 2 is journaled, before
+			// it is applied.
+			for deadline := time.Now().Add(10 * time.Second); r.sec.Stats().Group < 2; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("group 2 not applied 10s after its acknowledgment (applied through %d)", r.sec.Stats().Group)
+				}
+			}
 			buf := make([]byte, 8192)
 			if err := r.sec.ReadAt("vol1", buf, 0); err != nil {
 				t.Fatal(err)
