@@ -98,7 +98,6 @@ func TestAutoSuspendMarksDroppedUpdatesOfEveryPair(t *testing.T) {
 // not keep the session from suspending itself on time, nor writes waiting.
 func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
 	r := newRig(t, 64*twinRegion, 4*sidefile.Cost(twinRegion), "a")
-	r.mv.setConnected(false)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -110,8 +109,10 @@ func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
 		cancel()
 		wg.Wait()
 	}()
-	// The copier fills the sidefile, then a write waits for space.
-	deadline := time.Now().Add(5 * time.Second)
+	// The copier fills the sidefile and waits for space, then a write waits
+	// too. The link is up but ships nothing meanwhile, so nothing suspends
+	// the session before both wait, however slowly the copier runs.
+	deadline := time.Now().Add(30 * time.Second)
 	for r.ss.side.Stats().Waiting == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("copier never filled the sidefile: %+v", r.ss.side.Stats())
@@ -120,18 +121,26 @@ func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
 	}
 	wrote := make(chan error, 1)
 	go func() {
-		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer wcancel()
 		wrote <- r.ss.write(wctx, "a", 63*twinRegion, 4096)
 	}()
-	r.waitState("a", Suspended, 5*time.Second)
+	deadline = time.Now().Add(30 * time.Second)
+	for r.ss.side.Stats().Waiting < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the write never waited for sidefile space: %+v", r.ss.side.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.mv.setConnected(false)
+	r.waitState("a", Suspended, 30*time.Second)
 	select {
 	case err := <-wrote:
 		if err != nil {
 			t.Fatalf("write during the outage: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatalf("write still waiting 5s after the session suspended")
+	case <-time.After(30 * time.Second):
+		t.Fatalf("write still waiting 30s after the session suspended")
 	}
 	bm := r.ss.Tracking("a")
 	if got, want := bm.Count(), 64; got != want {
@@ -149,7 +158,7 @@ func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
 		}
 	}()
 	r.mv.setConnected(true)
-	r.waitState("a", Duplex, 10*time.Second)
+	r.waitState("a", Duplex, 60*time.Second)
 	stopShip()
 }
 
