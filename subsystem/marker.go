@@ -2,6 +2,8 @@ package subsystem
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"duplex/bitmap"
 	"duplex/recordset"
@@ -64,4 +66,105 @@ func (s *Subsystem) ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap
 	u.Timestamp = s.timer.Now()
 	s.side.Append(u)
 	return bm, u.Timestamp, nil
+}
+
+// Change is one volume's part of a pair-state change made together across
+// subsystems (SuspendTogether, ResumeTogether).
+type Change struct {
+	S      *Subsystem
+	Vol    string
+	Marker recordset.Marker
+	// Bitmap receives vol's writes from the change on (SuspendTogether);
+	// ResumeTogether sets it to the regions changed while suspended.
+	Bitmap *bitmap.Bitmap
+	// Timestamp is the marker's stamp, set by the change.
+	Timestamp int64
+}
+
+// holdAll takes the ordering lock of every distinct subsystem of cs, in the
+// order of their ids so two changes never wait on each other, and returns
+// the release. While they are all held no subsystem stamps a write, so what
+// is done under them happens at one point of the common timer.
+func holdAll(cs []Change) func() {
+	var subs []*Subsystem
+	seen := map[*Subsystem]bool{}
+	for _, c := range cs {
+		if !seen[c.S] {
+			seen[c.S] = true
+			subs = append(subs, c.S)
+		}
+	}
+	slices.SortFunc(subs, func(a, b *Subsystem) int { return strings.Compare(a.id, b.id) })
+	for _, s := range subs {
+		s.mu.Lock()
+	}
+	return func() {
+		for i := len(subs) - 1; i >= 0; i-- {
+			subs[i].mu.Unlock()
+		}
+	}
+}
+
+func checkChanges(cs []Change) error {
+	for _, c := range cs {
+		if _, ok := c.S.volumes[c.Vol]; !ok {
+			return fmt.Errorf("subsystem %s: no volume %q", c.S.id, c.Vol)
+		}
+	}
+	return nil
+}
+
+// SuspendTogether suspends every volume of cs, each into its Bitmap, and
+// captures each marker, at one point of the common timer across all their
+// subsystems: every write of any of them stamped before the first marker is
+// captured, every write stamped after the last only recorded in a bitmap.
+// Suspending volume after volume instead would let a write to one volume be
+// shipped while an earlier write it depends on, to a volume suspended
+// before, is not: a state the primary never held.
+func SuspendTogether(cs []Change) error {
+	if err := checkChanges(cs); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		c.S.side.Take(sidefile.Cost(recordset.MarkerSize))
+	}
+	release := holdAll(cs)
+	defer release()
+	for i := range cs {
+		c := &cs[i]
+		c.S.tracking[c.Vol] = c.Bitmap
+		u := c.Marker.Update(c.Vol)
+		u.Timestamp = c.S.timer.Now()
+		c.S.side.Append(u)
+		c.Timestamp = u.Timestamp
+	}
+	return nil
+}
+
+// ResumeTogether resumes every volume of cs and captures each marker, with
+// Bytes set to the changed bytes of the bitmap it returns in Bitmap, at one
+// point of the common timer across all their subsystems (see
+// SuspendTogether).
+func ResumeTogether(cs []Change) error {
+	if err := checkChanges(cs); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		c.S.side.Take(sidefile.Cost(recordset.MarkerSize))
+	}
+	release := holdAll(cs)
+	defer release()
+	for i := range cs {
+		c := &cs[i]
+		c.Bitmap = c.S.tracking[c.Vol]
+		delete(c.S.tracking, c.Vol)
+		if c.Bitmap != nil {
+			c.Marker.Bytes = uint64(c.Bitmap.DirtyBytes())
+		}
+		u := c.Marker.Update(c.Vol)
+		u.Timestamp = c.S.timer.Now()
+		c.S.side.Append(u)
+		c.Timestamp = u.Timestamp
+	}
+	return nil
 }
