@@ -120,6 +120,21 @@ type PairOps interface {
 	Delete(vol string) (time.Time, error)
 }
 
+// AllPairOps suspend and resume every pair of the session as one operation,
+// at one point of the common timer: one pair after another while writes go
+// on would leave the secondary in a state the primary never held.
+type AllPairOps interface {
+	SuspendAll(ctx context.Context, drain bool) ([]string, error)
+	ResumeAll() ([]string, error)
+}
+
+// AllPairsResult answers an operation on every pair: the pairs it changed.
+type AllPairsResult struct {
+	Op      string   `json:"op"`
+	Volumes []string `json:"volumes"`
+	Error   string   `json:"error,omitempty"`
+}
+
 // Server serves a site's control endpoints.
 type Server struct {
 	Status  func() Status
@@ -148,6 +163,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", s.Metrics)
 	}
 	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
+	mux.HandleFunc("POST /v1/all-pairs/{op}", s.allPairsOp)
 	mux.HandleFunc("POST /v1/fence", s.fence)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://CONTROL/debug/pprof/profile).
@@ -268,6 +284,70 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Info("pair operation", "op", op, "volume", vol)
 	}
 	reply(http.StatusOK, res)
+}
+
+func (s *Server) allPairsOp(w http.ResponseWriter, r *http.Request) {
+	op := r.PathValue("op")
+	reply := func(code int, res AllPairsResult) {
+		res.Op = op
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if !s.authorized(w, r, "pair "+op+" --all") {
+		return
+	}
+	all, ok := s.Pairs.(AllPairOps)
+	if !ok {
+		reply(http.StatusNotFound, AllPairsResult{Error: "this site cannot change every pair at once (pair operations run at the primary)"})
+		return
+	}
+	var vols []string
+	var err error
+	switch op {
+	case "suspend":
+		vols, err = all.SuspendAll(r.Context(), r.URL.Query().Get("drain") == "1")
+	case "resume":
+		vols, err = all.ResumeAll()
+	default:
+		reply(http.StatusBadRequest, AllPairsResult{Error: "unknown operation on every pair: want suspend or resume"})
+		return
+	}
+	if err != nil {
+		reply(http.StatusConflict, AllPairsResult{Volumes: vols, Error: err.Error()})
+		return
+	}
+	if s.Logger != nil {
+		s.Logger.Info("pair operation on every pair", "op", op, "volumes", vols)
+	}
+	reply(http.StatusOK, AllPairsResult{Volumes: vols})
+}
+
+// AllPairsOp asks a primary's control address to suspend or resume every
+// pair as one operation.
+func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPairsResult, error) {
+	url := "http://" + addr + "/v1/all-pairs/" + op
+	if drain {
+		url += "?drain=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+	if err != nil {
+		return AllPairsResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return AllPairsResult{}, fmt.Errorf("pair %s --all: %w", op, err)
+	}
+	defer resp.Body.Close()
+	var res AllPairsResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return AllPairsResult{}, fmt.Errorf("pair %s --all: %s", op, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("pair %s --all: %s", op, res.Error)
+	}
+	return res, nil
 }
 
 // PairOp asks a primary's control address to run a pair operation.

@@ -8,6 +8,7 @@ import (
 	"duplex/bitmap"
 	"duplex/recordset"
 	"duplex/sidefile"
+	"duplex/subsystem"
 )
 
 // Pair-state markers tell the secondary, in the stream and in timestamp
@@ -241,4 +242,67 @@ func (mg *Manager) autoResume(p *Pair) {
 	default:
 		mg.log.Warn("link is back, but the pair does not resume", "volume", vol, "err", err)
 	}
+}
+
+// suspendTogether suspends the pairs ps (with their change bitmaps bms) at
+// one point of the common timer when their subsystems can do so together,
+// and returns the point (0 otherwise: then one after another).
+func (mg *Manager) suspendTogether(ps []*Pair, bms []*bitmap.Bitmap) int64 {
+	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateSuspended})
+	if ok {
+		for i := range cs {
+			cs[i].Bitmap = bms[i]
+		}
+		if err := subsystem.SuspendTogether(cs); err == nil {
+			return cs[len(cs)-1].Timestamp
+		} else {
+			mg.log.Error("pair-state markers not sent together", "err", err)
+		}
+	}
+	for i, p := range ps {
+		mg.suspendMarked(p.Volume, bms[i])
+	}
+	return 0
+}
+
+// resumeTogether resumes the pairs ps at one point of the common timer when
+// their subsystems can do so together, returning the regions each changed
+// while suspended.
+func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
+	bms := make([]*bitmap.Bitmap, len(ps))
+	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateResync})
+	if ok {
+		for i, p := range ps {
+			cs[i].Marker.Inconsistent = mg.takeInconsistent(p.Volume)
+		}
+		if err := subsystem.ResumeTogether(cs); err == nil {
+			for i := range cs {
+				bms[i] = cs[i].Bitmap
+			}
+			return bms
+		} else {
+			mg.log.Error("pair-state markers not sent together", "err", err)
+		}
+	}
+	for i, p := range ps {
+		bms[i] = mg.resumeMarked(p.Volume)
+	}
+	return bms
+}
+
+// togetherChanges returns the changes of ps with marker m if every pair's
+// subsystem is a subsystem.Subsystem (the only kind that changes together).
+func (mg *Manager) togetherChanges(ps []*Pair, m recordset.Marker) ([]subsystem.Change, bool) {
+	if len(ps) == 0 {
+		return nil, false
+	}
+	cs := make([]subsystem.Change, len(ps))
+	for i, p := range ps {
+		s, ok := mg.vols[p.Volume].Subsystem.(*subsystem.Subsystem)
+		if !ok {
+			return nil, false
+		}
+		cs[i] = subsystem.Change{S: s, Vol: p.Volume, Marker: m}
+	}
+	return cs, true
 }

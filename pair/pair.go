@@ -366,6 +366,15 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 // still clear regions of the copy bitmap it has read, and must never clear
 // the mark of a write that came after. Called with mg.mu held.
 func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
+	bm := mg.suspendBitmap(p)
+	mg.suspendMarked(p.Volume, bm)
+	mg.suspended(p, auto)
+	return bm
+}
+
+// suspendBitmap stops p's copy and returns the bitmap its writes go to once
+// suspended (see suspendLocked). Called with mg.mu held.
+func (mg *Manager) suspendBitmap(p *Pair) *bitmap.Bitmap {
 	var bm *bitmap.Bitmap
 	if cp := mg.copies[p.Volume]; cp != nil {
 		bm = cp.Clone()
@@ -376,11 +385,39 @@ func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
 	if mg.copyVol == p.Volume && mg.stopCopy != nil {
 		mg.stopCopy()
 	}
-	mg.suspendMarked(p.Volume, bm)
+	return bm
+}
+
+// suspended records p as suspended once its writes go to its bitmap.
+func (mg *Manager) suspended(p *Pair, auto bool) {
 	p.State, p.Auto, p.Reason = Suspended, auto, ""
 	mg.dirty = true
 	mg.changes++
-	return bm
+}
+
+// suspendAllLocked suspends every pair not suspended yet at one point of
+// the common timer (see subsystem.SuspendTogether) and returns them with
+// that point (0 if their subsystems could not change together). Called with
+// mg.mu held.
+func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, int64) {
+	var ps []*Pair
+	var bms []*bitmap.Bitmap
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		if p.Deleted || p.State == Suspended {
+			continue
+		}
+		ps = append(ps, p)
+		bms = append(bms, mg.suspendBitmap(p))
+	}
+	if len(ps) == 0 {
+		return nil, 0
+	}
+	at := mg.suspendTogether(ps, bms)
+	for _, p := range ps {
+		mg.suspended(p, auto)
+	}
+	return ps, at
 }
 
 func (mg *Manager) kick() {
@@ -680,17 +717,11 @@ func (mg *Manager) autoSuspend() {
 func (mg *Manager) suspendSession(reason string, always bool) bool {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	suspended := 0
-	for _, name := range mg.order {
-		p := mg.pairs[name]
-		if p.Deleted || p.State == Suspended {
-			continue
-		}
-		mg.suspendLocked(p, true)
+	ps, _ := mg.suspendAllLocked(true)
+	for _, p := range ps {
 		p.Reason = reason
-		suspended++
 	}
-	if suspended == 0 && !always {
+	if len(ps) == 0 && !always {
 		return false
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
@@ -892,4 +923,72 @@ func (mg *Manager) Pairs() []Pair {
 		out = append(out, p)
 	}
 	return out
+}
+
+// SuspendAll suspends every pair at one point of the common timer across
+// all subsystems: the secondary then holds every volume as the primary held
+// them all at that point. Suspending one pair after another while writes go
+// on would hold each volume at a different time, a state the primary never
+// held. Pairs already suspended are suspended by hand from now on. It
+// returns the pairs it suspended once their state is saved.
+func (mg *Manager) SuspendAll() ([]string, error) {
+	mg.mu.Lock()
+	for _, name := range mg.order {
+		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && p.Auto {
+			p.Auto, p.Reason = false, ""
+			mg.dirty = true
+			mg.changes++
+		}
+	}
+	ps, at := mg.suspendAllLocked(false)
+	var names []string
+	for _, p := range ps {
+		if at == 0 {
+			at = mg.vols[p.Volume].Subsystem.Stamp()
+		}
+		// Suspended together, the pairs share one consistency time.
+		p.Consistent = max(p.Consistent, at)
+		names = append(names, p.Volume)
+	}
+	mg.kick()
+	mg.mu.Unlock()
+	return names, mg.persist("suspend", "--all")
+}
+
+// ResumeAll resumes every suspended pair at one point of the common timer
+// (see SuspendAll) and returns them once their state is saved.
+func (mg *Manager) ResumeAll() ([]string, error) { return mg.resumeAll(false) }
+
+// resumeAll resumes every suspended pair, only those the session suspended
+// itself if autoOnly is set.
+func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
+	mg.mu.Lock()
+	var ps []*Pair
+	var names []string
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		if p.Deleted || p.State != Suspended || (autoOnly && !p.Auto) {
+			continue
+		}
+		ps = append(ps, p)
+		names = append(names, name)
+	}
+	for _, p := range ps {
+		if err := mg.checkRoom(p); err != nil {
+			mg.mu.Unlock()
+			return nil, err
+		}
+	}
+	// As in resume, the sticky activity-log marks stay until the state on
+	// disk says duplex.
+	bms := mg.resumeTogether(ps)
+	for i, p := range ps {
+		mg.startCopy(p, bms[i])
+		mg.endIfEmpty(p)
+	}
+	mg.mu.Unlock()
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	return names, mg.persist("resume", "--all")
 }

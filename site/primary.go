@@ -511,6 +511,19 @@ func (o pairOps) Suspend(ctx context.Context, vol string, drain bool) error {
 	return o.p.pairs.Suspend(vol)
 }
 
+// SuspendAll suspends every pair at one point of the common timer, after
+// shipping everything captured so far if drain is set.
+func (o pairOps) SuspendAll(ctx context.Context, drain bool) ([]string, error) {
+	if drain {
+		if err := o.p.mover.Quiesce(ctx); err != nil {
+			return nil, fmt.Errorf("drain before suspend: %w", err)
+		}
+	}
+	return o.p.pairs.SuspendAll()
+}
+
+func (o pairOps) ResumeAll() ([]string, error) { return o.p.pairs.ResumeAll() }
+
 // abandonWhenUnreachable ends a drain once the secondary has been unreachable
 // for a while: waiting longer ships nothing, and the stop is then recorded as
 // unclean, so the next start copies the activity log's regions.

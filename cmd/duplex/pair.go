@@ -81,6 +81,25 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		vols = applicable(op, vols, st, stdout)
+		if op == "suspend" || op == "resume" {
+			// One operation at the primary: every pair changes at one point
+			// of the common timer, not one after another while writes go on.
+			if len(vols) == 0 {
+				return exitOK
+			}
+			res, err := control.AllPairsOp(ctx, cfg.Primary.Control, token, op, *drain)
+			if err != nil {
+				fmt.Fprintln(stderr, "duplex:", err)
+				return exitFailure
+			}
+			for _, vol := range res.Volumes {
+				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op)
+			}
+			if *wait && op == "resume" {
+				return waitDuplex(ctx, cfg, res.Volumes, stdout, stderr)
+			}
+			return exitOK
+		}
 	}
 	for _, vol := range vols {
 		wire := op

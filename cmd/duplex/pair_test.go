@@ -51,6 +51,28 @@ func (f *fakePairs) Delete(vol string) (time.Time, error) {
 	return time.Time{}, f.op(vol, "delete", func(s string) bool { return s != "" }, "")
 }
 
+// SuspendAll and ResumeAll change every pair they apply to in one call, as
+// the primary does at one point of its timer.
+func (f *fakePairs) SuspendAll(_ context.Context, _ bool) ([]string, error) {
+	return f.all("suspend", func(s string) bool { return s != "" }, "suspended")
+}
+func (f *fakePairs) ResumeAll() ([]string, error) {
+	return f.all("resume", func(s string) bool { return s == "suspended" }, "pending")
+}
+func (f *fakePairs) all(op string, ok func(string) bool, next string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, op+" --all")
+	var vols []string
+	for _, v := range []string{"vol1", "vol2", "vol3", "vol4"} {
+		if ok(f.state[v]) {
+			f.state[v] = next
+			vols = append(vols, v)
+		}
+	}
+	return vols, nil
+}
+
 func (f *fakePairs) status() control.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -109,12 +131,15 @@ func TestPairAllSkipsPairsAlreadyThere(t *testing.T) {
 		want       map[string]string
 		wantCalled int
 	}{
+		// Suspend and resume go to the primary as one operation: pairs
+		// changed one after another while writes go on would leave the
+		// secondary in a state the primary never held.
 		{"resume", map[string]string{"vol1": "duplex", "vol2": "suspended", "vol3": "", "vol4": "suspended"},
-			map[string]string{"vol1": "duplex", "vol2": "pending", "vol3": "", "vol4": "pending"}, 2},
+			map[string]string{"vol1": "duplex", "vol2": "pending", "vol3": "", "vol4": "pending"}, 1},
 		// A suspended pair is suspended again: one the session suspended by
 		// itself then stays suspended when the link returns.
 		{"suspend", map[string]string{"vol1": "suspended", "vol2": "duplex", "vol3": "", "vol4": "pending"},
-			map[string]string{"vol1": "suspended", "vol2": "suspended", "vol3": "", "vol4": "suspended"}, 3},
+			map[string]string{"vol1": "suspended", "vol2": "suspended", "vol3": "", "vol4": "suspended"}, 1},
 		{"add", map[string]string{"vol1": "duplex", "vol2": "", "vol3": "suspended", "vol4": ""},
 			map[string]string{"vol1": "duplex", "vol2": "pending", "vol3": "suspended", "vol4": "pending"}, 2},
 		{"delete", map[string]string{"vol1": "duplex", "vol2": "", "vol3": "suspended", "vol4": "pending"},
@@ -134,6 +159,9 @@ func TestPairAllSkipsPairsAlreadyThere(t *testing.T) {
 			}
 			if len(fp.calls) != c.wantCalled {
 				t.Errorf("calls %v, want %d", fp.calls, c.wantCalled)
+			}
+			if (c.op == "suspend" || c.op == "resume") && (len(fp.calls) != 1 || fp.calls[0] != c.op+" --all") {
+				t.Errorf("calls %v, want the one operation %q", fp.calls, c.op+" --all")
 			}
 			if !strings.Contains(out.String(), "left as") {
 				t.Errorf("output does not say which volumes were left as they were:\n%s", out.String())
