@@ -38,7 +38,7 @@ func TestDependentWritesUnderLinkFaults(t *testing.T) {
 		acked, err = workload.Run(ctx, layout, p, 0, 42)
 		done <- err
 	}()
-	waitGroups(t, &bad, groups, 30*time.Second)
+	waitGroups(t, &bad, groups, 30*time.Second, func() string { return replicationState(p.mover, sec.sec) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)

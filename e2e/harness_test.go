@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,8 +244,9 @@ func quiesce(t testing.TB, p *primary, s *secondarySite) {
 
 // waitGroups waits until target groups have been applied and checked,
 // failing at the first violation, and when no group is applied for stall: a
-// stuck replication fails fast, a slow machine only takes longer.
-func waitGroups(t testing.TB, v *violations, target int, stall time.Duration) {
+// stuck replication fails fast, a slow machine only takes longer. state says
+// where both sites are, for the failure message.
+func waitGroups(t testing.TB, v *violations, target int, stall time.Duration, state func() string) {
 	t.Helper()
 	last, since := -1, time.Now()
 	for {
@@ -257,7 +260,8 @@ func waitGroups(t testing.TB, v *violations, target int, stall time.Duration) {
 		if n != last {
 			last, since = n, time.Now()
 		} else if time.Since(since) > stall {
-			t.Fatalf("no group applied for %s: stuck after %d of %d groups", stall, n, target)
+			dumpGoroutines(t)
+			t.Fatalf("no group applied for %s: stuck after %d of %d groups; %s", stall, n, target, state())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -322,4 +326,17 @@ func (v *violations) snapshot() (int, []string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.groups, append([]string(nil), v.list...)
+}
+
+// dumpGoroutines writes every goroutine's stack to the test log.
+func dumpGoroutines(t testing.TB) {
+	t.Helper()
+	var b strings.Builder
+	pprof.Lookup("goroutine").WriteTo(&b, 2)
+	t.Logf("goroutines:\n%s", b.String())
+}
+
+// replicationState says where the mover and the secondary are.
+func replicationState(m *mover.Mover, s *secondary.Secondary) string {
+	return fmt.Sprintf("mover %+v; secondary %+v", m.Stats(), s.Stats())
 }

@@ -42,7 +42,22 @@ func TestPrefixSequentialClient(t *testing.T) {
 	buf := make([]byte, workload.BlockSize)
 	ctx := context.Background()
 	var counter uint64
-	for i := 0; i < 3000; i++ {
+	// At least 3000 operations, and on until 100 groups were checked: how
+	// many operations a group gathers depends on how fast the machine is.
+	const minOps, minGroups = 3000, 100
+	last, since := -1, time.Now()
+	for i := 0; ; i++ {
+		if i >= minOps {
+			n, _ := bad.snapshot()
+			if n >= minGroups {
+				break
+			}
+			if n != last {
+				last, since = n, time.Now()
+			} else if time.Since(since) > time.Minute {
+				t.Fatalf("no group applied for 1m after %d operations: stuck after %d of %d groups", i, n, minGroups)
+			}
+		}
 		o := op{zero: rng.IntN(8) == 0, vol: rng.IntN(layout.Volumes), block: rng.IntN(layout.BlocksPerVolume)}
 		if !o.zero {
 			counter++
@@ -73,7 +88,7 @@ func TestPrefixSequentialClient(t *testing.T) {
 	if len(list) > 0 {
 		t.Fatalf("secondary was not a prefix of the client's operations:\n%v", list)
 	}
-	if n < 100 {
+	if n < minGroups {
 		t.Fatalf("only %d groups checked", n)
 	}
 	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)

@@ -175,7 +175,7 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 		acked, err = workload.Run(ctx, layout, s, 0, 7)
 		done <- err
 	}()
-	waitGroups(t, &bad, n0+groups, 30*time.Second)
+	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)
