@@ -248,18 +248,23 @@ func quiesce(t testing.TB, p *primary, s *secondarySite) {
 // where both sites are, for the failure message.
 func waitGroups(t testing.TB, v *violations, target int, stall time.Duration, state func() string) {
 	t.Helper()
-	last, since := -1, time.Now()
+	start := time.Now()
+	last, since := -1, start
+	var longest time.Duration
 	for {
 		n, list := v.snapshot()
 		if len(list) > 0 {
 			t.Fatalf("violations after %d groups:\n%v", n, list)
 		}
+		if n != last {
+			longest = max(longest, time.Since(since))
+			last, since = n, time.Now()
+		}
 		if n >= target {
+			t.Logf("%d groups applied in %s, longest wait for a group %s", n, time.Since(start).Round(time.Millisecond), longest.Round(time.Millisecond))
 			return
 		}
-		if n != last {
-			last, since = n, time.Now()
-		} else if time.Since(since) > stall {
+		if time.Since(since) > stall {
 			dumpGoroutines(t)
 			t.Fatalf("no group applied for %s: stuck after %d of %d groups; %s", stall, n, target, state())
 		}
