@@ -222,8 +222,9 @@ func (mg *Manager) checkRoom(p *Pair) error {
 // and is tried again later; the refusal is logged once a minute.
 func (mg *Manager) autoResume(p *Pair) {
 	vol := p.Volume
-	err := mg.Resume(vol)
+	err := mg.resumeAuto(vol)
 	switch {
+	case errors.Is(err, errNotAuto):
 	case err == nil:
 		mg.log.Info("link is back: resumed", "volume", vol, "suspended_because", p.Reason)
 	case errors.Is(err, ErrNoJournalRoom):

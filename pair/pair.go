@@ -658,6 +658,10 @@ func (mg *Manager) promote() (changed bool) {
 	return changed
 }
 
+// resumeHook, set by tests, runs before the session resumes a pair it
+// suspended itself.
+var resumeHook func(vol string)
+
 // Why the session suspends its pairs by itself.
 const (
 	reasonLinkDown = "link down with a full sidefile"
@@ -694,6 +698,9 @@ func (mg *Manager) autoSuspend() {
 		}
 		mg.mu.Unlock()
 		for _, p := range auto {
+			if resumeHook != nil {
+				resumeHook(p.Volume)
+			}
 			mg.autoResume(p)
 		}
 		return
@@ -847,13 +854,26 @@ func (mg *Manager) suspend(vol string) error {
 // Resume shadows vol again, copying the regions changed while suspended. It
 // returns once the pending state and the regions to copy are saved.
 func (mg *Manager) Resume(vol string) error {
-	if err := mg.resume(vol); err != nil {
+	if err := mg.resume(vol, false); err != nil {
 		return err
 	}
 	return mg.persist("resume", vol)
 }
 
-func (mg *Manager) resume(vol string) error {
+// resumeAuto is the session's own resume of a pair it suspended itself: only
+// while it still is (an operator's suspend since then makes the pair theirs).
+func (mg *Manager) resumeAuto(vol string) error {
+	if err := mg.resume(vol, true); err != nil {
+		return err
+	}
+	return mg.persist("resume", vol)
+}
+
+// errNotAuto refuses the session's own resume of a pair it did not suspend.
+var errNotAuto = errors.New("not suspended by the session")
+
+// resume resumes vol; with auto, only if the session suspended it itself.
+func (mg *Manager) resume(vol string, auto bool) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -862,6 +882,9 @@ func (mg *Manager) resume(vol string) error {
 	}
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
+	}
+	if auto && !p.Auto {
+		return fmt.Errorf("%s: %w", vol, errNotAuto)
 	}
 	if err := mg.checkRoom(p); err != nil {
 		return err

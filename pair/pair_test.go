@@ -413,3 +413,26 @@ func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
 		t.Fatalf("c, suspended by hand, is %s after the link came back", p.State)
 	}
 }
+
+// A pair the session suspended itself, then suspended by hand, is the
+// operator's: the link's return must not resume it, even when the hand
+// suspend comes while the session is about to resume its pairs.
+func TestHandSuspendOfAutoSuspendedPairIsNotResumed(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a")
+	r.settle()
+	r.mv.setConnected(false)
+	r.autoSuspendNow()
+	r.mv.setConnected(true)
+	// The hand suspend lands between the session's look at its pairs and
+	// its resume of them.
+	resumeHook = func(vol string) {
+		if err := r.mg.Suspend(vol); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { resumeHook = nil })
+	r.mg.autoSuspend()
+	if p := r.pair("a"); p.State != Suspended || p.Auto {
+		t.Fatalf("a, suspended by hand, is %s (auto %v) after the link came back", p.State, p.Auto)
+	}
+}
