@@ -99,6 +99,10 @@ type Secondary struct {
 	targets map[string]apply.Target
 
 	view sync.RWMutex // held exclusively while a group is applied
+	// torn says why the volumes may hold part of a group: an apply failed
+	// part-way, and until a restart replays the journal they are at no
+	// group, so they are neither read nor fenced. Guarded by view.
+	torn error
 
 	mu      sync.Mutex  // serialises processing of record sets
 	ckMu    sync.Mutex  // serialises checkpoints
@@ -374,6 +378,15 @@ var errEnough = errors.New("enough")
 func (s *Secondary) applyJournaled(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
 	s.view.Lock()
 	defer s.view.Unlock()
+	err := s.applyLocked(through, last, vols)
+	if err != nil && s.torn == nil {
+		s.torn = fmt.Errorf("applying the groups after group %d failed part-way (%w): the volumes may hold part of them; "+
+			"restart the secondary to replay the journal", s.durable.Group, err)
+	}
+	return err
+}
+
+func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
 	var final *consistency.Group
 	applyOne := func(g *consistency.Group) error {
 		touched, err := apply.Updates(g, s.targets)
@@ -928,10 +941,20 @@ func sameSet(a, b []string) bool {
 // current primary is disconnected and every later one refused, and the
 // volumes start a data generation of their own, recorded before Fence
 // returns. What is journaled is already applied, so the volumes are at a
-// group boundary. An error means the fence holds only until a restart.
+// group boundary. An error means the fence holds only until a restart, or,
+// after an apply failed part-way, that there is no group boundary to fence
+// at: Fence then refuses and changes nothing until a restart has replayed.
 func (s *Secondary) Fence() (transport.Position, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.view.RLock()
+	torn := s.torn
+	s.view.RUnlock()
+	if torn != nil {
+		// The volumes are at no group the primary ever had: there is no
+		// position to fence at until a restart has replayed the journal.
+		return transport.Position{}, fmt.Errorf("secondary: fence refused: %w", torn)
+	}
 	s.fenced = true
 	// Persisted before anyone writes to the volumes: a restart must not let
 	// the old primary in again, and from here the volumes start a history of
@@ -969,7 +992,8 @@ func (s *Secondary) Stats() Stats {
 	return st
 }
 
-// ReadAt reads a secondary volume at a group boundary.
+// ReadAt reads a secondary volume at a group boundary. After an apply failed
+// part-way the volumes are at none, and ReadAt fails until a restart.
 func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 	v, ok := s.cfg.Volumes[vol]
 	if !ok {
@@ -977,6 +1001,9 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 	}
 	s.view.RLock()
 	defer s.view.RUnlock()
+	if s.torn != nil {
+		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, s.torn)
+	}
 	return v.ReadAt(p, off)
 }
 
