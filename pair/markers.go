@@ -64,6 +64,16 @@ func (mg *Manager) markResync(p *Pair) {
 	mg.endIfEmpty(p)
 }
 
+// markCopy announces the copy p starts: its first copy again if it never
+// completed one, a resync otherwise.
+func (mg *Manager) markCopy(p *Pair) {
+	if p.FirstCopy {
+		mg.markFirstCopy(p)
+		return
+	}
+	mg.markResync(p)
+}
+
 // endIfEmpty ends at once, after its begin marker, a copy with nothing to
 // copy: no copy update will ever reach copied to end it.
 func (mg *Manager) endIfEmpty(p *Pair) {
@@ -102,18 +112,45 @@ func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) {
 	mg.vols[vol].Subsystem.Suspend(vol, bm)
 }
 
-// resumeMarked captures vol's writes again and announces the resync before
-// any of them, returning the regions changed while suspended.
-func (mg *Manager) resumeMarked(vol string) *bitmap.Bitmap {
+// resumeMarked captures vol's writes again and announces the copy before
+// any of them, returning the regions changed while suspended. A pair whose
+// first copy never completed announces its first copy again, not a resync:
+// the secondary has no consistent copy of it to hold the others for. bytes,
+// if not 0, is what the copy will send (else the regions changed).
+func (mg *Manager) resumeMarked(p *Pair, bytes uint64) *bitmap.Bitmap {
+	vol := p.Volume
 	if mk := mg.marker(vol); mk != nil {
 		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol)}
+		if p.FirstCopy {
+			m = recordset.Marker{State: recordset.StateFirstCopy}
+		}
+		m.Bytes = bytes
 		bm, _, err := mk.ResumeMarked(vol, m)
 		if err == nil {
 			return bm
 		}
-		mg.markerFailed(vol, recordset.StateResync, err)
+		mg.markerFailed(vol, m.State, err)
 	}
 	return mg.vols[vol].Subsystem.Resume(vol)
+}
+
+// reannounce captures again the marker of p's current state if it is one
+// a lost marker would leave the secondary mistaken about: markers live only
+// in the sidefile, so a drop of what the mover holds, or a restart, loses
+// them. Called with p's writes not captured (suspended or deleted) or before
+// any I/O is served, so no write of p comes between the lost marker's place
+// and this one's: the secondary then takes the copy as of the last group it
+// has before this marker, which is what it holds.
+func (mg *Manager) reannounce(p *Pair) {
+	switch {
+	case p.Deleted:
+		mg.markDeleted(p.Volume)
+	case p.State == Suspended:
+		if p.FirstCopy {
+			mg.mark(p.Volume, recordset.Marker{State: recordset.StateFirstCopy, Bytes: uint64(p.CopyTotal)})
+		}
+		mg.mark(p.Volume, recordset.Marker{State: recordset.StateSuspended})
+	}
 }
 
 // markerState is the manager's state for markers and journal room.
@@ -187,7 +224,8 @@ func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
 // journal file system cannot hold: the secondary journals every group of
 // the resync before it applies any. Called with mg.mu held.
 func (mg *Manager) checkRoom(p *Pair) error {
-	if mg.markers.inconsistent[p.Volume] {
+	if mg.markers.inconsistent[p.Volume] || p.FirstCopy {
+		// Nothing is held for it at the secondary.
 		p.Waiting = ""
 		return nil
 	}
@@ -274,6 +312,11 @@ func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
 	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateResync})
 	if ok {
 		for i, p := range ps {
+			if p.FirstCopy {
+				// As in resumeMarked: the first copy again, not a resync.
+				cs[i].Marker = recordset.Marker{State: recordset.StateFirstCopy}
+				continue
+			}
 			cs[i].Marker.Inconsistent = mg.takeInconsistent(p.Volume)
 		}
 		if err := subsystem.ResumeTogether(cs); err == nil {
@@ -286,7 +329,7 @@ func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
 		}
 	}
 	for i, p := range ps {
-		bms[i] = mg.resumeMarked(p.Volume)
+		bms[i] = mg.resumeMarked(p, 0)
 	}
 	return bms
 }

@@ -73,6 +73,10 @@ type Pair struct {
 	Resynced int64  `json:"resynced"`
 	Waiting  string `json:"waiting,omitempty"` // why a resync does not start (markers.go)
 	Deleted  bool   `json:"deleted,omitempty"`
+	// FirstCopy says the pair never completed its first copy: the secondary
+	// has no consistent copy of it, and a resume announces a first copy
+	// again, not a resync that would hold the other volumes.
+	FirstCopy bool `json:"first_copy,omitempty"`
 }
 
 type persisted struct {
@@ -214,7 +218,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		}
 		switch {
 		case p == nil || p.Size != v.Size:
-			p = &Pair{Volume: name, Subsystem: v.Subsystem.ID(), Size: v.Size}
+			p = &Pair{Volume: name, Subsystem: v.Subsystem.ID(), Size: v.Size, FirstCopy: true}
 			mg.startCopy(p, nil)
 			mg.markFirstCopy(p)
 			mg.log.Info("new pair: initial copy", "volume", name)
@@ -241,7 +245,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			// never have reached the secondary anywhere: copy everything.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
-			mg.markResync(p)
+			mg.markCopy(p)
 		case p.State == Suspended:
 			bm, err := mg.loadBitmap(name, v.Size)
 			if err != nil {
@@ -256,7 +260,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 				bm = nil
 			}
 			mg.startCopy(p, bm)
-			mg.markResync(p)
+			mg.markCopy(p)
 		}
 		mg.pairs[name] = p
 	}
@@ -646,7 +650,7 @@ func (mg *Manager) promote() (changed bool) {
 		switch {
 		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
 			changed = true
-			p.State, p.Resynced = Duplex, p.Copied
+			p.State, p.Resynced, p.FirstCopy = Duplex, p.Copied, false
 			delete(mg.copies, name)
 			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
@@ -737,7 +741,15 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 	// is duplex again: a crash before the bitmap is saved still finds it.
 	// (A deleted pair is copied whole when added again.)
 	al := mg.opts.ActivityLog
+	acked := mg.mover.Stats().Acked.Time
+	dropped := map[string]bool{}
 	mg.mover.Drop(func(u recordset.Update) {
+		dropped[u.Volume] = true
+		if u.Kind == recordset.KindMarker {
+			// Not a range of the volume: the state it told is announced
+			// again below.
+			return
+		}
 		off, n := int64(u.Offset), int64(u.Length)
 		p, v := mg.pairs[u.Volume], mg.vols[u.Volume]
 		if p != nil && v.Subsystem != nil {
@@ -754,6 +766,15 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			al.Done(u.Volume, off, n)
 		}
 	})
+	for _, name := range mg.order {
+		p := mg.pairs[name]
+		if dropped[name] {
+			// The secondary holds this volume only as of what it
+			// acknowledged: the rest went to the bitmap.
+			p.Consistent = min(p.Consistent, acked)
+		}
+		mg.reannounce(p)
+	}
 	mg.kick()
 	return true
 }
@@ -810,9 +831,12 @@ func (mg *Manager) add(vol string) error {
 	if !p.Deleted {
 		return fmt.Errorf("%s is already a pair (%s)", vol, p.State)
 	}
-	mg.vols[vol].Subsystem.Resume(vol)
+	// Capture resumes in the same step that announces the first copy: no
+	// write of vol reaches the secondary before it learns of the copy.
+	p.FirstCopy = true
+	mg.resumeMarked(p, uint64(p.Size))
 	mg.startCopy(p, nil)
-	mg.markFirstCopy(p)
+	mg.endIfEmpty(p)
 	return nil
 }
 
@@ -893,7 +917,7 @@ func (mg *Manager) resume(vol string, auto bool) error {
 	// stay until the state on disk says duplex (see save): until Resume's
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
-	bm := mg.resumeMarked(vol)
+	bm := mg.resumeMarked(p, 0)
 	mg.startCopy(p, bm)
 	mg.endIfEmpty(p)
 	return nil

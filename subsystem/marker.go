@@ -46,8 +46,8 @@ func (s *Subsystem) SuspendMarked(vol string, bm *bitmap.Bitmap, m recordset.Mar
 	return u.Timestamp, nil
 }
 
-// ResumeMarked resumes vol like Resume and captures m, with Bytes set to the
-// changed bytes of the returned bitmap, in the same critical section: no
+// ResumeMarked resumes vol like Resume and captures m, with Bytes (unless
+// set) the changed bytes of the returned bitmap, in the same critical section: no
 // write of vol is captured before the marker, so the secondary learns that a
 // resync begins before the first update that depends on it.
 func (s *Subsystem) ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap, int64, error) {
@@ -59,7 +59,7 @@ func (s *Subsystem) ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap
 	defer s.mu.Unlock()
 	bm := s.tracking[vol]
 	delete(s.tracking, vol)
-	if bm != nil {
+	if bm != nil && m.Bytes == 0 {
 		m.Bytes = uint64(bm.DirtyBytes())
 	}
 	u := m.Update(vol)
