@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,12 +18,25 @@ type nbdTarget struct {
 	conns     [][]*nbd.Client // [client][volume]
 	perClient int             // blocks each client owns in the region
 	base      int64           // byte offset of the region in each volume
+	acked     atomic.Int64    // writes acknowledged so far
 }
 
 func (x *nbdTarget) WriteAt(ctx context.Context, vol int, p []byte, off int64) error {
 	// A client owns blocks [c*perClient, (c+1)*perClient) of the region.
 	c := int(off/workload.BlockSize) / x.perClient
-	return x.conns[c][vol].WriteAt(p, x.base+off)
+	err := x.conns[c][vol].WriteAt(p, x.base+off)
+	if err == nil {
+		x.acked.Add(1)
+	}
+	return err
+}
+
+// waitAcked waits until the primary acknowledged a first write, so that a
+// kill after it interrupts a workload that is really running, however slowly
+// a loaded machine starts it.
+func (x *nbdTarget) waitAcked(t *testing.T) {
+	t.Helper()
+	waitFor(t, time.Minute, "a first acknowledged write", func() bool { return x.acked.Load() > 0 })
 }
 
 func (x *nbdTarget) close() {
@@ -101,6 +115,7 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 		}()
 		// Let the writes run for a random while, then crash the primary
 		// under them.
+		target.waitAcked(t)
 		time.Sleep(time.Duration(100+rng.IntN(501)) * time.Millisecond)
 		s.prim.kill()
 		cancel()

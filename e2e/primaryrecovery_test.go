@@ -72,6 +72,7 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 			n, _ := workload.Run(ctx, lay, target, 0, seed)
 			done <- n
 		}()
+		target.waitAcked(t)
 		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
 		s.prim.kill()
 		cancel()
