@@ -312,6 +312,22 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 			"bytes", total)
 		return nil
 	}
+	// The copies may span several record sets, and so several consistency
+	// groups; announced as a resync, the secondary holds them all back
+	// until the last copy-end, so it moves from one consistent state to the
+	// next in one step.
+	for name, rs := range regions {
+		var n int64
+		for _, r := range rs {
+			n += r[1]
+		}
+		mg.mark(name, recordset.Marker{State: recordset.StateResync, Bytes: uint64(n)})
+	}
+	defer func() {
+		for name := range regions {
+			mg.mark(name, recordset.Marker{State: recordset.StateCopyEnd})
+		}
+	}()
 	for name, rs := range regions {
 		ss := mg.vols[name].Subsystem
 		for _, r := range rs {
