@@ -31,6 +31,34 @@ func newPairStates(vols map[string]apply.VolumeState) *pairStates {
 	return &pairStates{vols: gomaps.Clone(vols), open: map[string]bool{}}
 }
 
+// neverCopied is the state of a volume the secondary has no whole copy of.
+var neverCopied = apply.VolumeState{State: StateFirstCopy, Inconsistent: true, FirstCopy: true}
+
+// seedVolumes records, in st, every volume of vols the state does not know
+// yet as never copied, and reports whether it added any. A volume appears
+// empty (or with whatever its image held): only the end of a copy applied
+// here makes it the primary's, never a stream of writes alone, whether or
+// not the marker that announced its first copy ever arrived. A state that
+// applied groups but names no volume comes from a secondary that predates
+// pair states; its volumes stay taken as duplex.
+func seedVolumes(st *apply.State, vols []string) bool {
+	if st.Group != 0 && st.Volumes == nil {
+		return false
+	}
+	added := false
+	for _, name := range vols {
+		if _, ok := st.Volumes[name]; ok {
+			continue
+		}
+		if st.Volumes == nil {
+			st.Volumes = map[string]apply.VolumeState{}
+		}
+		st.Volumes[name] = neverCopied
+		added = true
+	}
+	return added
+}
+
 // snapshot returns the volume states for the applied state. It is taken
 // only when no resync is open, so the open set need not be kept with it.
 func (p *pairStates) snapshot() map[string]apply.VolumeState {
@@ -77,7 +105,7 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 		switch m.State {
 		case recordset.StateFirstCopy:
 			delete(p.open, u.Volume)
-			v = apply.VolumeState{State: StateFirstCopy, Inconsistent: true, FirstCopy: true}
+			v = neverCopied
 		case recordset.StateResync:
 			switch {
 			case m.Inconsistent:

@@ -29,7 +29,9 @@ func TestRecoversToAgreesWithReplay(t *testing.T) {
 		return u
 	}
 	groups := []*consistency.Group{
-		{Number: 1, Time: 1100, Updates: []recordset.Update{write(0, 1000)}},
+		// The first copy ends: a resync after it is over a consistent copy.
+		{Number: 1, Time: 1100, Updates: []recordset.Update{marker(recordset.Marker{State: recordset.StateFirstCopy, Bytes: 512}, 999), write(0, 1000),
+			marker(recordset.Marker{State: recordset.StateCopyEnd}, 1001)}},
 		{Number: 2, Time: 2100, Updates: []recordset.Update{marker(recordset.Marker{State: recordset.StateResync, Bytes: 8192}, 2000), copyOf(4096, 2001)}},
 		{Number: 3, Time: 3100, Updates: []recordset.Update{copyOf(8192, 3000), write(512, 3001)}},
 		{Number: 4, Time: 4100, Updates: []recordset.Update{marker(recordset.Marker{State: recordset.StateCopyEnd}, 4000), write(1024, 4001)}},

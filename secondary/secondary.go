@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	gomaps "maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -225,6 +226,13 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	if err := disk.Or(cfg.FS).MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes))) {
+		// Durable before anything arrives: a restart, recover and the
+		// journal's readers (RecoversTo) start from it too.
+		if err := apply.WriteStateFS(cfg.FS, cfg.StatePath, st); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
 	}
 	ident, err := readIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath))
 	if err != nil {
