@@ -992,26 +992,36 @@ func (mg *Manager) Pairs() []Pair {
 // all subsystems: the secondary then holds every volume as the primary held
 // them all at that point. Suspending one pair after another while writes go
 // on would hold each volume at a different time, a state the primary never
-// held. Pairs already suspended are suspended by hand from now on. It
-// returns the pairs it suspended once their state is saved.
+// held. Pairs the session had suspended itself are suspended by hand from
+// now on. It returns, once their state is saved, the pairs it changed: those
+// it suspended and those whose suspension became the operator's (they no
+// longer resume by themselves, and an operator who resumed one while the
+// link was down may not know the session had suspended it again).
 func (mg *Manager) SuspendAll() ([]string, error) {
 	mg.mu.Lock()
+	changed := map[string]bool{}
 	for _, name := range mg.order {
 		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && p.Auto {
 			p.Auto, p.Reason = false, ""
 			mg.dirty = true
 			mg.changes++
+			changed[name] = true
 		}
 	}
 	ps, at := mg.suspendAllLocked(false)
-	var names []string
 	for _, p := range ps {
 		if at == 0 {
 			at = mg.vols[p.Volume].Subsystem.Stamp()
 		}
 		// Suspended together, the pairs share one consistency time.
 		p.Consistent = max(p.Consistent, at)
-		names = append(names, p.Volume)
+		changed[p.Volume] = true
+	}
+	var names []string
+	for _, name := range mg.order {
+		if changed[name] {
+			names = append(names, name)
+		}
 	}
 	mg.kick()
 	mg.mu.Unlock()

@@ -436,3 +436,36 @@ func TestHandSuspendOfAutoSuspendedPairIsNotResumed(t *testing.T) {
 		t.Fatalf("a, suspended by hand, is %s (auto %v) after the link came back", p.State, p.Auto)
 	}
 }
+
+// An operator's resume while the link is down past suspend_after is answered,
+// and the session suspends the pair again itself (its resync fills the
+// sidefile at once); a `suspend --all` then makes that suspension the
+// operator's. Its answer must name the pair: otherwise the operator (and a
+// script following the answers) takes the pair for resumed, and finds it
+// suspended by hand, never resuming by itself.
+func TestSuspendAllNamesPairsTheSessionHadSuspended(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.settle()
+	if err := r.mg.Suspend("b"); err != nil {
+		t.Fatal(err)
+	}
+	r.mv.setConnected(false)
+	r.autoSuspendNow()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.autoSuspendNow()
+	if p := r.pair("a"); p.State != Suspended || !p.Auto {
+		t.Fatalf("a is %s (auto %v) with the link down past suspend_after, want suspended by the session", p.State, p.Auto)
+	}
+	names, err := r.mg.SuspendAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.pair("a"); p.State != Suspended || p.Auto {
+		t.Fatalf("a is %s (auto %v) after suspend --all, want suspended by hand", p.State, p.Auto)
+	}
+	if got, want := strings.Join(names, ","), "a"; got != want {
+		t.Fatalf("suspend --all answered %q, want %q: it made a's suspension the operator's (b was the operator's already)", got, want)
+	}
+}
