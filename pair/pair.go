@@ -262,6 +262,14 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			mg.startCopy(p, bm)
 			mg.markCopy(p)
 		}
+		if p.Deleted || p.State == Suspended {
+			// The state was saved before the operation was answered, but its
+			// marker may have died in the sidefile with the process: the
+			// secondary would take the volume as duplex, consistent with the
+			// others at every later group. Announced again, a state the
+			// secondary knows keeps its time (see secondary.pairStates).
+			mg.reannounce(p)
+		}
 		mg.pairs[name] = p
 	}
 	if err := mg.recover(recovery); err != nil {
