@@ -21,10 +21,21 @@ import (
 // background, when stamps reach the last half of the lease. A restart starts
 // above the mark; a clean stop records the last stamp itself, so the next run
 // does not start a lease ahead of the clock.
+//
+// After a crash the stamps start up to a lease ahead of the clock, and stay
+// there (each one the last plus a nanosecond) until the clock catches up.
+// While they do, a lease of clock time ahead of the stamps would cover far
+// more than they use; were the mark still written a lease past them, every
+// restart within the lease would add a lease to the lead, and the
+// secondary's consistency time, one of these stamps, would run seconds ahead
+// of the clock, claiming writes it does not hold. So the mark is a lease
+// ahead of the clock, or a small slack ahead of the stamps when they lead
+// it: the lead never exceeds a lease, however often the primary restarts.
 
 type lease struct {
 	path  string
 	ahead int64
+	slack int64 // how far the mark runs ahead of stamps that lead the clock
 	log   *slog.Logger
 
 	mark     atomic.Int64 // every stamp handed out is below it, on disk
@@ -64,19 +75,33 @@ func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slo
 	}
 	t := NewWithClock(now)
 	t.AtLeast(mf.StampsBelow)
-	l := &lease{path: path, ahead: int64(ahead), log: log}
-	if err := l.write(max(t.wall(), t.Last()) + l.ahead); err != nil {
+	l := &lease{path: path, ahead: int64(ahead), slack: max(int64(ahead)/64, 1), log: log}
+	if err := l.write(l.target(t.Last(), t.wall())); err != nil {
 		return nil, err
 	}
 	t.lease = l
 	return t, nil
 }
 
-// cover makes sure ts lies below the mark on disk before it is handed out,
-// and starts a renewal once stamps reach the last half of the lease.
-func (l *lease) cover(t *Timer, ts int64) {
+// target is the mark to write for stamp ts at clock reading wall: a lease
+// ahead of the clock, and at least the slack ahead of the stamp.
+func (l *lease) target(ts, wall int64) int64 {
+	return max(wall+l.ahead, ts+l.slack)
+}
+
+// fresh says mark m needs no renewal yet for stamp ts at clock reading wall:
+// the clock is in the first half of the lease, and the stamp in the first
+// half of the slack.
+func (l *lease) fresh(m, ts, wall int64) bool {
+	return wall < m-l.ahead/2 && ts < m-l.slack/2
+}
+
+// cover makes sure ts, taken at clock reading wall, lies below the mark on
+// disk before it is handed out, and starts a renewal once the clock reaches
+// the last half of the lease (or the stamps the last half of the slack).
+func (l *lease) cover(t *Timer, ts, wall int64) {
 	m := l.mark.Load()
-	if ts < m-l.ahead/2 {
+	if l.fresh(m, ts, wall) {
 		return
 	}
 	if ts < m {
@@ -97,10 +122,11 @@ func (l *lease) cover(t *Timer, ts int64) {
 func (l *lease) extend(t *Timer, ts int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed || ts < l.mark.Load()-l.ahead/2 {
+	wall := t.wall()
+	if l.closed || l.fresh(l.mark.Load(), ts, wall) {
 		return
 	}
-	if err := l.write(max(ts, t.wall()) + l.ahead); err != nil {
+	if err := l.write(max(l.target(ts, wall), l.mark.Load())); err != nil {
 		// Stamps stay correct in this process; only a restart on a clock
 		// behind could go wrong, and the secondary refuses what that stamps.
 		l.log.Error("cannot persist the timer's mark", "err", err)

@@ -114,3 +114,36 @@ func BenchmarkNowPersistent(b *testing.B) {
 		tm.Now()
 	}
 }
+
+// TestRestartsWithinTheLeaseKeepStampsNearTheClock: a primary killed and
+// restarted again and again, each time before its clock reached the mark of
+// the run before, stamps above everything stamped before, but never more than
+// one lease ahead of its clock. The secondary's consistency time is one of
+// these stamps: a lead that grew by a lease with every restart would make it
+// claim, seconds ahead of the clock, writes acknowledged since that it does
+// not hold.
+func TestRestartsWithinTheLeaseKeepStampsNearTheClock(t *testing.T) {
+	const ahead = 2 * time.Second
+	path := filepath.Join(t.TempDir(), "timer.json")
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
+	var last int64
+	for run := range 10 {
+		tm, err := OpenPersistent(path, clock.now, ahead, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 1000 {
+			clock.step(100 * time.Microsecond) // 100ms of stamps, then a kill -9
+			ts := tm.Now()
+			if ts <= last {
+				t.Fatalf("run %d: stamp %d not above %d stamped before", run, ts, last)
+			}
+			last = ts
+			if lead := time.Duration(ts - clock.now()); lead > ahead {
+				t.Fatalf("run %d: stamp %s ahead of the clock, more than the lease of %s", run, lead, ahead)
+			}
+		}
+		tm.wait() // a renewal in flight at the kill is not counted on
+	}
+}

@@ -42,13 +42,14 @@ func (t *Timer) wall() int64 {
 func (t *Timer) Now() int64 {
 	for {
 		last := t.last.Load()
-		ts := t.wall()
+		wall := t.wall()
+		ts := wall
 		if ts <= last {
 			ts = last + 1
 		}
 		if t.last.CompareAndSwap(last, ts) {
 			if t.lease != nil {
-				t.lease.cover(t, ts)
+				t.lease.cover(t, ts, wall)
 			}
 			return ts
 		}
