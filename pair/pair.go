@@ -166,7 +166,11 @@ type Manager struct {
 	// marks go once the state on disk says duplex, not before (a crash in
 	// between would find neither the marks nor a pending state).
 	unstick map[string]bool
-	downAt  time.Time // touched only by autoSuspend
+	// recovering holds, per duplex pair whose regions a crash recovery
+	// copied, the stamp of the recovery's end: the previous run's marks
+	// stay until the secondary acknowledged through it (see recover).
+	recovering map[string]int64
+	downAt     time.Time // touched only by autoSuspend
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
 	refusals uint64
@@ -186,7 +190,8 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		return nil, fmt.Errorf("pair state %s: %w", opts.Dir, err)
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
-		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{}}
+		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
+		recovering: map[string]int64{}}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -333,7 +338,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 	}
 	defer func() {
 		for name := range regions {
-			mg.mark(name, recordset.Marker{State: recordset.StateCopyEnd})
+			mg.recovering[name] = mg.markCopyEnd(mg.pairs[name], mg.vols[name].Subsystem)
 		}
 	}()
 	for name, rs := range regions {
@@ -348,8 +353,13 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 		for _, r := range rs {
 			p.Resynced += r[1]
 		}
-		// The copies are captured and counted in the log themselves.
-		mg.opts.ActivityLog.Unstick(name)
+		// The regions stay marked (sticky) until the secondary has the
+		// end of the recovery, not only its copies: the secondary
+		// acknowledges the copies as it journals them but holds them
+		// back until that end, and the log forgets a copy's region once
+		// it is acknowledged. A second crash in between must copy the
+		// regions again, under a resync of its own that ends the one the
+		// secondary holds open. promote unsticks them.
 	}
 	mg.log.Warn("primary did not stop cleanly: recovered the regions of its activity log in one consistency group", "bytes", total)
 	return nil
@@ -671,6 +681,19 @@ func (mg *Manager) promote() (changed bool) {
 	defer mg.mu.Unlock()
 	for _, name := range mg.order {
 		p := mg.pairs[name]
+		if end, ok := mg.recovering[name]; ok {
+			switch {
+			case p.State != Duplex:
+				// Its marks are the business of the copy that makes it
+				// duplex again.
+				delete(mg.recovering, name)
+			case acked >= end:
+				if al := mg.opts.ActivityLog; al != nil {
+					al.Unstick(name)
+				}
+				delete(mg.recovering, name)
+			}
+		}
 		switch {
 		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
 			changed = true

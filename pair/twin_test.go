@@ -383,3 +383,20 @@ func (r *rig) settle() {
 		}
 	}
 }
+
+// journalHeld acknowledges every captured update without moving the
+// consistency time past them, as the secondary does while a resync holds its
+// volumes: the updates are journaled there, but the group that ends the
+// resync has not arrived.
+func (m *memMover) journalHeld() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.subs {
+		for _, u := range s.side.Drain() {
+			if m.al != nil {
+				m.al.Done(u.Volume, int64(u.Offset), int64(u.Length))
+			}
+			s.side.Release(sidefile.Cost(int(u.Length)))
+		}
+	}
+}
