@@ -153,6 +153,10 @@ type VolumeState struct {
 	// Since is, for a suspended or deleted volume, the time as of which its
 	// secondary copy is the primary volume's content.
 	Since int64 `json:"since_ns,omitempty"`
+	// Released means the secondary gave up the hold of the volume's resync
+	// (its journal was nearly full): the copy is a mix of before and after
+	// until a later copy of the volume ends.
+	Released bool `json:"hold_released,omitempty"`
 }
 
 // ReadState reads the state file; a missing file is the zero State.

@@ -25,6 +25,11 @@ const (
 	StateSuspended PairState = 4
 	// StateDeleted: the volume is no longer a pair.
 	StateDeleted PairState = 5
+	// StateHoldReleased: the secondary gave up holding its volumes for the
+	// volume's resync (its journal was nearly full): the volume's copy is
+	// not consistent until a later copy of it ends. Only a secondary writes
+	// it, into its own journal; a primary never sends it.
+	StateHoldReleased PairState = 6
 )
 
 func (s PairState) String() string {
@@ -39,6 +44,8 @@ func (s PairState) String() string {
 		return "suspended"
 	case StateDeleted:
 		return "deleted"
+	case StateHoldReleased:
+		return "hold-released"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
 }
@@ -89,7 +96,7 @@ func checkMarker(off uint64, b []byte) error {
 	if len(b) != MarkerSize {
 		return fmt.Errorf("recordset: marker of %d bytes, want %d: %w", len(b), MarkerSize, ErrMalformed)
 	}
-	if s := PairState(b[0]); s < StateFirstCopy || s > StateDeleted {
+	if s := PairState(b[0]); s < StateFirstCopy || s > StateHoldReleased {
 		return fmt.Errorf("recordset: marker of unknown state %d: %w", b[0], ErrMalformed)
 	}
 	if b[1]&^markerInconsistent != 0 {

@@ -101,7 +101,7 @@ func TestMarkerRejects(t *testing.T) {
 		"offset":           func(u *Update) { u.Offset = 1 },
 		"short":            func(u *Update) { u.Data = u.Data[:MarkerSize-1]; u.Length-- },
 		"state 0":          func(u *Update) { u.Data[0] = 0 },
-		"state 6":          func(u *Update) { u.Data[0] = 6 },
+		"state 7":          func(u *Update) { u.Data[0] = 7 },
 		"unknown flag":     func(u *Update) { u.Data[1] = 2 },
 		"flag on copy-end": func(u *Update) { u.Data[0] = byte(StateCopyEnd) },
 		"reserved":         func(u *Update) { u.Data[5] = 1 },

@@ -59,6 +59,11 @@ func seedVolumes(st *apply.State, vols []string) bool {
 	return added
 }
 
+// clone returns a copy to try a group on.
+func (p *pairStates) clone() *pairStates {
+	return &pairStates{vols: gomaps.Clone(p.vols), open: gomaps.Clone(p.open)}
+}
+
 // snapshot returns the volume states for the applied state. It is taken
 // only when no resync is open, so the open set need not be kept with it.
 func (p *pairStates) snapshot() map[string]apply.VolumeState {
@@ -113,7 +118,7 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 				v = apply.VolumeState{State: StateResync, Inconsistent: true}
 			case v.Inconsistent:
 				// Nothing consistent to keep: the copy simply goes on.
-				v = apply.VolumeState{State: StateResync, Inconsistent: true, FirstCopy: v.FirstCopy}
+				v = apply.VolumeState{State: StateResync, Inconsistent: true, FirstCopy: v.FirstCopy, Released: v.Released}
 			case m.Bytes == 0 && !p.open[u.Volume]:
 				// Nothing changed while suspended: the copy is the
 				// primary's again from this marker on, with nothing to hold.
@@ -122,6 +127,14 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 				p.open[u.Volume] = true
 				v = apply.VolumeState{State: StateResync}
 			}
+		case recordset.StateHoldReleased:
+			if !p.open[u.Volume] {
+				break
+			}
+			// The held groups are applied with it: the copy is a mix of
+			// before and after the resync from here on.
+			delete(p.open, u.Volume)
+			v = apply.VolumeState{State: v.State, Inconsistent: true, FirstCopy: v.FirstCopy, Released: true}
 		case recordset.StateCopyEnd:
 			delete(p.open, u.Volume)
 			v = apply.VolumeState{State: StateDuplex}
@@ -174,6 +187,9 @@ type VolumeView struct {
 	Held bool
 	// FirstCopy says the copy that is not complete is the volume's first.
 	FirstCopy bool
+	// Released says the secondary gave up the hold of the volume's resync
+	// for lack of journal room: not consistent until a copy of it ends.
+	Released bool
 }
 
 // Volume reports what the secondary knows of vol.
@@ -184,7 +200,7 @@ func (s *Secondary) Volume(vol string) VolumeView {
 	if !ok {
 		applied = apply.VolumeState{State: StateDuplex}
 	}
-	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy}
+	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released}
 	switch {
 	case applied.Inconsistent:
 	case applied.State == StateSuspended || applied.State == StateDeleted:

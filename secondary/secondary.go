@@ -168,6 +168,10 @@ type Stats struct {
 	JournalBytes    int64
 	LastAppliedWall time.Time
 	LastError       string // why the last primary was refused
+	// HoldsReleased counts the holds given up for lack of journal room;
+	// LastHoldRelease says which, when and with what numbers.
+	HoldsReleased   uint64
+	LastHoldRelease string
 	// Stopped is why the secondary stopped receiving, "" while it runs.
 	Stopped string
 }
@@ -743,6 +747,9 @@ func (s *Secondary) volumeList() string {
 func (s *Secondary) checkRecordSet(rs *recordset.RecordSet) error {
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
+		if m, err := recordset.DecodeMarker(*u); u.Kind == recordset.KindMarker && err == nil && m.State == recordset.StateHoldReleased {
+			return fmt.Errorf("record set %s/%d: update %d of %d: a %v marker, which only a secondary writes", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), m.State)
+		}
 		if err := s.checkUpdate(u); err != nil {
 			return fmt.Errorf("record set %s/%d: update %d of %d (%s, ts %d): %w", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Kind, u.Timestamp, err)
 		}
@@ -862,10 +869,8 @@ func (s *Secondary) receipt(conn transport.Conn) {
 // commit journals, acknowledges and applies one group. Called with s.mu held.
 func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	g.Number = s.journaled.Group + 1
-	size := 1024
-	for _, u := range g.Updates {
-		size += 40 + len(u.Data) + len(u.Volume)
-	}
+	rel := s.releaseIfShort(g)
+	size := int(groupSize(g))
 	if cap(s.buf) < size {
 		s.buf = make([]byte, 0, size)
 	}
@@ -895,7 +900,11 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		s.hold(g)
 		return nil
 	}
-	if wasHolding {
+	switch {
+	case rel != nil:
+		s.released(rel, g)
+		s.held = heldGroups{}
+	case wasHolding:
 		s.log.Info("resync complete: applying the held groups", "groups", s.held.Groups+1, "bytes", s.held.Bytes,
 			"held_for", time.Since(s.held.Since).Round(time.Millisecond))
 		s.held = heldGroups{}

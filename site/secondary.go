@@ -334,6 +334,8 @@ func contractState(s string) string {
 func consistencyNote(v secondary.VolumeView, group uint64) string {
 	var s string
 	switch {
+	case !v.Consistent && v.Released:
+		s = "not consistent: the secondary gave up holding its resync when its journal was nearly full; consistent again once a resync of it completes"
 	case !v.Consistent && (v.State == secondary.StateFirstCopy || v.FirstCopy):
 		s = "not consistent: initial copy not complete"
 	case !v.Consistent && v.State == secondary.StateResync:
