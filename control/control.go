@@ -47,6 +47,9 @@ type Status struct {
 	HeldGroups *uint64  `json:"held_groups,omitempty"`
 	HeldBytes  *int64   `json:"held_bytes,omitempty"`
 	Resyncing  []string `json:"resyncing,omitempty"`
+	// HoldReleased says, at the secondary, when and why it last gave up a
+	// resync's hold for lack of journal room, with the numbers.
+	HoldReleased string `json:"hold_released,omitempty"`
 
 	// Beyond the contract: helpful when a consistency time stalls.
 	Peer           string `json:"peer,omitempty"`

@@ -301,6 +301,7 @@ func (s *Secondary) Status() control.Status {
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced
 	}
+	out.HoldReleased = st.LastHoldRelease
 	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
 		hg, hb := st.HeldGroups, st.HeldBytes
 		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing
