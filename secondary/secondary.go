@@ -231,13 +231,6 @@ func Open(cfg Config) (*Secondary, error) {
 	if err := disk.Or(cfg.FS).MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	if seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes))) {
-		// Durable before anything arrives: a restart, recover and the
-		// journal's readers (RecoversTo) start from it too.
-		if err := apply.WriteStateFS(cfg.FS, cfg.StatePath, st); err != nil {
-			return nil, fmt.Errorf("secondary: %w", err)
-		}
-	}
 	ident, err := readIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath))
 	if err != nil {
 		return nil, err
@@ -245,6 +238,15 @@ func Open(cfg Config) (*Secondary, error) {
 	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes, FS: cfg.FS, LargestRecord: cfg.LargestGroup})
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes))) {
+		// Durable before anything arrives: a restart, recover and the
+		// journal's readers (RecoversTo) start from it too. After the
+		// journal's own checks, whose message says what the disk lacks.
+		if err := apply.WriteStateFS(cfg.FS, cfg.StatePath, st); err != nil {
+			j.Close()
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
