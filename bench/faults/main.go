@@ -114,7 +114,9 @@ type summary struct {
 	kind                              string
 	trials, violations, lost, stalled int
 	statusRegress, errors             int
-	maxCatchUp                        time.Duration
+	// missed counts resync-crash trials whose kill came outside the resync.
+	missed     int
+	maxCatchUp time.Duration
 }
 
 func (s summary) failed() bool {
@@ -127,6 +129,9 @@ func (s summary) String() string {
 	out := fmt.Sprintf("%s: trials %d, violations %d, lost %d", s.kind, s.trials, s.violations, s.lost)
 	out += fmt.Sprintf(" (stalled %d, status-regressions %d, errors %d, slowest catch-up %s)",
 		s.stalled, s.statusRegress, s.errors, s.maxCatchUp.Round(time.Millisecond))
+	if s.kind == "resync-crash" {
+		out += fmt.Sprintf(", killed outside the resync: %d of %d", s.missed, s.trials)
+	}
 	return out
 }
 
@@ -154,6 +159,9 @@ func campaign(ctx context.Context, s settings, selected []string, trials int, se
 			if r.statusRegress {
 				sm.statusRegress++
 			}
+			if r.missed {
+				sm.missed++
+			}
 			if r.err != nil {
 				sm.errors++
 			}
@@ -174,7 +182,7 @@ func printTrial(w io.Writer, r result, verbose bool) {
 		status = "STALLED"
 	}
 	fmt.Fprintf(w, "%-14s #%-3d %s (catch-up %s)\n", r.kind, r.n, status, r.catchUp.Round(time.Millisecond))
-	if verbose || status != "ok" || r.statusRegress {
+	if verbose || status != "ok" || r.statusRegress || r.missed {
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "    %s\n", n)
 		}

@@ -127,36 +127,70 @@ func (t *trial) diskFull(ctx context.Context) (time.Time, error) {
 	return time.Now(), nil
 }
 
-// resyncCrash suspends every pair, writes on, resumes, and kills a site at a
-// random point of the resync.
+// resyncRate is the link's bandwidth while a resync-crash trial resyncs: a
+// few MiB to copy then take seconds, so that a kill at a random share of
+// the copy lands while the secondary holds the resync, not after it.
+const resyncRate = 1 << 20
+
+// resyncCrash suspends every pair, writes on, resumes over a slowed link,
+// and kills a site at a random share of the resync. A kill the resync has
+// already ended before (or whose markers the secondary has not journaled)
+// tests nothing of the hold: the trial says so and counts it as missed.
 func (t *trial) resyncCrash(ctx context.Context, ld *load) (time.Time, error) {
 	if err := t.pairAll(ctx, "suspend"); err != nil {
 		return time.Time{}, err
 	}
 	sleepCtx(ctx, time.Second+time.Duration(t.rng.Int64N(int64(time.Second))))
+	t.proxy.SetRate(resyncRate)
+	defer t.proxy.SetRate(0)
 	if err := t.pairAll(ctx, "resume"); err != nil {
 		return time.Time{}, err
 	}
-	frac := t.rng.Float64()
+	frac := 0.05 + 0.9*t.rng.Float64()
 	var total, left int64
+	copying := false
 	for deadline := time.Now().Add(t.s.catchUp); time.Now().Before(deadline); {
 		st, err := control.Fetch(ctx, t.sess.Config.Primary.Control)
 		if err != nil {
 			return time.Time{}, err
 		}
-		left = 0
+		left, copying = 0, false
 		for _, v := range st.Volumes {
 			left += v.SizeBytes - v.CopiedBytes
+			copying = copying || v.State != "duplex"
 		}
 		total = max(total, left)
-		if left == 0 || float64(total-left) >= frac*float64(total) {
+		if !copying || float64(total-left) >= frac*float64(total) {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.r.notef("killed with %d of %d resync bytes left", left, total)
+	t.r.notef("killing at %.0f%% of the resync: %d of %d bytes left to copy", 100*frac, left, total)
+	if !copying {
+		t.r.notef("the resync ended before the chosen moment")
+	}
 	if t.r.n%2 == 0 {
+		t.prim.Kill()
+		// With the primary gone, the secondary's hold stays as the kill
+		// left it: held groups say the kill came inside the resync.
+		st, err := t.secStatus(ctx)
+		t.held = err == nil && st.HeldGroups != nil && *st.HeldGroups > 0
+		t.noteHeld()
+		t.proxy.SetRate(0)
 		return t.primaryKill(ctx, ld)
 	}
-	return t.secondaryKill(ctx)
+	end, err := t.secondaryKill(ctx, false)
+	t.noteHeld()
+	return end, err
+}
+
+// noteHeld says whether the kill of a resync-crash trial came while the
+// secondary held the resync.
+func (t *trial) noteHeld() {
+	if t.held {
+		t.r.notef("the kill came while the secondary held the resync")
+		return
+	}
+	t.r.missed = true
+	t.r.notef("MISSED: the secondary held no resync at the kill, so the trial tested no hold")
 }

@@ -73,9 +73,12 @@ type result struct {
 	// before a kill is later than the one it came back with, although no
 	// journaled group was lost (the status runs ahead of the journal).
 	statusRegress bool
-	catchUp       time.Duration // from the end of the fault to the secondary passing it
-	notes         []string
-	err           error // the trial could not be run
+	// missed: a resync-crash trial whose kill came when the secondary held
+	// no resync (before its markers were journaled or after it ended).
+	missed  bool
+	catchUp time.Duration // from the end of the fault to the secondary passing it
+	notes   []string
+	err     error // the trial could not be run
 }
 
 func (r *result) notef(format string, args ...any) {
@@ -99,6 +102,8 @@ type trial struct {
 	// journalFS is the file system of the secondary's journal alone, for
 	// disk-full.
 	journalFS string
+	// held says the secondary held a resync when a site was killed.
+	held bool
 }
 
 type epoch struct {
@@ -139,6 +144,10 @@ func (t *trial) run(ctx context.Context, kind string) error {
 	spec := harness.Spec{Session: "faults", Subsystems: subsystems, VolumesPerSubsystem: volsPerSS,
 		VolumeSize: 2 * regionBytes, SidefileLimit: 16 << 20, Proxy: true, Token: true}
 	switch kind {
+	case "resync-crash":
+		// Copies wait for room in a sidefile this small, so the share of
+		// the resync copied follows what the slowed link carried.
+		spec.SidefileLimit = 1 << 20
 	case "auto-suspend", "disk-full":
 		// The sidefile fills within a second or two of the workload, and
 		// the session suspends a second after.
@@ -178,7 +187,7 @@ func (t *trial) run(ctx context.Context, kind string) error {
 	case "primary-kill":
 		faultEnd, err = t.primaryKill(ctx, ld)
 	case "secondary-kill":
-		faultEnd, err = t.secondaryKill(ctx)
+		faultEnd, err = t.secondaryKill(ctx, true)
 	case "link-cut":
 		d := time.Second + time.Duration(t.rng.Int64N(int64(2*time.Second)))
 		t.r.notef("cut %s", d.Round(time.Millisecond))
@@ -282,15 +291,17 @@ func (t *trial) primaryKill(ctx context.Context, ld *load) (time.Time, error) {
 
 // secondaryKill kills the secondary while it applies groups, recovers its
 // volumes offline as an operator would after losing the site, checks them,
-// and restarts it; the primary keeps taking writes throughout.
-func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
-	// Wait for a group to be applied, so the kill lands while groups flow.
+// and restarts it; the primary keeps taking writes throughout. With
+// awaitApply it first waits for a group to be applied, so that the kill lands
+// while groups flow; a resync's groups are held, not applied, so a kill meant
+// for the middle of one does not wait.
+func (t *trial) secondaryKill(ctx context.Context, awaitApply bool) (time.Time, error) {
 	first, err := t.secStatus(ctx)
 	if err != nil {
 		return time.Time{}, err
 	}
 	before := first
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); awaitApply && time.Now().Before(deadline); {
 		st, err := t.secStatus(ctx)
 		if err == nil && st.GroupsApplied != nil && first.GroupsApplied != nil && *st.GroupsApplied > *first.GroupsApplied {
 			before = st
@@ -298,7 +309,9 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	time.Sleep(time.Duration(t.rng.Int64N(int64(20 * time.Millisecond))))
+	if awaitApply {
+		time.Sleep(time.Duration(t.rng.Int64N(int64(20 * time.Millisecond))))
+	}
 	// Frozen, the secondary's journal on disk is what the kill leaves.
 	if err := t.sec.Freeze(); err != nil {
 		return time.Time{}, err
@@ -308,6 +321,7 @@ func (t *trial) secondaryKill(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	t.held = last != jg
 	group, ct, err := t.recover(ctx)
 	if err != nil {
 		return time.Time{}, err

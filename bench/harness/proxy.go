@@ -13,7 +13,8 @@ import (
 // Proxy forwards TCP connections from the primary to the secondary's listen
 // address and injects the faults of a real link between them: it can cut
 // every connection (and refuse new ones while down), delay everything it
-// forwards, and flip a byte of the stream at a chosen moment.
+// forwards, limit its bandwidth, and flip a byte of the stream at a chosen
+// moment.
 //
 // It works on the byte stream, below Duplex's framing: a flipped byte can land
 // in a frame's body (its CRC catches it) or in a frame's length prefix (the
@@ -28,6 +29,7 @@ type Proxy struct {
 	down    bool
 	closed  bool
 	latency time.Duration
+	rate    int64 // bytes per second in each direction, 0: unlimited
 	// corrupt[d] is how many of the next chunks forwarded in direction d
 	// (0: primary to secondary, 1: back) get one byte flipped.
 	corrupt [2]int
@@ -132,9 +134,17 @@ func (p *Proxy) pipe(pr *pair, src, dst net.Conn, dir int) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var free time.Time // when the paced link has sent what it was given
 		for c := range q {
 			if d := time.Until(c.due); d > 0 {
 				time.Sleep(d)
+			}
+			if r := p.Rate(); r > 0 {
+				if now := time.Now(); free.Before(now) {
+					free = now
+				}
+				free = free.Add(time.Duration(int64(len(c.data)) * int64(time.Second) / r))
+				time.Sleep(time.Until(free))
 			}
 			if _, err := dst.Write(c.data); err != nil {
 				pr.close()
@@ -257,6 +267,22 @@ func (p *Proxy) SetLatency(d time.Duration) {
 	p.mu.Lock()
 	p.latency = d
 	p.mu.Unlock()
+}
+
+// SetRate limits what is forwarded in each direction to bytesPerSec from
+// now on (0: no limit), as a slow link would: a resync then takes long
+// enough to be interrupted in its middle.
+func (p *Proxy) SetRate(bytesPerSec int64) {
+	p.mu.Lock()
+	p.rate = bytesPerSec
+	p.mu.Unlock()
+}
+
+// Rate is the limit SetRate set.
+func (p *Proxy) Rate() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate
 }
 
 // Corrupt flips one bit in each of the next n chunks forwarded in direction

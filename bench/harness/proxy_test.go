@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"testing"
@@ -73,6 +74,23 @@ func TestProxyFaults(t *testing.T) {
 		t.Errorf("round trip with 100ms each way took %s", d)
 	}
 	p.SetLatency(0)
+
+	// 64 KiB each way at 256 KiB/s: at least a quarter second each way.
+	p.SetRate(256 << 10)
+	// One frame, so that the proxy's view of the framing stays in step.
+	big := make([]byte, 64<<10)
+	binary.BigEndian.PutUint32(big, uint32(len(big)-4))
+	for i := 4; i < len(big); i++ {
+		big[i] = byte(i)
+	}
+	start = time.Now()
+	if got := roundTrip(big); string(got) != string(big) {
+		t.Fatal("rate-limited round trip changed the data")
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("round trip of 64 KiB at 256 KiB/s each way took %s", d)
+	}
+	p.SetRate(0)
 
 	p.Corrupt(ToSecondary, 1)
 	if diff := bitsDiffer(roundTrip(frame), frame); diff != 1 {
