@@ -226,6 +226,8 @@ func (r *resyncRun) waitSettled() {
 	r.t.Helper()
 	var last uint64
 	stable := 0
+	began, changes := time.Now(), 0
+	defer func() { r.t.Logf("DEBUG settled in %s after %d changes", time.Since(began), changes) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for stable < 10 {
 		st, err := fetchStatus(r.sess.Config.Secondary.Control)
@@ -233,6 +235,7 @@ func (r *resyncRun) waitSettled() {
 			stable++
 		} else if err == nil && st.Group != nil {
 			last, stable = *st.Group, 0
+			changes++
 		}
 		if time.Now().After(deadline) {
 			r.t.Fatalf("the secondary did not settle in 30s")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"duplex/bench/harness"
+	"duplex/control"
 	"duplex/workload"
 )
 
@@ -133,5 +135,43 @@ func TestChecksDetect(t *testing.T) {
 	tr.epochs = []epoch{{layout: l, base: regionBytes}}
 	if err := tr.checkSecondary("test"); err == nil {
 		t.Error("checking a region without writes passed")
+	}
+}
+
+// TestFaultComesOnceEveryPairIsDuplex checks that a trial injects its fault
+// only once every pair has completed its first copy. A volume in its very
+// first copy has no consistent state (the secondary says so and holds no
+// other volume for it): a secondary killed then and recovered mixes copied
+// and uncopied regions of it, which the dependent-write check would count as
+// violations of a promise the session never made for that volume. The link
+// is slowed so that the first copies take seconds.
+func TestFaultComesOnceEveryPairIsDuplex(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs both sites as processes; skipped with -short")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin, err := buildDuplex(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := settings{bin: bin, dir: dir, catchUp: time.Minute, startRate: 2 << 20}
+	tr := &trial{s: s, r: &result{kind: "secondary-kill", n: 1}, rng: rand.New(rand.NewPCG(1, 2))}
+	defer tr.cleanup()
+	ld, err := tr.begin(ctx, "secondary-kill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ld.stop()
+	st, err := control.Fetch(ctx, tr.sess.Config.Primary.Control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range st.Volumes {
+		if v.State != "duplex" {
+			t.Errorf("%s is %s (%d of %d bytes copied) when the fault may come: its first copy is not complete",
+				v.Name, v.State, v.CopiedBytes, v.SizeBytes)
+		}
 	}
 }
