@@ -36,10 +36,6 @@ func TestCampaign(t *testing.T) {
 		switch {
 		case k == "disk-full" && os.Geteuid() != 0:
 			t.Logf("%s left out: it mounts a tmpfs under the journal, which needs root", k)
-		case k == "resync-crash" && os.Getenv("DUPLEX_E2E_OPEN") == "":
-			// A kill -9 of the secondary mid-resync leaves volumes that mix
-			// old and new regions until the secondary holds a resync back.
-			t.Logf("%s left out: it fails until section 2 of issue 8 (the secondary consistent through a resync) is done (DUPLEX_E2E_OPEN=1 runs it)", k)
 		default:
 			selected = append(selected, k)
 		}
@@ -51,6 +47,10 @@ func TestCampaign(t *testing.T) {
 	})
 	for _, sm := range sums {
 		t.Log(sm)
+		if sm.missed > 0 {
+			// Not a failure: that kill tested less, not something wrong.
+			t.Logf("%s: %d kill(s) came outside the resync", sm.kind, sm.missed)
+		}
 		if sm.trials != 2 {
 			t.Errorf("%s: %d trials ran, want 2", sm.kind, sm.trials)
 		}

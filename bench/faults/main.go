@@ -17,9 +17,11 @@
 // check, restart), link-cut (1-3 s), latency (50-200 ms for 2 s), corrupt (bits
 // flipped in the stream), and the operation faults (operations.go):
 // suspend-resume, auto-suspend, disk-full (needs root, for a tmpfs under the
-// journal), resync-crash (kill -9 of either site mid-resync). It prints "kind: trials N, violations V, lost L" per
-// kind and exits 1 if any trial had a violation, a loss or a stall, or could
-// not be run.
+// journal), resync-crash (kill -9 of either site mid-resync, over a link
+// slowed so that the resync lasts seconds). Faults come once every pair has
+// completed its first copy. It prints "kind: trials N, violations V, lost L"
+// per kind (for resync-crash also how many kills missed the resync) and exits
+// 1 if any trial had a violation, a loss or a stall, or could not be run.
 package main
 
 import (
