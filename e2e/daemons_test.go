@@ -453,7 +453,10 @@ func consistencyTime(t *testing.T, st control.Status) time.Time {
 
 // waitConsistentAfter waits, with the primary running, until the secondary is
 // consistent as of a moment after ts: every write acknowledged before ts is
-// applied there.
+// applied there. That holds while the primary's stamps follow the test's
+// clock; after a kill -9 the restarted primary's stamps, and the consistency
+// time, may lead it (by up to the timer's lease), so there a check is
+// ordered after a write issued since instead (see waitBarrier).
 func (s *procSession) waitConsistentAfter(ts time.Time) {
 	s.t.Helper()
 	var last control.Status
