@@ -59,6 +59,9 @@ func TestOpenReannouncesSuspension(t *testing.T) {
 	if err := mg.Suspend("a"); err != nil { // answered: saved
 		t.Fatal(err)
 	}
+	if _, err := mg.Delete("b"); err != nil {
+		t.Fatal(err)
+	}
 	// kill -9: the sidefile, with the marker, is gone.
 	mg2, ss := open()
 	for _, p := range mg2.Pairs() {
@@ -67,10 +70,16 @@ func TestOpenReannouncesSuspension(t *testing.T) {
 		}
 	}
 	ups, _, _ := ss.Drain()
+	announced := map[string]recordset.PairState{}
 	for _, u := range ups {
-		if m, err := recordset.DecodeMarker(u); err == nil && u.Kind == recordset.KindMarker && u.Volume == "a" && m.State == recordset.StateSuspended {
-			return
+		if m, err := recordset.DecodeMarker(u); err == nil && u.Kind == recordset.KindMarker {
+			announced[u.Volume] = m.State
 		}
 	}
-	t.Fatalf("the restarted primary never announces that a is suspended: the secondary takes it as duplex for good")
+	if announced["a"] != recordset.StateSuspended {
+		t.Fatalf("the restarted primary never announces that a is suspended: the secondary takes it as duplex for good")
+	}
+	if announced["b"] != recordset.StateDeleted {
+		t.Fatalf("the restarted primary never announces that b is deleted: the secondary takes it as duplex for good")
+	}
 }
