@@ -34,8 +34,13 @@
 // exclusion of readers. The state file names only applied groups, together
 // with the volumes' pair states as of them; only applied groups are released
 // from the journal; Open replays the journal only up to the first resync that
-// never ended. A volume's first initial copy is not held: that volume is not
-// consistent until it ends, and the others go on. Status reports the applied
+// never ended. A hold is bounded by the journal's room: near the limit the
+// secondary gives it up, journaled, and the held volumes are reported not
+// consistent until a later copy of them ends (holdrelease.go). A volume's
+// first initial copy is not held: that volume is not consistent until it
+// ends, and the others go on; every volume the secondary first learns of is
+// recorded as never copied, so only a copy's end, never writes alone, makes
+// it consistent. Status reports the applied
 // group and its time, which a restart reports again, and the free space of
 // the journal's file system goes to the primary in every acknowledgement, so
 // that it refuses to start a resync the journal cannot hold.
@@ -354,7 +359,8 @@ func (s *Secondary) checkRoom() error {
 	return fmt.Errorf("secondary: the resync of %s in progress holds %d groups (%s) in the journal after applied group %d, "+
 		"which cannot be released until the resync completes, so they are not room: %w "+
 		"(grow the file system or free space on it), then restart the secondary; "+
-		"giving up the hold, by declaring the resyncing volumes inconsistent, is not available",
+		"giving up the hold, by declaring the resyncing volumes inconsistent, is not available at a restart "+
+		"(while it runs, the secondary gives a hold up itself before the journal fills, so something else filled this file system)",
 		strings.Join(s.pairs.resyncing(), ", "), s.held.Groups, mib(s.held.Bytes), s.durable.Group, err)
 }
 
