@@ -522,6 +522,9 @@ func (f *fuzzer) killSecondary() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	if !ct.IsZero() && !fuzzRecoverLineRE.Match(out) {
+		f.fail("duplex recover printed no line per volume, so the check cannot tell which volumes it holds consistent:\n%s", out)
+	}
 	times := recoveredTimes(out)
 	f.logStep(fmt.Sprintf("    recovered: group %d, volumes' own consistency times %v", group, times))
 	f.checkImage("after kill -9 of the secondary and recover", img, img, bad, atTime(f.watch.group(ct, nil, nil), f.sess.Volumes, times, ct))
@@ -602,6 +605,9 @@ func secondaryTimes(st control.Status) map[string]time.Time {
 	}
 	return out
 }
+
+// fuzzRecoverLineRE matches recover's line for one volume.
+var fuzzRecoverLineRE = regexp.MustCompile(`(?m)^  \S+ \(\S+\): `)
 
 // fuzzRecoverVolumeRE matches recover's line for one volume that is consistent.
 var fuzzRecoverVolumeRE = regexp.MustCompile(`(?m)^  (\S+) \(\S+\): consistent as of (?:its suspension time )?(\S+)`)
