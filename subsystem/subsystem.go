@@ -389,7 +389,9 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	for _, ch := range before {
 		<-ch
 	}
-	err := v.ReadAt(buf, off)
+	// Not through the page cache: a copy's reads would leave large folios
+	// there that make every later small write of the users slow.
+	err := v.ReadThrough(buf, off)
 	s.mu.Lock()
 	for i, f := range s.inflight {
 		if f == me {

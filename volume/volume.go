@@ -12,7 +12,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 )
 
 // ErrOutOfRange is returned for a request that does not lie inside the volume.
@@ -30,7 +33,17 @@ type Volume struct {
 	path string
 	f    *os.File
 	size int64
+
+	// direct is a second descriptor opened with O_DIRECT on first use by
+	// ReadThrough; noDirect is set once the file system refuses it.
+	directMu sync.Mutex
+	direct   *os.File
+	noDirect atomic.Bool
 }
+
+// directAlign is the alignment of offsets, lengths and buffers for O_DIRECT
+// reads: the page size, which covers every logical block size up to it.
+const directAlign = 4096
 
 // Open opens the image at path, creating it with the given size if it does not
 // exist. An existing image must have exactly that size: silently growing or
@@ -88,6 +101,111 @@ func (v *Volume) ReadAt(p []byte, off int64) error {
 		return fmt.Errorf("volume %s: read %d at %d: %w", v.path, len(p), off, err)
 	}
 	return nil
+}
+
+// ReadThrough fills p from off like ReadAt, but without leaving the range in
+// the page cache: the read is for a copy to the secondary (initial copy,
+// resync), not for a user who may read it again.
+//
+// It matters for the users' writes, not for memory: a long sequential read
+// through the page cache is read ahead into large folios (2 MiB on x86), and
+// every later 4 KiB write into such a folio walks all of its buffers in the
+// file system, costing tens of times a write into a small one. Dropping the
+// cache after each read does not help, because a folio larger than the read
+// is not dropped. So the read bypasses the cache with O_DIRECT, which the
+// kernel keeps coherent with buffered writes by writing back dirty pages of
+// the range first. Where the file system refuses O_DIRECT it is a plain read.
+func (v *Volume) ReadThrough(p []byte, off int64) error {
+	if err := v.check(off, int64(len(p))); err != nil {
+		return err
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	if f := v.directFile(); f != nil {
+		err := v.readDirect(f, p, off)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("volume %s: direct read %d at %d: %w", v.path, len(p), off, err)
+		}
+		// The device's logical blocks are larger than directAlign, or the
+		// file system takes O_DIRECT at open but not for this file.
+		v.noDirect.Store(true)
+	}
+	return v.ReadAt(p, off)
+}
+
+func (v *Volume) directFile() *os.File {
+	if v.noDirect.Load() {
+		return nil
+	}
+	v.directMu.Lock()
+	defer v.directMu.Unlock()
+	if v.direct == nil && !v.noDirect.Load() {
+		f, err := os.OpenFile(v.path, os.O_RDONLY|syscall.O_DIRECT, 0)
+		if err != nil {
+			v.noDirect.Store(true)
+			return nil
+		}
+		v.direct = f
+	}
+	return v.direct
+}
+
+// readDirect reads p at off through f, opened with O_DIRECT. A request that
+// is not aligned goes through an aligned buffer covering it.
+func (v *Volume) readDirect(f *os.File, p []byte, off int64) error {
+	if off%directAlign == 0 && len(p)%directAlign == 0 && aligned(p) {
+		return preadFull(f, p, off, len(p))
+	}
+	start := off &^ (directAlign - 1)
+	end := (off + int64(len(p)) + directAlign - 1) &^ (directAlign - 1)
+	b := alignedBuffer(int(end - start))
+	// The aligned range may reach past the end of an image whose size is not
+	// a multiple of directAlign: a short read there is expected.
+	if err := preadFull(f, b, start, int(off-start)+len(p)); err != nil {
+		return err
+	}
+	copy(p, b[off-start:])
+	return nil
+}
+
+// preadFull reads into b at off until at least need bytes are in or the file
+// ends. A direct read is short only at the end of the file, and reading on
+// from an unaligned offset there would fail, so a short read ends it.
+func preadFull(f *os.File, b []byte, off int64, need int) error {
+	fd := int(f.Fd())
+	got := 0
+	for got < need {
+		n, err := syscall.Pread(fd, b[got:], off+int64(got))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		short := n < len(b)-got
+		got += n
+		if short {
+			break
+		}
+	}
+	if got < need {
+		return fmt.Errorf("read %d of %d bytes: %w", got, need, io.ErrUnexpectedEOF)
+	}
+	return nil
+}
+
+func aligned(b []byte) bool {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign == 0
+}
+
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign)) % directAlign
+	return b[skip : skip+n : skip+n]
 }
 
 // WriteAt writes all of p at off.
@@ -168,6 +286,13 @@ func (v *Volume) Flush() error {
 
 // Close closes the image file.
 func (v *Volume) Close() error {
+	v.directMu.Lock()
+	if v.direct != nil {
+		v.direct.Close()
+		v.direct = nil
+	}
+	v.noDirect.Store(true)
+	v.directMu.Unlock()
 	if err := v.f.Close(); err != nil {
 		return fmt.Errorf("volume %s: %w", v.path, err)
 	}

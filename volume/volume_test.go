@@ -3,6 +3,7 @@ package volume
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 )
@@ -82,5 +83,64 @@ func TestSizeMismatchRefused(t *testing.T) {
 	}
 	if _, err := Open(path, 0); err == nil {
 		t.Fatal("size 0 accepted")
+	}
+}
+
+// ReadThrough reads what ReadAt reads, including writes still in the page
+// cache, for requests aligned or not, up to the end of an image whose size
+// is not a multiple of the page size.
+func TestReadThroughReadsWhatReadAtReads(t *testing.T) {
+	const size = 1<<20 + 3*512
+	v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	img := make([]byte, size)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img {
+		img[i] = byte(rng.Uint32())
+	}
+	if err := v.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Dirty pages over part of it: the read must see them.
+	for i := range 64 {
+		b := bytes.Repeat([]byte{byte(i)}, 1+rng.IntN(9000))
+		off := rng.Int64N(size - int64(len(b)))
+		if err := v.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+		copy(img[off:], b)
+	}
+	cases := [][2]int64{
+		{0, 64 << 10}, {4096, 4096}, {512, 512}, {1000, 7000}, {size - 512, 512},
+		{size - 64<<10, 64 << 10}, {size - 1, 1}, {0, size}, {4095, 2},
+	}
+	for range 200 {
+		off := rng.Int64N(size)
+		cases = append(cases, [2]int64{off, 1 + rng.Int64N(min(size-off, 200<<10))})
+	}
+	for _, c := range cases {
+		off, n := c[0], c[1]
+		// One byte in, so the buffer is not aligned however it is allocated.
+		raw := make([]byte, n+1)
+		for _, got := range [][]byte{raw[:n], raw[1:]} {
+			if err := v.ReadThrough(got, off); err != nil {
+				t.Fatalf("ReadThrough [%d, +%d): %v", off, n, err)
+			}
+			if !bytes.Equal(got, img[off:off+n]) {
+				t.Fatalf("ReadThrough [%d, +%d) differs from what was written", off, n)
+			}
+		}
+	}
+	if v.noDirect.Load() {
+		t.Log("the file system refuses O_DIRECT: only the buffered fallback was tested")
+	}
+	if err := v.ReadThrough(make([]byte, 2), size-1); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("ReadThrough past the end = %v, want ErrOutOfRange", err)
 	}
 }
