@@ -109,8 +109,9 @@ func TestSuspendedResyncNeverStallsTheOtherVolumes(t *testing.T) {
 	// consistent once that copy ends.
 	free.Store(1 << 40)
 	write("vol1", 0x13, 1)
-	waitFor(t, 30*time.Second, fmt.Sprintf("the primary learning of %d bytes free", uint64(1<<40)), func() bool {
-		return s.prim.Mover().Stats().Acked.JournalFree == 1<<40
+	room := uint64(1<<40 - s.sec.Replica().JournalReserve())
+	waitFor(t, 30*time.Second, fmt.Sprintf("the primary learning of %d bytes of room", room), func() bool {
+		return s.prim.Mover().Stats().Acked.JournalFree == room
 	})
 	if err := pm.Resume("vol2"); err != nil {
 		t.Fatal(err)

@@ -50,19 +50,26 @@ func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
 			}
 		}
 	}
-	awaitFree := func(want uint64) {
-		waitFor(t, 30*time.Second, fmt.Sprintf("the secondary reporting %d bytes free", want), func() bool {
+	// The secondary reports its free space less what its journal keeps
+	// for itself (1: no room at all).
+	awaitFree := func(free uint64) uint64 {
+		want := uint64(1)
+		if r := uint64(s.sec.Replica().JournalReserve()); free > r {
+			want = free - r
+		}
+		waitFor(t, 30*time.Second, fmt.Sprintf("the secondary reporting %d bytes of room", want), func() bool {
 			return s.prim.Mover().Stats().Acked.JournalFree == want
 		})
+		return want
 	}
 
 	suspendAndWrite()
-	awaitFree(1 << 20)
+	room := awaitFree(1 << 20)
 	err := pm.Resume("vol2")
 	if err == nil {
 		t.Fatal("a resync started although the secondary's journal has 1 MiB free")
 	}
-	if !errors.Is(err, pair.ErrNoJournalRoom) || !strings.Contains(err.Error(), "1048576 bytes free") ||
+	if !errors.Is(err, pair.ErrNoJournalRoom) || !strings.Contains(err.Error(), fmt.Sprintf("room for %d bytes", room)) ||
 		!strings.Contains(err.Error(), "--inconsistent") || !strings.Contains(err.Error(), "needs about ") {
 		t.Fatalf("refusal does not name both numbers and the way out: %v", err)
 	}

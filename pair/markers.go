@@ -251,7 +251,7 @@ func (mg *Manager) checkRoom(p *Pair) error {
 	}
 	p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
 	return fmt.Errorf("%w: the resync of %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
-		"but its journal file system has %d bytes free: free space there, or accept an inconsistent secondary copy until the resync completes with "+
+		"but its journal has room for %d bytes (its file system's free space less what the journal keeps for itself): free space there, or accept an inconsistent secondary copy until the resync completes with "+
 		"`duplex pair resume --inconsistent %s`", ErrNoJournalRoom, p.Volume, need, bytes, free, p.Volume)
 }
 

@@ -15,9 +15,25 @@ func statfsFree(dir string) (uint64, error) {
 	return st.Bavail * uint64(st.Bsize), nil
 }
 
-// journalFree is the free space the secondary reports to the primary in
+// reportedFree is the free space the secondary reports to the primary in
 // its Welcome and Acks: a resync is journaled whole before it is applied,
-// so the primary checks it fits before starting one. 0 means unknown.
+// so the primary checks it fits before starting one. It is net of
+// holdReserve, the room the secondary keeps besides a hold, so that a resync
+// the primary finds room for is one the secondary holds to its end rather
+// than gives up near it. 0 means unknown; 1, no room at all.
+func (s *Secondary) reportedFree() uint64 {
+	free := s.journalFree()
+	if free == 0 {
+		return 0
+	}
+	if reserve := uint64(max(0, s.holdReserve())); free > reserve {
+		return free - reserve
+	}
+	return 1
+}
+
+// journalFree is the free space of the journal's file system. 0 means
+// unknown.
 func (s *Secondary) journalFree() uint64 {
 	free := s.cfg.JournalFree
 	if free == nil {
@@ -29,3 +45,7 @@ func (s *Secondary) journalFree() uint64 {
 	}
 	return n
 }
+
+// JournalReserve is what the journal keeps of its file system for itself
+// besides a hold; the free space the secondary reports is net of it.
+func (s *Secondary) JournalReserve() int64 { return s.holdReserve() }

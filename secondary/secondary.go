@@ -669,7 +669,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.instance = hello.Instance
 	}
 	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
-		JournalFree: s.journalFree()}
+		JournalFree: s.reportedFree()}
 	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
@@ -871,7 +871,7 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 func (s *Secondary) receipt(conn transport.Conn) {
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
 		Group: s.journaled.Group, Time: s.former.Time(), Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.journalFree()}))
+		JournalFree: s.reportedFree()}))
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.
@@ -896,7 +896,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	// Journaled is safe: acknowledge before applying so the primary can release
 	// its sidefile while the volumes are written.
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
-		JournalFree: s.journalFree()}))
+		JournalFree: s.reportedFree()}))
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}

@@ -96,9 +96,11 @@ type Position struct {
 	// Ahead is, per subsystem, the highest sequence number held while waiting
 	// for a gap before it to fill: the primary resends the missing one at once.
 	Ahead map[string]uint64
-	// JournalFree is the free space of the secondary's journal file system
-	// in bytes (0: unknown): a resync is journaled whole before it is
-	// applied, so the primary checks it fits before starting one.
+	// JournalFree is the room in bytes a resync has in the secondary's
+	// journal: the free space of its file system less what the journal
+	// keeps for itself (0: unknown). A resync is journaled whole before it
+	// is applied, so the primary checks it fits before starting one, by
+	// the same measure the secondary gives up a hold by.
 	JournalFree uint64
 }
 
