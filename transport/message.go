@@ -102,7 +102,43 @@ type Position struct {
 	// is applied, so the primary checks it fits before starting one, by
 	// the same measure the secondary gives up a hold by.
 	JournalFree uint64
+	// Limits are what the secondary accepts, announced in a Welcome only
+	// when they differ from BaselineLimits, which a Welcome without them
+	// means (zero here). The primary forms every record set within them.
+	Limits Limits
 }
+
+// Limits are what a secondary accepts: in one record set (the fields of
+// recordset.Limits) and in one frame of the link, type and seal included.
+// Announced, all four are non-zero.
+type Limits struct {
+	MaxHeader  uint64
+	MaxPayload uint64
+	MaxRecords uint64
+	MaxFrame   uint64
+}
+
+// BaselineLimits are the limits of a secondary that announces none: every
+// secondary had these before secondaries announced their limits, and a
+// secondary with these announces nothing, so its Welcome is one that a
+// primary of before reads. Part of the wire format: never change.
+var BaselineLimits = Limits{MaxHeader: 1 << 20, MaxPayload: 64 << 20, MaxRecords: 1 << 20, MaxFrame: 256 << 20}
+
+// Announced returns the limits a Welcome tells the primary to keep: the
+// ones it carries, or BaselineLimits.
+func (p Position) Announced() Limits {
+	if p.Limits == (Limits{}) {
+		return BaselineLimits
+	}
+	return p.Limits
+}
+
+// sectionLimits opens the optional section of a Position that announces
+// the secondary's limits. Part of the wire format: never renumber.
+const sectionLimits byte = 1
+
+// limitsSectionSize is the length of the section: its kind and four limits.
+const limitsSectionSize = 1 + 4*8
 
 // Welcome and Ack both carry a Position.
 type Welcome = Position
@@ -237,7 +273,18 @@ func DecodeHello(body []byte) (Hello, error) {
 	return h, r.done()
 }
 
-// EncodePosition returns a Welcome or Ack frame.
+// EncodePosition returns a Welcome or Ack frame. Its body is
+//
+//	u64 group, i64 time, the tables Through, Received and Ahead (each u16
+//	count, then per entry u16 name length, name, u64 value, names sorted
+//	and unique), u64 journal free;
+//	then, only when the secondary announces limits (a Welcome whose limits
+//	differ from BaselineLimits): u8 1, u64 max header, u64 max payload,
+//	u64 max records, u64 max frame.
+//
+// A Welcome without the section is byte for byte the Welcome of a secondary
+// from before limits were announced, and means BaselineLimits: the section
+// costs compatibility only where the baseline would not work anyway.
 func EncodePosition(typ byte, p Position) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
@@ -245,6 +292,12 @@ func EncodePosition(typ byte, p Position) []byte {
 	b = appendTable(b, p.Received)
 	b = appendTable(b, p.Ahead)
 	b = binary.BigEndian.AppendUint64(b, p.JournalFree)
+	if p.Limits != (Limits{}) {
+		b = append(b, sectionLimits)
+		for _, v := range []uint64{p.Limits.MaxHeader, p.Limits.MaxPayload, p.Limits.MaxRecords, p.Limits.MaxFrame} {
+			b = binary.BigEndian.AppendUint64(b, v)
+		}
+	}
 	return Frame(typ, b)
 }
 
@@ -286,6 +339,18 @@ func DecodePosition(body []byte) (Position, error) {
 	p.Received = r.table()
 	p.Ahead = r.table()
 	p.JournalFree = r.u64()
+	if r.err == nil && len(r.b) > 0 {
+		if kind := r.b[0]; kind != sectionLimits {
+			return p, fmt.Errorf("position section %d: %w", kind, ErrCorrupt)
+		}
+		r.b = r.b[1:]
+		p.Limits = Limits{MaxHeader: r.u64(), MaxPayload: r.u64(), MaxRecords: r.u64(), MaxFrame: r.u64()}
+		l := p.Limits
+		if r.err == nil && (l.MaxHeader == 0 || l.MaxPayload == 0 || l.MaxRecords == 0 || l.MaxFrame == 0) {
+			// Not announced is no section; a zero limit accepts nothing.
+			return p, fmt.Errorf("announced limits %+v with a zero: %w", l, ErrCorrupt)
+		}
+	}
 	return p, r.done()
 }
 

@@ -1,0 +1,112 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// goldenPosition is pinned by testdata/welcome-*.hex: change neither.
+func goldenPosition() Position {
+	return Position{Group: 5, Time: 1_700_000_000_000_000_000, Through: map[string]uint64{"ss1": 3}, JournalFree: 1 << 30}
+}
+
+// readGolden returns the bytes of a testdata file of hex digits, with
+// everything after a '#' on a line a comment.
+func readGolden(t *testing.T, path string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var digits strings.Builder
+	for line := range strings.Lines(string(text)) {
+		line, _, _ = strings.Cut(line, "#")
+		digits.WriteString(strings.Join(strings.Fields(line), ""))
+	}
+	b, err := hex.DecodeString(digits.String())
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return b
+}
+
+// A Welcome that announces no limits is byte for byte what secondaries sent
+// before limits were announced: a primary of before reads it. One that
+// announces them appends a section, pinned here too.
+func TestGoldenWelcome(t *testing.T) {
+	for _, tc := range []struct {
+		path   string
+		limits Limits
+	}{
+		{"testdata/welcome-baseline.hex", Limits{}},
+		{"testdata/welcome-limits.hex", Limits{MaxHeader: 16 << 10, MaxPayload: 5 << 20, MaxRecords: 256, MaxFrame: 6 << 20}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			want := readGolden(t, tc.path)
+			p := goldenPosition()
+			p.Limits = tc.limits
+			if got := EncodePosition(TypeWelcome, p); !bytes.Equal(got, want) {
+				t.Fatalf("the Welcome encoding no longer matches %s: the wire format changed\n got %x\nwant %x", tc.path, got, want)
+			}
+			got, err := DecodePosition(mustOpen(t, want, TypeWelcome))
+			if err != nil {
+				t.Fatalf("DecodePosition(golden): %v", err)
+			}
+			if got.Limits != tc.limits || got.Group != p.Group || got.JournalFree != p.JournalFree {
+				t.Fatalf("DecodePosition(golden) = %+v, want %+v", got, p)
+			}
+		})
+	}
+}
+
+// A Welcome without limits announces the baseline, the limits every
+// secondary had before it could say otherwise.
+func TestWelcomeWithoutLimitsAnnouncesTheBaseline(t *testing.T) {
+	p, err := DecodePosition(mustOpen(t, readGolden(t, "testdata/welcome-baseline.hex"), TypeWelcome))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Announced(); got != BaselineLimits {
+		t.Fatalf("Announced() = %+v, want the baseline %+v", got, BaselineLimits)
+	}
+	l := Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4}
+	if got := (Position{Limits: l}).Announced(); got != l {
+		t.Fatalf("Announced() = %+v, want %+v", got, l)
+	}
+}
+
+// The section is all or nothing, and of a known kind: anything else is not
+// an encoding of any Position.
+func TestDecodePositionRejectsMalformedLimits(t *testing.T) {
+	_, base, err := Open(readGolden(t, "testdata/welcome-baseline.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u64 := func(v uint64) []byte {
+		return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+	}
+	section := func(kind byte, vs ...uint64) []byte {
+		b := append(bytes.Clone(base), kind)
+		for _, v := range vs {
+			b = append(b, u64(v)...)
+		}
+		return b
+	}
+	for name, body := range map[string][]byte{
+		"unknown section": section(2, 1, 1, 1, 1),
+		"zero limit":      section(sectionLimits, 1, 0, 1, 1),
+		"all zero":        section(sectionLimits, 0, 0, 0, 0),
+		"short section":   section(sectionLimits, 1, 1, 1),
+		"kind only":       section(sectionLimits),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := DecodePosition(body); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
+			}
+		})
+	}
+}
