@@ -13,6 +13,13 @@
 // up where the secondary is. After a reconnect, or when acknowledgements stop
 // progressing for the retransmit time (a frame was lost or corrupted), every
 // unacknowledged record set is sent again; the secondary discards duplicates.
+//
+// A record set never exceeds what the secondary accepts: the limits its
+// Welcome announces (the baseline when it announces none). Record sets
+// formed before the Welcome, to the limits assumed, are re-formed to them.
+// Limits that cannot carry the largest update a subsystem captures
+// (subsystem.MaxUpdate) would have every such record set refused for ever:
+// the mover does not take that link, and says why with both numbers.
 package mover
 
 import (
@@ -20,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -56,8 +65,9 @@ type Config struct {
 	Silence time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
-	// Limits is what the secondary accepts in one record set; zero fields
-	// mean recordset.DefaultLimits. Every record set formed fits them.
+	// Limits bound the record sets formed; zero fields mean
+	// recordset.DefaultLimits. Those the secondary announces in its Welcome
+	// bound them further: every record set sent fits both.
 	Limits recordset.Limits
 	// Generation is sent in the Hello: the history of the primary's data,
 	// which the secondary must follow.
@@ -84,7 +94,11 @@ type Mover struct {
 	// held, so that tests can act (Drop) at exact moments.
 	hook func(point string)
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// limits and maxFrame are what the secondary accepts: assumed from
+	// Config until a Welcome announces them.
+	limits      recordset.Limits
+	maxFrame    int
 	held        []*held // in the order they were formed
 	group       uint64
 	local       map[string]uint64 // last sequence number given, per subsystem
@@ -130,6 +144,7 @@ func New(cfg Config) *Mover {
 	}
 	return &Mover{
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
+		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
 		local: map[string]uint64{}, released: map[string]uint64{}, received: map[string]uint64{}, ahead: map[string]uint64{},
 		work: make(chan struct{}, 1), progress: make(chan struct{}),
 	}
@@ -230,7 +245,7 @@ func (m *Mover) fits(h *held, u *recordset.Update, grown bool) bool {
 	if grown && (len(h.rs.Updates) >= coalesceUpdates || h.cost+sidefile.Cost(len(u.Data)) > coalesceBytes) {
 		return false
 	}
-	return h.size.Fits(u, m.cfg.Limits)
+	return h.size.Fits(u, m.limits) && h.size.SizeWith(u.Volume, len(u.Data))+transport.FrameOverhead <= m.maxFrame
 }
 
 func (h *held) add(u *recordset.Update) {
@@ -292,6 +307,8 @@ func (m *Mover) link(ctx context.Context) {
 		if refused {
 			// Retrying cannot help until an operator acts: say so loudly.
 			m.log.Error("the secondary refused the session", "peer", conn.Peer(), "err", err)
+		} else if errors.Is(err, ErrLimits) {
+			m.log.Error("refusing the secondary's limits", "peer", conn.Peer(), "err", err)
 		} else {
 			m.log.Warn("link to secondary lost", "peer", conn.Peer(), "err", err)
 		}
@@ -480,6 +497,9 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 			return fmt.Errorf("secondary holds subsystem %s only through record set %d, but %d was acknowledged before: the secondary lost journaled data", ss.ID(), got, want)
 		}
 	}
+	if err := m.adoptLimits(p, conn); err != nil {
+		return err
+	}
 	m.connected = true
 	if len(m.held) == 0 {
 		m.lastErr = ""
@@ -498,6 +518,137 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	m.ackLocked(p)
 	m.conn = conn
 	return nil
+}
+
+// ErrLimits is returned when the limits a secondary announces cannot carry
+// the primary's largest update: every record set holding one would be
+// refused, so the link is not taken until an operator raises them.
+var ErrLimits = errors.New("the secondary's limits cannot carry the primary's largest update")
+
+// adoptLimits takes the limits the secondary announced for the record sets
+// to come and re-forms the held record sets that exceed them; the
+// secondary must not be sent what it refuses, or it refuses it for ever.
+// Called with m.mu held.
+func (m *Mover) adoptLimits(p transport.Position, conn transport.Conn) error {
+	a := p.Announced()
+	lim := recordset.Limits{MaxHeader: clampInt(a.MaxHeader), MaxPayload: clampInt(a.MaxPayload), MaxRecords: clampInt(a.MaxRecords)}
+	maxFrame := clampInt(a.MaxFrame)
+	if err := m.carriesLargest(lim, maxFrame); err != nil {
+		return fmt.Errorf("welcome from %s: %w", conn.Peer(), err)
+	}
+	// Config's limits bound what this primary forms whatever the
+	// secondary accepts.
+	own := m.cfg.Limits.Effective()
+	lim = recordset.Limits{MaxHeader: min(lim.MaxHeader, own.MaxHeader), MaxPayload: min(lim.MaxPayload, own.MaxPayload), MaxRecords: min(lim.MaxRecords, own.MaxRecords)}
+	if lim != m.limits || maxFrame != m.maxFrame {
+		m.log.Info("secondary's limits", "max_header", lim.MaxHeader, "max_payload", lim.MaxPayload, "max_records", lim.MaxRecords, "max_frame", maxFrame)
+	}
+	m.limits, m.maxFrame = lim, maxFrame
+	var over []*held
+	for _, h := range m.held {
+		if h.rs.Seq > p.Through[h.ss.ID()] && !m.fitsWhole(h) {
+			over = append(over, h)
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	for _, ss := range m.cfg.Subsystems {
+		id := ss.ID()
+		if p.Received[id] > p.Through[id] || p.Ahead[id] > p.Through[id] {
+			// Re-formed sets are numbered afresh from what is journaled,
+			// which would clash with the sets the secondary holds beyond
+			// it: a new instance makes it discard those first.
+			m.instance = rand.Uint64() | 1
+			return fmt.Errorf("record set %s/%d exceeds the limits %s announced: re-forming the record sets under a new instance", over[0].rs.Subsystem, over[0].rs.Seq, conn.Peer())
+		}
+	}
+	m.log.Warn("held record sets exceed the secondary's limits: re-forming them", "sets", len(over))
+	m.reform(p.Through)
+	return nil
+}
+
+// carriesLargest says why no record set within lim and maxFrame carries an
+// update of the largest size the subsystems capture, or nil.
+func (m *Mover) carriesLargest(lim recordset.Limits, maxFrame int) error {
+	for _, ss := range m.cfg.Subsystems {
+		vol := ""
+		for _, name := range ss.VolumeNames() {
+			if len(name) > len(vol) {
+				vol = name
+			}
+		}
+		sz := recordset.NewSizer(m.cfg.Session, ss.ID())
+		if size := sz.SizeWith(vol, subsystem.MaxUpdate) + transport.FrameOverhead; !sz.FitsData(vol, subsystem.MaxUpdate, lim) || size > maxFrame {
+			return fmt.Errorf("%w: it accepts record sets of at most %d header bytes, %d payload bytes and %d records in frames of at most %d bytes; "+
+				"a record set of subsystem %s with one update of %d bytes needs a payload of %d bytes and a frame of %d bytes: raise the secondary's limits",
+				ErrLimits, lim.MaxHeader, lim.MaxPayload, lim.MaxRecords, maxFrame, ss.ID(), subsystem.MaxUpdate, subsystem.MaxUpdate, size)
+		}
+	}
+	return nil
+}
+
+// fitsWhole reports whether h, as formed, is within the limits in use.
+func (m *Mover) fitsWhole(h *held) bool {
+	sz := recordset.NewSizer(m.cfg.Session, h.ss.ID())
+	for i := range h.rs.Updates {
+		if !m.fits(&held{size: sz}, &h.rs.Updates[i], false) {
+			return false
+		}
+		sz.Add(&h.rs.Updates[i])
+	}
+	return true
+}
+
+// reform splits every held record set not yet journaled (beyond through)
+// to the limits in use and numbers them afresh from through, per
+// subsystem, in the order they were formed. A part followed by another of
+// the same set is complete only through its own last update, as in pack.
+func (m *Mover) reform(journaled map[string]uint64) {
+	through := maps.Clone(journaled)
+	if through == nil {
+		through = map[string]uint64{}
+	}
+	var out []*held
+	for _, h := range m.held {
+		id := h.ss.ID()
+		if h.rs.Seq <= through[id] {
+			out = append(out, h) // journaled: released by the acknowledgement
+			continue
+		}
+		ups := h.rs.Updates
+		for {
+			through[id]++
+			part := &held{ss: h.ss, size: recordset.NewSizer(m.cfg.Session, id), everSent: h.everSent, rs: &recordset.RecordSet{
+				Session: h.rs.Session, Subsystem: id, Seq: through[id], Group: h.rs.Group, ReadTime: h.rs.ReadTime, Horizon: h.rs.Horizon}}
+			n := 0
+			for n < len(ups) && m.fits(part, &ups[n], false) {
+				part.add(&ups[n])
+				n++
+			}
+			if n == 0 && len(ups) > 0 {
+				part.add(&ups[0]) // alone, as pack sends it
+				n = 1
+			}
+			part.rs.Updates = ups[:n:n]
+			ups = ups[n:]
+			out = append(out, part)
+			if len(ups) == 0 {
+				break
+			}
+			part.rs.Horizon = part.rs.Highest()
+		}
+		m.local[id] = through[id]
+	}
+	clear(m.held)
+	m.held = out
+}
+
+func clampInt(v uint64) int {
+	if v > math.MaxInt {
+		return math.MaxInt
+	}
+	return int(v)
 }
 
 func (m *Mover) receive(conn transport.Conn) error {

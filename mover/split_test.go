@@ -158,3 +158,86 @@ func TestCutAfterCrashRecoveryFitsDefaultLimits(t *testing.T) {
 		}
 	}
 }
+
+// smallLimits carry one update of the largest size (4 MiB) and little more.
+var smallLimits = transport.Limits{MaxHeader: 64 << 10, MaxPayload: 4<<20 + 512<<10, MaxRecords: 100, MaxFrame: 5 << 20}
+
+func recordsetLimits(l transport.Limits) recordset.Limits {
+	return recordset.Limits{MaxHeader: int(l.MaxHeader), MaxPayload: int(l.MaxPayload), MaxRecords: int(l.MaxRecords)}
+}
+
+// Record sets formed before the Welcome, to the limits assumed, are
+// re-formed to the limits the secondary announces: everything arrives in
+// order, numbered on from what the secondary journaled, none refused.
+func TestHeldRecordSetsReformedToAnnouncedLimits(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, sidefile: 64 << 20})
+	const n = 8
+	for i := range n {
+		p.write(t, "ss1", bytes.Repeat([]byte{byte(i)}, volSize), 0)
+	}
+	p.mover.Cut() // one record set of 8 MiB: the defaults take it
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 10}, Limits: smallLimits})
+	sets, ups := receiveUpdates(t, l, recordsetLimits(smallLimits), 11, n)
+	if len(sets) < 2 {
+		t.Fatalf("%d MiB in %d record set, with a payload limit of 4.5 MiB", n, len(sets))
+	}
+	for i, u := range ups {
+		if u.Data[0] != byte(i) {
+			t.Fatalf("update %d carries the data of write %d", i, u.Data[0])
+		}
+	}
+	// New record sets are formed to the announced limits too.
+	for i := range n {
+		p.write(t, "ss1", bytes.Repeat([]byte{byte(n + i)}, volSize), 0)
+	}
+	p.mover.Cut()
+	more, _ := receiveUpdates(t, l, recordsetLimits(smallLimits), sets[len(sets)-1].Seq+1, n)
+	l.ack(transport.Position{Group: 1, Through: map[string]uint64{"ss1": more[len(more)-1].Seq}})
+	waitFor(t, "the sidefile to be released", func() bool { return p.used("ss1") == 0 && p.mover.Stats().HeldSets == 0 })
+}
+
+// A secondary that holds record sets beyond what it journaled, and
+// announces limits that one of the held sets exceeds: re-formed sets would
+// be numbered into the range it holds, so the mover reconnects under a new
+// instance (the secondary then discards what it held) and sends everything
+// not journaled re-formed.
+func TestReformBeyondWhatTheSecondaryHoldsTakesANewInstance(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, sidefile: 64 << 20})
+	l, h1 := p.accept(t)
+	l.welcome(transport.Position{})
+	p.write(t, "ss1", []byte{0xaa}, 0)
+	p.mover.Cut()
+	if rs := l.recordSet(); rs.Seq != 1 {
+		t.Fatalf("record set %d, want 1", rs.Seq)
+	}
+	l.ack(transport.Position{Received: map[string]uint64{"ss1": 1}})
+	waitFor(t, "the receipt", func() bool { return p.mover.Stats().Connected })
+	l.conn.Close()
+	for i := range 8 {
+		p.write(t, "ss1", bytes.Repeat([]byte{byte(i)}, volSize), 0)
+	}
+	p.mover.Cut()
+
+	l2, h2 := p.accept(t)
+	if h2.Instance != h1.Instance {
+		t.Fatalf("instance changed across a plain reconnect")
+	}
+	l2.welcome(transport.Position{Received: map[string]uint64{"ss1": 1}, Limits: smallLimits})
+	l2.awaitClosed()
+
+	l3, h3 := p.accept(t)
+	if h3.Instance == h2.Instance {
+		t.Fatalf("reconnected under the same instance %d: the secondary keeps its set 1 and the re-formed ones clash with it", h3.Instance)
+	}
+	l3.welcome(transport.Position{Limits: smallLimits})
+	_, ups := receiveUpdates(t, l3, recordsetLimits(smallLimits), 1, 9)
+	if ups[0].Data[0] != 0xaa {
+		t.Fatalf("first update carries %x, want the first write", ups[0].Data[0])
+	}
+	for i, u := range ups[1:] {
+		if u.Data[0] != byte(i) {
+			t.Fatalf("update %d carries the data of write %d", i+1, u.Data[0])
+		}
+	}
+}

@@ -89,6 +89,12 @@ var DefaultLimits = Limits{
 	MaxRecords: 1 << 20,
 }
 
+// Effective returns l with every zero or negative field replaced by its
+// DefaultLimits value: the limits a decoder given l applies.
+func (l Limits) Effective() Limits {
+	return Limits{MaxHeader: int(l.maxHeader()), MaxPayload: int(l.maxPayload()), MaxRecords: int(l.maxRecords())}
+}
+
 func (l Limits) maxHeader() uint64  { return limitOr(l.MaxHeader, DefaultLimits.MaxHeader) }
 func (l Limits) maxPayload() uint64 { return limitOr(l.MaxPayload, DefaultLimits.MaxPayload) }
 func (l Limits) maxRecords() uint64 { return limitOr(l.MaxRecords, DefaultLimits.MaxRecords) }

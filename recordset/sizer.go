@@ -16,22 +16,40 @@ func NewSizer(session, subsystem string) *Sizer {
 }
 
 func (s *Sizer) with(u *Update) (hdr, payload uint64, newVolume bool) {
+	return s.withData(u.Volume, len(u.Data))
+}
+
+func (s *Sizer) withData(volume string, data int) (hdr, payload uint64, newVolume bool) {
 	hdr = s.hdr + recordInfoSize
-	if _, ok := s.vt.lookup(u.Volume); !ok {
-		hdr += volEntrySize + uint64(len(u.Volume))
+	if _, ok := s.vt.lookup(volume); !ok {
+		hdr += volEntrySize + uint64(len(volume))
 		newVolume = true
 	}
-	return hdr, s.payload + uint64(len(u.Data)), newVolume
+	return hdr, s.payload + uint64(data), newVolume
 }
 
 // Fits reports whether the record set with u added stays within lim.
 func (s *Sizer) Fits(u *Update, lim Limits) bool {
-	hdr, payload, newVolume := s.with(u)
+	return s.FitsData(u.Volume, len(u.Data), lim)
+}
+
+// FitsData reports whether the record set with an update of volume that
+// carries data bytes added stays within lim: whether an update of a size
+// to come would.
+func (s *Sizer) FitsData(volume string, data int, lim Limits) bool {
+	hdr, payload, newVolume := s.withData(volume, data)
 	vols := len(s.vt.names)
 	if newVolume {
 		vols++
 	}
 	return hdr <= lim.maxHeader() && payload <= lim.maxPayload() && s.records+1 <= lim.maxRecords() && vols <= maxVolumes
+}
+
+// SizeWith returns the length of the encoding with an update of volume
+// that carries data bytes added.
+func (s *Sizer) SizeWith(volume string, data int) int {
+	hdr, payload, _ := s.withData(volume, data)
+	return int(hdr + payload + crcSize)
 }
 
 // Add accounts for u.

@@ -32,6 +32,9 @@ func TestSizerMatchesEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if got := s.SizeWith(u.Volume, len(u.Data)); got != len(b) {
+			t.Fatalf("update %d: SizeWith %d, encoded %d bytes", i, got, len(b))
+		}
 		exact := Limits{MaxHeader: h.HeaderLen, MaxPayload: max(h.PayloadLen, 1), MaxRecords: h.Records}
 		for j, lim := range []Limits{exact,
 			{MaxHeader: h.HeaderLen - 1, MaxPayload: exact.MaxPayload, MaxRecords: h.Records},

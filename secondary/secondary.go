@@ -75,6 +75,10 @@ type Config struct {
 	JournalDir string
 	StatePath  string
 	Limits     recordset.Limits
+	// MaxFrame is the largest frame the link delivers (the listener's;
+	// default transport.DefaultMaxFrame). With Limits it is announced in
+	// the Welcome, so the primary forms nothing this secondary refuses.
+	MaxFrame int
 	// Checkpoint is how often a group without updates is journaled when only
 	// the time advances; in between, the consistency time advances in memory
 	// only. Default 1s.
@@ -670,6 +674,11 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
 		JournalFree: s.reportedFree()}
+	if lim := s.Limits(); lim != transport.BaselineLimits {
+		// Only limits other than the baseline are announced, so a
+		// secondary with the baseline keeps the Welcome of before.
+		pos.Limits = lim
+	}
 	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
@@ -691,6 +700,11 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		f, err := conn.Recv()
 		if err != nil {
 			return err
+		}
+		if len(f) > s.maxFrame() {
+			// The TCP transport stops such a frame at its length; any
+			// other link is held to the same announced limit.
+			return s.refuse(conn, fmt.Sprintf("a frame of %d bytes is larger than this secondary accepts (%d): the primary must split it", len(f), s.maxFrame()))
 		}
 		typ, body, err := transport.Open(f)
 		if err != nil {
@@ -722,6 +736,19 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			return err
 		}
 	}
+}
+
+func (s *Secondary) maxFrame() int {
+	if s.cfg.MaxFrame > 0 {
+		return s.cfg.MaxFrame
+	}
+	return transport.DefaultMaxFrame
+}
+
+// Limits are what the secondary accepts in a record set and a frame.
+func (s *Secondary) Limits() transport.Limits {
+	l := s.cfg.Limits.Effective()
+	return transport.Limits{MaxHeader: uint64(l.MaxHeader), MaxPayload: uint64(l.MaxPayload), MaxRecords: uint64(l.MaxRecords), MaxFrame: uint64(s.maxFrame())}
 }
 
 // checkUpdate says why an update cannot be applied to the secondary volumes,

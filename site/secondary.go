@@ -16,6 +16,7 @@ import (
 	"duplex/control"
 	"duplex/disk"
 	"duplex/nbd"
+	"duplex/recordset"
 	"duplex/secondary"
 	"duplex/transport"
 	"duplex/volume"
@@ -49,6 +50,11 @@ type SecondaryOptions struct {
 	// JournalFree, if set, replaces statfs of the journal's file system in
 	// what the secondary reports to the primary (tests).
 	JournalFree func() (uint64, error)
+	// Limits and MaxFrame, if set, replace what the secondary accepts in one
+	// record set and one frame (recordset.DefaultLimits,
+	// transport.DefaultMaxFrame); it announces them in its Welcome.
+	Limits   recordset.Limits
+	MaxFrame int
 	// OnApplied, if set, is called after each consistency group is applied,
 	// while readers of the volumes are held off; read reads a volume as of
 	// that group (the site's ReadAt would wait for the group to finish).
@@ -94,7 +100,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
-		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: LargestGroup(cfg),
+		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: LargestGroup(cfg), Limits: opts.Limits, MaxFrame: opts.MaxFrame,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
@@ -124,7 +130,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 		// Through a local: a nil *TCPListener in the interface field would not
 		// compare equal to nil in close.
-		ln, err := transport.ListenTCP(cfg.Secondary.Listen, tlsConf, 0)
+		ln, err := transport.ListenTCP(cfg.Secondary.Listen, tlsConf, opts.MaxFrame)
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}

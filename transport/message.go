@@ -23,6 +23,9 @@ const (
 // or of the type alone for a record set, whose body checks itself.
 const frameOverhead = 5
 
+// FrameOverhead is what a frame adds to its body: the type byte and the CRC.
+const FrameOverhead = frameOverhead
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorrupt is returned for a frame whose CRC does not match or whose body is
