@@ -147,3 +147,34 @@ func TestRestartsWithinTheLeaseKeepStampsNearTheClock(t *testing.T) {
 		tm.wait() // a renewal in flight at the kill is not counted on
 	}
 }
+
+// TestQuickRestartsKeepStampsWithinTheLease: a primary in a crash loop,
+// killed and restarted every 10ms of its clock, stamps no more than one
+// lease ahead of the clock however many times it restarts. The secondary's
+// consistency time is one of these stamps; a lead past the lease would make
+// it claim writes not yet made.
+func TestQuickRestartsKeepStampsWithinTheLease(t *testing.T) {
+	const ahead = 2 * time.Second
+	path := filepath.Join(t.TempDir(), "timer.json")
+	clock := &fakeClock{}
+	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
+	var last int64
+	for run := range 200 {
+		tm, err := OpenPersistent(path, clock.now, ahead, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 100 {
+			clock.step(100 * time.Microsecond) // 10ms of stamps, then a kill -9
+			ts := tm.Now()
+			if ts <= last {
+				t.Fatalf("run %d: stamp %d not above %d stamped before", run, ts, last)
+			}
+			last = ts
+			if lead := time.Duration(ts - clock.now()); lead > ahead {
+				t.Fatalf("run %d: stamp %s ahead of the clock, more than the lease of %s", run, lead, ahead)
+			}
+		}
+		tm.wait()
+	}
+}
