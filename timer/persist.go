@@ -22,20 +22,24 @@ import (
 // above the mark; a clean stop records the last stamp itself, so the next run
 // does not start a lease ahead of the clock.
 //
-// After a crash the stamps start up to a lease ahead of the clock, and stay
-// there (each one the last plus a nanosecond) until the clock catches up.
-// While they do, a lease of clock time ahead of the stamps would cover far
-// more than they use; were the mark still written a lease past them, every
-// restart within the lease would add a lease to the lead, and the
-// secondary's consistency time, one of these stamps, would run seconds ahead
-// of the clock, claiming writes it does not hold. So the mark is a lease
-// ahead of the clock, or a small slack ahead of the stamps when they lead
-// it: the lead never exceeds a lease, however often the primary restarts.
+// After a crash the stamps start at the mark, up to a lease ahead of the
+// clock, and stay there (each one the last plus a nanosecond) until the clock
+// catches up. The mark is therefore never written past a lease ahead of the
+// clock: were it written a margin past the stamps instead, every restart
+// quicker than that margin would add to the lead, and the secondary's
+// consistency time, one of these stamps, would run ahead of the clock without
+// bound, claiming writes it does not hold. A mark a lease ahead of the clock
+// is always above the stamps while they lead it by less than a lease, and a
+// restart starts them at most a lease ahead (the clock has not gone back past
+// the reading the mark was written at). Only when they lead by the whole
+// lease does a stamp wait, for the clock to tick. A clock that stepped back
+// is the one exception: the stamps lead it by the step, which no mark can
+// undo, and the mark is then written a small slack past the stamps.
 
 type lease struct {
 	path  string
 	ahead int64
-	slack int64 // how far the mark runs ahead of stamps that lead the clock
+	slack int64 // how far the mark runs ahead of stamps when the clock went back
 	log   *slog.Logger
 
 	mark     atomic.Int64 // every stamp handed out is below it, on disk
@@ -76,24 +80,37 @@ func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slo
 	t := NewWithClock(now)
 	t.AtLeast(mf.StampsBelow)
 	l := &lease{path: path, ahead: int64(ahead), slack: max(int64(ahead)/64, 1), log: log}
-	if err := l.write(l.target(t.Last(), t.wall())); err != nil {
+	// At most the mark of the run before when the clock has not moved since
+	// it was written: the first stamp then waits for the clock in cover.
+	if err := l.write(max(l.next(t.Last(), t.wall()), mf.StampsBelow)); err != nil {
 		return nil, err
 	}
 	t.lease = l
 	return t, nil
 }
 
-// target is the mark to write for stamp ts at clock reading wall: a lease
-// ahead of the clock, and at least the slack ahead of the stamp.
-func (l *lease) target(ts, wall int64) int64 {
-	return max(wall+l.ahead, ts+l.slack)
+// next is the mark to write for stamp ts at clock reading wall: a lease
+// ahead of the clock, which is above ts unless ts leads the clock by the
+// whole lease; or, when the clock went back behind the stamps by more than a
+// lease, a slack past ts.
+func (l *lease) next(ts, wall int64) int64 {
+	if ts-wall > l.ahead {
+		return ts + l.slack
+	}
+	return wall + l.ahead
 }
 
-// fresh says mark m needs no renewal yet for stamp ts at clock reading wall:
-// the clock is in the first half of the lease, and the stamp in the first
-// half of the slack.
+// fresh says mark m needs no renewal yet for stamp ts below it at clock
+// reading wall: the clock is in the first half of the lease, and the stamp
+// short of the last half of the slack below the mark or, if it is not, a
+// renewal now would not move the mark by half a slack (the stamps lead the
+// clock by nearly the lease, and renewing on every stamp would write the
+// mark on every stamp).
 func (l *lease) fresh(m, ts, wall int64) bool {
-	return wall < m-l.ahead/2 && ts < m-l.slack/2
+	if wall >= m-l.ahead/2 {
+		return false
+	}
+	return ts < m-l.slack/2 || l.next(ts, wall) < m+l.slack/2
 }
 
 // cover makes sure ts, taken at clock reading wall, lies below the mark on
@@ -101,10 +118,10 @@ func (l *lease) fresh(m, ts, wall int64) bool {
 // the last half of the lease (or the stamps the last half of the slack).
 func (l *lease) cover(t *Timer, ts, wall int64) {
 	m := l.mark.Load()
-	if l.fresh(m, ts, wall) {
-		return
-	}
 	if ts < m {
+		if l.fresh(m, ts, wall) {
+			return
+		}
 		if l.renewing.CompareAndSwap(false, true) {
 			l.wg.Add(1)
 			go func() {
@@ -123,14 +140,36 @@ func (l *lease) extend(t *Timer, ts int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	wall := t.wall()
-	if l.closed || l.fresh(l.mark.Load(), ts, wall) {
+	m := l.mark.Load()
+	if l.closed || (ts < m && l.fresh(m, ts, wall)) {
 		return
 	}
-	if err := l.write(max(l.target(ts, wall), l.mark.Load())); err != nil {
+	n := l.next(ts, wall)
+	if n <= ts {
+		n = l.awaitTick(t, ts)
+	}
+	if err := l.write(max(n, m)); err != nil {
 		// Stamps stay correct in this process; only a restart on a clock
 		// behind could go wrong, and the secondary refuses what that stamps.
 		l.log.Error("cannot persist the timer's mark", "err", err)
 	}
+}
+
+// awaitTick waits for the clock to move past the reading at which ts leads
+// it by exactly the lease, so that the mark can stay a lease ahead of the
+// clock, and returns that mark. A clock that does not move within the slack
+// (in real time) is taken for one that went back: the mark is then a slack
+// past ts.
+func (l *lease) awaitTick(t *Timer, ts int64) int64 {
+	deadline := time.Now().Add(time.Duration(l.slack))
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Microsecond)
+		if n := l.next(ts, t.wall()); n > ts {
+			return n
+		}
+	}
+	l.log.Warn("the clock does not move: the timer's mark runs a slack past the stamps", "stamp", ts)
+	return ts + l.slack
 }
 
 func (l *lease) write(mark int64) error {
