@@ -84,3 +84,32 @@ func TestFirstCopyEndedThenSuspendedIsConsistentAsOfTheSuspension(t *testing.T) 
 		t.Errorf("vol1: %+v, want consistent as of its suspension at %d", v, suspend.Timestamp)
 	}
 }
+
+// TestResyncOverVolumeNeverCopiedIsNotConsistent: a secondary re-created
+// under a primary that takes its pairs as duplex (it adopts the primary's
+// data generation and gets the stream from there) holds no whole copy of
+// any volume. A link cut long enough to suspend the session, or a suspend
+// and resume by hand, then resyncs only the regions written while
+// suspended; the end of that resync makes the volume the primary's only
+// where a whole copy lies underneath. Here there is none: the volume must
+// stay not consistent, not be reported consistent as of the resync's end.
+func TestResyncOverVolumeNeverCopiedIsNotConsistent(t *testing.T) {
+	const size = 1 << 20
+	r := newRig(t, map[string]int64{"vol1": size})
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	// One region of the volume changed while suspended: the resync copies
+	// 4 KiB of 1 MiB, and nothing else of the volume ever reached here but
+	// a write.
+	resync := recordset.Marker{State: recordset.StateResync, Bytes: 4096}.Update("vol1")
+	sendAndWait(t, conn,
+		writeSet(1, 10_000, write("vol1", 0)),
+		writeSet(2, 20_000, resync, recordset.Update{Volume: "vol1", Kind: recordset.KindCopy, Offset: 8192, Length: 4096, Data: make([]byte, 4096)}),
+		writeSet(3, 30_000, mark("vol1", recordset.StateCopyEnd)))
+	if v := r.sec.Volume("vol1"); v.Consistent {
+		t.Errorf("vol1, never copied whole (one write and a 4 KiB resync of its %d bytes), reported consistent as of %d (state %s, first copy %v)",
+			size, v.Time, v.State, v.FirstCopy)
+	}
+}
