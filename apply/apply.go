@@ -157,6 +157,12 @@ type VolumeState struct {
 	// (its journal was nearly full): the copy is a mix of before and after
 	// until a later copy of the volume ends.
 	Released bool `json:"hold_released,omitempty"`
+	// NoWholeCopy means the secondary never held a whole copy of the volume
+	// and no copy under way makes one (it joined while the pair was already
+	// duplex): the end of a resync, which copies only the regions changed
+	// while suspended, does not make it the primary's; only a first copy
+	// does.
+	NoWholeCopy bool `json:"no_whole_copy,omitempty"`
 }
 
 // ReadState reads the state file; a missing file is the zero State.

@@ -77,6 +77,9 @@ func TestRecreatedSecondaryNotConsistentAfterResync(t *testing.T) {
 	if err := s.sec.ReadAt("vol1", got, 0); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(n, "a full copy is needed") {
+		t.Errorf("the re-created secondary reports vol1 %q: it does not say a full copy is needed", n)
+	}
 	if strings.HasPrefix(n, "consistent") && !bytes.Equal(got, old) {
 		t.Errorf("the re-created secondary reports vol1 %q after a resync of the one block written while suspended, "+
 			"but its block 0 holds %#x where the primary has had %#x since before the secondary was re-created", n, got[0], old[0])

@@ -112,4 +112,16 @@ func TestResyncOverVolumeNeverCopiedIsNotConsistent(t *testing.T) {
 		t.Errorf("vol1, never copied whole (one write and a 4 KiB resync of its %d bytes), reported consistent as of %d (state %s, first copy %v)",
 			size, v.Time, v.State, v.FirstCopy)
 	}
+	if v := r.sec.Volume("vol1"); !v.NoWholeCopy {
+		t.Errorf("vol1 not reported as never copied whole, which no resync mends: %+v", v)
+	}
+	// The way out: the pair deleted and added again, whose first copy is
+	// whole.
+	sendAndWait(t, conn,
+		writeSet(4, 40_000, mark("vol1", recordset.StateDeleted)),
+		writeSet(5, 50_000, mark("vol1", recordset.StateFirstCopy), write("vol1", 0)),
+		writeSet(6, 60_000, mark("vol1", recordset.StateCopyEnd)))
+	if v := r.sec.Volume("vol1"); !v.Consistent || v.NoWholeCopy {
+		t.Errorf("vol1 after a delete, an add and its first copy: %+v, want consistent", v)
+	}
 }

@@ -31,8 +31,14 @@ func newPairStates(vols map[string]apply.VolumeState) *pairStates {
 	return &pairStates{vols: gomaps.Clone(vols), open: map[string]bool{}}
 }
 
-// neverCopied is the state of a volume the secondary has no whole copy of.
+// neverCopied is the state of a volume the secondary has no whole copy of,
+// as its first copy begins.
 var neverCopied = apply.VolumeState{State: StateFirstCopy, Inconsistent: true, FirstCopy: true}
+
+// joinedUncopied is the state of a volume the secondary has no whole copy of
+// and was not told of a first copy: only one that begins later can make it
+// the primary's.
+var joinedUncopied = apply.VolumeState{State: StateFirstCopy, Inconsistent: true, FirstCopy: true, NoWholeCopy: true}
 
 // seedVolumes records, in st, every volume of vols the state does not know
 // yet as never copied, and reports whether it added any. A volume appears
@@ -53,7 +59,7 @@ func seedVolumes(st *apply.State, vols []string) bool {
 		if st.Volumes == nil {
 			st.Volumes = map[string]apply.VolumeState{}
 		}
-		st.Volumes[name] = neverCopied
+		st.Volumes[name] = joinedUncopied
 		added = true
 	}
 	return added
@@ -115,10 +121,10 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 			switch {
 			case m.Inconsistent:
 				delete(p.open, u.Volume)
-				v = apply.VolumeState{State: StateResync, Inconsistent: true}
+				v = apply.VolumeState{State: StateResync, Inconsistent: true, NoWholeCopy: v.NoWholeCopy}
 			case v.Inconsistent:
 				// Nothing consistent to keep: the copy simply goes on.
-				v = apply.VolumeState{State: StateResync, Inconsistent: true, FirstCopy: v.FirstCopy, Released: v.Released}
+				v = apply.VolumeState{State: StateResync, Inconsistent: true, FirstCopy: v.FirstCopy, Released: v.Released, NoWholeCopy: v.NoWholeCopy}
 			case m.Bytes == 0 && !p.open[u.Volume]:
 				// Nothing changed while suspended: the copy is the
 				// primary's again from this marker on, with nothing to hold.
@@ -137,6 +143,12 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 			v = apply.VolumeState{State: v.State, Inconsistent: true, FirstCopy: v.FirstCopy, Released: true}
 		case recordset.StateCopyEnd:
 			delete(p.open, u.Volume)
+			if v.NoWholeCopy {
+				// A resync ends: it copied the regions changed while
+				// suspended, over no whole copy of the rest.
+				v = apply.VolumeState{State: StateDuplex, Inconsistent: true, FirstCopy: true, NoWholeCopy: true}
+				break
+			}
 			v = apply.VolumeState{State: StateDuplex}
 		case recordset.StateSuspended, recordset.StateDeleted:
 			state := StateSuspended
@@ -190,6 +202,10 @@ type VolumeView struct {
 	// Released says the secondary gave up the hold of the volume's resync
 	// for lack of journal room: not consistent until a copy of it ends.
 	Released bool
+	// NoWholeCopy says the secondary never held a whole copy of the volume
+	// and no first copy of it is under way: no resync makes it consistent,
+	// only a first copy (the pair deleted and added again).
+	NoWholeCopy bool
 }
 
 // Volume reports what the secondary knows of vol.
@@ -200,7 +216,7 @@ func (s *Secondary) Volume(vol string) VolumeView {
 	if !ok {
 		applied = apply.VolumeState{State: StateDuplex}
 	}
-	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released}
+	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released, NoWholeCopy: applied.NoWholeCopy}
 	switch {
 	case applied.Inconsistent:
 	case applied.State == StateSuspended || applied.State == StateDeleted:

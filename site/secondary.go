@@ -316,7 +316,7 @@ func (s *Secondary) Status() control.Status {
 		v := s.vols[name]
 		vv := s.sec.Volume(name)
 		vs := control.VolumeStatus{Name: name, Subsystem: s.subOf[name], State: contractState(vv.State),
-			SizeBytes: v.Size(), CopiedBytes: v.Size(), Consistency: consistencyNote(vv, st.Group)}
+			SizeBytes: v.Size(), CopiedBytes: v.Size(), Consistency: consistencyNote(name, vv, st.Group)}
 		if vv.Consistent {
 			vs.ConsistencyTime = control.FormatTime(vv.Time)
 		}
@@ -338,9 +338,12 @@ func contractState(s string) string {
 }
 
 // consistencyNote says in words what a volume's secondary copy is.
-func consistencyNote(v secondary.VolumeView, group uint64) string {
+func consistencyNote(name string, v secondary.VolumeView, group uint64) string {
 	var s string
 	switch {
+	case !v.Consistent && v.NoWholeCopy:
+		s = "not consistent: never copied whole (this secondary joined while the pair was duplex, and a resync copies only changed regions); " +
+			"a full copy is needed: duplex pair delete " + name + ", then duplex pair add " + name
 	case !v.Consistent && v.Released:
 		s = "not consistent: the secondary gave up holding its resync when its journal was nearly full; consistent again once a resync of it completes"
 	case !v.Consistent && (v.State == secondary.StateFirstCopy || v.FirstCopy):
