@@ -82,6 +82,7 @@ func (mg *Manager) endIfEmpty(p *Pair) {
 	}
 	if ts, ok := mg.mark(p.Volume, recordset.Marker{State: recordset.StateCopyEnd}); ok {
 		p.CopyEnd = ts
+		mg.firstCopyEnded(p)
 	}
 }
 
@@ -121,7 +122,7 @@ func (mg *Manager) resumeMarked(p *Pair, bytes uint64) *bitmap.Bitmap {
 	vol := p.Volume
 	if mk := mg.marker(vol); mk != nil {
 		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol)}
-		if p.FirstCopy {
+		if mg.inFirstCopy(p) {
 			m = recordset.Marker{State: recordset.StateFirstCopy}
 		}
 		m.Bytes = bytes
@@ -224,7 +225,7 @@ func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
 // journal file system cannot hold: the secondary journals every group of
 // the resync before it applies any. Called with mg.mu held.
 func (mg *Manager) checkRoom(p *Pair) error {
-	if mg.markers.inconsistent[p.Volume] || p.FirstCopy {
+	if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) {
 		// Nothing is held for it at the secondary.
 		p.Waiting = ""
 		return nil

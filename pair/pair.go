@@ -170,7 +170,14 @@ type Manager struct {
 	// copied, the stamp of the recovery's end: the previous run's marks
 	// stay until the secondary acknowledged through it (see recover).
 	recovering map[string]int64
-	downAt     time.Time // touched only by autoSuspend
+	// firstEnds holds, per pair whose first copy's end this run captured
+	// and the secondary has not yet acknowledged, that end's stamp: the end
+	// is in the stream ahead of anything captured later, so a resume is a
+	// resync over the full copy the secondary will hold, not a first copy
+	// again. Dropped, the end is forgotten and the first copy is announced
+	// again; acknowledged, the pair's FirstCopy is cleared for good.
+	firstEnds map[string]int64
+	downAt    time.Time // touched only by autoSuspend
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
 	refusals uint64
@@ -191,7 +198,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
-		recovering: map[string]int64{}}
+		recovering: map[string]int64{}, firstEnds: map[string]int64{}}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -670,11 +677,28 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 		// Every copy update is now captured: the last one's timestamp is at
 		// or before this one.
 		p.CopyEnd = mg.markCopyEnd(p, ss)
+		mg.firstCopyEnded(p)
 	}
 }
 
 // promote makes pending pairs whose copy is done and consistent duplex, and
 // records every duplex pair's consistency time.
+// firstCopyEnded records the captured end of p's first copy (see firstEnds).
+// Called with mg.mu held, right after the end is captured.
+func (mg *Manager) firstCopyEnded(p *Pair) {
+	if p.FirstCopy && p.CopyEnd != 0 {
+		mg.firstEnds[p.Volume] = p.CopyEnd
+	}
+}
+
+// inFirstCopy reports whether the secondary is without a full copy of p,
+// all told: its first copy never completed, and no end of it is on the way.
+// Called with mg.mu held.
+func (mg *Manager) inFirstCopy(p *Pair) bool {
+	_, ending := mg.firstEnds[p.Volume]
+	return p.FirstCopy && !ending
+}
+
 func (mg *Manager) promote() (changed bool) {
 	acked := mg.mover.Stats().Acked.Time
 	mg.mu.Lock()
@@ -693,6 +717,16 @@ func (mg *Manager) promote() (changed bool) {
 				}
 				delete(mg.recovering, name)
 			}
+		}
+		if end, ok := mg.firstEnds[name]; ok && (p.Deleted || acked >= end) {
+			if !p.Deleted && p.FirstCopy {
+				// Suspended since its end was captured: the secondary
+				// now holds the full copy.
+				p.FirstCopy = false
+				mg.dirty = true
+				changed = true
+			}
+			delete(mg.firstEnds, name)
 		}
 		switch {
 		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
@@ -813,6 +847,17 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			al.Done(u.Volume, off, n)
 		}
 	})
+	for name, end := range mg.firstEnds {
+		if p := mg.pairs[name]; end <= acked && !p.Deleted {
+			// Journaled before the drop: the secondary holds the copy.
+			p.FirstCopy = false
+			mg.dirty = true
+		}
+		// Otherwise its first copy's end went with the rest: the
+		// secondary never completes that copy, and the next one is a
+		// first copy again.
+		delete(mg.firstEnds, name)
+	}
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if dropped[name] {
@@ -881,6 +926,7 @@ func (mg *Manager) add(vol string) error {
 	// Capture resumes in the same step that announces the first copy: no
 	// write of vol reaches the secondary before it learns of the copy.
 	p.FirstCopy = true
+	delete(mg.firstEnds, vol)
 	mg.resumeMarked(p, uint64(p.Size))
 	mg.startCopy(p, nil)
 	mg.endIfEmpty(p)
