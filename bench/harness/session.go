@@ -186,17 +186,21 @@ func FreeAddrs(n int) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("free addresses: %w", err)
 	}
+	os.Chmod(dir, 0o1777) // shared by every user's pickers, as /tmp is
 	reservedMu.Lock()
 	defer reservedMu.Unlock()
 	var out []string
+	var lastErr error
 	for tries := 0; len(out) < n; tries++ {
 		if tries > 100*n+1000 {
-			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d", len(out), n, base, top)
+			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d (last error: %v)", len(out), n, base, top, lastErr)
 		}
 		port := base + mrand.IntN(top-base+1)
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+		// Read-only is enough for flock, and opens another user's file.
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o644)
 		if err != nil {
-			return nil, fmt.Errorf("free addresses: %w", err)
+			lastErr = err
+			continue
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
 			f.Close() // reserved by another picker, or by this one
