@@ -7,7 +7,7 @@
 # Environment:
 #   ROUNDS=N         write-cost rounds, each job on nbdkit then on Duplex (default 3)
 #   QUICK=1          short runtimes, 256 MiB volumes, 2 fault trials per kind
-#   SECTIONS=a,b     perf sections to run: write,lag,apply,memory,scale (default all)
+#   SECTIONS=a,b     perf sections to run: primary,write,lag,apply,memory,scale (default all)
 #   FAULT_TRIALS=N   trials per fault kind (default 10; QUICK: 2); 0 skips the campaign
 #
 # It installs fio and nbdkit with apt-get when missing, builds the duplex
@@ -37,7 +37,7 @@ go build -o "$out/faults" ./bench/faults
 
 rounds=${ROUNDS:-3}
 quick=${QUICK:-0}
-sections=${SECTIONS:-write,lag,apply,memory,scale}
+sections=${SECTIONS:-primary,write,lag,apply,memory,scale}
 if [ "$quick" = 1 ]; then
   trials=${FAULT_TRIALS:-2}
   quickflag=-quick

@@ -1,6 +1,8 @@
 // Command perf is Duplex's performance suite; bench/run.sh builds and runs
 // it. It measures, on one machine with both sites on loopback:
 //
+//   - primary-side cost: the same fio jobs against nbdkit and a Duplex
+//     primary pinned with fio to one CPU, the secondary alone on the other;
 //   - write cost: the same fio jobs against nbdkit's file plugin and against
 //     a Duplex primary replicating to a secondary, alternated A B A B;
 //   - lag: the secondary's lag_seconds, sampled once a second with
@@ -45,7 +47,7 @@ type settings struct {
 	w       io.Writer
 }
 
-var sections = []string{"write", "lag", "apply", "memory", "scale"}
+var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -100,6 +102,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		start := time.Now()
 		var err error
 		switch sec {
+		case "primary":
+			err = b.primarySide(ctx)
 		case "write":
 			err = b.writeCost(ctx)
 		case "lag":

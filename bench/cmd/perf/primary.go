@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"duplex/bench/fiojson"
+	"duplex/bench/harness"
+	"duplex/control"
+)
+
+// The primary-side section measures what replication costs the primary alone,
+// as if the secondary ran on another machine: the secondary daemon has CPU 1
+// to itself, and fio shares CPU 0 with the server under test, nbdkit's file
+// plugin or the Duplex primary. The jobs run in this order so that the large
+// writes of the last one cannot slow the small ones.
+var primaryJobs = []struct {
+	name, rw, bs string
+	qd           int
+}{
+	{"randwrite-4k-qd1", "randwrite", "4k", 1},
+	{"randwrite-4k-qd16", "randwrite", "4k", 16},
+	{"randread-4k-qd16", "randread", "4k", 16},
+	{"write-1m-qd4", "write", "1M", 4},
+}
+
+const (
+	serverCPU    = "0" // fio and the server under test
+	secondaryCPU = "1" // the secondary daemon, alone
+	primaryVol   = 256 << 20
+)
+
+// pinned returns the command line that runs argv on cpu.
+func pinned(cpu string, argv ...string) (string, []string) {
+	return "taskset", append([]string{"-c", cpu}, argv...)
+}
+
+func (b *bench) primarySide(ctx context.Context) error {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return fmt.Errorf("the primary-side section pins processes with taskset: %w", err)
+	}
+	dir, err := filepath.Abs(filepath.Join(b.s.out, "primary"))
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	runtime, ramp := 10*time.Second, 2*time.Second
+	if b.s.quick {
+		runtime, ramp = 3*time.Second, 0
+	}
+	// Both servers get a copy of one prefilled image: writes overwrite
+	// allocated blocks and reads hit data, on both alike.
+	image := filepath.Join(dir, "nbdkit.img")
+	if _, err := b.fio(ctx, "primary-prefill", "--name=prefill", "--ioengine=psync", "--rw=write", "--bs=1M",
+		fmt.Sprintf("--size=%d", primaryVol), "--filename="+image, "--end_fsync=1"); err != nil {
+		return err
+	}
+	p, err := b.startPinnedPair(ctx, filepath.Join(dir, "duplex"), image)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	nbdkit, nbdkitAddr, err := startPinnedNbdkit(ctx, dir, image)
+	if err != nil {
+		return err
+	}
+	defer nbdkit.Stop(10 * time.Second)
+
+	type server struct {
+		name, uri, image string
+		pid              int
+	}
+	servers := []server{
+		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid()},
+		{"duplex", p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid()},
+	}
+	type result struct {
+		job    fiojson.Job
+		cpuPer float64 // server CPU seconds per I/O
+	}
+	res := make([][2][]result, len(primaryJobs))
+	load := []string{loadavg()}
+	for r := range b.s.rounds {
+		for j, job := range primaryJobs {
+			// A B A B, job by job, round after round: a change in the
+			// machine's load hits both servers alike.
+			for si, sv := range servers {
+				// The same settled state before every run: nothing of
+				// the image in the page cache, as after drop_caches;
+				// for the read job then all of it, so that it measures
+				// the server rather than the disk.
+				if err := dropCache(sv.image); err != nil {
+					return err
+				}
+				if job.rw == "randread" {
+					if err := warmCache(sv.image); err != nil {
+						return err
+					}
+				}
+				cpu0, err := harness.ProcCPU(sv.pid)
+				if err != nil {
+					return err
+				}
+				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1)
+				jobs, err := b.fioPinned(ctx, name, b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)...)
+				if err != nil {
+					return err
+				}
+				cpu1, err := harness.ProcCPU(sv.pid)
+				if err != nil {
+					return err
+				}
+				// The CPU time covers the ramp too, so it is divided by
+				// every I/O of the run, ramp included, estimated from
+				// the measured rate.
+				ios := jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1)})
+				if sv.name == "duplex" && job.rw != "randread" {
+					if _, err := p.drain(ctx); err != nil {
+						return fmt.Errorf("after %s: %w", name, err)
+					}
+				}
+			}
+		}
+		load = append(load, loadavg())
+	}
+
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Primary-side cost: nbdkit file plugin vs Duplex primary, secondary on its own CPU\n\n")
+	fmt.Fprintf(w, "The secondary daemon alone on CPU %s (`taskset -c %s duplex secondary`); fio (nbd engine) and the server under test "+
+		"together on CPU %s (`taskset -c %s`). Both serve a copy of one prefilled %d MiB image; before every run the image is synced "+
+		"and dropped from the page cache (`fdatasync` + `posix_fadvise(DONTNEED)`, as `sync; echo 1 > /proc/sys/vm/drop_caches` does for it), "+
+		"and before the read job then read once whole, so that both servers read from the page cache. "+
+		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
+		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os. Load average at the start and after each round: %s.\n\n",
+		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds, strings.Join(load, " → "))
+	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|\n")
+	for j, job := range primaryJobs {
+		k, d := res[j][0], res[j][1]
+		var ratios, kIOPS, dIOPS, kCPU, dCPU []float64
+		for r := range k {
+			ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
+			kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
+			kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s |\n", job.name,
+			median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"))
+	}
+	return nil
+}
+
+func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Duration) []string {
+	args := []string{"--name=" + name, "--ioengine=nbd", "--uri=" + uri, "--rw=" + rw, "--bs=" + bs,
+		fmt.Sprintf("--iodepth=%d", qd), fmt.Sprintf("--size=%d", primaryVol),
+		"--time_based", fmt.Sprintf("--runtime=%d", int(d.Seconds())),
+		"--norandommap", "--randrepeat=0"}
+	if ramp > 0 {
+		args = append(args, fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds())))
+	}
+	return args
+}
+
+// startPinnedPair starts a Duplex session of one volume, a copy of prefill at
+// both sites, with the secondary on its own CPU and the primary on the CPU
+// fio uses, and returns once the initial copy is over and shipped.
+func (b *bench) startPinnedPair(ctx context.Context, dir, prefill string) (*pair, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	sess, err := harness.NewSession(dir, harness.Spec{Session: "bench-primary", VolumeSize: primaryVol, SidefileLimit: sidefileLimit})
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range append(sess.PrimaryPaths(), sess.SecondaryPaths()...) {
+		if err := copyFile(ctx, prefill, path); err != nil {
+			return nil, err
+		}
+	}
+	p := &pair{sess: sess}
+	bin, args := pinned(secondaryCPU, b.s.duplex, "secondary", "--config", sess.ConfigPath)
+	if p.sec, err = harness.Start("secondary", filepath.Join(dir, "secondary.log"), bin, args...); err != nil {
+		return nil, err
+	}
+	bin, args = pinned(serverCPU, b.s.duplex, "primary", "--config", sess.ConfigPath)
+	if p.prim, err = harness.Start("primary", filepath.Join(dir, "primary.log"), bin, args...); err != nil {
+		p.stop()
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	_, err = harness.WaitStatus(wctx, p.prim, p.primCtl(), func(st control.Status) bool {
+		if st.Link != "connected" || st.SidefileBytes == nil || *st.SidefileBytes != 0 || len(st.Volumes) == 0 {
+			return false
+		}
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		p.stop()
+		return nil, fmt.Errorf("waiting for the initial copy: %w", err)
+	}
+	return p, nil
+}
+
+// startPinnedNbdkit serves image with nbdkit's file plugin on CPU serverCPU.
+func startPinnedNbdkit(ctx context.Context, dir, image string) (*harness.Daemon, string, error) {
+	addrs, err := harness.FreeAddrs(1)
+	if err != nil {
+		return nil, "", err
+	}
+	_, port, _ := net.SplitHostPort(addrs[0])
+	bin, args := pinned(serverCPU, "nbdkit", "-f", "--exit-with-parent",
+		"-P", filepath.Join(dir, "nbdkit.pid"), "-i", "127.0.0.1", "-p", port, "file", image)
+	d, err := harness.Start("nbdkit", filepath.Join(dir, "nbdkit.log"), bin, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addrs[0], time.Second)
+		if err == nil {
+			c.Close()
+			return d, addrs[0], nil
+		}
+		if d.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
+			d.Stop(5 * time.Second)
+			return nil, "", fmt.Errorf("nbdkit did not start: %s", d.LogTail(1000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fioPinned is fio on serverCPU, its JSON report kept as out/fio/NAME.json.
+func (b *bench) fioPinned(ctx context.Context, name string, args ...string) ([]fiojson.Job, error) {
+	dir := filepath.Join(b.s.out, "fio")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, name+".json")
+	bin, full := pinned(serverCPU, append([]string{"fio", "--output-format=json", "--output=" + out}, args...)...)
+	if b, err := exec.CommandContext(ctx, bin, full...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(full, " "), err, b)
+	}
+	jobs, err := fiojson.ParseFile(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		if j.Error != 0 {
+			return nil, fmt.Errorf("fio job %s failed with error %d (see %s)", j.Name, j.Error, out)
+		}
+	}
+	return jobs, nil
+}
+
+// warmCache reads the whole file once, into the page cache.
+func warmCache(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// dropCache writes back the file's dirty pages and drops all of its pages
+// from the page cache.
+func dropCache(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	const fadvDontneed = 4
+	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
+		return fmt.Errorf("fadvise %s: %w", path, e)
+	}
+	return nil
+}
