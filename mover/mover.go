@@ -741,9 +741,14 @@ func (m *Mover) ackLocked(p transport.Position) {
 	}
 	clear(m.held[len(kept):])
 	m.held = kept
-	if p.Group > m.acked.Group || p.Time > m.acked.Time {
+	switch {
+	case p.Group > m.acked.Group || p.Time > m.acked.Time:
 		m.acked = p
 		progress = true
+	case p.Group == m.acked.Group && p.Time == m.acked.Time:
+		// A hold that began or ended with no group since: what the
+		// secondary recovers to is its latest word.
+		m.acked.Recoverable = p.Recoverable
 	}
 	// The free space is the secondary's now, even in a receipt or a Welcome
 	// that brings no new group (a secondary restarted once its disk was
@@ -943,7 +948,7 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 type Stats struct {
 	Connected     bool
 	Group         uint64             // last time-interval group formed
-	Acked         transport.Position // the secondary's last acknowledged position
+	Acked         transport.Position // the secondary's last acknowledged position (Acked.RecoversTo(): the time it recovers to)
 	HeldSets      int
 	HeldBytes     int64
 	Resends       uint64

@@ -700,7 +700,8 @@ func (mg *Manager) inFirstCopy(p *Pair) bool {
 }
 
 func (mg *Manager) promote() (changed bool) {
-	acked := mg.mover.Stats().Acked.Time
+	pos := mg.mover.Stats().Acked
+	acked := pos.Time
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	for _, name := range mg.order {
@@ -736,6 +737,11 @@ func (mg *Manager) promote() (changed bool) {
 			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 			fallthrough
+		case p.State == Duplex && pos.Recoverable != 0:
+			// A resync holds the secondary: it recovers to the group it
+			// applied last, not to what it journaled since, nor to a
+			// later time of idle groups claimed before the hold.
+			p.Consistent = pos.RecoversTo()
 		case p.State == Duplex:
 			p.Consistent = max(p.Consistent, acked)
 		}

@@ -674,6 +674,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
 		JournalFree: s.reportedFree()}
+	pos.Recoverable = s.recoverable(pos.Time)
 	if lim := s.Limits(); lim != transport.BaselineLimits {
 		// Only limits other than the baseline are announced, so a
 		// secondary with the baseline keeps the Welcome of before.
@@ -896,9 +897,23 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 // receipt tells the primary what arrived in order, so that it retransmits
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
+	t := s.former.Time()
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
-		Group: s.journaled.Group, Time: s.former.Time(), Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.reportedFree()}))
+		Group: s.journaled.Group, Time: t, Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t)}))
+}
+
+// recoverable is the Recoverable of a Position of time t: while a resync
+// holds the volumes, the applied group's time, which a restart or recover
+// leaves them at (RecoversTo), however far the journal has gone; otherwise
+// zero, t itself. Called with s.mu held.
+func (s *Secondary) recoverable(t int64) int64 {
+	if !s.pairs.holding() || s.durable.Time >= t {
+		return 0
+	}
+	// A hold over no applied group recovers to nothing; the wire has no
+	// zero for that, and a nanosecond past the epoch says as much.
+	return max(s.durable.Time, 1)
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.
@@ -921,11 +936,12 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	}
 	s.lastJournal = time.Now()
 	// Journaled is safe: acknowledge before applying so the primary can release
-	// its sidefile while the volumes are written.
-	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
-		JournalFree: s.reportedFree()}))
+	// its sidefile while the volumes are written. The pair states go first:
+	// the acknowledgement says whether a resync holds the volumes from g on.
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
+	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time)}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if s.pairs.holding() {
 		if !wasHolding {

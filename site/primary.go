@@ -350,7 +350,7 @@ func (p *Primary) Status() control.Status {
 	}
 	st := control.Status{
 		Session: p.cfg.Session, Role: "primary",
-		ConsistencyTime: control.FormatTime(ms.Acked.Time), LagSeconds: control.Lag(ms.Acked.Time, time.Now()),
+		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.Lag(ms.Acked.RecoversTo(), time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
 		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, Generation: p.generation.String(),
 	}
@@ -358,8 +358,15 @@ func (p *Primary) Status() control.Status {
 		if pr.Deleted {
 			continue
 		}
+		consistent := pr.Consistent
+		if pr.State == pair.Duplex && ms.Acked.Recoverable != 0 {
+			// A resync holds the secondary at the group it applied last:
+			// no duplex volume is recovered past it, whatever was claimed
+			// before the hold.
+			consistent = min(consistent, ms.Acked.RecoversTo())
+		}
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
-			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(pr.Consistent), ResyncedBytes: pr.Resynced,
+			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent), ResyncedBytes: pr.Resynced,
 			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
 		if pr.State == pair.Pending {
 			// Progress of the copy, scaled to the volume: what remains to copy
@@ -443,7 +450,7 @@ func (p *Primary) observeLag(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if at := p.mover.Stats().Acked.Time; at != 0 {
+			if at := p.mover.Stats().Acked.RecoversTo(); at != 0 {
 				p.metrics.ObserveLag(control.Lag(at, time.Now()))
 			}
 		}
@@ -471,7 +478,7 @@ func (p *Primary) samples() []control.Sample {
 		up = 1
 	}
 	return []control.Sample{
-		control.Gauge("lag_seconds", "Seconds the secondary's consistency time trails now, as last acknowledged.", control.Lag(ms.Acked.Time, time.Now())),
+		control.Gauge("lag_seconds", "Seconds the time the secondary recovers to, as last acknowledged, trails now.", control.Lag(ms.Acked.RecoversTo(), time.Now())),
 		control.Gauge("link_up", "1 when the link to the secondary is connected.", up),
 		control.Gauge("sidefile_bytes", "Bytes held for replication: captured, in record sets, or sent and not yet acknowledged.", float64(used)),
 		control.Gauge("sidefile_limit_bytes", "Sum of the subsystems' sidefile limits.", float64(limit)),

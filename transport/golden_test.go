@@ -97,7 +97,7 @@ func TestDecodePositionRejectsMalformedLimits(t *testing.T) {
 		return b
 	}
 	for name, body := range map[string][]byte{
-		"unknown section": section(2, 1, 1, 1, 1),
+		"unknown section": section(3, 1, 1, 1, 1),
 		"zero limit":      section(sectionLimits, 1, 0, 1, 1),
 		"all zero":        section(sectionLimits, 0, 0, 0, 0),
 		"short section":   section(sectionLimits, 1, 1, 1),
@@ -105,6 +105,68 @@ func TestDecodePositionRejectsMalformedLimits(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			if p, err := DecodePosition(body); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
+			}
+		})
+	}
+}
+
+// An Ack of a secondary that recovers to a time behind the journaled one (a
+// resync holds it) appends a section, pinned here; one that recovers to the
+// journaled time is the Ack of before.
+func TestGoldenAckRecoverable(t *testing.T) {
+	want := readGolden(t, "testdata/ack-recoverable.hex")
+	p := goldenPosition()
+	p.Recoverable = p.Time - 1_000_000_000
+	if got := EncodePosition(TypeAck, p); !bytes.Equal(got, want) {
+		t.Fatalf("the Ack encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	got, err := DecodePosition(mustOpen(t, want, TypeAck))
+	if err != nil {
+		t.Fatalf("DecodePosition(golden): %v", err)
+	}
+	if got.Recoverable != p.Recoverable || got.RecoversTo() != p.Recoverable || got.Time != p.Time {
+		t.Fatalf("DecodePosition(golden) = %+v, want %+v", got, p)
+	}
+	base, err := DecodePosition(mustOpen(t, readGolden(t, "testdata/welcome-baseline.hex"), TypeWelcome))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.RecoversTo() != base.Time {
+		t.Fatalf("a Position without the section recovers to %d, want its time %d", base.RecoversTo(), base.Time)
+	}
+}
+
+// The recoverable section holds a time after zero and not after the
+// journaled one, after the limits section if both come, once.
+func TestDecodePositionRejectsMalformedRecoverable(t *testing.T) {
+	_, base, err := Open(readGolden(t, "testdata/welcome-baseline.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := goldenPosition().Time
+	u64 := func(v uint64) []byte {
+		return []byte{byte(v >> 56), byte(v >> 48), byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+	}
+	body := func(parts ...[]byte) []byte {
+		return bytes.Join(append([][]byte{base}, parts...), nil)
+	}
+	rec := func(v int64) []byte { return append([]byte{sectionRecoverable}, u64(uint64(v))...) }
+	lim := append([]byte{sectionLimits}, bytes.Repeat(u64(1), 4)...)
+	if _, err := DecodePosition(body(lim, rec(tm-1))); err != nil {
+		t.Fatalf("limits then recoverable: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"zero":              body(rec(0)),
+		"negative":          body(rec(-1)),
+		"after the time":    body(rec(tm + 1)),
+		"short":             body(rec(tm - 1)[:5]),
+		"kind only":         body([]byte{sectionRecoverable}),
+		"twice":             body(rec(tm-1), rec(tm-1)),
+		"before the limits": body(rec(tm-1), lim),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := DecodePosition(b); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
 			}
 		})

@@ -109,6 +109,21 @@ type Position struct {
 	// when they differ from BaselineLimits, which a Welcome without them
 	// means (zero here). The primary forms every record set within them.
 	Limits Limits
+	// Recoverable, when not zero, is the consistency time a restart of the
+	// secondary, or recover, leaves its volumes at, where that is behind
+	// Time: a resync holds them at the last group before it, and the groups
+	// journaled since are not applied. Zero means Time. Time still says
+	// what is journaled, which is what frees the primary's sidefile; this
+	// is what the secondary is a crash-consistent image of.
+	Recoverable int64
+}
+
+// RecoversTo returns the consistency time the secondary recovers to.
+func (p Position) RecoversTo() int64 {
+	if p.Recoverable != 0 {
+		return min(p.Recoverable, p.Time)
+	}
+	return p.Time
 }
 
 // Limits are what a secondary accepts: in one record set (the fields of
@@ -142,6 +157,14 @@ const sectionLimits byte = 1
 
 // limitsSectionSize is the length of the section: its kind and four limits.
 const limitsSectionSize = 1 + 4*8
+
+// sectionRecoverable opens the optional section of a Position that says the
+// secondary recovers to a time behind the journaled one. Part of the wire
+// format: never renumber.
+const sectionRecoverable byte = 2
+
+// recoverableSectionSize is the length of the section: its kind and a time.
+const recoverableSectionSize = 1 + 8
 
 // Welcome and Ack both carry a Position.
 type Welcome = Position
@@ -283,11 +306,19 @@ func DecodeHello(body []byte) (Hello, error) {
 //	and unique), u64 journal free;
 //	then, only when the secondary announces limits (a Welcome whose limits
 //	differ from BaselineLimits): u8 1, u64 max header, u64 max payload,
-//	u64 max records, u64 max frame.
+//	u64 max records, u64 max frame;
+//	then, only when the secondary recovers to a time behind the journaled
+//	one (a resync holds it): u8 2, i64 recoverable time (not zero, not
+//	after the time above).
 //
-// A Welcome without the section is byte for byte the Welcome of a secondary
+// Sections come in the order of their kinds, each at most once. A Welcome
+// without the limits section is byte for byte the Welcome of a secondary
 // from before limits were announced, and means BaselineLimits: the section
-// costs compatibility only where the baseline would not work anyway.
+// costs compatibility only where the baseline would not work anyway. A
+// Position without the recoverable section is the one of a secondary from
+// before it, and means the journaled time is recovered to; a primary from
+// before it cannot read one that carries it, so a primary is upgraded
+// before its secondary.
 func EncodePosition(typ byte, p Position) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
@@ -300,6 +331,10 @@ func EncodePosition(typ byte, p Position) []byte {
 		for _, v := range []uint64{p.Limits.MaxHeader, p.Limits.MaxPayload, p.Limits.MaxRecords, p.Limits.MaxFrame} {
 			b = binary.BigEndian.AppendUint64(b, v)
 		}
+	}
+	if p.Recoverable != 0 {
+		b = append(b, sectionRecoverable)
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Recoverable))
 	}
 	return Frame(typ, b)
 }
@@ -342,10 +377,7 @@ func DecodePosition(body []byte) (Position, error) {
 	p.Received = r.table()
 	p.Ahead = r.table()
 	p.JournalFree = r.u64()
-	if r.err == nil && len(r.b) > 0 {
-		if kind := r.b[0]; kind != sectionLimits {
-			return p, fmt.Errorf("position section %d: %w", kind, ErrCorrupt)
-		}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionLimits {
 		r.b = r.b[1:]
 		p.Limits = Limits{MaxHeader: r.u64(), MaxPayload: r.u64(), MaxRecords: r.u64(), MaxFrame: r.u64()}
 		l := p.Limits
@@ -353,6 +385,17 @@ func DecodePosition(body []byte) (Position, error) {
 			// Not announced is no section; a zero limit accepts nothing.
 			return p, fmt.Errorf("announced limits %+v with a zero: %w", l, ErrCorrupt)
 		}
+	}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionRecoverable {
+		r.b = r.b[1:]
+		p.Recoverable = int64(r.u64())
+		if r.err == nil && (p.Recoverable <= 0 || p.Recoverable > p.Time) {
+			// Recovering to the journaled time is no section.
+			return p, fmt.Errorf("recoverable time %d with journaled time %d: %w", p.Recoverable, p.Time, ErrCorrupt)
+		}
+	}
+	if r.err == nil && len(r.b) > 0 {
+		return p, fmt.Errorf("position section %d: %w", r.b[0], ErrCorrupt)
 	}
 	return p, r.done()
 }

@@ -59,6 +59,13 @@ func samplePositions() map[string]Position {
 		"max limits": {
 			Limits: Limits{MaxHeader: math.MaxUint64, MaxPayload: math.MaxUint64, MaxRecords: math.MaxUint64, MaxFrame: math.MaxUint64},
 		},
+		"recoverable": {
+			Group: 9, Time: 2000, Through: map[string]uint64{"a": 3}, Recoverable: 1500,
+		},
+		"limits and recoverable": {
+			Group: 10, Time: math.MaxInt64, Recoverable: 1,
+			Limits: Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4},
+		},
 	}
 }
 
@@ -296,10 +303,10 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 					t.Fatalf("Open of a resealed frame: %v", err)
 				}
 				v, _, err := decodeBody(ty, b)
-				if p, ok := v.(Position); ok && err == nil && n == len(body)-limitsSectionSize && p.Limits == (Limits{}) {
-					// Cut exactly before its optional section, a
-					// Position is one that announces no limits: the
-					// frame CRC, not the body, tells the two apart.
+				if p, ok := v.(Position); ok && err == nil && cutBeforeSections(body, n, p) {
+					// Cut exactly before its optional sections, a
+					// Position is one without them: the frame CRC,
+					// not the body, tells the two apart.
 					continue
 				}
 				if !errors.Is(err, ErrCorrupt) {
@@ -313,6 +320,23 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cutBeforeSections says the Position body cut to n bytes, decoded as p,
+// lost exactly the optional sections p lacks and nothing else.
+func cutBeforeSections(body []byte, n int, p Position) bool {
+	full, err := DecodePosition(body)
+	if err != nil {
+		return false
+	}
+	lost := 0
+	if full.Limits != (Limits{}) && p.Limits == (Limits{}) {
+		lost += limitsSectionSize
+	}
+	if full.Recoverable != 0 && p.Recoverable == 0 {
+		lost += recoverableSectionSize
+	}
+	return lost > 0 && n == len(body)-lost
 }
 
 // reencode returns the frame that the decoded message v of type typ encodes
