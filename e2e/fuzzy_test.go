@@ -570,25 +570,55 @@ func (f *fuzzer) checkLive() {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	st2, err := control.Fetch(ctx, f.sess.Config.Primary.Control)
+	sst2, err2 := control.Fetch(ctx, f.sess.Config.Secondary.Control)
 	cancel()
 	if err != nil {
 		f.fail("status: %v", err)
 	}
-	f.checkImage("through the secondary's exports", holders, deps, bad, atTime(f.watch.group(ct, &st1, &st2), f.sess.Volumes, secondaryTimes(sst), ct))
+	after := map[string]time.Time{}
+	if err2 == nil {
+		after = secondaryTimes(sst2)
+	}
+	times := stableTimes(secondaryTimes(sst), after, ct)
+	f.checkImage("through the secondary's exports", holders, deps, bad, atTime(f.watch.group(ct, &st1, &st2), f.sess.Volumes, times, ct))
 }
 
-// atTime keeps of group the volumes whose copy the secondary reports
-// consistent as of ct or later (times maps a volume to that time). The watch
-// of the primary's pair states runs on the wall clock, the consistency time
-// on the primary's timer, which a restarted primary starts up to its lease
-// ahead of the wall clock: a volume duplex at the primary since just before
-// such a ct can still be held, at the secondary, at its copy from before its
-// resync, consistent only as of its suspension.
-func atTime(group map[int]bool, vols []string, times map[string]time.Time, ct time.Time) map[int]bool {
-	out := map[int]bool{}
+// atTime returns the volumes to check, each with the time as of which the
+// secondary reports its copy consistent (times maps a volume to that time):
+// those of group it reports consistent as of ct or later, as of ct; and
+// every volume it reports consistent as of a time before ct (a suspension
+// time, or the copy from before a resync), as of that time. A volume of
+// group reported as of ct or later is checked with the session only: the
+// watch of the primary's pair states runs on the wall clock, the
+// consistency time on the primary's timer, which a restarted primary starts
+// up to its lease ahead of the wall clock, so a volume duplex at the primary
+// since just before such a ct can still be held, at the secondary, at its
+// copy from before its resync, consistent only as of its suspension; its
+// reported time says which.
+func atTime(group map[int]bool, vols []string, times map[string]time.Time, ct time.Time) map[int]time.Time {
+	out := map[int]time.Time{}
 	for i, v := range vols {
-		if t, ok := times[v]; group[i] && ok && !t.Before(ct) {
-			out[i] = true
+		t, ok := times[v]
+		switch {
+		case !ok:
+		case t.Before(ct):
+			out[i] = t
+		case group[i]:
+			out[i] = ct
+		}
+	}
+	return out
+}
+
+// stableTimes keeps of before the volumes reported as of ct or later, whose
+// copies move forward together, and those reported as of an earlier time
+// that after reports too: a copy read in between stayed as of that time (a
+// suspended volume resumed and resynced meanwhile moved on).
+func stableTimes(before, after map[string]time.Time, ct time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for v, t := range before {
+		if a, ok := after[v]; !t.Before(ct) || ok && a.Equal(t) {
+			out[v] = t
 		}
 	}
 	return out
@@ -624,29 +654,42 @@ func recoveredTimes(out []byte) map[string]time.Time {
 	return times
 }
 
-// checkImage fails on any dependent-write violation of the volumes in group.
-func (f *fuzzer) checkImage(when string, holders, deps workload.Image, bad []workload.Violation, group map[int]bool) {
+// checkImage fails on any dependent-write violation of the volumes of at,
+// each consistent as of its own time: a write held by a volume needs its
+// dependencies in every volume of at as of the same time or later (stamped
+// before the write, they are stamped before that time too), and in none as
+// of an earlier time, which rightly lacks what was written after it.
+func (f *fuzzer) checkImage(when string, holders, deps workload.Image, bad []workload.Violation, at map[int]time.Time) {
 	f.t.Helper()
 	f.checks++
-	var undecodable []workload.Violation
+	var all []workload.Violation
 	for _, v := range bad {
-		if group[int(v.Holder.Volume)] {
-			undecodable = append(undecodable, v)
+		if _, ok := at[int(v.Holder.Volume)]; ok {
+			all = append(all, v)
 		}
 	}
-	sc := workload.Scope{
-		Outside: func(v int) bool { return !group[v] },
-		Run:     func(c uint32) int { return int(c / fuzzRunClients) },
+	for h, th := range at {
+		sc := workload.Scope{
+			Outside: func(v int) bool {
+				t, ok := at[v]
+				return !ok || t.Before(th)
+			},
+			Run: func(c uint32) int { return int(c / fuzzRunClients) },
+		}
+		for _, v := range holders.Violations(deps, sc) {
+			if int(v.Holder.Volume) == h {
+				all = append(all, v)
+			}
+		}
 	}
-	all := append(undecodable, holders.Violations(deps, sc)...)
 	if len(all) > 0 {
 		var in []string
 		for v := range fuzzVolumes {
-			if group[v] {
-				in = append(in, f.sess.Volumes[v])
+			if t, ok := at[v]; ok {
+				in = append(in, fmt.Sprintf("%s as of %s", f.sess.Volumes[v], t.Format(time.RFC3339Nano)))
 			}
 		}
-		f.fail("dependent-write invariant broken %s (volumes in the consistency group: %v): %d blocks, first: %s",
+		f.fail("dependent-write invariant broken %s (volumes checked: %v): %d blocks, first: %s",
 			when, in, len(all), all[0])
 	}
 }
