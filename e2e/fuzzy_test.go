@@ -107,8 +107,8 @@ func TestOperationsFuzzy(t *testing.T) {
 		f.randomStep()
 	}
 	f.do("quiesce", f.quiesce)
-	t.Logf("seed %d: %d steps, %d quiesces, %d checks, %d writes acknowledged; operations: %s",
-		seed, f.step+1, f.quiesces, f.checks, f.acked, f.counts())
+	t.Logf("seed %d: %d steps, %d quiesces, %d checks (%d volumes checked as of a time of their own before the session's), %d writes acknowledged; operations: %s",
+		seed, f.step+1, f.quiesces, f.checks, f.ownTime, f.acked, f.counts())
 }
 
 // skipUntilFixed skips a test that known-open defects of issue 8 still make
@@ -153,6 +153,7 @@ type fuzzer struct {
 	ops      map[string]int
 	quiesces int
 	checks   int
+	ownTime  int // volumes checked as of their own time, before the session's
 	acked    int64
 }
 
@@ -668,7 +669,16 @@ func (f *fuzzer) checkImage(when string, holders, deps workload.Image, bad []wor
 			all = append(all, v)
 		}
 	}
+	latest := time.Time{}
+	for _, t := range at {
+		if t.After(latest) {
+			latest = t
+		}
+	}
 	for h, th := range at {
+		if th.Before(latest) {
+			f.ownTime++
+		}
 		sc := workload.Scope{
 			Outside: func(v int) bool {
 				t, ok := at[v]
