@@ -174,23 +174,40 @@ func (v *Volume) readDirect(f *os.File, p []byte, off int64) error {
 
 // preadFull reads into b at off until at least need bytes are in or the file
 // ends. A direct read is short only at the end of the file, and reading on
-// from an unaligned offset there would fail, so a short read ends it.
+// from an unaligned offset there would fail, so a short read ends it. The
+// reads go through f's RawConn, which holds the descriptor open for them: a
+// Close meanwhile makes them fail instead of letting the number be reused
+// by another file.
 func preadFull(f *os.File, b []byte, off int64, need int) error {
-	fd := int(f.Fd())
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
 	got := 0
-	for got < need {
-		n, err := syscall.Pread(fd, b[got:], off+int64(got))
-		if err == syscall.EINTR {
-			continue
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		for got < need {
+			n, err := syscall.Pread(int(fd), b[got:], off+int64(got))
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			short := n < len(b)-got
+			got += n
+			if short {
+				break
+			}
 		}
-		if err != nil {
-			return err
-		}
-		short := n < len(b)-got
-		got += n
-		if short {
-			break
-		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return err
 	}
 	if got < need {
 		return fmt.Errorf("read %d of %d bytes: %w", got, need, io.ErrUnexpectedEOF)

@@ -3,8 +3,11 @@ package volume
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -142,5 +145,69 @@ func TestReadThroughReadsWhatReadAtReads(t *testing.T) {
 	}
 	if err := v.ReadThrough(make([]byte, 2), size-1); !errors.Is(err, ErrOutOfRange) {
 		t.Fatalf("ReadThrough past the end = %v, want ErrOutOfRange", err)
+	}
+}
+
+// A copy may still be reading when the volume is closed at shutdown: the read
+// must then fail, never return the bytes of whatever file the kernel gave the
+// closed descriptor's number to.
+func TestReadThroughRacingCloseNeverReadsAnotherFile(t *testing.T) {
+	dir := t.TempDir()
+	const size = 64 << 10
+	others := make([]string, 8)
+	for i := range others {
+		others[i] = filepath.Join(dir, fmt.Sprintf("other%d", i))
+		if err := os.WriteFile(others[i], bytes.Repeat([]byte{0xbb}, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := bytes.Repeat([]byte{0xaa}, size)
+	rounds := 300
+	if testing.Short() {
+		rounds = 30
+	}
+	for round := range rounds {
+		v, err := Open(filepath.Join(dir, fmt.Sprintf("v%d.img", round)), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.WriteAt(want, 0); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, size)
+		if err := v.ReadThrough(got, 0); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			buf := make([]byte, size)
+			for {
+				if err := v.ReadThrough(buf, 0); err != nil {
+					done <- nil
+					return
+				}
+				if !bytes.Equal(buf, want) {
+					done <- fmt.Errorf("round %d: a read that raced Close returned another file's bytes", round)
+					return
+				}
+			}
+		}()
+		runtime.Gosched()
+		v.Close()
+		var open []*os.File
+		for _, p := range others {
+			f, err := os.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, f)
+		}
+		err = <-done
+		for _, f := range open {
+			f.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
