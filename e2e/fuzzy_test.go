@@ -111,15 +111,6 @@ func TestOperationsFuzzy(t *testing.T) {
 		seed, f.step+1, f.quiesces, f.checks, f.ownTime, f.acked, f.counts())
 }
 
-// skipUntilFixed skips a test that known-open defects of issue 8 still make
-// fail; DUPLEX_E2E_OPEN=1 runs it anyway.
-func skipUntilFixed(t *testing.T, defects string) {
-	t.Helper()
-	if os.Getenv("DUPLEX_E2E_OPEN") == "" {
-		t.Skipf("fails until %s of issue 8 are fixed (DUPLEX_E2E_OPEN=1 runs it)", defects)
-	}
-}
-
 // fuzzer is one randomized run.
 type fuzzer struct {
 	t     *testing.T
