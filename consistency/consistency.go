@@ -76,7 +76,7 @@ type received struct {
 
 type subsystem struct {
 	next     uint64 // next record-set sequence number expected
-	resent   uint64 // the record set that may repeat journaled updates, 0 if none
+	repeat   bool   // the next record set may repeat journaled updates (see check)
 	horizon  int64
 	pending  []recordset.Update // accepted, stamped after the consistency time, in order
 	accepted []received         // accepted record sets not yet wholly in a group
@@ -98,10 +98,12 @@ type Start struct {
 	Time    int64
 	Through map[string]uint64
 	// Resent says the primary process that sent the journaled groups is
-	// the one connecting: per subsystem, the record set after Through may
-	// come again with its updates through Time already in a group, and those
-	// are skipped. From any other primary, an update stamped through Time is
-	// refused with ErrStale.
+	// the one connecting: per subsystem, the record sets after Through, up
+	// to the first that carries an update or a horizon after Time, may come
+	// again with their updates through Time already in a group, and those
+	// are skipped. There are several when the primary re-forms a partly
+	// journaled record set to smaller limits. From any other primary, an
+	// update stamped through Time is refused with ErrStale.
 	Resent bool
 }
 
@@ -111,9 +113,7 @@ func New(session string, subsystems []string, start Start) *Former {
 	for _, name := range subsystems {
 		t := start.Through[name]
 		f.subs[name] = &subsystem{next: t + 1, through: t, horizon: start.Time, early: map[uint64]*recordset.RecordSet{}}
-		if start.Resent {
-			f.subs[name].resent = t + 1
-		}
+		f.subs[name].repeat = start.Resent
 		f.names = append(f.names, name)
 	}
 	sort.Strings(f.names)
@@ -194,9 +194,25 @@ func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
 
 // check refuses a record set holding an update that accept would drop for
 // its stamp, other than the repeat of a journaled one.
+//
+// An update stamped at or before the start time is taken for a journaled
+// repeat only from the primary process whose record sets were journaled,
+// and only until a record set of its subsystem carries an update or a
+// horizon after the start time. That never skips an update not journaled:
+// the group through the start time was formed only once the subsystem's
+// horizon reached it, and a horizon says every update of that subsystem
+// stamped at or before it had arrived, so every update that process
+// stamped at or before the start time is in a journaled group, whichever
+// record sets it is re-formed into. Nor is one applied twice: accept skips
+// them all. Past the window the subsystem's stamps only rise, so an update
+// stamped at or before the start time there comes from a clock gone back,
+// and is refused rather than skipped. The secondary decides this rather
+// than the primary dropping them on the Welcome's word: only the secondary
+// knows which process its journal came from, and a primary that dropped
+// updates of record sets never sent would lose them silently.
 func (f *Former) check(s *subsystem, rs *recordset.RecordSet) error {
 	for i, u := range rs.Updates {
-		if u.Timestamp > f.time || (rs.Seq == s.resent && u.Timestamp <= f.start) {
+		if u.Timestamp > f.time || (s.repeat && u.Timestamp <= f.start) {
 			continue
 		}
 		return fmt.Errorf("record set %s/%d: update %d of %d (volume %q) is stamped %d (%s), not after the consistency time %d (%s) already reached: "+
@@ -211,8 +227,9 @@ func stampString(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RF
 func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
 	s.next = rs.Seq + 1
 	// After a restart of the secondary the primary resends the record set
-	// that was partly journaled; its updates at or before the consistency
-	// time are already in a group (check let through no other).
+	// that was partly journaled, possibly re-formed into several; their
+	// updates at or before the consistency time are already in a group
+	// (check let through no other).
 	var highest int64
 	for _, u := range rs.Updates {
 		if u.Timestamp > f.time {
@@ -222,6 +239,9 @@ func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
 	}
 	if rs.Horizon > s.horizon {
 		s.horizon = rs.Horizon
+	}
+	if highest > f.start || rs.Horizon > f.start {
+		s.repeat = false
 	}
 	s.accepted = append(s.accepted, received{seq: rs.Seq, highest: highest})
 }

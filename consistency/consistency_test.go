@@ -449,6 +449,43 @@ func TestRestartSkipsUpdatesAtOrBeforeStart(t *testing.T) {
 	}
 }
 
+// The same primary process may resend a partly journaled record set
+// re-formed into several smaller ones: each of them up to the first that
+// carries an update after the start time repeats journaled updates, which
+// are skipped, and every update after the start time is formed once.
+// Past that record set an update at or before the start time is no
+// repeat and is refused.
+func TestRestartSkipsUpdatesRepeatedInReformedRecordSets(t *testing.T) {
+	start := Start{Time: 25, Through: map[string]uint64{"a": 1, "b": 1}, Resent: true}
+	f := New(session, []string{"a", "b"}, start)
+	// a/2 was partly journaled (through 25) and comes again in three parts;
+	// one waits behind a gap.
+	mustAdd(t, f, set("a", 3, 24, 22, 24), Early)
+	mustAdd(t, f, set("a", 2, 21, 20, 21), Accepted)
+	mustAdd(t, f, set("a", 4, 40, 25, 30), Accepted)
+	mustAdd(t, f, set("b", 2, 50, 35), Accepted)
+	g, ok := f.Form()
+	if !ok {
+		t.Fatal("no group")
+	}
+	if got, want := stamps(g.Updates), []int64{30, 35}; !slices.Equal(got, want) {
+		t.Fatalf("updates %v, want %v: journaled updates formed again, or new ones lost", got, want)
+	}
+	if g.Through["a"] != 4 || g.Through["b"] != 2 {
+		t.Fatalf("Through %v, want a:4 b:2", g.Through)
+	}
+	if _, err := f.Add(set("a", 5, 60, 23, 45)); !errors.Is(err, ErrStale) {
+		t.Fatalf("Add of an update stamped 23 after a record set with one stamped 30: %v; want ErrStale", err)
+	}
+
+	// A horizon after the start time closes the window as well.
+	f = New(session, []string{"a", "b"}, start)
+	mustAdd(t, f, set("a", 2, 30, 20), Accepted)
+	if _, err := f.Add(set("a", 3, 40, 24, 35)); !errors.Is(err, ErrStale) {
+		t.Fatalf("Add of an update stamped 24 after a horizon of 30: %v; want ErrStale", err)
+	}
+}
+
 // From another primary process than the one whose record sets were
 // journaled, an update stamped at or before the start time is no repeat: its
 // clock is behind. It is refused, not dropped; nothing of the record set is
