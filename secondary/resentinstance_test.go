@@ -16,6 +16,13 @@ import (
 // journaled, and skipping it loses it while the primary frees it as
 // journaled. It must be refused as stale, or applied.
 func TestResentOnlyFromTheProcessWhoseRecordSetsWereJournaled(t *testing.T) {
+	t.Run("first record set", func(t *testing.T) { resentFromAnotherProcess(t, false) })
+	// Before record sets past the first could repeat journaled updates, a
+	// horizon-only record set first left the stale update refused.
+	t.Run("after a horizon-only record set", func(t *testing.T) { resentFromAnotherProcess(t, true) })
+}
+
+func resentFromAnotherProcess(t *testing.T, idleFirst bool) {
 	r := newRig(t, map[string]int64{"a": 1 << 20})
 	conn, typ, _ := r.dial(r.hello()) // process 7
 	if typ != transport.TypeWelcome {
@@ -48,7 +55,12 @@ func TestResentOnlyFromTheProcessWhoseRecordSetsWereJournaled(t *testing.T) {
 	}
 	behind := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 10_500, Data: bytes.Repeat([]byte{0xbb}, 4096)}
 	later := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 8192, Length: 4096, Timestamp: 15_000, Data: bytes.Repeat([]byte{0xcc}, 4096)}
-	sendRecordSet(t, conn, subsystemSet("ss1", 2, 10_500, 20_000, behind, later))
+	seq := uint64(2)
+	if idleFirst {
+		sendRecordSet(t, conn, subsystemSet("ss1", seq, 0, 10_200))
+		seq++
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", seq, 10_500, 20_000, behind, later))
 	reason, acked := answers(t, conn, 1)
 	if reason != "" {
 		t.Logf("refused: %s", reason)
