@@ -14,8 +14,9 @@ import (
 // identity is what the secondary must remember across restarts about whose
 // data it holds, beside the state file: the data generation it follows, the
 // fence recover set, and the primary process whose record sets it journaled
-// last. It is rewritten atomically, only when one of them changes (a new
-// primary process connects, recover fences): never on the data path.
+// last. It is rewritten atomically, only when one of them changes (the first
+// group of a new primary process is journaled, recover fences): never on the
+// data path of one process.
 type identity struct {
 	// Generation is the history the secondary volumes belong to: the
 	// primary's that it follows, or, once fenced, the one recover started
@@ -27,9 +28,15 @@ type identity struct {
 	// Follows is the primary's generation the volumes followed until the
 	// fence: named in refusals so the operator sees where histories split.
 	Follows transport.Generation `json:"follows,omitempty"`
-	// Instance is the primary process of the last Welcome. Only that process
-	// may resend a record set whose first updates are already journaled.
-	Instance uint64 `json:"primary_instance,string,omitempty"`
+	// Instance is the primary process whose record sets formed the last
+	// journaled group; zero: unknown. Only that process may resend a record
+	// set whose first updates are already journaled: another one (a process
+	// welcomed but with nothing journaled yet, its clock perhaps behind) has
+	// never sent them, and skipping its updates as repeats would lose them.
+	// It is not the primary_instance of before, which named the process of
+	// the last Welcome, journaled or not: that key is ignored, so state
+	// written before reads as unknown, which only lets fewer updates pass.
+	Instance uint64 `json:"journaled_instance,string,omitempty"`
 }
 
 // IdentityPath is where a secondary whose state file is statePath keeps its

@@ -81,3 +81,47 @@ func resentFromAnotherProcess(t *testing.T, idleFirst bool) {
 			"group %d acknowledged, block 4096 of a holds %#x, not %#x; the update is lost", behind.Timestamp, 11_000, acked, got[0], behind.Data[0])
 	}
 }
+
+// TestResentFromTheJournalingProcessAfterAnotherWasWelcomed: a process
+// welcomed with nothing journaled does not take over the right to repeat
+// journaled updates; the process whose record sets were journaled keeps it,
+// across a restart, and its whole resend of a partly journaled record set is
+// taken.
+func TestResentFromTheJournalingProcessAfterAnotherWasWelcomed(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20}, "ss1", "ss2")
+	conn, typ, _ := r.dial(r.hello()) // process 7
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000}
+	second := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 3_000}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000)) // the group ends at 2000: between the two
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	conn.Close()
+
+	other := r.hello()
+	other.Instance = 8
+	conn, typ, _ = r.dial(other)
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	conn.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+
+	conn, typ, _ = r.dial(r.hello()) // process 7 again
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 2, 0, 5_000))
+	if reason, acked := answers(t, conn, 1); reason != "" || acked != 2 {
+		t.Fatalf("process 7 resent the record set its journaled group holds part of, after process 8 was welcomed and sent nothing: "+
+			"refusal %q, acknowledged through group %d, want group 2", reason, acked)
+	}
+}

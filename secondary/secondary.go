@@ -661,14 +661,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		start := s.start()
 		// Only the process that sent the journaled groups can resend a
 		// record set partly in them; from it, the journaled part is skipped.
+		// Being welcomed is not enough: the identity names a process only
+		// once a group of its record sets is journaled (commit).
 		start.Resent = hello.Instance != 0 && hello.Instance == s.ident.Instance
-		id := s.ident
-		id.Instance = hello.Instance
-		if err := s.setIdentity(id); err != nil {
-			s.mu.Unlock()
-			s.log.Error("cannot record the primary's instance", "err", err)
-			return err
-		}
 		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
@@ -928,11 +923,32 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	if err != nil {
 		return err
 	}
+	newSender := s.ident.Instance != s.instance
+	if newSender && s.ident.Instance != 0 {
+		// The journal is about to hold a group of another process: until
+		// the identity names that one, it must name none, so that a crash
+		// in between never lets the former process skip updates as
+		// repeats of groups it did not send.
+		id := s.ident
+		id.Instance = 0
+		if err := s.setIdentity(id); err != nil {
+			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
+		}
+	}
 	if err := s.journal.Append(g.Number, data); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
 	if err := s.journal.Sync(); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
+	}
+	if newSender && s.instance != 0 {
+		id := s.ident
+		id.Instance = s.instance
+		if err := s.setIdentity(id); err != nil {
+			// Left naming no process: safe, its stale updates are then
+			// refused rather than skipped.
+			s.log.Error("cannot record the primary process whose group was journaled", "group", g.Number, "err", err)
+		}
 	}
 	s.lastJournal = time.Now()
 	// Journaled is safe: acknowledge before applying so the primary can release
