@@ -37,6 +37,7 @@ import (
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
+	"duplex/transport"
 )
 
 // State is a pair's state.
@@ -67,8 +68,18 @@ type Pair struct {
 	Reason string `json:"reason,omitempty"`
 	// Consistent is the last time the secondary copy of this volume was
 	// consistent with the others: for a duplex pair the session's consistency
-	// time, for a suspended one the time it was suspended.
+	// time, for a suspended one the time it was suspended (Since), in both
+	// cases no later than the secondary recovers to. Zero says none: a
+	// duplex pair whose copy's end the secondary journaled but holds
+	// unapplied has none until that end is applied.
 	Consistent int64 `json:"consistent"`
+	// Since is the time a suspended or deleted pair's secondary copy is
+	// consistent as of once the secondary recovers past it, kept until the
+	// pair is duplex again with its copy's end recoverable. While a resync
+	// of another volume holds the secondary behind, the suspension (or the
+	// copy's end) is journaled but not applied: Consistent is then Since
+	// capped by the time the secondary recovers to (see claim).
+	Since int64 `json:"since,omitempty"`
 	// Resynced is the bytes copied by the last completed copy or resync.
 	Resynced int64  `json:"resynced"`
 	Waiting  string `json:"waiting,omitempty"` // why a resync does not start (markers.go)
@@ -435,6 +446,9 @@ func (mg *Manager) suspendBitmap(p *Pair) *bitmap.Bitmap {
 
 // suspended records p as suspended once its writes go to its bitmap.
 func (mg *Manager) suspended(p *Pair, auto bool) {
+	if p.Since == 0 {
+		p.Since = p.Consistent
+	}
 	p.State, p.Auto, p.Reason = Suspended, auto, ""
 	mg.dirty = true
 	mg.changes++
@@ -729,13 +743,25 @@ func (mg *Manager) promote() (changed bool) {
 			}
 			delete(mg.firstEnds, name)
 		}
-		switch {
-		case p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd:
+		if p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd {
 			changed = true
 			p.State, p.Resynced, p.FirstCopy = Duplex, p.Copied, false
 			delete(mg.copies, name)
 			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
+		}
+		switch {
+		case p.State == Duplex && p.CopyEnd > pos.RecoversTo():
+			// The copy's end is journaled, but a resync of another volume
+			// holds it unapplied: the secondary's copy of this volume is
+			// still what it was before the copy (after a deletion, behind
+			// every write made since), consistent with the others at no
+			// time the primary can name. Since stays for a suspension or
+			// deletion before the end is applied.
+			p.Consistent = 0
+		case p.State == Duplex && p.Since != 0:
+			p.Since = 0
+			mg.dirty = true
 			fallthrough
 		case p.State == Duplex && pos.Recoverable != 0:
 			// A resync holds the secondary: it recovers to the group it
@@ -744,9 +770,32 @@ func (mg *Manager) promote() (changed bool) {
 			p.Consistent = pos.RecoversTo()
 		case p.State == Duplex:
 			p.Consistent = max(p.Consistent, acked)
+		default:
+			p.Consistent = claim(p, pos)
 		}
 	}
 	return changed
+}
+
+// claim is the time the secondary holds p consistent as of, given its
+// position pos, for a pair not duplex with its copy's end recoverable: the
+// time of its suspension or deletion, but no later than the secondary
+// recovers to while a resync holds it behind what it journaled. A pair
+// without such a time keeps the one it has.
+func claim(p *Pair, pos transport.Position) int64 {
+	if p.Since == 0 {
+		return p.Consistent
+	}
+	if pos.Recoverable != 0 {
+		return min(p.Since, pos.RecoversTo())
+	}
+	return p.Since
+}
+
+// copyRecoverable reports whether the secondary recovers p's copy (no
+// copy's end of a duplex pair is held unapplied).
+func copyRecoverable(p *Pair, pos transport.Position) bool {
+	return p.State != Duplex || p.CopyEnd <= pos.RecoversTo()
 }
 
 // resumeHook, set by tests, runs before the session resumes a pair it
@@ -870,6 +919,9 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			// The secondary holds this volume only as of what it
 			// acknowledged: the rest went to the bitmap.
 			p.Consistent = min(p.Consistent, acked)
+			if p.Since != 0 {
+				p.Since = min(p.Since, acked)
+			}
 		}
 		mg.reannounce(p)
 	}
@@ -966,8 +1018,13 @@ func (mg *Manager) suspend(vol string) error {
 		mg.changes++
 		return nil
 	}
+	pos := mg.mover.Stats().Acked
+	raise := copyRecoverable(p, pos)
 	mg.suspendLocked(p, false)
-	p.Consistent = max(p.Consistent, mg.vols[vol].Subsystem.Stamp())
+	if raise {
+		p.Since = max(p.Since, p.Consistent, mg.vols[vol].Subsystem.Stamp())
+	}
+	p.Consistent = claim(p, pos)
 	mg.dirty = true
 	mg.changes++
 	mg.kick()
@@ -1042,10 +1099,12 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	if p.Deleted {
 		return time.Time{}, fmt.Errorf("%s is not a pair", vol)
 	}
-	if p.State == Duplex {
-		p.Consistent = max(p.Consistent, mg.mover.Stats().Acked.Time)
+	pos := mg.mover.Stats().Acked
+	if p.State == Duplex && copyRecoverable(p, pos) {
+		p.Since = max(p.Since, p.Consistent, pos.Time)
 	}
 	mg.suspendLocked(p, false)
+	p.Consistent = claim(p, pos)
 	p.Deleted = true
 	mg.markDeleted(p.Volume)
 	mg.dirty = true
@@ -1091,13 +1150,21 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 			changed[name] = true
 		}
 	}
+	pos := mg.mover.Stats().Acked
+	raise := map[string]bool{}
+	for _, name := range mg.order {
+		raise[name] = copyRecoverable(mg.pairs[name], pos)
+	}
 	ps, at := mg.suspendAllLocked(false)
 	for _, p := range ps {
 		if at == 0 {
 			at = mg.vols[p.Volume].Subsystem.Stamp()
 		}
 		// Suspended together, the pairs share one consistency time.
-		p.Consistent = max(p.Consistent, at)
+		if raise[p.Volume] {
+			p.Since = max(p.Since, p.Consistent, at)
+		}
+		p.Consistent = claim(p, pos)
 		changed[p.Volume] = true
 	}
 	var names []string

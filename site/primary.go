@@ -359,10 +359,10 @@ func (p *Primary) Status() control.Status {
 			continue
 		}
 		consistent := pr.Consistent
-		if pr.State == pair.Duplex && ms.Acked.Recoverable != 0 {
+		if (pr.State == pair.Duplex || pr.Since != 0) && ms.Acked.Recoverable != 0 {
 			// A resync holds the secondary at the group it applied last:
-			// no duplex volume is recovered past it, whatever was claimed
-			// before the hold.
+			// no duplex volume, nor one suspended in the groups it holds,
+			// is recovered past it, whatever was claimed before the hold.
 			consistent = min(consistent, ms.Acked.RecoversTo())
 		}
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
