@@ -12,7 +12,7 @@
 //     system;
 //   - memory: peak RSS of both daemons under sustained load with a 64 MiB
 //     sidefile limit;
-//   - scale: start time and RSS of sessions of 1, 16 and 128 volumes, and
+//   - scale: start time and RSS of sessions of 1, 16, 128 and 1,024 volumes, and
 //     the idle cost of cutting, shipping and journaling groups as they grow.
 //
 // Output is Markdown, ready for bench/RESULTS.md.
