@@ -379,7 +379,8 @@ func (b *bench) scale(ctx context.Context) error {
 	w := b.s.w
 	fmt.Fprintf(w, "\n## Scale: sessions of 1, 16, 128 and 1,024 volumes\n\n")
 	fmt.Fprintf(w, "8 volumes per subsystem; volumes of 1 MiB, and of 128 KiB in the 1,024-volume session (the same 128 MiB "+
-		"a site as the 128-volume one, so the initial copy is no longer). Start = from launching the secondary until the "+
+		"a site as the 128-volume one, so the initial copy is no longer) and a sidefile limit of 8 MiB a subsystem (the "+
+		"secondary journals at most 1,984 MiB in one group). Start = from launching the secondary until the "+
 		"primary reports the link connected and the secondary a consistency time. RSS (VmRSS) just after start. Then %s "+
 		"idle: CPU of each daemon (utime+stime from /proc/PID/stat) per time interval and as %% of one CPU, and journaled "+
 		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
@@ -387,12 +388,15 @@ func (b *bench) scale(ctx context.Context) error {
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range []int{1, 16, 128, 1024} {
 		subs := (n + 7) / 8
-		size := int64(1 << 20)
+		// The secondary journals a consistency group of all subsystems'
+		// sidefiles together, so many subsystems need a smaller limit each;
+		// idle, the sidefiles stay empty.
+		size, limit := int64(1<<20), int64(sidefileLimit)
 		if n > 128 {
-			size = 128 << 10
+			size, limit = 128<<10, 8<<20
 		}
 		dir := filepath.Join(b.s.out, fmt.Sprintf("scale-%d", n))
-		spec := harness.Spec{Session: "bench-scale", Subsystems: subs, VolumesPerSubsystem: n / subs, VolumeSize: size, SidefileLimit: sidefileLimit}
+		spec := harness.Spec{Session: "bench-scale", Subsystems: subs, VolumesPerSubsystem: n / subs, VolumeSize: size, SidefileLimit: limit}
 		start := time.Now()
 		p, err := startPair(ctx, b.s.duplex, dir, spec, "")
 		if err != nil {
