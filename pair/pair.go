@@ -751,6 +751,12 @@ func (mg *Manager) promote() (changed bool) {
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 		}
 		switch {
+		case acked == 0:
+			// Nothing acknowledged to this process yet (it restarted,
+			// the secondary not reached since): where the secondary
+			// stands is unknown, not zero. The stored times were no
+			// later than it recovered to when saved, and it only moves
+			// on from there.
 		case p.State == Duplex && p.CopyEnd > pos.RecoversTo():
 			// The copy's end is journaled, but a resync of another volume
 			// holds it unapplied: the secondary's copy of this volume is
@@ -915,9 +921,11 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 	}
 	for _, name := range mg.order {
 		p := mg.pairs[name]
-		if dropped[name] {
+		if dropped[name] && acked != 0 {
 			// The secondary holds this volume only as of what it
-			// acknowledged: the rest went to the bitmap.
+			// acknowledged: the rest went to the bitmap. With nothing
+			// acknowledged to this process yet, what was dropped came
+			// after the stored times, which the secondary still holds.
 			p.Consistent = min(p.Consistent, acked)
 			if p.Since != 0 {
 				p.Since = min(p.Since, acked)
