@@ -1,0 +1,59 @@
+package secondary
+
+import (
+	"path/filepath"
+	"testing"
+
+	"duplex/disk"
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+// TestResentAfterCrashBeforeIdentityNamesTheJournalingProcess: commit
+// journals and syncs the first group of a new primary process and only then
+// writes the identity naming it. A crash between the two leaves a journal
+// whose last group that process formed and an identity naming none. The same
+// process reconnects and resends the record set its journaled group holds
+// part of, as the method requires; refusing it as stale refuses every resend
+// of it, so the pair never replicates again without an operator.
+func TestResentAfterCrashBeforeIdentityNamesTheJournalingProcess(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20}, "ss1", "ss2")
+	conn, typ, _ := r.dial(r.hello()) // process 7
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000}
+	second := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 3_000}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000)) // the group ends at 2000: between the two
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	conn.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The crash window: group 1 journaled and synced, the identity not yet
+	// rewritten to name process 7.
+	path := IdentityPath(filepath.Join(r.dir, "state.json"))
+	id, err := readIdentity(disk.Or(nil), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Instance = 0
+	if err := writeIdentity(disk.Or(nil), path, id); err != nil {
+		t.Fatal(err)
+	}
+	r.open()
+
+	conn, typ, _ = r.dial(r.hello()) // process 7 again
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 2, 0, 5_000))
+	if reason, acked := answers(t, conn, 1); reason != "" || acked != 2 {
+		t.Fatalf("process 7 formed journaled group 1 and resent the record set it holds part of, after a crash before the identity named it: "+
+			"refusal %q, acknowledged through group %d, want group 2 (every resend is refused the same way: stuck)", reason, acked)
+	}
+}
