@@ -37,6 +37,27 @@ type identity struct {
 	// the last Welcome, journaled or not: that key is ignored, so state
 	// written before reads as unknown, which only lets fewer updates pass.
 	Instance uint64 `json:"journaled_instance,string,omitempty"`
+	// PendingInstance is a primary process whose first group, PendingGroup,
+	// was about to be journaled when this was written: a crash can come
+	// before or after the group reaches the journal, and only the journal
+	// tells which, so Open names PendingInstance if the journal holds
+	// PendingGroup and Instance otherwise. Zero: nothing pending.
+	PendingInstance uint64 `json:"pending_instance,string,omitempty"`
+	PendingGroup    uint64 `json:"pending_group,string,omitempty"`
+}
+
+// settled is id with a pending process resolved against the last journaled
+// group: whichever process formed that group is the one named.
+func (id identity) settled(lastJournaled uint64) identity {
+	if id.PendingInstance == 0 {
+		id.PendingGroup = 0
+		return id
+	}
+	if lastJournaled >= id.PendingGroup {
+		id.Instance = id.PendingInstance
+	}
+	id.PendingInstance, id.PendingGroup = 0, 0
+	return id
 }
 
 // IdentityPath is where a secondary whose state file is statePath keeps its

@@ -34,16 +34,9 @@ func TestResentAfterCrashBeforeIdentityNamesTheJournalingProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The crash window: group 1 journaled and synced, the identity not yet
-	// rewritten to name process 7.
-	path := IdentityPath(filepath.Join(r.dir, "state.json"))
-	id, err := readIdentity(disk.Or(nil), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id.Instance = 0
-	if err := writeIdentity(disk.Or(nil), path, id); err != nil {
-		t.Fatal(err)
-	}
+	// rewritten to name process 7: it still names the process before
+	// (none), with process 7 pending from group 1.
+	setCrashIdentity(t, r, 0, 7, 1)
 	r.open()
 
 	conn, typ, _ = r.dial(r.hello()) // process 7 again
@@ -55,5 +48,58 @@ func TestResentAfterCrashBeforeIdentityNamesTheJournalingProcess(t *testing.T) {
 	if reason, acked := answers(t, conn, 1); reason != "" || acked != 2 {
 		t.Fatalf("process 7 formed journaled group 1 and resent the record set it holds part of, after a crash before the identity named it: "+
 			"refusal %q, acknowledged through group %d, want group 2 (every resend is refused the same way: stuck)", reason, acked)
+	}
+}
+
+// setCrashIdentity writes the identity commit leaves when a crash comes
+// between its writes: naming instance, with pending to be named from group on.
+func setCrashIdentity(t *testing.T, r *rig, instance, pending, group uint64) {
+	t.Helper()
+	path := IdentityPath(filepath.Join(r.dir, "state.json"))
+	id, err := readIdentity(disk.Or(nil), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Instance, id.PendingInstance, id.PendingGroup = instance, pending, group
+	if err := writeIdentity(disk.Or(nil), path, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResentAfterCrashBeforeThePendingGroupIsJournaled: a crash after the
+// identity names a new process as pending, before its group reaches the
+// journal, leaves the journal ending with the former process's group: that
+// process, not the pending one, may resend the record set the group holds
+// part of.
+func TestResentAfterCrashBeforeThePendingGroupIsJournaled(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20}, "ss1", "ss2")
+	conn, typ, _ := r.dial(r.hello()) // process 7
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000}
+	second := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 3_000}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000))
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	conn.Close()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Process 8 pending from group 2, which never reached the journal.
+	setCrashIdentity(t, r, 7, 8, 2)
+	r.open()
+
+	conn, typ, _ = r.dial(r.hello()) // process 7 again
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
+	sendRecordSet(t, conn, subsystemSet("ss2", 2, 0, 5_000))
+	if reason, acked := answers(t, conn, 1); reason != "" || acked != 2 {
+		t.Fatalf("process 7 formed journaled group 1 and resent the record set it holds part of, after a crash before a pending "+
+			"process's group was journaled: refusal %q, acknowledged through group %d, want group 2", reason, acked)
 	}
 }

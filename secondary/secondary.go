@@ -266,6 +266,11 @@ func Open(cfg Config) (*Secondary, error) {
 	// checkpoint expects s.mu held, as it is when groups arrive.
 	s.mu.Lock()
 	err = s.replay()
+	if err == nil {
+		// Settled now, while the journal still ends with the pending group
+		// if it was journaled: trimming it later must not change the answer.
+		err = s.setIdentity(s.ident.settled(s.journaled.Group))
+	}
 	s.mu.Unlock()
 	if err == nil {
 		err = s.checkRoom()
@@ -851,7 +856,7 @@ func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error 
 		// resend what is journaled any more.
 		s.instance = 0
 		id := s.ident
-		id.Instance = 0
+		id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
 		if err := s.setIdentity(id); err != nil {
 			s.log.Error("cannot record the primary's instance", "err", err)
 		}
@@ -924,13 +929,21 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		return err
 	}
 	newSender := s.ident.Instance != s.instance
-	if newSender && s.ident.Instance != 0 {
-		// The journal is about to hold a group of another process: until
-		// the identity names that one, it must name none, so that a crash
-		// in between never lets the former process skip updates as
-		// repeats of groups it did not send.
+	if newSender {
+		// The journal is about to hold a group of another process. The
+		// identity names it as pending with its group first, so that after
+		// a crash at any point the journal decides (Open): the former
+		// process if the group is not journaled, the new one if it is. Each
+		// may then skip exactly the updates it sent.
 		id := s.ident
-		id.Instance = 0
+		if id.PendingInstance != s.instance {
+			// Kept if already pending: an earlier group of this process
+			// may be journaled, its final identity write having failed.
+			id.PendingInstance, id.PendingGroup = s.instance, g.Number
+		}
+		if s.instance == 0 {
+			id.Instance, id.PendingGroup = 0, 0
+		}
 		if err := s.setIdentity(id); err != nil {
 			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
 		}
@@ -943,10 +956,10 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	}
 	if newSender && s.instance != 0 {
 		id := s.ident
-		id.Instance = s.instance
+		id.Instance, id.PendingInstance, id.PendingGroup = s.instance, 0, 0
 		if err := s.setIdentity(id); err != nil {
-			// Left naming no process: safe, its stale updates are then
-			// refused rather than skipped.
+			// Left pending: a restart still names this process, the one
+			// whose group the journal ends with.
 			s.log.Error("cannot record the primary process whose group was journaled", "group", g.Number, "err", err)
 		}
 	}
