@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"bytes"
-	"slices"
 	"testing"
 	"time"
-
-	"duplex/pair"
-	"duplex/site"
 )
 
 // TestPrimaryStatusUnderAHoldClaimsOnlyWhatTheSecondaryRecovers: while a
@@ -20,44 +15,7 @@ import (
 // near zero while the time the secondary recovers to falls behind without
 // bound.
 func TestPrimaryStatusUnderAHoldClaimsOnlyWhatTheSecondaryRecovers(t *testing.T) {
-	const volSize = 1 << 20
-	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
-	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{})
-	s.startPrimary()
-	t.Cleanup(func() {
-		s.stopPrimary()
-		s.stopSecondary()
-	})
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
-	pm := s.prim.Pairs()
-	write := func(vol string, fill byte, blocks int) {
-		buf := bytes.Repeat([]byte{fill}, 4096)
-		for i := range blocks {
-			if err := s.prim.Write(t.Context(), vol, buf, int64(i)*4096); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	write("vol2", 0x22, volSize/4096)
-	// The resync begins and is suspended with the link down: it cannot
-	// have ended, and the secondary holds for it.
-	s.net.SetDown(true)
-	if err := pm.Resume("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	s.net.SetDown(false)
-	waitFor(t, 30*time.Second, "the secondary holding for vol2's resync", func() bool {
-		return slices.Equal(s.sec.Replica().Stats().Resyncing, []string{"vol2"})
-	})
+	s, write := holdVol2(t)
 	held := s.sec.Replica().Stats().Group
 	write("vol1", 0x11, 16)
 	waitFor(t, 30*time.Second, "vol1's writes journaled under the hold", func() bool {

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"slices"
 	"testing"
 	"time"
-
-	"duplex/pair"
-	"duplex/site"
 )
 
 // TestPrimaryDoesNotClaimASuspensionUnderAHold: a volume suspended while a
@@ -17,43 +13,9 @@ import (
 // not report the suspended volume consistent as of a later time than the
 // secondary recovers it to.
 func TestPrimaryDoesNotClaimASuspensionUnderAHold(t *testing.T) {
-	const volSize = 1 << 20
-	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
-	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{})
-	s.startPrimary()
-	t.Cleanup(func() {
-		s.stopPrimary()
-		s.stopSecondary()
-	})
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
+	s, write := holdVol2(t)
 	pm := s.prim.Pairs()
-	write := func(vol string, fill byte, blocks int) {
-		buf := bytes.Repeat([]byte{fill}, 4096)
-		for i := range blocks {
-			if err := s.prim.Write(t.Context(), vol, buf, int64(i)*4096); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	rep := s.sec.Replica()
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	write("vol2", 0x22, volSize/4096)
-	s.net.SetDown(true)
-	if err := pm.Resume("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	s.net.SetDown(false)
-	waitFor(t, 30*time.Second, "the secondary holding for vol2's resync", func() bool {
-		return slices.Equal(rep.Stats().Resyncing, []string{"vol2"})
-	})
 	// Written under the hold: journaled, not applied.
 	write("vol1", 0x11, 16)
 	if err := pm.Suspend("vol1"); err != nil {
