@@ -1,0 +1,110 @@
+package pair
+
+import (
+	"context"
+	"testing"
+)
+
+// TestFirstCopyClaimsNoConsistencyTime: a pair in its first copy (added
+// again after a deletion, or new) has no consistent copy at the secondary:
+// the copy lands there in region order, a mix of the old and the new
+// content that no moment of the primary held, and the secondary says "not
+// consistent: initial copy not complete". The primary must claim no
+// consistency time for it either, whatever time the pair kept from its
+// deletion: not while pending, nor once suspended or deleted before the copy
+// ends, nor after a restart with nothing acknowledged yet.
+func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
+	// deletedAndAdded returns a rig whose pair a was duplex, written,
+	// deleted with a consistency time, and added again with part of its
+	// first copy journaled by the secondary.
+	deletedAndAdded := func(t *testing.T) *rig {
+		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
+		r.settle()
+		r.write("a", 0, 4096)
+		r.mv.ship()
+		r.mg.promote()
+		if _, err := r.mg.Delete("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent == 0 {
+			t.Fatalf("setup: deleted pair %+v reports no consistency time", p)
+		}
+		if err := r.mg.Add("a"); err != nil {
+			t.Fatal(err)
+		}
+		if p := r.pair("a"); p.State != Pending || !p.FirstCopy || p.Consistent != 0 {
+			t.Fatalf("added again, pair a is %+v: want pending in its first copy, consistent as of no time (0), not as of its deletion", p)
+		}
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.State != Pending || p.Copied == 0 || p.Consistent != 0 {
+			t.Fatalf("part of its first copy journaled, pair a is %+v: want pending, partly copied, consistent as of no time (0): "+
+				"the secondary holds a mix of its copy as of the deletion and the first copy's regions", p)
+		}
+		return r
+	}
+	t.Run("pending", func(t *testing.T) {
+		deletedAndAdded(t)
+	})
+	t.Run("suspended", func(t *testing.T) {
+		r := deletedAndAdded(t)
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent != 0 {
+			t.Errorf("suspended in its first copy, pair a reports consistency time %d (since %d), want none (0): the secondary holds part of the copy", p.Consistent, p.Since)
+		}
+	})
+	t.Run("deleted", func(t *testing.T) {
+		r := deletedAndAdded(t)
+		at, err := r.mg.Delete("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.UnixNano() > 0 {
+			t.Errorf("deleted in its first copy, pair a was last consistent as of %d, want never (0)", at.UnixNano())
+		}
+	})
+	t.Run("restarted", func(t *testing.T) {
+		r := deletedAndAdded(t)
+		r.mv.mu.Lock()
+		r.mv.acked, r.mv.connected = 0, false
+		r.mv.mu.Unlock()
+		r.crash()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent != 0 {
+			t.Errorf("restarted in its first copy with nothing acknowledged yet, pair a reports consistency time %d, want none (0)", p.Consistent)
+		}
+	})
+	t.Run("restarted from a state that claims a time", func(t *testing.T) {
+		// A state saved before pairs in their first copy claimed none
+		// still holds the deletion's time.
+		r := deletedAndAdded(t)
+		r.mg.mu.Lock()
+		r.mg.pairs["a"].Consistent = r.mg.pairs["a"].Since
+		r.mg.mu.Unlock()
+		if err := r.mg.save(false); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.mu.Lock()
+		r.mv.acked, r.mv.connected = 0, false
+		r.mv.mu.Unlock()
+		r.crash()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent != 0 {
+			t.Errorf("restarted in its first copy with nothing acknowledged yet, from a state claiming %d, pair a reports consistency time %d, want none (0)", p.Since, p.Consistent)
+		}
+	})
+	t.Run("copy ends", func(t *testing.T) {
+		r := deletedAndAdded(t)
+		r.settle()
+		if p, b := r.pair("a"), r.pair("b"); p.State != Duplex || p.Consistent == 0 || p.Consistent != b.Consistent {
+			t.Errorf("first copy done, pair a is %+v: want duplex, consistent with b as of %d", p, b.Consistent)
+		}
+	})
+}
