@@ -71,7 +71,8 @@ type Pair struct {
 	// time, for a suspended one the time it was suspended (Since), in both
 	// cases no later than the secondary recovers to. Zero says none: a
 	// duplex pair whose copy's end the secondary journaled but holds
-	// unapplied has none until that end is applied.
+	// unapplied has none until that end is applied, and a pair in its
+	// first copy (FirstCopy) has none at all.
 	Consistent int64 `json:"consistent"`
 	// Since is the time a suspended or deleted pair's secondary copy is
 	// consistent as of once the secondary recovers past it, kept until the
@@ -751,6 +752,10 @@ func (mg *Manager) promote() (changed bool) {
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 		}
 		switch {
+		case p.FirstCopy:
+			// Before its first copy ends the secondary holds no
+			// consistent copy, whatever was stored or acknowledged.
+			p.Consistent = 0
 		case acked == 0:
 			// Nothing acknowledged to this process yet (it restarted,
 			// the secondary not reached since): where the secondary
@@ -787,8 +792,16 @@ func (mg *Manager) promote() (changed bool) {
 // position pos, for a pair not duplex with its copy's end recoverable: the
 // time of its suspension or deletion, but no later than the secondary
 // recovers to while a resync holds it behind what it journaled. A pair
-// without such a time keeps the one it has.
+// without such a time keeps the one it has; a pair in its first copy has
+// none.
 func claim(p *Pair, pos transport.Position) int64 {
+	if p.FirstCopy {
+		// The secondary never held a whole copy of this pair, or its first
+		// copy is landing there in region order, over whatever copy a
+		// deletion left: no time is consistent, whatever time the pair
+		// kept from before its first copy began.
+		return 0
+	}
 	if p.Since == 0 {
 		return p.Consistent
 	}
@@ -992,6 +1005,7 @@ func (mg *Manager) add(vol string) error {
 	// Capture resumes in the same step that announces the first copy: no
 	// write of vol reaches the secondary before it learns of the copy.
 	p.FirstCopy = true
+	p.Consistent = claim(p, mg.mover.Stats().Acked)
 	delete(mg.firstEnds, vol)
 	mg.resumeMarked(p, uint64(p.Size))
 	mg.startCopy(p, nil)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -14,15 +15,19 @@ import (
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
+	"duplex/transport"
 	"duplex/volume"
 )
 
 // idleMover is a connected mover that ships nothing: what the subsystems
-// captured stays in their sidefiles for the test to read.
-type idleMover struct{}
+// captured stays in their sidefiles for the test to read. The secondary's
+// acknowledged time is what the test sets.
+type idleMover struct{ acked atomic.Int64 }
 
-func (idleMover) Stats() mover.Stats          { return mover.Stats{Connected: true} }
-func (idleMover) Drop(func(recordset.Update)) {}
+func (m *idleMover) Stats() mover.Stats {
+	return mover.Stats{Connected: true, Acked: transport.Position{Time: m.acked.Load()}}
+}
+func (*idleMover) Drop(func(recordset.Update)) {}
 
 // TestSuspendAllKeepsDependentWritesAndOneTime: pair suspend --all while a
 // dependent-write client writes to volume a (one subsystem), then, once that
@@ -45,12 +50,30 @@ func TestSuspendAllKeepsDependentWritesAndOneTime(t *testing.T) {
 			return subsystem.New(id, tm, sidefile.New(256<<20), map[string]*volume.Volume{vol: v}, []string{vol})
 		}
 		ss1, ss2 := mk("ss1", "a"), mk("ss2", "b")
-		mg, err := Open(Options{Dir: filepath.Join(dir, "state"), Logger: slog.New(slog.DiscardHandler)}, idleMover{},
+		mv := &idleMover{}
+		mg, err := Open(Options{Dir: filepath.Join(dir, "state"), Logger: slog.New(slog.DiscardHandler)}, mv,
 			[]Volume{{Name: "a", Subsystem: ss1, Size: size}, {Name: "b", Subsystem: ss2, Size: size}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
+		// Both first copies end and are acknowledged: a pair in its first
+		// copy has no consistency time to share.
+		for i := 0; slices.ContainsFunc(mg.Pairs(), func(p Pair) bool { return p.CopyEnd == 0 }); i++ {
+			if i == 1000 {
+				t.Fatalf("round %d: setup: first copies not ended after %d batches: %+v", round, i, mg.Pairs())
+			}
+			mg.copyOne(ctx)
+		}
+		mv.acked.Store(ss1.Stamp())
+		mg.promote()
+		for _, p := range mg.Pairs() {
+			if p.State != Duplex {
+				t.Fatalf("round %d: setup: pair %+v not duplex after its copy was acknowledged", round, p)
+			}
+		}
+		ss1.Drain()
+		ss2.Drain()
 		var n atomic.Uint64
 		done := make(chan struct{})
 		go func() {
