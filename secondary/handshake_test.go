@@ -28,6 +28,7 @@ type rig struct {
 	net    *transport.MemNetwork
 	cancel context.CancelFunc
 	done   chan error
+	edit   func(*Config) // if set, changes the config of every open
 }
 
 const rigSession = "rig"
@@ -44,9 +45,13 @@ func newRig(t *testing.T, sizes map[string]int64, subsystems ...string) *rig {
 }
 
 func (r *rig) config() Config {
-	return Config{Session: rigSession, Subsystems: r.subs, Volumes: r.vols,
+	c := Config{Session: rigSession, Subsystems: r.subs, Volumes: r.vols,
 		JournalDir: filepath.Join(r.dir, "journal"), StatePath: filepath.Join(r.dir, "state.json"),
 		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if r.edit != nil {
+		r.edit(&c)
+	}
+	return c
 }
 
 func (r *rig) openVolumes() {
