@@ -130,6 +130,7 @@ func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { conn.Close() })
+	conn = settledConn{conn, r.sec}
 	if err := conn.Send(transport.EncodeHello(h)); err != nil {
 		r.t.Fatal(err)
 	}
@@ -138,6 +139,27 @@ func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
 		r.t.Fatalf("no answer to the hello: %v", err)
 	}
 	return conn, typ, body
+}
+
+// settledConn is the primary's end of a link that, on each acknowledgement,
+// waits until the secondary has applied every group it journaled to apply
+// so far. The acknowledgement goes out once a group is journaled, before it
+// is applied; the tests check what the volumes hold right after it.
+type settledConn struct {
+	transport.Conn
+	sec *Secondary
+}
+
+func (c settledConn) Recv() ([]byte, error) {
+	f, err := c.Conn.Recv()
+	if err == nil && len(f) > 0 && f[0] == transport.TypeAck {
+		// The ack is sent under mu, in the same hold that hands the
+		// group to the applier: once mu is ours, the group is handed over.
+		c.sec.mu.Lock()
+		c.sec.waitApplied()
+		c.sec.mu.Unlock()
+	}
+	return f, err
 }
 
 // recvFrame waits at most d for the next frame.

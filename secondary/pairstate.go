@@ -212,7 +212,8 @@ type VolumeView struct {
 func (s *Secondary) Volume(vol string) VolumeView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	applied, ok := s.durable.Volumes[vol]
+	durable := s.appliedState()
+	applied, ok := durable.Volumes[vol]
 	if !ok {
 		applied = apply.VolumeState{State: StateDuplex}
 	}
@@ -222,7 +223,7 @@ func (s *Secondary) Volume(vol string) VolumeView {
 	case applied.State == StateSuspended || applied.State == StateDeleted:
 		v.Consistent, v.Time = applied.Since != 0, applied.Since
 	default:
-		v.Consistent, v.Time = s.durable.Time != 0, s.durable.Time
+		v.Consistent, v.Time = durable.Time != 0, durable.Time
 	}
 	return v
 }

@@ -114,9 +114,30 @@ type Secondary struct {
 	// group, so they are neither read nor fenced. Guarded by view.
 	torn error
 
-	mu      sync.Mutex  // serialises processing of record sets
-	ckMu    sync.Mutex  // serialises checkpoints
+	mu sync.Mutex // serialises processing of record sets
+
+	// Journaled groups are applied by a goroutine of their own (applier),
+	// so that journaling group N+1 (its write and fsync) overlaps applying
+	// group N and the volumes' fsync at a checkpoint. The receiver hands
+	// each journaled group over, in order, on applyQ; it may block there
+	// holding mu, so the applier never takes mu.
+	applyQ    chan applyJob
+	applyDone chan struct{} // closed when the applier has returned
+	closing   bool          // applyQ is closed; guarded by mu
+	bg        sync.WaitGroup
+	// queued is the last group handed to the applier (or applied at Open),
+	// which a restart recovers to; guarded by mu.
+	queued position
+
+	// posMu guards what the applier changes: the applied position, the
+	// applied counts and why applying failed. Taken after mu, never before.
+	posMu   sync.Mutex
+	posCond *sync.Cond  // signalled whenever durable or applyErr changes
 	durable apply.State // applied: the volumes are at this group
+	// applyErr is why a journaled group could not be applied or
+	// checkpointed; from then on nothing more is applied until a restart.
+	applyErr error
+	applied  appliedStats
 	// journaled is the last group in the journal, which is ahead of durable
 	// while a resync holds the volumes.
 	journaled   position
@@ -131,11 +152,25 @@ type Secondary struct {
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
 	// unflushed are the volumes written since the last checkpoint;
-	// stateGroup is the group the state file names.
+	// stateGroup is the group the state file names. Owned by whoever
+	// applies: Open's replay, then the applier, then Close.
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
 	stats          Stats
+}
+
+// applyJob is a journaled group for the applier, with the pair states as
+// of it.
+type applyJob struct {
+	g    *consistency.Group
+	vols map[string]apply.VolumeState
+}
+
+// appliedStats are the Stats the applier keeps, guarded by posMu.
+type appliedStats struct {
+	groups, updates, bytes uint64
+	wall                   time.Time
 }
 
 // position is a journaled group's place in the stream.
@@ -206,12 +241,12 @@ func (s *Secondary) stop(err error) {
 	s.stopped = err
 	s.stats.Stopped = err.Error()
 	s.log.Error("secondary stopped: it cannot make consistency groups durable, acknowledges nothing more and refuses every primary until restarted; "+
-		"the volumes stay at the last applied group", "group", s.durable.Group, "err", err)
+		"the volumes stay at the last applied group", "group", s.appliedState().Group, "err", err)
 }
 
 // stoppedReason is what a primary is told. Called with s.mu held.
 func (s *Secondary) stoppedReason() string {
-	return fmt.Sprintf("secondary stopped at group %d: %v; fix the disk or free space, then restart the secondary", s.durable.Group, s.stopped)
+	return fmt.Sprintf("secondary stopped at group %d: %v; fix the disk or free space, then restart the secondary", s.appliedState().Group, s.stopped)
 }
 
 // Open opens the journal and the state file and applies every journaled group
@@ -260,6 +295,7 @@ func Open(cfg Config) (*Secondary, error) {
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
+	s.posCond = sync.NewCond(&s.posMu)
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -280,6 +316,11 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, err
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
+	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
+	// Room for one group applied and one waiting: enough to keep the disk
+	// busy with both, and a bound on the memory held by journaled groups.
+	s.applyQ, s.applyDone = make(chan applyJob, 1), make(chan struct{})
+	go s.applier()
 	return s, nil
 }
 
@@ -425,13 +466,17 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 		for name, t := range touched {
 			s.unflushed[name] = t
 		}
-		s.stats.GroupsApplied++
-		s.stats.UpdatesApplied += uint64(len(g.Updates))
+		var n uint64
 		for _, u := range g.Updates {
 			if u.Kind != recordset.KindMarker {
-				s.stats.BytesApplied += uint64(len(u.Data))
+				n += uint64(len(u.Data))
 			}
 		}
+		s.posMu.Lock()
+		s.applied.groups++
+		s.applied.updates += uint64(len(g.Updates))
+		s.applied.bytes += n
+		s.posMu.Unlock()
 		final = g
 		return nil
 	}
@@ -474,50 +519,113 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 	if s.cfg.OnApplied != nil {
 		s.cfg.OnApplied(final)
 	}
+	s.posMu.Lock()
 	s.durable = apply.State{Session: s.cfg.Session, Group: final.Number, Time: final.Time, Through: maps(final.Through), Volumes: vols}
-	s.stats.LastAppliedWall = time.Now()
+	s.applied.wall = time.Now()
+	s.posCond.Broadcast()
+	s.posMu.Unlock()
 	return nil
 }
 
-// applyGroup applies a journaled group. The state file follows at the next
-// checkpoint: until then the journal still holds the group, and a restart
-// applies it again.
-func (s *Secondary) applyGroup(g *consistency.Group) error {
-	if err := s.applyJournaled(g.Number, g, s.pairs.snapshot()); err != nil {
-		return err
+// appliedState is a copy of the applied position.
+func (s *Secondary) appliedState() apply.State {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	st := s.durable
+	st.Through = maps(st.Through)
+	return st
+}
+
+// enqueue hands a journaled group to the applier. The state file follows at
+// a later checkpoint: until then the journal still holds the group, and a
+// restart applies it again. Called with s.mu held; it blocks while the
+// applier is two groups behind, which holds the primary back through the
+// acknowledgements it then waits for.
+func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeState) error {
+	if s.closing {
+		return fmt.Errorf("apply group %d: secondary closed", g.Number)
 	}
-	if time.Since(s.lastCheckpoint) >= s.cfg.CheckpointEvery {
-		return s.checkpoint()
-	}
+	s.queued = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
+	s.applyQ <- applyJob{g: g, vols: vols}
 	return nil
+}
+
+// applier applies the journaled groups handed to it, in order, and
+// checkpoints every CheckpointEvery. After a failure it applies nothing more
+// (the journal holds the rest, and a restart replays it) and stops the
+// secondary; it drains applyQ all the same, so the receiver never blocks on
+// it.
+func (s *Secondary) applier() {
+	defer close(s.applyDone)
+	for job := range s.applyQ {
+		if s.applyFailure() != nil {
+			continue
+		}
+		err := s.applyJournaled(job.g.Number, job.g, job.vols)
+		if err == nil && time.Since(s.lastCheckpoint) >= s.cfg.CheckpointEvery {
+			err = s.checkpoint()
+		}
+		if err != nil {
+			s.posMu.Lock()
+			s.applyErr = err
+			s.posCond.Broadcast()
+			s.posMu.Unlock()
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				s.stopApplying(err)
+			}()
+		}
+	}
+}
+
+// applyFailure is why applying stopped, nil while it goes on.
+func (s *Secondary) applyFailure() error {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	return s.applyErr
+}
+
+// stopApplying stops the secondary after a journaled group could not be
+// applied, and tells the primary why. Outside the applier, which must not
+// wait for s.mu.
+func (s *Secondary) stopApplying(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stop(err)
+	if s.conn != nil {
+		s.conn.Send(transport.EncodeRefuse(s.stoppedReason()))
+		s.conn.Close()
+	}
+}
+
+// waitApplied waits until the applier has applied every group handed to it,
+// or failed. Called with s.mu held, so that no group is handed over
+// meanwhile.
+func (s *Secondary) waitApplied() {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	for s.durable.Group < s.queued.Group && s.applyErr == nil {
+		s.posCond.Wait()
+	}
 }
 
 // checkpoint makes the applied groups durable on the volumes, records
 // "applied through group G" in the state file, and removes wholly applied
 // journal segments. Batching it over several groups saves the volumes' and
-// the state file's fsyncs on every group; only the journal's remains. Called
-// with s.mu held, it snapshots what to flush and does the slow part without
-// the lock, so receiving and journaling go on meanwhile; ckMu keeps
-// checkpoints in order.
+// the state file's fsyncs on every group; only the journal's remains. Only
+// whoever applies calls it (Open's replay, the applier, Close once the
+// applier is done), so receiving and journaling go on meanwhile.
 func (s *Secondary) checkpoint() error {
 	s.lastCheckpoint = time.Now()
-	if s.durable.Group == s.stateGroup {
+	st := s.appliedState()
+	if st.Group == s.stateGroup {
 		return nil
 	}
-	st := s.durable
-	st.Through = maps(st.Through)
-	targets := make(map[string]apply.Target, len(s.unflushed))
-	for n, t := range s.unflushed {
-		targets[n] = t
-	}
+	targets := gomaps.Clone(s.unflushed)
 	clear(s.unflushed)
 	s.stateGroup = st.Group
-	s.ckMu.Lock()
-	s.mu.Unlock()
-	err := s.persist(st, targets)
-	s.ckMu.Unlock()
-	s.mu.Lock()
-	return err
+	return s.persist(st, targets)
 }
 
 // persist fsyncs the volumes a state covers, then writes the state and trims
@@ -540,9 +648,8 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) err
 // consistency time. Groups journaled beyond it (held by a resync) are not
 // part of it.
 func (s *Secondary) Position() transport.Position {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
+	st := s.appliedState()
+	return transport.Position{Group: st.Group, Time: st.Time, Through: st.Through}
 }
 
 // Run accepts primaries on ln until ctx ends or a group cannot be made durable.
@@ -908,16 +1015,21 @@ func (s *Secondary) receipt(conn transport.Conn) {
 // leaves them at (RecoversTo), however far the journal has gone; otherwise
 // zero, t itself. Called with s.mu held.
 func (s *Secondary) recoverable(t int64) int64 {
-	if !s.pairs.holding() || s.durable.Time >= t {
+	// The last group handed to the applier: journaled, so a restart applies
+	// it even if the applier has not yet.
+	if !s.pairs.holding() || s.queued.Time >= t {
 		return 0
 	}
 	// A hold over no applied group recovers to nothing; the wire has no
 	// zero for that, and a nanosecond past the epoch says as much.
-	return max(s.durable.Time, 1)
+	return max(s.queued.Time, 1)
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.
 func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
+	if err := s.applyFailure(); err != nil {
+		return err
+	}
 	g.Number = s.journaled.Group + 1
 	rel := s.releaseIfShort(g)
 	size := int(groupSize(g))
@@ -975,7 +1087,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	if s.pairs.holding() {
 		if !wasHolding {
 			s.log.Info("resync began: holding the volumes at the last consistent group until it completes",
-				"volumes", s.pairs.resyncing(), "group", s.durable.Group, "consistency_time", time.Unix(0, s.durable.Time).UTC())
+				"volumes", s.pairs.resyncing(), "group", s.queued.Group, "consistency_time", time.Unix(0, s.queued.Time).UTC())
 		}
 		s.hold(g)
 		return nil
@@ -989,7 +1101,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			"held_for", time.Since(s.held.Since).Round(time.Millisecond))
 		s.held = heldGroups{}
 	}
-	return s.applyGroup(g)
+	return s.enqueue(g, s.pairs.snapshot())
 }
 
 func (s *Secondary) awaitHello(conn transport.Conn) (transport.Hello, error) {
@@ -1044,6 +1156,9 @@ func sameSet(a, b []string) bool {
 func (s *Secondary) Fence() (transport.Position, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// What is journaled is applied first: the position fenced at is the
+	// last journaled group, as a restart would leave it.
+	s.waitApplied()
 	s.view.RLock()
 	torn := s.torn
 	s.view.RUnlock()
@@ -1072,7 +1187,8 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		s.conn = nil
 		s.stats.Connected = false
 	}
-	return transport.Position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}, err
+	st := s.appliedState()
+	return transport.Position{Group: st.Group, Time: st.Time, Through: st.Through}, err
 }
 
 // Stats returns a snapshot.
@@ -1082,7 +1198,10 @@ func (s *Secondary) Stats() Stats {
 	st := s.stats
 	st.Laggard, st.LaggardHorizon = s.former.Laggard()
 	st.JournalBytes = s.journal.Bytes()
+	s.posMu.Lock()
 	st.Group, st.Time = s.durable.Group, s.durable.Time
+	st.GroupsApplied, st.UpdatesApplied, st.BytesApplied, st.LastAppliedWall = s.applied.groups, s.applied.updates, s.applied.bytes, s.applied.wall
+	s.posMu.Unlock()
 	st.JournaledGroup = s.journaled.Group
 	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
 	st.Resyncing = s.pairs.resyncing()
@@ -1104,8 +1223,18 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 	return v.ReadAt(p, off)
 }
 
-// Close checkpoints and closes the journal. The volumes belong to the caller.
+// Close applies what is journaled, checkpoints and closes the journal. The
+// volumes belong to the caller.
 func (s *Secondary) Close() error {
+	s.mu.Lock()
+	first := !s.closing
+	if first {
+		s.closing = true
+		close(s.applyQ)
+	}
+	s.mu.Unlock()
+	<-s.applyDone
+	s.bg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.checkpoint()

@@ -44,9 +44,10 @@ func TestFailedApplyRefusesReadsAndFence(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.sec.mu.Lock()
+	// The applier reads the targets under the view lock.
+	r.sec.view.Lock()
 	r.sec.targets["vol1"] = failingTarget{r.sec.targets["vol1"]}
-	r.sec.mu.Unlock()
+	r.sec.view.Unlock()
 	l.send(2, 4096, 0xa2)
 	if g, reason := l.journaled(2); g != 2 {
 		t.Fatalf("group 2 not acknowledged (reason %q)", reason)

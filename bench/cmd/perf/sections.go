@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,12 +264,83 @@ func (b *bench) apply(ctx context.Context) error {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
+	// The disk is shared with whatever else runs here, so its bandwidth
+	// moves between runs: each round measures the physical limit (fio's
+	// synced sequential write on the same file system) and then the
+	// secondary's apply rate, right after each other, and the ratio is
+	// taken per round.
+	run := b.s.long / 2
+	var rounds []applyRound
+	var plain fiojson.Job
+	profile := filepath.Join(b.s.out, "apply-secondary.pprof")
+	psyncFile := filepath.Join(b.s.out, "write", "psync.dat")
+	psync := func(name string, extra string) (fiojson.Job, error) {
+		defer os.Remove(psyncFile)
+		jobs, err := b.fio(ctx, name, "--name=psync-seq-write", "--ioengine=psync", "--rw=write", "--bs=1M",
+			fmt.Sprintf("--size=%d", b.s.volSize), "--filename="+psyncFile, "--time_based",
+			fmt.Sprintf("--runtime=%d", int(run.Seconds())), extra)
+		if err != nil {
+			return fiojson.Job{}, err
+		}
+		return jobs[0], nil
+	}
+	for r := range b.s.rounds {
+		limitJob, err := psync(fmt.Sprintf("psync-fdatasync4-%d", r), "--fdatasync=4")
+		if err != nil {
+			return err
+		}
+		res, err := b.applyRun(ctx, r, run, profile)
+		if err != nil {
+			return err
+		}
+		res.limit = limitJob.BW / 2
+		rounds = append(rounds, res)
+	}
+	// Plain psync (end_fsync only) measures mostly the page cache: once.
+	plain, err := psync("psync-seq-write-0", "--end_fsync=1")
+	if err != nil {
+		return err
+	}
+	w := b.s.w
+	fmt.Fprintf(w, "\n## Apply throughput at the secondary\n\n")
+	fmt.Fprintf(w, "%d rounds, each: fio's sequential write on the secondary's file system (psync, 1 MiB, fdatasync every 4 MiB, %s), "+
+		"whose half is the physical limit (the secondary writes every byte twice, journal then volume); then fio write 1 MiB qd4 "+
+		"through the Duplex primary, unthrottled, for %s, and the secondary's bytes applied (status bytes_replicated) and both "+
+		"daemons' CPU time (/proc/PID/stat) from 2 s after its start to 1 s before its end. The primary's sidefile at the end of "+
+		"the window says who paces whom: near its %d MiB limit, the primary waits for the secondary. "+
+		"Plain psync (end_fsync=1 only, mostly the page cache): %.1f MiB/s.\n\n",
+		b.s.rounds, run, run, sidefileLimit>>20, plain.MiBps())
+	fmt.Fprintf(w, "| round | limit MiB/s | secondary apply MiB/s | apply / limit | primary fio MiB/s | secondary CPU ms/MiB | secondary %% CPU | primary CPU ms/MiB | sidefile MiB | load |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	var ratios, secMs, prmMs []float64
+	for i, r := range rounds {
+		fmt.Fprintf(w, "| %d | %.1f | %.1f | %.2f | %.1f | %.2f | %.0f | %.2f | %.1f | %s |\n", i+1, r.limit/(1<<20), r.apply/(1<<20),
+			r.apply/r.limit, r.primary/(1<<20), r.secMs, r.secPct, r.prmMs, float64(r.side)/(1<<20), r.load)
+		ratios, secMs, prmMs = append(ratios, r.apply/r.limit), append(secMs, r.secMs), append(prmMs, r.prmMs)
+	}
+	fmt.Fprintf(w, "\nMedian apply / limit **%.2f**; median CPU per applied MiB: secondary %.2f ms, primary %.2f ms. "+
+		"Secondary CPU profile of the last round: %s (go tool pprof -top).\n", median(ratios), median(secMs), median(prmMs), profile)
+	return nil
+}
+
+// applyRound is what one round of the apply section measured.
+type applyRound struct {
+	limit, apply, primary float64 // bytes/s
+	secMs, prmMs          float64 // CPU ms per applied MiB
+	secPct                float64 // % of one CPU
+	side                  int64   // primary's sidefile bytes at the end of the window
+	load                  string
+}
+
+// applyRun is one round of the apply section: fio 1 MiB sequential writes
+// through the primary for d, the secondary's profile over the window.
+func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile string) (res applyRound, err error) {
 	const warm = 2 * time.Second
-	// Bytes applied at the secondary, read while fio saturates the primary:
-	// from warm after the start to just before fio stops.
 	type point struct {
-		t     time.Time
-		bytes uint64
+		t              time.Time
+		bytes          uint64
+		secCPU, prmCPU time.Duration
+		side           int64
 	}
 	var p0, p1 point
 	var sampleErr error
@@ -278,54 +352,73 @@ func (b *bench) apply(ctx context.Context) error {
 			if err != nil && sampleErr == nil {
 				sampleErr = err
 			}
-			return point{time.Now(), st.BytesReplicate}
+			sc, err1 := harness.ProcCPU(b.pair.sec.Pid())
+			pc, err2 := harness.ProcCPU(b.pair.prim.Pid())
+			if err := errors.Join(err1, err2); err != nil && sampleErr == nil {
+				sampleErr = err
+			}
+			var side int64
+			if pst, err := b.statusCLI(ctx, b.pair.primCtl()); err == nil && pst.SidefileBytes != nil {
+				side = *pst.SidefileBytes
+			}
+			return point{time.Now(), st.BytesReplicate, sc, pc, side}
 		}
 		sleepCtx(ctx, warm)
 		p0 = read()
-		sleepCtx(ctx, b.s.long-warm-time.Second)
+		// The secondary's CPU profile over the window, for what its CPU
+		// does per applied byte.
+		if err := fetchProfile(ctx, b.pair.secCtl(), int((d - warm - 2*time.Second).Seconds()), profile); err != nil {
+			fmt.Fprintf(os.Stderr, "perf: apply: secondary profile: %v\n", err)
+		}
+		sleepCtx(ctx, d-time.Since(p0.t)-warm-time.Second)
 		p1 = read()
 	}()
-	jobs, err := b.fio(ctx, "apply-saturation", b.nbdArgs("write-1m-qd4", b.pair.uri(0), "write", "1M", 4, b.s.long, 0)...)
+	jobs, err := b.fio(ctx, fmt.Sprintf("apply-saturation-%d", r), b.nbdArgs("write-1m-qd4", b.pair.uri(0), "write", "1M", 4, d, 0)...)
 	<-done
+	if err != nil {
+		return res, err
+	}
+	if sampleErr != nil {
+		return res, sampleErr
+	}
+	res.load = loadavg()
+	if _, err := b.pair.drain(ctx); err != nil {
+		return res, err
+	}
+	win := p1.t.Sub(p0.t).Seconds()
+	mib := float64(p1.bytes-p0.bytes) / (1 << 20)
+	res.apply = float64(p1.bytes-p0.bytes) / win
+	res.primary = jobs[0].BW
+	res.secMs = float64((p1.secCPU - p0.secCPU).Microseconds()) / 1000 / mib
+	res.prmMs = float64((p1.prmCPU - p0.prmCPU).Microseconds()) / 1000 / mib
+	res.secPct = 100 * (p1.secCPU - p0.secCPU).Seconds() / win
+	res.side = p1.side
+	return res, nil
+}
+
+// fetchProfile saves a CPU profile of secs seconds from a daemon's control
+// address.
+func fetchProfile(ctx context.Context, ctl string, secs int, path string) error {
+	if secs < 1 {
+		secs = 1
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", ctl, secs), nil)
 	if err != nil {
 		return err
 	}
-	if sampleErr != nil {
-		return sampleErr
-	}
-	if _, err := b.pair.drain(ctx); err != nil {
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
 		return err
 	}
-	applyRate := float64(p1.bytes-p0.bytes) / p1.t.Sub(p0.t).Seconds()
-
-	// Two baselines: fio's plain sequential write (mostly the page cache on
-	// a machine with memory to spare), and the same with an fdatasync every
-	// 4 writes, closer to what the secondary does: it syncs the journal and
-	// the volumes once per group of a few MiB.
-	psyncFile := filepath.Join(b.s.out, "write", "psync.dat")
-	var ps [2]fiojson.Job
-	for i, extra := range []string{"--end_fsync=1", "--fdatasync=4"} {
-		jobs, err := b.fio(ctx, fmt.Sprintf("psync-seq-write-%d", i), "--name=psync-seq-write", "--ioengine=psync", "--rw=write", "--bs=1M",
-			fmt.Sprintf("--size=%d", b.s.volSize), "--filename="+psyncFile, "--time_based",
-			fmt.Sprintf("--runtime=%d", int(b.s.long.Seconds())), extra)
-		os.Remove(psyncFile)
-		if err != nil {
-			return err
-		}
-		ps[i] = jobs[0]
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
 	}
-	w := b.s.w
-	fmt.Fprintf(w, "\n## Apply throughput at the secondary\n\n")
-	fmt.Fprintf(w, "fio write 1 MiB qd4 through the Duplex primary, unthrottled, for %s; the secondary's bytes applied "+
-		"(status bytes_replicated) from %s after the start to 1 s before the end (%s window). Beside it, fio's sequential "+
-		"write bandwidth on the same file system (psync, 1 MiB, %s): with end_fsync=1 only, and with fdatasync=4 (a sync "+
-		"every 4 MiB). The secondary writes every byte twice (journal, then volume) and fsyncs both per group.\n\n",
-		b.s.long, warm, p1.t.Sub(p0.t).Round(100*time.Millisecond), b.s.long)
-	fmt.Fprintf(w, "| secondary apply MiB/s | primary fio MiB/s (same run) | psync seq write MiB/s | apply / psync | psync + fdatasync/4MiB MiB/s | apply / that |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|\n")
-	fmt.Fprintf(w, "| %.1f | %.1f | %.1f | **%.2f** | %.1f | **%.2f** |\n", applyRate/(1<<20), jobs[0].MiBps(),
-		ps[0].MiBps(), applyRate/ps[0].BW, ps[1].MiBps(), applyRate/ps[1].BW)
-	return nil
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func (b *bench) memory(ctx context.Context) error {
