@@ -46,6 +46,24 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		}
 		return r
 	}
+	t.Run("new, suspended together", func(t *testing.T) {
+		// Never copied at all: a suspension at one point of the timer
+		// makes no time of it.
+		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+		if _, err := r.mg.SuspendAll(); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.ship()
+		r.mg.promote()
+		for _, p := range r.mg.Pairs() {
+			if p.State != Suspended || p.Consistent != 0 {
+				t.Errorf("new pair suspended in its first copy: %+v, want suspended, consistent as of no time (0)", p)
+			}
+		}
+	})
 	t.Run("pending", func(t *testing.T) {
 		deletedAndAdded(t)
 	})
