@@ -126,3 +126,78 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		}
 	})
 }
+
+// TestInconsistentResyncClaimsNoConsistencyTime: a resync the operator
+// accepted as inconsistent (`pair resume --inconsistent`) does not hold the
+// secondary: its regions land there in region order over the copy the
+// suspension left, and the secondary reports the volume not consistent
+// until the copy ends. The primary must not go on claiming the suspension's
+// time for it, during the resync, after a restart in the middle of it, nor
+// once it is suspended again before the copy ends.
+func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
+	resyncing := func(t *testing.T) *rig {
+		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
+		r.settle()
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.ship()
+		r.mg.promote()
+		for i := range int64(32) {
+			r.write("a", i*twinRegion, 4096)
+		}
+		if p := r.pair("a"); p.Consistent == 0 {
+			t.Fatalf("setup: suspended pair %+v claims no consistency time", p)
+		}
+		if err := r.mg.ResumeInconsistent("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.State != Pending || p.Copied == 0 || p.Consistent != 0 {
+			t.Fatalf("inconsistent resync under way, pair a is %+v: want pending, partly copied, consistent as of no time (0): "+
+				"the secondary holds a mix of its copy as of the suspension and the resync's regions", p)
+		}
+		return r
+	}
+	t.Run("pending", func(t *testing.T) { resyncing(t) })
+	t.Run("restarted", func(t *testing.T) {
+		r := resyncing(t)
+		r.mv.mu.Lock()
+		r.mv.acked, r.mv.connected = 0, false
+		r.mv.mu.Unlock()
+		r.crash()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent != 0 {
+			t.Errorf("restarted in an inconsistent resync, pair a reports consistency time %d, want none (0)", p.Consistent)
+		}
+	})
+	t.Run("suspended again", func(t *testing.T) {
+		r := resyncing(t)
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.Consistent != 0 {
+			t.Errorf("suspended in an inconsistent resync, pair a reports consistency time %d (since %d), want none (0)", p.Consistent, p.Since)
+		}
+		if err := r.mg.Resume("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+		if p := r.pair("a"); p.State == Pending && p.Consistent != 0 {
+			t.Errorf("resumed after an inconsistent resync was cut short, pair a reports consistency time %d while pending, want none (0)", p.Consistent)
+		}
+	})
+	t.Run("copy ends", func(t *testing.T) {
+		r := resyncing(t)
+		r.settle()
+		if p, b := r.pair("a"), r.pair("b"); p.State != Duplex || p.Consistent == 0 || p.Consistent != b.Consistent {
+			t.Errorf("inconsistent resync done, pair a is %+v: want duplex, consistent with b as of %d", p, b.Consistent)
+		}
+	})
+}
