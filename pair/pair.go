@@ -89,6 +89,10 @@ type Pair struct {
 	// has no consistent copy of it, and a resume announces a first copy
 	// again, not a resync that would hold the other volumes.
 	FirstCopy bool `json:"first_copy,omitempty"`
+	// Inconsistent says a resync the operator accepted as inconsistent
+	// (ResumeInconsistent) ran over the secondary's copy: it holds no
+	// consistent copy of the pair until a copy of it ends.
+	Inconsistent bool `json:"inconsistent,omitempty"`
 }
 
 type persisted struct {
@@ -746,15 +750,16 @@ func (mg *Manager) promote() (changed bool) {
 		}
 		if p.State == Pending && p.CopyEnd != 0 && acked >= p.CopyEnd {
 			changed = true
-			p.State, p.Resynced, p.FirstCopy = Duplex, p.Copied, false
+			p.State, p.Resynced, p.FirstCopy, p.Inconsistent = Duplex, p.Copied, false, false
 			delete(mg.copies, name)
 			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 		}
 		switch {
-		case p.FirstCopy:
-			// Before its first copy ends the secondary holds no
-			// consistent copy, whatever was stored or acknowledged.
+		case p.FirstCopy || p.Inconsistent:
+			// Before its first copy, or an inconsistent resync, ends the
+			// secondary holds no consistent copy, whatever was stored or
+			// acknowledged.
 			p.Consistent = 0
 		case acked == 0:
 			// Nothing acknowledged to this process yet (it restarted,
@@ -795,11 +800,12 @@ func (mg *Manager) promote() (changed bool) {
 // without such a time keeps the one it has; a pair in its first copy has
 // none.
 func claim(p *Pair, pos transport.Position) int64 {
-	if p.FirstCopy {
-		// The secondary never held a whole copy of this pair, or its first
-		// copy is landing there in region order, over whatever copy a
-		// deletion left: no time is consistent, whatever time the pair
-		// kept from before its first copy began.
+	if p.FirstCopy || p.Inconsistent {
+		// The secondary never held a whole copy of this pair, or a copy
+		// that does not hold it (its first, or a resync accepted as
+		// inconsistent) is landing there in region order over whatever
+		// copy it had: no time is consistent, whatever time the pair kept
+		// from before that copy began.
 		return 0
 	}
 	if p.Since == 0 {
@@ -1095,8 +1101,10 @@ func (mg *Manager) resume(vol string, auto bool) error {
 	// stay until the state on disk says duplex (see save): until Resume's
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
+	inconsistent := mg.markers.inconsistent[vol]
 	bm := mg.resumeMarked(p, 0)
 	mg.startCopy(p, bm)
+	p.Inconsistent = p.Inconsistent || inconsistent
 	mg.endIfEmpty(p)
 	return nil
 }
@@ -1226,9 +1234,14 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	}
 	// As in resume, the sticky activity-log marks stay until the state on
 	// disk says duplex.
+	inconsistent := map[string]bool{}
+	for _, p := range ps {
+		inconsistent[p.Volume] = mg.markers.inconsistent[p.Volume]
+	}
 	bms := mg.resumeTogether(ps)
 	for i, p := range ps {
 		mg.startCopy(p, bms[i])
+		p.Inconsistent = p.Inconsistent || inconsistent[p.Volume]
 		mg.endIfEmpty(p)
 	}
 	mg.mu.Unlock()
