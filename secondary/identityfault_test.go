@@ -100,7 +100,8 @@ func newIdentityRig(t *testing.T) *identityRig {
 }
 
 // crash abandons the running secondary as kill -9 would: nothing is
-// checkpointed, the journal is only closed (releasing its lock).
+// checkpointed; its applier is stopped and its journal closed only so that
+// the next Open in this process finds them let go.
 func (r *identityRig) crash() {
 	r.t.Helper()
 	r.cancel()
@@ -110,7 +111,16 @@ func (r *identityRig) crash() {
 		r.t.Fatal("secondary did not stop within 30s")
 	}
 	r.net.Close()
-	r.sec.journal.Close()
+	s := r.sec
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.applyQ)
+	}
+	s.mu.Unlock()
+	<-s.applyDone
+	s.bg.Wait()
+	s.journal.Close()
 	for _, v := range r.vols {
 		v.Close()
 	}
