@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	"duplex/crc32c"
 	"duplex/recordset"
 )
 
@@ -34,6 +35,15 @@ var ErrMalformedGroup = errors.New("malformed consistency group")
 
 // EncodeGroup appends the journal encoding of g to dst.
 func EncodeGroup(dst []byte, session string, g *Group) ([]byte, error) {
+	b, _, err := EncodeGroupSum(dst, session, g)
+	return b, err
+}
+
+// EncodeGroupSum is EncodeGroup that also returns the CRC-32C of the bytes
+// it appended, for journal.AppendSum: the data of updates decoded from
+// record sets is not checksummed again (see recordset.EncodeSum).
+func EncodeGroupSum(dst []byte, session string, g *Group) ([]byte, uint32, error) {
+	start := len(dst)
 	dst = append(dst, groupMagic...)
 	dst = binary.BigEndian.AppendUint16(dst, groupVersion)
 	names := make([]string, 0, len(g.Through))
@@ -48,11 +58,12 @@ func EncodeGroup(dst []byte, session string, g *Group) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint64(dst, g.Through[n])
 	}
 	rs := recordset.RecordSet{Session: session, Subsystem: groupSubsys, Seq: g.Number, Group: g.Number, Horizon: g.Time, Updates: g.Updates}
-	out, err := recordset.Encode(dst, &rs)
+	table := len(dst)
+	out, sum, err := recordset.EncodeSum(dst, &rs)
 	if err != nil {
-		return nil, fmt.Errorf("encode group %d: %w", g.Number, err)
+		return nil, 0, fmt.Errorf("encode group %d: %w", g.Number, err)
 	}
-	return out, nil
+	return out, crc32c.Combine(crc32c.Checksum(out[start:table]), sum, int64(len(out)-table)), nil
 }
 
 // DecodeGroup parses a journal record. Update data aliases b.

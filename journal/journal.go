@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	"duplex/crc32c"
 	"duplex/disk"
 )
 
@@ -402,6 +403,23 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 // Sync returns. After a failed write the Journal refuses further writes, as
 // after a failed Sync; reopen it to recover.
 func (j *Journal) Append(index uint64, data []byte) error {
+	return j.append(index, data, func() uint32 { return recordCRC(index, data) })
+}
+
+// AppendSum is Append for a caller that already has sum, the CRC-32C of
+// data (crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))): the
+// record's checksum is combined from it, so the data is not read again. A
+// wrong sum makes a record that Open drops or calls corrupt, so sum must
+// come from the bytes themselves, as consistency.EncodeGroupSum's does.
+func (j *Journal) AppendSum(index uint64, data []byte, sum uint32) error {
+	return j.append(index, data, func() uint32 {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], index)
+		return crc32c.Combine(crc32c.Checksum(b[:]), sum, int64(len(data)))
+	})
+}
+
+func (j *Journal) append(index uint64, data []byte, crc func() uint32) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
@@ -424,7 +442,7 @@ func (j *Journal) Append(index uint64, data []byte) error {
 	j.buf = j.buf[:0]
 	j.buf = append(j.buf, make([]byte, segmentHeaderSize)...)
 	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(len(data)))
-	j.buf = binary.BigEndian.AppendUint32(j.buf, recordCRC(index, data))
+	j.buf = binary.BigEndian.AppendUint32(j.buf, crc())
 	j.buf = binary.BigEndian.AppendUint64(j.buf, index)
 	parts := [][]byte{nil, data, zeros[:pad]}
 	if len(data) <= copyThreshold {

@@ -1,6 +1,7 @@
 package recordset
 
 import (
+	"duplex/crc32c"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -334,12 +335,48 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 	}
 	b = be.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 
-	pstart := len(b)
+	var sum payloadSum
 	for i := range rs.Updates {
-		b = append(b, rs.Updates[i].Data...)
+		u := &rs.Updates[i]
+		b = append(b, u.Data...)
+		if u.summed {
+			sum.combine(u.sum, len(u.Data))
+		} else {
+			sum.update(b[len(b)-len(u.Data):])
+		}
 	}
-	b = be.AppendUint32(b, crc32.Checksum(b[pstart:], castagnoli))
+	b = be.AppendUint32(b, sum.crc)
 	return b, nil
+}
+
+// EncodeSum is Encode that also returns the CRC-32C of the bytes it
+// appended. It reads again only what Decode did not keep a checksum of
+// (small updates and the header), so a journal can frame the encoding with
+// a checksum of its own (journal.AppendSum) at little cost.
+func EncodeSum(dst []byte, rs *RecordSet) ([]byte, uint32, error) {
+	start := len(dst)
+	b, err := Encode(dst, rs)
+	if err != nil {
+		return b, 0, err
+	}
+	hdr := int(be.Uint32(b[start+offHeaderLen:]))
+	payload := int(be.Uint32(b[start+offPayloadLen:]))
+	sum := crc32c.Combine(crc32c.Checksum(b[start:start+hdr]), be.Uint32(b[len(b)-crcSize:]), int64(payload))
+	return b, crc32c.Update(sum, b[len(b)-crcSize:]), nil
+}
+
+// sumMin is the smallest update whose checksum Decode keeps: below it,
+// checksumming the bytes again costs less than combining checksums.
+const sumMin = 64 << 10
+
+// payloadSum is the CRC-32C of a payload built piece by piece, each piece
+// either read or, when its checksum is known, combined.
+type payloadSum struct{ crc uint32 }
+
+func (p *payloadSum) update(b []byte) { p.crc = crc32c.Update(p.crc, b) }
+
+func (p *payloadSum) combine(sum uint32, n int) {
+	p.crc = crc32c.Combine(p.crc, sum, int64(n))
 }
 
 // FrameSize returns the total length of the record set whose first bytes are
@@ -500,9 +537,6 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 	}
 	pb := b[hdr : total-crcSize]
 	want := be.Uint32(b[total-crcSize:])
-	if got := crc32.Checksum(pb, castagnoli); got != want {
-		return nil, fmt.Errorf("recordset: payload crc %#08x, want %#08x: %w", got, want, ErrCorrupt)
-	}
 
 	rs := &RecordSet{
 		Session:   h.Session,
@@ -591,9 +625,7 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 			}
 			u.Data = pb[dataOff : dataOff+u.Length : dataOff+u.Length]
 			dataOff += u.Length
-			if err := checkMarker(u.Offset, u.Data); err != nil {
-				return nil, fmt.Errorf("recordset: record %d: %w", i, err)
-			}
+			// Its bytes are checked once the payload's checksum holds.
 			markers++
 		case KindZeroes, KindTrim:
 		default:
@@ -616,6 +648,30 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 	}
 	if dataOff != uint64(len(pb)) {
 		return nil, fmt.Errorf("recordset: records hold %d data bytes, payload has %d: %w", dataOff, len(pb), ErrMalformed)
+	}
+	// The data of the records tile the payload in order, so its checksum
+	// is theirs joined: large ones are checksummed on their own and
+	// combined, and their checksums kept for EncodeSum; the rest are read
+	// as they come. Still one pass over the bytes.
+	var sum payloadSum
+	for i := range rs.Updates {
+		u := &rs.Updates[i]
+		if len(u.Data) >= sumMin {
+			u.sum, u.summed = crc32c.Checksum(u.Data), true
+			sum.combine(u.sum, len(u.Data))
+		} else {
+			sum.update(u.Data)
+		}
+	}
+	if sum.crc != want {
+		return nil, fmt.Errorf("recordset: payload crc %#08x, want %#08x: %w", sum.crc, want, ErrCorrupt)
+	}
+	for i := range rs.Updates {
+		if u := &rs.Updates[i]; u.Kind == KindMarker {
+			if err := checkMarker(u.Offset, u.Data); err != nil {
+				return nil, fmt.Errorf("recordset: record %d: %w", i, err)
+			}
+		}
 	}
 	// parseFixed has checked lowest <= highest <= horizon, so matching the
 	// first and last records puts every timestamp in range.

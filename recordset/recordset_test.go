@@ -110,7 +110,7 @@ func samples() map[string]*RecordSet {
 }
 
 // normalized makes nil and empty Data compare equal, which Decode cannot
-// tell apart.
+// tell apart, and drops the checksums Decode keeps, which are no content.
 func normalized(rs *RecordSet) *RecordSet {
 	c := *rs
 	c.Updates = nil
@@ -118,6 +118,7 @@ func normalized(rs *RecordSet) *RecordSet {
 		if len(u.Data) == 0 {
 			u.Data = nil
 		}
+		u.sum, u.summed = 0, false
 		c.Updates = append(c.Updates, u)
 	}
 	return &c
@@ -167,6 +168,47 @@ func TestRoundTrip(t *testing.T) {
 			again := mustEncode(t, got)
 			if !bytes.Equal(again, b) {
 				t.Errorf("re-encoding differs")
+			}
+		})
+	}
+}
+
+// TestEncodeSum: the checksum EncodeSum returns is that of the bytes it
+// appended, for a set as formed (every byte read) and for the same set
+// decoded (large updates' checksums combined, not read), and the
+// encodings are the same.
+func TestEncodeSum(t *testing.T) {
+	lim := Limits{MaxHeader: 1 << 24, MaxPayload: 1 << 26}
+	sets := samples()
+	big := &RecordSet{Session: "sess", Subsystem: "ss", Seq: 3, Group: 3, ReadTime: 5, Horizon: 1000}
+	for i, n := range []int{sumMin, 100, sumMin + 1, 1 << 20, 0, 3*sumMin + 7} {
+		u := Update{Volume: fmt.Sprintf("v%d", i%2), Kind: KindWrite, Offset: uint64(i) << 22, Length: uint64(n), Timestamp: int64(10 + i), Seq: uint64(i + 1), Data: pattern(n, byte(i))}
+		if n == 0 {
+			u.Kind, u.Length = KindZeroes, 4096
+		}
+		big.Updates = append(big.Updates, u)
+	}
+	sets["large updates"] = big
+	for name, rs := range sets {
+		t.Run(name, func(t *testing.T) {
+			prefix := []byte("prefix")
+			b, sum, err := EncodeSum(bytes.Clone(prefix), rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := crc32.Checksum(b[len(prefix):], castagnoli); sum != want {
+				t.Fatalf("EncodeSum of the set as formed: %#08x, want %#08x", sum, want)
+			}
+			got, err := Decode(b[len(prefix):], lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, sum2, err := EncodeSum(nil, got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, b[len(prefix):]) || sum2 != sum {
+				t.Fatalf("the decoded set encodes to other bytes or checksum (%#08x, want %#08x)", sum2, sum)
 			}
 		})
 	}

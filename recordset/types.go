@@ -43,6 +43,13 @@ type Update struct {
 	Timestamp int64  // from the primary site's common timer, nanoseconds
 	Seq       uint64 // per-subsystem update sequence number
 	Data      []byte
+
+	// sum is the CRC-32C of Data when summed: Decode keeps it for large
+	// updates, whose bytes it has just checked, so that Encode of a set
+	// holding them (a journaled consistency group) checksums its payload
+	// by combining, without reading the bytes again.
+	sum    uint32
+	summed bool
 }
 
 // RecordSet is what one subsystem contributed to one time-interval group.

@@ -1,0 +1,73 @@
+// Package crc32c is the CRC-32C (Castagnoli) checksum that the record-set
+// encoding (package recordset) and the journal (package journal) carry, with
+// Combine, which gives the checksum of two byte strings joined from the
+// checksums of each. It lets the secondary, which verifies every update's
+// data once on arrival, checksum a journal record made of those updates
+// without reading their bytes again: journaling and applying a consistency
+// group then cost one pass over its data for checksums, not three.
+//
+// The checksum is hash/crc32's with the crc32.Castagnoli table (reflected,
+// initial value and final XOR 0xffffffff).
+package crc32c
+
+import "hash/crc32"
+
+// Table is the CRC-32C table.
+var Table = crc32.MakeTable(crc32.Castagnoli)
+
+// Checksum is the CRC-32C of p.
+func Checksum(p []byte) uint32 { return crc32.Checksum(p, Table) }
+
+// Update extends crc, the CRC-32C of some bytes, to those bytes followed by p.
+func Update(crc uint32, p []byte) uint32 { return crc32.Update(crc, Table, p) }
+
+// poly is the Castagnoli polynomial, reflected.
+const poly = 0x82f63b78
+
+// x2n[k] is x^(2^k) modulo the polynomial.
+var x2n = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	t[0] = p
+	for k := 1; k < 32; k++ {
+		p = multModP(p, p)
+		t[k] = p
+	}
+	return t
+}()
+
+// multModP is a(x) b(x) modulo the polynomial, in the reflected bit order.
+func multModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+			if a&(m-1) == 0 {
+				break
+			}
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ poly
+		} else {
+			b >>= 1
+		}
+	}
+	return p
+}
+
+// xPow8n is x^(8n) modulo the polynomial: what appending n bytes does to a
+// checksum.
+func xPow8n(n int64) uint32 {
+	p := uint32(1) << 31 // x^0
+	for k := 3; n != 0; n, k = n>>1, k+1 {
+		if n&1 != 0 {
+			p = multModP(x2n[k&31], p)
+		}
+	}
+	return p
+}
+
+// Combine is the CRC-32C of a followed by b, given crcA of a, crcB of b and
+// the length of b. It costs a few hundred operations whatever the lengths.
+func Combine(crcA, crcB uint32, lenB int64) uint32 {
+	return multModP(xPow8n(lenB), crcA) ^ crcB
+}
