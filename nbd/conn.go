@@ -32,11 +32,30 @@ type request struct {
 	weight int64   // bytes charged to the limiter
 }
 
+// worker is a goroutine that serves the connection's requests one at a time,
+// as the read loop hands them over, for as long as the connection lasts. A
+// goroutine per request would cost its creation and, on every request, the
+// growth of a fresh stack to the depth of the Export's write path; a worker
+// keeps its grown stack.
+type worker struct {
+	// reply is the worker's reply while it waits in the writer's queue;
+	// the writer signals written on writing it. One per worker, because a
+	// worker has at most one reply queued.
+	reply   pendingReply
+	written chan struct{}
+}
+
+type pendingReply struct {
+	b       []byte
+	written chan struct{}
+}
+
 // transmit serves requests until the client disconnects, breaks the
 // protocol or the server closes the connection. It returns only when every
 // request it dispatched has finished, so no Export call outlives it.
 func (c *conn) transmit() string {
 	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
+	c.queue = make(chan request)
 	reason, hard := c.readLoop()
 	if hard {
 		// After a protocol violation the stream is out of sync and
@@ -45,16 +64,18 @@ func (c *conn) transmit() string {
 		c.nc.Close()
 	}
 	c.inflight.Wait()
+	close(c.queue)
+	c.workers.Wait()
 	return reason
 }
 
-// readLoop reads requests and dispatches each to its own goroutine. WRITE
-// payloads are read here, in order, because the request stream cannot be
-// parsed past a payload that has not been consumed. Serving a request on the
-// read loop itself when it is alone in flight saves no measurable CPU (see
-// BenchmarkRoundTrip's cpu-ns/op), and would hold up the requests a client
-// sends behind it while the Export holds it up (a write waiting for room in
-// the sidefile): TestConcurrentRequests catches that.
+// readLoop reads requests and hands each to a worker, so that requests are
+// served concurrently. WRITE payloads are read here, in order, because the
+// request stream cannot be parsed past a payload that has not been consumed.
+// Serving a request on the read loop itself when it is alone in flight would
+// hold up the requests a client sends behind it while the Export holds it up
+// (a write waiting for room in the sidefile): TestConcurrentRequests catches
+// that.
 func (c *conn) readLoop() (reason string, hard bool) {
 	var hdr [requestHeaderLen]byte
 	for {
@@ -68,7 +89,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			c.log.Warn("nbd: protocol error: bad request magic, closing", "magic", fmt.Sprintf("%#08x", m))
 			return "bad request magic", true
 		}
-		r := &request{
+		r := request{
 			flags:  binary.BigEndian.Uint16(hdr[4:]),
 			typ:    binary.BigEndian.Uint16(hdr[6:]),
 			cookie: binary.BigEndian.Uint64(hdr[8:]),
@@ -101,8 +122,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				c.lim.release(r.weight)
 				return "reading WRITE payload: " + err.Error(), false
 			}
-			c.inflight.Add(1)
-			go c.handle(r)
+			c.dispatch(r)
 			continue
 
 		case CmdRead:
@@ -111,32 +131,52 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			}
 		}
 		c.lim.acquire(r.weight)
-		c.inflight.Add(1)
-		go c.handle(r)
+		c.dispatch(r)
 	}
 }
 
-// dispatch runs f as an in-flight request of no weight.
-func (c *conn) dispatch(r *request, f func()) {
-	c.lim.acquire(0)
+// dispatch hands r, which holds its place in the limiter, to an idle worker,
+// or to a new one when none is idle. Only the read loop calls it.
+func (c *conn) dispatch(r request) {
 	c.inflight.Add(1)
-	go func() {
-		defer c.inflight.Done()
-		defer c.lim.release(0)
-		f()
-	}()
+	if c.nworkers < maxInflight {
+		select {
+		case c.queue <- r:
+			return
+		default:
+		}
+		c.nworkers++
+		c.workers.Add(1)
+		go c.work(r)
+		return
+	}
+	// Every worker there will ever be exists, and the limiter lets at
+	// most maxInflight requests in, r among them: one worker is idle or
+	// about to be.
+	c.queue <- r
 }
 
-func (c *conn) handle(r *request) {
+// work serves r, then every request the read loop hands it, until the
+// connection ends.
+func (c *conn) work(r request) {
+	defer c.workers.Done()
+	w := &worker{written: make(chan struct{}, 1)}
+	for ok := true; ok; r, ok = <-c.queue {
+		c.handle(w, &r)
+	}
+}
+
+func (c *conn) handle(w *worker, r *request) {
 	defer c.inflight.Done()
 	defer c.lim.release(r.weight)
 	if r.typ == CmdRead {
-		c.read(r)
+		c.read(w, r)
 		return
 	}
 	errno := c.exec(r)
 	putBuf(r.buf)
-	c.reply(r.cookie, errno)
+	r.buf = nil
+	c.reply(w, r.cookie, errno)
 }
 
 // accepted is the largest READ or WRITE payload served: the advertised
@@ -149,17 +189,17 @@ func (c *conn) inRange(off uint64, n uint32) bool {
 
 // read serves NBD_CMD_READ. With simple replies the data follows the reply
 // header, so both go out in a single Write from one pooled buffer.
-func (c *conn) read(r *request) {
+func (c *conn) read(w *worker, r *request) {
 	switch {
 	case r.flags&^CmdFlagFUA != 0:
 		// DF needs structured replies; anything else is unknown.
-		c.reply(r.cookie, EINVAL)
+		c.reply(w, r.cookie, EINVAL)
 		return
 	case r.length > c.accepted():
-		c.reply(r.cookie, EINVAL)
+		c.reply(w, r.cookie, EINVAL)
 		return
 	case !c.inRange(r.off, r.length):
-		c.reply(r.cookie, EINVAL)
+		c.reply(w, r.cookie, EINVAL)
 		return
 	}
 	b := getBuf(replyHeaderLen + int(r.length))
@@ -167,12 +207,12 @@ func (c *conn) read(r *request) {
 	if r.length > 0 {
 		if err := c.exp.ReadAt((*b)[replyHeaderLen:], int64(r.off)); err != nil {
 			c.ioError("read", r, err)
-			c.reply(r.cookie, errnoOf(err))
+			c.reply(w, r.cookie, errnoOf(err))
 			return
 		}
 	}
 	putReplyHeader(*b, r.cookie, 0)
-	c.send(*b)
+	c.send(w, *b)
 }
 
 // exec runs every command except READ and returns the reply's error.
@@ -264,10 +304,10 @@ func putReplyHeader(b []byte, cookie uint64, errno Errno) {
 }
 
 // reply sends a simple reply without data.
-func (c *conn) reply(cookie uint64, errno Errno) {
+func (c *conn) reply(w *worker, cookie uint64, errno Errno) {
 	var b [replyHeaderLen]byte
 	putReplyHeader(b[:], cookie, errno)
-	c.send(b[:])
+	c.send(w, b[:])
 }
 
 // send writes one whole reply and returns once it is written, so the caller
@@ -277,13 +317,14 @@ func (c *conn) reply(cookie uint64, errno Errno) {
 // queued meanwhile by the others, who wait for it. A failed write means the
 // peer is gone or the stream is corrupt: closing the connection stops the
 // reader too.
-func (c *conn) send(b []byte) {
+func (c *conn) send(w *worker, b []byte) {
 	c.wmu.Lock()
 	if c.writing {
-		p := &pendingReply{b: b, done: make(chan struct{})}
-		c.pending = append(c.pending, p)
+		w.reply = pendingReply{b: b, written: w.written}
+		c.pending = append(c.pending, &w.reply)
 		c.wmu.Unlock()
-		<-p.done
+		<-w.written
+		w.reply.b = nil
 		return
 	}
 	c.writing = true
@@ -318,7 +359,7 @@ func (c *conn) send(b []byte) {
 		clear(bufs)
 		c.bufs = bufs[:0]
 		for _, p := range batch {
-			close(p.done)
+			p.written <- struct{}{}
 		}
 		clear(batch)
 		c.batch = batch[:0]
@@ -331,11 +372,6 @@ func (c *conn) send(b []byte) {
 			return
 		}
 	}
-}
-
-type pendingReply struct {
-	b    []byte
-	done chan struct{}
 }
 
 // limiter is a counting semaphore weighted by bytes.

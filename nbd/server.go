@@ -221,6 +221,12 @@ type conn struct {
 	bufs     [][]byte        // reused by the writer (under writing)
 	lim      limiter
 	inflight sync.WaitGroup
+
+	// The read loop hands requests to workers through queue; nworkers is
+	// how many it started (only the read loop touches it).
+	queue    chan request
+	nworkers int
+	workers  sync.WaitGroup
 }
 
 func (c *conn) serve() string {
