@@ -1,0 +1,107 @@
+package mover
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/sidefile"
+	"duplex/subsystem"
+	"duplex/timer"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// TestLinkToASecondaryThatStopsReadingIsGivenUp: a secondary that stops
+// reading its connection (its process stopped or hung, its disk not
+// answering) keeps TCP alive, every probe answered with a zero window. The
+// mover must still find the link dead once the secondary has said nothing
+// for its silence time, so that the session sees the link down and
+// suspends into bitmaps before writes wait for sidefile space for ever. A
+// record set larger than what the sockets buffer must not block the mover
+// in a send that nothing ends.
+func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
+	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan transport.Conn, 4)
+	go func() {
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			accepted <- conn
+		}
+	}()
+
+	dir := t.TempDir()
+	const size = 64 << 20
+	v, err := volume.Open(filepath.Join(dir, "a.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	tm := timer.New()
+	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
+	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
+		Dialer: &transport.TCPDialer{Addr: ln.Addr()}, Retransmit: 100 * time.Millisecond, Silence: 500 * time.Millisecond,
+		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// Closed last: until then nothing but the end of Run's context may
+	// unblock the mover.
+	var conn transport.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return within 5s of its context's end (a primary's SIGTERM waits for it): it is blocked sending to the stalled secondary")
+		}
+	}()
+
+	// The secondary welcomes the primary, then never reads again.
+	select {
+	case conn = <-accepted:
+	case <-time.After(deadline):
+		t.Fatal("the mover did not connect")
+	}
+	if _, err := conn.Recv(); err != nil {
+		t.Fatalf("hello: %v", err)
+	}
+	if err := conn.Send(transport.EncodePosition(transport.TypeWelcome, transport.Position{})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the link", func() bool { return m.Stats().Connected })
+
+	// 48 MiB of writes, more than the sockets on both sides buffer.
+	data := make([]byte, 1<<20)
+	for i := range 48 {
+		data[0] = byte(i)
+		if err := ss.Write(context.Background(), "a", data, int64(i)<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Cut()
+	// Silence is 500ms: the link is given up well within 10s.
+	end := time.Now().Add(10 * time.Second)
+	for m.Stats().Connected {
+		if time.Now().After(end) {
+			t.Fatalf("the secondary has said nothing for 10s (silence time 500ms) and stopped reading, yet the link still counts as connected "+
+				"(held record sets %d): the session never sees it down, never suspends, and writes wait for sidefile space for ever", m.Stats().HeldSets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
