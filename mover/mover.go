@@ -60,7 +60,8 @@ type Config struct {
 	OnAcked func(recordset.Update)
 	// Silence is how long the secondary may send nothing while record sets
 	// are outstanding before the connection is given up and redialled (a
-	// stream desynchronised by corruption delivers nothing); default
+	// stream desynchronised by corruption delivers nothing), and how long a
+	// send may wait on a secondary that takes nothing; default
 	// max(4 × Retransmit, 5s).
 	Silence time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
@@ -343,6 +344,13 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	m.mu.Lock()
 	instance := m.instance
 	m.mu.Unlock()
+	// A secondary that stops reading (stopped, hung on its disk) would hold
+	// a send for ever, and the link would never count as down: a send on
+	// which it takes nothing for the silence time gives the link up, as
+	// its silence does. The end of ctx ends a send in progress too.
+	conn.SetSendTimeout(m.cfg.Silence)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	hello := transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance, Generation: m.cfg.Generation}
 	for _, ss := range m.cfg.Subsystems {
 		for _, name := range ss.VolumeNames() {

@@ -180,6 +180,10 @@ func (c *memConn) abort() {
 	c.out.shut(false)
 }
 
+// SetSendTimeout does nothing: a memory link queues without bound, so a
+// Send never waits on its peer.
+func (c *memConn) SetSendTimeout(time.Duration) {}
+
 func (c *memConn) Send(frame []byte) error {
 	n := c.net
 	n.mu.Lock()

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -135,6 +138,7 @@ type tcpConn struct {
 	maxFrame int
 	maxRecv  int // 0: maxFrame
 	wmu      sync.Mutex
+	stall    atomic.Int64 // send timeout; 0: DefaultSendTimeout
 	hdr      [4]byte
 	rhdr     [4]byte
 }
@@ -150,15 +154,45 @@ func (t *tcpConn) Peer() string { return t.c.RemoteAddr().String() }
 
 func (t *tcpConn) Close() error { return t.c.Close() }
 
+func (t *tcpConn) SetSendTimeout(d time.Duration) { t.stall.Store(int64(max(d, 0))) }
+
+// sendPiece is what a peer must take within the send timeout for a Send to
+// go on: a slow link that keeps taking data is not a stalled peer, however
+// long the frame. A piece per write also suits TLS, whose connection is
+// broken for good by a write that times out, so a deadline cannot simply
+// be moved on after partial progress.
+const sendPiece = 64 << 10
+
 func (t *tcpConn) Send(frame []byte) error {
 	if len(frame) > t.maxFrame {
 		return fmt.Errorf("send %d bytes to %s: %w", len(frame), t.Peer(), ErrFrameTooLarge)
 	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	limit := time.Duration(t.stall.Load())
+	if limit == 0 {
+		limit = DefaultSendTimeout
+	}
 	binary.BigEndian.PutUint32(t.hdr[:], uint32(len(frame)))
-	bufs := net.Buffers{t.hdr[:], frame}
-	if _, err := bufs.WriteTo(t.c); err != nil {
+	first := min(len(frame), sendPiece)
+	err := t.c.SetWriteDeadline(time.Now().Add(limit))
+	if err == nil {
+		bufs := net.Buffers{t.hdr[:], frame[:first]}
+		_, err = bufs.WriteTo(t.c)
+	}
+	for rest := frame[first:]; err == nil && len(rest) > 0; {
+		n := min(len(rest), sendPiece)
+		if err = t.c.SetWriteDeadline(time.Now().Add(limit)); err == nil {
+			_, err = t.c.Write(rest[:n])
+		}
+		rest = rest[n:]
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.c.Close()
+		return fmt.Errorf("send %d bytes to %s: %w: it took less than %d bytes in %s, so it is not reading; connection closed",
+			len(frame), t.Peer(), ErrStalled, sendPiece, limit)
+	}
+	if err != nil {
 		return fmt.Errorf("send to %s: %w", t.Peer(), err)
 	}
 	return nil

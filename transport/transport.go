@@ -15,12 +15,23 @@ package transport
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Conn is one connection between a primary and a secondary.
 type Conn interface {
 	// Send transmits one frame. The frame may be retained until Send returns only.
+	// It never waits for ever on a peer that stops reading: see SetSendTimeout.
 	Send(frame []byte) error
+	// SetSendTimeout bounds how long a Send may wait for the peer to take
+	// its data. A peer that stops reading (its process stopped, its disk
+	// hung) keeps TCP alive, every probe answered by a zero window: without
+	// a bound, a frame larger than the sockets buffer would block its
+	// sender for ever, and everything waiting on the sender with it. A Send
+	// that waits longer fails with ErrStalled and closes the connection
+	// (the frame went out in part, so the stream is out of step). Zero
+	// means DefaultSendTimeout.
+	SetSendTimeout(d time.Duration)
 	// Recv returns the next frame. The caller owns it.
 	Recv() ([]byte, error)
 	// Close ends the connection; a blocked Recv returns an error.
@@ -43,6 +54,15 @@ type Listener interface {
 
 // ErrClosed is returned by operations on a closed connection or listener.
 var ErrClosed = errors.New("transport: closed")
+
+// ErrStalled is returned by a Send whose peer took nothing for the send
+// timeout.
+var ErrStalled = errors.New("transport: peer stopped taking data")
+
+// DefaultSendTimeout bounds a Send on a connection whose send timeout was
+// never set: long enough for any link that still carries data, short
+// enough that a stalled peer holds nothing up for long.
+const DefaultSendTimeout = 30 * time.Second
 
 // ErrFrameTooLarge is returned for a frame above the configured maximum.
 var ErrFrameTooLarge = errors.New("transport: frame too large")

@@ -1,0 +1,104 @@
+package transport
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestTCPSendToAPeerThatStopsReadingFails: a peer that stops reading keeps
+// TCP alive with a zero window; a frame larger than the sockets buffer must
+// fail with ErrStalled once the peer has taken nothing for the send timeout,
+// and close the connection, with and without TLS, from either side.
+func TestTCPSendToAPeerThatStopsReadingFails(t *testing.T) {
+	ca := newCA(t, "duplex test CA")
+	cert := ca.issue(t, "primary")
+	for _, tc := range []struct {
+		name     string
+		tls      bool
+		fromDial bool
+	}{{"plain/dialer", false, true}, {"plain/listener", false, false}, {"tls/dialer", true, true}, {"tls/listener", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln := listenTCP(t, nil, 0)
+			d := &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20}
+			if tc.tls {
+				ln = listenTCP(t, serverTLS(ca, ca.issue(t, "secondary")), 0)
+				d = &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)}
+			}
+			client, server := tcpPair(t, ln, d)
+			sender, peer := client, server
+			if !tc.fromDial {
+				sender, peer = server, client
+			}
+			const timeout = 300 * time.Millisecond
+			sender.SetSendTimeout(timeout)
+			done := make(chan error, 1)
+			go func() { done <- sender.Send(make([]byte, 48<<20)) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("Send of 48 MiB to a peer that reads nothing has not returned after 30s (send timeout %s)", timeout)
+			}
+			if !errors.Is(err, ErrStalled) {
+				t.Fatalf("Send to a peer that reads nothing: got %v, want ErrStalled", err)
+			}
+			t.Logf("%v", err)
+			// Closed: the peer sees the end of the stream, not a torn frame taken whole.
+			if f, err := peer.Recv(); err == nil {
+				t.Fatalf("the peer received a frame of %d bytes after the sender gave up", len(f))
+			}
+			if err := sender.Send([]byte{1}); err == nil {
+				t.Fatal("Send after a stall succeeded: the connection must be closed")
+			}
+		})
+	}
+}
+
+// TestTCPSendToASlowReaderGoesOn: a peer that reads in bursts with pauses
+// (a secondary syncing its journal between record sets), so that a frame
+// takes longer than the send timeout to go through, is not stalled: what
+// counts is that it keeps taking data.
+func TestTCPSendToASlowReaderGoesOn(t *testing.T) {
+	ln := listenTCP(t, nil, 0)
+	client, server := tcpPair(t, ln, &TCPDialer{Addr: ln.Addr()})
+	const timeout, pause = 2 * time.Second, 250 * time.Millisecond
+	client.SetSendTimeout(timeout)
+	frame := patterned(12<<20, 3)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- client.Send(frame) }()
+	raw := server.(*tcpConn).c
+	buf := make([]byte, 1<<20)
+	got := 0
+	for got < 4+len(frame) {
+		time.Sleep(pause)
+		n, err := io.ReadFull(raw, buf[:min(len(buf), 4+len(frame)-got)])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got+n, err)
+		}
+		got += n
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Send to a reader that kept reading failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	t.Logf("%d MiB taken in %v with a send timeout of %v", len(frame)>>20, time.Since(start).Round(time.Millisecond), timeout)
+}
+
+// TestTCPConnsAreBoundedByDefault: a connection nobody set a timeout on is
+// still bounded, so no sender of either side waits for ever.
+func TestTCPConnsAreBoundedByDefault(t *testing.T) {
+	ln := listenTCP(t, nil, 0)
+	client, server := tcpPair(t, ln, &TCPDialer{Addr: ln.Addr()})
+	for _, c := range []Conn{client, server} {
+		tc := c.(*tcpConn)
+		if got := tc.stall.Load(); got != 0 {
+			t.Fatalf("send timeout %v before any was set", time.Duration(got))
+		}
+	}
+	client.SetSendTimeout(-time.Second)
+	if got := client.(*tcpConn).stall.Load(); got != 0 {
+		t.Fatalf("a negative send timeout was kept as %v: it must mean the default", time.Duration(got))
+	}
+}
