@@ -3,6 +3,7 @@ package pair
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"duplex/bitmap"
@@ -221,13 +222,22 @@ func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
 	return copied + copied/4 + sidefiles
 }
 
-// checkRoom refuses to start a consistent resync of p that the secondary's
-// journal file system cannot hold: the secondary journals every group of
-// the resync before it applies any. Called with mg.mu held.
-func (mg *Manager) checkRoom(p *Pair) error {
-	if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) {
-		// Nothing is held for it at the secondary.
-		p.Waiting = ""
+// checkRoom refuses to start the consistent resyncs of ps that the
+// secondary's journal file system cannot hold: the secondary journals every
+// group of the resyncs before it applies any, and resyncs started together
+// (resume --all) share one hold, so their room is counted together, once.
+// Called with mg.mu held.
+func (mg *Manager) checkRoom(ps ...*Pair) error {
+	var held []*Pair
+	for _, p := range ps {
+		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) {
+			// Nothing is held for it at the secondary.
+			p.Waiting = ""
+			continue
+		}
+		held = append(held, p)
+	}
+	if len(held) == 0 {
 		return nil
 	}
 	free := mg.mover.Stats().Acked.JournalFree
@@ -236,8 +246,12 @@ func (mg *Manager) checkRoom(p *Pair) error {
 	}
 	var bytes int64
 	regions := 0
-	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
-		bytes, regions = bm.DirtyBytes(), bm.Count()
+	vols := make([]string, len(held))
+	for i, p := range held {
+		vols[i] = p.Volume
+		if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
+			bytes, regions = bytes+bm.DirtyBytes(), regions+bm.Count()
+		}
 	}
 	for name, bm := range mg.copies {
 		if q := mg.pairs[name]; q != nil && q.State == Pending && bm != nil {
@@ -247,13 +261,22 @@ func (mg *Manager) checkRoom(p *Pair) error {
 	}
 	need := mg.roomFor(bytes, regions)
 	if uint64(need) <= free {
-		p.Waiting = ""
+		for _, p := range held {
+			p.Waiting = ""
+		}
 		return nil
 	}
-	p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
-	return fmt.Errorf("%w: the resync of %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
-		"but its journal has room for %d bytes (its file system's free space less what the journal keeps for itself): free space there, or accept an inconsistent secondary copy until the resync completes with "+
-		"`duplex pair resume --inconsistent %s`", ErrNoJournalRoom, p.Volume, need, bytes, free, p.Volume)
+	what, way := "the resync of "+vols[0], "free space there, or accept an inconsistent secondary copy until the resync completes with `duplex pair resume --inconsistent "+vols[0]+"`"
+	if len(held) > 1 {
+		what = "the resyncs of " + strings.Join(vols, ", ") + ", held together,"
+		way = "free space there, resume them one at a time (each waits for room beside the resyncs already running), or accept an inconsistent secondary copy until its resync completes with `duplex pair resume --inconsistent VOLUME`"
+	}
+	for _, p := range held {
+		p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
+	}
+	return fmt.Errorf("%w: %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
+		"but its journal has room for %d bytes (its file system's free space less what the journal keeps for itself): %s",
+		ErrNoJournalRoom, what, need, bytes, free, way)
 }
 
 // autoResume resumes a pair the session suspended itself, once the link is
@@ -313,8 +336,9 @@ func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
 	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateResync})
 	if ok {
 		for i, p := range ps {
-			if p.FirstCopy {
-				// As in resumeMarked: the first copy again, not a resync.
+			if mg.inFirstCopy(p) {
+				// As in resumeMarked: the first copy again, not a resync,
+				// unless its end is already captured.
 				cs[i].Marker = recordset.Marker{State: recordset.StateFirstCopy}
 				continue
 			}

@@ -1226,11 +1226,9 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 		ps = append(ps, p)
 		names = append(names, name)
 	}
-	for _, p := range ps {
-		if err := mg.checkRoom(p); err != nil {
-			mg.mu.Unlock()
-			return nil, err
-		}
+	if err := mg.checkRoom(ps...); err != nil {
+		mg.mu.Unlock()
+		return nil, err
 	}
 	// As in resume, the sticky activity-log marks stay until the state on
 	// disk says duplex.
