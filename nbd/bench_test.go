@@ -45,6 +45,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 				defer c.Close()
 				buf := make([]byte, size)
 				b.SetBytes(int64(size))
+				b.ReportAllocs()
 				cpu0 := cpuTime(b)
 				for i := 0; b.Loop(); i++ {
 					off := int64(i%1024) * int64(size) % (1 << 30)

@@ -43,6 +43,9 @@ type worker struct {
 	// worker has at most one reply queued.
 	reply   pendingReply
 	written chan struct{}
+	// hdr is the header of a reply without data: with the worker, so
+	// that queueing it does not move it to the heap on every reply.
+	hdr [replyHeaderLen]byte
 }
 
 type pendingReply struct {
@@ -305,9 +308,8 @@ func putReplyHeader(b []byte, cookie uint64, errno Errno) {
 
 // reply sends a simple reply without data.
 func (c *conn) reply(w *worker, cookie uint64, errno Errno) {
-	var b [replyHeaderLen]byte
-	putReplyHeader(b[:], cookie, errno)
-	c.send(w, b[:])
+	putReplyHeader(w.hdr[:], cookie, errno)
+	c.send(w, w.hdr[:])
 }
 
 // send writes one whole reply and returns once it is written, so the caller
@@ -349,8 +351,7 @@ func (c *conn) send(w *worker, b []byte) {
 		for _, p := range batch {
 			bufs = append(bufs, p.b)
 		}
-		nb := net.Buffers(bufs)
-		if _, err := nb.WriteTo(c.nc); err != nil {
+		if err := c.out.writeBuffers(bufs); err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				c.log.Debug("nbd: reply write failed, closing", "err", err)
 			}

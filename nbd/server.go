@@ -189,9 +189,13 @@ func (s *Server) serveConn(nc net.Conn) {
 	c := &conn{
 		s:      s,
 		nc:     nc,
-		br:     bufio.NewReaderSize(nc, 64<<10),
 		log:    log,
 		maxReq: s.maxRequest(),
+	}
+	if r, w, ok := rawSocket(nc); ok {
+		c.br, c.out = bufio.NewReaderSize(r, 64<<10), w
+	} else {
+		c.br, c.out = bufio.NewReaderSize(nc, 64<<10), netWriter{nc}
 	}
 	reason := c.serve()
 	nc.Close()
@@ -203,6 +207,7 @@ type conn struct {
 	s      *Server
 	nc     net.Conn
 	br     *bufio.Reader
+	out    buffersWriter // replies, in transmission
 	log    *slog.Logger
 	maxReq uint32
 
@@ -249,6 +254,19 @@ func protoErr(format string, args ...any) error {
 
 // errDone ends the handshake without a transmission phase (NBD_OPT_ABORT).
 var errDone = errors.New("client aborted negotiation")
+
+// buffersWriter writes every byte of bufs, in order, or fails.
+type buffersWriter interface {
+	writeBuffers(bufs [][]byte) error
+}
+
+type netWriter struct{ nc net.Conn }
+
+func (w netWriter) writeBuffers(bufs [][]byte) error {
+	nb := net.Buffers(bufs)
+	_, err := nb.WriteTo(w.nc)
+	return err
+}
 
 func (c *conn) write(b []byte) error {
 	_, err := c.nc.Write(b)
