@@ -39,6 +39,11 @@ type Volume struct {
 	directMu sync.Mutex
 	direct   *os.File
 	noDirect atomic.Bool
+
+	// rc is f's RawConn, for the calls that cannot block (fast_linux.go);
+	// noNowait is set once the file system refuses them.
+	rc       syscall.RawConn
+	noNowait atomic.Bool
 }
 
 // directAlign is the alignment of offsets, lengths and buffers for O_DIRECT
@@ -72,7 +77,7 @@ func Open(path string, size int64) (*Volume, error) {
 		f.Close()
 		return nil, fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, st.Size(), size)
 	}
-	return &Volume{path: path, f: f, size: size}, nil
+	return &Volume{path: path, f: f, size: size, rc: rawConn(f)}, nil
 }
 
 // Path returns the image file's path.
@@ -92,6 +97,13 @@ func (v *Volume) check(off, length int64) error {
 func (v *Volume) ReadAt(p []byte, off int64) error {
 	if err := v.check(off, int64(len(p))); err != nil {
 		return err
+	}
+	if n := v.readCached(p, off); n > 0 {
+		// What the page cache did not hold is read the ordinary way.
+		p, off = p[n:], off+int64(n)
+		if len(p) == 0 {
+			return nil
+		}
 	}
 	n, err := v.f.ReadAt(p, off)
 	if err == io.EOF && n == len(p) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestReadWriteTrimZeroes(t *testing.T) {
@@ -209,5 +211,66 @@ func TestReadThroughRacingCloseNeverReadsAnotherFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// ReadAt serves what the page cache holds without blocking and reads the rest
+// the ordinary way: every mix of cached and uncached pages, and unaligned
+// ranges across them, must read back what was written.
+func TestReadAtPartlyInPageCache(t *testing.T) {
+	const size = 1 << 20
+	v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	img := make([]byte, size)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range img {
+		img[i] = byte(rng.Uint32())
+	}
+	if err := v.WriteAt(img, 0); err != nil {
+		t.Fatal(err)
+	}
+	drop := func() {
+		t.Helper()
+		if err := v.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Fadvise(int(v.f.Fd()), 0, size, unix.FADV_DONTNEED); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drop()
+	if n := v.readCached(make([]byte, 4096), 512<<10); n != 0 {
+		t.Logf("%d bytes of a dropped page read without blocking: the page cache kept them", n)
+	}
+	// Cache every other 64 KiB, then read ranges straddling both kinds.
+	for off := int64(0); off < size; off += 128 << 10 {
+		if _, err := v.f.ReadAt(make([]byte, 64<<10), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 300 {
+		off := rng.Int64N(size)
+		n := 1 + rng.Int64N(min(size-off, 300<<10))
+		got := make([]byte, n)
+		if err := v.ReadAt(got, off); err != nil {
+			t.Fatalf("ReadAt [%d, +%d): %v", off, n, err)
+		}
+		if !bytes.Equal(got, img[off:off+n]) {
+			t.Fatalf("ReadAt [%d, +%d) differs from what was written", off, n)
+		}
+		if rng.IntN(20) == 0 {
+			drop()
+		}
+	}
+	// A range wholly in the page cache is read by the fast path alone.
+	got := make([]byte, 8192)
+	if err := v.ReadAt(got, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.readCached(got, 4096); n != len(got) && !v.noNowait.Load() {
+		t.Fatalf("readCached of a range just read = %d bytes, want %d", n, len(got))
 	}
 }
