@@ -39,6 +39,7 @@ type Subsystem struct {
 
 	mu       sync.Mutex // the ordering lock
 	inflight []*inflight
+	spare    []*inflight // finished records, for reuse
 	// tracking holds the change bitmap of each suspended volume: its writes
 	// are not captured, only recorded as changed regions.
 	tracking map[string]*bitmap.Bitmap
@@ -112,7 +113,68 @@ func (s *Subsystem) unmark(vol string, off, length int64) {
 type inflight struct {
 	volume     string
 	start, end int64
-	done       chan struct{}
+	// done is closed once the update has reached the volume (or, for a
+	// copy, its data has been read). A write makes it only when a later
+	// overlapping update has to wait for it, which is rare: most writes
+	// then make no channel at all.
+	done chan struct{}
+}
+
+// maxSpare bounds the finished inflight records kept for reuse.
+const maxSpare = 64
+
+// start records an update in flight on [start, end) of vol, reusing a
+// finished record. Called with s.mu held.
+func (s *Subsystem) start(vol string, start, end int64) *inflight {
+	var me *inflight
+	if n := len(s.spare); n > 0 {
+		me, s.spare = s.spare[n-1], s.spare[:n-1]
+	} else {
+		me = new(inflight)
+	}
+	*me = inflight{volume: vol, start: start, end: end}
+	s.inflight = append(s.inflight, me)
+	return me
+}
+
+// overlapping appends to before the done channels of the updates in flight
+// that overlap [start, end) of vol, making those not made yet. Called with
+// s.mu held.
+func (s *Subsystem) overlapping(vol string, start, end int64, before []chan struct{}) []chan struct{} {
+	for _, f := range s.inflight {
+		if f.volume == vol && f.start < end && start < f.end {
+			if f.done == nil {
+				f.done = make(chan struct{})
+			}
+			before = append(before, f.done)
+		}
+	}
+	return before
+}
+
+// finish ends the update me started and wakes whoever waits for it. Once it
+// is out of s.inflight no one can find it, and those waiting hold only its
+// channel: the record is kept for reuse.
+func (s *Subsystem) finish(me *inflight) {
+	s.mu.Lock()
+	for i, f := range s.inflight {
+		if f == me {
+			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+			break
+		}
+	}
+	done := me.done
+	if done != nil {
+		delete(s.filling, done)
+	}
+	*me = inflight{}
+	if len(s.spare) < maxSpare {
+		s.spare = append(s.spare, me)
+	}
+	s.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
 }
 
 // New returns a subsystem over the given volumes.
@@ -227,7 +289,6 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		return err
 	}
 
-	me := &inflight{volume: u.Volume, start: off, end: off + int64(u.Length), done: make(chan struct{})}
 	var before []chan struct{}
 	s.mu.Lock()
 	if cur := s.tracking[u.Volume]; cur != bm {
@@ -249,12 +310,8 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	} else {
 		s.side.Append(u)
 	}
-	for _, f := range s.inflight {
-		if f.volume == me.volume && f.start < me.end && me.start < f.end {
-			before = append(before, f.done)
-		}
-	}
-	s.inflight = append(s.inflight, me)
+	before = s.overlapping(u.Volume, off, off+int64(u.Length), before)
+	me := s.start(u.Volume, off, off+int64(u.Length))
 	s.mu.Unlock()
 
 	// An earlier overlapping write must reach the volume first. Its outcome does
@@ -271,15 +328,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	case recordset.KindTrim:
 		err = v.Trim(off, int64(u.Length))
 	}
-	s.mu.Lock()
-	for i, f := range s.inflight {
-		if f == me {
-			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-			break
-		}
-	}
-	s.mu.Unlock()
-	close(me.done)
+	s.finish(me)
 	if err != nil {
 		// The update is already captured and will be replicated; a failed write
 		// leaves the range undefined on the primary, which the block protocol
@@ -365,7 +414,6 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 		s.side.Release(sidefile.Cost(len(buf)))
 		return err
 	}
-	me := &inflight{volume: vol, start: off, end: off + length, done: make(chan struct{})}
 	var before []chan struct{}
 	s.mu.Lock()
 	if s.tracking[vol] != nil {
@@ -378,12 +426,9 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	// The sidefile holds the update with buf, which is filled below; Drain
 	// waits on me.done before the mover can encode it.
 	s.side.Append(u)
-	for _, f := range s.inflight {
-		if f.volume == vol && f.start < me.end && me.start < f.end {
-			before = append(before, f.done)
-		}
-	}
-	s.inflight = append(s.inflight, me)
+	before = s.overlapping(vol, off, off+length, before)
+	me := s.start(vol, off, off+length)
+	me.done = make(chan struct{})
 	s.filling[me.done] = struct{}{}
 	s.mu.Unlock()
 	for _, ch := range before {
@@ -392,16 +437,7 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	// Not through the page cache: a copy's reads would leave large folios
 	// there that make every later small write of the users slow.
 	err := v.ReadThrough(buf, off)
-	s.mu.Lock()
-	for i, f := range s.inflight {
-		if f == me {
-			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
-			break
-		}
-	}
-	delete(s.filling, me.done)
-	s.mu.Unlock()
-	close(me.done)
+	s.finish(me)
 	if err != nil {
 		// The buffer ships as zeroes; the region is wrong at the secondary
 		// until it is copied again, which the caller must do.

@@ -27,7 +27,7 @@ type fixture struct {
 	tm   *timer.Timer
 }
 
-func newFixture(t *testing.T, limit int64, names ...string) *fixture {
+func newFixture(t testing.TB, limit int64, names ...string) *fixture {
 	t.Helper()
 	if len(names) == 0 {
 		names = []string{"v0"}
