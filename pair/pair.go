@@ -96,7 +96,12 @@ type Pair struct {
 }
 
 type persisted struct {
-	Clean bool    `json:"clean"`
+	Clean bool `json:"clean"`
+	// NoLog says the run that wrote the state had no activity log: its
+	// writes are marked nowhere, so after its unclean stop the log (even if
+	// it opens again) holds only older marks, and every pair is copied in
+	// full.
+	NoLog bool    `json:"no_activity_log,omitempty"`
 	Pairs []*Pair `json:"pairs"`
 }
 
@@ -236,6 +241,12 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		saved[p.Volume] = p
 	}
 	al := opts.ActivityLog
+	// The log names the regions to copy after an unclean stop only if the
+	// run that stopped kept it.
+	logged := al != nil && !st.NoLog
+	if !st.Clean && al != nil && st.NoLog {
+		mg.log.Warn("the last run had no activity log and did not stop cleanly: its writes are marked nowhere, full resync of every pair")
+	}
 	recovery := map[string][][2]int64{}
 	for _, name := range mg.order {
 		v := mg.vols[name]
@@ -252,13 +263,13 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			mg.log.Info("new pair: initial copy", "volume", name)
 		case p.Deleted:
 			v.Subsystem.Suspend(name, bitmap.New(v.Size, bitmap.DefaultRegion))
-		case !st.Clean && al != nil && p.State == Duplex:
+		case !st.Clean && logged && p.State == Duplex:
 			// The activity log names the regions that may hold acknowledged
 			// updates the secondary never journaled.
 			if rs := opts.Recovered[name]; len(rs) > 0 {
 				recovery[name] = rs
 			}
-		case !st.Clean && al != nil && p.State == Suspended:
+		case !st.Clean && logged && p.State == Suspended:
 			bm, err := mg.loadBitmap(name, v.Size)
 			if err != nil {
 				bm = bitmap.New(v.Size, bitmap.DefaultRegion)
@@ -269,8 +280,9 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			}
 			v.Subsystem.Suspend(name, bm)
 		case !st.Clean:
-			// Without an activity log (or mid-copy), acknowledged writes may
-			// never have reached the secondary anywhere: copy everything.
+			// Without an activity log in the run that stopped (or mid-copy),
+			// acknowledged writes may never have reached the secondary
+			// anywhere: copy everything.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
 			mg.markCopy(p)
@@ -497,7 +509,7 @@ func (mg *Manager) save(clean bool) error {
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
 	changes := mg.changes
-	st := persisted{Clean: clean}
+	st := persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil}
 	bms := map[string]*bitmap.Bitmap{}
 	var unstick []string
 	for _, name := range mg.order {

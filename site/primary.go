@@ -183,8 +183,11 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	al, recovered, err := actlog.OpenFS(opts.FS, filepath.Join(PairStateDir(cfg), "activity.log"), sizes, actlog.DefaultRegion)
 	if err != nil {
-		// Without the log, the pairs fall back to a full copy after an unclean stop.
-		p.log.Error("activity log unusable: full resync if the last stop was not clean", "err", err)
+		// Without the log, the pairs fall back to a full copy after an
+		// unclean stop, of the last run or of this one (the pair state
+		// records that this run has no log).
+		p.log.Error("activity log unusable: running without it; a full resync of every pair if the last stop or this run's stop is not clean",
+			"err", err)
 		al, recovered = nil, nil
 	}
 	p.actlog = al
