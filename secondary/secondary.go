@@ -152,8 +152,11 @@ type Secondary struct {
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
 	// unflushed are the volumes written since the last checkpoint;
-	// stateGroup is the group the state file names. Owned by whoever
-	// applies: Open's replay, then the applier, then Close.
+	// stateGroup is the group the state file names. Written by whoever
+	// applies: Open's replay, then the applier, then Close; ckMu orders
+	// the checkpoints of the applier and of Fence, which checkpoints
+	// while the applier is idle.
+	ckMu           sync.Mutex
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
@@ -562,8 +565,8 @@ func (s *Secondary) applier() {
 			continue
 		}
 		err := s.applyJournaled(job.g.Number, job.g, job.vols)
-		if err == nil && time.Since(s.lastCheckpoint) >= s.cfg.CheckpointEvery {
-			err = s.checkpoint()
+		if err == nil {
+			err = s.checkpointIfDue()
 		}
 		if err != nil {
 			s.posMu.Lock()
@@ -617,6 +620,22 @@ func (s *Secondary) waitApplied() {
 // whoever applies calls it (Open's replay, the applier, Close once the
 // applier is done), so receiving and journaling go on meanwhile.
 func (s *Secondary) checkpoint() error {
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	return s.checkpointLocked()
+}
+
+// checkpointIfDue checkpoints if CheckpointEvery has passed since the last.
+func (s *Secondary) checkpointIfDue() error {
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	if time.Since(s.lastCheckpoint) < s.cfg.CheckpointEvery {
+		return nil
+	}
+	return s.checkpointLocked()
+}
+
+func (s *Secondary) checkpointLocked() error {
 	s.lastCheckpoint = time.Now()
 	st := s.appliedState()
 	if st.Group == s.stateGroup {
@@ -1152,7 +1171,9 @@ func sameSet(a, b []string) bool {
 // current primary is disconnected and every later one refused, and the
 // volumes start a data generation of their own, recorded before Fence
 // returns. What is journaled is already applied, so the volumes are at a
-// group boundary. An error means the fence holds only until a restart, or,
+// group boundary, and checkpointed: the state file names that group before
+// Fence returns, so no restart applies a group over what is written to the
+// volumes after it. An error means the fence holds only until a restart, or,
 // after an apply failed part-way, that there is no group boundary to fence
 // at: Fence then refuses and changes nothing until a restart has replayed.
 func (s *Secondary) Fence() (transport.Position, error) {
@@ -1170,6 +1191,20 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		return transport.Position{}, fmt.Errorf("secondary: fence refused: %w", torn)
 	}
 	s.fenced = true
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+		s.stats.Connected = false
+	}
+	// Once Fence returns the volumes may be written by others: the state
+	// file must name the group they hold first, or a restart (after kill -9
+	// as well) would apply the groups after the one it names again, over
+	// those writes. Groups journaled beyond it are held by an unfinished
+	// resync, and a restart holds them the same way: no primary ends it.
+	if err := s.checkpoint(); err != nil {
+		return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
+			"do not write to the volumes; restart the secondary, which applies its journal, and recover again", err)
+	}
 	// Persisted before anyone writes to the volumes: a restart must not let
 	// the old primary in again, and from here the volumes start a history of
 	// their own.
@@ -1183,11 +1218,6 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		} else {
 			s.log.Warn("fenced: the volumes start a data generation of their own", "generation", id.Generation.String(), "followed", id.Follows.String())
 		}
-	}
-	if s.conn != nil {
-		s.conn.Close()
-		s.conn = nil
-		s.stats.Connected = false
 	}
 	st := s.appliedState()
 	return transport.Position{Group: st.Group, Time: st.Time, Through: st.Through}, err
