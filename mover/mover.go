@@ -121,6 +121,12 @@ type Mover struct {
 	conn        transport.Conn // the current connection, if any
 	work        chan struct{}  // new record sets to send
 	progress    chan struct{}  // closed and replaced on every acknowledgement
+
+	// base is the secondary's position at this process's first contact:
+	// all it holds of the primary's earlier runs, whose captured updates
+	// beyond it died with them (see Stats.Base).
+	base    transport.Position
+	hasBase bool
 }
 
 // New returns a Mover; Run starts it.
@@ -522,6 +528,9 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 		if h.rs.Seq <= m.received[h.ss.ID()] {
 			h.sent = true
 		}
+	}
+	if !m.hasBase {
+		m.base, m.hasBase = p, true
 	}
 	m.ackLocked(p)
 	m.conn = conn
@@ -968,6 +977,12 @@ type Stats struct {
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
 	LastRefusal string
+	// Base, once Based, is the secondary's position at this process's
+	// first contact: it holds nothing an earlier run of the primary
+	// captured after Base.Time, so no volume there is consistent as of a
+	// later time of that run.
+	Base  transport.Position
+	Based bool
 }
 
 // Stats returns a snapshot.
@@ -980,5 +995,5 @@ func (m *Mover) Stats() Stats {
 	}
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: len(m.held), HeldBytes: b,
 		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal}
+		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
 }

@@ -68,8 +68,9 @@ type Pair struct {
 	Reason string `json:"reason,omitempty"`
 	// Consistent is the last time the secondary copy of this volume was
 	// consistent with the others: for a duplex pair the session's consistency
-	// time, for a suspended one the time it was suspended (Since), in both
-	// cases no later than the secondary recovers to. Zero says none: a
+	// time, for a suspended one the time it was suspended (Since) once the
+	// secondary acknowledged that far, in all cases no later than the
+	// secondary recovers to. Zero says none: a
 	// duplex pair whose copy's end the secondary journaled but holds
 	// unapplied has none until that end is applied, and a pair in its
 	// first copy (FirstCopy) has none at all.
@@ -79,7 +80,10 @@ type Pair struct {
 	// pair is duplex again with its copy's end recoverable. While a resync
 	// of another volume holds the secondary behind, the suspension (or the
 	// copy's end) is journaled but not applied: Consistent is then Since
-	// capped by the time the secondary recovers to (see claim).
+	// capped by the time the secondary recovers to (see claim). Until the
+	// secondary acknowledged the suspension, Since is only what it will
+	// hold: the writes before the suspension, and its marker, may still
+	// be in the sidefile, and die there with the process (see rebase).
 	Since int64 `json:"since,omitempty"`
 	// Resynced is the bytes copied by the last completed copy or resync.
 	Resynced int64  `json:"resynced"`
@@ -203,6 +207,10 @@ type Manager struct {
 	// (touched only by autoSuspend).
 	refusals uint64
 	markers  markerState // inconsistent resumes and journal room (markers.go)
+	// unbased holds, per pair, the Since it was opened with, until the
+	// mover's first contact says what the secondary holds of the runs
+	// before this one (see rebase).
+	unbased map[string]int64
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -219,7 +227,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
-		recovering: map[string]int64{}, firstEnds: map[string]int64{}}
+		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -309,6 +317,9 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			// others at every later group. Announced again, a state the
 			// secondary knows keeps its time (see secondary.pairStates).
 			mg.reannounce(p)
+		}
+		if p.Since != 0 {
+			mg.unbased[name] = p.Since
 		}
 		mg.pairs[name] = p
 	}
@@ -731,10 +742,14 @@ func (mg *Manager) inFirstCopy(p *Pair) bool {
 }
 
 func (mg *Manager) promote() (changed bool) {
-	pos := mg.mover.Stats().Acked
+	ms := mg.mover.Stats()
+	pos := ms.Acked
 	acked := pos.Time
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
+	if ms.Based {
+		mg.rebase(ms.Base.Time)
+	}
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if end, ok := mg.recovering[name]; ok {
@@ -805,12 +820,35 @@ func (mg *Manager) promote() (changed bool) {
 	return changed
 }
 
+// rebase caps, once the mover first reached the secondary in this run, the
+// times of suspension the pairs were opened with at base, the secondary's
+// position then. A suspension saved before the secondary acknowledged it
+// may have died in the sidefile with the writes before it: the secondary
+// then holds the volume only as of what it journaled of that run, base at
+// most, and takes it so when the suspension is announced again. Later
+// acknowledgements speak of this run: they would raise a claim capped at
+// them (see claim) past what the secondary holds. Called with mg.mu held.
+func (mg *Manager) rebase(base int64) {
+	for name, since := range mg.unbased {
+		delete(mg.unbased, name)
+		p := mg.pairs[name]
+		if p == nil || p.Since != since || since <= base {
+			// Ended or replaced by a time of this run, or acknowledged.
+			continue
+		}
+		p.Since = base
+		p.Consistent = min(p.Consistent, base)
+		mg.dirty = true
+	}
+}
+
 // claim is the time the secondary holds p consistent as of, given its
 // position pos, for a pair not duplex with its copy's end recoverable: the
 // time of its suspension or deletion, but no later than the secondary
-// recovers to while a resync holds it behind what it journaled. A pair
-// without such a time keeps the one it has; a pair in its first copy has
-// none.
+// acknowledged (before that, the suspension and the writes before it may
+// still be in the sidefile) nor than it recovers to while a resync holds it
+// behind what it journaled. A pair without such a time keeps the one it
+// has; a pair in its first copy has none.
 func claim(p *Pair, pos transport.Position) int64 {
 	if p.FirstCopy || p.Inconsistent {
 		// The secondary never held a whole copy of this pair, or a copy
@@ -823,10 +861,22 @@ func claim(p *Pair, pos transport.Position) int64 {
 	if p.Since == 0 {
 		return p.Consistent
 	}
-	if pos.Recoverable != 0 {
-		return min(p.Since, pos.RecoversTo())
+	if pos.Time == 0 {
+		// Nothing acknowledged to this process yet: no further than the
+		// time kept, which the secondary held when it was saved.
+		return min(p.Since, p.Consistent)
 	}
-	return p.Since
+	return min(p.Since, pos.RecoversTo())
+}
+
+// raises reports whether suspending p now makes its secondary copy
+// consistent as of the suspension: only for a duplex pair whose copy the
+// secondary recovers. A pending pair's copy is part-way, and the secondary
+// holds it as of no later time than before the copy began (Since): as of
+// none in a first copy or an inconsistent resync, and under a hold as of
+// the suspension before a resync.
+func raises(p *Pair, pos transport.Position) bool {
+	return p.State == Duplex && copyRecoverable(p, pos)
 }
 
 // copyRecoverable reports whether the secondary recovers p's copy (no
@@ -1059,7 +1109,7 @@ func (mg *Manager) suspend(vol string) error {
 		return nil
 	}
 	pos := mg.mover.Stats().Acked
-	raise := copyRecoverable(p, pos)
+	raise := raises(p, pos)
 	mg.suspendLocked(p, false)
 	if raise {
 		p.Since = max(p.Since, p.Consistent, mg.vols[vol].Subsystem.Stamp())
@@ -1195,7 +1245,7 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 	pos := mg.mover.Stats().Acked
 	raise := map[string]bool{}
 	for _, name := range mg.order {
-		raise[name] = copyRecoverable(mg.pairs[name], pos)
+		raise[name] = raises(mg.pairs[name], pos)
 	}
 	ps, at := mg.suspendAllLocked(false)
 	for _, p := range ps {

@@ -178,13 +178,16 @@ type memMover struct {
 	// sessions the secondary refused.
 	refusals    uint64
 	lastRefusal string
+	// base is what the secondary had acknowledged when the manager last
+	// opened: the position the restarted mover's first Welcome brings.
+	base int64
 }
 
 func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked},
-		Refusals: m.refusals, LastRefusal: m.lastRefusal}
+		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: transport.Position{Time: m.base}, Based: true}
 }
 
 // refuse ends the session as a refusal by the secondary would, for reason;
@@ -285,6 +288,9 @@ func (r *rig) openLog() {
 
 func (r *rig) open() {
 	r.t.Helper()
+	r.mv.mu.Lock()
+	r.mv.base = r.mv.acked
+	r.mv.mu.Unlock()
 	mg, err := Open(r.opts, r.mv, r.vols)
 	if err != nil {
 		r.t.Fatalf("open: %v", err)
