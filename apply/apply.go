@@ -30,6 +30,13 @@ type Target interface {
 	Flush() error
 }
 
+// VectorWriter is a Target that writes several buffers back to back in one
+// call (pwritev): adjacent updates of a group, a sequential writer's, are
+// applied with one system call instead of one each.
+type VectorWriter interface {
+	WriteVAt(bufs [][]byte, off int64) error
+}
+
 // Group applies g's updates to the volumes in timestamp order and fsyncs the
 // volumes it touched. An update for a volume not in vols is an error: the
 // secondary must not silently skip part of a group.
@@ -68,6 +75,7 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 	}
 	superseded := fold(g.Updates)
 	touched := map[string]Target{}
+	var run vectorRun
 	for i, u := range g.Updates {
 		if u.Kind == recordset.KindMarker {
 			continue
@@ -79,6 +87,22 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 		touched[u.Volume] = t
 		if superseded[i] {
 			continue
+		}
+		if u.Kind == recordset.KindWrite || u.Kind == recordset.KindCopy {
+			if vw, ok := t.(VectorWriter); ok && len(u.Data) > 0 {
+				// Writes that continue the run are written with it: they
+				// are adjacent, so their order does not matter.
+				if !run.extends(&u) {
+					if err := run.flush(g); err != nil {
+						return nil, err
+					}
+					run.start(vw, &u)
+				}
+				continue
+			}
+		}
+		if err := run.flush(g); err != nil {
+			return nil, err
 		}
 		var err error
 		switch u.Kind {
@@ -95,7 +119,49 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 			return nil, fmt.Errorf("apply group %d: %s update %d (ts %d): %w", g.Number, u.Kind, u.Seq, u.Timestamp, err)
 		}
 	}
+	if err := run.flush(g); err != nil {
+		return nil, err
+	}
 	return touched, nil
+}
+
+// vectorRun gathers consecutive writes to one volume, each starting where
+// the last ended, into one vectored write.
+type vectorRun struct {
+	vw    VectorWriter
+	off   uint64 // where the run starts
+	end   uint64 // where the next write must start to join it
+	bufs  [][]byte
+	first recordset.Update // for the error message
+}
+
+func (r *vectorRun) start(vw VectorWriter, u *recordset.Update) {
+	r.vw, r.off, r.end, r.first = vw, u.Offset, u.Offset+uint64(len(u.Data)), *u
+	r.bufs = append(r.bufs[:0], u.Data)
+}
+
+func (r *vectorRun) extends(u *recordset.Update) bool {
+	if len(r.bufs) == 0 || u.Volume != r.first.Volume || u.Offset != r.end {
+		return false
+	}
+	r.bufs = append(r.bufs, u.Data)
+	r.end += uint64(len(u.Data))
+	return true
+}
+
+func (r *vectorRun) flush(g *consistency.Group) error {
+	if len(r.bufs) == 0 {
+		return nil
+	}
+	err := r.vw.WriteVAt(r.bufs, int64(r.off))
+	n := len(r.bufs)
+	clear(r.bufs)
+	r.bufs = r.bufs[:0]
+	if err != nil {
+		u := r.first
+		return fmt.Errorf("apply group %d: %d writes of %d bytes from %s update %d (ts %d): %w", g.Number, n, r.end-r.off, u.Kind, u.Seq, u.Timestamp, err)
+	}
+	return nil
 }
 
 // fold marks updates that a later update in the same group covers exactly

@@ -166,8 +166,9 @@ func diffAt(a, b []byte) int {
 }
 
 // randomGroup makes updates that often hit exactly the same range as an
-// earlier one (which Group folds) and often partly overlap (which it must
-// not fold).
+// earlier one (which Group folds), often partly overlap (which it must
+// not fold) and often start where the last ended (which it joins into one
+// vectored write).
 func randomGroup(rng *rand.Rand, size int) *consistency.Group {
 	type rangeOf struct {
 		vol    string
@@ -177,7 +178,12 @@ func randomGroup(rng *rand.Rand, size int) *consistency.Group {
 	var us []recordset.Update
 	for i := range 1 + rng.IntN(40) {
 		var r rangeOf
-		if len(ranges) > 0 && rng.IntN(2) == 0 {
+		if prev := len(us) - 1; prev >= 0 && us[prev].Offset+us[prev].Length < uint64(size) && rng.IntN(3) == 0 {
+			// Where the last update ended, as a sequential writer goes on.
+			r.vol, r.off = us[prev].Volume, us[prev].Offset+us[prev].Length
+			r.n = uint64(rng.IntN(min(64, size-int(r.off)) + 1))
+			ranges = append(ranges, r)
+		} else if len(ranges) > 0 && rng.IntN(2) == 0 {
 			r = ranges[rng.IntN(len(ranges))]
 		} else {
 			r.vol = []string{"x", "y"}[rng.IntN(2)]
@@ -254,6 +260,91 @@ func TestFoldingAndIdempotence(t *testing.T) {
 				t.Fatalf("seed %d: applying the group again changed volume %s at byte %d", seed, n, diffAt(targets[n].img, once[n]))
 			}
 		}
+	}
+}
+
+// vecTarget is a memTarget that also writes vectors, counting them.
+type vecTarget struct {
+	*memTarget
+	vectors [][]int // the buffer lengths of each WriteVAt
+}
+
+func (v *vecTarget) WriteVAt(bufs [][]byte, off int64) error {
+	var lens []int
+	for _, b := range bufs {
+		if err := v.WriteAt(b, off); err != nil {
+			return err
+		}
+		off += int64(len(b))
+		lens = append(lens, len(b))
+	}
+	v.vectors = append(v.vectors, lens)
+	return nil
+}
+
+// Applied through vectored writes, random groups leave the bytes applying
+// every update in order leaves.
+func TestVectoredApplyMatchesOrder(t *testing.T) {
+	const size = 256
+	joined := 0
+	for seed := range uint64(500) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		g := randomGroup(rng, size)
+		vols := map[string]Target{}
+		plain := map[string]Target{}
+		vecs := map[string]*vecTarget{}
+		mems := map[string]*memTarget{}
+		for _, n := range []string{"x", "y"} {
+			a, b := newMem(size), newMem(size)
+			for i := range a.img {
+				a.img[i] = byte(rng.IntN(256))
+			}
+			copy(b.img, a.img)
+			vecs[n], mems[n] = &vecTarget{memTarget: a}, b
+			vols[n], plain[n] = vecs[n], b
+		}
+		if err := Group(g, vols); err != nil {
+			t.Fatal(err)
+		}
+		if err := Group(g, plain); err != nil {
+			t.Fatal(err)
+		}
+		for n := range vecs {
+			for _, v := range vecs[n].vectors {
+				joined = max(joined, len(v))
+			}
+			if !bytes.Equal(vecs[n].img, mems[n].img) {
+				t.Fatalf("seed %d: volume %s applied with vectors differs at byte %d", seed, n, diffAt(vecs[n].img, mems[n].img))
+			}
+		}
+	}
+	if joined < 3 {
+		t.Fatalf("the random groups never joined more than %d writes in a vector: the test checks nothing", joined)
+	}
+}
+
+// Adjacent writes to one volume, one after the other in the group, are one
+// vectored write; another volume's update, a gap or a zeroing ends it.
+func TestAdjacentWritesAreOneVector(t *testing.T) {
+	a, b := &vecTarget{memTarget: newMem(32)}, &vecTarget{memTarget: newMem(32)}
+	g := group(
+		write("a", 0, 1, "aa"),
+		write("a", 2, 2, "bbb"),
+		write("a", 5, 3, "c"), // a: one vector of 3
+		write("b", 0, 4, "x"),
+		write("a", 6, 5, "d"), // b's write between: a new vector
+		write("a", 8, 6, "e"), // gap: a new vector
+		zeroes(recordset.KindZeroes, "a", 9, 1, 7),
+		write("a", 10, 8, "ff"), // after the zeroing: a new vector
+	)
+	if err := Group(g, map[string]Target{"a": a, "b": b}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(a.vectors), "[[2 3 1] [1] [1] [2]]"; got != want {
+		t.Errorf("volume a written as vectors %s, want %s", got, want)
+	}
+	if got, want := string(a.img[:12]), "aabbbcd\x00e\x00ff"; got != want {
+		t.Errorf("volume a holds %q, want %q", got, want)
 	}
 }
 

@@ -274,3 +274,49 @@ func TestReadAtPartlyInPageCache(t *testing.T) {
 		t.Fatalf("readCached of a range just read = %d bytes, want %d", n, len(got))
 	}
 }
+
+// TestWriteVAtWritesBuffersBackToBack: a vectored write leaves the bytes
+// the same writes one after another leave, empty buffers and more buffers
+// than one pwritev takes included; one that reaches past the end writes
+// nothing.
+func TestWriteVAtWritesBuffersBackToBack(t *testing.T) {
+	const size = 1 << 20
+	v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	var bufs [][]byte
+	var want []byte
+	for i := range iovMax + 300 {
+		b := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, i%5)
+		bufs = append(bufs, b)
+		want = append(want, b...)
+	}
+	bufs = append(bufs, nil, make([]byte, 100000))
+	want = append(want, make([]byte, 100000)...)
+	orig := append([][]byte(nil), bufs...)
+	const off = 12345
+	if err := v.WriteVAt(bufs, off); err != nil {
+		t.Fatal(err)
+	}
+	for i := range bufs {
+		if len(bufs[i]) != len(orig[i]) {
+			t.Fatal("WriteVAt changed the caller's buffers")
+		}
+	}
+	got := make([]byte, len(want))
+	if err := v.ReadAt(got, off); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the vectored write left other bytes than its buffers back to back")
+	}
+	if err := v.WriteVAt([][]byte{{1}, make([]byte, size)}, 0); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("a vectored write past the end returned %v, want ErrOutOfRange", err)
+	}
+	one := make([]byte, 1)
+	if err := v.ReadAt(one, 0); err != nil || one[0] != 0 {
+		t.Fatalf("a refused vectored write wrote its first byte (%v)", err)
+	}
+}
