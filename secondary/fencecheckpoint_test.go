@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"duplex/apply"
+	"duplex/disk"
 	"duplex/recordset"
 	"duplex/transport"
 )
@@ -25,7 +26,7 @@ func TestFenceCheckpointsBeforeTheVolumesAreWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.crash()
-	r.takeOverAndRestart(pos.Group)
+	r.takeOverAndRestart(pos.Group, pos.Group)
 }
 
 // TestRecoverOfAStoppedSecondaryCheckpointsBeforeTheVolumesAreWritten: the
@@ -47,7 +48,7 @@ func TestRecoverOfAStoppedSecondaryCheckpointsBeforeTheVolumesAreWritten(t *test
 		t.Fatal(err)
 	}
 	r.crash()
-	r.takeOverAndRestart(pos.Group)
+	r.takeOverAndRestart(pos.Group, pos.Group)
 }
 
 // twoGroupsUncheckpointed is a running secondary that applied groups 1 and
@@ -72,8 +73,8 @@ func twoGroupsUncheckpointed(t *testing.T) *identityRig {
 
 // takeOverAndRestart writes over both groups' data, as an operator using the
 // fenced volume does, restarts the secondary and checks that nothing of the
-// groups came back and that the state file names the fenced group.
-func (r *identityRig) takeOverAndRestart(fenced uint64) {
+// groups came back and that the state file names group want.
+func (r *identityRig) takeOverAndRestart(fenced, want uint64) {
 	t := r.t
 	t.Helper()
 	if fenced != 2 {
@@ -104,7 +105,28 @@ func (r *identityRig) takeOverAndRestart(fenced uint64) {
 			"the restart replayed groups over the operator's writes (byte 0 is %#x, byte 4096 is %#x, want 0xee)",
 			fenced, st.Group, got[0], got[4096])
 	}
-	if st.Group != fenced {
-		t.Fatalf("fenced at group %d, the state file names group %d: a restart would apply the groups in between again", fenced, st.Group)
+	if st.Group != want {
+		t.Fatalf("fenced at group %d, the state file names group %d, want %d", fenced, st.Group, want)
 	}
+}
+
+// TestFencedSecondaryWithItsStateBehindReplaysNothing: a secondary fenced
+// with its state file behind the applied group (by a version whose fence did
+// not checkpoint) and killed may have had its volumes written since. Its
+// restart applies none of the journaled groups after the state file's group:
+// they were applied before the fence, and again they would overwrite those
+// writes.
+func TestFencedSecondaryWithItsStateBehindReplaysNothing(t *testing.T) {
+	r := twoGroupsUncheckpointed(t)
+	r.crash()
+	path := IdentityPath(filepath.Join(r.site, "state.json"))
+	id, err := readIdentity(disk.OS, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Follows, id.Generation, id.Fenced = id.Generation, 0x5eed, "2026-12-02T00:00:00Z"
+	if err := writeIdentity(disk.OS, path, id); err != nil {
+		t.Fatal(err)
+	}
+	r.takeOverAndRestart(2, 0)
 }

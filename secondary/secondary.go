@@ -376,6 +376,15 @@ func (s *Secondary) replay() error {
 	if err != nil {
 		return fmt.Errorf("secondary: replay: %w", err)
 	}
+	if s.ident.Fenced != "" && through > s.durable.Group {
+		// A fence checkpoints before it returns, so these groups were
+		// applied before a fence that did not (an older version), and the
+		// volumes may have been written since: applied again, they would
+		// overwrite those writes.
+		s.log.Warn("fenced: the journaled groups after the state file's group are not applied again: they were applied before the fence, and the volumes may have been written since",
+			"groups", through-s.durable.Group, "state_group", s.durable.Group, "through", through)
+		through = s.durable.Group
+	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
 		if err := s.applyJournaled(through, nil, vols); err != nil {
