@@ -264,7 +264,14 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 	case "add":
 		err = s.Pairs.Add(vol)
 	case "suspend":
-		err = s.Pairs.Suspend(r.Context(), vol, r.URL.Query().Get("drain") == "1")
+		drain := r.URL.Query().Get("drain") == "1"
+		ctx, cancel, terr := drainContext(r)
+		if terr != nil {
+			reply(http.StatusBadRequest, PairResult{Error: terr.Error()})
+			return
+		}
+		err = s.Pairs.Suspend(ctx, vol, drain)
+		cancel()
 	case "resume":
 		err = s.Pairs.Resume(vol)
 	case "resume-inconsistent":
@@ -309,7 +316,13 @@ func (s *Server) allPairsOp(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch op {
 	case "suspend":
-		vols, err = all.SuspendAll(r.Context(), r.URL.Query().Get("drain") == "1")
+		ctx, cancel, terr := drainContext(r)
+		if terr != nil {
+			reply(http.StatusBadRequest, AllPairsResult{Error: terr.Error()})
+			return
+		}
+		vols, err = all.SuspendAll(ctx, r.URL.Query().Get("drain") == "1")
+		cancel()
 	case "resume":
 		vols, err = all.ResumeAll()
 	default:
@@ -326,19 +339,62 @@ func (s *Server) allPairsOp(w http.ResponseWriter, r *http.Request) {
 	reply(http.StatusOK, AllPairsResult{Volumes: vols})
 }
 
-// AllPairsOp asks a primary's control address to suspend or resume every
-// pair as one operation.
-func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPairsResult, error) {
-	url := "http://" + addr + "/v1/all-pairs/" + op
-	if drain {
-		url += "?drain=1"
+// DefaultDrainTimeout bounds a suspend's drain when the request names no
+// timeout: like the primary's drain at a stop, long enough to ship a full
+// sidefile over a slow link, and never for ever.
+const DefaultDrainTimeout = 5 * time.Minute
+
+// AnswerMargin is kept of a caller's deadline for the answer to come back
+// once the drain has given up: a caller that allows a drain d sets its
+// deadline d + AnswerMargin ahead.
+const AnswerMargin = 5 * time.Second
+
+// drainContext bounds a suspend's drain by the request's timeout parameter
+// (a Go duration), DefaultDrainTimeout without one. The cause says which
+// bound ran out, for the operator's error.
+func drainContext(r *http.Request) (context.Context, context.CancelFunc, error) {
+	d := DefaultDrainTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		t, err := time.ParseDuration(v)
+		if err != nil || t <= 0 {
+			return nil, nil, fmt.Errorf("timeout %q: want a positive duration such as 90s or 5m", v)
+		}
+		d = t
 	}
+	ctx, cancel := context.WithTimeoutCause(r.Context(), d, fmt.Errorf("%w after %s", ErrDrainTimeout, d))
+	return ctx, cancel, nil
+}
+
+// ErrDrainTimeout is the cause of a drain that ran out of time.
+var ErrDrainTimeout = errors.New("the drain's timeout ran out")
+
+// drainQuery is the query of a suspend: with drain, a timeout that lets the
+// answer reach a caller whose ctx has a deadline before it gives up.
+func drainQuery(ctx context.Context, drain bool) string {
+	if !drain {
+		return ""
+	}
+	q := "?drain=1"
+	if dl, ok := ctx.Deadline(); ok {
+		q += "&timeout=" + max(time.Until(dl)-AnswerMargin, time.Second).Round(time.Millisecond).String()
+	}
+	return q
+}
+
+// AllPairsOp asks a primary's control address to suspend or resume every
+// pair as one operation. A suspend with drain gives up draining in time to
+// answer before ctx's deadline, DefaultDrainTimeout without one.
+func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPairsResult, error) {
+	url := "http://" + addr + "/v1/all-pairs/" + op + drainQuery(ctx, drain)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return AllPairsResult{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil && ctx.Err() != nil {
+		return AllPairsResult{}, fmt.Errorf("pair %s --all: the primary's control address %s did not answer in time: %w", op, addr, ctx.Err())
+	}
 	if err != nil {
 		return AllPairsResult{}, fmt.Errorf("pair %s --all: %w", op, err)
 	}
@@ -353,18 +409,20 @@ func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPai
 	return res, nil
 }
 
-// PairOp asks a primary's control address to run a pair operation.
+// PairOp asks a primary's control address to run a pair operation. A
+// suspend with drain gives up draining in time to answer before ctx's
+// deadline, DefaultDrainTimeout without one.
 func PairOp(ctx context.Context, addr, token, vol, op string, drain bool) (PairResult, error) {
-	url := "http://" + addr + "/v1/pairs/" + vol + "/" + op
-	if drain {
-		url += "?drain=1"
-	}
+	url := "http://" + addr + "/v1/pairs/" + vol + "/" + op + drainQuery(ctx, drain)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return PairResult{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil && ctx.Err() != nil {
+		return PairResult{}, fmt.Errorf("pair %s %s: the primary's control address %s did not answer in time: %w", op, vol, addr, ctx.Err())
+	}
 	if err != nil {
 		return PairResult{}, fmt.Errorf("pair %s %s: %w", op, vol, err)
 	}

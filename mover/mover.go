@@ -109,6 +109,7 @@ type Mover struct {
 	based       bool
 	acked       transport.Position
 	connected   bool
+	linkSince   time.Time // when connected last changed
 	lastAck     time.Time
 	lastSend    time.Time
 	lastRecv    time.Time // any frame from the secondary
@@ -153,7 +154,7 @@ func New(cfg Config) *Mover {
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
 		local: map[string]uint64{}, released: map[string]uint64{}, received: map[string]uint64{}, ahead: map[string]uint64{},
-		work: make(chan struct{}, 1), progress: make(chan struct{}),
+		work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(),
 	}
 }
 
@@ -295,7 +296,7 @@ func (m *Mover) link(ctx context.Context) {
 		err = m.session(ctx, conn, &linked)
 		conn.Close()
 		m.mu.Lock()
-		m.connected = false
+		m.setConnected(false)
 		for _, h := range m.held {
 			h.sent = false
 		}
@@ -514,7 +515,7 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	if err := m.adoptLimits(p, conn); err != nil {
 		return err
 	}
-	m.connected = true
+	m.setConnected(true)
 	if len(m.held) == 0 {
 		m.lastErr = ""
 	}
@@ -918,7 +919,7 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 		// What the secondary sends on it speaks of the old instance.
 		m.conn.Close()
 		m.conn = nil
-		m.connected = false
+		m.setConnected(false)
 	}
 	close(m.progress)
 	m.progress = make(chan struct{})
@@ -959,6 +960,21 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+}
+
+// setConnected records the link's state; m.mu held.
+func (m *Mover) setConnected(up bool) {
+	if up != m.connected {
+		m.connected, m.linkSince = up, time.Now()
+	}
+}
+
+// Link reports whether the link to the secondary is up, and since when it
+// has been up or down (down since New if it never came up).
+func (m *Mover) Link() (up bool, since time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.connected, m.linkSince
 }
 
 // Stats is a snapshot for status and metrics.

@@ -511,25 +511,114 @@ func (o pairOps) Delete(vol string) (time.Time, error) {
 }
 
 // Suspend with drain first ships everything captured so far, so the
-// secondary copy is as fresh as possible when the pair stops.
+// secondary copy is as fresh as possible when the pair stops. A drain that
+// cannot finish (see drain) leaves the pair as it was, and says why.
 func (o pairOps) Suspend(ctx context.Context, vol string, drain bool) error {
 	if drain {
-		if err := o.p.mover.Quiesce(ctx); err != nil {
-			return fmt.Errorf("drain before suspend: %w", err)
+		if err := o.p.drain(ctx); err != nil {
+			state := "as it was"
+			for _, pr := range o.p.pairs.Pairs() {
+				if pr.Volume == vol {
+					state = fmt.Sprintf("%s", pr.State)
+				}
+			}
+			return fmt.Errorf("could not drain before suspending, so %s is left %s, not suspended: %w; "+
+				"suspend without --drain to suspend it now (what is held ships when the link returns)", vol, state, err)
 		}
 	}
 	return o.p.pairs.Suspend(vol)
 }
 
 // SuspendAll suspends every pair at one point of the common timer, after
-// shipping everything captured so far if drain is set.
+// shipping everything captured so far if drain is set. A drain that cannot
+// finish leaves every pair as it was, and says why.
 func (o pairOps) SuspendAll(ctx context.Context, drain bool) ([]string, error) {
 	if drain {
-		if err := o.p.mover.Quiesce(ctx); err != nil {
-			return nil, fmt.Errorf("drain before suspend: %w", err)
+		if err := o.p.drain(ctx); err != nil {
+			return nil, fmt.Errorf("could not drain before suspending, so no pair is suspended: %w; "+
+				"suspend without --drain to suspend them now (what is held ships when the link returns)", err)
 		}
 	}
 	return o.p.pairs.SuspendAll()
+}
+
+// unreachablePatience is how long a drain waits on a link that is down:
+// waiting longer ships nothing.
+const unreachablePatience = 10 * time.Second
+
+// drain ships everything captured so far, within ctx. It gives up once the
+// link has been down for unreachablePatience during the drain, so that an
+// operator who drains an unreachable link hears so long before the timeout
+// runs out, while a link that comes back (the mover redials within the
+// patience) is waited for. Its error says why it could not drain and what is
+// still held for the secondary.
+func (p *Primary) drain(ctx context.Context) error {
+	dctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watched := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if up, since := p.mover.Link(); !up && time.Since(later(since, start)) >= unreachablePatience {
+				cancel(&linkDownError{since: since, lastErr: p.mover.Stats().LastError})
+				return
+			}
+			select {
+			case <-dctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	err := p.mover.Quiesce(dctx)
+	why := context.Cause(dctx)
+	cancel(nil)
+	<-watched
+	if err == nil {
+		return nil
+	}
+	var used int64
+	for _, ss := range p.subs {
+		used += ss.Sidefile().Stats().Used
+	}
+	ms := p.mover.Stats()
+	var down *linkDownError
+	if !errors.As(why, &down) {
+		up, since := p.mover.Link()
+		link := "down"
+		if up {
+			link = "up"
+		}
+		why = fmt.Errorf("%w; the link to the secondary is %s since %s (%s)", why, link, since.UTC().Format(time.RFC3339Nano), time.Since(since).Round(time.Millisecond))
+		if !up && ms.LastError != "" {
+			why = fmt.Errorf("%w, last error: %s", why, ms.LastError)
+		}
+	}
+	return fmt.Errorf("%w; %d bytes of updates are still held for the secondary (%d record sets not yet acknowledged)", why, used, ms.HeldSets)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// linkDownError is why a drain gave up on a link that is down.
+type linkDownError struct {
+	since   time.Time
+	lastErr string
+}
+
+func (e *linkDownError) Error() string {
+	msg := fmt.Sprintf("the link to the secondary has been down since %s (%s)", e.since.UTC().Format(time.RFC3339Nano), time.Since(e.since).Round(time.Millisecond))
+	if e.lastErr != "" {
+		msg += ", last error: " + e.lastErr
+	}
+	return msg
 }
 
 func (o pairOps) ResumeAll() ([]string, error) { return o.p.pairs.ResumeAll() }
@@ -538,7 +627,7 @@ func (o pairOps) ResumeAll() ([]string, error) { return o.p.pairs.ResumeAll() }
 // for a while: waiting longer ships nothing, and the stop is then recorded as
 // unclean, so the next start copies the activity log's regions.
 func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc) {
-	const patience = 10 * time.Second
+	const patience = unreachablePatience
 	var downSince time.Time
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()

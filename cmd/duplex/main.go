@@ -73,7 +73,7 @@ Usage:
   duplex primary   --config FILE
   duplex secondary --config FILE
   duplex status    [--config FILE | --addr ADDR] [--json]
-  duplex pair      add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--inconsistent]
+  duplex pair      add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]
   duplex recover   --config FILE [--force]
   duplex version
 

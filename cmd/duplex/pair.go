@@ -17,12 +17,13 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	wait := fs.Bool("wait", false, "wait until the operation completes, with a progress bar")
 	drain := fs.Bool("drain", false, "suspend: first ship everything already queued")
 	all := fs.Bool("all", false, "every volume of the session")
+	timeout := fs.Duration("timeout", control.DefaultDrainTimeout, "how long the operation may take; suspend --drain gives up draining in time to answer, and leaves the pairs as they were")
 	inconsistent := fs.Bool("inconsistent", false, "resume: accept that the secondary copy is not consistent until the resync completes (when its journal cannot hold the resync)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--inconsistent]")
+		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]")
 		fs.PrintDefaults()
 	}
-	flagArgs, pos := splitArgs(args, map[string]bool{"config": true})
+	flagArgs, pos := splitArgs(args, map[string]bool{"config": true, "timeout": true})
 	if code, ok := parse(fs, flagArgs); !ok {
 		return code
 	}
@@ -43,6 +44,10 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	}
 	if *drain && op != "suspend" {
 		fmt.Fprintln(stderr, "pair: --drain applies to suspend only")
+		return exitUsage
+	}
+	if *timeout <= 0 {
+		fmt.Fprintln(stderr, "pair: --timeout must be positive")
 		return exitUsage
 	}
 	cfg, code := loadConfig(*path, stderr)
@@ -73,7 +78,10 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	ctx := context.Background()
+	// The operation never waits without bound; --wait then shows progress
+	// until the operator stops it.
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout+control.AnswerMargin)
+	defer cancel()
 	if *all {
 		st, err := control.Fetch(ctx, cfg.Primary.Control)
 		if err != nil {
@@ -96,7 +104,7 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op)
 			}
 			if *wait && op == "resume" {
-				return waitDuplex(ctx, cfg, res.Volumes, stdout, stderr)
+				return waitDuplex(context.Background(), cfg, res.Volumes, stdout, stderr)
 			}
 			return exitOK
 		}
@@ -123,7 +131,7 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *wait && (op == "add" || op == "resume") {
-		return waitDuplex(ctx, cfg, vols, stdout, stderr)
+		return waitDuplex(context.Background(), cfg, vols, stdout, stderr)
 	}
 	return exitOK
 }
@@ -178,7 +186,9 @@ func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout, 
 	start := time.Now()
 	var first int64 = -1
 	for {
-		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err := control.Fetch(fctx, cfg.Primary.Control)
+		cancel()
 		if err != nil {
 			fmt.Fprintln(stderr, "\nduplex:", err)
 			return exitFailure

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestPairCommandIsBounded: `duplex pair` against a control address that
+// takes the connection and never answers gives up once its --timeout (and
+// the margin for the answer) has passed, with an error; and a --timeout
+// that bounds nothing is a usage error.
+func TestPairCommandIsBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Primary.Control = ln.Addr().String()
+	c.ControlTokenFile = filepath.Join(dir, "token")
+	writeFile(t, c.ControlTokenFile, []byte("secret\n"), 0o600)
+	cfg := writeSessionConfig(t, dir, c)
+
+	start := time.Now()
+	code, out := runDuplex(t, "pair", "suspend", "vol1", "--drain", "--timeout", "1s", "--config", cfg)
+	checkFailure(t, code, exitFailure, out, "did not answer in time: context deadline exceeded")
+	t.Logf("gave up after %v: %s", time.Since(start).Round(time.Millisecond), out)
+
+	code, out = runDuplex(t, "pair", "suspend", "vol1", "--drain", "--timeout", "0s", "--config", cfg)
+	checkFailure(t, code, exitUsage, out, "--timeout must be positive")
+}
