@@ -23,6 +23,7 @@
 package mover
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,13 +79,49 @@ type Config struct {
 }
 
 type held struct {
-	ss       *subsystem.Subsystem
+	sub      *sub
 	rs       *recordset.RecordSet
 	size     *recordset.Sizer // of rs, against the secondary's limits
 	cost     int64
 	sent     bool
 	everSent bool
 	sentAt   time.Time
+	formed   uint64 // order of forming, across subsystems: the order of sending
+	queued   bool   // in the send queue
+	counted  bool   // its cost is in Mover.inflight: sent, and not yet received
+	gone     bool   // released or dropped: the send queue skips it
+}
+
+// sub is one subsystem's share of the mover. Its held record sets are in
+// sequence order with contiguous numbers, so an acknowledgement releases
+// them from the front and finds one by its number at once: the work of an
+// acknowledgement is what it releases, whatever else is held.
+type sub struct {
+	ss       *subsystem.Subsystem
+	id       string
+	held     []*held
+	local    uint64 // last sequence number given
+	released uint64 // last sequence number acknowledged
+	received uint64 // last sequence number the secondary accepted in order
+	ahead    uint64 // highest sequence number the secondary holds beyond a gap
+}
+
+// at returns the held record set numbered seq, or nil.
+func (s *sub) at(seq uint64) *held {
+	if len(s.held) == 0 || seq < s.held[0].rs.Seq {
+		return nil
+	}
+	if i := seq - s.held[0].rs.Seq; i < uint64(len(s.held)) {
+		return s.held[i]
+	}
+	return nil
+}
+
+func (s *sub) last() *held {
+	if len(s.held) == 0 {
+		return nil
+	}
+	return s.held[len(s.held)-1]
 }
 
 // Mover ships record sets from the subsystems to the secondary.
@@ -98,14 +136,24 @@ type Mover struct {
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
 	// Config until a Welcome announces them.
-	limits      recordset.Limits
-	maxFrame    int
-	held        []*held // in the order they were formed
-	group       uint64
-	local       map[string]uint64 // last sequence number given, per subsystem
-	released    map[string]uint64 // last sequence number acknowledged, per subsystem
-	received    map[string]uint64 // last sequence number the secondary accepted in order
-	ahead       map[string]uint64 // highest sequence number the secondary holds beyond a gap
+	limits   recordset.Limits
+	maxFrame int
+	subs     []*sub // in the order of Config.Subsystems
+	byID     map[string]*sub
+	group    uint64
+	formed   uint64 // record sets formed so far
+	// queue holds the record sets to send, in the order formed; resend
+	// those to send again first. Entries sent or gone meanwhile are
+	// skipped when reached.
+	queue, resend []*held
+	// Totals over the held record sets, kept as they change so that
+	// nothing that runs per acknowledgement or per status walks them all.
+	heldSets    int
+	heldBytes   int64
+	withUpdates int    // held record sets that carry updates
+	outstanding int    // held record sets sent on the current connection
+	inflight    int64  // cost of those sent and not yet received
+	aheadOf     []*sub // subsystems the secondary holds record sets of beyond a gap
 	based       bool
 	acked       transport.Position
 	connected   bool
@@ -150,12 +198,17 @@ func New(cfg Config) *Mover {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Mover{
+	m := &Mover{
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
-		local: map[string]uint64{}, released: map[string]uint64{}, received: map[string]uint64{}, ahead: map[string]uint64{},
-		work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(),
+		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(),
 	}
+	for _, ss := range cfg.Subsystems {
+		s := &sub{ss: ss, id: ss.ID()}
+		m.subs = append(m.subs, s)
+		m.byID[s.id] = s
+	}
+	return m
 }
 
 // Run cuts time-interval groups and ships them until ctx ends.
@@ -185,11 +238,11 @@ func (m *Mover) Cut() {
 	m.mu.Lock()
 	m.group++
 	g := m.group
-	for _, ss := range m.cfg.Subsystems {
+	for _, s := range m.subs {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
-		ups, horizon, read := ss.Drain()
-		m.pack(ss, g, ups, horizon, read.UnixNano())
+		ups, horizon, read := s.ss.Drain()
+		m.pack(s, g, ups, horizon, read.UnixNano())
 	}
 	m.mu.Unlock()
 	select {
@@ -205,21 +258,26 @@ func (m *Mover) Cut() {
 // is complete only through its own last update, and its horizon says so:
 // claiming the drain's horizon would let the secondary form a consistency
 // group without the updates still to come.
-func (m *Mover) pack(ss *subsystem.Subsystem, g uint64, ups []recordset.Update, horizon, read int64) {
-	id := ss.ID()
-	h := m.lastHeld(ss)
+func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int64) {
+	id := s.id
+	h := s.last()
 	if h != nil && h.everSent {
 		h = nil
 	}
 	grown := h != nil
 	for {
 		if h == nil {
-			m.local[id]++
-			h = &held{ss: ss, size: recordset.NewSizer(m.cfg.Session, id), rs: &recordset.RecordSet{
-				Session: m.cfg.Session, Subsystem: id, Seq: m.local[id], Group: g, ReadTime: read, Horizon: horizon}}
-			m.held = append(m.held, h)
+			s.local++
+			h = &held{sub: s, size: recordset.NewSizer(m.cfg.Session, id), rs: &recordset.RecordSet{
+				Session: m.cfg.Session, Subsystem: id, Seq: s.local, Group: g, ReadTime: read, Horizon: horizon}}
+			m.formed++
+			h.formed = m.formed
+			s.held = append(s.held, h)
+			m.heldSets++
+			m.enqueue(h)
 			grown = false
 		}
+		before, had := h.cost, len(h.rs.Updates) > 0
 		n := 0
 		for n < len(ups) && m.fits(h, &ups[n], grown) {
 			h.add(&ups[n])
@@ -232,6 +290,10 @@ func (m *Mover) pack(ss *subsystem.Subsystem, g uint64, ups []recordset.Update, 
 				"volume", ups[0].Volume, "offset", ups[0].Offset, "length", ups[0].Length)
 			h.add(&ups[0])
 			n = 1
+		}
+		m.heldBytes += h.cost - before
+		if !had && n > 0 {
+			m.withUpdates++
 		}
 		h.rs.Updates = append(h.rs.Updates, ups[:n]...)
 		h.rs.Group, h.rs.ReadTime = g, read
@@ -267,13 +329,131 @@ const (
 	coalesceBytes   = 4 << 20
 )
 
-func (m *Mover) lastHeld(ss *subsystem.Subsystem) *held {
-	for i := len(m.held) - 1; i >= 0; i-- {
-		if m.held[i].ss == ss {
-			return m.held[i]
+// enqueue puts h in the send queue, once.
+func (m *Mover) enqueue(h *held) {
+	if h.queued || h.gone {
+		return
+	}
+	h.queued = true
+	m.queue = append(m.queue, h)
+}
+
+// markSent records h as on the wire of the current connection.
+func (m *Mover) markSent(h *held, now time.Time) {
+	if !h.sent {
+		h.sent = true
+		m.outstanding++
+	}
+	h.everSent, h.sentAt = true, now
+	if !h.counted && h.rs.Seq > h.sub.received {
+		h.counted = true
+		m.inflight += h.cost
+	}
+}
+
+// markUnsent makes h wait to be sent again, ahead of record sets never sent.
+func (m *Mover) markUnsent(h *held) {
+	if h.sent {
+		h.sent = false
+		m.outstanding--
+	}
+	m.uncount(h)
+	if !h.queued && !h.gone {
+		h.queued = true
+		m.resend = append(m.resend, h)
+	}
+}
+
+func (m *Mover) uncount(h *held) {
+	if h.counted {
+		h.counted = false
+		m.inflight -= h.cost
+	}
+}
+
+// advanceReceived records that the secondary accepted s's record sets
+// through seq in order: those are no longer in flight.
+func (m *Mover) advanceReceived(s *sub, seq uint64) {
+	if seq <= s.received {
+		return
+	}
+	from := s.received + 1
+	if len(s.held) > 0 {
+		from = max(from, s.held[0].rs.Seq)
+	}
+	for q := from; q <= seq; q++ {
+		h := s.at(q)
+		if h == nil {
+			break
+		}
+		m.uncount(h)
+	}
+	s.received = seq
+}
+
+// release gives up s's front record set, journaled at the secondary.
+func (m *Mover) release(s *sub) {
+	h := s.held[0]
+	s.held[0] = nil
+	s.held = s.held[1:]
+	if len(s.held) == 0 {
+		s.held = nil // let the array go
+	}
+	if m.cfg.OnAcked != nil {
+		for _, u := range h.rs.Updates {
+			m.cfg.OnAcked(u)
 		}
 	}
-	return nil
+	s.ss.Sidefile().Release(h.cost)
+	if h.rs.Seq > s.released {
+		s.released = h.rs.Seq
+	}
+	m.forget(h)
+}
+
+// forget takes h out of the totals; the send queue skips it.
+func (m *Mover) forget(h *held) {
+	if h.sent {
+		h.sent = false
+		m.outstanding--
+	}
+	m.uncount(h)
+	h.gone = true
+	m.heldSets--
+	m.heldBytes -= h.cost
+	if len(h.rs.Updates) > 0 {
+		m.withUpdates--
+	}
+}
+
+// rebuild recomputes the totals and the send queue from the held record
+// sets, after a change to many of them (a reconnect, a re-forming, a Drop).
+func (m *Mover) rebuild() {
+	m.heldSets, m.heldBytes, m.withUpdates, m.outstanding, m.inflight = 0, 0, 0, 0, 0
+	clear(m.queue)
+	clear(m.resend)
+	m.queue, m.resend = m.queue[:0], m.resend[:0]
+	for _, s := range m.subs {
+		for _, h := range s.held {
+			m.heldSets++
+			m.heldBytes += h.cost
+			if len(h.rs.Updates) > 0 {
+				m.withUpdates++
+			}
+			h.counted, h.queued = false, false
+			if h.sent {
+				m.outstanding++
+				if h.rs.Seq > s.received {
+					h.counted = true
+					m.inflight += h.cost
+				}
+			} else {
+				h.queued = true
+				m.queue = append(m.queue, h)
+			}
+		}
+	}
+	slices.SortFunc(m.queue, func(a, b *held) int { return cmp.Compare(a.formed, b.formed) })
 }
 
 func (m *Mover) link(ctx context.Context) {
@@ -297,9 +477,12 @@ func (m *Mover) link(ctx context.Context) {
 		conn.Close()
 		m.mu.Lock()
 		m.setConnected(false)
-		for _, h := range m.held {
-			h.sent = false
+		for _, s := range m.subs {
+			for _, h := range s.held {
+				h.sent = false
+			}
 		}
+		m.rebuild()
 		if err != nil && ctx.Err() == nil {
 			m.lastErr = err.Error()
 		}
@@ -491,48 +674,51 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	if !m.based {
 		// First contact: continue the secondary's numbering. Nothing was sent
 		// yet, so renumbering held record sets is safe.
-		for _, h := range m.held {
-			h.rs.Seq += p.Through[h.ss.ID()]
-		}
-		for _, ss := range m.cfg.Subsystems {
-			m.local[ss.ID()] += p.Through[ss.ID()]
-			m.released[ss.ID()] = p.Through[ss.ID()]
+		for _, s := range m.subs {
+			for _, h := range s.held {
+				h.rs.Seq += p.Through[s.id]
+			}
+			s.local += p.Through[s.id]
+			s.released = p.Through[s.id]
 		}
 		m.cfg.Timer.AtLeast(p.Time)
-		for _, h := range m.held {
-			if h.rs.Lowest() != 0 && h.rs.Lowest() <= p.Time {
-				m.log.Error("primary clock is behind the secondary's consistency time; updates stamped before it would be ignored",
-					"subsystem", h.rs.Subsystem, "lowest", h.rs.Lowest(), "consistency_time", p.Time)
+		for _, s := range m.subs {
+			for _, h := range s.held {
+				if h.rs.Lowest() != 0 && h.rs.Lowest() <= p.Time {
+					m.log.Error("primary clock is behind the secondary's consistency time; updates stamped before it would be ignored",
+						"subsystem", h.rs.Subsystem, "lowest", h.rs.Lowest(), "consistency_time", p.Time)
+				}
 			}
 		}
 		m.based = true
 	}
-	for _, ss := range m.cfg.Subsystems {
-		if got, want := p.Through[ss.ID()], m.released[ss.ID()]; got < want {
-			return fmt.Errorf("secondary holds subsystem %s only through record set %d, but %d was acknowledged before: the secondary lost journaled data", ss.ID(), got, want)
+	for _, s := range m.subs {
+		if got, want := p.Through[s.id], s.released; got < want {
+			return fmt.Errorf("secondary holds subsystem %s only through record set %d, but %d was acknowledged before: the secondary lost journaled data", s.id, got, want)
 		}
 	}
 	if err := m.adoptLimits(p, conn); err != nil {
 		return err
 	}
 	m.setConnected(true)
-	if len(m.held) == 0 {
+	if m.heldSets == 0 {
 		m.lastErr = ""
 	}
 	m.lastAck = time.Now()
 	m.lastRecv = time.Now()
 	// The secondary says what it still holds; only the rest is sent again.
-	for _, ss := range m.cfg.Subsystems {
-		m.received[ss.ID()] = max(p.Through[ss.ID()], p.Received[ss.ID()])
-	}
-	for _, h := range m.held {
-		if h.rs.Seq <= m.received[h.ss.ID()] {
-			h.sent = true
+	for _, s := range m.subs {
+		s.received = max(p.Through[s.id], p.Received[s.id])
+		for _, h := range s.held {
+			if h.rs.Seq <= s.received {
+				h.sent = true
+			}
 		}
 	}
 	if !m.hasBase {
 		m.base, m.hasBase = p, true
 	}
+	m.rebuild()
 	m.ackLocked(p)
 	m.conn = conn
 	return nil
@@ -563,16 +749,18 @@ func (m *Mover) adoptLimits(p transport.Position, conn transport.Conn) error {
 	}
 	m.limits, m.maxFrame = lim, maxFrame
 	var over []*held
-	for _, h := range m.held {
-		if h.rs.Seq > p.Through[h.ss.ID()] && !m.fitsWhole(h) {
-			over = append(over, h)
+	for _, s := range m.subs {
+		for _, h := range s.held {
+			if h.rs.Seq > p.Through[s.id] && !m.fitsWhole(h) {
+				over = append(over, h)
+			}
 		}
 	}
 	if len(over) == 0 {
 		return nil
 	}
-	for _, ss := range m.cfg.Subsystems {
-		id := ss.ID()
+	for _, s := range m.subs {
+		id := s.id
 		if p.Received[id] > p.Through[id] || p.Ahead[id] > p.Through[id] {
 			// Re-formed sets are numbered afresh from what is journaled,
 			// which would clash with the sets the secondary holds beyond
@@ -583,6 +771,7 @@ func (m *Mover) adoptLimits(p transport.Position, conn transport.Conn) error {
 	}
 	m.log.Warn("held record sets exceed the secondary's limits: re-forming them", "sets", len(over))
 	m.reform(p.Through)
+	m.rebuild()
 	return nil
 }
 
@@ -608,7 +797,7 @@ func (m *Mover) carriesLargest(lim recordset.Limits, maxFrame int) error {
 
 // fitsWhole reports whether h, as formed, is within the limits in use.
 func (m *Mover) fitsWhole(h *held) bool {
-	sz := recordset.NewSizer(m.cfg.Session, h.ss.ID())
+	sz := recordset.NewSizer(m.cfg.Session, h.sub.id)
 	for i := range h.rs.Updates {
 		if !m.fits(&held{size: sz}, &h.rs.Updates[i], false) {
 			return false
@@ -627,39 +816,48 @@ func (m *Mover) reform(journaled map[string]uint64) {
 	if through == nil {
 		through = map[string]uint64{}
 	}
-	var out []*held
-	for _, h := range m.held {
-		id := h.ss.ID()
-		if h.rs.Seq <= through[id] {
-			out = append(out, h) // journaled: released by the acknowledgement
-			continue
+	for _, s := range m.subs {
+		id := s.id
+		var out []*held
+		for _, h := range s.held {
+			if h.rs.Seq <= through[id] {
+				out = append(out, h) // journaled: released by the acknowledgement
+				continue
+			}
+			out = m.reformOne(h, out, through)
 		}
-		ups := h.rs.Updates
-		for {
-			through[id]++
-			part := &held{ss: h.ss, size: recordset.NewSizer(m.cfg.Session, id), everSent: h.everSent, rs: &recordset.RecordSet{
-				Session: h.rs.Session, Subsystem: id, Seq: through[id], Group: h.rs.Group, ReadTime: h.rs.ReadTime, Horizon: h.rs.Horizon}}
-			n := 0
-			for n < len(ups) && m.fits(part, &ups[n], false) {
-				part.add(&ups[n])
-				n++
-			}
-			if n == 0 && len(ups) > 0 {
-				part.add(&ups[0]) // alone, as pack sends it
-				n = 1
-			}
-			part.rs.Updates = ups[:n:n]
-			ups = ups[n:]
-			out = append(out, part)
-			if len(ups) == 0 {
-				break
-			}
-			part.rs.Horizon = part.rs.Highest()
-		}
-		m.local[id] = through[id]
+		s.held = out
 	}
-	clear(m.held)
-	m.held = out
+}
+
+// reformOne appends h re-formed to the limits in use to out, numbered on
+// from through.
+func (m *Mover) reformOne(h *held, out []*held, through map[string]uint64) []*held {
+	id := h.sub.id
+	ups := h.rs.Updates
+	for {
+		through[id]++
+		part := &held{sub: h.sub, size: recordset.NewSizer(m.cfg.Session, id), everSent: h.everSent, formed: h.formed, rs: &recordset.RecordSet{
+			Session: h.rs.Session, Subsystem: id, Seq: through[id], Group: h.rs.Group, ReadTime: h.rs.ReadTime, Horizon: h.rs.Horizon}}
+		n := 0
+		for n < len(ups) && m.fits(part, &ups[n], false) {
+			part.add(&ups[n])
+			n++
+		}
+		if n == 0 && len(ups) > 0 {
+			part.add(&ups[0]) // alone, as pack sends it
+			n = 1
+		}
+		part.rs.Updates = ups[:n:n]
+		ups = ups[n:]
+		out = append(out, part)
+		if len(ups) == 0 {
+			break
+		}
+		part.rs.Horizon = part.rs.Highest()
+	}
+	h.sub.local = through[id]
+	return out
 }
 
 func clampInt(v uint64) int {
@@ -723,42 +921,39 @@ func (m *Mover) receive(conn transport.Conn) error {
 	}
 }
 
+// ackLocked takes what the secondary says it holds. Its work is the
+// entries of the position and the record sets it releases, never the
+// record sets held.
 func (m *Mover) ackLocked(p transport.Position) {
 	progress := false
 	for name, seq := range p.Received {
-		if seq > m.received[name] {
-			m.received[name] = seq
+		if s := m.byID[name]; s != nil && seq > s.received {
+			m.advanceReceived(s, seq)
 			progress = true
+		}
+	}
+	for _, s := range m.aheadOf {
+		s.ahead = 0
+	}
+	m.aheadOf = m.aheadOf[:0]
+	for name, seq := range p.Ahead {
+		if s := m.byID[name]; s != nil && seq > 0 {
+			s.ahead = seq
+			m.aheadOf = append(m.aheadOf, s)
 		}
 	}
 	for name, seq := range p.Through {
-		if seq > m.received[name] {
-			m.received[name] = seq
-		}
-	}
-	for _, ss := range m.cfg.Subsystems {
-		m.ahead[ss.ID()] = p.Ahead[ss.ID()]
-	}
-	kept := m.held[:0]
-	for _, h := range m.held {
-		if h.rs.Seq <= p.Through[h.ss.ID()] {
-			if m.cfg.OnAcked != nil {
-				for _, u := range h.rs.Updates {
-					m.cfg.OnAcked(u)
-				}
-			}
-			h.ss.Sidefile().Release(h.cost)
-			m.lastErr = ""
-			if h.rs.Seq > m.released[h.ss.ID()] {
-				m.released[h.ss.ID()] = h.rs.Seq
-			}
-			progress = true
+		s := m.byID[name]
+		if s == nil {
 			continue
 		}
-		kept = append(kept, h)
+		m.advanceReceived(s, seq)
+		for len(s.held) > 0 && s.held[0].rs.Seq <= seq {
+			m.release(s)
+			m.lastErr = ""
+			progress = true
+		}
 	}
-	clear(m.held[len(kept):])
-	m.held = kept
 	switch {
 	case p.Group > m.acked.Group || p.Time > m.acked.Time:
 		m.acked = p
@@ -793,21 +988,29 @@ func (m *Mover) unsent(conn transport.Conn) []*held {
 	}
 	var out []*held
 	now := time.Now()
-	var inflight int64
-	for _, h := range m.held {
-		if h.sent && h.rs.Seq > m.received[h.ss.ID()] {
-			inflight += h.cost
+	if len(m.resend) > 1 {
+		slices.SortFunc(m.resend, func(a, b *held) int { return cmp.Compare(a.formed, b.formed) })
+	}
+	for _, q := range []*[]*held{&m.resend, &m.queue} {
+		for len(*q) > 0 {
+			h := (*q)[0]
+			if !h.gone && !h.sent {
+				if m.inflight > 0 && m.inflight+h.cost > m.cfg.Window {
+					break
+				}
+				m.markSent(h, now)
+				out = append(out, h)
+			}
+			h.queued = false
+			(*q)[0] = nil
+			*q = (*q)[1:]
+		}
+		if len(*q) > 0 {
+			break
 		}
 	}
-	for _, h := range m.held {
-		if !h.sent {
-			if inflight > 0 && inflight+h.cost > m.cfg.Window {
-				break
-			}
-			h.sent, h.everSent, h.sentAt = true, true, now
-			inflight += h.cost
-			out = append(out, h)
-		}
+	if len(m.queue) == 0 {
+		m.queue = nil // let the array go
 	}
 	if len(out) > 0 {
 		m.lastSend = time.Now()
@@ -820,14 +1023,7 @@ func (m *Mover) unsent(conn transport.Conn) []*held {
 func (m *Mover) checkSilence() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	outstanding := false
-	for _, h := range m.held {
-		if h.sent {
-			outstanding = true
-			break
-		}
-	}
-	if outstanding && time.Since(m.lastRecv) > m.cfg.Silence && time.Since(m.lastSend) < time.Since(m.lastRecv) {
+	if m.outstanding > 0 && time.Since(m.lastRecv) > m.cfg.Silence && time.Since(m.lastSend) < time.Since(m.lastRecv) {
 		return fmt.Errorf("nothing from the secondary for %s with record sets outstanding: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond))
 	}
 	return nil
@@ -842,10 +1038,9 @@ func (m *Mover) maybeRetransmit() {
 	// Fast path: the secondary holds record sets beyond a gap, so the one at
 	// the gap was lost; resend just that one, once it has had time to arrive.
 	fast := max(4*m.cfg.Interval, 5*time.Millisecond)
-	for _, h := range m.held {
-		id := h.ss.ID()
-		if h.sent && m.ahead[id] > m.received[id] && h.rs.Seq == m.received[id]+1 && time.Since(h.sentAt) >= fast {
-			h.sent = false
+	for _, s := range m.aheadOf {
+		if h := s.at(s.received + 1); h != nil && h.sent && s.ahead > s.received && time.Since(h.sentAt) >= fast {
+			m.markUnsent(h)
 			again = true
 		}
 	}
@@ -859,10 +1054,15 @@ func (m *Mover) maybeRetransmit() {
 		}
 		return
 	}
-	for _, h := range m.held {
-		if h.sent && h.rs.Seq > m.received[h.ss.ID()] && time.Since(h.sentAt) >= m.cfg.Retransmit {
-			h.sent = false
-			again = true
+	if m.outstanding == 0 {
+		return
+	}
+	for _, s := range m.subs {
+		for _, h := range s.held {
+			if h.sent && h.rs.Seq > s.received && time.Since(h.sentAt) >= m.cfg.Retransmit {
+				m.markUnsent(h)
+				again = true
+			}
 		}
 	}
 	if !again {
@@ -890,30 +1090,33 @@ func (m *Mover) maybeRetransmit() {
 func (m *Mover) Drop(mark func(recordset.Update)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, ss := range m.cfg.Subsystems {
-		ups, _, _ := ss.Drain()
+	for _, s := range m.subs {
+		ups, _, _ := s.ss.Drain()
 		var cost int64
 		for _, u := range ups {
 			mark(u)
 			cost += sidefile.Cost(len(u.Data))
 		}
-		ss.Sidefile().Release(cost)
+		s.ss.Sidefile().Release(cost)
 	}
-	for _, h := range m.held {
-		for _, u := range h.rs.Updates {
-			mark(u)
+	for _, s := range m.subs {
+		for _, h := range s.held {
+			for _, u := range h.rs.Updates {
+				mark(u)
+			}
+			s.ss.Sidefile().Release(h.cost)
+			h.gone = true
 		}
-		h.ss.Sidefile().Release(h.cost)
+		s.held = nil
 	}
-	m.held = nil
 	// The secondary may have journaled more than we saw acknowledged (the ack
 	// was lost with the link): number afresh from what its next Welcome says.
 	m.based = false
-	for _, ss := range m.cfg.Subsystems {
-		m.local[ss.ID()] = 0
-		m.received[ss.ID()] = 0
-		m.ahead[ss.ID()] = 0
+	for _, s := range m.subs {
+		s.local, s.received, s.ahead = 0, 0, 0
 	}
+	m.aheadOf = nil
+	m.rebuild()
 	m.instance = rand.Uint64() | 1
 	if m.conn != nil {
 		// What the secondary sends on it speaks of the old instance.
@@ -927,25 +1130,23 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 
 // Quiesce cuts groups until every update captured so far, and every record
 // set, is acknowledged by the secondary, or ctx ends.
+//
+// It cuts only while updates are captured and not yet formed into record
+// sets; otherwise it waits. Cutting on every acknowledgement would form a
+// record set per idle subsystem each time, and each brings an
+// acknowledgement of its own: with many subsystems the stop would feed
+// itself and never finish.
 func (m *Mover) Quiesce(ctx context.Context) error {
 	for {
-		m.Cut()
+		if m.captured() > 0 {
+			m.Cut()
+		}
 		m.mu.Lock()
 		ch := m.progress
-		var pending bool
-		for _, h := range m.held {
-			if len(h.rs.Updates) > 0 {
-				pending = true
-				break
-			}
-		}
+		pending := m.withUpdates > 0
 		m.mu.Unlock()
 		if !pending {
-			captured := 0
-			for _, ss := range m.cfg.Subsystems {
-				captured += ss.Sidefile().Stats().Captured
-			}
-			if captured == 0 {
+			if m.captured() == 0 {
 				return nil
 			}
 			continue
@@ -977,6 +1178,14 @@ func (m *Mover) Link() (up bool, since time.Time) {
 	return m.connected, m.linkSince
 }
 
+func (m *Mover) captured() int {
+	n := 0
+	for _, s := range m.subs {
+		n += s.ss.Sidefile().Stats().Captured
+	}
+	return n
+}
+
 // Stats is a snapshot for status and metrics.
 type Stats struct {
 	Connected     bool
@@ -1005,11 +1214,7 @@ type Stats struct {
 func (m *Mover) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var b int64
-	for _, h := range m.held {
-		b += h.cost
-	}
-	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: len(m.held), HeldBytes: b,
+	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -754,4 +755,61 @@ func TestJournalFreeFromEveryPosition(t *testing.T) {
 	waitFor(t, "the restarted secondary's free space", func() bool { return p.mover.Stats().Acked.JournalFree == 1<<30 })
 	l2.ack(transport.Position{Group: 1, Time: 2, Through: map[string]uint64{"ss1": 0}, JournalFree: 5 << 30})
 	waitFor(t, "a receipt's free space", func() bool { return p.mover.Stats().Acked.JournalFree == 5<<30 })
+}
+
+// Quiesce forms record sets of what was captured, not a group per
+// acknowledgement: with many subsystems, a group of record sets per receipt
+// brings a receipt per record set, each of which cut another group, so a
+// stop never caught up with its own idle record sets.
+func TestQuiesceCutsOnlyWhatWasCaptured(t *testing.T) {
+	var names []string
+	for i := range 16 {
+		names = append(names, fmt.Sprintf("ss%02d", i+1))
+	}
+	p := startPrimary(t, options{subsystems: names})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{})
+	p.write(t, "ss01", []byte("the last write"), 0)
+	g0 := p.mover.Stats().Group
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.mover.Quiesce(ctx) }()
+
+	// The secondary says what it received for every record set, and
+	// journals everything only a while after the write's record set came.
+	received := map[string]uint64{}
+	var journalAt time.Time
+	for journalAt.IsZero() || time.Now().Before(journalAt) {
+		select {
+		case f, ok := <-l.frames:
+			if !ok {
+				t.Fatal("connection closed")
+			}
+			typ, body, err := transport.Open(f)
+			if err != nil || typ != transport.TypeRecordSet {
+				continue
+			}
+			rs, err := recordset.Decode(body, recordset.DefaultLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			received[rs.Subsystem] = max(received[rs.Subsystem], rs.Seq)
+			l.ack(transport.Position{Received: maps.Clone(received)})
+			if len(rs.Updates) > 0 && journalAt.IsZero() {
+				journalAt = time.Now().Add(200 * time.Millisecond)
+			}
+		case <-time.After(250 * time.Millisecond):
+			if journalAt.IsZero() {
+				t.Fatal("the write's record set never came")
+			}
+		}
+	}
+	l.ack(transport.Position{Group: 1, Time: 1, Through: maps.Clone(received), Received: maps.Clone(received)})
+	if err := <-done; err != nil {
+		t.Fatalf("Quiesce: %v", err)
+	}
+	if cut := p.mover.Stats().Group - g0; cut > 2 {
+		t.Fatalf("Quiesce formed %d groups for one captured write: it cuts on every acknowledgement", cut)
+	}
 }
