@@ -15,6 +15,14 @@
 // acknowledged later than that one, a group that holds a write holds every write
 // it depended on. A subsystem that never reports holds consistency back; Laggard
 // names it.
+//
+// An idle subsystem may report by heartbeat instead of by an empty record
+// set: "every update stamped at or before H is in my record sets through
+// n". It counts exactly as an empty record set numbered n+1 with horizon H
+// would, and only once every record set through n is accepted in order;
+// before that it is ignored (a later heartbeat or record set reports
+// again), so the consistency time is the same minimum over every
+// subsystem of a horizon reported contiguously.
 package consistency
 
 import (
@@ -244,6 +252,29 @@ func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
 		s.repeat = false
 	}
 	s.accepted = append(s.accepted, received{seq: rs.Seq, highest: highest})
+}
+
+// Heartbeat takes an idle subsystem's report that its record sets through
+// seq hold every update it stamped at or before horizon. It raises the
+// subsystem's horizon only if every record set through seq is accepted.
+func (f *Former) Heartbeat(subsystem string, seq uint64, horizon int64) error {
+	s, ok := f.subs[subsystem]
+	if !ok {
+		return fmt.Errorf("heartbeat of unknown subsystem %q: %w", subsystem, ErrForeign)
+	}
+	if seq >= s.next {
+		// Record sets it counts on are missing: it says nothing yet.
+		return nil
+	}
+	if horizon > s.horizon {
+		s.horizon = horizon
+	}
+	if horizon > f.start {
+		// As for a record set with this horizon (accept): any later
+		// record set holds only updates stamped after it.
+		s.repeat = false
+	}
+	return nil
 }
 
 // Laggard returns the subsystem whose horizon holds the consistency time back,

@@ -99,6 +99,7 @@ type held struct {
 type sub struct {
 	ss       *subsystem.Subsystem
 	id       string
+	index    uint16 // in the Hello's Subsystems, which heartbeats name it by
 	held     []*held
 	local    uint64 // last sequence number given
 	released uint64 // last sequence number acknowledged
@@ -154,6 +155,13 @@ type Mover struct {
 	outstanding int    // held record sets sent on the current connection
 	inflight    int64  // cost of those sent and not yet received
 	aheadOf     []*sub // subsystems the secondary holds record sets of beyond a gap
+	// bundles says the secondary of the current connection takes bundles
+	// (transport.FeatureBundles): the record sets of an interval travel in
+	// one frame, and an idle subsystem reports its horizon by a heartbeat
+	// in it rather than by an empty record set of its own. beats are the
+	// heartbeats of the last cut, until sent.
+	bundles bool
+	beats   []transport.Heartbeat
 	based       bool
 	acked       transport.Position
 	connected   bool
@@ -203,8 +211,8 @@ func New(cfg Config) *Mover {
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
 		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(),
 	}
-	for _, ss := range cfg.Subsystems {
-		s := &sub{ss: ss, id: ss.ID()}
+	for i, ss := range cfg.Subsystems {
+		s := &sub{ss: ss, id: ss.ID(), index: uint16(i)}
 		m.subs = append(m.subs, s)
 		m.byID[s.id] = s
 	}
@@ -238,6 +246,7 @@ func (m *Mover) Cut() {
 	m.mu.Lock()
 	m.group++
 	g := m.group
+	m.beats = m.beats[:0]
 	for _, s := range m.subs {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
@@ -263,6 +272,13 @@ func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int
 	h := s.last()
 	if h != nil && h.everSent {
 		h = nil
+	}
+	if h == nil && len(ups) == 0 && m.bundles {
+		// Idle: its record sets through s.local hold every update stamped
+		// at or before horizon, and a heartbeat says so at the cost of a
+		// few bytes, not of a record set, frame and acknowledgement.
+		m.beats = append(m.beats, transport.Heartbeat{Subsystem: s.index, Seq: s.local, Horizon: horizon})
+		return
 	}
 	grown := h != nil
 	for {
@@ -477,6 +493,7 @@ func (m *Mover) link(ctx context.Context) {
 		conn.Close()
 		m.mu.Lock()
 		m.setConnected(false)
+		m.bundles, m.beats = false, nil
 		for _, s := range m.subs {
 			for _, h := range s.held {
 				h.sent = false
@@ -583,20 +600,17 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	defer tick.Stop()
 	var buf []byte
 	for {
-		for _, h := range m.unsent(conn) {
-			frame := append(buf[:0], transport.TypeRecordSet)
-			frame, err = recordset.Encode(frame, h.rs)
-			if err != nil {
-				return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
-			}
-			frame = transport.Seal(frame)
-			if err := conn.Send(frame); err != nil {
+		sets, beats, bundles, maxFrame := m.unsent(conn)
+		if bundles {
+			if buf, err = m.sendBundles(conn, sets, beats, maxFrame, buf); err != nil {
 				return err
 			}
-			m.mu.Lock()
-			m.sentBytes += uint64(len(frame))
-			m.mu.Unlock()
-			buf = frame
+		} else {
+			for _, h := range sets {
+				if buf, err = m.sendRecordSet(conn, h, buf); err != nil {
+					return err
+				}
+			}
 		}
 		select {
 		case <-sctx.Done():
@@ -613,6 +627,91 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 			}
 		}
 	}
+}
+
+// sendRecordSet sends h in a frame of its own, encoded in buf.
+func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte, error) {
+	frame := append(buf[:0], transport.TypeRecordSet)
+	frame, err := recordset.Encode(frame, h.rs)
+	if err != nil {
+		return buf, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+	}
+	frame = transport.Seal(frame)
+	if err := conn.Send(frame); err != nil {
+		return frame, err
+	}
+	m.mu.Lock()
+	m.sentBytes += uint64(len(frame))
+	m.mu.Unlock()
+	return frame, nil
+}
+
+// sendBundles sends the record sets in as few bundle frames as fit within
+// maxFrame, in order, and the heartbeats after them: a heartbeat counts
+// only once the record sets it names are in. A record set that fits a
+// frame only alone goes in a record-set frame of its own.
+func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport.Heartbeat, maxFrame int, buf []byte) ([]byte, error) {
+	var batch []*held
+	var sizes []int
+	total := 0
+	flush := func(bs []transport.Heartbeat) error {
+		if len(batch) == 0 && len(bs) == 0 {
+			return nil
+		}
+		f := transport.BeginBundle(buf[:0], sizes, bs)
+		for i, h := range batch {
+			n := len(f)
+			var err error
+			if f, err = recordset.Encode(f, h.rs); err != nil {
+				return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+			}
+			if len(f)-n != sizes[i] {
+				return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, len(f)-n, sizes[i])
+			}
+		}
+		f = transport.Seal(f)
+		buf = f
+		if err := conn.Send(f); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		m.sentBytes += uint64(len(f))
+		m.mu.Unlock()
+		batch, sizes, total = batch[:0], sizes[:0], 0
+		return nil
+	}
+	for _, h := range sets {
+		size := recordset.EncodedSize(h.rs)
+		if transport.BundleOverhead(1, 0)+size > maxFrame {
+			if err := flush(nil); err != nil {
+				return buf, err
+			}
+			var err error
+			if buf, err = m.sendRecordSet(conn, h, buf); err != nil {
+				return buf, err
+			}
+			continue
+		}
+		if transport.BundleOverhead(len(batch)+1, 0)+total+size > maxFrame {
+			if err := flush(nil); err != nil {
+				return buf, err
+			}
+		}
+		batch, sizes, total = append(batch, h), append(sizes, size), total+size
+	}
+	for len(beats) > 0 || len(batch) > 0 {
+		k := min(len(beats), max(0, (maxFrame-transport.BundleOverhead(len(batch), 0)-total)/transport.HeartbeatSize))
+		if k == 0 && len(batch) == 0 {
+			// Not one heartbeat fits a frame: the record sets report.
+			m.log.Error("heartbeats do not fit the secondary's frames", "max_frame", maxFrame)
+			break
+		}
+		if err := flush(beats[:k]); err != nil {
+			return buf, err
+		}
+		beats = beats[k:]
+	}
+	return buf, nil
 }
 
 func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn) (transport.Position, error) {
@@ -721,6 +820,7 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	m.rebuild()
 	m.ackLocked(p)
 	m.conn = conn
+	m.bundles, m.beats = p.Features&transport.FeatureBundles != 0, nil
 	return nil
 }
 
@@ -978,13 +1078,20 @@ func (m *Mover) ackLocked(p transport.Position) {
 	}
 }
 
-func (m *Mover) unsent(conn transport.Conn) []*held {
+// unsent returns what to send on conn now: the record sets within the
+// window, the heartbeats of the last cut if not yet sent, whether they go
+// in bundles, and the largest frame the secondary takes.
+func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartbeat, bundles bool, maxFrame int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.conn != conn {
 		// Dropped: record sets formed since are numbered for the next
 		// instance, not for the one this connection speaks for.
-		return nil
+		return nil, nil, false, 0
+	}
+	if m.bundles && len(m.beats) > 0 {
+		beats = slices.Clone(m.beats)
+		m.beats = m.beats[:0]
 	}
 	var out []*held
 	now := time.Now()
@@ -1012,10 +1119,10 @@ func (m *Mover) unsent(conn transport.Conn) []*held {
 	if len(m.queue) == 0 {
 		m.queue = nil // let the array go
 	}
-	if len(out) > 0 {
+	if len(out) > 0 || len(beats) > 0 {
 		m.lastSend = time.Now()
 	}
-	return out
+	return out, beats, m.bundles, m.maxFrame
 }
 
 // checkSilence gives up a connection on which the secondary has sent nothing
@@ -1116,6 +1223,7 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 		s.local, s.received, s.ahead = 0, 0, 0
 	}
 	m.aheadOf = nil
+	m.bundles, m.beats = false, nil
 	m.rebuild()
 	m.instance = rand.Uint64() | 1
 	if m.conn != nil {

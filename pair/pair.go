@@ -18,6 +18,7 @@
 package pair
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -172,6 +173,10 @@ type Manager struct {
 	// saveMu orders saves: a save writes the state it read under mu, so
 	// one that read earlier must not write after one that read later.
 	saveMu sync.Mutex
+	// written holds, per volume, the bitmap bytes a save last wrote (under
+	// saveMu): an unchanged bitmap is not written again, so a save costs
+	// the bitmaps that changed, not an fsync for every pending pair.
+	written map[string][]byte
 
 	mu     sync.Mutex
 	pairs  map[string]*Pair
@@ -542,9 +547,16 @@ func (mg *Manager) save(clean bool) error {
 			continue
 		}
 		data, _ := bm.MarshalBinary()
+		if prev, ok := mg.written[name]; ok && bytes.Equal(prev, data) {
+			continue
+		}
 		if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.bitmapPath(name), data); err != nil {
 			return fmt.Errorf("pair state: %w", err)
 		}
+		if mg.written == nil {
+			mg.written = map[string][]byte{}
+		}
+		mg.written[name] = data
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

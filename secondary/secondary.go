@@ -810,6 +810,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
 		JournalFree: s.reportedFree()}
 	pos.Recoverable = s.recoverable(pos.Time)
+	pos.Features = transport.FeatureBundles
 	if lim := s.Limits(); lim != transport.BaselineLimits {
 		// Only limits other than the baseline are announced, so a
 		// secondary with the baseline keeps the Welcome of before.
@@ -853,22 +854,40 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			continue
 		}
 		corrupt = 0
-		if typ != transport.TypeRecordSet {
+		var sets [][]byte
+		var beats []transport.Heartbeat
+		switch typ {
+		case transport.TypeRecordSet:
+			sets = [][]byte{body}
+		case transport.TypeBundle:
+			b, err := transport.DecodeBundle(body)
+			if err != nil {
+				s.countCorrupt(conn, err)
+				continue
+			}
+			sets, beats = b.Sets, b.Beats
+		default:
 			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
 			continue
 		}
-		rs, err := recordset.Decode(body, s.cfg.Limits)
-		if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
-			// Intact (its header CRC holds), so not a damaged length:
-			// resending the same set cannot help. Say why, on both
-			// sides, instead of discarding it as corrupt for ever.
-			return s.refuse(conn, fmt.Sprintf("a record set is larger than this secondary accepts (%v): the primary must split it", err))
+		rss := make([]*recordset.RecordSet, 0, len(sets))
+		for _, body := range sets {
+			rs, err := recordset.Decode(body, s.cfg.Limits)
+			if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
+				// Intact (its header CRC holds), so not a damaged length:
+				// resending the same set cannot help. Say why, on both
+				// sides, instead of discarding it as corrupt for ever.
+				return s.refuse(conn, fmt.Sprintf("a record set is larger than this secondary accepts (%v): the primary must split it", err))
+			}
+			if err != nil {
+				// The others of a bundle check themselves: take them, and
+				// the primary resends this one.
+				s.countCorrupt(conn, err)
+				continue
+			}
+			rss = append(rss, rs)
 		}
-		if err != nil {
-			s.countCorrupt(conn, err)
-			continue
-		}
-		if err := s.receive(conn, rs); err != nil {
+		if err := s.receive(conn, rss, beats, hello.Subsystems); err != nil {
 			return err
 		}
 	}
@@ -975,38 +994,60 @@ func (s *Secondary) countCorrupt(conn transport.Conn, err error) {
 
 var errReplaced = errors.New("connection replaced by a newer one")
 
-func (s *Secondary) receive(conn transport.Conn, rs *recordset.RecordSet) error {
+// receive takes what one frame brought: record sets, in order, then
+// heartbeats of idle subsystems (named by their index in names, the
+// Hello's subsystems); then it forms and commits what consistency groups
+// it can, and sends one receipt.
+func (s *Secondary) receive(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != conn {
 		return errReplaced
 	}
-	if err := s.checkRecordSet(rs); err != nil {
-		return s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
-	}
-	out, err := s.former.Add(rs)
-	if errors.Is(err, consistency.ErrStale) {
-		// Taking it would drop the update. The next connection starts
-		// afresh from what is journaled, and no process is trusted to
-		// resend what is journaled any more.
-		s.instance = 0
-		id := s.ident
-		id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
-		if err := s.setIdentity(id); err != nil {
-			s.log.Error("cannot record the primary's instance", "err", err)
+	took := false
+	for _, rs := range sets {
+		if err := s.checkRecordSet(rs); err != nil {
+			return s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
 		}
-		return s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
+		out, err := s.former.Add(rs)
+		if errors.Is(err, consistency.ErrStale) {
+			// Taking it would drop the update. The next connection starts
+			// afresh from what is journaled, and no process is trusted to
+			// resend what is journaled any more.
+			s.instance = 0
+			id := s.ident
+			id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
+			if err := s.setIdentity(id); err != nil {
+				s.log.Error("cannot record the primary's instance", "err", err)
+			}
+			return s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
+		}
+		if err != nil {
+			s.log.Warn("discarding record set", "err", err)
+			continue
+		}
+		took = true
+		s.stats.RecordSets++
+		switch out {
+		case consistency.Duplicate:
+			s.stats.Duplicates++
+		case consistency.Early, consistency.Dropped:
+			s.stats.Early++
+		}
 	}
-	if err != nil {
-		s.log.Warn("discarding record set", "err", err)
+	for _, b := range beats {
+		if int(b.Subsystem) >= len(names) {
+			s.log.Warn("discarding heartbeat of an unknown subsystem", "index", b.Subsystem, "subsystems", len(names))
+			continue
+		}
+		if err := s.former.Heartbeat(names[b.Subsystem], b.Seq, b.Horizon); err != nil {
+			s.log.Warn("discarding heartbeat", "err", err)
+			continue
+		}
+		took = true
+	}
+	if !took {
 		return nil
-	}
-	s.stats.RecordSets++
-	switch out {
-	case consistency.Duplicate:
-		s.stats.Duplicates++
-	case consistency.Early, consistency.Dropped:
-		s.stats.Early++
 	}
 	defer s.receipt(conn)
 	for {

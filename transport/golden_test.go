@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -97,7 +98,7 @@ func TestDecodePositionRejectsMalformedLimits(t *testing.T) {
 		return b
 	}
 	for name, body := range map[string][]byte{
-		"unknown section": section(3, 1, 1, 1, 1),
+		"unknown section": section(4, 1, 1, 1, 1),
 		"zero limit":      section(sectionLimits, 1, 0, 1, 1),
 		"all zero":        section(sectionLimits, 0, 0, 0, 0),
 		"short section":   section(sectionLimits, 1, 1, 1),
@@ -171,4 +172,138 @@ func TestDecodePositionRejectsMalformedRecoverable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goldenBundle is pinned by testdata/bundle.hex: change neither. Its record
+// set bodies stand for encoded record sets, which check themselves.
+func goldenBundle() Bundle {
+	return Bundle{
+		Beats: []Heartbeat{{Subsystem: 1, Seq: 7, Horizon: 1_700_000_000_000_000_000}},
+		Sets:  [][]byte{[]byte("DXRS"), []byte("set2")},
+	}
+}
+
+// A Welcome of a secondary that takes bundles appends the features
+// section, pinned here.
+func TestGoldenWelcomeFeatures(t *testing.T) {
+	want := readGolden(t, "testdata/welcome-features.hex")
+	p := goldenPosition()
+	p.Features = FeatureBundles
+	if got := EncodePosition(TypeWelcome, p); !bytes.Equal(got, want) {
+		t.Fatalf("the Welcome encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	got, err := DecodePosition(mustOpen(t, want, TypeWelcome))
+	if err != nil {
+		t.Fatalf("DecodePosition(golden): %v", err)
+	}
+	if got.Features != FeatureBundles || got.Limits != (Limits{}) || got.Recoverable != 0 {
+		t.Fatalf("DecodePosition(golden) = %+v, want %+v", got, p)
+	}
+	base, err := DecodePosition(mustOpen(t, readGolden(t, "testdata/welcome-baseline.hex"), TypeWelcome))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.Features != 0 {
+		t.Fatalf("a Welcome without the section announces features %#x, want none", base.Features)
+	}
+}
+
+// The features section follows the others, once, and is never empty.
+func TestDecodePositionRejectsMalformedFeatures(t *testing.T) {
+	_, base, err := Open(readGolden(t, "testdata/welcome-baseline.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	feat := func(v byte) []byte { return []byte{sectionFeatures, 0, 0, 0, 0, 0, 0, 0, v} }
+	rec := append([]byte{sectionRecoverable}, 0x17, 0x97, 0x9c, 0xfd, 0xfa, 0x8f, 0x36, 0x00)
+	body := func(parts ...[]byte) []byte { return bytes.Join(append([][]byte{base}, parts...), nil) }
+	if _, err := DecodePosition(body(rec, feat(1))); err != nil {
+		t.Fatalf("recoverable then features: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"none":                   body(feat(0)),
+		"short":                  body(feat(1)[:5]),
+		"twice":                  body(feat(1), feat(1)),
+		"before the recoverable": body(feat(1), rec),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := DecodePosition(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
+			}
+		})
+	}
+}
+
+// A bundle frame is pinned byte for byte; its CRC covers the header, not
+// the record sets, which check themselves.
+func TestGoldenBundle(t *testing.T) {
+	want := readGolden(t, "testdata/bundle.hex")
+	if got := EncodeBundle(goldenBundle()); !bytes.Equal(got, want) {
+		t.Fatalf("the bundle encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	got, err := DecodeBundle(mustOpen(t, want, TypeBundle))
+	if err != nil {
+		t.Fatalf("DecodeBundle(golden): %v", err)
+	}
+	if !reflect.DeepEqual(got, goldenBundle()) {
+		t.Fatalf("DecodeBundle(golden) = %+v, want %+v", got, goldenBundle())
+	}
+	// A record set's bytes are outside the frame CRC.
+	c := bytes.Clone(want)
+	c[len(c)-5] ^= 0xff
+	if _, _, err := Open(c); err != nil {
+		t.Fatalf("a flipped record set byte fails the frame CRC: %v", err)
+	}
+}
+
+// Every bundle header that does not account for its body exactly is
+// corrupt: no slack, no record set past the end, no empty record set.
+func TestDecodeBundleRejectsMalformed(t *testing.T) {
+	_, good, err := Open(EncodeBundle(goldenBundle()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{
+		"empty":           nil,
+		"header too long": append([]byte{0xff, 0xff, 0xff, 0xff}, good[4:]...),
+		"trailing byte":   append(bytes.Clone(good), 0),
+		"short":           good[:len(good)-1],
+		"empty set":       EncodeBundle(Bundle{Sets: [][]byte{{}}})[1:],
+		"zero horizon":    mustBody(EncodeBundle(Bundle{Beats: []Heartbeat{{Seq: 1}}})),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got, err := DecodeBundle(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", got, err)
+			}
+		})
+	}
+}
+
+func mustBody(f []byte) []byte {
+	_, body, err := Open(f)
+	if err != nil {
+		panic(err)
+	}
+	return body
+}
+
+// FuzzDecodeBundle: DecodeBundle never panics, classifies its errors, and
+// what it accepts is exactly what EncodeBundle writes.
+func FuzzDecodeBundle(f *testing.F) {
+	f.Add(mustBody(EncodeBundle(goldenBundle())))
+	f.Add(mustBody(EncodeBundle(Bundle{})))
+	f.Add(mustBody(EncodeBundle(Bundle{Beats: []Heartbeat{{Subsystem: 2, Seq: 1, Horizon: 5}}})))
+	f.Add([]byte{0, 0, 0, 6, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := DecodeBundle(body)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			return
+		}
+		if again := mustBody(EncodeBundle(b)); !bytes.Equal(again, body) {
+			t.Fatalf("bundle re-encodes differently:\n in  %x\n out %x", body, again)
+		}
+	})
 }

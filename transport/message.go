@@ -116,6 +116,10 @@ type Position struct {
 	// what is journaled, which is what frees the primary's sidefile; this
 	// is what the secondary is a crash-consistent image of.
 	Recoverable int64
+	// Features are what the secondary takes beyond the baseline
+	// (FeatureBundles), announced in a Welcome; zero in one of a secondary
+	// from before features were announced.
+	Features uint64
 }
 
 // RecoversTo returns the consistency time the secondary recovers to.
@@ -166,6 +170,11 @@ const sectionRecoverable byte = 2
 // recoverableSectionSize is the length of the section: its kind and a time.
 const recoverableSectionSize = 1 + 8
 
+// sectionFeatures opens the optional section of a Welcome that announces
+// the features the secondary takes. Part of the wire format: never
+// renumber.
+const sectionFeatures byte = 3
+
 // Welcome and Ack both carry a Position.
 type Welcome = Position
 
@@ -193,6 +202,9 @@ func Seal(f []byte) []byte {
 func covered(f []byte) int {
 	if len(f) > 0 && f[0] == TypeRecordSet {
 		return 1
+	}
+	if len(f) > 0 && f[0] == TypeBundle {
+		return bundleCovered(f)
 	}
 	return len(f)
 }
@@ -309,7 +321,9 @@ func DecodeHello(body []byte) (Hello, error) {
 //	u64 max records, u64 max frame;
 //	then, only when the secondary recovers to a time behind the journaled
 //	one (a resync holds it): u8 2, i64 recoverable time (not zero, not
-//	after the time above).
+//	after the time above);
+//	then, only when the secondary announces features (in a Welcome): u8 3,
+//	u64 feature bits (not zero).
 //
 // Sections come in the order of their kinds, each at most once. A Welcome
 // without the limits section is byte for byte the Welcome of a secondary
@@ -318,7 +332,9 @@ func DecodeHello(body []byte) (Hello, error) {
 // Position without the recoverable section is the one of a secondary from
 // before it, and means the journaled time is recovered to; a primary from
 // before it cannot read one that carries it, so a primary is upgraded
-// before its secondary.
+// before its secondary. The same holds for the features section: without
+// it, the secondary takes only what every secondary took before (no
+// bundles), and a primary reads and speaks to both.
 func EncodePosition(typ byte, p Position) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
@@ -335,6 +351,10 @@ func EncodePosition(typ byte, p Position) []byte {
 	if p.Recoverable != 0 {
 		b = append(b, sectionRecoverable)
 		b = binary.BigEndian.AppendUint64(b, uint64(p.Recoverable))
+	}
+	if p.Features != 0 {
+		b = append(b, sectionFeatures)
+		b = binary.BigEndian.AppendUint64(b, p.Features)
 	}
 	return Frame(typ, b)
 }
@@ -392,6 +412,14 @@ func DecodePosition(body []byte) (Position, error) {
 		if r.err == nil && (p.Recoverable <= 0 || p.Recoverable > p.Time) {
 			// Recovering to the journaled time is no section.
 			return p, fmt.Errorf("recoverable time %d with journaled time %d: %w", p.Recoverable, p.Time, ErrCorrupt)
+		}
+	}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionFeatures {
+		r.b = r.b[1:]
+		p.Features = r.u64()
+		if r.err == nil && p.Features == 0 {
+			// No features is no section.
+			return p, fmt.Errorf("features section without features: %w", ErrCorrupt)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 {

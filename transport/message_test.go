@@ -59,6 +59,13 @@ func samplePositions() map[string]Position {
 		"max limits": {
 			Limits: Limits{MaxHeader: math.MaxUint64, MaxPayload: math.MaxUint64, MaxRecords: math.MaxUint64, MaxFrame: math.MaxUint64},
 		},
+		"features": {
+			Group: 5, Time: 9, Through: map[string]uint64{"a": 2}, Features: FeatureBundles,
+		},
+		"every section": {
+			Group: 6, Time: 9, Recoverable: 8, Features: math.MaxUint64,
+			Limits: Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4},
+		},
 		"recoverable": {
 			Group: 9, Time: 2000, Through: map[string]uint64{"a": 3}, Recoverable: 1500,
 		},
@@ -218,6 +225,12 @@ func sampleFrames(t testing.TB) map[string][]byte {
 		"refuse empty": EncodeRefuse(""),
 		"recordset":    sampleRecordSetFrame(t),
 		"empty body":   Frame(TypeAck, nil),
+		"bundle": EncodeBundle(Bundle{
+			Beats: []Heartbeat{{Subsystem: 0, Seq: 0, Horizon: 1}, {Subsystem: math.MaxUint16, Seq: math.MaxUint64, Horizon: math.MaxInt64}},
+			Sets:  [][]byte{sampleRecordSetFrame(t)[1 : len(sampleRecordSetFrame(t))-4], sampleRecordSetFrame(t)[1 : len(sampleRecordSetFrame(t))-4]},
+		}),
+		"bundle of heartbeats": EncodeBundle(Bundle{Beats: []Heartbeat{{Subsystem: 3, Seq: 9, Horizon: 77}}}),
+		"empty bundle":         EncodeBundle(Bundle{}),
 	}
 	for name, h := range sampleHellos() {
 		if len(h.Session) < 100 {
@@ -241,6 +254,17 @@ func TestOpenDetectsEverySingleBitFlip(t *testing.T) {
 				if err == nil && typ == TypeRecordSet {
 					// A record set's body is checked by its own CRCs.
 					_, err = recordset.Decode(body, recordset.DefaultLimits)
+				}
+				if err == nil && typ == TypeBundle {
+					// So are the record sets of a bundle.
+					var b Bundle
+					if b, err = DecodeBundle(body); err == nil {
+						for _, set := range b.Sets {
+							if _, err = recordset.Decode(set, recordset.DefaultLimits); err != nil {
+								break
+							}
+						}
+					}
 				}
 				if err == nil {
 					t.Fatalf("bit %d flipped: Open = %d, %x, accepted; want an error", i, typ, body)
@@ -279,6 +303,9 @@ func decodeBody(typ byte, body []byte) (any, bool, error) {
 	case TypeRefuse:
 		r, err := DecodeRefuse(body)
 		return r, true, err
+	case TypeBundle:
+		b, err := DecodeBundle(body)
+		return b, true, err
 	}
 	return nil, false, nil
 }
@@ -336,6 +363,9 @@ func cutBeforeSections(body []byte, n int, p Position) bool {
 	if full.Recoverable != 0 && p.Recoverable == 0 {
 		lost += recoverableSectionSize
 	}
+	if full.Features != 0 && p.Features == 0 {
+		lost += 1 + 8
+	}
 	return lost > 0 && n == len(body)-lost
 }
 
@@ -349,6 +379,8 @@ func reencode(typ byte, v any) []byte {
 		return EncodePosition(typ, v.(Position))
 	case TypeRefuse:
 		return EncodeRefuse(v.(string))
+	case TypeBundle:
+		return EncodeBundle(v.(Bundle))
 	}
 	panic("no encoder")
 }
