@@ -160,8 +160,8 @@ type Mover struct {
 	// one frame, and an idle subsystem reports its horizon by a heartbeat
 	// in it rather than by an empty record set of its own. beats are the
 	// heartbeats of the last cut, until sent.
-	bundles bool
-	beats   []transport.Heartbeat
+	bundles     bool
+	beats       []transport.Heartbeat
 	based       bool
 	acked       transport.Position
 	connected   bool
