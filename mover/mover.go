@@ -1,10 +1,14 @@
 // Package mover is the primary data mover of the method: steps (c) and (e).
 //
 // Every interval it drains each subsystem's sidefile, with that subsystem's
-// horizon, into one record set per subsystem (an idle subsystem still yields an
-// empty record set that carries its horizon, so it never holds consistency
-// back), numbers the time-interval group, and sends the record sets to the
-// secondary. It keeps every record set until the secondary acknowledges it as
+// horizon, into one record set per subsystem, numbers the time-interval
+// group, and sends the record sets to the secondary. An idle subsystem still
+// reports its horizon, so it never holds consistency back: by a heartbeat to
+// a secondary that takes bundles (the record sets and heartbeats of an
+// interval then travel in one frame, acknowledged by one receipt), by an
+// empty record set to one that does not. With bundles an idle interval
+// costs one small frame and one receipt, not a record set, frame and
+// acknowledgement per subsystem. It keeps every record set until the secondary acknowledges it as
 // journaled, and only then releases its bytes from the sidefile, so the
 // sidefile limit bounds everything held for replication.
 //

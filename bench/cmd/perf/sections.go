@@ -474,11 +474,12 @@ func (b *bench) scale(ctx context.Context) error {
 	fmt.Fprintf(w, "8 volumes per subsystem; volumes of 1 MiB, and of 128 KiB in the 1,024-volume session (the same 128 MiB "+
 		"a site as the 128-volume one, so the initial copy is no longer) and a sidefile limit of 8 MiB a subsystem (the "+
 		"secondary journals at most 1,984 MiB in one group). Start = from launching the secondary until the "+
-		"primary reports the link connected and the secondary a consistency time. RSS (VmRSS) just after start. Then %s "+
+		"primary reports the link connected and the secondary a consistency time. Copy = from then until every pair is "+
+		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. Then %s "+
 		"idle: CPU of each daemon (utime+stime from /proc/PID/stat) per time interval and as %% of one CPU, and journaled "+
 		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
-	fmt.Fprintf(w, "| volumes | subsystems | volume size | start s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range []int{1, 16, 128, 1024} {
 		subs := (n + 7) / 8
 		// The secondary journals a consistency group of all subsystems'
@@ -496,12 +497,22 @@ func (b *bench) scale(ctx context.Context) error {
 			return err
 		}
 		row, err := b.scaleRow(ctx, p, start)
+		// The primary alone first: on SIGTERM it ships what it holds, and
+		// its stop must never wait on idle work.
+		stopped := time.Now()
+		code := p.prim.Stop(2 * time.Minute)
+		row.stop = time.Since(stopped)
+		p.prim = nil
 		p.stop()
 		if err != nil {
 			return err
 		}
+		if code != 0 {
+			return fmt.Errorf("%d volumes: the primary exited %d on SIGTERM after %s", n, code, row.stop.Round(time.Millisecond))
+		}
 		intervals := b.s.idle.Seconds() / time.Duration(p.sess.Config.Interval).Seconds()
-		fmt.Fprintf(w, "| %d | %d | %d KiB | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f |\n", n, subs, size>>10, row.startup.Seconds(),
+		fmt.Fprintf(w, "| %d | %d | %d KiB | %.2f | %.2f | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f |\n", n, subs, size>>10, row.startup.Seconds(),
+			row.copy.Seconds(), row.stop.Seconds(),
 			mib(row.rssP), mib(row.rssS),
 			1e3*row.cpuP.Seconds()/intervals, 100*row.cpuP.Seconds()/b.s.idle.Seconds(),
 			1e3*row.cpuS.Seconds()/intervals, 100*row.cpuS.Seconds()/b.s.idle.Seconds(),
@@ -512,6 +523,7 @@ func (b *bench) scale(ctx context.Context) error {
 
 type scaleRow struct {
 	startup    time.Duration
+	copy, stop time.Duration
 	rssP, rssS int64
 	cpuP, cpuS time.Duration
 	groups     float64
@@ -525,6 +537,18 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 		return r, err
 	}
 	r.startup = time.Since(start)
+	// Idle means after the initial copies: until then the session is busy.
+	if _, err := harness.WaitStatus(wctx, p.prim, p.primCtl(), func(st control.Status) bool {
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return len(st.Volumes) > 0
+	}); err != nil {
+		return r, fmt.Errorf("initial copies: %w", err)
+	}
+	r.copy = time.Since(start) - r.startup
 	var err error
 	if _, r.rssP, err = harness.ProcMem(p.prim.Pid()); err != nil {
 		return r, err
