@@ -9,6 +9,7 @@
 #   QUICK=1          short runtimes, 256 MiB volumes, 2 fault trials per kind
 #   SECTIONS=a,b     perf sections to run: primary,write,lag,apply,memory,scale (default all)
 #   FAULT_TRIALS=N   trials per fault kind (default 10; QUICK: 2); 0 skips the campaign
+#   COMPARE=BIN      primary section: a second duplex build run in the same rounds
 #
 # It installs fio and nbdkit with apt-get when missing, builds the duplex
 # binary and the bench programs into bench/out/, runs bench/cmd/perf (which
@@ -51,9 +52,9 @@ rm -rf "$out/faults-work"
 set +e
 {
   status=0
-  echo "Command: ROUNDS=$rounds QUICK=$quick SECTIONS=$sections FAULT_TRIALS=$trials bench/run.sh"
+  echo "Command: ROUNDS=$rounds QUICK=$quick SECTIONS=$sections FAULT_TRIALS=$trials ${COMPARE:+COMPARE=$COMPARE }bench/run.sh"
   echo
-  "$out/perf" -duplex "$out/duplex" -out "$out" -rounds "$rounds" -sections "$sections" $quickflag || status=1
+  "$out/perf" -duplex "$out/duplex" -out "$out" -rounds "$rounds" -sections "$sections" $quickflag ${COMPARE:+-compare "$COMPARE"} || status=1
   if [ "$trials" -gt 0 ]; then
     echo
     echo "## Fault campaign"

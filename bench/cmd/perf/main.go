@@ -36,6 +36,7 @@ import (
 // settings of a run.
 type settings struct {
 	duplex  string // binary
+	compare string // primary section: a second build, alternated with the first
 	out     string // work directory
 	rounds  int
 	quick   bool
@@ -61,10 +62,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", 3, "write-cost rounds (each runs every job on both servers)")
 	quick := fs.Bool("quick", false, "short runtimes and small volumes: proves the suite works, measures little")
 	only := fs.String("sections", strings.Join(sections, ","), "sections to run, comma-separated")
+	compare := fs.String("compare", "", "primary section: a second duplex `binary` (say, the build before a change), run in the same rounds")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	s := settings{duplex: *duplex, out: *out, rounds: *rounds, quick: *quick, w: stdout,
+	s := settings{duplex: *duplex, compare: *compare, out: *out, rounds: *rounds, quick: *quick, w: stdout,
 		runtime: 20 * time.Second, long: 30 * time.Second, ramp: 2 * time.Second, volSize: 1 << 30, idle: 10 * time.Second}
 	if s.quick {
 		s.runtime, s.long, s.ramp, s.volSize, s.idle = 3*time.Second, 8*time.Second, 0, 256<<20, 4*time.Second
@@ -84,6 +86,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if s.duplex, err = filepath.Abs(s.duplex); err != nil {
 		fmt.Fprintln(stderr, "perf:", err)
 		return 1
+	}
+	if s.compare != "" {
+		if s.compare, err = filepath.Abs(s.compare); err != nil {
+			fmt.Fprintln(stderr, "perf:", err)
+			return 1
+		}
 	}
 	if err := os.MkdirAll(s.out, 0o755); err != nil {
 		fmt.Fprintln(stderr, "perf:", err)

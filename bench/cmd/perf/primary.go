@@ -68,11 +68,18 @@ func (b *bench) primarySide(ctx context.Context) error {
 		fmt.Sprintf("--size=%d", primaryVol), "--filename="+image, "--end_fsync=1"); err != nil {
 		return err
 	}
-	p, err := b.startPinnedPair(ctx, filepath.Join(dir, "duplex"), image)
+	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
+	var cmp *pair
+	if b.s.compare != "" {
+		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image); err != nil {
+			return err
+		}
+		defer cmp.stop()
+	}
 	nbdkit, nbdkitAddr, err := startPinnedNbdkit(ctx, dir, image)
 	if err != nil {
 		return err
@@ -82,16 +89,20 @@ func (b *bench) primarySide(ctx context.Context) error {
 	type server struct {
 		name, uri, image string
 		pid              int
+		pair             *pair
 	}
 	servers := []server{
-		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid()},
-		{"duplex", p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid()},
+		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid(), nil},
+		{"duplex", p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid(), p},
+	}
+	if cmp != nil {
+		servers = append(servers, server{"compare", cmp.uri(0), cmp.sess.PrimaryPaths()[0], cmp.prim.Pid(), cmp})
 	}
 	type result struct {
 		job    fiojson.Job
 		cpuPer float64 // server CPU seconds per I/O
 	}
-	res := make([][2][]result, len(primaryJobs))
+	res := make([][3][]result, len(primaryJobs))
 	load := []string{loadavg()}
 	for r := range b.s.rounds {
 		for j, job := range primaryJobs {
@@ -128,8 +139,8 @@ func (b *bench) primarySide(ctx context.Context) error {
 				// the measured rate.
 				ios := jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
 				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1)})
-				if sv.name == "duplex" && job.rw != "randread" {
-					if _, err := p.drain(ctx); err != nil {
+				if sv.pair != nil && job.rw != "randread" {
+					if _, err := sv.pair.drain(ctx); err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
 					}
 				}
@@ -147,19 +158,30 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
 		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os. Load average at the start and after each round: %s.\n\n",
 		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds, strings.Join(load, " → "))
-	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|\n")
-	for j, job := range primaryJobs {
-		k, d := res[j][0], res[j][1]
-		var ratios, kIOPS, dIOPS, kCPU, dCPU []float64
-		for r := range k {
-			ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
-			kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
-			kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
+	table := func(d int) {
+		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round |\n")
+		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|\n")
+		for j, job := range primaryJobs {
+			k, d := res[j][0], res[j][d]
+			var ratios, kIOPS, dIOPS, kCPU, dCPU []float64
+			for r := range k {
+				ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
+				kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
+				kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s |\n", job.name,
+				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"))
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s |\n", job.name,
-			median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"))
 	}
+	if cmp == nil {
+		table(1)
+		return nil
+	}
+	fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s`).\n\n", b.s.duplex, b.s.compare)
+	fmt.Fprintf(w, "`%s`:\n\n", b.s.duplex)
+	table(1)
+	fmt.Fprintf(w, "\n`%s`:\n\n", b.s.compare)
+	table(2)
 	return nil
 }
 
@@ -177,7 +199,7 @@ func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Durat
 // startPinnedPair starts a Duplex session of one volume, a copy of prefill at
 // both sites, with the secondary on its own CPU and the primary on the CPU
 // fio uses, and returns once the initial copy is over and shipped.
-func (b *bench) startPinnedPair(ctx context.Context, dir, prefill string) (*pair, error) {
+func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string) (*pair, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -191,11 +213,11 @@ func (b *bench) startPinnedPair(ctx context.Context, dir, prefill string) (*pair
 		}
 	}
 	p := &pair{sess: sess}
-	bin, args := pinned(secondaryCPU, b.s.duplex, "secondary", "--config", sess.ConfigPath)
+	bin, args := pinned(secondaryCPU, duplex, "secondary", "--config", sess.ConfigPath)
 	if p.sec, err = harness.Start("secondary", filepath.Join(dir, "secondary.log"), bin, args...); err != nil {
 		return nil, err
 	}
-	bin, args = pinned(serverCPU, b.s.duplex, "primary", "--config", sess.ConfigPath)
+	bin, args = pinned(serverCPU, duplex, "primary", "--config", sess.ConfigPath)
 	if p.prim, err = harness.Start("primary", filepath.Join(dir, "primary.log"), bin, args...); err != nil {
 		p.stop()
 		return nil, err
