@@ -17,14 +17,16 @@ import (
 // otherwise wakes the monitor on every request.
 
 // fastOp carries one raw call's arguments and results through the file's
-// RawConn, which keeps the descriptor open during the call. Pooled, with
-// its method bound once, so a call allocates nothing.
+// RawConn.Control, which keeps the descriptor open during the call without
+// serializing it with other reads (as RawConn.Read would: ReadAt, a pread,
+// may run concurrently with any other). Pooled, with its method bound once,
+// so a call allocates nothing.
 type fastOp struct {
 	p    []byte
 	off  int64
 	n    int
 	err  syscall.Errno
-	read func(fd uintptr) bool
+	read func(fd uintptr)
 }
 
 var fastOps = sync.Pool{New: func() any {
@@ -43,7 +45,7 @@ func (v *Volume) readCached(p []byte, off int64) int {
 	}
 	o := fastOps.Get().(*fastOp)
 	o.p, o.off, o.n, o.err = p, off, 0, 0
-	if err := v.rc.Read(o.read); err != nil {
+	if err := v.rc.Control(o.read); err != nil {
 		o.n = 0
 	}
 	n, errno := o.n, o.err
@@ -55,7 +57,7 @@ func (v *Volume) readCached(p []byte, off int64) int {
 	return n
 }
 
-func (o *fastOp) readNowait(fd uintptr) bool {
+func (o *fastOp) readNowait(fd uintptr) {
 	for o.n < len(o.p) {
 		rest := o.p[o.n:]
 		iov := syscall.Iovec{Base: unsafe.SliceData(rest), Len: uint64(len(rest))}
@@ -66,13 +68,12 @@ func (o *fastOp) readNowait(fd uintptr) bool {
 			continue
 		case e != 0:
 			o.err = e
-			return true
+			return
 		case n == 0:
-			return true
+			return
 		}
 		o.n += int(n)
 	}
-	return true
 }
 
 // rawConn returns f's RawConn, or nil.
