@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/pair"
+	"duplex/site"
+)
+
+// TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp: a pair
+// suspended part-way through its resync keeps, at the primary, the time of
+// the suspension before the resync, which the secondary's hold keeps. When
+// the secondary gives that hold up for lack of journal room, it applies the
+// held groups over that image: the volume is a mix of before and after, at
+// no time. The primary must learn it and claim no consistency time for the
+// volume until a copy of it ends; the other volumes keep theirs.
+func TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp(t *testing.T) {
+	const volSize = 1 << 20
+	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
+	s.startSecondaryWith(site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
+	s.startPrimary()
+	t.Cleanup(func() {
+		s.stopPrimary()
+		s.stopSecondary()
+	})
+	for _, name := range cfg.VolumeNames() {
+		s.waitState(name, pair.Duplex, time.Minute)
+	}
+	pm := s.prim.Pairs()
+	write := func(vol string, fill byte, blocks int) {
+		buf := bytes.Repeat([]byte{fill}, 4096)
+		for i := range blocks {
+			if err := s.prim.Write(t.Context(), vol, buf, int64(i)*4096); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pm.Suspend("vol2"); err != nil {
+		t.Fatal(err)
+	}
+	write("vol2", 0x22, volSize/4096)
+	s.net.SetDown(true)
+	if err := pm.Resume("vol2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pm.Suspend("vol2"); err != nil {
+		t.Fatal(err)
+	}
+	s.net.SetDown(false)
+	waitFor(t, 30*time.Second, "the secondary holding for vol2's resync", func() bool {
+		return slices.Equal(s.sec.Replica().Stats().Resyncing, []string{"vol2"})
+	})
+	waitFor(t, 30*time.Second, "the primary claiming vol2 as of its suspension before the resync", func() bool {
+		return s.pairs()["vol2"].Consistent != 0
+	})
+	held := s.pairs()["vol2"].Consistent
+
+	free.Store(1 << 20)
+	write("vol1", 0x12, 16)
+	waitFor(t, 30*time.Second, "the hold given up", func() bool {
+		st := s.sec.Status()
+		return strings.Contains(st.HoldReleased, "vol2")
+	})
+	write("vol1", 0x13, 1) // a group acknowledged after the release
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p := s.pairs()["vol2"]
+		if p.Consistent == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30s after the secondary gave up the hold of vol2's resync (%q), the primary still claims vol2's secondary copy consistent as of %d "+
+				"(%d under the hold): the secondary applied the held groups over that image and holds vol2 consistent as of no time", s.sec.Status().HoldReleased, p.Consistent, held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, vol := range []string{"vol1", "vol3", "vol4"} {
+		if p := s.pairs()[vol]; p.Consistent == 0 {
+			t.Errorf("%s claims no consistency time after vol2's hold was given up: %+v", vol, p)
+		}
+	}
+
+	// A copy of vol2 that ends makes its secondary copy consistent again.
+	free.Store(1 << 40)
+	write("vol1", 0x14, 1)
+	waitFor(t, 30*time.Second, "the primary learning of room again", func() bool {
+		return s.prim.Mover().Stats().Acked.JournalFree > 1<<30
+	})
+	if err := pm.Resume("vol2"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitState("vol2", pair.Duplex, time.Minute)
+	waitFor(t, 30*time.Second, "vol2 claimed consistent again once its copy ended", func() bool {
+		return s.pairs()["vol2"].Consistent != 0
+	})
+}
