@@ -1066,6 +1066,7 @@ func (m *Mover) ackLocked(p transport.Position) {
 		// A hold that began or ended with no group since: what the
 		// secondary recovers to is its latest word.
 		m.acked.Recoverable = p.Recoverable
+		m.acked.Inconsistent = p.Inconsistent
 	}
 	// The free space is the secondary's now, even in a receipt or a Welcome
 	// that brings no new group (a secondary restarted once its disk was

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,8 +96,10 @@ type Pair struct {
 	// again, not a resync that would hold the other volumes.
 	FirstCopy bool `json:"first_copy,omitempty"`
 	// Inconsistent says a resync the operator accepted as inconsistent
-	// (ResumeInconsistent) ran over the secondary's copy: it holds no
-	// consistent copy of the pair until a copy of it ends.
+	// (ResumeInconsistent) ran over the secondary's copy, or the secondary
+	// said its copy is consistent as of no time (it gave up the hold of the
+	// pair's resync for lack of journal room): it holds no consistent copy
+	// of the pair until a copy of it ends.
 	Inconsistent bool `json:"inconsistent,omitempty"`
 }
 
@@ -794,6 +797,16 @@ func (mg *Manager) promote() (changed bool) {
 			mg.unstick[name] = true
 			mg.log.Info("pair is duplex", "volume", name, "copied_bytes", p.Copied)
 		}
+		if slices.Contains(pos.Inconsistent, name) && !p.Inconsistent && !p.FirstCopy {
+			// The secondary says so: it gave up the hold of this pair's
+			// resync for lack of journal room, applying the held groups
+			// over the image the hold kept (or it never held a whole copy
+			// of it). Only a copy of it that ends makes it consistent.
+			mg.log.Warn("the secondary holds no consistent copy of this volume until a copy of it completes", "volume", name, "state", p.State)
+			p.Inconsistent = true
+			mg.dirty = true
+			changed = true
+		}
 		switch {
 		case p.FirstCopy || p.Inconsistent:
 			// Before its first copy, or an inconsistent resync, ends the
@@ -862,7 +875,7 @@ func (mg *Manager) rebase(base int64) {
 // behind what it journaled. A pair without such a time keeps the one it
 // has; a pair in its first copy has none.
 func claim(p *Pair, pos transport.Position) int64 {
-	if p.FirstCopy || p.Inconsistent {
+	if p.FirstCopy || p.Inconsistent || slices.Contains(pos.Inconsistent, p.Volume) {
 		// The secondary never held a whole copy of this pair, or a copy
 		// that does not hold it (its first, or a resync accepted as
 		// inconsistent) is landing there in region order over whatever

@@ -181,12 +181,15 @@ type memMover struct {
 	// base is what the secondary had acknowledged when the manager last
 	// opened: the position the restarted mover's first Welcome brings.
 	base int64
+	// inconsistent is what the secondary's acknowledgements name as
+	// consistent as of no time.
+	inconsistent []string
 }
 
 func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked},
+	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Inconsistent: m.inconsistent},
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: transport.Position{Time: m.base}, Based: true}
 }
 

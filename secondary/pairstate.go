@@ -86,6 +86,20 @@ func (p *pairStates) resyncing() []string {
 	return slices.Sorted(gomaps.Keys(p.open))
 }
 
+// inconsistent returns, sorted, the volumes the journaled groups leave
+// consistent as of no time, for the primary (transport.Position.Inconsistent):
+// of one whose hold this secondary gave up, it knows nothing otherwise.
+func (p *pairStates) inconsistent() []string {
+	var out []string
+	for name, v := range p.vols {
+		if v.Inconsistent {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (p *pairStates) get(vol string) apply.VolumeState {
 	if v, ok := p.vols[vol]; ok {
 		return v

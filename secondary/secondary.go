@@ -811,6 +811,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		JournalFree: s.reportedFree()}
 	pos.Recoverable = s.recoverable(pos.Time)
 	pos.Features = transport.FeatureBundles
+	pos.Inconsistent = s.pairs.inconsistent()
 	if lim := s.Limits(); lim != transport.BaselineLimits {
 		// Only limits other than the baseline are announced, so a
 		// secondary with the baseline keeps the Welcome of before.
@@ -1076,7 +1077,7 @@ func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
 		Group: s.journaled.Group, Time: t, Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t)}))
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.pairs.inconsistent()}))
 }
 
 // recoverable is the Recoverable of a Position of time t: while a resync
@@ -1153,7 +1154,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
 	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
-		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time)}))
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.pairs.inconsistent()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if s.pairs.holding() {
 		if !wasHolding {

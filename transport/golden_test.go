@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,7 +99,7 @@ func TestDecodePositionRejectsMalformedLimits(t *testing.T) {
 		return b
 	}
 	for name, body := range map[string][]byte{
-		"unknown section": section(4, 1, 1, 1, 1),
+		"unknown section": section(0xf0, 1, 1, 1, 1),
 		"zero limit":      section(sectionLimits, 1, 0, 1, 1),
 		"all zero":        section(sectionLimits, 0, 0, 0, 0),
 		"short section":   section(sectionLimits, 1, 1, 1),
@@ -306,4 +307,72 @@ func FuzzDecodeBundle(f *testing.F) {
 			t.Fatalf("bundle re-encodes differently:\n in  %x\n out %x", body, again)
 		}
 	})
+}
+
+// An Ack of a secondary that holds volumes consistent as of no time (here,
+// after it gave up a hold) appends a section naming them, pinned here; one
+// without it is the Ack of before, and names none.
+func TestGoldenAckInconsistent(t *testing.T) {
+	want := readGolden(t, "testdata/ack-inconsistent.hex")
+	p := goldenPosition()
+	p.Inconsistent = []string{"vol2", "vol4"}
+	if got := EncodePosition(TypeAck, p); !bytes.Equal(got, want) {
+		t.Fatalf("the Ack encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	got, err := DecodePosition(mustOpen(t, want, TypeAck))
+	if err != nil {
+		t.Fatalf("DecodePosition(golden): %v", err)
+	}
+	if !slices.Equal(got.Inconsistent, p.Inconsistent) || got.Time != p.Time || got.Recoverable != 0 || got.Features != 0 {
+		t.Fatalf("DecodePosition(golden) = %+v, want %+v", got, p)
+	}
+	base, err := DecodePosition(mustOpen(t, readGolden(t, "testdata/ack-recoverable.hex"), TypeAck))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.Inconsistent != nil {
+		t.Fatalf("a Position without the section names %q", base.Inconsistent)
+	}
+}
+
+// The inconsistent section names at least one volume, each named, sorted
+// and once, after the other sections, once.
+func TestDecodePositionRejectsMalformedInconsistent(t *testing.T) {
+	_, base, err := Open(readGolden(t, "testdata/welcome-baseline.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(parts ...[]byte) []byte {
+		return bytes.Join(append([][]byte{base}, parts...), nil)
+	}
+	names := func(ns ...string) []byte {
+		b := []byte{sectionInconsistent, 0, byte(len(ns))}
+		for _, n := range ns {
+			b = append(b, 0, byte(len(n)))
+			b = append(b, n...)
+		}
+		return b
+	}
+	features := []byte{sectionFeatures, 0, 0, 0, 0, 0, 0, 0, 1}
+	if _, err := DecodePosition(body(features, names("a", "b"))); err != nil {
+		t.Fatalf("features then inconsistent: %v", err)
+	}
+	for name, b := range map[string][]byte{
+		"no volume":       body(names()),
+		"empty name":      body(names("")),
+		"out of order":    body(names("b", "a")),
+		"twice":           body(names("a", "a")),
+		"short count":     body([]byte{sectionInconsistent, 0}),
+		"short name":      body(names("abc")[:6]),
+		"count too high":  body([]byte{sectionInconsistent, 0, 2, 0, 1, 'a'}),
+		"kind only":       body([]byte{sectionInconsistent}),
+		"section twice":   body(names("a"), names("b")),
+		"before features": body(names("a"), features),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := DecodePosition(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
+			}
+		})
+	}
 }

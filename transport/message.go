@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -120,6 +121,15 @@ type Position struct {
 	// (FeatureBundles), announced in a Welcome; zero in one of a secondary
 	// from before features were announced.
 	Features uint64
+	// Inconsistent names, sorted, the volumes the secondary holds, as of
+	// Time, consistent as of no time: a first copy or a resync accepted as
+	// inconsistent not ended, a hold it gave up for lack of journal room
+	// (the held groups applied over the image the hold kept), a volume
+	// deleted part-way through a resync, or one it never had a whole copy
+	// of. Only a copy of the volume that ends takes it out. The primary,
+	// which knows of all but the given-up holds and what came before its
+	// own start, claims no time for these.
+	Inconsistent []string
 }
 
 // RecoversTo returns the consistency time the secondary recovers to.
@@ -174,6 +184,11 @@ const recoverableSectionSize = 1 + 8
 // the features the secondary takes. Part of the wire format: never
 // renumber.
 const sectionFeatures byte = 3
+
+// sectionInconsistent opens the optional section of a Position that names
+// the volumes the secondary holds consistent as of no time. Part of the wire
+// format: never renumber.
+const sectionInconsistent byte = 4
 
 // Welcome and Ack both carry a Position.
 type Welcome = Position
@@ -323,7 +338,10 @@ func DecodeHello(body []byte) (Hello, error) {
 //	one (a resync holds it): u8 2, i64 recoverable time (not zero, not
 //	after the time above);
 //	then, only when the secondary announces features (in a Welcome): u8 3,
-//	u64 feature bits (not zero).
+//	u64 feature bits (not zero);
+//	then, only when the secondary holds volumes consistent as of no time:
+//	u8 4, u16 count (not zero), per volume u16 name length (not zero) and
+//	name, names sorted and unique.
 //
 // Sections come in the order of their kinds, each at most once. A Welcome
 // without the limits section is byte for byte the Welcome of a secondary
@@ -334,7 +352,10 @@ func DecodeHello(body []byte) (Hello, error) {
 // before it cannot read one that carries it, so a primary is upgraded
 // before its secondary. The same holds for the features section: without
 // it, the secondary takes only what every secondary took before (no
-// bundles), and a primary reads and speaks to both.
+// bundles), and a primary reads and speaks to both. A Position without the
+// inconsistent section says every volume is consistent as of some time, as
+// a secondary from before it did; a primary from before it cannot read one
+// that carries it (upgrade the primary first).
 func EncodePosition(typ byte, p Position) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
@@ -355,6 +376,14 @@ func EncodePosition(typ byte, p Position) []byte {
 	if p.Features != 0 {
 		b = append(b, sectionFeatures)
 		b = binary.BigEndian.AppendUint64(b, p.Features)
+	}
+	if len(p.Inconsistent) > 0 {
+		names := slices.Compact(slices.Sorted(slices.Values(p.Inconsistent)))
+		b = append(b, sectionInconsistent)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(names)))
+		for _, n := range names {
+			b = appendString(b, n)
+		}
 	}
 	return Frame(typ, b)
 }
@@ -420,6 +449,24 @@ func DecodePosition(body []byte) (Position, error) {
 		if r.err == nil && p.Features == 0 {
 			// No features is no section.
 			return p, fmt.Errorf("features section without features: %w", ErrCorrupt)
+		}
+	}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionInconsistent {
+		r.b = r.b[1:]
+		n := int(r.u16())
+		if r.err == nil && n == 0 {
+			// No volume is no section.
+			return p, fmt.Errorf("inconsistent section of no volume: %w", ErrCorrupt)
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			name := r.str()
+			if r.err != nil {
+				break
+			}
+			if name == "" || (i > 0 && name <= p.Inconsistent[i-1]) {
+				return p, fmt.Errorf("inconsistent volume %q after %d names: empty, out of order or twice: %w", name, i, ErrCorrupt)
+			}
+			p.Inconsistent = append(p.Inconsistent, name)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 {

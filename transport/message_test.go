@@ -63,8 +63,11 @@ func samplePositions() map[string]Position {
 			Group: 5, Time: 9, Through: map[string]uint64{"a": 2}, Features: FeatureBundles,
 		},
 		"every section": {
-			Group: 6, Time: 9, Recoverable: 8, Features: math.MaxUint64,
+			Group: 6, Time: 9, Recoverable: 8, Features: math.MaxUint64, Inconsistent: []string{"v"},
 			Limits: Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4},
+		},
+		"inconsistent": {
+			Group: 11, Time: 3000, Through: map[string]uint64{"a": 4}, Inconsistent: []string{"vol2", "vol9"},
 		},
 		"recoverable": {
 			Group: 9, Time: 2000, Through: map[string]uint64{"a": 3}, Recoverable: 1500,
@@ -365,6 +368,12 @@ func cutBeforeSections(body []byte, n int, p Position) bool {
 	}
 	if full.Features != 0 && p.Features == 0 {
 		lost += 1 + 8
+	}
+	if len(full.Inconsistent) > 0 && len(p.Inconsistent) == 0 {
+		lost += 1 + 2
+		for _, n := range full.Inconsistent {
+			lost += 2 + len(n)
+		}
 	}
 	return lost > 0 && n == len(body)-lost
 }
