@@ -904,6 +904,14 @@ func raises(p *Pair, pos transport.Position) bool {
 	return p.State == Duplex && copyRecoverable(p, pos)
 }
 
+// resyncHeld reports whether a resync of p may hold the secondary: a copy
+// over a consistent copy of p, begun and its end not captured, whether p is
+// pending or was suspended part-way through it (the hold stays until a
+// later resync of p ends).
+func resyncHeld(p *Pair) bool {
+	return (p.State == Pending || p.State == Suspended) && !p.FirstCopy && !p.Inconsistent && p.CopyEnd == 0 && p.CopyTotal > 0
+}
+
 // copyRecoverable reports whether the secondary recovers p's copy (no
 // copy's end of a duplex pair is held unapplied).
 func copyRecoverable(p *Pair, pos transport.Position) bool {
@@ -1219,6 +1227,11 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	pos := mg.mover.Stats().Acked
 	if p.State == Duplex && copyRecoverable(p, pos) {
 		p.Since = max(p.Since, p.Consistent, pos.Time)
+	}
+	if resyncHeld(p) {
+		// The secondary stops holding for it and applies what it held
+		// over the image the hold kept: a mix, consistent as of no time.
+		p.Inconsistent = true
 	}
 	mg.suspendLocked(p, false)
 	p.Consistent = claim(p, pos)
