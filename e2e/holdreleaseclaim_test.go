@@ -82,6 +82,11 @@ func TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	for _, v := range s.prim.Status().Volumes {
+		if v.Name == "vol2" && (v.ConsistencyTime != "" || !strings.Contains(v.Note, "no consistent copy")) {
+			t.Errorf("the primary's status of vol2 once its hold was given up: consistency time %q, note %q; want none, and a note saying why", v.ConsistencyTime, v.Note)
+		}
+	}
 	for _, vol := range []string{"vol1", "vol3", "vol4"} {
 		if p := s.pairs()[vol]; p.Consistent == 0 {
 			t.Errorf("%s claims no consistency time after vol2's hold was given up: %+v", vol, p)

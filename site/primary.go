@@ -371,6 +371,9 @@ func (p *Primary) Status() control.Status {
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
 			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent), ResyncedBytes: pr.Resynced,
 			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
+		if pr.Inconsistent && !pr.FirstCopy && vs.Note == "" {
+			vs.Note = "the secondary holds no consistent copy of this volume until a copy of it completes"
+		}
 		if pr.State == pair.Pending {
 			// Progress of the copy, scaled to the volume: what remains to copy
 			// is the part not yet in step.
