@@ -1,0 +1,45 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+
+	"duplex/ratelimit"
+)
+
+// LimitedDialer paces every frame its connections send by Limit: the link
+// rate limit. The wait comes before a frame's first byte, so the send
+// timeout, which judges a peer by what it takes, never counts it.
+type LimitedDialer struct {
+	Dialer
+	Limit *ratelimit.Limiter
+}
+
+// Dial opens a paced connection.
+func (d *LimitedDialer) Dial(ctx context.Context) (Conn, error) {
+	c, err := d.Dialer.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	return &limitedConn{Conn: c, lim: d.Limit, ctx: lctx, cancel: cancel}, nil
+}
+
+type limitedConn struct {
+	Conn
+	lim    *ratelimit.Limiter
+	ctx    context.Context // ends at Close: a Send waiting for its rate gives up
+	cancel context.CancelFunc
+}
+
+func (c *limitedConn) Send(frame []byte) error {
+	if err := c.lim.Wait(c.ctx, int64(len(frame))); err != nil {
+		return fmt.Errorf("send %d bytes to %s: %w", len(frame), c.Peer(), ErrClosed)
+	}
+	return c.Conn.Send(frame)
+}
+
+func (c *limitedConn) Close() error {
+	c.cancel()
+	return c.Conn.Close()
+}
