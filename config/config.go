@@ -34,6 +34,9 @@ const (
 	DefaultPacingMaxDelay = Duration(20 * time.Millisecond)
 	// SectorSize: volume sizes are whole multiples of it.
 	SectorSize = 512
+	// MinRateLimit is the smallest rate limit other than 0 (unlimited): a
+	// bare "50" is bytes per second, rarely what was meant.
+	MinRateLimit = 1 * KiB
 )
 
 // Config is one session: the top-level keys and both sites.
@@ -62,6 +65,11 @@ type Primary struct {
 	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
 	PacingStart    int      `toml:"pacing_start"`     // percent, 1..99; default 50
 	PacingMaxDelay Duration `toml:"pacing_max_delay"` // default 20ms, at most 1s
+	// Rate limits in bytes per second ("0" or absent: unlimited):
+	// CopyRateLimit paces initial copies and resyncs, LinkRateLimit every
+	// frame on the link. `duplex pair rate` changes them at run time.
+	CopyRateLimit Size `toml:"copy_rate_limit"`
+	LinkRateLimit Size `toml:"link_rate_limit"`
 
 	TLSCert    string `toml:"tls_cert"`        // client certificate (PEM)
 	TLSKey     string `toml:"tls_key"`         // its private key (PEM)

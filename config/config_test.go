@@ -989,3 +989,51 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestRateLimits(t *testing.T) {
+	withPrimary := func(add string) string {
+		return strings.Replace(minimal, "[primary]\n", "[primary]\n"+add+"\n", 1)
+	}
+	c, err := Parse([]byte(minimal), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.CopyRateLimit != 0 || c.Primary.LinkRateLimit != 0 {
+		t.Fatalf("absent rate limits = %v, %v; want 0 (unlimited)", c.Primary.CopyRateLimit, c.Primary.LinkRateLimit)
+	}
+	c, err = Parse([]byte(withPrimary("copy_rate_limit = \"50MiB\"\nlink_rate_limit = 1000000")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.CopyRateLimit != 50*MiB || c.Primary.LinkRateLimit != 1000000 {
+		t.Fatalf("rate limits = %v, %v; want 50MiB, 1000000", c.Primary.CopyRateLimit, c.Primary.LinkRateLimit)
+	}
+	text, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(text, "")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if back.Primary.CopyRateLimit != 50*MiB || back.Primary.LinkRateLimit != 1000000 {
+		t.Fatalf("encoded and parsed back: %v, %v\n%s", back.Primary.CopyRateLimit, back.Primary.LinkRateLimit, text)
+	}
+	if _, err := Parse([]byte(withPrimary(`copy_rate_limit = "0"`)), ""); err != nil {
+		t.Fatalf("0 (unlimited): %v", err)
+	}
+	for _, tc := range []struct{ add, field, want string }{
+		{`copy_rate_limit = "-5MiB"`, "primary.copy_rate_limit", "must not be negative"},
+		{`link_rate_limit = -1`, "primary.link_rate_limit", "must not be negative"},
+		{`link_rate_limit = "fast"`, "primary.link_rate_limit", "unknown unit"},
+		{`copy_rate_limit = "50 Mbps"`, "primary.copy_rate_limit", "unknown unit"},
+		{`copy_rate_limit = "1.5MiB"`, "primary.copy_rate_limit", "fractions"},
+		{`link_rate_limit = 50`, "primary.link_rate_limit", "too small"},
+		{`link_rate_limit = true`, "primary.link_rate_limit", "must be a size"},
+	} {
+		_, err := Parse([]byte(withPrimary(tc.add)), "")
+		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %s ... %s", tc.add, err, tc.field, tc.want)
+		}
+	}
+}

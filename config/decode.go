@@ -45,6 +45,8 @@ type rawPrimary struct {
 	SuspendAfter  rawValue       `toml:"suspend_after"`
 	PacingStart   rawValue       `toml:"pacing_start"`
 	PacingMax     rawValue       `toml:"pacing_max_delay"`
+	CopyRate      rawValue       `toml:"copy_rate_limit"`
+	LinkRate      rawValue       `toml:"link_rate_limit"`
 	TLSCert       rawValue       `toml:"tls_cert"`
 	TLSKey        rawValue       `toml:"tls_key"`
 	TLSCA         rawValue       `toml:"tls_ca"`
@@ -120,6 +122,8 @@ func decode(data []byte, c *Config) error {
 		pr.SuspendAfter = conv.duration("primary.suspend_after", r.SuspendAfter, DefaultSuspendAfter)
 		pr.PacingStart = conv.integer("primary.pacing_start", r.PacingStart, DefaultPacingStart)
 		pr.PacingMaxDelay = conv.duration("primary.pacing_max_delay", r.PacingMax, DefaultPacingMaxDelay)
+		pr.CopyRateLimit = conv.size("primary.copy_rate_limit", r.CopyRate, 0)
+		pr.LinkRateLimit = conv.size("primary.link_rate_limit", r.LinkRate, 0)
 		pr.TLSCert = conv.str("primary.tls_cert", r.TLSCert)
 		pr.TLSKey = conv.str("primary.tls_key", r.TLSKey)
 		pr.TLSCA = conv.str("primary.tls_ca", r.TLSCA)

@@ -33,6 +33,8 @@
 //	suspend_after  = "60s"            # default 60s
 //	pacing_start   = 50               # percent of the sidefile where write pacing begins; default 50
 //	pacing_max_delay = "20ms"         # delay per write when the sidefile is full; "0s" turns pacing off
+//	copy_rate_limit = "50MiB"         # bytes per second for initial copies and resyncs; absent or 0: unlimited
+//	link_rate_limit = "100MiB"        # bytes per second for everything on the link; absent or 0: unlimited
 //	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name, insecure
 //
 //	  [[primary.subsystem]]

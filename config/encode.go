@@ -29,6 +29,12 @@ func (c *Config) Encode() ([]byte, error) {
 		e.text("suspend_after", p.SuspendAfter, "link down this long with a full sidefile: suspend")
 		e.line("pacing_start = %d  # percent of the sidefile where write pacing begins", p.PacingStart)
 		e.text("pacing_max_delay", p.PacingMaxDelay, "delay per write when the sidefile is full")
+		if p.CopyRateLimit > 0 {
+			e.text("copy_rate_limit", p.CopyRateLimit, "bytes per second for initial copies and resyncs")
+		}
+		if p.LinkRateLimit > 0 {
+			e.text("link_rate_limit", p.LinkRateLimit, "bytes per second for everything on the link")
+		}
 		e.path("tls_cert", p.TLSCert, "")
 		e.path("tls_key", p.TLSKey, "")
 		e.path("tls_ca", p.TLSCA, "")

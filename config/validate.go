@@ -136,6 +136,16 @@ func (c *Config) validatePrimary(p *problems) {
 	} else {
 		checkAddr(p, "primary.secondary", pr.Secondary, false)
 	}
+	for _, r := range []struct {
+		key string
+		v   Size
+	}{{"primary.copy_rate_limit", pr.CopyRateLimit}, {"primary.link_rate_limit", pr.LinkRateLimit}} {
+		if r.v < 0 {
+			p.add(r.key, "%d must not be negative: 0 or leave it out for no limit", int64(r.v))
+		} else if r.v > 0 && r.v < MinRateLimit {
+			p.add(r.key, "%s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", r.v, MinRateLimit)
+		}
+	}
 	if pr.SidefileLimit < MinSidefileLimit {
 		p.add("primary.sidefile_limit", "%s is too small: must be at least %s", pr.SidefileLimit, MinSidefileLimit)
 	} else if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
