@@ -32,6 +32,10 @@ type Status struct {
 
 	SidefileBytes      *int64 `json:"sidefile_bytes,omitempty"`
 	SidefileLimitBytes *int64 `json:"sidefile_limit_bytes,omitempty"`
+	// The primary's rate limits as they are now, in bytes per second; 0 is
+	// no limit.
+	CopyRateLimit *int64 `json:"copy_rate_limit_bytes_per_second,omitempty"`
+	LinkRateLimit *int64 `json:"link_rate_limit_bytes_per_second,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
 	// Group is the last consistency group journaled (durable across
@@ -146,6 +150,9 @@ type Server struct {
 	// Fence, if set, stops replication into this site (secondary) and
 	// returns its consistency time; an error means the fence is not durable.
 	Fence func() (int64, error)
+	// SetRates, if set, changes the primary's copy and link rate limits
+	// (those not nil; bytes per second, 0: no limit) and returns both.
+	SetRates func(copyRate, linkRate *int64) (Rates, error)
 	// Token guards every mutating call; without it they are all refused.
 	Token  string
 	Logger *slog.Logger
@@ -168,6 +175,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
 	mux.HandleFunc("POST /v1/all-pairs/{op}", s.allPairsOp)
 	mux.HandleFunc("POST /v1/fence", s.fence)
+	mux.HandleFunc("POST /v1/rate", s.rate)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://CONTROL/debug/pprof/profile).
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -222,6 +230,82 @@ func (s *Server) fence(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]string{"consistency_time": FormatTime(t)})
+}
+
+// Rates are the primary's rate limits in bytes per second (0: no limit),
+// and the answer to a change of them. In a request, a field left out (null)
+// keeps its rate.
+type Rates struct {
+	Copy  int64  `json:"copy_bytes_per_second"`
+	Link  int64  `json:"link_bytes_per_second"`
+	Error string `json:"error,omitempty"`
+}
+
+type rateRequest struct {
+	Copy *int64 `json:"copy_bytes_per_second"`
+	Link *int64 `json:"link_bytes_per_second"`
+}
+
+func (s *Server) rate(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, res Rates) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if !s.authorized(w, r, "pair rate") {
+		return
+	}
+	if s.SetRates == nil {
+		reply(http.StatusNotFound, Rates{Error: "this site has no rate limits (they pace the primary)"})
+		return
+	}
+	var req rateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		reply(http.StatusBadRequest, Rates{Error: fmt.Sprintf("rate request: %v", err)})
+		return
+	}
+	if req.Copy == nil && req.Link == nil {
+		reply(http.StatusBadRequest, Rates{Error: "rate request names neither the copy nor the link rate"})
+		return
+	}
+	res, err := s.SetRates(req.Copy, req.Link)
+	if err != nil {
+		reply(http.StatusBadRequest, Rates{Error: err.Error()})
+		return
+	}
+	reply(http.StatusOK, res)
+}
+
+// SetRates asks a primary's control address to change its copy and link
+// rate limits (those not nil; bytes per second, 0: no limit), and returns
+// both as they now are.
+func SetRates(ctx context.Context, addr, token string, copyRate, linkRate *int64) (Rates, error) {
+	body, err := json.Marshal(rateRequest{Copy: copyRate, Link: linkRate})
+	if err != nil {
+		return Rates{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/rate", strings.NewReader(string(body)))
+	if err != nil {
+		return Rates{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil && ctx.Err() != nil {
+		return Rates{}, fmt.Errorf("pair rate: the primary's control address %s did not answer in time: %w", addr, ctx.Err())
+	}
+	if err != nil {
+		return Rates{}, fmt.Errorf("pair rate: %w", err)
+	}
+	defer resp.Body.Close()
+	var res Rates
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return Rates{}, fmt.Errorf("pair rate: %s", resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("pair rate: %s", res.Error)
+	}
+	return res, nil
 }
 
 // FenceSecondary asks a running secondary to stop accepting its primary.

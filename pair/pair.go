@@ -36,6 +36,7 @@ import (
 	"duplex/consistency"
 	"duplex/disk"
 	"duplex/mover"
+	"duplex/ratelimit"
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
@@ -163,6 +164,8 @@ type Options struct {
 	Recovered   map[string][][2]int64
 	// FS holds the pair state and the bitmaps (default disk.OS).
 	FS disk.FS
+	// CopyRate, if set, paces the data of initial copies and resyncs.
+	CopyRate *ratelimit.Limiter
 }
 
 // Manager runs the pairs of a primary.
@@ -710,6 +713,10 @@ func (mg *Manager) copyOne(ctx context.Context) {
 				mg.copied(p, bm, ss, end-off)
 				continue
 			}
+		}
+		// A hole costs no data on the link, so only regions read are paced.
+		if err := mg.opts.CopyRate.Wait(ctx, length); err != nil {
+			return
 		}
 		if err := ss.Copy(ctx, p.Volume, off, length); err != nil {
 			if ctx.Err() == nil {

@@ -24,6 +24,7 @@ import (
 	"duplex/mover"
 	"duplex/nbd"
 	"duplex/pair"
+	"duplex/ratelimit"
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
@@ -50,6 +51,10 @@ type Primary struct {
 	pairs   *pair.Manager
 	token   string
 	actlog  *actlog.Log
+	// copyRate paces initial copies and resyncs, linkRate every frame on
+	// the link; `duplex pair rate` changes them until the next start.
+	copyRate *ratelimit.Limiter
+	linkRate *ratelimit.Limiter
 	// generation is the history of this primary's data, created with its
 	// pair state; the secondary must follow it.
 	generation transport.Generation
@@ -146,6 +151,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 		p.dialer = &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
 	}
+	p.copyRate = ratelimit.New(int64(cfg.Primary.CopyRateLimit))
+	p.linkRate = ratelimit.New(int64(cfg.Primary.LinkRateLimit))
+	p.dialer = &transport.LimitedDialer{Dialer: p.dialer, Limit: p.linkRate}
 	// The sidefiles hold most of what the primary allocates; without a soft
 	// limit the collector lets the heap grow to about three times that. An
 	// explicit GOMEMLIMIT wins.
@@ -197,7 +205,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
-		ActivityLog: al, Recovered: recovered, FS: opts.FS}, p.mover, pvs)
+		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
@@ -271,7 +279,8 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log}
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log,
+			SetRates: p.SetRates}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -357,6 +366,8 @@ func (p *Primary) Status() control.Status {
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
 		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, Generation: p.generation.String(),
 	}
+	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()
+	st.CopyRateLimit, st.LinkRateLimit = &copyRate, &linkRate
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted {
 			continue
@@ -391,6 +402,26 @@ func (p *Primary) Status() control.Status {
 		}
 	}
 	return st
+}
+
+// SetRates changes the copy and link rate limits (bytes per second, 0:
+// unlimited) that are set, and returns both as they now are. The change
+// holds until the primary stops: a start takes the config's.
+func (p *Primary) SetRates(copyRate, linkRate *int64) (control.Rates, error) {
+	for _, r := range []*int64{copyRate, linkRate} {
+		if r != nil && *r < 0 {
+			return control.Rates{}, fmt.Errorf("rate %d: must not be negative (0: no limit)", *r)
+		}
+	}
+	if copyRate != nil {
+		p.copyRate.SetRate(*copyRate)
+		p.log.Info("copy rate limit changed", "bytes_per_second", *copyRate)
+	}
+	if linkRate != nil {
+		p.linkRate.SetRate(*linkRate)
+		p.log.Info("link rate limit changed", "bytes_per_second", *linkRate)
+	}
+	return control.Rates{Copy: p.copyRate.Rate(), Link: p.linkRate.Rate()}, nil
 }
 
 // Write writes through the primary's write path, as an NBD client's write

@@ -31,7 +31,7 @@ func commands() []command {
 		{"primary", "run the primary site (NBD exports + data mover)", runPrimary},
 		{"secondary", "run the secondary site (receiver, journal, apply)", runSecondary},
 		{"status", "query running sites", runStatus},
-		{"pair", "add, suspend, resume or delete a pair (at the primary)", runPair},
+		{"pair", "add, suspend, resume or delete a pair, or change the rate limits (at the primary)", runPair},
 		{"recover", "at the secondary after losing the primary: apply every journaled group", runRecover},
 		{"version", "print the version", runVersion},
 	}

@@ -19,13 +19,27 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "every volume of the session")
 	timeout := fs.Duration("timeout", control.DefaultDrainTimeout, "how long the operation may take; suspend --drain gives up draining in time to answer, and leaves the pairs as they were")
 	inconsistent := fs.Bool("inconsistent", false, "resume: accept that the secondary copy is not consistent until the resync completes (when its journal cannot hold the resync)")
+	copyRate := fs.String("copy", "", "rate: the copy rate limit `RATE` in bytes per second, with an optional unit (\"50MiB\"); 0: no limit")
+	linkRate := fs.String("link", "", "rate: the link rate limit `RATE` in bytes per second, with an optional unit (\"100MiB\"); 0: no limit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]")
+		fmt.Fprintln(stderr, "       duplex pair rate [--config FILE] [--copy RATE] [--link RATE] [--timeout D]")
 		fs.PrintDefaults()
 	}
-	flagArgs, pos := splitArgs(args, map[string]bool{"config": true, "timeout": true})
+	flagArgs, pos := splitArgs(args, map[string]bool{"config": true, "timeout": true, "copy": true, "link": true})
 	if code, ok := parse(fs, flagArgs); !ok {
 		return code
+	}
+	if len(pos) == 1 && pos[0] == "rate" {
+		return runPairRate(*path, *copyRate, *linkRate, *timeout, stdout, stderr)
+	}
+	if len(pos) > 0 && pos[0] == "rate" {
+		fmt.Fprintln(stderr, "pair: rate takes no volume: duplex pair rate --config FILE [--copy RATE] [--link RATE]")
+		return exitUsage
+	}
+	if *copyRate != "" || *linkRate != "" {
+		fmt.Fprintln(stderr, "pair: --copy and --link apply to rate only")
+		return exitUsage
 	}
 	if len(pos) < 1 || (len(pos) < 2 && !*all) || len(pos) > 2 || (*all && len(pos) != 1) {
 		fs.Usage()
@@ -35,7 +49,7 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 	switch op {
 	case "add", "suspend", "resume", "delete":
 	default:
-		fmt.Fprintf(stderr, "pair: unknown operation %q: want add, suspend, resume or delete\n", op)
+		fmt.Fprintf(stderr, "pair: unknown operation %q: want add, suspend, resume, delete or rate\n", op)
 		return exitUsage
 	}
 	if *inconsistent && op != "resume" {
@@ -134,6 +148,85 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 		return waitDuplex(context.Background(), cfg, vols, stdout, stderr)
 	}
 	return exitOK
+}
+
+// runPairRate changes the primary's rate limits, those given, and prints
+// both as they now are; with neither, it prints them.
+func runPairRate(path, copyText, linkText string, timeout time.Duration, stdout, stderr io.Writer) int {
+	if timeout <= 0 {
+		fmt.Fprintln(stderr, "pair: --timeout must be positive")
+		return exitUsage
+	}
+	parseRate := func(flag, text string) (*int64, bool) {
+		if text == "" {
+			return nil, true
+		}
+		v, err := config.ParseSize(text)
+		if err != nil {
+			fmt.Fprintf(stderr, "pair rate: --%s: %v\n", flag, err)
+			return nil, false
+		}
+		if v > 0 && v < config.MinRateLimit {
+			fmt.Fprintf(stderr, "pair rate: --%s: %s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"\n", flag, v, config.MinRateLimit)
+			return nil, false
+		}
+		n := int64(v)
+		return &n, true
+	}
+	copyRate, ok1 := parseRate("copy", copyText)
+	linkRate, ok2 := parseRate("link", linkText)
+	if !ok1 || !ok2 {
+		return exitUsage
+	}
+	cfg, code := loadConfig(path, stderr)
+	if cfg == nil {
+		return code
+	}
+	if cfg.Primary.Control == "" {
+		fmt.Fprintln(stderr, "pair: the config names no primary control address")
+		return exitFailure
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var rates control.Rates
+	if copyRate == nil && linkRate == nil {
+		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		if err != nil {
+			fmt.Fprintln(stderr, "duplex:", err)
+			return exitFailure
+		}
+		if st.CopyRateLimit != nil {
+			rates.Copy = *st.CopyRateLimit
+		}
+		if st.LinkRateLimit != nil {
+			rates.Link = *st.LinkRateLimit
+		}
+	} else {
+		tp := cfg.TokenPath()
+		if tp == "" {
+			fmt.Fprintln(stderr, "pair: the config names no control_token_file; pair operations need it")
+			return exitFailure
+		}
+		token, err := control.ReadToken(tp)
+		if err != nil {
+			fmt.Fprintln(stderr, "pair:", err)
+			return exitFailure
+		}
+		if rates, err = control.SetRates(ctx, cfg.Primary.Control, token, copyRate, linkRate); err != nil {
+			fmt.Fprintln(stderr, "duplex:", err)
+			return exitFailure
+		}
+	}
+	fmt.Fprintf(stdout, "copy rate limit: %s\nlink rate limit: %s\n", rateText(rates.Copy), rateText(rates.Link))
+	return exitOK
+}
+
+// rateText renders a rate limit for the operator.
+func rateText(bps int64) string {
+	if bps <= 0 {
+		return "none"
+	}
+	return bytesIEC(bps) + "/s"
 }
 
 // applicable returns the volumes of names that op applies to in the

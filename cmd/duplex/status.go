@@ -92,6 +92,16 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	if st.CopyRateLimit != nil || st.LinkRateLimit != nil {
+		var c, l int64
+		if st.CopyRateLimit != nil {
+			c = *st.CopyRateLimit
+		}
+		if st.LinkRateLimit != nil {
+			l = *st.LinkRateLimit
+		}
+		fmt.Fprintf(w, "  copy-rate-limit:%s link-rate-limit:%s\n", rateText(c), rateText(l))
+	}
 	if st.GroupsApplied != nil && st.JournalBytes != nil {
 		fmt.Fprintf(w, "  groups-applied:%d journal:%s", *st.GroupsApplied, bytesIEC(*st.JournalBytes))
 		if st.Laggard != "" {
