@@ -171,8 +171,11 @@ type Mover struct {
 	connected   bool
 	linkSince   time.Time // when connected last changed
 	lastAck     time.Time
-	lastSend    time.Time
 	lastRecv    time.Time // any frame from the secondary
+	// unanswered is when the first frame since lastRecv finished going
+	// out: the secondary's silence counts from there, not from when a
+	// frame started, which on a slow or rate-limited link may be long ago.
+	unanswered time.Time
 	resends     uint64
 	reconnect   uint64
 	sentBytes   uint64
@@ -644,9 +647,7 @@ func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte,
 	if err := conn.Send(frame); err != nil {
 		return frame, err
 	}
-	m.mu.Lock()
-	m.sentBytes += uint64(len(frame))
-	m.mu.Unlock()
+	m.frameSent(len(frame), h)
 	return frame, nil
 }
 
@@ -678,9 +679,7 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 		if err := conn.Send(f); err != nil {
 			return err
 		}
-		m.mu.Lock()
-		m.sentBytes += uint64(len(f))
-		m.mu.Unlock()
+		m.frameSent(len(f), batch...)
 		batch, sizes, total = batch[:0], sizes[:0], 0
 		return nil
 	}
@@ -1124,10 +1123,25 @@ func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartb
 	if len(m.queue) == 0 {
 		m.queue = nil // let the array go
 	}
-	if len(out) > 0 || len(beats) > 0 {
-		m.lastSend = time.Now()
-	}
 	return out, beats, m.bundles, m.maxFrame
+}
+
+// frameSent records a frame of n bytes holding hs as gone out in full.
+// Retransmission and silence count from now: a frame that waited for the
+// link's rate, or crossed a slow link, was not on its way before.
+func (m *Mover) frameSent(n int, hs ...*held) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sentBytes += uint64(n)
+	for _, h := range hs {
+		if h.sent {
+			h.sentAt = now
+		}
+	}
+	if !m.unanswered.After(m.lastRecv) {
+		m.unanswered = now
+	}
 }
 
 // checkSilence gives up a connection on which the secondary has sent nothing
@@ -1135,7 +1149,7 @@ func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartb
 func (m *Mover) checkSilence() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.outstanding > 0 && time.Since(m.lastRecv) > m.cfg.Silence && time.Since(m.lastSend) < time.Since(m.lastRecv) {
+	if m.outstanding > 0 && m.unanswered.After(m.lastRecv) && time.Since(m.unanswered) > m.cfg.Silence {
 		return fmt.Errorf("nothing from the secondary for %s with record sets outstanding: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond))
 	}
 	return nil
