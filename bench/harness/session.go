@@ -46,6 +46,10 @@ type Spec struct {
 	// Journal is the secondary's journal directory; default
 	// DIR/secondary/journal.
 	Journal string
+	// CopyRateLimit and LinkRateLimit are the primary's rate limits in
+	// bytes per second; 0: none.
+	CopyRateLimit int64
+	LinkRateLimit int64
 }
 
 // Session is a generated session: its directory, config file and addresses.
@@ -112,6 +116,12 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 		ports[0], ports[1], link, spec.SidefileLimit)
 	if spec.SuspendAfter > 0 {
 		fmt.Fprintf(&b, "suspend_after = %q\n", spec.SuspendAfter.String())
+	}
+	if spec.CopyRateLimit > 0 {
+		fmt.Fprintf(&b, "copy_rate_limit = \"%d\"\n", spec.CopyRateLimit)
+	}
+	if spec.LinkRateLimit > 0 {
+		fmt.Fprintf(&b, "link_rate_limit = \"%d\"\n", spec.LinkRateLimit)
 	}
 	var names []string
 	for i := range spec.Subsystems {
