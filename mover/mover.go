@@ -172,10 +172,7 @@ type Mover struct {
 	linkSince   time.Time // when connected last changed
 	lastAck     time.Time
 	lastRecv    time.Time // any frame from the secondary
-	// unanswered is when the first frame since lastRecv finished going
-	// out: the secondary's silence counts from there, not from when a
-	// frame started, which on a slow or rate-limited link may be long ago.
-	unanswered time.Time
+	unanswered  time.Time // the first frame since lastRecv gone out in full (see frameSent)
 	resends     uint64
 	reconnect   uint64
 	sentBytes   uint64
@@ -1127,8 +1124,10 @@ func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartb
 }
 
 // frameSent records a frame of n bytes holding hs as gone out in full.
-// Retransmission and silence count from now: a frame that waited for the
-// link's rate, or crossed a slow link, was not on its way before.
+// Retransmission and silence count from now, not from when the frame was
+// taken to be sent: a frame that waited for the link's rate limit, or
+// crossed a slow link, was not on its way before, and the secondary cannot
+// have answered it.
 func (m *Mover) frameSent(n int, hs ...*held) {
 	now := time.Now()
 	m.mu.Lock()
