@@ -116,6 +116,13 @@ func (b *Bitmap) Count() int {
 	return b.count
 }
 
+// Full reports whether every region is marked.
+func (b *Bitmap) Full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return int64(b.count) == b.regions()
+}
+
 // DirtyBytes returns the bytes covered by marked regions.
 func (b *Bitmap) DirtyBytes() int64 {
 	var total int64

@@ -533,6 +533,7 @@ func (mg *Manager) save(clean bool) error {
 	changes := mg.changes
 	st := persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil}
 	bms := map[string]*bitmap.Bitmap{}
+	pending := map[string]bool{}
 	var unstick []string
 	for _, name := range mg.order {
 		p := *mg.pairs[name]
@@ -543,6 +544,7 @@ func (mg *Manager) save(clean bool) error {
 		switch p.State {
 		case Pending:
 			bms[name] = mg.copies[name]
+			pending[name] = true
 		case Suspended:
 			bms[name] = mg.vols[name].Subsystem.Tracking(name)
 		}
@@ -555,6 +557,18 @@ func (mg *Manager) save(clean bool) error {
 		data, _ := bm.MarshalBinary()
 		if prev, ok := mg.written[name]; ok && bytes.Equal(prev, data) {
 			continue
+		}
+		if _, ok := mg.written[name]; !ok && pending[name] && bm.Full() {
+			// A pending pair without a bitmap on disk copies everything
+			// (Open), which is what a full one says: a new session's
+			// thousand pairs start without a thousand fsyncs.
+			if _, err := disk.Or(mg.opts.FS).Stat(mg.bitmapPath(name)); errors.Is(err, os.ErrNotExist) {
+				if mg.written == nil {
+					mg.written = map[string][]byte{}
+				}
+				mg.written[name] = data
+				continue
+			}
 		}
 		if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.bitmapPath(name), data); err != nil {
 			return fmt.Errorf("pair state: %w", err)
