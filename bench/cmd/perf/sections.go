@@ -475,7 +475,7 @@ func (b *bench) scale(ctx context.Context) error {
 		"a site as the 128-volume one, so the initial copy is no longer) and a sidefile limit of 8 MiB a subsystem (the "+
 		"secondary journals at most 1,984 MiB in one group). Start = from launching the secondary until the "+
 		"primary reports the link connected and the secondary a consistency time. Copy = from then until every pair is "+
-		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. Then %s "+
+		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. Then, after 2 s to settle, %s "+
 		"idle: CPU of each daemon (utime+stime from /proc/PID/stat) per time interval and as %% of one CPU, and journaled "+
 		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
 	fmt.Fprintf(w, "| volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
@@ -549,6 +549,9 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 		return r, fmt.Errorf("initial copies: %w", err)
 	}
 	r.copy = time.Since(start) - r.startup
+	// The last pairs' promotions and state saves, and the collection of
+	// the copies' garbage, are the copies' work, not the idle session's.
+	sleepCtx(ctx, 2*time.Second)
 	var err error
 	if _, r.rssP, err = harness.ProcMem(p.prim.Pid()); err != nil {
 		return r, err
