@@ -176,6 +176,15 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 		done <- err
 	}()
 	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
+	// The faults are drawn per frame, and an interval is one frame of
+	// record sets and heartbeats: go on until each kind has struck.
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
+			break
+		}
+		n, _ := bad.snapshot()
+		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)
