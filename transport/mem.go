@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,30 @@ type MemNetwork struct {
 	stats   MemStats
 	current []*memConn
 	down    bool
+	stalled atomic.Bool
+}
+
+// memStallBuffer is what a stalled listener's connection still takes, as
+// the sockets' buffers would.
+const memStallBuffer = 256 << 10
+
+// SetStalled makes the listener's side stop reading, as a secondary whose
+// process is stopped or whose disk hangs does, while its connections stay
+// up: it receives nothing (a new connection's Hello included), and a Send
+// towards it waits once memStallBuffer bytes are queued, until the stall
+// ends or its send timeout passes (then it fails with ErrStalled and the
+// connection is cut).
+func (n *MemNetwork) SetStalled(stalled bool) {
+	n.stalled.Store(stalled)
+	if stalled {
+		return
+	}
+	n.mu.Lock()
+	conns := append([]*memConn(nil), n.current...)
+	n.mu.Unlock()
+	for _, c := range conns {
+		c.out.wake()
+	}
 }
 
 // SetDown takes the link down (every connection is cut and dials fail) or
@@ -131,21 +156,37 @@ type queued struct {
 type memQueue struct {
 	mu     sync.Mutex
 	items  []queued
+	bytes  int // queued
 	signal chan struct{}
-	closed bool // the receiver closed, or the link was cut: nothing more is delivered
-	ended  bool // the sender closed: what it sent is still delivered, then the end
+	space  chan struct{} // bytes left the queue, or it or the stall ended
+	closed bool          // the receiver closed, or the link was cut: nothing more is delivered
+	ended  bool          // the sender closed: what it sent is still delivered, then the end
+	// stalls: the queue towards the listener, which SetStalled stops.
+	stalls *atomic.Bool
 }
 
+func (q *memQueue) wake() {
+	for _, ch := range []chan struct{}{q.signal, q.space} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (q *memQueue) stalled() bool { return q.stalls != nil && q.stalls.Load() }
+
 type memConn struct {
-	net  *MemNetwork
-	in   *memQueue
-	out  *memQueue
-	name string
+	net     *MemNetwork
+	in      *memQueue
+	out     *memQueue
+	name    string
+	timeout atomic.Int64 // send timeout; 0: DefaultSendTimeout
 }
 
 func newMemPair(n *MemNetwork) (*memConn, *memConn) {
-	q1 := &memQueue{signal: make(chan struct{}, 1)}
-	q2 := &memQueue{signal: make(chan struct{}, 1)}
+	q1 := &memQueue{signal: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	q2 := &memQueue{signal: make(chan struct{}, 1), space: make(chan struct{}, 1), stalls: &n.stalled}
 	return &memConn{net: n, in: q1, out: q2, name: "mem-secondary"},
 		&memConn{net: n, in: q2, out: q1, name: "mem-primary"}
 }
@@ -158,10 +199,7 @@ func (q *memQueue) shut(graceful bool) {
 		q.closed = true
 	}
 	q.mu.Unlock()
-	select {
-	case q.signal <- struct{}{}:
-	default:
-	}
+	q.wake()
 }
 
 func (c *memConn) Peer() string { return c.name }
@@ -180,9 +218,35 @@ func (c *memConn) abort() {
 	c.out.shut(false)
 }
 
-// SetSendTimeout does nothing: a memory link queues without bound, so a
-// Send never waits on its peer.
-func (c *memConn) SetSendTimeout(time.Duration) {}
+// SetSendTimeout bounds a Send's wait on a stalled peer (SetStalled); the
+// link queues without bound otherwise.
+func (c *memConn) SetSendTimeout(d time.Duration) { c.timeout.Store(int64(max(d, 0))) }
+
+// awaitRoom waits, while the peer is stalled, for the queue towards it to
+// take more, as a socket's full buffer makes a send wait.
+func (c *memConn) awaitRoom() error {
+	q := c.out
+	limit := time.Duration(c.timeout.Load())
+	if limit == 0 {
+		limit = DefaultSendTimeout
+	}
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for {
+		q.mu.Lock()
+		full := q.stalled() && q.bytes >= memStallBuffer && !q.closed && !q.ended
+		q.mu.Unlock()
+		if !full {
+			return nil
+		}
+		select {
+		case <-q.space:
+		case <-t.C:
+			c.abort()
+			return fmt.Errorf("mem send to %s: %w: it took nothing for %s; connection cut", c.name, ErrStalled, limit)
+		}
+	}
+}
 
 func (c *memConn) Send(frame []byte) error {
 	n := c.net
@@ -221,6 +285,9 @@ func (c *memConn) Send(frame []byte) error {
 		c.abort()
 		return fmt.Errorf("mem send: injected disconnect: %w", ErrClosed)
 	}
+	if err := c.awaitRoom(); err != nil {
+		return err
+	}
 	q := c.out
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -235,6 +302,10 @@ func (c *memConn) Send(frame []byte) error {
 		cp[corruptAt] ^= corruptBit
 	}
 	item := queued{frame: cp, at: time.Now().Add(delay)}
+	q.bytes += len(cp)
+	if dup {
+		q.bytes += len(cp)
+	}
 	if reorder && len(q.items) > 0 {
 		last := len(q.items) - 1
 		q.items = append(q.items, q.items[last])
@@ -261,13 +332,20 @@ func (c *memConn) Recv() ([]byte, error) {
 			return nil, fmt.Errorf("mem recv: %w", ErrClosed)
 		}
 		var wait time.Duration = -1
-		if len(q.items) > 0 {
+		if len(q.items) > 0 && q.stalled() {
+			// Not reading: wait for the stall to end.
+		} else if len(q.items) > 0 {
 			head := q.items[0]
 			if d := time.Until(head.at); d > 0 {
 				wait = d
 			} else {
 				q.items = q.items[1:]
+				q.bytes -= len(head.frame)
 				q.mu.Unlock()
+				select {
+				case q.space <- struct{}{}:
+				default:
+				}
 				return head.frame, nil
 			}
 		} else if q.ended {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -100,5 +101,88 @@ func TestTCPConnsAreBoundedByDefault(t *testing.T) {
 	client.SetSendTimeout(-time.Second)
 	if got := client.(*tcpConn).stall.Load(); got != 0 {
 		t.Fatalf("a negative send timeout was kept as %v: it must mean the default", time.Duration(got))
+	}
+}
+
+// TestMemStalledPeer: the in-memory link's stall behaves as a peer that
+// stops reading over TCP: frames wait, a Send waits once the buffer is
+// full and fails with ErrStalled after its timeout, cutting the
+// connection; a stall that ends in time loses nothing.
+func TestMemStalledPeer(t *testing.T) {
+	n := NewMemNetwork(1, Faults{})
+	pair := func() (Conn, Conn) {
+		t.Helper()
+		ch := make(chan Conn, 1)
+		go func() {
+			c, err := n.Accept(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- c
+		}()
+		c, err := n.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, <-ch
+	}
+
+	// A stall that ends before the send timeout: everything arrives, in order.
+	client, server := pair()
+	client.SetSendTimeout(time.Minute)
+	n.SetStalled(true)
+	sent := make(chan error, 1)
+	go func() {
+		for i := range 16 {
+			f := make([]byte, 64<<10)
+			f[0] = byte(i)
+			if err := client.Send(f); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	got := make(chan byte, 16)
+	go func() {
+		for range 16 {
+			f, err := server.Recv()
+			if err != nil {
+				return
+			}
+			got <- f[0]
+		}
+	}()
+	select {
+	case <-got:
+		t.Fatal("a stalled peer received a frame")
+	case err := <-sent:
+		t.Fatalf("16 frames of 64 KiB went to a stalled peer without waiting (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	n.SetStalled(false)
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	for i := range 16 {
+		if b := <-got; b != byte(i) {
+			t.Fatalf("frame %d arrived as %d", i, b)
+		}
+	}
+
+	// A stall that outlasts the send timeout fails the send and cuts the link.
+	client, server = pair()
+	client.SetSendTimeout(200 * time.Millisecond)
+	n.SetStalled(true)
+	defer n.SetStalled(false)
+	var err error
+	for i := 0; i < 64 && err == nil; i++ {
+		err = client.Send(make([]byte, 64<<10))
+	}
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("4 MiB to a stalled peer: got %v, want ErrStalled", err)
+	}
+	if _, err := server.Recv(); err == nil {
+		t.Fatal("the stalled peer still receives on a connection its sender gave up")
 	}
 }
