@@ -3,11 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"duplex/consistency"
 	"duplex/ratelimit"
 	"duplex/transport"
+	"duplex/workload"
 )
 
 // TestRateLimitedLinkCarriesFramesLongerThanSilence: a link limit so low
@@ -50,4 +54,91 @@ func TestRateLimitedLinkCarriesFramesLongerThanSilence(t *testing.T) {
 		return sec.sec.Stats().Group >= p.mover.Stats().Acked.Group
 	})
 	assertConverged(t, layout.Volumes, blocks, p.read, sec.read)
+}
+
+// ackCounter counts the writes acknowledged to the workload's clients.
+type ackCounter struct {
+	t     workload.Target
+	acked atomic.Int64
+}
+
+func (c *ackCounter) WriteAt(ctx context.Context, vol int, p []byte, off int64) error {
+	err := c.t.WriteAt(ctx, vol, p, off)
+	if err == nil {
+		c.acked.Add(1)
+	}
+	return err
+}
+
+// TestRateLimitedLinkBelowWriteRatePacesWrites: with a link limited far
+// below what the clients write, the sidefile fills and writes go on at the
+// link's pace, never stuck; the link stays up (a frame that waits for its
+// rate is not taken for a silent secondary); the secondary holds a prefix
+// after every group; and once the limit is lifted, everything acknowledged
+// arrives.
+func TestRateLimitedLinkBelowWriteRatePacesWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs writes over a slow link for seconds")
+	}
+	dir := t.TempDir()
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	const bps = 128 << 10
+	lim := ratelimit.New(bps)
+	var bad violations
+	sec := startSecondary(t, dir, net, secondaryOpts{onApplied: func(s *secondarySite, g *consistency.Group) {
+		vs, err := workload.Check(layout, s.readDirect)
+		bad.add(g.Number, vs, err)
+	}})
+	const side = 1 << 20
+	p := startPrimary(t, dir, primaryOpts{interval: 10 * time.Millisecond, sidefile: side,
+		dialer: &transport.LimitedDialer{Dialer: net, Limit: lim}})
+	tg := &ackCounter{t: p}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, layout, tg, 0, 5)
+		done <- err
+	}()
+	var fullest int64
+	last, lastAt := int64(0), time.Now()
+	var longest time.Duration
+	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for _, ss := range p.subs {
+			fullest = max(fullest, ss.Sidefile().Stats().Used)
+		}
+		if n := tg.acked.Load(); n != last {
+			longest = max(longest, time.Since(lastAt))
+			last, lastAt = n, time.Now()
+		}
+		if time.Since(lastAt) > 20*time.Second {
+			break
+		}
+		if n, list := bad.snapshot(); len(list) > 0 {
+			t.Fatalf("violations after %d groups:\n%v", n, list)
+		}
+	}
+	longest = max(longest, time.Since(lastAt))
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("workload: %v", err)
+	}
+	st := p.mover.Stats()
+	t.Logf("%d writes acknowledged over a %d B/s link; longest wait for one %s; fullest sidefile %d of %d; %d bytes sent, %d resends, %d connects",
+		last, bps, longest.Round(time.Millisecond), fullest, side, st.BytesSent, st.Resends, st.Connects)
+	if longest > 20*time.Second {
+		t.Fatalf("no write acknowledged for %s over a %d B/s link: writes are stuck; %s", longest, bps, replicationState(p.mover, sec.sec))
+	}
+	if fullest < side/2 {
+		t.Errorf("the sidefile never passed half full (%d of %d): the link limit was not below the write rate, so this tested nothing", fullest, side)
+	}
+	if st.Connects != 1 {
+		t.Errorf("%d connects: the rate-limited link was given up and redialled", st.Connects)
+	}
+	lim.SetRate(0)
+	quiesce(t, p, sec)
+	if n, list := bad.snapshot(); len(list) > 0 {
+		t.Fatalf("violations after %d groups:\n%v", n, list)
+	}
+	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)
 }
