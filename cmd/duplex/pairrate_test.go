@@ -91,6 +91,14 @@ func TestPairRateChangesStatus(t *testing.T) {
 	if st.CopyRateLimit == nil || *st.CopyRateLimit != 50<<20 || st.LinkRateLimit == nil || *st.LinkRateLimit != 1000000 {
 		t.Fatalf("status --json rates: %s", out.String())
 	}
+	// Without --copy or --link, it prints the rates as they are.
+	out.Reset()
+	if code := runPair([]string{"rate", "--config", path}, &out, &errb); code != exitOK {
+		t.Fatalf("pair rate: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "copy rate limit: 50.0 MiB/s\nlink rate limit: 976.6 KiB/s") {
+		t.Fatalf("pair rate printed:\n%s", out.String())
+	}
 	// 0 lifts a limit.
 	out.Reset()
 	if code := runPair([]string{"rate", "--config", path, "--copy", "0"}, &out, &errb); code != exitOK {
