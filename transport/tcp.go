@@ -156,11 +156,11 @@ func (t *tcpConn) Close() error { return t.c.Close() }
 
 func (t *tcpConn) SetSendTimeout(d time.Duration) { t.stall.Store(int64(max(d, 0))) }
 
-// sendPiece is what a peer must take within the send timeout for a Send to
-// go on: a slow link that keeps taking data is not a stalled peer, however
-// long the frame. A piece per write also suits TLS, whose connection is
-// broken for good by a write that times out, so a deadline cannot simply
-// be moved on after partial progress.
+// sendPiece is what a peer must take within the send timeout for a Send
+// over TLS to go on: a slow link that keeps taking data is not a stalled
+// peer, however long the frame. TLS needs pieces because a write that times
+// out breaks its connection for good; plain TCP moves the deadline on
+// whenever the peer took anything, in one vectored write.
 const sendPiece = 64 << 10
 
 func (t *tcpConn) Send(frame []byte) error {
@@ -174,6 +174,37 @@ func (t *tcpConn) Send(frame []byte) error {
 		limit = DefaultSendTimeout
 	}
 	binary.BigEndian.PutUint32(t.hdr[:], uint32(len(frame)))
+	var err error
+	if _, isTLS := t.c.(*tls.Conn); isTLS {
+		err = t.sendPieces(frame, limit)
+	} else {
+		bufs := net.Buffers{t.hdr[:], frame}
+		for {
+			if err = t.c.SetWriteDeadline(time.Now().Add(limit)); err != nil {
+				break
+			}
+			var n int64
+			// WriteTo consumes what it wrote, so a retry sends the rest.
+			n, err = bufs.WriteTo(t.c)
+			if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.c.Close()
+		return fmt.Errorf("send %d bytes to %s: %w: it took nothing for %s, so it is not reading; connection closed",
+			len(frame), t.Peer(), ErrStalled, limit)
+	}
+	if err != nil {
+		return fmt.Errorf("send to %s: %w", t.Peer(), err)
+	}
+	return nil
+}
+
+// sendPieces writes the header and frame in pieces of sendPiece, each
+// within limit.
+func (t *tcpConn) sendPieces(frame []byte, limit time.Duration) error {
 	first := min(len(frame), sendPiece)
 	err := t.c.SetWriteDeadline(time.Now().Add(limit))
 	if err == nil {
@@ -187,15 +218,7 @@ func (t *tcpConn) Send(frame []byte) error {
 		}
 		rest = rest[n:]
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		t.c.Close()
-		return fmt.Errorf("send %d bytes to %s: %w: it took less than %d bytes in %s, so it is not reading; connection closed",
-			len(frame), t.Peer(), ErrStalled, sendPiece, limit)
-	}
-	if err != nil {
-		return fmt.Errorf("send to %s: %w", t.Peer(), err)
-	}
-	return nil
+	return err
 }
 
 func (t *tcpConn) Recv() ([]byte, error) {
