@@ -142,3 +142,25 @@ func TestRateLimitedLinkBelowWriteRatePacesWrites(t *testing.T) {
 	}
 	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)
 }
+
+// TestRateLimitedLinkStopEndsTheWait: the mover's end interrupts a frame
+// waiting for a link limit it would need minutes to pass.
+func TestRateLimitedLinkStopEndsTheWait(t *testing.T) {
+	dir := t.TempDir()
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	lim := ratelimit.New(1 << 10) // 256 KiB takes minutes
+	startSecondary(t, dir, net, secondaryOpts{})
+	p := startPrimary(t, dir, primaryOpts{interval: 10 * time.Millisecond, dialer: &transport.LimitedDialer{Dialer: net, Limit: lim}})
+	if err := p.WriteAt(context.Background(), 0, bytes.Repeat([]byte{1}, 256<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the link", func() bool { return p.mover.Stats().Connected })
+	time.Sleep(300 * time.Millisecond) // the frame is waiting for its rate
+	p.cancel()
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		dumpGoroutines(t)
+		t.Fatal("the mover did not stop within 10s of its context's end while a frame waited for the link's rate limit")
+	}
+}
