@@ -24,11 +24,13 @@ func Update(crc uint32, p []byte) uint32 { return crc32.Update(crc, Table, p) }
 // poly is the Castagnoli polynomial, reflected.
 const poly = 0x82f63b78
 
-// x2n[k] is x^(2^k) modulo the polynomial.
-var x2n = func() (t [32]uint32) {
+// x2n[k] is x^(2^k) modulo the polynomial. xPow8n needs k up to 3+63 for
+// any int64 length; the powers do not cycle with a short period (x^(2^32)
+// is not x for this polynomial), so the table must not wrap.
+var x2n = func() (t [3 + 64]uint32) {
 	p := uint32(1) << 30 // x^1
 	t[0] = p
-	for k := 1; k < 32; k++ {
+	for k := 1; k < len(t); k++ {
 		p = multModP(p, p)
 		t[k] = p
 	}
@@ -58,9 +60,9 @@ func multModP(a, b uint32) uint32 {
 // checksum.
 func xPow8n(n int64) uint32 {
 	p := uint32(1) << 31 // x^0
-	for k := 3; n != 0; n, k = n>>1, k+1 {
-		if n&1 != 0 {
-			p = multModP(x2n[k&31], p)
+	for u, k := uint64(n), 3; u != 0; u, k = u>>1, k+1 {
+		if u&1 != 0 {
+			p = multModP(x2n[k], p)
 		}
 	}
 	return p
