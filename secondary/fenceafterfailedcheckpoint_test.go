@@ -1,0 +1,75 @@
+package secondary
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/apply"
+	"duplex/disk"
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+// TestFenceAfterAFailedCheckpointRecordsTheFencedGroup: a checkpoint of
+// the applier fails (the state file's rename returns EIO), which stops the
+// secondary. recover then fences it. Fence either fails, or returns a
+// position that the state file names, so that a restart (kill -9
+// included) is at the group the fence reported: a fenced restart applies
+// no journaled group after the state file's, so a state file behind the
+// fenced group leaves the restarted secondary claiming an older group than
+// recover printed, over volumes that hold the newer one.
+func TestFenceAfterAFailedCheckpointRecordsTheFencedGroup(t *testing.T) {
+	r := newIdentityRig(t)
+	// Checkpoint after every group; set before any group reaches the applier.
+	r.sec.cfg.CheckpointEvery = 0
+	statePath := filepath.Join(r.site, "state.json")
+	r.in.Inject(disk.Fault{Op: disk.OpRename, Under: statePath, Err: disk.EIO, Once: true})
+
+	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000, Data: bytes.Repeat([]byte{0xa1}, 4096)}
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 2_000, first))
+	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000))
+	if reason, acked := answers(t, conn, 0); acked != 1 {
+		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.in.Injected(disk.OpRename) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the applier's checkpoint never wrote the state file within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	pos, err := r.sec.Fence()
+	if err != nil {
+		t.Logf("Fence refused after the failed checkpoint: %v", err)
+		return
+	}
+	stateGroup := uint64(0)
+	st, rerr := apply.ReadState(statePath)
+	switch {
+	case rerr == nil:
+		stateGroup = st.Group
+	case !errors.Is(rerr, fs.ErrNotExist):
+		t.Fatal(rerr)
+	}
+	r.crash()
+	r.open()
+	got := r.sec.Position()
+	vol := make([]byte, 4096)
+	if err := r.sec.ReadAt("a", vol, 0); err != nil {
+		t.Fatal(err)
+	}
+	if stateGroup != pos.Group || got.Group != pos.Group {
+		t.Fatalf("Fence returned group %d without error after the applier's checkpoint failed, but the state file names group %d; "+
+			"restarted (fenced), the secondary is at group %d (time %d) while its volume holds group 1's data (byte 0 is %#x)",
+			pos.Group, stateGroup, got.Group, got.Time, vol[0])
+	}
+}
