@@ -132,3 +132,37 @@ func TestFenceAfterAFailedCheckpointKeepsEveryAcknowledgedGroup(t *testing.T) {
 			acked, pos.Group, got.Group, vol[4096])
 	}
 }
+
+// TestFenceRetriedAfterItsCheckpointFailedRecordsTheFencedGroup: Fence's
+// own checkpoint fails (EIO on the state file's rename) and Fence says so;
+// recover is run again. The second Fence either fails or returns a group
+// the state file names: a fenced restart applies no journaled group after
+// the state file's, so a state file behind the fence leaves the restarted
+// secondary claiming an older group over volumes holding the newer ones.
+func TestFenceRetriedAfterItsCheckpointFailedRecordsTheFencedGroup(t *testing.T) {
+	r := twoGroupsUncheckpointed(t)
+	statePath := filepath.Join(r.site, "state.json")
+	r.in.Inject(disk.Fault{Op: disk.OpRename, Under: statePath, Err: disk.EIO, Once: true})
+	if _, err := r.sec.Fence(); err == nil {
+		t.Fatal("Fence returned no error although its checkpoint's rename failed")
+	}
+	pos, err := r.sec.Fence()
+	if err != nil {
+		t.Logf("the second Fence refused: %v", err)
+		return
+	}
+	stateGroup := uint64(0)
+	st, rerr := apply.ReadState(statePath)
+	switch {
+	case rerr == nil:
+		stateGroup = st.Group
+	case !errors.Is(rerr, fs.ErrNotExist):
+		t.Fatal(rerr)
+	}
+	r.crash()
+	r.open()
+	if got := r.sec.Position(); stateGroup != pos.Group || got.Group != pos.Group {
+		t.Fatalf("the second Fence returned group %d without error after the first one's checkpoint failed, but the state file names group %d; "+
+			"restarted (fenced), the secondary is at group %d", pos.Group, stateGroup, got.Group)
+	}
+}

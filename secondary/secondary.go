@@ -650,26 +650,33 @@ func (s *Secondary) checkpointLocked() error {
 	if st.Group == s.stateGroup {
 		return nil
 	}
-	targets := gomaps.Clone(s.unflushed)
-	clear(s.unflushed)
-	s.stateGroup = st.Group
-	return s.persist(st, targets)
+	// The group counts as recorded, and the volumes as flushed, only once
+	// the state file names it: a failed checkpoint leaves both for the next
+	// one (Fence's, Close's), which would otherwise find nothing to write
+	// and report a state file it never wrote.
+	written, err := s.persist(st, s.unflushed)
+	if written {
+		clear(s.unflushed)
+		s.stateGroup = st.Group
+	}
+	return err
 }
 
 // persist fsyncs the volumes a state covers, then writes the state and trims
 // the journal. Every group through st.Group was applied before the fsync
-// started, so the state never claims more than the volumes hold.
-func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) error {
+// started, so the state never claims more than the volumes hold. written
+// says whether the state file names st.Group, even if trimming then failed.
+func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (written bool, err error) {
 	if err := apply.Flush(targets); err != nil {
-		return err
+		return false, err
 	}
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.journal.Release(st.Group); err != nil {
-		return fmt.Errorf("secondary: %w", err)
+		return true, fmt.Errorf("secondary: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // Position returns what the volumes hold: the applied group and its
@@ -1240,6 +1247,16 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		// The volumes are at no group the primary ever had: there is no
 		// position to fence at until a restart has replayed the journal.
 		return transport.Position{}, fmt.Errorf("secondary: fence refused: %w", torn)
+	}
+	s.posMu.Lock()
+	applyErr, applied := s.applyErr, s.durable.Group
+	s.posMu.Unlock()
+	if applyErr != nil || applied < s.queued.Group {
+		// The applier stopped and skips what was queued after the failure:
+		// groups journaled and acknowledged, which a fenced restart would
+		// never apply. Only an unfenced restart replays them.
+		return transport.Position{}, fmt.Errorf("secondary: fence refused: applying stopped at group %d with group %d journaled (%v): "+
+			"restart the secondary, which applies its journal, then recover again", applied, s.queued.Group, applyErr)
 	}
 	s.fenced = true
 	if s.conn != nil {
