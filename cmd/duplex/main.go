@@ -74,6 +74,7 @@ Usage:
   duplex secondary --config FILE
   duplex status    [--config FILE | --addr ADDR] [--json]
   duplex pair      add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]
+  duplex pair      rate [--config FILE] [--copy RATE] [--link RATE] [--timeout D]
   duplex recover   --config FILE [--force]
   duplex version
 
