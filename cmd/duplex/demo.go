@@ -10,9 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"duplex/config"
@@ -25,42 +23,43 @@ import (
 // qemu-io commands it suggests (at offset 0) never disturb it.
 const demoRegion = 16 << 20
 
-func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", stderr)
+var demoSynopsis = synopsis{"demo", "[--dir DIR] [--no-workload] [--log-level LEVEL]"}
+
+// runDemo runs both sites of the demo session in this process until SIGINT
+// or SIGTERM, then ships everything and verifies the secondary.
+func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(demoSynopsis, "Runs both sites in one process on loopback, with a dependent-write workload. "+
+		"Ctrl-C stops both sites, ships everything, and verifies the secondary. The session's config is written to DIR/duplex.toml, "+
+		"so that the other commands work on it.")
 	dir := fs.String("dir", "", "`DIR` for the session's files (default: a new temporary directory)")
 	noWorkload := fs.Bool("no-workload", false, "do not run the built-in dependent-write workload")
-	level := fs.String("log-level", "warn", "debug, info, warn or error")
-	if code, ok := parse(fs, args); !ok {
-		return code
+	level := fs.logLevelFlag("warn")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
-	log, err := newLogger(stderr, *level)
+	log, err := fs.logger(*level)
 	if err != nil {
-		fmt.Fprintln(stderr, "duplex:", err)
-		return exitUsage
+		return err
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "duplex-demo-")
 		if err != nil {
-			fmt.Fprintln(stderr, "demo:", err)
-			return exitFailure
+			return err
 		}
 		*dir = d
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return exitFailure
+		return err
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return exitFailure
+		return err
 	}
 	cfg, err := writeDemoConfig(abs)
 	if err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return exitFailure
+		return err
 	}
-	return demo(cfg, !*noWorkload, log, stdout, stderr)
+	return demo(ctx, cfg, !*noWorkload, log, stdout)
 }
 
 // writeDemoConfig writes DIR/duplex.toml and the control token, so that the
@@ -88,20 +87,16 @@ func writeDemoConfig(dir string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-func demo(cfg *config.Config, withWorkload bool, log *slog.Logger, stdout, stderr io.Writer) int {
+func demo(ctx context.Context, cfg *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
 	sec, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
 	if err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return exitFailure
+		return err
 	}
 	prim, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
 	if err != nil {
 		sec.Close()
-		fmt.Fprintln(stderr, "demo:", err)
-		return exitFailure
+		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	secCtx, stopSec := context.WithCancel(context.Background())
 	secDone := make(chan error, 1)
@@ -141,6 +136,7 @@ Ctrl-C stops both sites, ships everything, and verifies the secondary.
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	line := newStatusLine(stdout)
 	var lastBytes uint64
 	var failed error
 loop:
@@ -169,12 +165,11 @@ loop:
 				t, _ := time.Parse(time.RFC3339Nano, ss.ConsistencyTime)
 				ct = t.Format("15:04:05.000")
 			}
-			fmt.Fprintf(stdout, "\rconsistent as of %s  lag %6s  link %-12s  %7.1f MB/s  sidefile %5.1f%%  groups %d   ",
-				ct, time.Duration(ss.LagSeconds*float64(time.Second)).Round(time.Millisecond), ps.Link, rate, fill, *ss.GroupsApplied)
+			line.update(fmt.Sprintf("consistent as of %s  lag %6s  link %-12s  %7.1f MB/s  sidefile %5.1f%%  groups %d",
+				ct, time.Duration(ss.LagSeconds*float64(time.Second)).Round(time.Millisecond), ps.Link, rate, fill, *ss.GroupsApplied))
 		}
 	}
-	fmt.Fprintln(stdout)
-	stop()
+	line.end()
 
 	stopWork()
 	if err := <-workDone; err != nil && failed == nil {
@@ -195,15 +190,14 @@ loop:
 		failed = fmt.Errorf("secondary: %v", err)
 	}
 	if failed != nil {
-		fmt.Fprintln(stderr, "demo:", failed)
-		return exitFailure
+		return failed
 	}
-	return verifyDemo(cfg, layout, withWorkload, acked.Time, stdout, stderr)
+	return verifyDemo(cfg, layout, withWorkload, acked.Time, stdout)
 }
 
 // verifyDemo compares every secondary image with its primary and checks the
 // dependent-write invariant on the secondary.
-func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, ct int64, stdout, stderr io.Writer) int {
+func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, ct int64, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "Verification (secondary consistent as of %s):\n", control.FormatTime(ct))
 	ok := true
 	for _, name := range cfg.VolumeNames() {
@@ -234,8 +228,7 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 			pv, _, _ := cfg.PrimaryVolume(name)
 			f, err := os.Open(sv.Path)
 			if err != nil {
-				fmt.Fprintln(stderr, "demo:", err)
-				return exitFailure
+				return err
 			}
 			files = append(files, f)
 			bases = append(bases, int64(pv.Size)-demoRegion)
@@ -245,8 +238,7 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 			return err
 		})
 		if err != nil {
-			fmt.Fprintln(stderr, "demo:", err)
-			return exitFailure
+			return err
 		}
 		fmt.Fprintf(stdout, "  dependent-write check on the secondary: %d violations\n", len(vs))
 		if len(vs) > 0 {
@@ -254,10 +246,10 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 		}
 	}
 	if !ok {
-		return exitFailure
+		return errors.New("verification failed: the secondary is not what the primary held")
 	}
 	fmt.Fprintf(stdout, "The session's files stay in %s; run the demo again with --dir to continue it.\n", cfg.Dir)
-	return exitOK
+	return nil
 }
 
 func sameFile(a, b string) (bool, error) {

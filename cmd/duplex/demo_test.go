@@ -21,7 +21,7 @@ import (
 // tests can run real processes and signal them.
 func TestMain(m *testing.M) {
 	if os.Getenv("DUPLEX_MAIN") == "1" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

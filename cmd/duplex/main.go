@@ -1,15 +1,24 @@
 // Command duplex is the single binary of Duplex: both site daemons, the demo,
 // and the operator's commands.
+//
+// Every command is a function of one shape, run(ctx, args, stdout) error, in
+// a file of its own; main prints the error it returns, once, as
+// "duplex: <error>" on stderr, and exits 2 for a usageError (a bad flag, a
+// missing required flag, an unexpected argument), 1 for any other. Flags
+// may come before or after a command's positional arguments (parseArgs).
+// Logs go to stderr; what a command reports goes to stdout.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Exit codes of the contract.
@@ -19,21 +28,32 @@ const (
 	exitUsage   = 2
 )
 
+// runFunc is a command: it reads its flags and arguments from args, reports
+// to stdout, and returns ctx.Err() or another error once ctx is cancelled
+// (SIGINT, SIGTERM), unless it shuts down by itself as a daemon does.
+type runFunc func(ctx context.Context, args []string, stdout io.Writer) error
+
 type command struct {
-	name    string
-	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
+	name     string
+	synopses []synopsis
+	summary  string
+	run      runFunc
+	// daemon keeps catching SIGINT and SIGTERM until the command returns:
+	// a second signal does not cut a daemon's clean shutdown (the
+	// primary's drain) short. Any other command gets the default action
+	// back at the first signal, so a second Ctrl-C ends it at once.
+	daemon bool
 }
 
 func commands() []command {
 	return []command{
-		{"demo", "both sites in one process on loopback, with a dependent-write workload", runDemo},
-		{"primary", "run the primary site (NBD exports + data mover)", runPrimary},
-		{"secondary", "run the secondary site (receiver, journal, apply)", runSecondary},
-		{"status", "query running sites", runStatus},
-		{"pair", "add, suspend, resume or delete a pair, or change the rate limits (at the primary)", runPair},
-		{"recover", "at the secondary after losing the primary: apply every journaled group", runRecover},
-		{"version", "print the version", runVersion},
+		{"demo", []synopsis{demoSynopsis}, "both sites in one process on loopback, with a dependent-write workload", runDemo, false},
+		{"primary", []synopsis{primarySynopsis}, "run the primary site (NBD exports + data mover)", runPrimary, true},
+		{"secondary", []synopsis{secondarySynopsis}, "run the secondary site (receiver, journal, apply)", runSecondary, true},
+		{"status", []synopsis{statusSynopsis}, "query running sites", runStatus, false},
+		{"pair", pairSynopses(), "add, suspend, resume or delete a pair, or change the rate limits (at the primary)", runPair, false},
+		{"recover", []synopsis{recoverSynopsis}, "at the secondary after losing the primary: apply every journaled group", runRecover, false},
+		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},
 	}
 }
 
@@ -41,88 +61,80 @@ func commands() []command {
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// runMain runs the command args name with a context that SIGINT and SIGTERM
+// cancel.
+func runMain(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c, ok := lookup(args); !ok || !c.daemon {
+		context.AfterFunc(ctx, stop)
+	}
+	return run(ctx, args, stdout, stderr)
+}
+
+func lookup(args []string) (command, bool) {
+	if len(args) > 0 {
+		for _, c := range commands() {
+			if c.name == args[0] {
+				return c, true
+			}
+		}
+	}
+	return command{}, false
+}
+
+// run runs the command args names and returns its exit status, having
+// printed its error, if any, as the one line "duplex: <error>" on stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
 	}
 	switch args[0] {
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return exitOK
 	}
-	for _, c := range commands() {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
+	c, ok := lookup(args)
+	if !ok {
+		return exitStatus(stderr, usageErrorf("unknown command %q: duplex help lists them", args[0]))
 	}
-	fmt.Fprintf(stderr, "duplex: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return exitUsage
+	return exitStatus(stderr, c.run(ctx, args[1:], stdout))
+}
+
+// exitStatus prints err and returns the exit status it calls for.
+func exitStatus(stderr io.Writer, err error) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "duplex:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, `Duplex: asynchronous remote data duplexing of block volumes; the secondary
 copy of all volumes together is always crash-consistent.
 
-Usage:
-  duplex demo      [--dir DIR] [--no-workload]
-  duplex primary   --config FILE
-  duplex secondary --config FILE
-  duplex status    [--config FILE | --addr ADDR] [--json]
-  duplex pair      add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]
-  duplex pair      rate [--config FILE] [--copy RATE] [--link RATE] [--timeout D]
-  duplex recover   --config FILE [--force]
-  duplex version
-
-Commands:`)
+Usage:`)
+	for _, c := range commands() {
+		for _, s := range c.synopses {
+			fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("  duplex %-13s %s", s.path, s.args), " "))
+		}
+	}
+	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, `
+Flags may come before or after a command's arguments; "--" ends the flags.
 Exit status: 0 success, 1 failure, 2 bad usage.
 Run "duplex COMMAND -h" for a command's flags.`)
-}
-
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("duplex "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-// parse parses flags; it returns an exit code and false when the caller must
-// stop (help asked, or bad usage).
-func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return exitUsage, false
-	}
-	return 0, true
-}
-
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
-func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("version", stderr)
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	fmt.Fprintln(stdout, "duplex", version)
-	return exitOK
 }

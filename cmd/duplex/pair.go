@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -11,129 +13,226 @@ import (
 	"duplex/control"
 )
 
-func runPair(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("pair", stderr)
-	path := fs.String("config", "", "session config `FILE` (control address and token)")
-	wait := fs.Bool("wait", false, "wait until the operation completes, with a progress bar")
-	drain := fs.Bool("drain", false, "suspend: first ship everything already queued")
-	all := fs.Bool("all", false, "every volume of the session")
-	timeout := fs.Duration("timeout", control.DefaultDrainTimeout, "how long the operation may take; suspend --drain gives up draining in time to answer, and leaves the pairs as they were")
-	inconsistent := fs.Bool("inconsistent", false, "resume: accept that the secondary copy is not consistent until the resync completes (when its journal cannot hold the resync)")
-	copyRate := fs.String("copy", "", "rate: the copy rate limit `RATE` in bytes per second, with an optional unit (\"50MiB\"); 0: no limit")
-	linkRate := fs.String("link", "", "rate: the link rate limit `RATE` in bytes per second, with an optional unit (\"100MiB\"); 0: no limit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: duplex pair add|suspend|resume|delete VOLUME|--all [--config FILE] [--wait] [--drain] [--timeout D] [--inconsistent]")
-		fmt.Fprintln(stderr, "       duplex pair rate [--config FILE] [--copy RATE] [--link RATE] [--timeout D]")
-		fs.PrintDefaults()
+// pairOp is one operation of `duplex pair`: its flags (for finding the
+// operation's name among flags that come before it) and how it runs.
+type pairOp struct {
+	name  string
+	flags func() *cmdFlags
+	run   runFunc
+}
+
+func pairOps() []pairOp {
+	return []pairOp{
+		{"add", func() *cmdFlags { return newPairAddFlags().cmdFlags }, runPairAdd},
+		{"suspend", func() *cmdFlags { return newPairSuspendFlags().cmdFlags }, runPairSuspend},
+		{"resume", func() *cmdFlags { return newPairResumeFlags().cmdFlags }, runPairResume},
+		{"delete", func() *cmdFlags { return newPairDeleteFlags().cmdFlags }, runPairDelete},
+		{"rate", func() *cmdFlags { return newPairRateFlags().cmdFlags }, runPairRate},
 	}
-	flagArgs, pos := splitArgs(args, map[string]bool{"config": true, "timeout": true, "copy": true, "link": true})
-	if code, ok := parse(fs, flagArgs); !ok {
-		return code
+}
+
+func pairSynopses() []synopsis {
+	var s []synopsis
+	for _, op := range pairOps() {
+		s = append(s, op.flags().syn)
 	}
-	if len(pos) == 1 && pos[0] == "rate" {
-		return runPairRate(*path, *copyRate, *linkRate, *timeout, stdout, stderr)
+	return s
+}
+
+// runPair runs the operation that the first positional argument names; the
+// operation's flags may come before it, as any command's flags may come
+// before its arguments.
+func runPair(ctx context.Context, args []string, stdout io.Writer) error {
+	ops := pairOps()
+	i := pairOpIndex(args, ops)
+	if i < 0 {
+		for _, a := range args {
+			if a == "-h" || a == "-help" || a == "--help" {
+				pairUsage(stdout, ops)
+				return nil
+			}
+		}
+		return &usageError{cmd: "pair", err: errors.New("the operation is missing: add, suspend, resume, delete or rate (duplex pair -h shows them)")}
 	}
-	if len(pos) > 0 && pos[0] == "rate" {
-		fmt.Fprintln(stderr, "pair: rate takes no volume: duplex pair rate --config FILE [--copy RATE] [--link RATE]")
-		return exitUsage
+	name := args[i]
+	rest := append(append([]string{}, args[:i]...), args[i+1:]...)
+	for _, op := range ops {
+		if op.name == name {
+			return op.run(ctx, rest, stdout)
+		}
 	}
-	if *copyRate != "" || *linkRate != "" {
-		fmt.Fprintln(stderr, "pair: --copy and --link apply to rate only")
-		return exitUsage
+	return &usageError{cmd: "pair", err: fmt.Errorf("unknown operation %q: want add, suspend, resume, delete or rate", name)}
+}
+
+// pairOpIndex returns the index in args of the operation's name, the first
+// argument that is not a flag or a flag's value, or -1 if there is none.
+// Flags that take a value in any operation skip theirs, so "--config F add"
+// finds add.
+func pairOpIndex(args []string, ops []pairOp) int {
+	takesValue := map[string]bool{}
+	for _, op := range ops {
+		fs := op.flags()
+		fs.VisitAll(func(fl *flag.Flag) {
+			if !isBoolFlag(fl) {
+				takesValue[fl.Name] = true
+			}
+		})
 	}
-	if len(pos) < 1 || (len(pos) < 2 && !*all) || len(pos) > 2 || (*all && len(pos) != 1) {
-		fs.Usage()
-		return exitUsage
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				return i + 1
+			}
+			return -1
+		case len(a) > 1 && a[0] == '-':
+			name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+			if !strings.Contains(name, "=") && takesValue[name] {
+				i++
+			}
+		default:
+			return i
+		}
 	}
-	op := pos[0]
-	switch op {
-	case "add", "suspend", "resume", "delete":
-	default:
-		fmt.Fprintf(stderr, "pair: unknown operation %q: want add, suspend, resume, delete or rate\n", op)
-		return exitUsage
+	return -1
+}
+
+func pairUsage(w io.Writer, ops []pairOp) {
+	fmt.Fprintln(w, "usage:")
+	for _, op := range ops {
+		syn := op.flags().syn
+		fmt.Fprintf(w, "  duplex %-13s %s\n", syn.path, syn.args)
 	}
-	if *inconsistent && op != "resume" {
-		fmt.Fprintln(stderr, "pair: --inconsistent applies to resume only")
-		return exitUsage
+	fmt.Fprintln(w, `
+Pair operations run at the primary, through the control address and with the
+token that the config names. "duplex pair OPERATION -h" shows an operation's flags.`)
+}
+
+// pairFlags are the flags of every pair operation.
+type pairFlags struct {
+	*cmdFlags
+	config  *string
+	timeout *time.Duration
+}
+
+func newPairFlags(syn synopsis, about string) pairFlags {
+	f := newFlags(syn, about)
+	return pairFlags{
+		cmdFlags: f,
+		config:   f.configFlag("the primary's control address and the control token"),
+		timeout:  f.Duration("timeout", control.DefaultDrainTimeout, "how long the operation may take, `D` such as 30s or 5m"),
 	}
-	if *drain && op != "suspend" {
-		fmt.Fprintln(stderr, "pair: --drain applies to suspend only")
-		return exitUsage
+}
+
+// session loads the config and checks what every pair operation needs of it.
+func (f pairFlags) session() (*config.Config, error) {
+	if *f.timeout <= 0 {
+		return nil, f.usageErrorf("--timeout must be positive")
 	}
-	if *timeout <= 0 {
-		fmt.Fprintln(stderr, "pair: --timeout must be positive")
-		return exitUsage
-	}
-	cfg, code := loadConfig(*path, stderr)
-	if cfg == nil {
-		return code
+	cfg, err := f.loadConfig(*f.config)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Primary.Control == "" {
-		fmt.Fprintln(stderr, "pair: the config names no primary control address")
-		return exitFailure
+		return nil, errors.New("the config names no primary control address")
 	}
+	return cfg, nil
+}
+
+// token reads the control token that changes need.
+func token(cfg *config.Config) (string, error) {
 	tp := cfg.TokenPath()
 	if tp == "" {
-		fmt.Fprintln(stderr, "pair: the config names no control_token_file; pair operations need it")
-		return exitFailure
+		return "", errors.New("the config names no control_token_file; pair operations need it")
 	}
-	token, err := control.ReadToken(tp)
+	return control.ReadToken(tp)
+}
+
+// volumeFlags are the flags of the operations on volumes: add, suspend,
+// resume and delete.
+type volumeFlags struct {
+	pairFlags
+	all *bool
+}
+
+func newVolumeFlags(syn synopsis, about string) volumeFlags {
+	f := newPairFlags(syn, about)
+	return volumeFlags{pairFlags: f, all: f.Bool("all", false, "every volume of the session")}
+}
+
+// volumeOp is what one operation on volumes asks of the primary.
+type volumeOp struct {
+	name string // add, suspend, resume, delete
+	wire string // the operation as the control address takes it
+	drain,
+	wait bool
+}
+
+// doVolumeOp carries op out on the primary for the volumes that pos (one
+// VOLUME) or --all name: one volume after another, or for suspend and
+// resume with --all as one operation.
+func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, stdout io.Writer) error {
+	switch {
+	case *f.all && len(pos) > 0:
+		return f.usageErrorf("give VOLUME or --all, not both")
+	case !*f.all && len(pos) == 0:
+		return f.usageErrorf("VOLUME or --all is required")
+	case len(pos) > 1:
+		return f.usageErrorf("unexpected argument %q: one VOLUME, or --all", pos[1])
+	}
+	cfg, err := f.session()
 	if err != nil {
-		fmt.Fprintln(stderr, "pair:", err)
-		return exitFailure
+		return err
 	}
-	vols := pos[1:]
-	if *all {
+	tok, err := token(cfg)
+	if err != nil {
+		return err
+	}
+	vols := pos
+	if *f.all {
 		vols = cfg.VolumeNames()
 	}
 	for _, vol := range vols {
 		if _, _, ok := cfg.PrimaryVolume(vol); !ok {
-			fmt.Fprintf(stderr, "pair: no volume %q in session %q: its volumes are %s\n", vol, cfg.Session, strings.Join(cfg.VolumeNames(), ", "))
-			return exitUsage
+			return f.usageErrorf("no volume %q in session %q: its volumes are %s", vol, cfg.Session, strings.Join(cfg.VolumeNames(), ", "))
 		}
 	}
 	// The operation never waits without bound; --wait then shows progress
 	// until the operator stops it.
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout+control.AnswerMargin)
+	opCtx, cancel := context.WithTimeout(ctx, *f.timeout+control.AnswerMargin)
 	defer cancel()
-	if *all {
-		st, err := control.Fetch(ctx, cfg.Primary.Control)
+	if *f.all {
+		st, err := control.Fetch(opCtx, cfg.Primary.Control)
 		if err != nil {
-			fmt.Fprintln(stderr, "duplex:", err)
-			return exitFailure
+			return err
 		}
-		vols = applicable(op, vols, st, stdout)
-		if op == "suspend" || op == "resume" {
+		vols = applicable(op.name, vols, st, stdout)
+		if op.name == "suspend" || op.name == "resume" {
 			// One operation at the primary: every pair changes at one point
 			// of the common timer, not one after another while writes go on.
 			if len(vols) == 0 {
-				return exitOK
+				return nil
 			}
-			res, err := control.AllPairsOp(ctx, cfg.Primary.Control, token, op, *drain)
+			res, err := control.AllPairsOp(opCtx, cfg.Primary.Control, tok, op.name, op.drain)
 			if err != nil {
-				fmt.Fprintln(stderr, "duplex:", err)
-				return exitFailure
+				return err
 			}
 			for _, vol := range res.Volumes {
-				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op)
+				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op.name)
 			}
-			if *wait && op == "resume" {
-				return waitDuplex(context.Background(), cfg, res.Volumes, stdout, stderr)
+			if op.wait {
+				return waitDuplex(ctx, cfg, res.Volumes, stdout)
 			}
-			return exitOK
+			return nil
 		}
 	}
 	for _, vol := range vols {
-		wire := op
-		if *inconsistent {
-			wire = "resume-inconsistent"
-		}
-		res, err := control.PairOp(ctx, cfg.Primary.Control, token, vol, wire, *drain)
+		res, err := control.PairOp(opCtx, cfg.Primary.Control, tok, vol, op.wire, op.drain)
 		if err != nil {
-			fmt.Fprintln(stderr, "duplex:", err)
-			return exitFailure
+			return err
 		}
-		switch op {
+		switch op.name {
 		case "delete":
 			if res.ConsistentAsOf != "" {
 				fmt.Fprintf(stdout, "%s: no longer a pair; its secondary copy was last consistent as of %s\n", vol, res.ConsistentAsOf)
@@ -141,92 +240,13 @@ func runPair(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "%s: no longer a pair; its secondary copy was never consistent\n", vol)
 			}
 		default:
-			fmt.Fprintf(stdout, "%s: %s requested\n", vol, op)
+			fmt.Fprintf(stdout, "%s: %s requested\n", vol, op.name)
 		}
 	}
-	if *wait && (op == "add" || op == "resume") {
-		return waitDuplex(context.Background(), cfg, vols, stdout, stderr)
+	if op.wait {
+		return waitDuplex(ctx, cfg, vols, stdout)
 	}
-	return exitOK
-}
-
-// runPairRate changes the primary's rate limits, those given, and prints
-// both as they now are; with neither, it prints them.
-func runPairRate(path, copyText, linkText string, timeout time.Duration, stdout, stderr io.Writer) int {
-	if timeout <= 0 {
-		fmt.Fprintln(stderr, "pair: --timeout must be positive")
-		return exitUsage
-	}
-	parseRate := func(flag, text string) (*int64, bool) {
-		if text == "" {
-			return nil, true
-		}
-		v, err := config.ParseSize(text)
-		if err != nil {
-			fmt.Fprintf(stderr, "pair rate: --%s: %v\n", flag, err)
-			return nil, false
-		}
-		if v > 0 && v < config.MinRateLimit {
-			fmt.Fprintf(stderr, "pair rate: --%s: %s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"\n", flag, v, config.MinRateLimit)
-			return nil, false
-		}
-		n := int64(v)
-		return &n, true
-	}
-	copyRate, ok1 := parseRate("copy", copyText)
-	linkRate, ok2 := parseRate("link", linkText)
-	if !ok1 || !ok2 {
-		return exitUsage
-	}
-	cfg, code := loadConfig(path, stderr)
-	if cfg == nil {
-		return code
-	}
-	if cfg.Primary.Control == "" {
-		fmt.Fprintln(stderr, "pair: the config names no primary control address")
-		return exitFailure
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var rates control.Rates
-	if copyRate == nil && linkRate == nil {
-		st, err := control.Fetch(ctx, cfg.Primary.Control)
-		if err != nil {
-			fmt.Fprintln(stderr, "duplex:", err)
-			return exitFailure
-		}
-		if st.CopyRateLimit != nil {
-			rates.Copy = *st.CopyRateLimit
-		}
-		if st.LinkRateLimit != nil {
-			rates.Link = *st.LinkRateLimit
-		}
-	} else {
-		tp := cfg.TokenPath()
-		if tp == "" {
-			fmt.Fprintln(stderr, "pair: the config names no control_token_file; pair operations need it")
-			return exitFailure
-		}
-		token, err := control.ReadToken(tp)
-		if err != nil {
-			fmt.Fprintln(stderr, "pair:", err)
-			return exitFailure
-		}
-		if rates, err = control.SetRates(ctx, cfg.Primary.Control, token, copyRate, linkRate); err != nil {
-			fmt.Fprintln(stderr, "duplex:", err)
-			return exitFailure
-		}
-	}
-	fmt.Fprintf(stdout, "copy rate limit: %s\nlink rate limit: %s\n", rateText(rates.Copy), rateText(rates.Link))
-	return exitOK
-}
-
-// rateText renders a rate limit for the operator.
-func rateText(bps int64) string {
-	if bps <= 0 {
-		return "none"
-	}
-	return bytesIEC(bps) + "/s"
+	return nil
 }
 
 // applicable returns the volumes of names that op applies to in the
@@ -255,36 +275,21 @@ func applicable(op string, names []string, st control.Status, stdout io.Writer) 
 	return out
 }
 
-// splitArgs separates flags (and the values of flags that take one) from
-// positional arguments, so flags may follow the volume name.
-func splitArgs(args []string, takesValue map[string]bool) (flags, pos []string) {
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			pos = append(pos, a)
-			continue
-		}
-		flags = append(flags, a)
-		name := strings.TrimLeft(a, "-")
-		if takesValue[name] && !strings.Contains(name, "=") && i+1 < len(args) {
-			flags = append(flags, args[i+1])
-			i++
-		}
-	}
-	return flags, pos
-}
-
 // waitDuplex shows the copy's progress until every volume is duplex.
-func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout, stderr io.Writer) int {
+func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout io.Writer) error {
+	line := newStatusLine(stdout)
+	defer line.end()
 	start := time.Now()
 	var first int64 = -1
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		st, err := control.Fetch(fctx, cfg.Primary.Control)
 		cancel()
+		if ctx.Err() != nil {
+			return errors.New("stopped waiting: the copy goes on at the primary, duplex status shows it")
+		}
 		if err != nil {
-			fmt.Fprintln(stderr, "\nduplex:", err)
-			return exitFailure
+			return err
 		}
 		var size, copied, resynced int64
 		done := true
@@ -303,12 +308,16 @@ func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout, 
 		if first < 0 {
 			first = copied
 		}
-		fmt.Fprint(stdout, "\r"+progressLine(copied, size, copied-first, time.Since(start)))
+		line.update(progressLine(copied, size, copied-first, time.Since(start)))
 		if done {
-			fmt.Fprintf(stdout, "\nduplex; %s copied\n", bytesIEC(resynced))
-			return exitOK
+			line.end()
+			fmt.Fprintf(stdout, "duplex; %s copied\n", bytesIEC(resynced))
+			return nil
 		}
-		time.Sleep(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(line.every(250*time.Millisecond, time.Second)):
+		}
 	}
 }
 
@@ -325,5 +334,5 @@ func progressLine(done, total, moved int64, elapsed time.Duration) string {
 	if rate > 0 && done < total {
 		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
-	return fmt.Sprintf("[%s] %5.1f%%  %s/%s  %s/s  ETA %s   ", bar, 100*frac, bytesIEC(done), bytesIEC(total), bytesIEC(int64(rate)), eta)
+	return fmt.Sprintf("[%s] %5.1f%%  %s/%s  %s/s  ETA %s", bar, 100*frac, bytesIEC(done), bytesIEC(total), bytesIEC(int64(rate)), eta)
 }

@@ -149,7 +149,7 @@ func TestPairAllSkipsPairsAlreadyThere(t *testing.T) {
 		t.Run(c.op, func(t *testing.T) {
 			fp, path := pairSession(t, c.state)
 			var out, errb bytes.Buffer
-			if code := runPair([]string{c.op, "--all", "--config", path}, &out, &errb); code != exitOK {
+			if code := run(context.Background(), []string{"pair", c.op, "--all", "--config", path}, &out, &errb); code != exitOK {
 				t.Fatalf("duplex pair %s --all: exit %d\nstdout: %s\nstderr: %s", c.op, code, out.String(), errb.String())
 			}
 			for v, want := range c.want {

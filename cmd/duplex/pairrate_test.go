@@ -62,7 +62,7 @@ func rateSession(t *testing.T) (path, addr string) {
 func TestPairRateChangesStatus(t *testing.T) {
 	path, addr := rateSession(t)
 	var out, errb bytes.Buffer
-	if code := runPair([]string{"rate", "--config", path, "--copy", "50MiB", "--timeout", "10s"}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"pair", "rate", "--config", path, "--copy", "50MiB", "--timeout", "10s"}, &out, &errb); code != exitOK {
 		t.Fatalf("pair rate --copy 50MiB: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "copy rate limit: 50.0 MiB/s") || !strings.Contains(out.String(), "link rate limit: none") {
@@ -70,18 +70,18 @@ func TestPairRateChangesStatus(t *testing.T) {
 	}
 	out.Reset()
 	// Flags after the operation or before it; the copy limit is kept.
-	if code := runPair([]string{"--link", "1000000", "rate", "--config", path}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"pair", "--link", "1000000", "rate", "--config", path}, &out, &errb); code != exitOK {
 		t.Fatalf("pair rate --link: exit %d: %s", code, errb.String())
 	}
 	out.Reset()
-	if code := runStatus([]string{"--addr", addr}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"status", "--addr", addr}, &out, &errb); code != exitOK {
 		t.Fatalf("status: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "copy-rate-limit:50.0 MiB/s link-rate-limit:976.6 KiB/s") {
 		t.Fatalf("status does not show the rates:\n%s", out.String())
 	}
 	out.Reset()
-	if code := runStatus([]string{"--addr", addr, "--json"}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"status", "--addr", addr, "--json"}, &out, &errb); code != exitOK {
 		t.Fatalf("status --json: exit %d: %s", code, errb.String())
 	}
 	var st control.Status
@@ -93,7 +93,7 @@ func TestPairRateChangesStatus(t *testing.T) {
 	}
 	// Without --copy or --link, it prints the rates as they are.
 	out.Reset()
-	if code := runPair([]string{"rate", "--config", path}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"pair", "rate", "--config", path}, &out, &errb); code != exitOK {
 		t.Fatalf("pair rate: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "copy rate limit: 50.0 MiB/s\nlink rate limit: 976.6 KiB/s") {
@@ -101,7 +101,7 @@ func TestPairRateChangesStatus(t *testing.T) {
 	}
 	// 0 lifts a limit.
 	out.Reset()
-	if code := runPair([]string{"rate", "--config", path, "--copy", "0"}, &out, &errb); code != exitOK {
+	if code := run(context.Background(), []string{"pair", "rate", "--config", path, "--copy", "0"}, &out, &errb); code != exitOK {
 		t.Fatalf("pair rate --copy 0: exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), "copy rate limit: none") {
@@ -119,11 +119,11 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		{[]string{"rate", "--config", path, "--link", "fast"}, "unknown unit"},
 		{[]string{"rate", "--config", path, "--link", "50"}, "too small"},
 		{[]string{"rate", "vol1", "--config", path, "--copy", "1MiB"}, "rate takes no volume"},
-		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "apply to rate only"},
+		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: flag provided but not defined: -copy"},
 		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout must be positive"},
 	} {
 		var out, errb bytes.Buffer
-		code := runPair(tc.args, &out, &errb)
+		code := run(context.Background(), append([]string{"pair"}, tc.args...), &out, &errb)
 		if code != exitUsage || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("pair %s: exit %d, stderr %q; want exit %d and %q", strings.Join(tc.args, " "), code, errb.String(), exitUsage, tc.want)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,48 +13,56 @@ import (
 	"duplex/site"
 )
 
-func runRecover(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("recover", stderr)
-	path := fs.String("config", "", "session config `FILE`")
+var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--log-level LEVEL]"}
+
+// runRecover makes the secondary's volumes usable after the primary is lost:
+// a stopped secondary applies every journaled group it may, a running one is
+// fenced; either way it reports per volume what the copy holds.
+func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(recoverSynopsis, "At the secondary after losing the primary: applies every journaled group "+
+		"(but those of an unfinished resync), prints the consistency time and, per volume, what its copy holds.")
+	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
-	if code, ok := parse(fs, args); !ok {
-		return code
+	level := fs.logLevelFlag("info")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
-	cfg, code := loadConfig(*path, stderr)
-	if cfg == nil {
-		return code
+	cfg, err := fs.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := fs.logger(*level)
+	if err != nil {
+		return err
 	}
 	if cfg.Secondary.Control != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := control.Fetch(ctx, cfg.Secondary.Control)
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := control.Fetch(fctx, cfg.Secondary.Control)
 		cancel()
 		if err == nil {
 			if st.Link == "connected" && !*force {
-				fmt.Fprintf(stderr, "recover: a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force.\n", st.Peer)
-				return exitFailure
+				return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
 			}
-			return recoverRunning(cfg, stdout, stderr)
+			return recoverRunning(ctx, cfg, stdout)
 		}
 	}
-	s, err := site.OpenSecondary(cfg, nil, site.SecondaryOptions{Offline: true})
+	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true})
 	if err != nil {
-		fmt.Fprintln(stderr, "recover:", err)
-		return exitFailure
+		return err
 	}
 	defer s.Close()
 	pos := s.Replica().Position()
 	if *force {
 		if _, err := s.Replica().Fence(); err != nil {
-			fmt.Fprintln(stderr, "recover:", err)
-			return exitFailure
+			return err
 		}
 		g, _ := s.Replica().Generation()
 		fmt.Fprintf(stdout, "secondary fenced: its volumes start data generation %s; the old primary is refused from now on, also after restarts\n", g)
 	}
 	if pos.Time == 0 {
 		fmt.Fprintln(stdout, "no consistency group was ever applied: the secondary volumes hold no replicated data")
-		return exitOK
+		return nil
 	}
 	printRecovered(stdout, s.Status())
 	fmt.Fprintln(stdout, "the secondary volumes are usable")
@@ -62,7 +71,7 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 		// into volumes written here, mixing both sites' data.
 		fmt.Fprintln(stdout, "before writing to them, run duplex recover --force: it fences the secondary so that the old primary is refused")
 	}
-	return exitOK
+	return nil
 }
 
 // recoverRunning takes over a running secondary: it fences it (the primary is
@@ -71,32 +80,28 @@ func runRecover(args []string, stdout, stderr io.Writer) int {
 // before a resync in progress, whose groups stay journaled and unapplied):
 // readable through its read-only exports, and usable by other software once
 // the daemon stops.
-func recoverRunning(cfg *config.Config, stdout, stderr io.Writer) int {
+func recoverRunning(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
 	tp := cfg.TokenPath()
 	if tp == "" {
-		fmt.Fprintln(stderr, "recover: the secondary daemon is running and the config names no control_token_file to fence it with: stop the daemon, then run recover")
-		return exitFailure
+		return errors.New("the secondary daemon is running and the config names no control_token_file to fence it with: stop the daemon, then run recover")
 	}
 	token, err := control.ReadToken(tp)
 	if err != nil {
-		fmt.Fprintln(stderr, "recover:", err)
-		return exitFailure
+		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := control.FenceSecondary(ctx, cfg.Secondary.Control, token); err != nil {
-		fmt.Fprintln(stderr, "recover:", err)
-		return exitFailure
+		return err
 	}
 	st, err := control.Fetch(ctx, cfg.Secondary.Control)
 	if err != nil {
-		fmt.Fprintln(stderr, "recover:", err)
-		return exitFailure
+		return err
 	}
 	fmt.Fprintln(stdout, "secondary fenced: it accepts no primary any more")
 	printRecovered(stdout, st)
 	fmt.Fprintln(stdout, "stop the secondary daemon to use its volumes read-write")
-	return exitOK
+	return nil
 }
 
 // printRecovered says what the secondary volumes hold, per volume: the

@@ -3,32 +3,38 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"duplex/control"
 )
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", stderr)
-	path := fs.String("config", "", "session config `FILE`: query both sites of the session")
+var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR) [--json]"}
+
+// runStatus prints the status of the sites that the config names, or of the
+// one at --addr; it fails if one of them does not answer, having printed
+// those that did.
+func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session.")
+	path := fs.configFlag("the control addresses of both sites")
 	addr := fs.String("addr", "", "control `ADDR` of one site (host:port)")
 	asJSON := fs.Bool("json", false, "print JSON (with --config: an array of both sites)")
-	if code, ok := parse(fs, args); !ok {
-		return code
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
 	}
 	var addrs []string
 	switch {
 	case *path != "" && *addr != "":
-		fmt.Fprintln(stderr, "status: use --config or --addr, not both")
-		return exitUsage
+		return fs.usageErrorf("use --config or --addr, not both")
 	case *addr != "":
 		addrs = []string{*addr}
 	case *path != "":
-		cfg, code := loadConfig(*path, stderr)
-		if cfg == nil {
-			return code
+		cfg, err := fs.loadConfig(*path)
+		if err != nil {
+			return err
 		}
 		for _, a := range []string{cfg.Primary.Control, cfg.Secondary.Control} {
 			if a != "" {
@@ -36,22 +42,19 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if len(addrs) == 0 {
-			fmt.Fprintln(stderr, "status: the config names no control address")
-			return exitFailure
+			return errors.New("the config names no control address")
 		}
 	default:
-		fmt.Fprintln(stderr, "status: --config FILE or --addr ADDR is required")
-		return exitUsage
+		return fs.usageErrorf("--config FILE or --addr ADDR is required")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var sts []control.Status
-	code := exitOK
+	var failed []string
 	for _, a := range addrs {
 		st, err := control.Fetch(ctx, a)
 		if err != nil {
-			fmt.Fprintln(stderr, "duplex:", err)
-			code = exitFailure
+			failed = append(failed, err.Error())
 			continue
 		}
 		sts = append(sts, st)
@@ -67,12 +70,15 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		} else if len(sts) == 1 {
 			enc.Encode(sts[0])
 		}
-		return code
+	} else {
+		for _, st := range sts {
+			printStatus(stdout, st)
+		}
 	}
-	for _, st := range sts {
-		printStatus(stdout, st)
+	if failed != nil {
+		return errors.New(strings.Join(failed, "; "))
 	}
-	return code
+	return nil
 }
 
 func printStatus(w io.Writer, st control.Status) {

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"duplex/config"
+)
+
+// synopsis is one usage line of a command: "duplex " + path + " " + args.
+type synopsis struct {
+	path string // "status", "pair add"
+	args string // flags and arguments, required ones bare, optional ones in [...]
+}
+
+// usageError is a command called the wrong way: a flag it does not have, a
+// bad flag value, a required flag missing, an argument too many or too
+// few. main exits 2 for it, 1 for any other error.
+type usageError struct {
+	cmd string // the command's path, "pair add"
+	err error
+}
+
+func (e *usageError) Error() string {
+	if e.cmd == "" {
+		return e.err.Error()
+	}
+	return e.cmd + ": " + e.err.Error()
+}
+
+func (e *usageError) Unwrap() error { return e.err }
+
+// usageErrorf returns a usageError not tied to one command.
+func usageErrorf(format string, a ...any) error {
+	return &usageError{err: fmt.Errorf(format, a...)}
+}
+
+// cmdFlags is a command's flag set with its usage text; parse reads flags
+// and positional arguments in any order.
+type cmdFlags struct {
+	*flag.FlagSet
+	syn   synopsis
+	about string // what the command does, for -h
+}
+
+func newFlags(syn synopsis, about string) *cmdFlags {
+	fs := flag.NewFlagSet(syn.path, flag.ContinueOnError)
+	// parse reports errors, and -h prints the usage to stdout: the flag
+	// package itself prints nothing.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &cmdFlags{FlagSet: fs, syn: syn, about: about}
+}
+
+// usageErrorf returns a usage error of this command.
+func (f *cmdFlags) usageErrorf(format string, a ...any) error {
+	return &usageError{cmd: f.syn.path, err: fmt.Errorf(format, a...)}
+}
+
+// parse parses args, flags before, between or after the positional
+// arguments, which it returns; "--" ends the flags. For -h it prints the
+// usage to stdout and returns flag.ErrHelp, which main takes as success.
+func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
+	pos, err := parseArgs(f.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) {
+		f.printUsage(stdout)
+		return nil, err
+	}
+	if err != nil {
+		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", err, f.syn.path)}
+	}
+	return pos, nil
+}
+
+// parseNoArgs is parse for a command that takes flags only.
+func (f *cmdFlags) parseNoArgs(args []string, stdout io.Writer) error {
+	pos, err := f.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return f.usageErrorf("unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
+// parseArgs interleaves fs.Parse, which stops at the first argument that is
+// not a flag, with taking that argument as a positional one, so that flags
+// may follow arguments: "pair add vol1 --wait" and "pair add --wait vol1"
+// are one command. After "--" every argument is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos := []string{}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if endedByTerminator(fs, args[:len(args)-len(rest)]) {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// endedByTerminator reports whether fs.Parse, having consumed parsed,
+// stopped at a "--" that ends the flags, rather than at an argument; a "--"
+// that is the value of a flag (--config --) ends nothing.
+func endedByTerminator(fs *flag.FlagSet, parsed []string) bool {
+	for i := 0; i < len(parsed); i++ {
+		a := parsed[i]
+		if a == "--" {
+			return true
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if fl := fs.Lookup(name); fl != nil && !isBoolFlag(fl) {
+			i++ // its value
+		}
+	}
+	return false
+}
+
+func isBoolFlag(fl *flag.Flag) bool {
+	b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// printUsage prints the command's usage line, what it does, and its flags,
+// spelled as the usage line spells them (--name).
+func (f *cmdFlags) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: duplex %s %s\n", f.syn.path, f.syn.args)
+	if f.about != "" {
+		fmt.Fprintf(w, "\n%s\n", wrap(f.about, "", 78))
+	}
+	first := true
+	f.VisitAll(func(fl *flag.Flag) {
+		if first {
+			fmt.Fprintln(w, "\nflags:")
+			first = false
+		}
+		arg, text := flag.UnquoteUsage(fl)
+		line := "  --" + fl.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		switch fl.DefValue {
+		case "", "false", "0", "0s":
+		default:
+			text += fmt.Sprintf(" (default %s)", fl.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n%s\n", line, wrap(text, "      ", 78))
+	})
+}
+
+// configFlag defines --config; what says what the command reads in the
+// session config.
+func (f *cmdFlags) configFlag(what string) *string {
+	return f.String("config", "", "the session config `FILE` (TOML), for "+what)
+}
+
+// logLevelFlag defines --log-level with the command's default.
+func (f *cmdFlags) logLevelFlag(def string) *string {
+	return f.String("log-level", def, "what to log to stderr: `LEVEL` debug, info, warn or error")
+}
+
+// loadConfig loads the --config file of a command that requires one.
+func (f *cmdFlags) loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, f.usageErrorf("--config FILE is required")
+	}
+	return config.Load(path)
+}
+
+// logger returns the command's logger, to stderr, at level (a --log-level
+// value).
+func (f *cmdFlags) logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		return nil, f.usageErrorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// wrap breaks text into lines of at most width, each after indent.
+func wrap(text, indent string, width int) string {
+	var b strings.Builder
+	n := 0
+	for _, word := range strings.Fields(text) {
+		switch {
+		case n == 0:
+			b.WriteString(indent)
+			n = len(indent)
+		case n+1+len(word) > width:
+			b.WriteString("\n" + indent)
+			n = len(indent)
+		default:
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"duplex/config"
+	"duplex/control"
+)
+
+var pairRateSynopsis = synopsis{"pair rate", "--config FILE [--copy RATE] [--link RATE] [--timeout D]"}
+
+type pairRateFlags struct {
+	pairFlags
+	copyRate, linkRate *string
+}
+
+func newPairRateFlags() pairRateFlags {
+	f := newPairFlags(pairRateSynopsis, "Changes the running primary's rate limits, those given, and prints both as they now are; "+
+		"with neither, it prints them. The config file is not changed: a restart takes its values again.")
+	return pairRateFlags{pairFlags: f,
+		copyRate: f.String("copy", "", "the copy rate limit `RATE` in bytes per second, with an optional unit (\"50MiB\"); 0: no limit"),
+		linkRate: f.String("link", "", "the link rate limit `RATE` in bytes per second, with an optional unit (\"100MiB\"); 0: no limit"),
+	}
+}
+
+// runPairRate changes the primary's rate limits, or prints them.
+func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
+	f := newPairRateFlags()
+	pos, err := f.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return f.usageErrorf("rate takes no volume: duplex %s %s", pairRateSynopsis.path, pairRateSynopsis.args)
+	}
+	copyRate, err := f.rate("copy", *f.copyRate)
+	if err != nil {
+		return err
+	}
+	linkRate, err := f.rate("link", *f.linkRate)
+	if err != nil {
+		return err
+	}
+	cfg, err := f.session()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	var rates control.Rates
+	if copyRate == nil && linkRate == nil {
+		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		if err != nil {
+			return err
+		}
+		if st.CopyRateLimit != nil {
+			rates.Copy = *st.CopyRateLimit
+		}
+		if st.LinkRateLimit != nil {
+			rates.Link = *st.LinkRateLimit
+		}
+	} else {
+		tok, err := token(cfg)
+		if err != nil {
+			return err
+		}
+		if rates, err = control.SetRates(ctx, cfg.Primary.Control, tok, copyRate, linkRate); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "copy rate limit: %s\nlink rate limit: %s\n", rateText(rates.Copy), rateText(rates.Link))
+	return nil
+}
+
+// rate parses the value of --copy or --link: nil when not given.
+func (f pairRateFlags) rate(flag, text string) (*int64, error) {
+	if text == "" {
+		return nil, nil
+	}
+	v, err := config.ParseSize(text)
+	if err != nil {
+		return nil, f.usageErrorf("--%s: %v", flag, err)
+	}
+	if v > 0 && v < config.MinRateLimit {
+		return nil, f.usageErrorf("--%s: %s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", flag, v, config.MinRateLimit)
+	}
+	n := int64(v)
+	return &n, nil
+}
+
+// rateText renders a rate limit for the operator.
+func rateText(bps int64) string {
+	if bps <= 0 {
+		return "none"
+	}
+	return bytesIEC(bps) + "/s"
+}

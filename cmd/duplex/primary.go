@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"duplex/site"
+)
+
+var primarySynopsis = synopsis{"primary", "--config FILE [--drain-timeout D] [--log-level LEVEL]"}
+
+// runPrimary runs the primary site until SIGINT or SIGTERM, then ships what
+// it holds (bounded by --drain-timeout) and exits.
+func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(primarySynopsis, "Runs the primary site: the NBD exports of its volumes and the data mover. "+
+		"SIGINT or SIGTERM stops new writes and ships everything held before it exits.")
+	path := fs.configFlag("its [primary] section")
+	drain := fs.Duration("drain-timeout", 5*time.Minute, "on SIGINT or SIGTERM, how long to keep shipping held updates before exiting, `D` such as 30s or 5m")
+	level := fs.logLevelFlag("info")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
+	}
+	cfg, err := fs.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := fs.logger(*level)
+	if err != nil {
+		return err
+	}
+	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot start primary: %w", err)
+	}
+	// The addresses bound, which differ from the config's where it asks for
+	// port 0.
+	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary,
+		"nbd", p.NBDAddr(), "control", p.ControlAddr())
+	if err := p.Run(ctx, *drain); err != nil {
+		return fmt.Errorf("primary stopped: %w", err)
+	}
+	log.Info("primary stopped cleanly")
+	return nil
+}

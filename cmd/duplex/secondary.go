@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"duplex/site"
+)
+
+var secondarySynopsis = synopsis{"secondary", "--config FILE [--log-level LEVEL]"}
+
+// runSecondary runs the secondary site until SIGINT or SIGTERM.
+func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(secondarySynopsis, "Runs the secondary site: it receives the primary's time-interval groups, "+
+		"journals them, applies them as consistency groups, and serves read-only NBD exports of the copy.")
+	path := fs.configFlag("its [secondary] section")
+	level := fs.logLevelFlag("info")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
+	}
+	cfg, err := fs.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := fs.logger(*level)
+	if err != nil {
+		return err
+	}
+	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot start secondary: %w", err)
+	}
+	log.Info("secondary started", "session", cfg.Session, "listen", s.ListenAddr(),
+		"nbd", s.NBDAddr(), "control", s.ControlAddr())
+	if err := s.Run(ctx); err != nil {
+		return fmt.Errorf("secondary stopped: %w", err)
+	}
+	log.Info("secondary stopped cleanly")
+	return nil
+}
