@@ -90,8 +90,8 @@ type Subsystem struct {
 // Volume is one [[primary.subsystem.volume]].
 type Volume struct {
 	Name string `toml:"name"` // unique in the session; the NBD export name
-	Path string `toml:"path"` // image file (or device)
-	Size Size   `toml:"size"` // positive multiple of 512
+	Path string `toml:"path"` // block device or image file
+	Size Size   `toml:"size"` // positive multiple of 512; 0 (absent): the device's or existing image's size
 }
 
 // Secondary is the [secondary] section: the site holding the consistent copy.
@@ -110,7 +110,8 @@ type Secondary struct {
 }
 
 // SecondaryVolume is one [[secondary.volume]]: where the copy of the primary
-// volume of the same name lives. Its size is the primary volume's.
+// volume of the same name lives (a block device or an image file). Its size
+// is the primary volume's.
 type SecondaryVolume struct {
 	Name string `toml:"name"`
 	Path string `toml:"path"`

@@ -372,6 +372,8 @@ func TestDecodeErrors(t *testing.T) {
 		{`nbd =`, `NBD =`, `primary.NBD: unknown key in [primary] (did you mean "nbd"?)`},
 		{`[[primary.subsystem]]`, "[[primary.subsystem]]\nid = \"ss0\"\nvolume = [{name = \"a\", path = \"a\", size = 1000}]\n[[primary.subsystem]]", `primary.subsystem[0].volume[0].size: 1000 bytes is not a multiple of 512`},
 		{`size = 4096`, `size = "-1"`, `must not be negative`},
+		{`size = 4096`, `size = 0`, `primary.subsystem[0].volume[0].size: must be positive, e.g. size = "1GiB"; leave size out to take the block device's or existing image's size`},
+		{`size = 4096`, `size = "0MiB"`, `primary.subsystem[0].volume[0].size: must be positive`},
 		{`size = 4096`, `size = "99999999999TiB"`, `too large`},
 		{`size = 4096`, `size = "4G"`, `unknown unit "G"`},
 		{`session = "s"`, `session = 5`, `session`},
@@ -449,7 +451,6 @@ func TestValidate(t *testing.T) {
 		{"dup vol name", func(c *Config) { c.Primary.Subsystems[1].Volumes[0].Name = "vol1" },
 			"primary.subsystem[1].volume[0].name", `"vol1" is also the name of primary.subsystem[0].volume[0]`},
 		{"no vol path", func(c *Config) { c.Primary.Subsystems[0].Volumes[0].Path = "" }, "primary.subsystem[0].volume[0].path", "missing"},
-		{"zero size", func(c *Config) { c.Primary.Subsystems[1].Volumes[0].Size = 0 }, "primary.subsystem[1].volume[0].size", "must be positive"},
 		{"negative size", func(c *Config) { c.Primary.Subsystems[1].Volumes[0].Size = -4096 }, "primary.subsystem[1].volume[0].size", "must be positive"},
 		{"odd size", func(c *Config) { c.Primary.Subsystems[1].Volumes[1].Size = 1000 }, "primary.subsystem[1].volume[1].size", "not a multiple of 512"},
 		{"partial tls", func(c *Config) { c.Primary.TLSCert = "c.pem"; c.Primary.TLSCA = "ca.pem" }, "primary.tls_key", "missing"},
@@ -1035,5 +1036,32 @@ func TestRateLimits(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %s ... %s", tc.add, err, tc.field, tc.want)
 		}
+	}
+}
+
+// A volume may leave its size out: it is then the size of its block device
+// (or existing image), known only when the volume is opened. The config
+// takes it, and writes it back without a size.
+func TestVolumeSizeLeftOut(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(minimal, "size = 4096\n", "", 1)), t.TempDir())
+	if err != nil {
+		t.Fatalf("a volume without a size is refused: %v", err)
+	}
+	if got := c.Primary.Subsystems[0].Volumes[0].Size; got != 0 {
+		t.Fatalf("size %d, want 0 (the device's)", got)
+	}
+	text, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(text), "size =") {
+		t.Errorf("encoded with a size:\n%s", text)
+	}
+	again, err := Parse(text, c.Dir)
+	if err != nil {
+		t.Fatalf("the encoded config does not parse: %v\n%s", err, text)
+	}
+	if got := again.Primary.Subsystems[0].Volumes[0].Size; got != 0 {
+		t.Errorf("size %d after encoding, want 0", got)
 	}
 }

@@ -141,10 +141,15 @@ func decode(data []byte, c *Config) error {
 			}
 			for j, rv := range rs.Volumes {
 				vf := fmt.Sprintf("%s.volume[%d]", f, j)
+				before := len(p)
 				ss.Volumes[j] = Volume{
 					Name: conv.str(vf+".name", rv.Name),
 					Path: conv.str(vf+".path", rv.Path),
 					Size: conv.size(vf+".size", rv.Size, 0),
+				}
+				// Absent, the size is the device's; written, it is a size.
+				if rv.Size.set && ss.Volumes[j].Size == 0 && len(p) == before {
+					p.add(vf+".size", "must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size")
 				}
 			}
 		}

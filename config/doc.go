@@ -7,7 +7,7 @@
 //     address, the control address, where the secondary listens, the sidefile
 //     limit, the suspend timeout, the TLS client settings, and
 //     [[primary.subsystem]] with its [[primary.subsystem.volume]] entries
-//     (name, image path, size).
+//     (name, path of a block device or image file, size).
 //   - duplex secondary and duplex recover read the top-level keys and
 //     [secondary]: the link listen address, the control address, the optional
 //     read-only NBD address, the journal, the TLS server settings, and
@@ -41,8 +41,8 @@
 //	  id = "ss1"
 //	    [[primary.subsystem.volume]]
 //	    name = "db-data"
-//	    path = "primary/db-data.img"
-//	    size = "1GiB"
+//	    path = "primary/db-data.img"   # an image file, or a block device such as "/dev/vg0/db-data"
+//	    size = "1GiB"                  # optional for a block device or an existing image
 //
 //	[secondary]
 //	listen  = "127.0.0.1:7402"
@@ -65,7 +65,12 @@
 // Session, subsystem and volume names are letters, digits, '.', '_' and '-',
 // starting with a letter or digit; at most 64 characters (128 for volumes,
 // whose names are also their NBD export names and are unique in the session).
-// Volume sizes are positive multiples of 512 bytes. No two volumes, nor a
+// Volume sizes are positive multiples of 512 bytes. A volume may leave its
+// size out (Size 0): its size is then that of its block device or existing
+// image file, and a missing image file is not created (package volume). The
+// secondary's copy takes the primary volume's size from the config; where
+// that is left out, from its own device or existing image, and the link's
+// handshake refuses a primary of another size. No two volumes, nor a
 // volume and the journal, share a path; across the two sites this is only
 // checked when both run on one machine (the link is on loopback).
 //

@@ -50,7 +50,9 @@ func (c *Config) Encode() ([]byte, error) {
 				e.line("[[primary.subsystem.volume]]")
 				e.str("name", v.Name, "")
 				e.path("path", v.Path, "")
-				e.text("size", v.Size, "")
+				if v.Size != 0 {
+					e.text("size", v.Size, "")
+				}
 			}
 			e.indent = ""
 		}

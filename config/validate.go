@@ -205,8 +205,9 @@ func (c *Config) validatePrimary(p *problems) {
 			if v.Path == "" {
 				p.add(vf+".path", "missing: the volume's image file or device")
 			}
+			// No size (0): the size of the block device or existing image.
 			switch {
-			case v.Size <= 0:
+			case v.Size < 0:
 				p.add(vf+".size", "must be positive, e.g. size = \"1GiB\"")
 			case v.Size%SectorSize != 0:
 				p.add(vf+".size", "%d bytes is not a multiple of %d (the sector size)", int64(v.Size), SectorSize)

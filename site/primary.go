@@ -123,9 +123,8 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		vols := map[string]*volume.Volume{}
 		var names []string
 		for _, vc := range sc.Volumes {
-			if err := os.MkdirAll(filepath.Dir(vc.Path), 0o755); err != nil {
-				return nil, fmt.Errorf("primary: %w", err)
-			}
+			// A block device, or an image file (created with its
+			// directory); without a configured size, its own size.
 			v, err := volume.Open(vc.Path, int64(vc.Size))
 			if err != nil {
 				return nil, fmt.Errorf("primary: %w", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -155,10 +154,15 @@ func (s *Secondary) openVolumes() error {
 		if !ok {
 			return fmt.Errorf("secondary: volume %q is not a primary volume of session %q", sv.Name, s.cfg.Session)
 		}
-		if err := os.MkdirAll(filepath.Dir(sv.Path), 0o755); err != nil {
-			return fmt.Errorf("secondary: %w", err)
-		}
+		// The copy has the primary's configured size. Where the config
+		// leaves that to the primary's device, the secondary's device or
+		// existing image gives its size, and the handshake refuses a
+		// primary of another size.
 		v, err := volume.Open(sv.Path, int64(pv.Size))
+		if errors.Is(err, volume.ErrNoSize) {
+			return fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: its size is its device's); "+
+				"give the size in its [[primary.subsystem.volume]], or create the image", sv.Name, err)
+		}
 		if err != nil {
 			return fmt.Errorf("secondary: %w", err)
 		}

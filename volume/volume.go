@@ -1,17 +1,37 @@
-// Package volume is a block device image kept in a regular file: the storage
-// devices of the primary and the secondary storage subsystems of the method.
+// Package volume is a storage device of the primary or the secondary storage
+// subsystem of the method: a block device (an LVM volume, a partition, a loop
+// device) or an image in a regular file.
 //
 // Every request is bounds-checked against the volume's size, so a request that
 // reaches past the end is an error, never a short write that leaves half an
-// update on disk. Trim and WriteZeroes punch holes, so a discarded range costs
-// no space and reads back as zeroes.
+// update on disk.
+//
+// Trim and WriteZeroes both leave a range that reads back as zeroes, on every
+// kind of volume: a trim is replicated as a trim, so the secondary, which may
+// be another kind of volume than its primary, must read back what the
+// primary reads back. In an image file they punch a hole, so the range costs
+// no space. On a block device a plain discard (BLKDISCARD) does not promise
+// zeroes on read, so they ask the device to zero the range (fallocate
+// PUNCH_HOLE, which the kernel turns into a write-zeroes that may unmap, and
+// which fails rather than write; then BLKZEROOUT, which writes zeroes where the
+// device cannot do it otherwise), and write zeroes themselves where the
+// device takes neither.
+//
+// A block device is never created, truncated or resized; its size is the
+// device's. It is opened exclusively (O_EXCL), so a device that is mounted or
+// held by another program is refused instead of written under it. Writes go
+// through the page cache as they do for a file, and Flush (fsync) writes it
+// back and flushes the device's write cache.
 package volume
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,12 +49,20 @@ const (
 	fallocPunchHole = 0x02
 )
 
-// Volume is an open image file of a fixed size. It is safe for concurrent use:
-// requests are positioned reads and writes.
+// Volume is an open block device or image file of a fixed size. It is safe
+// for concurrent use: requests are positioned reads and writes.
 type Volume struct {
 	path string
 	f    *os.File
 	size int64
+
+	// device is set for a block device; blockSize is then its logical block
+	// size, the unit of its discard and zeroing operations. noPunch and
+	// noZeroout are set once the device refuses one of them (zeroRange).
+	device    bool
+	blockSize int64
+	noPunch   atomic.Bool
+	noZeroout atomic.Bool
 
 	// direct is a second descriptor opened with O_DIRECT on first use by
 	// ReadThrough; noDirect is set once the file system refuses it.
@@ -52,14 +80,96 @@ type Volume struct {
 // reads: the page size, which covers every logical block size up to it.
 const directAlign = 4096
 
-// Open opens the image at path, creating it with the given size if it does not
-// exist. An existing image must have exactly that size: silently growing or
-// cutting a volume would hide a configuration mistake.
+// SectorSize is the unit of volume sizes: an image file whose size is taken
+// from the file must be a whole number of sectors, as every device is.
+const SectorSize = 512
+
+// Open opens the volume at path, a block device or an image file. size is
+// the configured size, or 0 where the configuration leaves it out.
+//
+//   - A block device is never created, truncated or resized: its size
+//     (BLKGETSIZE64) is the volume's, and a configured size must equal it.
+//     A device that is mounted or held open exclusively by another program
+//     (or by another volume, under another name for the same device) is
+//     refused.
+//   - An existing image file must have exactly the configured size, and an
+//     empty one is set to it; without a configured size, the file's own
+//     size is the volume's (it must be a positive multiple of SectorSize).
+//     Silently growing or cutting an image would hide a configuration
+//     mistake.
+//   - A missing image file is created with the configured size, and its
+//     directory with it. Without a configured size there is nothing to
+//     create it with, and a missing path under /dev is a device that is not
+//     there (an LVM volume not activated, a disk not attached), never an
+//     image to create in the device directory: both are errors.
 func Open(path string, size int64) (*Volume, error) {
-	if size <= 0 {
+	if size < 0 {
 		return nil, fmt.Errorf("volume %s: size %d must be positive", path, size)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return create(path, size)
+	case err != nil:
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	case isBlockDevice(st.Mode()):
+		return openDevice(path, size)
+	case st.Mode().IsRegular():
+		return openImage(path, size)
+	default:
+		return nil, fmt.Errorf("volume %s: a %s, neither a block device nor a regular file", path, kindOf(st.Mode()))
+	}
+}
+
+func isBlockDevice(m fs.FileMode) bool {
+	return m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0
+}
+
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
+}
+
+// ErrNoSize is returned for a missing image file that there is no size to
+// create with.
+var ErrNoSize = errors.New("no such file, and no configured size to create it with")
+
+func create(path string, size int64) (*Volume, error) {
+	if abs, err := filepath.Abs(path); err == nil && strings.HasPrefix(abs, "/dev/") {
+		return nil, fmt.Errorf("volume %s: no such block device (a missing path under /dev is never created as an image file)", path)
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("volume %s: %w", path, ErrNoSize)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	}
+	// O_EXCL: what appeared meanwhile is not ours to size.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return Open(path, size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("volume %s: set size: %w", path, err)
+	}
+	return newVolume(path, f, size), nil
+}
+
+func openImage(path string, size int64) (*Volume, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", path, err)
 	}
@@ -68,25 +178,46 @@ func Open(path string, size int64) (*Volume, error) {
 		f.Close()
 		return nil, fmt.Errorf("volume %s: %w", path, err)
 	}
-	switch st.Size() {
-	case size:
-	case 0:
-		if err := f.Truncate(size); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("volume %s: set size: %w", path, err)
+	if !st.Mode().IsRegular() {
+		// Replaced between the Stat and the open.
+		f.Close()
+		return Open(path, size)
+	}
+	have := st.Size()
+	switch {
+	case size == 0 && have == 0:
+		err = fmt.Errorf("volume %s: the image is empty and no size is configured", path)
+	case size == 0 && have%SectorSize != 0:
+		err = fmt.Errorf("volume %s: the image is %d bytes, not a multiple of %d: configure its size", path, have, SectorSize)
+	case size == 0:
+		size = have
+	case have == size:
+	case have == 0:
+		if err = f.Truncate(size); err != nil {
+			err = fmt.Errorf("volume %s: set size: %w", path, err)
 		}
 	default:
-		f.Close()
-		return nil, fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, st.Size(), size)
+		err = fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, have, size)
 	}
-	return &Volume{path: path, f: f, size: size, rc: rawConn(f)}, nil
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return newVolume(path, f, size), nil
 }
 
-// Path returns the image file's path.
+func newVolume(path string, f *os.File, size int64) *Volume {
+	return &Volume{path: path, f: f, size: size, rc: rawConn(f)}
+}
+
+// Path returns the path of the device or image file.
 func (v *Volume) Path() string { return v.path }
 
 // Size returns the volume size in bytes.
 func (v *Volume) Size() int64 { return v.size }
+
+// Device reports whether the volume is a block device.
+func (v *Volume) Device() bool { return v.device }
 
 func (v *Volume) check(off, length int64) error {
 	if off < 0 || length < 0 || off > v.size || length > v.size-off {
@@ -312,12 +443,12 @@ func chunkLen(bufs [][]byte) (n int) {
 // iovMax is the most buffers one pwritev takes (IOV_MAX on Linux).
 const iovMax = 1024
 
-// Trim discards a range; it reads back as zeroes.
+// Trim discards a range; it reads back as zeroes (see the package doc).
 func (v *Volume) Trim(off, length int64) error {
 	if err := v.check(off, length); err != nil {
 		return err
 	}
-	return v.punch(off, length)
+	return v.zero(off, length)
 }
 
 // WriteZeroes makes a range read back as zeroes.
@@ -325,14 +456,19 @@ func (v *Volume) WriteZeroes(off, length int64) error {
 	if err := v.check(off, length); err != nil {
 		return err
 	}
-	return v.punch(off, length)
+	return v.zero(off, length)
 }
 
-func (v *Volume) punch(off, length int64) error {
+func (v *Volume) zero(off, length int64) error {
 	if length == 0 {
 		return nil
 	}
-	err := syscall.Fallocate(int(v.f.Fd()), fallocPunchHole|fallocKeepSize, off, length)
+	if v.device {
+		return v.zeroDevice(off, length)
+	}
+	err := v.control(func(fd int) error {
+		return syscall.Fallocate(fd, fallocPunchHole|fallocKeepSize, off, length)
+	})
 	if err == nil {
 		return nil
 	}
@@ -340,6 +476,11 @@ func (v *Volume) punch(off, length int64) error {
 		return fmt.Errorf("volume %s: punch hole [%d, +%d): %w", v.path, off, length, err)
 	}
 	// A file system without hole punching still has to read back zeroes.
+	return v.writeZeroes(off, length)
+}
+
+// writeZeroes writes zeroes over [off, off+length).
+func (v *Volume) writeZeroes(off, length int64) error {
 	zero := make([]byte, min(length, 1<<20))
 	for length > 0 {
 		n := min(length, int64(len(zero)))
@@ -352,11 +493,27 @@ func (v *Volume) punch(off, length int64) error {
 	return nil
 }
 
+// control runs fn on the descriptor, held open for the call.
+func (v *Volume) control(fn func(fd int) error) error {
+	if v.rc == nil {
+		return fn(int(v.f.Fd()))
+	}
+	var ferr error
+	if err := v.rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
 // IsHole reports whether [off, off+length) is entirely a hole in the image
 // file, so reads there return zeroes without any data having been written.
+// A block device has no holes to ask for: every range of it is data.
 func (v *Volume) IsHole(off, length int64) (bool, error) {
 	if err := v.check(off, length); err != nil {
 		return false, err
+	}
+	if v.device {
+		return false, nil
 	}
 	const seekData = 3 // SEEK_DATA
 	next, err := syscall.Seek(int(v.f.Fd()), off, seekData)
@@ -369,7 +526,8 @@ func (v *Volume) IsHole(off, length int64) (bool, error) {
 	return next >= off+length, nil
 }
 
-// Flush makes every completed write durable.
+// Flush makes every completed write durable. On a block device the fsync
+// writes back the device's page cache and flushes its volatile write cache.
 func (v *Volume) Flush() error {
 	if err := v.f.Sync(); err != nil {
 		return fmt.Errorf("volume %s: fsync: %w", v.path, err)
@@ -377,7 +535,7 @@ func (v *Volume) Flush() error {
 	return nil
 }
 
-// Close closes the image file.
+// Close closes the device or image file.
 func (v *Volume) Close() error {
 	v.directMu.Lock()
 	if v.direct != nil {

@@ -86,9 +86,15 @@ func TestSizeMismatchRefused(t *testing.T) {
 	if _, err := Open(path, 4096); err == nil {
 		t.Fatal("reopening with another size succeeded")
 	}
-	if _, err := Open(path, 0); err == nil {
-		t.Fatal("size 0 accepted")
+	if _, err := Open(path, -512); err == nil {
+		t.Fatal("a negative size accepted")
 	}
+	// Size 0 is none configured: the image's own.
+	v, err = Open(path, 0)
+	if err != nil || v.Size() != 8192 {
+		t.Fatalf("reopening without a size: %v, want the image's 8192 bytes", err)
+	}
+	v.Close()
 }
 
 // ReadThrough reads what ReadAt reads, including writes still in the page
