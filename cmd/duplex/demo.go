@@ -11,10 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/disk"
 	"duplex/site"
 	"duplex/workload"
 )
@@ -23,7 +25,7 @@ import (
 // qemu-io commands it suggests (at offset 0) never disturb it.
 const demoRegion = 16 << 20
 
-var demoSynopsis = synopsis{"demo", "[--dir DIR] [--no-workload] [--log-level LEVEL]"}
+var demoSynopsis = synopsis{"demo", "[--dir DIR] [--port-base N] [--no-workload] [--log-level LEVEL]"}
 
 // runDemo runs both sites of the demo session in this process until SIGINT
 // or SIGTERM, then ships everything and verifies the secondary.
@@ -32,10 +34,17 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		"Ctrl-C stops both sites, ships everything, and verifies the secondary. The session's config is written to DIR/duplex.toml, "+
 		"so that the other commands work on it.")
 	dir := fs.String("dir", "", "`DIR` for the session's files (default: a new temporary directory)")
+	var ports portBase
+	fs.Var(&ports, "port-base", "listen on 127.0.0.1 ports `N` (primary NBD), N+1 (secondary NBD), N+2 (primary control), "+
+		"N+3 (secondary link) and N+4 (secondary control) instead of 10809, 10810, 7401, 7402 and 7403; "+
+		"0: ports the system picks, which the demo prints and writes to DIR/duplex.toml")
 	noWorkload := fs.Bool("no-workload", false, "do not run the built-in dependent-write workload")
 	level := fs.logLevelFlag("warn")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
+	}
+	if ports.set && (ports.n < 0 || ports.n > 65535-4) {
+		return fs.usageErrorf("--port-base %d: want 0, or a port from 1 to 65531", ports.n)
 	}
 	log, err := fs.logger(*level)
 	if err != nil {
@@ -55,26 +64,75 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return err
 	}
-	cfg, err := writeDemoConfig(abs)
+	session := config.Demo(abs)
+	ports.apply(session)
+	cfg, err := writeDemoConfig(session)
 	if err != nil {
 		return err
 	}
-	return demo(ctx, cfg, !*noWorkload, log, stdout)
+	return demo(ctx, cfg, session, !*noWorkload, log, stdout)
+}
+
+// portBase is the value of --port-base: set says whether it was given.
+type portBase struct {
+	n   int
+	set bool
+}
+
+func (p *portBase) String() string {
+	if p == nil || !p.set {
+		return ""
+	}
+	return strconv.Itoa(p.n)
+}
+
+func (p *portBase) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a port number")
+	}
+	p.n, p.set = n, true
+	return nil
+}
+
+// apply moves the demo session's listeners to the ports of p. With port 0
+// the secondary's link address is not known until it listens: the
+// primary's dial address is a stand-in until then (see demo).
+func (p portBase) apply(c *config.Config) {
+	if !p.set {
+		return
+	}
+	port := func(i int) string {
+		if p.n == 0 {
+			return "127.0.0.1:0"
+		}
+		return "127.0.0.1:" + strconv.Itoa(p.n+i)
+	}
+	c.Primary.NBD, c.Secondary.NBD, c.Primary.Control = port(0), port(1), port(2)
+	c.Secondary.Listen, c.Secondary.Control = port(3), port(4)
+	c.Primary.Secondary = c.Secondary.Listen
+	if p.n == 0 {
+		c.Primary.Secondary = "127.0.0.1:1"
+	}
 }
 
 // writeDemoConfig writes DIR/duplex.toml and the control token, so that the
 // other commands, and the two daemons as separate processes, run this session.
-func writeDemoConfig(dir string) (*config.Config, error) {
-	cfg := config.Demo(dir)
-	text, err := cfg.Encode()
+func writeDemoConfig(session *config.Config) (*config.Config, error) {
+	text, err := session.Encode()
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "duplex.toml")
-	if err := os.WriteFile(path, text, 0o644); err != nil {
+	path := filepath.Join(session.Dir, "duplex.toml")
+	// Whole or not at all: a status command may read it while the demo
+	// rewrites it with the ports bound.
+	if err := disk.WriteFileAtomic(disk.OS, path, text); err != nil {
 		return nil, err
 	}
-	if tok := cfg.TokenPath(); tok != "" {
+	if err := os.Chmod(path, 0o644); err != nil {
+		return nil, err
+	}
+	if tok := session.TokenPath(); tok != "" {
 		if _, err := os.Stat(tok); errors.Is(err, os.ErrNotExist) {
 			b := make([]byte, 24)
 			rand.Read(b)
@@ -87,12 +145,17 @@ func writeDemoConfig(dir string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-func demo(ctx context.Context, cfg *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
+// demo runs the session of cfg, which was loaded from what session says.
+func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
 	sec, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
 	if err != nil {
 		return err
 	}
-	prim, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+	// With port 0 the primary dials where the secondary listens, and the
+	// config file names the ports bound, for the other commands.
+	pcfg := *cfg
+	pcfg.Primary.Secondary = sec.ListenAddr()
+	prim, err := site.OpenPrimary(&pcfg, log, site.PrimaryOptions{})
 	if err != nil {
 		sec.Close()
 		return err
@@ -105,9 +168,19 @@ func demo(ctx context.Context, cfg *config.Config, withWorkload bool, log *slog.
 	primDone := make(chan error, 1)
 	go func() { primDone <- prim.Run(primCtx, time.Minute) }()
 
+	var failed error
+	if session.Primary.NBD != prim.NBDAddr() || session.Secondary.Listen != sec.ListenAddr() {
+		session.Primary.NBD, session.Primary.Control, session.Primary.Secondary = prim.NBDAddr(), prim.ControlAddr(), sec.ListenAddr()
+		session.Secondary.Listen, session.Secondary.Control, session.Secondary.NBD = sec.ListenAddr(), sec.ControlAddr(), sec.NBDAddr()
+		if _, failed = writeDemoConfig(session); failed != nil {
+			failed = fmt.Errorf("config with the ports bound: %w", failed)
+		}
+	}
 	names := cfg.VolumeNames()
 	pv, _, _ := cfg.PrimaryVolume(names[0])
-	fmt.Fprintf(stdout, `Duplex demo: session %q in %s
+	primNBD, secNBD := prim.NBDAddr(), sec.NBDAddr()
+	if failed == nil {
+		fmt.Fprintf(stdout, `Duplex demo: session %q in %s
   primary NBD     nbd://%s/<volume>   volumes: %v (%s each)
   secondary NBD   nbd://%s/<volume>   read-only, always at a consistency-group boundary
 
@@ -118,13 +191,14 @@ Try, in another terminal:
   go run ./cmd/duplex status --config %s
 
 Ctrl-C stops both sites, ships everything, and verifies the secondary.
-`, cfg.Session, cfg.Dir, cfg.Primary.NBD, names, bytesIEC(int64(pv.Size)), cfg.Secondary.NBD,
-		cfg.Primary.NBD, names[0], cfg.Secondary.NBD, names[0], cfg.Secondary.NBD, names[0], filepath.Join(cfg.Dir, "duplex.toml"))
+`, cfg.Session, cfg.Dir, primNBD, names, bytesIEC(int64(pv.Size)), secNBD,
+			primNBD, names[0], secNBD, names[0], secNBD, names[0], filepath.Join(cfg.Dir, "duplex.toml"))
+	}
 
 	layout := workload.Layout{Volumes: len(names), BlocksPerVolume: demoRegion / workload.BlockSize, Clients: 4}
 	wctx, stopWork := context.WithCancel(context.Background())
 	workDone := make(chan error, 1)
-	if withWorkload {
+	if withWorkload && failed == nil {
 		fmt.Fprintf(stdout, "Running a dependent-write workload: %d clients over %d volumes (last %s of each).\n\n", layout.Clients, len(names), bytesIEC(demoRegion))
 		go func() {
 			_, err := workload.Run(wctx, layout, &demoTarget{p: prim, names: names, size: int64(pv.Size)}, 0, uint64(time.Now().UnixNano()))
@@ -138,9 +212,8 @@ Ctrl-C stops both sites, ships everything, and verifies the secondary.
 	defer tick.Stop()
 	line := newStatusLine(stdout)
 	var lastBytes uint64
-	var failed error
 loop:
-	for {
+	for failed == nil {
 		select {
 		case <-ctx.Done():
 			break loop

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,27 +32,18 @@ func duplexCommand(args ...string) *exec.Cmd {
 	return cmd
 }
 
-func demoPortsFree(t *testing.T) {
-	for _, a := range []string{"127.0.0.1:10809", "127.0.0.1:10810", "127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7403"} {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			t.Skipf("demo address %s is in use here: %v", a, err)
-		}
-		ln.Close()
-	}
-}
-
 // TestDemoRunsAndVerifies runs `duplex demo` as a newcomer would, lets its
 // workload run, stops it with Ctrl-C (SIGINT) and expects a clean exit with a
 // verification summary: every secondary volume identical, no violations. The
-// config it wrote must drive the other commands.
+// config it wrote must drive the other commands. It listens on ports the
+// system picks (--port-base 0), so that test runs side by side, and a demo
+// someone runs, never collide.
 func TestDemoRunsAndVerifies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole demo")
 	}
-	demoPortsFree(t)
 	dir := t.TempDir()
-	cmd := duplexCommand("demo", "--dir", dir)
+	cmd := duplexCommand("demo", "--dir", dir, "--port-base", "0")
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(out, pw)
@@ -80,8 +71,17 @@ func TestDemoRunsAndVerifies(t *testing.T) {
 
 	// The written config drives status against the running demo.
 	cfgPath := filepath.Join(dir, "duplex.toml")
-	if _, err := config.Load(cfgPath); err != nil {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
 		t.Fatalf("demo config: %v", err)
+	}
+	for _, a := range []string{cfg.Primary.NBD, cfg.Primary.Control, cfg.Primary.Secondary, cfg.Secondary.Listen, cfg.Secondary.Control, cfg.Secondary.NBD} {
+		if strings.HasSuffix(a, ":0") || slices.Contains([]string{"10809", "10810", "7401", "7402", "7403"}, a[strings.LastIndex(a, ":")+1:]) {
+			t.Errorf("demo --port-base 0 wrote address %s to its config, want the port the system picked", a)
+		}
+	}
+	if !strings.Contains(out.String(), "nbd://"+cfg.Primary.NBD+"/") {
+		t.Errorf("the demo does not show the primary NBD address it listens on (%s):\n%s", cfg.Primary.NBD, out.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -95,10 +95,15 @@ func TestDemoRunsAndVerifies(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(2 * time.Second)
+	// Its status line, every second, to a pipe: one line each.
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(out.String(), "consistent as of") < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no status lines:\n%s", out.String())
+		}
+	}
 
 	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	pw.Close()
 	text := out.String()
 	if err != nil {
@@ -109,6 +114,38 @@ func TestDemoRunsAndVerifies(t *testing.T) {
 	}
 	if !strings.Contains(text, "dependent-write check on the secondary: 0 violations") {
 		t.Errorf("no clean dependent-write check:\n%s", text)
+	}
+	if strings.Contains(text, "\r") {
+		t.Errorf("the demo wrote carriage returns to a pipe:\n%q", text)
+	}
+	for _, l := range strings.Split(text, "\n") {
+		if i := strings.Index(l, "consistent as of"); i > 0 && strings.Contains(l, "groups") {
+			t.Errorf("a status line does not start its line: %q", l)
+		}
+	}
+}
+
+// TestDemoPortBase: --port-base N moves every listener of the demo session
+// to N..N+4, the primary dialing the secondary's; outside 0..65531 it is a
+// usage error.
+func TestDemoPortBase(t *testing.T) {
+	c := config.Demo(t.TempDir())
+	portBase{n: 20000, set: true}.apply(c)
+	got := []string{c.Primary.NBD, c.Secondary.NBD, c.Primary.Control, c.Secondary.Listen, c.Secondary.Control, c.Primary.Secondary}
+	want := []string{"127.0.0.1:20000", "127.0.0.1:20001", "127.0.0.1:20002", "127.0.0.1:20003", "127.0.0.1:20004", "127.0.0.1:20003"}
+	if !slices.Equal(got, want) {
+		t.Errorf("--port-base 20000: addresses %v, want %v", got, want)
+	}
+	d := config.Demo(t.TempDir())
+	portBase{}.apply(d)
+	if d.Primary.NBD != "127.0.0.1:10809" || d.Secondary.Control != "127.0.0.1:7403" {
+		t.Errorf("without --port-base the demo moved its ports: %s, %s", d.Primary.NBD, d.Secondary.Control)
+	}
+	for _, bad := range []string{"65532", "-1", "x"} {
+		code, out, errs := runCmd("demo", "--port-base", bad, "--dir", t.TempDir())
+		if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "duplex: demo: ") {
+			t.Errorf("demo --port-base %s: exit %d, stdout %q, stderr %q; want exit 2 and one line", bad, code, out, errs)
+		}
 	}
 }
 
