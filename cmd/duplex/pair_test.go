@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,16 @@ type fakePairs struct {
 	mu    sync.Mutex
 	state map[string]string // "" = not a pair
 	calls []string
+	// copied is the state an added or resumed pair goes to: "pending"
+	// when empty; "duplex" for a copy that ends at once.
+	copied string
+}
+
+func (f *fakePairs) copyState() string {
+	if f.copied != "" {
+		return f.copied
+	}
+	return "pending"
 }
 
 func (f *fakePairs) op(vol, op string, ok func(string) bool, next string) error {
@@ -36,16 +47,16 @@ func (f *fakePairs) op(vol, op string, ok func(string) bool, next string) error 
 }
 
 func (f *fakePairs) Add(vol string) error {
-	return f.op(vol, "add", func(s string) bool { return s == "" }, "pending")
+	return f.op(vol, "add", func(s string) bool { return s == "" }, f.copyState())
 }
 func (f *fakePairs) Suspend(_ context.Context, vol string, _ bool) error {
 	return f.op(vol, "suspend", func(s string) bool { return s != "" }, "suspended")
 }
 func (f *fakePairs) Resume(vol string) error {
-	return f.op(vol, "resume", func(s string) bool { return s == "suspended" }, "pending")
+	return f.op(vol, "resume", func(s string) bool { return s == "suspended" }, f.copyState())
 }
 func (f *fakePairs) ResumeInconsistent(vol string) error {
-	return f.op(vol, "resume", func(s string) bool { return s == "suspended" }, "pending")
+	return f.op(vol, "resume-inconsistent", func(s string) bool { return s == "suspended" }, f.copyState())
 }
 func (f *fakePairs) Delete(vol string) (time.Time, error) {
 	return time.Time{}, f.op(vol, "delete", func(s string) bool { return s != "" }, "")
@@ -79,7 +90,7 @@ func (f *fakePairs) status() control.Status {
 	st := control.Status{Role: "primary"}
 	for _, v := range []string{"vol1", "vol2", "vol3", "vol4"} {
 		if f.state[v] != "" {
-			st.Volumes = append(st.Volumes, control.VolumeStatus{Name: v, State: f.state[v]})
+			st.Volumes = append(st.Volumes, control.VolumeStatus{Name: v, State: f.state[v], SizeBytes: 1 << 20, CopiedBytes: 1 << 20})
 		}
 	}
 	return st
@@ -167,5 +178,69 @@ func TestPairAllSkipsPairsAlreadyThere(t *testing.T) {
 				t.Errorf("output does not say which volumes were left as they were:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestPairOperationsFlagsAnywhere: every operation on a volume takes its
+// flags before the operation, between it and the volume, or after both.
+func TestPairOperationsFlagsAnywhere(t *testing.T) {
+	cases := []struct {
+		op, from, to, said string
+		flags              []string
+	}{
+		{"add", "", "pending", "vol2: add requested", nil},
+		{"suspend", "duplex", "suspended", "vol2: suspend requested", []string{"--timeout", "10s"}},
+		{"resume", "suspended", "pending", "vol2: resume requested", []string{"--timeout=10s"}},
+		{"resume", "suspended", "pending", "vol2: resume requested", []string{"--inconsistent"}},
+		{"delete", "duplex", "", "vol2: no longer a pair; its secondary copy was never consistent", nil},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(append([]string{c.op}, c.flags...), " "), func(t *testing.T) {
+			for _, order := range []string{"flags last", "flags between", "flags first"} {
+				fp, path := pairSession(t, map[string]string{"vol1": "duplex", "vol2": c.from})
+				flags := append([]string{"--config", path}, c.flags...)
+				var args []string
+				switch order {
+				case "flags last":
+					args = append([]string{"pair", c.op, "vol2"}, flags...)
+				case "flags between":
+					args = append(append([]string{"pair", c.op}, flags...), "vol2")
+				case "flags first":
+					args = append(append([]string{"pair"}, flags...), c.op, "vol2")
+				}
+				code, out, errs := runCmd(args...)
+				if code != exitOK || errs != "" || !strings.Contains(out, c.said) {
+					t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit 0 and %q", strings.Join(args, " "), code, out, errs, c.said)
+				}
+				if got := fp.state["vol2"]; got != c.to {
+					t.Errorf("%s: vol2 is %q, want %q", order, got, c.to)
+				}
+				if fp.state["vol1"] != "duplex" {
+					t.Errorf("%s: vol1 changed to %q", order, fp.state["vol1"])
+				}
+				wantCall := c.op + " vol2"
+				if slices.Contains(c.flags, "--inconsistent") {
+					wantCall = "resume-inconsistent vol2"
+				}
+				if len(fp.calls) != 1 || fp.calls[0] != wantCall {
+					t.Errorf("%s: calls %v, want [%s]", order, fp.calls, wantCall)
+				}
+			}
+		})
+	}
+}
+
+// TestPairWaitPrintsLines: pair add --wait, its output not a terminal,
+// prints its progress one line per update, never a carriage return.
+func TestPairWaitPrintsLines(t *testing.T) {
+	fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	fp.copied = "duplex"
+	code, out, errs := runCmd("pair", "add", "--wait", "vol3", "--config", path)
+	if code != exitOK || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	want := "vol3: add requested\n[==============================] 100.0%  1.0 MiB/1.0 MiB"
+	if !strings.HasPrefix(out, want) || !strings.HasSuffix(out, "\nduplex; 0 B copied\n") || strings.Contains(out, "\r") {
+		t.Errorf("pair add --wait printed %q, want lines starting %q", out, want)
 	}
 }

@@ -60,3 +60,26 @@ func TestStatusUnreachableFails(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// TestStatusFlagsInAnyOrder: --json before or after --addr, and a status
+// that cannot reach one site prints the other and fails with one line.
+func TestStatusFlagsInAnyOrder(t *testing.T) {
+	addr := serveStatus(t, control.Status{Session: "s", Role: "secondary", Link: "connected"})
+	_, a, _ := runCmd("status", "--addr", addr, "--json")
+	_, b, _ := runCmd("status", "--json", "--addr="+addr)
+	if a == "" || a != b {
+		t.Errorf("status --addr A --json printed %q, status --json --addr=A %q", a, b)
+	}
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	down := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Primary.Control, c.Secondary.Control = down, addr
+	code, out, errs := runCmd("status", "--config", writeSessionConfig(t, dir, c))
+	if code != exitFailure || !strings.Contains(out, "s role:secondary link:connected") ||
+		strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "duplex: ") || !strings.Contains(errs, down) {
+		t.Errorf("status with one site down: exit %d, stdout %q, stderr %q; want exit 1, the other site, and one line naming %s", code, out, errs, down)
+	}
+}
