@@ -2,12 +2,15 @@ package nbd
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Client is a minimal NBD client: fixed newstyle handshake with NBD_OPT_GO
@@ -45,11 +48,34 @@ func Dial(addr, name string) (*Client, error) {
 	return c, nil
 }
 
+// DialTLS is Dial over TLS: the client sends NBD_OPT_STARTTLS first and
+// hangs up if the server declines. conf names the server (ServerName) and
+// the CAs trusted to sign its certificate, and holds the client's own
+// certificate when the server asks for one.
+func DialTLS(addr, name string, conf *tls.Config) (*Client, error) {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := NewClientTLS(nc, name, conf)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // NewClient runs the handshake on an established connection and opens
 // export name. On error the caller still owns nc.
 func NewClient(nc net.Conn, name string) (*Client, error) {
+	return NewClientTLS(nc, name, nil)
+}
+
+// NewClientTLS is NewClient with TLS when conf is not nil. On error the
+// caller still owns nc.
+func NewClientTLS(nc net.Conn, name string, conf *tls.Config) (*Client, error) {
 	c := &Client{nc: nc, br: bufio.NewReader(nc), maxPayload: DefaultMaxRequest}
-	if err := c.handshake(name); err != nil {
+	if err := c.handshake(name, conf); err != nil {
 		return nil, fmt.Errorf("nbd: handshake with %s for export %q: %w", nc.RemoteAddr(), name, err)
 	}
 	return c, nil
@@ -72,7 +98,7 @@ func (c *Client) Flags() uint16 { return c.flags }
 // ReadOnly reports whether the server marked the export read-only.
 func (c *Client) ReadOnly() bool { return c.flags&FlagReadOnly != 0 }
 
-func (c *Client) handshake(name string) error {
+func (c *Client) handshake(name string, conf *tls.Config) error {
 	var hello [18]byte
 	if _, err := io.ReadFull(c.br, hello[:]); err != nil {
 		return err
@@ -93,6 +119,11 @@ func (c *Client) handshake(name string) error {
 	binary.BigEndian.PutUint32(b[:], cflags)
 	if _, err := c.nc.Write(b[:]); err != nil {
 		return err
+	}
+	if conf != nil {
+		if err := c.startTLS(conf); err != nil {
+			return err
+		}
 	}
 
 	// NBD_OPT_GO asking for the block size limits.
@@ -139,6 +170,32 @@ func (c *Client) handshake(name string) error {
 			return fmt.Errorf("NBD_OPT_GO refused: reply %#x: %s", typ, payload)
 		}
 	}
+}
+
+// startTLS upgrades the connection with NBD_OPT_STARTTLS, sent before any
+// other option so that the whole negotiation is protected.
+func (c *Client) startTLS(conf *tls.Config) error {
+	if err := c.sendOption(optStartTLS, nil); err != nil {
+		return err
+	}
+	typ, payload, err := c.readOptReply(optStartTLS)
+	if err != nil {
+		return err
+	}
+	if typ != repAck {
+		return fmt.Errorf("server declined NBD_OPT_STARTTLS: reply %#x: %s", typ, payload)
+	}
+	if c.br.Buffered() != 0 {
+		return errors.New("server sent data after acknowledging NBD_OPT_STARTTLS")
+	}
+	tc := tls.Client(c.nc, conf)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	c.nc, c.br = tc, bufio.NewReader(tc)
+	return nil
 }
 
 // exportName is the fallback for servers without NBD_OPT_GO.

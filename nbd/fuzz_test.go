@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -41,30 +42,68 @@ func FuzzServeConnStream(f *testing.F) {
 	f.Add(append(exportName, requestBytes(0, CmdFlush, 9, 0, 0, nil)...))
 
 	f.Fuzz(func(t *testing.T, stream []byte) {
-		rw := newMemExport(64 << 10)
-		ro := newMemExport(4096)
-		ro.ro = true
-		srv := &Server{Exports: exportMap{"rw": rw, "ro": ro}, MaxRequest: 8192}
-		client, server := net.Pipe()
-		done := make(chan struct{})
-		go func() {
-			srv.serveConn(server)
-			close(done)
-		}()
-		// net.Pipe is unbuffered: replies must be drained or the
-		// server blocks writing them.
-		drained := make(chan struct{})
-		go func() {
-			io.Copy(io.Discard, client)
-			close(drained)
-		}()
-		client.Write(stream) // fails early if the server hangs up
-		client.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("serveConn did not return after the client hung up")
-		}
-		<-drained
+		fuzzServe(t, &Server{MaxRequest: 8192}, stream)
 	})
+}
+
+// fuzzOption is one option as a client sends it.
+func fuzzOption(opt uint32, data []byte) []byte {
+	b := binary.BigEndian.AppendUint64(nil, optMagic)
+	b = binary.BigEndian.AppendUint32(b, opt)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+	return append(b, data...)
+}
+
+// FuzzServeConnStreamTLS is FuzzServeConnStream against a server that
+// requires TLS: the option decoder's path before NBD_OPT_STARTTLS, the
+// upgrade, and a TLS handshake fed whatever follows.
+func FuzzServeConnStreamTLS(f *testing.F) {
+	flags := binary.BigEndian.AppendUint32(nil, flagCFixedNewstyle|flagCNoZeroes)
+	starttls := append(slicesConcat(flags), fuzzOption(optStartTLS, nil)...)
+	f.Add(starttls)
+	f.Add(fuzzPrefix("rw"))
+	f.Add(slicesConcat(flags, fuzzOption(optList, nil), fuzzOption(optStartTLS, []byte("x")), fuzzOption(optStartTLS, nil),
+		[]byte{0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00})) // a truncated ClientHello
+	f.Add(slicesConcat(flags, fuzzOption(optExportName, []byte("rw"))))
+	f.Add(slicesConcat(flags, fuzzOption(optAbort, nil)))
+	f.Add(slicesConcat(binary.BigEndian.AppendUint32(nil, 0), fuzzOption(optStartTLS, nil)))
+	f.Add(slicesConcat(flags, fuzzOption(optInfo, infoData("ro")), fuzzOption(optStartTLS, nil), bytes.Repeat([]byte{0x16}, 64)))
+
+	pki := newTestPKI(f, "fuzz CA")
+	conf := pki.serverTLS(f)
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		fuzzServe(t, &Server{MaxRequest: 8192, TLS: conf}, stream)
+	})
+}
+
+// fuzzServe serves stream, as the client's side of a connection, to srv
+// with a read-write export "rw" and a read-only "ro". The server must
+// neither panic nor hang: once the client hangs up, serveConn has to
+// return.
+func fuzzServe(t *testing.T, srv *Server, stream []byte) {
+	rw := newMemExport(64 << 10)
+	ro := newMemExport(4096)
+	ro.ro = true
+	srv.Exports = exportMap{"rw": rw, "ro": ro}
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		srv.serveConn(server)
+		close(done)
+	}()
+	// net.Pipe is unbuffered: replies must be drained or the
+	// server blocks writing them.
+	drained := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, client)
+		close(drained)
+	}()
+	client.Write(stream) // fails early if the server hangs up
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serveConn did not return after the client hung up")
+	}
+	<-drained
 }

@@ -39,6 +39,7 @@ const (
 	repFlagError  = 1 << 31
 	repErrUnsup   = repFlagError | 1
 	repErrInvalid = repFlagError | 3
+	repErrTLSReqd = repFlagError | 5
 	repErrUnknown = repFlagError | 6
 
 	// Information types for NBD_REP_INFO.

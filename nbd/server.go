@@ -14,12 +14,22 @@
 // connection advertises NBD_FLAG_CAN_MULTI_CONN, which is honest only
 // because Export.Flush covers writes completed on every connection.
 //
+// With Server.TLS set the server insists on TLS (the protocol's FORCEDTLS
+// mode, as qemu-nbd --tls-creds and nbdkit --tls=require behave): before
+// NBD_OPT_STARTTLS it answers every option but NBD_OPT_ABORT with
+// NBD_REP_ERR_TLS_REQD, and hangs up on NBD_OPT_EXPORT_NAME, which cannot
+// carry an error; after it, the negotiation starts over inside TLS. Which
+// clients get in (client certificates, their CA) is the tls.Config's
+// business, not this package's.
+//
 // The package also has a small sequential Client, used by tests here and in
 // other packages to drive writes without external tools.
 package nbd
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -48,6 +58,12 @@ type Server struct {
 	// Description, if set, gives the human-readable text sent for
 	// NBD_INFO_DESCRIPTION and in NBD_OPT_LIST replies.
 	Description func(name string) string
+	// TLS, if set, makes TLS mandatory: a client must send
+	// NBD_OPT_STARTTLS before anything else, and complete a handshake
+	// with this configuration (set ClientAuth and ClientCAs there to
+	// require client certificates). Nil serves plaintext only and
+	// declines NBD_OPT_STARTTLS.
+	TLS *tls.Config
 
 	mu        sync.Mutex
 	closed    bool
@@ -198,6 +214,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		c.br, c.out = bufio.NewReaderSize(nc, 64<<10), netWriter{nc}
 	}
 	reason := c.serve()
+	// After STARTTLS c.nc is the TLS connection, whose Close sends the
+	// close_notify the protocol asks for before the TCP connection goes.
+	c.nc.Close()
 	nc.Close()
 	log.Debug("nbd: connection closed", "reason", reason)
 }
@@ -212,6 +231,7 @@ type conn struct {
 	maxReq uint32
 
 	noZeroes bool
+	tlsDone  bool // NBD_OPT_STARTTLS succeeded: everything now goes through TLS
 
 	// Set when transmission starts.
 	name  string
@@ -294,6 +314,11 @@ func (c *conn) handshake() error {
 	if clientFlags&^(flagCFixedNewstyle|flagCNoZeroes) != 0 {
 		return c.warn(protoErr("unknown client flags %#x", clientFlags))
 	}
+	// TLS can only be negotiated with fixed newstyle: a plain newstyle
+	// client could never upgrade, so serving it would mean plaintext.
+	if c.s.TLS != nil && clientFlags&flagCFixedNewstyle == 0 {
+		return c.warn(protoErr("client without fixed newstyle negotiation cannot start TLS, which this server requires"))
+	}
 	c.noZeroes = clientFlags&flagCNoZeroes != 0
 
 	var hdr [16]byte
@@ -329,6 +354,18 @@ func (c *conn) warn(err error) error {
 
 // option handles one option; done reports that transmission starts.
 func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
+	if c.s.TLS != nil && !c.tlsDone {
+		switch opt {
+		case optStartTLS:
+			return false, c.startTLS(data)
+		case optAbort:
+		case optExportName:
+			// It has no error reply, so the spec says to hang up.
+			return false, c.warn(protoErr("NBD_OPT_EXPORT_NAME before NBD_OPT_STARTTLS: this server requires TLS"))
+		default:
+			return false, c.optReply(opt, repErrTLSReqd, []byte("TLS is required: send NBD_OPT_STARTTLS first"))
+		}
+	}
 	switch opt {
 	case optExportName:
 		name := string(data)
@@ -370,12 +407,60 @@ func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
 
 	case optInfo, optGo:
 		return c.infoGo(opt, data)
+
+	case optStartTLS:
+		if c.tlsDone {
+			return false, c.optReply(opt, repErrInvalid, []byte("TLS is already negotiated"))
+		}
+		// Without Server.TLS: NOTLS mode, which declines it below.
 	}
-	// NBD_OPT_STRUCTURED_REPLY, STARTTLS, meta contexts, extended
-	// headers...: we only do simple replies without TLS, and declining
-	// with ERR_UNSUP is how fixed newstyle lets the client carry on.
+	// NBD_OPT_STRUCTURED_REPLY, meta contexts, extended headers...: we
+	// only do simple replies, and declining with ERR_UNSUP is how fixed
+	// newstyle lets the client carry on.
 	return false, c.optReply(opt, repErrUnsup, []byte("option not supported"))
 }
+
+// tlsHandshakeTimeout bounds the TLS handshake, so a client that sends
+// NBD_OPT_STARTTLS and then nothing does not hold a connection forever.
+const tlsHandshakeTimeout = 30 * time.Second
+
+// startTLS answers NBD_OPT_STARTTLS and upgrades the connection. Once the
+// ACK is sent there is no way back to plaintext: a failed handshake ends
+// the session.
+func (c *conn) startTLS(data []byte) error {
+	if len(data) != 0 {
+		return c.optReply(optStartTLS, repErrInvalid, []byte("NBD_OPT_STARTTLS takes no data"))
+	}
+	if err := c.optReply(optStartTLS, repAck, nil); err != nil {
+		return err
+	}
+	// The reader may already hold bytes the client sent after the option
+	// (the start of its ClientHello): the TLS layer reads through it.
+	tc := tls.Server(bufferedConn{Conn: c.nc, r: c.br}, c.s.TLS)
+	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		// A refused client certificate lands here: worth a warning, as
+		// it is either an attack or a client set up wrongly.
+		return c.warn(fmt.Errorf("TLS handshake: %w", err))
+	}
+	c.nc, c.tlsDone = tc, true
+	c.br, c.out = bufio.NewReaderSize(tc, 64<<10), netWriter{tc}
+	if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
+		c.log = c.log.With("client_cert", peer[0].Subject.String())
+	}
+	c.log.Debug("nbd: TLS established", "version", tls.VersionName(tc.ConnectionState().Version))
+	return nil
+}
+
+// bufferedConn reads through the handshake's buffered reader, so no byte
+// already read off the socket is lost when TLS takes over.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // infoGo handles NBD_OPT_INFO and NBD_OPT_GO, which share their format:
 // 32-bit name length, name, 16-bit count, count 16-bit info requests.

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,4 +222,206 @@ func TestFio(t *testing.T) {
 		strings.Contains(out, "verify: bad") || strings.Contains(out, "verify failed") {
 		t.Fatalf("fio reported errors:\n%s", out)
 	}
+}
+
+// clientCertDir writes the files qemu's tls-creds-x509 (endpoint=client)
+// and libnbd's tls-certificates directory read: ca-cert.pem, the CA that
+// signed the server's certificate, and the client certificate and key of
+// client (which may come from another CA). qemu checks its own certificate
+// against ca-cert.pem before it connects, so when client is another CA,
+// ca-cert.pem holds both: the refusal then has to come from the server.
+func clientCertDir(t *testing.T, server, client *testPKI) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := os.ReadFile(filepath.Join(server.dir, "ca-cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client != server {
+		b, err := os.ReadFile(filepath.Join(client.dir, "ca-cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca = append(ca, b...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca-cert.pem"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ from, to string }{
+		{filepath.Join(client.dir, "client-cert.pem"), "client-cert.pem"},
+		{filepath.Join(client.dir, "client-key.pem"), "client-key.pem"},
+	} {
+		b, err := os.ReadFile(f.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.to), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// tlsToolServer serves toolServer's exports with TLS required.
+func tlsToolServer(t *testing.T, pki *testPKI) (addr string, disk *fileExport) {
+	disk = newFileExport(t, 64<<20, false)
+	ro := newFileExport(t, 1<<20, true)
+	srv := &Server{Exports: exportMap{"disk": disk, "ro": ro}, TLS: pki.serverTLS(t)}
+	return startServer(t, srv), disk
+}
+
+// qemuTLSArgs opens export over TLS with the certificates in dir.
+func qemuTLSArgs(addr, export, dir string) []string {
+	host, port, _ := net.SplitHostPort(addr)
+	return []string{
+		"--object", "tls-creds-x509,id=tls0,endpoint=client,dir=" + dir,
+		"--image-opts", "driver=nbd,host=" + host + ",port=" + port + ",export=" + export + ",tls-creds=tls0",
+	}
+}
+
+func TestQemuIOTLS(t *testing.T) {
+	needTool(t, "qemu-io", "qemu-utils")
+	pki := newTestPKI(t, "duplex test CA")
+	addr, disk := tlsToolServer(t, pki)
+	good := clientCertDir(t, pki, pki)
+
+	args := append(qemuTLSArgs(addr, "disk", good),
+		"-c", "write -P 0x5a 0 1M",
+		"-c", "read -P 0x5a 0 1M",
+		"-c", "write -z 64k 64k",
+		"-c", "read -P 0 64k 64k",
+		"-c", "write -P 0xc3 -f 2M 4k", // FUA
+		"-c", "flush")
+	out := mustRun(t, "qemu-io", args...)
+	if strings.Contains(out, "Pattern verification failed") || strings.Contains(out, "error") {
+		t.Fatalf("qemu-io over TLS:\n%s", out)
+	}
+	got := make([]byte, 2<<20+4096)
+	if err := disk.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, len(got))
+	for i := range 1 << 20 {
+		want[i] = 0x5a
+	}
+	clear(want[64<<10 : 128<<10])
+	for i := 2 << 20; i < len(want); i++ {
+		want[i] = 0xc3
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("backing file differs from what qemu-io wrote over TLS")
+	}
+
+	t.Run("plaintext refused", func(t *testing.T) {
+		host, port, _ := net.SplitHostPort(addr)
+		out, err := run(t, "qemu-io", "--image-opts", "driver=nbd,host="+host+",port="+port+",export=disk",
+			"-c", "write -P 1 0 4k")
+		if err == nil && !strings.Contains(out, "failed") {
+			t.Fatalf("qemu-io without TLS was served:\n%s", out)
+		}
+		if !strings.Contains(out, "TLS") {
+			t.Errorf("qemu-io's error does not say TLS is required:\n%s", out)
+		}
+		t.Logf("qemu-io without TLS: %s", strings.TrimSpace(out))
+	})
+
+	t.Run("client certificate from another CA refused", func(t *testing.T) {
+		other := newTestPKI(t, "other CA")
+		out, err := run(t, "qemu-io", append(qemuTLSArgs(addr, "disk", clientCertDir(t, pki, other)),
+			"-c", "write -P 2 0 4k")...)
+		if err == nil && !strings.Contains(out, "failed") {
+			t.Fatalf("qemu-io with another CA's client certificate was served:\n%s", out)
+		}
+		t.Logf("qemu-io with another CA's certificate: %s", strings.TrimSpace(out))
+	})
+	b := make([]byte, 4096)
+	if err := disk.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0x5a {
+		t.Errorf("a refused client changed the export: byte 0 is %#x", b[0])
+	}
+}
+
+func TestNbdinfoTLS(t *testing.T) {
+	needTool(t, "nbdinfo", "libnbd-bin")
+	needTool(t, "nbdcopy", "libnbd-bin")
+	pki := newTestPKI(t, "duplex test CA")
+	addr, disk := tlsToolServer(t, pki)
+	good := clientCertDir(t, pki, pki)
+	uri := func(export, dir string) string {
+		return "nbds://" + addr + "/" + export + "?tls-certificates=" + dir
+	}
+
+	info := nbdinfo(t, uri("disk", good))
+	if len(info.Exports) != 1 || info.Exports[0].Size != 64<<20 || info.Exports[0].ReadOnly {
+		t.Fatalf("nbdinfo over TLS: %+v", info)
+	}
+	info = nbdinfo(t, uri("ro", good))
+	if len(info.Exports) != 1 || !info.Exports[0].ReadOnly {
+		t.Fatalf("nbdinfo over TLS, read-only export: %+v", info)
+	}
+	if out := mustRun(t, "nbdinfo", "--list", uri("", good)); !strings.Contains(out, "disk") || !strings.Contains(out, "ro") {
+		t.Errorf("nbdinfo --list over TLS:\n%s", out)
+	}
+
+	// Data both ways through libnbd over TLS.
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	data := make([]byte, 8<<20)
+	rand.Read(data)
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "nbdcopy", "--flush", src, uri("disk", good))
+	got := make([]byte, len(data))
+	if err := disk.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("backing file differs from what nbdcopy wrote over TLS")
+	}
+	mustRun(t, "nbdcopy", uri("disk", good), dst)
+	if back, err := os.ReadFile(dst); err != nil || len(back) != 64<<20 || !bytes.Equal(back[:len(data)], data) {
+		t.Fatalf("nbdcopy read back over TLS differs (err %v)", err)
+	}
+
+	t.Run("plaintext refused", func(t *testing.T) {
+		out, err := run(t, "nbdinfo", "nbd://"+addr+"/disk")
+		if err == nil {
+			t.Fatalf("nbdinfo without TLS was served:\n%s", out)
+		}
+		t.Logf("nbdinfo without TLS: %s", strings.TrimSpace(out))
+	})
+	t.Run("client certificate from another CA refused", func(t *testing.T) {
+		other := newTestPKI(t, "other CA")
+		out, err := run(t, "nbdinfo", uri("disk", clientCertDir(t, pki, other)))
+		if err == nil {
+			t.Fatalf("nbdinfo with another CA's client certificate was served:\n%s", out)
+		}
+		if !strings.Contains(out, "TLS") && !strings.Contains(out, "certificate") {
+			t.Errorf("nbdinfo's error does not point at TLS:\n%s", out)
+		}
+		t.Logf("nbdinfo with another CA's certificate: %s", strings.TrimSpace(out))
+	})
+	t.Run("server not trusted", func(t *testing.T) {
+		// The client's ca-cert.pem is another CA: libnbd must refuse
+		// the server's certificate.
+		other := newTestPKI(t, "other CA")
+		dir := clientCertDir(t, pki, pki)
+		b, err := os.ReadFile(filepath.Join(other.dir, "ca-cert.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "ca-cert.pem"), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, "nbdinfo", uri("disk", dir))
+		if err == nil {
+			t.Fatalf("nbdinfo trusted a server certificate its CA did not sign:\n%s", out)
+		}
+	})
 }
