@@ -75,7 +75,15 @@ type Primary struct {
 	TLSKey     string `toml:"tls_key"`         // its private key (PEM)
 	TLSCA      string `toml:"tls_ca"`          // CA that signed the secondary's certificate (PEM)
 	ServerName string `toml:"tls_server_name"` // name expected in the secondary's certificate; default the host of Secondary
-	Insecure   bool   `toml:"insecure"`        // allow a plaintext link to a non-loopback secondary
+	// NBD over TLS (NBD_OPT_STARTTLS, required of every client once set):
+	// the server certificate clients check against the address they dial,
+	// and the CA that must have signed each client's certificate.
+	NBDTLSCert string `toml:"nbd_tls_cert"`
+	NBDTLSKey  string `toml:"nbd_tls_key"`
+	NBDTLSCA   string `toml:"nbd_tls_ca"`
+	// Insecure allows what this site would otherwise refuse off loopback:
+	// a plaintext link, NBD without TLS, a control address without a token.
+	Insecure bool `toml:"insecure"`
 
 	Subsystems []Subsystem `toml:"subsystem"`
 }
@@ -101,10 +109,16 @@ type Secondary struct {
 	NBD     string `toml:"nbd"`     // read-only NBD exports of the copy (optional)
 	Journal string `toml:"journal"` // journal location
 
-	TLSCert  string `toml:"tls_cert"` // server certificate (PEM)
-	TLSKey   string `toml:"tls_key"`  // its private key (PEM)
-	TLSCA    string `toml:"tls_ca"`   // CA that signed the primary's client certificate (PEM)
-	Insecure bool   `toml:"insecure"` // allow a plaintext link on a non-loopback address
+	TLSCert string `toml:"tls_cert"` // server certificate (PEM)
+	TLSKey  string `toml:"tls_key"`  // its private key (PEM)
+	TLSCA   string `toml:"tls_ca"`   // CA that signed the primary's client certificate (PEM)
+	// NBD over TLS for the read-only exports, as in [primary].
+	NBDTLSCert string `toml:"nbd_tls_cert"`
+	NBDTLSKey  string `toml:"nbd_tls_key"`
+	NBDTLSCA   string `toml:"nbd_tls_ca"`
+	// Insecure allows what this site would otherwise refuse off loopback:
+	// a plaintext link, NBD without TLS, a control address without a token.
+	Insecure bool `toml:"insecure"`
 
 	Volumes []SecondaryVolume `toml:"volume"`
 }
@@ -342,7 +356,9 @@ func editDistance(a, b string) int {
 func (c *Config) pathFields() []*string {
 	p := []*string{&c.ControlTokenFile,
 		&c.Primary.TLSCert, &c.Primary.TLSKey, &c.Primary.TLSCA,
-		&c.Secondary.Journal, &c.Secondary.TLSCert, &c.Secondary.TLSKey, &c.Secondary.TLSCA}
+		&c.Primary.NBDTLSCert, &c.Primary.NBDTLSKey, &c.Primary.NBDTLSCA,
+		&c.Secondary.Journal, &c.Secondary.TLSCert, &c.Secondary.TLSKey, &c.Secondary.TLSCA,
+		&c.Secondary.NBDTLSCert, &c.Secondary.NBDTLSKey, &c.Secondary.NBDTLSCA}
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {
 			p = append(p, &c.Primary.Subsystems[i].Volumes[j].Path)

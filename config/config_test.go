@@ -61,7 +61,7 @@ func TestExample(t *testing.T) {
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("example decoded to\n%#v\nwant\n%#v", c, want)
 	}
-	if err := c.CheckLinkSecurity(); err != nil {
+	if err := c.CheckSecurity(); err != nil {
 		t.Errorf("loopback example: %v", err)
 	}
 	if tc, err := c.PrimaryTLS(); tc != nil || err != nil {
@@ -116,7 +116,7 @@ func TestDemo(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CheckLinkSecurity(); err != nil {
+	if err := c.CheckSecurity(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Dir != dir || c.Session != "demo" || c.Interval != Duration(20*time.Millisecond) ||
@@ -150,6 +150,10 @@ func TestRoundTrip(t *testing.T) {
 	tls.Secondary.Listen = ":7402"
 	tls.Primary.TLSCert, tls.Primary.TLSKey, tls.Primary.TLSCA = filepath.Join(tls.Dir, "p.crt"), "/etc/duplex/p.key", filepath.Join(tls.Dir, "ca.crt")
 	tls.Primary.ServerName = "secondary.example"
+	tls.Primary.NBDTLSCert, tls.Primary.NBDTLSKey = filepath.Join(tls.Dir, "nbd.crt"), filepath.Join(tls.Dir, "nbd.key")
+	tls.Primary.NBDTLSCA = "/etc/duplex/clients-ca.crt"
+	tls.Secondary.NBDTLSCert, tls.Secondary.NBDTLSKey = filepath.Join(tls.Dir, "snbd.crt"), filepath.Join(tls.Dir, "snbd.key")
+	tls.Secondary.NBDTLSCA = filepath.Join(tls.Dir, "clients-ca.crt")
 	tls.Secondary.TLSCert, tls.Secondary.TLSKey, tls.Secondary.TLSCA = filepath.Join(tls.Dir, "s.crt"), filepath.Join(tls.Dir, "s.key"), filepath.Join(tls.Dir, "ca.crt")
 	tls.Primary.Subsystems[0].Volumes[0].Size = 1536 * MiB
 	tls.Primary.Subsystems[0].Volumes[1].Size = 4096 + 512
@@ -458,8 +462,22 @@ func TestValidate(t *testing.T) {
 		{"tls and insecure", func(c *Config) {
 			c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = "c", "k", "ca"
 			c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = "c", "k", "ca"
+			c.Primary.NBDTLSCert, c.Primary.NBDTLSKey, c.Primary.NBDTLSCA = "c", "k", "ca"
+			c.ControlTokenFile = "token"
 			c.Primary.Insecure = true
-		}, "primary.insecure", "cannot be true"},
+		}, "primary.insecure", "nothing left to allow"},
+		{"tls and insecure secondary", func(c *Config) {
+			c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = "c", "k", "ca"
+			c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = "c", "k", "ca"
+			c.Secondary.NBD, c.Secondary.Control = "", ""
+			c.Secondary.Insecure = true
+		}, "secondary.insecure", "cannot be true"},
+		{"partial nbd tls", func(c *Config) { c.Primary.NBDTLSCert = "c.pem" }, "primary.nbd_tls_key", "nbd_tls_cert, nbd_tls_key and nbd_tls_ca"},
+		{"partial nbd tls secondary", func(c *Config) { c.Secondary.NBDTLSCA = "ca.pem" }, "secondary.nbd_tls_cert", "missing"},
+		{"nbd tls without nbd", func(c *Config) {
+			c.Secondary.NBD = ""
+			c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey, c.Secondary.NBDTLSCA = "c", "k", "ca"
+		}, "secondary.nbd_tls_cert", "no effect without secondary.nbd"},
 		{"tls one end", func(c *Config) { c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = "c", "k", "ca" }, "secondary.tls_cert", "both ends"},
 		{"server name without tls", func(c *Config) { c.Primary.ServerName = "x" }, "primary.tls_server_name", "no effect"},
 		{"no listen", func(c *Config) { c.Secondary.Listen = "" }, "secondary.listen", "missing"},
@@ -736,6 +754,9 @@ secondary = "10.0.0.1:7402"
 tls_cert = "pki/primary.crt"
 tls_key = "pki/primary.key"
 tls_ca = "pki/ca.crt"
+nbd_tls_cert = "pki/primary.crt"
+nbd_tls_key = "pki/primary.key"
+nbd_tls_ca = "pki/ca.crt"
 [[primary.subsystem]]
 id = "ss1"
 [[primary.subsystem.volume]]
@@ -763,7 +784,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CheckLinkSecurity(); err != nil {
+	if err := c.CheckSecurity(); err != nil {
 		t.Errorf("TLS link refused: %v", err)
 	}
 	client, err := c.PrimaryTLS()
@@ -802,6 +823,30 @@ func TestTLS(t *testing.T) {
 	noCert.Certificates, noCert.GetClientCertificate = nil, nil
 	handshake(t, noCert, server, "certificate")
 
+	// NBD: the primary's server certificate, and client certificates
+	// signed by nbd_tls_ca required.
+	nbdServer, err := c.PrimaryNBDTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nbdServer.ClientAuth != tls.RequireAndVerifyClientCert || nbdServer.ClientCAs == nil || len(nbdServer.Certificates) != 1 ||
+		nbdServer.MinVersion != tls.VersionTLS12 {
+		t.Errorf("NBD server config: ClientAuth %v, ClientCAs %v, %d certificates, MinVersion %x",
+			nbdServer.ClientAuth, nbdServer.ClientCAs, len(nbdServer.Certificates), nbdServer.MinVersion)
+	}
+	secCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nbdClient := &tls.Config{Certificates: []tls.Certificate{secCert}, RootCAs: client.RootCAs, ServerName: "primary.example"}
+	handshake(t, nbdClient, nbdServer, "")
+	nbdAnon := nbdClient.Clone()
+	nbdAnon.Certificates = nil
+	handshake(t, nbdAnon, nbdServer, "certificate")
+	if tc, err := c.SecondaryNBDTLS(); tc != nil || err != nil {
+		t.Errorf("SecondaryNBDTLS without settings = %v, %v; want nil, nil", tc, err)
+	}
+
 	// Missing or unusable files are named.
 	for _, tc := range []struct {
 		set   func(c *Config)
@@ -815,6 +860,15 @@ func TestTLS(t *testing.T) {
 		{func(c *Config) { c.Secondary.TLSCA = filepath.Join(dir, "pki", "primary.key") }, (*Config).SecondaryTLS, "secondary.tls_ca", "primary.key"},
 		{func(c *Config) { c.Secondary.TLSKey = filepath.Join(dir, "pki", "primary.key") }, (*Config).SecondaryTLS, "secondary.tls_cert/tls_key", "primary.key"},
 		{func(c *Config) { c.Secondary.TLSCert = filepath.Join(dir, "pki", "nope.crt") }, (*Config).SecondaryTLS, "secondary.tls_cert", "nope.crt"},
+		{func(c *Config) { c.Primary.NBDTLSCert = filepath.Join(dir, "pki", "gone.crt") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_cert", "gone.crt"},
+		{func(c *Config) { c.Primary.NBDTLSKey = filepath.Join(dir, "pki", "gone.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_key", "gone.key"},
+		{func(c *Config) { c.Primary.NBDTLSCA = filepath.Join(dir, "pki", "primary.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_ca", "primary.key"},
+		{func(c *Config) { c.Primary.NBDTLSKey = filepath.Join(dir, "pki", "secondary.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_cert/nbd_tls_key", "secondary.key"},
+		{func(c *Config) {
+			c.Secondary.NBD = "0.0.0.0:10810"
+			c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey = filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key")
+			c.Secondary.NBDTLSCA = filepath.Join(dir, "pki", "none.crt")
+		}, (*Config).SecondaryNBDTLS, "secondary.nbd_tls_ca", "none.crt"},
 	} {
 		c, err := Parse([]byte(tlsConfig), dir)
 		if err != nil {
@@ -878,20 +932,20 @@ func handshake(t *testing.T, client, server *tls.Config, wantErr string) {
 	}
 }
 
-func TestCheckLinkSecurity(t *testing.T) {
+func TestCheckSecurity(t *testing.T) {
 	loop := valid(t)
-	if err := loop.CheckLinkSecurity(); err != nil {
+	if err := loop.CheckSecurity(); err != nil {
 		t.Errorf("loopback: %v", err)
 	}
 	loop.Primary.Secondary, loop.Secondary.Listen = "localhost:7402", "[::1]:7402"
-	if err := loop.CheckLinkSecurity(); err != nil {
+	if err := loop.CheckSecurity(); err != nil {
 		t.Errorf("localhost/::1: %v", err)
 	}
 
 	remote := valid(t)
 	remote.Primary.Secondary = "10.0.0.1:7402"
 	remote.Secondary.Listen = "10.0.0.1:7402"
-	err := remote.CheckLinkSecurity()
+	err := remote.CheckSecurity()
 	if err == nil {
 		t.Fatal("plaintext link to 10.0.0.1 accepted")
 	}
@@ -904,19 +958,19 @@ func TestCheckLinkSecurity(t *testing.T) {
 	// Listening on all interfaces is not loopback either.
 	remote.Secondary.Listen = ":7402"
 	remote.Secondary.Insecure = true
-	err = remote.CheckLinkSecurity()
+	err = remote.CheckSecurity()
 	if err == nil || strings.Contains(err.Error(), "secondary.listen") || !strings.Contains(err.Error(), "primary.secondary") {
 		t.Errorf("insecure secondary only: %v", err)
 	}
 	remote.Primary.Insecure = true
-	if err := remote.CheckLinkSecurity(); err != nil {
+	if err := remote.CheckSecurity(); err != nil {
 		t.Errorf("insecure = true: %v", err)
 	}
 	// One site only: only its side is checked.
 	sec := valid(t)
 	sec.Primary = Primary{}
 	sec.Secondary.Listen = "0.0.0.0:7402"
-	if err := sec.CheckLinkSecurity(); err == nil || !strings.Contains(err.Error(), "secondary.listen") {
+	if err := sec.CheckSecurity(); err == nil || !strings.Contains(err.Error(), "secondary.listen") {
 		t.Errorf("secondary only on 0.0.0.0: %v", err)
 	}
 
@@ -929,8 +983,53 @@ func TestCheckLinkSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.CheckLinkSecurity(); err != nil {
+	if err := c.CheckSecurity(); err != nil {
 		t.Errorf("with TLS: %v", err)
+	}
+
+	// NBD and control off loopback, at each site.
+	for _, tc := range []struct {
+		name  string
+		edit  func(c *Config)
+		field string
+		want  string
+	}{
+		{"primary nbd", func(c *Config) { c.Primary.NBD = "0.0.0.0:10809" }, "primary.nbd", "set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [primary]"},
+		{"primary nbd all interfaces", func(c *Config) { c.Primary.NBD = ":10809" }, "primary.nbd", "not a loopback address"},
+		{"secondary nbd", func(c *Config) { c.Secondary.NBD = "192.0.2.4:10810" }, "secondary.nbd", "in [secondary]"},
+		{"primary control", func(c *Config) { c.Primary.Control = "192.0.2.4:7401" }, "primary.control", "no control_token_file"},
+		{"secondary control", func(c *Config) { c.Secondary.Control = "[::]:7403" }, "secondary.control", "insecure = true in [secondary]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid(t)
+			c.ControlTokenFile = ""
+			tc.edit(c)
+			err := c.CheckSecurity()
+			if err == nil || !strings.Contains(err.Error(), tc.field+": ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s: ...%s...", err, tc.field, tc.want)
+			}
+			// Every refusal names the way out.
+			if !strings.Contains(err.Error(), "insecure = true") {
+				t.Errorf("the refusal does not mention insecure = true: %v", err)
+			}
+			c.Primary.Insecure, c.Secondary.Insecure = true, true
+			if err := c.CheckSecurity(); err != nil {
+				t.Errorf("insecure = true: %v", err)
+			}
+		})
+	}
+	withToken := valid(t)
+	withToken.ControlTokenFile = "token"
+	withToken.Primary.Control, withToken.Secondary.Control = "0.0.0.0:7401", "0.0.0.0:7403"
+	if err := withToken.CheckSecurity(); err != nil {
+		t.Errorf("control off loopback with a token: %v", err)
+	}
+	withTLS := valid(t)
+	withTLS.Primary.NBD, withTLS.Secondary.NBD = "0.0.0.0:10809", "0.0.0.0:10810"
+	withTLS.Primary.NBDTLSCert, withTLS.Primary.NBDTLSKey, withTLS.Primary.NBDTLSCA = "c", "k", "ca"
+	withTLS.Secondary.NBDTLSCert, withTLS.Secondary.NBDTLSKey, withTLS.Secondary.NBDTLSCA = "c", "k", "ca"
+	if err := withTLS.CheckSecurity(); err != nil {
+		t.Errorf("NBD off loopback with TLS: %v", err)
 	}
 }
 

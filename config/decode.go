@@ -51,6 +51,9 @@ type rawPrimary struct {
 	TLSKey        rawValue       `toml:"tls_key"`
 	TLSCA         rawValue       `toml:"tls_ca"`
 	ServerName    rawValue       `toml:"tls_server_name"`
+	NBDTLSCert    rawValue       `toml:"nbd_tls_cert"`
+	NBDTLSKey     rawValue       `toml:"nbd_tls_key"`
+	NBDTLSCA      rawValue       `toml:"nbd_tls_ca"`
 	Insecure      rawValue       `toml:"insecure"`
 	Subsystems    []rawSubsystem `toml:"subsystem"`
 }
@@ -67,15 +70,18 @@ type rawVolume struct {
 }
 
 type rawSecondary struct {
-	Listen   rawValue             `toml:"listen"`
-	Control  rawValue             `toml:"control"`
-	NBD      rawValue             `toml:"nbd"`
-	Journal  rawValue             `toml:"journal"`
-	TLSCert  rawValue             `toml:"tls_cert"`
-	TLSKey   rawValue             `toml:"tls_key"`
-	TLSCA    rawValue             `toml:"tls_ca"`
-	Insecure rawValue             `toml:"insecure"`
-	Volumes  []rawSecondaryVolume `toml:"volume"`
+	Listen     rawValue             `toml:"listen"`
+	Control    rawValue             `toml:"control"`
+	NBD        rawValue             `toml:"nbd"`
+	Journal    rawValue             `toml:"journal"`
+	TLSCert    rawValue             `toml:"tls_cert"`
+	TLSKey     rawValue             `toml:"tls_key"`
+	TLSCA      rawValue             `toml:"tls_ca"`
+	NBDTLSCert rawValue             `toml:"nbd_tls_cert"`
+	NBDTLSKey  rawValue             `toml:"nbd_tls_key"`
+	NBDTLSCA   rawValue             `toml:"nbd_tls_ca"`
+	Insecure   rawValue             `toml:"insecure"`
+	Volumes    []rawSecondaryVolume `toml:"volume"`
 }
 
 type rawSecondaryVolume struct {
@@ -128,6 +134,9 @@ func decode(data []byte, c *Config) error {
 		pr.TLSKey = conv.str("primary.tls_key", r.TLSKey)
 		pr.TLSCA = conv.str("primary.tls_ca", r.TLSCA)
 		pr.ServerName = conv.str("primary.tls_server_name", r.ServerName)
+		pr.NBDTLSCert = conv.str("primary.nbd_tls_cert", r.NBDTLSCert)
+		pr.NBDTLSKey = conv.str("primary.nbd_tls_key", r.NBDTLSKey)
+		pr.NBDTLSCA = conv.str("primary.nbd_tls_ca", r.NBDTLSCA)
 		pr.Insecure = conv.boolean("primary.insecure", r.Insecure)
 		if r.Subsystems != nil {
 			pr.Subsystems = make([]Subsystem, len(r.Subsystems))
@@ -164,6 +173,9 @@ func decode(data []byte, c *Config) error {
 		s.TLSCert = conv.str("secondary.tls_cert", r.TLSCert)
 		s.TLSKey = conv.str("secondary.tls_key", r.TLSKey)
 		s.TLSCA = conv.str("secondary.tls_ca", r.TLSCA)
+		s.NBDTLSCert = conv.str("secondary.nbd_tls_cert", r.NBDTLSCert)
+		s.NBDTLSKey = conv.str("secondary.nbd_tls_key", r.NBDTLSKey)
+		s.NBDTLSCA = conv.str("secondary.nbd_tls_ca", r.NBDTLSCA)
 		s.Insecure = conv.boolean("secondary.insecure", r.Insecure)
 		if r.Volumes != nil {
 			s.Volumes = make([]SecondaryVolume, len(r.Volumes))

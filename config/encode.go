@@ -39,6 +39,9 @@ func (c *Config) Encode() ([]byte, error) {
 		e.path("tls_key", p.TLSKey, "")
 		e.path("tls_ca", p.TLSCA, "")
 		e.str("tls_server_name", p.ServerName, "")
+		e.path("nbd_tls_cert", p.NBDTLSCert, "")
+		e.path("nbd_tls_key", p.NBDTLSKey, "")
+		e.path("nbd_tls_ca", p.NBDTLSCA, "")
 		e.boolean("insecure", p.Insecure)
 		for _, ss := range p.Subsystems {
 			e.line("")
@@ -69,6 +72,9 @@ func (c *Config) Encode() ([]byte, error) {
 		e.path("tls_cert", s.TLSCert, "")
 		e.path("tls_key", s.TLSKey, "")
 		e.path("tls_ca", s.TLSCA, "")
+		e.path("nbd_tls_cert", s.NBDTLSCert, "")
+		e.path("nbd_tls_key", s.NBDTLSKey, "")
+		e.path("nbd_tls_ca", s.NBDTLSCA, "")
 		e.boolean("insecure", s.Insecure)
 		for _, v := range s.Volumes {
 			e.indent = "  "

@@ -17,6 +17,56 @@ func (c *Config) secondaryHasTLS() bool {
 	return c.Secondary.TLSCert != "" && c.Secondary.TLSKey != "" && c.Secondary.TLSCA != ""
 }
 
+func (c *Config) primaryHasNBDTLS() bool {
+	return c.Primary.NBDTLSCert != "" && c.Primary.NBDTLSKey != "" && c.Primary.NBDTLSCA != ""
+}
+
+func (c *Config) secondaryHasNBDTLS() bool {
+	return c.Secondary.NBDTLSCert != "" && c.Secondary.NBDTLSKey != "" && c.Secondary.NBDTLSCA != ""
+}
+
+// PrimaryNBDTLS returns the TLS configuration of the primary's NBD
+// listener: its certificate (nbd_tls_cert, nbd_tls_key) and a requirement
+// that every client present a certificate signed by nbd_tls_ca, as
+// qemu-nbd's tls-creds-x509 with verify-peer=on and nbdkit's
+// --tls-verify-peer do. It returns nil, nil when [primary] has no
+// nbd_tls_* settings.
+func (c *Config) PrimaryNBDTLS() (*tls.Config, error) {
+	p := &c.Primary
+	return c.nbdTLS("primary", p.NBDTLSCert, p.NBDTLSKey, p.NBDTLSCA)
+}
+
+// SecondaryNBDTLS is PrimaryNBDTLS for the secondary's read-only exports.
+func (c *Config) SecondaryNBDTLS() (*tls.Config, error) {
+	s := &c.Secondary
+	return c.nbdTLS("secondary", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
+}
+
+func (c *Config) nbdTLS(site, certFile, keyFile, caFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" && caFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" || caFile == "" {
+		return nil, fmt.Errorf("%s: nbd_tls_cert, nbd_tls_key and nbd_tls_ca must all be set (or none of them)", site)
+	}
+	cert, err := loadKeyPairAs(site, "nbd_tls_cert", "nbd_tls_key", c.Resolve(certFile), c.Resolve(keyFile))
+	if err != nil {
+		return nil, err
+	}
+	pool, err := loadCA(site+".nbd_tls_ca", c.Resolve(caFile))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		// The NBD protocol requires TLS 1.2 of every implementation; the
+		// clients (qemu, libnbd, both GnuTLS) negotiate 1.3 when they can.
+		MinVersion: tls.VersionTLS12,
+	}, nil
+}
+
 // PrimaryTLS returns the client side of the link's mutual TLS: the primary's
 // certificate and key, the CA that must have signed the secondary's
 // certificate, TLS 1.3 at least, and the server name expected in it
@@ -86,18 +136,22 @@ func (c *Config) SecondaryTLS() (*tls.Config, error) {
 }
 
 func loadKeyPair(site, certFile, keyFile string) (tls.Certificate, error) {
+	return loadKeyPairAs(site, "tls_cert", "tls_key", certFile, keyFile)
+}
+
+func loadKeyPairAs(site, certKey, keyKey, certFile, keyFile string) (tls.Certificate, error) {
 	// Read the files first so that an unreadable one is named plainly.
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.tls_cert: %w", site, err)
+		return tls.Certificate{}, fmt.Errorf("%s.%s: %w", site, certKey, err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.tls_key: %w", site, err)
+		return tls.Certificate{}, fmt.Errorf("%s.%s: %w", site, keyKey, err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.tls_cert/tls_key: %s and %s: %w", site, certFile, keyFile, err)
+		return tls.Certificate{}, fmt.Errorf("%s.%s/%s: %s and %s: %w", site, certKey, keyKey, certFile, keyFile, err)
 	}
 	return cert, nil
 }
@@ -114,24 +168,60 @@ func loadCA(field, file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// CheckLinkSecurity refuses a link that would carry volume data in plaintext
-// off this machine: when primary.secondary or secondary.listen is not a
-// loopback address, that site must have tls_cert, tls_key and tls_ca, or
-// insecure = true to say a plaintext link is intended. Every problem is
-// returned, joined.
-func (c *Config) CheckLinkSecurity() error {
+// CheckSecurity refuses a site that would expose volume data or control
+// off this machine unprotected, for each site the config describes. An
+// address that is not loopback (":port" and "0.0.0.0:port" listen on every
+// interface, so they are not loopback either) needs, at that site:
+//
+//   - the link (primary.secondary, secondary.listen): tls_cert, tls_key and
+//     tls_ca, for mutual TLS between the sites;
+//   - NBD (primary.nbd, secondary.nbd): nbd_tls_cert, nbd_tls_key and
+//     nbd_tls_ca, so that clients must use TLS and present a certificate
+//     signed by nbd_tls_ca;
+//   - control (primary.control, secondary.control): control_token_file,
+//     without which any host could reach the profiles, and mutating calls
+//     would be refused anyway.
+//
+// insecure = true in the site's section accepts all of these unprotected.
+// Every problem is returned, joined, each naming its key.
+func (c *Config) CheckSecurity() error {
 	var p problems
-	if c.HasPrimary() && c.Primary.Secondary != "" && !isLoopbackAddr(c.Primary.Secondary) &&
-		!c.primaryHasTLS() && !c.Primary.Insecure {
-		p.add("primary.secondary", "%q is not a loopback address, so the link would carry volume data unencrypted and unauthenticated: "+
-			"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
-			c.Primary.Secondary)
+	token := c.ControlTokenFile != ""
+	if c.HasPrimary() && !c.Primary.Insecure {
+		pr := &c.Primary
+		if pr.Secondary != "" && !isLoopbackAddr(pr.Secondary) && !c.primaryHasTLS() {
+			p.add("primary.secondary", "%q is not a loopback address, so the link would carry volume data unencrypted and unauthenticated: "+
+				"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
+				pr.Secondary)
+		}
+		if pr.NBD != "" && !isLoopbackAddr(pr.NBD) && !c.primaryHasNBDTLS() {
+			p.add("primary.nbd", "%q is not a loopback address, so any host that reaches it could read and write the volumes in plaintext: "+
+				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [primary] to require TLS with client certificates, or insecure = true in [primary]",
+				pr.NBD)
+		}
+		if pr.Control != "" && !isLoopbackAddr(pr.Control) && !token {
+			p.add("primary.control", "%q is not a loopback address and the session has no control_token_file: "+
+				"set control_token_file (a file only its owner can read, holding a random token), or insecure = true in [primary]",
+				pr.Control)
+		}
 	}
-	if c.HasSecondary() && c.Secondary.Listen != "" && !isLoopbackAddr(c.Secondary.Listen) &&
-		!c.secondaryHasTLS() && !c.Secondary.Insecure {
-		p.add("secondary.listen", "%q is not a loopback address, so the link would accept volume data unencrypted and unauthenticated: "+
-			"set tls_cert, tls_key and tls_ca in [secondary] and [primary] for mutual TLS, or insecure = true in [secondary] to accept a plaintext link",
-			c.Secondary.Listen)
+	if c.HasSecondary() && !c.Secondary.Insecure {
+		s := &c.Secondary
+		if s.Listen != "" && !isLoopbackAddr(s.Listen) && !c.secondaryHasTLS() {
+			p.add("secondary.listen", "%q is not a loopback address, so the link would accept volume data unencrypted and unauthenticated: "+
+				"set tls_cert, tls_key and tls_ca in [secondary] and [primary] for mutual TLS, or insecure = true in [secondary] to accept a plaintext link",
+				s.Listen)
+		}
+		if s.NBD != "" && !isLoopbackAddr(s.NBD) && !c.secondaryHasNBDTLS() {
+			p.add("secondary.nbd", "%q is not a loopback address, so any host that reaches it could read the volumes' copies in plaintext: "+
+				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [secondary] to require TLS with client certificates, or insecure = true in [secondary]",
+				s.NBD)
+		}
+		if s.Control != "" && !isLoopbackAddr(s.Control) && !token {
+			p.add("secondary.control", "%q is not a loopback address and the session has no control_token_file: "+
+				"set control_token_file (a file only its owner can read, holding a random token), or insecure = true in [secondary]",
+				s.Control)
+		}
 	}
 	return errors.Join(p...)
 }

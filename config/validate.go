@@ -97,9 +97,9 @@ func checkAddr(p *problems, field, addr string, listen bool) {
 	}
 }
 
-// checkTLS checks that a site sets all of tls_cert, tls_key and tls_ca or
-// none, and does not combine them with insecure = true.
-func checkTLS(p *problems, site string, cert, key, ca string, insecure bool) {
+// checkTLS checks that a site sets all three TLS files of one listener or
+// dialer (prefix "" for the link's tls_*, "nbd_" for nbd_tls_*) or none.
+func checkTLS(p *problems, site, prefix string, cert, key, ca string) {
 	set := 0
 	for _, f := range []string{cert, key, ca} {
 		if f != "" {
@@ -107,15 +107,24 @@ func checkTLS(p *problems, site string, cert, key, ca string, insecure bool) {
 		}
 	}
 	if set > 0 && set < 3 {
+		names := prefix + "tls_cert, " + prefix + "tls_key and " + prefix + "tls_ca"
 		for _, f := range []struct{ name, v string }{{"tls_cert", cert}, {"tls_key", key}, {"tls_ca", ca}} {
 			if f.v == "" {
-				p.add(site+"."+f.name, "missing: mutual TLS needs tls_cert, tls_key and tls_ca all set (or none of them)")
+				p.add(site+"."+prefix+f.name, "missing: TLS needs %s all set (or none of them)", names)
 			}
 		}
 	}
-	if set == 3 && insecure {
-		p.add(site+".insecure", "cannot be true when tls_cert, tls_key and tls_ca are set: remove insecure or the TLS settings")
+}
+
+// checkInsecure refuses insecure = true where it can have no effect: the
+// link has TLS, NBD (if served) has TLS and the control address (if any)
+// has a token, so nothing is left for it to allow.
+func (c *Config) checkInsecure(p *problems, site string, insecure, linkTLS, nbdTLS bool, nbd, control string) {
+	if !insecure || !linkTLS || (nbd != "" && !nbdTLS) || (control != "" && c.ControlTokenFile == "") {
+		return
 	}
+	p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
+		"and the control address has a token or is not served: there is nothing left to allow, remove insecure")
 }
 
 func (c *Config) validatePrimary(p *problems) {
@@ -161,7 +170,9 @@ func (c *Config) validatePrimary(p *problems) {
 	if pr.PacingMaxDelay < 0 || pr.PacingMaxDelay > Duration(time.Second) {
 		p.add("primary.pacing_max_delay", "%s: must be from 0s (no pacing) to 1s", pr.PacingMaxDelay)
 	}
-	checkTLS(p, "primary", pr.TLSCert, pr.TLSKey, pr.TLSCA, pr.Insecure)
+	checkTLS(p, "primary", "", pr.TLSCert, pr.TLSKey, pr.TLSCA)
+	checkTLS(p, "primary", "nbd_", pr.NBDTLSCert, pr.NBDTLSKey, pr.NBDTLSCA)
+	c.checkInsecure(p, "primary", pr.Insecure, c.primaryHasTLS(), c.primaryHasNBDTLS(), pr.NBD, pr.Control)
 	if pr.ServerName != "" && !c.primaryHasTLS() {
 		p.add("primary.tls_server_name", "has no effect without tls_cert, tls_key and tls_ca")
 	}
@@ -241,7 +252,12 @@ func (c *Config) validateSecondary(p *problems) {
 	if s.Journal == "" {
 		p.add("secondary.journal", `missing: where the journal lives, e.g. journal = "secondary/journal"`)
 	}
-	checkTLS(p, "secondary", s.TLSCert, s.TLSKey, s.TLSCA, s.Insecure)
+	checkTLS(p, "secondary", "", s.TLSCert, s.TLSKey, s.TLSCA)
+	checkTLS(p, "secondary", "nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
+	if s.NBD == "" && (s.NBDTLSCert != "" || s.NBDTLSKey != "" || s.NBDTLSCA != "") {
+		p.add("secondary.nbd_tls_cert", "has no effect without secondary.nbd: set nbd to serve the read-only exports, or remove nbd_tls_*")
+	}
+	c.checkInsecure(p, "secondary", s.Insecure, c.secondaryHasTLS(), c.secondaryHasNBDTLS(), s.NBD, s.Control)
 
 	if len(s.Volumes) == 0 {
 		p.add("secondary.volume", "none: the secondary needs a [[secondary.volume]] for each primary volume")

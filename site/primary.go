@@ -7,6 +7,7 @@ package site
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,7 @@ type Primary struct {
 	order   []string
 	mover   *mover.Mover
 	nbdLn   net.Listener
+	nbdTLS  *tls.Config // nil: plaintext NBD
 	ctlLn   net.Listener
 	start   time.Time
 	dialer  transport.Dialer
@@ -93,7 +95,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if len(cfg.Primary.Subsystems) == 0 {
 		return nil, errors.New("primary: the config has no [[primary.subsystem]]")
 	}
-	if err := cfg.CheckLinkSecurity(); err != nil {
+	if err := cfg.CheckSecurity(); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	// Everything opened so far is released on an error; the result is nil
@@ -141,6 +143,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		for _, n := range names {
 			p.byVol[n] = ss
 		}
+	}
+	if p.nbdTLS, err = cfg.PrimaryNBDTLS(); err != nil {
+		return nil, fmt.Errorf("primary: %w", err)
 	}
 	p.dialer = opts.Dialer
 	if p.dialer == nil {
@@ -266,7 +271,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	errs := make(chan error, 2)
 	var srv *nbd.Server
 	if p.nbdLn != nil {
-		srv = &nbd.Server{Exports: primaryExports{p}, Logger: p.log.With("component", "nbd")}
+		srv = &nbd.Server{Exports: primaryExports{p}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

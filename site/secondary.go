@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,9 @@ type Secondary struct {
 	subOf map[string]string
 	ln    transport.Listener
 	nbdLn net.Listener
-	ctlLn net.Listener
+	// nbdTLS, if set, makes the read-only exports require TLS.
+	nbdTLS *tls.Config
+	ctlLn  net.Listener
 
 	metrics *control.Metrics
 	token   string
@@ -118,11 +121,14 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			return nil, fmt.Errorf("secondary: %w", err)
 		}
 	}
+	if err := cfg.CheckSecurity(); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if s.nbdTLS, err = cfg.SecondaryNBDTLS(); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	s.ln = opts.Listener
 	if s.ln == nil {
-		if err := cfg.CheckLinkSecurity(); err != nil {
-			return nil, fmt.Errorf("secondary: %w", err)
-		}
 		tlsConf, err := cfg.SecondaryTLS()
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
@@ -239,7 +245,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 	errs := make(chan error, 3)
 	var srv *nbd.Server
 	if s.nbdLn != nil {
-		srv = &nbd.Server{Exports: secondaryExports{s}, Logger: s.log.With("component", "nbd")}
+		srv = &nbd.Server{Exports: secondaryExports{s}, Logger: s.log.With("component", "nbd"), TLS: s.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

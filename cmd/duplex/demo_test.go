@@ -171,7 +171,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.CheckLinkSecurity(); err != nil {
+	if err := cfg.CheckSecurity(); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(cfg.VolumeNames()); got != 3 {
