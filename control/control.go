@@ -177,11 +177,34 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/fence", s.fence)
 	mux.HandleFunc("POST /v1/rate", s.rate)
 	// Profiles, for finding a hot path under a real load (go tool pprof
-	// http://CONTROL/debug/pprof/profile).
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// http://CONTROL/debug/pprof/profile). They show stacks, command lines
+	// and memory contents' shape, and a profile costs CPU: other hosts need
+	// the token.
+	mux.HandleFunc("/debug/pprof/", s.profiles(pprof.Index))
+	mux.HandleFunc("/debug/pprof/profile", s.profiles(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/trace", s.profiles(pprof.Trace))
 	return mux
+}
+
+// profiles serves h to a client on this machine (a loopback peer), and to
+// any other only with the control token.
+func (s *Server) profiles(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !fromLoopback(r) && !s.authorized(w, r, "profiling from another host") {
+			return
+		}
+		h(w, r)
+	}
+}
+
+// fromLoopback reports whether the request came over a loopback address.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // PairResult is the answer to a pair operation.
@@ -545,7 +568,7 @@ func ReadToken(path string) (string, error) {
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && s.Logger != nil {
-		s.Logger.Warn("control address is reachable from other hosts: status and metrics are readable by anyone who can connect; mutating calls still need the token",
+		s.Logger.Warn("control address is reachable from other hosts: status and metrics are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
 			"addr", a.String())
 	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -152,5 +153,40 @@ func TestReadTokenRefusesOpenPermissions(t *testing.T) {
 	os.Chmod(p, 0o600)
 	if tok, err := ReadToken(p); err != nil || tok != "abc" {
 		t.Fatalf("token %q %v", tok, err)
+	}
+}
+
+// TestProfilesNeedLoopbackOrToken: /debug/pprof answers a client on this
+// machine, and another host only with the token.
+func TestProfilesNeedLoopbackOrToken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		remote string
+		token  string // the server's
+		auth   string // the request's Authorization header
+		want   int
+	}{
+		{"loopback", "127.0.0.1:40000", "", "", http.StatusOK},
+		{"loopback v6", "[::1]:40000", "secret", "", http.StatusOK},
+		{"remote without token", "192.0.2.9:40000", "secret", "", http.StatusUnauthorized},
+		{"remote wrong token", "192.0.2.9:40000", "secret", "Bearer nope", http.StatusUnauthorized},
+		{"remote with token", "192.0.2.9:40000", "secret", "Bearer secret", http.StatusOK},
+		{"remote, session without token", "192.0.2.9:40000", "", "Bearer secret", http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{Status: func() Status { return Status{} }, Token: tc.token}
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1"} {
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.RemoteAddr = tc.remote
+				if tc.auth != "" {
+					req.Header.Set("Authorization", tc.auth)
+				}
+				rec := httptest.NewRecorder()
+				s.Handler().ServeHTTP(rec, req)
+				if rec.Code != tc.want {
+					t.Errorf("GET %s from %s: %d, want %d\n%s", path, tc.remote, rec.Code, tc.want, rec.Body)
+				}
+			}
+		})
 	}
 }
