@@ -1164,3 +1164,33 @@ func TestVolumeSizeLeftOut(t *testing.T) {
 		t.Errorf("size %d after encoding, want 0", got)
 	}
 }
+
+// TestExamples: every example config loads, and passes the security check
+// as it stands (the secure one off loopback, with every key set).
+func TestExamples(t *testing.T) {
+	paths, err := filepath.Glob("../examples/*.toml")
+	if err != nil || len(paths) < 2 {
+		t.Fatalf("examples: %v %v", paths, err)
+	}
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CheckSecurity(); err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Base(path) == "secure.toml" {
+				for _, a := range []string{c.Primary.NBD, c.Primary.Control, c.Primary.Secondary, c.Secondary.NBD, c.Secondary.Control, c.Secondary.Listen} {
+					if isLoopbackAddr(a) {
+						t.Errorf("%s is loopback: the example shows nothing off loopback", a)
+					}
+				}
+				if c.Primary.Insecure || c.Secondary.Insecure {
+					t.Error("the secure example sets insecure")
+				}
+			}
+		})
+	}
+}

@@ -35,7 +35,9 @@
 //	pacing_max_delay = "20ms"         # delay per write when the sidefile is full; "0s" turns pacing off
 //	copy_rate_limit = "50MiB"         # bytes per second for initial copies and resyncs; absent or 0: unlimited
 //	link_rate_limit = "100MiB"        # bytes per second for everything on the link; absent or 0: unlimited
-//	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name, insecure
+//	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name: the link's mutual TLS
+//	# nbd_tls_cert, nbd_tls_key, nbd_tls_ca = "..."  (all three or none): NBD over TLS, client certificates required
+//	# insecure = true: accept a plaintext link, NBD or tokenless control off loopback
 //
 //	  [[primary.subsystem]]
 //	  id = "ss1"
@@ -49,7 +51,7 @@
 //	control = "127.0.0.1:7403"
 //	nbd     = "127.0.0.1:10810"       # optional: consistent read-only exports of the copy
 //	journal = "secondary/journal"
-//	# tls_cert, tls_key, tls_ca = "..."  (all three or none), insecure
+//	# tls_cert, tls_key, tls_ca; nbd_tls_cert, nbd_tls_key, nbd_tls_ca; insecure: as in [primary]
 //	  [[secondary.volume]]
 //	  name = "db-data"
 //	  path = "secondary/db-data.img"
@@ -84,9 +86,14 @@
 // (powers of 1024) or KB, MB, GB, TB (powers of 1000); "1.5GiB" is refused,
 // write "1536MiB". Durations use Go's syntax: "20ms", "60s", "2m".
 //
-// The link between the sites carries every byte written to the primary. When
-// it leaves the machine (primary.secondary or secondary.listen is not a
-// loopback address) it must be protected by mutual TLS (tls_cert, tls_key,
-// tls_ca on both sites) unless insecure = true says a plaintext link is
-// intended: see [Config.CheckLinkSecurity].
+// Nothing a site serves or dials leaves the machine unprotected unless the
+// config says so. When an address is not loopback (an empty host or
+// 0.0.0.0 listens on every interface, so it is not loopback either), that
+// site needs: for the link (primary.secondary, secondary.listen), mutual TLS
+// (tls_cert, tls_key, tls_ca on both sites); for NBD (primary.nbd,
+// secondary.nbd), nbd_tls_cert, nbd_tls_key and nbd_tls_ca, so that clients
+// must use TLS with a certificate signed by nbd_tls_ca; for control
+// (primary.control, secondary.control), control_token_file. insecure = true
+// in the site's section accepts all three unprotected. See
+// [Config.CheckSecurity], which the sites run at start.
 package config
