@@ -111,7 +111,20 @@ func exitStatus(stderr io.Writer, err error) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "duplex:", err)
+	// One line, also for errors joined from several (a config's problems),
+	// so that a script or a log keeps the whole error together.
+	var msg strings.Builder
+	for i, l := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+		if i > 0 {
+			if strings.HasSuffix(msg.String(), ":") {
+				msg.WriteString(" ")
+			} else {
+				msg.WriteString("; ")
+			}
+		}
+		msg.WriteString(strings.TrimSpace(l))
+	}
+	fmt.Fprintln(stderr, "duplex:", msg.String())
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage

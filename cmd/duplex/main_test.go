@@ -141,6 +141,18 @@ func TestUsageShowsRequiredConfig(t *testing.T) {
 	}
 }
 
+// TestErrorIsOneLine: an error of several lines (a config's problems) is
+// printed as one.
+func TestErrorIsOneLine(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/bad.toml"
+	writeFile(t, path, []byte("session = \"s\"\n[primary]\nnbd = \"nowhere\"\ncontrol = \"x\"\n"), 0o600)
+	code, out, errs := runCmd("primary", "--config", path)
+	if code != exitFailure || out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "duplex: ") || !strings.Contains(errs, "problems: primary.nbd") || !strings.Contains(errs, "; primary.control") {
+		t.Errorf("primary with a config of several problems: exit %d, stdout %q, stderr %q; want exit 1 and them on one line", code, out, errs)
+	}
+}
+
 func TestHelpListsEveryCommand(t *testing.T) {
 	_, out, _ := runCmd("help")
 	for _, c := range commands() {
