@@ -35,10 +35,23 @@ func cpuTime(b *testing.B) time.Duration {
 // reports cpu-ns/op, the CPU time of client and server per round trip.
 func BenchmarkRoundTrip(b *testing.B) {
 	addr := startServer(b, &Server{Exports: exportMap{"null": nullExport{1 << 30}}})
+	benchRoundTrips(b, func() (*Client, error) { return Dial(addr, "null") })
+}
+
+// BenchmarkRoundTripTLS is BenchmarkRoundTrip over NBD_OPT_STARTTLS with a
+// client certificate: what encryption adds per round trip.
+func BenchmarkRoundTripTLS(b *testing.B) {
+	pki := newTestPKI(b, "bench CA")
+	addr := startServer(b, &Server{Exports: exportMap{"null": nullExport{1 << 30}}, TLS: pki.serverTLS(b)})
+	conf := pki.clientTLS(b, pki)
+	benchRoundTrips(b, func() (*Client, error) { return DialTLS(addr, "null", conf) })
+}
+
+func benchRoundTrips(b *testing.B, dial func() (*Client, error)) {
 	for _, size := range []int{4 << 10, 64 << 10, 1 << 20} {
 		for _, op := range []string{"read", "write"} {
 			b.Run(fmt.Sprintf("%s-%dk", op, size>>10), func(b *testing.B) {
-				c, err := Dial(addr, "null")
+				c, err := dial()
 				if err != nil {
 					b.Fatal(err)
 				}
