@@ -177,17 +177,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/fence", s.fence)
 	mux.HandleFunc("POST /v1/rate", s.rate)
 	// Profiles, for finding a hot path under a real load (go tool pprof
-	// http://CONTROL/debug/pprof/profile). They show stacks, command lines
-	// and memory contents' shape, and a profile costs CPU: other hosts need
-	// the token.
+	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They
+	// show stacks, command lines and memory contents' shape, and a profile
+	// costs CPU: other hosts need the token.
 	mux.HandleFunc("/debug/pprof/", s.profiles(pprof.Index))
 	mux.HandleFunc("/debug/pprof/profile", s.profiles(pprof.Profile))
 	mux.HandleFunc("/debug/pprof/trace", s.profiles(pprof.Trace))
 	return mux
 }
 
-// profiles serves h to a client on this machine (a loopback peer), and to
-// any other only with the control token.
+// profiles serves h to a client on this machine (a loopback peer asking for
+// a loopback host), and to any other only with the control token.
 func (s *Server) profiles(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !fromLoopback(r) && !s.authorized(w, r, "profiling from another host") {
@@ -197,13 +197,25 @@ func (s *Server) profiles(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// fromLoopback reports whether the request came over a loopback address.
+// fromLoopback reports whether the request came over a loopback address and
+// names a loopback host: a web page whose DNS name was rebound to 127.0.0.1,
+// read by a browser on this machine, asks for its own name.
 func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	remote, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return false
 	}
-	ip := net.ParseIP(host)
+	if ip := net.ParseIP(remote); ip == nil || !ip.IsLoopback() {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
 
@@ -568,7 +580,7 @@ func ReadToken(path string) (string, error) {
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && s.Logger != nil {
-		s.Logger.Warn("control address is reachable from other hosts: status and metrics are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
+		s.Logger.Warn("control address is reachable from other hosts: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
 			"addr", a.String())
 	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}

@@ -157,27 +157,33 @@ func TestReadTokenRefusesOpenPermissions(t *testing.T) {
 }
 
 // TestProfilesNeedLoopbackOrToken: /debug/pprof answers a client on this
-// machine, and another host only with the token.
+// machine that asks for a loopback host, and another host only with the
+// token. A web page whose DNS name was rebound to 127.0.0.1, read by a browser
+// on this machine, asks for its own name: it needs the token too.
 func TestProfilesNeedLoopbackOrToken(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		remote string
+		host   string // the request's Host header
 		token  string // the server's
 		auth   string // the request's Authorization header
 		want   int
 	}{
-		{"loopback", "127.0.0.1:40000", "", "", http.StatusOK},
-		{"loopback v6", "[::1]:40000", "secret", "", http.StatusOK},
-		{"remote without token", "192.0.2.9:40000", "secret", "", http.StatusUnauthorized},
-		{"remote wrong token", "192.0.2.9:40000", "secret", "Bearer nope", http.StatusUnauthorized},
-		{"remote with token", "192.0.2.9:40000", "secret", "Bearer secret", http.StatusOK},
-		{"remote, session without token", "192.0.2.9:40000", "", "Bearer secret", http.StatusForbidden},
+		{"loopback", "127.0.0.1:40000", "127.0.0.1:7401", "", "", http.StatusOK},
+		{"loopback by name", "127.0.0.1:40000", "localhost:7401", "secret", "", http.StatusOK},
+		{"loopback v6", "[::1]:40000", "[::1]:7401", "secret", "", http.StatusOK},
+		{"loopback, rebound DNS name", "127.0.0.1:40000", "attacker.example:7401", "secret", "", http.StatusUnauthorized},
+		{"loopback, rebound DNS name with token", "127.0.0.1:40000", "attacker.example:7401", "secret", "Bearer secret", http.StatusOK},
+		{"remote without token", "192.0.2.9:40000", "198.51.100.1:7401", "secret", "", http.StatusUnauthorized},
+		{"remote wrong token", "192.0.2.9:40000", "198.51.100.1:7401", "secret", "Bearer nope", http.StatusUnauthorized},
+		{"remote with token", "192.0.2.9:40000", "198.51.100.1:7401", "secret", "Bearer secret", http.StatusOK},
+		{"remote, session without token", "192.0.2.9:40000", "198.51.100.1:7401", "", "Bearer secret", http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Server{Status: func() Status { return Status{} }, Token: tc.token}
-			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1"} {
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap"} {
 				req := httptest.NewRequest(http.MethodGet, path, nil)
-				req.RemoteAddr = tc.remote
+				req.RemoteAddr, req.Host = tc.remote, tc.host
 				if tc.auth != "" {
 					req.Header.Set("Authorization", tc.auth)
 				}
