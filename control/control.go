@@ -153,6 +153,11 @@ type Server struct {
 	// SetRates, if set, changes the primary's copy and link rate limits
 	// (those not nil; bytes per second, 0: no limit) and returns both.
 	SetRates func(copyRate, linkRate *int64) (Rates, error)
+	// History, if set, is served at /v1/history for the status page's
+	// charts; the site samples into it.
+	History *History
+	// Sites are both sites of the session, for the status page.
+	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
 	Token  string
 	Logger *slog.Logger
@@ -171,6 +176,15 @@ func (s *Server) Handler() http.Handler {
 	})
 	if s.Metrics != nil {
 		mux.Handle("GET /metrics", s.Metrics)
+	}
+	// The status page reads what `duplex status` reads, and needs no
+	// token: it never asks for one, so it cannot leak it.
+	index, assets := pageHandler()
+	mux.Handle("GET /{$}", index)
+	mux.Handle("GET /page/", assets)
+	mux.HandleFunc("GET /v1/sites", s.sites)
+	if s.History != nil {
+		mux.HandleFunc("GET /v1/history", s.history)
 	}
 	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
 	mux.HandleFunc("POST /v1/all-pairs/{op}", s.allPairsOp)

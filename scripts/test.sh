@@ -14,6 +14,7 @@ command -v fio       >/dev/null || need+=(fio)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v losetup   >/dev/null || need+=(util-linux)
+command -v chromium  >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -26,6 +27,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 if [ -n "$unformatted" ]; then
   echo "gofmt needed:"; echo "$unformatted"; exit 1
 fi
+# Screenshots of the status page, kept for the run's artifacts.
+export DUPLEX_ARTIFACTS="${DUPLEX_ARTIFACTS:-$PWD/artifacts}"
 go test -race -timeout 30m ./...
 
 # Every decoder gets a short fuzzing pass on top of its seed corpus. A crash

@@ -52,6 +52,7 @@ type Primary struct {
 	metrics *control.Metrics
 	pairs   *pair.Manager
 	token   string
+	history *control.History
 	actlog  *actlog.Log
 	// copyRate paces initial copies and resyncs, linkRate every frame on
 	// the link; `duplex pair rate` changes them until the next start.
@@ -101,7 +102,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
-		vols: map[string]*volume.Volume{}, start: time.Now()}
+		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}}
 	defer func() {
 		if err != nil {
 			if p.actlog != nil {
@@ -284,7 +285,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log,
-			SetRates: p.SetRates}
+			SetRates: p.SetRates, History: p.history, Sites: sessionSites(p.cfg, "primary", p.ControlAddr())}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -297,6 +298,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	go func() {
 		defer wg.Done()
 		p.observeLag(cctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.history.Run(cctx, p.historySample)
 	}()
 	pctx, stopPairs := context.WithCancel(context.Background())
 	pairsDone := make(chan struct{})
@@ -496,6 +502,18 @@ func (p *Primary) observeLag(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// historySample is the status page's sample of the lag, the sidefile and the
+// bytes sent: counters only, cheap at any number of volumes.
+func (p *Primary) historySample() control.HistorySample {
+	ms := p.mover.Stats()
+	var used int64
+	for _, ss := range p.subs {
+		used += ss.Sidefile().Stats().Used
+	}
+	return control.HistorySample{LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()), SidefileBytes: used,
+		BytesReplicated: ms.BytesSent}
 }
 
 // Samples returns the primary's metric samples.

@@ -37,6 +37,7 @@ type Secondary struct {
 	ctlLn  net.Listener
 
 	metrics *control.Metrics
+	history *control.History
 	token   string
 }
 
@@ -89,7 +90,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	}
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
-	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{}}
+	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
+		history: &control.History{}}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -257,6 +259,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 	}
 	if s.ctlLn != nil {
 		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, Logger: s.log,
+			History: s.history, Sites: sessionSites(s.cfg, "secondary", s.ControlAddr()),
 			Fence: func() (int64, error) {
 				pos, err := s.sec.Fence()
 				if err != nil {
@@ -273,6 +276,11 @@ func (s *Secondary) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.history.Run(rctx, s.historySample)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -409,6 +417,13 @@ func (x *secondaryExport) WriteAt(p []byte, off int64) error   { return errReadO
 func (x *secondaryExport) WriteZeroes(off, length int64) error { return errReadOnly }
 func (x *secondaryExport) Trim(off, length int64) error        { return errReadOnly }
 func (x *secondaryExport) Flush() error                        { return nil }
+
+// historySample is the status page's sample of the lag and the bytes
+// applied: counters only, cheap at any number of volumes.
+func (s *Secondary) historySample() control.HistorySample {
+	st := s.sec.Stats()
+	return control.HistorySample{LagSeconds: control.LagSample(st.Time, time.Now()), BytesReplicated: st.BytesApplied}
+}
 
 func (s *Secondary) samples() []control.Sample {
 	st := s.sec.Stats()

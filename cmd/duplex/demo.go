@@ -183,6 +183,7 @@ func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, l
 		fmt.Fprintf(stdout, `Duplex demo: session %q in %s
   primary NBD     nbd://%s/<volume>   volumes: %v (%s each)
   secondary NBD   nbd://%s/<volume>   read-only, always at a consistency-group boundary
+  status pages    http://%s/ (primary)   http://%s/ (secondary)
 
 Try, in another terminal:
   qemu-io -f raw nbd://%s/%s -c 'write -P 0xab 0 1M'
@@ -191,7 +192,7 @@ Try, in another terminal:
   go run ./cmd/duplex status --config %s
 
 Ctrl-C stops both sites, ships everything, and verifies the secondary.
-`, cfg.Session, cfg.Dir, primNBD, names, bytesIEC(int64(pv.Size)), secNBD,
+`, cfg.Session, cfg.Dir, primNBD, names, bytesIEC(int64(pv.Size)), secNBD, prim.ControlAddr(), sec.ControlAddr(),
 			primNBD, names[0], secNBD, names[0], secNBD, names[0], filepath.Join(cfg.Dir, "duplex.toml"))
 	}
 
