@@ -3,7 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"duplex/pair"
 	"duplex/site"
 	"duplex/transport"
+	"duplex/volume"
 )
 
 // logBuffer collects a site's log lines for a test to search.
@@ -153,4 +157,71 @@ func TestPrimaryRestartedWithClockBehindLosesNothing(t *testing.T) {
 	}
 	s.net.SetDown(false)
 	s.assertImagesEqual()
+}
+
+// TestSizeLeftOutRefusedAtConnect: with the volumes' sizes left out of the
+// config, each site takes its existing images' sizes. A secondary whose image
+// is missing cannot start (there is no size to create it with) and says how
+// to fix that; one whose vol4 image is smaller than the primary's is refused
+// at connect, with both sizes, as with configured sizes.
+func TestSizeLeftOutRefusedAtConnect(t *testing.T) {
+	cfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
+	for _, name := range cfg.VolumeNames() {
+		cfg = withVolumeSize(cfg, name, 0)
+		pv, _, _ := cfg.PrimaryVolume(name)
+		if err := os.MkdirAll(filepath.Dir(pv.Path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(pv.Path, make([]byte, 4<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	_, err := site.OpenSecondary(cfg, quietLogger(), site.SecondaryOptions{Listener: net})
+	if !errors.Is(err, volume.ErrNoSize) || !strings.Contains(err.Error(), "give the size") {
+		t.Fatalf("a secondary without its images and without sizes: %v, want ErrNoSize saying how to fix it", err)
+	}
+	t.Logf("secondary without images: %v", err)
+	for _, name := range cfg.VolumeNames() {
+		size := 4 << 20
+		if name == "vol4" {
+			size = 2 << 20
+		}
+		sv, _ := cfg.SecondaryVolume(name)
+		if err := os.MkdirAll(filepath.Dir(sv.Path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(sv.Path, make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sec, err := site.OpenSecondary(cfg, quietLogger(), site.SecondaryOptions{Listener: net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSite(t, sec.Run)
+	prim, err := site.OpenPrimary(cfg, quietLogger(), site.PrimaryOptions{Dialer: net})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSite(t, func(ctx context.Context) error { return prim.Run(ctx, 100*time.Millisecond) })
+	want := []string{`"vol4"`, "4194304", "2097152"}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		last := prim.Status().LastError
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(last, w)
+		}
+		if ok {
+			break
+		}
+		if st := prim.Status(); st.Link == "connected" {
+			t.Fatalf("the primary linked to a secondary whose vol4 is half its size (status %+v)", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("primary last_error %q does not name %v within 20s", last, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

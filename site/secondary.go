@@ -168,7 +168,7 @@ func (s *Secondary) openVolumes() error {
 		// primary of another size.
 		v, err := volume.Open(sv.Path, int64(pv.Size))
 		if errors.Is(err, volume.ErrNoSize) {
-			return fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: its size is its device's); "+
+			return fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: it takes its device's or image's); "+
 				"give the size in its [[primary.subsystem.volume]], or create the image", sv.Name, err)
 		}
 		if err != nil {
