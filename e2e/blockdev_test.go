@@ -59,8 +59,9 @@ func loopDevice(t *testing.T, size int64, seed uint64) string {
 // device's), an image file copied to a device (vol2) and files (vol4). The
 // devices start with different random data at each site. Through the
 // initial copy, writes, discards and write-zeroes by qemu-io, a suspension
-// with writes and discards and the resync of its resume, a drain, and
-// `duplex recover` at the secondary, every secondary volume ends
+// with writes and discards and the resync of its resume, a restart of the
+// secondary and a kill -9 of the primary, a drain, and `duplex recover` at
+// the secondary, every secondary volume ends
 // byte-identical to its primary, and the devices keep their sizes.
 func TestDaemonsBlockDevices(t *testing.T) {
 	needTool(t, "qemu-io", "qemu-utils")
@@ -151,6 +152,16 @@ func TestDaemonsBlockDevices(t *testing.T) {
 	s.waitLinked()
 	qemuIO(t, nbdURI(s.cfg.Primary.NBD, "vol1"), false, "write -P 0x44 14M 4k", "discard 8M 64k")
 
+	// Both sites open their devices again after a stop: the secondary's
+	// after SIGTERM, the primary's after kill -9 (its activity log's
+	// regions are copied from the devices).
+	s.stopSecondary()
+	qemuIO(t, nbdURI(s.cfg.Primary.NBD, "vol3"), false, "write -P 0x55 13M 64k", "discard 13M 4k")
+	s.prim.kill()
+	s.startSecondary()
+	s.startPrimary()
+	s.waitLinked()
+
 	s.drainPrimary()
 	s.stopSecondary()
 	code, out, errOut := runDuplex(t, "recover", "--config", s.path)
@@ -175,7 +186,8 @@ func TestDaemonsBlockDevices(t *testing.T) {
 	}
 	qemuCheck(dev["s1"], "read -P 0 0 512k", "read -P 0xab 512k 512k", "read -P 0 1M 64k", "read -P 0xcd 3M 4k",
 		"read -P 0 4M 2M", "read -P 0x11 8454144 960k", "read -P 0 8M 64k", "read -P 0 12M 2M", "read -P 0x44 14M 4k", "read -P 0x22 15M 64k")
-	qemuCheck(dev["s3"], "read -P 0xab 0 1M", "read -P 0 1536k 64k", "read -P 0 4M 2M", "read -P 0 9M 2560", "read -P 0x33 12M 1M")
+	qemuCheck(dev["s3"], "read -P 0xab 0 1M", "read -P 0 1536k 64k", "read -P 0 4M 2M", "read -P 0 9M 2560", "read -P 0x33 12M 1M",
+		"read -P 0 13M 4k", "read -P 0x55 13316k 60k")
 	qemuCheck(dev["s2"], "read -P 0xab 0 1M", "read -P 0 7M 1M", "read -P 0 10M 1536", "read -P 0 11M 5M")
 }
 
