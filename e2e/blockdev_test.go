@@ -20,7 +20,7 @@ import (
 func loopDevice(t *testing.T, size int64, seed uint64) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
+		t.Skip("block-device volumes are tested on loop devices, which need root: run the tests as root")
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
 		t.Skip("losetup not installed: apt-get install util-linux")
