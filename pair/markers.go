@@ -230,8 +230,11 @@ func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
 func (mg *Manager) checkRoom(ps ...*Pair) error {
 	var held []*Pair
 	for _, p := range ps {
-		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) {
-			// Nothing is held for it at the secondary.
+		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) || p.Inconsistent {
+			// Nothing is held for it at the secondary: a resync accepted
+			// as inconsistent, a first copy, or a resync over a copy the
+			// secondary holds consistent as of no time (it simply goes on,
+			// see secondary.pairStates.step).
 			p.Waiting = ""
 			continue
 		}
