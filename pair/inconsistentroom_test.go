@@ -45,3 +45,31 @@ func TestResumeOfAnInconsistentPairNeedsNoJournalRoom(t *testing.T) {
 			"with %d bytes of journal free and no other resync open: %v", free, err)
 	}
 }
+
+// TestResumeWithNothingChangedNeedsNoJournalRoom: a pair suspended with
+// nothing written since is resumed. Its resync marker carries no bytes, and
+// the secondary takes the copy as the primary's again at once, holding
+// nothing (secondary.pairStates.step); the copy ends with the marker that
+// follows. No other resync being open, the resume needs no journal room,
+// yet checkRoom asks for the sidefiles' limits as if a hold began.
+func TestResumeWithNothingChangedNeedsNoJournalRoom(t *testing.T) {
+	r := newRig(t, 64*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.mv.ship()
+	r.mg.promote()
+	if bm := r.ss.Tracking("a"); bm == nil || bm.Count() != 0 {
+		t.Fatalf("setup: pair a's bitmap %v, want it empty", bm)
+	}
+	r.mg.mu.Lock()
+	need := r.mg.roomFor(0, 0)
+	r.mg.mu.Unlock()
+	free := uint64(need) / 2
+	r.mg.mover = &roomMover{memMover: r.mv, free: free}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatalf("resume of pair a with nothing written while suspended (nothing to copy, nothing held at the secondary), "+
+			"with %d bytes of journal free and no other resync open: %v", free, err)
+	}
+}
