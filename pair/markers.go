@@ -238,6 +238,17 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 			p.Waiting = ""
 			continue
 		}
+		if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil && bm.Count() == 0 {
+			// Nothing changed while suspended: the resync marker carries no
+			// bytes, and the secondary takes the copy as the primary's again
+			// at once, holding nothing; a hold still open from an earlier
+			// resync of p ends with the copy's end that follows. (A write
+			// between this look and the marker makes it a resync that holds,
+			// without its room checked; the secondary gives the hold up
+			// should its journal run short, and says so.)
+			p.Waiting = ""
+			continue
+		}
 		held = append(held, p)
 	}
 	if len(held) == 0 {
