@@ -139,7 +139,7 @@ func isBoolFlag(fl *flag.Flag) bool {
 // printUsage prints the command's usage line, what it does, and its flags,
 // spelled as the usage line spells them (--name).
 func (f *cmdFlags) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "usage: duplex %s %s\n", f.syn.path, f.syn.args)
+	fmt.Fprintln(w, strings.TrimSpace("usage: duplex "+f.syn.path+" "+f.syn.args))
 	if f.about != "" {
 		fmt.Fprintf(w, "\n%s\n", wrap(f.about, "", 78))
 	}
@@ -171,7 +171,7 @@ func (f *cmdFlags) configFlag(what string) *string {
 
 // logLevelFlag defines --log-level with the command's default.
 func (f *cmdFlags) logLevelFlag(def string) *string {
-	return f.String("log-level", def, "what to log to stderr: `LEVEL` debug, info, warn or error")
+	return f.String("log-level", def, "the least severe `LEVEL` logged to stderr: debug, info, warn or error")
 }
 
 // loadConfig loads the --config file of a command that requires one.

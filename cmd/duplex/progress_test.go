@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,14 +45,33 @@ func TestStatusLineRewritesOnlyATerminal(t *testing.T) {
 	s.update("first line")
 	s.update("second")
 	s.end()
-	got := make([]byte, 256)
-	n, err := pty.Read(got)
-	if err != nil {
-		t.Fatal(err)
+	// The terminal turns "\n" into "\r\n". It hands what was written to
+	// the other side in pieces, as it gets to them.
+	want := "\rfirst line\rsecond    \r\n"
+	var got []byte
+	read := make(chan error, 1)
+	go func() {
+		b := make([]byte, 256)
+		for len(got) < len(want) {
+			n, err := pty.Read(b)
+			if err != nil {
+				read <- err
+				return
+			}
+			got = append(got, b[:n]...)
+		}
+		read <- nil
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the terminal did not pass on %q in 30s", want)
 	}
-	// The terminal turns "\n" into "\r\n".
-	if want := "\rfirst line\rsecond    \r\n"; string(got[:n]) != want {
-		t.Errorf("to a terminal: %q, want %q", got[:n], want)
+	if string(got) != want {
+		t.Errorf("to a terminal: %q, want %q", got, want)
 	}
 }
 
