@@ -45,7 +45,8 @@ type Secondary struct {
 type SecondaryOptions struct {
 	Listener transport.Listener // default: TCP on secondary.listen
 	// Offline opens volumes and journal (replaying it) without binding any
-	// address: for recover.
+	// address: for recover. It asks no journal room for groups to come
+	// (secondary.Config.LargestGroup): none will.
 	Offline bool
 	// FS holds the journal and the state file (default disk.OS): tests
 	// inject storage faults through it.
@@ -101,10 +102,18 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		return nil, err
 	}
 	s.metrics = control.NewMetrics(cfg.Session, "secondary", s.samples)
+	largest := LargestGroup(cfg)
+	if opts.Offline {
+		// Recover journals nothing: it applies what is journaled, then
+		// writes the state file and the identity, a few hundred bytes. Room
+		// for groups no primary will send would keep the replicated data
+		// out of reach on the full disk that may have stopped the secondary.
+		largest = 0
+	}
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
-		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: LargestGroup(cfg), Limits: opts.Limits, MaxFrame: opts.MaxFrame,
+		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
