@@ -153,7 +153,7 @@ type settledConn struct {
 func (c settledConn) Recv() ([]byte, error) {
 	f, err := c.Conn.Recv()
 	if err == nil && len(f) > 0 && f[0] == transport.TypeAck {
-		// The ack is sent under mu, in the same hold that hands the
+		// The ack is queued under mu, in the same hold that hands the
 		// group to the applier: once mu is ours, the group is handed over.
 		c.sec.mu.Lock()
 		c.sec.waitApplied()

@@ -9,7 +9,11 @@
 // fsynced, "applied through group G" is written to the state file atomically,
 // and journal segments that are wholly applied are removed. A crash at any
 // point leaves the volumes at a group boundary once Open has replayed the
-// journal from the state file's group, idempotently.
+// journal from the state file's group, idempotently. What the secondary
+// tells a primary (its Welcome, the acknowledgements, a refusal) is decided
+// under its lock, in that order, but sent by a goroutine of the connection
+// (outbox.go): a primary that stops reading holds up nothing but its own
+// connection, which the send timeout then gives up.
 //
 // When a group cannot be made durable (the journal's disk is full, a write or
 // an fsync fails, a volume cannot be written), the secondary stops: it
@@ -145,9 +149,10 @@ type Secondary struct {
 	held        heldGroups
 	former      *consistency.Former
 	conn        transport.Conn
-	instance    uint64 // of the primary process whose record sets the former holds
-	fenced      bool   // recover took over: no primary may write here any more
-	stopped     error  // why groups can no longer be made durable; nil while running
+	out         *outbox // sends to conn, in the order decided under mu
+	instance    uint64  // of the primary process whose record sets the former holds
+	fenced      bool    // recover took over: no primary may write here any more
+	stopped     error   // why groups can no longer be made durable; nil while running
 	ident       identity
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
@@ -606,9 +611,29 @@ func (s *Secondary) stopApplying(err error) {
 	defer s.mu.Unlock()
 	s.stop(err)
 	if s.conn != nil {
-		s.conn.Send(transport.EncodeRefuse(s.stoppedReason()))
-		s.conn.Close()
+		s.endLocked(s.conn, transport.EncodeRefuse(s.stoppedReason()))
 	}
+}
+
+// sendLocked queues frame f for the primary on conn, if conn is still the
+// linked connection (a replaced one is closed: nothing reaches it). The
+// outbox sends it, so that a primary that stops reading holds nothing here.
+// Called with s.mu held.
+func (s *Secondary) sendLocked(conn transport.Conn, f []byte) {
+	if s.conn == conn && s.out != nil {
+		s.out.put(f)
+	}
+}
+
+// endLocked queues f as the last frame for the primary on conn, which the
+// outbox closes once f is sent; it reports whether conn is the linked
+// connection. Called with s.mu held.
+func (s *Secondary) endLocked(conn transport.Conn, f []byte) bool {
+	if s.conn != conn || s.out == nil {
+		return false
+	}
+	s.out.end(f)
+	return true
 }
 
 // waitApplied waits until the applier has applied every group handed to it,
@@ -734,19 +759,29 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 	}
 }
 
+// refuse tells the primary why, and closes the connection. A connection not
+// (or no longer) linked is sent the refusal here, outside s.mu: a primary
+// that does not read holds only its own serve.
 func (s *Secondary) refuse(conn transport.Conn, reason string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refuseLocked(conn, reason)
+	linked := s.conn == conn && s.out != nil
+	err := s.refuseLocked(conn, reason)
+	s.mu.Unlock()
+	if !linked {
+		conn.Send(transport.EncodeRefuse(reason))
+		conn.Close()
+	}
+	return err
 }
 
-// refuseLocked tells the primary why, and closes the connection; s.mu held.
+// refuseLocked counts the refusal and, if conn is the linked connection,
+// queues it, after which the outbox closes the connection; refuse sends it
+// to any other. Called with s.mu held.
 func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
 	s.log.Warn("refusing primary", "peer", conn.Peer(), "reason", reason)
 	s.stats.Refused++
 	s.stats.LastError = reason
-	conn.Send(transport.EncodeRefuse(reason))
-	conn.Close()
+	s.endLocked(conn, transport.EncodeRefuse(reason))
 	return errors.New(reason)
 }
 
@@ -798,9 +833,13 @@ func (s *Secondary) serve(conn transport.Conn) error {
 
 	s.mu.Lock()
 	if s.conn != nil {
+		s.out.end(nil)
 		s.conn.Close()
 	}
-	s.conn = conn
+	// The Welcome is queued first, under mu: what it says is the state
+	// every acknowledgement queued after it goes on from.
+	out := newOutbox(conn, s.log)
+	s.conn, s.out = conn, out
 	// The same primary process reconnecting still holds everything not yet
 	// journaled here, so what was received stays and it resends only beyond
 	// it. A new primary process starts from what is journaled.
@@ -824,20 +863,21 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		// secondary with the baseline keeps the Welcome of before.
 		pos.Limits = lim
 	}
-	err = conn.Send(transport.EncodePosition(transport.TypeWelcome, pos))
+	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	s.log.Info("primary linked", "peer", conn.Peer(), "group", pos.Group)
 	defer func() {
 		s.mu.Lock()
 		if s.conn == conn {
-			s.conn = nil
+			s.conn, s.out = nil, nil
 			s.stats.Connected = false
 		}
 		s.mu.Unlock()
+		// A refusal queued last is sent before the connection closes;
+		// one that cannot be sent gives up at the send timeout.
+		out.end(nil)
+		out.wait()
 	}()
 
 	corrupt := 0
@@ -1072,7 +1112,7 @@ func (s *Secondary) receive(conn transport.Conn, sets []*recordset.RecordSet, be
 		}
 		if err := s.commit(conn, g); err != nil {
 			s.stop(err)
-			conn.Send(transport.EncodeRefuse(s.stoppedReason()))
+			s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
 			return fmt.Errorf("%w: %v", ErrStopped, err)
 		}
 	}
@@ -1082,7 +1122,7 @@ func (s *Secondary) receive(conn transport.Conn, sets []*recordset.RecordSet, be
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
-	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{
+	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{
 		Group: s.journaled.Group, Time: t, Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.pairs.inconsistent()}))
 }
@@ -1160,7 +1200,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	// the acknowledgement says whether a resync holds the volumes from g on.
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
-	conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
+	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.pairs.inconsistent()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if s.pairs.holding() {
@@ -1260,8 +1300,9 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	}
 	s.fenced = true
 	if s.conn != nil {
+		s.out.end(nil)
 		s.conn.Close()
-		s.conn = nil
+		s.conn, s.out = nil, nil
 		s.stats.Connected = false
 	}
 	// Once Fence returns the volumes may be written by others: the state
