@@ -28,9 +28,9 @@ const (
 	exitUsage   = 2
 )
 
-// runFunc is a command: it reads its flags and arguments from args, reports
-// to stdout, and returns ctx.Err() or another error once ctx is cancelled
-// (SIGINT, SIGTERM), unless it shuts down by itself as a daemon does.
+// runFunc is a command: it reads its flags and arguments from args and
+// reports to stdout. SIGINT and SIGTERM cancel ctx: a command that waits
+// then gives up with an error; a daemon shuts down cleanly and returns nil.
 type runFunc func(ctx context.Context, args []string, stdout io.Writer) error
 
 type command struct {
