@@ -285,7 +285,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log,
-			SetRates: p.SetRates, History: p.history, Sites: sessionSites(p.cfg, "primary", p.ControlAddr())}
+			SetRates: p.SetRates, History: p.history, Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

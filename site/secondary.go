@@ -268,7 +268,8 @@ func (s *Secondary) Run(ctx context.Context) error {
 	}
 	if s.ctlLn != nil {
 		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, Logger: s.log,
-			History: s.history, Sites: sessionSites(s.cfg, "secondary", s.ControlAddr()),
+			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
+				Listen: s.ListenAddr()}),
 			Fence: func() (int64, error) {
 				pos, err := s.sec.Fence()
 				if err != nil {

@@ -1,25 +1,37 @@
 package site
 
 import (
+	"net"
+
 	"duplex/config"
 	"duplex/control"
 )
 
-// sessionSites names both sites of the session for the status page, this
-// site's control address as bound (its config may ask for any port).
-func sessionSites(cfg *config.Config, role, boundControl string) []control.Site {
+// sessionSites names both sites of the session for the status page: this
+// site by the addresses it bound (its config may ask for any port), the
+// other as the config names it, leaving out an address whose port the other
+// site picks when it starts (port 0), which this one cannot know.
+func sessionSites(cfg *config.Config, self control.Site) []control.Site {
 	var sites []control.Site
 	if cfg.HasPrimary() {
-		sites = append(sites, control.Site{Role: "primary", Control: cfg.Primary.Control, NBD: cfg.Primary.NBD})
+		sites = append(sites, control.Site{Role: "primary", Control: known(cfg.Primary.Control), NBD: known(cfg.Primary.NBD)})
 	}
 	if cfg.HasSecondary() {
-		sites = append(sites, control.Site{Role: "secondary", Control: cfg.Secondary.Control, NBD: cfg.Secondary.NBD,
-			Listen: cfg.Secondary.Listen})
+		sites = append(sites, control.Site{Role: "secondary", Control: known(cfg.Secondary.Control), NBD: known(cfg.Secondary.NBD),
+			Listen: known(cfg.Secondary.Listen)})
 	}
 	for i := range sites {
-		if sites[i].Role == role && boundControl != "" {
-			sites[i].Control = boundControl
+		if sites[i].Role == self.Role {
+			sites[i] = self
 		}
 	}
 	return sites
+}
+
+// known returns addr, or "" if its port is picked at start.
+func known(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port == "0" {
+		return ""
+	}
+	return addr
 }

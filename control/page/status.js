@@ -1,7 +1,9 @@
 // The status page of a Duplex site. It asks this site's control address for
 // the history of the lag (only the samples it does not hold yet) every second
-// and for the status every two seconds, and draws its charts on canvases
-// itself: no other server, no library. It never asks for the control token:
+// and for the status every two seconds (every five with more than
+// MANY_VOLUMES volumes: laying out their table again is what costs the
+// browser most), and draws its charts on canvases itself: no other server,
+// no library. It never asks for the control token:
 // everything it reads is readable without it, as `duplex status` reads it.
 "use strict";
 
@@ -9,6 +11,7 @@
   const WINDOW_MS = 15 * 60 * 1000; // the most the charts show
   const HISTORY_EVERY_MS = 1000;
   const STATUS_EVERY_MS = 2000;
+  const MANY_VOLUMES = 200, MANY_VOLUMES_EVERY_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
   let samples = []; // oldest first, as /v1/history gives them
@@ -31,7 +34,7 @@
   function reached() {
     failure = "";
     $("updated").textContent = "Updated " + new Date().toLocaleTimeString() +
-      ". The chart shows one sample a second; this page asks this site's control address every second.";
+      ". The charts gain a sample a second and keep the last 15 minutes.";
   }
 
   function failed(err) {
@@ -39,13 +42,14 @@
   }
 
   // Polls run one after another, never overlapping; a hidden tab skips them.
+  // ms() says how long to wait before the next.
   function every(ms, poll) {
     const run = async () => {
       if (!document.hidden) {
         await poll();
         render();
       }
-      setTimeout(run, ms);
+      setTimeout(run, ms());
     };
     run();
   }
@@ -291,14 +295,20 @@
 
   // ---- the rest of the page
 
-  function setText(id, text, className) {
-    const el = $(id);
+  // put changes an element's text and class only if they differ: a change
+  // makes the browser lay the page out again, which a thousand rows make
+  // costly.
+  function put(el, text, className) {
     if (el.textContent !== text) {
       el.textContent = text;
     }
-    if (className !== undefined) {
+    if (className !== undefined && el.className !== className) {
       el.className = className;
     }
+  }
+
+  function setText(id, text, className) {
+    put($(id), text, className);
   }
 
   // siteURL is the page of another site's control address; a wildcard host
@@ -447,21 +457,28 @@
         rows.set(v.name, r);
         tbody.append(tr);
       }
-      r.tr.dataset.state = v.state;
-      r.subsystem.textContent = v.subsystem;
-      r.state.textContent = v.state;
-      r.state.className = "state state-" + v.state;
-      r.size.textContent = bytes(v.size_bytes);
+      if (r.tr.dataset.state !== v.state) {
+        r.tr.dataset.state = v.state;
+      }
+      put(r.subsystem, v.subsystem);
+      put(r.state, v.state, "state state-" + v.state);
+      put(r.size, bytes(v.size_bytes));
       // Only the primary knows how far a copy is: the secondary learns it
       // when the copy completes.
-      const known = status.role === "primary";
-      r.bar.hidden = !known;
-      if (known && v.size_bytes > 0) {
-        r.bar.max = v.size_bytes;
-        r.bar.value = v.copied_bytes;
-        r.pct.textContent = v.state === "pending" ? percent(v.copied_bytes / v.size_bytes) : "complete";
+      const known = status.role === "primary" && v.size_bytes > 0;
+      if (r.bar.hidden !== !known) {
+        r.bar.hidden = !known;
+      }
+      if (known) {
+        // The bar counts permille: its value need not change with every byte.
+        const permille = Math.floor((1000 * v.copied_bytes) / v.size_bytes);
+        if (r.bar.max !== 1000 || r.bar.value !== permille) {
+          r.bar.max = 1000;
+          r.bar.value = permille;
+        }
+        put(r.pct, v.state === "pending" ? percent(v.copied_bytes / v.size_bytes) : "complete");
       } else {
-        r.pct.textContent = v.state === "pending" ? "known at the primary" : "";
+        put(r.pct, v.state === "pending" ? "known at the primary" : "");
       }
       const note = [];
       if (v.consistency) {
@@ -475,7 +492,7 @@
       if (v.note) {
         note.push(v.note);
       }
-      r.note.textContent = note.join("; ").replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, when);
+      put(r.note, note.join("; ").replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, when));
     }
     for (const [name, r] of rows) {
       if (!seen.has(name)) {
@@ -502,6 +519,7 @@
       render();
     }
   });
-  every(HISTORY_EVERY_MS, pollHistory);
-  every(STATUS_EVERY_MS, pollStatus);
+  every(() => HISTORY_EVERY_MS, pollHistory);
+  every(() => (status && status.volumes && status.volumes.length > MANY_VOLUMES ? MANY_VOLUMES_EVERY_MS : STATUS_EVERY_MS),
+    pollStatus);
 })();
