@@ -577,6 +577,17 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	if err != nil {
 		return err
 	}
+	if welcome.Features&transport.FeatureAsksPrimary != 0 {
+		// The secondary sends what a primary from before some part of a
+		// Position cannot read only once told this one reads it; it
+		// answers with its Welcome again, which the link goes on from.
+		if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
+			return err
+		}
+		if welcome, err = m.awaitWelcome(ctx, conn); err != nil {
+			return err
+		}
+	}
 	if err := m.welcome(welcome, instance, conn); err != nil {
 		return err
 	}

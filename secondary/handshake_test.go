@@ -120,8 +120,16 @@ func (r *rig) hello() transport.Hello {
 }
 
 // dial connects as a primary, sends h and returns the connection with the
-// secondary's answer.
+// secondary's answer. Like the mover, it tells a secondary that asks what
+// it reads, and returns the Welcome that answers.
 func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
+	r.t.Helper()
+	return r.dialReading(h, true)
+}
+
+// dialReading is dial as a primary that, if answer is false, never answers
+// a Welcome that asks what it reads: one from before transport.TypeFeatures.
+func (r *rig) dialReading(h transport.Hello, answer bool) (transport.Conn, byte, []byte) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -137,6 +145,18 @@ func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
 	typ, body, err := recvFrame(conn, 10*time.Second)
 	if err != nil {
 		r.t.Fatalf("no answer to the hello: %v", err)
+	}
+	if !answer || typ != transport.TypeWelcome {
+		return conn, typ, body
+	}
+	if w, err := transport.DecodePosition(body); err != nil || w.Features&transport.FeatureAsksPrimary == 0 {
+		return conn, typ, body
+	}
+	if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
+		r.t.Fatal(err)
+	}
+	if typ, body, err = recvFrame(conn, 10*time.Second); err != nil {
+		r.t.Fatalf("no answer to the features: %v", err)
 	}
 	return conn, typ, body
 }

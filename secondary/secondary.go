@@ -48,6 +48,15 @@
 // group and its time, which a restart reports again, and the free space of
 // the journal's file system goes to the primary in every acknowledgement, so
 // that it refuses to start a resync the journal cannot hold.
+//
+// The volumes held consistent as of no time go to the primary too (the
+// inconsistent section of a Position), but only to a primary that said it
+// reads them: a primary from before that section refuses a Welcome or an
+// Ack that carries it as malformed, and would never link. The Welcome asks
+// (transport.FeatureAsksPrimary); a primary that answers with a Features
+// frame saying transport.PrimaryReadsInconsistent is welcomed again, with
+// the section, and its Acks carry it; any other primary never gets it. A
+// Features frame anywhere but first after the Welcome is ignored.
 package secondary
 
 import (
@@ -144,15 +153,18 @@ type Secondary struct {
 	applied  appliedStats
 	// journaled is the last group in the journal, which is ahead of durable
 	// while a resync holds the volumes.
-	journaled   position
-	pairs       *pairStates // as of journaled
-	held        heldGroups
-	former      *consistency.Former
-	conn        transport.Conn
-	out         *outbox // sends to conn, in the order decided under mu
-	instance    uint64  // of the primary process whose record sets the former holds
-	fenced      bool    // recover took over: no primary may write here any more
-	stopped     error   // why groups can no longer be made durable; nil while running
+	journaled position
+	pairs     *pairStates // as of journaled
+	held      heldGroups
+	former    *consistency.Former
+	conn      transport.Conn
+	out       *outbox // sends to conn, in the order decided under mu
+	// peerReads are the features the primary on conn said it reads
+	// (transport.TypeFeatures).
+	peerReads   uint64
+	instance    uint64 // of the primary process whose record sets the former holds
+	fenced      bool   // recover took over: no primary may write here any more
+	stopped     error  // why groups can no longer be made durable; nil while running
 	ident       identity
 	lastJournal time.Time
 	buf         []byte // journal record buffer, reused: groups are large
@@ -853,16 +865,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
-	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
-		JournalFree: s.reportedFree()}
-	pos.Recoverable = s.recoverable(pos.Time)
-	pos.Features = transport.FeatureBundles
-	pos.Inconsistent = s.pairs.inconsistent()
-	if lim := s.Limits(); lim != transport.BaselineLimits {
-		// Only limits other than the baseline are announced, so a
-		// secondary with the baseline keeps the Welcome of before.
-		pos.Limits = lim
-	}
+	// Until the primary says what it reads, it is sent only what every
+	// primary reads.
+	s.peerReads = 0
+	pos := s.welcomeLocked()
 	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
@@ -880,7 +886,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		out.wait()
 	}()
 
-	corrupt := 0
+	corrupt, frames := 0, 0
 	for {
 		f, err := conn.Recv()
 		if err != nil {
@@ -902,6 +908,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			continue
 		}
 		corrupt = 0
+		frames++
 		var sets [][]byte
 		var beats []transport.Heartbeat
 		switch typ {
@@ -914,6 +921,25 @@ func (s *Secondary) serve(conn transport.Conn) error {
 				continue
 			}
 			sets, beats = b.Sets, b.Beats
+		case transport.TypeFeatures:
+			reads, err := transport.DecodeFeatures(body)
+			if err != nil {
+				s.countCorrupt(conn, err)
+				continue
+			}
+			if frames != 1 {
+				// Only the answer to the Welcome: a second Welcome amid
+				// acknowledgements would go back on what they said.
+				s.log.Warn("ignoring a Features frame that is not the first after the Welcome", "peer", conn.Peer())
+				continue
+			}
+			s.mu.Lock()
+			if s.conn == conn {
+				s.peerReads = reads
+				s.out.put(transport.EncodePosition(transport.TypeWelcome, s.welcomeLocked()))
+			}
+			s.mu.Unlock()
+			continue
 		default:
 			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
 			continue
@@ -939,6 +965,35 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			return err
 		}
 	}
+}
+
+// welcomeLocked is the Welcome for the linked primary: where it goes on
+// from, what the secondary takes, and the rest of its position. Called with
+// s.mu held.
+func (s *Secondary) welcomeLocked() transport.Position {
+	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
+		JournalFree: s.reportedFree()}
+	pos.Recoverable = s.recoverable(pos.Time)
+	pos.Features = transport.FeatureBundles | transport.FeatureAsksPrimary
+	pos.Inconsistent = s.inconsistentLocked()
+	if lim := s.Limits(); lim != transport.BaselineLimits {
+		// Only limits other than the baseline are announced, so a
+		// secondary with the baseline keeps the Welcome of before.
+		pos.Limits = lim
+	}
+	return pos
+}
+
+// inconsistentLocked is what a Position tells the linked primary of the
+// volumes held consistent as of no time: nothing to a primary that did not
+// say it reads that section, which a primary from before it refuses as
+// malformed (it then claims times for them as such a primary always did).
+// Called with s.mu held.
+func (s *Secondary) inconsistentLocked() []string {
+	if s.peerReads&transport.PrimaryReadsInconsistent == 0 {
+		return nil
+	}
+	return s.pairs.inconsistent()
 }
 
 func (s *Secondary) maxFrame() int {
@@ -1124,7 +1179,7 @@ func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
 	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{
 		Group: s.journaled.Group, Time: t, Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.pairs.inconsistent()}))
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
 }
 
 // recoverable is the Recoverable of a Position of time t: while a resync
@@ -1201,7 +1256,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
 	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
-		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.pairs.inconsistent()}))
+		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if s.pairs.holding() {
 		if !wasHolding {

@@ -1,6 +1,7 @@
 package secondary
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ func readsSections1to3(t *testing.T, what string, body []byte) transport.Positio
 // without it: the older primary links and replicates.
 func TestPrimaryThatKnowsSections1to3Links(t *testing.T) {
 	r := newRig(t, map[string]int64{"a": 1 << 20})
-	conn, typ, body := r.dial(r.hello())
+	conn, typ, body := r.dialReading(r.hello(), false)
 	if typ != transport.TypeWelcome {
 		t.Fatalf("answer to the hello: frame type %d, want a Welcome", typ)
 	}
@@ -42,5 +43,41 @@ func TestPrimaryThatKnowsSections1to3Links(t *testing.T) {
 	}
 	if p := readsSections1to3(t, "the Ack", body); p.Group != 1 {
 		t.Fatalf("Ack of group %d, want 1", p.Group)
+	}
+}
+
+// TestPrimaryThatReadsSection4IsToldTheInconsistentVolumes: the secondary's
+// Welcome asks what the primary reads; a primary that answers it reads the
+// inconsistent section is welcomed again, now with the section, and its
+// Acks carry it too.
+func TestPrimaryThatReadsSection4IsToldTheInconsistentVolumes(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20})
+	conn, typ, body := r.dialReading(r.hello(), false)
+	if typ != transport.TypeWelcome {
+		t.Fatalf("answer to the hello: frame type %d, want a Welcome", typ)
+	}
+	if w := readsSections1to3(t, "the first Welcome", body); w.Features&transport.FeatureAsksPrimary == 0 {
+		t.Fatalf("the Welcome announces features %#x: it does not ask what the primary reads", w.Features)
+	}
+	if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
+		t.Fatal(err)
+	}
+	typ, body, err := recvFrame(conn, 10*time.Second)
+	if err != nil || typ != transport.TypeWelcome {
+		t.Fatalf("answer to the features: frame type %d, %v; want the Welcome again", typ, err)
+	}
+	if w, err := transport.DecodePosition(body); err != nil || !slices.Equal(w.Inconsistent, []string{"a"}) {
+		t.Fatalf("the second Welcome names %q consistent as of no time (err %v), want the never copied a", w.Inconsistent, err)
+	}
+	if p := ackAfter(t, conn, writeSet(1, 1000, write("a", 0))); !slices.Equal(p.Inconsistent, []string{"a"}) {
+		t.Fatalf("the Ack of group %d names %q consistent as of no time, want a", p.Group, p.Inconsistent)
+	}
+	// Said again later, it is not answered: a Welcome amid the
+	// acknowledgements would go back on what they said.
+	if err := conn.Send(transport.EncodeFeatures(0)); err != nil {
+		t.Fatal(err)
+	}
+	if p := ackAfter(t, conn, writeSet(2, 5000, write("a", 4096))); p.Group != 2 || !slices.Equal(p.Inconsistent, []string{"a"}) {
+		t.Fatalf("after a late Features frame: Ack of group %d naming %q, want group 2 naming a", p.Group, p.Inconsistent)
 	}
 }

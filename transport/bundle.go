@@ -17,6 +17,10 @@ const (
 	// subsystem may report its horizon by heartbeat instead of by an empty
 	// record set.
 	FeatureBundles uint64 = 1 << 0
+	// FeatureAsksPrimary: the secondary takes a TypeFeatures frame as the
+	// first after its Welcome and answers it with its Welcome again (see
+	// TypeFeatures).
+	FeatureAsksPrimary uint64 = 1 << 1
 )
 
 // Heartbeat is an idle subsystem's report in a bundle: every update it

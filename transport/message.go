@@ -355,7 +355,9 @@ func DecodeHello(body []byte) (Hello, error) {
 // bundles), and a primary reads and speaks to both. A Position without the
 // inconsistent section says every volume is consistent as of some time, as
 // a secondary from before it did; a primary from before it cannot read one
-// that carries it (upgrade the primary first).
+// that carries it, so a secondary sends it only to a primary that announced
+// PrimaryReadsInconsistent (TypeFeatures): to any other, every Position goes
+// without it.
 func EncodePosition(typ byte, p Position) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))

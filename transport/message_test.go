@@ -234,6 +234,8 @@ func sampleFrames(t testing.TB) map[string][]byte {
 		}),
 		"bundle of heartbeats": EncodeBundle(Bundle{Beats: []Heartbeat{{Subsystem: 3, Seq: 9, Horizon: 77}}}),
 		"empty bundle":         EncodeBundle(Bundle{}),
+		"features":             EncodeFeatures(PrimaryReadsInconsistent),
+		"features unknown":     EncodeFeatures(^uint64(0)),
 	}
 	for name, h := range sampleHellos() {
 		if len(h.Session) < 100 {
@@ -309,6 +311,9 @@ func decodeBody(typ byte, body []byte) (any, bool, error) {
 	case TypeBundle:
 		b, err := DecodeBundle(body)
 		return b, true, err
+	case TypeFeatures:
+		f, err := DecodeFeatures(body)
+		return f, true, err
 	}
 	return nil, false, nil
 }
@@ -390,6 +395,8 @@ func reencode(typ byte, v any) []byte {
 		return EncodeRefuse(v.(string))
 	case TypeBundle:
 		return EncodeBundle(v.(Bundle))
+	case TypeFeatures:
+		return EncodeFeatures(v.(uint64))
 	}
 	panic("no encoder")
 }
