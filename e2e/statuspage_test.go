@@ -6,10 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"duplex/config"
@@ -67,6 +72,48 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// pageErrors collects what the browser reports as wrong with the pages it
+// shows from now on: uncaught exceptions, and errors it logs (a refusal by
+// the Content-Security-Policy, say), but not failed requests, which the page
+// shows itself.
+func pageErrors(t *testing.T, ctx context.Context) func() []string {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("chromium log: %v", err)
+	}
+	var mu sync.Mutex
+	var errs []string
+	add := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, s)
+	}
+	exceptions, entries := chromedp.Events(ctx, runtime.ExceptionThrown), chromedp.Events(ctx, cdplog.EntryAdded)
+	go func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			add((&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
+		}
+	}()
+	go func() {
+		for ev, err := range entries {
+			if err != nil {
+				return
+			}
+			if ev.Entry.Level == cdplog.EntryLevelError && ev.Entry.Source != cdplog.EntrySourceNetwork {
+				add(fmt.Sprintf("%s: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(errs)
+	}
+}
+
 // evaluate runs js in the page and returns its value.
 func evaluate[T any](t *testing.T, ctx context.Context, js string) T {
 	t.Helper()
@@ -90,6 +137,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	}
 	ctx := browser(t)
 	artifacts := artifactDir(t)
+	errorsSoFar := pageErrors(t, ctx)
 
 	dir := t.TempDir()
 	const token = "0123456789abcdef-page-test-token"
@@ -154,10 +202,18 @@ func TestStatusPageInABrowser(t *testing.T) {
 			points := func(id string) int {
 				return evaluate[int](t, ctx, `Number(document.getElementById("`+id+`").dataset.points)`)
 			}
-			waitFor(t, 2*time.Minute, "the lag chart to show 10 points", func() bool {
-				time.Sleep(200 * time.Millisecond)
-				return points("lag-chart") >= 10
-			})
+			// waitPage waits for cond, failing at once if the page breaks.
+			waitPage := func(d time.Duration, what string, cond func() bool) {
+				t.Helper()
+				waitFor(t, d, what, func() bool {
+					if errs := errorsSoFar(); len(errs) > 0 {
+						t.Fatalf("waiting for %s, the browser reports errors in the page:\n%s", what, strings.Join(errs, "\n"))
+					}
+					time.Sleep(200 * time.Millisecond)
+					return cond()
+				})
+			}
+			waitPage(2*time.Minute, "the lag chart to show 10 points", func() bool { return points("lag-chart") >= 10 })
 			if n := points("throughput-chart"); n < 5 {
 				t.Errorf("throughput chart shows %d points", n)
 			}
@@ -167,8 +223,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 
 			// The table shows each volume in the state the site reports.
 			var page, site map[string]string
-			waitFor(t, time.Minute, "the page's volume states to be the site's", func() bool {
-				time.Sleep(200 * time.Millisecond)
+			waitPage(time.Minute, "the page's volume states to be the site's", func() bool {
 				page = evaluate[map[string]string](t, ctx, `Object.fromEntries(
 					[...document.querySelectorAll("#volumes tbody tr")].map(tr =>
 						[tr.dataset.volume, tr.querySelector("td.state").textContent]))`)
@@ -218,6 +273,9 @@ func TestStatusPageInABrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("screenshot of the %s's status page: %s", p.role, out)
+			if errs := errorsSoFar(); len(errs) > 0 {
+				t.Errorf("the browser reports errors in the page:\n%s", strings.Join(errs, "\n"))
+			}
 		})
 	}
 }

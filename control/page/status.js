@@ -3,8 +3,8 @@
 // and for the status every two seconds (every five with more than
 // MANY_VOLUMES volumes: laying out their table again is what costs the
 // browser most), and draws its charts on canvases itself: no other server,
-// no library. It never asks for the control token:
-// everything it reads is readable without it, as `duplex status` reads it.
+// no library. It never asks for the control token: everything it reads is
+// readable without it, as `duplex status` reads it.
 "use strict";
 
 (function () {
@@ -20,7 +20,7 @@
   let status = null;
   let statusDrawn = false; // the volume table shows the latest status
   let sites = null;
-  let failure = "";
+  const failures = { history: "", status: "" }; // why the last poll of each failed
   const rows = new Map(); // volume name -> its table row's cells
 
   async function getJSON(path) {
@@ -31,25 +31,28 @@
     return r.json();
   }
 
-  function reached() {
-    failure = "";
+  function reached(what) {
+    failures[what] = "";
     $("updated").textContent = "Updated " + new Date().toLocaleTimeString() +
       ". The charts gain a sample a second and keep the last 15 minutes.";
   }
 
-  function failed(err) {
-    failure = "Cannot read this site's control address: " + err.message;
+  function failed(what, err) {
+    failures[what] = "Cannot read this site's control address: " + err.message;
   }
 
   // Polls run one after another, never overlapping; a hidden tab skips them.
   // ms() says how long to wait before the next.
   function every(ms, poll) {
     const run = async () => {
-      if (!document.hidden) {
-        await poll();
-        render();
+      try {
+        if (!document.hidden) {
+          await poll();
+          render();
+        }
+      } finally {
+        setTimeout(run, ms());
       }
-      setTimeout(run, ms());
     };
     run();
   }
@@ -66,9 +69,9 @@
       if (samples.length > capacity) {
         samples.splice(0, samples.length - capacity);
       }
-      reached();
+      reached("history");
     } catch (err) {
-      failed(err);
+      failed("history", err);
     }
   }
 
@@ -79,9 +82,9 @@
       }
       status = await getJSON("v1/status");
       statusDrawn = false;
-      reached();
+      reached("status");
     } catch (err) {
-      failed(err);
+      failed("status", err);
     }
   }
 
@@ -380,13 +383,18 @@
       return;
     }
     const st = status;
-    document.title = st.session + " · " + st.role + " · Duplex";
-    document.body.className = "role-" + st.role;
+    const title = st.session + " · " + st.role + " · Duplex";
+    if (document.title !== title) {
+      document.title = title;
+      document.body.className = "role-" + st.role;
+    }
     setText("session", st.session);
     setText("role", st.role, "badge " + st.role);
     setText("link", st.link, "state-" + st.link);
     setText("consistency-time", st.consistency_time ? when(st.consistency_time) : "none yet");
-    $("consistency-time").title = st.consistency_time;
+    if ($("consistency-time").title !== st.consistency_time) {
+      $("consistency-time").title = st.consistency_time;
+    }
     if (!last) {
       setText("lag", seconds(st.lag_seconds));
     }
@@ -407,6 +415,7 @@
 
   function renderAlert() {
     const parts = [];
+    const failure = failures.history || failures.status;
     if (failure) {
       parts.push(failure);
     }
