@@ -102,16 +102,21 @@ func (mg *Manager) markDeleted(vol string) {
 }
 
 // suspendMarked stops capturing vol's writes (they go to bm) and announces
-// it in the same critical section.
-func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) {
+// it in the same critical section. It returns the time of the suspension:
+// the marker's timestamp, before every write of vol tracked in bm and after
+// every one captured; without a marker, a stamp taken once the writes go to
+// bm, which the secondary takes as duplex throughout anyway.
+func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) int64 {
 	if mk := mg.marker(vol); mk != nil {
-		_, err := mk.SuspendMarked(vol, bm, recordset.Marker{State: recordset.StateSuspended})
+		ts, err := mk.SuspendMarked(vol, bm, recordset.Marker{State: recordset.StateSuspended})
 		if err == nil {
-			return
+			return ts
 		}
 		mg.markerFailed(vol, recordset.StateSuspended, err)
 	}
-	mg.vols[vol].Subsystem.Suspend(vol, bm)
+	ss := mg.vols[vol].Subsystem
+	ss.Suspend(vol, bm)
+	return ss.Stamp()
 }
 
 // resumeMarked captures vol's writes again and announces the copy before
@@ -323,23 +328,28 @@ func (mg *Manager) autoResume(p *Pair) {
 
 // suspendTogether suspends the pairs ps (with their change bitmaps bms) at
 // one point of the common timer when their subsystems can do so together,
-// and returns the point (0 otherwise: then one after another).
-func (mg *Manager) suspendTogether(ps []*Pair, bms []*bitmap.Bitmap) int64 {
+// one after another otherwise, and returns the time of each suspension (see
+// suspendMarked): the same point for all when together.
+func (mg *Manager) suspendTogether(ps []*Pair, bms []*bitmap.Bitmap) []int64 {
+	at := make([]int64, len(ps))
 	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateSuspended})
 	if ok {
 		for i := range cs {
 			cs[i].Bitmap = bms[i]
 		}
 		if err := subsystem.SuspendTogether(cs); err == nil {
-			return cs[len(cs)-1].Timestamp
+			for i := range at {
+				at[i] = cs[len(cs)-1].Timestamp
+			}
+			return at
 		} else {
 			mg.log.Error("pair-state markers not sent together", "err", err)
 		}
 	}
 	for i, p := range ps {
-		mg.suspendMarked(p.Volume, bms[i])
+		at[i] = mg.suspendMarked(p.Volume, bms[i])
 	}
-	return 0
+	return at
 }
 
 // resumeTogether resumes the pairs ps at one point of the common timer when

@@ -459,12 +459,12 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 // suspendLocked makes p suspended. Its writes are tracked in a bitmap of its
 // own, starting with the regions its copy had still to do: the copier may
 // still clear regions of the copy bitmap it has read, and must never clear
-// the mark of a write that came after. Called with mg.mu held.
-func (mg *Manager) suspendLocked(p *Pair, auto bool) *bitmap.Bitmap {
-	bm := mg.suspendBitmap(p)
-	mg.suspendMarked(p.Volume, bm)
+// the mark of a write that came after. It returns the time of the
+// suspension (see suspendMarked). Called with mg.mu held.
+func (mg *Manager) suspendLocked(p *Pair, auto bool) int64 {
+	at := mg.suspendMarked(p.Volume, mg.suspendBitmap(p))
 	mg.suspended(p, auto)
-	return bm
+	return at
 }
 
 // suspendBitmap stops p's copy and returns the bitmap its writes go to once
@@ -495,9 +495,9 @@ func (mg *Manager) suspended(p *Pair, auto bool) {
 
 // suspendAllLocked suspends every pair not suspended yet at one point of
 // the common timer (see subsystem.SuspendTogether) and returns them with
-// that point (0 if their subsystems could not change together). Called with
+// the time of each one's suspension (see suspendTogether). Called with
 // mg.mu held.
-func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, int64) {
+func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, []int64) {
 	var ps []*Pair
 	var bms []*bitmap.Bitmap
 	for _, name := range mg.order {
@@ -509,7 +509,7 @@ func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, int64) {
 		bms = append(bms, mg.suspendBitmap(p))
 	}
 	if len(ps) == 0 {
-		return nil, 0
+		return nil, nil
 	}
 	at := mg.suspendTogether(ps, bms)
 	for _, p := range ps {
@@ -1164,9 +1164,10 @@ func (mg *Manager) suspend(vol string) error {
 	}
 	pos := mg.mover.Stats().Acked
 	raise := raises(p, pos)
-	mg.suspendLocked(p, false)
+	at := mg.suspendLocked(p, false)
 	if raise {
-		p.Since = max(p.Since, p.Consistent, mg.vols[vol].Subsystem.Stamp())
+		// As of its marker: a write stamped after it is in the bitmap only.
+		p.Since = max(p.Since, p.Consistent, at)
 	}
 	p.Consistent = claim(p, pos)
 	mg.dirty = true
@@ -1307,13 +1308,11 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 		raise[name] = raises(mg.pairs[name], pos)
 	}
 	ps, at := mg.suspendAllLocked(false)
-	for _, p := range ps {
-		if at == 0 {
-			at = mg.vols[p.Volume].Subsystem.Stamp()
-		}
-		// Suspended together, the pairs share one consistency time.
+	for i, p := range ps {
+		// Suspended together, the pairs share one consistency time: their
+		// markers' point of the common timer.
 		if raise[p.Volume] {
-			p.Since = max(p.Since, p.Consistent, at)
+			p.Since = max(p.Since, p.Consistent, at[i])
 		}
 		p.Consistent = claim(p, pos)
 		changed[p.Volume] = true
