@@ -1247,15 +1247,20 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s is not a pair", vol)
 	}
 	pos := mg.mover.Stats().Acked
-	if p.State == Duplex && copyRecoverable(p, pos) {
-		p.Since = max(p.Since, p.Consistent, pos.Time)
-	}
+	raise := raises(p, pos)
 	if resyncHeld(p) {
 		// The secondary stops holding for it and applies what it held
 		// over the image the hold kept: a mix, consistent as of no time.
 		p.Inconsistent = true
 	}
-	mg.suspendLocked(p, false)
+	at := mg.suspendLocked(p, false)
+	if raise {
+		// Every write captured before the suspension's marker ships, and
+		// the deletion's marker after it: the secondary holds the volume
+		// as of the suspension, not as of what it acknowledged so far
+		// (claim caps the time at that until it acknowledges further).
+		p.Since = max(p.Since, p.Consistent, at)
+	}
 	p.Consistent = claim(p, pos)
 	p.Deleted = true
 	mg.markDeleted(p.Volume)
