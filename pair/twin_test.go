@@ -184,12 +184,15 @@ type memMover struct {
 	// inconsistent is what the secondary's acknowledgements name as
 	// consistent as of no time.
 	inconsistent []string
+	// recoverable, when not zero, is the time the secondary recovers to
+	// while a resync holds it behind what it acknowledged.
+	recoverable int64
 }
 
 func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Inconsistent: m.inconsistent},
+	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent},
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: transport.Position{Time: m.base}, Based: true}
 }
 
@@ -200,6 +203,21 @@ func (m *memMover) refuse(reason string) {
 	m.connected = false
 	m.refusals++
 	m.lastRefusal = "secondary refused the session: " + reason
+	m.mu.Unlock()
+}
+
+// hold makes the secondary recover, from now until release, to what it
+// acknowledged so far, as a resync of another volume beginning now would.
+func (m *memMover) hold() {
+	m.mu.Lock()
+	m.recoverable = m.acked
+	m.mu.Unlock()
+}
+
+// release ends the hold: the secondary applies what it journaled.
+func (m *memMover) release() {
+	m.mu.Lock()
+	m.recoverable = 0
 	m.mu.Unlock()
 }
 
