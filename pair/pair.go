@@ -88,6 +88,14 @@ type Pair struct {
 	// hold: the writes before the suspension, and its marker, may still
 	// be in the sidefile, and die there with the process (see rebase).
 	Since int64 `json:"since,omitempty"`
+	// EndAt and AfterEnd: the pair was suspended or deleted, at AfterEnd,
+	// after the end of its copy (stamped EndAt) was captured but before the
+	// secondary applied that end. The secondary applies the copy, which
+	// overwrites the image Since names, then the suspension: once it
+	// recovers past EndAt it holds the volume as of AfterEnd, which becomes
+	// Since. Zero when no such end is on its way.
+	EndAt    int64 `json:"end_at,omitempty"`
+	AfterEnd int64 `json:"after_end,omitempty"`
 	// Resynced is the bytes copied by the last completed copy or resync.
 	Resynced int64  `json:"resynced"`
 	Waiting  string `json:"waiting,omitempty"` // why a resync does not start (markers.go)
@@ -222,6 +230,10 @@ type Manager struct {
 	// mover's first contact says what the secondary holds of the runs
 	// before this one (see rebase).
 	unbased map[string]int64
+	// unended holds, per pair, the EndAt it was opened with, until the
+	// mover's first contact says whether the secondary journaled that end
+	// before the last run stopped (see rebase).
+	unended map[string]int64
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -238,7 +250,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
-		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}}
+		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}, unended: map[string]int64{}}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -331,6 +343,9 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		}
 		if p.Since != 0 {
 			mg.unbased[name] = p.Since
+		}
+		if p.EndAt != 0 {
+			mg.unended[name] = p.EndAt
 		}
 		mg.pairs[name] = p
 	}
@@ -442,6 +457,14 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 	if bm == nil {
 		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
 		bm.SetAll()
+	}
+	if p.EndAt != 0 {
+		// The end of the copy before this one is not applied yet, and
+		// whether the secondary applies it (and the suspension after it)
+		// before this copy's hold begins is not known: it holds the volume
+		// as of the time kept, or as of AfterEnd. Neither is claimed until
+		// it recovers past that end (see promote).
+		p.Since, p.Consistent = 0, 0
 	}
 	p.State, p.Auto, p.Deleted, p.Reason = Pending, false, false, ""
 	mg.dirty = true
@@ -822,9 +845,19 @@ func (mg *Manager) promote() (changed bool) {
 			// The secondary says so: it gave up the hold of this pair's
 			// resync for lack of journal room, applying the held groups
 			// over the image the hold kept (or it never held a whole copy
-			// of it). Only a copy of it that ends makes it consistent.
+			// of it). Only a copy of it that ends makes it consistent,
+			// and no time kept from before names its image.
 			mg.log.Warn("the secondary holds no consistent copy of this volume until a copy of it completes", "volume", name, "state", p.State)
 			p.Inconsistent = true
+			p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
+			mg.dirty = true
+			changed = true
+		}
+		if p.EndAt != 0 && acked != 0 && pos.RecoversTo() >= p.EndAt {
+			// The secondary applied the copy's end, and the suspension
+			// after it: it holds the volume as of that suspension (a
+			// duplex pair's copy since, if ended, drops it below).
+			p.Since, p.EndAt, p.AfterEnd = p.AfterEnd, 0, 0
 			mg.dirty = true
 			changed = true
 		}
@@ -886,6 +919,31 @@ func (mg *Manager) rebase(base int64) {
 		p.Consistent = min(p.Consistent, base)
 		mg.dirty = true
 	}
+	for name, end := range mg.unended {
+		delete(mg.unended, name)
+		p := mg.pairs[name]
+		if p == nil || p.EndAt != end {
+			continue
+		}
+		if end <= base {
+			// Journaled: so is what came before the suspension up to
+			// base at least, and the suspension is announced again.
+			p.AfterEnd = min(p.AfterEnd, base)
+			mg.dirty = true
+			continue
+		}
+		// The end died in the sidefile with the last run: a resync's hold
+		// at the secondary stays open (see suspendSession).
+		if p.CopyEnd == end {
+			p.CopyEnd = 0
+		}
+		p.EndAt, p.AfterEnd = 0, 0
+		if p.Deleted && resyncHeld(p) && !p.Inconsistent {
+			p.Inconsistent = true
+			p.Since, p.Consistent = 0, 0
+		}
+		mg.dirty = true
+	}
 }
 
 // claim is the time the secondary holds p consistent as of, given its
@@ -915,14 +973,34 @@ func claim(p *Pair, pos transport.Position) int64 {
 	return min(p.Since, pos.RecoversTo())
 }
 
-// raises reports whether suspending p now makes its secondary copy
-// consistent as of the suspension: only for a duplex pair whose copy the
-// secondary recovers. A pending pair's copy is part-way, and the secondary
-// holds it as of no later time than before the copy began (Since): as of
-// none in a first copy or an inconsistent resync, and under a hold as of
-// the suspension before a resync.
-func raises(p *Pair, pos transport.Position) bool {
-	return p.State == Duplex && copyRecoverable(p, pos)
+// raisesAfter reports whether suspending (or deleting) p now makes its
+// secondary copy consistent as of the suspension, and once the secondary
+// recovers past which end of a copy of p (0: none): for a duplex pair, and
+// for a pending one whose copy's end is captured, ahead of the suspension
+// in the stream. Another pending pair's copy is part-way, and the
+// secondary holds it as of no later time than before the copy began
+// (Since): as of none in a first copy or an inconsistent resync, and under
+// a hold as of the suspension before a resync.
+func raisesAfter(p *Pair) (end int64, ok bool) {
+	if p.State == Duplex || (p.State == Pending && p.CopyEnd != 0) {
+		return p.CopyEnd, true
+	}
+	return 0, false
+}
+
+// raise makes at, the time of p's suspension or deletion, the time its
+// secondary copy is consistent as of: at once if the secondary recovers past
+// end (see raisesAfter), or else once it does (see EndAt); until then p
+// keeps the time it has, which the secondary holds while that end is not
+// applied (none after a first copy or an inconsistent resync: see add and
+// startCopy).
+func raise(p *Pair, end, at int64, pos transport.Position) {
+	if end <= pos.RecoversTo() {
+		p.Since = max(p.Since, p.Consistent, at)
+		p.EndAt, p.AfterEnd = 0, 0
+		return
+	}
+	p.EndAt, p.AfterEnd = end, at
 }
 
 // resyncHeld reports whether a resync of p may hold the secondary: a copy
@@ -931,12 +1009,6 @@ func raises(p *Pair, pos transport.Position) bool {
 // later resync of p ends).
 func resyncHeld(p *Pair) bool {
 	return (p.State == Pending || p.State == Suspended) && !p.FirstCopy && !p.Inconsistent && p.CopyEnd == 0 && p.CopyTotal > 0
-}
-
-// copyRecoverable reports whether the secondary recovers p's copy (no
-// copy's end of a duplex pair is held unapplied).
-func copyRecoverable(p *Pair, pos transport.Position) bool {
-	return p.State != Duplex || p.CopyEnd <= pos.RecoversTo()
 }
 
 // resumeHook, set by tests, runs before the session resumes a pair it
@@ -1005,7 +1077,19 @@ func (mg *Manager) autoSuspend() {
 func (mg *Manager) suspendSession(reason string, always bool) bool {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
-	ps, _ := mg.suspendAllLocked(true)
+	// The ends of copies captured ahead of the suspension (see raisesAfter),
+	// of the pairs it suspends; those of pending pairs were captured in
+	// this run.
+	ends := map[string]int64{}
+	pending := map[string]bool{}
+	for _, name := range mg.order {
+		if p := mg.pairs[name]; !p.Deleted && p.State != Suspended {
+			if end, ok := raisesAfter(p); ok && end != 0 {
+				ends[name], pending[name] = end, p.State == Pending
+			}
+		}
+	}
+	ps, at := mg.suspendAllLocked(true)
 	for _, p := range ps {
 		p.Reason = reason
 	}
@@ -1018,7 +1102,8 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 	// is duplex again: a crash before the bitmap is saved still finds it.
 	// (A deleted pair is copied whole when added again.)
 	al := mg.opts.ActivityLog
-	acked := mg.mover.Stats().Acked.Time
+	pos := mg.mover.Stats().Acked
+	acked := pos.Time
 	dropped := map[string]bool{}
 	mg.mover.Drop(func(u recordset.Update) {
 		dropped[u.Volume] = true
@@ -1054,8 +1139,48 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		// first copy again.
 		delete(mg.firstEnds, name)
 	}
+	// A copy's end that went with the rest never reaches the secondary: a
+	// resync's hold there stays open, and the pair's resync has not ended
+	// for it (see resyncHeld), whatever end this process captured.
+	for name, end := range mg.recovering {
+		if end > acked || acked == 0 {
+			// The end of the crash recovery's resync (a duplex pair's).
+			p := mg.pairs[name]
+			p.CopyTotal, p.Copied, p.CopyEnd = p.Resynced, 0, 0
+			delete(mg.recovering, name)
+		}
+	}
+	for i, p := range ps {
+		end, ok := ends[p.Volume]
+		switch {
+		case !ok:
+		case end > acked && (acked != 0 || pending[p.Volume]):
+			p.CopyEnd = 0
+		case acked != 0 && (pending[p.Volume] || end > pos.RecoversTo()):
+			// Journaled ahead of the suspension, perhaps not applied yet
+			// (see EndAt); capped below.
+			p.EndAt, p.AfterEnd = end, at[i]
+		}
+	}
 	for _, name := range mg.order {
 		p := mg.pairs[name]
+		if p.EndAt != 0 && p.EndAt > acked && (acked != 0 || mg.unended[name] != p.EndAt) {
+			// Suspended by hand since that end was captured (in this
+			// run, with nothing acknowledged yet: one from before is
+			// rebase's).
+			if p.CopyEnd == p.EndAt {
+				p.CopyEnd = 0
+			}
+			p.EndAt, p.AfterEnd = 0, 0
+		}
+		if p.Deleted && resyncHeld(p) && !p.Inconsistent {
+			// Deleted during a resync the secondary still holds open: it
+			// stops holding and applies the held part over the image the
+			// hold kept (see delete).
+			p.Inconsistent = true
+			p.Since, p.Consistent = 0, 0
+			mg.dirty = true
+		}
 		if dropped[name] && acked != 0 {
 			// The secondary holds this volume only as of what it
 			// acknowledged: the rest went to the bitmap. With nothing
@@ -1064,6 +1189,9 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			p.Consistent = min(p.Consistent, acked)
 			if p.Since != 0 {
 				p.Since = min(p.Since, acked)
+			}
+			if p.AfterEnd != 0 {
+				p.AfterEnd = min(p.AfterEnd, acked)
 			}
 		}
 		mg.reannounce(p)
@@ -1128,6 +1256,9 @@ func (mg *Manager) add(vol string) error {
 	// write of vol reaches the secondary before it learns of the copy.
 	p.FirstCopy = true
 	p.Consistent = claim(p, mg.mover.Stats().Acked)
+	// The first copy lands over whatever the secondary held of the volume:
+	// no time kept from before it names its image again.
+	p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
 	delete(mg.firstEnds, vol)
 	mg.resumeMarked(p, uint64(p.Size))
 	mg.startCopy(p, nil)
@@ -1163,11 +1294,11 @@ func (mg *Manager) suspend(vol string) error {
 		return nil
 	}
 	pos := mg.mover.Stats().Acked
-	raise := raises(p, pos)
+	end, raises := raisesAfter(p)
 	at := mg.suspendLocked(p, false)
-	if raise {
+	if raises {
 		// As of its marker: a write stamped after it is in the bitmap only.
-		p.Since = max(p.Since, p.Consistent, at)
+		raise(p, end, at, pos)
 	}
 	p.Consistent = claim(p, pos)
 	mg.dirty = true
@@ -1221,9 +1352,21 @@ func (mg *Manager) resume(vol string, auto bool) error {
 	inconsistent := mg.markers.inconsistent[vol]
 	bm := mg.resumeMarked(p, 0)
 	mg.startCopy(p, bm)
-	p.Inconsistent = p.Inconsistent || inconsistent
+	mg.startInconsistent(p, inconsistent)
 	mg.endIfEmpty(p)
 	return nil
+}
+
+// startInconsistent marks p's copy, just started, as inconsistent if the
+// operator accepted it so or the secondary's copy of p already is: the copy
+// lands in region order over whatever image the secondary held, so no time
+// kept from before names its image again, even once the copy's end is
+// journaled but held unapplied by another volume's resync.
+func (mg *Manager) startInconsistent(p *Pair, accepted bool) {
+	p.Inconsistent = p.Inconsistent || accepted
+	if p.Inconsistent {
+		p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
+	}
 }
 
 // Delete stops shadowing vol and returns the last time its secondary copy was
@@ -1247,19 +1390,19 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s is not a pair", vol)
 	}
 	pos := mg.mover.Stats().Acked
-	raise := raises(p, pos)
+	end, raises := raisesAfter(p)
 	if resyncHeld(p) {
 		// The secondary stops holding for it and applies what it held
 		// over the image the hold kept: a mix, consistent as of no time.
 		p.Inconsistent = true
 	}
 	at := mg.suspendLocked(p, false)
-	if raise {
+	if raises {
 		// Every write captured before the suspension's marker ships, and
 		// the deletion's marker after it: the secondary holds the volume
 		// as of the suspension, not as of what it acknowledged so far
 		// (claim caps the time at that until it acknowledges further).
-		p.Since = max(p.Since, p.Consistent, at)
+		raise(p, end, at, pos)
 	}
 	p.Consistent = claim(p, pos)
 	p.Deleted = true
@@ -1308,16 +1451,18 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 		}
 	}
 	pos := mg.mover.Stats().Acked
-	raise := map[string]bool{}
+	ends := map[string]int64{}
 	for _, name := range mg.order {
-		raise[name] = raises(mg.pairs[name], pos)
+		if end, ok := raisesAfter(mg.pairs[name]); ok {
+			ends[name] = end
+		}
 	}
 	ps, at := mg.suspendAllLocked(false)
 	for i, p := range ps {
 		// Suspended together, the pairs share one consistency time: their
 		// markers' point of the common timer.
-		if raise[p.Volume] {
-			p.Since = max(p.Since, p.Consistent, at[i])
+		if end, ok := ends[p.Volume]; ok {
+			raise(p, end, at[i], pos)
 		}
 		p.Consistent = claim(p, pos)
 		changed[p.Volume] = true
@@ -1364,7 +1509,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	bms := mg.resumeTogether(ps)
 	for i, p := range ps {
 		mg.startCopy(p, bms[i])
-		p.Inconsistent = p.Inconsistent || inconsistent[p.Volume]
+		mg.startInconsistent(p, inconsistent[p.Volume])
 		mg.endIfEmpty(p)
 	}
 	mg.mu.Unlock()
