@@ -83,3 +83,19 @@ func TestStatusFlagsInAnyOrder(t *testing.T) {
 		t.Errorf("status with one site down: exit %d, stdout %q, stderr %q; want exit 1, the other site, and one line naming %s", code, out, errs, down)
 	}
 }
+
+// TestStatusSaysWhyTheLinkIsDown: a site whose link is down says why in the
+// text too, not only in the JSON's last_error.
+func TestStatusSaysWhyTheLinkIsDown(t *testing.T) {
+	why := `dial 127.0.0.1:7402: TLS handshake: tls: failed to verify certificate: x509: certificate relies on legacy Common Name field, use SANs instead (the secondary's certificate names its host only in its Common Name)`
+	for _, role := range []string{"primary", "secondary"} {
+		addr := serveStatus(t, control.Status{Session: "s", Role: role, Link: "disconnected", LastError: why})
+		code, out, errs := runCmd("status", "--addr", addr)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		if want := "  last-error: " + why + "\n"; !strings.Contains(out, want) {
+			t.Errorf("%s: human status lacks %q:\n%s", role, want, out)
+		}
+	}
+}

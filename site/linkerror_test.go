@@ -1,0 +1,355 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/transport"
+)
+
+// These tests hold what an operator sees when the link does not come up:
+// status (the JSON's last_error, which `duplex status` prints) and the log
+// say why in words, keeping Go's own error text, and the log says it once
+// however often the primary dials again.
+
+// linkCA is a throwaway certificate authority for the link's mutual TLS.
+type linkCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	path string
+}
+
+var linkSerial atomic.Int64
+
+func newLinkCA(t *testing.T, dir, name string) *linkCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(linkSerial.Add(1)), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &linkCA{cert: cert, key: key, path: filepath.Join(dir, name+".pem")}
+	writeLinkPEM(t, ca.path, "CERTIFICATE", der)
+	return ca
+}
+
+// issue writes a certificate and key signed by the CA. A server certificate
+// names 127.0.0.1 in a subject alternative name unless cnOnly, when its only
+// name is the Common Name "127.0.0.1", as certificates made for older TLS
+// clients have it.
+func (ca *linkCA) issue(t *testing.T, dir, name string, server, cnOnly bool) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(linkSerial.Add(1)), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if cnOnly {
+			tmpl.Subject.CommonName = "127.0.0.1"
+		} else {
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	writeLinkPEM(t, certPath, "CERTIFICATE", der)
+	writeLinkPEM(t, keyPath, "PRIVATE KEY", kder)
+	return certPath, keyPath
+}
+
+func writeLinkPEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logBuffer collects a site's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines holding every one of words.
+func (b *logBuffer) lines(words ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		all := l != ""
+		for _, w := range words {
+			all = all && strings.Contains(l, w)
+		}
+		if all {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// countingDialer counts the primary's attempts to reach the secondary.
+type countingDialer struct {
+	transport.Dialer
+	n atomic.Int64
+}
+
+func (d *countingDialer) Dial(ctx context.Context) (transport.Conn, error) {
+	d.n.Add(1)
+	return d.Dialer.Dial(ctx)
+}
+
+// linkConfig is a small session on loopback with no NBD or control
+// addresses: the sites' Status is read directly.
+func linkConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg := config.Demo(t.TempDir())
+	cfg.ControlTokenFile = ""
+	cfg.Primary.NBD, cfg.Primary.Control = "", ""
+	cfg.Secondary.NBD, cfg.Secondary.Control = "", ""
+	cfg.Secondary.Listen = "127.0.0.1:0"
+	cfg.Primary.SidefileLimit = 4 * config.MiB
+	for i := range cfg.Primary.Subsystems {
+		for j := range cfg.Primary.Subsystems[i].Volumes {
+			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(1 << 20)
+		}
+	}
+	return cfg
+}
+
+// runSecondary runs a secondary of cfg until the test ends, and returns it
+// with its log.
+func runSecondary(t *testing.T, cfg *config.Config) (*Secondary, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return s, logs
+}
+
+// runPrimary runs a primary of cfg, dialling cfg.Primary.Secondary, until
+// the test ends; it returns the primary, its log and its dial counter.
+func runPrimary(t *testing.T, cfg *config.Config) (*Primary, *logBuffer, *countingDialer) {
+	t.Helper()
+	tlsConf, err := cfg.PrimaryTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &countingDialer{Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}}
+	logs := &logBuffer{}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Run(ctx, 0)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return p, logs, dialer
+}
+
+// waitFor polls cond until it holds, or fails the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+	}
+}
+
+// wantWords fails unless got holds every one of words.
+func wantWords(t *testing.T, where, got string, words ...string) {
+	t.Helper()
+	for _, w := range words {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s lacks %q: %q", where, w, got)
+		}
+	}
+}
+
+// wantOnce fails unless the log holds exactly one line with all of words.
+func wantOnce(t *testing.T, where string, logs *logBuffer, words ...string) {
+	t.Helper()
+	if got := logs.lines(words...); len(got) != 1 {
+		t.Errorf("%s: %d lines with %q, want the error said once:\n%s", where, len(got), words, strings.Join(got, "\n"))
+	}
+}
+
+// secured gives both sites of cfg mutual TLS: the primary's certificate
+// signed by primaryCA, the secondary's by secondaryCA, each trusting ca.
+func secured(t *testing.T, cfg *config.Config, ca, primaryCA, secondaryCA *linkCA, cnOnly bool) {
+	t.Helper()
+	dir := t.TempDir()
+	pc, pk := primaryCA.issue(t, dir, "primary", false, false)
+	sc, sk := secondaryCA.issue(t, dir, "secondary", true, cnOnly)
+	cfg.Primary.TLSCert, cfg.Primary.TLSKey, cfg.Primary.TLSCA = pc, pk, ca.path
+	cfg.Secondary.TLSCert, cfg.Secondary.TLSKey, cfg.Secondary.TLSCA = sc, sk, ca.path
+}
+
+// dialedAgain waits until the primary has dialled at least n times: the
+// retries the log must not repeat the error for have happened.
+func dialedAgain(t *testing.T, d *countingDialer, n int64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the primary to dial again", func() bool { return d.n.Load() >= n })
+}
+
+func TestLinkDownSaysWhyNothingListening(t *testing.T) {
+	cfg := linkConfig(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Primary.Secondary = ln.Addr().String()
+	ln.Close()
+	p, logs, dials := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
+	dialedAgain(t, dials, 5)
+	st := p.Status()
+	if st.Link != "disconnected" {
+		t.Errorf("link %q, want disconnected", st.Link)
+	}
+	wantWords(t, "primary's last_error", st.LastError, "connection refused", "nothing is listening at "+cfg.Primary.Secondary,
+		"is the secondary running")
+	wantOnce(t, "primary's log", logs, "cannot reach secondary", "connection refused")
+	wantWords(t, "primary's log", strings.Join(logs.lines("cannot reach secondary"), "\n"), "nothing is listening")
+}
+
+func TestLinkDownSaysWhyCommonNameOnly(t *testing.T) {
+	cfg := linkConfig(t)
+	ca := newLinkCA(t, t.TempDir(), "duplex-ca")
+	secured(t, cfg, ca, ca, ca, true)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, logs, dials := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
+	dialedAgain(t, dials, 5)
+	st := p.Status()
+	if st.Link != "disconnected" {
+		t.Errorf("link %q, want disconnected", st.Link)
+	}
+	// Go's own words, then what to do about them.
+	wantWords(t, "primary's last_error", st.LastError, "x509: certificate relies on legacy Common Name field",
+		"subject alternative name", `"127.0.0.1"`, "tls_server_name")
+	wantOnce(t, "primary's log", logs, "cannot reach secondary", "legacy Common Name")
+}
+
+func TestLinkDownSaysWhySecondaryCertificateFromAnotherCA(t *testing.T) {
+	cfg := linkConfig(t)
+	dir := t.TempDir()
+	ca, other := newLinkCA(t, dir, "duplex-ca"), newLinkCA(t, dir, "other-ca")
+	secured(t, cfg, ca, ca, other, false)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, logs, dials := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
+	dialedAgain(t, dials, 5)
+	wantWords(t, "primary's last_error", p.Status().LastError, "certificate signed by unknown authority",
+		"the secondary's certificate is not signed by the CA in [primary] tls_ca")
+	wantOnce(t, "primary's log", logs, "cannot reach secondary", "unknown authority")
+}
+
+func TestLinkDownSaysWhyPrimaryCertificateFromAnotherCA(t *testing.T) {
+	cfg := linkConfig(t)
+	dir := t.TempDir()
+	ca, other := newLinkCA(t, dir, "duplex-ca"), newLinkCA(t, dir, "other-ca")
+	secured(t, cfg, ca, other, ca, false)
+	s, slogs := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, plogs, dials := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
+		return p.Status().LastError != "" && s.Status().LastError != ""
+	})
+	dialedAgain(t, dials, 5)
+	waitFor(t, 10*time.Second, "the secondary to refuse the retries", func() bool { return s.Replica().Stats().Refused >= 4 })
+	wantWords(t, "secondary's last_error", s.Status().LastError, "certificate signed by unknown authority",
+		"the primary's certificate is not signed by the CA in [secondary] tls_ca")
+	wantWords(t, "primary's last_error", p.Status().LastError, "the secondary refused this primary's certificate")
+	wantOnce(t, "secondary's log", slogs, "refused connection", "unknown authority")
+	if got := plogs.lines("level=WARN"); len(got) != 1 && len(got) != 2 {
+		// The first attempt may fail in the handshake or in the first read
+		// after it (TLS 1.3 checks the client's certificate last).
+		t.Errorf("primary's log: %d warnings, want the refusal said once:\n%s", len(got), strings.Join(got, "\n"))
+	}
+}
+
+func TestLinkDownSaysWhyAnotherSession(t *testing.T) {
+	cfg := linkConfig(t)
+	s, slogs := runSecondary(t, cfg)
+	pcfg := linkConfig(t)
+	pcfg.Session = "payroll"
+	pcfg.Primary.Secondary = s.ListenAddr()
+	p, plogs, dials := runPrimary(t, pcfg)
+	waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
+		return p.Status().LastError != "" && s.Status().LastError != ""
+	})
+	dialedAgain(t, dials, 5)
+	waitFor(t, 10*time.Second, "the secondary to refuse the retries", func() bool { return s.Replica().Stats().Refused >= 4 })
+	wantWords(t, "secondary's last_error", s.Status().LastError, `session "payroll" is not this secondary's session "demo"`)
+	wantWords(t, "primary's last_error", p.Status().LastError, "refused the session", `session "payroll" is not this secondary's session "demo"`)
+	wantOnce(t, "secondary's log", slogs, "refusing primary", "payroll")
+	wantOnce(t, "primary's log", plogs, "refused the session")
+}
