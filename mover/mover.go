@@ -176,7 +176,8 @@ type Mover struct {
 	resends     uint64
 	reconnect   uint64
 	sentBytes   uint64
-	lastErr     string         // why the link last failed; cleared by progress
+	lastErr     string // why the link last failed, in words; cleared by progress
+	repeats     transport.Repeats
 	refusals    uint64         // sessions the secondary refused
 	lastRefusal string         // why it refused the last one
 	conn        transport.Conn // the current connection, if any
@@ -484,7 +485,19 @@ func (m *Mover) link(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			m.log.Warn("cannot reach secondary", "err", err, "retry_in", backoff)
+			why := transport.Explain(err, "primary")
+			m.mu.Lock()
+			m.lastErr = why
+			m.mu.Unlock()
+			// Retries meet the same error again and again: it is logged
+			// once, and then once a minute while it lasts.
+			if ok, unlogged := m.repeats.Log(why, time.Now()); ok {
+				attrs := []any{"err", why, "retry_in", backoff}
+				if unlogged > 0 {
+					attrs = append(attrs, "unlogged_repeats", unlogged)
+				}
+				m.log.Warn("cannot reach secondary", attrs...)
+			}
 			sleep(ctx, backoff)
 			backoff = min(2*backoff, 5*time.Second)
 			continue
@@ -504,8 +517,9 @@ func (m *Mover) link(ctx context.Context) {
 			}
 		}
 		m.rebuild()
+		why := transport.Explain(err, "primary")
 		if err != nil && ctx.Err() == nil {
-			m.lastErr = err.Error()
+			m.lastErr = why
 		}
 		refused := errors.Is(err, ErrRefused)
 		if refused && ctx.Err() == nil {
@@ -516,13 +530,24 @@ func (m *Mover) link(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if refused {
-			// Retrying cannot help until an operator acts: say so loudly.
-			m.log.Error("the secondary refused the session", "peer", conn.Peer(), "err", err)
-		} else if errors.Is(err, ErrLimits) {
-			m.log.Error("refusing the secondary's limits", "peer", conn.Peer(), "err", err)
-		} else {
-			m.log.Warn("link to secondary lost", "peer", conn.Peer(), "err", err)
+		if linked {
+			// A failure after a link is news, however like the last.
+			m.repeats.Reset()
+		}
+		if ok, unlogged := m.repeats.Log(why, time.Now()); ok {
+			attrs := []any{"peer", conn.Peer(), "err", why}
+			if unlogged > 0 {
+				attrs = append(attrs, "unlogged_repeats", unlogged)
+			}
+			switch {
+			case refused:
+				// Retrying cannot help until an operator acts: say so loudly.
+				m.log.Error("the secondary refused the session", attrs...)
+			case errors.Is(err, ErrLimits):
+				m.log.Error("refusing the secondary's limits", attrs...)
+			default:
+				m.log.Warn("link to secondary lost", attrs...)
+			}
 		}
 		if linked && !refused {
 			// The secondary was reachable and took the session: a new
@@ -542,6 +567,30 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// refusalOr returns why the secondary refused the TLS handshake, if it
+// said so, else err, the Hello's failed send. TLS 1.3 checks the
+// primary's certificate after the primary's part of the handshake is done:
+// the secondary's refusal comes as an alert that the first read returns, and
+// a send may fail first, for a connection already closed. The caller closes
+// conn, which ends the read if nothing comes.
+func refusalOr(conn transport.Conn, err error) error {
+	got := make(chan error, 1)
+	go func() {
+		_, rerr := conn.Recv()
+		got <- rerr
+	}()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case rerr := <-got:
+		if transport.RefusedTLS(rerr) {
+			return rerr
+		}
+	case <-t.C:
+	}
+	return err
 }
 
 // ErrRefused is returned when the secondary refuses the session.
@@ -571,7 +620,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		}
 	}
 	if err := conn.Send(transport.EncodeHello(hello)); err != nil {
-		return err
+		return refusalOr(conn, err)
 	}
 	welcome, err := m.awaitWelcome(ctx, conn)
 	if err != nil {

@@ -127,6 +127,9 @@ type Secondary struct {
 	// group, so they are neither read nor fenced. Guarded by view.
 	torn error
 
+	// repeats keeps a primary refused at every retry from flooding the log.
+	repeats transport.Repeats
+
 	mu sync.Mutex // serialises processing of record sets
 
 	// Journaled groups are applied by a goroutine of their own (applier),
@@ -755,10 +758,7 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 			}
 			var he *transport.HandshakeError
 			if errors.As(err, &he) {
-				s.log.Warn("refused connection", "peer", he.Peer, "err", he.Err)
-				s.mu.Lock()
-				s.stats.Refused++
-				s.mu.Unlock()
+				s.refusedHandshake(he.Peer, he.Err)
 				continue
 			}
 			return err
@@ -790,20 +790,49 @@ func (s *Secondary) refuse(conn transport.Conn, reason string) error {
 // queues it, after which the outbox closes the connection; refuse sends it
 // to any other. Called with s.mu held.
 func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
-	s.log.Warn("refusing primary", "peer", conn.Peer(), "reason", reason)
+	// A refused primary dials again and again: the same reason is logged
+	// once, and then once a minute while it lasts.
+	if ok, unlogged := s.repeats.Log(reason, time.Now()); ok {
+		attrs := []any{"peer", conn.Peer(), "reason", reason}
+		if unlogged > 0 {
+			attrs = append(attrs, "unlogged_repeats", unlogged)
+		}
+		s.log.Warn("refusing primary", attrs...)
+	}
 	s.stats.Refused++
 	s.stats.LastError = reason
 	s.endLocked(conn, transport.EncodeRefuse(reason))
 	return errors.New(reason)
 }
 
+// refusedHandshake counts and reports a connection whose TLS handshake
+// failed: the primary's certificate was not accepted, or it does not speak
+// TLS. The primary learns only that the handshake failed, so the reason in
+// words is here, in the log (once while it recurs) and in LastError.
+func (s *Secondary) refusedHandshake(peer string, err error) {
+	why := transport.Explain(err, "secondary")
+	if ok, unlogged := s.repeats.Log(why, time.Now()); ok {
+		attrs := []any{"peer", peer, "err", why}
+		if unlogged > 0 {
+			attrs = append(attrs, "unlogged_repeats", unlogged)
+		}
+		s.log.Warn("refused connection: TLS handshake failed", attrs...)
+	}
+	s.mu.Lock()
+	s.stats.Refused++
+	s.stats.LastError = fmt.Sprintf("refused a primary at %s: TLS handshake: %s", peer, why)
+	s.mu.Unlock()
+}
+
 func (s *Secondary) serve(conn transport.Conn) error {
 	defer conn.Close()
 	if err := transport.Handshake(context.Background(), conn); err != nil {
-		s.log.Warn("refused connection: TLS handshake failed (wrong or missing certificate?)", "peer", conn.Peer(), "err", err)
-		s.mu.Lock()
-		s.stats.Refused++
-		s.mu.Unlock()
+		var he *transport.HandshakeError
+		if errors.As(err, &he) {
+			s.refusedHandshake(he.Peer, he.Err)
+		} else {
+			s.refusedHandshake(conn.Peer(), err)
+		}
 		return err
 	}
 	hello, err := s.awaitHello(conn)
@@ -872,6 +901,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
+	// A refusal after a link is news, however like the last.
+	s.repeats.Reset()
 	s.log.Info("primary linked", "peer", conn.Peer(), "group", pos.Group)
 	defer func() {
 		s.mu.Lock()

@@ -83,6 +83,10 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
+	if st.LastError != "" {
+		// Why the link is down, or why the other site was refused.
+		fmt.Fprintf(w, "  last-error: %s\n", st.LastError)
+	}
 	if st.Stopped != "" {
 		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)
 	}
