@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"math/big"
 	"net"
 	"os"
@@ -1192,5 +1193,36 @@ func TestExamples(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/demo.toml from Demo")
+
+// TestDemoGolden: the demo's session encodes to testdata/demo.toml exactly,
+// and that file decodes back to the demo's Config.
+func TestDemoGolden(t *testing.T) {
+	demo := Demo("/demo")
+	text, err := demo.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *update {
+		if err := os.WriteFile("testdata/demo.toml", text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile("testdata/demo.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(text) != string(golden) {
+		t.Errorf("Demo encodes to\n%s\nwant (testdata/demo.toml; go test -update rewrites it)\n%s", text, golden)
+	}
+	back, err := Parse(golden, "/demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, demo) {
+		t.Errorf("testdata/demo.toml decodes to\n%#v\nwant\n%#v", back, demo)
 	}
 }
