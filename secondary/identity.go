@@ -112,15 +112,30 @@ const wayForward = "to make the secondary a copy of the primary again, re-create
 	"(SESSION.primary beside its config), so that its pairs start with a full initial copy; then start both. " +
 	"To keep the secondary's data instead, make its site the primary"
 
+// fencedReasonLocked is why a fenced secondary refuses a primary of data
+// generation g; s.mu held. The fence holds from the moment Fence takes it
+// (s.fenced), but the identity names it only once written: a write that
+// failed leaves a fence that lasts until a restart, and the primary's
+// operator is told so, or he is told nothing at all.
+func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
+	if s.ident.Fenced == "" {
+		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (its identity could not be written), "+
+			"so it lasts only until the secondary restarts: its volumes may hold writes the primary (data generation %s) does not have, "+
+			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", g, wayForward)
+	}
+	return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
+		"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+
+		"The histories diverged and nothing is replicated: %s",
+		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, wayForward)
+}
+
 // generationLocked checks the primary's data generation against the one the
 // secondary follows, adopting it if the secondary follows none yet, and says
-// why the primary is refused ("" if it is not); s.mu held.
+// why the primary is refused ("" if it is not); s.mu held. A fenced
+// secondary follows and adopts nothing: it refuses every primary.
 func (s *Secondary) generationLocked(g transport.Generation) string {
-	if s.ident.Fenced != "" {
-		return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
-			"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+
-			"The histories diverged and nothing is replicated: %s",
-			s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, wayForward)
+	if s.fenced || s.ident.Fenced != "" {
+		return s.fencedReasonLocked(g)
 	}
 	switch {
 	case g == s.ident.Generation:
@@ -142,9 +157,9 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 }
 
 // Generation returns the data generation the secondary holds, and whether
-// recover fenced it.
+// recover fenced it (recorded or not: either way no primary is taken).
 func (s *Secondary) Generation() (transport.Generation, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ident.Generation, s.ident.Fenced != ""
+	return s.ident.Generation, s.fenced
 }

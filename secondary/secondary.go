@@ -852,7 +852,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	if fenced {
 		s.mu.Lock()
-		reason := s.generationLocked(hello.Generation)
+		reason := s.fencedReasonLocked(hello.Generation)
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
 	}
