@@ -171,6 +171,7 @@ type Mover struct {
 	connected   bool
 	linkSince   time.Time // when connected last changed
 	lastAck     time.Time
+	progressAt  time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
 	lastRecv    time.Time // any frame from the secondary
 	unanswered  time.Time // the first frame since lastRecv gone out in full (see frameSent)
 	resends     uint64
@@ -1130,6 +1131,7 @@ func (m *Mover) ackLocked(p transport.Position) {
 	m.acked.JournalFree = p.JournalFree
 	if progress {
 		m.lastAck = time.Now()
+		m.progressAt = m.lastAck
 		close(m.progress)
 		m.progress = make(chan struct{})
 		select {
@@ -1382,8 +1384,8 @@ type Stats struct {
 	Resends       uint64
 	Connects      uint64
 	BytesSent     uint64
-	LastAckedTime time.Time
-	LastError     string // why the link last failed or was refused
+	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
+	LastError     string    // why the link last failed or was refused
 	// Refusals counts the sessions the secondary refused, LastRefusal says
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
@@ -1401,6 +1403,6 @@ func (m *Mover) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
-		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.lastAck, LastError: m.lastErr,
+		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.progressAt, LastError: m.lastErr,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
 }

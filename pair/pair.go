@@ -1024,7 +1024,8 @@ const (
 // autoSuspend suspends every pair when the link has been down longer than
 // SuspendAfter while a sidefile is full, or when the secondary refused a
 // record set as stale, dropping what is held so memory is released; it
-// resumes those pairs when the link is back.
+// resumes those pairs when the link is back: connected, and, if it went
+// down, acknowledging something new since.
 func (mg *Manager) autoSuspend() {
 	ms := mg.mover.Stats()
 	if ms.Refusals != mg.refusals {
@@ -1039,7 +1040,17 @@ func (mg *Manager) autoSuspend() {
 			return
 		}
 	}
-	if ms.Connected {
+	// The link is back only once a connection made since it went down
+	// brings an acknowledgement of something new. A secondary that
+	// welcomes each connection and then takes nothing (a path that loses
+	// full-size frames, a receiver hung once data arrives) keeps the mover
+	// connected nearly all the time, dropping each connection after its
+	// silence time and dialing again at once: counted as up, it would
+	// reset the clock at every Welcome, and with the sidefile full writes
+	// would wait for ever. A link that stays connected is never down here,
+	// however slow its acknowledgements (the mover's silence time judges
+	// that).
+	if ms.Connected && (mg.downAt.IsZero() || ms.LastAckedTime.After(mg.downAt)) {
 		mg.downAt = time.Time{}
 		mg.mu.Lock()
 		var auto []*Pair

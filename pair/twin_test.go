@@ -174,6 +174,9 @@ type memMover struct {
 	al        *actlog.Log
 	connected bool
 	acked     int64
+	// progress is when the link last acknowledged something new: a link
+	// that comes back acknowledges at once.
+	progress time.Time
 	// refusals and lastRefusal are what the mover's Stats say of the
 	// sessions the secondary refused.
 	refusals    uint64
@@ -192,7 +195,7 @@ type memMover struct {
 func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent},
+	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent}, LastAckedTime: m.progress,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: transport.Position{Time: m.base}, Based: true}
 }
 
@@ -224,6 +227,9 @@ func (m *memMover) release() {
 func (m *memMover) setConnected(up bool) {
 	m.mu.Lock()
 	m.connected = up
+	if up {
+		m.progress = time.Now()
+	}
 	m.mu.Unlock()
 }
 
