@@ -298,31 +298,50 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 		ErrNoJournalRoom, what, need, bytes, free, way)
 }
 
-// autoResume resumes a pair the session suspended itself, once the link is
-// back. A resync that does not fit the secondary's journal stays suspended
-// and is tried again later; the refusal is logged once a minute.
-func (mg *Manager) autoResume(p *Pair) {
-	vol := p.Volume
-	err := mg.resumeAuto(vol)
+// autoResume resumes the pairs the session suspended itself (ps, as they
+// were when it looked), once the link is back: all together, at one point
+// of the common timer, as it suspended them (resumeAll). One after another,
+// a pair with nothing to copy would be the secondary's duplex copy again at
+// once, holding nothing, and a write to it made after a write to a pair
+// not yet resumed (only in that pair's bitmap) would reach the secondary
+// before that pair's resync began to hold it: the secondary would hold the
+// later write without the earlier one. Resyncs that do not fit the
+// secondary's journal, held together, leave every pair suspended, tried
+// again later; the refusal is logged once a minute.
+func (mg *Manager) autoResume(ps []*Pair) {
+	names, err := mg.resumeAll(true)
 	switch {
-	case errors.Is(err, errNotAuto):
-	case err == nil:
-		mg.log.Info("link is back: resumed", "volume", vol, "suspended_because", p.Reason)
 	case errors.Is(err, ErrNoJournalRoom):
+		var vols []string
+		for _, p := range ps {
+			vols = append(vols, p.Volume)
+		}
+		key := strings.Join(vols, ",")
 		mg.mu.Lock()
-		last := mg.markers.refusedAt[vol]
+		last := mg.markers.refusedAt[key]
 		if time.Since(last) >= time.Minute {
 			if mg.markers.refusedAt == nil {
 				mg.markers.refusedAt = map[string]time.Time{}
 			}
-			mg.markers.refusedAt[vol] = time.Now()
+			mg.markers.refusedAt[key] = time.Now()
 		}
 		mg.mu.Unlock()
 		if time.Since(last) >= time.Minute {
-			mg.log.Warn("link is back, but the pair stays suspended: retrying", "volume", vol, "err", err)
+			mg.log.Warn("link is back, but the pairs stay suspended: retrying", "volumes", key, "err", err)
 		}
-	default:
-		mg.log.Warn("link is back, but the pair does not resume", "volume", vol, "err", err)
+		return
+	case err != nil:
+		mg.log.Warn("link is back, but the pairs do not resume", "volumes", names, "err", err)
+		if len(names) == 0 {
+			return
+		}
+	}
+	reasons := map[string]string{}
+	for _, p := range ps {
+		reasons[p.Volume] = p.Reason
+	}
+	for _, vol := range names {
+		mg.log.Info("link is back: resumed", "volume", vol, "suspended_because", reasons[vol])
 	}
 }
 

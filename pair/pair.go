@@ -1011,8 +1011,8 @@ func resyncHeld(p *Pair) bool {
 	return (p.State == Pending || p.State == Suspended) && !p.FirstCopy && !p.Inconsistent && p.CopyEnd == 0 && p.CopyTotal > 0
 }
 
-// resumeHook, set by tests, runs before the session resumes a pair it
-// suspended itself.
+// resumeHook, set by tests, runs for each pair the session suspended itself
+// before it resumes them.
 var resumeHook func(vol string)
 
 // Why the session suspends its pairs by itself.
@@ -1061,12 +1061,15 @@ func (mg *Manager) autoSuspend() {
 			}
 		}
 		mg.mu.Unlock()
-		for _, p := range auto {
-			if resumeHook != nil {
+		if len(auto) == 0 {
+			return
+		}
+		if resumeHook != nil {
+			for _, p := range auto {
 				resumeHook(p.Volume)
 			}
-			mg.autoResume(p)
 		}
+		mg.autoResume(auto)
 		return
 	}
 	if mg.downAt.IsZero() {
@@ -1321,26 +1324,13 @@ func (mg *Manager) suspend(vol string) error {
 // Resume shadows vol again, copying the regions changed while suspended. It
 // returns once the pending state and the regions to copy are saved.
 func (mg *Manager) Resume(vol string) error {
-	if err := mg.resume(vol, false); err != nil {
+	if err := mg.resume(vol); err != nil {
 		return err
 	}
 	return mg.persist("resume", vol)
 }
 
-// resumeAuto is the session's own resume of a pair it suspended itself: only
-// while it still is (an operator's suspend since then makes the pair theirs).
-func (mg *Manager) resumeAuto(vol string) error {
-	if err := mg.resume(vol, true); err != nil {
-		return err
-	}
-	return mg.persist("resume", vol)
-}
-
-// errNotAuto refuses the session's own resume of a pair it did not suspend.
-var errNotAuto = errors.New("not suspended by the session")
-
-// resume resumes vol; with auto, only if the session suspended it itself.
-func (mg *Manager) resume(vol string, auto bool) error {
+func (mg *Manager) resume(vol string) error {
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -1349,9 +1339,6 @@ func (mg *Manager) resume(vol string, auto bool) error {
 	}
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
-	}
-	if auto && !p.Auto {
-		return fmt.Errorf("%s: %w", vol, errNotAuto)
 	}
 	if err := mg.checkRoom(p); err != nil {
 		return err
