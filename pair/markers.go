@@ -3,6 +3,7 @@ package pair
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
+	"duplex/transport"
 )
 
 // Pair-state markers tell the secondary, in the stream and in timestamp
@@ -234,8 +236,9 @@ func (mg *Manager) roomFor(copyBytes int64, regions int) int64 {
 // Called with mg.mu held.
 func (mg *Manager) checkRoom(ps ...*Pair) error {
 	var held []*Pair
+	pos := mg.mover.Stats().Acked
 	for _, p := range ps {
-		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) || p.Inconsistent {
+		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) || heldInconsistent(p, pos) {
 			// Nothing is held for it at the secondary: a resync accepted
 			// as inconsistent, a first copy, or a resync over a copy the
 			// secondary holds consistent as of no time (it simply goes on,
@@ -296,6 +299,17 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 	return fmt.Errorf("%w: %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
 		"but its journal has room for %d bytes (its file system's free space less what the journal keeps for itself): %s",
 		ErrNoJournalRoom, what, need, bytes, free, way)
+}
+
+// heldInconsistent reports whether the secondary holds p's copy consistent
+// as of no time when a marker captured now reaches it: it said so, and no
+// end of a copy of p is on the way to make it consistent again. The
+// primary's own p.Inconsistent is not enough: the marker of a resync
+// accepted as inconsistent may have been dropped with what the mover held
+// (the session's suspension), the secondary still holding a consistent
+// copy, which a plain resync then holds the other volumes for.
+func heldInconsistent(p *Pair, pos transport.Position) bool {
+	return slices.Contains(pos.Inconsistent, p.Volume) && p.CopyEnd <= pos.Time
 }
 
 // autoResume resumes the pairs the session suspended itself (ps, as they
