@@ -44,3 +44,23 @@ func TestMoverSendsNoFeaturesToASecondaryThatDoesNotAsk(t *testing.T) {
 		t.Fatalf("first frame after a Welcome that does not ask: type %d, want a record set", typ)
 	}
 }
+
+// A link that duplicates frames can deliver the first Welcome twice: the
+// repeat, which still asks, is no answer to the Features frame, and the
+// mover goes on from the Welcome that answers it, which no longer asks and
+// names the volumes consistent as of no time.
+func TestMoverTakesTheAnswerNotARepeatedWelcome(t *testing.T) {
+	p := startPrimary(t, options{})
+	l, _ := p.accept(t)
+	first := transport.Position{Group: 3, Time: 1, Features: transport.FeatureBundles | transport.FeatureAsksPrimary}
+	l.welcome(first)
+	l.welcome(first) // the link's duplicate
+	if typ, _ := l.next(); typ != transport.TypeFeatures {
+		t.Fatalf("first frame after a Welcome that asks: type %d, want Features", typ)
+	}
+	l.welcome(transport.Position{Group: 3, Time: 1, Features: transport.FeatureBundles, Inconsistent: []string{"v"}})
+	waitFor(t, "the link up", func() bool { up, _ := p.mover.Link(); return up })
+	if got := p.mover.Stats().Acked.Inconsistent; !slices.Equal(got, []string{"v"}) {
+		t.Fatalf("the mover took %q as consistent as of no time: it went on from the repeated first Welcome, not from the answer naming v", got)
+	}
+}
