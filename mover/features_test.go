@@ -10,7 +10,7 @@ import (
 // A secondary whose Welcome asks what the primary reads is told, in a
 // Features frame before anything else, that this primary reads the
 // inconsistent section; the mover goes on from the Welcome that answers
-// it, and takes the volumes it names.
+// it (which no longer asks), and takes the volumes it names.
 func TestMoverTellsASecondaryThatAsksWhatItReads(t *testing.T) {
 	p := startPrimary(t, options{})
 	l, _ := p.accept(t)
@@ -26,7 +26,7 @@ func TestMoverTellsASecondaryThatAsksWhatItReads(t *testing.T) {
 	if up, _ := p.mover.Link(); up {
 		t.Fatal("the link is up before the secondary answered the Features frame")
 	}
-	l.welcome(transport.Position{Group: 3, Time: 1, Features: transport.FeatureAsksPrimary, Inconsistent: []string{"v"}})
+	l.welcome(transport.Position{Group: 3, Time: 1, Inconsistent: []string{"v"}})
 	waitFor(t, "the link up", func() bool { up, _ := p.mover.Link(); return up })
 	if got := p.mover.Stats().Acked.Inconsistent; !slices.Equal(got, []string{"v"}) {
 		t.Fatalf("the mover took %q as consistent as of no time from the second Welcome, want v", got)

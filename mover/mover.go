@@ -623,7 +623,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	if err := conn.Send(transport.EncodeHello(hello)); err != nil {
 		return refusalOr(conn, err)
 	}
-	welcome, err := m.awaitWelcome(ctx, conn)
+	welcome, err := m.awaitWelcome(ctx, conn, false)
 	if err != nil {
 		return err
 	}
@@ -634,7 +634,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
 			return err
 		}
-		if welcome, err = m.awaitWelcome(ctx, conn); err != nil {
+		if welcome, err = m.awaitWelcome(ctx, conn, true); err != nil {
 			return err
 		}
 	}
@@ -775,32 +775,42 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 	return buf, nil
 }
 
-func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn) (transport.Position, error) {
+// awaitWelcome reads the secondary's Welcome. answer: the Welcome that
+// answers a Features frame, which no longer asks; one that still asks is a
+// repeat of the first (a link that duplicates frames), and is skipped.
+func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn, answer bool) (transport.Position, error) {
 	type result struct {
 		p   transport.Position
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		f, err := conn.Recv()
-		if err != nil {
-			ch <- result{err: err}
+		for {
+			f, err := conn.Recv()
+			if err != nil {
+				ch <- result{err: err}
+				return
+			}
+			typ, body, err := transport.Open(f)
+			if err != nil {
+				ch <- result{err: fmt.Errorf("welcome: %w", err)}
+				return
+			}
+			switch typ {
+			case transport.TypeWelcome:
+				p, err := transport.DecodePosition(body)
+				if err == nil && answer && p.Features&transport.FeatureAsksPrimary != 0 {
+					m.log.Debug("skipping a repeated Welcome that asks again while awaiting the answer to the Features frame", "peer", conn.Peer())
+					continue
+				}
+				ch <- result{p: p, err: err}
+			case transport.TypeRefuse:
+				reason, _ := transport.DecodeRefuse(body)
+				ch <- result{err: fmt.Errorf("%w: %s", ErrRefused, reason)}
+			default:
+				ch <- result{err: fmt.Errorf("expected welcome, got frame type %d", typ)}
+			}
 			return
-		}
-		typ, body, err := transport.Open(f)
-		if err != nil {
-			ch <- result{err: fmt.Errorf("welcome: %w", err)}
-			return
-		}
-		switch typ {
-		case transport.TypeWelcome:
-			p, err := transport.DecodePosition(body)
-			ch <- result{p: p, err: err}
-		case transport.TypeRefuse:
-			reason, _ := transport.DecodeRefuse(body)
-			ch <- result{err: fmt.Errorf("%w: %s", ErrRefused, reason)}
-		default:
-			ch <- result{err: fmt.Errorf("expected welcome, got frame type %d", typ)}
 		}
 	}()
 	t := time.NewTimer(m.cfg.HandshakeTimeout)

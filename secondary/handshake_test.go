@@ -158,6 +158,11 @@ func (r *rig) dialReading(h transport.Hello, answer bool) (transport.Conn, byte,
 	if typ, body, err = recvFrame(conn, 10*time.Second); err != nil {
 		r.t.Fatalf("no answer to the features: %v", err)
 	}
+	if w, err := transport.DecodePosition(body); typ == transport.TypeWelcome && (err != nil || w.Features&transport.FeatureAsksPrimary != 0) {
+		// The primary tells the answer from a repeat of the first
+		// Welcome by this alone.
+		r.t.Fatalf("the Welcome that answers the features asks again (%+v, %v)", w, err)
+	}
 	return conn, typ, body
 }
 

@@ -55,8 +55,12 @@
 // Ack that carries it as malformed, and would never link. The Welcome asks
 // (transport.FeatureAsksPrimary); a primary that answers with a Features
 // frame saying transport.PrimaryReadsInconsistent is welcomed again, with
-// the section, and its Acks carry it; any other primary never gets it. A
-// Features frame anywhere but first after the Welcome is ignored.
+// the section, and its Acks carry it; any other primary never gets it. The
+// Welcome that answers no longer asks, which tells it from a repeat of the
+// first on a link that duplicates frames. Only one Features frame is
+// answered, and only before any record set or heartbeat arrived on the
+// connection: a Welcome amid acknowledgements would go back on what they
+// said. Other frames before it (a repeated Hello) do not count.
 package secondary
 
 import (
@@ -917,7 +921,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		out.wait()
 	}()
 
-	corrupt, frames := 0, 0
+	// data counts the frames of record sets and heartbeats: once one came,
+	// the primary has gone on from a Welcome and a Features frame is too
+	// late. answered: a Features frame was answered.
+	corrupt, data, answered := 0, 0, false
 	for {
 		f, err := conn.Recv()
 		if err != nil {
@@ -939,13 +946,14 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			continue
 		}
 		corrupt = 0
-		frames++
 		var sets [][]byte
 		var beats []transport.Heartbeat
 		switch typ {
 		case transport.TypeRecordSet:
+			data++
 			sets = [][]byte{body}
 		case transport.TypeBundle:
+			data++
 			b, err := transport.DecodeBundle(body)
 			if err != nil {
 				s.countCorrupt(conn, err)
@@ -958,16 +966,22 @@ func (s *Secondary) serve(conn transport.Conn) error {
 				s.countCorrupt(conn, err)
 				continue
 			}
-			if frames != 1 {
-				// Only the answer to the Welcome: a second Welcome amid
-				// acknowledgements would go back on what they said.
-				s.log.Warn("ignoring a Features frame that is not the first after the Welcome", "peer", conn.Peer())
+			if answered || data > 0 {
+				// Only the answer to the Welcome, once (a link may repeat
+				// it): a second Welcome amid acknowledgements would go
+				// back on what they said.
+				s.log.Warn("ignoring a Features frame after the primary went on from the Welcome", "peer", conn.Peer())
 				continue
 			}
+			answered = true
 			s.mu.Lock()
 			if s.conn == conn {
 				s.peerReads = reads
-				s.out.put(transport.EncodePosition(transport.TypeWelcome, s.welcomeLocked()))
+				pos := s.welcomeLocked()
+				// Asked and answered: a Welcome that still asks is a
+				// repeat of the first, which the primary skips.
+				pos.Features &^= transport.FeatureAsksPrimary
+				s.out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 			}
 			s.mu.Unlock()
 			continue

@@ -18,8 +18,8 @@ const (
 	// record set.
 	FeatureBundles uint64 = 1 << 0
 	// FeatureAsksPrimary: the secondary takes a TypeFeatures frame as the
-	// first after its Welcome and answers it with its Welcome again (see
-	// TypeFeatures).
+	// first after its Welcome and answers it with its Welcome again,
+	// without this bit (see TypeFeatures).
 	FeatureAsksPrimary uint64 = 1 << 1
 )
 

@@ -8,9 +8,12 @@ import "encoding/binary"
 //
 // A primary sends it only as the first frame after a Welcome that announces
 // FeatureAsksPrimary, and waits for the secondary's answer, its Welcome
-// again, which now uses what the primary reads; the primary goes on from
-// that second Welcome. Until then the secondary sends only what every
-// primary reads. The Hello has no room for this: every secondary refuses a
+// again, which now uses what the primary reads and no longer announces
+// FeatureAsksPrimary; the primary goes on from that second Welcome, and
+// skips a Welcome that still asks: a link that duplicates frames repeats
+// the first. Until then the secondary sends only what every primary reads.
+// It answers one Features frame, and only before a record set or heartbeat
+// of the connection. The Hello has no room for this: every secondary refuses a
 // Hello longer than it knows, whereas a secondary from before this frame
 // never announces FeatureAsksPrimary, so it is never sent one, and a primary
 // from before it ignores the unknown feature bit and never sends one. Each
