@@ -1,17 +1,12 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // Defaults and limits.
@@ -39,11 +34,12 @@ const (
 	MinRateLimit = 1 * KiB
 )
 
-// Config is one session: the top-level keys and both sites.
+// Config is one session: the top-level keys and both sites. The tags
+// describe each key of the file (see schema.go).
 type Config struct {
-	Session          string   `toml:"session"`
-	Interval         Duration `toml:"interval"`           // time-interval group length; default 20ms, 1ms..10s
-	ControlTokenFile string   `toml:"control_token_file"` // relative to Dir; "" = no token
+	Session          string   `toml:"session" kind:"name" required:"name the session, e.g. session = \"payroll\""`
+	Interval         Duration `toml:"interval" default:"20ms" doc:"time-interval group length"`                    // 1ms..10s
+	ControlTokenFile string   `toml:"control_token_file" kind:"path" doc:"mutating control calls need this token"` // "" = no token
 
 	Primary   Primary   `toml:"primary"`
 	Secondary Secondary `toml:"secondary"`
@@ -55,80 +51,83 @@ type Config struct {
 
 // Primary is the [primary] section: the site users write to.
 type Primary struct {
-	NBD       string `toml:"nbd"`       // NBD listen address; export name = volume name
-	Control   string `toml:"control"`   // control HTTP listen address (optional)
-	Secondary string `toml:"secondary"` // where the secondary listens (dial address)
+	NBD       string `toml:"nbd" kind:"listen" unique:"listener" required:"the NBD listen address, e.g. nbd = \"127.0.0.1:10809\"" doc:"NBD listen address; export name = volume name"`
+	Control   string `toml:"control" kind:"listen" unique:"listener"` // optional
+	Secondary string `toml:"secondary" kind:"dial" required:"where the secondary listens, e.g. secondary = \"127.0.0.1:7402\"" doc:"where the secondary listens"`
 
-	SidefileLimit Size     `toml:"sidefile_limit"` // default 256MiB, at least 1MiB
-	SuspendAfter  Duration `toml:"suspend_after"`  // link down this long with a full sidefile: suspend; default 60s
+	SidefileLimit Size     `toml:"sidefile_limit" default:"256MiB"`                                                     // at least 1MiB
+	SuspendAfter  Duration `toml:"suspend_after" default:"60s" doc:"link down this long with a full sidefile: suspend"` // positive
 	// Write pacing: past PacingStart percent of the sidefile, each write is
 	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
-	PacingStart    int      `toml:"pacing_start"`     // percent, 1..99; default 50
-	PacingMaxDelay Duration `toml:"pacing_max_delay"` // default 20ms, at most 1s
+	PacingStart    int      `toml:"pacing_start" default:"50" doc:"percent of the sidefile where write pacing begins"` // 1..99
+	PacingMaxDelay Duration `toml:"pacing_max_delay" default:"20ms" doc:"delay per write when the sidefile is full"`   // at most 1s
 	// Rate limits in bytes per second ("0" or absent: unlimited):
 	// CopyRateLimit paces initial copies and resyncs, LinkRateLimit every
 	// frame on the link. `duplex pair rate` changes them at run time.
-	CopyRateLimit Size `toml:"copy_rate_limit"`
-	LinkRateLimit Size `toml:"link_rate_limit"`
+	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
+	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`
 
-	TLSCert    string `toml:"tls_cert"`        // client certificate (PEM)
-	TLSKey     string `toml:"tls_key"`         // its private key (PEM)
-	TLSCA      string `toml:"tls_ca"`          // CA that signed the secondary's certificate (PEM)
-	ServerName string `toml:"tls_server_name"` // name expected in the secondary's certificate; default the host of Secondary
+	TLSCert    string `toml:"tls_cert" kind:"path"` // client certificate (PEM)
+	TLSKey     string `toml:"tls_key" kind:"path"`  // its private key (PEM)
+	TLSCA      string `toml:"tls_ca" kind:"path"`   // CA that signed the secondary's certificate (PEM)
+	ServerName string `toml:"tls_server_name"`      // name expected in the secondary's certificate; default the host of Secondary
 	// NBD over TLS (NBD_OPT_STARTTLS, required of every client once set):
 	// the server certificate clients check against the address they dial,
 	// and the CA that must have signed each client's certificate.
-	NBDTLSCert string `toml:"nbd_tls_cert"`
-	NBDTLSKey  string `toml:"nbd_tls_key"`
-	NBDTLSCA   string `toml:"nbd_tls_ca"`
+	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
+	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
+	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
 	// Insecure allows what this site would otherwise refuse off loopback:
 	// a plaintext link, NBD without TLS, a control address without a token.
 	Insecure bool `toml:"insecure"`
 
-	Subsystems []Subsystem `toml:"subsystem"`
+	Subsystems []Subsystem `toml:"subsystem" required:"the primary needs at least one [[primary.subsystem]] with volumes"`
 }
 
 // Subsystem is one [[primary.subsystem]]: volumes sharing a sidefile and a
 // sequence-number space.
 type Subsystem struct {
-	ID      string   `toml:"id"`
-	Volumes []Volume `toml:"volume"`
+	ID      string   `toml:"id" kind:"name" unique:"subsystem" required:"give the subsystem an id, e.g. id = \"ss1\""`
+	Volumes []Volume `toml:"volume" required:"the subsystem needs at least one [[primary.subsystem.volume]]"`
 }
 
 // Volume is one [[primary.subsystem.volume]].
 type Volume struct {
-	Name string `toml:"name"` // unique in the session; the NBD export name
-	Path string `toml:"path"` // block device or image file
-	Size Size   `toml:"size"` // positive multiple of 512; 0 (absent): the device's or existing image's size
+	// Name is unique in the session, and the NBD export name.
+	Name string `toml:"name" kind:"name" max:"128" unique:"volume" required:"give the volume a name, e.g. name = \"db-data\""`
+	Path string `toml:"path" kind:"path" unique:"file" required:"the volume's image file or device"` // block device or image file
+	// Size is a positive multiple of 512; 0 (absent): the device's or
+	// existing image's size.
+	Size Size `toml:"size" zero:"must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size"`
 }
 
 // Secondary is the [secondary] section: the site holding the consistent copy.
 type Secondary struct {
-	Listen  string `toml:"listen"`  // link listen address
-	Control string `toml:"control"` // control HTTP listen address (optional)
-	NBD     string `toml:"nbd"`     // read-only NBD exports of the copy (optional)
-	Journal string `toml:"journal"` // journal location
+	Listen  string `toml:"listen" kind:"listen" unique:"listener" required:"the address the primary connects to, e.g. listen = \"127.0.0.1:7402\""` // link
+	Control string `toml:"control" kind:"listen" unique:"listener"`                                                                                 // optional
+	NBD     string `toml:"nbd" kind:"listen" unique:"listener" doc:"consistent read-only exports of the copy"`                                      // optional
+	Journal string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
 
-	TLSCert string `toml:"tls_cert"` // server certificate (PEM)
-	TLSKey  string `toml:"tls_key"`  // its private key (PEM)
-	TLSCA   string `toml:"tls_ca"`   // CA that signed the primary's client certificate (PEM)
+	TLSCert string `toml:"tls_cert" kind:"path"` // server certificate (PEM)
+	TLSKey  string `toml:"tls_key" kind:"path"`  // its private key (PEM)
+	TLSCA   string `toml:"tls_ca" kind:"path"`   // CA that signed the primary's client certificate (PEM)
 	// NBD over TLS for the read-only exports, as in [primary].
-	NBDTLSCert string `toml:"nbd_tls_cert"`
-	NBDTLSKey  string `toml:"nbd_tls_key"`
-	NBDTLSCA   string `toml:"nbd_tls_ca"`
+	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
+	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
+	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
 	// Insecure allows what this site would otherwise refuse off loopback:
 	// a plaintext link, NBD without TLS, a control address without a token.
 	Insecure bool `toml:"insecure"`
 
-	Volumes []SecondaryVolume `toml:"volume"`
+	Volumes []SecondaryVolume `toml:"volume" required:"the secondary needs a [[secondary.volume]] for each primary volume"`
 }
 
 // SecondaryVolume is one [[secondary.volume]]: where the copy of the primary
 // volume of the same name lives (a block device or an image file). Its size
 // is the primary volume's.
 type SecondaryVolume struct {
-	Name string `toml:"name"`
-	Path string `toml:"path"`
+	Name string `toml:"name" kind:"name" max:"128" unique:"copy" required:"the name of the primary volume this copies"`
+	Path string `toml:"path" kind:"path" unique:"file" required:"the image file or device holding the copy"`
 }
 
 // Load reads the config file at path, decodes it strictly, applies defaults,
@@ -197,183 +196,13 @@ func Parse(data []byte, dir string) (*Config, error) {
 	return c, nil
 }
 
-// decodeError turns a TOML error into "line N: key: problem".
-func decodeError(err error) error {
-	var pe toml.ParseError
-	if !errors.As(err, &pe) {
-		return err
-	}
-	msg := pe.Message
-	if pe.LastKey != "" {
-		msg = pe.LastKey + ": " + msg
-	}
-	if pe.Position.Line > 0 {
-		msg = fmt.Sprintf("line %d: %s", pe.Position.Line, msg)
-	}
-	return &wrapped{msg: msg, err: err}
-}
-
-type wrapped struct {
-	msg string
-	err error
-}
-
-func (w *wrapped) Error() string { return w.msg }
-func (w *wrapped) Unwrap() error { return w.err }
-
-// knownKeys maps each table path ("", "primary", "primary.subsystem", ...)
-// to the keys it may hold, from the toml tags of Config.
-var knownKeys = tomlKeys(reflect.TypeOf(Config{}))
-
-func tomlKeys(root reflect.Type) map[string][]string {
-	m := map[string][]string{}
-	var walk func(prefix string, t reflect.Type)
-	walk = func(prefix string, t reflect.Type) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-			if name == "" || name == "-" {
-				continue
-			}
-			m[prefix] = append(m[prefix], name)
-			ft := f.Type
-			if ft.Kind() == reflect.Slice {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				walk(strings.TrimPrefix(prefix+"."+name, "."), ft)
-			}
-		}
-	}
-	walk("", root)
-	for k := range m {
-		sort.Strings(m[k])
-	}
-	return m
-}
-
-// unknownKeys reports keys the file holds that Config does not know, by
-// exact name (the TOML library matches field names without regard to case,
-// this package does not), outermost only, with a hint at what was probably
-// meant. undecoded, the keys the library did not use, are checked as well.
-func unknownKeys(keys, undecoded []toml.Key) error {
-	var errs []error
-	reported := map[string]bool{}
-	report := func(k toml.Key) {
-		for i := 1; i <= len(k); i++ {
-			if reported[k[:i].String()] {
-				return
-			}
-		}
-		name := k.String()
-		reported[name] = true
-		parent := strings.Join(k[:len(k)-1], ".")
-		last := k[len(k)-1]
-		where := "at the top level"
-		if parent != "" {
-			where = "in [" + parent + "]"
-		}
-		msg := fmt.Sprintf("%s: unknown key %s", name, where)
-		mean, elsewhere := keyHint(parent, last)
-		switch {
-		case mean != "":
-			msg += fmt.Sprintf(" (did you mean %q?)", mean)
-		case len(knownKeys[parent]) > 0:
-			msg += "; known keys there: " + strings.Join(knownKeys[parent], ", ")
-		}
-		if mean == "" && elsewhere != "" {
-			msg += fmt.Sprintf("; %q belongs in %s", last, elsewhere)
-		}
-		errs = append(errs, errors.New(msg))
-	}
-	for _, k := range keys {
-		for i := range k {
-			known, table := knownKeys[strings.Join(k[:i], ".")]
-			if !table {
-				break // below a value: convert reports its type
-			}
-			if !slices.Contains(known, k[i]) {
-				report(k[:i+1])
-				break
-			}
-		}
-	}
-	for _, k := range undecoded {
-		report(k)
-	}
-	return errors.Join(errs...)
-}
-
-// keyHint returns the known key of parent closest to last (if close
-// enough), and the tables where last is a known key.
-func keyHint(parent, last string) (mean, elsewhere string) {
-	bestDist := 3
-	for _, k := range knownKeys[parent] {
-		if d := editDistance(strings.ToLower(last), k); d < bestDist {
-			mean, bestDist = k, d
-		}
-	}
-	var tables []string
-	for p, ks := range knownKeys {
-		if p == parent {
-			continue
-		}
-		for _, k := range ks {
-			if k == last {
-				if p == "" {
-					tables = append(tables, "the top level")
-				} else {
-					tables = append(tables, "["+p+"]")
-				}
-			}
-		}
-	}
-	sort.Strings(tables)
-	return mean, strings.Join(tables, " or ")
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
-
-// pathFields lists pointers to every path in c.
-func (c *Config) pathFields() []*string {
-	p := []*string{&c.ControlTokenFile,
-		&c.Primary.TLSCert, &c.Primary.TLSKey, &c.Primary.TLSCA,
-		&c.Primary.NBDTLSCert, &c.Primary.NBDTLSKey, &c.Primary.NBDTLSCA,
-		&c.Secondary.Journal, &c.Secondary.TLSCert, &c.Secondary.TLSKey, &c.Secondary.TLSCA,
-		&c.Secondary.NBDTLSCert, &c.Secondary.NBDTLSKey, &c.Secondary.NBDTLSCA}
-	for i := range c.Primary.Subsystems {
-		for j := range c.Primary.Subsystems[i].Volumes {
-			p = append(p, &c.Primary.Subsystems[i].Volumes[j].Path)
-		}
-	}
-	for i := range c.Secondary.Volumes {
-		p = append(p, &c.Secondary.Volumes[i].Path)
-	}
-	return p
-}
-
 func (c *Config) resolvePaths() {
-	for _, p := range c.pathFields() {
-		*p = c.Resolve(*p)
-	}
+	visit("", "", reflect.ValueOf(c).Elem(), schema, func(_, _ string, f *field, v reflect.Value) bool {
+		if f.kind == "path" {
+			v.SetString(c.Resolve(v.String()))
+		}
+		return true
+	})
 }
 
 // Resolve returns path resolved against Dir: unchanged when empty or

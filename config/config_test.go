@@ -351,12 +351,6 @@ func TestUnknownKeys(t *testing.T) {
 	}
 }
 
-func TestRawMirrorsPublicTypes(t *testing.T) {
-	if raw := tomlKeys(reflect.TypeOf(rawConfig{})); !reflect.DeepEqual(raw, knownKeys) {
-		t.Fatalf("raw types decode keys %v, public types declare %v", raw, knownKeys)
-	}
-}
-
 func TestDecodeErrors(t *testing.T) {
 	for _, tc := range []struct{ from, to, want string }{
 		{`size = 4096`, `size = "1.5GiB"`, `primary.subsystem[0].volume[0].size: size "1.5GiB": fractions are not accepted: write 1536MiB`},
@@ -1224,5 +1218,19 @@ func TestDemoGolden(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, demo) {
 		t.Errorf("testdata/demo.toml decodes to\n%#v\nwant\n%#v", back, demo)
+	}
+}
+
+// TestTagDefaults: the defaults in Config's tags are the exported ones.
+func TestTagDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Primary
+	if c.Interval != DefaultInterval || p.SidefileLimit != DefaultSidefileLimit || p.SuspendAfter != DefaultSuspendAfter ||
+		p.PacingStart != DefaultPacingStart || p.PacingMaxDelay != DefaultPacingMaxDelay {
+		t.Errorf("defaults from the tags: interval %v, sidefile_limit %v, suspend_after %v, pacing_start %d, pacing_max_delay %v",
+			c.Interval, p.SidefileLimit, p.SuspendAfter, p.PacingStart, p.PacingMaxDelay)
 	}
 }

@@ -4,194 +4,145 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
 )
 
-// The file is decoded in two steps: the TOML library fills these raw mirrors
-// of the public types, whose leaves keep whatever value the file holds, and
-// convert then turns every leaf into its typed field. A bad value is thus
-// reported with its full field path ("primary.subsystem[1].volume[0].size")
+// The TOML library decodes the file into plain maps, and decodeTable then
+// fills Config from them along the schema. A bad value is thus reported
+// with its full field path ("primary.subsystem[1].volume[0].size")
 // together with every other problem, rather than as the first error of the
-// library, whose line number points at the last entry of an array of tables.
-
-// rawValue holds one value of the file as the TOML library parsed it.
-type rawValue struct {
-	v   any
-	set bool
-}
-
-// UnmarshalTOML implements toml.Unmarshaler.
-func (r *rawValue) UnmarshalTOML(v any) error {
-	r.v, r.set = v, true
-	return nil
-}
-
-type rawConfig struct {
-	Session          rawValue     `toml:"session"`
-	Interval         rawValue     `toml:"interval"`
-	ControlTokenFile rawValue     `toml:"control_token_file"`
-	Primary          rawPrimary   `toml:"primary"`
-	Secondary        rawSecondary `toml:"secondary"`
-}
-
-type rawPrimary struct {
-	NBD           rawValue       `toml:"nbd"`
-	Control       rawValue       `toml:"control"`
-	Secondary     rawValue       `toml:"secondary"`
-	SidefileLimit rawValue       `toml:"sidefile_limit"`
-	SuspendAfter  rawValue       `toml:"suspend_after"`
-	PacingStart   rawValue       `toml:"pacing_start"`
-	PacingMax     rawValue       `toml:"pacing_max_delay"`
-	CopyRate      rawValue       `toml:"copy_rate_limit"`
-	LinkRate      rawValue       `toml:"link_rate_limit"`
-	TLSCert       rawValue       `toml:"tls_cert"`
-	TLSKey        rawValue       `toml:"tls_key"`
-	TLSCA         rawValue       `toml:"tls_ca"`
-	ServerName    rawValue       `toml:"tls_server_name"`
-	NBDTLSCert    rawValue       `toml:"nbd_tls_cert"`
-	NBDTLSKey     rawValue       `toml:"nbd_tls_key"`
-	NBDTLSCA      rawValue       `toml:"nbd_tls_ca"`
-	Insecure      rawValue       `toml:"insecure"`
-	Subsystems    []rawSubsystem `toml:"subsystem"`
-}
-
-type rawSubsystem struct {
-	ID      rawValue    `toml:"id"`
-	Volumes []rawVolume `toml:"volume"`
-}
-
-type rawVolume struct {
-	Name rawValue `toml:"name"`
-	Path rawValue `toml:"path"`
-	Size rawValue `toml:"size"`
-}
-
-type rawSecondary struct {
-	Listen     rawValue             `toml:"listen"`
-	Control    rawValue             `toml:"control"`
-	NBD        rawValue             `toml:"nbd"`
-	Journal    rawValue             `toml:"journal"`
-	TLSCert    rawValue             `toml:"tls_cert"`
-	TLSKey     rawValue             `toml:"tls_key"`
-	TLSCA      rawValue             `toml:"tls_ca"`
-	NBDTLSCert rawValue             `toml:"nbd_tls_cert"`
-	NBDTLSKey  rawValue             `toml:"nbd_tls_key"`
-	NBDTLSCA   rawValue             `toml:"nbd_tls_ca"`
-	Insecure   rawValue             `toml:"insecure"`
-	Volumes    []rawSecondaryVolume `toml:"volume"`
-}
-
-type rawSecondaryVolume struct {
-	Name rawValue `toml:"name"`
-	Path rawValue `toml:"path"`
-}
+// library, whose line number points at the last entry of an array of
+// tables and whose messages name Go types.
 
 // decode fills c from data, applying defaults to keys the file leaves out.
-// It returns every problem with the values, joined.
+// It returns every problem, joined.
 func decode(data []byte, c *Config) error {
-	// First the shape: tables where tables belong, arrays of tables where
-	// those do, and no unknown keys; the library's own messages for these
-	// would name Go types.
-	var generic map[string]any
-	md, err := toml.NewDecoder(strings.NewReader(string(data))).Decode(&generic)
+	var m map[string]any
+	md, err := toml.Decode(string(data), &m)
 	if err != nil {
 		return decodeError(err)
-	}
-	var shape problems
-	checkShape(&shape, "", "", generic, reflect.TypeOf(Config{}))
-	if err := errors.Join(unknownKeys(md.Keys(), nil), errors.Join(shape...)); err != nil {
-		return flatten(err)
-	}
-	var raw rawConfig
-	md, err = toml.NewDecoder(strings.NewReader(string(data))).Decode(&raw)
-	if err != nil {
-		return decodeError(err)
-	}
-	if err := unknownKeys(nil, md.Undecoded()); err != nil {
-		return err
 	}
 	var p problems
-	conv := converter{p: &p}
-	c.Session = conv.str("session", raw.Session)
-	c.Interval = conv.duration("interval", raw.Interval, DefaultInterval)
-	c.ControlTokenFile = conv.str("control_token_file", raw.ControlTokenFile)
-
-	if md.IsDefined("primary") {
-		r, pr := &raw.Primary, &c.Primary
-		pr.NBD = conv.str("primary.nbd", r.NBD)
-		pr.Control = conv.str("primary.control", r.Control)
-		pr.Secondary = conv.str("primary.secondary", r.Secondary)
-		pr.SidefileLimit = conv.size("primary.sidefile_limit", r.SidefileLimit, DefaultSidefileLimit)
-		pr.SuspendAfter = conv.duration("primary.suspend_after", r.SuspendAfter, DefaultSuspendAfter)
-		pr.PacingStart = conv.integer("primary.pacing_start", r.PacingStart, DefaultPacingStart)
-		pr.PacingMaxDelay = conv.duration("primary.pacing_max_delay", r.PacingMax, DefaultPacingMaxDelay)
-		pr.CopyRateLimit = conv.size("primary.copy_rate_limit", r.CopyRate, 0)
-		pr.LinkRateLimit = conv.size("primary.link_rate_limit", r.LinkRate, 0)
-		pr.TLSCert = conv.str("primary.tls_cert", r.TLSCert)
-		pr.TLSKey = conv.str("primary.tls_key", r.TLSKey)
-		pr.TLSCA = conv.str("primary.tls_ca", r.TLSCA)
-		pr.ServerName = conv.str("primary.tls_server_name", r.ServerName)
-		pr.NBDTLSCert = conv.str("primary.nbd_tls_cert", r.NBDTLSCert)
-		pr.NBDTLSKey = conv.str("primary.nbd_tls_key", r.NBDTLSKey)
-		pr.NBDTLSCA = conv.str("primary.nbd_tls_ca", r.NBDTLSCA)
-		pr.Insecure = conv.boolean("primary.insecure", r.Insecure)
-		if r.Subsystems != nil {
-			pr.Subsystems = make([]Subsystem, len(r.Subsystems))
-		}
-		for i, rs := range r.Subsystems {
-			f := fmt.Sprintf("primary.subsystem[%d]", i)
-			ss := &pr.Subsystems[i]
-			ss.ID = conv.str(f+".id", rs.ID)
-			if rs.Volumes != nil {
-				ss.Volumes = make([]Volume, len(rs.Volumes))
-			}
-			for j, rv := range rs.Volumes {
-				vf := fmt.Sprintf("%s.volume[%d]", f, j)
-				before := len(p)
-				ss.Volumes[j] = Volume{
-					Name: conv.str(vf+".name", rv.Name),
-					Path: conv.str(vf+".path", rv.Path),
-					Size: conv.size(vf+".size", rv.Size, 0),
-				}
-				// Absent, the size is the device's; written, it is a size.
-				if rv.Size.set && ss.Volumes[j].Size == 0 && len(p) == before {
-					p.add(vf+".size", "must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size")
-				}
-			}
-		}
-	}
-
-	if md.IsDefined("secondary") {
-		r, s := &raw.Secondary, &c.Secondary
-		s.Listen = conv.str("secondary.listen", r.Listen)
-		s.Control = conv.str("secondary.control", r.Control)
-		s.NBD = conv.str("secondary.nbd", r.NBD)
-		s.Journal = conv.str("secondary.journal", r.Journal)
-		s.TLSCert = conv.str("secondary.tls_cert", r.TLSCert)
-		s.TLSKey = conv.str("secondary.tls_key", r.TLSKey)
-		s.TLSCA = conv.str("secondary.tls_ca", r.TLSCA)
-		s.NBDTLSCert = conv.str("secondary.nbd_tls_cert", r.NBDTLSCert)
-		s.NBDTLSKey = conv.str("secondary.nbd_tls_key", r.NBDTLSKey)
-		s.NBDTLSCA = conv.str("secondary.nbd_tls_ca", r.NBDTLSCA)
-		s.Insecure = conv.boolean("secondary.insecure", r.Insecure)
-		if r.Volumes != nil {
-			s.Volumes = make([]SecondaryVolume, len(r.Volumes))
-		}
-		for i, rv := range r.Volumes {
-			f := fmt.Sprintf("secondary.volume[%d]", i)
-			s.Volumes[i] = SecondaryVolume{
-				Name: conv.str(f+".name", rv.Name),
-				Path: conv.str(f+".path", rv.Path),
-			}
-		}
-	}
+	unknownKeys(&p, md.Keys())
+	decodeTable(&p, "", "", m, reflect.ValueOf(c).Elem(), schema)
 	return errors.Join(p...)
 }
 
-type converter struct{ p *problems }
+// decodeTable fills v, the struct at field path (table name table), from
+// m, a table of the file.
+func decodeTable(p *problems, path, table string, m map[string]any, v reflect.Value, fields []field) {
+	for _, f := range fields {
+		at, tbl, fv := join(path, f.name), join(table, f.name), v.Field(f.index)
+		raw, set := m[f.name]
+		switch {
+		case !set:
+			if f.def.IsValid() {
+				fv.Set(f.def)
+			}
+		case f.kind == "table":
+			sub, ok := raw.(map[string]any)
+			if !ok {
+				p.add(at, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(raw), tbl)
+				continue
+			}
+			decodeTable(p, at, tbl, sub, fv, f.fields)
+		case f.kind == "tables":
+			list, ok := tables(raw)
+			if !ok {
+				how := "must be an array of tables"
+				if _, array := raw.([]any); !array {
+					how += ", not " + typeName(raw)
+				}
+				p.add(at, "%s: write [[%s]] (double brackets) before each entry", how, tbl)
+				continue
+			}
+			fv.Set(reflect.MakeSlice(fv.Type(), len(list), len(list)))
+			for j, e := range list {
+				decodeTable(p, fmt.Sprintf("%s[%d]", at, j), tbl, e, fv.Index(j), f.fields)
+			}
+		default:
+			if msg := decodeLeaf(fv, raw); msg != "" {
+				p.add(at, "%s", msg)
+			} else if f.zero != "" && fv.IsZero() {
+				p.add(at, "%s", f.zero)
+			}
+		}
+	}
+}
+
+// tables returns the entries of an array of tables.
+func tables(raw any) ([]map[string]any, bool) {
+	switch v := raw.(type) {
+	case []map[string]any:
+		return v, true
+	case []any:
+		list := make([]map[string]any, len(v))
+		for i, e := range v {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			list[i] = m
+		}
+		return list, true
+	}
+	return nil, false
+}
+
+// decodeLeaf sets v, a settable value of one of the leaf types of Config,
+// from raw as the TOML library parsed it, or says what is wrong with raw.
+func decodeLeaf(v reflect.Value, raw any) string {
+	switch dst := v.Addr().Interface().(type) {
+	case *string:
+		s, ok := raw.(string)
+		if !ok {
+			return "must be a string (in double quotes), not " + typeName(raw)
+		}
+		*dst = s
+	case *bool:
+		b, ok := raw.(bool)
+		if !ok {
+			return "must be true or false, not " + typeName(raw)
+		}
+		*dst = b
+	case *int:
+		n, ok := raw.(int64)
+		if !ok {
+			return "must be a whole number, not " + typeName(raw)
+		}
+		*dst = int(n)
+	case *Size:
+		if n, ok := raw.(int64); ok {
+			raw = strconv.FormatInt(n, 10)
+		}
+		s, ok := raw.(string)
+		if !ok {
+			return `must be a size such as "256MiB" or a number of bytes, not ` + typeName(raw)
+		}
+		if err := dst.UnmarshalText([]byte(s)); err != nil {
+			return err.Error()
+		}
+	case *Duration:
+		switch r := raw.(type) {
+		case string:
+			if err := dst.UnmarshalText([]byte(r)); err != nil {
+				return err.Error()
+			}
+		case int64, float64:
+			return fmt.Sprintf(`%v has no unit: write a duration in quotes, e.g. "20ms" or "60s"`, r)
+		default:
+			return `must be a duration such as "20ms" or "60s", not ` + typeName(raw)
+		}
+	default:
+		panic(fmt.Sprintf("config: no decoding for %T", dst))
+	}
+	return ""
+}
 
 func typeName(v any) string {
 	switch v.(type) {
@@ -212,143 +163,110 @@ func typeName(v any) string {
 	}
 }
 
-func (cv converter) str(field string, r rawValue) string {
-	if !r.set {
-		return ""
+// decodeError turns a TOML error into "line N: key: problem".
+func decodeError(err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return err
 	}
-	s, ok := r.v.(string)
-	if !ok {
-		cv.p.add(field, "must be a string (in double quotes), not %s", typeName(r.v))
+	msg := pe.Message
+	if pe.LastKey != "" {
+		msg = pe.LastKey + ": " + msg
 	}
-	return s
+	if pe.Position.Line > 0 {
+		msg = fmt.Sprintf("line %d: %s", pe.Position.Line, msg)
+	}
+	return &wrapped{msg: msg, err: err}
 }
 
-func (cv converter) integer(field string, r rawValue, def int) int {
-	if !r.set {
-		return def
-	}
-	v, ok := r.v.(int64)
-	if !ok {
-		cv.p.add(field, "must be a whole number, not %s", typeName(r.v))
-	}
-	return int(v)
+type wrapped struct {
+	msg string
+	err error
 }
 
-func (cv converter) boolean(field string, r rawValue) bool {
-	if !r.set {
-		return false
-	}
-	b, ok := r.v.(bool)
-	if !ok {
-		cv.p.add(field, "must be true or false, not %s", typeName(r.v))
-	}
-	return b
-}
+func (w *wrapped) Error() string { return w.msg }
+func (w *wrapped) Unwrap() error { return w.err }
 
-func (cv converter) size(field string, r rawValue, def Size) Size {
-	if !r.set {
-		return def
-	}
-	var text string
-	switch v := r.v.(type) {
-	case string:
-		text = v
-	case int64:
-		text = strconv.FormatInt(v, 10)
-	default:
-		cv.p.add(field, "must be a size such as \"256MiB\" or a number of bytes, not %s", typeName(r.v))
-		return 0
-	}
-	s, err := ParseSize(text)
-	if err != nil {
-		cv.p.add(field, "%v", err)
-	}
-	return s
-}
-
-func (cv converter) duration(field string, r rawValue, def Duration) Duration {
-	if !r.set {
-		return def
-	}
-	var d Duration
-	switch v := r.v.(type) {
-	case string:
-		if err := d.UnmarshalText([]byte(v)); err != nil {
-			cv.p.add(field, "%v", err)
-		}
-	case int64, float64:
-		cv.p.add(field, "%v has no unit: write a duration in quotes, e.g. \"20ms\" or \"60s\"", v)
-	default:
-		cv.p.add(field, "must be a duration such as \"20ms\" or \"60s\", not %s", typeName(r.v))
-	}
-	return d
-}
-
-// checkShape checks that m, the table at field path (table name), holds
-// tables and arrays of tables where t, a struct type of Config, has them.
-func checkShape(p *problems, path, table string, m map[string]any, t reflect.Type) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		v, ok := m[name]
-		if name == "" || name == "-" || !ok {
-			continue
-		}
-		field, tbl := name, name
-		if path != "" {
-			field, tbl = path+"."+name, table+"."+name
-		}
-		switch {
-		case f.Type.Kind() == reflect.Struct:
-			sub, ok := v.(map[string]any)
-			if !ok {
-				p.add(field, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(v), tbl)
+// unknownKeys reports keys the file holds that Config does not know, by
+// exact name (the TOML library matches field names without regard to case,
+// this package does not), outermost only, with a hint at what was probably
+// meant.
+func unknownKeys(p *problems, keys []toml.Key) {
+	reported := map[string]bool{}
+	for _, k := range keys {
+		for i := range k {
+			parent := strings.Join(k[:i], ".")
+			known, table := knownKeys[parent]
+			if !table {
+				break // below a value: decodeLeaf reports its type
+			}
+			name := k[:i+1].String()
+			if slices.Contains(known, k[i]) {
 				continue
+			} else if reported[name] {
+				break
 			}
-			checkShape(p, field, tbl, sub, f.Type)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-			var list []map[string]any
-			switch v := v.(type) {
-			case []map[string]any:
-				list = v
-			case []any:
-				for _, e := range v {
-					if em, ok := e.(map[string]any); ok {
-						list = append(list, em)
-					} else {
-						list = nil
-						break
-					}
-				}
-				if list == nil && len(v) > 0 {
-					p.add(field, "must be an array of tables: write [[%s]] (double brackets) before each entry", tbl)
-					continue
-				}
-			default:
-				p.add(field, "must be an array of tables, not %s: write [[%s]] (double brackets) before each entry", typeName(v), tbl)
-				continue
+			reported[name] = true
+			where := "at the top level"
+			if parent != "" {
+				where = "in [" + parent + "]"
 			}
-			for j, e := range list {
-				checkShape(p, fmt.Sprintf("%s[%d]", field, j), tbl, e, f.Type.Elem())
+			msg := "unknown key " + where
+			mean, elsewhere := keyHint(parent, k[i])
+			switch {
+			case mean != "":
+				msg += fmt.Sprintf(" (did you mean %q?)", mean)
+			case len(known) > 0:
+				msg += "; known keys there: " + strings.Join(known, ", ")
 			}
+			if mean == "" && elsewhere != "" {
+				msg += fmt.Sprintf("; %q belongs in %s", k[i], elsewhere)
+			}
+			p.add(name, "%s", msg)
+			break
 		}
 	}
 }
 
-// flatten turns nested joined errors into one flat join, so that each
-// problem is one entry (and one line).
-func flatten(err error) error {
-	var out []error
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
+// keyHint returns the known key of parent closest to last (if close
+// enough), and the tables where last is a known key.
+func keyHint(parent, last string) (mean, elsewhere string) {
+	bestDist := 3
+	for _, k := range knownKeys[parent] {
+		if d := editDistance(strings.ToLower(last), k); d < bestDist {
+			mean, bestDist = k, d
 		}
-		out = append(out, err)
 	}
-	walk(err)
-	return errors.Join(out...)
+	var tables []string
+	for p, ks := range knownKeys {
+		if p != parent && slices.Contains(ks, last) {
+			if p == "" {
+				tables = append(tables, "the top level")
+			} else {
+				tables = append(tables, "["+p+"]")
+			}
+		}
+	}
+	sort.Strings(tables)
+	return mean, strings.Join(tables, " or ")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

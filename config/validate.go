@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,11 +36,7 @@ func (p *problems) add(field, format string, args ...any) {
 // with errors.Join; each is a *FieldError naming its field.
 func (c *Config) Validate() error {
 	var p problems
-	if c.Session == "" {
-		p.add("session", `missing: name the session, e.g. session = "payroll"`)
-	} else if msg := nameProblem(c.Session, 64); msg != "" {
-		p.add("session", "%s", msg)
-	}
+	c.checkKeys(&p)
 	if c.Interval < MinInterval || c.Interval > MaxInterval {
 		p.add("interval", "%s is out of range: must be between %s and %s", c.Interval, MinInterval, MaxInterval)
 	}
@@ -55,8 +53,69 @@ func (c *Config) Validate() error {
 	if hasP && hasS {
 		c.validatePair(&p)
 	}
-	c.validatePaths(&p)
 	return errors.Join(p...)
+}
+
+// checkKeys checks what the schema says of each key, in the sections the
+// config describes: required keys are set; names, addresses, rates and
+// enums are well formed; unique keys are.
+func (c *Config) checkKeys(p *problems) {
+	seen := map[[3]string]string{} // group, site ("" on one machine), value -> first key
+	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, _ string, f *field, v reflect.Value) bool {
+		switch {
+		case f.kind == "table":
+			return !v.IsZero()
+		case f.kind == "tables" && v.Kind() == reflect.Slice && v.Len() == 0 && f.required != "":
+			p.add(path, "none: %s", f.required)
+		case f.kind == "tables":
+			return true
+		case v.IsZero():
+			if f.required != "" {
+				p.add(path, "missing: %s", f.required)
+			}
+			return true
+		case f.kind == "name":
+			if msg := nameProblem(v.String(), f.max); msg != "" {
+				p.add(path, "%s", msg)
+			}
+		case f.kind == "listen" || f.kind == "dial":
+			checkAddr(p, path, v.String(), f.kind == "listen")
+		case f.kind == "rate" && v.Int() < 0:
+			p.add(path, "%d must not be negative: 0 or leave it out for no limit", v.Int())
+		case f.kind == "rate" && v.Int() < int64(MinRateLimit):
+			p.add(path, "%s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", v.Interface(), MinRateLimit)
+		case f.kind == "enum" && !slices.Contains(f.values, v.String()):
+			p.add(path, "%q is not a %s this %s knows: \"%s\"", v.String(), f.name, siteOf(path), strings.Join(f.values, `" or "`))
+		}
+		if f.unique == "" || f.kind == "listen" && anyPort(v.String()) {
+			return true
+		}
+		key := [3]string{f.unique, siteOf(path), v.String()}
+		if c.sameMachine() {
+			key[1] = ""
+		}
+		if f.kind == "path" {
+			key[2] = c.Resolve(key[2])
+		}
+		other, dup := seen[key]
+		switch {
+		case !dup:
+			seen[key] = path
+		case f.kind == "name":
+			p.add(path, "%q is also the %s of %s: %s", v.String(), f.name, strings.TrimSuffix(other, "."+f.name), uniqueWhy[f.unique])
+		case siteOf(other) != siteOf(path):
+			p.add(path, "%q is also %s, and both sites run on this machine: %s", v.String(), other, uniqueWhy[f.unique])
+		default:
+			p.add(path, "%q is also %s: %s", v.String(), other, uniqueWhy[f.unique])
+		}
+		return true
+	})
+}
+
+// siteOf returns the section a key path is in ("primary", "secondary").
+func siteOf(path string) string {
+	site, _, _ := strings.Cut(path, ".")
+	return site
 }
 
 // nameProblem says what is wrong with a session, subsystem or volume name.
@@ -129,32 +188,6 @@ func (c *Config) checkInsecure(p *problems, site string, insecure, linkTLS, nbdT
 
 func (c *Config) validatePrimary(p *problems) {
 	pr := &c.Primary
-	if pr.NBD == "" {
-		p.add("primary.nbd", `missing: the NBD listen address, e.g. nbd = "127.0.0.1:10809"`)
-	} else {
-		checkAddr(p, "primary.nbd", pr.NBD, true)
-	}
-	if pr.Control != "" {
-		checkAddr(p, "primary.control", pr.Control, true)
-		if pr.Control == pr.NBD && !anyPort(pr.NBD) {
-			p.add("primary.control", "%q is also primary.nbd: each listener needs its own address", pr.Control)
-		}
-	}
-	if pr.Secondary == "" {
-		p.add("primary.secondary", `missing: where the secondary listens, e.g. secondary = "127.0.0.1:7402"`)
-	} else {
-		checkAddr(p, "primary.secondary", pr.Secondary, false)
-	}
-	for _, r := range []struct {
-		key string
-		v   Size
-	}{{"primary.copy_rate_limit", pr.CopyRateLimit}, {"primary.link_rate_limit", pr.LinkRateLimit}} {
-		if r.v < 0 {
-			p.add(r.key, "%d must not be negative: 0 or leave it out for no limit", int64(r.v))
-		} else if r.v > 0 && r.v < MinRateLimit {
-			p.add(r.key, "%s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", r.v, MinRateLimit)
-		}
-	}
 	if pr.SidefileLimit < MinSidefileLimit {
 		p.add("primary.sidefile_limit", "%s is too small: must be at least %s", pr.SidefileLimit, MinSidefileLimit)
 	} else if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
@@ -177,45 +210,9 @@ func (c *Config) validatePrimary(p *problems) {
 		p.add("primary.tls_server_name", "has no effect without tls_cert, tls_key and tls_ca")
 	}
 
-	if len(pr.Subsystems) == 0 {
-		p.add("primary.subsystem", "none: the primary needs at least one [[primary.subsystem]] with volumes")
-	}
-	ids := map[string]int{}
-	names := map[string]string{}
 	for i, ss := range pr.Subsystems {
-		f := fmt.Sprintf("primary.subsystem[%d]", i)
-		switch {
-		case ss.ID == "":
-			p.add(f+".id", `missing: give the subsystem an id, e.g. id = "ss1"`)
-		case nameProblem(ss.ID, 64) != "":
-			p.add(f+".id", "%s", nameProblem(ss.ID, 64))
-		default:
-			if j, dup := ids[ss.ID]; dup {
-				p.add(f+".id", "%q is also the id of primary.subsystem[%d]: subsystem ids must be unique", ss.ID, j)
-			} else {
-				ids[ss.ID] = i
-			}
-		}
-		if len(ss.Volumes) == 0 {
-			p.add(f+".volume", "none: the subsystem needs at least one [[primary.subsystem.volume]]")
-		}
 		for j, v := range ss.Volumes {
-			vf := fmt.Sprintf("%s.volume[%d]", f, j)
-			switch {
-			case v.Name == "":
-				p.add(vf+".name", `missing: give the volume a name, e.g. name = "db-data"`)
-			case nameProblem(v.Name, 128) != "":
-				p.add(vf+".name", "%s", nameProblem(v.Name, 128))
-			default:
-				if other, dup := names[v.Name]; dup {
-					p.add(vf+".name", "%q is also the name of %s: volume names must be unique in the session", v.Name, other)
-				} else {
-					names[v.Name] = vf
-				}
-			}
-			if v.Path == "" {
-				p.add(vf+".path", "missing: the volume's image file or device")
-			}
+			vf := fmt.Sprintf("primary.subsystem[%d].volume[%d]", i, j)
 			// No size (0): the size of the block device or existing image.
 			switch {
 			case v.Size < 0:
@@ -229,63 +226,16 @@ func (c *Config) validatePrimary(p *problems) {
 
 func (c *Config) validateSecondary(p *problems) {
 	s := &c.Secondary
-	if s.Listen == "" {
-		p.add("secondary.listen", `missing: the address the primary connects to, e.g. listen = "127.0.0.1:7402"`)
-	} else {
-		checkAddr(p, "secondary.listen", s.Listen, true)
-	}
-	seen := map[string]string{}
-	if s.Listen != "" && !anyPort(s.Listen) {
-		seen[s.Listen] = "secondary.listen"
-	}
-	for _, a := range []struct{ field, addr string }{{"secondary.control", s.Control}, {"secondary.nbd", s.NBD}} {
-		if a.addr == "" {
-			continue
-		}
-		checkAddr(p, a.field, a.addr, true)
-		if other, dup := seen[a.addr]; dup {
-			p.add(a.field, "%q is also %s: each listener needs its own address", a.addr, other)
-		} else if !anyPort(a.addr) {
-			seen[a.addr] = a.field
-		}
-	}
-	if s.Journal == "" {
-		p.add("secondary.journal", `missing: where the journal lives, e.g. journal = "secondary/journal"`)
-	}
 	checkTLS(p, "secondary", "", s.TLSCert, s.TLSKey, s.TLSCA)
 	checkTLS(p, "secondary", "nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
 	if s.NBD == "" && (s.NBDTLSCert != "" || s.NBDTLSKey != "" || s.NBDTLSCA != "") {
 		p.add("secondary.nbd_tls_cert", "has no effect without secondary.nbd: set nbd to serve the read-only exports, or remove nbd_tls_*")
 	}
 	c.checkInsecure(p, "secondary", s.Insecure, c.secondaryHasTLS(), c.secondaryHasNBDTLS(), s.NBD, s.Control)
-
-	if len(s.Volumes) == 0 {
-		p.add("secondary.volume", "none: the secondary needs a [[secondary.volume]] for each primary volume")
-	}
-	names := map[string]int{}
-	for i, v := range s.Volumes {
-		f := fmt.Sprintf("secondary.volume[%d]", i)
-		switch {
-		case v.Name == "":
-			p.add(f+".name", "missing: the name of the primary volume this copies")
-		case nameProblem(v.Name, 128) != "":
-			p.add(f+".name", "%s", nameProblem(v.Name, 128))
-		default:
-			if j, dup := names[v.Name]; dup {
-				p.add(f+".name", "%q is also the name of secondary.volume[%d]: volume names must be unique", v.Name, j)
-			} else {
-				names[v.Name] = i
-			}
-		}
-		if v.Path == "" {
-			p.add(f+".path", "missing: the image file or device holding the copy")
-		}
-	}
 }
 
 // validatePair checks what spans both sites: the secondary copies exactly
-// the primary's volumes, both ends agree on TLS, and, when both sites run on
-// this machine, their listeners do not collide.
+// the primary's volumes, and both ends agree on TLS.
 func (c *Config) validatePair(p *problems) {
 	prim := map[string]bool{}
 	for _, n := range c.VolumeNames() {
@@ -313,25 +263,6 @@ func (c *Config) validatePair(p *problems) {
 	if st && !pt {
 		p.add("primary.tls_cert", "missing while [secondary] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither")
 	}
-	if c.sameMachine() {
-		seen := map[string]string{}
-		for _, a := range []struct{ field, addr string }{
-			{"primary.nbd", c.Primary.NBD}, {"primary.control", c.Primary.Control},
-			{"secondary.listen", c.Secondary.Listen}, {"secondary.control", c.Secondary.Control},
-			{"secondary.nbd", c.Secondary.NBD},
-		} {
-			if a.addr == "" || anyPort(a.addr) {
-				continue
-			}
-			other, dup := seen[a.addr]
-			if dup && strings.HasPrefix(other, "secondary") != strings.HasPrefix(a.field, "secondary") {
-				p.add(a.field, "%q is also %s, and both sites run on this machine: each listener needs its own address", a.addr, other)
-			}
-			if !dup {
-				seen[a.addr] = a.field
-			}
-		}
-	}
 }
 
 // sameMachine reports whether both sites are described and the link stays on
@@ -339,47 +270,6 @@ func (c *Config) validatePair(p *problems) {
 func (c *Config) sameMachine() bool {
 	return c.HasPrimary() && c.HasSecondary() &&
 		(isLoopbackAddr(c.Primary.Secondary) || isLoopbackAddr(c.Secondary.Listen))
-}
-
-// validatePaths checks that no two volumes (nor a volume and the journal)
-// share a path. Across the two sites this applies only when both run on this
-// machine; on separate machines the same path on each is fine.
-func (c *Config) validatePaths(p *problems) {
-	seen := map[string]map[string]string{} // path -> site -> first field
-	check := func(field, site, path string) {
-		if path == "" {
-			return
-		}
-		key := c.Resolve(path)
-		sites := seen[key]
-		if sites == nil {
-			sites = map[string]string{}
-			seen[key] = sites
-		}
-		other, dup := sites[site]
-		if !dup && c.sameMachine() {
-			for s, f := range sites {
-				if s != site {
-					other, dup = f, true
-				}
-			}
-		}
-		if dup {
-			p.add(field, "%q is also %s: every volume and the journal need a path of their own", path, other)
-		}
-		if _, ok := sites[site]; !ok {
-			sites[site] = field
-		}
-	}
-	for i, ss := range c.Primary.Subsystems {
-		for j, v := range ss.Volumes {
-			check(fmt.Sprintf("primary.subsystem[%d].volume[%d].path", i, j), "primary", v.Path)
-		}
-	}
-	check("secondary.journal", "secondary", c.Secondary.Journal)
-	for i, v := range c.Secondary.Volumes {
-		check(fmt.Sprintf("secondary.volume[%d].path", i), "secondary", v.Path)
-	}
 }
 
 // anyPort reports whether a listen address asks for any free port, so two

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Each key of the file is described once, by the tags of its field in
+// Config and the types below it; decoding, defaults, path resolution,
+// encoding, the hints for unknown keys and the checks the tags imply
+// (Config.checkKeys) all read that description:
+//
+//	toml:"name"        the key in the file
+//	kind:"path"        what the value is, where its Go type does not say:
+//	                   path (resolved against Dir), name (session, subsystem
+//	                   and volume names), listen or dial (host:port
+//	                   addresses), enum, rate (a Size in bytes per second);
+//	                   otherwise string, bool, int, size, duration, table or
+//	                   tables (an array of tables), from the Go type
+//	default:"20ms"     its value when the key is left out, written as in the
+//	                   file (left out: the zero value)
+//	required:"hint"    the key must be set when its table is; the problem is
+//	                   "missing: hint" ("none: hint" for an array of tables)
+//	zero:"problem"     a zero written in the file is refused with problem
+//	unique:"group"     no two keys of the group (see uniqueWhy) hold the same
+//	                   value (a path resolved first) in a site, nor in both
+//	                   sites when they run on this machine (sameMachine)
+//	values:"a,b"       the values an enum takes ("" as well: left out)
+//	max:"128"          the longest a name may be (default 64)
+//	doc:"comment"      written beside the key by Encode
+//
+// The other checks (ranges, all three TLS files or none, the sidefile limit
+// against the number of subsystems, the two sites' volumes) are written out
+// in validate.go.
+
+// uniqueWhy says, for each group of unique keys, why they are.
+var uniqueWhy = map[string]string{
+	"listener":  "each listener needs its own address",
+	"file":      "every volume and the journal need a path of their own",
+	"subsystem": "subsystem ids must be unique",
+	"volume":    "volume names must be unique in the session",
+	"copy":      "volume names must be unique",
+}
+
+// field describes one key.
+type field struct {
+	name, kind, required, zero, unique, doc string
+	index                                   int           // of the Go struct field
+	def                                     reflect.Value // invalid: the zero value
+	values                                  []string
+	max                                     int
+	fields                                  []field // of a table, or of each entry of an array of tables
+}
+
+// schema describes Config; knownKeys maps each table ("", "primary",
+// "primary.subsystem", ...) to the keys it may hold, sorted.
+var knownKeys = map[string][]string{}
+var schema = describe(reflect.TypeFor[Config](), "")
+
+func describe(t reflect.Type, table string) []field {
+	var fs []field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get
+		if tag("toml") == "" || tag("toml") == "-" {
+			continue
+		}
+		f := field{name: tag("toml"), kind: tag("kind"), required: tag("required"), zero: tag("zero"), unique: tag("unique"), doc: tag("doc"), index: i, max: 64}
+		if f.kind == "" {
+			f.kind = kindOf(sf.Type)
+		}
+		if f.unique != "" && uniqueWhy[f.unique] == "" {
+			panic("config: no uniqueWhy for the group of " + f.name)
+		}
+		if v := tag("values"); v != "" {
+			f.values = strings.Split(v, ",")
+		}
+		if m := tag("max"); m != "" {
+			f.max, _ = strconv.Atoi(m)
+		}
+		knownKeys[table] = append(knownKeys[table], f.name)
+		switch f.kind {
+		case "table":
+			f.fields = describe(sf.Type, join(table, f.name))
+		case "tables":
+			f.fields = describe(sf.Type.Elem(), join(table, f.name))
+		}
+		if d, ok := sf.Tag.Lookup("default"); ok {
+			f.def = reflect.New(sf.Type).Elem()
+			var raw any = d
+			if sf.Type.Kind() == reflect.Int {
+				raw, _ = strconv.ParseInt(d, 10, 64)
+			}
+			if msg := decodeLeaf(f.def, raw); msg != "" {
+				panic(fmt.Sprintf("config: the default of %s: %s", f.name, msg))
+			}
+		}
+		fs = append(fs, f)
+	}
+	sort.Strings(knownKeys[table])
+	return fs
+}
+
+func kindOf(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Size]():
+		return "size"
+	case reflect.TypeFor[Duration]():
+		return "duration"
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return "table"
+	case reflect.Slice:
+		return "tables"
+	}
+	return t.Kind().String() // string, bool, int
+}
+
+// join appends a key to a dotted path.
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// visit calls fn for each key of v, a struct that fields describe, at path
+// (its table's name, indexes left out, is table), in file order. For a
+// table, fn says whether to visit its keys; an array of tables is passed
+// to fn whole, then entry by entry (each a struct, its path indexed:
+// "primary.subsystem[1]"), when fn returns true for it.
+func visit(path, table string, v reflect.Value, fields []field, fn func(path, table string, f *field, v reflect.Value) bool) {
+	for i := range fields {
+		f := &fields[i]
+		at, tbl, fv := join(path, f.name), join(table, f.name), v.Field(f.index)
+		if !fn(at, tbl, f, fv) {
+			continue
+		}
+		switch f.kind {
+		case "table":
+			visit(at, tbl, fv, f.fields, fn)
+		case "tables":
+			for j := range fv.Len() {
+				e := fv.Index(j)
+				if at := fmt.Sprintf("%s[%d]", at, j); fn(at, tbl, f, e) {
+					visit(at, tbl, e, f.fields, fn)
+				}
+			}
+		}
+	}
+}
