@@ -160,6 +160,18 @@ func (f *Former) Ahead() map[string]uint64 {
 	return m
 }
 
+// Holds reports whether the Former holds any update or record set it was
+// given (pending a group, or early): the data of the record sets it was
+// given is read again only while it does, or through the groups it formed.
+func (f *Former) Holds() bool {
+	for _, s := range f.subs {
+		if len(s.pending) > 0 || len(s.early) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Add takes one decoded record set.
 func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
 	if rs.Session != f.session {

@@ -125,6 +125,9 @@ type Secondary struct {
 	journal *journal.Journal
 	targets map[string]apply.Target
 
+	// frames recycles the received frame buffers (frames.go).
+	frames frameLedger
+
 	view sync.RWMutex // held exclusively while a group is applied
 	// torn says why the volumes may hold part of a group: an apply failed
 	// part-way, and until a restart replays the journal they are at no
@@ -344,6 +347,7 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
 	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
+	s.frames.applied = s.queued.Group
 	// Room for one group applied and one waiting: enough to keep the disk
 	// busy with both, and a bound on the memory held by journaled groups.
 	s.applyQ, s.applyDone = make(chan applyJob, 1), make(chan struct{})
@@ -595,9 +599,13 @@ func (s *Secondary) applier() {
 	defer close(s.applyDone)
 	for job := range s.applyQ {
 		if s.applyFailure() != nil {
+			s.frames.appliedThrough(job.g.Number)
 			continue
 		}
 		err := s.applyJournaled(job.g.Number, job.g, job.vols)
+		// Nothing reads the group's data after this, whether applied or
+		// not: a failure leaves the rest to a restart's replay.
+		s.frames.appliedThrough(job.g.Number)
 		if err == nil {
 			err = s.checkpointIfDue()
 		}
@@ -921,6 +929,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		out.wait()
 	}()
 
+	if fb, ok := conn.(transport.FrameBuffers); ok {
+		fb.SetFrameAlloc(getFrame)
+	}
 	// data counts the frames of record sets and heartbeats: once one came,
 	// the primary has gone on from a Welcome and a Features frame is too
 	// late. answered: a Features frame was answered.
@@ -937,6 +948,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		}
 		typ, body, err := transport.Open(f)
 		if err != nil {
+			putFrame(f)
 			s.countCorrupt(conn, err)
 			// Several in a row: the stream is out of step (a corrupted
 			// length); a new connection resynchronises it.
@@ -956,12 +968,14 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			data++
 			b, err := transport.DecodeBundle(body)
 			if err != nil {
+				putFrame(f)
 				s.countCorrupt(conn, err)
 				continue
 			}
 			sets, beats = b.Sets, b.Beats
 		case transport.TypeFeatures:
 			reads, err := transport.DecodeFeatures(body)
+			putFrame(f)
 			if err != nil {
 				s.countCorrupt(conn, err)
 				continue
@@ -986,6 +1000,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			s.mu.Unlock()
 			continue
 		default:
+			putFrame(f)
 			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
 			continue
 		}
@@ -1006,7 +1021,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			}
 			rss = append(rss, rs)
 		}
-		if err := s.receive(conn, rss, beats, hello.Subsystems); err != nil {
+		if err := s.receive(conn, f, rss, beats, hello.Subsystems); err != nil {
 			return err
 		}
 	}
@@ -1146,12 +1161,24 @@ var errReplaced = errors.New("connection replaced by a newer one")
 // heartbeats of idle subsystems (named by their index in names, the
 // Hello's subsystems); then it forms and commits what consistency groups
 // it can, and sends one receipt.
-func (s *Secondary) receive(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) error {
+//
+// frame is the buffer the record sets alias; it is recycled once nothing
+// reads it (frameLedger).
+func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != conn {
 		return errReplaced
 	}
+	s.frames.open = append(s.frames.open, frame)
+	defer func() {
+		// Still under s.mu, which no step of receive lets go of: every
+		// group formed from these frames is journaled by now, and handed
+		// to the applier at or before the queued one.
+		if !s.former.Holds() {
+			s.frames.retire(s.queued.Group)
+		}
+	}()
 	took := false
 	for _, rs := range sets {
 		if err := s.checkRecordSet(rs); err != nil {

@@ -182,7 +182,14 @@ type memConn struct {
 	out     *memQueue
 	name    string
 	timeout atomic.Int64 // send timeout; 0: DefaultSendTimeout
+	alloc   func(n int) []byte
 }
+
+// SetFrameAlloc implements FrameBuffers: Recv copies each frame into a
+// buffer of alloc (the queue's frame may be duplicated by a fault, so it is
+// never lent itself), so that a receiver recycling its buffers is tested on
+// this link as on TCP. Call it before the first Recv.
+func (c *memConn) SetFrameAlloc(alloc func(n int) []byte) { c.alloc = alloc }
 
 func newMemPair(n *MemNetwork) (*memConn, *memConn) {
 	q1 := &memQueue{signal: make(chan struct{}, 1), space: make(chan struct{}, 1)}
@@ -345,6 +352,11 @@ func (c *memConn) Recv() ([]byte, error) {
 				select {
 				case q.space <- struct{}{}:
 				default:
+				}
+				if c.alloc != nil {
+					f := c.alloc(len(head.frame))[:len(head.frame)]
+					copy(f, head.frame)
+					return f, nil
 				}
 				return head.frame, nil
 			}

@@ -141,7 +141,11 @@ type tcpConn struct {
 	stall    atomic.Int64 // send timeout; 0: DefaultSendTimeout
 	hdr      [4]byte
 	rhdr     [4]byte
+	alloc    func(n int) []byte // nil: make
 }
+
+// SetFrameAlloc implements FrameBuffers. Call it before the first Recv.
+func (t *tcpConn) SetFrameAlloc(alloc func(n int) []byte) { t.alloc = alloc }
 
 func newTCPConn(c net.Conn, maxFrame int) *tcpConn {
 	if maxFrame <= 0 {
@@ -233,7 +237,12 @@ func (t *tcpConn) Recv() ([]byte, error) {
 	if int64(n) > int64(limit) {
 		return nil, fmt.Errorf("recv %d bytes from %s: %w", n, t.Peer(), ErrFrameTooLarge)
 	}
-	f := make([]byte, n)
+	var f []byte
+	if t.alloc != nil {
+		f = t.alloc(int(n))[:n]
+	} else {
+		f = make([]byte, n)
+	}
 	if _, err := io.ReadFull(t.c, f); err != nil {
 		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
 	}

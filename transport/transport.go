@@ -40,6 +40,16 @@ type Conn interface {
 	Peer() string
 }
 
+// FrameBuffers is implemented by a Conn whose Recv can read each frame into
+// a buffer the receiver lends (alloc returns a slice of length n whose
+// contents need not be zero) instead of a new one, which the runtime zeroes
+// before Recv overwrites it: a receiver that recycles the buffers of frames
+// it is done with saves that pass over every byte received. The frame Recv
+// returns is then the alloc's buffer, the caller's to recycle.
+type FrameBuffers interface {
+	SetFrameAlloc(alloc func(n int) []byte)
+}
+
 // Dialer opens connections from the primary.
 type Dialer interface {
 	Dial(ctx context.Context) (Conn, error)

@@ -1,0 +1,133 @@
+package secondary
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Frame buffers. Every record set's update data aliases the frame it came
+// in (recordset.Decode does not copy), and frames of several MiB arrive at
+// the apply rate: a new buffer per frame is zeroed by the runtime before
+// the transport overwrites it, 7–9 % of the secondary's CPU under 1 MiB
+// writes. The receiver lends the transport recycled buffers instead, and
+// recycles a frame only once nothing can read it any more (see retire).
+
+// poisonFrames fills a buffer as it is recycled, so that a reader still
+// holding it reads garbage (and, under the race detector, races with the
+// fill): tests set it.
+var poisonFrames bool
+
+const (
+	minPooledFrame = 4 << 10   // smaller frames are cheap to zero
+	maxPooledFrame = 512 << 20 // above every frame limit
+	// classesPerDoubling size classes between powers of two bound the
+	// waste of a buffer to a quarter of the frame.
+	classesPerDoubling = 4
+)
+
+var framePools [bits.UintSize * classesPerDoubling]sync.Pool
+
+// frameClass returns the pool index and capacity of a buffer for n bytes.
+func frameClass(n int) (int, int) {
+	b := bits.Len(uint(n - 1)) // 2^(b-1) < n <= 2^b
+	step := 1 << (b - 3)
+	steps := (n + step - 1) / step // 5..8
+	return b*classesPerDoubling + steps - 5, steps * step
+}
+
+// getFrame returns a buffer of length n, its contents whatever a recycled
+// frame left there.
+func getFrame(n int) []byte {
+	if n < minPooledFrame || n > maxPooledFrame {
+		return make([]byte, n)
+	}
+	i, size := frameClass(n)
+	if p, ok := framePools[i].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, size)
+}
+
+// putFrame recycles f, which nothing may read or write any more.
+func putFrame(f []byte) {
+	c := cap(f)
+	if c < minPooledFrame || c > maxPooledFrame {
+		return
+	}
+	i, size := frameClass(c)
+	if size != c {
+		return // not one of getFrame's
+	}
+	f = f[:c]
+	if poisonFrames {
+		for j := range f {
+			f[j] = 0xA5
+		}
+	}
+	framePools[i].Put(&f)
+}
+
+// retired is what the receiver let go of: frames that no record set held
+// by the Former refers to any more, only groups handed to the applier up to
+// group upTo.
+type retired struct {
+	upTo   uint64
+	frames [][]byte
+}
+
+// frameLedger tracks received frames until nothing can read them.
+//
+// A frame's updates are read by the Former (record sets early or updates
+// pending, across frames and connections of one primary process), by the
+// group formed of them while it is journaled (under s.mu, in receive), and
+// by the applier if that group is handed to it (not while a resync holds
+// the volumes: held groups are applied later from the journal, and
+// OnApplied sees a group only while it is applied). So the frames received
+// so far are free once the Former holds nothing and the applier has applied
+// the last group handed to it then: retire records that point, the applier
+// recycles at it.
+type frameLedger struct {
+	open []([]byte) // received since the Former last held nothing; s.mu
+
+	mu      sync.Mutex
+	applied uint64 // the last group the applier applied (or skipped)
+	waiting []retired
+}
+
+// retire hands over the open frames, free once group upTo is applied.
+// Called with s.mu held, when the Former holds nothing.
+func (l *frameLedger) retire(upTo uint64) {
+	if len(l.open) == 0 {
+		return
+	}
+	frames := l.open
+	l.open = nil
+	l.mu.Lock()
+	if upTo > l.applied {
+		l.waiting = append(l.waiting, retired{upTo: upTo, frames: frames})
+		frames = nil
+	}
+	l.mu.Unlock()
+	for _, f := range frames {
+		putFrame(f)
+	}
+}
+
+// appliedThrough recycles what waited for group g. The applier calls it
+// after each job; a job it skips (after a failure) counts too: nothing
+// reads that group's frames any more either.
+func (l *frameLedger) appliedThrough(g uint64) {
+	l.mu.Lock()
+	l.applied = g
+	var free []retired
+	for len(l.waiting) > 0 && l.waiting[0].upTo <= g {
+		free = append(free, l.waiting[0])
+		l.waiting = l.waiting[1:]
+	}
+	l.mu.Unlock()
+	for _, r := range free {
+		for _, f := range r.frames {
+			putFrame(f)
+		}
+	}
+}

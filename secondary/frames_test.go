@@ -1,0 +1,166 @@
+package secondary
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/apply"
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// Every test of the package runs with recycled frames poisoned: a reader
+// still holding one reads 0xA5 (and races with the fill under -race).
+func init() { poisonFrames = true }
+
+// noPoison turns the poison off for a benchmark: it is the tests' check,
+// not the product's cost.
+func noPoison(b *testing.B) {
+	b.Cleanup(func() { poisonFrames = true })
+	poisonFrames = false
+}
+
+// slowTarget reads what it is asked to write only after a pause, as a slow
+// disk would, so that the applier holds a group's data while the receiver
+// journals the next ones.
+type slowTarget struct {
+	apply.Target
+	pause time.Duration
+}
+
+func (t slowTarget) WriteAt(p []byte, off int64) error {
+	time.Sleep(t.pause)
+	return t.Target.WriteAt(p, off)
+}
+
+// TestRecycledFramesAreNotReadAgain sends record sets whose data is read
+// after the frames that brought them: updates of one subsystem wait in the
+// Former for the next frame, which brings the other subsystem's horizon,
+// and a slow volume keeps the applier reading a group while later frames
+// arrive and are journaled. Each update's bytes are distinct; the volumes
+// must end up holding exactly them. A frame recycled while its data is
+// still to be applied writes the poison instead.
+func TestRecycledFramesAreNotReadAgain(t *testing.T) {
+	const (
+		volSize = 1 << 20
+		chunk   = 8 << 10
+		sets    = 24
+	)
+	dir := t.TempDir()
+	vols := map[string]*volume.Volume{}
+	for _, name := range []string{"vol1", "vol2"} {
+		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		vols[name] = v
+	}
+	subs := []string{"ss1", "ss2"}
+	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tg := range sec.targets {
+		sec.targets[name] = slowTarget{Target: tg, pause: 5 * time.Millisecond}
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sec.Run(ctx, net) }()
+	defer func() { cancel(); <-done; sec.Close() }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil { // the welcome
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
+	frame := func(sub, vol string, seq uint64, ts int64) []byte {
+		off := int64(seq-1) * chunk
+		data := want[vol][off : off+chunk]
+		for i := range data {
+			data[i] = byte(int(seq)*31 + i*7 + len(vol)*int(sub[2]))
+		}
+		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
+			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: chunk,
+				Timestamp: ts, Seq: seq, Data: bytes.Clone(data)}}}
+		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return transport.Seal(f)
+	}
+	for n := uint64(1); n <= sets; n++ {
+		ts := int64(n) * 1000
+		// ss1's update waits in the Former until ss2's set of the same
+		// interval arrives in the next frame.
+		for _, f := range [][]byte{frame("ss1", "vol1", n, ts), frame("ss2", "vol2", n, ts+1)} {
+			if err := conn.Send(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for sec.Stats().BytesApplied < 2*sets*chunk {
+		if time.Now().After(deadline) {
+			t.Fatalf("applied %d of %d bytes within a minute", sec.Stats().BytesApplied, 2*sets*chunk)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for name, v := range vols {
+		got := make([]byte, volSize)
+		if err := v.ReadAt(got, 0); err != nil {
+			t.Fatal(err)
+		}
+		if i := firstDiff(got, want[name]); i >= 0 {
+			t.Fatalf("%s differs from what was sent at byte %d (chunk %d): got %#x, want %#x; a recycled frame was read again",
+				name, i, i/chunk, got[i], want[name][i])
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestFrameClass(t *testing.T) {
+	for _, n := range []int{minPooledFrame, minPooledFrame + 1, 5000, 1 << 20, 1<<20 + 1, 4<<20 + 300, maxPooledFrame} {
+		i, size := frameClass(n)
+		if size < n || size > n+n/4+1 {
+			t.Errorf("frameClass(%d) size %d: want at least n and at most a quarter more", n, size)
+		}
+		if j, s2 := frameClass(size); j != i || s2 != size {
+			t.Errorf("frameClass(%d) = %d, %d; of its size: %d, %d", n, i, size, j, s2)
+		}
+		f := getFrame(n)
+		if len(f) != n || cap(f) != size {
+			t.Errorf("getFrame(%d): len %d cap %d, want cap %d", n, len(f), cap(f), size)
+		}
+	}
+}
