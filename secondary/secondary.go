@@ -104,7 +104,8 @@ type Config struct {
 	// recorded in the state file (and the journal trimmed); default 100ms.
 	CheckpointEvery time.Duration
 	// OnApplied, if set, is called after each group is applied, while readers
-	// are still excluded: tests check invariants there.
+	// are still excluded: tests check invariants there. The group's update
+	// data is valid only during the call (its frame is then recycled).
 	OnApplied func(g *consistency.Group)
 	Logger    *slog.Logger
 	// FS holds the journal and the state file (default disk.OS).

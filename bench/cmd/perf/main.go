@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -45,7 +46,10 @@ type settings struct {
 	ramp    time.Duration // fio ramp time, excluded from its figures
 	volSize int64         // of the write-cost volume and nbdkit image
 	idle    time.Duration // scale: idle period measured
-	w       io.Writer
+	// scaleSizes are the scale section's sessions, in volumes.
+	scaleSizes   []int
+	scaleProfile bool // profile each idle period
+	w            io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -62,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rounds := fs.Int("rounds", 3, "write-cost rounds (each runs every job on both servers)")
 	quick := fs.Bool("quick", false, "short runtimes and small volumes: proves the suite works, measures little")
 	only := fs.String("sections", strings.Join(sections, ","), "sections to run, comma-separated")
+	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
+	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
 	compare := fs.String("compare", "", "primary section: a second duplex `binary` (say, the build before a change), run in the same rounds")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,6 +80,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if s.rounds < 1 {
 		fmt.Fprintln(stderr, "perf: -rounds must be at least 1")
 		return 2
+	}
+	s.scaleProfile = *scaleProfile
+	for _, f := range strings.Split(*scaleSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(stderr, "perf: -scale: %q is not a number of volumes\n", f)
+			return 2
+		}
+		s.scaleSizes = append(s.scaleSizes, n)
 	}
 	want := strings.Split(*only, ",")
 	for _, w := range want {

@@ -480,7 +480,7 @@ func (b *bench) scale(ctx context.Context) error {
 		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
 	fmt.Fprintf(w, "| volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, n := range []int{1, 16, 128, 1024} {
+	for _, n := range b.s.scaleSizes {
 		subs := (n + 7) / 8
 		// The secondary journals a consistency group of all subsystems'
 		// sidefiles together, so many subsystems need a smaller limit each;
@@ -563,12 +563,21 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 	if err != nil {
 		return r, err
 	}
+	var profiles sync.WaitGroup
+	profErrs := make([]error, 2)
+	if b.s.scaleProfile {
+		for i, site := range []struct{ name, ctl string }{{"primary", p.primCtl()}, {"secondary", p.secCtl()}} {
+			path := filepath.Join(b.s.out, fmt.Sprintf("scale-%d-%s.pprof", len(p.sess.Volumes), site.name))
+			profiles.Go(func() { profErrs[i] = fetchProfile(ctx, site.ctl, int(b.s.idle.Seconds()), path) })
+		}
+	}
 	cp0, err1 := harness.ProcCPU(p.prim.Pid())
 	cs0, err2 := harness.ProcCPU(p.sec.Pid())
 	sleepCtx(ctx, b.s.idle)
 	cp1, err3 := harness.ProcCPU(p.prim.Pid())
 	cs1, err4 := harness.ProcCPU(p.sec.Pid())
-	for _, e := range []error{err1, err2, err3, err4} {
+	profiles.Wait()
+	for _, e := range append([]error{err1, err2, err3, err4}, profErrs...) {
 		if e != nil {
 			return r, e
 		}
