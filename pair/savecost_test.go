@@ -56,3 +56,34 @@ func TestSaveWritesOnlyBitmapsThatChanged(t *testing.T) {
 		t.Fatalf("a save after one pair's copy progressed wrote %d files, want its bitmap and the pair state", got)
 	}
 }
+
+// A save that would write the pair state as it is on disk writes nothing:
+// a session whose pairs do not change (no acknowledgement moving their
+// times: the link down, say) costs no write and fsyncs every second. A
+// change is written at once.
+func TestSaveSkipsAnUnchangedState(t *testing.T) {
+	c := &creates{FS: disk.OS}
+	r := newRig(t, 4*twinRegion, 1<<20, "v00", "v01")
+	r.opts.FS = c
+	r.dir = t.TempDir()
+	r.opts.Dir = r.dir
+	r.open()
+	if err := r.mg.save(false); err != nil {
+		t.Fatal(err)
+	}
+	c.n.Store(0)
+	for range 3 {
+		if err := r.mg.save(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.n.Load(); got != 0 {
+		t.Fatalf("three saves of an unchanged pair state wrote %d files, want none", got)
+	}
+	if err := r.mg.save(true); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load(); got != 1 {
+		t.Fatalf("a save marking the state clean wrote %d files, want the pair state", got)
+	}
+}

@@ -1251,7 +1251,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
 	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{
-		Group: s.journaled.Group, Time: t, Through: maps(s.journaled.Through), Received: s.former.Received(), Ahead: s.former.Ahead(),
+		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
 }
 

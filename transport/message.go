@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 )
 
 // Message types. Part of the wire format: never renumber.
@@ -285,6 +286,40 @@ func (r *reader) str() string {
 	return s
 }
 
+// tableNames interns the names of Position tables: every acknowledgement
+// names the same subsystems, three times, and a new string for each was
+// most of what decoding one cost at 128 subsystems.
+var tableNames struct {
+	sync.Mutex
+	m map[string]string
+}
+
+// maxTableNames bounds what tableNames keeps, whatever names a peer sends.
+const maxTableNames = 1 << 14
+
+// name reads a string, interned.
+func (r *reader) name() string {
+	n := int(r.u16())
+	if !r.need(n) {
+		return ""
+	}
+	b := r.b[:n]
+	r.b = r.b[n:]
+	tableNames.Lock()
+	defer tableNames.Unlock()
+	if s, ok := tableNames.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if tableNames.m == nil {
+		tableNames.m = map[string]string{}
+	}
+	if len(tableNames.m) < maxTableNames {
+		tableNames.m[s] = s
+	}
+	return s
+}
+
 func (r *reader) done() error {
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d trailing bytes: %w", len(r.b), ErrCorrupt)
@@ -405,11 +440,14 @@ func appendTable(b []byte, m map[string]uint64) []byte {
 }
 
 func (r *reader) table() map[string]uint64 {
-	m := map[string]uint64{}
 	n := int(r.u16())
+	// Sized for what it says it holds, as far as the bytes left can: an
+	// acknowledgement names every subsystem, and growing a map of 128 as
+	// it fills rehashes it five times.
+	m := make(map[string]uint64, min(n, len(r.b)/(2+8)))
 	prev := ""
 	for i := 0; i < n && r.err == nil; i++ {
-		name := r.str()
+		name := r.name()
 		// Names are written sorted and unique; anything else is not ours.
 		if i > 0 && name <= prev && r.err == nil {
 			r.err = fmt.Errorf("table names out of order: %w", ErrCorrupt)

@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	quick := fs.Bool("quick", false, "short runtimes and small volumes: proves the suite works, measures little")
 	only := fs.String("sections", strings.Join(sections, ","), "sections to run, comma-separated")
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
+	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
 	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
 	compare := fs.String("compare", "", "primary section: a second duplex `binary` (say, the build before a change), run in the same rounds")
 	if err := fs.Parse(args); err != nil {
@@ -82,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	if *idle > 0 {
+		s.idle = *idle
+	}
 	for _, f := range strings.Split(*scaleSizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
