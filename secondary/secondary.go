@@ -189,6 +189,10 @@ type Secondary struct {
 	stateGroup     uint64
 	lastCheckpoint time.Time
 	stats          Stats
+	// beforeLink, if set, is called by serve once a Hello has passed the
+	// checks made outside the critical section that links the primary,
+	// just before it: tests land a Fence or a stop there.
+	beforeLink func()
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -883,6 +887,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	s.mu.Unlock()
 	if reason != "" {
 		return s.refuse(conn, reason)
+	}
+	if s.beforeLink != nil {
+		s.beforeLink()
 	}
 
 	s.mu.Lock()
