@@ -746,17 +746,32 @@ func (s *Secondary) Position() transport.Position {
 
 // Run accepts primaries on ln until ctx ends or a group cannot be made durable.
 func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Cancelled before the wait above, whatever ends Run, so that the
+	// connections are closed.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Every connection being served is closed at the end, linked or not:
+	// serve lets go of s.conn before it waits for its outbox, whose send
+	// to a primary that stopped reading (a refusal) would otherwise hold
+	// the shutdown for the send timeout. Closed outside s.mu: a TLS close
+	// sends close_notify, which such a primary holds for up to 5 s.
+	var live struct {
+		sync.Mutex
+		conns map[transport.Conn]struct{}
+		ended bool
+	}
+	live.conns = map[transport.Conn]struct{}{}
 	go func() {
 		<-ctx.Done()
-		s.mu.Lock()
-		if s.conn != nil {
-			s.conn.Close()
+		live.Lock()
+		live.ended = true
+		conns := slices.Collect(gomaps.Keys(live.conns))
+		live.Unlock()
+		for _, c := range conns {
+			c.Close()
 		}
-		s.mu.Unlock()
 	}()
 	for {
 		conn, err := ln.Accept(ctx)
@@ -780,10 +795,23 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 			}
 			return err
 		}
+		live.Lock()
+		ended := live.ended
+		if !ended {
+			live.conns[conn] = struct{}{}
+		}
+		live.Unlock()
+		if ended {
+			conn.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			s.serve(conn)
+			live.Lock()
+			delete(live.conns, conn)
+			live.Unlock()
 		}()
 	}
 }
@@ -882,20 +910,26 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	if reason := s.checkVolumes(hello.Volumes); reason != "" {
 		return s.refuse(conn, reason)
 	}
-	s.mu.Lock()
-	reason = s.generationLocked(hello.Generation)
-	s.mu.Unlock()
-	if reason != "" {
-		return s.refuse(conn, reason)
-	}
 	if s.beforeLink != nil {
 		s.beforeLink()
 	}
 
 	s.mu.Lock()
-	if s.conn != nil {
+	// Checked again in the hold that links: a Fence or a stop since the
+	// checks above found no primary to disconnect, and only this keeps
+	// this one out.
+	if s.stopped != nil {
+		reason = s.stoppedReason()
+	} else {
+		reason = s.generationLocked(hello.Generation)
+	}
+	if reason != "" {
+		s.mu.Unlock()
+		return s.refuse(conn, reason)
+	}
+	replaced := s.conn
+	if replaced != nil {
 		s.out.end(nil)
-		s.conn.Close()
 	}
 	// The Welcome is queued first, under mu: what it says is the state
 	// every acknowledgement queued after it goes on from.
@@ -921,6 +955,11 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.mu.Unlock()
+	if replaced != nil {
+		// Outside the lock: closing a TLS connection sends close_notify,
+		// which a primary that stopped reading holds for up to 5 s.
+		replaced.Close()
+	}
 	// A refusal after a link is news, however like the last.
 	s.repeats.Reset()
 	s.log.Info("primary linked", "peer", conn.Peer(), "group", pos.Group)
@@ -1410,6 +1449,16 @@ func sameSet(a, b []string) bool {
 // after an apply failed part-way, that there is no group boundary to fence
 // at: Fence then refuses and changes nothing until a restart has replayed.
 func (s *Secondary) Fence() (transport.Position, error) {
+	var linked transport.Conn
+	defer func() {
+		// After the unlock below: closing a TLS connection sends
+		// close_notify, which a primary that stopped reading holds for up
+		// to 5 s, and status, a new primary and the applier's hand-over
+		// must not wait on it. Unlinked, the primary is sent nothing more.
+		if linked != nil {
+			linked.Close()
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// What is journaled is applied first: the position fenced at is the
@@ -1436,7 +1485,7 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	s.fenced = true
 	if s.conn != nil {
 		s.out.end(nil)
-		s.conn.Close()
+		linked = s.conn
 		s.conn, s.out = nil, nil
 		s.stats.Connected = false
 	}
