@@ -63,7 +63,7 @@ func (mg *Manager) markFirstCopy(p *Pair) {
 // consistent: the secondary holds its volumes until the copy ends, unless
 // the operator accepted an inconsistent resync.
 func (mg *Manager) markResync(p *Pair) {
-	mg.mark(p.Volume, recordset.Marker{State: recordset.StateResync, Bytes: uint64(p.CopyTotal), Inconsistent: mg.takeInconsistent(p.Volume)})
+	mg.mark(p.Volume, recordset.Marker{State: recordset.StateResync, Bytes: uint64(p.CopyTotal), Inconsistent: mg.takeInconsistent(p.Volume) || resyncUnended(p)})
 	mg.endIfEmpty(p)
 }
 
@@ -129,7 +129,7 @@ func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) int64 {
 func (mg *Manager) resumeMarked(p *Pair, bytes uint64) *bitmap.Bitmap {
 	vol := p.Volume
 	if mk := mg.marker(vol); mk != nil {
-		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol)}
+		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol) || resyncUnended(p)}
 		if mg.inFirstCopy(p) {
 			m = recordset.Marker{State: recordset.StateFirstCopy}
 		}
@@ -169,7 +169,8 @@ type markerState struct {
 }
 
 // takeInconsistent reports, once, whether the operator accepted an
-// inconsistent resync of vol.
+// inconsistent resync of vol (see ResumeInconsistent). The acceptance
+// outlives the call in p.Inconsistent (see resyncUnended).
 func (mg *Manager) takeInconsistent(vol string) bool {
 	if !mg.markers.inconsistent[vol] {
 		return false
@@ -195,6 +196,27 @@ func (mg *Manager) ResumeInconsistent(vol string) error {
 		mg.mu.Unlock()
 	}
 	return err
+}
+
+// resyncUnended reports whether p's secondary copy is not consistent until a
+// copy of p ends, and no end of one is captured: a resync accepted as
+// inconsistent (or one the secondary gave up holding) that has not ended.
+// A copy of p announced now is that resync, resumed, and is announced
+// inconsistent again: the marker that announced it may never have reached
+// the secondary (dropped with what the mover held by the session's own
+// suspension, or dead in the sidefile with the process), which then still
+// holds the copy it had. Announced plain, the resync would have the
+// secondary hold the other volumes for a pair the primary already reports
+// inconsistent, the journal room the operator chose not to need checked
+// after all, and the session's own resume of it refused while that room
+// lacks. So the operator's choice stands until the resync it accepted ends,
+// whatever resumes it: the session, a restart, or a plain resume (which
+// cannot make the copy consistent sooner: the primary names no time it is
+// consistent as of). Called with mg.mu held, before startCopy of the copy
+// announced, or after it (Open, recover) where the copy is done again
+// anyway: an end captured then means nothing to copy.
+func resyncUnended(p *Pair) bool {
+	return p.Inconsistent && p.CopyEnd == 0 && !p.Deleted
 }
 
 // ErrNoJournalRoom means a resync would not fit in the secondary's journal.
@@ -238,9 +260,10 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 	var held []*Pair
 	pos := mg.mover.Stats().Acked
 	for _, p := range ps {
-		if mg.markers.inconsistent[p.Volume] || mg.inFirstCopy(p) || heldInconsistent(p, pos) {
+		if mg.markers.inconsistent[p.Volume] || resyncUnended(p) || mg.inFirstCopy(p) || heldInconsistent(p, pos) {
 			// Nothing is held for it at the secondary: a resync accepted
-			// as inconsistent, a first copy, or a resync over a copy the
+			// as inconsistent (now, or before and not ended: announced
+			// so again), a first copy, or a resync over a copy the
 			// secondary holds consistent as of no time (it simply goes on,
 			// see secondary.pairStates.step).
 			p.Waiting = ""
@@ -303,11 +326,8 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 
 // heldInconsistent reports whether the secondary holds p's copy consistent
 // as of no time when a marker captured now reaches it: it said so, and no
-// end of a copy of p is on the way to make it consistent again. The
-// primary's own p.Inconsistent is not enough: the marker of a resync
-// accepted as inconsistent may have been dropped with what the mover held
-// (the session's suspension), the secondary still holding a consistent
-// copy, which a plain resync then holds the other volumes for.
+// end of a copy of p is on the way to make it consistent again (the
+// primary may not have taken p as inconsistent yet: see promote).
 func heldInconsistent(p *Pair, pos transport.Position) bool {
 	return slices.Contains(pos.Inconsistent, p.Volume) && p.CopyEnd <= pos.Time
 }
@@ -399,7 +419,7 @@ func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
 				cs[i].Marker = recordset.Marker{State: recordset.StateFirstCopy}
 				continue
 			}
-			cs[i].Marker.Inconsistent = mg.takeInconsistent(p.Volume)
+			cs[i].Marker.Inconsistent = mg.takeInconsistent(p.Volume) || resyncUnended(p)
 		}
 		if err := subsystem.ResumeTogether(cs); err == nil {
 			for i := range cs {
