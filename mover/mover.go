@@ -177,6 +177,7 @@ type Mover struct {
 	resends     uint64
 	reconnect   uint64
 	sentBytes   uint64
+	ackedBytes  uint64 // data of the updates released: journaled at the secondary
 	lastErr     string // why the link last failed, in words; cleared by progress
 	repeats     transport.Repeats
 	refusals    uint64         // sessions the secondary refused
@@ -421,8 +422,11 @@ func (m *Mover) release(s *sub) {
 	if len(s.held) == 0 {
 		s.held = nil // let the array go
 	}
-	if m.cfg.OnAcked != nil {
-		for _, u := range h.rs.Updates {
+	for _, u := range h.rs.Updates {
+		if u.Kind != recordset.KindMarker {
+			m.ackedBytes += uint64(len(u.Data))
+		}
+		if m.cfg.OnAcked != nil {
 			m.cfg.OnAcked(u)
 		}
 	}
@@ -1386,14 +1390,21 @@ func (m *Mover) captured() int {
 
 // Stats is a snapshot for status and metrics.
 type Stats struct {
-	Connected     bool
-	Group         uint64             // last time-interval group formed
-	Acked         transport.Position // the secondary's last acknowledged position (Acked.RecoversTo(): the time it recovers to)
-	HeldSets      int
-	HeldBytes     int64
-	Resends       uint64
-	Connects      uint64
-	BytesSent     uint64
+	Connected bool
+	Group     uint64             // last time-interval group formed
+	Acked     transport.Position // the secondary's last acknowledged position (Acked.RecoversTo(): the time it recovers to)
+	HeldSets  int
+	HeldBytes int64
+	// HeldWithUpdates counts the held record sets that carry updates: an
+	// idle subsystem's record set, which only reports its horizon, holds
+	// no sidefile bytes.
+	HeldWithUpdates int
+	Resends         uint64
+	Connects        uint64
+	BytesSent       uint64 // frames sent on the link, resends included
+	// BytesAcked is the data of the updates (writes and copies) the
+	// secondary acknowledged as journaled.
+	BytesAcked    uint64
 	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
 	LastError     string    // why the link last failed or was refused
 	// Refusals counts the sessions the secondary refused, LastRefusal says
@@ -1413,6 +1424,7 @@ func (m *Mover) Stats() Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
-		Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, LastAckedTime: m.progressAt, LastError: m.lastErr,
+		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
+		LastAckedTime: m.progressAt, LastError: m.lastErr,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
 }

@@ -230,13 +230,16 @@ type Stats struct {
 	Time      int64  // consistency time of Group: durable, so a restart reports the same
 	// JournaledGroup is the last group journaled (and acknowledged); ahead
 	// of Group by HeldGroups while a resync holds the volumes.
-	JournaledGroup  uint64
-	HeldGroups      uint64
-	HeldBytes       int64
-	Resyncing       []string // volumes whose resync holds the secondary
-	GroupsApplied   uint64
-	UpdatesApplied  uint64
-	BytesApplied    uint64
+	JournaledGroup uint64
+	HeldGroups     uint64
+	HeldBytes      int64
+	Resyncing      []string // volumes whose resync holds the secondary
+	GroupsApplied  uint64
+	UpdatesApplied uint64
+	BytesApplied   uint64
+	// BytesJournaled is the data of the updates (writes and copies) in
+	// the groups journaled: applied too, or held by a resync.
+	BytesJournaled  uint64
 	RecordSets      uint64
 	Duplicates      uint64
 	Early           uint64
@@ -1377,6 +1380,11 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
+	for _, u := range g.Updates {
+		if u.Kind != recordset.KindMarker {
+			s.stats.BytesJournaled += uint64(len(u.Data))
+		}
+	}
 	if s.pairs.holding() {
 		if !wasHolding {
 			s.log.Info("resync began: holding the volumes at the last consistent group until it completes",

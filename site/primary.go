@@ -325,7 +325,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	go p.abandonWhenUnreachable(dctx, cancel)
 	clean := false
 	if err := p.mover.Quiesce(dctx); err != nil {
-		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldSets)
+		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldWithUpdates)
 		if runErr == nil {
 			runErr = err
 		}
@@ -537,15 +537,17 @@ func (p *Primary) samples() []control.Sample {
 		up = 1
 	}
 	return []control.Sample{
-		control.Gauge("lag_seconds", "Seconds the time the secondary recovers to, as last acknowledged, trails now.", control.Lag(ms.Acked.RecoversTo(), time.Now())),
-		control.Gauge("link_up", "1 when the link to the secondary is connected.", up),
+		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
+		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("sidefile_bytes", "Bytes held for replication: captured, in record sets, or sent and not yet acknowledged.", float64(used)),
 		control.Gauge("sidefile_limit_bytes", "Sum of the subsystems' sidefile limits.", float64(limit)),
 		control.Counter("sidefile_waits_total", "Writes that waited for sidefile space.", float64(waits)),
 		control.Counter("sidefile_wait_seconds_total", "Time writes waited for sidefile space.", waited.Seconds()),
 		control.Counter("pacing_delay_seconds_total", "Time writes were delayed by write pacing.", paced.Seconds()),
-		control.Gauge("record_sets_held", "Record sets not yet acknowledged by the secondary.", float64(ms.HeldSets)),
-		control.Counter("bytes_replicated_total", "Bytes of record sets sent to the secondary.", float64(ms.BytesSent)),
+		control.Gauge("record_sets_held", "Record sets carrying updates not yet acknowledged by the secondary "+
+			"(not those that only report an idle subsystem's horizon).", float64(ms.HeldWithUpdates)),
+		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(ms.BytesAcked)),
+		control.Counter("link_bytes_sent_total", "Bytes of the frames sent to the secondary (record sets, heartbeats), resends included.", float64(ms.BytesSent)),
 		control.Counter("resends_total", "Retransmissions of unacknowledged record sets.", float64(ms.Resends)),
 		control.Counter("connects_total", "Connections made to the secondary.", float64(ms.Connects)),
 		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),
@@ -653,7 +655,7 @@ func (p *Primary) drain(ctx context.Context) error {
 			why = fmt.Errorf("%w, last error: %s", why, ms.LastError)
 		}
 	}
-	return fmt.Errorf("%w; %d bytes of updates are still held for the secondary (%d record sets not yet acknowledged)", why, used, ms.HeldSets)
+	return fmt.Errorf("%w; %d bytes of updates are still held for the secondary (%d record sets not yet acknowledged)", why, used, ms.HeldWithUpdates)
 }
 
 func later(a, b time.Time) time.Time {

@@ -445,12 +445,13 @@ func (s *Secondary) samples() []control.Sample {
 		stopped = 1
 	}
 	return []control.Sample{
-		control.Gauge("lag_seconds", "Seconds the consistency time trails now.", control.Lag(st.Time, time.Now())),
-		control.Gauge("link_up", "1 when a primary is connected.", up),
+		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, time.Now())),
+		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("stopped", "1 when the secondary stopped receiving: it cannot make groups durable (see status).", stopped),
 		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
 		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
-		control.Counter("bytes_replicated_total", "Data bytes applied to the secondary volumes.", float64(st.BytesApplied)),
+		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(st.BytesJournaled)),
+		control.Counter("bytes_applied_total", "Data bytes (writes and copies) applied to the secondary volumes.", float64(st.BytesApplied)),
 		control.Counter("record_sets_received_total", "Record sets received.", float64(st.RecordSets)),
 		control.Counter("duplicates_total", "Record sets received again and discarded.", float64(st.Duplicates)),
 		control.Counter("gaps_total", "Record sets that arrived ahead of a gap and waited for it.", float64(st.Early)),
