@@ -1,8 +1,3 @@
-// Package site assembles the method's parts into the two sites a session
-// describes: the primary (volumes behind NBD, the write path of step (a), the
-// sidefiles of step (b), the data mover of steps (c) to (e)) and the secondary
-// (consistency groups of step (f), journaled shadowing of step (g), and a
-// consistent read-only view). The daemons and the demo run these.
 package site
 
 import (

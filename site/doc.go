@@ -1,0 +1,75 @@
+// Package site assembles the method's parts into the two sites a session
+// describes: the primary (volumes behind NBD, the write path of step (a), the
+// sidefiles of step (b), the data mover of steps (c) to (e)) and the secondary
+// (consistency groups of step (f), journaled shadowing of step (g), and a
+// consistent read-only view). The daemons and the demo run these.
+//
+//	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+//	err = p.Run(ctx, drainTimeout)
+//	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
+//	err = s.Run(ctx)
+//
+// # What each site keeps on disk
+//
+// Besides its volumes (the paths the config names), each site keeps its
+// state in files this package places; their formats belong to the packages
+// named, whose docs describe them. Relative paths in the config resolve
+// against the config file's directory, DIR below; SESSION is the session's
+// name.
+//
+// The primary keeps everything in its pair-state directory,
+// DIR/SESSION.primary (PairStateDir), created at start:
+//
+//	pairs.json       each pair's state (pending, duplex, suspended, deleted),
+//	                 copy progress and the time its secondary copy is
+//	                 consistent as of, and whether the last stop was clean
+//	                 and had an activity log (package pair); JSON, rewritten
+//	                 atomically as the pairs change, and at stop
+//	VOLUME.bitmap    one per suspended volume, the regions changed since its
+//	                 suspension, which its resync copies, and per copying
+//	                 volume, the regions still to copy (package bitmap:
+//	                 "DXBM", CRC-32C); a pending pair without one copies
+//	                 everything
+//	activity.log     the regions that may hold acknowledged writes the
+//	                 secondary has not journaled, marked before each write
+//	                 reaches a volume (package actlog: "DXAL" slots at 4 KiB
+//	                 boundaries); after a kill -9, the regions copied again
+//	timer.json       the common timer's lease: every timestamp handed out is
+//	                 below stamps_below_ns, so a restart on a clock that went
+//	                 back still stamps after everything it sent (package
+//	                 timer); rewritten as stamps approach it, and at stop
+//	generation.json  the data generation of the primary's volumes, created
+//	                 with the pair state; the secondary must follow it
+//	                 (package transport's Generation)
+//
+// Removing the directory makes the next start a new pair state: a new
+// generation, which a secondary that followed the old one refuses, and full
+// initial copies of every pair.
+//
+// The secondary keeps its journal directory (secondary.journal) and two
+// files beside it, in the journal directory's parent (StatePath):
+//
+//	JOURNAL/LOCK             flock held while a secondary (or recover) has the
+//	                         journal open: two never append to one journal
+//	JOURNAL/%016x.seg        journal segments, named after the index of their
+//	                         first record: each journaled consistency group
+//	                         (package journal, whose doc gives the format)
+//	state.json               "applied through group G": session, the group
+//	                         and its consistency time, each subsystem's last
+//	                         record set in it, and each volume's pair state as
+//	                         of G (package apply); rewritten atomically after
+//	                         the volumes are fsynced
+//	identity.json            whose data the volumes hold: the generation they
+//	                         follow, the fence recover set, the primary process
+//	                         that sent the last journaled group (package
+//	                         secondary); rewritten only when one changes
+//
+// A start replays the journal from the group after state.json's.
+//
+// The JSON files and the bitmaps are written atomically (a temporary file in
+// the same directory, fsync, rename, fsync of the directory), so a crash
+// leaves the old content or the new, never a mix; the activity log and the
+// journal are written in place, and their CRCs tell a torn write. The
+// session's control token (control_token_file) is the operator's file: the
+// sites only read it.
+package site

@@ -1,0 +1,101 @@
+package site
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDocLayoutIsWhatTheSitesKeep: the files the package doc says each
+// site keeps are the files a run of both sites leaves, and a run leaves
+// no file the doc does not describe.
+func TestDocLayoutIsWhatTheSitesKeep(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := linkConfig(t)
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopSecondary := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() {
+		defer close(sdone)
+		s.Run(sctx)
+	}()
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, stopPrimary := context.WithCancel(context.Background())
+	pdone := make(chan error, 1)
+	go func() { pdone <- p.Run(pctx, 30*time.Second) }()
+	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
+		for _, v := range p.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	// A suspended pair keeps a bitmap.
+	if err := p.Pairs().Suspend("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	stopPrimary()
+	if err := <-pdone; err != nil {
+		t.Fatalf("primary: %v", err)
+	}
+	stopSecondary()
+	<-sdone
+
+	// Each directory, the files the doc names in it (a pattern where the
+	// name varies), and each must be there.
+	dirs := []struct {
+		dir   string
+		files []string
+	}{
+		{PairStateDir(cfg), []string{"pairs.json", "VOLUME.bitmap", "activity.log", "timer.json", "generation.json"}},
+		{cfg.Secondary.Journal, []string{"LOCK", "%016x.seg"}},
+		{filepath.Dir(StatePath(cfg)), []string{"state.json", "identity.json", filepath.Base(cfg.Secondary.Journal)}},
+	}
+	for _, d := range dirs {
+		found := map[string]bool{}
+		entries, err := os.ReadDir(d.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			known := false
+			for _, f := range d.files {
+				pat := "^" + regexp.QuoteMeta(f) + "$"
+				pat = strings.ReplaceAll(pat, "VOLUME", `vol\d+`)
+				pat = strings.ReplaceAll(pat, "%016x", "[0-9a-f]{16}")
+				if regexp.MustCompile(pat).MatchString(name) {
+					known, found[f] = true, true
+				}
+			}
+			if !known && !strings.HasSuffix(name, ".img") {
+				t.Errorf("%s holds %s, which the package doc does not describe", d.dir, name)
+			}
+		}
+		for _, f := range d.files {
+			if !found[f] {
+				t.Errorf("%s holds no %s", d.dir, f)
+			}
+			if f != filepath.Base(cfg.Secondary.Journal) && !strings.Contains(string(doc), f) {
+				t.Errorf("the package doc does not name %s", f)
+			}
+		}
+	}
+}
