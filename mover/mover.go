@@ -31,12 +31,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"duplex/recordset"
@@ -791,6 +793,11 @@ func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn, answer bo
 	go func() {
 		for {
 			f, err := conn.Recv()
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+				// Its log and status say why: a TLS handshake this primary
+				// did not start, a refusal it could not send.
+				err = fmt.Errorf("%w (the secondary closed the connection before welcoming this primary: its log and status say why)", err)
+			}
 			if err != nil {
 				ch <- result{err: err}
 				return

@@ -884,6 +884,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return err
 	}
 	hello, err := s.awaitHello(conn)
+	if errors.Is(err, transport.ErrPeerSpeaksTLS) {
+		s.refusedHandshake(conn.Peer(), err)
+		return err
+	}
 	if err != nil {
 		s.log.Warn("bad hello", "peer", conn.Peer(), "err", err)
 		return err

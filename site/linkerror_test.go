@@ -354,3 +354,45 @@ func TestLinkDownSaysWhyAnotherSession(t *testing.T) {
 	wantOnce(t, "secondary's log", slogs, "refusing primary", "payroll")
 	wantOnce(t, "primary's log", plogs, "refused the session")
 }
+
+// TestLinkDownSaysWhyTLSAtOneSiteOnly: one site has the link's TLS set and
+// the other not. Both say so, in words, and once in the log: the
+// connections come from a new port each time, which the log does not take
+// for a new error.
+func TestLinkDownSaysWhyTLSAtOneSiteOnly(t *testing.T) {
+	for _, tc := range []struct {
+		tlsAt                    string
+		primaryWhy, secondaryWhy []string
+	}{
+		{"primary", []string{"the secondary closed the connection in the TLS handshake"},
+			[]string{"the primary speaks TLS", "set tls_cert, tls_key and tls_ca in [secondary]"}},
+		{"secondary", []string{"the secondary closed the connection before welcoming this primary"},
+			[]string{"the primary does not speak TLS", "set tls_cert, tls_key and tls_ca in [primary]"}},
+	} {
+		t.Run("TLS only at the "+tc.tlsAt, func(t *testing.T) {
+			cfg := linkConfig(t)
+			ca := newLinkCA(t, t.TempDir(), "duplex-ca")
+			secured(t, cfg, ca, ca, ca, false)
+			if tc.tlsAt == "primary" {
+				cfg.Secondary.TLSCert, cfg.Secondary.TLSKey, cfg.Secondary.TLSCA = "", "", ""
+			} else {
+				cfg.Primary.TLSCert, cfg.Primary.TLSKey, cfg.Primary.TLSCA = "", "", ""
+			}
+			s, slogs := runSecondary(t, cfg)
+			cfg.Primary.Secondary = s.ListenAddr()
+			p, plogs, dials := runPrimary(t, cfg)
+			waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
+				return p.Status().LastError != "" && s.Status().LastError != ""
+			})
+			dialedAgain(t, dials, 5)
+			wantWords(t, "primary's last_error", p.Status().LastError, tc.primaryWhy...)
+			wantWords(t, "secondary's last_error", s.Status().LastError, tc.secondaryWhy...)
+			if got := plogs.lines("level=WARN"); len(got) != 1 {
+				t.Errorf("primary's log: %d warnings, want the error said once:\n%s", len(got), strings.Join(got, "\n"))
+			}
+			if got := slogs.lines("level=WARN"); len(got) != 1 {
+				t.Errorf("secondary's log: %d warnings, want the error said once:\n%s", len(got), strings.Join(got, "\n"))
+			}
+		})
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,6 +92,14 @@ func explain(err error, local string) string {
 		}
 		return fmt.Sprintf("the %s refused the TLS handshake: its log and status say why", peer)
 	}
+	if errors.Is(err, ErrPeerSpeaksTLS) {
+		return fmt.Sprintf("the %s speaks TLS and this %s does not: set tls_cert, tls_key and tls_ca in [%s], or none at either site", peer, local, local)
+	}
+	if local == "primary" && strings.Contains(err.Error(), "TLS handshake") &&
+		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		return "the secondary closed the connection in the TLS handshake: it does not speak TLS (set tls_cert, tls_key and tls_ca in [secondary]), " +
+			"or its log and status say why it refused"
+	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
 		return fmt.Sprintf("the host %q does not resolve: check primary.secondary", dns.Name)
@@ -133,9 +143,14 @@ type Repeats struct {
 // RepeatEvery is how often an error that keeps recurring is logged again.
 const RepeatEvery = time.Minute
 
+// ports matches the port of an address: a connection's local port is new
+// at every retry, and does not make its error another.
+var ports = regexp.MustCompile(`:\d+\b`)
+
 // Log says whether to log text now, and how many times it recurred unlogged
-// since it was last logged.
+// since it was last logged. Texts that differ only in ports are the same.
 func (r *Repeats) Log(text string, now time.Time) (log bool, unlogged int) {
+	text = ports.ReplaceAllString(text, ":")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if text != r.last || now.Sub(r.logged) >= RepeatEvery {

@@ -24,4 +24,7 @@ func TestRepeatsLogsARecurringErrorOnceAMinute(t *testing.T) {
 	step("unknown authority", RepeatEvery+3*time.Second, false, 0)
 	r.Reset() // the link came up: the next failure is news
 	step("unknown authority", RepeatEvery+4*time.Second, true, 0)
+	// A retry comes from a new local port: the same error.
+	step("read tcp 127.0.0.1:42800->127.0.0.1:7402: connection reset by peer", RepeatEvery+5*time.Second, true, 0)
+	step("read tcp 127.0.0.1:42846->127.0.0.1:7402: connection reset by peer", RepeatEvery+6*time.Second, false, 0)
 }

@@ -235,6 +235,11 @@ func (t *tcpConn) Recv() ([]byte, error) {
 		limit = t.maxRecv
 	}
 	if int64(n) > int64(limit) {
+		if _, isTLS := t.c.(*tls.Conn); !isTLS && t.rhdr[0] == tlsHandshakeRecord && t.rhdr[1] == 3 {
+			// A TLS record's header (type 22, version 3.x) read as a
+			// frame's length: the peer speaks TLS to a plain listener.
+			return nil, fmt.Errorf("recv from %s: %w", t.Peer(), ErrPeerSpeaksTLS)
+		}
 		return nil, fmt.Errorf("recv %d bytes from %s: %w", n, t.Peer(), ErrFrameTooLarge)
 	}
 	var f []byte

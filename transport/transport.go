@@ -76,3 +76,11 @@ const DefaultSendTimeout = 30 * time.Second
 
 // ErrFrameTooLarge is returned for a frame above the configured maximum.
 var ErrFrameTooLarge = errors.New("transport: frame too large")
+
+// ErrPeerSpeaksTLS is returned by a plain connection that received the
+// start of a TLS handshake: the other site has TLS set, this one not.
+var ErrPeerSpeaksTLS = errors.New("transport: the peer speaks TLS, this end does not")
+
+// tlsHandshakeRecord is the content type of a TLS handshake record, the
+// first byte a TLS client sends.
+const tlsHandshakeRecord = 22
