@@ -87,11 +87,30 @@ type retired struct {
 // the last group handed to it then: retire records that point, the applier
 // recycles at it.
 type frameLedger struct {
-	open []([]byte) // received since the Former last held nothing; s.mu
+	open      []([]byte) // received since the Former last held nothing; s.mu
+	openBytes int        // their capacity; s.mu
 
 	mu      sync.Mutex
 	applied uint64 // the last group the applier applied (or skipped)
 	waiting []retired
+}
+
+// maxOpenBytes bounds what the ledger keeps for recycling while the Former
+// holds updates. Under a steady write load the Former may hold something
+// after every frame for as long as the load lasts; the ledger would then
+// keep every frame received, none of which could be collected. Past the
+// bound the ledger lets go of them: the garbage collector frees each once
+// nothing reads it, which is never too early.
+const maxOpenBytes = 64 << 20
+
+// add records a received frame, to be recycled once nothing reads it.
+// Called with s.mu held.
+func (l *frameLedger) add(frame []byte) {
+	if l.openBytes+cap(frame) > maxOpenBytes {
+		l.open, l.openBytes = nil, 0
+	}
+	l.open = append(l.open, frame)
+	l.openBytes += cap(frame)
 }
 
 // retire hands over the open frames, free once group upTo is applied.
@@ -101,7 +120,7 @@ func (l *frameLedger) retire(upTo uint64) {
 		return
 	}
 	frames := l.open
-	l.open = nil
+	l.open, l.openBytes = nil, 0
 	l.mu.Lock()
 	if upTo > l.applied {
 		l.waiting = append(l.waiting, retired{upTo: upTo, frames: frames})

@@ -164,3 +164,22 @@ func TestFrameClass(t *testing.T) {
 		}
 	}
 }
+
+// The ledger keeps frames for recycling only up to a bound: a Former that
+// holds updates after every frame (a steady write load) must not make the
+// secondary keep every frame it ever received.
+func TestFrameLedgerKeepsABoundedAmount(t *testing.T) {
+	var l frameLedger
+	const frame = 4 << 20
+	for i := 0; i < 1000; i++ {
+		l.add(make([]byte, frame))
+		if l.openBytes > maxOpenBytes || len(l.open)*frame > maxOpenBytes {
+			t.Fatalf("after %d frames with the Former never empty the ledger keeps %d bytes (%d frames), more than %d",
+				i+1, l.openBytes, len(l.open), maxOpenBytes)
+		}
+	}
+	l.retire(0)
+	if len(l.open) != 0 || l.openBytes != 0 {
+		t.Fatalf("retire left %d frames (%d bytes) open", len(l.open), l.openBytes)
+	}
+}

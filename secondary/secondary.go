@@ -1224,7 +1224,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 	if s.conn != conn {
 		return errReplaced
 	}
-	s.frames.open = append(s.frames.open, frame)
+	s.frames.add(frame)
 	defer func() {
 		// Still under s.mu, which no step of receive lets go of: every
 		// group formed from these frames is journaled by now, and handed
