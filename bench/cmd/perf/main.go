@@ -5,8 +5,8 @@
 //     primary pinned with fio to one CPU, the secondary alone on the other;
 //   - write cost: the same fio jobs against nbdkit's file plugin and against
 //     a Duplex primary replicating to a secondary, alternated A B A B;
-//   - lag: the secondary's lag_seconds, sampled once a second with
-//     `duplex status --json`, under fio at 25, 50 and 75 % of saturation;
+//   - lag: the secondary's duplex_lag_seconds, read from its /metrics every
+//     100 ms, idle and under fio at 25, 50 and 75 % of saturation;
 //   - apply throughput: the secondary's sustained apply rate under
 //     saturation, beside fio's sequential write bandwidth on the same file
 //     system;
@@ -49,7 +49,13 @@ type settings struct {
 	// scaleSizes are the scale section's sessions, in volumes.
 	scaleSizes   []int
 	scaleProfile bool // profile each idle period
-	w            io.Writer
+	// lagRates are the lag section's fio rates, in % of saturation (0:
+	// idle); lagRun is each run's length; lagSat, if not zero, is the
+	// saturation bandwidth in bytes/s, not measured then.
+	lagRates []int
+	lagRun   time.Duration
+	lagSat   float64
+	w        io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -69,7 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
 	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
 	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
-	compare := fs.String("compare", "", "primary section: a second duplex `binary` (say, the build before a change), run in the same rounds")
+	compare := fs.String("compare", "", "primary and lag sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
+	lagRates := fs.String("lag-rates", "0,25,50,75", "lag section: fio's rates in % of the saturation bandwidth (0: idle), comma-separated")
+	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
+	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -83,6 +92,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	s.lagRun, s.lagSat = 10*time.Second, *lagSat*(1<<20)
+	if s.quick {
+		s.lagRun = 4 * time.Second
+	}
+	if *lagRun > 0 {
+		s.lagRun = *lagRun
+	}
+	for _, f := range strings.Split(*lagRates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 || n > 100 {
+			fmt.Fprintf(stderr, "perf: -lag-rates: %q is not a share of saturation in %%\n", f)
+			return 2
+		}
+		s.lagRates = append(s.lagRates, n)
+	}
 	if *idle > 0 {
 		s.idle = *idle
 	}

@@ -125,8 +125,6 @@ func (b *bench) writeCost(ctx context.Context) error {
 		switch job.name {
 		case "randwrite-4k-qd16":
 			b.satRand = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
-		case "write-1m-qd4":
-			b.satSeq = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
 		}
 	}
 	if len(drains) > 0 {
@@ -136,36 +134,25 @@ func (b *bench) writeCost(ctx context.Context) error {
 	return nil
 }
 
-// saturation measures Duplex's bandwidth for a job when the write-cost
-// section did not run.
+// saturation measures Duplex's bandwidth for 4 KiB random writes at qd16
+// when the write-cost section did not run.
 func (b *bench) saturation(ctx context.Context) error {
-	if b.satRand > 0 && b.satSeq > 0 {
+	if b.satRand > 0 {
 		return nil
 	}
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
-	for _, job := range writeJobs {
-		if job.name != "randwrite-4k-qd16" && job.name != "write-1m-qd4" {
-			continue
-		}
-		jobs, err := b.fio(ctx, "saturation-"+job.name, b.nbdArgs(job.name, b.pair.uri(0), job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
-		if err != nil {
-			return err
-		}
-		if job.rw == "randwrite" {
-			b.satRand = jobs[0].BW
-		} else {
-			b.satSeq = jobs[0].BW
-		}
-		if _, err := b.pair.drain(ctx); err != nil {
-			return err
-		}
+	jobs, err := b.fio(ctx, "saturation-randwrite-4k-qd16", b.nbdArgs("randwrite-4k-qd16", b.pair.uri(0), "randwrite", "4k", 16, b.s.runtime, b.s.ramp)...)
+	if err != nil {
+		return err
 	}
-	return nil
+	b.satRand = jobs[0].BW
+	_, err = b.pair.drain(ctx)
+	return err
 }
 
-// sampler reads a value once a second until stopped.
+// sampler reads a value every so often until stopped.
 type sampler struct {
 	stop chan struct{}
 	done chan struct{}
@@ -203,54 +190,6 @@ func (s *sampler) end() ([]float64, int) {
 	close(s.stop)
 	<-s.done
 	return s.vals, s.errs
-}
-
-func (b *bench) lag(ctx context.Context) error {
-	if err := b.saturation(ctx); err != nil {
-		return err
-	}
-	const skip = 2 // samples of the first seconds, while fio starts
-	lagOf := func() (float64, error) {
-		st, err := b.statusCLI(ctx, b.pair.secCtl())
-		return st.LagSeconds, err
-	}
-	w := b.s.w
-	fmt.Fprintf(w, "\n## Replication lag under a fixed write rate\n\n")
-	fmt.Fprintf(w, "fio randwrite 4 KiB qd16 through the Duplex primary at a fixed --rate, %s per rate; the saturation bandwidth "+
-		"is Duplex's median for that job above (%.1f MiB/s). The secondary's lag_seconds (now − consistency time) is read with "+
-		"`duplex status --addr SECONDARY_CONTROL --json` once a second; the first %d samples of each run are dropped. "+
-		"Interval %s, so the floor is about one interval plus journaling.\n\n",
-		b.s.long, b.satRand/(1<<20), skip, b.pair.sess.Config.Interval)
-	fmt.Fprintf(w, "| load | fio rate MiB/s | achieved MiB/s | samples | lag p50 s | lag p99 s | lag max s |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, pct := range []int{0, 25, 50, 75} {
-		s := sample(time.Second, skip, lagOf)
-		rate, achieved := 0.0, 0.0
-		if pct == 0 {
-			sleepCtx(ctx, b.s.long)
-		} else {
-			rate = b.satRand * float64(pct) / 100
-			jobs, err := b.fio(ctx, fmt.Sprintf("lag-%d", pct), b.nbdArgs("lag", b.pair.uri(0), "randwrite", "4k", 16, b.s.long, 0,
-				fmt.Sprintf("--rate=%d", int64(rate)))...)
-			if err != nil {
-				s.end()
-				return err
-			}
-			achieved = jobs[0].BW
-		}
-		vals, errs := s.end()
-		if _, err := b.pair.drain(ctx); err != nil {
-			return err
-		}
-		load := "idle"
-		if pct > 0 {
-			load = fmt.Sprintf("%d %%", pct)
-		}
-		fmt.Fprintf(w, "| %s | %.1f | %.1f | %d%s | %.3f | %.3f | %.3f |\n", load, rate/(1<<20), achieved/(1<<20),
-			len(vals), errNote(errs), percentile(vals, 50), percentile(vals, 99), slices.Max(append(vals, 0)))
-	}
-	fmt.Fprintf(w, "\nWith one sample a second, p99 of a %s run is close to its maximum.\n", b.s.long)
-	return nil
 }
 
 func errNote(errs int) string {

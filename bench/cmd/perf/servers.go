@@ -23,9 +23,9 @@ type bench struct {
 	nbdkit     *harness.Daemon
 	nbdkitAddr string
 	pair       *pair
-	// satRand and satSeq are Duplex's median bandwidths (bytes/s) for the
-	// 4 KiB random qd16 and 1 MiB sequential qd4 write jobs.
-	satRand, satSeq float64
+	// satRand is Duplex's median bandwidth (bytes/s) for the 4 KiB random
+	// qd16 write job.
+	satRand float64
 }
 
 func (b *bench) close() {
