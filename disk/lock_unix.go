@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -17,18 +19,31 @@ var (
 
 // lockFile takes an exclusive, non-blocking flock on path. flock rather than
 // a pid file because the kernel drops it when the process dies, so a crash
-// never leaves a stale lock for recovery to trip over.
+// never leaves a stale lock for recovery to trip over. The holder writes its
+// pid into the file, only so that a refused process can name it: the flock
+// alone decides.
 func lockFile(path string) (io.Closer, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another process"
+		if b, rerr := io.ReadAll(io.LimitReader(f, 32)); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid > 0 {
+				holder = fmt.Sprintf("pid %d", pid)
+			}
+		}
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%s: already locked by another holder", path)
+			return nil, fmt.Errorf("%s: already locked by %s", path, holder)
 		}
 		return nil, fmt.Errorf("%s: lock: %w", path, err)
+	}
+	// Not synced: after a crash the lock is free, and a stale pid names no
+	// holder of it.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	// Closing the descriptor drops the flock.
 	return f, nil

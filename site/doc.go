@@ -20,6 +20,10 @@
 // The primary keeps everything in its pair-state directory,
 // DIR/SESSION.primary (PairStateDir), created at start:
 //
+//	LOCK             flock held while a primary runs, taken before any other
+//	                 file is read or written: a second primary of the session
+//	                 fails at start, naming the holder's pid (which the file
+//	                 holds), and changes nothing
 //	pairs.json       each pair's state (pending, duplex, suspended, deleted),
 //	                 copy progress and the time its secondary copy is
 //	                 consistent as of, and whether the last stop was clean
@@ -50,7 +54,8 @@
 // files beside it, in the journal directory's parent (StatePath):
 //
 //	JOURNAL/LOCK             flock held while a secondary (or recover) has the
-//	                         journal open: two never append to one journal
+//	                         journal open: two never append to one journal;
+//	                         it holds the holder's pid
 //	JOURNAL/%016x.seg        journal segments, named after the index of their
 //	                         first record: each journaled consistency group
 //	                         (package journal, whose doc gives the format)

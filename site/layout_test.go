@@ -64,7 +64,7 @@ func TestDocLayoutIsWhatTheSitesKeep(t *testing.T) {
 		dir   string
 		files []string
 	}{
-		{PairStateDir(cfg), []string{"pairs.json", "VOLUME.bitmap", "activity.log", "timer.json", "generation.json"}},
+		{PairStateDir(cfg), []string{"LOCK", "pairs.json", "VOLUME.bitmap", "activity.log", "timer.json", "generation.json"}},
 		{cfg.Secondary.Journal, []string{"LOCK", "%016x.seg"}},
 		{filepath.Dir(StatePath(cfg)), []string{"state.json", "identity.json", filepath.Base(cfg.Secondary.Journal)}},
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -56,7 +57,13 @@ type Primary struct {
 	// generation is the history of this primary's data, created with its
 	// pair state; the secondary must follow it.
 	generation transport.Generation
+	// stateLock keeps a second primary of the session out of the pair-state
+	// directory while this one runs.
+	stateLock io.Closer
 }
+
+// stateLockName is the lock file of the primary's pair-state directory.
+const stateLockName = "LOCK"
 
 // PairStateDir is where a primary keeps its pairs and bitmaps.
 func PairStateDir(cfg *config.Config) string {
@@ -108,6 +115,13 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}()
 	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
+	}
+	// Before any file is read or written: a second primary of the session
+	// would rewrite the timer's lease, the activity log and the pair state
+	// under the running one, then fail on its addresses.
+	if p.stateLock, err = disk.Or(opts.FS).Lock(filepath.Join(PairStateDir(cfg), stateLockName)); err != nil {
+		return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
+			PairStateDir(cfg), cfg.Session, err)
 	}
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
@@ -231,6 +245,10 @@ func (p *Primary) close() {
 	}
 	for _, v := range p.vols {
 		v.Close()
+	}
+	// Last: every file of the pair state is closed.
+	if p.stateLock != nil {
+		p.stateLock.Close()
 	}
 }
 
