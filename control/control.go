@@ -65,6 +65,10 @@ type Status struct {
 	// (a volume mismatch, another data generation, an update it cannot
 	// apply); empty once replication makes progress again.
 	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened (RFC 3339): an error that
+	// recurs is set again at each retry, so an old time says it has not
+	// recurred since.
+	LastErrorAt string `json:"last_error_at,omitempty"`
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`
@@ -106,6 +110,15 @@ func FormatTime(ns int64) string {
 		return ""
 	}
 	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+// FormatWall formats a wall-clock time as FormatTime does ("" for the zero
+// time).
+func FormatWall(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return FormatTime(t.UnixNano())
 }
 
 // Lag returns seconds from a consistency time to now (0 if none yet).

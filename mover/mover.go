@@ -181,6 +181,7 @@ type Mover struct {
 	sentBytes   uint64
 	ackedBytes  uint64 // data of the updates released: journaled at the secondary
 	lastErr     string // why the link last failed, in words; cleared by progress
+	lastErrAt   time.Time
 	repeats     transport.Repeats
 	refusals    uint64         // sessions the secondary refused
 	lastRefusal string         // why it refused the last one
@@ -494,7 +495,7 @@ func (m *Mover) link(ctx context.Context) {
 			}
 			why := transport.Explain(err, "primary")
 			m.mu.Lock()
-			m.lastErr = why
+			m.lastErr, m.lastErrAt = why, time.Now()
 			m.mu.Unlock()
 			// Retries meet the same error again and again: it is logged
 			// once, and then once a minute while it lasts.
@@ -526,7 +527,7 @@ func (m *Mover) link(ctx context.Context) {
 		m.rebuild()
 		why := transport.Explain(err, "primary")
 		if err != nil && ctx.Err() == nil {
-			m.lastErr = why
+			m.lastErr, m.lastErrAt = why, time.Now()
 		}
 		refused := errors.Is(err, ErrRefused)
 		if refused && ctx.Err() == nil {
@@ -883,7 +884,7 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	}
 	m.setConnected(true)
 	if m.heldSets == 0 {
-		m.lastErr = ""
+		m.lastErr, m.lastErrAt = "", time.Time{}
 	}
 	m.lastAck = time.Now()
 	m.lastRecv = time.Now()
@@ -1132,7 +1133,7 @@ func (m *Mover) ackLocked(p transport.Position) {
 		m.advanceReceived(s, seq)
 		for len(s.held) > 0 && s.held[0].rs.Seq <= seq {
 			m.release(s)
-			m.lastErr = ""
+			m.lastErr, m.lastErrAt = "", time.Time{}
 			progress = true
 		}
 	}
@@ -1413,7 +1414,8 @@ type Stats struct {
 	// secondary acknowledged as journaled.
 	BytesAcked    uint64
 	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
-	LastError     string    // why the link last failed or was refused
+	LastError     string    // why the link last failed or was refused; cleared by progress
+	LastErrorAt   time.Time // when LastError was set
 	// Refusals counts the sessions the secondary refused, LastRefusal says
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
@@ -1432,6 +1434,6 @@ func (m *Mover) Stats() Stats {
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
-		LastAckedTime: m.progressAt, LastError: m.lastErr,
+		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
 }

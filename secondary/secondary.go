@@ -178,7 +178,10 @@ type Secondary struct {
 	stopped     error  // why groups can no longer be made durable; nil while running
 	ident       identity
 	lastJournal time.Time
-	buf         []byte // journal record buffer, reused: groups are large
+	// linkedAt is when the linked primary linked: a last error from
+	// before it is about a link this one has superseded.
+	linkedAt time.Time
+	buf      []byte // journal record buffer, reused: groups are large
 	// unflushed are the volumes written since the last checkpoint;
 	// stateGroup is the group the state file names. Written by whoever
 	// applies: Open's replay, then the applier, then Close; ckMu orders
@@ -249,7 +252,14 @@ type Stats struct {
 	LaggardHorizon  int64
 	JournalBytes    int64
 	LastAppliedWall time.Time
-	LastError       string // why the last primary was refused
+	// LastError is why the last primary was refused, at LastErrorAt. It
+	// is cleared once a primary that linked after it has a group
+	// journaled: replication makes progress again, so whatever refused
+	// the one before is gone. A refusal while a primary is linked (of
+	// another one, or of the linked one's record set, which ends its
+	// link) stays until the next link journals a group.
+	LastError   string
+	LastErrorAt time.Time
 	// HoldsReleased counts the holds given up for lack of journal room;
 	// LastHoldRelease says which, when and with what numbers.
 	HoldsReleased   uint64
@@ -848,7 +858,7 @@ func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
 		s.log.Warn("refusing primary", attrs...)
 	}
 	s.stats.Refused++
-	s.stats.LastError = reason
+	s.stats.LastError, s.stats.LastErrorAt = reason, time.Now()
 	s.endLocked(conn, transport.EncodeRefuse(reason))
 	return errors.New(reason)
 }
@@ -869,6 +879,7 @@ func (s *Secondary) refusedHandshake(peer string, err error) {
 	s.mu.Lock()
 	s.stats.Refused++
 	s.stats.LastError = fmt.Sprintf("refused a primary at %s: TLS handshake: %s", peer, why)
+	s.stats.LastErrorAt = time.Now()
 	s.mu.Unlock()
 }
 
@@ -961,6 +972,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	pos := s.welcomeLocked()
 	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
+	s.linkedAt = time.Now()
 	s.mu.Unlock()
 	if replaced != nil {
 		// Outside the lock: closing a TLS connection sends close_notify,
@@ -1376,6 +1388,9 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		}
 	}
 	s.lastJournal = time.Now()
+	if s.stats.LastError != "" && s.stats.LastErrorAt.Before(s.linkedAt) {
+		s.stats.LastError, s.stats.LastErrorAt = "", time.Time{}
+	}
 	// Journaled is safe: acknowledge before applying so the primary can release
 	// its sidefile while the volumes are written. The pair states go first:
 	// the acknowledgement says whether a resync holds the volumes from g on.

@@ -387,7 +387,7 @@ func (p *Primary) Status() control.Status {
 		Session: p.cfg.Session, Role: "primary",
 		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.Lag(ms.Acked.RecoversTo(), time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
-		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, Generation: p.generation.String(),
+		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
 	}
 	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()
 	st.CopyRateLimit, st.LinkRateLimit = &copyRate, &linkRate

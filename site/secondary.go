@@ -330,7 +330,8 @@ func (s *Secondary) Status() control.Status {
 		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
-		Stopped: st.Stopped,
+		LastErrorAt: control.FormatWall(st.LastErrorAt),
+		Stopped:     st.Stopped,
 	}
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced

@@ -85,7 +85,11 @@ func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
 	if st.LastError != "" {
 		// Why the link is down, or why the other site was refused.
-		fmt.Fprintf(w, "  last-error: %s\n", st.LastError)
+		if st.LastErrorAt != "" {
+			fmt.Fprintf(w, "  last-error: %s (at %s)\n", st.LastError, st.LastErrorAt)
+		} else {
+			fmt.Fprintf(w, "  last-error: %s\n", st.LastError)
+		}
 	}
 	if st.Stopped != "" {
 		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)

@@ -97,5 +97,10 @@ func TestStatusSaysWhyTheLinkIsDown(t *testing.T) {
 		if want := "  last-error: " + why + "\n"; !strings.Contains(out, want) {
 			t.Errorf("%s: human status lacks %q:\n%s", role, want, out)
 		}
+		at := "2026-12-02T15:04:05.123Z"
+		addr = serveStatus(t, control.Status{Session: "s", Role: role, Link: "disconnected", LastError: why, LastErrorAt: at})
+		if _, out, _ = runCmd("status", "--addr", addr); !strings.Contains(out, "  last-error: "+why+" (at "+at+")\n") {
+			t.Errorf("%s: human status does not say when the last error happened:\n%s", role, out)
+		}
 	}
 }
