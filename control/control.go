@@ -38,10 +38,14 @@ type Status struct {
 	LinkRateLimit *int64 `json:"link_rate_limit_bytes_per_second,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
-	// Group is the last consistency group journaled (durable across
-	// restarts, unlike groups_applied, which counts this process's).
-	Group        *uint64 `json:"group,omitempty"`
-	JournalBytes *int64  `json:"journal_bytes,omitempty"`
+	// Group is the last consistency group applied, which the secondary's
+	// volumes hold (durable across restarts, unlike groups_applied, which
+	// counts this process's).
+	Group *uint64 `json:"group,omitempty"`
+	// JournaledGroup is the last group journaled at the secondary: ahead
+	// of Group by the groups still to apply and those a resync holds.
+	JournaledGroup *uint64 `json:"journaled_group,omitempty"`
+	JournalBytes   *int64  `json:"journal_bytes,omitempty"`
 
 	Volumes []VolumeStatus `json:"volumes"`
 

@@ -681,6 +681,23 @@ func (s *Secondary) endLocked(conn transport.Conn, f []byte) bool {
 	return true
 }
 
+// waitAppliedThrough waits until the applier has applied group queued, or
+// failed, and returns the group applied, why applying stopped, and why the
+// volumes are at no group boundary. Called without s.mu: the applier is
+// handed nothing more meanwhile only if the caller sees to that.
+func (s *Secondary) waitAppliedThrough(queued uint64) (applied uint64, applyErr, torn error) {
+	s.posMu.Lock()
+	for s.durable.Group < queued && s.applyErr == nil {
+		s.posCond.Wait()
+	}
+	applied, applyErr = s.durable.Group, s.applyErr
+	s.posMu.Unlock()
+	s.view.RLock()
+	torn = s.torn
+	s.view.RUnlock()
+	return applied, applyErr, torn
+}
+
 // waitApplied waits until the applier has applied every group handed to it,
 // or failed. Called with s.mu held, so that no group is handed over
 // meanwhile.
@@ -1488,27 +1505,10 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// What is journaled is applied first: the position fenced at is the
-	// last journaled group, as a restart would leave it.
-	s.waitApplied()
-	s.view.RLock()
-	torn := s.torn
-	s.view.RUnlock()
-	if torn != nil {
-		// The volumes are at no group the primary ever had: there is no
-		// position to fence at until a restart has replayed the journal.
-		return transport.Position{}, fmt.Errorf("secondary: fence refused: %w", torn)
-	}
-	s.posMu.Lock()
-	applyErr, applied := s.applyErr, s.durable.Group
-	s.posMu.Unlock()
-	if applyErr != nil || applied < s.queued.Group {
-		// The applier stopped and skips what was queued after the failure:
-		// groups journaled and acknowledged, which a fenced restart would
-		// never apply. Only an unfenced restart replays them.
-		return transport.Position{}, fmt.Errorf("secondary: fence refused: applying stopped at group %d with group %d journaled (%v): "+
-			"restart the secondary, which applies its journal, then recover again", applied, s.queued.Group, applyErr)
-	}
+	// First no primary may hand over groups: the linked one is unlinked and
+	// a new one refused (generationLocked), so what is left to apply ends
+	// with the group queued last.
+	wasFenced := s.fenced
 	s.fenced = true
 	if s.conn != nil {
 		s.out.end(nil)
@@ -1516,14 +1516,53 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		s.conn, s.out = nil, nil
 		s.stats.Connected = false
 	}
-	// Once Fence returns the volumes may be written by others: the state
-	// file must name the group they hold first, or a restart (after kill -9
-	// as well) would apply the groups after the one it names again, over
-	// those writes. Groups journaled beyond it are held by an unfinished
-	// resync, and a restart holds them the same way: no primary ends it.
-	if err := s.checkpoint(); err != nil {
-		return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
-			"do not write to the volumes; restart the secondary, which applies its journal, and recover again", err)
+	refuse := func(err error) (transport.Position, error) {
+		// Nothing recorded: an unfenced restart replays the journal.
+		s.fenced = wasFenced
+		return transport.Position{}, err
+	}
+	for {
+		// What is journaled is applied first, and the volumes flushed: the
+		// position fenced at is the last journaled group, as a restart
+		// would leave it. Without s.mu, which status takes: a backlog of
+		// large groups, and flushing it, can take minutes, and status
+		// shows meanwhile how far applying has got.
+		queued := s.queued.Group
+		s.mu.Unlock()
+		applied, applyErr, torn := s.waitAppliedThrough(queued)
+		var ckErr error
+		if applyErr == nil && torn == nil && applied >= queued {
+			// Once Fence returns the volumes may be written by others: the
+			// state file must name the group they hold first, or a restart
+			// (after kill -9 as well) would apply the groups after the one
+			// it names again, over those writes. Groups journaled beyond it
+			// are held by an unfinished resync, and a restart holds them
+			// the same way: no primary ends it.
+			ckErr = s.checkpoint()
+		}
+		s.mu.Lock()
+		if torn != nil {
+			// The volumes are at no group the primary ever had: there is no
+			// position to fence at until a restart has replayed the journal.
+			return refuse(fmt.Errorf("secondary: fence refused: %w", torn))
+		}
+		if applyErr != nil || applied < queued {
+			// The applier stopped and skips what was queued after the
+			// failure: groups journaled and acknowledged, which a fenced
+			// restart would never apply. Only an unfenced restart replays
+			// them.
+			return refuse(fmt.Errorf("secondary: fence refused: applying stopped at group %d with group %d journaled (%v): "+
+				"restart the secondary, which applies its journal, then recover again", applied, queued, applyErr))
+		}
+		if ckErr != nil {
+			return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
+				"do not write to the volumes; restart the secondary, which applies its journal, and recover again", ckErr)
+		}
+		if s.queued.Group == queued {
+			break
+		}
+		// A group handed over as the fence began (a receive that had it
+		// under way): applied and recorded too.
 	}
 	// Persisted before anyone writes to the volumes: a restart must not let
 	// the old primary in again, and from here the volumes start a history of

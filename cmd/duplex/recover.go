@@ -13,7 +13,7 @@ import (
 	"duplex/site"
 )
 
-var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--log-level LEVEL]"}
+var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--timeout D] [--log-level LEVEL]"}
 
 // runRecover makes the secondary's volumes usable after the primary is lost:
 // a stopped secondary applies every journaled group it may, a running one is
@@ -24,6 +24,8 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
+	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
+		"which it does before it fences, `D` such as 30m or 2h")
 	level := fs.logLevelFlag("info")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
@@ -44,7 +46,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 			if st.Link == "connected" && !*force {
 				return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
 			}
-			return recoverRunning(ctx, cfg, stdout)
+			return recoverRunning(ctx, cfg, *timeout, stdout)
 		}
 	}
 	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true})
@@ -79,8 +81,10 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 // running secondary's volumes are always at a group boundary (the last one
 // before a resync in progress, whose groups stay journaled and unapplied):
 // readable through its read-only exports, and usable by other software once
-// the daemon stops.
-func recoverRunning(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+// the daemon stops. The fence applies every group journaled first, which
+// after a long backlog takes as long as the volumes need: recover waits for
+// at most timeout, saying how far applying has got.
+func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Duration, stdout io.Writer) error {
 	tp := cfg.TokenPath()
 	if tp == "" {
 		return errors.New("the secondary daemon is running and the config names no control_token_file to fence it with: stop the daemon, then run recover")
@@ -89,9 +93,31 @@ func recoverRunning(ctx context.Context, cfg *config.Config, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := control.FenceSecondary(ctx, cfg.Secondary.Control, token); err != nil {
+	fenced := make(chan error, 1)
+	go func() { fenced <- control.FenceSecondary(fctx, cfg.Secondary.Control, token) }()
+	progress := newFenceProgress(stdout)
+	t := time.NewTicker(fenceProgressEvery)
+	defer t.Stop()
+	for waiting := true; waiting; {
+		select {
+		case err = <-fenced:
+			waiting = false
+		case <-t.C:
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			if st, serr := control.Fetch(sctx, cfg.Secondary.Control); serr == nil {
+				progress.show(st)
+			}
+			scancel()
+		}
+	}
+	if err != nil {
+		if fctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("the secondary has not fenced within %s (--timeout)%s: the fence goes on at the secondary, "+
+				"which applies its journal first; run duplex recover again to wait for it (with a longer --timeout), "+
+				"and duplex status to see how far applying has got", timeout, progress.last)
+		}
 		return err
 	}
 	st, err := control.Fetch(ctx, cfg.Secondary.Control)
@@ -102,6 +128,53 @@ func recoverRunning(ctx context.Context, cfg *config.Config, stdout io.Writer) e
 	printRecovered(stdout, st)
 	fmt.Fprintln(stdout, "stop the secondary daemon to use its volumes read-write")
 	return nil
+}
+
+// fenceProgressEvery is how often recover asks a fencing secondary how far
+// it has got.
+const fenceProgressEvery = time.Second
+
+// fenceProgress says how far a fencing secondary has got: a line when a
+// group more is applied, and every half minute while none is.
+type fenceProgress struct {
+	w       io.Writer
+	start   time.Time
+	shown   time.Time
+	applied uint64
+	last    string // what the last status said, for the timeout's error
+}
+
+func newFenceProgress(w io.Writer) *fenceProgress {
+	return &fenceProgress{w: w, start: time.Now(), applied: ^uint64(0)}
+}
+
+func (p *fenceProgress) show(st control.Status) {
+	if st.Group == nil {
+		return
+	}
+	applied, journaled := *st.Group, *st.Group
+	if st.JournaledGroup != nil {
+		journaled = *st.JournaledGroup
+	}
+	var held uint64
+	if st.HeldGroups != nil {
+		held = *st.HeldGroups
+	}
+	var what string
+	if applied+held < journaled {
+		what = fmt.Sprintf("group %d applied of %d journaled", applied, journaled-held)
+		if held > 0 {
+			what += fmt.Sprintf(" (%d more held by a resync stay unapplied)", held)
+		}
+	} else {
+		what = fmt.Sprintf("group %d applied; flushing the volumes", applied)
+	}
+	p.last = ", last seen with " + what
+	if applied == p.applied && time.Since(p.shown) < 30*time.Second {
+		return
+	}
+	p.applied, p.shown = applied, time.Now()
+	fmt.Fprintf(p.w, "the secondary is applying its journal before it fences: %s (%s)\n", what, time.Since(p.start).Round(time.Second))
 }
 
 // printRecovered says what the secondary volumes hold, per volume: the
