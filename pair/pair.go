@@ -313,6 +313,15 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 				bm.Set(r[0], r[1])
 			}
 			v.Subsystem.Suspend(name, bm)
+		case !st.Clean && p.State == Suspended:
+			// Without an activity log in the run that stopped, writes
+			// acknowledged before the suspension may have died in the
+			// sidefile, marked nowhere: the whole volume is to copy, but
+			// on the operator's resume, as the suspension asked, not now.
+			mg.log.Warn("primary did not stop cleanly: full resync on resume", "volume", name)
+			bm := bitmap.New(v.Size, bitmap.DefaultRegion)
+			bm.SetAll()
+			v.Subsystem.Suspend(name, bm)
 		case !st.Clean:
 			// Without an activity log in the run that stopped (or mid-copy),
 			// acknowledged writes may never have reached the secondary
