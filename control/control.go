@@ -81,6 +81,12 @@ type Status struct {
 	// recover started at the secondary.
 	Generation string `json:"generation,omitempty"`
 	Fenced     bool   `json:"fenced,omitempty"`
+	// PromotedAt is set at a secondary site that `duplex promote` made the
+	// session's primary: since when it is. PromotedFrom is the consistency
+	// time its volumes held then; the regions it has written since are
+	// each volume's changed_bytes.
+	PromotedAt   string `json:"promoted_at,omitempty"`
+	PromotedFrom string `json:"promoted_consistency_time,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.
@@ -105,6 +111,9 @@ type VolumeStatus struct {
 	// is: "consistent as of T (group G)", "consistent as of its suspension
 	// time T", "not consistent: initial copy not complete".
 	Consistency string `json:"consistency,omitempty"`
+	// ChangedBytes, at a promoted site, is what the regions written since
+	// the promotion cover: what a rejoin copies from it.
+	ChangedBytes *int64 `json:"changed_bytes,omitempty"`
 }
 
 // FormatTime renders a consistency time as the contract wants it: RFC 3339

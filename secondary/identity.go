@@ -163,3 +163,13 @@ func (s *Secondary) Generation() (transport.Generation, bool) {
 	defer s.mu.Unlock()
 	return s.ident.Generation, s.fenced
 }
+
+// Follows returns the primary's generation the volumes followed until a
+// fence started their own (zero before a fence, or for an identity from
+// before fences recorded it): the history a promoted site shares with the
+// old primary.
+func (s *Secondary) Follows() transport.Generation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident.Follows
+}

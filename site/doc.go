@@ -71,6 +71,26 @@
 //
 // A start replays the journal from the group after state.json's.
 //
+// A secondary that `duplex promote` made the session's primary keeps, in
+// addition, a directory promoted beside state.json (PromotedDir), created
+// by the promotion; while it exists the site runs only as the promoted
+// site, never as a secondary again:
+//
+//	promotion.json   when the site was promoted, the consistency time and
+//	                 group its volumes held then, the data generation the
+//	                 fence started and the one it followed (package
+//	                 failover); written once, atomically
+//	VOLUME.bitmap    per volume, the 64 KiB regions written since the
+//	                 promotion (package bitmap), which a rejoin copies;
+//	                 rewritten at each start and stop
+//	changes.log      the same regions as an activity log whose marks are
+//	                 never cleared (package actlog), marked before each
+//	                 write reaches a volume: after a kill -9, the regions
+//	                 the next start adds to the bitmaps
+//	timer.json       the promoted site's common timer's lease (package
+//	                 timer), as the primary's
+//	LOCK             flock held while a promoted site runs
+//
 // The JSON files and the bitmaps are written atomically (a temporary file in
 // the same directory, fsync, rename, fsync of the directory), so a crash
 // leaves the old content or the new, never a mix; the activity log and the

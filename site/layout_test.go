@@ -99,3 +99,57 @@ func TestDocLayoutIsWhatTheSitesKeep(t *testing.T) {
 		}
 	}
 }
+
+// TestDocLayoutOfAPromotedSite: the files the package doc says a promoted
+// site keeps are those a promotion and a run of it leave.
+func TestDocLayoutOfAPromotedSite(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := linkConfig(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, fresh, _, err := Promote(cfg, quiet, nil); err != nil || !fresh {
+		t.Fatalf("Promote: fresh %v, %v", fresh, err)
+	}
+	p, err := OpenPromoted(cfg, quiet, PromotedOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"promotion.json", "VOLUME.bitmap", "changes.log", "timer.json", "LOCK"}
+	entries, err := os.ReadDir(PromotedDir(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, e := range entries {
+		known := false
+		for _, f := range files {
+			if regexp.MustCompile("^" + strings.ReplaceAll(regexp.QuoteMeta(f), "VOLUME", `vol\d+`) + "$").MatchString(e.Name()) {
+				known, found[f] = true, true
+			}
+		}
+		if !known {
+			t.Errorf("%s holds %s, which the package doc does not describe", PromotedDir(cfg), e.Name())
+		}
+	}
+	for _, f := range files {
+		if !found[f] {
+			t.Errorf("%s holds no %s", PromotedDir(cfg), f)
+		}
+		if !strings.Contains(string(doc), f) {
+			t.Errorf("the package doc does not name %s", f)
+		}
+	}
+	if filepath.Dir(PromotedDir(cfg)) != filepath.Dir(StatePath(cfg)) || !strings.Contains(string(doc), "directory promoted beside state.json") {
+		t.Error("the promoted directory is not where the package doc says")
+	}
+}

@@ -285,7 +285,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	errs := make(chan error, 2)
 	var srv *nbd.Server
 	if p.nbdLn != nil {
-		srv = &nbd.Server{Exports: primaryExports{p}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -466,19 +466,23 @@ func (p *Primary) ReadAt(vol string, b []byte, off int64) error {
 	return v.ReadAt(b, off)
 }
 
-// primaryExports makes each primary volume an NBD export whose writes go
-// through its subsystem's write path.
-type primaryExports struct{ p *Primary }
+// primaryExports makes each volume an NBD export whose writes go through its
+// subsystem's write path: the primary's, and a promoted site's.
+type primaryExports struct {
+	byVol map[string]*subsystem.Subsystem
+	vols  map[string]*volume.Volume
+	order []string
+}
 
 func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
-	ss, ok := e.p.byVol[name]
+	ss, ok := e.byVol[name]
 	if !ok {
 		return nil, false
 	}
-	return &primaryExport{name: name, ss: ss, vol: e.p.vols[name]}, true
+	return &primaryExport{name: name, ss: ss, vol: e.vols[name]}, true
 }
 
-func (e primaryExports) Names() []string { return e.p.order }
+func (e primaryExports) Names() []string { return e.order }
 
 type primaryExport struct {
 	name string

@@ -15,6 +15,7 @@ import (
 	"duplex/consistency"
 	"duplex/control"
 	"duplex/disk"
+	"duplex/failover"
 	"duplex/nbd"
 	"duplex/recordset"
 	"duplex/secondary"
@@ -88,6 +89,16 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	}
 	if !cfg.HasSecondary() {
 		return nil, errors.New("secondary: the config has no [secondary] section")
+	}
+	// A promoted site's volumes hold writes of its own: the old primary's
+	// data must never be applied over them.
+	switch pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg)); {
+	case err == nil:
+		return nil, fmt.Errorf("secondary: this site was promoted at %s and has been the session's primary since: "+
+			"duplex promote serves its volumes (a secondary here would apply the old primary's data over writes made since)",
+			control.FormatTime(pr.At))
+	case !errors.Is(err, failover.ErrNotPromoted):
+		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
@@ -166,10 +177,20 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 }
 
 func (s *Secondary) openVolumes() error {
-	for _, sv := range s.cfg.Secondary.Volumes {
-		pv, ssID, ok := s.cfg.PrimaryVolume(sv.Name)
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg)
+	s.vols, s.order, s.subOf = vols, order, subOf
+	return err
+}
+
+// openSecondaryVolumes opens the volumes of the [secondary] section: the
+// replicas, or a promoted site's volumes. On an error, those opened are
+// returned for the caller to close.
+func openSecondaryVolumes(cfg *config.Config) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
+	for _, sv := range cfg.Secondary.Volumes {
+		pv, ssID, ok := cfg.PrimaryVolume(sv.Name)
 		if !ok {
-			return fmt.Errorf("secondary: volume %q is not a primary volume of session %q", sv.Name, s.cfg.Session)
+			return vols, order, subOf, fmt.Errorf("secondary: volume %q is not a primary volume of session %q", sv.Name, cfg.Session)
 		}
 		// The copy has the primary's configured size. Where the config
 		// leaves that to the primary's device, the secondary's device or
@@ -177,17 +198,17 @@ func (s *Secondary) openVolumes() error {
 		// primary of another size.
 		v, err := volume.Open(sv.Path, int64(pv.Size))
 		if errors.Is(err, volume.ErrNoSize) {
-			return fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: it takes its device's or image's); "+
+			return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: it takes its device's or image's); "+
 				"give the size in its [[primary.subsystem.volume]], or create the image", sv.Name, err)
 		}
 		if err != nil {
-			return fmt.Errorf("secondary: %w", err)
+			return vols, order, subOf, fmt.Errorf("secondary: %w", err)
 		}
-		s.vols[sv.Name] = v
-		s.order = append(s.order, sv.Name)
-		s.subOf[sv.Name] = ssID
+		vols[sv.Name] = v
+		order = append(order, sv.Name)
+		subOf[sv.Name] = ssID
 	}
-	return nil
+	return vols, order, subOf, nil
 }
 
 func (s *Secondary) close() {

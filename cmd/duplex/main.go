@@ -53,6 +53,7 @@ func commands() []command {
 		{"status", []synopsis{statusSynopsis}, "query running sites", runStatus, false},
 		{"pair", pairSynopses(), "add, suspend, resume or delete a pair, or change the rate limits (at the primary)", runPair, false},
 		{"recover", []synopsis{recoverSynopsis}, "at the secondary after losing the primary: apply every journaled group", runRecover, false},
+		{"promote", []synopsis{promoteSynopsis}, "at the secondary after losing the primary: recover, then serve its volumes read-write", runPromote, true},
 		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},
 	}
 }

@@ -83,6 +83,9 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
+	if st.PromotedAt != "" {
+		fmt.Fprintf(w, "  primary-since:%s (promoted; its volumes held the old primary's data as of %s)\n", st.PromotedAt, st.PromotedFrom)
+	}
 	if st.LastError != "" {
 		// Why the link is down, or why the other site was refused.
 		if st.LastErrorAt != "" {
@@ -127,6 +130,9 @@ func printStatus(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))
 		if v.State == "pending" {
 			fmt.Fprintf(w, " copied:%s", bytesIEC(v.CopiedBytes))
+		}
+		if v.ChangedBytes != nil {
+			fmt.Fprintf(w, " changed-since-promotion:%s", bytesIEC(*v.ChangedBytes))
 		}
 		if v.Auto {
 			// Suspended by the session itself: it resumes by itself.

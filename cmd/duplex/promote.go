@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"duplex/control"
+	"duplex/site"
+)
+
+var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--log-level LEVEL]"}
+
+// runPromote makes the secondary site the session's primary and serves its
+// volumes read-write until SIGINT or SIGTERM; run again (after a stop or a
+// kill -9), it serves them again, with the regions changed since the
+// promotion intact.
+func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(promoteSynopsis, "At the secondary after losing the primary: applies every journaled group (as recover does), "+
+		"fences the secondary, and serves its volumes read-write over NBD on the secondary's nbd address, tracking the regions "+
+		"written from then on for a later rejoin. Run again, it serves the promoted site again.")
+	path := fs.configFlag("its [secondary] section")
+	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
+	level := fs.logLevelFlag("info")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
+	}
+	cfg, err := fs.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log, err := fs.logger(*level)
+	if err != nil {
+		return err
+	}
+	if cfg.Secondary.Control != "" {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := control.Fetch(fctx, cfg.Secondary.Control)
+		cancel()
+		if err == nil {
+			return promoteRunning(ctx, cfg.Secondary.Control, cfg.TokenPath(), st, *force, stdout)
+		}
+	}
+	pr, fresh, recovered, err := site.Promote(cfg, log, nil)
+	if err != nil {
+		return fmt.Errorf("cannot promote: %w", err)
+	}
+	if fresh {
+		if pr.ConsistencyTime == 0 {
+			fmt.Fprintln(stdout, "no consistency group was ever applied: the volumes hold no replicated data")
+		} else {
+			printRecovered(stdout, recovered)
+		}
+		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
+	}
+	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot serve the promoted site: %w", err)
+	}
+	log.Info("promote started", "session", cfg.Session, "nbd", p.NBDAddr(), "control", p.ControlAddr(),
+		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
+	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s; the regions written since %s are tracked for rejoin\n",
+		len(cfg.Secondary.Volumes), p.NBDAddr(), control.FormatTime(pr.ConsistencyTime))
+	if err := p.Run(ctx); err != nil {
+		return fmt.Errorf("promoted site stopped: %w", err)
+	}
+	log.Info("promoted site stopped cleanly")
+	return nil
+}
+
+// promoteRunning answers a promote while a site runs on the secondary's
+// control address. The promoted site cannot share the volumes with a running
+// secondary daemon: a connected primary is refused without force, else the
+// daemon is fenced (the primary is cut off at once, and refused from then
+// on) and the operator is told to stop it and promote again.
+func promoteRunning(ctx context.Context, addr, tokenPath string, st control.Status, force bool, stdout io.Writer) error {
+	if st.PromotedAt != "" {
+		return fmt.Errorf("the promoted site is running already (at %s, primary since %s)", addr, st.PromotedAt)
+	}
+	if st.Link == "connected" && !force {
+		return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
+	}
+	if tokenPath == "" {
+		return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again")
+	}
+	token, err := control.ReadToken(tokenPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := control.FenceSecondary(ctx, addr, token); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "secondary fenced: it accepts no primary any more")
+	return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again to serve its volumes")
+}

@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/bitmap"
+	"duplex/failover"
+	"duplex/nbd"
+	"duplex/site"
+	"duplex/workload"
+)
+
+// promoteWrite is one write a client issued to the promoted site.
+type promoteWrite struct {
+	vol   int
+	off   int64
+	data  []byte
+	acked bool
+}
+
+// promoteClient writes to the promoted site's volumes, one write at a time
+// (each issued once the one before it was acknowledged, so the writes
+// acknowledged are a prefix of those issued), into slots no other write
+// touches, until ctx ends or a write fails.
+func promoteClient(ctx context.Context, addr string, names []string, slots []promoteWrite, log *[]promoteWrite, mu *sync.Mutex) error {
+	conns := make([]*nbd.Client, len(names))
+	for i, n := range names {
+		c, err := nbd.Dial(addr, n)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for _, w := range slots {
+		if ctx.Err() != nil {
+			return nil
+		}
+		mu.Lock()
+		*log = append(*log, w)
+		i := len(*log) - 1
+		mu.Unlock()
+		if err := conns[w.vol].WriteAt(w.data, w.off); err != nil {
+			return err
+		}
+		mu.Lock()
+		(*log)[i].acked = true
+		mu.Unlock()
+	}
+	return nil
+}
+
+// TestDaemonsPromote is the failover half of the round trip through the
+// daemons: a dependent-write workload at the primary; promote refused while
+// the primary is connected; kill -9 of the primary; recover and promote at
+// the secondary, whose volumes then hold a consistent image; writes to the
+// promoted site over NBD; kill -9 of the promoted site in the middle of them;
+// promote again: every acknowledged write is there, and the changed-region
+// bitmaps hold every region an acknowledged write touched and none that no
+// write touched, neither the old primary's.
+func TestDaemonsPromote(t *testing.T) {
+	const (
+		volSize      = 16 << 20
+		regionBlocks = 128 // the workload's blocks per volume: 512 KiB
+	)
+	s := newSession(t, sessionOpts{name: "e2e-promote", volSize: volSize})
+	s.start()
+	names := s.cfg.VolumeNames()
+
+	code, out, errOut := runDuplex(t, "promote", "--config", s.path)
+	if code != 1 || !strings.Contains(errOut, "connected") {
+		t.Fatalf("promote with the primary connected: exit %d, stdout %q, stderr %q; want exit 1 saying a primary is connected", code, out, errOut)
+	}
+	if st := s.secondaryStatus(); st.Fenced || st.Link != "connected" {
+		t.Fatalf("a refused promote changed the secondary: fenced %v, link %s", st.Fenced, st.Link)
+	}
+
+	// The dependent-write workload at the primary, killed under way.
+	lay := workload.Layout{Volumes: len(names), BlocksPerVolume: regionBlocks, Clients: 4}
+	target := &nbdTarget{perClient: regionBlocks / lay.Clients}
+	for range lay.Clients {
+		var cs []*nbd.Client
+		for _, n := range names {
+			cs = append(cs, dialNBD(t, s.cfg.Primary.NBD, n))
+		}
+		target.conns = append(target.conns, cs)
+	}
+	wctx, stopWorkload := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(wctx, lay, target, 0, uint64(time.Now().UnixNano()))
+		done <- err
+	}()
+	target.waitAcked(t)
+	time.Sleep(300 * time.Millisecond)
+	s.prim.kill()
+	stopWorkload()
+	<-done
+	target.close()
+	eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
+		return s.secondaryStatus().Link == "disconnected"
+	})
+	s.stopSecondary()
+
+	if code, out, errOut := runDuplex(t, "recover", "--config", s.path); code != 0 {
+		t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	prom := startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
+	prom.waitStarted()
+	prom.waitReady(s.cfg.Secondary.Control)
+	st := s.secondaryStatus()
+	if st.Role != "primary" || st.PromotedAt == "" || st.PromotedFrom == "" {
+		t.Fatalf("the promoted site's status: role %q, promoted_at %q, promoted_consistency_time %q; want primary with both times",
+			st.Role, st.PromotedAt, st.PromotedFrom)
+	}
+	for _, v := range st.Volumes {
+		if v.ChangedBytes == nil || *v.ChangedBytes != 0 {
+			t.Fatalf("volume %s: changed_bytes %v right after the promotion, want 0", v.Name, v.ChangedBytes)
+		}
+	}
+
+	// What the old primary's workload left is a state it had.
+	var readers []*nbd.Client
+	for _, n := range names {
+		readers = append(readers, dialNBD(t, s.cfg.Secondary.NBD, n))
+	}
+	read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, off) }
+	vs, err := workload.Check(lay, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs[:min(len(vs), 10)] {
+		t.Errorf("after the promotion: %s", v)
+	}
+	img, _, err := workload.ReadImage(lay, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written, _ := img.Stats(); written == 0 {
+		t.Fatal("the promoted site holds none of the workload's writes: the check ran on empty volumes")
+	}
+
+	// Two clients write the promoted site, each one write at a time, into
+	// slots past the workload's region: 4 KiB writes, and 8 KiB ones that
+	// straddle two 64 KiB regions.
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	var slots []promoteWrite
+	for vol := range names {
+		for r := int64(regionBlocks * workload.BlockSize / bitmap.DefaultRegion); r < volSize/bitmap.DefaultRegion; r++ {
+			if rng.IntN(3) != 0 {
+				continue
+			}
+			off, n := r*bitmap.DefaultRegion+int64(rng.IntN(8))*4096, 4096
+			if rng.IntN(4) == 0 && r+1 < volSize/bitmap.DefaultRegion {
+				off, n = (r+1)*bitmap.DefaultRegion-4096, 8192
+				r++
+			}
+			data := bytes.Repeat([]byte{byte(rng.Uint32())}, n)
+			binary.BigEndian.PutUint64(data, uint64(len(slots)+1))
+			slots = append(slots, promoteWrite{vol: vol, off: off, data: data})
+		}
+	}
+	rng.Shuffle(len(slots), func(i, j int) { slots[i], slots[j] = slots[j], slots[i] })
+	var mu sync.Mutex
+	var logs [2][]promoteWrite
+	cctx, stopClients := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	half := len(slots) / 2
+	for i, part := range [][]promoteWrite{slots[:half], slots[half:]} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			promoteClient(cctx, s.cfg.Secondary.NBD, names, part, &logs[i], &mu)
+		}()
+	}
+	waitFor(t, time.Minute, "writes acknowledged by the promoted site", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(logs[0]) > 20 && len(logs[1]) > 20
+	})
+	prom.kill()
+	stopClients()
+	wg.Wait()
+	var acked, issued []promoteWrite
+	for _, l := range logs {
+		for _, w := range l {
+			issued = append(issued, w)
+			if w.acked {
+				acked = append(acked, w)
+			}
+		}
+	}
+	t.Logf("%d writes acknowledged by the promoted site before its kill -9, %d issued", len(acked), len(issued))
+
+	prom = startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
+	prom.waitStarted()
+	prom.waitReady(s.cfg.Secondary.Control)
+	for i := range readers {
+		readers[i] = dialNBD(t, s.cfg.Secondary.NBD, names[i])
+	}
+	for _, w := range acked {
+		got := make([]byte, len(w.data))
+		if err := readers[w.vol].ReadAt(got, w.off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, w.data) {
+			t.Fatalf("an acknowledged write of %d bytes at %d of %s is lost after kill -9 of the promoted site", len(w.data), w.off, names[w.vol])
+		}
+	}
+	// The old primary's workload is still as it was.
+	if vs, err := workload.Check(lay, read); err != nil || len(vs) > 0 {
+		t.Fatalf("after the restart: %v, %d violations", err, len(vs))
+	}
+	var changed int64
+	for _, v := range s.secondaryStatus().Volumes {
+		changed += *v.ChangedBytes
+	}
+	if code := prom.stop(); code != 0 {
+		t.Fatalf("the promoted site exited %d after SIGTERM, want 0", code)
+	}
+
+	regionsOf := func(ws []promoteWrite) []map[int64]bool {
+		out := make([]map[int64]bool, len(names))
+		for i := range out {
+			out[i] = map[int64]bool{}
+		}
+		for _, w := range ws {
+			for r := w.off / bitmap.DefaultRegion; r*bitmap.DefaultRegion < w.off+int64(len(w.data)); r++ {
+				out[w.vol][r] = true
+			}
+		}
+		return out
+	}
+	must, may := regionsOf(acked), regionsOf(issued)
+	var total int64
+	for i, n := range names {
+		b, err := os.ReadFile(filepath.Join(site.PromotedDir(s.cfg), n+".bitmap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bm, err := bitmap.Decode(b, volSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for r, _, l, ok := bm.Next(0); ok; r, _, l, ok = bm.Next(r + 1) {
+			got = append(got, r)
+			total += l
+			if !may[i][r] {
+				t.Errorf("%s: region %d is marked changed, but no write to the promoted site touched it", n, r)
+			}
+		}
+		for r := range must[i] {
+			if !slices.Contains(got, r) {
+				t.Errorf("%s: region %d holds an acknowledged write but is not marked changed", n, r)
+			}
+		}
+	}
+	if total != changed {
+		t.Errorf("status said %d bytes changed, the bitmaps cover %d", changed, total)
+	}
+	pr, err := failover.ReadPromotion(nil, site.PromotedDir(s.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Follows == 0 || pr.Generation == pr.Follows {
+		t.Errorf("the promotion's generations: %s following %s; want a new one following the old primary's", pr.Generation, pr.Follows)
+	}
+}

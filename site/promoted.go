@@ -1,0 +1,304 @@
+package site
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/disk"
+	"duplex/failover"
+	"duplex/nbd"
+	"duplex/sidefile"
+	"duplex/subsystem"
+	"duplex/timer"
+	"duplex/volume"
+)
+
+// PromotedDir is where a secondary site that was promoted keeps its
+// promotion record, the regions it changed since, and its timer's mark:
+// beside its journal, with state.json and identity.json.
+func PromotedDir(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "promoted")
+}
+
+// Promote makes a stopped secondary the session's primary: it applies every
+// journaled group it may (those of an unfinished resync stay unapplied, as
+// recover leaves them), fences the secondary, and records the promotion.
+// recovered is what the volumes held then, per volume, as recover reports
+// it. A site promoted already is left as it is: its record is returned,
+// with fresh false.
+func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
+	dir := PromotedDir(cfg)
+	switch pr, err := failover.ReadPromotion(fsys, dir); {
+	case err == nil:
+		return pr, false, control.Status{}, nil
+	case !errors.Is(err, failover.ErrNotPromoted):
+		return pr, false, control.Status{}, err
+	}
+	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true, FS: fsys})
+	if err != nil {
+		return pr, false, control.Status{}, err
+	}
+	// Closed before the promoted site opens the volumes (a block device
+	// is opened exclusively) and the journal's lock is free again.
+	defer s.Close()
+	// The fence first: from it on, the old primary is refused, and the
+	// volumes' state file names the group they hold, so nothing replays
+	// over the writes to come.
+	pos, err := s.Replica().Fence()
+	if err != nil {
+		return pr, false, control.Status{}, err
+	}
+	recovered = s.Status()
+	gen, _ := s.Replica().Generation()
+	pr = failover.Promotion{Session: cfg.Session, At: time.Now().UnixNano(), ConsistencyTime: pos.Time, Group: pos.Group,
+		Generation: gen, Follows: s.Replica().Follows(), Volumes: map[string]string{}}
+	for _, v := range recovered.Volumes {
+		c := v.Consistency
+		if c == "" {
+			c = "consistent as of " + recovered.ConsistencyTime
+		}
+		pr.Volumes[v.Name] = c
+	}
+	if err := failover.WritePromotion(fsys, dir, pr); err != nil {
+		return pr, false, recovered, err
+	}
+	return pr, true, recovered, nil
+}
+
+// Promoted is a secondary site promoted to serve its volumes read-write: the
+// write path of a primary whose every pair is suspended, with the changed
+// regions kept for a rejoin (package failover).
+type Promoted struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	promotion failover.Promotion
+	timer     *timer.Timer
+	byVol     map[string]*subsystem.Subsystem
+	vols      map[string]*volume.Volume
+	order     []string
+	subOf     map[string]string
+	changes   *failover.Changes
+	nbdLn     net.Listener
+	nbdTLS    *tls.Config
+	ctlLn     net.Listener
+	token     string
+}
+
+// PromotedOptions adjust a promoted site beyond its config (tests).
+type PromotedOptions struct {
+	// FS holds the changed regions and the promotion record (default
+	// disk.OS).
+	FS disk.FS
+}
+
+// OpenPromoted opens a promoted site's volumes and changed regions (after a
+// kill -9, with every region its activity log marked) and binds the
+// secondary's NBD and control addresses.
+func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_ *Promoted, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if !cfg.HasSecondary() {
+		return nil, errors.New("promoted: the config has no [secondary] section")
+	}
+	dir := PromotedDir(cfg)
+	pr, err := failover.ReadPromotion(opts.FS, dir)
+	if errors.Is(err, failover.ErrNotPromoted) {
+		return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	if pr.Session != cfg.Session {
+		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
+	}
+	if cfg.Secondary.NBD == "" {
+		return nil, errors.New("promoted: [secondary] has no nbd address to serve the volumes on")
+	}
+	if err := cfg.CheckSecurity(); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{}}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	// Stamps follow everything the volumes hold from the old primary, and
+	// every stamp of an earlier run here, whatever the clock did.
+	if p.timer, err = timer.OpenPersistent(filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	p.timer.AtLeast(pr.ConsistencyTime)
+	sizes := map[string]int64{}
+	for name, v := range p.vols {
+		sizes[name] = v.Size()
+	}
+	if p.changes, err = failover.OpenChanges(opts.FS, dir, sizes); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	// The subsystems of the session, each with the volumes this site has;
+	// every volume suspended, so a write marks its region and captures
+	// nothing.
+	for _, sc := range cfg.Primary.Subsystems {
+		vols := map[string]*volume.Volume{}
+		var names []string
+		for _, name := range p.order {
+			if p.subOf[name] == sc.ID {
+				vols[name] = p.vols[name]
+				names = append(names, name)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		ss := subsystem.New(sc.ID, p.timer, sidefile.New(int64(cfg.Primary.SidefileLimit)), vols, names)
+		ss.SetActivityLog(p.changes)
+		for _, name := range names {
+			ss.Suspend(name, p.changes.Bitmap(name))
+			p.byVol[name] = ss
+		}
+	}
+	if p.nbdTLS, err = cfg.SecondaryNBDTLS(); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	if tp := cfg.TokenPath(); tp != "" {
+		if p.token, err = control.ReadToken(tp); err != nil {
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+	}
+	if p.nbdLn, err = net.Listen("tcp", cfg.Secondary.NBD); err != nil {
+		return nil, fmt.Errorf("promoted: NBD address: %w", err)
+	}
+	if cfg.Secondary.Control != "" {
+		if p.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
+			return nil, fmt.Errorf("promoted: control address: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Promoted) close() {
+	if p.nbdLn != nil {
+		p.nbdLn.Close()
+	}
+	if p.ctlLn != nil {
+		p.ctlLn.Close()
+	}
+	if p.changes != nil {
+		p.changes.Close()
+		p.changes = nil
+	}
+	if p.timer != nil {
+		p.timer.Close()
+		p.timer = nil
+	}
+	for _, v := range p.vols {
+		v.Close()
+	}
+}
+
+// Promotion returns the record of the promotion.
+func (p *Promoted) Promotion() failover.Promotion { return p.promotion }
+
+// Changes returns the regions changed since the promotion.
+func (p *Promoted) Changes() *failover.Changes { return p.changes }
+
+// NBDAddr and ControlAddr return the addresses bound ("" if none).
+func (p *Promoted) NBDAddr() string { return p.nbdLn.Addr().String() }
+
+func (p *Promoted) ControlAddr() string {
+	if p.ctlLn == nil {
+		return ""
+	}
+	return p.ctlLn.Addr().String()
+}
+
+// Run serves the volumes read-write over NBD, and status on the control
+// address, until ctx ends; then it stops taking writes, makes the volumes
+// durable, writes the changed regions, and closes.
+func (p *Promoted) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	srv := &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(p.nbdLn); err != nil {
+			errs <- fmt.Errorf("promoted NBD: %w", err)
+		}
+	}()
+	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
+	cctx, stopControl := context.WithCancel(context.Background())
+	if p.ctlLn != nil {
+		cs := &control.Server{Status: p.Status, Token: p.token, Logger: p.log,
+			Sites: sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cs.Serve(cctx, p.ctlLn); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	srv.Close()
+	stopControl()
+	wg.Wait()
+	for _, v := range p.vols {
+		if err := v.Flush(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("promoted: %w", err)
+		}
+	}
+	if err := p.changes.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("promoted: %w", err)
+	}
+	p.changes = nil
+	if err := p.timer.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("promoted: %w", err)
+	}
+	p.timer = nil
+	p.close()
+	return runErr
+}
+
+// Status reports the promoted site as the session's primary whose every
+// pair is suspended (it has no secondary until a rejoin), with since when it
+// is primary and the bytes each volume's changed regions cover.
+func (p *Promoted) Status() control.Status {
+	st := control.Status{Session: p.cfg.Session, Role: "primary", Link: "suspended", Generation: p.promotion.Generation.String(),
+		PromotedAt: control.FormatTime(p.promotion.At), PromotedFrom: control.FormatTime(p.promotion.ConsistencyTime)}
+	for _, name := range p.order {
+		changed := p.changes.Bitmap(name).DirtyBytes()
+		st.Volumes = append(st.Volumes, control.VolumeStatus{Name: name, Subsystem: p.subOf[name], State: "suspended",
+			SizeBytes: p.vols[name].Size(), CopiedBytes: p.vols[name].Size(), ChangedBytes: &changed,
+			Note: "promoted: " + p.promotion.Volumes[name]})
+	}
+	return st
+}
+
+// ReadAt reads a volume of the promoted site.
+func (p *Promoted) ReadAt(vol string, b []byte, off int64) error {
+	v, ok := p.vols[vol]
+	if !ok {
+		return fmt.Errorf("promoted: no volume %q", vol)
+	}
+	return v.ReadAt(b, off)
+}
