@@ -7,11 +7,12 @@ import (
 	"io"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/site"
 )
 
-var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--log-level LEVEL]"}
+var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--timeout D] [--log-level LEVEL]"}
 
 // runPromote makes the secondary site the session's primary and serves its
 // volumes read-write until SIGINT or SIGTERM; run again (after a stop or a
@@ -23,6 +24,8 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		"written from then on for a later rejoin. Run again, it serves the promoted site again.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
+	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
+		"which it does before it fences, `D` such as 30m or 2h")
 	level := fs.logLevelFlag("info")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
@@ -40,7 +43,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		st, err := control.Fetch(fctx, cfg.Secondary.Control)
 		cancel()
 		if err == nil {
-			return promoteRunning(ctx, cfg.Secondary.Control, cfg.TokenPath(), st, *force, stdout)
+			return promoteRunning(ctx, cfg, st, *force, *timeout, stdout)
 		}
 	}
 	pr, fresh, recovered, err := site.Promote(cfg, log, nil)
@@ -73,27 +76,21 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 // promoteRunning answers a promote while a site runs on the secondary's
 // control address. The promoted site cannot share the volumes with a running
 // secondary daemon: a connected primary is refused without force, else the
-// daemon is fenced (the primary is cut off at once, and refused from then
-// on) and the operator is told to stop it and promote again.
-func promoteRunning(ctx context.Context, addr, tokenPath string, st control.Status, force bool, stdout io.Writer) error {
+// daemon is fenced as recover fences it (the primary is cut off at once, and
+// refused from then on) and the operator is told to stop it and promote
+// again.
+func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, force bool, timeout time.Duration, stdout io.Writer) error {
 	if st.PromotedAt != "" {
-		return fmt.Errorf("the promoted site is running already (at %s, primary since %s)", addr, st.PromotedAt)
+		return fmt.Errorf("the promoted site is running already (at %s, primary since %s)", cfg.Secondary.Control, st.PromotedAt)
 	}
 	if st.Link == "connected" && !force {
 		return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
 	}
-	if tokenPath == "" {
+	if cfg.TokenPath() == "" {
 		return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again")
 	}
-	token, err := control.ReadToken(tokenPath)
-	if err != nil {
+	if err := recoverRunning(ctx, cfg, timeout, stdout); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := control.FenceSecondary(ctx, addr, token); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "secondary fenced: it accepts no primary any more")
 	return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again to serve its volumes")
 }
