@@ -147,8 +147,15 @@ type Secondary struct {
 	// holding mu, so the applier never takes mu.
 	applyQ    chan applyJob
 	applyDone chan struct{} // closed when the applier has returned
-	closing   bool          // applyQ is closed; guarded by mu
-	bg        sync.WaitGroup
+	// ckReq asks the checkpointer for a checkpoint if one is due. The
+	// applier never waits for a checkpoint: the volumes' fsync can take
+	// hundreds of milliseconds on a busy disk, and an applier waiting for
+	// it held back the consistency time and, once applyQ was full, the
+	// receiver and every acknowledgement with it.
+	ckReq   chan struct{}
+	ckDone  chan struct{} // closed when the checkpointer has returned
+	closing bool          // applyQ is closed; guarded by mu
+	bg      sync.WaitGroup
 	// queued is the last group handed to the applier (or applied at Open),
 	// which a restart recovers to; guarded by mu.
 	queued position
@@ -182,16 +189,24 @@ type Secondary struct {
 	// before it is about a link this one has superseded.
 	linkedAt time.Time
 	buf      []byte // journal record buffer, reused: groups are large
-	// unflushed are the volumes written since the last checkpoint;
-	// stateGroup is the group the state file names. Written by whoever
-	// applies: Open's replay, then the applier, then Close; ckMu orders
-	// the checkpoints of the applier and of Fence, which checkpoints
-	// while the applier is idle.
+	// unflushed are the volumes written since the last checkpoint took
+	// them, guarded by flushMu: whoever applies (Open's replay, then the
+	// applier) adds to it, and a checkpoint takes it. stateGroup is the
+	// group the state file names; ckMu orders the checkpoints (the
+	// checkpointer's, Fence's, Close's) and guards stateGroup and
+	// lastCheckpoint.
 	ckMu           sync.Mutex
+	flushMu        sync.Mutex
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
-	stats          Stats
+	// idle is the last group formed without updates and not journaled
+	// (receive journals one only every Checkpoint): its Time, after the
+	// journaled group Group. Once that group is applied the volumes are
+	// an image of the primary as of Time too, since nothing happened in
+	// between. Guarded by mu.
+	idle  position
+	stats Stats
 	// beforeLink, if set, is called by serve once a Hello has passed the
 	// checks made outside the critical section that links the primary,
 	// just before it: tests land a Fence or a stop there.
@@ -230,7 +245,11 @@ type Stats struct {
 	Connected bool
 	Peer      string
 	Group     uint64 // last group applied: the volumes are at this group
-	Time      int64  // consistency time of Group: durable, so a restart reports the same
+	// Time is the consistency time of Group, or, when every group formed
+	// since was empty, the last of their times: the volumes are an image
+	// as of it too. A restart reports Group's time, journaled, until the
+	// primary's next record sets arrive.
+	Time int64
 	// JournaledGroup is the last group journaled (and acknowledged); ahead
 	// of Group by HeldGroups while a resync holds the volumes.
 	JournaledGroup uint64
@@ -369,7 +388,9 @@ func Open(cfg Config) (*Secondary, error) {
 	// Room for one group applied and one waiting: enough to keep the disk
 	// busy with both, and a bound on the memory held by journaled groups.
 	s.applyQ, s.applyDone = make(chan applyJob, 1), make(chan struct{})
+	s.ckReq, s.ckDone = make(chan struct{}, 1), make(chan struct{})
 	go s.applier()
+	go s.checkpointer()
 	return s, nil
 }
 
@@ -521,9 +542,11 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 		if err != nil {
 			return err
 		}
+		s.flushMu.Lock()
 		for name, t := range touched {
 			s.unflushed[name] = t
 		}
+		s.flushMu.Unlock()
 		var n uint64
 		for _, u := range g.Updates {
 			if u.Kind != recordset.KindMarker {
@@ -608,13 +631,14 @@ func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeSt
 	return nil
 }
 
-// applier applies the journaled groups handed to it, in order, and
-// checkpoints every CheckpointEvery. After a failure it applies nothing more
-// (the journal holds the rest, and a restart replays it) and stops the
-// secondary; it drains applyQ all the same, so the receiver never blocks on
-// it.
+// applier applies the journaled groups handed to it, in order, and asks
+// the checkpointer for a checkpoint after each. After a failure it applies
+// nothing more (the journal holds the rest, and a restart replays it) and
+// stops the secondary; it drains applyQ all the same, so the receiver never
+// blocks on it.
 func (s *Secondary) applier() {
 	defer close(s.applyDone)
+	defer close(s.ckReq)
 	for job := range s.applyQ {
 		if s.applyFailure() != nil {
 			s.frames.appliedThrough(job.g.Number)
@@ -624,21 +648,50 @@ func (s *Secondary) applier() {
 		// Nothing reads the group's data after this, whether applied or
 		// not: a failure leaves the rest to a restart's replay.
 		s.frames.appliedThrough(job.g.Number)
-		if err == nil {
-			err = s.checkpointIfDue()
-		}
 		if err != nil {
-			s.posMu.Lock()
-			s.applyErr = err
-			s.posCond.Broadcast()
-			s.posMu.Unlock()
-			s.bg.Add(1)
-			go func() {
-				defer s.bg.Done()
-				s.stopApplying(err)
-			}()
+			s.failApplying(err)
+			continue
+		}
+		select {
+		case s.ckReq <- struct{}{}:
+		default: // one is asked for already
 		}
 	}
+}
+
+// checkpointer checkpoints every CheckpointEvery while groups are applied,
+// beside the applier, which goes on applying meanwhile. A checkpoint that
+// fails stops the secondary as a failed apply does.
+func (s *Secondary) checkpointer() {
+	defer close(s.ckDone)
+	for range s.ckReq {
+		if s.applyFailure() != nil {
+			continue
+		}
+		if err := s.checkpointIfDue(); err != nil {
+			s.failApplying(err)
+		}
+	}
+}
+
+// failApplying records why applying or checkpointing stopped, and stops the
+// secondary.
+func (s *Secondary) failApplying(err error) {
+	s.posMu.Lock()
+	first := s.applyErr == nil
+	if first {
+		s.applyErr = err
+	}
+	s.posCond.Broadcast()
+	s.posMu.Unlock()
+	if !first {
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.stopApplying(err)
+	}()
 }
 
 // applyFailure is why applying stopped, nil while it goes on.
@@ -712,9 +765,9 @@ func (s *Secondary) waitApplied() {
 // checkpoint makes the applied groups durable on the volumes, records
 // "applied through group G" in the state file, and removes wholly applied
 // journal segments. Batching it over several groups saves the volumes' and
-// the state file's fsyncs on every group; only the journal's remains. Only
-// whoever applies calls it (Open's replay, the applier, Close once the
-// applier is done), so receiving and journaling go on meanwhile.
+// the state file's fsyncs on every group; only the journal's remains.
+// Open's replay, the checkpointer, Fence and Close call it; receiving,
+// journaling and applying go on meanwhile.
 func (s *Secondary) checkpoint() error {
 	s.ckMu.Lock()
 	defer s.ckMu.Unlock()
@@ -737,14 +790,27 @@ func (s *Secondary) checkpointLocked() error {
 	if st.Group == s.stateGroup {
 		return nil
 	}
+	// Taken after st: every volume a group through st.Group wrote is in
+	// it. Groups the applier applies meanwhile add to a new set, for the
+	// next checkpoint; their writes may reach the disk with this one's
+	// fsync, which a restart's replay of them from st.Group rewrites.
+	s.flushMu.Lock()
+	targets := s.unflushed
+	s.unflushed = map[string]apply.Target{}
+	s.flushMu.Unlock()
 	// The group counts as recorded, and the volumes as flushed, only once
 	// the state file names it: a failed checkpoint leaves both for the next
 	// one (Fence's, Close's), which would otherwise find nothing to write
 	// and report a state file it never wrote.
-	written, err := s.persist(st, s.unflushed)
+	written, err := s.persist(st, targets)
 	if written {
-		clear(s.unflushed)
 		s.stateGroup = st.Group
+	} else {
+		s.flushMu.Lock()
+		for name, t := range targets {
+			s.unflushed[name] = t
+		}
+		s.flushMu.Unlock()
 	}
 	return err
 }
@@ -1318,6 +1384,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 			return nil
 		}
 		if len(g.Updates) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
+			s.idle = position{Group: s.journaled.Group, Time: g.Time}
 			continue
 		}
 		if err := s.commit(conn, g); err != nil {
@@ -1416,6 +1483,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
+	s.idle = position{}
 	for _, u := range g.Updates {
 		if u.Kind != recordset.KindMarker {
 			s.stats.BytesJournaled += uint64(len(u.Data))
@@ -1591,6 +1659,13 @@ func (s *Secondary) Stats() Stats {
 	st.JournalBytes = s.journal.Bytes()
 	s.posMu.Lock()
 	st.Group, st.Time = s.durable.Group, s.durable.Time
+	if s.idle.Group == st.Group && s.idle.Time > st.Time {
+		// The groups formed since the applied one were empty: the volumes
+		// are an image as of the last of them. Without this an idle
+		// secondary's consistency time moved once a Checkpoint (1 s),
+		// and its lag rose to 1 s and fell back, again and again.
+		st.Time = s.idle.Time
+	}
 	st.GroupsApplied, st.UpdatesApplied, st.BytesApplied, st.LastAppliedWall = s.applied.groups, s.applied.updates, s.applied.bytes, s.applied.wall
 	s.posMu.Unlock()
 	st.JournaledGroup = s.journaled.Group
@@ -1625,6 +1700,7 @@ func (s *Secondary) Close() error {
 	}
 	s.mu.Unlock()
 	<-s.applyDone
+	<-s.ckDone
 	s.bg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()

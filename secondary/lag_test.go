@@ -1,0 +1,180 @@
+package secondary
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/apply"
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// gatedFlush is a volume whose Flush (a checkpoint's fsync) waits until the
+// gate opens, as an fsync does on a busy disk.
+type gatedFlush struct {
+	apply.Target
+	started chan struct{} // receives once per Flush that begins
+	gate    chan struct{} // closed: every Flush returns
+}
+
+func (t gatedFlush) Flush() error {
+	select {
+	case t.started <- struct{}{}:
+	default:
+	}
+	<-t.gate
+	return t.Target.Flush()
+}
+
+// lagRig is a secondary of one subsystem and one volume, linked to a test
+// primary over the in-memory link.
+type lagRig struct {
+	sec  *Secondary
+	conn transport.Conn
+}
+
+func newLagRig(t *testing.T, cfg Config, wrap func(apply.Target) apply.Target) *lagRig {
+	t.Helper()
+	dir := t.TempDir()
+	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Session, cfg.Subsystems = "s", []string{"ss1"}
+	cfg.Volumes = map[string]*volume.Volume{"vol1": v}
+	cfg.JournalDir, cfg.StatePath = filepath.Join(dir, "journal"), filepath.Join(dir, "state.json")
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	sec, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		sec.targets["vol1"] = wrap(sec.targets["vol1"])
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sec.Run(ctx, net) }()
+	t.Cleanup(func() { cancel(); wg.Wait(); sec.Close(); v.Close() })
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil { // the welcome
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	return &lagRig{sec: sec, conn: conn}
+}
+
+// send sends record set seq of ss1, whose horizon is seq ms; with a write
+// of 4 KiB unless empty.
+func (r *lagRig) send(t *testing.T, seq uint64, empty bool) {
+	t.Helper()
+	ts := int64(seq) * int64(time.Millisecond)
+	rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts}
+	if !empty {
+		rs.Updates = []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: (seq % 64) * 4096, Length: 4096,
+			Timestamp: ts - 1, Seq: seq, Data: make([]byte, 4096)}}
+	}
+	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.conn.Send(transport.Seal(f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStats polls the secondary's Stats until ok holds, or fails with what
+// the last one said, or with Stats not answering: it waits for the lock
+// the receiver holds while it journals and hands groups to the applier.
+func (r *lagRig) waitStats(t *testing.T, within time.Duration, ok func(Stats) bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		res := make(chan Stats, 1)
+		go func() { res <- r.sec.Stats() }()
+		var st Stats
+		select {
+		case st = <-res:
+		case <-time.After(max(time.Until(deadline), 0) + time.Second):
+			t.Fatalf("%s within %s: Stats did not answer (the receiver holds the secondary's lock)", what, within)
+		}
+		if ok(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s within %s: applied group %d (time %d), journaled group %d", what, within, st.Group, st.Time, st.JournaledGroup)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A checkpoint's fsync of the volumes can take hundreds of milliseconds on
+// a busy disk. Applying must go on meanwhile: the consistency time is the
+// applied group's, and an applier waiting for the fsync held it back (and,
+// its queue full, the receiver and the acknowledgements).
+func TestApplyingGoesOnDuringACheckpoint(t *testing.T) {
+	started, gate := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	defer open()
+	r := newLagRig(t, Config{CheckpointEvery: time.Millisecond}, func(tg apply.Target) apply.Target {
+		return gatedFlush{Target: tg, started: started, gate: gate}
+	})
+	r.send(t, 1, false)
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no checkpoint began within 30s of a group applied with CheckpointEvery 1ms")
+	}
+	const last = 20
+	for seq := uint64(2); seq <= last; seq++ {
+		r.send(t, seq, false)
+	}
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group >= last },
+		"groups journaled while a checkpoint's flush waited were not applied")
+	open()
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group >= last }, "applied")
+}
+
+// An idle primary sends record sets without updates every interval; the
+// secondary journals an empty group only once a Checkpoint. Its consistency
+// time must still follow them: the volumes are an image of the primary as of
+// the last one. It moved only once a Checkpoint, so an idle secondary's lag
+// rose to the Checkpoint (1 s) and fell back, over and over.
+func TestIdleConsistencyTimeFollowsEmptyGroups(t *testing.T) {
+	r := newLagRig(t, Config{Checkpoint: time.Hour}, nil)
+	r.send(t, 1, false)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group >= 1 }, "group 1 applied")
+	for seq := uint64(2); seq <= 5; seq++ {
+		r.send(t, seq, true)
+	}
+	want := int64(5 * time.Millisecond)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Time == want },
+		"the consistency time did not reach the horizon of the empty record sets (5ms)")
+	if st := r.sec.Stats(); st.Group != 1 || st.JournaledGroup != 1 {
+		t.Fatalf("applied group %d, journaled %d: empty groups were journaled before a Checkpoint passed", st.Group, st.JournaledGroup)
+	}
+	// A group with updates goes on from there.
+	r.send(t, 6, false)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group == 2 && st.Time == int64(6*time.Millisecond) }, "group 2 applied")
+}
