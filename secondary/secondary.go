@@ -135,6 +135,10 @@ type Secondary struct {
 	// group, so they are neither read nor fenced. Guarded by view.
 	torn error
 
+	// order is the subsystems' names, sorted once: every Position sent
+	// names them in its tables.
+	order transport.TableOrder
+
 	// repeats keeps a primary refused at every retry from flooding the log.
 	repeats transport.Repeats
 
@@ -363,6 +367,7 @@ func Open(cfg Config) (*Secondary, error) {
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
+	s.order = transport.NewTableOrder(cfg.Subsystems)
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -1053,7 +1058,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// primary reads.
 	s.peerReads = 0
 	pos := s.welcomeLocked()
-	out.put(transport.EncodePosition(transport.TypeWelcome, pos))
+	out.put(s.order.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
 	s.linkedAt = time.Now()
 	s.mu.Unlock()
@@ -1144,7 +1149,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 				// Asked and answered: a Welcome that still asks is a
 				// repeat of the first, which the primary skips.
 				pos.Features &^= transport.FeatureAsksPrimary
-				s.out.put(transport.EncodePosition(transport.TypeWelcome, pos))
+				s.out.put(s.order.EncodePosition(transport.TypeWelcome, pos))
 			}
 			s.mu.Unlock()
 			continue
@@ -1399,7 +1404,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
-	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{
+	s.sendLocked(conn, s.order.EncodePosition(transport.TypeAck, transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
 }
@@ -1480,7 +1485,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	// the acknowledgement says whether a resync holds the volumes from g on.
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
-	s.sendLocked(conn, transport.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
+	s.sendLocked(conn, s.order.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	s.idle = position{}

@@ -394,11 +394,35 @@ func DecodeHello(body []byte) (Hello, error) {
 // PrimaryReadsInconsistent (TypeFeatures): to any other, every Position goes
 // without it.
 func EncodePosition(typ byte, p Position) []byte {
-	b := binary.BigEndian.AppendUint64(nil, p.Group)
+	return TableOrder(nil).EncodePosition(typ, p)
+}
+
+// TableOrder is the sorted names a Position's tables usually hold (a
+// session's subsystems), so that encoding one walks them instead of
+// sorting each table's names: a secondary sends a Position with three
+// tables of every subsystem on every frame it receives, and sorting them
+// was 8 % of an idle secondary's CPU at 128 subsystems. The bytes are
+// those EncodePosition writes.
+type TableOrder []string
+
+// NewTableOrder returns the order of names: sorted, each once.
+func NewTableOrder(names []string) TableOrder {
+	return slices.Compact(slices.Sorted(slices.Values(names)))
+}
+
+// EncodePosition returns a Welcome or Ack frame, byte for byte the one
+// EncodePosition returns. A table holding a name not in o is sorted, as
+// EncodePosition sorts it.
+func (o TableOrder) EncodePosition(typ byte, p Position) []byte {
+	// Encoded after the type byte in one buffer, sized for names of up to
+	// 16 bytes: Frame would copy the body once more.
+	size := 1 + 8 + 8 + 3*2 + (len(p.Through)+len(p.Received)+len(p.Ahead))*(2+16+8) + 8 + limitsSectionSize + recoverableSectionSize + 9 + frameOverhead
+	b := append(make([]byte, 0, size), typ)
+	b = binary.BigEndian.AppendUint64(b, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
-	b = appendTable(b, p.Through)
-	b = appendTable(b, p.Received)
-	b = appendTable(b, p.Ahead)
+	b = o.appendTable(b, p.Through)
+	b = o.appendTable(b, p.Received)
+	b = o.appendTable(b, p.Ahead)
 	b = binary.BigEndian.AppendUint64(b, p.JournalFree)
 	if p.Limits != (Limits{}) {
 		b = append(b, sectionLimits)
@@ -422,10 +446,27 @@ func EncodePosition(typ byte, p Position) []byte {
 			b = appendString(b, n)
 		}
 	}
-	return Frame(typ, b)
+	return Seal(b)
 }
 
-func appendTable(b []byte, m map[string]uint64) []byte {
+func (o TableOrder) appendTable(b []byte, m map[string]uint64) []byte {
+	if len(o) > 0 {
+		start := len(b)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(m)))
+		found := 0
+		for _, n := range o {
+			if v, ok := m[n]; ok {
+				b = appendString(b, n)
+				b = binary.BigEndian.AppendUint64(b, v)
+				found++
+			}
+		}
+		if found == len(m) {
+			return b
+		}
+		// A name the order lacks: sorted, as every table is without one.
+		b = b[:start]
+	}
 	names := make([]string, 0, len(m))
 	for n := range m {
 		names = append(names, n)
