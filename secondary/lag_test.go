@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"duplex/apply"
+	"duplex/consistency"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
@@ -177,4 +178,44 @@ func TestIdleConsistencyTimeFollowsEmptyGroups(t *testing.T) {
 	// A group with updates goes on from there.
 	r.send(t, 6, false)
 	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group == 2 && st.Time == int64(6*time.Millisecond) }, "group 2 applied")
+}
+
+// The empty group journaled once a Checkpoint does not take the consistency
+// time back while it is applied: the volumes are an image as of the empty
+// groups before it all along. It took it back to the last group applied (a
+// Checkpoint ago), so a status read just after the journal's fsync, as one
+// waiting for the lock is, said the lag was a Checkpoint.
+func TestIdleConsistencyTimeStaysWhileAnEmptyGroupIsApplied(t *testing.T) {
+	blocked, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	const checkpoint = 3 * time.Second
+	r := newLagRig(t, Config{Checkpoint: checkpoint, OnApplied: func(g *consistency.Group) {
+		if len(g.Updates) == 0 {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+	}}, nil)
+	r.send(t, 1, false)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group >= 1 }, "group 1 applied")
+	r.send(t, 2, true)
+	r.send(t, 3, true)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Time == int64(3*time.Millisecond) },
+		"the time of the empty groups not journaled (3ms)")
+	time.Sleep(checkpoint)
+	r.send(t, 4, true) // journaled: a Checkpoint has passed
+	select {
+	case <-blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the empty group was not journaled and applied a Checkpoint after the last one")
+	}
+	if st := r.sec.Stats(); st.Time < int64(3*time.Millisecond) {
+		t.Fatalf("while the empty group %d is applied the consistency time is %d, back from 3ms: applied group %d", st.JournaledGroup, st.Time, st.Group)
+	}
+	open()
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group == 2 && st.Time == int64(4*time.Millisecond) }, "group 2 applied")
 }

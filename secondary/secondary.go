@@ -1488,7 +1488,11 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	s.sendLocked(conn, s.order.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
-	s.idle = position{}
+	if len(g.Updates) > 0 {
+		// Until g is applied the volumes are an image as of the idle
+		// time still, and an empty g changes nothing of that.
+		s.idle = position{}
+	}
 	for _, u := range g.Updates {
 		if u.Kind != recordset.KindMarker {
 			s.stats.BytesJournaled += uint64(len(u.Data))
