@@ -470,6 +470,20 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 		bm = bitmap.New(p.Size, bitmap.DefaultRegion)
 		bm.SetAll()
 	}
+	makePending(p, bm)
+	mg.dirty = true
+	mg.changes++
+	if bm.Count() == 0 {
+		// Nothing to copy: the pair is duplex once the secondary holds
+		// everything captured until now.
+		p.CopyEnd = mg.vols[p.Volume].Subsystem.Stamp()
+	}
+	mg.copies[p.Volume] = bm
+	mg.kick()
+}
+
+// makePending sets the fields of p for a copy of the regions of bm.
+func makePending(p *Pair, bm *bitmap.Bitmap) {
 	if p.EndAt != 0 {
 		// The end of the copy before this one is not applied yet, and
 		// whether the secondary applies it (and the suspension after it)
@@ -479,16 +493,7 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 		p.Since, p.Consistent = 0, 0
 	}
 	p.State, p.Auto, p.Deleted, p.Reason = Pending, false, false, ""
-	mg.dirty = true
-	mg.changes++
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
-	if bm.Count() == 0 {
-		// Nothing to copy: the pair is duplex once the secondary holds
-		// everything captured until now.
-		p.CopyEnd = mg.vols[p.Volume].Subsystem.Stamp()
-	}
-	mg.copies[p.Volume] = bm
-	mg.kick()
 }
 
 // suspendLocked makes p suspended. Its writes are tracked in a bitmap of its
@@ -560,32 +565,65 @@ func (mg *Manager) kick() {
 	}
 }
 
+// snapshot is the state a save writes, as read under mg.mu.
+type snapshot struct {
+	st      persisted
+	bms     map[string]*bitmap.Bitmap
+	pending map[string]bool
+	unstick []string
+	changes uint64
+}
+
+// snapshotLocked reads the state a save writes. Called with mg.mu held.
+func (mg *Manager) snapshotLocked(clean bool) snapshot {
+	s := snapshot{st: persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil}, changes: mg.changes,
+		bms: map[string]*bitmap.Bitmap{}, pending: map[string]bool{}}
+	for _, name := range mg.order {
+		p := *mg.pairs[name]
+		s.st.Pairs = append(s.st.Pairs, &p)
+		if mg.unstick[name] && p.State == Duplex {
+			s.unstick = append(s.unstick, name)
+		}
+		switch p.State {
+		case Pending:
+			s.bms[name] = mg.copies[name]
+			s.pending[name] = true
+		case Suspended:
+			s.bms[name] = mg.vols[name].Subsystem.Tracking(name)
+		}
+	}
+	return s
+}
+
 // save writes the pair state and the bitmaps of pending and suspended pairs.
 func (mg *Manager) save(clean bool) error {
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
-	changes := mg.changes
-	st := persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil}
-	bms := map[string]*bitmap.Bitmap{}
-	pending := map[string]bool{}
-	var unstick []string
-	for _, name := range mg.order {
-		p := *mg.pairs[name]
-		st.Pairs = append(st.Pairs, &p)
-		if mg.unstick[name] && p.State == Duplex {
-			unstick = append(unstick, name)
-		}
-		switch p.State {
-		case Pending:
-			bms[name] = mg.copies[name]
-			pending[name] = true
-		case Suspended:
-			bms[name] = mg.vols[name].Subsystem.Tracking(name)
-		}
-	}
+	s := mg.snapshotLocked(clean)
 	mg.mu.Unlock()
-	for name, bm := range bms {
+	if err := mg.write(s); err != nil {
+		return err
+	}
+	// The state on disk now says these pairs are duplex: the regions
+	// written while they were suspended are all copied and acknowledged.
+	if al := mg.opts.ActivityLog; al != nil {
+		mg.mu.Lock()
+		for _, name := range s.unstick {
+			if mg.changes == s.changes && mg.unstick[name] && mg.pairs[name].State == Duplex {
+				al.Unstick(name)
+				delete(mg.unstick, name)
+			}
+		}
+		mg.mu.Unlock()
+	}
+	return nil
+}
+
+// write writes the bitmaps of s, then its pair state. Called with
+// mg.saveMu held.
+func (mg *Manager) write(s snapshot) error {
+	for name, bm := range s.bms {
 		if bm == nil {
 			continue
 		}
@@ -593,7 +631,7 @@ func (mg *Manager) save(clean bool) error {
 		if prev, ok := mg.written[name]; ok && bytes.Equal(prev, data) {
 			continue
 		}
-		if _, ok := mg.written[name]; !ok && pending[name] && bm.Full() {
+		if _, ok := mg.written[name]; !ok && s.pending[name] && bm.Full() {
 			// A pending pair without a bitmap on disk copies everything
 			// (Open), which is what a full one says: a new session's
 			// thousand pairs start without a thousand fsyncs.
@@ -615,7 +653,7 @@ func (mg *Manager) save(clean bool) error {
 	}
 	// Compact: indenting 1,024 pairs cost more than encoding them, every
 	// second.
-	data, err := json.Marshal(st)
+	data, err := json.Marshal(s.st)
 	if err != nil {
 		return err
 	}
@@ -625,19 +663,40 @@ func (mg *Manager) save(clean bool) error {
 		}
 		mg.savedState = data
 	}
-	// The state on disk now says these pairs are duplex: the regions
-	// written while they were suspended are all copied and acknowledged.
-	if al := mg.opts.ActivityLog; al != nil {
-		mg.mu.Lock()
-		for _, name := range unstick {
-			if mg.changes == changes && mg.unstick[name] && mg.pairs[name].State == Duplex {
-				al.Unstick(name)
-				delete(mg.unstick, name)
-			}
-		}
-		mg.mu.Unlock()
-	}
 	return nil
+}
+
+// saveResuming saves the pairs ps as pending, their copies the regions
+// their bitmaps mark, before their resumes capture the resync markers
+// (accepted says which the operator accepted as inconsistent). A marker
+// captured first may reach the secondary, which holds every volume for the
+// resync it announces, before a kill -9 that comes ahead of the save: the
+// restarted primary, with the pair suspended on disk, would run no copy to
+// end that hold. Saved first, a crash before the marker restarts the pair
+// pending, and Open announces its copy (in full after an unclean stop),
+// which the secondary holds for and which ends. Writes made between the
+// save and the marker land in the bitmaps the resumes return, and after an
+// unclean stop the whole volume is copied anyway. Called with mg.saveMu and
+// mg.mu held.
+func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	s := mg.snapshotLocked(false)
+	for _, p := range ps {
+		bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume)
+		if bm == nil {
+			bm = bitmap.New(p.Size, bitmap.DefaultRegion)
+			bm.SetAll()
+		}
+		i := slices.Index(mg.order, p.Volume)
+		q := *p
+		makePending(&q, bm)
+		startInconsistent(&q, accepted[p.Volume])
+		s.st.Pairs[i] = &q
+		s.bms[p.Volume], s.pending[p.Volume] = bm, true
+	}
+	return mg.write(s)
 }
 
 // Run copies, promotes, suspends and resumes pairs until ctx ends, then saves
@@ -1348,6 +1407,8 @@ func (mg *Manager) Resume(vol string) error {
 }
 
 func (mg *Manager) resume(vol string) error {
+	mg.saveMu.Lock()
+	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -1365,9 +1426,12 @@ func (mg *Manager) resume(vol string) error {
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
 	inconsistent := mg.markers.inconsistent[vol]
+	if err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}); err != nil {
+		return fmt.Errorf("resume %s: not saved, still suspended: %w", vol, err)
+	}
 	bm := mg.resumeMarked(p, 0)
 	mg.startCopy(p, bm)
-	mg.startInconsistent(p, inconsistent)
+	startInconsistent(p, inconsistent)
 	mg.endIfEmpty(p)
 	return nil
 }
@@ -1377,7 +1441,7 @@ func (mg *Manager) resume(vol string) error {
 // lands in region order over whatever image the secondary held, so no time
 // kept from before names its image again, even once the copy's end is
 // journaled but held unapplied by another volume's resync.
-func (mg *Manager) startInconsistent(p *Pair, accepted bool) {
+func startInconsistent(p *Pair, accepted bool) {
 	p.Inconsistent = p.Inconsistent || accepted
 	if p.Inconsistent {
 		p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
@@ -1500,6 +1564,7 @@ func (mg *Manager) ResumeAll() ([]string, error) { return mg.resumeAll(false) }
 // resumeAll resumes every suspended pair, only those the session suspended
 // itself if autoOnly is set.
 func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
+	mg.saveMu.Lock()
 	mg.mu.Lock()
 	var ps []*Pair
 	var names []string
@@ -1513,6 +1578,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	}
 	if err := mg.checkRoom(ps...); err != nil {
 		mg.mu.Unlock()
+		mg.saveMu.Unlock()
 		return nil, err
 	}
 	// As in resume, the sticky activity-log marks stay until the state on
@@ -1521,13 +1587,19 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	for _, p := range ps {
 		inconsistent[p.Volume] = mg.markers.inconsistent[p.Volume]
 	}
+	if err := mg.saveResuming(ps, inconsistent); err != nil {
+		mg.mu.Unlock()
+		mg.saveMu.Unlock()
+		return nil, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
+	}
 	bms := mg.resumeTogether(ps)
 	for i, p := range ps {
 		mg.startCopy(p, bms[i])
-		mg.startInconsistent(p, inconsistent[p.Volume])
+		startInconsistent(p, inconsistent[p.Volume])
 		mg.endIfEmpty(p)
 	}
 	mg.mu.Unlock()
+	mg.saveMu.Unlock()
 	if len(ps) == 0 {
 		return nil, nil
 	}
