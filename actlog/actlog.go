@@ -122,19 +122,7 @@ func (l *Log) readPrevious() (map[string][][2]int64, error) {
 	if _, err := l.f.ReadAt(data, 0); err != nil && int64(len(data)) != st.Size() {
 		return nil, fmt.Errorf("activity log %s: %w", l.path, err)
 	}
-	var best map[string][][2]int64
-	var bestGen uint64
-	var bestOff, bestLen int64
-	found := false
-	for off := int64(0); off+4 <= int64(len(data)); off += 4096 {
-		if string(data[off:off+4]) != magic {
-			continue
-		}
-		gen, marks, n, err := decodeSlot(data[off:])
-		if err == nil && (!found || gen > bestGen) {
-			best, bestGen, bestOff, bestLen, found = marks, gen, off, int64(n), true
-		}
-	}
+	best, bestGen, bestOff, bestLen, found := newestValidSlot(data)
 	if !found {
 		// Every slot torn or corrupt: the caller cannot know what to resync.
 		return nil, fmt.Errorf("activity log %s: no valid slot: %w", l.path, ErrCorrupt)
@@ -169,6 +157,39 @@ func (l *Log) readPrevious() (map[string][][2]int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// newestValidSlot finds the valid slot with the highest generation in a log's
+// content: its marks, generation, offset and padded length.
+func newestValidSlot(data []byte) (best map[string][][2]int64, bestGen uint64, bestOff, bestLen int64, found bool) {
+	for off := int64(0); off+4 <= int64(len(data)); off += 4096 {
+		if string(data[off:off+4]) != magic {
+			continue
+		}
+		gen, marks, n, err := decodeSlot(data[off:])
+		if err == nil && (!found || gen > bestGen) {
+			best, bestGen, bestOff, bestLen, found = marks, gen, off, int64(n), true
+		}
+	}
+	return best, bestGen, bestOff, bestLen, found
+}
+
+// ReadMarks returns the regions the log at path marks, per volume, as Open
+// would, without opening it for writing: for a look at a stopped primary's
+// log that changes nothing. A missing log marks nothing.
+func ReadMarks(fsys disk.FS, path string) (map[string][][2]int64, error) {
+	data, err := disk.ReadFile(disk.Or(fsys), path)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(data) == 0) {
+		return map[string][][2]int64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("activity log %s: %w", path, err)
+	}
+	marks, _, _, _, found := newestValidSlot(data)
+	if !found {
+		return nil, fmt.Errorf("activity log %s: no valid slot: %w", path, ErrCorrupt)
+	}
+	return marks, nil
 }
 
 // ErrCorrupt is returned when no slot of an existing log decodes.
