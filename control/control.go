@@ -182,6 +182,9 @@ type Server struct {
 	// History, if set, is served at /v1/history for the status page's
 	// charts; the site samples into it.
 	History *History
+	// Changes, if set (a promoted site), is served at /v1/changes: the
+	// promotion and the regions changed since, for a rejoin.
+	Changes func() (Changes, error)
 	// Sites are both sites of the session, for the status page.
 	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
@@ -209,6 +212,17 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /{$}", index)
 	mux.Handle("GET /page/", assets)
 	mux.HandleFunc("GET /v1/sites", s.sites)
+	if s.Changes != nil {
+		mux.HandleFunc("GET /v1/changes", func(w http.ResponseWriter, r *http.Request) {
+			ch, err := s.Changes()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(ch)
+		})
+	}
 	if s.History != nil {
 		mux.HandleFunc("GET /v1/history", s.history)
 	}
@@ -634,6 +648,45 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("control %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// Changes is what a promoted site tells the old primary that rejoins it:
+// its promotion and, per volume, the regions it wrote since (an encoded
+// bitmap, package bitmap).
+type Changes struct {
+	PromotedAt      string `json:"promoted_at"`
+	ConsistencyTime int64  `json:"consistency_time_ns"`
+	Generation      string `json:"generation"`
+	Follows         string `json:"follows"`
+	// HeldGroups were journaled at the promoted site after
+	// ConsistencyTime and never applied there (a resync was in progress).
+	HeldGroups uint64            `json:"held_groups,omitempty"`
+	Volumes    map[string][]byte `json:"volumes"`
+}
+
+// FetchChanges asks a promoted site at addr for its Changes.
+func FetchChanges(ctx context.Context, addr string) (Changes, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/changes", nil)
+	if err != nil {
+		return Changes{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Changes{}, fmt.Errorf("changed regions from %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if resp.StatusCode == http.StatusNotFound {
+			return Changes{}, fmt.Errorf("the site at %s is not a promoted site", addr)
+		}
+		return Changes{}, fmt.Errorf("changed regions from %s: %s: %s", addr, resp.Status, b)
+	}
+	var ch Changes
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<30)).Decode(&ch); err != nil {
+		return Changes{}, fmt.Errorf("changed regions from %s: %w", addr, err)
+	}
+	return ch, nil
 }
 
 // Fetch asks a site's control address for its status.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/control"
 	"duplex/failover"
 	"duplex/nbd"
 	"duplex/site"
@@ -225,6 +228,7 @@ func TestDaemonsPromote(t *testing.T) {
 	for _, v := range s.secondaryStatus().Volumes {
 		changed += *v.ChangedBytes
 	}
+	checkRejoinPlan(t, s, names, volSize)
 	if code := prom.stop(); code != 0 {
 		t.Fatalf("the promoted site exited %d after SIGTERM, want 0", code)
 	}
@@ -275,5 +279,50 @@ func TestDaemonsPromote(t *testing.T) {
 	}
 	if pr.Follows == 0 || pr.Generation == pr.Follows {
 		t.Errorf("the promotion's generations: %s following %s; want a new one following the old primary's", pr.Generation, pr.Follows)
+	}
+}
+
+// checkRejoinPlan runs duplex rejoin at the old primary, killed -9, while
+// the promoted site runs: per volume, it must report copying the union of
+// the old primary's activity-log regions (writes the promoted site may
+// never have had) and the promoted site's changed regions, far less than
+// the volume; --yes changes nothing yet, and says so.
+func checkRejoinPlan(t *testing.T, s *procSession, names []string, volSize int64) {
+	t.Helper()
+	code, out, errOut := runDuplex(t, "rejoin", "--config", s.path)
+	if code != 0 {
+		t.Fatalf("rejoin exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	t.Logf("rejoin:\n%s", out)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ch, err := control.FetchChanges(ctx, s.cfg.Secondary.Control)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks, err := actlog.ReadMarks(nil, filepath.Join(site.PairStateDir(s.cfg), "activity.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		there, err := bitmap.Decode(ch.Volumes[n], volSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		union := there.Clone()
+		for _, rg := range marks[n] {
+			union.Set(rg[0], rg[1])
+		}
+		want := fmt.Sprintf("  %s: copy %d bytes (%d regions) of %d: ", n, union.DirtyBytes(), union.Count(), volSize)
+		if !strings.Contains(out, want) {
+			t.Errorf("rejoin does not report %q", want)
+		}
+		if union.DirtyBytes() > volSize/2 {
+			t.Errorf("%s: the rejoin would copy %d bytes of %d", n, union.DirtyBytes(), volSize)
+		}
+	}
+	code, out, errOut = runDuplex(t, "rejoin", "--config", s.path, "--yes")
+	if code != 1 || !strings.Contains(errOut, "not built yet") {
+		t.Errorf("rejoin --yes: exit %d, stdout %q, stderr %q; want exit 1 saying the copy is not built yet", code, out, errOut)
 	}
 }

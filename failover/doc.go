@@ -59,22 +59,32 @@
 // site runs is the promotion record, not the config: a site with one is
 // the primary.
 //
-// # Rejoin (not built yet)
+// # Rejoin
 //
 // `duplex rejoin` at the old primary makes it the promoted site's
-// secondary. It needs the regions it changed after the consistency time the
-// promoted site holds (Promotion.ConsistencyTime): its activity log's marks
-// (writes that may not have reached the secondary), its suspended pairs'
-// bitmaps (writes since each suspension), and its sidefile's unsent
-// regions, which after a kill -9 are among the log's marks. Those writes
-// are discarded: the union of those regions and the promoted site's
-// Changes is copied from the promoted site, under the rule every resync
-// follows (the old primary's volumes stay at their pre-copy image until the
-// copy's end, then jump). The command says per volume how many regions and
-// bytes it would copy before it does anything (--yes goes on). Its
-// generation check: the old primary's generation must be the one the
-// promotion followed, or nothing it holds shares history with the
-// promoted site, and only a full copy will do.
+// secondary. It needs the regions where the old primary may hold writes
+// the promoted site never had, after the promotion's consistency time
+// (pair.ReadDivergence): its activity log's marks after an unclean stop
+// (writes the secondary may not have journaled, those its sidefile held
+// unsent when it died among them), its suspended pairs' bitmaps (writes
+// since each suspension) and its copying pairs' (regions not yet copied);
+// the whole volume where nothing says which regions (a first copy, a
+// deleted pair, a run without an activity log). Those writes are
+// discarded: the union of those regions and the promoted site's Changes
+// is copied from the promoted site, under the rule every resync follows
+// (the old primary's volumes stay at their image from before the copy
+// until its end, then jump), and replication then runs the other way. The
+// old primary must hold the generation the promotion followed, or the two
+// sites share no history and only a full copy will do. Groups the
+// promoted site journaled after its consistency time but never applied (a
+// resync was in progress when it was promoted) are in neither set: their
+// regions are to be read from its journal and added.
+//
+// What exists now is the report (site.PlanRejoin): per volume the bytes
+// and regions it would copy and discard, served by the promoted site's
+// /v1/changes and the old primary's files, read without changing them.
+// The copy, the reverse link (below), and the switch of roles are not
+// built.
 //
 // A planned switchover drains the current primary, stops its writes, waits
 // until the other site holds everything, and promotes it: nothing is

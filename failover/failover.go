@@ -34,6 +34,11 @@ type Promotion struct {
 	// old primary's, which its writes before ConsistencyTime share.
 	Generation transport.Generation `json:"generation"`
 	Follows    transport.Generation `json:"follows"`
+	// HeldGroups are the groups journaled after Group and never applied
+	// (a resync was in progress at the old primary): their writes are in
+	// neither site's changed regions, and a rejoin reads their regions
+	// from the journal.
+	HeldGroups uint64 `json:"held_groups,omitempty"`
 	// Volumes says, per volume, what its copy was when promoted
 	// ("consistent as of ...", or not consistent and why).
 	Volumes map[string]string `json:"volumes,omitempty"`

@@ -61,6 +61,9 @@ func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Pr
 	gen, _ := s.Replica().Generation()
 	pr = failover.Promotion{Session: cfg.Session, At: time.Now().UnixNano(), ConsistencyTime: pos.Time, Group: pos.Group,
 		Generation: gen, Follows: s.Replica().Follows(), Volumes: map[string]string{}}
+	if recovered.HeldGroups != nil {
+		pr.HeldGroups = *recovered.HeldGroups
+	}
 	for _, v := range recovered.Volumes {
 		c := v.Consistency
 		if c == "" {
@@ -244,7 +247,7 @@ func (p *Promoted) Run(ctx context.Context) error {
 	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Token: p.token, Logger: p.log,
+		cs := &control.Server{Status: p.Status, Token: p.token, Logger: p.log, Changes: p.ChangedRegions,
 			Sites: sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
@@ -292,6 +295,22 @@ func (p *Promoted) Status() control.Status {
 			Note: "promoted: " + p.promotion.Volumes[name]})
 	}
 	return st
+}
+
+// ChangedRegions returns the promotion and each volume's changed regions,
+// for a rejoin.
+func (p *Promoted) ChangedRegions() (control.Changes, error) {
+	ch := control.Changes{PromotedAt: control.FormatTime(p.promotion.At), ConsistencyTime: p.promotion.ConsistencyTime,
+		Generation: p.promotion.Generation.String(), Follows: p.promotion.Follows.String(), HeldGroups: p.promotion.HeldGroups,
+		Volumes: map[string][]byte{}}
+	for _, name := range p.order {
+		b, err := p.changes.Bitmap(name).MarshalBinary()
+		if err != nil {
+			return control.Changes{}, err
+		}
+		ch.Volumes[name] = b
+	}
+	return ch, nil
 }
 
 // ReadAt reads a volume of the promoted site.

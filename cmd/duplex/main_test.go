@@ -33,6 +33,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"status", "--config", "x", "--addr", "y"}, exitUsage, "not both"},
 		{[]string{"recover"}, exitUsage, "--config FILE is required"},
 		{[]string{"promote"}, exitUsage, "promote: --config FILE is required"},
+		{[]string{"rejoin"}, exitUsage, "rejoin: --config FILE is required"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml"}, exitFailure, "nonexistent"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml", "--log-level", "loud"}, exitFailure, "nonexistent"},
 		{[]string{"demo", "--log-level", "loud"}, exitUsage, `--log-level "loud": want debug, info, warn or error`},
@@ -108,7 +109,7 @@ func TestHelpFlag(t *testing.T) {
 // TestUsageShowsRequiredConfig: where --config is required, the usage line
 // shows it bare; where it is optional, in brackets.
 func TestUsageShowsRequiredConfig(t *testing.T) {
-	required := map[string]bool{"primary": true, "secondary": true, "recover": true, "promote": true,
+	required := map[string]bool{"primary": true, "secondary": true, "recover": true, "promote": true, "rejoin": true,
 		"pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
 	_, help, _ := runCmd("help")
 	for _, cmd := range everyCommand() {
