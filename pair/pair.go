@@ -932,8 +932,11 @@ func (mg *Manager) promote() (changed bool) {
 		if p.EndAt != 0 && acked != 0 && pos.RecoversTo() >= p.EndAt {
 			// The secondary applied the copy's end, and the suspension
 			// after it: it holds the volume as of that suspension (a
-			// duplex pair's copy since, if ended, drops it below).
+			// duplex pair's copy since, if ended, drops it below), a
+			// whole copy even if the copy was its first or a resync
+			// accepted as inconsistent.
 			p.Since, p.EndAt, p.AfterEnd = p.AfterEnd, 0, 0
+			p.FirstCopy, p.Inconsistent = false, false
 			mg.dirty = true
 			changed = true
 		}
@@ -1072,6 +1075,11 @@ func raisesAfter(p *Pair) (end int64, ok bool) {
 // startCopy).
 func raise(p *Pair, end, at int64, pos transport.Position) {
 	if end <= pos.RecoversTo() {
+		if end != 0 {
+			// The copy's end is applied: the secondary holds a whole copy,
+			// whatever copy it was.
+			p.FirstCopy, p.Inconsistent = false, false
+		}
 		p.Since = max(p.Since, p.Consistent, at)
 		p.EndAt, p.AfterEnd = 0, 0
 		return
