@@ -856,23 +856,32 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 	// Every connection being served is closed at the end, linked or not:
 	// serve lets go of s.conn before it waits for its outbox, whose send
 	// to a primary that stopped reading (a refusal) would otherwise hold
-	// the shutdown for the send timeout. Closed outside s.mu: a TLS close
-	// sends close_notify, which such a primary holds for up to 5 s.
+	// the shutdown for the send timeout. Closed outside s.mu, and all at
+	// once: a TLS close sends close_notify, which such a primary holds for
+	// up to 5 s, so the shutdown waits that long once, not once for each.
 	var live struct {
 		sync.Mutex
 		conns map[transport.Conn]struct{}
 		ended bool
 	}
 	live.conns = map[transport.Conn]struct{}{}
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		<-ctx.Done()
 		live.Lock()
 		live.ended = true
 		conns := slices.Collect(gomaps.Keys(live.conns))
 		live.Unlock()
+		var closing sync.WaitGroup
 		for _, c := range conns {
-			c.Close()
+			closing.Add(1)
+			go func() {
+				defer closing.Done()
+				c.Close()
+			}()
 		}
+		closing.Wait()
 	}()
 	for {
 		conn, err := ln.Accept(ctx)
