@@ -110,6 +110,12 @@ type Config struct {
 	Logger    *slog.Logger
 	// FS holds the journal and the state file (default disk.OS).
 	FS disk.FS
+	// Context, if set, ends Open's replay of the journal early (a daemon
+	// asked to stop while it starts): Open then fails with ErrInterrupted
+	// at a group boundary of the replay, the journal and the state file as
+	// they were. The volumes may hold some of the groups replayed, which
+	// the next start replays again, as it does after a crash.
+	Context context.Context
 	// JournalFree returns the free bytes of the journal's file system
 	// (default statfs): the primary checks a resync fits before starting it.
 	JournalFree func() (uint64, error)
@@ -183,11 +189,13 @@ type Secondary struct {
 	out       *outbox // sends to conn, in the order decided under mu
 	// peerReads are the features the primary on conn said it reads
 	// (transport.TypeFeatures).
-	peerReads   uint64
-	instance    uint64 // of the primary process whose record sets the former holds
-	fenced      bool   // recover took over: no primary may write here any more
-	stopped     error  // why groups can no longer be made durable; nil while running
-	ident       identity
+	peerReads uint64
+	instance  uint64 // of the primary process whose record sets the former holds
+	fenced    bool   // recover took over: no primary may write here any more
+	stopped   error  // why groups can no longer be made durable; nil while running
+	ident     identity
+	// replaying is Open's Context while it replays the journal.
+	replaying   context.Context
 	lastJournal time.Time
 	// linkedAt is when the linked primary linked: a last error from
 	// before it is about a link this one has superseded.
@@ -300,6 +308,10 @@ const MaxGroupBytes = 2 << 30
 // formed, and refusing one on replay would stop the secondary for good.
 var groupLimits = recordset.Limits{MaxHeader: 1 << 30, MaxPayload: MaxGroupBytes, MaxRecords: 1 << 26}
 
+// ErrInterrupted is returned by Open when its Context ended during the
+// replay of the journal.
+var ErrInterrupted = errors.New("start interrupted")
+
 // ErrStopped is returned when the secondary stops because it cannot make a
 // group durable; continuing could acknowledge what is not safe.
 var ErrStopped = errors.New("secondary stopped")
@@ -373,7 +385,9 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	// checkpoint expects s.mu held, as it is when groups arrive.
 	s.mu.Lock()
+	s.replaying = cfg.Context
 	err = s.replay()
+	s.replaying = nil
 	if err == nil {
 		// Settled now, while the journal still ends with the pending group
 		// if it was journaled: trimming it later must not change the answer.
@@ -413,6 +427,16 @@ func maps(m map[string]uint64) map[string]uint64 {
 	return out
 }
 
+// interrupted is ErrInterrupted, saying where, if Open's Context ended
+// while it replays the journal.
+func (s *Secondary) interrupted(index uint64) error {
+	if s.replaying == nil || s.replaying.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("%w before replaying journaled group %d (the state file names group %d, and the next start replays from there)",
+		ErrInterrupted, index, s.stateGroup)
+}
+
 // replay reads the journal after the applied group. It follows the
 // pair-state markers through every journaled group, then applies the groups
 // through the last one after which no resync is open: groups of a resync
@@ -429,6 +453,9 @@ func (s *Secondary) replay() error {
 	through := s.durable.Group
 	var vols map[string]apply.VolumeState
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
+		if err := s.interrupted(index); err != nil {
+			return err
+		}
 		g, err := s.decodeJournaled(index, data)
 		if err != nil {
 			return err
@@ -574,6 +601,9 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 		err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
 			if index > upTo {
 				return errEnough
+			}
+			if err := s.interrupted(index); err != nil {
+				return err
 			}
 			g, err := s.decodeJournaled(index, data)
 			if err != nil {

@@ -65,6 +65,10 @@ type SecondaryOptions struct {
 	// that group (the site's ReadAt would wait for the group to finish).
 	// Tests check the dependent-write invariant at every group boundary here.
 	OnApplied func(g *consistency.Group, read func(vol string, p []byte, off int64) error)
+	// Context, if set, ends the journal's replay early (see
+	// secondary.Config.Context): OpenSecondary then fails with
+	// secondary.ErrInterrupted, everything on disk as it was.
+	Context context.Context
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -125,6 +129,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
+		Context: opts.Context,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {

@@ -49,7 +49,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 			return recoverRunning(ctx, cfg, *timeout, stdout)
 		}
 	}
-	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true})
+	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true, Context: ctx})
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
+	"duplex/secondary"
 	"duplex/site"
 )
 
@@ -27,7 +29,13 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
+	// A stop while the journal replays ends the replay at a group
+	// boundary: the next start replays the rest, as after a crash.
+	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Context: ctx})
+	if errors.Is(err, secondary.ErrInterrupted) {
+		log.Info("secondary stopped while starting", "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("cannot start secondary: %w", err)
 	}
