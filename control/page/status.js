@@ -423,7 +423,8 @@
       parts.push("Stopped: " + status.stopped);
     }
     if (status && status.last_error) {
-      parts.push("Last error: " + status.last_error);
+      parts.push("Last error: " + status.last_error +
+        (status.last_error_at ? " (at " + status.last_error_at + ")" : ""));
     }
     if (status && status.hold_released) {
       parts.push(status.hold_released);
