@@ -212,13 +212,15 @@ type Secondary struct {
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
-	// idle is the last group formed without updates and not journaled
-	// (receive journals one only every Checkpoint): its Time, after the
-	// journaled group Group. Once that group is applied the volumes are
-	// an image of the primary as of Time too, since nothing happened in
-	// between. Guarded by mu.
-	idle  position
-	stats Stats
+	// formedTime is the time of the last group formed, journaled or not
+	// (receive journals an empty one only every Checkpoint), and
+	// needGroup the last journaled group with updates (from Open: the
+	// last journaled). Once needGroup is applied the volumes are an image
+	// of the primary as of formedTime too, since nothing happened after
+	// it but groups without updates. Guarded by mu.
+	formedTime int64
+	needGroup  uint64
+	stats      Stats
 	// beforeLink, if set, is called by serve once a Hello has passed the
 	// checks made outside the critical section that links the primary,
 	// just before it: tests land a Fence or a stop there.
@@ -402,6 +404,7 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, err
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
+	s.needGroup = s.journaled.Group
 	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
 	s.frames.applied = s.queued.Group
 	// Room for one group applied and one waiting: enough to keep the disk
@@ -1428,7 +1431,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 			return nil
 		}
 		if len(g.Updates) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
-			s.idle = position{Group: s.journaled.Group, Time: g.Time}
+			s.formedTime = g.Time
 			continue
 		}
 		if err := s.commit(conn, g); err != nil {
@@ -1436,6 +1439,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 			s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
 			return fmt.Errorf("%w: %v", ErrStopped, err)
 		}
+		s.formedTime = g.Time
 	}
 }
 
@@ -1528,9 +1532,8 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if len(g.Updates) > 0 {
-		// Until g is applied the volumes are an image as of the idle
-		// time still, and an empty g changes nothing of that.
-		s.idle = position{}
+		// An empty g changes nothing of the image the volumes are.
+		s.needGroup = g.Number
 	}
 	for _, u := range g.Updates {
 		if u.Kind != recordset.KindMarker {
@@ -1707,12 +1710,13 @@ func (s *Secondary) Stats() Stats {
 	st.JournalBytes = s.journal.Bytes()
 	s.posMu.Lock()
 	st.Group, st.Time = s.durable.Group, s.durable.Time
-	if s.idle.Group == st.Group && s.idle.Time > st.Time {
-		// The groups formed since the applied one were empty: the volumes
-		// are an image as of the last of them. Without this an idle
-		// secondary's consistency time moved once a Checkpoint (1 s),
-		// and its lag rose to 1 s and fell back, again and again.
-		st.Time = s.idle.Time
+	if st.Group >= s.needGroup && s.formedTime > st.Time {
+		// The groups formed since the last one with updates applied were
+		// empty: the volumes are an image as of the last of them. Without
+		// this an idle secondary's consistency time moved once a
+		// Checkpoint (1 s), and its lag rose to 1 s and fell back, again
+		// and again.
+		st.Time = s.formedTime
 	}
 	st.GroupsApplied, st.UpdatesApplied, st.BytesApplied, st.LastAppliedWall = s.applied.groups, s.applied.updates, s.applied.bytes, s.applied.wall
 	s.posMu.Unlock()
