@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,6 +247,15 @@ func TestDaemonsPromote(t *testing.T) {
 	var changed int64
 	for _, v := range s.secondaryStatus().Volumes {
 		changed += *v.ChangedBytes
+	}
+	resp, err := http.Get("http://" + s.cfg.Secondary.Control + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`duplex_changed_bytes{role="primary",session="e2e-promote"} %v`, float64(changed)); !strings.Contains(string(metrics), want) {
+		t.Errorf("the promoted site's /metrics has no %q:\n%s", want, metrics)
 	}
 	checkRejoinPlan(t, s, names, volSize)
 	if code := prom.stop(); code != 0 {

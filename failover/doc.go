@@ -33,7 +33,10 @@
 // first time it is written, none after, and never cleared. So after a kill
 // -9 the log holds every region an acknowledged write (or one in flight)
 // touched, and Open adds them to the bitmaps it loaded, which it then
-// writes back. The bitmaps are rewritten at each start and clean stop;
+// writes back. Each first write of a region rewrites a slot of the log,
+// which at this granularity holds 2 KiB per GiB of volume (2 MiB for a
+// TiB): the price of a bitmap exact after a crash; a coarser log would
+// widen only what a crash leaves to copy. The bitmaps are rewritten at each start and clean stop;
 // between those the log is what is durable. Nothing clears a region but a
 // rejoin's copy of it.
 //

@@ -94,6 +94,8 @@ type Promoted struct {
 	nbdTLS    *tls.Config
 	ctlLn     net.Listener
 	token     string
+	metrics   *control.Metrics
+	history   *control.History
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -130,7 +132,9 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if err := cfg.CheckSecurity(); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
-	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{}}
+	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
+		history: &control.History{}}
+	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
 			p.close()
@@ -247,8 +251,9 @@ func (p *Promoted) Run(ctx context.Context) error {
 	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Token: p.token, Logger: p.log, Changes: p.ChangedRegions,
-			Sites: sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, Logger: p.log,
+			Changes: p.ChangedRegions,
+			Sites:   sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -257,6 +262,13 @@ func (p *Promoted) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// No secondary: no lag, no sidefile, nothing replicated; the
+		// page's charts stay empty rather than fail.
+		p.history.Run(cctx, func() control.HistorySample { return control.HistorySample{} })
+	}()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -311,6 +323,19 @@ func (p *Promoted) ChangedRegions() (control.Changes, error) {
 		ch.Volumes[name] = b
 	}
 	return ch, nil
+}
+
+// samples are the promoted site's metrics: the link is down (it has no
+// secondary), and the bytes its changed regions cover.
+func (p *Promoted) samples() []control.Sample {
+	var changed int64
+	for _, name := range p.order {
+		changed += p.changes.Bitmap(name).DirtyBytes()
+	}
+	return []control.Sample{
+		control.Gauge("link_up", linkUpHelp, 0),
+		control.Gauge("changed_bytes", "At a promoted site: bytes of the regions written since the promotion, which a rejoin copies.", float64(changed)),
+	}
 }
 
 // ReadAt reads a volume of the promoted site.
