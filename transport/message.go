@@ -387,7 +387,8 @@ func DecodeHello(body []byte) (Hello, error) {
 // before it cannot read one that carries it, so a primary is upgraded
 // before its secondary. The same holds for the features section: without
 // it, the secondary takes only what every secondary took before (no
-// bundles), and a primary reads and speaks to both. A Position without the
+// bundles, no compressed record sets), and a primary reads and speaks to
+// both. A Position without the
 // inconsistent section says every volume is consistent as of some time, as
 // a secondary from before it did; a primary from before it cannot read one
 // that carries it, so a secondary sends it only to a primary that announced

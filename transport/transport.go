@@ -10,6 +10,14 @@
 // Every message carries its own CRC-32C, so a corrupted frame is detected and
 // discarded by the receiver whatever carried it; lost frames are recovered by
 // the sender's retransmission, never by the link.
+//
+// A primary may compress each record set it sends with zstd, where the
+// secondary announces it takes them (FeatureZstd in its Welcome, as with
+// bundles, so a peer of before keeps getting plain record sets). The link
+// form of a compressed record set, the receiver's checks of its sizes
+// before it decodes anything, and how it tells a plain set from a
+// compressed one are described in compress.go, and pinned by
+// testdata/recordset-zstd.hex.
 package transport
 
 import (
