@@ -81,6 +81,11 @@ type Config struct {
 	// Generation is sent in the Hello: the history of the primary's data,
 	// which the secondary must follow.
 	Generation transport.Generation
+	// Compressor, if set, compresses each record set sent to a secondary
+	// that takes compressed ones (transport.FeatureZstd); one that does
+	// not gets them plain. Record sets are formed, sized and held plain:
+	// compression changes only what the link carries.
+	Compressor *transport.Compressor
 	Logger     *slog.Logger
 }
 
@@ -194,6 +199,15 @@ type Mover struct {
 	// beyond it died with them (see Stats.Base).
 	base    transport.Position
 	hasBase bool
+
+	// compress says record sets go compressed on the current connection
+	// (Config.Compressor, and a secondary that takes them). plainBytes and
+	// wireBytes count the record sets sent, plain and as the link carried
+	// them; encoded and packed are the session's buffers for compressing.
+	compress        bool
+	plainBytes      uint64
+	wireBytes       uint64
+	encoded, packed []byte
 }
 
 // New returns a Mover; Run starts it.
@@ -518,7 +532,8 @@ func (m *Mover) link(ctx context.Context) {
 		conn.Close()
 		m.mu.Lock()
 		m.setConnected(false)
-		m.bundles, m.beats = false, nil
+		m.bundles, m.beats, m.compress = false, nil, false
+		m.encoded, m.packed = nil, nil // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
 				h.sent = false
@@ -704,16 +719,50 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 // sendRecordSet sends h in a frame of its own, encoded in buf.
 func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte, error) {
 	frame := append(buf[:0], transport.TypeRecordSet)
-	frame, err := recordset.Encode(frame, h.rs)
+	frame, plain, err := m.appendSet(frame, h)
 	if err != nil {
-		return buf, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+		return buf, err
 	}
+	wire := len(frame) - 1
 	frame = transport.Seal(frame)
 	if err := conn.Send(frame); err != nil {
 		return frame, err
 	}
 	m.frameSent(len(frame), h)
+	m.setsSent(plain, wire)
 	return frame, nil
+}
+
+// appendSet appends h's record set to dst as the link carries it: its
+// plain encoding, or compressed where the connection compresses, and
+// returns the length of the plain encoding. Only the session's goroutine
+// calls it: it reuses the session's buffers.
+func (m *Mover) appendSet(dst []byte, h *held) ([]byte, int, error) {
+	m.mu.Lock()
+	compress := m.compress
+	m.mu.Unlock()
+	if !compress {
+		n := len(dst)
+		dst, err := recordset.Encode(dst, h.rs)
+		if err != nil {
+			return dst, 0, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+		}
+		return dst, len(dst) - n, nil
+	}
+	plain, err := recordset.Encode(m.encoded[:0], h.rs)
+	if err != nil {
+		return dst, 0, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+	}
+	m.encoded = plain
+	return m.cfg.Compressor.Compress(dst, plain), len(plain), nil
+}
+
+// setsSent counts record sets sent: plain bytes, and what the link took.
+func (m *Mover) setsSent(plain, wire int) {
+	m.mu.Lock()
+	m.plainBytes += uint64(plain)
+	m.wireBytes += uint64(wire)
+	m.mu.Unlock()
 }
 
 // sendBundles sends the record sets in as few bundle frames as fit within
@@ -728,15 +777,42 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 		if len(batch) == 0 && len(bs) == 0 {
 			return nil
 		}
-		f := transport.BeginBundle(buf[:0], sizes, bs)
-		for i, h := range batch {
-			n := len(f)
-			var err error
-			if f, err = recordset.Encode(f, h.rs); err != nil {
-				return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+		// Sized plain (sizes), so that the frame, decoded, is within
+		// maxFrame; the link sizes are known once they are compressed.
+		links, packed := sizes, m.packed[:0]
+		m.mu.Lock()
+		compress := m.compress
+		m.mu.Unlock()
+		if compress {
+			links = make([]int, len(batch))
+			for i, h := range batch {
+				n := len(packed)
+				var plain int
+				var err error
+				if packed, plain, err = m.appendSet(packed, h); err != nil {
+					return err
+				}
+				if plain != sizes[i] {
+					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, plain, sizes[i])
+				}
+				links[i] = len(packed) - n
 			}
-			if len(f)-n != sizes[i] {
-				return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, len(f)-n, sizes[i])
+			m.packed = packed
+		}
+		f := transport.BeginBundle(buf[:0], links, bs)
+		wire := total
+		if compress {
+			f, wire = append(f, packed...), len(packed)
+		} else {
+			for i, h := range batch {
+				n := len(f)
+				var err error
+				if f, err = recordset.Encode(f, h.rs); err != nil {
+					return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+				}
+				if len(f)-n != sizes[i] {
+					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, len(f)-n, sizes[i])
+				}
 			}
 		}
 		f = transport.Seal(f)
@@ -745,6 +821,7 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 			return err
 		}
 		m.frameSent(len(f), batch...)
+		m.setsSent(total, wire)
 		batch, sizes, total = batch[:0], sizes[:0], 0
 		return nil
 	}
@@ -904,6 +981,10 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	m.ackLocked(p)
 	m.conn = conn
 	m.bundles, m.beats = p.Features&transport.FeatureBundles != 0, nil
+	m.compress = m.cfg.Compressor != nil && p.Features&transport.FeatureZstd != 0
+	if m.cfg.Compressor != nil && !m.compress {
+		m.log.Warn("the secondary takes no compressed record sets: sending them plain", "peer", conn.Peer())
+	}
 	return nil
 }
 
@@ -1426,6 +1507,14 @@ type Stats struct {
 	// later time of that run.
 	Base  transport.Position
 	Based bool
+
+	// RecordSetBytes counts the record sets sent in their plain
+	// encodings, RecordSetWireBytes what they took on the link: less
+	// where they went compressed. Compressing says the current
+	// connection compresses them.
+	RecordSetBytes     uint64
+	RecordSetWireBytes uint64
+	Compressing        bool
 }
 
 // Stats returns a snapshot.
@@ -1435,5 +1524,6 @@ func (m *Mover) Stats() Stats {
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase}
+		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase,
+		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress}
 }

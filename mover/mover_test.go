@@ -46,6 +46,7 @@ type options struct {
 	sidefile   int64
 	limits     recordset.Limits // what the secondary accepts
 	hook       func(point string)
+	compressor *transport.Compressor
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -75,7 +76,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: p.net,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compressor: o.compressor, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	p.mover.hook = o.hook
 	ctx, cancel := context.WithCancel(context.Background())

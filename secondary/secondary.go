@@ -123,6 +123,10 @@ type Config struct {
 	// primary's sidefile limit bounds it): Open refuses a journal whose file
 	// system has no room for it (see journal.Needs).
 	LargestGroup int64
+	// Plain keeps the secondary from announcing transport.FeatureZstd, so
+	// that the primary sends it record sets uncompressed, as it does to a
+	// secondary from before compression.
+	Plain bool
 }
 
 // Secondary receives, journals and applies.
@@ -225,6 +229,9 @@ type Secondary struct {
 	// checks made outside the critical section that links the primary,
 	// just before it: tests land a Fence or a stop there.
 	beforeLink func()
+	// unzstd decodes compressed record sets, never to more than the
+	// largest record set Limits accept.
+	unzstd *transport.Decompressor
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -299,6 +306,12 @@ type Stats struct {
 	LastHoldRelease string
 	// Stopped is why the secondary stopped receiving, "" while it runs.
 	Stopped string
+
+	// RecordSetBytes counts the record sets received in their plain
+	// encodings, RecordSetWireBytes what they took on the link:
+	// compressed where the primary compressed them.
+	RecordSetBytes     uint64
+	RecordSetWireBytes uint64
 }
 
 // MaxGroupBytes bounds one journaled consistency group. A group gathers every
@@ -382,6 +395,11 @@ func Open(cfg Config) (*Secondary, error) {
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
 	s.order = transport.NewTableOrder(cfg.Subsystems)
+	lim := cfg.Limits.Effective()
+	if s.unzstd, err = transport.NewDecompressor(lim.MaxHeader + lim.MaxPayload + 4); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
@@ -1156,6 +1174,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		corrupt = 0
 		var sets [][]byte
 		var beats []transport.Heartbeat
+		overhead := transport.FrameOverhead
 		switch typ {
 		case transport.TypeRecordSet:
 			data++
@@ -1169,6 +1188,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 				continue
 			}
 			sets, beats = b.Sets, b.Beats
+			overhead = transport.BundleOverhead(len(sets), len(beats))
 		case transport.TypeFeatures:
 			reads, err := transport.DecodeFeatures(body)
 			putFrame(f)
@@ -1200,8 +1220,25 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
 			continue
 		}
+		if n := transport.DecodedFrameSize(sets, overhead); n > s.maxFrame() {
+			// Compressed record sets, decoded, are held to the frame
+			// limit as plain ones are, before any is decoded.
+			return s.refuse(conn, fmt.Sprintf("record sets decoding to a frame of %d bytes, larger than this secondary accepts (%d): the primary must split it", n, s.maxFrame()))
+		}
 		rss := make([]*recordset.RecordSet, 0, len(sets))
+		var plain, wire uint64
 		for _, body := range sets {
+			link := len(body)
+			body, err := s.unzstd.Expand(body)
+			if errors.Is(err, transport.ErrFrameTooLarge) {
+				// Its header CRC holds: the size is the sender's, and
+				// resending the same set cannot help.
+				return s.refuse(conn, fmt.Sprintf("a compressed record set is larger than this secondary accepts (%v): the primary must split it", err))
+			}
+			if err != nil {
+				s.countCorrupt(conn, err)
+				continue
+			}
 			rs, err := recordset.Decode(body, s.cfg.Limits)
 			if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
 				// Intact (its header CRC holds), so not a damaged length:
@@ -1216,7 +1253,12 @@ func (s *Secondary) serve(conn transport.Conn) error {
 				continue
 			}
 			rss = append(rss, rs)
+			plain, wire = plain+uint64(len(body)), wire+uint64(link)
 		}
+		s.mu.Lock()
+		s.stats.RecordSetBytes += plain
+		s.stats.RecordSetWireBytes += wire
+		s.mu.Unlock()
 		if err := s.receive(conn, f, rss, beats, hello.Subsystems); err != nil {
 			return err
 		}
@@ -1231,6 +1273,9 @@ func (s *Secondary) welcomeLocked() transport.Position {
 		JournalFree: s.reportedFree()}
 	pos.Recoverable = s.recoverable(pos.Time)
 	pos.Features = transport.FeatureBundles | transport.FeatureAsksPrimary
+	if !s.cfg.Plain {
+		pos.Features |= transport.FeatureZstd
+	}
 	pos.Inconsistent = s.inconsistentLocked()
 	if lim := s.Limits(); lim != transport.BaselineLimits {
 		// Only limits other than the baseline are announced, so a

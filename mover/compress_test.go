@@ -1,0 +1,116 @@
+package mover
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+func compressor(t *testing.T) *transport.Compressor {
+	t.Helper()
+	c, err := transport.NewCompressor(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// expand decodes a record set in its link form, as the secondary does.
+func expand(t *testing.T, set []byte) *recordset.RecordSet {
+	t.Helper()
+	d, err := transport.NewDecompressor(64 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := d.Expand(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := recordset.Decode(plain, recordset.DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// To a secondary that takes compressed record sets, the mover compresses
+// those that shrink, in bundles and in record-set frames alike, and sends
+// the others plain; its counters say how much the link carried.
+func TestCompressedToASecondaryThatTakesThem(t *testing.T) {
+	for _, features := range []uint64{transport.FeatureBundles | transport.FeatureZstd, transport.FeatureZstd} {
+		p := startPrimary(t, options{subsystems: []string{"ss1"}, compressor: compressor(t)})
+		l, _ := p.accept(t)
+		l.welcome(transport.Position{Features: features})
+		waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+		next := func() []byte {
+			typ, body := l.next()
+			if typ == transport.TypeRecordSet {
+				return body
+			}
+			b, err := transport.DecodeBundle(body)
+			if err != nil || len(b.Sets) != 1 {
+				t.Fatalf("bundle of %d record sets, %v", len(b.Sets), err)
+			}
+			return b.Sets[0]
+		}
+
+		text := bytes.Repeat([]byte("the same row, again and again; "), 4096)[:64<<10]
+		p.write(t, "ss1", text, 0)
+		p.mover.Cut()
+		set := next()
+		if !transport.IsCompressed(set) || len(set) > len(text)/4 {
+			t.Fatalf("features %#x: a record set of 64 KiB of text went as %d bytes, compressed: %v", features, len(set), transport.IsCompressed(set))
+		}
+		if rs := expand(t, set); len(rs.Updates) != 1 || !bytes.Equal(rs.Updates[0].Data, text) {
+			t.Fatalf("the compressed record set does not hold the write")
+		}
+
+		random := make([]byte, 64<<10)
+		for i := range random {
+			random[i] = byte(rand.Uint32())
+		}
+		p.write(t, "ss1", random, 512<<10)
+		p.mover.Cut()
+		set = next()
+		if transport.IsCompressed(set) {
+			t.Fatalf("a record set of random bytes went compressed")
+		}
+		if rs := expand(t, set); !bytes.Equal(rs.Updates[0].Data, random) {
+			t.Fatalf("the plain record set does not hold the write")
+		}
+		st := p.mover.Stats()
+		if !st.Compressing || st.RecordSetBytes < 128<<10 || st.RecordSetWireBytes > st.RecordSetBytes-48<<10 {
+			t.Fatalf("stats: compressing %v, %d bytes plain, %d on the link", st.Compressing, st.RecordSetBytes, st.RecordSetWireBytes)
+		}
+	}
+}
+
+// A secondary from before compression announces no FeatureZstd: it gets
+// plain record sets, which it reads, from a primary configured to
+// compress.
+func TestPlainToASecondaryThatDoesNotTakeCompressed(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, compressor: compressor(t)})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+	text := bytes.Repeat([]byte("abcd"), 16<<10)
+	p.write(t, "ss1", text, 0)
+	p.mover.Cut()
+	b := l.bundle()
+	if len(b.Sets) != 1 {
+		t.Fatalf("%d record sets", len(b.Sets))
+	}
+	rs, err := recordset.Decode(b.Sets[0], recordset.DefaultLimits)
+	if err != nil {
+		t.Fatalf("a secondary of before cannot read what it was sent: %v", err)
+	}
+	if !bytes.Equal(rs.Updates[0].Data, text) {
+		t.Fatal("wrong data")
+	}
+	if st := p.mover.Stats(); st.Compressing || st.RecordSetBytes != st.RecordSetWireBytes {
+		t.Fatalf("stats: compressing %v, %d bytes plain, %d on the link", st.Compressing, st.RecordSetBytes, st.RecordSetWireBytes)
+	}
+}
