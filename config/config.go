@@ -32,6 +32,10 @@ const (
 	// MinRateLimit is the smallest rate limit other than 0 (unlimited): a
 	// bare "50" is bytes per second, rarely what was meant.
 	MinRateLimit = 1 * KiB
+	// Compression levels are zstd's; the default is zstd's default.
+	MinCompressionLevel     = 1
+	MaxCompressionLevel     = 22
+	DefaultCompressionLevel = 3
 )
 
 // Config is one session: the top-level keys and both sites. The tags
@@ -66,6 +70,12 @@ type Primary struct {
 	// frame on the link. `duplex pair rate` changes them at run time.
 	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`
+	// Compression of the record sets on the link: "none" (or absent) or
+	// "zstd", at CompressionLevel (zstd's levels, 1..22; 0 or absent:
+	// DefaultCompressionLevel). A secondary that does not take compressed
+	// record sets gets them plain.
+	Compression      string `toml:"compression" kind:"enum" values:"none,zstd" doc:"record sets on the link"`
+	CompressionLevel int    `toml:"compression_level" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
 
 	TLSCert    string `toml:"tls_cert" kind:"path"` // client certificate (PEM)
 	TLSKey     string `toml:"tls_key" kind:"path"`  // its private key (PEM)

@@ -1234,3 +1234,54 @@ func TestTagDefaults(t *testing.T) {
 			c.Interval, p.SidefileLimit, p.SuspendAfter, p.PacingStart, p.PacingMaxDelay)
 	}
 }
+
+func TestCompression(t *testing.T) {
+	withPrimary := func(add string) string {
+		return strings.Replace(minimal, "[primary]\n", "[primary]\n"+add+"\n", 1)
+	}
+	c, err := Parse([]byte(minimal), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.Compression != "" || c.Primary.CompressionLevel != 0 {
+		t.Fatalf("absent compression = %q, level %d; want none", c.Primary.Compression, c.Primary.CompressionLevel)
+	}
+	for _, add := range []string{`compression = "none"`, `compression = "zstd"`} {
+		if _, err := Parse([]byte(withPrimary(add)), ""); err != nil {
+			t.Fatalf("%s: %v", add, err)
+		}
+	}
+	c, err = Parse([]byte(withPrimary("compression = \"zstd\"\ncompression_level = 7")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.Compression != "zstd" || c.Primary.CompressionLevel != 7 {
+		t.Fatalf("compression = %q, level %d; want zstd, 7", c.Primary.Compression, c.Primary.CompressionLevel)
+	}
+	text, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(text, "")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if back.Primary.Compression != "zstd" || back.Primary.CompressionLevel != 7 {
+		t.Fatalf("encoded and parsed back: %q, %d\n%s", back.Primary.Compression, back.Primary.CompressionLevel, text)
+	}
+	for _, tc := range []struct{ add, field, want string }{
+		{`compression = "lz4"`, "primary.compression", `"lz4" is not a compression this primary knows: "none" or "zstd"`},
+		{`compression = "ZSTD"`, "primary.compression", `"none" or "zstd"`},
+		{`compression = true`, "primary.compression", "must be a string"},
+		{"compression = \"zstd\"\ncompression_level = 23", "primary.compression_level", "23 is not a zstd level: 1 (fastest) to 22"},
+		{"compression = \"zstd\"\ncompression_level = -1", "primary.compression_level", "not a zstd level"},
+		{"compression = \"zstd\"\ncompression_level = \"3\"", "primary.compression_level", "must be a whole number"},
+		{`compression_level = 3`, "primary.compression_level", `compression is "none": set compression = "zstd"`},
+		{`compresion = "zstd"`, "primary.compresion", `did you mean "compression"`},
+	} {
+		_, err := Parse([]byte(withPrimary(tc.add)), "")
+		if err == nil || !strings.Contains(err.Error(), tc.field+":") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %s: ... %s", tc.add, err, tc.field, tc.want)
+		}
+	}
+}

@@ -35,6 +35,8 @@
 //	pacing_max_delay = "20ms"         # delay per write when the sidefile is full; "0s" turns pacing off
 //	copy_rate_limit = "50MiB"         # bytes per second for initial copies and resyncs; absent or 0: unlimited
 //	link_rate_limit = "100MiB"        # bytes per second for everything on the link; absent or 0: unlimited
+//	compression = "zstd"              # record sets on the link: "zstd" or "none" (the default)
+//	compression_level = 3             # zstd level, 1 (fastest) to 22 (smallest); default 3
 //	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name: the link's mutual TLS
 //	# nbd_tls_cert, nbd_tls_key, nbd_tls_ca = "..."  (all three or none): NBD over TLS, client certificates required
 //	# insecure = true: accept a plaintext link, NBD or tokenless control off loopback

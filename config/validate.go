@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -202,6 +203,12 @@ func (c *Config) validatePrimary(p *problems) {
 	}
 	if pr.PacingMaxDelay < 0 || pr.PacingMaxDelay > Duration(time.Second) {
 		p.add("primary.pacing_max_delay", "%s: must be from 0s (no pacing) to 1s", pr.PacingMaxDelay)
+	}
+	if l := pr.CompressionLevel; l != 0 && (l < MinCompressionLevel || l > MaxCompressionLevel) {
+		p.add("primary.compression_level", "%d is not a zstd level: %d (fastest) to %d (smallest), default %d",
+			l, MinCompressionLevel, MaxCompressionLevel, DefaultCompressionLevel)
+	} else if l != 0 && pr.Compression != "zstd" {
+		p.add("primary.compression_level", "%d, but compression is %q: set compression = \"zstd\", or leave the level out", l, cmp.Or(pr.Compression, "none"))
 	}
 	checkTLS(p, "primary", "", pr.TLSCert, pr.TLSKey, pr.TLSCA)
 	checkTLS(p, "primary", "nbd_", pr.NBDTLSCert, pr.NBDTLSKey, pr.NBDTLSCA)
