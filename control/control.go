@@ -36,6 +36,13 @@ type Status struct {
 	// no limit.
 	CopyRateLimit *int64 `json:"copy_rate_limit_bytes_per_second,omitempty"`
 	LinkRateLimit *int64 `json:"link_rate_limit_bytes_per_second,omitempty"`
+	// At the primary: what the link compresses record sets with now
+	// ("zstd", or "none": not configured, or a secondary that does not
+	// take them), and the record sets' plain bytes over the bytes they
+	// took on the link, since the primary started (absent until one is
+	// sent).
+	Compression      string   `json:"compression,omitempty"`
+	CompressionRatio *float64 `json:"compression_ratio,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
 	// Group is the last consistency group applied, which the secondary's

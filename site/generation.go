@@ -38,3 +38,12 @@ func openGeneration(dir string) (transport.Generation, error) {
 	}
 	return gf.Generation, nil
 }
+
+// The help of the metrics both sites keep of the record sets on the link:
+// the same names mean the same at each, sent at the primary and received
+// at the secondary, so their ratio is the link's compression ratio at
+// either.
+const (
+	linkRecordSetHelp = "Bytes of record sets carried by the link, counted plain (uncompressed): sent at the primary, received at the secondary."
+	linkWireHelp      = "Bytes those record sets took on the link: compressed where compression shrank them, else plain."
+)

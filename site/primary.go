@@ -179,8 +179,14 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		debug.SetMemoryLimit(total + total/2 + 128<<20)
 	}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
+	var zstd *transport.Compressor
+	if cfg.Primary.Compression == "zstd" {
+		if zstd, err = transport.NewCompressor(cfg.Primary.CompressionLevel); err != nil {
+			return nil, fmt.Errorf("primary: compression: %w", err)
+		}
+	}
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
-		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log,
+		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd,
 		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
 		OnAcked: func(u recordset.Update) {
 			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
@@ -391,6 +397,14 @@ func (p *Primary) Status() control.Status {
 	}
 	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()
 	st.CopyRateLimit, st.LinkRateLimit = &copyRate, &linkRate
+	st.Compression = "none"
+	if ms.Compressing {
+		st.Compression = "zstd"
+	}
+	if ms.RecordSetWireBytes > 0 {
+		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
+		st.CompressionRatio = &r
+	}
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted {
 			continue
@@ -565,6 +579,8 @@ func (p *Primary) samples() []control.Sample {
 			"(not those that only report an idle subsystem's horizon).", float64(ms.HeldWithUpdates)),
 		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(ms.BytesAcked)),
 		control.Counter("link_bytes_sent_total", "Bytes of the frames sent to the secondary (record sets, heartbeats), resends included.", float64(ms.BytesSent)),
+		control.Counter("link_record_set_bytes_total", linkRecordSetHelp, float64(ms.RecordSetBytes)),
+		control.Counter("link_record_set_wire_bytes_total", linkWireHelp, float64(ms.RecordSetWireBytes)),
 		control.Counter("resends_total", "Retransmissions of unacknowledged record sets.", float64(ms.Resends)),
 		control.Counter("connects_total", "Connections made to the secondary.", float64(ms.Connects)),
 		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),

@@ -480,6 +480,8 @@ func (s *Secondary) samples() []control.Sample {
 		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(st.BytesJournaled)),
 		control.Counter("bytes_applied_total", "Data bytes (writes and copies) applied to the secondary volumes.", float64(st.BytesApplied)),
 		control.Counter("record_sets_received_total", "Record sets received.", float64(st.RecordSets)),
+		control.Counter("link_record_set_bytes_total", linkRecordSetHelp, float64(st.RecordSetBytes)),
+		control.Counter("link_record_set_wire_bytes_total", linkWireHelp, float64(st.RecordSetWireBytes)),
 		control.Counter("duplicates_total", "Record sets received again and discarded.", float64(st.Duplicates)),
 		control.Counter("gaps_total", "Record sets that arrived ahead of a gap and waited for it.", float64(st.Early)),
 		control.Counter("crc_errors_total", "Frames discarded for a CRC or format error.", float64(st.CorruptFrames)),

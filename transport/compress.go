@@ -151,7 +151,9 @@ func DecodedSize(set []byte) (int, error) {
 
 // Decompressor turns record sets in their link form back into their plain
 // encodings, never allocating more than the largest it accepts. Safe for
-// concurrent use.
+// concurrent use. It decodes only whole buffers (DecodeAll), so it starts no
+// goroutines and needs no closing; closing it while a connection still
+// decodes would crash that one.
 type Decompressor struct {
 	dec    *zstd.Decoder
 	maxSet int
@@ -230,11 +232,4 @@ func DecodedFrameSize(sets [][]byte, overhead int) int {
 		total += n
 	}
 	return total
-}
-
-// Close releases the decoder's resources.
-func (d *Decompressor) Close() {
-	if d != nil && d.dec != nil {
-		d.dec.Close()
-	}
 }

@@ -54,7 +54,6 @@ func newCodec(t testing.TB, maxSet int) (*Compressor, *Decompressor) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(d.Close)
 	return c, d
 }
 

@@ -119,6 +119,13 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 		fmt.Fprintf(w, "  copy-rate-limit:%s link-rate-limit:%s\n", rateText(c), rateText(l))
 	}
+	if st.Compression != "" {
+		fmt.Fprintf(w, "  compression:%s", st.Compression)
+		if st.CompressionRatio != nil {
+			fmt.Fprintf(w, " ratio:%.2f", *st.CompressionRatio)
+		}
+		fmt.Fprintln(w)
+	}
 	if st.GroupsApplied != nil && st.JournalBytes != nil {
 		fmt.Fprintf(w, "  groups-applied:%d journal:%s", *st.GroupsApplied, bytesIEC(*st.JournalBytes))
 		if st.Laggard != "" {
