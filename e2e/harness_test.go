@@ -56,8 +56,9 @@ type primaryOpts struct {
 	retransmit time.Duration
 	sidefile   int64
 	dialer     transport.Dialer
-	volumes    int // default layout.Volumes
-	blocks     int // per volume, default layout.BlocksPerVolume
+	volumes    int  // default layout.Volumes
+	blocks     int  // per volume, default layout.BlocksPerVolume
+	compress   bool // record sets go compressed (zstd) to a secondary that takes them
 }
 
 func startPrimary(t testing.TB, dir string, o primaryOpts) *primary {
@@ -95,8 +96,15 @@ func startPrimary(t testing.TB, dir string, o primaryOpts) *primary {
 		p.subs = append(p.subs, ss)
 		p.bySS[name] = ss
 	}
+	var zstd *transport.Compressor
+	if o.compress {
+		var err error
+		if zstd, err = transport.NewCompressor(0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p.mover = mover.New(mover.Config{Session: session, Subsystems: p.subs, Timer: p.timer, Interval: o.interval,
-		Retransmit: o.retransmit, HandshakeTimeout: 500 * time.Millisecond, Dialer: o.dialer, Logger: quietLogger()})
+		Retransmit: o.retransmit, HandshakeTimeout: 500 * time.Millisecond, Dialer: o.dialer, Logger: quietLogger(), Compressor: zstd})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
@@ -135,6 +143,7 @@ type secondaryOpts struct {
 	volumes   int
 	blocks    int
 	onApplied func(s *secondarySite, g *consistency.Group)
+	plain     bool // announce no compression, as a secondary from before it
 }
 
 func secondaryConfig(dir string, vols map[string]*volume.Volume, subsystems []string) secondary.Config {
@@ -191,6 +200,7 @@ func startSecondary(t testing.TB, dir string, ln transport.Listener, o secondary
 	if o.onApplied != nil {
 		cfg.OnApplied = func(g *consistency.Group) { o.onApplied(s, g) }
 	}
+	cfg.Plain = o.plain
 	sec, err := secondary.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

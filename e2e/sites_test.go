@@ -150,11 +150,21 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 	if testing.Short() {
 		groups = 150
 	}
+	sitesDependentUnderLinkFaults(t, groups, nil)
+}
+
+// sitesDependentUnderLinkFaults runs the sites' dependent-write test on a
+// session edited by edit, and returns the sites, quiesced.
+func sitesDependentUnderLinkFaults(t *testing.T, groups int, edit func(c *config.Config)) *sites {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Interval = config.Duration(2 * time.Millisecond)
 		// Small enough that the clients meet pacing and wait for space.
 		c.Primary.SidefileLimit = 2 * config.MiB
+		if edit != nil {
+			edit(c)
+		}
 	})
 	net := transport.NewMemNetwork(1, transport.Faults{})
 	var bad violations
@@ -208,4 +218,5 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 			t.Errorf("volume %s is %s after the link healed, want duplex", v.Name, v.State)
 		}
 	}
+	return s
 }
