@@ -23,7 +23,10 @@ in strictly increasing timestamp order, and none is later than the horizon.
 One record set is encoded as a header, a payload and a payload checksum. The
 encoding does not delimit itself from whatever follows it: the transport or
 journal that carries it must say where it ends, although FrameSize can work
-out the total length from the first PrefixSize bytes. All integers are
+out the total length from the first PrefixSize bytes. On the link a record
+set may travel compressed (package transport, FeatureZstd): that wraps this
+encoding, byte for byte, whose checksums are checked after it is decoded;
+the journal always holds this encoding. All integers are
 big-endian and unsigned unless marked otherwise. Offsets are in bytes from the
 start of the record set.
 
