@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,4 +143,38 @@ func TestSitesDependentWritesCompressed(t *testing.T) {
 	if ss.RecordSetWireBytes == 0 || float64(ss.RecordSetBytes)/float64(ss.RecordSetWireBytes) < 2 {
 		t.Fatalf("secondary received %d bytes of record sets as %d", ss.RecordSetBytes, ss.RecordSetWireBytes)
 	}
+	// The metrics of the same names mean the same at both sites: sent and
+	// received, after the quiesce the same record sets less those resent.
+	for _, addr := range []string{s.prim.ControlAddr(), s.sec.ControlAddr()} {
+		plain, wire := scrape(t, addr, "duplex_link_record_set_bytes_total"), scrape(t, addr, "duplex_link_record_set_wire_bytes_total")
+		if wire == 0 || plain/wire < 2 {
+			t.Errorf("%s: record sets of %.0f bytes plain took %.0f on the link", addr, plain, wire)
+		}
+	}
+}
+
+// scrape returns the value of one metric at a control address.
+func scrape(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(body)) {
+		if strings.HasPrefix(line, name+"{") {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", addr, line, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("%s: no metric %s", addr, name)
+	return 0
 }
