@@ -42,7 +42,8 @@ func TestCompressedDependentWritesUnderLinkFaults(t *testing.T) {
 		done <- err
 	}()
 	waitGroups(t, &bad, groups, 30*time.Second, func() string { return replicationState(p.mover, sec.sec) })
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+	// Faults are drawn per frame: go on until each kind has struck.
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
 			break
 		}

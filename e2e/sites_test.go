@@ -188,7 +188,9 @@ func sitesDependentUnderLinkFaults(t *testing.T, groups int, edit func(c *config
 	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
 	// The faults are drawn per frame, and an interval is one frame of
 	// record sets and heartbeats: go on until each kind has struck.
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+	// A loaded machine, or a compressing primary, forms fewer frames a
+	// minute, so the faults get three.
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
 			break
 		}
