@@ -21,6 +21,9 @@ const (
 	// first after its Welcome and answers it with its Welcome again,
 	// without this bit (see TypeFeatures).
 	FeatureAsksPrimary uint64 = 1 << 1
+	// FeatureZstd: the secondary takes record sets compressed with zstd
+	// (see Compressor), wherever a frame carries a record set.
+	FeatureZstd uint64 = 1 << 2
 )
 
 // Heartbeat is an idle subsystem's report in a bundle: every update it

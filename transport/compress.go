@@ -8,11 +8,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// FeatureZstd: the secondary takes record sets compressed with zstd (see
-// Compressor), wherever a frame carries a record set. Part of the wire
-// format: never renumber.
-const FeatureZstd uint64 = 1 << 2
-
 // Compressed record sets. A primary configured to compress sends a record
 // set to a secondary that announces FeatureZstd in its link form: the plain
 // encoding (recordset.Encode) where compressing would save less than a
