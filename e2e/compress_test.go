@@ -97,7 +97,12 @@ func TestCompressionMixedVersions(t *testing.T) {
 				vs, err := workload.Check(layout, s.readDirect)
 				bad.add(g.Number, vs, err)
 			}})
-			p := startPrimary(t, dir, primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, dialer: net, compress: tc.compress})
+			// A sidefile of 2 MiB, as in the other dependent-write tests,
+			// paces the clients: with the default 64 MiB they outrun the
+			// link with frames of up to 16 MiB, and the secondary keeps
+			// every frame received while its Former holds an update
+			// (frameLedger), gigabytes under the race detector.
+			p := startPrimary(t, dir, primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 2 << 20, dialer: net, compress: tc.compress})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
