@@ -114,3 +114,30 @@ func TestPlainToASecondaryThatDoesNotTakeCompressed(t *testing.T) {
 		t.Fatalf("stats: compressing %v, %d bytes plain, %d on the link", st.Compressing, st.RecordSetBytes, st.RecordSetWireBytes)
 	}
 }
+
+// A secondary that asks what the primary reads (FeatureAsksPrimary) and
+// takes compressed record sets is sent the Features frame first, plain,
+// and compressed record sets once its answering Welcome, which announces
+// FeatureZstd again, has come.
+func TestCompressedAfterTheFeaturesHandshake(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, compressor: compressor(t)})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Features: transport.FeatureBundles | transport.FeatureZstd | transport.FeatureAsksPrimary})
+	if typ, body := l.next(); typ != transport.TypeFeatures {
+		t.Fatalf("first frame after a Welcome that asks: type %d, want Features", typ)
+	} else if reads, err := transport.DecodeFeatures(body); err != nil || reads&transport.PrimaryReadsInconsistent == 0 {
+		t.Fatalf("Features %#x, %v", reads, err)
+	}
+	l.welcome(transport.Position{Features: transport.FeatureBundles | transport.FeatureZstd})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+	text := bytes.Repeat([]byte("the same row, again and again; "), 4096)[:64<<10]
+	p.write(t, "ss1", text, 0)
+	p.mover.Cut()
+	b := l.bundle()
+	if len(b.Sets) != 1 || !transport.IsCompressed(b.Sets[0]) {
+		t.Fatalf("after the handshake: a bundle of %d record sets, the first compressed: %v", len(b.Sets), len(b.Sets) == 1 && transport.IsCompressed(b.Sets[0]))
+	}
+	if rs := expand(t, b.Sets[0]); !bytes.Equal(rs.Updates[0].Data, text) {
+		t.Fatal("the compressed record set does not hold the write")
+	}
+}
