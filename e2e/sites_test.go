@@ -150,21 +150,11 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 	if testing.Short() {
 		groups = 150
 	}
-	sitesDependentUnderLinkFaults(t, groups, nil)
-}
-
-// sitesDependentUnderLinkFaults runs the sites' dependent-write test on a
-// session edited by edit, and returns the sites, quiesced.
-func sitesDependentUnderLinkFaults(t *testing.T, groups int, edit func(c *config.Config)) *sites {
-	t.Helper()
 	dir := t.TempDir()
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Interval = config.Duration(2 * time.Millisecond)
 		// Small enough that the clients meet pacing and wait for space.
 		c.Primary.SidefileLimit = 2 * config.MiB
-		if edit != nil {
-			edit(c)
-		}
 	})
 	net := transport.NewMemNetwork(1, transport.Faults{})
 	var bad violations
@@ -188,8 +178,8 @@ func sitesDependentUnderLinkFaults(t *testing.T, groups int, edit func(c *config
 	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
 	// The faults are drawn per frame, and an interval is one frame of
 	// record sets and heartbeats: go on until each kind has struck.
-	// A loaded machine, or a compressing primary, forms fewer frames a
-	// minute, so the faults get three.
+	// A loaded machine forms fewer frames a minute, so the faults get
+	// three.
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
 			break
@@ -220,5 +210,4 @@ func sitesDependentUnderLinkFaults(t *testing.T, groups int, edit func(c *config
 			t.Errorf("volume %s is %s after the link healed, want duplex", v.Name, v.State)
 		}
 	}
-	return s
 }
