@@ -692,7 +692,7 @@ func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) error {
 		i := slices.Index(mg.order, p.Volume)
 		q := *p
 		makePending(&q, bm)
-		startInconsistent(&q, accepted[p.Volume])
+		startInconsistent(&q, accepted[p.Volume], p.CopyEnd != 0)
 		s.st.Pairs[i] = &q
 		s.bms[p.Volume], s.pending[p.Volume] = bm, true
 	}
@@ -926,6 +926,12 @@ func (mg *Manager) promote() (changed bool) {
 			mg.log.Warn("the secondary holds no consistent copy of this volume until a copy of it completes", "volume", name, "state", p.State)
 			p.Inconsistent = true
 			p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
+			if p.State != Pending && p.CopyEnd <= acked {
+				// The end of the copy it journaled before did not make
+				// its copy consistent for good: no resume takes it for
+				// the end of this inconsistency (see startInconsistent).
+				p.CopyEnd = 0
+			}
 			mg.dirty = true
 			changed = true
 		}
@@ -934,9 +940,15 @@ func (mg *Manager) promote() (changed bool) {
 			// after it: it holds the volume as of that suspension (a
 			// duplex pair's copy since, if ended, drops it below), a
 			// whole copy even if the copy was its first or a resync
-			// accepted as inconsistent.
+			// accepted as inconsistent. An end kept while the pair is
+			// inconsistent is that of a copy over the inconsistent image
+			// (every other is forgotten when it becomes so), which makes
+			// it consistent again, unless the secondary says otherwise.
 			p.Since, p.EndAt, p.AfterEnd = p.AfterEnd, 0, 0
-			p.FirstCopy, p.Inconsistent = false, false
+			p.FirstCopy = false
+			if !slices.Contains(pos.Inconsistent, name) {
+				p.Inconsistent = false
+			}
 			mg.dirty = true
 			changed = true
 		}
@@ -1060,8 +1072,11 @@ func claim(p *Pair, pos transport.Position) int64 {
 // secondary holds it as of no later time than before the copy began
 // (Since): as of none in a first copy or an inconsistent resync, and under
 // a hold as of the suspension before a resync.
+//
+// A duplex pair the secondary said it holds consistent as of no time is
+// not made consistent by a suspension: only the end of a copy begun since.
 func raisesAfter(p *Pair) (end int64, ok bool) {
-	if p.State == Duplex || (p.State == Pending && p.CopyEnd != 0) {
+	if (p.State == Duplex && !p.Inconsistent) || (p.State == Pending && p.CopyEnd != 0) {
 		return p.CopyEnd, true
 	}
 	return 0, false
@@ -1077,8 +1092,11 @@ func raise(p *Pair, end, at int64, pos transport.Position) {
 	if end <= pos.RecoversTo() {
 		if end != 0 {
 			// The copy's end is applied: the secondary holds a whole copy,
-			// whatever copy it was.
-			p.FirstCopy, p.Inconsistent = false, false
+			// whatever copy it was, unless it says otherwise.
+			p.FirstCopy = false
+			if !slices.Contains(pos.Inconsistent, p.Volume) {
+				p.Inconsistent = false
+			}
 		}
 		p.Since = max(p.Since, p.Consistent, at)
 		p.EndAt, p.AfterEnd = 0, 0
@@ -1276,7 +1294,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			// stops holding and applies the held part over the image the
 			// hold kept (see delete).
 			p.Inconsistent = true
-			p.Since, p.Consistent = 0, 0
+			p.Since, p.Consistent, p.EndAt, p.AfterEnd = 0, 0, 0, 0
 			mg.dirty = true
 		}
 		if dropped[name] && acked != 0 {
@@ -1437,9 +1455,12 @@ func (mg *Manager) resume(vol string) error {
 	if err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}); err != nil {
 		return fmt.Errorf("resume %s: not saved, still suspended: %w", vol, err)
 	}
+	ended := p.CopyEnd != 0
 	bm := mg.resumeMarked(p, 0)
 	mg.startCopy(p, bm)
-	startInconsistent(p, inconsistent)
+	startInconsistent(p, inconsistent, ended)
+	// The acceptance is this resume's (its marker took it), none later.
+	delete(mg.markers.inconsistent, vol)
 	mg.endIfEmpty(p)
 	return nil
 }
@@ -1448,9 +1469,14 @@ func (mg *Manager) resume(vol string) error {
 // operator accepted it so or the secondary's copy of p already is: the copy
 // lands in region order over whatever image the secondary held, so no time
 // kept from before names its image again, even once the copy's end is
-// journaled but held unapplied by another volume's resync.
-func startInconsistent(p *Pair, accepted bool) {
-	p.Inconsistent = p.Inconsistent || accepted
+// journaled but held unapplied by another volume's resync. ended says the
+// end of the copy before this one was captured (p.CopyEnd was set when it
+// was resumed): the secondary applies that end before this copy's marker,
+// so its copy of p is consistent again when this copy begins, and this copy
+// is a resync it holds the others for, announced plain (resyncUnended saw
+// the end), not the unended inconsistent one resumed.
+func startInconsistent(p *Pair, accepted, ended bool) {
+	p.Inconsistent = accepted || (p.Inconsistent && !ended)
 	if p.Inconsistent {
 		p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
 	}
@@ -1480,8 +1506,10 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	end, raises := raisesAfter(p)
 	if resyncHeld(p) {
 		// The secondary stops holding for it and applies what it held
-		// over the image the hold kept: a mix, consistent as of no time.
+		// over the image the hold kept: a mix, consistent as of no time,
+		// whatever end of an earlier copy it applies first.
 		p.Inconsistent = true
+		p.EndAt, p.AfterEnd = 0, 0
 	}
 	at := mg.suspendLocked(p, false)
 	if raises {
@@ -1600,10 +1628,15 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 		mg.saveMu.Unlock()
 		return nil, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
 	}
+	ended := map[string]bool{}
+	for _, p := range ps {
+		ended[p.Volume] = p.CopyEnd != 0
+	}
 	bms := mg.resumeTogether(ps)
 	for i, p := range ps {
 		mg.startCopy(p, bms[i])
-		startInconsistent(p, inconsistent[p.Volume])
+		startInconsistent(p, inconsistent[p.Volume], ended[p.Volume])
+		delete(mg.markers.inconsistent, p.Volume)
 		mg.endIfEmpty(p)
 	}
 	mg.mu.Unlock()
