@@ -117,6 +117,20 @@ func (p *pairStates) step(g *consistency.Group, prevTime int64) {
 				written = map[string]bool{}
 			}
 			written[u.Volume] = true
+			if v, ok := p.vols[u.Volume]; ok && (v.State == StateSuspended || v.State == StateDeleted) && !v.Inconsistent && !p.open[u.Volume] {
+				// The primary replicates the volume's writes again with
+				// no marker: it was killed after capturing the suspension
+				// (or deletion) but before it saved it, and restarted
+				// with the pair duplex. Those writes are stamped after
+				// the marker, so the copy is no longer the primary's as
+				// of it, but is as of each group from here on: any write
+				// the primary made in between it tracked in its bitmap and
+				// its activity log, which the restart copied under a
+				// resync announced first (the volume is not suspended
+				// here then). A primary that suspended the pair captures
+				// none of its writes until a marker announces a copy.
+				p.vols[u.Volume] = apply.VolumeState{State: StateDuplex}
+			}
 			continue
 		}
 		m, err := recordset.DecodeMarker(u)
