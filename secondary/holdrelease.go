@@ -54,8 +54,8 @@ func (s *Secondary) releaseIfShort(g *consistency.Group) *holdRelease {
 	if !s.pairs.holding() {
 		return nil
 	}
-	free := s.journalFree()
-	if free == 0 {
+	free, ok := s.journalFree()
+	if !ok {
 		return nil
 	}
 	reserve := s.holdReserve()

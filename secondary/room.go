@@ -22,8 +22,8 @@ func statfsFree(dir string) (uint64, error) {
 // the primary finds room for is one the secondary holds to its end rather
 // than gives up near it. 0 means unknown; 1, no room at all.
 func (s *Secondary) reportedFree() uint64 {
-	free := s.journalFree()
-	if free == 0 {
+	free, ok := s.journalFree()
+	if !ok {
 		return 0
 	}
 	if reserve := uint64(max(0, s.holdReserve())); free > reserve {
@@ -32,18 +32,18 @@ func (s *Secondary) reportedFree() uint64 {
 	return 1
 }
 
-// journalFree is the free space of the journal's file system. 0 means
-// unknown.
-func (s *Secondary) journalFree() uint64 {
+// journalFree is the free space of the journal's file system, and whether
+// it is known: a full file system reads 0, which is no room, not unknown.
+func (s *Secondary) journalFree() (uint64, bool) {
 	free := s.cfg.JournalFree
 	if free == nil {
 		free = func() (uint64, error) { return statfsFree(s.cfg.JournalDir) }
 	}
 	n, err := free()
 	if err != nil {
-		return 0
+		return 0, false
 	}
-	return n
+	return n, true
 }
 
 // JournalReserve is what the journal keeps of its file system for itself
