@@ -222,6 +222,10 @@ type VolumeView struct {
 	// volumes when State is duplex or a resync holds it.
 	Consistent bool
 	Time       int64
+	// AsOfSuspension says Time is the time the volume was suspended (or
+	// deleted) as applied, not a group's: a suspension journaled but held
+	// unapplied by a resync leaves the volume as of the applied group.
+	AsOfSuspension bool
 	// Held says a resync of this volume holds the secondary at the last
 	// group before it.
 	Held bool
@@ -249,7 +253,7 @@ func (s *Secondary) Volume(vol string) VolumeView {
 	switch {
 	case applied.Inconsistent:
 	case applied.State == StateSuspended || applied.State == StateDeleted:
-		v.Consistent, v.Time = applied.Since != 0, applied.Since
+		v.Consistent, v.Time, v.AsOfSuspension = applied.Since != 0, applied.Since, applied.Since != 0
 	default:
 		v.Consistent, v.Time = durable.Time != 0, durable.Time
 	}

@@ -407,12 +407,11 @@ func consistencyNote(name string, v secondary.VolumeView, group uint64) string {
 		s = "not consistent: resync not complete"
 	case !v.Consistent:
 		s = "not consistent: its copy is not complete"
-	case v.State == secondary.StateSuspended || v.State == secondary.StateDeleted:
-		if v.Held {
-			s = fmt.Sprintf("consistent as of %s (group %d)", control.FormatTime(v.Time), group)
-		} else {
-			s = "consistent as of its suspension time " + control.FormatTime(v.Time)
-		}
+	case v.AsOfSuspension && !v.Held:
+		// Keyed on the applied state, not the journaled one: a suspension
+		// held unapplied by another volume's resync leaves the volume as
+		// of the applied group.
+		s = "consistent as of its suspension time " + control.FormatTime(v.Time)
 	default:
 		s = fmt.Sprintf("consistent as of %s (group %d)", control.FormatTime(v.Time), group)
 	}
