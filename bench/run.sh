@@ -9,7 +9,7 @@
 #   QUICK=1          short runtimes, 256 MiB volumes, 2 fault trials per kind
 #   SECTIONS=a,b     perf sections to run: primary,write,lag,apply,memory,scale (default all)
 #   FAULT_TRIALS=N   trials per fault kind (default 10; QUICK: 2); 0 skips the campaign
-#   COMPARE=BIN      primary section: a second duplex build run in the same rounds
+#   COMPARE=BIN      primary and lag sections: a second duplex build run in the same rounds
 #
 # It installs fio and nbdkit with apt-get when missing, builds the duplex
 # binary and the bench programs into bench/out/, runs bench/cmd/perf (which
