@@ -33,20 +33,21 @@
 // first time it is written, none after, and never cleared. So after a kill
 // -9 the log holds every region an acknowledged write (or one in flight)
 // touched, and Open adds them to the bitmaps it loaded, which it then
-// writes back. Each first write of a region rewrites a slot of the log,
-// which at this granularity holds 2 KiB per GiB of volume (2 MiB for a
-// TiB): the price of a bitmap exact after a crash; a coarser log would
-// widen only what a crash leaves to copy. The bitmaps are rewritten at each start and clean stop;
+// writes back. The bitmaps are rewritten at each start and clean stop;
 // between those the log is what is durable. Nothing clears a region but a
-// rejoin's copy of it.
+// rejoin's copy of it. Each first write of a region rewrites a slot of the
+// log, which at this granularity holds 2 KiB per GiB of volume (2 MiB for
+// a TiB): the price of a bitmap that is exact after a crash; a coarser log
+// would only widen what a crash leaves to copy.
 //
 // # The fence keeps the old primary out
 //
 // A promoted site listens on no link address, and its identity is fenced:
 // a `duplex secondary` started there by mistake refuses to run over a
 // promotion, and a secondary that is fenced refuses every primary of the
-// old generation. The old primary, restarted, finds no secondary to talk to
-// and tracks its own writes as its pairs suspend.
+// old generation. The old primary, restarted, finds no secondary to talk
+// to: its writes stay in its sidefile and activity log, and its pairs
+// suspend into bitmaps once the sidefile fills, as with any link down.
 //
 // # One config, both directions
 //
@@ -55,12 +56,14 @@
 // [secondary] section's volumes) is the primary, serving NBD on
 // secondary.nbd and control on secondary.control; the old primary (the
 // [primary] section's volumes and subsystems) is its secondary, with its
-// control on primary.control and read-only exports on primary.nbd. The one
-// address the config lacks is where the old primary listens for the link:
-// a `listen` key in [primary], which rejoin will require (the promoted site
-// dials it, with [secondary]'s TLS keys as the client's). Which way a
-// site runs is the promotion record, not the config: a site with one is
-// the primary.
+// control on primary.control and read-only exports on primary.nbd. What
+// the config lacks are the old primary's secondary-side places, two keys of
+// [primary] that rejoin will require: `listen`, where it takes the link
+// (the promoted site dials it, with [secondary]'s TLS keys as the
+// client's), and `journal`, its journal directory as a secondary. Which
+// way a site runs is the promotion record, not the config: a site with
+// one is the primary. Once rejoined, the old primary follows the
+// promotion's generation.
 //
 // # Rejoin
 //
@@ -86,8 +89,7 @@
 // What exists now is the report (site.PlanRejoin): per volume the bytes
 // and regions it would copy and discard, served by the promoted site's
 // /v1/changes and the old primary's files, read without changing them.
-// The copy, the reverse link (below), and the switch of roles are not
-// built.
+// The copy, the reverse link and the switch of roles are not built.
 //
 // A planned switchover drains the current primary, stops its writes, waits
 // until the other site holds everything, and promotes it: nothing is
