@@ -1,0 +1,48 @@
+package nbd
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestSilentClientBeforeTLSIsDropped: a server that requires TLS is reached
+// from other hosts, so anyone who can connect can hold a connection before
+// authenticating: one that sends nothing, or stops in the middle of an
+// option, is never dropped (the handshake has no deadline; only the TLS
+// handshake after STARTTLS has one, of 30 s), and each holds a goroutine and
+// 64 KiB of read buffer for ever, so enough of them exhaust the primary's
+// memory or file descriptors without a certificate. qemu-nbd drops a
+// client that has not finished its handshake after 10 s
+// (--handshake-limit); the test allows 15 s.
+func TestSilentClientBeforeTLSIsDropped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 15 s")
+	}
+	pki := newTestPKI(t, "duplex test CA")
+	addr, _ := tlsServer(t, pki)
+	const limit = 15 * time.Second
+
+	silent := rawDial(t, addr) // reads the greeting, then says nothing
+	silent.read(18)
+	partial := rawDial(t, addr) // stops in the middle of an option header
+	partial.hello(flagCFixedNewstyle | flagCNoZeroes)
+	partial.write([]byte("IHAVEOPT"))
+
+	start := time.Now()
+	for name, r := range map[string]*rawClient{"silent after the greeting": silent, "stopped mid-option": partial} {
+		r.nc.SetReadDeadline(start.Add(limit))
+		_, err := r.br.ReadByte()
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			t.Errorf("%s: still connected after %s without starting TLS", name, time.Since(start).Round(time.Second))
+		case err == nil:
+			t.Errorf("%s: the server sent a byte unasked", name)
+		case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+			t.Logf("%s: dropped (%v)", name, err)
+		}
+	}
+}
