@@ -28,7 +28,6 @@ package nbd
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -36,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -64,6 +64,12 @@ type Server struct {
 	// require client certificates). Nil serves plaintext only and
 	// declines NBD_OPT_STARTTLS.
 	TLS *tls.Config
+	// HandshakeTimeout bounds the whole negotiation, from the greeting to
+	// the start of transmission (TLS included), so a client that connects
+	// and then stalls — before it authenticates, when TLS is required —
+	// holds a goroutine and its buffers for that long at most. Zero means
+	// DefaultHandshakeTimeout, qemu-nbd's default.
+	HandshakeTimeout time.Duration
 
 	mu        sync.Mutex
 	closed    bool
@@ -77,6 +83,16 @@ func (s *Server) logger() *slog.Logger {
 		return s.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// DefaultHandshakeTimeout is the HandshakeTimeout a zero Server uses.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.HandshakeTimeout > 0 {
+		return s.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
 }
 
 func (s *Server) maxRequest() uint32 {
@@ -255,7 +271,20 @@ type conn struct {
 }
 
 func (c *conn) serve() string {
+	// The deadline covers reads and writes alike: a client that stops
+	// reading its option replies stalls the handshake as surely as one
+	// that stops sending.
+	c.nc.SetDeadline(time.Now().Add(c.s.handshakeTimeout()))
 	if err := c.handshake(); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return c.warn(fmt.Errorf("handshake not finished within %s", c.s.handshakeTimeout())).Error()
+		}
+		return err.Error()
+	}
+	// After STARTTLS c.nc is the TLS connection, which passes the
+	// deadline on to the socket. Transmission has no deadline: a client
+	// may stay idle between requests as long as it likes.
+	if err := c.nc.SetDeadline(time.Time{}); err != nil {
 		return err.Error()
 	}
 	c.log = c.log.With("export", c.name)
@@ -420,10 +449,6 @@ func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
 	return false, c.optReply(opt, repErrUnsup, []byte("option not supported"))
 }
 
-// tlsHandshakeTimeout bounds the TLS handshake, so a client that sends
-// NBD_OPT_STARTTLS and then nothing does not hold a connection forever.
-const tlsHandshakeTimeout = 30 * time.Second
-
 // startTLS answers NBD_OPT_STARTTLS and upgrades the connection. Once the
 // ACK is sent there is no way back to plaintext: a failed handshake ends
 // the session.
@@ -436,10 +461,10 @@ func (c *conn) startTLS(data []byte) error {
 	}
 	// The reader may already hold bytes the client sent after the option
 	// (the start of its ClientHello): the TLS layer reads through it.
+	// The handshake's deadline, set on the socket, bounds the TLS
+	// handshake too.
 	tc := tls.Server(bufferedConn{Conn: c.nc, r: c.br}, c.s.TLS)
-	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
-	defer cancel()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		// A refused client certificate lands here: worth a warning, as
 		// it is either an attack or a client set up wrongly.
 		return c.warn(fmt.Errorf("TLS handshake: %w", err))
