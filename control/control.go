@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -24,11 +25,13 @@ import (
 // Status is one site's state, as `duplex status --json` prints it. Fields that
 // belong to the other role are omitted.
 type Status struct {
-	Session         string  `json:"session"`
-	Role            string  `json:"role"` // "primary" | "secondary"
-	ConsistencyTime string  `json:"consistency_time"`
-	LagSeconds      float64 `json:"lag_seconds"`
-	Link            string  `json:"link"` // "connected" | "disconnected" | "suspended"
+	Session         string `json:"session"`
+	Role            string `json:"role"` // "primary" | "secondary"
+	ConsistencyTime string `json:"consistency_time"`
+	// LagSeconds is null while ConsistencyTime is unknown: a lag of 0
+	// would say the secondary is current.
+	LagSeconds *float64 `json:"lag_seconds"`
+	Link       string   `json:"link"` // "connected" | "disconnected" | "suspended"
 
 	SidefileBytes      *int64 `json:"sidefile_bytes,omitempty"`
 	SidefileLimitBytes *int64 `json:"sidefile_limit_bytes,omitempty"`
@@ -141,10 +144,12 @@ func FormatWall(t time.Time) string {
 	return FormatTime(t.UnixNano())
 }
 
-// Lag returns seconds from a consistency time to now (0 if none yet).
+// Lag returns seconds from a consistency time to now, or NaN if there is
+// none yet: Prometheus's unknown, which no threshold matches and an absent()
+// or NaN check catches, where 0 would pass for a current secondary.
 func Lag(ns int64, now time.Time) float64 {
 	if ns == 0 {
-		return 0
+		return math.NaN()
 	}
 	return max(0, now.Sub(time.Unix(0, ns)).Seconds())
 }

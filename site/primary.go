@@ -391,7 +391,7 @@ func (p *Primary) Status() control.Status {
 	}
 	st := control.Status{
 		Session: p.cfg.Session, Role: "primary",
-		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.Lag(ms.Acked.RecoversTo(), time.Now()),
+		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
 		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
 	}

@@ -353,7 +353,7 @@ func (s *Secondary) Status() control.Status {
 	groups, jb, group, journaled := st.GroupsApplied, st.JournalBytes, st.Group, st.JournaledGroup
 	out := control.Status{
 		Session: s.cfg.Session, Role: "secondary",
-		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.Lag(st.Time, time.Now()),
+		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.LagSample(st.Time, time.Now()),
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, JournaledGroup: &journaled, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),

@@ -240,7 +240,7 @@ loop:
 				ct = t.Format("15:04:05.000")
 			}
 			line.update(fmt.Sprintf("consistent as of %s  lag %6s  link %-12s  %7.1f MB/s  sidefile %5.1f%%  groups %d",
-				ct, time.Duration(ss.LagSeconds*float64(time.Second)).Round(time.Millisecond), ps.Link, rate, fill, *ss.GroupsApplied))
+				ct, lagText(ss.LagSeconds), ps.Link, rate, fill, *ss.GroupsApplied))
 		}
 	}
 	line.end()

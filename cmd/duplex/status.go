@@ -81,6 +81,15 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// lagText renders a status lag: "unknown" while the site has no
+// consistency time, never a 0 that would pass for a current secondary.
+func lagText(seconds *float64) string {
+	if seconds == nil {
+		return "unknown"
+	}
+	return time.Duration(*seconds * float64(time.Second)).Round(time.Millisecond).String()
+}
+
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
 	if st.PromotedAt != "" {
@@ -101,7 +110,7 @@ func printStatus(w io.Writer, st control.Status) {
 	if ct == "" {
 		ct = "none yet"
 	}
-	fmt.Fprintf(w, "  consistency-time:%s lag:%s\n", ct, time.Duration(st.LagSeconds*float64(time.Second)).Round(time.Millisecond))
+	fmt.Fprintf(w, "  consistency-time:%s lag:%s\n", ct, lagText(st.LagSeconds))
 	if st.SidefileBytes != nil && st.SidefileLimitBytes != nil {
 		fmt.Fprintf(w, "  sidefile:%s/%s", bytesIEC(*st.SidefileBytes), bytesIEC(*st.SidefileLimitBytes))
 		if st.Resends > 0 {

@@ -396,7 +396,7 @@
       $("consistency-time").title = st.consistency_time;
     }
     if (!last) {
-      setText("lag", seconds(st.lag_seconds));
+      setText("lag", typeof st.lag_seconds === "number" ? seconds(st.lag_seconds) : "none yet");
     }
     if (st.sidefile_limit_bytes) {
       const used = last ? last.sidefile_bytes || 0 : st.sidefile_bytes || 0;
