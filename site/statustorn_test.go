@@ -1,0 +1,59 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+// TestSecondaryStatusIsOneSnapshot: the secondary's status reads the group
+// and its time, then each volume's time, separately, so a group applied in
+// between is reported as "vol3 consistent as of T2 (group G1)": the time of
+// one group under the number of the one before, later than the session's
+// consistency time in the same answer, and not the time recover gives for
+// that group. Every duplex volume is at the applied group: its time is the
+// session's.
+func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, _, _ := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
+		for _, v := range s.Status().Volumes {
+			if v.State != "duplex" || v.ConsistencyTime == "" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := bytes.Repeat([]byte{1}, 4096)
+		for i := 0; ctx.Err() == nil; i++ {
+			for _, v := range []string{"vol1", "vol3"} {
+				if err := p.Write(ctx, v, b, int64(i%64)*4096); err != nil && ctx.Err() == nil {
+					t.Errorf("write %s: %v", v, err)
+					return
+				}
+			}
+		}
+	}()
+	time.Sleep(time.Second) // past the first copies' ends
+	torn := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && torn == 0 {
+		st := s.Status()
+		for _, v := range st.Volumes {
+			if v.State == "duplex" && v.ConsistencyTime != st.ConsistencyTime {
+				torn++
+				t.Errorf("group %d at %s, but %s is %q (consistency_time %s)", *st.Group, st.ConsistencyTime, v.Name, v.Consistency, v.ConsistencyTime)
+			}
+		}
+	}
+	cancel()
+	<-done
+}
