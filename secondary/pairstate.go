@@ -244,7 +244,15 @@ type VolumeView struct {
 func (s *Secondary) Volume(vol string) VolumeView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	durable := s.appliedState()
+	s.posMu.Lock()
+	st := s.reportedLocked()
+	s.posMu.Unlock()
+	return s.volumeLocked(vol, st)
+}
+
+// volumeLocked reports vol as of the applied state durable. Called with
+// s.mu held.
+func (s *Secondary) volumeLocked(vol string, durable apply.State) VolumeView {
 	applied, ok := durable.Volumes[vol]
 	if !ok {
 		applied = apply.VolumeState{State: StateDuplex}

@@ -1750,25 +1750,55 @@ func (s *Secondary) Fence() (transport.Position, error) {
 func (s *Secondary) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st, _ := s.statsLocked()
+	return st
+}
+
+// Snapshot returns the Stats and the view of each of vols as of one
+// instant: every volume's time is that of the group Stats reports, never of
+// a group applied between two reads.
+func (s *Secondary) Snapshot(vols []string) (Stats, []VolumeView) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, durable := s.statsLocked()
+	views := make([]VolumeView, len(vols))
+	for i, vol := range vols {
+		views[i] = s.volumeLocked(vol, durable)
+	}
+	return st, views
+}
+
+// reportedLocked returns the applied state as status reports it: its Time
+// is the last formed group's when the groups formed since the last one with
+// updates applied were empty, since the volumes are an image as of the last
+// of them. Without this an idle secondary's consistency time moved once a
+// Checkpoint (1 s), and its lag rose to 1 s and fell back, again and again.
+// Called with s.mu and s.posMu held; Through is left out (not reported, and
+// not to be shared).
+func (s *Secondary) reportedLocked() apply.State {
+	st := s.durable
+	st.Through = nil
+	if st.Group >= s.needGroup && s.formedTime > st.Time {
+		st.Time = s.formedTime
+	}
+	return st
+}
+
+// statsLocked returns the Stats and the applied state they were read from.
+// Called with s.mu held.
+func (s *Secondary) statsLocked() (Stats, apply.State) {
 	st := s.stats
 	st.Laggard, st.LaggardHorizon = s.former.Laggard()
 	st.JournalBytes = s.journal.Bytes()
 	s.posMu.Lock()
-	st.Group, st.Time = s.durable.Group, s.durable.Time
-	if st.Group >= s.needGroup && s.formedTime > st.Time {
-		// The groups formed since the last one with updates applied were
-		// empty: the volumes are an image as of the last of them. Without
-		// this an idle secondary's consistency time moved once a
-		// Checkpoint (1 s), and its lag rose to 1 s and fell back, again
-		// and again.
-		st.Time = s.formedTime
-	}
+	durable := s.reportedLocked()
+	st.Group, st.Time = durable.Group, durable.Time
 	st.GroupsApplied, st.UpdatesApplied, st.BytesApplied, st.LastAppliedWall = s.applied.groups, s.applied.updates, s.applied.bytes, s.applied.wall
 	s.posMu.Unlock()
 	st.JournaledGroup = s.journaled.Group
 	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
 	st.Resyncing = s.pairs.resyncing()
-	return st
+	return st, durable
 }
 
 // ReadAt reads a secondary volume at a group boundary. After an apply failed

@@ -345,7 +345,9 @@ func (s *Secondary) Run(ctx context.Context) error {
 
 // Status reports the secondary's state per the contract.
 func (s *Secondary) Status() control.Status {
-	st := s.sec.Stats()
+	// One snapshot: a group applied between reading the group and reading
+	// a volume would report one group's time under the other's number.
+	st, views := s.sec.Snapshot(s.order)
 	link := "disconnected"
 	if st.Connected {
 		link = "connected"
@@ -367,9 +369,9 @@ func (s *Secondary) Status() control.Status {
 		hg, hb := st.HeldGroups, st.HeldBytes
 		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing
 	}
-	for _, name := range s.order {
+	for i, name := range s.order {
 		v := s.vols[name]
-		vv := s.sec.Volume(name)
+		vv := views[i]
 		vs := control.VolumeStatus{Name: name, Subsystem: s.subOf[name], State: contractState(vv.State),
 			SizeBytes: v.Size(), CopiedBytes: v.Size(), Consistency: consistencyNote(name, vv, st.Group)}
 		if vv.Consistent {
