@@ -57,3 +57,52 @@ func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestPrimaryStatusVolumeTimesAreTheSessions: at the primary, a duplex
+// volume's consistency_time is the pair manager's copy of an earlier
+// acknowledgement (max(Consistent, acked) as the pairs last took it), the
+// session's the mover's latest: the same answer says the secondary recovers
+// to T2 and that vol1 there is consistent as of T1 < T2, although the
+// secondary's copy of vol1 holds the writes between (so it is not vol1 as of
+// T1). With no resync holding the secondary, every duplex volume is at the
+// session's time.
+func TestPrimaryStatusVolumeTimesAreTheSessions(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, _, _ := runPrimary(t, cfg)
+	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
+		for _, v := range p.Status().Volumes {
+			if v.State != "duplex" || v.ConsistencyTime == "" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := bytes.Repeat([]byte{1}, 4096)
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := p.Write(ctx, "vol1", b, int64(i%64)*4096); err != nil && ctx.Err() == nil {
+				t.Errorf("write: %v", err)
+				return
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	bad := 0
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && bad == 0; time.Sleep(10 * time.Millisecond) {
+		st := p.Status()
+		for _, v := range st.Volumes {
+			if v.State == "duplex" && v.ConsistencyTime != st.ConsistencyTime {
+				bad++
+				t.Errorf("the secondary recovers to %s, but %s is consistent as of %s", st.ConsistencyTime, v.Name, v.ConsistencyTime)
+			}
+		}
+	}
+	cancel()
+	<-done
+}
