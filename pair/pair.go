@@ -1064,6 +1064,39 @@ func claim(p *Pair, pos transport.Position) int64 {
 	return min(p.Since, pos.RecoversTo())
 }
 
+// ConsistentAt is the time the secondary holds p consistent as of, given
+// pos, an acknowledgement at least as recent as the one p was last updated
+// with (the mover's latest, read after Pairs): a status that reported
+// p.Consistent beside pos would say the secondary recovers to one time and
+// holds a duplex volume as of an earlier one, although its copy already
+// holds the writes between. Only a duplex pair gains: with no resync
+// holding the secondary it is at the time the secondary recovers to, as
+// promote makes it on its next round. Every other pair keeps the rules of
+// promote and claim, capped by what the secondary recovers to while a
+// resync holds it.
+func (p Pair) ConsistentAt(pos transport.Position) int64 {
+	switch {
+	case p.FirstCopy || p.Inconsistent || slices.Contains(pos.Inconsistent, p.Volume):
+		// No whole, consistent copy (or the secondary just said so):
+		// none, whatever p kept.
+		return 0
+	case pos.Time == 0:
+		// Nothing acknowledged to this process yet.
+		return p.Consistent
+	case p.State == Duplex && p.CopyEnd > pos.RecoversTo():
+		// The copy's end is not applied: its copy is what it was before.
+		return 0
+	case p.State == Duplex && pos.Recoverable == 0:
+		return max(p.Consistent, pos.Time)
+	case (p.State == Duplex || p.Since != 0) && pos.Recoverable != 0:
+		// A resync holds the secondary at the group it applied last: no
+		// duplex volume, nor one suspended in the groups it holds, is
+		// recovered past it, whatever was claimed before the hold.
+		return min(p.Consistent, pos.RecoversTo())
+	}
+	return p.Consistent
+}
+
 // raisesAfter reports whether suspending (or deleting) p now makes its
 // secondary copy consistent as of the suspension, and once the secondary
 // recovers past which end of a copy of p (0: none): for a duplex pair, and

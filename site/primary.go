@@ -378,6 +378,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 
 // Status reports the primary's state per the contract.
 func (p *Primary) Status() control.Status {
+	// The pairs first: the acknowledgement read after them is at least the
+	// one they were updated with, which ConsistentAt relies on.
+	pairs := p.pairs.Pairs()
 	ms := p.mover.Stats()
 	var used, limit int64
 	for _, ss := range p.subs {
@@ -405,17 +408,13 @@ func (p *Primary) Status() control.Status {
 		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
 		st.CompressionRatio = &r
 	}
-	for _, pr := range p.pairs.Pairs() {
+	for _, pr := range pairs {
 		if pr.Deleted {
 			continue
 		}
-		consistent := pr.Consistent
-		if (pr.State == pair.Duplex || pr.Since != 0) && ms.Acked.Recoverable != 0 {
-			// A resync holds the secondary at the group it applied last:
-			// no duplex volume, nor one suspended in the groups it holds,
-			// is recovered past it, whatever was claimed before the hold.
-			consistent = min(consistent, ms.Acked.RecoversTo())
-		}
+		// The pairs were last updated with an earlier acknowledgement
+		// than the one the session's consistency time comes from.
+		consistent := pr.ConsistentAt(ms.Acked)
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
 			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent), ResyncedBytes: pr.Resynced,
 			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
