@@ -70,11 +70,17 @@ type Status struct {
 	HoldReleased string `json:"hold_released,omitempty"`
 
 	// Beyond the contract: helpful when a consistency time stalls.
-	Peer           string `json:"peer,omitempty"`
-	Laggard        string `json:"laggard_subsystem,omitempty"`
+	Peer    string `json:"peer,omitempty"`
+	Laggard string `json:"laggard_subsystem,omitempty"`
+	// BytesReplicate is what duplex_bytes_replicated_total counts: the data
+	// (writes and copies) of the updates journaled at the secondary since
+	// this site started, as acknowledged at the primary.
 	BytesReplicate uint64 `json:"bytes_replicated"`
-	Resends        uint64 `json:"resends,omitempty"`
-	CorruptFrames  uint64 `json:"corrupt_frames,omitempty"`
+	// LinkBytesSent, at the primary, is every byte of the frames sent on
+	// the link (headers, heartbeats, resends included).
+	LinkBytesSent *uint64 `json:"link_bytes_sent,omitempty"`
+	Resends       uint64  `json:"resends,omitempty"`
+	CorruptFrames uint64  `json:"corrupt_frames,omitempty"`
 	// LastError is why the link last failed or the other site last refused
 	// (a volume mismatch, another data generation, an update it cannot
 	// apply); empty once replication makes progress again.

@@ -28,8 +28,10 @@ type HistorySample struct {
 	// SidefileBytes is held for replication at the primary; the secondary
 	// has no sidefile and leaves it out.
 	SidefileBytes int64 `json:"sidefile_bytes,omitempty"`
-	// BytesReplicated counts from the site's start (sent at the primary,
-	// applied at the secondary): throughput is its rise between samples.
+	// BytesReplicated is the site's count of duplex_bytes_replicated_total
+	// (the data of the updates journaled at the secondary, as acknowledged
+	// at the primary): throughput is its rise between samples, and an idle
+	// session's is 0 whatever its heartbeats send.
 	BytesReplicated uint64 `json:"bytes_replicated"`
 }
 

@@ -396,7 +396,7 @@ func (p *Primary) Status() control.Status {
 		Session: p.cfg.Session, Role: "primary",
 		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
-		BytesReplicate: ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
+		BytesReplicate: ms.BytesAcked, LinkBytesSent: &ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
 	}
 	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()
 	st.CopyRateLimit, st.LinkRateLimit = &copyRate, &linkRate
@@ -535,7 +535,7 @@ func (p *Primary) observeLag(ctx context.Context) {
 }
 
 // historySample is the status page's sample of the lag, the sidefile and the
-// bytes sent: counters only, cheap at any number of volumes.
+// bytes replicated: counters only, cheap at any number of volumes.
 func (p *Primary) historySample() control.HistorySample {
 	ms := p.mover.Stats()
 	var used int64
@@ -543,7 +543,7 @@ func (p *Primary) historySample() control.HistorySample {
 		used += ss.Sidefile().Stats().Used
 	}
 	return control.HistorySample{LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()), SidefileBytes: used,
-		BytesReplicated: ms.BytesSent}
+		BytesReplicated: ms.BytesAcked}
 }
 
 // Samples returns the primary's metric samples.

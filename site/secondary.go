@@ -357,7 +357,7 @@ func (s *Secondary) Status() control.Status {
 		Session: s.cfg.Session, Role: "secondary",
 		ConsistencyTime: control.FormatTime(st.Time), LagSeconds: control.LagSample(st.Time, time.Now()),
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, JournaledGroup: &journaled, Peer: st.Peer,
-		Laggard: st.Laggard, BytesReplicate: st.BytesApplied, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
+		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
 		Stopped:     st.Stopped,
 	}
@@ -457,10 +457,10 @@ func (x *secondaryExport) Trim(off, length int64) error        { return errReadO
 func (x *secondaryExport) Flush() error                        { return nil }
 
 // historySample is the status page's sample of the lag and the bytes
-// applied: counters only, cheap at any number of volumes.
+// replicated: counters only, cheap at any number of volumes.
 func (s *Secondary) historySample() control.HistorySample {
 	st := s.sec.Stats()
-	return control.HistorySample{LagSeconds: control.LagSample(st.Time, time.Now()), BytesReplicated: st.BytesApplied}
+	return control.HistorySample{LagSeconds: control.LagSample(st.Time, time.Now()), BytesReplicated: st.BytesJournaled}
 }
 
 func (s *Secondary) samples() []control.Sample {
