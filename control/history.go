@@ -44,10 +44,18 @@ type History struct {
 	count int
 }
 
-// Add records a sample. Samples must come in time order.
+// Add records a sample. Its time is raised to a millisecond after the last
+// sample's if it is not later: the wall clock can step back (NTP, a resumed
+// VM), and a page polling with the t of the last sample it holds must still
+// get every sample taken after it, not a frozen chart until the clock
+// passes its old time again.
 func (h *History) Add(s HistorySample) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.count > 0 {
+		last := h.ring[(h.next-1+len(h.ring))%len(h.ring)].UnixMilli
+		s.UnixMilli = max(s.UnixMilli, last+1)
+	}
 	h.ring[h.next] = s
 	h.next = (h.next + 1) % len(h.ring)
 	h.count = min(h.count+1, len(h.ring))
