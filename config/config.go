@@ -59,7 +59,9 @@ type Primary struct {
 	Control   string `toml:"control" kind:"listen" unique:"listener"` // optional
 	Secondary string `toml:"secondary" kind:"dial" required:"where the secondary listens, e.g. secondary = \"127.0.0.1:7402\"" doc:"where the secondary listens"`
 
-	SidefileLimit Size     `toml:"sidefile_limit" default:"256MiB"`                                                     // at least 1MiB
+	// SidefileLimit left out is SidefileLimitFor(the subsystems): 256MiB,
+	// or less where that many sidefiles would not fit in MaxSidefileTotal.
+	SidefileLimit Size     `toml:"sidefile_limit" zero:"0 is too small: must be at least 1MiB"`                         // at least 1MiB
 	SuspendAfter  Duration `toml:"suspend_after" default:"60s" doc:"link down this long with a full sidefile: suspend"` // positive
 	// Write pacing: past PacingStart percent of the sidefile, each write is
 	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
@@ -187,6 +189,16 @@ func (e *fileError) Unwrap() error { return e.err }
 // Parse decodes a config from data strictly, applies defaults, resolves
 // relative paths against dir (the directory the file would live in; "" leaves
 // them relative to the working directory) and validates the result.
+// SidefileLimitFor is the default sidefile_limit of n subsystems: the
+// largest whole MiB, DefaultSidefileLimit at most, whose n sidefiles fit in
+// MaxSidefileTotal.
+func SidefileLimitFor(n int) Size {
+	if n <= 0 {
+		return DefaultSidefileLimit
+	}
+	return min(DefaultSidefileLimit, MaxSidefileTotal/Size(n)/MiB*MiB)
+}
+
 func Parse(data []byte, dir string) (*Config, error) {
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
@@ -200,6 +212,12 @@ func Parse(data []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	c.resolvePaths()
+	if c.Primary.SidefileLimit == 0 && !reflect.ValueOf(c.Primary).IsZero() {
+		// Left out (a 0 written is refused in decode) of a [primary]
+		// the file has: the default depends on how many subsystems
+		// share the bound.
+		c.Primary.SidefileLimit = SidefileLimitFor(len(c.Primary.Subsystems))
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}

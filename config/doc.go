@@ -29,7 +29,7 @@
 //	nbd      = "127.0.0.1:10809"      # NBD listen address; export name = volume name
 //	control  = "127.0.0.1:7401"
 //	secondary = "127.0.0.1:7402"      # where the secondary listens
-//	sidefile_limit = "256MiB"         # default 256MiB, at least 1MiB
+//	sidefile_limit = "256MiB"         # default 256MiB (less with over 7 subsystems: 1984MiB together at most), at least 1MiB
 //	suspend_after  = "60s"            # default 60s
 //	pacing_start   = 50               # percent of the sidefile where write pacing begins; default 50
 //	pacing_max_delay = "20ms"         # delay per write when the sidefile is full; "0s" turns pacing off

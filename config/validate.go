@@ -192,8 +192,8 @@ func (c *Config) validatePrimary(p *problems) {
 	if pr.SidefileLimit < MinSidefileLimit {
 		p.add("primary.sidefile_limit", "%s is too small: must be at least %s", pr.SidefileLimit, MinSidefileLimit)
 	} else if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
-		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals",
-			pr.SidefileLimit, n, MaxSidefileTotal)
+		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
+			"at most %s each (left out, it is that)", pr.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
 	}
 	if pr.SuspendAfter <= 0 {
 		p.add("primary.suspend_after", "%s: must be positive", pr.SuspendAfter)
