@@ -62,6 +62,8 @@ func (c *Config) Validate() error {
 // enums are well formed; unique keys are.
 func (c *Config) checkKeys(p *problems) {
 	seen := map[[3]string]string{} // group, site ("" on one machine), value -> first key
+	type listener struct{ site, path, addr string }
+	var listeners []listener // seen so far: compared by what the kernel binds, not by text
 	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, _ string, f *field, v reflect.Value) bool {
 		switch {
 		case f.kind == "table":
@@ -97,6 +99,20 @@ func (c *Config) checkKeys(p *problems) {
 		}
 		if f.kind == "path" {
 			key[2] = c.Resolve(key[2])
+		}
+		if f.kind == "listen" {
+			for _, l := range listeners {
+				if l.site != key[1] || l.addr == v.String() || !listenersOverlap(l.addr, v.String()) {
+					continue
+				}
+				also := ""
+				if siteOf(l.path) != siteOf(path) {
+					also = ", and both sites run on this machine"
+				}
+				p.add(path, "%q binds the port of %s (%q)%s: %s", v.String(), l.path, l.addr, also, uniqueWhy[f.unique])
+				break
+			}
+			listeners = append(listeners, listener{key[1], path, v.String()})
 		}
 		other, dup := seen[key]
 		switch {
@@ -284,6 +300,47 @@ func (c *Config) sameMachine() bool {
 func anyPort(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)
 	return err == nil && port == "0"
+}
+
+// listenersOverlap reports whether two listen addresses (host:port) cannot
+// both be bound: one port, and hosts that share an address, where a host
+// left out or unspecified (0.0.0.0, ::) is every address and localhost is
+// 127.0.0.1 and ::1.
+func listenersOverlap(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	hostsA, hostsB := bindHosts(ha), bindHosts(hb)
+	if hostsA == nil || hostsB == nil {
+		return true
+	}
+	for _, h := range hostsA {
+		if slices.Contains(hostsB, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// bindHosts returns the addresses a listen host binds, in a canonical form;
+// nil for every address.
+func bindHosts(host string) []string {
+	if strings.EqualFold(host, "localhost") {
+		return []string{"127.0.0.1", "::1"}
+	}
+	if host == "" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return []string{strings.ToLower(host)}
+	case ip.IsUnspecified():
+		return nil
+	}
+	return []string{ip.String()}
 }
 
 // isLoopbackAddr reports whether addr's host is localhost or a loopback IP.
