@@ -104,3 +104,21 @@ func TestStatusSaysWhyTheLinkIsDown(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusAddrTakesTheDemosURLOrSaysWhy: the demo prints each site's
+// status page as a URL (http://127.0.0.1:7401/), and an operator pastes it
+// to --addr: status then looks up the host "http" and fails with exit 1
+// ("dial tcp: lookup http ... no such host", the URL mangled to
+// "http://http//..."); an address without a port dials port 80. Either is a
+// bad value of --addr: taken (the URL's host:port), or refused with exit 2
+// saying a host:port is wanted, never a failure to reach a site that was
+// never asked for.
+func TestStatusAddrTakesTheDemosURLOrSaysWhy(t *testing.T) {
+	addr := serveStatus(t, control.Status{Session: "s", Role: "primary", Link: "connected"})
+	for _, bad := range []string{"http://" + addr + "/", "http://" + addr, "127.0.0.1"} {
+		code, _, errs := runCmd("status", "--addr", bad)
+		if code == exitFailure {
+			t.Errorf("status --addr %q: exit 1 (%s), want the site's status or exit 2 asking for host:port", bad, strings.TrimSpace(errs))
+		}
+	}
+}
