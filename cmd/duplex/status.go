@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR) [--json]"
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session.")
 	path := fs.configFlag("the control addresses of both sites")
-	addr := fs.String("addr", "", "control `ADDR` of one site (host:port)")
+	addr := fs.String("addr", "", "control `ADDR` of one site (host:port, or the status page's URL)")
 	asJSON := fs.Bool("json", false, "print JSON (with --config: an array of both sites)")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
@@ -30,7 +32,11 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	case *path != "" && *addr != "":
 		return fs.usageErrorf("use --config or --addr, not both")
 	case *addr != "":
-		addrs = []string{*addr}
+		a, err := controlAddr(*addr)
+		if err != nil {
+			return fs.usageErrorf("--addr %q: %v", *addr, err)
+		}
+		addrs = []string{a}
 	case *path != "":
 		cfg, err := fs.loadConfig(*path)
 		if err != nil {
@@ -79,6 +85,29 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// controlAddr returns the host:port of a control address given as
+// host:port or as the status page's URL (http://127.0.0.1:7401/, as the
+// demo prints it), or says why it is neither.
+func controlAddr(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("not a URL: %v", err)
+		case u.Scheme != "http":
+			return "", fmt.Errorf("a control address serves http, not %s: give host:port", u.Scheme)
+		case u.Port() == "":
+			return "", errors.New("the URL has no port: give host:port, e.g. 127.0.0.1:7401")
+		}
+		return u.Host, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || port == "" {
+		return "", errors.New("want host:port, e.g. 127.0.0.1:7401")
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // lagText renders a status lag: "unknown" while the site has no
