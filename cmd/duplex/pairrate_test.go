@@ -129,3 +129,18 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		}
 	}
 }
+
+// TestPairRateEmptyValueIsBadUsage: `--copy=` or `--link ""` (a script's
+// `--copy "$RATE"` with RATE unset) is a bad value, exit 2, as the usage
+// rules have it; taken for "not given", it exits 0 having changed nothing,
+// and prints the old rate as if it were the one asked for.
+func TestPairRateEmptyValueIsBadUsage(t *testing.T) {
+	path, _ := rateSession(t)
+	for _, args := range [][]string{{"--copy="}, {"--link", ""}, {"--copy", "50MiB", "--link="}} {
+		var out, errb bytes.Buffer
+		argv := append([]string{"pair", "rate", "--config", path, "--timeout", "10s"}, args...)
+		if code := run(context.Background(), argv, &out, &errb); code != exitUsage {
+			t.Errorf("pair rate %q: exit %d, want %d (a bad value); printed %q", args, code, exitUsage, out.String())
+		}
+	}
+}
