@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 
@@ -35,11 +36,16 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) > 0 {
 		return f.usageErrorf("rate takes no volume: duplex %s %s", pairRateSynopsis.path, pairRateSynopsis.args)
 	}
-	copyRate, err := f.rate("copy", *f.copyRate)
+	// Given is told from empty by the flags set: an empty value (a
+	// script's --copy "$RATE" with RATE unset) is a bad value, not a flag
+	// left out.
+	given := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	copyRate, err := f.rate("copy", *f.copyRate, given["copy"])
 	if err != nil {
 		return err
 	}
-	linkRate, err := f.rate("link", *f.linkRate)
+	linkRate, err := f.rate("link", *f.linkRate, given["link"])
 	if err != nil {
 		return err
 	}
@@ -75,9 +81,12 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // rate parses the value of --copy or --link: nil when not given.
-func (f pairRateFlags) rate(flag, text string) (*int64, error) {
-	if text == "" {
+func (f pairRateFlags) rate(flag, text string, given bool) (*int64, error) {
+	switch {
+	case !given:
 		return nil, nil
+	case text == "":
+		return nil, f.usageErrorf("--%s: empty: give a rate in bytes per second, e.g. \"50MiB\", or 0 for no limit", flag)
 	}
 	v, err := config.ParseSize(text)
 	if err != nil {
