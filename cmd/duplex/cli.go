@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"duplex/config"
 )
@@ -73,6 +74,18 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	}
 	if err != nil {
 		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", err, f.syn.path)}
+	}
+	// No duration a command takes means anything below zero: refused here,
+	// before a config is loaded or anything starts.
+	f.Visit(func(fl *flag.Flag) {
+		if g, ok := fl.Value.(flag.Getter); ok && err == nil {
+			if d, ok := g.Get().(time.Duration); ok && d < 0 {
+				err = f.usageErrorf("--%s %s: must not be negative", fl.Name, d)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return pos, nil
 }
