@@ -29,7 +29,8 @@ func NewMetrics(session, role string, samples func() []Sample) *Metrics {
 	labels := prometheus.Labels{"session": session, "role": role}
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.lagHist = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "duplex_lag_distribution_seconds", Help: "Lag of the secondary's consistency time behind the primary, observed at each consistency group.",
+		Name: "duplex_lag_distribution_seconds", Help: "Seconds the time the secondary recovers to trails now: " +
+			"observed by the secondary at each consistency group it applies, by the primary once a second (as the secondary last acknowledged it).",
 		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.001, 2, 18),
 	})
 	m.reg.MustRegister(m.lagHist, &sampleCollector{labels: labels, samples: samples},
