@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -97,8 +98,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return exitOK
+		if args[0] != "help" || len(args) == 1 {
+			usage(stdout)
+			return exitOK
+		}
+		// duplex help pair add: what duplex pair add -h prints.
+		if _, ok := lookup(args[1:]); !ok {
+			return exitStatus(stderr, usageErrorf("help: unknown command %q: duplex help lists them", args[1]))
+		}
+		args = append(slices.Clip(args[1:]), "-h")
 	}
 	c, ok := lookup(args)
 	if !ok {
