@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -192,7 +193,12 @@ func metricValue(ctx context.Context, ctl, name string) (float64, error) {
 			continue
 		}
 		f := strings.Fields(line)
-		return strconv.ParseFloat(f[len(f)-1], 64)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil && math.IsNaN(v) {
+			// A gauge unknown for now (the lag before the first group).
+			return 0, fmt.Errorf("%s at %s is NaN: not known yet", name, ctl)
+		}
+		return v, err
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
