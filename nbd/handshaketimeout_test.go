@@ -46,3 +46,39 @@ func TestSilentClientBeforeTLSIsDropped(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakesAreCapped: within the handshake deadline a client can still
+// open connections faster than they time out, each a goroutine and a 64
+// KiB buffer before it has authenticated. Past MaxHandshakes connections
+// in their handshake a new one is closed at once; connections in
+// transmission do not count, and a slot is free again once a handshake
+// ends.
+func TestHandshakesAreCapped(t *testing.T) {
+	disk := newMemExport(1 << 20)
+	addr := startServer(t, &Server{Exports: exportMap{"disk": disk}, MaxHandshakes: 2})
+	var stalled []*rawClient
+	for range 2 {
+		r := rawDial(t, addr)
+		r.read(18)
+		stalled = append(stalled, r)
+	}
+	over := rawDial(t, addr)
+	over.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := over.br.ReadByte(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a third connection in its handshake, over MaxHandshakes 2: read %v, want it closed", err)
+	}
+	// A stalled client leaves: its slot serves the next one.
+	stalled[0].nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := rawDial(t, addr)
+		r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := r.br.ReadByte(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no handshake served after a stalled client left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

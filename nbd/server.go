@@ -70,12 +70,22 @@ type Server struct {
 	// holds a goroutine and its buffers for that long at most. Zero means
 	// DefaultHandshakeTimeout, qemu-nbd's default.
 	HandshakeTimeout time.Duration
+	// MaxHandshakes caps the connections in their handshake at once: past
+	// it a new connection is closed as soon as it is accepted, so clients
+	// that connect faster than HandshakeTimeout drops them cannot exhaust
+	// memory or file descriptors before authenticating. Connections in
+	// transmission do not count. Zero means DefaultMaxHandshakes.
+	MaxHandshakes int
 
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	handlers  sync.WaitGroup
+	// handshaking counts the connections in their handshake;
+	// lastRefusal rate-limits the warning about those refused.
+	handshaking int
+	lastRefusal time.Time
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -87,6 +97,36 @@ func (s *Server) logger() *slog.Logger {
 
 // DefaultHandshakeTimeout is the HandshakeTimeout a zero Server uses.
 const DefaultHandshakeTimeout = 10 * time.Second
+
+// DefaultMaxHandshakes is the MaxHandshakes a zero Server uses: far more
+// than the clients of a site connect at once.
+const DefaultMaxHandshakes = 256
+
+// enterHandshake takes a handshake slot; false means none is free, and the
+// connection is to be closed.
+func (s *Server) enterHandshake(remote net.Addr) bool {
+	limit := s.MaxHandshakes
+	if limit <= 0 {
+		limit = DefaultMaxHandshakes
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handshaking >= limit {
+		if time.Since(s.lastRefusal) >= time.Second {
+			s.lastRefusal = time.Now()
+			s.logger().Warn("nbd: connection refused: too many connections in their handshake", "remote", remote.String(), "max_handshakes", limit)
+		}
+		return false
+	}
+	s.handshaking++
+	return true
+}
+
+func (s *Server) leaveHandshake() {
+	s.mu.Lock()
+	s.handshaking--
+	s.mu.Unlock()
+}
 
 func (s *Server) handshakeTimeout() time.Duration {
 	if s.HandshakeTimeout > 0 {
@@ -216,6 +256,10 @@ func (s *Server) Close() error {
 // anything the peer sends, and returns once the connection is closed and
 // every request it started has finished.
 func (s *Server) serveConn(nc net.Conn) {
+	if !s.enterHandshake(nc.RemoteAddr()) {
+		nc.Close()
+		return
+	}
 	log := s.logger().With("remote", nc.RemoteAddr().String())
 	log.Debug("nbd: connection open")
 	c := &conn{
@@ -275,7 +319,9 @@ func (c *conn) serve() string {
 	// reading its option replies stalls the handshake as surely as one
 	// that stops sending.
 	c.nc.SetDeadline(time.Now().Add(c.s.handshakeTimeout()))
-	if err := c.handshake(); err != nil {
+	err := c.handshake()
+	c.s.leaveHandshake()
+	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return c.warn(fmt.Errorf("handshake not finished within %s", c.s.handshakeTimeout())).Error()
 		}
