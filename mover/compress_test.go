@@ -2,6 +2,7 @@ package mover
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -139,5 +140,61 @@ func TestCompressedAfterTheFeaturesHandshake(t *testing.T) {
 	}
 	if rs := expand(t, b.Sets[0]); !bytes.Equal(rs.Updates[0].Data, text) {
 		t.Fatal("the compressed record set does not hold the write")
+	}
+}
+
+// The record sets of a bundle, compressed in parallel, travel in the order
+// a plain bundle holds them, each compressed or plain as it shrinks or
+// not: the secondary takes a subsystem's record sets in sequence.
+func TestCompressedBundleKeepsTheOrderOfItsRecordSets(t *testing.T) {
+	subs := []string{"ss1", "ss2", "ss3", "ss4", "ss5"}
+	type set struct {
+		ss         string
+		seq        uint64
+		data       string
+		compressed bool
+	}
+	run := func(c *transport.Compressor, features uint64) []set {
+		p := startPrimary(t, options{subsystems: subs, compressor: c})
+		l, _ := p.accept(t)
+		l.welcome(transport.Position{Features: features})
+		waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+		var got []set
+		for round := range 3 {
+			for i, ss := range subs {
+				data := bytes.Repeat(fmt.Appendf(nil, "%s, round %d; ", ss, round), 4096)[:32<<10]
+				if i == 2 { // the same random bytes in both runs
+					rng := rand.New(rand.NewPCG(uint64(round), 0))
+					for j := range data {
+						data[j] = byte(rng.Uint32())
+					}
+				}
+				p.write(t, ss, data, int64(round)*64<<10)
+			}
+			p.mover.Cut()
+			b := l.bundle()
+			if len(b.Sets) != len(subs) {
+				t.Fatalf("a bundle of %d record sets, want one a subsystem", len(b.Sets))
+			}
+			for _, s := range b.Sets {
+				rs := expand(t, s)
+				got = append(got, set{rs.Subsystem, rs.Seq, string(rs.Updates[0].Data), transport.IsCompressed(s)})
+			}
+		}
+		return got
+	}
+	plain := run(nil, transport.FeatureBundles)
+	compressed := run(compressor(t), transport.FeatureBundles|transport.FeatureZstd)
+	if len(plain) != len(compressed) {
+		t.Fatalf("%d record sets plain, %d compressed", len(plain), len(compressed))
+	}
+	for i := range plain {
+		p, c := plain[i], compressed[i]
+		if p.ss != c.ss || p.seq != c.seq || p.data != c.data {
+			t.Fatalf("record set %d of the bundle: %s/%d plain, %s/%d compressed (same data: %v)", i, p.ss, p.seq, c.ss, c.seq, p.data == c.data)
+		}
+		if want := p.ss != "ss3"; c.compressed != want {
+			t.Fatalf("record set %s/%d went compressed: %v, want %v", c.ss, c.seq, c.compressed, want)
+		}
 	}
 }

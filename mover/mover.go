@@ -38,6 +38,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -203,12 +204,18 @@ type Mover struct {
 	// compress says record sets go compressed on the current connection
 	// (Config.Compressor, and a secondary that takes them). plainBytes and
 	// wireBytes count the record sets sent, plain and as the link carried
-	// them; encoded and packed are the session's buffers for compressing.
-	compress        bool
-	plainBytes      uint64
-	wireBytes       uint64
-	encoded, packed []byte
+	// them; encoded is the session's buffer for compressing a set of its
+	// own, sets those for compressing a bundle's.
+	compress   bool
+	plainBytes uint64
+	wireBytes  uint64
+	encoded    []byte
+	sets       []setBuffers
 }
+
+// setBuffers are the buffers one record set of a bundle is compressed in:
+// its plain encoding, and its link form.
+type setBuffers struct{ plain, link []byte }
 
 // New returns a Mover; Run starts it.
 func New(cfg Config) *Mover {
@@ -533,7 +540,7 @@ func (m *Mover) link(ctx context.Context) {
 		m.mu.Lock()
 		m.setConnected(false)
 		m.bundles, m.beats, m.compress = false, nil, false
-		m.encoded, m.packed = nil, nil // the session's: let them go
+		m.encoded, m.sets = nil, nil // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
 				h.sent = false
@@ -757,6 +764,47 @@ func (m *Mover) appendSet(dst []byte, h *held) ([]byte, int, error) {
 	return m.cfg.Compressor.Compress(dst, plain), len(plain), nil
 }
 
+// compressSets returns the link forms of batch's record sets, sized plain
+// at sizes, in batch's order: compressed on as many goroutines as the
+// Compressor has encoders, as the record sets of different subsystems
+// (and the successive ones of a subsystem) are independent, and one
+// goroutine would hold the link to what one core compresses. They are the
+// session's buffers, valid until the next call.
+func (m *Mover) compressSets(batch []*held, sizes []int) ([][]byte, error) {
+	for len(m.sets) < len(batch) {
+		m.sets = append(m.sets, setBuffers{})
+	}
+	out, errs := make([][]byte, len(batch)), make([]error, len(batch))
+	compress := func(i int) {
+		h, b := batch[i], &m.sets[i]
+		plain, err := recordset.Encode(b.plain[:0], h.rs)
+		switch {
+		case err != nil:
+			errs[i] = fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+		case len(plain) != sizes[i]:
+			errs[i] = fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, len(plain), sizes[i])
+		default:
+			b.plain = plain
+			b.link = m.cfg.Compressor.Compress(b.link[:0], plain)
+			out[i] = b.link
+		}
+	}
+	workers := min(len(batch), m.cfg.Compressor.Parallel())
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < len(batch); i = int(next.Add(1) - 1) {
+			compress(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range workers - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
 // setsSent counts record sets sent: plain bytes, and what the link took.
 func (m *Mover) setsSent(plain, wire int) {
 	m.mu.Lock()
@@ -779,30 +827,28 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 		}
 		// Sized plain (sizes), so that the frame, decoded, is within
 		// maxFrame; the link sizes are known once they are compressed.
-		links, packed := sizes, m.packed[:0]
+		links := sizes
 		m.mu.Lock()
 		compress := m.compress
 		m.mu.Unlock()
+		var packed [][]byte
 		if compress {
-			links = make([]int, len(batch))
-			for i, h := range batch {
-				n := len(packed)
-				var plain int
-				var err error
-				if packed, plain, err = m.appendSet(packed, h); err != nil {
-					return err
-				}
-				if plain != sizes[i] {
-					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, plain, sizes[i])
-				}
-				links[i] = len(packed) - n
+			var err error
+			if packed, err = m.compressSets(batch, sizes); err != nil {
+				return err
 			}
-			m.packed = packed
+			links = make([]int, len(batch))
+			for i, set := range packed {
+				links[i] = len(set)
+			}
 		}
 		f := transport.BeginBundle(buf[:0], links, bs)
 		wire := total
 		if compress {
-			f, wire = append(f, packed...), len(packed)
+			wire = 0
+			for _, set := range packed {
+				f, wire = append(f, set...), wire+len(set)
+			}
 		} else {
 			for i, h := range batch {
 				n := len(f)

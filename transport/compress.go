@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -49,6 +50,9 @@ const (
 	// frame of fewer than 256 bytes carries its content size only when it
 	// is a single segment, which this encoder writes only above 1 KiB.
 	minCompress = 256
+	// maxEncoders bounds a Compressor's encoders, and so the memory they
+	// keep (about 16 MiB each at the default level), whatever the cores.
+	maxEncoders = 4
 )
 
 // Zstd levels a Compressor takes, as zstd numbers them.
@@ -60,8 +64,9 @@ const (
 
 // Compressor puts record sets in their link form. Safe for concurrent use.
 type Compressor struct {
-	enc   *zstd.Encoder
-	level int
+	enc      *zstd.Encoder
+	level    int
+	parallel int
 }
 
 // NewCompressor returns a Compressor at a zstd level (MinZstdLevel to
@@ -75,17 +80,24 @@ func NewCompressor(level int) (*Compressor, error) {
 	if level < MinZstdLevel || level > MaxZstdLevel {
 		return nil, fmt.Errorf("zstd level %d not in %d..%d", level, MinZstdLevel, MaxZstdLevel)
 	}
-	// One encoder: the mover sends from one goroutine, and each encoder
-	// holds its window and tables. No zstd checksum: the record set's CRCs
-	// already cover the plain bytes, and the link form's the compressed.
+	// An encoder a core, up to maxEncoders: the mover compresses the
+	// record sets of a bundle in parallel, and each encoder keeps its
+	// history (twice the window) and tables once used. No zstd checksum:
+	// the record set's CRCs already cover the plain bytes, and the link
+	// form's the compressed.
+	n := min(runtime.GOMAXPROCS(0), maxEncoders)
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
-		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(MaxZstdWindow), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(n), zstd.WithWindowSize(MaxZstdWindow), zstd.WithEncoderCRC(false),
 		zstd.WithZeroFrames(true))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	return &Compressor{enc: enc, level: level}, nil
+	return &Compressor{enc: enc, level: level, parallel: n}, nil
 }
+
+// Parallel returns how many record sets the Compressor compresses at
+// once; more calls of Compress at a time wait for one of them.
+func (c *Compressor) Parallel() int { return c.parallel }
 
 // Level returns the zstd level the Compressor was made with.
 func (c *Compressor) Level() int { return c.level }
