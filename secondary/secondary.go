@@ -216,12 +216,13 @@ type Secondary struct {
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
-	// formedTime is the time of the last group formed, journaled or not
-	// (receive journals an empty one only every Checkpoint), and
-	// needGroup the last journaled group with updates (from Open: the
-	// last journaled). Once needGroup is applied the volumes are an image
-	// of the primary as of formedTime too, since nothing happened after
-	// it but groups without updates. Guarded by mu.
+	// formedTime is the time of the last group formed on the linked
+	// primary's connection, journaled or not (receive journals an empty
+	// one only every Checkpoint), and needGroup the last journaled group
+	// with updates (from Open: the last journaled). Once needGroup is
+	// applied the volumes are an image of the primary as of formedTime
+	// too, since nothing happened after it but groups without updates.
+	// Guarded by mu.
 	formedTime int64
 	needGroup  uint64
 	stats      Stats
@@ -266,10 +267,10 @@ type Stats struct {
 	Connected bool
 	Peer      string
 	Group     uint64 // last group applied: the volumes are at this group
-	// Time is the consistency time of Group, or, when every group formed
-	// since was empty, the last of their times: the volumes are an image
-	// as of it too. A restart reports Group's time, journaled, until the
-	// primary's next record sets arrive.
+	// Time is the consistency time of Group, or, while a primary is linked
+	// and every group it formed since was empty, the last of their times:
+	// the volumes are an image as of it too. Unlinked (fenced, stopped,
+	// gone) it is Group's time, journaled, which a restart reports too.
 	Time int64
 	// JournaledGroup is the last group journaled (and acknowledged); ahead
 	// of Group by HeldGroups while a resync holds the volumes.
@@ -1101,6 +1102,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// every acknowledgement queued after it goes on from.
 	out := newOutbox(conn, s.log)
 	s.conn, s.out = conn, out
+	// The idle time is claimed only from groups formed on this link.
+	s.formedTime = 0
 	// The same primary process reconnecting still holds everything not yet
 	// journaled here, so what was received stays and it resends only beyond
 	// it. A new primary process starts from what is journaled.
@@ -1772,13 +1775,19 @@ func (s *Secondary) Snapshot(vols []string) (Stats, []VolumeView) {
 // is the last formed group's when the groups formed since the last one with
 // updates applied were empty, since the volumes are an image as of the last
 // of them. Without this an idle secondary's consistency time moved once a
-// Checkpoint (1 s), and its lag rose to 1 s and fell back, again and again.
-// Called with s.mu and s.posMu held; Through is left out (not reported, and
-// not to be shared).
+// Checkpoint (1 s), when an empty group is journaled, and its lag rose to
+// 1 s and fell back, again and again. Only while a primary is linked: those
+// empty groups are not journaled, so a restart knows only the applied
+// group's time, and so do a fence and recover, which report the volumes as
+// a restart leaves them. Once no primary is linked (fenced, stopped, gone)
+// no group is formed that needs the idle time, and the applied group's own
+// time is reported, as a restart reports it, rather than one group shown
+// with two times. Called with s.mu and s.posMu held; Through is left out
+// (not reported, and not to be shared).
 func (s *Secondary) reportedLocked() apply.State {
 	st := s.durable
 	st.Through = nil
-	if st.Group >= s.needGroup && s.formedTime > st.Time {
+	if s.conn != nil && !s.fenced && st.Group >= s.needGroup && s.formedTime > st.Time {
 		st.Time = s.formedTime
 	}
 	return st
