@@ -122,6 +122,8 @@ type fuzzer struct {
 	prim  *harness.Daemon
 	sec   *harness.Daemon
 	watch *pairWatch
+	// primaryStart is when the primary was last started.
+	primaryStart time.Time
 
 	load *fuzzLoad
 	run  int // workload runs started
@@ -716,6 +718,17 @@ func (f *fuzzer) readSecondary() (workload.Image, []workload.Violation, error) {
 // quiesce stops the writes, heals every fault, makes every volume a duplex
 // pair again and waits for the secondary to pass that moment: it must then
 // be byte-identical with the primary.
+//
+// A pair seen duplex can still leave that state by the session's own doing
+// before the secondary passes the moment: a primary whose link was down (a
+// secondary stopped on a full disk, and restarted here while the primary
+// backs off its dialing) with a full sidefile suspends every pair once
+// suspend_after has passed, drops what it holds into the bitmaps, and
+// resumes them when the link is back. The secondary's consistency time then
+// moves past the moment while those resyncs are yet to copy what was
+// dropped: its copy legitimately lags, and is compared only once a round
+// sees every pair stay duplex from before the moment until the secondary
+// passed it.
 func (f *fuzzer) quiesce() {
 	f.t.Helper()
 	f.quiesces++
@@ -732,23 +745,55 @@ func (f *fuzzer) quiesce() {
 			f.pairOp(v, "add")
 		}
 	}
-	// Any suspended pair, by hand or by the session, is resumed: an
-	// automatic resume may race this one, so a refusal is fine if the pair
-	// then becomes duplex. A resync the secondary's journal cannot hold (a
-	// hold left open by a suspension in the middle of a resync keeps every
-	// group journaled since, and a full disk can leave little room) is
-	// refused: the operator's way out is an inconsistent resync.
-	st := f.primaryStatus()
-	for _, vs := range st.Volumes {
+	for round := 1; ; round++ {
+		f.resumeAll()
+		f.waitDuplex(time.Now().Add(60 * time.Second))
+		duplexAt := time.Now()
+		since := f.quiescePoint()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		_, err := harness.WaitStatus(ctx, f.sec, f.sess.Config.Secondary.Control, func(st control.Status) bool {
+			ct, err := time.Parse(time.RFC3339Nano, st.ConsistencyTime)
+			return err == nil && ct.After(since)
+		})
+		cancel()
+		if err != nil {
+			f.fail("stuck: the secondary's consistency time did not pass the quiesce point within 60s: %v", err)
+		}
+		left := f.leftDuplex(duplexAt)
+		if len(left) == 0 {
+			break
+		}
+		if round == 5 {
+			f.fail("stuck: pairs left duplex by themselves after each of %d quiesce points, the writes stopped: %v", round, left)
+		}
+		f.logStep(fmt.Sprintf("    not duplex throughout, quiescing again: %v", left))
+	}
+	f.compare()
+	f.startLoad()
+}
+
+// resumeAll resumes every suspended pair, by hand or by the session: an
+// automatic resume may race this one, so a refusal is fine if the pair then
+// becomes duplex. A resync the secondary's journal cannot hold (a hold left
+// open by a suspension in the middle of a resync keeps every group journaled
+// since, and a full disk can leave little room) is refused: the operator's
+// way out is an inconsistent resync.
+func (f *fuzzer) resumeAll() {
+	f.t.Helper()
+	for _, vs := range f.primaryStatus().Volumes {
 		if vs.State == "suspended" {
 			if err := f.pairOp(vs.Name, "resume"); err != nil && strings.Contains(err.Error(), "--inconsistent") {
 				f.resumeInconsistent(vs.Name)
 			}
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
+}
+
+// waitDuplex waits until the primary reports every volume a duplex pair.
+func (f *fuzzer) waitDuplex(deadline time.Time) {
+	f.t.Helper()
 	for {
-		st = f.primaryStatus()
+		st := f.primaryStatus()
 		var notDuplex []string
 		listed := map[string]bool{}
 		for _, vs := range st.Volumes {
@@ -763,25 +808,42 @@ func (f *fuzzer) quiesce() {
 			}
 		}
 		if len(notDuplex) == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			f.fail("stuck: pairs not duplex 60s after writes stopped, the link came back and every pair was resumed: %v", notDuplex)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	since := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	_, err := harness.WaitStatus(ctx, f.sec, f.sess.Config.Secondary.Control, func(st control.Status) bool {
-		ct, err := time.Parse(time.RFC3339Nano, st.ConsistencyTime)
-		return err == nil && ct.After(since)
-	})
-	cancel()
-	if err != nil {
-		f.fail("stuck: the secondary's consistency time did not pass the quiesce point within 60s: %v", err)
+}
+
+// quiescePoint is the moment the secondary must pass for the quiesce: now,
+// or, within a lease of the primary's last start, that start plus the
+// lease. A primary restarted after kill -9 stamps up to its timer's lease
+// ahead of the clock until the clock catches up, so a secondary past an
+// earlier moment of the clock may still lack writes acknowledged before the
+// writes stopped, stamped later than it.
+func (f *fuzzer) quiescePoint() time.Time {
+	return latest(time.Now(), f.primaryStart.Add(fuzzTimerLease))
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	f.compare()
-	f.startLoad()
+	return a
+}
+
+// fuzzTimerLease is the lease of the primary's timer (the default of
+// timer.OpenPersistent, which the primary takes), with a margin.
+const fuzzTimerLease = 2*time.Second + 100*time.Millisecond
+
+// leftDuplex returns the volumes not duplex now, or seen in another state
+// since t.
+func (f *fuzzer) leftDuplex(t time.Time) []string {
+	f.t.Helper()
+	st := f.primaryStatus()
+	return f.watch.leftSince(t, &st)
 }
 
 // compare fails on any block of a secondary export that differs from the
@@ -845,6 +907,7 @@ func (f *fuzzer) startSecondary() {
 
 func (f *fuzzer) startPrimary() {
 	f.t.Helper()
+	f.primaryStart = time.Now()
 	d, err := harness.StartSite(f.bin, "primary", f.sess, filepath.Join(f.sess.Dir, "primary.log"), "--drain-timeout", "10s")
 	if err != nil {
 		f.t.Fatal(err)
@@ -995,6 +1058,21 @@ func (w *pairWatch) observe(st control.Status, at time.Time) {
 			w.since[v] = at
 		}
 	}
+}
+
+// leftSince returns the volumes in another state than duplex in st (the
+// primary's latest status), or seen so since t.
+func (w *pairWatch) leftSince(t time.Time, st *control.Status) []string {
+	w.observe(*st, time.Now())
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var left []string
+	for _, v := range w.vols {
+		if w.state[v] != "duplex" || !w.since[v].Before(t) {
+			left = append(left, v+" "+w.state[v])
+		}
+	}
+	return left
 }
 
 func (w *pairWatch) stop() {
