@@ -182,6 +182,16 @@ func Decode(data []byte, size int64) (*Bitmap, error) {
 	return b, nil
 }
 
+// DecodeAnySize parses an encoded bitmap for the volume size it records: a
+// bitmap kept for a volume whose size is not at hand (one left out of a
+// config) is added to without being decoded for the wrong size.
+func DecodeAnySize(data []byte) (*Bitmap, error) {
+	if len(data) < hdrSize+4 {
+		return nil, fmt.Errorf("bitmap: bad header: %w", ErrCorrupt)
+	}
+	return Decode(data, int64(binary.BigEndian.Uint64(data[8:])))
+}
+
 // Clone returns an independent copy of b.
 func (b *Bitmap) Clone() *Bitmap {
 	b.mu.Lock()

@@ -76,6 +76,12 @@ func FuzzDecodeBitmap(f *testing.F) {
 				t.Fatal("decoded bitmap re-encodes differently")
 			}
 		}
+		if b, err := DecodeAnySize(data); err == nil {
+			again, _ := b.MarshalBinary()
+			if string(again) != string(data) {
+				t.Fatal("bitmap decoded for the size it records re-encodes differently")
+			}
+		}
 	})
 }
 

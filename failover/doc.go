@@ -35,7 +35,11 @@
 // touched, and Open adds them to the bitmaps it loaded, which it then
 // writes back. The bitmaps are rewritten at each start and clean stop;
 // between those the log is what is durable. Nothing clears a region but a
-// rejoin's copy of it. Each first write of a region rewrites a slot of the
+// rejoin's copy of it, not even a run with a volume left out of the config:
+// the log's marks of a volume the run does not have are added to its
+// bitmap file before the log is written again (a start refuses, naming
+// the volume, if that file cannot be read), so they wait there for the
+// volume to come back. Each first write of a region rewrites a slot of the
 // log, which at this granularity holds 2 KiB per GiB of volume (2 MiB for
 // a TiB): the price of a bitmap that is exact after a crash; a coarser log
 // would only widen what a crash leaves to copy.

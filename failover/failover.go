@@ -148,11 +148,55 @@ func OpenChanges(fsys disk.FS, dir string, sizes map[string]int64) (_ *Changes, 
 			bm.Set(r[0], r[1])
 		}
 	}
+	// Before the log is next written, which keeps only the volumes of sizes.
+	if err := c.keepLeftOut(marked, sizes); err != nil {
+		al.Close()
+		return nil, err
+	}
 	if err := c.Save(); err != nil {
 		al.Close()
 		return nil, err
 	}
 	return c, nil
+}
+
+// keepLeftOut adds the regions the log marked for volumes not in sizes (left
+// out of this run's config) to their bitmap files, which wait there for the
+// volume to come back: the log, once written again, no longer holds them.
+// Each such volume's bitmap was written when a run that had it opened the
+// log; without one there is nowhere to keep its marks, and OpenChanges
+// refuses rather than drop them.
+func (c *Changes) keepLeftOut(marked map[string][][2]int64, sizes map[string]int64) error {
+	for name, ranges := range marked {
+		if _, ok := sizes[name]; ok || len(ranges) == 0 {
+			continue
+		}
+		path := c.bitmapPath(name)
+		b, err := disk.ReadFile(c.fsys, path)
+		if err != nil {
+			return fmt.Errorf("changed regions of %s, which is not among this site's volumes: the activity log holds regions it changed, "+
+				"and its bitmap %s, to keep them in until it is back, cannot be read (%w): put the volume back in the config", name, path, err)
+		}
+		bm, err := bitmap.DecodeAnySize(b)
+		if err != nil {
+			return fmt.Errorf("changed regions of %s (%s), which is not among this site's volumes: %w; the regions this site changed are unknown: "+
+				"a rejoin must copy the whole volume", name, path, err)
+		}
+		before := bm.Count()
+		for _, r := range ranges {
+			bm.Set(r[0], r[1])
+		}
+		if bm.Count() == before {
+			continue
+		}
+		if b, err = bm.MarshalBinary(); err == nil {
+			err = disk.WriteFileAtomic(c.fsys, path, b)
+		}
+		if err != nil {
+			return fmt.Errorf("changed regions of %s, which is not among this site's volumes: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func (c *Changes) bitmapPath(vol string) string { return filepath.Join(c.dir, vol+".bitmap") }
