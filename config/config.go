@@ -89,8 +89,17 @@ type Primary struct {
 	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
 	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
 	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
+	// The control address over HTTPS (plain HTTP refused once set): its
+	// certificate and key, the CA the command-line clients (duplex status,
+	// pair, recover...) check it against (left out: the system's roots),
+	// and the name they expect in it (left out: the host of control).
+	ControlTLSCert       string `toml:"control_tls_cert" kind:"path"`
+	ControlTLSKey        string `toml:"control_tls_key" kind:"path"`
+	ControlTLSCA         string `toml:"control_tls_ca" kind:"path"`
+	ControlTLSServerName string `toml:"control_tls_server_name"`
 	// Insecure allows what this site would otherwise refuse off loopback:
-	// a plaintext link, NBD without TLS, a control address without a token.
+	// a plaintext link, NBD without TLS, a control address without a token
+	// and HTTPS.
 	Insecure bool `toml:"insecure"`
 
 	Subsystems []Subsystem `toml:"subsystem" required:"the primary needs at least one [[primary.subsystem]] with volumes"`
@@ -127,8 +136,14 @@ type Secondary struct {
 	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
 	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
 	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
+	// The control address over HTTPS, as in [primary].
+	ControlTLSCert       string `toml:"control_tls_cert" kind:"path"`
+	ControlTLSKey        string `toml:"control_tls_key" kind:"path"`
+	ControlTLSCA         string `toml:"control_tls_ca" kind:"path"`
+	ControlTLSServerName string `toml:"control_tls_server_name"`
 	// Insecure allows what this site would otherwise refuse off loopback:
-	// a plaintext link, NBD without TLS, a control address without a token.
+	// a plaintext link, NBD without TLS, a control address without a token
+	// and HTTPS.
 	Insecure bool `toml:"insecure"`
 
 	Volumes []SecondaryVolume `toml:"volume" required:"the secondary needs a [[secondary.volume]] for each primary volume"`

@@ -458,6 +458,7 @@ func TestValidate(t *testing.T) {
 			c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = "c", "k", "ca"
 			c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = "c", "k", "ca"
 			c.Primary.NBDTLSCert, c.Primary.NBDTLSKey, c.Primary.NBDTLSCA = "c", "k", "ca"
+			c.Primary.ControlTLSCert, c.Primary.ControlTLSKey = "c", "k"
 			c.ControlTokenFile = "token"
 			c.Primary.Insecure = true
 		}, "primary.insecure", "nothing left to allow"},
@@ -467,6 +468,25 @@ func TestValidate(t *testing.T) {
 			c.Secondary.NBD, c.Secondary.Control = "", ""
 			c.Secondary.Insecure = true
 		}, "secondary.insecure", "cannot be true"},
+		{"control cert without key", func(c *Config) { c.Primary.ControlTLSCert = "c.pem" }, "primary.control_tls_key", "missing: HTTPS on the control address needs"},
+		{"control key without cert", func(c *Config) { c.Secondary.ControlTLSKey = "k.pem" }, "secondary.control_tls_cert", "missing"},
+		{"control ca without cert", func(c *Config) { c.Primary.ControlTLSCA = "ca.pem" }, "primary.control_tls_ca", "no effect without control_tls_cert"},
+		{"control name without cert", func(c *Config) { c.Secondary.ControlTLSServerName = "b.example" }, "secondary.control_tls_server_name", "no effect"},
+		{"control tls without control", func(c *Config) {
+			c.Secondary.Control = ""
+			c.Secondary.ControlTLSCert, c.Secondary.ControlTLSKey = "c", "k"
+		}, "secondary.control_tls_cert", "no effect without secondary.control"},
+		{"control tls on every interface", func(c *Config) {
+			c.Primary.Control = "0.0.0.0:7401"
+			c.Primary.ControlTLSCert, c.Primary.ControlTLSKey = "c", "k"
+		}, "primary.control_tls_server_name", "listens on every interface"},
+		{"control tls and insecure", func(c *Config) {
+			c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = "c", "k", "ca"
+			c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = "c", "k", "ca"
+			c.Secondary.NBD = ""
+			c.Secondary.ControlTLSCert, c.Secondary.ControlTLSKey = "c", "k"
+			c.Secondary.Insecure = true
+		}, "secondary.insecure", "token and HTTPS"},
 		{"partial nbd tls", func(c *Config) { c.Primary.NBDTLSCert = "c.pem" }, "primary.nbd_tls_key", "nbd_tls_cert, nbd_tls_key and nbd_tls_ca"},
 		{"partial nbd tls secondary", func(c *Config) { c.Secondary.NBDTLSCA = "ca.pem" }, "secondary.nbd_tls_cert", "missing"},
 		{"nbd tls without nbd", func(c *Config) {
@@ -842,7 +862,52 @@ func TestTLS(t *testing.T) {
 		t.Errorf("SecondaryNBDTLS without settings = %v, %v; want nil, nil", tc, err)
 	}
 
+	// The control address: a server certificate, no client certificate
+	// asked for, and clients checking it against control_tls_ca and the
+	// host of control or control_tls_server_name.
+	if tc, err := c.ControlServerTLS("primary"); tc != nil || err != nil {
+		t.Errorf("ControlServerTLS without settings = %v, %v; want nil, nil", tc, err)
+	}
+	if tc, err := c.ControlClientTLS("secondary"); tc != nil || err != nil {
+		t.Errorf("ControlClientTLS without settings = %v, %v; want nil, nil", tc, err)
+	}
+	c.Primary.Control = "10.0.0.1:7401"
+	c.Primary.ControlTLSCert, c.Primary.ControlTLSKey = filepath.Join(dir, "pki", "primary.crt"), filepath.Join(dir, "pki", "primary.key")
+	c.Primary.ControlTLSCA = filepath.Join(dir, "pki", "ca.crt")
+	ctlServer, err := c.ControlServerTLS("primary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctlServer.ClientAuth != tls.NoClientCert || len(ctlServer.Certificates) != 1 {
+		t.Errorf("control server config: ClientAuth %v, %d certificates", ctlServer.ClientAuth, len(ctlServer.Certificates))
+	}
+	ctlClient, err := c.ControlClientTLS("primary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctlClient.ServerName != "10.0.0.1" || ctlClient.RootCAs == nil || ctlClient.Certificates != nil {
+		t.Errorf("control client config: ServerName %q, RootCAs %v, %d certificates", ctlClient.ServerName, ctlClient.RootCAs, len(ctlClient.Certificates))
+	}
+	handshake(t, ctlClient, ctlServer, "")
+	c.Primary.ControlTLSServerName = "secondary.example" // not in the primary's certificate
+	ctlClient, _ = c.ControlClientTLS("primary")
+	handshake(t, ctlClient, ctlServer, "certificate is valid for")
+	c.Primary.ControlTLSServerName = "primary.example"
+	ctlClient, _ = c.ControlClientTLS("primary")
+	handshake(t, ctlClient, ctlServer, "")
+	c.Primary.ControlTLSCA = ""
+	if ctlClient, err = c.ControlClientTLS("primary"); err != nil || ctlClient.RootCAs != nil {
+		t.Errorf("without control_tls_ca: RootCAs %v, %v; want the system's roots (nil)", ctlClient.RootCAs, err)
+	}
+
 	// Missing or unusable files are named.
+	ctl := func(c *Config) {
+		c.Secondary.Control = "127.0.0.1:7403"
+		c.Secondary.ControlTLSCert, c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key")
+		c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "ca.crt")
+	}
+	ctlServerTLS := func(c *Config) (*tls.Config, error) { return c.ControlServerTLS("secondary") }
+	ctlClientTLS := func(c *Config) (*tls.Config, error) { return c.ControlClientTLS("secondary") }
 	for _, tc := range []struct {
 		set   func(c *Config)
 		get   func(c *Config) (*tls.Config, error)
@@ -864,6 +929,12 @@ func TestTLS(t *testing.T) {
 			c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey = filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key")
 			c.Secondary.NBDTLSCA = filepath.Join(dir, "pki", "none.crt")
 		}, (*Config).SecondaryNBDTLS, "secondary.nbd_tls_ca", "none.crt"},
+		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCert = filepath.Join(dir, "pki", "gone.crt") }, ctlServerTLS, "secondary.control_tls_cert", "gone.crt"},
+		{func(c *Config) { ctl(c); c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "gone.key") }, ctlServerTLS, "secondary.control_tls_key", "gone.key"},
+		{func(c *Config) { ctl(c); c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "primary.key") }, ctlServerTLS,
+			"secondary.control_tls_cert/control_tls_key", "primary.key"},
+		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "gone-ca.crt") }, ctlClientTLS, "secondary.control_tls_ca", "gone-ca.crt"},
+		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "secondary.key") }, ctlClientTLS, "secondary.control_tls_ca", "secondary.key"},
 	} {
 		c, err := Parse([]byte(tlsConfig), dir)
 		if err != nil {
@@ -877,12 +948,26 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// handshake runs a TLS handshake over an in-memory pipe and checks it
-// succeeds (wantErr == "") or fails with an error containing wantErr.
+// handshake runs a TLS handshake over loopback TCP and checks it succeeds
+// (wantErr == "") or fails with an error containing wantErr. (Not a
+// net.Pipe: it has no buffer, so a client that rejects the server's flight
+// mid-way blocks sending its alert while the server blocks sending the rest.)
 func handshake(t *testing.T, client, server *tls.Config, wantErr string) {
 	t.Helper()
-	a, b := net.Pipe()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer a.Close()
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer b.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -1013,11 +1098,27 @@ func TestCheckSecurity(t *testing.T) {
 			}
 		})
 	}
+	// Control off loopback needs the token and HTTPS: each alone is refused.
 	withToken := valid(t)
 	withToken.ControlTokenFile = "token"
 	withToken.Primary.Control, withToken.Secondary.Control = "0.0.0.0:7401", "0.0.0.0:7403"
-	if err := withToken.CheckSecurity(); err != nil {
-		t.Errorf("control off loopback with a token: %v", err)
+	err = withToken.CheckSecurity()
+	for _, site := range []string{"primary", "secondary"} {
+		if err == nil || !strings.Contains(err.Error(), site+".control: ") ||
+			!strings.Contains(err.Error(), "set control_tls_cert and control_tls_key in ["+site+"]") || strings.Contains(err.Error(), "no control_token_file") {
+			t.Errorf("control off loopback with a token but no HTTPS: %v, want %s.control asking for control_tls_cert only", err, site)
+		}
+	}
+	withHTTPS := valid(t)
+	withHTTPS.ControlTokenFile = ""
+	withHTTPS.Primary.Control = "192.0.2.4:7401"
+	withHTTPS.Primary.ControlTLSCert, withHTTPS.Primary.ControlTLSKey = "c", "k"
+	if err := withHTTPS.CheckSecurity(); err == nil || !strings.Contains(err.Error(), "no control_token_file") || strings.Contains(err.Error(), "control_tls_cert") {
+		t.Errorf("control off loopback with HTTPS but no token: %v, want it to ask for the token only", err)
+	}
+	withHTTPS.ControlTokenFile = "token"
+	if err := withHTTPS.CheckSecurity(); err != nil {
+		t.Errorf("control off loopback with a token and HTTPS: %v", err)
 	}
 	withTLS := valid(t)
 	withTLS.Primary.NBD, withTLS.Secondary.NBD = "0.0.0.0:10809", "0.0.0.0:10810"

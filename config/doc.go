@@ -39,7 +39,9 @@
 //	compression_level = 3             # zstd level, 1 (fastest) to 22 (smallest); default 3
 //	# tls_cert, tls_key, tls_ca = "..."  (all three or none), tls_server_name: the link's mutual TLS
 //	# nbd_tls_cert, nbd_tls_key, nbd_tls_ca = "..."  (all three or none): NBD over TLS, client certificates required
-//	# insecure = true: accept a plaintext link, NBD or tokenless control off loopback
+//	# control_tls_cert, control_tls_key = "..." (both or neither): the control address over HTTPS only;
+//	#   control_tls_ca, control_tls_server_name: what the command-line clients check its certificate against
+//	# insecure = true: accept a plaintext link, NBD or control off loopback
 //
 //	  [[primary.subsystem]]
 //	  id = "ss1"
@@ -53,7 +55,7 @@
 //	control = "127.0.0.1:7403"
 //	nbd     = "127.0.0.1:10810"       # optional: consistent read-only exports of the copy
 //	journal = "secondary/journal"
-//	# tls_cert, tls_key, tls_ca; nbd_tls_cert, nbd_tls_key, nbd_tls_ca; insecure: as in [primary]
+//	# tls_cert, tls_key, tls_ca; nbd_tls_*; control_tls_*; insecure: as in [primary]
 //	  [[secondary.volume]]
 //	  name = "db-data"
 //	  path = "secondary/db-data.img"
@@ -95,7 +97,9 @@
 // (tls_cert, tls_key, tls_ca on both sites); for NBD (primary.nbd,
 // secondary.nbd), nbd_tls_cert, nbd_tls_key and nbd_tls_ca, so that clients
 // must use TLS with a certificate signed by nbd_tls_ca; for control
-// (primary.control, secondary.control), control_token_file. insecure = true
-// in the site's section accepts all three unprotected. See
+// (primary.control, secondary.control), control_token_file and HTTPS
+// (control_tls_cert, control_tls_key), so that the token and what the site
+// answers cross the network encrypted. insecure = true in the site's
+// section accepts all three unprotected. See
 // [Config.CheckSecurity], which the sites run at start.
 package config

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 )
 
 func (c *Config) primaryHasTLS() bool {
@@ -49,7 +50,7 @@ func (c *Config) nbdTLS(site, certFile, keyFile, caFile string) (*tls.Config, er
 	if certFile == "" || keyFile == "" || caFile == "" {
 		return nil, fmt.Errorf("%s: nbd_tls_cert, nbd_tls_key and nbd_tls_ca must all be set (or none of them)", site)
 	}
-	cert, err := loadKeyPairAs(site, "nbd_tls_cert", "nbd_tls_key", c.Resolve(certFile), c.Resolve(keyFile))
+	cert, err := loadKeyPair(site, "nbd_tls_cert", "nbd_tls_key", c.Resolve(certFile), c.Resolve(keyFile))
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 	if !c.primaryHasTLS() {
 		return nil, errors.New("primary: tls_cert, tls_key and tls_ca must all be set (or none of them)")
 	}
-	cert, err := loadKeyPair("primary", c.Resolve(p.TLSCert), c.Resolve(p.TLSKey))
+	cert, err := loadKeyPair("primary", "tls_cert", "tls_key", c.Resolve(p.TLSCert), c.Resolve(p.TLSKey))
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func (c *Config) SecondaryTLS() (*tls.Config, error) {
 	if !c.secondaryHasTLS() {
 		return nil, errors.New("secondary: tls_cert, tls_key and tls_ca must all be set (or none of them)")
 	}
-	cert, err := loadKeyPair("secondary", c.Resolve(s.TLSCert), c.Resolve(s.TLSKey))
+	cert, err := loadKeyPair("secondary", "tls_cert", "tls_key", c.Resolve(s.TLSCert), c.Resolve(s.TLSKey))
 	if err != nil {
 		return nil, err
 	}
@@ -135,11 +136,75 @@ func (c *Config) SecondaryTLS() (*tls.Config, error) {
 	}, nil
 }
 
-func loadKeyPair(site, certFile, keyFile string) (tls.Certificate, error) {
-	return loadKeyPairAs(site, "tls_cert", "tls_key", certFile, keyFile)
+// controlTLS is one site's control address and control_tls_* keys.
+type controlTLS struct {
+	addr, cert, key, ca, serverName string
 }
 
-func loadKeyPairAs(site, certKey, keyKey, certFile, keyFile string) (tls.Certificate, error) {
+func (c *Config) controlTLS(role string) (controlTLS, error) {
+	switch role {
+	case "primary":
+		p := &c.Primary
+		return controlTLS{p.Control, c.Resolve(p.ControlTLSCert), c.Resolve(p.ControlTLSKey), c.Resolve(p.ControlTLSCA), p.ControlTLSServerName}, nil
+	case "secondary":
+		s := &c.Secondary
+		return controlTLS{s.Control, c.Resolve(s.ControlTLSCert), c.Resolve(s.ControlTLSKey), c.Resolve(s.ControlTLSCA), s.ControlTLSServerName}, nil
+	}
+	return controlTLS{}, fmt.Errorf("config: no site %q", role)
+}
+
+// ControlServerTLS returns the TLS configuration of the control address of
+// the site role ("primary" or "secondary"; a promoted secondary keeps its
+// own): its certificate and key (control_tls_cert, control_tls_key). No
+// client certificate is asked for: browsers show the status page, and the
+// control token authorises what changes anything. It returns nil, nil when
+// the site serves plain HTTP.
+func (c *Config) ControlServerTLS(role string) (*tls.Config, error) {
+	ct, err := c.controlTLS(role)
+	if err != nil || ct.cert == "" && ct.key == "" {
+		return nil, err
+	}
+	cert, err := loadKeyPair(role, "control_tls_cert", "control_tls_key", ct.cert, ct.key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		// TLS 1.2 for the scrapers and tools that read /metrics and the
+		// status; browsers and Go negotiate 1.3.
+		MinVersion: tls.VersionTLS12,
+	}, nil
+}
+
+// ControlClientTLS returns what a client of role's control address (duplex
+// status, pair, recover...) checks the site's certificate with: the CA in
+// control_tls_ca (left out: the system's roots) and the name
+// control_tls_server_name (left out: the host of control). It returns nil,
+// nil when the site serves plain HTTP.
+func (c *Config) ControlClientTLS(role string) (*tls.Config, error) {
+	ct, err := c.controlTLS(role)
+	if err != nil || ct.cert == "" && ct.key == "" {
+		return nil, err
+	}
+	conf := &tls.Config{ServerName: ct.serverName, MinVersion: tls.VersionTLS12}
+	if conf.ServerName == "" {
+		host, _, err := net.SplitHostPort(ct.addr)
+		if err != nil || unspecifiedHost(ct.addr) {
+			return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, ct.addr)
+		}
+		conf.ServerName = host
+	}
+	if ct.ca != "" {
+		if conf.RootCAs, err = loadCA(role+".control_tls_ca", ct.ca); err != nil {
+			return nil, err
+		}
+	}
+	return conf, nil
+}
+
+// loadKeyPair loads a certificate and its key, the values of the keys
+// site.certKey and site.keyKey.
+func loadKeyPair(site, certKey, keyKey, certFile, keyFile string) (tls.Certificate, error) {
 	// Read the files first so that an unreadable one is named plainly.
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
@@ -180,7 +245,9 @@ func loadCA(field, file string) (*x509.CertPool, error) {
 //     signed by nbd_tls_ca;
 //   - control (primary.control, secondary.control): control_token_file,
 //     without which any host could reach the profiles, and mutating calls
-//     would be refused anyway.
+//     would be refused anyway; and control_tls_cert and control_tls_key,
+//     so that the token, the status and the profiles cross the network
+//     encrypted.
 //
 // insecure = true in the site's section accepts all of these unprotected.
 // Every problem is returned, joined, each naming its key.
@@ -199,10 +266,8 @@ func (c *Config) CheckSecurity() error {
 				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [primary] to require TLS with client certificates, or insecure = true in [primary]",
 				pr.NBD)
 		}
-		if pr.Control != "" && !isLoopbackAddr(pr.Control) && !token {
-			p.add("primary.control", "%q is not a loopback address and the session has no control_token_file: "+
-				"set control_token_file (a file only its owner can read, holding a random token), or insecure = true in [primary]",
-				pr.Control)
+		if pr.Control != "" && !isLoopbackAddr(pr.Control) {
+			checkControlSecurity(&p, "primary", pr.Control, token, pr.ControlTLSCert != "")
 		}
 	}
 	if c.HasSecondary() && !c.Secondary.Insecure {
@@ -217,11 +282,28 @@ func (c *Config) CheckSecurity() error {
 				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [secondary] to require TLS with client certificates, or insecure = true in [secondary]",
 				s.NBD)
 		}
-		if s.Control != "" && !isLoopbackAddr(s.Control) && !token {
-			p.add("secondary.control", "%q is not a loopback address and the session has no control_token_file: "+
-				"set control_token_file (a file only its owner can read, holding a random token), or insecure = true in [secondary]",
-				s.Control)
+		if s.Control != "" && !isLoopbackAddr(s.Control) {
+			checkControlSecurity(&p, "secondary", s.Control, token, s.ControlTLSCert != "")
 		}
 	}
 	return errors.Join(p...)
+}
+
+// checkControlSecurity adds what a control address off loopback lacks: the
+// token, HTTPS, or both.
+func checkControlSecurity(p *problems, site, addr string, token, https bool) {
+	var lacks, fix []string
+	if !token {
+		lacks = append(lacks, "the session has no control_token_file")
+		fix = append(fix, "set control_token_file (a file only its owner can read, holding a random token)")
+	}
+	if !https {
+		lacks = append(lacks, "it serves plain HTTP, so the token and the status would cross the network in clear")
+		fix = append(fix, fmt.Sprintf("set control_tls_cert and control_tls_key in [%s] for HTTPS", site))
+	}
+	if lacks == nil {
+		return
+	}
+	p.add(site+".control", "%q is not a loopback address and %s: %s, or insecure = true in [%s]",
+		addr, strings.Join(lacks, ", and "), strings.Join(fix, " and "), site)
 }

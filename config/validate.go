@@ -192,15 +192,51 @@ func checkTLS(p *problems, site, prefix string, cert, key, ca string) {
 	}
 }
 
+// checkControlTLS checks a site's control_tls_* keys: the certificate and
+// its key together, and the client side (control_tls_ca,
+// control_tls_server_name) only with them. Clients need a name to check the
+// certificate against: control's host, or control_tls_server_name when
+// control listens on every interface.
+func checkControlTLS(p *problems, site, control, cert, key, ca, name string) {
+	switch {
+	case cert != "" && key == "":
+		p.add(site+".control_tls_key", "missing: HTTPS on the control address needs control_tls_cert and control_tls_key both set (or neither)")
+	case cert == "" && key != "":
+		p.add(site+".control_tls_cert", "missing: HTTPS on the control address needs control_tls_cert and control_tls_key both set (or neither)")
+	case cert == "":
+		for _, f := range []struct{ name, v string }{{"control_tls_ca", ca}, {"control_tls_server_name", name}} {
+			if f.v != "" {
+				p.add(site+"."+f.name, "has no effect without control_tls_cert and control_tls_key")
+			}
+		}
+	case control == "":
+		p.add(site+".control_tls_cert", "has no effect without %s.control: set control to serve the control address, or remove control_tls_*", site)
+	case name == "" && unspecifiedHost(control):
+		p.add(site+".control_tls_server_name", "missing: control %q listens on every interface, so it names no host for clients to check the certificate against: "+
+			"set control_tls_server_name to a name the certificate holds, e.g. control_tls_server_name = \"%s.example\"", control, site)
+	}
+}
+
+// unspecifiedHost reports whether a listen address has no host, or
+// 0.0.0.0 or :: (every interface).
+func unspecifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || ip != nil && ip.IsUnspecified()
+}
+
 // checkInsecure refuses insecure = true where it can have no effect: the
 // link has TLS, NBD (if served) has TLS and the control address (if any)
-// has a token, so nothing is left for it to allow.
-func (c *Config) checkInsecure(p *problems, site string, insecure, linkTLS, nbdTLS bool, nbd, control string) {
-	if !insecure || !linkTLS || (nbd != "" && !nbdTLS) || (control != "" && c.ControlTokenFile == "") {
+// has a token and HTTPS, so nothing is left for it to allow.
+func (c *Config) checkInsecure(p *problems, site string, insecure, linkTLS, nbdTLS, controlTLS bool, nbd, control string) {
+	if !insecure || !linkTLS || (nbd != "" && !nbdTLS) || (control != "" && (c.ControlTokenFile == "" || !controlTLS)) {
 		return
 	}
 	p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
-		"and the control address has a token or is not served: there is nothing left to allow, remove insecure")
+		"and the control address has a token and HTTPS or is not served: there is nothing left to allow, remove insecure")
 }
 
 func (c *Config) validatePrimary(p *problems) {
@@ -228,7 +264,8 @@ func (c *Config) validatePrimary(p *problems) {
 	}
 	checkTLS(p, "primary", "", pr.TLSCert, pr.TLSKey, pr.TLSCA)
 	checkTLS(p, "primary", "nbd_", pr.NBDTLSCert, pr.NBDTLSKey, pr.NBDTLSCA)
-	c.checkInsecure(p, "primary", pr.Insecure, c.primaryHasTLS(), c.primaryHasNBDTLS(), pr.NBD, pr.Control)
+	checkControlTLS(p, "primary", pr.Control, pr.ControlTLSCert, pr.ControlTLSKey, pr.ControlTLSCA, pr.ControlTLSServerName)
+	c.checkInsecure(p, "primary", pr.Insecure, c.primaryHasTLS(), c.primaryHasNBDTLS(), pr.ControlTLSCert != "", pr.NBD, pr.Control)
 	if pr.ServerName != "" && !c.primaryHasTLS() {
 		p.add("primary.tls_server_name", "has no effect without tls_cert, tls_key and tls_ca")
 	}
@@ -254,7 +291,8 @@ func (c *Config) validateSecondary(p *problems) {
 	if s.NBD == "" && (s.NBDTLSCert != "" || s.NBDTLSKey != "" || s.NBDTLSCA != "") {
 		p.add("secondary.nbd_tls_cert", "has no effect without secondary.nbd: set nbd to serve the read-only exports, or remove nbd_tls_*")
 	}
-	c.checkInsecure(p, "secondary", s.Insecure, c.secondaryHasTLS(), c.secondaryHasNBDTLS(), s.NBD, s.Control)
+	checkControlTLS(p, "secondary", s.Control, s.ControlTLSCert, s.ControlTLSKey, s.ControlTLSCA, s.ControlTLSServerName)
+	c.checkInsecure(p, "secondary", s.Insecure, c.secondaryHasTLS(), c.secondaryHasNBDTLS(), s.ControlTLSCert != "", s.NBD, s.Control)
 }
 
 // validatePair checks what spans both sites: the secondary copies exactly
