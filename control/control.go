@@ -8,6 +8,7 @@ package control
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -206,7 +207,10 @@ type Server struct {
 	// Sites are both sites of the session, for the status page.
 	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
-	Token  string
+	Token string
+	// TLS, if set, makes the control address HTTPS only: a plain HTTP
+	// request is answered 400 and served nothing.
+	TLS    *tls.Config
 	Logger *slog.Logger
 
 	srv *http.Server
@@ -386,20 +390,20 @@ func (s *Server) rate(w http.ResponseWriter, r *http.Request) {
 // SetRates asks a primary's control address to change its copy and link
 // rate limits (those not nil; bytes per second, 0: no limit), and returns
 // both as they now are.
-func SetRates(ctx context.Context, addr, token string, copyRate, linkRate *int64) (Rates, error) {
+func SetRates(ctx context.Context, at Endpoint, token string, copyRate, linkRate *int64) (Rates, error) {
 	body, err := json.Marshal(rateRequest{Copy: copyRate, Link: linkRate})
 	if err != nil {
 		return Rates{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/rate", strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/rate"), strings.NewReader(string(body)))
 	if err != nil {
 		return Rates{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil && ctx.Err() != nil {
-		return Rates{}, fmt.Errorf("pair rate: the primary's control address %s did not answer in time: %w", addr, ctx.Err())
+		return Rates{}, fmt.Errorf("pair rate: the primary's control address %s did not answer in time: %w", at, ctx.Err())
 	}
 	if err != nil {
 		return Rates{}, fmt.Errorf("pair rate: %w", err)
@@ -416,20 +420,20 @@ func SetRates(ctx context.Context, addr, token string, copyRate, linkRate *int64
 }
 
 // FenceSecondary asks a running secondary to stop accepting its primary.
-func FenceSecondary(ctx context.Context, addr, token string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/fence", nil)
+func FenceSecondary(ctx context.Context, at Endpoint, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/fence"), nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil {
-		return fmt.Errorf("fence %s: %w", addr, err)
+		return fmt.Errorf("fence %s: %w", at, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("fence %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(b)))
+		return fmt.Errorf("fence %s: %s: %s", at, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
@@ -575,16 +579,16 @@ func drainQuery(ctx context.Context, drain bool) string {
 // AllPairsOp asks a primary's control address to suspend or resume every
 // pair as one operation. A suspend with drain gives up draining in time to
 // answer before ctx's deadline, DefaultDrainTimeout without one.
-func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPairsResult, error) {
-	url := "http://" + addr + "/v1/all-pairs/" + op + drainQuery(ctx, drain)
+func AllPairsOp(ctx context.Context, at Endpoint, token, op string, drain bool) (AllPairsResult, error) {
+	url := at.url("/v1/all-pairs/" + op + drainQuery(ctx, drain))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return AllPairsResult{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil && ctx.Err() != nil {
-		return AllPairsResult{}, fmt.Errorf("pair %s --all: the primary's control address %s did not answer in time: %w", op, addr, ctx.Err())
+		return AllPairsResult{}, fmt.Errorf("pair %s --all: the primary's control address %s did not answer in time: %w", op, at, ctx.Err())
 	}
 	if err != nil {
 		return AllPairsResult{}, fmt.Errorf("pair %s --all: %w", op, err)
@@ -603,16 +607,16 @@ func AllPairsOp(ctx context.Context, addr, token, op string, drain bool) (AllPai
 // PairOp asks a primary's control address to run a pair operation. A
 // suspend with drain gives up draining in time to answer before ctx's
 // deadline, DefaultDrainTimeout without one.
-func PairOp(ctx context.Context, addr, token, vol, op string, drain bool) (PairResult, error) {
-	url := "http://" + addr + "/v1/pairs/" + vol + "/" + op + drainQuery(ctx, drain)
+func PairOp(ctx context.Context, at Endpoint, token, vol, op string, drain bool) (PairResult, error) {
+	url := at.url("/v1/pairs/" + vol + "/" + op + drainQuery(ctx, drain))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return PairResult{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil && ctx.Err() != nil {
-		return PairResult{}, fmt.Errorf("pair %s %s: the primary's control address %s did not answer in time: %w", op, vol, addr, ctx.Err())
+		return PairResult{}, fmt.Errorf("pair %s %s: the primary's control address %s did not answer in time: %w", op, vol, at, ctx.Err())
 	}
 	if err != nil {
 		return PairResult{}, fmt.Errorf("pair %s %s: %w", op, vol, err)
@@ -652,17 +656,29 @@ func ReadToken(path string) (string, error) {
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && s.Logger != nil {
-		s.Logger.Warn("control address is reachable from other hosts: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
-			"addr", a.String())
+		if s.TLS == nil {
+			s.Logger.Warn("control address is reachable from other hosts: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
+				"addr", a.String())
+		} else {
+			s.Logger.Info("control address is reachable from other hosts over HTTPS: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token",
+				"addr", a.String())
+		}
 	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.TLS}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s.srv.Shutdown(sctx)
 	}()
-	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := s.srv.Serve
+	if s.TLS != nil {
+		// ServeTLS takes the certificate from TLSConfig, offers HTTP/2, and
+		// answers a plain HTTP request with 400 "Client sent an HTTP
+		// request to an HTTPS server".
+		serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("control %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -683,48 +699,48 @@ type Changes struct {
 }
 
 // FetchChanges asks a promoted site at addr for its Changes.
-func FetchChanges(ctx context.Context, addr string) (Changes, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/changes", nil)
+func FetchChanges(ctx context.Context, at Endpoint) (Changes, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, at.url("/v1/changes"), nil)
 	if err != nil {
 		return Changes{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil {
-		return Changes{}, fmt.Errorf("changed regions from %s: %w", addr, err)
+		return Changes{}, fmt.Errorf("changed regions from %s: %w", at, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		if resp.StatusCode == http.StatusNotFound {
-			return Changes{}, fmt.Errorf("the site at %s is not a promoted site", addr)
+			return Changes{}, fmt.Errorf("the site at %s is not a promoted site", at)
 		}
-		return Changes{}, fmt.Errorf("changed regions from %s: %s: %s", addr, resp.Status, b)
+		return Changes{}, fmt.Errorf("changed regions from %s: %s: %s", at, resp.Status, b)
 	}
 	var ch Changes
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<30)).Decode(&ch); err != nil {
-		return Changes{}, fmt.Errorf("changed regions from %s: %w", addr, err)
+		return Changes{}, fmt.Errorf("changed regions from %s: %w", at, err)
 	}
 	return ch, nil
 }
 
 // Fetch asks a site's control address for its status.
-func Fetch(ctx context.Context, addr string) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+func Fetch(ctx context.Context, at Endpoint) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, at.url("/v1/status"), nil)
 	if err != nil {
 		return Status{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := at.do(req)
 	if err != nil {
-		return Status{}, fmt.Errorf("status from %s: %w", addr, err)
+		return Status{}, fmt.Errorf("status from %s: %w", at, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return Status{}, fmt.Errorf("status from %s: %s: %s", addr, resp.Status, b)
+		return Status{}, fmt.Errorf("status from %s: %s: %s", at, resp.Status, b)
 	}
 	var st Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return Status{}, fmt.Errorf("status from %s: %w", addr, err)
+		return Status{}, fmt.Errorf("status from %s: %w", at, err)
 	}
 	return st, nil
 }

@@ -74,7 +74,7 @@ func TestFetchStatus(t *testing.T) {
 	defer cancel()
 	want := Status{Session: "x", Role: "primary", Link: "connected", ConsistencyTime: FormatTime(1), Volumes: []VolumeStatus{{Name: "v"}}}
 	go (&Server{Status: func() Status { return want }}).Serve(ctx, ln)
-	got, err := Fetch(ctx, ln.Addr().String())
+	got, err := Fetch(ctx, Endpoint{Addr: ln.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,31 +115,31 @@ func TestMutatingCallsNeedTheToken(t *testing.T) {
 	addr := ln.Addr().String()
 
 	for _, tok := range []string{"", "wrong"} {
-		if _, err := PairOp(ctx, addr, tok, "vol1", "suspend", false); err == nil {
+		if _, err := PairOp(ctx, Endpoint{Addr: addr}, tok, "vol1", "suspend", false); err == nil {
 			t.Errorf("pair suspend with token %q accepted", tok)
 		}
-		if err := FenceSecondary(ctx, addr, tok); err == nil {
+		if err := FenceSecondary(ctx, Endpoint{Addr: addr}, tok); err == nil {
 			t.Errorf("fence with token %q accepted", tok)
 		}
 	}
 	if len(pairs.calls) != 0 || fenced != 0 {
 		t.Fatalf("refused calls reached the site: %v, fenced %d", pairs.calls, fenced)
 	}
-	res, err := PairOp(ctx, addr, "s3cret", "vol1", "delete", false)
+	res, err := PairOp(ctx, Endpoint{Addr: addr}, "s3cret", "vol1", "delete", false)
 	if err != nil || res.ConsistentAsOf == "" {
 		t.Fatalf("delete with the token: %+v %v", res, err)
 	}
-	if _, err := PairOp(ctx, addr, "s3cret", "vol1", "explode", false); err == nil {
+	if _, err := PairOp(ctx, Endpoint{Addr: addr}, "s3cret", "vol1", "explode", false); err == nil {
 		t.Fatal("unknown operation accepted")
 	}
-	if err := FenceSecondary(ctx, addr, "s3cret"); err != nil || fenced != 1 {
+	if err := FenceSecondary(ctx, Endpoint{Addr: addr}, "s3cret"); err != nil || fenced != 1 {
 		t.Fatalf("fence with the token: %v (%d)", err, fenced)
 	}
 
 	// Without a configured token, mutating calls are refused outright.
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	go (&Server{Status: func() Status { return Status{} }, Pairs: pairs}).Serve(ctx, ln2)
-	if _, err := PairOp(ctx, ln2.Addr().String(), "", "vol1", "add", false); err == nil {
+	if _, err := PairOp(ctx, Endpoint{Addr: ln2.Addr().String()}, "", "vol1", "add", false); err == nil {
 		t.Fatal("pair operation accepted by a site without a token")
 	}
 }

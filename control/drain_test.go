@@ -42,7 +42,7 @@ func TestSuspendDrainIsBounded(t *testing.T) {
 	go (&Server{Status: func() Status { return Status{} }, Pairs: pairs, Token: "t"}).Serve(ctx, ln)
 	addr := ln.Addr().String()
 
-	if _, err := PairOp(ctx, addr, "t", "vol1", "suspend", true); err != nil {
+	if _, err := PairOp(ctx, Endpoint{Addr: addr}, "t", "vol1", "suspend", true); err != nil {
 		t.Fatal(err)
 	}
 	if left := <-pairs.left; left <= DefaultDrainTimeout-time.Minute || left > DefaultDrainTimeout {
@@ -51,7 +51,7 @@ func TestSuspendDrainIsBounded(t *testing.T) {
 
 	dctx, dcancel := context.WithTimeout(ctx, AnswerMargin+2*time.Second)
 	defer dcancel()
-	_, err := PairOp(dctx, addr, "t", "wait", "suspend", true)
+	_, err := PairOp(dctx, Endpoint{Addr: addr}, "t", "wait", "suspend", true)
 	if left := <-pairs.left; left <= 0 || left > 2*time.Second {
 		t.Errorf("with %v left to the caller the drain has %v, want at most 2s", AnswerMargin+2*time.Second, left)
 	}

@@ -19,7 +19,11 @@ var pageFiles embed.FS
 type Site struct {
 	Role    string `json:"role"` // "primary" | "secondary"
 	Control string `json:"control,omitempty"`
-	NBD     string `json:"nbd,omitempty"`
+	// TLS: the control address is HTTPS; ServerName is the name its
+	// certificate holds, when the address's host is not it.
+	TLS        bool   `json:"tls,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
+	NBD        string `json:"nbd,omitempty"`
 	// Listen is where the secondary takes the primary's link.
 	Listen string `json:"listen,omitempty"`
 }

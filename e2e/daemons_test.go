@@ -221,7 +221,7 @@ func (d *daemon) waitReady(ctl string) {
 func fetchStatus(addr string) (control.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return control.Fetch(ctx, addr)
+	return control.Fetch(ctx, control.Endpoint{Addr: addr})
 }
 
 // eventually polls cond every 20ms until it holds, failing the test after d.

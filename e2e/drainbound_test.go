@@ -58,7 +58,7 @@ func TestSuspendDrainThatCannotFinishSaysWhyAndLeavesThePairs(t *testing.T) {
 	// The caller allows 8s: the drain gives up in time for its answer to
 	// arrive, before the link has been down for the patience.
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-	_, err := control.PairOp(ctx, addr, "secret", "vol1", "suspend", true)
+	_, err := control.PairOp(ctx, control.Endpoint{Addr: addr}, "secret", "vol1", "suspend", true)
 	cancel()
 	wantIn(err, "timeout ran out after", "the link to the secondary is down since", "bytes of updates are still held", "vol1 is left duplex, not suspended")
 	t.Logf("within the caller's timeout: %v", err)
@@ -67,11 +67,11 @@ func TestSuspendDrainThatCannotFinishSaysWhyAndLeavesThePairs(t *testing.T) {
 	// No deadline of the caller's: the link has been down for the
 	// patience now, and the drain says so at once.
 	start := time.Now()
-	_, err = control.PairOp(context.Background(), addr, "secret", "vol1", "suspend", true)
+	_, err = control.PairOp(context.Background(), control.Endpoint{Addr: addr}, "secret", "vol1", "suspend", true)
 	wantIn(err, "has been down since", "bytes of updates are still held", "vol1 is left duplex, not suspended", "suspend without --drain")
 	t.Logf("link down (answered after %v): %v", time.Since(start).Round(time.Millisecond), err)
 	allDuplex("after a drain with the link down")
-	_, err = control.AllPairsOp(context.Background(), addr, "secret", "suspend", true)
+	_, err = control.AllPairsOp(context.Background(), control.Endpoint{Addr: addr}, "secret", "suspend", true)
 	wantIn(err, "has been down since", "no pair is suspended")
 	allDuplex("after a drain of every pair with the link down")
 
@@ -79,7 +79,7 @@ func TestSuspendDrainThatCannotFinishSaysWhyAndLeavesThePairs(t *testing.T) {
 	s.net.SetDown(false)
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := control.PairOp(ctx, addr, "secret", "vol1", "suspend", true); err != nil {
+	if _, err := control.PairOp(ctx, control.Endpoint{Addr: addr}, "secret", "vol1", "suspend", true); err != nil {
 		t.Fatalf("suspend --drain with the link back: %v", err)
 	}
 	if got := s.pairs()["vol1"].State; got != pair.Suspended {

@@ -37,7 +37,7 @@ func TestSuspendDrainWithLinkDownAnswers(t *testing.T) {
 	answered := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := control.PairOp(ctx, s.prim.ControlAddr(), "secret", "vol1", "suspend", true)
+		_, err := control.PairOp(ctx, control.Endpoint{Addr: s.prim.ControlAddr()}, "secret", "vol1", "suspend", true)
 		answered <- err
 	}()
 	select {

@@ -384,7 +384,7 @@ func (f *fuzzer) pairOp(vol, op string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := control.PairOp(ctx, f.sess.Config.Primary.Control, token, vol, op, false); err != nil {
+	if _, err := control.PairOp(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control}, token, vol, op, false); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			f.fail("stuck: pair %s %s did not answer in 30s", op, vol)
 		}
@@ -538,8 +538,8 @@ func (f *fuzzer) layout() workload.Layout {
 func (f *fuzzer) checkLive() {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	st1, err1 := control.Fetch(ctx, f.sess.Config.Primary.Control)
-	sst, err2 := control.Fetch(ctx, f.sess.Config.Secondary.Control)
+	st1, err1 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
+	sst, err2 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
 	cancel()
 	if err1 != nil || err2 != nil {
 		if f.diskFull && err1 == nil {
@@ -563,8 +563,8 @@ func (f *fuzzer) checkLive() {
 		f.fail("reading the secondary's exports: %v", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	st2, err := control.Fetch(ctx, f.sess.Config.Primary.Control)
-	sst2, err2 := control.Fetch(ctx, f.sess.Config.Secondary.Control)
+	st2, err := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
+	sst2, err2 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
 	cancel()
 	if err != nil {
 		f.fail("status: %v", err)
@@ -1026,7 +1026,7 @@ func newPairWatch(addr string, vols []string) *pairWatch {
 		defer close(w.done)
 		for ctx.Err() == nil {
 			fctx, c := context.WithTimeout(ctx, time.Second)
-			st, err := control.Fetch(fctx, addr)
+			st, err := control.Fetch(fctx, control.Endpoint{Addr: addr})
 			c()
 			if err == nil {
 				w.observe(st, time.Now())

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testpki"
 	"duplex/nbd"
 	"duplex/workload"
 )
@@ -25,15 +25,15 @@ import (
 // secondary's TLS export while they run and byte for byte at the end.
 func TestNBDTLS(t *testing.T) {
 	pkiDir := t.TempDir()
-	ca := newTestCA(t, pkiDir, "nbd-ca")
-	other := newTestCA(t, pkiDir, "other-ca")
-	srvCert, srvKey := ca.issue(t, pkiDir, "nbd-server", true)
-	cliCert, cliKey := ca.issue(t, pkiDir, "nbd-client", false)
-	badCert, badKey := other.issue(t, pkiDir, "impostor", false)
+	ca := testpki.NewCA(t, pkiDir, "nbd-ca")
+	other := testpki.NewCA(t, pkiDir, "other-ca")
+	srvCert, srvKey := ca.Issue(t, pkiDir, "nbd-server", testpki.Server)
+	cliCert, cliKey := ca.Issue(t, pkiDir, "nbd-client", testpki.Client)
+	badCert, badKey := other.Issue(t, pkiDir, "impostor", testpki.Client)
 
 	s := newSession(t, sessionOpts{volSize: 16 << 20, edit: func(c *config.Config) {
-		c.Primary.NBDTLSCert, c.Primary.NBDTLSKey, c.Primary.NBDTLSCA = srvCert, srvKey, ca.path
-		c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey, c.Secondary.NBDTLSCA = srvCert, srvKey, ca.path
+		c.Primary.NBDTLSCert, c.Primary.NBDTLSKey, c.Primary.NBDTLSCA = srvCert, srvKey, ca.Path
+		c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey, c.Secondary.NBDTLSCA = srvCert, srvKey, ca.Path
 	}})
 	s.start()
 
@@ -119,7 +119,7 @@ func TestNBDTLS(t *testing.T) {
 	}
 
 	tools := t.TempDir()
-	for _, f := range []struct{ from, to string }{{ca.path, "ca-cert.pem"}, {cliCert, "client-cert.pem"}, {cliKey, "client-key.pem"}} {
+	for _, f := range []struct{ from, to string }{{ca.Path, "ca-cert.pem"}, {cliCert, "client-cert.pem"}, {cliKey, "client-key.pem"}} {
 		b, err := os.ReadFile(f.from)
 		if err != nil {
 			t.Fatal(err)
@@ -181,15 +181,13 @@ func TestNBDTLS(t *testing.T) {
 }
 
 // nbdClientTLS trusts ca for the server and presents certFile.
-func nbdClientTLS(t *testing.T, ca *testCA, certFile, keyFile string) *tls.Config {
+func nbdClientTLS(t *testing.T, ca *testpki.CA, certFile, keyFile string) *tls.Config {
 	t.Helper()
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "127.0.0.1"}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
 }
 
 // qemuTLSArgs opens export at addr over TLS with qemu's tls-creds-x509 reading

@@ -324,7 +324,7 @@ func checkRejoinPlan(t *testing.T, s *procSession, names []string, volSize int64
 	}
 	t.Logf("rejoin:\n%s", out)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	ch, err := control.FetchChanges(ctx, s.cfg.Secondary.Control)
+	ch, err := control.FetchChanges(ctx, control.Endpoint{Addr: s.cfg.Secondary.Control})
 	cancel()
 	if err != nil {
 		t.Fatal(err)

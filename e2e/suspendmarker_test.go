@@ -84,7 +84,7 @@ func TestSuspensionAnsweredSurvivesPrimaryKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = control.PairOp(ctx, sess.Config.Primary.Control, token, vol, "suspend", false)
+	_, err = control.PairOp(ctx, control.Endpoint{Addr: sess.Config.Primary.Control}, token, vol, "suspend", false)
 	cancel()
 	if err != nil {
 		t.Fatalf("suspend %s: %v", vol, err)

@@ -2,14 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,87 +9,8 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testpki"
 )
-
-// testCA is a throwaway certificate authority.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	path string // the CA certificate, PEM
-}
-
-var certSerial int64
-
-func newTestCA(t *testing.T, dir, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certSerial++
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(certSerial),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, path: filepath.Join(dir, name+".pem")}
-	writePEM(t, ca.path, "CERTIFICATE", der)
-	return ca
-}
-
-// issue writes NAME.crt and NAME.key signed by the CA: a server certificate
-// for 127.0.0.1 when server, else a client certificate.
-func (ca *testCA) issue(t *testing.T, dir, name string, server bool) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certSerial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(certSerial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writePEM(t, certPath, "CERTIFICATE", der)
-	writePEM(t, keyPath, "PRIVATE KEY", kder)
-	return certPath, keyPath
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // primaryOnly writes a config describing only the primary of s's session
 // (its own files and ports), edited by edit, and returns its path.
@@ -139,15 +52,15 @@ func assertNeverLinked(t *testing.T, s *procSession, primaryCtl string, d time.D
 
 func TestTLSMutual(t *testing.T) {
 	pkiDir := t.TempDir()
-	ca := newTestCA(t, pkiDir, "duplex-ca")
-	wrongCA := newTestCA(t, pkiDir, "other-ca")
-	pCert, pKey := ca.issue(t, pkiDir, "primary", false)
-	sCert, sKey := ca.issue(t, pkiDir, "secondary", true)
-	badCert, badKey := wrongCA.issue(t, pkiDir, "impostor", false)
+	ca := testpki.NewCA(t, pkiDir, "duplex-ca")
+	wrongCA := testpki.NewCA(t, pkiDir, "other-ca")
+	pCert, pKey := ca.Issue(t, pkiDir, "primary", testpki.Client)
+	sCert, sKey := ca.Issue(t, pkiDir, "secondary", testpki.Server)
+	badCert, badKey := wrongCA.Issue(t, pkiDir, "impostor", testpki.Client)
 
 	s := newSession(t, sessionOpts{edit: func(c *config.Config) {
-		c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = pCert, pKey, ca.path
-		c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = sCert, sKey, ca.path
+		c.Primary.TLSCert, c.Primary.TLSKey, c.Primary.TLSCA = pCert, pKey, ca.Path
+		c.Secondary.TLSCert, c.Secondary.TLSKey, c.Secondary.TLSCA = sCert, sKey, ca.Path
 	}})
 
 	s.startSecondary() // for all three subtests
@@ -179,7 +92,7 @@ func TestTLSMutual(t *testing.T) {
 	t.Run("wrong CA refused", func(t *testing.T) {
 		s.t = t
 		path, pc := primaryOnly(t, s, func(p *config.Primary) {
-			p.TLSCert, p.TLSKey, p.TLSCA = badCert, badKey, ca.path
+			p.TLSCert, p.TLSKey, p.TLSCA = badCert, badKey, ca.Path
 		})
 		bad := startDaemon(t, "primary", path, filepath.Join(filepath.Dir(path), "primary.log"))
 		pc = bad.ready(path, pc)

@@ -3,17 +3,8 @@ package site
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +12,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testpki"
 	"duplex/transport"
 )
 
@@ -28,83 +20,6 @@ import (
 // status (the JSON's last_error, which `duplex status` prints) and the log
 // say why in words, keeping Go's own error text, and the log says it once
 // however often the primary dials again.
-
-// linkCA is a throwaway certificate authority for the link's mutual TLS.
-type linkCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	path string
-}
-
-var linkSerial atomic.Int64
-
-func newLinkCA(t *testing.T, dir, name string) *linkCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(linkSerial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &linkCA{cert: cert, key: key, path: filepath.Join(dir, name+".pem")}
-	writeLinkPEM(t, ca.path, "CERTIFICATE", der)
-	return ca
-}
-
-// issue writes a certificate and key signed by the CA. A server certificate
-// names 127.0.0.1 in a subject alternative name unless cnOnly, when its only
-// name is the Common Name "127.0.0.1", as certificates made for older TLS
-// clients have it.
-func (ca *linkCA) issue(t *testing.T, dir, name string, server, cnOnly bool) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(linkSerial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		if cnOnly {
-			tmpl.Subject.CommonName = "127.0.0.1"
-		} else {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	writeLinkPEM(t, certPath, "CERTIFICATE", der)
-	writeLinkPEM(t, keyPath, "PRIVATE KEY", kder)
-	return certPath, keyPath
-}
-
-func writeLinkPEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // logBuffer collects a site's log lines.
 type logBuffer struct {
@@ -241,13 +156,17 @@ func wantOnce(t *testing.T, where string, logs *logBuffer, words ...string) {
 
 // secured gives both sites of cfg mutual TLS: the primary's certificate
 // signed by primaryCA, the secondary's by secondaryCA, each trusting ca.
-func secured(t *testing.T, cfg *config.Config, ca, primaryCA, secondaryCA *linkCA, cnOnly bool) {
+func secured(t *testing.T, cfg *config.Config, ca, primaryCA, secondaryCA *testpki.CA, cnOnly bool) {
 	t.Helper()
 	dir := t.TempDir()
-	pc, pk := primaryCA.issue(t, dir, "primary", false, false)
-	sc, sk := secondaryCA.issue(t, dir, "secondary", true, cnOnly)
-	cfg.Primary.TLSCert, cfg.Primary.TLSKey, cfg.Primary.TLSCA = pc, pk, ca.path
-	cfg.Secondary.TLSCert, cfg.Secondary.TLSKey, cfg.Secondary.TLSCA = sc, sk, ca.path
+	use := testpki.Server
+	if cnOnly {
+		use = testpki.ServerCNOnly
+	}
+	pc, pk := primaryCA.Issue(t, dir, "primary", testpki.Client)
+	sc, sk := secondaryCA.Issue(t, dir, "secondary", use)
+	cfg.Primary.TLSCert, cfg.Primary.TLSKey, cfg.Primary.TLSCA = pc, pk, ca.Path
+	cfg.Secondary.TLSCert, cfg.Secondary.TLSKey, cfg.Secondary.TLSCA = sc, sk, ca.Path
 }
 
 // dialedAgain waits until the primary has dialled at least n times: the
@@ -280,7 +199,7 @@ func TestLinkDownSaysWhyNothingListening(t *testing.T) {
 
 func TestLinkDownSaysWhyCommonNameOnly(t *testing.T) {
 	cfg := linkConfig(t)
-	ca := newLinkCA(t, t.TempDir(), "duplex-ca")
+	ca := testpki.NewCA(t, t.TempDir(), "duplex-ca")
 	secured(t, cfg, ca, ca, ca, true)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
@@ -300,7 +219,7 @@ func TestLinkDownSaysWhyCommonNameOnly(t *testing.T) {
 func TestLinkDownSaysWhySecondaryCertificateFromAnotherCA(t *testing.T) {
 	cfg := linkConfig(t)
 	dir := t.TempDir()
-	ca, other := newLinkCA(t, dir, "duplex-ca"), newLinkCA(t, dir, "other-ca")
+	ca, other := testpki.NewCA(t, dir, "duplex-ca"), testpki.NewCA(t, dir, "other-ca")
 	secured(t, cfg, ca, ca, other, false)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
@@ -315,7 +234,7 @@ func TestLinkDownSaysWhySecondaryCertificateFromAnotherCA(t *testing.T) {
 func TestLinkDownSaysWhyPrimaryCertificateFromAnotherCA(t *testing.T) {
 	cfg := linkConfig(t)
 	dir := t.TempDir()
-	ca, other := newLinkCA(t, dir, "duplex-ca"), newLinkCA(t, dir, "other-ca")
+	ca, other := testpki.NewCA(t, dir, "duplex-ca"), testpki.NewCA(t, dir, "other-ca")
 	secured(t, cfg, ca, other, ca, false)
 	s, slogs := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
@@ -371,7 +290,7 @@ func TestLinkDownSaysWhyTLSAtOneSiteOnly(t *testing.T) {
 	} {
 		t.Run("TLS only at the "+tc.tlsAt, func(t *testing.T) {
 			cfg := linkConfig(t)
-			ca := newLinkCA(t, t.TempDir(), "duplex-ca")
+			ca := testpki.NewCA(t, t.TempDir(), "duplex-ca")
 			secured(t, cfg, ca, ca, ca, false)
 			if tc.tlsAt == "primary" {
 				cfg.Secondary.TLSCert, cfg.Secondary.TLSKey, cfg.Secondary.TLSCA = "", "", ""

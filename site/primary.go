@@ -43,6 +43,7 @@ type Primary struct {
 	nbdLn   net.Listener
 	nbdTLS  *tls.Config // nil: plaintext NBD
 	ctlLn   net.Listener
+	ctlTLS  *tls.Config // nil: plain HTTP
 	start   time.Time
 	dialer  transport.Dialer
 	metrics *control.Metrics
@@ -235,6 +236,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	if cfg.Primary.Control != "" {
+		if p.ctlTLS, err = cfg.ControlServerTLS("primary"); err != nil {
+			return nil, fmt.Errorf("primary: control address: %w", err)
+		}
 		if p.ctlLn, err = net.Listen("tcp", cfg.Primary.Control); err != nil {
 			return nil, fmt.Errorf("primary: control address: %w", err)
 		}
@@ -303,7 +307,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, Logger: p.log,
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
 			SetRates: p.SetRates, History: p.history, Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {

@@ -93,6 +93,7 @@ type Promoted struct {
 	nbdLn     net.Listener
 	nbdTLS    *tls.Config
 	ctlLn     net.Listener
+	ctlTLS    *tls.Config // nil: plain HTTP
 	token     string
 	metrics   *control.Metrics
 	history   *control.History
@@ -191,6 +192,9 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		return nil, fmt.Errorf("promoted: NBD address: %w", err)
 	}
 	if cfg.Secondary.Control != "" {
+		if p.ctlTLS, err = cfg.ControlServerTLS("secondary"); err != nil {
+			return nil, fmt.Errorf("promoted: control address: %w", err)
+		}
 		if p.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
 			return nil, fmt.Errorf("promoted: control address: %w", err)
 		}
@@ -251,7 +255,7 @@ func (p *Promoted) Run(ctx context.Context) error {
 	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, Logger: p.log,
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
 			Changes: p.ChangedRegions,
 			Sites:   sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)

@@ -36,6 +36,7 @@ type Secondary struct {
 	// nbdTLS, if set, makes the read-only exports require TLS.
 	nbdTLS *tls.Config
 	ctlLn  net.Listener
+	ctlTLS *tls.Config // nil: plain HTTP
 
 	metrics *control.Metrics
 	history *control.History
@@ -174,6 +175,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 	}
 	if cfg.Secondary.Control != "" {
+		if s.ctlTLS, err = cfg.ControlServerTLS("secondary"); err != nil {
+			return nil, fmt.Errorf("secondary: control address: %w", err)
+		}
 		if s.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
 			return nil, fmt.Errorf("secondary: control address: %w", err)
 		}
@@ -293,7 +297,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
 	}
 	if s.ctlLn != nil {
-		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, Logger: s.log,
+		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
 			Fence: func() (int64, error) {

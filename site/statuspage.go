@@ -24,6 +24,14 @@ func sessionSites(cfg *config.Config, self control.Site) []control.Site {
 		if sites[i].Role == self.Role {
 			sites[i] = self
 		}
+		// A link to the other site's page over HTTPS, by the name its
+		// certificate holds.
+		if sites[i].Role == "primary" && cfg.Primary.ControlTLSCert != "" {
+			sites[i].TLS, sites[i].ServerName = true, cfg.Primary.ControlTLSServerName
+		}
+		if sites[i].Role == "secondary" && cfg.Secondary.ControlTLSCert != "" {
+			sites[i].TLS, sites[i].ServerName = true, cfg.Secondary.ControlTLSServerName
+		}
 	}
 	return sites
 }

@@ -164,7 +164,7 @@ func TestFaultComesOnceEveryPairIsDuplex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ld.stop()
-	st, err := control.Fetch(ctx, tr.sess.Config.Primary.Control)
+	st, err := control.Fetch(ctx, control.Endpoint{Addr: tr.sess.Config.Primary.Control})
 	if err != nil {
 		t.Fatal(err)
 	}

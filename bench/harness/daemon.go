@@ -175,7 +175,7 @@ func WaitStatus(ctx context.Context, d *Daemon, addr string, cond func(control.S
 	var lastErr error
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := control.Fetch(fctx, addr)
+		st, err := control.Fetch(fctx, control.Endpoint{Addr: addr})
 		cancel()
 		if err == nil {
 			last = st

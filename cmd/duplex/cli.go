@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/control"
 )
 
 // synopsis is one usage line of a command: "duplex " + path + " " + args.
@@ -225,4 +226,19 @@ func wrap(text, indent string, width int) string {
 		n += len(word)
 	}
 	return b.String()
+}
+
+// controlOf returns the control address of the config's site role
+// ("primary" or "secondary") as a client reaches it: over HTTPS, checking
+// the site's certificate against control_tls_ca, when the site serves it.
+func controlOf(cfg *config.Config, role string) (control.Endpoint, error) {
+	addr := cfg.Primary.Control
+	if role == "secondary" {
+		addr = cfg.Secondary.Control
+	}
+	tlsConf, err := cfg.ControlClientTLS(role)
+	if err != nil {
+		return control.Endpoint{}, err
+	}
+	return control.Endpoint{Addr: addr, TLS: tlsConf}, nil
 }

@@ -189,6 +189,10 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	if err != nil {
 		return err
 	}
+	at, err := controlOf(cfg, "primary")
+	if err != nil {
+		return err
+	}
 	vols := pos
 	if *f.all {
 		vols = cfg.VolumeNames()
@@ -203,7 +207,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	opCtx, cancel := context.WithTimeout(ctx, *f.timeout+control.AnswerMargin)
 	defer cancel()
 	if *f.all {
-		st, err := control.Fetch(opCtx, cfg.Primary.Control)
+		st, err := control.Fetch(opCtx, at)
 		if err != nil {
 			return err
 		}
@@ -214,7 +218,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 			if len(vols) == 0 {
 				return nil
 			}
-			res, err := control.AllPairsOp(opCtx, cfg.Primary.Control, tok, op.name, op.drain)
+			res, err := control.AllPairsOp(opCtx, at, tok, op.name, op.drain)
 			if err != nil {
 				return err
 			}
@@ -228,7 +232,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		}
 	}
 	for _, vol := range vols {
-		res, err := control.PairOp(opCtx, cfg.Primary.Control, tok, vol, op.wire, op.drain)
+		res, err := control.PairOp(opCtx, at, tok, vol, op.wire, op.drain)
 		if err != nil {
 			return err
 		}
@@ -277,13 +281,17 @@ func applicable(op string, names []string, st control.Status, stdout io.Writer) 
 
 // waitDuplex shows the copy's progress until every volume is duplex.
 func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout io.Writer) error {
+	at, err := controlOf(cfg, "primary")
+	if err != nil {
+		return err
+	}
 	line := newStatusLine(stdout)
 	defer line.end()
 	start := time.Now()
 	var first int64 = -1
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		st, err := control.Fetch(fctx, cfg.Primary.Control)
+		st, err := control.Fetch(fctx, at)
 		cancel()
 		if ctx.Err() != nil {
 			return errors.New("stopped waiting: the copy goes on at the primary, duplex status shows it")

@@ -53,11 +53,15 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	at, err := controlOf(cfg, "primary")
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	var rates control.Rates
 	if copyRate == nil && linkRate == nil {
-		st, err := control.Fetch(ctx, cfg.Primary.Control)
+		st, err := control.Fetch(ctx, at)
 		if err != nil {
 			return err
 		}
@@ -72,7 +76,7 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if rates, err = control.SetRates(ctx, cfg.Primary.Control, tok, copyRate, linkRate); err != nil {
+		if rates, err = control.SetRates(ctx, at, tok, copyRate, linkRate); err != nil {
 			return err
 		}
 	}

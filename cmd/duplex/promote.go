@@ -39,8 +39,12 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cfg.Secondary.Control != "" {
+		at, err := controlOf(cfg, "secondary")
+		if err != nil {
+			return err
+		}
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := control.Fetch(fctx, cfg.Secondary.Control)
+		st, err := control.Fetch(fctx, at)
 		cancel()
 		if err == nil {
 			return promoteRunning(ctx, cfg, st, *force, *timeout, stdout)

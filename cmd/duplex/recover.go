@@ -39,8 +39,12 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if cfg.Secondary.Control != "" {
+		at, err := controlOf(cfg, "secondary")
+		if err != nil {
+			return err
+		}
 		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := control.Fetch(fctx, cfg.Secondary.Control)
+		st, err := control.Fetch(fctx, at)
 		cancel()
 		if err == nil {
 			if st.Link == "connected" && !*force {
@@ -93,10 +97,14 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 	if err != nil {
 		return err
 	}
+	at, err := controlOf(cfg, "secondary")
+	if err != nil {
+		return err
+	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	fenced := make(chan error, 1)
-	go func() { fenced <- control.FenceSecondary(fctx, cfg.Secondary.Control, token) }()
+	go func() { fenced <- control.FenceSecondary(fctx, at, token) }()
 	progress := newFenceProgress(stdout)
 	t := time.NewTicker(fenceProgressEvery)
 	defer t.Stop()
@@ -106,7 +114,7 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 			waiting = false
 		case <-t.C:
 			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
-			if st, serr := control.Fetch(sctx, cfg.Secondary.Control); serr == nil {
+			if st, serr := control.Fetch(sctx, at); serr == nil {
 				progress.show(st)
 			}
 			scancel()
@@ -120,7 +128,7 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 		}
 		return err
 	}
-	st, err := control.Fetch(ctx, cfg.Secondary.Control)
+	st, err := control.Fetch(ctx, at)
 	if err != nil {
 		return err
 	}

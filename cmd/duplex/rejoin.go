@@ -32,8 +32,12 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Secondary.Control == "" {
 		return errors.New("the config names no [secondary] control address to reach the promoted site at")
 	}
+	at, err := controlOf(cfg, "secondary")
+	if err != nil {
+		return err
+	}
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ch, err := control.FetchChanges(fctx, cfg.Secondary.Control)
+	ch, err := control.FetchChanges(fctx, at)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("cannot learn what the promoted site changed (is duplex promote running at the secondary?): %w", err)

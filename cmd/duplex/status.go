@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"duplex/control"
 )
 
-var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR) [--json]"}
+var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR [--ca FILE]) [--json]"}
 
 // runStatus prints the status of the sites that the config names, or of the
 // one at --addr; it fails if one of them does not answer, having printed
@@ -22,29 +23,42 @@ var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR) [--json]"
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session.")
 	path := fs.configFlag("the control addresses of both sites")
-	addr := fs.String("addr", "", "control `ADDR` of one site (host:port, or the status page's URL)")
+	addr := fs.String("addr", "", "control `ADDR` of one site: host:port, or its URL (https://host:port for a site with control_tls_cert)")
+	caFile := fs.String("ca", "", "with --addr: check the site's HTTPS certificate against the CA in `FILE` (PEM; default the system's roots)")
 	asJSON := fs.Bool("json", false, "print JSON (with --config: an array of both sites)")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
 	}
-	var addrs []string
+	var addrs []control.Endpoint
 	switch {
 	case *path != "" && *addr != "":
 		return fs.usageErrorf("use --config or --addr, not both")
+	case *caFile != "" && *addr == "":
+		return fs.usageErrorf("--ca goes with --addr: with --config, control_tls_ca names the CA")
 	case *addr != "":
-		a, err := controlAddr(*addr)
-		if err != nil {
-			return fs.usageErrorf("--addr %q: %v", *addr, err)
+		var tlsConf *tls.Config
+		if *caFile != "" {
+			pool, err := loadCAFile(*caFile)
+			if err != nil {
+				return err
+			}
+			tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
-		addrs = []string{a}
+		at, err := control.ParseEndpoint(*addr, tlsConf)
+		if err != nil {
+			return fs.usageErrorf("--addr: %v", err)
+		}
+		addrs = []control.Endpoint{at}
 	case *path != "":
 		cfg, err := fs.loadConfig(*path)
 		if err != nil {
 			return err
 		}
-		for _, a := range []string{cfg.Primary.Control, cfg.Secondary.Control} {
-			if a != "" {
-				addrs = append(addrs, a)
+		for _, role := range []string{"primary", "secondary"} {
+			if at, err := controlOf(cfg, role); err != nil {
+				return err
+			} else if at.Addr != "" {
+				addrs = append(addrs, at)
 			}
 		}
 		if len(addrs) == 0 {
@@ -87,27 +101,17 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// controlAddr returns the host:port of a control address given as
-// host:port or as the status page's URL (http://127.0.0.1:7401/, as the
-// demo prints it), or says why it is neither.
-func controlAddr(s string) (string, error) {
-	if strings.Contains(s, "://") {
-		u, err := url.Parse(s)
-		switch {
-		case err != nil:
-			return "", fmt.Errorf("not a URL: %v", err)
-		case u.Scheme != "http":
-			return "", fmt.Errorf("a control address serves http, not %s: give host:port", u.Scheme)
-		case u.Port() == "":
-			return "", errors.New("the URL has no port: give host:port, e.g. 127.0.0.1:7401")
-		}
-		return u.Host, nil
+// loadCAFile reads the PEM certificates of a CA given on the command line.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
 	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil || port == "" {
-		return "", errors.New("want host:port, e.g. 127.0.0.1:7401")
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca: %s holds no PEM certificate", path)
 	}
-	return net.JoinHostPort(host, port), nil
+	return pool, nil
 }
 
 // lagText renders a status lag: "unknown" while the site has no

@@ -314,18 +314,24 @@
     put($(id), text, className);
   }
 
-  // siteURL is the page of another site's control address; a wildcard host
-  // means the host this page came from.
-  function siteURL(addr) {
+  // siteURL is the page of another site's control address: over HTTPS by
+  // the name its certificate holds when the config gives one; a wildcard
+  // host means the host this page came from.
+  function siteURL(site) {
+    const addr = site.control;
     const i = addr.lastIndexOf(":");
     let host = addr.slice(0, i).replace(/^\[|\]$/g, "");
-    if (host === "" || host === "0.0.0.0" || host === "::") {
+    if (site.server_name) {
+      host = site.server_name;
+    } else if (host === "" || host === "0.0.0.0" || host === "::") {
       host = location.hostname.replace(/^\[|\]$/g, "");
     }
     if (host.includes(":")) {
       host = "[" + host + "]";
     }
-    return "http://" + host + addr.slice(i) + "/";
+    // A protocol as location.protocol writes it.
+    const protocol = site.tls ? "https:" : "http:";
+    return protocol + "//" + host + addr.slice(i) + "/";
   }
 
   function renderSites() {
@@ -362,7 +368,7 @@
       } else if (s.control) {
         li.append(" ");
         const a = document.createElement("a");
-        a.href = siteURL(s.control);
+        a.href = siteURL(s);
         a.rel = "noreferrer";
         a.textContent = "its page";
         li.append(a);

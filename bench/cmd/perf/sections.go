@@ -371,7 +371,7 @@ func (b *bench) memory(ctx context.Context) error {
 	s := sample(250*time.Millisecond, 0, func() (float64, error) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		st, err := control.Fetch(cctx, p.primCtl())
+		st, err := control.Fetch(cctx, control.Endpoint{Addr: p.primCtl()})
 		if err == nil && st.SidefileBytes != nil {
 			maxSide = max(maxSide, *st.SidefileBytes)
 		}
@@ -498,7 +498,7 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 	if _, r.rssS, err = harness.ProcMem(p.sec.Pid()); err != nil {
 		return r, err
 	}
-	st0, err := control.Fetch(ctx, p.secCtl())
+	st0, err := control.Fetch(ctx, control.Endpoint{Addr: p.secCtl()})
 	if err != nil {
 		return r, err
 	}
@@ -521,7 +521,7 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 			return r, e
 		}
 	}
-	st1, err := control.Fetch(ctx, p.secCtl())
+	st1, err := control.Fetch(ctx, control.Endpoint{Addr: p.secCtl()})
 	if err != nil {
 		return r, err
 	}

@@ -1,0 +1,99 @@
+package control
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Endpoint is a site's control address as a client reaches it: host:port,
+// and the TLS the client checks the site's certificate with (nil: plain
+// HTTP).
+type Endpoint struct {
+	Addr string
+	TLS  *tls.Config
+}
+
+// String is the endpoint's URL, "https://host:port" or "http://host:port",
+// as errors name it.
+func (e Endpoint) String() string { return e.url("") }
+
+func (e Endpoint) url(path string) string {
+	if e.TLS != nil {
+		return "https://" + e.Addr + path
+	}
+	return "http://" + e.Addr + path
+}
+
+// ParseEndpoint reads a control address given on the command line:
+// host:port, or a URL (http://host:port or https://host:port, a trailing "/"
+// allowed, as a browser shows the status page's). An https URL gets tlsConf,
+// or the system's roots when it is nil; tlsConf with a bare host:port means
+// https too.
+func ParseEndpoint(s string, tlsConf *tls.Config) (Endpoint, error) {
+	if !strings.Contains(s, "://") {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			return Endpoint{}, fmt.Errorf("%q is neither host:port nor a URL: want e.g. 127.0.0.1:7401 or https://10.1.2.3:7401", s)
+		}
+		return Endpoint{Addr: s, TLS: tlsConf}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil || u.Port() == "" {
+		return Endpoint{}, fmt.Errorf("%q: want the control address's URL with its port, e.g. http://127.0.0.1:7401 or https://10.1.2.3:7401", s)
+	}
+	switch u.Scheme {
+	case "http":
+		if tlsConf != nil {
+			return Endpoint{}, fmt.Errorf("%q is plain HTTP: a CA to check the site's certificate with needs an https:// URL", s)
+		}
+		return Endpoint{Addr: u.Host}, nil
+	case "https":
+		if tlsConf == nil {
+			tlsConf = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		return Endpoint{Addr: u.Host, TLS: tlsConf}, nil
+	}
+	return Endpoint{}, fmt.Errorf("%q: the scheme is %q, want http or https", s, u.Scheme)
+}
+
+// do sends req, saying in the error why a TLS handshake or a plain request
+// failed where the cause is the client's setting, not the site.
+func (e Endpoint) do(req *http.Request) (*http.Response, error) {
+	client := http.DefaultClient
+	if e.TLS != nil {
+		// One connection per call: the commands make a few calls each.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig, t.DisableKeepAlives = e.TLS, true
+		client = &http.Client{Transport: t}
+	}
+	resp, err := client.Do(req)
+	var unknownCA x509.UnknownAuthorityError
+	var wrongName x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return nil, fmt.Errorf("%w (the site's control certificate is not signed by the CA this client checks it against: control_tls_ca in the config, or --ca)", err)
+	case errors.As(err, &wrongName):
+		return nil, fmt.Errorf("%w (set control_tls_server_name to a name the site's control certificate holds)", err)
+	case err != nil:
+		return nil, err
+	}
+	if e.TLS == nil && resp.StatusCode == http.StatusBadRequest && resp.Header.Get("Content-Type") == "" {
+		// Go's HTTPS server answers a plain request so, with no type.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		if strings.Contains(string(b), "HTTPS server") {
+			return nil, fmt.Errorf("%s serves HTTPS only: use https://%s (the config's control_tls_cert makes its clients use it)", e, e.Addr)
+		}
+		resp.Body = io.NopCloser(strings.NewReader(string(b)))
+	}
+	return resp, nil
+}
