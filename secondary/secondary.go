@@ -157,8 +157,10 @@ type Secondary struct {
 	// Journaled groups are applied by a goroutine of their own (applier),
 	// so that journaling group N+1 (its write and fsync) overlaps applying
 	// group N and the volumes' fsync at a checkpoint. The receiver hands
-	// each journaled group over, in order, on applyQ; it may block there
-	// holding mu, so the applier never takes mu.
+	// each journaled group over, in order, on applyQ. When the queue is
+	// full it waits for room without mu (handing), so that status, a fence
+	// and Close are not held up for as long as the volumes take a group;
+	// the applier never takes mu.
 	applyQ    chan applyJob
 	applyDone chan struct{} // closed when the applier has returned
 	// ckReq asks the checkpointer for a checkpoint if one is due. The
@@ -169,6 +171,13 @@ type Secondary struct {
 	ckReq   chan struct{}
 	ckDone  chan struct{} // closed when the checkpointer has returned
 	closing bool          // applyQ is closed; guarded by mu
+	// handing says a receiver is handing a journaled group over without
+	// mu, waiting for room in applyQ; guarded by mu. Until it is done
+	// nothing else is journaled or handed over, and applyQ stays open, so
+	// the groups reach the applier in the order they were journaled.
+	// handed is signalled when it ends.
+	handing bool
+	handed  *sync.Cond
 	bg      sync.WaitGroup
 	// queued is the last group handed to the applier (or applied at Open),
 	// which a restart recovers to; guarded by mu.
@@ -395,6 +404,7 @@ func Open(cfg Config) (*Secondary, error) {
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
+	s.handed = sync.NewCond(&s.mu)
 	s.order = transport.NewTableOrder(cfg.Subsystems)
 	lim := cfg.Limits.Effective()
 	if s.unzstd, err = transport.NewDecompressor(lim.MaxHeader + lim.MaxPayload + 4); err != nil {
@@ -676,16 +686,43 @@ func (s *Secondary) appliedState() apply.State {
 
 // enqueue hands a journaled group to the applier. The state file follows at
 // a later checkpoint: until then the journal still holds the group, and a
-// restart applies it again. Called with s.mu held; it blocks while the
-// applier is two groups behind, which holds the primary back through the
-// acknowledgements it then waits for.
+// restart applies it again. Called with s.mu held; while the applier is two
+// groups behind it waits for room, which holds the primary back through the
+// acknowledgements it then waits for. It waits without s.mu (the volumes
+// may take minutes over a backlog, and status, a fence and Close must not
+// wait as long), and takes s.mu again before it returns: the caller then
+// finds the connection replaced, the secondary fenced or stopped, as
+// anything may have happened meanwhile but the journaling or handing over
+// of another group (handing). The group counts as queued from the start:
+// a fence waits until it is applied.
 func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeState) error {
 	if s.closing {
 		return fmt.Errorf("apply group %d: secondary closed", g.Number)
 	}
 	s.queued = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
-	s.applyQ <- applyJob{g: g, vols: vols}
+	job := applyJob{g: g, vols: vols}
+	select {
+	case s.applyQ <- job:
+		return nil
+	default:
+	}
+	s.handing = true
+	s.mu.Unlock()
+	// The applier takes it whatever happens meanwhile (after a failure it
+	// drains the queue), and Close leaves applyQ open until it has.
+	s.applyQ <- job
+	s.mu.Lock()
+	s.handing = false
+	s.handed.Broadcast()
 	return nil
+}
+
+// awaitHandedLocked waits until no group is being handed over. Called with
+// s.mu held, which it lets go of while it waits.
+func (s *Secondary) awaitHandedLocked() {
+	for s.handing {
+		s.handed.Wait()
+	}
 }
 
 // applier applies the journaled groups handed to it, in order, and asks
@@ -1411,14 +1448,19 @@ var errReplaced = errors.New("connection replaced by a newer one")
 func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Another receiver handing its group over goes first: the groups of
+	// these frames are journaled after it, and the frames are recycled
+	// only after groups handed over later.
+	s.awaitHandedLocked()
 	if s.conn != conn {
 		return errReplaced
 	}
 	s.frames.add(frame)
 	defer func() {
-		// Still under s.mu, which no step of receive lets go of: every
-		// group formed from these frames is journaled by now, and handed
-		// to the applier at or before the queued one.
+		// Under s.mu, which receive lets go of only while it hands a
+		// group over, when no other receiver takes anything: every group
+		// formed from these frames is journaled by now, and handed to the
+		// applier at or before the queued one.
 		if !s.former.Holds() {
 			s.frames.retire(s.queued.Group)
 		}
@@ -1471,7 +1513,8 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 	defer s.receipt(conn)
 	for {
 		if s.conn != conn {
-			// A checkpoint let go of the lock and a newer connection took over.
+			// Handing a group over let go of the lock, and a newer connection
+			// took over or a fence cut this one off.
 			return errReplaced
 		}
 		g, ok := s.former.Form()
@@ -1487,7 +1530,11 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 			s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
 			return fmt.Errorf("%w: %v", ErrStopped, err)
 		}
-		s.formedTime = g.Time
+		if s.conn == conn {
+			// Not once handing g over let go of the lock and another link
+			// began: its idle time starts from its own groups.
+			s.formedTime = g.Time
+		}
 	}
 }
 
@@ -1832,6 +1879,8 @@ func (s *Secondary) Close() error {
 	first := !s.closing
 	if first {
 		s.closing = true
+		// A group being handed over is journaled: it is applied too.
+		s.awaitHandedLocked()
 		close(s.applyQ)
 	}
 	s.mu.Unlock()
