@@ -97,7 +97,9 @@ type Status struct {
 	// primary's own, the one a secondary follows, or, with Fenced, the one
 	// recover started at the secondary.
 	Generation string `json:"generation,omitempty"`
-	Fenced     bool   `json:"fenced,omitempty"`
+	// Fenced: recover fenced the secondary. Not while the fence is under
+	// way (it waits for the volumes first), which a restart undoes.
+	Fenced bool `json:"fenced,omitempty"`
 	// PromotedAt is set at a secondary site that `duplex promote` made the
 	// session's primary: since when it is. PromotedFrom is the consistency
 	// time its volumes held then; the regions it has written since are

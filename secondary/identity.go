@@ -112,12 +112,19 @@ const wayForward = "to make the secondary a copy of the primary again, re-create
 	"(SESSION.primary beside its config), so that its pairs start with a full initial copy; then start both. " +
 	"To keep the secondary's data instead, make its site the primary"
 
-// fencedReasonLocked is why a fenced secondary refuses a primary of data
-// generation g; s.mu held. The fence holds from the moment Fence takes it
-// (s.fenced), but the identity names it only once written: a write that
-// failed leaves a fence that lasts until a restart, and the primary's
-// operator is told so, or he is told nothing at all.
+// fencedReasonLocked is why a fenced secondary, or one a fence is under way
+// in, refuses a primary of data generation g; s.mu held. A fence holds from
+// the moment Fence has applied what is journaled (s.fenced), but the
+// identity names it only once written: a write that failed leaves a fence
+// that lasts until a restart, and the primary's operator is told so, or he
+// is told nothing at all. Before that the fence is under way (s.fencing),
+// and has neither held nor failed.
 func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
+	if s.ident.Fenced == "" && !s.fenced {
+		return fmt.Sprintf("duplex recover is fencing the secondary (it first applies what is journaled), and no primary is taken meanwhile; "+
+			"once the fence completes, the volumes start a data generation of their own and may hold writes the primary "+
+			"(data generation %s) does not have, and nothing is replicated: %s", g, wayForward)
+	}
 	if s.ident.Fenced == "" {
 		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (its identity could not be written), "+
 			"so it lasts only until the secondary restarts: its volumes may hold writes the primary (data generation %s) does not have, "+
@@ -134,7 +141,7 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 // why the primary is refused ("" if it is not); s.mu held. A fenced
 // secondary follows and adopts nothing: it refuses every primary.
 func (s *Secondary) generationLocked(g transport.Generation) string {
-	if s.fenced || s.ident.Fenced != "" {
+	if s.fenced || s.fencing > 0 || s.ident.Fenced != "" {
 		return s.fencedReasonLocked(g)
 	}
 	switch {
@@ -157,7 +164,9 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 }
 
 // Generation returns the data generation the secondary holds, and whether
-// recover fenced it (recorded or not: either way no primary is taken).
+// recover fenced it (recorded or not: either way no primary is taken). A
+// fence still under way is not one: it may yet be refused, and a restart
+// meanwhile leaves the secondary unfenced.
 func (s *Secondary) Generation() (transport.Generation, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

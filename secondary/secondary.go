@@ -205,8 +205,12 @@ type Secondary struct {
 	peerReads uint64
 	instance  uint64 // of the primary process whose record sets the former holds
 	fenced    bool   // recover took over: no primary may write here any more
-	stopped   error  // why groups can no longer be made durable; nil while running
-	ident     identity
+	// fencing counts the fences under way: no primary is taken, but the
+	// volumes are not fenced yet (and a fence that is refused leaves them
+	// unfenced), so neither status nor a refusal says they are.
+	fencing int
+	stopped error // why groups can no longer be made durable; nil while running
+	ident   identity
 	// replaying is Open's Context while it replays the journal.
 	replaying   context.Context
 	lastJournal time.Time
@@ -1090,7 +1094,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return err
 	}
 	s.mu.Lock()
-	fenced, stopped := s.fenced, s.stopped
+	fenced, stopped := s.fenced || s.fencing > 0, s.stopped
 	reason := ""
 	if stopped != nil {
 		reason = s.stoppedReason()
@@ -1722,8 +1726,8 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	// First no primary may hand over groups: the linked one is unlinked and
 	// a new one refused (generationLocked), so what is left to apply ends
 	// with the group queued last.
-	wasFenced := s.fenced
-	s.fenced = true
+	s.fencing++
+	defer func() { s.fencing-- }()
 	if s.conn != nil {
 		s.out.end(nil)
 		linked = s.conn
@@ -1732,7 +1736,6 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	}
 	refuse := func(err error) (transport.Position, error) {
 		// Nothing recorded: an unfenced restart replays the journal.
-		s.fenced = wasFenced
 		return transport.Position{}, err
 	}
 	for {
@@ -1769,6 +1772,8 @@ func (s *Secondary) Fence() (transport.Position, error) {
 				"restart the secondary, which applies its journal, then recover again", applied, queued, applyErr))
 		}
 		if ckErr != nil {
+			// The primary stays cut off until a restart all the same.
+			s.fenced = true
 			return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
 				"do not write to the volumes; restart the secondary, which applies its journal, and recover again", ckErr)
 		}
@@ -1780,7 +1785,9 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	}
 	// Persisted before anyone writes to the volumes: a restart must not let
 	// the old primary in again, and from here the volumes start a history of
-	// their own.
+	// their own. Fenced from here even if it cannot be written: until a
+	// restart.
+	s.fenced = true
 	var err error
 	if s.ident.Fenced == "" {
 		id := s.ident
