@@ -172,10 +172,13 @@ type Mover struct {
 	// one frame, and an idle subsystem reports its horizon by a heartbeat
 	// in it rather than by an empty record set of its own. beats are the
 	// heartbeats of the last cut, until sent.
-	bundles     bool
-	beats       []transport.Heartbeat
-	based       bool
-	acked       transport.Position
+	bundles bool
+	beats   []transport.Heartbeat
+	based   bool
+	acked   transport.Position
+	// freeAt is when the secondary last reported its journal's free space
+	// (acked.JournalFree): while the link is down, how old that word is.
+	freeAt      time.Time
 	connected   bool
 	linkSince   time.Time // when connected last changed
 	lastAck     time.Time
@@ -1277,7 +1280,7 @@ func (m *Mover) ackLocked(p transport.Position) {
 	// The free space is the secondary's now, even in a receipt or a Welcome
 	// that brings no new group (a secondary restarted once its disk was
 	// freed): an old figure would refuse resyncs that fit.
-	m.acked.JournalFree = p.JournalFree
+	m.acked.JournalFree, m.freeAt = p.JournalFree, time.Now()
 	if progress {
 		m.lastAck = time.Now()
 		m.progressAt = m.lastAck
@@ -1553,6 +1556,10 @@ type Stats struct {
 	// later time of that run.
 	Base  transport.Position
 	Based bool
+	// JournalFreeAt is when the secondary last reported Acked.JournalFree:
+	// with the link down, the figure is that old, and the secondary may
+	// have been restarted with more room since.
+	JournalFreeAt time.Time
 
 	// RecordSetBytes counts the record sets sent in their plain
 	// encodings, RecordSetWireBytes what they took on the link: less
@@ -1570,6 +1577,6 @@ func (m *Mover) Stats() Stats {
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase,
+		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress}
 }

@@ -285,7 +285,8 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 	if len(held) == 0 {
 		return nil
 	}
-	free := mg.mover.Stats().Acked.JournalFree
+	ms := mg.mover.Stats()
+	free := ms.Acked.JournalFree
 	if free == 0 {
 		return nil // not known yet: the secondary has not answered
 	}
@@ -316,12 +317,31 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 		what = "the resyncs of " + strings.Join(vols, ", ") + ", held together,"
 		way = "free space there, resume them one at a time (each waits for room beside the resyncs already running), or accept an inconsistent secondary copy until its resync completes with `duplex pair resume --inconsistent VOLUME`"
 	}
+	// With the link down, the figure is the secondary's last word, which
+	// may no longer hold (it stopped on a full disk and was restarted
+	// with space freed): the refusal says so rather than state it as the
+	// room now. The resync is still refused, not started on an unknown
+	// room: its marker would reach the secondary at link-up, its hold
+	// beginning with nothing checked.
+	has, asOf := "has room for", ""
+	if !ms.Connected {
+		age := "a while"
+		if !ms.JournalFreeAt.IsZero() {
+			age = time.Since(ms.JournalFreeAt).Round(time.Second).String()
+		}
+		has = "had room for"
+		asOf = fmt.Sprintf(" when the link was last up, %s ago", age)
+		way = "the link is down, so the secondary may have more room by now: resume again once the link is back (`duplex status`), " + way
+	}
 	for _, p := range held {
 		p.Waiting = fmt.Sprintf("resync needs about %d bytes of journal at the secondary, %d free", need, free)
+		if !ms.Connected {
+			p.Waiting += asOf + " (link down)"
+		}
 	}
 	return fmt.Errorf("%w: %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
-		"but its journal has room for %d bytes (its file system's free space less what the journal keeps for itself): %s",
-		ErrNoJournalRoom, what, need, bytes, free, way)
+		"but its journal %s %d bytes%s (its file system's free space less what the journal keeps for itself): %s",
+		ErrNoJournalRoom, what, need, bytes, has, free, asOf, way)
 }
 
 // heldInconsistent reports whether the secondary holds p's copy consistent
