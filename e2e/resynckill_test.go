@@ -235,21 +235,31 @@ func (r *resyncRun) waitAll(state string, d time.Duration) {
 	}
 }
 
-// waitSettled waits until the secondary's journaled group stays the same.
+// waitSettled waits until the secondary has applied every group it journaled
+// and the applied group stays the same.
 func (r *resyncRun) waitSettled() {
 	r.t.Helper()
 	var last uint64
 	stable := 0
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for stable < 10 {
 		st, err := fetchStatus(r.sess.Config.Secondary.Control)
-		if err == nil && st.Group != nil && *st.Group == last {
+		// Applied must have caught up with journaled: after a resync the
+		// groups it held are applied from the journal, which takes seconds
+		// in which the applied group may not move, and the read-only
+		// exports are consistent per request only, so reading the volumes
+		// one after the other then sees two states.
+		caughtUp := err == nil && st.Group != nil && len(st.Resyncing) == 0 &&
+			(st.JournaledGroup == nil || *st.JournaledGroup == *st.Group)
+		if caughtUp && *st.Group == last {
 			stable++
-		} else if err == nil && st.Group != nil {
+		} else if caughtUp {
 			last, stable = *st.Group, 0
+		} else {
+			stable = 0
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("the secondary did not settle in 30s")
+			r.t.Fatalf("the secondary did not apply what it journaled and settle in 2m")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
