@@ -58,6 +58,12 @@ type Primary struct {
 	NBD       string `toml:"nbd" kind:"listen" unique:"listener" required:"the NBD listen address, e.g. nbd = \"127.0.0.1:10809\"" doc:"NBD listen address; export name = volume name"`
 	Control   string `toml:"control" kind:"listen" unique:"listener"` // optional
 	Secondary string `toml:"secondary" kind:"dial" required:"where the secondary listens, e.g. secondary = \"127.0.0.1:7402\"" doc:"where the secondary listens"`
+	// Listen and Journal are this site's places as the secondary of the
+	// reverse direction, once the other site was promoted and this one
+	// rejoins it (duplex rejoin, package failover): where it takes the
+	// link, and its journal directory then. Both or neither.
+	Listen  string `toml:"listen" kind:"listen" unique:"listener" doc:"where this site listens as the secondary after a rejoin"`
+	Journal string `toml:"journal" kind:"path" unique:"file" doc:"its journal directory after a rejoin"`
 
 	// SidefileLimit left out is SidefileLimitFor(the subsystems): 256MiB,
 	// or less where that many sidefiles would not fit in MaxSidefileTotal.
@@ -335,6 +341,8 @@ func Demo(dir string) *Config {
 			NBD:            "127.0.0.1:10809",
 			Control:        "127.0.0.1:7401",
 			Secondary:      "127.0.0.1:7402",
+			Listen:         "127.0.0.1:7404",
+			Journal:        filepath.Join(dir, "primary", "journal"),
 			SidefileLimit:  DefaultSidefileLimit,
 			SuspendAfter:   DefaultSuspendAfter,
 			PacingStart:    DefaultPacingStart,

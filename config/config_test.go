@@ -1077,6 +1077,7 @@ func TestCheckSecurity(t *testing.T) {
 		{"primary nbd", func(c *Config) { c.Primary.NBD = "0.0.0.0:10809" }, "primary.nbd", "set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [primary]"},
 		{"primary nbd all interfaces", func(c *Config) { c.Primary.NBD = ":10809" }, "primary.nbd", "not a loopback address"},
 		{"secondary nbd", func(c *Config) { c.Secondary.NBD = "192.0.2.4:10810" }, "secondary.nbd", "in [secondary]"},
+		{"primary listen", func(c *Config) { c.Primary.Listen, c.Primary.Journal = "192.0.2.4:7404", "a/journal" }, "primary.listen", "set tls_cert, tls_key and tls_ca in [primary]"},
 		{"primary control", func(c *Config) { c.Primary.Control = "192.0.2.4:7401" }, "primary.control", "no control_token_file"},
 		{"secondary control", func(c *Config) { c.Secondary.Control = "[::]:7403" }, "secondary.control", "insecure = true in [secondary]"},
 	} {
@@ -1384,5 +1385,56 @@ func TestCompression(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.field+":") || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %s: ... %s", tc.add, err, tc.field, tc.want)
 		}
+	}
+}
+
+// TestPrimaryRejoinKeys: [primary] listen and journal, the old primary's
+// places as the secondary of a rejoin, come both or neither, and parse with
+// the journal resolved against the config's directory.
+func TestPrimaryRejoinKeys(t *testing.T) {
+	base := `session = "s"
+[primary]
+nbd = "127.0.0.1:10809"
+secondary = "127.0.0.1:7402"
+%s
+  [[primary.subsystem]]
+  id = "ss1"
+    [[primary.subsystem.volume]]
+    name = "v"
+    path = "p/v.img"
+    size = "1MiB"
+[secondary]
+listen = "127.0.0.1:7402"
+journal = "s/journal"
+  [[secondary.volume]]
+  name = "v"
+  path = "s/v.img"
+`
+	for _, tc := range []struct {
+		name, keys, wantErr string
+	}{
+		{"both", "listen = \"127.0.0.1:7404\"\njournal = \"p/journal\"", ""},
+		{"neither", "", ""},
+		{"listen only", "listen = \"127.0.0.1:7404\"", "primary.journal: missing"},
+		{"journal only", "journal = \"p/journal\"", "primary.listen: missing"},
+		{"listen taken by the secondary", "listen = \"127.0.0.1:7402\"\njournal = \"p/journal\"", "primary.listen"},
+		{"journal shared", "listen = \"127.0.0.1:7404\"\njournal = \"s/journal\"", "journal"},
+		{"bad address", "listen = \"nowhere\"\njournal = \"p/journal\"", "primary.listen: \"nowhere\" is not a host:port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(strings.Replace(base, "%s", tc.keys, 1)), "/cfg")
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.keys != "" && c.Primary.Journal != "/cfg/p/journal" {
+					t.Errorf("journal %q, want it resolved to /cfg/p/journal", c.Primary.Journal)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("got %v, want %q", err, tc.wantErr)
+			}
+		})
 	}
 }

@@ -238,7 +238,8 @@ func loadCA(field, file string) (*x509.CertPool, error) {
 // address that is not loopback (":port" and "0.0.0.0:port" listen on every
 // interface, so they are not loopback either) needs, at that site:
 //
-//   - the link (primary.secondary, secondary.listen): tls_cert, tls_key and
+//   - the link (primary.secondary, secondary.listen, and primary.listen, the
+//     reverse link after a rejoin): tls_cert, tls_key and
 //     tls_ca, for mutual TLS between the sites;
 //   - NBD (primary.nbd, secondary.nbd): nbd_tls_cert, nbd_tls_key and
 //     nbd_tls_ca, so that clients must use TLS and present a certificate
@@ -260,6 +261,11 @@ func (c *Config) CheckSecurity() error {
 			p.add("primary.secondary", "%q is not a loopback address, so the link would carry volume data unencrypted and unauthenticated: "+
 				"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
 				pr.Secondary)
+		}
+		if pr.Listen != "" && !isLoopbackAddr(pr.Listen) && !c.primaryHasTLS() {
+			p.add("primary.listen", "%q is not a loopback address, so after a rejoin the link would accept volume data unencrypted and unauthenticated: "+
+				"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
+				pr.Listen)
 		}
 		if pr.NBD != "" && !isLoopbackAddr(pr.NBD) && !c.primaryHasNBDTLS() {
 			p.add("primary.nbd", "%q is not a loopback address, so any host that reaches it could read and write the volumes in plaintext: "+

@@ -266,6 +266,12 @@ func (c *Config) validatePrimary(p *problems) {
 	checkTLS(p, "primary", "nbd_", pr.NBDTLSCert, pr.NBDTLSKey, pr.NBDTLSCA)
 	checkControlTLS(p, "primary", pr.Control, pr.ControlTLSCert, pr.ControlTLSKey, pr.ControlTLSCA, pr.ControlTLSServerName)
 	c.checkInsecure(p, "primary", pr.Insecure, c.primaryHasTLS(), c.primaryHasNBDTLS(), pr.ControlTLSCert != "", pr.NBD, pr.Control)
+	switch {
+	case pr.Listen != "" && pr.Journal == "":
+		p.add("primary.journal", "missing: listen is set, and as the secondary of a rejoin this site needs a journal directory too, e.g. journal = \"primary/journal\"")
+	case pr.Listen == "" && pr.Journal != "":
+		p.add("primary.listen", "missing: journal is set, and as the secondary of a rejoin this site needs an address to take the link on too, e.g. listen = \"127.0.0.1:7404\"")
+	}
 	if pr.ServerName != "" && !c.primaryHasTLS() {
 		p.add("primary.tls_server_name", "has no effect without tls_cert, tls_key and tls_ca")
 	}
