@@ -9,13 +9,10 @@ import (
 	"time"
 )
 
-// Defaults and limits.
+// Defaults and limits; the tags of Config hold the others.
 const (
 	DefaultInterval      = Duration(20 * time.Millisecond)
-	MinInterval          = Duration(time.Millisecond)
-	MaxInterval          = Duration(10 * time.Second)
 	DefaultSidefileLimit = 256 * MiB
-	MinSidefileLimit     = 1 * MiB
 	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
 	// consistency group holds only updates still in the sidefiles (they are
 	// released when the group is journaled), each costing there at least
@@ -32,9 +29,8 @@ const (
 	// MinRateLimit is the smallest rate limit other than 0 (unlimited): a
 	// bare "50" is bytes per second, rarely what was meant.
 	MinRateLimit = 1 * KiB
-	// Compression levels are zstd's; the default is zstd's default.
-	MinCompressionLevel     = 1
-	MaxCompressionLevel     = 22
+	// DefaultCompressionLevel is zstd's default, the level of
+	// compression_level 0 or left out.
 	DefaultCompressionLevel = 3
 )
 
@@ -42,7 +38,7 @@ const (
 // describe each key of the file (see schema.go).
 type Config struct {
 	Session          string   `toml:"session" kind:"name" required:"name the session, e.g. session = \"payroll\""`
-	Interval         Duration `toml:"interval" default:"20ms" doc:"time-interval group length"`                    // 1ms..10s
+	Interval         Duration `toml:"interval" default:"20ms" min:"1ms" max:"10s" doc:"time-interval group length"`
 	ControlTokenFile string   `toml:"control_token_file" kind:"path" doc:"mutating control calls need this token"` // "" = no token
 
 	Primary   Primary   `toml:"primary"`
@@ -62,53 +58,63 @@ type Primary struct {
 	// reverse direction, once the other site was promoted and this one
 	// rejoins it (duplex rejoin, package failover): where it takes the
 	// link, and its journal directory then. Both or neither.
-	Listen  string `toml:"listen" kind:"listen" unique:"listener" doc:"where this site listens as the secondary after a rejoin"`
-	Journal string `toml:"journal" kind:"path" unique:"file" doc:"its journal directory after a rejoin"`
+	Listen  string `toml:"listen" kind:"listen" unique:"listener" group:"rejoin" doc:"where this site listens as the secondary after a rejoin"`
+	Journal string `toml:"journal" kind:"path" unique:"file" group:"rejoin" doc:"its journal directory after a rejoin"`
 
 	// SidefileLimit left out is SidefileLimitFor(the subsystems): 256MiB,
 	// or less where that many sidefiles would not fit in MaxSidefileTotal.
-	SidefileLimit Size     `toml:"sidefile_limit" zero:"0 is too small: must be at least 1MiB"`                         // at least 1MiB
-	SuspendAfter  Duration `toml:"suspend_after" default:"60s" doc:"link down this long with a full sidefile: suspend"` // positive
+	SidefileLimit Size     `toml:"sidefile_limit" min:"1MiB" zero:"0 is too small: must be at least 1MiB"`
+	SuspendAfter  Duration `toml:"suspend_after" default:"60s" min:"1ns" range:"%s: must be positive" doc:"link down this long with a full sidefile: suspend"`
 	// Write pacing: past PacingStart percent of the sidefile, each write is
 	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
-	PacingStart    int      `toml:"pacing_start" default:"50" doc:"percent of the sidefile where write pacing begins"` // 1..99
-	PacingMaxDelay Duration `toml:"pacing_max_delay" default:"20ms" doc:"delay per write when the sidefile is full"`   // at most 1s
+	PacingStart    int      `toml:"pacing_start" default:"50" min:"1" max:"99" range:"%d: must be a percentage from 1 to 99" doc:"percent of the sidefile where write pacing begins"`
+	PacingMaxDelay Duration `toml:"pacing_max_delay" default:"20ms" min:"0s" max:"1s" range:"%s: must be from 0s (no pacing) to 1s" doc:"delay per write when the sidefile is full"`
 	// Rate limits in bytes per second ("0" or absent: unlimited):
 	// CopyRateLimit paces initial copies and resyncs, LinkRateLimit every
 	// frame on the link. `duplex pair rate` changes them at run time.
 	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`
 	// Compression of the record sets on the link: "none" (or absent) or
-	// "zstd", at CompressionLevel (zstd's levels, 1..22; 0 or absent:
+	// "zstd", at CompressionLevel (zstd's levels; 0 or absent:
 	// DefaultCompressionLevel). A secondary that does not take compressed
 	// record sets gets them plain.
 	Compression      string `toml:"compression" kind:"enum" values:"none,zstd" doc:"record sets on the link"`
-	CompressionLevel int    `toml:"compression_level" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
+	CompressionLevel int    `toml:"compression_level" min:"0" max:"22" range:"%d is not a zstd level: 1 (fastest) to 22 (smallest), default 3" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
 
-	TLSCert    string `toml:"tls_cert" kind:"path"` // client certificate (PEM)
-	TLSKey     string `toml:"tls_key" kind:"path"`  // its private key (PEM)
-	TLSCA      string `toml:"tls_ca" kind:"path"`   // CA that signed the secondary's certificate (PEM)
-	ServerName string `toml:"tls_server_name"`      // name expected in the secondary's certificate; default the host of Secondary
+	ServerName string `toml:"tls_server_name" needs:"tls"` // name expected in the secondary's certificate; default the host of Secondary
+	Security
+
+	Subsystems []Subsystem `toml:"subsystem" required:"the primary needs at least one [[primary.subsystem]] with volumes"`
+}
+
+// Security holds the keys both sites have that protect what the site
+// serves and dials (see CheckSecurity). The keys of a group are all set or
+// none; a key that needs a group has no effect without it (schema.go).
+type Security struct {
+	// The link's mutual TLS: this site's certificate and key (the
+	// primary's is a client certificate, the secondary's a server one),
+	// and the CA that signed the other site's certificate.
+	TLSCert string `toml:"tls_cert" kind:"path" group:"tls"`
+	TLSKey  string `toml:"tls_key" kind:"path" group:"tls"`
+	TLSCA   string `toml:"tls_ca" kind:"path" group:"tls"`
 	// NBD over TLS (NBD_OPT_STARTTLS, required of every client once set):
 	// the server certificate clients check against the address they dial,
 	// and the CA that must have signed each client's certificate.
-	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
-	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
-	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
+	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path" group:"nbd_tls"`
+	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path" group:"nbd_tls"`
+	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path" group:"nbd_tls"`
 	// The control address over HTTPS (plain HTTP refused once set): its
 	// certificate and key, the CA the command-line clients (duplex status,
 	// pair, recover...) check it against (left out: the system's roots),
 	// and the name they expect in it (left out: the host of control).
-	ControlTLSCert       string `toml:"control_tls_cert" kind:"path"`
-	ControlTLSKey        string `toml:"control_tls_key" kind:"path"`
-	ControlTLSCA         string `toml:"control_tls_ca" kind:"path"`
-	ControlTLSServerName string `toml:"control_tls_server_name"`
+	ControlTLSCert       string `toml:"control_tls_cert" kind:"path" group:"control_tls"`
+	ControlTLSKey        string `toml:"control_tls_key" kind:"path" group:"control_tls"`
+	ControlTLSCA         string `toml:"control_tls_ca" kind:"path" needs:"control_tls"`
+	ControlTLSServerName string `toml:"control_tls_server_name" needs:"control_tls"`
 	// Insecure allows what this site would otherwise refuse off loopback:
 	// a plaintext link, NBD without TLS, a control address without a token
 	// and HTTPS.
 	Insecure bool `toml:"insecure"`
-
-	Subsystems []Subsystem `toml:"subsystem" required:"the primary needs at least one [[primary.subsystem]] with volumes"`
 }
 
 // Subsystem is one [[primary.subsystem]]: volumes sharing a sidefile and a
@@ -125,7 +131,7 @@ type Volume struct {
 	Path string `toml:"path" kind:"path" unique:"file" required:"the volume's image file or device"` // block device or image file
 	// Size is a positive multiple of 512; 0 (absent): the device's or
 	// existing image's size.
-	Size Size `toml:"size" zero:"must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size"`
+	Size Size `toml:"size" min:"0" range:"%s: must be positive, e.g. size = \"1GiB\"" zero:"must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size"`
 }
 
 // Secondary is the [secondary] section: the site holding the consistent copy.
@@ -134,23 +140,7 @@ type Secondary struct {
 	Control string `toml:"control" kind:"listen" unique:"listener"`                                                                                 // optional
 	NBD     string `toml:"nbd" kind:"listen" unique:"listener" doc:"consistent read-only exports of the copy"`                                      // optional
 	Journal string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
-
-	TLSCert string `toml:"tls_cert" kind:"path"` // server certificate (PEM)
-	TLSKey  string `toml:"tls_key" kind:"path"`  // its private key (PEM)
-	TLSCA   string `toml:"tls_ca" kind:"path"`   // CA that signed the primary's client certificate (PEM)
-	// NBD over TLS for the read-only exports, as in [primary].
-	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path"`
-	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path"`
-	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path"`
-	// The control address over HTTPS, as in [primary].
-	ControlTLSCert       string `toml:"control_tls_cert" kind:"path"`
-	ControlTLSKey        string `toml:"control_tls_key" kind:"path"`
-	ControlTLSCA         string `toml:"control_tls_ca" kind:"path"`
-	ControlTLSServerName string `toml:"control_tls_server_name"`
-	// Insecure allows what this site would otherwise refuse off loopback:
-	// a plaintext link, NBD without TLS, a control address without a token
-	// and HTTPS.
-	Insecure bool `toml:"insecure"`
+	Security
 
 	Volumes []SecondaryVolume `toml:"volume" required:"the secondary needs a [[secondary.volume]] for each primary volume"`
 }

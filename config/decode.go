@@ -37,7 +37,7 @@ func decode(data []byte, c *Config) error {
 // m, a table of the file.
 func decodeTable(p *problems, path, table string, m map[string]any, v reflect.Value, fields []field) {
 	for _, f := range fields {
-		at, tbl, fv := join(path, f.name), join(table, f.name), v.Field(f.index)
+		at, tbl, fv := join(path, f.name), join(table, f.name), v.FieldByIndex(f.index)
 		raw, set := m[f.name]
 		switch {
 		case !set:

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"sort"
@@ -9,9 +10,10 @@ import (
 )
 
 // Each key of the file is described once, by the tags of its field in
-// Config and the types below it; decoding, defaults, path resolution,
-// encoding, the hints for unknown keys and the checks the tags imply
-// (Config.checkKeys) all read that description:
+// Config and the types below it (an embedded struct's keys are its
+// table's); decoding, defaults, path resolution, encoding, the hints for
+// unknown keys and the checks the tags imply (Config.checkKeys) all read
+// that description:
 //
 //	toml:"name"        the key in the file
 //	kind:"path"        what the value is, where its Go type does not say:
@@ -25,15 +27,22 @@ import (
 //	required:"hint"    the key must be set when its table is; the problem is
 //	                   "missing: hint" ("none: hint" for an array of tables)
 //	zero:"problem"     a zero written in the file is refused with problem
+//	min:"1ms" max:"1s" the range of a number, size or duration, written as
+//	                   in the file; for a name, max is its longest (64)
+//	range:"%s: ..."    the problem of a value out of range, %s the value
+//	                   (left out: "V is too small: must be at least MIN" or
+//	                   "V is out of range: must be between MIN and MAX")
 //	unique:"group"     no two keys of the group (see uniqueWhy) hold the same
 //	                   value (a path resolved first) in a site, nor in both
 //	                   sites when they run on this machine (sameMachine)
+//	group:"tls"        the keys of a group (see groups) in one table are
+//	                   all set or none
+//	needs:"tls"        the key has no effect unless its group is set
 //	values:"a,b"       the values an enum takes ("" as well: left out)
-//	max:"128"          the longest a name may be (default 64)
 //	doc:"comment"      written beside the key by Encode
 //
-// The other checks (ranges, all three TLS files or none, the sidefile limit
-// against the number of subsystems, the two sites' volumes) are written out
+// The other checks (the sidefile limit against the number of subsystems,
+// what insecure may allow, the two sites' volumes and TLS) are written out
 // in validate.go.
 
 // uniqueWhy says, for each group of unique keys, why they are.
@@ -45,14 +54,23 @@ var uniqueWhy = map[string]string{
 	"copy":      "volume names must be unique",
 }
 
+// groups says, for each group of keys set together, what needs them all,
+// and the key of their table that they serve ("" none), with what it does.
+var groups = map[string]struct{ what, serves, does string }{
+	"tls":         {"TLS", "", ""},
+	"nbd_tls":     {"TLS", "nbd", "serve the read-only exports"},
+	"control_tls": {"HTTPS on the control address", "control", "serve the control address"},
+	"rejoin":      {"this site as the secondary of a rejoin", "", ""},
+}
+
 // field describes one key.
 type field struct {
-	name, kind, required, zero, unique, doc string
-	index                                   int           // of the Go struct field
-	def                                     reflect.Value // invalid: the zero value
-	values                                  []string
-	max                                     int
-	fields                                  []field // of a table, or of each entry of an array of tables
+	name, kind, required, zero, outOfRange, unique, group, needs, doc string
+	index                                                             []int         // of the Go struct field
+	def, min, max                                                     reflect.Value // invalid: none
+	values                                                            []string
+	maxLen                                                            int     // of a name
+	fields                                                            []field // of a table, or of each entry of an array of tables
 }
 
 // schema describes Config; knownKeys maps each table ("", "primary",
@@ -65,22 +83,35 @@ func describe(t reflect.Type, table string) []field {
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		tag := sf.Tag.Get
+		if sf.Anonymous {
+			for _, f := range describe(sf.Type, table) {
+				f.index = append([]int{i}, f.index...)
+				fs = append(fs, f)
+			}
+			continue
+		}
 		if tag("toml") == "" || tag("toml") == "-" {
 			continue
 		}
-		f := field{name: tag("toml"), kind: tag("kind"), required: tag("required"), zero: tag("zero"), unique: tag("unique"), doc: tag("doc"), index: i, max: 64}
+		f := field{name: tag("toml"), kind: tag("kind"), required: tag("required"), zero: tag("zero"), outOfRange: tag("range"),
+			unique: tag("unique"), group: tag("group"), needs: tag("needs"), doc: tag("doc"), index: []int{i}, maxLen: 64}
 		if f.kind == "" {
 			f.kind = kindOf(sf.Type)
 		}
-		if f.unique != "" && uniqueWhy[f.unique] == "" {
-			panic("config: no uniqueWhy for the group of " + f.name)
+		if g := cmp.Or(f.group, f.needs); f.unique != "" && uniqueWhy[f.unique] == "" || g != "" && groups[g].what == "" {
+			panic("config: no uniqueWhy or groups entry for the group of " + f.name)
 		}
 		if v := tag("values"); v != "" {
 			f.values = strings.Split(v, ",")
 		}
-		if m := tag("max"); m != "" {
-			f.max, _ = strconv.Atoi(m)
+		if f.kind == "name" {
+			if m := tag("max"); m != "" {
+				f.maxLen, _ = strconv.Atoi(m)
+			}
+		} else {
+			f.min, f.max = tagValue(sf, "min"), tagValue(sf, "max")
 		}
+		f.def = tagValue(sf, "default")
 		knownKeys[table] = append(knownKeys[table], f.name)
 		switch f.kind {
 		case "table":
@@ -88,20 +119,28 @@ func describe(t reflect.Type, table string) []field {
 		case "tables":
 			f.fields = describe(sf.Type.Elem(), join(table, f.name))
 		}
-		if d, ok := sf.Tag.Lookup("default"); ok {
-			f.def = reflect.New(sf.Type).Elem()
-			var raw any = d
-			if sf.Type.Kind() == reflect.Int {
-				raw, _ = strconv.ParseInt(d, 10, 64)
-			}
-			if msg := decodeLeaf(f.def, raw); msg != "" {
-				panic(fmt.Sprintf("config: the default of %s: %s", f.name, msg))
-			}
-		}
 		fs = append(fs, f)
 	}
 	sort.Strings(knownKeys[table])
 	return fs
+}
+
+// tagValue decodes the tag key of sf, written as in the file, to a value of
+// the field's type; invalid when the tag is absent.
+func tagValue(sf reflect.StructField, key string) reflect.Value {
+	s, ok := sf.Tag.Lookup(key)
+	if !ok {
+		return reflect.Value{}
+	}
+	v := reflect.New(sf.Type).Elem()
+	var raw any = s
+	if sf.Type.Kind() == reflect.Int {
+		raw, _ = strconv.ParseInt(s, 10, 64)
+	}
+	if msg := decodeLeaf(v, raw); msg != "" {
+		panic(fmt.Sprintf("config: the %s of %s: %s", key, sf.Name, msg))
+	}
+	return v
 }
 
 func kindOf(t reflect.Type) string {
@@ -136,7 +175,7 @@ func join(path, key string) string {
 func visit(path, table string, v reflect.Value, fields []field, fn func(path, table string, f *field, v reflect.Value) bool) {
 	for i := range fields {
 		f := &fields[i]
-		at, tbl, fv := join(path, f.name), join(table, f.name), v.Field(f.index)
+		at, tbl, fv := join(path, f.name), join(table, f.name), v.FieldByIndex(f.index)
 		if !fn(at, tbl, f, fv) {
 			continue
 		}

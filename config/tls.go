@@ -10,21 +10,8 @@ import (
 	"strings"
 )
 
-func (c *Config) primaryHasTLS() bool {
-	return c.Primary.TLSCert != "" && c.Primary.TLSKey != "" && c.Primary.TLSCA != ""
-}
-
-func (c *Config) secondaryHasTLS() bool {
-	return c.Secondary.TLSCert != "" && c.Secondary.TLSKey != "" && c.Secondary.TLSCA != ""
-}
-
-func (c *Config) primaryHasNBDTLS() bool {
-	return c.Primary.NBDTLSCert != "" && c.Primary.NBDTLSKey != "" && c.Primary.NBDTLSCA != ""
-}
-
-func (c *Config) secondaryHasNBDTLS() bool {
-	return c.Secondary.NBDTLSCert != "" && c.Secondary.NBDTLSKey != "" && c.Secondary.NBDTLSCA != ""
-}
+func (s *Security) linkTLS() bool { return s.TLSCert != "" && s.TLSKey != "" && s.TLSCA != "" }
+func (s *Security) nbdTLS() bool  { return s.NBDTLSCert != "" && s.NBDTLSKey != "" && s.NBDTLSCA != "" }
 
 // PrimaryNBDTLS returns the TLS configuration of the primary's NBD
 // listener: its certificate (nbd_tls_cert, nbd_tls_key) and a requirement
@@ -33,39 +20,48 @@ func (c *Config) secondaryHasNBDTLS() bool {
 // --tls-verify-peer do. It returns nil, nil when [primary] has no
 // nbd_tls_* settings.
 func (c *Config) PrimaryNBDTLS() (*tls.Config, error) {
-	p := &c.Primary
-	return c.nbdTLS("primary", p.NBDTLSCert, p.NBDTLSKey, p.NBDTLSCA)
+	return c.nbdTLS("primary", &c.Primary.Security)
 }
 
 // SecondaryNBDTLS is PrimaryNBDTLS for the secondary's read-only exports.
 func (c *Config) SecondaryNBDTLS() (*tls.Config, error) {
-	s := &c.Secondary
-	return c.nbdTLS("secondary", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
+	return c.nbdTLS("secondary", &c.Secondary.Security)
 }
 
-func (c *Config) nbdTLS(site, certFile, keyFile, caFile string) (*tls.Config, error) {
-	if certFile == "" && keyFile == "" && caFile == "" {
-		return nil, nil
-	}
-	if certFile == "" || keyFile == "" || caFile == "" {
-		return nil, fmt.Errorf("%s: nbd_tls_cert, nbd_tls_key and nbd_tls_ca must all be set (or none of them)", site)
-	}
-	cert, err := loadKeyPair(site, "nbd_tls_cert", "nbd_tls_key", c.Resolve(certFile), c.Resolve(keyFile))
-	if err != nil {
-		return nil, err
-	}
-	pool, err := loadCA(site+".nbd_tls_ca", c.Resolve(caFile))
-	if err != nil {
+func (c *Config) nbdTLS(site string, s *Security) (*tls.Config, error) {
+	cert, pool, err := c.loadTLS(site, "nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
+	if cert == nil {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
+		Certificates: []tls.Certificate{*cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		// The NBD protocol requires TLS 1.2 of every implementation; the
 		// clients (qemu, libnbd, both GnuTLS) negotiate 1.3 when they can.
 		MinVersion: tls.VersionTLS12,
 	}, nil
+}
+
+// loadTLS loads one group of a site's TLS keys (prefix "" for the link's
+// tls_*, "nbd_" for nbd_tls_*): the certificate, its key and the CA. It
+// returns nil, nil, nil when none is set.
+func (c *Config) loadTLS(site, prefix, certFile, keyFile, caFile string) (*tls.Certificate, *x509.CertPool, error) {
+	switch {
+	case certFile == "" && keyFile == "" && caFile == "":
+		return nil, nil, nil
+	case certFile == "" || keyFile == "" || caFile == "":
+		return nil, nil, fmt.Errorf("%s: %stls_cert, %stls_key and %stls_ca must all be set (or none of them)", site, prefix, prefix, prefix)
+	}
+	cert, err := loadKeyPair(site, prefix+"tls_cert", prefix+"tls_key", c.Resolve(certFile), c.Resolve(keyFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := loadCA(site+"."+prefix+"tls_ca", c.Resolve(caFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &cert, pool, nil
 }
 
 // PrimaryTLS returns the client side of the link's mutual TLS: the primary's
@@ -75,18 +71,8 @@ func (c *Config) nbdTLS(site, certFile, keyFile, caFile string) (*tls.Config, er
 // when [primary] has no TLS settings.
 func (c *Config) PrimaryTLS() (*tls.Config, error) {
 	p := &c.Primary
-	if p.TLSCert == "" && p.TLSKey == "" && p.TLSCA == "" {
-		return nil, nil
-	}
-	if !c.primaryHasTLS() {
-		return nil, errors.New("primary: tls_cert, tls_key and tls_ca must all be set (or none of them)")
-	}
-	cert, err := loadKeyPair("primary", "tls_cert", "tls_key", c.Resolve(p.TLSCert), c.Resolve(p.TLSKey))
-	if err != nil {
-		return nil, err
-	}
-	pool, err := loadCA("primary.tls_ca", c.Resolve(p.TLSCA))
-	if err != nil {
+	cert, pool, err := c.loadTLS("primary", "", p.TLSCert, p.TLSKey, p.TLSCA)
+	if cert == nil {
 		return nil, err
 	}
 	name := p.ServerName
@@ -101,7 +87,7 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 		// Always present our certificate, even when the secondary asks for
 		// another CA: then it can log "unknown authority" instead of a
 		// puzzling "no certificate".
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
 		RootCAs:              pool,
 		ServerName:           name,
 		MinVersion:           tls.VersionTLS13,
@@ -114,43 +100,28 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 // nil, nil when [secondary] has no TLS settings.
 func (c *Config) SecondaryTLS() (*tls.Config, error) {
 	s := &c.Secondary
-	if s.TLSCert == "" && s.TLSKey == "" && s.TLSCA == "" {
-		return nil, nil
-	}
-	if !c.secondaryHasTLS() {
-		return nil, errors.New("secondary: tls_cert, tls_key and tls_ca must all be set (or none of them)")
-	}
-	cert, err := loadKeyPair("secondary", "tls_cert", "tls_key", c.Resolve(s.TLSCert), c.Resolve(s.TLSKey))
-	if err != nil {
-		return nil, err
-	}
-	pool, err := loadCA("secondary.tls_ca", c.Resolve(s.TLSCA))
-	if err != nil {
+	cert, pool, err := c.loadTLS("secondary", "", s.TLSCert, s.TLSKey, s.TLSCA)
+	if cert == nil {
 		return nil, err
 	}
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
+		Certificates: []tls.Certificate{*cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS13,
 	}, nil
 }
 
-// controlTLS is one site's control address and control_tls_* keys.
-type controlTLS struct {
-	addr, cert, key, ca, serverName string
-}
-
-func (c *Config) controlTLS(role string) (controlTLS, error) {
+// site returns the keys protecting the site role ("primary" or
+// "secondary") and its control address.
+func (c *Config) site(role string) (*Security, string, error) {
 	switch role {
 	case "primary":
-		p := &c.Primary
-		return controlTLS{p.Control, c.Resolve(p.ControlTLSCert), c.Resolve(p.ControlTLSKey), c.Resolve(p.ControlTLSCA), p.ControlTLSServerName}, nil
+		return &c.Primary.Security, c.Primary.Control, nil
 	case "secondary":
-		s := &c.Secondary
-		return controlTLS{s.Control, c.Resolve(s.ControlTLSCert), c.Resolve(s.ControlTLSKey), c.Resolve(s.ControlTLSCA), s.ControlTLSServerName}, nil
+		return &c.Secondary.Security, c.Secondary.Control, nil
 	}
-	return controlTLS{}, fmt.Errorf("config: no site %q", role)
+	return nil, "", fmt.Errorf("config: no site %q", role)
 }
 
 // ControlServerTLS returns the TLS configuration of the control address of
@@ -160,11 +131,11 @@ func (c *Config) controlTLS(role string) (controlTLS, error) {
 // control token authorises what changes anything. It returns nil, nil when
 // the site serves plain HTTP.
 func (c *Config) ControlServerTLS(role string) (*tls.Config, error) {
-	ct, err := c.controlTLS(role)
-	if err != nil || ct.cert == "" && ct.key == "" {
+	s, _, err := c.site(role)
+	if err != nil || s.ControlTLSCert == "" && s.ControlTLSKey == "" {
 		return nil, err
 	}
-	cert, err := loadKeyPair(role, "control_tls_cert", "control_tls_key", ct.cert, ct.key)
+	cert, err := loadKeyPair(role, "control_tls_cert", "control_tls_key", c.Resolve(s.ControlTLSCert), c.Resolve(s.ControlTLSKey))
 	if err != nil {
 		return nil, err
 	}
@@ -182,20 +153,20 @@ func (c *Config) ControlServerTLS(role string) (*tls.Config, error) {
 // control_tls_server_name (left out: the host of control). It returns nil,
 // nil when the site serves plain HTTP.
 func (c *Config) ControlClientTLS(role string) (*tls.Config, error) {
-	ct, err := c.controlTLS(role)
-	if err != nil || ct.cert == "" && ct.key == "" {
+	s, addr, err := c.site(role)
+	if err != nil || s.ControlTLSCert == "" && s.ControlTLSKey == "" {
 		return nil, err
 	}
-	conf := &tls.Config{ServerName: ct.serverName, MinVersion: tls.VersionTLS12}
+	conf := &tls.Config{ServerName: s.ControlTLSServerName, MinVersion: tls.VersionTLS12}
 	if conf.ServerName == "" {
-		host, _, err := net.SplitHostPort(ct.addr)
-		if err != nil || unspecifiedHost(ct.addr) {
-			return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, ct.addr)
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil || unspecifiedHost(addr) {
+			return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, addr)
 		}
 		conf.ServerName = host
 	}
-	if ct.ca != "" {
-		if conf.RootCAs, err = loadCA(role+".control_tls_ca", ct.ca); err != nil {
+	if s.ControlTLSCA != "" {
+		if conf.RootCAs, err = loadCA(role+".control_tls_ca", c.Resolve(s.ControlTLSCA)); err != nil {
 			return nil, err
 		}
 	}
@@ -254,42 +225,35 @@ func loadCA(field, file string) (*x509.CertPool, error) {
 // Every problem is returned, joined, each naming its key.
 func (c *Config) CheckSecurity() error {
 	var p problems
-	token := c.ControlTokenFile != ""
-	if c.HasPrimary() && !c.Primary.Insecure {
-		pr := &c.Primary
-		if pr.Secondary != "" && !isLoopbackAddr(pr.Secondary) && !c.primaryHasTLS() {
-			p.add("primary.secondary", "%q is not a loopback address, so the link would carry volume data unencrypted and unauthenticated: "+
-				"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
-				pr.Secondary)
+	type link struct{ key, addr, would string }
+	for _, s := range []struct {
+		has                              bool
+		sec                              *Security
+		site, other, nbd, control, reach string
+		links                            []link
+	}{
+		{c.HasPrimary(), &c.Primary.Security, "primary", "secondary", c.Primary.NBD, c.Primary.Control, "read and write the volumes",
+			[]link{{"secondary", c.Primary.Secondary, "the link would carry"}, {"listen", c.Primary.Listen, "after a rejoin the link would accept"}}},
+		{c.HasSecondary(), &c.Secondary.Security, "secondary", "primary", c.Secondary.NBD, c.Secondary.Control, "read the volumes' copies",
+			[]link{{"listen", c.Secondary.Listen, "the link would accept"}}},
+	} {
+		if !s.has || s.sec.Insecure {
+			continue
 		}
-		if pr.Listen != "" && !isLoopbackAddr(pr.Listen) && !c.primaryHasTLS() {
-			p.add("primary.listen", "%q is not a loopback address, so after a rejoin the link would accept volume data unencrypted and unauthenticated: "+
-				"set tls_cert, tls_key and tls_ca in [primary] and [secondary] for mutual TLS, or insecure = true in [primary] to accept a plaintext link",
-				pr.Listen)
+		for _, l := range s.links {
+			if l.addr != "" && !isLoopbackAddr(l.addr) && !s.sec.linkTLS() {
+				p.add(s.site+"."+l.key, "%q is not a loopback address, so %s volume data unencrypted and unauthenticated: "+
+					"set tls_cert, tls_key and tls_ca in [%s] and [%s] for mutual TLS, or insecure = true in [%s] to accept a plaintext link",
+					l.addr, l.would, s.site, s.other, s.site)
+			}
 		}
-		if pr.NBD != "" && !isLoopbackAddr(pr.NBD) && !c.primaryHasNBDTLS() {
-			p.add("primary.nbd", "%q is not a loopback address, so any host that reaches it could read and write the volumes in plaintext: "+
-				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [primary] to require TLS with client certificates, or insecure = true in [primary]",
-				pr.NBD)
+		if s.nbd != "" && !isLoopbackAddr(s.nbd) && !s.sec.nbdTLS() {
+			p.add(s.site+".nbd", "%q is not a loopback address, so any host that reaches it could %s in plaintext: "+
+				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [%s] to require TLS with client certificates, or insecure = true in [%s]",
+				s.nbd, s.reach, s.site, s.site)
 		}
-		if pr.Control != "" && !isLoopbackAddr(pr.Control) {
-			checkControlSecurity(&p, "primary", pr.Control, token, pr.ControlTLSCert != "")
-		}
-	}
-	if c.HasSecondary() && !c.Secondary.Insecure {
-		s := &c.Secondary
-		if s.Listen != "" && !isLoopbackAddr(s.Listen) && !c.secondaryHasTLS() {
-			p.add("secondary.listen", "%q is not a loopback address, so the link would accept volume data unencrypted and unauthenticated: "+
-				"set tls_cert, tls_key and tls_ca in [secondary] and [primary] for mutual TLS, or insecure = true in [secondary] to accept a plaintext link",
-				s.Listen)
-		}
-		if s.NBD != "" && !isLoopbackAddr(s.NBD) && !c.secondaryHasNBDTLS() {
-			p.add("secondary.nbd", "%q is not a loopback address, so any host that reaches it could read the volumes' copies in plaintext: "+
-				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [secondary] to require TLS with client certificates, or insecure = true in [secondary]",
-				s.NBD)
-		}
-		if s.Control != "" && !isLoopbackAddr(s.Control) {
-			checkControlSecurity(&p, "secondary", s.Control, token, s.ControlTLSCert != "")
+		if s.control != "" && !isLoopbackAddr(s.control) {
+			checkControlSecurity(&p, s.site, s.control, c.ControlTokenFile != "", s.sec.ControlTLSCert != "")
 		}
 	}
 	return errors.Join(p...)

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // FieldError is one problem with a config, naming the field by its path in
@@ -38,9 +37,6 @@ func (p *problems) add(field, format string, args ...any) {
 func (c *Config) Validate() error {
 	var p problems
 	c.checkKeys(&p)
-	if c.Interval < MinInterval || c.Interval > MaxInterval {
-		p.add("interval", "%s is out of range: must be between %s and %s", c.Interval, MinInterval, MaxInterval)
-	}
 	hasP, hasS := c.HasPrimary(), c.HasSecondary()
 	if !hasP && !hasS {
 		p.add("", "the config describes neither site: add a [primary] section, a [secondary] section, or both")
@@ -49,7 +45,7 @@ func (c *Config) Validate() error {
 		c.validatePrimary(&p)
 	}
 	if hasS {
-		c.validateSecondary(&p)
+		c.checkSite(&p, "secondary", &c.Secondary.Security, c.Secondary.NBD, c.Secondary.Control)
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
@@ -58,16 +54,23 @@ func (c *Config) Validate() error {
 }
 
 // checkKeys checks what the schema says of each key, in the sections the
-// config describes: required keys are set; names, addresses, rates and
-// enums are well formed; unique keys are.
+// config describes: required keys are set; values are in range; names,
+// addresses, rates and enums are well formed; unique keys are; groups of
+// keys are set together.
 func (c *Config) checkKeys(p *problems) {
 	seen := map[[3]string]string{} // group, site ("" on one machine), value -> first key
 	type listener struct{ site, path, addr string }
 	var listeners []listener // seen so far: compared by what the kernel binds, not by text
 	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, _ string, f *field, v reflect.Value) bool {
+		if f.min.IsValid() && v.Int() < f.min.Int() || f.max.IsValid() && v.Int() > f.max.Int() {
+			p.add(path, "%s", f.rangeProblem(v))
+		}
 		switch {
+		case f.kind == "table" && !v.IsZero():
+			checkGroups(p, path, v, f.fields)
+			return true
 		case f.kind == "table":
-			return !v.IsZero()
+			return false
 		case f.kind == "tables" && v.Kind() == reflect.Slice && v.Len() == 0 && f.required != "":
 			p.add(path, "none: %s", f.required)
 		case f.kind == "tables":
@@ -78,7 +81,7 @@ func (c *Config) checkKeys(p *problems) {
 			}
 			return true
 		case f.kind == "name":
-			if msg := nameProblem(v.String(), f.max); msg != "" {
+			if msg := nameProblem(v.String(), f.maxLen); msg != "" {
 				p.add(path, "%s", msg)
 			}
 		case f.kind == "listen" || f.kind == "dial":
@@ -173,47 +176,65 @@ func checkAddr(p *problems, field, addr string, listen bool) {
 	}
 }
 
-// checkTLS checks that a site sets all three TLS files of one listener or
-// dialer (prefix "" for the link's tls_*, "nbd_" for nbd_tls_*) or none.
-func checkTLS(p *problems, site, prefix string, cert, key, ca string) {
-	set := 0
-	for _, f := range []string{cert, key, ca} {
-		if f != "" {
-			set++
+// rangeProblem says why v is out of f's range.
+func (f *field) rangeProblem(v reflect.Value) string {
+	switch {
+	case f.outOfRange != "":
+		return fmt.Sprintf(f.outOfRange, v.Interface())
+	case !f.max.IsValid():
+		return fmt.Sprintf("%v is too small: must be at least %v", v.Interface(), f.min.Interface())
+	}
+	return fmt.Sprintf("%v is out of range: must be between %v and %v", v.Interface(), f.min.Interface(), f.max.Interface())
+}
+
+// checkGroups checks the keys of one table, v at path, that go together
+// (tags group and needs): a group all set or none, and set only with the
+// key of the table it serves; a key that needs a group only with it.
+func checkGroups(p *problems, path string, v reflect.Value, fields []field) {
+	set, members, count := map[string]bool{}, map[string][]string{}, map[string]int{}
+	for _, f := range fields {
+		set[f.name] = !v.FieldByIndex(f.index).IsZero()
+		if f.group != "" && set[f.name] {
+			count[f.group]++
+		}
+		if f.group != "" {
+			members[f.group] = append(members[f.group], f.name)
 		}
 	}
-	if set > 0 && set < 3 {
-		names := prefix + "tls_cert, " + prefix + "tls_key and " + prefix + "tls_ca"
-		for _, f := range []struct{ name, v string }{{"tls_cert", cert}, {"tls_key", key}, {"tls_ca", ca}} {
-			if f.v == "" {
-				p.add(site+"."+prefix+f.name, "missing: TLS needs %s all set (or none of them)", names)
-			}
+	for _, f := range fields {
+		g, names, n := groups[f.group], members[f.group], count[f.group]
+		switch {
+		case f.needs != "" && set[f.name] && count[f.needs] == 0:
+			p.add(join(path, f.name), "has no effect without %s", andList(members[f.needs]))
+		case f.group == "" || n == 0:
+		case n < len(names) && !set[f.name]:
+			p.add(join(path, f.name), "missing: %s needs %s set together (or none of them)", g.what, andList(names))
+		case n == len(names) && f.name == names[0] && g.serves != "" && !set[g.serves]:
+			p.add(join(path, f.name), "has no effect without %s: set %s to %s, or remove %s_*", join(path, g.serves), g.serves, g.does, f.group)
 		}
 	}
 }
 
-// checkControlTLS checks a site's control_tls_* keys: the certificate and
-// its key together, and the client side (control_tls_ca,
-// control_tls_server_name) only with them. Clients need a name to check the
-// certificate against: control's host, or control_tls_server_name when
-// control listens on every interface.
-func checkControlTLS(p *problems, site, control, cert, key, ca, name string) {
-	switch {
-	case cert != "" && key == "":
-		p.add(site+".control_tls_key", "missing: HTTPS on the control address needs control_tls_cert and control_tls_key both set (or neither)")
-	case cert == "" && key != "":
-		p.add(site+".control_tls_cert", "missing: HTTPS on the control address needs control_tls_cert and control_tls_key both set (or neither)")
-	case cert == "":
-		for _, f := range []struct{ name, v string }{{"control_tls_ca", ca}, {"control_tls_server_name", name}} {
-			if f.v != "" {
-				p.add(site+"."+f.name, "has no effect without control_tls_cert and control_tls_key")
-			}
-		}
-	case control == "":
-		p.add(site+".control_tls_cert", "has no effect without %s.control: set control to serve the control address, or remove control_tls_*", site)
-	case name == "" && unspecifiedHost(control):
+// andList writes "a, b and c".
+func andList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// checkSite checks what the tags do not say of a site: clients of a control
+// address over HTTPS need a name to check its certificate against
+// (control's host, or control_tls_server_name when control listens on
+// every interface), and insecure = true must have something to allow.
+func (c *Config) checkSite(p *problems, site string, s *Security, nbd, control string) {
+	if s.ControlTLSCert != "" && s.ControlTLSKey != "" && s.ControlTLSServerName == "" && control != "" && unspecifiedHost(control) {
 		p.add(site+".control_tls_server_name", "missing: control %q listens on every interface, so it names no host for clients to check the certificate against: "+
 			"set control_tls_server_name to a name the certificate holds, e.g. control_tls_server_name = \"%s.example\"", control, site)
+	}
+	if s.Insecure && s.linkTLS() && (nbd == "" || s.nbdTLS()) && (control == "" || c.ControlTokenFile != "" && s.ControlTLSCert != "") {
+		p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
+			"and the control address has a token and HTTPS or is not served: there is nothing left to allow, remove insecure")
 	}
 }
 
@@ -228,77 +249,23 @@ func unspecifiedHost(addr string) bool {
 	return host == "" || ip != nil && ip.IsUnspecified()
 }
 
-// checkInsecure refuses insecure = true where it can have no effect: the
-// link has TLS, NBD (if served) has TLS and the control address (if any)
-// has a token and HTTPS, so nothing is left for it to allow.
-func (c *Config) checkInsecure(p *problems, site string, insecure, linkTLS, nbdTLS, controlTLS bool, nbd, control string) {
-	if !insecure || !linkTLS || (nbd != "" && !nbdTLS) || (control != "" && (c.ControlTokenFile == "" || !controlTLS)) {
-		return
-	}
-	p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
-		"and the control address has a token and HTTPS or is not served: there is nothing left to allow, remove insecure")
-}
-
 func (c *Config) validatePrimary(p *problems) {
 	pr := &c.Primary
-	if pr.SidefileLimit < MinSidefileLimit {
-		p.add("primary.sidefile_limit", "%s is too small: must be at least %s", pr.SidefileLimit, MinSidefileLimit)
-	} else if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
+	if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
 		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
 			"at most %s each (left out, it is that)", pr.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
 	}
-	if pr.SuspendAfter <= 0 {
-		p.add("primary.suspend_after", "%s: must be positive", pr.SuspendAfter)
-	}
-	if pr.PacingStart < 1 || pr.PacingStart > 99 {
-		p.add("primary.pacing_start", "%d: must be a percentage from 1 to 99", pr.PacingStart)
-	}
-	if pr.PacingMaxDelay < 0 || pr.PacingMaxDelay > Duration(time.Second) {
-		p.add("primary.pacing_max_delay", "%s: must be from 0s (no pacing) to 1s", pr.PacingMaxDelay)
-	}
-	if l := pr.CompressionLevel; l != 0 && (l < MinCompressionLevel || l > MaxCompressionLevel) {
-		p.add("primary.compression_level", "%d is not a zstd level: %d (fastest) to %d (smallest), default %d",
-			l, MinCompressionLevel, MaxCompressionLevel, DefaultCompressionLevel)
-	} else if l != 0 && pr.Compression != "zstd" {
+	if l := pr.CompressionLevel; l > 0 && l <= 22 && pr.Compression != "zstd" {
 		p.add("primary.compression_level", "%d, but compression is %q: set compression = \"zstd\", or leave the level out", l, cmp.Or(pr.Compression, "none"))
 	}
-	checkTLS(p, "primary", "", pr.TLSCert, pr.TLSKey, pr.TLSCA)
-	checkTLS(p, "primary", "nbd_", pr.NBDTLSCert, pr.NBDTLSKey, pr.NBDTLSCA)
-	checkControlTLS(p, "primary", pr.Control, pr.ControlTLSCert, pr.ControlTLSKey, pr.ControlTLSCA, pr.ControlTLSServerName)
-	c.checkInsecure(p, "primary", pr.Insecure, c.primaryHasTLS(), c.primaryHasNBDTLS(), pr.ControlTLSCert != "", pr.NBD, pr.Control)
-	switch {
-	case pr.Listen != "" && pr.Journal == "":
-		p.add("primary.journal", "missing: listen is set, and as the secondary of a rejoin this site needs a journal directory too, e.g. journal = \"primary/journal\"")
-	case pr.Listen == "" && pr.Journal != "":
-		p.add("primary.listen", "missing: journal is set, and as the secondary of a rejoin this site needs an address to take the link on too, e.g. listen = \"127.0.0.1:7404\"")
-	}
-	if pr.ServerName != "" && !c.primaryHasTLS() {
-		p.add("primary.tls_server_name", "has no effect without tls_cert, tls_key and tls_ca")
-	}
-
 	for i, ss := range pr.Subsystems {
 		for j, v := range ss.Volumes {
-			vf := fmt.Sprintf("primary.subsystem[%d].volume[%d]", i, j)
-			// No size (0): the size of the block device or existing image.
-			switch {
-			case v.Size < 0:
-				p.add(vf+".size", "must be positive, e.g. size = \"1GiB\"")
-			case v.Size%SectorSize != 0:
-				p.add(vf+".size", "%d bytes is not a multiple of %d (the sector size)", int64(v.Size), SectorSize)
+			if v.Size > 0 && v.Size%SectorSize != 0 {
+				p.add(fmt.Sprintf("primary.subsystem[%d].volume[%d].size", i, j), "%d bytes is not a multiple of %d (the sector size)", int64(v.Size), SectorSize)
 			}
 		}
 	}
-}
-
-func (c *Config) validateSecondary(p *problems) {
-	s := &c.Secondary
-	checkTLS(p, "secondary", "", s.TLSCert, s.TLSKey, s.TLSCA)
-	checkTLS(p, "secondary", "nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
-	if s.NBD == "" && (s.NBDTLSCert != "" || s.NBDTLSKey != "" || s.NBDTLSCA != "") {
-		p.add("secondary.nbd_tls_cert", "has no effect without secondary.nbd: set nbd to serve the read-only exports, or remove nbd_tls_*")
-	}
-	checkControlTLS(p, "secondary", s.Control, s.ControlTLSCert, s.ControlTLSKey, s.ControlTLSCA, s.ControlTLSServerName)
-	c.checkInsecure(p, "secondary", s.Insecure, c.secondaryHasTLS(), c.secondaryHasNBDTLS(), s.ControlTLSCert != "", s.NBD, s.Control)
+	c.checkSite(p, "primary", &pr.Security, pr.NBD, pr.Control)
 }
 
 // validatePair checks what spans both sites: the secondary copies exactly
@@ -323,7 +290,7 @@ func (c *Config) validatePair(p *problems) {
 			p.add("secondary.volume", "no entry for primary volume %q: add a [[secondary.volume]] with name = %q", n, n)
 		}
 	}
-	pt, st := c.primaryHasTLS(), c.secondaryHasTLS()
+	pt, st := c.Primary.linkTLS(), c.Secondary.linkTLS()
 	if pt && !st {
 		p.add("secondary.tls_cert", "missing while [primary] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither")
 	}
