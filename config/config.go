@@ -197,9 +197,6 @@ func (e *fileError) Error() string {
 
 func (e *fileError) Unwrap() error { return e.err }
 
-// Parse decodes a config from data strictly, applies defaults, resolves
-// relative paths against dir (the directory the file would live in; "" leaves
-// them relative to the working directory) and validates the result.
 // SidefileLimitFor is the default sidefile_limit of n subsystems: the
 // largest whole MiB, DefaultSidefileLimit at most, whose n sidefiles fit in
 // MaxSidefileTotal.
@@ -210,6 +207,9 @@ func SidefileLimitFor(n int) Size {
 	return min(DefaultSidefileLimit, MaxSidefileTotal/Size(n)/MiB*MiB)
 }
 
+// Parse decodes a config from data strictly, applies defaults, resolves
+// relative paths against dir (the directory the file would live in; "" leaves
+// them relative to the working directory) and validates the result.
 func Parse(data []byte, dir string) (*Config, error) {
 	if dir != "" {
 		abs, err := filepath.Abs(dir)
@@ -223,7 +223,7 @@ func Parse(data []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	c.resolvePaths()
-	if c.Primary.SidefileLimit == 0 && !reflect.ValueOf(c.Primary).IsZero() {
+	if c.Primary.SidefileLimit == 0 && c.HasPrimary() {
 		// Left out (a 0 written is refused in decode) of a [primary]
 		// the file has: the default depends on how many subsystems
 		// share the bound.
@@ -323,46 +323,33 @@ func Demo(dir string) *Config {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
-	c := &Config{
-		Session:          "demo",
-		Interval:         DefaultInterval,
-		ControlTokenFile: filepath.Join(dir, "token"),
-		Primary: Primary{
-			NBD:            "127.0.0.1:10809",
-			Control:        "127.0.0.1:7401",
-			Secondary:      "127.0.0.1:7402",
-			Listen:         "127.0.0.1:7404",
-			Journal:        filepath.Join(dir, "primary", "journal"),
-			SidefileLimit:  DefaultSidefileLimit,
-			SuspendAfter:   DefaultSuspendAfter,
-			PacingStart:    DefaultPacingStart,
-			PacingMaxDelay: DefaultPacingMaxDelay,
-		},
-		Secondary: Secondary{
-			Listen:  "127.0.0.1:7402",
-			Control: "127.0.0.1:7403",
-			NBD:     "127.0.0.1:10810",
-			Journal: filepath.Join(dir, "secondary", "journal"),
-		},
-		Dir: dir,
-	}
-	n := 0
-	for _, id := range []string{"ss1", "ss2"} {
-		ss := Subsystem{ID: id}
-		for range 2 {
-			n++
-			name := fmt.Sprintf("vol%d", n)
-			ss.Volumes = append(ss.Volumes, Volume{
-				Name: name,
-				Path: filepath.Join(dir, "primary", name+".img"),
-				Size: 256 * MiB,
-			})
-			c.Secondary.Volumes = append(c.Secondary.Volumes, SecondaryVolume{
-				Name: name,
-				Path: filepath.Join(dir, "secondary", name+".img"),
-			})
-		}
-		c.Primary.Subsystems = append(c.Primary.Subsystems, ss)
+	c, err := Parse([]byte(demoSession), dir)
+	if err != nil {
+		panic("config: the demo session: " + err.Error()) // a constant: a test catches it
 	}
 	return c
 }
+
+// demoSession is Demo's session, its paths relative to its directory.
+const demoSession = `session = "demo"
+control_token_file = "token"
+[primary]
+nbd = "127.0.0.1:10809"
+control = "127.0.0.1:7401"
+secondary = "127.0.0.1:7402"
+listen = "127.0.0.1:7404"
+journal = "primary/journal"
+[[primary.subsystem]]
+id = "ss1"
+volume = [{name = "vol1", path = "primary/vol1.img", size = "256MiB"}, {name = "vol2", path = "primary/vol2.img", size = "256MiB"}]
+[[primary.subsystem]]
+id = "ss2"
+volume = [{name = "vol3", path = "primary/vol3.img", size = "256MiB"}, {name = "vol4", path = "primary/vol4.img", size = "256MiB"}]
+[secondary]
+listen = "127.0.0.1:7402"
+control = "127.0.0.1:7403"
+nbd = "127.0.0.1:10810"
+journal = "secondary/journal"
+volume = [{name = "vol1", path = "secondary/vol1.img"}, {name = "vol2", path = "secondary/vol2.img"},
+          {name = "vol3", path = "secondary/vol3.img"}, {name = "vol4", path = "secondary/vol4.img"}]
+`

@@ -91,15 +91,6 @@
 // write "1536MiB". Durations use Go's syntax: "20ms", "60s", "2m".
 //
 // Nothing a site serves or dials leaves the machine unprotected unless the
-// config says so. When an address is not loopback (an empty host or
-// 0.0.0.0 listens on every interface, so it is not loopback either), that
-// site needs: for the link (primary.secondary, secondary.listen), mutual TLS
-// (tls_cert, tls_key, tls_ca on both sites); for NBD (primary.nbd,
-// secondary.nbd), nbd_tls_cert, nbd_tls_key and nbd_tls_ca, so that clients
-// must use TLS with a certificate signed by nbd_tls_ca; for control
-// (primary.control, secondary.control), control_token_file and HTTPS
-// (control_tls_cert, control_tls_key), so that the token and what the site
-// answers cross the network encrypted. insecure = true in the site's
-// section accepts all three unprotected. See
+// config says so (insecure = true in the site's section): see
 // [Config.CheckSecurity], which the sites run at start.
 package config

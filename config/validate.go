@@ -86,9 +86,7 @@ func (c *Config) checkKeys(p *problems) {
 			}
 		case f.kind == "listen" || f.kind == "dial":
 			checkAddr(p, path, v.String(), f.kind == "listen")
-		case f.kind == "rate" && v.Int() < 0:
-			p.add(path, "%d must not be negative: 0 or leave it out for no limit", v.Int())
-		case f.kind == "rate" && v.Int() < int64(MinRateLimit):
+		case f.kind == "rate" && v.Int() < int64(MinRateLimit): // negative too: not from a file, which refuses it
 			p.add(path, "%s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", v.Interface(), MinRateLimit)
 		case f.kind == "enum" && !slices.Contains(f.values, v.String()):
 			p.add(path, "%q is not a %s this %s knows: \"%s\"", v.String(), f.name, siteOf(path), strings.Join(f.values, `" or "`))
@@ -238,24 +236,13 @@ func (c *Config) checkSite(p *problems, site string, s *Security, nbd, control s
 	}
 }
 
-// unspecifiedHost reports whether a listen address has no host, or
-// 0.0.0.0 or :: (every interface).
-func unspecifiedHost(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return host == "" || ip != nil && ip.IsUnspecified()
-}
-
 func (c *Config) validatePrimary(p *problems) {
 	pr := &c.Primary
 	if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
 		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
 			"at most %s each (left out, it is that)", pr.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
 	}
-	if l := pr.CompressionLevel; l > 0 && l <= 22 && pr.Compression != "zstd" {
+	if l := pr.CompressionLevel; l != 0 && pr.Compression != "zstd" {
 		p.add("primary.compression_level", "%d, but compression is %q: set compression = \"zstd\", or leave the level out", l, cmp.Or(pr.Compression, "none"))
 	}
 	for i, ss := range pr.Subsystems {
@@ -306,63 +293,51 @@ func (c *Config) sameMachine() bool {
 		(isLoopbackAddr(c.Primary.Secondary) || isLoopbackAddr(c.Secondary.Listen))
 }
 
+// bindHosts splits a host:port address into the addresses its host binds,
+// in a canonical form, and its port. localhost is 127.0.0.1 and ::1; a host
+// left out or unspecified (0.0.0.0, ::) is every address: hosts nil. ok is
+// false when addr is not host:port.
+func bindHosts(addr string) (hosts []string, port string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	switch {
+	case err != nil:
+		return nil, "", false
+	case strings.EqualFold(host, "localhost"):
+		return []string{"127.0.0.1", "::1"}, port, true
+	case host == "" || ip != nil && ip.IsUnspecified():
+		return nil, port, true
+	case ip == nil:
+		return []string{strings.ToLower(host)}, port, true
+	}
+	return []string{ip.String()}, port, true
+}
+
 // anyPort reports whether a listen address asks for any free port, so two
 // of them do not collide.
 func anyPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	return err == nil && port == "0"
+	_, port, ok := bindHosts(addr)
+	return ok && port == "0"
 }
 
-// listenersOverlap reports whether two listen addresses (host:port) cannot
-// both be bound: one port, and hosts that share an address, where a host
-// left out or unspecified (0.0.0.0, ::) is every address and localhost is
-// 127.0.0.1 and ::1.
-func listenersOverlap(a, b string) bool {
-	ha, pa, errA := net.SplitHostPort(a)
-	hb, pb, errB := net.SplitHostPort(b)
-	if errA != nil || errB != nil || pa != pb {
-		return false
-	}
-	hostsA, hostsB := bindHosts(ha), bindHosts(hb)
-	if hostsA == nil || hostsB == nil {
-		return true
-	}
-	for _, h := range hostsA {
-		if slices.Contains(hostsB, h) {
-			return true
-		}
-	}
-	return false
-}
-
-// bindHosts returns the addresses a listen host binds, in a canonical form;
-// nil for every address.
-func bindHosts(host string) []string {
-	if strings.EqualFold(host, "localhost") {
-		return []string{"127.0.0.1", "::1"}
-	}
-	if host == "" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	switch {
-	case ip == nil:
-		return []string{strings.ToLower(host)}
-	case ip.IsUnspecified():
-		return nil
-	}
-	return []string{ip.String()}
+// unspecifiedHost reports whether a listen address listens on every
+// interface.
+func unspecifiedHost(addr string) bool {
+	hosts, _, ok := bindHosts(addr)
+	return ok && hosts == nil
 }
 
 // isLoopbackAddr reports whether addr's host is localhost or a loopback IP.
 func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	hosts, _, _ := bindHosts(addr)
+	return len(hosts) > 0 && net.ParseIP(hosts[0]) != nil && net.ParseIP(hosts[0]).IsLoopback()
+}
+
+// listenersOverlap reports whether two listen addresses cannot both be
+// bound: one port, and hosts that share an address.
+func listenersOverlap(a, b string) bool {
+	hostsA, portA, okA := bindHosts(a)
+	hostsB, portB, okB := bindHosts(b)
+	return okA && okB && portA == portB &&
+		(hostsA == nil || hostsB == nil || slices.ContainsFunc(hostsA, func(h string) bool { return slices.Contains(hostsB, h) }))
 }
