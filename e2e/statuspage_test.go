@@ -38,9 +38,9 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-// browser starts a headless chromium for the test, or skips the test when
-// there is none.
-func browser(t *testing.T) context.Context {
+// browser starts a headless chromium for the test, with the options extra
+// beside the usual ones, or skips the test when there is none.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -52,6 +52,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.WindowSize(1280, 1100),
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	opts = append(opts, extra...)
 	if os.Geteuid() == 0 {
 		// Chromium refuses to run as root with its sandbox.
 		opts = append(opts, chromedp.NoSandbox)
@@ -126,6 +127,69 @@ func evaluate[T any](t *testing.T, ctx context.Context, js string) T {
 	return v
 }
 
+// navigate opens url in the browser.
+func navigate(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	nav, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(nav, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("open %s: %v", url, err)
+	}
+}
+
+// waitPage waits for cond, failing at once if the browser reports errors in
+// the page (errorsSoFar, from pageErrors).
+func waitPage(t *testing.T, errorsSoFar func() []string, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, d, what, func() bool {
+		if errs := errorsSoFar(); len(errs) > 0 {
+			t.Fatalf("waiting for %s, the browser reports errors in the page:\n%s", what, strings.Join(errs, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+		return cond()
+	})
+}
+
+// chartPoints returns how many points the page's chart id shows.
+func chartPoints(t *testing.T, ctx context.Context, id string) int {
+	t.Helper()
+	return evaluate[int](t, ctx, `Number(document.getElementById("`+id+`").dataset.points)`)
+}
+
+// waitVolumeStates waits until the page's volume table shows each volume
+// in the state status reports, and returns the page's states.
+func waitVolumeStates(t *testing.T, ctx context.Context, errorsSoFar func() []string, status func() control.Status) map[string]string {
+	t.Helper()
+	var page map[string]string
+	waitPage(t, errorsSoFar, time.Minute, "the page's volume states to be the site's", func() bool {
+		page = evaluate[map[string]string](t, ctx, `Object.fromEntries(
+			[...document.querySelectorAll("#volumes tbody tr")].map(tr =>
+				[tr.dataset.volume, tr.querySelector("td.state").textContent]))`)
+		site := map[string]string{}
+		for _, v := range status().Volumes {
+			site[v.Name] = v.State
+		}
+		return fmt.Sprint(page) == fmt.Sprint(site)
+	})
+	return page
+}
+
+// screenshot saves the page as name.png in the artifact directory.
+func screenshot(t *testing.T, ctx context.Context, artifacts, name string) {
+	t.Helper()
+	shotCtx, cancelShot := context.WithTimeout(ctx, time.Minute)
+	defer cancelShot()
+	png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	out := filepath.Join(artifacts, name+".png")
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of %s: %s", name, out)
+}
+
 // TestStatusPageInABrowser opens each site's status page in headless
 // chromium while a session with a control token runs a workload, one pair
 // copying under a low copy rate and one suspended: the lag chart fills with
@@ -190,49 +254,19 @@ func TestStatusPageInABrowser(t *testing.T) {
 		{"secondary", s.sec.ControlAddr(), s.sec.Status},
 	} {
 		t.Run(p.role, func(t *testing.T) {
-			url := "http://" + p.addr + "/"
-			nav, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			if err := chromedp.Do(nav, chromedp.Navigate(url)); err != nil {
-				t.Fatalf("open %s: %v", url, err)
-			}
-
+			navigate(t, ctx, "http://"+p.addr+"/")
 			// The chart draws a point a second; the site has sampled
 			// since it started.
-			points := func(id string) int {
-				return evaluate[int](t, ctx, `Number(document.getElementById("`+id+`").dataset.points)`)
-			}
-			// waitPage waits for cond, failing at once if the page breaks.
-			waitPage := func(d time.Duration, what string, cond func() bool) {
-				t.Helper()
-				waitFor(t, d, what, func() bool {
-					if errs := errorsSoFar(); len(errs) > 0 {
-						t.Fatalf("waiting for %s, the browser reports errors in the page:\n%s", what, strings.Join(errs, "\n"))
-					}
-					time.Sleep(200 * time.Millisecond)
-					return cond()
-				})
-			}
-			waitPage(2*time.Minute, "the lag chart to show 10 points", func() bool { return points("lag-chart") >= 10 })
-			if n := points("throughput-chart"); n < 5 {
+			waitPage(t, errorsSoFar, 2*time.Minute, "the lag chart to show 10 points", func() bool { return chartPoints(t, ctx, "lag-chart") >= 10 })
+			if n := chartPoints(t, ctx, "throughput-chart"); n < 5 {
 				t.Errorf("throughput chart shows %d points", n)
 			}
-			if n := points("sidefile-chart"); p.role == "primary" && n < 5 {
+			if n := chartPoints(t, ctx, "sidefile-chart"); p.role == "primary" && n < 5 {
 				t.Errorf("sidefile chart shows %d points", n)
 			}
 
 			// The table shows each volume in the state the site reports.
-			var page, site map[string]string
-			waitPage(time.Minute, "the page's volume states to be the site's", func() bool {
-				page = evaluate[map[string]string](t, ctx, `Object.fromEntries(
-					[...document.querySelectorAll("#volumes tbody tr")].map(tr =>
-						[tr.dataset.volume, tr.querySelector("td.state").textContent]))`)
-				site = map[string]string{}
-				for _, v := range p.status().Volumes {
-					site[v.Name] = v.State
-				}
-				return fmt.Sprint(page) == fmt.Sprint(site)
-			})
+			page := waitVolumeStates(t, ctx, errorsSoFar, p.status)
 			if len(page) != layout.Volumes || page[suspended] != "suspended" || page[siteVolume(0)] != "duplex" {
 				t.Errorf("volume states on the page: %v", page)
 			}
@@ -262,17 +296,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 				}
 			}
 
-			shotCtx, cancelShot := context.WithTimeout(ctx, time.Minute)
-			defer cancelShot()
-			png, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatalf("screenshot: %v", err)
-			}
-			out := filepath.Join(artifacts, "statuspage-"+p.role+".png")
-			if err := os.WriteFile(out, png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("screenshot of the %s's status page: %s", p.role, out)
+			screenshot(t, ctx, artifacts, "statuspage-"+p.role)
 			if errs := errorsSoFar(); len(errs) > 0 {
 				t.Errorf("the browser reports errors in the page:\n%s", strings.Join(errs, "\n"))
 			}
