@@ -59,6 +59,7 @@ type primaryOpts struct {
 	volumes    int  // default layout.Volumes
 	blocks     int  // per volume, default layout.BlocksPerVolume
 	compress   bool // record sets go compressed (zstd) to a secondary that takes them
+	namedAcks  bool // read no indexed acknowledgements, as a primary from before them
 }
 
 func startPrimary(t testing.TB, dir string, o primaryOpts) *primary {
@@ -104,7 +105,8 @@ func startPrimary(t testing.TB, dir string, o primaryOpts) *primary {
 		}
 	}
 	p.mover = mover.New(mover.Config{Session: session, Subsystems: p.subs, Timer: p.timer, Interval: o.interval,
-		Retransmit: o.retransmit, HandshakeTimeout: 500 * time.Millisecond, Dialer: o.dialer, Logger: quietLogger(), Compressor: zstd})
+		Retransmit: o.retransmit, HandshakeTimeout: 500 * time.Millisecond, Dialer: o.dialer, Logger: quietLogger(), Compressor: zstd,
+		NoIndexedAcks: o.namedAcks})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
 	go func() {
@@ -144,6 +146,7 @@ type secondaryOpts struct {
 	blocks    int
 	onApplied func(s *secondarySite, g *consistency.Group)
 	plain     bool // announce no compression, as a secondary from before it
+	namedAcks bool // name the subsystems in every acknowledgement, as a secondary from before indexed ones
 }
 
 func secondaryConfig(dir string, vols map[string]*volume.Volume, subsystems []string) secondary.Config {
@@ -201,6 +204,7 @@ func startSecondary(t testing.TB, dir string, ln transport.Listener, o secondary
 		cfg.OnApplied = func(g *consistency.Group) { o.onApplied(s, g) }
 	}
 	cfg.Plain = o.plain
+	cfg.NoIndexedAcks = o.namedAcks
 	sec, err := secondary.Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -87,7 +87,12 @@ type Config struct {
 	// not gets them plain. Record sets are formed, sized and held plain:
 	// compression changes only what the link carries.
 	Compressor *transport.Compressor
-	Logger     *slog.Logger
+	// NoIndexedAcks has the primary announce no
+	// transport.PrimaryReadsIndexedAcks, so the secondary names the
+	// subsystems in its acknowledgements, as it does to a primary from
+	// before them: for tests of version skew.
+	NoIndexedAcks bool
+	Logger        *slog.Logger
 }
 
 type held struct {
@@ -176,6 +181,9 @@ type Mover struct {
 	beats   []transport.Heartbeat
 	based   bool
 	acked   transport.Position
+	// named holds the tables of a Position by name, by index (ackLocked).
+	named       transport.IndexedTables
+	indexedAcks uint64 // see Stats.IndexedAcks
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -663,7 +671,11 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		// The secondary sends what a primary from before some part of a
 		// Position cannot read only once told this one reads it; it
 		// answers with its Welcome again, which the link goes on from.
-		if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
+		reads := transport.PrimaryReadsInconsistent | transport.PrimaryReadsIndexedAcks
+		if m.cfg.NoIndexedAcks {
+			reads &^= transport.PrimaryReadsIndexedAcks
+		}
+		if err := conn.Send(transport.EncodeFeatures(reads)); err != nil {
 			return err
 		}
 		if welcome, err = m.awaitWelcome(ctx, conn, true); err != nil {
@@ -1182,6 +1194,8 @@ func clampInt(v uint64) int {
 
 func (m *Mover) receive(conn transport.Conn) error {
 	corrupt := 0
+	// The tables of each indexed Ack, decoded into the same slices.
+	var tables transport.IndexedTables
 	for {
 		f, err := conn.Recv()
 		if err != nil {
@@ -1225,6 +1239,20 @@ func (m *Mover) receive(conn transport.Conn) error {
 			}
 			m.ackLocked(p)
 			m.mu.Unlock()
+		case transport.TypeIndexedAck:
+			p, err := transport.DecodeIndexedAck(body, len(m.subs), &tables)
+			if err != nil {
+				m.log.Warn("discarding malformed ack", "err", err)
+				continue
+			}
+			m.mu.Lock()
+			if m.conn != conn {
+				m.mu.Unlock()
+				return fmt.Errorf("receive from %s: %w", conn.Peer(), ErrDropped)
+			}
+			m.ackIndexedLocked(p, tables)
+			m.indexedAcks++
+			m.mu.Unlock()
 		case transport.TypeRefuse:
 			reason, _ := transport.DecodeRefuse(body)
 			return fmt.Errorf("%w: %s", ErrRefused, reason)
@@ -1234,14 +1262,36 @@ func (m *Mover) receive(conn transport.Conn) error {
 	}
 }
 
-// ackLocked takes what the secondary says it holds. Its work is the
-// entries of the position and the record sets it releases, never the
-// record sets held.
+// ackLocked takes what the secondary says it holds, in a Position whose
+// tables name the subsystems (a Welcome, a TypeAck). Called with m.mu held.
 func (m *Mover) ackLocked(p transport.Position) {
+	t := &m.named
+	t.Through = m.indexed(t.Through[:0], p.Through)
+	t.Received = m.indexed(t.Received[:0], p.Received)
+	t.Ahead = m.indexed(t.Ahead[:0], p.Ahead)
+	m.ackIndexedLocked(p, *t)
+}
+
+// indexed appends the entries of a table by name to dst by the
+// subsystems' indices, leaving out names of no subsystem of this primary.
+func (m *Mover) indexed(dst []transport.Entry, table map[string]uint64) []transport.Entry {
+	for name, seq := range table {
+		if s := m.byID[name]; s != nil {
+			dst = append(dst, transport.Entry{Index: int(s.index), Seq: seq})
+		}
+	}
+	return dst
+}
+
+// ackIndexedLocked takes what the secondary says it holds: p, whose tables
+// t holds by subsystem index. Its work is the entries of the tables and
+// the record sets it releases, never the record sets held. Called with
+// m.mu held.
+func (m *Mover) ackIndexedLocked(p transport.Position, t transport.IndexedTables) {
 	progress := false
-	for name, seq := range p.Received {
-		if s := m.byID[name]; s != nil && seq > s.received {
-			m.advanceReceived(s, seq)
+	for _, e := range t.Received {
+		if s := m.sub(e.Index); s != nil && e.Seq > s.received {
+			m.advanceReceived(s, e.Seq)
 			progress = true
 		}
 	}
@@ -1249,24 +1299,27 @@ func (m *Mover) ackLocked(p transport.Position) {
 		s.ahead = 0
 	}
 	m.aheadOf = m.aheadOf[:0]
-	for name, seq := range p.Ahead {
-		if s := m.byID[name]; s != nil && seq > 0 {
-			s.ahead = seq
+	for _, e := range t.Ahead {
+		if s := m.sub(e.Index); s != nil && e.Seq > 0 {
+			s.ahead = e.Seq
 			m.aheadOf = append(m.aheadOf, s)
 		}
 	}
-	for name, seq := range p.Through {
-		s := m.byID[name]
+	for _, e := range t.Through {
+		s := m.sub(e.Index)
 		if s == nil {
 			continue
 		}
-		m.advanceReceived(s, seq)
-		for len(s.held) > 0 && s.held[0].rs.Seq <= seq {
+		m.advanceReceived(s, e.Seq)
+		for len(s.held) > 0 && s.held[0].rs.Seq <= e.Seq {
 			m.release(s)
 			m.lastErr, m.lastErrAt = "", time.Time{}
 			progress = true
 		}
 	}
+	// What the tables said is in the subsystems' state now; a Position
+	// kept with them would hold three maps for nothing.
+	p.Through, p.Received, p.Ahead = nil, nil, nil
 	switch {
 	case p.Group > m.acked.Group || p.Time > m.acked.Time:
 		m.acked = p
@@ -1291,6 +1344,16 @@ func (m *Mover) ackLocked(p transport.Position) {
 		default:
 		}
 	}
+}
+
+// sub returns the subsystem of index i in the Hello, or nil: the decoder
+// takes no index beyond the Hello's, and a table by name none of another
+// primary.
+func (m *Mover) sub(i int) *sub {
+	if i < 0 || i >= len(m.subs) {
+		return nil
+	}
+	return m.subs[i]
 }
 
 // unsent returns what to send on conn now: the record sets within the
@@ -1530,7 +1593,7 @@ func (m *Mover) captured() int {
 type Stats struct {
 	Connected bool
 	Group     uint64             // last time-interval group formed
-	Acked     transport.Position // the secondary's last acknowledged position (Acked.RecoversTo(): the time it recovers to)
+	Acked     transport.Position // the secondary's last acknowledged position (Acked.RecoversTo(): the time it recovers to), without its tables
 	HeldSets  int
 	HeldBytes int64
 	// HeldWithUpdates counts the held record sets that carry updates: an
@@ -1568,6 +1631,9 @@ type Stats struct {
 	RecordSetBytes     uint64
 	RecordSetWireBytes uint64
 	Compressing        bool
+	// IndexedAcks counts the acknowledgements taken that named the
+	// subsystems by index (transport.TypeIndexedAck).
+	IndexedAcks uint64
 }
 
 // Stats returns a snapshot.
@@ -1578,5 +1644,6 @@ func (m *Mover) Stats() Stats {
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
-		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress}
+		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
+		IndexedAcks: m.indexedAcks}
 }

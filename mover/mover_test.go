@@ -47,6 +47,8 @@ type options struct {
 	limits     recordset.Limits // what the secondary accepts
 	hook       func(point string)
 	compressor *transport.Compressor
+	// noIndexedAcks: a primary from before indexed acknowledgements.
+	noIndexedAcks bool
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -76,7 +78,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: p.net,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
-		Compressor: o.compressor, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	p.mover.hook = o.hook
 	ctx, cancel := context.WithCancel(context.Background())

@@ -131,6 +131,16 @@ func (r *rig) dial(h transport.Hello) (transport.Conn, byte, []byte) {
 // a Welcome that asks what it reads: one from before transport.TypeFeatures.
 func (r *rig) dialReading(h transport.Hello, answer bool) (transport.Conn, byte, []byte) {
 	r.t.Helper()
+	if !answer {
+		return r.dialReads(h, 0, false)
+	}
+	return r.dialReads(h, transport.PrimaryReadsInconsistent, true)
+}
+
+// dialReads is dial as a primary that answers a Welcome that asks what it
+// reads, if answer, with reads.
+func (r *rig) dialReads(h transport.Hello, reads uint64, answer bool) (transport.Conn, byte, []byte) {
+	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := r.net.Dial(ctx)
@@ -152,7 +162,7 @@ func (r *rig) dialReading(h transport.Hello, answer bool) (transport.Conn, byte,
 	if w, err := transport.DecodePosition(body); err != nil || w.Features&transport.FeatureAsksPrimary == 0 {
 		return conn, typ, body
 	}
-	if err := conn.Send(transport.EncodeFeatures(transport.PrimaryReadsInconsistent)); err != nil {
+	if err := conn.Send(transport.EncodeFeatures(reads)); err != nil {
 		r.t.Fatal(err)
 	}
 	if typ, body, err = recvFrame(conn, 10*time.Second); err != nil {
@@ -177,7 +187,7 @@ type settledConn struct {
 
 func (c settledConn) Recv() ([]byte, error) {
 	f, err := c.Conn.Recv()
-	if err == nil && len(f) > 0 && f[0] == transport.TypeAck {
+	if err == nil && len(f) > 0 && (f[0] == transport.TypeAck || f[0] == transport.TypeIndexedAck) {
 		// The ack is queued under mu, in the same hold that hands the
 		// group to the applier: once mu is ours, the group is handed over.
 		c.sec.mu.Lock()

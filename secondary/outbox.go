@@ -56,7 +56,9 @@ func (o *outbox) put(f []byte) {
 	o.cond.Signal()
 }
 
-func isAck(f []byte) bool { return len(f) > 0 && f[0] == transport.TypeAck }
+func isAck(f []byte) bool {
+	return len(f) > 0 && (f[0] == transport.TypeAck || f[0] == transport.TypeIndexedAck)
+}
 
 // end queues f, if not nil, as the last frame: the connection is closed once
 // it is sent. Frames put after end are dropped.

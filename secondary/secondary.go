@@ -60,7 +60,12 @@
 // first on a link that duplicates frames. Only one Features frame is
 // answered, and only before any record set or heartbeat arrived on the
 // connection: a Welcome amid acknowledgements would go back on what they
-// said. Other frames before it (a repeated Hello) do not count.
+// said. Other frames before it (a repeated Hello) do not count. A primary
+// whose Features frame also says transport.PrimaryReadsIndexedAcks is
+// acknowledged from then on by transport.TypeIndexedAck, whose tables name
+// the subsystems by their index in its Hello: an idle session of many
+// subsystems sends one acknowledgement per interval, and their names were
+// most of its cost at both sites.
 package secondary
 
 import (
@@ -127,6 +132,11 @@ type Config struct {
 	// that the primary sends it record sets uncompressed, as it does to a
 	// secondary from before compression.
 	Plain bool
+	// NoIndexedAcks has the secondary name the subsystems in every
+	// acknowledgement (transport.TypeAck), as a secondary from before
+	// transport.TypeIndexedAck did whatever the primary reads: for tests
+	// of version skew.
+	NoIndexedAcks bool
 }
 
 // Secondary receives, journals and applies.
@@ -203,8 +213,12 @@ type Secondary struct {
 	// peerReads are the features the primary on conn said it reads
 	// (transport.TypeFeatures).
 	peerReads uint64
-	instance  uint64 // of the primary process whose record sets the former holds
-	fenced    bool   // recover took over: no primary may write here any more
+	// ackIndex is the order of the subsystems in the Hello on conn, by
+	// which its acknowledgements name them once the primary said it reads
+	// transport.TypeIndexedAck; nil: by name.
+	ackIndex *transport.SubsystemIndex
+	instance uint64 // of the primary process whose record sets the former holds
+	fenced   bool   // recover took over: no primary may write here any more
 	// fencing counts the fences under way: no primary is taken, but the
 	// volumes are not fenced yet (and a fence that is refused leaves them
 	// unfenced), so neither status nor a refusal says they are.
@@ -1160,7 +1174,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	// Until the primary says what it reads, it is sent only what every
 	// primary reads.
-	s.peerReads = 0
+	s.peerReads, s.ackIndex = 0, nil
 	pos := s.welcomeLocked()
 	out.put(s.order.EncodePosition(transport.TypeWelcome, pos))
 	s.stats.Connected, s.stats.Peer = true, conn.Peer()
@@ -1251,6 +1265,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			s.mu.Lock()
 			if s.conn == conn {
 				s.peerReads = reads
+				if reads&transport.PrimaryReadsIndexedAcks != 0 && !s.cfg.NoIndexedAcks {
+					// The Hello's order is the one its heartbeats use.
+					s.ackIndex = transport.NewSubsystemIndex(hello.Subsystems)
+				}
 				pos := s.welcomeLocked()
 				// Asked and answered: a Welcome that still asks is a
 				// repeat of the first, which the primary skips.
@@ -1546,9 +1564,19 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 // only what is missing, and that the link carries its record sets.
 func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.former.Time()
-	s.sendLocked(conn, s.order.EncodePosition(transport.TypeAck, transport.Position{
+	s.sendLocked(conn, s.encodeAckLocked(transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
+}
+
+// encodeAckLocked returns the frame of an acknowledgement of pos for the
+// linked primary: its tables by index where it reads that, by name
+// otherwise. Called with s.mu held.
+func (s *Secondary) encodeAckLocked(pos transport.Position) []byte {
+	if s.ackIndex != nil {
+		return s.ackIndex.EncodeAck(pos)
+	}
+	return s.order.EncodePosition(transport.TypeAck, pos)
 }
 
 // recoverable is the Recoverable of a Position of time t: while a resync
@@ -1627,7 +1655,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	// the acknowledgement says whether a resync holds the volumes from g on.
 	wasHolding := s.pairs.holding()
 	s.pairs.step(g, s.journaled.Time)
-	s.sendLocked(conn, s.order.EncodePosition(transport.TypeAck, transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
+	s.sendLocked(conn, s.encodeAckLocked(transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	if len(g.Updates) > 0 {

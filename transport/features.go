@@ -3,8 +3,8 @@ package transport
 import "encoding/binary"
 
 // TypeFeatures is a frame primary → secondary that says what the primary
-// reads beyond what every primary did (PrimaryReadsInconsistent). Part of
-// the wire format: never renumber.
+// reads beyond what every primary did (PrimaryReadsInconsistent,
+// PrimaryReadsIndexedAcks). Part of the wire format: never renumber.
 //
 // A primary sends it only as the first frame after a Welcome that announces
 // FeatureAsksPrimary, and waits for the secondary's answer, its Welcome
@@ -28,6 +28,10 @@ const (
 	// of a Position (see EncodePosition), which a primary from before it
 	// refuses as malformed.
 	PrimaryReadsInconsistent uint64 = 1 << 0
+	// PrimaryReadsIndexedAcks: the primary reads TypeIndexedAck, an Ack
+	// whose tables name subsystems by their index in its Hello, which a
+	// primary from before it ignores as a frame of an unknown type.
+	PrimaryReadsIndexedAcks uint64 = 1 << 1
 )
 
 // EncodeFeatures returns a Features frame. Its body is the u64 feature bits.

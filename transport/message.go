@@ -425,6 +425,11 @@ func (o TableOrder) EncodePosition(typ byte, p Position) []byte {
 	b = o.appendTable(b, p.Received)
 	b = o.appendTable(b, p.Ahead)
 	b = binary.BigEndian.AppendUint64(b, p.JournalFree)
+	return Seal(appendSections(b, p))
+}
+
+// appendSections appends the optional sections of p (see EncodePosition).
+func appendSections(b []byte, p Position) []byte {
 	if p.Limits != (Limits{}) {
 		b = append(b, sectionLimits)
 		for _, v := range []uint64{p.Limits.MaxHeader, p.Limits.MaxPayload, p.Limits.MaxRecords, p.Limits.MaxFrame} {
@@ -447,7 +452,7 @@ func (o TableOrder) EncodePosition(typ byte, p Position) []byte {
 			b = appendString(b, n)
 		}
 	}
-	return Seal(b)
+	return b
 }
 
 func (o TableOrder) appendTable(b []byte, m map[string]uint64) []byte {
@@ -508,13 +513,20 @@ func DecodePosition(body []byte) (Position, error) {
 	p.Received = r.table()
 	p.Ahead = r.table()
 	p.JournalFree = r.u64()
+	err := r.sections(&p)
+	return p, err
+}
+
+// sections reads the optional sections of a Position into p, and checks
+// that nothing follows them.
+func (r *reader) sections(p *Position) error {
 	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionLimits {
 		r.b = r.b[1:]
 		p.Limits = Limits{MaxHeader: r.u64(), MaxPayload: r.u64(), MaxRecords: r.u64(), MaxFrame: r.u64()}
 		l := p.Limits
 		if r.err == nil && (l.MaxHeader == 0 || l.MaxPayload == 0 || l.MaxRecords == 0 || l.MaxFrame == 0) {
 			// Not announced is no section; a zero limit accepts nothing.
-			return p, fmt.Errorf("announced limits %+v with a zero: %w", l, ErrCorrupt)
+			return fmt.Errorf("announced limits %+v with a zero: %w", l, ErrCorrupt)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionRecoverable {
@@ -522,7 +534,7 @@ func DecodePosition(body []byte) (Position, error) {
 		p.Recoverable = int64(r.u64())
 		if r.err == nil && (p.Recoverable <= 0 || p.Recoverable > p.Time) {
 			// Recovering to the journaled time is no section.
-			return p, fmt.Errorf("recoverable time %d with journaled time %d: %w", p.Recoverable, p.Time, ErrCorrupt)
+			return fmt.Errorf("recoverable time %d with journaled time %d: %w", p.Recoverable, p.Time, ErrCorrupt)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionFeatures {
@@ -530,7 +542,7 @@ func DecodePosition(body []byte) (Position, error) {
 		p.Features = r.u64()
 		if r.err == nil && p.Features == 0 {
 			// No features is no section.
-			return p, fmt.Errorf("features section without features: %w", ErrCorrupt)
+			return fmt.Errorf("features section without features: %w", ErrCorrupt)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionInconsistent {
@@ -538,7 +550,7 @@ func DecodePosition(body []byte) (Position, error) {
 		n := int(r.u16())
 		if r.err == nil && n == 0 {
 			// No volume is no section.
-			return p, fmt.Errorf("inconsistent section of no volume: %w", ErrCorrupt)
+			return fmt.Errorf("inconsistent section of no volume: %w", ErrCorrupt)
 		}
 		for i := 0; i < n && r.err == nil; i++ {
 			name := r.str()
@@ -546,15 +558,15 @@ func DecodePosition(body []byte) (Position, error) {
 				break
 			}
 			if name == "" || (i > 0 && name <= p.Inconsistent[i-1]) {
-				return p, fmt.Errorf("inconsistent volume %q after %d names: empty, out of order or twice: %w", name, i, ErrCorrupt)
+				return fmt.Errorf("inconsistent volume %q after %d names: empty, out of order or twice: %w", name, i, ErrCorrupt)
 			}
 			p.Inconsistent = append(p.Inconsistent, name)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 {
-		return p, fmt.Errorf("position section %d: %w", r.b[0], ErrCorrupt)
+		return fmt.Errorf("position section %d: %w", r.b[0], ErrCorrupt)
 	}
-	return p, r.done()
+	return r.done()
 }
 
 // EncodeRefuse returns a Refuse frame carrying a reason.

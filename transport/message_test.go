@@ -3,6 +3,7 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -242,9 +243,18 @@ func sampleFrames(t testing.TB) map[string][]byte {
 			m["hello "+name] = EncodeHello(h)
 		}
 	}
+	// Of the names the sample Positions use, the later ones far into
+	// the Hello, where an index takes more than a byte.
+	names := []string{"a", "b", "ss3"}
+	for len(names) < fuzzSubsystems-2 {
+		names = append(names, fmt.Sprintf("x%d", len(names)))
+	}
+	names = append(names, "ss2", "ss1")
+	x := NewSubsystemIndex(names)
 	for name, p := range samplePositions() {
 		m["welcome "+name] = EncodePosition(TypeWelcome, p)
 		m["ack "+name] = EncodePosition(TypeAck, p)
+		m["indexed ack "+name] = x.EncodeAck(p)
 	}
 	return m
 }
@@ -314,8 +324,35 @@ func decodeBody(typ byte, body []byte) (any, bool, error) {
 	case TypeFeatures:
 		f, err := DecodeFeatures(body)
 		return f, true, err
+	case TypeIndexedAck:
+		var a indexedAck
+		p, err := DecodeIndexedAck(body, fuzzSubsystems, &a.t)
+		a.p = p
+		return a, true, err
 	}
 	return nil, false, nil
+}
+
+// fuzzSubsystems is how many subsystems the Hello named on the connection
+// of an indexed Ack the tests decode without one.
+const fuzzSubsystems = 1000
+
+// indexedAck is a decoded TypeIndexedAck.
+type indexedAck struct {
+	p Position
+	t IndexedTables
+}
+
+// positionOf returns the Position a decoded Welcome, Ack or indexed Ack
+// carries.
+func positionOf(v any) (Position, bool) {
+	switch v := v.(type) {
+	case Position:
+		return v, true
+	case indexedAck:
+		return v.p, true
+	}
+	return Position{}, false
 }
 
 // A body that lost bytes at its end, sealed again so that the CRC holds,
@@ -338,7 +375,7 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 					t.Fatalf("Open of a resealed frame: %v", err)
 				}
 				v, _, err := decodeBody(ty, b)
-				if p, ok := v.(Position); ok && err == nil && cutBeforeSections(body, n, p) {
+				if p, ok := positionOf(v); ok && err == nil && cutBeforeSections(typ, body, n, p) {
 					// Cut exactly before its optional sections, a
 					// Position is one without them: the frame CRC,
 					// not the body, tells the two apart.
@@ -359,9 +396,10 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 
 // cutBeforeSections says the Position body cut to n bytes, decoded as p,
 // lost exactly the optional sections p lacks and nothing else.
-func cutBeforeSections(body []byte, n int, p Position) bool {
-	full, err := DecodePosition(body)
-	if err != nil {
+func cutBeforeSections(typ byte, body []byte, n int, p Position) bool {
+	v, _, err := decodeBody(typ, body)
+	full, ok := positionOf(v)
+	if err != nil || !ok {
 		return false
 	}
 	lost := 0
@@ -397,6 +435,8 @@ func reencode(typ byte, v any) []byte {
 		return EncodeBundle(v.(Bundle))
 	case TypeFeatures:
 		return EncodeFeatures(v.(uint64))
+	case TypeIndexedAck:
+		return EncodeIndexedAck(v.(indexedAck).p, v.(indexedAck).t)
 	}
 	panic("no encoder")
 }

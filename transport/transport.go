@@ -18,6 +18,13 @@
 // before it decodes anything, and how it tells a plain set from a
 // compressed one are described in compress.go, and pinned by
 // testdata/recordset-zstd.hex.
+//
+// A secondary acknowledges a primary that says it reads them
+// (PrimaryReadsIndexedAcks in its Features frame) with TypeIndexedAck,
+// whose tables name each subsystem by its index in the Hello instead of by
+// name; to any other primary, and from a secondary of before, the tables
+// go by name (TypeAck). The frame is described in indexed.go and pinned by
+// testdata/ack-indexed.hex.
 package transport
 
 import (
