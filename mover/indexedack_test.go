@@ -2,9 +2,16 @@ package mover
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 
+	"duplex/sidefile"
+	"duplex/subsystem"
+	"duplex/timer"
 	"duplex/transport"
+	"duplex/volume"
 )
 
 // The primary says it reads indexed acknowledgements, and takes them by
@@ -79,4 +86,54 @@ func TestMoverWithoutIndexedAcksDoesNotAskForThem(t *testing.T) {
 	if reads, err := transport.DecodeFeatures(body); err != nil || reads != transport.PrimaryReadsInconsistent {
 		t.Fatalf("Features %#x (err %v), want %#x alone", reads, err, transport.PrimaryReadsInconsistent)
 	}
+}
+
+// An idle primary of 128 subsystems takes one acknowledgement per
+// interval, naming every subsystem in Through and Received: its decoding
+// and taking, by name (TypeAck) and by index (TypeIndexedAck).
+func BenchmarkTakeAck128(b *testing.B) {
+	tm := timer.New()
+	var list []*subsystem.Subsystem
+	var names []string
+	for i := range 128 {
+		id := fmt.Sprintf("ss%03d", i)
+		names = append(names, id)
+		list = append(list, subsystem.New(id, tm, sidefile.New(1<<20), map[string]*volume.Volume{}, nil))
+	}
+	m := New(Config{Session: session, Subsystems: list, Timer: tm, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	table := func() map[string]uint64 {
+		t := map[string]uint64{}
+		for i, n := range names {
+			t[n] = uint64(i) * 7
+		}
+		return t
+	}
+	p := transport.Position{Group: 9, Time: 12345, Through: table(), Received: table(), Ahead: map[string]uint64{}, JournalFree: 1 << 30}
+	b.Run("named", func(b *testing.B) {
+		_, body, _ := transport.Open(transport.EncodePosition(transport.TypeAck, p))
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := transport.DecodePosition(body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.mu.Lock()
+			m.ackLocked(p)
+			m.mu.Unlock()
+		}
+	})
+	b.Run("indexed", func(b *testing.B) {
+		_, body, _ := transport.Open(transport.NewSubsystemIndex(names).EncodeAck(p))
+		var tables transport.IndexedTables
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := transport.DecodeIndexedAck(body, len(names), &tables)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.mu.Lock()
+			m.ackIndexedLocked(p, tables)
+			m.mu.Unlock()
+		}
+	})
 }
