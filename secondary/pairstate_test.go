@@ -1,6 +1,7 @@
 package secondary
 
 import (
+	"slices"
 	"testing"
 
 	"duplex/consistency"
@@ -37,5 +38,37 @@ func TestSuspensionAnnouncedAgainAfterPrimaryRestart(t *testing.T) {
 	}
 	if p.holding() {
 		t.Fatalf("a suspension announced again opened a hold: %v", p.resyncing())
+	}
+}
+
+// What the primary is told of the volumes consistent as of no time follows
+// every group's markers, however often it was asked in between.
+func TestInconsistentFollowsTheMarkers(t *testing.T) {
+	marker := func(vol string, ts int64, s recordset.PairState) recordset.Update {
+		u := recordset.Marker{State: s}.Update(vol)
+		u.Timestamp = ts
+		return u
+	}
+	p := newPairStates(nil)
+	for i, tc := range []struct {
+		updates []recordset.Update
+		want    []string
+	}{
+		{nil, nil},
+		{[]recordset.Update{marker("b", 150, recordset.StateFirstCopy), marker("a", 160, recordset.StateFirstCopy)}, []string{"a", "b"}},
+		{[]recordset.Update{{Volume: "a", Kind: recordset.KindWrite, Timestamp: 250, Length: 512, Data: make([]byte, 512)}}, []string{"a", "b"}},
+		{[]recordset.Update{marker("a", 350, recordset.StateCopyEnd)}, []string{"b"}},
+		{[]recordset.Update{marker("b", 450, recordset.StateCopyEnd)}, nil},
+	} {
+		g := uint64(i + 1)
+		p.step(&consistency.Group{Number: g, Time: int64(g) * 100, Updates: tc.updates}, int64(g-1)*100)
+		for range 2 {
+			if got := p.inconsistent(); !slices.Equal(got, tc.want) {
+				t.Fatalf("after group %d: inconsistent %q, want %q", g, got, tc.want)
+			}
+		}
+		if got := p.clone().inconsistent(); !slices.Equal(got, tc.want) {
+			t.Fatalf("a clone after group %d: inconsistent %q, want %q", g, got, tc.want)
+		}
 	}
 }
