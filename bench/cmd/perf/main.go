@@ -37,7 +37,7 @@ import (
 // settings of a run.
 type settings struct {
 	duplex  string // binary
-	compare string // primary section: a second build, alternated with the first
+	compare string // primary, lag and scale sections: a second build, alternated with the first
 	out     string // work directory
 	rounds  int
 	quick   bool
@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
 	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
 	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
-	compare := fs.String("compare", "", "primary and lag sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
+	compare := fs.String("compare", "", "primary, lag and scale sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
 	lagRates := fs.String("lag-rates", "0,25,50,75", "lag section: fio's rates in % of the saturation bandwidth (0: idle), comma-separated")
 	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
 	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")

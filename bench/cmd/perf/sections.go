@@ -417,50 +417,118 @@ func (b *bench) scale(ctx context.Context) error {
 		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. Then, after 2 s to settle, %s "+
 		"idle: CPU of each daemon (utime+stime from /proc/PID/stat) per time interval and as %% of one CPU, and journaled "+
 		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
-	fmt.Fprintf(w, "| volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	// With -compare, each session size runs once per build and round, the
+	// builds alternating, so that both see the same load; each row says
+	// which, and the load it started at.
+	type build struct{ name, bin string }
+	builds, rounds := []build{{"", b.s.duplex}}, 1
+	if b.s.compare != "" {
+		builds, rounds = []build{{"new", b.s.duplex}, {"compare", b.s.compare}}, b.s.rounds
+		fmt.Fprintf(w, "Two builds, alternated in %d rounds: new = `%s`, compare = `%s`; the load average (1 min) is the one at the session's start.\n\n", rounds, b.s.duplex, b.s.compare)
+		fmt.Fprintf(w, "| build | round | load | ")
+	} else {
+		fmt.Fprintf(w, "| ")
+	}
+	fmt.Fprintf(w, "volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
+	if b.s.compare != "" {
+		fmt.Fprintf(w, "|---|---:|---:|")
+	} else {
+		fmt.Fprintf(w, "|")
+	}
+	fmt.Fprintf(w, "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	// cpu holds, per size and build, the CPU ms per interval of each site
+	// in each round, for the medians.
+	type cpuKey struct {
+		n     int
+		build string
+		site  int
+	}
+	cpu := map[cpuKey][]float64{}
 	for _, n := range b.s.scaleSizes {
-		subs := (n + 7) / 8
-		// The secondary journals a consistency group of all subsystems'
-		// sidefiles together, so many subsystems need a smaller limit each;
-		// idle, the sidefiles stay empty.
-		size, limit := int64(1<<20), int64(sidefileLimit)
-		if n > 128 {
-			size, limit = 128<<10, 8<<20
+		for round := 1; round <= rounds; round++ {
+			for _, bl := range builds {
+				tag, prefix := "", "| "
+				if bl.name != "" {
+					tag = fmt.Sprintf("-%s-%d", bl.name, round)
+					prefix = fmt.Sprintf("| %s | %d | %s | ", bl.name, round, strings.Fields(loadavg())[0])
+				}
+				row, err := b.scaleSession(ctx, bl.bin, n, tag)
+				if err != nil && bl.name == "" {
+					return err
+				}
+				if err != nil {
+					// One session that does not settle (its copy outlasting
+					// the limit on a loaded machine) loses its row, not the
+					// comparison.
+					fmt.Fprintf(w, "%s%d | failed: %s |\n", prefix, n, strings.ReplaceAll(err.Error(), "|", "/"))
+					continue
+				}
+				intervals := b.s.idle.Seconds() / row.interval.Seconds()
+				cpuP, cpuS := 1e3*row.cpuP.Seconds()/intervals, 1e3*row.cpuS.Seconds()/intervals
+				cpu[cpuKey{n, bl.name, 0}] = append(cpu[cpuKey{n, bl.name, 0}], cpuP)
+				cpu[cpuKey{n, bl.name, 1}] = append(cpu[cpuKey{n, bl.name, 1}], cpuS)
+				fmt.Fprintf(w, "%s%d | %d | %d KiB | %.2f | %.2f | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f |\n", prefix, n, row.subs, row.size>>10, row.startup.Seconds(),
+					row.copy.Seconds(), row.stop.Seconds(),
+					mib(row.rssP), mib(row.rssS),
+					cpuP, 100*row.cpuP.Seconds()/b.s.idle.Seconds(),
+					cpuS, 100*row.cpuS.Seconds()/b.s.idle.Seconds(),
+					row.groups/b.s.idle.Seconds())
+			}
 		}
-		dir := filepath.Join(b.s.out, fmt.Sprintf("scale-%d", n))
-		spec := harness.Spec{Session: "bench-scale", Subsystems: subs, VolumesPerSubsystem: n / subs, VolumeSize: size, SidefileLimit: limit}
-		start := time.Now()
-		p, err := startPair(ctx, b.s.duplex, dir, spec, "")
-		if err != nil {
-			return err
-		}
-		row, err := b.scaleRow(ctx, p, start)
-		// The primary alone first: on SIGTERM it ships what it holds, and
-		// its stop must never wait on idle work.
-		stopped := time.Now()
-		code := p.prim.Stop(2 * time.Minute)
-		row.stop = time.Since(stopped)
-		p.prim = nil
-		p.stop()
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			return fmt.Errorf("%d volumes: the primary exited %d on SIGTERM after %s", n, code, row.stop.Round(time.Millisecond))
-		}
-		intervals := b.s.idle.Seconds() / time.Duration(p.sess.Config.Interval).Seconds()
-		fmt.Fprintf(w, "| %d | %d | %d KiB | %.2f | %.2f | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f |\n", n, subs, size>>10, row.startup.Seconds(),
-			row.copy.Seconds(), row.stop.Seconds(),
-			mib(row.rssP), mib(row.rssS),
-			1e3*row.cpuP.Seconds()/intervals, 100*row.cpuP.Seconds()/b.s.idle.Seconds(),
-			1e3*row.cpuS.Seconds()/intervals, 100*row.cpuS.Seconds()/b.s.idle.Seconds(),
-			row.groups/b.s.idle.Seconds())
+	}
+	if b.s.compare == "" {
+		return nil
+	}
+	fmt.Fprintf(w, "\nMedians over the rounds, CPU ms per interval:\n\n")
+	fmt.Fprintf(w, "| volumes | primary: new | primary: compare | secondary: new | secondary: compare |\n|---:|---:|---:|---:|---:|\n")
+	for _, n := range b.s.scaleSizes {
+		fmt.Fprintf(w, "| %d | %.2f | %.2f | %.2f | %.2f |\n", n, median(cpu[cpuKey{n, "new", 0}]), median(cpu[cpuKey{n, "compare", 0}]),
+			median(cpu[cpuKey{n, "new", 1}]), median(cpu[cpuKey{n, "compare", 1}]))
 	}
 	return nil
 }
 
+// scaleSession runs one session of n volumes of the duplex binary bin and
+// measures it; tag tells its directory and profiles from those of other
+// sessions of the same size.
+func (b *bench) scaleSession(ctx context.Context, bin string, n int, tag string) (scaleRow, error) {
+	subs := (n + 7) / 8
+	// The secondary journals a consistency group of all subsystems'
+	// sidefiles together, so many subsystems need a smaller limit each;
+	// idle, the sidefiles stay empty.
+	size, limit := int64(1<<20), int64(sidefileLimit)
+	if n > 128 {
+		size, limit = 128<<10, 8<<20
+	}
+	dir := filepath.Join(b.s.out, fmt.Sprintf("scale-%d%s", n, tag))
+	spec := harness.Spec{Session: "bench-scale", Subsystems: subs, VolumesPerSubsystem: n / subs, VolumeSize: size, SidefileLimit: limit}
+	start := time.Now()
+	p, err := startPair(ctx, bin, dir, spec, "")
+	if err != nil {
+		return scaleRow{}, err
+	}
+	row, err := b.scaleRow(ctx, p, start, tag)
+	row.subs, row.size, row.interval = subs, size, time.Duration(p.sess.Config.Interval)
+	// The primary alone first: on SIGTERM it ships what it holds, and
+	// its stop must never wait on idle work.
+	stopped := time.Now()
+	code := p.prim.Stop(2 * time.Minute)
+	row.stop = time.Since(stopped)
+	p.prim = nil
+	p.stop()
+	if err != nil {
+		return row, err
+	}
+	if code != 0 {
+		return row, fmt.Errorf("%d volumes: the primary exited %d on SIGTERM after %s", n, code, row.stop.Round(time.Millisecond))
+	}
+	return row, nil
+}
+
 type scaleRow struct {
+	subs       int
+	size       int64
+	interval   time.Duration
 	startup    time.Duration
 	copy, stop time.Duration
 	rssP, rssS int64
@@ -468,7 +536,7 @@ type scaleRow struct {
 	groups     float64
 }
 
-func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRow, error) {
+func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time, tag string) (scaleRow, error) {
 	var r scaleRow
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -506,7 +574,7 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time) (scaleRo
 	profErrs := make([]error, 2)
 	if b.s.scaleProfile {
 		for i, site := range []struct{ name, ctl string }{{"primary", p.primCtl()}, {"secondary", p.secCtl()}} {
-			path := filepath.Join(b.s.out, fmt.Sprintf("scale-%d-%s.pprof", len(p.sess.Volumes), site.name))
+			path := filepath.Join(b.s.out, fmt.Sprintf("scale-%d%s-%s.pprof", len(p.sess.Volumes), tag, site.name))
 			profiles.Go(func() { profErrs[i] = fetchProfile(ctx, site.ctl, int(b.s.idle.Seconds()), path) })
 		}
 	}
