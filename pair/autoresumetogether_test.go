@@ -2,10 +2,7 @@ package pair
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -16,9 +13,7 @@ import (
 	"duplex/secondary"
 	"duplex/sidefile"
 	"duplex/subsystem"
-	"duplex/timer"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // linkMover is a mover whose link the test takes down and brings back;
@@ -60,28 +55,10 @@ func (m *linkMover) Drop(mark func(recordset.Update)) {
 // would come before A and hold it.
 func TestSessionResumesWhatItSuspendedTogetherAtOnePoint(t *testing.T) {
 	dir := t.TempDir()
-	const size = 4 << 20
-	vols := map[string]*volume.Volume{}
-	for _, n := range []string{"a", "b"} {
-		v, err := volume.Open(filepath.Join(dir, n+".img"), size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		vols[n] = v
-	}
-	ss := subsystem.New("s1", timer.New(), sidefile.New(64<<20), vols, []string{"a", "b"})
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
-	b, _ := json.Marshal(persisted{Clean: true, Pairs: []*Pair{
-		{Volume: "a", Subsystem: "s1", State: Duplex, Size: size},
-		{Volume: "b", Subsystem: "s1", State: Duplex, Size: size},
-	}})
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
+	ss, vols := subsystemAB(t, dir, 4<<20, nil)
 	mv := &linkMover{subs: []*subsystem.Subsystem{ss}}
 	mv.connected.Store(true)
-	mg, err := Open(Options{Dir: state, Logger: slog.New(slog.DiscardHandler)}, mv,
-		[]Volume{{Name: "a", Subsystem: ss, Size: size}, {Name: "b", Subsystem: ss, Size: size}})
+	mg, err := Open(Options{Dir: savePairs(t, dir, true, duplexAB(4<<20)...), Logger: slog.New(slog.DiscardHandler)}, mv, vols)
 	if err != nil {
 		t.Fatal(err)
 	}

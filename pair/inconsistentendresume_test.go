@@ -1,8 +1,6 @@
 package pair
 
 import (
-	"context"
-	"errors"
 	"testing"
 )
 
@@ -16,40 +14,11 @@ import (
 // and which claims the suspension once the secondary applied the end.
 func TestAPlainResumeBeforeAnInconsistentResyncsEndIsAppliedIsPlain(t *testing.T) {
 	r := newRig(t, 64*twinRegion, 8<<20, "a", "b")
-	r.settle()
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.mv.ship()
-	r.mg.promote()
-	for i := range 40 {
-		r.write("a", int64(i)*twinRegion, 4096)
-	}
-	if err := r.mg.ResumeInconsistent("a"); err != nil {
-		t.Fatal(err)
-	}
-	for range 8 {
-		r.mg.copyOne(context.Background())
-	}
-	if p := r.pair("a"); p.State != Pending || p.CopyEnd == 0 {
-		t.Fatalf("setup: pair %+v, want its inconsistent resync's end captured", p)
-	}
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	r.endInconsistentResync(t, "a")
 	at := r.pair("a").AfterEnd
 
 	// At once a plain resync, over the copy that end makes consistent.
-	for i := range 40 {
-		r.write("a", int64(i)*twinRegion, 4096)
-	}
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.mg.copyOne(context.Background())
-	if p := r.pair("a"); p.State != Pending || p.CopyEnd != 0 || p.Copied == 0 {
-		t.Fatalf("setup: pair %+v, want its plain resync part-way", p)
-	}
+	r.startPlainResync(t, "a")
 	r.mv.ship()
 	r.mg.promote()
 	if p := r.pair("a"); p.Consistent == 0 || p.Consistent > at {
@@ -61,15 +30,5 @@ func TestAPlainResumeBeforeAnInconsistentResyncsEndIsAppliedIsPlain(t *testing.T
 	}
 	r.mv.ship()
 	r.mg.promote()
-
-	r.mg.mu.Lock()
-	unended := resyncUnended(r.mg.pairs["a"])
-	need := r.mg.roomFor(64*twinRegion, 64)
-	r.mg.mu.Unlock()
-	r.mg.mover = &roomMover{memMover: r.mv, free: uint64(need) / 4}
-	err := r.mg.Resume("a")
-	if unended || !errors.Is(err, ErrNoJournalRoom) {
-		t.Fatalf("plain resume of a plain resync suspended part-way, with the journal short: resume error %v, announced inconsistent %v; "+
-			"want it refused for journal room and not announced inconsistent (pair %+v)", err, unended, r.pair("a"))
-	}
+	r.plainResumeRefusedForRoom(t, "a", "")
 }

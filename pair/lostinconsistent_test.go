@@ -2,23 +2,18 @@ package pair
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"duplex/actlog"
 	"duplex/apply"
 	"duplex/bitmap"
 	"duplex/consistency"
 	"duplex/mover"
 	"duplex/recordset"
 	"duplex/secondary"
-	"duplex/sidefile"
 	"duplex/subsystem"
-	"duplex/timer"
-	"duplex/volume"
 )
 
 // freeLinkMover is a linkMover whose secondary reports free journal room.
@@ -48,23 +43,11 @@ func newLostRig(t *testing.T, clean bool, pairs ...*Pair) *lostRig {
 	t.Helper()
 	dir := t.TempDir()
 	const size = lostRegions * bitmap.DefaultRegion
-	vols := map[string]*volume.Volume{}
-	for _, n := range []string{"a", "b"} {
-		v, err := volume.Open(filepath.Join(dir, n+".img"), size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		vols[n] = v
-	}
-	ss := subsystem.New("s1", timer.New(), sidefile.New(64<<20), vols, []string{"a", "b"})
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
+	ss, vols := subsystemAB(t, dir, size, nil)
 	for _, p := range pairs {
 		p.Subsystem, p.Size = "s1", size
 	}
-	b, _ := json.Marshal(persisted{Clean: clean, Pairs: pairs})
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
+	state := savePairs(t, dir, clean, pairs...)
 	if p := pairs[0]; p.State == Suspended {
 		// Its bitmap: every region written while suspended.
 		bm := bitmap.New(size, bitmap.DefaultRegion)
@@ -74,16 +57,10 @@ func newLostRig(t *testing.T, clean bool, pairs ...*Pair) *lostRig {
 	}
 	// With an activity log, an unclean stop copies only what it names: b,
 	// duplex, is not resynced.
-	al, rec, err := actlog.Open(filepath.Join(dir, "actlog"), map[string]int64{"a": size, "b": size}, actlog.DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { al.Close() })
-	ss.SetActivityLog(al)
+	al, rec := activityLogAB(t, dir, size, ss)
 	mv := &freeLinkMover{linkMover: linkMover{subs: []*subsystem.Subsystem{ss}}, free: 1 << 50}
 	mv.connected.Store(true)
-	mg, err := Open(Options{Dir: state, Logger: slog.New(slog.DiscardHandler), ActivityLog: al, Recovered: rec}, mv,
-		[]Volume{{Name: "a", Subsystem: ss, Size: size}, {Name: "b", Subsystem: ss, Size: size}})
+	mg, err := Open(Options{Dir: state, Logger: slog.New(slog.DiscardHandler), ActivityLog: al, Recovered: rec}, mv, vols)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package pair
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -35,30 +33,13 @@ func (m *dropMover) Drop(mark func(recordset.Update)) {
 	}
 }
 
+// dropRig opens duplex pairs a and b over a mover whose link is down.
 func dropRig(t *testing.T) (*Manager, *subsystem.Subsystem, *dropMover) {
 	t.Helper()
 	dir := t.TempDir()
-	const size = 4 << 20
-	vols := map[string]*volume.Volume{}
-	for _, n := range []string{"a", "b"} {
-		v, err := volume.Open(filepath.Join(dir, n+".img"), size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		vols[n] = v
-	}
-	ss := subsystem.New("s1", timer.New(), sidefile.New(64<<20), vols, []string{"a", "b"})
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
-	st := persisted{Clean: true, Pairs: []*Pair{
-		{Volume: "a", Subsystem: "s1", State: Duplex, Size: size},
-		{Volume: "b", Subsystem: "s1", State: Duplex, Size: size},
-	}}
-	b, _ := json.Marshal(st)
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
+	ss, vols := subsystemAB(t, dir, 4<<20, nil)
 	mv := &dropMover{subs: []*subsystem.Subsystem{ss}}
-	mg, err := Open(Options{Dir: state}, mv, []Volume{{Name: "a", Subsystem: ss, Size: size}, {Name: "b", Subsystem: ss, Size: size}})
+	mg, err := Open(Options{Dir: savePairs(t, dir, true, duplexAB(4<<20)...)}, mv, vols)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,31 +74,7 @@ func TestDropKeepsDeleteMarker(t *testing.T) {
 // at every later group) although its writes since are only in the primary's
 // bitmap.
 func TestDropKeepsHandSuspendMarker(t *testing.T) {
-	dir := t.TempDir()
-	const size = 4 << 20
-	vols := map[string]*volume.Volume{}
-	for _, n := range []string{"a", "b"} {
-		v, err := volume.Open(filepath.Join(dir, n+".img"), size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { v.Close() })
-		vols[n] = v
-	}
-	ss := subsystem.New("s1", timer.New(), sidefile.New(64<<20), vols, []string{"a", "b"})
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
-	st := persisted{Clean: true, Pairs: []*Pair{
-		{Volume: "a", Subsystem: "s1", State: Duplex, Size: size},
-		{Volume: "b", Subsystem: "s1", State: Duplex, Size: size},
-	}}
-	b, _ := json.Marshal(st)
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
-	mv := &dropMover{subs: []*subsystem.Subsystem{ss}}
-	mg, err := Open(Options{Dir: state}, mv, []Volume{{Name: "a", Subsystem: ss, Size: size}, {Name: "b", Subsystem: ss, Size: size}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mg, ss, mv := dropRig(t)
 	if err := mg.Suspend("a"); err != nil { // by hand: S(a) is captured
 		t.Fatal(err)
 	}

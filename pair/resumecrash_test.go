@@ -2,21 +2,15 @@ package pair
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"duplex/actlog"
 	"duplex/apply"
 	"duplex/consistency"
 	"duplex/recordset"
 	"duplex/secondary"
-	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
-	"duplex/volume"
 )
 
 // TestResumeKilledBeforeItsSaveLeavesNoHoldOpen: Resume captures the
@@ -37,39 +31,10 @@ import (
 func TestResumeKilledBeforeItsSaveLeavesNoHoldOpen(t *testing.T) {
 	dir := t.TempDir()
 	const size = 4 << 20
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
-	st := persisted{Clean: true, Pairs: []*Pair{
-		{Volume: "a", Subsystem: "s1", State: Suspended, Size: size, Since: 1, Consistent: 1},
-		{Volume: "b", Subsystem: "s1", State: Duplex, Size: size},
-	}}
-	b, _ := json.Marshal(st)
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
-	clock := timer.New()
-	open := func() (*Manager, *subsystem.Subsystem) {
-		vols := map[string]*volume.Volume{}
-		for _, n := range []string{"a", "b"} {
-			v, err := volume.Open(filepath.Join(dir, n+".img"), size)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { v.Close() })
-			vols[n] = v
-		}
-		ss := subsystem.New("s1", clock, sidefile.New(64<<20), vols, []string{"a", "b"})
-		al, rec, err := actlog.Open(filepath.Join(dir, "actlog"), map[string]int64{"a": size, "b": size}, actlog.DefaultRegion)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { al.Close() })
-		ss.SetActivityLog(al)
-		mg, err := Open(Options{Dir: state, ActivityLog: al, Recovered: rec}, &dropMover{subs: []*subsystem.Subsystem{ss}},
-			[]Volume{{Name: "a", Subsystem: ss, Size: size}, {Name: "b", Subsystem: ss, Size: size}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mg, ss
-	}
+	state := savePairs(t, dir, true,
+		&Pair{Volume: "a", Subsystem: "s1", State: Suspended, Size: size, Since: 1, Consistent: 1},
+		&Pair{Volume: "b", Subsystem: "s1", State: Duplex, Size: size})
+	open := restartable(t, dir, state, size, timer.New())
 	var stream []recordset.Update
 	drain := func(ss *subsystem.Subsystem) {
 		ups, _, _ := ss.Drain()

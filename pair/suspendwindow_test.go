@@ -2,9 +2,7 @@ package pair
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -39,6 +37,48 @@ func (s *writeAfterSuspend) SuspendMarked(vol string, bm *bitmap.Bitmap, m recor
 	return ts, err
 }
 
+// openWriteAfterSuspend opens pair a, duplex, over a writeAfterSuspend
+// subsystem and an idle mover whose secondary has everything captured.
+func openWriteAfterSuspend(t *testing.T) (*Manager, *writeAfterSuspend, *idleMover) {
+	t.Helper()
+	dir := t.TempDir()
+	const size = 1 << 20
+	v, err := volume.Open(filepath.Join(dir, "a.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	tm := timer.New()
+	ss := &writeAfterSuspend{Subsystem: subsystem.New("s1", tm, sidefile.New(64<<20), map[string]*volume.Volume{"a": v}, []string{"a"}), tm: tm}
+	state := savePairs(t, dir, true, &Pair{Volume: "a", Subsystem: "s1", State: Duplex, Size: size})
+	mv := &idleMover{}
+	mg, err := Open(Options{Dir: state, Logger: slog.New(slog.DiscardHandler)}, mv, []Volume{{Name: "a", Subsystem: ss, Size: size}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv.acked.Store(tm.Now()) // the secondary holds everything captured so far
+	mg.promote()
+	return mg, ss, mv
+}
+
+// claimsNoTimeAfterMarker checks, once the pair was suspended (how), that
+// the secondary, having journaled the marker and moved on past the write's
+// time, is not claimed consistent as of a time after the marker.
+func (s *writeAfterSuspend) claimsNoTimeAfterMarker(t *testing.T, mg *Manager, mv *idleMover, how string) {
+	t.Helper()
+	if s.after == 0 {
+		t.Fatal("setup: the write after the suspension's marker did not happen")
+	}
+	mv.acked.Store(s.tm.Now())
+	mg.promote()
+	p := mg.Pairs()[0]
+	if p.Since > s.marker || p.Consistent > s.marker {
+		t.Fatalf("pair a suspended %s with its marker at %d claims its secondary copy consistent as of %d (since %d), "+
+			"but a write stamped after the marker, before %d, is on the primary volume only (tracked in the bitmap): "+
+			"the claim covers a write the secondary never received", how, s.marker, p.Consistent, p.Since, s.after)
+	}
+}
+
 // TestSuspendClaimsNoTimeAfterItsMarker: pair suspend stops capturing the
 // volume's writes in the critical section that stamps its marker; a write
 // of the application that comes next is stamped after the marker and goes
@@ -47,40 +87,9 @@ func (s *writeAfterSuspend) SuspendMarked(vol string, bm *bitmap.Bitmap, m recor
 // suspension returned: the primary volume at that later time holds the
 // write, which the secondary never receives (until a resync).
 func TestSuspendClaimsNoTimeAfterItsMarker(t *testing.T) {
-	dir := t.TempDir()
-	const size = 1 << 20
-	v, err := volume.Open(filepath.Join(dir, "a.img"), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	tm := timer.New()
-	ss := &writeAfterSuspend{Subsystem: subsystem.New("s1", tm, sidefile.New(64<<20), map[string]*volume.Volume{"a": v}, []string{"a"}), tm: tm}
-	state := filepath.Join(dir, "pairs")
-	os.MkdirAll(state, 0o755)
-	b, _ := json.Marshal(persisted{Clean: true, Pairs: []*Pair{{Volume: "a", Subsystem: "s1", State: Duplex, Size: size}}})
-	os.WriteFile(filepath.Join(state, "pairs.json"), b, 0o644)
-	mv := &idleMover{}
-	mg, err := Open(Options{Dir: state, Logger: slog.New(slog.DiscardHandler)}, mv, []Volume{{Name: "a", Subsystem: ss, Size: size}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mv.acked.Store(tm.Now()) // the secondary holds everything captured so far
-	mg.promote()
-
+	mg, ss, mv := openWriteAfterSuspend(t)
 	if err := mg.Suspend("a"); err != nil {
 		t.Fatal(err)
 	}
-	if ss.after == 0 {
-		t.Fatal("setup: the write after the suspension's marker did not happen")
-	}
-	// The secondary journals the marker and moves on past the write's time.
-	mv.acked.Store(tm.Now())
-	mg.promote()
-	p := mg.Pairs()[0]
-	if p.Since > ss.marker || p.Consistent > ss.marker {
-		t.Fatalf("pair a suspended with its marker at %d claims its secondary copy consistent as of %d (since %d), "+
-			"but a write stamped after the marker, before %d, is on the primary volume only (tracked in the bitmap): "+
-			"the claim covers a write the secondary never received", ss.marker, p.Consistent, p.Since, ss.after)
-	}
+	ss.claimsNoTimeAfterMarker(t, mg, mv, "by pair suspend")
 }
