@@ -22,15 +22,14 @@ func (t gatedTarget) WriteAt(p []byte, off int64) error {
 	return t.Target.WriteAt(p, off)
 }
 
-// TestFenceWaitsForApplyWithoutHoldingStatus: a fence waits until every
-// journaled group is applied, however long the volumes take, and meanwhile
-// the primary is already disconnected and status answers, showing how far
-// applying has got, so that recover can say what it waits for.
-func TestFenceWaitsForApplyWithoutHoldingStatus(t *testing.T) {
-	r := newRig(t, map[string]int64{"a": 1 << 20})
+// journaledNotApplied gates the rig's volume a, links a primary, and has
+// group 1, a write to a, journaled and acknowledged: applying it waits at
+// the gate until open is called (or the test ends).
+func (r *rig) journaledNotApplied(t *testing.T) (open func()) {
+	t.Helper()
 	gate := make(chan struct{})
 	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
+	open = func() { once.Do(func() { close(gate) }) }
 	t.Cleanup(open)
 	r.sec.targets["a"] = gatedTarget{Target: r.sec.targets["a"], gate: gate}
 
@@ -43,6 +42,34 @@ func TestFenceWaitsForApplyWithoutHoldingStatus(t *testing.T) {
 	if reason, acked := answers(t, conn, 0); acked != 1 {
 		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
 	}
+	return open
+}
+
+// fenceUnderWay starts a fence while a journaled group waits for the
+// volumes (journaledNotApplied), and returns once the fence has
+// disconnected the primary; the fence's error comes on done.
+func (r *rig) fenceUnderWay(t *testing.T) (done <-chan error) {
+	t.Helper()
+	fenceDone := make(chan error, 1)
+	go func() {
+		_, err := r.sec.Fence()
+		fenceDone <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); r.sec.Stats().Connected; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the fence did not disconnect the primary")
+		}
+	}
+	return fenceDone
+}
+
+// TestFenceWaitsForApplyWithoutHoldingStatus: a fence waits until every
+// journaled group is applied, however long the volumes take, and meanwhile
+// the primary is already disconnected and status answers, showing how far
+// applying has got, so that recover can say what it waits for.
+func TestFenceWaitsForApplyWithoutHoldingStatus(t *testing.T) {
+	r := newRig(t, map[string]int64{"a": 1 << 20})
+	open := r.journaledNotApplied(t)
 
 	type fenced struct {
 		pos transport.Position

@@ -2,11 +2,8 @@ package secondary
 
 import (
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"duplex/recordset"
 	"duplex/transport"
 )
 
@@ -18,31 +15,8 @@ import (
 // again, is a claim that does not hold.
 func TestPrimaryRefusedDuringAFenceIsNotToldItFailed(t *testing.T) {
 	r := newRig(t, map[string]int64{"a": 1 << 20})
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open)
-	r.sec.targets["a"] = gatedTarget{Target: r.sec.targets["a"], gate: gate}
-
-	conn, typ, _ := r.dial(r.hello())
-	if typ != transport.TypeWelcome {
-		t.Fatalf("answer to a matching hello: frame type %d, want a welcome", typ)
-	}
-	conn = conn.(settledConn).Conn
-	sendRecordSet(t, conn, writeSet(1, 1000, recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096}))
-	if reason, acked := answers(t, conn, 0); acked != 1 {
-		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
-	}
-	fenceDone := make(chan error, 1)
-	go func() {
-		_, err := r.sec.Fence()
-		fenceDone <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); r.sec.Stats().Connected; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the fence did not disconnect the primary")
-		}
-	}
+	open := r.journaledNotApplied(t)
+	fenceDone := r.fenceUnderWay(t)
 	_, typ, body := r.dial(r.hello())
 	if typ != transport.TypeRefuse {
 		t.Fatalf("a primary reconnecting while the fence waits: frame type %d, want a refusal", typ)

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // stallFirst stalls only the first connection it accepts, as a primary
@@ -39,18 +36,7 @@ func (l *stallFirst) Accept(ctx context.Context) (transport.Conn, error) {
 // primary that stopped reading waits, a new primary connection is welcomed
 // at once, at the group journaled for the stalled one, and replicates.
 func TestNewPrimaryTakesOverFromAStalledOne(t *testing.T) {
-	dir := t.TempDir()
-	v, err := volume.Open(filepath.Join(dir, "a.img"), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	sec, err := Open(Config{Session: rigSession, Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"a": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sec := openVolumeA(t)
 	net := transport.NewMemNetwork(1, transport.Faults{})
 	ln := &stallFirst{Listener: net, first: &stallListener{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,25 +46,11 @@ func TestNewPrimaryTakesOverFromAStalledOne(t *testing.T) {
 		ln.first.unstall()
 		cancel()
 		<-done
-		sec.Close()
 	}()
 
 	link := func(instance uint64) transport.Conn {
 		t.Helper()
-		conn, err := net.Dial(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		h := transport.Hello{Session: rigSession, Subsystems: []string{"ss1"}, Instance: instance, Generation: 1,
-			Volumes: []transport.VolumeInfo{{Name: "a", Size: 1 << 20}}}
-		if err := conn.Send(transport.EncodeHello(h)); err != nil {
-			t.Fatal(err)
-		}
-		typ, body, err := recvFrame(conn, 10*time.Second)
-		if err != nil || typ != transport.TypeWelcome {
-			t.Fatalf("welcome of primary %d: type %d, %v", instance, typ, err)
-		}
+		conn, body := linkVolumeA(t, ctx, net, instance)
 		p, err := transport.DecodePosition(body)
 		if err != nil {
 			t.Fatal(err)

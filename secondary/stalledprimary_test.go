@@ -76,6 +76,48 @@ func (c *stallConn) Send(f []byte) error {
 	return c.Conn.Send(f)
 }
 
+// openVolumeA opens a secondary of the rig's session with one volume, a, of
+// 1 MiB, closed when the test ends.
+func openVolumeA(t *testing.T) *Secondary {
+	t.Helper()
+	dir := t.TempDir()
+	v, err := volume.Open(filepath.Join(dir, "a.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	sec, err := Open(Config{Session: rigSession, Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"a": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
+		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sec.Close() })
+	return sec
+}
+
+// linkVolumeA links primary instance to openVolumeA's secondary over net:
+// it returns the connection (closed when the test ends) once welcomed, and
+// the welcome's body.
+func linkVolumeA(t *testing.T, ctx context.Context, net *transport.MemNetwork, instance uint64) (transport.Conn, []byte) {
+	t.Helper()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	h := transport.Hello{Session: rigSession, Subsystems: []string{"ss1"}, Instance: instance, Generation: 1,
+		Volumes: []transport.VolumeInfo{{Name: "a", Size: 1 << 20}}}
+	if err := conn.Send(transport.EncodeHello(h)); err != nil {
+		t.Fatal(err)
+	}
+	typ, body, err := recvFrame(conn, 10*time.Second)
+	if err != nil || typ != transport.TypeWelcome {
+		t.Fatalf("welcome of primary %d: type %d, %v", instance, typ, err)
+	}
+	return conn, body
+}
+
 // TestStalledPrimaryDoesNotFreezeTheSecondary: a primary that stops
 // reading (its process stopped, its host swapping, a path that carries
 // nothing back) leaves the secondary's acknowledgement waiting in Send.
@@ -86,18 +128,7 @@ func (c *stallConn) Send(f []byte) error {
 // Welcome, the handing of journaled groups to the applier. Status must
 // still answer promptly; here it waits for the send timeout (30 s).
 func TestStalledPrimaryDoesNotFreezeTheSecondary(t *testing.T) {
-	dir := t.TempDir()
-	v, err := volume.Open(filepath.Join(dir, "a.img"), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	sec, err := Open(Config{Session: rigSession, Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"a": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Limits: recordset.DefaultLimits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sec := openVolumeA(t)
 	net := transport.NewMemNetwork(1, transport.Faults{})
 	ln := &stallListener{Listener: net}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,22 +138,9 @@ func TestStalledPrimaryDoesNotFreezeTheSecondary(t *testing.T) {
 		ln.unstall()
 		cancel()
 		<-done
-		sec.Close()
 	}()
 
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	h := transport.Hello{Session: rigSession, Subsystems: []string{"ss1"}, Instance: 7, Generation: 1,
-		Volumes: []transport.VolumeInfo{{Name: "a", Size: 1 << 20}}}
-	if err := conn.Send(transport.EncodeHello(h)); err != nil {
-		t.Fatal(err)
-	}
-	if typ, _, err := recvFrame(conn, 10*time.Second); err != nil || typ != transport.TypeWelcome {
-		t.Fatalf("welcome: type %d, %v", typ, err)
-	}
+	conn, _ := linkVolumeA(t, ctx, net, 7)
 	sendAndWait(t, conn, writeSet(1, 1000, write("a", 0)))
 
 	// The primary stops reading; a record set arrives and is journaled,
