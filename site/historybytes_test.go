@@ -1,8 +1,6 @@
 package site
 
 import (
-	"bytes"
-	"context"
 	"testing"
 	"time"
 
@@ -17,22 +15,8 @@ import (
 // headers and resends included, so an idle session charts throughput) and
 // the secondary with the bytes it applied.
 func TestBytesReplicatedIsOneCountEverywhere(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _, _ := runPrimary(t, cfg)
-	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
-		for _, v := range p.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
 	const n = 64 << 10
-	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{7}, n), 0); err != nil {
-		t.Fatal(err)
-	}
+	p, s := linkedSitesWithAWrite(t, n)
 	var pm, sm map[string]control.Sample
 	waitFor(t, 30*time.Second, "both sites to count the write", func() bool {
 		pm, sm = sampleMap(p.Samples()), sampleMap(s.samples())

@@ -19,13 +19,10 @@ func sampleMap(samples []control.Sample) map[string]control.Sample {
 	return m
 }
 
-// TestMetricsMeanOneThingAtBothSites: a metric exported by both sites
-// means the same at both (one help text), and bytes_replicated_total
-// counts the same bytes at both: the data of the updates the secondary
-// journaled, as the primary hears of it by acknowledgements and as the
-// secondary journals it. What each site alone knows has a name of its own:
-// the bytes the primary sent on the link, the bytes the secondary applied.
-func TestMetricsMeanOneThingAtBothSites(t *testing.T) {
+// linkedSitesWithAWrite runs a primary and a secondary linked until the
+// test ends, waits until every pair is duplex, and writes n bytes to vol1.
+func linkedSitesWithAWrite(t *testing.T, n int) (*Primary, *Secondary) {
+	t.Helper()
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
@@ -38,10 +35,21 @@ func TestMetricsMeanOneThingAtBothSites(t *testing.T) {
 		}
 		return true
 	})
-	const n = 64 << 10
 	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{7}, n), 0); err != nil {
 		t.Fatal(err)
 	}
+	return p, s
+}
+
+// TestMetricsMeanOneThingAtBothSites: a metric exported by both sites
+// means the same at both (one help text), and bytes_replicated_total
+// counts the same bytes at both: the data of the updates the secondary
+// journaled, as the primary hears of it by acknowledgements and as the
+// secondary journals it. What each site alone knows has a name of its own:
+// the bytes the primary sent on the link, the bytes the secondary applied.
+func TestMetricsMeanOneThingAtBothSites(t *testing.T) {
+	const n = 64 << 10
+	p, s := linkedSitesWithAWrite(t, n)
 	var pm, sm map[string]control.Sample
 	waitFor(t, 30*time.Second, "both sites to count the write alike", func() bool {
 		pm, sm = sampleMap(p.Samples()), sampleMap(s.samples())
