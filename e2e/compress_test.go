@@ -24,48 +24,26 @@ func TestCompressedDependentWritesUnderLinkFaults(t *testing.T) {
 	if testing.Short() {
 		groups = 150
 	}
-	dir := t.TempDir()
 	faults := transport.Faults{Drop: 0.02, Duplicate: 0.02, Reorder: 0.05, Corrupt: 0.02, Disconnect: 0.003, MaxDelay: time.Millisecond}
 	net := transport.NewMemNetwork(3, faults)
-	var bad violations
-	sec := startSecondary(t, dir, net, secondaryOpts{onApplied: func(s *secondarySite, g *consistency.Group) {
-		vs, err := workload.Check(layout, s.readDirect)
-		bad.add(g.Number, vs, err)
-	}})
 	// A sidefile of 256 KiB, not the 2 MiB of the plain test, paces the
 	// clients to groups an eighth the size: compressing is most of what
 	// this test costs under the race detector, and the faults are drawn
 	// per frame, so smaller frames meet every kind of fault after far
 	// fewer bytes compressed, each group checked as before.
-	p := startPrimary(t, dir, primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 256 << 10, dialer: net, compress: true})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := workload.Run(ctx, layout, p, 0, 43)
-		done <- err
-	}()
-	waitGroups(t, &bad, groups, 30*time.Second, func() string { return replicationState(p.mover, sec.sec) })
+	r := startDependentRun(t, net, secondaryOpts{},
+		primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 256 << 10, compress: true}, 43)
+	r.waitGroups(t, groups)
 	// Faults are drawn per frame: go on until each kind has struck.
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
 		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
 			break
 		}
-		n, _ := bad.snapshot()
-		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(p.mover, sec.sec) })
+		n, _ := r.bad.snapshot()
+		r.waitGroups(t, n+20)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-	net.SetFaults(transport.Faults{})
-	quiesce(t, p, sec)
-	n, list := bad.snapshot()
-	if len(list) > 0 {
-		t.Fatalf("violations:\n%v", list)
-	}
-	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)
+	n := r.finish(t)
+	p, sec := r.p, r.sec
 	ms, ss, fs := p.mover.Stats(), sec.sec.Stats(), net.Stats()
 	t.Logf("%d groups checked, 0 violations; link: %d frames, %d dropped, %d duplicated, %d reordered, %d corrupted, %d disconnects; secondary saw %d corrupt; record sets: sent %d bytes plain as %d, received %d as %d",
 		n, fs.Frames, fs.Dropped, fs.Duplicated, fs.Reordered, fs.Corrupted, fs.Disconnects, ss.CorruptFrames,
@@ -95,36 +73,16 @@ func TestCompressionMixedVersions(t *testing.T) {
 		{"primary of before, new secondary", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			net := transport.NewMemNetwork(1, transport.Faults{})
-			var bad violations
-			sec := startSecondary(t, dir, net, secondaryOpts{plain: tc.plain, onApplied: func(s *secondarySite, g *consistency.Group) {
-				vs, err := workload.Check(layout, s.readDirect)
-				bad.add(g.Number, vs, err)
-			}})
 			// A sidefile of 2 MiB, as in the other dependent-write tests,
 			// paces the clients: with the default 64 MiB they outrun the
 			// link with frames of up to 16 MiB, and the secondary keeps
 			// every frame received while its Former holds an update
 			// (frameLedger), gigabytes under the race detector.
-			p := startPrimary(t, dir, primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 2 << 20, dialer: net, compress: tc.compress})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() {
-				_, err := workload.Run(ctx, layout, p, 0, 44)
-				done <- err
-			}()
-			waitGroups(t, &bad, 60, 30*time.Second, func() string { return replicationState(p.mover, sec.sec) })
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatalf("workload: %v", err)
-			}
-			quiesce(t, p, sec)
-			if _, list := bad.snapshot(); len(list) > 0 {
-				t.Fatalf("violations:\n%v", list)
-			}
-			assertConverged(t, layout.Volumes, layout.BlocksPerVolume, p.read, sec.read)
+			r := startDependentRun(t, transport.NewMemNetwork(1, transport.Faults{}), secondaryOpts{plain: tc.plain},
+				primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 2 << 20, compress: tc.compress}, 44)
+			r.waitGroups(t, 60)
+			r.finish(t)
+			p, sec := r.p, r.sec
 			ms, ss := p.mover.Stats(), sec.sec.Stats()
 			if ms.Compressing || ms.RecordSetBytes == 0 || ms.RecordSetWireBytes != ms.RecordSetBytes || ss.RecordSetWireBytes != ss.RecordSetBytes {
 				t.Fatalf("record sets: compressing %v, sent %d bytes plain as %d, received %d as %d; want all plain",
