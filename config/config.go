@@ -167,35 +167,29 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(data, dir)
 	if err != nil {
-		return nil, &fileError{path: path, err: err}
+		return nil, fileError(path, err)
 	}
 	return c, nil
 }
 
-// fileError prefixes every problem with the file name, one per line.
-type fileError struct {
-	path string
-	err  error
-}
-
-func (e *fileError) Error() string {
+// fileError prefixes every problem in err with the file name, one per
+// line.
+func fileError(path string, err error) error {
 	var list []error
-	if j, ok := e.err.(interface{ Unwrap() []error }); ok {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		list = j.Unwrap()
 	}
 	if len(list) <= 1 {
-		return e.path + ": " + e.err.Error()
+		return &wrapped{msg: path + ": " + err.Error(), err: err}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d problems:", e.path, len(list))
-	for _, err := range list {
+	fmt.Fprintf(&b, "%s: %d problems:", path, len(list))
+	for _, e := range list {
 		b.WriteString("\n  ")
-		b.WriteString(strings.ReplaceAll(err.Error(), "\n", "\n    "))
+		b.WriteString(strings.ReplaceAll(e.Error(), "\n", "\n    "))
 	}
-	return b.String()
+	return &wrapped{msg: b.String(), err: err}
 }
-
-func (e *fileError) Unwrap() error { return e.err }
 
 // SidefileLimitFor is the default sidefile_limit of n subsystems: the
 // largest whole MiB, DefaultSidefileLimit at most, whose n sidefiles fit in

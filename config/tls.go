@@ -33,14 +33,15 @@ func (c *Config) nbdTLS(site string, s *Security) (*tls.Config, error) {
 	if cert == nil {
 		return nil, err
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{*cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		// The NBD protocol requires TLS 1.2 of every implementation; the
-		// clients (qemu, libnbd, both GnuTLS) negotiate 1.3 when they can.
-		MinVersion: tls.VersionTLS12,
-	}, nil
+	// The NBD protocol requires TLS 1.2 of every implementation; the
+	// clients (qemu, libnbd, both GnuTLS) negotiate 1.3 when they can.
+	return requireClientCert(cert, pool, tls.VersionTLS12), nil
+}
+
+// requireClientCert is the server side of mutual TLS: cert, and a
+// certificate signed by pool required of every client.
+func requireClientCert(cert *tls.Certificate, pool *x509.CertPool, minVersion uint16) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{*cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: minVersion}
 }
 
 // loadTLS loads one group of a site's TLS keys (prefix "" for the link's
@@ -104,12 +105,7 @@ func (c *Config) SecondaryTLS() (*tls.Config, error) {
 	if cert == nil {
 		return nil, err
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{*cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
+	return requireClientCert(cert, pool, tls.VersionTLS13), nil
 }
 
 // site returns the keys protecting the site role ("primary" or

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,19 +139,13 @@ func siteOf(path string) string {
 
 // nameProblem says what is wrong with a session, subsystem or volume name.
 func nameProblem(s string, max int) string {
-	ok := len(s) >= 1 && len(s) <= max && isAlnum(s[0])
-	for i := 0; ok && i < len(s); i++ {
-		ok = isAlnum(s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-'
-	}
-	if ok {
+	if len(s) <= max && validName.MatchString(s) {
 		return ""
 	}
 	return fmt.Sprintf("%q is not a valid name: use 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit", s, max)
 }
 
-func isAlnum(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
-}
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // checkAddr validates a host:port address. A listen address may leave the
 // host empty (all interfaces) and use port 0 (any free port); a dial address
