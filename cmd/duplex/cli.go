@@ -206,6 +206,24 @@ func (f *cmdFlags) logger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
+// parseSite parses the flags of a command that runs or opens a site (it
+// takes no arguments), loads its --config and makes its logger at
+// --log-level.
+func (f *cmdFlags) parseSite(args []string, stdout io.Writer, path, level *string) (*config.Config, *slog.Logger, error) {
+	if err := f.parseNoArgs(args, stdout); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := f.loadConfig(*path)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := f.logger(*level)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
+}
+
 // wrap breaks text into lines of at most width, each after indent.
 func wrap(text, indent string, width int) string {
 	var b strings.Builder

@@ -19,14 +19,7 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("its [primary] section")
 	drain := fs.Duration("drain-timeout", 5*time.Minute, "on SIGINT or SIGTERM, how long to keep shipping held updates before exiting, `D` such as 30s or 5m")
 	level := fs.logLevelFlag("info")
-	if err := fs.parseNoArgs(args, stdout); err != nil {
-		return err
-	}
-	cfg, err := fs.loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	log, err := fs.logger(*level)
+	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}

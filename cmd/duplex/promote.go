@@ -24,31 +24,18 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		"written from then on for a later rejoin. Run again, it serves the promoted site again.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
-	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
-		"which it does before it fences, `D` such as 30m or 2h")
+	timeout := fs.applyTimeoutFlag()
 	level := fs.logLevelFlag("info")
-	if err := fs.parseNoArgs(args, stdout); err != nil {
-		return err
-	}
-	cfg, err := fs.loadConfig(*path)
+	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}
-	log, err := fs.logger(*level)
+	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if cfg.Secondary.Control != "" {
-		at, err := controlOf(cfg, "secondary")
-		if err != nil {
-			return err
-		}
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := control.Fetch(fctx, at)
-		cancel()
-		if err == nil {
-			return promoteRunning(ctx, cfg, st, *force, *timeout, stdout)
-		}
+	if running {
+		return promoteRunning(ctx, cfg, st, *force, *timeout, stdout)
 	}
 	pr, fresh, recovered, err := site.Promote(cfg, log, nil)
 	if err != nil {

@@ -15,6 +15,30 @@ import (
 
 var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--timeout D] [--log-level LEVEL]"}
 
+// applyTimeoutFlag defines --timeout of the commands that fence a running
+// secondary.
+func (f *cmdFlags) applyTimeoutFlag() *time.Duration {
+	return f.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
+		"which it does before it fences, `D` such as 30m or 2h")
+}
+
+// runningSecondary returns the status of the session's secondary if it
+// runs: running is false when it has no control address or does not answer
+// within 2 s.
+func runningSecondary(ctx context.Context, cfg *config.Config) (st control.Status, running bool, err error) {
+	if cfg.Secondary.Control == "" {
+		return st, false, nil
+	}
+	at, err := controlOf(cfg, "secondary")
+	if err != nil {
+		return st, false, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err = control.Fetch(fctx, at)
+	return st, err == nil, nil
+}
+
 // runRecover makes the secondary's volumes usable after the primary is lost:
 // a stopped secondary applies every journaled group it may, a running one is
 // fenced; either way it reports per volume what the copy holds.
@@ -24,34 +48,21 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
-	timeout := fs.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
-		"which it does before it fences, `D` such as 30m or 2h")
+	timeout := fs.applyTimeoutFlag()
 	level := fs.logLevelFlag("info")
-	if err := fs.parseNoArgs(args, stdout); err != nil {
-		return err
-	}
-	cfg, err := fs.loadConfig(*path)
+	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}
-	log, err := fs.logger(*level)
+	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if cfg.Secondary.Control != "" {
-		at, err := controlOf(cfg, "secondary")
-		if err != nil {
-			return err
+	if running {
+		if st.Link == "connected" && !*force {
+			return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
 		}
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := control.Fetch(fctx, at)
-		cancel()
-		if err == nil {
-			if st.Link == "connected" && !*force {
-				return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
-			}
-			return recoverRunning(ctx, cfg, *timeout, stdout)
-		}
+		return recoverRunning(ctx, cfg, *timeout, stdout)
 	}
 	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true, Context: ctx})
 	if err != nil {

@@ -18,14 +18,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		"journals them, applies them as consistency groups, and serves read-only NBD exports of the copy.")
 	path := fs.configFlag("its [secondary] section")
 	level := fs.logLevelFlag("info")
-	if err := fs.parseNoArgs(args, stdout); err != nil {
-		return err
-	}
-	cfg, err := fs.loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	log, err := fs.logger(*level)
+	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}
