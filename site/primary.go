@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -32,18 +31,16 @@ import (
 
 // Primary is a running primary site.
 type Primary struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	timer   *timer.Timer
-	subs    []*subsystem.Subsystem
-	byVol   map[string]*subsystem.Subsystem
-	vols    map[string]*volume.Volume
-	order   []string
-	mover   *mover.Mover
-	nbdLn   net.Listener
+	cfg   *config.Config
+	log   *slog.Logger
+	timer *timer.Timer
+	subs  []*subsystem.Subsystem
+	byVol map[string]*subsystem.Subsystem
+	vols  map[string]*volume.Volume
+	order []string
+	mover *mover.Mover
+	listeners
 	nbdTLS  *tls.Config // nil: plaintext NBD
-	ctlLn   net.Listener
-	ctlTLS  *tls.Config // nil: plain HTTP
 	start   time.Time
 	dialer  transport.Dialer
 	metrics *control.Metrics
@@ -230,29 +227,14 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	if cfg.Primary.NBD != "" {
-		if p.nbdLn, err = net.Listen("tcp", cfg.Primary.NBD); err != nil {
-			return nil, fmt.Errorf("primary: NBD address: %w", err)
-		}
-	}
-	if cfg.Primary.Control != "" {
-		if p.ctlTLS, err = cfg.ControlServerTLS("primary"); err != nil {
-			return nil, fmt.Errorf("primary: control address: %w", err)
-		}
-		if p.ctlLn, err = net.Listen("tcp", cfg.Primary.Control); err != nil {
-			return nil, fmt.Errorf("primary: control address: %w", err)
-		}
+	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, cfg.Primary.Control); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 func (p *Primary) close() {
-	if p.nbdLn != nil {
-		p.nbdLn.Close()
-	}
-	if p.ctlLn != nil {
-		p.ctlLn.Close()
-	}
+	p.listeners.close()
 	for _, v := range p.vols {
 		v.Close()
 	}
@@ -260,22 +242,6 @@ func (p *Primary) close() {
 	if p.stateLock != nil {
 		p.stateLock.Close()
 	}
-}
-
-// NBDAddr returns the NBD listening address ("" if none).
-func (p *Primary) NBDAddr() string {
-	if p.nbdLn == nil {
-		return ""
-	}
-	return p.nbdLn.Addr().String()
-}
-
-// ControlAddr returns the control listening address ("" if none).
-func (p *Primary) ControlAddr() string {
-	if p.ctlLn == nil {
-		return ""
-	}
-	return p.ctlLn.Addr().String()
 }
 
 // Mover returns the data mover.

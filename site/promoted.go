@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -90,13 +89,11 @@ type Promoted struct {
 	order     []string
 	subOf     map[string]string
 	changes   *failover.Changes
-	nbdLn     net.Listener
-	nbdTLS    *tls.Config
-	ctlLn     net.Listener
-	ctlTLS    *tls.Config // nil: plain HTTP
-	token     string
-	metrics   *control.Metrics
-	history   *control.History
+	listeners
+	nbdTLS  *tls.Config
+	token   string
+	metrics *control.Metrics
+	history *control.History
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -188,27 +185,16 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			return nil, fmt.Errorf("promoted: %w", err)
 		}
 	}
-	if p.nbdLn, err = net.Listen("tcp", cfg.Secondary.NBD); err != nil {
-		return nil, fmt.Errorf("promoted: NBD address: %w", err)
-	}
-	if cfg.Secondary.Control != "" {
-		if p.ctlTLS, err = cfg.ControlServerTLS("secondary"); err != nil {
-			return nil, fmt.Errorf("promoted: control address: %w", err)
-		}
-		if p.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
-			return nil, fmt.Errorf("promoted: control address: %w", err)
-		}
+	// The secondary's addresses and control certificate: a promoted site
+	// keeps them.
+	if err := p.listen(cfg, "secondary", "promoted", cfg.Secondary.NBD, cfg.Secondary.Control); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 func (p *Promoted) close() {
-	if p.nbdLn != nil {
-		p.nbdLn.Close()
-	}
-	if p.ctlLn != nil {
-		p.ctlLn.Close()
-	}
+	p.listeners.close()
 	if p.changes != nil {
 		p.changes.Close()
 		p.changes = nil
@@ -227,16 +213,6 @@ func (p *Promoted) Promotion() failover.Promotion { return p.promotion }
 
 // Changes returns the regions changed since the promotion.
 func (p *Promoted) Changes() *failover.Changes { return p.changes }
-
-// NBDAddr and ControlAddr return the addresses bound ("" if none).
-func (p *Promoted) NBDAddr() string { return p.nbdLn.Addr().String() }
-
-func (p *Promoted) ControlAddr() string {
-	if p.ctlLn == nil {
-		return ""
-	}
-	return p.ctlLn.Addr().String()
-}
 
 // Run serves the volumes read-write over NBD, and status on the control
 // address, until ctx ends; then it stops taking writes, makes the volumes

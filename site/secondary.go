@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -32,11 +31,9 @@ type Secondary struct {
 	order []string
 	subOf map[string]string
 	ln    transport.Listener
-	nbdLn net.Listener
+	listeners
 	// nbdTLS, if set, makes the read-only exports require TLS.
 	nbdTLS *tls.Config
-	ctlLn  net.Listener
-	ctlTLS *tls.Config // nil: plain HTTP
 
 	metrics *control.Metrics
 	history *control.History
@@ -169,18 +166,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 		s.ln = ln
 	}
-	if cfg.Secondary.NBD != "" {
-		if s.nbdLn, err = net.Listen("tcp", cfg.Secondary.NBD); err != nil {
-			return nil, fmt.Errorf("secondary: NBD address: %w", err)
-		}
-	}
-	if cfg.Secondary.Control != "" {
-		if s.ctlTLS, err = cfg.ControlServerTLS("secondary"); err != nil {
-			return nil, fmt.Errorf("secondary: control address: %w", err)
-		}
-		if s.ctlLn, err = net.Listen("tcp", cfg.Secondary.Control); err != nil {
-			return nil, fmt.Errorf("secondary: control address: %w", err)
-		}
+	if err := s.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, cfg.Secondary.Control); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -224,12 +211,7 @@ func (s *Secondary) close() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	if s.nbdLn != nil {
-		s.nbdLn.Close()
-	}
-	if s.ctlLn != nil {
-		s.ctlLn.Close()
-	}
+	s.listeners.close()
 	if s.sec != nil {
 		s.sec.Close()
 	}
@@ -255,20 +237,6 @@ func (s *Secondary) ListenAddr() string {
 		return ""
 	}
 	return s.ln.Addr()
-}
-
-func (s *Secondary) NBDAddr() string {
-	if s.nbdLn == nil {
-		return ""
-	}
-	return s.nbdLn.Addr().String()
-}
-
-func (s *Secondary) ControlAddr() string {
-	if s.ctlLn == nil {
-		return ""
-	}
-	return s.ctlLn.Addr().String()
 }
 
 // Replica returns the secondary's receiver.
