@@ -65,12 +65,13 @@ var groups = map[string]struct{ what, serves, does string }{
 
 // field describes one key.
 type field struct {
-	name, kind, required, zero, outOfRange, unique, group, needs, doc string
-	index                                                             []int         // of the Go struct field
-	def, min, max                                                     reflect.Value // invalid: none
-	values                                                            []string
-	maxLen                                                            int     // of a name
-	fields                                                            []field // of a table, or of each entry of an array of tables
+	name, kind, required, zero, unique, doc string
+	outOfRange, group, needs                string        // the tags range, group and needs
+	index                                   []int         // of the Go struct field, through embedded ones
+	def, min, max                           reflect.Value // invalid: none
+	values                                  []string
+	maxLen                                  int     // of a name
+	fields                                  []field // of a table, or of each entry of an array of tables
 }
 
 // schema describes Config; knownKeys maps each table ("", "primary",
