@@ -63,9 +63,9 @@
 // said. Other frames before it (a repeated Hello) do not count. A primary
 // whose Features frame also says transport.PrimaryReadsIndexedAcks is
 // acknowledged from then on by transport.TypeIndexedAck, whose tables name
-// the subsystems by their index in its Hello: an idle session of many
-// subsystems sends one acknowledgement per interval, and their names were
-// most of its cost at both sites.
+// the subsystems by their index in its Hello: an idle session sends one
+// acknowledgement per interval, each naming every subsystem twice, names
+// the primary decoded and looked up one by one.
 package secondary
 
 import (

@@ -12,11 +12,11 @@ import (
 //
 // The secondary answers every frame of record sets with an Ack whose three
 // tables name every subsystem, 50 times a second at the default interval
-// whatever the load: at 128 subsystems, writing, reading and looking up
-// those names was a third of an idle primary's CPU and a fifth of its
-// secondary's. The Hello already names the subsystems in an order both ends
-// hold for the connection (heartbeats name them by it), so an index says
-// as much as a name.
+// whatever the load: at 128 subsystems, decoding the names and looking
+// them up was about a tenth of an idle primary's CPU, 55 of the 65 µs it
+// spent on each Ack (bench/RESULTS.md). The Hello already names the
+// subsystems in an order both ends hold for the connection (heartbeats
+// name them by it), so an index says as much as a name.
 //
 // A secondary sends it only to a primary that announced
 // PrimaryReadsIndexedAcks in its Features frame, and only after answering
