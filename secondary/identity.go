@@ -125,10 +125,22 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 			"once the fence completes, the volumes start a data generation of their own and may hold writes the primary "+
 			"(data generation %s) does not have, and nothing is replicated: %s", g, wayForward)
 	}
+	if s.ident.Fenced == "" && s.ckFailed {
+		// Recover failed before anything was recorded: the volumes hold
+		// the primary's data unless someone wrote them all the same.
+		return fmt.Sprintf("duplex recover could not fence the secondary: %v; the fence is not recorded and holds only until "+
+			"the secondary restarts, and the volumes must not be written meanwhile: restart the secondary, which applies its journal "+
+			"and records the applied group, then run duplex recover again to fence it (or leave it unfenced, and it takes this "+
+			"primary, data generation %s, again)", s.unrecorded, g)
+	}
 	if s.ident.Fenced == "" {
-		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (its identity could not be written), "+
+		why := "its identity could not be written"
+		if s.unrecorded != nil {
+			why = fmt.Sprintf("its identity could not be written: %v", s.unrecorded)
+		}
+		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (%s), "+
 			"so it lasts only until the secondary restarts: its volumes may hold writes the primary (data generation %s) does not have, "+
-			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", g, wayForward)
+			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", why, g, wayForward)
 	}
 	return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
 		"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+

@@ -219,6 +219,13 @@ type Secondary struct {
 	ackIndex *transport.SubsystemIndex
 	instance uint64 // of the primary process whose record sets the former holds
 	fenced   bool   // recover took over: no primary may write here any more
+	// unrecorded is why a fence that holds is not recorded in the
+	// identity (it lasts only until a restart), and ckFailed says it is
+	// that Fence's checkpoint of the applied group failed (the identity
+	// was never written): recover failed, and the operator must not write
+	// to the volumes. Nil while no fence holds, or once one is recorded.
+	unrecorded error
+	ckFailed   bool
 	// fencing counts the fences under way: no primary is taken, but the
 	// volumes are not fenced yet (and a fence that is refused leaves them
 	// unfenced), so neither status nor a refusal says they are.
@@ -1802,6 +1809,7 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		if ckErr != nil {
 			// The primary stays cut off until a restart all the same.
 			s.fenced = true
+			s.unrecorded, s.ckFailed = fmt.Errorf("the checkpoint of the applied group %d failed: %w", applied, ckErr), true
 			return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
 				"do not write to the volumes; restart the secondary, which applies its journal, and recover again", ckErr)
 		}
@@ -1823,7 +1831,9 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		id.Fenced = time.Now().UTC().Format(time.RFC3339Nano)
 		if err = s.setIdentity(id); err != nil {
 			err = fmt.Errorf("secondary: fence: %w", err)
+			s.unrecorded, s.ckFailed = err, false
 		} else {
+			s.unrecorded, s.ckFailed = nil, false
 			s.log.Warn("fenced: the volumes start a data generation of their own", "generation", id.Generation.String(), "followed", id.Follows.String())
 		}
 	}
