@@ -1,0 +1,113 @@
+package secondary
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// TestReceiptsAckOnlyWhatIsDurable: an idle primary sends record sets
+// without updates; the secondary forms empty groups from them but journals
+// one only once a Checkpoint. Every acknowledgement must pair the group it
+// names with that group's own time, the time recover (or a restart) would
+// print for it: a receipt paired the last journaled group with the last
+// formed group's time, so the primary claimed, and its status showed, a
+// consistency time up to a Checkpoint later than anything durable at the
+// secondary, which recover then could not confirm.
+func TestReceiptsAckOnlyWhatIsDurable(t *testing.T) {
+	dir := t.TempDir()
+	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
+		Checkpoint: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	sec, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sec.Run(ctx, net) }()
+	t.Cleanup(func() { cancel(); wg.Wait(); sec.Close(); v.Close() })
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil { // the welcome
+		t.Fatal(err)
+	}
+	acks := make(chan transport.Position, 64)
+	go func() {
+		for {
+			f, err := conn.Recv()
+			if err != nil {
+				close(acks)
+				return
+			}
+			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
+				if p, err := transport.DecodePosition(body); err == nil {
+					acks <- p
+				}
+			}
+		}
+	}()
+	r := &lagRig{sec: sec, conn: conn}
+	r.send(t, 1, false)
+	for seq := uint64(2); seq <= 5; seq++ {
+		r.send(t, seq, true)
+	}
+	// Group 1 (1 ms) is the only one journaled; the empty groups up to 5 ms
+	// are formed, not journaled.
+	want := int64(1 * time.Millisecond)
+	deadline := time.After(30 * time.Second)
+	var last transport.Position
+	for last.Group < 1 || sec.Stats().Time < int64(5*time.Millisecond) {
+		select {
+		case p, ok := <-acks:
+			if !ok {
+				t.Fatal("the link closed")
+			}
+			last = p
+			if p.Group == 1 && p.Time != want {
+				t.Fatalf("acknowledged group %d as of %d, but group 1 is journaled as of %d (the empty groups after it are not): "+
+					"recover would print %d", p.Group, p.Time, want, want)
+			}
+		case <-deadline:
+			t.Fatalf("no acknowledgement of group 1 with the empty groups formed within 30s (last %+v)", last)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// Drain what is already sent: a receipt of the empty groups comes last.
+	for {
+		select {
+		case p, ok := <-acks:
+			if !ok {
+				return
+			}
+			if p.Group == 1 && p.Time != want {
+				t.Fatalf("acknowledged group %d as of %d, but group 1 is journaled as of %d (the empty groups after it are not): "+
+					"recover would print %d", p.Group, p.Time, want, want)
+			}
+		case <-time.After(500 * time.Millisecond):
+			if st := sec.Stats(); st.JournaledGroup != 1 {
+				t.Fatalf("journaled group %d, want 1: the empty groups were journaled", st.JournaledGroup)
+			}
+			return
+		}
+	}
+}
