@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"duplex/crc32c"
 	"duplex/disk"
@@ -115,8 +116,11 @@ type Journal struct {
 	fs   disk.FS
 	lock io.Closer
 
-	mu       sync.Mutex
-	segs     []segment // oldest first; the last one is the active segment
+	mu   sync.Mutex
+	segs []segment // oldest first; the last one is the active segment
+	// bytes is the total size of segs, kept apart from mu so that Bytes
+	// (status) never waits for a write or fsync under way.
+	bytes    atomic.Int64
 	f        disk.File // the active segment, nil while the journal is empty
 	dirDirty bool      // a segment was created since the directory was last fsynced
 	buf      []byte
@@ -179,6 +183,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 		lock.Close()
 		return nil, err
 	}
+	j.countBytes()
 	if opts.LargestRecord > 0 {
 		if err := j.checkRoom(math.MaxUint64); err != nil {
 			j.Close()
@@ -422,6 +427,7 @@ func (j *Journal) AppendSum(index uint64, data []byte, sum uint32) error {
 func (j *Journal) append(index uint64, data []byte, crc func() uint32) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	defer j.countBytes()
 	if err := j.usable(); err != nil {
 		return err
 	}
@@ -632,6 +638,7 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 func (j *Journal) Release(through uint64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	defer j.countBytes()
 	if err := j.usable(); err != nil {
 		return err
 	}
@@ -679,15 +686,18 @@ func (j *Journal) LastIndex() uint64 {
 	return j.segs[len(j.segs)-1].last
 }
 
-// Bytes is the total size of the segment files.
-func (j *Journal) Bytes() int64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
+// Bytes is the total size of the segment files. It never waits for a
+// write or an fsync under way: it is what status reports.
+func (j *Journal) Bytes() int64 { return j.bytes.Load() }
+
+// countBytes records the size of the segments for Bytes. Called with j.mu
+// held (or before the Journal is shared) after segs changed.
+func (j *Journal) countBytes() {
 	var n int64
 	for _, s := range j.segs {
 		n += s.size
 	}
-	return n
+	j.bytes.Store(n)
 }
 
 // Close syncs the journal, as a clean shutdown should leave nothing to

@@ -181,8 +181,9 @@ type Secondary struct {
 	ckReq   chan struct{}
 	ckDone  chan struct{} // closed when the checkpointer has returned
 	closing bool          // applyQ is closed; guarded by mu
-	// handing says a receiver is handing a journaled group over without
-	// mu, waiting for room in applyQ; guarded by mu. Until it is done
+	// handing says a receiver is journaling a group without mu
+	// (journalUnlocked) or handing a journaled group over without mu,
+	// waiting for room in applyQ; guarded by mu. Until it is done
 	// nothing else is journaled or handed over, and applyQ stays open, so
 	// the groups reach the applier in the order they were journaled.
 	// handed is signalled when it ends.
@@ -1144,6 +1145,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 
 	s.mu.Lock()
+	// The Welcome says what is journaled, and a new process's former
+	// starts from it: a group being journaled is in it first.
+	s.awaitHandedLocked()
 	// Checked again in the hold that links: a Fence or a stop since the
 	// checks above found no primary to disconnect, and only this keeps
 	// this one out.
@@ -1638,10 +1642,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
 		}
 	}
-	if err := s.journal.AppendSum(g.Number, data, sum); err != nil {
-		return fmt.Errorf("journal group %d: %w", g.Number, err)
-	}
-	if err := s.journal.Sync(); err != nil {
+	if err := s.journalUnlocked(g.Number, data, sum); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
 	if newSender && s.instance != 0 {
@@ -1692,6 +1693,28 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		s.held = heldGroups{}
 	}
 	return s.enqueue(g, s.pairs.snapshot())
+}
+
+// journalUnlocked appends group n (data, whose checksum is sum) to the
+// journal and fsyncs it without s.mu, so that status, a fence and a new
+// link do not wait on the disk, which may take seconds over an fsync. It
+// hands the journal over as enqueue hands the applier a group (handing):
+// until it takes s.mu again nothing else is journaled or handed over, and
+// whatever decides from the journaled position (a link's Welcome, a fence)
+// waits for it (awaitHandedLocked); what only reports it (status) reports
+// the group before, which is what is durable until the fsync returns.
+// Called with s.mu held, which it holds again when it returns.
+func (s *Secondary) journalUnlocked(n uint64, data []byte, sum uint32) error {
+	s.handing = true
+	s.mu.Unlock()
+	err := s.journal.AppendSum(n, data, sum)
+	if err == nil {
+		err = s.journal.Sync()
+	}
+	s.mu.Lock()
+	s.handing = false
+	s.handed.Broadcast()
+	return err
 }
 
 func (s *Secondary) awaitHello(conn transport.Conn) (transport.Hello, error) {
@@ -1778,7 +1801,9 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		// position fenced at is the last journaled group, as a restart
 		// would leave it. Without s.mu, which status takes: a backlog of
 		// large groups, and flushing it, can take minutes, and status
-		// shows meanwhile how far applying has got.
+		// shows meanwhile how far applying has got. A group being
+		// journaled (journalUnlocked) is queued once it is: waited for.
+		s.awaitHandedLocked()
 		queued := s.queued.Group
 		s.mu.Unlock()
 		applied, applyErr, torn := s.waitAppliedThrough(queued)
@@ -1813,6 +1838,7 @@ func (s *Secondary) Fence() (transport.Position, error) {
 			return transport.Position{}, fmt.Errorf("secondary: fence: the applied group is not recorded (%w): "+
 				"do not write to the volumes; restart the secondary, which applies its journal, and recover again", ckErr)
 		}
+		s.awaitHandedLocked()
 		if s.queued.Group == queued {
 			break
 		}
@@ -1921,11 +1947,12 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 // volumes belong to the caller.
 func (s *Secondary) Close() error {
 	s.mu.Lock()
+	// A group being journaled or handed over is applied too: closing is
+	// set only once it is queued.
+	s.awaitHandedLocked()
 	first := !s.closing
 	if first {
 		s.closing = true
-		// A group being handed over is journaled: it is applied too.
-		s.awaitHandedLocked()
 		close(s.applyQ)
 	}
 	s.mu.Unlock()
