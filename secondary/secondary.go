@@ -1572,9 +1572,14 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 }
 
 // receipt tells the primary what arrived in order, so that it retransmits
-// only what is missing, and that the link carries its record sets.
+// only what is missing, and that the link carries its record sets. The
+// time it acknowledges is the journaled group's own, what a restart or
+// recover leaves the volumes at and prints: the empty groups formed since
+// are not journaled (one is, once a Checkpoint), and a later time from them
+// would have the primary claim, and show, a consistency time nothing
+// durable here confirms.
 func (s *Secondary) receipt(conn transport.Conn) {
-	t := s.former.Time()
+	t := s.journaled.Time
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
