@@ -150,6 +150,8 @@ type Mover struct {
 	// hook, if set, is called at named points of a session, without locks
 	// held, so that tests can act (Drop) at exact moments.
 	hook func(point string)
+	// wait pauses between two dials (sleep; tests record the pauses).
+	wait func(ctx context.Context, d time.Duration)
 
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
@@ -251,7 +253,7 @@ func New(cfg Config) *Mover {
 	m := &Mover{
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
-		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(),
+		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(), wait: sleep,
 	}
 	for i, ss := range cfg.Subsystems {
 		s := &sub{ss: ss, id: ss.ID(), index: uint16(i)}
@@ -538,7 +540,7 @@ func (m *Mover) link(ctx context.Context) {
 				}
 				m.log.Warn("cannot reach secondary", attrs...)
 			}
-			sleep(ctx, backoff)
+			m.wait(ctx, backoff)
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
@@ -596,7 +598,7 @@ func (m *Mover) link(ctx context.Context) {
 			// will not accept) would recur at once: keep backing off.
 			backoff = 50 * time.Millisecond
 		}
-		sleep(ctx, backoff)
+		m.wait(ctx, backoff)
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }

@@ -49,6 +49,8 @@ type options struct {
 	compressor *transport.Compressor
 	// noIndexedAcks: a primary from before indexed acknowledgements.
 	noIndexedAcks bool
+	dialer        transport.Dialer                           // default: the test's in-memory network
+	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -75,12 +77,19 @@ func startPrimary(t *testing.T, o options) *primary {
 		p.subs[id] = ss
 		list = append(list, ss)
 	}
+	var dialer transport.Dialer = p.net
+	if o.dialer != nil {
+		dialer = o.dialer
+	}
 	p.mover = New(Config{
-		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: p.net,
+		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: dialer,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
 		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	p.mover.hook = o.hook
+	if o.wait != nil {
+		p.mover.wait = o.wait
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.mover.Run(ctx) }()
