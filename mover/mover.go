@@ -519,6 +519,16 @@ func (m *Mover) rebuild() {
 	slices.SortFunc(m.queue, func(a, b *held) int { return cmp.Compare(a.formed, b.formed) })
 }
 
+// maxRedial is the longest pause between two dials of the secondary while
+// it cannot be reached or refuses the primary. The pauses double up to it,
+// so a secondary that refuses is asked at most once a second, not hammered;
+// but the link must come back soon after the secondary would take it again
+// (restarted once its disk was freed, a fence refused): while it is down
+// with the sidefile full, writes wait, and suspend_after running out
+// meanwhile suspends the session and resyncs what a prompt relink would
+// have shipped. At 5 s the link could come back 5 s late.
+const maxRedial = time.Second
+
 func (m *Mover) link(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
@@ -541,7 +551,7 @@ func (m *Mover) link(ctx context.Context) {
 				m.log.Warn("cannot reach secondary", attrs...)
 			}
 			m.wait(ctx, backoff)
-			backoff = min(2*backoff, 5*time.Second)
+			backoff = min(2*backoff, maxRedial)
 			continue
 		}
 		m.mu.Lock()
@@ -595,11 +605,12 @@ func (m *Mover) link(ctx context.Context) {
 		if linked && !refused {
 			// The secondary was reachable and took the session: a new
 			// failure starts a new backoff. A refusal (a record set it
-			// will not accept) would recur at once: keep backing off.
+			// will not accept) would recur at once: keep backing off, up
+			// to maxRedial.
 			backoff = 50 * time.Millisecond
 		}
 		m.wait(ctx, backoff)
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, maxRedial)
 	}
 }
 
