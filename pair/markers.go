@@ -222,6 +222,29 @@ func resyncUnended(p *Pair) bool {
 // ErrNoJournalRoom means a resync would not fit in the secondary's journal.
 var ErrNoJournalRoom = errors.New("not enough journal space at the secondary for a consistent resync")
 
+// errRoomUnknown means the secondary has not reported its journal room to
+// this run: the link has not been up since the primary started.
+var errRoomUnknown = errors.New("the secondary has not reported its journal room since the primary started")
+
+// reasonAwaitingRoom is why a pair the operator resumed before the
+// secondary reported its journal room stays suspended (see awaitRoom).
+const reasonAwaitingRoom = "resume asked before the secondary reported its journal room (no link since the primary started): " +
+	"the resync starts once the link is up and its room is checked"
+
+// awaitRoom holds the resume of ps, asked before the secondary reported its
+// journal room, until it has: they stay suspended, and resume by themselves
+// once the link is up, as the session's own suspensions do (autoResume),
+// with their room checked then; refused then, they stay suspended, saying
+// why, and are tried again. A suspend asked meanwhile makes them the
+// operator's again. Called with mg.mu held.
+func (mg *Manager) awaitRoom(ps ...*Pair) {
+	for _, p := range ps {
+		p.Auto, p.Reason = true, reasonAwaitingRoom
+	}
+	mg.dirty = true
+	mg.changes++
+}
+
 // roomFor is the journal a consistent resync holds at the secondary, in
 // bytes of journal records: while it runs the secondary journals every group
 // and releases none, so the journal grows by the copy, the writes made
@@ -286,9 +309,21 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 		return nil
 	}
 	ms := mg.mover.Stats()
+	if !ms.Connected && ms.JournalFreeAt.IsZero() {
+		// The secondary has reported no room to this run (the primary
+		// restarted, and the link has not been up since): the resync
+		// waits for the report rather than start on a room nobody knows.
+		for _, p := range held {
+			p.Waiting = "resync waits for the secondary to report its journal room: the link has not been up since the primary started"
+		}
+		return errRoomUnknown
+	}
 	free := ms.Acked.JournalFree
 	if free == 0 {
-		return nil // not known yet: the secondary has not answered
+		// Reported, but unknown there too (its statfs failed): the
+		// secondary gives the hold up, and says so, should its journal
+		// run short.
+		return nil
 	}
 	var bytes int64
 	regions := 0
@@ -365,6 +400,10 @@ func heldInconsistent(p *Pair, pos transport.Position) bool {
 func (mg *Manager) autoResume(ps []*Pair) {
 	names, err := mg.resumeAll(true)
 	switch {
+	case errors.Is(err, errRoomUnknown):
+		// The link went down again before the secondary's word came:
+		// tried again at the next link.
+		return
 	case errors.Is(err, ErrNoJournalRoom):
 		var vols []string
 		for _, p := range ps {

@@ -1477,7 +1477,10 @@ func (mg *Manager) resume(vol string) error {
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
 	}
-	if err := mg.checkRoom(p); err != nil {
+	if err := mg.checkRoom(p); errors.Is(err, errRoomUnknown) {
+		mg.awaitRoom(p)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	// The sticky activity-log marks of the writes made while suspended
@@ -1646,6 +1649,13 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 		names = append(names, name)
 	}
 	if err := mg.checkRoom(ps...); err != nil {
+		if errors.Is(err, errRoomUnknown) && !autoOnly {
+			// Held together, as they would have resumed.
+			mg.awaitRoom(ps...)
+			mg.mu.Unlock()
+			mg.saveMu.Unlock()
+			return names, mg.persist("resume", "--all")
+		}
 		mg.mu.Unlock()
 		mg.saveMu.Unlock()
 		return nil, err
