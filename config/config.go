@@ -331,8 +331,6 @@ control_token_file = "token"
 nbd = "127.0.0.1:10809"
 control = "127.0.0.1:7401"
 secondary = "127.0.0.1:7402"
-listen = "127.0.0.1:7404"
-journal = "primary/journal"
 [[primary.subsystem]]
 id = "ss1"
 volume = [{name = "vol1", path = "primary/vol1.img", size = "256MiB"}, {name = "vol2", path = "primary/vol2.img", size = "256MiB"}]

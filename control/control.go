@@ -6,6 +6,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -206,6 +207,12 @@ type Server struct {
 	// Changes, if set (a promoted site), is served at /v1/changes: the
 	// promotion and the regions changed since, for a rejoin.
 	Changes func() (Changes, error)
+	// Rejoin, if set (a promoted site running as the primary of the
+	// reverse direction), takes the regions an old primary that rejoins
+	// may hold writes of that this site never had, adds them durably to
+	// the changed regions of each suspended pair, and resumes the pairs:
+	// the resync copies their union to the old primary.
+	Rejoin func(RejoinRequest) (RejoinResult, error)
 	// Sites are both sites of the session, for the status page.
 	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
@@ -254,6 +261,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/all-pairs/{op}", s.allPairsOp)
 	mux.HandleFunc("POST /v1/fence", s.fence)
 	mux.HandleFunc("POST /v1/rate", s.rate)
+	mux.HandleFunc("POST /v1/rejoin", s.rejoin)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They
 	// show stacks, command lines and memory contents' shape, and a profile
@@ -698,6 +706,80 @@ type Changes struct {
 	// ConsistencyTime and never applied there (a resync was in progress).
 	HeldGroups uint64            `json:"held_groups,omitempty"`
 	Volumes    map[string][]byte `json:"volumes"`
+}
+
+// RejoinRequest is what an old primary that rejoins tells the promoted
+// site: the generation it follows from now on (the promoted site's), and
+// per volume the regions it may hold writes of that the promoted site
+// never had (an encoded bitmap, package bitmap), which the promoted site
+// copies to it.
+type RejoinRequest struct {
+	Generation string            `json:"generation"`
+	Volumes    map[string][]byte `json:"volumes"`
+}
+
+// RejoinResult answers a RejoinRequest: the pairs resumed, and per volume
+// the bytes its resync copies.
+type RejoinResult struct {
+	Resumed   []string         `json:"resumed"`
+	CopyBytes map[string]int64 `json:"copy_bytes"`
+	Error     string           `json:"error,omitempty"`
+}
+
+func (s *Server) rejoin(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r, "rejoin") {
+		return
+	}
+	if s.Rejoin == nil {
+		http.Error(w, "this site is not a promoted site running as the primary of the reverse direction", http.StatusNotFound)
+		return
+	}
+	var req RejoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<30)).Decode(&req); err != nil {
+		http.Error(w, "rejoin: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	res, err := s.Rejoin(req)
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		res.Error = err.Error()
+		w.WriteHeader(http.StatusConflict)
+	}
+	json.NewEncoder(w).Encode(res)
+}
+
+// RequestRejoin tells the promoted site at at that the old primary rejoins
+// it (see RejoinRequest), with the session's control token.
+func RequestRejoin(ctx context.Context, at Endpoint, token string, req RejoinRequest) (RejoinResult, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return RejoinResult{}, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/rejoin"), bytes.NewReader(body))
+	if err != nil {
+		return RejoinResult{}, err
+	}
+	hreq.Header.Set("Authorization", "Bearer "+token)
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := at.do(hreq)
+	if err != nil {
+		return RejoinResult{}, fmt.Errorf("rejoin at %s: %w", at, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	var res RejoinResult
+	if resp.Header.Get("Content-Type") == "application/json" {
+		if err := json.Unmarshal(b, &res); err != nil && resp.StatusCode == http.StatusOK {
+			return RejoinResult{}, fmt.Errorf("rejoin at %s: %w", at, err)
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return res, nil
+	case res.Error != "":
+		return res, fmt.Errorf("rejoin at %s: %s", at, res.Error)
+	}
+	return res, fmt.Errorf("rejoin at %s: %s: %s", at, resp.Status, bytes.TrimSpace(b))
 }
 
 // FetchChanges asks a promoted site at addr for its Changes.

@@ -4,7 +4,9 @@
 // either site changed copied across. The method of claim 1 (US patent
 // 5,734,818) runs unchanged in each direction; this package keeps what lets
 // the direction change without a full copy: the record of the promotion and
-// the regions the promoted site changed since.
+// the regions the promoted site changed since. Package site runs each
+// direction with the same primary and secondary, on a config read with the
+// sides swapped (config.Config.Reversed).
 //
 // # Promotion
 //
@@ -60,14 +62,30 @@
 // [secondary] section's volumes) is the primary, serving NBD on
 // secondary.nbd and control on secondary.control; the old primary (the
 // [primary] section's volumes and subsystems) is its secondary, with its
-// control on primary.control and read-only exports on primary.nbd. What
-// the config lacks are the old primary's secondary-side places, two keys of
-// [primary] that rejoin will require: `listen`, where it takes the link
-// (the promoted site dials it, with [secondary]'s TLS keys as the
-// client's), and `journal`, its journal directory as a secondary. Which
-// way a site runs is the promotion record, not the config: a site with
-// one is the primary. Once rejoined, the old primary follows the
-// promotion's generation.
+// control on primary.control and read-only exports on primary.nbd. The old
+// primary's secondary-side places are two keys of [primary] that rejoin
+// requires: `listen`, where it takes the link (the promoted site dials it,
+// with [secondary]'s TLS keys as the client's), and `journal`, its journal
+// directory as a secondary (its state.json and identity.json beside it).
+// Which way a site runs is the promotion record and the rejoin record, not
+// the config: a site with a promotion is the primary, an old primary with
+// a rejoin record (rejoin.json in its pair-state directory) is the
+// secondary, and `duplex primary` there is refused. Once rejoined, the old
+// primary follows the promotion's generation.
+//
+// With [primary] listen set, `duplex promote` runs the promoted site as
+// the primary of the reversed config (site.OpenReversePrimary): the first
+// time, its pair state (promoted/primary/) is made from the promotion,
+// every pair suspended as of the promotion's consistency time with the
+// Changes bitmaps as its changed regions, the data generation the fence
+// started, and the timer's mark; from then on a write marks its pair's
+// bitmap and the primary's activity log, as at any suspended pair, and
+// the data mover dials the old primary at [primary] listen. Nothing
+// answers there until the rejoin; the pairs stay suspended meanwhile
+// (suspended by hand: the link coming up does not resume them). After a
+// kill -9 the activity log's regions are added at its granularity (1 MiB),
+// coarser than changes.log's 64 KiB: a crash widens what the rejoin
+// copies, never narrows it.
 //
 // # Rejoin
 //
@@ -90,10 +108,36 @@
 // resync was in progress when it was promoted) are in neither set: their
 // regions are to be read from its journal and added.
 //
-// What exists now is the report (site.PlanRejoin): per volume the bytes
-// and regions it would copy and discard, served by the promoted site's
-// /v1/changes and the old primary's files, read without changing them.
-// The copy, the reverse link and the switch of roles are not built.
+// The report (site.PlanRejoin) gives per volume the bytes and regions it
+// copies and discards, from the promoted site's /v1/changes and the old
+// primary's files, read without changing them. `duplex rejoin --yes` then,
+// in this order, each step durable before the next:
+//
+//  1. seeds the old primary's state as the secondary of the reversed
+//     config (site.BeginRejoin, secondary.Seed): the promoted site's
+//     generation followed, applied through no group, each volume
+//     suspended as of the promotion's consistency time (not consistent at
+//     all where the whole volume is copied), and records the rejoin with
+//     the regions it discards (rejoin.json);
+//  2. runs that secondary (its volumes change only by whole consistency
+//     groups from here on);
+//  3. tells the promoted site the regions it discards (POST /v1/rejoin,
+//     with the control token); the promoted site adds them to each
+//     suspended pair's changed regions, saves them, and resumes every
+//     pair, and the rejoin record notes that it did.
+//
+// The resync that follows is a resync like any other: its markers make
+// the old primary hold every group from the first until the last copy
+// ends, so its volumes stay at their image from before the copy, then
+// jump to the promoted site's (invariant 6). A kill -9 of the old primary
+// at any point leaves that image or the promoted site's, and `duplex
+// rejoin --yes` run again reads the rejoin record, replays the journal
+// (the hold re-opened from its markers) and, if the promoted site was not
+// told yet, tells it (a pair resumed already takes nothing more: its
+// regions were added before its resume). A kill -9 of the promoted site
+// mid-copy restarts the copy of the whole volume, as any primary restarted
+// mid-copy does, still under the hold; before the resume, the regions
+// stay in the suspended pairs' bitmaps.
 //
 // A planned switchover drains the current primary, stops its writes, waits
 // until the other site holds everything, and promotes it: nothing is

@@ -90,6 +90,20 @@
 //	timer.json       the promoted site's common timer's lease (package
 //	                 timer), as the primary's
 //	LOCK             flock held while a promoted site runs
+//	primary/         with [primary] listen set, the pair state of the
+//	                 promoted site as the primary of the reverse direction
+//	                 (OpenReversePrimary): the files of a primary's
+//	                 pair-state directory, made once from the promotion
+//	                 (every pair suspended with the regions above), and
+//	                 from then on what holds the changed regions
+//
+// An old primary that rejoined the promoted site (`duplex rejoin --yes`)
+// keeps rejoin.json in its pair-state directory: when it rejoined, the
+// promotion it follows, the regions it discarded, and whether the promoted
+// site was told them; while it exists `duplex primary` refuses to run
+// there. As the secondary of the reverse direction it keeps the journal
+// directory [primary] journal, and state.json and identity.json beside it,
+// as a secondary does.
 //
 // The JSON files and the bitmaps are written atomically (a temporary file in
 // the same directory, fsync, rename, fsync of the directory), so a crash

@@ -17,6 +17,7 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/disk"
+	"duplex/failover"
 	"duplex/mover"
 	"duplex/nbd"
 	"duplex/pair"
@@ -58,6 +59,12 @@ type Primary struct {
 	// stateLock keeps a second primary of the session out of the pair-state
 	// directory while this one runs.
 	stateLock io.Closer
+	// stateDir is the pair-state directory: PairStateDir, or a promoted
+	// site's ReverseDir.
+	stateDir string
+	// promotion is set at a promoted site running as the primary of the
+	// reverse direction (OpenReversePrimary).
+	promotion *failover.Promotion
 }
 
 // stateLockName is the lock file of the primary's pair-state directory.
@@ -82,6 +89,11 @@ type PrimaryOptions struct {
 	// FS holds the activity log and the pair state (default disk.OS):
 	// tests inject storage faults through it.
 	FS disk.FS
+	// StateDir replaces PairStateDir(cfg), and Promotion is the record of
+	// the promotion: a promoted site running as the primary of the reverse
+	// direction (OpenReversePrimary) sets both.
+	StateDir  string
+	Promotion *failover.Promotion
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -102,7 +114,10 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
-		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}}
+		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion}
+	if p.stateDir == "" {
+		p.stateDir = PairStateDir(cfg)
+	}
 	defer func() {
 		if err != nil {
 			if p.actlog != nil {
@@ -111,23 +126,36 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			p.close()
 		}
 	}()
-	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	// Before any file is read or written: a second primary of the session
 	// would rewrite the timer's lease, the activity log and the pair state
 	// under the running one, then fail on its addresses.
-	if p.stateLock, err = disk.Or(opts.FS).Lock(filepath.Join(PairStateDir(cfg), stateLockName)); err != nil {
+	if p.stateLock, err = disk.Or(opts.FS).Lock(filepath.Join(p.stateDir, stateLockName)); err != nil {
 		return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
-			PairStateDir(cfg), cfg.Session, err)
+			p.stateDir, cfg.Session, err)
+	}
+	// A site that rejoined the promoted one is its secondary: its volumes
+	// take that site's data, and writes served here would be lost.
+	if r, err := readRejoin(opts.FS, p.stateDir); err == nil {
+		return nil, fmt.Errorf("primary: this site rejoined the promoted site of session %q at %s as its secondary (%s): "+
+			"duplex rejoin --yes runs it; the primary of the session is the promoted site", cfg.Session, control.FormatWall(time.Unix(0, r.At)),
+			filepath.Join(p.stateDir, rejoinFile))
+	} else if !errors.Is(err, errNotRejoined) {
+		return nil, fmt.Errorf("primary: %w", err)
 	}
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
-	if p.generation, err = openGeneration(PairStateDir(cfg)); err != nil {
+	if p.generation, err = openGeneration(p.stateDir); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	if p.timer, err = timer.OpenPersistent(filepath.Join(PairStateDir(cfg), "timer.json"), opts.Clock, 0, p.log); err != nil {
+	if p.timer, err = timer.OpenPersistent(filepath.Join(p.stateDir, "timer.json"), opts.Clock, 0, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
+	}
+	if p.promotion != nil {
+		// Every stamp follows what the volumes held when promoted.
+		p.timer.AtLeast(p.promotion.ConsistencyTime)
 	}
 	for _, sc := range cfg.Primary.Subsystems {
 		vols := map[string]*volume.Volume{}
@@ -204,10 +232,10 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	for name, v := range p.vols {
 		sizes[name] = v.Size()
 	}
-	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	al, recovered, err := actlog.OpenFS(opts.FS, filepath.Join(PairStateDir(cfg), "activity.log"), sizes, actlog.DefaultRegion)
+	al, recovered, err := actlog.OpenFS(opts.FS, filepath.Join(p.stateDir, "activity.log"), sizes, actlog.DefaultRegion)
 	if err != nil {
 		// Without the log, the pairs fall back to a full copy after an
 		// unclean stop, of the last run or of this one (the pair state
@@ -222,7 +250,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			ss.SetActivityLog(al)
 		}
 	}
-	p.pairs, err = pair.Open(pair.Options{Dir: PairStateDir(cfg), SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
+	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
 		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
@@ -274,7 +302,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
-			SetRates: p.SetRates, History: p.history, Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
+			SetRates: p.SetRates, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(), Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -365,7 +393,7 @@ func (p *Primary) Status() control.Status {
 	st := control.Status{
 		Session: p.cfg.Session, Role: "primary",
 		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()),
-		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit,
+		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit, PromotedAt: p.promotedAt(), PromotedFrom: p.promotedFrom(),
 		BytesReplicate: ms.BytesAcked, LinkBytesSent: &ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
 	}
 	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()

@@ -124,6 +124,10 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if pr.Session != cfg.Session {
 		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
 	}
+	if reversed(cfg) {
+		// Its pair state holds the changed regions from then on.
+		return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
+	}
 	if cfg.Secondary.NBD == "" {
 		return nil, errors.New("promoted: [secondary] has no nbd address to serve the volumes on")
 	}

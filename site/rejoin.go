@@ -4,15 +4,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"duplex/actlog"
+	"duplex/apply"
 	"duplex/bitmap"
 	"duplex/config"
 	"duplex/control"
 	"duplex/disk"
 	"duplex/pair"
+	"duplex/secondary"
+	"duplex/transport"
 	"duplex/volume"
 )
 
@@ -27,7 +32,10 @@ type RejoinVolume struct {
 	There int64  // bytes of the promoted site's changed regions
 	Copy  int64  // bytes of their union
 	Whole string // why the whole volume is copied, if it is
-	Union *bitmap.Bitmap
+	// Discard are the regions here (Here), Union those and the promoted
+	// site's (Copy).
+	Discard *bitmap.Bitmap
+	Union   *bitmap.Bitmap
 }
 
 // PlanRejoin computes, at the stopped old primary, what a rejoin as the
@@ -88,11 +96,12 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 	var plan []RejoinVolume
 	for _, name := range order {
 		d := div[name]
-		rv := RejoinVolume{Name: name, Size: sizes[name], Here: d.Regions.DirtyBytes(), Whole: d.Whole, Union: d.Regions.Clone()}
+		rv := RejoinVolume{Name: name, Size: sizes[name], Here: d.Regions.DirtyBytes(), Whole: d.Whole, Discard: d.Regions.Clone(), Union: d.Regions.Clone()}
 		enc, ok := ch.Volumes[name]
 		if !ok {
 			rv.Whole = "the promoted site does not have this volume"
 			rv.Union.SetAll()
+			rv.Discard.SetAll()
 		} else if there, err := bitmap.Decode(enc, sizes[name]); err != nil {
 			return nil, fmt.Errorf("rejoin: the promoted site's changed regions of %s: %w", name, err)
 		} else {
@@ -105,4 +114,146 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 		plan = append(plan, rv)
 	}
 	return plan, nil
+}
+
+// rejoinFile records, in the old primary's pair-state directory, that the
+// site rejoined the promoted site as its secondary.
+const rejoinFile = "rejoin.json"
+
+// ErrNotRejoined is returned by ReadRejoin for a site that has not rejoined.
+var ErrNotRejoined = errors.New("not rejoined")
+
+var errNotRejoined = ErrNotRejoined
+
+// Rejoined records that the old primary rejoined the promoted site as its
+// secondary: written once the report is accepted, before anything else
+// changes, so that a kill -9 at any point leaves a rejoin that `duplex
+// rejoin --yes` takes up again, and a `duplex primary` there is refused.
+type Rejoined struct {
+	Session string `json:"session"`
+	// At is when the rejoin began (Unix ns, wall clock).
+	At int64 `json:"rejoined_at_ns"`
+	// PromotedAt, ConsistencyTime and Generation are the promotion's: since
+	// when the other site is primary, what the volumes here held of it then,
+	// and the data generation this site follows from now on.
+	PromotedAt      string `json:"promoted_at"`
+	ConsistencyTime int64  `json:"promoted_consistency_time_ns"`
+	Generation      string `json:"generation"`
+	// Discarded are, per volume, the regions where this site may hold
+	// writes the promoted site never had (an encoded bitmap): the promoted
+	// site copies them, with those it changed.
+	Discarded map[string][]byte `json:"discarded"`
+	// Delivered says the promoted site holds Discarded and resumed its
+	// pairs: the copy is under way or done.
+	Delivered bool `json:"delivered,omitempty"`
+}
+
+// ReadRejoin returns the rejoin recorded at the old primary of cfg.
+func ReadRejoin(cfg *config.Config) (Rejoined, error) { return readRejoin(nil, PairStateDir(cfg)) }
+
+func readRejoin(fsys disk.FS, dir string) (Rejoined, error) {
+	b, err := disk.ReadFile(disk.Or(fsys), filepath.Join(dir, rejoinFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return Rejoined{}, ErrNotRejoined
+	}
+	if err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	var r Rejoined
+	if err := json.Unmarshal(b, &r); err != nil || r.Session == "" || r.At == 0 {
+		return Rejoined{}, fmt.Errorf("rejoin %s: unreadable (%v)", filepath.Join(dir, rejoinFile), err)
+	}
+	return r, nil
+}
+
+func writeRejoin(cfg *config.Config, r Rejoined) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	if err := disk.WriteFileAtomic(disk.Or(nil), filepath.Join(PairStateDir(cfg), rejoinFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	return nil
+}
+
+// BeginRejoin makes the stopped old primary of cfg the secondary of the
+// promoted site whose changes are ch, as plan (PlanRejoin) says: it seeds
+// the state of a secondary of the reversed config (its journal at
+// [primary] journal), every volume suspended as of the promotion's
+// consistency time and the promoted site's generation followed, then
+// records the rejoin. From then on the volumes here change only as that
+// secondary applies what the promoted site sends, whole consistency
+// groups; the resync of the regions either site changed is held until it
+// ends, so they stay as they are until then, and jump.
+func BeginRejoin(cfg *config.Config, ch control.Changes, plan []RejoinVolume) (Rejoined, error) {
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	dir := PairStateDir(cfg)
+	lock, err := disk.Or(nil).Lock(filepath.Join(dir, stateLockName))
+	if err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: pair-state directory %s is in use (stop the primary of session %q first): %w", dir, cfg.Session, err)
+	}
+	defer lock.Close()
+	var gen transport.Generation
+	if err := gen.UnmarshalText([]byte(ch.Generation)); err != nil || gen == 0 {
+		return Rejoined{}, fmt.Errorf("rejoin: the promoted site's data generation %q: %v", ch.Generation, err)
+	}
+	// A journal of an earlier secondary here would be replayed over the
+	// volumes from the seeded state on.
+	if segs, _ := filepath.Glob(filepath.Join(rev.Secondary.Journal, "*.seg")); len(segs) > 0 {
+		return Rejoined{}, fmt.Errorf("rejoin: the journal directory %s (primary.journal) holds segments of an earlier secondary: "+
+			"remove them, then rejoin again", rev.Secondary.Journal)
+	}
+	r := Rejoined{Session: cfg.Session, At: time.Now().UnixNano(), PromotedAt: ch.PromotedAt, ConsistencyTime: ch.ConsistencyTime,
+		Generation: ch.Generation, Discarded: map[string][]byte{}}
+	st := apply.State{Session: cfg.Session, Time: ch.ConsistencyTime, Volumes: map[string]apply.VolumeState{}}
+	for _, v := range plan {
+		vs := apply.VolumeState{State: secondary.StateSuspended, Since: ch.ConsistencyTime}
+		if v.Whole != "" {
+			// Nothing says which regions differ: the volume here is no
+			// image the promoted site ever had until its copy ends.
+			vs = apply.VolumeState{State: secondary.StateSuspended, Inconsistent: true}
+		}
+		st.Volumes[v.Name] = vs
+		// Only the regions here: the promoted site adds its own.
+		b, err := v.Discard.MarshalBinary()
+		if err != nil {
+			return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+		}
+		r.Discarded[v.Name] = b
+	}
+	if err := secondary.Seed(nil, StatePath(rev), st, gen); err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	if err := writeRejoin(cfg, r); err != nil {
+		return Rejoined{}, err
+	}
+	return r, nil
+}
+
+// Delivered records that the promoted site holds the regions of r and
+// resumed its pairs.
+func (r Rejoined) MarkDelivered(cfg *config.Config) (Rejoined, error) {
+	r.Delivered = true
+	return r, writeRejoin(cfg, r)
+}
+
+// OpenRejoined opens the old primary of cfg, rejoined (r), as the secondary
+// of the reversed config: it takes the link on [primary] listen and serves
+// control on [primary] control and the read-only exports on [primary] nbd,
+// its status saying since when the other site is primary.
+func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts SecondaryOptions) (*Secondary, error) {
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return nil, fmt.Errorf("rejoin: %w", err)
+	}
+	s, err := OpenSecondary(rev, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.promotedAt, s.promotedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime)
+	return s, nil
 }

@@ -38,6 +38,9 @@ type Secondary struct {
 	metrics *control.Metrics
 	history *control.History
 	token   string
+	// promotedAt and promotedFrom are set at an old primary that rejoined
+	// the promoted site (OpenRejoined): since when that site is primary.
+	promotedAt, promotedFrom string
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -331,7 +334,7 @@ func (s *Secondary) Status() control.Status {
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, JournaledGroup: &journaled, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
-		Stopped:     st.Stopped,
+		Stopped:     st.Stopped, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
 	}
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced

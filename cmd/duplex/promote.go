@@ -5,14 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/failover"
 	"duplex/site"
 )
 
-var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--timeout D] [--log-level LEVEL]"}
+var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--timeout D] [--drain-timeout D] [--log-level LEVEL]"}
 
 // runPromote makes the secondary site the session's primary and serves its
 // volumes read-write until SIGINT or SIGTERM; run again (after a stop or a
@@ -25,6 +27,8 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
 	timeout := fs.applyTimeoutFlag()
+	drain := fs.Duration("drain-timeout", 5*time.Minute, "with [primary] listen set (the promoted site replicates to the old primary once it rejoins): "+
+		"on SIGINT or SIGTERM, how long to keep shipping held updates before exiting, `D` such as 30s or 5m")
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
@@ -48,6 +52,9 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 			printRecovered(stdout, recovered)
 		}
 		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
+	}
+	if site.Reversing(cfg) {
+		return runReversePrimary(ctx, cfg, log, pr, *drain, stdout)
 	}
 	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{})
 	if err != nil {
@@ -84,4 +91,24 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 		return err
 	}
 	return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again to serve its volumes")
+}
+
+// runReversePrimary serves the promoted site as the primary of the reverse
+// direction: its pairs suspended, their changed regions tracked, until the
+// old primary rejoins (duplex rejoin --yes there), which resumes them.
+func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, stdout io.Writer) error {
+	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot serve the promoted site: %w", err)
+	}
+	log.Info("promote started", "session", cfg.Session, "nbd", p.NBDAddr(), "control", p.ControlAddr(), "rejoin_at", cfg.Primary.Listen,
+		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
+	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s as the session's primary; the regions written since %s are tracked "+
+		"until the old primary rejoins (duplex rejoin --yes there), then replicated to it at %s\n",
+		len(cfg.Secondary.Volumes), p.NBDAddr(), control.FormatTime(pr.ConsistencyTime), cfg.Primary.Listen)
+	if err := p.Run(ctx, drain); err != nil {
+		return fmt.Errorf("promoted site stopped: %w", err)
+	}
+	log.Info("promoted site stopped cleanly")
+	return nil
 }

@@ -1,0 +1,80 @@
+package pair
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/bitmap"
+)
+
+// TestWriteSuspendedThenAddChangedAndResume: a pair state written suspended
+// with a promoted site's changed regions opens suspended with those regions;
+// a write keeps marking, the regions a rejoin adds are saved with them, and
+// a resume copies exactly their union.
+func TestWriteSuspendedThenAddChangedAndResume(t *testing.T) {
+	const size = 64 * twinRegion
+	r := &rig{t: t, dir: t.TempDir()}
+	r.ss = newMemSubsystem("ss", 1<<30)
+	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
+	r.vols = []Volume{{Name: "a", Subsystem: r.ss, Size: size}, {Name: "b", Subsystem: r.ss, Size: size}}
+	r.opts = Options{Dir: r.dir, SuspendAfter: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	changed := bitmap.New(size, twinRegion)
+	changed.Set(3*twinRegion, twinRegion)
+	const since = 1000
+	if err := WriteSuspended(nil, r.dir, since, []SuspendedVolume{{Name: "a", Subsystem: "ss", Size: size, Changed: changed}, {Name: "b", Subsystem: "ss", Size: size}}); err != nil {
+		t.Fatal(err)
+	}
+	r.openLog()
+	r.open()
+	for _, name := range []string{"a", "b"} {
+		if p := r.pair(name); p.State != Suspended || p.Since != since || p.FirstCopy {
+			t.Fatalf("%s opened as %+v, want suspended since %d, not in a first copy", name, p, since)
+		}
+	}
+	if got := r.pendingRegions("a"); !marked(got, 3*twinRegion) || got.Count() != 1 {
+		t.Fatalf("a's changed regions: %v, want region 3 only", got)
+	}
+	r.write("a", 5*twinRegion, 10)
+	extra := bitmap.New(size, twinRegion)
+	extra.Set(7*twinRegion, 2*twinRegion)
+	if added, err := r.mg.AddChanged("a", extra); err != nil || !added {
+		t.Fatalf("AddChanged: %v, %v", added, err)
+	}
+	// Saved before AddChanged returns.
+	b, err := os.ReadFile(filepath.Join(r.dir, "a.bitmap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := bitmap.Decode(b, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range []int64{3, 5, 7, 8} {
+		if !marked(got, reg*twinRegion) {
+			t.Errorf("region %d of a not among its changed regions after a crash", reg)
+		}
+	}
+	if got.Count() != 4 {
+		t.Errorf("a has %d changed regions, want 4", got.Count())
+	}
+	if ch, err := r.mg.Changed("a"); err != nil || ch.Count() != 4 {
+		t.Errorf("Changed(a): %v, %v, want 4 regions", ch, err)
+	}
+	if _, err := r.mg.ResumeAll(); err != nil {
+		t.Fatal(err)
+	}
+	// Not suspended any more: nothing is added.
+	if added, err := r.mg.AddChanged("a", extra); err != nil || added {
+		t.Errorf("AddChanged of a resumed pair: %v, %v, want not added", added, err)
+	}
+	r.settle()
+	if p := r.pair("a"); p.State != Duplex || p.Resynced != 4*twinRegion {
+		t.Errorf("a after the resync: %s, resynced %d bytes, want duplex with %d", p.State, p.Resynced, 4*twinRegion)
+	}
+	if p := r.pair("b"); p.State != Duplex || p.Resynced != 0 {
+		t.Errorf("b after the resync: %s, resynced %d bytes, want duplex with none", p.State, p.Resynced)
+	}
+}

@@ -1,0 +1,212 @@
+package site
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"duplex/bitmap"
+	"duplex/config"
+	"duplex/control"
+	"duplex/disk"
+	"duplex/failover"
+	"duplex/pair"
+	"duplex/volume"
+)
+
+// ReverseDir is where a promoted site keeps its pair state as the primary
+// of the reverse direction: in its promoted directory, apart from the old
+// primary's pair-state directory, which may sit beside the same config.
+func ReverseDir(cfg *config.Config) string { return filepath.Join(PromotedDir(cfg), "primary") }
+
+// Reversing reports whether a promoted site runs as the primary of the
+// reverse direction: its config has the old primary's places as a secondary
+// ([primary] listen and journal), or it ran so before.
+func Reversing(cfg *config.Config) bool { return cfg.Primary.Listen != "" || reversed(cfg) }
+
+// reversed reports whether the promoted site of cfg has run as the primary
+// of the reverse direction: its pair state holds the changed regions since.
+func reversed(cfg *config.Config) bool {
+	_, err := os.Stat(filepath.Join(ReverseDir(cfg), "pairs.json"))
+	return err == nil
+}
+
+// OpenReversePrimary opens a promoted site as the primary of the reverse
+// direction (package failover, "One config, both directions"): the primary
+// of the reversed config, its volumes the [secondary] section's, dialing the
+// old primary at [primary] listen, with its pair state in ReverseDir. The
+// first time, the pair state is made from the promotion: every pair
+// suspended as of the promotion's consistency time, its changed regions the
+// promotion's (Changes, after a kill -9 with every region its log marked),
+// the data generation the promotion started, and the timer's mark, so that
+// stamps go on above every stamp handed out since the promotion. From then
+// on a write marks its pair's bitmap as any suspended pair's, until a rejoin
+// (Rejoin) resumes the pairs.
+func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (*Primary, error) {
+	pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg))
+	if errors.Is(err, failover.ErrNotPromoted) {
+		return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	if pr.Session != cfg.Session {
+		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
+	}
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
+	opts.StateDir, opts.Promotion = ReverseDir(cfg), &pr
+	return OpenPrimary(rev, log, opts)
+}
+
+// seedReverse makes the reverse direction's pair state from the promotion,
+// unless it exists: see OpenReversePrimary. The pair state is written last,
+// so a crash before it leaves none, and the next start makes it again.
+func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) error {
+	dir := ReverseDir(cfg)
+	fsys = disk.Or(fsys)
+	if _, err := fsys.Stat(filepath.Join(dir, "pairs.json")); err == nil {
+		return nil
+	}
+	sizes := map[string]int64{}
+	var vols []pair.SuspendedVolume
+	for _, sc := range rev.Primary.Subsystems {
+		for _, vc := range sc.Volumes {
+			size := int64(vc.Size)
+			if size == 0 {
+				v, err := volume.Open(vc.Path, 0)
+				if err != nil {
+					return err
+				}
+				size = v.Size()
+				v.Close()
+			}
+			sizes[vc.Name] = size
+			vols = append(vols, pair.SuspendedVolume{Name: vc.Name, Subsystem: sc.ID, Size: size})
+		}
+	}
+	// Held while the pair state is made: no promoted site serves the
+	// volumes meanwhile.
+	ch, err := failover.OpenChanges(fsys, PromotedDir(cfg), sizes)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	for i := range vols {
+		vols[i].Changed = ch.Bitmap(vols[i].Name).Clone()
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(generationFile{Generation: pr.Generation})
+	if err := disk.WriteFileAtomic(fsys, filepath.Join(dir, "generation.json"), b); err != nil {
+		return fmt.Errorf("data generation: %w", err)
+	}
+	switch b, err := disk.ReadFile(fsys, filepath.Join(PromotedDir(cfg), "timer.json")); {
+	case err == nil:
+		if err := disk.WriteFileAtomic(fsys, filepath.Join(dir, "timer.json"), b); err != nil {
+			return fmt.Errorf("timer: %w", err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("timer: %w", err)
+	}
+	return pair.WriteSuspended(fsys, dir, pr.ConsistencyTime, vols)
+}
+
+// promotedAt and promotedFrom are the status's promoted_at and
+// promoted_consistency_time: set at a promoted site.
+func (p *Primary) promotedAt() string {
+	if p.promotion == nil {
+		return ""
+	}
+	return control.FormatTime(p.promotion.At)
+}
+
+func (p *Primary) promotedFrom() string {
+	if p.promotion == nil {
+		return ""
+	}
+	return control.FormatTime(p.promotion.ConsistencyTime)
+}
+
+// changedRegions serves /v1/changes at a promoted site: the promotion and
+// each volume's regions the old primary's copy lacks (a suspended pair's
+// changed regions, a copying pair's regions still to copy), for the report
+// of a rejoin. Nil elsewhere.
+func (p *Primary) changedRegions() func() (control.Changes, error) {
+	if p.promotion == nil {
+		return nil
+	}
+	pr := p.promotion
+	return func() (control.Changes, error) {
+		ch := control.Changes{PromotedAt: control.FormatTime(pr.At), ConsistencyTime: pr.ConsistencyTime,
+			Generation: pr.Generation.String(), Follows: pr.Follows.String(), HeldGroups: pr.HeldGroups, Volumes: map[string][]byte{}}
+		for _, name := range p.order {
+			bm, err := p.pairs.Changed(name)
+			if err != nil {
+				return control.Changes{}, err
+			}
+			if ch.Volumes[name], err = bm.MarshalBinary(); err != nil {
+				return control.Changes{}, err
+			}
+		}
+		return ch, nil
+	}
+}
+
+// rejoin serves /v1/rejoin at a promoted site: the old primary, about to
+// run as this site's secondary, names the regions it may hold writes of
+// that this site never had; they are added to the suspended pairs' changed
+// regions, saved, and every pair is resumed, so that the resync copies the
+// union under the hold of every resync. Asked again (the old primary
+// restarted before it heard the answer), the regions of a pair resumed
+// already are not added again: they were, before its resume. Nil elsewhere.
+func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, error) {
+	if p.promotion == nil {
+		return nil
+	}
+	return func(req control.RejoinRequest) (control.RejoinResult, error) {
+		if req.Generation != p.generation.String() {
+			return control.RejoinResult{}, fmt.Errorf("the rejoining site would follow data generation %s, but this site's is %s", req.Generation, p.generation)
+		}
+		names := make([]string, 0, len(req.Volumes))
+		for name := range req.Volumes {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			v, ok := p.vols[name]
+			if !ok {
+				return control.RejoinResult{}, fmt.Errorf("volume %q is not a volume of this site", name)
+			}
+			bm, err := bitmap.Decode(req.Volumes[name], v.Size())
+			if err != nil {
+				return control.RejoinResult{}, fmt.Errorf("the regions of %s: %w", name, err)
+			}
+			if _, err := p.pairs.AddChanged(name, bm); err != nil {
+				return control.RejoinResult{}, err
+			}
+		}
+		resumed, err := p.pairs.ResumeAll()
+		if err != nil {
+			return control.RejoinResult{}, err
+		}
+		res := control.RejoinResult{Resumed: resumed, CopyBytes: map[string]int64{}}
+		for _, pp := range p.pairs.Pairs() {
+			if pp.State == pair.Pending {
+				res.CopyBytes[pp.Volume] = pp.CopyTotal
+			}
+		}
+		p.log.Warn("the old primary rejoins as the secondary: resyncing the regions either site changed", "volumes", resumed, "copy_bytes", res.CopyBytes)
+		return res, nil
+	}
+}

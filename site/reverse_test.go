@@ -1,0 +1,219 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/consistency"
+	"duplex/control"
+	"duplex/transport"
+)
+
+// runFor runs f (a site's Run) until the test ends or stop is called.
+func runFor(t *testing.T, run func(ctx context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestRejoinReversesTheDirection runs the round trip through the sites: the
+// old primary has writes the secondary never had, the secondary is promoted
+// and written, the old primary rejoins, and the promoted site copies
+// exactly the regions either site changed, after which both sites hold the
+// same bytes and replication runs the other way; the old primary's volumes
+// stay as they were until the copy ends.
+func TestRejoinReversesTheDirection(t *testing.T) {
+	const mib = 1 << 20
+	cfg := linkConfig(t)
+	for i := range cfg.Primary.Subsystems {
+		for j := range cfg.Primary.Subsystems[i].Volumes {
+			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
+		}
+	}
+	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fwd := transport.NewMemNetwork(1, transport.Faults{})
+	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopSec := runFor(t, sec.Run)
+	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	allDuplex := func(st control.Status) bool {
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return len(st.Volumes) == 4
+	}
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allDuplex(prim.Status()) })
+	ctx := context.Background()
+	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
+	if err := prim.Write(ctx, "vol1", fill(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := prim.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	// The link goes down: this write never reaches the secondary.
+	fwd.SetDown(true)
+	if err := prim.Write(ctx, "vol1", fill(2), 5*mib); err != nil {
+		t.Fatal(err)
+	}
+	stopPrim()
+	stopSec()
+
+	pr, _, _, err := Promote(cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
+	if st := b.Status(); st.Role != "primary" || st.PromotedAt != control.FormatTime(pr.At) || st.Link != "suspended" {
+		t.Errorf("the promoted site's status: role %q, promoted_at %q, link %q; want primary since %s, suspended",
+			st.Role, st.PromotedAt, st.Link, control.FormatTime(pr.At))
+	}
+	if err := b.Write(ctx, "vol3", fill(3), 2*mib); err != nil {
+		t.Fatal(err)
+	}
+
+	ch, err := b.changedRegions()()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRejoin(cfg, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := BeginRejoin(cfg, ch, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd}); err == nil {
+		t.Error("the old primary opened as a primary after it rejoined")
+	}
+	// Until the copy ends, the old primary's volumes are as they were.
+	before := make([]byte, 4096)
+	// At every group it applies, the old primary holds either its own image
+	// (its discarded write, not the promoted site's) or the promoted
+	// site's (the write there, not its own): never a mix.
+	var mixed, jumped atomic.Int32
+	onApplied := func(_ *consistency.Group, read func(vol string, p []byte, off int64) error) {
+		mine, theirs := make([]byte, 1), make([]byte, 1)
+		if read("vol1", mine, 5*mib) != nil || read("vol3", theirs, 2*mib) != nil {
+			mixed.Add(1)
+			return
+		}
+		if (mine[0] == 2) == (theirs[0] == 3) {
+			mixed.Add(1)
+		}
+		if theirs[0] == 3 {
+			jumped.Add(1)
+		}
+	}
+	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev, OnApplied: onApplied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, a.Run)
+	if err := a.ReadAt("vol1", before, 5*mib); err != nil || before[0] != 2 {
+		t.Errorf("the old primary's own write before the copy: %d, %v; want it there until the copy ends", before[0], err)
+	}
+	res, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Resumed) != 4 {
+		t.Errorf("resumed %v, want every pair", res.Resumed)
+	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allDuplex(b.Status()) })
+	if err := b.Write(ctx, "vol2", fill(4), 7*mib); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel = context.WithTimeout(ctx, time.Minute)
+	if err := b.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
+		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
+	})
+	// Only the changed regions were copied, as the plan said: vol1's
+	// regions the activity log still marked (its granularity is 1 MiB, and
+	// a region acknowledged before the crash may keep its mark), vol3's 64
+	// KiB region, nothing else.
+	planned := map[string]int64{}
+	for _, v := range plan {
+		planned[v.Name] = v.Copy
+	}
+	for _, p := range b.Pairs().Pairs() {
+		if p.Resynced != planned[p.Volume] {
+			t.Errorf("%s: resynced %d bytes, want the %d the plan said", p.Volume, p.Resynced, planned[p.Volume])
+		}
+	}
+	if c := planned["vol1"]; c < mib || c > 2*mib {
+		t.Errorf("vol1: the plan copies %d bytes, want its divergent MiB, and at most the one acknowledged before", c)
+	}
+	if c := planned["vol3"]; c != 64<<10 {
+		t.Errorf("vol3: the plan copies %d bytes, want the 64 KiB region the promoted site wrote", c)
+	}
+	if c := planned["vol2"] + planned["vol4"]; c != 0 {
+		t.Errorf("vol2 and vol4: the plan copies %d bytes of volumes neither site changed", c)
+	}
+	got, exp := make([]byte, mib), make([]byte, mib)
+	for _, name := range cfg.VolumeNames() {
+		for off := int64(0); off < 8*mib; off += mib {
+			if err := b.ReadAt(name, exp, off); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.ReadAt(name, got, off); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, exp) {
+				t.Errorf("%s at %d: the old primary differs from the promoted site", name, off)
+			}
+		}
+	}
+	if n := mixed.Load(); n > 0 {
+		t.Errorf("%d groups applied at the old primary left a mix of its image and the promoted site's", n)
+	}
+	if jumped.Load() == 0 {
+		t.Error("no group applied at the old primary was seen holding the promoted site's image")
+	}
+	if err := a.ReadAt("vol1", before, 5*mib); err != nil || before[0] != 0 {
+		t.Errorf("the old primary's discarded write: %d, %v; want it gone", before[0], err)
+	}
+	if st := a.Status(); st.Role != "secondary" || st.PromotedAt != control.FormatTime(pr.At) {
+		t.Errorf("the old primary's status: role %q, promoted_at %q; want secondary, the other site primary since %s", st.Role, st.PromotedAt, control.FormatTime(pr.At))
+	}
+}
