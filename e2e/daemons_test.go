@@ -96,15 +96,15 @@ type daemon struct {
 // startDaemon runs `duplex ROLE --config CFG`, stdout and stderr appended to
 // logPath. The process is killed at the end of the test if still running;
 // when the test failed, its log is printed.
-func startDaemon(t *testing.T, role, cfgPath, logPath string) *daemon {
+func startDaemon(t *testing.T, role, cfgPath, logPath string, flags ...string) *daemon {
 	t.Helper()
 	bin := duplexBinary(t)
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(lf, "=== %s duplex %s --config %s\n", time.Now().Format(time.RFC3339Nano), role, cfgPath)
-	cmd := exec.Command(bin, role, "--config", cfgPath)
+	fmt.Fprintf(lf, "=== %s duplex %s --config %s %s\n", time.Now().Format(time.RFC3339Nano), role, cfgPath, strings.Join(flags, " "))
+	cmd := exec.Command(bin, append([]string{role, "--config", cfgPath}, flags...)...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -350,8 +351,13 @@ func checkRejoinPlan(t *testing.T, s *procSession, names []string, volSize int64
 			t.Errorf("%s: the rejoin would copy %d bytes of %d", n, union.DirtyBytes(), volSize)
 		}
 	}
+	// Without [primary] listen and journal there is nowhere to run as the
+	// promoted site's secondary: nothing changes.
 	code, out, errOut = runDuplex(t, "rejoin", "--config", s.path, "--yes")
-	if code != 1 || !strings.Contains(errOut, "not built yet") {
-		t.Errorf("rejoin --yes: exit %d, stdout %q, stderr %q; want exit 1 saying the copy is not built yet", code, out, errOut)
+	if code != 1 || !strings.Contains(errOut, "primary.listen") {
+		t.Errorf("rejoin --yes: exit %d, stdout %q, stderr %q; want exit 1 asking for primary.listen", code, out, errOut)
+	}
+	if _, err := site.ReadRejoin(s.cfg); !errors.Is(err, site.ErrNotRejoined) {
+		t.Errorf("a refused rejoin --yes recorded a rejoin: %v", err)
 	}
 }

@@ -127,7 +127,7 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 	if err != nil {
 		return fmt.Errorf("cannot start as the promoted site's secondary: %w", err)
 	}
-	log.Info("rejoined secondary started", "session", cfg.Session, "listen", s.ListenAddr(), "nbd", s.NBDAddr(), "control", s.ControlAddr(),
+	log.Info("rejoin started", "session", cfg.Session, "listen", s.ListenAddr(), "nbd", s.NBDAddr(), "control", s.ControlAddr(),
 		"primary_since", r.PromotedAt)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
