@@ -322,6 +322,25 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			bm := bitmap.New(v.Size, bitmap.DefaultRegion)
 			bm.SetAll()
 			v.Subsystem.Suspend(name, bm)
+		case !st.Clean && logged && p.State == Pending && !p.FirstCopy:
+			// A resync: what it had left when its bitmap was last saved,
+			// and every region whose copy or write was captured and not
+			// acknowledged (the log); what the secondary acknowledged is
+			// journaled there, held with the rest of the resync.
+			bm, err := mg.loadBitmap(name, v.Size)
+			if err != nil {
+				mg.log.Warn("primary did not stop cleanly during a resync whose bitmap is unreadable: full resync", "volume", name, "err", err)
+				bm = nil
+			} else {
+				for _, r := range opts.Recovered[name] {
+					bm.Set(r[0], r[1])
+				}
+				mg.log.Warn("primary did not stop cleanly during a resync: copying what it had left and the regions of the activity log",
+					"volume", name, "bytes", bm.DirtyBytes())
+			}
+			mg.startCopy(p, bm)
+			mg.markCopy(p)
+			mg.endIfEmpty(p)
 		case !st.Clean:
 			// Without an activity log in the run that stopped (or mid-copy),
 			// acknowledged writes may never have reached the secondary
