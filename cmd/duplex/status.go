@@ -125,7 +125,11 @@ func lagText(seconds *float64) string {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
-	if st.PromotedAt != "" {
+	switch {
+	case st.PromotedAt != "" && st.Role == "secondary":
+		// An old primary that rejoined the promoted site.
+		fmt.Fprintf(w, "  rejoined: the other site is primary since %s (promoted; its volumes held this site's data as of %s)\n", st.PromotedAt, st.PromotedFrom)
+	case st.PromotedAt != "":
 		fmt.Fprintf(w, "  primary-since:%s (promoted; its volumes held the old primary's data as of %s)\n", st.PromotedAt, st.PromotedFrom)
 	}
 	if st.LastError != "" {
