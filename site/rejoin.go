@@ -254,6 +254,6 @@ func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts Seconda
 	if err != nil {
 		return nil, err
 	}
-	s.promotedAt, s.promotedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime)
+	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -146,6 +147,11 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 	runFor(t, a.Run)
+	for _, v := range a.Status().Volumes {
+		if v.ConsistencyTime != "" || !strings.Contains(v.Consistency, "own image from before the rejoin") {
+			t.Errorf("the old primary's %s before the copy: consistent as of %q, %q; want its own image, as of no time of the promoted site", v.Name, v.ConsistencyTime, v.Consistency)
+		}
+	}
 	if err := a.ReadAt("vol1", before, 5*mib); err != nil || before[0] != 2 {
 		t.Errorf("the old primary's own write before the copy: %d, %v; want it there until the copy ends", before[0], err)
 	}
@@ -212,6 +218,11 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 	}
 	if err := a.ReadAt("vol1", before, 5*mib); err != nil || before[0] != 0 {
 		t.Errorf("the old primary's discarded write: %d, %v; want it gone", before[0], err)
+	}
+	for _, v := range a.Status().Volumes {
+		if v.ConsistencyTime == "" || strings.Contains(v.Consistency, "own image") {
+			t.Errorf("the old primary's %s after the copy: consistent as of %q, %q; want the promoted site's time", v.Name, v.ConsistencyTime, v.Consistency)
+		}
 	}
 	if st := a.Status(); st.Role != "secondary" || st.PromotedAt != control.FormatTime(pr.At) {
 		t.Errorf("the old primary's status: role %q, promoted_at %q; want secondary, the other site primary since %s", st.Role, st.PromotedAt, control.FormatTime(pr.At))

@@ -41,6 +41,10 @@ type Secondary struct {
 	// promotedAt and promotedFrom are set at an old primary that rejoined
 	// the promoted site (OpenRejoined): since when that site is primary.
 	promotedAt, promotedFrom string
+	// rejoinedFrom is the promotion's consistency time there (Unix ns): a
+	// volume still suspended as of it holds this site's own image from
+	// before the rejoin.
+	rejoinedFrom int64
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -351,6 +355,16 @@ func (s *Secondary) Status() control.Status {
 			SizeBytes: v.Size(), CopiedBytes: v.Size(), Consistency: consistencyNote(name, vv, st.Group)}
 		if vv.Consistent {
 			vs.ConsistencyTime = control.FormatTime(vv.Time)
+		}
+		if s.rejoinedFrom != 0 && vv.Consistent && vv.AsOfSuspension && vv.Time == s.rejoinedFrom {
+			// Seeded so by the rejoin: the volume holds what this site
+			// held as the old primary, its writes after that time among it.
+			vs.ConsistencyTime = ""
+			vs.Consistency = "this site's own image from before the rejoin, with the writes it made after " + control.FormatTime(vv.Time) +
+				" that the promoted site never had: the promoted site's image once the rejoin's copy ends"
+			if vv.Held {
+				vs.Consistency += "; the copy is in progress, the groups after it are held"
+			}
 		}
 		out.Volumes = append(out.Volumes, vs)
 	}
