@@ -135,9 +135,10 @@
 // (the hold re-opened from its markers) and, if the promoted site was not
 // told yet, tells it (a pair resumed already takes nothing more: its
 // regions were added before its resume). A kill -9 of the promoted site
-// mid-copy restarts the copy of the whole volume, as any primary restarted
-// mid-copy does, still under the hold; before the resume, the regions
-// stay in the suspended pairs' bitmaps.
+// mid-copy copies, once it runs again, what the resync had left and the
+// regions of its activity log (as any primary restarted in the middle of a
+// resync does), still under the hold; before the resume, the regions stay
+// in the suspended pairs' bitmaps.
 //
 // A planned switchover drains the current primary, stops its writes, waits
 // until the other site holds everything, and promotes it: nothing is

@@ -12,9 +12,10 @@
 // State (pairs and bitmaps) is written atomically to a directory. A primary
 // that did not stop cleanly learns from its activity log (package actlog)
 // which regions may hold acknowledged writes the secondary never journaled,
-// and copies exactly those again before it serves I/O; without a usable log,
-// or for a pair that was mid-copy, it copies the whole volume (holes are sent
-// as zeroes, without data).
+// and copies exactly those again before it serves I/O; a pair that was in
+// the middle of a resync copies what the resync had left and those regions;
+// without a usable log, or for a pair in its first copy, it copies the whole
+// volume (holes are sent as zeroes, without data).
 package pair
 
 import (
@@ -342,7 +343,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			mg.markCopy(p)
 			mg.endIfEmpty(p)
 		case !st.Clean:
-			// Without an activity log in the run that stopped (or mid-copy),
+			// Without an activity log in the run that stopped (or in a first copy),
 			// acknowledged writes may never have reached the secondary
 			// anywhere: copy everything.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
