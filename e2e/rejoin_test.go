@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,19 +16,6 @@ import (
 	"duplex/site"
 	"duplex/workload"
 )
-
-// freeAddr returns a loopback address whose port was free a moment ago: for
-// the one listener the other site must know before it is bound (the old
-// primary's link address as a secondary, which the promoted site dials).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestDaemonsRejoin is the way back through the daemons: a dependent-write
 // workload at the primary A, killed -9; A restarted alone takes writes B
