@@ -776,6 +776,11 @@ func RequestRejoin(ctx context.Context, at Endpoint, token string, req RejoinReq
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return res, nil
+	case resp.StatusCode == http.StatusNotFound:
+		// Asking again changes nothing until that site is restarted so.
+		res.Error = "the site is not a promoted site running as the primary of the reverse direction: " +
+			"set [primary] listen and journal in its config and run duplex promote there again"
+		return res, fmt.Errorf("rejoin at %s: %s", at, res.Error)
 	case res.Error != "":
 		return res, fmt.Errorf("rejoin at %s: %s", at, res.Error)
 	}
