@@ -228,3 +228,132 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 		t.Errorf("the old primary's status: role %q, promoted_at %q; want secondary, the other site primary since %s", st.Role, st.PromotedAt, control.FormatTime(pr.At))
 	}
 }
+
+// Groups the promoted site journaled but never applied (a resync held it
+// when it was promoted) hold writes the old primary has and the promoted
+// site does not, in regions neither site's changes name (the old primary's
+// activity log let them go once they were journaled): the reverse
+// direction reads their regions from the journal, so that the rejoin
+// copies them back, and the sites end identical.
+func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
+	const mib = 1 << 20
+	cfg := linkConfig(t)
+	for i := range cfg.Primary.Subsystems {
+		for j := range cfg.Primary.Subsystems[i].Volumes {
+			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
+		}
+	}
+	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fwd := transport.NewMemNetwork(1, transport.Faults{})
+	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopSec := runFor(t, sec.Run)
+	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	waitFor(t, time.Minute, "every pair duplex", func() bool {
+		for _, v := range prim.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
+	if err := prim.Pairs().Suspend("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	// Two regions: the copy rate's burst takes one at once, the other waits.
+	for _, off := range []int64{mib, 5 * mib} {
+		if err := prim.Write(ctx, "vol1", fill(1), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := int64(1024)
+	prim.SetRates(&slow, nil)
+	if err := prim.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	// Journaled at the secondary, held there by vol1's resync.
+	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := prim.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	fwd.SetDown(true)
+	stopPrim()
+	stopSec()
+
+	pr, _, _, err := Promote(cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.HeldGroups == 0 {
+		t.Fatal("the promotion holds no held groups: the test did not hold the secondary")
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
+	ch, err := b.changedRegions()()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRejoin(cfg, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := BeginRejoin(cfg, ch, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, a.Run)
+	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool {
+		for _, v := range b.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	qctx, cancel = context.WithTimeout(ctx, time.Minute)
+	if err := b.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
+		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
+	})
+	got, want := make([]byte, mib), make([]byte, mib)
+	for _, name := range cfg.VolumeNames() {
+		for off := int64(0); off < 8*mib; off += mib {
+			if err := b.ReadAt(name, want, off); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.ReadAt(name, got, off); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s at %d: the old primary differs from the promoted site", name, off)
+			}
+		}
+	}
+}
