@@ -11,10 +11,13 @@ import (
 
 	"duplex/bitmap"
 	"duplex/config"
+	"duplex/consistency"
 	"duplex/control"
 	"duplex/disk"
 	"duplex/failover"
+	"duplex/journal"
 	"duplex/pair"
+	"duplex/recordset"
 	"duplex/volume"
 )
 
@@ -104,6 +107,11 @@ func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 	for i := range vols {
 		vols[i].Changed = ch.Bitmap(vols[i].Name).Clone()
 	}
+	if pr.HeldGroups > 0 {
+		if err := addHeldRegions(cfg, pr, vols); err != nil {
+			return err
+		}
+	}
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -149,7 +157,9 @@ func (p *Primary) changedRegions() func() (control.Changes, error) {
 	pr := p.promotion
 	return func() (control.Changes, error) {
 		ch := control.Changes{PromotedAt: control.FormatTime(pr.At), ConsistencyTime: pr.ConsistencyTime,
-			Generation: pr.Generation.String(), Follows: pr.Follows.String(), HeldGroups: pr.HeldGroups, Volumes: map[string][]byte{}}
+			Generation: pr.Generation.String(), Follows: pr.Follows.String(), Volumes: map[string][]byte{}}
+		// The held groups' regions are among the pairs' (seedReverse):
+		// HeldGroups, which says they are not, stays 0.
 		for _, name := range p.order {
 			bm, err := p.pairs.Changed(name)
 			if err != nil {
@@ -209,4 +219,43 @@ func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, er
 		p.log.Warn("the old primary rejoins as the secondary: resyncing the regions either site changed", "volumes", resumed, "copy_bytes", res.CopyBytes)
 		return res, nil
 	}
+}
+
+// addHeldRegions adds to vols the regions of the groups the promoted site
+// journaled after the promotion's group and never applied (a resync held
+// them): the old primary holds their writes, and its activity log let them
+// go once they were journaled, so neither site's regions name them, yet the
+// promoted site's volumes do not have them.
+func addHeldRegions(cfg *config.Config, pr failover.Promotion, vols []pair.SuspendedVolume) error {
+	byName := map[string]*bitmap.Bitmap{}
+	for _, v := range vols {
+		byName[v.Name] = v.Changed
+	}
+	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{})
+	if err != nil {
+		return fmt.Errorf("the groups journaled after the promotion's: %w", err)
+	}
+	defer j.Close()
+	var groups uint64
+	err = j.Replay(pr.Group, func(index uint64, data []byte) error {
+		g, _, err := consistency.DecodeGroup(data, recordset.DefaultLimits)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", index, err)
+		}
+		groups++
+		for _, u := range g.Updates {
+			if bm := byName[u.Volume]; bm != nil && u.Kind != recordset.KindMarker {
+				bm.Set(int64(u.Offset), int64(u.Length))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the groups journaled after the promotion's: %w", err)
+	}
+	if groups < pr.HeldGroups {
+		return fmt.Errorf("the journal %s holds %d groups after group %d, the promotion recorded %d held: their regions are unknown",
+			cfg.Secondary.Journal, groups, pr.Group, pr.HeldGroups)
+	}
+	return nil
 }
