@@ -1,9 +1,12 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -52,4 +55,24 @@ func TestRequestRejoin(t *testing.T) {
 	if res, err := RequestRejoin(ctx, gone, "s3cret", req); err == nil || res.Error != "" {
 		t.Errorf("rejoin at a site that does not answer: %+v, %v; want an error only", res, err)
 	}
+}
+
+// FuzzRejoinRequest: whatever body reaches /v1/rejoin, the handler answers
+// without panicking, and the site's Rejoin sees only a request that decoded.
+func FuzzRejoinRequest(f *testing.F) {
+	f.Add([]byte(`{"generation":"00000000000000aa","volumes":{"vol1":"AQID"}}`))
+	f.Add([]byte(`{"volumes":{"vol1":null}}`))
+	f.Add([]byte(`{`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s := &Server{Status: func() Status { return Status{} }, Token: "s3cret",
+			Rejoin: func(r RejoinRequest) (RejoinResult, error) { return RejoinResult{Resumed: []string{r.Generation}}, nil }}
+		req := httptest.NewRequest(http.MethodPost, "/v1/rejoin", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+	})
 }
