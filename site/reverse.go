@@ -210,11 +210,15 @@ func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, er
 		if err != nil {
 			return control.RejoinResult{}, err
 		}
+		// A resume that waits for the old primary to report its journal
+		// room (not linked yet) copies the same regions once it starts.
 		res := control.RejoinResult{Resumed: resumed, CopyBytes: map[string]int64{}}
-		for _, pp := range p.pairs.Pairs() {
-			if pp.State == pair.Pending {
-				res.CopyBytes[pp.Volume] = pp.CopyTotal
+		for _, name := range p.order {
+			bm, err := p.pairs.Changed(name)
+			if err != nil {
+				return control.RejoinResult{}, err
 			}
+			res.CopyBytes[name] = bm.DirtyBytes()
 		}
 		p.log.Warn("the old primary rejoins as the secondary: resyncing the regions either site changed", "volumes", resumed, "copy_bytes", res.CopyBytes)
 		return res, nil
