@@ -184,21 +184,51 @@ func TestDaemonsRejoin(t *testing.T) {
 		t.Errorf("the old primary's status: role %q, promoted_at %q; want secondary, primary elsewhere since %s", st.Role, st.PromotedAt, promotedAt)
 	}
 	// Until the copy ends, A holds its own image, its write B never saw
-	// among it.
-	checkHeld := func(when string) {
-		readA, closeA := readAt(s.cfg.Primary.NBD)
-		defer closeA()
-		got := make([]byte, 4096)
-		if err := readA(1, got, aOnly); err != nil {
-			t.Fatal(err)
+	// among it. Its read-only export is consistent per request only: the
+	// volumes are read while A holds them, or once it applied every group
+	// the hold kept back (no one writes the old primary's region since), not
+	// while it applies them.
+	settledAs := func() string {
+		st, err := fetchStatus(s.cfg.Primary.Control)
+		switch {
+		case err != nil:
+			return ""
+		case len(st.Resyncing) > 0:
+			return "holding"
+		case st.HeldGroups == nil || *st.HeldGroups == 0:
+			return "applied"
 		}
-		if still := copying(); still && !bytes.Equal(got, aWrite) {
-			t.Errorf("%s, the copy under way: the old primary no longer holds its own write, its volumes moved before the copy ended", when)
-		}
-		if vs, err := workload.Check(layA, readA); err != nil || len(vs) > 0 {
-			t.Errorf("%s: the old primary: %v, %d violations (%v)", when, err, len(vs), vs)
-		}
+		return ""
 	}
+	checkHeld := func(when string) {
+		for range 100 {
+			before := settledAs()
+			if before == "" {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			readA, closeA := readAt(s.cfg.Primary.NBD)
+			got := make([]byte, 4096)
+			err := readA(1, got, aOnly)
+			vs, cerr := workload.Check(layA, readA)
+			closeA()
+			if settledAs() != before {
+				continue // the hold ended during the reads
+			}
+			if err != nil || cerr != nil {
+				t.Fatalf("%s: reading the old primary: %v, %v", when, err, cerr)
+			}
+			if before == "holding" && !bytes.Equal(got, aWrite) {
+				t.Errorf("%s, the copy under way: the old primary no longer holds its own write, its volumes moved before the copy ended", when)
+			}
+			if len(vs) > 0 {
+				t.Errorf("%s (%s): the old primary: %d violations (%v)", when, before, len(vs), vs)
+			}
+			return
+		}
+		t.Errorf("%s: the old primary was never seen holding its volumes or done applying the held groups", when)
+	}
+
 	// The old primary holds its volumes for the resync: the copy is under
 	// way at both ends.
 	holding := func() bool {
