@@ -107,6 +107,14 @@ type Status struct {
 	// each volume's changed_bytes.
 	PromotedAt   string `json:"promoted_at,omitempty"`
 	PromotedFrom string `json:"promoted_consistency_time,omitempty"`
+	// PrimarySite and PrimarySince say, once the roles have changed, which
+	// site is the session's primary now ("primary" or "secondary": the
+	// config section that describes it) and since when (RFC 3339).
+	PrimarySite  string `json:"primary_site,omitempty"`
+	PrimarySince string `json:"primary_since,omitempty"`
+	// SwitchedOverAt is set at an old primary that `duplex switchover`
+	// handed the session to the other site: it serves no writes since.
+	SwitchedOverAt string `json:"switched_over_at,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.
@@ -213,6 +221,12 @@ type Server struct {
 	// the changed regions of each suspended pair, and resumes the pairs:
 	// the resync copies their union to the old primary.
 	Rejoin func(RejoinRequest) (RejoinResult, error)
+	// Promote, if set (a running secondary), promotes the site in place
+	// for a planned switchover: see PromoteRequest.
+	Promote func(PromoteRequest) (PromoteResult, error)
+	// Switchover, if set (the primary), hands the session to the other
+	// site within the timeout: see SwitchoverResult.
+	Switchover func(ctx context.Context, timeout time.Duration) (SwitchoverResult, error)
 	// Sites are both sites of the session, for the status page.
 	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
@@ -262,6 +276,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/fence", s.fence)
 	mux.HandleFunc("POST /v1/rate", s.rate)
 	mux.HandleFunc("POST /v1/rejoin", s.rejoin)
+	mux.HandleFunc("POST /v1/promote", s.promote)
+	mux.HandleFunc("POST /v1/switchover", s.switchover)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They
 	// show stacks, command lines and memory contents' shape, and a profile

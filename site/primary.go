@@ -65,6 +65,15 @@ type Primary struct {
 	// promotion is set at a promoted site running as the primary of the
 	// reverse direction (OpenReversePrimary).
 	promotion *failover.Promotion
+	fsys      disk.FS
+	// gate holds the writes while a switchover pauses them, and refuses
+	// them once it is done.
+	gate      *writeGate
+	switching sync.Mutex
+	// switched is closed once a switchover handed the session to the other
+	// site; switchedOver is then its record and the status it left.
+	switched     chan struct{}
+	switchedOver switchedState
 }
 
 // stateLockName is the lock file of the primary's pair-state directory.
@@ -114,7 +123,8 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
-		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion}
+		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion,
+		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{})}
 	if p.stateDir == "" {
 		p.stateDir = PairStateDir(cfg)
 	}
@@ -144,6 +154,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			filepath.Join(p.stateDir, rejoinFile))
 	} else if !errors.Is(err, errNotRejoined) {
 		return nil, fmt.Errorf("primary: %w", err)
+	}
+	if err := refuseSwitchedOver(p.stateDir, opts.FS); err != nil {
+		return nil, err
 	}
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
@@ -289,7 +302,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	errs := make(chan error, 2)
 	var srv *nbd.Server
 	if p.nbdLn != nil {
-		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, gate: p.gate}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -302,7 +315,8 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	cctx, stopControl := context.WithCancel(context.Background())
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
-			SetRates: p.SetRates, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(), Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
+			SetRates: p.SetRates, Switchover: p.Switchover, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(),
+			Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -328,12 +342,18 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		p.pairs.Run(pctx)
 	}()
 	var runErr error
+	switchedOver := false
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
+	case <-p.switched:
+		// The other site holds everything and serves the volumes: the
+		// replication stops as at a clean stop, while NBD (refusing
+		// writes) and status go on until ctx ends.
+		switchedOver = true
 	}
 	// No new writes, then ship what is held: a clean stop loses nothing.
-	if srv != nil {
+	if srv != nil && !switchedOver {
 		srv.Close()
 	}
 	stopPairs()
@@ -363,6 +383,19 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	if err := p.timer.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("primary: %w", err)
 	}
+	if switchedOver {
+		p.log.Info("switched over: replication stopped; NBD refuses writes, status goes on until the primary is stopped")
+		select {
+		case <-ctx.Done():
+		case err := <-errs:
+			if runErr == nil {
+				runErr = err
+			}
+		}
+		if srv != nil {
+			srv.Close()
+		}
+	}
 	stopControl()
 	wg.Wait()
 	for _, v := range p.vols {
@@ -376,6 +409,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 
 // Status reports the primary's state per the contract.
 func (p *Primary) Status() control.Status {
+	if st, ok := p.switchedStatus(); ok {
+		return st
+	}
 	// The pairs first: the acknowledgement read after them is at least the
 	// one they were updated with, which ConsistentAt relies on.
 	pairs := p.pairs.Pairs()
@@ -465,6 +501,10 @@ func (p *Primary) Write(ctx context.Context, vol string, data []byte, off int64)
 	if !ok {
 		return fmt.Errorf("primary: no volume %q", vol)
 	}
+	if err := p.gate.enter(); err != nil {
+		return err
+	}
+	defer p.gate.leave()
 	return ss.Write(ctx, vol, data, off)
 }
 
@@ -483,6 +523,7 @@ type primaryExports struct {
 	byVol map[string]*subsystem.Subsystem
 	vols  map[string]*volume.Volume
 	order []string
+	gate  *writeGate // nil: writes are never held
 }
 
 func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
@@ -490,7 +531,7 @@ func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &primaryExport{name: name, ss: ss, vol: e.vols[name]}, true
+	return &primaryExport{name: name, ss: ss, vol: e.vols[name], gate: e.gate}, true
 }
 
 func (e primaryExports) Names() []string { return e.order }
@@ -499,18 +540,31 @@ type primaryExport struct {
 	name string
 	ss   *subsystem.Subsystem
 	vol  *volume.Volume
+	gate *writeGate
 }
 
 func (x *primaryExport) Size() int64                      { return x.vol.Size() }
 func (x *primaryExport) ReadOnly() bool                   { return false }
 func (x *primaryExport) ReadAt(p []byte, off int64) error { return x.vol.ReadAt(p, off) }
 func (x *primaryExport) WriteAt(p []byte, off int64) error {
+	if err := x.gate.enter(); err != nil {
+		return err
+	}
+	defer x.gate.leave()
 	return x.ss.Write(context.Background(), x.name, p, off)
 }
 func (x *primaryExport) WriteZeroes(off, length int64) error {
+	if err := x.gate.enter(); err != nil {
+		return err
+	}
+	defer x.gate.leave()
 	return x.ss.WriteZeroes(context.Background(), x.name, off, length)
 }
 func (x *primaryExport) Trim(off, length int64) error {
+	if err := x.gate.enter(); err != nil {
+		return err
+	}
+	defer x.gate.leave()
 	return x.ss.Trim(context.Background(), x.name, off, length)
 }
 func (x *primaryExport) Flush() error { return x.vol.Flush() }

@@ -18,6 +18,7 @@ import (
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
+	"duplex/transport"
 	"duplex/volume"
 )
 
@@ -49,12 +50,29 @@ func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Pr
 	// Closed before the promoted site opens the volumes (a block device
 	// is opened exclusively) and the journal's lock is free again.
 	defer s.Close()
+	pr, recovered, err = promoteOpen(cfg, s, fsys, nil)
+	if err != nil {
+		return pr, false, recovered, err
+	}
+	return pr, true, recovered, nil
+}
+
+// promoteOpen fences the open secondary s and records its promotion, unless
+// check refuses the position it fenced at: a stopped secondary's, or a
+// running one's that a switchover promotes in place.
+func promoteOpen(cfg *config.Config, s *Secondary, fsys disk.FS, check func(transport.Position) error) (pr failover.Promotion, recovered control.Status, err error) {
+	dir := PromotedDir(cfg)
 	// The fence first: from it on, the old primary is refused, and the
 	// volumes' state file names the group they hold, so nothing replays
 	// over the writes to come.
 	pos, err := s.Replica().Fence()
 	if err != nil {
-		return pr, false, control.Status{}, err
+		return pr, control.Status{}, err
+	}
+	if check != nil {
+		if err := check(pos); err != nil {
+			return pr, control.Status{}, err
+		}
 	}
 	recovered = s.Status()
 	gen, _ := s.Replica().Generation()
@@ -71,9 +89,9 @@ func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Pr
 		pr.Volumes[v.Name] = c
 	}
 	if err := failover.WritePromotion(fsys, dir, pr); err != nil {
-		return pr, false, recovered, err
+		return pr, recovered, err
 	}
-	return pr, true, recovered, nil
+	return pr, recovered, nil
 }
 
 // Promoted is a secondary site promoted to serve its volumes read-write: the
@@ -283,7 +301,8 @@ func (p *Promoted) Run(ctx context.Context) error {
 // is primary and the bytes each volume's changed regions cover.
 func (p *Promoted) Status() control.Status {
 	st := control.Status{Session: p.cfg.Session, Role: "primary", Link: "suspended", Generation: p.promotion.Generation.String(),
-		PromotedAt: control.FormatTime(p.promotion.At), PromotedFrom: control.FormatTime(p.promotion.ConsistencyTime)}
+		PromotedAt: control.FormatTime(p.promotion.At), PromotedFrom: control.FormatTime(p.promotion.ConsistencyTime),
+		PrimarySite: "secondary", PrimarySince: control.FormatTime(p.promotion.At)}
 	for _, name := range p.order {
 		changed := p.changes.Bitmap(name).DirtyBytes()
 		st.Volumes = append(st.Volumes, control.VolumeStatus{Name: name, Subsystem: p.subOf[name], State: "suspended",

@@ -45,6 +45,11 @@ type Secondary struct {
 	// volume still suspended as of it holds this site's own image from
 	// before the rejoin.
 	rejoinedFrom int64
+	fsys         disk.FS
+	// promoted carries the promotion a switchover made in place, which
+	// ends Run with ErrPromoted.
+	promoted  chan failover.Promotion
+	promoting sync.Mutex
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -112,7 +117,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
-		history: &control.History{}}
+		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -282,7 +287,8 @@ func (s *Secondary) Run(ctx context.Context) error {
 				}
 				s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
 				return pos.Time, nil
-			}}
+			},
+			Promote: s.promoteInPlace}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -308,6 +314,8 @@ func (s *Secondary) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
+	case pr := <-s.promoted:
+		runErr = &PromotedError{Promotion: pr}
 	}
 	cancel()
 	if srv != nil {

@@ -55,6 +55,7 @@ func commands() []command {
 		{"pair", pairSynopses(), "add, suspend, resume or delete a pair, or change the rate limits (at the primary)", runPair, false},
 		{"recover", []synopsis{recoverSynopsis}, "at the secondary after losing the primary: apply every journaled group", runRecover, false},
 		{"promote", []synopsis{promoteSynopsis}, "at the secondary after losing the primary: recover, then serve its volumes read-write", runPromote, true},
+		{"switchover", []synopsis{switchoverSynopsis}, "at the primary: hand the session to the running secondary without losing a write (planned)", runSwitchover, false},
 		{"rejoin", []synopsis{rejoinSynopsis}, "at the old primary, stopped: what rejoining the promoted site would copy (the copy is not built yet)", runRejoin, false},
 		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},
 	}

@@ -53,8 +53,14 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
 	}
+	return servePromoted(ctx, cfg, log, pr, *drain, stdout)
+}
+
+// servePromoted serves the promoted site until ctx ends: after duplex
+// promote, and in a secondary daemon a switchover promoted in place.
+func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, stdout io.Writer) error {
 	if site.Reversing(cfg) {
-		return runReversePrimary(ctx, cfg, log, pr, *drain, stdout)
+		return runReversePrimary(ctx, cfg, log, pr, drain, stdout)
 	}
 	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{})
 	if err != nil {

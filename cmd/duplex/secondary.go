@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"duplex/control"
 	"duplex/secondary"
 	"duplex/site"
 )
@@ -34,7 +36,15 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log.Info("secondary started", "session", cfg.Session, "listen", s.ListenAddr(),
 		"nbd", s.NBDAddr(), "control", s.ControlAddr())
-	if err := s.Run(ctx); err != nil {
+	err = s.Run(ctx)
+	var promoted *site.PromotedError
+	if errors.As(err, &promoted) {
+		// A switchover promoted this site: it serves its volumes
+		// read-write from now on, on the addresses it had.
+		log.Warn("promoted by a switchover: serving the volumes read-write", "promoted_at", control.FormatTime(promoted.Promotion.At))
+		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, stdout)
+	}
+	if err != nil {
 		return fmt.Errorf("secondary stopped: %w", err)
 	}
 	log.Info("secondary stopped cleanly")

@@ -125,6 +125,9 @@ func lagText(seconds *float64) string {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
+	if st.SwitchedOverAt != "" {
+		fmt.Fprintf(w, "  switched-over:%s (the session's primary is the %s site since %s; this site takes no writes)\n", st.SwitchedOverAt, st.PrimarySite, st.PrimarySince)
+	}
 	switch {
 	case st.PromotedAt != "" && st.Role == "secondary":
 		// An old primary that rejoined the promoted site.

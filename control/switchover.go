@@ -1,0 +1,175 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// PromoteRequest asks a running secondary to promote itself in place, for a
+// planned switchover: the primary has stopped its writes and every one it
+// acknowledged is in Group, which the secondary has journaled (the
+// consistency time the primary heard for it, ConsistencyTime, may be that of
+// the empty groups formed after it, which are not journaled: the group is
+// what the secondary checks). The secondary refuses, changing nothing, unless
+// it holds that group and can apply every group it journaled; otherwise it
+// fences (the primary is cut off), applies, records the promotion, and
+// serves its volumes read-write as `duplex promote` does.
+type PromoteRequest struct {
+	Session         string `json:"session"`
+	Group           uint64 `json:"group"`
+	ConsistencyTime int64  `json:"consistency_time_ns"`
+}
+
+// PromoteResult answers a PromoteRequest: what the promoted volumes hold.
+type PromoteResult struct {
+	PromotedAt      string `json:"promoted_at,omitempty"`
+	Group           uint64 `json:"group,omitempty"`
+	ConsistencyTime int64  `json:"consistency_time_ns,omitempty"`
+	Generation      string `json:"generation,omitempty"`
+	Error           string `json:"error,omitempty"`
+}
+
+// SwitchoverResult answers a switchover at the primary: the other site holds
+// everything this one acknowledged, as of Group and ConsistencyTime, and is
+// the session's primary since PromotedAt. Pause is how long writes were
+// held here, from the moment the last write was let through to the other
+// site serving read-write: the downtime a client sees.
+type SwitchoverResult struct {
+	Group           uint64  `json:"group,omitempty"`
+	ConsistencyTime string  `json:"consistency_time,omitempty"`
+	PromotedAt      string  `json:"promoted_at,omitempty"`
+	PausedAt        string  `json:"paused_at,omitempty"`
+	PauseSeconds    float64 `json:"pause_seconds,omitempty"`
+	// DrainSeconds is how long the drain before the pause took, while
+	// writes went on.
+	DrainSeconds float64 `json:"drain_seconds,omitempty"`
+	Error        string  `json:"error,omitempty"`
+}
+
+func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, res PromoteResult) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if !s.authorized(w, r, "promote") {
+		return
+	}
+	if s.Promote == nil {
+		reply(http.StatusNotFound, PromoteResult{Error: "this site is not a running secondary: it cannot be promoted in place"})
+		return
+	}
+	var req PromoteRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		reply(http.StatusBadRequest, PromoteResult{Error: fmt.Sprintf("promote request: %v", err)})
+		return
+	}
+	res, err := s.Promote(req)
+	if err != nil {
+		res.Error = err.Error()
+		reply(http.StatusConflict, res)
+		return
+	}
+	reply(http.StatusOK, res)
+}
+
+func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, res SwitchoverResult) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if !s.authorized(w, r, "switchover") {
+		return
+	}
+	if s.Switchover == nil {
+		reply(http.StatusNotFound, SwitchoverResult{Error: "this site is not a running primary: a switchover runs at the primary"})
+		return
+	}
+	d := DefaultDrainTimeout
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		t, err := time.ParseDuration(v)
+		if err != nil || t <= 0 {
+			reply(http.StatusBadRequest, SwitchoverResult{Error: fmt.Sprintf("timeout %q: want a positive duration such as 90s or 5m", v)})
+			return
+		}
+		d = t
+	}
+	res, err := s.Switchover(r.Context(), d)
+	if err != nil {
+		res.Error = err.Error()
+		reply(http.StatusConflict, res)
+		return
+	}
+	if s.Logger != nil {
+		s.Logger.Info("switchover done", "promoted_at", res.PromotedAt, "pause_seconds", res.PauseSeconds)
+	}
+	reply(http.StatusOK, res)
+}
+
+// PromoteSecondary asks a running secondary to promote itself in place (see
+// PromoteRequest).
+func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr PromoteRequest) (PromoteResult, error) {
+	body, err := json.Marshal(pr)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/promote"), strings.NewReader(string(body)))
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := at.do(req)
+	if err != nil {
+		return PromoteResult{}, fmt.Errorf("promote %s: %w", at, err)
+	}
+	defer resp.Body.Close()
+	var res PromoteResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return PromoteResult{}, fmt.Errorf("promote %s: %s", at, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, &RefusedError{What: "promote " + at.String(), Reason: res.Error}
+	}
+	return res, nil
+}
+
+// RefusedError is a control call the site answered with a refusal: it did
+// not do what was asked (unlike a call whose answer never came).
+type RefusedError struct {
+	What, Reason string
+}
+
+func (e *RefusedError) Error() string { return e.What + ": " + e.Reason }
+
+// Switchover asks a primary's control address to hand the session to the
+// other site, within timeout; ctx allows the answer AnswerMargin more.
+func Switchover(ctx context.Context, at Endpoint, token string, timeout time.Duration) (SwitchoverResult, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/switchover?timeout="+timeout.String()), nil)
+	if err != nil {
+		return SwitchoverResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := at.do(req)
+	if err != nil && ctx.Err() != nil {
+		return SwitchoverResult{}, fmt.Errorf("switchover: the primary's control address %s did not answer in time: %w", at, ctx.Err())
+	}
+	if err != nil {
+		return SwitchoverResult{}, fmt.Errorf("switchover: %w", err)
+	}
+	defer resp.Body.Close()
+	var res SwitchoverResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return SwitchoverResult{}, fmt.Errorf("switchover: %s", resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("switchover: %s", res.Error)
+	}
+	return res, nil
+}

@@ -1,0 +1,517 @@
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/disk"
+	"duplex/failover"
+	"duplex/nbd"
+	"duplex/pair"
+	"duplex/transport"
+)
+
+// ErrPromoted ends a secondary's Run when a switchover promoted it in place:
+// the caller serves the promoted site (OpenPromoted) on the addresses the
+// secondary had (PromotedConfig).
+var ErrPromoted = errors.New("promoted in place by a switchover")
+
+// PromotedError is the error Run returns after a promotion in place.
+type PromotedError struct{ Promotion failover.Promotion }
+
+func (e *PromotedError) Error() string {
+	return fmt.Sprintf("promoted in place by a switchover at %s", control.FormatTime(e.Promotion.At))
+}
+
+func (e *PromotedError) Unwrap() error { return ErrPromoted }
+
+// PromotedConfig is the config a secondary promoted in place serves the
+// promoted site with: its own, with the NBD and control addresses it had
+// bound (where the config asks for port 0, the ports the system picked), so
+// that clients find the new primary where the secondary was.
+func (s *Secondary) PromotedConfig() *config.Config {
+	c := *s.cfg
+	if a := s.NBDAddr(); a != "" {
+		c.Secondary.NBD = a
+	}
+	if a := s.ControlAddr(); a != "" {
+		c.Secondary.Control = a
+	}
+	return &c
+}
+
+// promoteInPlace promotes the running secondary for a switchover: it refuses,
+// changing nothing, unless it holds every group the primary says it
+// acknowledged and nothing keeps a group from being applied (a resync's
+// hold, a stopped applier, a volume without a consistent copy); then it
+// fences (the primary is cut off), applies what is journaled, records the
+// promotion, and ends Run, whose caller serves the volumes read-write.
+func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteResult, error) {
+	if !s.promoting.TryLock() {
+		return control.PromoteResult{}, errors.New("a promotion of this site is under way already")
+	}
+	// Held until Run ends: a second request finds it taken.
+	promoted := false
+	defer func() {
+		if !promoted {
+			s.promoting.Unlock()
+		}
+	}()
+	if req.Session != s.cfg.Session {
+		return control.PromoteResult{}, fmt.Errorf("this secondary is of session %q, not %q", s.cfg.Session, req.Session)
+	}
+	if s.cfg.Secondary.NBD == "" {
+		return control.PromoteResult{}, errors.New("[secondary] has no nbd address: a promoted site would serve its volumes nowhere")
+	}
+	if _, fenced := s.sec.Generation(); fenced {
+		return control.PromoteResult{}, errors.New("this secondary is fenced (recover fenced it): duplex promote at the site promotes it")
+	}
+	st, views := s.sec.Snapshot(s.order)
+	switch {
+	case st.Stopped != "":
+		return control.PromoteResult{}, fmt.Errorf("this secondary stopped replicating (%s): it cannot take over", st.Stopped)
+	case st.JournaledGroup < req.Group:
+		return control.PromoteResult{}, fmt.Errorf("this secondary has journaled through group %d, short of group %d, which holds the primary's last acknowledged write",
+			st.JournaledGroup, req.Group)
+	case st.HeldGroups > 0 || len(st.Resyncing) > 0:
+		return control.PromoteResult{}, fmt.Errorf("a resync of %v holds %d groups unapplied here: the volumes cannot hold everything until it completes",
+			st.Resyncing, st.HeldGroups)
+	}
+	for i, v := range views {
+		if !v.Consistent {
+			return control.PromoteResult{}, fmt.Errorf("volume %s has no consistent copy here (%s)", s.order[i], consistencyNote(s.order[i], v, st.Group))
+		}
+	}
+	s.log.Warn("switchover: promoting this secondary; the primary is cut off", "group", req.Group,
+		"consistency_time", control.FormatTime(req.ConsistencyTime))
+	pr, _, err := promoteOpen(s.cfg, s, s.fsys, func(pos transport.Position) error {
+		// By group: the time the primary heard for a group may be that
+		// of the empty groups formed after it, which are not journaled.
+		if pos.Group < req.Group {
+			return fmt.Errorf("fenced at group %d, short of group %d, which the primary acknowledged: not promoted; "+
+				"the secondary is fenced: duplex promote here, or restart it and run duplex recover", pos.Group, req.Group)
+		}
+		return nil
+	})
+	if err != nil {
+		return control.PromoteResult{}, fmt.Errorf("promote: %w", err)
+	}
+	promoted = true
+	s.promoted <- pr
+	s.log.Warn("switchover: promoted; serving the volumes read-write next", "promoted_at", control.FormatTime(pr.At),
+		"group", pr.Group, "consistency_time", control.FormatTime(pr.ConsistencyTime), "generation", pr.Generation.String())
+	return control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
+		Generation: pr.Generation.String()}, nil
+}
+
+// writeGate lets writes through the primary's write path, holds them while
+// a switchover pauses them, and refuses them once it is done. A nil gate
+// lets every write through.
+type writeGate struct {
+	mu       sync.Mutex
+	inflight int
+	held     bool
+	refused  error
+	changed  chan struct{} // closed, and replaced, at each change
+}
+
+func newWriteGate() *writeGate { return &writeGate{changed: make(chan struct{})} }
+
+func (g *writeGate) broadcastLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// enter waits while writes are held, and returns the refusal once they are
+// refused; otherwise the write goes through, and leave ends it.
+func (g *writeGate) enter() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.held && g.refused == nil {
+		ch := g.changed
+		g.mu.Unlock()
+		<-ch
+		g.mu.Lock()
+	}
+	if g.refused != nil {
+		return g.refused
+	}
+	g.inflight++
+	return nil
+}
+
+func (g *writeGate) leave() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inflight--
+	if g.inflight == 0 && g.held {
+		g.broadcastLocked()
+	}
+}
+
+// hold stops new writes and waits for those under way to end: each one then
+// has its stamp and is captured, or was never acknowledged. On an error
+// (ctx ended) writes stay held: the caller releases them.
+func (g *writeGate) hold(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held = true
+	for g.inflight > 0 {
+		ch := g.changed
+		g.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			g.mu.Lock()
+			return fmt.Errorf("%d writes still under way: %w", g.inflight, ctx.Err())
+		case <-ch:
+		}
+		g.mu.Lock()
+	}
+	return nil
+}
+
+// release lets the held writes go on.
+func (g *writeGate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held = false
+	g.broadcastLocked()
+}
+
+// refuse fails every held write, and every write from now on, with err.
+func (g *writeGate) refuse(err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.refused = err
+	g.broadcastLocked()
+}
+
+// switchedState is what a primary keeps once switched over.
+type switchedState struct {
+	mu     sync.Mutex
+	record *failover.Switchover
+	status control.Status
+}
+
+// refuseSwitchedOver refuses to start a primary that a switchover handed
+// the session away from, or that stopped in the middle of one: writes
+// served here would be missing at the site that is the primary now.
+func refuseSwitchedOver(dir string, fsys disk.FS) error {
+	rec, err := failover.ReadSwitchover(fsys, dir)
+	switch {
+	case errors.Is(err, failover.ErrNoSwitchover):
+		return nil
+	case err != nil:
+		return fmt.Errorf("primary: %w", err)
+	case rec.State == failover.SwitchoverDone:
+		return fmt.Errorf("primary: this site was switched over at %s: the other site (the [secondary] section's) is the session's primary since %s "+
+			"and holds every write this one acknowledged (as of %s, group %d); this site serves no writes as the primary any more: "+
+			"duplex rejoin --config FILE here makes it the new primary's secondary",
+			control.FormatTime(rec.At), rec.PromotedAt, control.FormatTime(rec.ConsistencyTime), rec.Group)
+	default:
+		return fmt.Errorf("primary: this site stopped in the middle of a switchover (begun %s), after it asked the other site to take over: "+
+			"duplex status --config FILE says whether it did; if the other site shows promoted_at, it is the primary and duplex rejoin here "+
+			"follows it; if it does not, remove %s and start the primary again",
+			control.FormatTime(rec.At), filepath.Join(dir, failover.SwitchoverFile))
+	}
+}
+
+// switchedStatus is the status of a primary that was switched over.
+func (p *Primary) switchedStatus() (control.Status, bool) {
+	p.switchedOver.mu.Lock()
+	defer p.switchedOver.mu.Unlock()
+	if p.switchedOver.record == nil {
+		return control.Status{}, false
+	}
+	return p.switchedOver.status, true
+}
+
+// errSwitchedOver is what a write gets once the session was switched over:
+// ESHUTDOWN, which tells an NBD client the server takes no more requests,
+// and the kernel's client turns into EIO for the application.
+func errSwitchedOver(promotedAt string) error {
+	return fmt.Errorf("this site was switched over: the session's primary is the other site since %s: %w", promotedAt, nbd.ESHUTDOWN)
+}
+
+// promotedWait bounds how long a switchover waits for the promoted site to
+// serve once it has recorded its promotion (it reopens its volumes and
+// binds its addresses), and how long it asks the other site's status when
+// the promotion's answer was lost.
+const promotedWait = 30 * time.Second
+
+// Switchover hands the session to the other site, within timeout: it drains
+// what is held while writes go on, then holds the writes (pause), ships the
+// rest, and asks the running secondary to promote itself once it holds the
+// group of the last acknowledged write. Done, this site refuses writes from
+// then on, records the switchover (a restart as the primary is refused),
+// and stops replicating as at a clean stop; the result says how long writes
+// were held. Refused or failed before the other site took over, nothing
+// changes: the held writes go on, and replication with them.
+func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (control.SwitchoverResult, error) {
+	if !p.switching.TryLock() {
+		return control.SwitchoverResult{}, errors.New("a switchover is under way already")
+	}
+	defer p.switching.Unlock()
+	if _, done := p.switchedStatus(); done {
+		return control.SwitchoverResult{}, errors.New("this site was switched over already")
+	}
+	if p.promotion != nil {
+		return control.SwitchoverResult{}, errors.New("switchover refused: this is the promoted site; a switchover back to the old primary is not built yet")
+	}
+	deadline := time.Now().Add(timeout)
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	at, err := p.secondaryControl()
+	if err != nil {
+		return control.SwitchoverResult{}, err
+	}
+	if err := p.switchoverReady(ctx, at); err != nil {
+		return control.SwitchoverResult{}, fmt.Errorf("switchover refused, nothing changed: %w", err)
+	}
+	start := time.Now()
+	p.log.Info("switchover: draining while writes go on", "timeout", timeout)
+	if err := p.predrain(ctx, start.Add(timeout/2)); err != nil {
+		return control.SwitchoverResult{}, fmt.Errorf("switchover abandoned before writes were paused, nothing changed: %w", err)
+	}
+	res := control.SwitchoverResult{DrainSeconds: time.Since(start).Seconds()}
+	pausedAt := time.Now()
+	res.PausedAt = control.FormatWall(pausedAt)
+	committed := false
+	defer func() {
+		if !committed {
+			p.gate.release()
+			p.log.Info("switchover abandoned: writes resume", "held_for", time.Since(pausedAt))
+		}
+	}()
+	if err := p.gate.hold(ctx); err != nil {
+		return res, fmt.Errorf("switchover abandoned, writes resume: pausing the writes: %w", err)
+	}
+	p.log.Info("switchover: writes held; shipping the rest")
+	if err := p.drain(ctx); err != nil {
+		return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
+	}
+	if err := p.allDuplex(); err != nil {
+		return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
+	}
+	acked := p.mover.Stats().Acked
+	req := control.PromoteRequest{Session: p.cfg.Session, Group: acked.Group, ConsistencyTime: acked.Time}
+	res.Group, res.ConsistencyTime = acked.Group, control.FormatTime(acked.Time)
+	dir := p.stateDir
+	rec := failover.Switchover{Session: p.cfg.Session, State: failover.SwitchoverPending, At: time.Now().UnixNano(),
+		ConsistencyTime: acked.Time, Group: acked.Group}
+	// Before the other site is asked: a primary killed while it promotes
+	// must not come back serving writes the other site would never see.
+	if err := failover.WriteSwitchover(p.fsys, dir, rec); err != nil {
+		return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
+	}
+	// The answer is waited for past a cancelled request: once asked, the
+	// other site may take over, and this site must know whether it did.
+	pctx, pcancel := context.WithDeadline(context.WithoutCancel(ctx), later(deadline, time.Now().Add(promotedWait)))
+	pr, err := control.PromoteSecondary(pctx, at, p.token, req)
+	pcancel()
+	if err != nil {
+		var refused *control.RefusedError
+		promotedAt, known := "", errors.As(err, &refused)
+		if !known {
+			promotedAt, known = p.askPromoted(at)
+		}
+		if promotedAt == "" {
+			if rerr := failover.RemoveSwitchover(p.fsys, dir); rerr != nil {
+				// The record stays: a restart is refused until the
+				// operator checks, which errs on the safe side.
+				p.log.Error("switchover abandoned, and its record could not be removed", "err", rerr)
+			}
+			if !known {
+				return res, fmt.Errorf("switchover abandoned, writes resume here: the other site did not answer whether it took over (%w); "+
+					"if duplex status there shows promoted_at once it is back, both sites took writes: stop this primary, "+
+					"and duplex rejoin here discards what it wrote since %s", err, control.FormatTime(acked.Time))
+			}
+			return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
+		}
+		pr = control.PromoteResult{PromotedAt: promotedAt}
+	}
+	if pr.ConsistencyTime != 0 {
+		// What the promotion recorded: the applied group's own time.
+		res.Group, res.ConsistencyTime = pr.Group, control.FormatTime(pr.ConsistencyTime)
+	}
+	// From here the other site is the primary.
+	committed = true
+	p.gate.refuse(errSwitchedOver(pr.PromotedAt))
+	rec.State, rec.PromotedAt = failover.SwitchoverDone, pr.PromotedAt
+	if pr.ConsistencyTime != 0 {
+		rec.ConsistencyTime, rec.Group = pr.ConsistencyTime, pr.Group
+	}
+	if err := failover.WriteSwitchover(p.fsys, dir, rec); err != nil {
+		// The pending record refuses a restart all the same.
+		p.log.Error("switchover done, but its record still says pending", "err", err)
+	}
+	st := p.Status()
+	st.Role, st.Link, st.SwitchedOverAt = "switched-over", "disconnected", control.FormatTime(rec.At)
+	st.PrimarySite, st.PrimarySince = "secondary", pr.PromotedAt
+	st.LagSeconds, st.SidefileBytes = nil, nil
+	for i := range st.Volumes {
+		st.Volumes[i].Note = "switched over: the other site holds every write acknowledged here and is the primary"
+	}
+	p.switchedOver.mu.Lock()
+	p.switchedOver.record, p.switchedOver.status = &rec, st
+	p.switchedOver.mu.Unlock()
+	close(p.switched)
+	res.PromotedAt = pr.PromotedAt
+	p.log.Warn("switchover: the other site is the session's primary; this site refuses writes", "promoted_at", pr.PromotedAt,
+		"group", acked.Group, "consistency_time", res.ConsistencyTime)
+	// The pause lasts until the new primary serves.
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), promotedWait)
+	defer wcancel()
+	for {
+		sctx, scancel := context.WithTimeout(wctx, 2*time.Second)
+		st, err := control.Fetch(sctx, at)
+		scancel()
+		if err == nil && st.PromotedAt != "" {
+			break
+		}
+		if wctx.Err() != nil {
+			p.log.Warn("switchover: the new primary does not answer its status yet", "err", err)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res.PauseSeconds = time.Since(pausedAt).Seconds()
+	return res, nil
+}
+
+// secondaryControl is the other site's control address, as this site's
+// commands reach it.
+func (p *Primary) secondaryControl() (control.Endpoint, error) {
+	if p.cfg.Secondary.Control == "" {
+		return control.Endpoint{}, errors.New("switchover refused: the config names no [secondary] control address to promote the other site through")
+	}
+	if p.token == "" {
+		return control.Endpoint{}, errors.New("switchover refused: the session has no control_token_file, which the promotion of the other site needs")
+	}
+	tlsConf, err := p.cfg.ControlClientTLS("secondary")
+	if err != nil {
+		return control.Endpoint{}, fmt.Errorf("switchover refused: %w", err)
+	}
+	return control.Endpoint{Addr: p.cfg.Secondary.Control, TLS: tlsConf}, nil
+}
+
+// switchoverReady refuses a switchover that could not hand everything
+// over: the link down, a pair not duplex, or a secondary that is not
+// running as one, linked to this primary.
+func (p *Primary) switchoverReady(ctx context.Context, at control.Endpoint) error {
+	if up, since := p.mover.Link(); !up {
+		msg := fmt.Sprintf("the link to the secondary is down since %s", since.UTC().Format(time.RFC3339Nano))
+		if e := p.mover.Stats().LastError; e != "" {
+			msg += " (" + e + ")"
+		}
+		return errors.New(msg + ": the other site cannot take everything; after losing this site, duplex recover and duplex promote there fail over")
+	}
+	if err := p.allDuplex(); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := control.Fetch(sctx, at)
+	switch {
+	case err != nil:
+		return fmt.Errorf("the other site's control address does not answer: %w", err)
+	case st.Session != p.cfg.Session:
+		return fmt.Errorf("the site at %s is of session %q, not %q", at, st.Session, p.cfg.Session)
+	case st.Role != "secondary" || st.PromotedAt != "":
+		return fmt.Errorf("the site at %s is not a running secondary (role %s)", at, st.Role)
+	case st.Fenced:
+		return fmt.Errorf("the secondary at %s is fenced", at)
+	case st.Link != "connected":
+		return fmt.Errorf("the secondary at %s has no primary linked", at)
+	case st.HeldGroups != nil && *st.HeldGroups > 0:
+		return fmt.Errorf("the secondary holds %d groups unapplied for a resync of %v", *st.HeldGroups, st.Resyncing)
+	}
+	return nil
+}
+
+// allDuplex refuses unless every pair is duplex and consistent: only then
+// does the secondary hold every write acknowledged here.
+func (p *Primary) allDuplex() error {
+	for _, pr := range p.pairs.Pairs() {
+		if pr.Deleted {
+			continue
+		}
+		if pr.State != pair.Duplex || pr.Inconsistent {
+			return fmt.Errorf("pair %s is %s, not duplex: the secondary does not hold every write to it", pr.Volume, pr.State)
+		}
+	}
+	return nil
+}
+
+// askPromoted asks the other site's status whether it took over, when the
+// answer to the promotion was lost; known is false if it never said. A
+// secondary fenced and not (yet) promoted may still record its promotion:
+// it is asked again until it says, or the wait ends.
+func (p *Primary) askPromoted(at control.Endpoint) (promotedAt string, known bool) {
+	end := time.Now().Add(promotedWait)
+	for time.Now().Before(end) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		st, err := control.Fetch(ctx, at)
+		cancel()
+		switch {
+		case err != nil:
+		case st.PromotedAt != "":
+			return st.PromotedAt, true
+		case !st.Fenced:
+			return "", true
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return "", false
+}
+
+// predrainTarget is the backlog at which a switchover pauses the writes:
+// what is left ships within the pause, in a few intervals on a link that
+// keeps up.
+func (p *Primary) predrainTarget() int64 {
+	var limit int64
+	for _, ss := range p.subs {
+		limit += ss.Sidefile().Stats().Limit
+	}
+	return min(limit/8, 1<<20)
+}
+
+// predrain ships the backlog while writes go on, until what is held is
+// down to predrainTarget, or until the time comes to pause anyway: writes
+// that outrun the link keep some backlog however long it waits, and the
+// pause ships it. It fails once the link has been down for
+// unreachablePatience, or when ctx ends.
+func (p *Primary) predrain(ctx context.Context, until time.Time) error {
+	target := p.predrainTarget()
+	t := time.NewTicker(max(time.Duration(p.cfg.Interval), time.Millisecond))
+	defer t.Stop()
+	for {
+		var used int64
+		for _, ss := range p.subs {
+			used += ss.Sidefile().Stats().Used
+		}
+		if used <= target || time.Now().After(until) {
+			return nil
+		}
+		if up, since := p.mover.Link(); !up && time.Since(since) >= unreachablePatience {
+			return &linkDownError{since: since, lastErr: p.mover.Stats().LastError}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w; %d bytes of updates still held for the secondary", ctx.Err(), used)
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/failover"
+	"duplex/nbd"
+)
+
+// switchoverConfig is linkConfig with the secondary's control and NBD
+// addresses and a control token, which a switchover needs.
+func switchoverConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg := linkConfig(t)
+	tok := filepath.Join(cfg.Dir, "token")
+	if err := os.WriteFile(tok, []byte("switchover-test-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ControlTokenFile = tok
+	cfg.Secondary.Control, cfg.Secondary.NBD = "127.0.0.1:0", "127.0.0.1:0"
+	return cfg
+}
+
+// runningSecondary is a secondary daemon as duplex secondary runs it: once
+// a switchover promotes it in place, it serves the promoted site.
+type runningSecondary struct {
+	*Secondary
+	promotedUp chan *Promoted // the promoted site, once serving
+	done       chan struct{}
+	err        error // what Run ended with
+}
+
+func startSecondaryForSwitchover(t *testing.T, cfg *config.Config) *runningSecondary {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The primary reaches both of its addresses as bound.
+	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	rs := &runningSecondary{Secondary: s, done: make(chan struct{}), promotedUp: make(chan *Promoted, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(rs.done)
+		rs.err = s.Run(ctx)
+		if !errors.Is(rs.err, ErrPromoted) {
+			return
+		}
+		p, err := OpenPromoted(s.PromotedConfig(), quiet, PromotedOptions{})
+		if err != nil {
+			rs.err = err
+			return
+		}
+		rs.promotedUp <- p
+		p.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-rs.done })
+	return rs
+}
+
+// startPrimaryForSwitchover runs a primary of cfg; stop ends its Run and
+// returns its error.
+func startPrimaryForSwitchover(t *testing.T, cfg *config.Config) (p *Primary, stop func() error) {
+	t.Helper()
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, time.Minute) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return p, stop
+}
+
+func waitDuplex(t *testing.T, p *Primary) {
+	t.Helper()
+	waitFor(t, time.Minute, "the pairs to be duplex and linked", func() bool {
+		st := p.Status()
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return st.Link == "connected"
+	})
+}
+
+// ackedWrite is one write the primary acknowledged.
+type ackedWrite struct {
+	vol  string
+	off  int64
+	data []byte
+}
+
+// writeUntilRefused writes 4 KiB blocks round the volumes, one after the
+// other (each once the one before was acknowledged), until a write fails or
+// stop is closed; it returns the writes acknowledged and the error.
+func writeUntilRefused(p *Primary, vols []string, stop <-chan struct{}) ([]ackedWrite, error) {
+	var acked []ackedWrite
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return acked, nil
+		default:
+		}
+		w := ackedWrite{vol: vols[i%len(vols)], off: int64(i/len(vols)%256) * 4096, data: bytes.Repeat([]byte{byte(i)}, 4096)}
+		binary.BigEndian.PutUint64(w.data, uint64(i+1))
+		if err := p.Write(context.Background(), w.vol, w.data, w.off); err != nil {
+			return acked, err
+		}
+		acked = append(acked, w)
+	}
+}
+
+// A switchover under a writer: the secondary, promoted in place, holds
+// every write the primary acknowledged; the writes held in the pause are
+// refused with ESHUTDOWN once it is done; the old primary records it,
+// reports it, refuses a restart pointing at rejoin, and a rejoin plan
+// there finds nothing to discard or copy.
+func TestSwitchoverUnderAWriterLosesNothing(t *testing.T) {
+	cfg := switchoverConfig(t)
+	s := startSecondaryForSwitchover(t, cfg)
+	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	vols := cfg.VolumeNames()
+
+	var acked []ackedWrite
+	var werr error
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		acked, werr = writeUntilRefused(p, vols, nil)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	res, err := p.Switchover(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	<-written
+	var errno nbd.Errno
+	if !errors.As(werr, &errno) || errno != nbd.ESHUTDOWN {
+		t.Errorf("the writer's first refused write: %v, want ESHUTDOWN", werr)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged before the switchover")
+	}
+	t.Logf("%d writes acknowledged; pause %.3fs, drain %.3fs, group %d", len(acked), res.PauseSeconds, res.DrainSeconds, res.Group)
+	if res.PromotedAt == "" || res.ConsistencyTime == "" || res.PauseSeconds <= 0 {
+		t.Errorf("result %+v: want the promotion's time, the consistency time and the pause", res)
+	}
+
+	var prom *Promoted
+	select {
+	case prom = <-s.promotedUp:
+	case <-s.done:
+		t.Fatalf("the secondary's Run ended with %v, and no promoted site serves", s.err)
+	}
+	var pe *PromotedError
+	if !errors.As(s.err, &pe) {
+		t.Fatalf("the secondary's Run ended with %v, want a PromotedError", s.err)
+	}
+	if got := control.FormatTime(pe.Promotion.At); got != res.PromotedAt {
+		t.Errorf("promoted at %s, the switchover says %s", got, res.PromotedAt)
+	}
+	latest := map[[2]any][]byte{}
+	for _, w := range acked {
+		latest[[2]any{w.vol, w.off}] = w.data
+	}
+	for k, want := range latest {
+		got := make([]byte, len(want))
+		if err := prom.ReadAt(k[0].(string), got, k[1].(int64)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s at %d: the new primary lacks the last write acknowledged there (write %d, holds %d)", k[0], k[1],
+				binary.BigEndian.Uint64(want), binary.BigEndian.Uint64(got))
+		}
+	}
+	pst := prom.Status()
+	if pst.PrimarySite != "secondary" || pst.PrimarySince != res.PromotedAt {
+		t.Errorf("the new primary's status: primary_site %q since %q, want secondary since %s", pst.PrimarySite, pst.PrimarySince, res.PromotedAt)
+	}
+	ch, err := prom.ChangedRegions()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st := p.Status()
+	if st.Role != "switched-over" || st.SwitchedOverAt == "" || st.PrimarySite != "secondary" || st.PrimarySince != res.PromotedAt {
+		t.Errorf("the old primary's status: role %q, switched_over_at %q, primary_site %q since %q", st.Role, st.SwitchedOverAt, st.PrimarySite, st.PrimarySince)
+	}
+	if err := p.Write(context.Background(), vols[0], make([]byte, 4096), 0); !errors.As(err, &errno) || errno != nbd.ESHUTDOWN {
+		t.Errorf("a write after the switchover: %v, want ESHUTDOWN", err)
+	}
+	if _, err := p.Switchover(context.Background(), time.Minute); err == nil {
+		t.Error("a second switchover went through")
+	}
+	rec, err := failover.ReadSwitchover(nil, PairStateDir(cfg))
+	if err != nil || rec.State != failover.SwitchoverDone || rec.PromotedAt != res.PromotedAt {
+		t.Errorf("switchover record %+v, %v", rec, err)
+	}
+	if err := stopPrimary(); err != nil {
+		t.Errorf("the old primary's stop: %v", err)
+	}
+	if _, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "duplex rejoin") {
+		t.Errorf("a restart of the old primary: %v, want a refusal pointing at duplex rejoin", err)
+	}
+	plan, err := PlanRejoin(cfg, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range plan {
+		if v.Here != 0 || v.Copy != 0 || v.Whole != "" {
+			t.Errorf("a rejoin after the switchover: %s would discard %d bytes and copy %d (%s), want nothing", v.Name, v.Here, v.Copy, v.Whole)
+		}
+	}
+}
