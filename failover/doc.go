@@ -144,5 +144,10 @@
 //
 // A planned switchover drains the current primary, stops its writes, waits
 // until the other site holds everything, and promotes it: nothing is
-// discarded, and the changed regions are empty at both sites.
+// discarded, and the changed regions are empty at both sites. The running
+// secondary is promoted in place (its daemon serves the promoted site
+// without a restart), and the old primary records the switchover
+// (Switchover, switchover.json in its pair-state directory), which keeps
+// it from starting as the primary again; a rejoin there, once it follows
+// the promoted site, is what retires the record.
 package failover

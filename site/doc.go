@@ -45,6 +45,12 @@
 //	generation.json  the data generation of the primary's volumes, created
 //	                 with the pair state; the secondary must follow it
 //	                 (package transport's Generation)
+//	switchover.json  written by `duplex switchover` only (package failover's
+//	                 Switchover): "pending" before the other site is asked
+//	                 to take over, "done" once it has; either way a start
+//	                 as the primary is refused (done: rejoin follows the
+//	                 new primary; pending: the other site's status says
+//	                 whether it took over)
 //
 // Removing the directory makes the next start a new pair state: a new
 // generation, which a secondary that followed the old one refuses, and full
@@ -70,6 +76,11 @@
 //	                         secondary); rewritten only when one changes
 //
 // A start replays the journal from the group after state.json's.
+//
+// A running secondary that a switchover promotes (POST /v1/promote, see
+// Secondary's Run and ErrPromoted) records the promotion as `duplex
+// promote` does, and its daemon then serves the promoted site in the same
+// process.
 //
 // A secondary that `duplex promote` made the session's primary keeps, in
 // addition, a directory promoted beside state.json (PromotedDir), created

@@ -237,3 +237,117 @@ func TestSwitchoverUnderAWriterLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A switchover while the link is down is refused, changing nothing: the
+// writes go on, and no record stops a restart.
+func TestSwitchoverRefusedWhileTheLinkIsDown(t *testing.T) {
+	cfg := switchoverConfig(t)
+	cfg.Primary.Secondary, cfg.Secondary.Control = "127.0.0.1:1", "127.0.0.1:1"
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	_, err := p.Switchover(context.Background(), time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "link to the secondary is down") || !strings.Contains(err.Error(), "nothing changed") {
+		t.Fatalf("switchover with the link down: %v, want a refusal naming the link", err)
+	}
+	if err := p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0); err != nil {
+		t.Errorf("a write after the refusal: %v", err)
+	}
+	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
+		t.Errorf("a refused switchover left a record: %v", err)
+	}
+	if st := p.Status(); st.Role != "primary" || st.SwitchedOverAt != "" {
+		t.Errorf("after a refused switchover: role %q, switched_over_at %q", st.Role, st.SwitchedOverAt)
+	}
+}
+
+// A running secondary asked to take over at a group it has not journaled
+// refuses before it fences: the primary stays linked, and replication goes
+// on.
+func TestPromoteInPlaceRefusesAGroupItLacks(t *testing.T) {
+	cfg := switchoverConfig(t)
+	s := startSecondaryForSwitchover(t, cfg)
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	journaled := s.Replica().Stats().JournaledGroup
+	for _, req := range []control.PromoteRequest{
+		{Session: cfg.Session, Group: journaled + 1000},
+		{Session: "payroll", Group: 1},
+	} {
+		if _, err := s.promoteInPlace(req); err == nil {
+			t.Fatalf("promote in place %+v with group %d journaled: promoted", req, journaled)
+		}
+	}
+	if _, fenced := s.Replica().Generation(); fenced {
+		t.Fatal("a refused promotion fenced the secondary")
+	}
+	if _, err := failover.ReadPromotion(nil, PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
+		t.Fatalf("a refused promotion left a record: %v", err)
+	}
+	if err := p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the secondary to journal more", func() bool {
+		return s.Replica().Stats().JournaledGroup > journaled && s.Status().Link == "connected"
+	})
+	select {
+	case <-s.done:
+		t.Fatalf("the secondary stopped: %v", s.err)
+	default:
+	}
+}
+
+// The gate holds new writes once the writes under way have ended, lets
+// them go on when released, and fails them with the refusal.
+func TestWriteGate(t *testing.T) {
+	g := newWriteGate()
+	if err := g.enter(); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- g.hold(context.Background()) }()
+	select {
+	case err := <-held:
+		t.Fatalf("hold returned (%v) with a write under way", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.leave()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan error, 2)
+	go func() { entered <- g.enter() }()
+	select {
+	case err := <-entered:
+		t.Fatalf("a write went through (%v) while writes were held", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.release()
+	if err := <-entered; err != nil {
+		t.Fatal(err)
+	}
+	g.leave()
+	if err := g.hold(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { entered <- g.enter() }()
+	time.Sleep(20 * time.Millisecond)
+	g.refuse(errSwitchedOver("then"))
+	var errno nbd.Errno
+	if err := <-entered; !errors.As(err, &errno) || errno != nbd.ESHUTDOWN {
+		t.Fatalf("a held write after the refusal: %v, want ESHUTDOWN", err)
+	}
+	if err := g.enter(); !errors.As(err, &errno) || errno != nbd.ESHUTDOWN {
+		t.Fatalf("a new write after the refusal: %v, want ESHUTDOWN", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g2 := newWriteGate()
+	g2.enter()
+	if err := g2.hold(ctx); err == nil {
+		t.Fatal("hold with a write under way and its context ended: no error")
+	}
+	var nilGate *writeGate
+	if err := nilGate.enter(); err != nil {
+		t.Fatal(err)
+	}
+	nilGate.leave()
+}

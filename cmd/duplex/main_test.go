@@ -34,6 +34,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"recover"}, exitUsage, "--config FILE is required"},
 		{[]string{"promote"}, exitUsage, "promote: --config FILE is required"},
 		{[]string{"rejoin"}, exitUsage, "rejoin: --config FILE is required"},
+		{[]string{"switchover"}, exitUsage, "switchover: --config FILE is required"},
+		{[]string{"switchover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: want a positive duration"},
+		{[]string{"help", "switchover"}, exitOK, "ESHUTDOWN"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml"}, exitFailure, "nonexistent"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml", "--log-level", "loud"}, exitFailure, "nonexistent"},
 		{[]string{"demo", "--log-level", "loud"}, exitUsage, `--log-level "loud": want debug, info, warn or error`},
@@ -109,7 +112,7 @@ func TestHelpFlag(t *testing.T) {
 // TestUsageShowsRequiredConfig: where --config is required, the usage line
 // shows it bare; where it is optional, in brackets.
 func TestUsageShowsRequiredConfig(t *testing.T) {
-	required := map[string]bool{"primary": true, "secondary": true, "recover": true, "promote": true, "rejoin": true,
+	required := map[string]bool{"primary": true, "secondary": true, "recover": true, "promote": true, "rejoin": true, "switchover": true,
 		"pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
 	_, help, _ := runCmd("help")
 	for _, cmd := range everyCommand() {

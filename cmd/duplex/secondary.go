@@ -17,7 +17,8 @@ var secondarySynopsis = synopsis{"secondary", "--config FILE [--log-level LEVEL]
 // runSecondary runs the secondary site until SIGINT or SIGTERM.
 func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(secondarySynopsis, "Runs the secondary site: it receives the primary's time-interval groups, "+
-		"journals them, applies them as consistency groups, and serves read-only NBD exports of the copy.")
+		"journals them, applies them as consistency groups, and serves read-only NBD exports of the copy. "+
+		"A duplex switchover at the primary promotes it in place: it then serves the volumes read-write, as duplex promote does.")
 	path := fs.configFlag("its [secondary] section")
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)

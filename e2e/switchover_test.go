@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/nbd"
+	"duplex/workload"
+)
+
+// switchoverLoad is the load a switchover runs under: four clients of
+// dependent writes over NBD in the first blocks of each volume, and two
+// clients whose every write the test logs, in slots past them.
+type switchoverLoad struct {
+	lay     workload.Layout
+	target  *nbdTarget
+	stop    context.CancelFunc
+	done    chan error
+	mu      sync.Mutex
+	logs    [2][]promoteWrite
+	clients sync.WaitGroup
+	ended   sync.Once
+}
+
+const switchoverBlocks = 128 // the dependent-write workload's blocks per volume: 512 KiB
+
+func startSwitchoverLoad(t *testing.T, addr string, names []string, volSize int64, seed uint64) *switchoverLoad {
+	t.Helper()
+	l := &switchoverLoad{lay: workload.Layout{Volumes: len(names), BlocksPerVolume: switchoverBlocks, Clients: 4}, done: make(chan error, 1)}
+	l.target = &nbdTarget{perClient: switchoverBlocks / l.lay.Clients}
+	for range l.lay.Clients {
+		var cs []*nbd.Client
+		for _, n := range names {
+			cs = append(cs, dialNBD(t, addr, n))
+		}
+		l.target.conns = append(l.target.conns, cs)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	l.stop = stop
+	go func() {
+		_, err := workload.Run(ctx, l.lay, l.target, 0, seed)
+		l.done <- err
+	}()
+	rng := rand.New(rand.NewPCG(seed, 11))
+	var slots []promoteWrite
+	for pass := 0; pass < 64; pass++ {
+		for vol := range names {
+			off := int64(switchoverBlocks*workload.BlockSize) + rng.Int64N((volSize-int64(switchoverBlocks*workload.BlockSize))/4096)*4096
+			data := bytes.Repeat([]byte{byte(rng.Uint32())}, 4096)
+			binary.BigEndian.PutUint64(data, uint64(len(slots)+1))
+			slots = append(slots, promoteWrite{vol: vol, off: off, data: data})
+		}
+	}
+	half := len(slots) / 2
+	for i, part := range [][]promoteWrite{slots[:half], slots[half:]} {
+		l.clients.Add(1)
+		go func() {
+			defer l.clients.Done()
+			// Round and round until a write fails or the test stops it.
+			for ctx.Err() == nil {
+				if err := promoteClient(ctx, addr, names, part, &l.logs[i], &l.mu); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	l.target.waitAcked(t)
+	return l
+}
+
+// acked returns the logged clients' writes acknowledged so far.
+func (l *switchoverLoad) acked() []promoteWrite {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []promoteWrite
+	for _, log := range l.logs {
+		for _, w := range log {
+			if w.acked {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+func (l *switchoverLoad) end() {
+	l.ended.Do(func() {
+		l.stop()
+		<-l.done
+		l.clients.Wait()
+		l.target.close()
+	})
+}
+
+// TestDaemonsSwitchover runs duplex switchover between the daemons under a
+// load of dependent writes and logged writes over NBD: kill -9 of the
+// secondary while the writes are held makes it fail, and the primary's
+// writes resume; with the link down it is refused; with the secondary back,
+// it hands the session over: the secondary daemon serves the volumes
+// read-write in place, holding every write the primary acknowledged and a
+// state the dependent writes allow; the old primary refuses writes, says
+// so in its status, and a restart of it as the primary is refused, pointing
+// at rejoin.
+func TestDaemonsSwitchover(t *testing.T) {
+	const volSize = 16 << 20
+	s := newSession(t, sessionOpts{name: "e2e-switchover", volSize: volSize, edit: func(c *config.Config) {
+		c.ControlTokenFile = "token"
+	}})
+	if err := os.WriteFile(filepath.Join(s.dir, "token"), []byte("e2e-switchover-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	names := s.cfg.VolumeNames()
+	load := startSwitchoverLoad(t, s.cfg.Primary.NBD, names, volSize, uint64(time.Now().UnixNano()))
+	defer load.end()
+
+	// A link slow enough that the writes held keep a backlog to ship, and
+	// the secondary killed while they are held.
+	if code, out, errOut := runDuplex(t, "pair", "rate", "--config", s.path, "--link", "256KiB"); code != 0 {
+		t.Fatalf("pair rate: exit %d\n%s%s", code, out, errOut)
+	}
+	bin := duplexBinary(t)
+	var swOut, swErr bytes.Buffer
+	sw := exec.Command(bin, "switchover", "--config", s.path, "--timeout", "20s")
+	sw.Stdout, sw.Stderr = &swOut, &swErr
+	if err := sw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	swDone := make(chan error, 1)
+	go func() { swDone <- sw.Wait() }()
+	waitLogLine(t, s.prim, time.Minute, "switchover: writes held")
+	s.sec.kill()
+	var swExit error
+	select {
+	case swExit = <-swDone:
+	case <-time.After(2 * time.Minute):
+		sw.Process.Kill()
+		t.Fatal("duplex switchover did not end within 2 minutes of the secondary's kill -9")
+	}
+	if code := exitCode(swExit); code != 1 || !strings.Contains(swErr.String(), "writes resume") {
+		t.Fatalf("switchover with the secondary killed: exit %d\nstdout: %s\nstderr: %s; want exit 1 saying the writes resume", code, swOut.String(), swErr.String())
+	}
+	t.Logf("switchover with the secondary killed while writes were held: %s", strings.TrimSpace(swErr.String()))
+	before := load.target.acked.Load()
+	eventually(t, time.Minute, "the primary's writes to resume", func() bool { return load.target.acked.Load() > before+10 })
+	if st := s.primaryStatus(); st.Role != "primary" || st.SwitchedOverAt != "" {
+		t.Fatalf("after a failed switchover the primary's status: role %s, switched_over_at %q", st.Role, st.SwitchedOverAt)
+	}
+
+	// The link is down: refused.
+	eventually(t, time.Minute, "the primary to see the link down", func() bool { return s.primaryStatus().Link != "connected" })
+	if code, out, errOut := runDuplex(t, "switchover", "--config", s.path); code != 1 || !strings.Contains(errOut, "link") {
+		t.Fatalf("switchover with the link down: exit %d\nstdout: %s\nstderr: %s; want exit 1 naming the link", code, out, errOut)
+	}
+
+	s.startSecondary()
+	if code, out, errOut := runDuplex(t, "pair", "rate", "--config", s.path, "--link", "0"); code != 0 {
+		t.Fatalf("pair rate: exit %d\n%s%s", code, out, errOut)
+	}
+	s.waitLinked()
+	time.Sleep(500 * time.Millisecond) // writes of the load in flight and held
+	code, out, errOut := runDuplex(t, "switchover", "--config", s.path, "--timeout", "50s")
+	if code != 0 {
+		t.Fatalf("switchover: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	load.end()
+	loadavg, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("duplex switchover under load (load average %s):\n%s", strings.TrimSpace(string(loadavg)), out)
+	if !strings.Contains(out, "write pause: ") || !strings.Contains(out, "consistent as of ") {
+		t.Errorf("switchover's output lacks the write pause or the consistency time:\n%s", out)
+	}
+
+	// The secondary daemon serves the volumes read-write, in place.
+	eventually(t, time.Minute, "the promoted site to answer", func() bool {
+		st, err := fetchStatus(s.cfg.Secondary.Control)
+		return err == nil && st.PromotedAt != ""
+	})
+	nst := s.secondaryStatus()
+	if nst.Role != "primary" || nst.PrimarySite != "secondary" || nst.PrimarySince == "" {
+		t.Errorf("the new primary's status: role %q, primary_site %q since %q", nst.Role, nst.PrimarySite, nst.PrimarySince)
+	}
+	ost := s.primaryStatus()
+	if ost.Role != "switched-over" || ost.SwitchedOverAt == "" || ost.PrimarySite != "secondary" || ost.PrimarySince != nst.PrimarySince {
+		t.Errorf("the old primary's status: role %q, switched_over_at %q, primary_site %q since %q (the new primary says since %q)",
+			ost.Role, ost.SwitchedOverAt, ost.PrimarySite, ost.PrimarySince, nst.PrimarySince)
+	}
+	var readers []*nbd.Client
+	for _, n := range names {
+		readers = append(readers, dialNBD(t, s.cfg.Secondary.NBD, n))
+	}
+	read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, off) }
+	acked := load.acked()
+	if len(acked) == 0 {
+		t.Fatal("no logged write was acknowledged")
+	}
+	// Slots are written round and round: the last acknowledged write of
+	// each is what the new primary must hold.
+	last := map[[2]int64][]byte{}
+	for _, w := range acked {
+		last[[2]int64{int64(w.vol), w.off}] = w.data
+	}
+	for k, want := range last {
+		got := make([]byte, len(want))
+		if err := readers[k[0]].ReadAt(got, k[1]); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("a write acknowledged by the old primary (%d bytes at %d of %s) is missing at the new primary", len(want), k[1], names[k[0]])
+		}
+	}
+	vs, err := workload.Check(load.lay, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs[:min(len(vs), 10)] {
+		t.Errorf("at the new primary: %s", v)
+	}
+	t.Logf("%d logged writes acknowledged by the old primary, %d dependent writes; all at the new primary", len(acked), load.target.acked.Load())
+	// The new primary takes writes.
+	w := dialNBD(t, s.cfg.Secondary.NBD, names[0])
+	if err := w.WriteAt(bytes.Repeat([]byte{0x77}, 4096), volSize-4096); err != nil {
+		t.Fatalf("a write to the new primary: %v", err)
+	}
+	// The old primary refuses writes, and a restart of it as the primary.
+	old := dialNBD(t, s.cfg.Primary.NBD, names[0])
+	if err := old.WriteAt(make([]byte, 4096), 0); err == nil || !strings.Contains(err.Error(), "ESHUTDOWN") {
+		t.Errorf("a write to the old primary after the switchover: %v, want ESHUTDOWN", err)
+	}
+	if code := s.prim.stop(); code != 0 {
+		t.Fatalf("the old primary's stop: exit %d", code)
+	}
+	again := startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary-again.log"))
+	if code := again.wait(time.Minute); code != 1 || !strings.Contains(again.log(), "duplex rejoin") {
+		t.Fatalf("a restart of the old primary: exit %d, want 1 pointing at duplex rejoin:\n%s", code, logTail(again.log(), 2000))
+	}
+}
