@@ -360,7 +360,9 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	st := p.Status()
 	st.Role, st.Link, st.SwitchedOverAt = "switched-over", "disconnected", control.FormatTime(rec.At)
 	st.PrimarySite, st.PrimarySince = "secondary", pr.PromotedAt
-	st.LagSeconds, st.SidefileBytes = nil, nil
+	// Nothing held for replication any more; no consistency time moves.
+	held := int64(0)
+	st.LagSeconds, st.SidefileBytes = nil, &held
 	for i := range st.Volumes {
 		st.Volumes[i].Note = "switched over: the other site holds every write acknowledged here and is the primary"
 	}
