@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -322,8 +323,10 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	pr, err := control.PromoteSecondary(pctx, at, p.token, req)
 	pcancel()
 	if err != nil {
+		// Refused, or never delivered (no connection): not promoted.
 		var refused *control.RefusedError
-		promotedAt, known := "", errors.As(err, &refused)
+		var dial *net.OpError
+		promotedAt, known := "", errors.As(err, &refused) || errors.As(err, &dial) && dial.Op == "dial"
 		if !known {
 			promotedAt, known = p.askPromoted(at)
 		}

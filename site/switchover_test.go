@@ -41,6 +41,7 @@ type runningSecondary struct {
 	promotedUp chan *Promoted // the promoted site, once serving
 	done       chan struct{}
 	err        error // what Run ended with
+	stop       context.CancelFunc
 }
 
 func startSecondaryForSwitchover(t *testing.T, cfg *config.Config) *runningSecondary {
@@ -54,6 +55,7 @@ func startSecondaryForSwitchover(t *testing.T, cfg *config.Config) *runningSecon
 	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
 	rs := &runningSecondary{Secondary: s, done: make(chan struct{}), promotedUp: make(chan *Promoted, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
+	rs.stop = cancel
 	go func() {
 		defer close(rs.done)
 		rs.err = s.Run(ctx)
@@ -350,4 +352,65 @@ func TestWriteGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	nilGate.leave()
+}
+
+// The secondary lost while the writes are held, with a backlog the
+// timeout does not let it ship: the switchover fails saying the writes
+// resume, and they do; nothing is recorded, and the primary is still the
+// primary.
+func TestSwitchoverAbandonedWhenTheSecondaryGoesAway(t *testing.T) {
+	cfg := switchoverConfig(t)
+	s := startSecondaryForSwitchover(t, cfg)
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	vols := cfg.VolumeNames()
+	// A link slow enough that the pause has a backlog to ship.
+	slow := int64(64 << 10)
+	if _, err := p.SetRates(nil, &slow); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var acked []ackedWrite
+	var werr error
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		acked, werr = writeUntilRefused(p, vols, stop)
+	}()
+	waitFor(t, time.Minute, "a backlog on the slow link", func() bool { return *p.Status().SidefileBytes > 1<<20 })
+	type result struct {
+		res control.SwitchoverResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := p.Switchover(context.Background(), 6*time.Second)
+		done <- result{res, err}
+	}()
+	waitFor(t, time.Minute, "the writes to be held", func() bool {
+		p.gate.mu.Lock()
+		defer p.gate.mu.Unlock()
+		return p.gate.held
+	})
+	s.stop() // the secondary's link and control address go away
+	<-s.done
+	r := <-done
+	if r.err == nil || !strings.Contains(r.err.Error(), "writes resume") {
+		t.Fatalf("switchover with the secondary gone: %+v, want an error saying the writes resume", r)
+	}
+	t.Logf("switchover with the secondary gone: %v", r.err)
+	if err := p.Write(context.Background(), vols[0], make([]byte, 4096), 0); err != nil {
+		t.Fatalf("a write after the abandoned switchover: %v", err)
+	}
+	close(stop)
+	<-written
+	if werr != nil || len(acked) == 0 {
+		t.Errorf("the writer: %d writes acknowledged, %v", len(acked), werr)
+	}
+	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
+		t.Errorf("an abandoned switchover left a record: %v", err)
+	}
+	if st := p.Status(); st.Role != "primary" || st.SwitchedOverAt != "" {
+		t.Errorf("after an abandoned switchover: role %q, switched_over_at %q", st.Role, st.SwitchedOverAt)
+	}
 }
