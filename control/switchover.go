@@ -48,7 +48,10 @@ type SwitchoverResult struct {
 	// DrainSeconds is how long the drain before the pause took, while
 	// writes went on.
 	DrainSeconds float64 `json:"drain_seconds,omitempty"`
-	Error        string  `json:"error,omitempty"`
+	// Warning says what is amiss after a switchover that took place: the
+	// new primary did not answer as one in time.
+	Warning string `json:"warning,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {

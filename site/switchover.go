@@ -387,6 +387,8 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 			break
 		}
 		if wctx.Err() != nil {
+			res.Warning = fmt.Sprintf("the other site recorded its promotion but does not answer as the primary after %s (%v): "+
+				"see its log; duplex promote there serves it", promotedWait, err)
 			p.log.Warn("switchover: the new primary does not answer its status yet", "err", err)
 			break
 		}

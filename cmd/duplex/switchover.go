@@ -67,6 +67,9 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "consistent as of %s (group %d): it holds every write acknowledged here\n", res.ConsistencyTime, res.Group)
 	fmt.Fprintf(stdout, "write pause: %s (writes held from %s; drain before it, with writes going on: %s)\n",
 		seconds(res.PauseSeconds), res.PausedAt, seconds(res.DrainSeconds))
+	if res.Warning != "" {
+		fmt.Fprintln(stdout, "warning:", res.Warning)
+	}
 	fmt.Fprintln(stdout, "this site refuses writes from now on; stop its primary daemon, then duplex rejoin --config FILE here makes it the new primary's secondary")
 	return nil
 }
