@@ -51,14 +51,17 @@ func startSwitchoverLoad(t *testing.T, addr string, names []string, volSize int6
 		_, err := workload.Run(ctx, l.lay, l.target, 0, seed)
 		l.done <- err
 	}()
+	// 64 slots per volume, each its own block: which of two writes to one
+	// block was acknowledged last is not what the test knows.
 	rng := rand.New(rand.NewPCG(seed, 11))
+	base := int64(switchoverBlocks * workload.BlockSize)
+	blocks := rng.Perm(int((volSize - base) / 4096))
 	var slots []promoteWrite
 	for pass := 0; pass < 64; pass++ {
 		for vol := range names {
-			off := int64(switchoverBlocks*workload.BlockSize) + rng.Int64N((volSize-int64(switchoverBlocks*workload.BlockSize))/4096)*4096
 			data := bytes.Repeat([]byte{byte(rng.Uint32())}, 4096)
 			binary.BigEndian.PutUint64(data, uint64(len(slots)+1))
-			slots = append(slots, promoteWrite{vol: vol, off: off, data: data})
+			slots = append(slots, promoteWrite{vol: vol, off: base + int64(blocks[pass])*4096, data: data})
 		}
 	}
 	half := len(slots) / 2
@@ -203,8 +206,9 @@ func TestDaemonsSwitchover(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no logged write was acknowledged")
 	}
-	// Slots are written round and round: the last acknowledged write of
-	// each is what the new primary must hold.
+	// Slots are written round and round, each with its own data, in
+	// blocks of their own: every acknowledged write is what the new
+	// primary must hold.
 	last := map[[2]int64][]byte{}
 	for _, w := range acked {
 		last[[2]int64{int64(w.vol), w.off}] = w.data
