@@ -43,6 +43,7 @@ type Config struct {
 
 	Primary   Primary   `toml:"primary"`
 	Secondary Secondary `toml:"secondary"`
+	Coupling  Coupling  `toml:"coupling"`
 
 	// Dir is the directory of the config file; relative paths resolve
 	// against it. Load and Parse make it absolute.
@@ -152,6 +153,36 @@ type SecondaryVolume struct {
 	Name string `toml:"name" kind:"name" max:"128" unique:"copy" required:"the name of the primary volume this copies"`
 	Path string `toml:"path" kind:"path" unique:"file" required:"the image file or device holding the copy"`
 }
+
+// Coupling is the [coupling] section: the session is a member of a coupled
+// group, whose secondaries apply no update stamped after the group's master
+// consistency time (package coupling). Left out, the session stands alone.
+type Coupling struct {
+	Group string   `toml:"group" kind:"name" required:"name the coupled group, e.g. group = \"payments\"" doc:"sessions of one group recover to one time"`
+	Etcd  []string `toml:"etcd" required:"the etcd endpoints, e.g. etcd = [\"http://127.0.0.1:2379\"]" doc:"etcd endpoints holding the group"`
+	// Lease is how long a member's published time outlives its secondary:
+	// once it expires status names the member as gone, and until the
+	// member is removed from the group (duplex couple remove) the master
+	// time holds.
+	Lease Duration `toml:"lease" default:"10s" min:"2s" max:"1h" range:"%s: must be from 2s to 1h" doc:"a silent member's time outlives it this long"`
+	// Publish is how often a secondary puts its time in etcd while the
+	// time advances; every member reads the others as often.
+	Publish Duration `toml:"publish" default:"20ms" min:"1ms" max:"10s" range:"%s: must be from 1ms to 10s" doc:"how often each member publishes and reads times"`
+	// The client side of TLS to etcd, as etcdctl's --cacert, --cert and
+	// --key: the CA that signed the servers' certificates (left out: the
+	// system's roots), and a client certificate where the servers ask for
+	// one.
+	TLSCA   string `toml:"tls_ca" kind:"path" doc:"CA of the etcd servers' certificates"`
+	TLSCert string `toml:"tls_cert" kind:"path" group:"etcd_client_cert"`
+	TLSKey  string `toml:"tls_key" kind:"path" group:"etcd_client_cert"`
+	// Username and PasswordFile authenticate to etcd where it has
+	// authentication on.
+	Username     string `toml:"username" group:"etcd_auth"`
+	PasswordFile string `toml:"password_file" kind:"path" group:"etcd_auth"`
+}
+
+// Coupled reports whether the session is a member of a coupled group.
+func (c *Config) Coupled() bool { return c.Coupling.Group != "" || len(c.Coupling.Etcd) > 0 }
 
 // Load reads the config file at path, decodes it strictly, applies defaults,
 // resolves relative paths against the file's directory and validates it.

@@ -110,6 +110,20 @@ func decodeLeaf(v reflect.Value, raw any) string {
 			return "must be true or false, not " + typeName(raw)
 		}
 		*dst = b
+	case *[]string:
+		list, ok := raw.([]any)
+		if !ok {
+			return `must be an array of strings such as ["a", "b"], not ` + typeName(raw)
+		}
+		out := make([]string, len(list))
+		for i, e := range list {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Sprintf("entry %d must be a string (in double quotes), not %s", i, typeName(e))
+			}
+			out[i] = s
+		}
+		*dst = out
 	case *int:
 		n, ok := raw.(int64)
 		if !ok {

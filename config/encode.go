@@ -61,6 +61,15 @@ func (c *Config) encodeLeaf(f *field, v reflect.Value) (string, error) {
 			return "", err
 		}
 		return quote(string(b))
+	case []string:
+		q := make([]string, len(x))
+		for i, e := range x {
+			var err error
+			if q[i], err = quote(e); err != nil {
+				return "", err
+			}
+		}
+		return "[" + strings.Join(q, ", ") + "]", nil
 	case string:
 		if f.kind == "path" {
 			x = c.rel(x)

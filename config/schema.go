@@ -20,8 +20,9 @@ import (
 //	                   path (resolved against Dir), name (session, subsystem
 //	                   and volume names), listen or dial (host:port
 //	                   addresses), enum, rate (a Size in bytes per second);
-//	                   otherwise string, bool, int, size, duration, table or
-//	                   tables (an array of tables), from the Go type
+//	                   otherwise string, bool, int, size, duration, list
+//	                   (an array of strings), table or tables (an array of
+//	                   tables), from the Go type
 //	default:"20ms"     its value when the key is left out, written as in the
 //	                   file (left out: the zero value)
 //	required:"hint"    the key must be set when its table is; the problem is
@@ -57,10 +58,12 @@ var uniqueWhy = map[string]string{
 // groups says, for each group of keys set together, what needs them all,
 // and the key of their table that they serve ("" none), with what it does.
 var groups = map[string]struct{ what, serves, does string }{
-	"tls":         {"TLS", "", ""},
-	"nbd_tls":     {"TLS", "nbd", "serve the read-only exports"},
-	"control_tls": {"HTTPS on the control address", "control", "serve the control address"},
-	"rejoin":      {"this site as the secondary of a rejoin", "", ""},
+	"tls":              {"TLS", "", ""},
+	"nbd_tls":          {"TLS", "nbd", "serve the read-only exports"},
+	"control_tls":      {"HTTPS on the control address", "control", "serve the control address"},
+	"rejoin":           {"this site as the secondary of a rejoin", "", ""},
+	"etcd_client_cert": {"a client certificate for etcd", "", ""},
+	"etcd_auth":        {"etcd authentication", "", ""},
 }
 
 // field describes one key.
@@ -155,6 +158,9 @@ func kindOf(t reflect.Type) string {
 	case reflect.Struct:
 		return "table"
 	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return "list"
+		}
 		return "tables"
 	}
 	return t.Kind().String() // string, bool, int

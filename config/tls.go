@@ -273,3 +273,45 @@ func checkControlSecurity(p *problems, site, addr string, token, https bool) {
 	p.add(site+".control", "%q is not a loopback address and %s: %s, or insecure = true in [%s]",
 		addr, strings.Join(lacks, ", and "), strings.Join(fix, " and "), site)
 }
+
+// EtcdTLS returns the client side of TLS to the coupled group's etcd
+// servers ([coupling] tls_ca, tls_cert, tls_key), or nil, nil when no
+// endpoint is https.
+func (c *Config) EtcdTLS() (*tls.Config, error) {
+	cp := &c.Coupling
+	https := false
+	for _, e := range cp.Etcd {
+		https = https || strings.HasPrefix(e, "https://")
+	}
+	if !https {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cp.TLSCA != "" {
+		pool, err := loadCA("coupling.tls_ca", c.Resolve(cp.TLSCA))
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = pool
+	}
+	if cp.TLSCert != "" || cp.TLSKey != "" {
+		cert, err := loadKeyPair("coupling", "tls_cert", "tls_key", c.Resolve(cp.TLSCert), c.Resolve(cp.TLSKey))
+		if err != nil {
+			return nil, err
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// EtcdPassword reads [coupling] password_file ("" when no username is set).
+func (c *Config) EtcdPassword() (string, error) {
+	if c.Coupling.Username == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(c.Resolve(c.Coupling.PasswordFile))
+	if err != nil {
+		return "", fmt.Errorf("coupling.password_file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

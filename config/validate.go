@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
@@ -50,6 +51,9 @@ func (c *Config) Validate() error {
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
+	}
+	if c.Coupled() {
+		c.validateCoupling(&p)
 	}
 	return errors.Join(p...)
 }
@@ -335,4 +339,31 @@ func listenersOverlap(a, b string) bool {
 	hostsB, portB, okB := bindHosts(b)
 	return okA && okB && portA == portB &&
 		(hostsA == nil || hostsB == nil || slices.ContainsFunc(hostsA, func(h string) bool { return slices.Contains(hostsB, h) }))
+}
+
+// validateCoupling checks what the tags do not say of [coupling]: each etcd
+// endpoint is a URL a client dials, and TLS settings go with https.
+func (c *Config) validateCoupling(p *problems) {
+	cp := &c.Coupling
+	tlsSet := cp.TLSCA != "" || cp.TLSCert != ""
+	seen := map[string]int{}
+	for i, e := range cp.Etcd {
+		at := fmt.Sprintf("coupling.etcd[%d]", i)
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
+			p.add(at, "%q is not an etcd endpoint: write its client URL, e.g. \"http://127.0.0.1:2379\" or \"https://etcd1.example:2379\"", e)
+			continue
+		}
+		if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			p.add(at, "%q: an etcd endpoint is scheme://host:port, with no path", e)
+		}
+		checkAddr(p, at, u.Host, false)
+		if j, dup := seen[u.Host]; dup {
+			p.add(at, "%q is also coupling.etcd[%d]", e, j)
+		}
+		seen[u.Host] = i
+		if tlsSet && u.Scheme == "http" {
+			p.add(at, "%q is plain http, but [coupling] has TLS settings (tls_ca, tls_cert): write https://", e)
+		}
+	}
 }
