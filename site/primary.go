@@ -65,7 +65,10 @@ type Primary struct {
 	// promotion is set at a promoted site running as the primary of the
 	// reverse direction (OpenReversePrimary).
 	promotion *failover.Promotion
-	fsys      disk.FS
+	// promotedBack: the promotion is this site's own, back from the
+	// promoted site by a switchover (failBack), in the session's direction.
+	promotedBack bool
+	fsys         disk.FS
 	// gate holds the writes while a switchover pauses them, and refuses
 	// them once it is done.
 	gate      *writeGate
@@ -145,6 +148,13 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if p.stateLock, err = disk.Or(opts.FS).Lock(filepath.Join(p.stateDir, stateLockName)); err != nil {
 		return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
 			p.stateDir, cfg.Session, err)
+	}
+	// A site promoted back by a switchover serves as the primary again.
+	if opts.StateDir == "" && opts.Promotion == nil {
+		if p.promotion, err = failBack(cfg, opts.FS, p.stateDir, p.log); err != nil {
+			return nil, fmt.Errorf("primary: %w", err)
+		}
+		p.promotedBack = p.promotion != nil
 	}
 	// A site that rejoined the promoted one is its secondary: its volumes
 	// take that site's data, and writes served here would be lost.
@@ -431,6 +441,9 @@ func (p *Primary) Status() control.Status {
 		ConsistencyTime: control.FormatTime(ms.Acked.RecoversTo()), LagSeconds: control.LagSample(ms.Acked.RecoversTo(), time.Now()),
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit, PromotedAt: p.promotedAt(), PromotedFrom: p.promotedFrom(),
 		BytesReplicate: ms.BytesAcked, LinkBytesSent: &ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
+	}
+	if p.promotedBack {
+		st.PrimarySite, st.PrimarySince = "primary", p.promotedAt()
 	}
 	copyRate, linkRate := p.copyRate.Rate(), p.linkRate.Rate()
 	st.CopyRateLimit, st.LinkRateLimit = &copyRate, &linkRate

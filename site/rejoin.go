@@ -15,6 +15,7 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/disk"
+	"duplex/failover"
 	"duplex/pair"
 	"duplex/secondary"
 	"duplex/transport"
@@ -146,6 +147,10 @@ type Rejoined struct {
 	// Delivered says the promoted site holds Discarded and resumed its
 	// pairs: the copy is under way or done.
 	Delivered bool `json:"delivered,omitempty"`
+	// dir is where the record is kept: the old primary's pair-state
+	// directory, or beside the journal of a promoted site rejoining back
+	// (RejoinBackDir).
+	dir string
 }
 
 // ReadRejoin returns the rejoin recorded at the old primary of cfg.
@@ -163,6 +168,7 @@ func readRejoin(fsys disk.FS, dir string) (Rejoined, error) {
 	if err := json.Unmarshal(b, &r); err != nil || r.Session == "" || r.At == 0 {
 		return Rejoined{}, fmt.Errorf("rejoin %s: unreadable (%v)", filepath.Join(dir, rejoinFile), err)
 	}
+	r.dir = dir
 	return r, nil
 }
 
@@ -171,7 +177,11 @@ func writeRejoin(cfg *config.Config, r Rejoined) error {
 	if err != nil {
 		return fmt.Errorf("rejoin: %w", err)
 	}
-	if err := disk.WriteFileAtomic(disk.Or(nil), filepath.Join(PairStateDir(cfg), rejoinFile), append(b, '\n')); err != nil {
+	dir := r.dir
+	if dir == "" {
+		dir = PairStateDir(cfg)
+	}
+	if err := disk.WriteFileAtomic(disk.Or(nil), filepath.Join(dir, rejoinFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("rejoin: %w", err)
 	}
 	return nil
@@ -228,8 +238,14 @@ func BeginRejoin(cfg *config.Config, ch control.Changes, plan []RejoinVolume) (R
 	if err := secondary.Seed(nil, StatePath(rev), st, gen); err != nil {
 		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
 	}
+	r.dir = dir
 	if err := writeRejoin(cfg, r); err != nil {
 		return Rejoined{}, err
+	}
+	// A switchover that handed the session to the promoted site is
+	// superseded: the rejoin record refuses a start as the primary now.
+	if err := failover.RemoveSwitchover(nil, dir); err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
 	}
 	return r, nil
 }

@@ -268,9 +268,6 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	if _, done := p.switchedStatus(); done {
 		return control.SwitchoverResult{}, errors.New("this site was switched over already")
 	}
-	if p.promotion != nil {
-		return control.SwitchoverResult{}, errors.New("switchover refused: this is the promoted site; a switchover back to the old primary is not built yet")
-	}
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -362,7 +359,7 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	}
 	st := p.Status()
 	st.Role, st.Link, st.SwitchedOverAt = "switched-over", "disconnected", control.FormatTime(rec.At)
-	st.PrimarySite, st.PrimarySince = "secondary", pr.PromotedAt
+	st.PrimarySite, st.PrimarySince = p.otherSite(), pr.PromotedAt
 	// Nothing held for replication any more; no consistency time moves.
 	held := int64(0)
 	st.LagSeconds, st.SidefileBytes = nil, &held
@@ -396,6 +393,15 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	}
 	res.PauseSeconds = time.Since(pausedAt).Seconds()
 	return res, nil
+}
+
+// otherSite is the config section that describes the other site: the
+// secondary's, but the old primary's at a promoted site.
+func (p *Primary) otherSite() string {
+	if p.promotion != nil && !p.promotedBack {
+		return "primary"
+	}
+	return "secondary"
 }
 
 // secondaryControl is the other site's control address, as this site's
@@ -436,8 +442,10 @@ func (p *Primary) switchoverReady(ctx context.Context, at control.Endpoint) erro
 		return fmt.Errorf("the other site's control address does not answer: %w", err)
 	case st.Session != p.cfg.Session:
 		return fmt.Errorf("the site at %s is of session %q, not %q", at, st.Session, p.cfg.Session)
-	case st.Role != "secondary" || st.PromotedAt != "":
-		return fmt.Errorf("the site at %s is not a running secondary (role %s)", at, st.Role)
+	case st.Role != "secondary" || st.PromotedAt != p.promotedAt():
+		// A secondary that rejoined this site says since when this
+		// site is primary; any other promotion is not this session's.
+		return fmt.Errorf("the site at %s is not a running secondary of this site (role %s, primary elsewhere since %q)", at, st.Role, st.PromotedAt)
 	case st.Fenced:
 		return fmt.Errorf("the secondary at %s is fenced", at)
 	case st.Link != "connected":

@@ -11,6 +11,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/failover"
 	"duplex/secondary"
 	"duplex/site"
 )
@@ -45,8 +46,37 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Secondary.Control == "" {
 		return errors.New("the config names no [secondary] control address to reach the promoted site at")
 	}
+	// At a promoted site that handed the session back by a switchover:
+	// the way back to the session's own direction.
+	switch r, err := site.ReadRejoinBack(cfg); {
+	case err == nil:
+		fmt.Fprintf(stdout, "this site rejoined the session's primary (primary again since %s) as its secondary at %s\n",
+			r.PromotedAt, control.FormatTime(r.At))
+		if !*yes {
+			fmt.Fprintln(stdout, "run again with --yes to run as its secondary")
+			return nil
+		}
+		return runRejoined(ctx, cfg, log, r, true, stdout)
+	case !errors.Is(err, site.ErrNotRejoined):
+		return err
+	}
+	switch _, err := site.ReverseSwitchover(cfg); {
+	case err == nil:
+		r, err := planRejoinBack(ctx, cfg, *yes, stdout)
+		if err != nil || r.At == 0 {
+			return err
+		}
+		return runRejoined(ctx, cfg, log, r, true, stdout)
+	case !errors.Is(err, failover.ErrNoSwitchover):
+		return err
+	}
 	r, err := site.ReadRejoin(cfg)
 	switch {
+	case err == nil && site.PromotedBack(cfg):
+		// Killed after the other site handed the session back, before
+		// the pair state was made: the primary makes it, and serves.
+		fmt.Fprintln(stdout, "the other site handed the session back to this site by a switchover: serving as the session's primary (duplex primary --config FILE from now on)")
+		return servePromotedBack(ctx, cfg, log, stdout)
 	case err == nil:
 		fmt.Fprintf(stdout, "this site rejoined the promoted site (primary since %s) as its secondary at %s\n",
 			r.PromotedAt, control.FormatTime(r.At))
@@ -61,7 +91,65 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return err
 	}
-	return runRejoined(ctx, cfg, log, r, stdout)
+	return runRejoined(ctx, cfg, log, r, false, stdout)
+}
+
+// planRejoinBack reports, at a promoted site that handed the session back,
+// what rejoining the old primary as its secondary copies and, if yes,
+// begins it.
+func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io.Writer) (site.Rejoined, error) {
+	at, err := controlOf(cfg, "primary")
+	if err != nil {
+		return site.Rejoined{}, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ch, err := control.FetchChanges(fctx, at)
+	cancel()
+	if err != nil {
+		return site.Rejoined{}, fmt.Errorf("cannot learn what the old primary changed since it took the session back (is it running?): %w", err)
+	}
+	plan, err := site.PlanRejoinBack(cfg, ch)
+	if err != nil {
+		return site.Rejoined{}, err
+	}
+	fmt.Fprintf(stdout, "the old primary took the session back at %s by a switchover; its volumes held this site's data as of %s, "+
+		"and this site holds no write it lacks\n", ch.PromotedAt, control.FormatTime(ch.ConsistencyTime))
+	var total, size int64
+	for _, v := range plan {
+		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: written there since\n", v.Name, v.Copy, v.Union.Count(), v.Size)
+		total += v.Copy
+		size += v.Size
+	}
+	fmt.Fprintf(stdout, "in all: copy %d bytes of %d\n", total, size)
+	if !yes {
+		fmt.Fprintln(stdout, "nothing changed: run again with --yes to rejoin")
+		return site.Rejoined{}, nil
+	}
+	r, err := site.BeginRejoinBack(cfg, ch, plan)
+	if err != nil {
+		return site.Rejoined{}, fmt.Errorf("cannot rejoin: %w", err)
+	}
+	fmt.Fprintf(stdout, "rejoined: this site is the session's secondary again (data generation %s); "+
+		"its volumes stay as they are until the copy ends\n", r.Generation)
+	return r, nil
+}
+
+// servePromotedBack serves the old primary of cfg as the session's primary
+// once the promoted site handed the session back: OpenPrimary makes its
+// pair state from the promotion the switchover recorded here.
+func servePromotedBack(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
+	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot serve as the primary again: %w", err)
+	}
+	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary, "nbd", p.NBDAddr(), "control", p.ControlAddr())
+	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s as the session's primary again; the regions written are tracked "+
+		"until the other site rejoins (duplex rejoin --yes there), then replicated to it\n", len(cfg.VolumeNames()), p.NBDAddr())
+	if err := p.Run(ctx, 5*time.Minute); err != nil {
+		return fmt.Errorf("primary stopped: %w", err)
+	}
+	log.Info("primary stopped cleanly")
+	return nil
 }
 
 // planRejoin reports what a rejoin copies and, if yes, begins it.
@@ -118,8 +206,14 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 
 // runRejoined runs the old primary as the secondary of the promoted site,
 // and tells the promoted site the regions to copy if it was not told yet.
-func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r site.Rejoined, stdout io.Writer) error {
-	s, err := site.OpenRejoined(cfg, log, r, site.SecondaryOptions{Context: ctx})
+// back: at a promoted site that handed the session back, it runs as the
+// session's secondary, and tells the old primary.
+func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r site.Rejoined, back bool, stdout io.Writer) error {
+	open, peer := site.OpenRejoined, "secondary"
+	if back {
+		open, peer = site.OpenRejoinedBack, "primary"
+	}
+	s, err := open(cfg, log, r, site.SecondaryOptions{Context: ctx})
 	if errors.Is(err, secondary.ErrInterrupted) {
 		log.Info("secondary stopped while starting", "err", err)
 		return nil
@@ -134,13 +228,34 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 	done := make(chan error, 1)
 	go func() { done <- s.Run(rctx) }()
 	if !r.Delivered {
-		if err := deliverRejoin(rctx, cfg, log, r, done, stdout); err != nil {
+		if err := deliverRejoin(rctx, cfg, peer, log, r, done, stdout); err != nil {
 			stop()
 			<-done
 			return err
 		}
 	}
-	if err := <-done; err != nil {
+	err = <-done
+	var promoted *site.PromotedError
+	switch {
+	case errors.As(err, &promoted) && back:
+		// A switchover at the primary promoted this site again, as it
+		// promotes any secondary.
+		log.Warn("promoted by a switchover: serving the volumes read-write", "promoted_at", control.FormatTime(promoted.Promotion.At))
+		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, stdout)
+	case errors.As(err, &promoted):
+		// The promoted site handed the session back: this site is the
+		// primary again, on the addresses it had.
+		log.Warn("the other site handed the session back by a switchover: serving as the session's primary",
+			"promoted_at", control.FormatTime(promoted.Promotion.At))
+		c := *cfg
+		if a := s.NBDAddr(); a != "" {
+			c.Primary.NBD = a
+		}
+		if a := s.ControlAddr(); a != "" {
+			c.Primary.Control = a
+		}
+		return servePromotedBack(ctx, &c, log, stdout)
+	case err != nil:
 		return fmt.Errorf("secondary stopped: %w", err)
 	}
 	log.Info("rejoined secondary stopped cleanly")
@@ -150,12 +265,16 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 // deliverRejoin tells the promoted site the regions this site discards,
 // until it answers, and records that it did. A promoted site that is not
 // reachable is asked again every few seconds: the secondary runs meanwhile.
-func deliverRejoin(ctx context.Context, cfg *config.Config, log *slog.Logger, r site.Rejoined, done chan error, stdout io.Writer) error {
+func deliverRejoin(ctx context.Context, cfg *config.Config, peer string, log *slog.Logger, r site.Rejoined, done chan error, stdout io.Writer) error {
+	who := "the promoted site"
+	if peer == "primary" {
+		who = "the session's primary"
+	}
 	tok, err := token(cfg)
 	if err != nil {
-		return fmt.Errorf("cannot tell the promoted site what to copy: %w", err)
+		return fmt.Errorf("cannot tell %s what to copy: %w", who, err)
 	}
-	at, err := controlOf(cfg, "secondary")
+	at, err := controlOf(cfg, peer)
 	if err != nil {
 		return err
 	}
@@ -166,7 +285,7 @@ func deliverRejoin(ctx context.Context, cfg *config.Config, log *slog.Logger, r 
 		cancel()
 		if err == nil {
 			if _, err := r.MarkDelivered(cfg); err != nil {
-				log.Warn("the promoted site copies the regions, but that it does is not recorded: a rerun asks it again", "err", err)
+				log.Warn(who+" copies the regions, but that it does is not recorded: a rerun asks it again", "err", err)
 			}
 			var total int64
 			names := make([]string, 0, len(res.CopyBytes))
@@ -175,7 +294,7 @@ func deliverRejoin(ctx context.Context, cfg *config.Config, log *slog.Logger, r 
 				names = append(names, name)
 			}
 			sort.Strings(names)
-			fmt.Fprintf(stdout, "the promoted site resumed %d pairs and copies %d bytes:", len(res.Resumed), total)
+			fmt.Fprintf(stdout, who+" resumed %d pairs and copies %d bytes:", len(res.Resumed), total)
 			for _, name := range names {
 				fmt.Fprintf(stdout, " %s %d", name, res.CopyBytes[name])
 			}
@@ -184,9 +303,9 @@ func deliverRejoin(ctx context.Context, cfg *config.Config, log *slog.Logger, r 
 		}
 		if res.Error != "" {
 			// The promoted site refused: asking again changes nothing.
-			return fmt.Errorf("the promoted site refused the rejoin: %w", err)
+			return fmt.Errorf(who+" refused the rejoin: %w", err)
 		}
-		log.Warn("cannot reach the promoted site to start the copy; trying again", "err", err)
+		log.Warn("cannot reach "+who+" to start the copy; trying again", "err", err)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
 )
 
@@ -38,24 +40,20 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	at, err := controlOf(cfg, "primary")
+	from, to, at, st, err := runningPrimary(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	st, err := control.Fetch(fctx, at)
-	cancel()
-	switch {
-	case err != nil:
-		return fmt.Errorf("switchover runs at the running primary, whose control address does not answer: %w", err)
-	case st.SwitchedOverAt != "":
-		return fmt.Errorf("this site was switched over at %s: the other site is the primary since %s", st.SwitchedOverAt, st.PrimarySince)
-	case st.Role != "primary" || st.PromotedAt != "":
-		return fmt.Errorf("the site at %s is not the session's original primary (role %s): a switchover back from a promoted site needs the reverse replication (duplex rejoin)", at, st.Role)
-	case st.Link != "connected":
-		return fmt.Errorf("switchover refused, nothing changed: the link to the secondary is %s: the other site cannot take everything", st.Link)
+	if st.Link != "connected" {
+		return fmt.Errorf("switchover refused, nothing changed: the link to the %s site is %s: the other site cannot take everything", to, st.Link)
 	}
-	fmt.Fprintf(stdout, "switchover of session %s to the secondary site (control %s): draining, then pausing writes\n", cfg.Session, cfg.Secondary.Control)
+	toNBD := cfg.Secondary.NBD
+	if to == "primary" {
+		toNBD = cfg.Primary.NBD
+	}
+	toControl, _ := controlOf(cfg, to)
+	fmt.Fprintf(stdout, "switchover of session %s from the %s site to the %s site (control %s): draining, then pausing writes\n",
+		cfg.Session, from, to, toControl.Addr)
 	// The primary gives up at the timeout, then answers.
 	sctx, cancel := context.WithTimeout(ctx, *timeout+control.AnswerMargin+time.Minute)
 	defer cancel()
@@ -63,17 +61,49 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "switched over: the secondary site is the session's primary since %s, serving read-write on NBD %s\n", res.PromotedAt, cfg.Secondary.NBD)
-	fmt.Fprintf(stdout, "consistent as of %s (group %d): it holds every write acknowledged here\n", res.ConsistencyTime, res.Group)
+	fmt.Fprintf(stdout, "switched over: the %s site is the session's primary since %s, serving read-write on NBD %s\n", to, res.PromotedAt, toNBD)
+	fmt.Fprintf(stdout, "consistent as of %s (group %d): it holds every write the %s site acknowledged\n", res.ConsistencyTime, res.Group, from)
 	fmt.Fprintf(stdout, "write pause: %s (writes held from %s; drain before it, with writes going on: %s)\n",
 		seconds(res.PauseSeconds), res.PausedAt, seconds(res.DrainSeconds))
 	if res.Warning != "" {
 		fmt.Fprintln(stdout, "warning:", res.Warning)
 	}
-	fmt.Fprintln(stdout, "this site refuses writes from now on; stop its primary daemon, then duplex rejoin --config FILE here makes it the new primary's secondary")
+	fmt.Fprintf(stdout, "the %s site refuses writes from now on; stop its daemon, then duplex rejoin --config FILE there makes it the new primary's secondary\n", from)
 	return nil
 }
 
 func seconds(s float64) string {
 	return time.Duration(s * float64(time.Second)).Round(time.Millisecond).String()
+}
+
+// runningPrimary finds the site that runs as the session's primary and may
+// hand it over: the [primary] section's, or, once it was promoted, the
+// [secondary] section's (the switchover back). from names it, to the other.
+func runningPrimary(ctx context.Context, cfg *config.Config) (from, to string, at control.Endpoint, st control.Status, err error) {
+	var errs []string
+	for _, role := range []string{"primary", "secondary"} {
+		at, err := controlOf(cfg, role)
+		if err != nil {
+			return "", "", control.Endpoint{}, control.Status{}, err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := control.Fetch(fctx, at)
+		cancel()
+		other := "secondary"
+		if role == "secondary" {
+			other = "primary"
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("the %s site's control address %s does not answer (%v)", role, at.Addr, err))
+		case st.SwitchedOverAt != "":
+			errs = append(errs, fmt.Sprintf("the %s site was switched over at %s: the %s site is the primary since %s", role, st.SwitchedOverAt, st.PrimarySite, st.PrimarySince))
+		case st.Role != "primary":
+			errs = append(errs, fmt.Sprintf("the %s site at %s runs as the %s", role, at.Addr, st.Role))
+		default:
+			return role, other, at, st, nil
+		}
+	}
+	return "", "", control.Endpoint{}, control.Status{}, fmt.Errorf("switchover runs at the session's running primary, and neither site is one: %s",
+		strings.Join(errs, "; "))
 }

@@ -1,0 +1,158 @@
+package site
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"duplex/config"
+	"duplex/disk"
+	"duplex/failover"
+	"duplex/pair"
+	"duplex/volume"
+)
+
+// The way back (package failover, "Fail back"): a switchover at the
+// promoted site promotes the old primary, running as its secondary, in
+// place. The old primary records that promotion as any secondary does
+// (PromotedDir of the reversed config), and from then on it is the
+// session's primary again in the session's own direction: its pair state
+// (PairStateDir) is made anew from the promotion, every pair suspended as
+// of the promotion's consistency time, so that `duplex primary` serves it,
+// and the promoted site rejoins it as the secondary (RejoinBack) with only
+// the regions written since copied across.
+
+// failBack, at the start of the primary of cfg in its own pair-state
+// directory dir, turns a promotion of this site in the reverse direction
+// (the old primary, rejoined, promoted in place by a switchover at the
+// other site) into this site's pair state, if that was not done yet, and
+// returns the promotion the site serves since: nil for a site never
+// promoted back. Each step is idempotent and rejoin.json goes last, so a
+// kill -9 anywhere leaves a state the next start completes.
+func failBack(cfg *config.Config, fsys disk.FS, dir string, log *slog.Logger) (*failover.Promotion, error) {
+	fsys = disk.Or(fsys)
+	promoted := ""
+	if rev, err := cfg.Reversed(); err == nil {
+		promoted = PromotedDir(rev)
+	}
+	switch _, err := readRejoin(fsys, dir); {
+	case err == nil && promoted != "":
+		pr, err := failover.ReadPromotion(fsys, promoted)
+		if errors.Is(err, failover.ErrNotPromoted) {
+			return nil, nil // still the promoted site's secondary: refused
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := seedFailBack(cfg, fsys, dir, promoted, pr); err != nil {
+			return nil, fmt.Errorf("taking the session back: %w", err)
+		}
+		log.Warn("took the session back by a switchover: this site is the primary again, every pair suspended until the other site rejoins",
+			"consistency_time", pr.ConsistencyTime, "group", pr.Group, "generation", pr.Generation.String())
+	case err != nil && !errors.Is(err, ErrNotRejoined):
+		return nil, err
+	}
+	pr, err := failover.ReadPromotion(fsys, dir)
+	if errors.Is(err, failover.ErrNotPromoted) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if promoted != "" {
+		if err := retireReverseSecondary(cfg, promoted); err != nil {
+			return nil, err
+		}
+	}
+	return &pr, nil
+}
+
+// seedFailBack makes the pair state of a site promoted back (pr, recorded
+// in promoted): every pair suspended as of the promotion's consistency
+// time, with the regions written since the promotion (none, for a
+// promotion in place), the data generation the promotion started, and the
+// promotion itself; the state of the site's first life as the primary
+// goes: its activity log's marks were copied over by the rejoin, and its
+// switchover record is superseded. rejoin.json is removed last.
+func seedFailBack(cfg *config.Config, fsys disk.FS, dir, promoted string, pr failover.Promotion) error {
+	sizes := map[string]int64{}
+	var vols []pair.SuspendedVolume
+	for _, sc := range cfg.Primary.Subsystems {
+		for _, vc := range sc.Volumes {
+			size := int64(vc.Size)
+			if size == 0 {
+				v, err := volume.Open(vc.Path, 0)
+				if err != nil {
+					return err
+				}
+				size = v.Size()
+				v.Close()
+			}
+			sizes[vc.Name] = size
+			vols = append(vols, pair.SuspendedVolume{Name: vc.Name, Subsystem: sc.ID, Size: size})
+		}
+	}
+	ch, err := failover.OpenChanges(fsys, promoted, sizes)
+	if err != nil {
+		return err
+	}
+	for i := range vols {
+		vols[i].Changed = ch.Bitmap(vols[i].Name).Clone()
+	}
+	if err := ch.Close(); err != nil {
+		return err
+	}
+	if err := fsys.Remove(filepath.Join(dir, "activity.log")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := pair.WriteSuspended(fsys, dir, pr.ConsistencyTime, vols); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(generationFile{Generation: pr.Generation})
+	if err := disk.WriteFileAtomic(fsys, filepath.Join(dir, "generation.json"), append(b, '\n')); err != nil {
+		return fmt.Errorf("data generation: %w", err)
+	}
+	if err := failover.WritePromotion(fsys, dir, pr); err != nil {
+		return err
+	}
+	if err := failover.RemoveSwitchover(fsys, dir); err != nil {
+		return err
+	}
+	if err := fsys.Remove(filepath.Join(dir, rejoinFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("rejoin: %w", err)
+	}
+	return fsys.SyncDir(dir)
+}
+
+// retireReverseSecondary removes what the site kept as the secondary of
+// the reverse direction once it is the primary again: the promotion record
+// of that role, whose copy the pair state holds, and the journal's
+// segments, every group of which is applied. A later rejoin starts that
+// role afresh.
+func retireReverseSecondary(cfg *config.Config, promoted string) error {
+	if err := os.RemoveAll(promoted); err != nil {
+		return fmt.Errorf("the reverse direction's promotion record: %w", err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(cfg.Primary.Journal, "*.seg"))
+	for _, s := range segs {
+		if err := os.Remove(s); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("the reverse direction's journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// PromotedBack reports whether the old primary of cfg, rejoined, was
+// promoted back by a switchover at the other site: it is the session's
+// primary again, and `duplex primary` serves it.
+func PromotedBack(cfg *config.Config) bool {
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return false
+	}
+	_, err = failover.ReadPromotion(nil, PromotedDir(rev))
+	return err == nil
+}

@@ -1,0 +1,179 @@
+package site
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"duplex/apply"
+	"duplex/bitmap"
+	"duplex/config"
+	"duplex/control"
+	"duplex/disk"
+	"duplex/failover"
+	"duplex/secondary"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// RejoinBackDir is where a promoted site that handed the session back by a
+// switchover keeps its rejoin record once it rejoins the old primary as
+// the session's secondary again: beside its journal, with state.json.
+func RejoinBackDir(cfg *config.Config) string { return filepath.Dir(StatePath(cfg)) }
+
+// ReadRejoinBack returns the rejoin recorded at a promoted site of cfg that
+// rejoined the old primary as its secondary again.
+func ReadRejoinBack(cfg *config.Config) (Rejoined, error) {
+	return readRejoin(nil, RejoinBackDir(cfg))
+}
+
+// ReverseSwitchover returns the switchover recorded at the promoted site of
+// cfg running as the primary of the reverse direction: the session handed
+// back to the old primary, or on its way there.
+func ReverseSwitchover(cfg *config.Config) (failover.Switchover, error) {
+	return failover.ReadSwitchover(nil, ReverseDir(cfg))
+}
+
+// PlanRejoinBack computes, at the stopped promoted site of cfg that a
+// switchover handed the session back from, what rejoining the old primary
+// (whose changes are ch) as the session's secondary copies: the regions
+// the old primary wrote since it took the session back. Nothing here is
+// discarded: the switchover ended only once the old primary held every
+// write acknowledged here, and writes were refused from then on.
+func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) {
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return nil, fmt.Errorf("rejoin: %w", err)
+	}
+	dir := ReverseDir(cfg)
+	lock, err := disk.Or(nil).Lock(filepath.Join(dir, stateLockName))
+	if err != nil {
+		return nil, fmt.Errorf("rejoin: pair-state directory %s is in use (stop duplex promote here first): %w", dir, err)
+	}
+	defer lock.Close()
+	sw, err := failover.ReadSwitchover(nil, dir)
+	switch {
+	case errors.Is(err, failover.ErrNoSwitchover):
+		return nil, errors.New("rejoin: this promoted site did not hand the session back: duplex switchover here does, or duplex rejoin at the old primary follows it")
+	case err != nil:
+		return nil, fmt.Errorf("rejoin: %w", err)
+	case sw.State != failover.SwitchoverDone:
+		return nil, fmt.Errorf("rejoin: this site stopped in the middle of a switchover (begun %s): duplex status --config FILE says whether "+
+			"the old primary took over; if it shows promoted_at, run duplex rejoin here again once %s is removed, else remove it and run duplex promote",
+			control.FormatTime(sw.At), filepath.Join(dir, failover.SwitchoverFile))
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "generation.json"))
+	if err != nil {
+		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
+	}
+	var gf generationFile
+	if err := json.Unmarshal(b, &gf); err != nil {
+		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
+	}
+	if gf.Generation.String() != ch.Follows {
+		return nil, fmt.Errorf("rejoin: this site holds data generation %s, but the other site's generation followed %s: "+
+			"it did not take the session over from this one", gf.Generation, ch.Follows)
+	}
+	var plan []RejoinVolume
+	for _, sc := range rev.Primary.Subsystems {
+		for _, vc := range sc.Volumes {
+			enc, ok := ch.Volumes[vc.Name]
+			if !ok {
+				return nil, fmt.Errorf("rejoin: the other site does not report volume %s", vc.Name)
+			}
+			size := int64(vc.Size)
+			if size == 0 {
+				// A block device's size is the device's.
+				v, err := volume.Open(vc.Path, 0)
+				if err != nil {
+					return nil, fmt.Errorf("rejoin: %w", err)
+				}
+				size = v.Size()
+				v.Close()
+			}
+			there, err := bitmap.Decode(enc, size)
+			if err != nil {
+				return nil, fmt.Errorf("rejoin: the other site's changed regions of %s: %w", vc.Name, err)
+			}
+			rv := RejoinVolume{Name: vc.Name, Size: size, There: there.DirtyBytes(), Discard: bitmap.New(size, there.Region()), Union: there}
+			rv.Copy = there.DirtyBytes()
+			plan = append(plan, rv)
+		}
+	}
+	return plan, nil
+}
+
+// BeginRejoinBack makes the stopped promoted site of cfg the secondary of
+// the session again, following the old primary that took the session back
+// (ch), as plan (PlanRejoinBack) says: its old journal's segments go (every
+// group in them was applied before the promotion), its secondary state is
+// seeded (every volume suspended as of the other site's promotion, that
+// site's generation followed), the rejoin is recorded, and the promotion
+// retired (RetireRejoinedBack): from then on the site is a secondary like
+// any, the regions the other site wrote since copied over by its resume.
+func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume) (Rejoined, error) {
+	dir := ReverseDir(cfg)
+	lock, err := disk.Or(nil).Lock(filepath.Join(dir, stateLockName))
+	if err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: pair-state directory %s is in use (stop duplex promote here first): %w", dir, err)
+	}
+	defer lock.Close()
+	var gen transport.Generation
+	if err := gen.UnmarshalText([]byte(ch.Generation)); err != nil || gen == 0 {
+		return Rejoined{}, fmt.Errorf("rejoin: the other site's data generation %q: %v", ch.Generation, err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(cfg.Secondary.Journal, "*.seg"))
+	for _, s := range segs {
+		if err := os.Remove(s); err != nil {
+			return Rejoined{}, fmt.Errorf("rejoin: the journal of this site's time as the secondary: %w", err)
+		}
+	}
+	r := Rejoined{Session: cfg.Session, At: time.Now().UnixNano(), PromotedAt: ch.PromotedAt, ConsistencyTime: ch.ConsistencyTime,
+		Generation: ch.Generation, Discarded: map[string][]byte{}, dir: RejoinBackDir(cfg)}
+	st := apply.State{Session: cfg.Session, Time: ch.ConsistencyTime, Volumes: map[string]apply.VolumeState{}}
+	for _, v := range plan {
+		st.Volumes[v.Name] = apply.VolumeState{State: secondary.StateSuspended, Since: ch.ConsistencyTime}
+		b, err := v.Discard.MarshalBinary()
+		if err != nil {
+			return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+		}
+		r.Discarded[v.Name] = b
+	}
+	if err := secondary.Seed(nil, StatePath(cfg), st, gen); err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	if err := writeRejoin(cfg, r); err != nil {
+		return Rejoined{}, err
+	}
+	return r, nil
+}
+
+// RetireRejoinedBack removes the promotion of a site that rejoined back
+// (its record, changed regions and reverse pair state): the site runs as
+// the secondary from then on, which a promotion record refuses. Removed
+// already, it does nothing.
+func RetireRejoinedBack(cfg *config.Config) error {
+	if err := os.RemoveAll(PromotedDir(cfg)); err != nil {
+		return fmt.Errorf("rejoin: retiring the promotion: %w", err)
+	}
+	return nil
+}
+
+// OpenRejoinedBack opens the promoted site of cfg, rejoined back (r), as
+// the session's secondary, its status saying since when the old primary is
+// the primary again.
+func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts SecondaryOptions) (*Secondary, error) {
+	if err := RetireRejoinedBack(cfg); err != nil {
+		return nil, err
+	}
+	s, err := OpenSecondary(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime
+	return s, nil
+}
