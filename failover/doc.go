@@ -150,4 +150,33 @@
 // (Switchover, switchover.json in its pair-state directory), which keeps
 // it from starting as the primary again; a rejoin there, once it follows
 // the promoted site, is what retires the record.
+//
+// # Fail back
+//
+// The promoted site, running as the primary of the reverse direction with
+// the old primary rejoined as its secondary, hands the session back by the
+// same switchover: it drains, holds its writes, and asks the old
+// primary's running secondary to take over, which promotes it in place
+// (a Promotion of the reversed config, in the promoted directory beside
+// [primary] journal). The old primary is then the session's primary again
+// in the session's own direction, not a promoted site of the reversed
+// one, so that its restarts are plain `duplex primary` and the next
+// failover starts from the layout of the first: at its start its
+// pair-state directory is made anew from that promotion (every pair
+// suspended as of the promotion's consistency time, the generation the
+// promotion started, the promotion copied there, the rejoin record, the
+// old switchover record and the activity log of its first life removed,
+// the rejoin record last, so that a kill -9 anywhere leaves a state the
+// next start completes), and the secondary role's journal and promotion
+// record are retired. The site that handed the session back holds nothing
+// the old primary lacks (the switchover ended only once it held every
+// write acknowledged there, and writes were refused from then on): `duplex
+// rejoin` there discards nothing, removes the old journal's segments
+// (every group in them was applied before its promotion), seeds its
+// secondary state (each volume suspended as of the switchover's
+// consistency time, the old primary's new generation followed), records
+// the rejoin beside its journal, retires its promoted directory, and asks
+// the old primary to resume its pairs: the regions it wrote since it took
+// the session back are copied, and replication runs as it did at the
+// start.
 package failover

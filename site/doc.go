@@ -116,6 +116,16 @@
 // directory [primary] journal, and state.json and identity.json beside it,
 // as a secondary does.
 //
+// A switchover at the promoted site hands the session back (failBack):
+// the old primary records its promotion in promoted/ beside [primary]
+// journal, then its pair-state directory is made anew from it, with
+// promotion.json there (the promotion it serves since, which lets the
+// other site rejoin it), and the reverse role's promoted/ and journal
+// segments go. The promoted site, switched over (switchover.json in
+// promoted/primary/), rejoins back (BeginRejoinBack): rejoin.json beside its
+// state.json, its old journal's segments and its promoted/ directory
+// removed.
+//
 // The JSON files and the bitmaps are written atomically (a temporary file in
 // the same directory, fsync, rename, fsync of the directory), so a crash
 // leaves the old content or the new, never a mix; the activity log and the

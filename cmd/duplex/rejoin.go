@@ -28,7 +28,9 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		"a rejoin as the promoted site's secondary copies from it (those this site may hold writes of that the promoted site "+
 		"never had, which are discarded, and those the promoted site wrote since). With --yes, this site becomes the promoted "+
 		"site's secondary (its link on [primary] listen, its journal in [primary] journal), the promoted site copies those "+
-		"regions, and replication runs the other way; it runs until SIGINT or SIGTERM, and again when run again.")
+		"regions, and replication runs the other way; it runs until SIGINT or SIGTERM, and again when run again. "+
+		"At a promoted site that a switchover handed the session back from, the same: it becomes the secondary of the "+
+		"old primary again, which copies the regions it wrote since.")
 	path := fs.configFlag("its [primary] section, and the promoted site's control address in [secondary]")
 	yes := fs.Bool("yes", false, "rejoin after the report, and run as the promoted site's secondary")
 	level := fs.logLevelFlag("info")

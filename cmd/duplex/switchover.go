@@ -13,10 +13,12 @@ import (
 
 var switchoverSynopsis = synopsis{"switchover", "--config FILE [--timeout D]"}
 
-// runSwitchover hands the session to the other site, planned: the primary
-// daemon does it (it holds the writes) and answers with the write pause.
+// runSwitchover hands the session to the other site, planned: the daemon
+// of the site running as the primary does it (it holds the writes) and
+// answers with the write pause.
 func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags(switchoverSynopsis, "At the running primary, for a planned switchover: ships every held update while writes go on, "+
+	fs := newFlags(switchoverSynopsis, "For a planned switchover, asked of the site running as the session's primary (the [primary] section's, "+
+		"or a promoted [secondary] site's, which hands the session back): ships every held update while writes go on, "+
 		"then holds the writes (the pause), ships the rest, and once the running secondary has journaled and applied the group of "+
 		"the last acknowledged write, promotes it in place: it serves the volumes read-write on its nbd address from then on, "+
 		"and this site refuses writes (NBD ESHUTDOWN) and starts no more as the primary (duplex rejoin here follows the new primary). "+
