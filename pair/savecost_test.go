@@ -87,3 +87,105 @@ func TestSaveSkipsAnUnchangedState(t *testing.T) {
 		t.Fatalf("a save marking the state clean wrote %d files, want the pair state", got)
 	}
 }
+
+// The periodic save of a linked, idle session does not write the pair state
+// every second only because the duplex pairs' consistency times moved with
+// the acknowledgements: those wait up to timesSaveEvery, and a restart in
+// between finds the older time, which the secondary still holds. Any other
+// change, a time that went back, or an operation is written at once.
+func TestPeriodicSaveDefersMovingConsistencyTimes(t *testing.T) {
+	c := &creates{FS: disk.OS}
+	r := newRig(t, 4*twinRegion, 1<<20, "v00", "v01")
+	r.opts.FS = c
+	r.dir = t.TempDir()
+	r.opts.Dir = r.dir
+	r.open()
+	r.settle()
+	if err := r.mg.save(false); err != nil {
+		t.Fatal(err)
+	}
+	stored := r.pair("v00").Consistent
+	if stored == 0 {
+		t.Fatalf("duplex pair has no consistency time: %+v", r.pair("v00"))
+	}
+	// Acknowledgements move the times on, as an idle secondary's do.
+	c.n.Store(0)
+	for range 3 {
+		r.write("v00", 0, 4096)
+		r.mv.ship()
+		r.mg.promote()
+		if err := r.mg.saveState(false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.n.Load(); got != 0 {
+		t.Fatalf("three periodic saves with only the consistency times moved wrote %d files, want none", got)
+	}
+	moved := r.pair("v00").Consistent
+	if moved <= stored {
+		t.Fatalf("consistency time did not move: %d, stored %d", moved, stored)
+	}
+
+	// Killed now, the manager comes back with the older time: no later
+	// than the secondary holds.
+	r.crash()
+	if got := r.pair("v00").Consistent; got != stored {
+		t.Fatalf("after a restart the pair is consistent as of %d, want the stored %d (acknowledged %d)", got, stored, moved)
+	}
+	r.settle()
+	r.mg.promote()
+	if err := r.mg.save(false); err != nil {
+		t.Fatal(err)
+	}
+
+	// Once timesSaveEvery has passed, the periodic save writes them.
+	r.write("v00", 0, 4096)
+	r.mv.ship()
+	r.mg.promote()
+	r.mg.saveMu.Lock()
+	r.mg.stateWritten = r.mg.stateWritten.Add(-timesSaveEvery)
+	r.mg.saveMu.Unlock()
+	c.n.Store(0)
+	if err := r.mg.saveState(false, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load(); got != 1 {
+		t.Fatalf("a periodic save %v after the last wrote %d files, want the pair state", timesSaveEvery, got)
+	}
+
+	// A time that goes back (a resync of another volume holds the
+	// secondary behind what it acknowledged) is written at once.
+	r.write("v00", 0, 4096)
+	r.mv.ship()
+	r.mg.promote()
+	r.mv.mu.Lock()
+	r.mv.recoverable = stored
+	r.mv.mu.Unlock()
+	r.mg.promote()
+	if got := r.pair("v00").Consistent; got != stored {
+		t.Fatalf("under the hold the pair is consistent as of %d, want %d", got, stored)
+	}
+	c.n.Store(0)
+	if err := r.mg.saveState(false, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load(); got != 1 {
+		t.Fatalf("a periodic save after a consistency time went back wrote %d files, want the pair state", got)
+	}
+	r.mv.release()
+
+	// Any other change is written at once.
+	if err := r.mg.Suspend("v01"); err != nil {
+		t.Fatal(err)
+	}
+	c.n.Store(0)
+	r.write("v01", 0, 4096)
+	r.mv.ship()
+	r.mg.promote()
+	if err := r.mg.saveState(false, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.n.Load(); got == 0 {
+		t.Fatalf("a periodic save after a write to a suspended pair wrote nothing, want its bitmap")
+	}
+}
