@@ -78,6 +78,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"duplex/apply"
@@ -158,6 +159,13 @@ type Secondary struct {
 	// order is the subsystems' names, sorted once: every Position sent
 	// names them in its tables.
 	order transport.TableOrder
+
+	// journalEpoch counts the changes of the journal's size (a group
+	// appended, segments released), and room is the last reading of its
+	// file system's free space: receipts reuse it while the epoch stays
+	// (room.go).
+	journalEpoch atomic.Uint64
+	room         freeReading
 
 	// repeats keeps a primary refused at every retry from flooding the log.
 	repeats transport.Repeats
@@ -946,7 +954,12 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (wr
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return false, err
 	}
-	if err := s.journal.Release(st.Group); err != nil {
+	before := s.journal.Bytes()
+	err = s.journal.Release(st.Group)
+	if s.journal.Bytes() != before {
+		s.journalEpoch.Add(1)
+	}
+	if err != nil {
 		return true, fmt.Errorf("secondary: %w", err)
 	}
 	return true, nil
@@ -1582,7 +1595,7 @@ func (s *Secondary) receipt(conn transport.Conn) {
 	t := s.journaled.Time
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.reportedFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
+		JournalFree: s.receiptFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
 }
 
 // encodeAckLocked returns the frame of an acknowledgement of pos for the
@@ -1713,6 +1726,7 @@ func (s *Secondary) journalUnlocked(n uint64, data []byte, sum uint32) error {
 	s.handing = true
 	s.mu.Unlock()
 	err := s.journal.AppendSum(n, data, sum)
+	s.journalEpoch.Add(1)
 	if err == nil {
 		err = s.journal.Sync()
 	}
