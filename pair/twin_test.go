@@ -263,7 +263,7 @@ func (m *memMover) Drop(mark func(recordset.Update)) {
 // rig is a manager over in-memory twins: one subsystem "ss" holding the given
 // volumes, each of size, with an activity log in dir.
 type rig struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	ss   *memSubsystem
 	mv   *memMover
@@ -275,7 +275,7 @@ type rig struct {
 
 const twinRegion = bitmap.DefaultRegion
 
-func newRig(t *testing.T, size, sidefileLimit int64, names ...string) *rig {
+func newRig(t testing.TB, size, sidefileLimit int64, names ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir()}
 	r.ss = newMemSubsystem("ss", sidefileLimit)
