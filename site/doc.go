@@ -28,7 +28,9 @@
 //	                 copy progress and the time its secondary copy is
 //	                 consistent as of, and whether the last stop was clean
 //	                 and had an activity log (package pair); JSON, rewritten
-//	                 atomically as the pairs change, and at stop
+//	                 atomically as the pairs change, and at stop; a duplex
+//	                 pair's time, which moves with every acknowledgement,
+//	                 at most every 10 s (a lower bound after a crash)
 //	VOLUME.bitmap    one per suspended volume, the regions changed since its
 //	                 suspension, which its resync copies, and per copying
 //	                 volume, the regions still to copy (package bitmap:
