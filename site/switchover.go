@@ -98,6 +98,9 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 			return fmt.Errorf("fenced at group %d, short of group %d, which the primary acknowledged: not promoted; "+
 				"the secondary is fenced: duplex promote here, or restart it and run duplex recover", pos.Group, req.Group)
 		}
+		if afterInPlaceFence != nil {
+			return afterInPlaceFence()
+		}
 		return nil
 	})
 	if err != nil {
@@ -110,6 +113,11 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 	return control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
 		Generation: pr.Generation.String()}, nil
 }
+
+// afterInPlaceFence, set by tests, runs between the fence of a promotion in
+// place and its record: an error there stands for the secondary dying in
+// that window.
+var afterInPlaceFence func() error
 
 // writeGate lets writes through the primary's write path, holds them while
 // a switchover pauses them, and refuses them once it is done. A nil gate

@@ -446,3 +446,54 @@ func TestPrimaryStoppedInASwitchoverWaitsForTheOperator(t *testing.T) {
 	}
 	p.Run(ctx, 0)
 }
+
+// A secondary that dies in a switchover after its fence and before it
+// records its promotion never took over: nothing was written to its
+// volumes. Its restart undoes the fence, so that the primary, whose writes
+// resumed, is taken again and replication goes on, where it stayed fenced
+// and refused the primary for good.
+func TestSecondaryDeadBetweenFenceAndPromotionTakesThePrimaryAgain(t *testing.T) {
+	cfg := switchoverConfig(t)
+	s := startSecondaryForSwitchover(t, cfg)
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	vols := cfg.VolumeNames()
+	if err := p.Write(context.Background(), vols[0], bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	afterInPlaceFence = func() error { return errors.New("killed after the fence") }
+	defer func() { afterInPlaceFence = nil }()
+	if _, err := p.Switchover(context.Background(), 30*time.Second); err == nil {
+		t.Fatal("the switchover succeeded with the secondary dead after its fence")
+	}
+	afterInPlaceFence = nil
+	if _, fenced := s.Replica().Generation(); !fenced {
+		t.Fatal("the secondary is not fenced: the test did not reach the window")
+	}
+	want := bytes.Repeat([]byte{2}, 4096)
+	if err := p.Write(context.Background(), vols[1], want, 8192); err != nil {
+		t.Fatalf("a write after the failed switchover: %v", err)
+	}
+	listen, ctl := s.ListenAddr(), s.ControlAddr()
+	s.stop()
+	<-s.done
+	cfg.Secondary.Listen, cfg.Secondary.Control = listen, ctl
+	if _, err := failover.ReadPromotion(nil, PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
+		t.Fatalf("the promotion was recorded: %v", err)
+	}
+	again := startSecondaryForSwitchover(t, cfg)
+	if _, fenced := again.Replica().Generation(); fenced {
+		t.Fatal("the secondary restarted fenced: it refuses the primary for good")
+	}
+	waitFor(t, time.Minute, "the primary to link again and the write to reach the secondary", func() bool {
+		if p.Status().Link != "connected" {
+			return false
+		}
+		got := make([]byte, 4096)
+		v := again.vols[vols[1]]
+		if err := v.ReadAt(got, 8192); err != nil {
+			return false
+		}
+		return bytes.Equal(got, want)
+	})
+}
