@@ -194,3 +194,26 @@ func (s *Secondary) Follows() transport.Generation {
 	defer s.mu.Unlock()
 	return s.ident.Follows
 }
+
+// Unfence undoes, offline, a fence that no promotion followed: the
+// secondary follows the generation it followed before the fence again, and
+// takes that primary. Only for a fence after which nothing was written to
+// the volumes (a switchover's promotion that died before it was recorded):
+// they still hold the image of the group the fence named. It reports
+// whether the secondary was fenced.
+func Unfence(fsys disk.FS, statePath string) (bool, error) {
+	fsys = disk.Or(fsys)
+	path := IdentityPath(statePath)
+	id, err := readIdentity(fsys, path)
+	if err != nil {
+		return false, err
+	}
+	if id.Fenced == "" {
+		return false, nil
+	}
+	if id.Follows == 0 {
+		return true, fmt.Errorf("secondary identity %s: fenced without the generation it followed: the fence cannot be undone", path)
+	}
+	id.Generation, id.Follows, id.Fenced = id.Follows, 0, ""
+	return true, writeIdentity(fsys, path, id)
+}

@@ -82,7 +82,10 @@
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
 // promote` does, and its daemon then serves the promoted site in the same
-// process.
+// process. promoting.json beside state.json marks such a promotion under
+// way, from before the fence until the promotion is recorded: a start that
+// finds it without the record undoes the fence (the site never took over,
+// and no write reached its volumes), so the primary is taken again.
 //
 // A secondary that `duplex promote` made the session's primary keeps, in
 // addition, a directory promoted beside state.json (PromotedDir), created

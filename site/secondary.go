@@ -114,6 +114,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	case !errors.Is(err, failover.ErrNotPromoted):
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
+	if err := undoInterruptedPromotion(opts.FS, cfg, log); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},

@@ -2,9 +2,12 @@ package site
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"duplex/failover"
 	"duplex/nbd"
 	"duplex/pair"
+	"duplex/secondary"
 	"duplex/transport"
 )
 
@@ -91,6 +95,13 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 	}
 	s.log.Warn("switchover: promoting this secondary; the primary is cut off", "group", req.Group,
 		"consistency_time", control.FormatTime(req.ConsistencyTime))
+	// Before the fence: a secondary that dies between the fence and the
+	// promotion's record never took over, and its restart undoes the
+	// fence (undoInterruptedPromotion), so that the primary, whose writes
+	// resume, is taken again.
+	if err := writeInPlacePromotion(s.fsys, s.cfg, req); err != nil {
+		return control.PromoteResult{}, fmt.Errorf("promote: %w", err)
+	}
 	pr, _, err := promoteOpen(s.cfg, s, s.fsys, func(pos transport.Position) error {
 		// By group: the time the primary heard for a group may be that
 		// of the empty groups formed after it, which are not journaled.
@@ -104,7 +115,16 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 		return nil
 	})
 	if err != nil {
+		if _, fenced := s.sec.Generation(); fenced {
+			err = fmt.Errorf("%w (a restart of this secondary undoes the fence: it never took over)", err)
+		} else if rerr := removeInPlacePromotion(s.fsys, s.cfg); rerr != nil {
+			s.log.Error("the promotion in place was refused before the fence, and its marker could not be removed", "err", rerr)
+		}
 		return control.PromoteResult{}, fmt.Errorf("promote: %w", err)
+	}
+	if err := removeInPlacePromotion(s.fsys, s.cfg); err != nil {
+		// The promotion's record, which exists, settles it at a restart.
+		s.log.Warn("promoted in place; the marker of the promotion under way stays", "err", err)
 	}
 	promoted = true
 	s.promoted <- pr
@@ -112,6 +132,70 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 		"group", pr.Group, "consistency_time", control.FormatTime(pr.ConsistencyTime), "generation", pr.Generation.String())
 	return control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
 		Generation: pr.Generation.String()}, nil
+}
+
+// inPlacePromotionFile marks, beside a secondary's state file, a promotion
+// in place under way: written before the fence, removed once the promotion
+// is recorded.
+const inPlacePromotionFile = "promoting.json"
+
+func writeInPlacePromotion(fsys disk.FS, cfg *config.Config, req control.PromoteRequest) error {
+	b, _ := json.Marshal(struct {
+		Group uint64 `json:"group"`
+		At    int64  `json:"at_ns"`
+	}{req.Group, time.Now().UnixNano()})
+	if err := disk.WriteFileAtomic(disk.Or(fsys), filepath.Join(filepath.Dir(StatePath(cfg)), inPlacePromotionFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("the marker of a promotion in place: %w", err)
+	}
+	return nil
+}
+
+func removeInPlacePromotion(fsys disk.FS, cfg *config.Config) error {
+	fsys = disk.Or(fsys)
+	dir := filepath.Dir(StatePath(cfg))
+	if err := fsys.Remove(filepath.Join(dir, inPlacePromotionFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("the marker of a promotion in place: %w", err)
+	}
+	return fsys.SyncDir(dir)
+}
+
+// undoInterruptedPromotion, at the start of a secondary, settles a
+// promotion in place that did not end: recorded, it took effect (the
+// marker goes; the record refuses the start); not recorded, the site never
+// served writes, and the fence, if it was made, is undone, so that the
+// primary is taken again: the primary's switchover learns it was not
+// promoted, or gave up on the answer, and its writes go on either way.
+func undoInterruptedPromotion(fsys disk.FS, cfg *config.Config, log *slog.Logger) error {
+	_, err := disk.ReadFile(disk.Or(fsys), filepath.Join(filepath.Dir(StatePath(cfg)), inPlacePromotionFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("the marker of a promotion in place: %w", err)
+	}
+	switch _, err := failover.ReadPromotion(fsys, PromotedDir(cfg)); {
+	case err == nil:
+		return removeInPlacePromotion(fsys, cfg)
+	case !errors.Is(err, failover.ErrNotPromoted):
+		return err
+	}
+	// Under the journal's lock, which the secondary's Open takes next: a
+	// secondary running on this journal (its promotion under way) is left
+	// alone, and the Open refuses.
+	lock, err := disk.Or(fsys).Lock(filepath.Join(cfg.Secondary.Journal, "LOCK"))
+	if err != nil {
+		return nil
+	}
+	defer lock.Close()
+	fenced, err := secondary.Unfence(fsys, StatePath(cfg))
+	if err != nil {
+		return err
+	}
+	if fenced {
+		log.Warn("a switchover's promotion of this secondary stopped after the fence, before it was recorded: " +
+			"this site never took over; the fence is undone, and the primary is taken again")
+	}
+	return removeInPlacePromotion(fsys, cfg)
 }
 
 // afterInPlaceFence, set by tests, runs between the fence of a promotion in
