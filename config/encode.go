@@ -1,13 +1,15 @@
 package config
 
 import (
-	"encoding"
+	"cmp"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Encode writes the config as TOML text that [Parse], given the same Dir,
@@ -30,11 +32,18 @@ func (c *Config) Encode() ([]byte, error) {
 		case f.kind == "table" || f.kind == "tables":
 			return f.kind == "tables"
 		case !v.IsZero() || f.def.IsValid():
-			text, e := c.encodeLeaf(f, v)
-			if e != nil && err == nil {
-				err = fmt.Errorf("%s: %w", path, e)
+			value := v.Interface()
+			if f.kind == "path" {
+				value = c.rel(v.String())
 			}
-			line := indent + f.name + " = " + text
+			// The TOML library writes one value the way it writes a
+			// key of a table: quoted and escaped, Size and Duration
+			// through their MarshalText.
+			text, e := toml.Marshal(map[string]any{f.name: value})
+			if e != nil || !utf8.Valid(text) {
+				err = cmp.Or(err, fmt.Errorf("%s: %w", path, cmp.Or(e, errors.New("not valid UTF-8"))))
+			}
+			line := indent + strings.TrimSuffix(string(text), "\n")
 			if f.doc != "" {
 				line = fmt.Sprintf("%-32s # %s", line, f.doc)
 			}
@@ -48,37 +57,6 @@ func (c *Config) Encode() ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-// encodeLeaf writes one value as TOML.
-func (c *Config) encodeLeaf(f *field, v reflect.Value) (string, error) {
-	switch x := v.Interface().(type) {
-	case bool:
-		return strconv.FormatBool(x), nil
-	case int:
-		return strconv.Itoa(x), nil
-	case encoding.TextMarshaler: // Size, Duration
-		b, err := x.MarshalText()
-		if err != nil {
-			return "", err
-		}
-		return quote(string(b))
-	case []string:
-		q := make([]string, len(x))
-		for i, e := range x {
-			var err error
-			if q[i], err = quote(e); err != nil {
-				return "", err
-			}
-		}
-		return "[" + strings.Join(q, ", ") + "]", nil
-	case string:
-		if f.kind == "path" {
-			x = c.rel(x)
-		}
-		return quote(x)
-	}
-	return "", fmt.Errorf("no encoding for %s", v.Type())
-}
-
 // rel writes p relative to Dir when it lies inside it.
 func (c *Config) rel(p string) string {
 	if p == "" || c.Dir == "" || !filepath.IsAbs(p) {
@@ -89,31 +67,4 @@ func (c *Config) rel(p string) string {
 		return p
 	}
 	return filepath.ToSlash(r)
-}
-
-// quote writes s as a TOML basic string.
-func quote(s string) (string, error) {
-	if !utf8.ValidString(s) {
-		return "", fmt.Errorf("%q is not valid UTF-8", s)
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b.WriteString(`\"`)
-		case r == '\\':
-			b.WriteString(`\\`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String(), nil
 }
