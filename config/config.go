@@ -6,12 +6,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"time"
 )
 
-// Defaults and limits; the tags of Config hold the others.
+// Limits, and the default that depends on more than one key; the tags of
+// Config hold the others.
 const (
-	DefaultInterval      = Duration(20 * time.Millisecond)
 	DefaultSidefileLimit = 256 * MiB
 	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
 	// consistency group holds only updates still in the sidefiles (they are
@@ -19,19 +18,12 @@ const (
 	// its journal encoding, so this keeps every group within the largest
 	// the secondary journals (secondary.MaxGroupBytes, 2 GiB), with room
 	// for the group's own header.
-	MaxSidefileTotal    = 1984 * MiB
-	DefaultSuspendAfter = Duration(60 * time.Second)
-	// DefaultPacingStart and DefaultPacingMaxDelay shape write pacing.
-	DefaultPacingStart    = 50
-	DefaultPacingMaxDelay = Duration(20 * time.Millisecond)
+	MaxSidefileTotal = 1984 * MiB
 	// SectorSize: volume sizes are whole multiples of it.
 	SectorSize = 512
 	// MinRateLimit is the smallest rate limit other than 0 (unlimited): a
 	// bare "50" is bytes per second, rarely what was meant.
 	MinRateLimit = 1 * KiB
-	// DefaultCompressionLevel is zstd's default, the level of
-	// compression_level 0 or left out.
-	DefaultCompressionLevel = 3
 )
 
 // Config is one session: the top-level keys and both sites. The tags
@@ -77,7 +69,7 @@ type Primary struct {
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`
 	// Compression of the record sets on the link: "none" (or absent) or
 	// "zstd", at CompressionLevel (zstd's levels; 0 or absent:
-	// DefaultCompressionLevel). A secondary that does not take compressed
+	// zstd's default, 3). A secondary that does not take compressed
 	// record sets gets them plain.
 	Compression      string `toml:"compression" kind:"enum" values:"none,zstd" doc:"record sets on the link"`
 	CompressionLevel int    `toml:"compression_level" min:"0" max:"22" range:"%d is not a zstd level: 1 (fastest) to 22 (smallest), default 3" doc:"zstd level, 1 (fastest) to 22 (smallest)"`

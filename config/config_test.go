@@ -39,8 +39,8 @@ func TestExample(t *testing.T) {
 			Secondary:      "127.0.0.1:7402",
 			SidefileLimit:  256 << 20,
 			SuspendAfter:   Duration(60 * time.Second),
-			PacingStart:    DefaultPacingStart,
-			PacingMaxDelay: DefaultPacingMaxDelay,
+			PacingStart:    50,
+			PacingMaxDelay: Duration(20 * time.Millisecond),
 			Subsystems: []Subsystem{{
 				ID: "ss1",
 				Volumes: []Volume{{
@@ -1323,15 +1323,15 @@ func TestDemoGolden(t *testing.T) {
 	}
 }
 
-// TestTagDefaults: the defaults in Config's tags are the exported ones.
+// TestTagDefaults: the defaults in Config's tags are the documented ones.
 func TestTagDefaults(t *testing.T) {
 	c, err := Parse([]byte(minimal), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := c.Primary
-	if c.Interval != DefaultInterval || p.SidefileLimit != DefaultSidefileLimit || p.SuspendAfter != DefaultSuspendAfter ||
-		p.PacingStart != DefaultPacingStart || p.PacingMaxDelay != DefaultPacingMaxDelay {
+	if c.Interval != Duration(20*time.Millisecond) || p.SidefileLimit != 256*MiB || p.SuspendAfter != Duration(60*time.Second) ||
+		p.PacingStart != 50 || p.PacingMaxDelay != Duration(20*time.Millisecond) {
 		t.Errorf("defaults from the tags: interval %v, sidefile_limit %v, suspend_after %v, pacing_start %d, pacing_max_delay %v",
 			c.Interval, p.SidefileLimit, p.SuspendAfter, p.PacingStart, p.PacingMaxDelay)
 	}
