@@ -13,8 +13,8 @@
 // schema.go): its name, kind, default, range, whether it is required, the
 // keys it must be unique among or set together with, and the comment
 // [Config.Encode] writes beside it. examples/session.toml is the format
-// annotated, and examples/secure.toml a session with every key that
-// protects what the sites serve:
+// annotated, and examples/secure.toml a session whose sites protect all
+// they serve and dial:
 //
 //	session = "payroll"
 //	[primary]

@@ -17,52 +17,46 @@ func (s *Security) nbdTLS() bool  { return s.NBDTLSCert != "" && s.NBDTLSKey != 
 // listener: its certificate (nbd_tls_cert, nbd_tls_key) and a requirement
 // that every client present a certificate signed by nbd_tls_ca, as
 // qemu-nbd's tls-creds-x509 with verify-peer=on and nbdkit's
-// --tls-verify-peer do. It returns nil, nil when [primary] has no
-// nbd_tls_* settings.
+// --tls-verify-peer do. The NBD protocol requires TLS 1.2 of every
+// implementation; the clients (qemu, libnbd, both GnuTLS) negotiate 1.3
+// when they can. It returns nil, nil when [primary] has no nbd_tls_*
+// settings.
 func (c *Config) PrimaryNBDTLS() (*tls.Config, error) {
-	return c.nbdTLS("primary", &c.Primary.Security)
+	s := &c.Primary.Security
+	return c.serverTLS("primary.nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA, tls.VersionTLS12)
 }
 
 // SecondaryNBDTLS is PrimaryNBDTLS for the secondary's read-only exports.
 func (c *Config) SecondaryNBDTLS() (*tls.Config, error) {
-	return c.nbdTLS("secondary", &c.Secondary.Security)
+	s := &c.Secondary.Security
+	return c.serverTLS("secondary.nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA, tls.VersionTLS12)
 }
 
-func (c *Config) nbdTLS(site string, s *Security) (*tls.Config, error) {
-	cert, pool, err := c.loadTLS(site, "nbd_", s.NBDTLSCert, s.NBDTLSKey, s.NBDTLSCA)
-	if cert == nil {
+// SecondaryTLS returns the server side of the link's mutual TLS: the
+// secondary's certificate and key, and a requirement that the primary
+// present a certificate signed by tls_ca; TLS 1.3 at least. It returns
+// nil, nil when [secondary] has no TLS settings.
+func (c *Config) SecondaryTLS() (*tls.Config, error) {
+	s := &c.Secondary.Security
+	return c.serverTLS("secondary.", s.TLSCert, s.TLSKey, s.TLSCA, tls.VersionTLS13)
+}
+
+// serverTLS is the server side of mutual TLS, from the keys at (a site and
+// the prefix of its keys) tls_cert, tls_key and tls_ca, which Validate
+// keeps all set or none: nil, nil when none is.
+func (c *Config) serverTLS(at, certFile, keyFile, caFile string, minVersion uint16) (*tls.Config, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	cert, err := c.loadKeyPair(at+"tls_", certFile, keyFile)
+	if err != nil {
 		return nil, err
 	}
-	// The NBD protocol requires TLS 1.2 of every implementation; the
-	// clients (qemu, libnbd, both GnuTLS) negotiate 1.3 when they can.
-	return requireClientCert(cert, pool, tls.VersionTLS12), nil
-}
-
-// requireClientCert is the server side of mutual TLS: cert, and a
-// certificate signed by pool required of every client.
-func requireClientCert(cert *tls.Certificate, pool *x509.CertPool, minVersion uint16) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{*cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: minVersion}
-}
-
-// loadTLS loads one group of a site's TLS keys (prefix "" for the link's
-// tls_*, "nbd_" for nbd_tls_*): the certificate, its key and the CA. It
-// returns nil, nil, nil when none is set.
-func (c *Config) loadTLS(site, prefix, certFile, keyFile, caFile string) (*tls.Certificate, *x509.CertPool, error) {
-	switch {
-	case certFile == "" && keyFile == "" && caFile == "":
-		return nil, nil, nil
-	case certFile == "" || keyFile == "" || caFile == "":
-		return nil, nil, fmt.Errorf("%s: %stls_cert, %stls_key and %stls_ca must all be set (or none of them)", site, prefix, prefix, prefix)
-	}
-	cert, err := loadKeyPair(site, prefix+"tls_cert", prefix+"tls_key", c.Resolve(certFile), c.Resolve(keyFile))
+	pool, err := c.loadCA(at+"tls_ca", caFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	pool, err := loadCA(site+"."+prefix+"tls_ca", c.Resolve(caFile))
-	if err != nil {
-		return nil, nil, err
-	}
-	return &cert, pool, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: minVersion}, nil
 }
 
 // PrimaryTLS returns the client side of the link's mutual TLS: the primary's
@@ -72,40 +66,32 @@ func (c *Config) loadTLS(site, prefix, certFile, keyFile, caFile string) (*tls.C
 // when [primary] has no TLS settings.
 func (c *Config) PrimaryTLS() (*tls.Config, error) {
 	p := &c.Primary
-	cert, pool, err := c.loadTLS("primary", "", p.TLSCert, p.TLSKey, p.TLSCA)
-	if cert == nil {
+	if p.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := c.loadKeyPair("primary.tls_", p.TLSCert, p.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := c.loadCA("primary.tls_ca", p.TLSCA)
+	if err != nil {
 		return nil, err
 	}
 	name := p.ServerName
-	if name == "" {
-		host, _, err := net.SplitHostPort(p.Secondary)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("primary.secondary: %q has no host to check the secondary's certificate against: set tls_server_name", p.Secondary)
-		}
+	if host, _, err := net.SplitHostPort(p.Secondary); name == "" && (err != nil || host == "") {
+		return nil, fmt.Errorf("primary.secondary: %q has no host to check the secondary's certificate against: set tls_server_name", p.Secondary)
+	} else if name == "" {
 		name = host
 	}
 	return &tls.Config{
 		// Always present our certificate, even when the secondary asks for
 		// another CA: then it can log "unknown authority" instead of a
 		// puzzling "no certificate".
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 		RootCAs:              pool,
 		ServerName:           name,
 		MinVersion:           tls.VersionTLS13,
 	}, nil
-}
-
-// SecondaryTLS returns the server side of the link's mutual TLS: the
-// secondary's certificate and key, and a requirement that the primary
-// present a certificate signed by tls_ca; TLS 1.3 at least. It returns
-// nil, nil when [secondary] has no TLS settings.
-func (c *Config) SecondaryTLS() (*tls.Config, error) {
-	s := &c.Secondary
-	cert, pool, err := c.loadTLS("secondary", "", s.TLSCert, s.TLSKey, s.TLSCA)
-	if cert == nil {
-		return nil, err
-	}
-	return requireClientCert(cert, pool, tls.VersionTLS13), nil
 }
 
 // site returns the keys protecting the site role ("primary" or
@@ -124,23 +110,19 @@ func (c *Config) site(role string) (*Security, string, error) {
 // the site role ("primary" or "secondary"; a promoted secondary keeps its
 // own): its certificate and key (control_tls_cert, control_tls_key). No
 // client certificate is asked for: browsers show the status page, and the
-// control token authorises what changes anything. It returns nil, nil when
-// the site serves plain HTTP.
+// control token authorises what changes anything. TLS 1.2 serves the
+// scrapers and tools that read /metrics and the status; browsers and Go
+// negotiate 1.3. It returns nil, nil when the site serves plain HTTP.
 func (c *Config) ControlServerTLS(role string) (*tls.Config, error) {
 	s, _, err := c.site(role)
-	if err != nil || s.ControlTLSCert == "" && s.ControlTLSKey == "" {
+	if err != nil || s.ControlTLSCert == "" {
 		return nil, err
 	}
-	cert, err := loadKeyPair(role, "control_tls_cert", "control_tls_key", c.Resolve(s.ControlTLSCert), c.Resolve(s.ControlTLSKey))
+	cert, err := c.loadKeyPair(role+".control_tls_", s.ControlTLSCert, s.ControlTLSKey)
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		// TLS 1.2 for the scrapers and tools that read /metrics and the
-		// status; browsers and Go negotiate 1.3.
-		MinVersion: tls.VersionTLS12,
-	}, nil
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // ControlClientTLS returns what a client of role's control address (duplex
@@ -150,52 +132,48 @@ func (c *Config) ControlServerTLS(role string) (*tls.Config, error) {
 // nil when the site serves plain HTTP.
 func (c *Config) ControlClientTLS(role string) (*tls.Config, error) {
 	s, addr, err := c.site(role)
-	if err != nil || s.ControlTLSCert == "" && s.ControlTLSKey == "" {
+	if err != nil || s.ControlTLSCert == "" {
 		return nil, err
 	}
 	conf := &tls.Config{ServerName: s.ControlTLSServerName, MinVersion: tls.VersionTLS12}
-	if conf.ServerName == "" {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil || unspecifiedHost(addr) {
-			return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, addr)
-		}
+	if host, _, err := net.SplitHostPort(addr); conf.ServerName == "" && (err != nil || unspecifiedHost(addr)) {
+		return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, addr)
+	} else if conf.ServerName == "" {
 		conf.ServerName = host
 	}
 	if s.ControlTLSCA != "" {
-		if conf.RootCAs, err = loadCA(role+".control_tls_ca", c.Resolve(s.ControlTLSCA)); err != nil {
-			return nil, err
-		}
+		conf.RootCAs, err = c.loadCA(role+".control_tls_ca", s.ControlTLSCA)
 	}
-	return conf, nil
+	return conf, err
 }
 
 // loadKeyPair loads a certificate and its key, the values of the keys
-// site.certKey and site.keyKey.
-func loadKeyPair(site, certKey, keyKey, certFile, keyFile string) (tls.Certificate, error) {
+// at+"cert" and at+"key".
+func (c *Config) loadKeyPair(at, certFile, keyFile string) (tls.Certificate, error) {
 	// Read the files first so that an unreadable one is named plainly.
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := os.ReadFile(c.Resolve(certFile))
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.%s: %w", site, certKey, err)
+		return tls.Certificate{}, fmt.Errorf("%scert: %w", at, err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := os.ReadFile(c.Resolve(keyFile))
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.%s: %w", site, keyKey, err)
+		return tls.Certificate{}, fmt.Errorf("%skey: %w", at, err)
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s.%s/%s: %s and %s: %w", site, certKey, keyKey, certFile, keyFile, err)
+		return tls.Certificate{}, fmt.Errorf("%scert/%skey: %s and %s: %w", at, at[strings.LastIndex(at, ".")+1:], c.Resolve(certFile), c.Resolve(keyFile), err)
 	}
 	return cert, nil
 }
 
-func loadCA(field, file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+func (c *Config) loadCA(field, file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(c.Resolve(file))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, file)
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, c.Resolve(file))
 	}
 	return pool, nil
 }
@@ -288,14 +266,14 @@ func (c *Config) EtcdTLS() (*tls.Config, error) {
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cp.TLSCA != "" {
-		pool, err := loadCA("coupling.tls_ca", c.Resolve(cp.TLSCA))
+		pool, err := c.loadCA("coupling.tls_ca", cp.TLSCA)
 		if err != nil {
 			return nil, err
 		}
 		conf.RootCAs = pool
 	}
 	if cp.TLSCert != "" || cp.TLSKey != "" {
-		cert, err := loadKeyPair("coupling", "tls_cert", "tls_key", c.Resolve(cp.TLSCert), c.Resolve(cp.TLSKey))
+		cert, err := c.loadKeyPair("coupling.tls_", cp.TLSCert, cp.TLSKey)
 		if err != nil {
 			return nil, err
 		}
