@@ -47,30 +47,22 @@ type Primary struct {
 	NBD       string `toml:"nbd" kind:"listen" unique:"listener" required:"the NBD listen address, e.g. nbd = \"127.0.0.1:10809\"" doc:"NBD listen address; export name = volume name"`
 	Control   string `toml:"control" kind:"listen" unique:"listener"` // optional
 	Secondary string `toml:"secondary" kind:"dial" required:"where the secondary listens, e.g. secondary = \"127.0.0.1:7402\"" doc:"where the secondary listens"`
-	// Listen and Journal are this site's places as the secondary of the
-	// reverse direction, once the other site was promoted and this one
-	// rejoins it (duplex rejoin, package failover): where it takes the
-	// link, and its journal directory then. Both or neither.
+	// The site as the secondary of the reverse direction, once the other
+	// was promoted and this one rejoins it (package failover).
 	Listen  string `toml:"listen" kind:"listen" unique:"listener" group:"rejoin" doc:"where this site listens as the secondary after a rejoin"`
 	Journal string `toml:"journal" kind:"path" unique:"file" group:"rejoin" doc:"its journal directory after a rejoin"`
 
 	// SidefileLimit left out is SidefileLimitFor(the subsystems): 256MiB,
 	// or less where that many sidefiles would not fit in MaxSidefileTotal.
-	SidefileLimit Size     `toml:"sidefile_limit" min:"1MiB" zero:"0 is too small: must be at least 1MiB"`
-	SuspendAfter  Duration `toml:"suspend_after" default:"60s" min:"1ns" range:"%s: must be positive" doc:"link down this long with a full sidefile: suspend"`
-	// Write pacing: past PacingStart percent of the sidefile, each write is
-	// delayed, up to PacingMaxDelay when it is full ("0s": no pacing).
+	SidefileLimit  Size     `toml:"sidefile_limit" min:"1MiB" zero:"0 is too small: must be at least 1MiB"`
+	SuspendAfter   Duration `toml:"suspend_after" default:"60s" min:"1ns" range:"%s: must be positive" doc:"link down this long with a full sidefile: suspend"`
 	PacingStart    int      `toml:"pacing_start" default:"50" min:"1" max:"99" range:"%d: must be a percentage from 1 to 99" doc:"percent of the sidefile where write pacing begins"`
 	PacingMaxDelay Duration `toml:"pacing_max_delay" default:"20ms" min:"0s" max:"1s" range:"%s: must be from 0s (no pacing) to 1s" doc:"delay per write when the sidefile is full"`
-	// Rate limits in bytes per second ("0" or absent: unlimited):
-	// CopyRateLimit paces initial copies and resyncs, LinkRateLimit every
-	// frame on the link. `duplex pair rate` changes them at run time.
+	// 0 is unlimited; `duplex pair rate` changes them at run time.
 	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`
-	// Compression of the record sets on the link: "none" (or absent) or
-	// "zstd", at CompressionLevel (zstd's levels; 0 or absent:
-	// zstd's default, 3). A secondary that does not take compressed
-	// record sets gets them plain.
+	// A secondary that does not take compressed record sets gets them
+	// plain. Level 0 is zstd's default, 3.
 	Compression      string `toml:"compression" kind:"enum" values:"none,zstd" doc:"record sets on the link"`
 	CompressionLevel int    `toml:"compression_level" min:"0" max:"22" range:"%d is not a zstd level: 1 (fastest) to 22 (smallest), default 3" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
 
@@ -84,22 +76,19 @@ type Primary struct {
 // serves and dials (see CheckSecurity). The keys of a group are all set or
 // none; a key that needs a group has no effect without it (schema.go).
 type Security struct {
-	// The link's mutual TLS: this site's certificate and key (the
-	// primary's is a client certificate, the secondary's a server one),
-	// and the CA that signed the other site's certificate.
+	// The link's mutual TLS: the primary's certificate is a client one,
+	// the secondary's a server one; the CA signed the other site's.
 	TLSCert string `toml:"tls_cert" kind:"path" group:"tls"`
 	TLSKey  string `toml:"tls_key" kind:"path" group:"tls"`
 	TLSCA   string `toml:"tls_ca" kind:"path" group:"tls"`
-	// NBD over TLS (NBD_OPT_STARTTLS, required of every client once set):
-	// the server certificate clients check against the address they dial,
-	// and the CA that must have signed each client's certificate.
+	// NBD over TLS (NBD_OPT_STARTTLS), required of every client once
+	// set; the CA signed the clients' certificates.
 	NBDTLSCert string `toml:"nbd_tls_cert" kind:"path" group:"nbd_tls"`
 	NBDTLSKey  string `toml:"nbd_tls_key" kind:"path" group:"nbd_tls"`
 	NBDTLSCA   string `toml:"nbd_tls_ca" kind:"path" group:"nbd_tls"`
-	// The control address over HTTPS (plain HTTP refused once set): its
-	// certificate and key, the CA the command-line clients (duplex status,
-	// pair, recover...) check it against (left out: the system's roots),
-	// and the name they expect in it (left out: the host of control).
+	// The control address over HTTPS, plain HTTP refused once set; the
+	// CA and name are what the command-line clients check (left out: the
+	// system's roots, the host of control).
 	ControlTLSCert       string `toml:"control_tls_cert" kind:"path" group:"control_tls"`
 	ControlTLSKey        string `toml:"control_tls_key" kind:"path" group:"control_tls"`
 	ControlTLSCA         string `toml:"control_tls_ca" kind:"path" needs:"control_tls"`
@@ -152,23 +141,15 @@ type SecondaryVolume struct {
 type Coupling struct {
 	Group string   `toml:"group" kind:"name" required:"name the coupled group, e.g. group = \"payments\"" doc:"sessions of one group recover to one time"`
 	Etcd  []string `toml:"etcd" required:"the etcd endpoints, e.g. etcd = [\"http://127.0.0.1:2379\"]" doc:"etcd endpoints holding the group"`
-	// Lease is how long a member's published time outlives its secondary:
-	// once it expires status names the member as gone, and until the
-	// member is removed from the group (duplex couple remove) the master
-	// time holds.
-	Lease Duration `toml:"lease" default:"10s" min:"2s" max:"1h" range:"%s: must be from 2s to 1h" doc:"a silent member's time outlives it this long"`
-	// Publish is how often a secondary puts its time in etcd while the
-	// time advances; every member reads the others as often.
+	// Once a member's lease expires status names it as gone, and the
+	// master time holds until it is removed (duplex couple remove).
+	Lease   Duration `toml:"lease" default:"10s" min:"2s" max:"1h" range:"%s: must be from 2s to 1h" doc:"a silent member's time outlives it this long"`
 	Publish Duration `toml:"publish" default:"20ms" min:"1ms" max:"10s" range:"%s: must be from 1ms to 10s" doc:"how often each member publishes and reads times"`
-	// The client side of TLS to etcd, as etcdctl's --cacert, --cert and
-	// --key: the CA that signed the servers' certificates (left out: the
-	// system's roots), and a client certificate where the servers ask for
-	// one.
-	TLSCA   string `toml:"tls_ca" kind:"path" doc:"CA of the etcd servers' certificates"`
-	TLSCert string `toml:"tls_cert" kind:"path" group:"etcd_client_cert"`
-	TLSKey  string `toml:"tls_key" kind:"path" group:"etcd_client_cert"`
-	// Username and PasswordFile authenticate to etcd where it has
-	// authentication on.
+	// As etcdctl's --cacert (left out: the system's roots), --cert and
+	// --key (where the servers ask for a client certificate).
+	TLSCA        string `toml:"tls_ca" kind:"path" doc:"CA of the etcd servers' certificates"`
+	TLSCert      string `toml:"tls_cert" kind:"path" group:"etcd_client_cert"`
+	TLSKey       string `toml:"tls_key" kind:"path" group:"etcd_client_cert"`
 	Username     string `toml:"username" group:"etcd_auth"`
 	PasswordFile string `toml:"password_file" kind:"path" group:"etcd_auth"`
 }
