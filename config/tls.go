@@ -199,38 +199,40 @@ func (c *Config) loadCA(field, file string) (*x509.CertPool, error) {
 // Every problem is returned, joined, each naming its key.
 func (c *Config) CheckSecurity() error {
 	var p problems
-	type link struct{ key, addr, would string }
-	for _, s := range []struct {
-		has                              bool
-		sec                              *Security
-		site, other, nbd, control, reach string
-		links                            []link
-	}{
-		{c.HasPrimary(), &c.Primary.Security, "primary", "secondary", c.Primary.NBD, c.Primary.Control, "read and write the volumes",
-			[]link{{"secondary", c.Primary.Secondary, "the link would carry"}, {"listen", c.Primary.Listen, "after a rejoin the link would accept"}}},
-		{c.HasSecondary(), &c.Secondary.Security, "secondary", "primary", c.Secondary.NBD, c.Secondary.Control, "read the volumes' copies",
-			[]link{{"listen", c.Secondary.Listen, "the link would accept"}}},
-	} {
-		if !s.has || s.sec.Insecure {
-			continue
-		}
-		for _, l := range s.links {
-			if l.addr != "" && !isLoopbackAddr(l.addr) && !s.sec.linkTLS() {
-				p.add(s.site+"."+l.key, "%q is not a loopback address, so %s volume data unencrypted and unauthenticated: "+
-					"set tls_cert, tls_key and tls_ca in [%s] and [%s] for mutual TLS, or insecure = true in [%s] to accept a plaintext link",
-					l.addr, l.would, s.site, s.other, s.site)
-			}
-		}
-		if s.nbd != "" && !isLoopbackAddr(s.nbd) && !s.sec.nbdTLS() {
-			p.add(s.site+".nbd", "%q is not a loopback address, so any host that reaches it could %s in plaintext: "+
-				"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [%s] to require TLS with client certificates, or insecure = true in [%s]",
-				s.nbd, s.reach, s.site, s.site)
-		}
-		if s.control != "" && !isLoopbackAddr(s.control) {
-			checkControlSecurity(&p, s.site, s.control, c.ControlTokenFile != "", s.sec.ControlTLSCert != "")
-		}
+	if c.HasPrimary() && !c.Primary.Insecure {
+		c.unprotected(&p, "primary", isLoopbackAddr)
+	}
+	if c.HasSecondary() && !c.Secondary.Insecure {
+		c.unprotected(&p, "secondary", isLoopbackAddr)
 	}
 	return errors.Join(p...)
+}
+
+// unprotected adds what site leaves unprotected at its addresses that are
+// not local, as CheckSecurity says.
+func (c *Config) unprotected(p *problems, site string, local func(addr string) bool) {
+	s, control, _ := c.site(site)
+	type link struct{ key, addr, would string }
+	links, other, nbd, reach := []link{{"listen", c.Secondary.Listen, "the link would accept"}}, "primary", c.Secondary.NBD, "read the volumes' copies"
+	if site == "primary" {
+		links = []link{{"secondary", c.Primary.Secondary, "the link would carry"}, {"listen", c.Primary.Listen, "after a rejoin the link would accept"}}
+		other, nbd, reach = "secondary", c.Primary.NBD, "read and write the volumes"
+	}
+	for _, l := range links {
+		if l.addr != "" && !local(l.addr) && !s.linkTLS() {
+			p.add(site+"."+l.key, "%q is not a loopback address, so %s volume data unencrypted and unauthenticated: "+
+				"set tls_cert, tls_key and tls_ca in [%s] and [%s] for mutual TLS, or insecure = true in [%s] to accept a plaintext link",
+				l.addr, l.would, site, other, site)
+		}
+	}
+	if nbd != "" && !local(nbd) && !s.nbdTLS() {
+		p.add(site+".nbd", "%q is not a loopback address, so any host that reaches it could %s in plaintext: "+
+			"set nbd_tls_cert, nbd_tls_key and nbd_tls_ca in [%s] to require TLS with client certificates, or insecure = true in [%s]",
+			nbd, reach, site, site)
+	}
+	if control != "" && !local(control) {
+		checkControlSecurity(p, site, control, c.ControlTokenFile != "", s.ControlTLSCert != "")
+	}
 }
 
 // checkControlSecurity adds what a control address off loopback lacks: the

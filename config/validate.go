@@ -47,7 +47,7 @@ func (c *Config) Validate() error {
 		c.validatePrimary(&p)
 	}
 	if hasS {
-		c.checkSite(&p, "secondary", &c.Secondary.Security, c.Secondary.NBD, c.Secondary.Control)
+		c.checkSite(&p, "secondary")
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
@@ -223,13 +223,16 @@ func andList(names []string) string {
 // checkSite checks what the tags do not say of a site: clients of a control
 // address over HTTPS need a name to check its certificate against
 // (control's host, or control_tls_server_name when control listens on
-// every interface), and insecure = true must have something to allow.
-func (c *Config) checkSite(p *problems, site string, s *Security, nbd, control string) {
+// every interface), and insecure = true must have something to allow, were
+// every address off loopback.
+func (c *Config) checkSite(p *problems, site string) {
+	s, control, _ := c.site(site)
 	if s.ControlTLSCert != "" && s.ControlTLSKey != "" && s.ControlTLSServerName == "" && control != "" && unspecifiedHost(control) {
 		p.add(site+".control_tls_server_name", "missing: control %q listens on every interface, so it names no host for clients to check the certificate against: "+
 			"set control_tls_server_name to a name the certificate holds, e.g. control_tls_server_name = \"%s.example\"", control, site)
 	}
-	if s.Insecure && s.linkTLS() && (nbd == "" || s.nbdTLS()) && (control == "" || c.ControlTokenFile != "" && s.ControlTLSCert != "") {
+	var exposed problems
+	if c.unprotected(&exposed, site, func(string) bool { return false }); s.Insecure && len(exposed) == 0 {
 		p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
 			"and the control address has a token and HTTPS or is not served: there is nothing left to allow, remove insecure")
 	}
@@ -251,7 +254,7 @@ func (c *Config) validatePrimary(p *problems) {
 			}
 		}
 	}
-	c.checkSite(p, "primary", &pr.Security, pr.NBD, pr.Control)
+	c.checkSite(p, "primary")
 }
 
 // validatePair checks what spans both sites: the secondary copies exactly
