@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
@@ -98,64 +99,51 @@ func tables(raw any) ([]map[string]any, bool) {
 // from raw as the TOML library parsed it, or says what is wrong with raw.
 func decodeLeaf(v reflect.Value, raw any) string {
 	switch dst := v.Addr().Interface().(type) {
-	case *string:
-		s, ok := raw.(string)
-		if !ok {
-			return "must be a string (in double quotes), not " + typeName(raw)
-		}
-		*dst = s
-	case *bool:
-		b, ok := raw.(bool)
-		if !ok {
-			return "must be true or false, not " + typeName(raw)
-		}
-		*dst = b
 	case *[]string:
 		list, ok := raw.([]any)
 		if !ok {
 			return `must be an array of strings such as ["a", "b"], not ` + typeName(raw)
 		}
-		out := make([]string, len(list))
+		*dst = make([]string, len(list))
 		for i, e := range list {
-			s, ok := e.(string)
-			if !ok {
-				return fmt.Sprintf("entry %d must be a string (in double quotes), not %s", i, typeName(e))
+			if msg := decodeLeaf(reflect.ValueOf(*dst).Index(i), e); msg != "" {
+				return fmt.Sprintf("entry %d %s", i, msg)
 			}
-			out[i] = s
 		}
-		*dst = out
-	case *int:
-		n, ok := raw.(int64)
-		if !ok {
-			return "must be a whole number, not " + typeName(raw)
+	case encoding.TextUnmarshaler: // Size, Duration
+		n, isInt := raw.(int64)
+		if _, isFloat := raw.(float64); isInt || isFloat {
+			if _, isSize := dst.(*Size); !isSize {
+				return fmt.Sprintf(`%v has no unit: write a duration in quotes, e.g. "20ms" or "60s"`, raw)
+			}
 		}
-		*dst = int(n)
-	case *Size:
-		if n, ok := raw.(int64); ok {
-			raw = strconv.FormatInt(n, 10)
+		if isInt {
+			raw = strconv.FormatInt(n, 10) // a bare number of bytes
 		}
 		s, ok := raw.(string)
 		if !ok {
-			return `must be a size such as "256MiB" or a number of bytes, not ` + typeName(raw)
+			return leafWant[v.Type()] + typeName(raw)
 		}
 		if err := dst.UnmarshalText([]byte(s)); err != nil {
 			return err.Error()
 		}
-	case *Duration:
-		switch r := raw.(type) {
-		case string:
-			if err := dst.UnmarshalText([]byte(r)); err != nil {
-				return err.Error()
-			}
-		case int64, float64:
-			return fmt.Sprintf(`%v has no unit: write a duration in quotes, e.g. "20ms" or "60s"`, r)
-		default:
-			return `must be a duration such as "20ms" or "60s", not ` + typeName(raw)
+	default: // string, bool, int
+		r := reflect.ValueOf(raw)
+		if r.Kind() != v.Kind() && (r.Kind() != reflect.Int64 || v.Kind() != reflect.Int) {
+			return leafWant[v.Type()] + typeName(raw)
 		}
-	default:
-		panic(fmt.Sprintf("config: no decoding for %T", dst))
+		v.Set(r.Convert(v.Type()))
 	}
 	return ""
+}
+
+// leafWant says what a value of each leaf type must be.
+var leafWant = map[reflect.Type]string{
+	reflect.TypeFor[string]():   "must be a string (in double quotes), not ",
+	reflect.TypeFor[bool]():     "must be true or false, not ",
+	reflect.TypeFor[int]():      "must be a whole number, not ",
+	reflect.TypeFor[Size]():     `must be a size such as "256MiB" or a number of bytes, not `,
+	reflect.TypeFor[Duration](): `must be a duration such as "20ms" or "60s", not `,
 }
 
 func typeName(v any) string {
