@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -77,19 +78,14 @@ func (c *Config) PrimaryTLS() (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	name := p.ServerName
-	if host, _, err := net.SplitHostPort(p.Secondary); name == "" && (err != nil || host == "") {
-		return nil, fmt.Errorf("primary.secondary: %q has no host to check the secondary's certificate against: set tls_server_name", p.Secondary)
-	} else if name == "" {
-		name = host
-	}
+	host, _, _ := net.SplitHostPort(p.Secondary) // Validate: a dial address has a host
 	return &tls.Config{
 		// Always present our certificate, even when the secondary asks for
 		// another CA: then it can log "unknown authority" instead of a
 		// puzzling "no certificate".
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 		RootCAs:              pool,
-		ServerName:           name,
+		ServerName:           cmp.Or(p.ServerName, host),
 		MinVersion:           tls.VersionTLS13,
 	}, nil
 }
@@ -135,12 +131,9 @@ func (c *Config) ControlClientTLS(role string) (*tls.Config, error) {
 	if err != nil || s.ControlTLSCert == "" {
 		return nil, err
 	}
-	conf := &tls.Config{ServerName: s.ControlTLSServerName, MinVersion: tls.VersionTLS12}
-	if host, _, err := net.SplitHostPort(addr); conf.ServerName == "" && (err != nil || unspecifiedHost(addr)) {
-		return nil, fmt.Errorf("%s.control: %q names no host to check the site's certificate against: set control_tls_server_name", role, addr)
-	} else if conf.ServerName == "" {
-		conf.ServerName = host
-	}
+	// Validate asks for control_tls_server_name where control names no host.
+	host, _, _ := net.SplitHostPort(addr)
+	conf := &tls.Config{ServerName: cmp.Or(s.ControlTLSServerName, host), MinVersion: tls.VersionTLS12}
 	if s.ControlTLSCA != "" {
 		conf.RootCAs, err = c.loadCA(role+".control_tls_ca", s.ControlTLSCA)
 	}

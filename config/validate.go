@@ -96,7 +96,7 @@ func (c *Config) checkKeys(p *problems) {
 		case f.kind == "enum" && !slices.Contains(f.values, v.String()):
 			p.add(path, "%q is not a %s this %s knows: \"%s\"", v.String(), f.name, siteOf(path), strings.Join(f.values, `" or "`))
 		}
-		if f.unique == "" || f.kind == "listen" && anyPort(v.String()) {
+		if _, port, _ := bindHosts(v.String()); f.unique == "" || f.kind == "listen" && port == "0" { // any free port: no collision
 			return true
 		}
 		key := [3]string{f.unique, siteOf(path), v.String()}
@@ -227,7 +227,7 @@ func andList(names []string) string {
 // every address off loopback.
 func (c *Config) checkSite(p *problems, site string) {
 	s, control, _ := c.site(site)
-	if s.ControlTLSCert != "" && s.ControlTLSKey != "" && s.ControlTLSServerName == "" && control != "" && unspecifiedHost(control) {
+	if hosts, _, ok := bindHosts(control); s.ControlTLSCert != "" && s.ControlTLSKey != "" && s.ControlTLSServerName == "" && ok && hosts == nil {
 		p.add(site+".control_tls_server_name", "missing: control %q listens on every interface, so it names no host for clients to check the certificate against: "+
 			"set control_tls_server_name to a name the certificate holds, e.g. control_tls_server_name = \"%s.example\"", control, site)
 	}
@@ -313,20 +313,6 @@ func bindHosts(addr string) (hosts []string, port string, ok bool) {
 		return []string{strings.ToLower(host)}, port, true
 	}
 	return []string{ip.String()}, port, true
-}
-
-// anyPort reports whether a listen address asks for any free port, so two
-// of them do not collide.
-func anyPort(addr string) bool {
-	_, port, ok := bindHosts(addr)
-	return ok && port == "0"
-}
-
-// unspecifiedHost reports whether a listen address listens on every
-// interface.
-func unspecifiedHost(addr string) bool {
-	hosts, _, ok := bindHosts(addr)
-	return ok && hosts == nil
 }
 
 // isLoopbackAddr reports whether addr's host is localhost or a loopback IP.
