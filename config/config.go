@@ -165,11 +165,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	c, err := Parse(data, dir)
+	c, err := Parse(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fileError(path, err)
 	}
@@ -318,9 +314,6 @@ func (c *Config) TokenPath() string { return c.Resolve(c.ControlTokenFile) }
 // files under dir (made absolute): two subsystems of two 256 MiB volumes
 // each, both sites on loopback.
 func Demo(dir string) *Config {
-	if abs, err := filepath.Abs(dir); err == nil {
-		dir = abs
-	}
 	c, err := Parse([]byte(demoSession), dir)
 	if err != nil {
 		panic("config: the demo session: " + err.Error()) // a constant: a test catches it

@@ -21,31 +21,22 @@ func (c *Config) Reversed() (*Config, error) {
 	}
 	p, s := c.Primary, c.Secondary
 	r := *c
-	r.Primary = Primary{
-		NBD: s.NBD, Control: s.Control, Secondary: p.Listen, Listen: s.Listen, Journal: s.Journal,
-		SidefileLimit: p.SidefileLimit, SuspendAfter: p.SuspendAfter, PacingStart: p.PacingStart, PacingMaxDelay: p.PacingMaxDelay,
-		CopyRateLimit: p.CopyRateLimit, LinkRateLimit: p.LinkRateLimit, Compression: p.Compression, CompressionLevel: p.CompressionLevel,
-		Security: s.Security,
-	}
+	// The session's settings of [primary] stay; its places are the
+	// promoted site's, and tls_server_name, a name in the old secondary's
+	// certificate, is not the old primary's.
+	r.Primary = p
+	r.Primary.NBD, r.Primary.Control, r.Primary.Secondary, r.Primary.Listen, r.Primary.Journal = s.NBD, s.Control, p.Listen, s.Listen, s.Journal
+	r.Primary.ServerName, r.Primary.Security, r.Primary.Subsystems = "", s.Security, nil
+	r.Secondary = Secondary{Listen: p.Listen, Control: p.Control, NBD: p.NBD, Journal: p.Journal, Security: p.Security}
 	for _, ss := range p.Subsystems {
 		rs := Subsystem{ID: ss.ID}
 		for _, v := range ss.Volumes {
-			sv, ok := c.SecondaryVolume(v.Name)
-			if !ok {
-				continue
+			r.Secondary.Volumes = append(r.Secondary.Volumes, SecondaryVolume{Name: v.Name, Path: v.Path})
+			if sv, ok := c.SecondaryVolume(v.Name); ok {
+				rs.Volumes = append(rs.Volumes, Volume{Name: v.Name, Path: sv.Path, Size: v.Size})
 			}
-			rs.Volumes = append(rs.Volumes, Volume{Name: v.Name, Path: sv.Path, Size: v.Size})
 		}
 		r.Primary.Subsystems = append(r.Primary.Subsystems, rs)
-	}
-	r.Secondary = Secondary{
-		Listen: p.Listen, Control: p.Control, NBD: p.NBD, Journal: p.Journal,
-		Security: p.Security,
-	}
-	for _, ss := range p.Subsystems {
-		for _, v := range ss.Volumes {
-			r.Secondary.Volumes = append(r.Secondary.Volumes, SecondaryVolume{Name: v.Name, Path: v.Path})
-		}
 	}
 	return &r, nil
 }
