@@ -260,31 +260,22 @@ func (c *Config) validatePrimary(p *problems) {
 // validatePair checks what spans both sites: the secondary copies exactly
 // the primary's volumes, and both ends agree on TLS.
 func (c *Config) validatePair(p *problems) {
-	prim := map[string]bool{}
-	for _, n := range c.VolumeNames() {
-		prim[n] = true
-	}
-	sec := map[string]bool{}
 	for i, v := range c.Secondary.Volumes {
-		if v.Name == "" {
-			continue
-		}
-		sec[v.Name] = true
-		if !prim[v.Name] {
+		if _, _, ok := c.PrimaryVolume(v.Name); v.Name != "" && !ok {
 			p.add(fmt.Sprintf("secondary.volume[%d].name", i), "%q is not a volume of the primary", v.Name)
 		}
 	}
 	for _, n := range c.VolumeNames() {
-		if n != "" && !sec[n] {
+		if _, ok := c.SecondaryVolume(n); n != "" && !ok {
 			p.add("secondary.volume", "no entry for primary volume %q: add a [[secondary.volume]] with name = %q", n, n)
 		}
 	}
-	pt, st := c.Primary.linkTLS(), c.Secondary.linkTLS()
-	if pt && !st {
-		p.add("secondary.tls_cert", "missing while [primary] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither")
-	}
-	if st && !pt {
-		p.add("primary.tls_cert", "missing while [secondary] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither")
+	for _, end := range [][2]string{{"primary", "secondary"}, {"secondary", "primary"}} {
+		if s, _, _ := c.site(end[0]); s.linkTLS() {
+			if o, _, _ := c.site(end[1]); !o.linkTLS() {
+				p.add(end[1]+".tls_cert", "missing while [%s] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither", end[0])
+			}
+		}
 	}
 }
 
