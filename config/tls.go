@@ -172,24 +172,14 @@ func (c *Config) loadCA(field, file string) (*x509.CertPool, error) {
 }
 
 // CheckSecurity refuses a site that would expose volume data or control
-// off this machine unprotected, for each site the config describes. An
-// address that is not loopback (":port" and "0.0.0.0:port" listen on every
-// interface, so they are not loopback either) needs, at that site:
-//
-//   - the link (primary.secondary, secondary.listen, and primary.listen, the
-//     reverse link after a rejoin): tls_cert, tls_key and
-//     tls_ca, for mutual TLS between the sites;
-//   - NBD (primary.nbd, secondary.nbd): nbd_tls_cert, nbd_tls_key and
-//     nbd_tls_ca, so that clients must use TLS and present a certificate
-//     signed by nbd_tls_ca;
-//   - control (primary.control, secondary.control): control_token_file,
-//     without which any host could reach the profiles, and mutating calls
-//     would be refused anyway; and control_tls_cert and control_tls_key,
-//     so that the token, the status and the profiles cross the network
-//     encrypted.
-//
-// insecure = true in the site's section accepts all of these unprotected.
-// Every problem is returned, joined, each naming its key.
+// off this machine unprotected, for each site the config describes. Off
+// loopback (":port" and "0.0.0.0:port" listen on every interface, so they
+// are off it too), the link needs mutual TLS (tls_*, at both sites), NBD
+// TLS with client certificates (nbd_tls_*), and control the token, without
+// which any host could reach the profiles, and HTTPS (control_tls_*), so
+// that the token and the status cross the network encrypted. insecure =
+// true in the site's section accepts all of these unprotected. Every
+// problem is returned, joined, each naming its key and what to set.
 func (c *Config) CheckSecurity() error {
 	var p problems
 	if c.HasPrimary() && !c.Primary.Insecure {
