@@ -67,24 +67,18 @@ func (c *Config) serverTLS(at, certFile, keyFile, caFile string, minVersion uint
 // when [primary] has no TLS settings.
 func (c *Config) PrimaryTLS() (*tls.Config, error) {
 	p := &c.Primary
-	if p.TLSCert == "" {
-		return nil, nil
-	}
-	cert, err := c.loadKeyPair("primary.tls_", p.TLSCert, p.TLSKey)
-	if err != nil {
+	server, err := c.serverTLS("primary.", p.TLSCert, p.TLSKey, p.TLSCA, tls.VersionTLS13) // the same files, the other side
+	if server == nil {
 		return nil, err
 	}
-	pool, err := c.loadCA("primary.tls_ca", p.TLSCA)
-	if err != nil {
-		return nil, err
-	}
+	cert := &server.Certificates[0]
 	host, _, _ := net.SplitHostPort(p.Secondary) // Validate: a dial address has a host
 	return &tls.Config{
 		// Always present our certificate, even when the secondary asks for
 		// another CA: then it can log "unknown authority" instead of a
 		// puzzling "no certificate".
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
-		RootCAs:              pool,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil },
+		RootCAs:              server.ClientCAs,
 		ServerName:           cmp.Or(p.ServerName, host),
 		MinVersion:           tls.VersionTLS13,
 	}, nil
