@@ -164,19 +164,22 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
+	sizes := map[string]int64{}
+	for name, v := range p.vols {
+		sizes[name] = v.Size()
+	}
+	// The changed regions' LOCK first: it keeps a second promoted site on
+	// the same config off every file of the promotion directory, the timer
+	// mark (the running site's lease on its stamps) among them.
+	if p.changes, err = failover.OpenChanges(opts.FS, dir, sizes); err != nil {
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
 	// Stamps follow everything the volumes hold from the old primary, and
 	// every stamp of an earlier run here, whatever the clock did.
 	if p.timer, err = timer.OpenPersistent(filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
 	p.timer.AtLeast(pr.ConsistencyTime)
-	sizes := map[string]int64{}
-	for name, v := range p.vols {
-		sizes[name] = v.Size()
-	}
-	if p.changes, err = failover.OpenChanges(opts.FS, dir, sizes); err != nil {
-		return nil, fmt.Errorf("promoted: %w", err)
-	}
 	// The subsystems of the session, each with the volumes this site has;
 	// every volume suspended, so a write marks its region and captures
 	// nothing.
@@ -217,13 +220,14 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 
 func (p *Promoted) close() {
 	p.listeners.close()
-	if p.changes != nil {
-		p.changes.Close()
-		p.changes = nil
-	}
+	// The timer before the changed regions, whose Close lets the LOCK go.
 	if p.timer != nil {
 		p.timer.Close()
 		p.timer = nil
+	}
+	if p.changes != nil {
+		p.changes.Close()
+		p.changes = nil
 	}
 	for _, v := range p.vols {
 		v.Close()
@@ -284,14 +288,16 @@ func (p *Promoted) Run(ctx context.Context) error {
 			runErr = fmt.Errorf("promoted: %w", err)
 		}
 	}
-	if err := p.changes.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("promoted: %w", err)
-	}
-	p.changes = nil
+	// The timer's last mark is written while the LOCK is still held: a
+	// site that takes it next reads that mark, never one written after.
 	if err := p.timer.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("promoted: %w", err)
 	}
 	p.timer = nil
+	if err := p.changes.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("promoted: %w", err)
+	}
+	p.changes = nil
 	p.close()
 	return runErr
 }
