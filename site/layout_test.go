@@ -110,7 +110,7 @@ func TestDocLayoutOfAPromotedSite(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, fresh, _, err := Promote(cfg, quiet, nil); err != nil || !fresh {
+	if _, fresh, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil || !fresh {
 		t.Fatalf("Promote: fresh %v, %v", fresh, err)
 	}
 	p, err := OpenPromoted(cfg, quiet, PromotedOptions{})

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -14,6 +15,7 @@ import (
 // fence is not taken twice), and a third run promotes nothing more.
 func TestPromoteAfterAKillBetweenFenceAndRecord(t *testing.T) {
 	cfg := linkConfig(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
 	if err != nil {
@@ -28,14 +30,14 @@ func TestPromoteAfterAKillBetweenFenceAndRecord(t *testing.T) {
 		t.Fatalf("before the promote: %v, want ErrNotPromoted", err)
 	}
 
-	pr, fresh, _, err := Promote(cfg, quiet, nil)
+	pr, fresh, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil || !fresh {
 		t.Fatalf("Promote after the fence: fresh %v, %v", fresh, err)
 	}
 	if pr.Generation != fenced {
 		t.Errorf("the promotion's generation %s, want %s, the one the fence started", pr.Generation, fenced)
 	}
-	again, fresh, _, err := Promote(cfg, quiet, nil)
+	again, fresh, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil || fresh || again.At != pr.At {
 		t.Errorf("a second Promote: fresh %v, promoted at %d (first %d), %v; want the first promotion kept", fresh, again.At, pr.At, err)
 	}
@@ -50,7 +52,7 @@ func TestPromotedStampsFollowTheConsistencyTime(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pr, _, _, err := Promote(cfg, quiet, nil)
+	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"duplex/disk"
 	"duplex/failover"
 	"duplex/nbd"
+	"duplex/secondary"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -35,7 +36,14 @@ func PromotedDir(cfg *config.Config) string {
 // recovered is what the volumes held then, per volume, as recover reports
 // it. A site promoted already is left as it is: its record is returned,
 // with fresh false.
-func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
+//
+// The fence and the record are for good, so everything that would keep
+// the promoted site from serving (CheckServe) is checked first, and a ctx
+// that ends while the journal replays stops the replay at a group
+// boundary (secondary.ErrInterrupted): then nothing is fenced or recorded,
+// and the state file names the last group applied, as after a stop of
+// duplex secondary.
+func Promote(ctx context.Context, cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
 	dir := PromotedDir(cfg)
 	switch pr, err := failover.ReadPromotion(fsys, dir); {
 	case err == nil:
@@ -43,18 +51,76 @@ func Promote(cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Pr
 	case !errors.Is(err, failover.ErrNotPromoted):
 		return pr, false, control.Status{}, err
 	}
-	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true, FS: fsys})
+	if err := CheckServe(cfg); err != nil {
+		return pr, false, control.Status{}, err
+	}
+	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true, FS: fsys, Context: ctx})
 	if err != nil {
 		return pr, false, control.Status{}, err
 	}
 	// Closed before the promoted site opens the volumes (a block device
 	// is opened exclusively) and the journal's lock is free again.
 	defer s.Close()
+	if err := ctx.Err(); err != nil {
+		// The replay ended as asked: the stop comes before the fence.
+		return pr, false, control.Status{}, fmt.Errorf("%w after the journal's replay, before the fence (the state file names group %d)",
+			secondary.ErrInterrupted, s.Replica().Position().Group)
+	}
 	pr, recovered, err = promoteOpen(cfg, s, fsys, nil)
 	if err != nil {
 		return pr, false, recovered, err
 	}
 	return pr, true, recovered, nil
+}
+
+// CheckServe reports what in cfg would keep its secondary, once promoted,
+// from serving the volumes: no NBD address, a security setting that
+// refuses its addresses, TLS keys or the control token that cannot be
+// read; as the primary of the reverse direction ([primary] listen set),
+// those of the reversed config. OpenPromoted and OpenReversePrimary fail
+// on the same; Promote asks first, since its fence and record are for good.
+// An address taken by another process is found only when it is bound.
+func CheckServe(cfg *config.Config) error { return checkServe(cfg, Reversing(cfg)) }
+
+func checkServe(cfg *config.Config, reverse bool) error {
+	if !cfg.HasSecondary() {
+		return errors.New("promoted: the config has no [secondary] section")
+	}
+	if cfg.Secondary.NBD == "" {
+		return errors.New("promoted: [secondary] has no nbd address to serve the volumes on")
+	}
+	role, c := "secondary", cfg
+	if reverse {
+		rev, err := cfg.Reversed()
+		if err != nil {
+			return fmt.Errorf("promoted: %w", err)
+		}
+		role, c = "primary", rev
+	}
+	if err := c.CheckSecurity(); err != nil {
+		return fmt.Errorf("promoted: %w", err)
+	}
+	if role == "primary" {
+		if _, err := c.PrimaryNBDTLS(); err != nil {
+			return fmt.Errorf("promoted: %w", err)
+		}
+		if _, err := c.PrimaryTLS(); err != nil {
+			return fmt.Errorf("promoted: %w", err)
+		}
+	} else if _, err := c.SecondaryNBDTLS(); err != nil {
+		return fmt.Errorf("promoted: %w", err)
+	}
+	if cfg.Secondary.Control != "" {
+		if _, err := c.ControlServerTLS(role); err != nil {
+			return fmt.Errorf("promoted: control address: %w", err)
+		}
+	}
+	if tp := cfg.TokenPath(); tp != "" {
+		if _, err := control.ReadToken(tp); err != nil {
+			return fmt.Errorf("promoted: %w", err)
+		}
+	}
+	return nil
 }
 
 // promoteOpen fences the open secondary s and records its promotion, unless
@@ -146,11 +212,8 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		// Its pair state holds the changed regions from then on.
 		return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
 	}
-	if cfg.Secondary.NBD == "" {
-		return nil, errors.New("promoted: [secondary] has no nbd address to serve the volumes on")
-	}
-	if err := cfg.CheckSecurity(); err != nil {
-		return nil, fmt.Errorf("promoted: %w", err)
+	if err := checkServe(cfg, false); err != nil {
+		return nil, err
 	}
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
 		history: &control.History{}}

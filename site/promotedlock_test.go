@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -20,7 +21,7 @@ func TestSecondPromotedSiteTouchesNoStateFile(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, _, _, err := Promote(cfg, quiet, nil); err != nil {
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}
 	first, err := OpenPromoted(cfg, quiet, PromotedOptions{})

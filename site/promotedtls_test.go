@@ -29,7 +29,7 @@ func TestPromotedControlServesHTTPS(t *testing.T) {
 	cfg.Secondary.ControlTLSCert, cfg.Secondary.ControlTLSKey = ca.Issue(t, pki, "secondary-control", testpki.Server)
 	cfg.Secondary.ControlTLSCA = ca.Path
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, _, _, err := Promote(cfg, quiet, nil); err != nil {
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}
 	p, err := OpenPromoted(cfg, quiet, PromotedOptions{})

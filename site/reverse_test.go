@@ -90,7 +90,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 	stopPrim()
 	stopSec()
 
-	pr, _, _, err := Promote(cfg, quiet, nil)
+	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +293,7 @@ func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 	stopPrim()
 	stopSec()
 
-	pr, _, _, err := Promote(cfg, quiet, nil)
+	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/failover"
+	"duplex/secondary"
 	"duplex/site"
 )
 
@@ -34,6 +35,11 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Before anything is fenced or recorded, both for good: a site that
+	// cannot serve would be neither a secondary any more nor a primary.
+	if err := site.CheckServe(cfg); err != nil {
+		return fmt.Errorf("cannot promote: %w", err)
+	}
 	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
 		return err
@@ -41,7 +47,12 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	if running {
 		return promoteRunning(ctx, cfg, st, *force, *timeout, stdout)
 	}
-	pr, fresh, recovered, err := site.Promote(cfg, log, nil)
+	pr, fresh, recovered, err := site.Promote(ctx, cfg, log, nil)
+	if errors.Is(err, secondary.ErrInterrupted) {
+		// A stop while the journal replays: the next promote replays the
+		// rest. Not promoted, so not a success.
+		return fmt.Errorf("promote stopped, nothing fenced or recorded: %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot promote: %w", err)
 	}
