@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"duplex/config"
@@ -19,7 +21,17 @@ var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--timeout D]
 // secondary.
 func (f *cmdFlags) applyTimeoutFlag() *time.Duration {
 	return f.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
-		"which it does before it fences, `D` such as 30m or 2h")
+		"which it does before it fences, `D` such as 30m or 2h (more than 0)")
+}
+
+// positiveTimeout refuses a --timeout of 0 (parse refuses a negative one):
+// it would give up on a running secondary before the fence request could
+// leave.
+func (f *cmdFlags) positiveTimeout(d time.Duration) error {
+	if d == 0 {
+		return f.usageErrorf("--timeout 0: must be positive (the time to wait for a running secondary to apply its journal and fence)")
+	}
+	return nil
 }
 
 // runningSecondary returns the status of the session's secondary if it
@@ -52,6 +64,9 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
+		return err
+	}
+	if err := fs.positiveTimeout(*timeout); err != nil {
 		return err
 	}
 	st, running, err := runningSecondary(ctx, cfg)
@@ -114,6 +129,15 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 	}
 	fctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// Whether the request left decides what a timeout means: a fence asked
+	// goes on at the secondary (it does not watch the connection), one never
+	// asked leaves the secondary taking its primary.
+	var sent atomic.Bool
+	fctx = httptrace.WithClientTrace(fctx, &httptrace.ClientTrace{WroteRequest: func(w httptrace.WroteRequestInfo) {
+		if w.Err == nil {
+			sent.Store(true)
+		}
+	}})
 	fenced := make(chan error, 1)
 	go func() { fenced <- control.FenceSecondary(fctx, at, token) }()
 	progress := newFenceProgress(stdout)
@@ -132,6 +156,10 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 		}
 	}
 	if err != nil {
+		if fctx.Err() != nil && ctx.Err() == nil && !sent.Load() {
+			return fmt.Errorf("the fence request did not reach the secondary within %s (--timeout): it was not fenced and still takes its primary; "+
+				"run duplex recover again with a longer --timeout (%w)", timeout, err)
+		}
 		if fctx.Err() != nil && ctx.Err() == nil {
 			return fmt.Errorf("the secondary has not fenced within %s (--timeout)%s: the fence goes on at the secondary, "+
 				"which applies its journal first; run duplex recover again to wait for it (with a longer --timeout), "+
