@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"duplex/config"
+	"duplex/consistency"
+	"duplex/control"
+	"duplex/journal"
+	"duplex/recordset"
+	"duplex/secondary"
+	"duplex/site"
+)
+
+// TestRecoverHeadlineSaysWhetherAnyVolumeIsConsistent: recover's first line
+// is what an operator reads of it. Groups applied to volumes none of which
+// holds a consistent copy (each joined while its pair was duplex, never
+// copied whole) must not be headed "consistent as of T": the volumes'
+// lines below say why not, and the headline must agree with them.
+func TestRecoverHeadlineSaysWhetherAnyVolumeIsConsistent(t *testing.T) {
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.Control = ""
+	path := writeSessionConfig(t, dir, c)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := site.OpenSecondary(cfg, quiet, site.SecondaryOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{MaxRecord: secondary.MaxGroupBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(1); n <= 2; n++ {
+		g := &consistency.Group{Number: n, Time: int64(n) * 1000, Through: map[string]uint64{"ss1": n, "ss2": 0},
+			Updates: []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: 0, Length: 4096,
+				Timestamp: int64(n)*1000 - 1, Seq: n, Data: bytes.Repeat([]byte{byte(n)}, 4096)}}}
+		enc, err := consistency.EncodeGroup(nil, cfg.Session, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Append(n, enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errs := runCmd("recover", "--config", path, "--log-level", "error")
+	t.Logf("duplex recover: exit %d, stdout %q, stderr %q", code, out, errs)
+	if code != exitOK {
+		t.Fatalf("duplex recover: exit %d", code)
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	if strings.HasPrefix(first, "consistent") {
+		t.Errorf("first line %q, with no volume consistent", first)
+	}
+	if !strings.Contains(first, "no volume is consistent") {
+		t.Errorf("first line %q does not say that no volume is consistent", first)
+	}
+}
+
+// TestPrintRecoveredHeadline: the first line agrees with the volumes'.
+func TestPrintRecoveredHeadline(t *testing.T) {
+	g := uint64(7)
+	at, earlier := "2026-12-02T15:00:00Z", "2026-12-02T14:00:00Z"
+	ok := control.VolumeStatus{Name: "a", Subsystem: "ss1", ConsistencyTime: at, Consistency: "consistent as of " + at + " (group 7)"}
+	suspended := control.VolumeStatus{Name: "b", Subsystem: "ss1", ConsistencyTime: earlier, Consistency: "consistent as of its suspension time " + earlier}
+	not := control.VolumeStatus{Name: "c", Subsystem: "ss1", Consistency: "not consistent: initial copy not complete"}
+	old := control.VolumeStatus{Name: "d", Subsystem: "ss1"} // a status without the per-volume fields
+	for _, tc := range []struct {
+		name string
+		vols []control.VolumeStatus
+		want string
+	}{
+		{"all", []control.VolumeStatus{ok, old}, "consistent as of " + at + " (group 7)"},
+		{"one as of its suspension", []control.VolumeStatus{ok, suspended}, "every volume consistent"},
+		{"some", []control.VolumeStatus{ok, not}, "1 of 2 volumes consistent"},
+		{"none", []control.VolumeStatus{not}, "no volume is consistent"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			printRecovered(&b, control.Status{ConsistencyTime: at, Group: &g, Volumes: tc.vols})
+			first, _, _ := strings.Cut(b.String(), "\n")
+			if !strings.HasPrefix(first, tc.want) {
+				t.Errorf("first line %q, want it to begin %q", first, tc.want)
+			}
+		})
+	}
+}
