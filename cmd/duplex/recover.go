@@ -224,6 +224,36 @@ func (p *fenceProgress) show(st control.Status) {
 	fmt.Fprintf(p.w, "the secondary is applying its journal before it fences: %s (%s)\n", what, time.Since(p.start).Round(time.Second))
 }
 
+// recoveredHeadline is printRecovered's first line, which must agree with
+// the volumes' lines: the consistency time of the applied group is every
+// volume's only when each holds a consistent copy as of it.
+func recoveredHeadline(st control.Status, group uint64) string {
+	asOf := fmt.Sprintf("consistent as of %s (group %d)", st.ConsistencyTime, group)
+	consistent, sameTime := 0, true
+	for _, v := range st.Volumes {
+		switch {
+		case v.Consistency == "":
+			// A status without the per-volume words: consistent as of
+			// the applied group, as the volume's line says.
+			consistent++
+		case v.ConsistencyTime != "":
+			consistent++
+			sameTime = sameTime && v.ConsistencyTime == st.ConsistencyTime
+		}
+	}
+	n := len(st.Volumes)
+	switch {
+	case consistent == n && sameTime:
+		return asOf
+	case consistent == n:
+		return asOf + ", each volume as its line below says"
+	case consistent == 0:
+		return fmt.Sprintf("no volume is consistent (group %d applied, consistency time %s): each line below says why", group, st.ConsistencyTime)
+	default:
+		return fmt.Sprintf("%d of %d volumes consistent, %s or as its line below says; the others not", consistent, n, asOf[len("consistent "):])
+	}
+}
+
 // printRecovered says what the secondary volumes hold, per volume: the
 // running and the stopped secondary report the same durable group, since
 // status reports only what is applied.
@@ -232,7 +262,7 @@ func printRecovered(w io.Writer, st control.Status) {
 	if st.Group != nil {
 		group = *st.Group
 	}
-	fmt.Fprintf(w, "consistent as of %s (group %d)\n", st.ConsistencyTime, group)
+	fmt.Fprintln(w, recoveredHeadline(st, group))
 	for _, v := range st.Volumes {
 		c := v.Consistency
 		if c == "" {

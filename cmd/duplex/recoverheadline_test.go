@@ -84,7 +84,7 @@ func TestPrintRecoveredHeadline(t *testing.T) {
 		want string
 	}{
 		{"all", []control.VolumeStatus{ok, old}, "consistent as of " + at + " (group 7)"},
-		{"one as of its suspension", []control.VolumeStatus{ok, suspended}, "every volume consistent"},
+		{"one as of its suspension", []control.VolumeStatus{ok, suspended}, "consistent as of " + at + " (group 7), each volume as its line below says"},
 		{"some", []control.VolumeStatus{ok, not}, "1 of 2 volumes consistent"},
 		{"none", []control.VolumeStatus{not}, "no volume is consistent"},
 	} {
