@@ -48,6 +48,9 @@ type cmdFlags struct {
 	*flag.FlagSet
 	syn   synopsis
 	about string // what the command does, for -h
+	// positive names the duration flags for which 0 means nothing sane
+	// either: parse refuses it as it refuses a negative one.
+	positive map[string]bool
 }
 
 func newFlags(syn synopsis, about string) *cmdFlags {
@@ -82,6 +85,8 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		if g, ok := fl.Value.(flag.Getter); ok && err == nil {
 			if d, ok := g.Get().(time.Duration); ok && d < 0 {
 				err = f.usageErrorf("--%s %s: must not be negative", fl.Name, d)
+			} else if ok && d == 0 && f.positive[fl.Name] {
+				err = f.usageErrorf("--%s %s: must be positive", fl.Name, d)
 			}
 		}
 	})

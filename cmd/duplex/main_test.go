@@ -36,6 +36,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"rejoin"}, exitUsage, "rejoin: --config FILE is required"},
 		{[]string{"switchover"}, exitUsage, "switchover: --config FILE is required"},
 		{[]string{"switchover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: want a positive duration"},
+		{[]string{"recover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
+		{[]string{"promote", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"help", "switchover"}, exitOK, "ESHUTDOWN"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml"}, exitFailure, "nonexistent"},
 		{[]string{"primary", "--config", "/nonexistent/duplex.toml", "--log-level", "loud"}, exitFailure, "nonexistent"},

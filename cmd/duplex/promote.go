@@ -35,9 +35,6 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := fs.positiveTimeout(*timeout); err != nil {
-		return err
-	}
 	// Before anything is fenced or recorded, both for good: a site that
 	// cannot serve would be neither a secondary any more nor a primary.
 	if err := site.CheckServe(cfg); err != nil {

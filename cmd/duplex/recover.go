@@ -20,18 +20,13 @@ var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--timeout D]
 // applyTimeoutFlag defines --timeout of the commands that fence a running
 // secondary.
 func (f *cmdFlags) applyTimeoutFlag() *time.Duration {
+	// 0 would give up before the fence request could leave.
+	if f.positive == nil {
+		f.positive = map[string]bool{}
+	}
+	f.positive["timeout"] = true
 	return f.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
 		"which it does before it fences, `D` such as 30m or 2h (more than 0)")
-}
-
-// positiveTimeout refuses a --timeout of 0 (parse refuses a negative one):
-// it would give up on a running secondary before the fence request could
-// leave.
-func (f *cmdFlags) positiveTimeout(d time.Duration) error {
-	if d == 0 {
-		return f.usageErrorf("--timeout 0: must be positive (the time to wait for a running secondary to apply its journal and fence)")
-	}
-	return nil
 }
 
 // runningSecondary returns the status of the session's secondary if it
@@ -64,9 +59,6 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
-		return err
-	}
-	if err := fs.positiveTimeout(*timeout); err != nil {
 		return err
 	}
 	st, running, err := runningSecondary(ctx, cfg)
