@@ -51,6 +51,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 		}
 	}
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd := transport.NewMemNetwork(1, transport.Faults{})
 	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
@@ -244,6 +245,7 @@ func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 		}
 	}
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd := transport.NewMemNetwork(1, transport.Faults{})
 	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
