@@ -45,6 +45,10 @@ func TestRunWithoutActivityLogThenCrashCopiesItsWrites(t *testing.T) {
 	r.mv.mu.Unlock()
 	r.opts.ActivityLog, r.opts.Recovered = nil, nil
 	r.open()
+	r.mg.autoSuspend() // the link is up: the full resync starts, its room checked
+	if p := r.pair("a"); p.State != Pending {
+		t.Fatalf("setup: pair %+v once the link is up, want its full resync started", p)
+	}
 	r.settle() // the full copy, shipped: duplex again
 	if err := r.mg.save(false); err != nil {
 		t.Fatal(err)

@@ -286,6 +286,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		mg.log.Warn("the last run had no activity log and did not stop cleanly: its writes are marked nowhere, full resync of every pair")
 	}
 	recovery := map[string][][2]int64{}
+	var waiting []resyncAtStart
 	for _, name := range mg.order {
 		v := mg.vols[name]
 		p := saved[name]
@@ -345,10 +346,21 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			mg.startCopy(p, bm)
 			mg.markCopy(p)
 			mg.endIfEmpty(p)
+		case !st.Clean && p.State == Duplex:
+			// Without an activity log in the run that stopped, acknowledged
+			// writes may never have reached the secondary anywhere: copy
+			// everything, under a resync the secondary holds its volumes
+			// for, so with its journal room checked first (see
+			// awaitRoomAtStart).
+			mg.log.Warn("primary did not stop cleanly: full resync once the secondary's journal room is checked", "volume", name)
+			bm := bitmap.New(v.Size, bitmap.DefaultRegion)
+			bm.SetAll()
+			waiting = append(waiting, resyncAtStart{p, bm})
 		case !st.Clean:
 			// Without an activity log in the run that stopped (or in a first copy),
 			// acknowledged writes may never have reached the secondary
-			// anywhere: copy everything.
+			// anywhere: copy everything. A first copy holds nothing at the
+			// secondary, and a resync's hold there is open already.
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
 			mg.markCopy(p)
@@ -384,9 +396,11 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		}
 		mg.pairs[name] = p
 	}
-	if err := mg.recover(recovery); err != nil {
+	large, err := mg.recover(recovery)
+	if err != nil {
 		return nil, err
 	}
+	mg.awaitRoomAtStart(append(waiting, large...))
 	// From here until a clean stop, the state on disk says "not clean".
 	if err := mg.save(false); err != nil {
 		return nil, err
@@ -394,16 +408,57 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	return mg, nil
 }
 
+// resyncAtStart is a resync a restart starts by itself: the pair, duplex
+// when the last run stopped, and the regions to copy.
+type resyncAtStart struct {
+	p  *Pair
+	bm *bitmap.Bitmap
+}
+
+// reasonRestartResync is why a pair a restart is to resync stays suspended
+// until the secondary's journal room is checked (see awaitRoomAtStart).
+const reasonRestartResync = "the primary did not stop cleanly and resyncs the regions its writes may not have reached the secondary in: " +
+	"the resync starts once the link is up and the secondary's journal room for it is checked"
+
+// awaitRoomAtStart holds the resyncs a restart starts by itself (rs) to
+// the journal-room check an operator's resume gets (see checkRoom and
+// awaitRoom): the secondary holds every volume for them until they end, and
+// nobody knows its room before the link is up. The pairs are suspended
+// together, their writes and the regions to copy tracked in their bitmaps,
+// before any I/O is served, so the secondary holds each as of its last
+// group from before the restart (which has every write stamped before
+// it), as the session's own suspension does; they resume together by
+// themselves once the link is up and the room is checked (autoResume),
+// stay suspended saying why when it lacks, and the operator may accept an
+// inconsistent resync instead. Called before Run.
+func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
+	if len(rs) == 0 {
+		return
+	}
+	ps := make([]*Pair, len(rs))
+	bms := make([]*bitmap.Bitmap, len(rs))
+	for i, r := range rs {
+		ps[i], bms[i] = r.p, r.bm
+	}
+	mg.suspendTogether(ps, bms)
+	for _, p := range ps {
+		mg.suspended(p, true)
+		p.Reason = reasonRestartResync
+		p.Waiting = "resync waits for the secondary to report its journal room: the link has not been up since the primary started"
+	}
+}
+
 // recover copies the regions the activity log recovered for duplex pairs. It
 // runs before the primary serves any I/O and before the data mover cuts its
 // first group, so every copy lands in one time-interval group, and so in one
 // consistency group: the secondary moves from one consistent state to the
 // next, now holding every write the primary had acknowledged. If the regions
-// would not fit in the sidefiles at once, they are copied as a resync instead
-// (the pairs are pending until done).
-func (mg *Manager) recover(regions map[string][][2]int64) error {
+// would not fit in the sidefiles at once, they are to copy as a resync
+// instead, which the secondary holds its volumes for: returned, for
+// awaitRoomAtStart.
+func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, error) {
 	if len(regions) == 0 {
-		return nil
+		return nil, nil
 	}
 	need := map[Subsystem]int64{}
 	var total int64
@@ -420,17 +475,22 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 		}
 	}
 	if !atomic {
-		for name, rs := range regions {
+		var large []resyncAtStart
+		for _, name := range mg.order {
+			rs, ok := regions[name]
+			if !ok {
+				continue
+			}
 			bm := bitmap.New(mg.vols[name].Size, bitmap.DefaultRegion)
 			for _, r := range rs {
 				bm.Set(r[0], r[1])
 			}
-			mg.startCopy(mg.pairs[name], bm)
-			mg.markResync(mg.pairs[name])
+			large = append(large, resyncAtStart{mg.pairs[name], bm})
 		}
-		mg.log.Warn("primary did not stop cleanly: resynchronising the regions of its activity log; the secondary copy is inconsistent until done",
+		mg.log.Warn("primary did not stop cleanly: the regions of its activity log do not fit the sidefiles at once; "+
+			"resynchronising them once the secondary's journal room is checked, the secondary holding its copy until done",
 			"bytes", total)
-		return nil
+		return large, nil
 	}
 	// The copies may span several record sets, and so several consistency
 	// groups; announced as a resync, the secondary holds them all back
@@ -452,7 +512,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 		ss := mg.vols[name].Subsystem
 		for _, r := range rs {
 			if err := ss.Copy(context.Background(), name, r[0], r[1]); err != nil {
-				return fmt.Errorf("recovery copy of %s [%d, +%d): %w", name, r[0], r[1], err)
+				return nil, fmt.Errorf("recovery copy of %s [%d, +%d): %w", name, r[0], r[1], err)
 			}
 		}
 		p := mg.pairs[name]
@@ -469,7 +529,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) error {
 		// secondary holds open. promote unsticks them.
 	}
 	mg.log.Warn("primary did not stop cleanly: recovered the regions of its activity log in one consistency group", "bytes", total)
-	return nil
+	return nil, nil
 }
 
 func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }
