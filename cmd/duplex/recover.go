@@ -218,7 +218,9 @@ func (p *fenceProgress) show(st control.Status) {
 
 // recoveredHeadline is printRecovered's first line, which must agree with
 // the volumes' lines: the consistency time of the applied group is every
-// volume's only when each holds a consistent copy as of it.
+// volume's only when each holds a consistent copy as of it. It always
+// holds "consistent as of T (group G)", the session's consistency time,
+// which scripts read.
 func recoveredHeadline(st control.Status, group uint64) string {
 	asOf := fmt.Sprintf("consistent as of %s (group %d)", st.ConsistencyTime, group)
 	consistent, sameTime := 0, true
@@ -240,9 +242,9 @@ func recoveredHeadline(st control.Status, group uint64) string {
 	case consistent == n:
 		return asOf + ", each volume as its line below says"
 	case consistent == 0:
-		return fmt.Sprintf("no volume is consistent (group %d applied, consistency time %s): each line below says why", group, st.ConsistencyTime)
+		return "no volume is " + asOf + " or any other time: each line below says why"
 	default:
-		return fmt.Sprintf("%d of %d volumes consistent, %s or as its line below says; the others not", consistent, n, asOf[len("consistent "):])
+		return fmt.Sprintf("%d of %d volumes %s or as its line below says; the others are not consistent", consistent, n, asOf)
 	}
 }
 

@@ -62,6 +62,9 @@ func TestRecoverHeadlineSaysWhetherAnyVolumeIsConsistent(t *testing.T) {
 		t.Fatalf("duplex recover: exit %d", code)
 	}
 	first, _, _ := strings.Cut(out, "\n")
+	if !strings.Contains(first, "(group 2)") {
+		t.Errorf("first line %q: want the applied group in it, which scripts read", first)
+	}
 	if strings.HasPrefix(first, "consistent") {
 		t.Errorf("first line %q, with no volume consistent", first)
 	}
@@ -94,6 +97,11 @@ func TestPrintRecoveredHeadline(t *testing.T) {
 			first, _, _ := strings.Cut(b.String(), "\n")
 			if !strings.HasPrefix(first, tc.want) {
 				t.Errorf("first line %q, want it to begin %q", first, tc.want)
+			}
+			// What scripts read of it: the session's consistency time and
+			// the applied group.
+			if !strings.Contains(first, "consistent as of "+at+" (group 7)") {
+				t.Errorf("first line %q does not hold %q", first, "consistent as of "+at+" (group 7)")
 			}
 		})
 	}
