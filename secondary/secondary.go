@@ -133,6 +133,10 @@ type Config struct {
 	// that the primary sends it record sets uncompressed, as it does to a
 	// secondary from before compression.
 	Plain bool
+	// Gate, if set, holds applying at a coupled group's master
+	// consistency time (gate.go): no update stamped after its limit is
+	// applied, also by Open's replay of the journal.
+	Gate Gate
 	// NoIndexedAcks has the secondary name the subsystems in every
 	// acknowledgement (transport.TypeAck), as a secondary from before
 	// transport.TypeIndexedAck did whatever the primary reads: for tests
@@ -276,6 +280,7 @@ type Secondary struct {
 	// unzstd decodes compressed record sets, never to more than the
 	// largest record set Limits accept.
 	unzstd *transport.Decompressor
+	gated  gated
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -283,6 +288,11 @@ type Secondary struct {
 type applyJob struct {
 	g    *consistency.Group
 	vols map[string]apply.VolumeState
+	// through and time, when g is nil, name a journaled group to apply
+	// (with those before it) read back from the journal: the groups a
+	// Gate held at Open.
+	through uint64
+	time    int64
 }
 
 // appliedStats are the Stats the applier keeps, guarded by posMu.
@@ -350,6 +360,15 @@ type Stats struct {
 	LastHoldRelease string
 	// Stopped is why the secondary stopped receiving, "" while it runs.
 	Stopped string
+	// CoupledTime is what a coupled secondary publishes: every update
+	// stamped at or before it is journaled here, and a restart or recover
+	// can apply through it (while a resync holds the volumes, the applied
+	// group's time).
+	CoupledTime int64
+	// GateLimit is the Gate's limit as the applier last saw it, and
+	// GatedGroups the groups journaled that it holds unapplied.
+	GateLimit   int64
+	GatedGroups uint64
 
 	// RecordSetBytes counts the record sets received in their plain
 	// encodings, RecordSetWireBytes what they took on the link:
@@ -438,6 +457,7 @@ func Open(cfg Config) (*Secondary, error) {
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
+	s.gated.done = make(chan struct{})
 	s.handed = sync.NewCond(&s.mu)
 	s.order = transport.NewTableOrder(cfg.Subsystems)
 	lim := cfg.Limits.Effective()
@@ -474,6 +494,12 @@ func Open(cfg Config) (*Secondary, error) {
 	// busy with both, and a bound on the memory held by journaled groups.
 	s.applyQ, s.applyDone = make(chan applyJob, 1), make(chan struct{})
 	s.ckReq, s.ckDone = make(chan struct{}, 1), make(chan struct{})
+	if job := s.gated.pending; job != nil {
+		// The queue is empty: this never waits.
+		s.queued = position{Group: job.through, Time: job.time}
+		s.applyQ <- *job
+		s.gated.pending = nil
+	}
 	go s.applier()
 	go s.checkpointer()
 	return s, nil
@@ -518,6 +544,16 @@ func (s *Secondary) replay() error {
 	}
 	through := s.durable.Group
 	var vols map[string]apply.VolumeState
+	limit, gated := int64(0), s.cfg.Gate != nil
+	if gated {
+		limit, _ = s.cfg.Gate.Limit()
+	}
+	// beyond is the first journaled group past the Gate's limit, whose
+	// updates through the limit are applied; pending the last one after
+	// which no resync is open, which the applier applies once the limit
+	// reaches it.
+	var beyond *consistency.Group
+	var pending *applyJob
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
 		if err := s.interrupted(index); err != nil {
 			return err
@@ -535,6 +571,14 @@ func (s *Secondary) replay() error {
 			s.hold(g)
 			return nil
 		}
+		if gated && (g.Time > limit || pending != nil) {
+			if beyond == nil && index == through+1 {
+				beyond = g
+			}
+			pending = &applyJob{through: index, time: g.Time, vols: s.pairs.snapshot()}
+			s.held = heldGroups{}
+			return nil
+		}
 		through, vols, s.held = index, s.pairs.snapshot(), heldGroups{}
 		return nil
 	})
@@ -550,11 +594,24 @@ func (s *Secondary) replay() error {
 			"groups", through-s.durable.Group, "state_group", s.durable.Group, "through", through)
 		through = s.durable.Group
 	}
+	if s.ident.Fenced != "" {
+		beyond, pending = nil, nil
+	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
 		if err := s.applyJournaled(through, nil, vols); err != nil {
 			return fmt.Errorf("secondary: replay: %w", err)
 		}
+	}
+	if beyond != nil {
+		if err := s.applyPrefix(beyond, limit); err != nil {
+			return fmt.Errorf("secondary: replay: %w", err)
+		}
+	}
+	if pending != nil {
+		s.gated.pending = pending
+		s.log.Info("coupled: journaled groups past the master time wait for it", "groups", pending.through-through,
+			"master_time", time.Unix(0, limit).UTC())
 	}
 	if err := s.checkpoint(); err != nil {
 		return fmt.Errorf("secondary: replay: %w", err)
@@ -703,6 +760,9 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 	}
 	s.posMu.Lock()
 	s.durable = apply.State{Session: s.cfg.Session, Group: final.Number, Time: final.Time, Through: maps(final.Through), Volumes: vols}
+	if s.gated.partial <= final.Time {
+		s.gated.partial = 0
+	}
 	s.applied.wall = time.Now()
 	s.posCond.Broadcast()
 	s.posMu.Unlock()
@@ -769,13 +829,18 @@ func (s *Secondary) applier() {
 	defer close(s.ckReq)
 	for job := range s.applyQ {
 		if s.applyFailure() != nil {
-			s.frames.appliedThrough(job.g.Number)
+			s.frames.appliedThrough(job.number())
 			continue
 		}
-		err := s.applyJournaled(job.g.Number, job.g, job.vols)
+		err := s.applyGated(job)
 		// Nothing reads the group's data after this, whether applied or
 		// not: a failure leaves the rest to a restart's replay.
-		s.frames.appliedThrough(job.g.Number)
+		s.frames.appliedThrough(job.number())
+		if errors.Is(err, errGateClosed) {
+			// Closing while the gate holds: the journal keeps the group
+			// for the next start, which replays it through the limit.
+			continue
+		}
 		if err != nil {
 			s.failApplying(err)
 			continue
@@ -1938,10 +2003,15 @@ func (s *Secondary) statsLocked() (Stats, apply.State) {
 	st.JournalBytes = s.journal.Bytes()
 	s.posMu.Lock()
 	durable := s.reportedLocked()
-	st.Group, st.Time = durable.Group, durable.Time
+	st.Group, st.Time = durable.Group, max(durable.Time, s.gated.partial)
+	st.GateLimit = s.gated.limit
+	if s.cfg.Gate != nil && s.journaled.Group > durable.Group+s.held.Groups {
+		st.GatedGroups = s.journaled.Group - durable.Group - s.held.Groups
+	}
 	st.GroupsApplied, st.UpdatesApplied, st.BytesApplied, st.LastAppliedWall = s.applied.groups, s.applied.updates, s.applied.bytes, s.applied.wall
 	s.posMu.Unlock()
 	st.JournaledGroup = s.journaled.Group
+	st.CoupledTime = s.coupledTimeLocked()
 	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
 	st.Resyncing = s.pairs.resyncing()
 	return st, durable
@@ -1965,6 +2035,7 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 // Close applies what is journaled, checkpoints and closes the journal. The
 // volumes belong to the caller.
 func (s *Secondary) Close() error {
+	s.gated.stop()
 	s.mu.Lock()
 	// A group being journaled or handed over is applied too: closing is
 	// set only once it is queued.

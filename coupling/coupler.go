@@ -1,0 +1,295 @@
+package coupling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config configures a Coupler.
+type Config struct {
+	Store  Store
+	Group  string
+	Member string // the session's name
+	// Publish is how often the group is read and the member's time
+	// published (default 20ms).
+	Publish time.Duration
+	// MarkPath holds the limit across restarts (MarkPath); "" keeps it in
+	// memory only (tests).
+	MarkPath string
+	// MarkEvery bounds how often the mark is written, each write an fsync
+	// (default 50ms): the limit rises at most that often.
+	MarkEvery time.Duration
+	// Own returns the member's time: every update stamped at or before it
+	// is journaled here.
+	Own    func() int64
+	Logger *slog.Logger
+	// Now is the clock of silences (default the wall clock).
+	Now func() time.Time
+}
+
+// Status is the group as the member last saw it.
+type Status struct {
+	Group  string
+	Member string
+	// Master is the master consistency time: the minimum over the members
+	// of their published times; 0 until every member published one.
+	Master int64
+	// Limit is the time this member may apply through: the highest master
+	// time it saw and persisted.
+	Limit int64
+	// Laggard is the member whose time is the master time (or that never
+	// published one), Silent how long since its time last advanced, Gone
+	// whether its lease of life expired.
+	Laggard string
+	Silent  time.Duration
+	Gone    bool
+	Members []string
+	// Held says why the limit does not advance ("" while it does): etcd
+	// unreachable, this session not a member, a member without a time.
+	Held string
+	// HeldSince is when it began (zero while the limit advances).
+	HeldSince time.Time
+	// Recovery is the time recover --coupled fixed, 0 if none.
+	Recovery int64
+}
+
+const notRead = "the group has not been read yet"
+
+// Coupler publishes a member's time and follows the group's master time.
+type Coupler struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	limit    int64
+	marked   time.Time
+	changed  chan struct{} // closed and replaced when limit rises
+	status   Status
+	advanced map[string]time.Time // when each member's time last rose
+	times    map[string]int64
+}
+
+// New returns a Coupler whose limit starts at the persisted mark (0 if
+// none).
+func New(cfg Config) (*Coupler, error) {
+	if cfg.Publish <= 0 {
+		cfg.Publish = 20 * time.Millisecond
+	}
+	if cfg.MarkEvery <= 0 {
+		cfg.MarkEvery = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Coupler{cfg: cfg, log: cfg.Logger.With("component", "coupling", "group", cfg.Group), changed: make(chan struct{}),
+		advanced: map[string]time.Time{}, times: map[string]int64{}}
+	if cfg.MarkPath != "" {
+		m, ok, err := ReadMark(cfg.MarkPath)
+		if err != nil {
+			return nil, err
+		}
+		if ok && m.Group != cfg.Group {
+			return nil, fmt.Errorf("coupling: mark %s belongs to group %q, not %q: the secondary applied through that group's master time; "+
+				"remove the file only once this secondary is recovered or copied anew", cfg.MarkPath, m.Group, cfg.Group)
+		}
+		c.limit = m.Through
+	}
+	c.status = Status{Group: cfg.Group, Member: cfg.Member, Limit: c.limit, Held: notRead, HeldSince: cfg.Now()}
+	return c, nil
+}
+
+// Limit returns the time through which the member may apply, and a channel
+// closed once it rises.
+func (c *Coupler) Limit() (int64, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limit, c.changed
+}
+
+// Status returns what the last round saw.
+func (c *Coupler) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.status
+	st.Members = slices.Clone(st.Members)
+	return st
+}
+
+// Run follows the group until ctx ends.
+func (c *Coupler) Run(ctx context.Context) error {
+	t := time.NewTicker(c.cfg.Publish)
+	defer t.Stop()
+	for {
+		c.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Round reads the group once, publishes the member's time and raises the
+// limit to the master time if it can.
+func (c *Coupler) Round(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*c.cfg.Publish))
+	defer cancel()
+	own := c.cfg.Own()
+	view, err := c.cfg.Store.Read(rctx)
+	if err != nil {
+		c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+		return
+	}
+	// Never lower: a master time others applied through may have come
+	// from the published one, and a restart may know an earlier time
+	// than it published (the empty groups formed since its last journaled
+	// one).
+	prev, had := view.Reports[c.cfg.Member]
+	pub := max(own, prev.Time)
+	if !had || pub > prev.Time || !view.Alive[c.cfg.Member] || time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
+		r := Report{Time: pub, At: c.cfg.Now().UnixNano()}
+		if err := c.cfg.Store.Publish(rctx, c.cfg.Member, r); err != nil {
+			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+			return
+		}
+		view.Reports[c.cfg.Member], view.Alive[c.cfg.Member] = r, true
+	}
+	c.follow(view)
+}
+
+// hold records why the limit does not advance.
+func (c *Coupler) hold(why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status.Held == "" {
+		c.status.HeldSince = c.cfg.Now()
+		c.log.Warn("master consistency time held", "why", why)
+	}
+	c.status.Held = why
+	c.status.Silent = c.sinceLocked(c.status.Laggard)
+}
+
+func (c *Coupler) sinceLocked(member string) time.Duration {
+	if at, ok := c.advanced[member]; ok {
+		return c.cfg.Now().Sub(at)
+	}
+	return 0
+}
+
+// follow computes the master time of view and raises the limit to it.
+func (c *Coupler) follow(view View) {
+	now := c.cfg.Now()
+	c.mu.Lock()
+	for m, r := range view.Reports {
+		if r.Time > c.times[m] || c.advanced[m].IsZero() {
+			c.times[m], c.advanced[m] = r.Time, now
+		}
+	}
+	st := Status{Group: c.cfg.Group, Member: c.cfg.Member, Members: view.Members, Recovery: view.Recovery, Limit: c.limit,
+		HeldSince: c.status.HeldSince}
+	var master int64
+	switch {
+	case len(view.Members) == 0:
+		st.Held = fmt.Sprintf("group %q has no members: add each session with duplex couple add", c.cfg.Group)
+	case !slices.Contains(view.Members, c.cfg.Member):
+		st.Held = fmt.Sprintf("session %q is not a member of group %q (members: %v): duplex couple add %s", c.cfg.Member, c.cfg.Group, view.Members, c.cfg.Member)
+	}
+	for _, m := range view.Members {
+		r, ok := view.Reports[m]
+		if !ok {
+			st.Laggard, st.Gone = m, !view.Alive[m]
+			if st.Held == "" {
+				st.Held = fmt.Sprintf("member %s has published no time yet (is its secondary running with [coupling] group = %q?)", m, c.cfg.Group)
+			}
+			master = 0
+			break
+		}
+		if master == 0 || r.Time < master {
+			master, st.Laggard, st.Gone = r.Time, m, !view.Alive[m]
+		}
+	}
+	if st.Held != "" {
+		master = 0
+	}
+	st.Master = master
+	if st.Laggard != "" {
+		if _, ok := c.advanced[st.Laggard]; !ok {
+			c.advanced[st.Laggard] = now
+		}
+		st.Silent = c.sinceLocked(st.Laggard)
+	}
+	raise := master > c.limit && (c.cfg.MarkPath == "" || now.Sub(c.marked) >= c.cfg.MarkEvery)
+	if st.Held == "" {
+		st.HeldSince = time.Time{}
+	} else if c.status.Held == "" {
+		st.HeldSince = now
+		c.log.Warn("master consistency time held", "why", st.Held)
+	}
+	if st.Held == "" && c.status.Held != "" && c.status.Held != notRead {
+		c.log.Info("master consistency time advances again", "after", now.Sub(c.status.HeldSince).Round(time.Millisecond))
+	}
+	c.status = st
+	c.mu.Unlock()
+	if !raise {
+		return
+	}
+	if c.cfg.MarkPath != "" {
+		if err := WriteMark(c.cfg.MarkPath, Mark{Group: c.cfg.Group, Through: master}); err != nil {
+			c.hold(fmt.Sprintf("cannot persist the master time: %v", err))
+			return
+		}
+	}
+	c.mu.Lock()
+	c.limit, c.marked = master, now
+	c.status.Limit = master
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Fixed is a limit that never changes: a recovery's.
+type Fixed int64
+
+// Limit implements the secondary's gate.
+func (f Fixed) Limit() (int64, <-chan struct{}) { return int64(f), nil }
+
+// RecoveryTime fixes the group's recovery time, the first time any member
+// asks, at the master time of the group as published (every member
+// journaled every update through it), and returns it. Every member that
+// asks later gets the same one.
+func RecoveryTime(ctx context.Context, store Store, member string) (int64, View, error) {
+	view, err := store.Read(ctx)
+	if err != nil {
+		return 0, view, err
+	}
+	if !slices.Contains(view.Members, member) {
+		return 0, view, fmt.Errorf("coupling: session %q is not a member of the group (members: %v)", member, view.Members)
+	}
+	if view.Recovery != 0 {
+		return view.Recovery, view, nil
+	}
+	var t int64
+	for _, m := range view.Members {
+		r, ok := view.Reports[m]
+		if !ok {
+			return 0, view, fmt.Errorf("coupling: member %s never published a time: no time is known that it holds (remove it with duplex couple remove %s to recover the others without it)", m, m)
+		}
+		if t == 0 || r.Time < t {
+			t = r.Time
+		}
+	}
+	if t == 0 {
+		return 0, view, errors.New("coupling: the group has no members")
+	}
+	fixed, err := store.FixRecovery(ctx, t)
+	view.Recovery = fixed
+	return fixed, view, err
+}

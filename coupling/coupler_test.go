@@ -1,0 +1,189 @@
+package coupling
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type clock struct{ t atomic.Int64 }
+
+func (c *clock) now() time.Time            { return time.Unix(0, c.t.Load()) }
+func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
+
+type member struct {
+	c   *Coupler
+	own atomic.Int64
+}
+
+func newMember(t *testing.T, store Store, clk *clock, name, mark string) *member {
+	t.Helper()
+	m := &member{}
+	c, err := New(Config{Store: store, Group: "g", Member: name, Own: m.own.Load, Now: clk.now, MarkPath: mark, MarkEvery: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.c = c
+	return m
+}
+
+func (m *member) limit() int64 { l, _ := m.c.Limit(); return l }
+
+func TestMasterTimeIsTheMinimumOverTheMembers(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	clk.t.Store(1e18)
+	store.Now = clk.now
+	store.AddMember(ctx, "a")
+	store.AddMember(ctx, "b")
+	a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
+	a.own.Store(100)
+	a.c.Round(ctx)
+	if got := a.limit(); got != 0 {
+		t.Fatalf("limit %d before b published, want 0", got)
+	}
+	if st := a.c.Status(); st.Laggard != "b" || !strings.Contains(st.Held, "member b has published no time") {
+		t.Fatalf("status %+v: want b named as the laggard that never published", st)
+	}
+	_, changed := a.c.Limit()
+	b.own.Store(80)
+	b.c.Round(ctx)
+	a.c.Round(ctx)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the limit rose but its channel was not closed")
+	}
+	if got := a.limit(); got != 80 {
+		t.Fatalf("limit %d, want 80 (the minimum)", got)
+	}
+	if st := a.c.Status(); st.Master != 80 || st.Laggard != "b" || st.Held != "" {
+		t.Fatalf("status %+v", st)
+	}
+
+	// b goes silent: the master time holds at its last time, and status
+	// says for how long; once its lease expires, that it is gone.
+	clk.advance(5 * time.Second)
+	a.own.Store(500)
+	a.c.Round(ctx)
+	st := a.c.Status()
+	if st.Master != 80 || a.limit() != 80 || st.Laggard != "b" || st.Silent != 5*time.Second || st.Gone {
+		t.Fatalf("silent b: status %+v, limit %d; want master 80 held, b silent 5s", st, a.limit())
+	}
+	store.Expire("b")
+	a.c.Round(ctx)
+	if st := a.c.Status(); !st.Gone || st.Master != 80 {
+		t.Fatalf("expired b: status %+v, want gone and master 80 held", st)
+	}
+
+	// Removing b from the group lets a run alone.
+	store.RemoveMember(ctx, "b")
+	a.c.Round(ctx)
+	if got := a.limit(); got != 500 {
+		t.Fatalf("limit %d after b was removed, want 500", got)
+	}
+}
+
+func TestLosingTheStoreHoldsTheLimit(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	store.AddMember(ctx, "a")
+	a := newMember(t, store, clk, "a", "")
+	a.own.Store(10)
+	a.c.Round(ctx)
+	if a.limit() != 10 {
+		t.Fatalf("limit %d, want 10", a.limit())
+	}
+	store.SetDown(true)
+	a.own.Store(20)
+	a.c.Round(ctx)
+	st := a.c.Status()
+	if a.limit() != 10 || !strings.Contains(st.Held, "etcd unreachable") || st.HeldSince.IsZero() {
+		t.Fatalf("store down: limit %d, status %+v; want 10 held and why", a.limit(), st)
+	}
+	store.SetDown(false)
+	a.c.Round(ctx)
+	if st := a.c.Status(); a.limit() != 20 || st.Held != "" {
+		t.Fatalf("store back: limit %d, status %+v; want 20", a.limit(), st)
+	}
+}
+
+func TestNotAMemberHolds(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	store.AddMember(ctx, "b")
+	a := newMember(t, store, clk, "a", "")
+	a.own.Store(10)
+	a.c.Round(ctx)
+	if st := a.c.Status(); a.limit() != 0 || !strings.Contains(st.Held, "duplex couple add a") {
+		t.Fatalf("limit %d, status %+v: want held, pointing at duplex couple add", a.limit(), st)
+	}
+}
+
+func TestPublishedTimeNeverLowers(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	store.AddMember(ctx, "a")
+	a := newMember(t, store, clk, "a", "")
+	a.own.Store(100)
+	a.c.Round(ctx)
+	// A restart knows only its last journaled group's time.
+	again := newMember(t, store, clk, "a", "")
+	again.own.Store(60)
+	again.c.Round(ctx)
+	v, _ := store.Read(ctx)
+	if got := v.Reports["a"].Time; got != 100 {
+		t.Fatalf("published %d after a restart that knew 60, want 100 kept", got)
+	}
+}
+
+func TestMarkOutlivesARestart(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	store.AddMember(ctx, "a")
+	path := filepath.Join(t.TempDir(), "coupling.json")
+	a := newMember(t, store, clk, "a", path)
+	a.own.Store(77)
+	a.c.Round(ctx)
+	store.SetDown(true)
+	again := newMember(t, store, clk, "a", path)
+	if got := again.limit(); got != 77 {
+		t.Fatalf("limit %d after a restart with etcd down, want the persisted 77", got)
+	}
+	_, err := New(Config{Store: store, Group: "other", Member: "a", Own: a.own.Load, MarkPath: path})
+	if err == nil || !strings.Contains(err.Error(), `belongs to group "g"`) {
+		t.Fatalf("a mark of another group: %v", err)
+	}
+}
+
+func TestRecoveryTimeIsFixedOnce(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	store.AddMember(ctx, "a")
+	store.AddMember(ctx, "b")
+	a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
+	a.own.Store(50)
+	a.c.Round(ctx)
+	if _, _, err := RecoveryTime(ctx, store, "a"); err == nil || !strings.Contains(err.Error(), "member b never published") {
+		t.Fatalf("recovery with b unknown: %v", err)
+	}
+	b.own.Store(40)
+	b.c.Round(ctx)
+	got, _, err := RecoveryTime(ctx, store, "a")
+	if err != nil || got != 40 {
+		t.Fatalf("recovery time %d, %v; want 40", got, err)
+	}
+	b.own.Store(90)
+	b.c.Round(ctx)
+	a.own.Store(95)
+	a.c.Round(ctx)
+	if got, _, err := RecoveryTime(ctx, store, "b"); err != nil || got != 40 {
+		t.Fatalf("second member's recovery time %d, %v; want the same 40", got, err)
+	}
+	if _, _, err := RecoveryTime(ctx, store, "c"); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("recovery of a non-member: %v", err)
+	}
+}

@@ -1,0 +1,40 @@
+// Package coupling couples sessions: several sessions, each its own primary
+// and secondary, possibly on different hosts, recover to one time. It is the
+// coupled form of step (f) of the method, the master consistency time of
+// IBM's coupled XRC (CXRC): every session's secondary forms its own
+// consistency groups, and the group's master consistency time is the
+// minimum over the member sessions of the time through which each has
+// journaled every update. No member applies an update stamped after the
+// master time; what it journals beyond it waits. Because each member holds
+// every update stamped at or before the master time, all members can be
+// brought to exactly that time, and a write that depended on another,
+// whichever session either went to, is then held only beside it.
+//
+// The members share their times through etcd rather than a consensus of
+// our own (Store; MemStore is its in-memory twin for tests). Under the
+// group's prefix, /duplex/coupling/GROUP/:
+//
+//	member/SESSION   "" — the membership, changed only by duplex couple
+//	                 add and remove, never inferred from who is alive
+//	time/SESSION     {"time":NS,"at":NS} — the member's published time,
+//	                 never lowered; kept when the member goes silent, so
+//	                 that its last time holds the master time
+//	alive/SESSION    "" under the member's lease: gone once it is silent
+//	                 for longer than [coupling] lease
+//	recovery         NS — the time duplex recover --coupled brings every
+//	                 member to, fixed by the first one that runs
+//
+// A Coupler runs beside a secondary. Every [coupling] publish it reads the
+// group, publishes its own time, and raises its limit to the master time.
+// A member that stops publishing holds the master time where its last time
+// is, and status names it as the laggard with how long it has been silent.
+// When etcd cannot be reached the limit stays where it is (the members
+// apply no further, nothing is lost or mixed) and status says why; it
+// advances again when etcd answers.
+//
+// The limit is persisted (WriteMark) before anything is applied through
+// it, so that a restart, which replays the journal, replays it through
+// the same limit and no further: the volumes can hold writes through the
+// limit but none past it, and the group time the members recover to
+// (never lower than any master time) is reachable by every member.
+package coupling

@@ -1,0 +1,189 @@
+package coupling
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// EtcdConfig says how to reach the group's etcd.
+type EtcdConfig struct {
+	Group     string
+	Endpoints []string
+	TLS       *tls.Config // nil: plain http
+	Username  string
+	Password  string
+	// Lease is how long a member's alive key outlives its last renewal.
+	Lease time.Duration
+}
+
+// EtcdStore is the Store of a group kept in etcd.
+type EtcdStore struct {
+	cli    *clientv3.Client
+	prefix string
+	ttl    int64 // seconds
+
+	mu      sync.Mutex
+	lease   clientv3.LeaseID
+	renewed time.Time
+}
+
+// Prefix is where a group's keys live.
+func Prefix(group string) string { return "/duplex/coupling/" + group + "/" }
+
+// DialEtcd returns a Store of cfg.Group. It dials lazily: an etcd down now
+// fails the calls, not DialEtcd, and the client reconnects by itself.
+func DialEtcd(cfg EtcdConfig) (*EtcdStore, error) {
+	ttl := int64(cfg.Lease / time.Second)
+	if ttl < 2 {
+		ttl = 10
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: cfg.Endpoints, TLS: cfg.TLS, Username: cfg.Username, Password: cfg.Password,
+		DialTimeout: 2 * time.Second, DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coupling: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return &EtcdStore{cli: cli, prefix: Prefix(cfg.Group), ttl: ttl}, nil
+}
+
+func unreachable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %v", ErrUnreachable, err)
+}
+
+// Read implements Store.
+func (e *EtcdStore) Read(ctx context.Context) (View, error) {
+	resp, err := e.cli.Get(ctx, e.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return View{}, unreachable(err)
+	}
+	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}}
+	for _, kv := range resp.Kvs {
+		rest := strings.TrimPrefix(string(kv.Key), e.prefix)
+		kind, name, _ := strings.Cut(rest, "/")
+		switch kind {
+		case "member":
+			v.Members = append(v.Members, name)
+		case "alive":
+			v.Alive[name] = true
+		case "time":
+			var r Report
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				return View{}, fmt.Errorf("coupling: etcd key %s: %w", kv.Key, err)
+			}
+			v.Reports[name] = r
+		case "recovery":
+			t, err := strconv.ParseInt(string(kv.Value), 10, 64)
+			if err != nil {
+				return View{}, fmt.Errorf("coupling: etcd key %s: %w", kv.Key, err)
+			}
+			v.Recovery = t
+		}
+	}
+	sort.Strings(v.Members)
+	return v, nil
+}
+
+// leaseFor returns a lease that holds, renewing it a third of its TTL after
+// the last renewal, or granting a new one once it expired.
+func (e *EtcdStore) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease != 0 && time.Since(e.renewed) < time.Duration(e.ttl)*time.Second/3 {
+		return e.lease, nil
+	}
+	if e.lease != 0 {
+		_, err := e.cli.KeepAliveOnce(ctx, e.lease)
+		if err == nil {
+			e.renewed = time.Now()
+			return e.lease, nil
+		}
+		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return 0, unreachable(err)
+		}
+	}
+	g, err := e.cli.Grant(ctx, e.ttl)
+	if err != nil {
+		return 0, unreachable(err)
+	}
+	e.lease, e.renewed = g.ID, time.Now()
+	return e.lease, nil
+}
+
+// Publish implements Store: the time key without a lease (a silent
+// member's last time must stay and hold the master time), the alive key
+// under the member's lease.
+func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	id, err := e.leaseFor(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = e.cli.Txn(ctx).Then(
+		clientv3.OpPut(e.prefix+"time/"+member, string(b)),
+		clientv3.OpPut(e.prefix+"alive/"+member, "", clientv3.WithLease(id)),
+	).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		e.mu.Lock()
+		e.lease = 0
+		e.mu.Unlock()
+	}
+	return unreachable(err)
+}
+
+// AddMember implements Store.
+func (e *EtcdStore) AddMember(ctx context.Context, member string) error {
+	_, err := e.cli.Put(ctx, e.prefix+"member/"+member, "")
+	return unreachable(err)
+}
+
+// RemoveMember implements Store.
+func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
+	_, err := e.cli.Delete(ctx, e.prefix+"member/"+member)
+	return unreachable(err)
+}
+
+// FixRecovery implements Store, by a transaction that creates the key
+// only if it does not exist.
+func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
+	key := e.prefix + "recovery"
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, strconv.FormatInt(t, 10))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return 0, unreachable(err)
+	}
+	if resp.Succeeded {
+		return t, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return 0, fmt.Errorf("coupling: etcd key %s vanished", key)
+	}
+	fixed, err := strconv.ParseInt(string(kvs[0].Value), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("coupling: etcd key %s: %w", key, err)
+	}
+	return fixed, nil
+}
+
+// Close implements Store.
+func (e *EtcdStore) Close() error { return e.cli.Close() }

@@ -1,0 +1,152 @@
+package coupling
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+)
+
+// MemStore is an in-memory Store, shared by the Couplers of a test: one per
+// group. Down makes every call fail as an unreachable etcd does; leases
+// expire by the clock Now (default the wall clock).
+type MemStore struct {
+	mu       sync.Mutex
+	down     bool
+	members  map[string]bool
+	reports  map[string]Report
+	alive    map[string]time.Time // lease expiry
+	recovery int64
+	// TTL is the lease of life (default 10s); Now the clock leases use.
+	TTL time.Duration
+	Now func() time.Time
+	// Publishes counts the successful publications, Reads the reads.
+	Publishes, Reads int
+}
+
+// NewMemStore returns an empty group.
+func NewMemStore() *MemStore {
+	return &MemStore{members: map[string]bool{}, reports: map[string]Report{}, alive: map[string]time.Time{}, TTL: 10 * time.Second}
+}
+
+// SetDown makes the store unreachable (true) or reachable again.
+func (m *MemStore) SetDown(down bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down = down
+}
+
+func (m *MemStore) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *MemStore) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	if m.down {
+		return fmt.Errorf("%w: connection refused (in-memory store down)", ErrUnreachable)
+	}
+	return nil
+}
+
+// Read implements Store.
+func (m *MemStore) Read(ctx context.Context) (View, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return View{}, err
+	}
+	m.Reads++
+	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}, Recovery: m.recovery}
+	for name := range m.members {
+		v.Members = append(v.Members, name)
+	}
+	sort.Strings(v.Members)
+	for name, r := range m.reports {
+		v.Reports[name] = r
+	}
+	now := m.now()
+	for name, exp := range m.alive {
+		if now.Before(exp) {
+			v.Alive[name] = true
+		}
+	}
+	return v, nil
+}
+
+// Publish implements Store.
+func (m *MemStore) Publish(ctx context.Context, member string, r Report) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return err
+	}
+	m.Publishes++
+	m.reports[member] = r
+	m.alive[member] = m.now().Add(m.TTL)
+	return nil
+}
+
+// AddMember implements Store.
+func (m *MemStore) AddMember(ctx context.Context, member string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return err
+	}
+	m.members[member] = true
+	return nil
+}
+
+// RemoveMember implements Store.
+func (m *MemStore) RemoveMember(ctx context.Context, member string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return err
+	}
+	delete(m.members, member)
+	return nil
+}
+
+// FixRecovery implements Store.
+func (m *MemStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return 0, err
+	}
+	if m.recovery == 0 {
+		m.recovery = t
+	}
+	return m.recovery, nil
+}
+
+// Close implements Store.
+func (m *MemStore) Close() error { return nil }
+
+// Expire ends member's lease of life at once, as if it had been silent
+// for longer than the lease.
+func (m *MemStore) Expire(member string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.alive, member)
+}
+
+// MembersNow returns the members, for tests.
+func (m *MemStore) MembersNow() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for name := range m.members {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}

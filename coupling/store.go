@@ -1,0 +1,43 @@
+package coupling
+
+import (
+	"context"
+	"errors"
+)
+
+// Report is what a member publishes.
+type Report struct {
+	// Time is the member's time: every update stamped at or before it is
+	// journaled at its secondary.
+	Time int64 `json:"time"`
+	// At is the wall clock of the publication (Unix ns).
+	At int64 `json:"at"`
+}
+
+// View is the group as one read of the store saw it.
+type View struct {
+	Members []string          // sorted
+	Reports map[string]Report // by member; members that never published are absent
+	Alive   map[string]bool   // members whose lease holds
+	// Recovery is the time duplex recover --coupled fixed, 0 if none.
+	Recovery int64
+}
+
+// Store holds a coupled group's shared state (etcd in production, MemStore
+// in tests). Every call fails rather than waits for longer than its ctx.
+type Store interface {
+	// Read returns the group in one consistent read.
+	Read(ctx context.Context) (View, error)
+	// Publish puts member's report, and renews its lease of life.
+	Publish(ctx context.Context, member string, r Report) error
+	// AddMember and RemoveMember change the membership.
+	AddMember(ctx context.Context, member string) error
+	RemoveMember(ctx context.Context, member string) error
+	// FixRecovery sets the group's recovery time to t unless one is set,
+	// and returns the one that holds.
+	FixRecovery(ctx context.Context, t int64) (int64, error)
+	Close() error
+}
+
+// ErrUnreachable wraps every failure to reach the store.
+var ErrUnreachable = errors.New("etcd unreachable")

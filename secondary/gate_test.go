@@ -1,0 +1,220 @@
+package secondary
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// testGate is a Gate whose limit the test sets.
+type testGate struct {
+	mu      sync.Mutex
+	limit   int64
+	changed chan struct{}
+}
+
+func newTestGate(limit int64) *testGate { return &testGate{limit: limit, changed: make(chan struct{})} }
+
+func (g *testGate) Limit() (int64, <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.limit, g.changed
+}
+
+func (g *testGate) set(limit int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.limit = limit
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// gateRig is a secondary of one volume in dir, linked to a test primary.
+type gateRig struct {
+	sec    *Secondary
+	vol    *volume.Volume
+	conn   transport.Conn
+	cancel func()
+	wg     sync.WaitGroup
+}
+
+func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
+	t.Helper()
+	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), Gate: gate,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &gateRig{sec: sec, vol: v}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); sec.Run(ctx, net) }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	r.conn = conn
+	return r
+}
+
+func (r *gateRig) close(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	r.wg.Wait()
+	if err := r.sec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.vol.Close()
+}
+
+// send sends record set seq with horizon seq ms and two writes of byte
+// seq, at seq ms - 2 and seq ms - 1, to blocks 2*seq and 2*seq+1.
+func (r *gateRig) send(t *testing.T, seq uint64) {
+	t.Helper()
+	ts := int64(seq) * int64(time.Millisecond)
+	rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts}
+	for i := range uint64(2) {
+		rs.Updates = append(rs.Updates, recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: (2*seq + i) * 4096, Length: 4096,
+			Timestamp: ts - 2 + int64(i), Seq: 2*seq + i, Data: bytes.Repeat([]byte{byte(seq)}, 4096)})
+	}
+	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.conn.Send(transport.Seal(f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blocks returns, for blocks 2..2*n+1, whether each holds its write.
+func blocksHeld(t *testing.T, sec *Secondary, n uint64) []bool {
+	t.Helper()
+	var held []bool
+	b := make([]byte, 4096)
+	for blk := uint64(2); blk <= 2*n+1; blk++ {
+		if err := sec.ReadAt("vol1", b, int64(blk*4096)); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, b[0] == byte(blk/2))
+	}
+	return held
+}
+
+func waitGate(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// want says which writes a volume holds: those stamped at or before the
+// limit, of record sets 1..n (the writes of set s at s ms - 2 and - 1).
+func want(n uint64, limit int64) []bool {
+	var w []bool
+	for blk := uint64(2); blk <= 2*n+1; blk++ {
+		seq, i := blk/2, blk%2
+		w = append(w, int64(seq)*int64(time.Millisecond)-2+int64(i) <= limit)
+	}
+	return w
+}
+
+
+// A coupled secondary applies no update stamped after the Gate's limit,
+// journals beyond it, and applies the updates of a group straddling the
+// limit through it: the volumes are an image as of exactly the limit. A
+// restart replays the journal through the limit and no further.
+func TestGateHoldsApplyingAtTheLimit(t *testing.T) {
+	dir := t.TempDir()
+	gate := newTestGate(0)
+	r := openGateRig(t, dir, gate)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	if st := r.sec.Stats(); st.Group != 0 || st.CoupledTime != int64(2*time.Millisecond) || st.GatedGroups != 2 {
+		t.Fatalf("limit 0: applied group %d, coupled time %d, gated %d; want 0 applied, 2ms journaled, 2 gated", st.Group, st.CoupledTime, st.GatedGroups)
+	}
+	if got := blocksHeld(t, r.sec, 2); !slices.Equal(got, want(2, 0)) {
+		t.Fatalf("limit 0: volume holds %v", got)
+	}
+
+	// Through group 1 and the first write of group 2.
+	limit := int64(2*time.Millisecond) - 2
+	gate.set(limit)
+	waitGate(t, "group 1 applied and group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	if got := blocksHeld(t, r.sec, 2); !slices.Equal(got, want(2, limit)) {
+		t.Fatalf("limit %d: volume holds %v, want %v", limit, got, want(2, limit))
+	}
+
+	// A restart (the state file names group 1 at most) replays through the
+	// limit, not past it, while group 2 stays journaled.
+	r.close(t)
+	r = openGateRig(t, dir, gate)
+	if got := blocksHeld(t, r.sec, 2); !slices.Equal(got, want(2, limit)) {
+		t.Fatalf("restarted at limit %d: volume holds %v, want %v", limit, got, want(2, limit))
+	}
+	r.send(t, 3)
+	waitGate(t, "group 3 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	gate.set(int64(3 * time.Millisecond))
+	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == 3 })
+	if got := blocksHeld(t, r.sec, 3); !slices.Equal(got, want(3, int64(3*time.Millisecond))) {
+		t.Fatalf("limit 3ms: volume holds %v", got)
+	}
+	r.close(t)
+}
+
+// The groups a restart finds past the limit are applied once the limit
+// reaches them, though no primary sends anything more.
+func TestGatedGroupsAppliedAfterARestartWithoutAPrimary(t *testing.T) {
+	dir := t.TempDir()
+	gate := newTestGate(0)
+	r := openGateRig(t, dir, gate)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	r.close(t)
+	r = openGateRig(t, dir, gate)
+	defer r.close(t)
+	if st := r.sec.Stats(); st.Group != 0 {
+		t.Fatalf("restart at limit 0 applied group %d", st.Group)
+	}
+	gate.set(int64(2 * time.Millisecond))
+	waitGate(t, "groups applied", func() bool { return r.sec.Stats().Group == 2 })
+	if got := blocksHeld(t, r.sec, 2); !slices.Equal(got, want(2, int64(2*time.Millisecond))) {
+		t.Fatalf("volume holds %v", got)
+	}
+}
