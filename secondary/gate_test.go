@@ -153,7 +153,6 @@ func want(n uint64, limit int64) []bool {
 	return w
 }
 
-
 // A coupled secondary applies no update stamped after the Gate's limit,
 // journals beyond it, and applies the updates of a group straddling the
 // limit through it: the volumes are an image as of exactly the limit. A
