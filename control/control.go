@@ -115,6 +115,33 @@ type Status struct {
 	// SwitchedOverAt is set at an old primary that `duplex switchover`
 	// handed the session to the other site: it serves no writes since.
 	SwitchedOverAt string `json:"switched_over_at,omitempty"`
+	// Coupling is set at the secondary of a session in a coupled group
+	// ([coupling]).
+	Coupling *CouplingStatus `json:"coupling,omitempty"`
+}
+
+// CouplingStatus is a coupled secondary's view of its group.
+type CouplingStatus struct {
+	Group   string   `json:"group"`
+	Members []string `json:"members"`
+	// MasterTime is the group's master consistency time as last read (RFC
+	// 3339), "" while it is unknown; AppliedThrough the time this
+	// secondary may apply through, the highest master time it saw.
+	MasterTime     string `json:"master_time"`
+	AppliedThrough string `json:"applied_through"`
+	// Laggard is the member whose time is the master time, silent for
+	// LaggardSilentSeconds (since its time last advanced); LaggardGone once
+	// its lease of life expired.
+	Laggard              string  `json:"laggard,omitempty"`
+	LaggardSilentSeconds float64 `json:"laggard_silent_seconds"`
+	LaggardGone          bool    `json:"laggard_gone,omitempty"`
+	// Held says why the master time does not advance ("" while it does),
+	// since HeldSince.
+	Held      string `json:"held,omitempty"`
+	HeldSince string `json:"held_since,omitempty"`
+	// GatedGroups are the groups journaled here past AppliedThrough.
+	GatedGroups  uint64 `json:"gated_groups"`
+	RecoveryTime string `json:"recovery_time,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.

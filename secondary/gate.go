@@ -32,6 +32,9 @@ type gated struct {
 	// is applied (0: none of it): the volumes are an image as of it.
 	partial int64
 	limit   int64
+	// skipped is the last group the applier skipped once the gate was
+	// stopped (Close, Fence).
+	skipped uint64
 	// pending is the job Open leaves for the applier: the journaled groups
 	// beyond the limit.
 	pending *applyJob

@@ -837,8 +837,13 @@ func (s *Secondary) applier() {
 		// not: a failure leaves the rest to a restart's replay.
 		s.frames.appliedThrough(job.number())
 		if errors.Is(err, errGateClosed) {
-			// Closing while the gate holds: the journal keeps the group
-			// for the next start, which replays it through the limit.
+			// Closing or fenced while the gate holds: the journal keeps
+			// the group for the next start, which replays it through the
+			// limit (a fenced one does not).
+			s.posMu.Lock()
+			s.gated.skipped = job.number()
+			s.posCond.Broadcast()
+			s.posMu.Unlock()
 			continue
 		}
 		if err != nil {
@@ -933,10 +938,12 @@ func (s *Secondary) endLocked(conn transport.Conn, f []byte) bool {
 // handed nothing more meanwhile only if the caller sees to that.
 func (s *Secondary) waitAppliedThrough(queued uint64) (applied uint64, applyErr, torn error) {
 	s.posMu.Lock()
-	for s.durable.Group < queued && s.applyErr == nil {
+	for s.durable.Group < queued && s.gated.skipped < queued && s.applyErr == nil {
 		s.posCond.Wait()
 	}
-	applied, applyErr = s.durable.Group, s.applyErr
+	// Groups a stopped Gate skipped count as done: the volumes are at its
+	// limit, which is where a coupled secondary fences.
+	applied, applyErr = max(s.durable.Group, s.gated.skipped), s.applyErr
 	s.posMu.Unlock()
 	s.view.RLock()
 	torn = s.torn
@@ -950,7 +957,7 @@ func (s *Secondary) waitAppliedThrough(queued uint64) (applied uint64, applyErr,
 func (s *Secondary) waitApplied() {
 	s.posMu.Lock()
 	defer s.posMu.Unlock()
-	for s.durable.Group < s.queued.Group && s.applyErr == nil {
+	for s.durable.Group < s.queued.Group && s.gated.skipped < s.queued.Group && s.applyErr == nil {
 		s.posCond.Wait()
 	}
 }
@@ -1870,6 +1877,9 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	// with the group queued last.
 	s.fencing++
 	defer func() { s.fencing-- }()
+	// A coupled secondary fences at the Gate's limit: what it journaled
+	// past it stays unapplied.
+	s.gated.stop()
 	if s.conn != nil {
 		s.out.end(nil)
 		linked = s.conn

@@ -13,6 +13,7 @@ import (
 	"duplex/config"
 	"duplex/consistency"
 	"duplex/control"
+	"duplex/coupling"
 	"duplex/disk"
 	"duplex/failover"
 	"duplex/nbd"
@@ -50,6 +51,10 @@ type Secondary struct {
 	// ends Run with ErrPromoted.
 	promoted  chan failover.Promotion
 	promoting sync.Mutex
+	// coupler follows the coupled group's master time ([coupling]), and
+	// store is its etcd; both nil when the session stands alone.
+	coupler *coupling.Coupler
+	dialed  *coupling.EtcdStore // the etcd client this site dialed
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -79,6 +84,11 @@ type SecondaryOptions struct {
 	// secondary.Config.Context): OpenSecondary then fails with
 	// secondary.ErrInterrupted, everything on disk as it was.
 	Context context.Context
+	// CouplingStore, if set, replaces the etcd of [coupling] (tests);
+	// CouplingLimit, if set, holds applying at it rather than at the
+	// group's master time: recover --coupled's time.
+	CouplingStore coupling.Store
+	CouplingLimit int64
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -129,6 +139,29 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := s.openVolumes(); err != nil {
 		return nil, err
 	}
+	var gate secondary.Gate
+	switch {
+	case opts.CouplingLimit != 0:
+		if err := coupling.WriteMark(coupling.MarkPath(StatePath(cfg)), coupling.Mark{Group: cfg.Coupling.Group, Through: opts.CouplingLimit}); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+		gate = coupling.Fixed(opts.CouplingLimit)
+	case cfg.Coupled():
+		store := opts.CouplingStore
+		if store == nil {
+			if s.dialed, err = coupling.DialConfig(cfg); err != nil {
+				return nil, fmt.Errorf("secondary: %w", err)
+			}
+			store = s.dialed
+		}
+		s.coupler, err = coupling.New(coupling.Config{Store: store, Group: cfg.Coupling.Group, Member: cfg.Session,
+			Publish: time.Duration(cfg.Coupling.Publish), MarkPath: coupling.MarkPath(StatePath(cfg)), Logger: s.log,
+			Own: func() int64 { return s.sec.Stats().CoupledTime }})
+		if err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+		gate = s.coupler
+	}
 	s.metrics = control.NewMetrics(cfg.Session, "secondary", s.samples)
 	largest := LargestGroup(cfg)
 	if opts.Offline {
@@ -142,7 +175,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
-		Context: opts.Context,
+		Context: opts.Context, Gate: gate,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
@@ -230,6 +263,9 @@ func (s *Secondary) close() {
 	if s.sec != nil {
 		s.sec.Close()
 	}
+	if s.dialed != nil {
+		s.dialed.Close()
+	}
 	for _, v := range s.vols {
 		v.Close()
 	}
@@ -284,6 +320,10 @@ func (s *Secondary) Run(ctx context.Context) error {
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
 			Fence: func() (int64, error) {
+				if s.coupler != nil {
+					return 0, fmt.Errorf("secondary: session %q is coupled (group %q): stop the secondary daemon, then run duplex recover --coupled, "+
+						"which brings every member of the group to one time", s.cfg.Session, s.cfg.Coupling.Group)
+				}
 				pos, err := s.sec.Fence()
 				if err != nil {
 					return 0, err
@@ -305,6 +345,13 @@ func (s *Secondary) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.history.Run(rctx, s.historySample)
 	}()
+	if s.coupler != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.coupler.Run(rctx)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -355,6 +402,9 @@ func (s *Secondary) Status() control.Status {
 		out.Generation, out.Fenced = g.String(), fenced
 	}
 	out.HoldReleased = st.LastHoldRelease
+	if s.coupler != nil {
+		out.Coupling = couplingStatus(s.coupler.Status(), st)
+	}
 	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
 		hg, hb := st.HeldGroups, st.HeldBytes
 		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing
@@ -489,4 +539,26 @@ func (s *Secondary) samples() []control.Sample {
 		control.Counter("refused_total", "Connections refused (handshake, session or subsystem mismatch).", float64(st.Refused)),
 		control.Gauge("journal_bytes", "Bytes in journal segment files.", float64(st.JournalBytes)),
 	}
+}
+
+// couplingStatus reports a coupled secondary's view of its group.
+func couplingStatus(c coupling.Status, st secondary.Stats) *control.CouplingStatus {
+	out := &control.CouplingStatus{Group: c.Group, Members: c.Members, Laggard: c.Laggard, LaggardSilentSeconds: c.Silent.Seconds(),
+		LaggardGone: c.Gone, Held: c.Held, GatedGroups: st.GatedGroups}
+	if out.Members == nil {
+		out.Members = []string{}
+	}
+	if c.Master != 0 {
+		out.MasterTime = control.FormatTime(c.Master)
+	}
+	if c.Limit != 0 {
+		out.AppliedThrough = control.FormatTime(c.Limit)
+	}
+	if !c.HeldSince.IsZero() {
+		out.HeldSince = control.FormatWall(c.HeldSince)
+	}
+	if c.Recovery != 0 {
+		out.RecoveryTime = control.FormatTime(c.Recovery)
+	}
+	return out
 }

@@ -57,6 +57,7 @@ func commands() []command {
 		{"promote", []synopsis{promoteSynopsis}, "at the secondary after losing the primary: recover, then serve its volumes read-write", runPromote, true},
 		{"switchover", []synopsis{switchoverSynopsis}, "at the primary: hand the session to the running secondary without losing a write (planned)", runSwitchover, false},
 		{"rejoin", []synopsis{rejoinSynopsis}, "at the old primary, stopped: what rejoining the promoted site would copy (the copy is not built yet)", runRejoin, false},
+		{"couple", []synopsis{coupleSynopsis}, "add a session to its coupled group, remove one, or list the group and its master time", runCouple, false},
 		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},
 	}
 }

@@ -12,10 +12,11 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/coupling"
 	"duplex/site"
 )
 
-var recoverSynopsis = synopsis{"recover", "--config FILE [--force] [--timeout D] [--log-level LEVEL]"}
+var recoverSynopsis = synopsis{"recover", "--config FILE [--coupled] [--force] [--timeout D] [--log-level LEVEL]"}
 
 // applyTimeoutFlag defines --timeout of the commands that fence a running
 // secondary.
@@ -56,14 +57,29 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
 	timeout := fs.applyTimeoutFlag()
+	coupled := fs.Bool("coupled", false, "for a session in a coupled group ([coupling]): bring the stopped secondary to the group's one recovery time, "+
+		"the same at every member (the first member to recover fixes it in etcd), and print it")
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}
+	if *coupled && !cfg.Coupled() {
+		return fmt.Errorf("--coupled: %s has no [coupling] section: the session is in no coupled group", *path)
+	}
 	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if running && cfg.Coupled() {
+		return fmt.Errorf("the secondary of coupled session %q runs: stop it (SIGTERM), then run duplex recover --coupled, "+
+			"which brings every member of group %q to one time", cfg.Session, cfg.Coupling.Group)
+	}
+	var groupTime int64
+	if *coupled {
+		if groupTime, err = coupledRecoveryTime(ctx, cfg); err != nil {
+			return err
+		}
 	}
 	if running {
 		if st.Link == "connected" && !*force {
@@ -71,7 +87,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return recoverRunning(ctx, cfg, *timeout, stdout)
 	}
-	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true, Context: ctx})
+	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Offline: true, Context: ctx, CouplingLimit: groupTime})
 	if err != nil {
 		return err
 	}
@@ -89,6 +105,14 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	printRecovered(stdout, s.Status())
+	switch {
+	case *coupled:
+		fmt.Fprintf(stdout, "coupled group %s: recovered to the group's time %s, which every member recovers to with duplex recover --coupled\n",
+			cfg.Coupling.Group, control.FormatTime(groupTime))
+	case cfg.Coupled():
+		fmt.Fprintf(stdout, "coupled session: the volumes are at the last master time of group %s this secondary applied through; "+
+			"duplex recover --coupled brings every member to one time\n", cfg.Coupling.Group)
+	}
 	fmt.Fprintln(stdout, "the secondary volumes are usable")
 	if !*force {
 		// Without the fence, a primary that comes back would replicate
@@ -272,4 +296,21 @@ func printRecovered(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "a resync of %s was in progress: %d groups (%d bytes) journaled after group %d are not applied, so that the volumes stay consistent\n",
 			strings.Join(st.Resyncing, ", "), *st.HeldGroups, held, group)
 	}
+}
+
+// coupledRecoveryTime is the time every member of the session's coupled
+// group recovers to, fixed in etcd by the first member that asks.
+func coupledRecoveryTime(ctx context.Context, cfg *config.Config) (int64, error) {
+	store, err := coupling.DialConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	defer store.Close()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session)
+	if err != nil {
+		return 0, fmt.Errorf("recover --coupled: group %s: %w", cfg.Coupling.Group, err)
+	}
+	return t, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -181,6 +182,27 @@ func printStatus(w io.Writer, st control.Status) {
 			fmt.Fprintf(w, " slowest-subsystem:%s", st.Laggard)
 		}
 		fmt.Fprintln(w)
+	}
+	if c := st.Coupling; c != nil {
+		mt := c.MasterTime
+		if mt == "" {
+			mt = "unknown"
+		}
+		fmt.Fprintf(w, "  coupled-group:%s members:%s master-time:%s applied-through:%s gated-groups:%d\n",
+			c.Group, strings.Join(c.Members, ","), mt, cmp.Or(c.AppliedThrough, "none yet"), c.GatedGroups)
+		if c.Laggard != "" {
+			gone := ""
+			if c.LaggardGone {
+				gone = " (gone: its lease of life expired)"
+			}
+			fmt.Fprintf(w, "  laggard:%s silent:%.1fs%s\n", c.Laggard, c.LaggardSilentSeconds, gone)
+		}
+		if c.Held != "" {
+			fmt.Fprintf(w, "  master-time-held: %s (since %s)\n", c.Held, c.HeldSince)
+		}
+		if c.RecoveryTime != "" {
+			fmt.Fprintf(w, "  coupled-recovery-time:%s\n", c.RecoveryTime)
+		}
 	}
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"duplex/control"
+	"duplex/coupling"
+)
+
+var coupleSynopsis = synopsis{"couple", "add|remove|list --config FILE [SESSION]"}
+
+// runCouple changes or lists the members of the coupled group the config's
+// [coupling] names. Membership is what holds the master time: a member is
+// never dropped for being silent, only by duplex couple remove.
+func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(coupleSynopsis, "Adds a session to the coupled group of the config's [coupling], removes one, or lists "+
+		"the members with the time each published and the group's master time. SESSION defaults to the config's session. "+
+		"The master time is the minimum over the members: a member that stops publishing holds it until it is removed.")
+	path := fs.configFlag("its [coupling] section")
+	pos, err := fs.parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return fs.usageErrorf("want add, remove or list, and at most one SESSION")
+	}
+	op := pos[0]
+	if op != "add" && op != "remove" && op != "list" {
+		return fs.usageErrorf("unknown operation %q: want add, remove or list", op)
+	}
+	cfg, err := fs.loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if !cfg.Coupled() {
+		return fmt.Errorf("%s has no [coupling] section: name the group and its etcd there first", *path)
+	}
+	member := cfg.Session
+	if len(pos) == 2 {
+		member = pos[1]
+	}
+	store, err := coupling.DialConfig(cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	switch op {
+	case "add":
+		if err := store.AddMember(cctx, member); err != nil {
+			return fmt.Errorf("couple add %s: %w", member, err)
+		}
+		fmt.Fprintf(stdout, "session %s is a member of coupled group %s\n", member, cfg.Coupling.Group)
+		return nil
+	case "remove":
+		if err := store.RemoveMember(cctx, member); err != nil {
+			return fmt.Errorf("couple remove %s: %w", member, err)
+		}
+		fmt.Fprintf(stdout, "session %s is no longer a member of coupled group %s: the master time no longer waits for it\n", member, cfg.Coupling.Group)
+		return nil
+	}
+	view, err := store.Read(cctx)
+	if err != nil {
+		return fmt.Errorf("couple list: %w", err)
+	}
+	printGroup(stdout, cfg.Coupling.Group, view)
+	return nil
+}
+
+// printGroup lists a group's members, their times and the master time.
+func printGroup(w io.Writer, group string, view coupling.View) {
+	fmt.Fprintf(w, "coupled group %s: %d members\n", group, len(view.Members))
+	var master int64
+	complete := len(view.Members) > 0
+	for _, m := range view.Members {
+		r, ok := view.Reports[m]
+		state := "alive"
+		if !view.Alive[m] {
+			state = "silent (lease expired)"
+		}
+		if !ok {
+			fmt.Fprintf(w, "  %s: no time published yet\n", m)
+			complete = false
+			continue
+		}
+		fmt.Fprintf(w, "  %s: time %s, published at %s, %s\n", m, control.FormatTime(r.Time), control.FormatTime(r.At), state)
+		if master == 0 || r.Time < master {
+			master = r.Time
+		}
+	}
+	if complete {
+		fmt.Fprintf(w, "master consistency time %s\n", control.FormatTime(master))
+	} else {
+		fmt.Fprintln(w, "master consistency time unknown: a member has published no time")
+	}
+	if view.Recovery != 0 {
+		fmt.Fprintf(w, "recovery time (fixed by duplex recover --coupled) %s\n", control.FormatTime(view.Recovery))
+	}
+}
