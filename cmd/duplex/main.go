@@ -58,6 +58,7 @@ func commands() []command {
 		{"switchover", []synopsis{switchoverSynopsis}, "at the primary: hand the session to the running secondary without losing a write (planned)", runSwitchover, false},
 		{"rejoin", []synopsis{rejoinSynopsis}, "at the old primary, stopped: what rejoining the promoted site would copy (the copy is not built yet)", runRejoin, false},
 		{"couple", []synopsis{coupleSynopsis}, "add a session to its coupled group, remove one, or list the group and its master time", runCouple, false},
+		{"etcd", []synopsis{etcdSynopsis}, "a single-node etcd for coupled sessions on one machine (demos, tests)", runEtcd, true},
 		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},
 	}
 }

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"duplex/coupling/etcdserver"
+)
+
+var etcdSynopsis = synopsis{"etcd", "--dir DIR [--listen URL] [--peer URL]"}
+
+// runEtcd runs a single-node etcd until SIGINT or SIGTERM: enough for
+// coupled sessions on one machine (a demo, a test); production runs an
+// etcd cluster of its own.
+func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags(etcdSynopsis, "Runs a single-node etcd (embedded) for coupled sessions to try on one machine: "+
+		"the [coupling] etcd endpoints name its --listen URL. Production runs an etcd cluster of three or five nodes instead.")
+	dir := fs.String("dir", "", "the `DIR` of etcd's data (created if missing)")
+	listen := fs.String("listen", "http://127.0.0.1:2379", "the client `URL`")
+	peer := fs.String("peer", "http://127.0.0.1:2380", "the peer `URL` (a single node has no peers, but etcd binds it)")
+	if err := fs.parseNoArgs(args, stdout); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fs.usageErrorf("--dir DIR is required")
+	}
+	srv, err := etcdserver.Start(*dir, *listen, *peer)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	fmt.Fprintln(stdout, "etcd serving clients at", *listen)
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-srv.Err():
+		return fmt.Errorf("etcd: %w", err)
+	}
+}

@@ -1,0 +1,61 @@
+// Package etcdserver runs an embedded single-node etcd for the coupled
+// sessions of duplex demo --coupled, duplex etcd and the tests: a real
+// etcd (go.etcd.io/etcd/server/v3/embed), not a stand-in.
+package etcdserver
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Server is a running etcd.
+type Server struct {
+	e *embed.Etcd
+	// ClientURL is where clients reach it.
+	ClientURL string
+}
+
+// Start starts a single-node etcd keeping its data in dir, serving
+// clients at clientURL and its (unused) peer port at peerURL, both
+// http://host:port. It returns once the server is ready to serve.
+func Start(dir, clientURL, peerURL string) (*Server, error) {
+	cu, err := url.Parse(clientURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: client URL %q: %w", clientURL, err)
+	}
+	pu, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: peer URL %q: %w", peerURL, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "duplex"
+	cfg.Dir = dir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.LogLevel = "error"
+	cfg.LogOutputs = []string{"stderr"}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("etcd: not ready within 60s")
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	return &Server{e: e, ClientURL: clientURL}, nil
+}
+
+// Err reports a failure of the running server.
+func (s *Server) Err() <-chan error { return s.e.Err() }
+
+// Close stops the server.
+func (s *Server) Close() { s.e.Close() }
