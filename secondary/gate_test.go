@@ -217,3 +217,25 @@ func TestGatedGroupsAppliedAfterARestartWithoutAPrimary(t *testing.T) {
 		t.Fatalf("volume holds %v", got)
 	}
 }
+
+// A shutdown while the Gate holds the applier, its queue full and a
+// receiver waiting for room, ends: Run returns and Close too, the groups
+// left to the journal. Run waited for the receiver for ever.
+func TestShutdownWhileTheGateHolds(t *testing.T) {
+	dir := t.TempDir()
+	r := openGateRig(t, dir, newTestGate(0))
+	for seq := uint64(1); seq <= 4; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "a receiver waiting for room in the applier's queue", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	done := make(chan struct{})
+	go func() { r.close(t); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run and Close did not return within 30s of the shutdown while the Gate held the applier")
+	}
+	r = openGateRig(t, dir, newTestGate(int64(4*time.Millisecond)))
+	defer r.close(t)
+	waitGate(t, "the journaled groups applied after the restart", func() bool { return r.sec.Stats().Group >= 3 })
+}

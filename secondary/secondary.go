@@ -1069,6 +1069,11 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()
+		// A receiver waiting for room in the applier's queue while the
+		// Gate holds would wait for ever: the groups the Gate holds are
+		// left to the journal (the next start replays them through its
+		// limit).
+		s.gated.stop()
 		live.Lock()
 		live.ended = true
 		conns := slices.Collect(gomaps.Keys(live.conns))

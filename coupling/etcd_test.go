@@ -1,0 +1,114 @@
+package coupling
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/coupling/etcdserver"
+)
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// TestEtcdStore runs the Store against a real etcd, embedded: membership,
+// publications, the alive key's lease, the recovery time fixed once, and
+// an etcd that stops and comes back.
+func TestEtcdStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etcd")
+	client, peer := freeURL(t), freeURL(t)
+	srv, err := etcdserver.Start(dir, client, peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Close() }()
+	store, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, m := range []string{"b", "a"} {
+		if err := store.AddMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := store.Publish(ctx, "a", Report{Time: 42, At: 7}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := store.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Members) != 2 || v.Members[0] != "a" || v.Reports["a"] != (Report{Time: 42, At: 7}) || !v.Alive["a"] || v.Alive["b"] {
+		t.Fatalf("view %+v", v)
+	}
+	if got, err := store.FixRecovery(ctx, 40); err != nil || got != 40 {
+		t.Fatalf("FixRecovery(40) = %d, %v", got, err)
+	}
+	if got, err := store.FixRecovery(ctx, 41); err != nil || got != 40 {
+		t.Fatalf("FixRecovery(41) after 40 = %d, %v; want 40 kept", got, err)
+	}
+	if err := store.RemoveMember(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Silent past the lease: the alive key goes, the time stays.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		v, err = store.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Alive["a"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the alive key outlived its 2s lease by a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v.Reports["a"].Time != 42 || len(v.Members) != 1 || v.Recovery != 40 {
+		t.Fatalf("after the lease expired: %+v; want a's time 42 kept, b removed, recovery 40", v)
+	}
+
+	// etcd down: every call fails as unreachable within its context.
+	srv.Close()
+	short, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = store.Read(short)
+	scancel()
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("read with etcd down: %v, want ErrUnreachable", err)
+	}
+	// Back, on the same data: a new lease is granted for the next publication.
+	if srv, err = etcdserver.Start(dir, client, peer); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err = store.Publish(pctx, "a", Report{Time: 43, At: 8})
+		pcancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after etcd came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v, err = store.Read(ctx); err != nil || v.Reports["a"].Time != 43 || !v.Alive["a"] {
+		t.Fatalf("after etcd came back: %+v, %v", v, err)
+	}
+}
