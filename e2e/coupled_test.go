@@ -256,9 +256,19 @@ func TestCoupledSessionsRecoverToOnePrefix(t *testing.T) {
 			})
 			time.Sleep(500 * time.Millisecond)
 			e.start()
-			eventually(t, time.Minute, "the master time advancing again", func() bool {
-				st := s[0].secondaryStatus()
-				return st.Coupling != nil && st.Coupling.Held == ""
+			back := time.Now()
+			eventually(t, 2*time.Minute, "the master time advancing again past etcd's return", func() bool {
+				for i := range s {
+					st := s[i].secondaryStatus()
+					if st.Coupling == nil || st.Coupling.Held != "" {
+						return false
+					}
+					mt, err := time.Parse(time.RFC3339Nano, st.Coupling.AppliedThrough)
+					if err != nil || !mt.After(back) {
+						return false
+					}
+				}
+				return true
 			})
 		}},
 		{"kill -9 of a secondary, uncoupled", false, func(t *testing.T, e *etcdProcess, s [2]*procSession) { s[0].sec.kill() }},
