@@ -145,6 +145,13 @@ type Coupling struct {
 	// master time holds until it is removed (duplex couple remove).
 	Lease   Duration `toml:"lease" default:"10s" min:"2s" max:"1h" range:"%s: must be from 2s to 1h" doc:"a silent member's time outlives it this long"`
 	Publish Duration `toml:"publish" default:"20ms" min:"1ms" max:"10s" range:"%s: must be from 1ms to 10s" doc:"how often each member publishes and reads times"`
+	// ClockUncertainty bounds how far apart the clocks of the group's
+	// primary hosts may read (NTP: a few ms; PTP: tens of µs). Each
+	// primary holds every write's acknowledgement that long past its stamp
+	// (coupling.CommitWait), so that a write issued afterwards on another
+	// host is stamped later. 0: every primary of the group runs on one
+	// host, whose clock they share.
+	ClockUncertainty Duration `toml:"clock_uncertainty" default:"1ms" min:"0s" max:"1s" range:"%s: must be from 0s (one host) to 1s" doc:"how far apart the primaries' clocks may read"`
 	// As etcdctl's --cacert (left out: the system's roots), --cert and
 	// --key (where the servers ask for a client certificate).
 	TLSCA        string `toml:"tls_ca" kind:"path" doc:"CA of the etcd servers' certificates"`

@@ -53,7 +53,8 @@ journal = "s/journal"
 				}
 				return
 			}
-			if !c.Coupled() || time.Duration(c.Coupling.Lease) != 10*time.Second || time.Duration(c.Coupling.Publish) != 20*time.Millisecond {
+			if !c.Coupled() || time.Duration(c.Coupling.Lease) != 10*time.Second || time.Duration(c.Coupling.Publish) != 20*time.Millisecond ||
+				time.Duration(c.Coupling.ClockUncertainty) != time.Millisecond {
 				t.Errorf("coupled %v, lease %s, publish %s: want the defaults 10s and 20ms", c.Coupled(), c.Coupling.Lease, c.Coupling.Publish)
 			}
 			if c.Coupling.TLSCA != "" && c.Coupling.TLSCA != "/cfg/ca.pem" {

@@ -16,6 +16,7 @@ import (
 	"duplex/actlog"
 	"duplex/config"
 	"duplex/control"
+	"duplex/coupling"
 	"duplex/disk"
 	"duplex/failover"
 	"duplex/mover"
@@ -312,7 +313,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	errs := make(chan error, 2)
 	var srv *nbd.Server
 	if p.nbdLn != nil {
-		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, gate: p.gate}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, gate: p.gate, wait: p.commitWait()}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -537,6 +538,7 @@ type primaryExports struct {
 	vols  map[string]*volume.Volume
 	order []string
 	gate  *writeGate // nil: writes are never held
+	wait  *coupling.CommitWait
 }
 
 func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
@@ -544,7 +546,7 @@ func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &primaryExport{name: name, ss: ss, vol: e.vols[name], gate: e.gate}, true
+	return &primaryExport{name: name, ss: ss, vol: e.vols[name], gate: e.gate, wait: e.wait}, true
 }
 
 func (e primaryExports) Names() []string { return e.order }
@@ -554,6 +556,24 @@ type primaryExport struct {
 	ss   *subsystem.Subsystem
 	vol  *volume.Volume
 	gate *writeGate
+	wait *coupling.CommitWait
+}
+
+// commitWait is the wait of a coupled session's acknowledgements across
+// hosts ([coupling] clock_uncertainty), nil for one that stands alone.
+func (p *Primary) commitWait() *coupling.CommitWait {
+	if !p.cfg.Coupled() || p.cfg.Coupling.ClockUncertainty <= 0 {
+		return nil
+	}
+	return &coupling.CommitWait{Uncertainty: time.Duration(p.cfg.Coupling.ClockUncertainty), Last: p.timer.Last}
+}
+
+// acked holds a mutation's acknowledgement for the commit wait.
+func (x *primaryExport) acked(err error) error {
+	if err == nil {
+		x.wait.Wait()
+	}
+	return err
 }
 
 func (x *primaryExport) Size() int64                      { return x.vol.Size() }
@@ -564,21 +584,21 @@ func (x *primaryExport) WriteAt(p []byte, off int64) error {
 		return err
 	}
 	defer x.gate.leave()
-	return x.ss.Write(context.Background(), x.name, p, off)
+	return x.acked(x.ss.Write(context.Background(), x.name, p, off))
 }
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err
 	}
 	defer x.gate.leave()
-	return x.ss.WriteZeroes(context.Background(), x.name, off, length)
+	return x.acked(x.ss.WriteZeroes(context.Background(), x.name, off, length))
 }
 func (x *primaryExport) Trim(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err
 	}
 	defer x.gate.leave()
-	return x.ss.Trim(context.Background(), x.name, off, length)
+	return x.acked(x.ss.Trim(context.Background(), x.name, off, length))
 }
 func (x *primaryExport) Flush() error { return x.vol.Flush() }
 
