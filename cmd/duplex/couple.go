@@ -24,6 +24,9 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *path == "" {
+		return fs.usageErrorf("--config FILE is required")
+	}
 	if len(pos) < 1 || len(pos) > 2 {
 		return fs.usageErrorf("want add, remove or list, and at most one SESSION")
 	}
