@@ -611,9 +611,19 @@ func (mg *Manager) suspended(p *Pair, auto bool) {
 	if p.Since == 0 {
 		p.Since = p.Consistent
 	}
-	p.State, p.Auto, p.Reason = Suspended, auto, ""
+	p.State, p.Auto, p.Reason, p.Waiting = Suspended, auto, "", ""
 	mg.dirty = true
 	mg.changes++
+}
+
+// byHand makes p's suspension the operator's: it no longer resumes by
+// itself, so no resync of it waits for anything either. Waiting, the note
+// of a resync that does not start, is cleared with the rest: nothing else
+// clears it while p stays suspended (checkRoom runs for a resume only), and
+// status would go on showing why a resync that was cancelled waits, the
+// link not up, long after the link came up.
+func byHand(p *Pair) {
+	p.Auto, p.Reason, p.Waiting = false, "", ""
 }
 
 // suspendAllLocked suspends every pair not suspended yet at one point of
@@ -1565,7 +1575,7 @@ func (mg *Manager) suspend(vol string) error {
 	}
 	if p.State == Suspended {
 		// Suspended by hand from now on: it no longer resumes by itself.
-		p.Auto, p.Reason = false, ""
+		byHand(p)
 		mg.dirty = true
 		mg.changes++
 		return nil
@@ -1723,7 +1733,7 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 	changed := map[string]bool{}
 	for _, name := range mg.order {
 		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && p.Auto {
-			p.Auto, p.Reason = false, ""
+			byHand(p)
 			mg.dirty = true
 			mg.changes++
 			changed[name] = true
