@@ -115,6 +115,10 @@ type Status struct {
 	// SwitchedOverAt is set at an old primary that `duplex switchover`
 	// handed the session to the other site: it serves no writes since.
 	SwitchedOverAt string `json:"switched_over_at,omitempty"`
+	// SwitchoverInDoubt is set at a primary whose switchover asked the
+	// other site to take over and does not know whether it will: the
+	// writes are held until it does, and it says why and what to do.
+	SwitchoverInDoubt string `json:"switchover_in_doubt,omitempty"`
 	// Coupling is set at the secondary of a session in a coupled group
 	// ([coupling]).
 	Coupling *CouplingStatus `json:"coupling,omitempty"`
@@ -251,6 +255,10 @@ type Server struct {
 	// Promote, if set (a running secondary), promotes the site in place
 	// for a planned switchover: see PromoteRequest.
 	Promote func(PromoteRequest) (PromoteResult, error)
+	// CancelPromote, if set (a running secondary), cancels a promotion
+	// request: see CancelRequest. Unset, a promoted site answers that it
+	// is promoted.
+	CancelPromote func(CancelRequest) (PromoteResult, error)
 	// Switchover, if set (the primary), hands the session to the other
 	// site within the timeout: see SwitchoverResult.
 	Switchover func(ctx context.Context, timeout time.Duration) (SwitchoverResult, error)
@@ -304,6 +312,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/rate", s.rate)
 	mux.HandleFunc("POST /v1/rejoin", s.rejoin)
 	mux.HandleFunc("POST /v1/promote", s.promote)
+	mux.HandleFunc("POST /v1/promote/cancel", s.cancelPromote)
 	mux.HandleFunc("POST /v1/switchover", s.switchover)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They

@@ -19,10 +19,39 @@ import (
 // it holds that group and can apply every group it journaled; otherwise it
 // fences (the primary is cut off), applies, records the promotion, and
 // serves its volumes read-write as `duplex promote` does.
+//
+// ID names the request: the secondary answers every delivery of one ID as
+// it answered the first, and a request cancelled (CancelPromotion) before it
+// was carried out never is. An answer lost on the way back (a reset, the
+// client's deadline) thus leaves the primary a way to know: it cancels the
+// request, and the answer to that says whether the site is promoted, or
+// never will be by that request.
 type PromoteRequest struct {
 	Session         string `json:"session"`
 	Group           uint64 `json:"group"`
 	ConsistencyTime int64  `json:"consistency_time_ns"`
+	ID              string `json:"id,omitempty"`
+}
+
+// The states a PromoteResult reports the site in.
+const (
+	// PromoteDone: the site is promoted (PromotedAt says since when).
+	PromoteDone = "promoted"
+	// PromoteRefused: the request was refused, or cancelled, and will
+	// never be carried out; the site is a secondary that takes its primary,
+	// nothing changed.
+	PromoteRefused = "refused"
+	// PromoteFenced: the site is fenced and not promoted: it takes no
+	// primary, and serves no writes either, until the operator acts.
+	PromoteFenced = "fenced"
+)
+
+// CancelRequest asks a site to make sure the promotion request ID is never
+// carried out; the answer (a PromoteResult) says what the site is once no
+// promotion is under way there.
+type CancelRequest struct {
+	Session string `json:"session"`
+	ID      string `json:"id"`
 }
 
 // PromoteResult answers a PromoteRequest: what the promoted volumes hold.
@@ -31,7 +60,10 @@ type PromoteResult struct {
 	Group           uint64 `json:"group,omitempty"`
 	ConsistencyTime int64  `json:"consistency_time_ns,omitempty"`
 	Generation      string `json:"generation,omitempty"`
-	Error           string `json:"error,omitempty"`
+	// State is one of PromoteDone, PromoteRefused and PromoteFenced; empty
+	// from a site that predates it, whose refusal says nothing for sure.
+	State string `json:"state,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // SwitchoverResult answers a switchover at the primary: the other site holds
@@ -73,6 +105,41 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.Promote(req)
+	if err != nil {
+		res.Error = err.Error()
+		reply(http.StatusConflict, res)
+		return
+	}
+	reply(http.StatusOK, res)
+}
+
+func (s *Server) cancelPromote(w http.ResponseWriter, r *http.Request) {
+	reply := func(code int, res PromoteResult) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		json.NewEncoder(w).Encode(res)
+	}
+	if !s.authorized(w, r, "promote") {
+		return
+	}
+	var req CancelRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+		reply(http.StatusBadRequest, PromoteResult{Error: fmt.Sprintf("cancel request: %v", err)})
+		return
+	}
+	if s.CancelPromote == nil {
+		// A site promoted already (running as the primary now) says so:
+		// whichever request did it, the site asking must not serve.
+		if s.Status != nil {
+			if st := s.Status(); st.PromotedAt != "" && st.Session == req.Session {
+				reply(http.StatusOK, PromoteResult{State: PromoteDone, PromotedAt: st.PromotedAt})
+				return
+			}
+		}
+		reply(http.StatusNotFound, PromoteResult{Error: "this site is neither a running secondary nor a promoted site"})
+		return
+	}
+	res, err := s.CancelPromote(req)
 	if err != nil {
 		res.Error = err.Error()
 		reply(http.StatusConflict, res)
@@ -138,7 +205,36 @@ func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr Promote
 		return PromoteResult{}, fmt.Errorf("promote %s: %s", at, resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return res, &RefusedError{What: "promote " + at.String(), Reason: res.Error}
+		return res, &RefusedError{What: "promote " + at.String(), Reason: res.Error, Code: resp.StatusCode}
+	}
+	return res, nil
+}
+
+// CancelPromotion asks the site at at to make sure the promotion request id
+// is never carried out, and what the site is once no promotion is under way
+// there (see CancelRequest): an error if it did not say.
+func CancelPromotion(ctx context.Context, at Endpoint, token string, cr CancelRequest) (PromoteResult, error) {
+	body, err := json.Marshal(cr)
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/promote/cancel"), strings.NewReader(string(body)))
+	if err != nil {
+		return PromoteResult{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := at.do(req)
+	if err != nil {
+		return PromoteResult{}, fmt.Errorf("cancel the promotion at %s: %w", at, err)
+	}
+	defer resp.Body.Close()
+	var res PromoteResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
+		return PromoteResult{}, fmt.Errorf("cancel the promotion at %s: %s", at, resp.Status)
+	}
+	if resp.StatusCode != http.StatusOK || res.State == "" {
+		return res, fmt.Errorf("cancel the promotion at %s: %s (%s)", at, resp.Status, res.Error)
 	}
 	return res, nil
 }
@@ -147,6 +243,8 @@ func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr Promote
 // not do what was asked (unlike a call whose answer never came).
 type RefusedError struct {
 	What, Reason string
+	// Code is the HTTP status of the answer.
+	Code int
 }
 
 func (e *RefusedError) Error() string { return e.What + ": " + e.Reason }

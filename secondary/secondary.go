@@ -243,8 +243,11 @@ type Secondary struct {
 	// volumes are not fenced yet (and a fence that is refused leaves them
 	// unfenced), so neither status nor a refusal says they are.
 	fencing int
-	stopped error // why groups can no longer be made durable; nil while running
-	ident   identity
+	// prefence is the identity from before the fence this run made, which
+	// UndoFence writes back; nil without one.
+	prefence *identity
+	stopped  error // why groups can no longer be made durable; nil while running
+	ident    identity
 	// replaying is Open's Context while it replays the journal.
 	replaying   context.Context
 	lastJournal time.Time
@@ -1951,6 +1954,8 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	s.fenced = true
 	var err error
 	if s.ident.Fenced == "" {
+		prev := s.ident
+		s.prefence = &prev
 		id := s.ident
 		id.Follows, id.Generation = id.Generation, transport.NewGeneration()
 		id.Fenced = time.Now().UTC().Format(time.RFC3339Nano)
@@ -1964,6 +1969,31 @@ func (s *Secondary) Fence() (transport.Position, error) {
 	}
 	st := s.appliedState()
 	return transport.Position{Group: st.Group, Time: st.Time, Through: st.Through}, err
+}
+
+// UndoFence undoes the fence this run made, for a promotion in place that
+// failed after it: the switchover it was for did not take place, and the
+// primary it cut off goes on replicating here. The identity from before the
+// fence is written back and the primary is taken again; the volumes are as
+// the fence left them, at the group the state file names (nothing was
+// written to them: the promotion never recorded itself), so replication
+// goes on from there. It fails, the fence holding, when this run made no
+// fence to undo (one recorded before, or whose checkpoint failed) or the
+// identity cannot be written. A crash before it is done leaves the fence
+// recorded: the safe side, since the primary cannot tell.
+func (s *Secondary) UndoFence() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prefence == nil || !s.fenced || s.ckFailed {
+		return errors.New("secondary: undo the fence: no fence of this run to undo")
+	}
+	if err := s.setIdentity(*s.prefence); err != nil {
+		return fmt.Errorf("secondary: undo the fence: the fence holds: %w", err)
+	}
+	s.prefence = nil
+	s.fenced, s.unrecorded = false, nil
+	s.log.Warn("unfenced: the fence of a promotion that failed is undone; the primary is taken again", "generation", s.ident.Generation.String())
+	return nil
 }
 
 // Stats returns a snapshot.

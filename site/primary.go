@@ -78,6 +78,10 @@ type Primary struct {
 	// site; switchedOver is then its record and the status it left.
 	switched     chan struct{}
 	switchedOver switchedState
+	// life ends when Run stops (or the primary is closed): a switchover
+	// in doubt stops asking the other site then.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // stateLockName is the lock file of the primary's pair-state directory.
@@ -129,6 +133,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
 		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion,
 		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{})}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	if p.stateDir == "" {
 		p.stateDir = PairStateDir(cfg)
 	}
@@ -286,6 +291,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 }
 
 func (p *Primary) close() {
+	p.endLife()
 	p.listeners.close()
 	for _, v := range p.vols {
 		v.Close()
@@ -363,6 +369,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		// writes) and status go on until ctx ends.
 		switchedOver = true
 	}
+	// A switchover in doubt refuses the writes it holds: none may be
+	// acknowledged now, and the NBD server's close waits for them.
+	p.endLife()
 	// No new writes, then ship what is held: a clean stop loses nothing.
 	if srv != nil && !switchedOver {
 		srv.Close()
@@ -485,6 +494,9 @@ func (p *Primary) Status() control.Status {
 			st.Link = "suspended"
 		}
 	}
+	p.switchedOver.mu.Lock()
+	st.SwitchoverInDoubt = p.switchedOver.inDoubt
+	p.switchedOver.mu.Unlock()
 	return st
 }
 

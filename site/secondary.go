@@ -49,8 +49,8 @@ type Secondary struct {
 	fsys         disk.FS
 	// promoted carries the promotion a switchover made in place, which
 	// ends Run with ErrPromoted.
-	promoted  chan failover.Promotion
-	promoting sync.Mutex
+	promoted chan failover.Promotion
+	requests promoteRequests
 	// coupler follows the coupled group's master time ([coupling]), and
 	// store is its etcd; both nil when the session stands alone.
 	coupler *coupling.Coupler
@@ -331,7 +331,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 				s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
 				return pos.Time, nil
 			},
-			Promote: s.promoteInPlace}
+			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

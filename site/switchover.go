@@ -51,46 +51,156 @@ func (s *Secondary) PromotedConfig() *config.Config {
 	return &c
 }
 
-// promoteInPlace promotes the running secondary for a switchover: it refuses,
+// promoteRequests are the promotion requests a running secondary was
+// sent: handled one at a time, each once, and remembered, so that every
+// later delivery of a request, or a cancel of it, is answered as it was.
+// A primary whose answer was lost learns from a cancel whether the site
+// took over, or never will by that request: a site that has the request
+// and has not fenced yet reports neither promoted_at nor fenced in its
+// status, and goes on to promote itself all the same.
+type promoteRequests struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed, and replaced, when a request ends
+	busy    bool          // a request is being handled
+	// ended are the requests refused or cancelled, never to be carried
+	// out, and why. They are kept for the life of the process: a request
+	// on its way to it ends with it.
+	ended map[string]string
+	// done is the promotion made, by request doneBy: Run ends with it.
+	done   *control.PromoteResult
+	doneBy string
+}
+
+// awaitIdleLocked waits, with r.mu held, until no request is handled.
+func (r *promoteRequests) awaitIdleLocked() {
+	for r.busy {
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		ch := r.changed
+		r.mu.Unlock()
+		<-ch
+		r.mu.Lock()
+	}
+}
+
+func (r *promoteRequests) endLocked() {
+	r.busy = false
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// promoteInPlace promotes the running secondary for a switchover (see
+// promoteOnce), once per request: a request handled before is answered as
+// it was, one cancelled is refused, and another that comes while one is
+// handled waits for its end.
+func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteResult, error) {
+	r := &s.requests
+	r.mu.Lock()
+	r.awaitIdleLocked()
+	if r.done != nil {
+		res, by := *r.done, r.doneBy
+		r.mu.Unlock()
+		if req.ID != "" && req.ID == by {
+			return res, nil
+		}
+		return res, errors.New("this site was promoted already, by another request")
+	}
+	if why, ok := r.ended[req.ID]; ok && req.ID != "" {
+		r.mu.Unlock()
+		return control.PromoteResult{State: control.PromoteRefused}, fmt.Errorf("this request was answered already: %s", why)
+	}
+	r.busy = true
+	r.mu.Unlock()
+	pr, res, err := s.promoteOnce(req)
+	r.mu.Lock()
+	switch {
+	case err == nil:
+		r.done, r.doneBy = &res, req.ID
+	case res.State == control.PromoteRefused && req.ID != "":
+		if r.ended == nil {
+			r.ended = map[string]string{}
+		}
+		r.ended[req.ID] = err.Error()
+	}
+	r.endLocked()
+	r.mu.Unlock()
+	if err == nil {
+		s.promoted <- pr
+	}
+	return res, err
+}
+
+// cancelPromotion makes sure the request req.ID is never carried out, and
+// says, once no request is handled here, what this site is: promoted (by
+// whichever request), fenced and not promoted, or a secondary that takes
+// its primary and will not be promoted by that request.
+func (s *Secondary) cancelPromotion(req control.CancelRequest) (control.PromoteResult, error) {
+	if req.Session != s.cfg.Session {
+		return control.PromoteResult{}, fmt.Errorf("this secondary is of session %q, not %q", s.cfg.Session, req.Session)
+	}
+	if req.ID == "" {
+		return control.PromoteResult{}, errors.New("cancel names no request")
+	}
+	r := &s.requests
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Recorded before the wait: a delivery that comes meanwhile is refused.
+	if _, ok := r.ended[req.ID]; !ok && r.doneBy != req.ID {
+		if r.ended == nil {
+			r.ended = map[string]string{}
+		}
+		r.ended[req.ID] = "cancelled by the primary"
+	}
+	r.awaitIdleLocked()
+	if r.done != nil {
+		return *r.done, nil
+	}
+	if _, fenced := s.sec.Generation(); fenced {
+		return control.PromoteResult{State: control.PromoteFenced,
+			Error: "this secondary is fenced and not promoted: it takes no primary; duplex promote here makes it the primary"}, nil
+	}
+	return control.PromoteResult{State: control.PromoteRefused, Error: r.ended[req.ID]}, nil
+}
+
+// promoteOnce promotes the running secondary for a switchover: it refuses,
 // changing nothing, unless it holds every group the primary says it
 // acknowledged and nothing keeps a group from being applied (a resync's
 // hold, a stopped applier, a volume without a consistent copy); then it
 // fences (the primary is cut off), applies what is journaled, records the
-// promotion, and ends Run, whose caller serves the volumes read-write.
-func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteResult, error) {
-	if !s.promoting.TryLock() {
-		return control.PromoteResult{}, errors.New("a promotion of this site is under way already")
-	}
-	// Held until Run ends: a second request finds it taken.
-	promoted := false
-	defer func() {
-		if !promoted {
-			s.promoting.Unlock()
-		}
-	}()
+// promotion, and hands it to Run, which ends, and whose caller serves the
+// volumes read-write. A failure after the fence undoes the fence before it
+// refuses, so that the primary goes on replicating here; a fence that
+// cannot be undone is reported as one (PromoteFenced): the primary must not
+// take writes that nobody would ever replicate.
+func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion, control.PromoteResult, error) {
+	refused := control.PromoteResult{State: control.PromoteRefused}
 	if req.Session != s.cfg.Session {
-		return control.PromoteResult{}, fmt.Errorf("this secondary is of session %q, not %q", s.cfg.Session, req.Session)
+		return failover.Promotion{}, refused, fmt.Errorf("this secondary is of session %q, not %q", s.cfg.Session, req.Session)
 	}
 	if s.cfg.Secondary.NBD == "" {
-		return control.PromoteResult{}, errors.New("[secondary] has no nbd address: a promoted site would serve its volumes nowhere")
+		return failover.Promotion{}, refused, errors.New("[secondary] has no nbd address: a promoted site would serve its volumes nowhere")
 	}
 	if _, fenced := s.sec.Generation(); fenced {
-		return control.PromoteResult{}, errors.New("this secondary is fenced (recover fenced it): duplex promote at the site promotes it")
+		return failover.Promotion{}, control.PromoteResult{State: control.PromoteFenced},
+			errors.New("this secondary is fenced (recover fenced it): duplex promote at the site promotes it")
 	}
 	st, views := s.sec.Snapshot(s.order)
 	switch {
 	case st.Stopped != "":
-		return control.PromoteResult{}, fmt.Errorf("this secondary stopped replicating (%s): it cannot take over", st.Stopped)
+		return failover.Promotion{}, refused, fmt.Errorf("this secondary stopped replicating (%s): it cannot take over", st.Stopped)
 	case st.JournaledGroup < req.Group:
-		return control.PromoteResult{}, fmt.Errorf("this secondary has journaled through group %d, short of group %d, which holds the primary's last acknowledged write",
+		return failover.Promotion{}, refused, fmt.Errorf("this secondary has journaled through group %d, short of group %d, which holds the primary's last acknowledged write",
 			st.JournaledGroup, req.Group)
 	case st.HeldGroups > 0 || len(st.Resyncing) > 0:
-		return control.PromoteResult{}, fmt.Errorf("a resync of %v holds %d groups unapplied here: the volumes cannot hold everything until it completes",
+		return failover.Promotion{}, refused, fmt.Errorf("a resync of %v holds %d groups unapplied here: the volumes cannot hold everything until it completes",
 			st.Resyncing, st.HeldGroups)
 	}
 	for i, v := range views {
 		if !v.Consistent {
-			return control.PromoteResult{}, fmt.Errorf("volume %s has no consistent copy here (%s)", s.order[i], consistencyNote(s.order[i], v, st.Group))
+			return failover.Promotion{}, refused, fmt.Errorf("volume %s has no consistent copy here (%s)", s.order[i], consistencyNote(s.order[i], v, st.Group))
 		}
 	}
 	s.log.Warn("switchover: promoting this secondary; the primary is cut off", "group", req.Group,
@@ -100,14 +210,13 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 	// fence (undoInterruptedPromotion), so that the primary, whose writes
 	// resume, is taken again.
 	if err := writeInPlacePromotion(s.fsys, s.cfg, req); err != nil {
-		return control.PromoteResult{}, fmt.Errorf("promote: %w", err)
+		return failover.Promotion{}, refused, fmt.Errorf("promote: %w", err)
 	}
 	pr, _, err := promoteOpen(s.cfg, s, s.fsys, func(pos transport.Position) error {
 		// By group: the time the primary heard for a group may be that
 		// of the empty groups formed after it, which are not journaled.
 		if pos.Group < req.Group {
-			return fmt.Errorf("fenced at group %d, short of group %d, which the primary acknowledged: not promoted; "+
-				"the secondary is fenced: duplex promote here, or restart it and run duplex recover", pos.Group, req.Group)
+			return fmt.Errorf("fenced at group %d, short of group %d, which the primary acknowledged", pos.Group, req.Group)
 		}
 		if afterInPlaceFence != nil {
 			return afterInPlaceFence()
@@ -115,23 +224,51 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 		return nil
 	})
 	if err != nil {
-		if _, fenced := s.sec.Generation(); fenced {
-			err = fmt.Errorf("%w (a restart of this secondary undoes the fence: it never took over)", err)
-		} else if rerr := removeInPlacePromotion(s.fsys, s.cfg); rerr != nil {
-			s.log.Error("the promotion in place was refused before the fence, and its marker could not be removed", "err", rerr)
+		res, note := s.undoFence()
+		if res.State == control.PromoteRefused {
+			if rerr := removeInPlacePromotion(s.fsys, s.cfg); rerr != nil {
+				// A restart finds the fence undone already: harmless.
+				s.log.Error("the promotion in place failed, and its marker could not be removed", "err", rerr)
+			}
 		}
-		return control.PromoteResult{}, fmt.Errorf("promote: %w", err)
+		return failover.Promotion{}, res, fmt.Errorf("promote: %w; %s", err, note)
 	}
 	if err := removeInPlacePromotion(s.fsys, s.cfg); err != nil {
 		// The promotion's record, which exists, settles it at a restart.
 		s.log.Warn("promoted in place; the marker of the promotion under way stays", "err", err)
 	}
-	promoted = true
-	s.promoted <- pr
 	s.log.Warn("switchover: promoted; serving the volumes read-write next", "promoted_at", control.FormatTime(pr.At),
 		"group", pr.Group, "consistency_time", control.FormatTime(pr.ConsistencyTime), "generation", pr.Generation.String())
-	return control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
-		Generation: pr.Generation.String()}, nil
+	return pr, control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
+		Generation: pr.Generation.String(), State: control.PromoteDone}, nil
+}
+
+// undoFence undoes the fence of a promotion in place that failed after it,
+// if it holds, and returns the state the site is left in, and what to tell
+// of it: a secondary that takes its primary again (refused), or fenced.
+// The fence stays when the promotion's record is there, whatever the error
+// said (written, its directory's sync failed): a restart would find the
+// site promoted.
+func (s *Secondary) undoFence() (control.PromoteResult, string) {
+	if _, fenced := s.sec.Generation(); !fenced {
+		return control.PromoteResult{State: control.PromoteRefused}, "nothing changed: this secondary takes its primary"
+	}
+	_, err := failover.ReadPromotion(s.fsys, PromotedDir(s.cfg))
+	switch {
+	case err == nil:
+		err = errors.New("its promotion record is there")
+		s.log.Error("switchover: the promotion failed after the fence, but its record is there: the primary is cut off", "err", err)
+		return control.PromoteResult{State: control.PromoteFenced}, "this secondary is fenced all the same, and its promotion's record is there: " +
+			"duplex promote here serves it as the primary"
+	case errors.Is(err, failover.ErrNotPromoted):
+		err = s.sec.UndoFence()
+	}
+	if err != nil {
+		s.log.Error("switchover: the promotion failed after the fence, which holds: the primary is cut off", "err", err)
+		return control.PromoteResult{State: control.PromoteFenced}, fmt.Sprintf("this secondary is fenced all the same (the fence cannot be undone now: %v): "+
+			"it takes no primary until a restart, which undoes the fence (it never took over); or, once the cause is fixed, duplex promote here makes it the primary", err)
+	}
+	return control.PromoteResult{State: control.PromoteRefused}, "the fence is undone and nothing changed: this secondary takes its primary again"
 }
 
 // inPlacePromotionFile marks, beside a secondary's state file, a promotion
@@ -296,6 +433,9 @@ type switchedState struct {
 	mu     sync.Mutex
 	record *failover.Switchover
 	status control.Status
+	// inDoubt is why a switchover does not know whether the other site
+	// takes over (the writes held meanwhile); "" otherwise.
+	inDoubt string
 }
 
 // refuseSwitchedOver refuses to start a primary that a switchover handed
@@ -351,12 +491,25 @@ const promotedWait = 30 * time.Second
 // then on, records the switchover (a restart as the primary is refused),
 // and stops replicating as at a clean stop; the result says how long writes
 // were held. Refused or failed before the other site took over, nothing
-// changes: the held writes go on, and replication with them.
+// changes: the held writes go on, and replication with them. The writes
+// resume only once this site knows the other site will not take over: it
+// refused the request (undoing its fence if the promotion failed after
+// it), the request never reached it, or, the answer lost, it cancelled the
+// request. Otherwise (no word from it, or fenced and not promoted) the
+// switchover is in doubt: the writes stay held, status says why, and the
+// other site is asked until it says (see awaitPromotion).
 func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (control.SwitchoverResult, error) {
 	if !p.switching.TryLock() {
-		return control.SwitchoverResult{}, errors.New("a switchover is under way already")
+		return control.SwitchoverResult{}, errors.New("a switchover is under way already, or in doubt (see duplex status)")
 	}
-	defer p.switching.Unlock()
+	// handed: the lock goes to awaitPromotion, which settles a switchover
+	// in doubt.
+	handed := false
+	defer func() {
+		if !handed {
+			p.switching.Unlock()
+		}
+	}()
 	if _, done := p.switchedStatus(); done {
 		return control.SwitchoverResult{}, errors.New("this site was switched over already")
 	}
@@ -408,44 +561,177 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	}
 	// The answer is waited for past a cancelled request: once asked, the
 	// other site may take over, and this site must know whether it did.
+	req.ID = transport.NewGeneration().String()
 	pctx, pcancel := context.WithDeadline(context.WithoutCancel(ctx), later(deadline, time.Now().Add(promotedWait)))
 	pr, err := control.PromoteSecondary(pctx, at, p.token, req)
 	pcancel()
+	if err == nil && pr.State == "" {
+		pr.State = control.PromoteDone // a site that predates the states
+	}
+	settled := false
 	if err != nil {
-		// Refused, or never delivered (no connection): not promoted.
 		var refused *control.RefusedError
 		var dial *net.OpError
-		promotedAt, known := "", errors.As(err, &refused) || errors.As(err, &dial) && dial.Op == "dial"
-		if !known {
-			promotedAt, known = p.askPromoted(at)
+		switch {
+		case pr.PromotedAt != "":
+			// Promoted already, by another request: it is the primary.
+			pr.State = control.PromoteDone
+		case errors.As(err, &refused) && (pr.State == control.PromoteRefused || pr.State == control.PromoteFenced):
+			// The site's word: the request will never be carried out.
+		case errors.As(err, &refused) && (refused.Code == 400 || refused.Code == 401 || refused.Code == 403):
+			// Turned away before any promotion began.
+			pr.State = control.PromoteRefused
+		case errors.As(err, &dial) && dial.Op == "dial":
+			// Never delivered (no connection): it cannot be carried out.
+			pr.State = control.PromoteRefused
+		default:
+			// The answer was lost, or says nothing for sure: whether the
+			// other site takes over is known only once it says so, or
+			// says the request, cancelled, never will be.
+			p.log.Warn("switchover: the answer to the promotion was lost; cancelling the request", "err", err)
+			settled = true
+			pr = p.settlePromotion(context.WithoutCancel(ctx), at, req, later(deadline, time.Now().Add(promotedWait)))
 		}
-		if promotedAt == "" {
-			if rerr := failover.RemoveSwitchover(p.fsys, dir); rerr != nil {
-				// The record stays: a restart is refused until the
-				// operator checks, which errs on the safe side.
-				p.log.Error("switchover abandoned, and its record could not be removed", "err", rerr)
-			}
-			if !known {
-				return res, fmt.Errorf("switchover abandoned, writes resume here: the other site did not answer whether it took over (%w); "+
-					"if duplex status there shows promoted_at once it is back, both sites took writes: stop this primary, "+
-					"and duplex rejoin here discards what it wrote since %s", err, control.FormatTime(acked.Time))
-			}
-			return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
-		}
-		pr = control.PromoteResult{PromotedAt: promotedAt}
 	}
+	switch pr.State {
+	case control.PromoteDone:
+	case control.PromoteRefused:
+		if rerr := failover.RemoveSwitchover(p.fsys, dir); rerr != nil {
+			// The record stays: a restart is refused until the operator
+			// checks, which errs on the safe side.
+			p.log.Error("switchover abandoned, and its record could not be removed", "err", rerr)
+		}
+		if settled {
+			return res, fmt.Errorf("switchover abandoned, writes resume: the answer to the promotion was lost (%w), "+
+				"and the other site cancelled the request: it does not take over", err)
+		}
+		return res, fmt.Errorf("switchover abandoned, writes resume: %w", err)
+	default:
+		// Fenced there and not promoted, or no word: the writes stay held
+		// (an acknowledged write would be at this site only, with the
+		// other one the primary or taking no primary), and the record
+		// pending, until the other site says.
+		committed, handed = true, true
+		why := p.inDoubt(pr, err)
+		go p.awaitPromotion(at, req, rec, res, pausedAt, why)
+		return res, fmt.Errorf("switchover in doubt, writes held here: %s", why)
+	}
+	return p.switchedTo(ctx, at, rec, pr, res, pausedAt), nil
+}
+
+// inDoubt says why a switchover does not know whether the other site takes
+// over, and what the operator can do, given the other site's last word (pr,
+// or the error of the promotion), and sets it in the status.
+func (p *Primary) inDoubt(pr control.PromoteResult, err error) string {
+	var why string
+	if pr.State == control.PromoteFenced {
+		why = fmt.Sprintf("the other site is fenced and not promoted (%s): it takes no writes from here", pr.Error)
+	} else {
+		why = fmt.Sprintf("the other site did not say whether it takes over (%v)", err)
+	}
+	why += "; writes stay held here until it says: promoted, this site is switched over; the promotion cancelled there, the writes resume. " +
+		"duplex promote there makes it the primary. To serve writes here without it instead, stop this primary, remove " +
+		filepath.Join(p.stateDir, failover.SwitchoverFile) + " and start it: the writes are then replicated only once the other site takes this primary again"
+	p.switchedOver.mu.Lock()
+	p.switchedOver.inDoubt = why
+	p.switchedOver.mu.Unlock()
+	return why
+}
+
+// settlePromotion asks the other site, until it says or until the deadline,
+// to cancel the promotion request req, whose answer was lost: the answer
+// says whether it is promoted, fenced, or will never be promoted by req. A
+// site that does not answer, but whose status says it is promoted, is.
+// State is empty if it never said.
+func (p *Primary) settlePromotion(ctx context.Context, at control.Endpoint, req control.PromoteRequest, deadline time.Time) control.PromoteResult {
+	var last control.PromoteResult
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pr, err := control.CancelPromotion(cctx, at, p.token, control.CancelRequest{Session: req.Session, ID: req.ID})
+		cancel()
+		switch {
+		case err == nil && pr.State != control.PromoteFenced:
+			return pr
+		case err == nil:
+			// Fenced and not promoted: the operator may yet promote it.
+			last = pr
+		default:
+			sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+			st, serr := control.Fetch(sctx, at)
+			scancel()
+			if serr == nil && st.PromotedAt != "" {
+				return control.PromoteResult{State: control.PromoteDone, PromotedAt: st.PromotedAt}
+			}
+			if last.State == "" {
+				last.Error = err.Error()
+			}
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// awaitPromotion settles a switchover in doubt in the background: it goes
+// on asking the other site until it says it is promoted (this site is then
+// switched over) or that the request will never be carried out (the held
+// writes resume), holding the switchover's lock meanwhile. Stopped first,
+// this site refuses the held writes and keeps the record pending: a
+// restart waits for the operator.
+func (p *Primary) awaitPromotion(at control.Endpoint, req control.PromoteRequest, rec failover.Switchover, res control.SwitchoverResult, pausedAt time.Time, why string) {
+	defer p.switching.Unlock()
+	for {
+		pr := p.settlePromotion(p.life, at, req, time.Now().Add(promotedWait))
+		switch {
+		case p.life.Err() != nil:
+			p.gate.refuse(fmt.Errorf("this site stopped in the middle of a switchover: %w", nbd.ESHUTDOWN))
+			return
+		case pr.State == control.PromoteDone:
+			p.clearInDoubt()
+			p.switchedTo(p.life, at, rec, pr, res, pausedAt)
+			return
+		case pr.State == control.PromoteRefused:
+			if err := failover.RemoveSwitchover(p.fsys, p.stateDir); err != nil {
+				p.log.Error("switchover abandoned, and its record could not be removed", "err", err)
+			}
+			p.clearInDoubt()
+			p.gate.release()
+			p.log.Warn("switchover abandoned: the other site cancelled the promotion; writes resume", "held_for", time.Since(pausedAt))
+			return
+		}
+		if w := p.inDoubt(pr, errors.New(pr.Error)); w != why {
+			why = w
+			p.log.Warn("switchover in doubt: writes held", "why", why)
+		}
+	}
+}
+
+func (p *Primary) clearInDoubt() {
+	p.switchedOver.mu.Lock()
+	p.switchedOver.inDoubt = ""
+	p.switchedOver.mu.Unlock()
+}
+
+// switchedTo makes this site the old primary once the other site is
+// promoted: writes are refused from then on, the switchover recorded as
+// done, and the result says so once the new primary serves (or a warning
+// once it does not in time).
+func (p *Primary) switchedTo(ctx context.Context, at control.Endpoint, rec failover.Switchover, pr control.PromoteResult, res control.SwitchoverResult, pausedAt time.Time) control.SwitchoverResult {
 	if pr.ConsistencyTime != 0 {
 		// What the promotion recorded: the applied group's own time.
 		res.Group, res.ConsistencyTime = pr.Group, control.FormatTime(pr.ConsistencyTime)
 	}
 	// From here the other site is the primary.
-	committed = true
 	p.gate.refuse(errSwitchedOver(pr.PromotedAt))
 	rec.State, rec.PromotedAt = failover.SwitchoverDone, pr.PromotedAt
 	if pr.ConsistencyTime != 0 {
 		rec.ConsistencyTime, rec.Group = pr.ConsistencyTime, pr.Group
 	}
-	if err := failover.WriteSwitchover(p.fsys, dir, rec); err != nil {
+	if err := failover.WriteSwitchover(p.fsys, p.stateDir, rec); err != nil {
 		// The pending record refuses a restart all the same.
 		p.log.Error("switchover done, but its record still says pending", "err", err)
 	}
@@ -464,7 +750,7 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 	close(p.switched)
 	res.PromotedAt = pr.PromotedAt
 	p.log.Warn("switchover: the other site is the session's primary; this site refuses writes", "promoted_at", pr.PromotedAt,
-		"group", acked.Group, "consistency_time", res.ConsistencyTime)
+		"group", rec.Group, "consistency_time", res.ConsistencyTime)
 	// The pause lasts until the new primary serves.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), promotedWait)
 	defer wcancel()
@@ -484,7 +770,7 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.PauseSeconds = time.Since(pausedAt).Seconds()
-	return res, nil
+	return res
 }
 
 // otherSite is the config section that describes the other site: the
@@ -549,39 +835,22 @@ func (p *Primary) switchoverReady(ctx context.Context, at control.Endpoint) erro
 }
 
 // allDuplex refuses unless every pair is duplex and consistent: only then
-// does the secondary hold every write acknowledged here.
+// does the secondary hold every write acknowledged here. A deleted pair is
+// no exception: its volume is still served here, its writes no longer
+// shipped, and the other site, promoted, would serve its copy as of the
+// deletion read-write, without them.
 func (p *Primary) allDuplex() error {
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted {
-			continue
+			return fmt.Errorf("pair %s was deleted: the writes to %s since are at this site only, and the other site would serve its copy "+
+				"as of the deletion; duplex pair add %s copies it there again (a switchover waits until the pair is duplex)",
+				pr.Volume, pr.Volume, pr.Volume)
 		}
 		if pr.State != pair.Duplex || pr.Inconsistent {
 			return fmt.Errorf("pair %s is %s, not duplex: the secondary does not hold every write to it", pr.Volume, pr.State)
 		}
 	}
 	return nil
-}
-
-// askPromoted asks the other site's status whether it took over, when the
-// answer to the promotion was lost; known is false if it never said. A
-// secondary fenced and not (yet) promoted may still record its promotion:
-// it is asked again until it says, or the wait ends.
-func (p *Primary) askPromoted(at control.Endpoint) (promotedAt string, known bool) {
-	end := time.Now().Add(promotedWait)
-	for time.Now().Before(end) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := control.Fetch(ctx, at)
-		cancel()
-		switch {
-		case err != nil:
-		case st.PromotedAt != "":
-			return st.PromotedAt, true
-		case !st.Fenced:
-			return "", true
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return "", false
 }
 
 // predrainTarget is the backlog at which a switchover pauses the writes:
