@@ -629,9 +629,10 @@ func (p *Primary) inDoubt(pr control.PromoteResult, err error) string {
 	} else {
 		why = fmt.Sprintf("the other site did not say whether it takes over (%v)", err)
 	}
-	why += "; writes stay held here until it says: promoted, this site is switched over; the promotion cancelled there, the writes resume. " +
-		"duplex promote there makes it the primary. To serve writes here without it instead, stop this primary, remove " +
-		filepath.Join(p.stateDir, failover.SwitchoverFile) + " and start it: the writes are then replicated only once the other site takes this primary again"
+	why += "; writes stay held here, and the other site is asked again until it says: promoted, this site is switched over; " +
+		"the promotion cancelled there, the writes resume. duplex promote there makes it the primary. To serve writes here instead, " +
+		"first make sure the other site is not promoted and never will be (its daemon stopped, duplex status there without promoted_at), " +
+		"then stop this primary, remove " + filepath.Join(p.stateDir, failover.SwitchoverFile) + " and start it"
 	p.switchedOver.mu.Lock()
 	p.switchedOver.inDoubt = why
 	p.switchedOver.mu.Unlock()
