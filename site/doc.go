@@ -82,8 +82,13 @@
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
 // promote` does, and its daemon then serves the promoted site in the same
-// process. promoting.json beside state.json marks such a promotion under
-// way, from before the fence until the promotion is recorded: a start that
+// process. It handles the requests one at a time, each once (they carry an
+// id), and a request cancelled (POST /v1/promote/cancel, which a primary
+// whose answer was lost sends) is never carried out: the cancel's answer
+// is what tells the primary that its writes may resume. A promotion that
+// fails after the fence undoes the fence before it refuses. promoting.json
+// beside state.json marks such a promotion under way, from before the
+// fence until the promotion is recorded (or its fence undone): a start that
 // finds it without the record undoes the fence (the site never took over,
 // and no write reached its volumes), so the primary is taken again.
 //

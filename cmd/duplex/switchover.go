@@ -23,7 +23,9 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 		"the last acknowledged write, promotes it in place: it serves the volumes read-write on its nbd address from then on, "+
 		"and this site refuses writes (NBD ESHUTDOWN) and starts no more as the primary (duplex rejoin here follows the new primary). "+
 		"Writes that arrive during the pause wait; they fail with ESHUTDOWN once the other site took over, and go on if the "+
-		"switchover fails or is refused, which changes nothing. Refused while the link is down or a pair is not duplex. "+
+		"switchover fails or is refused, which changes nothing; if the other site, asked to take over, does not say whether it does, "+
+		"they stay held until it says (duplex status shows switchover_in_doubt and the way out). "+
+		"Refused while the link is down or a pair is not duplex (deleted included). "+
 		"Prints the write pause and the consistency time the other site took over at.")
 	path := fs.configFlag("both sites' control addresses and the control token")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long the switchover may take, drain included, `D` such as 90s or 5m; "+
@@ -56,8 +58,10 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	toControl, _ := controlOf(cfg, to)
 	fmt.Fprintf(stdout, "switchover of session %s from the %s site to the %s site (control %s): draining, then pausing writes\n",
 		cfg.Session, from, to, toControl.Addr)
-	// The primary gives up at the timeout, then answers.
-	sctx, cancel := context.WithTimeout(ctx, *timeout+control.AnswerMargin+time.Minute)
+	// The primary gives up at the timeout, then answers: past it, it may
+	// wait for the other site's answer, settle a lost one, and wait for
+	// the new primary to serve, 30 s each at most.
+	sctx, cancel := context.WithTimeout(ctx, *timeout+control.AnswerMargin+2*time.Minute)
 	defer cancel()
 	res, err := control.Switchover(sctx, at, tok, *timeout)
 	if err != nil {
