@@ -110,7 +110,12 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 	}
 	if why, ok := r.ended[req.ID]; ok && req.ID != "" {
 		r.mu.Unlock()
-		return control.PromoteResult{State: control.PromoteRefused}, fmt.Errorf("this request was answered already: %s", why)
+		res := control.PromoteResult{State: control.PromoteRefused}
+		if _, fenced := s.sec.Generation(); fenced {
+			// Its promotion failed after a fence that stays.
+			res.State = control.PromoteFenced
+		}
+		return res, fmt.Errorf("this request was answered already: %s", why)
 	}
 	r.busy = true
 	r.mu.Unlock()
@@ -641,32 +646,25 @@ func (p *Primary) inDoubt(pr control.PromoteResult, err error) string {
 
 // settlePromotion asks the other site, until it says or until the deadline,
 // to cancel the promotion request req, whose answer was lost: the answer
-// says whether it is promoted, fenced, or will never be promoted by req. A
-// site that does not answer, but whose status says it is promoted, is.
-// State is empty if it never said.
+// says whether it is promoted, fenced (and not promoted), or will never be
+// promoted by req. A site that does not answer, but whose status says it
+// is promoted, is. State is empty if it never said.
 func (p *Primary) settlePromotion(ctx context.Context, at control.Endpoint, req control.PromoteRequest, deadline time.Time) control.PromoteResult {
 	var last control.PromoteResult
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		pr, err := control.CancelPromotion(cctx, at, p.token, control.CancelRequest{Session: req.Session, ID: req.ID})
 		cancel()
-		switch {
-		case err == nil && pr.State != control.PromoteFenced:
+		if err == nil {
 			return pr
-		case err == nil:
-			// Fenced and not promoted: the operator may yet promote it.
-			last = pr
-		default:
-			sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
-			st, serr := control.Fetch(sctx, at)
-			scancel()
-			if serr == nil && st.PromotedAt != "" {
-				return control.PromoteResult{State: control.PromoteDone, PromotedAt: st.PromotedAt}
-			}
-			if last.State == "" {
-				last.Error = err.Error()
-			}
 		}
+		sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+		st, serr := control.Fetch(sctx, at)
+		scancel()
+		if serr == nil && st.PromotedAt != "" {
+			return control.PromoteResult{State: control.PromoteDone, PromotedAt: st.PromotedAt}
+		}
+		last.Error = err.Error()
 		if ctx.Err() != nil || time.Now().After(deadline) {
 			return last
 		}
@@ -704,9 +702,19 @@ func (p *Primary) awaitPromotion(at control.Endpoint, req control.PromoteRequest
 			p.log.Warn("switchover abandoned: the other site cancelled the promotion; writes resume", "held_for", time.Since(pausedAt))
 			return
 		}
-		if w := p.inDoubt(pr, errors.New(pr.Error)); w != why {
-			why = w
-			p.log.Warn("switchover in doubt: writes held", "why", why)
+		if pr.Error != "" {
+			if w := p.inDoubt(pr, errors.New(pr.Error)); w != why {
+				why = w
+				p.log.Warn("switchover in doubt: writes held", "why", why)
+			}
+		}
+		if pr.State == control.PromoteFenced {
+			// Fenced and not promoted: the operator may yet promote it,
+			// or undo the fence by a restart and recover.
+			select {
+			case <-p.life.Done():
+			case <-time.After(2 * time.Second):
+			}
 		}
 	}
 }
