@@ -56,8 +56,9 @@ func TestSwitchoverInDoubtHoldsTheWritesUntilTheOtherSiteSays(t *testing.T) {
 	s := startSecondaryForSwitchover(t, cfg)
 	h := holdPromotion(t, cfg.Secondary.Control)
 	c := blockCancels(t, h.addr)
-	cfg.Secondary.Control = c.addr
-	p, _ := startPrimaryForSwitchover(t, cfg)
+	pcfg := *cfg // the secondary's Run reads its own
+	pcfg.Secondary.Control = c.addr
+	p, _ := startPrimaryForSwitchover(t, &pcfg)
 	waitDuplex(t, p)
 	vols := cfg.VolumeNames()
 	if err := p.Write(context.Background(), vols[0], bytes.Repeat([]byte{1}, 4096), 0); err != nil {

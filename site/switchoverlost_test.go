@@ -91,8 +91,11 @@ func TestSwitchoverWithALostAnswerLeavesOnePrimary(t *testing.T) {
 	cfg := switchoverConfig(t)
 	s := startSecondaryForSwitchover(t, cfg)
 	h := holdPromotion(t, cfg.Secondary.Control)
-	cfg.Secondary.Control = h.addr // the primary reaches the secondary's control address through it
-	p, _ := startPrimaryForSwitchover(t, cfg)
+	// The primary reaches the secondary's control address through it; a
+	// config of its own, the secondary's Run reading its own.
+	pcfg := *cfg
+	pcfg.Secondary.Control = h.addr
+	p, _ := startPrimaryForSwitchover(t, &pcfg)
 	waitDuplex(t, p)
 	vols := cfg.VolumeNames()
 	if err := p.Write(context.Background(), vols[0], bytes.Repeat([]byte{1}, 4096), 0); err != nil {
