@@ -223,9 +223,6 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 		if pos.Group < req.Group {
 			return fmt.Errorf("fenced at group %d, short of group %d, which the primary acknowledged", pos.Group, req.Group)
 		}
-		if afterInPlaceFence != nil {
-			return afterInPlaceFence()
-		}
 		return nil
 	})
 	if err != nil {
@@ -339,11 +336,6 @@ func undoInterruptedPromotion(fsys disk.FS, cfg *config.Config, log *slog.Logger
 	}
 	return removeInPlacePromotion(fsys, cfg)
 }
-
-// afterInPlaceFence, set by tests, runs between the fence of a promotion in
-// place and its record: an error there stands for the secondary dying in
-// that window.
-var afterInPlaceFence func() error
 
 // writeGate lets writes through the primary's write path, holds them while
 // a switchover pauses them, and refuses them once it is done. A nil gate

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -33,12 +34,16 @@ func (f noUnfence) CreateTemp(dir, pattern string) (disk.File, error) {
 	return f.FS.CreateTemp(dir, pattern)
 }
 
-// A promotion that fails after the fence, whose fence cannot be undone,
-// leaves the secondary fenced and not promoted: it takes no writes from the
-// primary, and serves none. The primary must not resume the writes as if
-// nothing changed: it holds them, in doubt, and says that the other site
-// is fenced.
-func TestSwitchoverWithAFenceThatStaysHoldsTheWrites(t *testing.T) {
+// A promotion that fails after the fence, whose fence cannot be undone
+// (as for a secondary that dies there), leaves the secondary fenced and not
+// promoted: it takes no writes from the primary, and serves none. The
+// primary must not resume the writes as if nothing changed: it holds them,
+// in doubt, and says that the other site is fenced. The secondary's restart
+// undoes the fence (promoting.json says a promotion was under way, and no
+// record says it took effect): it never took over and no write reached its
+// volumes. It then answers the primary's cancel, the held writes go on, and
+// replication with them.
+func TestSwitchoverWithAFenceThatStaysHoldsTheWritesUntilARestartUndoesIt(t *testing.T) {
 	cfg := switchoverConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: noUnfence{FS: disk.OS, failed: new(atomic.Bool)}})
@@ -49,7 +54,13 @@ func TestSwitchoverWithAFenceThatStaysHoldsTheWrites(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
 
 	p, _ := startPrimaryForSwitchover(t, cfg)
 	waitDuplex(t, p)
@@ -68,11 +79,48 @@ func TestSwitchoverWithAFenceThatStaysHoldsTheWrites(t *testing.T) {
 	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); err != nil {
 		t.Errorf("the switchover's record: %v, want it pending", err)
 	}
+	want := bytes.Repeat([]byte{2}, 4096)
 	written := make(chan error, 1)
-	go func() { written <- p.Write(context.Background(), vols[0], make([]byte, 4096), 0) }()
+	go func() { written <- p.Write(context.Background(), vols[1], want, 8192) }()
 	select {
 	case err := <-written:
 		t.Fatalf("a write with the other site fenced and not promoted ended (%v): it must be held", err)
 	case <-time.After(2 * time.Second):
 	}
+
+	// The secondary restarts, on a disk that works, at the same addresses.
+	listen, ctl := s.ListenAddr(), s.ControlAddr()
+	cancel()
+	<-done
+	stopped = true
+	if _, err := failover.ReadPromotion(nil, PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
+		t.Fatalf("the promotion was recorded: %v", err)
+	}
+	scfg := *cfg
+	scfg.Secondary.Listen, scfg.Secondary.Control = listen, ctl
+	again := startSecondaryForSwitchover(t, &scfg)
+	if _, fenced := again.Replica().Generation(); fenced {
+		t.Fatal("the secondary restarted fenced: it refuses the primary for good")
+	}
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatalf("the held write, once the restarted secondary cancelled the promotion: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the held write did not go on within 2 minutes of the secondary's restart")
+	}
+	if st := p.Status(); st.SwitchoverInDoubt != "" {
+		t.Errorf("status still says the switchover is in doubt: %q", st.SwitchoverInDoubt)
+	}
+	waitFor(t, time.Minute, "the primary to link again and the write to reach the secondary", func() bool {
+		if p.Status().Link != "connected" {
+			return false
+		}
+		got := make([]byte, 4096)
+		if err := again.vols[vols[1]].ReadAt(got, 8192); err != nil {
+			return false
+		}
+		return bytes.Equal(got, want)
+	})
 }
