@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/control"
 	"duplex/internal/testpki"
@@ -122,13 +122,16 @@ func spkiHash(t *testing.T, path string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
+// freeAddr returns a loopback address for a listener a daemon binds later.
+// A port the kernel handed out for port 0 lies in the ephemeral range, where
+// any connection made before the daemon binds it may take it as its local
+// port; harness.FreeAddrs picks below that range and reserves the port
+// against every other picker on the machine for the life of the test binary.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := harness.FreeAddrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs[0]
 }
