@@ -663,8 +663,23 @@ func (p *Primary) samples() []control.Sample {
 	if ms.Connected {
 		up = 1
 	}
+	// The progress of the copies under way, as status gives it per volume:
+	// a resync holds the secondary at its consistency time until it ends,
+	// so what is left of it is what a dashboard must see shrink.
+	var pending, copyBytes, copied int64
+	for _, pr := range p.pairs.Pairs() {
+		if pr.Deleted || pr.State != pair.Pending {
+			continue
+		}
+		pending++
+		copyBytes += pr.CopyTotal
+		copied += pr.Copied
+	}
 	return []control.Sample{
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
+		control.Gauge("pairs_copying", "Pairs pending: their initial copy or resync runs.", float64(pending)),
+		control.Gauge("copy_bytes", "Bytes the running initial copies and resyncs copy in all.", float64(copyBytes)),
+		control.Gauge("copied_bytes", "Of copy_bytes, the bytes copied so far.", float64(copied)),
 		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("sidefile_bytes", "Bytes held for replication: captured, in record sets, or sent and not yet acknowledged.", float64(used)),
 		control.Gauge("sidefile_limit_bytes", "Sum of the subsystems' sidefile limits.", float64(limit)),

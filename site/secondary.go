@@ -538,6 +538,11 @@ func (s *Secondary) samples() []control.Sample {
 		control.Counter("crc_errors_total", "Frames discarded for a CRC or format error.", float64(st.CorruptFrames)),
 		control.Counter("refused_total", "Connections refused (handshake, session or subsystem mismatch).", float64(st.Refused)),
 		control.Gauge("journal_bytes", "Bytes in journal segment files.", float64(st.JournalBytes)),
+		// What a resync holds back: the consistency time stays put meanwhile,
+		// so these are the figures that show the resync moving.
+		control.Gauge("resync_volumes", "Volumes whose resync holds the secondary at its consistency time.", float64(len(st.Resyncing))),
+		control.Gauge("held_groups", "Consistency groups journaled and held back until the resyncs end.", float64(st.HeldGroups)),
+		control.Gauge("held_bytes", "Bytes of the groups held back until the resyncs end.", float64(st.HeldBytes)),
 	}
 }
 
