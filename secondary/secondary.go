@@ -103,8 +103,8 @@ type Config struct {
 	// the Welcome, so the primary forms nothing this secondary refuses.
 	MaxFrame int
 	// Checkpoint is how often a group without updates is journaled when only
-	// the time advances; in between, the consistency time advances in memory
-	// only. Default 1s.
+	// the time advances: at idle the consistency time reported moves once a
+	// Checkpoint, since only a journaled time survives a restart. Default 1s.
 	Checkpoint time.Duration
 	// CheckpointEvery is how often the applied groups are flushed and
 	// recorded in the state file (and the journal trimmed); default 100ms.
@@ -266,16 +266,12 @@ type Secondary struct {
 	unflushed      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
+	stats          Stats
 	// formedTime is the time of the last group formed on the linked
 	// primary's connection, journaled or not (receive journals an empty
-	// one only every Checkpoint), and needGroup the last journaled group
-	// with updates (from Open: the last journaled). Once needGroup is
-	// applied the volumes are an image of the primary as of formedTime
-	// too, since nothing happened after it but groups without updates.
-	// Guarded by mu.
+	// one only every Checkpoint). A coupled secondary publishes it; status
+	// does not report it, since a restart would not. Guarded by mu.
 	formedTime int64
-	needGroup  uint64
-	stats      Stats
 	// beforeLink, if set, is called by serve once a Hello has passed the
 	// checks made outside the critical section that links the primary,
 	// just before it: tests land a Fence or a stop there.
@@ -323,10 +319,9 @@ type Stats struct {
 	Connected bool
 	Peer      string
 	Group     uint64 // last group applied: the volumes are at this group
-	// Time is the consistency time of Group, or, while a primary is linked
-	// and every group it formed since was empty, the last of their times:
-	// the volumes are an image as of it too. Unlinked (fenced, stopped,
-	// gone) it is Group's time, journaled, which a restart reports too.
+	// Time is the consistency time of Group, journaled, which a restart
+	// reports too; the empty groups formed at idle and not journaled do not
+	// move it.
 	Time int64
 	// JournaledGroup is the last group journaled (and acknowledged); ahead
 	// of Group by HeldGroups while a resync holds the volumes.
@@ -490,7 +485,6 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, err
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
-	s.needGroup = s.journaled.Group
 	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
 	s.frames.applied = s.queued.Group
 	// Room for one group applied and one waiting: enough to keep the disk
@@ -1764,10 +1758,6 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
 	s.journaled = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
-	if len(g.Updates) > 0 {
-		// An empty g changes nothing of the image the volumes are.
-		s.needGroup = g.Number
-	}
 	for _, u := range g.Updates {
 		if u.Kind != recordset.KindMarker {
 			s.stats.BytesJournaled += uint64(len(u.Data))
@@ -2018,25 +2008,20 @@ func (s *Secondary) Snapshot(vols []string) (Stats, []VolumeView) {
 	return st, views
 }
 
-// reportedLocked returns the applied state as status reports it: its Time
-// is the last formed group's when the groups formed since the last one with
-// updates applied were empty, since the volumes are an image as of the last
-// of them. Without this an idle secondary's consistency time moved once a
-// Checkpoint (1 s), when an empty group is journaled, and its lag rose to
-// 1 s and fell back, again and again. Only while a primary is linked: those
-// empty groups are not journaled, so a restart knows only the applied
-// group's time, and so do a fence and recover, which report the volumes as
-// a restart leaves them. Once no primary is linked (fenced, stopped, gone)
-// no group is formed that needs the idle time, and the applied group's own
-// time is reported, as a restart reports it, rather than one group shown
-// with two times. Called with s.mu and s.posMu held; Through is left out
-// (not reported, and not to be shared).
+// reportedLocked returns the applied state as status reports it: the
+// applied group's own time, linked or not, which is what a restart, a fence
+// and recover report for it. The empty groups formed at idle since are not
+// journaled (receive journals one once a Checkpoint), so their later time
+// was in memory only: reported while linked, it was lost by a kill -9, and
+// the operator who read "consistent as of T" found an earlier time for the
+// same data afterwards. The idle time reaches status once an empty group
+// carrying it is journaled and applied, so an idle secondary's lag rises to
+// about a Checkpoint and falls back, as the primary's (from the journaled
+// acknowledgements) always did. Called with s.mu and s.posMu held; Through
+// is left out (not reported, and not to be shared).
 func (s *Secondary) reportedLocked() apply.State {
 	st := s.durable
 	st.Through = nil
-	if s.conn != nil && !s.fenced && st.Group >= s.needGroup && s.formedTime > st.Time {
-		st.Time = s.formedTime
-	}
 	return st
 }
 
