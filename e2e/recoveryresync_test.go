@@ -89,12 +89,16 @@ func TestPrefixThroughCrashRecoveryResync(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := r.prim.LogTail(1 << 20)
-	if !strings.Contains(log, "resynchronising the regions of its activity log") {
+	resynced := false
+	for _, line := range strings.Split(log, "\n") {
+		resynced = resynced || strings.Contains(line, "did not stop cleanly") && strings.Contains(line, "activity log") && strings.Contains(line, "resynchronising")
+	}
+	if !resynced {
 		t.Fatalf("the restarted primary did not resync its activity log's regions (fewer than half a sidefile?):\n%s", r.prim.LogTail(3000))
 	}
 
 	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, "resynchronising the regions") {
+		if strings.Contains(line, "resynchronising") {
 			t.Logf("restarted primary: %s", line)
 		}
 	}
