@@ -63,9 +63,8 @@ func (c *Config) Validate() error {
 // addresses, rates and enums are well formed; unique keys are; groups of
 // keys are set together.
 func (c *Config) checkKeys(p *problems) {
-	seen := map[[3]string]string{} // group, site ("" on one machine), value -> first key
-	type listener struct{ site, path, addr string }
-	var listeners []listener // seen so far: compared by what the kernel binds, not by text
+	type unique struct{ group, site, path, value string } // site "" on one machine
+	var seen []unique
 	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, _ string, f *field, v reflect.Value) bool {
 		if f.min.IsValid() && v.Int() < f.min.Int() || f.max.IsValid() && v.Int() > f.max.Int() {
 			p.add(path, "%s", f.rangeProblem(v))
@@ -99,38 +98,33 @@ func (c *Config) checkKeys(p *problems) {
 		if _, port, _ := bindHosts(v.String()); f.unique == "" || f.kind == "listen" && port == "0" { // any free port: no collision
 			return true
 		}
-		key := [3]string{f.unique, siteOf(path), v.String()}
+		u := unique{f.unique, siteOf(path), path, v.String()}
 		if c.sameMachine() {
-			key[1] = ""
+			u.site = ""
 		}
 		if f.kind == "path" {
-			key[2] = c.Resolve(key[2])
+			u.value = c.Resolve(u.value)
 		}
-		if f.kind == "listen" {
-			for _, l := range listeners {
-				if l.site != key[1] || l.addr == v.String() || !listenersOverlap(l.addr, v.String()) {
-					continue
-				}
-				also := ""
-				if siteOf(l.path) != siteOf(path) {
-					also = ", and both sites run on this machine"
-				}
-				p.add(path, "%q binds the port of %s (%q)%s: %s", v.String(), l.path, l.addr, also, uniqueWhy[f.unique])
-				break
+		// Listeners are compared by what the kernel binds, not by text.
+		for _, e := range seen {
+			if e.group != u.group || e.site != u.site || e.value != u.value && (f.kind != "listen" || !listenersOverlap(e.value, u.value)) {
+				continue
 			}
-			listeners = append(listeners, listener{key[1], path, v.String()})
+			why, also := uniqueWhy[f.unique], ""
+			if siteOf(e.path) != siteOf(path) {
+				also = ", and both sites run on this machine"
+			}
+			switch {
+			case e.value != u.value:
+				p.add(path, "%q binds the port of %s (%q)%s: %s", u.value, e.path, e.value, also, why)
+			case f.kind == "name":
+				p.add(path, "%q is also the %s of %s: %s", u.value, f.name, strings.TrimSuffix(e.path, "."+f.name), why)
+			default:
+				p.add(path, "%q is also %s%s: %s", u.value, e.path, also, why)
+			}
+			break
 		}
-		other, dup := seen[key]
-		switch {
-		case !dup:
-			seen[key] = path
-		case f.kind == "name":
-			p.add(path, "%q is also the %s of %s: %s", v.String(), f.name, strings.TrimSuffix(other, "."+f.name), uniqueWhy[f.unique])
-		case siteOf(other) != siteOf(path):
-			p.add(path, "%q is also %s, and both sites run on this machine: %s", v.String(), other, uniqueWhy[f.unique])
-		default:
-			p.add(path, "%q is also %s: %s", v.String(), other, uniqueWhy[f.unique])
-		}
+		seen = append(seen, u)
 		return true
 	})
 }
