@@ -136,6 +136,12 @@ func retireReverseSecondary(cfg *config.Config, promoted string) error {
 	if err := os.RemoveAll(promoted); err != nil {
 		return fmt.Errorf("the reverse direction's promotion record: %w", err)
 	}
+	if rev, err := cfg.Reversed(); err == nil {
+		// Its promotion is recorded: the marker of it under way is spent.
+		if err := removeInPlacePromotion(nil, rev); err != nil {
+			return err
+		}
+	}
 	segs, _ := filepath.Glob(filepath.Join(cfg.Primary.Journal, "*.seg"))
 	for _, s := range segs {
 		if err := os.Remove(s); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -146,6 +146,11 @@ func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume
 	if err := secondary.Seed(nil, StatePath(cfg), st, gen); err != nil {
 		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
 	}
+	// A promotion in place of this site's time as the secondary is
+	// recorded: the marker of it under way, if left, is spent.
+	if err := removeInPlacePromotion(nil, cfg); err != nil {
+		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
 	if err := writeRejoin(cfg, r); err != nil {
 		return Rejoined{}, err
 	}

@@ -570,7 +570,7 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 		var refused *control.RefusedError
 		var dial *net.OpError
 		switch {
-		case pr.PromotedAt != "":
+		case pr.PromotedAt != "" && pr.PromotedAt != p.promotedAt():
 			// Promoted already, by another request: it is the primary.
 			pr.State = control.PromoteDone
 		case errors.As(err, &refused) && (pr.State == control.PromoteRefused || pr.State == control.PromoteFenced):
@@ -653,7 +653,7 @@ func (p *Primary) settlePromotion(ctx context.Context, at control.Endpoint, req 
 		sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
 		st, serr := control.Fetch(sctx, at)
 		scancel()
-		if serr == nil && st.PromotedAt != "" {
+		if serr == nil && p.otherPromoted(st) {
 			return control.PromoteResult{State: control.PromoteDone, PromotedAt: st.PromotedAt}
 		}
 		last.Error = err.Error()
@@ -759,7 +759,7 @@ func (p *Primary) switchedTo(ctx context.Context, at control.Endpoint, rec failo
 		sctx, scancel := context.WithTimeout(wctx, 2*time.Second)
 		st, err := control.Fetch(sctx, at)
 		scancel()
-		if err == nil && st.PromotedAt != "" {
+		if err == nil && p.otherPromoted(st) {
 			break
 		}
 		if wctx.Err() != nil {
@@ -852,6 +852,13 @@ func (p *Primary) allDuplex() error {
 		}
 	}
 	return nil
+}
+
+// otherPromoted reports whether the other site's status says it was
+// promoted: a promoted_at other than this site's own, which the old
+// primary running as this promoted site's secondary reports.
+func (p *Primary) otherPromoted(st control.Status) bool {
+	return st.PromotedAt != "" && st.PromotedAt != p.promotedAt()
 }
 
 // predrainTarget is the backlog at which a switchover pauses the writes:
