@@ -12,6 +12,12 @@ import (
 // Config hold the others.
 const (
 	DefaultSidefileLimit = 256 * MiB
+	// DefaultHistoryBytes bounds [secondary] history when history_bytes
+	// is left out.
+	DefaultHistoryBytes = 1 * GiB
+	// MinHistoryBytes is the smallest history_bytes: room for the
+	// history's active file and one before it.
+	MinHistoryBytes = 4 * MiB
 	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
 	// consistency group holds only updates still in the sidefiles (they are
 	// released when the group is journaled), each costing there at least
@@ -122,6 +128,14 @@ type Secondary struct {
 	Control string `toml:"control" kind:"listen" unique:"listener"`                                                                                 // optional
 	NBD     string `toml:"nbd" kind:"listen" unique:"listener" doc:"consistent read-only exports of the copy"`                                      // optional
 	Journal string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
+	// History is how far back duplex recover --at reaches: the secondary
+	// keeps the before images of what each group overwrites this long
+	// (package history). Left out or 0, it keeps none.
+	History Duration `toml:"history" min:"0s" max:"8760h" range:"%s: must be from 0s (no history) to 8760h, e.g. history = \"24h\"" doc:"how far back recover --at reaches (0: off)"`
+	// HistoryBytes bounds the history's files: the oldest are dropped
+	// first, which shortens the window. Left out with history set, it is
+	// DefaultHistoryBytes.
+	HistoryBytes Size `toml:"history_bytes" zero:"0 is too small: leave history_bytes out, or set history = \"0s\" to keep no history" doc:"bound on the history's files"`
 	Security
 
 	Volumes []SecondaryVolume `toml:"volume" required:"the secondary needs a [[secondary.volume]] for each primary volume"`
@@ -224,6 +238,9 @@ func Parse(data []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	c.resolvePaths()
+	if c.Secondary.HistoryBytes == 0 && c.Secondary.History > 0 {
+		c.Secondary.HistoryBytes = DefaultHistoryBytes
+	}
 	if c.Primary.SidefileLimit == 0 && c.HasPrimary() {
 		// Left out (a 0 written is refused in decode) of a [primary]
 		// the file has: the default depends on how many subsystems

@@ -48,6 +48,12 @@ func (c *Config) Validate() error {
 	}
 	if hasS {
 		c.checkSite(&p, "secondary")
+		if hb := c.Secondary.HistoryBytes; hb != 0 && hb < MinHistoryBytes {
+			p.add("secondary.history_bytes", "%s: must be at least %s, e.g. history_bytes = \"20GiB\"", hb, MinHistoryBytes)
+		}
+		if c.Secondary.History == 0 && c.Secondary.HistoryBytes != 0 {
+			p.add("secondary.history_bytes", "set without history: it bounds the history that history = \"24h\" (for example) keeps; set history too, or leave history_bytes out")
+		}
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
