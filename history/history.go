@@ -1,0 +1,565 @@
+package history
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"duplex/disk"
+	"duplex/journal"
+)
+
+// Source is a volume whose current content a capture reads.
+type Source interface {
+	ReadAt(p []byte, off int64) error
+}
+
+// holer is a Source that can tell a range that was never written: its
+// before image is zeros without reading it (a trim of a large empty range).
+type holer interface {
+	IsHole(off, length int64) (bool, error)
+}
+
+// Sink is a volume that Undo writes before images to.
+type Sink interface {
+	WriteAt(p []byte, off int64) error
+	WriteZeroes(off, length int64) error
+	Flush() error
+}
+
+// Range is a range of a volume that a group overwrites.
+type Range struct {
+	Volume         string
+	Offset, Length uint64
+}
+
+// Header says which group a capture is for.
+type Header struct {
+	Group    uint64
+	Time     int64
+	MidBatch bool
+	State    []byte
+}
+
+// Point is a state the volumes were at, that Undo can take them back to.
+type Point struct {
+	Group uint64
+	Time  int64
+	// State is what the caller kept with the group (Header.State).
+	State []byte
+}
+
+// Options tunes a Log.
+type Options struct {
+	// Window is how long a group's undo is kept: Trim drops the undo of
+	// groups whose time is older than now minus Window.
+	Window time.Duration
+	// MaxBytes bounds the log's files: Trim drops the oldest groups while
+	// the files hold more. The log may exceed it by up to two segments of
+	// MaxBytes/16 (the active one is never dropped).
+	MaxBytes int64
+	// FS is the file system the log lives on (default disk.OS).
+	FS disk.FS
+	// Now is the clock Trim compares group times with (default time.Now).
+	Now func() time.Time
+}
+
+// PartBytes is how much before-image data one record holds at most: a
+// group that overwrites more is captured in several records, so that no
+// record, and no buffer, grows with the group.
+const PartBytes = 16 << 20
+
+// readChunk is how much of a range a capture reads at once: a chunk that
+// reads as zeros is kept as a zeros extent.
+const readChunk = 1 << 20
+
+// maxRecord bounds a record: a part of PartBytes, plus extent headers and
+// the state.
+const maxRecord = PartBytes + 16<<20
+
+// entry is a record the Log holds, as its index knows it.
+type entry struct {
+	index    uint64 // in the journal
+	group    uint64
+	time     int64
+	part     uint32
+	last     bool
+	midBatch bool
+	state    []byte
+	size     int64 // on disk, framing included
+}
+
+// Log is the history of a secondary: an open history directory.
+type Log struct {
+	dir  string
+	opts Options
+	j    *journal.Journal
+
+	mu      sync.Mutex
+	entries []entry // the records that describe the volumes, oldest first
+	next    uint64  // journal index of the next record
+	buf     []byte
+}
+
+// Open opens (creating if needed) the history in dir and reads its index.
+// A group whose last part never reached the disk was never applied (its
+// capture is synced before the group is), so it is left out, and the next
+// capture of that group replaces it.
+func Open(dir string, opts Options) (*Log, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	seg := min(int64(64<<20), max(int64(1<<20), opts.MaxBytes/16))
+	j, err := journal.Open(dir, journal.Options{SegmentSize: seg, MaxRecord: maxRecord, FS: opts.FS})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	l := &Log{dir: dir, opts: opts, j: j, next: j.LastIndex() + 1}
+	err = j.Replay(0, func(index uint64, data []byte) error {
+		r, _, err := decodeHeader(data)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", index, err)
+		}
+		l.note(index, r, len(data))
+		return nil
+	})
+	if err != nil {
+		j.Close()
+		return nil, fmt.Errorf("history %s: %w", dir, err)
+	}
+	l.dropIncompleteTail()
+	return l, nil
+}
+
+// note adds what record r at index says to the index. Called with l.mu
+// held, or before l is shared.
+func (l *Log) note(index uint64, r *Record, n int) {
+	switch {
+	case r.Kind == KindVoid:
+		l.dropAfter(r.Group)
+		return
+	case r.Part == 0:
+		// A capture of the group begins again: whatever an earlier one,
+		// interrupted, left is replaced.
+		l.dropAfter(r.Group - 1)
+	case len(l.entries) > 0:
+		prev := l.entries[len(l.entries)-1]
+		if prev.group != r.Group || prev.part+1 != r.Part || prev.last {
+			return // a part of a capture that was replaced
+		}
+	}
+	e := entry{index: index, group: r.Group, time: r.Time, part: r.Part, last: r.Last, midBatch: r.MidBatch, size: int64(16 + (n+7)&^7)}
+	if r.Last && len(r.State) > 0 {
+		e.state = bytes.Clone(r.State)
+	}
+	l.entries = append(l.entries, e)
+}
+
+func (l *Log) dropAfter(group uint64) {
+	i := len(l.entries)
+	for i > 0 && l.entries[i-1].group > group {
+		i--
+	}
+	l.entries = l.entries[:i]
+}
+
+func (l *Log) dropIncompleteTail() {
+	if n := len(l.entries); n > 0 && !l.entries[n-1].last {
+		l.dropAfter(l.entries[n-1].group - 1)
+	}
+}
+
+// Has reports whether the Log holds the whole undo of group: a restart that
+// applies the group again must not capture it again, since the volumes may
+// already hold part of it.
+func (l *Log) Has(group uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.entries) - 1; i >= 0 && l.entries[i].group >= group; i-- {
+		if l.entries[i].group == group && l.entries[i].last {
+			return true
+		}
+	}
+	return false
+}
+
+// Capture reads the before images of ranges from srcs and appends them as
+// the undo of group h.Group, in as many parts as they need, then syncs: only
+// when it returns may the group be applied.
+func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
+	merged := mergeRanges(ranges)
+	r := &Record{Kind: KindUndo, Group: h.Group, Time: h.Time, MidBatch: h.MidBatch}
+	held := 0
+	flush := func(last bool) error {
+		r.Last = last
+		if last {
+			r.State = h.State
+		}
+		if err := l.append(r); err != nil {
+			return err
+		}
+		r.Part++
+		r.Extents, held = r.Extents[:0], 0
+		return nil
+	}
+	for _, rg := range merged {
+		src, ok := srcs[rg.Volume]
+		if !ok {
+			return fmt.Errorf("history: capture group %d: no volume %q", h.Group, rg.Volume)
+		}
+		for off, end := rg.Offset, rg.Offset+rg.Length; off < end; {
+			n := min(end-off, readChunk)
+			e, err := readExtent(src, rg.Volume, off, n)
+			if err != nil {
+				return fmt.Errorf("history: capture group %d: %w", h.Group, err)
+			}
+			if k := len(r.Extents); k > 0 && e.Zeros && r.Extents[k-1].Zeros && r.Extents[k-1].Volume == e.Volume &&
+				r.Extents[k-1].Offset+r.Extents[k-1].Length == e.Offset {
+				r.Extents[k-1].Length += e.Length
+			} else {
+				r.Extents = append(r.Extents, e)
+			}
+			held += len(e.Data)
+			off += n
+			if held >= PartBytes {
+				if err := flush(false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+	if err := l.j.Sync(); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+func readExtent(src Source, vol string, off, n uint64) (Extent, error) {
+	e := Extent{Volume: vol, Offset: off, Length: n}
+	if h, ok := src.(holer); ok {
+		hole, err := h.IsHole(int64(off), int64(n))
+		if err != nil {
+			return e, fmt.Errorf("volume %s: %w", vol, err)
+		}
+		if hole {
+			e.Zeros = true
+			return e, nil
+		}
+	}
+	data := make([]byte, n)
+	if err := src.ReadAt(data, int64(off)); err != nil {
+		return e, fmt.Errorf("volume %s: read %d bytes at %d: %w", vol, n, off, err)
+	}
+	if allZero(data) {
+		e.Zeros = true
+		return e, nil
+	}
+	e.Data = data
+	return e, nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeRanges sorts ranges and merges those that overlap or touch, so that
+// no byte's before image is read or kept twice.
+func mergeRanges(ranges []Range) []Range {
+	rs := slices.Clone(ranges)
+	rs = slices.DeleteFunc(rs, func(r Range) bool { return r.Length == 0 })
+	slices.SortFunc(rs, func(a, b Range) int {
+		if a.Volume != b.Volume {
+			if a.Volume < b.Volume {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.Offset < b.Offset:
+			return -1
+		case a.Offset > b.Offset:
+			return 1
+		}
+		return 0
+	})
+	out := rs[:0]
+	for _, r := range rs {
+		if k := len(out); k > 0 && out[k-1].Volume == r.Volume && r.Offset <= out[k-1].Offset+out[k-1].Length {
+			out[k-1].Length = max(out[k-1].Offset+out[k-1].Length, r.Offset+r.Length) - out[k-1].Offset
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// append writes r as the next record and adds it to the index.
+func (l *Log) append(r *Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, err := r.Encode(l.buf[:0])
+	if err != nil {
+		return err
+	}
+	l.buf = b
+	if err := l.j.Append(l.next, b); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	l.note(l.next, r, len(b))
+	l.next++
+	return nil
+}
+
+// Void records, durably, that the volumes were taken back to group: the
+// undo of every later group no longer describes them.
+func (l *Log) Void(group uint64) error {
+	if err := l.append(&Record{Kind: KindVoid, Group: group}); err != nil {
+		return err
+	}
+	if err := l.j.Sync(); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// Last is the newest group whose undo the Log holds, 0 if none.
+func (l *Log) Last() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries) == 0 {
+		return 0
+	}
+	return l.entries[len(l.entries)-1].group
+}
+
+// Points are the states Undo can take the volumes back to, oldest first:
+// each group whose undo is held whole, but those applied in a batch with
+// later ones.
+func (l *Log) Points() []Point {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ps []Point
+	for _, e := range l.entries {
+		if e.last && !e.midBatch {
+			ps = append(ps, Point{Group: e.group, Time: e.time, State: e.state})
+		}
+	}
+	return ps
+}
+
+// Oldest is the oldest point, ok false when the Log holds none.
+func (l *Log) Oldest() (p Point, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.entries {
+		if e.last && !e.midBatch {
+			return Point{Group: e.group, Time: e.time, State: e.state}, true
+		}
+	}
+	return p, false
+}
+
+// At is the newest point at or before t, ok false if every point is later.
+func (l *Log) At(t int64) (p Point, ok bool) {
+	for _, q := range l.Points() {
+		if q.Time > t {
+			break
+		}
+		p, ok = q, true
+	}
+	return p, ok
+}
+
+// Bytes is the size of the Log's files.
+func (l *Log) Bytes() int64 { return l.j.Bytes() }
+
+// Trim drops the undo of the oldest groups: those older than the window,
+// and more while the files exceed MaxBytes, never a group after keep (a
+// restart may apply it again and must find its undo). Space goes back a
+// segment file at a time.
+func (l *Log) Trim(keep uint64) error {
+	cutoff := l.opts.Now().Add(-l.opts.Window).UnixNano()
+	l.mu.Lock()
+	excess := l.j.Bytes() - l.opts.MaxBytes
+	// The newest point at or before the cutoff stays: it is the state as
+	// of the window's start.
+	var edge uint64
+	if l.opts.Window > 0 {
+		for _, e := range l.entries {
+			if e.time > cutoff {
+				break
+			}
+			if e.last && !e.midBatch {
+				edge = e.group
+			}
+		}
+	}
+	var (
+		i     int
+		freed int64
+	)
+	for i < len(l.entries) {
+		e := l.entries[i]
+		if e.group > keep || !(e.group < edge || l.opts.MaxBytes > 0 && freed < excess) {
+			break
+		}
+		freed += e.size
+		i++
+	}
+	// Whole groups only: a group cut in two would leave its later parts,
+	// which undo nothing on their own.
+	for i > 0 && i < len(l.entries) && l.entries[i].group == l.entries[i-1].group {
+		i--
+	}
+	var through uint64
+	if i > 0 {
+		through = l.entries[i-1].index
+	}
+	l.mu.Unlock()
+	if through == 0 {
+		return nil
+	}
+	if err := l.j.Release(through); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	first := l.j.FirstIndex()
+	l.mu.Lock()
+	k := 0
+	for k < len(l.entries) && l.entries[k].index < first {
+		k++
+	}
+	l.entries = slices.Delete(l.entries, 0, k)
+	l.mu.Unlock()
+	return nil
+}
+
+// Undo writes, for every byte that a group after to overwrote, its content
+// as of group to, and flushes the sinks it wrote. The undo records are read
+// oldest first and each byte takes the first before image met, the one of
+// the oldest group after to that wrote it: that is the same as undoing
+// the groups newest first, reading the Log in its order. Undo is
+// idempotent: run again after a crash, it writes the same bytes.
+func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
+	l.mu.Lock()
+	want := map[uint64]bool{}
+	after := uint64(0)
+	for _, e := range l.entries {
+		if e.group > to {
+			if len(want) == 0 {
+				after = e.index - 1
+			}
+			want[e.index] = true
+		}
+	}
+	l.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	covered := map[string]*spans{}
+	touched := map[string]Sink{}
+	err := l.j.Replay(after, func(index uint64, data []byte) error {
+		if !want[index] {
+			return nil
+		}
+		r, err := Decode(data)
+		if err != nil {
+			return fmt.Errorf("history record %d: %w", index, err)
+		}
+		for _, e := range r.Extents {
+			sink, ok := sinks[e.Volume]
+			if !ok {
+				return fmt.Errorf("history record %d (group %d): no volume %q", index, r.Group, e.Volume)
+			}
+			touched[e.Volume] = sink
+			c := covered[e.Volume]
+			if c == nil {
+				c = &spans{}
+				covered[e.Volume] = c
+			}
+			for _, g := range c.add(e.Offset, e.Offset+e.Length) {
+				var err error
+				if e.Zeros {
+					err = sink.WriteZeroes(int64(g.start), int64(g.end-g.start))
+				} else {
+					err = sink.WriteAt(e.Data[g.start-e.Offset:g.end-e.Offset], int64(g.start))
+				}
+				if err != nil {
+					return fmt.Errorf("history: undo group %d on %s at %d: %w", r.Group, e.Volume, g.start, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for name, s := range touched {
+		if err := s.Flush(); err != nil {
+			return fmt.Errorf("history: flush %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the Log.
+func (l *Log) Close() error {
+	if err := l.j.Close(); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// ErrOutside is wrapped by the errors of a point asked for outside the
+// window.
+var ErrOutside = errors.New("outside the history window")
+
+type span struct{ start, end uint64 }
+
+// spans is a set of disjoint byte ranges, sorted.
+type spans struct{ s []span }
+
+// add adds [start, end) and returns the parts of it that were not yet in
+// the set.
+func (c *spans) add(start, end uint64) []span {
+	if start >= end {
+		return nil
+	}
+	i := sort.Search(len(c.s), func(i int) bool { return c.s[i].end >= start })
+	var gaps []span
+	cur := start
+	j := i
+	for ; j < len(c.s) && c.s[j].start <= end; j++ {
+		if c.s[j].start > cur {
+			gaps = append(gaps, span{cur, c.s[j].start})
+		}
+		cur = max(cur, c.s[j].end)
+	}
+	if cur < end {
+		gaps = append(gaps, span{cur, end})
+	}
+	merged := span{start, end}
+	if i < j {
+		merged.start = min(merged.start, c.s[i].start)
+		merged.end = max(merged.end, c.s[j-1].end)
+	}
+	c.s = slices.Replace(c.s, i, j, merged)
+	return gaps
+}
