@@ -203,6 +203,10 @@ type State struct {
 	// the primary sends; a volume without an entry has never been announced
 	// and is taken as duplex (as before markers existed).
 	Volumes map[string]VolumeState `json:"volumes,omitempty"`
+	// RecoveredFrom is set once recover --at took the volumes back from
+	// this group to Group: the journaled groups through it were undone
+	// and are never applied again.
+	RecoveredFrom uint64 `json:"recovered_from,omitempty"`
 }
 
 // VolumeState is what the secondary knows of one volume's pair.

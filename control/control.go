@@ -59,6 +59,15 @@ type Status struct {
 	JournaledGroup *uint64 `json:"journaled_group,omitempty"`
 	JournalBytes   *int64  `json:"journal_bytes,omitempty"`
 
+	// At a secondary that keeps history ([secondary] history): the window
+	// duplex recover --at reaches, from the oldest recoverable time (and
+	// its group) to the newest (the consistency time), and the bytes the
+	// history takes.
+	HistoryOldest      string  `json:"history_oldest,omitempty"`
+	HistoryOldestGroup *uint64 `json:"history_oldest_group,omitempty"`
+	HistoryNewest      string  `json:"history_newest,omitempty"`
+	HistoryBytes       *int64  `json:"history_bytes,omitempty"`
+
 	Volumes []VolumeStatus `json:"volumes"`
 
 	// At the secondary while a resync holds the volumes at the last group

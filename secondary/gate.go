@@ -80,7 +80,7 @@ func (s *Secondary) applyGated(job applyJob) error {
 			return s.applyJournaled(job.number(), job.g, job.vols)
 		}
 		if job.g != nil && job.g.Number == next {
-			if err := s.applyPrefix(job.g, limit); err != nil {
+			if err := s.applyPrefix(job.g, limit, job.vols); err != nil {
 				return err
 			}
 		}
@@ -107,8 +107,16 @@ func prefix(g *consistency.Group, limit int64) (ups []recordset.Update, ok bool)
 }
 
 // applyPrefix applies g's updates through limit, the group after the
-// applied one, under one exclusion of readers.
-func (s *Secondary) applyPrefix(g *consistency.Group, limit int64) error {
+// applied one, under one exclusion of readers. vols is the pair state
+// after g, which the history keeps with g's undo.
+//
+// With history, the undo of the whole of g is captured (and synced) before
+// its first part is applied: the before images are then all of the
+// volumes as of the applied group, what undoing g must write back whatever
+// part of g they hold. A later part, or the rest applied once the limit
+// passes g (applyLocked), finds the undo held (Log.Has) and captures
+// nothing: read then, the before images would include g's own writes.
+func (s *Secondary) applyPrefix(g *consistency.Group, limit int64, vols map[string]apply.VolumeState) error {
 	s.posMu.Lock()
 	done := s.gated.partial
 	s.posMu.Unlock()
@@ -123,6 +131,11 @@ func (s *Secondary) applyPrefix(g *consistency.Group, limit int64) error {
 	defer s.view.Unlock()
 	if s.torn != nil {
 		return s.torn
+	}
+	if len(ups) > 0 {
+		if err := s.capture(g, false, vols); err != nil {
+			return err
+		}
 	}
 	touched, err := apply.Updates(&consistency.Group{Number: g.Number, Time: limit, Updates: ups}, s.targets)
 	if err != nil {

@@ -50,12 +50,18 @@ type gateRig struct {
 
 func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
 	t.Helper()
+	return openGateRigWith(t, dir, gate, HistoryConfig{})
+}
+
+// openGateRigWith is openGateRig keeping history as hist says.
+func openGateRigWith(t *testing.T, dir string, gate Gate, hist HistoryConfig) *gateRig {
+	t.Helper()
 	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), Gate: gate,
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), Gate: gate, History: hist,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

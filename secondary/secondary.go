@@ -84,6 +84,7 @@ import (
 	"duplex/apply"
 	"duplex/consistency"
 	"duplex/disk"
+	"duplex/history"
 	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
@@ -137,6 +138,9 @@ type Config struct {
 	// consistency time (gate.go): no update stamped after its limit is
 	// applied, also by Open's replay of the journal.
 	Gate Gate
+	// History, if its Dir is set, keeps the undo of every group applied
+	// (package history), for RecoverTo.
+	History HistoryConfig
 	// NoIndexedAcks has the secondary name the subsystems in every
 	// acknowledgement (transport.TypeAck), as a secondary from before
 	// transport.TypeIndexedAck did whatever the primary reads: for tests
@@ -150,6 +154,9 @@ type Secondary struct {
 	log     *slog.Logger
 	journal *journal.Journal
 	targets map[string]apply.Target
+	// hist keeps the undo of the groups applied; nil without history.
+	hist    *history.Log
+	sources map[string]history.Source
 
 	// frames recycles the received frame buffers (frames.go).
 	frames frameLedger
@@ -373,6 +380,18 @@ type Stats struct {
 	// compressed where the primary compressed them.
 	RecordSetBytes     uint64
 	RecordSetWireBytes uint64
+
+	// History says how far back RecoverTo reaches: from HistoryOldest
+	// (Unix ns, of group HistoryOldestGroup) to the applied group's time;
+	// HistoryOldest is 0 without history or before any group is kept.
+	History            bool
+	HistoryOldest      int64
+	HistoryOldestGroup uint64
+	HistoryBytes       int64
+	// HistoryNewest is the applied group's time: Time also counts a part
+	// of the next group applied through a Gate's limit, which RecoverTo
+	// does not keep.
+	HistoryNewest int64
 }
 
 // MaxGroupBytes bounds one journaled consistency group. A group gathers every
@@ -466,6 +485,10 @@ func Open(cfg Config) (*Secondary, error) {
 	for n, v := range cfg.Volumes {
 		s.targets[n] = v
 	}
+	if err := s.openHistory(); err != nil {
+		j.Close()
+		return nil, err
+	}
 	// checkpoint expects s.mu held, as it is when groups arrive.
 	s.mu.Lock()
 	s.replaying = cfg.Context
@@ -482,6 +505,7 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	if err != nil {
 		j.Close()
+		s.closeHistory()
 		return nil, err
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
@@ -536,7 +560,9 @@ func (s *Secondary) replay() error {
 	if last != 0 && last < s.durable.Group {
 		return fmt.Errorf("secondary: journal %s ends at group %d but group %d was applied: journal lost", s.cfg.JournalDir, last, s.durable.Group)
 	}
-	if first := s.journal.FirstIndex(); first > s.durable.Group+1 {
+	// A fenced secondary applies no journaled group again, and one taken
+	// back in time (RecoverTo) released the groups after its own.
+	if first := s.journal.FirstIndex(); first > s.durable.Group+1 && s.ident.Fenced == "" {
 		return fmt.Errorf("secondary: journal %s starts at group %d, after applied group %d: groups missing", s.cfg.JournalDir, first, s.durable.Group)
 	}
 	through := s.durable.Group
@@ -550,6 +576,7 @@ func (s *Secondary) replay() error {
 	// which no resync is open, which the applier applies once the limit
 	// reaches it.
 	var beyond *consistency.Group
+	var beyondVols map[string]apply.VolumeState
 	var pending *applyJob
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
 		if err := s.interrupted(index); err != nil {
@@ -570,7 +597,7 @@ func (s *Secondary) replay() error {
 		}
 		if gated && (g.Time > limit || pending != nil) {
 			if beyond == nil && index == through+1 {
-				beyond = g
+				beyond, beyondVols = g, s.pairs.snapshot()
 			}
 			pending = &applyJob{through: index, time: g.Time, vols: s.pairs.snapshot()}
 			s.held = heldGroups{}
@@ -581,6 +608,10 @@ func (s *Secondary) replay() error {
 	})
 	if err != nil {
 		return fmt.Errorf("secondary: replay: %w", err)
+	}
+	if s.ident.Fenced != "" && through > s.durable.Group && through <= s.durable.RecoveredFrom {
+		// Undone by recover --at.
+		through = s.durable.Group
 	}
 	if s.ident.Fenced != "" && through > s.durable.Group {
 		// A fence checkpoints before it returns, so these groups were
@@ -601,7 +632,7 @@ func (s *Secondary) replay() error {
 		}
 	}
 	if beyond != nil {
-		if err := s.applyPrefix(beyond, limit); err != nil {
+		if err := s.applyPrefix(beyond, limit, beyondVols); err != nil {
 			return fmt.Errorf("secondary: replay: %w", err)
 		}
 	}
@@ -689,7 +720,14 @@ func (s *Secondary) applyJournaled(through uint64, last *consistency.Group, vols
 
 func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
 	var final *consistency.Group
+	end := through
+	if last != nil {
+		end = last.Number
+	}
 	applyOne := func(g *consistency.Group) error {
+		if err := s.capture(g, g.Number != end, vols); err != nil {
+			return err
+		}
 		touched, err := apply.Updates(g, s.targets)
 		if err != nil {
 			return err
@@ -1030,6 +1068,11 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (wr
 	}
 	if err != nil {
 		return true, fmt.Errorf("secondary: %w", err)
+	}
+	if s.hist != nil {
+		if err := s.hist.Trim(st.Group); err != nil {
+			return true, fmt.Errorf("secondary: %w", err)
+		}
 	}
 	return true, nil
 }
@@ -2043,6 +2086,7 @@ func (s *Secondary) statsLocked() (Stats, apply.State) {
 	st.JournaledGroup = s.journaled.Group
 	st.CoupledTime = s.coupledTimeLocked()
 	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
+	s.historyStats(&st, durable)
 	st.Resyncing = s.pairs.resyncing()
 	return st, durable
 }
@@ -2083,6 +2127,9 @@ func (s *Secondary) Close() error {
 	defer s.mu.Unlock()
 	err := s.checkpoint()
 	if cerr := s.journal.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.closeHistory(); err == nil {
 		err = cerr
 	}
 	return err

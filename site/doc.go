@@ -76,6 +76,10 @@
 //	                         follow, the fence recover set, the primary process
 //	                         that sent the last journaled group (package
 //	                         secondary); rewritten only when one changes
+//	history/                 with [secondary] history (HistoryDir): the undo
+//	                         of the recent groups, the before images of what
+//	                         each overwrote, for recover --at (package
+//	                         history, whose doc gives the format)
 //
 // A start replays the journal from the group after state.json's.
 //

@@ -97,6 +97,21 @@ func StatePath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "state.json")
 }
 
+// HistoryDir is where a secondary keeps its history ([secondary] history):
+// beside its journal directory.
+func HistoryDir(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "history")
+}
+
+// HistoryOf is the secondary's history as the config sets it: none when
+// [secondary] history is left out or 0.
+func HistoryOf(cfg *config.Config) secondary.HistoryConfig {
+	if cfg.Secondary.History <= 0 {
+		return secondary.HistoryConfig{}
+	}
+	return secondary.HistoryConfig{Dir: HistoryDir(cfg), Window: time.Duration(cfg.Secondary.History), MaxBytes: int64(cfg.Secondary.HistoryBytes)}
+}
+
 // LargestGroup bounds a consistency group of the session: every update in a
 // group is held in a primary sidefile until the group is journaled, so a
 // group cannot exceed all the sidefiles together; 1 MiB more covers the
@@ -175,7 +190,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
-		Context: opts.Context, Gate: gate,
+		Context: opts.Context, Gate: gate, History: HistoryOf(cfg),
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
@@ -404,6 +419,14 @@ func (s *Secondary) Status() control.Status {
 	out.HoldReleased = st.LastHoldRelease
 	if s.coupler != nil {
 		out.Coupling = couplingStatus(s.coupler.Status(), st)
+	}
+	if st.History {
+		hb := st.HistoryBytes
+		out.HistoryBytes = &hb
+		if st.HistoryOldest != 0 {
+			og := st.HistoryOldestGroup
+			out.HistoryOldest, out.HistoryOldestGroup, out.HistoryNewest = control.FormatTime(st.HistoryOldest), &og, control.FormatTime(st.HistoryNewest)
+		}
 	}
 	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
 		hg, hb := st.HeldGroups, st.HeldBytes

@@ -16,7 +16,7 @@ import (
 	"duplex/site"
 )
 
-var recoverSynopsis = synopsis{"recover", "--config FILE [--coupled] [--force] [--timeout D] [--log-level LEVEL]"}
+var recoverSynopsis = synopsis{"recover", "--config FILE [--coupled] [--force] [--at TIME] [--timeout D] [--log-level LEVEL]"}
 
 // applyTimeoutFlag defines --timeout of the commands that fence a running
 // secondary.
@@ -56,6 +56,8 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
+	at := fs.String("at", "", "take every volume back to the newest consistency group at or before `TIME` that the history "+
+		"([secondary] history) holds: RFC 3339 (2026-01-02T15:04:05Z) or relative to now (-15m); fences the secondary, as --force")
 	timeout := fs.applyTimeoutFlag()
 	coupled := fs.Bool("coupled", false, "for a session in a coupled group ([coupling]): bring the stopped secondary to the group's one recovery time, "+
 		"the same at every member (the first member to recover fixes it in etcd), and print it")
@@ -64,8 +66,20 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *at != "" && *coupled {
+		return &usageError{cmd: "recover", err: errors.New("--at and --coupled: --coupled brings the group to its one recovery time, --at this session to a time of its own; give one")}
+	}
 	if *coupled && !cfg.Coupled() {
 		return fmt.Errorf("--coupled: %s has no [coupling] section: the session is in no coupled group", *path)
+	}
+	var target time.Time
+	if *at != "" {
+		if target, err = parseAt(*at, time.Now()); err != nil {
+			return &usageError{cmd: "recover", err: err}
+		}
+		if cfg.Secondary.History <= 0 {
+			return errors.New("recover --at: the secondary keeps no history: set [secondary] history (e.g. history = \"24h\") and restart it; only groups applied from then on can be recovered to")
+		}
 	}
 	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
@@ -80,6 +94,16 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		if groupTime, err = coupledRecoveryTime(ctx, cfg); err != nil {
 			return err
 		}
+	}
+	if *at != "" {
+		if running {
+			window := ""
+			if st.HistoryOldest != "" {
+				window = fmt.Sprintf(" (it can go back from %s to %s)", st.HistoryOldest, st.HistoryNewest)
+			}
+			return fmt.Errorf("recover --at takes a stopped secondary back in time: stop the secondary daemon%s, then run it again", window)
+		}
+		return recoverAt(ctx, cfg, log, target, stdout)
 	}
 	if running {
 		if st.Link == "connected" && !*force {

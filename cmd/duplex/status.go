@@ -204,6 +204,14 @@ func printStatus(w io.Writer, st control.Status) {
 			fmt.Fprintf(w, "  coupled-recovery-time:%s\n", c.RecoveryTime)
 		}
 	}
+	if st.HistoryBytes != nil {
+		if st.HistoryOldest != "" {
+			fmt.Fprintf(w, "  history:%s to %s", st.HistoryOldest, st.HistoryNewest)
+		} else {
+			fmt.Fprint(w, "  history:none yet")
+		}
+		fmt.Fprintf(w, " (%s)\n", bytesIEC(*st.HistoryBytes))
+	}
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))
 		if v.State == "pending" {

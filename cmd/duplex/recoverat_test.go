@@ -1,0 +1,51 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseAt(t *testing.T) {
+	now := time.Date(2026, 12, 3, 4, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"-15m":                           now.Add(-15 * time.Minute),
+		"-1h30m":                         now.Add(-90 * time.Minute),
+		"-0s":                            now,
+		"2026-12-03T03:12:36Z":           time.Date(2026, 12, 3, 3, 12, 36, 0, time.UTC),
+		"2026-12-03T04:12:36.5+01:00":    time.Date(2026, 12, 3, 3, 12, 36, 5e8, time.UTC),
+		"2026-12-03T03:12:36.123456789Z": time.Date(2026, 12, 3, 3, 12, 36, 123456789, time.UTC),
+	} {
+		got, err := parseAt(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseAt(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"15m", "-15", "yesterday", "2026-12-03 03:12:36", "-"} {
+		if _, err := parseAt(in, now); err == nil || !strings.Contains(err.Error(), "--at") {
+			t.Errorf("parseAt(%q): err = %v, want one naming --at", in, err)
+		}
+	}
+}
+
+// TestRecoverAtWithoutHistory: recover --at is refused, before anything is
+// opened, at a secondary that keeps no history; a bad TIME, or --at with
+// --coupled, is bad usage.
+func TestRecoverAtWithoutHistory(t *testing.T) {
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.Control = ""
+	path := writeSessionConfig(t, dir, c)
+	code, out, errs := runCmd("recover", "--config", path, "--at", "-15m")
+	if code != exitFailure || !strings.Contains(errs, "keeps no history") || !strings.Contains(errs, "history = ") {
+		t.Errorf("recover --at without history: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runCmd("recover", "--config", path, "--at", "soon")
+	if code != exitUsage || !strings.Contains(errs, "--at") {
+		t.Errorf("recover --at soon: exit %d, stdout %q, stderr %q; want bad usage", code, out, errs)
+	}
+	code, out, errs = runCmd("recover", "--config", path, "--at", "-15m", "--coupled")
+	if code != exitUsage || !strings.Contains(errs, "--at and --coupled") {
+		t.Errorf("recover --at --coupled: exit %d, stdout %q, stderr %q; want bad usage", code, out, errs)
+	}
+}

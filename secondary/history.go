@@ -1,0 +1,231 @@
+package secondary
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"duplex/apply"
+	"duplex/consistency"
+	"duplex/history"
+	"duplex/recordset"
+)
+
+// HistoryConfig places and bounds a secondary's history.
+type HistoryConfig struct {
+	// Dir holds the history; empty: none is kept.
+	Dir string
+	// Window and MaxBytes bound it (history.Options).
+	Window   time.Duration
+	MaxBytes int64
+}
+
+// ErrNoHistory is returned by RecoverTo on a secondary that keeps none.
+var ErrNoHistory = errors.New("no history kept")
+
+// ErrOutsideWindow is wrapped by RecoverTo's error for a time the history
+// does not reach.
+var ErrOutsideWindow = errors.New("outside the history window")
+
+func (s *Secondary) openHistory() error {
+	hc := s.cfg.History
+	if hc.Dir == "" {
+		return nil
+	}
+	l, err := history.Open(hc.Dir, history.Options{Window: hc.Window, MaxBytes: hc.MaxBytes, FS: s.cfg.FS})
+	if err != nil {
+		return fmt.Errorf("secondary: %w", err)
+	}
+	s.hist = l
+	s.sources = map[string]history.Source{}
+	for n, v := range s.cfg.Volumes {
+		s.sources[n] = v
+	}
+	return nil
+}
+
+func (s *Secondary) closeHistory() error {
+	if s.hist == nil {
+		return nil
+	}
+	err := s.hist.Close()
+	s.hist = nil
+	return err
+}
+
+// capture keeps the undo of g before g is applied: its before images are
+// synced first, so the volumes never hold a write of g whose before image
+// a crash could lose. A group applied again after a restart whose undo is
+// held already is not captured again: the volumes may hold part of it.
+// midBatch says g is applied with later groups under one exclusion of
+// readers (a resync's held groups): the volumes are never at g on its own.
+// vols is the pair state after the last group applied with g.
+func (s *Secondary) capture(g *consistency.Group, midBatch bool, vols map[string]apply.VolumeState) error {
+	if s.hist == nil || len(g.Updates) == 0 || s.hist.Has(g.Number) {
+		return nil
+	}
+	var ranges []history.Range
+	for _, u := range g.Updates {
+		switch u.Kind {
+		case recordset.KindWrite, recordset.KindCopy:
+			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: uint64(len(u.Data))})
+		case recordset.KindZeroes, recordset.KindTrim:
+			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: u.Length})
+		}
+	}
+	var state []byte
+	if !midBatch && !plainDuplex(vols) {
+		b, err := json.Marshal(vols)
+		if err != nil {
+			return fmt.Errorf("secondary: history of group %d: %w", g.Number, err)
+		}
+		state = b
+	}
+	return s.hist.Capture(history.Header{Group: g.Number, Time: g.Time, MidBatch: midBatch, State: state}, ranges, s.sources)
+}
+
+// plainDuplex reports whether every volume's pair is duplex and its copy
+// whole: the history then keeps no state with the group.
+func plainDuplex(vols map[string]apply.VolumeState) bool {
+	for _, v := range vols {
+		if v != (apply.VolumeState{State: "duplex"}) {
+			return false
+		}
+	}
+	return true
+}
+
+// historyStats fills in the history's window. Called with s.mu held.
+func (s *Secondary) historyStats(st *Stats, durable apply.State) {
+	if s.hist == nil {
+		return
+	}
+	st.History = true
+	st.HistoryNewest = durable.Time
+	st.HistoryBytes = s.hist.Bytes()
+	if p, ok := s.hist.Oldest(); ok && p.Group <= durable.Group {
+		st.HistoryOldest, st.HistoryOldestGroup = p.Time, p.Group
+	} else if durable.Group > 0 {
+		// Nothing kept yet: the applied group itself is the window.
+		st.HistoryOldest, st.HistoryOldestGroup = durable.Time, durable.Group
+	}
+}
+
+// Window is how far back RecoverTo reaches: the oldest point the history
+// holds and the applied group, as groups and times. ok is false without
+// history or before any group was applied.
+func (s *Secondary) Window() (oldest, newest apply.State, ok bool) {
+	st := s.Stats()
+	if !st.History || st.HistoryOldest == 0 {
+		return oldest, newest, false
+	}
+	d := s.appliedState()
+	return apply.State{Group: st.HistoryOldestGroup, Time: st.HistoryOldest}, apply.State{Group: d.Group, Time: d.Time}, true
+}
+
+// RecoverTo takes every volume back to the newest applied group at or
+// before t (Unix ns) that the history holds, and records it as the applied
+// group; it returns that group's state. Only a fenced secondary that is
+// not running (Open with nothing linked) may be taken back: the groups
+// after it are gone from the volumes, and no primary may send more.
+//
+// Crash-safe: the undo writes the same bytes whatever the volumes hold
+// when it starts, the state file names the group only once the volumes are
+// flushed at it, and the history's undo of later groups is voided only
+// after that; run again after a crash (the same t), it reaches the same
+// group.
+func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hist == nil {
+		return apply.State{}, ErrNoHistory
+	}
+	if !s.fenced || s.unrecorded != nil {
+		return apply.State{}, errors.New("secondary: recover to a time: the secondary must be fenced first")
+	}
+	if s.conn != nil {
+		return apply.State{}, errors.New("secondary: recover to a time: a primary is linked")
+	}
+	s.waitApplied()
+	cur := s.appliedState()
+	if last := s.hist.Last(); last > cur.Group {
+		// The undo of a group after the applied one is held: an earlier
+		// RecoverTo recorded its group and was stopped before it voided
+		// the undo of the later ones (the volumes are at cur already), or
+		// the volumes hold part of the next group, applied through a
+		// coupled Gate's limit before a fence or a stop (a fenced
+		// secondary applies no more of it). Undoing writes the volumes'
+		// bytes as of cur in either case.
+		sinks := map[string]history.Sink{}
+		for n, v := range s.cfg.Volumes {
+			sinks[n] = v
+		}
+		s.view.Lock()
+		err := s.hist.Undo(cur.Group, sinks)
+		if err == nil {
+			s.posMu.Lock()
+			s.gated.partial = 0
+			s.posMu.Unlock()
+		}
+		s.view.Unlock()
+		if err != nil {
+			return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", cur.Group, err)
+		}
+		if err := s.hist.Void(cur.Group); err != nil {
+			return apply.State{}, fmt.Errorf("secondary: %w", err)
+		}
+	}
+	if t >= cur.Time {
+		return cur, nil
+	}
+	p, ok := s.hist.At(t)
+	if !ok {
+		oldest := cur
+		if o, ok := s.hist.Oldest(); ok {
+			oldest = apply.State{Group: o.Group, Time: o.Time}
+		}
+		return apply.State{}, fmt.Errorf("%w: %s is before the oldest recoverable time; the history holds %s (group %d) to %s (group %d)",
+			ErrOutsideWindow, fmtTime(t), fmtTime(oldest.Time), oldest.Group, fmtTime(cur.Time), cur.Group)
+	}
+	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
+		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group)}
+	if len(p.State) > 0 {
+		if err := json.Unmarshal(p.State, &st.Volumes); err != nil {
+			return apply.State{}, fmt.Errorf("secondary: history of group %d: pair states: %w", p.Group, err)
+		}
+	} else {
+		for name := range cur.Volumes {
+			st.Volumes[name] = apply.VolumeState{State: "duplex"}
+		}
+	}
+	sinks := map[string]history.Sink{}
+	for n, v := range s.cfg.Volumes {
+		sinks[n] = v
+	}
+	s.view.Lock()
+	err := s.hist.Undo(p.Group, sinks)
+	s.view.Unlock()
+	if err != nil {
+		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
+	}
+	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
+		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
+	}
+	s.ckMu.Lock()
+	s.stateGroup = st.Group
+	s.ckMu.Unlock()
+	s.posMu.Lock()
+	s.durable = st
+	s.posMu.Unlock()
+	s.pairs = newPairStates(st.Volumes)
+	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
+	if err := s.hist.Void(p.Group); err != nil {
+		return apply.State{}, fmt.Errorf("secondary: %w", err)
+	}
+	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
+		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
+	return st, nil
+}
+
+func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

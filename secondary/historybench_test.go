@@ -1,0 +1,157 @@
+package secondary
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// BenchmarkApplyHistoryAB measures what keeping history costs the applying
+// secondary: rounds alternate history off and on (A/B in one run, so load
+// swings hit both), each feeding a fresh secondary the same record sets over
+// an in-memory link into a volume full of data (so every write has a before
+// image to keep). It reports, per MiB applied, the process CPU time and the
+// wall time of each, and the history's bytes per MiB applied. Two shapes:
+// 4 sequential 1 MiB writes per record set, and 256 random 4 KiB writes.
+func BenchmarkApplyHistoryAB(b *testing.B) {
+	for _, shape := range []struct {
+		name          string
+		perSet, chunk int
+	}{{"1MiB-seq", 4, 1 << 20}, {"4KiB-rand", 256, 4 << 10}} {
+		b.Run(shape.name, func(b *testing.B) {
+			noPoison(b)
+			const sets = 64
+			var cpu, wall [2]time.Duration
+			var histBytes int64
+			rounds := max(b.N, 2)
+			for r := range rounds {
+				for _, on := range []bool{r%2 == 1, r%2 == 0} {
+					c, w, hb := applyRound(b, on, sets, shape.perSet, shape.chunk, uint64(r))
+					k := 0
+					if on {
+						k, histBytes = 1, hb
+					}
+					cpu[k] += c
+					wall[k] += w
+				}
+			}
+			mib := float64(rounds) * sets * float64(shape.perSet*shape.chunk) / (1 << 20)
+			b.ReportMetric(float64(cpu[0].Microseconds())/1000/mib, "off-cpu-ms/MiB")
+			b.ReportMetric(float64(cpu[1].Microseconds())/1000/mib, "on-cpu-ms/MiB")
+			b.ReportMetric(mib/wall[0].Seconds(), "off-MiB/s")
+			b.ReportMetric(mib/wall[1].Seconds(), "on-MiB/s")
+			b.ReportMetric(float64(histBytes)/(mib/float64(rounds))/(1<<20), "history-MiB/MiB")
+			la, _ := os.ReadFile("/proc/loadavg")
+			b.Logf("%s: %d rounds; load average %s", shape.name, rounds, strings.TrimSpace(string(la)))
+		})
+	}
+}
+
+// applyRound applies sets record sets of perSet writes of chunk bytes to a
+// fresh secondary, with or without history, and returns the CPU and wall
+// time it took and the history's bytes after.
+func applyRound(b *testing.B, hist bool, sets, perSet, chunk int, seed uint64) (cpu, wall time.Duration, histBytes int64) {
+	const volSize = 64 << 20
+	dir := b.TempDir()
+	vol, err := volume.Open(filepath.Join(dir, "vol1.img"), volSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vol.Close()
+	fill := make([]byte, 1<<20)
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for off := int64(0); off < volSize; off += int64(len(fill)) {
+		for i := range fill {
+			fill[i] = byte(rng.Uint32())
+		}
+		if err := vol.WriteAt(fill, off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := vol.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": vol},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
+		Limits: recordset.Limits{MaxPayload: 64 << 20}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if hist {
+		cfg.History = HistoryConfig{Dir: filepath.Join(dir, "history"), Window: time.Hour, MaxBytes: 1 << 30}
+	}
+	sec, err := Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sec.Run(ctx, net) }()
+	defer func() { cancel(); <-done; sec.Close() }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}}})); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, chunk)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
+	frames := make([][]byte, sets)
+	for n := range frames {
+		seq := uint64(n + 1)
+		ts := int64(seq) * 1000
+		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 999}
+		for i := range perSet {
+			off := (uint64(n*perSet+i) * uint64(chunk)) % volSize
+			if chunk < 1<<20 {
+				off = uint64(rng.IntN(volSize/chunk)) * uint64(chunk)
+			}
+			rs.Updates = append(rs.Updates, recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: off, Length: uint64(chunk),
+				Timestamp: ts + int64(i), Seq: seq*uint64(perSet) + uint64(i), Data: data})
+		}
+		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames[n] = transport.Seal(f)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	want := uint64(sets * perSet * chunk)
+	cpu0, t0 := cpuTime(), time.Now()
+	for _, f := range frames {
+		if err := conn.Send(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for sec.Stats().BytesApplied < want {
+		time.Sleep(100 * time.Microsecond)
+	}
+	cpu, wall = cpuTime()-cpu0, time.Since(t0)
+	st := sec.Stats()
+	if hist && st.HistoryBytes == 0 {
+		b.Fatal(fmt.Errorf("history on, but it holds nothing"))
+	}
+	return cpu, wall, st.HistoryBytes
+}

@@ -1,0 +1,163 @@
+package secondary
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/volume"
+)
+
+// fillVolume writes 0xEE over the rig's volume before it is opened, so
+// that every before image is data, not zeros.
+func fillVolume(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// blockBytes returns the first byte of blocks 2..2*n+1.
+func blockBytes(t *testing.T, read func(p []byte, off int64) error, n uint64) []byte {
+	t.Helper()
+	var out []byte
+	b := make([]byte, 4096)
+	for blk := uint64(2); blk <= 2*n+1; blk++ {
+		if err := read(b, int64(blk*4096)); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b[0])
+	}
+	return out
+}
+
+func historyOf(dir string) HistoryConfig {
+	return HistoryConfig{Dir: filepath.Join(dir, "history"), Window: time.Hour, MaxBytes: 64 << 20}
+}
+
+// The undo of a group applied in parts through the Gate's limit is
+// captured once, whole, before its first part: later parts, a restart's
+// replay through the limit and the group's completion capture nothing more,
+// and undoing the group restores every block it wrote, those of its later
+// parts too.
+func TestHistoryOfAGroupAppliedThroughTheGate(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, gate, hist)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+
+	// Group 1 and the first write of group 2.
+	limit := int64(2*time.Millisecond) - 2
+	gate.set(limit)
+	waitGate(t, "group 2 through the first limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	if !r.sec.hist.Has(2) {
+		t.Fatal("group 2's first write is applied but its undo is not held")
+	}
+	size := r.sec.hist.Bytes()
+
+	// Both writes of group 2, its time (2ms) still after the limit.
+	limit++
+	gate.set(limit)
+	waitGate(t, "group 2 through the second limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	if got := r.sec.hist.Bytes(); got != size {
+		t.Fatalf("a second part of group 2 captured again: history %d bytes, was %d", got, size)
+	}
+	r.close(t)
+
+	// The restart replays group 2 through the limit: nothing captured.
+	r = openGateRigWith(t, dir, gate, hist)
+	if got := r.sec.hist.Bytes(); got != size {
+		t.Fatalf("the restart's replay through the limit captured group 2 again: history %d bytes, was %d", got, size)
+	}
+	r.send(t, 3)
+	waitGate(t, "group 3 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	gate.set(int64(3 * time.Millisecond))
+	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == 3 })
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	// Back to group 1 at a stopped secondary: group 2's blocks, both
+	// written in parts, hold their bytes from before it again.
+	sec, v := openStopped(t, dir, hist)
+	if got := blockBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, 3); !bytes.Equal(got, []byte{1, 1, 2, 2, 3, 3}) {
+		t.Fatalf("before recovering: blocks %v", got)
+	}
+	st, err := sec.RecoverTo(int64(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Group != 1 {
+		t.Fatalf("recovered to group %d, want 1", st.Group)
+	}
+	if got := blockBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, 3); !bytes.Equal(got, []byte{1, 1, 0xEE, 0xEE, 0xEE, 0xEE}) {
+		t.Fatalf("recovered to group 1: blocks %v, want group 2's and 3's as before them", got)
+	}
+	sec.Close()
+	v.Close()
+}
+
+// A secondary fenced with part of the next group applied through the
+// Gate's limit, recovered to a time, holds no byte of that part: the undo
+// of the group is held, and RecoverTo writes it back rather than dropping
+// it with the volumes still holding the part.
+func TestRecoverToUndoesAPartAppliedThroughTheGate(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, gate, hist)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	limit := int64(2*time.Millisecond) - 2
+	gate.set(limit)
+	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	read := func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }
+	if got := blockBytes(t, read, 2); !bytes.Equal(got, []byte{1, 1, 2, 0xEE}) {
+		t.Fatalf("fenced at the limit: blocks %v", got)
+	}
+	st, err := sec.RecoverTo(int64(2 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Group != 1 {
+		t.Fatalf("recovered to group %d, want 1", st.Group)
+	}
+	if got := blockBytes(t, read, 2); !bytes.Equal(got, []byte{1, 1, 0xEE, 0xEE}) {
+		t.Fatalf("recovered to group 1: blocks %v, want group 2's first write undone", got)
+	}
+}
+
+// openStopped opens the rig's secondary as recover does: no Gate, no Run.
+func openStopped(t *testing.T, dir string, hist HistoryConfig) (*Secondary, *volume.Volume) {
+	t.Helper()
+	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), History: hist,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sec, v
+}
