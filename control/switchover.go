@@ -185,58 +185,51 @@ func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
 // PromoteSecondary asks a running secondary to promote itself in place (see
 // PromoteRequest).
 func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr PromoteRequest) (PromoteResult, error) {
-	body, err := json.Marshal(pr)
-	if err != nil {
-		return PromoteResult{}, err
+	what := "promote " + at.String()
+	res, code, err := postPromote(ctx, at, token, "/v1/promote", what, pr)
+	if err == nil && code != http.StatusOK {
+		return res, &RefusedError{What: what, Reason: res.Error, Code: code}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/promote"), strings.NewReader(string(body)))
-	if err != nil {
-		return PromoteResult{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := at.do(req)
-	if err != nil {
-		return PromoteResult{}, fmt.Errorf("promote %s: %w", at, err)
-	}
-	defer resp.Body.Close()
-	var res PromoteResult
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return PromoteResult{}, fmt.Errorf("promote %s: %s", at, resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, &RefusedError{What: "promote " + at.String(), Reason: res.Error, Code: resp.StatusCode}
-	}
-	return res, nil
+	return res, err
 }
 
 // CancelPromotion asks the site at at to make sure the promotion request id
 // is never carried out, and what the site is once no promotion is under way
 // there (see CancelRequest): an error if it did not say.
 func CancelPromotion(ctx context.Context, at Endpoint, token string, cr CancelRequest) (PromoteResult, error) {
-	body, err := json.Marshal(cr)
-	if err != nil {
-		return PromoteResult{}, err
+	what := "cancel the promotion at " + at.String()
+	res, code, err := postPromote(ctx, at, token, "/v1/promote/cancel", what, cr)
+	if err == nil && (code != http.StatusOK || res.State == "") {
+		return res, fmt.Errorf("%s: %d %s (%s)", what, code, http.StatusText(code), res.Error)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/promote/cancel"), strings.NewReader(string(body)))
+	return res, err
+}
+
+// postPromote posts a promotion request or its cancel and decodes the
+// site's answer whatever its status code: the caller decides what a code
+// means. A transport error is wrapped, so that callers can tell a request
+// that never connected from one whose answer was lost.
+func postPromote(ctx context.Context, at Endpoint, token, path, what string, in any) (PromoteResult, int, error) {
+	body, err := json.Marshal(in)
 	if err != nil {
-		return PromoteResult{}, err
+		return PromoteResult{}, 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url(path), strings.NewReader(string(body)))
+	if err != nil {
+		return PromoteResult{}, 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := at.do(req)
 	if err != nil {
-		return PromoteResult{}, fmt.Errorf("cancel the promotion at %s: %w", at, err)
+		return PromoteResult{}, 0, fmt.Errorf("%s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	var res PromoteResult
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return PromoteResult{}, fmt.Errorf("cancel the promotion at %s: %s", at, resp.Status)
+		return PromoteResult{}, resp.StatusCode, fmt.Errorf("%s: %s", what, resp.Status)
 	}
-	if resp.StatusCode != http.StatusOK || res.State == "" {
-		return res, fmt.Errorf("cancel the promotion at %s: %s (%s)", at, resp.Status, res.Error)
-	}
-	return res, nil
+	return res, resp.StatusCode, nil
 }
 
 // RefusedError is a control call the site answered with a refusal: it did
