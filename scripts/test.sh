@@ -29,19 +29,52 @@ if [ -n "$unformatted" ]; then
 fi
 # Screenshots of the status page, kept for the run's artifacts.
 export DUPLEX_ARTIFACTS="${DUPLEX_ARTIFACTS:-$PWD/artifacts}"
-go test -race -timeout 30m ./...
 
 # Every decoder gets a short fuzzing pass on top of its seed corpus. A crash
 # is written to the package's testdata/fuzz and then fails the plain rerun; a
-# fuzzing engine that merely timed out on a loaded machine does not.
+# fuzzing engine that merely timed out on a loaded machine does not. Each
+# package's instrumented test binary is built once for all its targets.
 fuzztime=${FUZZTIME:-15s}
-while read -r pkg target; do
-  if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "./$pkg"; then
-    echo "fuzzing $pkg $target stopped early; rerunning its corpus"
-    go test -run "^${target}\$" "./$pkg"
-  fi
-done < <(grep -rhoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . -l | while read -r f; do
-  for t in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
-    echo "$(dirname "$f" | sed 's|^\./||') $t"
-  done
-done)
+fuzz_targets() {
+  grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+' . | while read -r f; do
+    for t in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
+      echo "$(dirname "$f" | sed 's|^\./||') $t"
+    done
+  done | sort
+}
+fuzz_all() {
+  local bindir cache module pkg target bin status=0
+  bindir=$(mktemp -d)
+  cache="$(go env GOCACHE)/fuzz"
+  module=$(go list -m)
+  while read -r pkg target; do
+    echo "=== fuzz $pkg $target ($fuzztime)"
+    bin="$bindir/$(echo "$pkg" | tr / _).test"
+    if [ ! -x "$bin" ] && ! go test -c -fuzz . -o "$bin" "./$pkg"; then
+      status=1; continue
+    fi
+    if ! (cd "$pkg" && "$bin" -test.run '^$' -test.fuzz "^${target}\$" -test.fuzztime "$fuzztime" \
+        -test.fuzzcachedir "$cache/$module/$pkg"); then
+      echo "fuzzing $pkg $target stopped early; rerunning its corpus"
+      go test -run "^${target}\$" "./$pkg" || status=1
+    fi
+  done < <(fuzz_targets)
+  rm -rf "$bindir"
+  return $status
+}
+
+# The fuzzing pass runs beside the test suite at the lowest priority: the
+# suite spends most of its time waiting on timers, links and processes, and
+# the fuzzers take the cores it leaves idle without delaying it.
+fuzzlog=$(mktemp)
+(renice -n 19 -p "$BASHPID" >/dev/null; fuzz_all) >"$fuzzlog" 2>&1 &
+fuzzpid=$!
+suite=0
+go test -race -timeout 30m ./... || suite=$?
+fuzz=0
+wait "$fuzzpid" || fuzz=$?
+echo "--- fuzzing"
+cat "$fuzzlog"
+rm -f "$fuzzlog"
+[ "$suite" -eq 0 ] || { echo "go test failed"; exit "$suite"; }
+[ "$fuzz" -eq 0 ] || { echo "fuzzing failed"; exit "$fuzz"; }
