@@ -34,6 +34,16 @@ type Export interface {
 	Flush() error
 }
 
+// Pinner is an Export that gives each connection an export of its own
+// when the connection enters transmission (NBD_OPT_GO or
+// NBD_OPT_EXPORT_NAME), for example a view of the data as it was then:
+// Pin is called once per such connection, and the export it returns is
+// closed, if it is an io.Closer, when the connection ends. An error refuses
+// the connection's choice of export.
+type Pinner interface {
+	Pin() (Export, error)
+}
+
 // Exports resolves export names.
 type Exports interface {
 	// Lookup returns the export called name. The server resolves the

@@ -274,6 +274,9 @@ func (s *Server) serveConn(nc net.Conn) {
 		c.br, c.out = bufio.NewReaderSize(nc, 64<<10), netWriter{nc}
 	}
 	reason := c.serve()
+	if c.exp != nil {
+		closeExport(c.exp)
+	}
 	// After STARTTLS c.nc is the TLS connection, whose Close sends the
 	// close_notify the protocol asks for before the TCP connection goes.
 	c.nc.Close()
@@ -450,6 +453,10 @@ func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
 			// says to terminate the session.
 			return false, c.warn(protoErr("NBD_OPT_EXPORT_NAME: unknown export %q", name))
 		}
+		exp, err := pin(exp)
+		if err != nil {
+			return false, c.warn(fmt.Errorf("NBD_OPT_EXPORT_NAME %q: %w", name, err))
+		}
 		c.start(canon, exp)
 		reply := make([]byte, 10, 10+124)
 		binary.BigEndian.PutUint64(reply[0:], c.size)
@@ -599,7 +606,17 @@ func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
 	if err := c.optReply(opt, repInfo, bs); err != nil {
 		return false, err
 	}
+	if opt == optGo {
+		pinned, err := pin(exp)
+		if err != nil {
+			return false, c.optReply(opt, repErrUnknown, []byte(err.Error()))
+		}
+		exp = pinned
+	}
 	if err := c.optReply(opt, repAck, nil); err != nil {
+		if opt == optGo {
+			closeExport(exp)
+		}
 		return false, err
 	}
 	if opt == optGo {
@@ -661,4 +678,20 @@ func (c *conn) optReply(opt, typ uint32, data []byte) error {
 	binary.BigEndian.PutUint32(b[16:], uint32(len(data)))
 	copy(b[20:], data)
 	return c.write(b)
+}
+
+// pin gives a connection entering transmission an export of its own, if
+// exp is a Pinner.
+func pin(exp Export) (Export, error) {
+	if p, ok := exp.(Pinner); ok {
+		return p.Pin()
+	}
+	return exp, nil
+}
+
+// closeExport closes an export a Pinner gave a connection that ended.
+func closeExport(exp Export) {
+	if c, ok := exp.(io.Closer); ok {
+		c.Close()
+	}
 }

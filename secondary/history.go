@@ -29,6 +29,10 @@ var ErrNoHistory = errors.New("no history kept")
 var ErrOutsideWindow = errors.New("outside the history window")
 
 func (s *Secondary) openHistory() error {
+	s.sources = map[string]history.Source{}
+	for n, v := range s.cfg.Volumes {
+		s.sources[n] = v
+	}
 	hc := s.cfg.History
 	if hc.Dir == "" {
 		return nil
@@ -38,10 +42,6 @@ func (s *Secondary) openHistory() error {
 		return fmt.Errorf("secondary: %w", err)
 	}
 	s.hist = l
-	s.sources = map[string]history.Source{}
-	for n, v := range s.cfg.Volumes {
-		s.sources[n] = v
-	}
 	return nil
 }
 

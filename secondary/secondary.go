@@ -157,6 +157,8 @@ type Secondary struct {
 	// hist keeps the undo of the groups applied; nil without history.
 	hist    *history.Log
 	sources map[string]history.Source
+	// rviews are the open read views (Pin).
+	rviews readViews
 
 	// frames recycles the received frame buffers (frames.go).
 	frames frameLedger
@@ -726,6 +728,9 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 	}
 	applyOne := func(g *consistency.Group) error {
 		if err := s.capture(g, g.Number != end, vols); err != nil {
+			return err
+		}
+		if err := s.keepForViews(g); err != nil {
 			return err
 		}
 		touched, err := apply.Updates(g, s.targets)

@@ -529,6 +529,26 @@ func (x *secondaryExport) WriteZeroes(off, length int64) error { return errReadO
 func (x *secondaryExport) Trim(off, length int64) error        { return errReadOnly }
 func (x *secondaryExport) Flush() error                        { return nil }
 
+// Pin gives each NBD connection a view of the volume pinned at the group
+// the secondary holds when the connection opens: every read on it sees that
+// one state while replication goes on (secondary.ReadView).
+func (x *secondaryExport) Pin() (nbd.Export, error) {
+	v, err := x.s.sec.Pin()
+	if err != nil {
+		return nil, err
+	}
+	return &pinnedExport{secondaryExport: x, view: v}, nil
+}
+
+// pinnedExport is one connection's view of a secondary volume.
+type pinnedExport struct {
+	*secondaryExport
+	view *secondary.ReadView
+}
+
+func (x *pinnedExport) ReadAt(p []byte, off int64) error { return x.view.ReadAt(x.name, p, off) }
+func (x *pinnedExport) Close() error                     { return x.view.Close() }
+
 // historySample is the status page's sample of the lag and the bytes
 // replicated: counters only, cheap at any number of volumes.
 func (s *Secondary) historySample() control.HistorySample {

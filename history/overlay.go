@@ -1,0 +1,81 @@
+package history
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Overlay holds, for one volume, the content some ranges had at a past
+// group: laid over the volume's current content, it reads the volume as of
+// that group. Ranges are added newest group last, and the first image of a
+// byte added is kept: the one of the oldest group after the past one that
+// wrote it, as Undo does. It is not safe for concurrent use.
+type Overlay struct {
+	segs  []overlaySeg // sorted by start, disjoint
+	cover spans
+	bytes int64
+}
+
+type overlaySeg struct {
+	start, end uint64
+	data       []byte // nil: zeros
+}
+
+// Add lays e under what the Overlay holds: only the bytes it holds no image
+// of yet are taken. e.Data is kept, not copied.
+func (o *Overlay) Add(e Extent) {
+	for _, g := range o.cover.add(e.Offset, e.Offset+e.Length) {
+		seg := overlaySeg{start: g.start, end: g.end}
+		if !e.Zeros {
+			seg.data = e.Data[g.start-e.Offset : g.end-e.Offset]
+			o.bytes += int64(len(seg.data))
+		}
+		i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].start >= seg.start })
+		o.segs = append(o.segs, overlaySeg{})
+		copy(o.segs[i+1:], o.segs[i:])
+		o.segs[i] = seg
+	}
+}
+
+// Bytes is the data the Overlay holds (zeros take none).
+func (o *Overlay) Bytes() int64 { return o.bytes }
+
+// ReadOver replaces, in p (the current content at off), every byte the
+// Overlay holds an image of.
+func (o *Overlay) ReadOver(p []byte, off int64) {
+	start, end := uint64(off), uint64(off)+uint64(len(p))
+	i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].end > start })
+	for ; i < len(o.segs) && o.segs[i].start < end; i++ {
+		s := o.segs[i]
+		a, b := max(s.start, start), min(s.end, end)
+		dst := p[a-start : b-start]
+		if s.data == nil {
+			clear(dst)
+		} else {
+			copy(dst, s.data[a-s.start:b-s.start])
+		}
+	}
+}
+
+// ReadBeforeImages reads the current content of ranges (merged first) from
+// srcs, as Capture does: the images an Overlay of the current group takes
+// before the next group is applied.
+func ReadBeforeImages(ranges []Range, srcs map[string]Source) ([]Extent, error) {
+	var out []Extent
+	for _, rg := range mergeRanges(ranges) {
+		src, ok := srcs[rg.Volume]
+		if !ok {
+			return nil, fmt.Errorf("history: no volume %q", rg.Volume)
+		}
+		for off, end := rg.Offset, rg.Offset+rg.Length; off < end; {
+			n := min(end-off, readChunk)
+			e, err := readExtent(src, rg.Volume, off, n)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+			off += n
+		}
+	}
+	return out, nil
+}

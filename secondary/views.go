@@ -1,0 +1,135 @@
+package secondary
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"duplex/consistency"
+	"duplex/history"
+	"duplex/recordset"
+)
+
+// MaxViewBytes bounds what one read view holds: the before images of the
+// data applied since it was pinned. A view past it is no longer readable.
+const MaxViewBytes = 256 << 20
+
+// ErrViewGone is wrapped by a read of a view that can no longer be served.
+var ErrViewGone = errors.New("read view no longer held")
+
+// ReadView reads the volumes as of one applied group, while later groups
+// are applied: every read of it sees that one state. The secondary keeps,
+// for each open view, the before image of every byte applied since it was
+// pinned (first one kept), and lays them over the volumes' current content.
+type ReadView struct {
+	s     *Secondary
+	Group uint64
+	Time  int64
+	// guarded by s.view: added to under its write lock (before a group is
+	// applied), read under its read lock.
+	over map[string]*history.Overlay
+	held int64
+	gone error
+}
+
+type readViews struct {
+	mu    sync.Mutex
+	views map[*ReadView]struct{}
+}
+
+// Pin opens a read view at the group the volumes hold now. Close it when
+// done: until then each group applied keeps its before images for it.
+func (s *Secondary) Pin() (*ReadView, error) {
+	s.view.RLock()
+	defer s.view.RUnlock()
+	if s.torn != nil {
+		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
+	}
+	st := s.appliedState()
+	v := &ReadView{s: s, Group: st.Group, Time: st.Time, over: map[string]*history.Overlay{}}
+	s.rviews.mu.Lock()
+	if s.rviews.views == nil {
+		s.rviews.views = map[*ReadView]struct{}{}
+	}
+	s.rviews.views[v] = struct{}{}
+	s.rviews.mu.Unlock()
+	return v, nil
+}
+
+// Close releases the view.
+func (v *ReadView) Close() error {
+	v.s.rviews.mu.Lock()
+	delete(v.s.rviews.views, v)
+	v.s.rviews.mu.Unlock()
+	return nil
+}
+
+// ReadAt reads vol as of the view's group.
+func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
+	s := v.s
+	src, ok := s.cfg.Volumes[vol]
+	if !ok {
+		return fmt.Errorf("secondary: no volume %q", vol)
+	}
+	s.view.RLock()
+	defer s.view.RUnlock()
+	if v.gone != nil {
+		return v.gone
+	}
+	if s.torn != nil {
+		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, s.torn)
+	}
+	if err := src.ReadAt(p, off); err != nil {
+		return err
+	}
+	if o := v.over[vol]; o != nil {
+		o.ReadOver(p, off)
+	}
+	return nil
+}
+
+// keepForViews gives every open view the before images of what g is about
+// to overwrite. Called with s.view held for writing, before g is applied.
+func (s *Secondary) keepForViews(g *consistency.Group) error {
+	s.rviews.mu.Lock()
+	defer s.rviews.mu.Unlock()
+	if len(s.rviews.views) == 0 {
+		return nil
+	}
+	var ranges []history.Range
+	for _, u := range g.Updates {
+		switch u.Kind {
+		case recordset.KindWrite, recordset.KindCopy:
+			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: uint64(len(u.Data))})
+		case recordset.KindZeroes, recordset.KindTrim:
+			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: u.Length})
+		}
+	}
+	if len(ranges) == 0 {
+		return nil
+	}
+	es, err := history.ReadBeforeImages(ranges, s.sources)
+	if err != nil {
+		return fmt.Errorf("secondary: read views: %w", err)
+	}
+	for v := range s.rviews.views {
+		if v.gone != nil {
+			continue
+		}
+		for _, e := range es {
+			o := v.over[e.Volume]
+			if o == nil {
+				o = &history.Overlay{}
+				v.over[e.Volume] = o
+			}
+			before := o.Bytes()
+			o.Add(e)
+			v.held += o.Bytes() - before
+		}
+		if v.held > MaxViewBytes {
+			v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, MaxViewBytes>>20)
+			v.over = nil
+		}
+	}
+	return nil
+}
