@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 )
@@ -22,12 +23,17 @@ type overlaySeg struct {
 }
 
 // Add lays e under what the Overlay holds: only the bytes it holds no image
-// of yet are taken. e.Data is kept, not copied.
+// of yet are taken. e.Data is kept when it is taken whole; parts of it are
+// copied, so that a few bytes taken never keep a whole image alive and
+// Bytes is what the Overlay holds in memory.
 func (o *Overlay) Add(e Extent) {
 	for _, g := range o.cover.add(e.Offset, e.Offset+e.Length) {
 		seg := overlaySeg{start: g.start, end: g.end}
 		if !e.Zeros {
-			seg.data = e.Data[g.start-e.Offset : g.end-e.Offset]
+			seg.data = e.Data[g.start-e.Offset : g.end-e.Offset : g.end-e.Offset]
+			if uint64(len(seg.data)) < e.Length {
+				seg.data = bytes.Clone(seg.data)
+			}
 			o.bytes += int64(len(seg.data))
 		}
 		i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].start >= seg.start })

@@ -57,3 +57,24 @@ func TestOverlay(t *testing.T) {
 		t.Fatalf("overlay holds %d bytes of a %d-byte volume", o.Bytes(), size)
 	}
 }
+
+// TestOverlayKeepsOnlyWhatItCounts: an image of which the Overlay takes a
+// small part is not kept whole through the part: what it holds in memory
+// stays within what Bytes reports, however many such images it is fed.
+func TestOverlayKeepsOnlyWhatItCounts(t *testing.T) {
+	const chunk = 64 << 10
+	var o Overlay
+	o.Add(Extent{Volume: "v", Offset: 1 << 20, Length: chunk, Data: make([]byte, chunk)})
+	// Each image reaches one new byte below what the Overlay holds.
+	for i := uint64(1); i <= 64; i++ {
+		off := 1<<20 - i
+		o.Add(Extent{Volume: "v", Offset: off, Length: chunk, Data: make([]byte, chunk)})
+	}
+	var kept int64
+	for _, s := range o.segs {
+		kept += int64(cap(s.data))
+	}
+	if kept > 2*o.Bytes() {
+		t.Fatalf("the Overlay counts %d bytes and keeps %d alive", o.Bytes(), kept)
+	}
+}

@@ -46,7 +46,8 @@ func (x *pinnedMem) Close() error {
 
 // TestPinner: each connection to a Pinner export reads the export its Pin
 // gave it, and it is closed when the connection ends; a Pin that fails
-// refuses the connection.
+// refuses the connection. Its connections are not advertised as
+// interchangeable (no NBD_FLAG_CAN_MULTI_CONN).
 func TestPinner(t *testing.T) {
 	p := &pinningExport{memExport: newMemExport(4096)}
 	addr := startServer(t, &Server{Exports: exportMap{"v": p}, Logger: testLogger(t)})
@@ -63,6 +64,12 @@ func TestPinner(t *testing.T) {
 		}
 		if b[0] != byte(i) || b[511] != byte(i) {
 			t.Fatalf("connection %d reads %d: not the export its Pin gave it", i, b[0])
+		}
+		// Each connection reads its own export: a client told it may
+		// spread its reads over several connections (nbdcopy does) would
+		// read a mix of them.
+		if c.Flags()&FlagCanMultiConn != 0 {
+			t.Fatalf("connection %d: a Pinner export is advertised as NBD_FLAG_CAN_MULTI_CONN", i)
 		}
 	}
 	for _, c := range cs {

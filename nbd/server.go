@@ -453,11 +453,11 @@ func (c *conn) option(opt uint32, data []byte) (done bool, err error) {
 			// says to terminate the session.
 			return false, c.warn(protoErr("NBD_OPT_EXPORT_NAME: unknown export %q", name))
 		}
-		exp, err := pin(exp)
+		pinned, err := pin(exp)
 		if err != nil {
 			return false, c.warn(fmt.Errorf("NBD_OPT_EXPORT_NAME %q: %w", name, err))
 		}
-		c.start(canon, exp)
+		c.start(canon, pinned, exp)
 		reply := make([]byte, 10, 10+124)
 		binary.BigEndian.PutUint64(reply[0:], c.size)
 		binary.BigEndian.PutUint16(reply[8:], c.flags)
@@ -606,24 +606,19 @@ func (c *conn) infoGo(opt uint32, data []byte) (bool, error) {
 	if err := c.optReply(opt, repInfo, bs); err != nil {
 		return false, err
 	}
-	if opt == optGo {
-		pinned, err := pin(exp)
-		if err != nil {
-			return false, c.optReply(opt, repErrUnknown, []byte(err.Error()))
-		}
-		exp = pinned
+	if opt != optGo {
+		return false, c.optReply(opt, repAck, nil)
+	}
+	pinned, err := pin(exp)
+	if err != nil {
+		return false, c.optReply(opt, repErrUnknown, []byte(err.Error()))
 	}
 	if err := c.optReply(opt, repAck, nil); err != nil {
-		if opt == optGo {
-			closeExport(exp)
-		}
+		closeExport(pinned)
 		return false, err
 	}
-	if opt == optGo {
-		c.start(canon, exp)
-		return true, nil
-	}
-	return false, nil
+	c.start(canon, pinned, exp)
+	return true, nil
 }
 
 // lookup resolves a name; the empty name means the only export, if there
@@ -656,7 +651,12 @@ func exportInfo(exp Export) (uint64, uint16) {
 	if size < 0 {
 		size = 0
 	}
-	flags := uint16(FlagHasFlags | FlagSendFlush | FlagCanMultiConn)
+	flags := uint16(FlagHasFlags | FlagSendFlush)
+	// A Pinner's connections each read an export of their own: a client
+	// told they are interchangeable would read a mix of them.
+	if _, pinned := exp.(Pinner); !pinned {
+		flags |= FlagCanMultiConn
+	}
 	if exp.ReadOnly() {
 		flags |= FlagReadOnly
 	} else {
@@ -665,9 +665,12 @@ func exportInfo(exp Export) (uint64, uint16) {
 	return uint64(size), flags
 }
 
-func (c *conn) start(name string, exp Export) {
+// start enters transmission with exp, what the export named (named)
+// gave this connection: the size and flags are the named export's, as
+// NBD_OPT_INFO advertised them.
+func (c *conn) start(name string, exp, named Export) {
 	c.name, c.exp = name, exp
-	c.size, c.flags = exportInfo(exp)
+	c.size, c.flags = exportInfo(named)
 }
 
 func (c *conn) optReply(opt, typ uint32, data []byte) error {

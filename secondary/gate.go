@@ -136,6 +136,9 @@ func (s *Secondary) applyPrefix(g *consistency.Group, limit int64, vols map[stri
 		if err := s.capture(g, false, vols); err != nil {
 			return err
 		}
+		if err := s.keepForViews(&consistency.Group{Number: g.Number, Updates: ups}); err != nil {
+			return err
+		}
 	}
 	touched, err := apply.Updates(&consistency.Group{Number: g.Number, Time: limit, Updates: ups}, s.targets)
 	if err != nil {

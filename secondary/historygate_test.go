@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -160,4 +161,76 @@ func openStopped(t *testing.T, dir string, hist HistoryConfig) (*Secondary, *vol
 		t.Fatal(err)
 	}
 	return sec, v
+}
+
+// A read view pinned before the Gate lets part of the next group through
+// reads the volume as it was when it was pinned, through that part and
+// through the rest of the group applied later.
+func TestReadViewThroughTheGate(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	r := openGateRigWith(t, dir, gate, HistoryConfig{})
+	defer r.close(t)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	gate.set(int64(time.Millisecond))
+	waitGate(t, "group 1 applied", func() bool { return r.sec.Stats().Group == 1 })
+	v, err := r.sec.Pin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	read := func(p []byte, off int64) error { return v.ReadAt("vol1", p, off) }
+	want := []byte{1, 1, 0xEE, 0xEE}
+
+	limit := int64(2*time.Millisecond) - 2
+	gate.set(limit)
+	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Time == limit })
+	if got := blockBytes(t, read, 2); !bytes.Equal(got, want) {
+		t.Fatalf("after part of group 2: the view pinned at group 1 reads blocks %v, want %v", got, want)
+	}
+	gate.set(int64(2 * time.Millisecond))
+	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	if got := blockBytes(t, read, 2); !bytes.Equal(got, want) {
+		t.Fatalf("after group 2: the view pinned at group 1 reads blocks %v, want %v", got, want)
+	}
+}
+
+// The read views open together hold at most the secondary's budget for
+// them: past it, the view holding the most (the oldest) is given up, and
+// its reads fail with ErrViewGone, never wrong data; the others go on.
+func TestReadViewsWithinTheirBudget(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	r := openGateRigWith(t, dir, gate, HistoryConfig{})
+	defer r.close(t)
+	// Each group overwrites 8 KiB: two views over two groups hold 24 KiB.
+	r.sec.rviews.budget = 20 << 10
+	for seq := uint64(1); seq <= 3; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	pinAt := func(g uint64) *ReadView {
+		gate.set(int64(g) * int64(time.Millisecond))
+		waitGate(t, "group applied", func() bool { return r.sec.Stats().Group == g })
+		v, err := r.sec.Pin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { v.Close() })
+		return v
+	}
+	old, young := pinAt(1), pinAt(2)
+	gate.set(int64(3 * time.Millisecond))
+	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	if err := old.ReadAt("vol1", make([]byte, 4096), 0); !errors.Is(err, ErrViewGone) {
+		t.Fatalf("the oldest view, past the budget, reads: %v", err)
+	}
+	got := blockBytes(t, func(p []byte, off int64) error { return young.ReadAt("vol1", p, off) }, 3)
+	if want := []byte{1, 1, 2, 2, 0xEE, 0xEE}; !bytes.Equal(got, want) {
+		t.Fatalf("the view of group 2 reads blocks %v, want %v", got, want)
+	}
 }

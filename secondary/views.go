@@ -14,6 +14,12 @@ import (
 // data applied since it was pinned. A view past it is no longer readable.
 const MaxViewBytes = 256 << 20
 
+// ViewsBudget bounds what the open read views hold together, counting an
+// image shared by several views once per view: past it, the views holding
+// the most (the oldest) are given up first. Without it, each connection
+// left open would hold up to MaxViewBytes.
+const ViewsBudget = 1 << 30
+
 // ErrViewGone is wrapped by a read of a view that can no longer be served.
 var ErrViewGone = errors.New("read view no longer held")
 
@@ -35,6 +41,8 @@ type ReadView struct {
 type readViews struct {
 	mu    sync.Mutex
 	views map[*ReadView]struct{}
+	// budget replaces ViewsBudget when set (tests).
+	budget int64
 }
 
 // Pin opens a read view at the group the volumes hold now. Close it when
@@ -93,7 +101,7 @@ func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
 func (s *Secondary) keepForViews(g *consistency.Group) error {
 	s.rviews.mu.Lock()
 	defer s.rviews.mu.Unlock()
-	if len(s.rviews.views) == 0 {
+	if !s.rviews.live() {
 		return nil
 	}
 	var ranges []history.Range
@@ -131,5 +139,43 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 			v.over = nil
 		}
 	}
+	s.rviews.trim()
 	return nil
+}
+
+// live says whether a view is open and not given up. Called with mu held.
+func (r *readViews) live() bool {
+	for v := range r.views {
+		if v.gone == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// trim gives up the views holding the most until those left are within the
+// budget. Called with mu held.
+func (r *readViews) trim() {
+	budget := r.budget
+	if budget == 0 {
+		budget = ViewsBudget
+	}
+	var total int64
+	for v := range r.views {
+		if v.gone == nil {
+			total += v.held
+		}
+	}
+	for total > budget {
+		var most *ReadView
+		for v := range r.views {
+			if v.gone == nil && (most == nil || v.held > most.held) {
+				most = v
+			}
+		}
+		most.gone = fmt.Errorf("%w: the read views open hold more than %d MiB changed since they were opened, "+
+			"and the view of group %d holds the most: reconnect", ErrViewGone, budget>>20, most.Group)
+		most.over = nil
+		total -= most.held
+	}
 }
