@@ -559,6 +559,17 @@ func dialNBD(t *testing.T, addr, name string) *nbd.Client {
 	return c
 }
 
+// dialAll opens one connection to each export of names at addr, closed at
+// the end of the test if not before.
+func dialAll(t *testing.T, addr string, names []string) []*nbd.Client {
+	t.Helper()
+	var cs []*nbd.Client
+	for _, n := range names {
+		cs = append(cs, dialNBD(t, addr, n))
+	}
+	return cs
+}
+
 // runDuplex runs a one-shot duplex command and returns its exit code, stdout
 // and stderr.
 func runDuplex(t *testing.T, args ...string) (int, string, string) {

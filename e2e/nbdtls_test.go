@@ -74,15 +74,9 @@ func TestNBDTLS(t *testing.T) {
 		target.conns = append(target.conns, cs)
 	}
 	defer target.close()
+	// Each check opens its connections anew: a connection reads the group
+	// current when it opened.
 	var readers []*nbd.Client
-	for _, n := range names {
-		c, err := nbd.DialTLS(s.cfg.Secondary.NBD, n, good)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		readers = append(readers, c)
-	}
 	read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, off) }
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,7 +96,18 @@ func TestNBDTLS(t *testing.T) {
 			running = false
 		default:
 		}
+		readers = readers[:0]
+		for _, n := range names {
+			c, err := nbd.DialTLS(s.cfg.Secondary.NBD, n, good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readers = append(readers, c)
+		}
 		vs, err := checkMovingCopy(lay, read)
+		for _, c := range readers {
+			c.Close()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -72,13 +72,6 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 	}
 	base := func(trial int) int64 { return int64(trial) * regionBlocks * workload.BlockSize }
 
-	// The secondary's read-only exports, which never show half a group
-	// (though a check takes many reads, with groups applied in between).
-	var readers []*nbd.Client
-	for _, n := range names {
-		readers = append(readers, dialNBD(t, s.cfg.Secondary.NBD, n))
-	}
-
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	var totalApplied int
 	for trial := range trials {
@@ -133,6 +126,9 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 		eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
 			return s.secondaryStatus().Link == "disconnected"
 		})
+		// The secondary's read-only exports, each connection pinned at the
+		// group current when it opens: opened anew for each trial's check.
+		readers := dialAll(t, s.cfg.Secondary.NBD, names)
 		for k := 0; k <= trial; k++ {
 			l := layoutOf(k)
 			read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, base(k)+off) }
@@ -156,6 +152,9 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 				t.Logf("trial %d: killed after %d acknowledged writes; the secondary holds %d of the trial's blocks (%v)",
 					trial, r.acked, written, r.err)
 			}
+		}
+		for _, c := range readers {
+			c.Close()
 		}
 	}
 	if totalApplied == 0 {

@@ -30,10 +30,6 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 	s := newSession(t, sessionOpts{name: "e2e-recovery", volSize: volSize})
 	s.start()
 	names := s.cfg.VolumeNames()
-	var readers []*nbd.Client
-	for _, n := range names {
-		readers = append(readers, dialNBD(t, s.cfg.Secondary.NBD, n))
-	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
 	for trial := range trials {
 		if trial > 0 {
@@ -45,7 +41,10 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 		s.waitLinked()
 		// Every write of earlier trials, recovered or not, is now at the
 		// secondary, and the dependencies between them hold.
-		waitBarrier(t, s, names[0], readers[0], volSize, trial)
+		waitBarrier(t, s, names[0], volSize, trial)
+		// Each connection to the secondary is pinned at the group
+		// current when it opens: opened after the barrier.
+		readers := dialAll(t, s.cfg.Secondary.NBD, names)
 		for k := 0; k < trial; k++ {
 			lay := workload.Layout{Volumes: len(names), BlocksPerVolume: blocks, Clients: 4, FirstClient: uint32(k * 10)}
 			vs, err := workload.Check(lay, func(v int, b []byte, off int64) error {
@@ -87,9 +86,6 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 	s.waitLinked()
 	s.drainPrimary()
 	st := s.secondaryStatus()
-	for _, r := range readers {
-		r.Close()
-	}
 	s.stopSecondary()
 	s.assertImagesEqual()
 	t.Logf("%d kills of the primary; secondary identical to primary; consistent as of %s", trials, st.ConsistencyTime)
@@ -108,7 +104,7 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 // them, so such a wait can return before the recovery copies are applied,
 // and the check, reading one volume after another, then reads some volumes
 // before and some after that group.
-func waitBarrier(t *testing.T, s *procSession, name string, secondary *nbd.Client, volSize int64, trial int) {
+func waitBarrier(t *testing.T, s *procSession, name string, volSize int64, trial int) {
 	t.Helper()
 	c := dialNBD(t, s.cfg.Primary.NBD, name)
 	defer c.Close()
@@ -120,7 +116,11 @@ func waitBarrier(t *testing.T, s *procSession, name string, secondary *nbd.Clien
 	}
 	got := make([]byte, len(want))
 	eventually(t, 60*time.Second, fmt.Sprintf("trial %d: the barrier write at the secondary", trial), func() bool {
-		if err := secondary.ReadAt(got, off); err != nil {
+		// A connection of its own each time: a connection reads the
+		// group current when it opened.
+		r := dialNBD(t, s.cfg.Secondary.NBD, name)
+		defer r.Close()
+		if err := r.ReadAt(got, off); err != nil {
 			t.Fatalf("trial %d: barrier read at the secondary: %v", trial, err)
 		}
 		return bytes.Equal(got, want)

@@ -73,9 +73,11 @@ func TestTLSMutual(t *testing.T) {
 		if err := w.WriteAt(data, 8192); err != nil {
 			t.Fatal(err)
 		}
-		r := dialNBD(t, s.cfg.Secondary.NBD, "vol2")
 		got := make([]byte, len(data))
 		eventually(t, 30*time.Second, "the write to replicate over TLS", func() bool {
+			// Each connection reads the group current when it opened.
+			r := dialNBD(t, s.cfg.Secondary.NBD, "vol2")
+			defer r.Close()
 			if err := r.ReadAt(got, 8192); err != nil {
 				t.Fatal(err)
 			}
