@@ -28,6 +28,28 @@ func checkMovingCopy(l workload.Layout, read workload.Reader) ([]workload.Violat
 	return append(bad, holders.Violations(deps, workload.Scope{})...), nil
 }
 
+// checkPinnedCopy is checkMovingCopy over a secondary's exports, where each
+// connection reads the group current when it opened, so connections to
+// several volumes opened one after the other may read different groups:
+// the holders are read over connections open returns, then the
+// dependencies over connections opened after that, each at a group no
+// older than any the holders were read at.
+func checkPinnedCopy(l workload.Layout, open func() (workload.Reader, func())) ([]workload.Violation, error) {
+	read, done := open()
+	holders, bad, err := workload.ReadImage(l, read)
+	done()
+	if err != nil {
+		return nil, err
+	}
+	read, done = open()
+	deps, _, err := workload.ReadImage(l, read)
+	done()
+	if err != nil {
+		return nil, err
+	}
+	return append(bad, holders.Violations(deps, workload.Scope{})...), nil
+}
+
 // writeLog records acknowledged writes in order: a write that depends on
 // another is issued only after that one was acknowledged, so every prefix of
 // the log is a state the primary had.

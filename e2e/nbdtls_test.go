@@ -74,10 +74,23 @@ func TestNBDTLS(t *testing.T) {
 		target.conns = append(target.conns, cs)
 	}
 	defer target.close()
-	// Each check opens its connections anew: a connection reads the group
-	// current when it opened.
-	var readers []*nbd.Client
-	read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, off) }
+	// Each pass of a check opens its connections anew: a connection reads
+	// the group current when it opened.
+	open := func() (workload.Reader, func()) {
+		var readers []*nbd.Client
+		for _, n := range names {
+			c, err := nbd.DialTLS(s.cfg.Secondary.NBD, n, good)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readers = append(readers, c)
+		}
+		return func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, off) }, func() {
+			for _, c := range readers {
+				c.Close()
+			}
+		}
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -96,18 +109,7 @@ func TestNBDTLS(t *testing.T) {
 			running = false
 		default:
 		}
-		readers = readers[:0]
-		for _, n := range names {
-			c, err := nbd.DialTLS(s.cfg.Secondary.NBD, n, good)
-			if err != nil {
-				t.Fatal(err)
-			}
-			readers = append(readers, c)
-		}
-		vs, err := checkMovingCopy(lay, read)
-		for _, c := range readers {
-			c.Close()
-		}
+		vs, err := checkPinnedCopy(lay, open)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,6 +164,8 @@ func TestNBDTLS(t *testing.T) {
 	})
 
 	s.drainPrimary()
+	read, closeReaders := open()
+	defer closeReaders()
 	vs, err := workload.Check(lay, read)
 	if err != nil {
 		t.Fatal(err)
@@ -177,9 +181,6 @@ func TestNBDTLS(t *testing.T) {
 	t.Logf("%d writes over TLS, %d checks of the secondary while they ran; it holds %d blocks", target.acked.Load(), checks, written)
 	if written == 0 {
 		t.Fatal("the secondary holds none of the writes")
-	}
-	for _, r := range readers {
-		r.Close()
 	}
 	s.stopSecondary()
 	s.assertImagesEqual()

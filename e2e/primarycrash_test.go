@@ -126,13 +126,19 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 		eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
 			return s.secondaryStatus().Link == "disconnected"
 		})
-		// The secondary's read-only exports, each connection pinned at the
-		// group current when it opens: opened anew for each trial's check.
-		readers := dialAll(t, s.cfg.Secondary.NBD, names)
 		for k := 0; k <= trial; k++ {
 			l := layoutOf(k)
-			read := func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, base(k)+off) }
-			vs, err := checkMovingCopy(l, read)
+			// The secondary's read-only exports, each connection pinned
+			// at the group current when it opens: opened anew for each pass.
+			open := func() (workload.Reader, func()) {
+				readers := dialAll(t, s.cfg.Secondary.NBD, names)
+				return func(v int, b []byte, off int64) error { return readers[v].ReadAt(b, base(k)+off) }, func() {
+					for _, c := range readers {
+						c.Close()
+					}
+				}
+			}
+			vs, err := checkPinnedCopy(l, open)
 			if err != nil {
 				t.Fatalf("trial %d: check region %d: %v", trial, k, err)
 			}
@@ -143,7 +149,9 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 				t.Fatalf("trial %d: %d dependent-write violations on the secondary in region %d", trial, len(vs), k)
 			}
 			if k == trial {
+				read, done := open()
 				img, _, err := workload.ReadImage(l, read)
+				done()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -152,9 +160,6 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 				t.Logf("trial %d: killed after %d acknowledged writes; the secondary holds %d of the trial's blocks (%v)",
 					trial, r.acked, written, r.err)
 			}
-		}
-		for _, c := range readers {
-			c.Close()
 		}
 	}
 	if totalApplied == 0 {
