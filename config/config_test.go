@@ -1,23 +1,16 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/internal/testpki"
 )
 
 func TestExample(t *testing.T) {
@@ -64,12 +57,6 @@ func TestExample(t *testing.T) {
 	}
 	if err := c.CheckSecurity(); err != nil {
 		t.Errorf("loopback example: %v", err)
-	}
-	if tc, err := c.PrimaryTLS(); tc != nil || err != nil {
-		t.Errorf("PrimaryTLS without settings = %v, %v; want nil, nil", tc, err)
-	}
-	if tc, err := c.SecondaryTLS(); tc != nil || err != nil {
-		t.Errorf("SecondaryTLS without settings = %v, %v; want nil, nil", tc, err)
 	}
 }
 
@@ -701,66 +688,6 @@ func TestDuration(t *testing.T) {
 	}
 }
 
-// pki writes a throwaway CA and two leaf certificates signed by it (one for
-// each site) into dir.
-func pki(t *testing.T, dir string) {
-	t.Helper()
-	newKey := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
-	write := func(name, typ string, der []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	caKey := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "duplex test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write("ca.crt", "CERTIFICATE", caDER)
-	for i, site := range []string{"primary", "secondary"} {
-		key := newKey()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)),
-			Subject:      pkix.Name{CommonName: site},
-			DNSNames:     []string{site + ".example"},
-			IPAddresses:  []net.IP{net.ParseIP("10.0.0.1")},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(site+".crt", "CERTIFICATE", der)
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(site+".key", "PRIVATE KEY", kder)
-	}
-}
-
 const tlsConfig = `
 session = "s"
 [primary]
@@ -788,229 +715,6 @@ tls_ca = "pki/ca.crt"
 name = "v"
 path = "/srv/v.img"
 `
-
-func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pki(t, filepath.Join(dir, "pki"))
-	c, err := Parse([]byte(tlsConfig), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CheckSecurity(); err != nil {
-		t.Errorf("TLS link refused: %v", err)
-	}
-	client, err := c.PrimaryTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := c.SecondaryTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if client.MinVersion != tls.VersionTLS13 || server.MinVersion != tls.VersionTLS13 {
-		t.Errorf("MinVersion client %x server %x, want TLS 1.3", client.MinVersion, server.MinVersion)
-	}
-	if client.ServerName != "10.0.0.1" || client.GetClientCertificate == nil || client.RootCAs == nil {
-		t.Errorf("client config: ServerName %q, no client certificate, RootCAs %v", client.ServerName, client.RootCAs)
-	}
-	if server.ClientAuth != tls.RequireAndVerifyClientCert || server.ClientCAs == nil || len(server.Certificates) != 1 {
-		t.Errorf("server config: ClientAuth %v, ClientCAs %v, %d certificates", server.ClientAuth, server.ClientCAs, len(server.Certificates))
-	}
-	handshake(t, client, server, "")
-
-	// tls_server_name overrides the host of primary.secondary.
-	c.Primary.ServerName = "secondary.example"
-	client, err = c.PrimaryTLS()
-	if err != nil || client.ServerName != "secondary.example" {
-		t.Fatalf("ServerName = %q, %v", client.ServerName, err)
-	}
-	handshake(t, client, server, "")
-	c.Primary.ServerName = "primary.example" // the wrong certificate's name
-	client, _ = c.PrimaryTLS()
-	handshake(t, client, server, "certificate")
-
-	// A primary without a certificate is refused by the secondary.
-	noCert := client.Clone()
-	noCert.ServerName = "secondary.example"
-	noCert.Certificates, noCert.GetClientCertificate = nil, nil
-	handshake(t, noCert, server, "certificate")
-
-	// NBD: the primary's server certificate, and client certificates
-	// signed by nbd_tls_ca required.
-	nbdServer, err := c.PrimaryNBDTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if nbdServer.ClientAuth != tls.RequireAndVerifyClientCert || nbdServer.ClientCAs == nil || len(nbdServer.Certificates) != 1 ||
-		nbdServer.MinVersion != tls.VersionTLS12 {
-		t.Errorf("NBD server config: ClientAuth %v, ClientCAs %v, %d certificates, MinVersion %x",
-			nbdServer.ClientAuth, nbdServer.ClientCAs, len(nbdServer.Certificates), nbdServer.MinVersion)
-	}
-	secCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nbdClient := &tls.Config{Certificates: []tls.Certificate{secCert}, RootCAs: client.RootCAs, ServerName: "primary.example"}
-	handshake(t, nbdClient, nbdServer, "")
-	nbdAnon := nbdClient.Clone()
-	nbdAnon.Certificates = nil
-	handshake(t, nbdAnon, nbdServer, "certificate")
-	if tc, err := c.SecondaryNBDTLS(); tc != nil || err != nil {
-		t.Errorf("SecondaryNBDTLS without settings = %v, %v; want nil, nil", tc, err)
-	}
-
-	// The control address: a server certificate, no client certificate
-	// asked for, and clients checking it against control_tls_ca and the
-	// host of control or control_tls_server_name.
-	if tc, err := c.ControlServerTLS("primary"); tc != nil || err != nil {
-		t.Errorf("ControlServerTLS without settings = %v, %v; want nil, nil", tc, err)
-	}
-	if tc, err := c.ControlClientTLS("secondary"); tc != nil || err != nil {
-		t.Errorf("ControlClientTLS without settings = %v, %v; want nil, nil", tc, err)
-	}
-	c.Primary.Control = "10.0.0.1:7401"
-	c.Primary.ControlTLSCert, c.Primary.ControlTLSKey = filepath.Join(dir, "pki", "primary.crt"), filepath.Join(dir, "pki", "primary.key")
-	c.Primary.ControlTLSCA = filepath.Join(dir, "pki", "ca.crt")
-	ctlServer, err := c.ControlServerTLS("primary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctlServer.ClientAuth != tls.NoClientCert || len(ctlServer.Certificates) != 1 {
-		t.Errorf("control server config: ClientAuth %v, %d certificates", ctlServer.ClientAuth, len(ctlServer.Certificates))
-	}
-	ctlClient, err := c.ControlClientTLS("primary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ctlClient.ServerName != "10.0.0.1" || ctlClient.RootCAs == nil || ctlClient.Certificates != nil {
-		t.Errorf("control client config: ServerName %q, RootCAs %v, %d certificates", ctlClient.ServerName, ctlClient.RootCAs, len(ctlClient.Certificates))
-	}
-	handshake(t, ctlClient, ctlServer, "")
-	c.Primary.ControlTLSServerName = "secondary.example" // not in the primary's certificate
-	ctlClient, _ = c.ControlClientTLS("primary")
-	handshake(t, ctlClient, ctlServer, "certificate is valid for")
-	c.Primary.ControlTLSServerName = "primary.example"
-	ctlClient, _ = c.ControlClientTLS("primary")
-	handshake(t, ctlClient, ctlServer, "")
-	c.Primary.ControlTLSCA = ""
-	if ctlClient, err = c.ControlClientTLS("primary"); err != nil || ctlClient.RootCAs != nil {
-		t.Errorf("without control_tls_ca: RootCAs %v, %v; want the system's roots (nil)", ctlClient.RootCAs, err)
-	}
-
-	// Missing or unusable files are named.
-	ctl := func(c *Config) {
-		c.Secondary.Control = "127.0.0.1:7403"
-		c.Secondary.ControlTLSCert, c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key")
-		c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "ca.crt")
-	}
-	ctlServerTLS := func(c *Config) (*tls.Config, error) { return c.ControlServerTLS("secondary") }
-	ctlClientTLS := func(c *Config) (*tls.Config, error) { return c.ControlClientTLS("secondary") }
-	for _, tc := range []struct {
-		set   func(c *Config)
-		get   func(c *Config) (*tls.Config, error)
-		field string
-		file  string
-	}{
-		{func(c *Config) { c.Primary.TLSCert = filepath.Join(dir, "pki", "gone.crt") }, (*Config).PrimaryTLS, "primary.tls_cert", "gone.crt"},
-		{func(c *Config) { c.Primary.TLSKey = filepath.Join(dir, "pki", "gone.key") }, (*Config).PrimaryTLS, "primary.tls_key", "gone.key"},
-		{func(c *Config) { c.Primary.TLSCA = filepath.Join(dir, "pki", "gone-ca.crt") }, (*Config).PrimaryTLS, "primary.tls_ca", "gone-ca.crt"},
-		{func(c *Config) { c.Secondary.TLSCA = filepath.Join(dir, "pki", "primary.key") }, (*Config).SecondaryTLS, "secondary.tls_ca", "primary.key"},
-		{func(c *Config) { c.Secondary.TLSKey = filepath.Join(dir, "pki", "primary.key") }, (*Config).SecondaryTLS, "secondary.tls_cert/tls_key", "primary.key"},
-		{func(c *Config) { c.Secondary.TLSCert = filepath.Join(dir, "pki", "nope.crt") }, (*Config).SecondaryTLS, "secondary.tls_cert", "nope.crt"},
-		{func(c *Config) { c.Primary.NBDTLSCert = filepath.Join(dir, "pki", "gone.crt") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_cert", "gone.crt"},
-		{func(c *Config) { c.Primary.NBDTLSKey = filepath.Join(dir, "pki", "gone.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_key", "gone.key"},
-		{func(c *Config) { c.Primary.NBDTLSCA = filepath.Join(dir, "pki", "primary.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_ca", "primary.key"},
-		{func(c *Config) { c.Primary.NBDTLSKey = filepath.Join(dir, "pki", "secondary.key") }, (*Config).PrimaryNBDTLS, "primary.nbd_tls_cert/nbd_tls_key", "secondary.key"},
-		{func(c *Config) {
-			c.Secondary.NBD = "0.0.0.0:10810"
-			c.Secondary.NBDTLSCert, c.Secondary.NBDTLSKey = filepath.Join(dir, "pki", "secondary.crt"), filepath.Join(dir, "pki", "secondary.key")
-			c.Secondary.NBDTLSCA = filepath.Join(dir, "pki", "none.crt")
-		}, (*Config).SecondaryNBDTLS, "secondary.nbd_tls_ca", "none.crt"},
-		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCert = filepath.Join(dir, "pki", "gone.crt") }, ctlServerTLS, "secondary.control_tls_cert", "gone.crt"},
-		{func(c *Config) { ctl(c); c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "gone.key") }, ctlServerTLS, "secondary.control_tls_key", "gone.key"},
-		{func(c *Config) { ctl(c); c.Secondary.ControlTLSKey = filepath.Join(dir, "pki", "primary.key") }, ctlServerTLS,
-			"secondary.control_tls_cert/control_tls_key", "primary.key"},
-		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "gone-ca.crt") }, ctlClientTLS, "secondary.control_tls_ca", "gone-ca.crt"},
-		{func(c *Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "secondary.key") }, ctlClientTLS, "secondary.control_tls_ca", "secondary.key"},
-	} {
-		c, err := Parse([]byte(tlsConfig), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc.set(c)
-		cfg, err := tc.get(c)
-		if err == nil || !strings.HasPrefix(err.Error(), tc.field+": ") || !strings.Contains(err.Error(), tc.file) {
-			t.Errorf("got %v, %v; want an error naming %s and %s", cfg, err, tc.field, tc.file)
-		}
-	}
-}
-
-// handshake runs a TLS handshake over loopback TCP and checks it succeeds
-// (wantErr == "") or fails with an error containing wantErr. (Not a
-// net.Pipe: it has no buffer, so a client that rejects the server's flight
-// mid-way blocks sending its alert while the server blocks sending the rest.)
-func handshake(t *testing.T, client, server *tls.Config, wantErr string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	done := make(chan error, 1)
-	go func() {
-		s := tls.Server(b, server)
-		err := s.Handshake()
-		if err == nil {
-			// Tell the client it was accepted.
-			_, err = s.Write([]byte{1})
-		}
-		b.Close()
-		done <- err
-	}()
-	cl := tls.Client(a, client)
-	cerr := cl.Handshake()
-	if cerr == nil {
-		// In TLS 1.3 the server's verdict on the client certificate
-		// arrives after the client's handshake: read it.
-		_ = a.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, cerr = cl.Read(make([]byte, 1))
-	}
-	a.Close()
-	serr := <-done
-	if wantErr == "" {
-		if cerr != nil || serr != nil {
-			t.Errorf("handshake failed: client %v, server %v", cerr, serr)
-		}
-		return
-	}
-	if cerr == nil && serr == nil {
-		t.Errorf("handshake succeeded, want a failure about %q", wantErr)
-		return
-	}
-	msg := ""
-	if cerr != nil {
-		msg += cerr.Error()
-	}
-	if serr != nil {
-		msg += " " + serr.Error()
-	}
-	if !strings.Contains(msg, wantErr) {
-		t.Errorf("handshake failed with %q, want %q", msg, wantErr)
-	}
-}
 
 func TestCheckSecurity(t *testing.T) {
 	loop := valid(t)
@@ -1058,7 +762,7 @@ func TestCheckSecurity(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	pki(t, filepath.Join(dir, "pki"))
+	testpki.Sites(t, filepath.Join(dir, "pki"))
 	c, err := Parse([]byte(tlsConfig), dir)
 	if err != nil {
 		t.Fatal(err)

@@ -226,7 +226,7 @@ func andList(names []string) string {
 // every interface), and insecure = true must have something to allow, were
 // every address off loopback.
 func (c *Config) checkSite(p *problems, site string) {
-	s, control, _ := c.site(site)
+	s, control, _ := c.Site(site)
 	if hosts, _, ok := bindHosts(control); s.ControlTLSCert != "" && s.ControlTLSKey != "" && s.ControlTLSServerName == "" && ok && hosts == nil {
 		p.add(site+".control_tls_server_name", "missing: control %q listens on every interface, so it names no host for clients to check the certificate against: "+
 			"set control_tls_server_name to a name the certificate holds, e.g. control_tls_server_name = \"%s.example\"", control, site)
@@ -271,8 +271,8 @@ func (c *Config) validatePair(p *problems) {
 		}
 	}
 	for _, end := range [][2]string{{"primary", "secondary"}, {"secondary", "primary"}} {
-		if s, _, _ := c.site(end[0]); s.linkTLS() {
-			if o, _, _ := c.site(end[1]); !o.linkTLS() {
+		if s, _, _ := c.Site(end[0]); s.linkTLS() {
+			if o, _, _ := c.Site(end[1]); !o.linkTLS() {
 				p.add(end[1]+".tls_cert", "missing while [%s] sets tls_cert, tls_key and tls_ca: both ends of the link use TLS, or neither", end[0])
 			}
 		}

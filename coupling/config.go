@@ -1,20 +1,28 @@
 package coupling
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"duplex/config"
+	"duplex/tlsconf"
 )
 
 // DialConfig returns the Store of the group that cfg's [coupling] names.
 func DialConfig(cfg *config.Config) (*EtcdStore, error) {
-	tlsConf, err := cfg.EtcdTLS()
+	tlsConf, err := tlsconf.Etcd(cfg)
 	if err != nil {
 		return nil, err
 	}
-	pw, err := cfg.EtcdPassword()
-	if err != nil {
-		return nil, err
+	pw := ""
+	if cfg.Coupling.Username != "" { // config: password_file is set with it
+		b, err := os.ReadFile(cfg.Resolve(cfg.Coupling.PasswordFile))
+		if err != nil {
+			return nil, fmt.Errorf("coupling.password_file: %w", err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
 	}
 	return DialEtcd(EtcdConfig{Group: cfg.Coupling.Group, Endpoints: cfg.Coupling.Etcd, TLS: tlsConf,
 		Username: cfg.Coupling.Username, Password: pw, Lease: time.Duration(cfg.Coupling.Lease)})

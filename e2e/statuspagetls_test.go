@@ -17,6 +17,7 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/internal/testpki"
+	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -58,7 +59,7 @@ func TestStatusPageOverHTTPS(t *testing.T) {
 	// What the browser shows is what a client checking control_tls_ca
 	// reads.
 	for _, role := range []string{"primary", "secondary"} {
-		tc, err := cfg.ControlClientTLS(role)
+		tc, err := tlsconf.ControlClient(cfg, role)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"duplex/config"
 	"duplex/internal/testpki"
+	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -106,7 +107,7 @@ func runSecondary(t *testing.T, cfg *config.Config) (*Secondary, *logBuffer) {
 // the test ends; it returns the primary, its log and its dial counter.
 func runPrimary(t *testing.T, cfg *config.Config) (*Primary, *logBuffer, *countingDialer) {
 	t.Helper()
-	tlsConf, err := cfg.PrimaryTLS()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

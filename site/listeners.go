@@ -6,6 +6,7 @@ import (
 	"net"
 
 	"duplex/config"
+	"duplex/tlsconf"
 )
 
 // listeners are a site's NBD and control listeners, bound when the site
@@ -26,7 +27,7 @@ func (l *listeners) listen(cfg *config.Config, role, what, nbd, control string) 
 		}
 	}
 	if control != "" {
-		if l.ctlTLS, err = cfg.ControlServerTLS(role); err != nil {
+		if l.ctlTLS, err = tlsconf.ControlServer(cfg, role); err != nil {
 			return fmt.Errorf("%s: control address: %w", what, err)
 		}
 		if l.ctlLn, err = net.Listen("tcp", control); err != nil {

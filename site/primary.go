@@ -27,6 +27,7 @@ import (
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
+	"duplex/tlsconf"
 	"duplex/transport"
 	"duplex/volume"
 )
@@ -209,12 +210,12 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			p.byVol[n] = ss
 		}
 	}
-	if p.nbdTLS, err = cfg.PrimaryNBDTLS(); err != nil {
+	if p.nbdTLS, err = tlsconf.PrimaryNBD(cfg); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	p.dialer = opts.Dialer
 	if p.dialer == nil {
-		tlsConf, err := cfg.PrimaryTLS()
+		tlsConf, err := tlsconf.PrimaryLink(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("primary: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
+	"duplex/tlsconf"
 	"duplex/transport"
 	"duplex/volume"
 )
@@ -101,17 +102,17 @@ func checkServe(cfg *config.Config, reverse bool) error {
 		return fmt.Errorf("promoted: %w", err)
 	}
 	if role == "primary" {
-		if _, err := c.PrimaryNBDTLS(); err != nil {
+		if _, err := tlsconf.PrimaryNBD(c); err != nil {
 			return fmt.Errorf("promoted: %w", err)
 		}
-		if _, err := c.PrimaryTLS(); err != nil {
+		if _, err := tlsconf.PrimaryLink(c); err != nil {
 			return fmt.Errorf("promoted: %w", err)
 		}
-	} else if _, err := c.SecondaryNBDTLS(); err != nil {
+	} else if _, err := tlsconf.SecondaryNBD(c); err != nil {
 		return fmt.Errorf("promoted: %w", err)
 	}
 	if cfg.Secondary.Control != "" {
-		if _, err := c.ControlServerTLS(role); err != nil {
+		if _, err := tlsconf.ControlServer(c, role); err != nil {
 			return fmt.Errorf("promoted: control address: %w", err)
 		}
 	}
@@ -265,7 +266,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			p.byVol[name] = ss
 		}
 	}
-	if p.nbdTLS, err = cfg.SecondaryNBDTLS(); err != nil {
+	if p.nbdTLS, err = tlsconf.SecondaryNBD(cfg); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
 	if tp := cfg.TokenPath(); tp != "" {

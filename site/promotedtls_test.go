@@ -14,6 +14,7 @@ import (
 
 	"duplex/control"
 	"duplex/internal/testpki"
+	"duplex/tlsconf"
 )
 
 // TestPromotedControlServesHTTPS: a promoted secondary serves its control
@@ -47,7 +48,7 @@ func TestPromotedControlServesHTTPS(t *testing.T) {
 	}()
 	addr := p.ControlAddr()
 
-	clientTLS, err := cfg.ControlClientTLS("secondary")
+	clientTLS, err := tlsconf.ControlClient(cfg, "secondary")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"duplex/nbd"
 	"duplex/recordset"
 	"duplex/secondary"
+	"duplex/tlsconf"
 	"duplex/transport"
 	"duplex/volume"
 )
@@ -212,12 +213,12 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := cfg.CheckSecurity(); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	if s.nbdTLS, err = cfg.SecondaryNBDTLS(); err != nil {
+	if s.nbdTLS, err = tlsconf.SecondaryNBD(cfg); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	s.ln = opts.Listener
 	if s.ln == nil {
-		tlsConf, err := cfg.SecondaryTLS()
+		tlsConf, err := tlsconf.SecondaryLink(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"duplex/nbd"
 	"duplex/pair"
 	"duplex/secondary"
+	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -792,7 +793,7 @@ func (p *Primary) secondaryControl() (control.Endpoint, error) {
 	if p.token == "" {
 		return control.Endpoint{}, errors.New("switchover refused: the session has no control_token_file, which the promotion of the other site needs")
 	}
-	tlsConf, err := p.cfg.ControlClientTLS("secondary")
+	tlsConf, err := tlsconf.ControlClient(p.cfg, "secondary")
 	if err != nil {
 		return control.Endpoint{}, fmt.Errorf("switchover refused: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/tlsconf"
 )
 
 // synopsis is one usage line of a command: "duplex " + path + " " + args.
@@ -259,7 +260,7 @@ func controlOf(cfg *config.Config, role string) (control.Endpoint, error) {
 	if role == "secondary" {
 		addr = cfg.Secondary.Control
 	}
-	tlsConf, err := cfg.ControlClientTLS(role)
+	tlsConf, err := tlsconf.ControlClient(cfg, role)
 	if err != nil {
 		return control.Endpoint{}, err
 	}

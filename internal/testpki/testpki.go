@@ -42,6 +42,9 @@ const (
 	// ServerCNOnly: a server certificate whose only name is the Common
 	// Name "127.0.0.1", as certificates made for older TLS clients have it.
 	ServerCNOnly
+	// Site: a site's certificate for both client and server use, for
+	// NAME.example and 10.0.0.1.
+	Site
 )
 
 var serial atomic.Int64
@@ -68,6 +71,19 @@ func NewCA(t testing.TB, dir, name string) *CA {
 	return ca
 }
 
+// Sites writes into dir ca.crt, a new CA's certificate, and for each of
+// "primary" and "secondary" NAME.crt and NAME.key, a Site certificate it
+// signed: the files a config's tls_* keys name.
+func Sites(t testing.TB, dir string) {
+	t.Helper()
+	ca := NewCA(t, dir, "ca")
+	if err := os.Rename(ca.Path, filepath.Join(dir, "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	ca.Issue(t, dir, "primary", Site)
+	ca.Issue(t, dir, "secondary", Site)
+}
+
 // Pool is a pool holding the CA alone, for a client in a test.
 func (ca *CA) Pool() *x509.CertPool {
 	pool := x509.NewCertPool()
@@ -90,6 +106,10 @@ func (ca *CA) Issue(t testing.TB, dir, name string, use Use) (certPath, keyPath 
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
 		tmpl.DNSNames = []string{"localhost"}
+	case Site:
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		tmpl.IPAddresses = []net.IP{net.IPv4(10, 0, 0, 1)}
+		tmpl.DNSNames = []string{name + ".example"}
 	case ServerCNOnly:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.Subject.CommonName = "127.0.0.1"
