@@ -15,9 +15,6 @@ const (
 	// DefaultHistoryBytes bounds [secondary] history when history_bytes
 	// is left out.
 	DefaultHistoryBytes = 1 * GiB
-	// MinHistoryBytes is the smallest history_bytes: room for the
-	// history's active file and one before it.
-	MinHistoryBytes = 4 * MiB
 	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
 	// consistency group holds only updates still in the sidefiles (they are
 	// released when the group is journaled), each costing there at least
@@ -25,8 +22,6 @@ const (
 	// the secondary journals (secondary.MaxGroupBytes, 2 GiB), with room
 	// for the group's own header.
 	MaxSidefileTotal = 1984 * MiB
-	// SectorSize: volume sizes are whole multiples of it.
-	SectorSize = 512
 	// MinRateLimit is the smallest rate limit other than 0 (unlimited): a
 	// bare "50" is bytes per second, rarely what was meant.
 	MinRateLimit = 1 * KiB
@@ -70,7 +65,7 @@ type Primary struct {
 	// A secondary that does not take compressed record sets gets them
 	// plain. Level 0 is zstd's default, 3.
 	Compression      string `toml:"compression" kind:"enum" values:"none,zstd" doc:"record sets on the link"`
-	CompressionLevel int    `toml:"compression_level" min:"0" max:"22" range:"%d is not a zstd level: 1 (fastest) to 22 (smallest), default 3" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
+	CompressionLevel int    `toml:"compression_level" min:"0" max:"22" range:"%d is not a zstd level: 1 (fastest) to 22 (smallest), default 3" with:"compression=zstd" without:"%d, but compression is %q: set compression = \"zstd\", or leave the level out" doc:"zstd level, 1 (fastest) to 22 (smallest)"`
 
 	ServerName string `toml:"tls_server_name" needs:"tls"` // name expected in the secondary's certificate; default the host of Secondary
 	Security
@@ -119,7 +114,7 @@ type Volume struct {
 	Path string `toml:"path" kind:"path" unique:"file" required:"the volume's image file or device"` // block device or image file
 	// Size is a positive multiple of 512; 0 (absent): the device's or
 	// existing image's size.
-	Size Size `toml:"size" min:"0" range:"%s: must be positive, e.g. size = \"1GiB\"" zero:"must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size"`
+	Size Size `toml:"size" min:"0" multiple:"512 the sector size" range:"%s: must be positive, e.g. size = \"1GiB\"" zero:"must be positive, e.g. size = \"1GiB\"; leave size out to take the block device's or existing image's size"`
 }
 
 // Secondary is the [secondary] section: the site holding the consistent copy.
@@ -134,8 +129,9 @@ type Secondary struct {
 	History Duration `toml:"history" min:"0s" max:"8760h" range:"%s: must be from 0s (no history) to 8760h, e.g. history = \"24h\"" doc:"how far back recover --at reaches (0: off)"`
 	// HistoryBytes bounds the history's files: the oldest are dropped
 	// first, which shortens the window. Left out with history set, it is
-	// DefaultHistoryBytes.
-	HistoryBytes Size `toml:"history_bytes" zero:"0 is too small: leave history_bytes out, or set history = \"0s\" to keep no history" doc:"bound on the history's files"`
+	// DefaultHistoryBytes; at least room for the history's active file and
+	// one before it.
+	HistoryBytes Size `toml:"history_bytes" min:"4MiB" range:"%s: must be at least 4MiB, e.g. history_bytes = \"20GiB\"" zero:"0 is too small: leave history_bytes out, or set history = \"0s\" to keep no history" with:"history" without:"set without history: it bounds the history that history = \"24h\" (for example) keeps; set history too, or leave history_bytes out" doc:"bound on the history's files"`
 	Security
 
 	Volumes []SecondaryVolume `toml:"volume" required:"the secondary needs a [[secondary.volume]] for each primary volume"`
@@ -254,7 +250,7 @@ func Parse(data []byte, dir string) (*Config, error) {
 }
 
 func (c *Config) resolvePaths() {
-	visit("", "", reflect.ValueOf(c).Elem(), schema, func(_, _ string, f *field, v reflect.Value) bool {
+	visit("", "", reflect.ValueOf(c).Elem(), nil, schema, func(_, _ string, f *field, v reflect.Value, _ any) bool {
 		if f.kind == "path" {
 			v.SetString(c.Resolve(v.String()))
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// The TOML library decodes the file into plain maps, and decodeTable then
-// fills Config from them along the schema. A bad value is thus reported
+// The TOML library decodes the file into plain maps, and decode then fills
+// Config from them along the schema. A bad value is thus reported
 // with its full field path ("primary.subsystem[1].volume[0].size")
 // together with every other problem, rather than as the first error of the
 // library, whose line number points at the last entry of an array of
@@ -30,42 +30,29 @@ func decode(data []byte, c *Config) error {
 	}
 	var p problems
 	unknownKeys(&p, md.Keys())
-	decodeTable(&p, "", "", m, reflect.ValueOf(c).Elem(), schema)
-	return errors.Join(p...)
-}
-
-// decodeTable fills v, the struct at field path (table name table), from
-// m, a table of the file.
-func decodeTable(p *problems, path, table string, m map[string]any, v reflect.Value, fields []field) {
-	for _, f := range fields {
-		at, tbl, fv := join(path, f.name), join(table, f.name), v.FieldByIndex(f.index)
-		raw, set := m[f.name]
-		switch {
-		case !set:
+	visit("", "", reflect.ValueOf(c).Elem(), m, schema, func(at, tbl string, f *field, fv reflect.Value, raw any) bool {
+		switch _, isTable := raw.(map[string]any); {
+		case f.kind == "tables" && fv.Kind() == reflect.Struct: // an entry
+			return true
+		case raw == nil:
 			if f.def.IsValid() {
 				fv.Set(f.def)
 			}
+		case f.kind == "table" && !isTable:
+			p.add(at, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(raw), tbl)
 		case f.kind == "table":
-			sub, ok := raw.(map[string]any)
-			if !ok {
-				p.add(at, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(raw), tbl)
-				continue
-			}
-			decodeTable(p, at, tbl, sub, fv, f.fields)
+			return true
 		case f.kind == "tables":
 			list, ok := tables(raw)
-			if !ok {
-				how := "must be an array of tables"
-				if _, array := raw.([]any); !array {
-					how += ", not " + typeName(raw)
-				}
-				p.add(at, "%s: write [[%s]] (double brackets) before each entry", how, tbl)
-				continue
+			if ok {
+				fv.Set(reflect.MakeSlice(fv.Type(), len(list), len(list)))
+				return true
 			}
-			fv.Set(reflect.MakeSlice(fv.Type(), len(list), len(list)))
-			for j, e := range list {
-				decodeTable(p, fmt.Sprintf("%s[%d]", at, j), tbl, e, fv.Index(j), f.fields)
+			how := "must be an array of tables"
+			if _, array := raw.([]any); !array {
+				how += ", not " + typeName(raw)
 			}
+			p.add(at, "%s: write [[%s]] (double brackets) before each entry", how, tbl)
 		default:
 			if msg := decodeLeaf(fv, raw); msg != "" {
 				p.add(at, "%s", msg)
@@ -73,7 +60,9 @@ func decodeTable(p *problems, path, table string, m map[string]any, v reflect.Va
 				p.add(at, "%s", f.zero)
 			}
 		}
-	}
+		return false
+	})
+	return errors.Join(p...)
 }
 
 // tables returns the entries of an array of tables.

@@ -22,7 +22,7 @@ func (c *Config) Encode() ([]byte, error) {
 	var err error
 	fmt.Fprintf(&b, "# Duplex session %q: one file describes both sites.\n", c.Session)
 	b.WriteString("# duplex primary reads [primary]; duplex secondary and duplex recover read [secondary].\n")
-	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, table string, f *field, v reflect.Value) bool {
+	visit("", "", reflect.ValueOf(c).Elem(), nil, schema, func(path, table string, f *field, v reflect.Value, _ any) bool {
 		indent := strings.Repeat("  ", strings.Count(path, "["))
 		switch {
 		case f.kind == "table" && !v.IsZero():

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,19 +33,25 @@ import (
 //	                   in the file; for a name, max is its longest (64)
 //	range:"%s: ..."    the problem of a value out of range, %s the value
 //	                   (left out: "V is too small: must be at least MIN" or
-//	                   "V is out of range: must be between MIN and MAX")
+//	                   "V is out of range: must be between MIN and MAX");
+//	                   a key with a zero tag is left out when zero, and
+//	                   then not checked
+//	multiple:"512 why" a size must be a multiple of the number, for why
+//	with:"k=v"         the key may be set only where key k of its table is
+//	                   (to v); without:"..." is the problem otherwise, its
+//	                   %-verbs the values of both keys
 //	unique:"group"     no two keys of the group (see uniqueWhy) hold the same
 //	                   value (a path resolved first) in a site, nor in both
 //	                   sites when they run on this machine (sameMachine)
 //	group:"tls"        the keys of a group (see groups) in one table are
 //	                   all set or none
 //	needs:"tls"        the key has no effect unless its group is set
-//	values:"a,b"       the values an enum takes ("" as well: left out)
+//	values:"a,b"       the values an enum takes, the first also when left out
 //	doc:"comment"      written beside the key by Encode
 //
 // The other checks (the sidefile limit against the number of subsystems,
-// what insecure may allow, the two sites' volumes and TLS) are written out
-// in validate.go.
+// what insecure may allow, the two sites' volumes and TLS, the etcd
+// endpoints) are written out in validate.go.
 
 // uniqueWhy says, for each group of unique keys, why they are.
 var uniqueWhy = map[string]string{
@@ -69,7 +76,9 @@ var groups = map[string]struct{ what, serves, does string }{
 // field describes one key.
 type field struct {
 	name, kind, required, zero, unique, doc string
-	outOfRange, group, needs                string        // the tags range, group and needs
+	outOfRange, group, needs, without       string // the tags range, group, needs and without
+	with, withValue, multipleOf             string // with:"with=withValue", multiple:"N multipleOf"
+	multiple                                int64
 	index                                   []int         // of the Go struct field, through embedded ones
 	def, min, max                           reflect.Value // invalid: none
 	values                                  []string
@@ -108,6 +117,12 @@ func describe(t reflect.Type, table string) []field {
 		if v := tag("values"); v != "" {
 			f.values = strings.Split(v, ",")
 		}
+		f.with, f.withValue, _ = strings.Cut(tag("with"), "=")
+		f.without = tag("without")
+		if m, why, ok := strings.Cut(tag("multiple"), " "); ok {
+			f.multiple, _ = strconv.ParseInt(m, 10, 64)
+			f.multipleOf = why
+		}
 		if f.kind == "name" {
 			if m := tag("max"); m != "" {
 				f.maxLen, _ = strconv.Atoi(m)
@@ -126,6 +141,11 @@ func describe(t reflect.Type, table string) []field {
 		fs = append(fs, f)
 	}
 	sort.Strings(knownKeys[table])
+	for _, f := range fs {
+		if f.with != "" && !slices.Contains(knownKeys[table], f.with) {
+			panic("config: " + f.name + " is with " + f.with + ", not a key of its table")
+		}
+	}
 	return fs
 }
 
@@ -175,25 +195,31 @@ func join(path, key string) string {
 }
 
 // visit calls fn for each key of v, a struct that fields describe, at path
-// (its table's name, indexes left out, is table), in file order. For a
-// table, fn says whether to visit its keys; an array of tables is passed
-// to fn whole, then entry by entry (each a struct, its path indexed:
-// "primary.subsystem[1]"), when fn returns true for it.
-func visit(path, table string, v reflect.Value, fields []field, fn func(path, table string, f *field, v reflect.Value) bool) {
+// (its table's name, indexes left out, is table), in file order, with raw,
+// what m, the file's table of v, holds for the key (nil: left out, or not
+// decoding). For a table, fn says whether to visit its keys; an array of
+// tables is passed to fn whole, then entry by entry (each a struct, its
+// path indexed: "primary.subsystem[1]"), when fn returns true for it.
+func visit(path, table string, v reflect.Value, m map[string]any, fields []field, fn func(path, table string, f *field, v reflect.Value, raw any) bool) {
 	for i := range fields {
 		f := &fields[i]
-		at, tbl, fv := join(path, f.name), join(table, f.name), v.FieldByIndex(f.index)
-		if !fn(at, tbl, f, fv) {
+		at, tbl, fv, raw := join(path, f.name), join(table, f.name), v.FieldByIndex(f.index), m[f.name]
+		if !fn(at, tbl, f, fv, raw) {
 			continue
 		}
 		switch f.kind {
 		case "table":
-			visit(at, tbl, fv, f.fields, fn)
+			sub, _ := raw.(map[string]any)
+			visit(at, tbl, fv, sub, f.fields, fn)
 		case "tables":
+			list, _ := tables(raw)
 			for j := range fv.Len() {
-				e := fv.Index(j)
-				if at := fmt.Sprintf("%s[%d]", at, j); fn(at, tbl, f, e) {
-					visit(at, tbl, e, f.fields, fn)
+				var entry map[string]any
+				if list != nil {
+					entry = list[j]
+				}
+				if at, e := fmt.Sprintf("%s[%d]", at, j), fv.Index(j); fn(at, tbl, f, e, entry) {
+					visit(at, tbl, e, entry, f.fields, fn)
 				}
 			}
 		}

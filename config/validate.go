@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -48,12 +47,6 @@ func (c *Config) Validate() error {
 	}
 	if hasS {
 		c.checkSite(&p, "secondary")
-		if hb := c.Secondary.HistoryBytes; hb != 0 && hb < MinHistoryBytes {
-			p.add("secondary.history_bytes", "%s: must be at least %s, e.g. history_bytes = \"20GiB\"", hb, MinHistoryBytes)
-		}
-		if c.Secondary.History == 0 && c.Secondary.HistoryBytes != 0 {
-			p.add("secondary.history_bytes", "set without history: it bounds the history that history = \"24h\" (for example) keeps; set history too, or leave history_bytes out")
-		}
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
@@ -71,20 +64,21 @@ func (c *Config) Validate() error {
 func (c *Config) checkKeys(p *problems) {
 	type unique struct{ group, site, path, value string } // site "" on one machine
 	var seen []unique
-	visit("", "", reflect.ValueOf(c).Elem(), schema, func(path, _ string, f *field, v reflect.Value) bool {
-		if f.min.IsValid() && v.Int() < f.min.Int() || f.max.IsValid() && v.Int() > f.max.Int() {
+	visit("", "", reflect.ValueOf(c).Elem(), nil, schema, func(path, _ string, f *field, v reflect.Value, _ any) bool {
+		if (f.zero == "" || !v.IsZero()) && (f.min.IsValid() && v.Int() < f.min.Int() || f.max.IsValid() && v.Int() > f.max.Int()) {
 			p.add(path, "%s", f.rangeProblem(v))
 		}
+		if f.multiple != 0 && v.Int()%f.multiple != 0 {
+			p.add(path, "%d bytes is not a multiple of %d (%s)", v.Int(), f.multiple, f.multipleOf)
+		}
 		switch {
-		case f.kind == "table" && !v.IsZero():
+		case f.kind == "table" && !v.IsZero() || f.kind == "tables" && v.Kind() == reflect.Struct:
 			checkGroups(p, path, v, f.fields)
 			return true
 		case f.kind == "table":
 			return false
 		case f.kind == "tables" && v.Kind() == reflect.Slice && v.Len() == 0 && f.required != "":
 			p.add(path, "none: %s", f.required)
-		case f.kind == "tables":
-			return true
 		case v.IsZero():
 			if f.required != "" {
 				p.add(path, "missing: %s", f.required)
@@ -185,11 +179,16 @@ func (f *field) rangeProblem(v reflect.Value) string {
 }
 
 // checkGroups checks the keys of one table, v at path, that go together
-// (tags group and needs): a group all set or none, and set only with the
-// key of the table it serves; a key that needs a group only with it.
+// (tags group, needs and with): a group all set or none, and set only with
+// the key of the table it serves; a key that needs a group only with it; a
+// key with another only where that one is set (to its value).
 func checkGroups(p *problems, path string, v reflect.Value, fields []field) {
-	set, members, count := map[string]bool{}, map[string][]string{}, map[string]int{}
+	set, members, count, value := map[string]bool{}, map[string][]string{}, map[string]int{}, map[string]reflect.Value{}
 	for _, f := range fields {
+		value[f.name] = v.FieldByIndex(f.index)
+		if f.kind == "enum" && value[f.name].IsZero() {
+			value[f.name] = reflect.ValueOf(f.values[0]) // what leaving it out means
+		}
 		set[f.name] = !v.FieldByIndex(f.index).IsZero()
 		if f.group != "" && set[f.name] {
 			count[f.group]++
@@ -200,7 +199,9 @@ func checkGroups(p *problems, path string, v reflect.Value, fields []field) {
 	}
 	for _, f := range fields {
 		g, names, n := groups[f.group], members[f.group], count[f.group]
-		switch {
+		switch w := value[f.with]; {
+		case f.with != "" && set[f.name] && (!set[f.with] || f.withValue != "" && w.String() != f.withValue):
+			p.add(join(path, f.name), "%s", problemf(f.without, value[f.name].Interface(), w.Interface()))
 		case f.needs != "" && set[f.name] && count[f.needs] == 0:
 			p.add(join(path, f.name), "has no effect without %s", andList(members[f.needs]))
 		case f.group == "" || n == 0:
@@ -210,6 +211,14 @@ func checkGroups(p *problems, path string, v reflect.Value, fields []field) {
 			p.add(join(path, f.name), "has no effect without %s: set %s to %s, or remove %s_*", join(path, g.serves), g.serves, g.does, f.group)
 		}
 	}
+}
+
+// problemf is fmt.Sprintf of a problem that may name none of args.
+func problemf(format string, args ...any) string {
+	if !strings.Contains(format, "%") {
+		return format
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 // andList writes "a, b and c".
@@ -243,16 +252,6 @@ func (c *Config) validatePrimary(p *problems) {
 	if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
 		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
 			"at most %s each (left out, it is that)", pr.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
-	}
-	if l := pr.CompressionLevel; l != 0 && pr.Compression != "zstd" {
-		p.add("primary.compression_level", "%d, but compression is %q: set compression = \"zstd\", or leave the level out", l, cmp.Or(pr.Compression, "none"))
-	}
-	for i, ss := range pr.Subsystems {
-		for j, v := range ss.Volumes {
-			if v.Size > 0 && v.Size%SectorSize != 0 {
-				p.add(fmt.Sprintf("primary.subsystem[%d].volume[%d].size", i, j), "%d bytes is not a multiple of %d (the sector size)", int64(v.Size), SectorSize)
-			}
-		}
 	}
 	c.checkSite(p, "primary")
 }
