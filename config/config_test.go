@@ -316,11 +316,11 @@ func TestUnknownKeys(t *testing.T) {
 		want []string
 	}{
 		{"intervall = \"20ms\"\n" + minimal, []string{"intervall: unknown key", `did you mean "interval"`}},
-		{strings.Replace(minimal, "size = 4096", "sise = 4096", 1), []string{"primary.subsystem.volume.sise: unknown key", `did you mean "size"`}},
+		{strings.Replace(minimal, "size = 4096", "sise = 4096", 1), []string{"primary.subsystem[0].volume[0].sise: unknown key", `did you mean "size"`}},
 		{"sidefile_limit = \"1GiB\"\n" + minimal, []string{"sidefile_limit: unknown key at the top level", "belongs in [primary]"}},
 		{minimal + "[tertiary]\nlisten = \"x:1\"\nfoo = 1\n", []string{"tertiary: unknown key", "known keys there"}},
 		{minimal + "[secondary]\nlisten = \"127.0.0.1:7402\"\njournal = \"j\"\n[[secondary.volume]]\nname = \"v\"\npath = \"w.img\"\nsize = \"1GiB\"\n",
-			[]string{"secondary.volume.size: unknown key in [secondary.volume]; known keys there: name, path; \"size\" belongs in [primary.subsystem.volume]"}},
+			[]string{"secondary.volume[0].size: unknown key in [secondary.volume]; known keys there: name, path; \"size\" belongs in [primary.subsystem.volume]"}},
 	} {
 		_, err := Parse([]byte(tc.text), "")
 		if err == nil {

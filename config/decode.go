@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sort"
@@ -24,24 +25,23 @@ import (
 // It returns every problem, joined.
 func decode(data []byte, c *Config) error {
 	var m map[string]any
-	md, err := toml.Decode(string(data), &m)
+	_, err := toml.Decode(string(data), &m)
 	if err != nil {
 		return decodeError(err)
 	}
 	var p problems
-	unknownKeys(&p, md.Keys())
+	unknownKeys(&p, "", "", m)
 	visit("", "", reflect.ValueOf(c).Elem(), m, schema, func(at, tbl string, f *field, fv reflect.Value, raw any) bool {
-		switch _, isTable := raw.(map[string]any); {
-		case f.kind == "tables" && fv.Kind() == reflect.Struct: // an entry
+		switch sub, isTable := raw.(map[string]any); {
+		case isTable && (f.kind == "table" || fv.Kind() == reflect.Struct): // a table, or an entry of an array of tables
+			unknownKeys(&p, at, tbl, sub)
 			return true
 		case raw == nil:
 			if f.def.IsValid() {
 				fv.Set(f.def)
 			}
-		case f.kind == "table" && !isTable:
-			p.add(at, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(raw), tbl)
 		case f.kind == "table":
-			return true
+			p.add(at, "must be a table, not %s: write [%s] on a line of its own, then its keys", typeName(raw), tbl)
 		case f.kind == "tables":
 			list, ok := tables(raw)
 			if ok {
@@ -178,44 +178,33 @@ type wrapped struct {
 func (w *wrapped) Error() string { return w.msg }
 func (w *wrapped) Unwrap() error { return w.err }
 
-// unknownKeys reports keys the file holds that Config does not know, by
-// exact name (the TOML library matches field names without regard to case,
-// this package does not), outermost only, with a hint at what was probably
-// meant.
-func unknownKeys(p *problems, keys []toml.Key) {
-	reported := map[string]bool{}
-	for _, k := range keys {
-		for i := range k {
-			parent := strings.Join(k[:i], ".")
-			known, table := knownKeys[parent]
-			if !table {
-				break // below a value: decodeLeaf reports its type
-			}
-			name := k[:i+1].String()
-			if slices.Contains(known, k[i]) {
-				continue
-			} else if reported[name] {
-				break
-			}
-			reported[name] = true
-			where := "at the top level"
-			if parent != "" {
-				where = "in [" + parent + "]"
-			}
-			msg := "unknown key " + where
-			mean, elsewhere := keyHint(parent, k[i])
-			switch {
-			case mean != "":
-				msg += fmt.Sprintf(" (did you mean %q?)", mean)
-			case len(known) > 0:
-				msg += "; known keys there: " + strings.Join(known, ", ")
-			}
-			if mean == "" && elsewhere != "" {
-				msg += fmt.Sprintf("; %q belongs in %s", k[i], elsewhere)
-			}
-			p.add(name, "%s", msg)
-			break
+// unknownKeys reports the keys of m, the file's table at path (table name
+// table), that Config does not know, by exact name (the TOML library
+// matches field names without regard to case, this package does not), with
+// a hint at what was probably meant. The keys of an unknown table are not
+// visited, so it is reported alone.
+func unknownKeys(p *problems, path, table string, m map[string]any) {
+	known := knownKeys[table]
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if slices.Contains(known, k) {
+			continue
 		}
+		where := "at the top level"
+		if table != "" {
+			where = "in [" + table + "]"
+		}
+		msg := "unknown key " + where
+		mean, elsewhere := keyHint(table, k)
+		switch {
+		case mean != "":
+			msg += fmt.Sprintf(" (did you mean %q?)", mean)
+		case len(known) > 0:
+			msg += "; known keys there: " + strings.Join(known, ", ")
+		}
+		if mean == "" && elsewhere != "" {
+			msg += fmt.Sprintf("; %q belongs in %s", k, elsewhere)
+		}
+		p.add(join(path, k), "%s", msg)
 	}
 }
 
