@@ -1,6 +1,7 @@
 package config
 
 import (
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -334,31 +335,14 @@ func (c *Config) TokenPath() string { return c.Resolve(c.ControlTokenFile) }
 // files under dir (made absolute): two subsystems of two 256 MiB volumes
 // each, both sites on loopback.
 func Demo(dir string) *Config {
-	c, err := Parse([]byte(demoSession), dir)
+	c, err := Parse(demoSession, dir)
 	if err != nil {
-		panic("config: the demo session: " + err.Error()) // a constant: a test catches it
+		panic("config: the demo session: " + err.Error()) // embedded: a test catches it
 	}
 	return c
 }
 
 // demoSession is Demo's session, its paths relative to its directory.
-const demoSession = `session = "demo"
-control_token_file = "token"
-[primary]
-nbd = "127.0.0.1:10809"
-control = "127.0.0.1:7401"
-secondary = "127.0.0.1:7402"
-[[primary.subsystem]]
-id = "ss1"
-volume = [{name = "vol1", path = "primary/vol1.img", size = "256MiB"}, {name = "vol2", path = "primary/vol2.img", size = "256MiB"}]
-[[primary.subsystem]]
-id = "ss2"
-volume = [{name = "vol3", path = "primary/vol3.img", size = "256MiB"}, {name = "vol4", path = "primary/vol4.img", size = "256MiB"}]
-[secondary]
-listen = "127.0.0.1:7402"
-control = "127.0.0.1:7403"
-nbd = "127.0.0.1:10810"
-journal = "secondary/journal"
-volume = [{name = "vol1", path = "secondary/vol1.img"}, {name = "vol2", path = "secondary/vol2.img"},
-          {name = "vol3", path = "secondary/vol3.img"}, {name = "vol4", path = "secondary/vol4.img"}]
-`
+//
+//go:embed demo.toml
+var demoSession []byte
