@@ -13,24 +13,8 @@
 // schema.go): its name, kind, default, range, whether it is required, the
 // keys it must be unique among or set together with, and the comment
 // [Config.Encode] writes beside it. examples/session.toml is the format
-// annotated, and examples/secure.toml a session whose sites protect all
-// they serve and dial:
-//
-//	session = "payroll"
-//	[primary]
-//	nbd       = "127.0.0.1:10809"     # NBD listen address; export name = volume name
-//	secondary = "127.0.0.1:7402"      # where the secondary listens
-//	  [[primary.subsystem]]
-//	  id = "ss1"
-//	    [[primary.subsystem.volume]]
-//	    name = "db-data"
-//	    path = "/dev/vg0/db-data"     # a block device, or an image file
-//	[secondary]
-//	listen  = "127.0.0.1:7402"
-//	journal = "secondary/journal"
-//	  [[secondary.volume]]
-//	  name = "db-data"
-//	  path = "secondary/db-data.img"
+// annotated, examples/secure.toml a session whose sites protect all they
+// serve and dial, and demo.toml the session duplex demo runs.
 //
 // Decoding is strict: a key this package does not know (keys are matched
 // exactly, case included) is an error that names it, with the key probably
@@ -40,21 +24,14 @@
 //
 //	primary.subsystem[1].volume[0].size: must be positive, e.g. size = "1GiB"
 //
-// Volume sizes are positive multiples of 512 bytes. A volume may leave its
-// size out: its size is then that of its block device or existing image
-// file, and a missing image file is not created (package volume). The
-// secondary's copy takes the primary volume's size; where that is left out,
-// from its own device or existing image, and the link's handshake refuses a
-// primary of another size. No two volumes, nor a volume and the journal,
-// share a path, nor two listeners a port; across the two sites this is only
-// checked when both run on one machine (the link is on loopback).
+// A volume that leaves its size out takes its block device's or existing
+// image's (package volume); the secondary's copy takes the primary
+// volume's, and the link's handshake refuses a primary of another size.
+// Uniqueness across the two sites (paths, listeners) is only checked when
+// both run on one machine (the link is on loopback).
 //
-// Relative paths (volume images, the journal, TLS files, the token file)
-// are relative to the directory of the config file: [Load] and [Parse]
-// resolve them against it (Config.Dir, made absolute), so every path in a
-// loaded Config can be used as is; [Config.Encode] writes paths inside Dir
-// relative to it again. Sizes and durations are written as [Size] and
-// [Duration] say.
+// Relative paths are relative to the directory of the config file (see
+// [Config.Resolve]): every path in a loaded Config can be used as is.
 //
 // Nothing a site serves or dials leaves the machine unprotected unless the
 // config says so (insecure = true in the site's section): see
