@@ -111,6 +111,35 @@ func TestHelpFlag(t *testing.T) {
 	}
 }
 
+// TestLogLevelOnEveryCommandThatLogs: every command that logs (a site it
+// runs or opens, or the etcd it runs) takes --log-level, in its usage line
+// and refused with exit 2 when it names no level; the others only report
+// to stdout and fail with their one error.
+func TestLogLevelOnEveryCommandThatLogs(t *testing.T) {
+	silent := map[string]bool{"status": true, "switchover": true, "couple": true, "version": true,
+		"pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
+	for _, cmd := range everyCommand() {
+		path := strings.Join(cmd, " ")
+		_, out, _ := runCmd(append(cmd, "-h")...)
+		usage, _, _ := strings.Cut(out, "\n")
+		if has := strings.Contains(usage, "[--log-level LEVEL]"); has == silent[path] {
+			t.Errorf("duplex %s: usage %q; want --log-level only on a command that logs", path, usage)
+		}
+		if silent[path] {
+			continue
+		}
+		dir := t.TempDir()
+		args := append(cmd, "--config", writeSessionConfig(t, dir, startupSession(dir)), "--log-level", "loud")
+		if path == "demo" || path == "etcd" {
+			args = append(cmd, "--dir", dir, "--log-level", "loud")
+		}
+		code, _, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, `--log-level "loud": want debug, info, warn or error`) {
+			t.Errorf("duplex %s --log-level loud: exit %d, stderr %q; want exit 2 naming the level", path, code, errs)
+		}
+	}
+}
+
 // TestUsageShowsRequiredConfig: where --config is required, the usage line
 // shows it bare; where it is optional, in brackets.
 func TestUsageShowsRequiredConfig(t *testing.T) {

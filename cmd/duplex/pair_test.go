@@ -244,3 +244,25 @@ func TestPairWaitPrintsLines(t *testing.T) {
 		t.Errorf("pair add --wait printed %q, want lines starting %q", out, want)
 	}
 }
+
+// TestPairAddWaitEitherOrder: the two orders an operator writes, the
+// volume before --config or after it, each with --wait, add the pair and
+// wait for its copy alike.
+func TestPairAddWaitEitherOrder(t *testing.T) {
+	for _, order := range [][]string{
+		{"pair", "add", "vol3", "--config", "F", "--wait"},
+		{"pair", "add", "--config", "F", "vol3", "--wait"},
+	} {
+		fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+		fp.copied = "duplex"
+		args := slices.Clone(order)
+		args[slices.Index(args, "F")] = path
+		code, out, errs := runCmd(args...)
+		if code != exitOK || errs != "" || !strings.HasPrefix(out, "vol3: add requested\n") || !strings.HasSuffix(out, "\nduplex; 0 B copied\n") {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit 0, the add and the copy's end", strings.Join(order, " "), code, out, errs)
+		}
+		if len(fp.calls) != 1 || fp.calls[0] != "add vol3" || fp.state["vol3"] != "duplex" {
+			t.Errorf("duplex %s: calls %v, vol3 %q; want one add and vol3 duplex", strings.Join(order, " "), fp.calls, fp.state["vol3"])
+		}
+	}
+}
