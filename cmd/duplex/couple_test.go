@@ -26,7 +26,7 @@ func freeURL(t *testing.T) string {
 func TestCouple(t *testing.T) {
 	dir := t.TempDir()
 	client := freeURL(t)
-	srv, err := etcdserver.Start(filepath.Join(dir, "etcd"), client, freeURL(t))
+	srv, err := etcdserver.Start(filepath.Join(dir, "etcd"), client, freeURL(t), "error")
 	if err != nil {
 		t.Fatal(err)
 	}

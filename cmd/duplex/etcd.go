@@ -4,11 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"duplex/coupling/etcdserver"
 )
 
-var etcdSynopsis = synopsis{"etcd", "--dir DIR [--listen URL] [--peer URL]"}
+var etcdSynopsis = synopsis{"etcd", "--dir DIR [--listen URL] [--peer URL] [--log-level LEVEL]"}
 
 // runEtcd runs a single-node etcd until SIGINT or SIGTERM: enough for
 // coupled sessions on one machine (a demo, a test); production runs an
@@ -19,13 +20,18 @@ func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 	dir := fs.String("dir", "", "the `DIR` of etcd's data (created if missing)")
 	listen := fs.String("listen", "http://127.0.0.1:2379", "the client `URL`")
 	peer := fs.String("peer", "http://127.0.0.1:2380", "the peer `URL` (a single node has no peers, but etcd binds it)")
+	level := fs.logLevelFlag("error")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fs.usageErrorf("--dir DIR is required")
 	}
-	srv, err := etcdserver.Start(*dir, *listen, *peer)
+	// etcd logs through its own logger, at the levels --log-level names.
+	if _, err := fs.logger(*level); err != nil {
+		return err
+	}
+	srv, err := etcdserver.Start(*dir, *listen, *peer, strings.ToLower(*level))
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,9 @@ type Server struct {
 
 // Start starts a single-node etcd keeping its data in dir, serving
 // clients at clientURL and its (unused) peer port at peerURL, both
-// http://host:port. It returns once the server is ready to serve.
-func Start(dir, clientURL, peerURL string) (*Server, error) {
+// http://host:port, logging to stderr at logLevel (etcd's: debug, info,
+// warn, error). It returns once the server is ready to serve.
+func Start(dir, clientURL, peerURL, logLevel string) (*Server, error) {
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: client URL %q: %w", clientURL, err)
@@ -36,7 +37,7 @@ func Start(dir, clientURL, peerURL string) (*Server, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = "error"
+	cfg.LogLevel = logLevel
 	cfg.LogOutputs = []string{"stderr"}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
