@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"duplex/config"
-	"duplex/coupling/etcdserver"
 )
 
 func freeURL(t *testing.T) string {
@@ -22,15 +22,28 @@ func freeURL(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// TestCouple changes and lists a coupled group's membership in a real etcd.
+// TestCouple changes and lists a coupled group's membership in a real etcd,
+// which duplex etcd runs until it is stopped.
 func TestCouple(t *testing.T) {
 	dir := t.TempDir()
 	client := freeURL(t)
-	srv, err := etcdserver.Start(filepath.Join(dir, "etcd"), client, freeURL(t), "error")
-	if err != nil {
-		t.Fatal(err)
+	ctx, stop := context.WithCancel(context.Background())
+	var etcdOut, etcdErr syncBuffer
+	etcdDone := make(chan int, 1)
+	go func() {
+		etcdDone <- run(ctx, []string{"etcd", "--dir", filepath.Join(dir, "etcd"), "--listen", client, "--peer", freeURL(t)}, &etcdOut, &etcdErr)
+	}()
+	defer func() {
+		stop()
+		if code := <-etcdDone; code != exitOK || etcdErr.String() != "" {
+			t.Errorf("duplex etcd, stopped: exit %d, stderr %q; want exit 0 and nothing logged at error", code, etcdErr.String())
+		}
+	}()
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(etcdOut.String(), "etcd serving clients at "+client); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("duplex etcd did not serve: stdout %q, stderr %q", etcdOut.String(), etcdErr.String())
+		}
 	}
-	defer srv.Close()
 	c := config.Demo(dir)
 	c.Coupling = config.Coupling{Group: "payments", Etcd: []string{client}, Lease: config.Duration(10 * time.Second), Publish: config.Duration(20 * time.Millisecond)}
 	text, err := c.Encode()
