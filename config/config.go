@@ -234,7 +234,6 @@ func Parse(data []byte, dir string) (*Config, error) {
 	if err := decode(data, c); err != nil {
 		return nil, err
 	}
-	c.resolvePaths()
 	if c.Secondary.HistoryBytes == 0 && c.Secondary.History > 0 {
 		c.Secondary.HistoryBytes = DefaultHistoryBytes
 	}
@@ -248,15 +247,6 @@ func Parse(data []byte, dir string) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-func (c *Config) resolvePaths() {
-	visit("", "", reflect.ValueOf(c).Elem(), nil, schema, func(_, _ string, f *field, v reflect.Value, _ any) bool {
-		if f.kind == "path" {
-			v.SetString(c.Resolve(v.String()))
-		}
-		return true
-	})
 }
 
 // Resolve returns path resolved against Dir: unchanged when empty or

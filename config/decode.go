@@ -21,8 +21,8 @@ import (
 // library, whose line number points at the last entry of an array of
 // tables and whose messages name Go types.
 
-// decode fills c from data, applying defaults to keys the file leaves out.
-// It returns every problem, joined.
+// decode fills c from data, applying defaults to keys the file leaves out
+// and resolving paths against c.Dir. It returns every problem, joined.
 func decode(data []byte, c *Config) error {
 	var m map[string]any
 	_, err := toml.Decode(string(data), &m)
@@ -58,6 +58,8 @@ func decode(data []byte, c *Config) error {
 				p.add(at, "%s", msg)
 			} else if f.zero != "" && fv.IsZero() {
 				p.add(at, "%s", f.zero)
+			} else if f.kind == "path" {
+				fv.SetString(c.Resolve(fv.String()))
 			}
 		}
 		return false
