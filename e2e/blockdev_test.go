@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 )
 
 // loopDevice attaches a loop device over a new file of size bytes of seeded
@@ -20,13 +21,13 @@ import (
 func loopDevice(t *testing.T, size int64, seed uint64) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("block-device volumes are tested on loop devices, which need root: run the tests as root")
+		testenv.Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed: apt-get install util-linux")
+		testenv.Missing(t, "losetup not installed: apt-get install util-linux")
 	}
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skipf("no loop device support here: %v", err)
+		testenv.Missing(t, "no loop device support here: %v", err)
 	}
 	data := make([]byte, size)
 	rng := rand.New(rand.NewPCG(seed, seed))

@@ -19,6 +19,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/transport"
 	"duplex/workload"
 )
@@ -44,7 +45,7 @@ func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Contex
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
-		t.Skip("chromium not installed: apt-get install chromium (the status page is tested in a real browser)")
+		testenv.Missing(t, "chromium not installed: apt-get install chromium (the status page is tested in a real browser)")
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),

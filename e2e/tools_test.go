@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"duplex/internal/testenv"
 )
 
 // These tests drive the running primary with the tools users run (nbdinfo,
@@ -27,7 +29,7 @@ import (
 func needTool(t *testing.T, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not installed: apt-get install %s", tool, pkg)
+		testenv.Missing(t, "%s not installed: apt-get install %s", tool, pkg)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/internal/testenv"
 )
 
 // These tests drive the server with the clients users actually run. Each
@@ -22,7 +24,7 @@ import (
 func needTool(t *testing.T, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
-		t.Skipf("%s not installed: apt-get install %s", tool, pkg)
+		testenv.Missing(t, "%s not installed: apt-get install %s", tool, pkg)
 	}
 }
 

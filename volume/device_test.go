@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"duplex/internal/testenv"
 )
 
 // loopDevice attaches a loop device (of the given logical block size) over a
@@ -26,13 +28,13 @@ import (
 func loopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("block-device volumes are tested on loop devices, which need root: run the tests as root")
+		testenv.Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
 	}
 	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed: apt-get install util-linux")
+		testenv.Missing(t, "losetup not installed: apt-get install util-linux")
 	}
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		t.Skipf("no loop device support here: %v", err)
+		testenv.Missing(t, "no loop device support here: %v", err)
 	}
 	backing := filepath.Join(t.TempDir(), "backing.img")
 	if err := os.WriteFile(backing, bytes.Repeat([]byte{fill}, int(size)), 0o600); err != nil {
