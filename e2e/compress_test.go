@@ -20,6 +20,7 @@ import (
 // reordered and corrupted are detected and recovered as plain ones are,
 // and the invariant holds after every applied group.
 func TestCompressedDependentWritesUnderLinkFaults(t *testing.T) {
+	t.Parallel()
 	groups := 400
 	if testing.Short() {
 		groups = 150
@@ -65,6 +66,7 @@ func TestCompressedDependentWritesUnderLinkFaults(t *testing.T) {
 // that does not announce it, and a primary that does not compress is read
 // by a secondary that could take compressed ones.
 func TestCompressionMixedVersions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name            string
 		compress, plain bool
@@ -98,6 +100,7 @@ func TestCompressionMixedVersions(t *testing.T) {
 // ratio, and both sites' metrics count the bytes. (The link's faults with
 // compressed record sets are TestCompressedDependentWritesUnderLinkFaults'.)
 func TestSitesDependentWritesCompressed(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Interval = config.Duration(2 * time.Millisecond)

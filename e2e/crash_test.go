@@ -99,6 +99,7 @@ func recoverAndCheck(t *testing.T, dir string) secondary.Stats {
 // the dependent-write invariant, and no group the primary saw acknowledged (so
 // journaled) may be missing.
 func TestDependentWritesSecondaryKilled(t *testing.T) {
+	t.Parallel()
 	kills := 20
 	dir := t.TempDir()
 	sp := &secondaryProcess{t: t, dir: dir, addr: anyPort}

@@ -22,6 +22,7 @@ import (
 // down, and a SIGTERM waits for it. Here every region reaches the secondary
 // and the primary stops on SIGTERM, having shipped everything.
 func TestPrimaryKilledWithMoreLoggedRegionsThanARecordSetCarries(t *testing.T) {
+	t.Parallel()
 	const (
 		regions = 80
 		mib     = 1 << 20

@@ -618,6 +618,7 @@ func waitLogLine(t *testing.T, d *daemon, timeout time.Duration, parts ...string
 // contract: an array of the primary's and the secondary's objects, with
 // every field scripts may rely on.
 func TestDaemonsStatusJSON(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{})
 	s.start()
 	c := dialNBD(t, s.cfg.Primary.NBD, "vol3")
@@ -709,6 +710,7 @@ func TestDaemonsStatusJSON(t *testing.T) {
 // writing makes it exit 0 after shipping, and the secondary, with the primary
 // gone, then holds the last acknowledged write (and every one before it).
 func TestDaemonsSIGTERMShipsEverything(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{})
 	s.start()
 	c := dialNBD(t, s.cfg.Primary.NBD, "vol2")
@@ -781,6 +783,7 @@ func TestDaemonsSIGTERMShipsEverything(t *testing.T) {
 // TestDaemonsOtherSessionRefused: a primary of another session is refused by
 // the secondary, with a clear log line, and never linked.
 func TestDaemonsOtherSessionRefused(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{})
 	s.startSecondary()
 
@@ -827,6 +830,7 @@ func TestDaemonsOtherSessionRefused(t *testing.T) {
 // both sites are stopped it applies the journal and says how consistent the
 // volumes are.
 func TestDaemonsRecover(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{})
 	s.start()
 	c := dialNBD(t, s.cfg.Primary.NBD, "vol4")

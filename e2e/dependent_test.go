@@ -12,6 +12,7 @@ import (
 // reorders, delays and corrupts frames and disconnects, and checks the
 // dependent-write invariant on the secondary after every applied group.
 func TestDependentWritesUnderLinkFaults(t *testing.T) {
+	t.Parallel()
 	groups := 1000
 	if testing.Short() {
 		groups = 200

@@ -18,6 +18,7 @@ import (
 // reason and what is still held, and leaves every pair as it was; once the
 // link is back, the same command drains and suspends.
 func TestSuspendDrainThatCannotFinishSaysWhyAndLeavesThePairs(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 4<<20, 8<<20, time.Hour)
 	cfg.Primary.Control = "127.0.0.1:0"
 	tokenPath := filepath.Join(t.TempDir(), "token")

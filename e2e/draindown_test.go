@@ -17,6 +17,7 @@ import (
 // reason: the command has no timeout of its own, and an operator who asks
 // to drain an unreachable link must not wait for ever without a word.
 func TestSuspendDrainWithLinkDownAnswers(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 4<<20, 8<<20, time.Hour)
 	cfg.Primary.Control = "127.0.0.1:0"
 	tokenPath := filepath.Join(t.TempDir(), "token")

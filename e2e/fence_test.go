@@ -17,6 +17,7 @@ import (
 // The old primary must be refused, with both data generations and the way
 // forward in the message, and nothing of it may reach the secondary volume.
 func TestDaemonsFenceSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	t.Run("running secondary", func(t *testing.T) { testFenceSurvivesRestart(t, true, false) })
 	t.Run("running secondary killed after", func(t *testing.T) { testFenceSurvivesRestart(t, true, true) })
 	t.Run("stopped secondary", func(t *testing.T) { testFenceSurvivesRestart(t, false, false) })

@@ -68,6 +68,7 @@ const (
 )
 
 func TestOperationsFuzzy(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs both sites as processes for a few minutes; skipped with -short")
 	}

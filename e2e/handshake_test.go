@@ -75,6 +75,7 @@ func runSite(t *testing.T, run func(ctx context.Context) error) {
 // both sides' sizes, is in the primary's log and in both sites' status as
 // last_error, and the link never comes up.
 func TestVolumeMismatchRefusedAtConnect(t *testing.T) {
+	t.Parallel()
 	scfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
 	pcfg := withVolumeSize(scfg, "vol4", 8<<20)
 	net := transport.NewMemNetwork(1, transport.Faults{})
@@ -132,6 +133,7 @@ func TestVolumeMismatchRefusedAtConnect(t *testing.T) {
 // before the link is up. The write must reach the secondary: its stamp may
 // not sort before what the secondary already holds.
 func TestPrimaryRestartedWithClockBehindLosesNothing(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
 	s := startOps(t, cfg)
 	for _, name := range cfg.VolumeNames() {
@@ -165,6 +167,7 @@ func TestPrimaryRestartedWithClockBehindLosesNothing(t *testing.T) {
 // to fix that; one whose vol4 image is smaller than the primary's is refused
 // at connect, with both sizes, as with configured sizes.
 func TestSizeLeftOutRefusedAtConnect(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
 	for _, name := range cfg.VolumeNames() {
 		cfg = withVolumeSize(cfg, name, 0)

@@ -17,6 +17,7 @@ import (
 // duplex (the copy is journaled), but must not report the volume
 // consistent as of a time the secondary's copy of it does not match.
 func TestPrimaryDoesNotClaimAFirstCopyEndedUnderAHold(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}

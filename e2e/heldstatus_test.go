@@ -15,6 +15,7 @@ import (
 // near zero while the time the secondary recovers to falls behind without
 // bound.
 func TestPrimaryStatusUnderAHoldClaimsOnlyWhatTheSecondaryRecovers(t *testing.T) {
+	t.Parallel()
 	s, write := holdVol2(t)
 	held := s.sec.Replica().Stats().Group
 	write("vol1", 0x11, 16)

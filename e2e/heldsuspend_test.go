@@ -13,6 +13,7 @@ import (
 // not report the suspended volume consistent as of a later time than the
 // secondary recovers it to.
 func TestPrimaryDoesNotClaimASuspensionUnderAHold(t *testing.T) {
+	t.Parallel()
 	s, write := holdVol2(t)
 	pm := s.prim.Pairs()
 	rep := s.sec.Replica()

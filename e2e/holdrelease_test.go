@@ -21,6 +21,7 @@ import (
 // consistent), status says why with the numbers, and resuming the pair
 // makes it consistent again, byte-identical to the primary.
 func TestSuspendedResyncNeverStallsTheOtherVolumes(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64

@@ -20,6 +20,7 @@ import (
 // no time. The primary must learn it and claim no consistency time for the
 // volume until a copy of it ends; the other volumes keep theirs.
 func TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64

@@ -15,6 +15,7 @@ import (
 // (forced here), they name them as before, and the session replicates
 // dependent writes and converges all the same.
 func TestAcksMixedVersions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name                     string
 		primaryOld, secondaryOld bool

@@ -18,6 +18,7 @@ import (
 // out; with --inconsistent, or once the secondary restarts with room (its
 // Welcome brings no new group, only the new free space), the resync runs.
 func TestResyncRefusedWithoutJournalRoom(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64

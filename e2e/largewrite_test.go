@@ -14,6 +14,7 @@ import (
 // streams through the sidefile in pieces and the secondary ends
 // byte-identical.
 func TestWrite64MiBThroughNBDReplicates(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("moves 64 MiB")
 	}

@@ -17,6 +17,7 @@ import (
 // arrive, where a primary assuming the defaults would send record sets the
 // secondary refuses, again and again.
 func TestSecondaryWithSmallerLimitsReceivesEverything(t *testing.T) {
+	t.Parallel()
 	const volSize = 16 << 20
 	cfg := newOpsConfig(t, volSize, 64<<20, time.Minute)
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
@@ -60,6 +61,7 @@ func TestSecondaryWithSmallerLimitsReceivesEverything(t *testing.T) {
 // record sets for ever; the primary refuses the link instead, with both
 // numbers, in its status.
 func TestSecondaryLimitsTooSmallForTheLargestUpdateAreRefusedClearly(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 64<<20, time.Minute)
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}

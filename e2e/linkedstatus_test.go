@@ -19,6 +19,7 @@ import (
 // T" before the crash finds an earlier time for the same data after it (the
 // fault campaign's resync-crash trials count these as status regressions).
 func TestLinkedStatusReportsOnlyWhatIsDurable(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 1<<20, 256<<10, time.Minute)
 	s := startOps(t, cfg)
 	for _, name := range cfg.VolumeNames() {

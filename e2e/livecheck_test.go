@@ -108,6 +108,7 @@ func (c *copyOf) advanceAll(n int) {
 // violations on it all the same, and the check the primary-crash test uses
 // does not. That check still finds a copy where one volume lags the others.
 func TestCheckOfACopyStillApplyingGroups(t *testing.T) {
+	t.Parallel()
 	l := workload.Layout{Volumes: 4, BlocksPerVolume: 64, Clients: 4}
 	log := &writeLog{}
 	if _, err := workload.Run(context.Background(), l, log, 2000, 7); err != nil {

@@ -24,6 +24,7 @@ import (
 // writes that get in replicate with their dependencies, checked through the
 // secondary's TLS export while they run and byte for byte at the end.
 func TestNBDTLS(t *testing.T) {
+	t.Parallel()
 	pkiDir := t.TempDir()
 	ca := testpki.NewCA(t, pkiDir, "nbd-ca")
 	other := testpki.NewCA(t, pkiDir, "other-ca")

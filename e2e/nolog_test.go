@@ -20,6 +20,7 @@ import (
 // marks: the restart still copies every pair in full, and the secondary
 // ends with the write.
 func TestPrimaryRunWithoutActivityLogKilledLosesNothing(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{name: "e2e-nolog", volSize: 16 << 20})
 	s.start()
 	s.waitLinked()

@@ -224,9 +224,12 @@ func (s *opsSession) loadPaced(stop <-chan struct{}, seed uint64, volSize int64,
 // exists, then starts the session: the initial copy runs while random writes
 // continue, the pairs reach duplex, and the images end identical.
 func TestInitialCopyUnderLoad(t *testing.T) {
-	const volSize = 256 << 20
+	t.Parallel()
+	// The copy's cost grows with the volume; what is checked here, a
+	// whole-volume copy racing writes, does not.
+	const volSize = 64 << 20
 	cfg := newOpsConfig(t, volSize, 64<<20, time.Minute)
-	// Existing data on the primary: 24 MiB scattered over vol1, the rest holes.
+	// Existing data on the primary: 6 MiB scattered over vol1, the rest holes.
 	pv, _, _ := cfg.PrimaryVolume("vol1")
 	os.MkdirAll(cfg.Dir+"/primary", 0o755)
 	f, err := os.Create(pv.Path)
@@ -236,7 +239,7 @@ func TestInitialCopyUnderLoad(t *testing.T) {
 	f.Truncate(volSize)
 	rng := rand.New(rand.NewPCG(1, 2))
 	chunk := make([]byte, 1<<20)
-	for i := range 24 {
+	for i := range 6 {
 		for j := range chunk {
 			chunk[j] = byte(rng.Uint32())
 		}
@@ -265,6 +268,7 @@ func TestInitialCopyUnderLoad(t *testing.T) {
 // scattered regions, resumes, and checks that the resync copied about those
 // regions, not the volume, and that the images end identical.
 func TestSuspendResumeResyncsOnlyChangedRegions(t *testing.T) {
+	t.Parallel()
 	const volSize = 256 << 20
 	s := startOps(t, newOpsConfig(t, volSize, 64<<20, time.Minute))
 	for _, name := range s.cfg.VolumeNames() {
@@ -299,6 +303,7 @@ func TestSuspendResumeResyncsOnlyChangedRegions(t *testing.T) {
 // suspend_after: the session suspends into bitmap mode, the sidefile empties,
 // no write fails; when the link returns, the pairs resync and converge.
 func TestLinkDownSuspendsAndResumes(t *testing.T) {
+	t.Parallel()
 	const volSize = 32 << 20
 	s := startOps(t, newOpsConfig(t, volSize, 1<<20, 500*time.Millisecond))
 	for _, name := range s.cfg.VolumeNames() {
@@ -383,6 +388,7 @@ func TestPacingBoundsSidefile(t *testing.T) {
 // pair, restarts it, and expects the pair still suspended with its changes
 // tracked; a resume then converges.
 func TestRestartKeepsPairStateAndBitmaps(t *testing.T) {
+	t.Parallel()
 	const volSize = 32 << 20
 	s := startOps(t, newOpsConfig(t, volSize, 8<<20, time.Hour))
 	for _, name := range s.cfg.VolumeNames() {

@@ -79,6 +79,7 @@ func TestLinkDownDuringInitialCopySuspendsOnTime(t *testing.T) {
 // must be in that pair's bitmap, or its resume leaves the secondary without
 // them.
 func TestAutoSuspendKeepsHeldWritesOfPairSuspendedByHand(t *testing.T) {
+	t.Parallel()
 	const volSize = 64 << 20
 	s := startOps(t, newOpsConfig(t, volSize, 1<<20, 2*time.Second))
 	for _, name := range s.cfg.VolumeNames() {
@@ -115,6 +116,7 @@ func TestAutoSuspendKeepsHeldWritesOfPairSuspendedByHand(t *testing.T) {
 // TestResumeWithNothingToCopy resumes a pair that saw no write while it was
 // suspended: it has nothing to copy, and must be duplex again all the same.
 func TestResumeWithNothingToCopy(t *testing.T) {
+	t.Parallel()
 	s := startOps(t, newOpsConfig(t, 4<<20, 1<<20, time.Minute))
 	for _, name := range s.cfg.VolumeNames() {
 		s.waitState(name, pair.Duplex, time.Minute)

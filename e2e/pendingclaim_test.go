@@ -19,6 +19,7 @@ import (
 // consistency_time for it while it is not duplex, not the time it kept from
 // its deletion; once the copy is done it shows one again.
 func TestDaemonsAddedPairClaimsNoTimeUntilCopied(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{name: "e2e-readd", volSize: 4 << 20, edit: func(c *config.Config) {
 		tok := filepath.Join(c.Dir, "token")
 		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {

@@ -60,6 +60,7 @@ func (x *nbdTarget) close() {
 // overwriting an earlier one's blocks would break the earlier dependencies'
 // evidence rather than the invariant.
 func TestPrimaryCrashDependentWrites(t *testing.T) {
+	t.Parallel()
 	const (
 		trials       = 10
 		regionBlocks = 128 // per volume per trial: 512 KiB

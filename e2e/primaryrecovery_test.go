@@ -22,6 +22,7 @@ import (
 // secondary image equals its primary: nothing the primary acknowledged was
 // lost, and the resync covered only logged regions, not whole volumes.
 func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
+	t.Parallel()
 	const (
 		trials  = 10
 		blocks  = 256 // per volume, the workload's region: 1 MiB
@@ -131,6 +132,7 @@ func waitBarrier(t *testing.T, s *procSession, name string, volSize int64, trial
 // writes; `duplex recover` at the stopped secondary prints its consistency
 // time, and the secondary images satisfy the dependent-write invariant.
 func TestRecoverAfterPrimaryKilled(t *testing.T) {
+	t.Parallel()
 	const blocks = 512
 	s := newSession(t, sessionOpts{name: "e2e-recover", volSize: 16 << 20})
 	s.start()

@@ -78,6 +78,7 @@ func promoteClient(ctx context.Context, addr string, names []string, slots []pro
 // write touched, neither the old primary's; rejoin at the old primary
 // reports the union of both sites' regions it would copy.
 func TestDaemonsPromote(t *testing.T) {
+	t.Parallel()
 	const (
 		volSize      = 16 << 20
 		regionBlocks = 128 // the workload's blocks per volume: 512 KiB

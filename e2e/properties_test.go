@@ -25,6 +25,7 @@ type op struct {
 // secondary equals the state after some prefix of one client's sequential
 // operations (writes and write-zeroes), under link faults.
 func TestPrefixSequentialClient(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	net := transport.NewMemNetwork(9, transport.Faults{Drop: 0.01, Duplicate: 0.01, Reorder: 0.03, Corrupt: 0.01, Disconnect: 0.002})
 	var mu sync.Mutex
@@ -150,6 +151,7 @@ func matches(img workload.Image, ops []op) bool {
 // subsystem's volumes; the second, idle, subsystem still reports its horizon
 // every interval, so groups keep forming and the consistency time advances.
 func TestIdleSubsystemDoesNotStallConsistency(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	net := transport.NewMemNetwork(2, transport.Faults{})
 	sec := startSecondary(t, dir, net, secondaryOpts{})
@@ -190,6 +192,7 @@ func TestIdleSubsystemDoesNotStallConsistency(t *testing.T) {
 // after the primary quiesces, each secondary volume must be byte-identical to
 // its primary: both sites agree on which overlapping write won.
 func TestConvergenceOverlappingWrites(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	net := transport.NewMemNetwork(3, transport.Faults{Reorder: 0.05, Duplicate: 0.02})
 	sec := startSecondary(t, dir, net, secondaryOpts{})

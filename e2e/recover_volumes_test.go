@@ -14,6 +14,7 @@ import (
 // prints) says the truth for each, and the running secondary and the same
 // secondary reopened after a stop report the same durable time and group.
 func TestRecoverReportsEachVolume(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}

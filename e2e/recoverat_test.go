@@ -139,6 +139,7 @@ var recoveredRE = regexp.MustCompile(`recovered to group (\d+), consistent as of
 // its dependencies. A recover killed -9 and run again reaches the same
 // group and bytes; a time before the window is refused with the window.
 func TestDaemonsRecoverAt(t *testing.T) {
+	t.Parallel()
 	const (
 		volSize      = 16 << 20
 		regionBlocks = 256

@@ -20,6 +20,7 @@ import (
 // runs, and after a second kill -9 of the primary at a random moment of it,
 // the secondary's exports hold a prefix of the acknowledged writes.
 func TestPrefixThroughCrashRecoveryResync(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs both sites as processes; skipped with -short")
 	}

@@ -21,6 +21,7 @@ import (
 // resync: its copy holds those regions and the writes since it joined, and
 // nothing of the volume from before.
 func TestRecreatedSecondaryNotConsistentAfterResync(t *testing.T) {
+	t.Parallel()
 	const volSize = 1 << 20
 	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	s := startOps(t, cfg)

@@ -28,6 +28,7 @@ import (
 // end replication runs from B to A: both sites are byte-identical, and both
 // workloads' dependent-write checks pass at A.
 func TestDaemonsRejoin(t *testing.T) {
+	t.Parallel()
 	const (
 		mib          = 1 << 20
 		volSize      = 16 * mib

@@ -14,6 +14,7 @@ import (
 // the pair is duplex again at once and the command returns, where it waited
 // for ever on a pair left pending. The same for --all.
 func TestDaemonsResumeWaitWithNothingToCopy(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{name: "e2e-resume-wait", volSize: 16 << 20, edit: func(c *config.Config) {
 		tok := filepath.Join(c.Dir, "token")
 		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {

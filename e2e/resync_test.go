@@ -233,6 +233,7 @@ func startResyncSession(t *testing.T, c **resyncCheck) (*opsSession, int64) {
 // checks after every applied group that the secondary is a state the
 // primary had: no group of the resync is applied before it completes.
 func TestResyncKeepsSecondaryConsistent(t *testing.T) {
+	t.Parallel()
 	var c *resyncCheck
 	s, _ := startResyncSession(t, &c)
 	c.checking.Store(true)
@@ -333,6 +334,7 @@ func (s *opsSession) startSecondaryWith(opts site.SecondaryOptions) {
 // journal only up to the hold, so the reopened volumes are still a state of
 // the primary; the resync then completes and everything is applied.
 func TestResyncSecondaryRestartedMidResync(t *testing.T) {
+	t.Parallel()
 	var c *resyncCheck
 	s, _ := startResyncSession(t, &c)
 	c.checking.Store(true)

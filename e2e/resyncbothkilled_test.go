@@ -22,6 +22,7 @@ import (
 // throughout, and both sites end byte-identical: nothing acknowledged is
 // lost when both crash during a resync.
 func TestPrefixThroughResyncBothKilled(t *testing.T) {
+	t.Parallel()
 	r := startResync(t)
 	r.prim.Kill()
 	r.sec.Kill()

@@ -36,6 +36,7 @@ const (
 // TestPrefixThroughResyncPrimaryKilled kills the primary in the middle of the
 // resync and checks the secondary's read-only exports.
 func TestPrefixThroughResyncPrimaryKilled(t *testing.T) {
+	t.Parallel()
 	r := startResync(t)
 	r.prim.Kill()
 	t.Logf("primary killed at %s of the resync", r.progress)
@@ -49,6 +50,7 @@ func TestPrefixThroughResyncPrimaryKilled(t *testing.T) {
 // TestPrefixThroughResyncSecondaryKilled kills the secondary in the middle of
 // the resync, runs `duplex recover` and checks its images.
 func TestPrefixThroughResyncSecondaryKilled(t *testing.T) {
+	t.Parallel()
 	r := startResync(t)
 	r.sec.Kill()
 	t.Logf("secondary killed at %s of the resync", r.progress)

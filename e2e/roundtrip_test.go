@@ -197,6 +197,7 @@ func plannedCopy(t *testing.T, out string) int64 {
 // dependent-write check passes at each step; a restart of both as plain
 // duplex primary and duplex secondary links them with nothing to copy.
 func TestDaemonsRoundTrip(t *testing.T) {
+	t.Parallel()
 	const (
 		mib     = 1 << 20
 		volSize = 64 * mib

@@ -146,6 +146,7 @@ func (s *sites) readSecondary(vol int, b []byte, off int64) error {
 // secondary after every applied group, and both sites are byte-identical
 // once the link heals and everything is shipped.
 func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
+	t.Parallel()
 	groups := 300
 	if testing.Short() {
 		groups = 150

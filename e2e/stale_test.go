@@ -20,6 +20,7 @@ import (
 // session suspends its pairs by itself, saying why in its log, and once the
 // link takes record sets again resyncs them; the secondary ends identical.
 func TestStaleStampsSuspendThenResync(t *testing.T) {
+	t.Parallel()
 	cfg := newOpsConfig(t, 4<<20, 16<<20, time.Minute)
 	s := startOps(t, cfg)
 	for _, name := range cfg.VolumeNames() {

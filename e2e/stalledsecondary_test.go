@@ -13,6 +13,7 @@ import (
 // suspend_after has passed with a full sidefile, writes go on, and once the
 // secondary reads again the pairs resync and converge.
 func TestStalledSecondarySuspendsAndResumes(t *testing.T) {
+	t.Parallel()
 	const volSize = 32 << 20
 	s := startOps(t, newOpsConfig(t, volSize, 1<<20, 500*time.Millisecond))
 	for _, name := range s.cfg.VolumeNames() {

@@ -18,6 +18,7 @@ import (
 // restarted primary, linked again and going on with its other volumes, must
 // never claim the volume consistent as of a time at or after that write.
 func TestDaemonsSuspensionLostAtAKillIsNotClaimed(t *testing.T) {
+	t.Parallel()
 	s := newSession(t, sessionOpts{name: "e2e-suspkill", volSize: 4 << 20, edit: func(c *config.Config) {
 		tok := filepath.Join(c.Dir, "token")
 		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {

@@ -17,6 +17,7 @@ import (
 // duplex and consistent with the others as of every later group while its
 // writes go only to the primary's bitmap.
 func TestSuspensionAnsweredSurvivesPrimaryKill(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs both sites as processes; skipped with -short")
 	}

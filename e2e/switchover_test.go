@@ -115,6 +115,7 @@ func (l *switchoverLoad) end() {
 // so in its status, and a restart of it as the primary is refused, pointing
 // at rejoin.
 func TestDaemonsSwitchover(t *testing.T) {
+	t.Parallel()
 	const volSize = 16 << 20
 	s := newSession(t, sessionOpts{name: "e2e-switchover", volSize: volSize, edit: func(c *config.Config) {
 		c.ControlTokenFile = "token"

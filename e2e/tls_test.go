@@ -51,6 +51,7 @@ func assertNeverLinked(t *testing.T, s *procSession, primaryCtl string, d time.D
 }
 
 func TestTLSMutual(t *testing.T) {
+	t.Parallel()
 	pkiDir := t.TempDir()
 	ca := testpki.NewCA(t, pkiDir, "duplex-ca")
 	wrongCA := testpki.NewCA(t, pkiDir, "other-ca")
@@ -137,6 +138,7 @@ func TestTLSMutual(t *testing.T) {
 // TestTLSRequiredOffLoopback: a primary whose secondary is not on loopback,
 // without TLS and without insecure = true, refuses to start.
 func TestTLSRequiredOffLoopback(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := config.Demo(dir)
 	c.Session = "offbox"

@@ -79,6 +79,7 @@ func nbdinfoJSON(t *testing.T, args ...string) nbdinfoOutput {
 }
 
 func TestToolsNbdinfo(t *testing.T) {
+	t.Parallel()
 	needTool(t, "nbdinfo", "libnbd-bin")
 	s := newSession(t, sessionOpts{})
 	s.start()
@@ -134,6 +135,7 @@ func qemuIO(t *testing.T, uri string, readOnly bool, cmds ...string) string {
 // drained: byte-identical images, and the same patterns through its
 // read-only export.
 func TestToolsQemuIO(t *testing.T) {
+	t.Parallel()
 	needTool(t, "qemu-io", "qemu-utils")
 	s := newSession(t, sessionOpts{})
 	s.start()
@@ -181,6 +183,7 @@ func TestToolsQemuIO(t *testing.T) {
 // TestToolsNbdcopy copies 64 MiB of random data into a primary export and
 // back out of the secondary's read-only export.
 func TestToolsNbdcopy(t *testing.T) {
+	t.Parallel()
 	needTool(t, "nbdcopy", "libnbd-bin")
 	s := newSession(t, sessionOpts{})
 	s.start()
