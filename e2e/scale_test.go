@@ -42,6 +42,7 @@ func scaleSession(t *testing.T, dir string, subs, perSub int) *config.Config {
 // limit: at a load of 15 on 2 cores a fixed 3 minutes failed sessions that
 // were still copying.
 func TestSitesManySubsystemsCopyAndStop(t *testing.T) {
+	t.Parallel()
 	subs, perSub := 128, 8
 	if testing.Short() || raceDetector {
 		// As many subsystems, fewer volumes: the race detector makes

@@ -223,6 +223,7 @@ func storageScenario(t *testing.T, cfg *config.Config, secOpts site.SecondaryOpt
 // gives (ENOSPC from write, EIO from fsync) into the secondary's journal
 // while a dependent-write workload runs through the primary.
 func TestJournalFaultAtSecondaryPrimaryGoesOn(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		op   disk.Op
@@ -332,6 +333,7 @@ func smallExt4(t *testing.T, size int64) string {
 // recovery copy), and not left hanging; once the log can be written, writes
 // to the same region succeed and the sites converge.
 func TestActivityLogFaultAtPrimary(t *testing.T) {
+	t.Parallel()
 	const volSize = 64 << 20
 	cfg := newOpsConfig(t, volSize, 8<<20, time.Minute)
 	in := disk.NewInjector(nil)

@@ -214,6 +214,7 @@ var fioIOPS = regexp.MustCompile(`write: IOPS=([0-9.]+k?)`)
 // TestToolsFio runs fio's nbd engine with verification against a primary
 // export; afterwards the secondary equals the primary.
 func TestToolsFio(t *testing.T) {
+	t.Parallel()
 	needTool(t, "fio", "fio")
 	if out, _ := runTool(t, "fio", "--enghelp=nbd"); !strings.Contains(out, "uri") {
 		t.Skipf("fio has no nbd engine: apt-get install fio (built with libnbd)\n%s", out)
