@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func freeURL(t *testing.T) string {
 func TestEtcdStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etcd")
 	client, peer := freeURL(t), freeURL(t)
-	srv, err := etcdserver.Start(dir, client, peer, "error")
+	srv, err := etcdserver.Start(dir, client, peer, "error", os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestEtcdStore(t *testing.T) {
 		t.Fatalf("read with etcd down: %v, want ErrUnreachable", err)
 	}
 	// Back, on the same data: a new lease is granted for the next publication.
-	if srv, err = etcdserver.Start(dir, client, peer, "error"); err != nil {
+	if srv, err = etcdserver.Start(dir, client, peer, "error", os.Stderr); err != nil {
 		t.Fatal(err)
 	}
 	deadline = time.Now().Add(time.Minute)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"duplex/coupling/etcdserver"
@@ -31,7 +32,7 @@ func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := fs.logger(*level); err != nil {
 		return err
 	}
-	srv, err := etcdserver.Start(*dir, *listen, *peer, strings.ToLower(*level))
+	srv, err := etcdserver.Start(*dir, *listen, *peer, strings.ToLower(*level), os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -5,24 +5,32 @@ package etcdserver
 
 import (
 	"fmt"
+	"io"
 	"net/url"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Server is a running etcd.
 type Server struct {
-	e *embed.Etcd
+	e     *embed.Etcd
+	level zap.AtomicLevel
 	// ClientURL is where clients reach it.
 	ClientURL string
 }
 
 // Start starts a single-node etcd keeping its data in dir, serving
 // clients at clientURL and its (unused) peer port at peerURL, both
-// http://host:port, logging to stderr at logLevel (etcd's: debug, info,
-// warn, error). It returns once the server is ready to serve.
-func Start(dir, clientURL, peerURL, logLevel string) (*Server, error) {
+// http://host:port, logging to logs at logLevel (etcd's: debug, info, warn,
+// error). It returns once the server is ready to serve.
+func Start(dir, clientURL, peerURL, logLevel string, logs io.Writer) (*Server, error) {
+	level, err := zap.ParseAtomicLevel(logLevel)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: log level: %w", err)
+	}
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: client URL %q: %w", clientURL, err)
@@ -37,8 +45,9 @@ func Start(dir, clientURL, peerURL, logLevel string) (*Server, error) {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.LogLevel = logLevel
-	cfg.LogOutputs = []string{"stderr"}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(logs), level), zap.AddCaller()))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
@@ -52,7 +61,7 @@ func Start(dir, clientURL, peerURL, logLevel string) (*Server, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	return &Server{e: e, ClientURL: clientURL}, nil
+	return &Server{e: e, level: level, ClientURL: clientURL}, nil
 }
 
 // Err reports a failure of the running server.

@@ -1,0 +1,52 @@
+package etcdserver
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// TestCloseLogsNoError: a server stopped as duplex etcd stops it (Ctrl-C)
+// logs nothing at its default level, error: etcd logged each of its
+// listeners' "use of closed network connection" and "server closed" as an
+// error with a stack trace, so a clean stop read as four failures.
+func TestCloseLogsNoError(t *testing.T) {
+	var logs syncBuffer
+	srv, err := Start(t.TempDir(), freeURL(t), freeURL(t), "error", &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if got := logs.String(); strings.TrimSpace(got) != "" {
+		t.Errorf("a clean stop logged:\n%s", got)
+	}
+}
