@@ -67,5 +67,10 @@ func Start(dir, clientURL, peerURL, logLevel string, logs io.Writer) (*Server, e
 // Err reports a failure of the running server.
 func (s *Server) Err() <-chan error { return s.e.Err() }
 
-// Close stops the server.
-func (s *Server) Close() { s.e.Close() }
+// Close stops the server. etcd logs each of its listeners ending as an
+// error ("use of closed network connection", "server closed"), which a
+// stop asked for is not: its log is silenced first.
+func (s *Server) Close() {
+	s.level.SetLevel(zapcore.FatalLevel)
+	s.e.Close()
+}
