@@ -23,12 +23,11 @@ import (
 // lost when both crash during a resync.
 func TestPrefixThroughResyncBothKilled(t *testing.T) {
 	t.Parallel()
-	r := startResync(t)
+	r := startResync(t, goWriter)
 	r.prim.Kill()
 	r.sec.Kill()
 	t.Logf("both sites killed at %s of the resync", r.progress)
-	r.load.cancel()
-	<-r.load.done
+	r.stopWriter()
 
 	restart := func(role, ctl string) *harness.Daemon {
 		d, err := harness.StartSite(r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+"-2.log"))

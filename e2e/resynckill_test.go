@@ -24,7 +24,9 @@ import (
 // The secondary must then hold exactly a prefix of the acknowledged writes:
 // each write depends on the last one any client saw acknowledged before it
 // was issued, so the dependent-write check over all four volumes is a check
-// that what the secondary holds is a prefix.
+// that what the secondary holds is a prefix. The writer of the two kill
+// tests is libnbd's (testdata/depwrite.py), a client the NBD server was not
+// written with; the test of both kills keeps our own.
 
 const (
 	resyncBlocks     = 4096 // 16 MiB volumes
@@ -37,7 +39,7 @@ const (
 // resync and checks the secondary's read-only exports.
 func TestPrefixThroughResyncPrimaryKilled(t *testing.T) {
 	t.Parallel()
-	r := startResync(t)
+	r := startResync(t, libnbdWriter)
 	r.prim.Kill()
 	t.Logf("primary killed at %s of the resync", r.progress)
 	r.logHold()
@@ -51,10 +53,10 @@ func TestPrefixThroughResyncPrimaryKilled(t *testing.T) {
 // the resync, runs `duplex recover` and checks its images.
 func TestPrefixThroughResyncSecondaryKilled(t *testing.T) {
 	t.Parallel()
-	r := startResync(t)
+	r := startResync(t, libnbdWriter)
 	r.sec.Kill()
 	t.Logf("secondary killed at %s of the resync", r.progress)
-	r.load.cancel()
+	r.stopWriter()
 	out, err := exec.Command(r.bin, "recover", "--config", r.sess.ConfigPath).CombinedOutput()
 	if err != nil {
 		t.Fatalf("duplex recover: %v\n%s", err, out)
@@ -79,15 +81,27 @@ type resyncRun struct {
 	prim     *harness.Daemon
 	sec      *harness.Daemon
 	layout   workload.Layout
-	load     *fuzzLoad
-	progress string // how far the resync was when the kill came
+	load     *fuzzLoad   // our dependent-write client, or
+	lib      *libnbdLoad // libnbd's
+	progress string      // how far the resync was when the kill came
 }
+
+// The dependent-write client a resync test writes with.
+type resyncWriter int
+
+const (
+	goWriter     resyncWriter = iota // package workload over package nbd's client
+	libnbdWriter                     // testdata/depwrite.py over libnbd
+)
 
 // startResync runs the scenario up to the moment of the kill, which it leaves
 // to the caller.
-func startResync(t *testing.T) *resyncRun {
+func startResync(t *testing.T, w resyncWriter) *resyncRun {
 	if testing.Short() {
 		t.Skip("runs both sites as processes; skipped with -short")
+	}
+	if w == libnbdWriter {
+		needLibnbdPython(t)
 	}
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -123,16 +137,20 @@ func startResync(t *testing.T) *resyncRun {
 	})
 	r.waitAll("duplex", time.Minute)
 
-	tg, err := harness.DialTarget(r.sess.Config.Primary.NBD, r.sess.Volumes, resyncClients)
-	if err != nil {
-		t.Fatal(err)
+	if w == libnbdWriter {
+		r.lib = startLibnbdLoad(t, r.sess.Config.Primary.NBD, r.sess.Volumes, r.layout, seed)
+	} else {
+		tg, err := harness.DialTarget(r.sess.Config.Primary.NBD, r.sess.Volumes, resyncClients)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r.load = &fuzzLoad{cancel: cancel, done: make(chan struct{}), target: tg}
+		go func() {
+			defer close(r.load.done)
+			r.load.acked, r.load.err = workload.Run(ctx, r.layout, tg, 0, seed)
+		}()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.load = &fuzzLoad{cancel: cancel, done: make(chan struct{}), target: tg}
-	go func() {
-		defer close(r.load.done)
-		r.load.acked, r.load.err = workload.Run(ctx, r.layout, tg, 0, seed)
-	}()
 	time.Sleep(500 * time.Millisecond)
 
 	r.duplex("pair", "suspend", "--all")
@@ -183,6 +201,19 @@ func startResync(t *testing.T) *resyncRun {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return r
+}
+
+// stopWriter ends the writes, the primary still up: the writes in flight
+// get their replies or fail.
+func (r *resyncRun) stopWriter() {
+	if r.lib != nil {
+		n, err := r.lib.stop()
+		r.t.Logf("the libnbd client saw %d writes acknowledged (%v)", n, err)
+	}
+	if r.load != nil {
+		r.load.cancel()
+		<-r.load.done
+	}
 }
 
 // logHold says whether the secondary holds a resync after the kill of the

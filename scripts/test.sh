@@ -15,6 +15,9 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v losetup   >/dev/null || need+=(util-linux)
 command -v chromium  >/dev/null || need+=(chromium)
+# libnbd's Python bindings, for the system python only; -I keeps the Go
+# package nbd in this directory from passing for them.
+/usr/bin/python3 -I -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
