@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"duplex/control"
+	"duplex/timer"
 )
 
 // Daemon is one duplex site (or any other server) running as a child process.
@@ -28,6 +29,11 @@ type Daemon struct {
 
 // Start runs bin with args, stdout and stderr appended to logPath.
 func Start(name, logPath, bin string, args ...string) (*Daemon, error) {
+	return start(name, logPath, bin, nil, args...)
+}
+
+// start is Start with variables added to the environment.
+func start(name, logPath, bin string, env []string, args ...string) (*Daemon, error) {
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -35,6 +41,9 @@ func Start(name, logPath, bin string, args ...string) (*Daemon, error) {
 	fmt.Fprintf(lf, "=== %s %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -48,9 +57,15 @@ func Start(name, logPath, bin string, args ...string) (*Daemon, error) {
 	return d, nil
 }
 
-// StartSite runs `duplex ROLE --config CFG` with the given extra flags.
+// StartSite runs `duplex ROLE --config CFG` with the given extra flags; the
+// primary of a session made with Spec.ClockStep reads its clock's offset from
+// Session.ClockFile.
 func StartSite(bin, role string, s *Session, logPath string, flags ...string) (*Daemon, error) {
-	return Start(role, logPath, bin, append([]string{role, "--config", s.ConfigPath}, flags...)...)
+	var env []string
+	if role == "primary" && s.ClockFile != "" {
+		env = []string{timer.StepFileEnv + "=" + s.ClockFile}
+	}
+	return start(role, logPath, bin, env, append([]string{role, "--config", s.ConfigPath}, flags...)...)
 }
 
 // Pid is the process id.

@@ -50,6 +50,8 @@ type Spec struct {
 	// bytes per second; 0: none.
 	CopyRateLimit int64
 	LinkRateLimit int64
+	// ClockStep lets the test step the primary's clock (Session.StepClock).
+	ClockStep bool
 }
 
 // Session is a generated session: its directory, config file and addresses.
@@ -61,6 +63,9 @@ type Session struct {
 	// LinkAddr is where the primary dials: the secondary's listen address,
 	// or the proxy's when Spec.Proxy is set.
 	LinkAddr string
+	// ClockFile holds the offset of the primary's clock when Spec.ClockStep
+	// is set (see timer.StepFile); "" otherwise.
+	ClockFile string
 }
 
 // NewSession writes dir/duplex.toml for spec, with every listener on a free
@@ -150,6 +155,9 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 		return nil, fmt.Errorf("generated config: %w", err)
 	}
 	s := &Session{Dir: dir, ConfigPath: filepath.Join(dir, "duplex.toml"), Config: c, Volumes: names, LinkAddr: link}
+	if spec.ClockStep {
+		s.ClockFile = filepath.Join(dir, "clock-step")
+	}
 	if err := os.WriteFile(s.ConfigPath, data, 0o644); err != nil {
 		return nil, err
 	}
@@ -248,4 +256,20 @@ func ephemeralRange() (lo, hi int) {
 		}
 	}
 	return lo, hi
+}
+
+// StepClock sets the offset of the primary's clock from the wall clock: a
+// running primary follows within 10ms, a restarted one from its start.
+func (s *Session) StepClock(offset time.Duration) error {
+	if s.ClockFile == "" {
+		return errors.New("the session was made without Spec.ClockStep")
+	}
+	tmp := s.ClockFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(offset.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("step the primary's clock: %w", err)
+	}
+	if err := os.Rename(tmp, s.ClockFile); err != nil {
+		return fmt.Errorf("step the primary's clock: %w", err)
+	}
+	return nil
 }

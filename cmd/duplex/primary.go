@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"duplex/site"
+	"duplex/timer"
 )
 
 var primarySynopsis = synopsis{"primary", "--config FILE [--drain-timeout D] [--log-level LEVEL]"}
@@ -23,7 +25,13 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+	var opts site.PrimaryOptions
+	// Tests step the common timer's clock of this process alone.
+	if path := os.Getenv(timer.StepFileEnv); path != "" {
+		opts.Clock = timer.StepFile(path)
+		log.Warn("the common timer reads the wall clock stepped by the offset in a file, for tests", "env", timer.StepFileEnv, "file", path)
+	}
+	p, err := site.OpenPrimary(cfg, log, opts)
 	if err != nil {
 		return fmt.Errorf("cannot start primary: %w", err)
 	}
