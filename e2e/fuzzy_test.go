@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"duplex/bench/harness"
+	"duplex/consistency"
 	"duplex/control"
 	"duplex/nbd"
 	"duplex/workload"
@@ -26,9 +27,9 @@ import (
 // harness: both sites run as duplex processes with a TCP proxy between them,
 // a dependent-write client writes to every volume, and a seeded random
 // sequence of operations is applied to the session: pair suspend, resume,
-// delete and add, link down and up, kill -9 of either site, and (as root) the
-// secondary's journal file system full and freed. After every step
-// the secondary is checked:
+// delete and add, link down and up, kill -9 of either site, steps of the
+// primary's clock forward and back, and (as root) the secondary's journal
+// file system full and freed. After every step the secondary is checked:
 //
 //   - the dependent-write invariant over the volumes in the consistency group,
 //     through the secondary's read-only exports while it runs, and on its
@@ -40,6 +41,9 @@ import (
 //   - never stuck: stopping the writes, the pairs becoming duplex and the
 //     secondary catching up all finish within bounds;
 //   - neither daemon exits by itself, but for the secondary on a full disk;
+//   - no stamp goes back, across clock steps and restarts: the secondary
+//     never refuses a record set as stamped at or before its consistency
+//     time (only a primary that lost its timer's mark sends one);
 //   - every pair operation the primary acknowledged survives its kill -9.
 //
 // A volume is in the consistency group while its pair is duplex, from the
@@ -47,15 +51,19 @@ import (
 // pair's copy legitimately lags the others. Its volumes are small (2 MiB), so
 // a primary crash never logs more regions than one record set carries.
 //
-// Clock steps are not among the operations: the daemons read the system
-// clock, which a test cannot step for one process alone.
+// A clock step moves the clock of the primary's common timer, the one its
+// stamps come from, off the wall clock by up to 3s either way (the primary
+// reads the offset from a file, timer.StepFile); a primary restarted after
+// kill -9 keeps the offset, as a host keeps its clock. Stamps must keep the
+// order of dependent writes across every step: the checks above hold, with
+// the quiesce point taken on the primary's clock.
 //
 // DUPLEX_FUZZY_SEED=N replays a run's sequence of operations (the timing of
 // the processes is not replayed, so a failure that depends on it may need a
 // few runs). DUPLEX_FUZZY_STEPS=N changes the number of steps; with
 // DUPLEX_FUZZY_LONG=10m the test runs for that long instead.
 // DUPLEX_FUZZY_WITHOUT=kill-primary,disk leaves operation kinds out (see
-// opKind), to look past a known failure.
+// opKind; clock for the clock steps), to look past a known failure.
 
 const (
 	fuzzVolumes    = 4 // 2 subsystems × 2 volumes, as the demo
@@ -123,8 +131,16 @@ type fuzzer struct {
 	prim  *harness.Daemon
 	sec   *harness.Daemon
 	watch *pairWatch
-	// primaryStart is when the primary was last started.
-	primaryStart time.Time
+	// The primary's clock: clockOffset off the wall clock since the last
+	// clock step, and at clockPeak at the latest before it. stampBound is
+	// above every stamp of the primary up to its clock's reading: a
+	// restarted primary stamps from its timer's mark on, which can lead its
+	// clock.
+	clockOffset time.Duration
+	clockPeak   time.Time
+	stampBound  time.Time
+	// secLogRead is how far checkStamps read the secondary's log.
+	secLogRead int
 
 	load *fuzzLoad
 	run  int // workload runs started
@@ -170,7 +186,7 @@ func newFuzzer(t *testing.T, seed uint64) *fuzzer {
 	f.sess, err = harness.NewSession(filepath.Join(dir, "s"), harness.Spec{
 		Session: "fuzzy", Subsystems: 2, VolumesPerSubsystem: 2, VolumeSize: fuzzVolumeSize,
 		SidefileLimit: 2 << 20, Interval: 10 * time.Millisecond, SecondaryNBD: true, Proxy: true, Token: true,
-		SuspendAfter: time.Second, Journal: journal,
+		SuspendAfter: time.Second, Journal: journal, ClockStep: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +252,7 @@ func (f *fuzzer) do(name string, op func()) {
 	if f.prim.Exited() {
 		f.fail("the primary exited with %d: %s", f.prim.ExitCode(), lastLines(f.prim.LogTail(2000), 3))
 	}
+	f.checkStamps()
 	if f.sec.Exited() {
 		if !f.diskFull {
 			f.fail("the secondary exited with %d: %s", f.sec.ExitCode(), lastLines(f.sec.LogTail(2000), 3))
@@ -243,6 +260,32 @@ func (f *fuzzer) do(name string, op func()) {
 		return
 	}
 	f.checkLive()
+}
+
+// checkStamps fails if the secondary refused a record set as stamped at or
+// before its consistency time since the last step. The primary's timer keeps
+// its stamps increasing across clock steps and restarts; a stamp that went
+// back would break the order of dependent writes in the groups, or, where
+// the secondary sees it, suspend the pairs (its last defence, which then
+// hides the fault from the other checks).
+func (f *fuzzer) checkStamps() {
+	f.t.Helper()
+	b, err := os.ReadFile(f.sec.LogPath)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if f.secLogRead > len(b) {
+		f.secLogRead = 0
+	}
+	text := string(b[f.secLogRead:])
+	f.secLogRead = len(b)
+	if i := strings.Index(text, consistency.ErrStale.Error()); i >= 0 {
+		line := text[strings.LastIndexByte(text[:i], '\n')+1:]
+		if j := strings.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		f.fail("a stamp of the primary went back (the primary's clock is %v off the wall clock): the secondary says %s", f.clockOffset, line)
+	}
 }
 
 func lastLines(s string, n int) string {
@@ -338,6 +381,7 @@ func (f *fuzzer) randomStep() {
 			time.Sleep(time.Duration(f.rng.IntN(3000)) * time.Millisecond)
 		})
 	}
+	add(3, "clock step", f.stepClock)
 	add(3, "kill -9 primary", f.killPrimary)
 	add(3, "kill -9 secondary", f.killSecondary)
 	switch {
@@ -818,14 +862,33 @@ func (f *fuzzer) waitDuplex(deadline time.Time) {
 	}
 }
 
-// quiescePoint is the moment the secondary must pass for the quiesce: now,
-// or, within a lease of the primary's last start, that start plus the
-// lease. A primary restarted after kill -9 stamps up to its timer's lease
-// ahead of the clock until the clock catches up, so a secondary past an
-// earlier moment of the clock may still lack writes acknowledged before the
-// writes stopped, stamped later than it.
+// quiescePoint is the moment the secondary must pass for the quiesce: the
+// latest reading of the primary's clock, or the bound of its stamps since its
+// last start if that is later. A primary restarted after kill -9 stamps up to
+// its timer's lease ahead of its clock until the clock catches up, so a
+// secondary past an earlier moment may still lack writes acknowledged before
+// the writes stopped, stamped later than it; and after a step back the stamps
+// stay ahead of the clock until it reaches them again.
 func (f *fuzzer) quiescePoint() time.Time {
-	return latest(time.Now(), f.primaryStart.Add(fuzzTimerLease))
+	return latest(f.clockReached(), f.stampBound)
+}
+
+// clockReached is the latest reading the primary's clock has had.
+func (f *fuzzer) clockReached() time.Time {
+	return latest(f.clockPeak, time.Now().Add(f.clockOffset))
+}
+
+// stepClock steps the primary's clock to a random offset within 3s of the
+// wall clock, forward or back.
+func (f *fuzzer) stepClock() {
+	f.clockPeak = f.clockReached()
+	f.clockOffset = time.Duration(f.rng.IntN(601)-300) * 10 * time.Millisecond
+	if err := f.sess.StepClock(f.clockOffset); err != nil {
+		f.t.Fatal(err)
+	}
+	f.logStep(fmt.Sprintf("    the primary's clock now reads %v off the wall clock", f.clockOffset))
+	// The writes go on across the step.
+	time.Sleep(time.Duration(50+f.rng.IntN(250)) * time.Millisecond)
 }
 
 func latest(a, b time.Time) time.Time {
@@ -836,8 +899,13 @@ func latest(a, b time.Time) time.Time {
 }
 
 // fuzzTimerLease is the lease of the primary's timer (the default of
-// timer.OpenPersistent, which the primary takes), with a margin.
-const fuzzTimerLease = 2*time.Second + 100*time.Millisecond
+// timer.OpenPersistent, which the primary takes), with a margin; and
+// fuzzTimerSlack how far past its stamps the timer writes its mark when they
+// lead its clock by more than the lease (a sixty-fourth of it), with a margin.
+const (
+	fuzzTimerLease = 2*time.Second + 100*time.Millisecond
+	fuzzTimerSlack = 2*time.Second/64 + 10*time.Millisecond
+)
 
 // leftDuplex returns the volumes not duplex now, or seen in another state
 // since t.
@@ -908,7 +976,10 @@ func (f *fuzzer) startSecondary() {
 
 func (f *fuzzer) startPrimary() {
 	f.t.Helper()
-	f.primaryStart = time.Now()
+	// The timer's mark is a lease ahead of the latest reading of the clock,
+	// or, when the stamps led the clock by more than the lease (it stepped
+	// back), a slack past the stamps: past the bound of the run before.
+	f.stampBound = latest(f.clockReached().Add(fuzzTimerLease), f.stampBound.Add(fuzzTimerSlack))
 	d, err := harness.StartSite(f.bin, "primary", f.sess, filepath.Join(f.sess.Dir, "primary.log"), "--drain-timeout", "10s")
 	if err != nil {
 		f.t.Fatal(err)
