@@ -630,7 +630,8 @@ func (f *fuzzer) checkLive() {
 // group reported as of ct or later is checked with the session only: the
 // watch of the primary's pair states runs on the wall clock, the
 // consistency time on the primary's timer, which a restarted primary starts
-// up to its lease ahead of the wall clock, so a volume duplex at the primary
+// up to its lease ahead of the wall clock and a clock step moves off it by
+// up to 3s either way, so a volume duplex at the primary
 // since just before such a ct can still be held, at the secondary, at its
 // copy from before its resync, consistent only as of its suspension; its
 // reported time says which.
