@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +25,7 @@ func TestCampaign(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin, err := buildDuplex(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testBinary(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (go run ./bench/faults -seed %d repeats the fault timings)", seed, seed)
 	s := settings{bin: bin, dir: dir, warm: time.Second, drain: 15 * time.Second, catchUp: 15 * time.Second}
@@ -152,10 +150,7 @@ func TestFaultComesOnceEveryPairIsDuplex(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bin, err := buildDuplex(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testBinary(t)
 	s := settings{bin: bin, dir: dir, catchUp: time.Minute, startRate: 2 << 20}
 	tr := &trial{s: s, r: &result{kind: "secondary-kill", n: 1}, rng: rand.New(rand.NewPCG(1, 2))}
 	defer tr.cleanup()
@@ -174,4 +169,39 @@ func TestFaultComesOnceEveryPairIsDuplex(t *testing.T) {
 				v.Name, v.State, v.CopiedBytes, v.SizeBytes)
 		}
 	}
+}
+
+var built struct {
+	sync.Once
+	dir, bin string
+	err      error
+}
+
+// testBinary builds the duplex binary once for every test of the process,
+// in a directory removed when the process ends (TestMain).
+func testBinary(t *testing.T) string {
+	t.Helper()
+	built.Do(func() {
+		dir, err := os.MkdirTemp("", "duplex-faults-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.dir = dir
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		built.bin, built.err = buildDuplex(ctx, dir)
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
