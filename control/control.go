@@ -193,6 +193,24 @@ func FormatTime(ns int64) string {
 	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 }
 
+// ParseTime reads a past time as recover --at and NAME@TIME exports take
+// it: RFC 3339, or a duration before now written with a minus sign ("-15m",
+// "-1h30m").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if rel, ok := strings.CutPrefix(s, "-"); ok {
+		d, err := time.ParseDuration(rel)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q: not a duration before now such as -15m: %w", s, err)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: not an RFC 3339 time (2026-01-02T15:04:05Z) or a duration before now (-15m)", s)
+	}
+	return t, nil
+}
+
 // FormatWall formats a wall-clock time as FormatTime does ("" for the zero
 // time).
 func FormatWall(t time.Time) string {

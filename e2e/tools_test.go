@@ -65,6 +65,9 @@ type nbdinfoOutput struct {
 		CanFUA   bool   `json:"can_fua"`
 		CanTrim  bool   `json:"can_trim"`
 		CanZero  bool   `json:"can_zero"`
+		// Description is NBD_INFO_DESCRIPTION (nbdinfo --list).
+		Description  string `json:"description"`
+		CanMultiConn bool   `json:"can_multi_conn"`
 	} `json:"exports"`
 }
 

@@ -458,35 +458,13 @@ func (l *Log) Trim(keep uint64) error {
 // the groups newest first, reading the Log in its order. Undo is
 // idempotent: run again after a crash, it writes the same bytes.
 func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
-	l.mu.Lock()
-	want := map[uint64]bool{}
-	after := uint64(0)
-	for _, e := range l.entries {
-		if e.group > to {
-			if len(want) == 0 {
-				after = e.index - 1
-			}
-			want[e.index] = true
-		}
-	}
-	l.mu.Unlock()
-	if len(want) == 0 {
-		return nil
-	}
 	covered := map[string]*spans{}
 	touched := map[string]Sink{}
-	err := l.j.Replay(after, func(index uint64, data []byte) error {
-		if !want[index] {
-			return nil
-		}
-		r, err := Decode(data)
-		if err != nil {
-			return fmt.Errorf("history record %d: %w", index, err)
-		}
+	err := l.replayAfter(to, func(r *Record) error {
 		for _, e := range r.Extents {
 			sink, ok := sinks[e.Volume]
 			if !ok {
-				return fmt.Errorf("history record %d (group %d): no volume %q", index, r.Group, e.Volume)
+				return fmt.Errorf("history: group %d: no volume %q", r.Group, e.Volume)
 			}
 			touched[e.Volume] = sink
 			c := covered[e.Volume]
@@ -515,6 +493,79 @@ func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
 		if err := s.Flush(); err != nil {
 			return fmt.Errorf("history: flush %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// ErrTooLarge is wrapped by Overlays' error when the undo after the group
+// holds more than the bytes it was allowed.
+var ErrTooLarge = errors.New("the undo is larger than allowed")
+
+// Overlays reads the undo of every group after to into an Overlay per
+// volume, in memory: laid over the volumes' current content, they read the
+// volumes as of group to, as Undo would leave them, without writing to
+// them. The Overlays hold at most maxBytes (ErrTooLarge). The volumes must
+// not move on while it runs; a group after to trimmed meanwhile fails it
+// (ErrOutside), never leaves a byte of the past unread.
+func (l *Log) Overlays(to uint64, maxBytes int64) (map[string]*Overlay, error) {
+	out := map[string]*Overlay{}
+	var held int64
+	err := l.replayAfter(to, func(r *Record) error {
+		for _, e := range r.Extents {
+			o := out[e.Volume]
+			if o == nil {
+				o = &Overlay{}
+				out[e.Volume] = o
+			}
+			before := o.Bytes()
+			o.Add(e)
+			if held += o.Bytes() - before; held > maxBytes {
+				return fmt.Errorf("history: the data changed since group %d is more than %d MiB: %w", to, maxBytes>>20, ErrTooLarge)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// replayAfter calls fn with every record of a group after to, oldest first,
+// and fails if one of them went (Trim) before it was read.
+func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
+	l.mu.Lock()
+	want := map[uint64]bool{}
+	after := uint64(0)
+	for _, e := range l.entries {
+		if e.group > to {
+			if len(want) == 0 {
+				after = e.index - 1
+			}
+			want[e.index] = true
+		}
+	}
+	l.mu.Unlock()
+	if len(want) == 0 {
+		return nil
+	}
+	seen := 0
+	err := l.j.Replay(after, func(index uint64, data []byte) error {
+		if !want[index] {
+			return nil
+		}
+		seen++
+		r, err := Decode(data)
+		if err != nil {
+			return fmt.Errorf("history record %d: %w", index, err)
+		}
+		return fn(r)
+	})
+	if err != nil {
+		return err
+	}
+	if seen != len(want) {
+		return fmt.Errorf("history: %d of the %d records after group %d were trimmed while read: %w", len(want)-seen, len(want), to, ErrOutside)
 	}
 	return nil
 }

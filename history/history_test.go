@@ -176,6 +176,26 @@ func TestUndoToEveryPoint(t *testing.T) {
 	if _, ok := l.At(9); ok {
 		t.Fatalf("At(9) found a point before the oldest")
 	}
+	// Laid over the volumes as they are, the Overlays of a group read
+	// them as of that group.
+	for _, to := range []uint64{40, 39, 25, 12, 1, 0} {
+		os, err := l.Overlays(to, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, v := range vols {
+			p := bytes.Clone(v.b)
+			if o := os[n]; o != nil {
+				o.ReadOver(p, 0)
+			}
+			if !bytes.Equal(p, states[to][n]) {
+				t.Fatalf("the overlay of group %d over volume %s differs from the volume at that group", to, n)
+			}
+		}
+	}
+	if _, err := l.Overlays(0, 4096); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Overlays past their bound: %v", err)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

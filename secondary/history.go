@@ -181,12 +181,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	p, ok := s.hist.At(t)
 	if !ok {
-		oldest := cur
-		if o, ok := s.hist.Oldest(); ok {
-			oldest = apply.State{Group: o.Group, Time: o.Time}
-		}
-		return apply.State{}, fmt.Errorf("%w: %s is before the oldest recoverable time; the history holds %s (group %d) to %s (group %d)",
-			ErrOutsideWindow, fmtTime(t), fmtTime(oldest.Time), oldest.Group, fmtTime(cur.Time), cur.Group)
+		return apply.State{}, s.windowError(t, cur)
 	}
 	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
 		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group)}
@@ -226,6 +221,17 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
 		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
 	return st, nil
+}
+
+// windowError says that t is before the oldest point of the history, and
+// what the history holds, cur being the applied group.
+func (s *Secondary) windowError(t int64, cur apply.State) error {
+	oldest := cur
+	if o, ok := s.hist.Oldest(); ok {
+		oldest = apply.State{Group: o.Group, Time: o.Time}
+	}
+	return fmt.Errorf("%w: %s is before the oldest recoverable time; the history holds %s (group %d) to %s (group %d)",
+		ErrOutsideWindow, fmtTime(t), fmtTime(oldest.Time), oldest.Group, fmtTime(cur.Time), cur.Group)
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

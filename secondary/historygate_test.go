@@ -234,3 +234,60 @@ func TestReadViewsWithinTheirBudget(t *testing.T) {
 		t.Fatalf("the view of group 2 reads blocks %v, want %v", got, want)
 	}
 }
+
+// A read view of a past time reads the volumes as of the newest group at
+// or before it, and goes on doing so while later groups are applied; a
+// time before the history's oldest group is refused with the window, and
+// a secondary without history refuses any.
+func TestReadViewAtAPastTime(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	r := openGateRigWith(t, dir, gate, historyOf(dir))
+	defer r.close(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	gate.set(int64(3 * time.Millisecond))
+	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	at := func(ts time.Duration) *ReadView {
+		v, err := r.sec.PinAt(int64(ts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { v.Close() })
+		return v
+	}
+	blocks := func(v *ReadView) []byte {
+		return blockBytes(t, func(p []byte, off int64) error { return v.ReadAt("vol1", p, off) }, 4)
+	}
+	v1, v2 := at(time.Millisecond), at(2500*time.Microsecond)
+	if v1.Group != 1 || v2.Group != 2 {
+		t.Fatalf("views at 1ms and 2.5ms pinned groups %d and %d, want 1 and 2", v1.Group, v2.Group)
+	}
+	r.send(t, 4)
+	gate.set(int64(4 * time.Millisecond))
+	waitGate(t, "group 4 applied", func() bool { return r.sec.Stats().Group == 4 })
+	if got, want := blocks(v1), []byte{1, 1, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}; !bytes.Equal(got, want) {
+		t.Fatalf("the view at 1ms reads blocks %v, want %v", got, want)
+	}
+	if got, want := blocks(v2), []byte{1, 1, 2, 2, 0xEE, 0xEE, 0xEE, 0xEE}; !bytes.Equal(got, want) {
+		t.Fatalf("the view at 2.5ms reads blocks %v, want %v", got, want)
+	}
+	if got, want := blocks(at(time.Hour)), []byte{1, 1, 2, 2, 3, 3, 4, 4}; !bytes.Equal(got, want) {
+		t.Fatalf("a view at a time after the newest group reads blocks %v, want %v", got, want)
+	}
+	if _, err := r.sec.PinAt(int64(time.Microsecond)); !errors.Is(err, ErrOutsideWindow) {
+		t.Fatalf("a view before the window: %v", err)
+	}
+}
+
+func TestReadViewAtAPastTimeWithoutHistory(t *testing.T) {
+	dir := t.TempDir()
+	r := openGateRigWith(t, dir, newTestGate(int64(time.Hour)), HistoryConfig{})
+	defer r.close(t)
+	if _, err := r.sec.PinAt(0); !errors.Is(err, ErrNoHistory) {
+		t.Fatalf("a view of a past time without history: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"duplex/apply"
 	"duplex/consistency"
 	"duplex/history"
 	"duplex/recordset"
@@ -54,14 +55,80 @@ func (s *Secondary) Pin() (*ReadView, error) {
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
 	}
 	st := s.appliedState()
-	v := &ReadView{s: s, Group: st.Group, Time: st.Time, over: map[string]*history.Overlay{}}
+	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0), nil
+}
+
+// PinAt opens a read view at the newest group at or before t (Unix ns) that
+// the history holds, the group RecoverTo would take the volumes back to:
+// the undo of the groups after it is read into memory (MaxViewBytes at
+// most) and laid over the volumes, which stay as they are. Views of the
+// same t see the same group, whichever volume they read. A t at or after
+// the applied group's time opens a view of it, as Pin does.
+func (s *Secondary) PinAt(t int64) (*ReadView, error) {
+	if s.hist == nil {
+		return nil, fmt.Errorf("secondary: a read view of a past time: %w (set [secondary] history)", ErrNoHistory)
+	}
+	// Readers share the lock: no group is applied (nor its undo
+	// captured) while the undo after the past group is read.
+	s.view.RLock()
+	defer s.view.RUnlock()
+	if s.torn != nil {
+		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
+	}
+	cur := s.appliedState()
+	p, err := s.pointAt(t, cur)
+	if err != nil {
+		return nil, err
+	}
+	if p.Group == cur.Group {
+		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0), nil
+	}
+	over, err := s.hist.Overlays(p.Group, MaxViewBytes)
+	if errors.Is(err, history.ErrOutside) {
+		return nil, s.windowError(t, cur)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secondary: a read view as of %s (group %d): %w", fmtTime(p.Time), p.Group, err)
+	}
+	var held int64
+	for _, o := range over {
+		held += o.Bytes()
+	}
+	return s.pinLocked(p.Group, p.Time, over, held), nil
+}
+
+// PointAt is the group a view of time t (Unix ns) reads, as PinAt opens
+// it: the newest group at or before t the history holds, or the applied
+// one for a time at or after it.
+func (s *Secondary) PointAt(t int64) (history.Point, error) {
+	if s.hist == nil {
+		return history.Point{}, fmt.Errorf("secondary: a past time: %w (set [secondary] history)", ErrNoHistory)
+	}
+	return s.pointAt(t, s.appliedState())
+}
+
+func (s *Secondary) pointAt(t int64, cur apply.State) (history.Point, error) {
+	if t >= cur.Time {
+		return history.Point{Group: cur.Group, Time: cur.Time}, nil
+	}
+	p, ok := s.hist.At(t)
+	if !ok || p.Group > cur.Group {
+		return history.Point{}, s.windowError(t, cur)
+	}
+	return p, nil
+}
+
+// pinLocked registers a view. Called with s.view held.
+func (s *Secondary) pinLocked(group uint64, t int64, over map[string]*history.Overlay, held int64) *ReadView {
+	v := &ReadView{s: s, Group: group, Time: t, over: over, held: held}
 	s.rviews.mu.Lock()
 	if s.rviews.views == nil {
 		s.rviews.views = map[*ReadView]struct{}{}
 	}
 	s.rviews.views[v] = struct{}{}
+	s.rviews.trim()
 	s.rviews.mu.Unlock()
-	return v, nil
+	return v
 }
 
 // Close releases the view.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -321,7 +322,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 	errs := make(chan error, 3)
 	var srv *nbd.Server
 	if s.nbdLn != nil {
-		srv = &nbd.Server{Exports: secondaryExports{s}, Logger: s.log.With("component", "nbd"), TLS: s.nbdTLS}
+		srv = &nbd.Server{Exports: secondaryExports{s}, Description: secondaryExports{s}.description, Logger: s.log.With("component", "nbd"), TLS: s.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -505,11 +506,41 @@ func (s *Secondary) ReadAt(vol string, b []byte, off int64) error { return s.sec
 type secondaryExports struct{ s *Secondary }
 
 func (e secondaryExports) Lookup(name string) (nbd.Export, bool) {
-	v, ok := e.s.vols[name]
-	if !ok {
+	if v, ok := e.s.vols[name]; ok {
+		return &secondaryExport{name: name, s: e.s, size: v.Size()}, true
+	}
+	// NAME@TIME: the volume as of a past time of the history.
+	vol, at, ok := strings.Cut(name, "@")
+	v, known := e.s.vols[vol]
+	if !ok || !known {
 		return nil, false
 	}
-	return &secondaryExport{name: name, s: e.s, size: v.Size()}, true
+	return &pastExport{secondaryExport: &secondaryExport{name: vol, s: e.s, size: v.Size()}, at: at}, true
+}
+
+// description is what NBD_OPT_LIST and NBD_INFO_DESCRIPTION say of an
+// export.
+func (e secondaryExports) description(name string) string {
+	if _, ok := e.s.vols[name]; !ok {
+		vol, at, _ := strings.Cut(name, "@")
+		d := fmt.Sprintf("read-only replica of volume %s as of %s, from the secondary's history", vol, at)
+		t, err := control.ParseTime(at, time.Now())
+		if err != nil {
+			return d + ": " + err.Error()
+		}
+		p, err := e.s.sec.PointAt(t.UnixNano())
+		if err != nil {
+			return d + ": " + err.Error()
+		}
+		return d + fmt.Sprintf(": consistent as of %s (group %d), the newest consistency group at or before it", control.FormatTime(p.Time), p.Group)
+	}
+	st, views := e.s.sec.Snapshot([]string{name})
+	d := "read-only replica of volume " + name + ", " + consistencyNote(name, views[0], st.Group) +
+		"; each connection reads the one consistency group current when it opens"
+	if st.History && st.HistoryOldest != 0 {
+		d += fmt.Sprintf("; %s@TIME (RFC 3339 or -15m) reads it as of a past time from %s to %s", name, control.FormatTime(st.HistoryOldest), control.FormatTime(st.HistoryNewest))
+	}
+	return d
 }
 
 func (e secondaryExports) Names() []string { return e.s.order }
@@ -549,6 +580,31 @@ type pinnedExport struct {
 
 func (x *pinnedExport) ReadAt(p []byte, off int64) error { return x.view.ReadAt(x.name, p, off) }
 func (x *pinnedExport) Close() error                     { return x.view.Close() }
+
+// pastExport is a volume as of a past time (NAME@TIME): each connection
+// gets a view of the newest group at or before it that the history holds
+// (secondary.PinAt), or an NBD error saying why not; a relative time
+// (-15m) is taken from the moment the connection opens.
+type pastExport struct {
+	*secondaryExport
+	at string
+}
+
+func (x *pastExport) ReadAt(p []byte, off int64) error {
+	return fmt.Errorf("secondary export %s@%s: read before a connection pinned it", x.name, x.at)
+}
+
+func (x *pastExport) Pin() (nbd.Export, error) {
+	t, err := control.ParseTime(x.at, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("export %s@%s: %w", x.name, x.at, err)
+	}
+	v, err := x.s.sec.PinAt(t.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("export %s@%s: %w", x.name, x.at, err)
+	}
+	return &pinnedExport{secondaryExport: x.secondaryExport, view: v}, nil
+}
 
 // historySample is the status page's sample of the lag and the bytes
 // replicated: counters only, cheap at any number of volumes.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"duplex/config"
@@ -18,16 +17,9 @@ import (
 // parseAt reads recover's --at: an RFC 3339 time, or a duration before now
 // written with a minus sign ("-15m", "-1h30m").
 func parseAt(s string, now time.Time) (time.Time, error) {
-	if rel, ok := strings.CutPrefix(s, "-"); ok {
-		d, err := time.ParseDuration(rel)
-		if err != nil {
-			return time.Time{}, fmt.Errorf("--at %q: not a duration before now such as -15m: %w", s, err)
-		}
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := control.ParseTime(s, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("--at %q: not an RFC 3339 time (2026-01-02T15:04:05Z) or a duration before now (-15m)", s)
+		return time.Time{}, fmt.Errorf("--at %w", err)
 	}
 	return t, nil
 }
