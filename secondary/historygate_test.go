@@ -291,3 +291,35 @@ func TestReadViewAtAPastTimeWithoutHistory(t *testing.T) {
 		t.Fatalf("a view of a past time without history: %v", err)
 	}
 }
+
+// A view of a past time that would take the views past their budget is
+// refused when it is opened, not given up at its first read.
+func TestReadViewAtAPastTimePastTheBudget(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	gate := newTestGate(0)
+	r := openGateRigWith(t, dir, gate, historyOf(dir))
+	defer r.close(t)
+	r.sec.rviews.budget = 12 << 10
+	for seq := uint64(1); seq <= 3; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
+	gate.set(int64(3 * time.Millisecond))
+	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	current, err := r.sec.Pin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer current.Close()
+	// Groups 2 and 3 overwrote 16 KiB since group 1.
+	if v, err := r.sec.PinAt(int64(time.Millisecond)); !errors.Is(err, ErrViewGone) {
+		t.Fatalf("a view past the budget: %v, %v", v, err)
+	}
+	if err := current.ReadAt("vol1", make([]byte, 4096), 0); err != nil {
+		t.Fatalf("the view open before: %v", err)
+	}
+	if n := len(r.sec.rviews.views); n != 1 {
+		t.Fatalf("%d views registered, want the one open", n)
+	}
+}

@@ -32,8 +32,9 @@ type ReadView struct {
 	s     *Secondary
 	Group uint64
 	Time  int64
-	// guarded by s.view: added to under its write lock (before a group is
-	// applied), read under its read lock.
+	// over's overlays are added to under s.view's write lock (before a
+	// group is applied) and read under its read lock; over and gone are
+	// set under rviews.mu too (a view is given up when another is pinned).
 	over map[string]*history.Overlay
 	held int64
 	gone error
@@ -94,7 +95,17 @@ func (s *Secondary) PinAt(t int64) (*ReadView, error) {
 	for _, o := range over {
 		held += o.Bytes()
 	}
-	return s.pinLocked(p.Group, p.Time, over, held), nil
+	v := s.pinLocked(p.Group, p.Time, over, held)
+	s.rviews.mu.Lock()
+	gone := v.gone
+	s.rviews.mu.Unlock()
+	if gone != nil {
+		// Past the views' budget, and holding the most: refused now
+		// rather than failing its first read.
+		v.Close()
+		return nil, fmt.Errorf("secondary: a read view as of %s (group %d): %w", fmtTime(p.Time), p.Group, gone)
+	}
+	return v, nil
 }
 
 // PointAt is the group a view of time t (Unix ns) reads, as PinAt opens
@@ -148,8 +159,13 @@ func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
 	}
 	s.view.RLock()
 	defer s.view.RUnlock()
-	if v.gone != nil {
-		return v.gone
+	// A view is given up (trim) under rviews.mu alone when another is
+	// pinned; its overlays change only under s.view's write lock.
+	s.rviews.mu.Lock()
+	gone, o := v.gone, v.over[vol]
+	s.rviews.mu.Unlock()
+	if gone != nil {
+		return gone
 	}
 	if s.torn != nil {
 		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, s.torn)
@@ -157,7 +173,7 @@ func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
 	if err := src.ReadAt(p, off); err != nil {
 		return err
 	}
-	if o := v.over[vol]; o != nil {
+	if o != nil {
 		o.ReadOver(p, off)
 	}
 	return nil
