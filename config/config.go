@@ -123,7 +123,11 @@ type Secondary struct {
 	Listen  string `toml:"listen" kind:"listen" unique:"listener" required:"the address the primary connects to, e.g. listen = \"127.0.0.1:7402\""` // link
 	Control string `toml:"control" kind:"listen" unique:"listener"`                                                                                 // optional
 	NBD     string `toml:"nbd" kind:"listen" unique:"listener" doc:"consistent read-only exports of the copy"`                                      // optional
-	Journal string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
+	// DrillNBD is where duplex drill start serves writable exports of the
+	// volumes as of a point in time, their writes kept apart (a failover
+	// drill while replication goes on).
+	DrillNBD string `toml:"drill_nbd" kind:"listen" unique:"listener" doc:"writable exports of a failover drill (duplex drill start)"` // optional
+	Journal  string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
 	// History is how far back duplex recover --at reaches: the secondary
 	// keeps the before images of what each group overwrites this long
 	// (package history). Left out or 0, it keeps none.

@@ -289,6 +289,9 @@ type Server struct {
 	// Switchover, if set (the primary), hands the session to the other
 	// site within the timeout: see SwitchoverResult.
 	Switchover func(ctx context.Context, timeout time.Duration) (SwitchoverResult, error)
+	// Drill, if set (a running secondary), starts or stops a failover
+	// drill: see DrillRequest.
+	Drill func(DrillRequest) (DrillResult, error)
 	// Sites are both sites of the session, for the status page.
 	Sites []Site
 	// Token guards every mutating call; without it they are all refused.
@@ -341,6 +344,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/promote", s.promote)
 	mux.HandleFunc("POST /v1/promote/cancel", s.cancelPromote)
 	mux.HandleFunc("POST /v1/switchover", s.switchover)
+	mux.HandleFunc("POST /v1/drill", s.drill)
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They
 	// show stacks, command lines and memory contents' shape, and a profile

@@ -40,6 +40,13 @@ func needExt4OverNBD(t *testing.T) {
 // write flushed to the export by then.
 func ext4OverNBD(t *testing.T, uri, fsDir string, mkfs bool) func() {
 	t.Helper()
+	return ext4OverNBDWith(t, uri, fsDir, mkfs, nil)
+}
+
+// ext4OverNBDWith is ext4OverNBD that runs check on the loop device before
+// the mount.
+func ext4OverNBDWith(t *testing.T, uri, fsDir string, mkfs bool, check func(dev string)) func() {
+	t.Helper()
 	dir := t.TempDir()
 	fuseDir := filepath.Join(dir, "fuse")
 	if err := os.Mkdir(fuseDir, 0o755); err != nil {
@@ -109,6 +116,9 @@ func ext4OverNBD(t *testing.T, uri, fsDir string, mkfs bool) func() {
 	})
 	if mkfs {
 		mustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
+	}
+	if check != nil {
+		check(dev)
 	}
 	if out, err := exec.Command("mount", dev, fsDir).CombinedOutput(); err != nil {
 		t.Skipf("mount of ext4 on %s is not possible here: %v: %s", dev, err, out)

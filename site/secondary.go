@@ -57,6 +57,8 @@ type Secondary struct {
 	// store is its etcd; both nil when the session stands alone.
 	coupler *coupling.Coupler
 	dialed  *coupling.EtcdStore // the etcd client this site dialed
+	// drills is the failover drill running, if any (drill.go).
+	drills drillState
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -348,7 +350,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 				s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
 				return pos.Time, nil
 			},
-			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion}
+			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion, Drill: s.Drill}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -388,6 +390,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 	if srv != nil {
 		srv.Close()
 	}
+	s.closeDrill()
 	s.ln.Close()
 	wg.Wait()
 	s.close()

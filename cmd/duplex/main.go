@@ -57,6 +57,7 @@ func commands() []command {
 		{"promote", []synopsis{promoteSynopsis}, "at the secondary after losing the primary: recover, then serve its volumes read-write", runPromote, true},
 		{"switchover", []synopsis{switchoverSynopsis}, "at the primary: hand the session to the running secondary without losing a write (planned)", runSwitchover, false},
 		{"rejoin", []synopsis{rejoinSynopsis}, "at the old primary, stopped: what rejoining the promoted site would copy (the copy is not built yet)", runRejoin, false},
+		{"drill", []synopsis{drillSynopsis}, "at the running secondary: writable exports of a past state for a failover drill, replication going on", runDrill, false},
 		{"couple", []synopsis{coupleSynopsis}, "add a session to its coupled group, remove one, or list the group and its master time", runCouple, false},
 		{"etcd", []synopsis{etcdSynopsis}, "a single-node etcd for coupled sessions on one machine (demos, tests)", runEtcd, true},
 		{"version", []synopsis{versionSynopsis}, "print the version", runVersion, false},

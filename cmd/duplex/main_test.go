@@ -144,7 +144,7 @@ func TestLogLevelOnEveryCommandThatLogs(t *testing.T) {
 // shows it bare; where it is optional, in brackets.
 func TestUsageShowsRequiredConfig(t *testing.T) {
 	required := map[string]bool{"primary": true, "secondary": true, "recover": true, "promote": true, "rejoin": true, "switchover": true,
-		"couple": true, "pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
+		"couple": true, "drill": true, "pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
 	_, help, _ := runCmd("help")
 	for _, cmd := range everyCommand() {
 		path := strings.Join(cmd, " ")

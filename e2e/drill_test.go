@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/config"
+)
+
+var drillRE = regexp.MustCompile(`writable exports on (\S+), each volume consistent as of (\S+) \(group (\d+)\)`)
+
+// TestDaemonsDrillFilesystem: ext4 on a volume, written continuously at the
+// primary; a drill at a past time T serves the volume as of T read-write:
+// e2fsck -p replays its journal there, it mounts, takes files; meanwhile
+// replication goes on, and once the drill is stopped and the primary
+// drained, the secondary volume is byte for byte the primary's: no write
+// of the drill reached it.
+func TestDaemonsDrillFilesystem(t *testing.T) {
+	needExt4OverNBD(t)
+	needTool(t, "e2fsck", "e2fsprogs")
+	const volSize = 64 << 20
+	s := newSession(t, sessionOpts{name: "e2e-drill", volSize: volSize, edit: func(c *config.Config) {
+		c.Secondary.History = config.Duration(time.Hour)
+		c.Secondary.DrillNBD = anyPort
+		c.ControlTokenFile = filepath.Join(c.Dir, "token")
+	}})
+	if err := os.WriteFile(s.cfg.TokenPath(), []byte("e2e-drill-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	primDir, drillDir := filepath.Join(t.TempDir(), "primary"), filepath.Join(t.TempDir(), "drill")
+	for _, d := range []string{primDir, drillDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unmountPrim := ext4OverNBD(t, nbdURI(s.cfg.Primary.NBD, "vol1"), primDir, true)
+	// Files written and synced, one step after another, until stop.
+	var stop atomic.Bool
+	steps := make(chan int, 1)
+	go func() {
+		n := 0
+		data := make([]byte, 256<<10)
+		for !stop.Load() {
+			for i := range data {
+				data[i] = byte(n + i*7)
+			}
+			if err := os.WriteFile(filepath.Join(primDir, fmt.Sprintf("file%d", n%64)), data, 0o644); err != nil {
+				break
+			}
+			syncFS(primDir)
+			n++
+		}
+		steps <- n
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	time.Sleep(1000 * time.Millisecond)
+
+	code, out, errOut := runDuplex(t, "drill", "start", "--config", s.path, "--at", at)
+	if code != 0 {
+		t.Fatalf("drill start --at %s: exit %d\n%s%s", at, code, out, errOut)
+	}
+	m := drillRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("drill start: no address and group in %q", out)
+	}
+	t.Logf("drill at %s: %s", at, strings.TrimSpace(out))
+	secBefore := s.secondaryStatus().Group
+	unmountDrill := ext4OverNBDWith(t, nbdURI(m[1], "vol1"), drillDir, false, func(dev string) {
+		// The file system was mounted at T: its journal is replayed, into
+		// the drill's writes.
+		out, err := exec.Command("e2fsck", "-p", dev).CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
+			t.Fatalf("e2fsck -p on the drill's volume: %v\n%s", err, out)
+		}
+		t.Logf("e2fsck -p on the drill's volume: %v %s", err, strings.TrimSpace(string(out)))
+	})
+	drilled := writeStepTree(t, drillDir, "drill", 99)
+	unmountDrill()
+	if code, out, errOut := runDuplex(t, "drill", "stop", "--config", s.path); code != 0 {
+		t.Fatalf("drill stop: exit %d\n%s%s", code, out, errOut)
+	} else {
+		t.Logf("%s", strings.TrimSpace(out))
+	}
+	secAfter := s.secondaryStatus().Group
+	if secAfter == nil || secBefore == nil || *secAfter <= *secBefore {
+		t.Errorf("replication did not go on during the drill: group %v before, %v after", secBefore, secAfter)
+	}
+
+	stop.Store(true)
+	n := <-steps
+	unmountPrim()
+	s.drainPrimary()
+	s.stopSecondary()
+	p, q := s.volumePaths("vol1")
+	if sha256File(t, p) != sha256File(t, q) {
+		t.Fatal("after the drill and a drain, the secondary volume differs from the primary's")
+	}
+	t.Logf("%d files written at the primary, %d files written in the drill; the secondary volume is the primary's", n, len(drilled))
+	loadavg, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("load average %s", strings.TrimSpace(string(loadavg)))
+}
+
+// syncFS syncs the file system holding dir.
+func syncFS(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
+	exec.Command("sync", "-f", dir).Run()
+}
