@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -14,7 +15,9 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/failover"
 	"duplex/nbd"
+	"duplex/site"
 	"duplex/workload"
 )
 
@@ -277,6 +280,54 @@ func TestDaemonsRecoverAt(t *testing.T) {
 	if late > 0 {
 		loadavg, _ := os.ReadFile("/proc/loadavg")
 		t.Logf("%d of %d times reached a group more than an interval before them (load average %s)", late, len(ts), strings.TrimSpace(string(loadavg)))
+	}
+	// The regions the recoveries took back, where the old primary holds
+	// writes the secondary no longer has, are among the changed regions a
+	// promotion of the secondary starts from: a rejoin after it copies
+	// them back to the old primary.
+	sizes := map[string]int64{}
+	for _, n := range names {
+		sizes[n] = volSize
+	}
+	ch, err := failover.OpenChanges(nil, site.PromotedDir(s.cfg), sizes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	differ, unmarked := 0, 0
+	for _, n := range names {
+		bm := ch.Bitmap(n)
+		marked := map[int64]bool{}
+		for r := int64(0); ; r++ {
+			reg, _, _, ok := bm.Next(r)
+			if !ok {
+				break
+			}
+			marked[reg], r = true, reg
+		}
+		p, q := s.volumePaths(n)
+		pb, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qb, err := os.ReadFile(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := 0; off < len(pb); off += workload.BlockSize {
+			if bytes.Equal(pb[off:off+workload.BlockSize], qb[off:off+workload.BlockSize]) {
+				continue
+			}
+			differ++
+			if !marked[int64(off)/bm.Region()] {
+				unmarked++
+			}
+		}
+	}
+	ch.Close()
+	if differ == 0 || unmarked > 0 {
+		t.Errorf("after recover --at: %d blocks differ from the old primary's, %d of them outside the changed regions a promotion starts from", differ, unmarked)
+	} else {
+		t.Logf("after recover --at: %d blocks differ from the old primary's, every one in the changed regions a promotion starts from", differ)
 	}
 	// Before the window: refused, with the window.
 	code, out, errOut := runDuplex(t, "recover", "--config", s.path, "--at", oldest.Add(-time.Minute).UTC().Format(time.RFC3339Nano))

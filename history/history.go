@@ -531,6 +531,22 @@ func (l *Log) Overlays(to uint64, maxBytes int64) (map[string]*Overlay, error) {
 	return out, nil
 }
 
+// Ranges are the ranges the groups after to overwrote, those Undo(to)
+// writes back, oldest group first.
+func (l *Log) Ranges(to uint64) ([]Range, error) {
+	var out []Range
+	err := l.replayAfter(to, func(r *Record) error {
+		for _, e := range r.Extents {
+			out = append(out, Range{Volume: e.Volume, Offset: e.Offset, Length: e.Length})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // replayAfter calls fn with every record of a group after to, oldest first,
 // and fails if one of them went (Trim) before it was read.
 func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {

@@ -223,6 +223,34 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	return st, nil
 }
 
+// UndoRanges are the ranges RecoverTo(t) writes back: those the groups
+// after the one it reaches overwrote, and those of a group after the
+// applied one whose undo is held (RecoverTo undoes them too). Asked before
+// RecoverTo, they are what the volumes will hold other than the primary
+// did.
+func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hist == nil {
+		return nil, ErrNoHistory
+	}
+	s.waitApplied()
+	cur := s.appliedState()
+	to := cur.Group
+	if t < cur.Time {
+		p, ok := s.hist.At(t)
+		if !ok {
+			return nil, s.windowError(t, cur)
+		}
+		to = p.Group
+	}
+	rs, err := s.hist.Ranges(to)
+	if err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	return rs, nil
+}
+
 // windowError says that t is before the oldest point of the history, and
 // what the history holds, cur being the applied group.
 func (s *Secondary) windowError(t int64, cur apply.State) error {

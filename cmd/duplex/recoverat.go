@@ -41,7 +41,7 @@ func recoverAt(ctx context.Context, cfg *config.Config, log *slog.Logger, at tim
 	if _, err := r.Fence(); err != nil {
 		return err
 	}
-	st, err := r.RecoverTo(at.UnixNano())
+	st, err := s.RecoverTo(at.UnixNano())
 	if errors.Is(err, secondary.ErrOutsideWindow) {
 		return fmt.Errorf("recover --at %s: %w", control.FormatTime(at.UnixNano()), err)
 	}
