@@ -116,7 +116,7 @@ func TestHelpFlag(t *testing.T) {
 // and refused with exit 2 when it names no level; the others only report
 // to stdout and fail with their one error.
 func TestLogLevelOnEveryCommandThatLogs(t *testing.T) {
-	silent := map[string]bool{"status": true, "switchover": true, "couple": true, "version": true,
+	silent := map[string]bool{"status": true, "switchover": true, "couple": true, "drill": true, "version": true,
 		"pair add": true, "pair suspend": true, "pair resume": true, "pair delete": true, "pair rate": true}
 	for _, cmd := range everyCommand() {
 		path := strings.Join(cmd, " ")
