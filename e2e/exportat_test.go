@@ -28,6 +28,7 @@ var asOfRE = regexp.MustCompile(`consistent as of (\S+) \(group (\d+)\)`)
 // time before the window is refused with an NBD error naming the window,
 // and nbdinfo --list describes each export.
 func TestDaemonsExportsAtATime(t *testing.T) {
+	t.Parallel()
 	const (
 		volSize      = 16 << 20
 		regionBlocks = 256

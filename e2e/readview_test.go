@@ -18,6 +18,7 @@ import (
 // check of it (which finds violations in a copy that moves while it is
 // read) finds none. A second connection opened later sees newer writes.
 func TestDaemonsReadViewIsStable(t *testing.T) {
+	t.Parallel()
 	const (
 		volSize      = 16 << 20
 		regionBlocks = 512
