@@ -195,8 +195,19 @@ func coupledPair(t *testing.T, coupled bool) (*etcdProcess, [2]*procSession) {
 			}
 		}
 	}
+	// Every member runs before any waits for its initial copy: until each
+	// has published a time the group has no master time and a member's
+	// secondary applies nothing. Started alone, one stalled in its initial
+	// copy (nothing acknowledged, no welcome to its primary's reconnect),
+	// waiting on a member not started yet.
 	for i := range s {
-		s[i].start()
+		s[i].startSecondary()
+	}
+	for i := range s {
+		s[i].startPrimary()
+	}
+	for i := range s {
+		s[i].waitLinked()
 	}
 	if coupled {
 		eventually(t, time.Minute, "a master time at both secondaries", func() bool {
