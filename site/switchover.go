@@ -186,8 +186,11 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 	if req.Session != s.cfg.Session {
 		return failover.Promotion{}, refused, fmt.Errorf("this secondary is of session %q, not %q", s.cfg.Session, req.Session)
 	}
-	if s.cfg.Secondary.NBD == "" {
-		return failover.Promotion{}, refused, errors.New("[secondary] has no nbd address: a promoted site would serve its volumes nowhere")
+	// As duplex promote: the fence and the record are for good, so a site
+	// that could not serve once promoted (no NBD address, keys or the
+	// token unreadable now) refuses before either.
+	if err := CheckServe(s.cfg); err != nil {
+		return failover.Promotion{}, refused, fmt.Errorf("this site could not serve once promoted: %w", err)
 	}
 	if _, fenced := s.sec.Generation(); fenced {
 		return failover.Promotion{}, control.PromoteResult{State: control.PromoteFenced},
