@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -154,6 +155,17 @@ func promoteOpen(cfg *config.Config, s *Secondary, fsys disk.FS, check func(tran
 			c = "consistent as of " + recovered.ConsistencyTime
 		}
 		pr.Volumes[v.Name] = c
+	}
+	// A rejoin back recorded here (an earlier round trip) is spent: left,
+	// duplex rejoin would take it for one under way and retire this
+	// promotion. Gone before the record, a crash between leaves a fenced
+	// secondary that a promote records again.
+	if err := disk.Or(fsys).Remove(filepath.Join(RejoinBackDir(cfg), rejoinFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return pr, recovered, fmt.Errorf("the rejoin record of an earlier round trip: %w", err)
+	} else if err == nil {
+		if err := disk.Or(fsys).SyncDir(RejoinBackDir(cfg)); err != nil {
+			return pr, recovered, fmt.Errorf("the rejoin record of an earlier round trip: %w", err)
+		}
 	}
 	if err := failover.WritePromotion(fsys, dir, pr); err != nil {
 		return pr, recovered, err
