@@ -76,6 +76,10 @@
 //	                         follow, the fence recover set, the primary process
 //	                         that sent the last journaled group (package
 //	                         secondary); rewritten only when one changes
+//	promote-ended.json       the switchover promotion requests (their ids)
+//	                         this secondary refused or a cancel ended, written
+//	                         before the answer: never carried out, across
+//	                         restarts too (at most the last 256)
 //	history/                 with [secondary] history (HistoryDir): the undo
 //	                         of the recent groups, the before images of what
 //	                         each overwrote, for recover --at (package
@@ -88,8 +92,9 @@
 // promote` does, and its daemon then serves the promoted site in the same
 // process. It handles the requests one at a time, each once (they carry an
 // id), and a request cancelled (POST /v1/promote/cancel, which a primary
-// whose answer was lost sends) is never carried out: the cancel's answer
-// is what tells the primary that its writes may resume. A promotion that
+// whose answer was lost sends) is never carried out, even by the process
+// a restart makes (promote-ended.json): the cancel's answer is what tells
+// the primary that its writes may resume. A promotion that
 // fails after the fence undoes the fence before it refuses. promoting.json
 // beside state.json marks such a promotion under way, from before the
 // fence until the promotion is recorded (or its fence undone): a start that

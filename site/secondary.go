@@ -155,6 +155,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			s.close()
 		}
 	}()
+	if err := s.loadEndedRequests(); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	if err := s.openVolumes(); err != nil {
 		return nil, err
 	}

@@ -64,9 +64,13 @@ type promoteRequests struct {
 	changed chan struct{} // closed, and replaced, when a request ends
 	busy    bool          // a request is being handled
 	// ended are the requests refused or cancelled, never to be carried
-	// out, and why. They are kept for the life of the process: a request
-	// on its way to it ends with it.
-	ended map[string]string
+	// out, and why; endedOrder their ids, oldest first. They are kept in
+	// promoteEndedFile, synced before a cancel or refusal is answered: a
+	// request held on its way (a proxy in front of the control address)
+	// may reach the process a restart makes, and must be refused there
+	// too.
+	ended      map[string]string
+	endedOrder []string
 	// done is the promotion made, by request doneBy: Run ends with it.
 	done   *control.PromoteResult
 	doneBy string
@@ -126,10 +130,12 @@ func (s *Secondary) promoteInPlace(req control.PromoteRequest) (control.PromoteR
 	case err == nil:
 		r.done, r.doneBy = &res, req.ID
 	case res.State == control.PromoteRefused && req.ID != "":
-		if r.ended == nil {
-			r.ended = map[string]string{}
+		if perr := s.endRequestLocked(req.ID, err.Error()); perr != nil {
+			// The refusal is not durable: it is not given, so the
+			// primary stays in doubt and asks again.
+			res = control.PromoteResult{}
+			err = fmt.Errorf("%w; and the refusal could not be recorded: %v", err, perr)
 		}
-		r.ended[req.ID] = err.Error()
 	}
 	r.endLocked()
 	r.mu.Unlock()
@@ -155,10 +161,9 @@ func (s *Secondary) cancelPromotion(req control.CancelRequest) (control.PromoteR
 	defer r.mu.Unlock()
 	// Recorded before the wait: a delivery that comes meanwhile is refused.
 	if _, ok := r.ended[req.ID]; !ok && r.doneBy != req.ID {
-		if r.ended == nil {
-			r.ended = map[string]string{}
+		if err := s.endRequestLocked(req.ID, "cancelled by the primary"); err != nil {
+			return control.PromoteResult{}, fmt.Errorf("the cancel could not be recorded: %w", err)
 		}
-		r.ended[req.ID] = "cancelled by the primary"
 	}
 	r.awaitIdleLocked()
 	if r.done != nil {
@@ -169,6 +174,70 @@ func (s *Secondary) cancelPromotion(req control.CancelRequest) (control.PromoteR
 			Error: "this secondary is fenced and not promoted: it takes no primary; duplex promote here makes it the primary"}, nil
 	}
 	return control.PromoteResult{State: control.PromoteRefused, Error: r.ended[req.ID]}, nil
+}
+
+// promoteEndedFile keeps, beside a secondary's state file, the promotion
+// requests it refused or cancelled (see promoteRequests).
+const promoteEndedFile = "promote-ended.json"
+
+// maxEndedRequests bounds promoteEndedFile: one entry per switchover whose
+// promotion was refused or whose answer was lost.
+const maxEndedRequests = 256
+
+type endedRequest struct {
+	ID  string `json:"id"`
+	Why string `json:"why"`
+}
+
+// endRequestLocked records, with s.requests.mu held, that request id is
+// never to be carried out, and makes it durable before it returns.
+func (s *Secondary) endRequestLocked(id, why string) error {
+	r := &s.requests
+	if r.ended == nil {
+		r.ended = map[string]string{}
+	}
+	if _, ok := r.ended[id]; !ok {
+		r.endedOrder = append(r.endedOrder, id)
+	}
+	r.ended[id] = why
+	for len(r.endedOrder) > maxEndedRequests {
+		delete(r.ended, r.endedOrder[0])
+		r.endedOrder = r.endedOrder[1:]
+	}
+	list := make([]endedRequest, 0, len(r.endedOrder))
+	for _, id := range r.endedOrder {
+		list = append(list, endedRequest{ID: id, Why: r.ended[id]})
+	}
+	b, _ := json.Marshal(list)
+	if err := disk.WriteFileAtomic(disk.Or(s.fsys), filepath.Join(filepath.Dir(StatePath(s.cfg)), promoteEndedFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("the promotion requests refused or cancelled: %w", err)
+	}
+	return nil
+}
+
+// loadEndedRequests reads the requests an earlier run of the secondary
+// refused or cancelled.
+func (s *Secondary) loadEndedRequests() error {
+	b, err := disk.ReadFile(disk.Or(s.fsys), filepath.Join(filepath.Dir(StatePath(s.cfg)), promoteEndedFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("the promotion requests refused or cancelled: %w", err)
+	}
+	var list []endedRequest
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("the promotion requests refused or cancelled, %s: %w", promoteEndedFile, err)
+	}
+	r := &s.requests
+	r.ended = map[string]string{}
+	for _, e := range list {
+		if _, ok := r.ended[e.ID]; !ok && e.ID != "" {
+			r.endedOrder = append(r.endedOrder, e.ID)
+		}
+		r.ended[e.ID] = e.Why
+	}
+	return nil
 }
 
 // promoteOnce promotes the running secondary for a switchover: it refuses,
