@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,10 +9,14 @@ import (
 	"os"
 	"path/filepath"
 
+	"duplex/apply"
+	"duplex/bitmap"
 	"duplex/config"
+	"duplex/control"
 	"duplex/disk"
 	"duplex/failover"
 	"duplex/pair"
+	"duplex/secondary"
 	"duplex/volume"
 )
 
@@ -38,7 +43,7 @@ func failBack(cfg *config.Config, fsys disk.FS, dir string, log *slog.Logger) (*
 	if rev, err := cfg.Reversed(); err == nil {
 		promoted = PromotedDir(rev)
 	}
-	switch _, err := readRejoin(fsys, dir); {
+	switch r, err := readRejoin(fsys, dir); {
 	case err == nil && promoted != "":
 		pr, err := failover.ReadPromotion(fsys, promoted)
 		if errors.Is(err, failover.ErrNotPromoted) {
@@ -47,7 +52,7 @@ func failBack(cfg *config.Config, fsys disk.FS, dir string, log *slog.Logger) (*
 		if err != nil {
 			return nil, err
 		}
-		if err := seedFailBack(cfg, fsys, dir, promoted, pr); err != nil {
+		if err := seedFailBack(cfg, fsys, dir, promoted, pr, r); err != nil {
 			return nil, fmt.Errorf("taking the session back: %w", err)
 		}
 		log.Warn("took the session back by a switchover: this site is the primary again, every pair suspended until the other site rejoins",
@@ -77,7 +82,16 @@ func failBack(cfg *config.Config, fsys disk.FS, dir string, log *slog.Logger) (*
 // promotion itself; the state of the site's first life as the primary
 // goes: its activity log's marks were copied over by the rejoin, and its
 // switchover record is superseded. rejoin.json is removed last.
-func seedFailBack(cfg *config.Config, fsys disk.FS, dir, promoted string, pr failover.Promotion) error {
+//
+// Promoted by a failover back (PromoteBack: the other site lost in the
+// middle of the rejoin's copy), the volumes may hold what the other site
+// does not: the regions the rejoin r discarded, where a volume whose copy
+// had not ended still holds this site's own image, and the regions of the
+// groups journaled here and never applied (the copy's hold), which the
+// other site wrote. Both are added to the changed regions, so that the
+// other site's rejoin takes them from here. A promotion in place (a
+// switchover) has neither: every copy ended, nothing held.
+func seedFailBack(cfg *config.Config, fsys disk.FS, dir, promoted string, pr failover.Promotion, r Rejoined) error {
 	sizes := map[string]int64{}
 	var vols []pair.SuspendedVolume
 	for _, sc := range cfg.Primary.Subsystems {
@@ -104,6 +118,11 @@ func seedFailBack(cfg *config.Config, fsys disk.FS, dir, promoted string, pr fai
 	}
 	if err := ch.Close(); err != nil {
 		return err
+	}
+	if rev, err := cfg.Reversed(); err == nil {
+		if err := addUncopiedRegions(rev, pr, r, vols); err != nil {
+			return err
+		}
 	}
 	if err := fsys.Remove(filepath.Join(dir, "activity.log")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -161,4 +180,54 @@ func PromotedBack(cfg *config.Config) bool {
 	}
 	_, err = failover.ReadPromotion(nil, PromotedDir(rev))
 	return err == nil
+}
+
+// addUncopiedRegions adds to vols, at the old primary promoted back whose
+// secondary state (of rev) is there still, the regions where its volumes
+// may differ from the other site's: see seedFailBack.
+func addUncopiedRegions(rev *config.Config, pr failover.Promotion, r Rejoined, vols []pair.SuspendedVolume) error {
+	st, err := apply.ReadState(StatePath(rev))
+	if err != nil {
+		return fmt.Errorf("the state of this site as the other's secondary: %w", err)
+	}
+	for _, v := range vols {
+		vs, ok := st.Volumes[v.Name]
+		if ok && vs.State == secondary.StateDuplex && !vs.Inconsistent {
+			continue // copied: the other site's image, and its writes since
+		}
+		enc, ok := r.Discarded[v.Name]
+		if !ok {
+			v.Changed.SetAll()
+			continue
+		}
+		d, err := bitmap.Decode(enc, v.Changed.Size())
+		if err != nil {
+			return fmt.Errorf("the rejoin's discarded regions of %s: %w", v.Name, err)
+		}
+		for i, off, n, ok := d.Next(0); ok; i, off, n, ok = d.Next(i + 1) {
+			v.Changed.Set(off, n)
+		}
+	}
+	if pr.HeldGroups > 0 {
+		return addHeldRegions(rev, pr, vols)
+	}
+	return nil
+}
+
+// PromoteBack fails over back: at the old primary of cfg that rejoined the
+// promoted site as its secondary, once that site is lost, it promotes this
+// site's secondary (of the reversed config) as Promote does, so that a
+// start of the primary of cfg (OpenPrimary) serves the session from here
+// again, every pair suspended with the regions the other site's rejoin
+// takes back (seedFailBack). Promoted already, the record is returned,
+// fresh false.
+func PromoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
+	if _, err := ReadRejoin(cfg); err != nil {
+		return pr, false, control.Status{}, fmt.Errorf("this site did not rejoin the promoted site: %w", err)
+	}
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return pr, false, control.Status{}, err
+	}
+	return Promote(ctx, rev, log, nil)
 }

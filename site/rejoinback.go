@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"duplex/actlog"
 	"duplex/apply"
 	"duplex/bitmap"
 	"duplex/config"
 	"duplex/control"
 	"duplex/disk"
 	"duplex/failover"
+	"duplex/pair"
 	"duplex/secondary"
 	"duplex/transport"
 	"duplex/volume"
@@ -38,12 +40,17 @@ func ReverseSwitchover(cfg *config.Config) (failover.Switchover, error) {
 	return failover.ReadSwitchover(nil, ReverseDir(cfg))
 }
 
-// PlanRejoinBack computes, at the stopped promoted site of cfg that a
-// switchover handed the session back from, what rejoining the old primary
-// (whose changes are ch) as the session's secondary copies: the regions
-// the old primary wrote since it took the session back. Nothing here is
-// discarded: the switchover ended only once the old primary held every
-// write acknowledged here, and writes were refused from then on.
+// PlanRejoinBack computes, at the stopped promoted site of cfg that the old
+// primary (whose changes are ch) took the session back from, what
+// rejoining it as the session's secondary copies: the regions the old
+// primary wrote since it took the session back. After a switchover nothing
+// here is discarded: the switchover ended only once the old primary held
+// every write acknowledged here, and writes were refused from then on.
+// After a failover back (PromoteBack, with this site lost) the regions
+// this site may hold writes of that the old primary never had are added,
+// and discarded, as a rejoin of the old primary discards its own
+// (PlanRejoin): this site's pair state as the primary of the reverse
+// direction and its activity log say which.
 func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) {
 	rev, err := cfg.Reversed()
 	if err != nil {
@@ -56,9 +63,13 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 	}
 	defer lock.Close()
 	sw, err := failover.ReadSwitchover(nil, dir)
+	failedOver := false
 	switch {
 	case errors.Is(err, failover.ErrNoSwitchover):
-		return nil, errors.New("rejoin: this promoted site did not hand the session back: duplex switchover here does, or duplex rejoin at the old primary follows it")
+		// The old primary took the session back by a failover (PromoteBack)
+		// while this site was down: what this site wrote since the time
+		// the old primary holds is discarded, as at any rejoin.
+		failedOver = true
 	case err != nil:
 		return nil, fmt.Errorf("rejoin: %w", err)
 	case sw.State != failover.SwitchoverDone:
@@ -75,8 +86,27 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
 	}
 	if gf.Generation.String() != ch.Follows {
+		if failedOver {
+			return nil, errors.New("rejoin: this promoted site did not hand the session back, and the other site did not take it over " +
+				"from this one: duplex switchover here hands it back, or duplex rejoin at the old primary follows this site")
+		}
 		return nil, fmt.Errorf("rejoin: this site holds data generation %s, but the other site's generation followed %s: "+
 			"it did not take the session over from this one", gf.Generation, ch.Follows)
+	}
+	var div map[string]pair.Divergence
+	if failedOver {
+		sizes := map[string]int64{}
+		for _, sc := range rev.Primary.Subsystems {
+			for _, vc := range sc.Volumes {
+				if sizes[vc.Name], err = volumeSize(vc.Path, int64(vc.Size)); err != nil {
+					return nil, fmt.Errorf("rejoin: %w", err)
+				}
+			}
+		}
+		marks, logErr := actlog.ReadMarks(nil, filepath.Join(dir, "activity.log"))
+		if div, err = pair.ReadDivergence(nil, dir, sizes, marks, logErr); err != nil {
+			return nil, fmt.Errorf("rejoin: %w", err)
+		}
 	}
 	var plan []RejoinVolume
 	for _, sc := range rev.Primary.Subsystems {
@@ -100,7 +130,13 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 				return nil, fmt.Errorf("rejoin: the other site's changed regions of %s: %w", vc.Name, err)
 			}
 			rv := RejoinVolume{Name: vc.Name, Size: size, There: there.DirtyBytes(), Discard: bitmap.New(size, there.Region()), Union: there}
-			rv.Copy = there.DirtyBytes()
+			if d, ok := div[vc.Name]; ok {
+				rv.Here, rv.Whole, rv.Discard, rv.Union = d.Regions.DirtyBytes(), d.Whole, d.Regions.Clone(), d.Regions.Clone()
+				for r, off, n, ok := there.Next(0); ok; r, off, n, ok = there.Next(r + 1) {
+					rv.Union.Set(off, n)
+				}
+			}
+			rv.Copy = rv.Union.DirtyBytes()
 			plan = append(plan, rv)
 		}
 	}
@@ -137,6 +173,11 @@ func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume
 	st := apply.State{Session: cfg.Session, Time: ch.ConsistencyTime, Volumes: map[string]apply.VolumeState{}}
 	for _, v := range plan {
 		st.Volumes[v.Name] = apply.VolumeState{State: secondary.StateSuspended, Since: ch.ConsistencyTime}
+		if v.Whole != "" {
+			// Nothing says which regions differ: no image the other site
+			// ever had until its copy ends.
+			st.Volumes[v.Name] = apply.VolumeState{State: secondary.StateSuspended, Inconsistent: true}
+		}
 		b, err := v.Discard.MarshalBinary()
 		if err != nil {
 			return Rejoined{}, fmt.Errorf("rejoin: %w", err)
@@ -181,4 +222,17 @@ func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts Sec
 	}
 	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime
 	return s, nil
+}
+
+// volumeSize is a volume's configured size, or a block device's own.
+func volumeSize(path string, size int64) (int64, error) {
+	if size > 0 {
+		return size, nil
+	}
+	v, err := volume.Open(path, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer v.Close()
+	return v.Size(), nil
 }
