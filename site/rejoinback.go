@@ -236,3 +236,22 @@ func volumeSize(path string, size int64) (int64, error) {
 	defer v.Close()
 	return v.Size(), nil
 }
+
+// ReversePrimary reports whether the promoted site of cfg ran as the
+// primary of the reverse direction: it holds that pair state.
+func ReversePrimary(cfg *config.Config) bool { return reversed(cfg) }
+
+// TookBack reports whether the site whose changes are ch took the session
+// back from the promoted site of cfg: it follows the data generation this
+// site started as the primary of the reverse direction.
+func TookBack(cfg *config.Config, ch control.Changes) bool {
+	b, err := os.ReadFile(filepath.Join(ReverseDir(cfg), "generation.json"))
+	if err != nil {
+		return false
+	}
+	var gf generationFile
+	if err := json.Unmarshal(b, &gf); err != nil {
+		return false
+	}
+	return ch.Follows != "" && gf.Generation.String() == ch.Follows
+}

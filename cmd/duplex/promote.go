@@ -24,7 +24,9 @@ var promoteSynopsis = synopsis{"promote", "--config FILE [--force] [--timeout D]
 func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(promoteSynopsis, "At the secondary after losing the primary: applies every journaled group (as recover does), "+
 		"fences the secondary, and serves its volumes read-write over NBD on the secondary's nbd address, tracking the regions "+
-		"written from then on for a later rejoin. Run again, it serves the promoted site again.")
+		"written from then on for a later rejoin. Run again, it serves the promoted site again. At the old primary that rejoined "+
+		"the promoted site as its secondary, once that site is lost: fails over back, serving this site as the session's primary again "+
+		"(duplex rejoin at the other site then follows it, discarding what it wrote since).")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
 	timeout := fs.applyTimeoutFlag()
@@ -34,6 +36,13 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
+	}
+	// The old primary that rejoined the promoted site, and is not that
+	// site: promote fails over back to it.
+	if _, err := site.ReadRejoin(cfg); err == nil {
+		if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); errors.Is(err, failover.ErrNotPromoted) {
+			return promoteBack(ctx, cfg, log, *force, *timeout, stdout)
+		}
 	}
 	// Before anything is fenced or recorded, both for good: a site that
 	// cannot serve would be neither a secondary any more nor a primary.
@@ -128,4 +137,35 @@ func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger
 	}
 	log.Info("promoted site stopped cleanly")
 	return nil
+}
+
+// promoteBack fails over back: at the old primary that rejoined the
+// promoted site as its secondary, once that site is lost, it promotes this
+// site (as promote promotes a secondary) and serves it as the session's
+// primary again, every pair suspended until the other site rejoins.
+func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, force bool, timeout time.Duration, stdout io.Writer) error {
+	rev, err := cfg.Reversed()
+	if err != nil {
+		return fmt.Errorf("cannot promote: %w", err)
+	}
+	st, running, err := runningSecondary(ctx, rev)
+	if err != nil {
+		return err
+	}
+	if running && st.Role == "secondary" {
+		return promoteRunning(ctx, rev, st, force, timeout, stdout)
+	}
+	pr, fresh, recovered, err := site.PromoteBack(ctx, cfg, log)
+	if errors.Is(err, secondary.ErrInterrupted) {
+		return fmt.Errorf("promote stopped, nothing fenced or recorded: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot promote: %w", err)
+	}
+	if fresh {
+		printRecovered(stdout, recovered)
+		fmt.Fprintf(stdout, "promoted: this site, the old primary, is the session's primary again from now on (data generation %s; "+
+			"the promoted site it rejoined is refused, and discards what it wrote since when it rejoins)\n", pr.Generation)
+	}
+	return servePromotedBack(ctx, cfg, log, stdout)
 }

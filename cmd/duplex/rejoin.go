@@ -62,15 +62,29 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	case !errors.Is(err, site.ErrNotRejoined):
 		return err
 	}
+	var backErr error
 	switch _, err := site.ReverseSwitchover(cfg); {
 	case err == nil:
-		r, err := planRejoinBack(ctx, cfg, *yes, stdout)
+		r, err := planRejoinBack(ctx, cfg, *yes, stdout, nil)
 		if err != nil || r.At == 0 {
 			return err
 		}
 		return runRejoined(ctx, cfg, log, r, true, stdout)
 	case !errors.Is(err, failover.ErrNoSwitchover):
 		return err
+	case site.ReversePrimary(cfg):
+		// A promoted site that ran as the primary: the old primary may
+		// have failed over back while this site was down. It says so by
+		// following this site's data generation.
+		ch, err := fetchChanges(ctx, cfg, "primary", 5*time.Second)
+		if err == nil && site.TookBack(cfg, ch) {
+			r, err := planRejoinBack(ctx, cfg, *yes, stdout, &ch)
+			if err != nil || r.At == 0 {
+				return err
+			}
+			return runRejoined(ctx, cfg, log, r, true, stdout)
+		}
+		backErr = err
 	}
 	r, err := site.ReadRejoin(cfg)
 	switch {
@@ -88,6 +102,9 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	case errors.Is(err, site.ErrNotRejoined):
 		if r, err = planRejoin(ctx, cfg, *yes, stdout); err != nil || r.At == 0 {
+			if err != nil && backErr != nil {
+				err = fmt.Errorf("%w (nor did the old primary answer as having taken the session back from this site: %v)", err, backErr)
+			}
 			return err
 		}
 	default:
@@ -96,29 +113,56 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	return runRejoined(ctx, cfg, log, r, false, stdout)
 }
 
-// planRejoinBack reports, at a promoted site that handed the session back,
-// what rejoining the old primary as its secondary copies and, if yes,
-// begins it.
-func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io.Writer) (site.Rejoined, error) {
-	at, err := controlOf(cfg, "primary")
+// fetchChanges asks the site of role what it changed since its promotion.
+func fetchChanges(ctx context.Context, cfg *config.Config, role string, timeout time.Duration) (control.Changes, error) {
+	at, err := controlOf(cfg, role)
 	if err != nil {
-		return site.Rejoined{}, err
+		return control.Changes{}, err
 	}
-	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	ch, err := control.FetchChanges(fctx, at)
-	cancel()
-	if err != nil {
-		return site.Rejoined{}, fmt.Errorf("cannot learn what the old primary changed since it took the session back (is it running?): %w", err)
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return control.FetchChanges(fctx, at)
+}
+
+// planRejoinBack reports, at a promoted site that the old primary took the
+// session back from (by a switchover here, or by a failover back while
+// this site was down), what rejoining the old primary as its secondary
+// copies (and discards) and, if yes, begins it. ch, if not nil, is what
+// the old primary said it changed.
+func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io.Writer, known *control.Changes) (site.Rejoined, error) {
+	var ch control.Changes
+	if known != nil {
+		ch = *known
+	} else {
+		var err error
+		if ch, err = fetchChanges(ctx, cfg, "primary", 30*time.Second); err != nil {
+			return site.Rejoined{}, fmt.Errorf("cannot learn what the old primary changed since it took the session back (is it running?): %w", err)
+		}
 	}
 	plan, err := site.PlanRejoinBack(cfg, ch)
 	if err != nil {
 		return site.Rejoined{}, err
 	}
-	fmt.Fprintf(stdout, "the old primary took the session back at %s by a switchover; its volumes held this site's data as of %s, "+
-		"and this site holds no write it lacks\n", ch.PromotedAt, control.FormatTime(ch.ConsistencyTime))
+	_, swErr := site.ReverseSwitchover(cfg)
+	if swErr == nil {
+		fmt.Fprintf(stdout, "the old primary took the session back at %s by a switchover; its volumes held this site's data as of %s, "+
+			"and this site holds no write it lacks\n", ch.PromotedAt, control.FormatTime(ch.ConsistencyTime))
+	} else {
+		fmt.Fprintf(stdout, "the old primary took the session back at %s by a failover while this site was down; its volumes held "+
+			"this site's data as of %s: what this site wrote since is discarded\n", ch.PromotedAt, control.FormatTime(ch.ConsistencyTime))
+	}
 	var total, size int64
 	for _, v := range plan {
-		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: written there since\n", v.Name, v.Copy, v.Union.Count(), v.Size)
+		if swErr == nil {
+			fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: written there since\n", v.Name, v.Copy, v.Union.Count(), v.Size)
+		} else {
+			fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the old primary never had "+
+				"(discarded), %d bytes there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
+			if v.Whole != "" {
+				fmt.Fprintf(stdout, "; the whole volume: %s", v.Whole)
+			}
+			fmt.Fprintln(stdout)
+		}
 		total += v.Copy
 		size += v.Size
 	}
