@@ -358,13 +358,61 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	if planned == 0 || planned > backBound {
 		t.Errorf("rejoin at B plans to copy %d bytes, want some and at most the %d of the regions A wrote", planned, backBound)
 	}
-	rejB := startDaemon(t, "rejoin", s.path, filepath.Join(s.dir, "rejoin-b.log"), "--yes")
-	rejB.waitStarted()
-	rejB.waitReady(s.cfg.Secondary.Control)
+	// The copy, slowed so that a kill -9 of either site lands in its
+	// middle; each is then run again as it was.
+	setCopyRate := func(r int64) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := control.SetRates(ctx, control.Endpoint{Addr: s.cfg.Primary.Control}, token, &r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCopyRate(256 << 10)
+	startRejB := func() *daemon {
+		d := startDaemon(t, "rejoin", s.path, filepath.Join(s.dir, "rejoin-b.log"), "--yes")
+		d.waitStarted()
+		d.waitReady(s.cfg.Secondary.Control)
+		return d
+	}
+	rejB := startRejB()
+	holdingB := func() bool {
+		st, err := fetchStatus(s.cfg.Secondary.Control)
+		return err == nil && st.Link == "connected" && len(st.Resyncing) > 0
+	}
+	copyingA := func() bool {
+		for _, v := range s.primaryStatus().Volumes {
+			if v.State == "pending" {
+				return true
+			}
+		}
+		return false
+	}
+	killedA := false
+	eventually(t, time.Minute, "B to hold its volumes for A's copy", holdingB)
+	rejB.kill()
+	rejB = startRejB()
+	if copyingA() {
+		t.Logf("killed B in the middle of A's copy: %v", s.primaryStatus().Resyncing)
+		rej.kill()
+		loadA2.end()
+		killedA = true
+		rej = startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary-again.log"))
+		rej.waitStarted()
+		rej.waitReady(s.cfg.Primary.Control)
+		t.Logf("killed A in the middle of its copy to B; it restarts as duplex primary")
+	} else {
+		t.Log("A's copy ended before the kills could land in its middle")
+	}
+	setCopyRate(0)
 	eventually(t, 3*time.Minute, "the copy to B to end, every pair of A duplex", func() bool { return allDuplex(s.primaryStatus) })
 	copied = 0
 	for _, v := range s.primaryStatus().Volumes {
 		copied += v.ResyncedBytes
+	}
+	if killedA {
+		// A's crash recovery copies the regions its activity log marked,
+		// at 1 MiB: its clients' two MiB per volume.
+		backBound = int64(len(names)) * (2*mib + 64<<10)
 	}
 	t.Logf("rejoin at B: A copied %d bytes of %d (load average %s)", copied, total, loadavg())
 	if copied == 0 || copied > backBound {
