@@ -171,6 +171,18 @@ func checkAcked(t *testing.T, where, what string, read func(v int, b []byte, off
 	return len(acked)
 }
 
+// checkAckedQuiet counts l's acknowledged logged writes missing from read.
+func checkAckedQuiet(read func(v int, b []byte, off int64) error, l *roundTripLoad) int {
+	missing := 0
+	got := make([]byte, 4096)
+	for _, w := range l.acked() {
+		if err := read(w.vol, got, w.off); err != nil || !bytes.Equal(got, w.data) {
+			missing++
+		}
+	}
+	return missing
+}
+
 var copyPlanRE = regexp.MustCompile(`in all: copy (\d+) bytes of (\d+)`)
 
 func plannedCopy(t *testing.T, out string) int64 {
@@ -402,6 +414,33 @@ func TestDaemonsRoundTrip(t *testing.T) {
 		t.Logf("killed A in the middle of its copy to B; it restarts as duplex primary")
 	} else {
 		t.Log("A's copy ended before the kills could land in its middle")
+	}
+	// B, run again, holds its volumes as they were at the switchover
+	// until the copy ends: consistent, its clients' writes all there. Read
+	// while it holds them (before and after the reads), not while it
+	// applies the held groups.
+	for i := 0; ; i++ {
+		if i == 100 {
+			t.Log("B was never seen holding its volumes after the kills: the copy ended")
+			break
+		}
+		if !holdingB() {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		readB, closeB := volumeReader(t, bPaths)
+		missing := checkAckedQuiet(readB, loadB)
+		closeB()
+		if !holdingB() {
+			continue
+		}
+		if missing > 0 {
+			t.Errorf("B, killed -9 in the middle of the copy and run again: %d writes it acknowledged as the primary are missing while it holds its volumes", missing)
+		}
+		readB, closeB = volumeReader(t, bPaths)
+		checkDependent(t, "at B, killed -9 in the middle of the copy and run again", readB, map[string]*roundTripLoad{"A's first clients": loadA, "B's clients": loadB})
+		closeB()
+		break
 	}
 	setCopyRate(0)
 	eventually(t, 3*time.Minute, "the copy to B to end, every pair of A duplex", func() bool { return allDuplex(s.primaryStatus) })
