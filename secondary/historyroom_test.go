@@ -1,0 +1,213 @@
+package secondary
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"duplex/disk"
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// scaledFS is a file system of capacity bytes, of which every byte written
+// under root takes scale: a large disk (hundreds of MiB, where the
+// journal's segments and its reserve take their full size) at a small
+// fraction of the real writes.
+type scaledFS struct {
+	disk.FS
+	root     string
+	scale    int64
+	capacity int64
+	mu       sync.Mutex
+}
+
+func (q *scaledFS) used() int64 {
+	var n int64
+	filepath.WalkDir(q.root, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n * q.scale
+}
+
+func (q *scaledFS) Available(string) (int64, error) { return max(0, q.capacity-q.used()), nil }
+
+func (q *scaledFS) OpenFile(name string, flag int, perm fs.FileMode) (disk.File, error) {
+	f, err := q.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &scaledFile{File: f, q: q}, nil
+}
+
+func (q *scaledFS) CreateTemp(dir, pattern string) (disk.File, error) {
+	f, err := q.FS.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &scaledFile{File: f, q: q}, nil
+}
+
+type scaledFile struct {
+	disk.File
+	q *scaledFS
+}
+
+func (f *scaledFile) full(n int) bool {
+	f.q.mu.Lock()
+	defer f.q.mu.Unlock()
+	return f.q.used()+int64(n)*f.q.scale > f.q.capacity
+}
+
+func (f *scaledFile) Write(p []byte) (int, error) {
+	if f.full(len(p)) {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.Write(p)
+}
+
+func (f *scaledFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full(len(p)) {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+// A resync the secondary reports room for, and holds to its end without
+// giving the hold up, is applied at its end: with history kept beside the
+// journal, as the site keeps it, the held groups' before images need about
+// as much room again as the resync took in the journal, and neither the
+// free space reported to the primary (net of the journal's reserve only)
+// nor the hold's own check counts it. On a file system that the journal's
+// reserve does not fill half of (here a 450 MiB one at a 1/1024 scale:
+// 64 MiB segments, a 130 MiB reserve, a 256 MiB resync that the primary
+// finds room for), the capture of the before images runs out of space
+// part-way through the held groups: the secondary stops with some of
+// them applied (the volumes at no group the primary ever held), and every
+// restart fails the same way while the journal keeps the resync.
+func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
+	const (
+		scale    = 1024
+		capacity = 450 << 20
+		largest  = 1 << 20 // the largest group, virtual
+		chunk    = 64 << 10
+		resync   = 4 * chunk // 256 KiB real: 256 MiB on the virtual disk
+	)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "fs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qfs := &scaledFS{FS: disk.OS, root: root, scale: scale, capacity: capacity}
+	open := func() (*Secondary, *volume.Volume, error) {
+		v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
+			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: 1 << 40},
+			FS:      qfs, LargestGroup: largest,
+			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			v.Close()
+			return nil, nil, err
+		}
+		return sec, v, nil
+	}
+	sec, v, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := sec.reportedFree()
+	t.Logf("reported free %d MiB (reserve %d MiB, capacity %d MiB)", free>>20, sec.holdReserve()>>20, capacity>>20)
+	if free < uint64(resync*scale) {
+		t.Fatalf("the secondary reports %d bytes free, less than the resync's %d: the primary would not start it", free, resync*scale)
+	}
+
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sec.Run(ctx, net) }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	r := &gateRig{sec: sec, vol: v, conn: conn}
+
+	// Group 1: vol1's first copy, whole (one block).
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
+		blockWrite(200, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	// Groups 2 to 5: a resync of the first 256 KiB, held.
+	for i := uint64(0); i < 4; i++ {
+		var ups []recordset.Update
+		if i == 0 {
+			ups = append(ups, recordset.Marker{State: recordset.StateResync, Bytes: resync}.Update("vol1"))
+		}
+		ups = append(ups, recordset.Update{Volume: "vol1", Kind: recordset.KindCopy, Offset: i * chunk, Length: chunk,
+			Data: bytes.Repeat([]byte{byte(0x20 + i)}, chunk)})
+		r.sendSet(t, 2+i, ups)
+	}
+	waitGate(t, "groups 2 to 5 journaled", func() bool { return sec.Stats().JournaledGroup >= 5 })
+	if st := sec.Stats(); st.HoldsReleased != 0 || st.HeldGroups != 4 {
+		t.Fatalf("the hold was not kept: %d held groups, %d holds released", st.HeldGroups, st.HoldsReleased)
+	}
+	// Group 6 ends the resync.
+	r.sendSet(t, 6, []recordset.Update{recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := sec.Stats()
+		if st.Group >= 6 {
+			break
+		}
+		if st.Stopped != "" || time.Now().After(deadline) {
+			var b [1]byte
+			rerr := sec.ReadAt("vol1", b[:], 0)
+			cancel()
+			wg.Wait()
+			sec.Close()
+			v.Close()
+			_, _, oerr := open()
+			t.Fatalf("the end of a resync the secondary had room for did not apply: applied group %d, stopped: %q; "+
+				"reading the volumes: %v; a restart: %v", st.Group, st.Stopped, rerr, oerr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	sec.Close()
+	v.Close()
+}
