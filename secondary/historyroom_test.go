@@ -211,3 +211,101 @@ func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
 	sec.Close()
 	v.Close()
 }
+
+// The history's files are bounded by history_bytes (MaxBytes, "the log may
+// exceed it by up to two segments"), but one group's undo is kept whole,
+// whatever its size: a trim of a whole volume (mkfs discards the device
+// first) captures the before image of every block of it that holds data.
+// Here a 32 MiB volume full of data, a 4 MiB history bound and a 30 MiB
+// file system for the journal, its reserve and the history: the discard
+// of the volume fills the file system while its undo is captured, the
+// secondary stops before applying it, and every restart stops on the same
+// capture, the trim journaled and acknowledged.
+func TestHistoryOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
+	const (
+		size     = 32 << 20
+		capacity = 30 << 20
+		histMax  = 4 << 20
+	)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "fs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qfs := &scaledFS{FS: disk.OS, root: root, scale: 1, capacity: capacity}
+	open := func() (*Secondary, *volume.Volume, error) {
+		v, err := volume.Open(filepath.Join(dir, "vol1.img"), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
+			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: histMax},
+			FS:      qfs, LargestGroup: 1 << 20,
+			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			v.Close()
+			return nil, nil, err
+		}
+		return sec, v, nil
+	}
+	sec, v, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("journal reserve %.1f MiB, history bound %d MiB, file system %d MiB", float64(sec.holdReserve())/(1<<20), histMax>>20, capacity>>20)
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sec.Run(ctx, net) }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: size}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
+		blockWrite(0, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 2, []recordset.Update{{Volume: "vol1", Kind: recordset.KindTrim, Offset: 0, Length: size}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := sec.Stats()
+		if st.Group >= 2 {
+			break
+		}
+		if st.Stopped != "" || time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			sec.Close()
+			v.Close()
+			_, _, oerr := open()
+			t.Fatalf("a discard of the whole volume was not applied: applied group %d, stopped: %q; a restart: %v", st.Group, st.Stopped, oerr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	if got := sec.Stats().HistoryBytes; got > histMax+2<<20 {
+		t.Errorf("history holds %d bytes, bound %d", got, histMax)
+	}
+	sec.Close()
+	v.Close()
+}
