@@ -309,3 +309,122 @@ func TestHistoryOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
 	sec.Close()
 	v.Close()
 }
+
+// A hold given up because the journal's file system runs short is the
+// secondary's way to go on when a resync and the writes made during it
+// outgrow its journal: the held groups are applied and the resyncing
+// volume is declared inconsistent, the others staying current. With history
+// kept beside the journal, applying them captures their before images, as
+// much again as the held groups, on the file system that was just found
+// short: the capture fails, the secondary stops with part of the held
+// groups applied, and every restart stops the same way. (450 MiB file
+// system at a 1/1024 scale, a 130 MiB reserve; a resync of 256 MiB the
+// primary finds room for, regions copied again as writes dirty them.)
+func TestHoldGivenUpWithHistoryGoesOn(t *testing.T) {
+	const (
+		scale    = 1024
+		capacity = 450 << 20
+		chunk    = 32 << 10 // 32 MiB virtual per group
+	)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "fs")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	qfs := &scaledFS{FS: disk.OS, root: root, scale: scale, capacity: capacity}
+	open := func() (*Secondary, *volume.Volume, error) {
+		v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
+			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: 1 << 40},
+			FS:      qfs, LargestGroup: 1 << 20,
+			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			v.Close()
+			return nil, nil, err
+		}
+		return sec, v, nil
+	}
+	sec, v, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sec.Run(ctx, net) }()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
+		blockWrite(255, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	waitGate(t, "group 1 applied", func() bool { return sec.Stats().Group == 1 })
+	if free, resync := sec.reportedFree(), uint64(8*chunk*scale); free < resync {
+		t.Fatalf("reported free %d, less than the resync's %d", free, resync)
+	}
+	// A resync of 8 chunks (256 MiB virtual) from group 2 on, regions
+	// copied again as writes dirty them, until the secondary gives the
+	// hold up.
+	seq := uint64(2)
+	for ; seq < 30 && sec.Stats().HoldsReleased == 0 && sec.Stats().Stopped == ""; seq++ {
+		var ups []recordset.Update
+		if seq == 2 {
+			ups = append(ups, recordset.Marker{State: recordset.StateResync, Bytes: 8 * chunk}.Update("vol1"))
+		}
+		k := (seq - 2) % 8
+		ups = append(ups, recordset.Update{Volume: "vol1", Kind: recordset.KindCopy, Offset: k * chunk, Length: chunk,
+			Data: bytes.Repeat([]byte{byte(seq)}, chunk)})
+		r.sendSet(t, seq, ups)
+		waitGate(t, "journaled", func() bool { st := sec.Stats(); return st.JournaledGroup >= seq || st.Stopped != "" })
+	}
+	st := sec.Stats()
+	t.Logf("after group %d: %d holds released (%s), held %d groups, applied group %d, stopped %q", seq-1, st.HoldsReleased, st.LastHoldRelease, st.HeldGroups, st.Group, st.Stopped)
+	if st.HoldsReleased == 0 {
+		t.Fatalf("the hold was never given up")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := sec.Stats()
+		if st.Group >= seq-1 {
+			break
+		}
+		if st.Stopped != "" || time.Now().After(deadline) {
+			cancel()
+			wg.Wait()
+			sec.Close()
+			v.Close()
+			_, _, oerr := open()
+			t.Fatalf("after the hold was given up the held groups were not applied: applied group %d of %d, stopped: %q; a restart: %v",
+				st.Group, seq-1, st.Stopped, oerr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	sec.Close()
+	v.Close()
+}
