@@ -66,7 +66,7 @@ All integers are big-endian. A record, the data of one journal record:
 	off  size  field
 	0    4     magic "DXHR" (0x44 0x58 0x48 0x52)
 	4    1     format version, 1
-	5    1     kind: 1 undo, 2 void
+	5    1     kind: 1 undo, 2 void, 3 gap
 	6    1     flags: bit 0 last part of the group's undo,
 	           bit 1 applied in a batch with later groups (no recovery point)
 	7    1     0
@@ -94,7 +94,12 @@ A group's undo is one or more undo records with part numbers 0, 1, ...
 group never overlap. A record with part 0 replaces whatever the Log held
 for that group and later ones (an interrupted capture, captured again); a
 void record drops the undo of every group after its group number. A void
-record has no state and no extents.
+record has no state and no extents. A gap record (part 0, flagged last,
+no extents, the state as an undo record's) says its group was applied
+with no undo kept, as one group's before images would exceed
+Options.MaxBytes or did not fit on the disk: the undo of every earlier
+group is dropped (Gap removes their files), and the gap's group is the
+oldest point.
 
 For example, the undo of group 7 at time 1, in one part, with the 2 bytes
 "hi" at offset 512 of volume "v", is the 61 bytes

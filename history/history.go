@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -89,6 +90,7 @@ type entry struct {
 	part     uint32
 	last     bool
 	midBatch bool
+	gap      bool // a gap record: the group's undo was not kept
 	state    []byte
 	size     int64 // on disk, framing included
 }
@@ -97,7 +99,10 @@ type entry struct {
 type Log struct {
 	dir  string
 	opts Options
-	j    *journal.Journal
+	jo   journal.Options
+
+	// j is replaced by Gap; mu guards the field, not the journal's calls.
+	j *journal.Journal
 
 	mu      sync.Mutex
 	entries []entry // the records that describe the volumes, oldest first
@@ -114,11 +119,12 @@ func Open(dir string, opts Options) (*Log, error) {
 		opts.Now = time.Now
 	}
 	seg := min(int64(64<<20), max(int64(1<<20), opts.MaxBytes/16))
-	j, err := journal.Open(dir, journal.Options{SegmentSize: seg, MaxRecord: maxRecord, FS: opts.FS})
+	jo := journal.Options{SegmentSize: seg, MaxRecord: maxRecord, FS: opts.FS}
+	j, err := journal.Open(dir, jo)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	l := &Log{dir: dir, opts: opts, j: j, next: j.LastIndex() + 1}
+	l := &Log{dir: dir, opts: opts, jo: jo, j: j, next: j.LastIndex() + 1}
 	err = j.Replay(0, func(index uint64, data []byte) error {
 		r, _, err := decodeHeader(data)
 		if err != nil {
@@ -142,6 +148,8 @@ func (l *Log) note(index uint64, r *Record, n int) {
 	case r.Kind == KindVoid:
 		l.dropAfter(r.Group)
 		return
+	case r.Kind == KindGap:
+		l.entries = l.entries[:0]
 	case r.Part == 0:
 		// A capture of the group begins again: whatever an earlier one,
 		// interrupted, left is replaced.
@@ -152,7 +160,8 @@ func (l *Log) note(index uint64, r *Record, n int) {
 			return // a part of a capture that was replaced
 		}
 	}
-	e := entry{index: index, group: r.Group, time: r.Time, part: r.Part, last: r.Last, midBatch: r.MidBatch, size: int64(16 + (n+7)&^7)}
+	e := entry{index: index, group: r.Group, time: r.Time, part: r.Part, last: r.Last, midBatch: r.MidBatch,
+		gap: r.Kind == KindGap, size: int64(16 + (n+7)&^7)}
 	if r.Last && len(r.State) > 0 {
 		e.state = bytes.Clone(r.State)
 	}
@@ -187,13 +196,23 @@ func (l *Log) Has(group uint64) bool {
 	return false
 }
 
+// ErrGroupTooLarge is returned by Capture for a group whose before images
+// alone exceed Options.MaxBytes: keeping them would empty the window of
+// every other group and still break the bound. The caller records a Gap
+// instead.
+var ErrGroupTooLarge = errors.New("the group's before images exceed the history's bound")
+
 // Capture reads the before images of ranges from srcs and appends them as
 // the undo of group h.Group, in as many parts as they need, then syncs: only
-// when it returns may the group be applied.
+// when it returns may the group be applied. A group whose before images
+// exceed Options.MaxBytes is refused (ErrGroupTooLarge) before more than a part
+// of them is read; parts already appended are then left incomplete, which
+// Gap, or the group's next capture, replaces.
 func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
 	merged := mergeRanges(ranges)
 	r := &Record{Kind: KindUndo, Group: h.Group, Time: h.Time, MidBatch: h.MidBatch}
 	held := 0
+	var total int64
 	flush := func(last bool) error {
 		r.Last = last
 		if last {
@@ -224,6 +243,10 @@ func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
 				r.Extents = append(r.Extents, e)
 			}
 			held += len(e.Data)
+			total += int64(len(e.Data))
+			if l.opts.MaxBytes > 0 && total > l.opts.MaxBytes {
+				return fmt.Errorf("history: capture group %d: more than %d bytes: %w", h.Group, l.opts.MaxBytes, ErrGroupTooLarge)
+			}
 			off += n
 			if held >= PartBytes {
 				if err := flush(false); err != nil {
@@ -235,7 +258,7 @@ func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
 	if err := flush(true); err != nil {
 		return err
 	}
-	if err := l.j.Sync(); err != nil {
+	if err := l.journal().Sync(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return nil
@@ -334,10 +357,75 @@ func (l *Log) Void(group uint64) error {
 	if err := l.append(&Record{Kind: KindVoid, Group: group}); err != nil {
 		return err
 	}
-	if err := l.j.Sync(); err != nil {
+	if err := l.journal().Sync(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return nil
+}
+
+// Gap records, durably, that group h.Group is about to be applied with no
+// undo kept, and drops the undo of every earlier group, files included:
+// without h.Group's before images the volumes can never be taken back
+// past it. The caller applies the group only once Gap returns. It is what
+// a capture that would exceed the bound (ErrGroupTooLarge) or that the disk has
+// no room for falls back to, so the history gives up its window rather
+// than stop the secondary; the Log need not be usable when it is called
+// (a failed write leaves its journal refusing more).
+//
+// A crash part-way leaves either some of the newest files and no gap
+// record (the group was not applied: captured again at restart, the
+// earlier groups' undo as far as it was kept), or the gap record alone.
+func (l *Log) Gap(h Header) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.j.Close() // a journal that failed a write may say so again: its files go anyway
+	fsys := l.jo.FS
+	if fsys == nil {
+		fsys = disk.OS
+	}
+	des, err := fsys.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+	}
+	// Oldest first (the names are the zero-padded first index), so that a
+	// crash part-way leaves the newest records, as Trim would.
+	for _, de := range des {
+		if de.IsDir() || de.Name() == "LOCK" {
+			continue
+		}
+		if err := fsys.Remove(filepath.Join(l.dir, de.Name())); err != nil {
+			return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+		}
+	}
+	if err := fsys.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+	}
+	j, err := journal.Open(l.dir, l.jo)
+	if err != nil {
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+	}
+	l.j, l.entries, l.next = j, l.entries[:0], j.LastIndex()+1
+	r := &Record{Kind: KindGap, Group: h.Group, Time: h.Time, Last: true, MidBatch: h.MidBatch, State: h.State}
+	b, err := r.Encode(l.buf[:0])
+	if err != nil {
+		return err
+	}
+	l.buf = b
+	if err := j.Append(l.next, b); err != nil {
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+	}
+	l.note(l.next, r, len(b))
+	l.next++
+	if err := j.Sync(); err != nil {
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
+	}
+	return nil
+}
+
+func (l *Log) journal() *journal.Journal {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.j
 }
 
 // Last is the newest group whose undo the Log holds, 0 if none.
@@ -389,7 +477,7 @@ func (l *Log) At(t int64) (p Point, ok bool) {
 }
 
 // Bytes is the size of the Log's files.
-func (l *Log) Bytes() int64 { return l.j.Bytes() }
+func (l *Log) Bytes() int64 { return l.journal().Bytes() }
 
 // Trim drops the undo of the oldest groups: those older than the window,
 // and more while the files exceed MaxBytes, never a group after keep (a
@@ -433,14 +521,15 @@ func (l *Log) Trim(keep uint64) error {
 	if i > 0 {
 		through = l.entries[i-1].index
 	}
+	j := l.j
 	l.mu.Unlock()
 	if through == 0 {
 		return nil
 	}
-	if err := l.j.Release(through); err != nil {
+	if err := j.Release(through); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	first := l.j.FirstIndex()
+	first := j.FirstIndex()
 	l.mu.Lock()
 	k := 0
 	for k < len(l.entries) && l.entries[k].index < first {
@@ -553,7 +642,12 @@ func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
 	l.mu.Lock()
 	want := map[uint64]bool{}
 	after := uint64(0)
+	j := l.j
 	for _, e := range l.entries {
+		if e.gap && e.group > to {
+			l.mu.Unlock()
+			return fmt.Errorf("history: back to group %d: group %d was applied with no undo kept: %w", to, e.group, ErrOutside)
+		}
 		if e.group > to {
 			if len(want) == 0 {
 				after = e.index - 1
@@ -566,7 +660,7 @@ func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
 		return nil
 	}
 	seen := 0
-	err := l.j.Replay(after, func(index uint64, data []byte) error {
+	err := j.Replay(after, func(index uint64, data []byte) error {
 		if !want[index] {
 			return nil
 		}
@@ -588,7 +682,7 @@ func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
 
 // Close closes the Log.
 func (l *Log) Close() error {
-	if err := l.j.Close(); err != nil {
+	if err := l.journal().Close(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
 	return nil

@@ -388,3 +388,53 @@ func TestTrim(t *testing.T) {
 		}
 	})
 }
+
+// A group whose before images exceed the bound is refused, and a gap in its
+// place drops every earlier point, on disk too: reopened, the Log offers
+// the gap's group as its oldest point, holds its undo (no capture again),
+// and refuses to undo past it.
+func TestGapDropsEarlierPoints(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{Window: time.Hour, MaxBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vol := &mem{bytes.Repeat([]byte{7}, 8<<20)}
+	srcs := map[string]Source{"v": vol}
+	for g := uint64(1); g <= 3; g++ {
+		if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 4096, 4096}}, srcs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = l.Capture(Header{Group: 4, Time: 4}, []Range{{"v", 0, 8 << 20}}, srcs)
+	if !errors.Is(err, ErrGroupTooLarge) {
+		t.Fatalf("capture of 8 MiB under a 4 MiB bound: %v, want ErrGroupTooLarge", err)
+	}
+	if err := l.Gap(Header{Group: 4, Time: 4, State: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Capture(Header{Group: 5, Time: 5}, []Range{{"v", 0, 4096}}, srcs); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if l, err = Open(dir, Options{Window: time.Hour, MaxBytes: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ps := l.Points()
+	if len(ps) != 2 || ps[0].Group != 4 || string(ps[0].State) != "s" || ps[1].Group != 5 {
+		t.Fatalf("points after the gap: %+v, want groups 4 (state s) and 5", ps)
+	}
+	if !l.Has(4) {
+		t.Errorf("the gap's group is captured again after a restart")
+	}
+	if got := l.Bytes(); got > 1<<20 {
+		t.Errorf("the history holds %d bytes after the gap", got)
+	}
+	if err := l.Undo(3, map[string]Sink{"v": vol}); !errors.Is(err, ErrOutside) {
+		t.Errorf("undo past the gap: %v, want ErrOutside", err)
+	}
+	if err := l.Undo(4, map[string]Sink{"v": vol}); err != nil {
+		t.Errorf("undo to the gap's group: %v", err)
+	}
+}

@@ -25,6 +25,11 @@ const (
 	// KindVoid says the undo records of every group after Group no longer
 	// describe the volumes: a recovery took the volumes back to Group.
 	KindVoid Kind = 2
+	// KindGap says Group was applied with no undo kept (its before images
+	// would not fit in the bound or on the disk): the volumes cannot be
+	// taken back past it, so the undo of every earlier group is dropped,
+	// and Group is the oldest point.
+	KindGap Kind = 3
 )
 
 // Record flags (part of the on-disk format: never change).
@@ -208,7 +213,7 @@ func decodeHeader(b []byte) (*Record, []byte, error) {
 		return nil, nil, malformed("unsupported version %d", b[4])
 	}
 	r := &Record{Kind: Kind(b[5])}
-	if r.Kind != KindUndo && r.Kind != KindVoid {
+	if r.Kind != KindUndo && r.Kind != KindVoid && r.Kind != KindGap {
 		return nil, nil, malformed("unknown kind %d", b[5])
 	}
 	flags := b[6]
@@ -230,6 +235,9 @@ func decodeHeader(b []byte) (*Record, []byte, error) {
 	rest = rest[sl:]
 	if r.Kind == KindVoid && (binary.BigEndian.Uint32(b[32:36]) != 0 || len(rest) != 0 || r.Part != 0) {
 		return nil, nil, malformed("void record with extents")
+	}
+	if r.Kind == KindGap && (binary.BigEndian.Uint32(b[32:36]) != 0 || len(rest) != 0 || r.Part != 0 || !r.Last) {
+		return nil, nil, malformed("gap record with extents or parts")
 	}
 	return r, rest, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"duplex/apply"
@@ -82,7 +83,21 @@ func (s *Secondary) capture(g *consistency.Group, midBatch bool, vols map[string
 		}
 		state = b
 	}
-	return s.hist.Capture(history.Header{Group: g.Number, Time: g.Time, MidBatch: midBatch, State: state}, ranges, s.sources)
+	h := history.Header{Group: g.Number, Time: g.Time, MidBatch: midBatch, State: state}
+	err := s.hist.Capture(h, ranges, s.sources)
+	if err == nil || !errors.Is(err, history.ErrGroupTooLarge) && !errors.Is(err, syscall.ENOSPC) {
+		return err
+	}
+	// The group's before images exceed the bound, or the disk the history
+	// shares with the journal has no room for them (a resync's held groups
+	// need about the resync's size again): the history gives up its window
+	// rather than stop the secondary with acknowledged groups unapplied.
+	if gerr := s.hist.Gap(h); gerr != nil {
+		return fmt.Errorf("secondary: history of group %d: %w (and recording the gap: %w)", g.Number, err, gerr)
+	}
+	s.log.Warn("history: the undo of a group is not kept, and the points before it are dropped: recover --at reaches back to this group only",
+		"group", g.Number, "reason", err)
+	return nil
 }
 
 // plainDuplex reports whether every volume's pair is duplex and its copy
