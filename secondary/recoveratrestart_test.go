@@ -1,0 +1,142 @@
+package secondary
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+// A secondary run once without history (the setting left out for a while,
+// then put back) applies groups whose undo nobody keeps, while the history
+// directory still holds the undo of the groups before them, within the
+// window. Put back, the history offers those older groups as points: the
+// window in status starts at them, and recover --at to one writes back the
+// before images of the groups the log holds and nothing of those applied
+// without it, so the volumes hold the target group's bytes in some blocks
+// and later groups' in others, reported as the target group.
+func TestRecoverToAcrossARunWithoutHistory(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, nil, hist)
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
+	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r.close(t)
+
+	// A run without history: group 3 rewrites block 2.
+	r = openGateRigWith(t, dir, nil, HistoryConfig{})
+	r.sendSet(t, 3, []recordset.Update{blockWrite(2, 3)})
+	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	r.close(t)
+
+	// History again; then the secondary is fenced and recovered to group 1.
+	r = openGateRigWith(t, dir, nil, hist)
+	r.sendSet(t, 4, []recordset.Update{blockWrite(6, 4)})
+	waitGate(t, "group 4 applied", func() bool { return r.sec.Stats().Group == 4 })
+	oldest, newest, _ := r.sec.Window()
+	t.Logf("window: group %d to group %d", oldest.Group, newest.Group)
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	st, err := sec.RecoverTo(int64(time.Millisecond))
+	if err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	got := blockBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, 3)
+	// blocks 2..7: group 1 holds block 2 = 1, the rest 0xEE.
+	if want := []byte{1, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}; !bytes.Equal(got, want) {
+		t.Fatalf("recovered to group %d, but blocks 2..7 hold %v, want group 1's %v: block 2 keeps group 3's write, applied while no history was kept",
+			st.Group, got, want)
+	}
+}
+
+// sendSetAt is sendSet with the record set's times base later.
+func (r *gateRig) sendSetAt(t *testing.T, base int64, seq uint64, ups []recordset.Update) {
+	t.Helper()
+	ts := base + int64(seq)*int64(time.Millisecond)
+	rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts}
+	for i, u := range ups {
+		u.Timestamp = ts - int64(len(ups)) + int64(i)
+		u.Seq = 10*seq + uint64(i)
+		rs.Updates = append(rs.Updates, u)
+	}
+	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.conn.Send(transport.Seal(f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A secondary re-created as its way forward says (its journal directory,
+// state.json, identity.json and volume images removed: a fence or diverged
+// generations) keeps its history directory, which nothing removes or
+// checks against the new state: the new incarnation numbers its groups
+// from 1 again, finds the old incarnation's undo of groups 1 and 2 held
+// (Log.Has) and captures nothing for its own, and the old groups stay
+// points of the window. recover --at to the new group 1 reaches an old
+// group instead, writes back no undo of the new group 2 (never captured),
+// and reports the volumes, which hold new group 2's write, as of the old
+// group's time.
+func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, nil, hist)
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 2, []recordset.Update{blockWrite(6, 2)})
+	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r.close(t)
+
+	// Re-created as the way forward says.
+	for _, p := range []string{"journal", "state.json", "identity.json", "vol1.img"} {
+		if err := os.RemoveAll(filepath.Join(dir, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillVolume(t, dir)
+
+	// The new incarnation, an hour later.
+	base := int64(time.Hour)
+	r = openGateRigWith(t, dir, nil, hist)
+	r.sendSetAt(t, base, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 0x11),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSetAt(t, base, 2, []recordset.Update{blockWrite(4, 0x12)})
+	r.sendSetAt(t, base, 3, []recordset.Update{blockWrite(6, 0x13)})
+	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	at := base + int64(time.Millisecond) // new group 1
+	st, err := sec.RecoverTo(at)
+	if err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	got := blockBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, 3)
+	// blocks 2..7 at new group 1: block 2 = 0x11, the rest 0xEE.
+	if want := []byte{0x11, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}; st.Group != 1 || st.Time != at || !bytes.Equal(got, want) {
+		t.Fatalf("recover to new group 1 (time %d): reached group %d as of %d, blocks 2..7 hold % x, want % x",
+			at, st.Group, st.Time, got, want)
+	}
+}
