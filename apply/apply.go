@@ -207,6 +207,10 @@ type State struct {
 	// this group to Group: the journaled groups through it were undone
 	// and are never applied again.
 	RecoveredFrom uint64 `json:"recovered_from,omitempty"`
+	// HistoryUnkept is the newest group applied while the secondary kept
+	// no history: a history put back holds no undo of it, so its points
+	// before it no longer lead to a state the volumes had.
+	HistoryUnkept uint64 `json:"history_unkept,omitempty"`
 }
 
 // VolumeState is what the secondary knows of one volume's pair.

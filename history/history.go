@@ -378,33 +378,10 @@ func (l *Log) Void(group uint64) error {
 func (l *Log) Gap(h Header) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.j.Close() // a journal that failed a write may say so again: its files go anyway
-	fsys := l.jo.FS
-	if fsys == nil {
-		fsys = disk.OS
-	}
-	des, err := fsys.ReadDir(l.dir)
-	if err != nil {
+	if err := l.reset(); err != nil {
 		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
 	}
-	// Oldest first (the names are the zero-padded first index), so that a
-	// crash part-way leaves the newest records, as Trim would.
-	for _, de := range des {
-		if de.IsDir() || de.Name() == "LOCK" {
-			continue
-		}
-		if err := fsys.Remove(filepath.Join(l.dir, de.Name())); err != nil {
-			return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
-		}
-	}
-	if err := fsys.SyncDir(l.dir); err != nil {
-		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
-	}
-	j, err := journal.Open(l.dir, l.jo)
-	if err != nil {
-		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
-	}
-	l.j, l.entries, l.next = j, l.entries[:0], j.LastIndex()+1
+	j := l.j
 	r := &Record{Kind: KindGap, Group: h.Group, Time: h.Time, Last: true, MidBatch: h.MidBatch, State: h.State}
 	b, err := r.Encode(l.buf[:0])
 	if err != nil {
@@ -420,6 +397,64 @@ func (l *Log) Gap(h Header) error {
 		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
 	}
 	return nil
+}
+
+// Reset drops every record, files included: the history belongs to
+// volumes that are gone (a secondary created again beside it).
+func (l *Log) Reset() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.reset(); err != nil {
+		return fmt.Errorf("history: reset: %w", err)
+	}
+	return nil
+}
+
+// reset removes the journal's files and opens it again, empty. Called with
+// l.mu held.
+func (l *Log) reset() error {
+	l.j.Close() // a journal that failed a write may say so again: its files go anyway
+	fsys := l.jo.FS
+	if fsys == nil {
+		fsys = disk.OS
+	}
+	des, err := fsys.ReadDir(l.dir)
+	if err != nil {
+		return err
+	}
+	// Oldest first (the names are the zero-padded first index), so that a
+	// crash part-way leaves the newest records, as Trim would.
+	for _, de := range des {
+		if de.IsDir() || de.Name() == "LOCK" {
+			continue
+		}
+		if err := fsys.Remove(filepath.Join(l.dir, de.Name())); err != nil {
+			return err
+		}
+	}
+	if err := fsys.SyncDir(l.dir); err != nil {
+		return err
+	}
+	j, err := journal.Open(l.dir, l.jo)
+	if err != nil {
+		return err
+	}
+	l.j, l.entries, l.next = j, l.entries[:0], j.LastIndex()+1
+	return nil
+}
+
+// Reaches reports whether the Log holds the undo of a group at or before
+// group (a gap's aside): points that a group applied after them without
+// history would make wrong.
+func (l *Log) Reaches(group uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.entries {
+		if e.group <= group && !e.gap {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Log) journal() *journal.Journal {

@@ -43,7 +43,44 @@ func (s *Secondary) openHistory() error {
 		return fmt.Errorf("secondary: %w", err)
 	}
 	s.hist = l
+	d := s.durable
+	switch {
+	case d.Group == 0 && l.Last() != 0:
+		// Nothing applied, yet undo held: the history of volumes that are
+		// gone (a secondary created again beside it), whose group numbers
+		// the new ones reuse.
+		s.log.Warn("history: dropping the history of an earlier secondary (no group applied here yet)", "dir", hc.Dir)
+		if err := l.Reset(); err != nil {
+			return fmt.Errorf("secondary: %w", err)
+		}
+	case d.HistoryUnkept > 0 && l.Reaches(d.HistoryUnkept):
+		// A run without history applied groups after the points the log
+		// holds: undoing to one would leave those groups' writes.
+		var state []byte
+		if !plainDuplex(d.Volumes) {
+			b, err := json.Marshal(d.Volumes)
+			if err != nil {
+				return fmt.Errorf("secondary: history of group %d: %w", d.Group, err)
+			}
+			state = b
+		}
+		s.log.Warn("history: groups were applied without history; the points before them are dropped",
+			"applied_without_history_through", d.HistoryUnkept, "group", d.Group)
+		if err := l.Gap(history.Header{Group: d.Group, Time: d.Time, State: state}); err != nil {
+			return fmt.Errorf("secondary: %w", err)
+		}
+	}
+	s.unkept = d.HistoryUnkept
 	return nil
+}
+
+// historyUnkept is what the state file says of the groups applied without
+// history once it names group.
+func (s *Secondary) historyUnkept(group uint64) uint64 {
+	if s.hist == nil {
+		return group
+	}
+	return s.unkept
 }
 
 func (s *Secondary) closeHistory() error {
@@ -199,7 +236,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		return apply.State{}, s.windowError(t, cur)
 	}
 	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
-		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group)}
+		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group), HistoryUnkept: s.unkept}
 	if len(p.State) > 0 {
 		if err := json.Unmarshal(p.State, &st.Volumes); err != nil {
 			return apply.State{}, fmt.Errorf("secondary: history of group %d: pair states: %w", p.Group, err)

@@ -155,7 +155,9 @@ type Secondary struct {
 	journal *journal.Journal
 	targets map[string]apply.Target
 	// hist keeps the undo of the groups applied; nil without history.
-	hist    *history.Log
+	hist *history.Log
+	// unkept is the state file's HistoryUnkept as the secondary opened.
+	unkept  uint64
 	sources map[string]history.Source
 	// rviews are the open read views (Pin).
 	rviews readViews
@@ -1063,6 +1065,7 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (wr
 	if err := apply.Flush(targets); err != nil {
 		return false, err
 	}
+	st.HistoryUnkept = s.historyUnkept(st.Group)
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return false, err
 	}
