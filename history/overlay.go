@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"unsafe"
 )
 
 // Overlay holds, for one volume, the content some ranges had at a past
@@ -37,14 +38,24 @@ func (o *Overlay) Add(e Extent) {
 			o.bytes += int64(len(seg.data))
 		}
 		i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].start >= seg.start })
+		if seg.data == nil && i > 0 && o.segs[i-1].data == nil && o.segs[i-1].end == seg.start {
+			// Zeros next to zeros (a file system filling fresh space in
+			// order): one segment.
+			o.segs[i-1].end = seg.end
+			continue
+		}
 		o.segs = append(o.segs, overlaySeg{})
 		copy(o.segs[i+1:], o.segs[i:])
 		o.segs[i] = seg
 	}
 }
 
-// Bytes is the data the Overlay holds (zeros take none).
-func (o *Overlay) Bytes() int64 { return o.bytes }
+// Bytes is the memory the Overlay holds: the data of its images, and its
+// index of them, which images of zeros (no data) take too, so that a view
+// bounded by Bytes is bounded however many of them it keeps.
+func (o *Overlay) Bytes() int64 {
+	return o.bytes + int64(cap(o.segs))*int64(unsafe.Sizeof(overlaySeg{})) + int64(cap(o.cover.s))*int64(unsafe.Sizeof(span{}))
+}
 
 // ReadOver replaces, in p (the current content at off), every byte the
 // Overlay holds an image of.
