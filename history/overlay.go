@@ -79,20 +79,37 @@ func (o *Overlay) ReadOver(p []byte, off int64) {
 // before the next group is applied.
 func ReadBeforeImages(ranges []Range, srcs map[string]Source) ([]Extent, error) {
 	var out []Extent
+	err := EachBeforeImage(ranges, srcs, func(e Extent) bool {
+		out = append(out, e)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// EachBeforeImage is ReadBeforeImages one extent (of a MiB at most) at a
+// time: fn takes each as it is read and says whether to read on, so a
+// caller that bounds what it keeps never holds more than one extent past
+// its bound.
+func EachBeforeImage(ranges []Range, srcs map[string]Source, fn func(Extent) bool) error {
 	for _, rg := range mergeRanges(ranges) {
 		src, ok := srcs[rg.Volume]
 		if !ok {
-			return nil, fmt.Errorf("history: no volume %q", rg.Volume)
+			return fmt.Errorf("history: no volume %q", rg.Volume)
 		}
 		for off, end := rg.Offset, rg.Offset+rg.Length; off < end; {
 			n := min(end-off, readChunk)
 			e, err := readExtent(src, rg.Volume, off, n)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			out = append(out, e)
+			if !fn(e) {
+				return nil
+			}
 			off += n
 		}
 	}
-	return out, nil
+	return nil
 }

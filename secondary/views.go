@@ -199,15 +199,14 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 	if len(ranges) == 0 {
 		return nil
 	}
-	es, err := history.ReadBeforeImages(ranges, s.sources)
-	if err != nil {
-		return fmt.Errorf("secondary: read views: %w", err)
-	}
-	for v := range s.rviews.views {
-		if v.gone != nil {
-			continue
-		}
-		for _, e := range es {
+	// Each image goes to the views as it is read, and a view is given up
+	// as soon as it passes its bound: a group larger than the bound (a
+	// trim of a whole volume) is never read into memory whole.
+	err := history.EachBeforeImage(ranges, s.sources, func(e history.Extent) bool {
+		for v := range s.rviews.views {
+			if v.gone != nil {
+				continue
+			}
 			o := v.over[e.Volume]
 			if o == nil {
 				o = &history.Overlay{}
@@ -216,11 +215,16 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 			before := o.Bytes()
 			o.Add(e)
 			v.held += o.Bytes() - before
+			if v.held > MaxViewBytes {
+				v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, MaxViewBytes>>20)
+				v.over = nil
+			}
 		}
-		if v.held > MaxViewBytes {
-			v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, MaxViewBytes>>20)
-			v.over = nil
-		}
+		s.rviews.trim()
+		return s.rviews.live()
+	})
+	if err != nil {
+		return fmt.Errorf("secondary: read views: %w", err)
 	}
 	s.rviews.trim()
 	return nil
