@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +11,81 @@ import (
 	"duplex/recordset"
 	"duplex/transport"
 )
+
+// A secondary taken back in time by recover --at reports, after a restart,
+// what RecoverTo left: the pair state of the group it reached, and no
+// resync of a group it undid. The journal still holds the groups after the
+// one reached (RecoverTo releases none of them), and replay steps the pair
+// states through them, the resync they open and the suspension they
+// record included, though the volumes hold none of them: the restarted
+// secondary calls vol1 suspended and held for a resync, with a journaled
+// group and held groups that the recovery took away, so a later duplex
+// recover or status at it reports a resync holding groups that does not
+// exist.
+func TestRecoverToStateSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, nil, hist)
+	// Group 1 holds vol1's first copy, whole: the volume is consistent.
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
+	// Group 3 suspends vol1 after a write; group 4 resumes it, its resync
+	// held (not applied) until a copy end that never comes.
+	r.sendSet(t, 3, []recordset.Update{blockWrite(6, 3), recordset.Marker{State: recordset.StateSuspended}.Update("vol1")})
+	r.sendSet(t, 4, []recordset.Update{recordset.Marker{State: recordset.StateResync, Bytes: 4096}.Update("vol1"), blockWrite(8, 4)})
+	waitGate(t, "groups 1 to 4 journaled, 3 applied", func() bool {
+		st := r.sec.Stats()
+		return st.JournaledGroup >= 4 && st.Group == 3
+	})
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	sec, v := openStopped(t, dir, hist)
+	st, err := sec.RecoverTo(int64(2 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Group != 2 {
+		t.Fatalf("recovered to group %d, want 2", st.Group)
+	}
+	stats, views := sec.Snapshot([]string{"vol1"})
+	t.Logf("right after RecoverTo: group %d, journaled %d, held %d, resyncing %v, vol1 %+v",
+		stats.Group, stats.JournaledGroup, stats.HeldGroups, stats.Resyncing, views[0])
+	if stats.HeldGroups != 0 {
+		t.Errorf("right after RecoverTo the secondary reports %d held groups (%d bytes) of a resync it undid", stats.HeldGroups, stats.HeldBytes)
+	}
+	if err := sec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+
+	sec, v = openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	got, gotViews := sec.Snapshot([]string{"vol1"})
+	t.Logf("after a restart: group %d, journaled %d, held %d, resyncing %v, vol1 %+v",
+		got.Group, got.JournaledGroup, got.HeldGroups, got.Resyncing, gotViews[0])
+	if got.Group != 2 {
+		t.Fatalf("after a restart the applied group is %d, want 2", got.Group)
+	}
+	var bad []string
+	if gotViews[0].State != StateDuplex || gotViews[0].Held {
+		bad = append(bad, "vol1 reported "+gotViews[0].State+" (held "+map[bool]string{true: "yes", false: "no"}[gotViews[0].Held]+"), the volumes hold group 2, where it was duplex")
+	}
+	if got.HeldGroups != 0 || len(got.Resyncing) != 0 {
+		bad = append(bad, fmt.Sprintf("a resync of %v holding %d groups the recovery undid", got.Resyncing, got.HeldGroups))
+	}
+	if got.JournaledGroup > 2 {
+		bad = append(bad, fmt.Sprintf("journaled group %d, past the one recovered to", got.JournaledGroup))
+	}
+	if len(bad) > 0 {
+		t.Fatalf("after recover --at and a restart the secondary reports what the volumes do not hold: %v", bad)
+	}
+}
 
 // A secondary run once without history (the setting left out for a while,
 // then put back) applies groups whose undo nobody keeps, while the history
