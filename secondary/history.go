@@ -266,6 +266,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.durable = st
 	s.posMu.Unlock()
 	s.pairs = newPairStates(st.Volumes)
+	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
 	if err := s.hist.Void(p.Group); err != nil {
 		return apply.State{}, fmt.Errorf("secondary: %w", err)

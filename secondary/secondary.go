@@ -586,6 +586,12 @@ func (s *Secondary) replay() error {
 		if err := s.interrupted(index); err != nil {
 			return err
 		}
+		if s.ident.Fenced != "" && index <= s.durable.RecoveredFrom {
+			// Undone by recover --at: the volumes hold none of it, so
+			// neither do the pair states, the held groups or the journaled
+			// position.
+			return nil
+		}
 		g, err := s.decodeJournaled(index, data)
 		if err != nil {
 			return err
