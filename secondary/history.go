@@ -25,6 +25,10 @@ type HistoryConfig struct {
 // ErrNoHistory is returned by RecoverTo on a secondary that keeps none.
 var ErrNoHistory = errors.New("no history kept")
 
+// ErrHandedOver is wrapped by RecoverTo's error for a secondary whose
+// fence made its volumes usable before.
+var ErrHandedOver = errors.New("recover to a time: the volumes were handed over")
+
 // ErrOutsideWindow is wrapped by RecoverTo's error for a time the history
 // does not reach.
 var ErrOutsideWindow = errors.New("outside the history window")
@@ -198,6 +202,11 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	if s.conn != nil {
 		return apply.State{}, errors.New("secondary: recover to a time: a primary is linked")
+	}
+	if !s.ident.RecoverAt {
+		return apply.State{}, fmt.Errorf("%w: the secondary was fenced at %s by recover (or a promotion), which made its volumes usable: "+
+			"they may have been written since, and the history holds no before image of those writes, so going back in time "+
+			"would mix them with the past groups; recover --at takes back only a secondary it fenced itself", ErrHandedOver, s.ident.Fenced)
 	}
 	s.waitApplied()
 	cur := s.appliedState()

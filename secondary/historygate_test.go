@@ -82,7 +82,7 @@ func TestHistoryOfAGroupAppliedThroughTheGate(t *testing.T) {
 	waitGate(t, "group 3 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
 	gate.set(int64(3 * time.Millisecond))
 	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == 3 })
-	if _, err := r.sec.Fence(); err != nil {
+	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
 	r.close(t)
@@ -123,7 +123,7 @@ func TestRecoverToUndoesAPartAppliedThroughTheGate(t *testing.T) {
 	limit := int64(2*time.Millisecond) - 2
 	gate.set(limit)
 	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
-	if _, err := r.sec.Fence(); err != nil {
+	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
 	r.close(t)

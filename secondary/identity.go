@@ -25,6 +25,12 @@ type identity struct {
 	// Fenced is when recover took the volumes over (RFC 3339): from then on
 	// they may hold writes no primary has, and no primary is accepted.
 	Fenced string `json:"fenced,omitempty"`
+	// RecoverAt says the fence was recover --at's: the volumes went to
+	// nobody before it took them back, so it may take them back again (run
+	// again after a crash, or further back). A fence of recover, promote or
+	// a switchover handed them over: they may hold writes the history
+	// never saw, which no undo would take back.
+	RecoverAt bool `json:"fenced_by_recover_at,omitempty"`
 	// Follows is the primary's generation the volumes followed until the
 	// fence: named in refusals so the operator sees where histories split.
 	Follows transport.Generation `json:"follows,omitempty"`

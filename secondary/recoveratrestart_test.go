@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestRecoverToStateSurvivesARestart(t *testing.T) {
 		st := r.sec.Stats()
 		return st.JournaledGroup >= 4 && st.Group == 3
 	})
-	if _, err := r.sec.Fence(); err != nil {
+	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
 	r.close(t)
@@ -87,6 +88,62 @@ func TestRecoverToStateSurvivesARestart(t *testing.T) {
 	}
 }
 
+// duplex recover leaves the secondary fenced and its volumes usable, and
+// an operator who then uses them (mounts the file system, which writes
+// to it) and finds the data bad goes back in time with recover --at,
+// which is what it is for. RecoverTo then writes back the before images
+// of the groups after the one it reaches, and nothing else: the blocks
+// written since the fence keep the operator's bytes, so the volumes hold
+// group 1 in some blocks and writes made after group 2 in others, a state
+// the primary never had, reported as "recovered to group 1, consistent as
+// of" its time. The history never saw those writes: recover --at must
+// refuse volumes that may have been written since the fence (or say what
+// it cannot undo), not report them consistent.
+func TestRecoverToAfterTheVolumesWereUsed(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	r := openGateRigWith(t, dir, nil, hist)
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
+	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	// The volumes in use after recover: a write to block 100.
+	f, err := os.OpenFile(filepath.Join(dir, "vol1.img"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 100*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	st, err := sec.RecoverTo(int64(time.Millisecond))
+	if err != nil {
+		if !errors.Is(err, ErrHandedOver) {
+			t.Fatalf("refused, but not as volumes handed over: %v", err)
+		}
+		t.Logf("refused: %v", err)
+		return
+	}
+	b := make([]byte, 4096)
+	if err := sec.ReadAt("vol1", b, 100*4096); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0xEE {
+		t.Fatalf("recovered to group %d, consistent as of %d, but block 100 holds 0x%02x, written after group 2 (it held 0xEE at group %d)",
+			st.Group, st.Time, b[0], st.Group)
+	}
+}
+
 // A secondary run once without history (the setting left out for a while,
 // then put back) applies groups whose undo nobody keeps, while the history
 // directory still holds the undo of the groups before them, within the
@@ -118,7 +175,7 @@ func TestRecoverToAcrossARunWithoutHistory(t *testing.T) {
 	waitGate(t, "group 4 applied", func() bool { return r.sec.Stats().Group == 4 })
 	oldest, newest, _ := r.sec.Window()
 	t.Logf("window: group %d to group %d", oldest.Group, newest.Group)
-	if _, err := r.sec.Fence(); err != nil {
+	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
 	r.close(t)
@@ -195,7 +252,7 @@ func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
 	r.sendSetAt(t, base, 2, []recordset.Update{blockWrite(4, 0x12)})
 	r.sendSetAt(t, base, 3, []recordset.Update{blockWrite(6, 0x13)})
 	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
-	if _, err := r.sec.Fence(); err != nil {
+	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
 	r.close(t)

@@ -1914,7 +1914,15 @@ func sameSet(a, b []string) bool {
 // volumes after it. An error means the fence holds only until a restart, or,
 // after an apply failed part-way, that there is no group boundary to fence
 // at: Fence then refuses and changes nothing until a restart has replayed.
-func (s *Secondary) Fence() (transport.Position, error) {
+func (s *Secondary) Fence() (transport.Position, error) { return s.fence(false) }
+
+// FenceToRecover is Fence for recover --at, which takes the volumes back
+// (RecoverTo) before anyone may write to them: only a secondary fenced
+// that way may be taken back. On a secondary fenced already it changes
+// nothing.
+func (s *Secondary) FenceToRecover() (transport.Position, error) { return s.fence(true) }
+
+func (s *Secondary) fence(recoverAt bool) (transport.Position, error) {
 	var linked transport.Conn
 	defer func() {
 		// After the unlock below: closing a TLS connection sends
@@ -2006,6 +2014,7 @@ func (s *Secondary) Fence() (transport.Position, error) {
 		id := s.ident
 		id.Follows, id.Generation = id.Generation, transport.NewGeneration()
 		id.Fenced = time.Now().UTC().Format(time.RFC3339Nano)
+		id.RecoverAt = recoverAt
 		if err = s.setIdentity(id); err != nil {
 			err = fmt.Errorf("secondary: fence: %w", err)
 			s.unrecorded, s.ckFailed = err, false

@@ -38,7 +38,7 @@ func recoverAt(ctx context.Context, cfg *config.Config, log *slog.Logger, at tim
 	if r.Position().Time == 0 {
 		return errors.New("recover --at: no consistency group was ever applied: the secondary volumes hold no replicated data")
 	}
-	if _, err := r.Fence(); err != nil {
+	if _, err := r.FenceToRecover(); err != nil {
 		return err
 	}
 	st, err := s.RecoverTo(at.UnixNano())
