@@ -220,6 +220,6 @@ func Unfence(fsys disk.FS, statePath string) (bool, error) {
 	if id.Follows == 0 {
 		return true, fmt.Errorf("secondary identity %s: fenced without the generation it followed: the fence cannot be undone", path)
 	}
-	id.Generation, id.Follows, id.Fenced = id.Follows, 0, ""
+	id.Generation, id.Follows, id.Fenced, id.RecoverAt = id.Follows, 0, "", false
 	return true, writeIdentity(fsys, path, id)
 }
