@@ -203,10 +203,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	if s.conn != nil {
 		return apply.State{}, errors.New("secondary: recover to a time: a primary is linked")
 	}
-	if !s.ident.RecoverAt {
-		return apply.State{}, fmt.Errorf("%w: the secondary was fenced at %s by recover (or a promotion), which made its volumes usable: "+
-			"they may have been written since, and the history holds no before image of those writes, so going back in time "+
-			"would mix them with the past groups; recover --at takes back only a secondary it fenced itself", ErrHandedOver, s.ident.Fenced)
+	if err := s.handedOver(); err != nil {
+		return apply.State{}, err
 	}
 	s.waitApplied()
 	cur := s.appliedState()
@@ -296,6 +294,9 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	if s.hist == nil {
 		return nil, ErrNoHistory
 	}
+	if err := s.handedOver(); err != nil {
+		return nil, err
+	}
 	s.waitApplied()
 	cur := s.appliedState()
 	to := cur.Group
@@ -322,6 +323,18 @@ func (s *Secondary) windowError(t int64, cur apply.State) error {
 	}
 	return fmt.Errorf("%w: %s is before the oldest recoverable time; the history holds %s (group %d) to %s (group %d)",
 		ErrOutsideWindow, fmtTime(t), fmtTime(oldest.Time), oldest.Group, fmtTime(cur.Time), cur.Group)
+}
+
+// handedOver refuses a secondary whose fence was not recover --at's: its
+// volumes were usable since, and may hold writes no undo takes back.
+// Called with s.mu held.
+func (s *Secondary) handedOver() error {
+	if s.ident.Fenced == "" || s.ident.RecoverAt {
+		return nil
+	}
+	return fmt.Errorf("%w: the secondary was fenced at %s by recover (or a promotion), which made its volumes usable: "+
+		"they may have been written since, and the history holds no before image of those writes, so going back in time "+
+		"would mix them with the past groups; recover --at takes back only a secondary it fenced itself", ErrHandedOver, s.ident.Fenced)
 }
 
 func fmtTime(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
