@@ -14,6 +14,7 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -87,6 +88,8 @@ func word(client uint32, counter uint64, i int) uint64 {
 	return x&^0xffff | uint64(i)&0xffff
 }
 
+var zeroBlock [BlockSize]byte
+
 // Decode parses a block. An all-zero block is the zero Block and ok.
 func Decode(buf []byte) (Block, error) {
 	be := binary.BigEndian
@@ -94,10 +97,10 @@ func Decode(buf []byte) (Block, error) {
 		return Block{}, fmt.Errorf("block of %d bytes", len(buf))
 	}
 	if be.Uint32(buf) == 0 {
-		for _, c := range buf {
-			if c != 0 {
-				return Block{}, errors.New("block without magic is not all zero")
-			}
+		// bytes.Equal, not a loop: checkers decode whole volumes after every
+		// group, and a byte loop is what the race detector makes slow.
+		if !bytes.Equal(buf, zeroBlock[:]) {
+			return Block{}, errors.New("block without magic is not all zero")
 		}
 		return Block{}, nil
 	}
