@@ -37,6 +37,7 @@ func TestDaemonsRejoin(t *testing.T) {
 		bBase2       = 9 * mib  // the promoted site's workload after its restart
 		aOnly        = 10 * mib // where A writes what B never sees
 		bOnly        = 12 * mib // where B writes a known pattern
+		lastOff      = 14 * mib // where B writes last, once its workload stopped
 	)
 	const token = "e2e-rejoin-token"
 	link := freeAddr(t)
@@ -285,15 +286,27 @@ func TestDaemonsRejoin(t *testing.T) {
 		t.Errorf("the promoted site's copy moved %d bytes of %d, want the changed regions only", resynced, total)
 	}
 	stopB()
-	// Drained: the old primary has applied past the last write.
-	quiet := time.Now()
-	eventually(t, time.Minute, "the old primary to apply past the last write", func() bool {
-		st := s.primaryStatus()
-		if st.ConsistencyTime == "" || st.HeldGroups != nil && *st.HeldGroups > 0 {
+	// Drained: the old primary has applied a write the promoted site took
+	// after every other one it acknowledged, so (dependent-write order)
+	// those too. A consistency time past a reading of the clock would not
+	// say so: the promoted site, killed -9, stamps up to its timer's lease
+	// ahead of the clock after its restart. And each connection to the old
+	// primary reads the group current when it opened, so the reads below,
+	// opened too early, would see that group throughout.
+	last := bytes.Repeat([]byte{0xb2}, 4096)
+	c = dialNBD(t, s.cfg.Secondary.NBD, names[0])
+	if err := c.WriteAt(last, lastOff); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	eventually(t, time.Minute, "the old primary to apply the promoted site's last write", func() bool {
+		if st := s.primaryStatus(); st.HeldGroups != nil && *st.HeldGroups > 0 {
 			return false
 		}
-		ct, err := time.Parse(time.RFC3339Nano, st.ConsistencyTime)
-		return err == nil && ct.After(quiet) && st.Group != nil && st.JournaledGroup != nil && *st.Group == *st.JournaledGroup
+		read, done := readAt(s.cfg.Primary.NBD)
+		defer done()
+		got := make([]byte, len(last))
+		return read(0, got, lastOff) == nil && bytes.Equal(got, last)
 	})
 	readA, closeA := readAt(s.cfg.Primary.NBD)
 	defer closeA()
