@@ -67,6 +67,10 @@ type Status struct {
 	HistoryOldestGroup *uint64 `json:"history_oldest_group,omitempty"`
 	HistoryNewest      string  `json:"history_newest,omitempty"`
 	HistoryBytes       *int64  `json:"history_bytes,omitempty"`
+	// Drill is the failover drill running at a secondary (duplex drill
+	// start), if any: where it serves, the group it shows and the bytes
+	// its writes hold.
+	Drill *DrillResult `json:"drill,omitempty"`
 
 	Volumes []VolumeStatus `json:"volumes"`
 

@@ -87,10 +87,19 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	})
 	drilled := writeStepTree(t, drillDir, "drill", 99)
 	unmountDrill()
+	if d := s.secondaryStatus().Drill; d == nil || d.NBD != m[1] || d.ConsistencyTime != m[2] || d.ScratchBytes == 0 {
+		t.Errorf("status during the drill: %+v; want it at %s as of %s, holding its writes", d, m[1], m[2])
+	}
+	if code, out, _ := runDuplex(t, "status", "--config", s.path); code != 0 || !strings.Contains(out, "drill:"+m[1]) {
+		t.Errorf("duplex status during the drill: exit %d, no drill line:\n%s", code, out)
+	}
 	if code, out, errOut := runDuplex(t, "drill", "stop", "--config", s.path); code != 0 {
 		t.Fatalf("drill stop: exit %d\n%s%s", code, out, errOut)
 	} else {
 		t.Logf("%s", strings.TrimSpace(out))
+	}
+	if d := s.secondaryStatus().Drill; d != nil {
+		t.Errorf("status after drill stop: %+v", d)
 	}
 	secAfter := s.secondaryStatus().Group
 	if secAfter == nil || secBefore == nil || *secAfter <= *secBefore {

@@ -113,6 +113,17 @@ func (s *Secondary) stopDrill() (control.DrillResult, error) {
 	return res, nil
 }
 
+// drillStatus is the running drill, for the status: nil if none runs.
+func (s *Secondary) drillStatus() *control.DrillResult {
+	s.drills.mu.Lock()
+	defer s.drills.mu.Unlock()
+	if s.drills.d == nil {
+		return nil
+	}
+	r := s.drills.d.result()
+	return &r
+}
+
 // closeDrill ends a drill left running when the site stops.
 func (s *Secondary) closeDrill() {
 	s.drills.mu.Lock()

@@ -436,6 +436,7 @@ func (s *Secondary) Status() control.Status {
 			out.HistoryOldest, out.HistoryOldestGroup, out.HistoryNewest = control.FormatTime(st.HistoryOldest), &og, control.FormatTime(st.HistoryNewest)
 		}
 	}
+	out.Drill = s.drillStatus()
 	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
 		hg, hb := st.HeldGroups, st.HeldBytes
 		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing

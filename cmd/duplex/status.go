@@ -212,6 +212,9 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 		fmt.Fprintf(w, " (%s)\n", bytesIEC(*st.HistoryBytes))
 	}
+	if d := st.Drill; d != nil {
+		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s (duplex drill stop discards them)\n", d.NBD, d.ConsistencyTime, d.Group, bytesIEC(d.ScratchBytes))
+	}
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))
 		if v.State == "pending" {
