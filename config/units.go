@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,23 +48,15 @@ func ParseSize(s string) (Size, error) {
 	if t == "" {
 		return 0, errors.New("empty size: write a number of bytes with an optional unit, e.g. \"256MiB\"")
 	}
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.' || t[i] == '-' || t[i] == '+') {
-		i++
-	}
-	num, unitName := t[:i], strings.TrimSpace(t[i:])
+	rest := strings.TrimLeft(t, "0123456789.+-")
+	num, unitName := t[:len(t)-len(rest)], strings.TrimSpace(rest)
 	mult := int64(1)
 	if unitName != "" {
-		found := false
-		for _, u := range sizeUnits {
-			if strings.EqualFold(unitName, u.name) {
-				mult, unitName, found = u.mult, u.name, true
-				break
-			}
-		}
-		if !found {
+		u := slices.IndexFunc(sizeUnits, func(u sizeUnit) bool { return strings.EqualFold(unitName, u.name) })
+		if u < 0 {
 			return 0, fmt.Errorf("size %q: unknown unit %q: %s", s, unitName, unitHelp)
 		}
+		mult = sizeUnits[u].mult
 	}
 	switch {
 	case num == "":
