@@ -183,54 +183,46 @@ func (w *wrapped) Unwrap() error { return w.err }
 // unknownKeys reports the keys of m, the file's table at path (table name
 // table), that Config does not know, by exact name (the TOML library
 // matches field names without regard to case, this package does not), with
-// a hint at what was probably meant. The keys of an unknown table are not
-// visited, so it is reported alone.
+// a hint at what was probably meant: the known key of the table closest to
+// it, if close enough, or else the tables where it is known. The keys of an
+// unknown table are not visited, so it is reported alone.
 func unknownKeys(p *problems, path, table string, m map[string]any) {
 	known := knownKeys[table]
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if slices.Contains(known, k) {
 			continue
 		}
-		where := "at the top level"
+		msg, mean, bestDist := "unknown key at the top level", "", 3
 		if table != "" {
-			where = "in [" + table + "]"
+			msg = "unknown key in [" + table + "]"
 		}
-		msg := "unknown key " + where
-		mean, elsewhere := keyHint(table, k)
+		for _, kk := range known {
+			if d := editDistance(strings.ToLower(k), kk); d < bestDist {
+				mean, bestDist = kk, d
+			}
+		}
+		var elsewhere []string
+		for t, ks := range knownKeys {
+			switch {
+			case t == table || !slices.Contains(ks, k):
+			case t == "":
+				elsewhere = append(elsewhere, "the top level")
+			default:
+				elsewhere = append(elsewhere, "["+t+"]")
+			}
+		}
 		switch {
 		case mean != "":
 			msg += fmt.Sprintf(" (did you mean %q?)", mean)
 		case len(known) > 0:
 			msg += "; known keys there: " + strings.Join(known, ", ")
 		}
-		if mean == "" && elsewhere != "" {
-			msg += fmt.Sprintf("; %q belongs in %s", k, elsewhere)
+		if mean == "" && elsewhere != nil {
+			sort.Strings(elsewhere)
+			msg += fmt.Sprintf("; %q belongs in %s", k, strings.Join(elsewhere, " or "))
 		}
 		p.add(join(path, k), "%s", msg)
 	}
-}
-
-// keyHint returns the known key of parent closest to last (if close
-// enough), and the tables where last is a known key.
-func keyHint(parent, last string) (mean, elsewhere string) {
-	bestDist := 3
-	for _, k := range knownKeys[parent] {
-		if d := editDistance(strings.ToLower(last), k); d < bestDist {
-			mean, bestDist = k, d
-		}
-	}
-	var tables []string
-	for p, ks := range knownKeys {
-		if p != parent && slices.Contains(ks, last) {
-			if p == "" {
-				tables = append(tables, "the top level")
-			} else {
-				tables = append(tables, "["+p+"]")
-			}
-		}
-	}
-	sort.Strings(tables)
-	return mean, strings.Join(tables, " or ")
 }
 
 func editDistance(a, b string) int {
