@@ -167,23 +167,18 @@ func tagValue(sf reflect.StructField, key string) reflect.Value {
 	return v
 }
 
+// kindOf is the kind of a field of type t that has no kind tag: a
+// Size's or Duration's is its type's name, as a string's, bool's and int's.
 func kindOf(t reflect.Type) string {
-	switch t {
-	case reflect.TypeFor[Size]():
-		return "size"
-	case reflect.TypeFor[Duration]():
-		return "duration"
-	}
-	switch t.Kind() {
-	case reflect.Struct:
+	switch {
+	case t.Kind() == reflect.Struct:
 		return "table"
-	case reflect.Slice:
-		if t.Elem().Kind() == reflect.String {
-			return "list"
-		}
-		return "tables"
+	case t.Kind() != reflect.Slice:
+		return strings.ToLower(t.Name()) // string, bool, int, size, duration
+	case t.Elem().Kind() == reflect.String:
+		return "list"
 	}
-	return t.Kind().String() // string, bool, int
+	return "tables"
 }
 
 // join appends a key to a dotted path.
