@@ -42,8 +42,12 @@ func (c *Config) Validate() error {
 	if !hasP && !hasS {
 		p.add("", "the config describes neither site: add a [primary] section, a [secondary] section, or both")
 	}
+	if n := Size(len(c.Primary.Subsystems)); n > 0 && c.Primary.SidefileLimit > MaxSidefileTotal/n {
+		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
+			"at most %s each (left out, it is that)", c.Primary.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
+	}
 	if hasP {
-		c.validatePrimary(&p)
+		c.checkSite(&p, "primary")
 	}
 	if hasS {
 		c.checkSite(&p, "secondary")
@@ -245,15 +249,6 @@ func (c *Config) checkSite(p *problems, site string) {
 		p.add(site+".insecure", "cannot be true when the link has TLS (tls_cert, tls_key, tls_ca), NBD has TLS or is not served, "+
 			"and the control address has a token and HTTPS or is not served: there is nothing left to allow, remove insecure")
 	}
-}
-
-func (c *Config) validatePrimary(p *problems) {
-	pr := &c.Primary
-	if n := Size(len(pr.Subsystems)); n > 0 && pr.SidefileLimit > MaxSidefileTotal/n {
-		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
-			"at most %s each (left out, it is that)", pr.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
-	}
-	c.checkSite(p, "primary")
 }
 
 // validatePair checks what spans both sites: the secondary copies exactly
