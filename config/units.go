@@ -28,14 +28,16 @@ const (
 	TiB Size = 1 << 40
 )
 
-type sizeUnit struct {
+// unit is a unit a Size or a Duration is written in, and how many bytes or
+// nanoseconds it is.
+type unit struct {
 	name string
 	mult int64
 }
 
 // sizeUnits lists the accepted units; binary ones first, largest first, so
 // that formatting picks the largest exact binary unit.
-var sizeUnits = []sizeUnit{
+var sizeUnits = []unit{
 	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
 	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
 }
@@ -52,7 +54,7 @@ func ParseSize(s string) (Size, error) {
 	num, unitName := t[:len(t)-len(rest)], strings.TrimSpace(rest)
 	mult := int64(1)
 	if unitName != "" {
-		u := slices.IndexFunc(sizeUnits, func(u sizeUnit) bool { return strings.EqualFold(unitName, u.name) })
+		u := slices.IndexFunc(sizeUnits, func(u unit) bool { return strings.EqualFold(unitName, u.name) })
 		if u < 0 {
 			return 0, fmt.Errorf("size %q: unknown unit %q: %s", s, unitName, unitHelp)
 		}
@@ -112,11 +114,10 @@ func (s Size) MarshalText() ([]byte, error) {
 // UnmarshalText implements encoding.TextUnmarshaler; see [ParseSize].
 func (s *Size) UnmarshalText(b []byte) error {
 	v, err := ParseSize(string(b))
-	if err != nil {
-		return err
+	if err == nil {
+		*s = v
 	}
-	*s = v
-	return nil
+	return err
 }
 
 // Duration is a time.Duration written in Go's syntax: "20ms", "60s", "2m",
@@ -126,19 +127,15 @@ type Duration time.Duration
 // String formats the duration in a single unit that holds it exactly:
 // "20ms", "60s", "1h", "1500ms".
 func (d Duration) String() string {
-	v := time.Duration(d)
-	if v == 0 {
+	if d == 0 {
 		return "0s"
 	}
-	for _, u := range []struct {
-		name string
-		d    time.Duration
-	}{{"h", time.Hour}, {"s", time.Second}, {"ms", time.Millisecond}, {"us", time.Microsecond}} {
-		if v%u.d == 0 {
-			return strconv.FormatInt(int64(v/u.d), 10) + u.name
+	for _, u := range []unit{{"h", int64(time.Hour)}, {"s", int64(time.Second)}, {"ms", int64(time.Millisecond)}, {"us", int64(time.Microsecond)}} {
+		if int64(d)%u.mult == 0 {
+			return strconv.FormatInt(int64(d)/u.mult, 10) + u.name
 		}
 	}
-	return strconv.FormatInt(int64(v), 10) + "ns"
+	return strconv.FormatInt(int64(d), 10) + "ns"
 }
 
 // MarshalText implements encoding.TextMarshaler; see [Duration.String].
