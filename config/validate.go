@@ -189,16 +189,15 @@ func (f *field) rangeProblem(v reflect.Value) string {
 func checkGroups(p *problems, path string, v reflect.Value, fields []field) {
 	set, members, count, value := map[string]bool{}, map[string][]string{}, map[string]int{}, map[string]reflect.Value{}
 	for _, f := range fields {
-		value[f.name] = v.FieldByIndex(f.index)
-		if f.kind == "enum" && value[f.name].IsZero() {
+		value[f.name], set[f.name] = v.FieldByIndex(f.index), !v.FieldByIndex(f.index).IsZero()
+		if f.kind == "enum" && !set[f.name] {
 			value[f.name] = reflect.ValueOf(f.values[0]) // what leaving it out means
-		}
-		set[f.name] = !v.FieldByIndex(f.index).IsZero()
-		if f.group != "" && set[f.name] {
-			count[f.group]++
 		}
 		if f.group != "" {
 			members[f.group] = append(members[f.group], f.name)
+			if set[f.name] {
+				count[f.group]++
+			}
 		}
 	}
 	for _, f := range fields {
