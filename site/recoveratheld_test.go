@@ -1,0 +1,188 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/transport"
+)
+
+// Groups the secondary journaled but held unapplied (a resync) hold
+// writes the primary has; recover --at to a time before them drops them
+// (RecoverTo forgets the hold), and the regions its undo writes back are
+// added to the promotion's changed regions, but not the regions of the
+// dropped held groups. The old primary's activity log let those go once
+// they were journaled, and the promotion records no held groups, so the
+// rejoin copies them from neither side: the old primary keeps its write
+// there, the promoted site does not have it, and the two differ after the
+// copy though every pair says duplex.
+func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
+	const mib = 1 << 20
+	cfg := linkConfig(t)
+	for i := range cfg.Primary.Subsystems {
+		for j := range cfg.Primary.Subsystems[i].Volumes {
+			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
+		}
+	}
+	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	cfg.Secondary.History = config.Duration(time.Hour)
+	cfg.Secondary.HistoryBytes = 64 * config.MiB
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fwd := transport.NewMemNetwork(1, transport.Faults{})
+	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopSec := runFor(t, sec.Run)
+	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	waitFor(t, time.Minute, "every pair duplex", func() bool {
+		for _, v := range prim.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
+	applied := func(what string) {
+		t.Helper()
+		qctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := prim.Mover().Quiesce(qctx); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, what, func() bool { return sec.Replica().Stats().Group >= prim.Mover().Stats().Acked.Group })
+	}
+	if err := prim.Write(ctx, "vol3", fill(9), 2*mib); err != nil {
+		t.Fatal(err)
+	}
+	applied("vol3's write applied")
+	target := sec.Replica().Position().Time
+	time.Sleep(5 * time.Millisecond)
+	if err := prim.Write(ctx, "vol4", fill(5), 4*mib); err != nil {
+		t.Fatal(err)
+	}
+	applied("vol4's write applied")
+	if err := prim.Pairs().Suspend("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{mib, 5 * mib} {
+		if err := prim.Write(ctx, "vol1", fill(1), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := int64(1024)
+	prim.SetRates(&slow, nil)
+	if err := prim.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	// Journaled at the secondary, held there by vol1's resync.
+	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := prim.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if st := sec.Replica().Stats(); st.HeldGroups == 0 {
+		t.Fatal("the secondary holds no groups: the test did not hold it")
+	}
+	fwd.SetDown(true)
+	stopPrim()
+	stopSec()
+
+	// duplex recover --at, as cmd/duplex does it: back before vol4's write.
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Replica().FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.RecoverTo(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recovered to group %d", st.Group)
+	s.Close()
+
+	pr, _, _, err := Promote(ctx, cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("promoted at group %d, %d held groups", pr.Group, pr.HeldGroups)
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
+	ch, err := b.changedRegions()()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRejoin(cfg, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range plan {
+		t.Logf("rejoin: %s copies %d bytes (%d here, %d there) %s", v.Name, v.Copy, v.Here, v.There, v.Whole)
+	}
+	r, err := BeginRejoin(cfg, ch, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, a.Run)
+	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool {
+		for _, v := range b.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	qctx, cancel = context.WithTimeout(ctx, time.Minute)
+	if err := b.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
+		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
+	})
+	got, want := make([]byte, mib), make([]byte, mib)
+	for _, name := range cfg.VolumeNames() {
+		for off := int64(0); off < 8*mib; off += mib {
+			if err := b.ReadAt(name, want, off); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.ReadAt(name, got, off); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s at %d: the old primary (first byte %d) differs from the promoted site (first byte %d) after the rejoin's copy",
+					name, off, got[0], want[0])
+			}
+		}
+	}
+}
