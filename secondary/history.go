@@ -285,9 +285,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 
 // UndoRanges are the ranges RecoverTo(t) writes back: those the groups
 // after the one it reaches overwrote, and those of a group after the
-// applied one whose undo is held (RecoverTo undoes them too). Asked before
-// RecoverTo, they are what the volumes will hold other than the primary
-// did.
+// applied one whose undo is held (RecoverTo undoes them too); and, when it
+// goes back before the applied group, those of the groups journaled after
+// the applied one and never applied (a resync held them), which RecoverTo
+// drops. Asked before RecoverTo, they are what the volumes will hold other
+// than the primary did: the primary's activity log let the held groups'
+// regions go once they were journaled here.
 func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -310,6 +313,39 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	rs, err := s.hist.Ranges(to)
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if t < cur.Time {
+		held, err := s.heldRanges(cur)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, held...)
+	}
+	return rs, nil
+}
+
+// heldRanges are the ranges of the groups journaled after cur, the applied
+// group, and not undone by an earlier recovery (Open skips those too).
+// Called with s.mu held.
+func (s *Secondary) heldRanges(cur apply.State) ([]history.Range, error) {
+	var rs []history.Range
+	err := s.journal.Replay(cur.Group, func(index uint64, data []byte) error {
+		if s.ident.Fenced != "" && index <= cur.RecoveredFrom {
+			return nil
+		}
+		g, err := s.decodeJournaled(index, data)
+		if err != nil {
+			return err
+		}
+		for _, u := range g.Updates {
+			if u.Kind != recordset.KindMarker && u.Length > 0 {
+				rs = append(rs, history.Range{Volume: u.Volume, Offset: u.Offset, Length: u.Length})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("secondary: the groups journaled after applied group %d: %w", cur.Group, err)
 	}
 	return rs, nil
 }

@@ -9,9 +9,12 @@ import (
 
 // RecoverTo takes the stopped secondary's volumes back to the newest group
 // at or before t (secondary.RecoverTo). First the regions the undo writes
-// back are added, durably, to the changed regions a promotion of this site
-// starts from (PromotedDir): the old primary holds writes there that this
-// site then no longer has, and a rejoin after the promotion copies those
+// back, and those of the groups journaled and held unapplied by a resync
+// that it drops, are added, durably, to the changed regions a promotion of
+// this site starts from (PromotedDir): the old primary holds writes there
+// that this site then no longer has (its activity log let the held groups'
+// regions go once they were journaled here, and the promotion records no
+// held groups after the recovery), and a rejoin after the promotion copies those
 // regions back to it with the ones the promoted site writes. Run again
 // after a crash, it marks the same regions or, once the undo was recorded,
 // none more: they were marked before it.
