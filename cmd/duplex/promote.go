@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"duplex/config"
@@ -43,6 +44,9 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); errors.Is(err, failover.ErrNotPromoted) {
 			return promoteBack(ctx, cfg, log, *force, *timeout, stdout)
 		}
+	}
+	if err := failedOverBack(cfg, *path); err != nil {
+		return err
 	}
 	// Before anything is fenced or recorded, both for good: a site that
 	// cannot serve would be neither a secondary any more nor a primary.
@@ -166,6 +170,31 @@ func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, forc
 		printRecovered(stdout, recovered)
 		fmt.Fprintf(stdout, "promoted: this site, the old primary, is the session's primary again from now on (data generation %s; "+
 			"the promoted site it rejoined is refused, and discards what it wrote since when it rejoins)\n", pr.Generation)
+		fmt.Fprintln(stdout, "from now on, start this site with duplex primary --config FILE (after a stop or a kill -9 too), not duplex promote")
 	}
 	return servePromotedBack(ctx, cfg, log, stdout)
+}
+
+// failedOverBack refuses a promote at the old primary that failed over
+// back (its pair state holds that promotion, and the rejoin record that
+// made promote fail over back is gone once the site first started as the
+// primary again): promote would take this site for the [secondary]
+// section's site and promote a fresh, empty one at those paths, serving
+// it read-write beside the session's real primary. Nothing at those paths
+// was ever a secondary here (no state file), nor promoted; where one was
+// (both sites in one directory), promote goes on.
+func failedOverBack(cfg *config.Config, path string) error {
+	pr, err := failover.ReadPromotion(nil, site.PairStateDir(cfg))
+	if err != nil {
+		return nil
+	}
+	if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
+		return nil
+	}
+	if _, err := os.Stat(site.StatePath(cfg)); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("this site failed over back and is the session's primary again (since %s, data generation %s): "+
+		"serve it with duplex primary --config %s; duplex promote here would promote the [secondary] section's site",
+		control.FormatTime(pr.At), pr.Generation, path)
 }
