@@ -60,6 +60,17 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 	if pr.Session != cfg.Session {
 		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
 	}
+	// A rejoin back recorded beside the promotion is under way (a new
+	// promotion removes the record first; the rejoin retires the promotion
+	// after writing it): the old primary is the session's primary, and the
+	// rejoin discards whatever the volumes took here.
+	switch r, err := readRejoin(opts.FS, RejoinBackDir(cfg)); {
+	case err == nil:
+		return nil, fmt.Errorf("promoted: this site rejoins the session's primary (primary again since %s) as its secondary: "+
+			"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
+	case !errors.Is(err, ErrNotRejoined):
+		return nil, fmt.Errorf("promoted: %w", err)
+	}
 	rev, err := cfg.Reversed()
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
