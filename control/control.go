@@ -405,9 +405,7 @@ type PairResult struct {
 // authorized checks the control token of a mutating call, answering it if not.
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request, what string) bool {
 	fail := func(code int, msg string) bool {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(map[string]string{"error": msg})
+		writeJSON(w, code, map[string]string{"error": msg})
 		return false
 	}
 	if s.Token == "" {
@@ -455,65 +453,35 @@ type rateRequest struct {
 }
 
 func (s *Server) rate(w http.ResponseWriter, r *http.Request) {
-	reply := func(code int, res Rates) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
-	}
 	if !s.authorized(w, r, "pair rate") {
 		return
 	}
 	if s.SetRates == nil {
-		reply(http.StatusNotFound, Rates{Error: "this site has no rate limits (they pace the primary)"})
+		writeJSON(w, http.StatusNotFound, Rates{Error: "this site has no rate limits (they pace the primary)"})
 		return
 	}
 	var req rateRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-		reply(http.StatusBadRequest, Rates{Error: fmt.Sprintf("rate request: %v", err)})
+	if err := decodeRequest(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, Rates{Error: fmt.Sprintf("rate request: %v", err)})
 		return
 	}
 	if req.Copy == nil && req.Link == nil {
-		reply(http.StatusBadRequest, Rates{Error: "rate request names neither the copy nor the link rate"})
+		writeJSON(w, http.StatusBadRequest, Rates{Error: "rate request names neither the copy nor the link rate"})
 		return
 	}
 	res, err := s.SetRates(req.Copy, req.Link)
 	if err != nil {
-		reply(http.StatusBadRequest, Rates{Error: err.Error()})
+		writeJSON(w, http.StatusBadRequest, Rates{Error: err.Error()})
 		return
 	}
-	reply(http.StatusOK, res)
+	writeJSON(w, http.StatusOK, res)
 }
 
 // SetRates asks a primary's control address to change its copy and link
 // rate limits (those not nil; bytes per second, 0: no limit), and returns
 // both as they now are.
 func SetRates(ctx context.Context, at Endpoint, token string, copyRate, linkRate *int64) (Rates, error) {
-	body, err := json.Marshal(rateRequest{Copy: copyRate, Link: linkRate})
-	if err != nil {
-		return Rates{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/rate"), strings.NewReader(string(body)))
-	if err != nil {
-		return Rates{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := at.do(req)
-	if err != nil && ctx.Err() != nil {
-		return Rates{}, fmt.Errorf("pair rate: the primary's control address %s did not answer in time: %w", at, ctx.Err())
-	}
-	if err != nil {
-		return Rates{}, fmt.Errorf("pair rate: %w", err)
-	}
-	defer resp.Body.Close()
-	var res Rates
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return Rates{}, fmt.Errorf("pair rate: %s", resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("pair rate: %s", res.Error)
-	}
-	return res, nil
+	return postOK[Rates](ctx, at, token, "/v1/rate", "pair rate", rateRequest{Copy: copyRate, Link: linkRate})
 }
 
 // FenceSecondary asks a running secondary to stop accepting its primary.
@@ -539,9 +507,7 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 	vol, op := r.PathValue("volume"), r.PathValue("op")
 	reply := func(code int, res PairResult) {
 		res.Volume, res.Op = vol, op
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
+		writeJSON(w, code, res)
 	}
 	if !s.authorized(w, r, "pair "+op) {
 		return
@@ -592,9 +558,7 @@ func (s *Server) allPairsOp(w http.ResponseWriter, r *http.Request) {
 	op := r.PathValue("op")
 	reply := func(code int, res AllPairsResult) {
 		res.Op = op
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
+		writeJSON(w, code, res)
 	}
 	if !s.authorized(w, r, "pair "+op+" --all") {
 		return
@@ -677,56 +641,14 @@ func drainQuery(ctx context.Context, drain bool) string {
 // pair as one operation. A suspend with drain gives up draining in time to
 // answer before ctx's deadline, DefaultDrainTimeout without one.
 func AllPairsOp(ctx context.Context, at Endpoint, token, op string, drain bool) (AllPairsResult, error) {
-	url := at.url("/v1/all-pairs/" + op + drainQuery(ctx, drain))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return AllPairsResult{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := at.do(req)
-	if err != nil && ctx.Err() != nil {
-		return AllPairsResult{}, fmt.Errorf("pair %s --all: the primary's control address %s did not answer in time: %w", op, at, ctx.Err())
-	}
-	if err != nil {
-		return AllPairsResult{}, fmt.Errorf("pair %s --all: %w", op, err)
-	}
-	defer resp.Body.Close()
-	var res AllPairsResult
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return AllPairsResult{}, fmt.Errorf("pair %s --all: %s", op, resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("pair %s --all: %s", op, res.Error)
-	}
-	return res, nil
+	return postOK[AllPairsResult](ctx, at, token, "/v1/all-pairs/"+op+drainQuery(ctx, drain), "pair "+op+" --all", nil)
 }
 
 // PairOp asks a primary's control address to run a pair operation. A
 // suspend with drain gives up draining in time to answer before ctx's
 // deadline, DefaultDrainTimeout without one.
 func PairOp(ctx context.Context, at Endpoint, token, vol, op string, drain bool) (PairResult, error) {
-	url := at.url("/v1/pairs/" + vol + "/" + op + drainQuery(ctx, drain))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return PairResult{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := at.do(req)
-	if err != nil && ctx.Err() != nil {
-		return PairResult{}, fmt.Errorf("pair %s %s: the primary's control address %s did not answer in time: %w", op, vol, at, ctx.Err())
-	}
-	if err != nil {
-		return PairResult{}, fmt.Errorf("pair %s %s: %w", op, vol, err)
-	}
-	defer resp.Body.Close()
-	var res PairResult
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return PairResult{}, fmt.Errorf("pair %s %s: %s", op, vol, resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("pair %s %s: %s", op, vol, res.Error)
-	}
-	return res, nil
+	return postOK[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), "pair "+op+" "+vol, nil)
 }
 
 // ReadToken reads a control token file, refusing one that others can read:

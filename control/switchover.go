@@ -2,11 +2,8 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -87,44 +84,16 @@ type SwitchoverResult struct {
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
-	reply := func(code int, res PromoteResult) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
-	}
-	if !s.authorized(w, r, "promote") {
-		return
-	}
-	if s.Promote == nil {
-		reply(http.StatusNotFound, PromoteResult{Error: "this site is not a running secondary: it cannot be promoted in place"})
-		return
-	}
-	var req PromoteRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-		reply(http.StatusBadRequest, PromoteResult{Error: fmt.Sprintf("promote request: %v", err)})
-		return
-	}
-	res, err := s.Promote(req)
-	if err != nil {
-		res.Error = err.Error()
-		reply(http.StatusConflict, res)
-		return
-	}
-	reply(http.StatusOK, res)
+	serveCall(s, w, r, "promote", "this site is not a running secondary: it cannot be promoted in place", s.Promote)
 }
 
 func (s *Server) cancelPromote(w http.ResponseWriter, r *http.Request) {
-	reply := func(code int, res PromoteResult) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
-	}
 	if !s.authorized(w, r, "promote") {
 		return
 	}
 	var req CancelRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
-		reply(http.StatusBadRequest, PromoteResult{Error: fmt.Sprintf("cancel request: %v", err)})
+	if err := decodeRequest(r, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, PromoteResult{Error: fmt.Sprintf("cancel request: %v", err)})
 		return
 	}
 	if s.CancelPromote == nil {
@@ -132,40 +101,35 @@ func (s *Server) cancelPromote(w http.ResponseWriter, r *http.Request) {
 		// whichever request did it, the site asking must not serve.
 		if s.Status != nil {
 			if st := s.Status(); st.PromotedAt != "" && st.Session == req.Session {
-				reply(http.StatusOK, PromoteResult{State: PromoteDone, PromotedAt: st.PromotedAt})
+				writeJSON(w, http.StatusOK, PromoteResult{State: PromoteDone, PromotedAt: st.PromotedAt})
 				return
 			}
 		}
-		reply(http.StatusNotFound, PromoteResult{Error: "this site is neither a running secondary nor a promoted site"})
+		writeJSON(w, http.StatusNotFound, PromoteResult{Error: "this site is neither a running secondary nor a promoted site"})
 		return
 	}
 	res, err := s.CancelPromote(req)
 	if err != nil {
 		res.Error = err.Error()
-		reply(http.StatusConflict, res)
+		writeJSON(w, http.StatusConflict, res)
 		return
 	}
-	reply(http.StatusOK, res)
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
-	reply := func(code int, res SwitchoverResult) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		json.NewEncoder(w).Encode(res)
-	}
 	if !s.authorized(w, r, "switchover") {
 		return
 	}
 	if s.Switchover == nil {
-		reply(http.StatusNotFound, SwitchoverResult{Error: "this site is not a running primary: a switchover runs at the primary"})
+		writeJSON(w, http.StatusNotFound, SwitchoverResult{Error: "this site is not a running primary: a switchover runs at the primary"})
 		return
 	}
 	d := DefaultDrainTimeout
 	if v := r.URL.Query().Get("timeout"); v != "" {
 		t, err := time.ParseDuration(v)
 		if err != nil || t <= 0 {
-			reply(http.StatusBadRequest, SwitchoverResult{Error: fmt.Sprintf("timeout %q: want a positive duration such as 90s or 5m", v)})
+			writeJSON(w, http.StatusBadRequest, SwitchoverResult{Error: fmt.Sprintf("timeout %q: want a positive duration such as 90s or 5m", v)})
 			return
 		}
 		d = t
@@ -173,20 +137,20 @@ func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
 	res, err := s.Switchover(r.Context(), d)
 	if err != nil {
 		res.Error = err.Error()
-		reply(http.StatusConflict, res)
+		writeJSON(w, http.StatusConflict, res)
 		return
 	}
 	if s.Logger != nil {
 		s.Logger.Info("switchover done", "promoted_at", res.PromotedAt, "pause_seconds", res.PauseSeconds)
 	}
-	reply(http.StatusOK, res)
+	writeJSON(w, http.StatusOK, res)
 }
 
 // PromoteSecondary asks a running secondary to promote itself in place (see
 // PromoteRequest).
 func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr PromoteRequest) (PromoteResult, error) {
 	what := "promote " + at.String()
-	res, code, err := postPromote(ctx, at, token, "/v1/promote", what, pr)
+	res, code, err := post[PromoteResult](ctx, at, token, "/v1/promote", what, pr)
 	if err == nil && code != http.StatusOK {
 		return res, &RefusedError{What: what, Reason: res.Error, Code: code}
 	}
@@ -198,38 +162,11 @@ func PromoteSecondary(ctx context.Context, at Endpoint, token string, pr Promote
 // there (see CancelRequest): an error if it did not say.
 func CancelPromotion(ctx context.Context, at Endpoint, token string, cr CancelRequest) (PromoteResult, error) {
 	what := "cancel the promotion at " + at.String()
-	res, code, err := postPromote(ctx, at, token, "/v1/promote/cancel", what, cr)
+	res, code, err := post[PromoteResult](ctx, at, token, "/v1/promote/cancel", what, cr)
 	if err == nil && (code != http.StatusOK || res.State == "") {
 		return res, fmt.Errorf("%s: %d %s (%s)", what, code, http.StatusText(code), res.Error)
 	}
 	return res, err
-}
-
-// postPromote posts a promotion request or its cancel and decodes the
-// site's answer whatever its status code: the caller decides what a code
-// means. A transport error is wrapped, so that callers can tell a request
-// that never connected from one whose answer was lost.
-func postPromote(ctx context.Context, at Endpoint, token, path, what string, in any) (PromoteResult, int, error) {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return PromoteResult{}, 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url(path), strings.NewReader(string(body)))
-	if err != nil {
-		return PromoteResult{}, 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := at.do(req)
-	if err != nil {
-		return PromoteResult{}, 0, fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	var res PromoteResult
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return PromoteResult{}, resp.StatusCode, fmt.Errorf("%s: %s", what, resp.Status)
-	}
-	return res, resp.StatusCode, nil
 }
 
 // RefusedError is a control call the site answered with a refusal: it did
@@ -245,25 +182,5 @@ func (e *RefusedError) Error() string { return e.What + ": " + e.Reason }
 // Switchover asks a primary's control address to hand the session to the
 // other site, within timeout; ctx allows the answer AnswerMargin more.
 func Switchover(ctx context.Context, at Endpoint, token string, timeout time.Duration) (SwitchoverResult, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url("/v1/switchover?timeout="+timeout.String()), nil)
-	if err != nil {
-		return SwitchoverResult{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := at.do(req)
-	if err != nil && ctx.Err() != nil {
-		return SwitchoverResult{}, fmt.Errorf("switchover: the primary's control address %s did not answer in time: %w", at, ctx.Err())
-	}
-	if err != nil {
-		return SwitchoverResult{}, fmt.Errorf("switchover: %w", err)
-	}
-	defer resp.Body.Close()
-	var res SwitchoverResult
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil {
-		return SwitchoverResult{}, fmt.Errorf("switchover: %s", resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("switchover: %s", res.Error)
-	}
-	return res, nil
+	return postOK[SwitchoverResult](ctx, at, token, "/v1/switchover?timeout="+timeout.String(), "switchover", nil)
 }
