@@ -65,6 +65,7 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	var err error
+	b.nbdkitImage = image
 	if b.nbdkit, b.nbdkitAddr, err = startNbdkit(ctx, dir, image); err != nil {
 		return err
 	}
@@ -77,50 +78,115 @@ func (b *bench) writeCost(ctx context.Context) error {
 	if err := b.setup(ctx); err != nil {
 		return err
 	}
-	servers := []struct{ name, uri string }{
-		{"nbdkit", "nbd://" + b.nbdkitAddr + "/"},
-		{"duplex", b.pair.uri(0)},
+	// images are the files a server's I/O lands in, put in the same
+	// settled state before every run; pids are the processes whose CPU
+	// the run costs (for Duplex: the primary, then the secondary).
+	servers := []struct {
+		name, uri string
+		images    []string
+		pids      []int
+	}{
+		{"nbdkit", "nbd://" + b.nbdkitAddr + "/", []string{b.nbdkitImage}, []int{b.nbdkit.Pid()}},
+		{"duplex", b.pair.uri(0), []string{b.pair.sess.PrimaryPaths()[0], b.pair.sess.SecondaryPaths()[0]},
+			[]int{b.pair.prim.Pid(), b.pair.sec.Pid()}},
+	}
+	type result struct {
+		job fiojson.Job
+		// cpuPer is each of the server's processes' CPU seconds per I/O.
+		cpuPer []float64
 	}
 	// res[job][server] holds one result per round.
-	res := make([][2][]fiojson.Job, len(writeJobs))
+	res := make([][2][]result, len(writeJobs))
 	var drains []time.Duration
+	load := []string{loadavg()}
 	for r := range b.s.rounds {
 		for j, job := range writeJobs {
 			// A B A B: each job on nbdkit, then on Duplex, round after round,
 			// so that a drift in the machine's load hits both alike.
 			for si, sv := range servers {
+				// Both servers start every run in one settled state: an
+				// image written just before serves writes several times
+				// slower than the same file once written back, which
+				// would compare the page cache's state, not the servers.
+				// For the read job the served image is then read whole,
+				// so that it measures the server rather than the disk.
+				for _, img := range sv.images {
+					if err := dropCache(img); err != nil {
+						return err
+					}
+				}
+				if job.rw == "randread" {
+					if err := warmCache(sv.images[0]); err != nil {
+						return err
+					}
+				}
+				cpu0, err := procCPUs(sv.pids)
+				if err != nil {
+					return err
+				}
 				name := fmt.Sprintf("%s-%s-r%d", job.name, sv.name, r+1)
 				jobs, err := b.fio(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
 				if err != nil {
 					return err
 				}
-				res[j][si] = append(res[j][si], jobs[0])
 				if sv.name == "duplex" && job.rw != "randread" {
+					// The secondary's share of these writes is done once
+					// the sidefile is empty: its CPU is read after that.
 					d, err := b.pair.drain(ctx)
 					if err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
 					}
 					drains = append(drains, d)
 				}
+				cpu1, err := procCPUs(sv.pids)
+				if err != nil {
+					return err
+				}
+				ios := max(jobs[0].IOPS*(jobs[0].Runtime+b.s.ramp.Seconds()), 1)
+				per := make([]float64, len(cpu0))
+				for i := range per {
+					per[i] = (cpu1[i] - cpu0[i]).Seconds() / ios
+				}
+				res[j][si] = append(res[j][si], result{jobs[0], per})
 			}
 		}
+		load = append(load, loadavg())
 	}
 	w := b.s.w
 	fmt.Fprintf(w, "\n## Write cost: nbdkit file plugin vs Duplex primary (replicating to a secondary on this machine)\n\n")
 	fmt.Fprintf(w, "fio --ioengine=nbd, %s per job after %s ramp, %d rounds alternating nbdkit and Duplex; medians over rounds. "+
-		"Volume %d MiB, prefilled; Duplex sidefile limit %d MiB, interval %s.\n\n",
-		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, sidefileLimit>>20, b.pair.sess.Config.Interval)
-	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | Duplex/nbdkit (median of rounds) | ratio per round |\n")
-	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		"Volume %d MiB, prefilled; Duplex sidefile limit %d MiB, interval %s. Both sites and fio share the machine's CPUs. "+
+		"Before every run each server's files (nbdkit's image; Duplex's primary and secondary volumes) are synced and dropped "+
+		"from the page cache, and before the read job the served image is then read once whole. "+
+		"CPU/IO is a process's user+system CPU time over the run (for the Duplex secondary, until the sidefile is empty after it) "+
+		"divided by the run's I/Os. Load average at the start and after each round: %s.\n\n",
+		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, sidefileLimit>>20, b.pair.sess.Config.Interval, strings.Join(load, " → "))
+	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | nbdkit µs CPU/IO | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | "+
+		"primary µs CPU/IO | secondary µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	jobsOf := func(rs []result) []fiojson.Job {
+		var js []fiojson.Job
+		for _, r := range rs {
+			js = append(js, r.job)
+		}
+		return js
+	}
+	cpuOf := func(rs []result, i int) float64 {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, r.cpuPer[i]*1e6)
+		}
+		return median(v)
+	}
 	for j, job := range writeJobs {
-		k, d := res[j][0], res[j][1]
+		k, d := jobsOf(res[j][0]), jobsOf(res[j][1])
 		var ratios []float64
 		for r := range k {
 			ratios = append(ratios, d[r].IOPS/k[r].IOPS)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %.0f | %.1f | %.2f | **%.2f** | %s |\n", job.name,
-			median(field(k, iops)), median(field(k, mibps)), median(field(k, p99))*1e3,
-			median(field(d, iops)), median(field(d, mibps)), median(field(d, p99))*1e3,
+		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %.1f | %.0f | %.1f | %.2f | %.1f | %.1f | **%.2f** | %s |\n", job.name,
+			median(field(k, iops)), median(field(k, mibps)), median(field(k, p99))*1e3, cpuOf(res[j][0], 0),
+			median(field(d, iops)), median(field(d, mibps)), median(field(d, p99))*1e3, cpuOf(res[j][1], 0), cpuOf(res[j][1], 1),
 			median(ratios), joinf(ratios, "%.2f"))
 		switch job.name {
 		case "randwrite-4k-qd16":
@@ -132,6 +198,19 @@ func (b *bench) writeCost(ctx context.Context) error {
 			"before the next job: median %s, max %s.\n", medianDur(drains).Round(time.Millisecond), slices.Max(drains).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// procCPUs reads the CPU time each of pids has used.
+func procCPUs(pids []int) ([]time.Duration, error) {
+	var ts []time.Duration
+	for _, pid := range pids {
+		t, err := harness.ProcCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
 }
 
 // saturation measures Duplex's bandwidth for 4 KiB random writes at qd16

@@ -22,7 +22,9 @@ type bench struct {
 	s          settings
 	nbdkit     *harness.Daemon
 	nbdkitAddr string
-	pair       *pair
+	// nbdkitImage is the file nbdkit serves.
+	nbdkitImage string
+	pair        *pair
 	// satRand is Duplex's median bandwidth (bytes/s) for the 4 KiB random
 	// qd16 write job.
 	satRand float64
