@@ -55,7 +55,12 @@ type settings struct {
 	lagRates []int
 	lagRun   time.Duration
 	lagSat   float64
-	w        io.Writer
+	// floor, if set, is an nbdfloor binary served beside nbdkit in the
+	// primary-side section: Duplex's NBD server without replication.
+	floor string
+	// primaryJobs, if set, are the primary-side jobs run (by name).
+	primaryJobs []string
+	w           io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -79,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lagRates := fs.String("lag-rates", "0,25,50,75", "lag section: fio's rates in % of the saturation bandwidth (0: idle), comma-separated")
 	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
 	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")
+	floor := fs.String("floor", "", "primary section: an nbdfloor `binary` (go build ./bench/cmd/nbdfloor), Duplex's NBD server over the image without replication, run in the same rounds")
+	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -92,6 +99,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	if *pjobs != "" {
+		for _, j := range strings.Split(*pjobs, ",") {
+			if !slices.ContainsFunc(primaryJobs, func(pj primaryJob) bool { return pj.name == j }) {
+				fmt.Fprintf(stderr, "perf: -primary-jobs: unknown job %q\n", j)
+				return 2
+			}
+			s.primaryJobs = append(s.primaryJobs, j)
+		}
+	}
 	s.lagRun, s.lagSat = 10*time.Second, *lagSat*(1<<20)
 	if s.quick {
 		s.lagRun = 4 * time.Second
@@ -129,6 +145,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if s.duplex, err = filepath.Abs(s.duplex); err != nil {
 		fmt.Fprintln(stderr, "perf:", err)
 		return 1
+	}
+	if *floor != "" {
+		if s.floor, err = filepath.Abs(*floor); err != nil {
+			fmt.Fprintln(stderr, "perf:", err)
+			return 1
+		}
 	}
 	if s.compare != "" {
 		if s.compare, err = filepath.Abs(s.compare); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -22,10 +23,12 @@ import (
 // to itself, and fio shares CPU 0 with the server under test, nbdkit's file
 // plugin or the Duplex primary. The jobs run in this order so that the large
 // writes of the last one cannot slow the small ones.
-var primaryJobs = []struct {
+type primaryJob struct {
 	name, rw, bs string
 	qd           int
-}{
+}
+
+var primaryJobs = []primaryJob{
 	{"randwrite-4k-qd1", "randwrite", "4k", 1},
 	{"randwrite-4k-qd16", "randwrite", "4k", 16},
 	{"randread-4k-qd16", "randread", "4k", 16},
@@ -85,6 +88,22 @@ func (b *bench) primarySide(ctx context.Context) error {
 		return err
 	}
 	defer nbdkit.Stop(10 * time.Second)
+	var floor *harness.Daemon
+	var floorAddr, floorImage string
+	if b.s.floor != "" {
+		floorImage = filepath.Join(dir, "floor.img")
+		if err := copyFile(ctx, image, floorImage); err != nil {
+			return err
+		}
+		if floor, floorAddr, err = startPinnedFloor(ctx, b.s.floor, dir, floorImage); err != nil {
+			return err
+		}
+		defer floor.Stop(10 * time.Second)
+	}
+	jobs := primaryJobs
+	if len(b.s.primaryJobs) > 0 {
+		jobs = slices.DeleteFunc(slices.Clone(primaryJobs), func(j primaryJob) bool { return !slices.Contains(b.s.primaryJobs, j.name) })
+	}
 
 	type server struct {
 		name, uri, image string
@@ -98,14 +117,17 @@ func (b *bench) primarySide(ctx context.Context) error {
 	if cmp != nil {
 		servers = append(servers, server{"compare", cmp.uri(0), cmp.sess.PrimaryPaths()[0], cmp.prim.Pid(), cmp})
 	}
+	if floor != nil {
+		servers = append(servers, server{"floor", "nbd://" + floorAddr + "/", floorImage, floor.Pid(), nil})
+	}
 	type result struct {
 		job    fiojson.Job
 		cpuPer float64 // server CPU seconds per I/O
 	}
-	res := make([][3][]result, len(primaryJobs))
+	res := make([][4][]result, len(jobs))
 	load := []string{loadavg()}
 	for r := range b.s.rounds {
-		for j, job := range primaryJobs {
+		for j, job := range jobs {
 			// A B A B, job by job, round after round: a change in the
 			// machine's load hits both servers alike.
 			for si, sv := range servers {
@@ -161,7 +183,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 	table := func(d int) {
 		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round |\n")
 		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|\n")
-		for j, job := range primaryJobs {
+		for j, job := range jobs {
 			k, d := res[j][0], res[j][d]
 			var ratios, kIOPS, dIOPS, kCPU, dCPU []float64
 			for r := range k {
@@ -175,14 +197,30 @@ func (b *bench) primarySide(ctx context.Context) error {
 	}
 	if cmp == nil {
 		table(1)
-		return nil
+	} else {
+		fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s`).\n\n", b.s.duplex, b.s.compare)
+		fmt.Fprintf(w, "`%s`:\n\n", b.s.duplex)
+		table(1)
+		fmt.Fprintf(w, "\n`%s`:\n\n", b.s.compare)
+		table(2)
 	}
-	fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s`).\n\n", b.s.duplex, b.s.compare)
-	fmt.Fprintf(w, "`%s`:\n\n", b.s.duplex)
-	table(1)
-	fmt.Fprintf(w, "\n`%s`:\n\n", b.s.compare)
-	table(2)
+	if floor != nil {
+		// In the Duplex columns: Duplex's NBD server over the image,
+		// without replication, the last in each round.
+		fmt.Fprintf(w, "\nDuplex's NBD server without replication (`%s`, in the Duplex columns), in the same rounds after the Duplex builds:\n\n", b.s.floor)
+		table(len(servers) - 1)
+	}
 	return nil
+}
+
+// startPinnedFloor serves image with nbdfloor on CPU serverCPU.
+func startPinnedFloor(ctx context.Context, floor, dir, image string) (*harness.Daemon, string, error) {
+	addrs, err := harness.FreeAddrs(1)
+	if err != nil {
+		return nil, "", err
+	}
+	bin, args := pinned(serverCPU, floor, "-listen", addrs[0], "-file", image)
+	return startListening(ctx, "nbdfloor", dir, addrs[0], bin, args)
 }
 
 func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Duration) []string {
@@ -251,19 +289,25 @@ func startPinnedNbdkit(ctx context.Context, dir, image string) (*harness.Daemon,
 	_, port, _ := net.SplitHostPort(addrs[0])
 	bin, args := pinned(serverCPU, "nbdkit", "-f", "--exit-with-parent",
 		"-P", filepath.Join(dir, "nbdkit.pid"), "-i", "127.0.0.1", "-p", port, "file", image)
-	d, err := harness.Start("nbdkit", filepath.Join(dir, "nbdkit.log"), bin, args...)
+	return startListening(ctx, "nbdkit", dir, addrs[0], bin, args)
+}
+
+// startListening starts a server and returns once it accepts connections
+// on addr.
+func startListening(ctx context.Context, name, dir, addr, bin string, args []string) (*harness.Daemon, string, error) {
+	d, err := harness.Start(name, filepath.Join(dir, name+".log"), bin, args...)
 	if err != nil {
 		return nil, "", err
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addrs[0], time.Second)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return d, addrs[0], nil
+			return d, addr, nil
 		}
 		if d.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
 			d.Stop(5 * time.Second)
-			return nil, "", fmt.Errorf("nbdkit did not start: %s", d.LogTail(1000))
+			return nil, "", fmt.Errorf("%s did not start: %s", name, d.LogTail(1000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
