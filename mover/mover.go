@@ -224,6 +224,15 @@ type Mover struct {
 	wireBytes  uint64
 	encoded    []byte
 	sets       []setBuffers
+
+	// journaled are the record sets released since the session goroutine
+	// last handed their updates' buffers back to the subsystems. It hands
+	// them back only between its sends: a release can come while it
+	// encodes the same record set again (a retransmission, a resend after
+	// a reconnect), and a buffer reused by a later write meanwhile would
+	// go out as that write's data.
+	journaled []*held
+	recycled  []*held // the session goroutine's: journaled's other array
 }
 
 // setBuffers are the buffers one record set of a bundle is compressed in:
@@ -472,6 +481,22 @@ func (m *Mover) release(s *sub) {
 		s.released = h.rs.Seq
 	}
 	m.forget(h)
+	m.journaled = append(m.journaled, h)
+}
+
+// recycle hands the buffers of the record sets released so far back to
+// their subsystems. Only the session goroutine calls it, between its
+// sends: nothing encodes a record set then.
+func (m *Mover) recycle() {
+	m.mu.Lock()
+	hs := m.journaled
+	m.journaled = m.recycled[:0]
+	m.mu.Unlock()
+	for _, h := range hs {
+		h.sub.ss.Recycle(h.rs.Updates)
+	}
+	clear(hs)
+	m.recycled = hs
 }
 
 // forget takes h out of the totals; the send queue skips it.
@@ -722,7 +747,11 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	defer tick.Stop()
 	var buf []byte
 	for {
+		m.recycle()
 		sets, beats, bundles, maxFrame := m.unsent(conn)
+		if len(sets) > 0 && m.hook != nil {
+			m.hook("encode")
+		}
 		if bundles {
 			if buf, err = m.sendBundles(conn, sets, beats, maxFrame, buf); err != nil {
 				return err

@@ -48,6 +48,10 @@ type Subsystem struct {
 	filling map[chan struct{}]struct{}
 	gen     map[string]uint64 // writes stamped per volume, for hole copies
 	actlog  ActivityLog
+
+	// beforeVolumeWrite, if set (by tests), runs after an update is
+	// captured and before it reaches the volume.
+	beforeVolumeWrite func()
 }
 
 // ActivityLog records on disk which regions may hold updates the secondary
@@ -118,6 +122,11 @@ type inflight struct {
 	// overlapping update has to wait for it, which is rare: most writes
 	// then make no channel at all.
 	done chan struct{}
+	// data is a write's buffer, which its pwrite reads until finish;
+	// recycle says the mover has handed it back meanwhile, and finish
+	// recycles it.
+	data    []byte
+	recycle bool
 }
 
 // maxSpare bounds the finished inflight records kept for reuse.
@@ -167,6 +176,9 @@ func (s *Subsystem) finish(me *inflight) {
 	if done != nil {
 		delete(s.filling, done)
 	}
+	if me.recycle {
+		buffers.put(me.data)
+	}
 	*me = inflight{}
 	if len(s.spare) < maxSpare {
 		s.spare = append(s.spare, me)
@@ -175,6 +187,40 @@ func (s *Subsystem) finish(me *inflight) {
 	if done != nil {
 		close(done)
 	}
+}
+
+// Recycle takes back the data buffers of ups, updates of this subsystem
+// that the secondary has journaled, for later writes to reuse. The caller
+// promises that nothing of its own reads them any more (the mover calls it
+// only between its sends, never while it encodes). A write whose update
+// was journaled before its own pwrite reached the volume (a write stalled
+// on the disk, or behind an overlapping one) still reads its buffer: that
+// one is taken back when the pwrite is done.
+func (s *Subsystem) Recycle(ups []recordset.Update) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range ups {
+		u := &ups[i]
+		if u.Kind != recordset.KindWrite || cap(u.Data) == 0 {
+			continue
+		}
+		if f := s.writing(u.Data); f != nil {
+			f.recycle = true
+			continue
+		}
+		buffers.put(u.Data)
+	}
+}
+
+// writing returns the write in flight whose pwrite reads b, or nil. Called
+// with s.mu held.
+func (s *Subsystem) writing(b []byte) *inflight {
+	for _, f := range s.inflight {
+		if cap(f.data) > 0 && &f.data[:1][0] == &b[:1][0] {
+			return f
+		}
+	}
+	return nil
 }
 
 // New returns a subsystem over the given volumes.
@@ -233,7 +279,7 @@ func (s *Subsystem) Write(ctx context.Context, vol string, data []byte, off int6
 		}
 		return nil
 	}
-	buf := make([]byte, len(data))
+	buf := buffers.get(len(data))
 	copy(buf, data)
 	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off)
 }
@@ -312,12 +358,22 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	before = s.overlapping(u.Volume, off, off+int64(u.Length), before)
 	me := s.start(u.Volume, off, off+int64(u.Length))
+	if u.Kind == recordset.KindWrite {
+		// Captured, the buffer may be journaled and handed back before
+		// the pwrite below has read it: Recycle finds it here. A
+		// suspended pair's write is not captured: it is the write's
+		// alone, and goes back once written.
+		me.data, me.recycle = u.Data, bm != nil
+	}
 	s.mu.Unlock()
 
 	// An earlier overlapping write must reach the volume first. Its outcome does
 	// not matter here: it finishes (successfully or not) before we go on.
 	for _, ch := range before {
 		<-ch
+	}
+	if s.beforeVolumeWrite != nil {
+		s.beforeVolumeWrite()
 	}
 	var err error
 	switch u.Kind {

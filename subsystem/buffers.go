@@ -1,0 +1,94 @@
+package subsystem
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// A write's update holds a copy of its data from capture until the
+// secondary has journaled it. Allocated afresh for every write, that copy
+// cost more than the capture itself at 4 KiB (the allocation, the zeroing
+// the copy then overwrites, the page faults of fresh heap, the collector),
+// so the buffers of journaled writes are kept for later writes instead.
+//
+// A buffer comes back only through Recycle, from the data mover, once
+// nothing of the mover reads it any more; Recycle keeps it back until the
+// write's own pwrite is done. Under the race detector every buffer taken
+// back is overwritten with a poison pattern, so a buffer handed back while
+// something still reads it shows up as corrupt data in any test.
+const (
+	minBufShift = 12 // 4 KiB
+	maxBufShift = 20 // 1 MiB: larger writes cost more in their copy than in their allocation
+	// freeLimit bounds the bytes kept free over all classes: at 4 KiB it
+	// holds 4,096 buffers, more than one interval of writes at the rates
+	// this machine reaches, so the pool is refilled before it runs dry.
+	freeLimit = 16 << 20
+	// poisonByte fills recycled buffers under the race detector.
+	poisonByte = 0xDB
+)
+
+// bufferPool is a last-in first-out free list per power-of-two size class.
+// Last in, first out keeps the buffers warm in the cache, and makes reuse
+// deterministic for the tests that catch a buffer recycled too early.
+type bufferPool struct {
+	mu    sync.Mutex
+	free  [maxBufShift - minBufShift + 1][][]byte
+	bytes int64
+}
+
+var buffers bufferPool
+
+// bufClass returns the class of a buffer of n bytes, or -1 for one too
+// large to keep.
+func bufClass(n int) int {
+	if n <= 1<<minBufShift {
+		return 0
+	}
+	shift := bits.Len(uint(n - 1))
+	if shift > maxBufShift {
+		return -1
+	}
+	return shift - minBufShift
+}
+
+// get returns a buffer of length n; its contents are not zeroed.
+func (p *bufferPool) get(n int) []byte {
+	c := bufClass(n)
+	if c < 0 {
+		return make([]byte, n)
+	}
+	p.mu.Lock()
+	if k := len(p.free[c]); k > 0 {
+		b := p.free[c][k-1]
+		p.free[c][k-1] = nil
+		p.free[c] = p.free[c][:k-1]
+		p.bytes -= int64(cap(b))
+		p.mu.Unlock()
+		return b[:n]
+	}
+	p.mu.Unlock()
+	return make([]byte, n, 1<<(c+minBufShift))
+}
+
+// put keeps b for a later get. b must be a buffer from get, which nothing
+// reads or writes any more; one of another capacity is left to the
+// garbage collector.
+func (p *bufferPool) put(b []byte) {
+	n := cap(b)
+	c := bufClass(n)
+	if c < 0 || n != 1<<(c+minBufShift) {
+		return
+	}
+	b = b[:n]
+	if raceEnabled {
+		for i := range b {
+			b[i] = poisonByte
+		}
+	}
+	p.mu.Lock()
+	if p.bytes+int64(n) <= freeLimit {
+		p.free[c] = append(p.free[c], b)
+		p.bytes += int64(n)
+	}
+	p.mu.Unlock()
+}

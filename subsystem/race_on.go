@@ -1,0 +1,5 @@
+//go:build race
+
+package subsystem
+
+const raceEnabled = true
