@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,9 +44,12 @@ func (g *testGate) set(limit int64) {
 type gateRig struct {
 	sec    *Secondary
 	vol    *volume.Volume
+	net    *transport.MemNetwork
 	conn   transport.Conn
 	cancel func()
 	wg     sync.WaitGroup
+	// acked is the last group an Ack on conn acknowledged.
+	acked atomic.Uint64
 }
 
 func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
@@ -56,23 +60,57 @@ func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
 // openGateRigWith is openGateRig keeping history as hist says.
 func openGateRigWith(t *testing.T, dir string, gate Gate, hist HistoryConfig) *gateRig {
 	t.Helper()
+	return openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
+}
+
+// openGateRigConfig is openGateRig with the Config as edit leaves it.
+func openGateRigConfig(t *testing.T, dir string, gate Gate, edit func(*Config)) *gateRig {
+	t.Helper()
 	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), Gate: gate, History: hist,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg := Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), Gate: gate,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	sec, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &gateRig{sec: sec, vol: v}
-	net := transport.NewMemNetwork(1, transport.Faults{})
+	r := &gateRig{sec: sec, vol: v, net: transport.NewMemNetwork(1, transport.Faults{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
-	go func() { defer r.wg.Done(); sec.Run(ctx, net) }()
-	conn, err := net.Dial(ctx)
+	go func() { defer r.wg.Done(); sec.Run(ctx, r.net) }()
+	conn, welcome := r.link(t, ctx)
+	if welcome.Group != 0 {
+		r.acked.Store(welcome.Group)
+	}
+	go func() {
+		for {
+			f, err := conn.Recv()
+			if err != nil {
+				return
+			}
+			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
+				if p, err := transport.DecodePosition(body); err == nil && p.Group > r.acked.Load() {
+					r.acked.Store(p.Group)
+				}
+			}
+		}
+	}()
+	r.conn = conn
+	return r
+}
+
+// link dials the secondary as the test primary (instance 7) and returns
+// the connection and the Welcome, which it waits up to 30s for.
+func (r *gateRig) link(t *testing.T, ctx context.Context) (transport.Conn, transport.Position) {
+	t.Helper()
+	conn, err := r.net.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,18 +118,18 @@ func openGateRigWith(t *testing.T, dir string, gate Gate, hist HistoryConfig) *g
 		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Recv(); err != nil {
+	typ, body, err := recvFrame(conn, 30*time.Second)
+	if err != nil {
+		t.Fatalf("waiting for the Welcome: %v", err)
+	}
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a Welcome", typ)
+	}
+	w, err := transport.DecodePosition(body)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
-	r.conn = conn
-	return r
+	return conn, w
 }
 
 func (r *gateRig) close(t *testing.T) {
