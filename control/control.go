@@ -157,8 +157,12 @@ type CouplingStatus struct {
 	Held      string `json:"held,omitempty"`
 	HeldSince string `json:"held_since,omitempty"`
 	// GatedGroups are the groups journaled here past AppliedThrough.
-	GatedGroups  uint64 `json:"gated_groups"`
-	RecoveryTime string `json:"recovery_time,omitempty"`
+	GatedGroups uint64 `json:"gated_groups"`
+	// JournalFullSince is when the gated groups left the journal's file
+	// system no room for another: the secondary acknowledges nothing, and
+	// its primary paces, until the master time moves or there is room.
+	JournalFullSince string `json:"journal_full_since,omitempty"`
+	RecoveryTime     string `json:"recovery_time,omitempty"`
 }
 
 // VolumeStatus is one volume of a site.

@@ -5,7 +5,10 @@
 // consistency groups, and the group's master consistency time is the
 // minimum over the member sessions of the time through which each has
 // journaled every update. No member applies an update stamped after the
-// master time; what it journals beyond it waits. Because each member holds
+// master time; what it journals beyond it waits in its journal,
+// acknowledged to its primary, bounded only by the journal's room (see
+// secondary.Gate), and is applied as the master time reaches it. Because
+// each member holds
 // every update stamped at or before the master time, all members can be
 // brought to exactly that time, and a write that depended on another,
 // whichever session either went to, is then held only beside it.

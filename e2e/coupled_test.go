@@ -195,19 +195,12 @@ func coupledPair(t *testing.T, coupled bool) (*etcdProcess, [2]*procSession) {
 			}
 		}
 	}
-	// Every member runs before any waits for its initial copy: until each
-	// has published a time the group has no master time and a member's
-	// secondary applies nothing. Started alone, one stalled in its initial
-	// copy (nothing acknowledged, no welcome to its primary's reconnect),
-	// waiting on a member not started yet.
+	// Each member is started alone, and its initial copy taken, before the
+	// next starts: until each has published a time the group has no master
+	// time, and the first member's secondary journals and acknowledges its
+	// initial copy without applying any of it.
 	for i := range s {
-		s[i].startSecondary()
-	}
-	for i := range s {
-		s[i].startPrimary()
-	}
-	for i := range s {
-		s[i].waitLinked()
+		s[i].start()
 	}
 	if coupled {
 		eventually(t, time.Minute, "a master time at both secondaries", func() bool {

@@ -80,12 +80,13 @@ type retired struct {
 // A frame's updates are read by the Former (record sets early or updates
 // pending, across frames and connections of one primary process), by the
 // group formed of them while it is journaled (under s.mu, in receive), and
-// by the applier if that group is handed to it (not while a resync holds
-// the volumes: held groups are applied later from the journal, and
-// OnApplied sees a group only while it is applied). So the frames received
-// so far are free once the Former holds nothing and the applier has applied
-// the last group handed to it then: retire records that point, the applier
-// recycles at it.
+// by the applier if that group is handed to it with its data (not while a
+// resync holds the volumes, nor past the applier's queue while a Gate holds
+// it: those groups are applied later from the journal, and OnApplied sees a
+// group only while it is applied). So the frames received so far are free
+// once the Former holds nothing and the applier has applied the last group
+// handed to it with its data then (dataQueued): retire records that point,
+// the applier recycles at it.
 type frameLedger struct {
 	open      []([]byte) // received since the Former last held nothing; s.mu
 	openBytes int        // their capacity; s.mu

@@ -2,32 +2,56 @@ package secondary
 
 import (
 	"errors"
+	"fmt"
+	gomaps "maps"
 	"sync"
+	"time"
 
 	"duplex/apply"
 	"duplex/consistency"
 	"duplex/recordset"
+	"duplex/transport"
 )
 
 // Gate holds applying at a limit: a coupled group's master consistency
 // time (package coupling). No update stamped after the limit is applied;
-// groups journaled beyond it wait in the applier's queue (which holds two:
-// the receiver then waits for room, and the primary for its
-// acknowledgements), or, after a restart, in the journal. Where the next
-// group straddles the limit its updates through the limit are applied, so
-// that every member of the group can be at exactly the master time, not
-// only at a group boundary of its own before it.
+// groups journaled beyond it wait in the journal. Where the next group
+// straddles the limit its updates through the limit are applied, so that
+// every member of the group can be at exactly the master time, not only at
+// a group boundary of its own before it.
+//
+// A held secondary journals ahead: it goes on receiving, journaling and
+// acknowledging groups while the limit holds (another member silent, etcd
+// unreachable, a member not started yet), and welcomes a primary that
+// links meanwhile. The applier's queue holds two groups with their data;
+// past that the applier is left only each group's number, time and pair
+// states (gated.ahead), and reads the groups back from the journal as the
+// limit reaches them, a batch at a time, each applied whole and recorded
+// as a point of its own (history, read views). Waiting in the queue, the
+// receiver stopped acknowledging after two groups, and the primary paced
+// its writes and suspended its pairs while any member was silent. What
+// bounds journaling ahead is the journal's room, which the primary learns
+// in every acknowledgement: once the file system could not take another
+// group besides the room the journal keeps (holdReserve), the receiver
+// waits for room before it forms one (awaitRoomLocked), and the primary
+// paces. A
+// restart replays the journal through the limit and leaves the groups
+// past it ahead of the applier again.
 type Gate interface {
 	// Limit returns the time through which updates may be applied, and a
 	// channel closed once it rises (nil: it never does).
 	Limit() (int64, <-chan struct{})
 }
 
-// gated is the applier's view of the Gate. partial and limit are
+// gated is the applier's view of the Gate. partial, limit and ahead are
 // guarded by posMu.
 type gated struct {
 	once sync.Once
 	done chan struct{} // closed by Close: the applier stops waiting
+	// ahead are the groups journaled ahead of the applier's queue, in
+	// order, after every group in it; kick tells the applier of one.
+	ahead []applyJob
+	kick  chan struct{}
 	// partial is the time through which the group after the applied one
 	// is applied (0: none of it): the volumes are an image as of it.
 	partial int64
@@ -35,9 +59,9 @@ type gated struct {
 	// skipped is the last group the applier skipped once the gate was
 	// stopped (Close, Fence).
 	skipped uint64
-	// pending is the job Open leaves for the applier: the journaled groups
-	// beyond the limit.
-	pending *applyJob
+	// pending are the groups Open's replay leaves ahead of the applier:
+	// those journaled beyond the limit.
+	pending []applyJob
 }
 
 func (g *gated) stop() {
@@ -64,23 +88,48 @@ func (j applyJob) groupTime() int64 {
 	return j.time
 }
 
+// Batches the applier applies from the journal under one exclusion of
+// readers: a held secondary released after a long silence catches up a
+// batch at a time, and readers wait for no more than one.
+const (
+	aheadBatchGroups = 64
+	aheadBatchBytes  = 64 << 20
+)
+
 // applyGated applies job once the Gate's limit reaches its time, and the
-// part of it through the limit meanwhile where it can.
-func (s *Secondary) applyGated(job applyJob) error {
+// part of it through the limit meanwhile where it can. A job the Gate
+// held journaled ahead is applied with those after it the limit has
+// reached too, read back from the journal in one pass; job is then the
+// last of them.
+func (s *Secondary) applyGated(job *applyJob) error {
 	if s.cfg.Gate == nil {
-		return s.applyJournaled(job.number(), job.g, job.vols)
+		return s.applyJournaled([]applyJob{*job})
 	}
+	// next is the job's group, for its part through the limit.
+	next := job.g
 	for {
 		limit, changed := s.cfg.Gate.Limit()
 		s.posMu.Lock()
 		s.gated.limit = limit
-		next := s.durable.Group + 1
+		applied := s.durable.Group
 		s.posMu.Unlock()
 		if job.groupTime() <= limit {
-			return s.applyJournaled(job.number(), job.g, job.vols)
+			jobs := []applyJob{*job}
+			if job.g == nil {
+				jobs = s.popThrough(jobs, limit)
+				*job = jobs[len(jobs)-1]
+			}
+			return s.applyJournaled(jobs)
 		}
-		if job.g != nil && job.g.Number == next {
-			if err := s.applyPrefix(job.g, limit, job.vols); err != nil {
+		if job.number() == applied+1 {
+			if next == nil {
+				g, err := s.readJournaled(job.through)
+				if err != nil {
+					return err
+				}
+				next = g
+			}
+			if err := s.applyPrefix(next, limit, job.vols); err != nil {
 				return err
 			}
 		}
@@ -88,6 +137,209 @@ func (s *Secondary) applyGated(job applyJob) error {
 		case <-changed:
 		case <-s.gated.done:
 			return errGateClosed
+		}
+	}
+}
+
+// journalAhead hands a journaled group to the applier as enqueue does,
+// but never waits for room: once the queue is full, or groups wait ahead
+// of it already, the applier is left the group's number, time and pair
+// states, and reads the group back from the journal when the limit
+// reaches it. Called with s.mu held.
+func (s *Secondary) journalAhead(job applyJob) {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	if len(s.gated.ahead) == 0 {
+		select {
+		case s.applyQ <- job:
+			s.dataQueued = job.g.Number
+			return
+		default:
+		}
+	}
+	g := job.g
+	s.gated.ahead = appendAhead(s.gated.ahead, applyJob{through: g.Number, time: g.Time, vols: job.vols, size: groupSize(g)})
+	select {
+	case s.gated.kick <- struct{}{}:
+	default: // the applier is told already
+	}
+}
+
+// appendAhead appends job to ahead, sharing the pair states of the group
+// before it where they are the same: a long hold keeps a map of every
+// volume for each group only where the states change.
+func appendAhead(ahead []applyJob, job applyJob) []applyJob {
+	if n := len(ahead); n > 0 && gomaps.Equal(ahead[n-1].vols, job.vols) {
+		job.vols = ahead[n-1].vols
+	}
+	return append(ahead, job)
+}
+
+// popAhead takes the first group journaled ahead of the applier.
+func (s *Secondary) popAhead() (applyJob, bool) {
+	if s.cfg.Gate == nil {
+		return applyJob{}, false
+	}
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	if len(s.gated.ahead) == 0 {
+		return applyJob{}, false
+	}
+	job := s.gated.ahead[0]
+	s.gated.ahead = s.gated.ahead[1:]
+	if len(s.gated.ahead) == 0 {
+		s.gated.ahead = nil
+	}
+	return job, true
+}
+
+// popThrough appends to jobs, up to a batch, the groups ahead that the
+// limit has reached. Called by the applier once the first of jobs came
+// from ahead: nothing in the queue comes before what is left ahead.
+func (s *Secondary) popThrough(jobs []applyJob, limit int64) []applyJob {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	size := jobs[0].size
+	n := 0
+	for n < len(s.gated.ahead) && len(jobs) < aheadBatchGroups && s.gated.ahead[n].time <= limit {
+		if size += s.gated.ahead[n].size; size > aheadBatchBytes {
+			break
+		}
+		jobs = append(jobs, s.gated.ahead[n])
+		n++
+	}
+	s.gated.ahead = s.gated.ahead[n:]
+	if len(s.gated.ahead) == 0 {
+		s.gated.ahead = nil
+	}
+	return jobs
+}
+
+// readJournaled reads journaled group n back.
+func (s *Secondary) readJournaled(n uint64) (*consistency.Group, error) {
+	var g *consistency.Group
+	err := s.journal.Replay(n-1, func(index uint64, data []byte) error {
+		if index == n {
+			var err error
+			if g, err = s.decodeJournaled(index, data); err != nil {
+				return err
+			}
+		}
+		return errEnough
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if g == nil {
+		return nil, fmt.Errorf("secondary: journal %s: group %d not found", s.cfg.JournalDir, n)
+	}
+	return g, nil
+}
+
+// roomPoll is how often a receiver waiting for journal room looks again.
+const roomPoll = 50 * time.Millisecond
+
+// awaitRoomLocked paces a coupled secondary whose journal's file system is
+// down to the room the journal keeps besides (holdReserve) while groups
+// journaled wait to be applied: it forms no group until applying them
+// lets the journal release them or the file system has room again.
+// Meanwhile it acknowledges nothing, so the primary paces its writes (and
+// suspends its pairs after suspend_after), rather than journal until an
+// append fails for room, which stops the secondary until a restart. It
+// waits without s.mu and before anything is formed: a primary that links
+// meanwhile is welcomed at once, and this receive then ends. Called with
+// s.mu held.
+func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
+	if s.cfg.Gate == nil {
+		return nil
+	}
+	var since time.Time
+	defer func() { s.stats.JournalFullSince = time.Time{} }()
+	for s.shortOfRoomLocked() {
+		if since.IsZero() {
+			since = time.Now()
+			s.stats.JournalFullSince = since
+			s.log.Warn("coupled: the journal's file system is down to the journal's reserve with groups journaled past the master time: "+
+				"acknowledging nothing more until they are applied or there is room",
+				"journaled_group", s.journaled.Group, "journal_bytes", s.journal.Bytes(), "journal_reserve_bytes", s.holdReserve())
+		}
+		s.mu.Unlock()
+		t := time.NewTimer(roomPoll)
+		select {
+		case <-t.C:
+		case <-s.gated.done:
+		}
+		t.Stop()
+		s.mu.Lock()
+		if s.conn != conn {
+			return errReplaced
+		}
+		select {
+		case <-s.gated.done:
+			return errGateClosed
+		default:
+		}
+	}
+	if !since.IsZero() {
+		s.log.Info("coupled: journal room again: acknowledging", "waited", time.Since(since).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// shortOfRoomLocked says the journal's file system could not take the
+// largest group and keep the journal's reserve, while groups journaled
+// wait to be applied, which frees room. Stopping there, a restart finds
+// the room Open checks for (journal.Needs, the reserve), however full of
+// groups past the limit the journal is. A resync's hold is given up before
+// that (releaseIfShort); with nothing unapplied the next group is
+// journaled, and a file system filled by others stops the secondary as it
+// would any other. Called with s.mu held.
+func (s *Secondary) shortOfRoomLocked() bool {
+	if s.pairs.holding() {
+		return false
+	}
+	s.posMu.Lock()
+	applied := s.durable.Group
+	s.posMu.Unlock()
+	if s.journaled.Group <= applied {
+		return false
+	}
+	// The reading receipts use: taken afresh once a group is journaled.
+	free, ok := s.room.cached(s.journalEpoch.Load(), time.Now())
+	if !ok {
+		free, ok = s.journalFree()
+	}
+	return ok && int64(free) < s.holdReserve()+s.largestGroup()
+}
+
+// nextJob returns the next group to apply: from the applier's queue, then
+// from the groups journaled ahead of it; false once the queue is closed
+// and nothing is left ahead. q is the applier's queue, nil once closed.
+func (s *Secondary) nextJob(q *chan applyJob) (applyJob, bool) {
+	for {
+		if *q != nil {
+			select {
+			case job, ok := <-*q:
+				if ok {
+					return job, true
+				}
+				*q = nil
+			default:
+			}
+		}
+		if job, ok := s.popAhead(); ok {
+			return job, true
+		}
+		if *q == nil {
+			return applyJob{}, false
+		}
+		select {
+		case job, ok := <-*q:
+			if ok {
+				return job, true
+			}
+			*q = nil
+		case <-s.gated.kick:
 		}
 	}
 }

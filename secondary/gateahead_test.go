@@ -142,17 +142,17 @@ func TestGateJournaledAheadAfterAKill(t *testing.T) {
 	limit := ms(11) - 2
 	gate.set(limit)
 	waitGate(t, "groups applied through the limit", func() bool { st := r.sec.Stats(); return st.Group == 10 && st.Time == limit })
-	// The checkpoint after group 10 is written before the kill, so that
-	// this secondary writes nothing once the next one opens.
-	waitGate(t, "group 10 checkpointed", func() bool {
-		r.sec.ckMu.Lock()
-		defer r.sec.ckMu.Unlock()
-		return r.sec.stateGroup == 10
-	})
+	// Group 10 is checkpointed before the kill, so that this secondary
+	// writes nothing once the next one opens.
+	if err := r.sec.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
 	// kill -9: nothing more is applied or checkpointed (Run's end stops
-	// its Gate), and Close is never called.
+	// its Gate), and Close is never called; the journal's lock goes with
+	// the process.
 	r.cancel()
 	r.wg.Wait()
+	r.sec.journal.Close()
 	r.vol.Close()
 
 	applied := &appliedLog{}
@@ -248,11 +248,17 @@ func TestGateJournalFullPaces(t *testing.T) {
 	if st.Stopped != "" {
 		t.Fatalf("the secondary stopped: %s", st.Stopped)
 	}
+	if st.JournalFullSince.IsZero() {
+		t.Error("status does not say the journal is full")
+	}
 	if st.JournaledGroup > 11 || r.acked.Load() > 11 {
 		t.Fatalf("the journal full, groups through %d journaled and %d acknowledged", st.JournaledGroup, r.acked.Load())
 	}
 	free.Store(1 << 40)
 	waitGate(t, "every group acknowledged once there is room", func() bool { return r.acked.Load() >= 20 })
+	if st := r.sec.Stats(); !st.JournalFullSince.IsZero() {
+		t.Errorf("status says the journal is full since %v, with room again", st.JournalFullSince)
+	}
 	gate.set(ms(20))
 	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == 20 })
 	applied.check(t, 1, 20)

@@ -29,12 +29,16 @@ import (
 // its file system to go on (its active segment, the one before it and two
 // of the largest groups; see journal.Needs).
 func (s *Secondary) holdReserve() int64 {
-	seg := s.journal.SegmentSize()
-	largest := s.cfg.LargestGroup
-	if largest <= 0 {
-		largest = seg
+	return journal.Needs(s.journal.SegmentSize(), s.largestGroup())
+}
+
+// largestGroup is the largest group to expect: LargestGroup, or a
+// segment's size without it.
+func (s *Secondary) largestGroup() int64 {
+	if s.cfg.LargestGroup > 0 {
+		return s.cfg.LargestGroup
 	}
-	return journal.Needs(seg, largest)
+	return s.journal.SegmentSize()
 }
 
 // holdRelease is a hold given up, for the log and status.

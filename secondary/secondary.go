@@ -193,7 +193,9 @@ type Secondary struct {
 	// each journaled group over, in order, on applyQ. When the queue is
 	// full it waits for room without mu (handing), so that status, a fence
 	// and Close are not held up for as long as the volumes take a group;
-	// the applier never takes mu.
+	// the applier never takes mu. A coupled secondary's receiver never
+	// waits for the applier: what its Gate holds waits in the journal
+	// (gate.go).
 	applyQ    chan applyJob
 	applyDone chan struct{} // closed when the applier has returned
 	// ckReq asks the checkpointer for a checkpoint if one is due. The
@@ -216,6 +218,11 @@ type Secondary struct {
 	// queued is the last group handed to the applier (or applied at Open),
 	// which a restart recovers to; guarded by mu.
 	queued position
+	// dataQueued is the last group handed to the applier with its data,
+	// which aliases the frames it came in: a group a Gate holds journaled
+	// ahead is read back from the journal, and its frames are free once
+	// the group before it is applied. Guarded by mu.
+	dataQueued uint64
 
 	// posMu guards what the applier changes: the applied position, the
 	// applied counts and why applying failed. Taken after mu, never before.
@@ -299,10 +306,12 @@ type applyJob struct {
 	g    *consistency.Group
 	vols map[string]apply.VolumeState
 	// through and time, when g is nil, name a journaled group to apply
-	// (with those before it) read back from the journal: the groups a
-	// Gate held at Open.
+	// (with those a resync held before it) read back from the journal:
+	// the groups a Gate holds journaled ahead of the applier (gate.go).
+	// size bounds its journal record.
 	through uint64
 	time    int64
+	size    int64
 }
 
 // appliedStats are the Stats the applier keeps, guarded by posMu.
@@ -378,6 +387,10 @@ type Stats struct {
 	// GatedGroups the groups journaled that it holds unapplied.
 	GateLimit   int64
 	GatedGroups uint64
+	// JournalFullSince is when the groups the Gate holds left the
+	// journal's file system no room for another (zero while there is):
+	// nothing is acknowledged meanwhile.
+	JournalFullSince time.Time
 
 	// RecordSetBytes counts the record sets received in their plain
 	// encodings, RecordSetWireBytes what they took on the link:
@@ -514,16 +527,20 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
 	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
-	s.frames.applied = s.queued.Group
+	s.frames.applied, s.dataQueued = s.queued.Group, s.queued.Group
 	// Room for one group applied and one waiting: enough to keep the disk
 	// busy with both, and a bound on the memory held by journaled groups.
 	s.applyQ, s.applyDone = make(chan applyJob, 1), make(chan struct{})
 	s.ckReq, s.ckDone = make(chan struct{}, 1), make(chan struct{})
-	if job := s.gated.pending; job != nil {
-		// The queue is empty: this never waits.
-		s.queued = position{Group: job.through, Time: job.time}
-		s.applyQ <- *job
-		s.gated.pending = nil
+	if cfg.Gate != nil {
+		s.gated.kick = make(chan struct{}, 1)
+	}
+	if n := len(s.gated.pending); n > 0 {
+		// The applier reads them back from the journal as the limit
+		// reaches each.
+		last := s.gated.pending[n-1]
+		s.queued = position{Group: last.through, Time: last.time}
+		s.gated.ahead, s.gated.pending = s.gated.pending, nil
 	}
 	go s.applier()
 	go s.checkpointer()
@@ -576,12 +593,12 @@ func (s *Secondary) replay() error {
 		limit, _ = s.cfg.Gate.Limit()
 	}
 	// beyond is the first journaled group past the Gate's limit, whose
-	// updates through the limit are applied; pending the last one after
-	// which no resync is open, which the applier applies once the limit
-	// reaches it.
+	// updates through the limit are applied; pending are the groups past
+	// it after which no resync is open, which the applier applies as the
+	// limit reaches each.
 	var beyond *consistency.Group
 	var beyondVols map[string]apply.VolumeState
-	var pending *applyJob
+	var pending []applyJob
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
 		if err := s.interrupted(index); err != nil {
 			return err
@@ -605,11 +622,11 @@ func (s *Secondary) replay() error {
 			s.hold(g)
 			return nil
 		}
-		if gated && (g.Time > limit || pending != nil) {
+		if gated && (g.Time > limit || len(pending) > 0) {
 			if beyond == nil && index == through+1 {
 				beyond, beyondVols = g, s.pairs.snapshot()
 			}
-			pending = &applyJob{through: index, time: g.Time, vols: s.pairs.snapshot()}
+			pending = appendAhead(pending, applyJob{through: index, time: g.Time, vols: s.pairs.snapshot(), size: groupSize(g)})
 			s.held = heldGroups{}
 			return nil
 		}
@@ -637,7 +654,7 @@ func (s *Secondary) replay() error {
 	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
-		if err := s.applyJournaled(through, nil, vols); err != nil {
+		if err := s.applyJournaled([]applyJob{{through: through, vols: vols}}); err != nil {
 			return fmt.Errorf("secondary: replay: %w", err)
 		}
 	}
@@ -646,9 +663,9 @@ func (s *Secondary) replay() error {
 			return fmt.Errorf("secondary: replay: %w", err)
 		}
 	}
-	if pending != nil {
+	if n := len(pending); n > 0 {
 		s.gated.pending = pending
-		s.log.Info("coupled: journaled groups past the master time wait for it", "groups", pending.through-through,
+		s.log.Info("coupled: journaled groups past the master time wait for it", "groups", pending[n-1].through-through,
 			"master_time", time.Unix(0, limit).UTC())
 	}
 	if err := s.checkpoint(); err != nil {
@@ -712,15 +729,12 @@ func (s *Secondary) hold(g *consistency.Group) {
 
 var errEnough = errors.New("enough")
 
-// applyJournaled applies every journaled group after the applied one through
-// group through, reading them back from the journal, and then last (the
-// group just journaled, if any), all under one exclusion of readers: the
-// groups in between belong to a resync and are no state the primary ever
-// had. vols is the pair state after the last group.
-func (s *Secondary) applyJournaled(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
+// applyJournaled applies the groups of jobs, in order (applyLocked), all
+// under one exclusion of readers.
+func (s *Secondary) applyJournaled(jobs []applyJob) error {
 	s.view.Lock()
 	defer s.view.Unlock()
-	err := s.applyLocked(through, last, vols)
+	err := s.applyLocked(jobs)
 	if err != nil && s.torn == nil {
 		s.torn = fmt.Errorf("applying the groups after group %d failed part-way (%w): the volumes may hold part of them; "+
 			"restart the secondary to replay the journal", s.durable.Group, err)
@@ -728,14 +742,19 @@ func (s *Secondary) applyJournaled(through uint64, last *consistency.Group, vols
 	return err
 }
 
-func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols map[string]apply.VolumeState) error {
+// applyLocked applies, for each job in order, every journaled group after
+// the one applied before it through the job's group, reading them back
+// from the journal: the groups before the job's own belong to a resync
+// and are no state the primary ever had. Only the last job may carry its
+// group (the one just journaled), which is applied from memory. Once a
+// job's group is applied the volumes are at it: the applied position
+// moves to it, with the job's pair states (vols), and OnApplied sees it.
+func (s *Secondary) applyLocked(jobs []applyJob) error {
+	k := 0 // the job the next group applied belongs to
 	var final *consistency.Group
-	end := through
-	if last != nil {
-		end = last.Number
-	}
 	applyOne := func(g *consistency.Group) error {
-		if err := s.capture(g, g.Number != end, vols); err != nil {
+		job := jobs[k]
+		if err := s.capture(g, g.Number != job.number(), job.vols); err != nil {
 			return err
 		}
 		if err := s.keepForViews(g); err != nil {
@@ -762,11 +781,16 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 		s.applied.bytes += n
 		s.posMu.Unlock()
 		final = g
+		if g.Number == job.number() {
+			s.reached(g, job.vols)
+			k++
+		}
 		return nil
 	}
-	upTo := through
-	if last != nil {
-		upTo = last.Number - 1
+	last := jobs[len(jobs)-1]
+	upTo := last.number()
+	if last.g != nil {
+		upTo--
 	}
 	if upTo > s.durable.Group {
 		err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
@@ -795,26 +819,26 @@ func (s *Secondary) applyLocked(through uint64, last *consistency.Group, vols ma
 			return fmt.Errorf("secondary: journal %s: held groups through %d not found", s.cfg.JournalDir, upTo)
 		}
 	}
-	if last != nil {
-		if err := applyOne(last); err != nil {
-			return err
-		}
+	if last.g != nil {
+		return applyOne(last.g)
 	}
-	if final == nil {
-		return nil
-	}
+	return nil
+}
+
+// reached moves the applied position to g, just applied, with the pair
+// states vols. Called by the applier (or Open) with readers excluded.
+func (s *Secondary) reached(g *consistency.Group, vols map[string]apply.VolumeState) {
 	if s.cfg.OnApplied != nil {
-		s.cfg.OnApplied(final)
+		s.cfg.OnApplied(g)
 	}
 	s.posMu.Lock()
-	s.durable = apply.State{Session: s.cfg.Session, Group: final.Number, Time: final.Time, Through: maps(final.Through), Volumes: vols}
-	if s.gated.partial <= final.Time {
+	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through), Volumes: vols}
+	if s.gated.partial <= g.Time {
 		s.gated.partial = 0
 	}
 	s.applied.wall = time.Now()
 	s.posCond.Broadcast()
 	s.posMu.Unlock()
-	return nil
 }
 
 // appliedState is a copy of the applied position.
@@ -836,13 +860,19 @@ func (s *Secondary) appliedState() apply.State {
 // finds the connection replaced, the secondary fenced or stopped, as
 // anything may have happened meanwhile but the journaling or handing over
 // of another group (handing). The group counts as queued from the start:
-// a fence waits until it is applied.
+// a fence waits until it is applied. A coupled secondary's never waits:
+// what its Gate holds waits in the journal (journalAhead).
 func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeState) error {
 	if s.closing {
 		return fmt.Errorf("apply group %d: secondary closed", g.Number)
 	}
 	s.queued = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
 	job := applyJob{g: g, vols: vols}
+	if s.cfg.Gate != nil {
+		s.journalAhead(job)
+		return nil
+	}
+	s.dataQueued = g.Number
 	select {
 	case s.applyQ <- job:
 		return nil
@@ -875,12 +905,17 @@ func (s *Secondary) awaitHandedLocked() {
 func (s *Secondary) applier() {
 	defer close(s.applyDone)
 	defer close(s.ckReq)
-	for job := range s.applyQ {
+	q := s.applyQ
+	for {
+		job, ok := s.nextJob(&q)
+		if !ok {
+			return
+		}
 		if s.applyFailure() != nil {
 			s.frames.appliedThrough(job.number())
 			continue
 		}
-		err := s.applyGated(job)
+		err := s.applyGated(&job)
 		// Nothing reads the group's data after this, whether applied or
 		// not: a failure leaves the rest to a restart's replay.
 		s.frames.appliedThrough(job.number())
@@ -1123,10 +1158,10 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 	go func() {
 		defer wg.Done()
 		<-ctx.Done()
-		// A receiver waiting for room in the applier's queue while the
-		// Gate holds would wait for ever: the groups the Gate holds are
-		// left to the journal (the next start replays them through its
-		// limit).
+		// A receiver waiting for journal room while the Gate holds
+		// (awaitRoomLocked) would wait for ever: the groups the Gate
+		// holds are left to the journal (the next start replays them
+		// through its limit).
 		s.gated.stop()
 		live.Lock()
 		live.ended = true
@@ -1639,7 +1674,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 		// formed from these frames is journaled by now, and handed to the
 		// applier at or before the queued one.
 		if !s.former.Holds() {
-			s.frames.retire(s.queued.Group)
+			s.frames.retire(s.dataQueued)
 		}
 	}()
 	took := false
@@ -1693,6 +1728,9 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 			// Handing a group over let go of the lock, and a newer connection
 			// took over or a fence cut this one off.
 			return errReplaced
+		}
+		if err := s.awaitRoomLocked(conn); err != nil {
+			return err
 		}
 		g, ok := s.former.Form()
 		if !ok {

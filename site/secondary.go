@@ -666,6 +666,9 @@ func couplingStatus(c coupling.Status, st secondary.Stats) *control.CouplingStat
 	if c.Limit != 0 {
 		out.AppliedThrough = control.FormatTime(c.Limit)
 	}
+	if !st.JournalFullSince.IsZero() {
+		out.JournalFullSince = control.FormatWall(st.JournalFullSince)
+	}
 	if !c.HeldSince.IsZero() {
 		out.HeldSince = control.FormatWall(c.HeldSince)
 	}

@@ -200,6 +200,10 @@ func printStatus(w io.Writer, st control.Status) {
 		if c.Held != "" {
 			fmt.Fprintf(w, "  master-time-held: %s (since %s)\n", c.Held, c.HeldSince)
 		}
+		if c.JournalFullSince != "" {
+			fmt.Fprintf(w, "  journal-full: the gated groups leave no room for another; acknowledging nothing until they are applied or there is room (since %s)\n",
+				c.JournalFullSince)
+		}
 		if c.RecoveryTime != "" {
 			fmt.Fprintf(w, "  coupled-recovery-time:%s\n", c.RecoveryTime)
 		}
