@@ -25,7 +25,7 @@ import (
 // qemu-io commands it suggests (at offset 0) never disturb it.
 const demoRegion = 16 << 20
 
-var demoSynopsis = synopsis{"demo", "[--dir DIR] [--port-base N] [--no-workload] [--log-level LEVEL]"}
+var demoSynopsis = synopsis{"demo", "[--dir DIR] [--port-base N] [--no-workload] [--coupled] [--log-level LEVEL]"}
 
 // runDemo runs both sites of the demo session in this process until SIGINT
 // or SIGTERM, then ships everything and verifies the secondary.
@@ -39,12 +39,19 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 		"N+3 (secondary link) and N+4 (secondary control) instead of 10809, 10810, 7401, 7402 and 7403; "+
 		"0: ports the system picks, which the demo prints and writes to DIR/duplex.toml")
 	noWorkload := fs.Bool("no-workload", false, "do not run the built-in dependent-write workload")
+	coupled := fs.Bool("coupled", false, "run two sessions, db and app, coupled through an embedded etcd (DIR/db, DIR/app, DIR/etcd), "+
+		"the workload's writes depending on each other across both; with --port-base N, db listens on N..N+4, app on N+5..N+9, "+
+		"etcd on N+10 (clients) and N+11 (peers)")
 	level := fs.logLevelFlag("warn")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
 	}
-	if ports.set && (ports.n < 0 || ports.n > 65535-4) {
-		return fs.usageErrorf("--port-base %d: want 0, or a port from 1 to 65531", ports.n)
+	last := 65535 - 4
+	if *coupled {
+		last = 65535 - coupledDemoPorts + 1
+	}
+	if ports.set && (ports.n < 0 || ports.n > last) {
+		return fs.usageErrorf("--port-base %d: want 0, or a port from 1 to %d", ports.n, last)
 	}
 	log, err := fs.logger(*level)
 	if err != nil {
@@ -63,6 +70,9 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return err
+	}
+	if *coupled {
+		return coupledDemo(ctx, abs, ports, !*noWorkload, log, *level, stdout)
 	}
 	session := config.Demo(abs)
 	ports.apply(session)
@@ -145,11 +155,26 @@ func writeDemoConfig(session *config.Config) (*config.Config, error) {
 	return config.Load(path)
 }
 
-// demo runs the session of cfg, which was loaded from what session says.
-func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
+// demoSession is one session of the demo, both its sites running in this
+// process.
+type demoSession struct {
+	cfg      *config.Config // as loaded: the listeners as the file first named them
+	prim     *site.Primary
+	sec      *site.Secondary
+	stopPrim context.CancelFunc
+	stopSec  context.CancelFunc
+	primDone chan error
+	secDone  chan error
+}
+
+// startDemoSession opens both sites of cfg, which was loaded from what
+// session says, and runs them. It returns an error with a nil session if a
+// site did not open; with a session (which then runs, and must be stopped)
+// if the config with the ports bound could not be written.
+func startDemoSession(cfg, session *config.Config, log *slog.Logger) (*demoSession, error) {
 	sec, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// With port 0 the primary dials where the secondary listens, and the
 	// config file names the ports bound, for the other commands.
@@ -158,24 +183,68 @@ func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, l
 	prim, err := site.OpenPrimary(&pcfg, log, site.PrimaryOptions{})
 	if err != nil {
 		sec.Close()
-		return err
+		return nil, err
 	}
+	d := &demoSession{cfg: cfg, prim: prim, sec: sec, primDone: make(chan error, 1), secDone: make(chan error, 1)}
+	var secCtx, primCtx context.Context
+	secCtx, d.stopSec = context.WithCancel(context.Background())
+	go func() { d.secDone <- sec.Run(secCtx) }()
+	primCtx, d.stopPrim = context.WithCancel(context.Background())
+	go func() { d.primDone <- prim.Run(primCtx, time.Minute) }()
 
-	secCtx, stopSec := context.WithCancel(context.Background())
-	secDone := make(chan error, 1)
-	go func() { secDone <- sec.Run(secCtx) }()
-	primCtx, stopPrim := context.WithCancel(context.Background())
-	primDone := make(chan error, 1)
-	go func() { primDone <- prim.Run(primCtx, time.Minute) }()
-
-	var failed error
 	if session.Primary.NBD != prim.NBDAddr() || session.Secondary.Listen != sec.ListenAddr() {
 		session.Primary.NBD, session.Primary.Control, session.Primary.Secondary = prim.NBDAddr(), prim.ControlAddr(), sec.ListenAddr()
 		session.Secondary.Listen, session.Secondary.Control, session.Secondary.NBD = sec.ListenAddr(), sec.ControlAddr(), sec.NBDAddr()
-		if _, failed = writeDemoConfig(session); failed != nil {
-			failed = fmt.Errorf("config with the ports bound: %w", failed)
+		if _, err := writeDemoConfig(session); err != nil {
+			return d, fmt.Errorf("config with the ports bound: %w", err)
 		}
 	}
+	return d, nil
+}
+
+// stopped returns why a site of d stopped while the demo runs, or nil.
+func (d *demoSession) stopped() error {
+	select {
+	case err := <-d.primDone:
+		d.primDone <- err
+		return fmt.Errorf("primary stopped: %v", err)
+	case err := <-d.secDone:
+		d.secDone <- err
+		return fmt.Errorf("secondary stopped: %v", err)
+	default:
+		return nil
+	}
+}
+
+// stop stops the primary, which ships everything it holds, waits until the
+// secondary applied it (if catchUp), and stops the secondary. It returns
+// the time of the last group the secondary acknowledged, and the first
+// error.
+func (d *demoSession) stop(catchUp bool) (int64, error) {
+	var failed error
+	d.stopPrim()
+	if err := <-d.primDone; err != nil {
+		failed = fmt.Errorf("primary: %v", err)
+	}
+	acked := d.prim.Mover().Stats().Acked
+	deadline := time.Now().Add(30 * time.Second)
+	for catchUp && d.sec.Replica().Stats().Group < acked.Group && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.stopSec()
+	if err := <-d.secDone; err != nil && failed == nil {
+		failed = fmt.Errorf("secondary: %v", err)
+	}
+	return acked.Time, failed
+}
+
+// demo runs the session of cfg, which was loaded from what session says.
+func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
+	d, failed := startDemoSession(cfg, session, log)
+	if d == nil {
+		return failed
+	}
+	prim, sec := d.prim, d.sec
 	names := cfg.VolumeNames()
 	pv, _, _ := cfg.PrimaryVolume(names[0])
 	primNBD, secNBD := prim.NBDAddr(), sec.NBDAddr()
@@ -196,17 +265,12 @@ Ctrl-C stops both sites, ships everything, and verifies the secondary.
 			primNBD, names[0], secNBD, names[0], secNBD, names[0], filepath.Join(cfg.Dir, "duplex.toml"))
 	}
 
-	layout := workload.Layout{Volumes: len(names), BlocksPerVolume: demoRegion / workload.BlockSize, Clients: 4}
-	wctx, stopWork := context.WithCancel(context.Background())
-	workDone := make(chan error, 1)
+	vols := demoVolumes([]*demoSession{d})
+	layout := workload.Layout{Volumes: len(vols.vols), BlocksPerVolume: demoRegion / workload.BlockSize, Clients: 4}
+	var stopWork func() error
 	if withWorkload && failed == nil {
 		fmt.Fprintf(stdout, "Running a dependent-write workload: %d clients over %d volumes (last %s of each).\n\n", layout.Clients, len(names), bytesIEC(demoRegion))
-		go func() {
-			_, err := workload.Run(wctx, layout, &demoTarget{p: prim, names: names, size: int64(pv.Size)}, 0, uint64(time.Now().UnixNano()))
-			workDone <- err
-		}()
-	} else {
-		workDone <- nil
+		stopWork = vols.run(layout)
 	}
 
 	tick := time.NewTicker(time.Second)
@@ -218,15 +282,10 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
-		case err := <-primDone:
-			failed = fmt.Errorf("primary stopped: %v", err)
-			primDone <- err
-			break loop
-		case err := <-secDone:
-			failed = fmt.Errorf("secondary stopped: %v", err)
-			secDone <- err
-			break loop
 		case <-tick.C:
+			if failed = d.stopped(); failed != nil {
+				break loop
+			}
 			ps, ss := prim.Status(), sec.Status()
 			rate := float64(ps.BytesReplicate-lastBytes) / 1e6
 			lastBytes = ps.BytesReplicate
@@ -245,61 +304,57 @@ loop:
 	}
 	line.end()
 
-	stopWork()
-	if err := <-workDone; err != nil && failed == nil {
-		failed = fmt.Errorf("workload: %v", err)
+	if stopWork != nil {
+		if err := stopWork(); err != nil && failed == nil {
+			failed = fmt.Errorf("workload: %v", err)
+		}
 	}
 	fmt.Fprintln(stdout, "Stopping: shipping everything the primary holds...")
-	stopPrim()
-	if err := <-primDone; err != nil && failed == nil {
-		failed = fmt.Errorf("primary: %v", err)
-	}
-	acked := prim.Mover().Stats().Acked
-	deadline := time.Now().Add(30 * time.Second)
-	for sec.Replica().Stats().Group < acked.Group && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	stopSec()
-	if err := <-secDone; err != nil && failed == nil {
-		failed = fmt.Errorf("secondary: %v", err)
+	ct, err := d.stop(true)
+	if failed == nil {
+		failed = err
 	}
 	if failed != nil {
 		return failed
 	}
-	return verifyDemo(cfg, layout, withWorkload, acked.Time, stdout)
+	fmt.Fprintf(stdout, "Verification (secondary consistent as of %s):\n", control.FormatTime(ct))
+	return verifyDemo([]*config.Config{cfg}, layout, stopWork != nil, stdout)
 }
 
-// verifyDemo compares every secondary image with its primary and checks the
-// dependent-write invariant on the secondary.
-func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, ct int64, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "Verification (secondary consistent as of %s):\n", control.FormatTime(ct))
+// verifyDemo compares every secondary image of the sessions of cfgs with
+// its primary, and checks the dependent-write invariant on the secondaries
+// of all of them together: the workload ran over their volumes in order.
+func verifyDemo(cfgs []*config.Config, layout workload.Layout, withWorkload bool, stdout io.Writer) error {
 	ok := true
-	for _, name := range cfg.VolumeNames() {
-		pv, _, _ := cfg.PrimaryVolume(name)
-		sv, _ := cfg.SecondaryVolume(name)
-		same, err := sameFile(pv.Path, sv.Path)
-		switch {
-		case err != nil:
-			fmt.Fprintf(stdout, "  %s: %v\n", name, err)
-			ok = false
-		case same:
-			fmt.Fprintf(stdout, "  %s: secondary identical to primary (%s)\n", name, bytesIEC(int64(pv.Size)))
-		default:
-			fmt.Fprintf(stdout, "  %s: secondary DIFFERS from primary\n", name)
-			ok = false
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
 		}
-	}
-	if withWorkload {
-		files := make([]*os.File, 0, len(cfg.VolumeNames()))
-		defer func() {
-			for _, f := range files {
-				f.Close()
-			}
-		}()
-		var bases []int64
+	}()
+	var bases []int64
+	for _, cfg := range cfgs {
 		for _, name := range cfg.VolumeNames() {
-			sv, _ := cfg.SecondaryVolume(name)
 			pv, _, _ := cfg.PrimaryVolume(name)
+			sv, _ := cfg.SecondaryVolume(name)
+			label := name
+			if len(cfgs) > 1 {
+				label = cfg.Session + "/" + name
+			}
+			same, err := sameFile(pv.Path, sv.Path)
+			switch {
+			case err != nil:
+				fmt.Fprintf(stdout, "  %s: %v\n", label, err)
+				ok = false
+			case same:
+				fmt.Fprintf(stdout, "  %s: secondary identical to primary (%s)\n", label, bytesIEC(int64(pv.Size)))
+			default:
+				fmt.Fprintf(stdout, "  %s: secondary DIFFERS from primary\n", label)
+				ok = false
+			}
+			if !withWorkload {
+				continue
+			}
 			f, err := os.Open(sv.Path)
 			if err != nil {
 				return err
@@ -307,6 +362,8 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 			files = append(files, f)
 			bases = append(bases, int64(pv.Size)-demoRegion)
 		}
+	}
+	if withWorkload {
 		vs, err := workload.Check(layout, func(v int, b []byte, off int64) error {
 			_, err := files[v].ReadAt(b, bases[v]+off)
 			return err
@@ -314,7 +371,11 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "  dependent-write check on the secondary: %d violations\n", len(vs))
+		on := "the secondary"
+		if len(cfgs) > 1 {
+			on = "the secondaries together"
+		}
+		fmt.Fprintf(stdout, "  dependent-write check on %s: %d violations\n", on, len(vs))
 		if len(vs) > 0 {
 			ok = false
 		}
@@ -322,7 +383,9 @@ func verifyDemo(cfg *config.Config, layout workload.Layout, withWorkload bool, c
 	if !ok {
 		return errors.New("verification failed: the secondary is not what the primary held")
 	}
-	fmt.Fprintf(stdout, "The session's files stay in %s; run the demo again with --dir to continue it.\n", cfg.Dir)
+	if len(cfgs) == 1 {
+		fmt.Fprintf(stdout, "The session's files stay in %s; run the demo again with --dir to continue it.\n", cfgs[0].Dir)
+	}
 	return nil
 }
 
@@ -356,16 +419,49 @@ func sameFile(a, b string) (bool, error) {
 	}
 }
 
-// demoTarget sends workload writes through the primary's write path, into the
-// last demoRegion bytes of each volume.
+// demoTarget sends workload writes through the primaries' write paths,
+// into the last demoRegion bytes of each volume: workload volume i is
+// vols[i].
 type demoTarget struct {
-	p     *site.Primary
-	names []string
-	size  int64
+	vols []demoVolume
+}
+
+type demoVolume struct {
+	p    *site.Primary
+	name string
+	size int64
+}
+
+// demoVolumes lists the volumes of the sessions, in order.
+func demoVolumes(sessions []*demoSession) *demoTarget {
+	t := &demoTarget{}
+	for _, d := range sessions {
+		for _, name := range d.cfg.VolumeNames() {
+			pv, _, _ := d.cfg.PrimaryVolume(name)
+			t.vols = append(t.vols, demoVolume{p: d.prim, name: name, size: int64(pv.Size)})
+		}
+	}
+	return t
+}
+
+// run runs the dependent-write workload over the volumes until the
+// function it returns is called, which returns the workload's error.
+func (t *demoTarget) run(layout workload.Layout) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := workload.Run(ctx, layout, t, 0, uint64(time.Now().UnixNano()))
+		done <- err
+	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
 }
 
 func (t *demoTarget) WriteAt(ctx context.Context, vol int, b []byte, off int64) error {
 	// Paced so the demo leaves the machine usable for the suggested commands.
 	time.Sleep(500 * time.Microsecond)
-	return t.p.Write(ctx, t.names[vol], b, t.size-demoRegion+off)
+	v := t.vols[vol]
+	return v.p.Write(ctx, v.name, b, v.size-demoRegion+off)
 }
