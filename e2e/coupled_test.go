@@ -29,7 +29,13 @@ type etcdProcess struct {
 
 func freeLoopbackURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeURL(t, "127.0.0.1")
+}
+
+// freeURL is http://ip:port on a port free now.
+func freeURL(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +45,14 @@ func freeLoopbackURL(t *testing.T) string {
 
 func startEtcd(t *testing.T) *etcdProcess {
 	t.Helper()
+	return startEtcdOn(t, "127.0.0.1")
+}
+
+// startEtcdOn is startEtcd serving clients on the address ip.
+func startEtcdOn(t *testing.T, ip string) *etcdProcess {
+	t.Helper()
 	dir := t.TempDir()
-	e := &etcdProcess{t: t, dir: filepath.Join(dir, "data"), url: freeLoopbackURL(t), peer: freeLoopbackURL(t), log: filepath.Join(dir, "etcd.log")}
+	e := &etcdProcess{t: t, dir: filepath.Join(dir, "data"), url: freeURL(t, ip), peer: freeLoopbackURL(t), log: filepath.Join(dir, "etcd.log")}
 	e.start()
 	t.Cleanup(func() { e.kill() })
 	return e
@@ -173,22 +185,62 @@ func chainPrefix(t *testing.T, s [2]*procSession, issued int64) (prefix int64, v
 	return prefix, violations
 }
 
+// groupOpts shapes the sessions coupledGroup starts.
+type groupOpts struct {
+	sessions  int  // default 2
+	uncoupled bool // sessions that stand alone, and no etcd
+	volSize   config.Size
+	// hosts, if set, runs session i's primary in host "p<i+1>" and its
+	// secondary in host "s<i+1>", every listener on the host's address,
+	// etcd on the test's.
+	hosts *netHosts
+}
+
 // coupledPair starts etcd and two sessions of one coupled group (or, with
 // coupled false, two sessions that stand alone), each with both sites.
 func coupledPair(t *testing.T, coupled bool) (*etcdProcess, [2]*procSession) {
 	t.Helper()
+	e, s := coupledGroup(t, groupOpts{uncoupled: !coupled})
+	return e, [2]*procSession(s)
+}
+
+// coupledGroup starts etcd and the sessions of one coupled group, named
+// c1, c2, ..., each with both sites, and waits until every member's
+// secondary knows a master time.
+func coupledGroup(t *testing.T, o groupOpts) (*etcdProcess, []*procSession) {
+	t.Helper()
+	coupled := !o.uncoupled
+	if o.sessions == 0 {
+		o.sessions = 2
+	}
+	if o.volSize == 0 {
+		o.volSize = 16 << 20
+	}
 	var e *etcdProcess
 	if coupled {
-		e = startEtcd(t)
+		if o.hosts != nil {
+			e = startEtcdOn(t, o.hosts.local)
+		} else {
+			e = startEtcd(t)
+		}
 	}
-	var s [2]*procSession
+	s := make([]*procSession, o.sessions)
 	for i := range s {
-		s[i] = newSession(t, sessionOpts{name: fmt.Sprintf("c%d", i+1), volSize: 16 << 20, edit: func(c *config.Config) {
+		prim, sec := fmt.Sprintf("p%d", i+1), fmt.Sprintf("s%d", i+1)
+		s[i] = newSession(t, sessionOpts{name: fmt.Sprintf("c%d", i+1), volSize: o.volSize, edit: func(c *config.Config) {
 			if coupled {
 				c.Coupling = config.Coupling{Group: "payments", Etcd: []string{e.url}, Lease: config.Duration(2 * time.Second),
 					Publish: config.Duration(20 * time.Millisecond)}
 			}
+			if o.hosts != nil {
+				// Plaintext: the hosts are this test's, and TLS is
+				// tested on its own (tls_test.go).
+				c.Primary.Insecure, c.Secondary.Insecure = true, true
+				c.Primary.NBD, c.Primary.Control = o.hosts.addr(prim), o.hosts.addr(prim)
+				c.Secondary.Listen, c.Secondary.Control, c.Secondary.NBD = o.hosts.addr(sec), o.hosts.addr(sec), o.hosts.addr(sec)
+			}
 		}})
+		s[i].primNS, s[i].secNS = o.hosts.ns(prim), o.hosts.ns(sec)
 		if coupled {
 			if code, out, errs := runDuplex(t, "couple", "add", "--config", s[i].path); code != 0 {
 				t.Fatalf("duplex couple add: exit %d\n%s%s", code, out, errs)
@@ -203,10 +255,10 @@ func coupledPair(t *testing.T, coupled bool) (*etcdProcess, [2]*procSession) {
 		s[i].start()
 	}
 	if coupled {
-		eventually(t, time.Minute, "a master time at both secondaries", func() bool {
+		eventually(t, 2*time.Minute, "a master time at every secondary", func() bool {
 			for i := range s {
 				st := s[i].secondaryStatus()
-				if st.Coupling == nil || st.Coupling.MasterTime == "" || st.Coupling.Held != "" || len(st.Coupling.Members) != 2 {
+				if st.Coupling == nil || st.Coupling.MasterTime == "" || st.Coupling.Held != "" || len(st.Coupling.Members) != len(s) {
 					return false
 				}
 			}
@@ -287,71 +339,82 @@ func TestCoupledSessionsRecoverToOnePrefix(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, s := coupledPair(t, tc.coupled)
-			// The first held writes are made part of the group's time
-			// before the kill: a recovery time is the least time the
-			// members published, which under load can lag the client by
-			// more than it takes to acknowledge hundreds of writes, so
-			// without the wait a kill may leave none of the chain below
-			// it (and an empty prefix is then the right recovery).
-			const held = 300
-			c := startChain(t, s, held)
-			eventually(t, time.Minute, "writes acknowledged", func() bool { return c.acked.Load() == held })
-			if tc.coupled {
-				// Write held-1 was acknowledged, so stamped, before now.
-				passed := time.Now()
-				eventually(t, time.Minute, "the master time past the held writes at both secondaries", func() bool {
-					for i := range s {
-						st := s[i].secondaryStatus()
-						if st.Coupling == nil {
-							return false
-						}
-						mt, err := time.Parse(time.RFC3339Nano, st.Coupling.MasterTime)
-						if err != nil || !mt.After(passed) {
-							return false
-						}
-					}
-					return true
-				})
-			}
-			c.hold.Store(2 * chainBlocks)
-			eventually(t, time.Minute, "writes acknowledged past the held ones", func() bool { return c.acked.Load() > held+200 })
-			tc.kill(t, e, s)
-			before := c.acked.Load()
-			// The writes go on for a while after the kill (or fail, once
-			// a primary is gone).
-			eventually(t, time.Minute, "writes after the kill", func() bool {
-				select {
-				case err := <-c.done:
-					c.done <- err
-					return true
-				default:
-				}
-				return c.acked.Load() > before+400 || c.acked.Load() == 2*chainBlocks
-			})
-			err := c.finish()
-			acked := c.acked.Load()
-			out := recoverAll(t, s, tc.coupled)
-			prefix, violations := chainPrefix(t, s, acked)
-			t.Logf("%d writes acknowledged (%d before the kill; the client ended with %v); recovered a prefix of %d; %d violations\n%s",
-				acked, before, err, prefix, len(violations), out)
-			if !tc.coupled {
-				if len(violations) == 0 {
-					t.Fatal("without coupling the recovered secondaries held a prefix of the writes: the test has no teeth")
-				}
-				return
-			}
-			for _, v := range violations[:min(len(violations), 10)] {
-				t.Error(v)
-			}
-			if len(violations) > 0 {
-				t.Fatalf("%d writes held past the prefix of %d", len(violations), prefix)
-			}
-			if prefix < held {
-				t.Fatalf("the recovered secondaries hold a prefix of %d writes, fewer than the %d the group's time had passed before the kill", prefix, held)
-			}
-			if got := strings.Count(out, "coupled group payments: recovered to the group's time"); got != 2 {
-				t.Errorf("recover --coupled printed the group's time %d times, want once per member:\n%s", got, out)
-			}
+			chainThroughKill(t, e, s, tc.coupled, tc.kill)
 		})
+	}
+}
+
+// chainThroughKill runs the chain client on the pair, kills what kill
+// kills once the group's time passed its first writes (and writes went on
+// past them), lets the client go on for a while, recovers both
+// secondaries (coupled: with --coupled) and checks what they hold: coupled,
+// exactly a prefix of the acknowledged writes, at least the first ones;
+// uncoupled, writes held past one they depended on (the test's teeth).
+func chainThroughKill(t *testing.T, e *etcdProcess, s [2]*procSession, coupled bool, kill func(t *testing.T, e *etcdProcess, s [2]*procSession)) {
+	t.Helper()
+	// The first held writes are made part of the group's time
+	// before the kill: a recovery time is the least time the
+	// members published, which under load can lag the client by
+	// more than it takes to acknowledge hundreds of writes, so
+	// without the wait a kill may leave none of the chain below
+	// it (and an empty prefix is then the right recovery).
+	const held = 300
+	c := startChain(t, s, held)
+	eventually(t, time.Minute, "writes acknowledged", func() bool { return c.acked.Load() == held })
+	if coupled {
+		// Write held-1 was acknowledged, so stamped, before now.
+		passed := time.Now()
+		eventually(t, time.Minute, "the master time past the held writes at both secondaries", func() bool {
+			for i := range s {
+				st := s[i].secondaryStatus()
+				if st.Coupling == nil {
+					return false
+				}
+				mt, err := time.Parse(time.RFC3339Nano, st.Coupling.MasterTime)
+				if err != nil || !mt.After(passed) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	c.hold.Store(2 * chainBlocks)
+	eventually(t, time.Minute, "writes acknowledged past the held ones", func() bool { return c.acked.Load() > held+200 })
+	kill(t, e, s)
+	before := c.acked.Load()
+	// The writes go on for a while after the kill (or fail, once
+	// a primary is gone).
+	eventually(t, time.Minute, "writes after the kill", func() bool {
+		select {
+		case err := <-c.done:
+			c.done <- err
+			return true
+		default:
+		}
+		return c.acked.Load() > before+400 || c.acked.Load() == 2*chainBlocks
+	})
+	err := c.finish()
+	acked := c.acked.Load()
+	out := recoverAll(t, s, coupled)
+	prefix, violations := chainPrefix(t, s, acked)
+	t.Logf("%d writes acknowledged (%d before the kill; the client ended with %v); recovered a prefix of %d; %d violations\n%s",
+		acked, before, err, prefix, len(violations), out)
+	if !coupled {
+		if len(violations) == 0 {
+			t.Fatal("without coupling the recovered secondaries held a prefix of the writes: the test has no teeth")
+		}
+		return
+	}
+	for _, v := range violations[:min(len(violations), 10)] {
+		t.Error(v)
+	}
+	if len(violations) > 0 {
+		t.Fatalf("%d writes held past the prefix of %d", len(violations), prefix)
+	}
+	if prefix < held {
+		t.Fatalf("the recovered secondaries hold a prefix of %d writes, fewer than the %d the group's time had passed before the kill", prefix, held)
+	}
+	if got := strings.Count(out, "coupled group payments: recovered to the group's time"); got != 2 {
+		t.Errorf("recover --coupled printed the group's time %d times, want once per member:\n%s", got, out)
 	}
 }

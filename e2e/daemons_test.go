@@ -98,13 +98,25 @@ type daemon struct {
 // when the test failed, its log is printed.
 func startDaemon(t *testing.T, role, cfgPath, logPath string, flags ...string) *daemon {
 	t.Helper()
+	return startDaemonIn(t, "", role, cfgPath, logPath, flags...)
+}
+
+// startDaemonIn is startDaemon in the network namespace netns ("": the
+// test's own). ip netns exec execs the daemon in its own process, so that
+// the process signalled is the daemon's.
+func startDaemonIn(t *testing.T, netns, role, cfgPath, logPath string, flags ...string) *daemon {
+	t.Helper()
 	bin := duplexBinary(t)
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(lf, "=== %s duplex %s --config %s %s\n", time.Now().Format(time.RFC3339Nano), role, cfgPath, strings.Join(flags, " "))
-	cmd := exec.Command(bin, append([]string{role, "--config", cfgPath}, flags...)...)
+	argv := append([]string{bin, role, "--config", cfgPath}, flags...)
+	if netns != "" {
+		argv = append([]string{"ip", "netns", "exec", netns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()
@@ -244,6 +256,9 @@ type procSession struct {
 	cfg  *config.Config
 	prim *daemon
 	sec  *daemon
+	// primNS and secNS are the network namespaces the sites run in ("":
+	// the test's own).
+	primNS, secNS string
 }
 
 type sessionOpts struct {
@@ -304,13 +319,13 @@ func writeConfig(t *testing.T, path string, c *config.Config) *config.Config {
 
 func (s *procSession) startSecondary() {
 	s.t.Helper()
-	s.sec = startDaemon(s.t, "secondary", s.path, filepath.Join(s.dir, "secondary.log"))
+	s.sec = startDaemonIn(s.t, s.secNS, "secondary", s.path, filepath.Join(s.dir, "secondary.log"))
 	s.cfg = s.sec.ready(s.path, s.cfg)
 }
 
 func (s *procSession) startPrimary() {
 	s.t.Helper()
-	s.prim = startDaemon(s.t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
+	s.prim = startDaemonIn(s.t, s.primNS, "primary", s.path, filepath.Join(s.dir, "primary.log"))
 	s.cfg = s.prim.ready(s.path, s.cfg)
 }
 

@@ -14,6 +14,8 @@ command -v fio       >/dev/null || need+=(fio)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v fusermount3 >/dev/null || need+=(fuse3)
 command -v losetup   >/dev/null || need+=(util-linux)
+# ip netns: the coupled sessions' hosts as network namespaces (e2e).
+command -v ip        >/dev/null || need+=(iproute2)
 command -v chromium  >/dev/null || need+=(chromium)
 # libnbd's Python bindings, for the system python only; -I keeps the Go
 # package nbd in this directory from passing for them.
