@@ -626,23 +626,26 @@ func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
 var ErrTooLarge = errors.New("the undo is larger than allowed")
 
 // Overlays reads the undo of every group after to into an Overlay per
-// volume, in memory: laid over the volumes' current content, they read the
+// volume, in memory, or with spill set into spilled Overlays whose images
+// go to spill: laid over the volumes' current content, they read the
 // volumes as of group to, as Undo would leave them, without writing to
-// them. The Overlays hold at most maxBytes (ErrTooLarge). The volumes must
-// not move on while it runs; a group after to trimmed meanwhile fails it
-// (ErrOutside), never leaves a byte of the past unread.
-func (l *Log) Overlays(to uint64, maxBytes int64) (map[string]*Overlay, error) {
+// them. The Overlays hold at most maxBytes of memory (ErrTooLarge). The
+// volumes must not move on while it runs; a group after to trimmed
+// meanwhile fails it (ErrOutside), never leaves a byte of the past unread.
+func (l *Log) Overlays(to uint64, maxBytes int64, spill *Scratch) (map[string]*Overlay, error) {
 	out := map[string]*Overlay{}
 	var held int64
 	err := l.replayAfter(to, func(r *Record) error {
 		for _, e := range r.Extents {
 			o := out[e.Volume]
 			if o == nil {
-				o = &Overlay{}
+				o = &Overlay{spill: spill}
 				out[e.Volume] = o
 			}
 			before := o.Bytes()
-			o.Add(e)
+			if err := o.Add(e); err != nil {
+				return fmt.Errorf("history: the data changed since group %d: %w", to, err)
+			}
 			if held += o.Bytes() - before; held > maxBytes {
 				return fmt.Errorf("history: the data changed since group %d is more than %d MiB: %w", to, maxBytes>>20, ErrTooLarge)
 			}

@@ -178,23 +178,41 @@ func TestUndoToEveryPoint(t *testing.T) {
 	}
 	// Laid over the volumes as they are, the Overlays of a group read
 	// them as of that group.
-	for _, to := range []uint64{40, 39, 25, 12, 1, 0} {
-		os, err := l.Overlays(to, 1<<30)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for n, v := range vols {
-			p := bytes.Clone(v.b)
-			if o := os[n]; o != nil {
-				o.ReadOver(p, 0)
+	// Spilled to a Scratch, the same.
+	sc, err := CreateScratch(filepath.Join(t.TempDir(), "scratch"), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	for _, spill := range []*Scratch{nil, sc} {
+		for _, to := range []uint64{40, 39, 25, 12, 1, 0} {
+			os, err := l.Overlays(to, 1<<30, spill)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !bytes.Equal(p, states[to][n]) {
-				t.Fatalf("the overlay of group %d over volume %s differs from the volume at that group", to, n)
+			for n, v := range vols {
+				p := bytes.Clone(v.b)
+				if o := os[n]; o != nil {
+					if err := o.ReadOver(p, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if !bytes.Equal(p, states[to][n]) {
+					t.Fatalf("the overlay (spilled: %v) of group %d over volume %s differs from the volume at that group", spill != nil, to, n)
+				}
 			}
 		}
 	}
-	if _, err := l.Overlays(0, 4096); !errors.Is(err, ErrTooLarge) {
+	if _, err := l.Overlays(0, 4096, nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Overlays past their bound: %v", err)
+	}
+	small, err := CreateScratch(filepath.Join(t.TempDir(), "small"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if _, err := l.Overlays(0, 1<<30, small); !errors.Is(err, ErrScratchFull) {
+		t.Fatalf("spilled Overlays past their Scratch's limit: %v", err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

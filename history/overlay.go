@@ -12,69 +12,219 @@ import (
 // that group. Ranges are added newest group last, and the first image of a
 // byte added is kept: the one of the oldest group after the past one that
 // wrote it, as Undo does. It is not safe for concurrent use.
+//
+// An Overlay made by NewSpilledOverlay keeps the data of its images in a
+// Scratch file and only its index in memory, so that what it can hold is
+// bounded by the disk (the Scratch's limit), not by memory.
 type Overlay struct {
-	segs  []overlaySeg // sorted by start, disjoint
-	cover spans
-	bytes int64
+	idx   segIndex
+	bytes int64 // image data held in memory
+	spill *Scratch
+	// spilled is the image data written to spill.
+	spilled int64
 	// moved counts the segments insertions moved: what makes insertion
 	// cheap or not, whatever the machine's load (tests).
 	moved int
 }
 
+// NewSpilledOverlay is an Overlay whose images' data goes to sc (nil: an
+// Overlay in memory).
+func NewSpilledOverlay(sc *Scratch) *Overlay { return &Overlay{spill: sc} }
+
 type overlaySeg struct {
 	start, end uint64
-	data       []byte // nil: zeros
+	data       []byte // held in memory; nil: zeros, or spilled
+	at         int64  // 1 + the image's offset in the Scratch; 0: not spilled
 }
 
 // Add lays e under what the Overlay holds: only the bytes it holds no image
 // of yet are taken. e.Data is kept when it is taken whole; parts of it are
 // copied, so that a few bytes taken never keep a whole image alive and
-// Bytes is what the Overlay holds in memory.
-func (o *Overlay) Add(e Extent) {
-	for _, g := range o.cover.add(e.Offset, e.Offset+e.Length) {
+// Bytes is what the Overlay holds in memory. A spilled Overlay writes the
+// bytes taken to its Scratch; if that fails (ErrScratchFull, or the disk's
+// error) the Overlay may lack part of e and must not be read again.
+func (o *Overlay) Add(e Extent) error {
+	for _, g := range o.gaps(e.Offset, e.Offset+e.Length) {
 		seg := overlaySeg{start: g.start, end: g.end}
 		if !e.Zeros {
-			seg.data = e.Data[g.start-e.Offset : g.end-e.Offset : g.end-e.Offset]
-			if uint64(len(seg.data)) < e.Length {
-				seg.data = bytes.Clone(seg.data)
+			data := e.Data[g.start-e.Offset : g.end-e.Offset : g.end-e.Offset]
+			if o.spill != nil {
+				at, err := o.spill.Append(data)
+				if err != nil {
+					return err
+				}
+				seg.at = at + 1
+				o.spilled += int64(len(data))
+			} else {
+				if uint64(len(data)) < e.Length {
+					data = bytes.Clone(data)
+				}
+				seg.data = data
+				o.bytes += int64(len(data))
 			}
-			o.bytes += int64(len(seg.data))
 		}
-		i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].start >= seg.start })
-		if seg.data == nil && i > 0 && o.segs[i-1].data == nil && o.segs[i-1].end == seg.start {
-			// Zeros next to zeros (a file system filling fresh space in
-			// order): one segment.
-			o.segs[i-1].end = seg.end
-			continue
+		c, i := o.idx.seek(seg.start)
+		if pc, pi, ok := o.idx.prev(c, i); ok {
+			p := &o.idx.chunks[pc][pi]
+			if p.end == seg.start && seg.data == nil && p.data == nil &&
+				(seg.at == 0 && p.at == 0 || seg.at != 0 && p.at != 0 && p.at+int64(p.end-p.start) == seg.at) {
+				// Zeros next to zeros (a file system filling fresh space
+				// in order), or an image spilled right after its
+				// neighbour's: one segment.
+				p.end = seg.end
+				continue
+			}
 		}
-		o.segs = append(o.segs, overlaySeg{})
-		o.moved += copy(o.segs[i+1:], o.segs[i:])
-		o.segs[i] = seg
+		o.moved += o.idx.insert(c, i, seg)
 	}
+	return nil
+}
+
+// gaps are the parts of [start, end) the Overlay holds no image of.
+func (o *Overlay) gaps(start, end uint64) []span {
+	if start >= end {
+		return nil
+	}
+	var gaps []span
+	cur := start
+	for c, i := o.idx.seek(start); c < len(o.idx.chunks); c, i = o.idx.next(c, i) {
+		s := &o.idx.chunks[c][i]
+		if s.start >= end {
+			break
+		}
+		if s.start > cur {
+			gaps = append(gaps, span{cur, s.start})
+		}
+		cur = max(cur, s.end)
+	}
+	if cur < end {
+		gaps = append(gaps, span{cur, end})
+	}
+	return gaps
 }
 
 // Bytes is the memory the Overlay holds: the data of its images, and its
 // index of them, which images of zeros (no data) take too, so that a view
-// bounded by Bytes is bounded however many of them it keeps.
+// bounded by Bytes is bounded however many of them it keeps. A spilled
+// Overlay's data is on disk (Spilled), so Bytes is its index alone.
 func (o *Overlay) Bytes() int64 {
-	return o.bytes + int64(cap(o.segs))*int64(unsafe.Sizeof(overlaySeg{})) + int64(cap(o.cover.s))*int64(unsafe.Sizeof(span{}))
+	return o.bytes + o.idx.bytes
 }
 
+// Spilled is the data of the images the Overlay wrote to its Scratch.
+func (o *Overlay) Spilled() int64 { return o.spilled }
+
 // ReadOver replaces, in p (the current content at off), every byte the
-// Overlay holds an image of.
-func (o *Overlay) ReadOver(p []byte, off int64) {
+// Overlay holds an image of. It fails only reading a spilled image back.
+func (o *Overlay) ReadOver(p []byte, off int64) error {
 	start, end := uint64(off), uint64(off)+uint64(len(p))
-	i := sort.Search(len(o.segs), func(i int) bool { return o.segs[i].end > start })
-	for ; i < len(o.segs) && o.segs[i].start < end; i++ {
-		s := o.segs[i]
+	for c, i := o.idx.seek(start); c < len(o.idx.chunks); c, i = o.idx.next(c, i) {
+		s := &o.idx.chunks[c][i]
+		if s.start >= end {
+			break
+		}
 		a, b := max(s.start, start), min(s.end, end)
 		dst := p[a-start : b-start]
-		if s.data == nil {
+		switch {
+		case s.at != 0:
+			if err := o.spill.ReadAt(dst, s.at-1+int64(a-s.start)); err != nil {
+				return err
+			}
+		case s.data == nil:
 			clear(dst)
-		} else {
+		default:
 			copy(dst, s.data[a-s.start:b-s.start])
 		}
 	}
+	return nil
+}
+
+// segChunk is the most segments one chunk of a segIndex holds: an
+// insertion moves at most that many, and the chunks' index one slot per
+// chunk.
+const segChunk = 128
+
+// segIndex holds disjoint segments sorted by start (and so by end) in
+// chunks of at most segChunk: an insertion anywhere moves at most a chunk's
+// segments, where one sorted slice would move every segment after it (a
+// view of a volume written in no order took quadratic time). Each chunk is
+// allocated at its full size, so bytes is what the index holds.
+type segIndex struct {
+	chunks [][]overlaySeg // none empty
+	bytes  int64
+}
+
+const (
+	segSize   = int64(unsafe.Sizeof(overlaySeg{}))
+	chunkSize = int64(unsafe.Sizeof([]overlaySeg{}))
+)
+
+// seek is the position of the first segment whose end is after x: chunk
+// len(chunks) if there is none.
+func (ix *segIndex) seek(x uint64) (int, int) {
+	c := sort.Search(len(ix.chunks), func(k int) bool { ch := ix.chunks[k]; return ch[len(ch)-1].end > x })
+	if c == len(ix.chunks) {
+		return c, 0
+	}
+	ch := ix.chunks[c]
+	return c, sort.Search(len(ch), func(k int) bool { return ch[k].end > x })
+}
+
+func (ix *segIndex) next(c, i int) (int, int) {
+	if i+1 < len(ix.chunks[c]) {
+		return c, i + 1
+	}
+	return c + 1, 0
+}
+
+// prev is the position before (c, i), if there is one.
+func (ix *segIndex) prev(c, i int) (int, int, bool) {
+	if i > 0 {
+		return c, i - 1, true
+	}
+	if c == 0 {
+		return 0, 0, false
+	}
+	return c - 1, len(ix.chunks[c-1]) - 1, true
+}
+
+// insert puts s at position (c, i), before the segment there, and returns
+// the number of segments it moved.
+func (ix *segIndex) insert(c, i int, s overlaySeg) int {
+	if c == len(ix.chunks) {
+		// After every segment: at the end of the last chunk.
+		if c == 0 || len(ix.chunks[c-1]) == segChunk {
+			ix.chunks = append(ix.chunks, ix.newChunk())
+			ix.bytes += chunkSize // the chunks' index, one slot (amortized)
+		}
+		c = len(ix.chunks) - 1
+		i = len(ix.chunks[c])
+	}
+	moved := 0
+	if len(ix.chunks[c]) == segChunk {
+		// Full: split in two halves, then insert in the one i falls in.
+		half := ix.newChunk()
+		half = append(half, ix.chunks[c][segChunk/2:]...)
+		clear(ix.chunks[c][segChunk/2:])
+		ix.chunks[c] = ix.chunks[c][:segChunk/2]
+		ix.chunks = append(ix.chunks, nil)
+		moved += copy(ix.chunks[c+2:], ix.chunks[c+1:]) + segChunk/2
+		ix.chunks[c+1] = half
+		ix.bytes += chunkSize
+		if i > segChunk/2 {
+			c, i = c+1, i-segChunk/2
+		}
+	}
+	ch := append(ix.chunks[c], overlaySeg{})
+	moved += copy(ch[i+1:], ch[i:])
+	ch[i] = s
+	ix.chunks[c] = ch
+	return moved
+}
+
+func (ix *segIndex) newChunk() []overlaySeg {
+	ix.bytes += segChunk * segSize
+	return make([]overlaySeg, 0, segChunk)
 }
 
 // ReadBeforeImages reads the current content of ranges (merged first) from

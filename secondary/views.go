@@ -84,7 +84,7 @@ func (s *Secondary) PinAt(t int64) (*ReadView, error) {
 	if p.Group == cur.Group {
 		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0), nil
 	}
-	over, err := s.hist.Overlays(p.Group, MaxViewBytes)
+	over, err := s.hist.Overlays(p.Group, MaxViewBytes, nil)
 	if errors.Is(err, history.ErrOutside) {
 		return nil, s.windowError(t, cur)
 	}
