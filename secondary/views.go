@@ -11,8 +11,10 @@ import (
 	"duplex/recordset"
 )
 
-// MaxViewBytes bounds what one read view holds: the before images of the
-// data applied since it was pinned. A view past it is no longer readable.
+// MaxViewBytes bounds the memory one read view holds: the before images of
+// the data applied since it was pinned, or only their index for a view
+// that spills them to a scratch file (PinSpilled). A view past it is no
+// longer readable.
 const MaxViewBytes = 256 << 20
 
 // ViewsBudget bounds what the open read views hold together, counting an
@@ -38,25 +40,34 @@ type ReadView struct {
 	over map[string]*history.Overlay
 	held int64
 	gone error
+	// spill, if set, takes the data of the view's before images: held
+	// then counts only their index, and spill's limit bounds the data.
+	spill *history.Scratch
 }
 
 type readViews struct {
 	mu    sync.Mutex
 	views map[*ReadView]struct{}
-	// budget replaces ViewsBudget when set (tests).
-	budget int64
+	// budget replaces ViewsBudget, and maxView MaxViewBytes, when set
+	// (tests).
+	budget, maxView int64
 }
 
 // Pin opens a read view at the group the volumes hold now. Close it when
 // done: until then each group applied keeps its before images for it.
-func (s *Secondary) Pin() (*ReadView, error) {
+func (s *Secondary) Pin() (*ReadView, error) { return s.PinSpilled(nil) }
+
+// PinSpilled is Pin for a view that keeps the data of its before images in
+// sc (nil: in memory), so that it outlives any amount of change the
+// scratch file holds: a failover drill's.
+func (s *Secondary) PinSpilled(sc *history.Scratch) (*ReadView, error) {
 	s.view.RLock()
 	defer s.view.RUnlock()
 	if s.torn != nil {
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
 	}
 	st := s.appliedState()
-	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0), nil
+	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0, sc), nil
 }
 
 // PinAt opens a read view at the newest group at or before t (Unix ns) that
@@ -65,7 +76,11 @@ func (s *Secondary) Pin() (*ReadView, error) {
 // most) and laid over the volumes, which stay as they are. Views of the
 // same t see the same group, whichever volume they read. A t at or after
 // the applied group's time opens a view of it, as Pin does.
-func (s *Secondary) PinAt(t int64) (*ReadView, error) {
+func (s *Secondary) PinAt(t int64) (*ReadView, error) { return s.PinAtSpilled(t, nil) }
+
+// PinAtSpilled is PinAt for a view that keeps the data of its before
+// images in sc (nil: in memory), those of the undo read when it opens too.
+func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error) {
 	if s.hist == nil {
 		return nil, fmt.Errorf("secondary: a read view of a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
@@ -82,9 +97,9 @@ func (s *Secondary) PinAt(t int64) (*ReadView, error) {
 		return nil, err
 	}
 	if p.Group == cur.Group {
-		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0), nil
+		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc), nil
 	}
-	over, err := s.hist.Overlays(p.Group, MaxViewBytes, nil)
+	over, err := s.hist.Overlays(p.Group, s.rviews.viewBound(), nil)
 	if errors.Is(err, history.ErrOutside) {
 		return nil, s.windowError(t, cur)
 	}
@@ -95,7 +110,7 @@ func (s *Secondary) PinAt(t int64) (*ReadView, error) {
 	for _, o := range over {
 		held += o.Bytes()
 	}
-	v := s.pinLocked(p.Group, p.Time, over, held)
+	v := s.pinLocked(p.Group, p.Time, over, held, sc)
 	s.rviews.mu.Lock()
 	gone := v.gone
 	s.rviews.mu.Unlock()
@@ -130,8 +145,8 @@ func (s *Secondary) pointAt(t int64, cur apply.State) (history.Point, error) {
 }
 
 // pinLocked registers a view. Called with s.view held.
-func (s *Secondary) pinLocked(group uint64, t int64, over map[string]*history.Overlay, held int64) *ReadView {
-	v := &ReadView{s: s, Group: group, Time: t, over: over, held: held}
+func (s *Secondary) pinLocked(group uint64, t int64, over map[string]*history.Overlay, held int64, sc *history.Scratch) *ReadView {
+	v := &ReadView{s: s, Group: group, Time: t, over: over, held: held, spill: sc}
 	s.rviews.mu.Lock()
 	if s.rviews.views == nil {
 		s.rviews.views = map[*ReadView]struct{}{}
@@ -174,9 +189,18 @@ func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
 		return err
 	}
 	if o != nil {
-		o.ReadOver(p, off)
+		if err := o.ReadOver(p, off); err != nil {
+			return fmt.Errorf("secondary: read view of group %d: %w", v.Group, err)
+		}
 	}
 	return nil
+}
+
+// Gone is why the view can no longer be read, nil while it can.
+func (v *ReadView) Gone() error {
+	v.s.rviews.mu.Lock()
+	defer v.s.rviews.mu.Unlock()
+	return v.gone
 }
 
 // keepForViews gives every open view the before images of what g is about
@@ -213,10 +237,17 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 				v.over[e.Volume] = o
 			}
 			before := o.Bytes()
-			o.Add(e)
+			if err := o.Add(e); err != nil {
+				// Its scratch file is full, or failed: the view lacks
+				// part of the past now.
+				v.gone = fmt.Errorf("%w: the view of group %d cannot keep what changed since it was opened: %w", ErrViewGone, v.Group, err)
+				v.over = nil
+				s.log.Warn("read view given up: its reads fail from now on", "group", v.Group, "reason", err)
+				continue
+			}
 			v.held += o.Bytes() - before
-			if v.held > MaxViewBytes {
-				v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, MaxViewBytes>>20)
+			if bound := s.rviews.viewBound(); v.held > bound {
+				v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, bound>>20)
 				v.over = nil
 			}
 		}
@@ -228,6 +259,14 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 	}
 	s.rviews.trim()
 	return nil
+}
+
+// viewBound is the memory one view may hold.
+func (r *readViews) viewBound() int64 {
+	if r.maxView != 0 {
+		return r.maxView
+	}
+	return MaxViewBytes
 }
 
 // live says whether a view is open and not given up. Called with mu held.
