@@ -16,6 +16,9 @@ const (
 	// DefaultHistoryBytes bounds [secondary] history when history_bytes
 	// is left out.
 	DefaultHistoryBytes = 1 * GiB
+	// DefaultDrillBytes bounds a failover drill's scratch file when
+	// drill_bytes is left out.
+	DefaultDrillBytes = 8 * GiB
 	// MaxSidefileTotal bounds the subsystems' sidefiles together. A
 	// consistency group holds only updates still in the sidefiles (they are
 	// released when the group is journaled), each costing there at least
@@ -127,7 +130,11 @@ type Secondary struct {
 	// volumes as of a point in time, their writes kept apart (a failover
 	// drill while replication goes on).
 	DrillNBD string `toml:"drill_nbd" kind:"listen" unique:"listener" doc:"writable exports of a failover drill (duplex drill start)"` // optional
-	Journal  string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
+	// DrillBytes bounds a drill's scratch file, beside the journal: the
+	// drill's writes and the before images of what replication overwrites
+	// while it runs. Left out with drill_nbd set, it is DefaultDrillBytes.
+	DrillBytes Size   `toml:"drill_bytes" min:"1MiB" range:"%s: must be at least 1MiB, e.g. drill_bytes = \"100GiB\"" zero:"0 is too small: leave drill_bytes out for the default (8GiB)" with:"drill_nbd" without:"set without drill_nbd: it bounds the scratch file of the drills drill_nbd serves; set drill_nbd too, or leave drill_bytes out" doc:"bound on a failover drill's scratch file: its writes and the before images it needs"`
+	Journal    string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
 	// History is how far back duplex recover --at reaches: the secondary
 	// keeps the before images of what each group overwrites this long
 	// (package history). Left out or 0, it keeps none.
@@ -240,6 +247,9 @@ func Parse(data []byte, dir string) (*Config, error) {
 	}
 	if c.Secondary.HistoryBytes == 0 && c.Secondary.History > 0 {
 		c.Secondary.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.Secondary.DrillBytes == 0 && c.Secondary.DrillNBD != "" {
+		c.Secondary.DrillBytes = DefaultDrillBytes
 	}
 	if c.Primary.SidefileLimit == 0 && c.HasPrimary() {
 		// Left out (a 0 written is refused in decode) of a [primary]

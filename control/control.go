@@ -71,6 +71,10 @@ type Status struct {
 	// start), if any: where it serves, the group it shows and the bytes
 	// its writes hold.
 	Drill *DrillResult `json:"drill,omitempty"`
+	// DrillEnded says that a drill ran when the secondary last stopped,
+	// and so ended (a drill does not outlive its secondary), until a
+	// drill is started or stopped.
+	DrillEnded string `json:"drill_ended,omitempty"`
 
 	Volumes []VolumeStatus `json:"volumes"`
 

@@ -16,13 +16,20 @@ type DrillRequest struct {
 }
 
 // DrillResult is the answer: the drill's NBD address, the group and time
-// it shows, and the bytes its writes hold.
+// it shows, and what its scratch file holds: its writes (ScratchBytes),
+// the before images its point in time needs, and the bound of both
+// ([secondary] drill_bytes). Failed says why the drill can no longer
+// serve (its scratch file full: reads fail with EIO, or writes with
+// ENOSPC), empty while it can.
 type DrillResult struct {
-	NBD             string `json:"nbd,omitempty"`
-	Group           uint64 `json:"group,omitempty"`
-	ConsistencyTime string `json:"consistency_time,omitempty"`
-	ScratchBytes    int64  `json:"scratch_bytes"`
-	Error           string `json:"error,omitempty"`
+	NBD               string `json:"nbd,omitempty"`
+	Group             uint64 `json:"group,omitempty"`
+	ConsistencyTime   string `json:"consistency_time,omitempty"`
+	ScratchBytes      int64  `json:"scratch_bytes"`
+	BeforeImageBytes  int64  `json:"before_image_bytes"`
+	ScratchLimitBytes int64  `json:"scratch_limit_bytes,omitempty"`
+	Failed            string `json:"failed,omitempty"`
+	Error             string `json:"error,omitempty"`
 }
 
 func (s *Server) drill(w http.ResponseWriter, r *http.Request) {

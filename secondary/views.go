@@ -99,7 +99,7 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if p.Group == cur.Group {
 		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc), nil
 	}
-	over, err := s.hist.Overlays(p.Group, s.rviews.viewBound(), nil)
+	over, err := s.hist.Overlays(p.Group, s.rviews.viewBound(), sc)
 	if errors.Is(err, history.ErrOutside) {
 		return nil, s.windowError(t, cur)
 	}
@@ -233,7 +233,7 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 			}
 			o := v.over[e.Volume]
 			if o == nil {
-				o = &history.Overlay{}
+				o = history.NewSpilledOverlay(v.spill)
 				v.over[e.Volume] = o
 			}
 			before := o.Bytes()

@@ -84,6 +84,16 @@
 //	                         of the recent groups, the before images of what
 //	                         each overwrote, for recover --at (package
 //	                         history, whose doc gives the format)
+//	drill.scratch            while a failover drill runs (DrillScratchPath):
+//	                         its writes in 4 KiB blocks and the before images
+//	                         of what replication overwrote since its point in
+//	                         time (package history's Scratch), at most
+//	                         [secondary] drill_bytes; never synced, removed
+//	                         when the drill stops and at the next start
+//	drill.json               while a drill runs: its address, group and start
+//	                         (JSON, written atomically); a start that finds
+//	                         it reports in the status that the drill ended
+//	                         with the last run, until a drill starts or stops
 //
 // A start replays the journal from the group after state.json's.
 //

@@ -1,46 +1,86 @@
 package site
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
+	"duplex/disk"
+	"duplex/history"
 	"duplex/nbd"
 	"duplex/secondary"
 )
-
-// MaxDrillBytes bounds what a drill's writes hold in memory: past it, a
-// write that needs a new block fails with ENOSPC.
-const MaxDrillBytes = 1 << 30
 
 // drillBlock is the unit in which a drill keeps its writes: a write to part
 // of one first copies the block as the drill's view reads it.
 const drillBlock = 4096
 
-// drill is a failover drill at a running secondary: writable NBD exports of
-// the volumes as of one group (a secondary.ReadView, the same group for
-// every volume), whose writes go to blocks held in memory and never to the
-// replicated volumes, while replication and the journal go on. Stopping it
-// discards the writes.
-type drill struct {
-	view *secondary.ReadView
-	srv  *nbd.Server
-	ln   net.Listener
-	done chan struct{}
+// drillRun is the most of new blocks a drill write appends to its scratch
+// file at once.
+const drillRun = 1 << 20
 
-	mu     sync.Mutex
-	blocks map[string]map[int64][]byte // volume, block number: the drill's writes
-	bytes  int64
+// DrillScratchPath is the file a failover drill keeps its writes in, with
+// the before images of what replication overwrites while it runs (its
+// view's): beside the journal directory, bounded by [secondary]
+// drill_bytes.
+func DrillScratchPath(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "drill.scratch")
 }
 
-// drillState is the site's drill, if one runs.
-type drillState struct {
+// drill is a failover drill at a running secondary: writable NBD exports of
+// the volumes as of one group (a secondary.ReadView, the same group for
+// every volume), whose writes go to a scratch file and never to the
+// replicated volumes, while replication and the journal go on. The view
+// keeps its before images in the same file, so a drill lasts as long as
+// the file's bound allows, not as long as memory does. Stopping it
+// discards the file.
+type drill struct {
+	view    *secondary.ReadView
+	scratch *history.Scratch
+	srv     *nbd.Server
+	ln      net.Listener
+	done    chan struct{}
+	log     *slog.Logger
+	started time.Time
+
 	mu sync.Mutex
-	d  *drill
+	// blocks locates the drill's writes: volume, block number: the
+	// block's offset in the scratch file.
+	blocks map[string]map[int64]int64
+	bytes  int64 // the scratch file's bytes that hold the drill's writes
+	// failed is the first reason the drill could not serve a request as
+	// asked (its scratch file full, its view given up), logged once.
+	failed error
+}
+
+// drillState is the site's drill, if one runs, and the record of one that
+// a stop of the secondary ended.
+type drillState struct {
+	mu    sync.Mutex
+	d     *drill
+	ended string
+}
+
+// drillRecord is drill.json beside the scratch file while a drill runs: a
+// start that finds it says that the drill ended with the last run.
+type drillRecord struct {
+	NBD             string `json:"nbd"`
+	Group           uint64 `json:"group"`
+	ConsistencyTime string `json:"consistency_time"`
+	Started         string `json:"started"`
+}
+
+func drillRecordPath(scratch string) string {
+	return filepath.Join(filepath.Dir(scratch), "drill.json")
 }
 
 // Drill starts (req.Stop false) or stops a drill: control.DrillRequest.
@@ -49,6 +89,34 @@ func (s *Secondary) Drill(req control.DrillRequest) (control.DrillResult, error)
 		return s.stopDrill()
 	}
 	return s.startDrill(req.At)
+}
+
+// endedDrill reads the record of a drill that ran when the secondary last
+// stopped, removes its scratch file, and keeps the record for the status
+// until a drill is started or stopped: a drill does not outlive its
+// secondary (its before images are those of the groups applied while the
+// process ran, kept without a sync).
+func (s *Secondary) endedDrill() error {
+	path := DrillScratchPath(s.cfg)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("drill: %w", err)
+	}
+	b, err := os.ReadFile(drillRecordPath(path))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	var r drillRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		s.log.Warn("drill: unreadable record of a drill that ran when the secondary stopped", "path", drillRecordPath(path), "err", err)
+	}
+	s.drills.ended = fmt.Sprintf("the failover drill of group %d (consistent as of %s) started at %s ended when the secondary stopped: "+
+		"a drill does not outlive its secondary, since its view of the past is the before images of the groups applied while it ran, "+
+		"kept unsynced in its scratch file (discarded); duplex drill start starts a new one", r.Group, r.ConsistencyTime, r.Started)
+	s.log.Warn("failover drill ended by the restart: its writes are discarded", "group", r.Group, "consistency_time", r.ConsistencyTime, "started", r.Started)
+	return nil
 }
 
 func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
@@ -60,29 +128,44 @@ func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
 	if d := s.drills.d; d != nil {
 		return d.result(), fmt.Errorf("drill: a drill of group %d runs on %s: duplex drill stop ends it first", d.view.Group, d.ln.Addr())
 	}
-	var (
-		v   *secondary.ReadView
-		err error
-	)
-	if at == "" {
-		v, err = s.sec.Pin()
-	} else {
-		var t time.Time
+	var t time.Time
+	if at != "" {
+		var err error
 		if t, err = control.ParseTime(at, time.Now()); err != nil {
 			return control.DrillResult{}, fmt.Errorf("drill --at %w", err)
 		}
-		v, err = s.sec.PinAt(t.UnixNano())
+	}
+	sc, err := history.CreateScratch(DrillScratchPath(s.cfg), int64(s.cfg.Secondary.DrillBytes))
+	if err != nil {
+		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
+	}
+	var v *secondary.ReadView
+	if at == "" {
+		v, err = s.sec.PinSpilled(sc)
+	} else {
+		v, err = s.sec.PinAtSpilled(t.UnixNano(), sc)
 	}
 	if err != nil {
+		sc.Close()
 		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
 	}
 	ln, err := net.Listen("tcp", s.cfg.Secondary.DrillNBD)
 	if err != nil {
 		v.Close()
+		sc.Close()
 		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
 	}
-	d := &drill{view: v, ln: ln, done: make(chan struct{}), blocks: map[string]map[int64][]byte{}}
-	d.srv = &nbd.Server{Exports: drillExports{s: s, d: d}, Logger: s.log.With("component", "drill"), TLS: s.nbdTLS,
+	d := &drill{view: v, scratch: sc, ln: ln, done: make(chan struct{}), blocks: map[string]map[int64]int64{},
+		log: s.log.With("component", "drill"), started: time.Now()}
+	rec, _ := json.Marshal(drillRecord{NBD: ln.Addr().String(), Group: v.Group, ConsistencyTime: control.FormatTime(v.Time), Started: control.FormatWall(d.started)})
+	if err := disk.WriteFileAtomic(disk.Or(s.fsys), drillRecordPath(sc.Path()), rec); err != nil {
+		ln.Close()
+		v.Close()
+		sc.Close()
+		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
+	}
+	s.drills.ended = ""
+	d.srv = &nbd.Server{Exports: drillExports{s: s, d: d}, Logger: d.log, TLS: s.nbdTLS,
 		Description: func(name string) string {
 			return fmt.Sprintf("failover drill of volume %s as of %s (group %d): writable, its writes kept apart from the replicated volume and discarded by duplex drill stop",
 				name, control.FormatTime(v.Time), v.Group)
@@ -95,7 +178,8 @@ func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
 	}()
 	s.drills.d = d
 	s.log.Warn("failover drill started: writable exports of a past state, writes kept apart from the replicated volumes",
-		"nbd", ln.Addr().String(), "group", v.Group, "consistency_time", control.FormatTime(v.Time))
+		"nbd", ln.Addr().String(), "group", v.Group, "consistency_time", control.FormatTime(v.Time),
+		"scratch", sc.Path(), "drill_bytes", sc.Limit())
 	return d.result(), nil
 }
 
@@ -104,46 +188,84 @@ func (s *Secondary) stopDrill() (control.DrillResult, error) {
 	defer s.drills.mu.Unlock()
 	d := s.drills.d
 	if d == nil {
+		if ended := s.drills.ended; ended != "" {
+			s.drills.ended = ""
+			if err := os.Remove(drillRecordPath(DrillScratchPath(s.cfg))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return control.DrillResult{}, fmt.Errorf("drill: %w", err)
+			}
+			return control.DrillResult{}, errors.New("drill: no drill runs: " + ended)
+		}
 		return control.DrillResult{}, errors.New("drill: no drill runs")
 	}
 	res := d.result()
-	d.close()
+	err := d.close()
 	s.drills.d = nil
+	if rerr := os.Remove(drillRecordPath(d.scratch.Path())); rerr != nil && err == nil {
+		err = rerr
+	}
 	s.log.Warn("failover drill stopped: its writes are discarded", "group", res.Group, "scratch_bytes", res.ScratchBytes)
+	if err != nil {
+		return res, fmt.Errorf("drill stopped: %w", err)
+	}
 	return res, nil
 }
 
-// drillStatus is the running drill, for the status: nil if none runs.
-func (s *Secondary) drillStatus() *control.DrillResult {
+// drillStatus is the running drill, for the status (nil if none runs), and
+// what ended the last one, if a stop of the secondary did.
+func (s *Secondary) drillStatus() (*control.DrillResult, string) {
 	s.drills.mu.Lock()
 	defer s.drills.mu.Unlock()
 	if s.drills.d == nil {
-		return nil
+		return nil, s.drills.ended
 	}
 	r := s.drills.d.result()
-	return &r
+	return &r, ""
 }
 
-// closeDrill ends a drill left running when the site stops.
+// closeDrill ends a drill left running when the site stops. Its record
+// stays: the next start reports that the drill ended.
 func (s *Secondary) closeDrill() {
 	s.drills.mu.Lock()
 	defer s.drills.mu.Unlock()
 	if s.drills.d != nil {
+		s.drills.d.log.Warn("failover drill ended: the secondary stops, and a drill does not outlive it; its writes are discarded",
+			"group", s.drills.d.view.Group)
 		s.drills.d.close()
 		s.drills.d = nil
 	}
 }
 
-func (d *drill) close() {
+func (d *drill) close() error {
 	d.srv.Close()
 	<-d.done
 	d.view.Close()
+	return d.scratch.Close()
 }
 
 func (d *drill) result() control.DrillResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return control.DrillResult{NBD: d.ln.Addr().String(), Group: d.view.Group, ConsistencyTime: control.FormatTime(d.view.Time), ScratchBytes: d.bytes}
+	r := control.DrillResult{NBD: d.ln.Addr().String(), Group: d.view.Group, ConsistencyTime: control.FormatTime(d.view.Time),
+		ScratchBytes: d.bytes, BeforeImageBytes: d.scratch.Bytes() - d.bytes, ScratchLimitBytes: d.scratch.Limit()}
+	failed := d.failed
+	if failed == nil {
+		failed = d.view.Gone()
+	}
+	if failed != nil {
+		r.Failed = failed.Error()
+	}
+	return r
+}
+
+// fail notes why a request failed, logging the first reason once. Called
+// with mu held.
+func (d *drill) fail(err error) error {
+	if d.failed == nil {
+		d.failed = err
+		d.log.Error("failover drill: a request failed (the NBD client is told, EIO or ENOSPC); duplex drill stop ends the drill",
+			"group", d.view.Group, "err", err)
+	}
+	return err
 }
 
 // drillExports serves each volume of the drill.
@@ -174,23 +296,29 @@ func (x *drillExport) Flush() error   { return nil }
 
 // ReadAt reads the view, then lays the drill's writes over it.
 func (x *drillExport) ReadAt(p []byte, off int64) error {
-	if err := x.d.view.ReadAt(x.name, p, off); err != nil {
-		return err
-	}
+	err := x.d.view.ReadAt(x.name, p, off)
 	x.d.mu.Lock()
 	defer x.d.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, secondary.ErrViewGone) {
+			x.d.fail(err)
+		}
+		return err
+	}
 	blocks := x.d.blocks[x.name]
 	if len(blocks) == 0 {
 		return nil
 	}
 	end := off + int64(len(p))
 	for b := off / drillBlock; b*drillBlock < end; b++ {
-		blk, ok := blocks[b]
+		at, ok := blocks[b]
 		if !ok {
 			continue
 		}
 		s, e := max(off, b*drillBlock), min(end, (b+1)*drillBlock)
-		copy(p[s-off:e-off], blk[s-b*drillBlock:e-b*drillBlock])
+		if err := x.d.scratch.ReadAt(p[s-off:e-off], at+s-b*drillBlock); err != nil {
+			return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
+		}
 	}
 	return nil
 }
@@ -207,7 +335,9 @@ func (x *drillExport) WriteZeroes(off, length int64) error {
 func (x *drillExport) Trim(off, length int64) error { return x.WriteZeroes(off, length) }
 
 // write fills [off, off+length) of the drill's blocks with fill(dst, at)
-// (dst the bytes at at), each new block first read from the view.
+// (dst the bytes at at): a block it holds is rewritten in place in the
+// scratch file; new ones, each first read from the view unless written
+// whole, are appended to it, a run of them at once.
 func (x *drillExport) write(off, length int64, fill func(dst []byte, at int64)) error {
 	if off < 0 || length < 0 || off+length > x.size {
 		return fmt.Errorf("drill %s: write of %d bytes at %d past the volume's %d: %w", x.name, length, off, x.size, syscall.EINVAL)
@@ -217,27 +347,71 @@ func (x *drillExport) write(off, length int64, fill func(dst []byte, at int64)) 
 	defer x.d.mu.Unlock()
 	blocks := x.d.blocks[x.name]
 	if blocks == nil {
-		blocks = map[int64][]byte{}
+		blocks = map[int64]int64{}
 		x.d.blocks[x.name] = blocks
 	}
-	for b := off / drillBlock; b*drillBlock < end; b++ {
-		blk, ok := blocks[b]
-		s, e := max(off, b*drillBlock), min(end, (b+1)*drillBlock)
-		if !ok {
-			if x.d.bytes+drillBlock > MaxDrillBytes {
-				return fmt.Errorf("drill %s: its writes hold %d MiB, the most a drill keeps: %w", x.name, MaxDrillBytes>>20, syscall.ENOSPC)
-			}
-			blk = make([]byte, drillBlock)
-			bs, be := b*drillBlock, min((b+1)*drillBlock, x.size)
-			if s > bs || e < be {
-				if err := x.d.view.ReadAt(x.name, blk[:be-bs], bs); err != nil {
-					return err
-				}
-			}
-			blocks[b] = blk
-			x.d.bytes += drillBlock
+	// run holds new blocks from block first on, to append together.
+	var (
+		run   []byte
+		first int64
+	)
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
 		}
-		fill(blk[s-b*drillBlock:e-b*drillBlock], s)
+		at, err := x.d.scratch.Append(run)
+		if errors.Is(err, history.ErrScratchFull) {
+			return x.d.fail(fmt.Errorf("drill %s: its scratch file holds its writes and the before images its point in time needs, "+
+				"%d MiB ([secondary] drill_bytes), and has no room for more: %w (%w)", x.name, x.d.scratch.Limit()>>20, syscall.ENOSPC, err))
+		}
+		if err != nil {
+			return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
+		}
+		for i := int64(0); i*drillBlock < int64(len(run)); i++ {
+			blocks[first+i] = at + i*drillBlock
+		}
+		x.d.bytes += int64(len(run))
+		run = run[:0]
+		return nil
 	}
-	return nil
+	for b := off / drillBlock; b*drillBlock < end; b++ {
+		bs := b * drillBlock
+		s, e := max(off, bs), min(end, bs+drillBlock)
+		if at, ok := blocks[b]; ok {
+			if err := flush(); err != nil {
+				return err
+			}
+			var buf [drillBlock]byte
+			dst := buf[:e-s]
+			fill(dst, s)
+			if err := x.d.scratch.WriteAt(dst, at+s-bs); err != nil {
+				return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
+			}
+			continue
+		}
+		if len(run) == 0 {
+			first = b
+			if run == nil {
+				run = make([]byte, 0, min(end-bs+drillBlock, drillRun))
+			}
+		}
+		be := min(bs+drillBlock, x.size)
+		blk := run[len(run) : len(run)+int(be-bs)]
+		run = run[:len(run)+int(be-bs)]
+		if s > bs || e < be {
+			if err := x.d.view.ReadAt(x.name, blk, bs); err != nil {
+				if errors.Is(err, secondary.ErrViewGone) {
+					x.d.fail(err)
+				}
+				return err
+			}
+		}
+		fill(blk[s-bs:e-bs], s)
+		if len(run)+drillBlock > cap(run) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }

@@ -211,6 +211,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if opts.Offline {
 		return s, nil
 	}
+	if err := s.endedDrill(); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	if tp := cfg.TokenPath(); tp != "" {
 		if s.token, err = control.ReadToken(tp); err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
@@ -436,7 +439,7 @@ func (s *Secondary) Status() control.Status {
 			out.HistoryOldest, out.HistoryOldestGroup, out.HistoryNewest = control.FormatTime(st.HistoryOldest), &og, control.FormatTime(st.HistoryNewest)
 		}
 	}
-	out.Drill = s.drillStatus()
+	out.Drill, out.DrillEnded = s.drillStatus()
 	if st.HeldGroups > 0 || len(st.Resyncing) > 0 {
 		hg, hb := st.HeldGroups, st.HeldBytes
 		out.HeldGroups, out.HeldBytes, out.Resyncing = &hg, &hb, st.Resyncing

@@ -217,7 +217,14 @@ func printStatus(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, " (%s)\n", bytesIEC(*st.HistoryBytes))
 	}
 	if d := st.Drill; d != nil {
-		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s (duplex drill stop discards them)\n", d.NBD, d.ConsistencyTime, d.Group, bytesIEC(d.ScratchBytes))
+		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s and the before images it needs %s of drill_bytes %s (duplex drill stop discards them)\n",
+			d.NBD, d.ConsistencyTime, d.Group, bytesIEC(d.ScratchBytes), bytesIEC(d.BeforeImageBytes), bytesIEC(d.ScratchLimitBytes))
+		if d.Failed != "" {
+			fmt.Fprintf(w, "  drill failed: %s\n", d.Failed)
+		}
+	}
+	if st.DrillEnded != "" {
+		fmt.Fprintf(w, "  drill ended: %s\n", st.DrillEnded)
 	}
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))

@@ -1,0 +1,190 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/secondary"
+)
+
+// TestDrillKeepsItsStateInItsScratchFile: a failover drill's writes and the
+// before images its point in time needs go to its scratch file beside the
+// journal, not to memory nor the replicated volumes: the drill reads its
+// group with its writes over it while replication overwrites the volumes.
+// Past [secondary] drill_bytes its writes fail with ENOSPC and, once the
+// before images no longer fit, its reads fail too; the status says why,
+// and no read returns a mix of states.
+func TestDrillKeepsItsStateInItsScratchFile(t *testing.T) {
+	const mib = 1 << 20
+	cfg := linkConfig(t)
+	cfg.Secondary.DrillNBD = "127.0.0.1:0"
+	cfg.Secondary.DrillBytes = config.Size(3 * mib)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, _, _ := runPrimary(t, cfg)
+	waitDuplex(t, p)
+	fill := func(vol string, b byte) {
+		t.Helper()
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{b}, mib), 0); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, vol+" replicated", func() bool {
+			got := make([]byte, mib)
+			return s.ReadAt(vol, got, 0) == nil && bytes.Equal(got, bytes.Repeat([]byte{b}, mib))
+		})
+	}
+	fill("vol1", 1)
+	fill("vol2", 1)
+	res, err := s.Drill(control.DrillRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := func(vol string) *drillExport {
+		x, ok := drillExports{s: s, d: s.drills.d}.Lookup(vol)
+		if !ok {
+			t.Fatalf("no drill export %s", vol)
+		}
+		return x.(*drillExport)
+	}
+	x1 := export("vol1")
+	// Parts of blocks and whole ones, rewritten.
+	for _, w := range []struct {
+		off, n int
+		b      byte
+	}{{100, 10, 9}, {8192, 3 * 4096, 8}, {8192 + 5, 7, 7}} {
+		if err := x1.WriteAt(bytes.Repeat([]byte{w.b}, w.n), int64(w.off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := bytes.Repeat([]byte{1}, mib)
+	copy(want[100:], bytes.Repeat([]byte{9}, 10))
+	copy(want[8192:], bytes.Repeat([]byte{8}, 3*4096))
+	copy(want[8192+5:], bytes.Repeat([]byte{7}, 7))
+	fill("vol1", 2)
+	got := make([]byte, mib)
+	if err := x1.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the drill of vol1, once replication overwrote it, does not read its group with its writes over it")
+	}
+	st := s.Status().Drill
+	if st == nil || st.Group != res.Group || st.ScratchBytes != 4*4096 || st.BeforeImageBytes != mib || st.ScratchLimitBytes != 3*mib || st.Failed != "" {
+		t.Fatalf("status during the drill: %+v; want its 16 KiB of writes and 1 MiB of before images of 3 MiB", st)
+	}
+	if fi, err := os.Stat(DrillScratchPath(cfg)); err != nil || fi.Size() != st.ScratchBytes+st.BeforeImageBytes {
+		t.Fatalf("the scratch file beside the journal: %v, %v", fi, err)
+	}
+
+	// The drill fills vol2 and vol3: 2 MiB more than the 3 MiB hold.
+	x2, x3 := export("vol2"), export("vol3")
+	if err := x2.WriteAt(bytes.Repeat([]byte{5}, mib), 0); err != nil {
+		t.Fatal(err)
+	}
+	err = x3.WriteAt(bytes.Repeat([]byte{5}, mib), 0)
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "drill_bytes") {
+		t.Fatalf("a drill write past drill_bytes: %v, want ENOSPC naming drill_bytes", err)
+	}
+	if st := s.Status().Drill; st.Failed == "" {
+		t.Fatalf("status after a drill write past drill_bytes: %+v", st)
+	}
+	if err := x2.ReadAt(got, 0); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{5}, mib)) {
+		t.Fatalf("the drill's vol2 after its writes: %v", err)
+	}
+	// Replication overwrites vol2: its before images no longer fit.
+	fill("vol2", 2)
+	if err := x1.ReadAt(got, 0); !errors.Is(err, secondary.ErrViewGone) {
+		t.Fatalf("a drill whose before images passed drill_bytes reads: %v", err)
+	}
+	if _, err := s.Drill(control.DrillRequest{Stop: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{DrillScratchPath(cfg), drillRecordPath(DrillScratchPath(cfg))} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after drill stop, %s: %v", filepath.Base(f), err)
+		}
+	}
+	for _, vol := range []string{"vol1", "vol2", "vol3"} {
+		b := byte(2)
+		if vol == "vol3" {
+			b = 0
+		}
+		if err := s.ReadAt(vol, got, 0); err != nil || !bytes.Equal(got, bytes.Repeat([]byte{b}, mib)) {
+			t.Fatalf("the replicated %s holds something else than the primary wrote: %v", vol, err)
+		}
+	}
+}
+
+// TestDrillEndsWithItsSecondary: a drill does not outlive its secondary
+// (its before images are those of the groups applied while the process
+// ran, not synced): after a stop, or a kill -9 that leaves its scratch
+// file, the next start removes the file and the status says the drill
+// ended and why, until a drill is stopped or started.
+func TestDrillEndsWithItsSecondary(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Secondary.DrillNBD = "127.0.0.1:0"
+	cfg.Secondary.DrillBytes = config.Size(1 << 20)
+	start := func() (*Secondary, func()) {
+		t.Helper()
+		s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.Run(ctx) }()
+		return s, func() { cancel(); <-done }
+	}
+	s, stop := start()
+	res, err := s.Drill(control.DrillRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	scratch, record := DrillScratchPath(cfg), drillRecordPath(DrillScratchPath(cfg))
+	if _, err := os.Stat(record); err != nil {
+		t.Fatalf("the record of the drill a stop ended: %v", err)
+	}
+	// What a kill -9 leaves.
+	if err := os.WriteFile(scratch, []byte("left by a killed secondary"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, stop = start()
+	defer stop()
+	ended := s.Status().DrillEnded
+	for _, w := range []string{"ended when the secondary stopped", "does not outlive", "duplex drill start"} {
+		if !strings.Contains(ended, w) {
+			t.Errorf("status drill_ended %q: no %q", ended, w)
+		}
+	}
+	if !strings.Contains(ended, "group "+strconv.FormatUint(res.Group, 10)) {
+		t.Errorf("status drill_ended %q does not name group %d", ended, res.Group)
+	}
+	if s.Status().Drill != nil {
+		t.Error("a drill runs after the restart")
+	}
+	if _, err := os.Stat(scratch); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the scratch file a killed secondary left: %v", err)
+	}
+	if _, err := s.Drill(control.DrillRequest{Stop: true}); err == nil || !strings.Contains(err.Error(), "ended when the secondary stopped") {
+		t.Errorf("drill stop after the restart: %v", err)
+	}
+	if e := s.Status().DrillEnded; e != "" {
+		t.Errorf("after drill stop, drill_ended is still %q", e)
+	}
+	if _, err := os.Stat(record); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after drill stop, the record: %v", err)
+	}
+}
