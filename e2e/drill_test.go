@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +26,12 @@ var drillRE = regexp.MustCompile(`writable exports on (\S+), each volume consist
 // e2fsck -p replays its journal there, it mounts, takes files; meanwhile
 // replication goes on, and once the drill is stopped and the primary
 // drained, the secondary volume is byte for byte the primary's: no write
-// of the drill reached it.
+// of the drill reached it. The journal is unchanged by the drill, though
+// replication appends to it and releases from it meanwhile: every record
+// journaled when the drill started and still there after it is byte for
+// byte what it was, and neither the journal nor the history holds a byte
+// the drill wrote (a token its file repeats, which its scratch file does
+// hold while it runs).
 func TestDaemonsDrillFilesystem(t *testing.T) {
 	needExt4OverNBD(t)
 	needTool(t, "e2fsck", "e2fsprogs")
@@ -75,6 +84,7 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	}
 	t.Logf("drill at %s: %s", at, strings.TrimSpace(out))
 	secBefore := s.secondaryStatus().Group
+	journalBefore := journalRecords(t, s.cfg.Secondary.Journal)
 	unmountDrill := ext4OverNBDWith(t, nbdURI(m[1], "vol1"), drillDir, false, func(dev string) {
 		// The file system was mounted at T: its journal is replayed, into
 		// the drill's writes.
@@ -86,7 +96,16 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 		t.Logf("e2fsck -p on the drill's volume: %v %s", err, strings.TrimSpace(string(out)))
 	})
 	drilled := writeStepTree(t, drillDir, "drill", 99)
+	token := []byte(fmt.Sprintf("written in the failover drill only, %x ", time.Now().UnixNano()))
+	token = append(token, strings.Repeat(".", 64-len(token))...)
+	if err := os.WriteFile(filepath.Join(drillDir, "drill-only"), bytes.Repeat(token, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	unmountDrill()
+	scratch := filepath.Join(filepath.Dir(s.cfg.Secondary.Journal), "drill.scratch")
+	if !fileHolds(t, scratch, token) {
+		t.Fatalf("the drill's scratch file %s does not hold what the drill wrote", scratch)
+	}
 	if d := s.secondaryStatus().Drill; d == nil || d.NBD != m[1] || d.ConsistencyTime != m[2] || d.ScratchBytes == 0 {
 		t.Errorf("status during the drill: %+v; want it at %s as of %s, holding its writes", d, m[1], m[2])
 	}
@@ -105,6 +124,28 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	if secAfter == nil || secBefore == nil || *secAfter <= *secBefore {
 		t.Errorf("replication did not go on during the drill: group %v before, %v after", secBefore, secAfter)
 	}
+	journalAfter := journalRecords(t, s.cfg.Secondary.Journal)
+	same := 0
+	for idx, sum := range journalBefore {
+		if after, ok := journalAfter[idx]; ok {
+			if after != sum {
+				t.Errorf("journal record %d changed during the drill", idx)
+			}
+			same++
+		}
+	}
+	if same == 0 {
+		t.Errorf("none of the %d journal records there when the drill started is left to compare (%d now)", len(journalBefore), len(journalAfter))
+	}
+	t.Logf("journal: %d records when the drill started, %d after it, %d of them in both and unchanged", len(journalBefore), len(journalAfter), same)
+	for _, dir := range []string{s.cfg.Secondary.Journal, filepath.Join(filepath.Dir(s.cfg.Secondary.Journal), "history")} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		for _, f := range files {
+			if fileHolds(t, f, token) {
+				t.Errorf("%s holds what the drill wrote", f)
+			}
+		}
+	}
 
 	stop.Store(true)
 	n := <-steps
@@ -114,6 +155,9 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	p, q := s.volumePaths("vol1")
 	if sha256File(t, p) != sha256File(t, q) {
 		t.Fatal("after the drill and a drain, the secondary volume differs from the primary's")
+	}
+	if fileHolds(t, q, token) {
+		t.Fatal("the secondary volume holds what the drill wrote")
 	}
 	t.Logf("%d files written at the primary, %d files written in the drill; the secondary volume is the primary's", n, len(drilled))
 	loadavg, _ := os.ReadFile("/proc/loadavg")
@@ -127,4 +171,49 @@ func syncFS(dir string) {
 		f.Close()
 	}
 	exec.Command("sync", "-f", dir).Run()
+}
+
+// fileHolds says whether the file at path holds b.
+func fileHolds(t *testing.T, path string, b []byte) bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Contains(data, b)
+}
+
+// journalRecords reads the journal's segment files as package journal
+// lays them out (its doc): each whole record's index and the SHA-256 of
+// its data, up to the first record not yet whole in each segment.
+func journalRecords(t *testing.T, dir string) map[uint64][32]byte {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := crc32.MakeTable(crc32.Castagnoli)
+	out := map[uint64][32]byte{}
+	for _, seg := range segs {
+		b, err := os.ReadFile(seg)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 16 || string(b[:4]) != "DXJL" {
+			t.Fatalf("%s: not a journal segment", seg)
+		}
+		for pos := 16; pos+16 <= len(b); {
+			n := int(binary.BigEndian.Uint32(b[pos:]))
+			sum := binary.BigEndian.Uint32(b[pos+4:])
+			if pos+16+n > len(b) || crc32.Checksum(b[pos+8:pos+16+n], table) != sum {
+				break
+			}
+			out[binary.BigEndian.Uint64(b[pos+8:])] = sha256.Sum256(b[pos+16 : pos+16+n])
+			pos += 16 + (n+7)&^7
+		}
+	}
+	return out
 }
