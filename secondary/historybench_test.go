@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"duplex/history"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
@@ -25,10 +27,7 @@ import (
 // wall time of each, and the history's bytes per MiB applied. Two shapes:
 // 4 sequential 1 MiB writes per record set, and 256 random 4 KiB writes.
 func BenchmarkApplyHistoryAB(b *testing.B) {
-	for _, shape := range []struct {
-		name          string
-		perSet, chunk int
-	}{{"1MiB-seq", 4, 1 << 20}, {"4KiB-rand", 256, 4 << 10}} {
+	for _, shape := range applyShapes {
 		b.Run(shape.name, func(b *testing.B) {
 			noPoison(b)
 			const sets = 64
@@ -37,13 +36,13 @@ func BenchmarkApplyHistoryAB(b *testing.B) {
 			rounds := max(b.N, 2)
 			for r := range rounds {
 				for _, on := range []bool{r%2 == 1, r%2 == 0} {
-					c, w, hb := applyRound(b, on, sets, shape.perSet, shape.chunk, uint64(r))
+					rd := applyRound(b, &round{hist: on}, sets, shape.perSet, shape.chunk, uint64(r))
 					k := 0
 					if on {
-						k, histBytes = 1, hb
+						k, histBytes = 1, rd.histBytes
 					}
-					cpu[k] += c
-					wall[k] += w
+					cpu[k] += rd.cpu
+					wall[k] += rd.wall
 				}
 			}
 			mib := float64(rounds) * sets * float64(shape.perSet*shape.chunk) / (1 << 20)
@@ -58,10 +57,39 @@ func BenchmarkApplyHistoryAB(b *testing.B) {
 	}
 }
 
+// applyShapes are the record sets the apply benchmarks feed: 4 sequential
+// 1 MiB writes per record set, and 256 random 4 KiB writes.
+var applyShapes = []struct {
+	name          string
+	perSet, chunk int
+}{{"1MiB-seq", 4, 1 << 20}, {"4KiB-rand", 256, 4 << 10}}
+
+// round is what an applyRound sets up, and what it measured.
+type round struct {
+	hist bool
+	// view is the read view open while the record sets are applied: ""
+	// none, "memory" (Pin, as an NBD connection's), "spilled" (PinSpilled,
+	// a drill's).
+	view string
+	// openAt, with hist, opens a view of group 1 (PinAt) once all are
+	// applied, in memory or spilled as view says.
+	openAt bool
+
+	cpu, wall time.Duration // of the apply
+	histBytes int64
+	heap      int64 // heap in use after the apply, less before it
+	scratch   int64 // the spilled view's scratch file
+	// of the view opened at group 1: CPU, wall, heap grown, and the bytes
+	// of undo it read
+	openCPU, openWall time.Duration
+	openHeap          int64
+	openUndo          int64
+}
+
 // applyRound applies sets record sets of perSet writes of chunk bytes to a
-// fresh secondary, with or without history, and returns the CPU and wall
-// time it took and the history's bytes after.
-func applyRound(b *testing.B, hist bool, sets, perSet, chunk int, seed uint64) (cpu, wall time.Duration, histBytes int64) {
+// fresh secondary, set up as r says, and fills in what r measures.
+func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *round {
+	hist := r.hist
 	const volSize = 64 << 20
 	dir := b.TempDir()
 	vol, err := volume.Open(filepath.Join(dir, "vol1.img"), volSize)
@@ -138,6 +166,21 @@ func applyRound(b *testing.B, hist bool, sets, perSet, chunk int, seed uint64) (
 			}
 		}
 	}()
+	var sc *history.Scratch
+	if r.view == "spilled" || r.openAt {
+		if sc, err = history.CreateScratch(filepath.Join(dir, "scratch"), 1<<40); err != nil {
+			b.Fatal(err)
+		}
+		defer sc.Close()
+	}
+	if r.view != "" {
+		v, err := sec.PinSpilled(sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer v.Close()
+	}
+	heap0 := heapInUse()
 	want := uint64(sets * perSet * chunk)
 	cpu0, t0 := cpuTime(), time.Now()
 	for _, f := range frames {
@@ -148,10 +191,50 @@ func applyRound(b *testing.B, hist bool, sets, perSet, chunk int, seed uint64) (
 	for sec.Stats().BytesApplied < want {
 		time.Sleep(100 * time.Microsecond)
 	}
-	cpu, wall = cpuTime()-cpu0, time.Since(t0)
+	r.cpu, r.wall = cpuTime()-cpu0, time.Since(t0)
+	r.heap = heapInUse() - heap0
+	if sc != nil {
+		r.scratch = sc.Bytes()
+	}
 	st := sec.Stats()
 	if hist && st.HistoryBytes == 0 {
 		b.Fatal(fmt.Errorf("history on, but it holds nothing"))
 	}
-	return cpu, wall, st.HistoryBytes
+	r.histBytes = st.HistoryBytes
+	if r.openAt {
+		var open *history.Scratch
+		if r.view == "spilled" {
+			open = sc
+		}
+		before := int64(0)
+		if open != nil {
+			before = open.Bytes()
+		}
+		heap0, cpu0, t0 := heapInUse(), cpuTime(), time.Now()
+		v, err := sec.PinAtSpilled(1999, open)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.openCPU, r.openWall = cpuTime()-cpu0, time.Since(t0)
+		r.openHeap = heapInUse() - heap0
+		if v.Group >= uint64(sets) {
+			b.Fatalf("the view at 1999 ns is of group %d, the newest", v.Group)
+		}
+		for _, o := range v.over {
+			r.openUndo += o.Bytes() + o.Spilled()
+		}
+		if open != nil {
+			r.openUndo = open.Bytes() - before
+		}
+		v.Close()
+	}
+	return r
+}
+
+// heapInUse is the heap in use after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
 }
