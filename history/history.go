@@ -643,7 +643,8 @@ func (l *Log) Overlays(to uint64, maxBytes int64, spill *Scratch) (map[string]*O
 				out[e.Volume] = o
 			}
 			before := o.Bytes()
-			if err := o.Add(e); err != nil {
+			// e.Data is a slice of the record: copied if kept.
+			if err := o.add(e, false); err != nil {
 				return fmt.Errorf("history: the data changed since group %d: %w", to, err)
 			}
 			if held += o.Bytes() - before; held > maxBytes {

@@ -43,7 +43,12 @@ type overlaySeg struct {
 // Bytes is what the Overlay holds in memory. A spilled Overlay writes the
 // bytes taken to its Scratch; if that fails (ErrScratchFull, or the disk's
 // error) the Overlay may lack part of e and must not be read again.
-func (o *Overlay) Add(e Extent) error {
+func (o *Overlay) Add(e Extent) error { return o.add(e, true) }
+
+// add is Add; with own false, e.Data is part of a larger buffer (a history
+// record) and is copied even when taken whole, so that the Overlay never
+// keeps the rest of the buffer alive.
+func (o *Overlay) add(e Extent, own bool) error {
 	for _, g := range o.gaps(e.Offset, e.Offset+e.Length) {
 		seg := overlaySeg{start: g.start, end: g.end}
 		if !e.Zeros {
@@ -56,7 +61,7 @@ func (o *Overlay) Add(e Extent) error {
 				seg.at = at + 1
 				o.spilled += int64(len(data))
 			} else {
-				if uint64(len(data)) < e.Length {
+				if !own || uint64(len(data)) < e.Length {
 					data = bytes.Clone(data)
 				}
 				seg.data = data
