@@ -141,9 +141,11 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 		data[i] = byte(i*7 + 1)
 	}
 	frames := make([][]byte, sets)
+	// Times of now: the history's window is counted back from now.
+	base := time.Now().UnixNano()
 	for n := range frames {
 		seq := uint64(n + 1)
-		ts := int64(seq) * 1000
+		ts := base + int64(seq)*1000
 		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 999}
 		for i := range perSet {
 			off := (uint64(n*perSet+i) * uint64(chunk)) % volSize
@@ -211,14 +213,14 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 			before = open.Bytes()
 		}
 		heap0, cpu0, t0 := heapInUse(), cpuTime(), time.Now()
-		v, err := sec.PinAtSpilled(1999, open)
+		v, err := sec.PinAtSpilled(base+1999, open)
 		if err != nil {
 			b.Fatal(err)
 		}
 		r.openCPU, r.openWall = cpuTime()-cpu0, time.Since(t0)
 		r.openHeap = heapInUse() - heap0
 		if v.Group >= uint64(sets) {
-			b.Fatalf("the view at 1999 ns is of group %d, the newest", v.Group)
+			b.Fatalf("the view of the first record set's time is of group %d, the newest", v.Group)
 		}
 		for _, o := range v.over {
 			r.openUndo += o.Bytes() + o.Spilled()
