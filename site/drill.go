@@ -135,7 +135,12 @@ func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
 			return control.DrillResult{}, fmt.Errorf("drill --at %w", err)
 		}
 	}
-	sc, err := history.CreateScratch(DrillScratchPath(s.cfg), int64(s.cfg.Secondary.DrillBytes))
+	limit := int64(s.cfg.Secondary.DrillBytes)
+	if limit == 0 {
+		// A config built in code, not parsed: the default applies.
+		limit = int64(config.DefaultDrillBytes)
+	}
+	sc, err := history.CreateScratch(DrillScratchPath(s.cfg), limit)
 	if err != nil {
 		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
 	}
