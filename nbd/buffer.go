@@ -1,8 +1,9 @@
 package nbd
 
 import (
-	"math/bits"
 	"sync"
+
+	"duplex/internal/sizeclass"
 )
 
 // Request payloads range from 512 bytes to tens of MiB, and at queue depth
@@ -16,17 +17,9 @@ const (
 
 var bufPools [maxBufShift - minBufShift + 1]sync.Pool
 
-// bufClass returns the pool index for n bytes, or -1 when n is too big to pool.
-func bufClass(n int) int {
-	if n <= 1<<minBufShift {
-		return 0
-	}
-	shift := bits.Len(uint(n - 1))
-	if shift > maxBufShift {
-		return -1
-	}
-	return shift - minBufShift
-}
+// bufClass returns the class of a buffer of n bytes, or -1 for one too
+// large to keep.
+func bufClass(n int) int { return sizeclass.Of(n, minBufShift, maxBufShift) }
 
 // getBuf returns a buffer of length n. Its contents are NOT zeroed.
 func getBuf(n int) *[]byte {

@@ -1,8 +1,9 @@
 package subsystem
 
 import (
-	"math/bits"
 	"sync"
+
+	"duplex/internal/sizeclass"
 )
 
 // A write's update holds a copy of its data from capture until the
@@ -40,16 +41,7 @@ var buffers bufferPool
 
 // bufClass returns the class of a buffer of n bytes, or -1 for one too
 // large to keep.
-func bufClass(n int) int {
-	if n <= 1<<minBufShift {
-		return 0
-	}
-	shift := bits.Len(uint(n - 1))
-	if shift > maxBufShift {
-		return -1
-	}
-	return shift - minBufShift
-}
+func bufClass(n int) int { return sizeclass.Of(n, minBufShift, maxBufShift) }
 
 // get returns a buffer of length n; its contents are not zeroed.
 func (p *bufferPool) get(n int) []byte {
