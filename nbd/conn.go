@@ -32,25 +32,30 @@ type request struct {
 	weight int64   // bytes charged to the limiter
 }
 
-// worker is a goroutine that serves the connection's requests one at a time,
-// as the read loop hands them over, for as long as the connection lasts. A
-// goroutine per request would cost its creation and, on every request, the
-// growth of a fresh stack to the depth of the Export's write path; a worker
-// keeps its grown stack.
-type worker struct {
-	// reply is the worker's reply while it waits in the writer's queue;
-	// the writer signals written on writing it. One per worker, because a
-	// worker has at most one reply queued.
-	reply   pendingReply
-	written chan struct{}
-	// hdr is the header of a reply without data: with the worker, so
-	// that queueing it does not move it to the heap on every reply.
-	hdr [replyHeaderLen]byte
+// A worker is a goroutine that serves the connection's requests one at a
+// time, as the read loop hands them over, for as long as the connection
+// lasts. A goroutine per request would cost its creation and, on every
+// request, the growth of a fresh stack to the depth of the Export's write
+// path; a worker keeps its grown stack. It queues its reply and goes on to
+// the next request without waiting for the reply to be written: whichever
+// worker writes it finishes the request.
+
+// pendingReply is a reply queued for the writer, which owns it from then on:
+// it writes it, returns its buffer to the pool, and only then releases the
+// request's place in the limiter and ends it (inflight), so that replies a
+// client does not read hold requests in flight, and the read loop stops
+// taking more.
+type pendingReply struct {
+	hdr    [replyHeaderLen]byte // a reply without data
+	buf    *[]byte              // or a READ's reply, header and data, from getBuf
+	weight int64                // the request's charge in the limiter
 }
 
-type pendingReply struct {
-	b       []byte
-	written chan struct{}
+func (p *pendingReply) bytes() []byte {
+	if p.buf != nil {
+		return *p.buf
+	}
+	return p.hdr[:]
 }
 
 // transmit serves requests until the client disconnects, breaks the
@@ -163,23 +168,21 @@ func (c *conn) dispatch(r request) {
 // connection ends.
 func (c *conn) work(r request) {
 	defer c.workers.Done()
-	w := &worker{written: make(chan struct{}, 1)}
 	for ok := true; ok; r, ok = <-c.queue {
-		c.handle(w, &r)
+		c.handle(&r)
 	}
 }
 
-func (c *conn) handle(w *worker, r *request) {
-	defer c.inflight.Done()
-	defer c.lim.release(r.weight)
+// handle serves r and queues its one reply, which ends it.
+func (c *conn) handle(r *request) {
 	if r.typ == CmdRead {
-		c.read(w, r)
+		c.read(r)
 		return
 	}
 	errno := c.exec(r)
 	putBuf(r.buf)
 	r.buf = nil
-	c.reply(w, r.cookie, errno)
+	c.reply(r, errno)
 }
 
 // accepted is the largest READ or WRITE payload served: the advertised
@@ -192,30 +195,30 @@ func (c *conn) inRange(off uint64, n uint32) bool {
 
 // read serves NBD_CMD_READ. With simple replies the data follows the reply
 // header, so both go out in a single Write from one pooled buffer.
-func (c *conn) read(w *worker, r *request) {
+func (c *conn) read(r *request) {
 	switch {
 	case r.flags&^CmdFlagFUA != 0:
 		// DF needs structured replies; anything else is unknown.
-		c.reply(w, r.cookie, EINVAL)
+		c.reply(r, EINVAL)
 		return
 	case r.length > c.accepted():
-		c.reply(w, r.cookie, EINVAL)
+		c.reply(r, EINVAL)
 		return
 	case !c.inRange(r.off, r.length):
-		c.reply(w, r.cookie, EINVAL)
+		c.reply(r, EINVAL)
 		return
 	}
 	b := getBuf(replyHeaderLen + int(r.length))
-	defer putBuf(b)
 	if r.length > 0 {
 		if err := c.exp.ReadAt((*b)[replyHeaderLen:], int64(r.off)); err != nil {
+			putBuf(b)
 			c.ioError("read", r, err)
-			c.reply(w, r.cookie, errnoOf(err))
+			c.reply(r, errnoOf(err))
 			return
 		}
 	}
 	putReplyHeader(*b, r.cookie, 0)
-	c.send(w, *b)
+	c.send(pendingReply{buf: b, weight: r.weight})
 }
 
 // exec runs every command except READ and returns the reply's error.
@@ -306,31 +309,28 @@ func putReplyHeader(b []byte, cookie uint64, errno Errno) {
 	binary.BigEndian.PutUint64(b[8:], cookie)
 }
 
-// reply sends a simple reply without data.
-func (c *conn) reply(w *worker, cookie uint64, errno Errno) {
-	putReplyHeader(w.hdr[:], cookie, errno)
-	c.send(w, w.hdr[:])
+// reply sends r's simple reply without data.
+func (c *conn) reply(r *request, errno Errno) {
+	p := pendingReply{weight: r.weight}
+	putReplyHeader(p.hdr[:], r.cookie, errno)
+	c.send(p)
 }
 
-// send writes one whole reply and returns once it is written, so the caller
-// may reuse b. Replies from concurrent requests must not interleave, and at
-// queue depth 16 one write per reply costs more than the request itself: so
-// the first sender becomes the writer and writes, in one writev, every reply
-// queued meanwhile by the others, who wait for it. A failed write means the
-// peer is gone or the stream is corrupt: closing the connection stops the
-// reader too.
-func (c *conn) send(w *worker, b []byte) {
+// send queues one whole reply, which ends its request once written.
+// Replies from concurrent requests must not interleave, and at queue depth
+// 16 one write per reply costs more than the request itself: so the first
+// sender becomes the writer and writes, in one writev, every reply queued
+// meanwhile by the others, who go on to their next request. A failed write
+// means the peer is gone or the stream is corrupt: closing the connection
+// stops the reader too.
+func (c *conn) send(p pendingReply) {
 	c.wmu.Lock()
+	c.pending = append(c.pending, p)
 	if c.writing {
-		w.reply = pendingReply{b: b, written: w.written}
-		c.pending = append(c.pending, &w.reply)
 		c.wmu.Unlock()
-		<-w.written
-		w.reply.b = nil
 		return
 	}
 	c.writing = true
-	first := true
 	if c.lim.active.Load() > 1 {
 		// Let the handlers finishing at the same moment queue their
 		// replies, so one write carries them all.
@@ -339,17 +339,14 @@ func (c *conn) send(w *worker, b []byte) {
 		c.wmu.Lock()
 	}
 	for {
-		batch := append(c.batch[:0], c.pending...)
-		clear(c.pending)
-		c.pending = c.pending[:0]
+		// The writer's batch and the senders' queue swap arrays.
+		batch := c.pending
+		c.pending = c.batch[:0]
 		c.wmu.Unlock()
 
 		bufs := c.bufs[:0]
-		if first {
-			bufs = append(bufs, b)
-		}
-		for _, p := range batch {
-			bufs = append(bufs, p.b)
+		for i := range batch {
+			bufs = append(bufs, batch[i].bytes())
 		}
 		if err := c.out.writeBuffers(bufs); err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -359,14 +356,15 @@ func (c *conn) send(w *worker, b []byte) {
 		}
 		clear(bufs)
 		c.bufs = bufs[:0]
-		for _, p := range batch {
-			p.written <- struct{}{}
+		for i := range batch {
+			putBuf(batch[i].buf)
+			c.lim.release(batch[i].weight)
+			c.inflight.Done()
 		}
 		clear(batch)
-		c.batch = batch[:0]
-		first = false
 
 		c.wmu.Lock()
+		c.batch = batch[:0]
 		if len(c.pending) == 0 {
 			c.writing = false
 			c.wmu.Unlock()

@@ -304,9 +304,9 @@ type conn struct {
 
 	wmu      sync.Mutex // guards the reply writer's state below
 	writing  bool       // a sender is writing replies on nc
-	pending  []*pendingReply
-	batch    []*pendingReply // reused by the writer (under writing)
-	bufs     [][]byte        // reused by the writer (under writing)
+	pending  []pendingReply
+	batch    []pendingReply // the writer's, swapped with pending
+	bufs     [][]byte       // reused by the writer (under writing)
 	lim      limiter
 	inflight sync.WaitGroup
 
