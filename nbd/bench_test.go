@@ -1,7 +1,9 @@
 package nbd
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"syscall"
 	"testing"
 	"time"
@@ -104,4 +106,47 @@ func BenchmarkParallelClients(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkQueueDepth16 keeps 16 4 KiB WRITEs in flight on one connection,
+// as fio at iodepth 16 does: requests from one goroutine, replies read by
+// another. cpu-ns/op is client and server together.
+func BenchmarkQueueDepth16(b *testing.B) {
+	addr := startServer(b, &Server{Exports: exportMap{"null": nullExport{1 << 30}}})
+	r := rawDial(b, addr)
+	r.open("null")
+	r.nc.SetDeadline(time.Time{})
+	const depth = 16
+	req := requestBytes(0, CmdWrite, 1, 0, 4096, make([]byte, 4096))
+	slots := make(chan struct{}, depth)
+	replies := make(chan error, 1)
+	b.SetBytes(4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	go func() {
+		var h [16]byte
+		for range b.N {
+			if _, err := io.ReadFull(r.br, h[:]); err != nil {
+				replies <- err
+				return
+			}
+			if e := binary.BigEndian.Uint32(h[4:]); e != 0 {
+				replies <- fmt.Errorf("reply error %d", e)
+				return
+			}
+			<-slots
+		}
+		replies <- nil
+	}()
+	for range b.N {
+		slots <- struct{}{}
+		if _, err := r.nc.Write(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-replies; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
