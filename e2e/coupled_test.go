@@ -194,6 +194,9 @@ type groupOpts struct {
 	// secondary in host "s<i+1>", every listener on the host's address,
 	// etcd on the test's.
 	hosts *netHosts
+	// sidefile, if set, is each primary's sidefile_limit: a secondary
+	// starts only with room for two of the largest groups it bounds.
+	sidefile config.Size
 }
 
 // coupledPair starts etcd and two sessions of one coupled group (or, with
@@ -231,6 +234,9 @@ func coupledGroup(t *testing.T, o groupOpts) (*etcdProcess, []*procSession) {
 			if coupled {
 				c.Coupling = config.Coupling{Group: "payments", Etcd: []string{e.url}, Lease: config.Duration(2 * time.Second),
 					Publish: config.Duration(20 * time.Millisecond)}
+			}
+			if o.sidefile != 0 {
+				c.Primary.SidefileLimit = o.sidefile
 			}
 			if o.hosts != nil {
 				// Plaintext: the hosts are this test's, and TLS is
