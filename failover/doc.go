@@ -105,10 +105,11 @@
 // old primary must hold the generation the promotion followed, or the two
 // sites share no history and only a full copy will do. Groups the
 // promoted site journaled after its consistency time but never applied (a
-// resync was in progress when it was promoted) are in neither set: the
-// reverse direction reads their regions from the promoted site's journal
-// when it makes its pair state, and adds them to the pairs' (the promoted
-// site served without them: the old primary's copy of them is discarded).
+// resync was in progress when it was promoted, or a coupled group's master
+// time held them) are in neither set: the reverse direction reads their
+// regions from the promoted site's journal when it makes its pair state,
+// and adds them to the pairs' (the promoted site served without them: the
+// old primary's copy of them is discarded).
 //
 // The report (site.PlanRejoin) gives per volume the bytes and regions it
 // copies and discards, from the promoted site's /v1/changes and the old

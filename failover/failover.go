@@ -35,9 +35,9 @@ type Promotion struct {
 	Generation transport.Generation `json:"generation"`
 	Follows    transport.Generation `json:"follows"`
 	// HeldGroups are the groups journaled after Group and never applied
-	// (a resync was in progress at the old primary): their writes are in
-	// neither site's changed regions, and a rejoin reads their regions
-	// from the journal.
+	// (a resync was in progress at the old primary, or a coupled group's
+	// master time held them): their writes are in neither site's changed
+	// regions, and a rejoin reads their regions from the journal.
 	HeldGroups uint64 `json:"held_groups,omitempty"`
 	// Volumes says, per volume, what its copy was when promoted
 	// ("consistent as of ...", or not consistent and why).

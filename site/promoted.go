@@ -146,8 +146,11 @@ func promoteOpen(cfg *config.Config, s *Secondary, fsys disk.FS, check func(tran
 	gen, _ := s.Replica().Generation()
 	pr = failover.Promotion{Session: cfg.Session, At: time.Now().UnixNano(), ConsistencyTime: pos.Time, Group: pos.Group,
 		Generation: gen, Follows: s.Replica().Follows(), Volumes: map[string]string{}}
-	if recovered.HeldGroups != nil {
-		pr.HeldGroups = *recovered.HeldGroups
+	// Every group journaled after the one fenced at is never applied: a
+	// resync's held groups, and a coupled secondary's past the master
+	// time it fenced at.
+	if recovered.JournaledGroup != nil && *recovered.JournaledGroup > pos.Group {
+		pr.HeldGroups = *recovered.JournaledGroup - pos.Group
 	}
 	for _, v := range recovered.Volumes {
 		c := v.Consistency

@@ -237,8 +237,9 @@ func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, er
 }
 
 // addHeldRegions adds to vols the regions of the groups the promoted site
-// journaled after the promotion's group and never applied (a resync held
-// them): the old primary holds their writes, and its activity log let them
+// journaled after the promotion's group and never applied (a resync or a
+// coupled group's master time held them): the old primary holds their
+// writes, and its activity log let them
 // go once they were journaled, so neither site's regions name them, yet the
 // promoted site's volumes do not have them.
 func addHeldRegions(cfg *config.Config, pr failover.Promotion, vols []pair.SuspendedVolume) error {

@@ -219,7 +219,7 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 	if ch.HeldGroups > 0 {
 		// Those groups' writes were journaled (so this site's activity log
 		// let go of them) but never applied there.
-		fmt.Fprintf(stdout, "the promoted site journaled %d groups after that time that it never applied (a resync was in progress): "+
+		fmt.Fprintf(stdout, "the promoted site journaled %d groups after that time that it never applied (a resync, or its coupled group's master time, held them): "+
 			"their regions are not counted below\n", ch.HeldGroups)
 	}
 	var total, size int64
