@@ -1593,8 +1593,12 @@ func (s *Secondary) volumeList() string {
 func (s *Secondary) checkRecordSet(rs *recordset.RecordSet) error {
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
-		if m, err := recordset.DecodeMarker(*u); u.Kind == recordset.KindMarker && err == nil && m.State == recordset.StateHoldReleased {
-			return fmt.Errorf("record set %s/%d: update %d of %d: a %v marker, which only a secondary writes", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), m.State)
+		// Only a marker is decoded as one: for a write, DecodeMarker builds
+		// an error, several allocations for every update received.
+		if u.Kind == recordset.KindMarker {
+			if m, err := recordset.DecodeMarker(*u); err == nil && m.State == recordset.StateHoldReleased {
+				return fmt.Errorf("record set %s/%d: update %d of %d: a %v marker, which only a secondary writes", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), m.State)
+			}
 		}
 		if err := s.checkUpdate(u); err != nil {
 			return fmt.Errorf("record set %s/%d: update %d of %d (%s, ts %d): %w", rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Kind, u.Timestamp, err)
