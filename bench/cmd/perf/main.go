@@ -49,6 +49,11 @@ type settings struct {
 	// scaleSizes are the scale section's sessions, in volumes.
 	scaleSizes   []int
 	scaleProfile bool // profile each idle period
+	// writeJobs, if not empty, are the write-cost jobs run (by name);
+	// writeProfile saves both Duplex daemons' CPU profiles over each
+	// Duplex run of them.
+	writeJobs    []string
+	writeProfile bool
 	// lagRates are the lag section's fio rates, in % of saturation (0:
 	// idle); lagRun is each run's length; lagSat, if not zero, is the
 	// saturation bandwidth in bytes/s, not measured then.
@@ -80,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
 	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
 	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
+	writeJobsFlag := fs.String("write-jobs", "", "write section: the jobs run, comma-separated (default: all)")
+	writeProfile := fs.Bool("write-profile", false, "write section: save CPU profiles of both Duplex daemons over each Duplex run (write-JOB-rN-primary.pprof, write-JOB-rN-secondary.pprof in the work directory)")
 	compare := fs.String("compare", "", "primary, lag and scale sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
 	lagRates := fs.String("lag-rates", "0,25,50,75", "lag section: fio's rates in % of the saturation bandwidth (0: idle), comma-separated")
 	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
@@ -106,6 +113,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 2
 			}
 			s.primaryJobs = append(s.primaryJobs, j)
+		}
+	}
+	s.writeProfile = *writeProfile
+	if *writeJobsFlag != "" {
+		for _, j := range strings.Split(*writeJobsFlag, ",") {
+			if !slices.ContainsFunc(writeJobs, func(wj writeJob) bool { return wj.name == j }) {
+				fmt.Fprintf(stderr, "perf: -write-jobs: unknown job %q\n", j)
+				return 2
+			}
+			s.writeJobs = append(s.writeJobs, j)
 		}
 	}
 	s.lagRun, s.lagSat = 10*time.Second, *lagSat*(1<<20)

@@ -20,10 +20,12 @@ import (
 )
 
 // The write-cost jobs, run unchanged against both servers.
-var writeJobs = []struct {
+type writeJob struct {
 	name, rw, bs string
 	qd           int
-}{
+}
+
+var writeJobs = []writeJob{
 	{"randwrite-4k-qd1", "randwrite", "4k", 1},
 	{"randwrite-4k-qd16", "randwrite", "4k", 16},
 	{"write-1m-qd4", "write", "1M", 4},
@@ -101,6 +103,9 @@ func (b *bench) writeCost(ctx context.Context) error {
 	load := []string{loadavg()}
 	for r := range b.s.rounds {
 		for j, job := range writeJobs {
+			if len(b.s.writeJobs) > 0 && !slices.Contains(b.s.writeJobs, job.name) {
+				continue
+			}
 			// A B A B: each job on nbdkit, then on Duplex, round after round,
 			// so that a drift in the machine's load hits both alike.
 			for si, sv := range servers {
@@ -125,7 +130,22 @@ func (b *bench) writeCost(ctx context.Context) error {
 					return err
 				}
 				name := fmt.Sprintf("%s-%s-r%d", job.name, sv.name, r+1)
+				var profiles sync.WaitGroup
+				if b.s.writeProfile && sv.name == "duplex" {
+					// Over the measured part of the run, for where each
+					// site's CPU goes per write.
+					for _, site := range []struct{ name, ctl string }{{"primary", b.pair.primCtl()}, {"secondary", b.pair.secCtl()}} {
+						path := filepath.Join(b.s.out, fmt.Sprintf("write-%s-r%d-%s.pprof", job.name, r+1, site.name))
+						profiles.Go(func() {
+							sleepCtx(ctx, b.s.ramp)
+							if err := fetchProfile(ctx, site.ctl, int(b.s.runtime.Seconds())-1, path); err != nil {
+								fmt.Fprintf(os.Stderr, "perf: write: %s profile: %v\n", site.name, err)
+							}
+						})
+					}
+				}
 				jobs, err := b.fio(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
+				profiles.Wait()
 				if err != nil {
 					return err
 				}
@@ -180,6 +200,9 @@ func (b *bench) writeCost(ctx context.Context) error {
 	}
 	for j, job := range writeJobs {
 		k, d := jobsOf(res[j][0]), jobsOf(res[j][1])
+		if len(k) == 0 {
+			continue
+		}
 		var ratios []float64
 		for r := range k {
 			ratios = append(ratios, d[r].IOPS/k[r].IOPS)
