@@ -10,7 +10,10 @@
 // initial value and final XOR 0xffffffff).
 package crc32c
 
-import "hash/crc32"
+import (
+	"hash/crc32"
+	"sync"
+)
 
 // Table is the CRC-32C table.
 var Table = crc32.MakeTable(crc32.Castagnoli)
@@ -56,20 +59,48 @@ func multModP(a, b uint32) uint32 {
 	return p
 }
 
-// xPow8n is x^(8n) modulo the polynomial: what appending n bytes does to a
-// checksum.
-func xPow8n(n int64) uint32 {
-	p := uint32(1) << 31 // x^0
+// mulTables[k] multiplies by x2n[k] with four table look-ups, one per byte
+// of the multiplicand (the product is linear in it): built on first use, as
+// most lengths combined have few bits set (a 4 KiB write's one).
+var mulTables [len(x2n)]struct {
+	once sync.Once
+	t    *[4][256]uint32
+}
+
+func mulTable(k int) *[4][256]uint32 {
+	e := &mulTables[k]
+	e.once.Do(func() {
+		t := new([4][256]uint32)
+		for i := range t {
+			for bit := range 8 {
+				t[i][1<<bit] = multModP(x2n[k], uint32(1)<<(8*i+bit))
+			}
+			for v := 3; v < 256; v++ {
+				if low := v & -v; low != v {
+					t[i][v] = t[i][low] ^ t[i][v^low]
+				}
+			}
+		}
+		e.t = t
+	})
+	return e.t
+}
+
+// shift8n is crc followed by n zero bytes' worth of shifting: crc times
+// x^(8n) modulo the polynomial, what appending n bytes does to a checksum.
+func shift8n(crc uint32, n int64) uint32 {
 	for u, k := uint64(n), 3; u != 0; u, k = u>>1, k+1 {
 		if u&1 != 0 {
-			p = multModP(x2n[k], p)
+			t := mulTable(k)
+			crc = t[0][crc&0xff] ^ t[1][crc>>8&0xff] ^ t[2][crc>>16&0xff] ^ t[3][crc>>24]
 		}
 	}
-	return p
+	return crc
 }
 
 // Combine is the CRC-32C of a followed by b, given crcA of a, crcB of b and
-// the length of b. It costs a few hundred operations whatever the lengths.
+// the length of b. It costs four table look-ups per bit set in lenB: the
+// secondary combines one for every update it journals.
 func Combine(crcA, crcB uint32, lenB int64) uint32 {
-	return multModP(xPow8n(lenB), crcA) ^ crcB
+	return shift8n(crcA, lenB) ^ crcB
 }

@@ -43,3 +43,9 @@ func BenchmarkCombine1M(b *testing.B) {
 		Combine(0x12345678, 0x9abcdef0, 1<<20)
 	}
 }
+
+func BenchmarkCombine4K(b *testing.B) {
+	for range b.N {
+		Combine(0x12345678, 0x9abcdef0, 4096)
+	}
+}
