@@ -122,6 +122,7 @@ type Journal struct {
 	// (status) never waits for a write or fsync under way.
 	bytes    atomic.Int64
 	f        disk.File // the active segment, nil while the journal is empty
+	parts    [][]byte  // append's pieces of a record, reused
 	dirDirty bool      // a segment was created since the directory was last fsynced
 	buf      []byte
 	err      error // sticky: set when the state on disk is no longer known
@@ -408,7 +409,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 // Sync returns. After a failed write the Journal refuses further writes, as
 // after a failed Sync; reopen it to recover.
 func (j *Journal) Append(index uint64, data []byte) error {
-	return j.append(index, data, func() uint32 { return recordCRC(index, data) })
+	return j.append(index, [][]byte{data}, len(data), func() uint32 { return recordCRC(index, data) })
 }
 
 // AppendSum is Append for a caller that already has sum, the CRC-32C of
@@ -417,48 +418,70 @@ func (j *Journal) Append(index uint64, data []byte) error {
 // wrong sum makes a record that Open drops or calls corrupt, so sum must
 // come from the bytes themselves, as consistency.EncodeGroupSum's does.
 func (j *Journal) AppendSum(index uint64, data []byte, sum uint32) error {
-	return j.append(index, data, func() uint32 {
+	return j.AppendParts(index, [][]byte{data}, sum)
+}
+
+// AppendParts is AppendSum for a record whose data is parts joined: they
+// are written where they are, with one vectored write, rather than copied
+// into one buffer first (consistency.EncodeGroupParts leaves the updates'
+// data in the frames it arrived in). The record is the same as Append of
+// the joined bytes; sum is their CRC-32C.
+func (j *Journal) AppendParts(index uint64, parts [][]byte, sum uint32) error {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return j.append(index, parts, n, func() uint32 {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], index)
-		return crc32c.Combine(crc32c.Checksum(b[:]), sum, int64(len(data)))
+		return crc32c.Combine(crc32c.Checksum(b[:]), sum, int64(n))
 	})
 }
 
-func (j *Journal) append(index uint64, data []byte, crc func() uint32) error {
+// append adds the record whose data is data joined, n bytes.
+func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	defer j.countBytes()
 	if err := j.usable(); err != nil {
 		return err
 	}
-	if len(data) > j.opts.MaxRecord {
-		return fmt.Errorf("journal %s: record %d of %d bytes exceeds MaxRecord %d", j.dir, index, len(data), j.opts.MaxRecord)
+	if n > j.opts.MaxRecord {
+		return fmt.Errorf("journal %s: record %d of %d bytes exceeds MaxRecord %d", j.dir, index, n, j.opts.MaxRecord)
 	}
 	if index == 0 {
 		// 0 is what FirstIndex and LastIndex report for an empty journal.
 		return fmt.Errorf("journal %s: index 0 is reserved", j.dir)
 	}
-	if n := len(j.segs); n > 0 && index != j.segs[n-1].last+1 {
-		return fmt.Errorf("journal %s: append of index %d, want %d", j.dir, index, j.segs[n-1].last+1)
+	if k := len(j.segs); k > 0 && index != j.segs[k-1].last+1 {
+		return fmt.Errorf("journal %s: append of index %d, want %d", j.dir, index, j.segs[k-1].last+1)
 	}
 
 	// j.buf holds room for a segment header, then the record header and,
 	// for small records, the data and padding.
-	pad := padding(len(data))
+	pad := padding(n)
 	j.buf = j.buf[:0]
 	j.buf = append(j.buf, make([]byte, segmentHeaderSize)...)
-	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(len(data)))
+	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(n))
 	j.buf = binary.BigEndian.AppendUint32(j.buf, crc())
 	j.buf = binary.BigEndian.AppendUint64(j.buf, index)
-	parts := [][]byte{nil, data, zeros[:pad]}
-	if len(data) <= copyThreshold {
-		j.buf = append(j.buf, data...)
+	parts := j.parts[:0]
+	if n <= copyThreshold {
+		for _, p := range data {
+			j.buf = append(j.buf, p...)
+		}
 		j.buf = append(j.buf, zeros[:pad]...)
-		parts = parts[:1]
+		parts = append(parts, nil)
+	} else {
+		parts = append(parts, nil)
+		parts = append(parts, data...)
+		parts = append(parts, zeros[:pad])
 	}
+	// Not kept past this call: the parts alias the caller's buffers.
+	defer func() { clear(parts); j.parts = parts[:0] }()
 
-	n := len(j.segs)
-	if n == 0 || j.segs[n-1].size >= j.opts.SegmentSize {
+	k := len(j.segs)
+	if k == 0 || j.segs[k-1].size >= j.opts.SegmentSize {
 		binary.BigEndian.PutUint64(j.buf[8:16], index)
 		copy(j.buf[0:8], segmentMagic)
 		binary.BigEndian.PutUint32(j.buf[4:8], segmentVersion)
@@ -466,8 +489,8 @@ func (j *Journal) append(index uint64, data []byte, crc func() uint32) error {
 		return j.startSegment(index, parts)
 	}
 	parts[0] = j.buf[segmentHeaderSize:]
-	active := &j.segs[n-1]
-	written, err := writeParts(j.f, active.size, parts)
+	active := &j.segs[k-1]
+	written, err := disk.WriteV(j.f, parts, active.size)
 	if err != nil {
 		// Sticky: a failed write may have left pages the kernel will
 		// never write, whose loss only a later fsync would report, and a
@@ -504,7 +527,7 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		return j.err
 	}
-	written, err := writeParts(f, 0, parts)
+	written, err := disk.WriteV(f, parts, 0)
 	if err != nil {
 		f.Close()
 		j.err = fmt.Errorf("journal %s: %w", path, err)
@@ -774,20 +797,6 @@ func listSegments(fsys disk.FS, dir string) ([]uint64, error) {
 	}
 	slices.Sort(firsts)
 	return firsts, nil
-}
-
-// writeParts writes parts back to back at off and returns how many bytes it
-// wrote in all.
-func writeParts(f io.WriterAt, off int64, parts [][]byte) (int64, error) {
-	var n int64
-	for _, p := range parts {
-		m, err := f.WriteAt(p, off+n)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // badRecord describes a record that does not decode. short means the file

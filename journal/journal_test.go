@@ -847,22 +847,47 @@ func TestGolden(t *testing.T) {
 }
 
 // TestAppendSumWritesWhatAppendWrites: a record appended with its data's
-// checksum given, small or large, empty or across a segment roll, is the
-// same bytes on disk as one appended with Append, golden records included.
+// checksum given, small or large, empty or across a segment roll, whole or
+// in parts (AppendParts: one part, many small ones, more than one vectored
+// write takes, empty ones), is the same bytes on disk as one appended with
+// Append, golden records included.
 func TestAppendSumWritesWhatAppendWrites(t *testing.T) {
 	records := [][]byte{[]byte("hello"), {}, []byte("consistency group 2"), bytes.Repeat([]byte{0xa5}, copyThreshold+3), make([]byte, 1<<20)}
 	for i := range records[4] {
 		records[4][i] = byte(i * 31)
 	}
-	write := func(sum bool) []byte {
+	// split cuts data into pieces of 0 to 2*n bytes.
+	split := func(data []byte, n int) [][]byte {
+		var parts [][]byte
+		for i := 0; len(data) > 0; i++ {
+			k := min(len(data), (i*7919)%(2*n+1))
+			parts = append(parts, data[:k])
+			data = data[k:]
+		}
+		return append(parts, nil)
+	}
+	type how int
+	const (
+		whole how = iota
+		sum
+		inParts
+		inSmallParts
+	)
+	write := func(h how) []byte {
 		dir := t.TempDir()
 		j := openT(t, dir, Options{SegmentSize: 1 << 16})
 		for k, data := range records {
 			var err error
-			if sum {
-				err = j.AppendSum(uint64(k+1), data, crc32.Checksum(data, castagnoli))
-			} else {
+			crc := crc32.Checksum(data, castagnoli)
+			switch h {
+			case whole:
 				err = j.Append(uint64(k+1), data)
+			case sum:
+				err = j.AppendSum(uint64(k+1), data, crc)
+			case inParts:
+				err = j.AppendParts(uint64(k+1), split(data, 4096), crc)
+			case inSmallParts:
+				err = j.AppendParts(uint64(k+1), split(data, 200), crc)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -886,8 +911,11 @@ func TestAppendSumWritesWhatAppendWrites(t *testing.T) {
 		}
 		return all
 	}
-	if a, b := write(false), write(true); !bytes.Equal(a, b) {
-		t.Fatal("AppendSum wrote other bytes than Append")
+	want := write(whole)
+	for _, h := range []how{sum, inParts, inSmallParts} {
+		if got := write(h); !bytes.Equal(got, want) {
+			t.Fatalf("AppendSum or AppendParts (%d) wrote other bytes than Append", h)
+		}
 	}
 }
 

@@ -37,7 +37,7 @@ import (
 	"syscall"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"duplex/disk"
 )
 
 // ErrOutOfRange is returned for a request that does not lie inside the volume.
@@ -382,8 +382,9 @@ func (v *Volume) WriteAt(p []byte, off int64) error {
 }
 
 // WriteVAt writes bufs back to back from off, with one pwritev for up to
-// iovMax of them: the secondary applies a sequential writer's adjacent
-// updates this way. Like WriteAt, the whole range is checked first.
+// 1,024 of them (one pwrite for one): the secondary applies a sequential
+// writer's adjacent updates this way, and every other write alone. Like
+// WriteAt, the whole range is checked first.
 func (v *Volume) WriteVAt(bufs [][]byte, off int64) error {
 	var total int64
 	for _, b := range bufs {
@@ -392,56 +393,11 @@ func (v *Volume) WriteVAt(bufs [][]byte, off int64) error {
 	if err := v.check(off, total); err != nil {
 		return err
 	}
-	rc, err := v.f.SyscallConn()
-	if err != nil {
+	if _, err := disk.WriteV(v.f, bufs, off); err != nil {
 		return fmt.Errorf("volume %s: write %d at %d: %w", v.path, total, off, err)
-	}
-	bufs = append([][]byte(nil), bufs...) // stepped over below; the caller's stay
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), iovMax)]
-		var n int
-		var werr error
-		cerr := rc.Write(func(fd uintptr) bool {
-			for {
-				n, werr = unix.Pwritev(int(fd), chunk, off)
-				if werr != unix.EINTR {
-					return true
-				}
-			}
-		})
-		if cerr != nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return fmt.Errorf("volume %s: write %d at %d: %w", v.path, total, off, werr)
-		}
-		if n == 0 && chunkLen(chunk) > 0 {
-			return fmt.Errorf("volume %s: write %d at %d: %w", v.path, total, off, io.ErrShortWrite)
-		}
-		// Step over what was written; a short write goes on from the
-		// middle of a buffer.
-		off += int64(n)
-		for len(bufs) > 0 && (n > 0 || len(bufs[0]) == 0) {
-			if n < len(bufs[0]) {
-				bufs[0] = bufs[0][n:]
-				break
-			}
-			n -= len(bufs[0])
-			bufs = bufs[1:]
-		}
 	}
 	return nil
 }
-
-func chunkLen(bufs [][]byte) (n int) {
-	for _, b := range bufs {
-		n += len(b)
-	}
-	return n
-}
-
-// iovMax is the most buffers one pwritev takes (IOV_MAX on Linux).
-const iovMax = 1024
 
 // Trim discards a range; it reads back as zeroes (see the package doc).
 func (v *Volume) Trim(off, length int64) error {

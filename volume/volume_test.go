@@ -292,6 +292,7 @@ func TestWriteVAtWritesBuffersBackToBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	const iovMax = 1024 // the most buffers one pwritev takes
 	var bufs [][]byte
 	var want []byte
 	for i := range iovMax + 300 {
