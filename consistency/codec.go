@@ -44,6 +44,41 @@ func EncodeGroup(dst []byte, session string, g *Group) ([]byte, error) {
 // record sets is not checksummed again (see recordset.EncodeSum).
 func EncodeGroupSum(dst []byte, session string, g *Group) ([]byte, uint32, error) {
 	start := len(dst)
+	dst, rs := appendGroupTable(dst, session, g)
+	table := len(dst)
+	out, sum, err := recordset.EncodeSum(dst, rs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode group %d: %w", g.Number, err)
+	}
+	return out, crc32c.Combine(crc32c.Checksum(out[start:table]), sum, int64(len(out)-table)), nil
+}
+
+// EncodeGroupParts is EncodeGroupSum for journal.AppendParts: the data of
+// the updates decoded from record sets stays where it is, in the frames
+// they arrived in, and is neither copied nor read (recordset.EncodeParts).
+// It returns the buffer it appended the rest to, the encoding as parts in
+// order (pieces of that buffer and the updates' data), and its CRC-32C.
+func EncodeGroupParts(dst []byte, session string, g *Group) ([]byte, [][]byte, uint32, error) {
+	start := len(dst)
+	dst, rs := appendGroupTable(dst, session, g)
+	table := len(dst)
+	out, parts, sum, err := recordset.EncodeParts(dst, rs, nil)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("encode group %d: %w", g.Number, err)
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	// The first part begins where the table ends, in out: it takes the
+	// table in.
+	parts[0] = out[start : table+len(parts[0]) : table+len(parts[0])]
+	return out, parts, crc32c.Combine(crc32c.Checksum(out[start:table]), sum, int64(n)), nil
+}
+
+// appendGroupTable appends the group's magic, version and subsystem table
+// to dst, and returns the record set its updates are encoded as.
+func appendGroupTable(dst []byte, session string, g *Group) ([]byte, *recordset.RecordSet) {
 	dst = append(dst, groupMagic...)
 	dst = binary.BigEndian.AppendUint16(dst, groupVersion)
 	names := make([]string, 0, len(g.Through))
@@ -57,13 +92,7 @@ func EncodeGroupSum(dst []byte, session string, g *Group) ([]byte, uint32, error
 		dst = append(dst, n...)
 		dst = binary.BigEndian.AppendUint64(dst, g.Through[n])
 	}
-	rs := recordset.RecordSet{Session: session, Subsystem: groupSubsys, Seq: g.Number, Group: g.Number, Horizon: g.Time, Updates: g.Updates}
-	table := len(dst)
-	out, sum, err := recordset.EncodeSum(dst, &rs)
-	if err != nil {
-		return nil, 0, fmt.Errorf("encode group %d: %w", g.Number, err)
-	}
-	return out, crc32c.Combine(crc32c.Checksum(out[start:table]), sum, int64(len(out)-table)), nil
+	return dst, &recordset.RecordSet{Session: session, Subsystem: groupSubsys, Seq: g.Number, Group: g.Number, Horizon: g.Time, Updates: g.Updates}
 }
 
 // DecodeGroup parses a journal record. Update data aliases b.

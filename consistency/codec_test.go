@@ -278,7 +278,7 @@ func FuzzDecodeGroup(f *testing.F) {
 // and small, from two sets interleaved in timestamp order, encodes to the
 // same bytes as the updates before the wire, and the checksum
 // EncodeGroupSum returns without reading the large updates again is that
-// of those bytes.
+// of those bytes; EncodeGroupParts' parts joined are those bytes too.
 func TestEncodeGroupSum(t *testing.T) {
 	data := func(n int, seed byte) []byte {
 		b := make([]byte, n)
@@ -330,5 +330,16 @@ func TestEncodeGroupSum(t *testing.T) {
 	}
 	if want := crc32.Checksum(b[1:], crc32.MakeTable(crc32.Castagnoli)); sum != want {
 		t.Fatalf("EncodeGroupSum checksum %#08x, want %#08x", sum, want)
+	}
+	// In parts, for the journal to write where they are: the same bytes
+	// joined, the same checksum.
+	for _, us := range [][]recordset.Update{got, want} {
+		_, parts, psum, err := EncodeGroupParts([]byte("x"), session, &Group{Number: 9, Time: 1000, Through: through, Updates: us})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if joined := bytes.Join(parts, nil); !bytes.Equal(joined, b[1:]) || psum != sum {
+			t.Fatalf("EncodeGroupParts: %d bytes joined, checksum %#08x; EncodeGroupSum %d bytes, %#08x", len(joined), psum, len(b)-1, sum)
+		}
 	}
 }

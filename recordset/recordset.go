@@ -299,9 +299,26 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	start := len(dst)
 	b := slices.Grow(dst, int(hdr+payload+crcSize))
+	b = rs.appendHeader(b, vt, hdr, payload)
 
+	var sum payloadSum
+	for i := range rs.Updates {
+		u := &rs.Updates[i]
+		b = append(b, u.Data...)
+		if u.summed {
+			sum.combine(u.sum, len(u.Data))
+		} else {
+			sum.update(b[len(b)-len(u.Data):])
+		}
+	}
+	b = be.AppendUint32(b, sum.crc)
+	return b, nil
+}
+
+// appendHeader appends rs's header, hdr bytes with its checksum, to b.
+func (rs *RecordSet) appendHeader(b []byte, vt *volTable, hdr, payload uint64) []byte {
+	start := len(b)
 	b = append(b, Magic...)
 	b = be.AppendUint16(b, rs.version())
 	b = be.AppendUint16(b, 0) // flags
@@ -333,11 +350,48 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 		b = be.AppendUint64(b, uint64(u.Timestamp))
 		b = be.AppendUint64(b, u.Seq)
 	}
-	b = be.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+	return be.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
+}
 
+// EncodeParts is EncodeSum without copying the data of the updates Decode
+// kept a checksum of (those of partMin bytes or more): it appends the rest
+// of the encoding (the header, the other updates' data, the payload
+// checksum) to dst, and returns the encoding as parts, in order, appended
+// to parts: pieces of the returned buffer and those updates' own Data. So
+// a journal can write a group's encoding straight from the frames its
+// updates arrived in (journal.AppendParts), without copying or reading
+// their bytes. The parts alias the returned buffer and the updates' data.
+func EncodeParts(dst []byte, rs *RecordSet, parts [][]byte) ([]byte, [][]byte, uint32, error) {
+	vt := &volTable{}
+	hdr, payload, err := rs.layout(vt)
+	if err != nil {
+		return dst, parts, 0, err
+	}
+	inPlace := func(u *Update) bool { return u.summed && len(u.Data) >= partMin }
+	copied := int(hdr + crcSize)
+	for i := range rs.Updates {
+		if u := &rs.Updates[i]; !inPlace(u) {
+			copied += len(u.Data)
+		}
+	}
+	// Room for all that is copied, so that the parts cut from b stay b's.
+	b := slices.Grow(dst, copied)
+	start := len(b)
+	b = rs.appendHeader(b, vt, hdr, payload)
+	head := crc32c.Checksum(b[start:])
+	mark := start // where the copied bytes not yet in a part begin
 	var sum payloadSum
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
+		if inPlace(u) {
+			if len(b) > mark {
+				parts = append(parts, b[mark:len(b):len(b)])
+				mark = len(b)
+			}
+			parts = append(parts, u.Data)
+			sum.combine(u.sum, len(u.Data))
+			continue
+		}
 		b = append(b, u.Data...)
 		if u.summed {
 			sum.combine(u.sum, len(u.Data))
@@ -346,7 +400,9 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 		}
 	}
 	b = be.AppendUint32(b, sum.crc)
-	return b, nil
+	parts = append(parts, b[mark:len(b):len(b)])
+	all := crc32c.Combine(head, sum.crc, int64(payload))
+	return b, parts, crc32c.Update(all, b[len(b)-crcSize:]), nil
 }
 
 // EncodeSum is Encode that also returns the CRC-32C of the bytes it
@@ -365,9 +421,11 @@ func EncodeSum(dst []byte, rs *RecordSet) ([]byte, uint32, error) {
 	return b, crc32c.Update(sum, b[len(b)-crcSize:]), nil
 }
 
-// sumMin is the smallest update whose checksum Decode keeps: below it,
-// checksumming the bytes again costs less than combining checksums.
-const sumMin = 64 << 10
+// partMin is the smallest update whose checksum Decode keeps, and whose
+// data EncodeParts leaves in place: below it, copying and checksumming the
+// bytes costs less than a piece of their own in a vectored write and
+// combining checksums.
+const partMin = 1 << 10
 
 // payloadSum is the CRC-32C of a payload built piece by piece, each piece
 // either read or, when its checksum is known, combined.
@@ -656,7 +714,7 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 	var sum payloadSum
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
-		if len(u.Data) >= sumMin {
+		if len(u.Data) >= partMin {
 			u.sum, u.summed = crc32c.Checksum(u.Data), true
 			sum.combine(u.sum, len(u.Data))
 		} else {

@@ -176,12 +176,15 @@ func TestRoundTrip(t *testing.T) {
 // TestEncodeSum: the checksum EncodeSum returns is that of the bytes it
 // appended, for a set as formed (every byte read) and for the same set
 // decoded (large updates' checksums combined, not read), and the
-// encodings are the same.
+// encodings are the same; so are EncodeParts' parts joined and its
+// checksum, for the set as formed and decoded, and the parts of the
+// decoded set's large updates are their data where it was decoded, not
+// copies.
 func TestEncodeSum(t *testing.T) {
 	lim := Limits{MaxHeader: 1 << 24, MaxPayload: 1 << 26}
 	sets := samples()
 	big := &RecordSet{Session: "sess", Subsystem: "ss", Seq: 3, Group: 3, ReadTime: 5, Horizon: 1000}
-	for i, n := range []int{sumMin, 100, sumMin + 1, 1 << 20, 0, 3*sumMin + 7} {
+	for i, n := range []int{partMin, 100, partMin + 1, 1 << 20, 0, 3*partMin + 7, 4096, 4096, partMin - 1, 16} {
 		u := Update{Volume: fmt.Sprintf("v%d", i%2), Kind: KindWrite, Offset: uint64(i) << 22, Length: uint64(n), Timestamp: int64(10 + i), Seq: uint64(i + 1), Data: pattern(n, byte(i))}
 		if n == 0 {
 			u.Kind, u.Length = KindZeroes, 4096
@@ -209,6 +212,39 @@ func TestEncodeSum(t *testing.T) {
 			}
 			if !bytes.Equal(again, b[len(prefix):]) || sum2 != sum {
 				t.Fatalf("the decoded set encodes to other bytes or checksum (%#08x, want %#08x)", sum2, sum)
+			}
+			for _, set := range []*RecordSet{rs, got} {
+				_, parts, sum3, err := EncodeParts(bytes.Clone(prefix), set, [][]byte{[]byte("before")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if string(parts[0]) != "before" {
+					t.Fatalf("EncodeParts dropped the parts given: first %q", parts[0])
+				}
+				if joined := bytes.Join(parts[1:], nil); !bytes.Equal(joined, b[len(prefix):]) || sum3 != sum {
+					t.Fatalf("EncodeParts' parts joined differ from Encode (%d bytes, want %d) or its checksum does (%#08x, want %#08x)",
+						len(joined), len(b)-len(prefix), sum3, sum)
+				}
+				if set != got {
+					continue
+				}
+				inPlace := 0
+				for _, p := range parts {
+					for _, u := range got.Updates {
+						if len(u.Data) >= partMin && len(p) == len(u.Data) && &p[0] == &u.Data[0] {
+							inPlace++
+						}
+					}
+				}
+				large := 0
+				for _, u := range got.Updates {
+					if len(u.Data) >= partMin {
+						large++
+					}
+				}
+				if inPlace != large {
+					t.Fatalf("%d of the %d updates of %d bytes or more are parts in place, want all", inPlace, large, partMin)
+				}
 			}
 		})
 	}

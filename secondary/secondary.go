@@ -272,7 +272,7 @@ type Secondary struct {
 	// linkedAt is when the linked primary linked: a last error from
 	// before it is about a link this one has superseded.
 	linkedAt time.Time
-	buf      []byte // journal record buffer, reused: groups are large
+	buf      []byte // a journal record's headers and small updates, reused
 	// unflushed are the volumes written since the last checkpoint took
 	// them, guarded by flushMu: whoever applies (Open's replay, then the
 	// applier) adds to it, and a checkpoint takes it. stateGroup is the
@@ -1803,16 +1803,15 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	}
 	g.Number = s.journaled.Group + 1
 	rel := s.releaseIfShort(g)
-	size := int(groupSize(g))
-	if cap(s.buf) < size {
-		s.buf = make([]byte, 0, size)
-	}
-	// The record-set checksums verified on arrival cover the large updates'
-	// data: the journal record's checksum is combined from them, not read.
-	data, sum, err := consistency.EncodeGroupSum(s.buf[:0], s.cfg.Session, g)
+	// The updates' data is journaled from the frames it arrived in, not
+	// copied into the record first, and the record-set checksums verified
+	// on arrival cover it: the journal record's checksum is combined from
+	// them, not read. s.buf holds the rest (headers, small updates).
+	buf, parts, sum, err := consistency.EncodeGroupParts(s.buf[:0], s.cfg.Session, g)
 	if err != nil {
 		return err
 	}
+	s.buf = buf[:0]
 	newSender := s.ident.Instance != s.instance
 	if newSender {
 		// The journal is about to hold a group of another process. The
@@ -1833,7 +1832,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
 		}
 	}
-	if err := s.journalUnlocked(g.Number, data, sum); err != nil {
+	if err := s.journalUnlocked(g.Number, parts, sum); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
 	if newSender && s.instance != 0 {
@@ -1882,7 +1881,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	return s.enqueue(g, s.pairs.snapshot())
 }
 
-// journalUnlocked appends group n (data, whose checksum is sum) to the
+// journalUnlocked appends group n (parts joined, whose checksum is sum) to the
 // journal and fsyncs it without s.mu, so that status, a fence and a new
 // link do not wait on the disk, which may take seconds over an fsync. It
 // hands the journal over as enqueue hands the applier a group (handing):
@@ -1891,10 +1890,10 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 // waits for it (awaitHandedLocked); what only reports it (status) reports
 // the group before, which is what is durable until the fsync returns.
 // Called with s.mu held, which it holds again when it returns.
-func (s *Secondary) journalUnlocked(n uint64, data []byte, sum uint32) error {
+func (s *Secondary) journalUnlocked(n uint64, parts [][]byte, sum uint32) error {
 	s.handing = true
 	s.mu.Unlock()
-	err := s.journal.AppendSum(n, data, sum)
+	err := s.journal.AppendParts(n, parts, sum)
 	s.journalEpoch.Add(1)
 	if err == nil {
 		err = s.journal.Sync()
