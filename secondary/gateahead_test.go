@@ -263,3 +263,34 @@ func TestGateJournalFullPaces(t *testing.T) {
 	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == 20 })
 	applied.check(t, 1, 20)
 }
+
+// The applier takes the last group journaled ahead and waits for the
+// limit; meanwhile the next group goes to its queue with its data, and
+// the one after it ahead again. Once the limit passes both, the groups are
+// applied in order, each once: the one ahead is not taken with the first
+// past the one in the queue.
+func TestGateQueuedGroupBetweenGroupsAheadAppliedInOrder(t *testing.T) {
+	dir := t.TempDir()
+	gate := newTestGate(0)
+	applied := &appliedLog{}
+	r := openGateRigConfig(t, dir, gate, applied.config)
+	defer func() { r.close(t) }()
+	// Group 1 with the applier, 2 in its queue, 3 ahead.
+	r.sendAhead(t, 1, 3)
+	gate.set(ms(2))
+	waitGate(t, "groups 1 and 2 applied and group 3 taken from ahead", func() bool {
+		r.sec.posMu.Lock()
+		defer r.sec.posMu.Unlock()
+		return r.sec.durable.Group == 2 && len(r.sec.gated.ahead) == 0
+	})
+	// Group 4 to the queue, 5 ahead of it.
+	r.sendAhead(t, 4, 5)
+	gate.set(ms(5))
+	waitGate(t, "five groups applied", func() bool {
+		applied.mu.Lock()
+		defer applied.mu.Unlock()
+		return len(applied.groups) >= 5
+	})
+	applied.check(t, 1, 5)
+	waitGate(t, "group 5 applied", func() bool { return r.sec.Stats().Group == 5 })
+}
