@@ -175,14 +175,17 @@ func appendAhead(ahead []applyJob, job applyJob) []applyJob {
 	return append(ahead, job)
 }
 
-// popAhead takes the first group journaled ahead of the applier.
+// popAhead takes the first group journaled ahead of the applier, unless
+// the queue holds one: the receiver queues a group (under posMu) only
+// with nothing ahead, so one that came between the applier's look at the
+// queue and this comes before those ahead now.
 func (s *Secondary) popAhead() (applyJob, bool) {
 	if s.cfg.Gate == nil {
 		return applyJob{}, false
 	}
 	s.posMu.Lock()
 	defer s.posMu.Unlock()
-	if len(s.gated.ahead) == 0 {
+	if len(s.gated.ahead) == 0 || len(s.applyQ) > 0 {
 		return applyJob{}, false
 	}
 	job := s.gated.ahead[0]
@@ -194,14 +197,18 @@ func (s *Secondary) popAhead() (applyJob, bool) {
 }
 
 // popThrough appends to jobs, up to a batch, the groups ahead that the
-// limit has reached. Called by the applier once the first of jobs came
-// from ahead: nothing in the queue comes before what is left ahead.
+// limit has reached and that follow the last of jobs. Called by the
+// applier once the first of jobs came from ahead. Only the groups right
+// after it: once the applier took the last group ahead, the receiver
+// hands the next to the queue with its data and leaves those after it
+// ahead again, to be applied after the queued one.
 func (s *Secondary) popThrough(jobs []applyJob, limit int64) []applyJob {
 	s.posMu.Lock()
 	defer s.posMu.Unlock()
 	size := jobs[0].size
 	n := 0
-	for n < len(s.gated.ahead) && len(jobs) < aheadBatchGroups && s.gated.ahead[n].time <= limit {
+	for n < len(s.gated.ahead) && len(jobs) < aheadBatchGroups && s.gated.ahead[n].time <= limit &&
+		s.gated.ahead[n].through == jobs[len(jobs)-1].number()+1 {
 		if size += s.gated.ahead[n].size; size > aheadBatchBytes {
 			break
 		}
