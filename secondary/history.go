@@ -20,6 +20,12 @@ type HistoryConfig struct {
 	// Window and MaxBytes bound it (history.Options).
 	Window   time.Duration
 	MaxBytes int64
+	// Interval is the session's time-interval group length. A group that
+	// spans more (formed while the secondary was behind) is kept in steps
+	// of at most an interval of its updates, each a point of its own, so
+	// that recover --at TIME reaches within an interval of TIME whatever
+	// the groups' length. Zero: one point per group.
+	Interval time.Duration
 }
 
 // ErrNoHistory is returned by RecoverTo on a secondary that keeps none.

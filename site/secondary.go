@@ -113,7 +113,8 @@ func HistoryOf(cfg *config.Config) secondary.HistoryConfig {
 	if cfg.Secondary.History <= 0 {
 		return secondary.HistoryConfig{}
 	}
-	return secondary.HistoryConfig{Dir: HistoryDir(cfg), Window: time.Duration(cfg.Secondary.History), MaxBytes: int64(cfg.Secondary.HistoryBytes)}
+	return secondary.HistoryConfig{Dir: HistoryDir(cfg), Window: time.Duration(cfg.Secondary.History), MaxBytes: int64(cfg.Secondary.HistoryBytes),
+		Interval: time.Duration(cfg.Interval)}
 }
 
 // LargestGroup bounds a consistency group of the session: every update in a

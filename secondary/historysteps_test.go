@@ -1,0 +1,138 @@
+package secondary
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+// stampedWrite is a write of byte b over block blk stamped ts.
+type stampedWrite struct {
+	blk uint64
+	b   byte
+	ts  int64
+}
+
+// sendStamped sends record set seq with the given horizon and writes.
+func (r *gateRig) sendStamped(t *testing.T, seq uint64, horizon int64, ws []stampedWrite) {
+	t.Helper()
+	rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: horizon, Horizon: horizon}
+	for i, w := range ws {
+		u := blockWrite(w.blk, w.b)
+		u.Timestamp, u.Seq = w.ts, 100*seq+uint64(i)
+		rs.Updates = append(rs.Updates, u)
+	}
+	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.conn.Send(transport.Seal(f)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// imageAt is the first byte of blocks 0..n-1 once every write stamped at or
+// before limit is applied over a volume of 0xEE.
+func imageAt(ws []stampedWrite, n int, limit int64) []byte {
+	img := bytes.Repeat([]byte{0xEE}, n)
+	for _, w := range ws {
+		if w.ts <= limit {
+			img[w.blk] = w.b
+		}
+	}
+	return img
+}
+
+// A group formed while the secondary was behind spans many intervals: the
+// primary grows a record set that is not yet on the wire, and the
+// secondary forms one group of all it received. Every time inside such a
+// group is a consistency time too (each subsystem's horizon passed it), and
+// the updates of the group stamped at or before it are a prefix of the
+// group. recover --at T, and a view of T, must reach within an interval of
+// T whatever the groups' length: the volumes hold every write stamped at or
+// before T - interval and none stamped after T, also after a restart
+// between recoveries.
+func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	const interval = 10 * time.Millisecond
+	hist.Interval = interval
+	ms := int64(time.Millisecond)
+	first := []stampedWrite{{blk: 2, b: 1, ts: ms - 1}}
+	// One record set from 1 ms to 200 ms: a write every 5 ms, some of them
+	// over blocks written earlier in the group.
+	var long []stampedWrite
+	for i := 1; i < 40; i++ {
+		long = append(long, stampedWrite{blk: 3 + uint64(i%25), b: byte(i + 1), ts: int64(i) * 5 * ms})
+	}
+	all := append(append([]stampedWrite{}, first...), long...)
+	const blocks = 30
+
+	r := openGateRigWith(t, dir, nil, hist)
+	r.sendStamped(t, 1, ms, first)
+	r.sendStamped(t, 2, 200*ms, long)
+	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+
+	check := func(what string, at, reached int64, got []byte) {
+		t.Helper()
+		if reached > at {
+			t.Errorf("%s %v: reached %v, after it", what, time.Duration(at), time.Duration(reached))
+		}
+		if want := imageAt(all, blocks, reached); !bytes.Equal(got, want) {
+			t.Errorf("%s %v: reached %v, but the blocks hold\n%v, want the writes through it\n%v", what, time.Duration(at), time.Duration(reached), got, want)
+		}
+		for _, w := range all {
+			if w.ts > reached && w.ts <= at-int64(interval) {
+				t.Errorf("%s %v: reached %v, without the write stamped %v, more than an interval (%v) before it",
+					what, time.Duration(at), time.Duration(reached), time.Duration(w.ts), interval)
+			}
+		}
+	}
+	for _, at := range []int64{57 * ms, 123 * ms, 9 * ms} {
+		v, err := r.sec.PinAt(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := make([]byte, blocks)
+		b := make([]byte, 4096)
+		for blk := range blocks {
+			if err := v.ReadAt("vol1", b, int64(blk)*4096); err != nil {
+				t.Fatal(err)
+			}
+			img[blk] = b[0]
+		}
+		check("a view of", at, v.Time, img)
+		v.Close()
+	}
+	if _, err := r.sec.FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	// Newest first, with a restart between recoveries.
+	for _, at := range []int64{157 * ms, 57 * ms, 33 * ms, 12 * ms, 3 * ms} {
+		sec, v := openStopped(t, dir, hist)
+		st, err := sec.RecoverTo(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := make([]byte, blocks)
+		b := make([]byte, 4096)
+		for blk := range blocks {
+			if err := sec.ReadAt("vol1", b, int64(blk)*4096); err != nil {
+				t.Fatal(err)
+			}
+			img[blk] = b[0]
+		}
+		check(fmt.Sprintf("recover --at (group %d)", st.Group), at, st.Time, img)
+		if err := sec.Close(); err != nil {
+			t.Fatal(err)
+		}
+		v.Close()
+	}
+}
