@@ -16,12 +16,31 @@ caller's side of it, for each group g it applies:
 	...
 	log.Trim(stateGroup)                              // after each checkpoint
 
-and to take the volumes back to the newest group at or before a time t:
+and to take the volumes back to the newest point (a group, or a step of
+one) at or before a time t:
 
 	p, ok := log.At(t)        // a Point: group, time, what the caller kept with it
-	err = log.Undo(p.Group, vols)
+	err = log.Undo(p, vols)
 	// record p as the volumes' position, durably, then
-	err = log.Void(p.Group)
+	err = log.Void(p)
+
+# Steps: points inside a group
+
+A group formed while the secondary was behind spans many intervals of the
+primary (a record set not yet sent grows, and the secondary forms one group
+of all it received), and with one point per group a time inside it reaches
+only the group before, seconds earlier. Yet every time inside the group is
+a consistency time as well: each subsystem's horizon passed the group's
+time, so the updates stamped at or before it are all in this group or an
+earlier one, and, the group being in timestamp order, they are a prefix of
+it. CaptureSteps keeps a group's undo in steps, each a prefix of its
+updates and a point of its own at the time of its last update (the last
+step's at the group's time): the before images of a step are the volumes'
+content with the earlier steps applied, read through their writes in
+memory, and the whole group's undo is still synced before it touches the
+volumes. The secondary cuts steps of at most an interval of updates, so
+the point reached by a time T holds every update stamped at or before
+T - interval, however long the groups are.
 
 # Why the order makes a crash harmless
 
@@ -68,10 +87,15 @@ All integers are big-endian. A record, the data of one journal record:
 	4    1     format version, 1
 	5    1     kind: 1 undo, 2 void, 3 gap
 	6    1     flags: bit 0 last part of the group's undo,
-	           bit 1 applied in a batch with later groups (no recovery point)
+	           bit 1 applied in a batch with later groups (no recovery point),
+	           bit 2 (undo) last part of a step that is not the group's
+	           last, a point at the record's time; (void) the void names
+	           the point at its time within its group
 	7    1     0
 	8    8     group number
-	16   8     the group's consistency time, Unix nanoseconds (signed)
+	16   8     the group's consistency time, Unix nanoseconds (signed); that
+	           of the step the record belongs to for the undo of a group in
+	           steps; for a void with bit 2, the time of the point
 	24   4     part number, from 0
 	28   4     length S of the state
 	32   4     number E of extents
@@ -91,9 +115,13 @@ then E extents, back to back:
 
 A group's undo is one or more undo records with part numbers 0, 1, ...
 (PartBytes of data each at most), the last flagged; the extents of one
-group never overlap. A record with part 0 replaces whatever the Log held
-for that group and later ones (an interrupted capture, captured again); a
-void record drops the undo of every group after its group number. A void
+step never overlap (those of the steps of a group may: a later step's
+before image of a byte an earlier step wrote is that write). A record with
+part 0 replaces whatever the Log held for that group and later ones (an
+interrupted capture, captured again); a void record drops the undo of
+every group after its group number, and with bit 2 that of the steps of
+its group after its time (the step ending at that time is then the
+group's last: the volumes hold the group through it). A void
 record has no state and no extents. A gap record (part 0, flagged last,
 no extents, the state as an undo record's) says its group was applied
 with no undo kept, as one group's before images would exceed
@@ -113,6 +141,8 @@ For example, the undo of group 7 at time 1, in one part, with the 2 bytes
 
 The constants marked "part of the on-disk format" must never change. A
 reader refuses a version or kind it does not know, and unknown flags, as
-malformed rather than guess.
+malformed rather than guess. Flag bit 2 came after the first version: a
+reader from before it refuses a history that holds a group in steps, or a
+void naming a point within a group, rather than misread its points.
 */
 package history

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -46,12 +47,40 @@ type Header struct {
 	State    []byte
 }
 
-// Point is a state the volumes were at, that Undo can take them back to.
+// Point is a state the volumes were at, that Undo can take them back to:
+// group Group's updates stamped at or before Time applied, and every
+// group before it. Time is the group's consistency time, or for a step of
+// the group (Step) the time of the step's last update.
 type Point struct {
 	Group uint64
 	Time  int64
 	// State is what the caller kept with the group (Header.State).
 	State []byte
+}
+
+// Whole is the point of group g applied whole, whatever its time.
+func Whole(g uint64) Point { return Point{Group: g, Time: math.MaxInt64} }
+
+// after reports whether the record of entry e undoes something the volumes
+// at p hold: it belongs to a later group, or to a later step of p's group.
+func (p Point) after(e entry) bool {
+	return e.group > p.Group || e.group == p.Group && e.time > p.Time
+}
+
+// Step is a part of a group's updates, in timestamp order. With the steps
+// before it and it applied, the volumes hold every update of the group
+// stamped at or before Time and none after: each subsystem's horizon
+// passed the group's time, so that is the state the primary had at Time,
+// a point of its own.
+type Step struct {
+	Time int64
+	// Ranges are what the step overwrites.
+	Ranges []Range
+	// Writes are what it writes there, in timestamp order: the content
+	// that the before images of the later steps of the group read. Data
+	// is not copied (Capture returns before the group is applied). The
+	// last step needs none.
+	Writes []Extent
 }
 
 // Options tunes a Log.
@@ -89,6 +118,7 @@ type entry struct {
 	time     int64
 	part     uint32
 	last     bool
+	step     bool // the last part of a step that is not the group's last: a point
 	midBatch bool
 	gap      bool // a gap record: the group's undo was not kept
 	state    []byte
@@ -145,6 +175,9 @@ func Open(dir string, opts Options) (*Log, error) {
 // held, or before l is shared.
 func (l *Log) note(index uint64, r *Record, n int) {
 	switch {
+	case r.Kind == KindVoid && r.Step:
+		l.dropAfterPoint(Point{Group: r.Group, Time: r.Time})
+		return
 	case r.Kind == KindVoid:
 		l.dropAfter(r.Group)
 		return
@@ -160,7 +193,7 @@ func (l *Log) note(index uint64, r *Record, n int) {
 			return // a part of a capture that was replaced
 		}
 	}
-	e := entry{index: index, group: r.Group, time: r.Time, part: r.Part, last: r.Last, midBatch: r.MidBatch,
+	e := entry{index: index, group: r.Group, time: r.Time, part: r.Part, last: r.Last, step: r.Step, midBatch: r.MidBatch,
 		gap: r.Kind == KindGap, size: int64(16 + (n+7)&^7)}
 	if r.Last && len(r.State) > 0 {
 		e.state = bytes.Clone(r.State)
@@ -174,6 +207,23 @@ func (l *Log) dropAfter(group uint64) {
 		i--
 	}
 	l.entries = l.entries[:i]
+}
+
+// dropAfterPoint drops the entries that undo what the volumes at p do not
+// hold. The volumes hold p's group through p: its undo that far is whole,
+// and the step ending at p is its last.
+func (l *Log) dropAfterPoint(p Point) {
+	i := len(l.entries)
+	for i > 0 && p.after(l.entries[i-1]) {
+		i--
+	}
+	l.entries = l.entries[:i]
+	if i == 0 {
+		return
+	}
+	if e := &l.entries[i-1]; e.group == p.Group && e.step {
+		e.last, e.step = true, false
+	}
 }
 
 func (l *Log) dropIncompleteTail() {
@@ -209,12 +259,22 @@ var ErrGroupTooLarge = errors.New("the group's before images exceed the history'
 // of them is read; parts already appended are then left incomplete, which
 // Gap, or the group's next capture, replaces.
 func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
-	merged := mergeRanges(ranges)
-	r := &Record{Kind: KindUndo, Group: h.Group, Time: h.Time, MidBatch: h.MidBatch}
+	return l.CaptureSteps(h, []Step{{Time: h.Time, Ranges: ranges}}, srcs)
+}
+
+// CaptureSteps is Capture of a group in steps, each a point: the before
+// images of a step are the volumes' content with the steps before it
+// applied, read from srcs through the earlier steps' Writes. The last
+// step's Time must be the group's.
+func (l *Log) CaptureSteps(h Header, steps []Step, srcs map[string]Source) error {
+	if len(steps) == 0 || steps[len(steps)-1].Time != h.Time {
+		return fmt.Errorf("history: capture group %d: its last step must end at the group's time", h.Group)
+	}
+	r := &Record{Kind: KindUndo, Group: h.Group, MidBatch: h.MidBatch}
 	held := 0
 	var total int64
-	flush := func(last bool) error {
-		r.Last = last
+	flush := func(last, step bool) error {
+		r.Last, r.Step = last, step
 		if last {
 			r.State = h.State
 		}
@@ -225,16 +285,50 @@ func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
 		r.Extents, held = r.Extents[:0], 0
 		return nil
 	}
-	for _, rg := range merged {
+	written := map[string]*layer{}
+	for k, st := range steps {
+		r.Time = st.Time
+		if err := l.captureStep(h.Group, st, srcs, written, r, &held, &total, func() error { return flush(false, false) }); err != nil {
+			return err
+		}
+		last := k == len(steps)-1
+		if err := flush(last, !last); err != nil {
+			return err
+		}
+		if last {
+			break
+		}
+		for _, w := range st.Writes {
+			lw := written[w.Volume]
+			if lw == nil {
+				lw = &layer{}
+				written[w.Volume] = lw
+			}
+			lw.put(w)
+		}
+	}
+	if err := l.journal().Sync(); err != nil {
+		return fmt.Errorf("history: %w", err)
+	}
+	return nil
+}
+
+// captureStep adds the before images of st's ranges to r, flushing a part
+// whenever it holds PartBytes.
+func (l *Log) captureStep(group uint64, st Step, srcs map[string]Source, written map[string]*layer, r *Record, held *int, total *int64, flush func() error) error {
+	for _, rg := range mergeRanges(st.Ranges) {
 		src, ok := srcs[rg.Volume]
 		if !ok {
-			return fmt.Errorf("history: capture group %d: no volume %q", h.Group, rg.Volume)
+			return fmt.Errorf("history: capture group %d: no volume %q", group, rg.Volume)
+		}
+		if lw := written[rg.Volume]; lw != nil {
+			src = layered{src: src, l: lw}
 		}
 		for off, end := rg.Offset, rg.Offset+rg.Length; off < end; {
 			n := min(end-off, readChunk)
 			e, err := readExtent(src, rg.Volume, off, n)
 			if err != nil {
-				return fmt.Errorf("history: capture group %d: %w", h.Group, err)
+				return fmt.Errorf("history: capture group %d: %w", group, err)
 			}
 			if k := len(r.Extents); k > 0 && e.Zeros && r.Extents[k-1].Zeros && r.Extents[k-1].Volume == e.Volume &&
 				r.Extents[k-1].Offset+r.Extents[k-1].Length == e.Offset {
@@ -242,24 +336,18 @@ func (l *Log) Capture(h Header, ranges []Range, srcs map[string]Source) error {
 			} else {
 				r.Extents = append(r.Extents, e)
 			}
-			held += len(e.Data)
-			total += int64(len(e.Data))
-			if l.opts.MaxBytes > 0 && total > l.opts.MaxBytes {
-				return fmt.Errorf("history: capture group %d: more than %d bytes: %w", h.Group, l.opts.MaxBytes, ErrGroupTooLarge)
+			*held += len(e.Data)
+			*total += int64(len(e.Data))
+			if l.opts.MaxBytes > 0 && *total > l.opts.MaxBytes {
+				return fmt.Errorf("history: capture group %d: more than %d bytes: %w", group, l.opts.MaxBytes, ErrGroupTooLarge)
 			}
 			off += n
-			if held >= PartBytes {
-				if err := flush(false); err != nil {
+			if *held >= PartBytes {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
 		}
-	}
-	if err := flush(true); err != nil {
-		return err
-	}
-	if err := l.journal().Sync(); err != nil {
-		return fmt.Errorf("history: %w", err)
 	}
 	return nil
 }
@@ -351,10 +439,11 @@ func (l *Log) append(r *Record) error {
 	return nil
 }
 
-// Void records, durably, that the volumes were taken back to group: the
-// undo of every later group no longer describes them.
-func (l *Log) Void(group uint64) error {
-	if err := l.append(&Record{Kind: KindVoid, Group: group}); err != nil {
+// Void records, durably, that the volumes were taken back to p: the undo
+// of every later group, and of the steps of p's group after p, no longer
+// describes them.
+func (l *Log) Void(p Point) error {
+	if err := l.append(&Record{Kind: KindVoid, Group: p.Group, Time: p.Time, Step: true}); err != nil {
 		return err
 	}
 	if err := l.journal().Sync(); err != nil {
@@ -463,6 +552,31 @@ func (l *Log) journal() *journal.Journal {
 	return l.j
 }
 
+// point says whether the volumes were at e's group through e's time.
+func (e entry) point() bool { return (e.last || e.step) && !e.midBatch }
+
+// Beyond reports whether the Log holds undo of what the volumes at p do
+// not hold (a recovery recorded p and was stopped before Void, or the
+// volumes hold part of the next group): Undo(p) then writes it back.
+func (l *Log) Beyond(p Point) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries) > 0 && p.after(l.entries[len(l.entries)-1])
+}
+
+// Newest is the group and time of the newest record the Log holds (a
+// point or not: the undo of a group the volumes hold part of), ok false
+// when it holds none. Overlays through it reads every record held now.
+func (l *Log) Newest() (p Point, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries) == 0 {
+		return p, false
+	}
+	e := l.entries[len(l.entries)-1]
+	return Point{Group: e.group, Time: e.time}, true
+}
+
 // Last is the newest group whose undo the Log holds, 0 if none.
 func (l *Log) Last() uint64 {
 	l.mu.Lock()
@@ -481,7 +595,7 @@ func (l *Log) Points() []Point {
 	defer l.mu.Unlock()
 	var ps []Point
 	for _, e := range l.entries {
-		if e.last && !e.midBatch {
+		if e.point() {
 			ps = append(ps, Point{Group: e.group, Time: e.time, State: e.state})
 		}
 	}
@@ -493,7 +607,7 @@ func (l *Log) Oldest() (p Point, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range l.entries {
-		if e.last && !e.midBatch {
+		if e.point() {
 			return Point{Group: e.group, Time: e.time, State: e.state}, true
 		}
 	}
@@ -530,7 +644,7 @@ func (l *Log) Trim(keep uint64) error {
 			if e.time > cutoff {
 				break
 			}
-			if e.last && !e.midBatch {
+			if e.point() {
 				edge = e.group
 			}
 		}
@@ -575,16 +689,16 @@ func (l *Log) Trim(keep uint64) error {
 	return nil
 }
 
-// Undo writes, for every byte that a group after to overwrote, its content
-// as of group to, and flushes the sinks it wrote. The undo records are read
+// Undo writes, for every byte that a group (or step) after to overwrote,
+// its content as of to, and flushes the sinks it wrote. The undo records are read
 // oldest first and each byte takes the first before image met, the one of
 // the oldest group after to that wrote it: that is the same as undoing
 // the groups newest first, reading the Log in its order. Undo is
 // idempotent: run again after a crash, it writes the same bytes.
-func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
+func (l *Log) Undo(to Point, sinks map[string]Sink) error {
 	covered := map[string]*spans{}
 	touched := map[string]Sink{}
-	err := l.replayAfter(to, func(r *Record) error {
+	err := l.replayAfter(to, Whole(math.MaxUint64), func(r *Record) error {
 		for _, e := range r.Extents {
 			sink, ok := sinks[e.Volume]
 			if !ok {
@@ -625,17 +739,17 @@ func (l *Log) Undo(to uint64, sinks map[string]Sink) error {
 // holds more than the bytes it was allowed.
 var ErrTooLarge = errors.New("the undo is larger than allowed")
 
-// Overlays reads the undo of every group after to into an Overlay per
-// volume, in memory, or with spill set into spilled Overlays whose images
-// go to spill: laid over the volumes' current content, they read the
-// volumes as of group to, as Undo would leave them, without writing to
-// them. The Overlays hold at most maxBytes of memory (ErrTooLarge). The
-// volumes must not move on while it runs; a group after to trimmed
-// meanwhile fails it (ErrOutside), never leaves a byte of the past unread.
-func (l *Log) Overlays(to uint64, maxBytes int64, spill *Scratch) (map[string]*Overlay, error) {
+// Overlays reads the undo of every group (or step) after to and through
+// through into an Overlay per volume, in memory, or with spill set into
+// spilled Overlays whose images go to spill: laid over the volumes'
+// content as of through, they read the volumes as of to, as Undo would
+// leave them, without writing to them. The Overlays hold at most maxBytes
+// of memory (ErrTooLarge). A group after to trimmed meanwhile fails it
+// (ErrOutside), never leaves a byte of the past unread.
+func (l *Log) Overlays(to, through Point, maxBytes int64, spill *Scratch) (map[string]*Overlay, error) {
 	out := map[string]*Overlay{}
 	var held int64
-	err := l.replayAfter(to, func(r *Record) error {
+	err := l.replayAfter(to, through, func(r *Record) error {
 		for _, e := range r.Extents {
 			o := out[e.Volume]
 			if o == nil {
@@ -645,10 +759,10 @@ func (l *Log) Overlays(to uint64, maxBytes int64, spill *Scratch) (map[string]*O
 			before := o.Bytes()
 			// e.Data is a slice of the record: copied if kept.
 			if err := o.add(e, false); err != nil {
-				return fmt.Errorf("history: the data changed since group %d: %w", to, err)
+				return fmt.Errorf("history: the data changed since group %d: %w", to.Group, err)
 			}
 			if held += o.Bytes() - before; held > maxBytes {
-				return fmt.Errorf("history: the data changed since group %d is more than %d MiB: %w", to, maxBytes>>20, ErrTooLarge)
+				return fmt.Errorf("history: the data changed since group %d is more than %d MiB: %w", to.Group, maxBytes>>20, ErrTooLarge)
 			}
 		}
 		return nil
@@ -659,11 +773,11 @@ func (l *Log) Overlays(to uint64, maxBytes int64, spill *Scratch) (map[string]*O
 	return out, nil
 }
 
-// Ranges are the ranges the groups after to overwrote, those Undo(to)
-// writes back, oldest group first.
-func (l *Log) Ranges(to uint64) ([]Range, error) {
+// Ranges are the ranges the groups (and steps) after to overwrote, those
+// Undo(to) writes back, oldest group first.
+func (l *Log) Ranges(to Point) ([]Range, error) {
 	var out []Range
-	err := l.replayAfter(to, func(r *Record) error {
+	err := l.replayAfter(to, Whole(math.MaxUint64), func(r *Record) error {
 		for _, e := range r.Extents {
 			out = append(out, Range{Volume: e.Volume, Offset: e.Offset, Length: e.Length})
 		}
@@ -675,24 +789,26 @@ func (l *Log) Ranges(to uint64) ([]Range, error) {
 	return out, nil
 }
 
-// replayAfter calls fn with every record of a group after to, oldest first,
-// and fails if one of them went (Trim) before it was read.
-func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
+// replayAfter calls fn with every record of a group (or step) after to and
+// not after through, oldest first, and fails if one of them went (Trim)
+// before it was read.
+func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	l.mu.Lock()
 	want := map[uint64]bool{}
 	after := uint64(0)
 	j := l.j
 	for _, e := range l.entries {
-		if e.gap && e.group > to {
+		if !to.after(e) || through.after(e) {
+			continue
+		}
+		if e.gap {
 			l.mu.Unlock()
-			return fmt.Errorf("history: back to group %d: group %d was applied with no undo kept: %w", to, e.group, ErrOutside)
+			return fmt.Errorf("history: back to group %d: group %d was applied with no undo kept: %w", to.Group, e.group, ErrOutside)
 		}
-		if e.group > to {
-			if len(want) == 0 {
-				after = e.index - 1
-			}
-			want[e.index] = true
+		if len(want) == 0 {
+			after = e.index - 1
 		}
+		want[e.index] = true
 	}
 	l.mu.Unlock()
 	if len(want) == 0 {
@@ -708,16 +824,26 @@ func (l *Log) replayAfter(to uint64, fn func(r *Record) error) error {
 		if err != nil {
 			return fmt.Errorf("history record %d: %w", index, err)
 		}
-		return fn(r)
+		if err := fn(r); err != nil {
+			return err
+		}
+		if seen == len(want) {
+			// What was appended since (groups applied meanwhile) is not
+			// read.
+			return errRead
+		}
+		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRead) {
 		return err
 	}
 	if seen != len(want) {
-		return fmt.Errorf("history: %d of the %d records after group %d were trimmed while read: %w", len(want)-seen, len(want), to, ErrOutside)
+		return fmt.Errorf("history: %d of the %d records after group %d were trimmed while read: %w", len(want)-seen, len(want), to.Group, ErrOutside)
 	}
 	return nil
 }
+
+var errRead = errors.New("every record wanted read")
 
 // Close closes the Log.
 func (l *Log) Close() error {

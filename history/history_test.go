@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -186,7 +187,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 	defer sc.Close()
 	for _, spill := range []*Scratch{nil, sc} {
 		for _, to := range []uint64{40, 39, 25, 12, 1, 0} {
-			os, err := l.Overlays(to, 1<<30, spill)
+			os, err := l.Overlays(Whole(to), Whole(math.MaxUint64), 1<<30, spill)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +204,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 			}
 		}
 	}
-	if _, err := l.Overlays(0, 4096, nil); !errors.Is(err, ErrTooLarge) {
+	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 4096, nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Overlays past their bound: %v", err)
 	}
 	small, err := CreateScratch(filepath.Join(t.TempDir(), "small"), 4096)
@@ -211,7 +212,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer small.Close()
-	if _, err := l.Overlays(0, 1<<30, small); !errors.Is(err, ErrScratchFull) {
+	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 1<<30, small); !errors.Is(err, ErrScratchFull) {
 		t.Fatalf("spilled Overlays past their Scratch's limit: %v", err)
 	}
 	if err := l.Close(); err != nil {
@@ -224,11 +225,11 @@ func TestUndoToEveryPoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		sinks := map[string]Sink{"a": vols["a"], "b": vols["b"]}
-		if err := l.Undo(to, sinks); err != nil {
+		if err := l.Undo(Whole(to), sinks); err != nil {
 			t.Fatal(err)
 		}
 		// Twice: as a rerun after a crash would.
-		if err := l.Undo(to, sinks); err != nil {
+		if err := l.Undo(Whole(to), sinks); err != nil {
 			t.Fatal(err)
 		}
 		for n, v := range vols {
@@ -236,7 +237,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 				t.Fatalf("undo to %d: volume %s differs", to, n)
 			}
 		}
-		if err := l.Void(to); err != nil {
+		if err := l.Void(Whole(to)); err != nil {
 			t.Fatal(err)
 		}
 		if l.Last() != to || l.Has(to+1) {
@@ -264,7 +265,7 @@ func TestUndoInterrupted(t *testing.T) {
 	}
 	v.b[100] = 9 // what a torn undo might leave
 	copy(v.b[4096:], bytes.Repeat([]byte{3}, 100))
-	if err := l.Undo(0, map[string]Sink{"v": v}); err != nil {
+	if err := l.Undo(Whole(0), map[string]Sink{"v": v}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(v.b, bytes.Repeat([]byte{1}, 8192)) {
@@ -343,7 +344,7 @@ func TestIncompleteGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.b[0] = 9
-	if err := l.Undo(1, map[string]Sink{"v": v}); err != nil {
+	if err := l.Undo(Whole(1), map[string]Sink{"v": v}); err != nil {
 		t.Fatal(err)
 	}
 	if v.b[0] != 8 {
@@ -449,10 +450,10 @@ func TestGapDropsEarlierPoints(t *testing.T) {
 	if got := l.Bytes(); got > 1<<20 {
 		t.Errorf("the history holds %d bytes after the gap", got)
 	}
-	if err := l.Undo(3, map[string]Sink{"v": vol}); !errors.Is(err, ErrOutside) {
+	if err := l.Undo(Whole(3), map[string]Sink{"v": vol}); !errors.Is(err, ErrOutside) {
 		t.Errorf("undo past the gap: %v, want ErrOutside", err)
 	}
-	if err := l.Undo(4, map[string]Sink{"v": vol}); err != nil {
+	if err := l.Undo(Whole(4), map[string]Sink{"v": vol}); err != nil {
 		t.Errorf("undo to the gap's group: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package history
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"unsafe"
 )
@@ -230,6 +231,96 @@ func (ix *segIndex) insert(c, i int, s overlaySeg) int {
 func (ix *segIndex) newChunk() []overlaySeg {
 	ix.bytes += segChunk * segSize
 	return make([]overlaySeg, 0, segChunk)
+}
+
+// readSegs replaces, in p (the content at off), every byte segs hold, data
+// or zeros.
+func readSegs(segs []overlaySeg, p []byte, off int64) {
+	start, end := uint64(off), uint64(off)+uint64(len(p))
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].end > start })
+	for ; i < len(segs) && segs[i].start < end; i++ {
+		s := segs[i]
+		a, b := max(s.start, start), min(s.end, end)
+		dst := p[a-start : b-start]
+		if s.data == nil {
+			clear(dst)
+		} else {
+			copy(dst, s.data[a-s.start:b-s.start])
+		}
+	}
+}
+
+// layer is what a sequence of writes leaves on one volume, the last write
+// of a byte winning: the before images of a group's later steps read
+// through it where its earlier steps wrote. It keeps the writes' data
+// without copying it.
+type layer struct{ segs []overlaySeg }
+
+// put lays e over what the layer holds.
+func (l *layer) put(e Extent) {
+	start, end := e.Offset, e.Offset+e.Length
+	if start >= end {
+		return
+	}
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].end > start })
+	j := i
+	var repl []overlaySeg
+	if i < len(l.segs) && l.segs[i].start < start {
+		s := l.segs[i]
+		left := overlaySeg{start: s.start, end: start}
+		if s.data != nil {
+			left.data = s.data[:start-s.start]
+		}
+		repl = append(repl, left)
+	}
+	for j < len(l.segs) && l.segs[j].start < end {
+		j++
+	}
+	seg := overlaySeg{start: start, end: end}
+	if !e.Zeros {
+		seg.data = e.Data[:e.Length:e.Length]
+	}
+	repl = append(repl, seg)
+	if j > i && l.segs[j-1].end > end {
+		s := l.segs[j-1]
+		right := overlaySeg{start: end, end: s.end}
+		if s.data != nil {
+			right.data = s.data[end-s.start:]
+		}
+		repl = append(repl, right)
+	}
+	l.segs = slices.Replace(l.segs, i, j, repl...)
+}
+
+// overlaps reports whether the layer holds a byte of [off, off+n).
+func (l *layer) overlaps(off, n int64) bool {
+	start, end := uint64(off), uint64(off)+uint64(n)
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].end > start })
+	return i < len(l.segs) && l.segs[i].start < end
+}
+
+// layered reads a volume as a group's earlier steps left it.
+type layered struct {
+	src Source
+	l   *layer
+}
+
+func (x layered) ReadAt(p []byte, off int64) error {
+	if err := x.src.ReadAt(p, off); err != nil {
+		return err
+	}
+	readSegs(x.l.segs, p, off)
+	return nil
+}
+
+func (x layered) IsHole(off, length int64) (bool, error) {
+	if x.l.overlaps(off, length) {
+		return false, nil
+	}
+	if h, ok := x.src.(holer); ok {
+		return h.IsHole(off, length)
+	}
+	return false, nil
 }
 
 // ReadBeforeImages reads the current content of ranges (merged first) from

@@ -41,7 +41,13 @@ const (
 	// groups a resync held): the volumes were never at it, so it is no
 	// recovery point.
 	flagMidBatch = 1 << 1
-	knownFlags   = flagLast | flagMidBatch
+	// flagStep, on an undo record, marks the last part of a step of the
+	// group other than its last: the volumes with the group's updates
+	// through Time applied are a point. On a void record it says that
+	// Time names the point of Group the volumes were taken back to: the
+	// steps of Group after it are dropped too.
+	flagStep   = 1 << 2
+	knownFlags = flagLast | flagMidBatch | flagStep
 )
 
 // Extent forms (part of the on-disk format: never change).
@@ -74,12 +80,17 @@ type Record struct {
 	// Group is the consistency group whose undo this is (KindUndo), or the
 	// group the volumes were taken back to (KindVoid).
 	Group uint64
-	// Time is Group's consistency time, Unix nanoseconds.
+	// Time is Group's consistency time, Unix nanoseconds, or that of the
+	// step of Group the record belongs to (Step); for a void record with
+	// Step, the time of the point the volumes were taken back to.
 	Time int64
-	// Part numbers the records of one group's undo from 0; Last marks the
-	// final one.
+	// Part numbers the records of one group's undo from 0, across its
+	// steps; Last marks the final one.
 	Part uint32
 	Last bool
+	// Step marks the last part of a step that is not the group's last (a
+	// point at Time), or a void record that names a point within Group.
+	Step bool
 	// MidBatch says the volumes were never at Group on its own.
 	MidBatch bool
 	// State is what the caller keeps with the group (the secondary: the
@@ -108,6 +119,9 @@ func (r *Record) Encode(b []byte) ([]byte, error) {
 	}
 	if r.MidBatch {
 		flags |= flagMidBatch
+	}
+	if r.Step {
+		flags |= flagStep
 	}
 	var h [recordHeaderSize]byte
 	copy(h[0:4], recordMagic)
@@ -220,7 +234,7 @@ func decodeHeader(b []byte) (*Record, []byte, error) {
 	if flags&^knownFlags != 0 || b[7] != 0 || binary.BigEndian.Uint32(b[36:40]) != 0 {
 		return nil, nil, malformed("unknown flags %#x or reserved bytes set", flags)
 	}
-	r.Last, r.MidBatch = flags&flagLast != 0, flags&flagMidBatch != 0
+	r.Last, r.MidBatch, r.Step = flags&flagLast != 0, flags&flagMidBatch != 0, flags&flagStep != 0
 	r.Group = binary.BigEndian.Uint64(b[8:16])
 	r.Time = int64(binary.BigEndian.Uint64(b[16:24]))
 	r.Part = binary.BigEndian.Uint32(b[24:28])
@@ -236,8 +250,11 @@ func decodeHeader(b []byte) (*Record, []byte, error) {
 	if r.Kind == KindVoid && (binary.BigEndian.Uint32(b[32:36]) != 0 || len(rest) != 0 || r.Part != 0) {
 		return nil, nil, malformed("void record with extents")
 	}
-	if r.Kind == KindGap && (binary.BigEndian.Uint32(b[32:36]) != 0 || len(rest) != 0 || r.Part != 0 || !r.Last) {
+	if r.Kind == KindGap && (binary.BigEndian.Uint32(b[32:36]) != 0 || len(rest) != 0 || r.Part != 0 || !r.Last || r.Step) {
 		return nil, nil, malformed("gap record with extents or parts")
+	}
+	if r.Kind == KindUndo && r.Step && r.Last {
+		return nil, nil, malformed("undo record flagged both the last of its group and the end of an earlier step")
 	}
 	return r, rest, nil
 }

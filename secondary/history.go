@@ -113,15 +113,6 @@ func (s *Secondary) capture(g *consistency.Group, midBatch bool, vols map[string
 	if s.hist == nil || len(g.Updates) == 0 || s.hist.Has(g.Number) {
 		return nil
 	}
-	var ranges []history.Range
-	for _, u := range g.Updates {
-		switch u.Kind {
-		case recordset.KindWrite, recordset.KindCopy:
-			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: uint64(len(u.Data))})
-		case recordset.KindZeroes, recordset.KindTrim:
-			ranges = append(ranges, history.Range{Volume: u.Volume, Offset: u.Offset, Length: u.Length})
-		}
-	}
 	var state []byte
 	if !midBatch && !plainDuplex(vols) {
 		b, err := json.Marshal(vols)
@@ -131,7 +122,7 @@ func (s *Secondary) capture(g *consistency.Group, midBatch bool, vols map[string
 		state = b
 	}
 	h := history.Header{Group: g.Number, Time: g.Time, MidBatch: midBatch, State: state}
-	err := s.hist.Capture(h, ranges, s.sources)
+	err := s.hist.CaptureSteps(h, historySteps(g, s.cfg.History.Interval, midBatch || state != nil), s.sources)
 	if err == nil || !errors.Is(err, history.ErrGroupTooLarge) && !errors.Is(err, syscall.ENOSPC) {
 		return err
 	}
@@ -145,6 +136,61 @@ func (s *Secondary) capture(g *consistency.Group, midBatch bool, vols map[string
 	s.log.Warn("history: the undo of a group is not kept, and the points before it are dropped: recover --at reaches back to this group only",
 		"group", g.Number, "reason", err)
 	return nil
+}
+
+// historySteps cuts g's updates into the steps its undo is kept in, each a
+// point recover --at can reach: a step starts at an update and takes the
+// updates stamped less than interval after it. A group formed while the
+// secondary was behind spans many intervals (the primary grows a record
+// set not yet sent, and the secondary forms one group of all it
+// received), and a time inside it would otherwise reach only the group
+// before. Each step ends at its last update's stamp, a consistency time as
+// the group's is (every subsystem's horizon passed the group's time); the
+// last ends at the group's time, with a point at its last update before
+// that when the group's time is an interval or more after the step began.
+// So the point reached by a time T, the newest at or before it, holds
+// every update stamped at or before T - interval, however long the group.
+// A group with a pair state of its own (whole) or none (midBatch) is one
+// step: its points would need the pair states inside it.
+func historySteps(g *consistency.Group, interval time.Duration, whole bool) []history.Step {
+	iv := int64(interval)
+	split := !whole && iv > 0
+	for i := 0; split && i < len(g.Updates); i++ {
+		split = g.Updates[i].Kind != recordset.KindMarker
+	}
+	var steps []history.Step
+	var start int64
+	for _, u := range g.Updates {
+		if len(steps) == 0 || split && u.Timestamp-start >= iv {
+			steps = append(steps, history.Step{})
+			start = u.Timestamp
+		}
+		st := &steps[len(steps)-1]
+		st.Time = u.Timestamp
+		e := history.Extent{Volume: u.Volume, Offset: u.Offset}
+		switch u.Kind {
+		case recordset.KindWrite, recordset.KindCopy:
+			e.Length, e.Data = uint64(len(u.Data)), u.Data
+		case recordset.KindZeroes, recordset.KindTrim:
+			e.Length, e.Zeros = u.Length, true
+		default:
+			continue
+		}
+		st.Ranges = append(st.Ranges, history.Range{Volume: e.Volume, Offset: e.Offset, Length: e.Length})
+		if split {
+			st.Writes = append(st.Writes, e)
+		}
+	}
+	if len(steps) == 0 {
+		return []history.Step{{Time: g.Time}}
+	}
+	last := &steps[len(steps)-1]
+	last.Writes = nil
+	if !split || g.Time-start < iv || last.Time == g.Time {
+		last.Time = g.Time
+		return steps
+	}
+	return append(steps, history.Step{Time: g.Time})
 }
 
 // plainDuplex reports whether every volume's pair is duplex and its copy
@@ -186,9 +232,10 @@ func (s *Secondary) Window() (oldest, newest apply.State, ok bool) {
 	return apply.State{Group: st.HistoryOldestGroup, Time: st.HistoryOldest}, apply.State{Group: d.Group, Time: d.Time}, true
 }
 
-// RecoverTo takes every volume back to the newest applied group at or
-// before t (Unix ns) that the history holds, and records it as the applied
-// group; it returns that group's state. Only a fenced secondary that is
+// RecoverTo takes every volume back to the newest point at or before t
+// (Unix ns) that the history holds, an applied group or a step of one
+// (historySteps), and records it as the applied group, as of the point's
+// time; it returns that state. Only a fenced secondary that is
 // not running (Open with nothing linked) may be taken back: the groups
 // after it are gone from the volumes, and no primary may send more.
 //
@@ -214,10 +261,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	s.waitApplied()
 	cur := s.appliedState()
-	if last := s.hist.Last(); last > cur.Group {
-		// The undo of a group after the applied one is held: an earlier
-		// RecoverTo recorded its group and was stopped before it voided
-		// the undo of the later ones (the volumes are at cur already), or
+	at := history.Point{Group: cur.Group, Time: cur.Time}
+	if s.hist.Beyond(at) {
+		// The undo of a group (or step) after the applied one is held: an
+		// earlier RecoverTo recorded its point and was stopped before it
+		// voided the undo of the later ones (the volumes are at cur
+		// already), or
 		// the volumes hold part of the next group, applied through a
 		// coupled Gate's limit before a fence or a stop (a fenced
 		// secondary applies no more of it). Undoing writes the volumes'
@@ -227,7 +276,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 			sinks[n] = v
 		}
 		s.view.Lock()
-		err := s.hist.Undo(cur.Group, sinks)
+		err := s.hist.Undo(at, sinks)
 		if err == nil {
 			s.posMu.Lock()
 			s.gated.partial = 0
@@ -237,7 +286,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		if err != nil {
 			return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", cur.Group, err)
 		}
-		if err := s.hist.Void(cur.Group); err != nil {
+		if err := s.hist.Void(at); err != nil {
 			return apply.State{}, fmt.Errorf("secondary: %w", err)
 		}
 	}
@@ -264,7 +313,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		sinks[n] = v
 	}
 	s.view.Lock()
-	err := s.hist.Undo(p.Group, sinks)
+	err := s.hist.Undo(p, sinks)
 	s.view.Unlock()
 	if err != nil {
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
@@ -281,7 +330,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
-	if err := s.hist.Void(p.Group); err != nil {
+	if err := s.hist.Void(p); err != nil {
 		return apply.State{}, fmt.Errorf("secondary: %w", err)
 	}
 	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
@@ -308,13 +357,13 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	}
 	s.waitApplied()
 	cur := s.appliedState()
-	to := cur.Group
+	to := history.Point{Group: cur.Group, Time: cur.Time}
 	if t < cur.Time {
 		p, ok := s.hist.At(t)
 		if !ok {
 			return nil, s.windowError(t, cur)
 		}
-		to = p.Group
+		to = p
 	}
 	rs, err := s.hist.Ranges(to)
 	if err != nil {

@@ -3,9 +3,12 @@ package secondary
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"duplex/consistency"
+	"duplex/history"
 	"duplex/recordset"
 	"duplex/transport"
 )
@@ -63,7 +66,7 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	hist.Interval = interval
 	ms := int64(time.Millisecond)
-	first := []stampedWrite{{blk: 2, b: 1, ts: ms - 1}}
+	first := []stampedWrite{{blk: 2, b: 1, ts: ms - 2}}
 	// One record set from 1 ms to 200 ms: a write every 5 ms, some of them
 	// over blocks written earlier in the group.
 	var long []stampedWrite
@@ -74,7 +77,10 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 	const blocks = 30
 
 	r := openGateRigWith(t, dir, nil, hist)
-	r.sendStamped(t, 1, ms, first)
+	// Group 1 holds vol1's first copy, whole, and block 2 before 1 ms:
+	// the pair is duplex from then on.
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
 	r.sendStamped(t, 2, 200*ms, long)
 	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
 
@@ -134,5 +140,54 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 			t.Fatal(err)
 		}
 		v.Close()
+	}
+}
+
+// The points historySteps gives a group: one per interval of its updates,
+// one at its last update when the group's time is an interval or more
+// after the last step began, and a single one for a group that carries a
+// pair state change.
+func TestHistorySteps(t *testing.T) {
+	ms := int64(time.Millisecond)
+	group := func(end int64, stamps ...int64) *consistency.Group {
+		g := &consistency.Group{Number: 3, Time: end * ms}
+		for i, ts := range stamps {
+			u := blockWrite(uint64(i), byte(i))
+			u.Timestamp = ts * ms
+			g.Updates = append(g.Updates, u)
+		}
+		return g
+	}
+	times := func(steps []history.Step) []int64 {
+		var out []int64
+		for _, st := range steps {
+			out = append(out, st.Time/ms)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		g    *consistency.Group
+		iv   time.Duration
+		want []int64
+	}{
+		{"within an interval", group(20, 3, 9, 15), 20 * time.Millisecond, []int64{20}},
+		{"no interval", group(200, 3, 90, 150), 0, []int64{200}},
+		{"many intervals", group(100, 5, 10, 15, 20, 40, 95), 10 * time.Millisecond, []int64{10, 20, 40, 100}},
+		{"idle before its time", group(100, 5, 8), 10 * time.Millisecond, []int64{8, 100}},
+		{"last update at its time", group(100, 5, 100), 10 * time.Millisecond, []int64{5, 100}},
+	} {
+		if got := times(historySteps(c.g, c.iv, false)); !slices.Equal(got, c.want) {
+			t.Errorf("%s: points at %v ms, want %v", c.name, got, c.want)
+		}
+	}
+	g := group(100, 5, 50, 95)
+	g.Updates = append(g.Updates[:1], append([]recordset.Update{recordset.Marker{State: recordset.StateSuspended}.Update("vol1")}, g.Updates[1:]...)...)
+	g.Updates[1].Timestamp = 30 * ms
+	if got := times(historySteps(g, 10*time.Millisecond, false)); !slices.Equal(got, []int64{100}) {
+		t.Errorf("a group with a pair state change: points at %v ms, want one, at its time", got)
+	}
+	if got := times(historySteps(group(100, 5, 50, 95), 10*time.Millisecond, true)); !slices.Equal(got, []int64{100}) {
+		t.Errorf("a group kept whole: points at %v ms, want one, at its time", got)
 	}
 }

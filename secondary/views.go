@@ -3,6 +3,7 @@ package secondary
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 
 	"duplex/apply"
@@ -96,10 +97,10 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if err != nil {
 		return nil, err
 	}
-	if p.Group == cur.Group {
+	if p.Group == cur.Group && p.Time == cur.Time {
 		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc), nil
 	}
-	over, err := s.hist.Overlays(p.Group, s.rviews.viewBound(), sc)
+	over, err := s.hist.Overlays(p, history.Whole(math.MaxUint64), s.rviews.viewBound(), sc)
 	if errors.Is(err, history.ErrOutside) {
 		return nil, s.windowError(t, cur)
 	}
@@ -123,9 +124,9 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	return v, nil
 }
 
-// PointAt is the group a view of time t (Unix ns) reads, as PinAt opens
-// it: the newest group at or before t the history holds, or the applied
-// one for a time at or after it.
+// PointAt is the point a view of time t (Unix ns) reads, as PinAt opens
+// it: the newest point at or before t the history holds (a group, or a
+// step of one), or the applied group for a time at or after it.
 func (s *Secondary) PointAt(t int64) (history.Point, error) {
 	if s.hist == nil {
 		return history.Point{}, fmt.Errorf("secondary: a past time: %w (set [secondary] history)", ErrNoHistory)

@@ -543,7 +543,7 @@ func (e secondaryExports) description(name string) string {
 		if err != nil {
 			return d + ": " + err.Error()
 		}
-		return d + fmt.Sprintf(": consistent as of %s (group %d), the newest consistency group at or before it", control.FormatTime(p.Time), p.Group)
+		return d + fmt.Sprintf(": consistent as of %s (group %d), the newest point of the history at or before it", control.FormatTime(p.Time), p.Group)
 	}
 	st, views := e.s.sec.Snapshot([]string{name})
 	d := "read-only replica of volume " + name + ", " + consistencyNote(name, views[0], st.Group) +
@@ -593,7 +593,7 @@ func (x *pinnedExport) ReadAt(p []byte, off int64) error { return x.view.ReadAt(
 func (x *pinnedExport) Close() error                     { return x.view.Close() }
 
 // pastExport is a volume as of a past time (NAME@TIME): each connection
-// gets a view of the newest group at or before it that the history holds
+// gets a view of the newest point at or before it that the history holds
 // (secondary.PinAt), or an NBD error saying why not; a relative time
 // (-15m) is taken from the moment the connection opens.
 type pastExport struct {

@@ -49,7 +49,7 @@ func recoverAt(ctx context.Context, cfg *config.Config, log *slog.Logger, at tim
 		return err
 	}
 	g, _ := r.Generation()
-	fmt.Fprintf(stdout, "recovered to group %d, consistent as of %s (the newest group at or before %s)\n",
+	fmt.Fprintf(stdout, "recovered to group %d, consistent as of %s (the newest point of the history at or before %s)\n",
 		st.Group, control.FormatTime(st.Time), control.FormatTime(at.UnixNano()))
 	fmt.Fprintf(stdout, "secondary fenced: its volumes start data generation %s; the old primary is refused from now on, also after restarts\n", g)
 	printRecovered(stdout, s.Status())
