@@ -10,7 +10,6 @@ import (
 	"duplex/consistency"
 	"duplex/history"
 	"duplex/recordset"
-	"duplex/transport"
 )
 
 // stampedWrite is a write of byte b over block blk stamped ts.
@@ -29,13 +28,7 @@ func (r *gateRig) sendStamped(t *testing.T, seq uint64, horizon int64, ws []stam
 		u.Timestamp, u.Seq = w.ts, 100*seq+uint64(i)
 		rs.Updates = append(rs.Updates, u)
 	}
-	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.conn.Send(transport.Seal(f)); err != nil {
-		t.Fatal(err)
-	}
+	r.sendRecordSet(t, rs)
 }
 
 // imageAt is the first byte of blocks 0..n-1 once every write stamped at or

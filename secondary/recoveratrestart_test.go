@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"duplex/recordset"
-	"duplex/transport"
 )
 
 // A secondary taken back in time by recover --at reports, after a restart,
@@ -206,13 +205,7 @@ func (r *gateRig) sendSetAt(t *testing.T, base int64, seq uint64, ups []recordse
 		u.Seq = 10*seq + uint64(i)
 		rs.Updates = append(rs.Updates, u)
 	}
-	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.conn.Send(transport.Seal(f)); err != nil {
-		t.Fatal(err)
-	}
+	r.sendRecordSet(t, rs)
 }
 
 // A secondary re-created as its way forward says (its journal directory,

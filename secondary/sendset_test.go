@@ -20,6 +20,12 @@ func (r *gateRig) sendSet(t *testing.T, seq uint64, ups []recordset.Update) {
 		u.Seq = 10*seq + uint64(i)
 		rs.Updates = append(rs.Updates, u)
 	}
+	r.sendRecordSet(t, rs)
+}
+
+// sendRecordSet sends rs as it is.
+func (r *gateRig) sendRecordSet(t *testing.T, rs *recordset.RecordSet) {
+	t.Helper()
 	f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
 	if err != nil {
 		t.Fatal(err)
