@@ -42,6 +42,12 @@ import (
 // DefaultRegion is the activity log's granularity.
 const DefaultRegion = 1 << 20
 
+// Ahead is how many regions beyond a sequential write are marked with it:
+// a stream of large sequential writes enters a fresh region every region's
+// worth of data, and would otherwise wait for a write and sync of the log
+// each time (at 1 MiB regions, one per 1 MiB write).
+const Ahead = 16
+
 const (
 	magic   = "DXAL"
 	version = 1

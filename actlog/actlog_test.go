@@ -114,3 +114,50 @@ func TestHotRegionsStayMarked(t *testing.T) {
 		t.Fatalf("a recently used region was unmarked: %d syncs, %d marked", l.Syncs()-syncs, l.Marked())
 	}
 }
+
+// TestSequentialWritesSyncOncePerStretch: a stream of sequential 1 MiB
+// writes, each into a region of its own, writes and syncs the log about
+// once per Ahead regions, not once per write; after a crash every region
+// written is marked (the ones marked ahead too, which costs their copy and
+// nothing else). Random writes mark only their own regions.
+func TestSequentialWritesSyncOncePerStretch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "al")
+	sizes := map[string]int64{"a": 64 << 20, "b": 64 << 20}
+	l, _, err := Open(path, sizes, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writes = 48
+	for i := range int64(writes) {
+		if err := l.Mark("a", i<<20, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		l.Done("a", i<<20, 1<<20)
+	}
+	if got, most := l.Syncs(), uint64(writes/Ahead+2); got > most {
+		t.Fatalf("%d sequential writes of a region each synced the log %d times, want at most %d", writes, got, most)
+	}
+	_, prev, err := Open(path, sizes, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var marked int64
+	for _, r := range prev["a"] {
+		if r[0] != marked {
+			t.Fatalf("after a crash, regions of a from %d are not marked: %v", marked, prev["a"])
+		}
+		marked += r[1]
+	}
+	if marked < writes<<20 {
+		t.Fatalf("after a crash, %d bytes of a marked, want at least the %d written", marked, int64(writes)<<20)
+	}
+	before := l.Marked()
+	for _, r := range []int64{10, 30, 20, 40} {
+		if err := l.Mark("b", r<<20, 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.Marked() - before; got != 4 {
+		t.Fatalf("4 random writes to 4 regions marked %d regions", got)
+	}
+}
