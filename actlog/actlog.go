@@ -48,6 +48,10 @@ const DefaultRegion = 1 << 20
 // each time (at 1 MiB regions, one per 1 MiB write).
 const Ahead = 16
 
+// aheadMin is the smallest write that marks regions ahead: small writes
+// that happen to fall into neighbouring regions are no stream.
+const aheadMin = 64 << 10
+
 const (
 	magic   = "DXAL"
 	version = 1
@@ -334,6 +338,20 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 	}
 	if len(fresh) == 0 {
 		return nil
+	}
+	if f := fresh[0]; hot && length >= aheadMin && f > 0 && v.bits[(f-1)/64]&(1<<((f-1)%64)) != 0 {
+		// A stream of large writes crossed into a fresh region after a
+		// marked one: the regions ahead of it go into the same write of
+		// the log. Marking more than is written is safe (a crash copies
+		// them again, for nothing); the ones the stream does not reach
+		// are cleared when idle, as every other.
+		for r := last + 1; r <= min(last+Ahead, int64(len(v.counts))-1); r++ {
+			if v.bits[r/64]&(1<<(r%64)) == 0 {
+				v.bits[r/64] |= 1 << (r % 64)
+				v.used[r] = now
+				fresh = append(fresh, r)
+			}
+		}
 	}
 	if err := l.persist(); err != nil {
 		// The write this mark guards fails, so it is not counted; and the
