@@ -294,17 +294,58 @@ func EncodedSize(rs *RecordSet) int {
 // ErrInvalid. The lowest and highest timestamps are taken from the updates,
 // so callers cannot get them wrong.
 func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
+	b, _, err := encode(dst, nil, rs, false)
+	return b, err
+}
+
+// SplitMin is the smallest update whose data EncodeSplit leaves out.
+const SplitMin = 64 << 10
+
+// Insert is data EncodeSplit left out of an encoding: it belongs at At, an
+// offset in the buffer returned.
+type Insert struct {
+	At   int
+	Data []byte
+}
+
+// EncodeSplit is Encode without copying the data of updates of SplitMin
+// bytes or more: it appends the rest of the encoding to dst, and to ins the
+// data it left out, each with the offset in dst where it belongs, in
+// order. dst with each insert's data put in at its offset (a vectored write,
+// writev) is what Encode appends. The checksum still reads every byte once.
+func EncodeSplit(dst []byte, ins []Insert, rs *RecordSet) ([]byte, []Insert, error) {
+	return encode(dst, ins, rs, true)
+}
+
+func encode(dst []byte, ins []Insert, rs *RecordSet, split bool) ([]byte, []Insert, error) {
 	vt := &volTable{}
 	hdr, payload, err := rs.layout(vt)
 	if err != nil {
-		return dst, err
+		return dst, ins, err
 	}
-	b := slices.Grow(dst, int(hdr+payload+crcSize))
+	grow := hdr + payload + crcSize
+	if split {
+		for i := range rs.Updates {
+			if n := len(rs.Updates[i].Data); n >= SplitMin {
+				grow -= uint64(n)
+			}
+		}
+	}
+	b := slices.Grow(dst, int(grow))
 	b = rs.appendHeader(b, vt, hdr, payload)
 
 	var sum payloadSum
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
+		if split && len(u.Data) >= SplitMin {
+			ins = append(ins, Insert{At: len(b), Data: u.Data})
+			if u.summed {
+				sum.combine(u.sum, len(u.Data))
+			} else {
+				sum.update(u.Data)
+			}
+			continue
+		}
 		b = append(b, u.Data...)
 		if u.summed {
 			sum.combine(u.sum, len(u.Data))
@@ -313,7 +354,7 @@ func Encode(dst []byte, rs *RecordSet) ([]byte, error) {
 		}
 	}
 	b = be.AppendUint32(b, sum.crc)
-	return b, nil
+	return b, ins, nil
 }
 
 // appendHeader appends rs's header, hdr bytes with its checksum, to b.

@@ -167,9 +167,16 @@ func (t *tcpConn) SetSendTimeout(d time.Duration) { t.stall.Store(int64(max(d, 0
 // whenever the peer took anything, in one vectored write.
 const sendPiece = 64 << 10
 
-func (t *tcpConn) Send(frame []byte) error {
-	if len(frame) > t.maxFrame {
-		return fmt.Errorf("send %d bytes to %s: %w", len(frame), t.Peer(), ErrFrameTooLarge)
+func (t *tcpConn) Send(frame []byte) error { return t.send([][]byte{frame}) }
+
+// send sends the frame that is the concatenation of bufs.
+func (t *tcpConn) send(bufs [][]byte) error {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if total > t.maxFrame {
+		return fmt.Errorf("send %d bytes to %s: %w", total, t.Peer(), ErrFrameTooLarge)
 	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -177,19 +184,28 @@ func (t *tcpConn) Send(frame []byte) error {
 	if limit == 0 {
 		limit = DefaultSendTimeout
 	}
-	binary.BigEndian.PutUint32(t.hdr[:], uint32(len(frame)))
+	binary.BigEndian.PutUint32(t.hdr[:], uint32(total))
 	var err error
 	if _, isTLS := t.c.(*tls.Conn); isTLS {
+		frame := bufs[0]
+		if len(bufs) > 1 {
+			// TLS copies what it encrypts anyway.
+			frame = make([]byte, 0, total)
+			for _, b := range bufs {
+				frame = append(frame, b...)
+			}
+		}
 		err = t.sendPieces(frame, limit)
 	} else {
-		bufs := net.Buffers{t.hdr[:], frame}
+		out := make(net.Buffers, 0, len(bufs)+1)
+		out = append(append(out, t.hdr[:]), bufs...)
 		for {
 			if err = t.c.SetWriteDeadline(time.Now().Add(limit)); err != nil {
 				break
 			}
 			var n int64
 			// WriteTo consumes what it wrote, so a retry sends the rest.
-			n, err = bufs.WriteTo(t.c)
+			n, err = out.WriteTo(t.c)
 			if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
@@ -198,7 +214,7 @@ func (t *tcpConn) Send(frame []byte) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.c.Close()
 		return fmt.Errorf("send %d bytes to %s: %w: it took nothing for %s, so it is not reading; connection closed",
-			len(frame), t.Peer(), ErrStalled, limit)
+			total, t.Peer(), ErrStalled, limit)
 	}
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", t.Peer(), err)
