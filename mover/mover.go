@@ -233,6 +233,10 @@ type Mover struct {
 	// go out as that write's data.
 	journaled []*held
 	recycled  []*held // the session goroutine's: journaled's other array
+	// ins and vec are the session's for sending a frame without copying
+	// large updates' data into it (sendFrame).
+	ins []recordset.Insert
+	vec [][]byte
 }
 
 // setBuffers are the buffers one record set of a bundle is compressed in:
@@ -588,7 +592,7 @@ func (m *Mover) link(ctx context.Context) {
 		m.mu.Lock()
 		m.setConnected(false)
 		m.bundles, m.beats, m.compress = false, nil, false
-		m.encoded, m.sets = nil, nil // the session's: let them go
+		m.encoded, m.sets, m.ins, m.vec = nil, nil, nil, nil // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
 				h.sent = false
@@ -787,14 +791,48 @@ func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte,
 	if err != nil {
 		return buf, err
 	}
-	wire := len(frame) - 1
+	wire := len(frame) - 1 + inserted(m.ins)
 	frame = transport.Seal(frame)
-	if err := conn.Send(frame); err != nil {
+	n, err := m.sendFrame(conn, frame)
+	if err != nil {
 		return frame, err
 	}
-	m.frameSent(len(frame), h)
+	m.frameSent(n, h)
 	m.setsSent(plain, wire)
 	return frame, nil
+}
+
+// sendFrame sends frame with the data recordset.EncodeSplit left out of it
+// (m.ins) put back in, in one vectored write, and returns the frame's
+// length. Only the session's goroutine calls it.
+func (m *Mover) sendFrame(conn transport.Conn, frame []byte) (int, error) {
+	if len(m.ins) == 0 {
+		return len(frame), conn.Send(frame)
+	}
+	vec := m.vec[:0]
+	at := 0
+	for _, in := range m.ins {
+		vec = append(vec, frame[at:in.At], in.Data)
+		at = in.At
+	}
+	vec = append(vec, frame[at:])
+	n := len(frame) + inserted(m.ins)
+	err := transport.SendVec(conn, vec)
+	// Not kept referring to the updates' data, which is released once
+	// the secondary has journaled it.
+	clear(vec)
+	clear(m.ins)
+	m.vec, m.ins = vec[:0], m.ins[:0]
+	return n, err
+}
+
+// inserted is the length of the data EncodeSplit left out.
+func inserted(ins []recordset.Insert) int {
+	n := 0
+	for _, in := range ins {
+		n += len(in.Data)
+	}
+	return n
 }
 
 // appendSet appends h's record set to dst as the link carries it: its
@@ -806,12 +844,12 @@ func (m *Mover) appendSet(dst []byte, h *held) ([]byte, int, error) {
 	compress := m.compress
 	m.mu.Unlock()
 	if !compress {
-		n := len(dst)
-		dst, err := recordset.Encode(dst, h.rs)
-		if err != nil {
+		n, before := len(dst), inserted(m.ins)
+		var err error
+		if dst, m.ins, err = recordset.EncodeSplit(dst, m.ins, h.rs); err != nil {
 			return dst, 0, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
 		}
-		return dst, len(dst) - n, nil
+		return dst, len(dst) - n + inserted(m.ins) - before, nil
 	}
 	plain, err := recordset.Encode(m.encoded[:0], h.rs)
 	if err != nil {
@@ -908,22 +946,23 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 			}
 		} else {
 			for i, h := range batch {
-				n := len(f)
+				n, before := len(f), inserted(m.ins)
 				var err error
-				if f, err = recordset.Encode(f, h.rs); err != nil {
+				if f, m.ins, err = recordset.EncodeSplit(f, m.ins, h.rs); err != nil {
 					return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
 				}
-				if len(f)-n != sizes[i] {
-					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, len(f)-n, sizes[i])
+				if got := len(f) - n + inserted(m.ins) - before; got != sizes[i] {
+					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, got, sizes[i])
 				}
 			}
 		}
 		f = transport.Seal(f)
 		buf = f
-		if err := conn.Send(f); err != nil {
+		n, err := m.sendFrame(conn, f)
+		if err != nil {
 			return err
 		}
-		m.frameSent(len(f), batch...)
+		m.frameSent(n, batch...)
 		m.setsSent(total, wire)
 		batch, sizes, total = batch[:0], sizes[:0], 0
 		return nil

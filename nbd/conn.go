@@ -29,6 +29,7 @@ type request struct {
 	off    uint64
 	length uint32
 	buf    *[]byte // WRITE payload, from getBuf
+	kept   []byte  // WRITE payload, from the Keeper's NewPayload: the export's
 	weight int64   // bytes charged to the limiter
 }
 
@@ -124,8 +125,17 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			}
 			r.weight = int64(r.length)
 			c.lim.acquire(r.weight)
-			r.buf = getBuf(int(r.length))
-			if _, err := io.ReadFull(c.br, *r.buf); err != nil {
+			var p []byte
+			if c.keeper != nil {
+				// Read straight into the buffer the export keeps: one
+				// copy of the payload fewer.
+				r.kept = c.keeper.NewPayload(int(r.length))
+				p = r.kept
+			} else {
+				r.buf = getBuf(int(r.length))
+				p = *r.buf
+			}
+			if _, err := io.ReadFull(c.br, p); err != nil {
 				putBuf(r.buf)
 				c.lim.release(r.weight)
 				return "reading WRITE payload: " + err.Error(), false
@@ -181,7 +191,7 @@ func (c *conn) handle(r *request) {
 	}
 	errno := c.exec(r)
 	putBuf(r.buf)
-	r.buf = nil
+	r.buf, r.kept = nil, nil
 	c.reply(r, errno)
 }
 
@@ -241,7 +251,11 @@ func (c *conn) exec(r *request) Errno {
 		case n == 0:
 			return 0
 		}
-		err = c.exp.WriteAt((*r.buf)[:n], off)
+		if r.kept != nil {
+			err = c.keeper.KeepWriteAt(r.kept[:n], off)
+		} else {
+			err = c.exp.WriteAt((*r.buf)[:n], off)
+		}
 
 	case CmdFlush:
 		if r.flags&^CmdFlagFUA != 0 {

@@ -34,6 +34,18 @@ type Export interface {
 	Flush() error
 }
 
+// Keeper is an Export that keeps the payload of a WRITE instead of copying
+// it (a replicating export holds the data until it has shipped it): the
+// server reads the payload into a buffer NewPayload returns and hands it to
+// KeepWriteAt, in place of WriteAt, and never touches it again.
+type Keeper interface {
+	// NewPayload returns a buffer of length n for a WRITE's payload.
+	NewPayload(n int) []byte
+	// KeepWriteAt is WriteAt of a buffer from NewPayload, which is the
+	// export's from then on.
+	KeepWriteAt(p []byte, off int64) error
+}
+
 // Pinner is an Export that gives each connection an export of its own
 // when the connection enters transmission (NBD_OPT_GO or
 // NBD_OPT_EXPORT_NAME), for example a view of the data as it was then:

@@ -297,10 +297,11 @@ type conn struct {
 	tlsDone  bool // NBD_OPT_STARTTLS succeeded: everything now goes through TLS
 
 	// Set when transmission starts.
-	name  string
-	exp   Export
-	size  uint64
-	flags uint16
+	name   string
+	exp    Export
+	keeper Keeper // exp, if it keeps write payloads
+	size   uint64
+	flags  uint16
 
 	wmu      sync.Mutex // guards the reply writer's state below
 	writing  bool       // a sender is writing replies on nc
@@ -670,6 +671,7 @@ func exportInfo(exp Export) (uint64, uint16) {
 // NBD_OPT_INFO advertised them.
 func (c *conn) start(name string, exp, named Export) {
 	c.name, c.exp = name, exp
+	c.keeper, _ = exp.(Keeper)
 	c.size, c.flags = exportInfo(named)
 }
 

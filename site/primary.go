@@ -599,6 +599,19 @@ func (x *primaryExport) WriteAt(p []byte, off int64) error {
 	defer x.gate.leave()
 	return x.acked(x.ss.Write(context.Background(), x.name, p, off))
 }
+
+// NewPayload and KeepWriteAt have the NBD server read a write's payload into
+// the buffer its captured update keeps, instead of a buffer of its own that
+// the subsystem would copy; the subsystem recycles the buffer once the
+// secondary has journaled the update.
+func (x *primaryExport) NewPayload(n int) []byte { return x.ss.NewPayload(n) }
+func (x *primaryExport) KeepWriteAt(p []byte, off int64) error {
+	if err := x.gate.enter(); err != nil {
+		return err
+	}
+	defer x.gate.leave()
+	return x.acked(x.ss.WriteOwned(context.Background(), x.name, p, off))
+}
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err

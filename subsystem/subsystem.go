@@ -265,6 +265,18 @@ func (s *Subsystem) pieceSize() int {
 // the sidefile and the data is on the primary volume: that is when it may be
 // acknowledged. data is copied; the caller may reuse it.
 func (s *Subsystem) Write(ctx context.Context, vol string, data []byte, off int64) error {
+	return s.write(ctx, vol, data, off, false)
+}
+
+// WriteOwned is Write of data the subsystem keeps, not copies: the caller
+// hands it over and must not touch it again. The update holds it until the
+// secondary has journaled it; a 1 MiB write then costs no copy of its
+// megabyte on its way to the sidefile.
+func (s *Subsystem) WriteOwned(ctx context.Context, vol string, data []byte, off int64) error {
+	return s.write(ctx, vol, data, off, true)
+}
+
+func (s *Subsystem) write(ctx context.Context, vol string, data []byte, off int64, owned bool) error {
 	if piece := s.pieceSize(); len(data) > piece {
 		if v, ok := s.volumes[vol]; ok && (off < 0 || int64(len(data)) > v.Size() || off > v.Size()-int64(len(data))) {
 			// Refused whole, before any piece is captured.
@@ -272,15 +284,20 @@ func (s *Subsystem) Write(ctx context.Context, vol string, data []byte, off int6
 		}
 		for len(data) > 0 {
 			n := min(piece, len(data))
-			if err := s.Write(ctx, vol, data[:n], off); err != nil {
+			// An owned buffer's pieces are its own slices: each update
+			// holds its part of it.
+			if err := s.write(ctx, vol, data[:n:n], off, owned); err != nil {
 				return err
 			}
 			data, off = data[n:], off+int64(n)
 		}
 		return nil
 	}
-	buf := buffers.get(len(data))
-	copy(buf, data)
+	buf := data
+	if !owned {
+		buf = buffers.get(len(data))
+		copy(buf, data)
+	}
 	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off)
 }
 

@@ -306,6 +306,39 @@ func TestDrainCapturesWhatWasWritten(t *testing.T) {
 	}
 }
 
+// TestWriteOwnedKeepsTheBuffer: WriteOwned captures the caller's buffer
+// itself, not a copy, and a write larger than a piece as updates that are
+// each a slice of it, in order; the volume holds the data all the same.
+func TestWriteOwnedKeepsTheBuffer(t *testing.T) {
+	f := newFixture(t, 64<<10, "a") // pieces of 16 KiB - overhead, rounded down to 12 KiB
+	ctx := context.Background()
+	data := make([]byte, 40<<10)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	want := bytes.Clone(data)
+	if err := f.ss.WriteOwned(ctx, "a", data, 4096); err != nil {
+		t.Fatal(err)
+	}
+	us, _, _ := f.ss.Drain()
+	if len(us) < 2 {
+		t.Fatalf("a write of %d bytes captured as %d updates, want pieces", len(data), len(us))
+	}
+	at := 0
+	for i, u := range us {
+		if u.Offset != uint64(4096+at) || len(u.Data) == 0 || &u.Data[0] != &data[at] {
+			t.Fatalf("update %d at %d of %d bytes does not hold the caller's buffer at %d", i, u.Offset, len(u.Data), at)
+		}
+		at += len(u.Data)
+	}
+	if at != len(data) {
+		t.Fatalf("updates hold %d bytes, want %d", at, len(data))
+	}
+	if got := readVol(t, f.vols["a"], 4096, int64(len(want))); !bytes.Equal(got, want) {
+		t.Error("the volume does not hold the data written")
+	}
+}
+
 // A request the primary cannot perform is refused before it is captured:
 // the secondary must never receive it.
 func TestOutOfRangeRejectedBeforeCapture(t *testing.T) {
