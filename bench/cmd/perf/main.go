@@ -92,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
 	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")
 	floor := fs.String("floor", "", "primary section: an nbdfloor `binary` (go build ./bench/cmd/nbdfloor), Duplex's NBD server over the image without replication, run in the same rounds")
-	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4)")
+	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4-burst,write-1m-qd4)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

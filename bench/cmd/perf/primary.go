@@ -22,23 +22,33 @@ import (
 // as if the secondary ran on another machine: the secondary daemon has CPU 1
 // to itself, and fio shares CPU 0 with the server under test, nbdkit's file
 // plugin or the Duplex primary. The jobs run in this order so that the large
-// writes of the last one cannot slow the small ones.
+// writes of the last ones cannot slow the small ones.
+//
+// A burst job writes the volume once, not for a time, to a session whose
+// sidefile holds all of it below the pacing start: what the primary costs
+// while a burst fits in the sidefile. The timed 1 MiB job outlasts the
+// sidefile many times over and measures the primary paced to the secondary.
 type primaryJob struct {
 	name, rw, bs string
 	qd           int
+	burst        bool
 }
 
 var primaryJobs = []primaryJob{
-	{"randwrite-4k-qd1", "randwrite", "4k", 1},
-	{"randwrite-4k-qd16", "randwrite", "4k", 16},
-	{"randread-4k-qd16", "randread", "4k", 16},
-	{"write-1m-qd4", "write", "1M", 4},
+	{"randwrite-4k-qd1", "randwrite", "4k", 1, false},
+	{"randwrite-4k-qd16", "randwrite", "4k", 16, false},
+	{"randread-4k-qd16", "randread", "4k", 16, false},
+	{"write-1m-qd4-burst", "write", "1M", 4, true},
+	{"write-1m-qd4", "write", "1M", 4, false},
 }
 
 const (
 	serverCPU    = "0" // fio and the server under test
 	secondaryCPU = "1" // the secondary daemon, alone
 	primaryVol   = 256 << 20
+	// burstSidefile holds a burst of the whole volume below the pacing
+	// start (half the limit).
+	burstSidefile = 4 * primaryVol
 )
 
 // pinned returns the command line that runs argv on cpu.
@@ -71,17 +81,34 @@ func (b *bench) primarySide(ctx context.Context) error {
 		fmt.Sprintf("--size=%d", primaryVol), "--filename="+image, "--end_fsync=1"); err != nil {
 		return err
 	}
-	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image)
+	jobs := primaryJobs
+	if len(b.s.primaryJobs) > 0 {
+		jobs = slices.DeleteFunc(slices.Clone(primaryJobs), func(j primaryJob) bool { return !slices.Contains(b.s.primaryJobs, j.name) })
+	}
+	burst := slices.ContainsFunc(jobs, func(j primaryJob) bool { return j.burst })
+	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	var cmp *pair
+	var pb, cmp, cmpb *pair
+	if burst {
+		if pb, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex-burst"), image, burstSidefile); err != nil {
+			return err
+		}
+		defer pb.stop()
+	}
 	if b.s.compare != "" {
-		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image); err != nil {
+		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit); err != nil {
 			return err
 		}
 		defer cmp.stop()
+		if burst {
+			if cmpb, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare-burst"), image, burstSidefile); err != nil {
+				return err
+			}
+			defer cmpb.stop()
+		}
 	}
 	nbdkit, nbdkitAddr, err := startPinnedNbdkit(ctx, dir, image)
 	if err != nil {
@@ -100,25 +127,33 @@ func (b *bench) primarySide(ctx context.Context) error {
 		}
 		defer floor.Stop(10 * time.Second)
 	}
-	jobs := primaryJobs
-	if len(b.s.primaryJobs) > 0 {
-		jobs = slices.DeleteFunc(slices.Clone(primaryJobs), func(j primaryJob) bool { return !slices.Contains(b.s.primaryJobs, j.name) })
-	}
 
 	type server struct {
 		name, uri, image string
 		pid              int
 		pair             *pair
+		burst            *server // the burst job's server, if not this one
+	}
+	of := func(name string, p *pair) server {
+		return server{name, p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid(), p, nil}
 	}
 	servers := []server{
-		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid(), nil},
-		{"duplex", p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid(), p},
+		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid(), nil, nil},
+		of("duplex", p),
+	}
+	if pb != nil {
+		sb := of("duplex", pb)
+		servers[1].burst = &sb
 	}
 	if cmp != nil {
-		servers = append(servers, server{"compare", cmp.uri(0), cmp.sess.PrimaryPaths()[0], cmp.prim.Pid(), cmp})
+		servers = append(servers, of("compare", cmp))
+		if cmpb != nil {
+			sb := of("compare", cmpb)
+			servers[len(servers)-1].burst = &sb
+		}
 	}
 	if floor != nil {
-		servers = append(servers, server{"floor", "nbd://" + floorAddr + "/", floorImage, floor.Pid(), nil})
+		servers = append(servers, server{"floor", "nbd://" + floorAddr + "/", floorImage, floor.Pid(), nil, nil})
 	}
 	type result struct {
 		job    fiojson.Job
@@ -131,6 +166,9 @@ func (b *bench) primarySide(ctx context.Context) error {
 			// A B A B, job by job, round after round: a change in the
 			// machine's load hits both servers alike.
 			for si, sv := range servers {
+				if job.burst && sv.burst != nil {
+					sv = *sv.burst
+				}
 				// The same settled state before every run: nothing of
 				// the image in the page cache, as after drop_caches;
 				// for the read job then all of it, so that it measures
@@ -148,7 +186,11 @@ func (b *bench) primarySide(ctx context.Context) error {
 					return err
 				}
 				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1)
-				jobs, err := b.fioPinned(ctx, name, b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)...)
+				args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
+				if job.burst {
+					args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
+				}
+				jobs, err := b.fioPinned(ctx, name, args...)
 				if err != nil {
 					return err
 				}
@@ -159,7 +201,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 				// The CPU time covers the ramp too, so it is divided by
 				// every I/O of the run, ramp included, estimated from
 				// the measured rate.
-				ios := jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+				ios := jobs[0].IOPS * jobs[0].Runtime
+				if !job.burst {
+					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+				}
 				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1)})
 				if sv.pair != nil && job.rw != "randread" {
 					if _, err := sv.pair.drain(ctx); err != nil {
@@ -178,8 +223,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"and dropped from the page cache (`fdatasync` + `posix_fadvise(DONTNEED)`, as `sync; echo 1 > /proc/sys/vm/drop_caches` does for it), "+
 		"and before the read job then read once whole, so that both servers read from the page cache. "+
 		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
+		"The burst job writes the volume once (%d MiB) to a session of its own whose sidefile limit (%d MiB) holds it all below the pacing start, so it is never paced; the timed 1 MiB job outlasts a %d MiB sidefile many times and is paced to the secondary. "+
 		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os. Load average at the start and after each round: %s.\n\n",
-		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds, strings.Join(load, " → "))
+		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds,
+		primaryVol>>20, burstSidefile>>20, sidefileLimit>>20, strings.Join(load, " → "))
 	table := func(d int) {
 		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round |\n")
 		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|\n")
@@ -223,11 +270,15 @@ func startPinnedFloor(ctx context.Context, floor, dir, image string) (*harness.D
 	return startListening(ctx, "nbdfloor", dir, addrs[0], bin, args)
 }
 
+// primaryArgs are fio's options for a job of d after ramp; d zero: one pass
+// over the volume.
 func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Duration) []string {
 	args := []string{"--name=" + name, "--ioengine=nbd", "--uri=" + uri, "--rw=" + rw, "--bs=" + bs,
 		fmt.Sprintf("--iodepth=%d", qd), fmt.Sprintf("--size=%d", primaryVol),
-		"--time_based", fmt.Sprintf("--runtime=%d", int(d.Seconds())),
 		"--norandommap", "--randrepeat=0"}
+	if d > 0 {
+		args = append(args, "--time_based", fmt.Sprintf("--runtime=%d", int(d.Seconds())))
+	}
 	if ramp > 0 {
 		args = append(args, fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds())))
 	}
@@ -235,13 +286,13 @@ func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Durat
 }
 
 // startPinnedPair starts a Duplex session of one volume, a copy of prefill at
-// both sites, with the secondary on its own CPU and the primary on the CPU
+// both sites, with a sidefile of the given limit, with the secondary on its own CPU and the primary on the CPU
 // fio uses, and returns once the initial copy is over and shipped.
-func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string) (*pair, error) {
+func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string, sidefile int64) (*pair, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	sess, err := harness.NewSession(dir, harness.Spec{Session: "bench-primary", VolumeSize: primaryVol, SidefileLimit: sidefileLimit})
+	sess, err := harness.NewSession(dir, harness.Spec{Session: "bench-primary", VolumeSize: primaryVol, SidefileLimit: sidefile})
 	if err != nil {
 		return nil, err
 	}
