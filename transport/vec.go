@@ -16,7 +16,11 @@ func SendVec(c Conn, bufs [][]byte) error {
 	if v, ok := c.(Vectored); ok {
 		return v.SendVec(bufs)
 	}
-	var f []byte
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	f := make([]byte, 0, n)
 	for _, b := range bufs {
 		f = append(f, b...)
 	}
