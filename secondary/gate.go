@@ -43,11 +43,18 @@ type Gate interface {
 	Limit() (int64, <-chan struct{})
 }
 
-// gated is the applier's view of the Gate. partial, limit and ahead are
-// guarded by posMu.
+// gated is the applier's view of the Gate. partial, limit, ahead, skipped
+// and passed are guarded by posMu.
 type gated struct {
-	once sync.Once
-	done chan struct{} // closed by Close: the applier stops waiting
+	// done is closed by Close, Run's end and Fence: the applier stops
+	// waiting. A fence can be undone (UndoFence), which hands the gate a
+	// new one (rearm); a stop by Close or Run's end is for good. stopMu
+	// guards done, closed and ended: rearm replaces done while receivers
+	// and the applier may read it.
+	stopMu sync.Mutex
+	done   chan struct{}
+	closed bool
+	ended  bool
 	// ahead are the groups journaled ahead of the applier's queue, in
 	// order, after every group in it; kick tells the applier of one.
 	ahead []applyJob
@@ -59,17 +66,88 @@ type gated struct {
 	// skipped is the last group the applier skipped once the gate was
 	// stopped (Close, Fence).
 	skipped uint64
+	// passed are the groups skipped, in order, as journaled groups to read
+	// back: an undone fence hands them back to the applier, ahead of any
+	// group sent since. Without them the applier would take the next group
+	// sent as following the applied one, and the groups between would be
+	// applied, if ever, as part of it: never each at its own time.
+	passed []applyJob
 	// pending are the groups Open's replay leaves ahead of the applier:
 	// those journaled beyond the limit.
 	pending []applyJob
 }
 
+// stop stops the gate until an undone fence rearms it: Fence.
 func (g *gated) stop() {
-	g.once.Do(func() {
-		if g.done != nil {
-			close(g.done)
+	g.stopMu.Lock()
+	defer g.stopMu.Unlock()
+	g.stopLocked()
+}
+
+// end stops the gate for good: Close and Run's end. In one hold of
+// stopMu, so that no rearm comes between the stop and the mark.
+func (g *gated) end() {
+	g.stopMu.Lock()
+	defer g.stopMu.Unlock()
+	g.stopLocked()
+	g.ended = true
+}
+
+func (g *gated) stopLocked() {
+	if !g.closed && g.done != nil {
+		close(g.done)
+		g.closed = true
+	}
+}
+
+// stopped returns the channel closed once the gate is stopped.
+func (g *gated) stopped() <-chan struct{} {
+	g.stopMu.Lock()
+	defer g.stopMu.Unlock()
+	return g.done
+}
+
+// rearm starts a gate a fence stopped again, and reports whether it did:
+// not once it is stopped for good.
+func (g *gated) rearm() bool {
+	g.stopMu.Lock()
+	defer g.stopMu.Unlock()
+	if g.ended {
+		return false
+	}
+	if g.closed {
+		g.done, g.closed = make(chan struct{}), false
+	}
+	return true
+}
+
+// rearmGate starts the gate again after a fence is undone, and hands the
+// applier back the groups it skipped once the fence stopped the gate, to
+// apply as the limit reaches each, before any group sent since. Only
+// after a fence that returned: the applier has skipped every group queued
+// then and waits for the next, and none is queued until a primary links
+// again, which the fence refused until now. Called with s.mu held.
+func (s *Secondary) rearmGate() {
+	if s.cfg.Gate == nil || !s.gated.rearm() {
+		return
+	}
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	var back []applyJob
+	for _, job := range s.gated.passed {
+		if job.through > s.durable.Group {
+			back = append(back, job)
 		}
-	})
+	}
+	s.gated.passed, s.gated.skipped = nil, 0
+	if len(back) == 0 {
+		return
+	}
+	s.gated.ahead = append(back, s.gated.ahead...)
+	select {
+	case s.gated.kick <- struct{}{}:
+	default: // the applier is told already
+	}
 }
 
 var errGateClosed = errors.New("secondary closed while the gate held the group")
@@ -135,7 +213,7 @@ func (s *Secondary) applyGated(job *applyJob) error {
 		}
 		select {
 		case <-changed:
-		case <-s.gated.done:
+		case <-s.gated.stopped():
 			return errGateClosed
 		}
 	}
@@ -274,7 +352,7 @@ func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
 		t := time.NewTimer(roomPoll)
 		select {
 		case <-t.C:
-		case <-s.gated.done:
+		case <-s.gated.stopped():
 		}
 		t.Stop()
 		s.mu.Lock()
@@ -282,7 +360,7 @@ func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
 			return errReplaced
 		}
 		select {
-		case <-s.gated.done:
+		case <-s.gated.stopped():
 			return errGateClosed
 		default:
 		}

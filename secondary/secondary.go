@@ -925,6 +925,13 @@ func (s *Secondary) applier() {
 			// limit (a fenced one does not).
 			s.posMu.Lock()
 			s.gated.skipped = job.number()
+			// Its data is recycled (appliedThrough): read back from the
+			// journal if an undone fence hands it back.
+			passed := applyJob{through: job.number(), time: job.groupTime(), vols: job.vols, size: job.size}
+			if job.g != nil {
+				passed.size = groupSize(job.g)
+			}
+			s.gated.passed = append(s.gated.passed, passed)
 			s.posCond.Broadcast()
 			s.posMu.Unlock()
 			continue
@@ -1162,7 +1169,7 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 		// (awaitRoomLocked) would wait for ever: the groups the Gate
 		// holds are left to the journal (the next start replays them
 		// through its limit).
-		s.gated.stop()
+		s.gated.end()
 		live.Lock()
 		live.ended = true
 		conns := slices.Collect(gomaps.Keys(live.conns))
@@ -2089,6 +2096,11 @@ func (s *Secondary) UndoFence() error {
 	}
 	s.prefence = nil
 	s.fenced, s.unrecorded = false, nil
+	// A coupled secondary's fence stopped its gate, and the applier skipped
+	// the groups journaled past the limit: left so, it would skip every
+	// group the primary sends from now on, journaled and acknowledged but
+	// never applied while the process runs.
+	s.rearmGate()
 	s.log.Warn("unfenced: the fence of a promotion that failed is undone; the primary is taken again", "generation", s.ident.Generation.String())
 	return nil
 }
@@ -2173,7 +2185,7 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 // Close applies what is journaled, checkpoints and closes the journal. The
 // volumes belong to the caller.
 func (s *Secondary) Close() error {
-	s.gated.stop()
+	s.gated.end()
 	s.mu.Lock()
 	// A group being journaled or handed over is applied too: closing is
 	// set only once it is queued.
