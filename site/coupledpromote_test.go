@@ -11,7 +11,6 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/coupling"
-	"duplex/transport"
 )
 
 // A coupled secondary promoted while its group's master time holds it
@@ -39,17 +38,7 @@ func TestPromotionCountsTheGroupsPastTheMasterTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd := transport.NewMemNetwork(1, transport.Faults{})
-	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd, CouplingStore: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopSec := runFor(t, sec.Run)
-	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	_, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{CouplingStore: store})
 	waitFor(t, time.Minute, "every pair duplex and applied through the other member's time", func() bool {
 		for _, v := range prim.Status().Volumes {
 			if v.State != "duplex" {

@@ -36,17 +36,7 @@ func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
 	cfg.Secondary.History = config.Duration(time.Hour)
 	cfg.Secondary.HistoryBytes = 64 * config.MiB
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd := transport.NewMemNetwork(1, transport.Faults{})
-	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopSec := runFor(t, sec.Run)
-	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	fwd, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
 	waitFor(t, time.Minute, "every pair duplex", func() bool {
 		for _, v := range prim.Status().Volumes {
 			if v.State != "duplex" {

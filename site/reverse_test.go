@@ -36,6 +36,26 @@ func runFor(t *testing.T, run func(ctx context.Context) error) (stop func()) {
 	return stop
 }
 
+// linkSites opens a secondary with sopts and its primary on cfg, joined by
+// an in-memory link (returned, to cut it), and runs both until the test
+// ends or their stop is called.
+func linkSites(t *testing.T, cfg *config.Config, log *slog.Logger, sopts SecondaryOptions) (fwd *transport.MemNetwork, sec *Secondary, prim *Primary, stopSec, stopPrim func()) {
+	t.Helper()
+	fwd = transport.NewMemNetwork(1, transport.Faults{})
+	sopts.Listener = fwd
+	sec, err := OpenSecondary(cfg, log, sopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopSec = runFor(t, sec.Run)
+	prim, err = OpenPrimary(cfg, log, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopPrim = runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	return fwd, sec, prim, stopSec, stopPrim
+}
+
 // TestRejoinReversesTheDirection runs the round trip through the sites: the
 // old primary has writes the secondary never had, the secondary is promoted
 // and written, the old primary rejoins, and the promoted site copies
@@ -53,17 +73,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
 	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd := transport.NewMemNetwork(1, transport.Faults{})
-	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopSec := runFor(t, sec.Run)
-	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	fwd, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
 	allDuplex := func(st control.Status) bool {
 		for _, v := range st.Volumes {
 			if v.State != "duplex" {
@@ -247,17 +257,7 @@ func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
 	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd := transport.NewMemNetwork(1, transport.Faults{})
-	sec, err := OpenSecondary(cfg, quiet, SecondaryOptions{Listener: fwd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopSec := runFor(t, sec.Run)
-	prim, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopPrim := runFor(t, func(ctx context.Context) error { return prim.Run(ctx, 200*time.Millisecond) })
+	fwd, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
 	waitFor(t, time.Minute, "every pair duplex", func() bool {
 		for _, v := range prim.Status().Volumes {
 			if v.State != "duplex" {
