@@ -20,8 +20,8 @@ and to take the volumes back to the newest point (a group, or a step of
 one) at or before a time t:
 
 	p, ok := log.At(t)        // a Point: group, time, what the caller kept with it
-	err = log.Undo(p, vols)
 	// record p as the volumes' position, durably, then
+	err = log.Undo(p, vols)
 	err = log.Void(p)
 
 # Steps: points inside a group
@@ -60,8 +60,11 @@ before image met, that of the oldest group after the target that wrote it,
 which is what undoing the groups newest first would leave. Whatever the
 volumes hold when it starts (an Undo interrupted part-way), it writes the
 same bytes, so running it again after a crash gives the same result. The
-caller records the new position before Void: a crash between them leaves
-records that the caller recognises as after its position and voids.
+caller records the new position before Undo: a crash after it leaves
+records that the caller recognises as after its position, undoes again
+and voids. Recorded only after Undo, a crash part-way would leave the old
+position over volumes part-way to the new one, and an Undo to a later
+point than the one begun would write back too little.
 
 # Directory layout and framing
 

@@ -240,10 +240,11 @@ func (s *Secondary) Window() (oldest, newest apply.State, ok bool) {
 // after it are gone from the volumes, and no primary may send more.
 //
 // Crash-safe: the undo writes the same bytes whatever the volumes hold
-// when it starts, the state file names the group only once the volumes are
-// flushed at it, and the history's undo of later groups is voided only
-// after that; run again after a crash (the same t), it reaches the same
-// group.
+// when it starts, the state file names the group before the undo starts,
+// and the history's undo of later groups is voided only once the volumes
+// are flushed at it; run again after a crash, for any t, it first finishes
+// taking the volumes to that group (Beyond), so the same t reaches the
+// same group, and another never mixes two points.
 func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -308,16 +309,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 			st.Volumes[name] = apply.VolumeState{State: "duplex"}
 		}
 	}
-	sinks := map[string]history.Sink{}
-	for n, v := range s.cfg.Volumes {
-		sinks[n] = v
-	}
-	s.view.Lock()
-	err := s.hist.Undo(p, sinks)
-	s.view.Unlock()
-	if err != nil {
-		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
-	}
+	// The state file names p before a byte is undone: a run stopped
+	// part-way then finds the undo of what is after p held (Beyond) and
+	// finishes taking the volumes to p first, whatever time it is asked
+	// for. Named after the undo, the state would still say cur over
+	// volumes part-way to p, and a run for a later time than p would
+	// undo only what is after that time.
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
 	}
@@ -330,6 +327,16 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
+	sinks := map[string]history.Sink{}
+	for n, v := range s.cfg.Volumes {
+		sinks[n] = v
+	}
+	s.view.Lock()
+	err := s.hist.Undo(p, sinks)
+	s.view.Unlock()
+	if err != nil {
+		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
+	}
 	if err := s.hist.Void(p); err != nil {
 		return apply.State{}, fmt.Errorf("secondary: %w", err)
 	}
