@@ -161,6 +161,9 @@ type Secondary struct {
 	sources map[string]history.Source
 	// rviews are the open read views (Pin).
 	rviews readViews
+	// testPinAtReading, if set, is called as PinAt begins to read the
+	// undo of the groups after its point (tests).
+	testPinAtReading func()
 
 	// frames recycles the received frame buffers (frames.go).
 	frames frameLedger

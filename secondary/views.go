@@ -100,6 +100,9 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if p.Group == cur.Group && p.Time == cur.Time {
 		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc), nil
 	}
+	if s.testPinAtReading != nil {
+		s.testPinAtReading()
+	}
 	over, err := s.hist.Overlays(p, history.Whole(math.MaxUint64), s.rviews.viewBound(), sc)
 	if errors.Is(err, history.ErrOutside) {
 		return nil, s.windowError(t, cur)
