@@ -138,6 +138,9 @@ type Log struct {
 	entries []entry // the records that describe the volumes, oldest first
 	next    uint64  // journal index of the next record
 	buf     []byte
+	// testReplaying, if set, is called as replayAfter begins to read the
+	// records it wants (tests).
+	testReplaying func()
 }
 
 // Open opens (creating if needed) the history in dir and reads its index.
@@ -813,6 +816,9 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	l.mu.Unlock()
 	if len(want) == 0 {
 		return nil
+	}
+	if l.testReplaying != nil {
+		l.testReplaying()
 	}
 	seen := 0
 	err := j.Replay(after, func(index uint64, data []byte) error {

@@ -1,0 +1,40 @@
+package history
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A history dropped while a view's undo is read (a group too large for it
+// is applied with a gap, which drops every earlier group's undo) makes the
+// read fail as outside the window, never read the records written since.
+func TestOverlaysOfALogResetWhileRead(t *testing.T) {
+	l, err := Open(t.TempDir(), Options{Window: time.Hour, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	vol := &mem{bytes.Repeat([]byte{7}, 1<<16)}
+	srcs := map[string]Source{"v": vol}
+	for g := uint64(1); g <= 3; g++ {
+		if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 4096, 4096}}, srcs); err != nil {
+			t.Fatal(err)
+		}
+		copy(vol.b[g*4096:], bytes.Repeat([]byte{byte(g)}, 4096))
+	}
+	through, _ := l.Newest()
+	l.testReplaying = func() {
+		l.testReplaying = nil
+		if err := l.Gap(Header{Group: 4, Time: 4}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Capture(Header{Group: 5, Time: 5}, []Range{{"v", 0, 4096}}, srcs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Overlays(Whole(1), through, 1<<30, nil); !errors.Is(err, ErrOutside) {
+		t.Fatalf("the undo after group 1 read while the history was dropped: %v, want ErrOutside", err)
+	}
+}
