@@ -793,8 +793,8 @@ func (l *Log) Ranges(to Point) ([]Range, error) {
 }
 
 // replayAfter calls fn with every record of a group (or step) after to and
-// not after through, oldest first, and fails if one of them went (Trim)
-// before it was read.
+// not after through, oldest first, and fails if one of them went (Trim,
+// or a Gap that dropped them all) before it was read.
 func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	l.mu.Lock()
 	want := map[uint64]bool{}
@@ -840,6 +840,15 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 		}
 		return nil
 	})
+	l.mu.Lock()
+	reset := l.j != j
+	l.mu.Unlock()
+	if reset {
+		// A Gap (or Reset) dropped every record while they were read (a
+		// read view's, which takes no lock against applying): what was
+		// read may be of the journal written since, under the same names.
+		return fmt.Errorf("history: back to group %d: the undo was dropped while read: %w", to.Group, ErrOutside)
+	}
 	if err != nil && !errors.Is(err, errRead) {
 		return err
 	}

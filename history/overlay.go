@@ -69,19 +69,58 @@ func (o *Overlay) add(e Extent, own bool) error {
 				o.bytes += int64(len(data))
 			}
 		}
-		c, i := o.idx.seek(seg.start)
-		if pc, pi, ok := o.idx.prev(c, i); ok {
-			p := &o.idx.chunks[pc][pi]
-			if p.end == seg.start && seg.data == nil && p.data == nil &&
-				(seg.at == 0 && p.at == 0 || seg.at != 0 && p.at != 0 && p.at+int64(p.end-p.start) == seg.at) {
-				// Zeros next to zeros (a file system filling fresh space
-				// in order), or an image spilled right after its
-				// neighbour's: one segment.
-				p.end = seg.end
-				continue
+		o.put(seg)
+	}
+	return nil
+}
+
+// put inserts seg, over bytes the Overlay holds no image of.
+func (o *Overlay) put(seg overlaySeg) {
+	c, i := o.idx.seek(seg.start)
+	if pc, pi, ok := o.idx.prev(c, i); ok {
+		p := &o.idx.chunks[pc][pi]
+		if p.end == seg.start && seg.data == nil && p.data == nil &&
+			(seg.at == 0 && p.at == 0 || seg.at != 0 && p.at != 0 && p.at+int64(p.end-p.start) == seg.at) {
+			// Zeros next to zeros (a file system filling fresh space
+			// in order), or an image spilled right after its
+			// neighbour's: one segment.
+			p.end = seg.end
+			return
+		}
+	}
+	o.moved += o.idx.insert(c, i, seg)
+}
+
+// Under lays the images n holds under o's, as Add would, n's images being
+// of later groups than o's: a read view of a past point reads the
+// history's undo after the point (o) while the groups applied meanwhile
+// have their before images kept (n), and the oldest image of a byte wins.
+// n's data is taken where it is, its spilled images not written again, so
+// both must spill to the same Scratch or neither; parts of an image are
+// copied, so that o holds what Bytes counts. n must not be used after.
+func (o *Overlay) Under(n *Overlay) error {
+	if o.spill != n.spill {
+		return fmt.Errorf("history: overlays laid one under the other spill to different scratch files")
+	}
+	for _, ch := range n.idx.chunks {
+		for _, s := range ch {
+			for _, g := range o.gaps(s.start, s.end) {
+				seg := overlaySeg{start: g.start, end: g.end}
+				from, ln := g.start-s.start, g.end-g.start
+				switch {
+				case s.at != 0:
+					seg.at = s.at + int64(from)
+					o.spilled += int64(ln)
+				case s.data != nil:
+					seg.data = s.data[from : from+ln : from+ln]
+					if ln < uint64(len(s.data)) {
+						seg.data = bytes.Clone(seg.data)
+					}
+					o.bytes += int64(ln)
+				}
+				o.put(seg)
 			}
 		}
-		o.moved += o.idx.insert(c, i, seg)
 	}
 	return nil
 }
