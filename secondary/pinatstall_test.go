@@ -18,6 +18,16 @@ import (
 // (which applies groups) before the read goes on.
 func pinAtWhile(t *testing.T, r *gateRig, at int64, sc *history.Scratch, during func()) *ReadView {
 	t.Helper()
+	v, err := tryPinAtWhile(t, r, at, sc, during)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// tryPinAtWhile is pinAtWhile returning PinAt's error.
+func tryPinAtWhile(t *testing.T, r *gateRig, at int64, sc *history.Scratch, during func()) (*ReadView, error) {
+	t.Helper()
 	reading, release := make(chan struct{}), make(chan struct{})
 	r.sec.testPinAtReading = func() {
 		close(reading)
@@ -66,10 +76,7 @@ func pinAtWhile(t *testing.T, r *gateRig, at int64, sc *history.Scratch, during 
 		t.Fatalf("a view of %v holds the volumes' lock while it reads the undo after its point: no group is applied until it is done "+
 			"(seconds for a window of GiBs), so opening NAME@TIME stalls replication", time.Duration(at))
 	}
-	if p.err != nil {
-		t.Fatal(p.err)
-	}
-	return p.v
+	return p.v, p.err
 }
 
 // checkHeld checks that what a view counts against its bound and the
@@ -233,6 +240,7 @@ func TestPinAtBoundCountsWhatItKeptWhileItOpened(t *testing.T) {
 	r := openGateRigWith(t, dir, nil, historyOf(dir))
 	defer r.close(t)
 	r.sendSet(t, 1, []recordset.Update{blockWrite(2, 1)})
+	waitGate(t, "group 1 applied", func() bool { return r.sec.appliedState().Group == 1 })
 	// What a view holds for two blocks overwritten: k.
 	plain, err := r.sec.Pin()
 	if err != nil {
@@ -250,25 +258,14 @@ func TestPinAtBoundCountsWhatItKeptWhileItOpened(t *testing.T) {
 	// Two blocks' images of the history and two of the view fit a bound of
 	// k each, four do not fit k + 4 KiB.
 	r.sec.rviews.maxView = k + 4<<10
-	reading, release := make(chan struct{}), make(chan struct{})
-	r.sec.testPinAtReading = func() {
-		close(reading)
-		<-release
+	v, err := tryPinAtWhile(t, r, int64(time.Millisecond), nil, func() {
+		r.sendSet(t, 3, []recordset.Update{blockWrite(5, 3), blockWrite(6, 3)})
+		waitGate(t, "group 3 applied while a view of group 1 opens", func() bool { return r.sec.appliedState().Group == 3 })
+	})
+	if err == nil {
+		v.Close()
 	}
-	done := make(chan error, 1)
-	go func() {
-		v, err := r.sec.PinAt(int64(time.Millisecond))
-		if err == nil {
-			v.Close()
-		}
-		done <- err
-	}()
-	<-reading
-	r.sendSet(t, 3, []recordset.Update{blockWrite(5, 3), blockWrite(6, 3)})
-	// Applied, or (before the fix) waiting for the view's read.
-	waitGate(t, "group 3 journaled", func() bool { return r.sec.Stats().JournaledGroup == 3 })
-	close(release)
-	if err := <-done; !errors.Is(err, ErrViewGone) {
+	if !errors.Is(err, ErrViewGone) {
 		t.Fatalf("a view of group 1 holding the undo of group 2 and the before images of group 3, past its bound: %v", err)
 	}
 	r.sec.rviews.mu.Lock()

@@ -3,7 +3,6 @@ package secondary
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 
 	"duplex/apply"
@@ -36,8 +35,9 @@ type ReadView struct {
 	Group uint64
 	Time  int64
 	// over's overlays are added to under s.view's write lock (before a
-	// group is applied) and read under its read lock; over and gone are
-	// set under rviews.mu too (a view is given up when another is pinned).
+	// group is applied) and read under its read lock; over, held, gone,
+	// and while PinAt opens it Group and Time, are set under rviews.mu too
+	// (a view is given up when another is pinned).
 	over map[string]*history.Overlay
 	held int64
 	gone error
@@ -71,12 +71,20 @@ func (s *Secondary) PinSpilled(sc *history.Scratch) (*ReadView, error) {
 	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0, sc), nil
 }
 
-// PinAt opens a read view at the newest group at or before t (Unix ns) that
-// the history holds, the group RecoverTo would take the volumes back to:
-// the undo of the groups after it is read into memory (MaxViewBytes at
-// most) and laid over the volumes, which stay as they are. Views of the
-// same t see the same group, whichever volume they read. A t at or after
-// the applied group's time opens a view of it, as Pin does.
+// PinAt opens a read view at the newest point at or before t (Unix ns)
+// that the history holds (a group, or a step of one), the one RecoverTo
+// would take the volumes back to: the undo of what was applied after it
+// is read into memory (MaxViewBytes at most) and laid over the volumes,
+// which stay as they are. Views of the same t see the same point,
+// whichever volume they read. A t at or after the applied group's time
+// opens a view of it, as Pin does.
+//
+// Applying goes on while the undo is read (seconds, for a window of GiBs):
+// the view is pinned at the applied group first, so that it keeps the
+// before images of every group applied meanwhile as any view does, and
+// the undo, of the older groups, is then laid over them. A block reads as
+// the undo of the oldest group after the point that wrote it, else as it
+// was when the view was pinned, else as the volume holds it now.
 func (s *Secondary) PinAt(t int64) (*ReadView, error) { return s.PinAtSpilled(t, nil) }
 
 // PinAtSpilled is PinAt for a view that keeps the data of its before
@@ -85,46 +93,80 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if s.hist == nil {
 		return nil, fmt.Errorf("secondary: a read view of a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
-	// Readers share the lock: no group is applied (nor its undo
-	// captured) while the undo after the past group is read.
 	s.view.RLock()
-	defer s.view.RUnlock()
 	if s.torn != nil {
+		s.view.RUnlock()
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
 	}
 	cur := s.appliedState()
 	p, err := s.pointAt(t, cur)
 	if err != nil {
+		s.view.RUnlock()
 		return nil, err
 	}
+	// A group's undo is captured under the lock's write side before the
+	// group is applied: every record held now is of a group the volumes
+	// hold (or part of one, through a Gate's limit), and those captured
+	// from now on are of groups whose before images the view keeps.
+	through, _ := s.hist.Newest()
+	v := s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc)
+	s.view.RUnlock()
 	if p.Group == cur.Group && p.Time == cur.Time {
-		return s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc), nil
+		return v, nil
 	}
 	if s.testPinAtReading != nil {
 		s.testPinAtReading()
 	}
-	over, err := s.hist.Overlays(p, history.Whole(math.MaxUint64), s.rviews.viewBound(), sc)
-	if errors.Is(err, history.ErrOutside) {
-		return nil, s.windowError(t, cur)
+	over, err := s.hist.Overlays(p, through, s.rviews.viewBound(), sc)
+	if err == nil {
+		err = s.rviews.layUnder(v, over, p)
 	}
 	if err != nil {
+		v.Close()
+		if errors.Is(err, history.ErrOutside) {
+			return nil, s.windowError(t, cur)
+		}
+		// Past its bound or the views' budget (holding the most), or
+		// its scratch file full: refused now rather than failing its
+		// first read.
 		return nil, fmt.Errorf("secondary: a read view as of %s (group %d): %w", fmtTime(p.Time), p.Group, err)
+	}
+	return v, nil
+}
+
+// layUnder makes v, pinned at the applied group, a view of p: what it
+// kept of the groups applied since it was pinned goes under over, the
+// history's undo of the groups from p to the pinned one. It fails if v
+// is given up, now or already.
+func (r *readViews) layUnder(v *ReadView, over map[string]*history.Overlay, p history.Point) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v.gone != nil {
+		return v.gone
+	}
+	for name, o := range v.over {
+		h := over[name]
+		if h == nil {
+			over[name] = o
+			continue
+		}
+		if err := h.Under(o); err != nil {
+			v.gone, v.over = fmt.Errorf("%w: %w", ErrViewGone, err), nil
+			return v.gone
+		}
 	}
 	var held int64
 	for _, o := range over {
 		held += o.Bytes()
 	}
-	v := s.pinLocked(p.Group, p.Time, over, held, sc)
-	s.rviews.mu.Lock()
-	gone := v.gone
-	s.rviews.mu.Unlock()
-	if gone != nil {
-		// Past the views' budget, and holding the most: refused now
-		// rather than failing its first read.
-		v.Close()
-		return nil, fmt.Errorf("secondary: a read view as of %s (group %d): %w", fmtTime(p.Time), p.Group, gone)
+	v.over, v.held, v.Group, v.Time = over, held, p.Group, p.Time
+	if bound := r.viewBound(); held > bound {
+		v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it: %w", ErrViewGone, p.Group, bound>>20, history.ErrTooLarge)
+		v.over = nil
+		return v.gone
 	}
-	return v, nil
+	r.trim()
+	return v.gone
 }
 
 // PointAt is the point a view of time t (Unix ns) reads, as PinAt opens
