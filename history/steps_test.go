@@ -30,33 +30,7 @@ func TestUndoToEveryStep(t *testing.T) {
 	var points []Point
 	tm := int64(0)
 	for g := uint64(1); g <= 12; g++ {
-		var steps []Step
-		var after [][]byte
-		img := bytes.Clone(vol.b)
-		for k := rng.Intn(4); k >= 0; k-- {
-			var st Step
-			for n := 1 + rng.Intn(4); n > 0; n-- {
-				off, ln := rng.Intn(size/2)*2, 1+rng.Intn(size/4)
-				if off+ln > size {
-					ln = size - off
-				}
-				e := Extent{Volume: "v", Offset: uint64(off), Length: uint64(ln)}
-				if rng.Intn(4) == 0 {
-					e.Zeros = true
-					clear(img[off : off+ln])
-				} else {
-					e.Data = make([]byte, ln)
-					rng.Read(e.Data)
-					copy(img[off:], e.Data)
-				}
-				st.Ranges = append(st.Ranges, Range{Volume: "v", Offset: e.Offset, Length: e.Length})
-				st.Writes = append(st.Writes, e)
-			}
-			tm += 1 + int64(rng.Intn(10))
-			st.Time = tm
-			steps = append(steps, st)
-			after = append(after, bytes.Clone(img))
-		}
+		steps, after := randomSteps(rng, vol.b, &tm)
 		if err := l.CaptureSteps(Header{Group: g, Time: tm}, steps, srcs); err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +39,7 @@ func TestUndoToEveryStep(t *testing.T) {
 			states[at{p.Group, p.Time}] = after[k]
 			points = append(points, p)
 		}
-		copy(vol.b, img)
+		copy(vol.b, after[len(after)-1])
 	}
 	got := l.Points()
 	if len(got) != len(points) {
@@ -130,4 +104,36 @@ func TestUndoToEveryStep(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// randomSteps makes one to four steps of a group over volume v, whose
+// content is cur: each writes one to four extents, data or zeros, over what
+// the steps before it wrote too, and is timed after *tm, which it moves.
+// after holds v's content once each step is applied.
+func randomSteps(rng *rand.Rand, cur []byte, tm *int64) (steps []Step, after [][]byte) {
+	size := len(cur)
+	img := bytes.Clone(cur)
+	for k := rng.Intn(4); k >= 0; k-- {
+		var st Step
+		for n := 1 + rng.Intn(4); n > 0; n-- {
+			off, ln := rng.Intn(size/2)*2, 1+rng.Intn(size/4)
+			ln = min(ln, size-off)
+			e := Extent{Volume: "v", Offset: uint64(off), Length: uint64(ln)}
+			if rng.Intn(4) == 0 {
+				e.Zeros = true
+				clear(img[off : off+ln])
+			} else {
+				e.Data = make([]byte, ln)
+				rng.Read(e.Data)
+				copy(img[off:], e.Data)
+			}
+			st.Ranges = append(st.Ranges, Range{Volume: "v", Offset: e.Offset, Length: e.Length})
+			st.Writes = append(st.Writes, e)
+		}
+		*tm += 1 + int64(rng.Intn(10))
+		st.Time = *tm
+		steps = append(steps, st)
+		after = append(after, bytes.Clone(img))
+	}
+	return steps, after
 }

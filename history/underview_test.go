@@ -34,38 +34,15 @@ func TestOverlaysOverWhatAViewKept(t *testing.T) {
 			states := map[at][]byte{{}: bytes.Clone(vol.b)}
 			points := []Point{{}}
 			tm := int64(0)
-			// group applies group g in up to four steps, each writing up to
-			// four extents, data or zeros, over what earlier steps wrote
-			// too, capturing its undo first, and keeps, in kept, the before
+			// group applies group g in random steps (randomSteps),
+			// capturing its undo first, and keeps, in kept, the before
 			// images of what it overwrites, as a read view does.
 			group := func(g uint64, kept *Overlay) {
 				t.Helper()
-				var steps []Step
-				var after [][]byte
+				steps, after := randomSteps(rng, vol.b, &tm)
 				var ranges []Range
-				img := bytes.Clone(vol.b)
-				for k := rng.Intn(4); k >= 0; k-- {
-					var st Step
-					for n := 1 + rng.Intn(4); n > 0; n-- {
-						off, ln := rng.Intn(size/2)*2, 1+rng.Intn(size/4)
-						ln = min(ln, size-off)
-						e := Extent{Volume: "v", Offset: uint64(off), Length: uint64(ln)}
-						if rng.Intn(4) == 0 {
-							e.Zeros = true
-							clear(img[off : off+ln])
-						} else {
-							e.Data = make([]byte, ln)
-							rng.Read(e.Data)
-							copy(img[off:], e.Data)
-						}
-						st.Ranges = append(st.Ranges, Range{Volume: "v", Offset: e.Offset, Length: e.Length})
-						st.Writes = append(st.Writes, e)
-					}
+				for _, st := range steps {
 					ranges = append(ranges, st.Ranges...)
-					tm += 1 + int64(rng.Intn(10))
-					st.Time = tm
-					steps = append(steps, st)
-					after = append(after, bytes.Clone(img))
 				}
 				if err := l.CaptureSteps(Header{Group: g, Time: tm}, steps, srcs); err != nil {
 					t.Fatal(err)
@@ -85,7 +62,7 @@ func TestOverlaysOverWhatAViewKept(t *testing.T) {
 					states[at{p.Group, p.Time}] = after[k]
 					points = append(points, p)
 				}
-				copy(vol.b, img)
+				copy(vol.b, after[len(after)-1])
 			}
 			g := uint64(1)
 			for ; g <= 8; g++ {

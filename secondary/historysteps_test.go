@@ -43,6 +43,20 @@ func imageAt(ws []stampedWrite, n int, limit int64) []byte {
 	return img
 }
 
+// firstBytes is the first byte of blocks 0..n-1 as read reads them.
+func firstBytes(t *testing.T, read func(p []byte, off int64) error, n int) []byte {
+	t.Helper()
+	img := make([]byte, n)
+	b := make([]byte, 4096)
+	for blk := range n {
+		if err := read(b, int64(blk)*4096); err != nil {
+			t.Fatal(err)
+		}
+		img[blk] = b[0]
+	}
+	return img
+}
+
 // A group formed while the secondary was behind spans many intervals: the
 // primary grows a record set that is not yet on the wire, and the
 // secondary forms one group of all it received. Every time inside such a
@@ -97,14 +111,7 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img := make([]byte, blocks)
-		b := make([]byte, 4096)
-		for blk := range blocks {
-			if err := v.ReadAt("vol1", b, int64(blk)*4096); err != nil {
-				t.Fatal(err)
-			}
-			img[blk] = b[0]
-		}
+		img := firstBytes(t, func(p []byte, off int64) error { return v.ReadAt("vol1", p, off) }, blocks)
 		check("a view of", at, v.Time, img)
 		v.Close()
 	}
@@ -120,14 +127,7 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img := make([]byte, blocks)
-		b := make([]byte, 4096)
-		for blk := range blocks {
-			if err := sec.ReadAt("vol1", b, int64(blk)*4096); err != nil {
-				t.Fatal(err)
-			}
-			img[blk] = b[0]
-		}
+		img := firstBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, blocks)
 		check(fmt.Sprintf("recover --at (group %d)", st.Group), at, st.Time, img)
 		if err := sec.Close(); err != nil {
 			t.Fatal(err)

@@ -195,15 +195,7 @@ func TestPinAtWhileGroupsApply(t *testing.T) {
 				seq++
 			}
 			image := func(v *ReadView) []byte {
-				img := make([]byte, blocks)
-				b := make([]byte, 4096)
-				for blk := range blocks {
-					if err := v.ReadAt("vol1", b, int64(blk)*4096); err != nil {
-						t.Fatal(err)
-					}
-					img[blk] = b[0]
-				}
-				return img
+				return firstBytes(t, func(p []byte, off int64) error { return v.ReadAt("vol1", p, off) }, blocks)
 			}
 			for i, at := range []int64{ms, 9 * ms, 57 * ms, 123 * ms, 199 * ms, 200 * ms, 207 * ms} {
 				var sc *history.Scratch
