@@ -3,7 +3,9 @@ package history
 import (
 	"math/rand"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // outOfOrder is n disjoint, never adjacent 4 KiB images in a random order,
@@ -66,4 +68,54 @@ func BenchmarkOverlayAdd(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkOverlayUnder: what a view of a past point kept of the groups
+// applied while it opened (k images, half of them over blocks the undo
+// holds too) laid under the undo (n images): the applier waits for it (the
+// views' lock), so it must cost per image kept, not per image held.
+func BenchmarkOverlayUnder(b *testing.B) {
+	const n = 100_000
+	undo := outOfOrder(n, false)
+	for _, k := range []int{1_000, 25_000} {
+		b.Run(strconv.Itoa(k), func(b *testing.B) {
+			b.ReportAllocs()
+			kept := outOfOrder(k, false)
+			for i := range kept {
+				// Odd ones between the undo's blocks, even ones over them.
+				kept[i].Offset += uint64(i%2) * 4096
+			}
+			var cpu time.Duration
+			for range b.N {
+				b.StopTimer()
+				var o, n Overlay
+				for _, e := range undo {
+					if err := o.add(e, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, e := range kept {
+					if err := n.Add(e); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				cpu0 := cpuTime()
+				if err := o.Under(&n); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime() - cpu0
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(k), "ns/image")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(k), "cpu-ns/image")
+		})
+	}
+}
+
+// cpuTime is the process's CPU time, user and system: what a benchmark
+// costs whatever the machine's load.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
