@@ -138,8 +138,8 @@ type Log struct {
 	entries []entry // the records that describe the volumes, oldest first
 	next    uint64  // journal index of the next record
 	buf     []byte
-	// testReplaying, if set, is called as replayAfter begins to read the
-	// records it wants (tests).
+	// testReplaying, if set, is called as replayAfter reads the first
+	// record it wants (tests).
 	testReplaying func()
 }
 
@@ -817,13 +817,13 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	if len(want) == 0 {
 		return nil
 	}
-	if l.testReplaying != nil {
-		l.testReplaying()
-	}
 	seen := 0
 	err := j.Replay(after, func(index uint64, data []byte) error {
 		if !want[index] {
 			return nil
+		}
+		if seen == 0 && l.testReplaying != nil {
+			l.testReplaying()
 		}
 		seen++
 		r, err := Decode(data)

@@ -38,3 +38,33 @@ func TestOverlaysOfALogResetWhileRead(t *testing.T) {
 		t.Fatalf("the undo after group 1 read while the history was dropped: %v, want ErrOutside", err)
 	}
 }
+
+// The undo after a point trimmed while a view's undo is read (the
+// history's bytes cap, as the groups applied meanwhile add to it) makes the
+// read fail as outside the window, as a point trimmed before it would.
+func TestOverlaysOfALogTrimmedWhileRead(t *testing.T) {
+	// Segments of 1 MiB, each holding a group or two of 512 KiB.
+	l, err := Open(t.TempDir(), Options{Window: time.Hour, MaxBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	vol := &mem{bytes.Repeat([]byte{7}, 4<<20)}
+	srcs := map[string]Source{"v": vol}
+	for g := uint64(1); g <= 6; g++ {
+		if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 512 << 10, 512 << 10}}, srcs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	through, _ := l.Newest()
+	l.testReplaying = func() {
+		l.testReplaying = nil
+		l.opts.MaxBytes = 1
+		if err := l.Trim(6); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Overlays(Whole(1), through, 1<<30, nil); !errors.Is(err, ErrOutside) {
+		t.Fatalf("the undo after group 1 read while the history was trimmed: %v, want ErrOutside", err)
+	}
+}
