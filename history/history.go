@@ -850,6 +850,10 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 		return fmt.Errorf("history: back to group %d: the undo was dropped while read: %w", to.Group, ErrOutside)
 	}
 	if err != nil && !errors.Is(err, errRead) {
+		if j.FirstIndex() > after+1 {
+			// Trimmed while read: a segment went before it was opened.
+			return fmt.Errorf("history: back to group %d: the undo was trimmed while read (%v): %w", to.Group, err, ErrOutside)
+		}
 		return err
 	}
 	if seen != len(want) {
