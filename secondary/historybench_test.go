@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,37 +22,44 @@ import (
 )
 
 // BenchmarkApplyHistoryAB measures what keeping history costs the applying
-// secondary: rounds alternate history off and on (A/B in one run, so load
-// swings hit both), each feeding a fresh secondary the same record sets over
-// an in-memory link into a volume full of data (so every write has a before
-// image to keep). It reports, per MiB applied, the process CPU time and the
-// wall time of each, and the history's bytes per MiB applied. Two shapes:
-// 4 sequential 1 MiB writes per record set, and 256 random 4 KiB writes.
+// secondary: rounds rotate history off, on, and on with each group kept in
+// steps (A/B/C in one run, so load swings hit every arm), each feeding a
+// fresh secondary the same record sets over an in-memory link into a volume
+// full of data (so every write has a before image to keep). It reports, per
+// MiB applied, the process CPU time and the wall time of each, and the
+// history's bytes per MiB applied, as it counts them and as they take the
+// disk. Two shapes: 4 sequential 1 MiB writes per record set, and 256
+// random 4 KiB writes. The steps arm makes its pair duplex first (a record
+// set of an empty first copy, not timed) and takes an interval of an
+// eighth of a record set's updates, so that each record set is kept in up
+// to 8 steps (4 for the 1 MiB shape, one per update).
 func BenchmarkApplyHistoryAB(b *testing.B) {
+	arms := []string{"off", "on", "steps"}
 	for _, shape := range applyShapes {
 		b.Run(shape.name, func(b *testing.B) {
 			noPoison(b)
 			const sets = 64
-			var cpu, wall [2]time.Duration
-			var histBytes int64
+			var cpu, wall [3]time.Duration
+			var histBytes, histDisk [3]int64
 			rounds := max(b.N, 2)
 			for r := range rounds {
-				for _, on := range []bool{r%2 == 1, r%2 == 0} {
-					rd := applyRound(b, &round{hist: on}, sets, shape.perSet, shape.chunk, uint64(r))
-					k := 0
-					if on {
-						k, histBytes = 1, rd.histBytes
-					}
+				for i := range arms {
+					k := (r + i) % len(arms)
+					rd := applyRound(b, &round{hist: k > 0, steps: k == 2}, sets, shape.perSet, shape.chunk, uint64(r))
 					cpu[k] += rd.cpu
 					wall[k] += rd.wall
+					histBytes[k], histDisk[k] = rd.histBytes, rd.histDisk
 				}
 			}
 			mib := float64(rounds) * sets * float64(shape.perSet*shape.chunk) / (1 << 20)
-			b.ReportMetric(float64(cpu[0].Microseconds())/1000/mib, "off-cpu-ms/MiB")
-			b.ReportMetric(float64(cpu[1].Microseconds())/1000/mib, "on-cpu-ms/MiB")
-			b.ReportMetric(mib/wall[0].Seconds(), "off-MiB/s")
-			b.ReportMetric(mib/wall[1].Seconds(), "on-MiB/s")
-			b.ReportMetric(float64(histBytes)/(mib/float64(rounds))/(1<<20), "history-MiB/MiB")
+			for k, arm := range arms {
+				b.ReportMetric(float64(cpu[k].Microseconds())/1000/mib, arm+"-cpu-ms/MiB")
+				b.ReportMetric(mib/wall[k].Seconds(), arm+"-MiB/s")
+				if k > 0 {
+					b.ReportMetric(float64(histBytes[k])/(mib/float64(rounds))/(1<<20), arm+"-history-MiB/MiB")
+					b.ReportMetric(float64(histDisk[k])/(mib/float64(rounds))/(1<<20), arm+"-disk-MiB/MiB")
+				}
+			}
 			la, _ := os.ReadFile("/proc/loadavg")
 			b.Logf("%s: %d rounds; load average %s", shape.name, rounds, strings.TrimSpace(string(la)))
 		})
@@ -67,6 +76,9 @@ var applyShapes = []struct {
 // round is what an applyRound sets up, and what it measured.
 type round struct {
 	hist bool
+	// steps, with hist, makes the pair duplex first and keeps each
+	// record set in steps (BenchmarkApplyHistoryAB).
+	steps bool
 	// view is the read view open while the record sets are applied: ""
 	// none, "memory" (Pin, as an NBD connection's), "spilled" (PinSpilled,
 	// a drill's).
@@ -77,6 +89,7 @@ type round struct {
 
 	cpu, wall time.Duration // of the apply
 	histBytes int64
+	histDisk  int64 // the history directory's blocks on disk
 	heap      int64 // heap in use after the apply, less before it
 	scratch   int64 // the spilled view's scratch file
 	// of the view opened at group 1: CPU, wall, heap grown, and the bytes
@@ -115,6 +128,9 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 		Limits: recordset.Limits{MaxPayload: 64 << 20}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if hist {
 		cfg.History = HistoryConfig{Dir: filepath.Join(dir, "history"), Window: time.Hour, MaxBytes: 1 << 30}
+		if r.steps {
+			cfg.History.Interval = time.Duration(max(perSet/8, 1))
+		}
 	}
 	sec, err := Open(cfg)
 	if err != nil {
@@ -136,6 +152,11 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 	if _, err := conn.Recv(); err != nil {
 		b.Fatal(err)
 	}
+	// The steps arm's record sets follow one of an empty first copy.
+	first := 0
+	if r.steps {
+		first = 1
+	}
 	data := make([]byte, chunk)
 	for i := range data {
 		data[i] = byte(i*7 + 1)
@@ -144,7 +165,7 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 	// Times of now: the history's window is counted back from now.
 	base := time.Now().UnixNano()
 	for n := range frames {
-		seq := uint64(n + 1)
+		seq := uint64(first + n + 1)
 		ts := base + int64(seq)*1000
 		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 999}
 		for i := range perSet {
@@ -168,6 +189,24 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 			}
 		}
 	}()
+	if r.steps {
+		ts := base
+		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: 1, Group: 1, ReadTime: ts, Horizon: ts + 999, Updates: []recordset.Update{
+			recordset.Marker{State: recordset.StateFirstCopy}.Update("vol1"), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")}}
+		for i := range rs.Updates {
+			rs.Updates[i].Timestamp, rs.Updates[i].Seq = ts+int64(i), uint64(i+1)
+		}
+		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := conn.Send(transport.Seal(f)); err != nil {
+			b.Fatal(err)
+		}
+		for sec.Stats().Group < 1 {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
 	var sc *history.Scratch
 	if r.view == "spilled" || r.openAt {
 		if sc, err = history.CreateScratch(filepath.Join(dir, "scratch"), 1<<40); err != nil {
@@ -203,6 +242,12 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 		b.Fatal(fmt.Errorf("history on, but it holds nothing"))
 	}
 	r.histBytes = st.HistoryBytes
+	if hist {
+		r.histDisk = diskBytes(b, cfg.History.Dir)
+	}
+	if r.steps && len(sec.hist.Points()) <= int(sec.Stats().Group) {
+		b.Fatalf("history in steps, but it holds %d points for %d groups", len(sec.hist.Points()), sec.Stats().Group)
+	}
 	if r.openAt {
 		var open *history.Scratch
 		if r.view == "spilled" {
@@ -239,4 +284,26 @@ func heapInUse() int64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapInuse)
+}
+
+// diskBytes is what the files under dir take on disk (their blocks).
+func diskBytes(b *testing.B, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
