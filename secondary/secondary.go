@@ -146,6 +146,9 @@ type Config struct {
 	// transport.TypeIndexedAck did whatever the primary reads: for tests
 	// of version skew.
 	NoIndexedAcks bool
+	// MaxViewBytes, if set, replaces MaxViewBytes, the memory one read
+	// view (and a drill's, its writes' index with it) may hold (tests).
+	MaxViewBytes int64
 }
 
 // Secondary receives, journals and applies.
@@ -494,6 +497,7 @@ func Open(cfg Config) (*Secondary, error) {
 		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
+	s.rviews.maxView = cfg.MaxViewBytes
 	s.gated.done = make(chan struct{})
 	s.handed = sync.NewCond(&s.mu)
 	s.order = transport.NewTableOrder(cfg.Subsystems)

@@ -79,6 +79,9 @@ type SecondaryOptions struct {
 	// transport.DefaultMaxFrame); it announces them in its Welcome.
 	Limits   recordset.Limits
 	MaxFrame int
+	// MaxViewBytes, if set, replaces secondary.MaxViewBytes, the memory
+	// one read view, and a drill's with its index of its writes, may hold.
+	MaxViewBytes int64
 	// OnApplied, if set, is called after each consistency group is applied,
 	// while readers of the volumes are held off; read reads a volume as of
 	// that group (the site's ReadAt would wait for the group to finish).
@@ -198,7 +201,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
-		Context: opts.Context, Gate: gate, History: HistoryOf(cfg),
+		MaxViewBytes: opts.MaxViewBytes, Context: opts.Context, Gate: gate, History: HistoryOf(cfg),
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
