@@ -18,9 +18,10 @@ type DrillRequest struct {
 // DrillResult is the answer: the drill's NBD address, the group and time
 // it shows, and what its scratch file holds: its writes (ScratchBytes),
 // the before images its point in time needs, and the bound of both
-// ([secondary] drill_bytes). Failed says why the drill can no longer
-// serve (its scratch file full: reads fail with EIO, or writes with
-// ENOSPC), empty while it can.
+// ([secondary] drill_bytes); and the memory its index of both holds
+// (IndexBytes), bounded as a read view's. Failed says why the drill can no
+// longer serve (its scratch file full, or its index: reads fail with EIO,
+// or writes with ENOSPC), empty while it can.
 type DrillResult struct {
 	NBD               string `json:"nbd,omitempty"`
 	Group             uint64 `json:"group,omitempty"`
@@ -28,6 +29,7 @@ type DrillResult struct {
 	ScratchBytes      int64  `json:"scratch_bytes"`
 	BeforeImageBytes  int64  `json:"before_image_bytes"`
 	ScratchLimitBytes int64  `json:"scratch_limit_bytes,omitempty"`
+	IndexBytes        int64  `json:"index_bytes"`
 	Failed            string `json:"failed,omitempty"`
 	Error             string `json:"error,omitempty"`
 }

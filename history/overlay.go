@@ -125,6 +125,38 @@ func (o *Overlay) Under(n *Overlay) error {
 	return nil
 }
 
+// Missing is the number of disjoint parts of [off, off+length) the
+// Overlay holds no image of: what Add would take of an extent there.
+func (o *Overlay) Missing(off, length uint64) int { return len(o.gaps(off, off+length)) }
+
+// IndexGrowth is the most an Add taking parts disjoint parts can grow a
+// spilled Overlay's Bytes by: a segment each, and the chunk its insertion
+// may split off. A caller bounding the index asks it before the Add.
+func IndexGrowth(parts int) int64 { return int64(parts) * (segChunk*segSize + chunkSize) }
+
+// WriteOver writes p over the images the Overlay holds of [off,
+// off+len(p)), where its Scratch keeps them: the newest content wins, as
+// a failover drill's writes do; the bytes it holds no image of are left
+// to Add. Only spilled images are written: one in memory may be the buffer
+// Add was given, and one of zeros has no data to write over.
+func (o *Overlay) WriteOver(p []byte, off int64) error {
+	start, end := uint64(off), uint64(off)+uint64(len(p))
+	for c, i := o.idx.seek(start); c < len(o.idx.chunks); c, i = o.idx.next(c, i) {
+		s := &o.idx.chunks[c][i]
+		if s.start >= end {
+			break
+		}
+		if s.at == 0 {
+			return fmt.Errorf("history: the image of [%d, %d) is not in a scratch file: it cannot be written over", s.start, s.end)
+		}
+		a, b := max(s.start, start), min(s.end, end)
+		if err := o.spill.WriteAt(p[a-start:b-start], s.at-1+int64(a-s.start)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // gaps are the parts of [start, end) the Overlay holds no image of.
 func (o *Overlay) gaps(start, end uint64) []span {
 	if start >= end {

@@ -21,11 +21,13 @@ import (
 )
 
 // drillBlock is the unit in which a drill keeps its writes: a write to part
-// of one first copies the block as the drill's view reads it.
+// of one first copies the block as the drill's view reads it, so that a
+// drill's index holds at most an extent per block however small its
+// writes.
 const drillBlock = 4096
 
-// drillRun is the most of new blocks a drill write appends to its scratch
-// file at once.
+// drillRun is the most of a drill write taken at once: the most of new
+// blocks it appends to its scratch file in one piece.
 const drillRun = 1 << 20
 
 // DrillScratchPath is the file a failover drill keeps its writes in, with
@@ -53,9 +55,12 @@ type drill struct {
 	started time.Time
 
 	mu sync.Mutex
-	// blocks locates the drill's writes: volume, block number: the
-	// block's offset in the scratch file.
-	blocks map[string]map[int64]int64
+	// writes are the drill's writes to each volume: extents of whole
+	// blocks, their data in the scratch file, their index in memory,
+	// counted with the view's index of its before images against the
+	// memory one read view may hold (secondary.MaxViewBytes). Blocks
+	// written in order, as a file system writes a file, are one extent.
+	writes map[string]*history.Overlay
 	bytes  int64 // the scratch file's bytes that hold the drill's writes
 	// failed is the first reason the drill could not serve a request as
 	// asked (its scratch file full, its view given up), logged once.
@@ -160,7 +165,7 @@ func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
 		sc.Close()
 		return control.DrillResult{}, fmt.Errorf("drill: %w", err)
 	}
-	d := &drill{view: v, scratch: sc, ln: ln, done: make(chan struct{}), blocks: map[string]map[int64]int64{},
+	d := &drill{view: v, scratch: sc, ln: ln, done: make(chan struct{}), writes: map[string]*history.Overlay{},
 		log: s.log.With("component", "drill"), started: time.Now()}
 	rec, _ := json.Marshal(drillRecord{NBD: ln.Addr().String(), Group: v.Group, ConsistencyTime: control.FormatTime(v.Time), Started: control.FormatWall(d.started)})
 	if err := disk.WriteFileAtomic(disk.Or(s.fsys), drillRecordPath(sc.Path()), rec); err != nil {
@@ -251,7 +256,8 @@ func (d *drill) result() control.DrillResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r := control.DrillResult{NBD: d.ln.Addr().String(), Group: d.view.Group, ConsistencyTime: control.FormatTime(d.view.Time),
-		ScratchBytes: d.bytes, BeforeImageBytes: d.scratch.Bytes() - d.bytes, ScratchLimitBytes: d.scratch.Limit()}
+		ScratchBytes: d.bytes, BeforeImageBytes: d.scratch.Bytes() - d.bytes, ScratchLimitBytes: d.scratch.Limit(),
+		IndexBytes: d.view.Held()}
 	failed := d.failed
 	if failed == nil {
 		failed = d.view.Gone()
@@ -310,18 +316,8 @@ func (x *drillExport) ReadAt(p []byte, off int64) error {
 		}
 		return err
 	}
-	blocks := x.d.blocks[x.name]
-	if len(blocks) == 0 {
-		return nil
-	}
-	end := off + int64(len(p))
-	for b := off / drillBlock; b*drillBlock < end; b++ {
-		at, ok := blocks[b]
-		if !ok {
-			continue
-		}
-		s, e := max(off, b*drillBlock), min(end, (b+1)*drillBlock)
-		if err := x.d.scratch.ReadAt(p[s-off:e-off], at+s-b*drillBlock); err != nil {
+	if o := x.d.writes[x.name]; o != nil {
+		if err := o.ReadOver(p, off); err != nil {
 			return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
 		}
 	}
@@ -340,9 +336,10 @@ func (x *drillExport) WriteZeroes(off, length int64) error {
 func (x *drillExport) Trim(off, length int64) error { return x.WriteZeroes(off, length) }
 
 // write fills [off, off+length) of the drill's blocks with fill(dst, at)
-// (dst the bytes at at): a block it holds is rewritten in place in the
-// scratch file; new ones, each first read from the view unless written
-// whole, are appended to it, a run of them at once.
+// (dst the bytes at at), a run of blocks at a time: the blocks it holds are
+// rewritten in place in the scratch file; new ones, each first read from
+// the view unless written whole, are appended to it, once the index has
+// room for them within the view's memory bound.
 func (x *drillExport) write(off, length int64, fill func(dst []byte, at int64)) error {
 	if off < 0 || length < 0 || off+length > x.size {
 		return fmt.Errorf("drill %s: write of %d bytes at %d past the volume's %d: %w", x.name, length, off, x.size, syscall.EINVAL)
@@ -350,86 +347,84 @@ func (x *drillExport) write(off, length int64, fill func(dst []byte, at int64)) 
 	end := off + length
 	x.d.mu.Lock()
 	defer x.d.mu.Unlock()
-	blocks := x.d.blocks[x.name]
-	if blocks == nil {
-		blocks = map[int64]int64{}
-		x.d.blocks[x.name] = blocks
+	o := x.d.writes[x.name]
+	if o == nil {
+		o = history.NewSpilledOverlay(x.d.scratch)
+		x.d.writes[x.name] = o
 	}
-	// run holds new blocks from block first on, to append together.
-	var (
-		run   []byte
-		first int64
-	)
-	flush := func() error {
-		if len(run) == 0 {
-			return nil
+	var run []byte
+	for bs := off / drillBlock * drillBlock; bs < end; {
+		be := min(bs+drillRun, (end+drillBlock-1)/drillBlock*drillBlock, x.size)
+		if int64(cap(run)) < be-bs {
+			run = make([]byte, be-bs)
 		}
-		at, err := x.d.scratch.Append(run)
-		if errors.Is(err, history.ErrScratchFull) {
-			return x.d.fail(fmt.Errorf("drill %s: its scratch file holds its writes and the before images its point in time needs, "+
-				"%d MiB ([secondary] drill_bytes), and has no room for more: %w (%w)", x.name, x.d.scratch.Limit()>>20, syscall.ENOSPC, err))
+		run = run[:be-bs]
+		s, e := max(off, bs), min(end, be)
+		// The parts of its first and last blocks the write leaves, if
+		// the drill holds no write of them yet.
+		edges := []int64{bs}
+		if last := (e - 1) / drillBlock * drillBlock; last != bs {
+			edges = append(edges, last)
 		}
-		if err != nil {
+		for _, b := range edges {
+			blk := run[b-bs : min(b+drillBlock, be)-bs]
+			if (s > b || e < b+int64(len(blk))) && o.Missing(uint64(b), uint64(len(blk))) > 0 {
+				if err := x.d.view.ReadAt(x.name, blk, b); err != nil {
+					if errors.Is(err, secondary.ErrViewGone) {
+						x.d.fail(err)
+					}
+					return err
+				}
+			}
+		}
+		fill(run[s-bs:e-bs], s)
+		if err := o.WriteOver(run[s-bs:e-bs], s); err != nil {
 			return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
 		}
-		for i := int64(0); i*drillBlock < int64(len(run)); i++ {
-			blocks[first+i] = at + i*drillBlock
+		if err := x.add(o, history.Extent{Volume: x.name, Offset: uint64(bs), Length: uint64(be - bs), Data: run}); err != nil {
+			return err
 		}
-		x.d.bytes += int64(len(run))
-		run = run[:0]
+		bs = be
+	}
+	return nil
+}
+
+// add takes the blocks of e the drill holds no write of yet into its
+// scratch file, and their extents into its index. Called with mu held.
+func (x *drillExport) add(o *history.Overlay, e history.Extent) error {
+	parts := o.Missing(e.Offset, e.Length)
+	if parts == 0 {
 		return nil
 	}
-	for b := off / drillBlock; b*drillBlock < end; b++ {
-		bs := b * drillBlock
-		s, e := max(off, bs), min(end, bs+drillBlock)
-		if at, ok := blocks[b]; ok {
-			if err := flush(); err != nil {
-				return err
-			}
-			var buf [drillBlock]byte
-			dst := buf[:e-s]
-			fill(dst, s)
-			if err := x.d.scratch.WriteAt(dst, at+s-bs); err != nil {
-				return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
-			}
-			continue
-		}
-		if len(run) == 0 {
-			first = b
-			if run == nil {
-				run = make([]byte, 0, min(end-bs+drillBlock, drillRun))
-			}
-		}
-		be := min(bs+drillBlock, x.size)
-		blk := run[len(run) : len(run)+int(be-bs)]
-		run = run[:len(run)+int(be-bs)]
-		if s > bs || e < be {
-			if err := x.d.view.ReadAt(x.name, blk, bs); err != nil {
-				if errors.Is(err, secondary.ErrViewGone) {
-					x.d.fail(err)
-				}
-				return err
-			}
-		}
-		fill(blk[s-bs:e-bs], s)
-		if len(run)+drillBlock > cap(run) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
+	if err := x.d.view.Reserve(history.IndexGrowth(parts)); errors.Is(err, secondary.ErrViewFull) {
+		return x.d.fail(fmt.Errorf("drill %s: its index in memory has no room for the extents of %d bytes more at %d: %w (%w)",
+			x.name, e.Length, e.Offset, syscall.ENOSPC, err))
+	} else if err != nil {
+		return x.d.fail(err)
 	}
-	return flush()
+	index, spilled := o.Bytes(), o.Spilled()
+	err := o.Add(e)
+	// What a failed Add took is the drill's too: each extent it holds
+	// has its data, so the write is only partly done.
+	x.d.view.Charge(o.Bytes() - index)
+	x.d.bytes += o.Spilled() - spilled
+	if errors.Is(err, history.ErrScratchFull) {
+		return x.d.fail(fmt.Errorf("drill %s: its scratch file holds its writes and the before images its point in time needs, "+
+			"%d MiB ([secondary] drill_bytes), and has no room for more: %w (%w)", x.name, x.d.scratch.Limit()>>20, syscall.ENOSPC, err))
+	}
+	if err != nil {
+		return x.d.fail(fmt.Errorf("drill %s: %w", x.name, err))
+	}
+	return nil
 }
 
 // indexBytes is the memory the drill's index of its writes holds.
 func (d *drill) indexBytes() int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// Its keys and values: the map's own overhead comes on top
-	// (BenchmarkDrillIndex measures it).
 	var n int64
-	for _, m := range d.blocks {
-		n += int64(len(m)) * 16
+	for _, o := range d.writes {
+		n += o.Bytes()
 	}
 	return n
 }

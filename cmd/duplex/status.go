@@ -217,8 +217,8 @@ func printStatus(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, " (%s)\n", bytesIEC(*st.HistoryBytes))
 	}
 	if d := st.Drill; d != nil {
-		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s and the before images it needs %s of drill_bytes %s (duplex drill stop discards them)\n",
-			d.NBD, d.ConsistencyTime, d.Group, bytesIEC(d.ScratchBytes), bytesIEC(d.BeforeImageBytes), bytesIEC(d.ScratchLimitBytes))
+		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s and the before images it needs %s of drill_bytes %s, their index %s in memory (duplex drill stop discards them)\n",
+			d.NBD, d.ConsistencyTime, d.Group, bytesIEC(d.ScratchBytes), bytesIEC(d.BeforeImageBytes), bytesIEC(d.ScratchLimitBytes), bytesIEC(d.IndexBytes))
 		if d.Failed != "" {
 			fmt.Fprintf(w, "  drill failed: %s\n", d.Failed)
 		}
