@@ -140,17 +140,24 @@ func IndexGrowth(parts int) int64 { return int64(parts) * (segChunk*segSize + ch
 // to Add. Only spilled images are written: one in memory may be the buffer
 // Add was given, and one of zeros has no data to write over.
 func (o *Overlay) WriteOver(p []byte, off int64) error {
-	start, end := uint64(off), uint64(off)+uint64(len(p))
+	start := uint64(off)
+	return o.within(start, start+uint64(len(p)), func(s *overlaySeg, a, b uint64) error {
+		if s.at == 0 {
+			return fmt.Errorf("history: the image of [%d, %d) is not in a scratch file: it cannot be written over", s.start, s.end)
+		}
+		return o.spill.WriteAt(p[a-start:b-start], s.at-1+int64(a-s.start))
+	})
+}
+
+// within calls fn with each segment that holds part of [start, end), and
+// that part, [a, b), in order, until fn fails.
+func (o *Overlay) within(start, end uint64, fn func(s *overlaySeg, a, b uint64) error) error {
 	for c, i := o.idx.seek(start); c < len(o.idx.chunks); c, i = o.idx.next(c, i) {
 		s := &o.idx.chunks[c][i]
 		if s.start >= end {
 			break
 		}
-		if s.at == 0 {
-			return fmt.Errorf("history: the image of [%d, %d) is not in a scratch file: it cannot be written over", s.start, s.end)
-		}
-		a, b := max(s.start, start), min(s.end, end)
-		if err := o.spill.WriteAt(p[a-start:b-start], s.at-1+int64(a-s.start)); err != nil {
+		if err := fn(s, max(s.start, start), min(s.end, end)); err != nil {
 			return err
 		}
 	}
@@ -194,26 +201,19 @@ func (o *Overlay) Spilled() int64 { return o.spilled }
 // ReadOver replaces, in p (the current content at off), every byte the
 // Overlay holds an image of. It fails only reading a spilled image back.
 func (o *Overlay) ReadOver(p []byte, off int64) error {
-	start, end := uint64(off), uint64(off)+uint64(len(p))
-	for c, i := o.idx.seek(start); c < len(o.idx.chunks); c, i = o.idx.next(c, i) {
-		s := &o.idx.chunks[c][i]
-		if s.start >= end {
-			break
-		}
-		a, b := max(s.start, start), min(s.end, end)
+	start := uint64(off)
+	return o.within(start, start+uint64(len(p)), func(s *overlaySeg, a, b uint64) error {
 		dst := p[a-start : b-start]
 		switch {
 		case s.at != 0:
-			if err := o.spill.ReadAt(dst, s.at-1+int64(a-s.start)); err != nil {
-				return err
-			}
+			return o.spill.ReadAt(dst, s.at-1+int64(a-s.start))
 		case s.data == nil:
 			clear(dst)
 		default:
 			copy(dst, s.data[a-s.start:b-s.start])
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // segChunk is the most segments one chunk of a segIndex holds: an

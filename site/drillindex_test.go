@@ -28,14 +28,7 @@ func TestDrillIndexIsBounded(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.DrillNBD = "127.0.0.1:0"
 	cfg.Secondary.DrillBytes = config.Size(64 << 20)
-	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{MaxViewBytes: bound})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	s := startSecondary(t, cfg, SecondaryOptions{MaxViewBytes: bound})
 	if _, err := s.Drill(control.DrillRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,14 +107,7 @@ func BenchmarkDrillIndex(b *testing.B) {
 			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(volSize)
 		}
 	}
-	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	s := startSecondary(b, cfg, SecondaryOptions{})
 	for _, order := range []string{"random-disjoint", "in-order"} {
 		b.Run(order, func(b *testing.B) {
 			var blocks []int
@@ -159,6 +145,21 @@ func BenchmarkDrillIndex(b *testing.B) {
 			b.Logf("%d blocks of 4 KiB a run; load average %s", len(blocks), strings.TrimSpace(string(la)))
 		})
 	}
+}
+
+// startSecondary opens a secondary as opts say and runs it until the test
+// ends.
+func startSecondary(tb testing.TB, cfg *config.Config, opts SecondaryOptions) *Secondary {
+	tb.Helper()
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	return s
 }
 
 // heapInUse is the heap in use after a collection.
