@@ -133,7 +133,9 @@ type Secondary struct {
 	// DrillBytes bounds a drill's scratch file, beside the journal: the
 	// drill's writes and the before images of what replication overwrites
 	// while it runs. Left out with drill_nbd set, it is DefaultDrillBytes.
-	DrillBytes Size   `toml:"drill_bytes" min:"1MiB" range:"%s: must be at least 1MiB, e.g. drill_bytes = \"100GiB\"" zero:"0 is too small: leave drill_bytes out for the default (8GiB)" with:"drill_nbd" without:"set without drill_nbd: it bounds the scratch file of the drills drill_nbd serves; set drill_nbd too, or leave drill_bytes out" doc:"bound on a failover drill's scratch file: its writes and the before images it needs"`
+	// Their index in memory is bounded apart, as a read view's
+	// (secondary.MaxViewBytes): a disk bound would not bound memory.
+	DrillBytes Size   `toml:"drill_bytes" min:"1MiB" range:"%s: must be at least 1MiB, e.g. drill_bytes = \"100GiB\"" zero:"0 is too small: leave drill_bytes out for the default (8GiB)" with:"drill_nbd" without:"set without drill_nbd: it bounds the scratch file of the drills drill_nbd serves; set drill_nbd too, or leave drill_bytes out" doc:"bound on a failover drill's scratch file: its writes and the before images it needs (their index in memory is bounded as a read view's, 256MiB)"`
 	Journal    string `toml:"journal" kind:"path" unique:"file" required:"where the journal lives, e.g. journal = \"secondary/journal\""`
 	// History is how far back duplex recover --at reaches: the secondary
 	// keeps the before images of what each group overwrites this long
