@@ -33,6 +33,14 @@ func TestDrillIndexIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Drill(control.DrillRequest{Stop: true})
+	// A write of no bytes inside a block takes none.
+	x1, _ := drillExports{s: s, d: s.drills.d}.Lookup(s.order[0])
+	if err := x1.WriteAt(nil, 100); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Status().Drill; st.ScratchBytes != 0 {
+		t.Fatalf("a drill write of no bytes took %d bytes of its scratch file", st.ScratchBytes)
+	}
 	type block struct {
 		vol string
 		n   int64
