@@ -344,6 +344,9 @@ func (x *drillExport) write(off, length int64, fill func(dst []byte, at int64)) 
 	if off < 0 || length < 0 || off+length > x.size {
 		return fmt.Errorf("drill %s: write of %d bytes at %d past the volume's %d: %w", x.name, length, off, x.size, syscall.EINVAL)
 	}
+	if length == 0 {
+		return nil
+	}
 	end := off + length
 	x.d.mu.Lock()
 	defer x.d.mu.Unlock()
