@@ -70,8 +70,8 @@ func TestDrillIndexIsBounded(t *testing.T) {
 	if len(written) == 0 {
 		t.Fatal("no drill write fit")
 	}
-	if st := s.Status().Drill; st == nil || !strings.Contains(st.Failed, "memory") {
-		t.Fatalf("status after a drill write refused for its index: %+v; want why", st)
+	if st := s.Status().Drill; st == nil || !strings.Contains(st.Failed, "memory") || st.IndexBytes == 0 || st.IndexBytes > bound {
+		t.Fatalf("status after a drill write refused for its index: %+v; want why, and the index within %d bytes", st, bound)
 	}
 	if n := s.drills.d.indexBytes(); n > bound {
 		t.Errorf("the drill's index holds %d bytes, past the %d it may", n, bound)
