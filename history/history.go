@@ -138,6 +138,11 @@ type Log struct {
 	entries []entry // the records that describe the volumes, oldest first
 	next    uint64  // journal index of the next record
 	buf     []byte
+	// lost is the newest entry dropped from the old end while the Log was
+	// open (Trim, Gap): a read of the undo after a point it is after,
+	// wanted since before it went (a read view pins first, reads later),
+	// lacks part of it.
+	lost entry
 	// testReplaying, if set, is called as replayAfter reads the first
 	// record it wants (tests).
 	testReplaying func()
@@ -470,6 +475,9 @@ func (l *Log) Void(p Point) error {
 func (l *Log) Gap(h Header) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if n := len(l.entries); n > 0 {
+		l.lost = l.entries[n-1]
+	}
 	if err := l.reset(); err != nil {
 		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
 	}
@@ -499,6 +507,9 @@ func (l *Log) Reset() error {
 	if err := l.reset(); err != nil {
 		return fmt.Errorf("history: reset: %w", err)
 	}
+	// Nothing wanted of the other volumes' history: the new ones reuse its
+	// group numbers.
+	l.lost = entry{}
 	return nil
 }
 
@@ -687,6 +698,9 @@ func (l *Log) Trim(keep uint64) error {
 	for k < len(l.entries) && l.entries[k].index < first {
 		k++
 	}
+	if k > 0 {
+		l.lost = l.entries[k-1]
+	}
 	l.entries = slices.Delete(l.entries, 0, k)
 	l.mu.Unlock()
 	return nil
@@ -794,9 +808,14 @@ func (l *Log) Ranges(to Point) ([]Range, error) {
 
 // replayAfter calls fn with every record of a group (or step) after to and
 // not after through, oldest first, and fails if one of them went (Trim,
-// or a Gap that dropped them all) before it was read.
+// or a Gap that dropped them all) before it was read, or before the call:
+// the caller chose to while they were held.
 func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	l.mu.Lock()
+	if to.after(l.lost) {
+		l.mu.Unlock()
+		return fmt.Errorf("history: back to group %d: the undo of group %d was dropped: %w", to.Group, l.lost.group, ErrOutside)
+	}
 	want := map[uint64]bool{}
 	after := uint64(0)
 	j := l.j
