@@ -309,10 +309,14 @@ type Insert struct {
 }
 
 // EncodeSplit is Encode without copying the data of updates of SplitMin
-// bytes or more: it appends the rest of the encoding to dst, and to ins the
-// data it left out, each with the offset in dst where it belongs, in
+// bytes or more, nor of those of partMin bytes or more whose checksum is
+// known (Checksum): it appends the rest of the encoding to dst, and to ins
+// the data it left out, each with the offset in dst where it belongs, in
 // order. dst with each insert's data put in at its offset (a vectored write,
-// writev) is what Encode appends. The checksum still reads every byte once.
+// writev) is what Encode appends. The checksum still reads every byte once,
+// but for the checksums it combines: a small update checksummed at capture
+// is neither read nor copied here, by then long out of the cache, only by
+// the kernel's copy into the socket.
 func EncodeSplit(dst []byte, ins []Insert, rs *RecordSet) ([]byte, []Insert, error) {
 	return encode(dst, ins, rs, true)
 }
@@ -326,8 +330,8 @@ func encode(dst []byte, ins []Insert, rs *RecordSet, split bool) ([]byte, []Inse
 	grow := hdr + payload + crcSize
 	if split {
 		for i := range rs.Updates {
-			if n := len(rs.Updates[i].Data); n >= SplitMin {
-				grow -= uint64(n)
+			if u := &rs.Updates[i]; leftOut(u) {
+				grow -= uint64(len(u.Data))
 			}
 		}
 	}
@@ -337,7 +341,7 @@ func encode(dst []byte, ins []Insert, rs *RecordSet, split bool) ([]byte, []Inse
 	var sum payloadSum
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
-		if split && len(u.Data) >= SplitMin {
+		if split && leftOut(u) {
 			ins = append(ins, Insert{At: len(b), Data: u.Data})
 			if u.summed {
 				sum.combine(u.sum, len(u.Data))
@@ -356,6 +360,18 @@ func encode(dst []byte, ins []Insert, rs *RecordSet, split bool) ([]byte, []Inse
 	b = be.AppendUint32(b, sum.crc)
 	return b, ins, nil
 }
+
+// leftOut says whether EncodeSplit leaves u's data out of the buffer.
+func leftOut(u *Update) bool {
+	return len(u.Data) >= SplitMin || u.summed && len(u.Data) >= partMin
+}
+
+// Checksum records the CRC-32C of u's data, for encoders to combine rather
+// than read the bytes again (EncodeSplit, EncodeParts): a capture that
+// checksums a write's bytes while they are in the cache, just received,
+// spares the encoder a pass over them an interval later. u.Data must not
+// change afterwards.
+func (u *Update) Checksum() { u.sum, u.summed = crc32c.Checksum(u.Data), true }
 
 // appendHeader appends rs's header, hdr bytes with its checksum, to b.
 func (rs *RecordSet) appendHeader(b []byte, vt *volTable, hdr, payload uint64) []byte {

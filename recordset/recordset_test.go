@@ -284,6 +284,14 @@ func TestEncodeSplit(t *testing.T) {
 	if sets["large updates, decoded"], err = Decode(plain, lim); err != nil {
 		t.Fatal(err)
 	}
+	// Small writes checksummed as a primary captures them.
+	small := &RecordSet{Session: "sess", Subsystem: "ss", Seq: 4, Group: 4, ReadTime: 5, Horizon: 1000}
+	for i, n := range []int{4096, 100, partMin, partMin - 1, 4096} {
+		u := Update{Volume: "v0", Kind: KindWrite, Offset: uint64(i) << 22, Length: uint64(n), Timestamp: int64(10 + i), Seq: uint64(i + 1), Data: pattern(n, byte(i))}
+		u.Checksum()
+		small.Updates = append(small.Updates, u)
+	}
+	sets["small updates, checksummed"] = small
 	for name, rs := range sets {
 		t.Run(name, func(t *testing.T) {
 			prefix := []byte("prefix")
@@ -301,14 +309,17 @@ func TestEncodeSplit(t *testing.T) {
 			if got := joinSplit(b, ins[1:]); !bytes.Equal(got, want) {
 				t.Fatalf("EncodeSplit with its inserts is %d bytes, not Encode's %d bytes", len(got), len(want))
 			}
+			// Left out: the large updates, and those of a known checksum
+			// (decoded, checksummed) worth a piece of their own.
 			var large []*Update
 			for i := range rs.Updates {
-				if len(rs.Updates[i].Data) >= SplitMin {
-					large = append(large, &rs.Updates[i])
+				u := &rs.Updates[i]
+				if len(u.Data) >= SplitMin || len(u.Data) >= partMin && strings.Contains(name, ", ") {
+					large = append(large, u)
 				}
 			}
 			if len(ins)-1 != len(large) {
-				t.Fatalf("%d inserts, want one per update of at least %d bytes (%d)", len(ins)-1, SplitMin, len(large))
+				t.Fatalf("%d inserts, want one per update of at least %d bytes, or %d checksummed (%d)", len(ins)-1, SplitMin, partMin, len(large))
 			}
 			for i, u := range large {
 				if &ins[i+1].Data[0] != &u.Data[0] || len(ins[i+1].Data) != len(u.Data) {

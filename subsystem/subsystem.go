@@ -352,6 +352,12 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		return err
 	}
 
+	if bm == nil && u.Kind == recordset.KindWrite && len(u.Data) < recordset.SplitMin {
+		// Checksummed now, just read from the application, while in the
+		// cache: the mover sends it an interval later, when reading it
+		// again would cost a pass from memory and copying it another.
+		u.Checksum()
+	}
 	var before []chan struct{}
 	s.mu.Lock()
 	if cur := s.tracking[u.Volume]; cur != bm {
