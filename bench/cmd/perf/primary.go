@@ -15,7 +15,6 @@ import (
 
 	"duplex/bench/fiojson"
 	"duplex/bench/harness"
-	"duplex/control"
 )
 
 // The primary-side section measures what replication costs the primary alone,
@@ -312,22 +311,9 @@ func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string
 		p.stop()
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	_, err = harness.WaitStatus(wctx, p.prim, p.primCtl(), func(st control.Status) bool {
-		if st.Link != "connected" || st.SidefileBytes == nil || *st.SidefileBytes != 0 || len(st.Volumes) == 0 {
-			return false
-		}
-		for _, v := range st.Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
+	if err := p.waitCopied(ctx); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("waiting for the initial copy: %w", err)
+		return nil, err
 	}
 	return p, nil
 }

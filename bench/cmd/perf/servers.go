@@ -64,7 +64,9 @@ func (p *pair) primCtl() string { return p.sess.Config.Primary.Control }
 func (p *pair) secCtl() string  { return p.sess.Config.Secondary.Control }
 
 // startPair writes a session under dir and starts both sites; it returns once
-// the link is up.
+// the link is up, and with a prefill once the initial copy is over and
+// shipped: a job run during the copy would count the copy's reads, sends and
+// writes at both sites as the job's.
 func startPair(ctx context.Context, bin, dir string, spec harness.Spec, prefill string) (*pair, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
@@ -96,7 +98,35 @@ func startPair(ctx context.Context, bin, dir string, spec harness.Spec, prefill 
 		p.stop()
 		return nil, err
 	}
+	if prefill != "" {
+		if err := p.waitCopied(ctx); err != nil {
+			p.stop()
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// waitCopied waits until every volume is duplex (its initial copy over)
+// and the sidefile is empty (the copy shipped).
+func (p *pair) waitCopied(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	_, err := harness.WaitStatus(wctx, p.prim, p.primCtl(), func(st control.Status) bool {
+		if st.Link != "connected" || st.SidefileBytes == nil || *st.SidefileBytes != 0 || len(st.Volumes) == 0 {
+			return false
+		}
+		for _, v := range st.Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the initial copy: %w", err)
+	}
+	return nil
 }
 
 // drain waits until the primary holds nothing for replication (every update
