@@ -269,7 +269,7 @@ func (s *Server) serveConn(nc net.Conn) {
 		maxReq: s.maxRequest(),
 	}
 	if r, w, ok := rawSocket(nc); ok {
-		c.br, c.out = bufio.NewReaderSize(r, 64<<10), w
+		c.br, c.out, c.rr = bufio.NewReaderSize(r, 64<<10), w, r
 	} else {
 		c.br, c.out = bufio.NewReaderSize(nc, 64<<10), netWriter{nc}
 	}
@@ -290,6 +290,7 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	out    buffersWriter // replies, in transmission
+	rr     *rawReader    // the socket under br, if raw
 	log    *slog.Logger
 	maxReq uint32
 
@@ -316,6 +317,11 @@ type conn struct {
 	queue    chan request
 	nworkers int
 	workers  sync.WaitGroup
+	// awaitNext's state (only the read loop touches it): requests it
+	// saw, waits still to skip, and the skip after the next wait in vain.
+	awaited     uint64
+	pollSkip    int
+	pollBackoff int
 }
 
 func (c *conn) serve() string {
@@ -524,7 +530,7 @@ func (c *conn) startTLS(data []byte) error {
 		return c.warn(fmt.Errorf("TLS handshake: %w", err))
 	}
 	c.nc, c.tlsDone = tc, true
-	c.br, c.out = bufio.NewReaderSize(tc, 64<<10), netWriter{tc}
+	c.br, c.out, c.rr = bufio.NewReaderSize(tc, 64<<10), netWriter{tc}, nil
 	if peer := tc.ConnectionState().PeerCertificates; len(peer) > 0 {
 		c.log = c.log.With("client_cert", peer[0].Subject.String())
 	}

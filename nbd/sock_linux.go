@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -19,7 +20,7 @@ import (
 
 // rawSocket returns a reader and a writer over nc's socket, or ok false when
 // nc has none (a net.Pipe in tests), in which case nc itself serves.
-func rawSocket(nc net.Conn) (r io.Reader, w buffersWriter, ok bool) {
+func rawSocket(nc net.Conn) (r *rawReader, w buffersWriter, ok bool) {
 	sc, isSC := nc.(syscall.Conn)
 	if !isSC {
 		return nil, nil, false
@@ -30,6 +31,7 @@ func rawSocket(nc net.Conn) (r io.Reader, w buffersWriter, ok bool) {
 	}
 	rr := &rawReader{rc: rc}
 	rr.fn = rr.readOnce
+	rr.pollFn = rr.pollOnce
 	rw := &rawWriter{rc: rc}
 	rw.fn = rw.writeOnce
 	return rr, rw, true
@@ -38,11 +40,14 @@ func rawSocket(nc net.Conn) (r io.Reader, w buffersWriter, ok bool) {
 // rawReader reads the socket. It is used by one goroutine at a time (the
 // connection's read loop, through its bufio.Reader).
 type rawReader struct {
-	rc  syscall.RawConn
-	fn  func(fd uintptr) bool // readOnce, bound once so a Read allocates nothing
-	p   []byte
-	n   int
-	err syscall.Errno
+	rc     syscall.RawConn
+	fn     func(fd uintptr) bool // readOnce, bound once so a Read allocates nothing
+	pollFn func(fd uintptr)      // pollOnce
+	wait   syscall.Timespec      // pollOnce's timeout
+	ready  bool                  // pollOnce's result
+	p      []byte
+	n      int
+	err    syscall.Errno
 }
 
 func (r *rawReader) Read(p []byte) (int, error) {
@@ -62,6 +67,33 @@ func (r *rawReader) Read(p []byte) (int, error) {
 	}
 	return r.n, nil
 }
+
+// waitReadable waits up to d in poll(2) for the socket to have data to
+// read, and reports whether it has. It is an ordinary system call, not a raw
+// one: the runtime can take the processor back while it waits.
+func (r *rawReader) waitReadable(d time.Duration) bool {
+	r.wait = syscall.NsecToTimespec(int64(d))
+	r.ready = false
+	if r.rc.Control(r.pollFn) != nil {
+		return false
+	}
+	return r.ready
+}
+
+func (r *rawReader) pollOnce(fd uintptr) {
+	pfd := pollFd{fd: int32(fd), events: pollIn}
+	n, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&r.wait)), 0, 0, 0)
+	r.ready = e == 0 && n == 1
+}
+
+// pollFd is struct pollfd.
+type pollFd struct {
+	fd      int32
+	events  int16
+	revents int16
+}
+
+const pollIn = 0x1
 
 // readOnce makes one read; false means the socket has nothing yet.
 func (r *rawReader) readOnce(fd uintptr) bool {

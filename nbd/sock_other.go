@@ -5,7 +5,14 @@ package nbd
 import (
 	"io"
 	"net"
+	"time"
 )
 
 // rawSocket is only done on Linux; elsewhere nc itself serves.
-func rawSocket(nc net.Conn) (r io.Reader, w buffersWriter, ok bool) { return nil, nil, false }
+func rawSocket(nc net.Conn) (r *rawReader, w buffersWriter, ok bool) { return nil, nil, false }
+
+// rawReader is never made off Linux.
+type rawReader struct{}
+
+func (*rawReader) Read([]byte) (int, error)          { return 0, io.EOF }
+func (*rawReader) waitReadable(d time.Duration) bool { return false }
