@@ -158,8 +158,8 @@ func (c *conn) readLoop() (reason string, hard bool) {
 }
 
 // awaitNext is where the read loop goes after handing over a WRITE, before
-// it reads the next request. At queue depth 1 the client sends nothing until it has
-// the reply, so reading at once finds the socket empty: a read that fails
+// it reads the next request. At queue depth 1 the client sends nothing until
+// it has the reply, so reading at once finds the socket empty: a read that fails
 // with EAGAIN, a park in the runtime's poller, the process idle (two
 // epoll_pwait), which also sends the runtime's monitor thread to sleep only
 // for the request's pwrite to wake it again (a futex wake and the monitor's
@@ -176,9 +176,13 @@ func (c *conn) readLoop() (reason string, hard bool) {
 // read on at once, as before), it backs off after a wait in which nothing
 // came (a client that is far away or thinking: for it the wait is pure loss),
 // it is only done while this is the process's only connection in
-// transmission, and every pollEvery-th request goes through the poller, so
-// that other connections and goroutines woken by the network are not kept
-// waiting by a client that always answers within pollWait.
+// transmission, and a request at least every pollerEvery goes through the
+// poller, so that goroutines woken by the network (the mover's link) are not
+// kept waiting by a client that always answers within pollWait. By time, not
+// by count: each pass leaves the process idle once, which sends the monitor
+// thread to sleep and has the next system call wake it for a millisecond of
+// 20 µs polls (every 16th request: 0.16–0.22 of the monitor's sleeps per
+// write; every millisecond: 0.09–0.11).
 //
 // Reads do not wait: served from the page cache without a system call the
 // runtime sees (package volume's preadv2), they do not wake the monitor
@@ -194,11 +198,11 @@ func (c *conn) awaitNext() {
 	if c.lim.active.Load() != 0 {
 		return
 	}
-	c.awaited++
 	switch {
 	case c.pollSkip > 0:
 		c.pollSkip--
-	case c.awaited%pollEvery == 0:
+	case time.Since(c.viaPoller) >= pollerEvery:
+		c.viaPoller = time.Now()
 	case c.rr.waitReadable(pollWait):
 		c.pollBackoff = 0
 	default:
@@ -212,10 +216,11 @@ func (c *conn) awaitNext() {
 var transmitting atomic.Int32
 
 // The bounds of awaitNext's wait. 100 µs is several times a client's turn
-// on a shared CPU at queue depth 1 (fio's nbd engine: about 17 µs a request).
+// on a shared CPU at queue depth 1 (fio's nbd engine: about 17 µs a request);
+// a millisecond through the poller is a twentieth of a replication interval.
 const (
 	pollWait       = 100 * time.Microsecond
-	pollEvery      = 16
+	pollerEvery    = time.Millisecond
 	maxPollBackoff = 1024
 )
 

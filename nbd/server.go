@@ -317,9 +317,10 @@ type conn struct {
 	queue    chan request
 	nworkers int
 	workers  sync.WaitGroup
-	// awaitNext's state (only the read loop touches it): requests it
-	// saw, waits still to skip, and the skip after the next wait in vain.
-	awaited     uint64
+	// awaitNext's state (only the read loop touches it): when a request
+	// last went through the poller, waits still to skip, and the skip
+	// after the next wait in vain.
+	viaPoller   time.Time
 	pollSkip    int
 	pollBackoff int
 }
