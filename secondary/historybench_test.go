@@ -86,6 +86,10 @@ type round struct {
 	// openAt, with hist, opens a view of group 1 (PinAt) once all are
 	// applied, in memory or spilled as view says.
 	openAt bool
+	// applyDuring, with openAt, sends one more record set (one 4 KiB
+	// write) as the view starts to open, and measures how long it takes to
+	// be applied.
+	applyDuring bool
 
 	cpu, wall time.Duration // of the apply
 	histBytes int64
@@ -97,6 +101,9 @@ type round struct {
 	openCPU, openWall time.Duration
 	openHeap          int64
 	openUndo          int64
+	// applyWait is how long the record set sent as the view started to
+	// open took to be applied (applyDuring).
+	applyWait time.Duration
 }
 
 // applyRound applies sets record sets of perSet writes of chunk bytes to a
@@ -161,20 +168,26 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 	for i := range data {
 		data[i] = byte(i*7 + 1)
 	}
-	frames := make([][]byte, sets)
+	frames := make([][]byte, sets+1)
 	// Times of now: the history's window is counted back from now.
 	base := time.Now().UnixNano()
 	for n := range frames {
 		seq := uint64(first + n + 1)
 		ts := base + int64(seq)*1000
 		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 999}
-		for i := range perSet {
-			off := (uint64(n*perSet+i) * uint64(chunk)) % volSize
-			if chunk < 1<<20 {
-				off = uint64(rng.IntN(volSize/chunk)) * uint64(chunk)
+		writes, size := perSet, chunk
+		if n == sets {
+			// The one applyDuring sends: one small write, applied in a
+			// moment unless something holds applying back.
+			writes, size = 1, 4096
+		}
+		for i := range writes {
+			off := (uint64(n*perSet+i) * uint64(size)) % volSize
+			if size < 1<<20 {
+				off = uint64(rng.IntN(volSize/size)) * uint64(size)
 			}
-			rs.Updates = append(rs.Updates, recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: off, Length: uint64(chunk),
-				Timestamp: ts + int64(i), Seq: seq*uint64(perSet) + uint64(i), Data: data})
+			rs.Updates = append(rs.Updates, recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: off, Length: uint64(size),
+				Timestamp: ts + int64(i), Seq: seq*uint64(perSet) + uint64(i), Data: data[:size]})
 		}
 		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
 		if err != nil {
@@ -224,7 +237,7 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 	heap0 := heapInUse()
 	want := uint64(sets * perSet * chunk)
 	cpu0, t0 := cpuTime(), time.Now()
-	for _, f := range frames {
+	for _, f := range frames[:sets] {
 		if err := conn.Send(f); err != nil {
 			b.Fatal(err)
 		}
@@ -258,11 +271,28 @@ func applyRound(b *testing.B, r *round, sets, perSet, chunk int, seed uint64) *r
 			before = open.Bytes()
 		}
 		heap0, cpu0, t0 := heapInUse(), cpuTime(), time.Now()
+		applied := make(chan time.Duration, 1)
+		if r.applyDuring {
+			// Sent as the open starts: it is journaled before it can be
+			// applied, by which time the open is reading the undo.
+			if err := conn.Send(frames[sets]); err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				for sec.Stats().BytesApplied < want+4096 {
+					time.Sleep(100 * time.Microsecond)
+				}
+				applied <- time.Since(t0)
+			}()
+		}
 		v, err := sec.PinAtSpilled(base+1999, open)
 		if err != nil {
 			b.Fatal(err)
 		}
 		r.openCPU, r.openWall = cpuTime()-cpu0, time.Since(t0)
+		if r.applyDuring {
+			r.applyWait = <-applied
+		}
 		r.openHeap = heapInUse() - heap0
 		if v.Group >= uint64(sets) {
 			b.Fatalf("the view of the first record set's time is of group %d, the newest", v.Group)

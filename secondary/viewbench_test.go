@@ -78,3 +78,35 @@ func BenchmarkOpenAtAB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpenAtApplies measures whether applying goes on while a view of
+// a past time opens: as in BenchmarkOpenAtAB, with one more record set sent
+// as the view starts to open. It reports how long that set took to be
+// applied, and that as a share of the open's wall time, so that the load
+// weighs on both alike: near 1 or more if the open holds applying back,
+// far below 1 if not.
+func BenchmarkOpenAtApplies(b *testing.B) {
+	for _, shape := range applyShapes {
+		b.Run(shape.name, func(b *testing.B) {
+			noPoison(b)
+			const sets = 64
+			var wait, wall [2]float64
+			rounds := max(b.N, 2)
+			for r := range rounds {
+				for k := range 2 {
+					k = (k + r) % 2
+					rd := applyRound(b, &round{hist: true, openAt: true, applyDuring: true, view: []string{"", "spilled"}[k]}, sets, shape.perSet, shape.chunk, uint64(r))
+					wait[k] += rd.applyWait.Seconds()
+					wall[k] += rd.openWall.Seconds()
+				}
+			}
+			for k, name := range []string{"memory", "spilled"} {
+				b.ReportMetric(wait[k]*1000/float64(rounds), name+"-apply-wait-ms")
+				b.ReportMetric(wall[k]*1000/float64(rounds), name+"-open-wall-ms")
+				b.ReportMetric(wait[k]/wall[k], name+"-wait/open")
+			}
+			la, _ := os.ReadFile("/proc/loadavg")
+			b.Logf("%s: %d rounds; load average %s", shape.name, rounds, strings.TrimSpace(string(la)))
+		})
+	}
+}
