@@ -67,7 +67,7 @@ func (s *Secondary) PinSpilled(sc *history.Scratch) (*ReadView, error) {
 	if s.torn != nil {
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
 	}
-	st := s.appliedState()
+	st := s.viewedState()
 	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0, sc), nil
 }
 
@@ -98,7 +98,7 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 		s.view.RUnlock()
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
 	}
-	cur := s.appliedState()
+	cur := s.viewedState()
 	p, err := s.pointAt(t, cur)
 	if err != nil {
 		s.view.RUnlock()
@@ -176,18 +176,34 @@ func (s *Secondary) PointAt(t int64) (history.Point, error) {
 	if s.hist == nil {
 		return history.Point{}, fmt.Errorf("secondary: a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
-	return s.pointAt(t, s.appliedState())
+	return s.pointAt(t, s.viewedState())
 }
 
+// pointAt is PointAt, cur being what the volumes hold (viewedState). A
+// point of the group after cur's, a step before the Gate's limit, is one:
+// its undo was captured whole before its first part was applied.
 func (s *Secondary) pointAt(t int64, cur apply.State) (history.Point, error) {
 	if t >= cur.Time {
 		return history.Point{Group: cur.Group, Time: cur.Time}, nil
 	}
 	p, ok := s.hist.At(t)
-	if !ok || p.Group > cur.Group {
+	if !ok || p.Group > cur.Group+1 {
 		return history.Point{}, s.windowError(t, cur)
 	}
 	return p, nil
+}
+
+// viewedState is the applied state as a reader of the volumes finds them:
+// with part of the next group applied through a coupled Gate's limit, as
+// of the limit, the time through which they hold every update. With s.view
+// held no part is applied before the caller is done with it.
+func (s *Secondary) viewedState() apply.State {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	st := s.durable
+	st.Through = maps(st.Through)
+	st.Time = max(st.Time, s.gated.partial)
+	return st
 }
 
 // pinLocked registers a view. Called with s.view held.
