@@ -57,6 +57,26 @@ func firstBytes(t *testing.T, read func(p []byte, off int64) error, n int) []byt
 	return img
 }
 
+// manyBlocks are the blocks sendManyIntervals writes, from block 0.
+const manyBlocks = 30
+
+// sendManyIntervals sends group 1, vol1's first copy, whole, with block 2
+// written before 1 ms (the pair is duplex from then on), and group 2, one
+// record set from 1 ms to 200 ms: a write every 5 ms, some of them over
+// blocks written earlier in the group. It returns every write.
+func (r *gateRig) sendManyIntervals(t *testing.T) []stampedWrite {
+	t.Helper()
+	ms := int64(time.Millisecond)
+	var long []stampedWrite
+	for i := 1; i < 40; i++ {
+		long = append(long, stampedWrite{blk: 3 + uint64(i%25), b: byte(i + 1), ts: int64(i) * 5 * ms})
+	}
+	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendStamped(t, 2, 200*ms, long)
+	return append([]stampedWrite{{blk: 2, b: 1, ts: ms - 2}}, long...)
+}
+
 // A group formed while the secondary was behind spans many intervals: the
 // primary grows a record set that is not yet on the wire, and the
 // secondary forms one group of all it received. Every time inside such a
@@ -73,22 +93,9 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	hist.Interval = interval
 	ms := int64(time.Millisecond)
-	first := []stampedWrite{{blk: 2, b: 1, ts: ms - 2}}
-	// One record set from 1 ms to 200 ms: a write every 5 ms, some of them
-	// over blocks written earlier in the group.
-	var long []stampedWrite
-	for i := 1; i < 40; i++ {
-		long = append(long, stampedWrite{blk: 3 + uint64(i%25), b: byte(i + 1), ts: int64(i) * 5 * ms})
-	}
-	all := append(append([]stampedWrite{}, first...), long...)
-	const blocks = 30
-
 	r := openGateRigWith(t, dir, nil, hist)
-	// Group 1 holds vol1's first copy, whole, and block 2 before 1 ms:
-	// the pair is duplex from then on.
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
-	r.sendStamped(t, 2, 200*ms, long)
+	all := r.sendManyIntervals(t)
+	const blocks = manyBlocks
 	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
 
 	check := func(what string, at, reached int64, got []byte) {

@@ -132,20 +132,10 @@ func TestReadViewOfAStepBeforeTheGateLimit(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	hist.Interval = interval
 	ms := int64(time.Millisecond)
-	first := []stampedWrite{{blk: 2, b: 1, ts: ms - 2}}
-	var long []stampedWrite
-	for i := 1; i < 40; i++ {
-		long = append(long, stampedWrite{blk: 3 + uint64(i%25), b: byte(i + 1), ts: int64(i) * 5 * ms})
-	}
-	all := append(append([]stampedWrite{}, first...), long...)
-	const blocks = 30
-
 	gate := newTestGate(0)
 	r := openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
 	defer r.close(t)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
-	r.sendStamped(t, 2, 200*ms, long)
+	all := r.sendManyIntervals(t)
 	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
 	limit := 100 * ms
 	gate.set(limit)
@@ -156,18 +146,11 @@ func TestReadViewOfAStepBeforeTheGateLimit(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a view of %v, the Gate's limit at %v: %v", time.Duration(at), time.Duration(limit), err)
 		}
-		img := make([]byte, blocks)
-		b := make([]byte, 4096)
-		for blk := range blocks {
-			if err := v.ReadAt("vol1", b, int64(blk)*4096); err != nil {
-				t.Fatal(err)
-			}
-			img[blk] = b[0]
-		}
+		img := firstBytes(t, func(p []byte, off int64) error { return v.ReadAt("vol1", p, off) }, manyBlocks)
 		if v.Time > at || v.Time <= at-int64(interval) && at > 5*ms {
 			t.Errorf("a view of %v reads %v", time.Duration(at), time.Duration(v.Time))
 		}
-		if want := imageAt(all, blocks, v.Time); !bytes.Equal(img, want) {
+		if want := imageAt(all, manyBlocks, v.Time); !bytes.Equal(img, want) {
 			t.Errorf("a view of %v reads %v, but the blocks hold\n%v, want the writes through it\n%v", time.Duration(at), time.Duration(v.Time), img, want)
 		}
 		v.Close()
