@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/apply"
 	"duplex/disk"
 	"duplex/recordset"
 	"duplex/volume"
@@ -155,4 +156,58 @@ func TestReadViewOfAStepBeforeTheGateLimit(t *testing.T) {
 		}
 		v.Close()
 	}
+}
+
+// recover --at a time before a coupled secondary's Gate limit, inside the
+// group applied in part, reaches the step at or before it, within an
+// interval of it, as for a group applied whole, and run again after a
+// restart leaves the same: it undid the whole group and reached the group
+// before, however long ago, leaving out writes stamped more than an
+// interval before the time.
+func TestRecoverToAStepBeforeTheGateLimit(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	const interval = 10 * time.Millisecond
+	hist.Interval = interval
+	ms := int64(time.Millisecond)
+	gate := newTestGate(0)
+	r := openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
+	all := r.sendManyIntervals(t)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	limit := 100 * ms
+	gate.set(limit)
+	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	if _, err := r.sec.FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	at := 57 * ms
+	st, err := r.sec.RecoverTo(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, st apply.State, img []byte) {
+		t.Helper()
+		if st.Time > at || st.Time <= at-int64(interval) {
+			t.Errorf("%s %v, the Gate's limit at %v: reached group %d as of %v, not within an interval before it",
+				what, time.Duration(at), time.Duration(limit), st.Group, time.Duration(st.Time))
+		}
+		if want := imageAt(all, manyBlocks, st.Time); !bytes.Equal(img, want) {
+			t.Errorf("%s %v: reached %v, but the blocks hold\n%v, want the writes through it\n%v", what, time.Duration(at), time.Duration(st.Time), img, want)
+		}
+	}
+	check("recover --at", st, firstBytes(t, func(p []byte, off int64) error { return r.sec.ReadAt("vol1", p, off) }, manyBlocks))
+	r.close(t)
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	st2, err := sec.RecoverTo(at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.Group != st.Group || st2.Time != st.Time {
+		t.Errorf("run again after a restart: group %d as of %v, the first run reached group %d as of %v", st2.Group, time.Duration(st2.Time), st.Group, time.Duration(st.Time))
+	}
+	check("recover --at, again,", st2, firstBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, manyBlocks))
 }
