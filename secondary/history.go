@@ -234,10 +234,12 @@ func (s *Secondary) Window() (oldest, newest apply.State, ok bool) {
 
 // RecoverTo takes every volume back to the newest point at or before t
 // (Unix ns) that the history holds, an applied group or a step of one
-// (historySteps), and records it as the applied group, as of the point's
-// time; it returns that state. Only a fenced secondary that is
-// not running (Open with nothing linked) may be taken back: the groups
-// after it are gone from the volumes, and no primary may send more.
+// (historySteps), or a step of the group the volumes hold in part through
+// a coupled Gate's limit (pointInPart), and records it as the applied
+// group, as of the point's time; it returns that state. Only a fenced
+// secondary that is not running (Open with nothing linked) may be taken
+// back: the groups after it are gone from the volumes, and no primary may
+// send more.
 //
 // Crash-safe: the undo writes the same bytes whatever the volumes hold
 // when it starts, the state file names the group before the undo starts,
@@ -263,7 +265,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.waitApplied()
 	cur := s.appliedState()
 	at := history.Point{Group: cur.Group, Time: cur.Time}
-	if s.hist.Beyond(at) {
+	p, inPart := s.pointInPart(t, cur)
+	if !inPart && s.hist.Beyond(at) {
 		// The undo of a group (or step) after the applied one is held: an
 		// earlier RecoverTo recorded its point and was stopped before it
 		// voided the undo of the later ones (the volumes are at cur
@@ -291,12 +294,14 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 			return apply.State{}, fmt.Errorf("secondary: %w", err)
 		}
 	}
-	if t >= cur.Time {
-		return cur, nil
-	}
-	p, ok := s.hist.At(t)
-	if !ok {
-		return apply.State{}, s.windowError(t, cur)
+	if !inPart {
+		if t >= cur.Time {
+			return cur, nil
+		}
+		var ok bool
+		if p, ok = s.hist.At(t); !ok {
+			return apply.State{}, s.windowError(t, cur)
+		}
 	}
 	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
 		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group), HistoryUnkept: s.unkept}
@@ -333,6 +338,11 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	s.view.Lock()
 	err := s.hist.Undo(p, sinks)
+	if err == nil {
+		s.posMu.Lock()
+		s.gated.partial = 0
+		s.posMu.Unlock()
+	}
 	s.view.Unlock()
 	if err != nil {
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
@@ -343,6 +353,25 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
 		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
 	return st, nil
+}
+
+// pointInPart is the point RecoverTo(t) reaches inside the group after
+// cur, the applied one, when the volumes hold it in part, through a
+// coupled Gate's limit: the newest step of it at or before both t and the
+// limit. Its undo was captured whole before its first part was applied,
+// so undoing the steps after the point leaves the volumes at it; undoing
+// the whole group would reach the group before, however long ago. ok is
+// false when the volumes hold no part of the next group, or t reaches no
+// step of it. Called with s.mu held.
+func (s *Secondary) pointInPart(t int64, cur apply.State) (history.Point, bool) {
+	s.posMu.Lock()
+	partial := s.gated.partial
+	s.posMu.Unlock()
+	if partial <= cur.Time {
+		return history.Point{}, false
+	}
+	p, ok := s.hist.At(min(t, partial))
+	return p, ok && p.Group == cur.Group+1
 }
 
 // UndoRanges are the ranges RecoverTo(t) writes back: those the groups
@@ -365,9 +394,13 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	s.waitApplied()
 	cur := s.appliedState()
 	to := history.Point{Group: cur.Group, Time: cur.Time}
-	if t < cur.Time {
-		p, ok := s.hist.At(t)
-		if !ok {
+	p, inPart := s.pointInPart(t, cur)
+	switch {
+	case inPart:
+		to = p
+	case t < cur.Time:
+		var ok bool
+		if p, ok = s.hist.At(t); !ok {
 			return nil, s.windowError(t, cur)
 		}
 		to = p
@@ -376,7 +409,7 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	if t < cur.Time {
+	if t < cur.Time || inPart {
 		held, err := s.heldRanges(cur)
 		if err != nil {
 			return nil, err
