@@ -26,6 +26,10 @@ const (
 	freeLimit = 16 << 20
 	// poisonByte fills recycled buffers under the race detector.
 	poisonByte = 0xDB
+	// populateClass is the smallest class whose fresh buffers are
+	// populated at once (populate): 64 KiB, a large object of whole
+	// pages of its own in the Go heap.
+	populateClass = 16 - minBufShift
 )
 
 // bufferPool is a last-in first-out free list per power-of-two size class.
@@ -59,7 +63,11 @@ func (p *bufferPool) get(n int) []byte {
 		return b[:n]
 	}
 	p.mu.Unlock()
-	return make([]byte, n, 1<<(c+minBufShift))
+	b := make([]byte, n, 1<<(c+minBufShift))
+	if c >= populateClass {
+		populate(b[:cap(b)])
+	}
+	return b
 }
 
 // put keeps b for a later get. b must be a buffer from get, which nothing
