@@ -92,7 +92,10 @@ type Config struct {
 	// subsystems in its acknowledgements, as it does to a primary from
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
-	Logger        *slog.Logger
+	// NoYield has every send run at normal priority on the session's
+	// goroutine, however much room the sidefile has (yield.go).
+	NoYield bool
+	Logger  *slog.Logger
 }
 
 type held struct {
@@ -237,6 +240,11 @@ type Mover struct {
 	// large updates' data into it (sendFrame).
 	ins []recordset.Insert
 	vec [][]byte
+	// yield is the session's low-priority thread for its sends, and
+	// yielding says the sends of the current turn go there (yield.go).
+	// Both are the session goroutine's.
+	yield    *yielder
+	yielding bool
 }
 
 // setBuffers are the buffers one record set of a bundle is compressed in:
@@ -749,10 +757,18 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
+	if !m.cfg.NoYield {
+		m.yield = startYielder()
+		defer func() {
+			m.yield.stop()
+			m.yield, m.yielding = nil, false
+		}()
+	}
 	var buf []byte
 	for {
 		m.recycle()
 		sets, beats, bundles, maxFrame := m.unsent(conn)
+		m.yielding = len(sets) > 0 && m.shouldYield(sets, time.Now())
 		if len(sets) > 0 && m.hook != nil {
 			m.hook("encode")
 		}
@@ -786,14 +802,21 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 
 // sendRecordSet sends h in a frame of its own, encoded in buf.
 func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte, error) {
-	frame := append(buf[:0], transport.TypeRecordSet)
-	frame, plain, err := m.appendSet(frame, h)
-	if err != nil {
-		return buf, err
-	}
-	wire := len(frame) - 1 + inserted(m.ins)
-	frame = transport.Seal(frame)
-	n, err := m.sendFrame(conn, frame)
+	m.mu.Lock()
+	compress := m.compress
+	m.mu.Unlock()
+	var n, plain, wire int
+	var err error
+	frame := buf
+	m.run(func() {
+		f := append(buf[:0], transport.TypeRecordSet)
+		if f, plain, err = m.appendSet(f, h, compress); err != nil {
+			return
+		}
+		wire = len(f) - 1 + inserted(m.ins)
+		frame = transport.Seal(f)
+		n, err = m.sendFrame(conn, frame)
+	})
 	if err != nil {
 		return frame, err
 	}
@@ -838,11 +861,9 @@ func inserted(ins []recordset.Insert) int {
 // appendSet appends h's record set to dst as the link carries it: its
 // plain encoding, or compressed where the connection compresses, and
 // returns the length of the plain encoding. Only the session's goroutine
-// calls it: it reuses the session's buffers.
-func (m *Mover) appendSet(dst []byte, h *held) ([]byte, int, error) {
-	m.mu.Lock()
-	compress := m.compress
-	m.mu.Unlock()
+// calls it, or the yielder while that goroutine waits on it: it reuses the
+// session's buffers, and takes no lock.
+func (m *Mover) appendSet(dst []byte, h *held, compress bool) ([]byte, int, error) {
 	if !compress {
 		n, before := len(dst), inserted(m.ins)
 		var err error
@@ -937,28 +958,33 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 				links[i] = len(set)
 			}
 		}
-		f := transport.BeginBundle(buf[:0], links, bs)
 		wire := total
-		if compress {
-			wire = 0
-			for _, set := range packed {
-				f, wire = append(f, set...), wire+len(set)
-			}
-		} else {
-			for i, h := range batch {
-				n, before := len(f), inserted(m.ins)
-				var err error
-				if f, m.ins, err = recordset.EncodeSplit(f, m.ins, h.rs); err != nil {
-					return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+		var n int
+		var err error
+		m.run(func() {
+			f := transport.BeginBundle(buf[:0], links, bs)
+			if compress {
+				wire = 0
+				for _, set := range packed {
+					f, wire = append(f, set...), wire+len(set)
 				}
-				if got := len(f) - n + inserted(m.ins) - before; got != sizes[i] {
-					return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, got, sizes[i])
+			} else {
+				for i, h := range batch {
+					at, before := len(f), inserted(m.ins)
+					if f, m.ins, err = recordset.EncodeSplit(f, m.ins, h.rs); err != nil {
+						err = fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
+						return
+					}
+					if got := len(f) - at + inserted(m.ins) - before; got != sizes[i] {
+						err = fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, got, sizes[i])
+						return
+					}
 				}
 			}
-		}
-		f = transport.Seal(f)
-		buf = f
-		n, err := m.sendFrame(conn, f)
+			f = transport.Seal(f)
+			buf = f
+			n, err = m.sendFrame(conn, f)
+		})
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,17 @@ func (s *Sidefile) SetPacing(p Pacing) {
 	s.mu.Unlock()
 }
 
+// Unpaced returns the bytes the sidefile holds before pacing starts: its
+// limit where pacing is off.
+func (s *Sidefile) Unpaced() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pacing.MaxDelay <= 0 || s.pacing.Start >= 1 {
+		return s.limit
+	}
+	return int64(s.pacing.Start * float64(s.limit))
+}
+
 // Reserve takes n bytes of the sidefile's budget: first it paces the writer
 // according to the fill, then it waits while the sidefile is full. It returns
 // how long the writer was held in all.
