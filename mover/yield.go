@@ -41,9 +41,9 @@ const (
 )
 
 // extraP gives the process one P (runtime.GOMAXPROCS) more than it had,
-// once, at the first yielding send: the yielder holds a P while it checksums, and
-// with one P for the CPU it may use (a primary pinned to one core) the
-// writers would wait on it whatever its thread's priority.
+// once, at the first yielding send: the yielder holds a P while it
+// checksums, and with one P for the CPU it may use (a primary pinned to one
+// core) the writers would wait on it whatever its thread's priority.
 var extraP sync.Once
 
 // yielder runs functions on a low-priority OS thread, one at a time.
