@@ -85,3 +85,18 @@ func TestDrainKeepsOrderAndNumbers(t *testing.T) {
 		t.Fatalf("sequence restarted: %d", got[0].Seq)
 	}
 }
+
+func TestUnpacedIsWherePacingStarts(t *testing.T) {
+	s := New(1000)
+	if got := s.Unpaced(); got != 500 {
+		t.Errorf("default pacing: %d bytes unpaced, want 500", got)
+	}
+	s.SetPacing(Pacing{Start: 0.8, MaxDelay: time.Millisecond})
+	if got := s.Unpaced(); got != 800 {
+		t.Errorf("pacing from 80 %%: %d bytes unpaced, want 800", got)
+	}
+	s.SetPacing(Pacing{})
+	if got := s.Unpaced(); got != 1000 {
+		t.Errorf("pacing off: %d bytes unpaced, want the limit, 1000", got)
+	}
+}
