@@ -308,7 +308,12 @@ func (s *Secondary) keepForViews(g *consistency.Group) error {
 				continue
 			}
 			v.held += o.Bytes() - before
-			if bound := s.rviews.viewBound(); v.held > bound {
+			if bound := s.rviews.viewBound(); v.held > bound && v.spill != nil {
+				// A drill's: the scratch file holds the bytes.
+				v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB of index in memory, of the before images of what changed since it was opened and of a drill's writes",
+					ErrViewGone, v.Group, bound>>20)
+				v.over = nil
+			} else if v.held > bound {
 				v.gone = fmt.Errorf("%w: the view of group %d would hold more than %d MiB changed since it was opened: reconnect", ErrViewGone, v.Group, bound>>20)
 				v.over = nil
 			}
