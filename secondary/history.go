@@ -93,13 +93,18 @@ func (s *Secondary) historyUnkept(group uint64) uint64 {
 	return s.unkept
 }
 
+// closeHistory lets the history go under the volumes' lock: a read view
+// of a past time takes it under the read side and reads its undo after it
+// let the lock go, from a Log closed then at worst, never from none.
 func (s *Secondary) closeHistory() error {
-	if s.hist == nil {
+	s.view.Lock()
+	h := s.hist
+	s.hist = nil
+	s.view.Unlock()
+	if h == nil {
 		return nil
 	}
-	err := s.hist.Close()
-	s.hist = nil
-	return err
+	return h.Close()
 }
 
 // capture keeps the undo of g before g is applied: its before images are
@@ -300,7 +305,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		}
 		var ok bool
 		if p, ok = s.hist.At(t); !ok {
-			return apply.State{}, s.windowError(t, cur)
+			return apply.State{}, windowError(s.hist, t, cur)
 		}
 	}
 	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
@@ -401,7 +406,7 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 	case t < cur.Time:
 		var ok bool
 		if p, ok = s.hist.At(t); !ok {
-			return nil, s.windowError(t, cur)
+			return nil, windowError(s.hist, t, cur)
 		}
 		to = p
 	}
@@ -445,11 +450,11 @@ func (s *Secondary) heldRanges(cur apply.State) ([]history.Range, error) {
 	return rs, nil
 }
 
-// windowError says that t is before the oldest point of the history, and
-// what the history holds, cur being the applied group.
-func (s *Secondary) windowError(t int64, cur apply.State) error {
+// windowError says that t is before the oldest point of the history h, and
+// what h holds, cur being the applied group.
+func windowError(h *history.Log, t int64, cur apply.State) error {
 	oldest := cur
-	if o, ok := s.hist.Oldest(); ok {
+	if o, ok := h.Oldest(); ok {
 		oldest = apply.State{Group: o.Group, Time: o.Time}
 	}
 	return fmt.Errorf("%w: %s is before the oldest recoverable time; the history holds %s (group %d) to %s (group %d)",

@@ -90,10 +90,14 @@ func (s *Secondary) PinAt(t int64) (*ReadView, error) { return s.PinAtSpilled(t,
 // PinAtSpilled is PinAt for a view that keeps the data of its before
 // images in sc (nil: in memory), those of the undo read when it opens too.
 func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error) {
-	if s.hist == nil {
+	s.view.RLock()
+	// The history is let go (closeHistory) under the lock's write side:
+	// taken now, it is read from below without the lock.
+	h := s.hist
+	if h == nil {
+		s.view.RUnlock()
 		return nil, fmt.Errorf("secondary: a read view of a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
-	s.view.RLock()
 	if s.torn != nil {
 		s.view.RUnlock()
 		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
@@ -108,7 +112,7 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	// group is applied: every record held now is of a group the volumes
 	// hold (or part of one, through a Gate's limit), and those captured
 	// from now on are of groups whose before images the view keeps.
-	through, _ := s.hist.Newest()
+	through, _ := h.Newest()
 	v := s.pinLocked(cur.Group, cur.Time, map[string]*history.Overlay{}, 0, sc)
 	s.view.RUnlock()
 	if p.Group == cur.Group && p.Time == cur.Time {
@@ -117,14 +121,14 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if s.testPinAtReading != nil {
 		s.testPinAtReading()
 	}
-	over, err := s.hist.Overlays(p, through, s.rviews.viewBound(), sc)
+	over, err := h.Overlays(p, through, s.rviews.viewBound(), sc)
 	if err == nil {
 		err = s.rviews.layUnder(v, over, p)
 	}
 	if err != nil {
 		v.Close()
 		if errors.Is(err, history.ErrOutside) {
-			return nil, s.windowError(t, cur)
+			return nil, windowError(h, t, cur)
 		}
 		// Past its bound or the views' budget (holding the most), or
 		// its scratch file full: refused now rather than failing its
@@ -188,7 +192,7 @@ func (s *Secondary) pointAt(t int64, cur apply.State) (history.Point, error) {
 	}
 	p, ok := s.hist.At(t)
 	if !ok || p.Group > cur.Group+1 {
-		return history.Point{}, s.windowError(t, cur)
+		return history.Point{}, windowError(s.hist, t, cur)
 	}
 	return p, nil
 }
