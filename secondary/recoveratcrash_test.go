@@ -50,6 +50,56 @@ func regions(t *testing.T, v *volume.Volume, n int) []byte {
 	return out
 }
 
+// interruptRecoverTo applies groups 1..n, each writing its own region,
+// fences the secondary, and runs a recover --at to group 1 that a read
+// fault in the history stops after the undo of group 2 (the oldest after
+// the target) reached the volume: the state file names group 1, the
+// volume is part-way back to it.
+func interruptRecoverTo(t *testing.T, dir string, hist HistoryConfig, n int) {
+	t.Helper()
+	r := openGateRigWith(t, dir, nil, hist)
+	for k := uint64(1); k <= uint64(n); k++ {
+		r.sendSet(t, k, []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: k * regionBytes, Length: regionBytes,
+			Data: bytes.Repeat([]byte{byte(k)}, regionBytes)}})
+	}
+	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == uint64(n) })
+	if _, err := r.sec.FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	r.close(t)
+
+	inj := disk.NewInjector(nil)
+	sec, v := openStoppedFS(t, dir, hist, inj)
+	inj.Inject(disk.Fault{Op: disk.OpRead, Under: hist.Dir, Skip: 4})
+	if _, err := sec.RecoverTo(int64(time.Millisecond)); err == nil {
+		t.Fatal("the history's read fault did not stop the first recovery")
+	}
+	if inj.Injected(disk.OpRead) == 0 {
+		t.Fatal("no read of the history failed")
+	}
+	got := regions(t, v, n)
+	t.Logf("interrupted: regions of groups 1..%d hold % x", n, got)
+	if got[1] != 0xEE || got[n-1] != byte(n) {
+		t.Fatalf("the interrupted undo did not stop between groups: regions % x (tune the fault's Skip)", got)
+	}
+	if err := sec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+}
+
+// groupRegions is what regions returns for volumes at group g of n.
+func groupRegions(g uint64, n int) []byte {
+	want := make([]byte, n)
+	for k := range want {
+		want[k] = 0xEE
+		if uint64(k+1) <= g {
+			want[k] = byte(k + 1)
+		}
+	}
+	return want
+}
+
 // A recover --at stopped part-way through writing the before images back
 // (a kill -9, here a read of the history failing) leaves the volumes
 // neither at the group they were at nor at the one it was taking them to.
@@ -63,58 +113,53 @@ func TestRecoverToRunAgainAfterAnInterruptedUndo(t *testing.T) {
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, nil, hist)
 	const n = 5
-	for k := uint64(1); k <= n; k++ {
-		r.sendSet(t, k, []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: k * regionBytes, Length: regionBytes,
-			Data: bytes.Repeat([]byte{byte(k)}, regionBytes)}})
-	}
-	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == n })
-	if _, err := r.sec.FenceToRecover(); err != nil {
-		t.Fatal(err)
-	}
-	r.close(t)
-
-	// The first run, to group 1, stops after the undo of group 2 (the
-	// oldest after the target) reached the volume.
-	inj := disk.NewInjector(nil)
-	sec, v := openStoppedFS(t, dir, hist, inj)
-	inj.Inject(disk.Fault{Op: disk.OpRead, Under: hist.Dir, Skip: 4})
-	if _, err := sec.RecoverTo(int64(time.Millisecond)); err == nil {
-		t.Fatal("the history's read fault did not stop the first recovery")
-	}
-	if inj.Injected(disk.OpRead) == 0 {
-		t.Fatal("no read of the history failed")
-	}
-	got := regions(t, v, n)
-	t.Logf("interrupted: regions of groups 1..%d hold % x", n, got)
-	if got[1] != 0xEE || got[n-1] != n {
-		t.Fatalf("the interrupted undo did not stop between groups: regions % x (tune the fault's Skip)", got)
-	}
-	if err := sec.Close(); err != nil {
-		t.Fatal(err)
-	}
-	v.Close()
+	interruptRecoverTo(t, dir, hist, n)
 
 	// Run again, for group 3's time.
-	sec, v = openStopped(t, dir, hist)
+	sec, v := openStopped(t, dir, hist)
 	defer v.Close()
 	defer sec.Close()
 	st, err := sec.RecoverTo(int64(3 * time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = regions(t, v, n)
-	want := make([]byte, n)
-	for k := range want {
-		want[k] = 0xEE
-		if uint64(k+1) <= st.Group {
-			want[k] = byte(k + 1)
-		}
-	}
+	got, want := regions(t, v, n), groupRegions(st.Group, n)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("run again for group 3's time: reports group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
 			st.Group, n, got, want, st.Group)
+	}
+}
+
+// A recover --at stopped part-way leaves a state file that names its
+// point over volumes part-way back to it. What starts next need not be
+// recover --at: the secondary daemon, a plain recover and promote all open
+// the secondary, and served or promoted the volumes as they were, under
+// the point's name, a mix of two states the primary never had. Open must
+// finish taking them to the point, or refuse.
+func TestOpenAfterAnInterruptedRecoverTo(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	const n = 5
+	interruptRecoverTo(t, dir, hist, n)
+
+	sec, v := openStopped(t, dir, hist)
+	defer v.Close()
+	defer sec.Close()
+	st := sec.Stats()
+	if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
+		t.Fatalf("opened after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
+			st.Group, n, got, want, st.Group)
+	}
+	got := make([]byte, n)
+	for k := 1; k <= n; k++ {
+		if err := sec.ReadAt("vol1", got[k-1:k], int64(k*regionBytes)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := groupRegions(st.Group, n); !bytes.Equal(got, want) {
+		t.Fatalf("opened after an interrupted recover --at: at group %d, reads of groups 1..%d's regions % x, want % x", st.Group, n, got, want)
 	}
 }
 
