@@ -81,6 +81,39 @@ func (s *Secondary) openHistory() error {
 		}
 	}
 	s.unkept = d.HistoryUnkept
+	if err := s.finishRecoverTo(); err != nil {
+		s.closeHistory()
+		return err
+	}
+	return nil
+}
+
+// finishRecoverTo finishes a RecoverTo stopped part-way: its state file
+// names the point before a byte is undone, so the volumes may be part-way
+// back to it while the undo of what is after it is still held. Whatever
+// opens the secondary next (the daemon, a plain recover, promote) would
+// otherwise serve or promote that mix under the point's name. Undo is
+// idempotent, so it is run again here, as RecoverTo run again would.
+// Only a fenced secondary that recover --at took back (RecoveredFrom) is
+// finished: an unfenced one holds the undo of a group it applies again.
+func (s *Secondary) finishRecoverTo() error {
+	d := s.durable
+	at := history.Point{Group: d.Group, Time: d.Time}
+	if s.ident.Fenced == "" || d.RecoveredFrom == 0 || !s.hist.Beyond(at) {
+		return nil
+	}
+	sinks := map[string]history.Sink{}
+	for n, v := range s.cfg.Volumes {
+		sinks[n] = v
+	}
+	if err := s.hist.Undo(at, sinks); err != nil {
+		return fmt.Errorf("secondary: finishing the recover --at to group %d stopped part-way: %w; the volumes are not at a consistent point: run duplex recover --at again", d.Group, err)
+	}
+	if err := s.hist.Void(at); err != nil {
+		return fmt.Errorf("secondary: finishing the recover --at to group %d stopped part-way: %w; run duplex recover --at again", d.Group, err)
+	}
+	s.log.Warn("finished a recover --at stopped part-way: the volumes are at the group it named",
+		"group", d.Group, "consistency_time", fmtTime(d.Time))
 	return nil
 }
 
@@ -249,9 +282,10 @@ func (s *Secondary) Window() (oldest, newest apply.State, ok bool) {
 // Crash-safe: the undo writes the same bytes whatever the volumes hold
 // when it starts, the state file names the group before the undo starts,
 // and the history's undo of later groups is voided only once the volumes
-// are flushed at it; run again after a crash, for any t, it first finishes
-// taking the volumes to that group (Beyond), so the same t reaches the
-// same group, and another never mixes two points.
+// are flushed at it; after a crash, whatever opens the secondary next
+// first finishes taking the volumes to that group (finishRecoverTo), so
+// run again, the same t reaches the same group, and another never mixes
+// two points.
 func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,10 +308,10 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	if !inPart && s.hist.Beyond(at) {
 		// The undo of a group (or step) after the applied one is held: an
 		// earlier RecoverTo recorded its point and was stopped before it
-		// voided the undo of the later ones (the volumes are at cur
-		// already), or
-		// the volumes hold part of the next group, applied through a
-		// coupled Gate's limit before a fence or a stop (a fenced
+		// voided the undo of the later ones, in this process (Open
+		// finishes one stopped by a crash), or the volumes hold part of
+		// the next group, applied through a coupled Gate's limit before
+		// a fence or a stop (a fenced
 		// secondary applies no more of it). Undoing writes the volumes'
 		// bytes as of cur in either case.
 		sinks := map[string]history.Sink{}
