@@ -311,9 +311,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		// voided the undo of the later ones, in this process (Open
 		// finishes one stopped by a crash), or the volumes hold part of
 		// the next group, applied through a coupled Gate's limit before
-		// a fence or a stop (a fenced
-		// secondary applies no more of it). Undoing writes the volumes'
-		// bytes as of cur in either case.
+		// a fence or a stop (a fenced secondary applies no more of it).
+		// Undoing writes the volumes' bytes as of cur in either case.
 		sinks := map[string]history.Sink{}
 		for n, v := range s.cfg.Volumes {
 			sinks[n] = v
