@@ -88,6 +88,15 @@ func (s *Secondary) openHistory() error {
 	return nil
 }
 
+// undoSinks are the volumes an Undo writes back.
+func (s *Secondary) undoSinks() map[string]history.Sink {
+	sinks := map[string]history.Sink{}
+	for n, v := range s.cfg.Volumes {
+		sinks[n] = v
+	}
+	return sinks
+}
+
 // finishRecoverTo finishes a RecoverTo stopped part-way: its state file
 // names the point before a byte is undone, so the volumes may be part-way
 // back to it while the undo of what is after it is still held. Whatever
@@ -102,11 +111,7 @@ func (s *Secondary) finishRecoverTo() error {
 	if s.ident.Fenced == "" || d.RecoveredFrom == 0 || !s.hist.Beyond(at) {
 		return nil
 	}
-	sinks := map[string]history.Sink{}
-	for n, v := range s.cfg.Volumes {
-		sinks[n] = v
-	}
-	if err := s.hist.Undo(at, sinks); err != nil {
+	if err := s.hist.Undo(at, s.undoSinks()); err != nil {
 		return fmt.Errorf("secondary: finishing the recover --at to group %d stopped part-way: %w; the volumes are not at a consistent point: run duplex recover --at again", d.Group, err)
 	}
 	if err := s.hist.Void(at); err != nil {
@@ -313,12 +318,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		// the next group, applied through a coupled Gate's limit before
 		// a fence or a stop (a fenced secondary applies no more of it).
 		// Undoing writes the volumes' bytes as of cur in either case.
-		sinks := map[string]history.Sink{}
-		for n, v := range s.cfg.Volumes {
-			sinks[n] = v
-		}
 		s.view.Lock()
-		err := s.hist.Undo(at, sinks)
+		err := s.hist.Undo(at, s.undoSinks())
 		if err == nil {
 			s.posMu.Lock()
 			s.gated.partial = 0
@@ -370,12 +371,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
-	sinks := map[string]history.Sink{}
-	for n, v := range s.cfg.Volumes {
-		sinks[n] = v
-	}
 	s.view.Lock()
-	err := s.hist.Undo(p, sinks)
+	err := s.hist.Undo(p, s.undoSinks())
 	if err == nil {
 		s.posMu.Lock()
 		s.gated.partial = 0
