@@ -2,8 +2,12 @@ package nbd
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"net"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -25,5 +29,56 @@ func TestRawWriterConsumeResumesAfterAPartialWrite(t *testing.T) {
 		if !bytes.Equal(rest, all[n:]) {
 			t.Fatalf("after %d bytes written, left to write %q, want %q", n, rest, all[n:])
 		}
+	}
+}
+
+// The read loop waits for the client's next request in poll(2) on the raw
+// socket under the runtime's poller: the wait must report data and a peer
+// that hung up (so the read that follows sees EOF rather than stalling),
+// time out on an empty socket, and refuse a socket already closed here
+// instead of polling a descriptor number that may be reused.
+func TestWaitReadable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	rr, _, ok := rawSocket(nc)
+	if !ok {
+		t.Fatal("no raw socket under a TCP connection")
+	}
+	if rr.waitReadable(time.Millisecond) {
+		t.Fatal("empty socket reported readable")
+	}
+	if _, err := peer.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded by the data's arrival on loopback, not by a clock: retry
+	// until it is there rather than asserting how soon.
+	for !rr.waitReadable(10 * time.Millisecond) {
+	}
+	b := make([]byte, 1)
+	if n, err := rr.Read(b); n != 1 || err != nil {
+		t.Fatalf("read after readable: %d, %v", n, err)
+	}
+	peer.Close()
+	for !rr.waitReadable(10 * time.Millisecond) {
+	}
+	if _, err := rr.Read(b); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the peer hung up: %v, want EOF", err)
+	}
+	nc.Close()
+	if rr.waitReadable(time.Millisecond) {
+		t.Fatal("closed socket reported readable")
 	}
 }
