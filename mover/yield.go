@@ -3,6 +3,7 @@ package mover
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,6 +47,10 @@ const (
 // core) the writers would wait on it whatever its thread's priority.
 var extraP sync.Once
 
+// yieldedHook, when set (tests only), runs on the yielder's thread before
+// each of its functions: a thread the kernel does not schedule.
+var yieldedHook atomic.Pointer[func()]
+
 // yielder runs functions on a low-priority OS thread, one at a time.
 type yielder struct {
 	work chan func()
@@ -67,6 +72,9 @@ func startYielder() *yielder {
 		}
 		ok <- true
 		for f := range y.work {
+			if h := yieldedHook.Load(); h != nil {
+				(*h)()
+			}
 			f()
 			y.done <- struct{}{}
 		}
