@@ -92,10 +92,16 @@ type Config struct {
 	// subsystems in its acknowledgements, as it does to a primary from
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
-	// NoYield has every send run at normal priority on the session's
-	// goroutine, however much room the sidefile has (yield.go).
-	NoYield bool
-	Logger  *slog.Logger
+	// YieldBurstSends has a burst's sends run on a thread at nice 19
+	// (yield.go). Off by default: the session waits on that thread, which
+	// the kernel may leave unrun for as long as other work keeps the CPU
+	// busy at normal priority, and with it the burst's record sets, the
+	// heartbeats riding with them, Run's return at the end of its context
+	// and, while the thread holds a P, every stop-the-world of the process;
+	// its first send also sets GOMAXPROCS, which ends the runtime's own
+	// updates of it to a container's CPU limit.
+	YieldBurstSends bool
+	Logger          *slog.Logger
 }
 
 type held struct {
@@ -757,7 +763,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
-	if !m.cfg.NoYield {
+	if m.cfg.YieldBurstSends {
 		m.yield = startYielder()
 		defer func() {
 			m.yield.stop()

@@ -22,6 +22,10 @@ import (
 // session's own goroutine, at normal priority: the lag of a steady rate
 // does not depend on a CPU to spare, nor on a secondary that keeps up.
 //
+// Only with Config.YieldBurstSends: a thread the kernel does not run holds
+// the session, its heartbeats and its end with it
+// (TestABurstIsSentWhenTheLowPriorityThreadIsNotRun).
+//
 // Only work that takes no lock the writers take runs there: a thread the
 // kernel leaves waiting while it holds one would hold the writers too.
 const (
