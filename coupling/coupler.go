@@ -203,8 +203,10 @@ func (c *Coupler) follow(view View) {
 		st.Held = fmt.Sprintf("session %q is not a member of group %q (members: %v): duplex couple add %s", c.cfg.Member, c.cfg.Group, view.Members, c.cfg.Member)
 	}
 	for _, m := range view.Members {
+		// Time 0 is a member that journaled nothing yet (it publishes to
+		// renew its lease): no time, as one that never published.
 		r, ok := view.Reports[m]
-		if !ok {
+		if !ok || r.Time == 0 {
 			st.Laggard, st.Gone = m, !view.Alive[m]
 			if st.Held == "" {
 				st.Held = fmt.Sprintf("member %s has published no time yet (is its secondary running with [coupling] group = %q?)", m, c.cfg.Group)
@@ -279,7 +281,7 @@ func RecoveryTime(ctx context.Context, store Store, member string) (int64, View,
 	var t int64
 	for _, m := range view.Members {
 		r, ok := view.Reports[m]
-		if !ok {
+		if !ok || r.Time == 0 {
 			return 0, view, fmt.Errorf("coupling: member %s never published a time: no time is known that it holds (remove it with duplex couple remove %s to recover the others without it)", m, m)
 		}
 		if t == 0 || r.Time < t {
