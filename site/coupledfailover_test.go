@@ -139,7 +139,7 @@ func TestCoupledPromotionBringsEveryMemberToOneTime(t *testing.T) {
 
 	var promoted []int64
 	for _, m := range []*coupledPair{a, b} {
-		pr, _, recovered, err := Promote(ctx, m.cfg, quiet, nil)
+		pr, _, recovered, err := PromoteWith(ctx, m.cfg, quiet, PromoteOptions{CouplingStore: store})
 		if err != nil {
 			t.Fatalf("promote %s: %v", m.cfg.Session, err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/coupling"
 	"duplex/disk"
 	"duplex/failover"
 	"duplex/nbd"
@@ -45,7 +46,20 @@ func PromotedDir(cfg *config.Config) string {
 // boundary (secondary.ErrInterrupted): then nothing is fenced or recorded,
 // and the state file names the last group applied, as after a stop of
 // duplex secondary.
+//
+// A member of a coupled group is promoted at the group's one recovery time
+// (CoupledRecoveryTime), as recover --coupled brings it there, so that
+// every member promoted or recovered ends at that time: at the last master
+// time each applied through, a member stopped earlier would stay behind
+// the others, without writes theirs depended on. recovered.Coupling then
+// names the time.
 func Promote(ctx context.Context, cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
+	return PromoteWith(ctx, cfg, log, PromoteOptions{FS: fsys})
+}
+
+// PromoteWith is Promote with options beyond the config.
+func PromoteWith(ctx context.Context, cfg *config.Config, log *slog.Logger, opts PromoteOptions) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
+	fsys := opts.FS
 	dir := PromotedDir(cfg)
 	switch pr, err := failover.ReadPromotion(fsys, dir); {
 	case err == nil:
@@ -56,7 +70,14 @@ func Promote(ctx context.Context, cfg *config.Config, log *slog.Logger, fsys dis
 	if err := CheckServe(cfg); err != nil {
 		return pr, false, control.Status{}, err
 	}
-	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true, FS: fsys, Context: ctx})
+	var groupTime int64
+	if cfg.Coupled() {
+		if groupTime, err = CoupledRecoveryTime(ctx, cfg, opts.CouplingStore); err != nil {
+			return pr, false, control.Status{}, fmt.Errorf("coupled session %q: every member is promoted at the group's one recovery time, "+
+				"fixed in etcd: %w", cfg.Session, err)
+		}
+	}
+	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true, FS: fsys, Context: ctx, CouplingLimit: groupTime})
 	if err != nil {
 		return pr, false, control.Status{}, err
 	}
@@ -72,7 +93,40 @@ func Promote(ctx context.Context, cfg *config.Config, log *slog.Logger, fsys dis
 	if err != nil {
 		return pr, false, recovered, err
 	}
+	if groupTime != 0 {
+		t := control.FormatTime(groupTime)
+		recovered.Coupling = &control.CouplingStatus{Group: cfg.Coupling.Group, Members: []string{}, AppliedThrough: t, RecoveryTime: t}
+	}
 	return pr, true, recovered, nil
+}
+
+// PromoteOptions adjust PromoteWith beyond its config (tests).
+type PromoteOptions struct {
+	// FS holds the promotion record (default disk.OS).
+	FS disk.FS
+	// CouplingStore replaces the etcd of [coupling].
+	CouplingStore coupling.Store
+}
+
+// CoupledRecoveryTime is the time every member of the session's coupled
+// group recovers to, fixed in etcd by the first member that asks
+// (coupling.RecoveryTime); store nil dials the etcd of [coupling].
+func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling.Store) (int64, error) {
+	if store == nil {
+		dialed, err := coupling.DialConfig(cfg)
+		if err != nil {
+			return 0, err
+		}
+		defer dialed.Close()
+		store = dialed
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session)
+	if err != nil {
+		return 0, fmt.Errorf("group %s: %w", cfg.Coupling.Group, err)
+	}
+	return t, nil
 }
 
 // CheckServe reports what in cfg would keep its secondary, once promoted,

@@ -75,6 +75,10 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		} else {
 			printRecovered(stdout, recovered)
 		}
+		if c := recovered.Coupling; c != nil {
+			fmt.Fprintf(stdout, "coupled group %s: promoted at the group's time %s, which every member reaches with duplex promote or duplex recover --coupled\n",
+				c.Group, c.RecoveryTime)
+		}
 		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
 	}
 	return servePromoted(ctx, cfg, log, pr, *drain, stdout)
@@ -113,6 +117,13 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 	}
 	if st.Link == "connected" && !force {
 		return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
+	}
+	if cfg.Coupled() {
+		// Fenced where it runs, at the last master time it applied
+		// through, it would stay there: a fenced secondary applies nothing
+		// more, and the group's recovery time may be later.
+		return fmt.Errorf("the secondary of coupled session %q runs: stop it (SIGTERM), then run duplex promote again, "+
+			"which promotes it at the one recovery time of group %q that every member is promoted or recovered to", cfg.Session, cfg.Coupling.Group)
 	}
 	if cfg.TokenPath() == "" {
 		return errors.New("the secondary daemon is running: stop it (SIGTERM), then run duplex promote again")

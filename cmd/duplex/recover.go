@@ -12,7 +12,6 @@ import (
 
 	"duplex/config"
 	"duplex/control"
-	"duplex/coupling"
 	"duplex/site"
 )
 
@@ -91,8 +90,8 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var groupTime int64
 	if *coupled {
-		if groupTime, err = coupledRecoveryTime(ctx, cfg); err != nil {
-			return err
+		if groupTime, err = site.CoupledRecoveryTime(ctx, cfg, nil); err != nil {
+			return fmt.Errorf("recover --coupled: %w", err)
 		}
 	}
 	if *at != "" {
@@ -320,21 +319,4 @@ func printRecovered(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "a resync of %s was in progress: %d groups (%d bytes) journaled after group %d are not applied, so that the volumes stay consistent\n",
 			strings.Join(st.Resyncing, ", "), *st.HeldGroups, held, group)
 	}
-}
-
-// coupledRecoveryTime is the time every member of the session's coupled
-// group recovers to, fixed in etcd by the first member that asks.
-func coupledRecoveryTime(ctx context.Context, cfg *config.Config) (int64, error) {
-	store, err := coupling.DialConfig(cfg)
-	if err != nil {
-		return 0, err
-	}
-	defer store.Close()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session)
-	if err != nil {
-		return 0, fmt.Errorf("recover --coupled: group %s: %w", cfg.Coupling.Group, err)
-	}
-	return t, nil
 }
