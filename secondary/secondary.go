@@ -606,6 +606,13 @@ func (s *Secondary) replay() error {
 	var beyond *consistency.Group
 	var beyondVols map[string]apply.VolumeState
 	var pending []applyJob
+	// replay are the groups to apply, each a point of its own (history,
+	// views) as the applier makes it: a group held by a coupled
+	// secondary's Gate when it stopped is applied here, and a time inside
+	// a run of them must reach the newest before it, not the group before
+	// them all. A resync's held groups are applied as parts of the group
+	// that ends it.
+	var replay []applyJob
 	err := s.journal.Replay(s.durable.Group, func(index uint64, data []byte) error {
 		if err := s.interrupted(index); err != nil {
 			return err
@@ -638,6 +645,7 @@ func (s *Secondary) replay() error {
 			return nil
 		}
 		through, vols, s.held = index, s.pairs.snapshot(), heldGroups{}
+		replay = appendAhead(replay, applyJob{through: index, vols: vols})
 		return nil
 	})
 	if err != nil {
@@ -661,7 +669,7 @@ func (s *Secondary) replay() error {
 	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
-		if err := s.applyJournaled([]applyJob{{through: through, vols: vols}}); err != nil {
+		if err := s.applyJournaled(replay); err != nil {
 			return fmt.Errorf("secondary: replay: %w", err)
 		}
 	}
