@@ -30,6 +30,11 @@ type Status struct {
 	Session         string `json:"session"`
 	Role            string `json:"role"` // "primary" | "secondary"
 	ConsistencyTime string `json:"consistency_time"`
+	// JournaledTime, at a primary, is the time through which the secondary
+	// journaled and acknowledged every write, where that is past the
+	// consistency time (what it recovers to): a resync, or a coupled
+	// group's master time, holds the groups after it unapplied.
+	JournaledTime string `json:"journaled_time,omitempty"`
 	// LagSeconds is null while ConsistencyTime is unknown: a lag of 0
 	// would say the secondary is current.
 	LagSeconds *float64 `json:"lag_seconds"`

@@ -21,42 +21,9 @@ import (
 // for the rejoin to copy back. It recorded only a resync's held groups.
 func TestPromotionCountsTheGroupsPastTheMasterTime(t *testing.T) {
 	cfg := linkConfig(t)
-	cfg.Coupling = config.Coupling{Group: "g", Etcd: []string{"http://127.0.0.1:1"}, Lease: config.Duration(10 * time.Second),
-		Publish: config.Duration(20 * time.Millisecond)}
-	ctx := context.Background()
-	store := coupling.NewMemStore()
-	for _, m := range []string{cfg.Session, "other"} {
-		if err := store.AddMember(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The other member's time is a few seconds ahead, where it then
-	// stays: the initial copies are applied before it, the writes below
-	// are stamped after it.
-	other := time.Now().Add(3 * time.Second).UnixNano()
-	if err := store.Publish(ctx, "other", coupling.Report{Time: other, At: time.Now().UnixNano()}); err != nil {
-		t.Fatal(err)
-	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{CouplingStore: store})
-	waitFor(t, time.Minute, "every pair duplex and applied through the other member's time", func() bool {
-		for _, v := range prim.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		st := sec.Status()
-		return st.Coupling != nil && st.Coupling.AppliedThrough == control.FormatTime(other)
-	})
-	for i := range 4 {
-		if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, time.Minute, "the writes journaled past the master time", func() bool {
-		st := sec.Status()
-		return st.Coupling != nil && st.Coupling.GatedGroups > 0 && prim.Mover().Stats().Acked.Time > other
-	})
+	h := holdPastTheMasterTime(t, cfg, quiet)
+	store, stopSec, stopPrim := h.store, h.stopSec, h.stopPrim
 	stopPrim()
 	stopSec()
 
@@ -76,4 +43,55 @@ func TestPromotionCountsTheGroupsPastTheMasterTime(t *testing.T) {
 	if want := journaled - pr.Group; pr.HeldGroups != want {
 		t.Fatalf("the promotion at group %d records %d held groups; %d were journaled after it and never applied", pr.Group, pr.HeldGroups, want)
 	}
+}
+
+// heldMember is a coupled session's two sites whose secondary journaled
+// writes past the master time, which another member holds.
+type heldMember struct {
+	store             *coupling.MemStore
+	sec               *Secondary
+	prim              *Primary
+	stopSec, stopPrim func()
+	// other is the master time: the other member's time, which it keeps.
+	other int64
+}
+
+// holdPastTheMasterTime couples cfg's session with a member "other" whose
+// time is a few seconds ahead and stays there: the initial copies are
+// applied before it, and four writes to vol1 stamped after it are
+// journaled and acknowledged, and held.
+func holdPastTheMasterTime(t *testing.T, cfg *config.Config, log *slog.Logger) heldMember {
+	t.Helper()
+	cfg.Coupling = config.Coupling{Group: "g", Etcd: []string{"http://127.0.0.1:1"}, Lease: config.Duration(10 * time.Second),
+		Publish: config.Duration(20 * time.Millisecond)}
+	ctx := context.Background()
+	h := heldMember{store: coupling.NewMemStore(), other: time.Now().Add(3 * time.Second).UnixNano()}
+	for _, m := range []string{cfg.Session, "other"} {
+		if err := h.store.AddMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.store.Publish(ctx, "other", coupling.Report{Time: h.other, At: time.Now().UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	_, h.sec, h.prim, h.stopSec, h.stopPrim = linkSites(t, cfg, log, SecondaryOptions{CouplingStore: h.store})
+	waitFor(t, time.Minute, "every pair duplex and applied through the other member's time", func() bool {
+		for _, v := range h.prim.Status().Volumes {
+			if v.State != "duplex" {
+				return false
+			}
+		}
+		st := h.sec.Status()
+		return st.Coupling != nil && st.Coupling.AppliedThrough == control.FormatTime(h.other)
+	})
+	for i := range 4 {
+		if err := h.prim.Write(ctx, "vol1", bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Minute, "the writes journaled past the master time", func() bool {
+		st := h.sec.Status()
+		return st.Coupling != nil && st.Coupling.GatedGroups > 0 && h.prim.Mover().Stats().Acked.Time > h.other
+	})
+	return h
 }
