@@ -1805,17 +1805,27 @@ func (s *Secondary) encodeAckLocked(pos transport.Position) []byte {
 
 // recoverable is the Recoverable of a Position of time t: while a resync
 // holds the volumes, the applied group's time, which a restart or recover
-// leaves them at (RecoversTo), however far the journal has gone; otherwise
-// zero, t itself. Called with s.mu held.
+// leaves them at (RecoversTo), however far the journal has gone; for a
+// coupled secondary, its Gate's limit where that is before t (a restart or
+// recover applies through it and no further); otherwise zero, t itself.
+// Called with s.mu held.
 func (s *Secondary) recoverable(t int64) int64 {
-	// The last group handed to the applier: journaled, so a restart applies
-	// it even if the applier has not yet.
-	if !s.pairs.holding() || s.queued.Time >= t {
+	at := t
+	if s.pairs.holding() {
+		// The last group handed to the applier: journaled, so a restart
+		// applies it even if the applier has not yet.
+		at = min(at, s.queued.Time)
+	}
+	if s.cfg.Gate != nil {
+		limit, _ := s.cfg.Gate.Limit()
+		at = min(at, limit)
+	}
+	if at >= t {
 		return 0
 	}
 	// A hold over no applied group recovers to nothing; the wire has no
 	// zero for that, and a nanosecond past the epoch says as much.
-	return max(s.queued.Time, 1)
+	return max(at, 1)
 }
 
 // commit journals, acknowledges and applies one group. Called with s.mu held.

@@ -453,6 +453,9 @@ func (p *Primary) Status() control.Status {
 		Link: link, SidefileBytes: &used, SidefileLimitBytes: &limit, PromotedAt: p.promotedAt(), PromotedFrom: p.promotedFrom(),
 		BytesReplicate: ms.BytesAcked, LinkBytesSent: &ms.BytesSent, Resends: ms.Resends, LastError: ms.LastError, LastErrorAt: control.FormatWall(ms.LastErrorAt), Generation: p.generation.String(),
 	}
+	if ms.Acked.RecoversTo() < ms.Acked.Time {
+		st.JournaledTime = control.FormatTime(ms.Acked.Time)
+	}
 	if p.promotedBack {
 		st.PrimarySite, st.PrimarySince = "primary", p.promotedAt()
 	}

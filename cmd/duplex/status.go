@@ -152,6 +152,10 @@ func printStatus(w io.Writer, st control.Status) {
 		ct = "none yet"
 	}
 	fmt.Fprintf(w, "  consistency-time:%s lag:%s\n", ct, lagText(st.LagSeconds))
+	if st.JournaledTime != "" {
+		fmt.Fprintf(w, "  journaled-time:%s (journaled and acknowledged at the secondary, held unapplied by a resync or the coupled group's master time: "+
+			"it recovers to consistency-time)\n", st.JournaledTime)
+	}
 	if st.SidefileBytes != nil && st.SidefileLimitBytes != nil {
 		fmt.Fprintf(w, "  sidefile:%s/%s", bytesIEC(*st.SidefileBytes), bytesIEC(*st.SidefileLimitBytes))
 		if st.Resends > 0 {
