@@ -143,7 +143,11 @@ func (c *Coupler) Round(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*c.cfg.Publish))
 	defer cancel()
 	own := c.cfg.Own()
-	view, err := c.cfg.Store.Read(rctx)
+	read := c.cfg.Store.Read
+	if f, ok := c.cfg.Store.(Follower); ok {
+		read = f.Follow
+	}
+	view, err := read(rctx)
 	if err != nil {
 		c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 		return

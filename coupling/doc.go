@@ -29,6 +29,8 @@
 //
 // A Coupler runs beside a secondary. Every [coupling] publish it reads the
 // group, publishes its own time, and raises its limit to the master time.
+// From etcd it reads the group as a watch on the prefix keeps it
+// (EtcdStore.Follow), not by a range each round.
 // A member that stops publishing holds the master time where its last time
 // is, and status names it as the laggard with how long it has been silent.
 // When etcd cannot be reached the limit stays where it is (the members

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -37,6 +38,26 @@ type EtcdStore struct {
 	mu      sync.Mutex
 	lease   clientv3.LeaseID
 	renewed time.Time
+
+	// w keeps the group's keys for Follow; written is the revision of
+	// this store's last write, which Follow's view must hold.
+	w       watched
+	written atomic.Int64
+	// ranges counts Follow's reads of the whole range (tests).
+	ranges atomic.Int64
+}
+
+// wrote records the revision of a write of this store.
+func (e *EtcdStore) wrote(h *etcdserverpb.ResponseHeader) {
+	if h == nil {
+		return
+	}
+	for {
+		old := e.written.Load()
+		if h.Revision <= old || e.written.CompareAndSwap(old, h.Revision) {
+			return
+		}
+	}
 }
 
 // Prefix is where a group's keys live.
@@ -73,31 +94,11 @@ func (e *EtcdStore) Read(ctx context.Context) (View, error) {
 	if err != nil {
 		return View{}, unreachable(err)
 	}
-	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}}
+	kvs := make(map[string][]byte, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		rest := strings.TrimPrefix(string(kv.Key), e.prefix)
-		kind, name, _ := strings.Cut(rest, "/")
-		switch kind {
-		case "member":
-			v.Members = append(v.Members, name)
-		case "alive":
-			v.Alive[name] = true
-		case "time":
-			var r Report
-			if err := json.Unmarshal(kv.Value, &r); err != nil {
-				return View{}, fmt.Errorf("coupling: etcd key %s: %w", kv.Key, err)
-			}
-			v.Reports[name] = r
-		case "recovery":
-			t, err := strconv.ParseInt(string(kv.Value), 10, 64)
-			if err != nil {
-				return View{}, fmt.Errorf("coupling: etcd key %s: %w", kv.Key, err)
-			}
-			v.Recovery = t
-		}
+		kvs[string(kv.Key)] = kv.Value
 	}
-	sort.Strings(v.Members)
-	return v, nil
+	return viewOf(e.prefix, kvs)
 }
 
 // leaseFor returns a lease that holds, renewing it a third of its TTL after
@@ -138,10 +139,13 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 	if err != nil {
 		return err
 	}
-	_, err = e.cli.Txn(ctx).Then(
+	resp, err := e.cli.Txn(ctx).Then(
 		clientv3.OpPut(e.prefix+"time/"+member, string(b)),
 		clientv3.OpPut(e.prefix+"alive/"+member, "", clientv3.WithLease(id)),
 	).Commit()
+	if err == nil {
+		e.wrote(resp.Header)
+	}
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		e.mu.Lock()
 		e.lease = 0
@@ -152,13 +156,19 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 
 // AddMember implements Store.
 func (e *EtcdStore) AddMember(ctx context.Context, member string) error {
-	_, err := e.cli.Put(ctx, e.prefix+"member/"+member, "")
+	resp, err := e.cli.Put(ctx, e.prefix+"member/"+member, "")
+	if err == nil {
+		e.wrote(resp.Header)
+	}
 	return unreachable(err)
 }
 
 // RemoveMember implements Store.
 func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
-	_, err := e.cli.Delete(ctx, e.prefix+"member/"+member)
+	resp, err := e.cli.Delete(ctx, e.prefix+"member/"+member)
+	if err == nil {
+		e.wrote(resp.Header)
+	}
 	return unreachable(err)
 }
 
@@ -171,6 +181,7 @@ func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
 	if err != nil {
 		return 0, unreachable(err)
 	}
+	e.wrote(resp.Header)
 	if resp.Succeeded {
 		return t, nil
 	}
@@ -186,4 +197,7 @@ func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
 }
 
 // Close implements Store.
-func (e *EtcdStore) Close() error { return e.cli.Close() }
+func (e *EtcdStore) Close() error {
+	e.stopWatch()
+	return e.cli.Close()
+}

@@ -1,0 +1,109 @@
+package coupling
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"duplex/coupling/etcdserver"
+)
+
+// followUntil calls Follow until cond holds of its view, or fails after a
+// minute.
+func followUntil(t *testing.T, ctx context.Context, s *EtcdStore, what string, cond func(View, error) bool) View {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := s.Follow(fctx)
+		cancel()
+		if cond(v, err) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within a minute: %s (last view %+v, %v)", what, v, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Follow keeps the group from a watch on its prefix: after its first
+// read of the range, a member sees the others' publications, membership
+// changes and expired leases without reading the range again; its own
+// writes are in the next view it gets; an etcd that stops is reported
+// unreachable, as by Read, and once it is back the watch starts again.
+func TestEtcdStoreFollowsTheGroupByAWatch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "etcd")
+	client, peer := freeURL(t), freeURL(t)
+	srv, err := etcdserver.Start(dir, client, peer, "error", os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Close() }()
+	dial := func() *EtcdStore {
+		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := dial(), dial()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, m := range []string{"a", "b"} {
+		if err := a.AddMember(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := b.Follow(ctx); err != nil || len(v.Members) != 2 {
+		t.Fatalf("first view %+v, %v; want members a and b", v, err)
+	}
+	if got := b.ranges.Load(); got != 1 {
+		t.Fatalf("%d reads of the range for the first view, want 1", got)
+	}
+
+	if err := a.Publish(ctx, "a", Report{Time: 42, At: 7}); err != nil {
+		t.Fatal(err)
+	}
+	followUntil(t, ctx, b, "a's publication seen by b", func(v View, err error) bool {
+		return err == nil && v.Reports["a"] == (Report{Time: 42, At: 7}) && v.Alive["a"]
+	})
+	// Its own write: in the very next view.
+	if err := b.Publish(ctx, "b", Report{Time: 40, At: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Follow(ctx); err != nil || v.Reports["b"].Time != 40 {
+		t.Fatalf("b's view right after its own publication: %+v, %v", v, err)
+	}
+	if err := a.RemoveMember(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	followUntil(t, ctx, b, "b removed and a's lease expired, seen by b", func(v View, err error) bool {
+		return err == nil && len(v.Members) == 1 && v.Members[0] == "a" && !v.Alive["a"] && v.Reports["a"].Time == 42
+	})
+	if got := b.ranges.Load(); got != 1 {
+		t.Errorf("%d reads of the range while the watch kept the group, want 1", got)
+	}
+	// Against Read, which reads it all.
+	if v, err := b.Read(ctx); err != nil || len(v.Members) != 1 || v.Reports["a"].Time != 42 || v.Reports["b"].Time != 40 || v.Alive["a"] {
+		t.Fatalf("Read: %+v, %v", v, err)
+	}
+
+	srv.Close()
+	followUntil(t, ctx, b, "etcd down reported unreachable", func(v View, err error) bool { return errors.Is(err, ErrUnreachable) })
+	if srv, err = etcdserver.Start(dir, client, peer, "error", os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	followUntil(t, ctx, a, "a publishes after etcd came back", func(View, error) bool {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer pcancel()
+		return a.Publish(pctx, "a", Report{Time: 43, At: 9}) == nil
+	})
+	followUntil(t, ctx, b, "a's publication after etcd came back, seen by b", func(v View, err error) bool {
+		return err == nil && v.Reports["a"].Time == 43
+	})
+}
