@@ -90,15 +90,24 @@ func unreachable(err error) error {
 
 // Read implements Store.
 func (e *EtcdStore) Read(ctx context.Context) (View, error) {
+	kvs, _, err := e.rangeKeys(ctx)
+	if err != nil {
+		return View{}, err
+	}
+	return viewOf(e.prefix, kvs)
+}
+
+// rangeKeys reads every key of the group, and the revision they are as of.
+func (e *EtcdStore) rangeKeys(ctx context.Context) (map[string][]byte, int64, error) {
 	resp, err := e.cli.Get(ctx, e.prefix, clientv3.WithPrefix())
 	if err != nil {
-		return View{}, unreachable(err)
+		return nil, 0, unreachable(err)
 	}
 	kvs := make(map[string][]byte, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		kvs[string(kv.Key)] = kv.Value
 	}
-	return viewOf(e.prefix, kvs)
+	return kvs, resp.Header.Revision, nil
 }
 
 // leaseFor returns a lease that holds, renewing it a third of its TTL after

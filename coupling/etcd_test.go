@@ -26,14 +26,8 @@ func freeURL(t *testing.T) string {
 // publications, the alive key's lease, the recovery time fixed once, and
 // an etcd that stops and comes back.
 func TestEtcdStore(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "etcd")
-	client, peer := freeURL(t), freeURL(t)
-	srv, err := etcdserver.Start(dir, client, peer, "error", os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Close() }()
-	store, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 2 * time.Second})
+	e := startEtcd(t)
+	store, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +79,7 @@ func TestEtcdStore(t *testing.T) {
 	}
 
 	// etcd down: every call fails as unreachable within its context.
-	srv.Close()
+	e.stop()
 	short, scancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	_, err = store.Read(short)
 	scancel()
@@ -93,9 +87,7 @@ func TestEtcdStore(t *testing.T) {
 		t.Fatalf("read with etcd down: %v, want ErrUnreachable", err)
 	}
 	// Back, on the same data: a new lease is granted for the next publication.
-	if srv, err = etcdserver.Start(dir, client, peer, "error", os.Stderr); err != nil {
-		t.Fatal(err)
-	}
+	e.start(t)
 	deadline = time.Now().Add(time.Minute)
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -111,5 +103,38 @@ func TestEtcdStore(t *testing.T) {
 	}
 	if v, err = store.Read(ctx); err != nil || v.Reports["a"].Time != 43 || !v.Alive["a"] {
 		t.Fatalf("after etcd came back: %+v, %v", v, err)
+	}
+}
+
+// testEtcd is an embedded etcd that a test stops and starts again on its
+// data.
+type testEtcd struct {
+	dir, client, peer string
+	srv               *etcdserver.Server
+}
+
+// startEtcd starts an embedded etcd, stopped when the test ends.
+func startEtcd(t *testing.T) *testEtcd {
+	t.Helper()
+	e := &testEtcd{dir: filepath.Join(t.TempDir(), "etcd"), client: freeURL(t), peer: freeURL(t)}
+	e.start(t)
+	t.Cleanup(e.stop)
+	return e
+}
+
+// start starts it, again on the same data and addresses after stop.
+func (e *testEtcd) start(t *testing.T) {
+	t.Helper()
+	srv, err := etcdserver.Start(e.dir, e.client, e.peer, "error", os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+}
+
+func (e *testEtcd) stop() {
+	if e.srv != nil {
+		e.srv.Close()
+		e.srv = nil
 	}
 }

@@ -69,21 +69,17 @@ func (e *EtcdStore) Follow(ctx context.Context) (View, error) {
 	}
 	e.w.mu.Unlock()
 	e.ranges.Add(1)
-	resp, err := e.cli.Get(ctx, e.prefix, clientv3.WithPrefix())
+	kvs, rev, err := e.rangeKeys(ctx)
 	if err != nil {
-		return View{}, unreachable(err)
-	}
-	kvs := make(map[string][]byte, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		kvs[string(kv.Key)] = kv.Value
+		return View{}, err
 	}
 	v, err := viewOf(e.prefix, kvs)
 	if err != nil {
 		return View{}, err
 	}
 	e.w.mu.Lock()
-	if !e.w.live || e.w.rev < resp.Header.Revision {
-		e.watchLocked(kvs, resp.Header.Revision)
+	if !e.w.live || e.w.rev < rev {
+		e.watchLocked(kvs, rev)
 	}
 	e.w.mu.Unlock()
 	return v, nil

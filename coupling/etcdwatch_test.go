@@ -3,12 +3,8 @@ package coupling
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"duplex/coupling/etcdserver"
 )
 
 // followUntil calls Follow until cond holds of its view, or fails after a
@@ -36,15 +32,9 @@ func followUntil(t *testing.T, ctx context.Context, s *EtcdStore, what string, c
 // writes are in the next view it gets; an etcd that stops is reported
 // unreachable, as by Read, and once it is back the watch starts again.
 func TestEtcdStoreFollowsTheGroupByAWatch(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "etcd")
-	client, peer := freeURL(t), freeURL(t)
-	srv, err := etcdserver.Start(dir, client, peer, "error", os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Close() }()
+	e := startEtcd(t)
 	dial := func() *EtcdStore {
-		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 2 * time.Second})
+		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,11 +83,9 @@ func TestEtcdStoreFollowsTheGroupByAWatch(t *testing.T) {
 		t.Fatalf("Read: %+v, %v", v, err)
 	}
 
-	srv.Close()
+	e.stop()
 	followUntil(t, ctx, b, "etcd down reported unreachable", func(v View, err error) bool { return errors.Is(err, ErrUnreachable) })
-	if srv, err = etcdserver.Start(dir, client, peer, "error", os.Stderr); err != nil {
-		t.Fatal(err)
-	}
+	e.start(t)
 	followUntil(t, ctx, a, "a publishes after etcd came back", func(View, error) bool {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer pcancel()
