@@ -5,11 +5,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"duplex/config"
 	"duplex/control"
 	"duplex/transport"
 )
@@ -23,64 +21,19 @@ import (
 // again, A rejoins B again, and the two end identical again.
 func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 	const mib = 1 << 20
-	cfg := linkConfig(t)
-	for i := range cfg.Primary.Subsystems {
-		for j := range cfg.Primary.Subsystems[i].Volumes {
-			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
-		}
-	}
-	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
-	cfg.Primary.NBD, cfg.Secondary.NBD = "127.0.0.1:0", "127.0.0.1:0"
+	cfg := rejoinConfig(t)
+	cfg.Primary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
-	popts := func(n transport.Dialer) PrimaryOptions {
-		return PrimaryOptions{Dialer: n, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond}
-	}
-	runPrimary := func(p *Primary) func() {
-		return runFor(t, func(ctx context.Context) error { return p.Run(ctx, 200*time.Millisecond) })
-	}
 	allDuplex := func(p *Primary) bool {
 		st := p.Status()
-		for _, v := range st.Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return len(st.Volumes) == 4 && st.Link == "connected"
+		return allPairsDuplex(st) && st.Link == "connected"
 	}
 	write := func(p *Primary, vol string, b byte, off int64) {
 		t.Helper()
 		if err := p.Write(ctx, vol, fill(b), off); err != nil {
 			t.Fatalf("write %s at %d: %v", vol, off, err)
-		}
-	}
-	quiesce := func(p *Primary) {
-		t.Helper()
-		qctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if err := p.Mover().Quiesce(qctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	identical := func(when string, p *Primary, s *Secondary) {
-		t.Helper()
-		waitFor(t, time.Minute, "the secondary to apply the primary's last group "+when, func() bool {
-			return s.Replica().Stats().Group >= p.Mover().Stats().Acked.Group
-		})
-		got, exp := make([]byte, mib), make([]byte, mib)
-		for _, name := range cfg.VolumeNames() {
-			for off := int64(0); off < 8*mib; off += mib {
-				if err := p.ReadAt(name, exp, off); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.ReadAt(name, got, off); err != nil {
-					t.Fatal(err)
-				}
-				if !bytes.Equal(got, exp) {
-					t.Errorf("%s: %s at %d differs between the sites", when, name, off)
-				}
-			}
 		}
 	}
 	byteAt := func(read func(string, []byte, int64) error, vol string, off int64) byte {
@@ -99,14 +52,14 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopB := runFor(t, bSec.Run)
-	a, err := OpenPrimary(cfg, quiet, popts(fwd))
+	a, err := OpenPrimary(cfg, quiet, linkOptions(fwd))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopA := runPrimary(a)
+	stopA := runLinked(t, a)
 	waitFor(t, time.Minute, "every pair duplex", func() bool { return allDuplex(a) })
 	write(a, "vol1", 1, 0)
-	quiesce(a)
+	quiesceMover(t, a)
 	fwd.SetDown(true)
 	write(a, "vol1", 2, 5*mib)
 	write(a, "vol1", 2, 7*mib)
@@ -119,24 +72,13 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := transport.NewMemNetwork(2, transport.Faults{})
-	b, err := OpenReversePrimary(cfg, quiet, popts(rev))
+	b, err := OpenReversePrimary(cfg, quiet, linkOptions(rev))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopB = runPrimary(b)
+	stopB = runLinked(t, b)
 	write(b, "vol3", 3, 2*mib)
-	ch, err := b.changedRegions()()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanRejoin(cfg, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := BeginRejoin(cfg, ch, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, r := beginRejoin(t, cfg, b)
 	aSec, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +90,7 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(b, "vol2", 7, 3*mib)
-	quiesce(b)
+	quiesceMover(t, b)
 	waitFor(t, time.Minute, "A to journal B's write", func() bool {
 		return aSec.Replica().Stats().JournaledGroup >= b.Mover().Stats().Acked.Group
 	})
@@ -167,11 +109,11 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 		t.Errorf("a second PromoteBack: fresh %v, %v; want the first promotion kept", again, err)
 	}
 	fwd2 := transport.NewMemNetwork(3, transport.Faults{})
-	a2, err := OpenPrimary(cfg, quiet, popts(fwd2))
+	a2, err := OpenPrimary(cfg, quiet, linkOptions(fwd2))
 	if err != nil {
 		t.Fatalf("the primary after the failover back: %v", err)
 	}
-	stopA = runPrimary(a2)
+	stopA = runLinked(t, a2)
 	if st := a2.Status(); st.Role != "primary" || st.PrimarySite != "primary" || st.PromotedAt != control.FormatTime(pr.At) {
 		t.Errorf("A after the failover back: role %q, primary_site %q, promoted_at %q", st.Role, st.PrimarySite, st.PromotedAt)
 	}
@@ -215,8 +157,8 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "every pair of A duplex again", func() bool { return allDuplex(a2) })
 	write(a2, "vol2", 6, 6*mib)
-	quiesce(a2)
-	identical("after the failover back and B's rejoin", a2, bSec2)
+	quiesceMover(t, a2)
+	sameImages(t, cfg, "after the failover back and B's rejoin", a2, bSec2)
 	for _, c := range []struct {
 		vol  string
 		off  int64
@@ -230,7 +172,7 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 	// The second round trip, in the same directories: A is lost, B
 	// fails over again, A rejoins B again.
 	write(a2, "vol1", 8, mib)
-	quiesce(a2)
+	quiesceMover(t, a2)
 	fwd2.SetDown(true)
 	stopA()
 	stopB()
@@ -238,36 +180,21 @@ func TestFailoverBackAndASecondRoundTrip(t *testing.T) {
 		t.Fatalf("the second failover: fresh %v, %v", fresh, err)
 	}
 	rev3 := transport.NewMemNetwork(4, transport.Faults{})
-	b3, err := OpenReversePrimary(cfg, quiet, popts(rev3))
+	b3, err := OpenReversePrimary(cfg, quiet, linkOptions(rev3))
 	if err != nil {
 		t.Fatalf("B after the second failover: %v", err)
 	}
-	runPrimary(b3)
+	runLinked(t, b3)
 	write(b3, "vol2", 9, 4*mib)
-	ch3, err := b3.changedRegions()()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan3, err := PlanRejoin(cfg, ch3)
-	if err != nil {
-		t.Fatalf("the second rejoin at A: %v", err)
-	}
-	r3, err := BeginRejoin(cfg, ch3, plan3)
-	if err != nil {
-		t.Fatalf("the second rejoin at A: %v", err)
-	}
-	aSec3, err := OpenRejoined(cfg, quiet, r3, SecondaryOptions{Listener: rev3})
-	if err != nil {
-		t.Fatalf("A as B's secondary again: %v", err)
-	}
-	runFor(t, aSec3.Run)
+	// The second rejoin at A, as B's secondary again.
+	_, r3, aSec3 := rejoinAt(t, cfg, quiet, b3, rev3, SecondaryOptions{})
 	if _, err := b3.rejoin()(control.RejoinRequest{Generation: r3.Generation, Volumes: r3.Discarded}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, "every pair of B duplex again", func() bool { return allDuplex(b3) })
 	write(b3, "vol3", 10, 6*mib)
-	quiesce(b3)
-	identical("after the second failover and A's rejoin", b3, aSec3)
+	quiesceMover(t, b3)
+	sameImages(t, cfg, "after the second failover and A's rejoin", b3, aSec3)
 	if got := byteAt(aSec3.ReadAt, "vol1", mib); got != 8 {
 		t.Errorf("A's last write before the second failover: %d at both, want 8", got)
 	}

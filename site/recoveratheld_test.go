@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -25,35 +24,17 @@ import (
 // copy though every pair says duplex.
 func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
 	const mib = 1 << 20
-	cfg := linkConfig(t)
-	for i := range cfg.Primary.Subsystems {
-		for j := range cfg.Primary.Subsystems[i].Volumes {
-			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
-		}
-	}
-	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
-	cfg.Secondary.NBD = "127.0.0.1:0"
+	cfg := rejoinConfig(t)
 	cfg.Secondary.History = config.Duration(time.Hour)
 	cfg.Secondary.HistoryBytes = 64 * config.MiB
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-	waitFor(t, time.Minute, "every pair duplex", func() bool {
-		for _, v := range prim.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
 	ctx := context.Background()
 	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
 	applied := func(what string) {
 		t.Helper()
-		qctx, cancel := context.WithTimeout(ctx, time.Minute)
-		defer cancel()
-		if err := prim.Mover().Quiesce(qctx); err != nil {
-			t.Fatal(err)
-		}
+		quiesceMover(t, prim)
 		waitFor(t, time.Minute, what, func() bool { return sec.Replica().Stats().Group >= prim.Mover().Stats().Acked.Group })
 	}
 	if err := prim.Write(ctx, "vol3", fill(9), 2*mib); err != nil {
@@ -83,11 +64,7 @@ func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
 	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
 		t.Fatal(err)
 	}
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := prim.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	quiesceMover(t, prim)
 	if st := sec.Replica().Stats(); st.HeldGroups == 0 {
 		t.Fatal("the secondary holds no groups: the test did not hold it")
 	}
@@ -116,63 +93,12 @@ func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
 	}
 	t.Logf("promoted at group %d, %d held groups", pr.Group, pr.HeldGroups)
 	rev := transport.NewMemNetwork(2, transport.Faults{})
-	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
-	ch, err := b.changedRegions()()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanRejoin(cfg, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, v := range plan {
-		t.Logf("rejoin: %s copies %d bytes (%d here, %d there) %s", v.Name, v.Copy, v.Here, v.There, v.Whole)
-	}
-	r, err := BeginRejoin(cfg, ch, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, a.Run)
+	b, _ := openReversed(t, cfg, quiet, rev)
+	_, r, a := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
 	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool {
-		for _, v := range b.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
-	qctx, cancel = context.WithTimeout(ctx, time.Minute)
-	if err := b.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
-		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
-	})
-	got, want := make([]byte, mib), make([]byte, mib)
-	for _, name := range cfg.VolumeNames() {
-		for off := int64(0); off < 8*mib; off += mib {
-			if err := b.ReadAt(name, want, off); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.ReadAt(name, got, off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s at %d: the old primary (first byte %d) differs from the promoted site (first byte %d) after the rejoin's copy",
-					name, off, got[0], want[0])
-			}
-		}
-	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+	quiesceMover(t, b)
+	sameImages(t, cfg, "after the rejoin's copy", b, a)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,35 +63,16 @@ func linkSites(t *testing.T, cfg *config.Config, log *slog.Logger, sopts Seconda
 // stay as they were until the copy ends.
 func TestRejoinReversesTheDirection(t *testing.T) {
 	const mib = 1 << 20
-	cfg := linkConfig(t)
-	for i := range cfg.Primary.Subsystems {
-		for j := range cfg.Primary.Subsystems[i].Volumes {
-			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
-		}
-	}
-	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
-	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
+	cfg := rejoinConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-	allDuplex := func(st control.Status) bool {
-		for _, v := range st.Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return len(st.Volumes) == 4
-	}
-	waitFor(t, time.Minute, "every pair duplex", func() bool { return allDuplex(prim.Status()) })
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
 	ctx := context.Background()
 	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
 	if err := prim.Write(ctx, "vol1", fill(1), 0); err != nil {
 		t.Fatal(err)
 	}
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := prim.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	quiesceMover(t, prim)
 	// The link goes down: this write never reaches the secondary.
 	fwd.SetDown(true)
 	if err := prim.Write(ctx, "vol1", fill(2), 5*mib); err != nil {
@@ -106,11 +86,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 	rev := transport.NewMemNetwork(2, transport.Faults{})
-	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
+	b, _ := openReversed(t, cfg, quiet, rev)
 	if st := b.Status(); st.Role != "primary" || st.PromotedAt != control.FormatTime(pr.At) || st.Link != "suspended" {
 		t.Errorf("the promoted site's status: role %q, promoted_at %q, link %q; want primary since %s, suspended",
 			st.Role, st.PromotedAt, st.Link, control.FormatTime(pr.At))
@@ -119,18 +95,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ch, err := b.changedRegions()()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanRejoin(cfg, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := BeginRejoin(cfg, ch, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan, r := beginRejoin(t, cfg, b)
 	if _, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: fwd}); err == nil {
 		t.Error("the old primary opened as a primary after it rejoined")
 	}
@@ -153,11 +118,7 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 			jumped.Add(1)
 		}
 	}
-	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev, OnApplied: onApplied})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, a.Run)
+	a := rejoined(t, cfg, quiet, r, rev, SecondaryOptions{OnApplied: onApplied})
 	for _, v := range a.Status().Volumes {
 		if v.ConsistencyTime != "" || !strings.Contains(v.Consistency, "own image from before the rejoin") {
 			t.Errorf("the old primary's %s before the copy: consistent as of %q, %q; want its own image, as of no time of the promoted site", v.Name, v.ConsistencyTime, v.Consistency)
@@ -173,18 +134,12 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 	if len(res.Resumed) != 4 {
 		t.Errorf("resumed %v, want every pair", res.Resumed)
 	}
-	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allDuplex(b.Status()) })
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
 	if err := b.Write(ctx, "vol2", fill(4), 7*mib); err != nil {
 		t.Fatal(err)
 	}
-	qctx, cancel = context.WithTimeout(ctx, time.Minute)
-	if err := b.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
-		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
-	})
+	quiesceMover(t, b)
+	sameImages(t, cfg, "after the rejoin's copy", b, a)
 	// Only the changed regions were copied, as the plan said: vol1's
 	// regions the activity log still marked (its granularity is 1 MiB, and
 	// a region acknowledged before the crash may keep its mark), vol3's 64
@@ -206,20 +161,6 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 	}
 	if c := planned["vol2"] + planned["vol4"]; c != 0 {
 		t.Errorf("vol2 and vol4: the plan copies %d bytes of volumes neither site changed", c)
-	}
-	got, exp := make([]byte, mib), make([]byte, mib)
-	for _, name := range cfg.VolumeNames() {
-		for off := int64(0); off < 8*mib; off += mib {
-			if err := b.ReadAt(name, exp, off); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.ReadAt(name, got, off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, exp) {
-				t.Errorf("%s at %d: the old primary differs from the promoted site", name, off)
-			}
-		}
 	}
 	if n := mixed.Load(); n > 0 {
 		t.Errorf("%d groups applied at the old primary left a mix of its image and the promoted site's", n)
@@ -248,24 +189,10 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 // copies them back, and the sites end identical.
 func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 	const mib = 1 << 20
-	cfg := linkConfig(t)
-	for i := range cfg.Primary.Subsystems {
-		for j := range cfg.Primary.Subsystems[i].Volumes {
-			cfg.Primary.Subsystems[i].Volumes[j].Size = config.Size(8 * mib)
-		}
-	}
-	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
-	cfg.Secondary.NBD = "127.0.0.1:0" // where the promoted site serves
+	cfg := rejoinConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-	waitFor(t, time.Minute, "every pair duplex", func() bool {
-		for _, v := range prim.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
 	ctx := context.Background()
 	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
 	if err := prim.Pairs().Suspend("vol1"); err != nil {
@@ -286,11 +213,7 @@ func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
 		t.Fatal(err)
 	}
-	qctx, cancel := context.WithTimeout(ctx, time.Minute)
-	if err := prim.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	quiesceMover(t, prim)
 	fwd.SetDown(true)
 	stopPrim()
 	stopSec()
@@ -303,59 +226,12 @@ func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
 		t.Fatal("the promotion holds no held groups: the test did not hold the secondary")
 	}
 	rev := transport.NewMemNetwork(2, transport.Faults{})
-	b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{Dialer: rev, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, func(ctx context.Context) error { return b.Run(ctx, 200*time.Millisecond) })
-	ch, err := b.changedRegions()()
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := PlanRejoin(cfg, ch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := BeginRejoin(cfg, ch, plan)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, a.Run)
+	b, _ := openReversed(t, cfg, quiet, rev)
+	_, r, a := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
 	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool {
-		for _, v := range b.Status().Volumes {
-			if v.State != "duplex" {
-				return false
-			}
-		}
-		return true
-	})
-	qctx, cancel = context.WithTimeout(ctx, time.Minute)
-	if err := b.Mover().Quiesce(qctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	waitFor(t, 10*time.Second, "the old primary to apply what it journaled", func() bool {
-		return a.Replica().Stats().Group >= b.Mover().Stats().Acked.Group
-	})
-	got, want := make([]byte, mib), make([]byte, mib)
-	for _, name := range cfg.VolumeNames() {
-		for off := int64(0); off < 8*mib; off += mib {
-			if err := b.ReadAt(name, want, off); err != nil {
-				t.Fatal(err)
-			}
-			if err := a.ReadAt(name, got, off); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s at %d: the old primary differs from the promoted site", name, off)
-			}
-		}
-	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+	quiesceMover(t, b)
+	sameImages(t, cfg, "after the rejoin's copy", b, a)
 }
