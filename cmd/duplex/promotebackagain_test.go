@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"duplex/config"
 	"duplex/site"
 )
 
@@ -21,40 +17,10 @@ import (
 // serves this site as the primary again, or refuses and names duplex
 // primary.
 func TestPromoteAgainAfterAFailoverBack(t *testing.T) {
-	dir := t.TempDir()
-	c := startupSession(dir)
-	c.Primary.Listen, c.Primary.Journal = "127.0.0.1:0", filepath.Join(dir, "primary", "journal")
-	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(site.PairStateDir(cfg), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rec := `{"session":"startup","rejoined_at_ns":1,"promoted_at":"then","generation":"00000000000000b1","discarded":{},"delivered":true}`
-	if err := os.WriteFile(filepath.Join(site.PairStateDir(cfg), "rejoin.json"), []byte(rec), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path, cfg := rejoinedOldPrimary(t)
 	serve := func(what string) (string, string) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		out, errb := &lockedBuffer{}, &lockedBuffer{}
-		done := make(chan int, 1)
-		go func() { done <- run(ctx, []string{"promote", "--config", path, "--log-level", "error"}, out, errb) }()
-		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), "serving "); time.Sleep(10 * time.Millisecond) {
-			select {
-			case <-done:
-				return out.String(), errb.String()
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: does not serve within 30s: stdout %q, stderr %q", what, out, errb)
-			}
-		}
-		cancel()
-		<-done
-		return out.String(), errb.String()
+		out, errb, _ := promoteUntil(t, path, what, "serving ")
+		return out, errb
 	}
 	out, errb := serve("the failover back")
 	if !strings.Contains(out, "as the session's primary again;") {
