@@ -688,34 +688,6 @@ func TestDuration(t *testing.T) {
 	}
 }
 
-const tlsConfig = `
-session = "s"
-[primary]
-nbd = "0.0.0.0:10809"
-secondary = "10.0.0.1:7402"
-tls_cert = "pki/primary.crt"
-tls_key = "pki/primary.key"
-tls_ca = "pki/ca.crt"
-nbd_tls_cert = "pki/primary.crt"
-nbd_tls_key = "pki/primary.key"
-nbd_tls_ca = "pki/ca.crt"
-[[primary.subsystem]]
-id = "ss1"
-[[primary.subsystem.volume]]
-name = "v"
-path = "v.img"
-size = "1MiB"
-[secondary]
-listen = ":7402"
-journal = "journal"
-tls_cert = "pki/secondary.crt"
-tls_key = "pki/secondary.key"
-tls_ca = "pki/ca.crt"
-[[secondary.volume]]
-name = "v"
-path = "/srv/v.img"
-`
-
 func TestCheckSecurity(t *testing.T) {
 	loop := valid(t)
 	if err := loop.CheckSecurity(); err != nil {
@@ -758,12 +730,8 @@ func TestCheckSecurity(t *testing.T) {
 		t.Errorf("secondary only on 0.0.0.0: %v", err)
 	}
 
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	testpki.Sites(t, filepath.Join(dir, "pki"))
-	c, err := Parse([]byte(tlsConfig), dir)
+	dir := testpki.SitesDir(t)
+	c, err := Parse([]byte(testpki.SitesConfig), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -866,7 +834,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(ex)
 	f.Add([]byte(minimal))
-	f.Add([]byte(tlsConfig))
+	f.Add([]byte(testpki.SitesConfig))
 	demo, err := Demo("/demo").Encode()
 	if err != nil {
 		f.Fatal(err)

@@ -3,7 +3,6 @@ package tlsconf
 import (
 	"crypto/tls"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,34 +11,6 @@ import (
 	"duplex/config"
 	"duplex/internal/testpki"
 )
-
-const tlsConfig = `
-session = "s"
-[primary]
-nbd = "0.0.0.0:10809"
-secondary = "10.0.0.1:7402"
-tls_cert = "pki/primary.crt"
-tls_key = "pki/primary.key"
-tls_ca = "pki/ca.crt"
-nbd_tls_cert = "pki/primary.crt"
-nbd_tls_key = "pki/primary.key"
-nbd_tls_ca = "pki/ca.crt"
-[[primary.subsystem]]
-id = "ss1"
-[[primary.subsystem.volume]]
-name = "v"
-path = "v.img"
-size = "1MiB"
-[secondary]
-listen = ":7402"
-journal = "journal"
-tls_cert = "pki/secondary.crt"
-tls_key = "pki/secondary.key"
-tls_ca = "pki/ca.crt"
-[[secondary.volume]]
-name = "v"
-path = "/srv/v.img"
-`
 
 // TestNone: a config without TLS keys has no TLS configurations.
 func TestNone(t *testing.T) {
@@ -56,12 +27,8 @@ func TestNone(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	testpki.Sites(t, filepath.Join(dir, "pki"))
-	c, err := config.Parse([]byte(tlsConfig), dir)
+	dir := testpki.SitesDir(t)
+	c, err := config.Parse([]byte(testpki.SitesConfig), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +169,7 @@ func TestTLS(t *testing.T) {
 		{func(c *config.Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "gone-ca.crt") }, ctlClientTLS, "secondary.control_tls_ca", "gone-ca.crt"},
 		{func(c *config.Config) { ctl(c); c.Secondary.ControlTLSCA = filepath.Join(dir, "pki", "secondary.key") }, ctlClientTLS, "secondary.control_tls_ca", "secondary.key"},
 	} {
-		c, err := config.Parse([]byte(tlsConfig), dir)
+		c, err := config.Parse([]byte(testpki.SitesConfig), dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -84,6 +84,49 @@ func Sites(t testing.TB, dir string) {
 	ca.Issue(t, dir, "secondary", Site)
 }
 
+// SitesDir returns a new directory of the test with Sites written into
+// its pki folder: the directory SitesConfig is parsed in.
+func SitesDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "pki"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	Sites(t, filepath.Join(dir, "pki"))
+	return dir
+}
+
+// SitesConfig is a session whose link and NBD use the certificates of
+// SitesDir, off loopback (the primary dials 10.0.0.1, and serves NBD on
+// every address): parsed in that directory, it passes the security check.
+const SitesConfig = `
+session = "s"
+[primary]
+nbd = "0.0.0.0:10809"
+secondary = "10.0.0.1:7402"
+tls_cert = "pki/primary.crt"
+tls_key = "pki/primary.key"
+tls_ca = "pki/ca.crt"
+nbd_tls_cert = "pki/primary.crt"
+nbd_tls_key = "pki/primary.key"
+nbd_tls_ca = "pki/ca.crt"
+[[primary.subsystem]]
+id = "ss1"
+[[primary.subsystem.volume]]
+name = "v"
+path = "v.img"
+size = "1MiB"
+[secondary]
+listen = ":7402"
+journal = "journal"
+tls_cert = "pki/secondary.crt"
+tls_key = "pki/secondary.key"
+tls_ca = "pki/ca.crt"
+[[secondary.volume]]
+name = "v"
+path = "/srv/v.img"
+`
+
 // Pool is a pool holding the CA alone, for a client in a test.
 func (ca *CA) Pool() *x509.CertPool {
 	pool := x509.NewCertPool()
