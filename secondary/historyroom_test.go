@@ -2,10 +2,7 @@ package secondary
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,7 +12,6 @@ import (
 
 	"duplex/disk"
 	"duplex/recordset"
-	"duplex/transport"
 	"duplex/volume"
 )
 
@@ -107,32 +103,8 @@ func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
 		chunk    = 64 << 10
 		resync   = 4 * chunk // 256 KiB real: 256 MiB on the virtual disk
 	)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "fs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	qfs := &scaledFS{FS: disk.OS, root: root, scale: scale, capacity: capacity}
-	open := func() (*Secondary, *volume.Volume, error) {
-		v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
-			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: 1 << 40},
-			FS:      qfs, LargestGroup: largest,
-			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
-			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			v.Close()
-			return nil, nil, err
-		}
-		return sec, v, nil
-	}
+	q := newScaledRig(t, 1<<20, scale, capacity, 1<<40, largest)
+	open := func() (*Secondary, *volume.Volume, error) { return q.open(t) }
 	sec, v, err := open()
 	if err != nil {
 		t.Fatal(err)
@@ -143,30 +115,7 @@ func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
 		t.Fatalf("the secondary reports %d bytes free, less than the resync's %d: the primary would not start it", free, resync*scale)
 	}
 
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sec.Run(ctx, net) }()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
-	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r := linkRig(t, sec, v, 1<<20)
 
 	// Group 1: vol1's first copy, whole (one block).
 	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
@@ -196,20 +145,14 @@ func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
 		if st.Stopped != "" || time.Now().After(deadline) {
 			var b [1]byte
 			rerr := sec.ReadAt("vol1", b[:], 0)
-			cancel()
-			wg.Wait()
-			sec.Close()
-			v.Close()
+			r.stop()
 			_, _, oerr := open()
 			t.Fatalf("the end of a resync the secondary had room for did not apply: applied group %d, stopped: %q; "+
 				"reading the volumes: %v; a restart: %v", st.Group, st.Stopped, rerr, oerr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
-	sec.Close()
-	v.Close()
+	r.stop()
 }
 
 // The history's files are bounded by history_bytes (MaxBytes, "the log may
@@ -227,61 +170,14 @@ func TestHistoryOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
 		capacity = 30 << 20
 		histMax  = 4 << 20
 	)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "fs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, size), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	qfs := &scaledFS{FS: disk.OS, root: root, scale: 1, capacity: capacity}
-	open := func() (*Secondary, *volume.Volume, error) {
-		v, err := volume.Open(filepath.Join(dir, "vol1.img"), size)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
-			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: histMax},
-			FS:      qfs, LargestGroup: 1 << 20,
-			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
-			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			v.Close()
-			return nil, nil, err
-		}
-		return sec, v, nil
-	}
+	q := newScaledRig(t, size, 1, capacity, histMax, 1<<20)
+	open := func() (*Secondary, *volume.Volume, error) { return q.open(t) }
 	sec, v, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("journal reserve %.1f MiB, history bound %d MiB, file system %d MiB", float64(sec.holdReserve())/(1<<20), histMax>>20, capacity>>20)
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sec.Run(ctx, net) }()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: size}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
-	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r := linkRig(t, sec, v, size)
 	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
 		blockWrite(0, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
 	r.sendSet(t, 2, []recordset.Update{{Volume: "vol1", Kind: recordset.KindTrim, Offset: 0, Length: size}})
@@ -292,17 +188,14 @@ func TestHistoryOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
 			break
 		}
 		if st.Stopped != "" || time.Now().After(deadline) {
-			cancel()
-			wg.Wait()
-			sec.Close()
-			v.Close()
+			r.stop()
 			_, _, oerr := open()
 			t.Fatalf("a discard of the whole volume was not applied: applied group %d, stopped: %q; a restart: %v", st.Group, st.Stopped, oerr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
+	r.cancel()
+	r.wg.Wait()
 	if got := sec.Stats().HistoryBytes; got > histMax+2<<20 {
 		t.Errorf("history holds %d bytes, bound %d", got, histMax)
 	}
@@ -326,60 +219,13 @@ func TestHoldGivenUpWithHistoryGoesOn(t *testing.T) {
 		capacity = 450 << 20
 		chunk    = 32 << 10 // 32 MiB virtual per group
 	)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "fs")
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "vol1.img"), bytes.Repeat([]byte{0xEE}, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	qfs := &scaledFS{FS: disk.OS, root: root, scale: scale, capacity: capacity}
-	open := func() (*Secondary, *volume.Volume, error) {
-		v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-			JournalDir: filepath.Join(root, "journal"), StatePath: filepath.Join(root, "state.json"),
-			History: HistoryConfig{Dir: filepath.Join(root, "history"), Window: time.Hour, MaxBytes: 1 << 40},
-			FS:      qfs, LargestGroup: 1 << 20,
-			JournalFree: func() (uint64, error) { n, _ := qfs.Available(root); return uint64(n), nil },
-			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			v.Close()
-			return nil, nil, err
-		}
-		return sec, v, nil
-	}
+	q := newScaledRig(t, 1<<20, scale, capacity, 1<<40, 1<<20)
+	open := func() (*Secondary, *volume.Volume, error) { return q.open(t) }
 	sec, v, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sec.Run(ctx, net) }()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
-	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r := linkRig(t, sec, v, 1<<20)
 	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
 		blockWrite(255, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
 	waitGate(t, "group 1 applied", func() bool { return sec.Stats().Group == 1 })
@@ -413,18 +259,12 @@ func TestHoldGivenUpWithHistoryGoesOn(t *testing.T) {
 			break
 		}
 		if st.Stopped != "" || time.Now().After(deadline) {
-			cancel()
-			wg.Wait()
-			sec.Close()
-			v.Close()
+			r.stop()
 			_, _, oerr := open()
 			t.Fatalf("after the hold was given up the held groups were not applied: applied group %d of %d, stopped: %q; a restart: %v",
 				st.Group, seq-1, st.Stopped, oerr)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
-	sec.Close()
-	v.Close()
+	r.stop()
 }

@@ -1,19 +1,16 @@
 package secondary
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"duplex/recordset"
-	"duplex/transport"
 	"duplex/volume"
 )
 
@@ -58,32 +55,9 @@ func TestReadViewOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sec.Close()
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sec.Run(ctx, net) }()
-	defer wg.Wait()
-	defer cancel()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: size}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
-	r := &gateRig{sec: sec, vol: v, conn: conn}
+	r := linkRig(t, sec, v, size)
+	defer r.wg.Wait()
+	defer r.cancel()
 
 	view, err := sec.Pin()
 	if err != nil {
