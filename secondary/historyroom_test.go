@@ -118,8 +118,7 @@ func TestResyncHeldWithHistoryFitsWhereItWasAccepted(t *testing.T) {
 	r := linkRig(t, sec, v, 1<<20)
 
 	// Group 1: vol1's first copy, whole (one block).
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
-		blockWrite(200, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(200, 1))
 	// Groups 2 to 5: a resync of the first 256 KiB, held.
 	for i := uint64(0); i < 4; i++ {
 		var ups []recordset.Update
@@ -178,8 +177,7 @@ func TestHistoryOfAWholeVolumeTrimStaysWithinItsBound(t *testing.T) {
 	}
 	t.Logf("journal reserve %.1f MiB, history bound %d MiB, file system %d MiB", float64(sec.holdReserve())/(1<<20), histMax>>20, capacity>>20)
 	r := linkRig(t, sec, v, size)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
-		blockWrite(0, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(0, 1))
 	r.sendSet(t, 2, []recordset.Update{{Volume: "vol1", Kind: recordset.KindTrim, Offset: 0, Length: size}})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -226,8 +224,7 @@ func TestHoldGivenUpWithHistoryGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := linkRig(t, sec, v, 1<<20)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"),
-		blockWrite(255, 1), recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(255, 1))
 	waitGate(t, "group 1 applied", func() bool { return sec.Stats().Group == 1 })
 	if free, resync := sec.reportedFree(), uint64(8*chunk*scale); free < resync {
 		t.Fatalf("reported free %d, less than the resync's %d", free, resync)

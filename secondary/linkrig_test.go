@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/disk"
+	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
 )
@@ -97,4 +98,11 @@ func (q *scaledRig) open(t *testing.T) (*Secondary, *volume.Volume, error) {
 		return nil, nil, err
 	}
 	return sec, v, nil
+}
+
+// wholeCopy is a first copy of vol1, whole in one group: the block blk
+// written with b between its start and its end.
+func wholeCopy(blk uint64, b byte) []recordset.Update {
+	return []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(blk, b),
+		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")}
 }

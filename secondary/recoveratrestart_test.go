@@ -28,8 +28,7 @@ func TestRecoverToStateSurvivesARestart(t *testing.T) {
 	hist := historyOf(dir)
 	r := openGateRigWith(t, dir, nil, hist)
 	// Group 1 holds vol1's first copy, whole: the volume is consistent.
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(2, 1))
 	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
 	// Group 3 suspends vol1 after a write; group 4 resumes it, its resync
 	// held (not applied) until a copy end that never comes.
@@ -103,8 +102,7 @@ func TestRecoverToAfterTheVolumesWereUsed(t *testing.T) {
 	fillVolume(t, dir)
 	hist := historyOf(dir)
 	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(2, 1))
 	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
 	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
 	if _, err := r.sec.Fence(); err != nil {
@@ -156,8 +154,7 @@ func TestRecoverToAcrossARunWithoutHistory(t *testing.T) {
 	fillVolume(t, dir)
 	hist := historyOf(dir)
 	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(2, 1))
 	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
 	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
 	r.close(t)
@@ -223,8 +220,7 @@ func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
 	fillVolume(t, dir)
 	hist := historyOf(dir)
 	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 1),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSet(t, 1, wholeCopy(2, 1))
 	r.sendSet(t, 2, []recordset.Update{blockWrite(6, 2)})
 	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
 	r.close(t)
@@ -240,8 +236,7 @@ func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
 	// The new incarnation, an hour later.
 	base := int64(time.Hour)
 	r = openGateRigWith(t, dir, nil, hist)
-	r.sendSetAt(t, base, 1, []recordset.Update{recordset.Marker{State: recordset.StateFirstCopy, Bytes: 4096}.Update("vol1"), blockWrite(2, 0x11),
-		recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")})
+	r.sendSetAt(t, base, 1, wholeCopy(2, 0x11))
 	r.sendSetAt(t, base, 2, []recordset.Update{blockWrite(4, 0x12)})
 	r.sendSetAt(t, base, 3, []recordset.Update{blockWrite(6, 0x13)})
 	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
