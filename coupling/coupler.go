@@ -270,8 +270,13 @@ func (f Fixed) Limit() (int64, <-chan struct{}) { return int64(f), nil }
 // RecoveryTime fixes the group's recovery time, the first time any member
 // asks, at the master time of the group as published (every member
 // journaled every update through it), and returns it. Every member that
-// asks later gets the same one.
-func RecoveryTime(ctx context.Context, store Store, member string) (int64, View, error) {
+// asks later gets the same one. applied is the time the asking member
+// applied through (its mark): a recovery time before it is of an earlier
+// incident, since no member's limit passes the minimum of the published
+// times, and is fixed again from the times published now. Once every
+// member's secondary is stopped, as recover --coupled and promote ask, the
+// members' limits stay where they are, and all get the same time.
+func RecoveryTime(ctx context.Context, store Store, member string, applied int64) (int64, View, error) {
 	view, err := store.Read(ctx)
 	if err != nil {
 		return 0, view, err
@@ -279,7 +284,7 @@ func RecoveryTime(ctx context.Context, store Store, member string) (int64, View,
 	if !slices.Contains(view.Members, member) {
 		return 0, view, fmt.Errorf("coupling: session %q is not a member of the group (members: %v)", member, view.Members)
 	}
-	if view.Recovery != 0 {
+	if view.Recovery != 0 && view.Recovery >= applied {
 		return view.Recovery, view, nil
 	}
 	var t int64
@@ -295,7 +300,12 @@ func RecoveryTime(ctx context.Context, store Store, member string) (int64, View,
 	if t == 0 {
 		return 0, view, errors.New("coupling: the group has no members")
 	}
-	fixed, err := store.FixRecovery(ctx, t)
+	var fixed int64
+	if view.Recovery == 0 {
+		fixed, err = store.FixRecovery(ctx, t)
+	} else {
+		fixed, err = store.ReplaceRecovery(ctx, view.Recovery, t)
+	}
 	view.Recovery = fixed
 	return fixed, view, err
 }

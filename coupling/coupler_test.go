@@ -167,12 +167,12 @@ func TestRecoveryTimeIsFixedOnce(t *testing.T) {
 	a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
 	a.own.Store(50)
 	a.c.Round(ctx)
-	if _, _, err := RecoveryTime(ctx, store, "a"); err == nil || !strings.Contains(err.Error(), "member b never published") {
+	if _, _, err := RecoveryTime(ctx, store, "a", 0); err == nil || !strings.Contains(err.Error(), "member b never published") {
 		t.Fatalf("recovery with b unknown: %v", err)
 	}
 	b.own.Store(40)
 	b.c.Round(ctx)
-	got, _, err := RecoveryTime(ctx, store, "a")
+	got, _, err := RecoveryTime(ctx, store, "a", 0)
 	if err != nil || got != 40 {
 		t.Fatalf("recovery time %d, %v; want 40", got, err)
 	}
@@ -180,10 +180,10 @@ func TestRecoveryTimeIsFixedOnce(t *testing.T) {
 	b.c.Round(ctx)
 	a.own.Store(95)
 	a.c.Round(ctx)
-	if got, _, err := RecoveryTime(ctx, store, "b"); err != nil || got != 40 {
+	if got, _, err := RecoveryTime(ctx, store, "b", 0); err != nil || got != 40 {
 		t.Fatalf("second member's recovery time %d, %v; want the same 40", got, err)
 	}
-	if _, _, err := RecoveryTime(ctx, store, "c"); err == nil || !strings.Contains(err.Error(), "not a member") {
+	if _, _, err := RecoveryTime(ctx, store, "c", 0); err == nil || !strings.Contains(err.Error(), "not a member") {
 		t.Fatalf("recovery of a non-member: %v", err)
 	}
 }

@@ -194,6 +194,27 @@ func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
 	if resp.Succeeded {
 		return t, nil
 	}
+	return recoveryOf(key, resp)
+}
+
+// ReplaceRecovery implements Store, by a transaction that puts t only if
+// the key holds old.
+func (e *EtcdStore) ReplaceRecovery(ctx context.Context, old, t int64) (int64, error) {
+	key := e.prefix + "recovery"
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", strconv.FormatInt(old, 10))).
+		Then(clientv3.OpPut(key, strconv.FormatInt(t, 10))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return 0, unreachable(err)
+	}
+	e.wrote(resp.Header)
+	if resp.Succeeded {
+		return t, nil
+	}
+	return recoveryOf(key, resp)
+}
+
+// recoveryOf is the recovery time a transaction's Else read.
+func recoveryOf(key string, resp *clientv3.TxnResponse) (int64, error) {
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
 		return 0, fmt.Errorf("coupling: etcd key %s vanished", key)

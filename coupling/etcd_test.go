@@ -55,6 +55,18 @@ func TestEtcdStore(t *testing.T) {
 	if got, err := store.FixRecovery(ctx, 41); err != nil || got != 40 {
 		t.Fatalf("FixRecovery(41) after 40 = %d, %v; want 40 kept", got, err)
 	}
+	if got, err := store.ReplaceRecovery(ctx, 39, 45); err != nil || got != 40 {
+		t.Fatalf("ReplaceRecovery(39, 45) with 40 fixed = %d, %v; want 40 kept", got, err)
+	}
+	if got, err := store.ReplaceRecovery(ctx, 40, 44); err != nil || got != 44 {
+		t.Fatalf("ReplaceRecovery(40, 44) with 40 fixed = %d, %v; want 44", got, err)
+	}
+	if got, err := store.ReplaceRecovery(ctx, 40, 40); err != nil || got != 44 {
+		t.Fatalf("ReplaceRecovery(40, 40) with 44 fixed = %d, %v; want 44 kept", got, err)
+	}
+	if _, err := store.ReplaceRecovery(ctx, 44, 40); err != nil {
+		t.Fatal(err)
+	}
 	if err := store.RemoveMember(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}

@@ -128,6 +128,19 @@ func (m *MemStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
 	return m.recovery, nil
 }
 
+// ReplaceRecovery implements Store.
+func (m *MemStore) ReplaceRecovery(ctx context.Context, old, t int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return 0, err
+	}
+	if m.recovery == old {
+		m.recovery = t
+	}
+	return m.recovery, nil
+}
+
 // Close implements Store.
 func (m *MemStore) Close() error { return nil }
 

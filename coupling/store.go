@@ -36,6 +36,9 @@ type Store interface {
 	// FixRecovery sets the group's recovery time to t unless one is set,
 	// and returns the one that holds.
 	FixRecovery(ctx context.Context, t int64) (int64, error)
+	// ReplaceRecovery sets the group's recovery time to t if it is old,
+	// and returns the one that holds.
+	ReplaceRecovery(ctx context.Context, old, t int64) (int64, error)
 	Close() error
 }
 

@@ -120,9 +120,18 @@ func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling
 		defer dialed.Close()
 		store = dialed
 	}
+	// What this member applied through: a recovery time before it is of
+	// an earlier incident.
+	mark, _, err := coupling.ReadMark(coupling.MarkPath(StatePath(cfg)))
+	if err != nil {
+		return 0, err
+	}
+	if mark.Group != cfg.Coupling.Group {
+		mark.Through = 0
+	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session)
+	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session, mark.Through)
 	if err != nil {
 		return 0, fmt.Errorf("group %s: %w", cfg.Coupling.Group, err)
 	}
