@@ -184,25 +184,20 @@ func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
 // FixRecovery implements Store, by a transaction that creates the key
 // only if it does not exist.
 func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
-	key := e.prefix + "recovery"
-	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, strconv.FormatInt(t, 10))).Else(clientv3.OpGet(key)).Commit()
-	if err != nil {
-		return 0, unreachable(err)
-	}
-	e.wrote(resp.Header)
-	if resp.Succeeded {
-		return t, nil
-	}
-	return recoveryOf(key, resp)
+	return e.setRecovery(ctx, clientv3.Compare(clientv3.CreateRevision(e.prefix+"recovery"), "=", 0), t)
 }
 
 // ReplaceRecovery implements Store, by a transaction that puts t only if
 // the key holds old.
 func (e *EtcdStore) ReplaceRecovery(ctx context.Context, old, t int64) (int64, error) {
+	return e.setRecovery(ctx, clientv3.Compare(clientv3.Value(e.prefix+"recovery"), "=", strconv.FormatInt(old, 10)), t)
+}
+
+// setRecovery puts t as the recovery time if cond holds, and returns the
+// one that holds.
+func (e *EtcdStore) setRecovery(ctx context.Context, cond clientv3.Cmp, t int64) (int64, error) {
 	key := e.prefix + "recovery"
-	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", strconv.FormatInt(old, 10))).
-		Then(clientv3.OpPut(key, strconv.FormatInt(t, 10))).Else(clientv3.OpGet(key)).Commit()
+	resp, err := e.cli.Txn(ctx).If(cond).Then(clientv3.OpPut(key, strconv.FormatInt(t, 10))).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return 0, unreachable(err)
 	}
