@@ -177,6 +177,9 @@ func (r *readViews) layUnder(v *ReadView, over map[string]*history.Overlay, p hi
 // it: the newest point at or before t the history holds (a group, or a
 // step of one), or the applied group for a time at or after it.
 func (s *Secondary) PointAt(t int64) (history.Point, error) {
+	// closeHistory lets the history go under the lock's write side.
+	s.view.RLock()
+	defer s.view.RUnlock()
 	if s.hist == nil {
 		return history.Point{}, fmt.Errorf("secondary: a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
