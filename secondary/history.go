@@ -318,19 +318,8 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		// the next group, applied through a coupled Gate's limit before
 		// a fence or a stop (a fenced secondary applies no more of it).
 		// Undoing writes the volumes' bytes as of cur in either case.
-		s.view.Lock()
-		err := s.hist.Undo(at, s.undoSinks())
-		if err == nil {
-			s.posMu.Lock()
-			s.gated.partial = 0
-			s.posMu.Unlock()
-		}
-		s.view.Unlock()
-		if err != nil {
-			return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", cur.Group, err)
-		}
-		if err := s.hist.Void(at); err != nil {
-			return apply.State{}, fmt.Errorf("secondary: %w", err)
+		if err := s.undoTo(at); err != nil {
+			return apply.State{}, err
 		}
 	}
 	if !inPart {
@@ -371,6 +360,18 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
+	if err := s.undoTo(p); err != nil {
+		return apply.State{}, err
+	}
+	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
+		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
+	return st, nil
+}
+
+// undoTo writes the volumes back to p from the history's undo, under the
+// volumes' lock so that no view reads them part-way, and then voids the
+// undo after p, which the volumes no longer hold.
+func (s *Secondary) undoTo(p history.Point) error {
 	s.view.Lock()
 	err := s.hist.Undo(p, s.undoSinks())
 	if err == nil {
@@ -380,14 +381,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	s.view.Unlock()
 	if err != nil {
-		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
+		return fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
 	}
 	if err := s.hist.Void(p); err != nil {
-		return apply.State{}, fmt.Errorf("secondary: %w", err)
+		return fmt.Errorf("secondary: %w", err)
 	}
-	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
-		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
-	return st, nil
+	return nil
 }
 
 // pointInPart is the point RecoverTo(t) reaches inside the group after
