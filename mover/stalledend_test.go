@@ -19,21 +19,7 @@ import (
 // send to a secondary that stopped reading at once, long before the
 // silence time gives the link up (a primary's SIGTERM waits for Run).
 func TestRunEndsMidSendToAStalledSecondary(t *testing.T) {
-	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan transport.Conn, 4)
-	go func() {
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			accepted <- conn
-		}
-	}()
+	ln, accepted := listenAccepting(t)
 	v, err := volume.Open(filepath.Join(t.TempDir(), "a.img"), 64<<20)
 	if err != nil {
 		t.Fatal(err)

@@ -24,21 +24,7 @@ import (
 // record set larger than what the sockets buffer must not block the mover
 // in a send that nothing ends.
 func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
-	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan transport.Conn, 4)
-	go func() {
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			accepted <- conn
-		}
-	}()
+	ln, accepted := listenAccepting(t)
 
 	dir := t.TempDir()
 	const size = 64 << 20
@@ -104,4 +90,26 @@ func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// listenAccepting listens on a loopback port and hands every connection
+// it accepts to the channel, for tests that play a secondary by hand.
+func listenAccepting(t *testing.T) (*transport.TCPListener, <-chan transport.Conn) {
+	t.Helper()
+	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := make(chan transport.Conn, 4)
+	go func() {
+		for {
+			conn, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			accepted <- conn
+		}
+	}()
+	return ln, accepted
 }

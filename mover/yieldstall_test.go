@@ -27,21 +27,7 @@ func TestABurstIsSentWhenTheLowPriorityThreadIsNotRun(t *testing.T) {
 	yieldedHook.Store(&hook)
 	defer func() { close(unrun); yieldedHook.Store(nil) }()
 
-	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan transport.Conn, 4)
-	go func() {
-		for {
-			conn, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			accepted <- conn
-		}
-	}()
+	ln, accepted := listenAccepting(t)
 	dir := t.TempDir()
 	v, err := volume.Open(filepath.Join(dir, "a.img"), 16<<20)
 	if err != nil {
