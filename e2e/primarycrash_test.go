@@ -21,6 +21,17 @@ type nbdTarget struct {
 	acked     atomic.Int64    // writes acknowledged so far
 }
 
+// dialTarget opens, for each of lay's clients, a connection to each export
+// of names at addr: an nbdTarget over the region at base of every volume.
+func dialTarget(t *testing.T, addr string, names []string, lay workload.Layout, base int64) *nbdTarget {
+	t.Helper()
+	x := &nbdTarget{perClient: lay.BlocksPerVolume / lay.Clients, base: base}
+	for range lay.Clients {
+		x.conns = append(x.conns, dialAll(t, addr, names))
+	}
+	return x
+}
+
 func (x *nbdTarget) WriteAt(ctx context.Context, vol int, p []byte, off int64) error {
 	// A client owns blocks [c*perClient, (c+1)*perClient) of the region.
 	c := int(off/workload.BlockSize) / x.perClient

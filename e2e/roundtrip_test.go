@@ -3,112 +3,18 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/config"
 	"duplex/control"
-	"duplex/nbd"
 	"duplex/workload"
 )
-
-// roundTripLoad is what a client runs at the site that is primary in one
-// step of the round trip: dependent writes over NBD in a region of their
-// own (base, first client), and two clients whose every write the test
-// logs, in slots of one block each within their own MiB (logBase).
-type roundTripLoad struct {
-	lay     workload.Layout
-	base    int64
-	target  *nbdTarget
-	stop    context.CancelFunc
-	done    chan error
-	mu      sync.Mutex
-	logs    [2][]promoteWrite
-	clients sync.WaitGroup
-	ended   sync.Once
-}
-
-const (
-	roundTripBlocks = 128     // the dependent writes' blocks per volume: 512 KiB
-	roundTripLogMiB = 1 << 20 // the logged writes' region per volume
-)
-
-func startRoundTripLoad(t *testing.T, addr string, names []string, firstClient uint32, base, logBase int64, seed uint64) *roundTripLoad {
-	t.Helper()
-	l := &roundTripLoad{lay: workload.Layout{Volumes: len(names), BlocksPerVolume: roundTripBlocks, Clients: 4, FirstClient: firstClient},
-		base: base, done: make(chan error, 1)}
-	l.target = &nbdTarget{perClient: roundTripBlocks / l.lay.Clients, base: base}
-	for range l.lay.Clients {
-		var cs []*nbd.Client
-		for _, n := range names {
-			cs = append(cs, dialNBD(t, addr, n))
-		}
-		l.target.conns = append(l.target.conns, cs)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	l.stop = stop
-	go func() {
-		_, err := workload.Run(ctx, l.lay, l.target, 0, seed)
-		l.done <- err
-	}()
-	rng := rand.New(rand.NewPCG(seed, 12))
-	blocks := rng.Perm(roundTripLogMiB / 4096)
-	var slots []promoteWrite
-	for pass := 0; pass < 64; pass++ {
-		for vol := range names {
-			data := bytes.Repeat([]byte{byte(rng.Uint32())}, 4096)
-			binary.BigEndian.PutUint64(data, uint64(len(slots)+1))
-			slots = append(slots, promoteWrite{vol: vol, off: logBase + int64(blocks[pass])*4096, data: data})
-		}
-	}
-	half := len(slots) / 2
-	for i, part := range [][]promoteWrite{slots[:half], slots[half:]} {
-		l.clients.Add(1)
-		go func() {
-			defer l.clients.Done()
-			for ctx.Err() == nil {
-				if err := promoteClient(ctx, addr, names, part, &l.logs[i], &l.mu); err != nil {
-					return
-				}
-			}
-		}()
-	}
-	l.target.waitAcked(t)
-	return l
-}
-
-// acked returns the logged writes acknowledged so far: each slot holds one
-// block and always the same data, so each must be where it was written.
-func (l *roundTripLoad) acked() []promoteWrite {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []promoteWrite
-	for _, log := range l.logs {
-		for _, w := range log {
-			if w.acked {
-				out = append(out, w)
-			}
-		}
-	}
-	return out
-}
-
-func (l *roundTripLoad) end() {
-	l.ended.Do(func() {
-		l.stop()
-		<-l.done
-		l.clients.Wait()
-		l.target.close()
-	})
-}
 
 // volumeReader reads a site's volumes from their image files: the site is
 // stopped, or takes no writes (switched over), or has settled.
@@ -133,7 +39,7 @@ func volumeReader(t *testing.T, paths []string) (func(v int, b []byte, off int64
 }
 
 // checkDependent runs the dependent-write check of each load on read.
-func checkDependent(t *testing.T, where string, read func(v int, b []byte, off int64) error, loads map[string]*roundTripLoad) {
+func checkDependent(t *testing.T, where string, read func(v int, b []byte, off int64) error, loads map[string]*loggedLoad) {
 	t.Helper()
 	for name, l := range loads {
 		r := func(v int, b []byte, off int64) error { return read(v, b, l.base+off) }
@@ -153,7 +59,7 @@ func checkDependent(t *testing.T, where string, read func(v int, b []byte, off i
 }
 
 // checkAcked fails unless every logged write of l acknowledged is on read.
-func checkAcked(t *testing.T, where, what string, read func(v int, b []byte, off int64) error, l *roundTripLoad) int {
+func checkAcked(t *testing.T, where, what string, read func(v int, b []byte, off int64) error, l *loggedLoad) int {
 	t.Helper()
 	acked := l.acked()
 	if len(acked) == 0 {
@@ -172,7 +78,7 @@ func checkAcked(t *testing.T, where, what string, read func(v int, b []byte, off
 }
 
 // checkAckedQuiet counts l's acknowledged logged writes missing from read.
-func checkAckedQuiet(read func(v int, b []byte, off int64) error, l *roundTripLoad) int {
+func checkAckedQuiet(read func(v int, b []byte, off int64) error, l *loggedLoad) int {
 	missing := 0
 	got := make([]byte, 4096)
 	for _, w := range l.acked() {
@@ -237,7 +143,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	loadavg := func() string { b, _ := os.ReadFile("/proc/loadavg"); return strings.TrimSpace(string(b)) }
 
 	// 1. A is the primary; killed -9 under load.
-	loadA := startRoundTripLoad(t, s.cfg.Primary.NBD, names, 0, 0, 1*mib, seed)
+	loadA := startLoggedLoad(t, s.cfg.Primary.NBD, names, 0, 0, 1*mib, 2*mib, seed)
 	time.Sleep(500 * time.Millisecond)
 	s.prim.kill()
 	loadA.end()
@@ -263,9 +169,9 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	prom.waitStarted()
 	prom.waitReady(s.cfg.Secondary.Control)
 	readB, closeB := volumeReader(t, bPaths)
-	checkDependent(t, "at B after the failover", readB, map[string]*roundTripLoad{"A's first clients": loadA})
+	checkDependent(t, "at B after the failover", readB, map[string]*loggedLoad{"A's first clients": loadA})
 	closeB()
-	loadB := startRoundTripLoad(t, s.cfg.Secondary.NBD, names, 10, 8*mib, 9*mib, seed+1)
+	loadB := startLoggedLoad(t, s.cfg.Secondary.NBD, names, 10, 8*mib, 9*mib, 10*mib, seed+1)
 	defer loadB.end()
 	bWrite := bytes.Repeat([]byte{0xb1}, 4096)
 	c = dialNBD(t, s.cfg.Secondary.NBD, names[2])
@@ -281,7 +187,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rejoin exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	rejoinBound := int64(len(names)) * (4*mib + roundTripBlocks*workload.BlockSize + roundTripLogMiB + 64<<10)
+	rejoinBound := int64(len(names)) * (4*mib + loggedLoadBlocks*workload.BlockSize + mib + 64<<10)
 	planned := plannedCopy(t, out)
 	t.Logf("rejoin at A plans to copy %d bytes of %d (the regions written bound it at %d)", planned, total, rejoinBound)
 	if planned == 0 || planned > rejoinBound {
@@ -342,7 +248,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 		name string
 		read func(v int, b []byte, off int64) error
 	}{{"A", readA}, {"B", readB}} {
-		checkDependent(t, "at "+site.name+" after the switchover back", site.read, map[string]*roundTripLoad{"A's first clients": loadA, "B's clients": loadB})
+		checkDependent(t, "at "+site.name+" after the switchover back", site.read, map[string]*loggedLoad{"A's first clients": loadA, "B's clients": loadB})
 	}
 	got := make([]byte, 4096)
 	if err := readA(1, got, aOnly); err != nil || bytes.Equal(got, aWrite) {
@@ -355,7 +261,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	closeB()
 
 	// 5. The clients go on at A; B's promoted daemon stops; rejoin at B.
-	loadA2 := startRoundTripLoad(t, s.cfg.Primary.NBD, names, 20, 16*mib, 17*mib, seed+2)
+	loadA2 := startLoggedLoad(t, s.cfg.Primary.NBD, names, 20, 16*mib, 17*mib, 18*mib, seed+2)
 	defer loadA2.end()
 	if code := prom.stop(); code != 0 {
 		t.Errorf("B's promoted daemon, switched over, exited %d after SIGTERM, want 0", code)
@@ -364,7 +270,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("rejoin at B exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
-	backBound := int64(len(names)) * (roundTripBlocks*workload.BlockSize + roundTripLogMiB)
+	backBound := int64(len(names)) * (loggedLoadBlocks*workload.BlockSize + mib)
 	planned = plannedCopy(t, out)
 	t.Logf("rejoin at B plans to copy %d bytes of %d (A's regions written since bound it at %d):\n%s", planned, total, backBound, out)
 	if planned == 0 || planned > backBound {
@@ -438,7 +344,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 			t.Errorf("B, killed -9 in the middle of the copy and run again: %d writes it acknowledged as the primary are missing while it holds its volumes", missing)
 		}
 		readB, closeB = volumeReader(t, bPaths)
-		checkDependent(t, "at B, killed -9 in the middle of the copy and run again", readB, map[string]*roundTripLoad{"A's first clients": loadA, "B's clients": loadB})
+		checkDependent(t, "at B, killed -9 in the middle of the copy and run again", readB, map[string]*loggedLoad{"A's first clients": loadA, "B's clients": loadB})
 		closeB()
 		break
 	}
@@ -489,7 +395,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	all := map[string]*roundTripLoad{"A's first clients": loadA, "B's clients": loadB, "A's clients after the switchover back": loadA2}
+	all := map[string]*loggedLoad{"A's first clients": loadA, "B's clients": loadB, "A's clients after the switchover back": loadA2}
 	for _, site := range []struct {
 		name string
 		read func(v int, b []byte, off int64) error

@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"encoding/binary"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,93 +13,6 @@ import (
 	"duplex/nbd"
 	"duplex/workload"
 )
-
-// switchoverLoad is the load a switchover runs under: four clients of
-// dependent writes over NBD in the first blocks of each volume, and two
-// clients whose every write the test logs, in slots past them.
-type switchoverLoad struct {
-	lay     workload.Layout
-	target  *nbdTarget
-	stop    context.CancelFunc
-	done    chan error
-	mu      sync.Mutex
-	logs    [2][]promoteWrite
-	clients sync.WaitGroup
-	ended   sync.Once
-}
-
-const switchoverBlocks = 128 // the dependent-write workload's blocks per volume: 512 KiB
-
-func startSwitchoverLoad(t *testing.T, addr string, names []string, volSize int64, seed uint64) *switchoverLoad {
-	t.Helper()
-	l := &switchoverLoad{lay: workload.Layout{Volumes: len(names), BlocksPerVolume: switchoverBlocks, Clients: 4}, done: make(chan error, 1)}
-	l.target = &nbdTarget{perClient: switchoverBlocks / l.lay.Clients}
-	for range l.lay.Clients {
-		var cs []*nbd.Client
-		for _, n := range names {
-			cs = append(cs, dialNBD(t, addr, n))
-		}
-		l.target.conns = append(l.target.conns, cs)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	l.stop = stop
-	go func() {
-		_, err := workload.Run(ctx, l.lay, l.target, 0, seed)
-		l.done <- err
-	}()
-	// 64 slots per volume, each its own block: which of two writes to one
-	// block was acknowledged last is not what the test knows.
-	rng := rand.New(rand.NewPCG(seed, 11))
-	base := int64(switchoverBlocks * workload.BlockSize)
-	blocks := rng.Perm(int((volSize - base) / 4096))
-	var slots []promoteWrite
-	for pass := 0; pass < 64; pass++ {
-		for vol := range names {
-			data := bytes.Repeat([]byte{byte(rng.Uint32())}, 4096)
-			binary.BigEndian.PutUint64(data, uint64(len(slots)+1))
-			slots = append(slots, promoteWrite{vol: vol, off: base + int64(blocks[pass])*4096, data: data})
-		}
-	}
-	half := len(slots) / 2
-	for i, part := range [][]promoteWrite{slots[:half], slots[half:]} {
-		l.clients.Add(1)
-		go func() {
-			defer l.clients.Done()
-			// Round and round until a write fails or the test stops it.
-			for ctx.Err() == nil {
-				if err := promoteClient(ctx, addr, names, part, &l.logs[i], &l.mu); err != nil {
-					return
-				}
-			}
-		}()
-	}
-	l.target.waitAcked(t)
-	return l
-}
-
-// acked returns the logged clients' writes acknowledged so far.
-func (l *switchoverLoad) acked() []promoteWrite {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []promoteWrite
-	for _, log := range l.logs {
-		for _, w := range log {
-			if w.acked {
-				out = append(out, w)
-			}
-		}
-	}
-	return out
-}
-
-func (l *switchoverLoad) end() {
-	l.ended.Do(func() {
-		l.stop()
-		<-l.done
-		l.clients.Wait()
-		l.target.close()
-	})
-}
 
 // TestDaemonsSwitchover runs duplex switchover between the daemons under a
 // load of dependent writes and logged writes over NBD: kill -9 of the
@@ -125,7 +34,7 @@ func TestDaemonsSwitchover(t *testing.T) {
 	}
 	s.start()
 	names := s.cfg.VolumeNames()
-	load := startSwitchoverLoad(t, s.cfg.Primary.NBD, names, volSize, uint64(time.Now().UnixNano()))
+	load := startLoggedLoad(t, s.cfg.Primary.NBD, names, 0, 0, loggedLoadBlocks*workload.BlockSize, volSize, uint64(time.Now().UnixNano()))
 	defer load.end()
 
 	// A link slow enough that the writes held keep a backlog to ship, and
