@@ -3,6 +3,8 @@ package e2e
 import (
 	"testing"
 	"time"
+
+	"duplex/site"
 )
 
 // TestPrimaryStatusUnderAHoldClaimsOnlyWhatTheSecondaryRecovers: while a
@@ -16,9 +18,9 @@ import (
 // bound.
 func TestPrimaryStatusUnderAHoldClaimsOnlyWhatTheSecondaryRecovers(t *testing.T) {
 	t.Parallel()
-	s, write := holdVol2(t)
+	s := holdVol2(t, site.SecondaryOptions{})
 	held := s.sec.Replica().Stats().Group
-	write("vol1", 0x11, 16)
+	s.writeBlocks("vol1", 0x11, 16)
 	waitFor(t, 30*time.Second, "vol1's writes journaled under the hold", func() bool {
 		st := s.sec.Replica().Stats()
 		return st.HeldGroups > 0 && st.JournaledGroup > held+1 && s.prim.Mover().Stats().Acked.Group >= st.JournaledGroup

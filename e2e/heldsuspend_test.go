@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"duplex/site"
 )
 
 // TestPrimaryDoesNotClaimASuspensionUnderAHold: a volume suspended while a
@@ -14,11 +16,11 @@ import (
 // secondary recovers it to.
 func TestPrimaryDoesNotClaimASuspensionUnderAHold(t *testing.T) {
 	t.Parallel()
-	s, write := holdVol2(t)
+	s := holdVol2(t, site.SecondaryOptions{})
 	pm := s.prim.Pairs()
 	rep := s.sec.Replica()
 	// Written under the hold: journaled, not applied.
-	write("vol1", 0x11, 16)
+	s.writeBlocks("vol1", 0x11, 16)
 	if err := pm.Suspend("vol1"); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,49 +20,13 @@ import (
 // makes it consistent again, byte-identical to the primary.
 func TestSuspendedResyncNeverStallsTheOtherVolumes(t *testing.T) {
 	t.Parallel()
-	const volSize = 1 << 20
-	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64
 	free.Store(1 << 40)
-	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
-	s.startPrimary()
-	t.Cleanup(func() {
-		s.stopPrimary()
-		s.stopSecondary()
-	})
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
+	s := holdVol2(t, site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
 	pm := s.prim.Pairs()
-	write := func(vol string, fill byte, blocks int) {
-		buf := bytes.Repeat([]byte{fill}, 4096)
-		for i := range blocks {
-			if err := s.prim.Write(t.Context(), vol, buf, int64(i)*4096); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	write("vol2", 0x22, volSize/4096)
-	// The resync (1 MiB through a 256 KiB sidefile) begins and is suspended
-	// with the link down, so it cannot have ended.
-	s.net.SetDown(true)
-	if err := pm.Resume("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	s.net.SetDown(false)
-	waitFor(t, 30*time.Second, "the secondary holding for vol2's resync", func() bool {
-		return slices.Equal(s.sec.Replica().Stats().Resyncing, []string{"vol2"})
-	})
 	// Writes to the other volumes are journaled, not applied: the hold.
 	held := s.sec.Replica().Stats().Group
-	write("vol1", 0x11, 16)
+	s.writeBlocks("vol1", 0x11, 16)
 	waitFor(t, 30*time.Second, "vol1's writes journaled under the hold", func() bool {
 		st := s.sec.Replica().Stats()
 		return st.HeldGroups > 0 && st.JournaledGroup > held+1
@@ -76,7 +38,7 @@ func TestSuspendedResyncNeverStallsTheOtherVolumes(t *testing.T) {
 	// The journal's file system nears its limit: the next group gives the
 	// hold up.
 	free.Store(1 << 20)
-	write("vol1", 0x12, 16)
+	s.writeBlocks("vol1", 0x12, 16)
 	waitFor(t, 30*time.Second, "the hold given up and everything journaled applied", func() bool {
 		st := s.sec.Replica().Stats()
 		return st.HeldGroups == 0 && len(st.Resyncing) == 0 && st.Group == st.JournaledGroup && st.Group > held
@@ -109,7 +71,7 @@ func TestSuspendedResyncNeverStallsTheOtherVolumes(t *testing.T) {
 	// With room again, resuming vol2 copies what it still needs, and it is
 	// consistent once that copy ends.
 	free.Store(1 << 40)
-	write("vol1", 0x13, 1)
+	s.writeBlocks("vol1", 0x13, 1)
 	room := uint64(1<<40 - s.sec.Replica().JournalReserve())
 	waitFor(t, 30*time.Second, fmt.Sprintf("the primary learning of %d bytes of room", room), func() bool {
 		return s.prim.Mover().Stats().Acked.JournalFree == room

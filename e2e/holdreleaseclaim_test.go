@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,56 +19,22 @@ import (
 // volume until a copy of it ends; the other volumes keep theirs.
 func TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp(t *testing.T) {
 	t.Parallel()
-	const volSize = 1 << 20
-	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
 	var free atomic.Uint64
 	free.Store(1 << 40)
-	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
-	s.startPrimary()
-	t.Cleanup(func() {
-		s.stopPrimary()
-		s.stopSecondary()
-	})
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
+	s := holdVol2(t, site.SecondaryOptions{JournalFree: func() (uint64, error) { return free.Load(), nil }})
 	pm := s.prim.Pairs()
-	write := func(vol string, fill byte, blocks int) {
-		buf := bytes.Repeat([]byte{fill}, 4096)
-		for i := range blocks {
-			if err := s.prim.Write(t.Context(), vol, buf, int64(i)*4096); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	write("vol2", 0x22, volSize/4096)
-	s.net.SetDown(true)
-	if err := pm.Resume("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	if err := pm.Suspend("vol2"); err != nil {
-		t.Fatal(err)
-	}
-	s.net.SetDown(false)
-	waitFor(t, 30*time.Second, "the secondary holding for vol2's resync", func() bool {
-		return slices.Equal(s.sec.Replica().Stats().Resyncing, []string{"vol2"})
-	})
 	waitFor(t, 30*time.Second, "the primary claiming vol2 as of its suspension before the resync", func() bool {
 		return s.pairs()["vol2"].Consistent != 0
 	})
 	held := s.pairs()["vol2"].Consistent
 
 	free.Store(1 << 20)
-	write("vol1", 0x12, 16)
+	s.writeBlocks("vol1", 0x12, 16)
 	waitFor(t, 30*time.Second, "the hold given up", func() bool {
 		st := s.sec.Status()
 		return strings.Contains(st.HoldReleased, "vol2")
 	})
-	write("vol1", 0x13, 1) // a group acknowledged after the release
+	s.writeBlocks("vol1", 0x13, 1) // a group acknowledged after the release
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		p := s.pairs()["vol2"]
@@ -96,7 +60,7 @@ func TestPrimaryStopsClaimingAVolumeWhoseHoldTheSecondaryGaveUp(t *testing.T) {
 
 	// A copy of vol2 that ends makes its secondary copy consistent again.
 	free.Store(1 << 40)
-	write("vol1", 0x14, 1)
+	s.writeBlocks("vol1", 0x14, 1)
 	waitFor(t, 30*time.Second, "the primary learning of room again", func() bool {
 		return s.prim.Mover().Stats().Acked.JournalFree > 1<<30
 	})

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/pair"
 	"duplex/site"
 )
 
@@ -15,22 +14,11 @@ import (
 // secondary reopened after a stop report the same durable time and group.
 func TestRecoverReportsEachVolume(t *testing.T) {
 	t.Parallel()
-	const volSize = 1 << 20
-	cfg := newOpsConfig(t, volSize, 256<<10, time.Minute)
-	s := &opsSession{t: t, cfg: cfg, net: newMemNet()}
-	s.startSecondaryWith(site.SecondaryOptions{})
-	s.startPrimary()
-	t.Cleanup(func() {
-		s.stopPrimary()
-		s.stopSecondary()
-	})
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
+	s := startDuplexOps(t, site.SecondaryOptions{})
 	buf := make([]byte, 4096)
 	for i := range 64 {
 		buf[0] = byte(i)
-		for _, name := range cfg.VolumeNames() {
+		for _, name := range s.cfg.VolumeNames() {
 			if err := s.prim.Write(t.Context(), name, buf, int64(i)*4096); err != nil {
 				t.Fatal(err)
 			}
@@ -39,7 +27,7 @@ func TestRecoverReportsEachVolume(t *testing.T) {
 	// vol3 holds data throughout, so its copy is 1 MiB of data, not holes
 	// sent as a few zeroes updates.
 	big := make([]byte, 64<<10)
-	for i := range volSize / len(big) {
+	for i := range duplexOpsVolSize / len(big) {
 		big[0] = byte(i)
 		if err := s.prim.Write(t.Context(), "vol3", big, int64(i*len(big))); err != nil {
 			t.Fatal(err)
@@ -102,7 +90,7 @@ func TestRecoverReportsEachVolume(t *testing.T) {
 	}
 
 	s.stopSecondary()
-	off, err := site.OpenSecondary(cfg, quietLogger(), site.SecondaryOptions{Offline: true})
+	off, err := site.OpenSecondary(s.cfg, quietLogger(), site.SecondaryOptions{Offline: true})
 	if err != nil {
 		t.Fatal(err)
 	}
