@@ -65,7 +65,7 @@ func loopDevice(t *testing.T, size int64, seed uint64) string {
 // the secondary, every secondary volume ends
 // byte-identical to its primary, and the devices keep their sizes.
 func TestDaemonsBlockDevices(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
+	testenv.NeedTool(t, "qemu-io", "qemu-utils")
 	const size = 16 << 20
 	dev := map[string]string{
 		"p1": loopDevice(t, size, 1), "s1": loopDevice(t, size, 2),

@@ -3,12 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 )
 
@@ -543,25 +542,11 @@ func (s *procSession) assertImagesEqual() {
 	s.t.Helper()
 	for _, name := range s.cfg.VolumeNames() {
 		p, q := s.volumePaths(name)
-		hp, hq := sha256File(s.t, p), sha256File(s.t, q)
+		hp, hq := testenv.SHA256File(s.t, p), testenv.SHA256File(s.t, q)
 		if hp != hq {
 			s.t.Errorf("volume %s: secondary image sha256 %x differs from the primary's %x", name, hq, hp)
 		}
 	}
-}
-
-func sha256File(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
 }
 
 func dialNBD(t *testing.T, addr, name string) *nbd.Client {

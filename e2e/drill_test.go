@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 )
 
 var drillRE = regexp.MustCompile(`writable exports on (\S+), each volume consistent as of (\S+) \(group (\d+)\)`)
@@ -34,7 +35,7 @@ var drillRE = regexp.MustCompile(`writable exports on (\S+), each volume consist
 // hold while it runs).
 func TestDaemonsDrillFilesystem(t *testing.T) {
 	needExt4OverNBD(t)
-	needTool(t, "e2fsck", "e2fsprogs")
+	testenv.NeedTool(t, "e2fsck", "e2fsprogs")
 	const volSize = 64 << 20
 	s := newSession(t, sessionOpts{name: "e2e-drill", volSize: volSize, edit: func(c *config.Config) {
 		c.Secondary.History = config.Duration(time.Hour)
@@ -153,7 +154,7 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	s.drainPrimary()
 	s.stopSecondary()
 	p, q := s.volumePaths("vol1")
-	if sha256File(t, p) != sha256File(t, q) {
+	if testenv.SHA256File(t, p) != testenv.SHA256File(t, q) {
 		t.Fatal("after the drill and a drain, the secondary volume differs from the primary's")
 	}
 	if fileHolds(t, q, token) {

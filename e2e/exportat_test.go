@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/workload"
 )
@@ -79,7 +80,7 @@ func TestDaemonsExportsAtATime(t *testing.T) {
 	if _, err := exec.LookPath("nbdinfo"); err != nil {
 		t.Log("nbdinfo not installed (apt-get install libnbd-bin): the writes acknowledged before the group's time not checked")
 	} else {
-		info := nbdinfoJSON(t, nbdURI(s.cfg.Secondary.NBD, names[1]+"@"+stamp))
+		info := testenv.NBDInfo(t, nbdURI(s.cfg.Secondary.NBD, names[1]+"@"+stamp))
 		m := asOfRE.FindStringSubmatch(info.Exports[0].Description)
 		if m == nil {
 			t.Fatalf("nbdinfo %s@%s: description %q names no group", names[1], stamp, info.Exports[0].Description)
@@ -124,7 +125,7 @@ func TestDaemonsExportsAtATime(t *testing.T) {
 		// the images the checks above passed.
 		for v, n := range names {
 			out := filepath.Join(t.TempDir(), n+".img")
-			mustRunTool(t, "nbdcopy", "--connections=1", nbdURI(s.cfg.Secondary.NBD, n+"@"+stamp), out)
+			testenv.MustRunTool(t, "nbdcopy", "--connections=1", nbdURI(s.cfg.Secondary.NBD, n+"@"+stamp), out)
 			got, err := os.ReadFile(out)
 			if err != nil {
 				t.Fatal(err)
@@ -147,8 +148,8 @@ func TestDaemonsExportsAtATime(t *testing.T) {
 		t.Fatalf("dependent writes: %v", err)
 	}
 
-	needTool(t, "nbdinfo", "libnbd-bin")
-	info := nbdinfoJSON(t, "--list", nbdURI(s.cfg.Secondary.NBD, ""))
+	testenv.NeedTool(t, "nbdinfo", "libnbd-bin")
+	info := testenv.NBDInfo(t, "--list", nbdURI(s.cfg.Secondary.NBD, ""))
 	if len(info.Exports) != len(s.cfg.VolumeNames()) {
 		t.Fatalf("nbdinfo --list: %d exports, want %d", len(info.Exports), len(s.cfg.VolumeNames()))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 	"duplex/internal/testpki"
 	"duplex/nbd"
 	"duplex/workload"
@@ -137,28 +138,28 @@ func TestNBDTLS(t *testing.T) {
 		}
 	}
 	t.Run("qemu-io", func(t *testing.T) {
-		needTool(t, "qemu-io", "qemu-utils")
+		testenv.NeedTool(t, "qemu-io", "qemu-utils")
 		qemuIOTLS(t, s.cfg.Primary.NBD, "vol3", tools, false, "write -P 0x6b 8M 1M", "read -P 0x6b 8M 1M", "flush")
 		eventually(t, 30*time.Second, "qemu-io's write to reach the secondary", func() bool {
-			out, err := runTool(t, "qemu-io", qemuTLSArgs(s.cfg.Secondary.NBD, "vol3", tools, true, "read -P 0x6b 8M 1M")...)
+			out, err := testenv.RunTool(t, "qemu-io", qemuTLSArgs(s.cfg.Secondary.NBD, "vol3", tools, true, "read -P 0x6b 8M 1M")...)
 			return err == nil && !strings.Contains(out, "Pattern verification failed") && !strings.Contains(out, "failed")
 		})
-		out, err := runTool(t, "qemu-io", "-f", "raw", nbdURI(s.cfg.Primary.NBD, "vol3"), "-c", "write -P 1 8M 4k")
+		out, err := testenv.RunTool(t, "qemu-io", "-f", "raw", nbdURI(s.cfg.Primary.NBD, "vol3"), "-c", "write -P 1 8M 4k")
 		if err == nil && !strings.Contains(out, "failed") {
 			t.Errorf("qemu-io without TLS was served:\n%s", out)
 		}
 	})
 	t.Run("nbdinfo", func(t *testing.T) {
-		needTool(t, "nbdinfo", "libnbd-bin")
+		testenv.NeedTool(t, "nbdinfo", "libnbd-bin")
 		for _, site := range []struct {
 			addr     string
 			readOnly bool
 		}{{s.cfg.Primary.NBD, false}, {s.cfg.Secondary.NBD, true}} {
-			info := nbdinfoJSON(t, "nbds://"+site.addr+"/vol2?tls-certificates="+tools)
+			info := testenv.NBDInfo(t, "nbds://"+site.addr+"/vol2?tls-certificates="+tools)
 			if len(info.Exports) != 1 || info.Exports[0].Size != 16<<20 || info.Exports[0].ReadOnly != site.readOnly {
 				t.Errorf("nbdinfo over TLS at %s: %+v", site.addr, info)
 			}
-			if out, err := runTool(t, "nbdinfo", nbdURI(site.addr, "vol2")); err == nil {
+			if out, err := testenv.RunTool(t, "nbdinfo", nbdURI(site.addr, "vol2")); err == nil {
 				t.Errorf("nbdinfo without TLS was served by %s:\n%s", site.addr, out)
 			}
 		}
@@ -214,7 +215,7 @@ func qemuTLSArgs(addr, export, dir string, readOnly bool, cmds ...string) []stri
 
 func qemuIOTLS(t *testing.T, addr, export, dir string, readOnly bool, cmds ...string) {
 	t.Helper()
-	out := mustRunTool(t, "qemu-io", qemuTLSArgs(addr, export, dir, readOnly, cmds...)...)
+	out := testenv.MustRunTool(t, "qemu-io", qemuTLSArgs(addr, export, dir, readOnly, cmds...)...)
 	if strings.Contains(out, "Pattern verification failed") || strings.Contains(strings.ToLower(out), "error") ||
 		strings.Contains(out, "failed") {
 		t.Fatalf("qemu-io over TLS at %s:\n%s", addr, out)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/workload"
 )
@@ -55,7 +56,7 @@ func TestDaemonsReadViewIsStable(t *testing.T) {
 		before := nt.acked.Load()
 		// 16 blocks, then 0.1 s of pause: over 3 s in all, with groups
 		// applied between any two bursts.
-		said := mustRunTool(t, libnbdPython, "-I", "-B", script, s.cfg.Secondary.NBD, names[0], out,
+		said := testenv.MustRunTool(t, libnbdPython, "-I", "-B", script, s.cfg.Secondary.NBD, names[0], out,
 			"--blocks", strconv.Itoa(regionBlocks), "--burst", "16", "--pause", "0.1")
 		acked := nt.acked.Load() - before
 		f := strings.Fields(said)

@@ -16,6 +16,7 @@ import (
 
 	"duplex/config"
 	"duplex/failover"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/site"
 	"duplex/workload"
@@ -236,7 +237,7 @@ func TestDaemonsRecoverAt(t *testing.T) {
 		var b strings.Builder
 		for _, n := range names {
 			_, sp := s.volumePaths(n)
-			fmt.Fprintf(&b, "%x ", sha256File(t, sp))
+			fmt.Fprintf(&b, "%x ", testenv.SHA256File(t, sp))
 		}
 		return b.String()
 	}

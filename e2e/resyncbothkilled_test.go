@@ -1,17 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"duplex/bench/harness"
 	"duplex/control"
+	"duplex/internal/testenv"
 )
 
 // TestPrefixThroughResyncBothKilled kills both sites in the middle of the
@@ -67,22 +64,8 @@ func TestPrefixThroughResyncBothKilled(t *testing.T) {
 	}
 	pp, sp := r.sess.PrimaryPaths(), r.sess.SecondaryPaths()
 	for i := range pp {
-		if a, b := fileSum(t, pp[i]), fileSum(t, sp[i]); !bytes.Equal(a, b) {
+		if testenv.SHA256File(t, pp[i]) != testenv.SHA256File(t, sp[i]) {
 			t.Errorf("%s: the secondary's image differs from the primary's after both sites were killed in a resync", r.sess.Volumes[i])
 		}
 	}
-}
-
-func fileSum(t *testing.T, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return h.Sum(nil)
 }

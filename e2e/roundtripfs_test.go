@@ -14,18 +14,19 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 )
 
 // needExt4OverNBD skips unless a kernel file system can be put on an NBD
 // export here: nbdfuse, a loop device, mkfs.ext4, e2fsck and mount, as root.
 func needExt4OverNBD(t *testing.T) {
 	t.Helper()
-	needTool(t, "nbdfuse", "libnbd-bin")
-	needTool(t, "fusermount3", "fuse3")
-	needTool(t, "mkfs.ext4", "e2fsprogs")
-	needTool(t, "e2fsck", "e2fsprogs")
-	needTool(t, "losetup", "mount")
-	needTool(t, "mount", "mount")
+	testenv.NeedTool(t, "nbdfuse", "libnbd-bin")
+	testenv.NeedTool(t, "fusermount3", "fuse3")
+	testenv.NeedTool(t, "mkfs.ext4", "e2fsprogs")
+	testenv.NeedTool(t, "e2fsck", "e2fsprogs")
+	testenv.NeedTool(t, "losetup", "mount")
+	testenv.NeedTool(t, "mount", "mount")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for losetup and mount")
 	}
@@ -115,7 +116,7 @@ func ext4OverNBDWith(t *testing.T, uri, fsDir string, mkfs bool, check func(dev 
 		return nil
 	})
 	if mkfs {
-		mustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
+		testenv.MustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
 	}
 	if check != nil {
 		check(dev)
@@ -171,12 +172,12 @@ func fsckImage(t *testing.T, image, where string) map[string][32]byte {
 	dir := t.TempDir()
 	cp := filepath.Join(dir, "copy.img")
 	copyImage(t, image, cp)
-	if out, err := runTool(t, "e2fsck", "-fy", cp); err != nil {
+	if out, err := testenv.RunTool(t, "e2fsck", "-fy", cp); err != nil {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
 			t.Fatalf("%s: e2fsck -fy: %v\n%s", where, err, out)
 		}
 	}
-	if out, err := runTool(t, "e2fsck", "-fn", cp); err != nil {
+	if out, err := testenv.RunTool(t, "e2fsck", "-fn", cp); err != nil {
 		t.Fatalf("%s: e2fsck -fn after the journal's replay: %v\n%s", where, err, out)
 	}
 	ro := filepath.Join(dir, "ro")
@@ -334,7 +335,7 @@ func TestDaemonsRoundTripFilesystem(t *testing.T) {
 	a, b := fsckImage(t, aImg, "A at the end"), fsckImage(t, bImg, "B at the end")
 	sameTree(t, "at the end", a, b)
 	checkTree(t, "B at the end", b, b1, a2)
-	if sha256File(t, aImg) != sha256File(t, bImg) {
+	if testenv.SHA256File(t, aImg) != testenv.SHA256File(t, bImg) {
 		t.Errorf("vol1 differs between A and B at the end")
 	}
 	if code := rej.stop(); code != 0 {

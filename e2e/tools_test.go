@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -26,68 +24,15 @@ import (
 // device), and check what reaches the secondary. Each skips, saying what to
 // install, when its tool is missing.
 
-func needTool(t *testing.T, tool, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		testenv.Missing(t, "%s not installed: apt-get install %s", tool, pkg)
-	}
-}
-
-// runTool runs a command with a deadline in a scratch directory and returns
-// its combined output.
-func runTool(t *testing.T, name string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = t.TempDir() // fio leaves verify state files in its cwd
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func mustRunTool(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := runTool(t, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
 func nbdURI(addr, name string) string { return "nbd://" + addr + "/" + name }
-
-type nbdinfoOutput struct {
-	Exports []struct {
-		Name     string `json:"export-name"`
-		Size     int64  `json:"export-size"`
-		ReadOnly bool   `json:"is_read_only"`
-		CanFlush bool   `json:"can_flush"`
-		CanFUA   bool   `json:"can_fua"`
-		CanTrim  bool   `json:"can_trim"`
-		CanZero  bool   `json:"can_zero"`
-		// Description is NBD_INFO_DESCRIPTION (nbdinfo --list).
-		Description  string `json:"description"`
-		CanMultiConn bool   `json:"can_multi_conn"`
-	} `json:"exports"`
-}
-
-func nbdinfoJSON(t *testing.T, args ...string) nbdinfoOutput {
-	t.Helper()
-	out := mustRunTool(t, "nbdinfo", append([]string{"--json"}, args...)...)
-	var info nbdinfoOutput
-	if err := json.Unmarshal([]byte(out), &info); err != nil {
-		t.Fatalf("nbdinfo output is not JSON: %v\n%s", err, out)
-	}
-	return info
-}
 
 func TestToolsNbdinfo(t *testing.T) {
 	t.Parallel()
-	needTool(t, "nbdinfo", "libnbd-bin")
+	testenv.NeedTool(t, "nbdinfo", "libnbd-bin")
 	s := newSession(t, sessionOpts{})
 	s.start()
 
-	info := nbdinfoJSON(t, nbdURI(s.cfg.Primary.NBD, "vol3"))
+	info := testenv.NBDInfo(t, nbdURI(s.cfg.Primary.NBD, "vol3"))
 	if len(info.Exports) != 1 {
 		t.Fatalf("nbdinfo: %+v", info)
 	}
@@ -96,7 +41,7 @@ func TestToolsNbdinfo(t *testing.T) {
 		t.Errorf("primary export vol3: %+v; want 64 MiB, writable, can_flush, can_fua, can_trim, can_zero", e)
 	}
 
-	info = nbdinfoJSON(t, "--list", "nbd://"+s.cfg.Primary.NBD)
+	info = testenv.NBDInfo(t, "--list", "nbd://"+s.cfg.Primary.NBD)
 	var names []string
 	for _, e := range info.Exports {
 		names = append(names, e.Name)
@@ -106,11 +51,11 @@ func TestToolsNbdinfo(t *testing.T) {
 		t.Errorf("nbdinfo --list on the primary: exports %q, want vol1..vol4", names)
 	}
 
-	info = nbdinfoJSON(t, nbdURI(s.cfg.Secondary.NBD, "vol3"))
+	info = testenv.NBDInfo(t, nbdURI(s.cfg.Secondary.NBD, "vol3"))
 	if len(info.Exports) != 1 || !info.Exports[0].ReadOnly || info.Exports[0].Size != 64<<20 {
 		t.Errorf("secondary export vol3: %+v; want read-only, 64 MiB", info.Exports)
 	}
-	if out, err := runTool(t, "nbdinfo", nbdURI(s.cfg.Primary.NBD, "nosuch")); err == nil {
+	if out, err := testenv.RunTool(t, "nbdinfo", nbdURI(s.cfg.Primary.NBD, "nosuch")); err == nil {
 		t.Errorf("nbdinfo of an export that is not a volume succeeded:\n%s", out)
 	}
 }
@@ -125,7 +70,7 @@ func qemuIO(t *testing.T, uri string, readOnly bool, cmds ...string) string {
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	out := mustRunTool(t, "qemu-io", args...)
+	out := testenv.MustRunTool(t, "qemu-io", args...)
 	if strings.Contains(out, "Pattern verification failed") || strings.Contains(strings.ToLower(out), "error") ||
 		strings.Contains(out, "failed") {
 		t.Fatalf("qemu-io %s:\n%s", uri, out)
@@ -139,7 +84,7 @@ func qemuIO(t *testing.T, uri string, readOnly bool, cmds ...string) string {
 // read-only export.
 func TestToolsQemuIO(t *testing.T) {
 	t.Parallel()
-	needTool(t, "qemu-io", "qemu-utils")
+	testenv.NeedTool(t, "qemu-io", "qemu-utils")
 	s := newSession(t, sessionOpts{})
 	s.start()
 
@@ -174,7 +119,7 @@ func TestToolsQemuIO(t *testing.T) {
 			"read -P "+b+" 60M 1M",
 		)
 		// The secondary export refuses writes.
-		out, err := runTool(t, "qemu-io", "-f", "raw", nbdURI(s.cfg.Secondary.NBD, vol), "-c", "write -P 1 0 4k")
+		out, err := testenv.RunTool(t, "qemu-io", "-f", "raw", nbdURI(s.cfg.Secondary.NBD, vol), "-c", "write -P 1 0 4k")
 		if err == nil && !strings.Contains(out, "failed") && !strings.Contains(strings.ToLower(out), "read-only") {
 			t.Errorf("qemu-io write to the secondary's export of %s did not fail:\n%s", vol, out)
 		}
@@ -187,7 +132,7 @@ func TestToolsQemuIO(t *testing.T) {
 // back out of the secondary's read-only export.
 func TestToolsNbdcopy(t *testing.T) {
 	t.Parallel()
-	needTool(t, "nbdcopy", "libnbd-bin")
+	testenv.NeedTool(t, "nbdcopy", "libnbd-bin")
 	s := newSession(t, sessionOpts{})
 	s.start()
 	dir := t.TempDir()
@@ -200,11 +145,11 @@ func TestToolsNbdcopy(t *testing.T) {
 	if err := os.WriteFile(dst, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustRunTool(t, "nbdcopy", "--flush", src, nbdURI(s.cfg.Primary.NBD, "vol2"))
+	testenv.MustRunTool(t, "nbdcopy", "--flush", src, nbdURI(s.cfg.Primary.NBD, "vol2"))
 	s.waitConsistentAfter(time.Now())
-	mustRunTool(t, "nbdcopy", nbdURI(s.cfg.Secondary.NBD, "vol2"), dst)
+	testenv.MustRunTool(t, "nbdcopy", nbdURI(s.cfg.Secondary.NBD, "vol2"), dst)
 	want := sha256.Sum256(data)
-	if got := sha256File(t, dst); got != want {
+	if got := testenv.SHA256File(t, dst); got != want {
 		t.Errorf("copied out of the secondary: sha256 %x, want %x (the source's)", got, want)
 	}
 	s.drainPrimary()
@@ -218,13 +163,13 @@ var fioIOPS = regexp.MustCompile(`write: IOPS=([0-9.]+k?)`)
 // export; afterwards the secondary equals the primary.
 func TestToolsFio(t *testing.T) {
 	t.Parallel()
-	needTool(t, "fio", "fio")
-	if out, _ := runTool(t, "fio", "--enghelp=nbd"); !strings.Contains(out, "uri") {
+	testenv.NeedTool(t, "fio", "fio")
+	if out, _ := testenv.RunTool(t, "fio", "--enghelp=nbd"); !strings.Contains(out, "uri") {
 		t.Skipf("fio has no nbd engine: apt-get install fio (built with libnbd)\n%s", out)
 	}
 	s := newSession(t, sessionOpts{})
 	s.start()
-	out := mustRunTool(t, "fio", "--name=t", "--ioengine=nbd", "--uri="+nbdURI(s.cfg.Primary.NBD, "vol4"),
+	out := testenv.MustRunTool(t, "fio", "--name=t", "--ioengine=nbd", "--uri="+nbdURI(s.cfg.Primary.NBD, "vol4"),
 		"--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=32M",
 		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--output-format=normal")
 	// err= 0 is the job's status; total=8192,8192 says every 4k block was
@@ -245,12 +190,12 @@ func TestToolsFio(t *testing.T) {
 // nbdfuse and a loop device, fills it, and checks that a copy of the
 // secondary image is a clean file system holding the same tree.
 func TestToolsFilesystem(t *testing.T) {
-	needTool(t, "nbdfuse", "libnbd-bin")
-	needTool(t, "fusermount3", "fuse3")
-	needTool(t, "mkfs.ext4", "e2fsprogs")
-	needTool(t, "e2fsck", "e2fsprogs")
-	needTool(t, "losetup", "mount")
-	needTool(t, "mount", "mount")
+	testenv.NeedTool(t, "nbdfuse", "libnbd-bin")
+	testenv.NeedTool(t, "fusermount3", "fuse3")
+	testenv.NeedTool(t, "mkfs.ext4", "e2fsprogs")
+	testenv.NeedTool(t, "e2fsck", "e2fsprogs")
+	testenv.NeedTool(t, "losetup", "mount")
+	testenv.NeedTool(t, "mount", "mount")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for losetup and mount")
 	}
@@ -336,7 +281,7 @@ func TestToolsFilesystem(t *testing.T) {
 		return nil
 	}
 	t.Cleanup(func() { detach() })
-	mustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
+	testenv.MustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
 	if out, err := exec.Command("mount", dev, fsDir).CombinedOutput(); err != nil {
 		t.Skipf("mount of ext4 on %s is not possible here: %v: %s", dev, err, out)
 	}
@@ -349,7 +294,7 @@ func TestToolsFilesystem(t *testing.T) {
 
 	want := writeTree(t, fsDir)
 	syscall.Sync()
-	mustRunTool(t, "umount", fsDir)
+	testenv.MustRunTool(t, "umount", fsDir)
 	mounted = false
 	if err := detach(); err != nil {
 		t.Fatal(err)
@@ -366,7 +311,7 @@ func TestToolsFilesystem(t *testing.T) {
 	_, secImage := s.volumePaths("vol1")
 	cp := filepath.Join(dir, "copy.img")
 	copyImage(t, secImage, cp)
-	if out, err := runTool(t, "e2fsck", "-fn", cp); err != nil {
+	if out, err := testenv.RunTool(t, "e2fsck", "-fn", cp); err != nil {
 		t.Fatalf("e2fsck -fn on a copy of the secondary image: %v\n%s", err, out)
 	}
 	roDir := filepath.Join(dir, "ro")

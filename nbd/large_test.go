@@ -3,6 +3,8 @@ package nbd
 import (
 	"bytes"
 	"testing"
+
+	"duplex/internal/testenv"
 )
 
 // MaxAccepted is what a client that ignores the advertised maximum may send.
@@ -55,9 +57,9 @@ func TestRequestsUpTo64MiBWhateverTheAdvertisedMaximum(t *testing.T) {
 
 // qemu-io, which honours the advertised maximum, writes and reads 64 MiB.
 func TestQemuIO64MiB(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
+	testenv.NeedTool(t, "qemu-io", "qemu-utils")
 	uri, disk, _ := toolServer(t)
-	out := mustRun(t, "qemu-io", "-f", "raw", uri+"/disk",
+	out := testenv.MustRunTool(t, "qemu-io", "-f", "raw", uri+"/disk",
 		"-c", "write -P 0xab 0 64M",
 		"-c", "read -P 0xab 0 64M",
 	)

@@ -2,51 +2,19 @@ package nbd
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/json"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"duplex/internal/testenv"
 )
 
 // These tests drive the server with the clients users actually run. Each
 // skips, saying what to install, when its tool is missing.
-
-func needTool(t *testing.T, tool, pkg string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		testenv.Missing(t, "%s not installed: apt-get install %s", tool, pkg)
-	}
-}
-
-// run runs a command with a deadline and returns its combined output.
-func run(t *testing.T, name string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = t.TempDir() // fio leaves verify state files in its cwd
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func mustRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := run(t, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
 
 // toolServer serves a 64 MiB read-write "disk", a 1 MiB read-only "ro"
 // (both file-backed) and returns the base URI.
@@ -60,37 +28,11 @@ func toolServer(t *testing.T) (uri string, disk, ro *fileExport) {
 	return "nbd://" + startServer(t, srv), disk, ro
 }
 
-type nbdinfoJSON struct {
-	Protocol string `json:"protocol"`
-	Exports  []struct {
-		Name         string `json:"export-name"`
-		Description  string `json:"description"`
-		Size         int64  `json:"export-size"`
-		ReadOnly     bool   `json:"is_read_only"`
-		CanFlush     bool   `json:"can_flush"`
-		CanFUA       bool   `json:"can_fua"`
-		CanTrim      bool   `json:"can_trim"`
-		CanZero      bool   `json:"can_zero"`
-		CanMultiConn bool   `json:"can_multi_conn"`
-		MaxBlockSize int64  `json:"block_size_maximum"`
-	} `json:"exports"`
-}
-
-func nbdinfo(t *testing.T, args ...string) nbdinfoJSON {
-	t.Helper()
-	out := mustRun(t, "nbdinfo", append([]string{"--json"}, args...)...)
-	var info nbdinfoJSON
-	if err := json.Unmarshal([]byte(out), &info); err != nil {
-		t.Fatalf("nbdinfo output is not JSON: %v\n%s", err, out)
-	}
-	return info
-}
-
 func TestNbdinfo(t *testing.T) {
-	needTool(t, "nbdinfo", "libnbd-bin")
+	testenv.NeedTool(t, "nbdinfo", "libnbd-bin")
 	uri, _, _ := toolServer(t)
 
-	info := nbdinfo(t, uri+"/disk")
+	info := testenv.NBDInfo(t, uri+"/disk")
 	if info.Protocol != "newstyle-fixed" || len(info.Exports) != 1 {
 		t.Fatalf("nbdinfo: %+v", info)
 	}
@@ -105,7 +47,7 @@ func TestNbdinfo(t *testing.T) {
 		t.Errorf("description %q", e.Description)
 	}
 
-	info = nbdinfo(t, uri+"/ro")
+	info = testenv.NBDInfo(t, uri+"/ro")
 	if len(info.Exports) != 1 {
 		t.Fatalf("nbdinfo: %+v", info)
 	}
@@ -114,7 +56,7 @@ func TestNbdinfo(t *testing.T) {
 		t.Errorf("ro: %+v", e)
 	}
 
-	info = nbdinfo(t, "--list", uri)
+	info = testenv.NBDInfo(t, "--list", uri)
 	var names []string
 	for _, e := range info.Exports {
 		names = append(names, e.Name)
@@ -124,15 +66,15 @@ func TestNbdinfo(t *testing.T) {
 	}
 
 	// An unknown export is refused, not served.
-	if out, err := run(t, "nbdinfo", uri+"/nosuch"); err == nil {
+	if out, err := testenv.RunTool(t, "nbdinfo", uri+"/nosuch"); err == nil {
 		t.Errorf("nbdinfo of unknown export succeeded:\n%s", out)
 	}
 }
 
 func TestQemuIO(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
+	testenv.NeedTool(t, "qemu-io", "qemu-utils")
 	uri, disk, _ := toolServer(t)
-	out := mustRun(t, "qemu-io", "-f", "raw", uri+"/disk",
+	out := testenv.MustRunTool(t, "qemu-io", "-f", "raw", uri+"/disk",
 		"-c", "write -P 0xab 0 1M",
 		"-c", "read -P 0xab 0 1M",
 		"-c", "discard 0 64k",
@@ -162,28 +104,14 @@ func TestQemuIO(t *testing.T) {
 	}
 
 	// The read-only export refuses qemu-io's writes.
-	out, err := run(t, "qemu-io", "-f", "raw", uri+"/ro", "-c", "write -P 1 0 4k")
+	out, err := testenv.RunTool(t, "qemu-io", "-f", "raw", uri+"/ro", "-c", "write -P 1 0 4k")
 	if err == nil && !strings.Contains(out, "failed") {
 		t.Errorf("write to read-only export did not fail:\n%s", out)
 	}
 }
 
-func fileSHA256(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
-}
-
 func TestNbdcopy(t *testing.T) {
-	needTool(t, "nbdcopy", "libnbd-bin")
+	testenv.NeedTool(t, "nbdcopy", "libnbd-bin")
 	uri, disk, _ := toolServer(t)
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
@@ -197,24 +125,24 @@ func TestNbdcopy(t *testing.T) {
 	}
 	// nbdcopy uses several connections when CAN_MULTI_CONN is set, and
 	// many requests in flight on each.
-	mustRun(t, "nbdcopy", "--flush", src, uri+"/disk")
-	mustRun(t, "nbdcopy", uri+"/disk", dst)
+	testenv.MustRunTool(t, "nbdcopy", "--flush", src, uri+"/disk")
+	testenv.MustRunTool(t, "nbdcopy", uri+"/disk", dst)
 	want := sha256.Sum256(data)
-	if got := fileSHA256(t, dst); got != want {
+	if got := testenv.SHA256File(t, dst); got != want {
 		t.Errorf("copied back out: sha256 %x, want %x", got, want)
 	}
-	if got := fileSHA256(t, disk.f.Name()); got != want {
+	if got := testenv.SHA256File(t, disk.f.Name()); got != want {
 		t.Errorf("backing file: sha256 %x, want %x", got, want)
 	}
 }
 
 func TestFio(t *testing.T) {
-	needTool(t, "fio", "fio")
-	if out, _ := run(t, "fio", "--enghelp=nbd"); !strings.Contains(out, "uri") {
+	testenv.NeedTool(t, "fio", "fio")
+	if out, _ := testenv.RunTool(t, "fio", "--enghelp=nbd"); !strings.Contains(out, "uri") {
 		t.Skipf("fio has no nbd engine: apt-get install fio (built with libnbd)\n%s", out)
 	}
 	uri, _, _ := toolServer(t)
-	out := mustRun(t, "fio", "--name=t", "--ioengine=nbd", "--uri="+uri+"/disk",
+	out := testenv.MustRunTool(t, "fio", "--name=t", "--ioengine=nbd", "--uri="+uri+"/disk",
 		"--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=32M",
 		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1")
 	// err= 0 is the job's status; total=8192,8192 says every 4k block
@@ -282,7 +210,7 @@ func qemuTLSArgs(addr, export, dir string) []string {
 }
 
 func TestQemuIOTLS(t *testing.T) {
-	needTool(t, "qemu-io", "qemu-utils")
+	testenv.NeedTool(t, "qemu-io", "qemu-utils")
 	pki := newTestPKI(t, "duplex test CA")
 	addr, disk := tlsToolServer(t, pki)
 	good := clientCertDir(t, pki, pki)
@@ -294,7 +222,7 @@ func TestQemuIOTLS(t *testing.T) {
 		"-c", "read -P 0 64k 64k",
 		"-c", "write -P 0xc3 -f 2M 4k", // FUA
 		"-c", "flush")
-	out := mustRun(t, "qemu-io", args...)
+	out := testenv.MustRunTool(t, "qemu-io", args...)
 	if strings.Contains(out, "Pattern verification failed") || strings.Contains(out, "error") {
 		t.Fatalf("qemu-io over TLS:\n%s", out)
 	}
@@ -316,7 +244,7 @@ func TestQemuIOTLS(t *testing.T) {
 
 	t.Run("plaintext refused", func(t *testing.T) {
 		host, port, _ := net.SplitHostPort(addr)
-		out, err := run(t, "qemu-io", "--image-opts", "driver=nbd,host="+host+",port="+port+",export=disk",
+		out, err := testenv.RunTool(t, "qemu-io", "--image-opts", "driver=nbd,host="+host+",port="+port+",export=disk",
 			"-c", "write -P 1 0 4k")
 		if err == nil && !strings.Contains(out, "failed") {
 			t.Fatalf("qemu-io without TLS was served:\n%s", out)
@@ -329,7 +257,7 @@ func TestQemuIOTLS(t *testing.T) {
 
 	t.Run("client certificate from another CA refused", func(t *testing.T) {
 		other := newTestPKI(t, "other CA")
-		out, err := run(t, "qemu-io", append(qemuTLSArgs(addr, "disk", clientCertDir(t, pki, other)),
+		out, err := testenv.RunTool(t, "qemu-io", append(qemuTLSArgs(addr, "disk", clientCertDir(t, pki, other)),
 			"-c", "write -P 2 0 4k")...)
 		if err == nil && !strings.Contains(out, "failed") {
 			t.Fatalf("qemu-io with another CA's client certificate was served:\n%s", out)
@@ -346,8 +274,8 @@ func TestQemuIOTLS(t *testing.T) {
 }
 
 func TestNbdinfoTLS(t *testing.T) {
-	needTool(t, "nbdinfo", "libnbd-bin")
-	needTool(t, "nbdcopy", "libnbd-bin")
+	testenv.NeedTool(t, "nbdinfo", "libnbd-bin")
+	testenv.NeedTool(t, "nbdcopy", "libnbd-bin")
 	pki := newTestPKI(t, "duplex test CA")
 	addr, disk := tlsToolServer(t, pki)
 	good := clientCertDir(t, pki, pki)
@@ -355,15 +283,15 @@ func TestNbdinfoTLS(t *testing.T) {
 		return "nbds://" + addr + "/" + export + "?tls-certificates=" + dir
 	}
 
-	info := nbdinfo(t, uri("disk", good))
+	info := testenv.NBDInfo(t, uri("disk", good))
 	if len(info.Exports) != 1 || info.Exports[0].Size != 64<<20 || info.Exports[0].ReadOnly {
 		t.Fatalf("nbdinfo over TLS: %+v", info)
 	}
-	info = nbdinfo(t, uri("ro", good))
+	info = testenv.NBDInfo(t, uri("ro", good))
 	if len(info.Exports) != 1 || !info.Exports[0].ReadOnly {
 		t.Fatalf("nbdinfo over TLS, read-only export: %+v", info)
 	}
-	if out := mustRun(t, "nbdinfo", "--list", uri("", good)); !strings.Contains(out, "disk") || !strings.Contains(out, "ro") {
+	if out := testenv.MustRunTool(t, "nbdinfo", "--list", uri("", good)); !strings.Contains(out, "disk") || !strings.Contains(out, "ro") {
 		t.Errorf("nbdinfo --list over TLS:\n%s", out)
 	}
 
@@ -378,7 +306,7 @@ func TestNbdinfoTLS(t *testing.T) {
 	if err := os.WriteFile(dst, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "nbdcopy", "--flush", src, uri("disk", good))
+	testenv.MustRunTool(t, "nbdcopy", "--flush", src, uri("disk", good))
 	got := make([]byte, len(data))
 	if err := disk.ReadAt(got, 0); err != nil {
 		t.Fatal(err)
@@ -386,13 +314,13 @@ func TestNbdinfoTLS(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatal("backing file differs from what nbdcopy wrote over TLS")
 	}
-	mustRun(t, "nbdcopy", uri("disk", good), dst)
+	testenv.MustRunTool(t, "nbdcopy", uri("disk", good), dst)
 	if back, err := os.ReadFile(dst); err != nil || len(back) != 64<<20 || !bytes.Equal(back[:len(data)], data) {
 		t.Fatalf("nbdcopy read back over TLS differs (err %v)", err)
 	}
 
 	t.Run("plaintext refused", func(t *testing.T) {
-		out, err := run(t, "nbdinfo", "nbd://"+addr+"/disk")
+		out, err := testenv.RunTool(t, "nbdinfo", "nbd://"+addr+"/disk")
 		if err == nil {
 			t.Fatalf("nbdinfo without TLS was served:\n%s", out)
 		}
@@ -400,7 +328,7 @@ func TestNbdinfoTLS(t *testing.T) {
 	})
 	t.Run("client certificate from another CA refused", func(t *testing.T) {
 		other := newTestPKI(t, "other CA")
-		out, err := run(t, "nbdinfo", uri("disk", clientCertDir(t, pki, other)))
+		out, err := testenv.RunTool(t, "nbdinfo", uri("disk", clientCertDir(t, pki, other)))
 		if err == nil {
 			t.Fatalf("nbdinfo with another CA's client certificate was served:\n%s", out)
 		}
@@ -421,7 +349,7 @@ func TestNbdinfoTLS(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "ca-cert.pem"), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, err := run(t, "nbdinfo", uri("disk", dir))
+		out, err := testenv.RunTool(t, "nbdinfo", uri("disk", dir))
 		if err == nil {
 			t.Fatalf("nbdinfo trusted a server certificate its CA did not sign:\n%s", out)
 		}

@@ -8,6 +8,9 @@
 // runs as root, so a test that would skip there is one CI never ran, and a
 // result that counts on it (block devices replicate, the status page draws
 // its charts) would not be shown.
+//
+// It also runs those tools the same way wherever a test drives them:
+// NeedTool, RunTool, and NBDInfo for what nbdinfo says of a server.
 package testenv
 
 import (
