@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -190,118 +189,27 @@ func TestToolsFio(t *testing.T) {
 // nbdfuse and a loop device, fills it, and checks that a copy of the
 // secondary image is a clean file system holding the same tree.
 func TestToolsFilesystem(t *testing.T) {
-	testenv.NeedTool(t, "nbdfuse", "libnbd-bin")
-	testenv.NeedTool(t, "fusermount3", "fuse3")
-	testenv.NeedTool(t, "mkfs.ext4", "e2fsprogs")
-	testenv.NeedTool(t, "e2fsck", "e2fsprogs")
-	testenv.NeedTool(t, "losetup", "mount")
-	testenv.NeedTool(t, "mount", "mount")
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for losetup and mount")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skipf("no /dev/fuse: %v", err)
-	}
+	needExt4OverNBD(t)
 	s := newSession(t, sessionOpts{})
 	s.start()
 	dir := t.TempDir()
-	fuseDir, fsDir := filepath.Join(dir, "fuse"), filepath.Join(dir, "fs")
-	for _, d := range []string{fuseDir, fsDir} {
-		if err := os.Mkdir(d, 0o755); err != nil {
+	fsDir := filepath.Join(dir, "fs")
+	if err := os.Mkdir(fsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unmount := ext4OverNBDWith(t, nbdURI(s.cfg.Primary.NBD, "vol1"), fsDir, true, func(dev string) {
+		// The loop device stands on the file nbdfuse exposes the export as.
+		f, err := os.Open(dev)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-
-	// nbdfuse exposes the export as the file fuseDir/nbd.
-	pidFile := filepath.Join(dir, "nbdfuse.pid")
-	fuse := exec.Command("nbdfuse", "-P", pidFile, fuseDir, nbdURI(s.cfg.Primary.NBD, "vol1"))
-	var fuseOut bytes.Buffer
-	fuse.Stdout, fuse.Stderr = &fuseOut, &fuseOut
-	if err := fuse.Start(); err != nil {
-		t.Skipf("cannot run nbdfuse: %v", err)
-	}
-	fuseDone := make(chan error, 1)
-	go func() { fuseDone <- fuse.Wait() }()
-	fuseMounted := true
-	unmountFuse := func() error {
-		if !fuseMounted {
-			return nil
-		}
-		fuseMounted = false
-		out, err := exec.Command("fusermount3", "-u", fuseDir).CombinedOutput()
-		select {
-		case <-fuseDone:
-		case <-time.After(30 * time.Second):
-			fuse.Process.Kill()
-			<-fuseDone
-			return fmt.Errorf("nbdfuse did not exit after fusermount3 -u")
-		}
-		if err != nil {
-			return fmt.Errorf("fusermount3 -u: %v: %s", err, out)
-		}
-		return nil
-	}
-	t.Cleanup(func() { unmountFuse() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, _ := os.ReadFile(pidFile); len(b) > 0 {
-			break
-		}
-		select {
-		case err := <-fuseDone:
-			fuseDone <- err
-			fuseMounted = false
-			t.Skipf("nbdfuse could not mount (FUSE unusable here?): %v\n%s", err, fuseOut.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Skipf("nbdfuse not ready within 20s:\n%s", fuseOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	image := filepath.Join(fuseDir, "nbd")
-	if fi, err := os.Stat(image); err != nil || fi.Size() != 64<<20 {
-		t.Fatalf("nbdfuse file %s: %v %v", image, fi, err)
-	}
-
-	loop, err := exec.Command("losetup", "-f", "--show", image).CombinedOutput()
-	if err != nil {
-		t.Skipf("losetup on the nbdfuse file is not possible here: %v: %s", err, loop)
-	}
-	dev := strings.TrimSpace(string(loop))
-	loopAttached := true
-	detach := func() error {
-		if !loopAttached {
-			return nil
-		}
-		loopAttached = false
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			return fmt.Errorf("losetup -d %s: %v: %s", dev, err, out)
-		}
-		return nil
-	}
-	t.Cleanup(func() { detach() })
-	testenv.MustRunTool(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", dev)
-	if out, err := exec.Command("mount", dev, fsDir).CombinedOutput(); err != nil {
-		t.Skipf("mount of ext4 on %s is not possible here: %v: %s", dev, err, out)
-	}
-	mounted := true
-	t.Cleanup(func() {
-		if mounted {
-			exec.Command("umount", fsDir).Run()
+		defer f.Close()
+		if size, err := f.Seek(0, io.SeekEnd); err != nil || size != 64<<20 {
+			t.Fatalf("%s over the nbdfuse file: %d bytes (%v), want 64 MiB", dev, size, err)
 		}
 	})
-
 	want := writeTree(t, fsDir)
-	syscall.Sync()
-	testenv.MustRunTool(t, "umount", fsDir)
-	mounted = false
-	if err := detach(); err != nil {
-		t.Fatal(err)
-	}
-	if err := unmountFuse(); err != nil {
-		t.Fatal(err)
-	}
+	unmount()
 
 	s.drainPrimary()
 	s.stopSecondary()
