@@ -89,22 +89,11 @@ func resentFromAnotherProcess(t *testing.T, idleFirst bool) {
 // taken.
 func TestResentFromTheJournalingProcessAfterAnotherWasWelcomed(t *testing.T) {
 	r := newRig(t, map[string]int64{"a": 1 << 20}, "ss1", "ss2")
-	conn, typ, _ := r.dial(r.hello()) // process 7
-	if typ != transport.TypeWelcome {
-		t.Fatalf("frame type %d, want a welcome", typ)
-	}
-	first := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Timestamp: 1_000}
-	second := recordset.Update{Volume: "a", Kind: recordset.KindWrite, Offset: 4096, Length: 4096, Timestamp: 3_000}
-	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
-	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000)) // the group ends at 2000: between the two
-	if reason, acked := answers(t, conn, 0); acked != 1 {
-		t.Fatalf("acknowledged through group %d, want 1 (refusal %q)", acked, reason)
-	}
-	conn.Close()
+	journalPartOfARecordSet(t, r)
 
 	other := r.hello()
 	other.Instance = 8
-	conn, typ, _ = r.dial(other)
+	conn, typ, _ := r.dial(other)
 	if typ != transport.TypeWelcome {
 		t.Fatalf("frame type %d, want a welcome", typ)
 	}
@@ -114,13 +103,7 @@ func TestResentFromTheJournalingProcessAfterAnotherWasWelcomed(t *testing.T) {
 	}
 	r.open()
 
-	conn, typ, _ = r.dial(r.hello()) // process 7 again
-	if typ != transport.TypeWelcome {
-		t.Fatalf("frame type %d, want a welcome", typ)
-	}
-	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
-	sendRecordSet(t, conn, subsystemSet("ss2", 2, 0, 5_000))
-	if reason, acked := answers(t, conn, 1); reason != "" || acked != 2 {
+	if reason, acked := resendPartlyJournaled(t, r); reason != "" || acked != 2 {
 		t.Fatalf("process 7 resent the record set its journaled group holds part of, after process 8 was welcomed and sent nothing: "+
 			"refusal %q, acknowledged through group %d, want group 2", reason, acked)
 	}
