@@ -328,6 +328,44 @@ func (s *procSession) startPrimary() {
 	s.cfg = s.prim.ready(s.path, s.cfg)
 }
 
+// waitPrimaryGone waits until the secondary sees the primary, killed,
+// gone.
+func (s *procSession) waitPrimaryGone() {
+	s.t.Helper()
+	eventually(s.t, 30*time.Second, "the secondary to see the primary gone", func() bool {
+		return s.secondaryStatus().Link == "disconnected"
+	})
+}
+
+// restartPrimary starts the primary daemon again, on the addresses it bound
+// before, and waits until it serves.
+func (s *procSession) restartPrimary() {
+	s.t.Helper()
+	s.prim = startDaemon(s.t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
+	s.prim.waitStarted()
+	s.prim.waitReady(s.cfg.Primary.Control)
+}
+
+// recoverAndPromote fails over to the stopped secondary: duplex recover,
+// then startPromote.
+func (s *procSession) recoverAndPromote() *daemon {
+	s.t.Helper()
+	if code, out, errOut := runDuplex(s.t, "recover", "--config", s.path); code != 0 {
+		s.t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	return s.startPromote()
+}
+
+// startPromote starts duplex promote at the secondary and waits until it
+// serves.
+func (s *procSession) startPromote() *daemon {
+	s.t.Helper()
+	d := startDaemon(s.t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
+	d.waitStarted()
+	d.waitReady(s.cfg.Secondary.Control)
+	return d
+}
+
 const (
 	// anyPort is a loopback listen address on a port the system picks.
 	anyPort = "127.0.0.1:0"

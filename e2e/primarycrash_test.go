@@ -135,9 +135,7 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 		// nothing more, but its applier may still be applying groups it
 		// acknowledged before the kill while the check reads: the check
 		// reads the holders and their dependencies in two passes.
-		eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
-			return s.secondaryStatus().Link == "disconnected"
-		})
+		s.waitPrimaryGone()
 		for k := 0; k <= trial; k++ {
 			l := layoutOf(k)
 			// The secondary's read-only exports, each connection pinned

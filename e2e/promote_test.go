@@ -117,17 +117,10 @@ func TestDaemonsPromote(t *testing.T) {
 	stopWorkload()
 	<-done
 	target.close()
-	eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
-		return s.secondaryStatus().Link == "disconnected"
-	})
+	s.waitPrimaryGone()
 	s.stopSecondary()
 
-	if code, out, errOut := runDuplex(t, "recover", "--config", s.path); code != 0 {
-		t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
-	}
-	prom := startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
-	prom.waitStarted()
-	prom.waitReady(s.cfg.Secondary.Control)
+	prom := s.recoverAndPromote()
 	st := s.secondaryStatus()
 	if st.Role != "primary" || st.PromotedAt == "" || st.PromotedFrom == "" {
 		t.Fatalf("the promoted site's status: role %q, promoted_at %q, promoted_consistency_time %q; want primary with both times",
@@ -227,9 +220,7 @@ func TestDaemonsPromote(t *testing.T) {
 	}
 	t.Logf("%d writes acknowledged by the promoted site before its kill -9, %d issued", len(acked), len(issued))
 
-	prom = startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
-	prom.waitStarted()
-	prom.waitReady(s.cfg.Secondary.Control)
+	prom = s.startPromote()
 	for i := range readers {
 		readers[i] = dialNBD(t, s.cfg.Secondary.NBD, names[i])
 	}

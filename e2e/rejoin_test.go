@@ -75,15 +75,11 @@ func TestDaemonsRejoin(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	s.prim.kill()
 	stopA()
-	eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool {
-		return s.secondaryStatus().Link == "disconnected"
-	})
+	s.waitPrimaryGone()
 	s.stopSecondary()
 
 	// A comes back alone, takes a write B never sees, and dies again.
-	s.prim = startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
-	s.prim.waitStarted()
-	s.prim.waitReady(s.cfg.Primary.Control)
+	s.restartPrimary()
 	aWrite := bytes.Repeat([]byte{0xa1}, 4096)
 	c := dialNBD(t, s.cfg.Primary.NBD, names[1])
 	if err := c.WriteAt(aWrite, aOnly); err != nil {
@@ -93,16 +89,7 @@ func TestDaemonsRejoin(t *testing.T) {
 	s.prim.kill()
 
 	// B: recover and promote, then its own workload and a known write.
-	if code, out, errOut := runDuplex(t, "recover", "--config", s.path); code != 0 {
-		t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
-	}
-	startPromote := func() *daemon {
-		d := startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
-		d.waitStarted()
-		d.waitReady(s.cfg.Secondary.Control)
-		return d
-	}
-	prom := startPromote()
+	prom := s.recoverAndPromote()
 	st := s.secondaryStatus()
 	if st.Role != "primary" || st.PromotedAt == "" {
 		t.Fatalf("the promoted site's status: role %q, promoted_at %q; want primary with the time", st.Role, st.PromotedAt)
@@ -253,7 +240,7 @@ func TestDaemonsRejoin(t *testing.T) {
 		prom.kill()
 		stopB()
 		t.Logf("killed the promoted site in the middle of the copy: %+v", s.primaryStatus().Resyncing)
-		prom = startPromote()
+		prom = s.startPromote()
 		stopB, _ = runWorkload(s.cfg.Secondary.NBD, layB2, bBase2)
 	} else {
 		t.Log("the copy ended before the promoted site could be killed in its middle")

@@ -147,12 +147,10 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	s.prim.kill()
 	loadA.end()
-	eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool { return s.secondaryStatus().Link == "disconnected" })
+	s.waitPrimaryGone()
 	s.stopSecondary()
 	// A comes back alone, takes a write B never sees, and dies again.
-	s.prim = startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
-	s.prim.waitStarted()
-	s.prim.waitReady(s.cfg.Primary.Control)
+	s.restartPrimary()
 	aWrite := bytes.Repeat([]byte{0xa1}, 4096)
 	c := dialNBD(t, s.cfg.Primary.NBD, names[1])
 	if err := c.WriteAt(aWrite, aOnly); err != nil {
@@ -162,12 +160,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	s.prim.kill()
 
 	// 2. Failover: recover and promote at B; the clients go on there.
-	if code, out, errOut := runDuplex(t, "recover", "--config", s.path); code != 0 {
-		t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
-	}
-	prom := startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
-	prom.waitStarted()
-	prom.waitReady(s.cfg.Secondary.Control)
+	prom := s.recoverAndPromote()
 	readB, closeB := volumeReader(t, bPaths)
 	checkDependent(t, "at B after the failover", readB, map[string]*loggedLoad{"A's first clients": loadA})
 	closeB()

@@ -249,22 +249,15 @@ func TestDaemonsRoundTripFilesystem(t *testing.T) {
 	// A: a file system and files, synced; then kill -9.
 	step(s.cfg.Primary.NBD, "a1", true, 1)
 	s.prim.kill()
-	eventually(t, 30*time.Second, "the secondary to see the primary gone", func() bool { return s.secondaryStatus().Link == "disconnected" })
+	s.waitPrimaryGone()
 	s.stopSecondary()
-	s.prim = startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary.log"))
-	s.prim.waitStarted()
-	s.prim.waitReady(s.cfg.Primary.Control)
+	s.restartPrimary()
 	aOnly := step(s.cfg.Primary.NBD, "a-only", false, 2)
 	s.prim.kill()
 	fsckImage(t, aImg, "A after its second kill -9")
 
 	// Failover.
-	if code, out, errOut := runDuplex(t, "recover", "--config", s.path); code != 0 {
-		t.Fatalf("recover exited %d\nstdout: %s\nstderr: %s", code, out, errOut)
-	}
-	prom := startDaemon(t, "promote", s.path, filepath.Join(s.dir, "promote.log"))
-	prom.waitStarted()
-	prom.waitReady(s.cfg.Secondary.Control)
+	prom := s.recoverAndPromote()
 	fsckImage(t, bImg, "B after the failover")
 	b1 := step(s.cfg.Secondary.NBD, "b1", false, 3)
 	checkTree(t, "B after its writes", fsckImage(t, bImg, "B after its writes"), b1)
