@@ -41,14 +41,7 @@ func TestDaemonsExportsAtATime(t *testing.T) {
 	s.start()
 	names := s.cfg.VolumeNames()[:2]
 	lay := workload.Layout{Volumes: len(names), BlocksPerVolume: regionBlocks, Clients: 4}
-	nt := &nbdTarget{perClient: regionBlocks / lay.Clients}
-	for range lay.Clients {
-		var cs []*nbd.Client
-		for _, n := range names {
-			cs = append(cs, dialNBD(t, s.cfg.Primary.NBD, n))
-		}
-		nt.conns = append(nt.conns, cs)
-	}
+	nt := dialTarget(t, s.cfg.Primary.NBD, names, lay, 0)
 	timed := &timedTarget{inner: nt, times: map[[2]uint64][2]time.Time{}}
 	refs := &refTarget{inner: timed, refs: map[[2]uint64]workload.Ref{}}
 	ctx, cancel := context.WithCancel(context.Background())

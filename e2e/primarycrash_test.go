@@ -96,18 +96,7 @@ func TestPrimaryCrashDependentWrites(t *testing.T) {
 		s.waitLinked()
 
 		lay := layoutOf(trial)
-		target := &nbdTarget{perClient: regionBlocks / lay.Clients, base: base(trial)}
-		for range lay.Clients {
-			var cs []*nbd.Client
-			for _, n := range names {
-				c, err := nbd.Dial(s.cfg.Primary.NBD, n)
-				if err != nil {
-					t.Fatal(err)
-				}
-				cs = append(cs, c)
-			}
-			target.conns = append(target.conns, cs)
-		}
+		target := dialTarget(t, s.cfg.Primary.NBD, names, lay, base(trial))
 		ctx, cancel := context.WithCancel(context.Background())
 		type result struct {
 			acked int64

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/nbd"
 	"duplex/workload"
 )
 
@@ -59,14 +58,7 @@ func TestPrimaryKilledRecoversFromActivityLog(t *testing.T) {
 			}
 		}
 		lay := workload.Layout{Volumes: len(names), BlocksPerVolume: blocks, Clients: 4, FirstClient: uint32(trial * 10)}
-		target := &nbdTarget{perClient: blocks / lay.Clients, base: int64(trial) * blocks * workload.BlockSize}
-		for range lay.Clients {
-			var cs []*nbd.Client
-			for _, n := range names {
-				cs = append(cs, dialNBD(t, s.cfg.Primary.NBD, n))
-			}
-			target.conns = append(target.conns, cs)
-		}
+		target := dialTarget(t, s.cfg.Primary.NBD, names, lay, int64(trial)*blocks*workload.BlockSize)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int64, 1)
 		seed := rng.Uint64()
@@ -138,14 +130,7 @@ func TestRecoverAfterPrimaryKilled(t *testing.T) {
 	s.start()
 	names := s.cfg.VolumeNames()
 	lay := workload.Layout{Volumes: len(names), BlocksPerVolume: blocks, Clients: 4}
-	target := &nbdTarget{perClient: blocks / lay.Clients}
-	for range lay.Clients {
-		var cs []*nbd.Client
-		for _, n := range names {
-			cs = append(cs, dialNBD(t, s.cfg.Primary.NBD, n))
-		}
-		target.conns = append(target.conns, cs)
-	}
+	target := dialTarget(t, s.cfg.Primary.NBD, names, lay, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int64, 1)
 	go func() {

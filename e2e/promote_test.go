@@ -97,14 +97,7 @@ func TestDaemonsPromote(t *testing.T) {
 
 	// The dependent-write workload at the primary, killed under way.
 	lay := workload.Layout{Volumes: len(names), BlocksPerVolume: regionBlocks, Clients: 4}
-	target := &nbdTarget{perClient: regionBlocks / lay.Clients}
-	for range lay.Clients {
-		var cs []*nbd.Client
-		for _, n := range names {
-			cs = append(cs, dialNBD(t, s.cfg.Primary.NBD, n))
-		}
-		target.conns = append(target.conns, cs)
-	}
+	target := dialTarget(t, s.cfg.Primary.NBD, names, lay, 0)
 	wctx, stopWorkload := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

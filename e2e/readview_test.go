@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"duplex/internal/testenv"
-	"duplex/nbd"
 	"duplex/workload"
 )
 
@@ -37,10 +36,7 @@ func TestDaemonsReadViewIsStable(t *testing.T) {
 	s.start()
 	names := s.cfg.VolumeNames()
 	lay := workload.Layout{Volumes: 1, BlocksPerVolume: regionBlocks, Clients: 4}
-	nt := &nbdTarget{perClient: regionBlocks / lay.Clients}
-	for range lay.Clients {
-		nt.conns = append(nt.conns, []*nbd.Client{dialNBD(t, s.cfg.Primary.NBD, names[0])})
-	}
+	nt := dialTarget(t, s.cfg.Primary.NBD, names[:1], lay, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	loadDone := make(chan error, 1)

@@ -54,14 +54,7 @@ func TestDaemonsRejoin(t *testing.T) {
 	// A: the dependent-write workload, killed -9 under way.
 	layA := workload.Layout{Volumes: len(names), BlocksPerVolume: regionBlocks, Clients: 4}
 	runWorkload := func(addr string, lay workload.Layout, base int64) (stop func(), target *nbdTarget) {
-		target = &nbdTarget{perClient: regionBlocks / lay.Clients, base: base}
-		for range lay.Clients {
-			var cs []*nbd.Client
-			for _, n := range names {
-				cs = append(cs, dialNBD(t, addr, n))
-			}
-			target.conns = append(target.conns, cs)
-		}
+		target = dialTarget(t, addr, names, lay, base)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
