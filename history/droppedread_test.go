@@ -1,7 +1,6 @@
 package history
 
 import (
-	"bytes"
 	"errors"
 	"math/rand"
 	"testing"
@@ -16,20 +15,7 @@ import (
 // which would read the volumes as of a later group under the point's name.
 func TestOverlaysOfUndoDroppedBeforeTheRead(t *testing.T) {
 	t.Run("gap", func(t *testing.T) {
-		l, err := Open(t.TempDir(), Options{Window: time.Hour, MaxBytes: 1 << 30})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		vol := &mem{bytes.Repeat([]byte{7}, 1<<16)}
-		srcs := map[string]Source{"v": vol}
-		for g := uint64(1); g <= 3; g++ {
-			if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 4096, 4096}}, srcs); err != nil {
-				t.Fatal(err)
-			}
-			copy(vol.b[g*4096:], bytes.Repeat([]byte{byte(g)}, 4096))
-		}
-		through, _ := l.Newest()
+		l, _, through := threeGroupsOfUndo(t)
 		if err := l.Gap(Header{Group: 4, Time: 4}); err != nil {
 			t.Fatal(err)
 		}

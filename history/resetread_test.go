@@ -11,20 +11,7 @@ import (
 // is applied with a gap, which drops every earlier group's undo) makes the
 // read fail as outside the window, never read the records written since.
 func TestOverlaysOfALogResetWhileRead(t *testing.T) {
-	l, err := Open(t.TempDir(), Options{Window: time.Hour, MaxBytes: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	vol := &mem{bytes.Repeat([]byte{7}, 1<<16)}
-	srcs := map[string]Source{"v": vol}
-	for g := uint64(1); g <= 3; g++ {
-		if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 4096, 4096}}, srcs); err != nil {
-			t.Fatal(err)
-		}
-		copy(vol.b[g*4096:], bytes.Repeat([]byte{byte(g)}, 4096))
-	}
-	through, _ := l.Newest()
+	l, srcs, through := threeGroupsOfUndo(t)
 	l.testReplaying = func() {
 		l.testReplaying = nil
 		if err := l.Gap(Header{Group: 4, Time: 4}); err != nil {
@@ -37,6 +24,28 @@ func TestOverlaysOfALogResetWhileRead(t *testing.T) {
 	if _, err := l.Overlays(Whole(1), through, 1<<30, nil); !errors.Is(err, ErrOutside) {
 		t.Fatalf("the undo after group 1 read while the history was dropped: %v, want ErrOutside", err)
 	}
+}
+
+// threeGroupsOfUndo returns a history of an hour's window holding the undo
+// of groups 1 to 3, each of which wrote a block of volume v (its source in
+// srcs), and the newest point, group 3's.
+func threeGroupsOfUndo(t *testing.T) (*Log, map[string]Source, Point) {
+	t.Helper()
+	l, err := Open(t.TempDir(), Options{Window: time.Hour, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	vol := &mem{bytes.Repeat([]byte{7}, 1<<16)}
+	srcs := map[string]Source{"v": vol}
+	for g := uint64(1); g <= 3; g++ {
+		if err := l.Capture(Header{Group: g, Time: int64(g)}, []Range{{"v", g * 4096, 4096}}, srcs); err != nil {
+			t.Fatal(err)
+		}
+		copy(vol.b[g*4096:], bytes.Repeat([]byte{byte(g)}, 4096))
+	}
+	through, _ := l.Newest()
+	return l, srcs, through
 }
 
 // The undo after a point trimmed while a view's undo is read (the
