@@ -89,6 +89,13 @@ func openGateRigConfig(t *testing.T, dir string, gate Gate, edit func(*Config)) 
 	if welcome.Group != 0 {
 		r.acked.Store(welcome.Group)
 	}
+	r.countAcks(conn)
+	return r
+}
+
+// countAcks makes conn the test primary's link, and counts the
+// acknowledgements on it in r.acked.
+func (r *gateRig) countAcks(conn transport.Conn) {
 	go func() {
 		for {
 			f, err := conn.Recv()
@@ -103,7 +110,6 @@ func openGateRigConfig(t *testing.T, dir string, gate Gate, edit func(*Config)) 
 		}
 	}()
 	r.conn = conn
-	return r
 }
 
 // link dials the secondary as the test primary (instance 7) and returns

@@ -13,20 +13,7 @@ import (
 func (r *gateRig) relink(t *testing.T) transport.Position {
 	t.Helper()
 	conn, w := r.link(t, context.Background())
-	go func() {
-		for {
-			f, err := conn.Recv()
-			if err != nil {
-				return
-			}
-			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
-				if p, err := transport.DecodePosition(body); err == nil && p.Group > r.acked.Load() {
-					r.acked.Store(p.Group)
-				}
-			}
-		}
-	}()
-	r.conn = conn
+	r.countAcks(conn)
 	return w
 }
 
