@@ -88,6 +88,22 @@ func interruptRecoverTo(t *testing.T, dir string, hist HistoryConfig, n int) {
 	v.Close()
 }
 
+// openAfterInterruptedRecoverTo opens, stopped, a secondary whose recover
+// --at of n groups interruptRecoverTo stopped part-way.
+func openAfterInterruptedRecoverTo(t *testing.T, n int) (*Secondary, *volume.Volume) {
+	t.Helper()
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	interruptRecoverTo(t, dir, hist, n)
+	sec, v := openStopped(t, dir, hist)
+	t.Cleanup(func() {
+		sec.Close()
+		v.Close()
+	})
+	return sec, v
+}
+
 // groupRegions is what regions returns for volumes at group g of n.
 func groupRegions(g uint64, n int) []byte {
 	want := make([]byte, n)
@@ -110,16 +126,9 @@ func groupRegions(g uint64, n int) []byte {
 // two times that the first run had written back stayed as they were
 // before those groups, under a report of the later group.
 func TestRecoverToRunAgainAfterAnInterruptedUndo(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	hist := historyOf(dir)
 	const n = 5
-	interruptRecoverTo(t, dir, hist, n)
-
+	sec, v := openAfterInterruptedRecoverTo(t, n)
 	// Run again, for group 3's time.
-	sec, v := openStopped(t, dir, hist)
-	defer v.Close()
-	defer sec.Close()
 	st, err := sec.RecoverTo(int64(3 * time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -138,15 +147,8 @@ func TestRecoverToRunAgainAfterAnInterruptedUndo(t *testing.T) {
 // the point's name, a mix of two states the primary never had. Open must
 // finish taking them to the point, or refuse.
 func TestOpenAfterAnInterruptedRecoverTo(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	hist := historyOf(dir)
 	const n = 5
-	interruptRecoverTo(t, dir, hist, n)
-
-	sec, v := openStopped(t, dir, hist)
-	defer v.Close()
-	defer sec.Close()
+	sec, v := openAfterInterruptedRecoverTo(t, n)
 	st := sec.Stats()
 	if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
 		t.Fatalf("opened after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
