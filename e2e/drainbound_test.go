@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,17 +17,7 @@ import (
 // link is back, the same command drains and suspends.
 func TestSuspendDrainThatCannotFinishSaysWhyAndLeavesThePairs(t *testing.T) {
 	t.Parallel()
-	cfg := newOpsConfig(t, 4<<20, 8<<20, time.Hour)
-	cfg.Primary.Control = "127.0.0.1:0"
-	tokenPath := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(tokenPath, []byte("secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg.ControlTokenFile = tokenPath
-	s := startOps(t, cfg)
-	for _, name := range cfg.VolumeNames() {
-		s.waitState(name, pair.Duplex, time.Minute)
-	}
+	s := startDrainOps(t)
 	addr := s.prim.ControlAddr()
 	s.net.SetDown(true)
 	defer s.net.SetDown(false)
