@@ -27,21 +27,8 @@ func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
 		}
 		return true
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := bytes.Repeat([]byte{1}, 4096)
-		for i := 0; ctx.Err() == nil; i++ {
-			for _, v := range []string{"vol1", "vol3"} {
-				if err := p.Write(ctx, v, b, int64(i%64)*4096); err != nil && ctx.Err() == nil {
-					t.Errorf("write %s: %v", v, err)
-					return
-				}
-			}
-		}
-	}()
+	stop := writeRoundAndRound(t, p, "vol1", "vol3")
+	defer stop()
 	time.Sleep(time.Second) // past the first copies' ends
 	torn := 0
 	deadline := time.Now().Add(5 * time.Second)
@@ -54,8 +41,7 @@ func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	<-done
+	stop()
 }
 
 // TestPrimaryStatusVolumeTimesAreTheSessions: at the primary, a duplex
@@ -79,19 +65,8 @@ func TestPrimaryStatusVolumeTimesAreTheSessions(t *testing.T) {
 		}
 		return true
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b := bytes.Repeat([]byte{1}, 4096)
-		for i := 0; ctx.Err() == nil; i++ {
-			if err := p.Write(ctx, "vol1", b, int64(i%64)*4096); err != nil && ctx.Err() == nil {
-				t.Errorf("write: %v", err)
-				return
-			}
-		}
-	}()
+	stop := writeRoundAndRound(t, p, "vol1")
+	defer stop()
 	time.Sleep(time.Second)
 	bad := 0
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && bad == 0; time.Sleep(10 * time.Millisecond) {
@@ -103,6 +78,29 @@ func TestPrimaryStatusVolumeTimesAreTheSessions(t *testing.T) {
 			}
 		}
 	}
-	cancel()
-	<-done
+	stop()
+}
+
+// writeRoundAndRound has p write the first 64 blocks of each of vols, one
+// after another, round and round until stop, which waits for the last.
+func writeRoundAndRound(t *testing.T, p *Primary, vols ...string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := bytes.Repeat([]byte{1}, 4096)
+		for i := 0; ctx.Err() == nil; i++ {
+			for _, v := range vols {
+				if err := p.Write(ctx, v, b, int64(i%64)*4096); err != nil && ctx.Err() == nil {
+					t.Errorf("write %s: %v", v, err)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
