@@ -15,12 +15,7 @@ import (
 func TestDeleteAfterARecoveryEndWasDroppedClaimsNoTime(t *testing.T) {
 	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
 	r.settle()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.write("a", 2*twinRegion, 4096)
 	r.crash()
 	if !r.recovers("a", 2*twinRegion) {

@@ -27,12 +27,7 @@ func TestRunWithoutActivityLogThenCrashCopiesItsWrites(t *testing.T) {
 	// Four regions of the activity log: the stale mark covers one.
 	r := newRig(t, 4*actlog.DefaultRegion, 8<<20, "a")
 	r.settle()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.write("a", 0, 4096) // marked in the log, never shipped
 	r.loseSidefile()
 

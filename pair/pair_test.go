@@ -206,12 +206,7 @@ func TestResumeKeepsSuspendedWritesAcrossCrash(t *testing.T) {
 			withIdle(t, 0)
 			r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
 			r.settle()
-			if err := r.mg.save(false); err != nil {
-				t.Fatal(err)
-			}
-			if err := r.al.Clean(); err != nil {
-				t.Fatal(err)
-			}
+			r.saveAndClean()
 			if err := r.mg.Suspend("a"); err != nil {
 				t.Fatal(err)
 			}
@@ -295,12 +290,7 @@ func TestDroppedUpdatesLeaveNoActivityLogCount(t *testing.T) {
 	r.mv.setConnected(true)
 	r.mg.autoSuspend()
 	r.settle()
-	if err := r.mg.save(false); err != nil { // as Run does once a pair is duplex
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean() // as Run does once a pair is duplex
 	if n := r.al.Marked(); n != 0 {
 		t.Fatalf("%d activity-log regions still marked after the resync completed and everything was acknowledged", n)
 	}

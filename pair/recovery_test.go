@@ -23,12 +23,7 @@ func (r *rig) recovers(vol string, off int64) bool {
 func TestRecoveredRegionsStayMarkedUntilTheRecoveryEnds(t *testing.T) {
 	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
 	r.settle()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.write("a", 2*twinRegion, 4096)
 	r.crash()
 	if !r.recovers("a", 2*twinRegion) {
@@ -38,12 +33,7 @@ func TestRecoveredRegionsStayMarkedUntilTheRecoveryEnds(t *testing.T) {
 	// ends it is not; the manager and the log go on as Run does.
 	r.mv.journalHeld()
 	r.mg.promote()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.crash()
 	if !r.recovers("a", 2*twinRegion) {
 		t.Fatalf("second crash before the secondary had the end of the first recovery: region not recovered again (recovered %v)", r.opts.Recovered)
@@ -51,12 +41,7 @@ func TestRecoveredRegionsStayMarkedUntilTheRecoveryEnds(t *testing.T) {
 	// Once the secondary has the end of the recovery, the marks go.
 	r.mv.ship()
 	r.mg.promote()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.crash()
 	if r.recovers("a", 2*twinRegion) {
 		t.Fatalf("crash after the recovery ended at the secondary: the region is still recovered (%v)", r.opts.Recovered)

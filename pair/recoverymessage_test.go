@@ -19,12 +19,7 @@ func TestRecoveryResyncLogSaysTheSecondaryStaysConsistent(t *testing.T) {
 	// A 1 MiB sidefile: the two logged regions to copy are more than half.
 	r := newRig(t, 8*twinRegion, 1<<20, "a")
 	r.settle()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.mv.setConnected(false)
 	r.write("a", 2*twinRegion, 4096)
 	r.write("a", 5*twinRegion, 4096)

@@ -79,12 +79,7 @@ func TestRestartResyncWaitsForTheJournalRoom(t *testing.T) {
 func TestLargeCrashRecoveryWaitsForTheJournalRoom(t *testing.T) {
 	r := newRig(t, 16*twinRegion, 3<<19, "a", "b")
 	r.settle()
-	if err := r.mg.save(false); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.al.Clean(); err != nil {
-		t.Fatal(err)
-	}
+	r.saveAndClean()
 	r.write("a", 0, 4096) // marks a region of the log as large as the sidefile
 	r.ss.mu.Lock()
 	r.ss.tracking = map[string]*bitmap.Bitmap{}

@@ -394,6 +394,18 @@ func marked(bm *bitmap.Bitmap, off int64) bool {
 	return ok && got == r
 }
 
+// saveAndClean saves the pair state, then cleans the activity log of the
+// regions it no longer needs, as Run does.
+func (r *rig) saveAndClean() {
+	r.t.Helper()
+	if err := r.mg.save(false); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.al.Clean(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // settle runs the manager's steps until every pending pair is duplex.
 func (r *rig) settle() {
 	r.t.Helper()
