@@ -3,6 +3,7 @@ package pair
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // TestDeleteAfterAResyncEndWasDroppedClaimsNoTime: a pair's resync copies
@@ -41,21 +42,30 @@ func TestDeleteAfterAResyncEndWasDroppedClaimsNoTime(t *testing.T) {
 		t.Fatalf("setup: pair %+v, want its resync's end captured", p)
 	}
 	// The session suspends itself: what is held, the end included, is dropped.
-	r.mv.setConnected(false)
-	r.mg.suspendSession(reasonLinkDown, false)
-	if p := r.pair("a"); p.State != Suspended {
-		t.Fatalf("setup: pair %+v, want it suspended by the session", p)
-	}
-	at, err := r.mg.Delete("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mv.setConnected(true)
-	r.mv.ship()
-	r.mg.promote()
+	at := r.deleteOnceTheSessionDropsWhatIsHeld("a")
 	if p := r.pair("a"); at.UnixNano() != 0 || p.Consistent != 0 {
 		t.Fatalf("deleted with its resync's end dropped (so the secondary's hold for it still open), pair a reports its copy last consistent as of %d "+
 			"and claims %d (suspended before the resync at %d): the secondary applies the held part of the resync over that image at the deletion",
 			at.UnixNano(), p.Consistent, s0)
 	}
+}
+
+// deleteOnceTheSessionDropsWhatIsHeld has the session suspend itself with
+// the link down, which drops what the mover holds, deletes vol, and links
+// again; it returns the deletion's time.
+func (r *rig) deleteOnceTheSessionDropsWhatIsHeld(vol string) time.Time {
+	r.t.Helper()
+	r.mv.setConnected(false)
+	r.mg.suspendSession(reasonLinkDown, false)
+	if p := r.pair(vol); p.State != Suspended {
+		r.t.Fatalf("setup: pair %+v, want it suspended by the session", p)
+	}
+	at, err := r.mg.Delete(vol)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.mv.setConnected(true)
+	r.mv.ship()
+	r.mg.promote()
+	return at
 }

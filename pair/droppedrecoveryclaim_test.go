@@ -24,18 +24,7 @@ func TestDeleteAfterARecoveryEndWasDroppedClaimsNoTime(t *testing.T) {
 	// The recovery's copies are journaled, the group that ends it is not.
 	r.mv.journalHeld()
 	r.mg.promote()
-	r.mv.setConnected(false)
-	r.mg.suspendSession(reasonLinkDown, false)
-	if p := r.pair("a"); p.State != Suspended {
-		t.Fatalf("setup: pair %+v, want it suspended by the session", p)
-	}
-	at, err := r.mg.Delete("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mv.setConnected(true)
-	r.mv.ship()
-	r.mg.promote()
+	at := r.deleteOnceTheSessionDropsWhatIsHeld("a")
 	if p := r.pair("a"); at.UnixNano() != 0 || p.Consistent != 0 {
 		t.Fatalf("deleted with its crash recovery's end dropped (so the secondary's hold for it still open), pair a reports its copy last consistent as of %d "+
 			"and claims %d: the secondary applies the held copies of the recovery over the image the hold kept at the deletion",
