@@ -584,6 +584,18 @@ func allocatedDuring(f func()) uint64 {
 func TestLimits(t *testing.T) {
 	empty := mustEncode(t, samples()["empty"])
 	golden := mustEncode(t, goldenSet())
+	// edited is the empty record set as edit leaves it; resealed, with
+	// its header's checksum made good again.
+	edited := func(edit func(b []byte)) []byte {
+		b := bytes.Clone(empty)
+		edit(b)
+		return b
+	}
+	resealed := func(edit func(b []byte)) []byte {
+		b := edited(edit)
+		resealHeader(b)
+		return b
+	}
 
 	tests := []struct {
 		name string
@@ -591,59 +603,11 @@ func TestLimits(t *testing.T) {
 		lim  Limits
 		want error
 	}{
-		{
-			name: "huge record count",
-			b: func() []byte {
-				b := bytes.Clone(empty)
-				be.PutUint32(b[offRecords:], 1<<30)
-				resealHeader(b)
-				return b
-			}(),
-			lim:  DefaultLimits,
-			want: ErrTooLarge,
-		},
-		{
-			name: "record count beyond header",
-			b: func() []byte {
-				b := bytes.Clone(empty)
-				be.PutUint32(b[offRecords:], 1000)
-				resealHeader(b)
-				return b
-			}(),
-			lim:  DefaultLimits,
-			want: ErrMalformed,
-		},
-		{
-			name: "volume count beyond header",
-			b: func() []byte {
-				b := bytes.Clone(empty)
-				be.PutUint16(b[offVolumes:], math.MaxUint16)
-				resealHeader(b)
-				return b
-			}(),
-			lim:  DefaultLimits,
-			want: ErrMalformed,
-		},
-		{
-			name: "huge payload",
-			b: func() []byte {
-				b := bytes.Clone(empty)
-				be.PutUint32(b[offPayloadLen:], math.MaxUint32)
-				return b
-			}(),
-			lim:  DefaultLimits,
-			want: ErrTooLarge,
-		},
-		{
-			name: "huge header",
-			b: func() []byte {
-				b := bytes.Clone(empty)
-				be.PutUint32(b[offHeaderLen:], math.MaxUint32)
-				return b
-			}(),
-			lim:  DefaultLimits,
-			want: ErrTooLarge,
-		},
+		{name: "huge record count", b: resealed(func(b []byte) { be.PutUint32(b[offRecords:], 1<<30) }), lim: DefaultLimits, want: ErrTooLarge},
+		{name: "record count beyond header", b: resealed(func(b []byte) { be.PutUint32(b[offRecords:], 1000) }), lim: DefaultLimits, want: ErrMalformed},
+		{name: "volume count beyond header", b: resealed(func(b []byte) { be.PutUint16(b[offVolumes:], math.MaxUint16) }), lim: DefaultLimits, want: ErrMalformed},
+		{name: "huge payload", b: edited(func(b []byte) { be.PutUint32(b[offPayloadLen:], math.MaxUint32) }), lim: DefaultLimits, want: ErrTooLarge},
+		{name: "huge header", b: edited(func(b []byte) { be.PutUint32(b[offHeaderLen:], math.MaxUint32) }), lim: DefaultLimits, want: ErrTooLarge},
 		{name: "records over limit", b: golden, lim: Limits{MaxRecords: 3}, want: ErrTooLarge},
 		{name: "records at limit", b: golden, lim: Limits{MaxRecords: 4}},
 		{name: "payload over limit", b: golden, lim: Limits{MaxPayload: 6}, want: ErrTooLarge},
