@@ -72,12 +72,7 @@ func TestDaemonsBlockDevices(t *testing.T) {
 		"s2": loopDevice(t, size, 3),
 		"p3": loopDevice(t, size, 4), "s3": loopDevice(t, size, 5),
 	}
-	s := newSession(t, sessionOpts{name: "e2e-blockdev", volSize: size, edit: func(c *config.Config) {
-		tok := filepath.Join(c.Dir, "token")
-		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.ControlTokenFile = tok
+	s := newSession(t, sessionOpts{name: "e2e-blockdev", volSize: size, token: "secret", edit: func(c *config.Config) {
 		for i := range c.Primary.Subsystems {
 			for j := range c.Primary.Subsystems[i].Volumes {
 				v := &c.Primary.Subsystems[i].Volumes[j]

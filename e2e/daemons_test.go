@@ -263,7 +263,10 @@ type procSession struct {
 type sessionOpts struct {
 	name    string      // session name; default "e2e-proc"
 	volSize config.Size // per volume; default 64 MiB
-	edit    func(c *config.Config)
+	// token, if set, is the control token: newSession writes it into the
+	// token file the config names.
+	token string
+	edit  func(c *config.Config)
 }
 
 // newSession writes dir/duplex.toml: the demo's layout (2 subsystems × 2
@@ -289,6 +292,12 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {
 			c.Primary.Subsystems[i].Volumes[j].Size = o.volSize
+		}
+	}
+	if o.token != "" {
+		c.ControlTokenFile = filepath.Join(dir, "token")
+		if err := os.WriteFile(c.ControlTokenFile, []byte(o.token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if o.edit != nil {

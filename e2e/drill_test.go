@@ -37,14 +37,10 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	needExt4OverNBD(t)
 	testenv.NeedTool(t, "e2fsck", "e2fsprogs")
 	const volSize = 64 << 20
-	s := newSession(t, sessionOpts{name: "e2e-drill", volSize: volSize, edit: func(c *config.Config) {
+	s := newSession(t, sessionOpts{name: "e2e-drill", volSize: volSize, token: "e2e-drill-token", edit: func(c *config.Config) {
 		c.Secondary.History = config.Duration(time.Hour)
 		c.Secondary.DrillNBD = anyPort
-		c.ControlTokenFile = filepath.Join(c.Dir, "token")
 	}})
-	if err := os.WriteFile(s.cfg.TokenPath(), []byte("e2e-drill-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.start()
 	primDir, drillDir := filepath.Join(t.TempDir(), "primary"), filepath.Join(t.TempDir(), "drill")
 	for _, d := range []string{primDir, drillDir} {

@@ -3,12 +3,9 @@ package e2e
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"duplex/config"
 )
 
 // TestDaemonsFenceSurvivesRestart is the operator's sequence: kill -9 the
@@ -27,13 +24,7 @@ func TestDaemonsFenceSurvivesRestart(t *testing.T) {
 // at the stopped one. With kill, the running secondary is killed after
 // recover instead of stopped: its state file is then what the fence left.
 func testFenceSurvivesRestart(t *testing.T, running, kill bool) {
-	s := newSession(t, sessionOpts{name: "e2e-fence", volSize: 16 << 20, edit: func(c *config.Config) {
-		tok := filepath.Join(c.Dir, "token")
-		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.ControlTokenFile = tok
-	}})
+	s := newSession(t, sessionOpts{name: "e2e-fence", volSize: 16 << 20, token: "secret"})
 	s.start()
 	c := dialNBD(t, s.cfg.Primary.NBD, "vol1")
 	if err := c.WriteAt(bytes.Repeat([]byte{0xaa}, 64<<10), 0); err != nil {

@@ -3,12 +3,9 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"duplex/config"
 	"duplex/control"
 )
 
@@ -20,13 +17,7 @@ import (
 // its deletion; once the copy is done it shows one again.
 func TestDaemonsAddedPairClaimsNoTimeUntilCopied(t *testing.T) {
 	t.Parallel()
-	s := newSession(t, sessionOpts{name: "e2e-readd", volSize: 4 << 20, edit: func(c *config.Config) {
-		tok := filepath.Join(c.Dir, "token")
-		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.ControlTokenFile = tok
-	}})
+	s := newSession(t, sessionOpts{name: "e2e-readd", volSize: 4 << 20, token: "secret"})
 	s.start()
 	c := dialNBD(t, s.cfg.Primary.NBD, "vol3")
 	if err := c.WriteAt(bytes.Repeat([]byte{0x5a}, 8192), 0); err != nil {

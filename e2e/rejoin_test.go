@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -41,13 +40,9 @@ func TestDaemonsRejoin(t *testing.T) {
 	)
 	const token = "e2e-rejoin-token"
 	link := freeAddr(t)
-	s := newSession(t, sessionOpts{name: "e2e-rejoin", volSize: volSize, edit: func(c *config.Config) {
+	s := newSession(t, sessionOpts{name: "e2e-rejoin", volSize: volSize, token: token, edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
-		c.ControlTokenFile = filepath.Join(c.Dir, "token")
 	}})
-	if err := os.WriteFile(s.cfg.TokenPath(), []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.start()
 	names := s.cfg.VolumeNames()
 

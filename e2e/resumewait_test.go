@@ -1,12 +1,8 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"duplex/config"
 )
 
 // TestDaemonsResumeWaitWithNothingToCopy: `duplex pair resume --wait` of a
@@ -15,13 +11,7 @@ import (
 // for ever on a pair left pending. The same for --all.
 func TestDaemonsResumeWaitWithNothingToCopy(t *testing.T) {
 	t.Parallel()
-	s := newSession(t, sessionOpts{name: "e2e-resume-wait", volSize: 16 << 20, edit: func(c *config.Config) {
-		tok := filepath.Join(c.Dir, "token")
-		if err := os.WriteFile(tok, []byte("secret\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c.ControlTokenFile = tok
-	}})
+	s := newSession(t, sessionOpts{name: "e2e-resume-wait", volSize: 16 << 20, token: "secret"})
 	s.start()
 	s.waitLinked()
 	for _, args := range [][]string{{"vol2"}, {"--all"}} {

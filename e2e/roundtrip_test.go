@@ -124,13 +124,9 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	)
 	const token = "e2e-roundtrip-token"
 	link := freeAddr(t)
-	s := newSession(t, sessionOpts{name: "e2e-roundtrip", volSize: volSize, edit: func(c *config.Config) {
+	s := newSession(t, sessionOpts{name: "e2e-roundtrip", volSize: volSize, token: token, edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
-		c.ControlTokenFile = filepath.Join(c.Dir, "token")
 	}})
-	if err := os.WriteFile(s.cfg.TokenPath(), []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.start()
 	names := s.cfg.VolumeNames()
 	var aPaths, bPaths []string

@@ -226,13 +226,9 @@ func TestDaemonsRoundTripFilesystem(t *testing.T) {
 	needExt4OverNBD(t)
 	const volSize = 64 << 20
 	link := freeAddr(t)
-	s := newSession(t, sessionOpts{name: "e2e-roundtrip-fs", volSize: volSize, edit: func(c *config.Config) {
+	s := newSession(t, sessionOpts{name: "e2e-roundtrip-fs", volSize: volSize, token: "e2e-roundtrip-fs-token", edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
-		c.ControlTokenFile = filepath.Join(c.Dir, "token")
 	}})
-	if err := os.WriteFile(s.cfg.TokenPath(), []byte("e2e-roundtrip-fs-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.start()
 	aImg, bImg := s.volumePaths("vol1")
 	fsDir := filepath.Join(t.TempDir(), "fs")

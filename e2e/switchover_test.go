@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/config"
 	"duplex/nbd"
 	"duplex/workload"
 )
@@ -26,12 +25,7 @@ import (
 func TestDaemonsSwitchover(t *testing.T) {
 	t.Parallel()
 	const volSize = 16 << 20
-	s := newSession(t, sessionOpts{name: "e2e-switchover", volSize: volSize, edit: func(c *config.Config) {
-		c.ControlTokenFile = "token"
-	}})
-	if err := os.WriteFile(filepath.Join(s.dir, "token"), []byte("e2e-switchover-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	s := newSession(t, sessionOpts{name: "e2e-switchover", volSize: volSize, token: "e2e-switchover-token"})
 	s.start()
 	names := s.cfg.VolumeNames()
 	load := startLoggedLoad(t, s.cfg.Primary.NBD, names, 0, 0, loggedLoadBlocks*workload.BlockSize, volSize, uint64(time.Now().UnixNano()))
