@@ -355,6 +355,20 @@ func (s *procSession) restartPrimary() {
 	s.prim.waitReady(s.cfg.Primary.Control)
 }
 
+// writeAloneAndDie restarts the killed primary without its secondary,
+// writes data at off of volume name through it, and kills it -9 again: a
+// write the secondary never sees.
+func (s *procSession) writeAloneAndDie(name string, data []byte, off int64) {
+	s.t.Helper()
+	s.restartPrimary()
+	c := dialNBD(s.t, s.cfg.Primary.NBD, name)
+	if err := c.WriteAt(data, off); err != nil {
+		s.t.Fatal(err)
+	}
+	c.Close()
+	s.prim.kill()
+}
+
 // recoverAndPromote fails over to the stopped secondary: duplex recover,
 // then startPromote.
 func (s *procSession) recoverAndPromote() *daemon {

@@ -67,14 +67,8 @@ func TestDaemonsRejoin(t *testing.T) {
 	s.stopSecondary()
 
 	// A comes back alone, takes a write B never sees, and dies again.
-	s.restartPrimary()
 	aWrite := bytes.Repeat([]byte{0xa1}, 4096)
-	c := dialNBD(t, s.cfg.Primary.NBD, names[1])
-	if err := c.WriteAt(aWrite, aOnly); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	s.prim.kill()
+	s.writeAloneAndDie(names[1], aWrite, aOnly)
 
 	// B: recover and promote, then its own workload and a known write.
 	prom := s.recoverAndPromote()
@@ -102,7 +96,7 @@ func TestDaemonsRejoin(t *testing.T) {
 	layB := workload.Layout{Volumes: len(names), BlocksPerVolume: regionBlocks, Clients: 4, FirstClient: 10}
 	stopB, _ := runWorkload(s.cfg.Secondary.NBD, layB, bBase)
 	bWrite := bytes.Repeat([]byte{0xb1}, 4096)
-	c = dialNBD(t, s.cfg.Secondary.NBD, names[2])
+	c := dialNBD(t, s.cfg.Secondary.NBD, names[2])
 	if err := c.WriteAt(bWrite, bOnly); err != nil {
 		t.Fatal(err)
 	}

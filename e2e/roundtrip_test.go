@@ -146,14 +146,8 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	s.waitPrimaryGone()
 	s.stopSecondary()
 	// A comes back alone, takes a write B never sees, and dies again.
-	s.restartPrimary()
 	aWrite := bytes.Repeat([]byte{0xa1}, 4096)
-	c := dialNBD(t, s.cfg.Primary.NBD, names[1])
-	if err := c.WriteAt(aWrite, aOnly); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	s.prim.kill()
+	s.writeAloneAndDie(names[1], aWrite, aOnly)
 
 	// 2. Failover: recover and promote at B; the clients go on there.
 	prom := s.recoverAndPromote()
@@ -163,7 +157,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	loadB := startLoggedLoad(t, s.cfg.Secondary.NBD, names, 10, 8*mib, 9*mib, 10*mib, seed+1)
 	defer loadB.end()
 	bWrite := bytes.Repeat([]byte{0xb1}, 4096)
-	c = dialNBD(t, s.cfg.Secondary.NBD, names[2])
+	c := dialNBD(t, s.cfg.Secondary.NBD, names[2])
 	if err := c.WriteAt(bWrite, bOnly); err != nil {
 		t.Fatal(err)
 	}
