@@ -92,16 +92,12 @@ type Config struct {
 	// subsystems in its acknowledgements, as it does to a primary from
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
-	// YieldBurstSends has a burst's sends run on a thread at nice 19
-	// (yield.go). Off by default: the session waits on that thread, which
-	// the kernel may leave unrun for as long as other work keeps the CPU
-	// busy at normal priority, and with it the burst's record sets, the
-	// heartbeats riding with them, Run's return at the end of its context
-	// and, while the thread holds a P, every stop-the-world of the process;
-	// its first send also sets GOMAXPROCS, which ends the runtime's own
-	// updates of it to a container's CPU limit.
-	YieldBurstSends bool
-	Logger          *slog.Logger
+	// NoYieldBurstSends has a burst's sends go from the session's
+	// goroutine at normal priority, as a steady rate's do, rather than
+	// from a thread at nice 19 that takes only the CPU the application
+	// leaves (yield.go).
+	NoYieldBurstSends bool
+	Logger            *slog.Logger
 }
 
 type held struct {
@@ -242,15 +238,27 @@ type Mover struct {
 	// go out as that write's data.
 	journaled []*held
 	recycled  []*held // the session goroutine's: journaled's other array
-	// ins and vec are the session's for sending a frame without copying
-	// large updates' data into it (sendFrame).
-	ins []recordset.Insert
-	vec [][]byte
-	// yield is the session's low-priority thread for its sends, and
-	// yielding says the sends of the current turn go there (yield.go).
-	// Both are the session goroutine's.
-	yield    *yielder
-	yielding bool
+	// own are the session's buffers for the frames it encodes itself.
+	own frameBufs
+	// yield is the session's low-priority thread for its sends, yielding
+	// says the sends of the current turn go there, extraP that this
+	// session holds the process's extra P, yieldedAt when it last gave
+	// the thread a frame (yield.go). All are the session goroutine's.
+	yield     *yielder
+	yielding  bool
+	extraP    bool
+	yieldedAt time.Time
+}
+
+// frameBufs hold a frame as it goes out: its encoding without the data
+// recordset.EncodeSplit leaves out (frame), that data (ins), the vector
+// of the two (vec); and the record sets' plain size and what the link
+// carries of them.
+type frameBufs struct {
+	frame       []byte
+	ins         []recordset.Insert
+	vec         [][]byte
+	plain, wire int
 }
 
 // setBuffers are the buffers one record set of a bundle is compressed in:
@@ -504,14 +512,18 @@ func (m *Mover) release(s *sub) {
 
 // recycle hands the buffers of the record sets released so far back to
 // their subsystems. Only the session goroutine calls it, between its
-// sends: nothing encodes a record set then.
+// sends: nothing encodes a record set then, but a low-priority thread
+// still at a frame the session took back from it (yield.go): while it is,
+// they go to the garbage collector instead, which keeps what it reads.
 func (m *Mover) recycle() {
 	m.mu.Lock()
 	hs := m.journaled
 	m.journaled = m.recycled[:0]
 	m.mu.Unlock()
-	for _, h := range hs {
-		h.sub.ss.Recycle(h.rs.Updates)
+	if m.yield == nil || m.yield.free() {
+		for _, h := range hs {
+			h.sub.ss.Recycle(h.rs.Updates)
+		}
 	}
 	clear(hs)
 	m.recycled = hs
@@ -606,7 +618,7 @@ func (m *Mover) link(ctx context.Context) {
 		m.mu.Lock()
 		m.setConnected(false)
 		m.bundles, m.beats, m.compress = false, nil, false
-		m.encoded, m.sets, m.ins, m.vec = nil, nil, nil, nil // the session's: let them go
+		m.encoded, m.sets, m.own = nil, nil, frameBufs{} // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
 				h.sent = false
@@ -763,34 +775,39 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
-	if m.cfg.YieldBurstSends {
+	if !m.cfg.NoYieldBurstSends {
 		m.yield = startYielder()
 		defer func() {
 			m.yield.stop()
 			m.yield, m.yielding = nil, false
+			m.endYield(time.Time{})
 		}()
 	}
-	var buf []byte
 	for {
 		m.recycle()
 		sets, beats, bundles, maxFrame := m.unsent(conn)
-		m.yielding = len(sets) > 0 && m.shouldYield(sets, time.Now())
+		now := time.Now()
+		m.yielding = len(sets) > 0 && m.shouldYield(sets, now)
+		m.endYield(now)
 		if len(sets) > 0 && m.hook != nil {
 			m.hook("encode")
 		}
 		if bundles {
-			if buf, err = m.sendBundles(conn, sets, beats, maxFrame, buf); err != nil {
-				return err
-			}
+			err = m.sendBundles(sctx, conn, sets, beats, maxFrame)
 		} else {
 			for _, h := range sets {
-				if buf, err = m.sendRecordSet(conn, h, buf); err != nil {
-					return err
+				if err = m.sendRecordSet(sctx, conn, h); err != nil {
+					break
 				}
 			}
 		}
+		if err != nil && sctx.Err() == nil {
+			return err
+		}
 		select {
 		case <-sctx.Done():
+			// A send that yields ends with the session's context, as the
+			// wait below does.
 			conn.Close()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -806,52 +823,50 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}
 }
 
-// sendRecordSet sends h in a frame of its own, encoded in buf.
-func (m *Mover) sendRecordSet(conn transport.Conn, h *held, buf []byte) ([]byte, error) {
+// sendRecordSet sends h in a frame of its own.
+func (m *Mover) sendRecordSet(ctx context.Context, conn transport.Conn, h *held) error {
 	m.mu.Lock()
 	compress := m.compress
 	m.mu.Unlock()
-	var n, plain, wire int
-	var err error
-	frame := buf
-	m.run(func() {
-		f := append(buf[:0], transport.TypeRecordSet)
-		if f, plain, err = m.appendSet(f, h, compress); err != nil {
-			return
+	b, n, err := m.emit(ctx, conn, func(b *frameBufs) error {
+		f := append(b.frame[:0], transport.TypeRecordSet)
+		f, plain, err := m.appendSet(f, &b.ins, h, compress)
+		if err != nil {
+			return err
 		}
-		wire = len(f) - 1 + inserted(m.ins)
-		frame = transport.Seal(f)
-		n, err = m.sendFrame(conn, frame)
-	})
+		b.plain, b.wire = plain, len(f)-1+inserted(b.ins)
+		b.frame = transport.Seal(f)
+		return nil
+	}, !compress, h.rs.ReadTime)
 	if err != nil {
-		return frame, err
+		return err
 	}
 	m.frameSent(n, h)
-	m.setsSent(plain, wire)
-	return frame, nil
+	m.setsSent(b.plain, b.wire)
+	return nil
 }
 
-// sendFrame sends frame with the data recordset.EncodeSplit left out of it
-// (m.ins) put back in, in one vectored write, and returns the frame's
-// length. Only the session's goroutine calls it.
-func (m *Mover) sendFrame(conn transport.Conn, frame []byte) (int, error) {
-	if len(m.ins) == 0 {
-		return len(frame), conn.Send(frame)
+// sendFrame sends b's frame with the data recordset.EncodeSplit left out
+// of it (b.ins) put back in, in one vectored write, and returns the
+// frame's length.
+func sendFrame(conn transport.Conn, b *frameBufs) (int, error) {
+	if len(b.ins) == 0 {
+		return len(b.frame), conn.Send(b.frame)
 	}
-	vec := m.vec[:0]
+	vec := b.vec[:0]
 	at := 0
-	for _, in := range m.ins {
-		vec = append(vec, frame[at:in.At], in.Data)
+	for _, in := range b.ins {
+		vec = append(vec, b.frame[at:in.At], in.Data)
 		at = in.At
 	}
-	vec = append(vec, frame[at:])
-	n := len(frame) + inserted(m.ins)
+	vec = append(vec, b.frame[at:])
+	n := len(b.frame) + inserted(b.ins)
 	err := transport.SendVec(conn, vec)
 	// Not kept referring to the updates' data, which is released once
 	// the secondary has journaled it.
 	clear(vec)
-	clear(m.ins)
-	m.vec, m.ins = vec[:0], m.ins[:0]
+	clear(b.ins)
+	b.vec, b.ins = vec[:0], b.ins[:0]
 	return n, err
 }
 
@@ -865,18 +880,18 @@ func inserted(ins []recordset.Insert) int {
 }
 
 // appendSet appends h's record set to dst as the link carries it: its
-// plain encoding, or compressed where the connection compresses, and
-// returns the length of the plain encoding. Only the session's goroutine
-// calls it, or the yielder while that goroutine waits on it: it reuses the
-// session's buffers, and takes no lock.
-func (m *Mover) appendSet(dst []byte, h *held, compress bool) ([]byte, int, error) {
+// plain encoding, with the data EncodeSplit leaves out appended to ins, or
+// compressed where the connection compresses, and returns the length of
+// the plain encoding. Compressed, it reuses the session's buffer: only the
+// session's goroutine calls it so.
+func (m *Mover) appendSet(dst []byte, ins *[]recordset.Insert, h *held, compress bool) ([]byte, int, error) {
 	if !compress {
-		n, before := len(dst), inserted(m.ins)
+		n, before := len(dst), inserted(*ins)
 		var err error
-		if dst, m.ins, err = recordset.EncodeSplit(dst, m.ins, h.rs); err != nil {
+		if dst, *ins, err = recordset.EncodeSplit(dst, *ins, h.rs); err != nil {
 			return dst, 0, fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
 		}
-		return dst, len(dst) - n + inserted(m.ins) - before, nil
+		return dst, len(dst) - n + inserted(*ins) - before, nil
 	}
 	plain, err := recordset.Encode(m.encoded[:0], h.rs)
 	if err != nil {
@@ -939,7 +954,7 @@ func (m *Mover) setsSent(plain, wire int) {
 // maxFrame, in order, and the heartbeats after them: a heartbeat counts
 // only once the record sets it names are in. A record set that fits a
 // frame only alone goes in a record-set frame of its own.
-func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport.Heartbeat, maxFrame int, buf []byte) ([]byte, error) {
+func (m *Mover) sendBundles(ctx context.Context, conn transport.Conn, sets []*held, beats []transport.Heartbeat, maxFrame int) error {
 	var batch []*held
 	var sizes []int
 	total := 0
@@ -964,38 +979,49 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 				links[i] = len(set)
 			}
 		}
-		wire := total
-		var n int
-		var err error
-		m.run(func() {
-			f := transport.BeginBundle(buf[:0], links, bs)
+		// The yielder may still read what it encodes after the session
+		// has taken the frame back and gone on: its own copies.
+		sets, lens, plain := batch, sizes, total
+		var oldest int64
+		if m.yielding && !compress {
+			sets, lens, links = slices.Clone(batch), slices.Clone(sizes), nil
+			for _, h := range sets {
+				if oldest == 0 || h.rs.ReadTime != 0 && h.rs.ReadTime < oldest {
+					oldest = h.rs.ReadTime
+				}
+			}
+		}
+		b, n, err := m.emit(ctx, conn, func(b *frameBufs) error {
+			f := b.frame[:0]
+			wire := plain
 			if compress {
+				f = transport.BeginBundle(f, links, bs)
 				wire = 0
 				for _, set := range packed {
 					f, wire = append(f, set...), wire+len(set)
 				}
 			} else {
-				for i, h := range batch {
-					at, before := len(f), inserted(m.ins)
-					if f, m.ins, err = recordset.EncodeSplit(f, m.ins, h.rs); err != nil {
-						err = fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
-						return
+				f = transport.BeginBundle(f, lens, bs)
+				for i, h := range sets {
+					at, before := len(f), inserted(b.ins)
+					var err error
+					if f, b.ins, err = recordset.EncodeSplit(f, b.ins, h.rs); err != nil {
+						return fmt.Errorf("encode record set %s/%d: %w", h.rs.Subsystem, h.rs.Seq, err)
 					}
-					if got := len(f) - at + inserted(m.ins) - before; got != sizes[i] {
-						err = fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, got, sizes[i])
-						return
+					if got := len(f) - at + inserted(b.ins) - before; got != lens[i] {
+						return fmt.Errorf("record set %s/%d encoded to %d bytes, not the %d it was sized at", h.rs.Subsystem, h.rs.Seq, got, lens[i])
 					}
 				}
 			}
-			f = transport.Seal(f)
-			buf = f
-			n, err = m.sendFrame(conn, f)
-		})
+			b.frame = transport.Seal(f)
+			b.plain, b.wire = plain, wire
+			return nil
+		}, !compress, oldest)
 		if err != nil {
 			return err
 		}
 		m.frameSent(n, batch...)
-		m.setsSent(total, wire)
+		m.setsSent(b.plain, b.wire)
 		batch, sizes, total = batch[:0], sizes[:0], 0
 		return nil
 	}
@@ -1003,17 +1029,16 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 		size := recordset.EncodedSize(h.rs)
 		if transport.BundleOverhead(1, 0)+size > maxFrame {
 			if err := flush(nil); err != nil {
-				return buf, err
+				return err
 			}
-			var err error
-			if buf, err = m.sendRecordSet(conn, h, buf); err != nil {
-				return buf, err
+			if err := m.sendRecordSet(ctx, conn, h); err != nil {
+				return err
 			}
 			continue
 		}
 		if transport.BundleOverhead(len(batch)+1, 0)+total+size > maxFrame {
 			if err := flush(nil); err != nil {
-				return buf, err
+				return err
 			}
 		}
 		batch, sizes, total = append(batch, h), append(sizes, size), total+size
@@ -1026,11 +1051,11 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 			break
 		}
 		if err := flush(beats[:k]); err != nil {
-			return buf, err
+			return err
 		}
 		beats = beats[k:]
 	}
-	return buf, nil
+	return nil
 }
 
 // awaitWelcome reads the secondary's Welcome. answer: the Welcome that

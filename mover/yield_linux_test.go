@@ -1,8 +1,10 @@
 package mover
 
 import (
+	"context"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestYielderRunsAtTheLowestPriority(t *testing.T) {
@@ -13,10 +15,14 @@ func TestYielderRunsAtTheLowestPriority(t *testing.T) {
 	defer y.stop()
 	var prio, tid int
 	var err error
-	y.do(func() {
+	j := &job{encode: func(*frameBufs) error {
 		tid = syscall.Gettid()
 		prio, err = syscall.Getpriority(syscall.PRIO_PROCESS, tid)
-	})
+		return nil
+	}}
+	if b, _, derr := y.do(context.Background(), j, time.Now().Add(time.Hour)); b == nil || derr != nil {
+		t.Fatalf("the yielder did not encode: %v", derr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
