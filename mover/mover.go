@@ -778,9 +778,9 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	if !m.cfg.NoYieldBurstSends {
 		m.yield = startYielder()
 		defer func() {
+			m.endYield(time.Time{})
 			m.yield.stop()
 			m.yield, m.yielding = nil, false
-			m.endYield(time.Time{})
 		}()
 	}
 	for {

@@ -307,12 +307,24 @@ func (m *Mover) emit(ctx context.Context, conn transport.Conn, encode func(*fram
 }
 
 // endYield gives the extra P back once sends have not yielded for
-// yieldAge, or at the end of the session (now zero).
+// yieldAge, or at the end of the session (now zero). Setting GOMAXPROCS
+// stops the world, which waits for a thread still at a frame taken back
+// from it to be run: the session does not wait for that, nor does its end.
 func (m *Mover) endYield(now time.Time) {
-	if m.extraP && (now.IsZero() || now.Sub(m.yieldedAt) > yieldAge) {
-		extraP.drop()
-		m.extraP = false
+	if !m.extraP || !now.IsZero() && now.Sub(m.yieldedAt) <= yieldAge {
+		return
 	}
+	m.extraP = false
+	if j := m.yield.held; j != nil && !j.left.Load() {
+		go func() {
+			for !j.left.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			extraP.drop()
+		}()
+		return
+	}
+	extraP.drop()
 }
 
 // extraP gives the process one P (runtime.GOMAXPROCS) more than the
