@@ -212,6 +212,11 @@ func (y *yielder) do(ctx context.Context, j *job, deadline time.Time) (*frameBuf
 		case <-t.C:
 		case <-ctx.Done():
 		}
+		// A thread woken for a job holds a P until it is run, and every
+		// stop-the-world of the process waits for it to be run: it is
+		// raised to normal priority whatever its step, so that it leaves
+		// the job, or finishes it, soon.
+		y.boost()
 		if j.state.CompareAndSwap(jobOffered, jobTaken) || j.state.CompareAndSwap(jobEncoding, jobTaken) ||
 			j.state.CompareAndSwap(jobEncoded, jobTaken) {
 			yieldStats.taken.Add(1)
@@ -220,7 +225,6 @@ func (y *yielder) do(ctx context.Context, j *job, deadline time.Time) (*frameBuf
 		if j.state.Load() == jobSending {
 			// Only the thread may go on writing the connection: at the
 			// session's own priority from here.
-			y.boost()
 			if ctx.Err() != nil {
 				return nil, 0, ctx.Err()
 			}
