@@ -92,12 +92,18 @@ type Config struct {
 	// subsystems in its acknowledgements, as it does to a primary from
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
-	// NoYieldBurstSends has a burst's sends go from the session's
-	// goroutine at normal priority, as a steady rate's do, rather than
-	// from a thread at nice 19 that takes only the CPU the application
-	// leaves (yield.go).
-	NoYieldBurstSends bool
-	Logger            *slog.Logger
+	// YieldBurstSends has a burst's sends run on a thread at nice 19
+	// that takes only the CPU the application leaves (yield.go). The
+	// session waits on that thread only as long as the record sets may
+	// wait (a second from their reading) or its context lasts. Off by
+	// default: the thread holds a P of the process while the kernel
+	// leaves it unrun, woken for a frame or in the middle of one, and
+	// every stop-the-world waits for it to be run; on a machine whose
+	// other work keeps the CPUs busy at normal priority the garbage
+	// collector's pauses grew from milliseconds to hundreds of them
+	// (bench/RESULTS.md).
+	YieldBurstSends bool
+	Logger          *slog.Logger
 }
 
 type held struct {
@@ -775,7 +781,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
-	if !m.cfg.NoYieldBurstSends {
+	if m.cfg.YieldBurstSends {
 		m.yield = startYielder()
 		defer func() {
 			m.endYield(time.Time{})

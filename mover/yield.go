@@ -42,6 +42,18 @@ import (
 // sends. The frames and their order on the link are the same whoever
 // encodes or sends them.
 //
+// Only with Config.YieldBurstSends. What the session cannot bound is the
+// process's: a thread woken for a frame, or preempted in the middle of
+// its encoding, holds a P until the kernel runs it, and every
+// stop-the-world (the garbage collector's) waits for it. The session
+// raises a thread whose frame it takes back, so that wait ends within
+// yieldAge and the kernel's scheduling at normal priority; on a machine
+// that keeps its CPUs busy at normal priority, that is hundreds of
+// milliseconds of pause for the whole process (bench/RESULTS.md). A thread
+// that ran only system calls at the lowest priority (the sends, with its
+// waits in poll(2)) and its Go code at normal priority would hold no P
+// while it waits to be run.
+//
 // Only work that takes no lock the writers take runs there: a thread the
 // kernel leaves waiting while it holds one would hold the writers too.
 const (

@@ -17,7 +17,7 @@ import (
 	"duplex/volume"
 )
 
-// yieldRig is a mover configured as by default, with a subsystem that
+// yieldRig is a mover whose burst sends yield, with a subsystem that
 // takes a burst (ss1) and an idle one (ss2), linked to a secondary played
 // by hand, and its yielder's thread held at one point of its jobs: a
 // thread the kernel does not run there.
@@ -67,7 +67,7 @@ func startYieldRig(t *testing.T, point string, age time.Duration, features uint6
 	idle := subsystem.New("ss2", tm, sidefile.New(1<<20), map[string]*volume.Volume{}, nil)
 	r.m = New(Config{Session: session, Subsystems: []*subsystem.Subsystem{r.ss, idle}, Timer: tm, Interval: time.Hour,
 		Dialer: &transport.TCPDialer{Addr: ln.Addr()}, Retransmit: time.Hour, Silence: time.Hour,
-		HandshakeTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		HandshakeTimeout: 10 * time.Second, YieldBurstSends: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- r.m.Run(ctx) }()
@@ -170,7 +170,7 @@ func recordSets(f seenFrame) bool {
 
 // TestABurstIsSentWhenTheLowPriorityThreadIsNotRun: on a CPU that other
 // work at normal priority keeps busy, the kernel may leave a nice-19 thread
-// unrun for as long as that work lasts. A mover configured as by default
+// unrun for as long as that work lasts. A mover whose burst sends yield
 // must still send a burst's record sets (the secondary's silence timer and
 // the heartbeats riding with them depend on it) and return from Run when
 // its context ends, rather than wait on that thread.
