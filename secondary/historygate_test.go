@@ -3,8 +3,6 @@ package secondary
 import (
 	"bytes"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -150,17 +148,7 @@ func TestRecoverToUndoesAPartAppliedThroughTheGate(t *testing.T) {
 // openStopped opens the rig's secondary as recover does: no Gate, no Run.
 func openStopped(t *testing.T, dir string, hist HistoryConfig) (*Secondary, *volume.Volume) {
 	t.Helper()
-	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := Open(Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), History: hist,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sec, v
+	return openStoppedFS(t, dir, hist, nil)
 }
 
 // A read view pinned before the Gate lets part of the next group through
