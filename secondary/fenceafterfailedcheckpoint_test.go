@@ -52,14 +52,7 @@ func TestFenceAfterAFailedCheckpointRecordsTheFencedGroup(t *testing.T) {
 		t.Logf("Fence refused after the failed checkpoint: %v", err)
 		return
 	}
-	stateGroup := uint64(0)
-	st, rerr := apply.ReadState(statePath)
-	switch {
-	case rerr == nil:
-		stateGroup = st.Group
-	case !errors.Is(rerr, fs.ErrNotExist):
-		t.Fatal(rerr)
-	}
+	stateGroup := stateFileGroup(t, statePath)
 	r.crash()
 	r.open()
 	got := r.sec.Position()
@@ -151,18 +144,25 @@ func TestFenceRetriedAfterItsCheckpointFailedRecordsTheFencedGroup(t *testing.T)
 		t.Logf("the second Fence refused: %v", err)
 		return
 	}
-	stateGroup := uint64(0)
-	st, rerr := apply.ReadState(statePath)
-	switch {
-	case rerr == nil:
-		stateGroup = st.Group
-	case !errors.Is(rerr, fs.ErrNotExist):
-		t.Fatal(rerr)
-	}
+	stateGroup := stateFileGroup(t, statePath)
 	r.crash()
 	r.open()
 	if got := r.sec.Position(); stateGroup != pos.Group || got.Group != pos.Group {
 		t.Fatalf("the second Fence returned group %d without error after the first one's checkpoint failed, but the state file names group %d; "+
 			"restarted (fenced), the secondary is at group %d", pos.Group, stateGroup, got.Group)
 	}
+}
+
+// stateFileGroup is the group the state file at path names, 0 if there is
+// none.
+func stateFileGroup(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := apply.ReadState(path)
+	switch {
+	case err == nil:
+		return st.Group
+	case !errors.Is(err, fs.ErrNotExist):
+		t.Fatal(err)
+	}
+	return 0
 }
