@@ -1,16 +1,10 @@
 package secondary
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // TestReceiptsAckOnlyWhatIsDurable: an idle primary sends record sets
@@ -22,51 +16,8 @@ import (
 // consistency time up to a Checkpoint later than anything durable at the
 // secondary, which recover then could not confirm.
 func TestReceiptsAckOnlyWhatIsDurable(t *testing.T) {
-	dir := t.TempDir()
-	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Checkpoint: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	sec, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); sec.Run(ctx, net) }()
-	t.Cleanup(func() { cancel(); wg.Wait(); sec.Close(); v.Close() })
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: []string{"ss1"}, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
 	acks := make(chan transport.Position, 64)
-	go func() {
-		for {
-			f, err := conn.Recv()
-			if err != nil {
-				close(acks)
-				return
-			}
-			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
-				if p, err := transport.DecodePosition(body); err == nil {
-					acks <- p
-				}
-			}
-		}
-	}()
-	r := &lagRig{sec: sec, conn: conn}
+	r := newLagRigAcks(t, Config{Checkpoint: time.Hour}, nil, acks)
 	r.send(t, 1, false)
 	for seq := uint64(2); seq <= 5; seq++ {
 		r.send(t, seq, true)
@@ -106,7 +57,7 @@ func TestReceiptsAckOnlyWhatIsDurable(t *testing.T) {
 					"recover would print %d", p.Group, p.Time, want, want)
 			}
 		case <-time.After(500 * time.Millisecond):
-			if st := sec.Stats(); st.JournaledGroup != 1 {
+			if st := r.sec.Stats(); st.JournaledGroup != 1 {
 				t.Fatalf("journaled group %d, want 1: the empty groups were journaled", st.JournaledGroup)
 			}
 			return

@@ -42,6 +42,13 @@ type lagRig struct {
 
 func newLagRig(t *testing.T, cfg Config, wrap func(apply.Target) apply.Target) *lagRig {
 	t.Helper()
+	return newLagRigAcks(t, cfg, wrap, nil)
+}
+
+// newLagRigAcks is newLagRig that hands the acknowledgements the secondary
+// sends to acks, if not nil, and closes it when the link ends.
+func newLagRigAcks(t *testing.T, cfg Config, wrap func(apply.Target) apply.Target, acks chan<- transport.Position) *lagRig {
+	t.Helper()
 	dir := t.TempDir()
 	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
 	if err != nil {
@@ -77,8 +84,20 @@ func newLagRig(t *testing.T, cfg Config, wrap func(apply.Target) apply.Target) *
 	}
 	go func() {
 		for {
-			if _, err := conn.Recv(); err != nil {
+			f, err := conn.Recv()
+			if err != nil {
+				if acks != nil {
+					close(acks)
+				}
 				return
+			}
+			if acks == nil {
+				continue
+			}
+			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
+				if p, err := transport.DecodePosition(body); err == nil {
+					acks <- p
+				}
 			}
 		}
 	}()
