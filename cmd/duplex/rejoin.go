@@ -151,24 +151,15 @@ func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io
 		fmt.Fprintf(stdout, "the old primary took the session back at %s by a failover while this site was down; its volumes held "+
 			"this site's data as of %s: what this site wrote since is discarded\n", ch.PromotedAt, control.FormatTime(ch.ConsistencyTime))
 	}
-	var total, size int64
-	for _, v := range plan {
+	if !reportRejoinPlan(stdout, plan, yes, func(v site.RejoinVolume) {
 		if swErr == nil {
 			fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: written there since\n", v.Name, v.Copy, v.Union.Count(), v.Size)
-		} else {
-			fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the old primary never had "+
-				"(discarded), %d bytes there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
-			if v.Whole != "" {
-				fmt.Fprintf(stdout, "; the whole volume: %s", v.Whole)
-			}
-			fmt.Fprintln(stdout)
+			return
 		}
-		total += v.Copy
-		size += v.Size
-	}
-	fmt.Fprintf(stdout, "in all: copy %d bytes of %d\n", total, size)
-	if !yes {
-		fmt.Fprintln(stdout, "nothing changed: run again with --yes to rejoin")
+		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the old primary never had "+
+			"(discarded), %d bytes there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
+		wholeAndEnd(stdout, v)
+	}) {
 		return site.Rejoined{}, nil
 	}
 	r, err := site.BeginRejoinBack(cfg, ch, plan)
@@ -178,6 +169,32 @@ func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io
 	fmt.Fprintf(stdout, "rejoined: this site is the session's secondary again (data generation %s); "+
 		"its volumes stay as they are until the copy ends\n", r.Generation)
 	return r, nil
+}
+
+// reportRejoinPlan prints a rejoin's plan, a line per volume (volume) and
+// the total, and reports whether to go on: only with --yes (else it says
+// nothing changed).
+func reportRejoinPlan(stdout io.Writer, plan []site.RejoinVolume, yes bool, volume func(site.RejoinVolume)) bool {
+	var total, size int64
+	for _, v := range plan {
+		volume(v)
+		total += v.Copy
+		size += v.Size
+	}
+	fmt.Fprintf(stdout, "in all: copy %d bytes of %d\n", total, size)
+	if !yes {
+		fmt.Fprintln(stdout, "nothing changed: run again with --yes to rejoin")
+	}
+	return yes
+}
+
+// wholeAndEnd ends a volume's line of a rejoin's plan, saying why the
+// whole volume is copied, if it is.
+func wholeAndEnd(stdout io.Writer, v site.RejoinVolume) {
+	if v.Whole != "" {
+		fmt.Fprintf(stdout, "; the whole volume: %s", v.Whole)
+	}
+	fmt.Fprintln(stdout)
 }
 
 // servePromotedBack serves the old primary of cfg as the session's primary
@@ -222,20 +239,11 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 		fmt.Fprintf(stdout, "the promoted site journaled %d groups after that time that it never applied (a resync, or its coupled group's master time, held them): "+
 			"their regions are not counted below\n", ch.HeldGroups)
 	}
-	var total, size int64
-	for _, v := range plan {
+	if !reportRejoinPlan(stdout, plan, yes, func(v site.RejoinVolume) {
 		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the promoted site never had "+
 			"(discarded), %d bytes written there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
-		if v.Whole != "" {
-			fmt.Fprintf(stdout, "; the whole volume: %s", v.Whole)
-		}
-		fmt.Fprintln(stdout)
-		total += v.Copy
-		size += v.Size
-	}
-	fmt.Fprintf(stdout, "in all: copy %d bytes of %d\n", total, size)
-	if !yes {
-		fmt.Fprintln(stdout, "nothing changed: run again with --yes to rejoin")
+		wholeAndEnd(stdout, v)
+	}) {
 		return site.Rejoined{}, nil
 	}
 	if _, err := cfg.Reversed(); err != nil {
