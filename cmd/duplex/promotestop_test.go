@@ -26,44 +26,13 @@ import (
 // the stop (a long backlog holds SIGTERM for as long as the volumes take
 // it), and then the site is fenced and promoted all the same.
 func TestPromoteStoppedDuringReplayStops(t *testing.T) {
-	dir := t.TempDir()
-	c := startupSession(dir)
-	c.Secondary.Control = ""
-	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// A secondary with journaled groups it has not applied: a stopped
 	// daemon's backlog.
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := site.OpenSecondary(cfg, quiet, site.SecondaryOptions{Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{MaxRecord: secondary.MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const groups, chunk = 8, 64 << 10
-	for n := uint64(1); n <= groups; n++ {
-		data := bytes.Repeat([]byte{byte(n)}, chunk)
-		off := int64(n-1) % 4 * chunk
-		g := &consistency.Group{Number: n, Time: int64(n) * 1000, Through: map[string]uint64{"ss1": n, "ss2": 0},
-			Updates: []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: uint64(off), Length: chunk,
-				Timestamp: int64(n)*1000 - 1, Seq: n, Data: data}}}
-		enc, err := consistency.EncodeGroup(nil, cfg.Session, g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Append(n, enc); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
+	const chunk = 64 << 10
+	path, cfg := secondaryBacklog(t, 8, func(n uint64) recordset.Update {
+		return recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: uint64(int64(n-1) % 4 * chunk), Length: chunk,
+			Data: bytes.Repeat([]byte{byte(n)}, chunk)}
+	})
 	stateBefore, err := os.ReadFile(site.StatePath(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -80,4 +49,47 @@ func TestPromoteStoppedDuringReplayStops(t *testing.T) {
 	if after, err := os.ReadFile(site.StatePath(cfg)); err != nil || !bytes.Equal(after, stateBefore) {
 		t.Errorf("a promote stopped before its replay applied the journal and changed the state file (%v):\n%s\nthen\n%s", err, stateBefore, after)
 	}
+}
+
+// secondaryBacklog writes the config of a stopped secondary in a new
+// directory and journals there groups 1..groups, which it has not applied:
+// group n, of time n*1000, holds update(n), stamped just before it.
+// It returns the config's path and the config.
+func secondaryBacklog(t *testing.T, groups uint64, update func(n uint64) recordset.Update) (string, *config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.Control = ""
+	path := writeSessionConfig(t, dir, c)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := site.OpenSecondary(cfg, quiet, site.SecondaryOptions{Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{MaxRecord: secondary.MaxGroupBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := uint64(1); n <= groups; n++ {
+		u := update(n)
+		u.Timestamp, u.Seq = int64(n)*1000-1, n
+		g := &consistency.Group{Number: n, Time: int64(n) * 1000, Through: map[string]uint64{"ss1": n, "ss2": 0},
+			Updates: []recordset.Update{u}}
+		enc, err := consistency.EncodeGroup(nil, cfg.Session, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Append(n, enc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
 }

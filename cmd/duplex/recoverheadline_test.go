@@ -2,18 +2,11 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
-	"duplex/config"
-	"duplex/consistency"
 	"duplex/control"
-	"duplex/journal"
 	"duplex/recordset"
-	"duplex/secondary"
-	"duplex/site"
 )
 
 // TestRecoverHeadlineSaysWhetherAnyVolumeIsConsistent: recover's first line
@@ -22,39 +15,9 @@ import (
 // copied whole) must not be headed "consistent as of T": the volumes'
 // lines below say why not, and the headline must agree with them.
 func TestRecoverHeadlineSaysWhetherAnyVolumeIsConsistent(t *testing.T) {
-	dir := t.TempDir()
-	c := startupSession(dir)
-	c.Secondary.Control = ""
-	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := site.OpenSecondary(cfg, quiet, site.SecondaryOptions{Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{MaxRecord: secondary.MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := uint64(1); n <= 2; n++ {
-		g := &consistency.Group{Number: n, Time: int64(n) * 1000, Through: map[string]uint64{"ss1": n, "ss2": 0},
-			Updates: []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: 0, Length: 4096,
-				Timestamp: int64(n)*1000 - 1, Seq: n, Data: bytes.Repeat([]byte{byte(n)}, 4096)}}}
-		enc, err := consistency.EncodeGroup(nil, cfg.Session, g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := j.Append(n, enc); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path, _ := secondaryBacklog(t, 2, func(n uint64) recordset.Update {
+		return recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: 0, Length: 4096, Data: bytes.Repeat([]byte{byte(n)}, 4096)}
+	})
 
 	code, out, errs := runCmd("recover", "--config", path, "--log-level", "error")
 	t.Logf("duplex recover: exit %d, stdout %q, stderr %q", code, out, errs)
