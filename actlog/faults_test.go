@@ -18,15 +18,7 @@ func TestFailedMarkIsRetried(t *testing.T) {
 		t.Run(op.String(), func(t *testing.T) {
 			defer func(d time.Duration) { Idle = d }(Idle)
 			Idle = 0
-			dir := t.TempDir()
-			path := filepath.Join(dir, "al")
-			sizes := map[string]int64{"a": 8 << 20}
-			in := disk.NewInjector(nil)
-			l, _, err := OpenFS(in, path, sizes, DefaultRegion)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in.Inject(disk.Fault{Op: op, Under: dir, Err: disk.EIO, Once: true})
+			l, in, _ := openFaulted(t, op, disk.EIO)
 			if err := l.Mark("a", 3<<20, 4096); err == nil {
 				t.Fatalf("Mark succeeded although the log's %s failed", op)
 			}
@@ -54,15 +46,7 @@ func TestFailedMarkIsRetried(t *testing.T) {
 
 // After a failed mark and a successful retry, a crash finds the region.
 func TestMarkRetriedAfterWriteFailureSurvivesCrash(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "al")
-	sizes := map[string]int64{"a": 8 << 20}
-	in := disk.NewInjector(nil)
-	l, _, err := OpenFS(in, path, sizes, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Inject(disk.Fault{Op: disk.OpWrite, Under: dir, Err: disk.ENOSPC, Once: true})
+	l, _, path := openFaulted(t, disk.OpWrite, disk.ENOSPC)
 	if err := l.Mark("a", 5<<20, 4096); !disk.IsFull(err) {
 		t.Fatalf("Mark on a full disk: %v, want ENOSPC", err)
 	}
@@ -70,7 +54,7 @@ func TestMarkRetriedAfterWriteFailureSurvivesCrash(t *testing.T) {
 		t.Fatalf("Mark after space was freed: %v", err)
 	}
 	// Crash: no Close.
-	_, prev, err := Open(path, sizes, DefaultRegion)
+	_, prev, err := Open(path, faultedSizes, DefaultRegion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,26 +66,36 @@ func TestMarkRetriedAfterWriteFailureSurvivesCrash(t *testing.T) {
 // A sticky mark (a write of a suspended pair) whose write failed is retried
 // the same way.
 func TestFailedStickIsRetried(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "al")
-	sizes := map[string]int64{"a": 8 << 20}
-	in := disk.NewInjector(nil)
-	l, _, err := OpenFS(in, path, sizes, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Inject(disk.Fault{Op: disk.OpWrite, Under: dir, Err: disk.EIO, Once: true})
+	l, _, path := openFaulted(t, disk.OpWrite, disk.EIO)
 	if err := l.Stick("a", 2<<20, 4096); err == nil {
 		t.Fatal("Stick succeeded although the log's write failed")
 	}
 	if err := l.Stick("a", 2<<20, 4096); err != nil {
 		t.Fatal(err)
 	}
-	_, prev, err := Open(path, sizes, DefaultRegion)
+	_, prev, err := Open(path, faultedSizes, DefaultRegion)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := prev["a"]; len(got) != 1 || got[0] != [2]int64{2 << 20, 1 << 20} {
 		t.Fatalf("after the crash the log holds %v for a, want region 2", got)
 	}
+}
+
+// faultedSizes are the volumes of openFaulted's log: a, of 8 MiB.
+var faultedSizes = map[string]int64{"a": 8 << 20}
+
+// openFaulted opens a log of faultedSizes at a path it returns, and makes
+// its next op fail with err, once.
+func openFaulted(t *testing.T, op disk.Op, err error) (*Log, *disk.Injector, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "al")
+	in := disk.NewInjector(nil)
+	l, _, oerr := OpenFS(in, path, faultedSizes, DefaultRegion)
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	in.Inject(disk.Fault{Op: op, Under: dir, Err: err, Once: true})
+	return l, in, path
 }
