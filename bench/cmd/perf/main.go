@@ -65,7 +65,10 @@ type settings struct {
 	floor string
 	// primaryJobs, if set, are the primary-side jobs run (by name).
 	primaryJobs []string
-	w           io.Writer
+	// sidefile, if not zero, is the sidefile limit in bytes of the session
+	// the write, lag and apply sections share (default sidefileLimit).
+	sidefile int64
+	w        io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -93,7 +96,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")
 	floor := fs.String("floor", "", "primary section: an nbdfloor `binary` (go build ./bench/cmd/nbdfloor), Duplex's NBD server over the image without replication, run in the same rounds")
 	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4-burst,write-1m-qd4)")
+	sidefileMiB := fs.Int64("sidefile-limit", 0, "write, lag and apply sections: the sessions' sidefile limit in MiB (default 64; a `duplex demo` session has 256 per subsystem)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *sidefileMiB < 0 {
+		fmt.Fprintln(stderr, "perf: -sidefile-limit must be a number of MiB")
 		return 2
 	}
 	s := settings{duplex: *duplex, compare: *compare, out: *out, rounds: *rounds, quick: *quick, w: stdout,
@@ -106,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	s.sidefile = *sidefileMiB << 20
 	if *pjobs != "" {
 		for _, j := range strings.Split(*pjobs, ",") {
 			if !slices.ContainsFunc(primaryJobs, func(pj primaryJob) bool { return pj.name == j }) {

@@ -32,7 +32,20 @@ var writeJobs = []writeJob{
 	{"randread-4k-qd16", "randread", "4k", 16},
 }
 
+// sidefileLimit is the sidefile limit of the bench's sessions unless
+// -sidefile-limit says otherwise for the whole-system ones (write, lag,
+// apply): small enough that the sustained 1 MiB jobs are paced to the
+// secondary within a run.
 const sidefileLimit = 64 << 20
+
+// sidefileLimit is the limit of the session the write, lag and apply
+// sections share.
+func (b *bench) sidefileLimit() int64 {
+	if b.s.sidefile > 0 {
+		return b.s.sidefile
+	}
+	return sidefileLimit
+}
 
 // nbdArgs are fio's options for one job through its nbd engine: d of
 // measurement after ramp (excluded from fio's figures).
@@ -72,7 +85,7 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	b.pair, err = startPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"),
-		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: sidefileLimit}, image)
+		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit()}, image)
 	return err
 }
 
@@ -96,6 +109,9 @@ func (b *bench) writeCost(ctx context.Context) error {
 		job fiojson.Job
 		// cpuPer is each of the server's processes' CPU seconds per I/O.
 		cpuPer []float64
+		// use is the machine's idle time and disk writes over the run,
+		// and for Duplex its pacing and sidefile peak.
+		use machineUse
 	}
 	// res[job][server] holds one result per round.
 	res := make([][2][]result, len(writeJobs))
@@ -144,10 +160,40 @@ func (b *bench) writeCost(ctx context.Context) error {
 						})
 					}
 				}
+				// What the primary held back: pacing, waits for room and
+				// the sidefile's peak, over the whole run (ramp included).
+				primCounters := func() (paced, waited float64) {
+					paced, _ = metricValue(ctx, b.pair.primCtl(), "duplex_pacing_delay_seconds_total")
+					waited, _ = metricValue(ctx, b.pair.primCtl(), "duplex_sidefile_wait_seconds_total")
+					return paced, waited
+				}
+				var paced0, waited0 float64
+				var peak *sampler
+				if sv.name == "duplex" {
+					paced0, waited0 = primCounters()
+					peak = sample(100*time.Millisecond, 0, func() (float64, error) {
+						return metricValue(ctx, b.pair.primCtl(), "duplex_sidefile_bytes")
+					})
+				}
+				m0, t0 := readMachine(), time.Now()
 				jobs, err := b.fio(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
+				m1, t1 := readMachine(), time.Now()
 				profiles.Wait()
+				var peaks []float64
+				if peak != nil {
+					peaks, _ = peak.end()
+				}
 				if err != nil {
 					return err
+				}
+				ios := max(jobs[0].IOPS*(jobs[0].Runtime+b.s.ramp.Seconds()), 1)
+				use := m0.use(m1, t1.Sub(t0), ios)
+				if sv.name == "duplex" {
+					paced1, waited1 := primCounters()
+					use.paced, use.sidefileWaited = (paced1-paced0)/ios*1e6, (waited1-waited0)/ios*1e6
+					if len(peaks) > 0 {
+						use.peak = slices.Max(peaks)
+					}
 				}
 				if sv.name == "duplex" && job.rw != "randread" {
 					// The secondary's share of these writes is done once
@@ -162,12 +208,11 @@ func (b *bench) writeCost(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				ios := max(jobs[0].IOPS*(jobs[0].Runtime+b.s.ramp.Seconds()), 1)
 				per := make([]float64, len(cpu0))
 				for i := range per {
 					per[i] = (cpu1[i] - cpu0[i]).Seconds() / ios
 				}
-				res[j][si] = append(res[j][si], result{jobs[0], per})
+				res[j][si] = append(res[j][si], result{jobs[0], per, use})
 			}
 		}
 		load = append(load, loadavg())
@@ -180,7 +225,7 @@ func (b *bench) writeCost(ctx context.Context) error {
 		"from the page cache, and before the read job the served image is then read once whole. "+
 		"CPU/IO is a process's user+system CPU time over the run (for the Duplex secondary, until the sidefile is empty after it) "+
 		"divided by the run's I/Os. Load average at the start and after each round: %s.\n\n",
-		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, sidefileLimit>>20, b.pair.sess.Config.Interval, strings.Join(load, " → "))
+		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, b.sidefileLimit()>>20, b.pair.sess.Config.Interval, strings.Join(load, " → "))
 	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | nbdkit µs CPU/IO | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | "+
 		"primary µs CPU/IO | secondary µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -215,6 +260,48 @@ func (b *bench) writeCost(ctx context.Context) error {
 		case "randwrite-4k-qd16":
 			b.satRand = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
 		}
+	}
+	// Where the time that is neither a server's nor fio's went: the CPUs
+	// idle (a server waiting on a timer, the disk or its peer), the disks,
+	// and the primary's pacing, which delays writes once the sidefile
+	// passes its pacing start while the secondary holds acknowledgements
+	// back.
+	useOf := func(rs []result, f func(machineUse) float64) float64 {
+		var v []float64
+		for _, r := range rs {
+			if r.use.ok {
+				v = append(v, f(r.use))
+			}
+		}
+		if len(v) == 0 {
+			return math.NaN()
+		}
+		return median(v)
+	}
+	fmt.Fprintf(w, "\nThe machine over the same runs (medians): CPU idle and iowait as a share of both CPUs' time (/proc/stat), "+
+		"disk write requests completed per I/O and the disks' busy time per second of the run (/proc/diskstats, whole disks), "+
+		"and for Duplex the primary's pacing delay and wait for sidefile room per write (its metrics, over the run) "+
+		"and the largest sidefile seen, sampled every 100 ms (pacing starts at %d %% of the %d MiB limit).\n\n",
+		b.pair.sess.Config.Primary.PacingStart, b.sidefileLimit()>>20)
+	fmt.Fprintf(w, "| job | nbdkit idle %% | nbdkit iowait %% | nbdkit disk writes/IO | nbdkit disk busy | "+
+		"Duplex idle %% | Duplex iowait %% | Duplex disk writes/IO | Duplex disk busy | pacing µs/IO | sidefile wait µs/IO | sidefile peak MiB (per round) |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for j, job := range writeJobs {
+		k, d := res[j][0], res[j][1]
+		if len(k) == 0 {
+			continue
+		}
+		var peaks []float64
+		for _, r := range d {
+			peaks = append(peaks, r.use.peak/(1<<20))
+		}
+		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %s |\n", job.name,
+			100*useOf(k, func(u machineUse) float64 { return u.idle }), 100*useOf(k, func(u machineUse) float64 { return u.iowait }),
+			useOf(k, func(u machineUse) float64 { return u.writesPerIO }), useOf(k, func(u machineUse) float64 { return u.diskBusy }),
+			100*useOf(d, func(u machineUse) float64 { return u.idle }), 100*useOf(d, func(u machineUse) float64 { return u.iowait }),
+			useOf(d, func(u machineUse) float64 { return u.writesPerIO }), useOf(d, func(u machineUse) float64 { return u.diskBusy }),
+			useOf(d, func(u machineUse) float64 { return u.paced }), useOf(d, func(u machineUse) float64 { return u.sidefileWaited }),
+			joinf(peaks, "%.1f"))
 	}
 	if len(drains) > 0 {
 		fmt.Fprintf(w, "\nAfter each Duplex write job the suite waited for the sidefile to empty (everything journaled at the secondary) "+
@@ -350,7 +437,7 @@ func (b *bench) apply(ctx context.Context) error {
 		"daemons' CPU time (/proc/PID/stat) from 2 s after its start to 1 s before its end. The primary's sidefile at the end of "+
 		"the window says who paces whom: near its %d MiB limit, the primary waits for the secondary. "+
 		"Plain psync (end_fsync=1 only, mostly the page cache): %.1f MiB/s.\n\n",
-		b.s.rounds, run, run, sidefileLimit>>20, plain.MiBps())
+		b.s.rounds, run, run, b.sidefileLimit()>>20, plain.MiBps())
 	fmt.Fprintf(w, "| round | limit MiB/s | secondary apply MiB/s | apply / limit | primary fio MiB/s | secondary CPU ms/MiB | secondary %% CPU | primary CPU ms/MiB | sidefile MiB | load |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var ratios, secMs, prmMs []float64

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// machineStat is what the whole machine did up to a moment: the CPU time of
+// both CPUs by state, from /proc/stat, and the writes and busy time of its
+// disks, from /proc/diskstats. The whole-system runs read it before and after
+// each run, so that a run whose server and fio leave the CPUs idle (waiting
+// for the disk, for a timer, for each other) says so, which the CPU time of
+// the processes alone cannot.
+type machineStat struct {
+	busy, idle, iowait float64 // CPU seconds, all CPUs
+	writes             float64 // write requests completed by the disks
+	ioTicks            float64 // seconds some disk had requests in flight, summed over disks
+	ok                 bool
+}
+
+// readMachine reads the machine's counters; a counter it cannot read leaves
+// ok false, and the run's figures are then left out rather than wrong.
+func readMachine() machineStat {
+	var m machineStat
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return m
+	}
+	const hz = 100 // USER_HZ: /proc/stat counts in 1/100 s on Linux
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return m
+		}
+		switch i {
+		case 3:
+			m.idle = v / hz
+		case 4:
+			m.iowait = v / hz
+		default:
+			m.busy += v / hz
+		}
+	}
+	b, err = os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return m
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 13 || !wholeDisk(f[2]) {
+			continue
+		}
+		w, err1 := strconv.ParseFloat(f[7], 64)
+		t, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			return m
+		}
+		m.writes += w
+		m.ioTicks += t / 1e3
+	}
+	m.ok = true
+	return m
+}
+
+// wholeDisk says whether a /proc/diskstats device is a disk the runs' files
+// may land on: one /sys/block lists (not a partition), and not a loop, RAM,
+// device-mapper or NBD device, whose requests are also counted on the disk
+// beneath them or are not a disk's at all.
+func wholeDisk(name string) bool {
+	for _, p := range []string{"loop", "ram", "zram", "dm-", "md", "nbd"} {
+		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	_, err := os.Stat("/sys/block/" + name)
+	return err == nil
+}
+
+// machineUse is a run's share of the machine: idle and iowait as a share of
+// all CPU time, and disk writes per I/O of the run.
+type machineUse struct {
+	idle, iowait   float64 // shares of all CPU time over the run
+	writesPerIO    float64
+	diskBusy       float64 // share of the run some disk was busy (summed over disks)
+	ok             bool
+	paced          float64 // Duplex: µs of pacing delay per write
+	peak           float64 // Duplex: largest sidefile seen, bytes
+	sidefileWaited float64 // Duplex: µs waited for sidefile space per write
+}
+
+func (a machineStat) use(b machineStat, wall time.Duration, ios float64) machineUse {
+	all := (b.busy - a.busy) + (b.idle - a.idle) + (b.iowait - a.iowait)
+	if !a.ok || !b.ok || all <= 0 || ios <= 0 {
+		return machineUse{}
+	}
+	return machineUse{idle: (b.idle - a.idle) / all, iowait: (b.iowait - a.iowait) / all,
+		writesPerIO: (b.writes - a.writes) / ios, diskBusy: (b.ioTicks - a.ioTicks) / wall.Seconds(), ok: true}
+}
