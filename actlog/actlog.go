@@ -65,19 +65,38 @@ type vol struct {
 	counts []int32  // updates captured and not yet acknowledged, per region
 	used   []int64  // when each region last had an update captured (unix ns)
 	sticky []uint64 // marks that stay until Unstick (writes of a suspended pair)
+	// since is, per region, the generation from which the log holds its
+	// mark (counted or sticky): the region is marked on disk once that
+	// generation is durable.
+	since []uint64
 }
 
 // Log is an open activity log. It is safe for concurrent use.
+//
+// Marks are committed as a group: a write whose regions are all marked on
+// disk goes on at once, even while the log is being written; a write that
+// sets a fresh mark waits for the first generation written after it, which
+// carries every mark set before it was encoded. The log's mutex is not held
+// while a generation is written and synced, so a sync of the log (a fresh
+// region) holds up only the writes that need it, and the marks set meanwhile
+// share the next one.
 type Log struct {
 	path   string
 	f      disk.File
 	region int64
 	slot   int64 // the stride: offset of the second slot
 	mu     sync.Mutex
-	gen    uint64
-	vols   map[string]*vol
-	names  []string
-	syncs  uint64
+	// gen is the last generation encoded, durable the last one written and
+	// synced; committing says one is being written (by one caller at a
+	// time, which releases mu meanwhile), and committed is signalled when
+	// it ends.
+	gen        uint64
+	durable    uint64
+	committing bool
+	committed  sync.Cond
+	vols       map[string]*vol
+	names      []string
+	syncs      uint64
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -92,10 +111,12 @@ func OpenFS(fsys disk.FS, path string, sizes map[string]int64, region int64) (*L
 		region = DefaultRegion
 	}
 	l := &Log{path: path, region: region, vols: map[string]*vol{}}
+	l.committed.L = &l.mu
 	for name, size := range sizes {
 		n := (size + region - 1) / region
 		w := (n + 63) / 64
-		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w)}
+		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w),
+			since: make([]uint64, n)}
 		l.names = append(l.names, name)
 	}
 	sort.Strings(l.names)
@@ -276,25 +297,71 @@ func (l *Log) encode() []byte {
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// persist writes the next slot and syncs it. Called with l.mu held. A failed
-// persist can be retried: every slot holds all the marks, and the retry
-// rewrites a whole slot, so the pages a failed fsync may have dropped are
-// written again rather than trusted.
+// persist writes the marks as they are now as the next generation and syncs
+// it, once no other generation is being written. Called with l.mu held,
+// which it releases while it writes. A failed persist can be retried: every
+// slot holds all the marks, and the retry rewrites a whole slot, so the pages
+// a failed fsync may have dropped are written again rather than trusted.
 func (l *Log) persist() error {
+	for l.committing {
+		l.committed.Wait()
+	}
+	l.committing = true
 	l.gen++
+	gen := l.gen
 	b := l.encode()
-	if _, err := l.f.WriteAt(b, int64(l.gen%2)*l.slot); err != nil {
+	l.mu.Unlock()
+	_, err := l.f.WriteAt(b, int64(gen%2)*l.slot)
+	if err != nil {
+		err = fmt.Errorf("activity log %s: %w", l.path, err)
+	} else if err = l.f.Sync(); err != nil {
+		err = fmt.Errorf("activity log %s: fsync: %w", l.path, err)
+	}
+	l.mu.Lock()
+	l.committing = false
+	l.committed.Broadcast()
+	if err != nil {
 		// The slot may be torn: the retry goes to the same slot, never over
-		// the other one, which holds the newest durable generation.
+		// the other one, which holds the newest durable generation. Marks
+		// set meanwhile wait for a generation after the retry's.
 		l.gen--
-		return fmt.Errorf("activity log %s: %w", l.path, err)
+		return err
 	}
-	if err := l.f.Sync(); err != nil {
-		l.gen--
-		return fmt.Errorf("activity log %s: fsync: %w", l.path, err)
-	}
+	l.durable = gen
 	l.syncs++
 	return nil
+}
+
+// await returns once generation need, which carries the marks a caller set
+// or found set, is durable, writing it if no one else is. Called with l.mu
+// held.
+func (l *Log) await(need uint64) error {
+	for l.durable < need {
+		if l.committing {
+			l.committed.Wait()
+			continue
+		}
+		if err := l.persist(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// set marks region r of v (counted, or sticky), and returns the generation
+// that carries the mark, the next one encoded if the mark is fresh, and
+// whether it was.
+func (l *Log) set(v *vol, r int64, sticky bool) (since uint64, fresh bool) {
+	w, bit := r/64, uint64(1)<<(r%64)
+	if fresh = (v.bits[w]|v.sticky[w])&bit == 0; fresh {
+		v.since[r] = l.gen + 1
+	}
+	if sticky {
+		v.sticky[w] |= bit
+	} else {
+		v.bits[w] |= bit
+	}
+	return v.since[r], fresh
 }
 
 func (l *Log) span(v *vol, off, length int64) (int64, int64) {
@@ -324,22 +391,24 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		return fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
-	var fresh []int64
+	var need uint64
+	f := int64(-1) // the first region this write marks afresh
 	now := time.Now().UnixNano()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
 		if hot {
 			v.used[r] = now
 		}
-		if v.bits[r/64]&(1<<(r%64)) == 0 {
-			v.bits[r/64] |= 1 << (r % 64)
-			fresh = append(fresh, r)
+		since, fresh := l.set(v, r, false)
+		need = max(need, since)
+		if fresh && f < 0 {
+			f = r
 		}
 	}
-	if len(fresh) == 0 {
+	if need <= l.durable {
 		return nil
 	}
-	if f := fresh[0]; hot && length >= aheadMin && f > 0 && v.bits[(f-1)/64]&(1<<((f-1)%64)) != 0 {
+	if hot && length >= aheadMin && f > 0 && v.bits[(f-1)/64]&(1<<((f-1)%64)) != 0 {
 		// A stream of large writes crossed into a fresh region after a
 		// marked one: the regions ahead of it go into the same write of
 		// the log. Marking more than is written is safe (a crash copies
@@ -347,21 +416,19 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		// are cleared when idle, as every other.
 		for r := last + 1; r <= min(last+Ahead, int64(len(v.counts))-1); r++ {
 			if v.bits[r/64]&(1<<(r%64)) == 0 {
-				v.bits[r/64] |= 1 << (r % 64)
+				l.set(v, r, false)
 				v.used[r] = now
-				fresh = append(fresh, r)
 			}
 		}
 	}
-	if err := l.persist(); err != nil {
-		// The write this mark guards fails, so it is not counted; and the
-		// marks are not on disk, so the next write to these regions must
-		// write the log again rather than find them set.
+	if err := l.await(need); err != nil {
+		// The write this mark guards fails, so it is not counted. The
+		// marks stay set but not on disk (their generation is not
+		// durable), so the next write to these regions writes the log
+		// again rather than find them done, and any write of it carries
+		// them.
 		for r := first; r <= last; r++ {
 			v.counts[r]--
-		}
-		for _, r := range fresh {
-			v.bits[r/64] &^= 1 << (r % 64)
 		}
 		return err
 	}
@@ -378,24 +445,14 @@ func (l *Log) Stick(name string, off, length int64) error {
 		return fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
-	var fresh []int64
+	var need uint64
 	for r := first; r <= last; r++ {
-		if (v.bits[r/64]|v.sticky[r/64])&(1<<(r%64)) == 0 {
-			fresh = append(fresh, r)
-		}
-		v.sticky[r/64] |= 1 << (r % 64)
+		since, _ := l.set(v, r, true)
+		need = max(need, since)
 	}
-	if len(fresh) == 0 {
-		return nil
-	}
-	if err := l.persist(); err != nil {
-		// Not on disk: the next write to these regions tries again.
-		for _, r := range fresh {
-			v.sticky[r/64] &^= 1 << (r % 64)
-		}
-		return err
-	}
-	return nil
+	// Not on disk after a failure: the generation is not durable, so the
+	// next write to these regions tries again.
+	return l.await(need)
 }
 
 // Unstick drops a volume's sticky marks (its pair resumed; the resync's copy
@@ -477,6 +534,9 @@ func (l *Log) Syncs() uint64 {
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// A write that comes while this persist writes (without mu) waits for
+	// it, and then either finds its marks in it or fails on the closed
+	// file, as it did when Close held mu throughout.
 	err := l.persist()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
