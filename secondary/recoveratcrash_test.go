@@ -174,20 +174,11 @@ func TestOpenAfterAnInterruptedRecoverTo(t *testing.T) {
 // as they are, as of the group's time: it read the writes stamped up to
 // the limit, after the time asked for.
 func TestReadViewOfAStepBeforeTheGateLimit(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	hist := historyOf(dir)
-	const interval = 10 * time.Millisecond
-	hist.Interval = interval
+	const interval = stepInterval
 	ms := int64(time.Millisecond)
-	gate := newTestGate(0)
-	r := openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
+	h := manyIntervalsThroughTheGateLimit(t)
+	r, all, limit := h.r, h.all, h.limit
 	defer r.close(t)
-	all := r.sendManyIntervals(t)
-	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
-	limit := 100 * ms
-	gate.set(limit)
-	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
 
 	for _, at := range []int64{57 * ms, 99 * ms, 3 * ms} {
 		v, err := r.sec.PinAt(at)
@@ -212,19 +203,10 @@ func TestReadViewOfAStepBeforeTheGateLimit(t *testing.T) {
 // before, however long ago, leaving out writes stamped more than an
 // interval before the time.
 func TestRecoverToAStepBeforeTheGateLimit(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	hist := historyOf(dir)
-	const interval = 10 * time.Millisecond
-	hist.Interval = interval
+	const interval = stepInterval
 	ms := int64(time.Millisecond)
-	gate := newTestGate(0)
-	r := openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
-	all := r.sendManyIntervals(t)
-	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
-	limit := 100 * ms
-	gate.set(limit)
-	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	h := manyIntervalsThroughTheGateLimit(t)
+	dir, hist, r, all, limit := h.dir, h.hist, h.r, h.all, h.limit
 	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +239,37 @@ func TestRecoverToAStepBeforeTheGateLimit(t *testing.T) {
 		t.Errorf("run again after a restart: group %d as of %v, the first run reached group %d as of %v", st2.Group, time.Duration(st2.Time), st.Group, time.Duration(st.Time))
 	}
 	check("recover --at, again,", st2, firstBytes(t, func(p []byte, off int64) error { return sec.ReadAt("vol1", p, off) }, manyBlocks))
+}
+
+// stepInterval is the history's interval in manyIntervalsThroughTheGateLimit.
+const stepInterval = 10 * time.Millisecond
+
+// heldThroughTheLimit is a coupled secondary whose Gate holds a group of
+// many intervals part-way: see manyIntervalsThroughTheGateLimit.
+type heldThroughTheLimit struct {
+	dir   string
+	hist  HistoryConfig
+	r     *gateRig
+	all   []stampedWrite // every write sent
+	limit int64          // the Gate's
+}
+
+// manyIntervalsThroughTheGateLimit opens a coupled gate rig in a new
+// directory, its history kept at stepInterval, sends sendManyIntervals's
+// groups, and sets the Gate's limit to 100 ms inside group 2: group 1 is
+// applied, group 2 through the limit.
+func manyIntervalsThroughTheGateLimit(t *testing.T) heldThroughTheLimit {
+	t.Helper()
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	hist.Interval = stepInterval
+	gate := newTestGate(0)
+	r := openGateRigConfig(t, dir, gate, func(c *Config) { c.History = hist })
+	all := r.sendManyIntervals(t)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	limit := 100 * int64(time.Millisecond)
+	gate.set(limit)
+	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
+	return heldThroughTheLimit{dir: dir, hist: hist, r: r, all: all, limit: limit}
 }
