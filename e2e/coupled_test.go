@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/nbd"
 )
@@ -66,6 +67,7 @@ func (e *etcdProcess) start() {
 	}
 	e.cmd = exec.Command(duplexBinary(e.t), "etcd", "--dir", e.dir, "--listen", e.url, "--peer", e.peer)
 	e.cmd.Stdout, e.cmd.Stderr = lf, lf
+	harness.DieWithParent(e.cmd)
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bench/harness"
 	"duplex/secondary"
 	"duplex/transport"
 	"duplex/workload"
@@ -33,6 +34,7 @@ func (p *secondaryProcess) start() {
 	cmd.Env = append(os.Environ(), "DUPLEX_E2E_ROLE=secondary", "DUPLEX_E2E_DIR="+p.dir, "DUPLEX_E2E_ADDR="+p.addr,
 		"DUPLEX_E2E_BLOCKS="+strconv.Itoa(layout.BlocksPerVolume))
 	cmd.Stderr = os.Stderr
+	harness.DieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		p.t.Fatal(err)

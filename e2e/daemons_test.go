@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/control"
 	"duplex/internal/testenv"
@@ -117,6 +118,7 @@ func startDaemonIn(t *testing.T, netns, role, cfgPath, logPath string, flags ...
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = lf, lf
+	harness.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		t.Fatalf("start duplex %s: %v", role, err)

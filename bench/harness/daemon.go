@@ -44,6 +44,7 @@ func start(name, logPath, bin string, env []string, args ...string) (*Daemon, er
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
