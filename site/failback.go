@@ -17,7 +17,6 @@ import (
 	"duplex/failover"
 	"duplex/pair"
 	"duplex/secondary"
-	"duplex/volume"
 )
 
 // The way back (package failover, "Fail back"): a switchover at the
@@ -92,22 +91,9 @@ func failBack(cfg *config.Config, fsys disk.FS, dir string, log *slog.Logger) (*
 // other site's rejoin takes them from here. A promotion in place (a
 // switchover) has neither: every copy ended, nothing held.
 func seedFailBack(cfg *config.Config, fsys disk.FS, dir, promoted string, pr failover.Promotion, r Rejoined) error {
-	sizes := map[string]int64{}
-	var vols []pair.SuspendedVolume
-	for _, sc := range cfg.Primary.Subsystems {
-		for _, vc := range sc.Volumes {
-			size := int64(vc.Size)
-			if size == 0 {
-				v, err := volume.Open(vc.Path, 0)
-				if err != nil {
-					return err
-				}
-				size = v.Size()
-				v.Close()
-			}
-			sizes[vc.Name] = size
-			vols = append(vols, pair.SuspendedVolume{Name: vc.Name, Subsystem: sc.ID, Size: size})
-		}
+	sizes, vols, err := suspendedVolumes(cfg)
+	if err != nil {
+		return err
 	}
 	ch, err := failover.OpenChanges(fsys, promoted, sizes)
 	if err != nil {

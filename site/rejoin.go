@@ -19,7 +19,6 @@ import (
 	"duplex/pair"
 	"duplex/secondary"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // RejoinVolume is what a rejoin of the old primary copies for one volume
@@ -76,17 +75,11 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 	for _, sc := range cfg.Primary.Subsystems {
 		for _, vc := range sc.Volumes {
 			order = append(order, vc.Name)
-			if vc.Size > 0 {
-				sizes[vc.Name] = int64(vc.Size)
-				continue
-			}
-			// A block device's size is the device's.
-			v, err := volume.Open(vc.Path, 0)
+			size, err := volumeSize(vc.Path, int64(vc.Size))
 			if err != nil {
 				return nil, fmt.Errorf("rejoin: %w", err)
 			}
-			sizes[vc.Name] = v.Size()
-			v.Close()
+			sizes[vc.Name] = size
 		}
 	}
 	marks, logErr := actlog.ReadMarks(nil, filepath.Join(dir, "activity.log"))

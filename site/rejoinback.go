@@ -115,15 +115,9 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 			if !ok {
 				return nil, fmt.Errorf("rejoin: the other site does not report volume %s", vc.Name)
 			}
-			size := int64(vc.Size)
-			if size == 0 {
-				// A block device's size is the device's.
-				v, err := volume.Open(vc.Path, 0)
-				if err != nil {
-					return nil, fmt.Errorf("rejoin: %w", err)
-				}
-				size = v.Size()
-				v.Close()
+			size, err := volumeSize(vc.Path, int64(vc.Size))
+			if err != nil {
+				return nil, fmt.Errorf("rejoin: %w", err)
 			}
 			there, err := bitmap.Decode(enc, size)
 			if err != nil {
@@ -222,6 +216,25 @@ func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts Sec
 	}
 	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime
 	return s, nil
+}
+
+// suspendedVolumes lists the volumes of cfg's primary, each suspended with
+// no region changed yet, and their sizes by name: what a pair state seeded
+// from a promotion starts from.
+func suspendedVolumes(cfg *config.Config) (map[string]int64, []pair.SuspendedVolume, error) {
+	sizes := map[string]int64{}
+	var vols []pair.SuspendedVolume
+	for _, sc := range cfg.Primary.Subsystems {
+		for _, vc := range sc.Volumes {
+			size, err := volumeSize(vc.Path, int64(vc.Size))
+			if err != nil {
+				return nil, nil, err
+			}
+			sizes[vc.Name] = size
+			vols = append(vols, pair.SuspendedVolume{Name: vc.Name, Subsystem: sc.ID, Size: size})
+		}
+	}
+	return sizes, vols, nil
 }
 
 // volumeSize is a volume's configured size, or a block device's own.

@@ -18,7 +18,6 @@ import (
 	"duplex/journal"
 	"duplex/pair"
 	"duplex/recordset"
-	"duplex/volume"
 )
 
 // ReverseDir is where a promoted site keeps its pair state as the primary
@@ -91,22 +90,9 @@ func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 	if _, err := fsys.Stat(filepath.Join(dir, "pairs.json")); err == nil {
 		return nil
 	}
-	sizes := map[string]int64{}
-	var vols []pair.SuspendedVolume
-	for _, sc := range rev.Primary.Subsystems {
-		for _, vc := range sc.Volumes {
-			size := int64(vc.Size)
-			if size == 0 {
-				v, err := volume.Open(vc.Path, 0)
-				if err != nil {
-					return err
-				}
-				size = v.Size()
-				v.Close()
-			}
-			sizes[vc.Name] = size
-			vols = append(vols, pair.SuspendedVolume{Name: vc.Name, Subsystem: sc.ID, Size: size})
-		}
+	sizes, vols, err := suspendedVolumes(rev)
+	if err != nil {
+		return err
 	}
 	// Held while the pair state is made: no promoted site serves the
 	// volumes meanwhile.
