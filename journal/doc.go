@@ -112,6 +112,32 @@ what makes an all-zero length and CRC a reliable sign of space that was never
 written, as left by preallocation or by a file system that extended the file
 before the data reached the disk.
 
+# Direct writes
+
+Where the file system takes them (statx reports its direct-I/O alignment;
+ext4 and XFS do, tmpfs does not), the active segment is written with
+O_DIRECT from a buffer aligned to 4096 bytes, unless Options.Buffered is
+set. A record then costs one copy into that buffer, which the device reads
+from, instead of a copy into the page cache and its writeback by Sync, and
+a released segment leaves no cached pages to drop. The bytes of a segment
+are the same either way; only the file's length differs while it is the
+active segment:
+
+  - A direct write covers whole 4096-byte blocks. Each one starts at the
+    block boundary before the end of the last record and rewrites the bytes
+    from there to that end exactly as they are (the Journal keeps them in
+    its buffer), so a write torn at any sector leaves the synced records as
+    they were.
+  - It ends at a block boundary, with zeros after the last record: the
+    active segment's file is up to 4095 bytes longer than its records
+    until Close, or the roll to a new segment, truncates it back. A crash
+    leaves those zeros; Open drops them as space never written, like any
+    torn tail. Every segment but the last is truncated and fsynced before
+    its successor is created, so none of them ever has zeros at its end.
+
+A file system that refuses direct writes gets the page cache, without
+an error: the format and the recovery do not depend on the way of writing.
+
 # Recovery
 
 Open reads every segment in order and checks every record's CRC and that

@@ -86,6 +86,9 @@ type Options struct {
 	// what the journal needs (see Needs) and, when SegmentSize is 0, sizes
 	// segments to fit a small file system.
 	LargestRecord int64
+	// Buffered makes the journal write through the page cache even where
+	// the file system takes direct writes (see doc.go, "Direct writes").
+	Buffered bool
 }
 
 // MinSegmentSize is the smallest segment that Open chooses when it sizes
@@ -126,8 +129,15 @@ type Journal struct {
 	dirDirty bool      // a segment was created since the directory was last fsynced
 	buf      []byte
 	err      error // sticky: set when the state on disk is no longer known
-	closed   bool
-	fit      bool // Open sized the segments to the file system
+	// direct is set while f takes O_DIRECT writes. Those go through dbuf,
+	// whose first tail bytes are always the active segment's bytes from the
+	// last directAlign boundary to its end: each write starts at that
+	// boundary and rewrites them unchanged.
+	direct bool
+	dbuf   []byte
+	tail   int
+	closed bool
+	fit    bool // Open sized the segments to the file system
 }
 
 // Open opens the journal in dir, creating dir if needed, and recovers it.
@@ -296,7 +306,32 @@ func (j *Journal) recover() error {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
 		j.f = f
+		if err := j.useDirect(active.size); err != nil {
+			return fmt.Errorf("journal %s: %w", active.path, err)
+		}
 	}
+	return nil
+}
+
+// useDirect switches j.f, the active segment with size bytes of records,
+// to direct writes if its file system takes them, first reading into dbuf
+// the bytes the next write must rewrite (a direct file is read aligned).
+func (j *Journal) useDirect(size int64) error {
+	j.direct, j.tail = false, 0
+	if j.opts.Buffered {
+		return nil
+	}
+	tail := int(size % directAlign)
+	if tail > 0 {
+		j.growBuf(tail)
+		if _, err := j.f.ReadAt(j.dbuf[:tail], size-int64(tail)); err != nil {
+			return err
+		}
+	}
+	if !setDirect(j.f) {
+		return nil
+	}
+	j.direct, j.tail = true, tail
 	return nil
 }
 
@@ -490,7 +525,7 @@ func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) 
 	}
 	parts[0] = j.buf[segmentHeaderSize:]
 	active := &j.segs[k-1]
-	written, err := disk.WriteV(j.f, parts, active.size)
+	written, err := j.write(j.f, parts, active.size)
 	if err != nil {
 		// Sticky: a failed write may have left pages the kernel will
 		// never write, whose loss only a later fsync would report, and a
@@ -516,6 +551,9 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		// an earlier segment corruption rather than a torn write. The
 		// directory is synced too so that no segment's name is lost while
 		// a later one's survives, which would look like a gap.
+		if err := j.trimLocked(); err != nil {
+			return err
+		}
 		if err := j.syncLocked(); err != nil {
 			return err
 		}
@@ -527,20 +565,22 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		return j.err
 	}
-	written, err := disk.WriteV(f, parts, 0)
+	old, oldDirect, oldTail := j.f, j.direct, j.tail
+	j.f, j.direct, j.tail = f, !j.opts.Buffered && setDirect(f), 0
+	written, err := j.write(f, parts, 0)
 	if err != nil {
 		f.Close()
+		j.f, j.direct, j.tail = old, oldDirect, oldTail
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		if rerr := j.fs.Remove(path); rerr != nil {
 			j.err = fmt.Errorf("journal %s: creating segment failed (%w) and could not be undone: %v", path, err, rerr)
 		}
 		return j.err
 	}
-	if j.f != nil {
+	if old != nil {
 		// The old segment was just fsynced, so closing it can lose nothing.
-		j.f.Close()
+		old.Close()
 	}
-	j.f = f
 	j.segs = append(j.segs, segment{first: index, last: index, size: written, path: path})
 	j.dirDirty = true
 	return nil
@@ -735,6 +775,9 @@ func (j *Journal) Close() error {
 	j.closed = true
 	err := j.err
 	if err == nil {
+		err = j.trimLocked()
+	}
+	if err == nil {
 		err = j.syncLocked()
 	}
 	if j.f != nil {
@@ -745,6 +788,7 @@ func (j *Journal) Close() error {
 	}
 	j.lock.Close()
 	j.buf = nil
+	j.dbuf = nil
 	return err
 }
 

@@ -375,6 +375,8 @@ func TestTornTailEveryOffset(t *testing.T) {
 		if orig, err = os.ReadFile(segs[len(segs)-1]); err != nil {
 			t.Fatal(err)
 		}
+		// A direct write leaves zeros up to the block's end until Close.
+		orig = orig[:j.segs[len(j.segs)-1].size]
 		offs = recordOffsets(t, orig)
 	}
 	if err := j.Close(); err != nil {

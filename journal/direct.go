@@ -1,0 +1,107 @@
+package journal
+
+import (
+	"fmt"
+	"unsafe"
+
+	"duplex/disk"
+)
+
+// directAlign is the alignment of a direct write's offset, length and
+// buffer. 4096 rather than the 512 most devices ask for: it is also the
+// page and the file system block, so a write never covers part of one.
+const directAlign = 4096
+
+// maxDirectChunk bounds dbuf: a longer record is written in several
+// direct writes of up to this many bytes.
+const maxDirectChunk = 4 << 20
+
+// write writes parts joined at off, the end of the active segment f, and
+// returns how many of their bytes it wrote.
+func (j *Journal) write(f disk.File, parts [][]byte, off int64) (int64, error) {
+	if !j.direct {
+		return disk.WriteV(f, parts, off)
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	j.growBuf(j.tail + n)
+	// base is where dbuf[0] goes; dbuf[:j.tail] are the bytes already
+	// there, rewritten unchanged, so a write torn at any sector leaves the
+	// synced records before off as they were.
+	base := off - int64(j.tail)
+	pos := j.tail
+	var written int64
+	flush := func() error {
+		end := (pos + directAlign - 1) &^ (directAlign - 1)
+		clear(j.dbuf[pos:end])
+		if _, err := f.WriteAt(j.dbuf[:end], base); err != nil {
+			return err
+		}
+		return nil
+	}
+	for _, p := range parts {
+		for len(p) > 0 {
+			c := copy(j.dbuf[pos:], p)
+			pos += c
+			p = p[c:]
+			if pos == len(j.dbuf) {
+				if err := flush(); err != nil {
+					return written, err
+				}
+				written += int64(pos - j.tail)
+				base += int64(pos)
+				pos, j.tail = 0, 0
+			}
+		}
+	}
+	if pos > j.tail {
+		if err := flush(); err != nil {
+			return written, err
+		}
+		written += int64(pos - j.tail)
+	}
+	keep := pos % directAlign
+	copy(j.dbuf, j.dbuf[pos-keep:pos])
+	j.tail = keep
+	return written, nil
+}
+
+// growBuf makes dbuf hold at least n bytes, up to maxDirectChunk, keeping
+// its first j.tail bytes.
+func (j *Journal) growBuf(n int) {
+	n = min((n+directAlign-1)&^(directAlign-1), maxDirectChunk)
+	if len(j.dbuf) >= n {
+		return
+	}
+	b := alignedBuffer(n)
+	copy(b, j.dbuf[:j.tail])
+	j.dbuf = b
+}
+
+// alignedBuffer is n bytes starting at a multiple of directAlign in memory,
+// as direct I/O needs. Go's heap does not move objects, so the alignment
+// lasts.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directAlign)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
+	return b[skip : skip+n : skip+n]
+}
+
+// trimLocked cuts the active segment back to its records. A direct write
+// ends at a block boundary, past the last record, with zeros; Open would
+// drop them from the last segment as a torn tail, but in a segment that
+// is no longer the last they would be corruption, and a journal closed
+// cleanly should hold the same bytes however it was written.
+func (j *Journal) trimLocked() error {
+	k := len(j.segs)
+	if !j.direct || j.f == nil || k == 0 || j.tail == 0 {
+		return nil
+	}
+	if err := j.f.Truncate(j.segs[k-1].size); err != nil {
+		j.err = fmt.Errorf("journal %s: %w", j.f.Name(), err)
+		return j.err
+	}
+	return nil
+}
