@@ -329,6 +329,7 @@ func (j *Journal) useDirect(size int64) error {
 		}
 	}
 	if !setDirect(j.f) {
+		j.dbuf = nil
 		return nil
 	}
 	j.direct, j.tail = true, tail
