@@ -40,17 +40,7 @@ func TestRateLimitedResyncProgressesAndKeepsPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(role string) *harness.Daemon {
-		d, err := harness.StartSite(r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", role, d.LogTail(6000))
-			}
-		})
-		return d
+		return startSite(t, r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+".log"))
 	}
 	r.sec = start("secondary")
 	r.prim = start("primary")

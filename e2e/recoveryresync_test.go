@@ -44,17 +44,7 @@ func TestPrefixThroughCrashRecoveryResync(t *testing.T) {
 	n := 0
 	start := func(role string) *harness.Daemon {
 		n++
-		d, err := harness.StartSite(r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+string(rune('0'+n))+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("log of %s (%d):\n%s", role, n, d.LogTail(6000))
-			}
-		})
-		return d
+		return startSite(t, r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+string(rune('0'+n))+".log"))
 	}
 	r.sec = start("secondary")
 	r.prim = start("primary")

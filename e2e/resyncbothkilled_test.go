@@ -27,16 +27,7 @@ func TestPrefixThroughResyncBothKilled(t *testing.T) {
 	r.stopWriter()
 
 	restart := func(role, ctl string) *harness.Daemon {
-		d, err := harness.StartSite(r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+"-2.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("log of the restarted %s:\n%s", role, d.LogTail(6000))
-			}
-		})
+		d := startSite(t, r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+"-2.log"))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if _, err := harness.WaitStatus(ctx, d, ctl, func(control.Status) bool { return true }); err != nil {

@@ -86,6 +86,24 @@ type resyncRun struct {
 	progress string      // how far the resync was when the kill came
 }
 
+// startSite starts the daemon of role of the harness session s, its log
+// at logPath; it is killed at the end of the test, and the tail of its log
+// shown if the test failed.
+func startSite(t *testing.T, bin, role string, s *harness.Session, logPath string) *harness.Daemon {
+	t.Helper()
+	d, err := harness.StartSite(bin, role, s, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.Kill()
+		if t.Failed() {
+			t.Logf("log of %s (%s):\n%s", role, filepath.Base(logPath), d.LogTail(6000))
+		}
+	})
+	return d
+}
+
 // The dependent-write client a resync test writes with.
 type resyncWriter int
 
@@ -116,17 +134,7 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 		t.Fatal(err)
 	}
 	start := func(role string) *harness.Daemon {
-		d, err := harness.StartSite(r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", role, d.LogTail(6000))
-			}
-		})
-		return d
+		return startSite(t, r.bin, role, r.sess, filepath.Join(r.sess.Dir, role+".log"))
 	}
 	r.sec = start("secondary")
 	r.prim = start("primary")

@@ -38,16 +38,7 @@ func TestSuspensionAnsweredSurvivesPrimaryKill(t *testing.T) {
 	defer proxy.Close()
 	start := func(role, addr string) *harness.Daemon {
 		t.Helper()
-		d, err := harness.StartSite(bin, role, sess, filepath.Join(sess.Dir, role+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			d.Kill()
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", role, d.LogTail(4000))
-			}
-		})
+		d := startSite(t, bin, role, sess, filepath.Join(sess.Dir, role+".log"))
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if _, err := harness.WaitStatus(ctx, d, addr, func(control.Status) bool { return true }); err != nil {
