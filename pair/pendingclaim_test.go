@@ -90,11 +90,7 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 	})
 	t.Run("restarted", func(t *testing.T) {
 		r := deletedAndAdded(t)
-		r.mv.mu.Lock()
-		r.mv.acked, r.mv.connected = 0, false
-		r.mv.mu.Unlock()
-		r.crash()
-		r.mg.promote()
+		r.restartWithNothingAcked()
 		if p := r.pair("a"); p.Consistent != 0 {
 			t.Errorf("restarted in its first copy with nothing acknowledged yet, pair a reports consistency time %d, want none (0)", p.Consistent)
 		}
@@ -109,11 +105,7 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		if err := r.mg.save(false); err != nil {
 			t.Fatal(err)
 		}
-		r.mv.mu.Lock()
-		r.mv.acked, r.mv.connected = 0, false
-		r.mv.mu.Unlock()
-		r.crash()
-		r.mg.promote()
+		r.restartWithNothingAcked()
 		if p := r.pair("a"); p.Consistent != 0 {
 			t.Errorf("restarted in its first copy with nothing acknowledged yet, from a state claiming %d, pair a reports consistency time %d, want none (0)", p.Since, p.Consistent)
 		}
@@ -164,11 +156,7 @@ func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
 	t.Run("pending", func(t *testing.T) { resyncing(t) })
 	t.Run("restarted", func(t *testing.T) {
 		r := resyncing(t)
-		r.mv.mu.Lock()
-		r.mv.acked, r.mv.connected = 0, false
-		r.mv.mu.Unlock()
-		r.crash()
-		r.mg.promote()
+		r.restartWithNothingAcked()
 		if p := r.pair("a"); p.Consistent != 0 {
 			t.Errorf("restarted in an inconsistent resync, pair a reports consistency time %d, want none (0)", p.Consistent)
 		}
@@ -200,4 +188,15 @@ func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
 			t.Errorf("inconsistent resync done, pair a is %+v: want duplex, consistent with b as of %d", p, b.Consistent)
 		}
 	})
+}
+
+// restartWithNothingAcked crashes the primary and restarts it, its mover
+// not linked and with nothing acknowledged yet, and runs one promote.
+func (r *rig) restartWithNothingAcked() {
+	r.t.Helper()
+	r.mv.mu.Lock()
+	r.mv.acked, r.mv.connected = 0, false
+	r.mv.mu.Unlock()
+	r.crash()
+	r.mg.promote()
 }
