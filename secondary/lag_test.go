@@ -3,14 +3,17 @@ package secondary
 import (
 	"context"
 	"io"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"duplex/apply"
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
@@ -237,4 +240,74 @@ func TestIdleConsistencyTimeMovesWithTheJournaledEmptyGroup(t *testing.T) {
 	r.send(t, 5, true)
 	open()
 	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group == 2 && st.Time == int64(4*time.Millisecond) }, "the journaled empty group 2 applied")
+}
+
+// syncCounter is a file system that counts the fsyncs of the files in
+// directories named dir.
+type syncCounter struct {
+	disk.FS
+	dir   string
+	syncs *atomic.Int64
+}
+
+type syncedFile struct {
+	disk.File
+	syncs *atomic.Int64
+}
+
+func (f syncedFile) Sync() error {
+	f.syncs.Add(1)
+	return f.File.Sync()
+}
+
+func (c syncCounter) OpenFile(name string, flag int, perm fs.FileMode) (disk.File, error) {
+	f, err := c.FS.OpenFile(name, flag, perm)
+	if err != nil || filepath.Base(filepath.Dir(name)) != c.dir {
+		return f, err
+	}
+	return syncedFile{File: f, syncs: c.syncs}, nil
+}
+
+// The frames that arrive while the receiver waits (on the journal's fsync,
+// which takes hundreds of milliseconds on a busy disk, or, here, on the
+// applier) are read meanwhile, and their groups are then journaled with
+// one fsync. One fsync each, in turn, kept the consistency time behind for
+// the sum of their fsyncs after every slow one.
+func TestFramesThatArriveWhileAGroupIsJournaledShareAnFsync(t *testing.T) {
+	blocked, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open()
+	var syncs atomic.Int64
+	r := newLagRig(t, Config{OnApplied: func(g *consistency.Group) {
+		if g.Number == 1 {
+			blocked <- struct{}{}
+			<-release
+		}
+	}, FS: syncCounter{FS: disk.OS, dir: "journal", syncs: &syncs}}, nil)
+	r.send(t, 1, false)
+	select {
+	case <-blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("group 1 not applied within 30s")
+	}
+	// Group 2 waits in the applier's queue, and the receiver waits to hand
+	// group 3 over.
+	r.send(t, 2, false)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.JournaledGroup == 2 }, "group 2 journaled")
+	r.send(t, 3, false)
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.JournaledGroup == 3 }, "group 3 journaled")
+	before := syncs.Load()
+	const last = 13
+	for seq := uint64(4); seq <= last; seq++ {
+		r.send(t, seq, false)
+	}
+	// Time for the frames to be read off the link while the receiver
+	// waits; a reader slower than that still takes some of them together.
+	time.Sleep(200 * time.Millisecond)
+	open()
+	r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Group == last }, "every group applied")
+	if n := syncs.Load() - before; n >= last-3 {
+		t.Fatalf("the %d groups of the record sets that arrived while the receiver waited were journaled with %d fsyncs: want fewer", last-3, n)
+	}
 }
