@@ -9,11 +9,16 @@
 // fsynced, "applied through group G" is written to the state file atomically,
 // and journal segments that are wholly applied are removed. A crash at any
 // point leaves the volumes at a group boundary once Open has replayed the
-// journal from the state file's group, idempotently. What the secondary
-// tells a primary (its Welcome, the acknowledgements, a refusal) is decided
-// under its lock, in that order, but sent by a goroutine of the connection
-// (outbox.go): a primary that stops reading holds up nothing but its own
-// connection, which the send timeout then gives up.
+// journal from the state file's group, idempotently. The link is read
+// while a group is journaled: the groups of the record sets that arrive
+// meanwhile are journaled together, each a record of its own, with one
+// fsync (a group commit), so that a slow fsync delays the groups behind it
+// by one more fsync, not by one each. What
+// the secondary tells a primary (its Welcome, the acknowledgements, a
+// refusal) is decided under its lock, in that order, but sent by a
+// goroutine of the connection (outbox.go): a primary that stops reading
+// holds up nothing but its own connection, which the send timeout then
+// gives up.
 //
 // When a group cannot be made durable (the journal's disk is full, a write or
 // an fsync fails, a volume cannot be written), the secondary stops: it
@@ -304,6 +309,10 @@ type Secondary struct {
 	// largest record set Limits accept.
 	unzstd *transport.Decompressor
 	gated  gated
+	// pending are the groups formed and not yet journaled, to be journaled
+	// together (commitPending); guarded by mu, and empty whenever mu is
+	// let go of.
+	pending []*consistency.Group
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -1416,13 +1425,39 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	if fb, ok := conn.(transport.FrameBuffers); ok {
 		fb.SetFrameAlloc(getFrame)
 	}
+	// Frames are read on a goroutine of their own, so that the frames
+	// that arrive while a group is journaled (an fsync may take hundreds
+	// of milliseconds on a busy disk) are read meanwhile, and are then
+	// received together: their groups are journaled with one fsync,
+	// instead of one each, in turn, every one of which waited for the
+	// fsyncs of all before it.
+	frames := make(chan arrival, maxBatch)
+	done := make(chan struct{})
+	defer close(done)
+	go readFrames(conn, frames, done)
+	var batch []inbound
 	// data counts the frames of record sets and heartbeats: once one came,
 	// the primary has gone on from a Welcome and a Features frame is too
 	// late. answered: a Features frame was answered.
 	corrupt, data, answered := 0, 0, false
 	for {
-		f, err := conn.Recv()
+		if len(batch) > 0 && (len(frames) == 0 || len(batch) >= maxBatch) {
+			if err := s.receive(conn, batch, hello.Subsystems); err != nil {
+				return err
+			}
+			clear(batch)
+			batch = batch[:0]
+		}
+		a := <-frames
+		f, err := a.frame, a.err
 		if err != nil {
+			if len(batch) > 0 {
+				// What arrived before the end is received, as it would
+				// have been had it been read alone.
+				if rerr := s.receive(conn, batch, hello.Subsystems); rerr != nil {
+					return rerr
+				}
+			}
 			return err
 		}
 		if len(f) > s.maxFrame() {
@@ -1533,8 +1568,40 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.stats.RecordSetBytes += plain
 		s.stats.RecordSetWireBytes += wire
 		s.mu.Unlock()
-		if err := s.receive(conn, f, rss, beats, hello.Subsystems); err != nil {
-			return err
+		batch = append(batch, inbound{frame: f, sets: rss, beats: beats})
+	}
+}
+
+// maxBatch bounds the frames read ahead of the one being received, and
+// received together.
+const maxBatch = 64
+
+// arrival is what conn.Recv returned.
+type arrival struct {
+	frame []byte
+	err   error
+}
+
+// inbound is a frame received, with the record sets and heartbeats decoded
+// from it (which alias it).
+type inbound struct {
+	frame []byte
+	sets  []*recordset.RecordSet
+	beats []transport.Heartbeat
+}
+
+// readFrames reads conn's frames into frames until reading fails (serve
+// closes conn as it returns) or done is closed.
+func readFrames(conn transport.Conn, frames chan<- arrival, done <-chan struct{}) {
+	for {
+		f, err := conn.Recv()
+		select {
+		case frames <- arrival{f, err}:
+		case <-done:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }
@@ -1676,14 +1743,16 @@ func (s *Secondary) countCorrupt(conn transport.Conn, err error) {
 
 var errReplaced = errors.New("connection replaced by a newer one")
 
-// receive takes what one frame brought: record sets, in order, then
-// heartbeats of idle subsystems (named by their index in names, the
-// Hello's subsystems); then it forms and commits what consistency groups
-// it can, and sends one receipt.
+// receive takes what a batch of frames brought, frame by frame: record
+// sets, in order, then heartbeats of idle subsystems (named by their index
+// in names, the Hello's subsystems); then it forms and commits what
+// consistency groups it can, and sends one receipt. The frames read while
+// the last group was journaled come in one batch, and their groups are
+// journaled with one fsync.
 //
-// frame is the buffer the record sets alias; it is recycled once nothing
-// reads it (frameLedger).
-func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) error {
+// Each frame is the buffer its record sets alias; it is recycled once
+// nothing reads it (frameLedger).
+func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Another receiver handing its group over goes first: the groups of
@@ -1693,7 +1762,9 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 	if s.conn != conn {
 		return errReplaced
 	}
-	s.frames.add(frame)
+	for _, in := range batch {
+		s.frames.add(in.frame)
+	}
 	defer func() {
 		// Under s.mu, which receive lets go of only while it hands a
 		// group over, when no other receiver takes anything: every group
@@ -1704,22 +1775,196 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 		}
 	}()
 	took := false
+	for _, in := range batch {
+		ok, err := s.take(conn, in.sets, in.beats, names)
+		if err != nil {
+			// The groups formed from the frames before are journaled
+			// all the same: the Former holds them no more.
+			if cerr := s.commitPending(conn); cerr != nil {
+				return cerr
+			}
+			return err
+		}
+		if !ok {
+			continue
+		}
+		took = true
+		if err := s.formGroups(conn); err != nil {
+			return err
+		}
+	}
+	if !took {
+		return nil
+	}
+	defer s.receipt(conn)
+	return s.commitPending(conn)
+}
+
+// formGroups forms every consistency group the record sets taken so far
+// complete. One that may be journaled beside others (batchable) waits in
+// s.pending, to be journaled with the groups of the frames after it under
+// one fsync (commitPending); any other is journaled at once, after those
+// pending. Called with s.mu held, which it lets go of only while it
+// journals; s.pending is empty whenever it does.
+func (s *Secondary) formGroups(conn transport.Conn) error {
+	for {
+		if s.conn != conn {
+			// Handing a group over let go of the lock, and a newer connection
+			// took over or a fence cut this one off.
+			return errReplaced
+		}
+		if err := s.awaitRoomLocked(conn); err != nil {
+			return err
+		}
+		g, ok := s.former.Form()
+		if !ok {
+			return nil
+		}
+		if len(g.Updates) == 0 && len(s.pending) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
+			s.formedTime = g.Time
+			continue
+		}
+		if s.batchable(g) {
+			s.pending = append(s.pending, g)
+			continue
+		}
+		if err := s.commitPending(conn); err != nil {
+			return err
+		}
+		if err := s.commitOne(conn, g); err != nil {
+			return err
+		}
+	}
+}
+
+// batchable reports whether g may be journaled with other groups under one
+// fsync: nothing about it needs deciding before it is journaled (a primary
+// process new to the journal, a resync's hold, a pair-state marker) and no
+// Gate paces the journal. Called with s.mu held.
+func (s *Secondary) batchable(g *consistency.Group) bool {
+	if s.cfg.Gate != nil || s.pairs.holding() || s.ident.Instance != s.instance || s.instance == 0 {
+		return false
+	}
+	for _, u := range g.Updates {
+		if u.Kind == recordset.KindMarker {
+			return false
+		}
+	}
+	return true
+}
+
+// commitOne journals, acknowledges and applies g alone; a failure stops
+// the secondary. Called with s.mu held.
+func (s *Secondary) commitOne(conn transport.Conn, g *consistency.Group) error {
+	if err := s.commit(conn, g); err != nil {
+		return s.stopCommitting(conn, err)
+	}
+	if s.conn == conn {
+		// Not once handing g over let go of the lock and another link
+		// began: its idle time starts from its own groups.
+		s.formedTime = g.Time
+	}
+	return nil
+}
+
+// stopCommitting stops the secondary after a group could not be made
+// durable, and tells the primary why. Called with s.mu held.
+func (s *Secondary) stopCommitting(conn transport.Conn, err error) error {
+	s.stop(err)
+	s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
+	return fmt.Errorf("%w: %v", ErrStopped, err)
+}
+
+// commitPending journals the groups in s.pending, formed from the frames
+// that arrived while the last group was journaled: each appended as a
+// record of its own, then one fsync for all (a group commit), then each
+// acknowledged and handed to the applier in order, as commit does for one.
+// Nothing is acknowledged before that fsync returns. Called with s.mu held;
+// it lets go of it while it writes, as commit does (handing).
+func (s *Secondary) commitPending(conn transport.Conn) error {
+	gs := s.pending
+	s.pending = nil
+	switch len(gs) {
+	case 0:
+		return nil
+	case 1:
+		return s.commitOne(conn, gs[0])
+	}
+	if err := s.applyFailure(); err != nil {
+		return s.stopCommitting(conn, err)
+	}
+	for i, g := range gs {
+		g.Number = s.journaled.Group + 1 + uint64(i)
+	}
+	s.handing = true
+	s.mu.Unlock()
+	var err error
+	for _, g := range gs {
+		// s.buf is the receiver's while it hands over (nothing else
+		// journals meanwhile); each record is written before the next
+		// is encoded into it.
+		var parts [][]byte
+		var sum uint32
+		var buf []byte
+		if buf, parts, sum, err = consistency.EncodeGroupParts(s.buf[:0], s.cfg.Session, g); err != nil {
+			break
+		}
+		s.buf = buf[:0]
+		err = s.journal.AppendParts(g.Number, parts, sum)
+		s.journalEpoch.Add(1)
+		if err != nil {
+			err = fmt.Errorf("journal group %d: %w", g.Number, err)
+			break
+		}
+	}
+	if err == nil {
+		if err = s.journal.Sync(); err != nil {
+			err = fmt.Errorf("journal groups %d to %d: %w", gs[0].Number, gs[len(gs)-1].Number, err)
+		}
+	}
+	s.mu.Lock()
+	s.handing = false
+	s.handed.Broadcast()
+	if err != nil {
+		return s.stopCommitting(conn, err)
+	}
+	for _, g := range gs {
+		if err := s.journaledLocked(conn, g, nil); err != nil {
+			return s.stopCommitting(conn, err)
+		}
+		if s.conn == conn {
+			s.formedTime = g.Time
+		}
+	}
+	return nil
+}
+
+// take gives the Former the record sets and heartbeats of one frame, and
+// reports whether it took any. Called with s.mu held.
+func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) (took bool, err error) {
 	for _, rs := range sets {
 		if err := s.checkRecordSet(rs); err != nil {
-			return s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
+			return false, s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
 		}
 		out, err := s.former.Add(rs)
 		if errors.Is(err, consistency.ErrStale) {
 			// Taking it would drop the update. The next connection starts
 			// afresh from what is journaled, and no process is trusted to
-			// resend what is journaled any more.
+			// resend what is journaled any more: the groups formed before
+			// it are journaled first, as this process's.
+			if err := s.commitPending(conn); err != nil {
+				return false, err
+			}
+			if s.conn != conn {
+				return false, errReplaced
+			}
 			s.instance = 0
 			id := s.ident
 			id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
 			if err := s.setIdentity(id); err != nil {
 				s.log.Error("cannot record the primary's instance", "err", err)
 			}
-			return s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
+			return false, s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
 		}
 		if err != nil {
 			s.log.Warn("discarding record set", "err", err)
@@ -1745,38 +1990,7 @@ func (s *Secondary) receive(conn transport.Conn, frame []byte, sets []*recordset
 		}
 		took = true
 	}
-	if !took {
-		return nil
-	}
-	defer s.receipt(conn)
-	for {
-		if s.conn != conn {
-			// Handing a group over let go of the lock, and a newer connection
-			// took over or a fence cut this one off.
-			return errReplaced
-		}
-		if err := s.awaitRoomLocked(conn); err != nil {
-			return err
-		}
-		g, ok := s.former.Form()
-		if !ok {
-			return nil
-		}
-		if len(g.Updates) == 0 && time.Since(s.lastJournal) < s.cfg.Checkpoint {
-			s.formedTime = g.Time
-			continue
-		}
-		if err := s.commit(conn, g); err != nil {
-			s.stop(err)
-			s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
-			return fmt.Errorf("%w: %v", ErrStopped, err)
-		}
-		if s.conn == conn {
-			// Not once handing g over let go of the lock and another link
-			// began: its idle time starts from its own groups.
-			s.formedTime = g.Time
-		}
-	}
+	return took, nil
 }
 
 // receipt tells the primary what arrived in order, so that it retransmits
@@ -1876,6 +2090,13 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			s.log.Error("cannot record the primary process whose group was journaled", "group", g.Number, "err", err)
 		}
 	}
+	return s.journaledLocked(conn, g, rel)
+}
+
+// journaledLocked acknowledges g, journaled and synced, and hands it to the
+// applier (or holds it, while a resync holds the volumes); rel is the hold
+// journaling it gave up, if any. Called with s.mu held.
+func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, rel *holdRelease) error {
 	s.lastJournal = time.Now()
 	if s.stats.LastError != "" && s.stats.LastErrorAt.Before(s.linkedAt) {
 		s.stats.LastError, s.stats.LastErrorAt = "", time.Time{}
