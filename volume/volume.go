@@ -20,7 +20,7 @@
 // A block device is never created, truncated or resized; its size is the
 // device's. It is opened exclusively (O_EXCL), so a device that is mounted or
 // held by another program is refused instead of written under it. Writes go
-// through the page cache as they do for a file, and Flush (fsync) writes it
+// through the page cache as they do for a file, and Flush (fdatasync) writes it
 // back and flushes the device's write cache.
 package volume
 
@@ -482,13 +482,26 @@ func (v *Volume) IsHole(off, length int64) (bool, error) {
 	return next >= off+length, nil
 }
 
-// Flush makes every completed write durable. On a block device the fsync
-// writes back the device's page cache and flushes its volatile write cache.
+// Flush makes every completed write durable. On a block device it writes
+// back the device's page cache and flushes its volatile write cache. It is
+// an fdatasync, not an fsync: an overwrite changes only the file's times,
+// and fsync would wait for a commit of the file system's journal for them,
+// behind every other file's metadata (the secondary's journal among them,
+// whose fsyncs it then holds up); the data and what reading it back needs
+// (allocation, size) are made durable either way.
 func (v *Volume) Flush() error {
-	if err := v.f.Sync(); err != nil {
-		return fmt.Errorf("volume %s: fsync: %w", v.path, err)
+	if err := v.control(func(fd int) error { return ignoringEINTR(func() error { return syscall.Fdatasync(fd) }) }); err != nil {
+		return fmt.Errorf("volume %s: fdatasync: %w", v.path, err)
 	}
 	return nil
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
 }
 
 // Close closes the device or image file.
