@@ -290,9 +290,12 @@ type Secondary struct {
 	// group the state file names; ckMu orders the checkpoints (the
 	// checkpointer's, Fence's, Close's) and guards stateGroup and
 	// lastCheckpoint.
-	ckMu           sync.Mutex
-	flushMu        sync.Mutex
-	unflushed      map[string]apply.Target
+	ckMu      sync.Mutex
+	flushMu   sync.Mutex
+	unflushed map[string]apply.Target
+	// unstarted are the volumes written since the checkpointer last
+	// started their writeback (startWriteback), guarded by flushMu.
+	unstarted      map[string]apply.Target
 	stateGroup     uint64
 	lastCheckpoint time.Time
 	stats          Stats
@@ -503,7 +506,7 @@ func Open(cfg Config) (*Secondary, error) {
 		}
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
-		unflushed: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
+		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
@@ -791,6 +794,7 @@ func (s *Secondary) applyLocked(jobs []applyJob) error {
 		s.flushMu.Lock()
 		for name, t := range touched {
 			s.unflushed[name] = t
+			s.unstarted[name] = t
 		}
 		s.flushMu.Unlock()
 		var n uint64
@@ -971,8 +975,31 @@ func (s *Secondary) applier() {
 	}
 }
 
+// startWriteback starts writing back what the groups applied since the
+// last call wrote, so that the next checkpoint's fsync of the volumes is
+// short: a burst of every page written over CheckpointEvery queues on the
+// disk beside the journal's fsync of the next group, and holds it up. The
+// checkpointer calls it, not the applier: sync_file_range waits when the
+// disk's queue is full, and an applier waiting on it held the consistency
+// time back by as much. It makes nothing durable (the checkpoint still
+// fsyncs), so a failure is only logged: that fsync reports it.
+func (s *Secondary) startWriteback() {
+	s.flushMu.Lock()
+	touched := s.unstarted
+	if len(touched) == 0 {
+		s.flushMu.Unlock()
+		return
+	}
+	s.unstarted = map[string]apply.Target{}
+	s.flushMu.Unlock()
+	if err := apply.StartWriteback(touched); err != nil {
+		s.log.Warn("cannot start writing the applied groups back", "err", err)
+	}
+}
+
 // checkpointer checkpoints every CheckpointEvery while groups are applied,
-// beside the applier, which goes on applying meanwhile. A checkpoint that
+// beside the applier, which goes on applying meanwhile, and after each
+// group applied starts writing it back (startWriteback). A checkpoint that
 // fails stops the secondary as a failed apply does.
 func (s *Secondary) checkpointer() {
 	defer close(s.ckDone)
@@ -980,6 +1007,7 @@ func (s *Secondary) checkpointer() {
 		if s.applyFailure() != nil {
 			continue
 		}
+		s.startWriteback()
 		if err := s.checkpointIfDue(); err != nil {
 			s.failApplying(err)
 		}

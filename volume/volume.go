@@ -496,6 +496,21 @@ func (v *Volume) Flush() error {
 	return nil
 }
 
+// StartWriteback starts writing the volume's dirty pages back without
+// waiting for them (sync_file_range, SYNC_FILE_RANGE_WRITE), and makes
+// nothing durable. The secondary calls it after each group it applies, so
+// that a checkpoint's Flush finds little left to write, rather than every
+// page written since the last one in a burst beside the journal's fsync.
+func (v *Volume) StartWriteback() error {
+	const syncFileRangeWrite = 2 // SYNC_FILE_RANGE_WRITE
+	if err := v.control(func(fd int) error {
+		return ignoringEINTR(func() error { return syscall.SyncFileRange(fd, 0, 0, syncFileRangeWrite) })
+	}); err != nil {
+		return fmt.Errorf("volume %s: start writeback: %w", v.path, err)
+	}
+	return nil
+}
+
 func ignoringEINTR(fn func() error) error {
 	for {
 		if err := fn(); !errors.Is(err, syscall.EINTR) {

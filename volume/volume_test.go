@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -325,5 +326,33 @@ func TestWriteVAtWritesBuffersBackToBack(t *testing.T) {
 	one := make([]byte, 1)
 	if err := v.ReadAt(one, 0); err != nil || one[0] != 0 {
 		t.Fatalf("a refused vectored write wrote its first byte (%v)", err)
+	}
+}
+
+// StartWriteback only starts writing back: the data reads back the same,
+// and Flush then makes it durable; on a closed volume it fails with the
+// volume's name, not silently.
+func TestStartWritebackThenFlush(t *testing.T) {
+	v, err := Open(filepath.Join(t.TempDir(), "v.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0xcd}, 8192)
+	if err := v.WriteAt(data, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.StartWriteback(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if err := v.ReadAt(got, 4096); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after starting the writeback: err %v, equal %v", err, bytes.Equal(got, data))
+	}
+	if err := v.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if err := v.StartWriteback(); err == nil || !strings.Contains(err.Error(), "v.img") {
+		t.Fatalf("StartWriteback of a closed volume: %v, want an error naming it", err)
 	}
 }
