@@ -104,7 +104,7 @@ func TestSitesDependentWritesCompressed(t *testing.T) {
 	dir := t.TempDir()
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Interval = config.Duration(2 * time.Millisecond)
-		c.Primary.SidefileLimit = 2 * config.MiB
+		c.Primary.SidefileLimit = config.MiB
 		c.Primary.Compression, c.Primary.CompressionLevel = "zstd", 1
 	})
 	net := transport.NewMemNetwork(1, transport.Faults{})
