@@ -104,6 +104,10 @@ func TestSitesDependentWritesCompressed(t *testing.T) {
 	dir := t.TempDir()
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Interval = config.Duration(2 * time.Millisecond)
+		// The least sidefile the config takes paces the clients: the
+		// record sets the primary compresses under the race detector,
+		// two of 2 MiB, held groups for seconds apart at a load of 10
+		// and for over 30 s, the stall limit, at 55.
 		c.Primary.SidefileLimit = config.MiB
 		c.Primary.Compression, c.Primary.CompressionLevel = "zstd", 1
 	})
