@@ -188,3 +188,37 @@ func TestDrillEndsWithItsSecondary(t *testing.T) {
 		t.Errorf("after drill stop, the record: %v", err)
 	}
 }
+
+// TestDrillStartedWhileTheSecondaryStops: a drill start the control
+// server received just before the secondary stopped runs on after Run
+// returned (the HTTP server's shutdown does not wait for its handlers).
+// It must not leave a drill behind: an NBD listener nobody closes, a
+// view of a closed secondary, a scratch file and a record that the next
+// start takes for a drill the stop ended.
+func TestDrillStartedWhileTheSecondaryStops(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Secondary.DrillNBD = "127.0.0.1:0"
+	cfg.Secondary.DrillBytes = config.Size(1 << 20)
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	cancel()
+	<-done
+	res, err := s.Drill(control.DrillRequest{})
+	if d := s.drills.d; d != nil {
+		d.close()
+		t.Errorf("a drill started after the secondary stopped runs on %s, its listener and scratch file open: %+v, %v", d.ln.Addr(), res, err)
+	}
+	if err == nil {
+		t.Error("a drill start after the secondary stopped succeeded")
+	}
+	for _, f := range []string{DrillScratchPath(cfg), drillRecordPath(DrillScratchPath(cfg))} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after a drill start refused by the stop, %s: %v", filepath.Base(f), err)
+		}
+	}
+}
