@@ -73,6 +73,11 @@ type drillState struct {
 	mu    sync.Mutex
 	d     *drill
 	ended string
+	// closed is set by closeDrill: a start whose control request was in
+	// flight when the site stopped runs on after Run returned (the
+	// control server's shutdown does not wait for its handlers), and
+	// would leave a drill nobody closes.
+	closed bool
 }
 
 // drillRecord is drill.json beside the scratch file while a drill runs: a
@@ -130,6 +135,9 @@ func (s *Secondary) startDrill(at string) (control.DrillResult, error) {
 	}
 	s.drills.mu.Lock()
 	defer s.drills.mu.Unlock()
+	if s.drills.closed {
+		return control.DrillResult{}, errors.New("drill: the secondary is stopping")
+	}
 	if d := s.drills.d; d != nil {
 		return d.result(), fmt.Errorf("drill: a drill of group %d runs on %s: duplex drill stop ends it first", d.view.Group, d.ln.Addr())
 	}
@@ -232,11 +240,13 @@ func (s *Secondary) drillStatus() (*control.DrillResult, string) {
 	return &r, ""
 }
 
-// closeDrill ends a drill left running when the site stops. Its record
-// stays: the next start reports that the drill ended.
+// closeDrill ends a drill left running when the site stops, and refuses
+// the starts that come after. Its record stays: the next start reports
+// that the drill ended.
 func (s *Secondary) closeDrill() {
 	s.drills.mu.Lock()
 	defer s.drills.mu.Unlock()
+	s.drills.closed = true
 	if s.drills.d != nil {
 		s.drills.d.log.Warn("failover drill ended: the secondary stops, and a drill does not outlive it; its writes are discarded",
 			"group", s.drills.d.view.Group)
