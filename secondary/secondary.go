@@ -172,6 +172,9 @@ type Secondary struct {
 	// testPinAtReading, if set, is called as PinAt begins to read the
 	// undo of the groups after its point (tests).
 	testPinAtReading func()
+	// testPinAtRead, if set, is called once PinAt has read that undo,
+	// before it lays it under the view (tests).
+	testPinAtRead func()
 
 	// frames recycles the received frame buffers (frames.go).
 	frames frameLedger

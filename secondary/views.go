@@ -122,6 +122,9 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 		s.testPinAtReading()
 	}
 	over, err := h.Overlays(p, through, s.rviews.viewBound(), sc)
+	if err == nil && s.testPinAtRead != nil {
+		s.testPinAtRead()
+	}
 	if err == nil {
 		err = s.rviews.layUnder(v, over, p)
 	}
