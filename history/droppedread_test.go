@@ -19,7 +19,7 @@ func TestOverlaysOfUndoDroppedBeforeTheRead(t *testing.T) {
 		if err := l.Gap(Header{Group: 4, Time: 4}); err != nil {
 			t.Fatal(err)
 		}
-		os, err := l.Overlays(Whole(1), through, 1<<30, nil)
+		os, err := l.Overlays(Whole(1), through, 1<<30, nil, nil)
 		if !errors.Is(err, ErrOutside) {
 			t.Fatalf("the undo of groups 2 and 3, dropped by a gap before it was read: %d overlays, %v; want ErrOutside", len(os), err)
 		}
@@ -50,7 +50,7 @@ func TestOverlaysOfUndoDroppedBeforeTheRead(t *testing.T) {
 		if p, _ := l.Oldest(); p.Group <= 2 {
 			t.Fatalf("the trim left group %d, want groups 2 and 3 gone", p.Group)
 		}
-		os, err := l.Overlays(from, through, 1<<30, nil)
+		os, err := l.Overlays(from, through, 1<<30, nil, nil)
 		if !errors.Is(err, ErrOutside) {
 			t.Fatalf("the undo after group %d, trimmed before it was read: %d overlays, %v; want ErrOutside", from.Group, len(os), err)
 		}

@@ -761,9 +761,12 @@ var ErrTooLarge = errors.New("the undo is larger than allowed")
 // spilled Overlays whose images go to spill: laid over the volumes'
 // content as of through, they read the volumes as of to, as Undo would
 // leave them, without writing to them. The Overlays hold at most maxBytes
-// of memory (ErrTooLarge). A group after to trimmed meanwhile fails it
-// (ErrOutside), never leaves a byte of the past unread.
-func (l *Log) Overlays(to, through Point, maxBytes int64, spill *Scratch) (map[string]*Overlay, error) {
+// of memory (ErrTooLarge); count, if set, is told of the memory they take
+// as they take it, and its error stops the read: a caller bounding the
+// memory of many readers counts it before the read is over. A group
+// after to trimmed meanwhile fails it (ErrOutside), never leaves a byte
+// of the past unread.
+func (l *Log) Overlays(to, through Point, maxBytes int64, spill *Scratch, count func(n int64) error) (map[string]*Overlay, error) {
 	out := map[string]*Overlay{}
 	var held int64
 	err := l.replayAfter(to, through, func(r *Record) error {
@@ -778,8 +781,14 @@ func (l *Log) Overlays(to, through Point, maxBytes int64, spill *Scratch) (map[s
 			if err := o.add(e, false); err != nil {
 				return fmt.Errorf("history: the data changed since group %d: %w", to.Group, err)
 			}
-			if held += o.Bytes() - before; held > maxBytes {
+			n := o.Bytes() - before
+			if held += n; held > maxBytes {
 				return fmt.Errorf("history: the data changed since group %d is more than %d MiB: %w", to.Group, maxBytes>>20, ErrTooLarge)
+			}
+			if count != nil {
+				if err := count(n); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -187,7 +187,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 	defer sc.Close()
 	for _, spill := range []*Scratch{nil, sc} {
 		for _, to := range []uint64{40, 39, 25, 12, 1, 0} {
-			os, err := l.Overlays(Whole(to), Whole(math.MaxUint64), 1<<30, spill)
+			os, err := l.Overlays(Whole(to), Whole(math.MaxUint64), 1<<30, spill, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +204,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 			}
 		}
 	}
-	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 4096, nil); !errors.Is(err, ErrTooLarge) {
+	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 4096, nil, nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Overlays past their bound: %v", err)
 	}
 	small, err := CreateScratch(filepath.Join(t.TempDir(), "small"), 4096)
@@ -212,7 +212,7 @@ func TestUndoToEveryPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer small.Close()
-	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 1<<30, small); !errors.Is(err, ErrScratchFull) {
+	if _, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 1<<30, small, nil); !errors.Is(err, ErrScratchFull) {
 		t.Fatalf("spilled Overlays past their Scratch's limit: %v", err)
 	}
 	if err := l.Close(); err != nil {

@@ -37,7 +37,7 @@ func TestOverlaysHoldWhatTheyCount(t *testing.T) {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	os, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 1<<30, nil)
+	os, err := l.Overlays(Whole(0), Whole(math.MaxUint64), 1<<30, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestOverlaysOfALogResetWhileRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Overlays(Whole(1), through, 1<<30, nil); !errors.Is(err, ErrOutside) {
+	if _, err := l.Overlays(Whole(1), through, 1<<30, nil, nil); !errors.Is(err, ErrOutside) {
 		t.Fatalf("the undo after group 1 read while the history was dropped: %v, want ErrOutside", err)
 	}
 }
@@ -73,7 +73,7 @@ func TestOverlaysOfALogTrimmedWhileRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.Overlays(Whole(1), through, 1<<30, nil); !errors.Is(err, ErrOutside) {
+	if _, err := l.Overlays(Whole(1), through, 1<<30, nil, nil); !errors.Is(err, ErrOutside) {
 		t.Fatalf("the undo after group 1 read while the history was trimmed: %v, want ErrOutside", err)
 	}
 }

@@ -55,7 +55,7 @@ func TestUndoToEveryStep(t *testing.T) {
 	}
 	newest, _ := l.Newest()
 	for _, p := range points {
-		os, err := l.Overlays(p, newest, 1<<30, nil)
+		os, err := l.Overlays(p, newest, 1<<30, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -72,7 +72,7 @@ func TestOverlaysTrimmedWhileRead(t *testing.T) {
 		trimmed = true
 	}
 	fsys.mu.Unlock()
-	_, err = l.Overlays(p, Whole(math.MaxUint64), 64<<20, nil)
+	_, err = l.Overlays(p, Whole(math.MaxUint64), 64<<20, nil, nil)
 	if !trimmed {
 		t.Fatal("no segment was opened for reading")
 	}

@@ -82,7 +82,7 @@ func TestOverlaysOverWhatAViewKept(t *testing.T) {
 					group(g, kept)
 					g++
 				}
-				os, err := l.Overlays(p, through, 1<<30, sc)
+				os, err := l.Overlays(p, through, 1<<30, sc, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -32,15 +32,18 @@ func (v *ReadView) Reserve(n int64) error {
 // Charge counts n bytes (fewer with n < 0) its owner holds for the view
 // against the view's bound and the budget of all views, as the view's own
 // index is: past the budget, the views holding the most are given up.
-func (v *ReadView) Charge(n int64) {
-	r := &v.s.rviews
+func (v *ReadView) Charge(n int64) { v.s.rviews.charge(v, n) }
+
+// charge is Charge, returning why v is given up, if it is.
+func (r *readViews) charge(v *ReadView, n int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if v.gone != nil {
-		return
+		return v.gone
 	}
 	v.held += n
 	r.trim()
+	return v.gone
 }
 
 // Held is the memory counted against the view's bound.

@@ -121,7 +121,9 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if s.testPinAtReading != nil {
 		s.testPinAtReading()
 	}
-	over, err := h.Overlays(p, through, s.rviews.viewBound(), sc)
+	// What the undo takes counts as it is read: views opened at once
+	// hold it all before any is merged.
+	over, err := h.Overlays(p, through, s.rviews.viewBound(), sc, func(n int64) error { return s.rviews.charge(v, n) })
 	if err == nil && s.testPinAtRead != nil {
 		s.testPinAtRead()
 	}
