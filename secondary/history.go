@@ -26,6 +26,10 @@ type HistoryConfig struct {
 	// that recover --at TIME reaches within an interval of TIME whatever
 	// the groups' length. Zero: one point per group.
 	Interval time.Duration
+	// Left, with Dir empty, is where a history was kept before it was
+	// turned off: Open finishes from it a recover --at stopped part-way
+	// (finishRecoverTo), and keeps no history.
+	Left string
 }
 
 // ErrNoHistory is returned by RecoverTo on a secondary that keeps none.

@@ -165,6 +165,31 @@ func TestOpenAfterAnInterruptedRecoverTo(t *testing.T) {
 	}
 }
 
+// A recover --at stopped part-way, then history turned off in the config
+// ([secondary] history = 0): whatever opens the secondary next kept no
+// history and served or promoted the volumes part-way back, under the
+// point's name, and said nothing. The history kept before is still on
+// disk: Open must finish the undo from it, or refuse.
+func TestOpenWithHistoryOffAfterAnInterruptedRecoverTo(t *testing.T) {
+	dir := t.TempDir()
+	fillVolume(t, dir)
+	hist := historyOf(dir)
+	const n = 5
+	interruptRecoverTo(t, dir, hist, n)
+
+	sec, v := openStopped(t, dir, HistoryConfig{Left: hist.Dir})
+	defer v.Close()
+	defer sec.Close()
+	st := sec.Stats()
+	if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
+		t.Fatalf("opened with history off after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
+			st.Group, n, got, want, st.Group)
+	}
+	if st.History {
+		t.Error("a secondary whose history is off keeps one")
+	}
+}
+
 // A coupled secondary whose Gate's limit is inside a group formed over many
 // intervals holds the group through the limit, and the group's undo, in
 // steps, was captured before its first part was applied: a view of a time

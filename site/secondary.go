@@ -111,10 +111,11 @@ func HistoryDir(cfg *config.Config) string {
 }
 
 // HistoryOf is the secondary's history as the config sets it: none when
-// [secondary] history is left out or 0.
+// [secondary] history is left out or 0, but the directory of one kept
+// before, for a recover --at it stopped part-way.
 func HistoryOf(cfg *config.Config) secondary.HistoryConfig {
 	if cfg.Secondary.History <= 0 {
-		return secondary.HistoryConfig{}
+		return secondary.HistoryConfig{Left: HistoryDir(cfg)}
 	}
 	return secondary.HistoryConfig{Dir: HistoryDir(cfg), Window: time.Duration(cfg.Secondary.History), MaxBytes: int64(cfg.Secondary.HistoryBytes),
 		Interval: time.Duration(cfg.Interval)}
