@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"syscall"
 	"time"
 
 	"duplex/apply"
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/history"
 	"duplex/recordset"
 )
@@ -50,7 +52,7 @@ func (s *Secondary) openHistory() error {
 	}
 	hc := s.cfg.History
 	if hc.Dir == "" {
-		return nil
+		return s.finishRecoverToLeft(hc.Left)
 	}
 	l, err := history.Open(hc.Dir, history.Options{Window: hc.Window, MaxBytes: hc.MaxBytes, FS: s.cfg.FS})
 	if err != nil {
@@ -123,6 +125,37 @@ func (s *Secondary) finishRecoverTo() error {
 	}
 	s.log.Warn("finished a recover --at stopped part-way: the volumes are at the group it named",
 		"group", d.Group, "consistency_time", fmtTime(d.Time))
+	return nil
+}
+
+// finishRecoverToLeft is finishRecoverTo for a secondary whose history was
+// turned off after a recover --at stopped part-way: nothing else would
+// take the volumes the rest of the way, and they would be served or
+// promoted part-way back under the point's name. The history kept before,
+// in dir, still holds the undo; it is read for that alone.
+func (s *Secondary) finishRecoverToLeft(dir string) error {
+	d := s.durable
+	if dir == "" || s.ident.Fenced == "" || d.RecoveredFrom == 0 {
+		return nil
+	}
+	if _, err := disk.Or(s.cfg.FS).Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	l, err := history.Open(dir, history.Options{FS: s.cfg.FS})
+	if err != nil {
+		return fmt.Errorf("secondary: a recover --at took the volumes back to group %d, and history is off now: reading the history kept before, "+
+			"to check that it finished: %w; set [secondary] history again and run duplex recover --at", d.Group, err)
+	}
+	s.hist = l
+	defer s.closeHistory()
+	if !l.Beyond(history.Point{Group: d.Group, Time: d.Time}) {
+		return nil
+	}
+	s.log.Warn("history is off ([secondary] history), but a recover --at stopped part-way left the volumes part-way back to the group it named: "+
+		"finishing it from the history kept before", "group", d.Group, "consistency_time", fmtTime(d.Time), "history", dir)
+	if err := s.finishRecoverTo(); err != nil {
+		return fmt.Errorf("%w (history is off: set [secondary] history again first)", err)
+	}
 	return nil
 }
 
