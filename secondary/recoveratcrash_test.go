@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -297,4 +298,36 @@ func manyIntervalsThroughTheGateLimit(t *testing.T) heldThroughTheLimit {
 	gate.set(limit)
 	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
 	return heldThroughTheLimit{dir: dir, hist: hist, r: r, all: all, limit: limit}
+}
+
+// The window status shows ends at the newest point recover --at and views
+// reach. A coupled secondary whose Gate's limit is inside a group holds
+// that group through the limit, and both reach its steps up to the limit:
+// status ended the window at the applied group's time, the group before,
+// however long before the limit, so that an operator reading it would
+// not ask for a time recover --at reaches.
+func TestHistoryWindowEndsAtTheNewestPointBeforeTheGateLimit(t *testing.T) {
+	h := manyIntervalsThroughTheGateLimit(t)
+	r := h.r
+	defer r.close(t)
+	newest := r.sec.Stats().HistoryNewest
+	v, err := r.sec.PinAt(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Time != newest {
+		t.Errorf("a view of the window's newest time %v reads %v", time.Duration(newest), time.Duration(v.Time))
+	}
+	v.Close()
+	if _, err := r.sec.FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.sec.RecoverTo(math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Time != newest {
+		t.Errorf("status ends the history window at %v, the Gate's limit at %v; recover --at a later time reaches %v (group %d)",
+			time.Duration(newest), time.Duration(h.limit), time.Duration(st.Time), st.Group)
+	}
 }
