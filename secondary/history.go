@@ -290,7 +290,13 @@ func (s *Secondary) historyStats(st *Stats, durable apply.State) {
 		return
 	}
 	st.History = true
+	// The newest point recover --at and views reach: with part of the
+	// next group applied through a coupled Gate's limit (st.Time is
+	// then its time), its newest step at or before the limit.
 	st.HistoryNewest = durable.Time
+	if p, ok := s.stepInPart(st.Time, durable, st.Time); ok {
+		st.HistoryNewest = p.Time
+	}
 	st.HistoryBytes = s.hist.Bytes()
 	if p, ok := s.hist.Oldest(); ok && p.Group <= durable.Group {
 		st.HistoryOldest, st.HistoryOldestGroup = p.Time, p.Group
@@ -438,6 +444,11 @@ func (s *Secondary) pointInPart(t int64, cur apply.State) (history.Point, bool) 
 	s.posMu.Lock()
 	partial := s.gated.partial
 	s.posMu.Unlock()
+	return s.stepInPart(t, cur, partial)
+}
+
+// stepInPart is pointInPart for the volumes applied through partial.
+func (s *Secondary) stepInPart(t int64, cur apply.State, partial int64) (history.Point, bool) {
 	if partial <= cur.Time {
 		return history.Point{}, false
 	}

@@ -420,15 +420,16 @@ type Stats struct {
 	RecordSetWireBytes uint64
 
 	// History says how far back RecoverTo reaches: from HistoryOldest
-	// (Unix ns, of group HistoryOldestGroup) to the applied group's time;
+	// (Unix ns, of group HistoryOldestGroup) to HistoryNewest;
 	// HistoryOldest is 0 without history or before any group is kept.
 	History            bool
 	HistoryOldest      int64
 	HistoryOldestGroup uint64
 	HistoryBytes       int64
-	// HistoryNewest is the applied group's time: Time also counts a part
-	// of the next group applied through a Gate's limit, which RecoverTo
-	// does not keep.
+	// HistoryNewest is the newest point RecoverTo and PinAt reach: the
+	// applied group's time or, with part of the next group applied
+	// through a Gate's limit, its newest step at or before the limit
+	// (Time counts the part, through the limit itself).
 	HistoryNewest int64
 }
 
