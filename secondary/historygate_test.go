@@ -223,22 +223,30 @@ func TestReadViewsWithinTheirBudget(t *testing.T) {
 	}
 }
 
-// A read view of a past time reads the volumes as of the newest group at
-// or before it, and goes on doing so while later groups are applied; a
-// time before the history's oldest group is refused with the window, and
-// a secondary without history refuses any.
-func TestReadViewAtAPastTime(t *testing.T) {
+// threeGroupsWithHistory is a secondary keeping history that applied
+// groups 1 to 3 (r.send's), held by the gate it returns.
+func threeGroupsWithHistory(t *testing.T) (*gateRig, *testGate) {
+	t.Helper()
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	gate := newTestGate(0)
 	r := openGateRigWith(t, dir, gate, historyOf(dir))
-	defer r.close(t)
 	for seq := uint64(1); seq <= 3; seq++ {
 		r.send(t, seq)
 	}
 	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
 	gate.set(int64(3 * time.Millisecond))
 	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	return r, gate
+}
+
+// A read view of a past time reads the volumes as of the newest group at
+// or before it, and goes on doing so while later groups are applied; a
+// time before the history's oldest group is refused with the window, and
+// a secondary without history refuses any.
+func TestReadViewAtAPastTime(t *testing.T) {
+	r, gate := threeGroupsWithHistory(t)
+	defer r.close(t)
 	at := func(ts time.Duration) *ReadView {
 		v, err := r.sec.PinAt(int64(ts))
 		if err != nil {
@@ -283,18 +291,9 @@ func TestReadViewAtAPastTimeWithoutHistory(t *testing.T) {
 // A view of a past time that would take the views past their budget is
 // refused when it is opened, not given up at its first read.
 func TestReadViewAtAPastTimePastTheBudget(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	gate := newTestGate(0)
-	r := openGateRigWith(t, dir, gate, historyOf(dir))
+	r, _ := threeGroupsWithHistory(t)
 	defer r.close(t)
 	r.sec.rviews.budget = 12 << 10
-	for seq := uint64(1); seq <= 3; seq++ {
-		r.send(t, seq)
-	}
-	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
-	gate.set(int64(3 * time.Millisecond))
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
 	current, err := r.sec.Pin()
 	if err != nil {
 		t.Fatal(err)

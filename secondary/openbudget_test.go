@@ -12,17 +12,8 @@ import (
 // once held up to MaxViewBytes of undo outside the budget, so that many
 // concurrent opens took the secondary's memory far past it.
 func TestPinAtCountsTheUndoItReadsAgainstTheBudget(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	gate := newTestGate(0)
-	r := openGateRigWith(t, dir, gate, historyOf(dir))
+	r, _ := threeGroupsWithHistory(t)
 	defer r.close(t)
-	for seq := uint64(1); seq <= 3; seq++ {
-		r.send(t, seq)
-	}
-	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
-	gate.set(int64(3 * time.Millisecond))
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
 
 	// A view of group 2 holds group 3's undo, its two blocks, 8 KiB, and
 	// their index: the budget is room for one such view, not two.

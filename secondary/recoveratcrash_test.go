@@ -93,11 +93,23 @@ func interruptRecoverTo(t *testing.T, dir string, hist HistoryConfig, n int) {
 // --at of n groups interruptRecoverTo stopped part-way.
 func openAfterInterruptedRecoverTo(t *testing.T, n int) (*Secondary, *volume.Volume) {
 	t.Helper()
+	return openAfterInterruptedRecoverToWith(t, n, false)
+}
+
+// openAfterInterruptedRecoverToWith is openAfterInterruptedRecoverTo,
+// with off the history turned off in the config since: only the directory
+// of the history kept before is known.
+func openAfterInterruptedRecoverToWith(t *testing.T, n int, off bool) (*Secondary, *volume.Volume) {
+	t.Helper()
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	hist := historyOf(dir)
 	interruptRecoverTo(t, dir, hist, n)
-	sec, v := openStopped(t, dir, hist)
+	open := hist
+	if off {
+		open = HistoryConfig{Left: hist.Dir}
+	}
+	sec, v := openStopped(t, dir, open)
 	t.Cleanup(func() {
 		sec.Close()
 		v.Close()
@@ -146,48 +158,33 @@ func TestRecoverToRunAgainAfterAnInterruptedUndo(t *testing.T) {
 // recover --at: the secondary daemon, a plain recover and promote all open
 // the secondary, and served or promoted the volumes as they were, under
 // the point's name, a mix of two states the primary never had. Open must
-// finish taking them to the point, or refuse.
+// finish taking them to the point, or refuse. So too with history turned
+// off in the config since ([secondary] history = 0): kept no history, the
+// secondary said nothing; the history kept before is still on disk, and
+// the undo is finished from it.
 func TestOpenAfterAnInterruptedRecoverTo(t *testing.T) {
-	const n = 5
-	sec, v := openAfterInterruptedRecoverTo(t, n)
-	st := sec.Stats()
-	if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
-		t.Fatalf("opened after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
-			st.Group, n, got, want, st.Group)
-	}
-	got := make([]byte, n)
-	for k := 1; k <= n; k++ {
-		if err := sec.ReadAt("vol1", got[k-1:k], int64(k*regionBytes)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if want := groupRegions(st.Group, n); !bytes.Equal(got, want) {
-		t.Fatalf("opened after an interrupted recover --at: at group %d, reads of groups 1..%d's regions % x, want % x", st.Group, n, got, want)
-	}
-}
-
-// A recover --at stopped part-way, then history turned off in the config
-// ([secondary] history = 0): whatever opens the secondary next kept no
-// history and served or promoted the volumes part-way back, under the
-// point's name, and said nothing. The history kept before is still on
-// disk: Open must finish the undo from it, or refuse.
-func TestOpenWithHistoryOffAfterAnInterruptedRecoverTo(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	hist := historyOf(dir)
-	const n = 5
-	interruptRecoverTo(t, dir, hist, n)
-
-	sec, v := openStopped(t, dir, HistoryConfig{Left: hist.Dir})
-	defer v.Close()
-	defer sec.Close()
-	st := sec.Stats()
-	if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
-		t.Fatalf("opened with history off after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
-			st.Group, n, got, want, st.Group)
-	}
-	if st.History {
-		t.Error("a secondary whose history is off keeps one")
+	for _, off := range []bool{false, true} {
+		t.Run(map[bool]string{false: "history on", true: "history off"}[off], func(t *testing.T) {
+			const n = 5
+			sec, v := openAfterInterruptedRecoverToWith(t, n, off)
+			st := sec.Stats()
+			if got, want := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, want) {
+				t.Fatalf("opened after an interrupted recover --at: at group %d, regions of groups 1..%d hold % x, want % x (group %d's)",
+					st.Group, n, got, want, st.Group)
+			}
+			got := make([]byte, n)
+			for k := 1; k <= n; k++ {
+				if err := sec.ReadAt("vol1", got[k-1:k], int64(k*regionBytes)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if want := groupRegions(st.Group, n); !bytes.Equal(got, want) {
+				t.Fatalf("opened after an interrupted recover --at: at group %d, reads of groups 1..%d's regions % x, want % x", st.Group, n, got, want)
+			}
+			if st.History == off {
+				t.Errorf("opened with history off %v: keeps one: %v", off, st.History)
+			}
+		})
 	}
 }
 

@@ -127,6 +127,19 @@ func TestDrillKeepsItsStateInItsScratchFile(t *testing.T) {
 	}
 }
 
+// runStoppable runs a secondary of cfg; stop ends its Run and waits for it.
+func runStoppable(t *testing.T, cfg *config.Config) (s *Secondary, stop func()) {
+	t.Helper()
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	return s, func() { cancel(); <-done }
+}
+
 // TestDrillEndsWithItsSecondary: a drill does not outlive its secondary
 // (its before images are those of the groups applied while the process
 // ran, not synced): after a stop, or a kill -9 that leaves its scratch
@@ -136,18 +149,7 @@ func TestDrillEndsWithItsSecondary(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.DrillNBD = "127.0.0.1:0"
 	cfg.Secondary.DrillBytes = config.Size(1 << 20)
-	start := func() (*Secondary, func()) {
-		t.Helper()
-		s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); s.Run(ctx) }()
-		return s, func() { cancel(); <-done }
-	}
-	s, stop := start()
+	s, stop := runStoppable(t, cfg)
 	res, err := s.Drill(control.DrillRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +163,7 @@ func TestDrillEndsWithItsSecondary(t *testing.T) {
 	if err := os.WriteFile(scratch, []byte("left by a killed secondary"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, stop = start()
+	s, stop = runStoppable(t, cfg)
 	defer stop()
 	ended := s.Status().DrillEnded
 	for _, w := range []string{"ended when the secondary stopped", "does not outlive", "duplex drill start"} {
@@ -199,15 +201,8 @@ func TestDrillStartedWhileTheSecondaryStops(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.DrillNBD = "127.0.0.1:0"
 	cfg.Secondary.DrillBytes = config.Size(1 << 20)
-	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); s.Run(ctx) }()
-	cancel()
-	<-done
+	s, stop := runStoppable(t, cfg)
+	stop()
 	res, err := s.Drill(control.DrillRequest{})
 	if d := s.drills.d; d != nil {
 		d.close()
