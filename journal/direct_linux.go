@@ -1,7 +1,7 @@
 package journal
 
 import (
-	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -13,9 +13,13 @@ import (
 // and its writeback at Sync. It reports false, leaving f as it was, unless
 // f is an operating-system file on a file system that takes direct writes
 // aligned to directAlign in offset and memory (statx's STATX_DIOALIGN says
-// which do; tmpfs and an Injector's files do not).
+// which do; tmpfs and an Injector's files do not). A File that wraps an
+// *os.File and keeps its SyscallConn counts as one, so that tests can fail
+// a direct write part way.
 func setDirect(f disk.File) bool {
-	of, ok := f.(*os.File)
+	of, ok := f.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
 	if !ok {
 		return false
 	}
