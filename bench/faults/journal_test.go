@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -101,6 +102,64 @@ func TestJournaledAgreesWithOpen(t *testing.T) {
 			}
 			if want > 0 && gotTime != int64(want)*1000 {
 				t.Errorf("time of group %d = %d, want %d", got, gotTime, int64(want)*1000)
+			}
+		})
+	}
+}
+
+// TestJournaledDirectPadding is the secondary's journal as a kill leaves it
+// between Appends where the journal writes directly: the active segment
+// runs on past its last record with zeros to a 4096-byte boundary (see
+// the journal package's "Direct writes"). That is no Append cut short:
+// the reader must name the last record and report no torn tail, or every
+// kill's note claims an interrupted Append.
+func TestJournaledDirectPadding(t *testing.T) {
+	g := &consistency.Group{Number: 1, Time: 1000, Through: map[string]uint64{"ss1": 1},
+		Updates: []recordset.Update{{Kind: recordset.KindWrite, Volume: "v001", Offset: 0, Length: 5, Timestamp: 1000, Data: []byte("hello")}}}
+	rec, err := consistency.EncodeGroup(nil, "faults", g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	j, err := journal.Open(src, journal.Options{MaxRecord: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Append(1, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(filepath.Join(src, "0000000000000001.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(whole)%4096 == 0 {
+		t.Fatalf("the segment is %d bytes, on a block boundary: no padding to test", len(whole))
+	}
+	for name, pad := range map[string]int{
+		"zeros to the block's end": 4096 - len(whole)%4096,
+		"fewer than a header":      7,
+		"a block of zeros more":    4096 - len(whole)%4096 + 4096,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "j")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			b := append(bytes.Clone(whole), make([]byte, pad)...)
+			if err := os.WriteFile(filepath.Join(dir, "0000000000000001.seg"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, _, tail, err := journaled(dir)
+			if err != nil || got != 1 {
+				t.Fatalf("journaled: group %d, %v; want 1", got, err)
+			}
+			// Only a direct write's own zeros are padding: they end at a
+			// block boundary and fill less than a block.
+			if padding := len(b)%4096 == 0 && pad < 4096; padding != (tail == "") {
+				t.Fatalf("%d zero bytes after the record: torn tail %q", pad, tail)
 			}
 		})
 	}
