@@ -19,7 +19,8 @@ import (
 // intact on disk, with its consistency time. A group appended to the journal
 // is in the page cache the moment write returns, so kill -9 of the process
 // cannot lose it. tail says why the scan of the last segment stopped short of
-// the end of its file ("" if it did not): a kill in the middle of an Append.
+// the end of its file ("" if it did not, or only a direct write's zeros
+// followed): a kill in the middle of an Append.
 func journaled(dir string) (group uint64, t int64, tail string, err error) {
 	gs, tail, err := journaledGroups(dir, 0, true)
 	if err != nil || len(gs) == 0 {
@@ -94,6 +95,27 @@ type record struct {
 	data  []byte
 }
 
+// directAlign is the block a journal that writes directly ends each write
+// at, with zeros after the last record (the journal package's "Direct
+// writes").
+const directAlign = 4096
+
+// directPadding reports whether rest, the bytes of a segment file of size
+// bytes after its last intact record, are a direct write's zeros: fewer
+// than a block, ending at a block boundary. A kill between Appends leaves
+// them; they are not an Append cut short.
+func directPadding(rest []byte, size int) bool {
+	if size%directAlign != 0 || len(rest) >= directAlign {
+		return false
+	}
+	for _, c := range rest {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // scanSegmentFile walks the records of one segment file as the journal's
 // recovery does: length, CRC-32C over index and data, then padding to 8
 // bytes, all of which must be in the file.
@@ -110,6 +132,9 @@ func scanSegmentFile(path string) (segmentScan, error) {
 	be := binary.BigEndian
 	off := 16
 	for off < len(b) {
+		if directPadding(b[off:], len(b)) {
+			break
+		}
 		if off+16 > len(b) {
 			sc.tail = fmt.Sprintf("record header cut at %d of 16 bytes", len(b)-off)
 			break
