@@ -298,7 +298,14 @@ type Secondary struct {
 	unflushed map[string]apply.Target
 	// unstarted are the volumes written since the checkpointer last
 	// started their writeback (startWriteback), guarded by flushMu.
-	unstarted      map[string]apply.Target
+	unstarted map[string]apply.Target
+	// unwritten is why the volumes may not hold what was applied to them
+	// since the state file's group, guarded by ckMu: writing them back
+	// failed (the writeback startWriteback started, or a checkpoint's
+	// fsync). The kernel may have let go of the pages, and a later fsync
+	// then finds nothing to write and succeeds: no checkpoint of this
+	// process records a group after it, and a restart replays them.
+	unwritten      error
 	stateGroup     uint64
 	lastCheckpoint time.Time
 	stats          Stats
@@ -986,18 +993,35 @@ func (s *Secondary) applier() {
 // checkpointer calls it, not the applier: sync_file_range waits when the
 // disk's queue is full, and an applier waiting on it held the consistency
 // time back by as much. It makes nothing durable (the checkpoint still
-// fsyncs), so a failure is only logged: that fsync reports it.
-func (s *Secondary) startWriteback() {
+// fsyncs), but a failure is one of writing the volumes back: a file system
+// may tell it only to this call and drop the pages (ext4, after a failed
+// delayed allocation), so that the checkpoint's fsync would succeed over
+// data that is gone. It stops the secondary, and no checkpoint records the
+// groups since the state file's (unwritten): a restart replays them.
+func (s *Secondary) startWriteback() error {
 	s.flushMu.Lock()
 	touched := s.unstarted
 	if len(touched) == 0 {
 		s.flushMu.Unlock()
-		return
+		return nil
 	}
 	s.unstarted = map[string]apply.Target{}
 	s.flushMu.Unlock()
 	if err := apply.StartWriteback(touched); err != nil {
-		s.log.Warn("cannot start writing the applied groups back", "err", err)
+		err = fmt.Errorf("secondary: writing the applied groups back: %w", err)
+		s.ckMu.Lock()
+		s.unwrittenLocked(err)
+		s.ckMu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// unwrittenLocked records that writing the volumes back failed, the first
+// time. Called with s.ckMu held.
+func (s *Secondary) unwrittenLocked(err error) {
+	if s.unwritten == nil {
+		s.unwritten = err
 	}
 }
 
@@ -1011,7 +1035,10 @@ func (s *Secondary) checkpointer() {
 		if s.applyFailure() != nil {
 			continue
 		}
-		s.startWriteback()
+		if err := s.startWriteback(); err != nil {
+			s.failApplying(err)
+			continue
+		}
 		if err := s.checkpointIfDue(); err != nil {
 			s.failApplying(err)
 		}
@@ -1136,6 +1163,10 @@ func (s *Secondary) checkpointLocked() error {
 	if st.Group == s.stateGroup {
 		return nil
 	}
+	if s.unwritten != nil {
+		return fmt.Errorf("secondary: group %d not recorded: the volumes may not hold the groups after %d (%w): restart the secondary, which applies its journal",
+			st.Group, s.stateGroup, s.unwritten)
+	}
 	// Taken after st: every volume a group through st.Group wrote is in
 	// it. Groups the applier applies meanwhile add to a new set, for the
 	// next checkpoint; their writes may reach the disk with this one's
@@ -1145,9 +1176,11 @@ func (s *Secondary) checkpointLocked() error {
 	s.unflushed = map[string]apply.Target{}
 	s.flushMu.Unlock()
 	// The group counts as recorded, and the volumes as flushed, only once
-	// the state file names it: a failed checkpoint leaves both for the next
-	// one (Fence's, Close's), which would otherwise find nothing to write
-	// and report a state file it never wrote.
+	// the state file names it: a checkpoint whose state file could not be
+	// written leaves both for the next one (Fence's, Close's), which would
+	// otherwise find nothing to write and report a state file it never
+	// wrote. One whose fsync of the volumes failed leaves them unwritten,
+	// and no later one records a group.
 	written, err := s.persist(st, targets)
 	if written {
 		s.stateGroup = st.Group
@@ -1167,6 +1200,9 @@ func (s *Secondary) checkpointLocked() error {
 // says whether the state file names st.Group, even if trimming then failed.
 func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (written bool, err error) {
 	if err := apply.Flush(targets); err != nil {
+		// Not retried: after a failed fsync the pages may be clean and
+		// not on the disk, and the next fsync succeeds.
+		s.unwrittenLocked(err)
 		return false, err
 	}
 	st.HistoryUnkept = s.historyUnkept(st.Group)
