@@ -192,3 +192,72 @@ func TestAFenceWhileFramesAreReadAheadTakesNoneOfThem(t *testing.T) {
 	}
 	b.holds(3, last)
 }
+
+// A link cut while frames are read ahead: what arrived before the cut is
+// received (journaled, acknowledged as far as the link lets it, applied),
+// nothing waits for the reader, and the same primary process linking again
+// is welcomed at the group journaled last.
+func TestALinkCutWhileFramesAreReadAheadReceivesWhatArrived(t *testing.T) {
+	b := newBatchRig(t)
+	b.send(2)
+	b.journaled(2)
+	b.send(3)
+	b.journaled(3)
+	const last = 8
+	for seq := uint64(4); seq <= last; seq++ {
+		b.send(seq)
+	}
+	time.Sleep(500 * time.Millisecond)
+	b.conn.Close()
+	b.release()
+	waitFor(t, "the groups read before the cut journaled", func() bool { return b.sec.Stats().JournaledGroup == last })
+	waitFor(t, "the link let go", func() bool { return !b.sec.Stats().Connected })
+	waitFor(t, "every journaled group applied", func() bool { return b.sec.Stats().Group == last })
+	b.holds(last, last)
+
+	_, typ, body := b.dial(b.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	w, err := transport.DecodePosition(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Group != last {
+		t.Fatalf("welcomed at group %d, want %d", w.Group, last)
+	}
+}
+
+// A shutdown while frames are read ahead and the receiver waits to hand a
+// group over returns once the applier goes on, and a restart is at a group
+// boundary.
+func TestAShutdownWhileFramesAreReadAheadIsNotStuck(t *testing.T) {
+	b := newBatchRig(t)
+	b.send(2)
+	b.journaled(2)
+	b.send(3)
+	b.journaled(3)
+	const last = 8
+	for seq := uint64(4); seq <= last; seq++ {
+		b.send(seq)
+	}
+	time.Sleep(500 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.stop()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	b.release()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the shutdown did not return within 30s")
+	}
+	b.open()
+	n := b.sec.Position().Group
+	if n < 3 || n > last {
+		t.Fatalf("restarted at group %d, want 3 to %d", n, last)
+	}
+	b.holds(n, last)
+}
