@@ -77,6 +77,27 @@ func (b *batchRig) journaled(n uint64) {
 	waitFor(b.t, "group journaled", func() bool { return b.sec.Stats().JournaledGroup >= n })
 }
 
+// stallApplier journals groups 2 and 3: group 2 waits in the applier's
+// queue, and the receiver waits to hand group 3 over, so the frames sent
+// from then on wait on the link (or in the reader) until release.
+func (b *batchRig) stallApplier() {
+	b.t.Helper()
+	b.send(2)
+	b.journaled(2)
+	b.send(3)
+	b.journaled(3)
+}
+
+// readAhead sends the groups after 3 through last and gives the reader time
+// to take them off the link (a moment no test can observe).
+func (b *batchRig) readAhead(last uint64) {
+	b.t.Helper()
+	for seq := uint64(4); seq <= last; seq++ {
+		b.send(seq)
+	}
+	time.Sleep(500 * time.Millisecond)
+}
+
 // holds says whether volume a holds exactly the groups through n: byte seq
 // in block seq for each seq <= n, zeros after (through last).
 func (b *batchRig) holds(n, last uint64) {
@@ -103,19 +124,11 @@ func (b *batchRig) holds(n, last uint64) {
 // groups through the one it names, none after.
 func TestAJournalWriteFailingInABatchAcknowledgesAndAppliesNoneOfIt(t *testing.T) {
 	b := newBatchRig(t)
-	// Group 2 waits in the applier's queue, and the receiver waits to hand
-	// group 3 over: the frames sent from here on wait on the link.
-	b.send(2)
-	b.journaled(2)
-	b.send(3)
-	b.journaled(3)
+	b.stallApplier()
 	// The batch's first record is written, its second fails.
 	b.in.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(b.dir, "journal"), Skip: 1, Once: true})
 	const last = 8
-	for seq := uint64(4); seq <= last; seq++ {
-		b.send(seq)
-	}
-	time.Sleep(500 * time.Millisecond)
+	b.readAhead(last)
 	b.release()
 	reason, acked := answers(t, b.conn, last)
 	if acked != 3 {
@@ -149,15 +162,9 @@ func TestAJournalWriteFailingInABatchAcknowledgesAndAppliesNoneOfIt(t *testing.T
 // journaled or applied, and the reader lets go of the link.
 func TestAFenceWhileFramesAreReadAheadTakesNoneOfThem(t *testing.T) {
 	b := newBatchRig(t)
-	b.send(2)
-	b.journaled(2)
-	b.send(3)
-	b.journaled(3)
+	b.stallApplier()
 	const last = 8
-	for seq := uint64(4); seq <= last; seq++ {
-		b.send(seq)
-	}
-	time.Sleep(500 * time.Millisecond)
+	b.readAhead(last)
 	fenced := make(chan error, 1)
 	go func() {
 		_, err := b.sec.Fence()
@@ -199,15 +206,9 @@ func TestAFenceWhileFramesAreReadAheadTakesNoneOfThem(t *testing.T) {
 // is welcomed at the group journaled last.
 func TestALinkCutWhileFramesAreReadAheadReceivesWhatArrived(t *testing.T) {
 	b := newBatchRig(t)
-	b.send(2)
-	b.journaled(2)
-	b.send(3)
-	b.journaled(3)
+	b.stallApplier()
 	const last = 8
-	for seq := uint64(4); seq <= last; seq++ {
-		b.send(seq)
-	}
-	time.Sleep(500 * time.Millisecond)
+	b.readAhead(last)
 	b.conn.Close()
 	b.release()
 	waitFor(t, "the groups read before the cut journaled", func() bool { return b.sec.Stats().JournaledGroup == last })
@@ -233,15 +234,9 @@ func TestALinkCutWhileFramesAreReadAheadReceivesWhatArrived(t *testing.T) {
 // boundary.
 func TestAShutdownWhileFramesAreReadAheadIsNotStuck(t *testing.T) {
 	b := newBatchRig(t)
-	b.send(2)
-	b.journaled(2)
-	b.send(3)
-	b.journaled(3)
+	b.stallApplier()
 	const last = 8
-	for seq := uint64(4); seq <= last; seq++ {
-		b.send(seq)
-	}
-	time.Sleep(500 * time.Millisecond)
+	b.readAhead(last)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
