@@ -36,6 +36,12 @@ func TestDaemonsSwitchover(t *testing.T) {
 	if code, out, errOut := runDuplex(t, "pair", "rate", "--config", s.path, "--link", "256KiB"); code != 0 {
 		t.Fatalf("pair rate: exit %d\n%s%s", code, out, errOut)
 	}
+	// A backlog of a second or more at that rate before the switchover:
+	// with none, the rest ships before the kill and the switchover succeeds.
+	waitFor(t, time.Minute, "a backlog at the primary", func() bool {
+		st := s.primaryStatus()
+		return st.SidefileBytes != nil && *st.SidefileBytes > 512<<10
+	})
 	bin := duplexBinary(t)
 	var swOut, swErr bytes.Buffer
 	sw := exec.Command(bin, "switchover", "--config", s.path, "--timeout", "20s")
