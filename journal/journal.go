@@ -119,8 +119,12 @@ type Journal struct {
 	fs   disk.FS
 	lock io.Closer
 
-	mu   sync.Mutex
-	segs []segment // oldest first; the last one is the active segment
+	// releasing is held by Release while it removes segments without mu,
+	// and by Close, which waits for it: removals never overlap, nor
+	// outlive the directory lock.
+	releasing sync.Mutex
+	mu        sync.Mutex
+	segs      []segment // oldest first; the last one is the active segment
 	// bytes is the total size of segs, kept apart from mu so that Bytes
 	// (status) never waits for a write or fsync under way.
 	bytes    atomic.Int64
@@ -699,34 +703,51 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 // whose records have index <= through, and fsyncs the directory. Records
 // are released a whole segment at a time, so some with index <= through
 // may remain; FirstIndex says where the log now starts.
+//
+// Appends and Syncs go on while it removes a segment and fsyncs the
+// directory: a file system that discards a file's blocks as it frees them
+// takes tens of milliseconds over a segment, and the directory's fsync
+// waits for the device's cache flush, which the secondary's every
+// acknowledgement would otherwise wait for too. Only the oldest segment is
+// ever removed and never the active one, so nothing an Append touches is
+// removed under it.
 func (j *Journal) Release(through uint64) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	defer j.countBytes()
-	if err := j.usable(); err != nil {
-		return err
-	}
-	n := 0
-	for n < len(j.segs)-1 && j.segs[n].last <= through {
-		n++
-	}
-	for i := 0; i < n; i++ {
+	j.releasing.Lock()
+	defer j.releasing.Unlock()
+	for {
+		j.mu.Lock()
+		if err := j.usable(); err != nil {
+			j.mu.Unlock()
+			return err
+		}
+		if len(j.segs) < 2 || j.segs[0].last > through {
+			j.mu.Unlock()
+			return nil
+		}
+		oldest := j.segs[0].path
+		j.mu.Unlock()
 		// Oldest first, each removal made durable before the next: a crash
 		// then leaves a suffix of the log, never a hole that the next Open
 		// would have to call corruption.
-		if err := j.fs.Remove(j.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("journal %s: %w", j.segs[0].path, err)
+		if err := j.fs.Remove(oldest); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("journal %s: %w", oldest, err)
 		}
+		j.mu.Lock()
+		// Still the oldest: only Release removes segments, one at a time
+		// (j.releasing), and Close waits for it.
 		j.segs = append(j.segs[:0:0], j.segs[1:]...)
+		j.countBytes()
+		j.mu.Unlock()
 		if err := j.fs.SyncDir(j.dir); err != nil {
 			// Sticky for the same reason as in Sync: whether the removal is
 			// on disk is unknown, and removing the next segment on top of
 			// that could leave a hole.
+			j.mu.Lock()
 			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
-			return j.err
+			j.mu.Unlock()
+			return fmt.Errorf("journal %s: %w", j.dir, err)
 		}
 	}
-	return nil
 }
 
 // FirstIndex is the index of the oldest record still held, 0 when empty.
@@ -768,6 +789,8 @@ func (j *Journal) countBytes() {
 // recover, and releases the directory lock. The Journal cannot be used
 // afterwards, whatever Close returns.
 func (j *Journal) Close() error {
+	j.releasing.Lock()
+	defer j.releasing.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
