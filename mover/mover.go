@@ -103,7 +103,14 @@ type Config struct {
 	// collector's pauses grew from milliseconds to hundreds of them
 	// (bench/RESULTS.md).
 	YieldBurstSends bool
-	Logger          *slog.Logger
+	// BurstWait bounds how long a burst's record sets wait in the
+	// sidefile before they are sent (burst.go): a turn that brings 4 MiB
+	// or more waits while the writes go on at that rate and every
+	// sidefile holds less than 0.9 of what it holds before pacing, so that
+	// the primary's CPU serves the writes rather than their sends; default
+	// 1s, negative: never.
+	BurstWait time.Duration
+	Logger    *slog.Logger
 }
 
 type held struct {
@@ -115,6 +122,7 @@ type held struct {
 	everSent bool
 	sentAt   time.Time
 	formed   uint64 // order of forming, across subsystems: the order of sending
+	first    int64  // the reading time of its first updates (rs.ReadTime is of its last)
 	queued   bool   // in the send queue
 	counted  bool   // its cost is in Mover.inflight: sent, and not yet received
 	gone     bool   // released or dropped: the send queue skips it
@@ -197,6 +205,11 @@ type Mover struct {
 	// named holds the tables of a Position by name, by index (ackLocked).
 	named       transport.IndexedTables
 	indexedAcks uint64 // see Stats.IndexedAcks
+	// lastCut is what the last Cut formed, in sidefile bytes; quiescing
+	// counts the Quiesce calls under way: both say whether record sets
+	// may wait (burst.go).
+	lastCut   int64
+	quiescing int
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -288,6 +301,9 @@ func New(cfg Config) *Mover {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
 	}
+	if cfg.BurstWait == 0 {
+		cfg.BurstWait = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -332,12 +348,14 @@ func (m *Mover) Cut() {
 	m.group++
 	g := m.group
 	m.beats = m.beats[:0]
+	before := m.heldBytes
 	for _, s := range m.subs {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
 		ups, horizon, read := s.ss.Drain()
 		m.pack(s, g, ups, horizon, read.UnixNano())
 	}
+	m.lastCut = m.heldBytes - before
 	m.mu.Unlock()
 	select {
 	case m.work <- struct{}{}:
@@ -370,7 +388,7 @@ func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int
 		if h == nil {
 			s.local++
 			h = &held{sub: s, size: recordset.NewSizer(m.cfg.Session, id), rs: &recordset.RecordSet{
-				Session: m.cfg.Session, Subsystem: id, Seq: s.local, Group: g, ReadTime: read, Horizon: horizon}}
+				Session: m.cfg.Session, Subsystem: id, Seq: s.local, Group: g, ReadTime: read, Horizon: horizon}, first: read}
 			m.formed++
 			h.formed = m.formed
 			s.held = append(s.held, h)
@@ -789,10 +807,14 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 			m.yield, m.yielding = nil, false
 		}()
 	}
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
 	for {
 		m.recycle()
-		sets, beats, bundles, maxFrame := m.unsent(conn)
 		now := time.Now()
+		until, deferred := m.deferral(now)
+		sets, beats, bundles, maxFrame := m.unsent(conn, !deferred)
 		m.yielding = len(sets) > 0 && m.shouldYield(sets, now)
 		m.endYield(now)
 		if len(sets) > 0 && m.hook != nil {
@@ -810,7 +832,16 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		if err != nil && sctx.Err() == nil {
 			return err
 		}
+		var waited <-chan time.Time
+		if deferred {
+			wait.Reset(until.Sub(now))
+			waited = wait.C
+			if m.hook != nil {
+				m.hook("deferred")
+			}
+		}
 		select {
+		case <-waited:
 		case <-sctx.Done():
 			// A send that yields ends with the session's context, as the
 			// wait below does.
@@ -826,6 +857,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 				return err
 			}
 		}
+		wait.Stop()
 	}
 }
 
@@ -1306,7 +1338,7 @@ func (m *Mover) reformOne(h *held, out []*held, through map[string]uint64) []*he
 	ups := h.rs.Updates
 	for {
 		through[id]++
-		part := &held{sub: h.sub, size: recordset.NewSizer(m.cfg.Session, id), everSent: h.everSent, formed: h.formed, rs: &recordset.RecordSet{
+		part := &held{sub: h.sub, size: recordset.NewSizer(m.cfg.Session, id), everSent: h.everSent, formed: h.formed, first: h.first, rs: &recordset.RecordSet{
 			Session: h.rs.Session, Subsystem: id, Seq: through[id], Group: h.rs.Group, ReadTime: h.rs.ReadTime, Horizon: h.rs.Horizon}}
 		n := 0
 		for n < len(ups) && m.fits(part, &ups[n], false) {
@@ -1501,9 +1533,9 @@ func (m *Mover) sub(i int) *sub {
 }
 
 // unsent returns what to send on conn now: the record sets within the
-// window, the heartbeats of the last cut if not yet sent, whether they go
+// window (none unless sets), the heartbeats of the last cut if not yet sent, whether they go
 // in bundles, and the largest frame the secondary takes.
-func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartbeat, bundles bool, maxFrame int) {
+func (m *Mover) unsent(conn transport.Conn, sets bool) (_ []*held, beats []transport.Heartbeat, bundles bool, maxFrame int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.conn != conn {
@@ -1514,6 +1546,9 @@ func (m *Mover) unsent(conn transport.Conn) (_ []*held, beats []transport.Heartb
 	if m.bundles && len(m.beats) > 0 {
 		beats = slices.Clone(m.beats)
 		m.beats = m.beats[:0]
+	}
+	if !sets {
+		return nil, beats, m.bundles, m.maxFrame
 	}
 	var out []*held
 	now := time.Now()
@@ -1684,6 +1719,19 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 // acknowledgement of its own: with many subsystems the stop would feed
 // itself and never finish.
 func (m *Mover) Quiesce(ctx context.Context) error {
+	m.mu.Lock()
+	m.quiescing++
+	m.mu.Unlock()
+	// Record sets a burst holds back are sent now (burst.go).
+	select {
+	case m.work <- struct{}{}:
+	default:
+	}
+	defer func() {
+		m.mu.Lock()
+		m.quiescing--
+		m.mu.Unlock()
+	}()
 	for {
 		if m.captured() > 0 {
 			m.Cut()

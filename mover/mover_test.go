@@ -36,6 +36,9 @@ type primary struct {
 	subs  map[string]*subsystem.Subsystem
 	net   *transport.MemNetwork
 	mover *Mover
+	// cancel ends Run, which then sends its result on done.
+	cancel context.CancelFunc
+	done   chan error
 }
 
 type options struct {
@@ -49,6 +52,7 @@ type options struct {
 	compressor *transport.Compressor
 	// noIndexedAcks: a primary from before indexed acknowledgements.
 	noIndexedAcks bool
+	burstWait     time.Duration // Config.BurstWait
 	dialer        transport.Dialer                           // default: the test's in-memory network
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 }
@@ -84,7 +88,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: dialer,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
-		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	p.mover.hook = o.hook
 	if o.wait != nil {
@@ -92,6 +96,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	p.cancel, p.done = cancel, done
 	go func() { done <- p.mover.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
