@@ -10,7 +10,7 @@ import "time"
 // for the CPU, and none of them is urgent: the sidefile is there to hold
 // a burst (step (b)). So a turn that brings a burst's weight waits, in the
 // session goroutine, and its record sets go once the writes slow down
-// (a cut weighs less), or the sidefile fills toward its pacing start, or
+// (no cut brought a burst's weight for a few intervals), or the sidefile fills toward its pacing start, or
 // the oldest of them has waited Config.BurstWait from its reading, or a
 // Quiesce asks for everything: whichever comes first. A steady rate's
 // turns (the lag's) never weigh that much, and never wait.
@@ -21,19 +21,42 @@ import "time"
 // silence and retransmission checks go on, and the end of the session's
 // context ends the wait at once.
 const (
-	// deferFrom is the least a cut weighs for its record sets to wait:
-	// 4 MiB an interval is 200 MiB/s at the default 20 ms, several times
-	// what 4 KiB writes reach at saturation on the bench's machine
-	// (bench/RESULTS.md), a small share of a 1 MiB burst's rate.
+	// deferFrom is the least a cut brings per interval for record sets
+	// to wait: 4 MiB an interval is 200 MiB/s at the default 20 ms,
+	// several times what 4 KiB writes reach at saturation on the bench's
+	// machine (bench/RESULTS.md), a small share of a 1 MiB burst's rate.
+	// Per interval since the cut before: a cut late by some intervals
+	// (the process descheduled, a pause) carries their writes too, and a
+	// steady rate's turns must never wait.
 	deferFrom = 4 << 20
+	// deferQuiet is how many intervals after the last cut of a burst's
+	// weight record sets still wait: a burst's writes come unevenly (the
+	// writer descheduled for an interval on a busy CPU), and one light
+	// cut in the middle of it would send what waits while the writes go
+	// on.
+	deferQuiet = 3
 	// deferFill is the share of what a sidefile holds unpaced from which
 	// record sets no longer wait: they are on their way a little before
 	// the writers would be paced.
 	deferFill = 0.9
 )
 
+// cutBurst notes a cut that formed cost bytes at now: a burst's if they
+// are deferFrom or more per interval since the cut before. m.mu held.
+func (m *Mover) cutBurst(cost int64, now time.Time) {
+	since := now.Sub(m.cutAt)
+	if m.cutAt.IsZero() {
+		since = m.cfg.Interval
+	}
+	m.cutAt = now
+	if cost >= deferFrom && float64(cost) >= deferFrom*float64(since)/float64(m.cfg.Interval) {
+		m.burstAt = now
+	}
+}
+
 // deferral says whether this turn's record sets wait, and until when at
-// most: the last cut weighed deferFrom or more, nothing is to be sent
+// most: a cut within the last deferQuiet intervals brought a burst's
+// weight, nothing is to be sent
 // again, no Quiesce is under way, every sidefile holds less than deferFill
 // of what it holds unpaced, and the oldest record set to send was read
 // less than Config.BurstWait ago.
@@ -43,7 +66,7 @@ func (m *Mover) deferral(now time.Time) (time.Time, bool) {
 	}
 	m.mu.Lock()
 	var first int64
-	if m.lastCut >= deferFrom && m.quiescing == 0 && len(m.resend) == 0 {
+	if now.Sub(m.burstAt) <= deferQuiet*m.cfg.Interval && m.quiescing == 0 && len(m.resend) == 0 {
 		for _, h := range m.queue {
 			if !h.gone && !h.sent {
 				first = h.first

@@ -20,13 +20,22 @@ func TestOnlyABurstWaitsWithRoomAndWithinItsBound(t *testing.T) {
 	side := sidefile.New(64 << 20)
 	ss := subsystem.New("ss1", timer.New(), side, map[string]*volume.Volume{}, nil)
 	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}})
+	iv := m.cfg.Interval
 	now := time.Now()
 	h := &held{rs: &recordset.RecordSet{}, first: now.UnixNano()}
 	m.queue = []*held{{gone: true}, h}
+	m.cutAt = now.Add(-iv)
+	m.cutBurst(deferFrom-1, now)
 	if _, ok := m.deferral(now); ok {
-		t.Error("record sets wait with nothing cut")
+		t.Error("record sets wait after a cut lighter than deferFrom")
 	}
-	m.lastCut = deferFrom
+	m.cutBurst(deferFrom, now.Add(3*iv))
+	if _, ok := m.deferral(now.Add(3 * iv)); ok {
+		t.Error("record sets wait after a cut of deferFrom over three intervals: a steady rate's, late")
+	}
+	m.cutBurst(deferFrom, now.Add(4*iv))
+	now = now.Add(4 * iv)
+	h.first = now.UnixNano()
 	until, ok := m.deferral(now)
 	if !ok {
 		t.Fatal("a burst's record sets do not wait with an empty sidefile")
@@ -34,11 +43,13 @@ func TestOnlyABurstWaitsWithRoomAndWithinItsBound(t *testing.T) {
 	if want := now.Add(m.cfg.BurstWait); !until.Equal(want) {
 		t.Errorf("they wait until %v, want %v (BurstWait from their reading)", until, want)
 	}
-	m.lastCut = deferFrom - 1
-	if _, ok := m.deferral(now); ok {
-		t.Error("record sets wait after a cut lighter than deferFrom")
+	m.cutBurst(0, now.Add(iv))
+	if _, ok := m.deferral(now.Add(deferQuiet * iv)); !ok {
+		t.Error("record sets do not wait after one light cut in a burst")
 	}
-	m.lastCut = deferFrom
+	if _, ok := m.deferral(now.Add((deferQuiet + 1) * iv)); ok {
+		t.Errorf("record sets wait %d intervals after the burst's last heavy cut", deferQuiet+1)
+	}
 	if _, ok := m.deferral(now.Add(m.cfg.BurstWait)); ok {
 		t.Error("record sets read BurstWait ago wait")
 	}
@@ -157,8 +168,8 @@ func (l *link) updatesOf(n int) {
 }
 
 // TestABurstWaitsThenGoesWholeAndInOrder: a burst's record sets wait while
-// its cuts weigh a burst's weight, and go, every update in order, at the
-// first cut that weighs less: the writes have slowed.
+// its cuts bring a burst's weight, and go, every update in order, once
+// none has for deferQuiet intervals: the writes have slowed.
 func TestABurstWaitsThenGoesWholeAndInOrder(t *testing.T) {
 	r := startBurstRig(t, options{burstWait: time.Hour})
 	next := 0
@@ -169,6 +180,9 @@ func TestABurstWaitsThenGoesWholeAndInOrder(t *testing.T) {
 	if sent := r.mover.Stats().BytesSent; sent > 1<<20 {
 		t.Fatalf("%d bytes sent during the burst", sent)
 	}
+	r.mover.mu.Lock()
+	r.mover.burstAt = time.Now().Add(-(deferQuiet + 1) * r.mover.cfg.Interval)
+	r.mover.mu.Unlock()
 	r.mover.Cut()
 	r.l.updatesOf(10)
 }
@@ -201,6 +215,9 @@ func TestHeartbeatsGoWhileABurstWaits(t *testing.T) {
 		}
 		horizon = beats[0].Horizon
 	}
+	r.mover.mu.Lock()
+	r.mover.burstAt = time.Time{}
+	r.mover.mu.Unlock()
 	r.mover.Cut()
 	r.l.updatesOf(15)
 }

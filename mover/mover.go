@@ -205,11 +205,12 @@ type Mover struct {
 	// named holds the tables of a Position by name, by index (ackLocked).
 	named       transport.IndexedTables
 	indexedAcks uint64 // see Stats.IndexedAcks
-	// lastCut is what the last Cut formed, in sidefile bytes; quiescing
-	// counts the Quiesce calls under way: both say whether record sets
-	// may wait (burst.go).
-	lastCut   int64
-	quiescing int
+	// cutAt is when the last Cut formed record sets, burstAt when the
+	// last one that brought a burst's weight did; quiescing counts the
+	// Quiesce calls under way: they say whether record sets may wait
+	// (burst.go).
+	cutAt, burstAt time.Time
+	quiescing      int
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -355,7 +356,7 @@ func (m *Mover) Cut() {
 		ups, horizon, read := s.ss.Drain()
 		m.pack(s, g, ups, horizon, read.UnixNano())
 	}
-	m.lastCut = m.heldBytes - before
+	m.cutBurst(m.heldBytes-before, time.Now())
 	m.mu.Unlock()
 	select {
 	case m.work <- struct{}{}:
