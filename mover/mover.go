@@ -92,17 +92,6 @@ type Config struct {
 	// subsystems in its acknowledgements, as it does to a primary from
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
-	// YieldBurstSends has a burst's sends run on a thread at nice 19
-	// that takes only the CPU the application leaves (yield.go). The
-	// session waits on that thread only as long as the record sets may
-	// wait (a second from their reading) or its context lasts. Off by
-	// default: the thread holds a P of the process while the kernel
-	// leaves it unrun, woken for a frame or in the middle of one, and
-	// every stop-the-world waits for it to be run; on a machine whose
-	// other work keeps the CPUs busy at normal priority the garbage
-	// collector's pauses grew from milliseconds to hundreds of them
-	// (bench/RESULTS.md).
-	YieldBurstSends bool
 	// BurstWait bounds how long a burst's record sets wait in the
 	// sidefile before they are sent (burst.go): a turn that brings 4 MiB
 	// or more waits while the writes go on at that rate and every
@@ -258,16 +247,8 @@ type Mover struct {
 	// go out as that write's data.
 	journaled []*held
 	recycled  []*held // the session goroutine's: journaled's other array
-	// own are the session's buffers for the frames it encodes itself.
+	// own are the session's buffers for the frames it encodes.
 	own frameBufs
-	// yield is the session's low-priority thread for its sends, yielding
-	// says the sends of the current turn go there, extraP that this
-	// session holds the process's extra P, yieldedAt when it last gave
-	// the thread a frame (yield.go). All are the session goroutine's.
-	yield     *yielder
-	yielding  bool
-	extraP    bool
-	yieldedAt time.Time
 }
 
 // frameBufs hold a frame as it goes out: its encoding without the data
@@ -537,18 +518,14 @@ func (m *Mover) release(s *sub) {
 
 // recycle hands the buffers of the record sets released so far back to
 // their subsystems. Only the session goroutine calls it, between its
-// sends: nothing encodes a record set then, but a low-priority thread
-// still at a frame the session took back from it (yield.go): while it is,
-// they go to the garbage collector instead, which keeps what it reads.
+// sends: nothing encodes a record set then.
 func (m *Mover) recycle() {
 	m.mu.Lock()
 	hs := m.journaled
 	m.journaled = m.recycled[:0]
 	m.mu.Unlock()
-	if m.yield == nil || m.yield.free() {
-		for _, h := range hs {
-			h.sub.ss.Recycle(h.rs.Updates)
-		}
+	for _, h := range hs {
+		h.sub.ss.Recycle(h.rs.Updates)
 	}
 	clear(hs)
 	m.recycled = hs
@@ -800,14 +777,6 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
-	if m.cfg.YieldBurstSends {
-		m.yield = startYielder()
-		defer func() {
-			m.endYield(time.Time{})
-			m.yield.stop()
-			m.yield, m.yielding = nil, false
-		}()
-	}
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
 	defer wait.Stop()
@@ -816,16 +785,14 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		now := time.Now()
 		until, deferred := m.deferral(now)
 		sets, beats, bundles, maxFrame := m.unsent(conn, !deferred)
-		m.yielding = len(sets) > 0 && m.shouldYield(sets, now)
-		m.endYield(now)
 		if len(sets) > 0 && m.hook != nil {
 			m.hook("encode")
 		}
 		if bundles {
-			err = m.sendBundles(sctx, conn, sets, beats, maxFrame)
+			err = m.sendBundles(conn, sets, beats, maxFrame)
 		} else {
 			for _, h := range sets {
-				if err = m.sendRecordSet(sctx, conn, h); err != nil {
+				if err = m.sendRecordSet(conn, h); err != nil {
 					break
 				}
 			}
@@ -844,8 +811,6 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		select {
 		case <-waited:
 		case <-sctx.Done():
-			// A send that yields ends with the session's context, as the
-			// wait below does.
 			conn.Close()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -863,11 +828,11 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 }
 
 // sendRecordSet sends h in a frame of its own.
-func (m *Mover) sendRecordSet(ctx context.Context, conn transport.Conn, h *held) error {
+func (m *Mover) sendRecordSet(conn transport.Conn, h *held) error {
 	m.mu.Lock()
 	compress := m.compress
 	m.mu.Unlock()
-	b, n, err := m.emit(ctx, conn, func(b *frameBufs) error {
+	b, n, err := m.emit(conn, func(b *frameBufs) error {
 		f := append(b.frame[:0], transport.TypeRecordSet)
 		f, plain, err := m.appendSet(f, &b.ins, h, compress)
 		if err != nil {
@@ -876,13 +841,33 @@ func (m *Mover) sendRecordSet(ctx context.Context, conn transport.Conn, h *held)
 		b.plain, b.wire = plain, len(f)-1+inserted(b.ins)
 		b.frame = transport.Seal(f)
 		return nil
-	}, !compress, h.rs.ReadTime)
+	})
 	if err != nil {
 		return err
 	}
 	m.frameSent(n, h)
 	m.setsSent(b.plain, b.wire)
 	return nil
+}
+
+// emit encodes a frame with encode in the session's buffers and sends it.
+// It returns the buffers and the frame's length on the link.
+func (m *Mover) emit(conn transport.Conn, encode func(*frameBufs) error) (*frameBufs, int, error) {
+	b := &m.own
+	b.reset()
+	if err := encode(b); err != nil {
+		return nil, 0, err
+	}
+	n, err := sendFrame(conn, b)
+	return b, n, err
+}
+
+// reset empties b, keeping its arrays: a frame whose encoding failed
+// leaves its data in them.
+func (b *frameBufs) reset() {
+	clear(b.ins)
+	clear(b.vec)
+	b.ins, b.vec, b.frame = b.ins[:0], b.vec[:0], b.frame[:0]
 }
 
 // sendFrame sends b's frame with the data recordset.EncodeSplit left out
@@ -993,7 +978,7 @@ func (m *Mover) setsSent(plain, wire int) {
 // maxFrame, in order, and the heartbeats after them: a heartbeat counts
 // only once the record sets it names are in. A record set that fits a
 // frame only alone goes in a record-set frame of its own.
-func (m *Mover) sendBundles(ctx context.Context, conn transport.Conn, sets []*held, beats []transport.Heartbeat, maxFrame int) error {
+func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport.Heartbeat, maxFrame int) error {
 	var batch []*held
 	var sizes []int
 	total := 0
@@ -1018,19 +1003,8 @@ func (m *Mover) sendBundles(ctx context.Context, conn transport.Conn, sets []*he
 				links[i] = len(set)
 			}
 		}
-		// The yielder may still read what it encodes after the session
-		// has taken the frame back and gone on: its own copies.
 		sets, lens, plain := batch, sizes, total
-		var oldest int64
-		if m.yielding && !compress {
-			sets, lens, links = slices.Clone(batch), slices.Clone(sizes), nil
-			for _, h := range sets {
-				if oldest == 0 || h.rs.ReadTime != 0 && h.rs.ReadTime < oldest {
-					oldest = h.rs.ReadTime
-				}
-			}
-		}
-		b, n, err := m.emit(ctx, conn, func(b *frameBufs) error {
+		b, n, err := m.emit(conn, func(b *frameBufs) error {
 			f := b.frame[:0]
 			wire := plain
 			if compress {
@@ -1055,7 +1029,7 @@ func (m *Mover) sendBundles(ctx context.Context, conn transport.Conn, sets []*he
 			b.frame = transport.Seal(f)
 			b.plain, b.wire = plain, wire
 			return nil
-		}, !compress, oldest)
+		})
 		if err != nil {
 			return err
 		}
@@ -1070,7 +1044,7 @@ func (m *Mover) sendBundles(ctx context.Context, conn transport.Conn, sets []*he
 			if err := flush(nil); err != nil {
 				return err
 			}
-			if err := m.sendRecordSet(ctx, conn, h); err != nil {
+			if err := m.sendRecordSet(conn, h); err != nil {
 				return err
 			}
 			continue
