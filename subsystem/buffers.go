@@ -2,6 +2,7 @@ package subsystem
 
 import (
 	"sync"
+	"time"
 
 	"duplex/internal/sizeclass"
 )
@@ -17,12 +18,23 @@ import (
 // write's own pwrite is done. Under the race detector every buffer taken
 // back is overwritten with a poison pattern, so a buffer handed back while
 // something still reads it shows up as corrupt data in any test.
+//
+// A burst of large writes that the sidefile holds takes a buffer for each
+// of them until the secondary has journaled it. Fresh ones cost more than
+// replicating them (the runtime's and the kernel's work to fault, zero,
+// charge and later give back their pages: bench/RESULTS.md), so the pool
+// keeps every buffer handed back, beyond freeLimit too, as long as its
+// class is in use: the next burst takes the same pages. A class from which
+// no buffer was taken for keepFor (twice that at most) is let go down to
+// freeLimit. The pool never holds more than was in use at once, which the
+// sidefiles' limits bound.
 const (
 	minBufShift = 12 // 4 KiB
 	maxBufShift = 20 // 1 MiB: larger writes cost more in their copy than in their allocation
-	// freeLimit bounds the bytes kept free over all classes: at 4 KiB it
-	// holds 4,096 buffers, more than one interval of writes at the rates
-	// this machine reaches, so the pool is refilled before it runs dry.
+	// freeLimit bounds the bytes kept free for good over all classes: at
+	// 4 KiB it holds 4,096 buffers, more than one interval of writes at
+	// the rates this machine reaches, so the pool is refilled before it
+	// runs dry.
 	freeLimit = 16 << 20
 	// poisonByte fills recycled buffers under the race detector.
 	poisonByte = 0xDB
@@ -39,7 +51,16 @@ type bufferPool struct {
 	mu    sync.Mutex
 	free  [maxBufShift - minBufShift + 1][][]byte
 	bytes int64
+	// taken counts the buffers each class gave out, seen the counts at the
+	// last trim; trim is armed while the pool holds more than freeLimit.
+	taken, seen [maxBufShift - minBufShift + 1]uint64
+	trim        *time.Timer
 }
+
+// keepFor is how long a class of buffers beyond freeLimit is kept unused:
+// long enough for the bursts of an application that writes in bursts to
+// find the pages of the one before. A variable for tests.
+var keepFor = 30 * time.Second
 
 var buffers bufferPool
 
@@ -59,6 +80,7 @@ func (p *bufferPool) get(n int) []byte {
 		p.free[c][k-1] = nil
 		p.free[c] = p.free[c][:k-1]
 		p.bytes -= int64(cap(b))
+		p.taken[c]++
 		p.mu.Unlock()
 		return b[:n]
 	}
@@ -86,9 +108,39 @@ func (p *bufferPool) put(b []byte) {
 		}
 	}
 	p.mu.Lock()
-	if p.bytes+int64(n) <= freeLimit {
-		p.free[c] = append(p.free[c], b)
-		p.bytes += int64(n)
+	p.free[c] = append(p.free[c], b)
+	p.bytes += int64(n)
+	if p.bytes > freeLimit && p.trim == nil {
+		p.trim = time.AfterFunc(keepFor, p.shrink)
 	}
 	p.mu.Unlock()
+}
+
+// shrink lets the buffers of every class that gave none out since the last
+// call go, largest first, down to freeLimit in all, and calls itself again
+// after keepFor while the pool holds more.
+func (p *bufferPool) shrink() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := len(p.free) - 1; c >= 0; c-- {
+		if p.taken[c] == p.seen[c] {
+			for k := len(p.free[c]); p.bytes > freeLimit && k > 0; k-- {
+				p.bytes -= int64(cap(p.free[c][k-1]))
+				p.free[c][k-1] = nil
+				p.free[c] = p.free[c][:k-1]
+			}
+		}
+		p.seen[c] = p.taken[c]
+	}
+	switch {
+	case p.bytes <= freeLimit:
+		if p.trim != nil {
+			p.trim.Stop()
+		}
+		p.trim = nil
+	case p.trim == nil:
+		p.trim = time.AfterFunc(keepFor, p.shrink)
+	default:
+		p.trim.Reset(keepFor)
+	}
 }

@@ -1,0 +1,86 @@
+package subsystem
+
+import (
+	"testing"
+	"time"
+)
+
+// A burst's buffers beyond freeLimit are kept while their class gives
+// buffers out, and let go down to freeLimit once it has given none out
+// between two trims.
+func TestPoolKeepsABurstsBuffersWhileTheirClassIsInUse(t *testing.T) {
+	was := keepFor
+	keepFor = time.Hour // only the test trims
+	t.Cleanup(func() { keepFor = was })
+	var p bufferPool
+	t.Cleanup(func() {
+		p.mu.Lock()
+		if p.trim != nil {
+			p.trim.Stop()
+		}
+		p.mu.Unlock()
+	})
+	const n = 2 * freeLimit >> 20
+	burst := make([][]byte, n)
+	for i := range burst {
+		burst[i] = p.get(1 << 20)
+	}
+	for _, b := range burst {
+		p.put(b)
+	}
+	if p.bytes != n<<20 {
+		t.Fatalf("the pool keeps %d bytes of a burst of %d", p.bytes, n<<20)
+	}
+	// In use: the next burst takes the same buffers.
+	again := p.get(1 << 20)
+	if &again[0] != &burst[n-1][0] {
+		t.Error("the next burst does not take the last buffer handed back")
+	}
+	p.shrink()
+	if p.bytes != (n-1)<<20 {
+		t.Fatalf("a class in use trimmed to %d bytes", p.bytes)
+	}
+	p.put(again)
+	// Unused since the last trim: down to freeLimit.
+	p.shrink()
+	if p.bytes != freeLimit {
+		t.Fatalf("an idle class trimmed to %d bytes, want %d", p.bytes, freeLimit)
+	}
+	if p.trim != nil {
+		t.Error("the trim is still armed at freeLimit")
+	}
+	// Over freeLimit by a small class in use: the idle large class goes
+	// first.
+	small := p.get(4 << 10)
+	p.put(small)
+	p.shrink()
+	if want := int64(freeLimit - 1<<20 + 4<<10); p.bytes != want || len(p.free[0]) != 1 {
+		t.Errorf("the pool holds %d bytes, %d of 4 KiB, after a small class's buffer came back; want %d, 1", p.bytes, len(p.free[0]), want)
+	}
+}
+
+// The trim runs by itself once the pool holds more than freeLimit.
+func TestPoolLetsAnIdleBurstsBuffersGo(t *testing.T) {
+	was := keepFor
+	keepFor = time.Millisecond
+	t.Cleanup(func() { keepFor = was })
+	var p bufferPool
+	burst := make([][]byte, 2*freeLimit>>20)
+	for i := range burst {
+		burst[i] = p.get(1 << 20)
+	}
+	for _, b := range burst {
+		p.put(b)
+	}
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		bytes, armed := p.bytes, p.trim != nil
+		p.mu.Unlock()
+		if bytes <= freeLimit && !armed {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the pool still holds %d bytes (trim armed: %v)", bytes, armed)
+		}
+	}
+}
