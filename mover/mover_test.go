@@ -52,7 +52,7 @@ type options struct {
 	compressor *transport.Compressor
 	// noIndexedAcks: a primary from before indexed acknowledgements.
 	noIndexedAcks bool
-	burstWait     time.Duration // Config.BurstWait
+	burstWait     time.Duration                              // Config.BurstWait
 	dialer        transport.Dialer                           // default: the test's in-memory network
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 }
