@@ -8,7 +8,9 @@
 // interval then travel in one frame, acknowledged by one receipt), by an
 // empty record set to one that does not. With bundles an idle interval
 // costs one small frame and one receipt, not a record set, frame and
-// acknowledgement per subsystem. It keeps every record set until the secondary acknowledges it as
+// acknowledgement per subsystem. The record sets of a burst of writes wait
+// in the sidefile while the burst lasts, within Config.BurstWait (burst.go),
+// so that the primary's CPU serves the writes first. It keeps every record set until the secondary acknowledges it as
 // journaled, and only then releases its bytes from the sidefile, so the
 // sidefile limit bounds everything held for replication.
 //
