@@ -44,9 +44,9 @@ type request struct {
 
 // pendingReply is a reply queued for the writer, which owns it from then on:
 // it writes it, returns its buffer to the pool, and only then releases the
-// request's place in the limiter and ends it (inflight), so that replies a
-// client does not read hold requests in flight, and the read loop stops
-// taking more.
+// request's place in the limiter, which ends it, so that replies a client
+// does not read hold requests in flight, and the read loop stops taking
+// more.
 type pendingReply struct {
 	hdr    [replyHeaderLen]byte // a reply without data
 	buf    *[]byte              // or a READ's reply, header and data, from getBuf
@@ -75,7 +75,7 @@ func (c *conn) transmit() string {
 		// so it notices at once, then let in-flight work drain.
 		c.nc.Close()
 	}
-	c.inflight.Wait()
+	c.lim.drain()
 	close(c.queue)
 	c.workers.Wait()
 	return reason
@@ -140,7 +140,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			}
 			if _, err := io.ReadFull(c.br, p); err != nil {
 				putBuf(r.buf)
-				c.lim.release(r.weight)
+				c.lim.release(1, r.weight)
 				return "reading WRITE payload: " + err.Error(), false
 			}
 			c.dispatch(r)
@@ -227,7 +227,6 @@ const (
 // dispatch hands r, which holds its place in the limiter, to an idle worker,
 // or to a new one when none is idle. Only the read loop calls it.
 func (c *conn) dispatch(r request) {
-	c.inflight.Add(1)
 	if c.nworkers < maxInflight {
 		select {
 		case c.queue <- r:
@@ -441,11 +440,14 @@ func (c *conn) send(p pendingReply) {
 		}
 		clear(bufs)
 		c.bufs = bufs[:0]
+		var weight int64
 		for i := range batch {
 			putBuf(batch[i].buf)
-			c.lim.release(batch[i].weight)
-			c.inflight.Done()
+			weight += batch[i].weight
 		}
+		// One release for the batch: the limiter's lock is shared with
+		// the read loop, on another CPU at queue depth 16.
+		c.lim.release(len(batch), weight)
 		clear(batch)
 
 		c.wmu.Lock()
@@ -458,7 +460,8 @@ func (c *conn) send(p pendingReply) {
 	}
 }
 
-// limiter is a counting semaphore weighted by bytes.
+// limiter is a counting semaphore weighted by bytes. It also counts the
+// requests in flight: transmit's drain waits for them to end.
 type limiter struct {
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -487,11 +490,22 @@ func (l *limiter) acquire(w int64) {
 	l.mu.Unlock()
 }
 
-func (l *limiter) release(w int64) {
+// release gives back the places of n requests weighing w bytes in all.
+func (l *limiter) release(n int, w int64) {
 	l.mu.Lock()
-	l.n--
+	l.n -= n
 	l.bytes -= w
 	l.active.Store(int32(l.n))
 	l.mu.Unlock()
 	l.cond.Broadcast()
+}
+
+// drain waits until every place is released: every request acquired has
+// ended.
+func (l *limiter) drain() {
+	l.mu.Lock()
+	for l.n > 0 {
+		l.cond.Wait()
+	}
+	l.mu.Unlock()
 }

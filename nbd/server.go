@@ -304,13 +304,12 @@ type conn struct {
 	size   uint64
 	flags  uint16
 
-	wmu      sync.Mutex // guards the reply writer's state below
-	writing  bool       // a sender is writing replies on nc
-	pending  []pendingReply
-	batch    []pendingReply // the writer's, swapped with pending
-	bufs     [][]byte       // reused by the writer (under writing)
-	lim      limiter
-	inflight sync.WaitGroup
+	wmu     sync.Mutex // guards the reply writer's state below
+	writing bool       // a sender is writing replies on nc
+	pending []pendingReply
+	batch   []pendingReply // the writer's, swapped with pending
+	bufs    [][]byte       // reused by the writer (under writing)
+	lim     limiter
 
 	// The read loop hands requests to workers through queue; nworkers is
 	// how many it started (only the read loop touches it).
