@@ -85,6 +85,11 @@ func (s *Subsystem) mark(vol string, off, length int64, how int) error {
 	s.mu.Lock()
 	l := s.actlog
 	s.mu.Unlock()
+	return s.markIn(l, vol, off, length, how)
+}
+
+// markIn is mark in l, read by the caller under s.mu.
+func (s *Subsystem) markIn(l ActivityLog, vol string, off, length int64, how int) error {
 	if l == nil {
 		return nil
 	}
@@ -257,7 +262,7 @@ const MaxUpdate = 4 << 20
 // at most a quarter of the sidefile, so that one piece can be reserved while
 // earlier ones are on their way to the secondary.
 func (s *Subsystem) pieceSize() int {
-	n := min(MaxUpdate, int((s.side.Stats().Limit-sidefile.EntryOverhead)/4))
+	n := min(MaxUpdate, int((s.side.Limit()-sidefile.EntryOverhead)/4))
 	return max(n&^4095, 4096)
 }
 
@@ -332,7 +337,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	u.Offset = uint64(off)
 	s.mu.Lock()
-	bm := s.tracking[u.Volume]
+	bm, l := s.tracking[u.Volume], s.actlog
 	s.mu.Unlock()
 	if bm == nil {
 		if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
@@ -345,7 +350,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	if bm != nil {
 		how = markSticky
 	}
-	if err := s.mark(u.Volume, off, int64(u.Length), how); err != nil {
+	if err := s.markIn(l, u.Volume, off, int64(u.Length), how); err != nil {
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
 		}
