@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ type batchRig struct {
 	blocked  chan struct{}
 	release  func()
 	released chan struct{}
+	// also, if set, is called after each group is applied (tests stall
+	// the applier in later groups with it).
+	also atomic.Pointer[func(*consistency.Group)]
 }
 
 func newBatchRig(t *testing.T) *batchRig {
@@ -42,6 +46,9 @@ func newBatchRig(t *testing.T) *batchRig {
 					b.blocked <- struct{}{}
 					<-b.released
 				})
+			}
+			if f := b.also.Load(); f != nil {
+				(*f)(g)
 			}
 		}
 	}
@@ -255,4 +262,42 @@ func TestAShutdownWhileFramesAreReadAheadIsNotStuck(t *testing.T) {
 		t.Fatalf("restarted at group %d, want 3 to %d", n, last)
 	}
 	b.holds(n, last)
+}
+
+// The groups of a batch are all durable once its fsync returns: each is
+// acknowledged then, before any is handed to the applier, so that an
+// applier behind (its queue full) holds back no acknowledgement of them,
+// and the primary's sidefile is freed as soon as the journal holds them.
+func TestABatchIsAcknowledgedBeforeTheApplierTakesIt(t *testing.T) {
+	b := newBatchRig(t)
+	blocked2, released2 := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	let2 := func() { once.Do(func() { close(released2) }) }
+	t.Cleanup(let2)
+	stall := func(g *consistency.Group) {
+		if g.Number == 2 {
+			blocked2 <- struct{}{}
+			<-released2
+		}
+	}
+	b.also.Store(&stall)
+	b.stallApplier()
+	const last = 8
+	b.readAhead(last)
+	// The applier goes on to group 2 and waits there: the receiver hands
+	// group 3 over, and journals the frames read ahead as one batch,
+	// group 3 filling the applier's queue.
+	b.release()
+	select {
+	case <-blocked2:
+	case <-time.After(30 * time.Second):
+		t.Fatal("group 2 not applied within 30s")
+	}
+	reason, acked := answers(t, b.conn, last-1)
+	if reason != "" || acked != last {
+		t.Fatalf("acknowledged through group %d (refusal %q) with groups through %d journaled and the applier in group 2: want %d", acked, reason, last, last)
+	}
+	let2()
+	waitFor(t, "every group applied", func() bool { return b.sec.Stats().Group == last })
+	b.holds(last, last)
 }
