@@ -1996,12 +1996,22 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	if err != nil {
 		return s.stopCommitting(conn, err)
 	}
-	for _, g := range gs {
-		if err := s.journaledLocked(conn, g, nil); err != nil {
-			return s.stopCommitting(conn, err)
-		}
+	// Every group of the batch is durable now: all are acknowledged before
+	// any is handed to the applier, which may have to wait for room, so
+	// that an applier behind holds back none of their acknowledgements.
+	// Nothing takes s.mu between the two loops but while a hand-over waits
+	// (handing), and what decides from the journaled position waits for
+	// that (awaitHandedLocked).
+	acked := make([]acknowledged, len(gs))
+	for i, g := range gs {
+		acked[i] = s.acknowledgeLocked(conn, g)
 		if s.conn == conn {
 			s.formedTime = g.Time
+		}
+	}
+	for i, g := range gs {
+		if err := s.handOverLocked(g, nil, acked[i]); err != nil {
+			return s.stopCommitting(conn, err)
 		}
 	}
 	return nil
@@ -2165,6 +2175,21 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 // applier (or holds it, while a resync holds the volumes); rel is the hold
 // journaling it gave up, if any. Called with s.mu held.
 func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, rel *holdRelease) error {
+	return s.handOverLocked(g, rel, s.acknowledgeLocked(conn, g))
+}
+
+// acknowledged is what acknowledging a group found, for handing it over.
+type acknowledged struct {
+	// wasHolding: a resync held the volumes before the group; holding:
+	// one holds them from it on.
+	wasHolding, holding bool
+	vols                map[string]apply.VolumeState // the pair states as of the group
+}
+
+// acknowledgeLocked steps the pair states through g, journaled and synced,
+// acknowledges it, and moves the journaled position to it. Called with
+// s.mu held.
+func (s *Secondary) acknowledgeLocked(conn transport.Conn, g *consistency.Group) acknowledged {
 	s.lastJournal = time.Now()
 	if s.stats.LastError != "" && s.stats.LastErrorAt.Before(s.linkedAt) {
 		s.stats.LastError, s.stats.LastErrorAt = "", time.Time{}
@@ -2172,7 +2197,7 @@ func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, r
 	// Journaled is safe: acknowledge before applying so the primary can release
 	// its sidefile while the volumes are written. The pair states go first:
 	// the acknowledgement says whether a resync holds the volumes from g on.
-	wasHolding := s.pairs.holding()
+	a := acknowledged{wasHolding: s.pairs.holding()}
 	s.pairs.step(g, s.journaled.Time)
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{Group: g.Number, Time: g.Time, Through: g.Through, Received: s.former.Received(),
 		JournalFree: s.reportedFree(), Recoverable: s.recoverable(g.Time), Inconsistent: s.inconsistentLocked()}))
@@ -2182,8 +2207,19 @@ func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, r
 			s.stats.BytesJournaled += uint64(len(u.Data))
 		}
 	}
-	if s.pairs.holding() {
-		if !wasHolding {
+	a.holding = s.pairs.holding()
+	if !a.holding {
+		a.vols = s.pairs.snapshot()
+	}
+	return a
+}
+
+// handOverLocked hands g, acknowledged (a), to the applier, or holds it
+// while a resync holds the volumes. Called with s.mu held, which it lets
+// go of while it waits for room (enqueue).
+func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a acknowledged) error {
+	if a.holding {
+		if !a.wasHolding {
 			s.log.Info("resync began: holding the volumes at the last consistent group until it completes",
 				"volumes", s.pairs.resyncing(), "group", s.queued.Group, "consistency_time", time.Unix(0, s.queued.Time).UTC())
 		}
@@ -2194,12 +2230,12 @@ func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, r
 	case rel != nil:
 		s.released(rel, g)
 		s.held = heldGroups{}
-	case wasHolding:
+	case a.wasHolding:
 		s.log.Info("resync complete: applying the held groups", "groups", s.held.Groups+1, "bytes", s.held.Bytes,
 			"held_for", time.Since(s.held.Since).Round(time.Millisecond))
 		s.held = heldGroups{}
 	}
-	return s.enqueue(g, s.pairs.snapshot())
+	return s.enqueue(g, a.vols)
 }
 
 // journalUnlocked appends group n (parts joined, whose checksum is sum) to the
