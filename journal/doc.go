@@ -147,6 +147,10 @@ that fails its CRC, or whose length exceeds Options.MaxRecord ends the log; a
 zero length and CRC, space never written, is the commonest failed CRC. The
 segment is truncated there and fsynced. Such a tail can only hold writes that
 no Sync covered, so nothing acknowledged is lost, and Replay never sees it.
+What Open keeps it makes durable, the last segment and the directory
+fsynced, before it returns: a process killed between an Append and its
+Sync leaves the record where the next one reads it, though not on the
+disk, and the caller takes every record Open reports as written.
 The one exception is a record longer than MaxRecord whose CRC holds all the
 same: a writer with a larger MaxRecord wrote it, and Open fails rather than
 destroy it.

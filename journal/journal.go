@@ -298,7 +298,8 @@ func (j *Journal) recover() error {
 		}
 		j.segs = append(j.segs, seg)
 	}
-	if removed {
+	if removed || len(j.segs) > 0 {
+		// With the last segment's name, below: see its fsync.
 		if err := j.fs.SyncDir(j.dir); err != nil {
 			return fmt.Errorf("journal %s: %w", j.dir, err)
 		}
@@ -310,6 +311,16 @@ func (j *Journal) recover() error {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
 		j.f = f
+		// A process killed between an Append and its Sync leaves the
+		// record where this one reads it (the page cache, or a device's
+		// volatile cache after a direct write) but not on the disk, in a
+		// segment whose name may not be either. The caller takes every
+		// record Open reports as journaled (the secondary welcomes its
+		// primary at the last one, and the primary lets go of all before
+		// it), so a power loss after Open must not take one back.
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("journal %s: %w", active.path, err)
+		}
 		if err := j.useDirect(active.size); err != nil {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
