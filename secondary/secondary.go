@@ -13,7 +13,9 @@
 // while a group is journaled: the groups of the record sets that arrive
 // meanwhile are journaled together, each a record of its own, with one
 // fsync (a group commit), so that a slow fsync delays the groups behind it
-// by one more fsync, not by one each. What
+// by one more fsync, not by one each. The primary is told that their record
+// sets arrived before they are journaled (a receipt, which acknowledges no
+// group), so that it sends the next ones while the journal is written. What
 // the secondary tells a primary (its Welcome, the acknowledgements, a
 // refusal) is decided under its lock, in that order, but sent by a
 // goroutine of the connection (outbox.go): a primary that stops reading
@@ -1863,6 +1865,14 @@ func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string
 	}
 	if !took {
 		return nil
+	}
+	if len(s.pending) > 0 {
+		// Told before the groups are journaled, so that the primary sends
+		// the next record sets while this batch is written: it counts
+		// what it sent against its window until the secondary says it
+		// arrived, and with that said only after the fsync the link and
+		// the journal took turns. Nothing is acknowledged by it.
+		s.receipt(conn)
 	}
 	defer s.receipt(conn)
 	return s.commitPending(conn)
