@@ -84,3 +84,42 @@ func TestPoolLetsAnIdleBurstsBuffersGo(t *testing.T) {
 		}
 	}
 }
+
+// A burst's buffers go once the writes of their class have slowed to a
+// trickle: the class is still in use, but one buffer of it at a time
+// does, not the burst's.
+func TestPoolLetsABurstsBuffersGoUnderATrickleOfTheirClass(t *testing.T) {
+	was := keepFor
+	keepFor = time.Hour // only the test trims
+	t.Cleanup(func() { keepFor = was })
+	var p bufferPool
+	t.Cleanup(func() {
+		p.mu.Lock()
+		if p.trim != nil {
+			p.trim.Stop()
+		}
+		p.mu.Unlock()
+	})
+	const n = 4 * freeLimit >> 20
+	burst := make([][]byte, n)
+	for range 2 { // the second takes the first's buffers
+		for i := range burst {
+			burst[i] = p.get(1 << 20)
+		}
+		for _, b := range burst {
+			p.put(b)
+		}
+	}
+	// The burst was since the last trim: all kept.
+	p.shrink()
+	if p.bytes != n<<20 {
+		t.Fatalf("the pool keeps %d bytes of a burst of %d just after it", p.bytes, n<<20)
+	}
+	for range 10 {
+		p.put(p.get(1 << 20))
+	}
+	p.shrink()
+	if p.bytes > freeLimit {
+		t.Errorf("the pool keeps %d bytes of a %d-byte burst under a trickle of one buffer at a time, want at most %d", p.bytes, n<<20, freeLimit)
+	}
+}
