@@ -1,6 +1,7 @@
 package subsystem
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -23,11 +24,13 @@ import (
 // of them until the secondary has journaled it. Fresh ones cost more than
 // replicating them (the runtime's and the kernel's work to fault, zero,
 // charge and later give back their pages: bench/RESULTS.md), so the pool
-// keeps every buffer handed back, beyond freeLimit too, as long as its
-// class is in use: the next burst takes the same pages. A class from which
-// no buffer was taken for keepFor (twice that at most) is let go down to
-// freeLimit. The pool never holds more than was in use at once, which the
-// sidefiles' limits bound.
+// keeps every buffer handed back, beyond freeLimit too, as long as a
+// burst of its class takes it again: the next burst takes the same pages.
+// The buffers of a class that stayed free the whole of keepFor (twice that
+// at most) are let go down to freeLimit: those of a class unused, and
+// those of a class whose writes slowed to a trickle after its burst,
+// which would otherwise hold the burst's memory for as long as one write
+// of its size came every keepFor.
 const (
 	minBufShift = 12 // 4 KiB
 	maxBufShift = 20 // 1 MiB: larger writes cost more in their copy than in their allocation
@@ -51,10 +54,11 @@ type bufferPool struct {
 	mu    sync.Mutex
 	free  [maxBufShift - minBufShift + 1][][]byte
 	bytes int64
-	// taken counts the buffers each class gave out, seen the counts at the
-	// last trim; trim is armed while the pool holds more than freeLimit.
-	taken, seen [maxBufShift - minBufShift + 1]uint64
-	trim        *time.Timer
+	// low is the fewest buffers each class held free since the last trim:
+	// that many were not needed; trim is armed while the pool holds more
+	// than freeLimit.
+	low  [maxBufShift - minBufShift + 1]int
+	trim *time.Timer
 }
 
 // keepFor is how long a class of buffers beyond freeLimit is kept unused:
@@ -80,10 +84,11 @@ func (p *bufferPool) get(n int) []byte {
 		p.free[c][k-1] = nil
 		p.free[c] = p.free[c][:k-1]
 		p.bytes -= int64(cap(b))
-		p.taken[c]++
+		p.low[c] = min(p.low[c], k-1)
 		p.mu.Unlock()
 		return b[:n]
 	}
+	p.low[c] = 0
 	p.mu.Unlock()
 	b := make([]byte, n, 1<<(c+minBufShift))
 	if c >= populateClass {
@@ -116,21 +121,22 @@ func (p *bufferPool) put(b []byte) {
 	p.mu.Unlock()
 }
 
-// shrink lets the buffers of every class that gave none out since the last
-// call go, largest first, down to freeLimit in all, and calls itself again
-// after keepFor while the pool holds more.
+// shrink lets the buffers that stayed free since the last call go,
+// largest class first, down to freeLimit in all, and calls itself again
+// after keepFor while the pool holds more. The oldest free buffers go: the
+// free lists are last in, first out.
 func (p *bufferPool) shrink() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := len(p.free) - 1; c >= 0; c-- {
-		if p.taken[c] == p.seen[c] {
-			for k := len(p.free[c]); p.bytes > freeLimit && k > 0; k-- {
-				p.bytes -= int64(cap(p.free[c][k-1]))
-				p.free[c][k-1] = nil
-				p.free[c] = p.free[c][:k-1]
-			}
+		idle := min(p.low[c], len(p.free[c]))
+		k := 0
+		for ; k < idle && p.bytes > freeLimit; k++ {
+			p.bytes -= int64(cap(p.free[c][k]))
+			p.free[c][k] = nil
 		}
-		p.seen[c] = p.taken[c]
+		p.free[c] = slices.Delete(p.free[c], 0, k)
+		p.low[c] = len(p.free[c])
 	}
 	switch {
 	case p.bytes <= freeLimit:
