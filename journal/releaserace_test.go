@@ -1,0 +1,142 @@
+package journal
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"duplex/disk"
+)
+
+// holdFS holds the next Remove, or SyncDir, once armed, after the file
+// system has done it and before it returns (with fail, if set, instead of
+// its result): a Release part-way through an operation whose effect is
+// already there.
+type holdFS struct {
+	disk.FS
+	op      disk.Op // disk.OpRemove or disk.OpSyncDir
+	fail    error
+	mu      sync.Mutex
+	armed   bool
+	entered chan struct{}
+	let     chan struct{}
+}
+
+func newHoldFS(op disk.Op, fail error) *holdFS {
+	return &holdFS{FS: disk.OS, op: op, fail: fail, entered: make(chan struct{}), let: make(chan struct{})}
+}
+
+func (h *holdFS) arm() {
+	h.mu.Lock()
+	h.armed = true
+	h.mu.Unlock()
+}
+
+func (h *holdFS) hold(op disk.Op, err error) error {
+	h.mu.Lock()
+	held := h.armed && h.op == op
+	if held {
+		h.armed = false
+	}
+	h.mu.Unlock()
+	if !held {
+		return err
+	}
+	close(h.entered)
+	<-h.let
+	if h.fail != nil {
+		return h.fail
+	}
+	return err
+}
+
+func (h *holdFS) Remove(name string) error {
+	return h.hold(disk.OpRemove, h.FS.Remove(name))
+}
+
+func (h *holdFS) SyncDir(dir string) error {
+	return h.hold(disk.OpSyncDir, h.FS.SyncDir(dir))
+}
+
+// A reader that finds a segment gone must be able to tell it was
+// released, by FirstIndex being past it (history's read views do, and call
+// such a point outside the window rather than fail): FirstIndex never
+// names a record whose segment file Release has removed, even while the
+// removal (tens of milliseconds on a file system that discards) is under
+// way, and a Replay begun then does not fail on the file that went.
+func TestFirstIndexNeverNamesARemovedSegment(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newHoldFS(disk.OpRemove, nil)
+	j := openT(t, dir, Options{SegmentSize: 150, FS: fsys})
+	defer j.Close()
+	appendRange(t, j, 1, 40)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fsys.arm()
+	released := make(chan error, 1)
+	go func() { released <- j.Release(20) }()
+	<-fsys.entered
+
+	first := j.FirstIndex()
+	_, statErr := os.Stat(filepath.Join(dir, segmentName(first)))
+	var got []rec
+	replayErr := j.Replay(0, func(index uint64, data []byte) error {
+		got = append(got, rec{index, data})
+		return nil
+	})
+	close(fsys.let)
+	if err := <-released; err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if statErr != nil {
+		t.Fatalf("FirstIndex %d while Release removes segment 1, whose file is gone: %v", first, statErr)
+	}
+	if replayErr != nil {
+		t.Fatalf("Replay begun while Release removes segment 1, with FirstIndex %d: %v", first, replayErr)
+	}
+	wantRange(t, got, first, 40)
+}
+
+// A Release whose removal of a segment fails leaves the segment held, and
+// FirstIndex at it; a later Release removes it, and no hole is left for
+// Open to call corruption.
+func TestReleaseWhoseRemovalFailsKeepsTheSegment(t *testing.T) {
+	dir := t.TempDir()
+	in := disk.NewInjector(nil)
+	j := openT(t, dir, Options{SegmentSize: 150, FS: in})
+	appendRange(t, j, 1, 40)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	in.Inject(disk.Fault{Op: disk.OpRemove, Under: dir, Once: true})
+	if err := j.Release(20); !errors.Is(err, disk.EIO) {
+		t.Fatalf("Release with a failing removal: %v, want EIO", err)
+	}
+	if got := j.FirstIndex(); got != 1 {
+		t.Fatalf("FirstIndex %d after a failed removal of segment 1, want 1", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, segmentName(1))); err != nil {
+		t.Fatal(err)
+	}
+	wantRange(t, replayAll(t, j, 0), 1, 40)
+	appendRange(t, j, 41, 45)
+	if err := j.Sync(); err != nil {
+		t.Fatalf("Sync after a failed removal: %v", err)
+	}
+	if err := j.Release(20); err != nil {
+		t.Fatal(err)
+	}
+	first := j.FirstIndex()
+	if first <= 1 || first > 21 {
+		t.Fatalf("FirstIndex %d after Release(20), want in (1, 21]", first)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, Options{SegmentSize: 150})
+	defer j.Close()
+	wantRange(t, replayAll(t, j, 0), first, 45)
+}
