@@ -735,20 +735,28 @@ func (j *Journal) Release(through uint64) error {
 			j.mu.Unlock()
 			return nil
 		}
-		oldest := j.segs[0].path
+		// Dropped before its file goes, so that FirstIndex, and the
+		// segments a Replay starts with, never name a file that is gone: a
+		// reader that finds one gone tells by FirstIndex that it was
+		// released (history's read views do).
+		oldest := j.segs[0]
+		j.segs = append(j.segs[:0:0], j.segs[1:]...)
+		j.countBytes()
 		j.mu.Unlock()
 		// Oldest first, each removal made durable before the next: a crash
 		// then leaves a suffix of the log, never a hole that the next Open
 		// would have to call corruption.
-		if err := j.fs.Remove(oldest); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("journal %s: %w", oldest, err)
+		if err := j.fs.Remove(oldest.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			// Still there, so still held: a later removal of the next one
+			// would otherwise leave it before a hole. It is still the
+			// oldest: only Release removes segments, one at a time
+			// (j.releasing), and Close waits for it.
+			j.mu.Lock()
+			j.segs = slices.Insert(j.segs, 0, oldest)
+			j.countBytes()
+			j.mu.Unlock()
+			return fmt.Errorf("journal %s: %w", oldest.path, err)
 		}
-		j.mu.Lock()
-		// Still the oldest: only Release removes segments, one at a time
-		// (j.releasing), and Close waits for it.
-		j.segs = append(j.segs[:0:0], j.segs[1:]...)
-		j.countBytes()
-		j.mu.Unlock()
 		if err := j.fs.SyncDir(j.dir); err != nil {
 			// Sticky for the same reason as in Sync: whether the removal is
 			// on disk is unknown, and removing the next segment on top of
