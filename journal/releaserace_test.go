@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"duplex/disk"
 )
@@ -139,4 +140,63 @@ func TestReleaseWhoseRemovalFailsKeepsTheSegment(t *testing.T) {
 	j = openT(t, dir, Options{SegmentSize: 150})
 	defer j.Close()
 	wantRange(t, replayAll(t, j, 0), first, 45)
+}
+
+// A directory fsync that fails may have dropped what it could not write,
+// and a later one, from a new descriptor, need not say so: the Journal
+// refuses writes from then on (see Sync). Release fsyncs the directory
+// without the Journal's lock, so a Sync that must fsync it too (the first
+// after a new segment) must not report success beside a failed one of
+// Release's: the new segment's name may be what was dropped.
+func TestNoSyncSucceedsBesideAFailedDirectoryFsyncOfRelease(t *testing.T) {
+	dir := t.TempDir()
+	fsys := newHoldFS(disk.OpSyncDir, disk.EIO)
+	j := openT(t, dir, Options{SegmentSize: 150, FS: fsys})
+	defer j.Close()
+	appendRange(t, j, 1, 40)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fsys.arm()
+	released := make(chan error, 1)
+	go func() { released <- j.Release(20) }()
+	<-fsys.entered
+
+	synced := make(chan error, 1)
+	go func() {
+		j.mu.Lock()
+		n := len(j.segs)
+		j.mu.Unlock()
+		for i := uint64(41); ; i++ {
+			if err := j.Append(i, payload(i)); err != nil {
+				synced <- err
+				return
+			}
+			j.mu.Lock()
+			rolled := len(j.segs) > n
+			j.mu.Unlock()
+			if rolled {
+				break
+			}
+		}
+		synced <- j.Sync()
+	}()
+	var syncErr error
+	select {
+	case syncErr = <-synced:
+		close(fsys.let)
+	case <-time.After(2 * time.Second):
+		// Waiting for Release's fsync, as it should: let it fail.
+		close(fsys.let)
+		syncErr = <-synced
+	}
+	if err := <-released; !errors.Is(err, disk.EIO) {
+		t.Fatalf("Release with a failing directory fsync: %v, want EIO", err)
+	}
+	if syncErr == nil {
+		t.Fatal("a Sync that fsynced the directory for a new segment succeeded beside Release's failed fsync of it")
+	}
+	if err := j.Sync(); err == nil {
+		t.Fatal("Sync after Release's failed directory fsync succeeded")
+	}
 }
