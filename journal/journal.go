@@ -123,8 +123,14 @@ type Journal struct {
 	// and by Close, which waits for it: removals never overlap, nor
 	// outlive the directory lock.
 	releasing sync.Mutex
-	mu        sync.Mutex
-	segs      []segment // oldest first; the last one is the active segment
+	// dirMu orders the fsyncs of the directory, Release's (without mu)
+	// and syncLocked's (with it, taken after mu). dirErr, guarded by it,
+	// is the first that failed: every later one fails with it, since one
+	// that succeeds from a new descriptor proves nothing (see Sync).
+	dirMu  sync.Mutex
+	dirErr error
+	mu     sync.Mutex
+	segs   []segment // oldest first; the last one is the active segment
 	// bytes is the total size of segs, kept apart from mu so that Bytes
 	// (status) never waits for a write or fsync under way.
 	bytes    atomic.Int64
@@ -625,11 +631,25 @@ func (j *Journal) syncLocked() error {
 		return j.err
 	}
 	if j.dirDirty {
-		if err := j.fs.SyncDir(j.dir); err != nil {
-			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
+		if err := j.syncDir(); err != nil {
+			j.err = err
 			return j.err
 		}
 		j.dirDirty = false
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory, unless an fsync of it failed before.
+func (j *Journal) syncDir() error {
+	j.dirMu.Lock()
+	defer j.dirMu.Unlock()
+	if j.dirErr != nil {
+		return j.dirErr
+	}
+	if err := j.fs.SyncDir(j.dir); err != nil {
+		j.dirErr = fmt.Errorf("journal %s: %w", j.dir, err)
+		return j.dirErr
 	}
 	return nil
 }
@@ -721,7 +741,9 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 // waits for the device's cache flush, which the secondary's every
 // acknowledgement would otherwise wait for too. Only the oldest segment is
 // ever removed and never the active one, so nothing an Append touches is
-// removed under it.
+// removed under it. The one Sync that waits is the first after a new
+// segment, which fsyncs the directory too: never beside a failed fsync of
+// it (see Sync), it waits for one of Release's under way.
 func (j *Journal) Release(through uint64) error {
 	j.releasing.Lock()
 	defer j.releasing.Unlock()
@@ -757,14 +779,18 @@ func (j *Journal) Release(through uint64) error {
 			j.mu.Unlock()
 			return fmt.Errorf("journal %s: %w", oldest.path, err)
 		}
-		if err := j.fs.SyncDir(j.dir); err != nil {
+		// A Sync that fsyncs the directory meanwhile (the first after a
+		// new segment) waits for this one, and fails if it does.
+		if err := j.syncDir(); err != nil {
 			// Sticky for the same reason as in Sync: whether the removal is
 			// on disk is unknown, and removing the next segment on top of
 			// that could leave a hole.
 			j.mu.Lock()
-			j.err = fmt.Errorf("journal %s: %w", j.dir, err)
+			if j.err == nil {
+				j.err = err
+			}
 			j.mu.Unlock()
-			return fmt.Errorf("journal %s: %w", j.dir, err)
+			return err
 		}
 	}
 }
