@@ -46,8 +46,14 @@ type runningSecondary struct {
 
 func startSecondaryForSwitchover(t *testing.T, cfg *config.Config) *runningSecondary {
 	t.Helper()
+	return startSecondaryForSwitchoverWith(t, cfg, SecondaryOptions{})
+}
+
+// startSecondaryForSwitchoverWith is startSecondaryForSwitchover with opts.
+func startSecondaryForSwitchoverWith(t *testing.T, cfg *config.Config, opts SecondaryOptions) *runningSecondary {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
+	s, err := OpenSecondary(cfg, quiet, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
