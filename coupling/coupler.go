@@ -65,7 +65,15 @@ type Coupler struct {
 	cfg Config
 	log *slog.Logger
 
+	// roundMu keeps Leave out of a round under way, whose publication
+	// would put the member's time back; published is the highest time
+	// this Coupler knows is its member's in the store. Both guarded by
+	// roundMu.
+	roundMu   sync.Mutex
+	published int64
+
 	mu       sync.Mutex
+	left     bool // Leave took the member out of the group: no more rounds
 	limit    int64
 	marked   time.Time
 	changed  chan struct{} // closed and replaced when limit rises
@@ -140,6 +148,14 @@ func (c *Coupler) Run(ctx context.Context) error {
 // Round reads the group once, publishes the member's time and raises the
 // limit to the master time if it can.
 func (c *Coupler) Round(ctx context.Context) {
+	c.roundMu.Lock()
+	defer c.roundMu.Unlock()
+	c.mu.Lock()
+	left := c.left
+	c.mu.Unlock()
+	if left {
+		return
+	}
 	rctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*c.cfg.Publish))
 	defer cancel()
 	own := c.cfg.Own()
@@ -157,7 +173,7 @@ func (c *Coupler) Round(ctx context.Context) {
 	// than it published (the empty groups formed since its last journaled
 	// one).
 	prev, had := view.Reports[c.cfg.Member]
-	pub := max(own, prev.Time)
+	pub := max(own, prev.Time, c.published)
 	if !had || pub > prev.Time || !view.Alive[c.cfg.Member] || time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
 		r := Report{Time: pub, At: c.cfg.Now().UnixNano()}
 		if err := c.cfg.Store.Publish(rctx, c.cfg.Member, r); err != nil {
@@ -166,7 +182,33 @@ func (c *Coupler) Round(ctx context.Context) {
 		}
 		view.Reports[c.cfg.Member], view.Alive[c.cfg.Member] = r, true
 	}
+	c.published = pub
 	c.follow(view)
+}
+
+// Leave takes the member out of its group for good, as a planned
+// switchover does once the member's secondary is promoted: membership,
+// published time and alive key go in one write (Store.Leave), and the
+// Coupler publishes nothing more, so that the member's last time no
+// longer holds the master time of the others. The limit stays where it
+// is. Safe for the others because the member left only once it applied
+// every update its primary acknowledged, through a master time at or
+// past the last of them: every other member had journaled everything
+// stamped up to it. A member added again later (duplex couple add)
+// starts without a time, as a new one.
+func (c *Coupler) Leave(ctx context.Context) error {
+	c.roundMu.Lock()
+	defer c.roundMu.Unlock()
+	if err := c.cfg.Store.Leave(ctx, c.cfg.Member); err != nil {
+		return fmt.Errorf("coupling: session %s leaving group %q: %w", c.cfg.Member, c.cfg.Group, err)
+	}
+	c.mu.Lock()
+	c.left = true
+	c.status.Held = fmt.Sprintf("session %q left group %q (switched over): it publishes no time and applies nothing more", c.cfg.Member, c.cfg.Group)
+	c.status.HeldSince = c.cfg.Now()
+	c.mu.Unlock()
+	c.log.Info("left the coupled group: its last time no longer holds the master time", "member", c.cfg.Member)
+	return nil
 }
 
 // hold records why the limit does not advance.

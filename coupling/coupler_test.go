@@ -32,14 +32,20 @@ func newMember(t *testing.T, store Store, clk *clock, name, mark string) *member
 
 func (m *member) limit() int64 { l, _ := m.c.Limit(); return l }
 
-func TestMasterTimeIsTheMinimumOverTheMembers(t *testing.T) {
-	ctx := context.Background()
+// twoMembers is a group of members a and b on a clock of the test's.
+func twoMembers(t *testing.T) (*MemStore, *clock, *member, *member) {
+	t.Helper()
 	store, clk := NewMemStore(), &clock{}
 	clk.t.Store(1e18)
 	store.Now = clk.now
-	store.AddMember(ctx, "a")
-	store.AddMember(ctx, "b")
-	a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
+	store.AddMember(context.Background(), "a")
+	store.AddMember(context.Background(), "b")
+	return store, clk, newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
+}
+
+func TestMasterTimeIsTheMinimumOverTheMembers(t *testing.T) {
+	ctx := context.Background()
+	store, clk, a, b := twoMembers(t)
 	a.own.Store(100)
 	a.c.Round(ctx)
 	if got := a.limit(); got != 0 {
@@ -185,5 +191,54 @@ func TestRecoveryTimeIsFixedOnce(t *testing.T) {
 	}
 	if _, _, err := RecoveryTime(ctx, store, "c", 0); err == nil || !strings.Contains(err.Error(), "not a member") {
 		t.Fatalf("recovery of a non-member: %v", err)
+	}
+}
+
+// A member that leaves (a switchover promoted it) takes its membership and
+// its published time out of the group: the others' master time no longer
+// waits for it, it publishes nothing more, and added again it is a new
+// member without a time.
+func TestLeaveEndsTheMembersHoldOnTheMasterTime(t *testing.T) {
+	ctx := context.Background()
+	store, clk, a, b := twoMembers(t)
+	a.own.Store(100)
+	b.own.Store(150)
+	a.c.Round(ctx)
+	b.c.Round(ctx)
+	a.c.Round(ctx)
+	if a.limit() != 100 || b.limit() != 100 {
+		t.Fatalf("limits %d and %d, want a's 100", a.limit(), b.limit())
+	}
+	store.SetDown(true)
+	if err := a.c.Leave(ctx); err == nil || !strings.Contains(err.Error(), "etcd unreachable") {
+		t.Fatalf("leave with etcd down: %v", err)
+	}
+	store.SetDown(false)
+	if err := a.c.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publishes := store.Publishes
+	a.own.Store(200)
+	clk.advance(time.Minute)
+	a.c.Round(ctx)
+	if store.Publishes != publishes {
+		t.Error("a published after it left")
+	}
+	if st := a.c.Status(); !strings.Contains(st.Held, "left group") || a.limit() != 100 {
+		t.Errorf("a after it left: status %+v, limit %d; want held saying it left, limit 100 kept", st, a.limit())
+	}
+	v, _ := store.Read(ctx)
+	if _, ok := v.Reports["a"]; ok || v.Alive["a"] || len(v.Members) != 1 {
+		t.Fatalf("the group after a left: %+v", v)
+	}
+	b.own.Store(300)
+	b.c.Round(ctx)
+	if got := b.limit(); got != 300 {
+		t.Fatalf("b's limit %d after a left, want its own 300", got)
+	}
+	store.AddMember(ctx, "a")
+	b.c.Round(ctx)
+	if st := b.c.Status(); b.limit() != 300 || !strings.Contains(st.Held, "member a has published no time") {
+		t.Fatalf("a added again: b's status %+v, limit %d; want a without a time, 300 kept", st, b.limit())
 	}
 }

@@ -18,10 +18,12 @@
 // group's prefix, /duplex/coupling/GROUP/:
 //
 //	member/SESSION   "" — the membership, changed only by duplex couple
-//	                 add and remove, never inferred from who is alive
+//	                 add and remove and by a member's planned switchover,
+//	                 never inferred from who is alive
 //	time/SESSION     {"time":NS,"at":NS} — the member's published time,
 //	                 never lowered; kept when the member goes silent, so
-//	                 that its last time holds the master time
+//	                 that its last time holds the master time; gone with
+//	                 the membership when the member leaves
 //	alive/SESSION    "" under the member's lease: gone once it is silent
 //	                 for longer than [coupling] lease
 //	recovery         NS — the time duplex recover --coupled brings every
@@ -36,6 +38,28 @@
 // When etcd cannot be reached the limit stays where it is (the members
 // apply no further, nothing is lost or mixed) and status says why; it
 // advances again when etcd answers.
+//
+// A planned switchover of a member (duplex switchover) ends its
+// secondary for good, so it must neither be blocked by the master time
+// nor leave its last time holding it. The rule: the switching member
+// applies, as ever, no update past the master time; its promotion waits
+// (a few publish rounds at most while every member runs, its primary
+// holding the writes) until the master time reaches the last group its
+// primary acknowledged, and fences only then. No exception to the Gate is made
+// for it: the master time at or past that group says every other member
+// journaled every update stamped up to it, so the others can be brought
+// to a time that includes everything the switched member holds. Held
+// back by a member that does not publish, the switchover is refused,
+// nothing changed, naming that member. Once promoted, the member leaves
+// the group (Coupler.Leave: membership, time and alive key in one write,
+// and no more publications), and the others' master time is the minimum
+// over the members left. Until etcd answers the leave, it is tried again
+// while the promoted site runs: the member's last time holds the others
+// meanwhile, as any time does while etcd is unreachable. Only the
+// switchover leaves: a member failed over (duplex promote) stays, since
+// the others recover to the group's one recovery time, over every member. Coupled again
+// (its reverse direction after a rejoin), the session is added by duplex
+// couple add as a new member.
 //
 // The limit is persisted (WriteMark) before anything is applied through
 // it, so that a restart, which replays the journal, replays it through

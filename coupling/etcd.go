@@ -181,6 +181,19 @@ func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
 	return unreachable(err)
 }
 
+// Leave implements Store, by one transaction.
+func (e *EtcdStore) Leave(ctx context.Context, member string) error {
+	resp, err := e.cli.Txn(ctx).Then(
+		clientv3.OpDelete(e.prefix+"member/"+member),
+		clientv3.OpDelete(e.prefix+"time/"+member),
+		clientv3.OpDelete(e.prefix+"alive/"+member),
+	).Commit()
+	if err == nil {
+		e.wrote(resp.Header)
+	}
+	return unreachable(err)
+}
+
 // FixRecovery implements Store, by a transaction that creates the key
 // only if it does not exist.
 func (e *EtcdStore) FixRecovery(ctx context.Context, t int64) (int64, error) {

@@ -70,6 +70,22 @@ func TestEtcdStore(t *testing.T) {
 	if err := store.RemoveMember(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
+	// A member that leaves takes its time and alive key with it.
+	if err := store.AddMember(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Publish(ctx, "c", Report{Time: 50, At: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Leave(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err = store.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v.Reports["c"]; ok || v.Alive["c"] || len(v.Members) != 1 {
+		t.Fatalf("after c left: %+v", v)
+	}
 
 	// Silent past the lease: the alive key goes, the time stays.
 	deadline := time.Now().Add(time.Minute)

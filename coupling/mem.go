@@ -115,6 +115,19 @@ func (m *MemStore) RemoveMember(ctx context.Context, member string) error {
 	return nil
 }
 
+// Leave implements Store.
+func (m *MemStore) Leave(ctx context.Context, member string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return err
+	}
+	delete(m.members, member)
+	delete(m.reports, member)
+	delete(m.alive, member)
+	return nil
+}
+
 // FixRecovery implements Store.
 func (m *MemStore) FixRecovery(ctx context.Context, t int64) (int64, error) {
 	m.mu.Lock()

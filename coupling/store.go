@@ -33,6 +33,10 @@ type Store interface {
 	// AddMember and RemoveMember change the membership.
 	AddMember(ctx context.Context, member string) error
 	RemoveMember(ctx context.Context, member string) error
+	// Leave removes member and its published time and alive key, in
+	// one write: a member that ended for good (a planned switchover)
+	// holds no master time, and one added again starts without a time.
+	Leave(ctx context.Context, member string) error
 	// FixRecovery sets the group's recovery time to t unless one is set,
 	// and returns the one that holds.
 	FixRecovery(ctx context.Context, t int64) (int64, error)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,21 +43,39 @@ type coupledSwitchover struct {
 	b     *coupledPair
 }
 
-// startCoupledSwitchover starts both members, a's secondary on the disk
-// opts.FS gives, and waits until both are duplex and apply through a
-// master time. extra members are added to the group first.
-func startCoupledSwitchover(t *testing.T, opts SecondaryOptions, extra ...string) *coupledSwitchover {
+// coupledSwitchoverOpts shape the group startCoupledSwitchover starts.
+type coupledSwitchoverOpts struct {
+	// aStore, if set, is the store a's secondary sees, given the group's.
+	aStore func(*coupling.MemStore) coupling.Store
+	// other, if set, is the time of a third member, "other", which never
+	// publishes another.
+	other int64
+}
+
+// startCoupledSwitchover starts both members and waits until both are
+// duplex and apply through a master time.
+func startCoupledSwitchover(t *testing.T, o coupledSwitchoverOpts) *coupledSwitchover {
 	t.Helper()
 	ctx := context.Background()
 	g := &coupledSwitchover{store: coupling.NewMemStore(), acfg: coupledSwitchoverConfig(t, "a"), b: &coupledPair{cfg: coupledConfig(t, "b")}}
-	for _, m := range append([]string{"a", "b"}, extra...) {
+	members := []string{"a", "b"}
+	if o.other != 0 {
+		members = append(members, "other")
+		if err := g.store.Publish(ctx, "other", coupling.Report{Time: o.other, At: time.Now().UnixNano()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range members {
 		if err := g.store.AddMember(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	g.b.cfg.Coupling.Publish = g.acfg.Coupling.Publish
-	opts.CouplingStore = g.store
-	g.as = startSecondaryForSwitchoverWith(t, g.acfg, opts)
+	var aStore coupling.Store = g.store
+	if o.aStore != nil {
+		aStore = o.aStore(g.store)
+	}
+	g.as = startSecondaryForSwitchoverWith(t, g.acfg, SecondaryOptions{CouplingStore: aStore})
 	g.ap, _ = startPrimaryForSwitchover(t, g.acfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, g.b.sec, g.b.prim, g.b.stopSec, g.b.stopPrim = linkSites(t, g.b.cfg, quiet, SecondaryOptions{CouplingStore: g.store})
@@ -74,45 +94,22 @@ func startCoupledSwitchover(t *testing.T, opts SecondaryOptions, extra ...string
 	return g
 }
 
-// bReplicates fails unless a write to b's primary reaches b's secondary's
-// volume: the group's master time moves for b.
-func (g *coupledSwitchover) bReplicates(t *testing.T, fill byte) {
+// switchOver switches a over under a writer, and checks that the new
+// primary holds every write a's primary acknowledged.
+func (g *coupledSwitchover) switchOver(t *testing.T) {
 	t.Helper()
-	vol, data := g.b.cfg.VolumeNames()[0], bytes.Repeat([]byte{fill}, 4096)
-	if err := g.b.prim.Write(context.Background(), vol, data, 0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "b's secondary applying a write to b", func() bool {
-		got := make([]byte, len(data))
-		return g.b.sec.ReadAt(vol, got, 0) == nil && bytes.Equal(got, data)
-	})
-}
-
-// A planned switchover of a member of a coupled group, under a writer: it
-// goes through the first time, the new primary holds every write the old
-// one acknowledged, and the member leaves the group, its published time
-// with it, so that the other member's secondary goes on applying. The
-// switchover fenced before the master time reached the member's last
-// group, a publish round behind its journal, and was refused ("fenced at
-// group N, short of group N+1"); once it went through, on a retry, the
-// member's last time stayed in the group and held the master time there,
-// and the other member applied nothing more until duplex couple remove.
-func TestCoupledSwitchoverAppliesEverythingAndLeavesTheGroup(t *testing.T) {
-	ctx := context.Background()
-	g := startCoupledSwitchover(t, SecondaryOptions{})
-	vols := g.acfg.VolumeNames()
 	var acked []ackedWrite
 	var werr error
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		acked, werr = writeUntilRefused(g.ap, vols, nil)
+		acked, werr = writeUntilRefused(g.ap, g.acfg.VolumeNames(), nil)
 	}()
 	time.Sleep(300 * time.Millisecond)
 	var res control.SwitchoverResult
 	var err error
 	for try := 1; ; try++ {
-		if res, err = g.ap.Switchover(ctx, time.Minute); err == nil {
+		if res, err = g.ap.Switchover(context.Background(), time.Minute); err == nil {
 			break
 		}
 		t.Errorf("switchover %d of a coupled member: %v", try, err)
@@ -147,13 +144,114 @@ func TestCoupledSwitchoverAppliesEverythingAndLeavesTheGroup(t *testing.T) {
 				binary.BigEndian.Uint64(want), binary.BigEndian.Uint64(got))
 		}
 	}
-	if got := g.store.MembersNow(); !slices.Equal(got, []string{"b"}) {
-		t.Errorf("members after a's switchover: %v, want [b]", got)
+}
+
+// aLeft fails unless a is out of the group, its published time with it.
+func (g *coupledSwitchover) aLeft(t *testing.T) {
+	t.Helper()
+	if got := g.store.MembersNow(); slices.Contains(got, "a") {
+		t.Errorf("members after a's switchover: %v, want a gone", got)
 	}
-	if v, err := g.store.Read(ctx); err != nil {
+	if v, err := g.store.Read(context.Background()); err != nil {
 		t.Fatal(err)
 	} else if r, ok := v.Reports["a"]; ok {
 		t.Errorf("a's published time %s stayed in the group after its switchover", control.FormatTime(r.Time))
 	}
+}
+
+// bReplicates fails unless a write to b's primary reaches b's secondary's
+// volume: the group's master time moves for b.
+func (g *coupledSwitchover) bReplicates(t *testing.T, fill byte) {
+	t.Helper()
+	vol, data := g.b.cfg.VolumeNames()[0], bytes.Repeat([]byte{fill}, 4096)
+	if err := g.b.prim.Write(context.Background(), vol, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "b's secondary applying a write to b", func() bool {
+		got := make([]byte, len(data))
+		return g.b.sec.ReadAt(vol, got, 0) == nil && bytes.Equal(got, data)
+	})
+}
+
+// A planned switchover of a member of a coupled group, under a writer: it
+// goes through the first time, the new primary holds every write the old
+// one acknowledged, and the member leaves the group, its published time
+// with it, so that the other member's secondary goes on applying. The
+// switchover fenced before the master time reached the member's last
+// group, a publish round behind its journal, and was refused ("fenced at
+// group N, short of group N+1"); once it went through, on a retry, the
+// member's last time stayed in the group and held the master time there,
+// and the other member applied nothing more until duplex couple remove.
+func TestCoupledSwitchoverAppliesEverythingAndLeavesTheGroup(t *testing.T) {
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{})
+	g.switchOver(t)
+	g.aLeft(t)
 	g.bReplicates(t, 0xb1)
+}
+
+// A member whose time stays behind (silent, not removed) holds the master
+// time short of the last write a's primary acknowledged: the switchover
+// waits for it a while, then is refused, nothing changed (a stays a
+// member, linked, its writes resume), naming the member; once that member
+// is removed from the group, the switchover goes through.
+func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
+	defer func(d time.Duration) { coupledApplyWait = d }(coupledApplyWait)
+	coupledApplyWait = time.Second
+	other := time.Now().Add(time.Second).UnixNano()
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{other: other})
+	waitFor(t, time.Minute, "the clock past the other member's time", func() bool { return time.Now().UnixNano() > other })
+	vol := g.acfg.VolumeNames()[0]
+	if err := g.ap.Write(context.Background(), vol, bytes.Repeat([]byte{0xa1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := g.ap.Switchover(context.Background(), time.Minute)
+	if err == nil {
+		t.Fatal("the switchover went through with the master time held short of the primary's last write")
+	}
+	wantWords(t, "the refusal", err.Error(), "writes resume", "member other's time", "duplex couple remove")
+	if err := g.ap.Write(context.Background(), vol, bytes.Repeat([]byte{0xa2}, 4096), 0); err != nil {
+		t.Errorf("a write after the refusal: %v", err)
+	}
+	if st := g.as.Status(); st.Role != "secondary" || st.Fenced || !slices.Contains(g.store.MembersNow(), "a") {
+		t.Fatalf("after the refusal: role %s, fenced %v, members %v; want a linked secondary, a member", st.Role, st.Fenced, g.store.MembersNow())
+	}
+	if err := g.store.RemoveMember(context.Background(), "other"); err != nil {
+		t.Fatal(err)
+	}
+	g.switchOver(t)
+	g.aLeft(t)
+	g.bReplicates(t, 0xb2)
+}
+
+// leaveFails is a's view of the group's store, in which leaving fails the
+// first times, as an etcd that does not answer.
+type leaveFails struct {
+	*coupling.MemStore
+	fail  int32
+	calls atomic.Int32
+}
+
+func (l *leaveFails) Leave(ctx context.Context, member string) error {
+	if l.calls.Add(1) <= l.fail {
+		return fmt.Errorf("%w: injected", coupling.ErrUnreachable)
+	}
+	return l.MemStore.Leave(ctx, member)
+}
+
+// A switched-over member that cannot leave its group at once (etcd does
+// not answer) is promoted all the same, and leaves once etcd answers: the
+// other member is held only meanwhile.
+func TestCoupledSwitchoverLeavesTheGroupOnceEtcdAnswers(t *testing.T) {
+	var lf *leaveFails
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{aStore: func(m *coupling.MemStore) coupling.Store {
+		lf = &leaveFails{MemStore: m, fail: 2}
+		return lf
+	}})
+	g.switchOver(t)
+	waitFor(t, 30*time.Second, "a out of the group", func() bool { return !slices.Contains(g.store.MembersNow(), "a") })
+	if n := lf.calls.Load(); n < 3 {
+		t.Errorf("a left after %d attempts, want 3 (two failed)", n)
+	}
+	g.aLeft(t)
+	g.bReplicates(t, 0xb3)
 }

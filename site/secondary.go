@@ -56,7 +56,10 @@ type Secondary struct {
 	// coupler follows the coupled group's master time ([coupling]), and
 	// store is its etcd; both nil when the session stands alone.
 	coupler *coupling.Coupler
-	dialed  *coupling.EtcdStore // the etcd client this site dialed
+	// dialed is the etcd client this site dialed: handed over by
+	// takeDialed, under dialedMu, to whoever closes it.
+	dialedMu sync.Mutex
+	dialed   *coupling.EtcdStore
 	// drills is the failover drill running, if any (drill.go).
 	drills drillState
 }
@@ -285,6 +288,16 @@ func openSecondaryVolumes(cfg *config.Config) (vols map[string]*volume.Volume, o
 	return vols, order, subOf, nil
 }
 
+// takeDialed hands over the etcd client this site dialed, nil if none or
+// handed over already.
+func (s *Secondary) takeDialed() *coupling.EtcdStore {
+	s.dialedMu.Lock()
+	defer s.dialedMu.Unlock()
+	d := s.dialed
+	s.dialed = nil
+	return d
+}
+
 func (s *Secondary) close() {
 	if s.ln != nil {
 		s.ln.Close()
@@ -293,8 +306,8 @@ func (s *Secondary) close() {
 	if s.sec != nil {
 		s.sec.Close()
 	}
-	if s.dialed != nil {
-		s.dialed.Close()
+	if d := s.takeDialed(); d != nil {
+		d.Close()
 	}
 	for _, v := range s.vols {
 		v.Close()

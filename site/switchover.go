@@ -281,6 +281,12 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 			return failover.Promotion{}, refused, fmt.Errorf("volume %s has no consistent copy here (%s)", s.order[i], consistencyNote(s.order[i], v, st.Group))
 		}
 	}
+	if s.coupler != nil {
+		// Before the fence, which stops applying at the Gate's limit.
+		if err := s.awaitCoupledApplied(req.Group); err != nil {
+			return failover.Promotion{}, refused, err
+		}
+	}
 	s.log.Warn("switchover: promoting this secondary; the primary is cut off", "group", req.Group,
 		"consistency_time", control.FormatTime(req.ConsistencyTime))
 	// Before the fence: a secondary that dies between the fence and the
@@ -311,6 +317,9 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 	if err := removeInPlacePromotion(s.fsys, s.cfg); err != nil {
 		// The promotion's record, which exists, settles it at a restart.
 		s.log.Warn("promoted in place; the marker of the promotion under way stays", "err", err)
+	}
+	if s.coupler != nil {
+		s.leaveGroup()
 	}
 	s.log.Warn("switchover: promoted; serving the volumes read-write next", "promoted_at", control.FormatTime(pr.At),
 		"group", pr.Group, "consistency_time", control.FormatTime(pr.ConsistencyTime), "generation", pr.Generation.String())
