@@ -43,23 +43,24 @@
 // secondary for good, so it must neither be blocked by the master time
 // nor leave its last time holding it. The rule: the switching member
 // applies, as ever, no update past the master time; its promotion waits
-// (a few publish rounds at most while every member runs, its primary
-// holding the writes) until the master time reaches the last group its
-// primary acknowledged, and fences only then. No exception to the Gate is made
-// for it: the master time at or past that group says every other member
-// journaled every update stamped up to it, so the others can be brought
-// to a time that includes everything the switched member holds. Held
-// back by a member that does not publish, the switchover is refused,
-// nothing changed, naming that member. Once promoted, the member leaves
-// the group (Coupler.Leave: membership, time and alive key in one write,
-// and no more publications), and the others' master time is the minimum
-// over the members left. Until etcd answers the leave, it is tried again
-// while the promoted site runs: the member's last time holds the others
-// meanwhile, as any time does while etcd is unreachable. Only the
-// switchover leaves: a member failed over (duplex promote) stays, since
-// the others recover to the group's one recovery time, over every member. Coupled again
+// (a few publish rounds while every member runs, its primary holding the
+// writes) until the master time reaches the last group its primary
+// acknowledged, and fences only then. No exception to the Gate is made
+// for it: a master time at or past that group says every other member
+// journaled every update stamped up to it, so the others, recovered at
+// any later group time, hold every write of theirs that depended on one
+// the switched member acknowledged. Held back by a member that does not
+// publish, the switchover is refused, nothing changed, naming that
+// member. Once promoted, the member leaves the group (Coupler.Leave:
+// membership, time and alive key in one write, and no more
+// publications), and the others' master time is the minimum over the
+// members left. Until etcd answers the leave, it is tried again while the
+// promoted site runs: the member's last time holds the others meanwhile,
+// as any time does while etcd is unreachable. Only a switchover leaves: a
+// member failed over (duplex promote) stays, since the others recover to
+// the group's one recovery time, taken over every member. Coupled again
 // (its reverse direction after a rejoin), the session is added by duplex
-// couple add as a new member.
+// couple add, as a new member.
 //
 // The limit is persisted (WriteMark) before anything is applied through
 // it, so that a restart, which replays the journal, replays it through
