@@ -51,7 +51,8 @@
 // any later group time, hold every write of theirs that depended on one
 // the switched member acknowledged. Held back by a member that does not
 // publish, the switchover is refused, nothing changed, naming that
-// member. Once promoted, the member leaves the group (Coupler.Leave:
+// member (before the writes are paused where the secondary's status
+// shows the master time held, or its laggard gone). Once promoted, the member leaves the group (Coupler.Leave:
 // membership, time and alive key in one write, and no more
 // publications), and the others' master time is the minimum over the
 // members left. Until etcd answers the leave, it is tried again while the

@@ -190,10 +190,11 @@ func TestCoupledSwitchoverAppliesEverythingAndLeavesTheGroup(t *testing.T) {
 }
 
 // A member whose time stays behind (silent, not removed) holds the master
-// time short of the last write a's primary acknowledged: the switchover
-// waits for it a while, then is refused, nothing changed (a stays a
-// member, linked, its writes resume), naming the member; once that member
-// is removed from the group, the switchover goes through.
+// time short of the last write a's primary acknowledged: the switchover is
+// refused, nothing changed (a stays a member, linked, its writes go on),
+// naming the member: at once once its lease expired, else after a wait
+// with the writes held. Once that member is removed from the group, the
+// switchover goes through.
 func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
 	defer func(d time.Duration) { coupledApplyWait = d }(coupledApplyWait)
 	coupledApplyWait = time.Second
@@ -201,10 +202,30 @@ func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
 	g := startCoupledSwitchover(t, coupledSwitchoverOpts{other: other})
 	waitFor(t, time.Minute, "the clock past the other member's time", func() bool { return time.Now().UnixNano() > other })
 	vol := g.acfg.VolumeNames()[0]
+	// Its lease expired, it is refused at once, the writes never held.
+	g.store.Expire("other")
+	waitFor(t, time.Minute, "a's secondary seeing the other member gone", func() bool {
+		st := g.as.Status()
+		return st.Coupling != nil && st.Coupling.LaggardGone
+	})
+	_, err := g.ap.Switchover(context.Background(), time.Minute)
+	if err == nil {
+		t.Fatal("the switchover went through with a member gone holding the master time")
+	}
+	wantWords(t, "the refusal with the member gone", err.Error(), "refused, nothing changed", "member other", "is gone", "duplex couple remove other")
+	// Alive again (its lease renewed, its time as it was), it is waited
+	// for, the writes held, and then refused.
+	if err := g.store.Publish(context.Background(), "other", coupling.Report{Time: other, At: time.Now().UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "a's secondary seeing the other member alive", func() bool {
+		st := g.as.Status()
+		return st.Coupling != nil && !st.Coupling.LaggardGone && st.Coupling.Laggard == "other"
+	})
 	if err := g.ap.Write(context.Background(), vol, bytes.Repeat([]byte{0xa1}, 4096), 0); err != nil {
 		t.Fatal(err)
 	}
-	_, err := g.ap.Switchover(context.Background(), time.Minute)
+	_, err = g.ap.Switchover(context.Background(), time.Minute)
 	if err == nil {
 		t.Fatal("the switchover went through with the master time held short of the primary's last write")
 	}

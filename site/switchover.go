@@ -914,6 +914,26 @@ func (p *Primary) switchoverReady(ctx context.Context, at control.Endpoint) erro
 	case st.HeldGroups != nil && *st.HeldGroups > 0:
 		return fmt.Errorf("the secondary holds %d groups unapplied for a resync of %v", *st.HeldGroups, st.Resyncing)
 	}
+	return coupledReady(st.Coupling)
+}
+
+// coupledReady refuses, before the writes are paused, the switchover of a
+// coupled member whose secondary could not apply the last writes: its
+// group's master time is held (etcd unreachable, a member without a
+// time, this session not a member), or held by a member whose lease
+// expired. A member silent for less is waited for, writes paused, by the
+// promotion (awaitCoupledApplied).
+func coupledReady(c *control.CouplingStatus) error {
+	switch {
+	case c == nil:
+		return nil
+	case c.Held != "":
+		return fmt.Errorf("the secondary's coupled group %s holds its master time (%s): it could not apply the writes acknowledged here", c.Group, c.Held)
+	case c.LaggardGone:
+		return fmt.Errorf("member %s of the secondary's coupled group %s holds its master time and is gone (silent for %.0fs, its lease expired): "+
+			"the secondary could not apply the writes acknowledged here; once %s publishes again, or duplex couple remove %s takes it out of the group, switch over again",
+			c.Laggard, c.Group, c.LaggardSilentSeconds, c.Laggard, c.Laggard)
+	}
 	return nil
 }
 
