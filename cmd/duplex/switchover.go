@@ -26,6 +26,8 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 		"switchover fails or is refused, which changes nothing; if the other site, asked to take over, does not say whether it does, "+
 		"they stay held until it says (duplex status shows switchover_in_doubt and the way out). "+
 		"Refused while the link is down or a pair is not duplex (deleted included). "+
+		"A member of a coupled group ([coupling]) waits for the group's master time to reach the last acknowledged write, "+
+		"and leaves the group once the other site took over, so that its last time holds no other member's. "+
 		"Prints the write pause and the consistency time the other site took over at.")
 	path := fs.configFlag("both sites' control addresses and the control token")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long the switchover may take, drain included, `D` such as 90s or 5m; "+
