@@ -47,8 +47,8 @@ type coupledSwitchover struct {
 type coupledSwitchoverOpts struct {
 	// aStore, if set, is the store a's secondary sees, given the group's.
 	aStore func(*coupling.MemStore) coupling.Store
-	// other, if set, is the time of a third member, "other", which never
-	// publishes another.
+	// other, if set, is the time of a third member, "other", which only
+	// the test publishes.
 	other int64
 }
 
@@ -87,6 +87,11 @@ func startCoupledSwitchover(t *testing.T, o coupledSwitchoverOpts) *coupledSwitc
 		for _, st := range []control.Status{g.as.Status(), g.b.sec.Status()} {
 			if st.Coupling == nil || st.Coupling.Held != "" || st.Coupling.AppliedThrough == "" {
 				return false
+			}
+			for _, v := range st.Volumes {
+				if v.ConsistencyTime == "" { // the initial copy not applied whole yet
+					return false
+				}
 			}
 		}
 		return true
@@ -198,9 +203,13 @@ func TestCoupledSwitchoverAppliesEverythingAndLeavesTheGroup(t *testing.T) {
 func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
 	defer func(d time.Duration) { coupledApplyWait = d }(coupledApplyWait)
 	coupledApplyWait = time.Second
-	other := time.Now().Add(time.Second).UnixNano()
-	g := startCoupledSwitchover(t, coupledSwitchoverOpts{other: other})
-	waitFor(t, time.Minute, "the clock past the other member's time", func() bool { return time.Now().UnixNano() > other })
+	// Ahead while the initial copies are applied, then behind, where it
+	// stays.
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{other: time.Now().Add(time.Hour).UnixNano()})
+	other := time.Now().UnixNano()
+	if err := g.store.Publish(context.Background(), "other", coupling.Report{Time: other, At: other}); err != nil {
+		t.Fatal(err)
+	}
 	vol := g.acfg.VolumeNames()[0]
 	// Its lease expired, it is refused at once, the writes never held.
 	g.store.Expire("other")
