@@ -91,6 +91,16 @@ func (c *conn) transmit() string {
 func (c *conn) readLoop() (reason string, hard bool) {
 	var hdr [requestHeaderLen]byte
 	for {
+		if c.afterLarge && c.rr != nil && c.br.Buffered() == 0 {
+			// After a large WRITE, the next request is likely another:
+			// read its header alone, as nbdkit does, so that its payload
+			// goes from the socket straight into the request's buffer
+			// rather than its first 64 KiB into the reader's buffer and
+			// then copied (2 % of the server's CPU per 1 MiB write, and
+			// 64 KiB of the cache).
+			c.rr.limit = requestHeaderLen
+		}
+		c.afterLarge = false
 		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
 				return "client closed connection", false
@@ -144,6 +154,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				return "reading WRITE payload: " + err.Error(), false
 			}
 			c.dispatch(r)
+			c.afterLarge = len(p) >= c.br.Size()
 			c.awaitNext()
 			continue
 

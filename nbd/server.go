@@ -322,6 +322,9 @@ type conn struct {
 	viaPoller   time.Time
 	pollSkip    int
 	pollBackoff int
+	// afterLarge: the request just read was a WRITE whose payload is at
+	// least the reader's buffer (only the read loop touches it).
+	afterLarge bool
 }
 
 func (c *conn) serve() string {

@@ -48,12 +48,18 @@ type rawReader struct {
 	p      []byte
 	n      int
 	err    syscall.Errno
+	// limit, if not 0, bounds the next Read, and only it.
+	limit int
 }
 
 func (r *rawReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if r.limit > 0 && len(p) > r.limit {
+		p = p[:r.limit]
+	}
+	r.limit = 0
 	r.p, r.n, r.err = p, 0, 0
 	err := r.rc.Read(r.fn)
 	r.p = nil

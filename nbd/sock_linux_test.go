@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // A writev that the socket takes only in part goes on from the byte after the
@@ -80,5 +82,66 @@ func TestWaitReadable(t *testing.T) {
 	nc.Close()
 	if rr.waitReadable(time.Millisecond) {
 		t.Fatal("closed socket reported readable")
+	}
+}
+
+// A limit bounds the next read, and only it: the read loop reads the header
+// after a large WRITE alone, and then reads on as usual.
+func TestRawReaderLimitBoundsOneRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	rr, _, ok := rawSocket(nc)
+	if !ok {
+		t.Fatal("no raw socket under a TCP connection")
+	}
+	sent := bytes.Repeat([]byte("0123456789"), 10)
+	if _, err := peer.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until all of it is there, so that an unbounded read would
+	// take it all.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if !rr.waitReadable(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("nothing to read")
+			}
+			continue
+		}
+		var n int32
+		if err := rr.rc.Control(func(fd uintptr) {
+			syscall.Syscall(syscall.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&n)))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if int(n) == len(sent) {
+			break
+		}
+	}
+	buf := make([]byte, 1024)
+	rr.limit = requestHeaderLen
+	n, err := rr.Read(buf)
+	if err != nil || n != requestHeaderLen {
+		t.Fatalf("read with a limit of %d: %d bytes, %v", requestHeaderLen, n, err)
+	}
+	got := append([]byte(nil), buf[:n]...)
+	n, err = rr.Read(buf)
+	if err != nil || n != len(sent)-requestHeaderLen {
+		t.Fatalf("the read after it: %d bytes, %v, want the other %d", n, err, len(sent)-requestHeaderLen)
+	}
+	if got = append(got, buf[:n]...); !bytes.Equal(got, sent) {
+		t.Fatalf("read %q, sent %q", got, sent)
 	}
 }

@@ -12,7 +12,7 @@ import (
 func rawSocket(nc net.Conn) (r *rawReader, w buffersWriter, ok bool) { return nil, nil, false }
 
 // rawReader is never made off Linux.
-type rawReader struct{}
+type rawReader struct{ limit int }
 
 func (*rawReader) Read([]byte) (int, error)          { return 0, io.EOF }
 func (*rawReader) waitReadable(d time.Duration) bool { return false }
