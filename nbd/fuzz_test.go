@@ -46,6 +46,43 @@ func FuzzServeConnStream(f *testing.F) {
 	})
 }
 
+// FuzzServeConnStreamTCP is FuzzServeConnStream over a loopback TCP
+// connection, whose socket the server reads with raw system calls (a
+// net.Pipe has none): the path where, after a large WRITE, the next header
+// is read alone.
+func FuzzServeConnStreamTCP(f *testing.F) {
+	go1 := fuzzPrefix("rw")
+	large := bytes.Repeat([]byte{0xa5}, 64<<10)
+	f.Add(append(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large)...))
+	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large),
+		requestBytes(0, CmdWrite, 2, 0, uint32(len(large)), large), requestBytes(0, CmdRead, 3, 0, 512, nil)))
+	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large),
+		requestBytes(0, CmdWrite, 2, 512, 8, []byte("abcdefgh"))[:20]))
+	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large[:1000])))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		fuzzServeOver(t, &Server{MaxRequest: 8192}, stream, tcpPair)
+	})
+}
+
+// tcpPair is a connected loopback TCP pair: the client's end, the server's.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		client.Close()
+		t.Fatal(err)
+	}
+	return client, server
+}
+
 // fuzzOption is one option as a client sends it.
 func fuzzOption(opt uint32, data []byte) []byte {
 	b := binary.BigEndian.AppendUint64(nil, optMagic)
@@ -81,11 +118,16 @@ func FuzzServeConnStreamTLS(f *testing.F) {
 // neither panic nor hang: once the client hangs up, serveConn has to
 // return.
 func fuzzServe(t *testing.T, srv *Server, stream []byte) {
+	fuzzServeOver(t, srv, stream, func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() })
+}
+
+// fuzzServeOver is fuzzServe over the connection pair conns makes.
+func fuzzServeOver(t *testing.T, srv *Server, stream []byte, conns func(*testing.T) (client, server net.Conn)) {
 	rw := newMemExport(64 << 10)
 	ro := newMemExport(4096)
 	ro.ro = true
 	srv.Exports = exportMap{"rw": rw, "ro": ro}
-	client, server := net.Pipe()
+	client, server := conns(t)
 	done := make(chan struct{})
 	go func() {
 		srv.serveConn(server)
