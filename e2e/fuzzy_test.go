@@ -884,6 +884,9 @@ func (f *fuzzer) clockReached() time.Time {
 func (f *fuzzer) stepClock() {
 	f.clockPeak = f.clockReached()
 	f.clockOffset = time.Duration(f.rng.IntN(601)-300) * 10 * time.Millisecond
+	// The primary reads the step up to 10ms late, under load later: its
+	// clock may go on with the offset before it that long.
+	f.watch.setClock(stampClock{offset: f.clockOffset, peak: f.clockPeak.Add(time.Second), mark: f.stampBound})
 	if err := f.sess.StepClock(f.clockOffset); err != nil {
 		f.t.Fatal(err)
 	}
@@ -981,6 +984,7 @@ func (f *fuzzer) startPrimary() {
 	// or, when the stamps led the clock by more than the lease (it stepped
 	// back), a slack past the stamps: past the bound of the run before.
 	f.stampBound = latest(f.clockReached().Add(fuzzTimerLease), f.stampBound.Add(fuzzTimerSlack))
+	f.watch.setClock(stampClock{offset: f.clockOffset, peak: f.clockPeak, mark: f.stampBound})
 	d, err := harness.StartSite(f.bin, "primary", f.sess, filepath.Join(f.sess.Dir, "primary.log"), "--drain-timeout", "10s")
 	if err != nil {
 		f.t.Fatal(err)
@@ -1085,15 +1089,39 @@ type pairWatch struct {
 	// since is the last time the volume was seen in another state than
 	// duplex (or the watch began): its copy joined the group after it.
 	since map[string]time.Time
+	// stampedBy is, for the same observation, a bound on the stamps the
+	// primary had given by then (see clock): a consistency time is a
+	// stamp of the primary's timer, which runs off the wall clock by a
+	// clock step and, after a restart, ahead of it by up to its lease.
+	stampedBy map[string]time.Time
+	// clock is the model of the primary's timer the bounds come from.
+	clock stampClock
+}
+
+// stampClock bounds the stamps of the primary's timer at a wall-clock time:
+// its clock reads offset off the wall clock, has read peak at the latest
+// before the last step, and a restarted primary stamps from its timer's mark
+// on (mark), up to a lease ahead of its clock.
+type stampClock struct {
+	offset     time.Duration
+	peak, mark time.Time
+}
+
+// bound is above every stamp the primary gave up to wall-clock time at.
+func (c stampClock) bound(at time.Time) time.Time {
+	return latest(latest(c.peak, at.Add(c.offset)), c.mark)
 }
 
 func newPairWatch(addr string, vols []string) *pairWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &pairWatch{addr: addr, vols: vols, cancel: cancel, done: make(chan struct{}),
-		state: map[string]string{}, since: map[string]time.Time{}}
+		state: map[string]string{}, since: map[string]time.Time{}, stampedBy: map[string]time.Time{}}
 	now := time.Now()
 	for _, v := range vols {
-		w.since[v] = now
+		w.since[v], w.stampedBy[v] = now, now
+	}
+	if addr == "" {
+		return w // not watching (tests of the watch feed it statuses)
 	}
 	go func() {
 		defer close(w.done)
@@ -1128,9 +1156,17 @@ func (w *pairWatch) observe(st control.Status, at time.Time) {
 		}
 		w.state[v] = state
 		if state != "duplex" {
-			w.since[v] = at
+			w.since[v], w.stampedBy[v] = at, w.clock.bound(at)
 		}
 	}
+}
+
+// setClock gives the watch the fuzzer's model of the primary's timer, as a
+// clock step or a restart changed it.
+func (w *pairWatch) setClock(c stampClock) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.clock = c
 }
 
 // leftSince returns the volumes in another state than duplex in st (the
