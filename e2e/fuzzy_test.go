@@ -628,13 +628,12 @@ func (f *fuzzer) checkLive() {
 // every volume it reports consistent as of a time before ct (a suspension
 // time, or the copy from before a resync), as of that time. A volume of
 // group reported as of ct or later is checked with the session only: the
-// watch of the primary's pair states runs on the wall clock, the
-// consistency time on the primary's timer, which a restarted primary starts
-// up to its lease ahead of the wall clock and a clock step moves off it by
-// up to 3s either way, so a volume duplex at the primary
-// since just before such a ct can still be held, at the secondary, at its
-// copy from before its resync, consistent only as of its suspension; its
-// reported time says which.
+// primary makes a pair duplex once the secondary journaled its copy's end,
+// which a resync of another volume can hold unapplied, so a volume duplex
+// at the primary since just before such a ct can still be held, at the
+// secondary, at its copy from before its resync, consistent only as of its
+// suspension; its reported time says which. Whether it was duplex before
+// ct is judged on the primary's timer (see pairWatch.group).
 func atTime(group map[int]bool, vols []string, times map[string]time.Time, ct time.Time) map[int]time.Time {
 	out := map[int]time.Time{}
 	for i, v := range vols {
@@ -1190,8 +1189,23 @@ func (w *pairWatch) stop() {
 }
 
 // group returns the volumes whose copy at the secondary is in the consistency
-// group at consistency time ct: duplex since before ct, and duplex in the
-// primary's statuses taken around the read (when given).
+// group at consistency time ct: duplex since before the primary stamped ct,
+// and duplex in the primary's statuses taken around the read (when given).
+//
+// Before ct on the primary's timer, not on the wall clock: ct is a stamp,
+// which a clock step sets up to 3s off the wall clock, and a restarted
+// primary up to its lease ahead of it. A pair seen suspended, say, at a wall
+// time before ct, but after the primary stamped ct, has left the group since:
+// a restart suspends every pair whose activity log's regions do not fit the
+// sidefile, and resumes them by itself once the link is up, while the
+// resync it found unfinished goes on at once; its end, journaled before
+// their resync begins, lets the secondary apply, under the readers of its
+// exports, the writes held since ct to the resynced volume, but not those
+// of the suspended ones, which the primary only marked in their bitmaps:
+// their copies stay as of ct, and the suspended pairs' resync ends later.
+// Both statuses of the secondary, before and after the read, can show every
+// volume at one time, the first before those groups are applied, the
+// second after the suspended pairs' resync ends.
 func (w *pairWatch) group(ct time.Time, before, after *control.Status) map[int]bool {
 	for _, st := range []*control.Status{before, after} {
 		if st != nil {
@@ -1202,7 +1216,7 @@ func (w *pairWatch) group(ct time.Time, before, after *control.Status) map[int]b
 	defer w.mu.Unlock()
 	g := map[int]bool{}
 	for i, v := range w.vols {
-		if w.state[v] == "duplex" && w.since[v].Before(ct) {
+		if w.state[v] == "duplex" && w.stampedBy[v].Before(ct) {
 			g[i] = true
 		}
 	}
