@@ -41,11 +41,12 @@ const (
 	deferFill = 0.9
 )
 
-// cutBurst notes a cut that formed cost bytes at now: a burst's if they
-// are deferFrom or more per interval since the cut before. m.mu held.
-func (m *Mover) cutBurst(cost int64, now time.Time) {
-	since := now.Sub(m.cutAt)
-	if m.cutAt.IsZero() {
+// cutBurst notes a cut that formed cost bytes at now (an elapsed reading):
+// a burst's if they are deferFrom or more per interval since the cut
+// before. m.mu held.
+func (m *Mover) cutBurst(cost int64, now time.Duration) {
+	since := now - m.cutAt
+	if m.cutAt == 0 {
 		since = m.cfg.Interval
 	}
 	m.cutAt = now
@@ -54,19 +55,22 @@ func (m *Mover) cutBurst(cost int64, now time.Time) {
 	}
 }
 
-// deferral says whether this turn's record sets wait, and until when at
+// deferral says whether this turn's record sets wait, and for how long at
 // most: a cut within the last deferQuiet intervals brought a burst's
-// weight, nothing is to be sent
-// again, no Quiesce is under way, every sidefile holds less than deferFill
-// of what it holds unpaced, and the oldest record set to send was read
-// less than Config.BurstWait ago.
-func (m *Mover) deferral(now time.Time) (time.Time, bool) {
+// weight, nothing is to be sent again, no Quiesce is under way, every
+// sidefile holds less than deferFill of what it holds unpaced, and the
+// oldest record set to send was read less than Config.BurstWait ago. now
+// and the readings it is measured from are on the monotonic clock
+// (Mover.elapsed): on the wall clock, which the record sets' ReadTime is
+// on, a step back would stretch the wait by the step, holding a burst in
+// the sidefile, and the lag, longer than BurstWait promises.
+func (m *Mover) deferral(now time.Duration) (time.Duration, bool) {
 	if m.cfg.BurstWait < 0 {
-		return time.Time{}, false
+		return 0, false
 	}
 	m.mu.Lock()
-	var first int64
-	if now.Sub(m.burstAt) <= deferQuiet*m.cfg.Interval && m.quiescing == 0 && len(m.resend) == 0 {
+	var first time.Duration
+	if m.burstAt != 0 && now-m.burstAt <= deferQuiet*m.cfg.Interval && m.quiescing == 0 && len(m.resend) == 0 {
 		for _, h := range m.queue {
 			if !h.gone && !h.sent {
 				first = h.first
@@ -76,17 +80,17 @@ func (m *Mover) deferral(now time.Time) (time.Time, bool) {
 	}
 	m.mu.Unlock()
 	if first == 0 {
-		return time.Time{}, false
+		return 0, false
 	}
-	until := time.Unix(0, first).Add(m.cfg.BurstWait)
-	if !now.Before(until) {
-		return time.Time{}, false
+	left := first + m.cfg.BurstWait - now
+	if left <= 0 {
+		return 0, false
 	}
 	for _, s := range m.subs {
 		sf := s.ss.Sidefile()
 		if float64(sf.Stats().Used) >= deferFill*float64(sf.Unpaced()) {
-			return time.Time{}, false
+			return 0, false
 		}
 	}
-	return until, true
+	return left, true
 }

@@ -2,6 +2,7 @@ package mover
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,36 +22,36 @@ func TestOnlyABurstWaitsWithRoomAndWithinItsBound(t *testing.T) {
 	ss := subsystem.New("ss1", timer.New(), side, map[string]*volume.Volume{}, nil)
 	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}})
 	iv := m.cfg.Interval
-	now := time.Now()
-	h := &held{rs: &recordset.RecordSet{}, first: now.UnixNano()}
+	now := time.Hour
+	h := &held{rs: &recordset.RecordSet{}, first: now}
 	m.queue = []*held{{gone: true}, h}
-	m.cutAt = now.Add(-iv)
+	m.cutAt = now - iv
 	m.cutBurst(deferFrom-1, now)
 	if _, ok := m.deferral(now); ok {
 		t.Error("record sets wait after a cut lighter than deferFrom")
 	}
-	m.cutBurst(deferFrom, now.Add(3*iv))
-	if _, ok := m.deferral(now.Add(3 * iv)); ok {
+	m.cutBurst(deferFrom, now+3*iv)
+	if _, ok := m.deferral(now + 3*iv); ok {
 		t.Error("record sets wait after a cut of deferFrom over three intervals: a steady rate's, late")
 	}
-	m.cutBurst(deferFrom, now.Add(4*iv))
-	now = now.Add(4 * iv)
-	h.first = now.UnixNano()
-	until, ok := m.deferral(now)
+	m.cutBurst(deferFrom, now+4*iv)
+	now += 4 * iv
+	h.first = now
+	left, ok := m.deferral(now)
 	if !ok {
 		t.Fatal("a burst's record sets do not wait with an empty sidefile")
 	}
-	if want := now.Add(m.cfg.BurstWait); !until.Equal(want) {
-		t.Errorf("they wait until %v, want %v (BurstWait from their reading)", until, want)
+	if want := m.cfg.BurstWait; left != want {
+		t.Errorf("they wait %v, want %v (BurstWait from their reading)", left, want)
 	}
-	m.cutBurst(0, now.Add(iv))
-	if _, ok := m.deferral(now.Add(deferQuiet * iv)); !ok {
+	m.cutBurst(0, now+iv)
+	if _, ok := m.deferral(now + deferQuiet*iv); !ok {
 		t.Error("record sets do not wait after one light cut in a burst")
 	}
-	if _, ok := m.deferral(now.Add((deferQuiet + 1) * iv)); ok {
+	if _, ok := m.deferral(now + (deferQuiet+1)*iv); ok {
 		t.Errorf("record sets wait %d intervals after the burst's last heavy cut", deferQuiet+1)
 	}
-	if _, ok := m.deferral(now.Add(m.cfg.BurstWait)); ok {
+	if _, ok := m.deferral(now + m.cfg.BurstWait); ok {
 		t.Error("record sets read BurstWait ago wait")
 	}
 	m.resend = []*held{h}
@@ -181,7 +182,7 @@ func TestABurstWaitsThenGoesWholeAndInOrder(t *testing.T) {
 		t.Fatalf("%d bytes sent during the burst", sent)
 	}
 	r.mover.mu.Lock()
-	r.mover.burstAt = time.Now().Add(-(deferQuiet + 1) * r.mover.cfg.Interval)
+	r.mover.burstAt = r.mover.elapsed() - (deferQuiet+1)*r.mover.cfg.Interval
 	r.mover.mu.Unlock()
 	r.mover.Cut()
 	r.l.updatesOf(10)
@@ -216,7 +217,7 @@ func TestHeartbeatsGoWhileABurstWaits(t *testing.T) {
 		horizon = beats[0].Horizon
 	}
 	r.mover.mu.Lock()
-	r.mover.burstAt = time.Time{}
+	r.mover.burstAt = 0
 	r.mover.mu.Unlock()
 	r.mover.Cut()
 	r.l.updatesOf(15)
@@ -264,4 +265,36 @@ func TestQuiesceSendsAWaitingBurst(t *testing.T) {
 	r.l.updatesOf(5)
 	cancel()
 	<-done
+}
+
+// TestTheBurstWaitIsBoundedWhateverTheWallClockDoes: BurstWait is
+// measured on the monotonic clock. The wall clock here moves a few
+// milliseconds while the monotonic one moves BurstWait, as when the wall
+// clock steps back by nearly BurstWait: the record sets go, where on the
+// wall clock they would wait for the step as well. ReadTime, on the wire,
+// stays a wall-clock time.
+func TestTheBurstWaitIsBoundedWhateverTheWallClockDoes(t *testing.T) {
+	var mono atomic.Int64
+	mono.Store(int64(time.Hour))
+	r := startBurstRig(t, options{burstWait: time.Hour, elapsed: func() time.Duration { return time.Duration(mono.Load()) }})
+	before := time.Now()
+	next := 0
+	r.burst(t, 5, &next)
+	r.waited(t)
+	mono.Add(int64(time.Hour))
+	// Another burst, so that the writes go on: only the bound ends the wait.
+	r.burst(t, 5, &next)
+	var got int
+	for got < 10 {
+		sets, _ := r.l.bundleSets()
+		for _, rs := range sets {
+			if rs.Subsystem != "ss1" {
+				continue
+			}
+			if read := time.Unix(0, rs.ReadTime); read.Before(before) || read.After(time.Now()) {
+				t.Errorf("record set %d read at %v, not a wall-clock time of this test", rs.Seq, read)
+			}
+			got += len(rs.Updates)
+		}
+	}
 }

@@ -112,11 +112,11 @@ type held struct {
 	sent     bool
 	everSent bool
 	sentAt   time.Time
-	formed   uint64 // order of forming, across subsystems: the order of sending
-	first    int64  // the reading time of its first updates (rs.ReadTime is of its last)
-	queued   bool   // in the send queue
-	counted  bool   // its cost is in Mover.inflight: sent, and not yet received
-	gone     bool   // released or dropped: the send queue skips it
+	formed   uint64        // order of forming, across subsystems: the order of sending
+	first    time.Duration // Mover.elapsed when its first updates were read (rs.ReadTime is the wall time of its last)
+	queued   bool          // in the send queue
+	counted  bool          // its cost is in Mover.inflight: sent, and not yet received
+	gone     bool          // released or dropped: the send queue skips it
 }
 
 // sub is one subsystem's share of the mover. Its held record sets are in
@@ -162,6 +162,10 @@ type Mover struct {
 	hook func(point string)
 	// wait pauses between two dials (sleep; tests record the pauses).
 	wait func(ctx context.Context, d time.Duration)
+	// elapsed reads a monotonic clock (sinceStart), which the mover's own
+	// bounds are measured on: a step of the wall clock must not stretch
+	// them. Tests move it.
+	elapsed func() time.Duration
 
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
@@ -200,7 +204,7 @@ type Mover struct {
 	// last one that brought a burst's weight did; quiescing counts the
 	// Quiesce calls under way: they say whether record sets may wait
 	// (burst.go).
-	cutAt, burstAt time.Time
+	cutAt, burstAt time.Duration // elapsed readings; zero: none yet
 	quiescing      int
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
@@ -294,7 +298,7 @@ func New(cfg Config) *Mover {
 	m := &Mover{
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
-		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(), wait: sleep,
+		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(), wait: sleep, elapsed: sinceStart,
 	}
 	for i, ss := range cfg.Subsystems {
 		s := &sub{ss: ss, id: ss.ID(), index: uint16(i)}
@@ -337,9 +341,9 @@ func (m *Mover) Cut() {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
 		ups, horizon, read := s.ss.Drain()
-		m.pack(s, g, ups, horizon, read.UnixNano())
+		m.pack(s, g, ups, horizon, read.UnixNano(), m.elapsed())
 	}
-	m.cutBurst(m.heldBytes-before, time.Now())
+	m.cutBurst(m.heldBytes-before, m.elapsed())
 	m.mu.Unlock()
 	select {
 	case m.work <- struct{}{}:
@@ -354,7 +358,7 @@ func (m *Mover) Cut() {
 // is complete only through its own last update, and its horizon says so:
 // claiming the drain's horizon would let the secondary form a consistency
 // group without the updates still to come.
-func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int64) {
+func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int64, at time.Duration) {
 	id := s.id
 	h := s.last()
 	if h != nil && h.everSent {
@@ -372,7 +376,7 @@ func (m *Mover) pack(s *sub, g uint64, ups []recordset.Update, horizon, read int
 		if h == nil {
 			s.local++
 			h = &held{sub: s, size: recordset.NewSizer(m.cfg.Session, id), rs: &recordset.RecordSet{
-				Session: m.cfg.Session, Subsystem: id, Seq: s.local, Group: g, ReadTime: read, Horizon: horizon}, first: read}
+				Session: m.cfg.Session, Subsystem: id, Seq: s.local, Group: g, ReadTime: read, Horizon: horizon}, first: at}
 			m.formed++
 			h.formed = m.formed
 			s.held = append(s.held, h)
@@ -673,6 +677,13 @@ func (m *Mover) link(ctx context.Context) {
 	}
 }
 
+// start is the origin of sinceStart.
+var start = time.Now()
+
+// sinceStart reads the monotonic clock that time.Now's readings carry,
+// which no step of the wall clock moves; it is never zero.
+func sinceStart() time.Duration { return time.Since(start) + 1 }
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -784,8 +795,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	defer wait.Stop()
 	for {
 		m.recycle()
-		now := time.Now()
-		until, deferred := m.deferral(now)
+		left, deferred := m.deferral(m.elapsed())
 		sets, beats, bundles, maxFrame := m.unsent(conn, !deferred)
 		if len(sets) > 0 && m.hook != nil {
 			m.hook("encode")
@@ -804,7 +814,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		}
 		var waited <-chan time.Time
 		if deferred {
-			wait.Reset(until.Sub(now))
+			wait.Reset(left)
 			waited = wait.C
 			if m.hook != nil {
 				m.hook("deferred")

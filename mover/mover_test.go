@@ -55,6 +55,7 @@ type options struct {
 	burstWait     time.Duration                              // Config.BurstWait
 	dialer        transport.Dialer                           // default: the test's in-memory network
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
+	elapsed       func() time.Duration                       // the monotonic clock
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -93,6 +94,9 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover.hook = o.hook
 	if o.wait != nil {
 		p.mover.wait = o.wait
+	}
+	if o.elapsed != nil {
+		p.mover.elapsed = o.elapsed
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
