@@ -525,8 +525,12 @@ func (l *Log) reset() error {
 	if err != nil {
 		return err
 	}
-	// Oldest first (the names are the zero-padded first index), so that a
-	// crash part-way leaves the newest records, as Trim would.
+	// Oldest first (the names are the zero-padded first index), each
+	// removal made durable before the next, so that a crash part-way leaves
+	// the newest records, as Trim would. Removals no fsync of the directory
+	// has covered may reach the disk in any order: a crash could leave an
+	// older segment without the one after it, a hole that Open refuses
+	// (or, read past, the undo of some groups and not of those between).
 	for _, de := range des {
 		if de.IsDir() || de.Name() == "LOCK" {
 			continue
@@ -534,9 +538,9 @@ func (l *Log) reset() error {
 		if err := fsys.Remove(filepath.Join(l.dir, de.Name())); err != nil {
 			return err
 		}
-	}
-	if err := fsys.SyncDir(l.dir); err != nil {
-		return err
+		if err := fsys.SyncDir(l.dir); err != nil {
+			return err
+		}
 	}
 	j, err := journal.Open(l.dir, l.jo)
 	if err != nil {
