@@ -98,7 +98,8 @@ const SectorSize = 512
 //     Silently growing or cutting an image would hide a configuration
 //     mistake.
 //   - A missing image file is created with the configured size, and its
-//     directory with it. Without a configured size there is nothing to
+//     directory with it, durably (fsynced, and so are the directories whose
+//     entries it adds). Without a configured size there is nothing to
 //     create it with, and a missing path under /dev is a device that is not
 //     there (an LVM volume not activated, a disk not attached), never an
 //     image to create in the device directory: both are errors.
@@ -150,7 +151,9 @@ func create(path string, size int64) (*Volume, error) {
 	if size == 0 {
 		return nil, fmt.Errorf("volume %s: %w", path, ErrNoSize)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	made := missingDirs(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("volume %s: %w", path, err)
 	}
 	// O_EXCL: what appeared meanwhile is not ours to size.
@@ -161,11 +164,56 @@ func create(path string, size int64) (*Volume, error) {
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", path, err)
 	}
-	if err := f.Truncate(size); err != nil {
+	if err := setSize(f, size); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("volume %s: set size: %w", path, err)
+		return nil, fmt.Errorf("volume %s: %w", path, err)
+	}
+	// The session's configuration and state say the volume exists once
+	// Open returns: a crash must not take back its name, nor those of the
+	// directories made for it. Innermost first: each one's entry is in
+	// the directory above it.
+	for _, d := range append([]string{dir}, made...) {
+		if err := syncDir(d); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("volume %s: sync directory %s: %w", path, d, err)
+		}
 	}
 	return newVolume(path, f, size), nil
+}
+
+// setSize sets an image's size, durably: a crash must not leave the
+// volume shorter than the size it was created with.
+func setSize(f *os.File, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("set size: %w", err)
+	}
+	if err := syncFile(f); err != nil {
+		return fmt.Errorf("set size: fsync: %w", err)
+	}
+	return nil
+}
+
+// syncFile and syncDir make a file and a directory's entries durable
+// (tests record them).
+var (
+	syncFile = (*os.File).Sync
+	syncDir  = disk.OS.SyncDir
+)
+
+// missingDirs returns the parents of the directories that MkdirAll(dir)
+// would create, innermost first: the directories whose entries it adds.
+func missingDirs(dir string) []string {
+	var parents []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			return parents
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return parents
+		}
+		parents = append(parents, parent)
+	}
 }
 
 func openImage(path string, size int64) (*Volume, error) {
@@ -193,8 +241,8 @@ func openImage(path string, size int64) (*Volume, error) {
 		size = have
 	case have == size:
 	case have == 0:
-		if err = f.Truncate(size); err != nil {
-			err = fmt.Errorf("volume %s: set size: %w", path, err)
+		if err = setSize(f, size); err != nil {
+			err = fmt.Errorf("volume %s: %w", path, err)
 		}
 	default:
 		err = fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, have, size)
