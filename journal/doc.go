@@ -33,7 +33,11 @@ refuse all further writes, since what is on disk is then unknown (after a
 failed fsync the kernel may have dropped the pages it could not write, so a
 retried fsync that succeeds would prove nothing); the caller must stop
 acknowledging, Close it and Open it again once the disk works, which recovers
-from whatever reached the disk. Other errors, such as an Append out of
+from whatever reached the disk. A failed fsync also truncates the active
+segment back to what the last successful one covered (a new segment, or one
+whose name the directory's fsync could not make durable, to nothing): pages
+the kernel could not write may be left clean in the page cache, and an Open
+before a reboot would read the records in them as journaled. Other errors, such as an Append out of
 sequence, change nothing. Every file operation goes through Options.FS, so
 tests inject these faults with a disk.Injector.
 

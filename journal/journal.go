@@ -137,8 +137,13 @@ type Journal struct {
 	f        disk.File // the active segment, nil while the journal is empty
 	parts    [][]byte  // append's pieces of a record, reused
 	dirDirty bool      // a segment was created since the directory was last fsynced
-	buf      []byte
-	err      error // sticky: set when the state on disk is no longer known
+	// synced is how much of the active segment the last fsync that
+	// succeeded covered, through record syncedLast: a failed one cuts it
+	// back to that (cutUnsynced).
+	synced     int64
+	syncedLast uint64
+	buf        []byte
+	err        error // sticky: set when the state on disk is no longer known
 	// direct is set while f takes O_DIRECT writes. Those go through dbuf,
 	// whose first tail bytes are always the active segment's bytes from the
 	// last directAlign boundary to its end: each write starts at that
@@ -327,6 +332,7 @@ func (j *Journal) recover() error {
 		if err := f.Sync(); err != nil {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
+		j.synced, j.syncedLast = active.size, active.last
 		if err := j.useDirect(active.size); err != nil {
 			return fmt.Errorf("journal %s: %w", active.path, err)
 		}
@@ -604,7 +610,7 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		old.Close()
 	}
 	j.segs = append(j.segs, segment{first: index, last: index, size: written, path: path})
-	j.dirDirty = true
+	j.dirDirty, j.synced, j.syncedLast = true, 0, index-1
 	return nil
 }
 
@@ -627,17 +633,47 @@ func (j *Journal) syncLocked() error {
 		return nil
 	}
 	if err := j.f.Sync(); err != nil {
-		j.err = fmt.Errorf("journal %s: %w", j.f.Name(), err)
+		j.err = j.cutUnsynced(j.synced, fmt.Errorf("journal %s: %w", j.f.Name(), err))
 		return j.err
 	}
+	active := j.segs[len(j.segs)-1]
+	j.synced, j.syncedLast = active.size, active.last
 	if j.dirDirty {
 		if err := j.syncDir(); err != nil {
-			j.err = err
+			// The active segment is the one created since: its name
+			// may not be on the disk, and its records with it.
+			j.err = j.cutUnsynced(0, err)
 			return j.err
 		}
 		j.dirDirty = false
 	}
 	return nil
+}
+
+// cutUnsynced truncates the active segment to size, the part of it that
+// an fsync covered, after err, a failed fsync. The kernel may have marked
+// the pages it could not write clean, and they read back as written until
+// evicted: an Open before a reboot, in this process or another, would
+// find the records no fsync covered and report them journaled, and the
+// caller would acknowledge what the disk does not hold. Truncated, they
+// are gone from the page cache too; an empty segment is the last one,
+// which Open removes. Called with j.mu held.
+func (j *Journal) cutUnsynced(size int64, err error) error {
+	active := &j.segs[len(j.segs)-1]
+	if active.size == size {
+		return err
+	}
+	if terr := j.f.Truncate(size); terr != nil {
+		return fmt.Errorf("%w; the records it covered could not be cut off, and a reopen before a reboot may find them: %v", err, terr)
+	}
+	if size == 0 {
+		// j.f stays open on it until Close: nothing is written any more.
+		j.segs = j.segs[:len(j.segs)-1]
+	} else {
+		active.size, active.last = size, j.syncedLast
+	}
+	j.countBytes()
+	return err
 }
 
 // syncDir fsyncs the directory, unless an fsync of it failed before.
