@@ -314,7 +314,7 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 		// restarted, and the link has not been up since): the resync
 		// waits for the report rather than start on a room nobody knows.
 		for _, p := range held {
-			p.Waiting = "resync waits for the secondary to report its journal room: the link has not been up since the primary started"
+			p.Waiting = noteRoomUnknown
 		}
 		return errRoomUnknown
 	}

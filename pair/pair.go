@@ -15,7 +15,12 @@
 // and copies exactly those again before it serves I/O; a pair that was in
 // the middle of a resync copies what the resync had left and those regions;
 // without a usable log, or for a pair in its first copy, it copies the whole
-// volume (holes are sent as zeroes, without data).
+// volume (holes are sent as zeroes, without data). Where those copies are a
+// resync that must first wait for the secondary's journal room (a whole
+// volume, or regions too large for the sidefiles), the restart suspends
+// every pair together and resumes them together once the room is checked,
+// so the secondary's volumes stay at one time throughout (see
+// awaitRoomAtStart).
 package pair
 
 import (
@@ -331,7 +336,10 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			// A resync: what it had left when its bitmap was last saved,
 			// and every region whose copy or write was captured and not
 			// acknowledged (the log); what the secondary acknowledged is
-			// journaled there, held with the rest of the resync.
+			// journaled there, held with the rest of the resync. It goes
+			// on at once, its hold at the secondary open already, unless
+			// another pair's resync waits for the journal room: then it
+			// waits with it (see awaitRoomAtStart).
 			bm, err := mg.loadBitmap(name, v.Size)
 			if err != nil {
 				mg.log.Warn("primary did not stop cleanly during a resync whose bitmap is unreadable: full resync", "volume", name, "err", err)
@@ -360,7 +368,8 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			// Without an activity log in the run that stopped (or in a first copy),
 			// acknowledged writes may never have reached the secondary
 			// anywhere: copy everything. A first copy holds nothing at the
-			// secondary, and a resync's hold there is open already.
+			// secondary, and a resync's hold there is open already; both
+			// wait with the duplex pairs' resyncs (see awaitRoomAtStart).
 			mg.log.Warn("primary did not stop cleanly: full resync", "volume", name)
 			mg.startCopy(p, nil)
 			mg.markCopy(p)
@@ -420,31 +429,69 @@ type resyncAtStart struct {
 const reasonRestartResync = "the primary did not stop cleanly and resyncs the regions its writes may not have reached the secondary in: " +
 	"the resync starts once the link is up and the secondary's journal room for it is checked"
 
+// reasonRestartTogether is why a pair with nothing to copy stays suspended
+// with those a restart is to resync (see awaitRoomAtStart).
+const reasonRestartTogether = "suspended with the pairs the restarted primary resyncs, so that the secondary's volumes stay at one time: " +
+	"resumes with them once the link is up and the secondary's journal room is checked"
+
+// noteRoomUnknown says why a resync waits at the start of a run.
+const noteRoomUnknown = "resync waits for the secondary to report its journal room: the link has not been up since the primary started"
+
 // awaitRoomAtStart holds the resyncs a restart starts by itself (rs) to
 // the journal-room check an operator's resume gets (see checkRoom and
 // awaitRoom): the secondary holds every volume for them until they end, and
-// nobody knows its room before the link is up. The pairs are suspended
-// together, their writes and the regions to copy tracked in their bitmaps,
-// before any I/O is served, so the secondary holds each as of its last
-// group from before the restart (which has every write stamped before
-// it), as the session's own suspension does; they resume together by
-// themselves once the link is up and the room is checked (autoResume),
-// stay suspended saying why when it lacks, and the operator may accept an
-// inconsistent resync instead. Called before Run.
+// nobody knows its room before the link is up. They stay suspended until
+// then, their writes and the regions to copy tracked in their bitmaps.
+//
+// Suspending only them would break the set: every other pair would go on
+// shadowing, and the secondary would apply those pairs' writes, stamped
+// after the suspension, while the suspended ones stay as of it. A write to
+// a suspended volume acknowledged before a write to another volume was
+// issued would be missing where the later one is found. A resync the last
+// run left unfinished, continued at once, is no better: its copy ends
+// before the others begin, and the secondary applies the groups it held,
+// with that volume's later writes. Only the operator may split the set
+// (a suspension by hand); the restart's own suspension is the session's:
+// every pair not suspended already (resyncs continued, first copies, duplex
+// pairs with nothing to copy) is suspended with those of rs, at one point
+// of the common timer, before any I/O is served. The secondary holds each
+// volume as of its last group from before the restart, one consistency
+// time for all (a resync whose hold is still open there keeps it: see
+// resyncHeld). Every one of them then resumes at one point of the timer too
+// (autoResume, resumeAll), once the link is up and the room for all their
+// resyncs together is checked, so they share one hold at the secondary,
+// which goes from the state before the restart straight to the one after
+// every resync. When the room lacks they all stay suspended, saying why,
+// and the operator may accept an inconsistent resync instead. Called
+// before Run.
 func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
 	if len(rs) == 0 {
 		return
 	}
-	ps := make([]*Pair, len(rs))
-	bms := make([]*bitmap.Bitmap, len(rs))
-	for i, r := range rs {
-		ps[i], bms[i] = r.p, r.bm
+	regions := map[string]*bitmap.Bitmap{}
+	for _, r := range rs {
+		regions[r.p.Volume] = r.bm
 	}
-	mg.suspendTogether(ps, bms)
-	for _, p := range ps {
-		mg.suspended(p, true)
-		p.Reason = reasonRestartResync
-		p.Waiting = "resync waits for the secondary to report its journal room: the link has not been up since the primary started"
+	// A copy continued with nothing left to copy has its end captured
+	// already, ahead of the suspension (see raise); a duplex pair keeps the
+	// time it was opened with, a lower bound of what the secondary holds.
+	ends := map[string]int64{}
+	for _, name := range mg.order {
+		if p := mg.pairs[name]; !p.Deleted && p.State == Pending && p.CopyEnd != 0 {
+			ends[name] = p.CopyEnd
+		}
+	}
+	pos := mg.mover.Stats().Acked
+	ps, at := mg.suspendAllLocked(true, regions)
+	for i, p := range ps {
+		if end, ok := ends[p.Volume]; ok {
+			raise(p, end, at[i], pos)
+		}
+		if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil && bm.Count() == 0 {
+			p.Reason = reasonRestartTogether
+			continue
+		}
+		p.Reason, p.Waiting = reasonRestartResync, noteRoomUnknown
 	}
 }
 
@@ -628,9 +675,10 @@ func byHand(p *Pair) {
 
 // suspendAllLocked suspends every pair not suspended yet at one point of
 // the common timer (see subsystem.SuspendTogether) and returns them with
-// the time of each one's suspension (see suspendTogether). Called with
-// mg.mu held.
-func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, []int64) {
+// the time of each one's suspension (see suspendTogether). The bitmap of a
+// pair in regions is the one its writes go to, with the regions it has to
+// copy (see awaitRoomAtStart). Called with mg.mu held.
+func (mg *Manager) suspendAllLocked(auto bool, regions map[string]*bitmap.Bitmap) ([]*Pair, []int64) {
 	var ps []*Pair
 	var bms []*bitmap.Bitmap
 	for _, name := range mg.order {
@@ -638,8 +686,12 @@ func (mg *Manager) suspendAllLocked(auto bool) ([]*Pair, []int64) {
 		if p.Deleted || p.State == Suspended {
 			continue
 		}
+		bm := regions[name]
+		if bm == nil {
+			bm = mg.suspendBitmap(p)
+		}
 		ps = append(ps, p)
-		bms = append(bms, mg.suspendBitmap(p))
+		bms = append(bms, bm)
 	}
 	if len(ps) == 0 {
 		return nil, nil
@@ -1376,7 +1428,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			}
 		}
 	}
-	ps, at := mg.suspendAllLocked(true)
+	ps, at := mg.suspendAllLocked(true, nil)
 	for _, p := range ps {
 		p.Reason = reason
 	}
@@ -1746,7 +1798,7 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 			ends[name] = end
 		}
 	}
-	ps, at := mg.suspendAllLocked(false)
+	ps, at := mg.suspendAllLocked(false, nil)
 	for i, p := range ps {
 		// Suspended together, the pairs share one consistency time: their
 		// markers' point of the common timer.

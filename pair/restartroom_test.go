@@ -108,3 +108,64 @@ func TestLargeCrashRecoveryWaitsForTheJournalRoom(t *testing.T) {
 	}
 	r.settle()
 }
+
+// TestRestartWaitingForRoomHoldsEveryPair: a primary killed with one pair
+// (a) in the middle of a resync, one (b) whose activity-log regions do not
+// fit the sidefile, one (c) duplex with nothing to copy, and one (d)
+// suspended by hand. b's resync waits for the secondary's journal room;
+// a's, continued at once, would end before b's begins, and c's writes
+// would be applied at the secondary while b stays as of its suspension:
+// the secondary's volumes would not be at one time. Every pair but d is
+// suspended at the restart, by the session, and resumes with the others.
+func TestRestartWaitingForRoomHoldsEveryPair(t *testing.T) {
+	r := newRig(t, 16*twinRegion, 3<<19, "a", "b", "c", "d")
+	r.settle()
+	r.saveAndClean()
+	if err := r.mg.Suspend("d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 2*twinRegion, 4096)
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("b", 0, 4096) // marks a region of the log as large as the sidefile
+	// kill -9, the link not up after the restart.
+	r.ss.mu.Lock()
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.openLog()
+	mv := &restartedMover{memMover: r.mv}
+	mg, err := Open(r.opts, mv, r.vols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mg = mg
+	for _, vol := range []string{"a", "b", "c"} {
+		if p := r.pair(vol); p.State != Suspended || !p.Auto {
+			t.Errorf("pair %s %+v right after the restart: want it suspended by the session with the resync that waits for the journal room", vol, p)
+		}
+	}
+	if !marked(r.pendingRegions("a"), 2*twinRegion) || !marked(r.pendingRegions("b"), 0) {
+		t.Errorf("after the restart: a's resync's regions or b's recovered ones are not kept to copy")
+	}
+	if p := r.pair("c"); p.Reason != reasonRestartTogether {
+		t.Errorf("pair c %+v: want its reason to say it waits with the others", p)
+	}
+	if p := r.pair("d"); p.State != Suspended || p.Auto {
+		t.Errorf("pair d %+v: suspended by hand, want it still the operator's", p)
+	}
+	mv.link(1 << 40)
+	r.mg.autoSuspend()
+	for _, vol := range []string{"a", "b", "c"} {
+		if p := r.pair(vol); p.State != Pending {
+			t.Errorf("pair %s %+v once the secondary reported room enough: want it resumed with the others", vol, p)
+		}
+	}
+	r.settle()
+	if p := r.pair("d"); p.State != Suspended {
+		t.Errorf("pair d %+v after the others resumed: want it still suspended", p)
+	}
+}

@@ -8,18 +8,19 @@ import (
 	"duplex/recordset"
 )
 
-// TestAResyncEndingBeforeTheOthersBeginLeavesThemAsOfTheirSuspension is
-// what a primary restarted after kill -9 in the middle of a resync sends:
-// the resync it found unfinished (vol3) begins at once, while the pair whose
-// activity log's regions do not fit its sidefile (vol4) is suspended until
-// the link is up and resumed by itself then, its writes meanwhile marked in
-// its bitmap only. When vol3's copy ends before vol4's resync begins, the
-// held groups are applied with vol3's writes stamped after the suspension,
-// and vol4 stays as it was: the secondary must report vol4 consistent as
-// of its suspension, not with the session, until its own resync ends. A
-// checker that takes every volume as of the time a status gave before
-// those groups were applied sees vol3 ahead of vol4 (the operations test,
-// seed 1796321467380203983, step 90).
+// TestAResyncEndingBeforeTheOthersBeginLeavesThemAsOfTheirSuspension: a
+// resync (vol3) runs while another pair (vol4) is suspended, its writes
+// meanwhile marked in its bitmap only, and vol3's copy ends before vol4's
+// resync begins. The held groups are applied with vol3's writes stamped
+// after the suspension, and vol4 stays as it was: the secondary must report
+// vol4 consistent as of its suspension, not with the session, until its own
+// resync ends. An operator's suspension of one pair makes this stream. A
+// primary restarted after kill -9 in the middle of vol3's resync, vol4's
+// activity-log regions too large for its sidefile, made it too, by itself,
+// breaking the set (the operations test, seed 1796321467380203983, step
+// 90): it now suspends every pair with vol4 and resumes them together
+// (pair.awaitRoomAtStart, e2e TestDependentWritesThroughARestartThatWaitsForRoom),
+// but what the secondary reports of such a stream stays as here.
 func TestAResyncEndingBeforeTheOthersBeginLeavesThemAsOfTheirSuspension(t *testing.T) {
 	r := newRig(t, map[string]int64{"vol3": 1 << 20, "vol4": 1 << 20})
 	conn, _, _ := r.dial(r.hello())
