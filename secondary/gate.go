@@ -485,11 +485,21 @@ func (s *Secondary) applyPrefix(g *consistency.Group, limit int64, vols map[stri
 	s.flushMu.Lock()
 	for name, t := range touched {
 		s.unflushed[name] = t
+		s.unstarted[name] = t
 	}
 	s.flushMu.Unlock()
 	s.posMu.Lock()
 	s.gated.partial = limit
 	s.posMu.Unlock()
+	// The checkpointer starts their writeback, as it does a whole group's
+	// (startWriteback): a long group applied in prefixes for a while would
+	// otherwise leave every page of them dirty for the checkpoint's fsync
+	// once the group is whole. Not waited for: nil during Open's replay,
+	// whose checkpoint follows.
+	select {
+	case s.ckReq <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
