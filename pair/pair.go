@@ -454,9 +454,10 @@ const noteRoomUnknown = "resync waits for the secondary to report its journal ro
 // (a suspension by hand); the restart's own suspension is the session's:
 // every pair not suspended already (resyncs continued, first copies, duplex
 // pairs with nothing to copy) is suspended with those of rs, at one point
-// of the common timer, before any I/O is served. The secondary holds each
-// volume as of its last group from before the restart, one consistency
-// time for all (a resync whose hold is still open there keeps it: see
+// of the common timer, before any I/O is served. The secondary holds every
+// volume as of one consistency time: its last group from before the
+// restart, or, while the hold of a resync the last run began is still open
+// there, the group before that resync (the hold outlives a suspension: see
 // resyncHeld). Every one of them then resumes at one point of the timer too
 // (autoResume, resumeAll), once the link is up and the room for all their
 // resyncs together is checked, so they share one hold at the secondary,
