@@ -1,6 +1,10 @@
 package mover
 
-import "time"
+import (
+	"time"
+
+	"duplex/recordset"
+)
 
 // A burst of large writes costs the primary's CPU twice: serving the
 // writes, and sending them (the record sets' encoding and checksums, and
@@ -12,8 +16,10 @@ import "time"
 // session goroutine, and its record sets go once the writes slow down
 // (no cut brought a burst's weight for a few intervals), or the sidefile fills toward its pacing start, or
 // the oldest of them has waited Config.BurstWait from its reading, or a
-// Quiesce asks for everything: whichever comes first. A steady rate's
-// turns (the lag's) never weigh that much, and never wait.
+// Quiesce asks for everything: whichever comes first. Only large writes
+// weigh (burstWeight): a steady rate of small writes (the lag's) never
+// waits; a steady stream of large writes that weighs as much as a burst
+// waits like one, its lag bounded by Config.BurstWait.
 //
 // Only the record sets wait: the heartbeats of the turn go as ever (they
 // name only record sets already sent), and so do the retransmissions,
@@ -21,14 +27,20 @@ import "time"
 // silence and retransmission checks go on, and the end of the session's
 // context ends the wait at once.
 const (
-	// deferFrom is the least a cut brings per interval for record sets
-	// to wait: 4 MiB an interval is 200 MiB/s at the default 20 ms,
-	// several times what 4 KiB writes reach at saturation on the bench's
-	// machine (bench/RESULTS.md), a small share of a 1 MiB burst's rate.
-	// Per interval since the cut before: a cut late by some intervals
-	// (the process descheduled, a pause) carries their writes too, and a
-	// steady rate's turns must never wait.
-	deferFrom = 4 << 20
+	// deferFrom is the least a cut brings per interval, in large writes
+	// (burstWeight), for record sets to wait: 1 MiB an interval is 50
+	// MiB/s at the default 20 ms, a fifth of a 1 MiB burst's rate on the
+	// bench's machine, which a busy CPU still lets the burst reach. At 4
+	// MiB (200 MiB/s) a burst slowed by the load never waited, and its
+	// sends took the CPU from its writes just when it was scarce
+	// (bench/RESULTS.md). Per interval since the cut before: a cut late
+	// by some intervals (the process descheduled, a pause) carries their
+	// writes too.
+	deferFrom = 1 << 20
+	// burstMin is the least data a write carries to weigh in a burst: a
+	// steady rate of small writes, whose record sets are the lag, never
+	// waits, whatever its rate.
+	burstMin = recordset.SplitMin
 	// deferQuiet is how many intervals after the last cut of a burst's
 	// weight record sets still wait: a burst's writes come unevenly (the
 	// writer descheduled for an interval on a busy CPU), and one light
@@ -41,9 +53,21 @@ const (
 	deferFill = 0.9
 )
 
-// cutBurst notes a cut that formed cost bytes at now (an elapsed reading):
-// a burst's if they are deferFrom or more per interval since the cut
-// before. m.mu held.
+// burstWeight is the data of the writes among ups of burstMin bytes or
+// more: what a cut weighs as a burst's.
+func burstWeight(ups []recordset.Update) int64 {
+	var n int64
+	for i := range ups {
+		if u := &ups[i]; u.Kind == recordset.KindWrite && len(u.Data) >= burstMin {
+			n += int64(len(u.Data))
+		}
+	}
+	return n
+}
+
+// cutBurst notes a cut that drained cost bytes of large writes
+// (burstWeight) at now (an elapsed reading): a burst's if they are
+// deferFrom or more per interval since the cut before. m.mu held.
 func (m *Mover) cutBurst(cost int64, now time.Duration) {
 	since := now - m.cutAt
 	if m.cutAt == 0 {

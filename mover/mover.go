@@ -95,8 +95,8 @@ type Config struct {
 	// before them: for tests of version skew.
 	NoIndexedAcks bool
 	// BurstWait bounds how long a burst's record sets wait in the
-	// sidefile before they are sent (burst.go): a turn that brings 4 MiB
-	// or more waits while the writes go on at that rate and every
+	// sidefile before they are sent (burst.go): a turn that brings 1 MiB
+	// or more of large writes waits while the writes go on at that rate and every
 	// sidefile holds less than 0.9 of what it holds before pacing, so that
 	// the primary's CPU serves the writes rather than their sends; default
 	// 1s, negative: never.
@@ -336,14 +336,15 @@ func (m *Mover) Cut() {
 	m.group++
 	g := m.group
 	m.beats = m.beats[:0]
-	before := m.heldBytes
+	var weight int64
 	for _, s := range m.subs {
 		// Drained under m.mu so record sets of one subsystem enter held in
 		// sequence order even if Cut runs concurrently.
 		ups, horizon, read := s.ss.Drain()
+		weight += burstWeight(ups)
 		m.pack(s, g, ups, horizon, read.UnixNano(), m.elapsed())
 	}
-	m.cutBurst(m.heldBytes-before, m.elapsed())
+	m.cutBurst(weight, m.elapsed())
 	m.mu.Unlock()
 	select {
 	case m.work <- struct{}{}:
