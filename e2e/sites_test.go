@@ -166,7 +166,8 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 	s.waitDuplex(t)
 	n0, _ := bad.snapshot()
 
-	net.SetFaults(transport.Faults{Drop: 0.02, Duplicate: 0.02, Reorder: 0.05, Corrupt: 0.02, Disconnect: 0.003, MaxDelay: time.Millisecond})
+	faults := transport.Faults{Drop: 0.02, Duplicate: 0.02, Reorder: 0.05, Corrupt: 0.02, Disconnect: 0.003, MaxDelay: time.Millisecond}
+	net.SetFaults(faults)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -178,13 +179,31 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 	}()
 	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
 	// The faults are drawn per frame, and an interval is one frame of
-	// record sets and heartbeats: go on until each kind has struck.
-	// A loaded machine forms fewer frames a minute, so the faults get
-	// three.
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
-		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
+	// record sets and heartbeats: go on until each kind has struck. A
+	// loaded machine forms few frames a minute, and a disconnect comes
+	// once in 333 of them: a kind that has not struck yet is drawn ten
+	// times as often until it has.
+	for round := 0; ; round++ {
+		fs := net.Stats()
+		boost := faults
+		missing := false
+		for _, k := range []struct {
+			struck uint64
+			p      *float64
+		}{{fs.Dropped, &boost.Drop}, {fs.Duplicated, &boost.Duplicate}, {fs.Reordered, &boost.Reorder},
+			{fs.Corrupted, &boost.Corrupt}, {fs.Disconnects, &boost.Disconnect}} {
+			if k.struck == 0 {
+				*k.p = min(0.5, 10**k.p)
+				missing = true
+			}
+		}
+		if !missing {
 			break
 		}
+		if round == 20 {
+			t.Fatalf("not every fault struck in 20 rounds of 20 groups: %+v", fs)
+		}
+		net.SetFaults(boost)
 		n, _ := bad.snapshot()
 		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
 	}
