@@ -5,29 +5,44 @@ import (
 	"time"
 )
 
-// A burst's buffers beyond freeLimit are kept while their class gives
-// buffers out, and let go down to freeLimit once it has given none out
-// between two trims.
-func TestPoolKeepsABurstsBuffersWhileTheirClassIsInUse(t *testing.T) {
+// testPool returns an empty pool whose classes beyond freeLimit are kept
+// unused for keep, for the test's length; its trim is stopped at the end.
+func testPool(t *testing.T, keep time.Duration) *bufferPool {
+	t.Helper()
 	was := keepFor
-	keepFor = time.Hour // only the test trims
-	t.Cleanup(func() { keepFor = was })
-	var p bufferPool
+	keepFor = keep
+	p := &bufferPool{}
 	t.Cleanup(func() {
 		p.mu.Lock()
 		if p.trim != nil {
 			p.trim.Stop()
 		}
 		p.mu.Unlock()
+		keepFor = was
 	})
+	return p
+}
+
+// burst takes n buffers of 1 MiB from the pool and hands them all back,
+// as a burst of large writes does, and returns them.
+func (p *bufferPool) burst(n int) [][]byte {
+	b := make([][]byte, n)
+	for i := range b {
+		b[i] = p.get(1 << 20)
+	}
+	for _, x := range b {
+		p.put(x)
+	}
+	return b
+}
+
+// A burst's buffers beyond freeLimit are kept while their class gives
+// buffers out, and let go down to freeLimit once it has given none out
+// between two trims.
+func TestPoolKeepsABurstsBuffersWhileTheirClassIsInUse(t *testing.T) {
+	p := testPool(t, time.Hour) // only the test trims
 	const n = 2 * freeLimit >> 20
-	burst := make([][]byte, n)
-	for i := range burst {
-		burst[i] = p.get(1 << 20)
-	}
-	for _, b := range burst {
-		p.put(b)
-	}
+	burst := p.burst(n)
 	if p.bytes != n<<20 {
 		t.Fatalf("the pool keeps %d bytes of a burst of %d", p.bytes, n<<20)
 	}
@@ -61,17 +76,8 @@ func TestPoolKeepsABurstsBuffersWhileTheirClassIsInUse(t *testing.T) {
 
 // The trim runs by itself once the pool holds more than freeLimit.
 func TestPoolLetsAnIdleBurstsBuffersGo(t *testing.T) {
-	was := keepFor
-	keepFor = time.Millisecond
-	t.Cleanup(func() { keepFor = was })
-	var p bufferPool
-	burst := make([][]byte, 2*freeLimit>>20)
-	for i := range burst {
-		burst[i] = p.get(1 << 20)
-	}
-	for _, b := range burst {
-		p.put(b)
-	}
+	p := testPool(t, time.Millisecond)
+	p.burst(2 * freeLimit >> 20)
 	for end := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
 		p.mu.Lock()
 		bytes, armed := p.bytes, p.trim != nil
@@ -89,26 +95,10 @@ func TestPoolLetsAnIdleBurstsBuffersGo(t *testing.T) {
 // trickle: the class is still in use, but one buffer of it at a time
 // does, not the burst's.
 func TestPoolLetsABurstsBuffersGoUnderATrickleOfTheirClass(t *testing.T) {
-	was := keepFor
-	keepFor = time.Hour // only the test trims
-	t.Cleanup(func() { keepFor = was })
-	var p bufferPool
-	t.Cleanup(func() {
-		p.mu.Lock()
-		if p.trim != nil {
-			p.trim.Stop()
-		}
-		p.mu.Unlock()
-	})
+	p := testPool(t, time.Hour) // only the test trims
 	const n = 4 * freeLimit >> 20
-	burst := make([][]byte, n)
 	for range 2 { // the second takes the first's buffers
-		for i := range burst {
-			burst[i] = p.get(1 << 20)
-		}
-		for _, b := range burst {
-			p.put(b)
-		}
+		p.burst(n)
 	}
 	// The burst was since the last trim: all kept.
 	p.shrink()
