@@ -13,6 +13,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// rawSocketPair connects to itself over TCP on loopback and returns the
+// raw reader of the accepted end, that end, and the dialling peer; both
+// ends are closed at the end of the test.
+func rawSocketPair(t *testing.T) (*rawReader, net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	nc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	rr, _, ok := rawSocket(nc)
+	if !ok {
+		t.Fatal("no raw socket under a TCP connection")
+	}
+	return rr, nc, peer
+}
+
 // A writev that the socket takes only in part goes on from the byte after the
 // last one written, whichever buffer that falls in.
 func TestRawWriterConsumeResumesAfterAPartialWrite(t *testing.T) {
@@ -40,25 +67,7 @@ func TestRawWriterConsumeResumesAfterAPartialWrite(t *testing.T) {
 // time out on an empty socket, and refuse a socket already closed here
 // instead of polling a descriptor number that may be reused.
 func TestWaitReadable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	rr, _, ok := rawSocket(nc)
-	if !ok {
-		t.Fatal("no raw socket under a TCP connection")
-	}
+	rr, nc, peer := rawSocketPair(t)
 	if rr.waitReadable(time.Millisecond) {
 		t.Fatal("empty socket reported readable")
 	}
@@ -88,25 +97,7 @@ func TestWaitReadable(t *testing.T) {
 // A limit bounds the next read, and only it: the read loop reads the header
 // after a large WRITE alone, and then reads on as usual.
 func TestRawReaderLimitBoundsOneRead(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	rr, _, ok := rawSocket(nc)
-	if !ok {
-		t.Fatal("no raw socket under a TCP connection")
-	}
+	rr, _, peer := rawSocketPair(t)
 	sent := bytes.Repeat([]byte("0123456789"), 10)
 	if _, err := peer.Write(sent); err != nil {
 		t.Fatal(err)
