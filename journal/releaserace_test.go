@@ -61,17 +61,16 @@ func (h *holdFS) SyncDir(dir string) error {
 	return h.hold(disk.OpSyncDir, h.FS.SyncDir(dir))
 }
 
-// A reader that finds a segment gone must be able to tell it was
-// released, by FirstIndex being past it (history's read views do, and call
-// such a point outside the window rather than fail): FirstIndex never
-// names a record whose segment file Release has removed, even while the
-// removal (tens of milliseconds on a file system that discards) is under
-// way, and a Replay begun then does not fail on the file that went.
-func TestFirstIndexNeverNamesARemovedSegment(t *testing.T) {
-	dir := t.TempDir()
-	fsys := newHoldFS(disk.OpRemove, nil)
+// releaseHeld opens a journal in dir on a file system that holds op (and
+// then fails it with fail, if set), with records 1 to 40 synced in small
+// segments, and starts Release(20). It returns once Release is held in op,
+// its effect done; Release's result comes on the channel once fsys.let is
+// closed. The journal is closed at the end of the test.
+func releaseHeld(t *testing.T, dir string, op disk.Op, fail error) (*Journal, *holdFS, <-chan error) {
+	t.Helper()
+	fsys := newHoldFS(op, fail)
 	j := openT(t, dir, Options{SegmentSize: 150, FS: fsys})
-	defer j.Close()
+	t.Cleanup(func() { j.Close() })
 	appendRange(t, j, 1, 40)
 	if err := j.Sync(); err != nil {
 		t.Fatal(err)
@@ -80,6 +79,18 @@ func TestFirstIndexNeverNamesARemovedSegment(t *testing.T) {
 	released := make(chan error, 1)
 	go func() { released <- j.Release(20) }()
 	<-fsys.entered
+	return j, fsys, released
+}
+
+// A reader that finds a segment gone must be able to tell it was
+// released, by FirstIndex being past it (history's read views do, and call
+// such a point outside the window rather than fail): FirstIndex never
+// names a record whose segment file Release has removed, even while the
+// removal (tens of milliseconds on a file system that discards) is under
+// way, and a Replay begun then does not fail on the file that went.
+func TestFirstIndexNeverNamesARemovedSegment(t *testing.T) {
+	dir := t.TempDir()
+	j, fsys, released := releaseHeld(t, dir, disk.OpRemove, nil)
 
 	first := j.FirstIndex()
 	_, statErr := os.Stat(filepath.Join(dir, segmentName(first)))
@@ -149,18 +160,7 @@ func TestReleaseWhoseRemovalFailsKeepsTheSegment(t *testing.T) {
 // after a new segment) must not report success beside a failed one of
 // Release's: the new segment's name may be what was dropped.
 func TestNoSyncSucceedsBesideAFailedDirectoryFsyncOfRelease(t *testing.T) {
-	dir := t.TempDir()
-	fsys := newHoldFS(disk.OpSyncDir, disk.EIO)
-	j := openT(t, dir, Options{SegmentSize: 150, FS: fsys})
-	defer j.Close()
-	appendRange(t, j, 1, 40)
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	fsys.arm()
-	released := make(chan error, 1)
-	go func() { released <- j.Release(20) }()
-	<-fsys.entered
+	j, fsys, released := releaseHeld(t, t.TempDir(), disk.OpSyncDir, disk.EIO)
 
 	synced := make(chan error, 1)
 	go func() {
