@@ -3,7 +3,6 @@ package site
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -103,14 +102,8 @@ func startCoupledSwitchover(t *testing.T, o coupledSwitchoverOpts) *coupledSwitc
 // primary holds every write a's primary acknowledged.
 func (g *coupledSwitchover) switchOver(t *testing.T) {
 	t.Helper()
-	var acked []ackedWrite
-	var werr error
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		acked, werr = writeUntilRefused(g.ap, g.acfg.VolumeNames(), nil)
-	}()
-	time.Sleep(300 * time.Millisecond)
+	wr := startWriter(g.ap, g.acfg.VolumeNames(), nil)
+	wr.waitAcked(t, 64)
 	var res control.SwitchoverResult
 	var err error
 	for try := 1; ; try++ {
@@ -123,7 +116,7 @@ func (g *coupledSwitchover) switchOver(t *testing.T) {
 		}
 		waitDuplex(t, g.ap)
 	}
-	<-written
+	acked, werr := wr.wait()
 	var errno nbd.Errno
 	if !errors.As(werr, &errno) || errno != nbd.ESHUTDOWN {
 		t.Errorf("the writer's first refused write: %v, want ESHUTDOWN", werr)
@@ -135,20 +128,7 @@ func (g *coupledSwitchover) switchOver(t *testing.T) {
 		t.Fatalf("a's secondary ended with %v, and no promoted site serves", g.as.err)
 	}
 	t.Logf("%d writes acknowledged; pause %.3fs, group %d", len(acked), res.PauseSeconds, res.Group)
-	latest := map[[2]any][]byte{}
-	for _, w := range acked {
-		latest[[2]any{w.vol, w.off}] = w.data
-	}
-	for k, want := range latest {
-		got := make([]byte, len(want))
-		if err := prom.ReadAt(k[0].(string), got, k[1].(int64)); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%s at %d: the new primary lacks the last write acknowledged there (write %d, holds %d)", k[0], k[1],
-				binary.BigEndian.Uint64(want), binary.BigEndian.Uint64(got))
-		}
-	}
+	holdsLastAcked(t, prom, acked)
 }
 
 // aLeft fails unless a is out of the group, its published time with it.

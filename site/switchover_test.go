@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,23 +123,69 @@ type ackedWrite struct {
 	data []byte
 }
 
-// writeUntilRefused writes 4 KiB blocks round the volumes, one after the
+// writer writes 4 KiB blocks round the volumes of a primary, one after the
 // other (each once the one before was acknowledged), until a write fails or
-// stop is closed; it returns the writes acknowledged and the error.
-func writeUntilRefused(p *Primary, vols []string, stop <-chan struct{}) ([]ackedWrite, error) {
-	var acked []ackedWrite
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return acked, nil
-		default:
+// stop is closed.
+type writer struct {
+	n     atomic.Int64 // writes acknowledged so far
+	acked []ackedWrite
+	err   error
+	done  chan struct{}
+}
+
+func startWriter(p *Primary, vols []string, stop <-chan struct{}) *writer {
+	wr := &writer{done: make(chan struct{})}
+	go func() {
+		defer close(wr.done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			w := ackedWrite{vol: vols[i%len(vols)], off: int64(i/len(vols)%256) * 4096, data: bytes.Repeat([]byte{byte(i)}, 4096)}
+			binary.BigEndian.PutUint64(w.data, uint64(i+1))
+			if wr.err = p.Write(context.Background(), w.vol, w.data, w.off); wr.err != nil {
+				return
+			}
+			wr.acked = append(wr.acked, w)
+			wr.n.Add(1)
 		}
-		w := ackedWrite{vol: vols[i%len(vols)], off: int64(i/len(vols)%256) * 4096, data: bytes.Repeat([]byte{byte(i)}, 4096)}
-		binary.BigEndian.PutUint64(w.data, uint64(i+1))
-		if err := p.Write(context.Background(), w.vol, w.data, w.off); err != nil {
-			return acked, err
+	}()
+	return wr
+}
+
+// waitAcked waits until n writes were acknowledged, however slowly a loaded
+// machine writes them.
+func (wr *writer) waitAcked(t *testing.T, n int64) {
+	t.Helper()
+	waitFor(t, time.Minute, fmt.Sprintf("%d writes acknowledged", n), func() bool { return wr.n.Load() >= n })
+}
+
+// wait waits for the writer to end, and returns the writes acknowledged and
+// the error that ended them.
+func (wr *writer) wait() ([]ackedWrite, error) {
+	<-wr.done
+	return wr.acked, wr.err
+}
+
+// holdsLastAcked fails unless prom holds, at each place written, the last
+// write acknowledged there.
+func holdsLastAcked(t *testing.T, prom *Promoted, acked []ackedWrite) {
+	t.Helper()
+	latest := map[[2]any][]byte{}
+	for _, w := range acked {
+		latest[[2]any{w.vol, w.off}] = w.data
+	}
+	for k, want := range latest {
+		got := make([]byte, len(want))
+		if err := prom.ReadAt(k[0].(string), got, k[1].(int64)); err != nil {
+			t.Fatal(err)
 		}
-		acked = append(acked, w)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s at %d: the new primary lacks the last write acknowledged there (write %d, holds %d)", k[0], k[1],
+				binary.BigEndian.Uint64(want), binary.BigEndian.Uint64(got))
+		}
 	}
 }
 
@@ -153,19 +201,13 @@ func TestSwitchoverUnderAWriterLosesNothing(t *testing.T) {
 	waitDuplex(t, p)
 	vols := cfg.VolumeNames()
 
-	var acked []ackedWrite
-	var werr error
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		acked, werr = writeUntilRefused(p, vols, nil)
-	}()
-	time.Sleep(200 * time.Millisecond)
+	wr := startWriter(p, vols, nil)
+	wr.waitAcked(t, 64)
 	res, err := p.Switchover(context.Background(), time.Minute)
 	if err != nil {
 		t.Fatalf("switchover: %v", err)
 	}
-	<-written
+	acked, werr := wr.wait()
 	var errno nbd.Errno
 	if !errors.As(werr, &errno) || errno != nbd.ESHUTDOWN {
 		t.Errorf("the writer's first refused write: %v, want ESHUTDOWN", werr)
@@ -191,20 +233,7 @@ func TestSwitchoverUnderAWriterLosesNothing(t *testing.T) {
 	if got := control.FormatTime(pe.Promotion.At); got != res.PromotedAt {
 		t.Errorf("promoted at %s, the switchover says %s", got, res.PromotedAt)
 	}
-	latest := map[[2]any][]byte{}
-	for _, w := range acked {
-		latest[[2]any{w.vol, w.off}] = w.data
-	}
-	for k, want := range latest {
-		got := make([]byte, len(want))
-		if err := prom.ReadAt(k[0].(string), got, k[1].(int64)); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%s at %d: the new primary lacks the last write acknowledged there (write %d, holds %d)", k[0], k[1],
-				binary.BigEndian.Uint64(want), binary.BigEndian.Uint64(got))
-		}
-	}
+	holdsLastAcked(t, prom, acked)
 	pst := prom.Status()
 	if pst.PrimarySite != "secondary" || pst.PrimarySince != res.PromotedAt {
 		t.Errorf("the new primary's status: primary_site %q since %q, want secondary since %s", pst.PrimarySite, pst.PrimarySince, res.PromotedAt)
@@ -376,13 +405,7 @@ func TestSwitchoverAbandonedWhenTheSecondaryGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
-	var acked []ackedWrite
-	var werr error
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		acked, werr = writeUntilRefused(p, vols, stop)
-	}()
+	wr := startWriter(p, vols, stop)
 	waitFor(t, time.Minute, "a backlog on the slow link", func() bool { return *p.Status().SidefileBytes > 1<<20 })
 	type result struct {
 		res control.SwitchoverResult
@@ -409,8 +432,7 @@ func TestSwitchoverAbandonedWhenTheSecondaryGoesAway(t *testing.T) {
 		t.Fatalf("a write after the abandoned switchover: %v", err)
 	}
 	close(stop)
-	<-written
-	if werr != nil || len(acked) == 0 {
+	if acked, werr := wr.wait(); werr != nil || len(acked) == 0 {
 		t.Errorf("the writer: %d writes acknowledged, %v", len(acked), werr)
 	}
 	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
