@@ -24,41 +24,65 @@ import (
 // record set larger than what the sockets buffer must not block the mover
 // in a send that nothing ends.
 func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
-	ln, accepted := listenAccepting(t)
-
-	dir := t.TempDir()
-	const size = 64 << 20
-	v, err := volume.Open(filepath.Join(dir, "a.img"), size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	tm := timer.New()
-	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
-	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
-		Dialer: &transport.TCPDialer{Addr: ln.Addr()}, Retransmit: 100 * time.Millisecond, Silence: 500 * time.Millisecond,
-		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	// Closed last: until then nothing but the end of Run's context may
-	// unblock the mover.
-	var conn transport.Conn
+	r := startStalled(t, 100*time.Millisecond, 500*time.Millisecond)
+	m := r.m
 	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	defer func() {
-		cancel()
+		r.cancel()
 		select {
-		case <-done:
+		case <-r.done:
 		case <-time.After(5 * time.Second):
 			t.Errorf("Run did not return within 5s of its context's end (a primary's SIGTERM waits for it): it is blocked sending to the stalled secondary")
 		}
 	}()
+	// Silence is 500ms: the link is given up well within 10s.
+	end := time.Now().Add(10 * time.Second)
+	for m.Stats().Connected {
+		if time.Now().After(end) {
+			t.Fatalf("the secondary has said nothing for 10s (silence time 500ms) and stopped reading, yet the link still counts as connected "+
+				"(held record sets %d): the session never sees it down, never suspends, and writes wait for sidefile space for ever", m.Stats().HeldSets)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
 
-	// The secondary welcomes the primary, then never reads again.
+// stalledRig is a mover linked to a secondary played by hand that
+// welcomed it and then never read again, with 48 MiB of writes to ship,
+// more than the sockets on both sides buffer, and its link cut so that it
+// sends them at once.
+type stalledRig struct {
+	m      *Mover
+	cancel context.CancelFunc
+	done   chan error // Run's result
+}
+
+// startStalled runs a stalledRig whose mover retransmits and gives the
+// link up after the times given. The connection is closed last, at the
+// end of the test: until then nothing but the end of Run's context may
+// unblock the mover.
+func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
+	t.Helper()
+	ln, accepted := listenAccepting(t)
+	v, err := volume.Open(filepath.Join(t.TempDir(), "a.img"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	tm := timer.New()
+	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
+	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
+		Dialer: &transport.TCPDialer{Addr: ln.Addr()}, Retransmit: retransmit, Silence: silence,
+		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var conn transport.Conn
+	t.Cleanup(func() {
+		if conn != nil {
+			conn.Close()
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &stalledRig{m: m, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- m.Run(ctx) }()
+
 	select {
 	case conn = <-accepted:
 	case <-time.After(deadline):
@@ -71,8 +95,6 @@ func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the link", func() bool { return m.Stats().Connected })
-
-	// 48 MiB of writes, more than the sockets on both sides buffer.
 	data := make([]byte, 1<<20)
 	for i := range 48 {
 		data[0] = byte(i)
@@ -81,15 +103,7 @@ func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
 		}
 	}
 	m.Cut()
-	// Silence is 500ms: the link is given up well within 10s.
-	end := time.Now().Add(10 * time.Second)
-	for m.Stats().Connected {
-		if time.Now().After(end) {
-			t.Fatalf("the secondary has said nothing for 10s (silence time 500ms) and stopped reading, yet the link still counts as connected "+
-				"(held record sets %d): the session never sees it down, never suspends, and writes wait for sidefile space for ever", m.Stats().HeldSets)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return r
 }
 
 // listenAccepting listens on a loopback port and hands every connection
