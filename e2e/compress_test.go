@@ -35,14 +35,7 @@ func TestCompressedDependentWritesUnderLinkFaults(t *testing.T) {
 	r := startDependentRun(t, net, secondaryOpts{},
 		primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 256 << 10, compress: true}, 43)
 	r.waitGroups(t, groups)
-	// Faults are drawn per frame: go on until each kind has struck.
-	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
-		if fs := net.Stats(); fs.Dropped > 0 && fs.Duplicated > 0 && fs.Reordered > 0 && fs.Corrupted > 0 && fs.Disconnects > 0 {
-			break
-		}
-		n, _ := r.bad.snapshot()
-		r.waitGroups(t, n+20)
-	}
+	strikeEveryFault(t, net, faults, r.moreGroups(t))
 	n := r.finish(t)
 	p, sec := r.p, r.sec
 	ms, ss, fs := p.mover.Stats(), sec.sec.Stats(), net.Stats()

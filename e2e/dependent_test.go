@@ -21,6 +21,7 @@ func TestDependentWritesUnderLinkFaults(t *testing.T) {
 	net := transport.NewMemNetwork(1, faults)
 	r := startDependentRun(t, net, secondaryOpts{}, primaryOpts{interval: 2 * time.Millisecond, retransmit: 40 * time.Millisecond, sidefile: 2 << 20}, 42)
 	r.waitGroups(t, groups)
+	strikeEveryFault(t, net, faults, r.moreGroups(t))
 	// Heal the link: everything acknowledged must arrive.
 	n := r.finish(t)
 	p, sec, acked := r.p, r.sec, r.acked

@@ -55,6 +55,16 @@ func (r *dependentRun) waitGroups(t *testing.T, n int) {
 	waitGroups(t, &r.bad, n, 30*time.Second, func() string { return replicationState(r.p.mover, r.sec.sec) })
 }
 
+// moreGroups returns a wait for 20 groups more than were checked when it
+// is called.
+func (r *dependentRun) moreGroups(t *testing.T) func() {
+	return func() {
+		t.Helper()
+		n, _ := r.bad.snapshot()
+		r.waitGroups(t, n+20)
+	}
+}
+
 // finish stops the clients, heals the link and has everything acknowledged
 // arrive: it fails on any violation of the invariant and on a secondary
 // that is not then the primary's copy, and returns how many groups were

@@ -359,3 +359,38 @@ func dumpGoroutines(t testing.TB) {
 func replicationState(m *mover.Mover, s *secondary.Secondary) string {
 	return fmt.Sprintf("mover %+v; secondary %+v", m.Stats(), s.Stats())
 }
+
+// strikeEveryFault goes on, 20 groups at a time (more waits for them),
+// until each kind of fault the link draws has struck at least once. The
+// faults are drawn per frame, and an interval is one frame of record sets
+// and heartbeats: a loaded machine forms few frames a minute, and a
+// disconnect comes once in 333 of them, so a kind that has not struck yet
+// is drawn ten times as often as faults says until it has. It fails after
+// 20 rounds; it leaves the link with faults.
+func strikeEveryFault(t *testing.T, net *transport.MemNetwork, faults transport.Faults, more func()) {
+	t.Helper()
+	for round := 0; ; round++ {
+		fs := net.Stats()
+		boost := faults
+		missing := false
+		for _, k := range []struct {
+			struck uint64
+			p      *float64
+		}{{fs.Dropped, &boost.Drop}, {fs.Duplicated, &boost.Duplicate}, {fs.Reordered, &boost.Reorder},
+			{fs.Corrupted, &boost.Corrupt}, {fs.Disconnects, &boost.Disconnect}} {
+			if k.struck == 0 {
+				*k.p = min(0.5, 10**k.p)
+				missing = true
+			}
+		}
+		if !missing {
+			net.SetFaults(faults)
+			return
+		}
+		if round == 20 {
+			t.Fatalf("not every fault struck in 20 rounds of 20 groups: %+v", fs)
+		}
+		net.SetFaults(boost)
+		more()
+	}
+}

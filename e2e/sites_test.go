@@ -178,35 +178,10 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 		done <- err
 	}()
 	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	// The faults are drawn per frame, and an interval is one frame of
-	// record sets and heartbeats: go on until each kind has struck. A
-	// loaded machine forms few frames a minute, and a disconnect comes
-	// once in 333 of them: a kind that has not struck yet is drawn ten
-	// times as often until it has.
-	for round := 0; ; round++ {
-		fs := net.Stats()
-		boost := faults
-		missing := false
-		for _, k := range []struct {
-			struck uint64
-			p      *float64
-		}{{fs.Dropped, &boost.Drop}, {fs.Duplicated, &boost.Duplicate}, {fs.Reordered, &boost.Reorder},
-			{fs.Corrupted, &boost.Corrupt}, {fs.Disconnects, &boost.Disconnect}} {
-			if k.struck == 0 {
-				*k.p = min(0.5, 10**k.p)
-				missing = true
-			}
-		}
-		if !missing {
-			break
-		}
-		if round == 20 {
-			t.Fatalf("not every fault struck in 20 rounds of 20 groups: %+v", fs)
-		}
-		net.SetFaults(boost)
+	strikeEveryFault(t, net, faults, func() {
 		n, _ := bad.snapshot()
 		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	}
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("workload: %v", err)
