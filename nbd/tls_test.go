@@ -3,112 +3,50 @@ package nbd
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
+
+	"duplex/internal/testpki"
 )
 
-// testPKI is a throwaway certificate authority with a server certificate for
-// 127.0.0.1 and localhost and a client certificate, written as PEM in the
-// file names qemu's tls-creds-x509 and libnbd's tls-certificates directory
-// look for: ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
-// client-key.pem.
+// testPKI is a throwaway certificate authority (package testpki's) with a
+// server certificate for 127.0.0.1 and localhost and a client certificate,
+// written as PEM in the file names qemu's tls-creds-x509 and libnbd's
+// tls-certificates directory look for: ca-cert.pem, server-cert.pem,
+// server-key.pem, client-cert.pem, client-key.pem.
 type testPKI struct {
 	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
 	pool *x509.CertPool
 }
 
-var testSerial atomic.Int64
-
 func newTestPKI(t testing.TB, name string) *testPKI {
 	t.Helper()
-	key := newTestKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(testSerial.Add(1)),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	p := &testPKI{dir: t.TempDir()}
+	ca := testpki.NewCA(t, p.dir, name)
+	p.pool = ca.Pool()
+	moves := [][2]string{{ca.Path, "ca-cert.pem"}}
+	for _, role := range []struct {
+		name string
+		use  testpki.Use
+	}{{"server", testpki.Server}, {"client", testpki.Client}} {
+		cert, key := ca.Issue(t, p.dir, name+" "+role.name, role.use)
+		moves = append(moves, [2]string{cert, role.name + "-cert.pem"}, [2]string{key, role.name + "-key.pem"})
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
+	for _, m := range moves {
+		if err := os.Rename(m[0], filepath.Join(p.dir, m[1])); err != nil {
+			t.Fatal(err)
+		}
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{dir: t.TempDir(), cert: cert, key: key, pool: x509.NewCertPool()}
-	p.pool.AddCert(cert)
-	writeTestPEM(t, filepath.Join(p.dir, "ca-cert.pem"), "CERTIFICATE", der)
-	p.issue(t, "server", true)
-	p.issue(t, "client", false)
 	return p
-}
-
-func newTestKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// issue writes ROLE-cert.pem and ROLE-key.pem signed by the CA.
-func (p *testPKI) issue(t testing.TB, role string, server bool) {
-	t.Helper()
-	key := newTestKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(testSerial.Add(1)),
-		Subject:      pkix.Name{CommonName: p.cert.Subject.CommonName + " " + role},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.DNSNames = []string{"localhost"}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeTestPEM(t, filepath.Join(p.dir, role+"-cert.pem"), "CERTIFICATE", der)
-	writeTestPEM(t, filepath.Join(p.dir, role+"-key.pem"), "PRIVATE KEY", kder)
-}
-
-func writeTestPEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func (p *testPKI) keyPair(t testing.TB, role string) tls.Certificate {
