@@ -165,14 +165,7 @@ func TestRoundTrip(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			text, err := c.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := Parse(text, c.Dir)
-			if err != nil {
-				t.Fatalf("%v\n%s", err, text)
-			}
+			back, text := reparse(t, c, c.Dir)
 			if !reflect.DeepEqual(back, c) {
 				t.Fatalf("round trip changed the config:\n%s\ngot  %#v\nwant %#v", text, back, c)
 			}
@@ -262,6 +255,30 @@ name = "v"
 path = "v.img"
 size = 4096
 `
+
+// minimalSecondary is a [secondary] section for minimal's volume.
+const minimalSecondary = `[secondary]
+listen = "127.0.0.1:7402"
+journal = "s/journal"
+  [[secondary.volume]]
+  name = "v"
+  path = "s/v.img"
+`
+
+// reparse encodes c and parses the text back in dir, as a config file
+// written by Encode is read: it returns both.
+func reparse(t testing.TB, c *Config, dir string) (back *Config, text []byte) {
+	t.Helper()
+	text, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err = Parse(text, dir)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	return back, text
+}
 
 func TestDefaults(t *testing.T) {
 	c, err := Parse([]byte(minimal), t.TempDir())
@@ -877,14 +894,7 @@ func TestRateLimits(t *testing.T) {
 	if c.Primary.CopyRateLimit != 50*MiB || c.Primary.LinkRateLimit != 1000000 {
 		t.Fatalf("rate limits = %v, %v; want 50MiB, 1000000", c.Primary.CopyRateLimit, c.Primary.LinkRateLimit)
 	}
-	text, err := c.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(text, "")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
+	back, text := reparse(t, c, "")
 	if back.Primary.CopyRateLimit != 50*MiB || back.Primary.LinkRateLimit != 1000000 {
 		t.Fatalf("encoded and parsed back: %v, %v\n%s", back.Primary.CopyRateLimit, back.Primary.LinkRateLimit, text)
 	}
@@ -1032,14 +1042,7 @@ func TestCompression(t *testing.T) {
 	if c.Primary.Compression != "zstd" || c.Primary.CompressionLevel != 7 {
 		t.Fatalf("compression = %q, level %d; want zstd, 7", c.Primary.Compression, c.Primary.CompressionLevel)
 	}
-	text, err := c.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(text, "")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
+	back, text := reparse(t, c, "")
 	if back.Primary.Compression != "zstd" || back.Primary.CompressionLevel != 7 {
 		t.Fatalf("encoded and parsed back: %q, %d\n%s", back.Primary.Compression, back.Primary.CompressionLevel, text)
 	}
@@ -1075,13 +1078,7 @@ secondary = "127.0.0.1:7402"
     name = "v"
     path = "p/v.img"
     size = "1MiB"
-[secondary]
-listen = "127.0.0.1:7402"
-journal = "s/journal"
-  [[secondary.volume]]
-  name = "v"
-  path = "s/v.img"
-`
+` + minimalSecondary
 	for _, tc := range []struct {
 		name, keys, wantErr string
 	}{

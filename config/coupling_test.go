@@ -7,14 +7,7 @@ import (
 )
 
 func TestCoupling(t *testing.T) {
-	base := minimal + `
-[secondary]
-listen = "127.0.0.1:7402"
-journal = "s/journal"
-  [[secondary.volume]]
-  name = "v"
-  path = "s/v.img"
-`
+	base := minimal + "\n" + minimalSecondary
 	for _, tc := range []struct {
 		name, section, wantErr string
 	}{
@@ -61,14 +54,7 @@ journal = "s/journal"
 				t.Errorf("tls_ca %q, want it resolved against the config's directory", c.Coupling.TLSCA)
 			}
 			// Encode writes what Parse reads back.
-			text, err := c.Encode()
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := Parse(text, "/cfg")
-			if err != nil {
-				t.Fatalf("%v\n%s", err, text)
-			}
+			back, text := reparse(t, c, "/cfg")
 			if strings.Join(back.Coupling.Etcd, ",") != strings.Join(c.Coupling.Etcd, ",") || back.Coupling.Group != c.Coupling.Group {
 				t.Errorf("encoded and parsed again: %+v, want %+v\n%s", back.Coupling, c.Coupling, text)
 			}

@@ -32,14 +32,7 @@ func TestHistory(t *testing.T) {
 	if c.Secondary.History != Duration(15*time.Minute) || c.Secondary.HistoryBytes != 20*GiB {
 		t.Errorf("explicit: %v, %v", c.Secondary.History, c.Secondary.HistoryBytes)
 	}
-	text, err := c.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := Parse(text, "")
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
+	back, text := reparse(t, c, "")
 	if back.Secondary.History != c.Secondary.History || back.Secondary.HistoryBytes != c.Secondary.HistoryBytes {
 		t.Errorf("encoded and parsed back: %v, %v\n%s", back.Secondary.History, back.Secondary.HistoryBytes, text)
 	}
