@@ -3,6 +3,7 @@ package secondary
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -190,6 +191,12 @@ func waitGate(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// waitApplied waits until the secondary has applied group g.
+func (r *gateRig) waitApplied(t *testing.T, g uint64) {
+	t.Helper()
+	waitGate(t, fmt.Sprintf("group %d applied", g), func() bool { return r.sec.Stats().Group == g })
 }
 
 // want says which writes a volume holds: those stamped at or before the

@@ -297,5 +297,5 @@ func TestGateQueuedGroupBetweenGroupsAheadAppliedInOrder(t *testing.T) {
 		return len(applied.groups) >= 5
 	})
 	applied.check(t, 1, 5)
-	waitGate(t, "group 5 applied", func() bool { return r.sec.Stats().Group == 5 })
+	r.waitApplied(t, 5)
 }

@@ -38,20 +38,28 @@ func historyOf(dir string) HistoryConfig {
 	return HistoryConfig{Dir: filepath.Join(dir, "history"), Window: time.Hour, MaxBytes: 64 << 20}
 }
 
+// twoGroupsHeld opens a secondary keeping history in a new directory,
+// held by a Gate at 0 with groups 1 and 2 journaled.
+func twoGroupsHeld(t *testing.T) (dir string, gate *testGate, hist HistoryConfig, r *gateRig) {
+	t.Helper()
+	dir = t.TempDir()
+	fillVolume(t, dir)
+	gate = newTestGate(0)
+	hist = historyOf(dir)
+	r = openGateRigWith(t, dir, gate, hist)
+	r.send(t, 1)
+	r.send(t, 2)
+	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	return dir, gate, hist, r
+}
+
 // The undo of a group applied in parts through the Gate's limit is
 // captured once, whole, before its first part: later parts, a restart's
 // replay through the limit and the group's completion capture nothing more,
 // and undoing the group restores every block it wrote, those of its later
 // parts too.
 func TestHistoryOfAGroupAppliedThroughTheGate(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	gate := newTestGate(0)
-	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, gate, hist)
-	r.send(t, 1)
-	r.send(t, 2)
-	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	dir, gate, hist, r := twoGroupsHeld(t)
 
 	// Group 1 and the first write of group 2.
 	limit := int64(2*time.Millisecond) - 2
@@ -110,14 +118,7 @@ func TestHistoryOfAGroupAppliedThroughTheGate(t *testing.T) {
 // of the group is held, and RecoverTo writes it back rather than dropping
 // it with the volumes still holding the part.
 func TestRecoverToUndoesAPartAppliedThroughTheGate(t *testing.T) {
-	dir := t.TempDir()
-	fillVolume(t, dir)
-	gate := newTestGate(0)
-	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, gate, hist)
-	r.send(t, 1)
-	r.send(t, 2)
-	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
+	dir, gate, hist, r := twoGroupsHeld(t)
 	limit := int64(2*time.Millisecond) - 2
 	gate.set(limit)
 	waitGate(t, "group 2 through the limit", func() bool { st := r.sec.Stats(); return st.Group == 1 && st.Time == limit })
@@ -164,7 +165,7 @@ func TestReadViewThroughTheGate(t *testing.T) {
 	r.send(t, 2)
 	waitGate(t, "groups 1 and 2 journaled", func() bool { return r.sec.Stats().JournaledGroup >= 2 })
 	gate.set(int64(time.Millisecond))
-	waitGate(t, "group 1 applied", func() bool { return r.sec.Stats().Group == 1 })
+	r.waitApplied(t, 1)
 	v, err := r.sec.Pin()
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +181,7 @@ func TestReadViewThroughTheGate(t *testing.T) {
 		t.Fatalf("after part of group 2: the view pinned at group 1 reads blocks %v, want %v", got, want)
 	}
 	gate.set(int64(2 * time.Millisecond))
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r.waitApplied(t, 2)
 	if got := blockBytes(t, read, 2); !bytes.Equal(got, want) {
 		t.Fatalf("after group 2: the view pinned at group 1 reads blocks %v, want %v", got, want)
 	}
@@ -213,7 +214,7 @@ func TestReadViewsWithinTheirBudget(t *testing.T) {
 	}
 	old, young := pinAt(1), pinAt(2)
 	gate.set(int64(3 * time.Millisecond))
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	r.waitApplied(t, 3)
 	if err := old.ReadAt("vol1", make([]byte, 4096), 0); !errors.Is(err, ErrViewGone) {
 		t.Fatalf("the oldest view, past the budget, reads: %v", err)
 	}
@@ -236,7 +237,7 @@ func threeGroupsWithHistory(t *testing.T) (*gateRig, *testGate) {
 	}
 	waitGate(t, "groups journaled", func() bool { return r.sec.Stats().JournaledGroup >= 3 })
 	gate.set(int64(3 * time.Millisecond))
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	r.waitApplied(t, 3)
 	return r, gate
 }
 
@@ -264,7 +265,7 @@ func TestReadViewAtAPastTime(t *testing.T) {
 	}
 	r.send(t, 4)
 	gate.set(int64(4 * time.Millisecond))
-	waitGate(t, "group 4 applied", func() bool { return r.sec.Stats().Group == 4 })
+	r.waitApplied(t, 4)
 	if got, want := blocks(v1), []byte{1, 1, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE, 0xEE}; !bytes.Equal(got, want) {
 		t.Fatalf("the view at 1ms reads blocks %v, want %v", got, want)
 	}

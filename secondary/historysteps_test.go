@@ -96,7 +96,7 @@ func TestRecoverToInsideAGroupOfManyIntervals(t *testing.T) {
 	r := openGateRigWith(t, dir, nil, hist)
 	all := r.sendManyIntervals(t)
 	const blocks = manyBlocks
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r.waitApplied(t, 2)
 
 	check := func(what string, at, reached int64, got []byte) {
 		t.Helper()

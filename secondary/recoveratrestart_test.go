@@ -12,6 +12,18 @@ import (
 	"duplex/recordset"
 )
 
+// twoGroupsApplied opens a secondary in dir keeping hist and has it apply
+// group 1, a first copy writing 1s to block 2, and group 2, a write of 2s
+// to block blk.
+func twoGroupsApplied(t *testing.T, dir string, hist HistoryConfig, blk uint64) *gateRig {
+	t.Helper()
+	r := openGateRigWith(t, dir, nil, hist)
+	r.sendSet(t, 1, wholeCopy(2, 1))
+	r.sendSet(t, 2, []recordset.Update{blockWrite(blk, 2)})
+	r.waitApplied(t, 2)
+	return r
+}
+
 // A secondary taken back in time by recover --at reports, after a restart,
 // what RecoverTo left: the pair state of the group it reached, and no
 // resync of a group it undid. The journal still holds the groups after the
@@ -101,10 +113,7 @@ func TestRecoverToAfterTheVolumesWereUsed(t *testing.T) {
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, wholeCopy(2, 1))
-	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r := twoGroupsApplied(t, dir, hist, 4)
 	if _, err := r.sec.Fence(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,22 +162,19 @@ func TestRecoverToAcrossARunWithoutHistory(t *testing.T) {
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, wholeCopy(2, 1))
-	r.sendSet(t, 2, []recordset.Update{blockWrite(4, 2)})
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r := twoGroupsApplied(t, dir, hist, 4)
 	r.close(t)
 
 	// A run without history: group 3 rewrites block 2.
 	r = openGateRigWith(t, dir, nil, HistoryConfig{})
 	r.sendSet(t, 3, []recordset.Update{blockWrite(2, 3)})
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	r.waitApplied(t, 3)
 	r.close(t)
 
 	// History again; then the secondary is fenced and recovered to group 1.
 	r = openGateRigWith(t, dir, nil, hist)
 	r.sendSet(t, 4, []recordset.Update{blockWrite(6, 4)})
-	waitGate(t, "group 4 applied", func() bool { return r.sec.Stats().Group == 4 })
+	r.waitApplied(t, 4)
 	oldest, newest, _ := r.sec.Window()
 	t.Logf("window: group %d to group %d", oldest.Group, newest.Group)
 	if _, err := r.sec.FenceToRecover(); err != nil {
@@ -219,10 +225,7 @@ func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
 	dir := t.TempDir()
 	fillVolume(t, dir)
 	hist := historyOf(dir)
-	r := openGateRigWith(t, dir, nil, hist)
-	r.sendSet(t, 1, wholeCopy(2, 1))
-	r.sendSet(t, 2, []recordset.Update{blockWrite(6, 2)})
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r := twoGroupsApplied(t, dir, hist, 6)
 	r.close(t)
 
 	// Re-created as the way forward says.
@@ -239,7 +242,7 @@ func TestRecoverToAfterTheSecondaryWasRecreated(t *testing.T) {
 	r.sendSetAt(t, base, 1, wholeCopy(2, 0x11))
 	r.sendSetAt(t, base, 2, []recordset.Update{blockWrite(4, 0x12)})
 	r.sendSetAt(t, base, 3, []recordset.Update{blockWrite(6, 0x13)})
-	waitGate(t, "group 3 applied", func() bool { return r.sec.Stats().Group == 3 })
+	r.waitApplied(t, 3)
 	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)
 	}

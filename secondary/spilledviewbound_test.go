@@ -22,7 +22,7 @@ func TestSpilledViewGivenUpForItsIndex(t *testing.T) {
 	defer r.close(t)
 	r.send(t, 1)
 	gate.set(int64(time.Millisecond))
-	waitGate(t, "group 1 applied", func() bool { return r.sec.Stats().Group == 1 })
+	r.waitApplied(t, 1)
 	r.sec.rviews.maxView = 4 << 10
 	sc, err := history.CreateScratch(filepath.Join(dir, "drill"), 1<<20)
 	if err != nil {
@@ -36,7 +36,7 @@ func TestSpilledViewGivenUpForItsIndex(t *testing.T) {
 	defer v.Close()
 	r.send(t, 2)
 	gate.set(2 * int64(time.Millisecond))
-	waitGate(t, "group 2 applied", func() bool { return r.sec.Stats().Group == 2 })
+	r.waitApplied(t, 2)
 	err = v.Gone()
 	if !errors.Is(err, ErrViewGone) || !strings.Contains(err.Error(), "index in memory") || strings.Contains(err.Error(), "reconnect") {
 		t.Fatalf("a spilled view past its bound: %v; want it given up for its index in memory", err)
