@@ -79,6 +79,34 @@ func (s *memSubsystem) actlog() *actlog.Log {
 	return s.al
 }
 
+// admit takes sidefile space for an update of [off, off+length) of vol
+// and marks it in the activity log by mark, then runs add under s.mu; if
+// vol was suspended meanwhile, it gives both back instead and says so.
+func (s *memSubsystem) admit(ctx context.Context, vol string, off, length int64, mark func(*actlog.Log) error, add func()) (bool, error) {
+	cost := sidefile.Cost(int(length))
+	if _, err := s.side.Reserve(ctx, cost); err != nil {
+		return false, err
+	}
+	if al := s.actlog(); al != nil {
+		if err := mark(al); err != nil {
+			s.side.Release(cost)
+			return false, err
+		}
+	}
+	s.mu.Lock()
+	if s.tracking[vol] != nil {
+		s.mu.Unlock()
+		s.side.Release(cost)
+		if al := s.actlog(); al != nil {
+			al.Done(vol, off, length)
+		}
+		return false, nil
+	}
+	add()
+	s.mu.Unlock()
+	return true, nil
+}
+
 // write is a write of [off, off+length) to vol, as subsystem.Write does it.
 func (s *memSubsystem) write(ctx context.Context, vol string, off, length int64) error {
 	if bm := s.Tracking(vol); bm != nil {
@@ -90,29 +118,17 @@ func (s *memSubsystem) write(ctx context.Context, vol string, off, length int64)
 		bm.Set(off, length)
 		return nil
 	}
-	cost := sidefile.Cost(int(length))
-	if _, err := s.side.Reserve(ctx, cost); err != nil {
+	ok, err := s.admit(ctx, vol, off, length, func(al *actlog.Log) error { return al.Mark(vol, off, length) }, func() {
+		s.clock++
+		s.side.Append(recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock})
+	})
+	if err != nil {
 		return err
 	}
-	if al := s.actlog(); al != nil {
-		if err := al.Mark(vol, off, length); err != nil {
-			s.side.Release(cost)
-			return err
-		}
-	}
-	s.mu.Lock()
-	if s.tracking[vol] != nil {
+	if !ok {
 		// Suspended while this write waited for space: track it instead.
-		s.mu.Unlock()
-		s.side.Release(cost)
-		if al := s.actlog(); al != nil {
-			al.Done(vol, off, length)
-		}
 		return s.write(ctx, vol, off, length)
 	}
-	s.clock++
-	s.side.Append(recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock})
-	s.mu.Unlock()
 	return nil
 }
 
@@ -134,30 +150,20 @@ func (s *memSubsystem) CopyHole(ctx context.Context, vol string, off, length int
 var errSuspended = fmt.Errorf("volume is suspended")
 
 func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, kind recordset.Kind) error {
-	cost := sidefile.Cost(int(length))
-	if _, err := s.side.Reserve(ctx, cost); err != nil {
+	var u recordset.Update
+	var hook func(vol string, off, length int64)
+	ok, err := s.admit(ctx, vol, off, length, func(al *actlog.Log) error { return al.MarkCopy(vol, off, length) }, func() {
+		s.clock++
+		u = recordset.Update{Volume: vol, Kind: kind, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock}
+		s.copies = append(s.copies, u)
+		hook = s.captured
+	})
+	if err != nil {
 		return err
 	}
-	if al := s.actlog(); al != nil {
-		if err := al.MarkCopy(vol, off, length); err != nil {
-			s.side.Release(cost)
-			return err
-		}
-	}
-	s.mu.Lock()
-	if s.tracking[vol] != nil {
-		s.mu.Unlock()
-		s.side.Release(cost)
-		if al := s.actlog(); al != nil {
-			al.Done(vol, off, length)
-		}
+	if !ok {
 		return errSuspended
 	}
-	s.clock++
-	u := recordset.Update{Volume: vol, Kind: kind, Offset: uint64(off), Length: uint64(length), Timestamp: s.clock}
-	s.copies = append(s.copies, u)
-	hook := s.captured
-	s.mu.Unlock()
 	s.side.Append(u)
 	if hook != nil {
 		hook(vol, off, length)
