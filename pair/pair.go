@@ -623,7 +623,11 @@ func makePending(p *Pair, bm *bitmap.Bitmap) {
 		// it recovers past that end (see promote).
 		p.Since, p.Consistent = 0, 0
 	}
-	p.State, p.Auto, p.Deleted, p.Reason = Pending, false, false, ""
+	// A copy that starts no longer waits: a note of why it did (see
+	// checkRoom) would stay in status, and in the state, for good, since
+	// only a room check clears it, and none runs for a pair not suspended
+	// (a resync started on a room the secondary could not read).
+	p.State, p.Auto, p.Deleted, p.Reason, p.Waiting = Pending, false, false, "", ""
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
 }
 
