@@ -283,23 +283,7 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 	var held []*Pair
 	pos := mg.mover.Stats().Acked
 	for _, p := range ps {
-		if mg.markers.inconsistent[p.Volume] || resyncUnended(p) || mg.inFirstCopy(p) || heldInconsistent(p, pos) {
-			// Nothing is held for it at the secondary: a resync accepted
-			// as inconsistent (now, or before and not ended: announced
-			// so again), a first copy, or a resync over a copy the
-			// secondary holds consistent as of no time (it simply goes on,
-			// see secondary.pairStates.step).
-			p.Waiting = ""
-			continue
-		}
-		if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil && bm.Count() == 0 {
-			// Nothing changed while suspended: the resync marker carries no
-			// bytes, and the secondary takes the copy as the primary's again
-			// at once, holding nothing; a hold still open from an earlier
-			// resync of p ends with the copy's end that follows. (A write
-			// between this look and the marker makes it a resync that holds,
-			// without its room checked; the secondary gives the hold up
-			// should its journal run short, and says so.)
+		if mg.needsNoRoom(p, pos) {
 			p.Waiting = ""
 			continue
 		}
@@ -377,6 +361,26 @@ func (mg *Manager) checkRoom(ps ...*Pair) error {
 	return fmt.Errorf("%w: %s needs about %d bytes of journal at the secondary (%d bytes to copy, plus the writes during it and what the sidefiles hold), "+
 		"but its journal %s %d bytes%s (its file system's free space less what the journal keeps for itself): %s",
 		ErrNoJournalRoom, what, need, bytes, has, free, asOf, way)
+}
+
+// needsNoRoom reports whether a resume of p, suspended, holds nothing at the
+// secondary, so its resync needs no journal room checked: a resync
+// accepted as inconsistent (now, or before and not ended: announced so
+// again), a first copy, or a resync over a copy the secondary holds
+// consistent as of no time (it simply goes on, see
+// secondary.pairStates.step); or nothing changed while suspended, the
+// resync marker carrying no bytes, which the secondary takes as the
+// primary's copy again at once, holding nothing (a hold still open from an
+// earlier resync of p ends with the copy's end that follows). A write
+// between this look and the marker makes it a resync that holds, without
+// its room checked; the secondary gives the hold up should its journal run
+// short, and says so. Called with mg.mu held.
+func (mg *Manager) needsNoRoom(p *Pair, pos transport.Position) bool {
+	if mg.markers.inconsistent[p.Volume] || resyncUnended(p) || mg.inFirstCopy(p) || heldInconsistent(p, pos) {
+		return true
+	}
+	bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume)
+	return bm != nil && bm.Count() == 0
 }
 
 // heldInconsistent reports whether the secondary holds p's copy consistent

@@ -488,7 +488,10 @@ func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
 		if end, ok := ends[p.Volume]; ok {
 			raise(p, end, at[i], pos)
 		}
-		if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil && bm.Count() == 0 {
+		if mg.needsNoRoom(p, pos) {
+			// Nothing to copy, or a copy the secondary holds nothing for
+			// (a first copy): it waits only to resume with the others, and
+			// no room check would clear a note that it waits for one.
 			p.Reason = reasonRestartTogether
 			continue
 		}
