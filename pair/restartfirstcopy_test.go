@@ -1,10 +1,6 @@
 package pair
 
-import (
-	"testing"
-
-	"duplex/bitmap"
-)
+import "testing"
 
 // TestAFirstCopyWaitingWithARestartsResyncsSaysWhy: a primary killed with
 // one pair (f) in its first copy and another (a) whose activity-log
@@ -26,16 +22,7 @@ func TestAFirstCopyWaitingWithARestartsResyncsSaysWhy(t *testing.T) {
 	}
 	r.saveAndClean()
 	r.write("a", 0, 4096) // marks a region of the log as large as the sidefile
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
-	mv := &restartedMover{memMover: r.mv}
-	mg, err := Open(r.opts, mv, r.vols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mg = mg
+	mv := r.restartUnlinked()
 	if p := r.pair("a"); p.State != Suspended || p.Reason != reasonRestartResync {
 		t.Fatalf("setup: pair a %+v right after the restart: want it suspended, its resync waiting for the room", p)
 	}

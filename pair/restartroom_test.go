@@ -81,19 +81,10 @@ func TestLargeCrashRecoveryWaitsForTheJournalRoom(t *testing.T) {
 	r.settle()
 	r.saveAndClean()
 	r.write("a", 0, 4096) // marks a region of the log as large as the sidefile
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
+	mv := r.restartUnlinked()
 	if !r.recovers("a", 0) {
 		t.Fatalf("setup: the written region is not recovered: %v", r.opts.Recovered)
 	}
-	mv := &restartedMover{memMover: r.mv}
-	mg, err := Open(r.opts, mv, r.vols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mg = mg
 	p := r.pair("a")
 	if p.State == Pending {
 		t.Fatalf("pair a %+v right after the restart, before the secondary reported its journal room: its recovery's resync started unchecked", p)
@@ -118,31 +109,9 @@ func TestLargeCrashRecoveryWaitsForTheJournalRoom(t *testing.T) {
 // the secondary's volumes would not be at one time. Every pair but d is
 // suspended at the restart, by the session, and resumes with the others.
 func TestRestartWaitingForRoomHoldsEveryPair(t *testing.T) {
-	r := newRig(t, 16*twinRegion, 3<<19, "a", "b", "c", "d")
-	r.settle()
-	r.saveAndClean()
-	if err := r.mg.Suspend("d"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.write("a", 2*twinRegion, 4096)
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.write("b", 0, 4096) // marks a region of the log as large as the sidefile
+	r := newSetRig(t)
 	// kill -9, the link not up after the restart.
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
-	mv := &restartedMover{memMover: r.mv}
-	mg, err := Open(r.opts, mv, r.vols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mg = mg
+	mv := r.restartUnlinked()
 	for _, vol := range []string{"a", "b", "c"} {
 		if p := r.pair(vol); p.State != Suspended || !p.Auto {
 			t.Errorf("pair %s %+v right after the restart: want it suspended by the session with the resync that waits for the journal room", vol, p)
@@ -168,4 +137,27 @@ func TestRestartWaitingForRoomHoldsEveryPair(t *testing.T) {
 	if p := r.pair("d"); p.State != Suspended {
 		t.Errorf("pair d %+v after the others resumed: want it still suspended", p)
 	}
+}
+
+// newSetRig is the primary of TestRestartWaitingForRoomHoldsEveryPair just
+// before its kill -9: a in the middle of a resync (its third region to
+// copy), b with a region of the activity log as large as the sidefile (at
+// 0), c duplex with nothing to copy, and d suspended by hand.
+func newSetRig(t *testing.T) *rig {
+	t.Helper()
+	r := newRig(t, 16*twinRegion, 3<<19, "a", "b", "c", "d")
+	r.settle()
+	r.saveAndClean()
+	if err := r.mg.Suspend("d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 2*twinRegion, 4096)
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("b", 0, 4096)
+	return r
 }

@@ -1,10 +1,6 @@
 package pair
 
-import (
-	"testing"
-
-	"duplex/bitmap"
-)
+import "testing"
 
 // TestRestartsBeforeAndDuringTheJointResume: the primary of
 // TestRestartWaitingForRoomHoldsEveryPair is killed again while its pairs
@@ -16,38 +12,12 @@ import (
 // to copy; d, suspended by hand, stays the operator's; and a restart after
 // the joint resume goes on with every resync at once, none left waiting.
 func TestRestartsBeforeAndDuringTheJointResume(t *testing.T) {
-	r := newRig(t, 16*twinRegion, 3<<19, "a", "b", "c", "d")
-	r.settle()
-	r.saveAndClean()
-	if err := r.mg.Suspend("d"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.write("a", 2*twinRegion, 4096)
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.write("b", 0, 4096) // marks a region of the log as large as the sidefile
-	restart := func() *restartedMover {
-		r.ss.mu.Lock()
-		r.ss.tracking = map[string]*bitmap.Bitmap{}
-		r.ss.mu.Unlock()
-		r.openLog()
-		mv := &restartedMover{memMover: r.mv}
-		mg, err := Open(r.opts, mv, r.vols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.mg = mg
-		return mv
-	}
-	restart()
+	r := newSetRig(t)
+	r.restartUnlinked()
 	// Written while the pairs wait; kill -9 before any save covers it.
 	r.write("c", 5*twinRegion, 4096)
 	r.write("d", 7*twinRegion, 4096)
-	mv := restart()
+	mv := r.restartUnlinked()
 	for _, vol := range []string{"a", "b", "c"} {
 		if p := r.pair(vol); p.State != Suspended || !p.Auto {
 			t.Errorf("pair %s %+v after a second restart before the link was up: want it still suspended by the session, to resume with the others", vol, p)
@@ -69,7 +39,7 @@ func TestRestartsBeforeAndDuringTheJointResume(t *testing.T) {
 		}
 	}
 	// kill -9 right after the joint resume, nothing copied yet.
-	restart()
+	r.restartUnlinked()
 	for _, vol := range []string{"a", "b", "c"} {
 		if p := r.pair(vol); p.State != Pending {
 			t.Errorf("pair %s %+v after a restart that followed the joint resume: want its resync going on at once", vol, p)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bitmap"
 	"duplex/mover"
 )
 
@@ -37,6 +38,24 @@ func (m *restartedMover) link(free uint64) {
 	m.mu.Lock()
 	m.linked, m.free = true, free
 	m.mu.Unlock()
+}
+
+// restartUnlinked kills the primary of r (kill -9: its tracking bitmaps
+// and the manager go, the activity log is opened again) and restarts it
+// with a mover whose link has not been up in the new run.
+func (r *rig) restartUnlinked() *restartedMover {
+	r.t.Helper()
+	r.ss.mu.Lock()
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.openLog()
+	mv := &restartedMover{memMover: r.mv}
+	mg, err := Open(r.opts, mv, r.vols)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.mg = mg
+	return mv
 }
 
 // TestResumeBeforeTheRoomIsKnownWaitsForIt: the primary restarted and the

@@ -1,10 +1,6 @@
 package pair
 
-import (
-	"testing"
-
-	"duplex/bitmap"
-)
+import "testing"
 
 // TestAResyncStartedOnAnUnknownRoomDropsItsWaitingNote: the pairs a
 // restart suspended wait for the secondary to report its journal room,
@@ -18,16 +14,7 @@ func TestAResyncStartedOnAnUnknownRoomDropsItsWaitingNote(t *testing.T) {
 	r.settle()
 	r.saveAndClean()
 	r.write("a", 0, 4096) // marks a region of the log as large as the sidefile
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
-	mv := &restartedMover{memMover: r.mv}
-	mg, err := Open(r.opts, mv, r.vols)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.mg = mg
+	mv := r.restartUnlinked()
 	if p := r.pair("a"); p.State != Suspended || p.Waiting == "" {
 		t.Fatalf("setup: pair a %+v right after the restart: want it suspended, waiting for the room", p)
 	}
