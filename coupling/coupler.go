@@ -195,15 +195,20 @@ func (c *Coupler) Round(ctx context.Context) {
 // every update its primary acknowledged, through a master time at or
 // past the last of them: every other member had journaled everything
 // stamped up to it. A member added again later (duplex couple add)
-// starts without a time, as a new one.
+// starts without a time, as a new one. The Coupler publishes nothing more
+// also when the store does not answer: the leave is then owed, and
+// whoever finishes it must find no round under way that would publish the
+// member's time again.
 func (c *Coupler) Leave(ctx context.Context) error {
 	c.roundMu.Lock()
 	defer c.roundMu.Unlock()
+	c.mu.Lock()
+	c.left = true
+	c.mu.Unlock()
 	if err := c.cfg.Store.Leave(ctx, c.cfg.Member); err != nil {
 		return fmt.Errorf("coupling: session %s leaving group %q: %w", c.cfg.Member, c.cfg.Group, err)
 	}
 	c.mu.Lock()
-	c.left = true
 	c.status.Held = fmt.Sprintf("session %q left group %q (switched over): it publishes no time and applies nothing more", c.cfg.Member, c.cfg.Group)
 	c.status.HeldSince = c.cfg.Now()
 	c.mu.Unlock()

@@ -55,9 +55,10 @@
 // shows the master time held, or its laggard gone). Once promoted, the member leaves the group (Coupler.Leave:
 // membership, time and alive key in one write, and no more
 // publications), and the others' master time is the minimum over the
-// members left. Until etcd answers the leave, it is tried again while the
-// promoted site runs: the member's last time holds the others meanwhile,
-// as any time does while etcd is unreachable. Only a switchover leaves: a
+// members left. Until etcd answers the leave, it is owed, recorded on
+// disk before the promotion, and the promoted site tries it again while it
+// runs, across restarts: the member's last time holds the others
+// meanwhile, as any time does while etcd is unreachable. Only a switchover leaves: a
 // member failed over (duplex promote) stays, since the others recover to
 // the group's one recovery time, taken over every member. Coupled again
 // (its reverse direction after a rejoin), the session is added by duplex

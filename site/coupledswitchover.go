@@ -2,10 +2,18 @@ package site
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
+	"duplex/coupling"
+	"duplex/disk"
 )
 
 // A planned switchover of a member of a coupled group (package coupling)
@@ -62,34 +70,195 @@ func (s *Secondary) awaitCoupledApplied(group uint64) error {
 // leaveWait bounds the switchover's own attempt to leave the group.
 const leaveWait = 2 * time.Second
 
+// leaveFile, beside a secondary's state file, records that its promotion
+// by a switchover owes its coupled group a leave. Written before the
+// promotion's marker (promoting.json), so that a promotion recorded always
+// finds it; removed once etcd took the member out. Without a promotion
+// record it is void (the switchover was refused or undone), and the
+// secondary's start removes it: a later duplex promote, a failover, keeps
+// the member in its group. With one, the promoted site finishes the leave
+// at every start until it is done, so that neither a restart nor an etcd
+// that does not answer leaves the member's last time holding the master
+// time of the others.
+const leaveFile = "coupling-leave.json"
+
+// owed is a change of the membership of a coupled group that a site owes
+// it: a leave (leaveFile) or a join (joinFile).
+type owed struct {
+	Group  string `json:"group"`
+	Member string `json:"member"`
+}
+
+func leavePath(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(StatePath(cfg)), leaveFile)
+}
+
+func writeOwed(fsys disk.FS, path string, cfg *config.Config) error {
+	b, _ := json.Marshal(owed{Group: cfg.Coupling.Group, Member: cfg.Session})
+	if err := disk.WriteFileAtomic(disk.Or(fsys), path, append(b, '\n')); err != nil {
+		return fmt.Errorf("coupled group %q: %w", cfg.Coupling.Group, err)
+	}
+	return nil
+}
+
+// readOwed returns the change owed at path, ok false if none.
+func readOwed(fsys disk.FS, path string) (o owed, ok bool, err error) {
+	b, err := disk.ReadFile(disk.Or(fsys), path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return o, false, nil
+	case err != nil:
+		return o, false, fmt.Errorf("a change of a coupled group owed: %w", err)
+	}
+	if err := json.Unmarshal(b, &o); err != nil || o.Group == "" || o.Member == "" {
+		return o, false, fmt.Errorf("a change of a coupled group owed, %s: not a record of one (%v)", path, err)
+	}
+	return o, true, nil
+}
+
+func removeOwed(fsys disk.FS, path string) error {
+	fsys = disk.Or(fsys)
+	switch err := fsys.Remove(path); {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("a change of a coupled group owed: %w", err)
+	}
+	return fsys.SyncDir(filepath.Dir(path))
+}
+
+func writePendingLeave(fsys disk.FS, cfg *config.Config) error {
+	return writeOwed(fsys, leavePath(cfg), cfg)
+}
+
+func readPendingLeave(fsys disk.FS, cfg *config.Config) (owed, bool, error) {
+	return readOwed(fsys, leavePath(cfg))
+}
+
+func removePendingLeave(fsys disk.FS, cfg *config.Config) error {
+	return removeOwed(fsys, leavePath(cfg))
+}
+
+// leaveOwed returns the group cfg's site owes a leave, "" if none (or if
+// that cannot be read: said so in the log).
+func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) string {
+	l, ok, err := readPendingLeave(fsys, cfg)
+	if err != nil {
+		log.Error("coupling: cannot read whether this session owes its coupled group a leave", "err", err)
+	}
+	if !ok {
+		return ""
+	}
+	return l.Group
+}
+
+// voidStaleLeave, at the start of a secondary that is not promoted,
+// removes a leave owed: its switchover never took over. Under the
+// journal's lock, as undoInterruptedPromotion: the leave owed of a
+// secondary running on this journal, its promotion under way, stays.
+func voidStaleLeave(fsys disk.FS, cfg *config.Config) error {
+	if _, ok, err := readPendingLeave(fsys, cfg); !ok && err == nil {
+		return nil
+	}
+	lock, err := disk.Or(fsys).Lock(filepath.Join(cfg.Secondary.Journal, "LOCK"))
+	switch {
+	case errors.Is(err, os.ErrNotExist): // no journal: nothing runs on it
+	case err != nil:
+		return nil
+	default:
+		defer lock.Close()
+	}
+	return removePendingLeave(fsys, cfg)
+}
+
 // leaveGroup takes the member out of its coupled group once a switchover
-// promoted it in place. etcd unreachable, it goes on trying in the
-// background while the process runs, with the etcd client handed over
-// from the secondary: meanwhile the member's last time holds the master
-// time of the others, as any time does while etcd is unreachable.
+// promoted it in place, and removes the leave owed. etcd unreachable, the
+// leave stays owed: the promoted site finishes it (finishLeave), in this
+// process and after a restart. Meanwhile the member's last time holds the
+// master time of the others, as any time does while etcd is unreachable.
 func (s *Secondary) leaveGroup() {
 	ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
 	err := s.coupler.Leave(ctx)
 	cancel()
-	if err == nil {
+	if err != nil {
+		s.log.Error("switchover: promoted, but this session could not leave its coupled group yet: its last time holds the other members' "+
+			"master time until it does; the promoted site goes on trying while it runs, after a restart too (duplex couple remove "+
+			s.cfg.Session+" does it too)", "err", err)
 		return
 	}
-	s.log.Error("switchover: promoted, but this session could not leave its coupled group yet: its last time holds the other members' "+
-		"master time until it does; trying again while this process runs (duplex couple remove "+s.cfg.Session+" does it too)", "err", err)
-	dialed := s.takeDialed() // closed once the member left, not by close
+	if err := removePendingLeave(s.fsys, s.cfg); err != nil {
+		// The promoted site leaves again, which changes nothing.
+		s.log.Warn("switchover: left the coupled group; the record of the leave owed stays", "err", err)
+	}
+}
+
+// leaveRetry is how often a promoted site asks etcd again for a leave owed.
+var leaveRetry = time.Second
+
+// finishLeave, at a promoted site, takes the member out of its coupled
+// group if a switchover's leave is owed (leaveFile), trying every
+// leaveRetry until etcd answers or ctx ends; store nil dials the etcd of
+// [coupling]. It returns at once when nothing is owed; done is closed once
+// nothing is.
+func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store coupling.Store, log *slog.Logger) (done <-chan struct{}) {
+	ch := make(chan struct{})
+	l, ok, err := readPendingLeave(fsys, cfg)
+	if err != nil {
+		log.Error("coupling: cannot read whether this session owes its coupled group a leave", "err", err)
+		return ch
+	}
+	if !ok {
+		close(ch)
+		return ch
+	}
+	if l.Group != cfg.Coupling.Group || l.Member != cfg.Session {
+		log.Error("coupling: a switchover owes coupled group "+l.Group+" the leave of session "+l.Member+", not of this config's: "+
+			"duplex couple remove "+l.Member+" with that group's config, then remove "+leavePath(cfg), "config_group", cfg.Coupling.Group)
+		return ch
+	}
+	log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
 	go func() {
-		if dialed != nil {
-			defer dialed.Close()
-		}
-		for {
-			time.Sleep(time.Second)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := s.coupler.Leave(ctx)
-			cancel()
-			if err == nil {
-				s.log.Info("switchover: this session left its coupled group")
-				return
+		var dialed *coupling.EtcdStore
+		defer func() {
+			if dialed != nil {
+				dialed.Close()
 			}
+		}()
+		for try := 0; ; try++ {
+			if try > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(leaveRetry):
+				}
+			}
+			st := store
+			if st == nil {
+				if dialed == nil {
+					if dialed, err = coupling.DialConfig(cfg); err != nil {
+						log.Warn("coupling: leaving the group", "err", err)
+						continue
+					}
+				}
+				st = dialed
+			}
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := st.Leave(lctx, l.Member)
+			cancel()
+			if err != nil {
+				if try == 0 || try%60 == 0 {
+					log.Warn("coupling: cannot leave the coupled group yet: this session's last time holds the other members' master time "+
+						"until it does; trying again", "err", err)
+				}
+				continue
+			}
+			if err := removePendingLeave(fsys, cfg); err != nil {
+				log.Warn("coupling: left the coupled group; the record of the leave owed stays (the next start leaves again, which changes nothing)", "err", err)
+			}
+			log.Info("coupling: this session left its coupled group: its last time no longer holds the master time", "group", l.Group)
+			close(ch)
+			return
 		}
 	}()
+	return ch
 }

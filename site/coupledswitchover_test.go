@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -264,4 +267,63 @@ func TestCoupledSwitchoverLeavesTheGroupOnceEtcdAnswers(t *testing.T) {
 	}
 	g.aLeft(t)
 	g.bReplicates(t, 0xb3)
+}
+
+// A switched-over member whose leave etcd does not answer, and whose
+// promoted site then stops before it does, leaves the group once the
+// promoted site runs again (duplex promote after a restart) and etcd
+// answers. The leave was tried again only in memory: the restarted site
+// stayed a member, its last time holding the other member's master time
+// for ever.
+func TestCoupledSwitchoverLeavesTheGroupAfterARestart(t *testing.T) {
+	var lf *leaveFails
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{aStore: func(m *coupling.MemStore) coupling.Store {
+		lf = &leaveFails{MemStore: m, fail: math.MaxInt32}
+		return lf
+	}})
+	g.switchOver(t)
+	if n := lf.calls.Load(); n < 1 {
+		t.Fatalf("the switchover never asked to leave (%d calls)", n)
+	}
+	// The promoted site stops before etcd answered its leave.
+	g.as.stop()
+	<-g.as.done
+	if got := g.store.MembersNow(); !slices.Contains(got, "a") {
+		t.Fatalf("members %v: a left although etcd never answered", got)
+	}
+	// duplex promote serves the promoted site again; etcd answers.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := OpenPromoted(g.acfg, quiet, PromotedOptions{CouplingStore: g.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, 30*time.Second, "a out of the group once its promoted site runs again", func() bool { return !slices.Contains(g.store.MembersNow(), "a") })
+	g.aLeft(t)
+	g.bReplicates(t, 0xb4)
+}
+
+// A leave owed by a switchover that never took over (the process died
+// after its record of the leave, before the promotion's) is void: the
+// secondary's start removes it, so that no later promotion, a failover
+// that keeps the member in its group, finds it.
+func TestCoupledSwitchoverLeaveOwedIsVoidWithoutThePromotion(t *testing.T) {
+	cfg := coupledSwitchoverConfig(t, "a")
+	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePendingLeave(nil, cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{CouplingStore: coupling.NewMemStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok, err := readPendingLeave(nil, cfg); ok || err != nil {
+		t.Errorf("the leave owed after a start without a promotion: %v, %v; want none", ok, err)
+	}
 }

@@ -94,6 +94,12 @@
 //	                         (JSON, written atomically); a start that finds
 //	                         it reports in the status that the drill ended
 //	                         with the last run, until a drill starts or stops
+//	coupling-leave.json      a coupled member's switchover owes its group a
+//	                         leave ({"group","member"}): written before
+//	                         promoting.json, removed once etcd took the
+//	                         member out; the promoted site finishes it at
+//	                         every start; without a promotion record a start
+//	                         removes it (the switchover never took over)
 //
 // A start replays the journal from the group after state.json's.
 //

@@ -71,6 +71,11 @@ type Primary struct {
 	// promoted site by a switchover (failBack), in the session's direction.
 	promotedBack bool
 	fsys         disk.FS
+	// leaveOf is the config of the secondary whose promotion by a
+	// switchover made this site the primary: the leave of its coupled
+	// group it may owe is finished here (finishLeave); nil if none.
+	leaveOf       *config.Config
+	couplingStore coupling.Store
 	// gate holds the writes while a switchover pauses them, and refuses
 	// them once it is done.
 	gate      *writeGate
@@ -112,6 +117,11 @@ type PrimaryOptions struct {
 	// direction (OpenReversePrimary) sets both.
 	StateDir  string
 	Promotion *failover.Promotion
+	// CouplingStore replaces the etcd of [coupling], through which a
+	// switched-over member's leave of its group is finished (tests).
+	CouplingStore coupling.Store
+	// leaveOf: see Primary.leaveOf (OpenReversePrimary).
+	leaveOf *config.Config
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -133,7 +143,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// then, so the cleanup holds its own reference.
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
 		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion,
-		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{})}
+		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{}), leaveOf: opts.leaveOf, couplingStore: opts.CouplingStore}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if p.stateDir == "" {
 		p.stateDir = PairStateDir(cfg)
@@ -162,6 +172,13 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			return nil, fmt.Errorf("primary: %w", err)
 		}
 		p.promotedBack = p.promotion != nil
+		if p.promotedBack {
+			// Promoted by a switchover back as the secondary of the
+			// reverse direction: its state is the reversed config's.
+			if rev, err := cfg.Reversed(); err == nil {
+				p.leaveOf = rev
+			}
+		}
 	}
 	// A site that rejoined the promoted one is its secondary: its volumes
 	// take that site's data, and writes served here would be lost.
@@ -331,6 +348,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		p.log.Info("serving NBD", "addr", p.nbdLn.Addr().String(), "exports", p.order)
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
+	if p.leaveOf != nil && p.leaveOf.Coupled() {
+		finishLeave(cctx, p.leaveOf, p.fsys, p.couplingStore, p.log)
+	}
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
 			SetRates: p.SetRates, Switchover: p.Switchover, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(),

@@ -257,6 +257,10 @@ type Promoted struct {
 	token   string
 	metrics *control.Metrics
 	history *control.History
+	// fsys and couplingStore are PromotedOptions', for the leave of its
+	// coupled group a switchover owes (finishLeave).
+	fsys          disk.FS
+	couplingStore coupling.Store
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -264,6 +268,9 @@ type PromotedOptions struct {
 	// FS holds the changed regions and the promotion record (default
 	// disk.OS).
 	FS disk.FS
+	// CouplingStore replaces the etcd of [coupling], through which a
+	// switched-over member's leave of its group is finished (tests).
+	CouplingStore coupling.Store
 }
 
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
@@ -295,7 +302,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		return nil, err
 	}
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
-		history: &control.History{}}
+		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
@@ -398,6 +405,9 @@ func (p *Promoted) Run(ctx context.Context) error {
 	}()
 	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
 	cctx, stopControl := context.WithCancel(context.Background())
+	if p.cfg.Coupled() {
+		finishLeave(cctx, p.cfg, p.fsys, p.couplingStore, p.log)
+	}
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
 			Changes: p.ChangedRegions,

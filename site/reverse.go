@@ -77,7 +77,7 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 	if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
-	opts.StateDir, opts.Promotion = ReverseDir(cfg), &pr
+	opts.StateDir, opts.Promotion, opts.leaveOf = ReverseDir(cfg), &pr, cfg
 	return OpenPrimary(rev, log, opts)
 }
 

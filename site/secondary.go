@@ -154,6 +154,10 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := undoInterruptedPromotion(opts.FS, cfg, log); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
+	// Not promoted: a leave owed is of a switchover that never took over.
+	if err := voidStaleLeave(opts.FS, cfg); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},

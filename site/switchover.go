@@ -293,7 +293,14 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 	// promotion's record never took over, and its restart undoes the
 	// fence (undoInterruptedPromotion), so that the primary, whose writes
 	// resume, is taken again.
+	if s.coupler != nil {
+		// Before the marker: a promotion recorded finds the leave owed.
+		if err := writePendingLeave(s.fsys, s.cfg); err != nil {
+			return failover.Promotion{}, refused, fmt.Errorf("promote: %w", err)
+		}
+	}
 	if err := writeInPlacePromotion(s.fsys, s.cfg, req); err != nil {
+		s.voidLeave()
 		return failover.Promotion{}, refused, fmt.Errorf("promote: %w", err)
 	}
 	pr, _, err := promoteOpen(s.cfg, s, s.fsys, func(pos transport.Position) error {
@@ -311,6 +318,7 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 				// A restart finds the fence undone already: harmless.
 				s.log.Error("the promotion in place failed, and its marker could not be removed", "err", rerr)
 			}
+			s.voidLeave()
 		}
 		return failover.Promotion{}, res, fmt.Errorf("promote: %w; %s", err, note)
 	}
@@ -325,6 +333,17 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 		"group", pr.Group, "consistency_time", control.FormatTime(pr.ConsistencyTime), "generation", pr.Generation.String())
 	return pr, control.PromoteResult{PromotedAt: control.FormatTime(pr.At), Group: pr.Group, ConsistencyTime: pr.ConsistencyTime,
 		Generation: pr.Generation.String(), State: control.PromoteDone}, nil
+}
+
+// voidLeave removes the leave owed of a promotion in place that was
+// refused: a restart, which finds no promotion record, removes it too.
+func (s *Secondary) voidLeave() {
+	if s.coupler == nil {
+		return
+	}
+	if err := removePendingLeave(s.fsys, s.cfg); err != nil {
+		s.log.Warn("the promotion in place was refused; the record of the coupled group's leave it owed stays until a restart removes it", "err", err)
+	}
 }
 
 // undoFence undoes the fence of a promotion in place that failed after it,
