@@ -199,6 +199,9 @@ type groupOpts struct {
 	// sidefile, if set, is each primary's sidefile_limit: a secondary
 	// starts only with room for two of the largest groups it bounds.
 	sidefile config.Size
+	// token, if set, is each session's control token (a switchover needs
+	// one).
+	token string
 }
 
 // coupledPair starts etcd and two sessions of one coupled group (or, with
@@ -232,7 +235,7 @@ func coupledGroup(t *testing.T, o groupOpts) (*etcdProcess, []*procSession) {
 	s := make([]*procSession, o.sessions)
 	for i := range s {
 		prim, sec := fmt.Sprintf("p%d", i+1), fmt.Sprintf("s%d", i+1)
-		s[i] = newSession(t, sessionOpts{name: fmt.Sprintf("c%d", i+1), volSize: o.volSize, edit: func(c *config.Config) {
+		s[i] = newSession(t, sessionOpts{name: fmt.Sprintf("c%d", i+1), volSize: o.volSize, token: o.token, edit: func(c *config.Config) {
 			if coupled {
 				c.Coupling = config.Coupling{Group: "payments", Etcd: []string{e.url}, Lease: config.Duration(2 * time.Second),
 					Publish: config.Duration(20 * time.Millisecond)}
