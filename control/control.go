@@ -728,6 +728,10 @@ type Changes struct {
 	// ConsistencyTime and never applied there (a resync was in progress).
 	HeldGroups uint64            `json:"held_groups,omitempty"`
 	Volumes    map[string][]byte `json:"volumes"`
+	// CouplingLeaveOwed names the coupled group the site's switchover
+	// took the session out of, while etcd has not yet answered that leave:
+	// a rejoin waits for it, since it couples the session again.
+	CouplingLeaveOwed string `json:"coupling_leave_owed,omitempty"`
 }
 
 // RejoinRequest is what an old primary that rejoins tells the promoted

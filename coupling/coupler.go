@@ -30,6 +30,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of silences (default the wall clock).
 	Now func() time.Time
+	// Join: the member is added to the group if it is not one, once, and
+	// Joined is then called to record that no join is owed any more. A
+	// session coupled again after its switchover (the secondary of its
+	// reverse direction, rejoined) joins so; a member removed later by
+	// duplex couple remove stays out.
+	Join   bool
+	Joined func() error
 }
 
 // Status is the group as the member last saw it.
@@ -72,6 +79,8 @@ type Coupler struct {
 	roundMu   sync.Mutex
 	published int64
 
+	join bool // a join is owed (Config.Join); guarded by roundMu
+
 	mu       sync.Mutex
 	left     bool // Leave took the member out of the group: no more rounds
 	limit    int64
@@ -98,7 +107,7 @@ func New(cfg Config) (*Coupler, error) {
 		cfg.Now = time.Now
 	}
 	c := &Coupler{cfg: cfg, log: cfg.Logger.With("component", "coupling", "group", cfg.Group), changed: make(chan struct{}),
-		advanced: map[string]time.Time{}, times: map[string]int64{}}
+		advanced: map[string]time.Time{}, times: map[string]int64{}, join: cfg.Join}
 	if cfg.MarkPath != "" {
 		m, ok, err := ReadMark(cfg.MarkPath)
 		if err != nil {
@@ -168,6 +177,14 @@ func (c *Coupler) Round(ctx context.Context) {
 		c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 		return
 	}
+	// Once it has a time: the master time of the others waits for a
+	// member without one.
+	if c.join && own > 0 {
+		if err := c.rejoin(rctx, &view); err != nil {
+			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+			return
+		}
+	}
 	// Never lower: a master time others applied through may have come
 	// from the published one, and a restart may know an earlier time
 	// than it published (the empty groups formed since its last journaled
@@ -184,6 +201,29 @@ func (c *Coupler) Round(ctx context.Context) {
 	}
 	c.published = pub
 	c.follow(view)
+}
+
+// rejoin adds the member to the group unless view has it, and records
+// that no join is owed any more. It is added once it journaled an update
+// (its leave took its last time away), and publishes that time in the same
+// round: the master time of the others waits for it from then on.
+func (c *Coupler) rejoin(ctx context.Context, view *View) error {
+	if !slices.Contains(view.Members, c.cfg.Member) {
+		if err := c.cfg.Store.AddMember(ctx, c.cfg.Member); err != nil {
+			return fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
+		}
+		view.Members = append(slices.Clone(view.Members), c.cfg.Member)
+		slices.Sort(view.Members)
+		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
+	}
+	c.join = false
+	if c.cfg.Joined != nil {
+		if err := c.cfg.Joined(); err != nil {
+			// A restart joins again if the member is not one: the same.
+			c.log.Warn("joined the coupled group; the record of the join owed stays", "err", err)
+		}
+	}
+	return nil
 }
 
 // Leave takes the member out of its group for good, as a planned

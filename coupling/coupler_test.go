@@ -242,3 +242,43 @@ func TestLeaveEndsTheMembersHoldOnTheMasterTime(t *testing.T) {
 		t.Fatalf("a added again: b's status %+v, limit %d; want a without a time, 300 kept", st, b.limit())
 	}
 }
+
+// A Coupler that owes its group a join (a session coupled again after its
+// switchover) adds its member once it has a time, records that, and
+// publishes; a member removed afterwards (duplex couple remove) stays out.
+func TestJoinAddsTheMemberOnce(t *testing.T) {
+	ctx := context.Background()
+	store := NewMemStore()
+	store.AddMember(ctx, "b")
+	var joined atomic.Int32
+	var own atomic.Int64
+	c, err := New(Config{Store: store, Group: "g", Member: "a", Own: own.Load, Join: true,
+		Joined: func() error { joined.Add(1); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without a time it does not join: the others would wait for one.
+	c.Round(ctx)
+	if got := store.MembersNow(); len(got) != 1 {
+		t.Fatalf("members %v before a journaled anything, want b alone", got)
+	}
+	own.Store(100)
+	store.SetDown(true)
+	c.Round(ctx)
+	store.SetDown(false)
+	if joined.Load() != 0 {
+		t.Fatal("the join was recorded while etcd was down")
+	}
+	c.Round(ctx)
+	if got := store.MembersNow(); len(got) != 2 || got[0] != "a" || joined.Load() != 1 {
+		t.Fatalf("members %v, joined %d times; want a and b, once", got, joined.Load())
+	}
+	if v, _ := store.Read(ctx); v.Reports["a"].Time != 100 {
+		t.Errorf("a's time after its join: %d, want 100", v.Reports["a"].Time)
+	}
+	store.RemoveMember(ctx, "a")
+	c.Round(ctx)
+	if got := store.MembersNow(); len(got) != 1 || joined.Load() != 1 {
+		t.Errorf("members %v, joined %d times after a was removed; want b alone, one join", got, joined.Load())
+	}
+}

@@ -61,8 +61,10 @@
 // meanwhile, as any time does while etcd is unreachable. Only a switchover leaves: a
 // member failed over (duplex promote) stays, since the others recover to
 // the group's one recovery time, taken over every member. Coupled again
-// (its reverse direction after a rejoin), the session is added by duplex
-// couple add, as a new member.
+// by a rejoin (its reverse direction), the session joins as a new member:
+// the rejoined secondary's Coupler adds it, once (Config.Join), after the
+// leave is done (the rejoin waits for it), so that the leave never takes
+// the new membership away.
 //
 // The limit is persisted (WriteMark) before anything is applied through
 // it, so that a restart, which replays the journal, replays it through

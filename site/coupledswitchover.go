@@ -262,3 +262,42 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 	}()
 	return ch
 }
+
+// joinFile, beside the state file of a secondary that a rejoin made (the
+// old primary as the secondary of the promoted site, or the promoted site
+// as the secondary of the old primary again), records that the session
+// owes its coupled group a join: its switchover left the group, and the
+// rejoin couples it again in its new direction. Written by the rejoin,
+// removed once the secondary's Coupler found the session a member (it adds
+// it if not): only once, so that a member removed afterwards stays out.
+const joinFile = "coupling-join.json"
+
+func joinPath(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(StatePath(cfg)), joinFile)
+}
+
+// oweJoin records, at the start of a rejoin that makes the site of sec
+// the secondary of the session, that the session joins its coupled group
+// again.
+func oweJoin(cfg, sec *config.Config) error {
+	if !cfg.Coupled() {
+		return nil
+	}
+	if err := writeOwed(nil, joinPath(sec), sec); err != nil {
+		return fmt.Errorf("rejoin: the join owed: %w", err)
+	}
+	return nil
+}
+
+// refuseWhileLeaveOwed refuses a rejoin while the site it rejoins has not
+// left the coupled group its switchover took the session out of: the
+// session is still a member there, and the leave, once etcd answers,
+// would take the rejoined secondary's membership away.
+func refuseWhileLeaveOwed(cfg *config.Config, ch control.Changes) error {
+	if ch.CouplingLeaveOwed == "" {
+		return nil
+	}
+	return fmt.Errorf("rejoin: the other site has not left coupled group %q yet since its switchover (etcd has not answered it; "+
+		"it tries every second while it runs): run duplex rejoin again once duplex couple list --config FILE no longer shows session %s",
+		ch.CouplingLeaveOwed, cfg.Session)
+}

@@ -19,6 +19,7 @@ import (
 	"duplex/control"
 	"duplex/coupling"
 	"duplex/nbd"
+	"duplex/transport"
 )
 
 // coupledSwitchoverConfig is switchoverConfig as member session of group
@@ -42,7 +43,9 @@ type coupledSwitchover struct {
 	acfg  *config.Config
 	as    *runningSecondary
 	ap    *Primary
-	b     *coupledPair
+	// stopAP stops a's primary.
+	stopAP func() error
+	b      *coupledPair
 }
 
 // coupledSwitchoverOpts shape the group startCoupledSwitchover starts.
@@ -78,7 +81,7 @@ func startCoupledSwitchover(t *testing.T, o coupledSwitchoverOpts) *coupledSwitc
 		aStore = o.aStore(g.store)
 	}
 	g.as = startSecondaryForSwitchoverWith(t, g.acfg, SecondaryOptions{CouplingStore: aStore})
-	g.ap, _ = startPrimaryForSwitchover(t, g.acfg)
+	g.ap, g.stopAP = startPrimaryForSwitchover(t, g.acfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, g.b.sec, g.b.prim, g.b.stopSec, g.b.stopPrim = linkSites(t, g.b.cfg, quiet, SecondaryOptions{CouplingStore: g.store})
 	waitDuplex(t, g.ap)
@@ -326,4 +329,67 @@ func TestCoupledSwitchoverLeaveOwedIsVoidWithoutThePromotion(t *testing.T) {
 	if _, ok, err := readPendingLeave(nil, cfg); ok || err != nil {
 		t.Errorf("the leave owed after a start without a promotion: %v, %v; want none", ok, err)
 	}
+}
+
+// After a member's switchover, the rejoin of its old primary as the
+// promoted site's secondary couples the session again, in its new
+// direction, as a member without a time: its secondary applies through the
+// group's master time, and the other member goes on applying. The
+// rejoined secondary reported "not a member" and applied nothing, the
+// rejoin's copy with it, until duplex couple add by hand.
+func TestCoupledSwitchoverRejoinCouplesTheSessionAgain(t *testing.T) {
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{})
+	g.switchOver(t)
+	waitFor(t, 30*time.Second, "a out of the group", func() bool { return !slices.Contains(g.store.MembersNow(), "a") })
+	// The old primary stops, and so does the promoted site, which then
+	// serves as the primary of the reverse direction.
+	g.stopAP()
+	g.as.stop()
+	<-g.as.done
+	cfg := g.acfg
+	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	cfg.Secondary.NBD, cfg.Secondary.Control = "127.0.0.1:0", "127.0.0.1:0"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	opts := linkOptions(rev)
+	opts.CouplingStore = g.store
+	rp, err := OpenReversePrimary(cfg, quiet, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLinked(t, rp)
+	_, r, a := rejoinAt(t, cfg, quiet, rp, rev, SecondaryOptions{CouplingStore: g.store})
+	if _, err := rp.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "a a member again, its secondary applying through a master time", func() bool {
+		st := a.Status()
+		return slices.Contains(g.store.MembersNow(), "a") && st.Coupling != nil && st.Coupling.Held == "" && st.Coupling.AppliedThrough != ""
+	})
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(rp.Status()) })
+	vol, data := cfg.VolumeNames()[0], bytes.Repeat([]byte{0xa5}, 4096)
+	if err := rp.Write(context.Background(), vol, data, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the old primary applying a write of the promoted site", func() bool {
+		got := make([]byte, len(data))
+		return a.ReadAt(vol, got, 0) == nil && bytes.Equal(got, data)
+	})
+	g.bReplicates(t, 0xb5)
+	if _, ok, err := readOwed(nil, joinPath(func() *config.Config { c, _ := cfg.Reversed(); return c }())); ok || err != nil {
+		t.Errorf("the join owed after the session joined: %v, %v; want none", ok, err)
+	}
+}
+
+// A rejoin waits while the site it rejoins owes its coupled group the
+// leave of its switchover: coupled again first, the session would lose its
+// new membership to that leave once etcd answers.
+func TestRejoinRefusedWhileTheLeaveIsOwed(t *testing.T) {
+	cfg := coupledSwitchoverConfig(t, "a")
+	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
+	_, err := PlanRejoin(cfg, control.Changes{CouplingLeaveOwed: "g"})
+	if err == nil {
+		t.Fatal("the rejoin was planned while the other site owes its group the leave")
+	}
+	wantWords(t, "the refusal", err.Error(), "has not left coupled group \"g\"", "duplex couple list", "run duplex rejoin again")
 }

@@ -100,6 +100,11 @@
 //	                         member out; the promoted site finishes it at
 //	                         every start; without a promotion record a start
 //	                         removes it (the switchover never took over)
+//	coupling-join.json       at a secondary a rejoin made, of a coupled
+//	                         session: the session joins its group again
+//	                         ({"group","member"}), written by the rejoin,
+//	                         removed once the secondary found it a member
+//	                         (it adds it if not)
 //
 // A start replays the journal from the group after state.json's.
 //

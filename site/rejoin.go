@@ -49,6 +49,9 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 	if !cfg.HasPrimary() {
 		return nil, errors.New("rejoin: the config has no [primary] section")
 	}
+	if err := refuseWhileLeaveOwed(cfg, ch); err != nil {
+		return nil, err
+	}
 	dir := PairStateDir(cfg)
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("rejoin: this site's pair state: %w (without it, it shares no history with the promoted site)", err)
@@ -230,6 +233,9 @@ func BeginRejoin(cfg *config.Config, ch control.Changes, plan []RejoinVolume) (R
 	}
 	if err := secondary.Seed(nil, StatePath(rev), st, gen); err != nil {
 		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	if err := oweJoin(cfg, rev); err != nil {
+		return Rejoined{}, err
 	}
 	r.dir = dir
 	if err := writeRejoin(cfg, r); err != nil {

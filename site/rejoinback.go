@@ -56,6 +56,9 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 	if err != nil {
 		return nil, fmt.Errorf("rejoin: %w", err)
 	}
+	if err := refuseWhileLeaveOwed(cfg, ch); err != nil {
+		return nil, err
+	}
 	dir := ReverseDir(cfg)
 	lock, err := disk.Or(nil).Lock(filepath.Join(dir, stateLockName))
 	if err != nil {
@@ -180,6 +183,9 @@ func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume
 	}
 	if err := secondary.Seed(nil, StatePath(cfg), st, gen); err != nil {
 		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
+	}
+	if err := oweJoin(cfg, cfg); err != nil {
+		return Rejoined{}, err
 	}
 	// A promotion in place of this site's time as the secondary is
 	// recorded: the marker of it under way, if left, is spent.

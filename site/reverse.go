@@ -155,6 +155,9 @@ func (p *Primary) changedRegions() func() (control.Changes, error) {
 	return func() (control.Changes, error) {
 		ch := control.Changes{PromotedAt: control.FormatTime(pr.At), ConsistencyTime: pr.ConsistencyTime,
 			Generation: pr.Generation.String(), Follows: pr.Follows.String(), Volumes: map[string][]byte{}}
+		if p.leaveOf != nil {
+			ch.CouplingLeaveOwed = leaveOwed(p.fsys, p.leaveOf, p.log)
+		}
 		// The held groups' regions are among the pairs' (seedReverse):
 		// HeldGroups, which says they are not, stays 0.
 		for _, name := range p.order {

@@ -188,9 +188,14 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			}
 			store = s.dialed
 		}
+		_, join, err := readOwed(opts.FS, joinPath(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
 		s.coupler, err = coupling.New(coupling.Config{Store: store, Group: cfg.Coupling.Group, Member: cfg.Session,
 			Publish: time.Duration(cfg.Coupling.Publish), MarkPath: coupling.MarkPath(StatePath(cfg)), Logger: s.log,
-			Own: func() int64 { return s.sec.Stats().CoupledTime }})
+			Own:  func() int64 { return s.sec.Stats().CoupledTime },
+			Join: join, Joined: func() error { return removeOwed(opts.FS, joinPath(cfg)) }})
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}
