@@ -144,6 +144,14 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 		}
 	})
 	r.waitAll("duplex", time.Minute)
+	// Every first copy is journaled at the secondary once its pair is
+	// duplex: what the primary reports replicated from here on is writes.
+	var copies uint64
+	waitFor(t, time.Minute, "the primary's status", func() bool {
+		var err error
+		copies, err = r.replicated()
+		return err == nil
+	})
 
 	if w == libnbdWriter {
 		r.lib = startLibnbdLoad(t, r.sess.Config.Primary.NBD, r.sess.Volumes, r.layout, seed)
@@ -159,7 +167,13 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 			r.load.acked, r.load.err = workload.Run(ctx, r.layout, tg, 0, seed)
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Writes journaled at the secondary before the suspension, which the
+	// check after it must find there: a loaded machine may journal none in
+	// any fixed time.
+	waitFor(t, time.Minute, "1 MiB of writes journaled at the secondary", func() bool {
+		n, err := r.replicated()
+		return err == nil && n >= copies+1<<20
+	})
 
 	r.duplex("pair", "suspend", "--all")
 	r.waitAll("suspended", 30*time.Second)
@@ -183,11 +197,14 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 	}
 	// A random moment of the resync: a random share of it copied.
 	frac := 0.05 + 0.9*rng.Float64()
-	deadline := time.Now().Add(time.Minute)
+	// A loaded machine copies slowly: the resync fails only if it stands
+	// still for a minute.
+	var size, copied int64
+	last, since := int64(-1), time.Now()
 	for {
 		st, err := fetchStatus(r.sess.Config.Primary.Control)
 		if err == nil {
-			var size, copied int64
+			size, copied = 0, 0
 			pending := false
 			for _, v := range st.Volumes {
 				size += v.SizeBytes
@@ -202,9 +219,12 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 				r.progress = fmt.Sprintf("%.0f%% (%d of %d bytes in step)", 100*float64(copied)/float64(size), copied, size)
 				break
 			}
+			if copied != last {
+				last, since = copied, time.Now()
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resync did not reach %.0f%% in a minute", 100*frac)
+		if time.Since(since) > time.Minute {
+			t.Fatalf("the resync did not reach %.0f%%: it copied nothing for a minute, at %d of %d bytes", 100*frac, copied, size)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -236,6 +256,13 @@ func (r *resyncRun) logHold() {
 	default:
 		r.t.Logf("the secondary holds no resync: the kill came after it")
 	}
+}
+
+// replicated is what the primary reports replicated: the bytes of the
+// updates the secondary journaled, copies and writes.
+func (r *resyncRun) replicated() (uint64, error) {
+	st, err := fetchStatus(r.sess.Config.Primary.Control)
+	return st.BytesReplicate, err
 }
 
 // toCopy is what the pairs have still to copy, as status reports it.
