@@ -37,9 +37,15 @@ from whatever reached the disk. A failed fsync also truncates the active
 segment back to what the last successful one covered (a new segment, or one
 whose name the directory's fsync could not make durable, to nothing): pages
 the kernel could not write may be left clean in the page cache, and an Open
-before a reboot would read the records in them as journaled. Other errors, such as an Append out of
-sequence, change nothing. Every file operation goes through Options.FS, so
-tests inject these faults with a disk.Injector.
+before a reboot would read the records in them as journaled. Two cases are
+beyond that: a process killed between the failed fsync and the truncation,
+and an Open whose own fsync of the active segment fails (the records a
+killed process appended and no Sync covered, whose writeback failed). The
+kernel reports a failed writeback once, so the next Open's fsync succeeds
+over the same pages; only a reboot makes what it reads the disk's. Other
+errors, such as an Append out of sequence, change nothing. Every file
+operation goes through Options.FS, so tests inject these faults with a
+disk.Injector.
 
 # Space
 
