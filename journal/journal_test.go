@@ -390,16 +390,7 @@ func TestTornTailEveryOffset(t *testing.T) {
 	start, end := offs[len(offs)-2], offs[len(offs)-1] // record n
 
 	for cut := start; cut < end; cut++ {
-		dir := t.TempDir()
-		copyDir(t, src, dir)
-		path := filepath.Join(dir, lastSeg)
-		if err := os.Truncate(path, cut); err != nil {
-			t.Fatal(err)
-		}
-		j, err := Open(dir, opts)
-		if err != nil {
-			t.Fatalf("cut at %d: Open: %v", cut, err)
-		}
+		j, dir, path := openCut(t, src, lastSeg, cut, opts)
 		wantRange(t, replayAll(t, j, 0), 1, n-1)
 		if j.LastIndex() != n-1 {
 			t.Fatalf("cut at %d: LastIndex %d", cut, j.LastIndex())
@@ -422,6 +413,24 @@ func TestTornTailEveryOffset(t *testing.T) {
 			t.Fatalf("cut at %d: rewritten segment differs from the original", cut)
 		}
 	}
+}
+
+// openCut copies the journal in src to a new directory, cuts its segment
+// named seg at byte cut, as a crash mid-append leaves it, and opens it:
+// it returns the journal, the directory and the segment's path.
+func openCut(t *testing.T, src, seg string, cut int64, opts Options) (*Journal, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	copyDir(t, src, dir)
+	path := filepath.Join(dir, seg)
+	if err := os.Truncate(path, cut); err != nil {
+		t.Fatal(err)
+	}
+	j, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("cut at %d: Open: %v", cut, err)
+	}
+	return j, dir, path
 }
 
 // TestTornTailNewSegment cuts a segment that holds one record, the state a
@@ -449,16 +458,7 @@ func TestTornTailNewSegment(t *testing.T) {
 		t.Fatalf("last segment should hold exactly record %d", n)
 	}
 	for cut := int64(0); cut < int64(len(orig)); cut++ {
-		dir := t.TempDir()
-		copyDir(t, src, dir)
-		path := filepath.Join(dir, lastSeg)
-		if err := os.Truncate(path, cut); err != nil {
-			t.Fatal(err)
-		}
-		j, err := Open(dir, opts)
-		if err != nil {
-			t.Fatalf("cut at %d: Open: %v", cut, err)
-		}
+		j, dir, path := openCut(t, src, lastSeg, cut, opts)
 		wantRange(t, replayAll(t, j, 0), 1, n-1)
 		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("cut at %d: segment without a complete record was kept (%v)", cut, err)
