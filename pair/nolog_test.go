@@ -5,14 +5,20 @@ import (
 
 	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/recordset"
 	"duplex/sidefile"
 )
 
-// loseSidefile discards what the subsystem holds, as a kill -9 does.
-func (r *rig) loseSidefile() {
-	for _, u := range r.ss.side.Drain() {
+// loseSidefile discards what the subsystem holds, as a kill -9 does, and
+// returns it.
+func (r *rig) loseSidefile() []recordset.Update {
+	r.ss.mu.Lock()
+	lost := r.ss.side.Drain()
+	r.ss.mu.Unlock()
+	for _, u := range lost {
 		r.ss.side.Release(sidefile.Cost(int(u.Length)))
 	}
+	return lost
 }
 
 // TestRunWithoutActivityLogThenCrashCopiesItsWrites: a primary whose

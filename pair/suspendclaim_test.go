@@ -2,8 +2,6 @@ package pair
 
 import (
 	"testing"
-
-	"duplex/sidefile"
 )
 
 // TestSuspensionNotJournaledBeforeKillClaimsNoLaterThanTheSecondaryHolds: a
@@ -36,12 +34,7 @@ func TestSuspensionNotJournaledBeforeKillClaimsNoLaterThanTheSecondaryHolds(t *t
 
 	// kill -9: what the sidefile held is gone; the restarted primary's
 	// mover hears from the secondary that it journaled through journaled.
-	r.ss.mu.Lock()
-	lost := r.ss.side.Drain()
-	r.ss.mu.Unlock()
-	for _, u := range lost {
-		r.ss.side.Release(sidefile.Cost(int(u.Length)))
-	}
+	lost := r.loseSidefile()
 	if len(lost) == 0 {
 		t.Fatal("setup: nothing was held in the sidefile at the kill")
 	}
@@ -71,12 +64,7 @@ func TestSuspensionLostAtAKillStaysUnclaimedAsTheSecondaryMovesOn(t *testing.T) 
 		t.Fatal(err)
 	}
 	suspendedAt := r.pair("a").Since
-	r.ss.mu.Lock()
-	lost := r.ss.side.Drain()
-	r.ss.mu.Unlock()
-	for _, u := range lost {
-		r.ss.side.Release(sidefile.Cost(int(u.Length)))
-	}
+	lost := r.loseSidefile()
 	r.crash()
 	r.mg.promote()
 	for i := range 3 { // the restarted primary goes on with b
