@@ -1504,7 +1504,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	frames := make(chan arrival, maxBatch)
 	done := make(chan struct{})
 	defer close(done)
-	go readFrames(conn, frames, done)
+	go s.readFrames(conn, frames, done)
 	var batch []inbound
 	// data counts the frames of record sets and heartbeats: once one came,
 	// the primary has gone on from a Welcome and a Features frame is too
@@ -1519,8 +1519,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			batch = batch[:0]
 		}
 		a := <-frames
-		f, err := a.frame, a.err
-		if err != nil {
+		if a.err != nil {
 			if len(batch) > 0 {
 				// What arrived before the end is received, as it would
 				// have been had it been read alone.
@@ -1528,47 +1527,30 @@ func (s *Secondary) serve(conn transport.Conn) error {
 					return rerr
 				}
 			}
-			return err
+			return a.err
 		}
-		if len(f) > s.maxFrame() {
-			// The TCP transport stops such a frame at its length; any
-			// other link is held to the same announced limit.
-			return s.refuse(conn, fmt.Sprintf("a frame of %d bytes is larger than this secondary accepts (%d): the primary must split it", len(f), s.maxFrame()))
+		if a.refuse != "" {
+			for _, err := range a.corrupt {
+				s.countCorrupt(conn, err)
+			}
+			return s.refuse(conn, a.refuse)
 		}
-		typ, body, err := transport.Open(f)
-		if err != nil {
-			putFrame(f)
-			s.countCorrupt(conn, err)
+		if a.open != nil {
+			s.countCorrupt(conn, a.open)
 			// Several in a row: the stream is out of step (a corrupted
 			// length); a new connection resynchronises it.
 			if corrupt++; corrupt >= 3 {
-				return fmt.Errorf("%d corrupt frames in a row: %w", corrupt, err)
+				return fmt.Errorf("%d corrupt frames in a row: %w", corrupt, a.open)
 			}
 			continue
 		}
 		corrupt = 0
-		var sets [][]byte
-		var beats []transport.Heartbeat
-		overhead := transport.FrameOverhead
-		switch typ {
-		case transport.TypeRecordSet:
+		switch a.typ {
+		case transport.TypeRecordSet, transport.TypeBundle:
 			data++
-			sets = [][]byte{body}
-		case transport.TypeBundle:
-			data++
-			b, err := transport.DecodeBundle(body)
-			if err != nil {
-				putFrame(f)
-				s.countCorrupt(conn, err)
-				continue
-			}
-			sets, beats = b.Sets, b.Beats
-			overhead = transport.BundleOverhead(len(sets), len(beats))
 		case transport.TypeFeatures:
-			reads, err := transport.DecodeFeatures(body)
-			putFrame(f)
-			if err != nil {
-				s.countCorrupt(conn, err)
+			if a.bad != nil {
+				s.countCorrupt(conn, a.bad)
 				continue
 			}
 			if answered || data > 0 {
@@ -1581,8 +1563,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			answered = true
 			s.mu.Lock()
 			if s.conn == conn {
-				s.peerReads = reads
-				if reads&transport.PrimaryReadsIndexedAcks != 0 && !s.cfg.NoIndexedAcks {
+				s.peerReads = a.reads
+				if a.reads&transport.PrimaryReadsIndexedAcks != 0 && !s.cfg.NoIndexedAcks {
 					// The Hello's order is the one its heartbeats use.
 					s.ackIndex = transport.NewSubsystemIndex(hello.Subsystems)
 				}
@@ -1595,86 +1577,27 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			s.mu.Unlock()
 			continue
 		default:
-			putFrame(f)
-			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", typ)
+			s.log.Warn("ignoring unexpected frame", "peer", conn.Peer(), "type", a.typ)
 			continue
 		}
-		if n := transport.DecodedFrameSize(sets, overhead); n > s.maxFrame() {
-			// Compressed record sets, decoded, are held to the frame
-			// limit as plain ones are, before any is decoded.
-			return s.refuse(conn, fmt.Sprintf("record sets decoding to a frame of %d bytes, larger than this secondary accepts (%d): the primary must split it", n, s.maxFrame()))
+		for _, err := range a.corrupt {
+			s.countCorrupt(conn, err)
 		}
-		rss := make([]*recordset.RecordSet, 0, len(sets))
-		var plain, wire uint64
-		for _, body := range sets {
-			link := len(body)
-			body, err := s.unzstd.Expand(body)
-			if errors.Is(err, transport.ErrFrameTooLarge) {
-				// Its header CRC holds: the size is the sender's, and
-				// resending the same set cannot help.
-				return s.refuse(conn, fmt.Sprintf("a compressed record set is larger than this secondary accepts (%v): the primary must split it", err))
-			}
-			if err != nil {
-				s.countCorrupt(conn, err)
-				continue
-			}
-			rs, err := recordset.Decode(body, s.cfg.Limits)
-			if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
-				// Intact (its header CRC holds), so not a damaged length:
-				// resending the same set cannot help. Say why, on both
-				// sides, instead of discarding it as corrupt for ever.
-				return s.refuse(conn, fmt.Sprintf("a record set is larger than this secondary accepts (%v): the primary must split it", err))
-			}
-			if err != nil {
-				// The others of a bundle check themselves: take them, and
-				// the primary resends this one.
-				s.countCorrupt(conn, err)
-				continue
-			}
-			rss = append(rss, rs)
-			plain, wire = plain+uint64(len(body)), wire+uint64(link)
+		if a.bad != nil {
+			s.countCorrupt(conn, a.bad)
+			continue
 		}
 		s.mu.Lock()
-		s.stats.RecordSetBytes += plain
-		s.stats.RecordSetWireBytes += wire
+		s.stats.RecordSetBytes += a.plain
+		s.stats.RecordSetWireBytes += a.wire
 		s.mu.Unlock()
-		batch = append(batch, inbound{frame: f, sets: rss, beats: beats})
+		batch = append(batch, a.in)
 	}
 }
 
 // maxBatch bounds the frames read ahead of the one being received, and
 // received together.
 const maxBatch = 64
-
-// arrival is what conn.Recv returned.
-type arrival struct {
-	frame []byte
-	err   error
-}
-
-// inbound is a frame received, with the record sets and heartbeats decoded
-// from it (which alias it).
-type inbound struct {
-	frame []byte
-	sets  []*recordset.RecordSet
-	beats []transport.Heartbeat
-}
-
-// readFrames reads conn's frames into frames until reading fails (serve
-// closes conn as it returns) or done is closed.
-func readFrames(conn transport.Conn, frames chan<- arrival, done <-chan struct{}) {
-	for {
-		f, err := conn.Recv()
-		select {
-		case frames <- arrival{f, err}:
-		case <-done:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 // welcomeLocked is the Welcome for the linked primary: where it goes on
 // from, what the secondary takes, and the rest of its position. Called with

@@ -1,0 +1,141 @@
+package secondary
+
+import (
+	"errors"
+	"fmt"
+
+	"duplex/recordset"
+	"duplex/transport"
+)
+
+// arrival is a frame read from the link, checked and decoded by the
+// goroutine that read it (readFrames): the checksums of a cut's backlog,
+// megabytes a frame, are verified while the receiver journals the frames
+// before it, instead of between one journal write and the next. What to do
+// about it (count it, refuse the primary, receive it) is left to the
+// receiver, which sees arrivals in the order they were read.
+type arrival struct {
+	err error // reading failed: the link ends here
+	// refuse, if set, is why the primary must be refused: the frame or a
+	// record set in it is larger than this secondary accepts, which
+	// resending cannot help.
+	refuse string
+	open   error // the frame itself is damaged
+	typ    byte
+	// bad: the frame's body (a bundle, a Features frame) did not decode;
+	// corrupt: record sets of a bundle that did not, discarded (the
+	// primary resends them) while the others are received.
+	bad     error
+	corrupt []error
+	reads   uint64  // a Features frame's
+	in      inbound // a record-set or bundle frame's
+	// plain and wire are the bytes of the record sets decoded, plain and
+	// as they came over the link.
+	plain, wire uint64
+}
+
+// inbound is a frame received, with the record sets and heartbeats decoded
+// from it (which alias it).
+type inbound struct {
+	frame []byte
+	sets  []*recordset.RecordSet
+	beats []transport.Heartbeat
+}
+
+// readFrames reads conn's frames, checks and decodes each (decodeFrame)
+// and passes it on in frames until reading fails (serve closes conn as it
+// returns) or done is closed.
+func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, done <-chan struct{}) {
+	for {
+		f, err := conn.Recv()
+		a := arrival{err: err}
+		if err == nil {
+			a = s.decodeFrame(f)
+		}
+		select {
+		case frames <- a:
+		case <-done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// decodeFrame checks frame f and decodes what it carries. A frame nothing
+// will be received from is recycled here.
+func (s *Secondary) decodeFrame(f []byte) arrival {
+	if len(f) > s.maxFrame() {
+		// The TCP transport stops such a frame at its length; any
+		// other link is held to the same announced limit.
+		return arrival{refuse: fmt.Sprintf("a frame of %d bytes is larger than this secondary accepts (%d): the primary must split it", len(f), s.maxFrame())}
+	}
+	typ, body, err := transport.Open(f)
+	if err != nil {
+		putFrame(f)
+		return arrival{open: err}
+	}
+	a := arrival{typ: typ}
+	var sets [][]byte
+	overhead := transport.FrameOverhead
+	switch typ {
+	case transport.TypeRecordSet:
+		sets = [][]byte{body}
+	case transport.TypeBundle:
+		b, err := transport.DecodeBundle(body)
+		if err != nil {
+			putFrame(f)
+			a.bad = err
+			return a
+		}
+		sets, a.in.beats = b.Sets, b.Beats
+		overhead = transport.BundleOverhead(len(sets), len(b.Beats))
+	case transport.TypeFeatures:
+		a.reads, a.bad = transport.DecodeFeatures(body)
+		putFrame(f)
+		return a
+	default:
+		putFrame(f)
+		return a
+	}
+	if n := transport.DecodedFrameSize(sets, overhead); n > s.maxFrame() {
+		// Compressed record sets, decoded, are held to the frame
+		// limit as plain ones are, before any is decoded.
+		a.refuse = fmt.Sprintf("record sets decoding to a frame of %d bytes, larger than this secondary accepts (%d): the primary must split it", n, s.maxFrame())
+		return a
+	}
+	a.in.frame = f
+	a.in.sets = make([]*recordset.RecordSet, 0, len(sets))
+	for _, body := range sets {
+		link := len(body)
+		body, err := s.unzstd.Expand(body)
+		if errors.Is(err, transport.ErrFrameTooLarge) {
+			// Its header CRC holds: the size is the sender's, and
+			// resending the same set cannot help.
+			a.refuse = fmt.Sprintf("a compressed record set is larger than this secondary accepts (%v): the primary must split it", err)
+			return a
+		}
+		if err != nil {
+			a.corrupt = append(a.corrupt, err)
+			continue
+		}
+		rs, err := recordset.Decode(body, s.cfg.Limits)
+		if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
+			// Intact (its header CRC holds), so not a damaged length:
+			// resending the same set cannot help. Say why, on both
+			// sides, instead of discarding it as corrupt for ever.
+			a.refuse = fmt.Sprintf("a record set is larger than this secondary accepts (%v): the primary must split it", err)
+			return a
+		}
+		if err != nil {
+			// The others of a bundle check themselves: take them, and
+			// the primary resends this one.
+			a.corrupt = append(a.corrupt, err)
+			continue
+		}
+		a.in.sets = append(a.in.sets, rs)
+		a.plain, a.wire = a.plain+uint64(len(body)), a.wire+uint64(link)
+	}
+	return a
+}
