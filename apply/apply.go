@@ -37,6 +37,15 @@ type VectorWriter interface {
 	WriteVAt(bufs [][]byte, off int64) error
 }
 
+// ThroughWriter is a VectorWriter that can write a long run past the page
+// cache (package volume: O_DIRECT, for runs long and aligned enough, else
+// as WriteVAt). A sequential writer's runs are written so: nothing reads
+// them back soon, and the copy into the page cache and its writeback were
+// the largest part of applying them. Nothing is durable before Flush.
+type ThroughWriter interface {
+	WriteThrough(bufs [][]byte, off int64) error
+}
+
 // Group applies g's updates to the volumes in timestamp order and fsyncs the
 // volumes it touched. An update for a volume not in vols is an error: the
 // secondary must not silently skip part of a group.
@@ -151,14 +160,16 @@ func Updates(g *consistency.Group, vols map[string]Target) (map[string]Target, e
 // the last ended, into one vectored write.
 type vectorRun struct {
 	vw    VectorWriter
-	off   uint64 // where the run starts
-	end   uint64 // where the next write must start to join it
+	tw    ThroughWriter // vw's, if it is one
+	off   uint64        // where the run starts
+	end   uint64        // where the next write must start to join it
 	bufs  [][]byte
 	first recordset.Update // for the error message
 }
 
 func (r *vectorRun) start(vw VectorWriter, u *recordset.Update) {
 	r.vw, r.off, r.end, r.first = vw, u.Offset, u.Offset+uint64(len(u.Data)), *u
+	r.tw, _ = vw.(ThroughWriter)
 	r.bufs = append(r.bufs[:0], u.Data)
 }
 
@@ -175,7 +186,12 @@ func (r *vectorRun) flush(g *consistency.Group) error {
 	if len(r.bufs) == 0 {
 		return nil
 	}
-	err := r.vw.WriteVAt(r.bufs, int64(r.off))
+	var err error
+	if r.tw != nil {
+		err = r.tw.WriteThrough(r.bufs, int64(r.off))
+	} else {
+		err = r.vw.WriteVAt(r.bufs, int64(r.off))
+	}
 	n := len(r.bufs)
 	clear(r.bufs)
 	r.bufs = r.bufs[:0]
