@@ -2,7 +2,6 @@ package journal
 
 import (
 	"fmt"
-	"unsafe"
 
 	"duplex/disk"
 )
@@ -10,7 +9,7 @@ import (
 // directAlign is the alignment of a direct write's offset, length and
 // buffer. 4096 rather than the 512 most devices ask for: it is also the
 // page and the file system block, so a write never covers part of one.
-const directAlign = 4096
+const directAlign = disk.DirectAlign
 
 // maxDirectChunk bounds dbuf: a longer record is written in several
 // direct writes of up to this many bytes.
@@ -75,18 +74,9 @@ func (j *Journal) growBuf(n int) {
 	if len(j.dbuf) >= n {
 		return
 	}
-	b := alignedBuffer(n)
+	b := disk.DirectBuffer(n)
 	copy(b, j.dbuf[:j.tail])
 	j.dbuf = b
-}
-
-// alignedBuffer is n bytes starting at a multiple of directAlign in memory,
-// as direct I/O needs. Go's heap does not move objects, so the alignment
-// lasts.
-func alignedBuffer(n int) []byte {
-	b := make([]byte, n+directAlign)
-	skip := int(-uintptr(unsafe.Pointer(&b[0])) & (directAlign - 1))
-	return b[skip : skip+n : skip+n]
 }
 
 // trimLocked cuts the active segment back to its records. A direct write

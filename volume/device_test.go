@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"duplex/disk"
 	"duplex/internal/testenv"
 )
 
@@ -80,7 +81,7 @@ func readDevice(t *testing.T, dev string) []byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b := alignedBuffer(int(deviceBytes(t, dev)))
+	b := disk.DirectBuffer(int(deviceBytes(t, dev)))
 	if err := preadFull(f, b, 0, len(b)); err != nil {
 		t.Fatal(err)
 	}

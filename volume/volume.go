@@ -86,7 +86,7 @@ type Volume struct {
 
 // directAlign is the alignment of offsets, lengths and buffers for O_DIRECT
 // reads: the page size, which covers every logical block size up to it.
-const directAlign = 4096
+const directAlign = disk.DirectAlign
 
 // SectorSize is the unit of volume sizes: an image file whose size is taken
 // from the file must be a whole number of sectors, as every device is.
@@ -363,7 +363,7 @@ func (v *Volume) readDirect(f *os.File, p []byte, off int64) error {
 	}
 	start := off &^ (directAlign - 1)
 	end := (off + int64(len(p)) + directAlign - 1) &^ (directAlign - 1)
-	b := alignedBuffer(int(end - start))
+	b := disk.DirectBuffer(int(end - start))
 	// The aligned range may reach past the end of an image whose size is not
 	// a multiple of directAlign: a short read there is expected.
 	if err := preadFull(f, b, start, int(off-start)+len(p)); err != nil {
@@ -418,12 +418,6 @@ func preadFull(f *os.File, b []byte, off int64, need int) error {
 
 func aligned(b []byte) bool {
 	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign == 0
-}
-
-func alignedBuffer(n int) []byte {
-	b := make([]byte, n+directAlign)
-	skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign)) % directAlign
-	return b[skip : skip+n : skip+n]
 }
 
 // WriteAt writes all of p at off.
@@ -501,7 +495,7 @@ func (v *Volume) WriteThrough(bufs [][]byte, off int64) error {
 	select {
 	case buf = <-throughBufs:
 	default:
-		buf = alignedBuffer(throughChunk)
+		buf = disk.DirectBuffer(throughChunk)
 	}
 	defer func() {
 		select {
