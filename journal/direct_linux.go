@@ -29,11 +29,7 @@ func setDirect(f disk.File) bool {
 	}
 	set := false
 	rc.Control(func(fd uintptr) {
-		var st unix.Statx_t
-		if unix.Statx(int(fd), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st) != nil ||
-			st.Mask&unix.STATX_DIOALIGN == 0 ||
-			st.Dio_offset_align == 0 || st.Dio_offset_align > directAlign ||
-			st.Dio_mem_align == 0 || st.Dio_mem_align > directAlign {
+		if !disk.TakesDirect(fd) {
 			return
 		}
 		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)

@@ -38,8 +38,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"duplex/disk"
 )
 
@@ -339,20 +337,7 @@ func (v *Volume) ReadThrough(p []byte, off int64) error {
 }
 
 func (v *Volume) directFile() *os.File {
-	if v.noDirect.Load() {
-		return nil
-	}
-	v.directMu.Lock()
-	defer v.directMu.Unlock()
-	if v.direct == nil && !v.noDirect.Load() {
-		f, err := os.OpenFile(v.path, os.O_RDONLY|syscall.O_DIRECT, 0)
-		if err != nil {
-			v.noDirect.Store(true)
-			return nil
-		}
-		v.direct = f
-	}
-	return v.direct
+	return v.openDirect(&v.direct, &v.noDirect, os.O_RDONLY, false)
 }
 
 // readDirect reads p at off through f, opened with O_DIRECT. A request that
@@ -544,36 +529,41 @@ func (v *Volume) throughFailed(bufs [][]byte, off, total int64, err error) error
 	return fmt.Errorf("volume %s: direct write %d at %d: %w", v.path, total, off, err)
 }
 
-// directWriteFile is a descriptor of the volume for direct writes, opened on
-// first use, or nil unless the file system takes direct writes aligned to
-// directAlign (statx's STATX_DIOALIGN says which do; tmpfs, which takes
-// O_DIRECT and goes through its page cache all the same, does not). It is
-// opened without O_EXCL: the volume's own descriptor holds a block device
-// exclusively, and this one is the same holder's.
+// directWriteFile is a descriptor of the volume for direct writes, or nil
+// (openDirect). Only where the file system says it takes them aligned to
+// directAlign (disk.TakesDirect): tmpfs takes O_DIRECT and goes through its
+// page cache all the same, and a write is not worth a copy into an aligned
+// buffer there.
 func (v *Volume) directWriteFile() *os.File {
-	if v.noDirectWrite.Load() {
+	return v.openDirect(&v.directW, &v.noDirectWrite, os.O_WRONLY, true)
+}
+
+// openDirect returns *f, opening the volume with flag|O_DIRECT into it on
+// first use, or nil once refused is set: when the open fails, or, if
+// checked, the file system does not say it takes direct I/O aligned to
+// directAlign (disk.TakesDirect). It opens without O_EXCL: the volume's own
+// descriptor holds a block device exclusively, and this one is the same
+// holder's.
+func (v *Volume) openDirect(f **os.File, refused *atomic.Bool, flag int, checked bool) *os.File {
+	if refused.Load() {
 		return nil
 	}
 	v.directMu.Lock()
 	defer v.directMu.Unlock()
-	if v.directW == nil && !v.noDirectWrite.Load() {
-		f, err := os.OpenFile(v.path, os.O_WRONLY|syscall.O_DIRECT, 0)
+	if *f == nil && !refused.Load() {
+		nf, err := os.OpenFile(v.path, flag|syscall.O_DIRECT, 0)
 		if err != nil {
-			v.noDirectWrite.Store(true)
+			refused.Store(true)
 			return nil
 		}
-		var st unix.Statx_t
-		if unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_DIOALIGN, &st) != nil ||
-			st.Mask&unix.STATX_DIOALIGN == 0 ||
-			st.Dio_offset_align == 0 || st.Dio_offset_align > directAlign ||
-			st.Dio_mem_align == 0 || st.Dio_mem_align > directAlign {
-			f.Close()
-			v.noDirectWrite.Store(true)
+		if checked && !disk.TakesDirect(nf.Fd()) {
+			nf.Close()
+			refused.Store(true)
 			return nil
 		}
-		v.directW = f
+		*f = nf
 	}
-	return v.directW
+	return *f
 }
 
 // Trim discards a range; it reads back as zeroes (see the package doc).
