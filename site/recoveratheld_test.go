@@ -47,24 +47,7 @@ func TestRecoverAtThenRejoinCopiesTheDroppedHeldGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	applied("vol4's write applied")
-	if err := prim.Pairs().Suspend("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	for _, off := range []int64{mib, 5 * mib} {
-		if err := prim.Write(ctx, "vol1", fill(1), off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slow := int64(1024)
-	prim.SetRates(&slow, nil)
-	if err := prim.Pairs().Resume("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	// Journaled at the secondary, held there by vol1's resync.
-	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
-		t.Fatal(err)
-	}
-	quiesceMover(t, prim)
+	holdByResyncOfVol1(t, prim)
 	if st := sec.Replica().Stats(); st.HeldGroups == 0 {
 		t.Fatal("the secondary holds no groups: the test did not hold it")
 	}

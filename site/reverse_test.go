@@ -16,6 +16,35 @@ import (
 	"duplex/transport"
 )
 
+// holdByResyncOfVol1 suspends vol1, writes two of its regions, resumes it
+// with the copy rate at 1 KiB/s, so that its resync stays open, and ships
+// a write of 7s to vol2 at 3 MiB: journaled at the secondary, held there by
+// vol1's resync.
+func holdByResyncOfVol1(t *testing.T, prim *Primary) {
+	t.Helper()
+	const mib = 1 << 20
+	ctx := context.Background()
+	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
+	if err := prim.Pairs().Suspend("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	// Two regions: the copy rate's burst takes one at once, the other waits.
+	for _, off := range []int64{mib, 5 * mib} {
+		if err := prim.Write(ctx, "vol1", fill(1), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := int64(1024)
+	prim.SetRates(&slow, nil)
+	if err := prim.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	quiesceMover(t, prim)
+}
+
 // runFor runs f (a site's Run) until the test ends or stop is called.
 func runFor(t *testing.T, run func(ctx context.Context) error) (stop func()) {
 	t.Helper()
@@ -188,32 +217,11 @@ func TestRejoinReversesTheDirection(t *testing.T) {
 // direction reads their regions from the journal, so that the rejoin
 // copies them back, and the sites end identical.
 func TestRejoinCopiesTheRegionsOfHeldGroups(t *testing.T) {
-	const mib = 1 << 20
 	cfg := rejoinConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fwd, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
 	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
-	ctx := context.Background()
-	fill := func(b byte) []byte { return bytes.Repeat([]byte{b}, 4096) }
-	if err := prim.Pairs().Suspend("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	// Two regions: the copy rate's burst takes one at once, the other waits.
-	for _, off := range []int64{mib, 5 * mib} {
-		if err := prim.Write(ctx, "vol1", fill(1), off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	slow := int64(1024)
-	prim.SetRates(&slow, nil)
-	if err := prim.Pairs().Resume("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	// Journaled at the secondary, held there by vol1's resync.
-	if err := prim.Write(ctx, "vol2", fill(7), 3*mib); err != nil {
-		t.Fatal(err)
-	}
-	quiesceMover(t, prim)
+	holdByResyncOfVol1(t, prim)
 	fwd.SetDown(true)
 	stopPrim()
 	stopSec()
