@@ -118,6 +118,25 @@ func reconnectHolding(t *testing.T, p *primary) (*link, uint64) {
 	return l2, h.Instance
 }
 
+// startDroppingAt starts a primary that, once arm is called, drops what
+// it holds and writes "after drop" the first time it passes point.
+func startDroppingAt(t *testing.T, point string) (p *primary, arm func()) {
+	t.Helper()
+	var once sync.Once
+	armed := make(chan struct{})
+	p = startPrimary(t, options{subsystems: []string{"ss1"}, hook: func(at string) {
+		if at != point {
+			return
+		}
+		select {
+		case <-armed:
+			once.Do(func() { dropAndWrite(t, p, "after drop") })
+		default:
+		}
+	}})
+	return p, func() { close(armed) }
+}
+
 // Drop between the Hello and the Welcome: the Welcome answers the instance
 // of before the Drop, whose record sets the secondary still holds.
 func TestDropBetweenHelloAndWelcome(t *testing.T) {
@@ -130,21 +149,9 @@ func TestDropBetweenHelloAndWelcome(t *testing.T) {
 
 // Drop between the Welcome being applied and the connection being installed.
 func TestDropWhileWelcomeIsApplied(t *testing.T) {
-	var once sync.Once
-	var p *primary
-	var armed = make(chan struct{})
-	p = startPrimary(t, options{subsystems: []string{"ss1"}, hook: func(point string) {
-		if point != "welcomed" {
-			return
-		}
-		select {
-		case <-armed:
-			once.Do(func() { dropAndWrite(t, p, "after drop") })
-		default:
-		}
-	}})
+	p, arm := startDroppingAt(t, "welcomed")
 	l2, old := reconnectHolding(t, p)
-	close(armed)
+	arm()
 	l2.welcome(transport.Position{Received: map[string]uint64{"ss1": 1}})
 	expectDelivered(t, p, l2, old, 1, 0, "after drop")
 }
@@ -152,19 +159,7 @@ func TestDropWhileWelcomeIsApplied(t *testing.T) {
 // Drop while an acknowledgement from the secondary is being taken: it speaks
 // of record sets of the instance before the Drop, not of those formed after.
 func TestDropWhileAckInFlight(t *testing.T) {
-	var once sync.Once
-	var p *primary
-	var armed = make(chan struct{})
-	p = startPrimary(t, options{subsystems: []string{"ss1"}, hook: func(point string) {
-		if point != "frame" {
-			return
-		}
-		select {
-		case <-armed:
-			once.Do(func() { dropAndWrite(t, p, "after drop") })
-		default:
-		}
-	}})
+	p, arm := startDroppingAt(t, "frame")
 	l, h := p.accept(t)
 	l.welcome(transport.Position{})
 	p.write(t, "ss1", []byte("before drop"), 0)
@@ -172,7 +167,7 @@ func TestDropWhileAckInFlight(t *testing.T) {
 	if rs := l.recordSet(); rs.Seq != 1 {
 		t.Fatalf("first record set %d", rs.Seq)
 	}
-	close(armed)
+	arm()
 	// The secondary journaled set 1; its ack is taken as the Drop happens.
 	through := map[string]uint64{"ss1": 1}
 	l.ack(transport.Position{Group: 1, Through: through, Received: through})
