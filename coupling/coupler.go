@@ -290,8 +290,12 @@ func (c *Coupler) follow(view View) {
 	switch {
 	case len(view.Members) == 0:
 		st.Held = fmt.Sprintf("group %q has no members: add each session with duplex couple add", c.cfg.Group)
+	case !slices.Contains(view.Members, c.cfg.Member) && c.join:
+		st.Held = fmt.Sprintf("session %q joins group %q again (its rejoin) once this secondary journaled a first group from its primary (members now: %v)",
+			c.cfg.Member, c.cfg.Group, view.Members)
 	case !slices.Contains(view.Members, c.cfg.Member):
-		st.Held = fmt.Sprintf("session %q is not a member of group %q (members: %v): duplex couple add %s", c.cfg.Member, c.cfg.Group, view.Members, c.cfg.Member)
+		st.Held = fmt.Sprintf("session %q is not a member of group %q (members: %v): duplex couple add --config FILE %s", c.cfg.Member, c.cfg.Group,
+			view.Members, c.cfg.Member)
 	}
 	for _, m := range view.Members {
 		// Time 0 is a member that journaled nothing yet (it publishes to

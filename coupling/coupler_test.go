@@ -124,7 +124,7 @@ func TestNotAMemberHolds(t *testing.T) {
 	a := newMember(t, store, clk, "a", "")
 	a.own.Store(10)
 	a.c.Round(ctx)
-	if st := a.c.Status(); a.limit() != 0 || !strings.Contains(st.Held, "duplex couple add a") {
+	if st := a.c.Status(); a.limit() != 0 || !strings.Contains(st.Held, "duplex couple add --config FILE a") {
 		t.Fatalf("limit %d, status %+v: want held, pointing at duplex couple add", a.limit(), st)
 	}
 }
@@ -261,6 +261,9 @@ func TestJoinAddsTheMemberOnce(t *testing.T) {
 	c.Round(ctx)
 	if got := store.MembersNow(); len(got) != 1 {
 		t.Fatalf("members %v before a journaled anything, want b alone", got)
+	}
+	if st := c.Status(); !strings.Contains(st.Held, "joins group") {
+		t.Errorf("held %q before the join, want it said that the session joins", st.Held)
 	}
 	own.Store(100)
 	store.SetDown(true)
