@@ -179,7 +179,8 @@ func (c *Coupler) Round(ctx context.Context) {
 	}
 	// Once it has a time: the master time of the others waits for a
 	// member without one.
-	if c.join && own > 0 {
+	joining := c.join && own > 0
+	if joining {
 		if err := c.rejoin(rctx, &view); err != nil {
 			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 			return
@@ -200,13 +201,22 @@ func (c *Coupler) Round(ctx context.Context) {
 		view.Reports[c.cfg.Member], view.Alive[c.cfg.Member] = r, true
 	}
 	c.published = pub
+	if joining {
+		c.joined()
+	}
 	c.follow(view)
 }
 
-// rejoin adds the member to the group unless view has it, and records
-// that no join is owed any more. It is added once it journaled an update
-// (its leave took its last time away), and publishes that time in the same
-// round: the master time of the others waits for it from then on.
+// rejoin adds the member to the group unless view has it. It is added
+// once it has a time (its leave took its last time away), and publishes
+// in the same round: the master time of the others waits for it from then
+// on. Without a time in the group (added now, or by a join a crash cut
+// short), it publishes no less than the master time the others reached,
+// which they may have applied through: a recovery time, fixed at the
+// least time published, must not fall behind that. Its own time may be
+// behind (the rejoin's consistency time) only by writes of its new
+// direction made before the join, which no other member's writes were
+// coupled with.
 func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 	if !slices.Contains(view.Members, c.cfg.Member) {
 		if err := c.cfg.Store.AddMember(ctx, c.cfg.Member); err != nil {
@@ -216,6 +226,15 @@ func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 		slices.Sort(view.Members)
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
 	}
+	if view.Reports[c.cfg.Member].Time == 0 {
+		c.published = max(c.published, c.othersMaster(*view))
+	}
+	return nil
+}
+
+// joined records, once the member published as one, that no join is owed
+// any more: a crash before leaves the record, and the restart joins again.
+func (c *Coupler) joined() {
 	c.join = false
 	if c.cfg.Joined != nil {
 		if err := c.cfg.Joined(); err != nil {
@@ -223,7 +242,25 @@ func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 			c.log.Warn("joined the coupled group; the record of the join owed stays", "err", err)
 		}
 	}
-	return nil
+}
+
+// othersMaster is the master time of view's members other than this one,
+// 0 if one of them has no time.
+func (c *Coupler) othersMaster(view View) int64 {
+	var t int64
+	for _, m := range view.Members {
+		if m == c.cfg.Member {
+			continue
+		}
+		r := view.Reports[m]
+		if r.Time == 0 {
+			return 0
+		}
+		if t == 0 || r.Time < t {
+			t = r.Time
+		}
+	}
+	return t
 }
 
 // Leave takes the member out of its group for good, as a planned

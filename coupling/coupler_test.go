@@ -285,3 +285,69 @@ func TestJoinAddsTheMemberOnce(t *testing.T) {
 		t.Errorf("members %v, joined %d times after a was removed; want b alone, one join", got, joined.Load())
 	}
 }
+
+// A member that joins again (Config.Join) behind the master time the
+// others reached publishes no time below it: the others applied through
+// it, and a recovery time fixed at the minimum of the published times
+// would name a time they are past. The member joined at the rejoin's
+// consistency time, its seeded one, and the group's recovery time fell
+// below what the other member had applied.
+func TestJoinPublishesNoTimeBehindTheOthersMasterTime(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	clk.t.Store(1e18)
+	store.Now = clk.now
+	store.AddMember(ctx, "b")
+	b := newMember(t, store, clk, "b", filepath.Join(t.TempDir(), "b.mark"))
+	b.own.Store(300)
+	b.c.Round(ctx)
+	if b.limit() != 300 {
+		t.Fatalf("b's limit %d alone in the group, want 300", b.limit())
+	}
+	var own atomic.Int64
+	own.Store(100)
+	a, err := New(Config{Store: store, Group: "g", Member: "a", Own: own.Load, Now: clk.now, Join: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Round(ctx)
+	if got := store.MembersNow(); len(got) != 2 {
+		t.Fatalf("members %v, want a joined", got)
+	}
+	rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt < b.limit() {
+		t.Errorf("the group's recovery time %d after a joined is before b's limit %d: b applied past it", rt, b.limit())
+	}
+	// Its own time past that, a publishes it.
+	own.Store(400)
+	a.Round(ctx)
+	if v, _ := store.Read(ctx); v.Reports["a"].Time != 400 {
+		t.Errorf("a's time %d once it journaled through 400", v.Reports["a"].Time)
+	}
+	// A join that a crash cut short after it added the member, before
+	// it published: the restart publishes no less either, and only then
+	// says the join is done.
+	b.c.Round(ctx)
+	store.AddMember(ctx, "c")
+	var joined atomic.Int32
+	var cOwn atomic.Int64
+	cOwn.Store(100)
+	c, err := New(Config{Store: store, Group: "g", Member: "c", Own: cOwn.Load, Now: clk.now, Join: true,
+		Joined: func() error { joined.Add(1); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.SetDown(true)
+	c.Round(ctx)
+	store.SetDown(false)
+	if joined.Load() != 0 {
+		t.Fatal("the join was recorded done while etcd was down")
+	}
+	c.Round(ctx)
+	if v, _ := store.Read(ctx); v.Reports["c"].Time < b.limit() || joined.Load() != 1 {
+		t.Errorf("c's time %d after its join was finished, b's limit %d, joined %d times; want no less, once", v.Reports["c"].Time, b.limit(), joined.Load())
+	}
+}

@@ -63,8 +63,11 @@
 // the group's one recovery time, taken over every member. Coupled again
 // by a rejoin (its reverse direction), the session joins as a new member:
 // the rejoined secondary's Coupler adds it, once (Config.Join), after the
-// leave is done (the rejoin waits for it), so that the leave never takes
-// the new membership away.
+// leave is done (the rejoin is refused until then), so that the leave
+// never takes the new membership away. It publishes no less than the
+// master time the others reached: they may have applied through it, and
+// the group's recovery time, the least time published, must not name a
+// time before it.
 //
 // The limit is persisted (WriteMark) before anything is applied through
 // it, so that a restart, which replays the journal, replays it through

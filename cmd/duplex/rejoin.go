@@ -31,7 +31,7 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		"regions, and replication runs the other way; it runs until SIGINT or SIGTERM, and again when run again. "+
 		"At a promoted site that a switchover handed the session back from, the same: it becomes the secondary of the "+
 		"old primary again, which copies the regions it wrote since. A coupled session, which its switchover took out of its "+
-		"group, joins the group again with the rejoin (as duplex couple add does, once); the rejoin waits until the other site has left it.")
+		"group, joins the group again with the rejoin (as duplex couple add does, once); the rejoin is refused until the other site has left it (run it again then).")
 	path := fs.configFlag("its [primary] section, and the promoted site's control address in [secondary]")
 	yes := fs.Bool("yes", false, "rejoin after the report, and run as the promoted site's secondary")
 	level := fs.logLevelFlag("info")
