@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -95,5 +96,52 @@ func TestWriteThroughReadsBackAsWritten(t *testing.T) {
 	got := make([]byte, 1<<20)
 	if err := v.ReadAt(got, size-1<<20); err != nil || !bytes.Equal(got, img[size-1<<20:]) {
 		t.Fatalf("a refused run wrote part of itself (%v)", err)
+	}
+}
+
+// TestDirectDescriptorsAreTheVolumesFile: the descriptors for direct reads
+// and writes, opened on first use, are of the file the volume opened, not
+// of whatever its path names by then (an image moved aside and another put
+// in its place, a device link pointed elsewhere). A direct write to
+// another file would be lost to the volume, and not covered by its Flush.
+func TestDirectDescriptorsAreTheVolumesFile(t *testing.T) {
+	const size = 4 << 20
+	dir := t.TempDir()
+	path := filepath.Join(dir, "v.img")
+	v, err := Open(path, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := os.Rename(path, filepath.Join(dir, "moved.img")); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(path, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	want := bytes.Repeat([]byte{0x5a}, 2<<20)
+	if err := v.WriteThrough([][]byte{want}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, read := range []struct {
+		name string
+		fn   func([]byte, int64) error
+	}{{"ReadAt", v.ReadAt}, {"ReadThrough", v.ReadThrough}} {
+		got := make([]byte, len(want))
+		if err := read.fn(got, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the volume does not hold the run WriteThrough wrote", read.name)
+		}
+	}
+	got := make([]byte, len(want))
+	if err := other.ReadAt(got, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, make([]byte, len(want))) {
+		t.Error("the run was written to the file now at the volume's path")
 	}
 }

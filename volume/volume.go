@@ -539,7 +539,10 @@ func (v *Volume) directWriteFile() *os.File {
 }
 
 // openDirect returns *f, opening the volume with flag|O_DIRECT into it on
-// first use, or nil once refused is set: when the open fails, or, if
+// first use, or nil once refused is set: when the open fails, when the path
+// no longer names the file the volume opened (an image moved aside and
+// another put in its place, a device link pointed elsewhere: direct writes
+// there would be lost to the volume and not covered by its Flush), or, if
 // checked, the file system does not say it takes direct I/O aligned to
 // directAlign (disk.TakesDirect). It opens without O_EXCL: the volume's own
 // descriptor holds a block device exclusively, and this one is the same
@@ -556,7 +559,7 @@ func (v *Volume) openDirect(f **os.File, refused *atomic.Bool, flag int, checked
 			refused.Store(true)
 			return nil
 		}
-		if checked && !disk.TakesDirect(nf.Fd()) {
+		if !v.sameFile(nf) || checked && !disk.TakesDirect(nf.Fd()) {
 			nf.Close()
 			refused.Store(true)
 			return nil
@@ -564,6 +567,16 @@ func (v *Volume) openDirect(f **os.File, refused *atomic.Bool, flag int, checked
 		*f = nf
 	}
 	return *f
+}
+
+// sameFile reports whether nf is of the file the volume holds open.
+func (v *Volume) sameFile(nf *os.File) bool {
+	a, err := v.f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := nf.Stat()
+	return err == nil && os.SameFile(a, b)
 }
 
 // Trim discards a range; it reads back as zeroes (see the package doc).
