@@ -9,8 +9,7 @@ import (
 
 // TestCoupledSwitchoverLeavesTheGroupAfterAKill switches a member of a
 // coupled group over while etcd does not answer (stopped with SIGSTOP just
-// before, so that the master time had already reached the member's last
-// write), kills the promoted site with -9 before etcd answers its leave,
+// before, once the master time had reached the member's last group), kills the promoted site with -9 before etcd answers its leave,
 // and lets etcd answer: the member stays in the group, and its last time
 // holds the other member's master time, until duplex promote serves the
 // promoted site again, which finishes the leave; then the other member's
@@ -18,27 +17,22 @@ import (
 func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
 	e, s := coupledGroup(t, groupOpts{token: "e2e-coupled-switchover"})
 	a, b := s[0], s[1]
-	// Every member applies through a master time past a's last write.
-	time.Sleep(500 * time.Millisecond)
 	var out, errOut string
 	var code int
 	for try := 1; ; try++ {
-		e.cmd.Process.Signal(syscall.SIGSTOP)
+		freezeAfterAGroup(t, e, a)
 		code, out, errOut = runDuplex(t, "switchover", "--config", a.path, "--timeout", "20s")
 		if code == 0 {
 			break
 		}
 		e.cmd.Process.Signal(syscall.SIGCONT)
 		// Refused: the secondary saw etcd stopped before the switchover
-		// asked; nothing changed.
+		// asked, or journaled a group past the master time etcd held;
+		// nothing changed.
 		t.Logf("switchover %d refused: %s", try, strings.TrimSpace(errOut))
 		if try == 5 {
 			t.Fatalf("switchover refused %d times:\n%s%s", try, out, errOut)
 		}
-		eventually(t, time.Minute, "a's master time advancing again", func() bool {
-			st := a.secondaryStatus()
-			return st.Coupling != nil && st.Coupling.Held == ""
-		})
 	}
 	t.Logf("switchover: %s", strings.TrimSpace(out))
 	waitLogLine(t, a.sec, time.Minute, "could not leave its coupled group yet")
@@ -72,4 +66,34 @@ func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
 		at, err := time.Parse(time.RFC3339Nano, st.MasterTime)
 		return err == nil && at.After(heldAt)
 	})
+}
+
+// freezeAfterAGroup stops etcd (SIGSTOP) as soon as s's secondary has
+// applied a group it journaled after the call, and every group it
+// journaled: the master time etcd then holds has reached the last group.
+// An idle secondary still journals an empty group once a Checkpoint (a
+// second), and a switchover waits for the last group acknowledged when
+// its writes pause: stopped at any other moment (after a fixed sleep, say),
+// etcd may hold the master time short of a group journaled just before
+// the pause, and the switchover is refused.
+func freezeAfterAGroup(t *testing.T, e *etcdProcess, s *procSession) {
+	t.Helper()
+	caughtUp := func() (uint64, bool) {
+		st := s.secondaryStatus()
+		if st.Coupling == nil || st.Coupling.Held != "" || st.Group == nil || st.JournaledGroup == nil {
+			return 0, false
+		}
+		return *st.Group, *st.Group >= *st.JournaledGroup
+	}
+	var from uint64
+	eventually(t, time.Minute, "the secondary applying every group it journaled", func() bool {
+		g, ok := caughtUp()
+		from = g
+		return ok
+	})
+	eventually(t, time.Minute, "the secondary applying a group journaled since", func() bool {
+		g, ok := caughtUp()
+		return ok && g > from
+	})
+	e.cmd.Process.Signal(syscall.SIGSTOP)
 }
