@@ -63,6 +63,14 @@ type Primary struct {
 	SuspendAfter   Duration `toml:"suspend_after" default:"60s" min:"1ns" range:"%s: must be positive" doc:"link down this long with a full sidefile: suspend"`
 	PacingStart    int      `toml:"pacing_start" default:"50" min:"1" max:"99" range:"%d: must be a percentage from 1 to 99" doc:"percent of the sidefile where write pacing begins"`
 	PacingMaxDelay Duration `toml:"pacing_max_delay" default:"20ms" min:"0s" max:"1s" range:"%s: must be from 0s (no pacing) to 1s" doc:"delay per write when the sidefile is full"`
+	// BurstWait bounds how long a burst's record sets wait in the
+	// sidefile, so that the primary's CPU serves the burst's writes before
+	// their sends (mover.Config.BurstWait); a steady stream of large
+	// writes that weighs as a burst lags up to this long too. 0 ("off"):
+	// never wait. Past 10s the lag a large-write stream may take, and the
+	// writes the primary holds unsent, outgrow what the key is for: a
+	// burst's sends put off while it lasts, not a slower link.
+	BurstWait Duration `toml:"burst_wait" default:"1s" min:"0s" max:"10s" off:"yes" range:"%s: must be from 0s (\"off\": never wait) to 10s; a burst's record sets, and the lag of a steady stream of large writes, wait up to this long, and longer would hold that much unsent" doc:"a burst of large writes is sent after it, within this long (\"off\": at once)"`
 	// 0 is unlimited; `duplex pair rate` changes them at run time.
 	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`

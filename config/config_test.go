@@ -34,6 +34,7 @@ func TestExample(t *testing.T) {
 			SuspendAfter:   Duration(60 * time.Second),
 			PacingStart:    50,
 			PacingMaxDelay: Duration(20 * time.Millisecond),
+			BurstWait:      Duration(time.Second),
 			Subsystems: []Subsystem{{
 				ID: "ss1",
 				Volumes: []Volume{{

@@ -53,8 +53,12 @@ func decode(data []byte, c *Config) error {
 				how += ", not " + typeName(raw)
 			}
 			p.add(at, "%s: write [[%s]] (double brackets) before each entry", how, tbl)
+		case f.off && (raw == int64(0) || raw == "off"):
+			fv.SetZero()
 		default:
-			if msg := decodeLeaf(fv, raw); msg != "" {
+			if msg := decodeLeaf(fv, raw); msg != "" && f.off {
+				p.add(at, "%s; or \"off\"", msg)
+			} else if msg != "" {
 				p.add(at, "%s", msg)
 			} else if f.zero != "" && fv.IsZero() {
 				p.add(at, "%s", f.zero)

@@ -47,6 +47,8 @@ import (
 //	                   all set or none
 //	needs:"tls"        the key has no effect unless its group is set
 //	values:"a,b"       the values an enum takes, the first also when left out
+//	off:"yes"          a duration that may also be written "off" (or a bare
+//	                   0) for 0, which turns off what it times
 //	doc:"comment"      written beside the key by Encode
 //
 // The other checks (the sidefile limit against the number of subsystems,
@@ -83,6 +85,7 @@ type field struct {
 	def, min, max                           reflect.Value // invalid: none
 	values                                  []string
 	maxLen                                  int     // of a name
+	off                                     bool    // the tag off: "off" is 0
 	fields                                  []field // of a table, or of each entry of an array of tables
 }
 
@@ -119,6 +122,9 @@ func describe(t reflect.Type, table string) []field {
 		}
 		f.with, f.withValue, _ = strings.Cut(tag("with"), "=")
 		f.without = tag("without")
+		if f.off = tag("off") != ""; f.off && f.kind != "duration" {
+			panic("config: " + f.name + " is off, not a duration")
+		}
 		if m, why, ok := strings.Cut(tag("multiple"), " "); ok {
 			f.multiple, _ = strconv.ParseInt(m, 10, 64)
 			f.multipleOf = why

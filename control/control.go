@@ -53,6 +53,10 @@ type Status struct {
 	// sent).
 	Compression      string   `json:"compression,omitempty"`
 	CompressionRatio *float64 `json:"compression_ratio,omitempty"`
+	// BurstWaitSeconds, at the primary, is how long a burst of large
+	// writes is held unsent at most ([primary] burst_wait), so that the
+	// CPU serves its writes first; 0: never.
+	BurstWaitSeconds *float64 `json:"burst_wait_seconds,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
 	// Group is the last consistency group applied, which the secondary's

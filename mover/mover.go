@@ -1814,6 +1814,9 @@ type Stats struct {
 	// IndexedAcks counts the acknowledgements taken that named the
 	// subsystems by index (transport.TypeIndexedAck).
 	IndexedAcks uint64
+	// BurstWait is how long a burst's record sets may wait (burst.go):
+	// Config.BurstWait with its default, 0 when they never wait.
+	BurstWait time.Duration
 }
 
 // Stats returns a snapshot.
@@ -1825,5 +1828,5 @@ func (m *Mover) Stats() Stats {
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
-		IndexedAcks: m.indexedAcks}
+		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
 }

@@ -258,8 +258,12 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			return nil, fmt.Errorf("primary: compression: %w", err)
 		}
 	}
+	burstWait := time.Duration(cfg.Primary.BurstWait)
+	if burstWait == 0 { // burst_wait = "off"; the mover takes 0 for its default
+		burstWait = -1
+	}
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
-		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd,
+		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd, BurstWait: burstWait,
 		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
 		OnAcked: func(u recordset.Update) {
 			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
@@ -485,6 +489,8 @@ func (p *Primary) Status() control.Status {
 	if ms.Compressing {
 		st.Compression = "zstd"
 	}
+	burstWait := ms.BurstWait.Seconds()
+	st.BurstWaitSeconds = &burstWait
 	if ms.RecordSetWireBytes > 0 {
 		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
 		st.CompressionRatio = &r

@@ -180,6 +180,13 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 		fmt.Fprintln(w)
 	}
+	if st.BurstWaitSeconds != nil {
+		wait := "off"
+		if *st.BurstWaitSeconds > 0 {
+			wait = time.Duration(*st.BurstWaitSeconds * float64(time.Second)).Round(time.Microsecond).String()
+		}
+		fmt.Fprintf(w, "  burst-wait:%s\n", wait)
+	}
 	if st.GroupsApplied != nil && st.JournalBytes != nil {
 		fmt.Fprintf(w, "  groups-applied:%d journal:%s", *st.GroupsApplied, bytesIEC(*st.JournalBytes))
 		if st.Laggard != "" {
