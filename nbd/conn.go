@@ -178,9 +178,8 @@ func (c *conn) readLoop() (reason string, hard bool) {
 // recv. So when the request just handed over is the only one in flight and
 // nothing more is buffered, the read loop yields to let it run to its reply
 // and, if it got there, waits for the client's next request in poll(2) for
-// up to pollWait, as a raw system call (the runtime's monitor took the
-// processor back from an ordinary one, see waitReadable), then reads as
-// usual.
+// up to pollWait, as a system call the runtime can take the processor back
+// from, then reads as usual.
 //
 // The wait holds the processor from the rest of the process, so it is
 // bounded: it is skipped while the request has not replied yet (one that

@@ -75,12 +75,8 @@ func (r *rawReader) Read(p []byte) (int, error) {
 }
 
 // waitReadable waits up to d in poll(2) for the socket to have data to
-// read, and reports whether it has. A raw system call, like the reads: the
-// wait is bounded by d, and as an ordinary call the runtime's monitor thread
-// took the processor back from nearly every wait that lasted past its 20 µs
-// tick whenever there was no other processor (a server pinned to one CPU:
-// about 200 times a second), each time handing it off and then polling every
-// 20 µs for the next millisecond.
+// read, and reports whether it has. It is an ordinary system call, not a raw
+// one: the runtime can take the processor back while it waits.
 func (r *rawReader) waitReadable(d time.Duration) bool {
 	r.wait = syscall.NsecToTimespec(int64(d))
 	r.ready = false
@@ -92,7 +88,7 @@ func (r *rawReader) waitReadable(d time.Duration) bool {
 
 func (r *rawReader) pollOnce(fd uintptr) {
 	pfd := pollFd{fd: int32(fd), events: pollIn}
-	n, _, e := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&r.wait)), 0, 0, 0)
+	n, _, e := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&r.wait)), 0, 0, 0)
 	r.ready = e == 0 && n == 1
 }
 
