@@ -31,3 +31,13 @@ func DirectBuffer(n int) []byte {
 	}
 	return b
 }
+
+// ShortBuffer returns n bytes aligned to DirectAlign for a buffer dropped
+// after one direct read: not advised as huge pages as DirectBuffer's are,
+// since the advice outlives the buffer, staying with memory Go's heap
+// reuses for other objects, and a lone read gains little from it.
+func ShortBuffer(n int) []byte {
+	b := make([]byte, n+DirectAlign)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & uintptr(DirectAlign-1))
+	return b[skip : skip+n : skip+n]
+}

@@ -27,3 +27,16 @@ func TestDirectBufferAlignment(t *testing.T) {
 		}
 	}
 }
+
+// A short buffer is exactly n bytes, aligned for a direct read.
+func TestShortBufferAlignment(t *testing.T) {
+	for _, n := range []int{1, 4095, DirectAlign, hugePage + 4096} {
+		b := ShortBuffer(n)
+		if len(b) != n || cap(b) != n {
+			t.Fatalf("ShortBuffer(%d): length %d, capacity %d", n, len(b), cap(b))
+		}
+		if p := uintptr(unsafe.Pointer(&b[0])); p%DirectAlign != 0 {
+			t.Fatalf("ShortBuffer(%d) at %#x, not a multiple of %d", n, p, DirectAlign)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package secondary
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"duplex/recordset"
 	"duplex/transport"
@@ -44,14 +45,20 @@ type inbound struct {
 
 // readFrames reads conn's frames, checks and decodes each (decodeFrame)
 // and passes it on in frames until reading fails (serve closes conn as it
-// returns) or done is closed.
-func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, done <-chan struct{}) {
+// returns) or done is closed. It reads no further frame while room holds
+// its bound of bytes: those stay in the socket, whose full window holds the
+// primary back.
+func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room *readRoom, done <-chan struct{}) {
 	for {
+		if !room.wait(done) {
+			return
+		}
 		f, err := conn.Recv()
 		a := arrival{err: err}
 		if err == nil {
 			a = s.decodeFrame(f)
 		}
+		room.take(a.held())
 		select {
 		case frames <- a:
 		case <-done:
@@ -60,6 +67,77 @@ func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, done 
 		if err != nil {
 			return
 		}
+	}
+}
+
+// held is the memory an arrival keeps until it is received: its frame,
+// and the record sets decoded from compressed ones (plain ones alias the
+// frame).
+func (a *arrival) held() int64 {
+	n := int64(len(a.in.frame))
+	if a.plain > a.wire {
+		n += int64(a.plain - a.wire)
+	}
+	return n
+}
+
+// readRoom bounds the bytes of the frames read ahead of the receiver (queued
+// or in its batch), which a frame count does not: the primary fills bundles
+// up to the largest frame this secondary accepts, and a compressed one holds
+// its decoded record sets as well, so 64 of them could hold gigabytes while
+// the journal is slow. The bound is twice the largest frame rather than a
+// fixed amount: the next frame of that size is read and checked while one
+// is journaled, as before, and the memory follows the frame limit the
+// operator chose. One frame is always admitted when nothing is held, so
+// that one larger than the bound never waits for ever.
+type readRoom struct {
+	mu    sync.Mutex
+	held  int64
+	limit int64
+	peak  int64         // the most held at once
+	freed chan struct{} // signalled when bytes are released
+}
+
+func newReadRoom(limit int64) *readRoom {
+	return &readRoom{limit: limit, freed: make(chan struct{}, 1)}
+}
+
+// wait returns true once another frame may be read, or false if done is
+// closed first.
+func (r *readRoom) wait(done <-chan struct{}) bool {
+	for {
+		r.mu.Lock()
+		ok := r.held == 0 || r.held < r.limit
+		r.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-r.freed:
+		case <-done:
+			return false
+		}
+	}
+}
+
+func (r *readRoom) take(n int64) {
+	r.mu.Lock()
+	r.held += n
+	r.peak = max(r.peak, r.held)
+	r.mu.Unlock()
+}
+
+// release returns n bytes taken, once the receiver is done with them.
+func (r *readRoom) release(n int64) {
+	if n == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.held -= n
+	r.mu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
 	}
 }
 

@@ -29,7 +29,7 @@ type batchRig struct {
 	also atomic.Pointer[func(*consistency.Group)]
 }
 
-func newBatchRig(t *testing.T) *batchRig {
+func newBatchRig(t *testing.T, more ...func(*Config)) *batchRig {
 	t.Helper()
 	b := &batchRig{rig: &rig{t: t, dir: t.TempDir(), sizes: map[string]int64{"a": 1 << 20}, subs: []string{"ss1"}},
 		in: disk.NewInjector(nil), blocked: make(chan struct{}, 1), released: make(chan struct{})}
@@ -50,6 +50,9 @@ func newBatchRig(t *testing.T) *batchRig {
 			if f := b.also.Load(); f != nil {
 				(*f)(g)
 			}
+		}
+		for _, f := range more {
+			f(c)
 		}
 	}
 	b.open()

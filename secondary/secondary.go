@@ -257,6 +257,8 @@ type Secondary struct {
 	former    *consistency.Former
 	conn      transport.Conn
 	out       *outbox // sends to conn, in the order decided under mu
+	// readRoom is the read-ahead bound of the latest link served.
+	readRoom *readRoom
 	// peerReads are the features the primary on conn said it reads
 	// (transport.TypeFeatures).
 	peerReads uint64
@@ -1504,8 +1506,14 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	frames := make(chan arrival, maxBatch)
 	done := make(chan struct{})
 	defer close(done)
-	go s.readFrames(conn, frames, done)
+	room := newReadRoom(2 * int64(s.maxFrame()))
+	s.mu.Lock()
+	s.readRoom = room
+	s.mu.Unlock()
+	go s.readFrames(conn, frames, room, done)
 	var batch []inbound
+	// batchHeld: the bytes of batch, released to room once received.
+	var batchHeld int64
 	// data counts the frames of record sets and heartbeats: once one came,
 	// the primary has gone on from a Welcome and a Features frame is too
 	// late. answered: a Features frame was answered.
@@ -1517,8 +1525,16 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			}
 			clear(batch)
 			batch = batch[:0]
+			room.release(batchHeld)
+			batchHeld = 0
 		}
 		a := <-frames
+		if a.typ != transport.TypeRecordSet && a.typ != transport.TypeBundle || a.open != nil || a.bad != nil || a.err != nil || a.refuse != "" {
+			// Only a data frame that decoded joins the batch.
+			room.release(a.held())
+		} else {
+			batchHeld += a.held()
+		}
 		if a.err != nil {
 			if len(batch) > 0 {
 				// What arrived before the end is received, as it would
@@ -1595,8 +1611,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 }
 
-// maxBatch bounds the frames read ahead of the one being received, and
-// received together.
+// maxBatch bounds the frames read ahead of the one being received (readRoom
+// their bytes), and received together.
 const maxBatch = 64
 
 // welcomeLocked is the Welcome for the linked primary: where it goes on

@@ -348,7 +348,7 @@ func (v *Volume) readDirect(f *os.File, p []byte, off int64) error {
 	}
 	start := off &^ (directAlign - 1)
 	end := (off + int64(len(p)) + directAlign - 1) &^ (directAlign - 1)
-	b := disk.DirectBuffer(int(end - start))
+	b := disk.ShortBuffer(int(end - start))
 	// The aligned range may reach past the end of an image whose size is not
 	// a multiple of directAlign: a short read there is expected.
 	if err := preadFull(f, b, start, int(off-start)+len(p)); err != nil {
