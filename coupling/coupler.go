@@ -227,7 +227,7 @@ func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
 	}
 	if view.Reports[c.cfg.Member].Time == 0 {
-		c.published = max(c.published, c.othersMaster(*view))
+		c.published = max(c.published, othersMaster(*view, c.cfg.Member))
 	}
 	return nil
 }
@@ -244,12 +244,12 @@ func (c *Coupler) joined() {
 	}
 }
 
-// othersMaster is the master time of view's members other than this one,
-// 0 if one of them has no time.
-func (c *Coupler) othersMaster(view View) int64 {
+// othersMaster is the master time of view's members other than member, 0
+// if one of them has no time.
+func othersMaster(view View, member string) int64 {
 	var t int64
 	for _, m := range view.Members {
-		if m == c.cfg.Member {
+		if m == member {
 			continue
 		}
 		r := view.Reports[m]
@@ -272,7 +272,7 @@ func (c *Coupler) othersMaster(view View) int64 {
 // every update its primary acknowledged, through a master time at or
 // past the last of them: every other member had journaled everything
 // stamped up to it. A member added again later (duplex couple add)
-// starts without a time, as a new one. The Coupler publishes nothing more
+// starts as a new one (Add). The Coupler publishes nothing more
 // also when the store does not answer: the leave is then owed, and
 // whoever finishes it must find no round under way that would publish the
 // member's time again.
@@ -436,4 +436,36 @@ func RecoveryTime(ctx context.Context, store Store, member string, applied int64
 	}
 	view.Recovery = fixed
 	return fixed, view, err
+}
+
+// Add makes member one of the group's members (duplex couple add). Its
+// writes are coupled with the group's from then on: if every other member
+// has a time, their limits may have passed the member's own time, and it
+// gets no less than their master time, as a rejoined member publishes
+// (Coupler.rejoin), so that a recovery time, fixed at the least time
+// published, never falls behind what they applied. The times are read
+// after the add, when the others' master time waits for the member, so no
+// limit passes them. A member already in the group keeps its time: it may
+// be the laggard. Added while another has no time (the group forming), no
+// member applied anything, and it publishes its own.
+func Add(ctx context.Context, store Store, member string, now time.Time) error {
+	view, err := store.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("coupling: adding %s: %w", member, err)
+	}
+	if slices.Contains(view.Members, member) {
+		return nil
+	}
+	if err := store.AddMember(ctx, member); err != nil {
+		return fmt.Errorf("coupling: adding %s: %w", member, err)
+	}
+	if view, err = store.Read(ctx); err != nil {
+		return fmt.Errorf("coupling: %s added; reading the others' master time: %w", member, err)
+	}
+	if floor := othersMaster(view, member); floor > view.Reports[member].Time {
+		if err := store.Publish(ctx, member, Report{Time: floor, At: now.UnixNano()}); err != nil {
+			return fmt.Errorf("coupling: %s added; publishing the others' master time %d as its own: %w", member, floor, err)
+		}
+	}
+	return nil
 }

@@ -351,3 +351,65 @@ func TestJoinPublishesNoTimeBehindTheOthersMasterTime(t *testing.T) {
 		t.Errorf("c's time %d after its join was finished, b's limit %d, joined %d times; want no less, once", v.Reports["c"].Time, b.limit(), joined.Load())
 	}
 }
+
+// A member added by duplex couple add (Add) to a group whose members all
+// have times publishes none below the master time they reached: they may
+// have applied through it, and a recovery time fixed at the minimum of
+// the published times would name a time they are past. The new member's
+// first time was its own secondary's, and the group's recovery time fell
+// below what the other member had applied. Added while the others have
+// no time yet (the group forming), nothing was applied: it publishes its
+// own time.
+func TestAddedMemberPublishesNoTimeBehindTheOthersMasterTime(t *testing.T) {
+	ctx := context.Background()
+	store, clk := NewMemStore(), &clock{}
+	clk.t.Store(1e18)
+	store.Now = clk.now
+	if err := Add(ctx, store, "b", clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	b := newMember(t, store, clk, "b", filepath.Join(t.TempDir(), "b.mark"))
+	b.own.Store(300)
+	b.c.Round(ctx)
+	if b.limit() != 300 {
+		t.Fatalf("b's limit %d alone in the group, want 300", b.limit())
+	}
+	if err := Add(ctx, store, "a", clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	a := newMember(t, store, clk, "a", "")
+	a.own.Store(100)
+	a.c.Round(ctx)
+	b.c.Round(ctx)
+	rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rt < b.limit() {
+		t.Errorf("the group's recovery time %d after a was added is before b's limit %d: b applied past it", rt, b.limit())
+	}
+	a.own.Store(400)
+	a.c.Round(ctx)
+	if v, _ := store.Read(ctx); v.Reports["a"].Time != 400 {
+		t.Errorf("a's time %d once it journaled through 400", v.Reports["a"].Time)
+	}
+
+	// A group forming: no member applied anything before the last one
+	// published, so each publishes its own time.
+	store2 := NewMemStore()
+	store2.Now = clk.now
+	for _, m := range []string{"x", "y"} {
+		if err := Add(ctx, store2, m, clk.now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, y := newMember(t, store2, clk, "x", ""), newMember(t, store2, clk, "y", "")
+	x.own.Store(300)
+	x.c.Round(ctx)
+	y.own.Store(100)
+	y.c.Round(ctx)
+	x.c.Round(ctx)
+	if v, _ := store2.Read(ctx); v.Reports["y"].Time != 100 || x.limit() != 100 {
+		t.Errorf("y published %d, x's limit %d, in a forming group; want y's own time 100 as both", v.Reports["y"].Time, x.limit())
+	}
+}

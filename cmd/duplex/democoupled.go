@@ -76,7 +76,7 @@ func coupledDemo(ctx context.Context, dir string, ports portBase, withWorkload b
 			defer store.Close()
 		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = store.AddMember(actx, cfg.Session)
+		err = coupling.Add(actx, store, cfg.Session, time.Now())
 		cancel()
 		if err != nil {
 			return fmt.Errorf("couple add %s: %w", cfg.Session, err)
