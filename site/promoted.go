@@ -52,7 +52,7 @@ func PromotedDir(cfg *config.Config) string {
 // every member promoted or recovered ends at that time: at the last master
 // time each applied through, a member stopped earlier would stay behind
 // the others, without writes theirs depended on. recovered.Coupling then
-// names the time.
+// names the time, unless the member never applied a group.
 func Promote(ctx context.Context, cfg *config.Config, log *slog.Logger, fsys disk.FS) (pr failover.Promotion, fresh bool, recovered control.Status, err error) {
 	return PromoteWith(ctx, cfg, log, PromoteOptions{FS: fsys})
 }
@@ -93,7 +93,11 @@ func PromoteWith(ctx context.Context, cfg *config.Config, log *slog.Logger, opts
 	if err != nil {
 		return pr, false, recovered, err
 	}
-	if groupTime != 0 {
+	// A member that never applied a group holds none of the writes
+	// stamped up to the group's time: a member added to a running group
+	// publishes the others' master time as its own before its secondary
+	// journaled anything (coupling.Add). It is not said to be at that time.
+	if groupTime != 0 && pr.ConsistencyTime != 0 {
 		t := control.FormatTime(groupTime)
 		recovered.Coupling = &control.CouplingStatus{Group: cfg.Coupling.Group, Members: []string{}, AppliedThrough: t, RecoveryTime: t}
 	}
