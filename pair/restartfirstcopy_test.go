@@ -29,12 +29,6 @@ func TestAFirstCopyWaitingWithARestartsResyncsSaysWhy(t *testing.T) {
 	if p := r.pair("f"); p.State != Suspended || !p.FirstCopy || p.Reason != reasonRestartTogether || p.Waiting != "" {
 		t.Errorf("pair f %+v right after the restart: want its first copy suspended, saying it waits to resume with the others, with no note of a room of its own", p)
 	}
-	mv.link(1 << 40)
-	r.mg.autoSuspend()
-	for _, vol := range []string{"a", "f"} {
-		if p := r.pair(vol); p.State != Pending {
-			t.Errorf("pair %s %+v once the secondary reported room enough: want it resumed with the other", vol, p)
-		}
-	}
+	r.resumeOnceLinked(mv, "a", "f")
 	r.settle()
 }

@@ -126,13 +126,7 @@ func TestRestartWaitingForRoomHoldsEveryPair(t *testing.T) {
 	if p := r.pair("d"); p.State != Suspended || p.Auto {
 		t.Errorf("pair d %+v: suspended by hand, want it still the operator's", p)
 	}
-	mv.link(1 << 40)
-	r.mg.autoSuspend()
-	for _, vol := range []string{"a", "b", "c"} {
-		if p := r.pair(vol); p.State != Pending {
-			t.Errorf("pair %s %+v once the secondary reported room enough: want it resumed with the others", vol, p)
-		}
-	}
+	r.resumeOnceLinked(mv, "a", "b", "c")
 	r.settle()
 	if p := r.pair("d"); p.State != Suspended {
 		t.Errorf("pair d %+v after the others resumed: want it still suspended", p)

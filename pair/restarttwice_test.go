@@ -31,13 +31,7 @@ func TestRestartsBeforeAndDuringTheJointResume(t *testing.T) {
 			t.Errorf("pair %s after a second restart: the region at %d (a resync's, or an acknowledged write's) is not kept to copy", vol, off)
 		}
 	}
-	mv.link(1 << 40)
-	r.mg.autoSuspend()
-	for _, vol := range []string{"a", "b", "c"} {
-		if p := r.pair(vol); p.State != Pending {
-			t.Fatalf("pair %s %+v once the secondary reported room enough: want it resumed with the others", vol, p)
-		}
-	}
+	r.resumeOnceLinked(mv, "a", "b", "c")
 	// kill -9 right after the joint resume, nothing copied yet.
 	r.restartUnlinked()
 	for _, vol := range []string{"a", "b", "c"} {

@@ -40,6 +40,20 @@ func (m *restartedMover) link(free uint64) {
 	m.mu.Unlock()
 }
 
+// resumeOnceLinked brings the restarted primary's link up with room enough
+// for every resync and checks that the pairs the restart suspended (vols)
+// resume together.
+func (r *rig) resumeOnceLinked(mv *restartedMover, vols ...string) {
+	r.t.Helper()
+	mv.link(1 << 40)
+	r.mg.autoSuspend()
+	for _, vol := range vols {
+		if p := r.pair(vol); p.State != Pending {
+			r.t.Fatalf("pair %s %+v once the secondary reported room enough: want it resumed with the others", vol, p)
+		}
+	}
+}
+
 // restartUnlinked kills the primary of r (kill -9: its tracking bitmaps
 // and the manager go, the activity log is opened again) and restarts it
 // with a mover whose link has not been up in the new run.
