@@ -167,6 +167,11 @@ type Mover struct {
 	// them. Tests move it.
 	elapsed func() time.Duration
 
+	// cutMu is held by Cut and Drop while they drain the subsystems (see
+	// Cut), before m.mu; drains is Cut's buffer, under it.
+	cutMu  sync.Mutex
+	drains []drained
+
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
 	// Config until a Welcome announces them.
@@ -206,6 +211,9 @@ type Mover struct {
 	// (burst.go).
 	cutAt, burstAt time.Duration // elapsed readings; zero: none yet
 	quiescing      int
+	// cutting says a Cut has drained updates not yet formed into held
+	// record sets: Quiesce must not take them for shipped.
+	cutting bool
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -331,25 +339,54 @@ func (m *Mover) Run(ctx context.Context) error {
 
 // Cut forms the next time-interval group now: one record set per subsystem,
 // or several where one would exceed what the secondary accepts.
+//
+// A subsystem's drain waits for the copies among its updates to read their
+// data from the primary volume (a resync, an initial copy). It waits under
+// cutMu, not m.mu: acknowledgements, which release sidefile room under
+// m.mu, must not wait for a slow or hung volume read, nor the writers
+// waiting for that room with them. cutMu keeps cuts (and Drop) one at a
+// time, so the record sets of a subsystem enter held in sequence order;
+// the group is numbered and formed under m.mu once every subsystem is
+// drained, as one step.
 func (m *Mover) Cut() {
+	m.cutMu.Lock()
+	defer m.cutMu.Unlock()
+	m.mu.Lock()
+	m.cutting = true
+	m.mu.Unlock()
+	drains := m.drains[:0]
+	for _, s := range m.subs {
+		ups, horizon, read := s.ss.Drain()
+		drains = append(drains, drained{ups: ups, horizon: horizon, read: read.UnixNano(), at: m.elapsed()})
+	}
 	m.mu.Lock()
 	m.group++
 	g := m.group
 	m.beats = m.beats[:0]
 	var weight int64
-	for _, s := range m.subs {
-		// Drained under m.mu so record sets of one subsystem enter held in
-		// sequence order even if Cut runs concurrently.
-		ups, horizon, read := s.ss.Drain()
-		weight += burstWeight(ups)
-		m.pack(s, g, ups, horizon, read.UnixNano(), m.elapsed())
+	for i, s := range m.subs {
+		d := &drains[i]
+		weight += burstWeight(d.ups)
+		m.pack(s, g, d.ups, d.horizon, d.read, d.at)
 	}
 	m.cutBurst(weight, m.elapsed())
+	m.cutting = false
 	m.mu.Unlock()
+	clear(drains) // the updates are held's now
+	m.drains = drains
 	select {
 	case m.work <- struct{}{}:
 	default:
 	}
+}
+
+// drained is what Cut took from one subsystem: its updates and horizon,
+// the wall time they were read at, and when on the mover's clock.
+type drained struct {
+	ups     []recordset.Update
+	horizon int64
+	read    int64
+	at      time.Duration
 }
 
 // pack forms one subsystem's drained updates into record sets, each within
@@ -1657,8 +1694,11 @@ func (m *Mover) maybeRetransmit() {
 // under the new instance; an acknowledgement taken after the Drop is
 // ignored, since it speaks of record sets given up.
 func (m *Mover) Drop(mark func(recordset.Update)) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// The drains wait for copies' volume reads outside m.mu, as Cut's do;
+	// cutMu keeps a Cut from forming record sets of updates drained before
+	// the Drop after it.
+	m.cutMu.Lock()
+	defer m.cutMu.Unlock()
 	for _, s := range m.subs {
 		ups, _, _ := s.ss.Drain()
 		var cost int64
@@ -1668,6 +1708,8 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 		}
 		s.ss.Sidefile().Release(cost)
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, s := range m.subs {
 		for _, h := range s.held {
 			for _, u := range h.rs.Updates {
@@ -1726,7 +1768,7 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 		}
 		m.mu.Lock()
 		ch := m.progress
-		pending := m.withUpdates > 0
+		pending := m.withUpdates > 0 || m.cutting
 		m.mu.Unlock()
 		if !pending {
 			if m.captured() == 0 {

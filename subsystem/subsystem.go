@@ -52,6 +52,9 @@ type Subsystem struct {
 	// beforeVolumeWrite, if set (by tests), runs after an update is
 	// captured and before it reaches the volume.
 	beforeVolumeWrite func()
+	// beforeCopyRead, if set (SetBeforeCopyRead), runs before a copy
+	// reads its data from the volume.
+	beforeCopyRead func(vol string, off, length int64)
 }
 
 // ActivityLog records on disk which regions may hold updates the secondary
@@ -514,9 +517,13 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	me := s.start(vol, off, off+length)
 	me.done = make(chan struct{})
 	s.filling[me.done] = struct{}{}
+	hook := s.beforeCopyRead
 	s.mu.Unlock()
 	for _, ch := range before {
 		<-ch
+	}
+	if hook != nil {
+		hook(vol, off, length)
 	}
 	// Not through the page cache: a copy's reads would leave large folios
 	// there that make every later small write of the users slow.
@@ -528,6 +535,15 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 		return fmt.Errorf("subsystem %s: copy: %w", s.id, err)
 	}
 	return nil
+}
+
+// SetBeforeCopyRead has fn run before each copy reads its data from the
+// volume, its update already in the sidefile: tests stand a slow or hung
+// primary volume in with it.
+func (s *Subsystem) SetBeforeCopyRead(fn func(vol string, off, length int64)) {
+	s.mu.Lock()
+	s.beforeCopyRead = fn
+	s.mu.Unlock()
 }
 
 // CopyHole captures [off, off+length) of vol as zeroes if it is a hole on the
