@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,21 +26,15 @@ import (
 // in a send that nothing ends.
 func TestLinkToASecondaryThatStopsReadingIsGivenUp(t *testing.T) {
 	r := startStalled(t, 100*time.Millisecond, 500*time.Millisecond)
+	defer r.stop(t)
 	m := r.m
-	defer func() {
-		r.cancel()
-		select {
-		case <-r.done:
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return within 5s of its context's end (a primary's SIGTERM waits for it): it is blocked sending to the stalled secondary")
-		}
-	}()
-	// Silence is 500ms: the link is given up well within 10s.
-	end := time.Now().Add(10 * time.Second)
+	// Silence is 500ms: without the send timeout the link would count as
+	// connected for as long as the secondary holds it.
+	end := time.Now().Add(deadline)
 	for m.Stats().Connected {
 		if time.Now().After(end) {
-			t.Fatalf("the secondary has said nothing for 10s (silence time 500ms) and stopped reading, yet the link still counts as connected "+
-				"(held record sets %d): the session never sees it down, never suspends, and writes wait for sidefile space for ever", m.Stats().HeldSets)
+			t.Fatalf("the secondary has said nothing for %v (silence time 500ms) and stopped reading, yet the link still counts as connected "+
+				"(held record sets %d): the session never sees it down, never suspends, and writes wait for sidefile space for ever", deadline, m.Stats().HeldSets)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -53,7 +48,61 @@ type stalledRig struct {
 	m      *Mover
 	cancel context.CancelFunc
 	done   chan error // Run's result
+	// sending is the length of the frame being sent, 0 between sends.
+	sending atomic.Int64
 }
+
+// stop ends Run's context and waits for Run to return: a primary's
+// SIGTERM waits for it.
+func (r *stalledRig) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(deadline):
+		t.Errorf("Run did not return within %v of its context's end (a primary's SIGTERM waits for it): it is blocked sending to the stalled secondary (a send of %d bytes under way)",
+			deadline, r.sending.Load())
+	}
+}
+
+// watched is a connection whose sends the rig follows, so that a test can
+// tell when the mover waits in one.
+type watched struct {
+	transport.Conn
+	r *stalledRig
+}
+
+func (c watched) Send(f []byte) error {
+	c.r.sending.Store(int64(len(f)))
+	defer c.r.sending.Store(0)
+	return c.Conn.Send(f)
+}
+
+func (c watched) SendVec(bufs [][]byte) error {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	c.r.sending.Store(int64(n))
+	defer c.r.sending.Store(0)
+	return transport.SendVec(c.Conn, bufs)
+}
+
+type watchedDialer struct {
+	transport.Dialer
+	r *stalledRig
+}
+
+func (d watchedDialer) Dial(ctx context.Context) (transport.Conn, error) {
+	c, err := d.Dialer.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return watched{Conn: c, r: d.r}, nil
+}
+
+// stalledBytes is what a stalledRig has written to ship.
+const stalledBytes = 48 << 20
 
 // startStalled runs a stalledRig whose mover retransmits and gives the
 // link up after the times given. The connection is closed last, at the
@@ -69,8 +118,9 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	t.Cleanup(func() { v.Close() })
 	tm := timer.New()
 	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
+	r := &stalledRig{done: make(chan error, 1)}
 	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
-		Dialer: &transport.TCPDialer{Addr: ln.Addr()}, Retransmit: retransmit, Silence: silence,
+		Dialer: watchedDialer{Dialer: &transport.TCPDialer{Addr: ln.Addr()}, r: r}, Retransmit: retransmit, Silence: silence,
 		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	var conn transport.Conn
 	t.Cleanup(func() {
@@ -80,7 +130,7 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &stalledRig{m: m, cancel: cancel, done: make(chan error, 1)}
+	r.m, r.cancel = m, cancel
 	go func() { r.done <- m.Run(ctx) }()
 
 	select {
@@ -96,7 +146,7 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	}
 	waitFor(t, "the link", func() bool { return m.Stats().Connected })
 	data := make([]byte, 1<<20)
-	for i := range 48 {
+	for i := range stalledBytes >> 20 {
 		data[0] = byte(i)
 		if err := ss.Write(context.Background(), "a", data, int64(i)<<20); err != nil {
 			t.Fatal(err)
