@@ -2,6 +2,7 @@ package pair
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -21,13 +22,11 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
 		r.settle()
 		r.write("a", 0, 4096)
-		r.mv.ship()
-		r.mg.promote()
+		r.journal()
 		if _, err := r.mg.Delete("a"); err != nil {
 			t.Fatal(err)
 		}
-		r.mv.ship()
-		r.mg.promote()
+		r.journal()
 		if p := r.pair("a"); p.Consistent == 0 {
 			t.Fatalf("setup: deleted pair %+v reports no consistency time", p)
 		}
@@ -37,9 +36,7 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		if p := r.pair("a"); p.State != Pending || !p.FirstCopy || p.Consistent != 0 {
 			t.Fatalf("added again, pair a is %+v: want pending in its first copy, consistent as of no time (0), not as of its deletion", p)
 		}
-		r.mg.copyOne(context.Background())
-		r.mv.ship()
-		r.mg.promote()
+		r.copyAndJournal()
 		if p := r.pair("a"); p.State != Pending || p.Copied == 0 || p.Consistent != 0 {
 			t.Fatalf("part of its first copy journaled, pair a is %+v: want pending, partly copied, consistent as of no time (0): "+
 				"the secondary holds a mix of its copy as of the deletion and the first copy's regions", p)
@@ -50,14 +47,11 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		// Never copied at all: a suspension at one point of the timer
 		// makes no time of it.
 		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
-		r.mg.copyOne(context.Background())
-		r.mv.ship()
-		r.mg.promote()
+		r.copyAndJournal()
 		if _, err := r.mg.SuspendAll(); err != nil {
 			t.Fatal(err)
 		}
-		r.mv.ship()
-		r.mg.promote()
+		r.journal()
 		for _, p := range r.mg.Pairs() {
 			if p.State != Suspended || p.Consistent != 0 {
 				t.Errorf("new pair suspended in its first copy: %+v, want suspended, consistent as of no time (0)", p)
@@ -69,14 +63,8 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 	})
 	t.Run("suspended", func(t *testing.T) {
 		r := deletedAndAdded(t)
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Fatal(err)
-		}
-		r.mv.ship()
-		r.mg.promote()
-		if p := r.pair("a"); p.Consistent != 0 {
-			t.Errorf("suspended in its first copy, pair a reports consistency time %d (since %d), want none (0): the secondary holds part of the copy", p.Consistent, p.Since)
-		}
+		r.suspendA()
+		r.wantNoClaim("suspended in its first copy (the secondary holds part of the copy)")
 	})
 	t.Run("deleted", func(t *testing.T) {
 		r := deletedAndAdded(t)
@@ -91,9 +79,7 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 	t.Run("restarted", func(t *testing.T) {
 		r := deletedAndAdded(t)
 		r.restartWithNothingAcked()
-		if p := r.pair("a"); p.Consistent != 0 {
-			t.Errorf("restarted in its first copy with nothing acknowledged yet, pair a reports consistency time %d, want none (0)", p.Consistent)
-		}
+		r.wantNoClaim("restarted in its first copy with nothing acknowledged yet")
 	})
 	t.Run("restarted from a state that claims a time", func(t *testing.T) {
 		// A state saved before pairs in their first copy claimed none
@@ -105,17 +91,12 @@ func TestFirstCopyClaimsNoConsistencyTime(t *testing.T) {
 		if err := r.mg.save(false); err != nil {
 			t.Fatal(err)
 		}
+		claimed := r.pair("a").Since
 		r.restartWithNothingAcked()
-		if p := r.pair("a"); p.Consistent != 0 {
-			t.Errorf("restarted in its first copy with nothing acknowledged yet, from a state claiming %d, pair a reports consistency time %d, want none (0)", p.Since, p.Consistent)
-		}
+		r.wantNoClaim(fmt.Sprintf("restarted in its first copy with nothing acknowledged yet, from a state claiming %d", claimed))
 	})
 	t.Run("copy ends", func(t *testing.T) {
-		r := deletedAndAdded(t)
-		r.settle()
-		if p, b := r.pair("a"), r.pair("b"); p.State != Duplex || p.Consistent == 0 || p.Consistent != b.Consistent {
-			t.Errorf("first copy done, pair a is %+v: want duplex, consistent with b as of %d", p, b.Consistent)
-		}
+		deletedAndAdded(t).wantEndsConsistentWithB("first copy done")
 	})
 }
 
@@ -130,11 +111,7 @@ func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
 	resyncing := func(t *testing.T) *rig {
 		r := newRig(t, 64*twinRegion, 64<<20, "a", "b")
 		r.settle()
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Fatal(err)
-		}
-		r.mv.ship()
-		r.mg.promote()
+		r.suspendA()
 		for i := range int64(32) {
 			r.write("a", i*twinRegion, 4096)
 		}
@@ -144,9 +121,7 @@ func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
 		if err := r.mg.ResumeInconsistent("a"); err != nil {
 			t.Fatal(err)
 		}
-		r.mg.copyOne(context.Background())
-		r.mv.ship()
-		r.mg.promote()
+		r.copyAndJournal()
 		if p := r.pair("a"); p.State != Pending || p.Copied == 0 || p.Consistent != 0 {
 			t.Fatalf("inconsistent resync under way, pair a is %+v: want pending, partly copied, consistent as of no time (0): "+
 				"the secondary holds a mix of its copy as of the suspension and the resync's regions", p)
@@ -157,36 +132,22 @@ func TestInconsistentResyncClaimsNoConsistencyTime(t *testing.T) {
 	t.Run("restarted", func(t *testing.T) {
 		r := resyncing(t)
 		r.restartWithNothingAcked()
-		if p := r.pair("a"); p.Consistent != 0 {
-			t.Errorf("restarted in an inconsistent resync, pair a reports consistency time %d, want none (0)", p.Consistent)
-		}
+		r.wantNoClaim("restarted in an inconsistent resync")
 	})
 	t.Run("suspended again", func(t *testing.T) {
 		r := resyncing(t)
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Fatal(err)
-		}
-		r.mv.ship()
-		r.mg.promote()
-		if p := r.pair("a"); p.Consistent != 0 {
-			t.Errorf("suspended in an inconsistent resync, pair a reports consistency time %d (since %d), want none (0)", p.Consistent, p.Since)
-		}
+		r.suspendA()
+		r.wantNoClaim("suspended in an inconsistent resync")
 		if err := r.mg.Resume("a"); err != nil {
 			t.Fatal(err)
 		}
-		r.mg.copyOne(context.Background())
-		r.mv.ship()
-		r.mg.promote()
+		r.copyAndJournal()
 		if p := r.pair("a"); p.State == Pending && p.Consistent != 0 {
 			t.Errorf("resumed after an inconsistent resync was cut short, pair a reports consistency time %d while pending, want none (0)", p.Consistent)
 		}
 	})
 	t.Run("copy ends", func(t *testing.T) {
-		r := resyncing(t)
-		r.settle()
-		if p, b := r.pair("a"), r.pair("b"); p.State != Duplex || p.Consistent == 0 || p.Consistent != b.Consistent {
-			t.Errorf("inconsistent resync done, pair a is %+v: want duplex, consistent with b as of %d", p, b.Consistent)
-		}
+		resyncing(t).wantEndsConsistentWithB("inconsistent resync done")
 	})
 }
 
@@ -199,4 +160,45 @@ func (r *rig) restartWithNothingAcked() {
 	r.mv.mu.Unlock()
 	r.crash()
 	r.mg.promote()
+}
+
+// journal has the secondary journal what the mover holds, and the pairs
+// take its acknowledgement.
+func (r *rig) journal() {
+	r.mv.ship()
+	r.mg.promote()
+}
+
+// copyAndJournal runs a step of the copy, then journal.
+func (r *rig) copyAndJournal() {
+	r.mg.copyOne(context.Background())
+	r.journal()
+}
+
+// suspendA suspends pair a, and the secondary journals the suspension.
+func (r *rig) suspendA() {
+	r.t.Helper()
+	if err := r.mg.Suspend("a"); err != nil {
+		r.t.Fatal(err)
+	}
+	r.journal()
+}
+
+// wantNoClaim fails the test if pair a, as when says, claims a
+// consistency time.
+func (r *rig) wantNoClaim(when string) {
+	r.t.Helper()
+	if p := r.pair("a"); p.Consistent != 0 {
+		r.t.Errorf("%s, pair a reports consistency time %d (since %d), want none (0)", when, p.Consistent, p.Since)
+	}
+}
+
+// wantEndsConsistentWithB runs the copy of pair a to its end and fails the
+// test unless a is then duplex and consistent as of b's time.
+func (r *rig) wantEndsConsistentWithB(what string) {
+	r.t.Helper()
+	r.settle()
+	if p, b := r.pair("a"), r.pair("b"); p.State != Duplex || p.Consistent == 0 || p.Consistent != b.Consistent {
+		r.t.Errorf("%s, pair a is %+v: want duplex, consistent with b as of %d", what, p, b.Consistent)
+	}
 }
