@@ -2,6 +2,7 @@ package journal
 
 import (
 	"fmt"
+	"io"
 
 	"duplex/disk"
 )
@@ -94,4 +95,61 @@ func (j *Journal) trimLocked() error {
 		return j.err
 	}
 	return nil
+}
+
+// deviceChunk is how much of a segment Open reads at a time from its
+// device.
+const deviceChunk = 1 << 20
+
+// deviceReader reads a file opened with O_DIRECT at any offset and length,
+// by direct reads of whole aligned blocks into an aligned buffer: Open
+// reads the last segment so (see recover).
+type deviceReader struct {
+	f    disk.File
+	size int64  // the file's size: no read starts at or past it
+	buf  []byte // deviceChunk bytes from off, n of them read
+	off  int64
+	n    int
+}
+
+func newDeviceReader(f disk.File, size int64) *deviceReader {
+	n := min(deviceChunk, (size+directAlign-1)&^(directAlign-1))
+	return &deviceReader{f: f, size: size, buf: disk.ShortBuffer(int(n))}
+}
+
+func (r *deviceReader) ReadAt(p []byte, off int64) (int, error) {
+	done := 0
+	for done < len(p) {
+		at := off + int64(done)
+		if at >= r.size {
+			return done, io.EOF
+		}
+		if at < r.off || at >= r.off+int64(r.n) {
+			if err := r.fill(at); err != nil {
+				return done, err
+			}
+		}
+		done += copy(p[done:], r.buf[at-r.off:r.n])
+	}
+	return done, nil
+}
+
+// fill reads the chunk from the block holding at. Only a read reaching
+// past the end of the file is short, and what that one says of reading on
+// from an unaligned offset there (the end of the file, or EINVAL) is
+// beside the point once the bytes up to the end are in.
+func (r *deviceReader) fill(at int64) error {
+	r.off = at &^ (directAlign - 1)
+	want := int(min(int64(len(r.buf)), r.size-r.off))
+	n, err := r.f.ReadAt(r.buf, r.off)
+	r.n = n
+	if n >= want {
+		r.n = want
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		// The file shrank since its size was taken.
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }

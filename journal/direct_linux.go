@@ -8,6 +8,9 @@ import (
 	"duplex/disk"
 )
 
+// oDirect is the open flag for reads that bypass the page cache.
+const oDirect = unix.O_DIRECT
+
 // setDirect switches f to O_DIRECT, so that what the journal writes goes
 // from its aligned buffer to the device without a copy into the page cache
 // and its writeback at Sync. It reports false, leaving f as it was, unless
@@ -42,4 +45,34 @@ func setDirect(f disk.File) bool {
 		set = true
 	})
 	return set
+}
+
+// keepDirect reports whether reads of f, opened with O_DIRECT, bypass the
+// page cache in blocks of directAlign. An operating-system file on a file
+// system that does not say it takes direct I/O so aligned (the test
+// setDirect makes) has O_DIRECT cleared and reads through the cache as
+// before. A File that is not one, a wrapper that opened it, is taken as
+// opened.
+func keepDirect(f disk.File) bool {
+	of, ok := f.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return true
+	}
+	rc, err := of.SyscallConn()
+	if err != nil {
+		return false
+	}
+	keep := false
+	rc.Control(func(fd uintptr) {
+		if disk.TakesDirect(fd) {
+			keep = true
+			return
+		}
+		if flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
+			unix.FcntlInt(fd, unix.F_SETFL, flags&^unix.O_DIRECT)
+		}
+	})
+	return keep
 }

@@ -6,3 +6,9 @@ import "duplex/disk"
 
 // setDirect reports false: direct writes are used on Linux only.
 func setDirect(f disk.File) bool { return false }
+
+// oDirect is 0: reads bypass the page cache on Linux only.
+const oDirect = 0
+
+// keepDirect reports false: reads bypass the page cache on Linux only.
+func keepDirect(f disk.File) bool { return false }

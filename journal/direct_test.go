@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -259,6 +260,53 @@ func TestDirectTornTailRewrite(t *testing.T) {
 				t.Fatalf("cut at %d: reopened at %d, want %d", cut, j.LastIndex(), wantLast+1)
 			}
 			j.Close()
+		}
+	}
+}
+
+// TestDeviceReaderReadsAnyRange reads files of sizes around a block and a
+// chunk through a descriptor opened with O_DIRECT, in pieces of odd
+// offsets and lengths as the record reader asks for them, and gets their
+// bytes: every read it issues is aligned, and the one at the end of the
+// file, short, is not taken for an error.
+func TestDeviceReaderReadsAnyRange(t *testing.T) {
+	dir := t.TempDir()
+	if !directSupported(t, dir) {
+		t.Skipf("%s takes no direct I/O", dir)
+	}
+	for _, size := range []int{16, 4095, 4096, 4097, deviceChunk - 1, deviceChunk, deviceChunk + 4097} {
+		want := make([]byte, size)
+		for i := range want {
+			want[i] = byte(i*7 + i/4096)
+		}
+		path := filepath.Join(dir, "f")
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|oDirect, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !keepDirect(f) {
+			t.Fatal("keepDirect: false on a file system that takes direct I/O")
+		}
+		r := newDeviceReader(f, int64(size))
+		got := make([]byte, 0, size)
+		p := make([]byte, 3001)
+		for off := int64(0); ; {
+			n, err := r.ReadAt(p[:min(len(p), 1+int(off)%len(p))], off)
+			got = append(got, p[:n]...)
+			off += int64(n)
+			if err == io.EOF && off == int64(size) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("size %d: ReadAt at %d: %v", size, off, err)
+			}
+		}
+		f.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("size %d: read back different bytes", size)
 		}
 	}
 }

@@ -37,12 +37,11 @@ from whatever reached the disk. A failed fsync also truncates the active
 segment back to what the last successful one covered (a new segment, or one
 whose name the directory's fsync could not make durable, to nothing): pages
 the kernel could not write may be left clean in the page cache, and an Open
-before a reboot would read the records in them as journaled. Two cases are
-beyond that: a process killed between the failed fsync and the truncation,
-and an Open whose own fsync of the active segment fails (the records a
-killed process appended and no Sync covered, whose writeback failed). The
-kernel reports a failed writeback once, so the next Open's fsync succeeds
-over the same pages; only a reboot makes what it reads the disk's. Other
+before a reboot would read the records in them as journaled. Open does not
+count on that truncation, which a process killed in the failed fsync never
+makes, and which no one makes when the failing writeback is an Open's own
+(of records a killed process appended and no Sync covered): it reads the
+last segment from the device, not the page cache (see Recovery). Other
 errors, such as an Append out of sequence, change nothing. Every file
 operation goes through Options.FS, so tests inject these faults with a
 disk.Injector.
@@ -164,6 +163,28 @@ disk, and the caller takes every record Open reports as written.
 The one exception is a record longer than MaxRecord whose CRC holds all the
 same: a writer with a larger MaxRecord wrote it, and Open fails rather than
 destroy it.
+
+Open reads the last segment, the only one that can hold records no fsync
+covered, with O_DIRECT where the file system takes direct I/O aligned to
+4096 bytes (the test for direct writes), in aligned blocks: it finds what
+the device holds, not what the page cache does. The kernel writes the
+file's dirty pages back before a direct read, and a writeback that fails
+fails Open. A failed writeback leaves its pages clean but never written,
+and the kernel reports the failure once, so a later fsync succeeds over
+them: read through the page cache, the records in them would pass every
+check and count as journaled until a reboot, and the secondary would
+welcome its primary past them. Read from the device they are a torn tail,
+dropped as such; no Sync covered them, so none was acknowledged, and the
+primary, which keeps every group until it is, sends them again. The hot
+path pays nothing for this: no marker is written, and Open reads every
+byte of the segments anyway. Two things remain beyond it. A record that a
+direct write left in the device's volatile cache, whose cache flush then
+failed, reads back from that cache; the fsync Open makes flushes it again,
+and the device is taken at its word that it holds what it flushed. And a
+file system that takes no direct I/O (tmpfs, with no device behind its
+pages; kernels before 6.1, whose statx does not report the alignment) is
+read through the page cache, where a process killed in a failed fsync
+leaves records the next Open reports until a reboot.
 
 A last segment that is shorter than its header, whose header is all zeros,
 or that holds no complete record after truncation, is removed: it was being

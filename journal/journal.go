@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"duplex/crc32c"
 	"duplex/disk"
@@ -279,7 +280,12 @@ func (j *Journal) SegmentSize() int64 {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// recover scans every segment and leaves j describing the valid log.
+// recover scans every segment and leaves j describing the valid log. The
+// last one, the only one that can hold records no fsync covered, is read
+// from the device (O_DIRECT) where its file system takes that: pages
+// whose writeback failed are clean in the page cache without being on the
+// disk, and read through it their records would count as journaled (see
+// doc.go, Recovery).
 func (j *Journal) recover() error {
 	firsts, err := listSegments(j.fs, j.dir)
 	if err != nil {
@@ -372,9 +378,15 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	}
 	flag := os.O_RDONLY
 	if isLast {
-		flag = os.O_RDWR
+		// From the device, not the page cache (see recover).
+		flag = os.O_RDWR | oDirect
 	}
 	f, err := j.fs.OpenFile(path, flag, 0)
+	if err != nil && flag&oDirect != 0 && errors.Is(err, syscall.EINVAL) {
+		// A file system that refuses O_DIRECT at open.
+		flag &^= oDirect
+		f, err = j.fs.OpenFile(path, flag, 0)
+	}
 	if err != nil {
 		return seg, false, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -384,6 +396,10 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		return seg, false, fmt.Errorf("journal %s: %w", path, err)
 	}
 	size := st.Size()
+	var r io.ReaderAt = f
+	if flag&oDirect != 0 && keepDirect(f) {
+		r = newDeviceReader(f, size)
+	}
 
 	var hdr [segmentHeaderSize]byte
 	if size < segmentHeaderSize {
@@ -392,7 +408,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		}
 		return seg, false, corrupt(0, "segment of %d bytes has no complete header", size)
 	}
-	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+	if _, err := r.ReadAt(hdr[:], 0); err != nil {
 		return seg, false, fmt.Errorf("journal %s: %w", path, err)
 	}
 	// The header is written in one piece, within one sector, before any
@@ -417,7 +433,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		return seg, false, corrupt(8, "index discontinuity: segment starts at %d, previous segment ends at %d", first, prev.last)
 	}
 
-	rr := newRecordReader(f, segmentHeaderSize, size, j.opts.MaxRecord)
+	rr := newRecordReader(r, segmentHeaderSize, size, j.opts.MaxRecord)
 	expect := first
 	n := 0
 	for {
@@ -653,11 +669,12 @@ func (j *Journal) syncLocked() error {
 // cutUnsynced truncates the active segment to size, the part of it that
 // an fsync covered, after err, a failed fsync. The kernel may have marked
 // the pages it could not write clean, and they read back as written until
-// evicted: an Open before a reboot, in this process or another, would
-// find the records no fsync covered and report them journaled, and the
-// caller would acknowledge what the disk does not hold. Truncated, they
-// are gone from the page cache too; an empty segment is the last one,
-// which Open removes. Called with j.mu held.
+// evicted: an Open before a reboot, in this process or another, that
+// reads through the page cache (on a file system that takes no direct
+// I/O; see recover) would find the records no fsync covered and report
+// them journaled, and the caller would acknowledge what the disk does not
+// hold. Truncated, they are gone from the page cache too; an empty segment
+// is the last one, which Open removes. Called with j.mu held.
 func (j *Journal) cutUnsynced(size int64, err error) error {
 	active := &j.segs[len(j.segs)-1]
 	if active.size == size {
