@@ -179,39 +179,52 @@ func (f *deviceFile) Read(b []byte) (int, error) {
 // what the disk holds: the records before the failed fsync. The others
 // were never acknowledged, and the primary sends them again.
 func TestAKillAfterAFailedSyncLeavesNoRecordItDidNotCover(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "j")
-	d := newDeviceFS()
-	j := openT(t, dir, Options{FS: d})
-	appendRange(t, j, 1, 10)
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	appendRange(t, j, 11, 12)
-	d.failWriteback(1, true)
-	died := make(chan struct{})
-	go func() {
-		defer close(died)
-		err := j.Sync()
-		t.Errorf("Sync returned (%v): the process should have died in its fsync", err)
-	}()
-	<-died
-	d.kill() // j is never closed: its process is gone
+	for _, tc := range []struct {
+		name    string
+		segSize int64
+	}{
+		{"the active segment's fsync", 0},
+		// Segments of one record each: the fsync that fails is the roll's
+		// to record 12's segment, of record 11's, new since the last Sync.
+		{"a roll's fsync of a new segment", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "j")
+			d := newDeviceFS()
+			opts := Options{FS: d, SegmentSize: tc.segSize}
+			j := openT(t, dir, opts)
+			appendRange(t, j, 1, 10)
+			if err := j.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			d.failWriteback(1, true)
+			died := make(chan struct{})
+			go func() {
+				defer close(died)
+				appendRange(t, j, 11, 12)
+				err := j.Sync()
+				t.Errorf("Sync returned (%v): the process should have died in an fsync", err)
+			}()
+			<-died
+			d.kill() // j is never closed: its process is gone
 
-	j = openT(t, dir, Options{FS: d})
-	if got := j.LastIndex(); got != 10 {
-		t.Fatalf("reopened after a kill in a failed fsync: LastIndex %d, want 10 (records 11 and 12 are in the page cache only)", got)
+			j = openT(t, dir, opts)
+			if got := j.LastIndex(); got != 10 {
+				t.Fatalf("reopened after a kill in a failed fsync: LastIndex %d, want 10 (the records after it are in the page cache only)", got)
+			}
+			wantRange(t, replayAll(t, j, 0), 1, 10)
+			appendRange(t, j, 11, 12)
+			if err := j.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			j = openT(t, dir, opts)
+			defer j.Close()
+			wantRange(t, replayAll(t, j, 0), 1, 12)
+		})
 	}
-	wantRange(t, replayAll(t, j, 0), 1, 10)
-	appendRange(t, j, 11, 12)
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j = openT(t, dir, Options{FS: d})
-	defer j.Close()
-	wantRange(t, replayAll(t, j, 0), 1, 12)
 }
 
 // TestAFailedWritebackInOpenLeavesNoRecordItDidNotCover: a process killed
