@@ -14,7 +14,7 @@ import (
 // for the CPU, and none of them is urgent: the sidefile is there to hold
 // a burst (step (b)). So a turn that brings a burst's weight waits, in the
 // session goroutine, and its record sets go once the writes slow down
-// (no cut brought a burst's weight for a few intervals), or the sidefile fills toward its pacing start, or
+// (no cut brought a burst's weight for quietFor), or the sidefile fills toward its pacing start, or
 // the oldest of them has waited Config.BurstWait from its reading, or a
 // Quiesce asks for everything: whichever comes first. Only large writes
 // weigh (burstWeight): a steady rate of small writes (the lag's) never
@@ -42,11 +42,17 @@ const (
 	// waits, whatever its rate.
 	burstMin = recordset.SplitMin
 	// deferQuiet is how many intervals after the last cut of a burst's
-	// weight record sets still wait: a burst's writes come unevenly (the
-	// writer descheduled for an interval on a busy CPU), and one light
-	// cut in the middle of it would send what waits while the writes go
-	// on.
-	deferQuiet = 3
+	// weight record sets still wait, and deferQuietFor how long at least:
+	// a burst's writes come unevenly, and one light cut in the middle of
+	// it would send what waits while the writes go on. On a loaded CPU
+	// the writer is descheduled for longer than an interval or three:
+	// with the burst's writer and the primary on one CPU at a load of 15,
+	// 3 intervals (60 ms) sent 50 MiB of a 256 MiB burst that lasted
+	// 0.7 s during it, and the sends then took the CPU from the writes
+	// (bench/RESULTS.md). A burst's lag grows by the difference, within
+	// Config.BurstWait as ever.
+	deferQuiet    = 3
+	deferQuietFor = 200 * time.Millisecond
 	// deferFill is the share of what a sidefile holds unpaced from which
 	// record sets no longer wait: they are on their way a little before
 	// the writers would be paced.
@@ -79,8 +85,14 @@ func (m *Mover) cutBurst(cost int64, now time.Duration) {
 	}
 }
 
+// quietFor is how long after the last cut of a burst's weight its
+// record sets still wait.
+func (m *Mover) quietFor() time.Duration {
+	return max(deferQuiet*m.cfg.Interval, deferQuietFor)
+}
+
 // deferral says whether this turn's record sets wait, and for how long at
-// most: a cut within the last deferQuiet intervals brought a burst's
+// most: a cut within the last quietFor brought a burst's
 // weight, nothing is to be sent again, no Quiesce is under way, every
 // sidefile holds less than deferFill of what it holds unpaced, and the
 // oldest record set to send was read less than Config.BurstWait ago. now
@@ -94,7 +106,7 @@ func (m *Mover) deferral(now time.Duration) (time.Duration, bool) {
 	}
 	m.mu.Lock()
 	var first time.Duration
-	if m.burstAt != 0 && now-m.burstAt <= deferQuiet*m.cfg.Interval && m.quiescing == 0 && len(m.resend) == 0 {
+	if m.burstAt != 0 && now-m.burstAt <= m.quietFor() && m.quiescing == 0 && len(m.resend) == 0 {
 		for _, h := range m.queue {
 			if !h.gone && !h.sent {
 				first = h.first
