@@ -31,9 +31,8 @@ func TestDrillKeepsItsStateInItsScratchFile(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.DrillNBD = "127.0.0.1:0"
 	cfg.Secondary.DrillBytes = config.Size(3 * mib)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _, _ := runPrimary(t, cfg)
+	x := runSites(t, cfg, cfg)
+	s, p := x.s, x.p
 	waitDuplex(t, p)
 	fill := func(vol string, b byte) {
 		t.Helper()

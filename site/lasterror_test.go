@@ -23,12 +23,7 @@ func TestLastErrorIsTheTruthAtBothSites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stopBad := context.WithCancel(context.Background())
-	badDone := make(chan struct{})
-	go func() {
-		defer close(badDone)
-		bad.Run(ctx, 0)
-	}()
+	stopBad := runUntil(t, func(ctx context.Context) { bad.Run(ctx, 0) })
 	waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
 		return bad.Status().LastError != "" && s.Status().LastError != ""
 	})
@@ -39,7 +34,6 @@ func TestLastErrorIsTheTruthAtBothSites(t *testing.T) {
 		}
 	}
 	stopBad()
-	<-badDone
 
 	cfg.Primary.Secondary = s.ListenAddr()
 	p, _, _ := runPrimary(t, cfg)

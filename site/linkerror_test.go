@@ -93,14 +93,23 @@ func runSecondary(t *testing.T, cfg *config.Config) (*Secondary, *logBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runUntil(t, func(ctx context.Context) { s.Run(ctx) })
+	return s, logs
+}
+
+// runUntil calls run in a goroutine of its own, with a context that ends
+// when the test does or when stop is called; stop waits for run to return.
+func runUntil(t *testing.T, run func(ctx context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Run(ctx)
+		run(ctx)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return s, logs
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // runPrimary runs a primary of cfg, dialling cfg.Primary.Secondary, until
@@ -117,14 +126,45 @@ func runPrimary(t *testing.T, cfg *config.Config) (*Primary, *logBuffer, *counti
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Run(ctx, 0)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
 	return p, logs, dialer
+}
+
+// sites are a secondary and a primary dialling it, run until the test
+// ends, with their logs and the primary's dial counter.
+type sites struct {
+	s            *Secondary
+	p            *Primary
+	slogs, plogs *logBuffer
+	dials        *countingDialer
+}
+
+// runSites runs a secondary of scfg and a primary of pcfg dialling it.
+func runSites(t *testing.T, scfg, pcfg *config.Config) sites {
+	t.Helper()
+	var x sites
+	x.s, x.slogs = runSecondary(t, scfg)
+	pcfg.Primary.Secondary = x.s.ListenAddr()
+	x.p, x.plogs, x.dials = runPrimary(t, pcfg)
+	return x
+}
+
+// failingLink runs sites as runSites does whose link does not come up, and
+// returns them once the primary's status says why (and the secondary's,
+// atBoth) and the primary has dialled five times: the retries, which the
+// logs must not say the error again for, have happened.
+func failingLink(t *testing.T, scfg, pcfg *config.Config, atBoth bool) sites {
+	t.Helper()
+	x := runSites(t, scfg, pcfg)
+	what := "a last error at the primary"
+	if atBoth {
+		what = "last errors at both sites"
+	}
+	waitFor(t, 30*time.Second, what, func() bool {
+		return x.p.Status().LastError != "" && (!atBoth || x.s.Status().LastError != "")
+	})
+	dialedAgain(t, x.dials, 5)
+	return x
 }
 
 // waitFor polls cond until it holds, or fails the test after d.
@@ -202,19 +242,15 @@ func TestLinkDownSaysWhyCommonNameOnly(t *testing.T) {
 	cfg := linkConfig(t)
 	ca := testpki.NewCA(t, t.TempDir(), "duplex-ca")
 	secured(t, cfg, ca, ca, ca, true)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, logs, dials := runPrimary(t, cfg)
-	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
-	dialedAgain(t, dials, 5)
-	st := p.Status()
+	x := failingLink(t, cfg, cfg, false)
+	st := x.p.Status()
 	if st.Link != "disconnected" {
 		t.Errorf("link %q, want disconnected", st.Link)
 	}
 	// Go's own words, then what to do about them.
 	wantWords(t, "primary's last_error", st.LastError, "x509: certificate relies on legacy Common Name field",
 		"subject alternative name", `"127.0.0.1"`, "tls_server_name")
-	wantOnce(t, "primary's log", logs, "cannot reach secondary", "legacy Common Name")
+	wantOnce(t, "primary's log", x.plogs, "cannot reach secondary", "legacy Common Name")
 }
 
 func TestLinkDownSaysWhySecondaryCertificateFromAnotherCA(t *testing.T) {
@@ -222,14 +258,10 @@ func TestLinkDownSaysWhySecondaryCertificateFromAnotherCA(t *testing.T) {
 	dir := t.TempDir()
 	ca, other := testpki.NewCA(t, dir, "duplex-ca"), testpki.NewCA(t, dir, "other-ca")
 	secured(t, cfg, ca, ca, other, false)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, logs, dials := runPrimary(t, cfg)
-	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
-	dialedAgain(t, dials, 5)
-	wantWords(t, "primary's last_error", p.Status().LastError, "certificate signed by unknown authority",
+	x := failingLink(t, cfg, cfg, false)
+	wantWords(t, "primary's last_error", x.p.Status().LastError, "certificate signed by unknown authority",
 		"the secondary's certificate is not signed by the CA in [primary] tls_ca")
-	wantOnce(t, "primary's log", logs, "cannot reach secondary", "unknown authority")
+	wantOnce(t, "primary's log", x.plogs, "cannot reach secondary", "unknown authority")
 }
 
 func TestLinkDownSaysWhyPrimaryCertificateFromAnotherCA(t *testing.T) {
@@ -237,13 +269,8 @@ func TestLinkDownSaysWhyPrimaryCertificateFromAnotherCA(t *testing.T) {
 	dir := t.TempDir()
 	ca, other := testpki.NewCA(t, dir, "duplex-ca"), testpki.NewCA(t, dir, "other-ca")
 	secured(t, cfg, ca, other, ca, false)
-	s, slogs := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, plogs, dials := runPrimary(t, cfg)
-	waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
-		return p.Status().LastError != "" && s.Status().LastError != ""
-	})
-	dialedAgain(t, dials, 5)
+	x := failingLink(t, cfg, cfg, true)
+	s, p, slogs, plogs := x.s, x.p, x.slogs, x.plogs
 	waitFor(t, 10*time.Second, "the secondary to refuse the retries", func() bool { return s.Replica().Stats().Refused >= 4 })
 	wantWords(t, "secondary's last_error", s.Status().LastError, "certificate signed by unknown authority",
 		"the primary's certificate is not signed by the CA in [secondary] tls_ca")
@@ -258,16 +285,10 @@ func TestLinkDownSaysWhyPrimaryCertificateFromAnotherCA(t *testing.T) {
 }
 
 func TestLinkDownSaysWhyAnotherSession(t *testing.T) {
-	cfg := linkConfig(t)
-	s, slogs := runSecondary(t, cfg)
 	pcfg := linkConfig(t)
 	pcfg.Session = "payroll"
-	pcfg.Primary.Secondary = s.ListenAddr()
-	p, plogs, dials := runPrimary(t, pcfg)
-	waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
-		return p.Status().LastError != "" && s.Status().LastError != ""
-	})
-	dialedAgain(t, dials, 5)
+	x := failingLink(t, linkConfig(t), pcfg, true)
+	s, p, slogs, plogs := x.s, x.p, x.slogs, x.plogs
 	waitFor(t, 10*time.Second, "the secondary to refuse the retries", func() bool { return s.Replica().Stats().Refused >= 4 })
 	wantWords(t, "secondary's last_error", s.Status().LastError, `session "payroll" is not this secondary's session "demo"`)
 	wantWords(t, "primary's last_error", p.Status().LastError, "refused the session", `session "payroll" is not this secondary's session "demo"`)
@@ -298,19 +319,13 @@ func TestLinkDownSaysWhyTLSAtOneSiteOnly(t *testing.T) {
 			} else {
 				cfg.Primary.TLSCert, cfg.Primary.TLSKey, cfg.Primary.TLSCA = "", "", ""
 			}
-			s, slogs := runSecondary(t, cfg)
-			cfg.Primary.Secondary = s.ListenAddr()
-			p, plogs, dials := runPrimary(t, cfg)
-			waitFor(t, 30*time.Second, "last errors at both sites", func() bool {
-				return p.Status().LastError != "" && s.Status().LastError != ""
-			})
-			dialedAgain(t, dials, 5)
-			wantWords(t, "primary's last_error", p.Status().LastError, tc.primaryWhy...)
-			wantWords(t, "secondary's last_error", s.Status().LastError, tc.secondaryWhy...)
-			if got := plogs.lines("level=WARN"); len(got) != 1 {
+			x := failingLink(t, cfg, cfg, true)
+			wantWords(t, "primary's last_error", x.p.Status().LastError, tc.primaryWhy...)
+			wantWords(t, "secondary's last_error", x.s.Status().LastError, tc.secondaryWhy...)
+			if got := x.plogs.lines("level=WARN"); len(got) != 1 {
 				t.Errorf("primary's log: %d warnings, want the error said once:\n%s", len(got), strings.Join(got, "\n"))
 			}
-			if got := slogs.lines("level=WARN"); len(got) != 1 {
+			if got := x.slogs.lines("level=WARN"); len(got) != 1 {
 				t.Errorf("secondary's log: %d warnings, want the error said once:\n%s", len(got), strings.Join(got, "\n"))
 			}
 		})

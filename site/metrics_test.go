@@ -24,9 +24,8 @@ func sampleMap(samples []control.Sample) map[string]control.Sample {
 func linkedSitesWithAWrite(t *testing.T, n int) (*Primary, *Secondary) {
 	t.Helper()
 	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _, _ := runPrimary(t, cfg)
+	x := runSites(t, cfg, cfg)
+	s, p := x.s, x.p
 	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
 		for _, v := range p.Status().Volumes {
 			if v.State != "duplex" {
@@ -87,12 +86,7 @@ func TestRecordSetsHeldCountsUpdatesHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Run(ctx)
-	}()
+	stop := runUntil(t, func(ctx context.Context) { s.Run(ctx) })
 	cfg.Primary.Secondary = s.ListenAddr()
 	p, _, _ := runPrimary(t, cfg)
 	waitFor(t, 30*time.Second, "the pairs to be duplex with nothing held", func() bool {
@@ -104,8 +98,7 @@ func TestRecordSetsHeldCountsUpdatesHeld(t *testing.T) {
 		}
 		return *st.SidefileBytes == 0 && p.Mover().Stats().HeldSets == 0
 	})
-	cancel()
-	<-done
+	stop()
 	waitFor(t, 30*time.Second, "the link to go down", func() bool { return !p.Mover().Stats().Connected })
 	// The mover forms its record sets every interval: give it many.
 	time.Sleep(20 * time.Duration(cfg.Interval))

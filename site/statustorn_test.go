@@ -16,9 +16,8 @@ import (
 // session's.
 func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
 	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _, _ := runPrimary(t, cfg)
+	x := runSites(t, cfg, cfg)
+	s, p := x.s, x.p
 	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
 		for _, v := range s.Status().Volumes {
 			if v.State != "duplex" || v.ConsistencyTime == "" {
@@ -54,9 +53,7 @@ func TestSecondaryStatusIsOneSnapshot(t *testing.T) {
 // session's time.
 func TestPrimaryStatusVolumeTimesAreTheSessions(t *testing.T) {
 	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _, _ := runPrimary(t, cfg)
+	p := runSites(t, cfg, cfg).p
 	waitFor(t, 30*time.Second, "the pairs to be duplex", func() bool {
 		for _, v := range p.Status().Volumes {
 			if v.State != "duplex" || v.ConsistencyTime == "" {
