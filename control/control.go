@@ -188,7 +188,15 @@ type VolumeStatus struct {
 	// ConsistencyTime is this volume's own last-consistent time at the
 	// secondary (for a suspended pair, when it was suspended).
 	ConsistencyTime string `json:"consistency_time,omitempty"`
-	ResyncedBytes   int64  `json:"resynced_bytes,omitempty"`
+	// ConsistencyTimeLowerBound, at the primary, says ConsistencyTime is
+	// the time the last run stored, reported while the secondary has
+	// acknowledged nothing to this one (a restart, the secondary not
+	// reached since): the secondary holds the volume as of it or a later
+	// time, which the primary learns when it answers. A duplex pair's time
+	// is stored every 10 s at most, and the secondary may have journaled
+	// groups whose acknowledgement the last run never got.
+	ConsistencyTimeLowerBound bool  `json:"consistency_time_lower_bound,omitempty"`
+	ResyncedBytes             int64 `json:"resynced_bytes,omitempty"`
 	// Auto is set for a pair the session suspended itself: it resumes by
 	// itself once the secondary takes record sets again. Reason says why it
 	// was suspended.

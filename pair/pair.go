@@ -1295,6 +1295,16 @@ func (p Pair) ConsistentAt(pos transport.Position) int64 {
 	return p.Consistent
 }
 
+// ConsistentLowerBound reports whether ConsistentAt(pos) is only a lower
+// bound of the time the secondary holds p consistent as of: a time this
+// process kept from the stored state (or a suspension capped at it), the
+// secondary not having acknowledged anything to it yet. The secondary
+// only moves on from what it held when that was stored (see
+// timesSaveEvery), and claim names the exact time once it answers.
+func (p Pair) ConsistentLowerBound(pos transport.Position) bool {
+	return pos.Time == 0 && p.ConsistentAt(pos) != 0
+}
+
 // raisesAfter reports whether suspending (or deleting) p now makes its
 // secondary copy consistent as of the suspension, and once the secondary
 // recovers past which end of a copy of p (0: none): for a duplex pair, and

@@ -503,7 +503,8 @@ func (p *Primary) Status() control.Status {
 		// than the one the session's consistency time comes from.
 		consistent := pr.ConsistentAt(ms.Acked)
 		vs := control.VolumeStatus{Name: pr.Volume, Subsystem: pr.Subsystem, State: string(pr.State),
-			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent), ResyncedBytes: pr.Resynced,
+			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent),
+			ConsistencyTimeLowerBound: pr.ConsistentLowerBound(ms.Acked), ResyncedBytes: pr.Resynced,
 			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
 		if pr.Inconsistent && !pr.FirstCopy && vs.Note == "" {
 			vs.Note = "the secondary holds no consistent copy of this volume until a copy of it completes"

@@ -499,6 +499,10 @@
       const note = [];
       if (v.consistency) {
         note.push(v.consistency);
+      } else if (v.consistency_time && v.consistency_time_lower_bound) {
+        // The time the primary's last run stored: the secondary has not
+        // answered since the restart, and may hold the volume as of later.
+        note.push("consistent as of " + when(v.consistency_time) + " or later (stored before the primary restarted)");
       } else if (v.consistency_time) {
         note.push("consistent as of " + when(v.consistency_time));
       }
