@@ -80,6 +80,9 @@ type Coupler struct {
 	published int64
 
 	join bool // a join is owed (Config.Join); guarded by roundMu
+	// membership is the member's membership as the last round saw it
+	// (View.Memberships), the one Leave takes out; guarded by roundMu.
+	membership string
 
 	mu       sync.Mutex
 	left     bool // Leave took the member out of the group: no more rounds
@@ -190,6 +193,9 @@ func (c *Coupler) Round(ctx context.Context) {
 	// from the published one, and a restart may know an earlier time
 	// than it published (the empty groups formed since its last journaled
 	// one).
+	if ms, ok := view.Memberships[c.cfg.Member]; ok {
+		c.membership = ms
+	}
 	prev, had := view.Reports[c.cfg.Member]
 	pub := max(own, prev.Time, c.published)
 	if !had || pub > prev.Time || !view.Alive[c.cfg.Member] || time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
@@ -282,7 +288,7 @@ func (c *Coupler) Leave(ctx context.Context) error {
 	c.mu.Lock()
 	c.left = true
 	c.mu.Unlock()
-	if err := c.cfg.Store.Leave(ctx, c.cfg.Member); err != nil {
+	if err := c.cfg.Store.Leave(ctx, c.cfg.Member, c.membership); err != nil {
 		return fmt.Errorf("coupling: session %s leaving group %q: %w", c.cfg.Member, c.cfg.Group, err)
 	}
 	c.mu.Lock()
@@ -291,6 +297,14 @@ func (c *Coupler) Leave(ctx context.Context) error {
 	c.mu.Unlock()
 	c.log.Info("left the coupled group: its last time no longer holds the master time", "member", c.cfg.Member)
 	return nil
+}
+
+// Membership returns the member's membership as the last round saw it,
+// "" if none saw one: what a leave owed must name (Store.Leave).
+func (c *Coupler) Membership() string {
+	c.roundMu.Lock()
+	defer c.roundMu.Unlock()
+	return c.membership
 }
 
 // hold records why the limit does not advance.

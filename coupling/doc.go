@@ -17,9 +17,10 @@
 // our own (Store; MemStore is its in-memory twin for tests). Under the
 // group's prefix, /duplex/coupling/GROUP/:
 //
-//	member/SESSION   "" — the membership, changed only by duplex couple
-//	                 add and remove and by a member's planned switchover,
-//	                 never inferred from who is alive
+//	member/SESSION   a name new at each add ("" before names were kept) —
+//	                 the membership, changed only by duplex couple add and
+//	                 remove and by a member's planned switchover, never
+//	                 inferred from who is alive; created only if absent
 //	time/SESSION     {"time":NS,"at":NS} — the member's published time,
 //	                 never lowered; kept when the member goes silent, so
 //	                 that its last time holds the master time; gone with
@@ -55,8 +56,11 @@
 // shows the master time held, or its laggard gone). Once promoted, the member leaves the group (Coupler.Leave:
 // membership, time and alive key in one write, and no more
 // publications), and the others' master time is the minimum over the
-// members left. Until etcd answers the leave, it is owed, recorded on
-// disk before the promotion, and the promoted site tries it again while it
+// members left. The leave takes out only the membership the member had
+// (compared by name in the transaction): tried again after etcd did not
+// answer, it leaves a membership added since alone. Until etcd answers
+// the leave, it is owed, recorded on disk with that name before the
+// promotion, and the promoted site tries it again while it
 // runs, across restarts: the member's last time holds the others
 // meanwhile, as any time does while etcd is unreachable. Only a switchover leaves: a
 // member failed over (duplex promote) stays, since the others recover to

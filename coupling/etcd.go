@@ -2,7 +2,9 @@ package coupling
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,13 +165,24 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 	return unreachable(err)
 }
 
-// AddMember implements Store.
+// AddMember implements Store, by a transaction that creates the key only
+// if it does not exist: two adds of one session at once make one
+// membership, not one that the other's replaces.
 func (e *EtcdStore) AddMember(ctx context.Context, member string) error {
-	resp, err := e.cli.Put(ctx, e.prefix+"member/"+member, "")
+	key := e.prefix + "member/" + member
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, newMembership())).Commit()
 	if err == nil {
 		e.wrote(resp.Header)
 	}
 	return unreachable(err)
+}
+
+// newMembership returns a name no membership had before.
+func newMembership() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // RemoveMember implements Store.
@@ -181,9 +194,10 @@ func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
 	return unreachable(err)
 }
 
-// Leave implements Store, by one transaction.
-func (e *EtcdStore) Leave(ctx context.Context, member string) error {
-	resp, err := e.cli.Txn(ctx).Then(
+// Leave implements Store, by one transaction on the membership's value.
+// A membership older than these values is "", which a new one never is.
+func (e *EtcdStore) Leave(ctx context.Context, member, membership string) error {
+	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(e.prefix+"member/"+member), "=", membership)).Then(
 		clientv3.OpDelete(e.prefix+"member/"+member),
 		clientv3.OpDelete(e.prefix+"time/"+member),
 		clientv3.OpDelete(e.prefix+"alive/"+member),

@@ -77,7 +77,10 @@ func TestEtcdStore(t *testing.T) {
 	if err := store.Publish(ctx, "c", Report{Time: 50, At: 9}); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Leave(ctx, "c"); err != nil {
+	if v, err = store.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Leave(ctx, "c", v.Memberships["c"]); err != nil {
 		t.Fatal(err)
 	}
 	if v, err = store.Read(ctx); err != nil {

@@ -142,12 +142,13 @@ func (e *EtcdStore) stopWatch() {
 
 // viewOf is the View of the group's keys under prefix.
 func viewOf(prefix string, kvs map[string][]byte) (View, error) {
-	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}}
+	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}, Memberships: map[string]string{}}
 	for key, value := range kvs {
 		kind, name, _ := strings.Cut(strings.TrimPrefix(key, prefix), "/")
 		switch kind {
 		case "member":
 			v.Members = append(v.Members, name)
+			v.Memberships[name] = string(value)
 		case "alive":
 			v.Alive[name] = true
 		case "time":

@@ -15,7 +15,7 @@ import (
 type MemStore struct {
 	mu       sync.Mutex
 	down     bool
-	members  map[string]bool
+	members  map[string]string // by member, its membership
 	reports  map[string]Report
 	alive    map[string]time.Time // lease expiry
 	recovery int64
@@ -28,7 +28,7 @@ type MemStore struct {
 
 // NewMemStore returns an empty group.
 func NewMemStore() *MemStore {
-	return &MemStore{members: map[string]bool{}, reports: map[string]Report{}, alive: map[string]time.Time{}, TTL: 10 * time.Second}
+	return &MemStore{members: map[string]string{}, reports: map[string]Report{}, alive: map[string]time.Time{}, TTL: 10 * time.Second}
 }
 
 // SetDown makes the store unreachable (true) or reachable again.
@@ -63,9 +63,10 @@ func (m *MemStore) Read(ctx context.Context) (View, error) {
 		return View{}, err
 	}
 	m.Reads++
-	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}, Recovery: m.recovery}
-	for name := range m.members {
+	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}, Memberships: map[string]string{}, Recovery: m.recovery}
+	for name, ms := range m.members {
 		v.Members = append(v.Members, name)
+		v.Memberships[name] = ms
 	}
 	sort.Strings(v.Members)
 	for name, r := range m.reports {
@@ -100,7 +101,9 @@ func (m *MemStore) AddMember(ctx context.Context, member string) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}
-	m.members[member] = true
+	if _, ok := m.members[member]; !ok {
+		m.members[member] = newMembership()
+	}
 	return nil
 }
 
@@ -116,11 +119,14 @@ func (m *MemStore) RemoveMember(ctx context.Context, member string) error {
 }
 
 // Leave implements Store.
-func (m *MemStore) Leave(ctx context.Context, member string) error {
+func (m *MemStore) Leave(ctx context.Context, member, membership string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(ctx); err != nil {
 		return err
+	}
+	if ms, ok := m.members[member]; !ok || ms != membership {
+		return nil
 	}
 	delete(m.members, member)
 	delete(m.reports, member)

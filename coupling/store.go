@@ -19,6 +19,9 @@ type View struct {
 	Members []string          // sorted
 	Reports map[string]Report // by member; members that never published are absent
 	Alive   map[string]bool   // members whose lease holds
+	// Memberships names each member's membership: a new one at every
+	// add, so that a leave owed takes out only the one it was meant for.
+	Memberships map[string]string
 	// Recovery is the time duplex recover --coupled fixed, 0 if none.
 	Recovery int64
 }
@@ -30,13 +33,19 @@ type Store interface {
 	Read(ctx context.Context) (View, error)
 	// Publish puts member's report, and renews its lease of life.
 	Publish(ctx context.Context, member string, r Report) error
-	// AddMember and RemoveMember change the membership.
+	// AddMember makes member a member, by a new membership unless it is
+	// one already; RemoveMember takes whichever membership it has away.
 	AddMember(ctx context.Context, member string) error
 	RemoveMember(ctx context.Context, member string) error
 	// Leave removes member and its published time and alive key, in
-	// one write: a member that ended for good (a planned switchover)
-	// holds no master time, and one added again starts without a time.
-	Leave(ctx context.Context, member string) error
+	// one write, if its membership is still the one named
+	// (View.Memberships): a member that ended for good (a planned
+	// switchover) holds no master time, and one added again starts
+	// without a time. A leave tried again after etcd did not answer it
+	// must not take out a membership added since (duplex couple add, a
+	// rejoin), whose writes are coupled with the others'; it then
+	// changes nothing.
+	Leave(ctx context.Context, member, membership string) error
 	// FixRecovery sets the group's recovery time to t unless one is set,
 	// and returns the one that holds.
 	FixRecovery(ctx context.Context, t int64) (int64, error)

@@ -87,14 +87,18 @@ const leaveFile = "coupling-leave.json"
 type owed struct {
 	Group  string `json:"group"`
 	Member string `json:"member"`
+	// Membership is, for a leave, the membership it takes out
+	// (coupling.View.Memberships): a later one (duplex couple add, a
+	// rejoin) stays.
+	Membership string `json:"membership,omitempty"`
 }
 
 func leavePath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(StatePath(cfg)), leaveFile)
 }
 
-func writeOwed(fsys disk.FS, path string, cfg *config.Config) error {
-	b, _ := json.Marshal(owed{Group: cfg.Coupling.Group, Member: cfg.Session})
+func writeOwed(fsys disk.FS, path string, cfg *config.Config, membership string) error {
+	b, _ := json.Marshal(owed{Group: cfg.Coupling.Group, Member: cfg.Session, Membership: membership})
 	if err := disk.WriteFileAtomic(disk.Or(fsys), path, append(b, '\n')); err != nil {
 		return fmt.Errorf("coupled group %q: %w", cfg.Coupling.Group, err)
 	}
@@ -127,8 +131,8 @@ func removeOwed(fsys disk.FS, path string) error {
 	return fsys.SyncDir(filepath.Dir(path))
 }
 
-func writePendingLeave(fsys disk.FS, cfg *config.Config) error {
-	return writeOwed(fsys, leavePath(cfg), cfg)
+func writePendingLeave(fsys disk.FS, cfg *config.Config, membership string) error {
+	return writeOwed(fsys, leavePath(cfg), cfg, membership)
 }
 
 func readPendingLeave(fsys disk.FS, cfg *config.Config) (owed, bool, error) {
@@ -243,7 +247,7 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 				st = dialed
 			}
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := st.Leave(lctx, l.Member)
+			err := st.Leave(lctx, l.Member, l.Membership)
 			cancel()
 			if err != nil {
 				if try == 0 || try%60 == 0 {
@@ -283,7 +287,7 @@ func oweJoin(cfg, sec *config.Config) error {
 	if !cfg.Coupled() {
 		return nil
 	}
-	if err := writeOwed(nil, joinPath(sec), sec); err != nil {
+	if err := writeOwed(nil, joinPath(sec), sec, ""); err != nil {
 		return fmt.Errorf("rejoin: the join owed: %w", err)
 	}
 	return nil
@@ -291,8 +295,9 @@ func oweJoin(cfg, sec *config.Config) error {
 
 // refuseWhileLeaveOwed refuses a rejoin while the site it rejoins has not
 // left the coupled group its switchover took the session out of: the
-// session is still a member there, and the leave, once etcd answers,
-// would take the rejoined secondary's membership away.
+// session is still a member there by its old membership, which the
+// rejoined secondary would take for its own, and which the leave, once
+// etcd answers, takes out.
 func refuseWhileLeaveOwed(cfg *config.Config, ch control.Changes) error {
 	if ch.CouplingLeaveOwed == "" {
 		return nil

@@ -243,15 +243,21 @@ func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
 // first times, as an etcd that does not answer.
 type leaveFails struct {
 	*coupling.MemStore
-	fail  int32
+	fail  atomic.Int32
 	calls atomic.Int32
 }
 
-func (l *leaveFails) Leave(ctx context.Context, member string) error {
-	if l.calls.Add(1) <= l.fail {
+func newLeaveFails(m *coupling.MemStore, fail int32) *leaveFails {
+	l := &leaveFails{MemStore: m}
+	l.fail.Store(fail)
+	return l
+}
+
+func (l *leaveFails) Leave(ctx context.Context, member, membership string) error {
+	if l.calls.Add(1) <= l.fail.Load() {
 		return fmt.Errorf("%w: injected", coupling.ErrUnreachable)
 	}
-	return l.MemStore.Leave(ctx, member)
+	return l.MemStore.Leave(ctx, member, membership)
 }
 
 // A switched-over member that cannot leave its group at once (etcd does
@@ -260,7 +266,7 @@ func (l *leaveFails) Leave(ctx context.Context, member string) error {
 func TestCoupledSwitchoverLeavesTheGroupOnceEtcdAnswers(t *testing.T) {
 	var lf *leaveFails
 	g := startCoupledSwitchover(t, coupledSwitchoverOpts{aStore: func(m *coupling.MemStore) coupling.Store {
-		lf = &leaveFails{MemStore: m, fail: 2}
+		lf = newLeaveFails(m, 2)
 		return lf
 	}})
 	g.switchOver(t)
@@ -281,7 +287,7 @@ func TestCoupledSwitchoverLeavesTheGroupOnceEtcdAnswers(t *testing.T) {
 func TestCoupledSwitchoverLeavesTheGroupAfterARestart(t *testing.T) {
 	var lf *leaveFails
 	g := startCoupledSwitchover(t, coupledSwitchoverOpts{aStore: func(m *coupling.MemStore) coupling.Store {
-		lf = &leaveFails{MemStore: m, fail: math.MaxInt32}
+		lf = newLeaveFails(m, math.MaxInt32)
 		return lf
 	}})
 	g.switchOver(t)
@@ -309,6 +315,35 @@ func TestCoupledSwitchoverLeavesTheGroupAfterARestart(t *testing.T) {
 	g.bReplicates(t, 0xb4)
 }
 
+// A switched-over member whose leave etcd does not answer, and which is
+// made a member again meanwhile (duplex couple add), keeps that new
+// membership once etcd answers the leave owed: the leave takes out only
+// the membership it was meant for. It took the new one out, and the
+// member's time with it.
+func TestCoupledSwitchoverLeaveOwedSparesALaterMembership(t *testing.T) {
+	var lf *leaveFails
+	g := startCoupledSwitchover(t, coupledSwitchoverOpts{aStore: func(m *coupling.MemStore) coupling.Store {
+		lf = newLeaveFails(m, math.MaxInt32)
+		return lf
+	}})
+	g.switchOver(t)
+	ctx := context.Background()
+	if err := g.store.RemoveMember(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := coupling.Add(ctx, g.store, "a", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	lf.fail.Store(0)
+	waitFor(t, 30*time.Second, "the leave owed done", func() bool {
+		_, ok, err := readPendingLeave(nil, g.acfg)
+		return !ok && err == nil
+	})
+	if got := g.store.MembersNow(); !slices.Contains(got, "a") {
+		t.Fatalf("members %v once the leave owed was done: a's membership added after the switchover was taken out", got)
+	}
+}
+
 // A leave owed by a switchover that never took over (the process died
 // after its record of the leave, before the promotion's) is void: the
 // secondary's start removes it, so that no later promotion, a failover
@@ -318,7 +353,7 @@ func TestCoupledSwitchoverLeaveOwedIsVoidWithoutThePromotion(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := writePendingLeave(nil, cfg); err != nil {
+	if err := writePendingLeave(nil, cfg, ""); err != nil {
 		t.Fatal(err)
 	}
 	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{CouplingStore: coupling.NewMemStore()})

@@ -295,7 +295,7 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 	// resume, is taken again.
 	if s.coupler != nil {
 		// Before the marker: a promotion recorded finds the leave owed.
-		if err := writePendingLeave(s.fsys, s.cfg); err != nil {
+		if err := writePendingLeave(s.fsys, s.cfg, s.coupler.Membership()); err != nil {
 			return failover.Promotion{}, refused, fmt.Errorf("promote: %w", err)
 		}
 	}
