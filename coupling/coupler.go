@@ -217,9 +217,10 @@ func (c *Coupler) Round(ctx context.Context) {
 // once it has a time (its leave took its last time away), and publishes
 // in the same round: the master time of the others waits for it from then
 // on. Without a time in the group (added now, or by a join a crash cut
-// short), it publishes no less than the master time the others reached,
-// which they may have applied through: a recovery time, fixed at the
-// least time published, must not fall behind that. Its own time may be
+// short), it publishes no less than the least time of the others that
+// have one (floor), past any limit they may have applied through: a
+// recovery time, fixed at the least time published, must not fall behind
+// that. Its own time may be
 // behind (the rejoin's consistency time) only by writes of its new
 // direction made before the join, which no other member's writes were
 // coupled with.
@@ -233,7 +234,7 @@ func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
 	}
 	if view.Reports[c.cfg.Member].Time == 0 {
-		c.published = max(c.published, othersMaster(*view, c.cfg.Member))
+		c.published = max(c.published, floor(*view, c.cfg.Member))
 	}
 	return nil
 }
@@ -250,19 +251,19 @@ func (c *Coupler) joined() {
 	}
 }
 
-// othersMaster is the master time of view's members other than member, 0
-// if one of them has no time.
-func othersMaster(view View, member string) int64 {
+// floor is the least time of view's members other than member that have
+// one, 0 if none has: no less than any limit a member may have applied
+// through. A member without a time is passed over rather than taken for
+// a group forming: it may be one added at the same moment (a couple add
+// in parallel, a rejoin), which must not leave this one at its own
+// earlier time. Read once member is one of the group, the floor is no
+// later than the moment it joined (every time published is of a clock
+// that read past it), so that it claims none of member's writes coupled
+// with the others'.
+func floor(view View, member string) int64 {
 	var t int64
 	for _, m := range view.Members {
-		if m == member {
-			continue
-		}
-		r := view.Reports[m]
-		if r.Time == 0 {
-			return 0
-		}
-		if t == 0 || r.Time < t {
+		if r := view.Reports[m]; m != member && r.Time != 0 && (t == 0 || r.Time < t) {
 			t = r.Time
 		}
 	}
@@ -453,14 +454,14 @@ func RecoveryTime(ctx context.Context, store Store, member string, applied int64
 }
 
 // Add makes member one of the group's members (duplex couple add). Its
-// writes are coupled with the group's from then on: if every other member
-// has a time, their limits may have passed the member's own time, and it
-// gets no less than their master time, as a rejoined member publishes
+// writes are coupled with the group's from then on: the others' limits may
+// have passed the member's own time, and it gets no less than the least
+// time of those that have one (floor), as a rejoined member publishes
 // (Coupler.rejoin), so that a recovery time, fixed at the least time
 // published, never falls behind what they applied. The times are read
 // after the add, when the others' master time waits for the member, so no
 // limit passes them. A member already in the group keeps its time: it may
-// be the laggard. Added while another has no time (the group forming), no
+// be the laggard. Added while no other has a time (the group forming), no
 // member applied anything, and it publishes its own.
 func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	view, err := store.Read(ctx)
@@ -476,9 +477,9 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	if view, err = store.Read(ctx); err != nil {
 		return fmt.Errorf("coupling: %s added; reading the others' master time: %w", member, err)
 	}
-	if floor := othersMaster(view, member); floor > view.Reports[member].Time {
-		if err := store.Publish(ctx, member, Report{Time: floor, At: now.UnixNano()}); err != nil {
-			return fmt.Errorf("coupling: %s added; publishing the others' master time %d as its own: %w", member, floor, err)
+	if f := floor(view, member); f > view.Reports[member].Time {
+		if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano()}); err != nil {
+			return fmt.Errorf("coupling: %s added; publishing the others' least time %d as its own: %w", member, f, err)
 		}
 	}
 	return nil

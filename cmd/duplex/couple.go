@@ -18,8 +18,8 @@ var coupleSynopsis = synopsis{"couple", "add|remove|list --config FILE [SESSION]
 func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(coupleSynopsis, "Adds a session to the coupled group of the config's [coupling], removes one, or lists "+
 		"the members with the time each published and the group's master time. SESSION defaults to the config's session. "+
-		"An added session's writes are coupled with the group's from its add on: added to a group whose members all have a time, "+
-		"it starts at their master time, which they may have applied through. "+
+		"An added session's writes are coupled with the group's from its add on: it starts at the least time of the members "+
+		"that have one, which they may have applied through (none: at its own). "+
 		"The master time is the minimum over the members: a member that stops publishing holds it until it is removed.")
 	path := fs.configFlag("its [coupling] section")
 	pos, err := fs.parse(args, stdout)
