@@ -40,6 +40,9 @@ type EtcdStore struct {
 	mu      sync.Mutex
 	lease   clientv3.LeaseID
 	renewed time.Time
+	// timeRev is the mod revision of each member's time key as this
+	// store last wrote or read it (Publish).
+	timeRev map[string]int64
 
 	// w keeps the group's keys for Follow; written is the revision of
 	// this store's last write, which Follow's view must hold.
@@ -80,7 +83,7 @@ func DialEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coupling: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	return &EtcdStore{cli: cli, prefix: Prefix(cfg.Group), ttl: ttl}, nil
+	return &EtcdStore{cli: cli, prefix: Prefix(cfg.Group), ttl: ttl, timeRev: map[string]int64{}}, nil
 }
 
 func unreachable(err error) error {
@@ -140,29 +143,54 @@ func (e *EtcdStore) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
 
 // Publish implements Store: the time key without a lease (a silent
 // member's last time must stay and hold the master time), the alive key
-// under the member's lease.
+// under the member's lease. The time is put only if the key is as this
+// store last wrote or read it (its mod revision); otherwise it is read
+// and a later time there is kept: another process (duplex couple add
+// giving the member its floor) may have written it since this one's
+// caller read the group.
 func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
 	id, err := e.leaseFor(ctx)
 	if err != nil {
 		return err
 	}
-	resp, err := e.cli.Txn(ctx).Then(
-		clientv3.OpPut(e.prefix+"time/"+member, string(b)),
-		clientv3.OpPut(e.prefix+"alive/"+member, "", clientv3.WithLease(id)),
-	).Commit()
-	if err == nil {
+	key := e.prefix + "time/" + member
+	e.mu.Lock()
+	rev := e.timeRev[member]
+	e.mu.Unlock()
+	for {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(
+			clientv3.OpPut(key, string(b)),
+			clientv3.OpPut(e.prefix+"alive/"+member, "", clientv3.WithLease(id)),
+		).Else(clientv3.OpGet(key)).Commit()
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				e.mu.Lock()
+				e.lease = 0
+				e.mu.Unlock()
+			}
+			return unreachable(err)
+		}
 		e.wrote(resp.Header)
+		if resp.Succeeded {
+			e.mu.Lock()
+			e.timeRev[member] = resp.Header.Revision
+			e.mu.Unlock()
+			return nil
+		}
+		rev = 0
+		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			rev = kvs[0].ModRevision
+			var held Report
+			if err := json.Unmarshal(kvs[0].Value, &held); err != nil {
+				return fmt.Errorf("coupling: etcd key %s: %w", key, err)
+			}
+			r.Time = max(r.Time, held.Time)
+		}
 	}
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		e.mu.Lock()
-		e.lease = 0
-		e.mu.Unlock()
-	}
-	return unreachable(err)
 }
 
 // AddMember implements Store, by a transaction that creates the key only

@@ -31,7 +31,9 @@ type View struct {
 type Store interface {
 	// Read returns the group in one consistent read.
 	Read(ctx context.Context) (View, error)
-	// Publish puts member's report, and renews its lease of life.
+	// Publish puts member's report, and renews its lease of life. It
+	// never lowers the member's time: a later one in the store, written
+	// since the caller read it (the floor duplex couple add gives), stays.
 	Publish(ctx context.Context, member string, r Report) error
 	// AddMember makes member a member, by a new membership unless it is
 	// one already; RemoveMember takes whichever membership it has away.

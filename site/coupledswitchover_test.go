@@ -193,9 +193,7 @@ func TestCoupledSwitchoverRefusedWhileAMemberHoldsTheMasterTime(t *testing.T) {
 	// stays.
 	g := startCoupledSwitchover(t, coupledSwitchoverOpts{other: time.Now().Add(time.Hour).UnixNano()})
 	other := time.Now().UnixNano()
-	if err := g.store.Publish(context.Background(), "other", coupling.Report{Time: other, At: other}); err != nil {
-		t.Fatal(err)
-	}
+	g.store.Set("other", coupling.Report{Time: other, At: other})
 	vol := g.acfg.VolumeNames()[0]
 	// Its lease expired, it is refused at once, the writes never held.
 	g.store.Expire("other")

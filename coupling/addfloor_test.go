@@ -1,0 +1,89 @@
+package coupling
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// readThen is a store whose next Read runs then once it has read: what
+// another process does between a round's read and its publication.
+type readThen struct {
+	Store
+	then func()
+}
+
+func (s *readThen) Read(ctx context.Context) (View, error) {
+	v, err := s.Store.Read(ctx)
+	if f := s.then; f != nil {
+		s.then = nil
+		f()
+	}
+	return v, err
+}
+
+// A member's secondary started before duplex couple add publishes its own
+// time every round. The add, landing between a round's read and its
+// publication, gives the member the group's floor; the round's
+// publication must not put the member's own, earlier, time back over it.
+// It did: the member's published time fell behind the master time the
+// other member had applied through, and a group recovery named a time
+// before it.
+func TestAPublicationDoesNotLowerTheFloorAnAddGave(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T) (coupler, cli Store)
+	}{
+		{"mem", func(*testing.T) (Store, Store) { s := NewMemStore(); return s, s }},
+		{"etcd", func(t *testing.T) (Store, Store) {
+			e := startEtcd(t)
+			var two [2]Store
+			for i := range two {
+				s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				two[i] = s
+			}
+			return two[0], two[1]
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			store, cli := tc.store(t)
+			clk := &clock{}
+			clk.t.Store(1e18)
+			if err := Add(ctx, cli, "b", clk.now()); err != nil {
+				t.Fatal(err)
+			}
+			b := newMember(t, cli, clk, "b", "")
+			b.own.Store(300)
+			b.c.Round(ctx)
+			if b.limit() != 300 {
+				t.Fatalf("b's limit %d alone in the group, want 300", b.limit())
+			}
+			hooked := &readThen{Store: store}
+			x := newMember(t, hooked, clk, "x", "")
+			x.own.Store(50)
+			x.c.Round(ctx)
+			x.own.Store(60)
+			hooked.then = func() {
+				if err := Add(ctx, cli, "x", clk.now()); err != nil {
+					t.Error(err)
+				}
+			}
+			x.c.Round(ctx)
+			b.c.Round(ctx)
+			rt, v, err := RecoveryTime(ctx, cli, "b", b.limit())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := v.Reports["x"].Time; got < 300 || rt < b.limit() {
+				t.Errorf("x's time %d, the group's recovery time %d, after x's round published over its add: want no less than b's limit %d",
+					got, rt, b.limit())
+			}
+		})
+	}
+}
