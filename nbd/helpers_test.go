@@ -75,7 +75,8 @@ func (e *fileExport) Trim(off, length int64) error        { return e.punch(off, 
 func (e *fileExport) Flush() error                        { return e.f.Sync() }
 
 // memExport keeps its data in memory and counts calls, for the protocol
-// tests. hook, if set, runs at the start of every ReadAt.
+// tests. hook, if set, runs at the start of every ReadAt; writeHook at the
+// start of every WriteAt.
 type memExport struct {
 	mu      sync.Mutex
 	data    []byte
@@ -83,6 +84,8 @@ type memExport struct {
 	flushes int
 	err     error // returned by every write method when set
 	hook    func()
+	// writeHook gets the offset written.
+	writeHook func(off int64)
 }
 
 func newMemExport(size int) *memExport { return &memExport{data: make([]byte, size)} }
@@ -101,6 +104,9 @@ func (m *memExport) ReadAt(p []byte, off int64) error {
 }
 
 func (m *memExport) WriteAt(p []byte, off int64) error {
+	if m.writeHook != nil {
+		m.writeHook(off)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
