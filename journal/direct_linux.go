@@ -20,31 +20,8 @@ const oDirect = unix.O_DIRECT
 // *os.File and keeps its SyscallConn counts as one, so that tests can fail
 // a direct write part way.
 func setDirect(f disk.File) bool {
-	of, ok := f.(interface {
-		SyscallConn() (syscall.RawConn, error)
-	})
-	if !ok {
-		return false
-	}
-	rc, err := of.SyscallConn()
-	if err != nil {
-		return false
-	}
-	set := false
-	rc.Control(func(fd uintptr) {
-		if !disk.TakesDirect(fd) {
-			return
-		}
-		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
-		if err != nil {
-			return
-		}
-		if _, err := unix.FcntlInt(fd, unix.F_SETFL, flags|unix.O_DIRECT); err != nil {
-			return
-		}
-		set = true
-	})
-	return set
+	direct, _ := fitDirect(f)
+	return direct
 }
 
 // keepDirect reports whether reads of f, opened with O_DIRECT, bypass the
@@ -54,25 +31,40 @@ func setDirect(f disk.File) bool {
 // before. A File that is not one, a wrapper that opened it, is taken as
 // opened.
 func keepDirect(f disk.File) bool {
+	direct, osFile := fitDirect(f)
+	return direct || !osFile
+}
+
+// fitDirect sets O_DIRECT on f where its file system takes direct I/O
+// aligned to directAlign (disk.TakesDirect), clears it elsewhere, and
+// reports whether f has it then. osFile is false, and f left as it is,
+// for a File that is not an operating-system file (no SyscallConn).
+func fitDirect(f disk.File) (direct, osFile bool) {
 	of, ok := f.(interface {
 		SyscallConn() (syscall.RawConn, error)
 	})
 	if !ok {
-		return true
+		return false, false
 	}
 	rc, err := of.SyscallConn()
 	if err != nil {
-		return false
+		return false, true
 	}
-	keep := false
 	rc.Control(func(fd uintptr) {
-		if disk.TakesDirect(fd) {
-			keep = true
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil {
 			return
 		}
-		if flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0); err == nil {
-			unix.FcntlInt(fd, unix.F_SETFL, flags&^unix.O_DIRECT)
+		want := flags &^ unix.O_DIRECT
+		if disk.TakesDirect(fd) {
+			want |= unix.O_DIRECT
 		}
+		if want != flags {
+			if _, err := unix.FcntlInt(fd, unix.F_SETFL, want); err != nil {
+				return
+			}
+		}
+		direct = want&unix.O_DIRECT != 0
 	})
-	return keep
+	return direct, true
 }
