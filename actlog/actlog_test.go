@@ -115,6 +115,25 @@ func TestHotRegionsStayMarked(t *testing.T) {
 	}
 }
 
+// markedAfterCrash opens the log at path again, as after a crash, and
+// returns how many bytes of vol it finds marked, failing unless they are
+// one run from the volume's start.
+func markedAfterCrash(t *testing.T, path string, sizes map[string]int64, vol string) int64 {
+	t.Helper()
+	_, prev, err := Open(path, sizes, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var marked int64
+	for _, r := range prev[vol] {
+		if r[0] != marked {
+			t.Fatalf("after a crash, regions of %s from %d are not marked: %v", vol, marked, prev[vol])
+		}
+		marked += r[1]
+	}
+	return marked
+}
+
 // TestAStreamWaitsForTheLogOnlyAtItsStart: a stream of sequential 1 MiB
 // writes whose log writes keep up with it (each write comes once the log
 // is idle, as when the disk syncs faster than the stream crosses Ahead
@@ -168,17 +187,7 @@ func TestAStreamWaitsForTheLogOnlyAtItsStart(t *testing.T) {
 	if got, most := l.Syncs(), uint64(writes/Ahead+3); got > most {
 		t.Errorf("%d sequential writes synced the log %d times, want at most %d", writes, got, most)
 	}
-	_, prev, err := Open(path, sizes, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var marked int64
-	for _, r := range prev["a"] {
-		if r[0] != marked {
-			t.Fatalf("after a crash, regions from %d are not marked: %v", marked, prev["a"])
-		}
-		marked += r[1]
-	}
+	marked := markedAfterCrash(t, path, sizes, "a")
 	if marked < writes<<20 || marked > (writes+2*Ahead+1)<<20 {
 		t.Fatalf("after a crash, %d MiB marked, want the %d written and at most %d ahead", marked>>20, writes, 2*Ahead)
 	}
@@ -206,17 +215,7 @@ func TestSequentialWritesSyncOncePerStretch(t *testing.T) {
 	if got, most := l.Syncs(), uint64(writes/Ahead+2); got > most {
 		t.Fatalf("%d sequential writes of a region each synced the log %d times, want at most %d", writes, got, most)
 	}
-	_, prev, err := Open(path, sizes, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var marked int64
-	for _, r := range prev["a"] {
-		if r[0] != marked {
-			t.Fatalf("after a crash, regions of a from %d are not marked: %v", marked, prev["a"])
-		}
-		marked += r[1]
-	}
+	marked := markedAfterCrash(t, path, sizes, "a")
 	if marked < writes<<20 {
 		t.Fatalf("after a crash, %d bytes of a marked, want at least the %d written", marked, int64(writes)<<20)
 	}
