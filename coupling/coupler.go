@@ -198,8 +198,11 @@ func (c *Coupler) Round(ctx context.Context) {
 	}
 	prev, had := view.Reports[c.cfg.Member]
 	pub := max(own, prev.Time, c.published)
-	if !had || pub > prev.Time || !view.Alive[c.cfg.Member] || time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
-		r := Report{Time: pub, At: c.cfg.Now().UnixNano()}
+	// What it journaled, apart from a floor: a restart knows less.
+	journaled := max(own, prev.Journaled)
+	if !had || pub > prev.Time || journaled > prev.Journaled || !view.Alive[c.cfg.Member] ||
+		time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
+		r := Report{Time: pub, At: c.cfg.Now().UnixNano(), Journaled: journaled}
 		if err := c.cfg.Store.Publish(rctx, c.cfg.Member, r); err != nil {
 			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 			return

@@ -145,7 +145,7 @@ func (e *EtcdStore) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
 // member's last time must stay and hold the master time), the alive key
 // under the member's lease. The time is put only if the key is as this
 // store last wrote or read it (its mod revision); otherwise it is read
-// and a later time there is kept: another process (duplex couple add
+// and a later time there is kept (and a later Journaled): another process (duplex couple add
 // giving the member its floor) may have written it since this one's
 // caller read the group.
 func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error {
@@ -188,7 +188,7 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 			if err := json.Unmarshal(kvs[0].Value, &held); err != nil {
 				return fmt.Errorf("coupling: etcd key %s: %w", key, err)
 			}
-			r.Time = max(r.Time, held.Time)
+			r.Time, r.Journaled = max(r.Time, held.Time), max(r.Journaled, held.Journaled)
 		}
 	}
 }

@@ -12,6 +12,14 @@ type Report struct {
 	Time int64 `json:"time"`
 	// At is the wall clock of the publication (Unix ns).
 	At int64 `json:"at"`
+	// Journaled is the highest time the member's own secondary knew it
+	// had journaled every update through, never lowered. Time is later
+	// when the member was given a floor (duplex couple add, a rejoin)
+	// past it: its own writes stamped between were made before it was
+	// coupled, and are not there, so recovered at a group's time past
+	// Journaled it holds its writes only through Journaled. 0: unknown
+	// (published before it was kept).
+	Journaled int64 `json:"journaled,omitempty"`
 }
 
 // View is the group as one read of the store saw it.

@@ -70,9 +70,9 @@ func PromoteWith(ctx context.Context, cfg *config.Config, log *slog.Logger, opts
 	if err := CheckServe(cfg); err != nil {
 		return pr, false, control.Status{}, err
 	}
-	var groupTime int64
+	var groupTime, journaled int64
 	if cfg.Coupled() {
-		if groupTime, err = CoupledRecoveryTime(ctx, cfg, opts.CouplingStore); err != nil {
+		if groupTime, journaled, err = CoupledRecoveryTime(ctx, cfg, opts.CouplingStore); err != nil {
 			return pr, false, control.Status{}, fmt.Errorf("coupled session %q: every member is promoted at the group's one recovery time, "+
 				"fixed in etcd: %w", cfg.Session, err)
 		}
@@ -98,8 +98,8 @@ func PromoteWith(ctx context.Context, cfg *config.Config, log *slog.Logger, opts
 	// publishes the others' master time as its own before its secondary
 	// journaled anything (coupling.Add). It is not said to be at that time.
 	if groupTime != 0 && pr.ConsistencyTime != 0 {
-		t := control.FormatTime(groupTime)
-		recovered.Coupling = &control.CouplingStatus{Group: cfg.Coupling.Group, Members: []string{}, AppliedThrough: t, RecoveryTime: t}
+		recovered.Coupling = &control.CouplingStatus{Group: cfg.Coupling.Group, Members: []string{},
+			AppliedThrough: control.FormatTime(CoupledHeld(groupTime, journaled, pr.ConsistencyTime)), RecoveryTime: control.FormatTime(groupTime)}
 	}
 	return pr, true, recovered, nil
 }
@@ -112,14 +112,30 @@ type PromoteOptions struct {
 	CouplingStore coupling.Store
 }
 
+// CoupledHeld is the time through which a member recovered or promoted at
+// the group's time groupTime holds its own writes, applied the time of
+// the last group it applied: groupTime, unless the
+// member was given a floor past what its secondary journaled
+// (coupling.Report.Journaled, 0 if unknown), whose writes stamped
+// between were made before it was coupled and are not there. A member
+// that was only quiet journaled empty groups through its time.
+func CoupledHeld(groupTime, journaled, applied int64) int64 {
+	if journaled == 0 || journaled >= groupTime {
+		return groupTime
+	}
+	return min(groupTime, max(journaled, applied))
+}
+
 // CoupledRecoveryTime is the time every member of the session's coupled
 // group recovers to, fixed in etcd by the first member that asks
-// (coupling.RecoveryTime); store nil dials the etcd of [coupling].
-func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling.Store) (int64, error) {
+// (coupling.RecoveryTime), and the time the member last published it had
+// journaled through (coupling.Report.Journaled, 0 if unknown); store nil
+// dials the etcd of [coupling].
+func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling.Store) (t, journaled int64, err error) {
 	if store == nil {
 		dialed, err := coupling.DialConfig(cfg)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer dialed.Close()
 		store = dialed
@@ -128,18 +144,18 @@ func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling
 	// an earlier incident.
 	mark, _, err := coupling.ReadMark(coupling.MarkPath(StatePath(cfg)))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if mark.Group != cfg.Coupling.Group {
 		mark.Through = 0
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	t, _, err := coupling.RecoveryTime(cctx, store, cfg.Session, mark.Through)
+	t, view, err := coupling.RecoveryTime(cctx, store, cfg.Session, mark.Through)
 	if err != nil {
-		return 0, fmt.Errorf("group %s: %w", cfg.Coupling.Group, err)
+		return 0, 0, fmt.Errorf("group %s: %w", cfg.Coupling.Group, err)
 	}
-	return t, nil
+	return t, view.Reports[cfg.Session].Journaled, nil
 }
 
 // CheckServe reports what in cfg would keep its secondary, once promoted,

@@ -76,8 +76,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 			printRecovered(stdout, recovered)
 		}
 		if c := recovered.Coupling; c != nil {
-			fmt.Fprintf(stdout, "coupled group %s: promoted at the group's time %s, which every member reaches with duplex promote or duplex recover --coupled\n",
-				c.Group, c.RecoveryTime)
+			printCoupledTime(stdout, "promoted at", c.Group, c.RecoveryTime, c.AppliedThrough)
 		}
 		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
 	}

@@ -88,9 +88,9 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("the secondary of coupled session %q runs: stop it (SIGTERM), then run duplex recover --coupled, "+
 			"which brings every member of group %q to one time", cfg.Session, cfg.Coupling.Group)
 	}
-	var groupTime int64
+	var groupTime, journaled int64
 	if *coupled {
-		if groupTime, err = site.CoupledRecoveryTime(ctx, cfg, nil); err != nil {
+		if groupTime, journaled, err = site.CoupledRecoveryTime(ctx, cfg, nil); err != nil {
 			return fmt.Errorf("recover --coupled: %w", err)
 		}
 	}
@@ -130,8 +130,8 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	printRecovered(stdout, s.Status())
 	switch {
 	case *coupled:
-		fmt.Fprintf(stdout, "coupled group %s: recovered to the group's time %s, which every member recovers to with duplex recover --coupled\n",
-			cfg.Coupling.Group, control.FormatTime(groupTime))
+		printCoupledTime(stdout, "recovered to", cfg.Coupling.Group, control.FormatTime(groupTime),
+			control.FormatTime(site.CoupledHeld(groupTime, journaled, pos.Time)))
 	case cfg.Coupled():
 		fmt.Fprintf(stdout, "coupled session: the volumes are at the last master time of group %s this secondary applied through; "+
 			"duplex recover --coupled brings every member to one time\n", cfg.Coupling.Group)
@@ -319,4 +319,19 @@ func printRecovered(w io.Writer, st control.Status) {
 		fmt.Fprintf(w, "a resync of %s was in progress: %d groups (%d bytes) journaled after group %d are not applied, so that the volumes stay consistent\n",
 			strings.Join(st.Resyncing, ", "), *st.HeldGroups, held, group)
 	}
+}
+
+// printCoupledTime says at which time a member recovered or promoted at
+// its group's time holds its writes: the group's, unless it was added (or
+// rejoined) at the others' time past what its secondary had journaled.
+func printCoupledTime(w io.Writer, done, group, groupTime, held string) {
+	if held == groupTime {
+		fmt.Fprintf(w, "coupled group %s: %s the group's time %s, which every member reaches with duplex promote or duplex recover --coupled\n",
+			group, done, groupTime)
+		return
+	}
+	fmt.Fprintf(w, "coupled group %s: %s the group's time %s, but this session's volumes hold its writes only through %s: "+
+		"it was added to the group (duplex couple add, or a rejoin) at the other members' time, past what its secondary had journaled, "+
+		"and its writes stamped between were made before it was coupled with theirs; every member reaches %s with duplex promote or "+
+		"duplex recover --coupled\n", group, done, groupTime, held, groupTime)
 }
