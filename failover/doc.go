@@ -151,7 +151,7 @@
 // (Switchover, switchover.json in its pair-state directory), which keeps
 // it from starting as the primary again; a rejoin there, once it follows
 // the promoted site, is what retires the record. A member of a coupled
-// group applies the last acknowledged write only once the group's master
+// group applies the last group acknowledged only once the group's master
 // time reaches it: its promotion waits for that before the fence, and the
 // member leaves the group once promoted (package coupling).
 //

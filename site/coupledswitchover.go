@@ -36,8 +36,10 @@ import (
 // member holds the master time back, and the switchover is refused.
 var coupledApplyWait = 10 * time.Second
 
-// awaitCoupledApplied waits until the secondary applied through group, or
-// says why not within coupledApplyWait.
+// awaitCoupledApplied waits until the secondary applied through group, the
+// last the primary acknowledged, or says why not within coupledApplyWait.
+// That group may be an empty one journaled at idle after the last write:
+// the promotion's fence must find it applied all the same.
 func (s *Secondary) awaitCoupledApplied(group uint64) error {
 	deadline := time.Now().Add(coupledApplyWait)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -58,9 +60,10 @@ func (s *Secondary) awaitCoupledApplied(group uint64) error {
 					why += fmt.Sprintf(", which has not advanced for %s", c.Silent.Round(time.Millisecond))
 				}
 			}
-			return fmt.Errorf("coupled group %q: after %s this secondary has applied through group %d, short of group %d, which holds the primary's "+
-				"last acknowledged write, and applies no further than the group's master time (%s): the switchover waits for every member's "+
-				"time to pass that write; once it does (or duplex couple remove takes a member that will not come back out of the group), switch over again",
+			return fmt.Errorf("coupled group %q: after %s this secondary has applied through group %d, short of group %d, the last group the "+
+				"primary acknowledged (its last acknowledged write's, or one journaled after it without writes while the primary was idle), "+
+				"and applies no further than the group's master time (%s): the switchover waits for every member's time to reach that "+
+				"group's; once it does (or duplex couple remove takes a member that will not come back out of the group), switch over again",
 				s.cfg.Coupling.Group, coupledApplyWait, st.Group, group, why)
 		}
 		<-tick.C

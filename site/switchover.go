@@ -270,7 +270,7 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 	case st.Stopped != "":
 		return failover.Promotion{}, refused, fmt.Errorf("this secondary stopped replicating (%s): it cannot take over", st.Stopped)
 	case st.JournaledGroup < req.Group:
-		return failover.Promotion{}, refused, fmt.Errorf("this secondary has journaled through group %d, short of group %d, which holds the primary's last acknowledged write",
+		return failover.Promotion{}, refused, fmt.Errorf("this secondary has journaled through group %d, short of group %d, the last group the primary acknowledged",
 			st.JournaledGroup, req.Group)
 	case st.HeldGroups > 0 || len(st.Resyncing) > 0:
 		return failover.Promotion{}, refused, fmt.Errorf("a resync of %v holds %d groups unapplied here: the volumes cannot hold everything until it completes",
@@ -585,7 +585,8 @@ const promotedWait = 30 * time.Second
 // Switchover hands the session to the other site, within timeout: it drains
 // what is held while writes go on, then holds the writes (pause), ships the
 // rest, and asks the running secondary to promote itself once it holds the
-// group of the last acknowledged write. Done, this site refuses writes from
+// last group the secondary acknowledged (the last acknowledged write's, or
+// an empty one journaled after it at idle). Done, this site refuses writes from
 // then on, records the switchover (a restart as the primary is refused),
 // and stops replicating as at a clean stop; the result says how long writes
 // were held. Refused or failed before the other site took over, nothing

@@ -19,14 +19,14 @@ var switchoverSynopsis = synopsis{"switchover", "--config FILE [--timeout D]"}
 func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(switchoverSynopsis, "For a planned switchover, asked of the site running as the session's primary (the [primary] section's, "+
 		"or a promoted [secondary] site's, which hands the session back): ships every held update while writes go on, "+
-		"then holds the writes (the pause), ships the rest, and once the running secondary has journaled and applied the group of "+
-		"the last acknowledged write, promotes it in place: it serves the volumes read-write on its nbd address from then on, "+
+		"then holds the writes (the pause), ships the rest, and once the running secondary has journaled and applied the last group "+
+		"it acknowledged (the last acknowledged write's, or an empty one journaled after it at idle), promotes it in place: it serves the volumes read-write on its nbd address from then on, "+
 		"and this site refuses writes (NBD ESHUTDOWN) and starts no more as the primary (duplex rejoin here follows the new primary). "+
 		"Writes that arrive during the pause wait; they fail with ESHUTDOWN once the other site took over, and go on if the "+
 		"switchover fails or is refused, which changes nothing; if the other site, asked to take over, does not say whether it does, "+
 		"they stay held until it says (duplex status shows switchover_in_doubt and the way out). "+
 		"Refused while the link is down or a pair is not duplex (deleted included). "+
-		"A member of a coupled group ([coupling]) waits for the group's master time to reach the last acknowledged write, "+
+		"A member of a coupled group ([coupling]) waits for the group's master time to reach that group's time, "+
 		"and leaves the group once the other site took over, so that its last time holds no other member's. "+
 		"Prints the write pause and the consistency time the other site took over at.")
 	path := fs.configFlag("both sites' control addresses and the control token")
