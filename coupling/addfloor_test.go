@@ -55,15 +55,7 @@ func TestAPublicationDoesNotLowerTheFloorAnAddGave(t *testing.T) {
 			store, cli := tc.store(t)
 			clk := &clock{}
 			clk.t.Store(1e18)
-			if err := Add(ctx, cli, "b", clk.now()); err != nil {
-				t.Fatal(err)
-			}
-			b := newMember(t, cli, clk, "b", "")
-			b.own.Store(300)
-			b.c.Round(ctx)
-			if b.limit() != 300 {
-				t.Fatalf("b's limit %d alone in the group, want 300", b.limit())
-			}
+			b := applyingAlone(ctx, t, cli, clk, "b", 300)
 			hooked := &readThen{Store: store}
 			x := newMember(t, hooked, clk, "x", "")
 			x.own.Store(50)

@@ -32,6 +32,22 @@ func newMember(t *testing.T, store Store, clk *clock, name, mark string) *member
 
 func (m *member) limit() int64 { l, _ := m.c.Limit(); return l }
 
+// applyingAlone adds member name to store's group, which has no other,
+// and has it publish own and apply through it.
+func applyingAlone(ctx context.Context, t *testing.T, store Store, clk *clock, name string, own int64) *member {
+	t.Helper()
+	if err := Add(ctx, store, name, clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	m := newMember(t, store, clk, name, "")
+	m.own.Store(own)
+	m.c.Round(ctx)
+	if m.limit() != own {
+		t.Fatalf("%s's limit %d alone in the group, want %d", name, m.limit(), own)
+	}
+	return m
+}
+
 // twoMembers is a group of members a and b on a clock of the test's.
 func twoMembers(t *testing.T) (*MemStore, *clock, *member, *member) {
 	t.Helper()

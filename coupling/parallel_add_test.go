@@ -32,15 +32,7 @@ func TestParallelAddsEachStartAtTheOthersMasterTime(t *testing.T) {
 	mem, clk := NewMemStore(), &clock{}
 	clk.t.Store(1e18)
 	mem.Now = clk.now
-	if err := Add(ctx, mem, "b", clk.now()); err != nil {
-		t.Fatal(err)
-	}
-	b := newMember(t, mem, clk, "b", "")
-	b.own.Store(300)
-	b.c.Round(ctx)
-	if b.limit() != 300 {
-		t.Fatalf("b's limit %d alone in the group, want 300", b.limit())
-	}
+	b := applyingAlone(ctx, t, mem, clk, "b", 300)
 	store := &addBarrier{MemStore: mem}
 	store.added.Add(2)
 	var wg sync.WaitGroup
