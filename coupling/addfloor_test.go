@@ -30,52 +30,31 @@ func (s *readThen) Read(ctx context.Context) (View, error) {
 // other member had applied through, and a group recovery named a time
 // before it.
 func TestAPublicationDoesNotLowerTheFloorAnAddGave(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		store func(t *testing.T) (coupler, cli Store)
-	}{
-		{"mem", func(*testing.T) (Store, Store) { s := NewMemStore(); return s, s }},
-		{"etcd", func(t *testing.T) (Store, Store) {
-			e := startEtcd(t)
-			var two [2]Store
-			for i := range two {
-				s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				two[i] = s
+	onEachStore(t, func(t *testing.T, store, cli Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		clk := &clock{}
+		clk.t.Store(1e18)
+		b := applyingAlone(ctx, t, cli, clk, "b", 300)
+		hooked := &readThen{Store: store}
+		x := newMember(t, hooked, clk, "x", "")
+		x.own.Store(50)
+		x.c.Round(ctx)
+		x.own.Store(60)
+		hooked.then = func() {
+			if err := Add(ctx, cli, "x", clk.now()); err != nil {
+				t.Error(err)
 			}
-			return two[0], two[1]
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			store, cli := tc.store(t)
-			clk := &clock{}
-			clk.t.Store(1e18)
-			b := applyingAlone(ctx, t, cli, clk, "b", 300)
-			hooked := &readThen{Store: store}
-			x := newMember(t, hooked, clk, "x", "")
-			x.own.Store(50)
-			x.c.Round(ctx)
-			x.own.Store(60)
-			hooked.then = func() {
-				if err := Add(ctx, cli, "x", clk.now()); err != nil {
-					t.Error(err)
-				}
-			}
-			x.c.Round(ctx)
-			b.c.Round(ctx)
-			rt, v, err := RecoveryTime(ctx, cli, "b", b.limit())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := v.Reports["x"].Time; got < 300 || rt < b.limit() {
-				t.Errorf("x's time %d, the group's recovery time %d, after x's round published over its add: want no less than b's limit %d",
-					got, rt, b.limit())
-			}
-		})
-	}
+		}
+		x.c.Round(ctx)
+		b.c.Round(ctx)
+		rt, v, err := RecoveryTime(ctx, cli, "b", b.limit())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Reports["x"].Time; got < 300 || rt < b.limit() {
+			t.Errorf("x's time %d, the group's recovery time %d, after x's round published over its add: want no less than b's limit %d",
+				got, rt, b.limit())
+		}
+	})
 }

@@ -137,6 +137,26 @@ func TestEtcdStore(t *testing.T) {
 	}
 }
 
+// onEachStore runs test as a subtest on the in-memory store and on an
+// embedded etcd: a member's store and another process's (duplex couple),
+// the same MemStore, two clients of the etcd.
+func onEachStore(t *testing.T, test func(t *testing.T, store, cli Store)) {
+	t.Run("mem", func(t *testing.T) { s := NewMemStore(); test(t, s, s) })
+	t.Run("etcd", func(t *testing.T) {
+		e := startEtcd(t)
+		var two [2]Store
+		for i := range two {
+			s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			two[i] = s
+		}
+		test(t, two[0], two[1])
+	})
+}
+
 // testEtcd is an embedded etcd that a test stops and starts again on its
 // data.
 type testEtcd struct {

@@ -15,61 +15,45 @@ import (
 // so that the group's master time no longer waited for a member whose
 // writes were coupled with the others'.
 func TestALeaveTakesOutOnlyTheMembershipItWasMeantFor(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		store func(t *testing.T) Store
-	}{
-		{"mem", func(*testing.T) Store { return NewMemStore() }},
-		{"etcd", func(t *testing.T) Store {
-			e := startEtcd(t)
-			s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
-			if err != nil {
+	onEachStore(t, func(t *testing.T, store, _ Store) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		clk := &clock{}
+		clk.t.Store(1e18)
+		for _, m := range []string{"a", "b"} {
+			if err := Add(ctx, store, m, clk.now()); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			store, clk := tc.store(t), &clock{}
-			clk.t.Store(1e18)
-			for _, m := range []string{"a", "b"} {
-				if err := Add(ctx, store, m, clk.now()); err != nil {
-					t.Fatal(err)
-				}
-			}
-			a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
-			a.own.Store(100)
-			b.own.Store(150)
-			a.c.Round(ctx)
-			b.c.Round(ctx)
-			// The leave does not reach etcd.
-			gone, stop := context.WithCancel(ctx)
-			stop()
-			if err := a.c.Leave(gone); err == nil {
-				t.Fatal("a leave with its context ended succeeded")
-			}
-			// The session is a member again, as a new one.
-			if err := store.RemoveMember(ctx, "a"); err != nil {
-				t.Fatal(err)
-			}
-			if err := Add(ctx, store, "a", clk.now()); err != nil {
-				t.Fatal(err)
-			}
-			// The leave owed is tried again.
-			if err := a.c.Leave(ctx); err != nil {
-				t.Fatal(err)
-			}
-			v, err := store.Read(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Contains(v.Members, "a") || v.Reports["a"].Time < 150 {
-				t.Fatalf("after the old leave was tried again: members %v, a's time %d; want a a member still, at the floor 150 its add gave it",
-					v.Members, v.Reports["a"].Time)
-			}
-		})
-	}
+		}
+		a, b := newMember(t, store, clk, "a", ""), newMember(t, store, clk, "b", "")
+		a.own.Store(100)
+		b.own.Store(150)
+		a.c.Round(ctx)
+		b.c.Round(ctx)
+		// The leave does not reach etcd.
+		gone, stop := context.WithCancel(ctx)
+		stop()
+		if err := a.c.Leave(gone); err == nil {
+			t.Fatal("a leave with its context ended succeeded")
+		}
+		// The session is a member again, as a new one.
+		if err := store.RemoveMember(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := Add(ctx, store, "a", clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		// The leave owed is tried again.
+		if err := a.c.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		v, err := store.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(v.Members, "a") || v.Reports["a"].Time < 150 {
+			t.Fatalf("after the old leave was tried again: members %v, a's time %d; want a a member still, at the floor 150 its add gave it",
+				v.Members, v.Reports["a"].Time)
+		}
+	})
 }
