@@ -1018,11 +1018,12 @@ func (f *fuzzer) startLoad() {
 }
 
 // WriteAt implements workload.Target, noting when a write was last
-// acknowledged.
+// acknowledged, and counting them.
 func (l *fuzzLoad) WriteAt(ctx context.Context, vol int, p []byte, off int64) error {
 	err := l.target.WriteAt(ctx, vol, p, off)
 	if err == nil {
 		l.lastAck.Store(time.Now().UnixNano())
+		l.writes.Add(1)
 	}
 	return err
 }
@@ -1062,6 +1063,7 @@ type fuzzLoad struct {
 	err     error
 	once    sync.Once
 	lastAck atomic.Int64 // unix nanoseconds
+	writes  atomic.Int64 // acknowledged so far
 }
 
 func (l *fuzzLoad) abort() {

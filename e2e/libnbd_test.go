@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -80,6 +81,9 @@ type libnbdLoad struct {
 	// last is the final line of its output: the acknowledged writes.
 	last   string
 	stderr bytes.Buffer
+	// acked is the acknowledged writes as it last reported them while it
+	// runs.
+	acked atomic.Int64
 }
 
 // startLibnbdLoad starts the libnbd client writing l over the exports and
@@ -110,6 +114,12 @@ func startLibnbdLoad(t *testing.T, addr string, exports []string, l workload.Lay
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			ld.last = sc.Text()
+			if n, ok := strings.CutPrefix(ld.last, "acked "); ok {
+				if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+					ld.acked.Store(v)
+				}
+				continue
+			}
 			select {
 			case ld.lines <- sc.Text():
 			default:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/bench/harness"
+	"duplex/bitmap"
 	"duplex/control"
 	"duplex/nbd"
 	"duplex/workload"
@@ -33,6 +34,10 @@ const (
 	resyncClients    = 4
 	resyncVolumeSize = resyncBlocks * workload.BlockSize
 	resyncSidefile   = 1 << 20
+	// resyncWrites are the writes made while the pairs are suspended:
+	// three per region of the resync bitmaps, which leave about one
+	// region in twenty untouched.
+	resyncWrites = 3 * 4 * resyncVolumeSize / bitmap.DefaultRegion
 )
 
 // TestPrefixThroughResyncPrimaryKilled kills the primary in the middle of the
@@ -164,7 +169,7 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 		r.load = &fuzzLoad{cancel: cancel, done: make(chan struct{}), target: tg}
 		go func() {
 			defer close(r.load.done)
-			r.load.acked, r.load.err = workload.Run(ctx, r.layout, tg, 0, seed)
+			r.load.acked, r.load.err = workload.Run(ctx, r.layout, r.load, 0, seed)
 		}()
 	}
 	// Writes journaled at the secondary before the suspension, which the
@@ -185,10 +190,15 @@ func startResync(t *testing.T, w resyncWriter) *resyncRun {
 	r.waitSettled()
 	img, bad := r.readExports()
 	r.check("after duplex pair suspend --all", img, bad)
-	// Three seconds of writes while suspended touch nearly every 64 KiB
-	// region of every volume: the resync is tens of megabytes, the sidefile
-	// one.
-	time.Sleep(3 * time.Second)
+	// Writes while suspended, three times as many as there are 64 KiB
+	// regions in the volumes, touch nearly every region: the resync is
+	// tens of megabytes, the sidefile one. A loaded machine writes slowly:
+	// what is waited for is the writes, not a time.
+	from, since := r.writes(), time.Now()
+	waitFor(t, 5*time.Minute, fmt.Sprintf("%d writes while suspended", resyncWrites), func() bool {
+		return r.writes()-from >= resyncWrites
+	})
+	t.Logf("%d writes while suspended (waited %v for them)", r.writes()-from, time.Since(since).Round(time.Millisecond))
 	r.duplex("pair", "resume", "--all")
 	if n := r.toCopy(); n < 16*resyncSidefile {
 		t.Fatalf("the resync is %d bytes, not far larger than the sidefile (%d)", n, resyncSidefile)
@@ -263,6 +273,14 @@ func (r *resyncRun) logHold() {
 func (r *resyncRun) replicated() (uint64, error) {
 	st, err := fetchStatus(r.sess.Config.Primary.Control)
 	return st.BytesReplicate, err
+}
+
+// writes is how many writes the writer has seen acknowledged so far.
+func (r *resyncRun) writes() int64 {
+	if r.lib != nil {
+		return r.lib.acked.Load()
+	}
+	return r.load.writes.Load()
 }
 
 // toCopy is what the pairs have still to copy, as status reports it.

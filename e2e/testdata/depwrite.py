@@ -10,9 +10,10 @@ acknowledged before it was issued and the client's own previous one.
 
 Each client is a thread with its own connection to every export; it owns a
 disjoint share of every volume's blocks and waits for each write's reply
-before it issues the next. It prints "ready" once every client is connected;
-the run ends on SIGTERM (or at the first failed write) and prints the number
-of acknowledged writes.
+before it issues the next. It prints "ready" once every client is connected,
+then "acked N" every 50 ms, N the writes acknowledged so far; the run ends on
+SIGTERM (or at the first failed write) and prints the number of acknowledged
+writes.
 """
 
 import argparse
@@ -116,6 +117,10 @@ def main():
         if not ready and len(connected) == a.clients:
             print("ready", flush=True)
             ready = True
+        elif ready:
+            with lock:
+                n = acked[0]
+            print("acked %d" % n, flush=True)
         stop.wait(0.05)
     for t in threads:
         t.join()
