@@ -3,6 +3,8 @@ package mover
 import (
 	"bytes"
 	"context"
+	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -155,4 +157,61 @@ func (p *primary) cutDuringCopy(t *testing.T, ss string, off, length int64) (rel
 	}()
 	waitFor(t, "the cut to drain the copy", func() bool { return p.subs[ss].Sidefile().Stats().Captured == 0 })
 	return release, result, done
+}
+
+// TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead: a Quiesce that
+// finds updates captured while a cut waits for a copy's volume read (the
+// cut drained ss1 and hangs there, ss2 still holds a write) must still end
+// with its context: a pair suspend --drain or a switchover, whose writes
+// are held meanwhile, may not wait behind a hung volume read beyond its
+// timeout. Once the read is done, a Quiesce under way ships the rest and
+// returns as ever.
+func TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0, "ss2": 0}})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
+	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
+	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	timedOut := make(chan error, 1)
+	go func() { timedOut <- p.mover.Quiesce(ctx) }()
+	select {
+	case err := <-timedOut:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Quiesce while a cut waits on a copy's read: %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("Quiesce did not end with its context while a cut waits on a copy's read: it waits for the cut, whatever its deadline")
+	}
+
+	quiesced := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		quiesced <- p.mover.Quiesce(ctx)
+	}()
+	release()
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	<-cut
+	through := map[string]uint64{}
+	var updates int
+	for updates < 3 {
+		rs := l.recordSet()
+		through[rs.Subsystem] = max(through[rs.Subsystem], rs.Seq)
+		updates += len(rs.Updates)
+		l.ack(transport.Position{Through: maps.Clone(through)})
+	}
+	select {
+	case err := <-quiesced:
+		if err != nil {
+			t.Fatalf("Quiesce once the read is done and everything is acknowledged: %v", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("Quiesce did not return once everything was acknowledged")
+	}
 }

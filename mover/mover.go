@@ -234,7 +234,7 @@ type Mover struct {
 	lastRefusal string         // why it refused the last one
 	conn        transport.Conn // the current connection, if any
 	work        chan struct{}  // new record sets to send
-	progress    chan struct{}  // closed and replaced on every acknowledgement
+	progress    chan struct{}  // closed and replaced on every acknowledgement, a Drop, and a cut's end while a Quiesce waits
 
 	// base is the secondary's position at this process's first contact:
 	// all it holds of the primary's earlier runs, whose captured updates
@@ -351,6 +351,22 @@ func (m *Mover) Run(ctx context.Context) error {
 func (m *Mover) Cut() {
 	m.cutMu.Lock()
 	defer m.cutMu.Unlock()
+	m.cut()
+}
+
+// tryCut is Cut unless a cut (or a Drop) is under way, which it does not
+// wait for: it reports whether it cut.
+func (m *Mover) tryCut() bool {
+	if !m.cutMu.TryLock() {
+		return false
+	}
+	defer m.cutMu.Unlock()
+	m.cut()
+	return true
+}
+
+// cut is Cut with cutMu held.
+func (m *Mover) cut() {
 	m.mu.Lock()
 	m.cutting = true
 	m.mu.Unlock()
@@ -371,6 +387,11 @@ func (m *Mover) Cut() {
 	}
 	m.cutBurst(weight, m.elapsed())
 	m.cutting = false
+	if m.quiescing > 0 {
+		// A Quiesce that found this cut under way waits for its end.
+		close(m.progress)
+		m.progress = make(chan struct{})
+	}
 	m.mu.Unlock()
 	clear(drains) // the updates are held's now
 	m.drains = drains
@@ -1763,12 +1784,23 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 		m.mu.Unlock()
 	}()
 	for {
+		// A cut under way may wait for a copy's volume read, slow or hung:
+		// Quiesce does not queue behind it, which would outlast ctx, but
+		// waits for its end (or ctx) and cuts then. The end of a cut
+		// closes the channel read before it was found under way.
+		m.mu.Lock()
+		before := m.progress
+		m.mu.Unlock()
+		busy := false
 		if m.captured() > 0 {
-			m.Cut()
+			busy = !m.tryCut()
 		}
 		m.mu.Lock()
 		ch := m.progress
-		pending := m.withUpdates > 0 || m.cutting
+		if busy {
+			ch = before
+		}
+		pending := m.withUpdates > 0 || m.cutting || busy
 		m.mu.Unlock()
 		if !pending {
 			if m.captured() == 0 {
