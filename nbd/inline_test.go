@@ -3,6 +3,10 @@ package nbd
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -80,5 +84,37 @@ func TestAWriteHeldInTheExportDoesNotHoldUpTheNext(t *testing.T) {
 		if got := m.data[i*4096 : (i+1)*4096]; !bytes.Equal(got, bytes.Repeat([]byte{byte(i + 1)}, 4096)) {
 			t.Fatalf("write %d: wrong data", i)
 		}
+	}
+}
+
+// TestAProtocolViolationBehindAHeldWriteHangsUpAtOnce: a client that breaks
+// the protocol is hung up on at once, in-flight requests or not, so that it
+// notices. Here the violation is read while a lone write is held in the
+// Export: the goroutine the connection began on may be the one serving that
+// write, and the read loop that meets the violation another.
+func TestAProtocolViolationBehindAHeldWriteHangsUpAtOnce(t *testing.T) {
+	m := newMemExport(1 << 20)
+	first, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m.writeHook = func(int64) {
+		once.Do(func() { close(first) })
+		<-release
+	}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	defer close(release) // before the server's Close, which waits for it
+	r := rawDial(t, addr)
+	r.open("rw")
+	r.request(0, CmdWrite, 1, 0, 4096, make([]byte, 4096))
+	<-first
+	bad := make([]byte, requestHeaderLen)
+	binary.BigEndian.PutUint32(bad, 0x12345678)
+	r.write(bad)
+	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, r.br)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server did not hang up while a write was held")
+	}
+	if n != 0 {
+		t.Fatalf("the server sent %d bytes before hanging up", n)
 	}
 }
