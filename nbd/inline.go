@@ -48,9 +48,16 @@ func (c *conn) serveInline(r *request) bool {
 func (c *conn) readOn() {
 	defer c.workers.Done()
 	reason, hard, moved := c.readLoop()
-	if !moved {
-		c.loopEnd <- loopEnd{reason, hard}
+	if moved {
+		return
 	}
+	if hard {
+		// transmit, which hangs up on a protocol violation, may be
+		// held for as long as the Export holds the request it serves:
+		// hang up here, so that the client notices at once.
+		c.nc.Close()
+	}
+	c.loopEnd <- loopEnd{reason, hard}
 }
 
 var watchdog watchdogs
