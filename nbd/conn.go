@@ -66,15 +66,8 @@ func (p *pendingReply) bytes() []byte {
 func (c *conn) transmit() string {
 	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
 	c.queue = make(chan request)
-	c.loopEnd = make(chan loopEnd, 1)
 	transmitting.Add(1)
-	watchdog.add(c)
-	reason, hard, moved := c.readLoop()
-	if moved {
-		end := <-c.loopEnd
-		reason, hard = end.reason, end.hard
-	}
-	watchdog.remove(c)
+	reason, hard := c.readLoop()
 	transmitting.Add(-1)
 	if hard {
 		// After a protocol violation the stream is out of sync and
@@ -91,14 +84,11 @@ func (c *conn) transmit() string {
 // readLoop reads requests and hands each to a worker, so that requests are
 // served concurrently. WRITE payloads are read here, in order, because the
 // request stream cannot be parsed past a payload that has not been consumed.
-//
-// A small WRITE that is the last request read so far is served on the read
-// loop itself (serveInline): handing it to a worker costs a wake-up of the
-// worker, often of another thread for it, and the read loop's own park in the
-// poller, which together cost more CPU than the write. moved reports that the
-// read loop went on in another goroutine while this one served a request,
-// which then ends it here.
-func (c *conn) readLoop() (reason string, hard, moved bool) {
+// Serving a request on the read loop itself when it is alone in flight would
+// hold up the requests a client sends behind it while the Export holds it up
+// (a write waiting for room in the sidefile): TestConcurrentRequests catches
+// that.
+func (c *conn) readLoop() (reason string, hard bool) {
 	var hdr [requestHeaderLen]byte
 	for {
 		if c.afterLarge && c.rr != nil && c.br.Buffered() == 0 {
@@ -113,13 +103,13 @@ func (c *conn) readLoop() (reason string, hard, moved bool) {
 		c.afterLarge = false
 		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 			if errors.Is(err, io.EOF) {
-				return "client closed connection", false, false
+				return "client closed connection", false
 			}
-			return err.Error(), false, false
+			return err.Error(), false
 		}
 		if m := binary.BigEndian.Uint32(hdr[0:]); m != requestMagic {
 			c.log.Warn("nbd: protocol error: bad request magic, closing", "magic", fmt.Sprintf("%#08x", m))
-			return "bad request magic", true, false
+			return "bad request magic", true
 		}
 		r := request{
 			flags:  binary.BigEndian.Uint16(hdr[4:]),
@@ -133,7 +123,7 @@ func (c *conn) readLoop() (reason string, hard, moved bool) {
 			// The client sends nothing after DISC; anything it
 			// does send is ignored. transmit waits for in-flight
 			// requests before the connection is closed.
-			return "NBD_CMD_DISC", false, false
+			return "NBD_CMD_DISC", false
 
 		case CmdWrite:
 			if r.length > c.accepted() {
@@ -144,7 +134,7 @@ func (c *conn) readLoop() (reason string, hard, moved bool) {
 				// cannot find the next header: close.
 				c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
 					"length", r.length, "max", c.accepted())
-				return "oversized WRITE", true, false
+				return "oversized WRITE", true
 			}
 			r.weight = int64(r.length)
 			c.lim.acquire(r.weight)
@@ -161,20 +151,11 @@ func (c *conn) readLoop() (reason string, hard, moved bool) {
 			if _, err := io.ReadFull(c.br, p); err != nil {
 				putBuf(r.buf)
 				c.lim.release(1, r.weight)
-				return "reading WRITE payload: " + err.Error(), false, false
-			}
-			c.afterLarge = len(p) >= c.br.Size()
-			if !c.afterLarge && r.flags == 0 && c.br.Buffered() == 0 {
-				// FUA's flush and large payloads take long enough
-				// that the next request is better read meanwhile.
-				if !c.serveInline(&r) {
-					return "", false, true
-				}
-				c.awaitNext(true)
-				continue
+				return "reading WRITE payload: " + err.Error(), false
 			}
 			c.dispatch(r)
-			c.awaitNext(false)
+			c.afterLarge = len(p) >= c.br.Size()
+			c.awaitNext()
 			continue
 
 		case CmdRead:
@@ -220,19 +201,11 @@ func (c *conn) readLoop() (reason string, hard, moved bool) {
 // queue more requests for each (fio randread 4k: 1.45 requests read per
 // wake-up through the poller, 1.0 after a wait in poll(2), which cost 30 %
 // more CPU per read).
-//
-// served says the request was served on the read loop (serveInline): it has
-// replied already unless another goroutine was writing replies.
-func (c *conn) awaitNext(served bool) {
-	if c.rr == nil || c.br.Buffered() != 0 || transmitting.Load() != 1 {
+func (c *conn) awaitNext() {
+	if c.rr == nil || c.br.Buffered() != 0 || c.lim.active.Load() != 1 || transmitting.Load() != 1 {
 		return
 	}
-	if !served {
-		if c.lim.active.Load() != 1 {
-			return
-		}
-		runtime.Gosched()
-	}
+	runtime.Gosched()
 	if c.lim.active.Load() != 0 {
 		return
 	}

@@ -37,7 +37,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -326,16 +325,6 @@ type conn struct {
 	// afterLarge: the request just read was a WRITE whose payload is at
 	// least the reader's buffer (only the read loop touches it).
 	afterLarge bool
-	// serveInline's state: inline is the token of the request the read
-	// loop serves, 0 when none; served counts them (the read loop adds,
-	// the watchdog reads); the read loop's last result goes to loopEnd
-	// when it ended in another goroutine than transmit's.
-	inline  atomic.Uint64
-	served  atomic.Uint64
-	loopEnd chan loopEnd
-	// The watchdog's view of the connection at its last tick (under its
-	// lock).
-	seenInline, seenServed uint64
 }
 
 func (c *conn) serve() string {
