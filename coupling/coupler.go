@@ -200,13 +200,24 @@ func (c *Coupler) Round(ctx context.Context) {
 	pub := max(own, prev.Time, c.published)
 	// What it journaled, apart from a floor: a restart knows less.
 	journaled := max(own, prev.Journaled)
-	if !had || pub > prev.Time || journaled > prev.Journaled || !view.Alive[c.cfg.Member] ||
+	// A rejoin gives its time its floor under the membership it made; a
+	// session not a member says its time is outside the group.
+	var given string
+	ms, member := view.Memberships[c.cfg.Member]
+	switch {
+	case joining && member && prev.Membership != ms:
+		given = ms
+	case !member && prev.Membership != Outside:
+		given = Outside
+	}
+	if !had || pub > prev.Time || journaled > prev.Journaled || given != "" || !view.Alive[c.cfg.Member] ||
 		time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
-		r := Report{Time: pub, At: c.cfg.Now().UnixNano(), Journaled: journaled}
+		r := Report{Time: pub, At: c.cfg.Now().UnixNano(), Journaled: journaled, Membership: given}
 		if err := c.cfg.Store.Publish(rctx, c.cfg.Member, r); err != nil {
 			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 			return
 		}
+		r.Membership = mergeMembership(r.Membership, prev.Membership)
 		view.Reports[c.cfg.Member], view.Alive[c.cfg.Member] = r, true
 	}
 	c.published = pub
@@ -232,11 +243,16 @@ func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 		if err := c.cfg.Store.AddMember(ctx, c.cfg.Member); err != nil {
 			return fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
 		}
-		view.Members = append(slices.Clone(view.Members), c.cfg.Member)
-		slices.Sort(view.Members)
+		// Read again: the membership it made, which its time is given
+		// under, and the others' times as the add left them.
+		v, err := c.cfg.Store.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("coupling: session %s joined group %q again; reading the others' times: %w", c.cfg.Member, c.cfg.Group, err)
+		}
+		*view = v
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
 	}
-	if view.Reports[c.cfg.Member].Time == 0 {
+	if !view.given(c.cfg.Member) || view.Reports[c.cfg.Member].Time == 0 {
 		c.published = max(c.published, floor(*view, c.cfg.Member))
 	}
 	return nil
@@ -263,10 +279,15 @@ func (c *Coupler) joined() {
 // later than the moment it joined (every time published is of a clock
 // that read past it), so that it claims none of member's writes coupled
 // with the others'.
+//
+// A time not given its floor under its member's membership (View.given:
+// published while the session was not a member, by its secondary started
+// before its add or before a duplex couple remove, its add not done yet)
+// is passed over too: the others may have applied past it.
 func floor(view View, member string) int64 {
 	var t int64
 	for _, m := range view.Members {
-		if r := view.Reports[m]; m != member && r.Time != 0 && (t == 0 || r.Time < t) {
+		if r := view.Reports[m]; m != member && r.Time != 0 && view.given(m) && (t == 0 || r.Time < t) {
 			t = r.Time
 		}
 	}
@@ -471,19 +492,28 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("coupling: adding %s: %w", member, err)
 	}
-	if slices.Contains(view.Members, member) {
+	if slices.Contains(view.Members, member) && view.given(member) {
 		return nil
 	}
-	if err := store.AddMember(ctx, member); err != nil {
-		return fmt.Errorf("coupling: adding %s: %w", member, err)
+	// A member whose time was not given its floor (an add cut short) is
+	// given it now.
+	if !slices.Contains(view.Members, member) {
+		if err := store.AddMember(ctx, member); err != nil {
+			return fmt.Errorf("coupling: adding %s: %w", member, err)
+		}
 	}
 	if view, err = store.Read(ctx); err != nil {
 		return fmt.Errorf("coupling: %s added; reading the others' master time: %w", member, err)
 	}
-	if f := floor(view, member); f > view.Reports[member].Time {
-		if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano()}); err != nil {
-			return fmt.Errorf("coupling: %s added; publishing the others' least time %d as its own: %w", member, f, err)
-		}
+	ms, ok := view.Memberships[member]
+	if !ok {
+		return fmt.Errorf("coupling: %s added, and removed before its time was given its floor", member)
+	}
+	// Published even without a floor (the group forming), so that the
+	// time is known to be given under this membership.
+	f := floor(view, member)
+	if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano(), Membership: ms}); err != nil {
+		return fmt.Errorf("coupling: %s added; publishing the others' least time %d as its own: %w", member, f, err)
 	}
 	return nil
 }

@@ -21,13 +21,17 @@
 //	                 the membership, changed only by duplex couple add and
 //	                 remove and by a member's planned switchover, never
 //	                 inferred from who is alive; created only if absent
-//	time/SESSION     {"time":NS,"at":NS,"journaled":NS} — the member's
+//	time/SESSION     {"time":NS,"at":NS,"journaled":NS,"membership":NAME}
+//	                 — the member's
 //	                 published time, never lowered (put only on the
 //	                 revision last seen, else the later time kept: the
 //	                 floor of a duplex couple add outlives a round that
 //	                 read the group before it), and the time its own
 //	                 secondary journaled through, earlier while it is
-//	                 behind a floor; kept when the member goes silent, so
+//	                 behind a floor; the membership its floor was given
+//	                 under ("-": published while not a member; absent
+//	                 before names were kept), since only such a time is
+//	                 a floor for another member; kept when the member goes silent, so
 //	                 that its last time holds the master time; gone with
 //	                 the membership when the member leaves
 //	alive/SESSION    "" under the member's lease: gone once it is silent

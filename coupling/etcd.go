@@ -41,8 +41,10 @@ type EtcdStore struct {
 	lease   clientv3.LeaseID
 	renewed time.Time
 	// timeRev is the mod revision of each member's time key as this
-	// store last wrote or read it (Publish).
+	// store last wrote or read it (Publish), timeMs the membership that
+	// key named then.
 	timeRev map[string]int64
+	timeMs  map[string]string
 
 	// w keeps the group's keys for Follow; written is the revision of
 	// this store's last write, which Follow's view must hold.
@@ -83,7 +85,7 @@ func DialEtcd(cfg EtcdConfig) (*EtcdStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coupling: etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	return &EtcdStore{cli: cli, prefix: Prefix(cfg.Group), ttl: ttl, timeRev: map[string]int64{}}, nil
+	return &EtcdStore{cli: cli, prefix: Prefix(cfg.Group), ttl: ttl, timeRev: map[string]int64{}, timeMs: map[string]string{}}, nil
 }
 
 func unreachable(err error) error {
@@ -145,7 +147,8 @@ func (e *EtcdStore) leaseFor(ctx context.Context) (clientv3.LeaseID, error) {
 // member's last time must stay and hold the master time), the alive key
 // under the member's lease. The time is put only if the key is as this
 // store last wrote or read it (its mod revision); otherwise it is read
-// and a later time there is kept (and a later Journaled): another process (duplex couple add
+// and a later time there is kept (and a later Journaled, and the
+// membership it names unless r names one): another process (duplex couple add
 // giving the member its floor) may have written it since this one's
 // caller read the group.
 func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error {
@@ -155,9 +158,11 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 	}
 	key := e.prefix + "time/" + member
 	e.mu.Lock()
-	rev := e.timeRev[member]
+	rev, ms := e.timeRev[member], e.timeMs[member]
 	e.mu.Unlock()
+	named := r.Membership
 	for {
+		r.Membership = mergeMembership(named, ms)
 		b, err := json.Marshal(r)
 		if err != nil {
 			return err
@@ -177,11 +182,11 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 		e.wrote(resp.Header)
 		if resp.Succeeded {
 			e.mu.Lock()
-			e.timeRev[member] = resp.Header.Revision
+			e.timeRev[member], e.timeMs[member] = resp.Header.Revision, r.Membership
 			e.mu.Unlock()
 			return nil
 		}
-		rev = 0
+		rev, ms = 0, ""
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			rev = kvs[0].ModRevision
 			var held Report
@@ -189,6 +194,7 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 				return fmt.Errorf("coupling: etcd key %s: %w", key, err)
 			}
 			r.Time, r.Journaled = max(r.Time, held.Time), max(r.Journaled, held.Journaled)
+			ms = held.Membership
 		}
 	}
 }

@@ -91,6 +91,7 @@ func (m *MemStore) Publish(ctx context.Context, member string, r Report) error {
 	m.Publishes++
 	r.Time = max(r.Time, m.reports[member].Time)
 	r.Journaled = max(r.Journaled, m.reports[member].Journaled)
+	r.Membership = mergeMembership(r.Membership, m.reports[member].Membership)
 	m.reports[member] = r
 	m.alive[member] = m.now().Add(m.TTL)
 	return nil

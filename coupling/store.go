@@ -20,6 +20,38 @@ type Report struct {
 	// Journaled it holds its writes only through Journaled. 0: unknown
 	// (published before it was kept).
 	Journaled int64 `json:"journaled,omitempty"`
+	// Membership names the membership (View.Memberships) under which
+	// Time was given its floor (Add, a rejoin), or is Outside: published
+	// while the session was not a member (its secondary started before
+	// its add, or running on after a duplex couple remove). Such a time,
+	// or one left from before a couple remove (an older membership's),
+	// bounds no limit the others applied through, and is no floor for
+	// another member until its add gives it one. A publication that
+	// names none keeps the one the store holds, and Outside replaces no
+	// membership. "": published before memberships were named, taken as
+	// given.
+	Membership string `json:"membership,omitempty"`
+}
+
+// Outside is Report.Membership of a time published while its session was
+// not a member.
+const Outside = "-"
+
+// given says whether member's time in v was given its floor under its
+// membership now: only then may it be taken for another's floor.
+func (v View) given(member string) bool {
+	ms, ok := v.Memberships[member]
+	r := v.Reports[member].Membership
+	return ok && (r == ms || r == "")
+}
+
+// mergeMembership is the membership a publication naming named leaves
+// where held was.
+func mergeMembership(named, held string) string {
+	if named == "" || named == Outside && held != "" {
+		return held
+	}
+	return named
 }
 
 // View is the group as one read of the store saw it.
@@ -41,7 +73,9 @@ type Store interface {
 	Read(ctx context.Context) (View, error)
 	// Publish puts member's report, and renews its lease of life. It
 	// never lowers the member's time: a later one in the store, written
-	// since the caller read it (the floor duplex couple add gives), stays.
+	// since the caller read it (the floor duplex couple add gives), stays;
+	// nor does it drop the membership the time was given under
+	// (Report.Membership) unless r names another.
 	Publish(ctx context.Context, member string, r Report) error
 	// AddMember makes member a member, by a new membership unless it is
 	// one already; RemoveMember takes whichever membership it has away.
