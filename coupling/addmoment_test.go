@@ -13,13 +13,13 @@ type addThen struct {
 	then func()
 }
 
-func (s *addThen) AddMember(ctx context.Context, member string) error {
-	err := s.Store.AddMember(ctx, member)
+func (s *addThen) AddMemberView(ctx context.Context, member string) (View, error) {
+	v, err := s.Store.AddMemberView(ctx, member)
 	if f := s.then; f != nil {
 		s.then = nil
 		f()
 	}
-	return err
+	return v, err
 }
 
 // The floor a member added by duplex couple add starts at claims its

@@ -14,11 +14,11 @@ type bothAdded struct {
 	added sync.WaitGroup
 }
 
-func (s *bothAdded) AddMember(ctx context.Context, member string) error {
-	err := s.Store.AddMember(ctx, member)
+func (s *bothAdded) AddMemberView(ctx context.Context, member string) (View, error) {
+	v, err := s.Store.AddMemberView(ctx, member)
 	s.added.Done()
 	s.added.Wait()
-	return err
+	return v, err
 }
 
 // A time in the group that was published while its session was not a

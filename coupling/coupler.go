@@ -240,14 +240,11 @@ func (c *Coupler) Round(ctx context.Context) {
 // coupled with.
 func (c *Coupler) rejoin(ctx context.Context, view *View) error {
 	if !slices.Contains(view.Members, c.cfg.Member) {
-		if err := c.cfg.Store.AddMember(ctx, c.cfg.Member); err != nil {
-			return fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
-		}
-		// Read again: the membership it made, which its time is given
-		// under, and the others' times as the add left them.
-		v, err := c.cfg.Store.Read(ctx)
+		// The group as of the add: the membership it made, which its
+		// time is given under, and the others' times then.
+		v, err := c.cfg.Store.AddMemberView(ctx, c.cfg.Member)
 		if err != nil {
-			return fmt.Errorf("coupling: session %s joined group %q again; reading the others' times: %w", c.cfg.Member, c.cfg.Group, err)
+			return fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
 		}
 		*view = v
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
@@ -275,10 +272,11 @@ func (c *Coupler) joined() {
 // through. A member without a time is passed over rather than taken for
 // a group forming: it may be one added at the same moment (a couple add
 // in parallel, a rejoin), which must not leave this one at its own
-// earlier time. Read once member is one of the group, the floor is no
-// later than the moment it joined (every time published is of a clock
-// that read past it), so that it claims none of member's writes coupled
-// with the others'.
+// earlier time. Read in the write that made member one of the group
+// (Store.AddMemberView), the floor is no later than the moment it joined
+// (every time published is of a clock that read past it), so that it
+// claims none of member's writes coupled with the others'; read later, a
+// time published meanwhile could pass a write of member made since.
 //
 // A time not given its floor under its member's membership (View.given:
 // published while the session was not a member, by its secondary started
@@ -483,8 +481,10 @@ func RecoveryTime(ctx context.Context, store Store, member string, applied int64
 // time of those that have one (floor), as a rejoined member publishes
 // (Coupler.rejoin), so that a recovery time, fixed at the least time
 // published, never falls behind what they applied. The times are read
-// after the add, when the others' master time waits for the member, so no
-// limit passes them. A member already in the group keeps its time: it may
+// as of the add, in its transaction: no limit passes them (after it, the
+// others' master time waits for the member), and they are of clocks that
+// read them before the add, so the floor claims none of the member's
+// writes made after it, which are coupled with the others'. A member already in the group keeps its time: it may
 // be the laggard. Added while no other has a time (the group forming), no
 // member applied anything, and it publishes its own.
 func Add(ctx context.Context, store Store, member string, now time.Time) error {
@@ -495,24 +495,20 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	if slices.Contains(view.Members, member) && view.given(member) {
 		return nil
 	}
-	// A member whose time was not given its floor (an add cut short) is
-	// given it now.
-	if !slices.Contains(view.Members, member) {
-		if err := store.AddMember(ctx, member); err != nil {
-			return fmt.Errorf("coupling: adding %s: %w", member, err)
-		}
+	// The others' times as of the add, in the same read (a member whose
+	// time was not given its floor, its add cut short, is given it now,
+	// from the times as the group holds them).
+	if view, err = store.AddMemberView(ctx, member); err != nil {
+		return fmt.Errorf("coupling: adding %s: %w", member, err)
 	}
-	if view, err = store.Read(ctx); err != nil {
-		return fmt.Errorf("coupling: %s added; reading the others' master time: %w", member, err)
-	}
-	ms, ok := view.Memberships[member]
-	if !ok {
-		return fmt.Errorf("coupling: %s added, and removed before its time was given its floor", member)
-	}
-	// Published even without a floor (the group forming), so that the
-	// time is known to be given under this membership.
+	// Published also without a floor (the group forming) over a time
+	// published outside the group, so that it is known to be given under
+	// this membership.
 	f := floor(view, member)
-	if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano(), Membership: ms}); err != nil {
+	if f <= view.Reports[member].Time && view.given(member) {
+		return nil
+	}
+	if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano(), Membership: view.Memberships[member]}); err != nil {
 		return fmt.Errorf("coupling: %s added; publishing the others' least time %d as its own: %w", member, f, err)
 	}
 	return nil

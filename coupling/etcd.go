@@ -203,13 +203,27 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 // if it does not exist: two adds of one session at once make one
 // membership, not one that the other's replaces.
 func (e *EtcdStore) AddMember(ctx context.Context, member string) error {
+	_, err := e.AddMemberView(ctx, member)
+	return err
+}
+
+// AddMemberView implements Store: the group is read in the transaction
+// that makes the member.
+func (e *EtcdStore) AddMemberView(ctx context.Context, member string) (View, error) {
 	key := e.prefix + "member/" + member
+	all := clientv3.OpGet(e.prefix, clientv3.WithPrefix())
 	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, newMembership())).Commit()
-	if err == nil {
-		e.wrote(resp.Header)
+		Then(clientv3.OpPut(key, newMembership()), all).Else(all).Commit()
+	if err != nil {
+		return View{}, unreachable(err)
 	}
-	return unreachable(err)
+	e.wrote(resp.Header)
+	rr := resp.Responses[len(resp.Responses)-1].GetResponseRange()
+	kvs := make(map[string][]byte, len(rr.GetKvs()))
+	for _, kv := range rr.GetKvs() {
+		kvs[string(kv.Key)] = kv.Value
+	}
+	return viewOf(e.prefix, kvs)
 }
 
 // newMembership returns a name no membership had before.

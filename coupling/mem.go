@@ -63,6 +63,10 @@ func (m *MemStore) Read(ctx context.Context) (View, error) {
 		return View{}, err
 	}
 	m.Reads++
+	return m.viewLocked(), nil
+}
+
+func (m *MemStore) viewLocked() View {
 	v := View{Reports: map[string]Report{}, Alive: map[string]bool{}, Memberships: map[string]string{}, Recovery: m.recovery}
 	for name, ms := range m.members {
 		v.Members = append(v.Members, name)
@@ -78,7 +82,7 @@ func (m *MemStore) Read(ctx context.Context) (View, error) {
 			v.Alive[name] = true
 		}
 	}
-	return v, nil
+	return v
 }
 
 // Publish implements Store.
@@ -108,15 +112,21 @@ func (m *MemStore) Set(member string, r Report) {
 
 // AddMember implements Store.
 func (m *MemStore) AddMember(ctx context.Context, member string) error {
+	_, err := m.AddMemberView(ctx, member)
+	return err
+}
+
+// AddMemberView implements Store.
+func (m *MemStore) AddMemberView(ctx context.Context, member string) (View, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.check(ctx); err != nil {
-		return err
+		return View{}, err
 	}
 	if _, ok := m.members[member]; !ok {
 		m.members[member] = newMembership()
 	}
-	return nil
+	return m.viewLocked(), nil
 }
 
 // RemoveMember implements Store.

@@ -14,11 +14,11 @@ type addBarrier struct {
 	added sync.WaitGroup
 }
 
-func (s *addBarrier) AddMember(ctx context.Context, member string) error {
-	err := s.MemStore.AddMember(ctx, member)
+func (s *addBarrier) AddMemberView(ctx context.Context, member string) (View, error) {
+	v, err := s.MemStore.AddMemberView(ctx, member)
 	s.added.Done()
 	s.added.Wait()
-	return err
+	return v, err
 }
 
 // Two duplex couple add run in parallel, to a group whose member applied

@@ -80,6 +80,11 @@ type Store interface {
 	// AddMember makes member a member, by a new membership unless it is
 	// one already; RemoveMember takes whichever membership it has away.
 	AddMember(ctx context.Context, member string) error
+	// AddMemberView is AddMember returning the group as of that write,
+	// in the same read: the others' times then, which every limit
+	// applied is within and which no write of member made after it is,
+	// are what its floor is taken from.
+	AddMemberView(ctx context.Context, member string) (View, error)
 	RemoveMember(ctx context.Context, member string) error
 	// Leave removes member and its published time and alive key, in
 	// one write, if its membership is still the one named

@@ -87,7 +87,7 @@ func printGroup(w io.Writer, group string, view coupling.View) {
 		if !view.Alive[m] {
 			state = "silent (lease expired)"
 		}
-		if !ok {
+		if !ok || r.Time == 0 {
 			fmt.Fprintf(w, "  %s: no time published yet\n", m)
 			complete = false
 			continue
