@@ -847,6 +847,11 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		recvErr <- m.receive(conn)
 		cancel()
 	}()
+	// The link's end ends a send under way: one waiting for the link's
+	// rate limit (minutes for a large frame at a low rate) would otherwise
+	// keep a link whose secondary is gone counted as up until it is over.
+	stopClose := context.AfterFunc(sctx, func() { conn.Close() })
+	defer stopClose()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
 	wait := time.NewTimer(time.Hour)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/ratelimit"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -50,6 +51,8 @@ type stalledRig struct {
 	done   chan error // Run's result
 	// sending is the length of the frame being sent, 0 between sends.
 	sending atomic.Int64
+	// peer is the secondary's end of the link.
+	peer transport.Conn
 }
 
 // stop ends Run's context and waits for Run to return: a primary's
@@ -110,7 +113,18 @@ const stalledBytes = 48 << 20
 // unblock the mover.
 func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	t.Helper()
+	return startStalledAt(t, retransmit, silence, nil)
+}
+
+// startStalledAt is startStalled with the link paced by limit (nil: not
+// paced).
+func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *ratelimit.Limiter) *stalledRig {
+	t.Helper()
 	ln, accepted := listenAccepting(t)
+	var dialer transport.Dialer = &transport.TCPDialer{Addr: ln.Addr()}
+	if limit != nil {
+		dialer = &transport.LimitedDialer{Dialer: dialer, Limit: limit}
+	}
 	v, err := volume.Open(filepath.Join(t.TempDir(), "a.img"), 64<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +134,7 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
 	r := &stalledRig{done: make(chan error, 1)}
 	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
-		Dialer: watchedDialer{Dialer: &transport.TCPDialer{Addr: ln.Addr()}, r: r}, Retransmit: retransmit, Silence: silence,
+		Dialer: watchedDialer{Dialer: dialer, r: r}, Retransmit: retransmit, Silence: silence,
 		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	var conn transport.Conn
 	t.Cleanup(func() {
@@ -144,6 +158,7 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	if err := conn.Send(transport.EncodePosition(transport.TypeWelcome, transport.Position{})); err != nil {
 		t.Fatal(err)
 	}
+	r.peer = conn
 	waitFor(t, "the link", func() bool { return m.Stats().Connected })
 	data := make([]byte, 1<<20)
 	for i := range stalledBytes >> 20 {
