@@ -874,7 +874,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 			}
 		}
 		if err != nil && sctx.Err() == nil {
-			return err
+			return m.sendFailed(ctx, err, recvErr)
 		}
 		var waited <-chan time.Time
 		if deferred {
@@ -901,6 +901,30 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		}
 		wait.Stop()
 	}
+}
+
+// refusalGrace bounds how long a failed send waits for the receive's
+// cause, which comes as soon as the connection's end reaches it.
+const refusalGrace = time.Second
+
+// sendFailed returns why the session ends after a send failed with err: a
+// secondary that refuses the session (or speaks of an instance a Drop gave
+// up) sends its reason and closes the connection, and a send under way
+// may find it closed before the receive has read that reason. The link
+// must count a refusal as one (its status, its log's error, its backoff),
+// not as a lost link: the receive's cause is awaited, briefly.
+func (m *Mover) sendFailed(ctx context.Context, err error, recvErr <-chan error) error {
+	t := time.NewTimer(refusalGrace)
+	defer t.Stop()
+	select {
+	case rerr := <-recvErr:
+		if errors.Is(rerr, ErrRefused) || errors.Is(rerr, ErrDropped) {
+			return rerr
+		}
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return err
 }
 
 // sendRecordSet sends h in a frame of its own.
