@@ -852,6 +852,28 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	// keep a link whose secondary is gone counted as up until it is over.
 	stopClose := context.AfterFunc(sctx, func() { conn.Close() })
 	defer stopClose()
+	// A send waiting for the link's rate limit holds the loop below, and
+	// its silence check, for as long as the wait: a secondary gone silent
+	// (its host off, the network cut) with a record set unanswered would
+	// keep the link counted as up until it is over. Its silence is judged
+	// meanwhile too, and ends the link, which ends the wait.
+	silent := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(max(m.cfg.Silence/10, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				if err := m.checkSilence(); err != nil {
+					silent <- err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
 	tick := time.NewTicker(max(m.cfg.Interval, 10*time.Millisecond))
 	defer tick.Stop()
 	wait := time.NewTimer(time.Hour)
@@ -890,6 +912,11 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 			conn.Close()
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			select {
+			case err := <-silent:
+				return err
+			default:
 			}
 			return <-recvErr
 		case <-m.work:

@@ -113,12 +113,13 @@ const stalledBytes = 48 << 20
 // unblock the mover.
 func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 	t.Helper()
-	return startStalledAt(t, retransmit, silence, nil)
+	return startStalledAt(t, retransmit, silence, nil, false)
 }
 
 // startStalledAt is startStalled with the link paced by limit (nil: not
-// paced).
-func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *ratelimit.Limiter) *stalledRig {
+// paced). lead: a small record set is sent first, on its own, which the
+// secondary never answers.
+func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *ratelimit.Limiter, lead bool) *stalledRig {
 	t.Helper()
 	ln, accepted := listenAccepting(t)
 	var dialer transport.Dialer = &transport.TCPDialer{Addr: ln.Addr()}
@@ -133,7 +134,12 @@ func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *rate
 	tm := timer.New()
 	ss := subsystem.New("ss1", tm, sidefile.New(256<<20), map[string]*volume.Volume{"a": v}, []string{"a"})
 	r := &stalledRig{done: make(chan error, 1)}
-	m := New(Config{Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
+	// The lead set in flight leaves the 48 MiB one out of a window of less.
+	window := int64(0)
+	if lead {
+		window = 1 << 30
+	}
+	m := New(Config{Window: window, Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
 		Dialer: watchedDialer{Dialer: dialer, r: r}, Retransmit: retransmit, Silence: silence,
 		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	var conn transport.Conn
@@ -160,6 +166,13 @@ func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *rate
 	}
 	r.peer = conn
 	waitFor(t, "the link", func() bool { return m.Stats().Connected })
+	if lead {
+		if err := ss.Write(context.Background(), "a", make([]byte, 4<<10), stalledBytes); err != nil {
+			t.Fatal(err)
+		}
+		m.Cut()
+		waitFor(t, "the small record set sent", func() bool { return m.Stats().BytesSent > 4<<10 })
+	}
 	data := make([]byte, 1<<20)
 	for i := range stalledBytes >> 20 {
 		data[0] = byte(i)
