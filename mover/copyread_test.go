@@ -107,17 +107,7 @@ func TestQuiesceWaitsForACutWaitingOnACopysRead(t *testing.T) {
 	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
 	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
 
-	quiesced := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		quiesced <- p.mover.Quiesce(ctx)
-	}()
-	release()
-	if err := <-copied; err != nil {
-		t.Fatal(err)
-	}
-	<-cut
+	quiesced := quiesceThenRelease(t, p, release, copied, cut)
 	rs := l.recordSet()
 	if n := len(rs.Updates); n != 2 {
 		t.Fatalf("record set %d holds %d updates, want the write and the copy", rs.Seq, n)
@@ -187,17 +177,7 @@ func TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead(t *testing.T) {
 		t.Fatal("Quiesce did not end with its context while a cut waits on a copy's read: it waits for the cut, whatever its deadline")
 	}
 
-	quiesced := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		quiesced <- p.mover.Quiesce(ctx)
-	}()
-	release()
-	if err := <-copied; err != nil {
-		t.Fatal(err)
-	}
-	<-cut
+	quiesced := quiesceThenRelease(t, p, release, copied, cut)
 	through := map[string]uint64{}
 	var updates int
 	for updates < 3 {
@@ -214,4 +194,23 @@ func TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead(t *testing.T) {
 	case <-time.After(deadline):
 		t.Fatal("Quiesce did not return once everything was acknowledged")
 	}
+}
+
+// quiesceThenRelease starts a Quiesce bounded by the test deadline, then
+// lets the copy's held read go on and waits for it and its cut to end. It
+// returns the channel of Quiesce's result.
+func quiesceThenRelease(t *testing.T, p *primary, release func(), copied <-chan error, cut <-chan struct{}) <-chan error {
+	t.Helper()
+	quiesced := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		quiesced <- p.mover.Quiesce(ctx)
+	}()
+	release()
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	<-cut
+	return quiesced
 }
