@@ -42,7 +42,12 @@
 // A Coupler runs beside a secondary. Every [coupling] publish it reads the
 // group, publishes its own time, and raises its limit to the master time.
 // From etcd it reads the group as a watch on the prefix keeps it
-// (EtcdStore.Follow), not by a range each round.
+// (EtcdStore.Follow), not by a range each round, once etcd told it, in a
+// linearizable read of their names, which keys were put since the
+// watch's revision and the watch brought them: a round must count a
+// member whose duplex couple add returned before it, or it raises its
+// limit past that member's time, and applies a write that depended on a
+// write of that member's that no secondary journaled yet.
 // A member that stops publishing holds the master time where its last time
 // is, and status names it as the laggard with how long it has been silent.
 // When etcd cannot be reached the limit stays where it is (the members

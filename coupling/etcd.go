@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -46,25 +45,10 @@ type EtcdStore struct {
 	timeRev map[string]int64
 	timeMs  map[string]string
 
-	// w keeps the group's keys for Follow; written is the revision of
-	// this store's last write, which Follow's view must hold.
-	w       watched
-	written atomic.Int64
+	// w keeps the group's keys for Follow.
+	w watched
 	// ranges counts Follow's reads of the whole range (tests).
 	ranges atomic.Int64
-}
-
-// wrote records the revision of a write of this store.
-func (e *EtcdStore) wrote(h *etcdserverpb.ResponseHeader) {
-	if h == nil {
-		return
-	}
-	for {
-		old := e.written.Load()
-		if h.Revision <= old || e.written.CompareAndSwap(old, h.Revision) {
-			return
-		}
-	}
 }
 
 // Prefix is where a group's keys live.
@@ -179,7 +163,6 @@ func (e *EtcdStore) Publish(ctx context.Context, member string, r Report) error 
 			}
 			return unreachable(err)
 		}
-		e.wrote(resp.Header)
 		if resp.Succeeded {
 			e.mu.Lock()
 			e.timeRev[member], e.timeMs[member] = resp.Header.Revision, r.Membership
@@ -217,7 +200,6 @@ func (e *EtcdStore) AddMemberView(ctx context.Context, member string) (View, err
 	if err != nil {
 		return View{}, unreachable(err)
 	}
-	e.wrote(resp.Header)
 	rr := resp.Responses[len(resp.Responses)-1].GetResponseRange()
 	kvs := make(map[string][]byte, len(rr.GetKvs()))
 	for _, kv := range rr.GetKvs() {
@@ -235,24 +217,18 @@ func newMembership() string {
 
 // RemoveMember implements Store.
 func (e *EtcdStore) RemoveMember(ctx context.Context, member string) error {
-	resp, err := e.cli.Delete(ctx, e.prefix+"member/"+member)
-	if err == nil {
-		e.wrote(resp.Header)
-	}
+	_, err := e.cli.Delete(ctx, e.prefix+"member/"+member)
 	return unreachable(err)
 }
 
 // Leave implements Store, by one transaction on the membership's value.
 // A membership older than these values is "", which a new one never is.
 func (e *EtcdStore) Leave(ctx context.Context, member, membership string) error {
-	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(e.prefix+"member/"+member), "=", membership)).Then(
+	_, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(e.prefix+"member/"+member), "=", membership)).Then(
 		clientv3.OpDelete(e.prefix+"member/"+member),
 		clientv3.OpDelete(e.prefix+"time/"+member),
 		clientv3.OpDelete(e.prefix+"alive/"+member),
 	).Commit()
-	if err == nil {
-		e.wrote(resp.Header)
-	}
 	return unreachable(err)
 }
 
@@ -276,7 +252,6 @@ func (e *EtcdStore) setRecovery(ctx context.Context, cond clientv3.Cmp, t int64)
 	if err != nil {
 		return 0, unreachable(err)
 	}
-	e.wrote(resp.Header)
 	if resp.Succeeded {
 		return t, nil
 	}

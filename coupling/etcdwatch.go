@@ -11,7 +11,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/connectivity"
 )
 
 // Follower is a Store that can keep the group in memory: Follow reads it
@@ -19,55 +18,67 @@ import (
 // current, so a member's every round costs etcd no range over every
 // member's keys. Every member reads every round, so with a range the bytes
 // etcd sends grow with the square of the group; with the watch, each
-// publication is sent once to each member.
+// publication is sent once to each member. Like Read's, Follow's view
+// holds every write made before it was called; a key deleted since may
+// still be in it.
 type Follower interface {
 	Follow(ctx context.Context) (View, error)
 }
 
 // watched is the group's keys as the watch keeps them. A view from them
-// can only be older than etcd's: the times in it are never later, so the
-// master time computed from it is never past the group's.
+// can only be older than etcd's: the times in it are never later, and a
+// key deleted may still be there (a member removed, a lease expired),
+// which only holds the master time lower. What it may lack is a key put
+// since, a member added above all, which Follow asks etcd about.
 type watched struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	kvs    map[string][]byte // by key
-	rev    int64             // the revision they are current through
-	live   bool              // a watch keeps them
+	mu   sync.Mutex
+	cond *sync.Cond
+	kvs  map[string][]byte // by key
+	// rev is the revision the keys are current through: the range's
+	// they started from, then the last event's (not the responses'
+	// header, which etcd may send ahead of events it holds back for
+	// a watch far behind).
+	rev    int64
+	live   bool // a watch keeps them
 	cancel context.CancelFunc
 }
 
-// ownWait bounds how long Follow waits for the watch to bring this
-// store's own last write before it reads the range instead.
-const ownWait = time.Second
+// catchUpWait bounds how long Follow waits for the watch to bring the
+// keys etcd says were put since, before it reads the range instead.
+const catchUpWait = time.Second
 
-// Follow implements Follower. It reads the range (Read) when no watch
-// keeps the keys, when the client is not connected (etcd down is then
-// reported as unreachable, as by Read, not hidden behind the last keys
-// seen), and when the watch has not brought this store's own last write
-// within a second; the range's keys then start a watch from the revision
-// after them.
+// Follow implements Follower. Its view holds every key put before it was
+// called: a member's round that reads no member added by a duplex couple
+// add that already returned would raise its limit past the added one's
+// time, and apply a write that depended on one of that member's not yet
+// journaled. So it first asks etcd, in a linearizable read, which keys
+// were put since the watch's revision (their names only, most often none
+// or the few publications on their way in the watch), and waits for the
+// watch to bring them. It reads the range (Read) instead when no watch
+// keeps the keys, or when the watch has not brought them within a
+// second; the range's keys then start a watch from the revision after
+// them. etcd unreachable fails that read, and the round holds the limit
+// as when a range cannot be read.
 func (e *EtcdStore) Follow(ctx context.Context) (View, error) {
 	e.w.mu.Lock()
 	if e.w.cond == nil {
 		e.w.cond = sync.NewCond(&e.w.mu)
 	}
-	connected := e.cli.ActiveConnection().GetState() == connectivity.Ready
-	if e.w.live && connected {
-		written := e.written.Load()
-		if e.w.rev < written {
-			t := time.AfterFunc(ownWait, func() { e.w.mu.Lock(); e.w.cond.Broadcast(); e.w.mu.Unlock() })
-			for end := time.Now().Add(ownWait); e.w.live && e.w.rev < written && time.Now().Before(end) && ctx.Err() == nil; {
-				e.w.cond.Wait()
-			}
-			t.Stop()
+	live, rev := e.w.live, e.w.rev
+	e.w.mu.Unlock()
+	if live {
+		resp, err := e.cli.Get(ctx, e.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithMinModRev(rev+1))
+		if err != nil {
+			return View{}, unreachable(err)
 		}
-		if e.w.live && e.w.rev >= written {
-			v, err := viewOf(e.prefix, e.w.kvs)
-			e.w.mu.Unlock()
+		var put int64
+		for _, kv := range resp.Kvs {
+			put = max(put, kv.ModRevision)
+		}
+		if v, ok, err := e.caughtUp(ctx, put); ok {
 			return v, err
 		}
 	}
-	e.w.mu.Unlock()
 	e.ranges.Add(1)
 	kvs, rev, err := e.rangeKeys(ctx)
 	if err != nil {
@@ -83,6 +94,26 @@ func (e *EtcdStore) Follow(ctx context.Context) (View, error) {
 	}
 	e.w.mu.Unlock()
 	return v, nil
+}
+
+// caughtUp returns the view of the watched keys once the watch has
+// brought every event through revision put, and false if it has not
+// within catchUpWait or ctx, or ended.
+func (e *EtcdStore) caughtUp(ctx context.Context, put int64) (View, bool, error) {
+	wake := func() { e.w.mu.Lock(); e.w.cond.Broadcast(); e.w.mu.Unlock() }
+	t := time.AfterFunc(catchUpWait, wake)
+	defer t.Stop()
+	defer context.AfterFunc(ctx, wake)()
+	e.w.mu.Lock()
+	defer e.w.mu.Unlock()
+	for end := time.Now().Add(catchUpWait); e.w.live && e.w.rev < put && time.Now().Before(end) && ctx.Err() == nil; {
+		e.w.cond.Wait()
+	}
+	if !e.w.live || e.w.rev < put {
+		return View{}, false, nil
+	}
+	v, err := viewOf(e.prefix, e.w.kvs)
+	return v, true, err
 }
 
 // watchLocked starts a watch of the prefix after rev over kvs, the keys
@@ -122,8 +153,8 @@ func (e *EtcdStore) watchLocked(kvs map[string][]byte, rev int64) {
 				} else {
 					e.w.kvs[string(ev.Kv.Key)] = ev.Kv.Value
 				}
+				e.w.rev = max(e.w.rev, ev.Kv.ModRevision)
 			}
-			e.w.rev = max(e.w.rev, resp.Header.Revision)
 			e.w.cond.Broadcast()
 			e.w.mu.Unlock()
 		}
