@@ -62,9 +62,14 @@ type bufferPool struct {
 }
 
 // keepFor is how long a class of buffers beyond freeLimit is kept unused:
-// long enough for the bursts of an application that writes in bursts to
-// find the pages of the one before. A variable for tests.
-var keepFor = 30 * time.Second
+// long enough for the bursts of an application that writes in bursts
+// minutes apart (a database's checkpoints, the bench's burst rounds about
+// four minutes apart) to find the pages of the one before. At 30 s, such a
+// burst took fresh pages every time, as a session's first one does: 300 µs
+// of CPU per MiB more than from the pool (bench/RESULTS.md). The memory
+// kept is no more than was in use at once, which the sidefiles' limits
+// bound. A variable for tests.
+var keepFor = 10 * time.Minute
 
 var buffers bufferPool
 

@@ -113,3 +113,22 @@ func TestPoolLetsABurstsBuffersGoUnderATrickleOfTheirClass(t *testing.T) {
 		t.Errorf("the pool keeps %d bytes of a %d-byte burst under a trickle of one buffer at a time, want at most %d", p.bytes, n<<20, freeLimit)
 	}
 }
+
+// Bursts minutes apart (the bench's burst rounds about four minutes
+// apart, a database's checkpoints every five) find the pages of the one
+// before: the trims that run in such a gap leave them all.
+func TestPoolKeepsABurstsBuffersForTheNextBurstMinutesLater(t *testing.T) {
+	p := testPool(t, keepFor) // the pool's own keep; only the test trims
+	const gap = 5 * time.Minute
+	const n = 4 * freeLimit >> 20
+	burst := p.burst(n)
+	for range int(gap / keepFor) {
+		p.shrink()
+	}
+	if p.bytes != n<<20 {
+		t.Fatalf("%v after a burst of %d bytes, the pool keeps %d (trims every %v)", gap, n<<20, p.bytes, keepFor)
+	}
+	if again := p.get(1 << 20); &again[0] != &burst[n-1][0] {
+		t.Error("the next burst does not take the last buffer handed back")
+	}
+}
