@@ -100,13 +100,16 @@ func (e *EtcdStore) Follow(ctx context.Context) (View, error) {
 // brought every event through revision put, and false if it has not
 // within catchUpWait or ctx, or ended.
 func (e *EtcdStore) caughtUp(ctx context.Context, put int64) (View, bool, error) {
-	wake := func() { e.w.mu.Lock(); e.w.cond.Broadcast(); e.w.mu.Unlock() }
-	t := time.AfterFunc(catchUpWait, wake)
+	// The timer alone ends the wait, by what it sets: a deadline of the
+	// wait's own, reckoned once it got the lock, could be later than the
+	// timer, and nothing would wake it then but the watch or ctx.
+	late := false
+	t := time.AfterFunc(catchUpWait, func() { e.w.mu.Lock(); late = true; e.w.cond.Broadcast(); e.w.mu.Unlock() })
 	defer t.Stop()
-	defer context.AfterFunc(ctx, wake)()
+	defer context.AfterFunc(ctx, func() { e.w.mu.Lock(); e.w.cond.Broadcast(); e.w.mu.Unlock() })()
 	e.w.mu.Lock()
 	defer e.w.mu.Unlock()
-	for end := time.Now().Add(catchUpWait); e.w.live && e.w.rev < put && time.Now().Before(end) && ctx.Err() == nil; {
+	for e.w.live && e.w.rev < put && !late && ctx.Err() == nil {
 		e.w.cond.Wait()
 	}
 	if !e.w.live || e.w.rev < put {

@@ -3,8 +3,12 @@ package coupling
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // followUntil calls Follow until cond holds of its view, or fails after a
@@ -94,4 +98,73 @@ func TestEtcdStoreFollowsTheGroupByAWatch(t *testing.T) {
 	followUntil(t, ctx, b, "a's publication after etcd came back, seen by b", func(v View, err error) bool {
 		return err == nil && v.Reports["a"].Time == 43
 	})
+}
+
+// heldAfterGet is an etcd store's KV whose next Get, once armed, returns
+// only after it took the store's watched keys' lock for hold: the delay a
+// Follow meets between its read of the keys' names and its wait for the
+// watch when the watch applies a batch of events meanwhile, or the
+// scheduler does not run it.
+type heldAfterGet struct {
+	clientv3.KV
+	s     *EtcdStore
+	hold  time.Duration
+	armed atomic.Bool
+}
+
+func (k *heldAfterGet) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	resp, err := k.KV.Get(ctx, key, opts...)
+	if k.armed.CompareAndSwap(true, false) {
+		locked := make(chan struct{})
+		go func() {
+			k.s.w.mu.Lock()
+			close(locked)
+			time.Sleep(k.hold)
+			k.s.w.mu.Unlock()
+		}()
+		<-locked
+	}
+	return resp, err
+}
+
+// A Follow whose watch does not bring the keys put since its revision
+// reads the range a second after it began to wait, however late it got
+// to its wait: the wait ended on the timer alone, and a timer that fired
+// before the wait's end as the wait reckoned it (the wait started late)
+// left it waiting for the watch until its ctx ended, and the round held
+// as if etcd were unreachable.
+func TestAFollowWhoseWatchLagsReadsTheRangeHoweverLateItsWaitBegan(t *testing.T) {
+	e := startEtcd(t)
+	dial := func() *EtcdStore {
+		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s, cli := dial(), dial()
+	lag := lagWatch(s)
+	defer lag.release()
+	held := &heldAfterGet{KV: s.cli.KV, s: s, hold: catchUpWait / 2}
+	s.cli.KV = held
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cli.AddMember(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lag.hold()
+	if err := cli.AddMember(ctx, "x"); err != nil {
+		t.Fatal(err)
+	}
+	held.armed.Store(true)
+	fctx, fcancel := context.WithTimeout(ctx, 20*catchUpWait)
+	defer fcancel()
+	v, err := s.Follow(fctx)
+	if err != nil || !slices.Contains(v.Members, "x") {
+		t.Fatalf("Follow with the watch held: %+v, %v; want the group from the range, x in it", v, err)
+	}
 }
