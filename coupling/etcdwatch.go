@@ -120,15 +120,20 @@ func (e *EtcdStore) caughtUp(ctx context.Context, put int64) (View, bool, error)
 }
 
 // watchLocked starts a watch of the prefix after rev over kvs, the keys
-// as of rev, in place of any before it. Called with e.w.mu held.
+// as of rev, in place of any before it. Called with e.w.mu held. The
+// watch is opened by its goroutine, not under the lock: clientv3's Watch
+// waits for its stream to open for as long as its ctx, which ends only
+// when a newer watch replaces it or the store closes, and etcd gone
+// meanwhile would hold Follow, and the round, until it is back. Until
+// the watch brings anything, Follow reads what changed from the range.
 func (e *EtcdStore) watchLocked(kvs map[string][]byte, rev int64) {
 	if e.w.cancel != nil {
 		e.w.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.w.kvs, e.w.rev, e.w.live, e.w.cancel = kvs, rev, true, cancel
-	ch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	go func() {
+		ch := e.cli.Watch(clientv3.WithRequireLeader(ctx), e.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		defer func() {
 			e.w.mu.Lock()
 			// Only the watch's own state: a newer one may have replaced it.

@@ -168,3 +168,70 @@ func TestAFollowWhoseWatchLagsReadsTheRangeHoweverLateItsWaitBegan(t *testing.T)
 		t.Fatalf("Follow with the watch held: %+v, %v; want the group from the range, x in it", v, err)
 	}
 }
+
+// stopAfterGet is an etcd store's KV whose next Get, once armed, stops
+// etcd before it returns: etcd gone between a Follow's read of the range
+// and the watch it starts after it.
+type stopAfterGet struct {
+	clientv3.KV
+	stop func()
+}
+
+func (k *stopAfterGet) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	resp, err := k.KV.Get(ctx, key, opts...)
+	if stop := k.stop; stop != nil {
+		k.stop = nil
+		stop()
+	}
+	return resp, err
+}
+
+// A Follow returns within its ctx when etcd goes after it read the range
+// and before the watch it starts then is open: the watch was started under
+// the watched keys' lock, and clientv3's Watch waits for its stream to
+// open for as long as its own ctx, which ends only with the store: the
+// round waited for as long as etcd was gone, holding its own lock (a
+// switchover's leave waited behind it, past its bound) and reporting
+// nothing held.
+func TestAFollowReturnsWhenEtcdGoesBeforeItsWatchIsOpen(t *testing.T) {
+	e := startEtcd(t)
+	s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.AddMember(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	s.cli.KV = &stopAfterGet{KV: s.cli.KV, stop: e.stop}
+	follow := func(what string, ok func(View, error) bool) {
+		t.Helper()
+		fctx, fcancel := context.WithTimeout(ctx, 2*catchUpWait)
+		defer fcancel()
+		type result struct {
+			v   View
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			v, err := s.Follow(fctx)
+			done <- result{v, err}
+		}()
+		select {
+		case r := <-done:
+			if !ok(r.v, r.err) {
+				t.Fatalf("%s: %+v, %v", what, r.v, r.err)
+			}
+		case <-time.After(2*catchUpWait + 20*time.Second):
+			// etcd back lets the Follow go, and the store close.
+			e.start(t)
+			t.Fatalf("%s: Follow did not return 20s after its ctx ended", what)
+		}
+	}
+	follow("the range read before etcd went: the group", func(v View, err error) bool {
+		return err == nil && slices.Contains(v.Members, "a")
+	})
+	follow("etcd gone: unreachable", func(_ View, err error) bool { return errors.Is(err, ErrUnreachable) })
+}
