@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"duplex/internal/sysmon"
 )
 
 // Exit codes of the contract.
@@ -68,6 +70,9 @@ func commands() []command {
 var version = "dev"
 
 func main() {
+	if c, ok := lookup(os.Args[1:]); ok && c.daemon {
+		sysmon.KeepAwake()
+	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 
