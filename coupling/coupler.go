@@ -80,18 +80,19 @@ type Coupler struct {
 	published int64
 
 	join bool // a join is owed (Config.Join); guarded by roundMu
-	// membership is the member's membership as the last round saw it
-	// (View.Memberships), the one Leave takes out; guarded by roundMu.
-	membership string
 
-	mu       sync.Mutex
-	left     bool // Leave took the member out of the group: no more rounds
-	limit    int64
-	marked   time.Time
-	changed  chan struct{} // closed and replaced when limit rises
-	status   Status
-	advanced map[string]time.Time // when each member's time last rose
-	times    map[string]int64
+	mu sync.Mutex
+	// membership is the member's membership as the last round saw it
+	// (View.Memberships), the one Leave takes out; written in rounds
+	// (roundMu held too), so that Membership waits for none under way.
+	membership string
+	left       bool // Leave took the member out of the group: no more rounds
+	limit      int64
+	marked     time.Time
+	changed    chan struct{} // closed and replaced when limit rises
+	status     Status
+	advanced   map[string]time.Time // when each member's time last rose
+	times      map[string]int64
 }
 
 // New returns a Coupler whose limit starts at the persisted mark (0 if
@@ -183,9 +184,14 @@ func (c *Coupler) Round(ctx context.Context) {
 	// Once it has a time: the master time of the others waits for a
 	// member without one.
 	joining := c.join && own > 0
-	if joining {
-		if err := c.rejoin(rctx, &view); err != nil {
-			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+	var fl int64 // the floor of an add this round finishes
+	if _, member := view.Memberships[c.cfg.Member]; joining || member && !view.given(c.cfg.Member) {
+		if fl, err = c.finishAdd(rctx, &view, joining); err != nil {
+			if errors.Is(err, ErrUnreachable) {
+				c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+			} else {
+				c.hold(fmt.Sprintf("%v; the master time holds meanwhile", err))
+			}
 			return
 		}
 	}
@@ -193,19 +199,21 @@ func (c *Coupler) Round(ctx context.Context) {
 	// from the published one, and a restart may know an earlier time
 	// than it published (the empty groups formed since its last journaled
 	// one).
-	if ms, ok := view.Memberships[c.cfg.Member]; ok {
+	ms, member := view.Memberships[c.cfg.Member]
+	if member {
+		c.mu.Lock()
 		c.membership = ms
+		c.mu.Unlock()
 	}
 	prev, had := view.Reports[c.cfg.Member]
-	pub := max(own, prev.Time, c.published)
+	pub := max(own, prev.Time, c.published, fl)
 	// What it journaled, apart from a floor: a restart knows less.
 	journaled := max(own, prev.Journaled)
-	// A rejoin gives its time its floor under the membership it made; a
-	// session not a member says its time is outside the group.
+	// An add finished gives its time its floor under the membership it
+	// made; a session not a member says its time is outside the group.
 	var given string
-	ms, member := view.Memberships[c.cfg.Member]
 	switch {
-	case joining && member && prev.Membership != ms:
+	case member && !view.given(c.cfg.Member):
 		given = ms
 	case !member && prev.Membership != Outside:
 		given = Outside
@@ -227,32 +235,44 @@ func (c *Coupler) Round(ctx context.Context) {
 	c.follow(view)
 }
 
-// rejoin adds the member to the group unless view has it. It is added
-// once it has a time (its leave took its last time away), and publishes
-// in the same round: the master time of the others waits for it from then
-// on. Without a time in the group (added now, or by a join a crash cut
-// short), it publishes no less than the least time of the others that
-// have one (floor), past any limit they may have applied through: a
-// recovery time, fixed at the least time published, must not fall behind
-// that. Its own time may be
-// behind (the rejoin's consistency time) only by writes of its new
-// direction made before the join, which no other member's writes were
-// coupled with.
-func (c *Coupler) rejoin(ctx context.Context, view *View) error {
-	if !slices.Contains(view.Members, c.cfg.Member) {
-		// The group as of the add: the membership it made, which its
-		// time is given under, and the others' times then.
+// finishAdd adds the member to the group if it is not one and joining
+// (its rejoin), or finishes an add that has not given its time its floor
+// (duplex couple add or a join cut short, or under way), and returns
+// that floor: the least time of the others that had one as of the write
+// that made the membership (Store.AddedView), which any limit they may
+// have applied through is within, and no write of the member made since
+// is: a recovery time, fixed at the least time published, must not fall
+// behind the former nor pass the latter where the member's secondary
+// has not journaled it. The member publishes it in the same round: the
+// master time of the others waits for it meanwhile. Joined once it has a
+// time (its leave took its last time away), its own time may be behind
+// (the rejoin's consistency time) only by writes of its new direction
+// made before the join, which no other member's writes were coupled with.
+func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool) (int64, error) {
+	if joining && !slices.Contains(view.Members, c.cfg.Member) {
 		v, err := c.cfg.Store.AddMemberView(ctx, c.cfg.Member)
 		if err != nil {
-			return fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
+			return 0, fmt.Errorf("coupling: session %s joining group %q again: %w", c.cfg.Member, c.cfg.Group, err)
 		}
+		// The group as of the add.
 		*view = v
 		c.log.Info("joined the coupled group again, in the session's new direction", "member", c.cfg.Member)
+		return floor(v, c.cfg.Member), nil
 	}
-	if !view.given(c.cfg.Member) || view.Reports[c.cfg.Member].Time == 0 {
-		c.published = max(c.published, floor(*view, c.cfg.Member))
+	if view.given(c.cfg.Member) {
+		return 0, nil
 	}
-	return nil
+	added, err := c.cfg.Store.AddedView(ctx, c.cfg.Member)
+	switch {
+	case errors.Is(err, ErrAddForgotten):
+		return 0, fmt.Errorf("coupling: session %s's add to group %q ended before it gave the session its floor, and %w: "+
+			"run duplex couple add --config FILE %s again, which adds it anew", c.cfg.Member, c.cfg.Group, err, c.cfg.Member)
+	case err != nil:
+		return 0, fmt.Errorf("coupling: session %s finishing its add to group %q: %w", c.cfg.Member, c.cfg.Group, err)
+	case added.Memberships[c.cfg.Member] != view.Memberships[c.cfg.Member]:
+		return 0, fmt.Errorf("coupling: session %s's membership of group %q changed while this round read it", c.cfg.Member, c.cfg.Group)
+	}
+	return floor(added, c.cfg.Member), nil
 }
 
 // joined records, once the member published as one, that no join is owed
@@ -310,8 +330,9 @@ func (c *Coupler) Leave(ctx context.Context) error {
 	defer c.roundMu.Unlock()
 	c.mu.Lock()
 	c.left = true
+	ms := c.membership
 	c.mu.Unlock()
-	if err := c.cfg.Store.Leave(ctx, c.cfg.Member, c.membership); err != nil {
+	if err := c.cfg.Store.Leave(ctx, c.cfg.Member, ms); err != nil {
 		return fmt.Errorf("coupling: session %s leaving group %q: %w", c.cfg.Member, c.cfg.Group, err)
 	}
 	c.mu.Lock()
@@ -325,8 +346,8 @@ func (c *Coupler) Leave(ctx context.Context) error {
 // Membership returns the member's membership as the last round saw it,
 // "" if none saw one: what a leave owed must name (Store.Leave).
 func (c *Coupler) Membership() string {
-	c.roundMu.Lock()
-	defer c.roundMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.membership
 }
 
@@ -454,16 +475,16 @@ func RecoveryTime(ctx context.Context, store Store, member string, applied int64
 	}
 	var t int64
 	for _, m := range view.Members {
-		r, ok := view.Reports[m]
-		if !ok || r.Time == 0 {
+		mt, err := counted(ctx, store, view, m)
+		if err != nil {
+			return 0, view, err
+		}
+		if mt == 0 {
 			return 0, view, fmt.Errorf("coupling: member %s never published a time: no time is known that it holds (remove it with duplex couple remove %s to recover the others without it)", m, m)
 		}
-		if t == 0 || r.Time < t {
-			t = r.Time
+		if t == 0 || mt < t {
+			t = mt
 		}
-	}
-	if t == 0 {
-		return 0, view, errors.New("coupling: the group has no members")
 	}
 	var fixed int64
 	if view.Recovery == 0 {
@@ -473,6 +494,28 @@ func RecoveryTime(ctx context.Context, store Store, member string, applied int64
 	}
 	view.Recovery = fixed
 	return fixed, view, err
+}
+
+// counted is member's time in view as a recovery counts it: an add that
+// has not given it its floor yet (duplex couple add cut short, or under
+// way) is counted at that floor, as it will publish it; its own time, not
+// given under its membership, may be behind what the others applied.
+func counted(ctx context.Context, store Store, view View, member string) (int64, error) {
+	t := view.Reports[member].Time
+	if view.given(member) {
+		return t, nil
+	}
+	added, err := store.AddedView(ctx, member)
+	switch {
+	case errors.Is(err, ErrAddForgotten):
+		return 0, fmt.Errorf("coupling: member %s's add ended before it gave the member its floor, and %w: "+
+			"run duplex couple add --config FILE %s again, which adds it anew", member, err, member)
+	case err != nil:
+		return 0, fmt.Errorf("coupling: member %s, whose add has not given it its floor yet: %w", member, err)
+	case added.Memberships[member] != view.Memberships[member]:
+		return 0, fmt.Errorf("coupling: member %s's membership changed while the group was read: run it again", member)
+	}
+	return max(t, floor(added, member)), nil
 }
 
 // Add makes member one of the group's members (duplex couple add). Its
@@ -495,20 +538,26 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	if slices.Contains(view.Members, member) && view.given(member) {
 		return nil
 	}
-	// The others' times as of the add, in the same read (a member whose
-	// time was not given its floor, its add cut short, is given it now,
-	// from the times as the group holds them).
-	if view, err = store.AddMemberView(ctx, member); err != nil {
+	// The others' times as of the add: this run's, or that of an earlier
+	// run cut short before it published the floor (a kill), whose
+	// writes since are coupled already.
+	added, err := store.AddMemberView(ctx, member)
+	if errors.Is(err, ErrAddForgotten) {
+		// When that was is lost: the session is added anew, its writes
+		// coupled from now on.
+		if err := store.Leave(ctx, member, view.Memberships[member]); err != nil {
+			return fmt.Errorf("coupling: adding %s anew: %w", member, err)
+		}
+		added, err = store.AddMemberView(ctx, member)
+	}
+	if err != nil {
 		return fmt.Errorf("coupling: adding %s: %w", member, err)
 	}
 	// Published also without a floor (the group forming) over a time
 	// published outside the group, so that it is known to be given under
 	// this membership.
-	f := floor(view, member)
-	if f <= view.Reports[member].Time && view.given(member) {
-		return nil
-	}
-	if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano(), Membership: view.Memberships[member]}); err != nil {
+	f := floor(added, member)
+	if err := store.Publish(ctx, member, Report{Time: f, At: now.UnixNano(), Membership: added.Memberships[member]}); err != nil {
 		return fmt.Errorf("coupling: %s added; publishing the others' least time %d as its own: %w", member, f, err)
 	}
 	return nil

@@ -48,6 +48,19 @@
 // member whose duplex couple add returned before it, or it raises its
 // limit past that member's time, and applies a write that depended on a
 // write of that member's that no secondary journaled yet.
+// An add (duplex couple add, a rejoin's join) makes the membership, then
+// publishes the member's floor: the least of the others' times as of the
+// write that made it (Store.AddedView; etcd keeps the group as of every
+// revision until a compaction). An add cut short between the two (a
+// kill) leaves the others' master time waiting for the member, and is
+// finished at that same floor by whoever comes next: duplex couple add
+// run again, or the member's own secondary at its next round; a
+// recovery meanwhile counts the member at it. Never at a later floor,
+// which could pass writes of the member made since the membership,
+// coupled already, that its secondary has not journaled; nor at the
+// member's own time alone, which may be behind what the others applied.
+// Once etcd compacted its history past the add, couple add run again
+// adds the member anew, its writes coupled from then on.
 // A member that stops publishing holds the master time where its last time
 // is, and status names it as the laggard with how long it has been silent.
 // When etcd cannot be reached the limit stays where it is (the members

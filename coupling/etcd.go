@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -94,11 +95,7 @@ func (e *EtcdStore) rangeKeys(ctx context.Context) (map[string][]byte, int64, er
 	if err != nil {
 		return nil, 0, unreachable(err)
 	}
-	kvs := make(map[string][]byte, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		kvs[string(kv.Key)] = kv.Value
-	}
-	return kvs, resp.Header.Revision, nil
+	return keysOf(resp.Kvs), resp.Header.Revision, nil
 }
 
 // leaseFor returns a lease that holds, renewing it a third of its TTL after
@@ -191,21 +188,55 @@ func (e *EtcdStore) AddMember(ctx context.Context, member string) error {
 }
 
 // AddMemberView implements Store: the group is read in the transaction
-// that makes the member.
+// that makes the member, or, a member already, as of the revision that
+// made it (AddedView).
 func (e *EtcdStore) AddMemberView(ctx context.Context, member string) (View, error) {
 	key := e.prefix + "member/" + member
 	all := clientv3.OpGet(e.prefix, clientv3.WithPrefix())
 	resp, err := e.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, newMembership()), all).Else(all).Commit()
+		Then(clientv3.OpPut(key, newMembership()), all).Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return View{}, unreachable(err)
 	}
-	rr := resp.Responses[len(resp.Responses)-1].GetResponseRange()
-	kvs := make(map[string][]byte, len(rr.GetKvs()))
-	for _, kv := range rr.GetKvs() {
-		kvs[string(kv.Key)] = kv.Value
+	if !resp.Succeeded {
+		return e.addedAt(ctx, member, resp.Responses[0].GetResponseRange().GetKvs())
 	}
-	return viewOf(e.prefix, kvs)
+	return viewOf(e.prefix, keysOf(resp.Responses[1].GetResponseRange().GetKvs()))
+}
+
+// AddedView implements Store: the group as of the revision that created
+// the member's key, which etcd keeps until a compaction passes it.
+func (e *EtcdStore) AddedView(ctx context.Context, member string) (View, error) {
+	resp, err := e.cli.Get(ctx, e.prefix+"member/"+member)
+	if err != nil {
+		return View{}, unreachable(err)
+	}
+	return e.addedAt(ctx, member, resp.Kvs)
+}
+
+// addedAt is the group as of the revision that created the member key
+// kvs holds (none: not a member).
+func (e *EtcdStore) addedAt(ctx context.Context, member string, kvs []*mvccpb.KeyValue) (View, error) {
+	if len(kvs) == 0 {
+		return View{}, fmt.Errorf("coupling: %s: %w", member, ErrNotMember)
+	}
+	resp, err := e.cli.Get(ctx, e.prefix, clientv3.WithPrefix(), clientv3.WithRev(kvs[0].CreateRevision))
+	if errors.Is(err, rpctypes.ErrCompacted) {
+		return View{}, fmt.Errorf("coupling: %s added at revision %d: %w", member, kvs[0].CreateRevision, ErrAddForgotten)
+	}
+	if err != nil {
+		return View{}, unreachable(err)
+	}
+	return viewOf(e.prefix, keysOf(resp.Kvs))
+}
+
+// keysOf is kvs by key.
+func keysOf(kvs []*mvccpb.KeyValue) map[string][]byte {
+	m := make(map[string][]byte, len(kvs))
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value
+	}
+	return m
 }
 
 // newMembership returns a name no membership had before.

@@ -3,6 +3,7 @@ package coupling
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -16,6 +17,7 @@ type MemStore struct {
 	mu       sync.Mutex
 	down     bool
 	members  map[string]string // by member, its membership
+	added    map[string]View   // by member, the group as of its add
 	reports  map[string]Report
 	alive    map[string]time.Time // lease expiry
 	recovery int64
@@ -28,7 +30,7 @@ type MemStore struct {
 
 // NewMemStore returns an empty group.
 func NewMemStore() *MemStore {
-	return &MemStore{members: map[string]string{}, reports: map[string]Report{}, alive: map[string]time.Time{}, TTL: 10 * time.Second}
+	return &MemStore{members: map[string]string{}, added: map[string]View{}, reports: map[string]Report{}, alive: map[string]time.Time{}, TTL: 10 * time.Second}
 }
 
 // SetDown makes the store unreachable (true) or reachable again.
@@ -125,8 +127,41 @@ func (m *MemStore) AddMemberView(ctx context.Context, member string) (View, erro
 	}
 	if _, ok := m.members[member]; !ok {
 		m.members[member] = newMembership()
+		m.added[member] = m.viewLocked()
 	}
-	return m.viewLocked(), nil
+	return m.addedLocked(member)
+}
+
+// AddedView implements Store.
+func (m *MemStore) AddedView(ctx context.Context, member string) (View, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return View{}, err
+	}
+	return m.addedLocked(member)
+}
+
+func (m *MemStore) addedLocked(member string) (View, error) {
+	if _, ok := m.members[member]; !ok {
+		return View{}, fmt.Errorf("coupling: %s: %w", member, ErrNotMember)
+	}
+	v, ok := m.added[member]
+	if !ok {
+		return View{}, fmt.Errorf("coupling: %s: %w", member, ErrAddForgotten)
+	}
+	// The caller's to change.
+	v.Members = slices.Clone(v.Members)
+	v.Reports, v.Alive, v.Memberships = maps.Clone(v.Reports), maps.Clone(v.Alive), maps.Clone(v.Memberships)
+	return v, nil
+}
+
+// Forget drops what the store holds of the group as of each add, as an
+// etcd compaction does.
+func (m *MemStore) Forget() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.added)
 }
 
 // RemoveMember implements Store.
@@ -137,6 +172,7 @@ func (m *MemStore) RemoveMember(ctx context.Context, member string) error {
 		return err
 	}
 	delete(m.members, member)
+	delete(m.added, member)
 	return nil
 }
 
@@ -151,6 +187,7 @@ func (m *MemStore) Leave(ctx context.Context, member, membership string) error {
 		return nil
 	}
 	delete(m.members, member)
+	delete(m.added, member)
 	delete(m.reports, member)
 	delete(m.alive, member)
 	return nil

@@ -41,9 +41,14 @@ const Outside = "-"
 // membership now: only then may it be taken for another's floor.
 func (v View) given(member string) bool {
 	ms, ok := v.Memberships[member]
-	r := v.Reports[member].Membership
-	return ok && (r == ms || r == "")
+	r, had := v.Reports[member]
+	return ok && had && (r.Membership == ms || r.Membership == "")
 }
+
+// Given says whether member's time in v was given its floor under its
+// membership now: false for a member whose add (duplex couple add, a
+// rejoin) has not published it yet, cut short or under way.
+func (v View) Given(member string) bool { return v.given(member) }
 
 // mergeMembership is the membership a publication naming named leaves
 // where held was.
@@ -85,6 +90,12 @@ type Store interface {
 	// applied is within and which no write of member made after it is,
 	// are what its floor is taken from.
 	AddMemberView(ctx context.Context, member string) (View, error)
+	// AddedView returns the group as of the write that made member's
+	// membership (AddMemberView's view), ErrNotMember if it has none:
+	// what the floor of an add cut short before it published it is
+	// taken from, by whoever finishes it, or counts it meanwhile. Wraps
+	// ErrAddForgotten once the store no longer holds that moment.
+	AddedView(ctx context.Context, member string) (View, error)
 	RemoveMember(ctx context.Context, member string) error
 	// Leave removes member and its published time and alive key, in
 	// one write, if its membership is still the one named
@@ -106,3 +117,10 @@ type Store interface {
 
 // ErrUnreachable wraps every failure to reach the store.
 var ErrUnreachable = errors.New("etcd unreachable")
+
+// ErrNotMember is AddedView's error for a session that is not a member.
+var ErrNotMember = errors.New("not a member")
+
+// ErrAddForgotten is AddedView's error once the store no longer holds the
+// group as of the member's add (etcd compacted its history past it).
+var ErrAddForgotten = errors.New("etcd no longer holds the group as of the member's add (compacted)")
