@@ -20,6 +20,7 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 		"the members with the time each published and the group's master time. SESSION defaults to the config's session. "+
 		"An added session's writes are coupled with the group's from its add on: it starts at the least time of the members "+
 		"that have one, which they may have applied through (none: at its own). "+
+		"Run again after it was cut short (killed before it said the session is a member), it finishes the add at those times as of its first run. "+
 		"The master time is the minimum over the members: a member that stops publishing holds it until it is removed.")
 	path := fs.configFlag("its [coupling] section")
 	pos, err := fs.parse(args, stdout)
@@ -87,12 +88,18 @@ func printGroup(w io.Writer, group string, view coupling.View) {
 		if !view.Alive[m] {
 			state = "silent (lease expired)"
 		}
+		// Its add ended before it published the member's floor (killed),
+		// or is under way.
+		unfinished := ""
+		if !view.Given(m) {
+			unfinished = fmt.Sprintf("; its add has not given it its floor: duplex couple add %s finishes it", m)
+		}
 		if !ok || r.Time == 0 {
-			fmt.Fprintf(w, "  %s: no time published yet\n", m)
+			fmt.Fprintf(w, "  %s: no time published yet%s\n", m, unfinished)
 			complete = false
 			continue
 		}
-		fmt.Fprintf(w, "  %s: time %s, published at %s, %s\n", m, control.FormatTime(r.Time), control.FormatTime(r.At), state)
+		fmt.Fprintf(w, "  %s: time %s, published at %s, %s%s\n", m, control.FormatTime(r.Time), control.FormatTime(r.At), state, unfinished)
 		if master == 0 || r.Time < master {
 			master = r.Time
 		}
