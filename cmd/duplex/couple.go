@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"duplex/control"
@@ -57,7 +58,11 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	switch op {
 	case "add":
-		if err := coupling.Add(cctx, store, member, time.Now()); err != nil {
+		var st coupling.Store = store
+		if file := os.Getenv(AddStopFileEnv); file != "" {
+			st = stopAfterMember{Store: store, file: file}
+		}
+		if err := coupling.Add(cctx, st, member, time.Now()); err != nil {
 			return fmt.Errorf("couple add %s: %w", member, err)
 		}
 		fmt.Fprintf(stdout, "session %s is a member of coupled group %s\n", member, cfg.Coupling.Group)
@@ -75,6 +80,32 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	printGroup(stdout, cfg.Coupling.Group, view)
 	return nil
+}
+
+// AddStopFileEnv names a file that duplex couple add, for tests, creates
+// once it made the membership, and then waits to be killed, before it
+// publishes the member's floor: the moment a kill -9 leaves an add cut
+// short.
+const AddStopFileEnv = "DUPLEX_COUPLE_ADD_STOP_FILE"
+
+// stopAfterMember is a Store whose AddMemberView never returns once it
+// made the membership and said so in file.
+type stopAfterMember struct {
+	coupling.Store
+	file string
+}
+
+func (s stopAfterMember) AddMemberView(ctx context.Context, member string) (coupling.View, error) {
+	v, err := s.Store.AddMemberView(ctx, member)
+	if err != nil {
+		return v, err
+	}
+	if err := os.WriteFile(s.file, []byte(member+"\n"), 0o644); err != nil {
+		return v, err
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 // printGroup lists a group's members, their times and the master time.
