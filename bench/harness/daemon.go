@@ -254,19 +254,9 @@ const clockTicks = 100
 // ProcCPU returns the user+system CPU time a running process has used, from
 // /proc/PID/stat.
 func ProcCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStat(pid)
 	if err != nil {
 		return 0, err
-	}
-	// The command name (field 2) may hold spaces; fields after its closing
-	// parenthesis are fixed: utime is field 14, stime 15.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -274,4 +264,35 @@ func ProcCPU(pid int) (time.Duration, error) {
 		return 0, err
 	}
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// ProcFaults returns the minor page faults a running process has taken, from
+// /proc/PID/stat: the pages it was given afresh, those populated by
+// madvise(MADV_POPULATE_WRITE) included, which perf's page-faults event
+// does not count.
+func ProcFaults(pid int) (int64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(f[7], 10, 64)
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name
+// (field 2), which may hold spaces: the fields after its closing
+// parenthesis are fixed, minflt the 10th, utime the 14th, stime the 15th.
+func procStat(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return nil, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	return f, nil
 }

@@ -158,6 +158,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 	type result struct {
 		job    fiojson.Job
 		cpuPer float64 // server CPU seconds per I/O
+		// faultsPer is the server's minor faults per I/O: a burst into
+		// fresh memory takes one for each of its pages, one held in
+		// memory from a burst before none.
+		faultsPer float64
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{loadavg()}
@@ -185,6 +189,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
+				faults0, err := harness.ProcFaults(sv.pid)
+				if err != nil {
+					return err
+				}
 				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1)
 				args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
 				if job.burst {
@@ -198,6 +206,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
+				faults1, err := harness.ProcFaults(sv.pid)
+				if err != nil {
+					return err
+				}
 				// The CPU time covers the ramp too, so it is divided by
 				// every I/O of the run, ramp included, estimated from
 				// the measured rate.
@@ -205,7 +217,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if !job.burst {
 					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
 				}
-				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1)})
+				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1), float64(faults1-faults0) / max(ios, 1)})
 				if sv.pair != nil && job.rw != "randread" {
 					if _, err := sv.pair.drain(ctx); err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
@@ -224,22 +236,25 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"and before the read job then read once whole, so that both servers read from the page cache. "+
 		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
 		"The burst job writes the volume once (%d MiB) to a session of its own whose sidefile limit (%d MiB) holds it all below the pacing start, so it is never paced; the timed 1 MiB job outlasts a %d MiB sidefile many times and is paced to the secondary. "+
-		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os. Load average at the start and after each round: %s.\n\n",
+		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os; faults/IO its minor page faults (/proc/PID/stat) over the run divided by its I/Os: "+
+		"a 1 MiB write into fresh memory takes 256, one into memory the server held already none. Load average at the start and after each round: %s.\n\n",
 		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds,
 		primaryVol>>20, burstSidefile>>20, sidefileLimit>>20, strings.Join(load, " → "))
 	table := func(d int) {
-		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round |\n")
-		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|\n")
+		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round | nbdkit, Duplex faults/IO per round |\n")
+		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|---|\n")
 		for j, job := range jobs {
 			k, d := res[j][0], res[j][d]
-			var ratios, kIOPS, dIOPS, kCPU, dCPU []float64
+			var ratios, kIOPS, dIOPS, kCPU, dCPU, kFaults, dFaults []float64
 			for r := range k {
 				ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
 				kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
 				kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
+				kFaults, dFaults = append(kFaults, k[r].faultsPer), append(dFaults, d[r].faultsPer)
 			}
-			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s |\n", job.name,
-				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"))
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s | %s; %s |\n", job.name,
+				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"),
+				joinf(kFaults, "%.1f"), joinf(dFaults, "%.1f"))
 		}
 	}
 	if cmp == nil {
