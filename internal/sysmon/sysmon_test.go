@@ -46,19 +46,22 @@ func TestADaemonRunsWithTheMonitorAwake(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("a daemon re-executes itself only on Linux")
 	}
-	for _, c := range []struct{ godebug, want string }{
-		{"madvdontneed=1", "madvdontneed=1," + Awake},
-		{"schedtrace=0", "schedtrace=0"},
+	for _, c := range []struct{ procs, godebug, want string }{
+		{"2", "madvdontneed=1", "madvdontneed=1," + Awake},
+		{"2", "schedtrace=0", "schedtrace=0"},
+		// One processor keeps the runtime's deep sleep.
+		{"1", "madvdontneed=1", "madvdontneed=1"},
 	} {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") }),
-			"SYSMON_DAEMON=1", "GODEBUG="+c.godebug)
+		cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+			return strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "GOMAXPROCS=")
+		}), "SYSMON_DAEMON=1", "GODEBUG="+c.godebug, "GOMAXPROCS="+c.procs)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
 		if got := string(out); got != c.want {
-			t.Errorf("GODEBUG %q: after the start %q, want %q", c.godebug, got, c.want)
+			t.Errorf("GOMAXPROCS %s, GODEBUG %q: after the start %q, want %q", c.procs, c.godebug, got, c.want)
 		}
 	}
 }
