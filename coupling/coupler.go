@@ -87,12 +87,14 @@ type Coupler struct {
 	// (roundMu held too), so that Membership waits for none under way.
 	membership string
 	left       bool // Leave took the member out of the group: no more rounds
-	limit      int64
-	marked     time.Time
-	changed    chan struct{} // closed and replaced when limit rises
-	status     Status
-	advanced   map[string]time.Time // when each member's time last rose
-	times      map[string]int64
+	// cancelRound ends the last round's store calls (Leave).
+	cancelRound context.CancelFunc
+	limit       int64
+	marked      time.Time
+	changed     chan struct{} // closed and replaced when limit rises
+	status      Status
+	advanced    map[string]time.Time // when each member's time last rose
+	times       map[string]int64
 }
 
 // New returns a Coupler whose limit starts at the persisted mark (0 if
@@ -163,14 +165,15 @@ func (c *Coupler) Run(ctx context.Context) error {
 func (c *Coupler) Round(ctx context.Context) {
 	c.roundMu.Lock()
 	defer c.roundMu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*c.cfg.Publish))
+	defer cancel()
 	c.mu.Lock()
 	left := c.left
+	c.cancelRound = cancel
 	c.mu.Unlock()
 	if left {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 4*c.cfg.Publish))
-	defer cancel()
 	own := c.cfg.Own()
 	read := c.cfg.Store.Read
 	if f, ok := c.cfg.Store.(Follower); ok {
@@ -326,10 +329,17 @@ func floor(view View, member string) int64 {
 // whoever finishes it must find no round under way that would publish the
 // member's time again.
 func (c *Coupler) Leave(ctx context.Context) error {
+	// A round under way ends rather than holds the switchover up, to
+	// the read's timeout where etcd does not answer; none starts after.
+	c.mu.Lock()
+	c.left = true
+	if c.cancelRound != nil {
+		c.cancelRound()
+	}
+	c.mu.Unlock()
 	c.roundMu.Lock()
 	defer c.roundMu.Unlock()
 	c.mu.Lock()
-	c.left = true
 	ms := c.membership
 	c.mu.Unlock()
 	if err := c.cfg.Store.Leave(ctx, c.cfg.Member, ms); err != nil {

@@ -62,3 +62,46 @@ func TestMembershipWaitsForNoRound(t *testing.T) {
 	close(s.release)
 	<-done
 }
+
+// Leave, which a switchover makes once its secondary is promoted, its
+// primary waiting for the promotion's result, ends a round under way
+// rather than waiting for it: it waited as long as that round's read of
+// an etcd that does not answer (at least 2 s; here, 4 of the hour-long
+// publish intervals). The round publishes nothing after the leave.
+func TestLeaveWaitsForNoRound(t *testing.T) {
+	ctx := context.Background()
+	mem, clk := NewMemStore(), &clock{}
+	if err := Add(ctx, mem, "a", clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	s := &stalled{Store: mem, reading: make(chan struct{}, 1), release: make(chan struct{})}
+	a := &member{}
+	c, err := New(Config{Store: s, Group: "g", Member: "a", Own: a.own.Load, Now: clk.now, Publish: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.c = c
+	a.own.Store(10)
+	close(s.release)
+	a.c.Round(ctx)
+	<-s.reading
+	s.release = make(chan struct{})
+	done := make(chan struct{})
+	go func() { a.c.Round(ctx); close(done) }()
+	<-s.reading
+	left := make(chan error)
+	go func() { left <- a.c.Leave(ctx) }()
+	select {
+	case err := <-left:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Leave did not return while a round waited for the store")
+	}
+	<-done
+	if v, _ := mem.Read(ctx); len(v.Members) != 0 || len(v.Reports) != 0 {
+		t.Errorf("the group after a left during a round: %+v", v)
+	}
+	close(s.release)
+}
