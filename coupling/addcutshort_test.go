@@ -30,6 +30,23 @@ func cutShortAdd(ctx context.Context, t *testing.T, store, cli Store, clk *clock
 	return b, x
 }
 
+// eachCutShortAdd runs test on a cutShortAdd of x without a time and of
+// x with one published outside the group, on each store.
+func eachCutShortAdd(t *testing.T, test func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member)) {
+	for _, outside := range []bool{false, true} {
+		t.Run(map[bool]string{false: "x without a time", true: "x's time published outside the group"}[outside], func(t *testing.T) {
+			onEachStore(t, func(t *testing.T, store, cli Store) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				clk := &clock{}
+				clk.t.Store(1e18)
+				b, x := cutShortAdd(ctx, t, store, cli, clk, outside)
+				test(ctx, t, store, cli, clk, b, x)
+			})
+		})
+	}
+}
+
 // afterTheAdd checks what a group recovery of b and x finds once x's add
 // was finished: a recovery time no earlier than what b applied (else b's
 // volumes hold writes past it), and neither the time nor b's limit past
@@ -63,21 +80,12 @@ func afterTheAdd(ctx context.Context, t *testing.T, store Store, b *member) {
 // had one published outside the group it took the others' times as of
 // the second run, past A, and b applied B.
 func TestACutShortAddRunAgainGivesTheFloorAsOfTheAdd(t *testing.T) {
-	for _, outside := range []bool{false, true} {
-		t.Run(map[bool]string{false: "x without a time", true: "x's time published outside the group"}[outside], func(t *testing.T) {
-			onEachStore(t, func(t *testing.T, store, cli Store) {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				clk := &clock{}
-				clk.t.Store(1e18)
-				b, _ := cutShortAdd(ctx, t, store, cli, clk, outside)
-				if err := Add(ctx, cli, "x", clk.now()); err != nil {
-					t.Fatal(err)
-				}
-				afterTheAdd(ctx, t, store, b)
-			})
-		})
-	}
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
+		if err := Add(ctx, cli, "x", clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		afterTheAdd(ctx, t, store, b)
+	})
 }
 
 // The member's own secondary, running after its add was cut short,
@@ -86,19 +94,10 @@ func TestACutShortAddRunAgainGivesTheFloorAsOfTheAdd(t *testing.T) {
 // (where it had none before) or left it outside the group, and a group
 // recovery named 50, before what b had applied.
 func TestTheMembersSecondaryFinishesACutShortAdd(t *testing.T) {
-	for _, outside := range []bool{false, true} {
-		t.Run(map[bool]string{false: "x without a time", true: "x's time published outside the group"}[outside], func(t *testing.T) {
-			onEachStore(t, func(t *testing.T, store, cli Store) {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				clk := &clock{}
-				clk.t.Store(1e18)
-				b, x := cutShortAdd(ctx, t, store, cli, clk, outside)
-				x.c.Round(ctx)
-				afterTheAdd(ctx, t, store, b)
-			})
-		})
-	}
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
+		x.c.Round(ctx)
+		afterTheAdd(ctx, t, store, b)
+	})
 }
 
 // duplex recover --coupled run while an add is under way (the member
@@ -106,31 +105,22 @@ func TestTheMembersSecondaryFinishesACutShortAdd(t *testing.T) {
 // the add will publish it: it counted the time x published outside the
 // group, 50, before what b had applied, or refused for want of a time.
 func TestARecoveryDuringAnAddCountsTheAddsFloor(t *testing.T) {
-	for _, outside := range []bool{false, true} {
-		t.Run(map[bool]string{false: "x without a time", true: "x's time published outside the group"}[outside], func(t *testing.T) {
-			onEachStore(t, func(t *testing.T, store, cli Store) {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				clk := &clock{}
-				clk.t.Store(1e18)
-				b, _ := cutShortAdd(ctx, t, store, cli, clk, outside)
-				rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
-				if err != nil {
-					t.Fatalf("recovery during x's add: %v", err)
-				}
-				if rt < b.limit() || rt >= 150 {
-					t.Errorf("the group's recovery time %d during x's add, b's limit %d: want no earlier than b's limit and before A (150)", rt, b.limit())
-				}
-				// The add, finished, agrees.
-				if err := Add(ctx, cli, "x", clk.now()); err != nil {
-					t.Fatal(err)
-				}
-				if again, _, err := RecoveryTime(ctx, store, "b", b.limit()); err != nil || again != rt {
-					t.Errorf("the recovery time %d, %v once the add was finished, want the one fixed during it, %d", again, err, rt)
-				}
-			})
-		})
-	}
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
+		rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
+		if err != nil {
+			t.Fatalf("recovery during x's add: %v", err)
+		}
+		if rt < b.limit() || rt >= 150 {
+			t.Errorf("the group's recovery time %d during x's add, b's limit %d: want no earlier than b's limit and before A (150)", rt, b.limit())
+		}
+		// The add, finished, agrees.
+		if err := Add(ctx, cli, "x", clk.now()); err != nil {
+			t.Fatal(err)
+		}
+		if again, _, err := RecoveryTime(ctx, store, "b", b.limit()); err != nil || again != rt {
+			t.Errorf("the recovery time %d, %v once the add was finished, want the one fixed during it, %d", again, err, rt)
+		}
+	})
 }
 
 // forget drops the store's history of the group, as an etcd compaction.
@@ -155,12 +145,7 @@ func forget(ctx context.Context, t *testing.T, store Store) {
 // recovery say to run duplex couple add again, which adds the session
 // anew, its writes coupled from then on.
 func TestACutShortAddWhoseMomentIsForgottenIsMadeAnew(t *testing.T) {
-	onEachStore(t, func(t *testing.T, store, cli Store) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		clk := &clock{}
-		clk.t.Store(1e18)
-		b, x := cutShortAdd(ctx, t, store, cli, clk, true)
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
 		forget(ctx, t, cli)
 		x.c.Round(ctx)
 		if st := x.c.Status(); !strings.Contains(st.Held, "duplex couple add --config FILE x again") {
