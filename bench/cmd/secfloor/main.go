@@ -19,9 +19,13 @@
 // milliseconds before); a group's offsets in arrival order or sorted; the
 // writeback started by another thread while the next group is written (as
 // the secondary's checkpointer does); and past the page cache, O_DIRECT
-// from an aligned buffer, one write at a time or a group's writes
-// submitted together (Linux AIO). For the direct variants the CPU is the
-// submitting thread's, not the wall time they wait for the device.
+// from an aligned buffer, one write at a time, a group's writes
+// submitted together (Linux AIO), or a group's writes made by 16
+// goroutines each doing pwrite. For the direct variants the CPU is not the
+// wall time they wait for the device; for the last two it is the
+// process's (every thread's: the AIO variant's thread waits in
+// io_getevents meanwhile, and the runtime's monitor polls while it does),
+// and with -process it is the process's for every step.
 package main
 
 import (
@@ -35,18 +39,35 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 )
 
-// cpu is the calling thread's CPU time: main locks itself to its thread,
-// so the runtime's other threads (the garbage collector, the monitor)
-// are not counted.
+// cpu is the calling thread's CPU time, or with -process the process's:
+// main locks itself to its thread, so by default the runtime's other
+// threads (the garbage collector, the monitor) are not counted.
 func cpu() time.Duration {
+	if *processCPU {
+		return selfCPU()
+	}
+	return threadCPU()
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
 	const rusageThread = 1
 	var ru syscall.Rusage
 	syscall.Getrusage(rusageThread, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfCPU is the process's CPU time, every thread's.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
@@ -55,6 +76,11 @@ func aligned(n int) []byte {
 	skip := int(-uintptr(unsafe.Pointer(&b[0])) & 4095)
 	return b[skip : skip+n]
 }
+
+// processCPU has every step timed by the process's CPU, every thread's:
+// the runtime's monitor, which polls while a thread waits in a system
+// call, is part of what a way of writing costs.
+var processCPU = flag.Bool("process", false, "time every step by the process's CPU, not the thread's")
 
 func main() {
 	runtime.LockOSThread()
@@ -149,6 +175,9 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 	type mode struct {
 		name                              string
 		cold, sorted, direct, beside, aio bool
+		// pool counts the process's CPU (every thread), not the main
+		// thread's: its writes are made by other threads.
+		pool bool
 	}
 	modes := []mode{
 		{name: "hot"},
@@ -157,7 +186,8 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 		{name: "cold, sorted", cold: true, sorted: true},
 		{name: "cold, O_DIRECT, one at a time", cold: true, direct: true},
 		{name: "cold, writeback started by another thread meanwhile", cold: true, beside: true},
-		{name: "cold, O_DIRECT, a group at a time (Linux AIO)", cold: true, direct: true, aio: true},
+		{name: "cold, O_DIRECT, a group at a time (Linux AIO, process CPU)", cold: true, direct: true, aio: true},
+		{name: "cold, O_DIRECT, a group at a time by 16 goroutines (process CPU)", cold: true, direct: true, pool: true},
 	}
 	aio, err := newAIO(group)
 	if err != nil {
@@ -170,6 +200,24 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 	}
 	defer df.Close()
 	dbuf := aligned(4096)
+	type poolWrite struct {
+		b   []byte
+		off int64
+	}
+	poolQ := make(chan poolWrite, group)
+	var poolWG sync.WaitGroup
+	var poolErr atomic.Value
+	for range 16 {
+		go func() {
+			for w := range poolQ {
+				if _, err := df.WriteAt(w.b, w.off); err != nil {
+					poolErr.Store(err)
+				}
+				poolWG.Done()
+			}
+		}()
+	}
+	defer close(poolQ)
 	if err := vf.Sync(); err != nil {
 		return err
 	}
@@ -194,6 +242,24 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 			slices.Sort(offs)
 		}
 		c0 := cpu()
+		if mode.pool || mode.aio {
+			c0 = selfCPU()
+		}
+		if mode.pool {
+			poolWG.Add(len(offs))
+			for i, off := range offs {
+				o := ((g*group + i) * 4096) % len(cold)
+				copy(abuf[i*4096:(i+1)*4096], cold[o:o+4096])
+				poolQ <- poolWrite{abuf[i*4096 : (i+1)*4096], off}
+			}
+			poolWG.Wait()
+			if err, _ := poolErr.Load().(error); err != nil {
+				return err
+			}
+			tallies[m].write += selfCPU() - c0
+			tallies[m].n += group
+			continue
+		}
 		if mode.aio {
 			for i := range offs {
 				o := ((g*group + i) * 4096) % len(cold)
@@ -202,6 +268,9 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 			if err := aio.write(df, abuf, offs); err != nil {
 				return err
 			}
+			tallies[m].write += selfCPU() - c0
+			tallies[m].n += group
+			continue
 		}
 		for i, off := range offs {
 			if mode.aio {
@@ -237,9 +306,11 @@ func run(dir string, size int64, writes, group, syncEvery int) error {
 			pending = make(chan struct{})
 			go func(done chan struct{}) {
 				runtime.LockOSThread()
-				c := cpu()
+				// Its own thread's even with -process: the process's
+				// would count the main thread's writes meanwhile.
+				c := threadCPU()
 				syncFileRange(vf)
-				besideCPU = cpu() - c
+				besideCPU = threadCPU() - c
 				close(done)
 			}(pending)
 		} else if !mode.direct {
