@@ -129,6 +129,21 @@ func TestQuiesceWaitsForACutWaitingOnACopysRead(t *testing.T) {
 // the copy's result, cut is closed when the Cut returns.
 func (p *primary) cutDuringCopy(t *testing.T, ss string, off, length int64) (release func(), copied <-chan error, cut <-chan struct{}) {
 	t.Helper()
+	release, copied = p.hangCopy(t, ss, off, length)
+	done := make(chan struct{})
+	go func() {
+		p.mover.Cut()
+		close(done)
+	}()
+	waitFor(t, "the cut to drain the copy", func() bool { return p.subs[ss].Sidefile().Stats().Captured == 0 })
+	return release, copied, done
+}
+
+// hangCopy starts a copy of [off, off+length) of ss's volume whose read of
+// the volume hangs until release, and returns once its update is captured
+// and its read begun; copied gets the copy's result.
+func (p *primary) hangCopy(t *testing.T, ss string, off, length int64) (release func(), copied <-chan error) {
+	t.Helper()
 	reading, hung := make(chan struct{}), make(chan struct{})
 	var once, released sync.Once
 	p.subs[ss].SetBeforeCopyRead(func(string, int64, int64) {
@@ -140,13 +155,7 @@ func (p *primary) cutDuringCopy(t *testing.T, ss string, off, length int64) (rel
 	result := make(chan error, 1)
 	go func() { result <- p.subs[ss].Copy(context.Background(), volName(ss), off, length) }()
 	<-reading
-	done := make(chan struct{})
-	go func() {
-		p.mover.Cut()
-		close(done)
-	}()
-	waitFor(t, "the cut to drain the copy", func() bool { return p.subs[ss].Sidefile().Stats().Captured == 0 })
-	return release, result, done
+	return release, result
 }
 
 // TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead: a Quiesce that

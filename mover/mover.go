@@ -14,6 +14,13 @@
 // journaled, and only then releases its bytes from the sidefile, so the
 // sidefile limit bounds everything held for replication.
 //
+// A cut waits for the copies among the updates it drains (initial copies,
+// resyncs) to read their data from the primary volume, within
+// Config.CopyReadWait: a copy still reading then is given up and left out,
+// and Abandoned reports it, so that a stuck disk under one pair's copy
+// does not stop every other volume's replication; the pair manager
+// suspends that pair.
+//
 // Record sets are numbered contiguously per subsystem. The numbering continues
 // from what the secondary reports in its Welcome, so a restarted primary picks
 // up where the secondary is. After a reconnect, or when acknowledgements stop
@@ -101,7 +108,14 @@ type Config struct {
 	// the primary's CPU serves the writes rather than their sends; default
 	// 1s, negative: never.
 	BurstWait time.Duration
-	Logger    *slog.Logger
+	// CopyReadWait bounds how long a cut waits for a copy's read of the
+	// primary volume (an initial copy, a resync) before it gives the copy
+	// up (subsystem.DrainWithin) and cuts without it: every subsystem's
+	// record sets wait for the read meanwhile. The copies given up are
+	// for the pair manager to act on (Abandoned); default 30s, negative:
+	// for ever.
+	CopyReadWait time.Duration
+	Logger       *slog.Logger
 }
 
 type held struct {
@@ -214,6 +228,9 @@ type Mover struct {
 	// cutting says a Cut has drained updates not yet formed into held
 	// record sets: Quiesce must not take them for shipped.
 	cutting bool
+	// abandoned are the copies cuts gave up, without their data, until
+	// Abandoned takes them.
+	abandoned []recordset.Update
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -300,6 +317,9 @@ func New(cfg Config) *Mover {
 	if cfg.BurstWait == 0 {
 		cfg.BurstWait = time.Second
 	}
+	if cfg.CopyReadWait == 0 {
+		cfg.CopyReadWait = DefaultCopyReadWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -371,11 +391,18 @@ func (m *Mover) cut() {
 	m.cutting = true
 	m.mu.Unlock()
 	drains := m.drains[:0]
+	var lost []recordset.Update
 	for _, s := range m.subs {
-		ups, horizon, read := s.ss.Drain()
+		ups, horizon, read, gaveUp := s.ss.DrainWithin(m.cfg.CopyReadWait)
 		drains = append(drains, drained{ups: ups, horizon: horizon, read: read.UnixNano(), at: m.elapsed()})
+		lost = append(lost, gaveUp...)
+	}
+	for _, u := range lost {
+		m.log.Error("a copy's read of the primary volume did not complete in time: copy given up, the other updates ship without it",
+			"volume", u.Volume, "offset", u.Offset, "length", u.Length, "waited", m.cfg.CopyReadWait)
 	}
 	m.mu.Lock()
+	m.abandoned = append(m.abandoned, lost...)
 	m.group++
 	g := m.group
 	m.beats = m.beats[:0]
@@ -399,6 +426,23 @@ func (m *Mover) cut() {
 	case m.work <- struct{}{}:
 	default:
 	}
+}
+
+// DefaultCopyReadWait is Config.CopyReadWait's default: far beyond a read
+// of a copy's region from a disk that works, even a loaded one, and short
+// enough that the sidefiles of a busy primary do not fill in the meantime
+// for long.
+const DefaultCopyReadWait = 30 * time.Second
+
+// Abandoned returns the copies cut without their data since the last call
+// (see Config.CopyReadWait): their regions are missing at the secondary,
+// and the pairs they belong to must copy them again.
+func (m *Mover) Abandoned() []recordset.Update {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ups := m.abandoned
+	m.abandoned = nil
+	return ups
 }
 
 // drained is what Cut took from one subsystem: its updates and horizon,
@@ -1771,19 +1815,23 @@ func (m *Mover) maybeRetransmit() {
 // under the new instance; an acknowledgement taken after the Drop is
 // ignored, since it speaks of record sets given up.
 func (m *Mover) Drop(mark func(recordset.Update)) {
-	// The drains wait for copies' volume reads outside m.mu, as Cut's do;
 	// cutMu keeps a Cut from forming record sets of updates drained before
-	// the Drop after it.
+	// the Drop after it. A copy still reading its data is given up at once:
+	// mark needs its region, not its data, and a hung read must not hold
+	// the Drop (nor the suspension that asks for it).
 	m.cutMu.Lock()
 	defer m.cutMu.Unlock()
 	for _, s := range m.subs {
-		ups, _, _ := s.ss.Drain()
+		ups, _, _, gaveUp := s.ss.DrainWithin(0)
 		var cost int64
 		for _, u := range ups {
 			mark(u)
 			cost += sidefile.Cost(len(u.Data))
 		}
 		s.ss.Sidefile().Release(cost)
+		for _, u := range gaveUp {
+			mark(u) // its room went with it
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

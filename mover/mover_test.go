@@ -53,6 +53,7 @@ type options struct {
 	// noIndexedAcks: a primary from before indexed acknowledgements.
 	noIndexedAcks bool
 	burstWait     time.Duration                              // Config.BurstWait
+	copyReadWait  time.Duration                              // Config.CopyReadWait
 	dialer        transport.Dialer                           // default: the test's in-memory network
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 	elapsed       func() time.Duration                       // the monotonic clock
@@ -89,7 +90,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: dialer,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
-		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, CopyReadWait: o.copyReadWait, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	p.mover.hook = o.hook
 	if o.wait != nil {

@@ -19,6 +19,7 @@ import (
 // linkMover is a mover whose link the test takes down and brings back;
 // Drop drains the subsystems as mover.Drop does.
 type linkMover struct {
+	noneAbandoned
 	subs      []*subsystem.Subsystem
 	connected atomic.Bool
 }

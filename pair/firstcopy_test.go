@@ -20,6 +20,7 @@ import (
 // shipMover is a mover over real subsystems whose secondary acknowledges
 // what ship hands it, moving the consistency time to the subsystems' stamp.
 type shipMover struct {
+	noneAbandoned
 	subs  []*subsystem.Subsystem
 	mu    sync.Mutex
 	acked int64

@@ -15,6 +15,7 @@ import (
 // dropMover is a mover whose link is down: Drop drains the subsystems and
 // hands every captured update to mark, as mover.Drop does.
 type dropMover struct {
+	noneAbandoned
 	subs    []*subsystem.Subsystem
 	dropped []recordset.Update
 }

@@ -9,6 +9,11 @@
 // duplex once the copy is done and the secondary's consistency time has passed
 // the last copy update. A resume copies only the regions the bitmap marks.
 //
+// A copy whose read of the primary volume hangs is given up by the data
+// mover, which ships the other volumes' updates without it; the pair is
+// then suspended, saying why, its writes and the region given up tracked
+// in its bitmap, until the operator resumes it (see suspendAbandoned).
+//
 // State (pairs and bitmaps) is written atomically to a directory. A primary
 // that did not stop cleanly learns from its activity log (package actlog)
 // which regions may hold acknowledged writes the secondary never journaled,
@@ -152,13 +157,18 @@ type Subsystem interface {
 }
 
 // Mover is what the manager needs of the data mover (package mover): the
-// secondary's acknowledged consistency time and the link state, and a way to
-// drop what is held when the session suspends itself.
+// secondary's acknowledged consistency time and the link state, a way to
+// drop what is held when the session suspends itself, and the copies it
+// gave up.
 type Mover interface {
 	Stats() mover.Stats
 	// Drop discards every captured update not yet acknowledged, handing
 	// each to mark first.
 	Drop(mark func(recordset.Update))
+	// Abandoned returns the copies the mover cut without, their reads of
+	// the primary volume not done in time (mover.Config.CopyReadWait),
+	// since the last call.
+	Abandoned() []recordset.Update
 }
 
 var (
@@ -917,6 +927,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				mg.suspendAbandoned()
 				mg.autoSuspend()
 			}
 		}
@@ -1454,36 +1465,14 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		return false
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
-	// held goes, so each dropped update lands in its volume's bitmap. Its
-	// activity-log count becomes a sticky mark, which stays until the pair
-	// is duplex again: a crash before the bitmap is saved still finds it.
-	// (A deleted pair is copied whole when added again.)
-	al := mg.opts.ActivityLog
+	// held goes, so each dropped update lands in its volume's bitmap
+	// (markDropped). A marker's state is announced again below.
 	pos := mg.mover.Stats().Acked
 	acked := pos.Time
 	dropped := map[string]bool{}
 	mg.mover.Drop(func(u recordset.Update) {
 		dropped[u.Volume] = true
-		if u.Kind == recordset.KindMarker {
-			// Not a range of the volume: the state it told is announced
-			// again below.
-			return
-		}
-		off, n := int64(u.Offset), int64(u.Length)
-		p, v := mg.pairs[u.Volume], mg.vols[u.Volume]
-		if p != nil && v.Subsystem != nil {
-			if bm := v.Subsystem.Tracking(u.Volume); bm != nil {
-				bm.Set(off, n)
-			}
-			if al != nil && !p.Deleted {
-				if err := al.Stick(u.Volume, off, n); err != nil {
-					mg.log.Error("activity log", "err", err)
-				}
-			}
-		}
-		if al != nil {
-			al.Done(u.Volume, off, n)
-		}
+		mg.markDropped(u)
 	})
 	for name, end := range mg.firstEnds {
 		if p := mg.pairs[name]; end <= acked && !p.Deleted {
@@ -1650,6 +1639,13 @@ func (mg *Manager) suspend(vol string) error {
 		mg.changes++
 		return nil
 	}
+	mg.suspendOneLocked(p)
+	return nil
+}
+
+// suspendOneLocked suspends p, neither suspended nor deleted, as the
+// operator's suspension does. Called with mg.mu held.
+func (mg *Manager) suspendOneLocked(p *Pair) {
 	pos := mg.mover.Stats().Acked
 	end, raises := raisesAfter(p)
 	at := mg.suspendLocked(p, false)
@@ -1661,7 +1657,73 @@ func (mg *Manager) suspend(vol string) error {
 	mg.dirty = true
 	mg.changes++
 	mg.kick()
-	return nil
+}
+
+// reasonCopyReadHung is why a pair whose copy the mover gave up is
+// suspended (see suspendAbandoned).
+const reasonCopyReadHung = "a read of the primary volume for its copy did not complete in time (a stuck or failing disk): " +
+	"suspended so that the other pairs go on replicating; resume it once the volume reads again"
+
+// suspendAbandoned suspends the pairs of the copies the mover gave up, their
+// reads of the primary volume hung, and marks those copies' regions in
+// their bitmaps. The mover cut without them so that a stuck disk under one
+// pair's copy does not stop the others; the secondary lacks those regions,
+// which is what the pair's copy under way already says of it (a first
+// copy: consistent as of no time; a resync: held, by the secondary, at the
+// time before it began, until a resync of the pair ends). Suspended, the
+// pair stops claiming the copy will end, and its writes go to the bitmap
+// with the regions given up, which the resume copies again. The copy
+// returns an error (subsystem.ErrCopyAbandoned), so its copier never takes
+// the region for copied. It is the operator's to resume, once the volume
+// reads again: the session does not resume it by itself.
+func (mg *Manager) suspendAbandoned() {
+	ups := mg.mover.Abandoned()
+	if len(ups) == 0 {
+		return
+	}
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	for _, u := range ups {
+		p := mg.pairs[u.Volume]
+		if p == nil {
+			continue
+		}
+		if !p.Deleted && p.State != Suspended {
+			mg.suspendOneLocked(p)
+			p.Reason = reasonCopyReadHung
+			mg.log.Error("pair suspended: a copy's read of its primary volume did not complete in time; resume it once the volume reads again",
+				"volume", u.Volume, "offset", u.Offset, "length", u.Length)
+		}
+		mg.markDropped(u)
+		mg.dirty = true
+	}
+}
+
+// markDropped records the region of u, an update captured and never to
+// reach the secondary, in its suspended (or deleted) pair's bitmap, and
+// turns its activity-log count into a sticky mark, which stays until the
+// pair is duplex again: a crash before the bitmap is saved still finds it.
+// (A deleted pair is copied whole when added again.) Called with mg.mu held.
+func (mg *Manager) markDropped(u recordset.Update) {
+	if u.Kind == recordset.KindMarker {
+		return // not a range of the volume
+	}
+	al := mg.opts.ActivityLog
+	off, n := int64(u.Offset), int64(u.Length)
+	p, v := mg.pairs[u.Volume], mg.vols[u.Volume]
+	if p != nil && v.Subsystem != nil {
+		if bm := v.Subsystem.Tracking(u.Volume); bm != nil {
+			bm.Set(off, n)
+		}
+		if al != nil && !p.Deleted {
+			if err := al.Stick(u.Volume, off, n); err != nil {
+				mg.log.Error("activity log", "err", err)
+			}
+		}
+	}
+	if al != nil {
+		al.Done(u.Volume, off, n)
+	}
 }
 
 // Resume shadows vol again, copying the regions changed while suspended. It

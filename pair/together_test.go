@@ -22,7 +22,10 @@ import (
 // idleMover is a connected mover that ships nothing: what the subsystems
 // captured stays in their sidefiles for the test to read. The secondary's
 // acknowledged time is what the test sets.
-type idleMover struct{ acked atomic.Int64 }
+type idleMover struct {
+	noneAbandoned
+	acked atomic.Int64
+}
 
 func (m *idleMover) Stats() mover.Stats {
 	return mover.Stats{Connected: true, Acked: transport.Position{Time: m.acked.Load()}}

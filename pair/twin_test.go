@@ -37,6 +37,12 @@ type memSubsystem struct {
 	// CopyHole returns: a test interleaves writes and operations there.
 	captured func(vol string, off, length int64)
 	copies   []recordset.Update
+	// hangs says which copies' reads of the volume hang until the mover
+	// gives them up: each is captured, then given up as the mover does
+	// (subsystem.DrainWithin), and its Copy fails; abandoned holds them
+	// until the mover's Abandoned takes them.
+	hangs     func(vol string, off int64) bool
+	abandoned []recordset.Update
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -164,12 +170,30 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 	if !ok {
 		return errSuspended
 	}
+	s.mu.Lock()
+	hangs := s.hangs != nil && kind == recordset.KindCopy && s.hangs(vol, off)
+	if hangs {
+		s.abandoned = append(s.abandoned, u)
+	}
+	s.mu.Unlock()
+	if hangs {
+		s.side.Release(sidefile.Cost(int(length)))
+		return errAbandoned
+	}
 	s.side.Append(u)
 	if hook != nil {
 		hook(vol, off, length)
 	}
 	return nil
 }
+
+// errAbandoned is the twin's subsystem.ErrCopyAbandoned.
+var errAbandoned = fmt.Errorf("copy given up")
+
+// noneAbandoned is the Abandoned of a mover that never gives a copy up.
+type noneAbandoned struct{}
+
+func (noneAbandoned) Abandoned() []recordset.Update { return nil }
 
 // memMover is an in-memory twin of mover.Mover: it ships (and acknowledges)
 // what the subsystems captured when told to, and Drop discards it.
@@ -253,6 +277,17 @@ func (m *memMover) ship() {
 		}
 		m.acked = max(m.acked, s.Stamp())
 	}
+}
+
+func (m *memMover) Abandoned() []recordset.Update {
+	var ups []recordset.Update
+	for _, s := range m.subs {
+		s.mu.Lock()
+		ups = append(ups, s.abandoned...)
+		s.abandoned = nil
+		s.mu.Unlock()
+	}
+	return ups
 }
 
 func (m *memMover) Drop(mark func(recordset.Update)) {

@@ -106,6 +106,10 @@ type PrimaryOptions struct {
 	// in milliseconds rather than seconds.
 	Retransmit       time.Duration
 	HandshakeTimeout time.Duration
+	// CopyReadWait tunes how long the data mover waits for a copy's read
+	// of a primary volume before it gives the copy up (zero: its default):
+	// tests hang a read.
+	CopyReadWait time.Duration
 	// Clock replaces the wall clock of the common timer (nanoseconds since
 	// the Unix epoch): tests step it back.
 	Clock func() int64
@@ -264,7 +268,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd, BurstWait: burstWait,
-		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout,
+		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout, CopyReadWait: opts.CopyReadWait,
 		OnAcked: func(u recordset.Update) {
 			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
 				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))

@@ -43,9 +43,9 @@ type Subsystem struct {
 	// tracking holds the change bitmap of each suspended volume: its writes
 	// are not captured, only recorded as changed regions.
 	tracking map[string]*bitmap.Bitmap
-	// filling are the done channels of copy updates captured but whose data
-	// is still being read; Drain waits for them.
-	filling map[chan struct{}]struct{}
+	// filling are the copies captured whose data is still being read, by
+	// their done channels; Drain waits for them.
+	filling map[chan struct{}]*inflight
 	gen     map[string]uint64 // writes stamped per volume, for hole copies
 	actlog  ActivityLog
 
@@ -135,6 +135,10 @@ type inflight struct {
 	// recycles it.
 	data    []byte
 	recycle bool
+	// stamp is a copy's timestamp, which names its update among those
+	// drained; abandoned says a drain gave its read up (see DrainWithin).
+	stamp     int64
+	abandoned bool
 }
 
 // maxSpare bounds the finished inflight records kept for reuse.
@@ -171,9 +175,11 @@ func (s *Subsystem) overlapping(vol string, start, end int64, before []chan stru
 
 // finish ends the update me started and wakes whoever waits for it. Once it
 // is out of s.inflight no one can find it, and those waiting hold only its
-// channel: the record is kept for reuse.
-func (s *Subsystem) finish(me *inflight) {
+// channel: the record is kept for reuse. It reports whether a drain gave
+// up me's read (a copy's) meanwhile.
+func (s *Subsystem) finish(me *inflight) (abandoned bool) {
 	s.mu.Lock()
+	abandoned = me.abandoned
 	for i, f := range s.inflight {
 		if f == me {
 			s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
@@ -195,6 +201,7 @@ func (s *Subsystem) finish(me *inflight) {
 	if done != nil {
 		close(done)
 	}
+	return abandoned
 }
 
 // Recycle takes back the data buffers of ups, updates of this subsystem
@@ -234,7 +241,7 @@ func (s *Subsystem) writing(b []byte) *inflight {
 // New returns a subsystem over the given volumes.
 func New(id string, t *timer.Timer, side *sidefile.Sidefile, volumes map[string]*volume.Volume, order []string) *Subsystem {
 	return &Subsystem{id: id, timer: t, side: side, volumes: volumes, names: order,
-		tracking: map[string]*bitmap.Bitmap{}, filling: map[chan struct{}]struct{}{}, gen: map[string]uint64{}}
+		tracking: map[string]*bitmap.Bitmap{}, filling: map[chan struct{}]*inflight{}, gen: map[string]uint64{}}
 }
 
 // ID returns the subsystem id.
@@ -426,22 +433,97 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 }
 
 // Drain hands the data mover every captured update and the subsystem's
-// horizon: no update captured later has a timestamp at or below it.
+// horizon: no update captured later has a timestamp at or below it. It
+// waits for the copies among them to read their data, however long.
 func (s *Subsystem) Drain() (updates []recordset.Update, horizon int64, readTime time.Time) {
+	updates, horizon, readTime, _ = s.DrainWithin(-1)
+	return updates, horizon, readTime
+}
+
+// ErrCopyAbandoned is returned by a copy whose read of the volume a drain
+// gave up (see DrainWithin): its update never ships, and its region is to
+// be copied again.
+var ErrCopyAbandoned = errors.New("copy given up: its read of the primary volume outlasted the data mover's wait")
+
+// DrainWithin is Drain waiting at most wait (negative: for ever) for the
+// copies among the updates to read their data from the volume. The data
+// is theirs as of their timestamp (later overlapping writes wait for the
+// read), so it is safe to wait for; but a read that hangs would hold every
+// subsystem's record sets with it, the secondary's consistency time, and
+// the writers once the sidefiles fill. A copy still reading at the bound
+// is given up: it is left out of updates (its buffer is the read's, and it
+// cannot ship later, behind updates stamped after it that the secondary
+// applies first), its sidefile room is released, its Copy returns
+// ErrCopyAbandoned, and it is returned in abandoned without its data, so
+// that the caller has its region copied again. The copy is no write a
+// client was acknowledged: what the secondary lacks without it is part of
+// a copy under way, which the pair's state covers (see package pair).
+func (s *Subsystem) DrainWithin(wait time.Duration) (updates []recordset.Update, horizon int64, readTime time.Time, abandoned []recordset.Update) {
 	s.mu.Lock()
 	updates = s.side.Drain()
 	horizon = s.timer.Now()
-	var wait []chan struct{}
+	var reading []chan struct{}
 	for ch := range s.filling {
-		wait = append(wait, ch)
+		reading = append(reading, ch)
 	}
 	s.mu.Unlock()
-	// Copies among the drained updates are still reading their data; it is
-	// theirs as of their timestamp, so it is safe to wait for.
-	for _, ch := range wait {
-		<-ch
+	if len(reading) == 0 {
+		return updates, horizon, time.Now(), nil
 	}
-	return updates, horizon, time.Now()
+	var bound <-chan time.Time
+	if wait >= 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		bound = t.C
+	}
+	late := false
+	for _, ch := range reading {
+		if late {
+			break
+		}
+		select {
+		case <-ch:
+		case <-bound:
+			late = true
+		}
+	}
+	if late {
+		updates, abandoned = s.abandon(updates, reading)
+	}
+	return updates, horizon, time.Now(), abandoned
+}
+
+// abandon gives up the copies of reading whose reads are not done yet, and
+// returns updates without them, and them without their data.
+func (s *Subsystem) abandon(updates []recordset.Update, reading []chan struct{}) (kept, abandoned []recordset.Update) {
+	stamps := map[int64]bool{}
+	s.mu.Lock()
+	for _, ch := range reading {
+		// Under s.mu, a copy is either done (finish took it out of
+		// filling first) or given up here: its Copy sees which.
+		if f, ok := s.filling[ch]; ok {
+			f.abandoned = true
+			delete(s.filling, ch)
+			stamps[f.stamp] = true
+		}
+	}
+	s.mu.Unlock()
+	if len(stamps) == 0 {
+		return updates, nil
+	}
+	kept = updates[:0]
+	for _, u := range updates {
+		if u.Kind == recordset.KindCopy && stamps[u.Timestamp] {
+			// The buffer is the hung read's, not replication's.
+			s.side.Release(sidefile.Cost(len(u.Data)))
+			u.Data = nil
+			abandoned = append(abandoned, u)
+			continue
+		}
+		kept = append(kept, u)
+	}
+	clear(updates[len(kept):])
+	return kept, abandoned
 }
 
 // Stamp returns a timestamp later than every update captured so far.
@@ -515,8 +597,8 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	s.side.Append(u)
 	before = s.overlapping(vol, off, off+length, before)
 	me := s.start(vol, off, off+length)
-	me.done = make(chan struct{})
-	s.filling[me.done] = struct{}{}
+	me.done, me.stamp = make(chan struct{}), u.Timestamp
+	s.filling[me.done] = me
 	hook := s.beforeCopyRead
 	s.mu.Unlock()
 	for _, ch := range before {
@@ -528,7 +610,9 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	// Not through the page cache: a copy's reads would leave large folios
 	// there that make every later small write of the users slow.
 	err := v.ReadThrough(buf, off)
-	s.finish(me)
+	if s.finish(me) {
+		return fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w", s.id, vol, off, length, ErrCopyAbandoned)
+	}
 	if err != nil {
 		// The buffer ships as zeroes; the region is wrong at the secondary
 		// until it is copied again, which the caller must do.

@@ -1,0 +1,131 @@
+package mover
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/subsystem"
+	"duplex/transport"
+)
+
+// TestACopyWhoseReadHangsIsGivenUpAndTheOthersShip: a copy's read of the
+// primary volume that hangs (a stuck disk under one pair's resync) holds
+// the cut, and with it the record sets of every subsystem, only for
+// Config.CopyReadWait: the cut then ships everything else it drained,
+// without the copy, whose buffer is still the read's, and reports the copy
+// given up (Abandoned) for its pair to be suspended and its region copied
+// again. The copy never ships later: behind updates stamped after it, the
+// secondary would apply its older data over theirs. Every record set stays
+// complete through its horizon, the copy aside, and the sidefile room the
+// copy took is given back.
+func TestACopyWhoseReadHangsIsGivenUpAndTheOthersShip(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: 100 * time.Millisecond})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0, "ss2": 0}})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0) // not a hole: the copy reads it
+	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
+	// Drained after ss1, in the same cut.
+	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+
+	select {
+	case <-cut:
+	case <-time.After(deadline):
+		t.Fatal("the cut still waits for a copy's hung read: no record set of any subsystem ships")
+	}
+	through := map[string]uint64{}
+	check := func(rs *recordset.RecordSet) {
+		t.Helper()
+		for _, u := range rs.Updates {
+			if u.Kind == recordset.KindCopy {
+				t.Fatalf("record set %s/%d ships the copy whose read was given up", rs.Subsystem, rs.Seq)
+			}
+			if u.Timestamp > rs.Horizon {
+				t.Fatalf("record set %s/%d holds an update stamped %d after its horizon %d", rs.Subsystem, rs.Seq, u.Timestamp, rs.Horizon)
+			}
+		}
+		if rs.Seq != through[rs.Subsystem]+1 {
+			t.Fatalf("record set %s/%d after %d", rs.Subsystem, rs.Seq, through[rs.Subsystem])
+		}
+		through[rs.Subsystem] = rs.Seq
+	}
+	sets := l.recordSets(2)
+	check(sets["ss1"])
+	check(sets["ss2"])
+	if us := sets["ss2"].Updates; len(us) != 1 || us[0].Data[0] != 0x21 {
+		t.Fatalf("ss2's record set holds %+v, want its write", us)
+	}
+	lost := p.mover.Abandoned()
+	if len(lost) != 1 || lost[0].Volume != volName("ss1") || lost[0].Offset != 0 || lost[0].Length != 4096 || lost[0].Kind != recordset.KindCopy {
+		t.Fatalf("copies given up: %+v, want the copy of [0, +4096) of %s", lost, volName("ss1"))
+	}
+	if again := p.mover.Abandoned(); len(again) != 0 {
+		t.Fatalf("copies given up reported twice: %+v", again)
+	}
+
+	// Cuts go on while the read still hangs.
+	p.write(t, "ss1", bytes.Repeat([]byte{0x12}, 4096), 8192)
+	p.write(t, "ss2", bytes.Repeat([]byte{0x22}, 4096), 4096)
+	p.mover.Cut()
+	sets = l.recordSets(2)
+	check(sets["ss1"])
+	check(sets["ss2"])
+	if len(sets["ss1"].Updates) != 1 || len(sets["ss2"].Updates) != 1 {
+		t.Fatalf("second cut: ss1 %+v, ss2 %+v, want one write each", sets["ss1"].Updates, sets["ss2"].Updates)
+	}
+
+	// The read ends at last: the copy says it was given up, so that its
+	// copier does not take its region for copied, and it never ships.
+	release()
+	if err := <-copied; !errors.Is(err, subsystem.ErrCopyAbandoned) {
+		t.Fatalf("the copy given up returned %v, want ErrCopyAbandoned", err)
+	}
+	p.mover.Cut()
+	for _, rs := range l.recordSets(2) {
+		check(rs)
+	}
+	l.ack(transport.Position{Through: maps.Clone(through)})
+	waitFor(t, "the sidefiles to be empty once everything shipped is acknowledged", func() bool {
+		return p.used("ss1") == 0 && p.used("ss2") == 0
+	})
+}
+
+// TestADropDoesNotWaitForACopysRead: Drop hands every update it drops to
+// mark, a copy still reading its data among them; it needs the copy's
+// region, not its data, and must not wait for a read that hangs: the
+// session suspends itself by a Drop when the link stays down with a full
+// sidefile, and writers wait until it does.
+func TestADropDoesNotWaitForACopysRead(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, copyReadWait: -1})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
+	release, copied := p.hangCopy(t, "ss1", 0, 4096)
+	dropped := make(chan []recordset.Update, 1)
+	go func() {
+		var ups []recordset.Update
+		p.mover.Drop(func(u recordset.Update) { ups = append(ups, u) })
+		dropped <- ups
+	}()
+	var ups []recordset.Update
+	select {
+	case ups = <-dropped:
+	case <-time.After(deadline):
+		t.Fatal("Drop waits for a copy's hung read")
+	}
+	kinds := map[recordset.Kind]int{}
+	for _, u := range ups {
+		kinds[u.Kind]++
+	}
+	if len(ups) != 2 || kinds[recordset.KindWrite] != 1 || kinds[recordset.KindCopy] != 1 {
+		t.Fatalf("Drop marked %+v, want the write and the copy", ups)
+	}
+	if got := p.used("ss1"); got != 0 {
+		t.Fatalf("the sidefile holds %d bytes after the Drop", got)
+	}
+	release()
+	if err := <-copied; !errors.Is(err, subsystem.ErrCopyAbandoned) {
+		t.Fatalf("the copy dropped while reading returned %v, want ErrCopyAbandoned", err)
+	}
+}

@@ -1,0 +1,61 @@
+package pair
+
+import (
+	"context"
+	"testing"
+)
+
+// TestACopyGivenUpSuspendsItsPairAndIsCopiedAgain: a copy whose read of
+// the primary volume hung is given up by the mover, which cuts without it
+// so that the other pairs go on. Its pair is suspended, saying why, and
+// stays so until the operator resumes it (the link being up does not);
+// the region given up is in its bitmap and stays marked in the activity
+// log until a resync has copied it again. The other pairs are untouched.
+func TestACopyGivenUpSuspendsItsPairAndIsCopiedAgain(t *testing.T) {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
+	r.mg.copyOne(context.Background())
+	if !marked(r.pendingRegions("a"), twinRegion) {
+		t.Fatal("the copier took the region of a copy given up for copied")
+	}
+	r.mv.ship()
+	r.mg.suspendAbandoned()
+	a := r.pair("a")
+	if a.State != Suspended || a.Auto || a.Reason != reasonCopyReadHung {
+		t.Fatalf("pair a after its copy was given up: %+v, want suspended by the session, not to resume by itself, saying why", a)
+	}
+	if !marked(r.ss.Tracking("a"), twinRegion) {
+		t.Fatal("the region of the copy given up is not in a's bitmap")
+	}
+	if b := r.pair("b"); b.State != Pending || b.Reason != "" {
+		t.Fatalf("pair b: %+v, want its first copy still to run", b)
+	}
+	r.mg.autoSuspend() // the link is up: the session resumes only its own link-down suspensions
+	if a := r.pair("a"); a.State != Suspended {
+		t.Fatalf("pair a resumed by itself: %+v", a)
+	}
+	r.settle()
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want duplex", b)
+	}
+	r.saveAndClean()
+	if r.al.Marked() == 0 {
+		t.Fatal("the region of the copy given up is not marked in the activity log: a crash would forget it")
+	}
+
+	r.ss.mu.Lock()
+	r.ss.hangs = nil
+	r.ss.mu.Unlock()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	if a := r.pair("a"); a.Reason != "" || !marked(r.pendingRegions("a"), twinRegion) {
+		t.Fatalf("resumed pair a: %+v, regions %v: want the region given up to copy, and no reason left", a, r.pendingRegions("a"))
+	}
+	r.settle()
+	r.saveAndClean()
+	if n := r.al.Marked(); n != 0 {
+		t.Fatalf("%d activity-log regions still marked once the resync copied the region given up", n)
+	}
+}

@@ -1,0 +1,146 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/control"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn: the read of a primary
+// volume made by one pair's copy (here the first copy of vol1, added again)
+// hangs, as on a stuck disk. The data mover waits for it only so long: the
+// other volumes' writes keep reaching the secondary, whose consistency time
+// moves on, and vol1 is reported suspended, with the reason. The writes to
+// the other volumes, made one after the other, each once the one before was
+// acknowledged, are all at the secondary once shipped; a resume once the
+// volume reads again copies vol1 whole.
+func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	ctx := context.Background()
+	if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+		t.Fatal(err) // not a hole: its copy reads it
+	}
+
+	reading, hung := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
+		if vol == "vol1" {
+			once.Do(func() { close(reading) })
+			<-hung
+		}
+	})
+	release := func() { released.Do(func() { close(hung) }) }
+	t.Cleanup(release)
+	if _, err := p.Pairs().Delete("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Pairs().Add("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reading:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the copy of vol1 never read the volume")
+	}
+
+	// Writes one after the other, each issued once the one before is
+	// acknowledged, to a volume of each subsystem.
+	stop, stopped := make(chan struct{}), make(chan error, 1)
+	go func() {
+		b := make([]byte, 4096)
+		for i := uint64(0); ; i++ {
+			select {
+			case <-stop:
+				stopped <- nil
+				return
+			default:
+			}
+			binary.BigEndian.PutUint64(b, i)
+			vol := []string{"vol2", "vol3"}[i%2]
+			if err := p.Write(ctx, vol, b, int64(i/2%64)*4096); err != nil {
+				stopped <- err
+				return
+			}
+		}
+	}()
+	hungAt := time.Now()
+	waitFor(t, 30*time.Second, "the secondary's consistency time to move past the hung read", func() bool {
+		at, err := time.Parse(time.RFC3339Nano, s.Status().ConsistencyTime)
+		return err == nil && at.After(hungAt)
+	})
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the reason", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
+	})
+	if v := volumeStatus(p.Status(), "vol1"); v.ConsistencyTime != "" || v.Auto {
+		t.Errorf("vol1 in its first copy, suspended: %+v, want no consistency time, and not to resume by itself", v)
+	}
+	close(stop)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the secondary to apply everything shipped", func() bool {
+		return sameVolume(t, p, s, "vol2") && sameVolume(t, p, s, "vol3")
+	})
+
+	release()
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	if err := p.Mover().Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
+}
+
+func volumeStatus(st control.Status, name string) control.VolumeStatus {
+	for _, v := range st.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	return control.VolumeStatus{}
+}
+
+// sameVolume reports whether the secondary's copy of vol is the primary's.
+func sameVolume(t *testing.T, p *Primary, s *Secondary, vol string) bool {
+	t.Helper()
+	n := int64(1 << 20)
+	a, b := make([]byte, n), make([]byte, n)
+	if err := p.ReadAt(vol, a, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReadAt(vol, b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(a, b)
+}
