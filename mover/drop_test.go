@@ -2,6 +2,7 @@ package mover
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,4 +173,19 @@ func TestDropWhileAckInFlight(t *testing.T) {
 	through := map[string]uint64{"ss1": 1}
 	l.ack(transport.Position{Group: 1, Through: through, Received: through})
 	expectDelivered(t, p, l, h.Instance, 1, 1, "after drop")
+}
+
+// TestALinkEndedByADropSaysSo: a Drop closes the current connection, whose
+// session then ends; it ends because of the Drop (ErrDropped), which the
+// link's last error and log say, not as a link lost.
+func TestALinkEndedByADropSaysSo(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{})
+	waitFor(t, "the link to be up", func() bool { return p.mover.Stats().Connected })
+	p.mover.Drop(func(recordset.Update) {})
+	p.accept(t) // the redial, once the session ended
+	if got := p.mover.Stats().LastError; !strings.Contains(got, ErrDropped.Error()) {
+		t.Fatalf("the session a Drop ended says %q, want %q", got, ErrDropped)
+	}
 }

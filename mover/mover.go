@@ -764,6 +764,9 @@ func (m *Mover) link(ctx context.Context) {
 				m.log.Error("the secondary refused the session", attrs...)
 			case errors.Is(err, ErrLimits):
 				m.log.Error("refusing the secondary's limits", attrs...)
+			case errors.Is(err, ErrDropped):
+				// The session's suspension: its caller said why.
+				m.log.Info("link restarted: what was held for the secondary was dropped", attrs...)
 			default:
 				m.log.Warn("link to secondary lost", attrs...)
 			}
@@ -1299,9 +1302,9 @@ func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn, answer bo
 	}
 }
 
-// ErrDropped is returned when Drop gave up what a connection's handshake
-// was about; the link reconnects under the new instance.
-var ErrDropped = errors.New("replication state dropped during the handshake")
+// ErrDropped ends a session whose record sets a Drop gave up, during its
+// handshake or after; the link reconnects under the new instance.
+var ErrDropped = errors.New("replication state dropped: reconnecting under a new instance")
 
 // welcome aligns the mover with the secondary's durable position and makes
 // conn the current connection, in one step: a Drop either comes before it
@@ -1521,6 +1524,13 @@ func (m *Mover) receive(conn transport.Conn) error {
 	for {
 		f, err := conn.Recv()
 		if err != nil {
+			m.mu.Lock()
+			dropped := m.conn != conn
+			m.mu.Unlock()
+			if dropped {
+				// Drop closed it: that, not the close, is why it ends.
+				return fmt.Errorf("receive from %s: %w", conn.Peer(), ErrDropped)
+			}
 			return err
 		}
 		if m.hook != nil {
