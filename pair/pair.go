@@ -200,6 +200,10 @@ type Manager struct {
 	vols  map[string]Volume
 	order []string
 
+	// dropMu is held by the session's suspension from its pairs'
+	// suspension until the updates it drops are in their bitmaps, and
+	// taken by what resumes a pair before mu (see suspendSession).
+	dropMu sync.Mutex
 	// saveMu orders saves: a save writes the state it read under mu, so
 	// one that read earlier must not write after one that read later.
 	saveMu sync.Mutex
@@ -1443,8 +1447,15 @@ func (mg *Manager) autoSuspend() {
 // drops even when every pair was already suspended if always is set (what is
 // held cannot be sent). It reports whether it suspended or dropped anything.
 func (mg *Manager) suspendSession(reason string, always bool) bool {
+	// The Drop runs without mg.mu: it waits for a cut under way, which may
+	// wait for a copy's volume read (up to mover.Config.CopyReadWait), and
+	// status and the other operations must not wait with it. dropMu keeps
+	// a resume (or add) from taking a pair out of its bitmap meanwhile:
+	// the updates dropped must land there, and the markers it captures
+	// must not be dropped.
+	mg.dropMu.Lock()
+	defer mg.dropMu.Unlock()
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
 	// The ends of copies captured ahead of the suspension (see raisesAfter),
 	// of the pairs it suspends; those of pending pairs were captured in
 	// this run.
@@ -1462,6 +1473,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		p.Reason = reason
 	}
 	if len(ps) == 0 && !always {
+		mg.mu.Unlock()
 		return false
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
@@ -1469,11 +1481,6 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 	// (markDropped). A marker's state is announced again below.
 	pos := mg.mover.Stats().Acked
 	acked := pos.Time
-	dropped := map[string]bool{}
-	mg.mover.Drop(func(u recordset.Update) {
-		dropped[u.Volume] = true
-		mg.markDropped(u)
-	})
 	for name, end := range mg.firstEnds {
 		if p := mg.pairs[name]; end <= acked && !p.Deleted {
 			// Journaled before the drop: the secondary holds the copy.
@@ -1527,6 +1534,23 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			p.Since, p.Consistent, p.EndAt, p.AfterEnd = 0, 0, 0, 0
 			mg.dirty = true
 		}
+	}
+	mg.mu.Unlock()
+	// Regions only: the data goes back to the sidefiles.
+	var gone []recordset.Update
+	mg.mover.Drop(func(u recordset.Update) {
+		u.Data = nil
+		gone = append(gone, u)
+	})
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	dropped := map[string]bool{}
+	for _, u := range gone {
+		dropped[u.Volume] = true
+		mg.markDropped(u)
+	}
+	for _, name := range mg.order {
+		p := mg.pairs[name]
 		if dropped[name] && acked != 0 {
 			// The secondary holds this volume only as of what it
 			// acknowledged: the rest went to the bitmap. With nothing
@@ -1589,6 +1613,8 @@ func (mg *Manager) Add(vol string) error {
 }
 
 func (mg *Manager) add(vol string) error {
+	mg.dropMu.Lock() // see suspendSession
+	defer mg.dropMu.Unlock()
 	mg.mu.Lock()
 	defer mg.mu.Unlock()
 	p, err := mg.pair(vol)
@@ -1736,6 +1762,8 @@ func (mg *Manager) Resume(vol string) error {
 }
 
 func (mg *Manager) resume(vol string) error {
+	mg.dropMu.Lock() // see suspendSession
+	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
@@ -1906,6 +1934,8 @@ func (mg *Manager) ResumeAll() ([]string, error) { return mg.resumeAll(false) }
 // resumeAll resumes every suspended pair, only those the session suspended
 // itself if autoOnly is set.
 func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
+	mg.dropMu.Lock() // see suspendSession
+	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	mg.mu.Lock()
 	var ps []*Pair
