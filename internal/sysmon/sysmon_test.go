@@ -2,8 +2,10 @@ package sysmon
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -11,14 +13,41 @@ import (
 )
 
 // TestMain lets the test binary be a daemon that calls KeepAwake and prints
-// the GODEBUG it then runs with (SYSMON_DAEMON=1).
+// the GODEBUG it then runs with (SYSMON_DAEMON=1); with SYSMON_DAEMON=name,
+// the name the kernel gives it (its comm) before that; with
+// SYSMON_DAEMON=removed, it removes its own binary first, as an upgrade in
+// place replaces it.
 func TestMain(m *testing.M) {
-	if os.Getenv("SYSMON_DAEMON") == "1" {
+	switch os.Getenv("SYSMON_DAEMON") {
+	case "1":
+		KeepAwake()
+		fmt.Print(os.Getenv("GODEBUG"))
+		os.Exit(0)
+	case "name":
+		KeepAwake()
+		comm, err := os.ReadFile("/proc/self/comm")
+		if err != nil {
+			fmt.Print(err)
+			os.Exit(1)
+		}
+		fmt.Print(strings.TrimSpace(string(comm)), " ", os.Getenv("GODEBUG"))
+		os.Exit(0)
+	case "removed":
+		// Only the first start finds it.
+		_ = os.Remove(os.Args[0])
 		KeepAwake()
 		fmt.Print(os.Getenv("GODEBUG"))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// daemonEnv is the environment of a daemon started with GOMAXPROCS procs and
+// GODEBUG godebug, in SYSMON_DAEMON mode mode.
+func daemonEnv(mode, procs, godebug string) []string {
+	return append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "GOMAXPROCS=")
+	}), "SYSMON_DAEMON="+mode, "GODEBUG="+godebug, "GOMAXPROCS="+procs)
 }
 
 func TestWithAwakeAddsScheduleTraceUnlessSet(t *testing.T) {
@@ -53,9 +82,7 @@ func TestADaemonRunsWithTheMonitorAwake(t *testing.T) {
 		{"1", "madvdontneed=1", "madvdontneed=1"},
 	} {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-			return strings.HasPrefix(kv, "GODEBUG=") || strings.HasPrefix(kv, "GOMAXPROCS=")
-		}), "SYSMON_DAEMON=1", "GODEBUG="+c.godebug, "GOMAXPROCS="+c.procs)
+		cmd.Env = daemonEnv("1", c.procs, c.godebug)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%v: %s", err, out)
@@ -64,4 +91,78 @@ func TestADaemonRunsWithTheMonitorAwake(t *testing.T) {
 			t.Errorf("GOMAXPROCS %s, GODEBUG %q: after the start %q, want %q", c.procs, c.godebug, got, c.want)
 		}
 	}
+}
+
+// TestADaemonKeepsItsName checks that the daemon run again is still named
+// as it was started (ps, top, pgrep and the journal show that name): the
+// kernel names a process after the last element of the path it executes,
+// which for /proc/self/exe would be "exe". Started through a symbolic link,
+// the daemon has the link's name.
+func TestADaemonKeepsItsName(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a daemon re-executes itself only on Linux")
+	}
+	bin, err := filepath.Abs(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "duplexd")
+	if err := os.Symlink(bin, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{os.Args[0], link} {
+		cmd := exec.Command(path)
+		cmd.Env = daemonEnv("name", "2", "")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", path, err, out)
+		}
+		name := filepath.Base(path)
+		name = name[:min(len(name), 15)] // the kernel's TASK_COMM_LEN less its NUL
+		if got, want := string(out), name+" "+Awake; got != want {
+			t.Errorf("started as %s, after the start: %q, want %q", path, got, want)
+		}
+	}
+}
+
+// TestADaemonWhoseBinaryWasReplacedRunsItAwake checks that a daemon whose
+// binary was removed (or replaced, as an upgrade in place does) after it
+// started runs that binary again, and with the monitor awake.
+func TestADaemonWhoseBinaryWasReplacedRunsItAwake(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a daemon re-executes itself only on Linux")
+	}
+	bin := filepath.Join(t.TempDir(), "daemon")
+	if err := copyFile(bin, os.Args[0]); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = daemonEnv("removed", "2", "")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := string(out); got != Awake {
+		t.Errorf("after the start: GODEBUG %q, want %q", got, Awake)
+	}
+	if _, err := os.Stat(bin); !os.IsNotExist(err) {
+		t.Errorf("the daemon's binary is still there (%v): the test removed nothing", err)
+	}
+}
+
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
