@@ -22,11 +22,20 @@
 // wait behind it (pinned, fio's median completion 35-43 µs against 5-26,
 // at half the IOPS). With two or more the other processors run on.
 //
+// GOMAXPROCS is read at the start only: a daemon pinned to one CPU while it
+// runs (the runtime lowers GOMAXPROCS to 1 within a second) keeps the
+// monitor awake until it is restarted. A CPU quota (a cgroup's) leaves the
+// runtime at least two processors.
+//
 // schedtrace also prints one line of scheduler state to stderr every that
-// many milliseconds: at its largest, 2^31-1 ms (24.8 days), that is one line
-// each time the host's monotonic clock passes a multiple of it (so one at the
-// start on a host up longer than that). An operator who sets schedtrace in
-// GODEBUG keeps that setting (schedtrace=0 keeps the runtime's deep sleep).
+// many milliseconds of the monotonic clock, the first once the clock (the
+// host's uptime) has passed that many: at its largest, 2^31-1 ms (24.86
+// days), that is a line at every start on a host up longer than that, then
+// one every 24.86 days of the daemon's run. And a crash (a panic, a fatal
+// error, SIGQUIT) prints the scheduler's state in detail, a line per
+// processor, thread and goroutine, before the panic's message. An operator
+// who sets schedtrace in GODEBUG keeps that setting (schedtrace=0 keeps the
+// runtime's deep sleep).
 package sysmon
 
 import (

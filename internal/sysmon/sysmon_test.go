@@ -1,6 +1,7 @@
 package sysmon
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -10,15 +11,20 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"duplex/internal/testenv"
 )
 
 // TestMain lets the test binary be a daemon that calls KeepAwake and prints
 // the GODEBUG it then runs with (SYSMON_DAEMON=1); with SYSMON_DAEMON=name,
 // the name the kernel gives it (its comm) before that; with
 // SYSMON_DAEMON=removed, it removes its own binary first, as an upgrade in
-// place replaces it.
+// place replaces it; with SYSMON_DAEMON=panic, it panics after it.
 func TestMain(m *testing.M) {
 	switch os.Getenv("SYSMON_DAEMON") {
+	case "panic":
+		KeepAwake()
+		panic("a daemon's bug")
 	case "1":
 		KeepAwake()
 		fmt.Print(os.Getenv("GODEBUG"))
@@ -165,4 +171,40 @@ func copyFile(dst, src string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// TestWhatTheSettingPrints checks the lines the setting prints on stderr, as
+// README tells operators: one at the start on a host up more than 2^31-1 ms
+// (a time namespace puts the monotonic clock there), and the scheduler's
+// state in detail before a crash's panic message.
+func TestWhatTheSettingPrints(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("a daemon re-executes itself only on Linux")
+	}
+	t.Run("start on a host up 25.5 days", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			testenv.Missing(t, "a time namespace (unshare --time) needs root: run the tests as root")
+		}
+		testenv.NeedTool(t, "unshare", "util-linux")
+		cmd := exec.Command("unshare", "--time", "--monotonic", "2200000", "--fork", os.Args[0])
+		cmd.Env = daemonEnv("1", "2", "")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%v: %s", err, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if stdout.String() != Awake || len(lines) != 1 || !strings.HasPrefix(lines[0], "SCHED 0ms: gomaxprocs=2 ") {
+			t.Errorf("GODEBUG %q, stderr:\n%s\nwant %q and one line SCHED 0ms: gomaxprocs=2 ...", stdout.String(), stderr.String(), Awake)
+		}
+	})
+	t.Run("crash", func(t *testing.T) {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = daemonEnv("panic", "2", "")
+		out, _ := cmd.CombinedOutput()
+		sched, g1, msg := bytes.Index(out, []byte("SCHED ")), bytes.Index(out, []byte("\n  G1: status=")), bytes.Index(out, []byte("panic: a daemon's bug"))
+		if cmd.ProcessState.ExitCode() != 2 || sched < 0 || g1 < sched || msg < g1 {
+			t.Errorf("exit %d, output:\n%s\nwant exit 2 with the scheduler's state, a line per goroutine, before the panic message", cmd.ProcessState.ExitCode(), out)
+		}
+	})
 }
