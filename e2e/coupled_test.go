@@ -26,6 +26,9 @@ type etcdProcess struct {
 	peer, log string
 	cmd       *exec.Cmd
 	done      chan struct{}
+	// front, if set (groupOpts.frontEtcd), is what the sessions reach
+	// etcd through.
+	front *harness.Proxy
 }
 
 func freeLoopbackURL(t *testing.T) string {
@@ -202,6 +205,9 @@ type groupOpts struct {
 	// token, if set, is each session's control token (a switchover needs
 	// one).
 	token string
+	// frontEtcd: the sessions reach etcd through a proxy (etcdProcess.front)
+	// the test can hang.
+	frontEtcd bool
 }
 
 // coupledPair starts etcd and two sessions of one coupled group (or, with
@@ -232,12 +238,24 @@ func coupledGroup(t *testing.T, o groupOpts) (*etcdProcess, []*procSession) {
 			e = startEtcd(t)
 		}
 	}
+	var etcdURL string
+	if e != nil {
+		etcdURL = e.url
+	}
+	if o.frontEtcd {
+		front, err := harness.NewProxy("127.0.0.1:0", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { front.Close() })
+		e.front, etcdURL = front, "http://"+front.Addr()
+	}
 	s := make([]*procSession, o.sessions)
 	for i := range s {
 		prim, sec := fmt.Sprintf("p%d", i+1), fmt.Sprintf("s%d", i+1)
 		s[i] = newSession(t, sessionOpts{name: fmt.Sprintf("c%d", i+1), volSize: o.volSize, token: o.token, edit: func(c *config.Config) {
 			if coupled {
-				c.Coupling = config.Coupling{Group: "payments", Etcd: []string{e.url}, Lease: config.Duration(2 * time.Second),
+				c.Coupling = config.Coupling{Group: "payments", Etcd: []string{etcdURL}, Lease: config.Duration(2 * time.Second),
 					Publish: config.Duration(20 * time.Millisecond)}
 			}
 			if o.sidefile != 0 {

@@ -2,20 +2,24 @@ package e2e
 
 import (
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
 
 // TestCoupledSwitchoverLeavesTheGroupAfterAKill switches a member of a
-// coupled group over while etcd does not answer (stopped with SIGSTOP just
-// before, once the master time had reached the member's last group), kills the promoted site with -9 before etcd answers its leave,
-// and lets etcd answer: the member stays in the group, and its last time
-// holds the other member's master time, until duplex promote serves the
-// promoted site again, which finishes the leave; then the other member's
-// master time advances again.
+// coupled group over while etcd does not answer (the proxy the sessions
+// reach it through hung just before, once the master time had reached the
+// member's last group), kills the promoted site with -9 before etcd answers
+// its leave, and lets etcd answer: the member stays in the group, and its
+// last time holds the other member's master time, until duplex promote
+// serves the promoted site again, which finishes the leave; then the other
+// member's master time advances again. etcd is hung by the proxy rather
+// than stopped with SIGSTOP: a stopped etcd, once continued, reads the
+// leave's request the kernel buffered for it and may apply it although
+// the switchover gave up on it (its context's deadline), and a leave the
+// killed site sent is one that reached etcd.
 func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
-	e, s := coupledGroup(t, groupOpts{token: "e2e-coupled-switchover"})
+	e, s := coupledGroup(t, groupOpts{token: "e2e-coupled-switchover", frontEtcd: true})
 	a, b := s[0], s[1]
 	var out, errOut string
 	var code int
@@ -25,8 +29,8 @@ func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
 		if code == 0 {
 			break
 		}
-		e.cmd.Process.Signal(syscall.SIGCONT)
-		// Refused: the secondary saw etcd stopped before the switchover
+		e.front.Restore()
+		// Refused: the secondary saw etcd hung before the switchover
 		// asked, or journaled a group past the master time etcd held;
 		// nothing changed.
 		t.Logf("switchover %d refused: %s", try, strings.TrimSpace(errOut))
@@ -37,7 +41,7 @@ func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
 	t.Logf("switchover: %s", strings.TrimSpace(out))
 	waitLogLine(t, a.sec, time.Minute, "could not leave its coupled group yet")
 	a.sec.kill()
-	e.cmd.Process.Signal(syscall.SIGCONT)
+	e.front.Restore()
 	members := func() string {
 		code, out, errOut := runDuplex(t, "couple", "list", "--config", b.path)
 		if code != 0 {
@@ -68,12 +72,12 @@ func TestCoupledSwitchoverLeavesTheGroupAfterAKill(t *testing.T) {
 	})
 }
 
-// freezeAfterAGroup stops etcd (SIGSTOP) as soon as s's secondary has
+// freezeAfterAGroup hangs etcd's front as soon as s's secondary has
 // applied a group it journaled after the call, and every group it
 // journaled: the master time etcd then holds has reached the last group.
 // An idle secondary still journals an empty group once a Checkpoint (a
 // second), and a switchover waits for the last group acknowledged when
-// its writes pause: stopped at any other moment (after a fixed sleep, say),
+// its writes pause: hung at any other moment (after a fixed sleep, say),
 // etcd may hold the master time short of a group journaled just before
 // the pause, and the switchover is refused.
 func freezeAfterAGroup(t *testing.T, e *etcdProcess, s *procSession) {
@@ -95,5 +99,5 @@ func freezeAfterAGroup(t *testing.T, e *etcdProcess, s *procSession) {
 		g, ok := caughtUp()
 		return ok && g > from
 	})
-	e.cmd.Process.Signal(syscall.SIGSTOP)
+	e.front.Hang()
 }

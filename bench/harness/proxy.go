@@ -12,9 +12,9 @@ import (
 
 // Proxy forwards TCP connections from the primary to the secondary's listen
 // address and injects the faults of a real link between them: it can cut
-// every connection (and refuse new ones while down), delay everything it
-// forwards, limit its bandwidth, and flip a byte of the stream at a chosen
-// moment.
+// every connection (and refuse new ones while down), hang them (a peer
+// that does not answer), delay everything it forwards, limit its
+// bandwidth, and flip a byte of the stream at a chosen moment.
 //
 // It works on the byte stream, below Duplex's framing: a flipped byte can land
 // in a frame's body (its CRC catches it) or in a frame's length prefix (the
@@ -27,6 +27,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	pairs   map[*pair]struct{}
 	down    bool
+	hung    bool
 	closed  bool
 	latency time.Duration
 	rate    int64 // bytes per second in each direction, 0: unlimited
@@ -52,6 +53,8 @@ const (
 
 type pair struct {
 	a, b net.Conn // a: from the primary; b: to the secondary
+	// hung: what either end sends is dropped (Hang), never forwarded.
+	hung atomic.Bool
 }
 
 func (p *pair) close() {
@@ -107,6 +110,7 @@ func (p *Proxy) connect(a net.Conn) {
 		return
 	}
 	p.pairs[pr] = struct{}{}
+	pr.hung.Store(p.hung)
 	p.mu.Unlock()
 	p.Accepted.Add(1)
 	var wg sync.WaitGroup
@@ -159,7 +163,7 @@ func (p *Proxy) pipe(pr *pair, src, dst net.Conn, dir int) {
 	for {
 		buf := make([]byte, 64<<10)
 		n, err := src.Read(buf)
-		if n > 0 {
+		if n > 0 && !pr.hung.Load() {
 			data := buf[:n]
 			p.mu.Lock()
 			lat := p.latency
@@ -255,11 +259,38 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore lets connections through again after Cut.
+// Hang makes the proxy a peer that does not answer, as a stopped process
+// or a partition that drops packets would be, but without what SIGSTOP
+// leaves behind: connections stay open, and everything sent on them,
+// from now on and on connections made meanwhile, is dropped in both
+// directions. A stopped process would read what the kernel buffered for
+// it once it runs again, and answer a request its client gave up on.
+// Restore closes the hung connections: nothing sent while hung is ever
+// delivered.
+func (p *Proxy) Hang() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hung = true
+	for pr := range p.pairs {
+		pr.hung.Store(true)
+	}
+}
+
+// Restore lets connections through again after Cut or Hang.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.down = false
+	p.hung = false
+	var hung []*pair
+	for pr := range p.pairs {
+		if pr.hung.Load() {
+			hung = append(hung, pr)
+		}
+	}
 	p.mu.Unlock()
+	for _, pr := range hung {
+		pr.close()
+	}
 }
 
 // SetLatency delays every chunk forwarded from now on by d (0: none).

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -11,31 +12,7 @@ import (
 // TestProxyFaults checks the proxy itself: it forwards both ways, delays by
 // the latency set, flips exactly the bits asked for, and cuts connections.
 func TestProxyFaults(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					c.Write(buf[:n])
-				}
-			}()
-		}
-	}()
-	p, err := NewProxy("127.0.0.1:0", echo.Addr().String())
+	p, err := NewProxy("127.0.0.1:0", echoServer(t, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +117,108 @@ func bitsDiffer(a, b []byte) int {
 		}
 	}
 	return n
+}
+
+// TestProxyHang checks that a hung proxy answers nothing and delivers
+// nothing sent while it was hung, on connections it had or made since,
+// even once restored; and that a restored proxy forwards again.
+func TestProxyHang(t *testing.T) {
+	received := make(chan string, 100)
+	p, err := NewProxy("127.0.0.1:0", echoServer(t, received))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// send writes msg and returns what comes back within wait, and the
+	// read's error.
+	send := func(c net.Conn, msg string, wait time.Duration) (string, error) {
+		t.Helper()
+		if _, err := c.Write([]byte(msg)); err != nil {
+			return "", err
+		}
+		got := make([]byte, len(msg))
+		c.SetReadDeadline(time.Now().Add(wait))
+		n, err := c.Read(got)
+		return string(got[:n]), err
+	}
+	before := dial()
+	if got, err := send(before, "before", 5*time.Second); got != "before" {
+		t.Fatalf("before the hang: got %q, %v", got, err)
+	}
+	<-received
+	p.Hang()
+	if got, err := send(before, "during", 300*time.Millisecond); got != "" || !isTimeout(err) {
+		t.Fatalf("hung, a connection made before: got %q, %v; want no answer", got, err)
+	}
+	during := dial()
+	if got, err := send(during, "made during", 300*time.Millisecond); got != "" || !isTimeout(err) {
+		t.Fatalf("hung, a connection made meanwhile: got %q, %v; want no answer", got, err)
+	}
+	p.Restore()
+	for _, c := range []net.Conn{before, during} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 64)); err == nil || isTimeout(err) {
+			t.Fatalf("restored, a hung connection read %d bytes, %v; want it closed", n, err)
+		}
+	}
+	after := dial()
+	if got, err := send(after, "after", 5*time.Second); got != "after" {
+		t.Fatalf("restored: got %q, %v", got, err)
+	}
+	if got := <-received; got != "after" {
+		t.Fatalf("the target received %q after the hang; want only what was sent once restored", got)
+	}
+	select {
+	case got := <-received:
+		t.Fatalf("the target received %q as well", got)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// echoServer listens until the test ends and returns its address: it
+// sends back what it reads, after passing it to received if that is set.
+func echoServer(t *testing.T, received chan<- string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					if received != nil {
+						received <- string(buf[:n])
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
