@@ -40,7 +40,7 @@ func (s *Subsystem) SuspendMarked(vol string, bm *bitmap.Bitmap, m recordset.Mar
 	s.side.Take(sidefile.Cost(len(u.Data)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tracking[vol] = bm
+	s.setTracking(vol, bm)
 	u.Timestamp = s.timer.Now()
 	s.side.Append(u)
 	return u.Timestamp, nil
@@ -58,7 +58,7 @@ func (s *Subsystem) ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bm := s.tracking[vol]
-	delete(s.tracking, vol)
+	s.setTracking(vol, nil)
 	if bm != nil && m.Bytes == 0 {
 		m.Bytes = uint64(bm.DirtyBytes())
 	}
@@ -132,7 +132,7 @@ func SuspendTogether(cs []Change) error {
 	defer release()
 	for i := range cs {
 		c := &cs[i]
-		c.S.tracking[c.Vol] = c.Bitmap
+		c.S.setTracking(c.Vol, c.Bitmap)
 		u := c.Marker.Update(c.Vol)
 		u.Timestamp = c.S.timer.Now()
 		c.S.side.Append(u)
@@ -157,7 +157,7 @@ func ResumeTogether(cs []Change) error {
 	for i := range cs {
 		c := &cs[i]
 		c.Bitmap = c.S.tracking[c.Vol]
-		delete(c.S.tracking, c.Vol)
+		c.S.setTracking(c.Vol, nil)
 		if c.Bitmap != nil {
 			c.Marker.Bytes = uint64(c.Bitmap.DirtyBytes())
 		}

@@ -41,8 +41,12 @@ type Subsystem struct {
 	inflight []*inflight
 	spare    []*inflight // finished records, for reuse
 	// tracking holds the change bitmap of each suspended volume: its writes
-	// are not captured, only recorded as changed regions.
-	tracking map[string]*bitmap.Bitmap
+	// are not captured, only recorded as changed regions. It changes under
+	// mu and trackingMu both; Tracking reads it under trackingMu alone, so
+	// that the pair manager (and status behind it) never waits for mu,
+	// which a write holds while the timer writes its mark to disk.
+	tracking   map[string]*bitmap.Bitmap
+	trackingMu sync.Mutex
 	// filling are the copies captured whose data is still being read, by
 	// their done channels; Drain waits for them.
 	filling map[chan struct{}]*inflight
@@ -537,7 +541,7 @@ func (s *Subsystem) Stamp() int64 {
 // Updates already captured still ship.
 func (s *Subsystem) Suspend(vol string, bm *bitmap.Bitmap) {
 	s.mu.Lock()
-	s.tracking[vol] = bm
+	s.setTracking(vol, bm)
 	s.mu.Unlock()
 }
 
@@ -547,15 +551,27 @@ func (s *Subsystem) Resume(vol string) *bitmap.Bitmap {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	bm := s.tracking[vol]
-	delete(s.tracking, vol)
+	s.setTracking(vol, nil)
 	return bm
 }
 
 // Tracking returns vol's change bitmap while it is suspended.
 func (s *Subsystem) Tracking(vol string) *bitmap.Bitmap {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.trackingMu.Lock()
+	defer s.trackingMu.Unlock()
 	return s.tracking[vol]
+}
+
+// setTracking makes bm vol's change bitmap (nil: none, the volume is
+// captured). Called with s.mu held.
+func (s *Subsystem) setTracking(vol string, bm *bitmap.Bitmap) {
+	s.trackingMu.Lock()
+	defer s.trackingMu.Unlock()
+	if bm == nil {
+		delete(s.tracking, vol)
+		return
+	}
+	s.tracking[vol] = bm
 }
 
 // Copy captures the current content of [off, off+length) of vol as a copy

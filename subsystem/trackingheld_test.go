@@ -1,0 +1,71 @@
+package subsystem
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/bitmap"
+	"duplex/timer"
+)
+
+// heldClock is a clock that, once armed, holds the next reading until
+// released: a write held in its stamp under the ordering lock, as one is
+// while the primary's timer writes its mark to a slow disk.
+type heldClock struct {
+	mu      sync.Mutex
+	armed   bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (c *heldClock) arm() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed, c.entered, c.release = true, make(chan struct{}), make(chan struct{})
+}
+
+func (c *heldClock) now() int64 {
+	c.mu.Lock()
+	armed, entered, release := c.armed, c.entered, c.release
+	c.armed = false
+	c.mu.Unlock()
+	if armed {
+		close(entered)
+		<-release
+	}
+	return time.Now().UnixNano()
+}
+
+// A suspended volume's change bitmap is read while a write of another
+// volume waits for its stamp: the pair manager reads it under its own lock,
+// which status takes too, and a write waiting for the timer's mark on a
+// loaded disk (seconds) held status past its clients' timeouts.
+func TestTrackingAnswersWhileAWriteWaitsForItsStamp(t *testing.T) {
+	f := newFixture(t, 1<<20, "a", "b")
+	c := &heldClock{}
+	ss := New("ss1", timer.NewWithClock(c.now), f.side, f.vols, []string{"a", "b"})
+	bm := bitmap.New(volSize, 4096)
+	ss.Suspend("a", bm)
+	c.arm()
+	wrote := make(chan error, 1)
+	go func() { wrote <- ss.Write(context.Background(), "b", []byte("held"), 0) }()
+	<-c.entered
+	read := make(chan *bitmap.Bitmap, 1)
+	go func() { read <- ss.Tracking("a") }()
+	// The write is held until the bitmap is read: a read that waits for
+	// the write never returns; the bound only ends the test.
+	select {
+	case got := <-read:
+		if got != bm {
+			t.Errorf("Tracking(a) = %p, want the suspension's bitmap %p", got, bm)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("Tracking(a) did not answer in 30s while a write of b waited for its stamp")
+	}
+	close(c.release)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}
