@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,8 +227,38 @@ func (f *fuzzer) close() {
 func (f *fuzzer) fail(format string, args ...any) {
 	f.t.Helper()
 	from := max(0, len(f.history)-40)
+	f.dumpDaemons()
 	f.t.Fatalf("seed %d, step %d: %s\nlast steps:\n  %s\nreplay: DUPLEX_FUZZY_SEED=%d go test -run TestOperationsFuzzy ./e2e/",
 		f.seed, f.step, fmt.Sprintf(format, args...), strings.Join(f.history[from:], "\n  "), f.seed)
+}
+
+// dumpDaemons saves, for a failure, each running daemon's goroutines as its
+// control address serves them, and its log, in the test's artifact directory
+// (go test -artifacts keeps it): a site found stuck shows there what it
+// waited on.
+func (f *fuzzer) dumpDaemons() {
+	dir := f.t.ArtifactDir()
+	for _, d := range []struct {
+		d    *harness.Daemon
+		addr string
+	}{{f.prim, f.sess.Config.Primary.Control}, {f.sec, f.sess.Config.Secondary.Control}} {
+		if d.d == nil {
+			continue
+		}
+		if !d.d.Exited() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			b, err := fetchURL(ctx, "http://"+d.addr+"/debug/pprof/goroutine?debug=2")
+			cancel()
+			if err != nil {
+				b = []byte(err.Error())
+			}
+			os.WriteFile(filepath.Join(dir, d.d.Name+".goroutines"), b, 0o644)
+		}
+		if b, err := os.ReadFile(d.d.LogPath); err == nil {
+			os.WriteFile(filepath.Join(dir, d.d.Name+".log"), b, 0o644)
+		}
+	}
+	f.t.Logf("goroutines and logs of the daemons: %s", dir)
 }
 
 func (f *fuzzer) logStep(s string) {
@@ -1223,4 +1255,18 @@ func (w *pairWatch) group(ct time.Time, before, after *control.Status) map[int]b
 		}
 	}
 	return g
+}
+
+// fetchURL returns the body of a GET of url.
+func fetchURL(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
 }
