@@ -889,10 +889,13 @@ func onlyTimesMoved(a, b persisted) bool {
 // which the secondary holds for and which ends. Writes made between the
 // save and the marker land in the bitmaps the resumes return, and after an
 // unclean stop the whole volume is copied anyway. Called with mg.saveMu and
-// mg.mu held.
-func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) error {
+// mg.mu held; mg.mu is let go over the write, whose fsyncs may take seconds
+// that status and the other operations must not wait with it. A pair of ps
+// deleted meanwhile is left out of what it returns, the pairs to resume
+// (still suspended): the save after the operation writes its deletion.
+func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) ([]*Pair, error) {
 	if len(ps) == 0 {
-		return nil
+		return nil, nil
 	}
 	s := mg.snapshotLocked(false)
 	for _, p := range ps {
@@ -908,7 +911,19 @@ func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) error {
 		s.st.Pairs[i] = &q
 		s.bms[p.Volume], s.pending[p.Volume] = bm, true
 	}
-	return mg.write(s)
+	mg.mu.Unlock()
+	err := mg.write(s)
+	mg.mu.Lock()
+	if err != nil {
+		return nil, err
+	}
+	still := ps[:0:0]
+	for _, p := range ps {
+		if !p.Deleted && p.State == Suspended {
+			still = append(still, p)
+		}
+	}
+	return still, nil
 }
 
 // Run copies, promotes, suspends and resumes pairs until ctx ends, then saves
@@ -1786,8 +1801,10 @@ func (mg *Manager) resume(vol string) error {
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
 	inconsistent := mg.markers.inconsistent[vol]
-	if err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}); err != nil {
+	if still, err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}); err != nil {
 		return fmt.Errorf("resume %s: not saved, still suspended: %w", vol, err)
+	} else if len(still) == 0 {
+		return fmt.Errorf("resume %s: deleted while its resume was saved", vol)
 	}
 	ended := p.CopyEnd != 0
 	bm := mg.resumeMarked(p, 0)
@@ -1966,10 +1983,15 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	for _, p := range ps {
 		inconsistent[p.Volume] = mg.markers.inconsistent[p.Volume]
 	}
-	if err := mg.saveResuming(ps, inconsistent); err != nil {
+	ps, err := mg.saveResuming(ps, inconsistent)
+	if err != nil {
 		mg.mu.Unlock()
 		mg.saveMu.Unlock()
 		return nil, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
+	}
+	names = names[:0]
+	for _, p := range ps {
+		names = append(names, p.Volume)
 	}
 	ended := map[string]bool{}
 	for _, p := range ps {
