@@ -892,8 +892,13 @@ func onlyTimesMoved(a, b persisted) bool {
 // mg.mu held; mg.mu is let go over the write, whose fsyncs may take seconds
 // that status and the other operations must not wait with it. A pair of ps
 // deleted meanwhile is left out of what it returns, the pairs to resume
-// (still suspended): the save after the operation writes its deletion.
-func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) ([]*Pair, error) {
+// (still suspended), and so, for the session's own resume (auto), is one
+// the operator suspended by hand meanwhile, as it is when the suspension
+// comes before the resume looks: the save after that operation writes it. The
+// acceptance of an inconsistent resync a resume announces is the one it
+// saved: one asked meanwhile is refused with its own resume, which finds
+// the pair no longer suspended.
+func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool, auto bool) ([]*Pair, error) {
 	if len(ps) == 0 {
 		return nil, nil
 	}
@@ -919,9 +924,20 @@ func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool) ([]*Pair, 
 	}
 	still := ps[:0:0]
 	for _, p := range ps {
-		if !p.Deleted && p.State == Suspended {
-			still = append(still, p)
+		if p.Deleted || p.State != Suspended || (auto && !p.Auto) {
+			// Saved pending, it is not: the state on disk is written again.
+			mg.dirty = true
+			continue
 		}
+		if accepted[p.Volume] {
+			if mg.markers.inconsistent == nil {
+				mg.markers.inconsistent = map[string]bool{}
+			}
+			mg.markers.inconsistent[p.Volume] = true
+		} else {
+			delete(mg.markers.inconsistent, p.Volume)
+		}
+		still = append(still, p)
 	}
 	return still, nil
 }
@@ -1801,7 +1817,7 @@ func (mg *Manager) resume(vol string) error {
 	// save has written the pending state and its copy bitmap, a crash finds
 	// them nowhere else but in a bitmap saved up to a second ago.
 	inconsistent := mg.markers.inconsistent[vol]
-	if still, err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}); err != nil {
+	if still, err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}, false); err != nil {
 		return fmt.Errorf("resume %s: not saved, still suspended: %w", vol, err)
 	} else if len(still) == 0 {
 		return fmt.Errorf("resume %s: deleted while its resume was saved", vol)
@@ -1983,7 +1999,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	for _, p := range ps {
 		inconsistent[p.Volume] = mg.markers.inconsistent[p.Volume]
 	}
-	ps, err := mg.saveResuming(ps, inconsistent)
+	ps, err := mg.saveResuming(ps, inconsistent, autoOnly)
 	if err != nil {
 		mg.mu.Unlock()
 		mg.saveMu.Unlock()
