@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	"duplex/disk"
 	"duplex/recordset"
@@ -44,18 +43,11 @@ func TestAnInconsistentResumeAskedWhileAResumeIsSavedDoesNotChangeItsMarker(t *t
 	<-h.entered
 	accepted := make(chan error, 1)
 	go func() { accepted <- mg.ResumeInconsistent("a") }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+	h.await(t, "the inconsistent resume asked", func() bool {
 		mg.mu.Lock()
-		asked := mg.markers.inconsistent["a"]
-		mg.mu.Unlock()
-		if asked {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(h.release)
-			t.Fatal("the inconsistent resume was not asked in 30s while the resume saved")
-		}
-	}
+		defer mg.mu.Unlock()
+		return mg.markers.inconsistent["a"]
+	})
 	close(h.release)
 	if err := <-resumed; err != nil {
 		t.Fatal(err)
@@ -85,72 +77,57 @@ func TestAnInconsistentResumeAskedWhileAResumeIsSavedDoesNotChangeItsMarker(t *t
 // suspended again). The session resumed it all the same, and the suspend
 // returned success with the pair pending.
 func TestAHandSuspendWhileTheSessionsResumeIsSavedStands(t *testing.T) {
-	for _, all := range []bool{false, true} {
-		name := "suspend"
-		if all {
-			name = "suspend --all"
+	bothWays(t, "suspend", "suspend --all", func(t *testing.T, all bool, name string) {
+		r, h := heldRig(t)
+		r.mv.setConnected(false)
+		if !r.mg.suspendSession(reasonLinkDown, false) {
+			t.Fatal("setup: the session did not suspend")
 		}
-		t.Run(name, func(t *testing.T) {
-			h := &heldSaves{FS: disk.OS}
-			r := newRig(t, 64*twinRegion, 8<<20, "a", "b")
-			r.opts.FS = h
-			r.open()
-			r.settle()
-			r.mv.setConnected(false)
-			if !r.mg.suspendSession(reasonLinkDown, false) {
-				t.Fatal("setup: the session did not suspend")
-			}
-			r.write("a", 0, 4096)
-			r.write("b", 0, 4096)
-			r.mv.setConnected(true)
+		r.write("a", 0, 4096)
+		r.write("b", 0, 4096)
+		r.mv.setConnected(true)
 
-			h.arm()
-			resumed := make(chan error, 1)
-			go func() {
-				_, err := r.mg.resumeAll(true)
-				resumed <- err
-			}()
-			<-h.entered
-			suspended := make(chan error, 1)
-			go func() {
-				if all {
-					_, err := r.mg.SuspendAll()
-					suspended <- err
-					return
-				}
-				suspended <- r.mg.Suspend("a")
-			}()
-			for deadline := time.Now().Add(30 * time.Second); r.pair("a").Auto; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					close(h.release)
-					t.Fatalf("the %s did not take the pair in 30s while the session's resume saved", name)
-				}
-			}
-			close(h.release)
-			if err := <-resumed; err != nil {
-				t.Fatal(err)
-			}
-			if err := <-suspended; err != nil {
-				t.Fatal(err)
-			}
-			want := []string{"a"}
+		h.arm()
+		resumed := make(chan error, 1)
+		go func() {
+			_, err := r.mg.resumeAll(true)
+			resumed <- err
+		}()
+		<-h.entered
+		suspended := make(chan error, 1)
+		go func() {
 			if all {
-				want = []string{"a", "b"}
+				_, err := r.mg.SuspendAll()
+				suspended <- err
+				return
 			}
-			for _, vol := range want {
-				if p := r.pair(vol); p.State != Suspended || p.Auto {
-					t.Errorf("pair %s after the %s answered: %s, auto %v; want suspended by hand", vol, name, p.State, p.Auto)
-				}
+			suspended <- r.mg.Suspend("a")
+		}()
+		h.await(t, "the "+name+" taking pair a", func() bool { return !r.pair("a").Auto })
+		close(h.release)
+		if err := <-resumed; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-suspended; err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"a"}
+		if all {
+			want = []string{"a", "b"}
+		}
+		for _, vol := range want {
+			if p := r.pair(vol); p.State != Suspended || p.Auto {
+				t.Errorf("pair %s after the %s answered: %s, auto %v; want suspended by hand", vol, name, p.State, p.Auto)
 			}
-			// What is on disk says so too.
-			r.crash()
-			for _, vol := range want {
-				if p := r.pair(vol); p.State != Suspended || p.Auto {
-					t.Errorf("pair %s restarted: %s, auto %v; want suspended by hand", vol, p.State, p.Auto)
-				}
+		}
+		// What is on disk says so too.
+		r.crash()
+		for _, vol := range want {
+			if p := r.pair(vol); p.State != Suspended || p.Auto {
+				t.Errorf("pair %s restarted: %s, auto %v; want suspended by hand", vol, p.State, p.Auto)
 			}
-		})
-	}
+		}
+	})
 }
 
 // A pair deleted while its resume saves stays deleted: the resume, which
@@ -158,71 +135,56 @@ func TestAHandSuspendWhileTheSessionsResumeIsSavedStands(t *testing.T) {
 // the deletion's save writes it. Resumed all the same, the pair would be
 // pending again (a copy clears Deleted) after the delete answered.
 func TestAPairDeletedWhileItsResumeIsSavedStaysDeleted(t *testing.T) {
-	for _, all := range []bool{false, true} {
-		name := "resume"
-		if all {
-			name = "resume --all"
+	bothWays(t, "resume", "resume --all", func(t *testing.T, all bool, name string) {
+		r, h := heldRig(t)
+		if _, err := r.mg.SuspendAll(); err != nil {
+			t.Fatal(err)
 		}
-		t.Run(name, func(t *testing.T) {
-			h := &heldSaves{FS: disk.OS}
-			r := newRig(t, 64*twinRegion, 8<<20, "a", "b")
-			r.opts.FS = h
-			r.open()
-			r.settle()
-			if _, err := r.mg.SuspendAll(); err != nil {
-				t.Fatal(err)
-			}
-			r.write("a", 0, 4096)
-			r.write("b", 0, 4096)
+		r.write("a", 0, 4096)
+		r.write("b", 0, 4096)
 
-			h.arm()
-			type result struct {
-				names []string
-				err   error
-			}
-			resumed := make(chan result, 1)
-			go func() {
-				if all {
-					names, err := r.mg.ResumeAll()
-					resumed <- result{names, err}
-					return
-				}
-				resumed <- result{[]string{"a"}, r.mg.Resume("a")}
-			}()
-			<-h.entered
-			deleted := make(chan error, 1)
-			go func() {
-				_, err := r.mg.Delete("a")
-				deleted <- err
-			}()
-			for deadline := time.Now().Add(30 * time.Second); !r.pair("a").Deleted; time.Sleep(time.Millisecond) {
-				if time.Now().After(deadline) {
-					close(h.release)
-					t.Fatalf("the delete did not take the pair in 30s while a %s saved", name)
-				}
-			}
-			close(h.release)
-			res := <-resumed
-			if err := <-deleted; err != nil {
-				t.Fatal(err)
-			}
+		h.arm()
+		type result struct {
+			names []string
+			err   error
+		}
+		resumed := make(chan result, 1)
+		go func() {
 			if all {
-				if res.err != nil || len(res.names) != 1 || res.names[0] != "b" {
-					t.Errorf("%s answered %v, %v; want b resumed alone", name, res.names, res.err)
-				}
-				if p := r.pair("b"); p.State != Pending && p.State != Duplex {
-					t.Errorf("pair b after the %s: %s, want pending or duplex", name, p.State)
-				}
-			} else if res.err == nil {
-				t.Errorf("the resume of a deleted meanwhile answered success")
+				names, err := r.mg.ResumeAll()
+				resumed <- result{names, err}
+				return
 			}
-			if p := r.pair("a"); !p.Deleted {
-				t.Errorf("pair a after the delete answered: %s, not deleted", p.State)
+			resumed <- result{[]string{"a"}, r.mg.Resume("a")}
+		}()
+		<-h.entered
+		deleted := make(chan error, 1)
+		go func() {
+			_, err := r.mg.Delete("a")
+			deleted <- err
+		}()
+		h.await(t, "the delete taking pair a", func() bool { return r.pair("a").Deleted })
+		close(h.release)
+		res := <-resumed
+		if err := <-deleted; err != nil {
+			t.Fatal(err)
+		}
+		if all {
+			if res.err != nil || len(res.names) != 1 || res.names[0] != "b" {
+				t.Errorf("%s answered %v, %v; want b resumed alone", name, res.names, res.err)
 			}
-			r.crash()
-			if p := r.pair("a"); !p.Deleted {
-				t.Errorf("pair a restarted: %s, not deleted", p.State)
+			if p := r.pair("b"); p.State != Pending && p.State != Duplex {
+				t.Errorf("pair b after the %s: %s, want pending or duplex", name, p.State)
 			}
-		})
-	}
+		} else if res.err == nil {
+			t.Errorf("the resume of a deleted meanwhile answered success")
+		}
+		if p := r.pair("a"); !p.Deleted {
+			t.Errorf("pair a after the delete answered: %s, not deleted", p.State)
+		}
+		r.crash()
+		if p := r.pair("a"); !p.Deleted {
+			t.Errorf("pair a restarted: %s, not deleted", p.State)
+		}
+	})
 }
