@@ -1,38 +1,22 @@
 package pair
 
 import (
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/disk"
+	"duplex/internal/testhold"
 )
 
-// heldSaves holds every file a save creates, once armed, until released: a
-// disk whose fsyncs take seconds under load.
+// heldSaves holds the next file a save creates, once armed, until
+// released: a disk whose fsyncs take seconds under load.
 type heldSaves struct {
 	disk.FS
-	mu      sync.Mutex
-	armed   bool
-	entered chan struct{} // closed when a save is held
-	release chan struct{}
-}
-
-func (h *heldSaves) arm() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.armed, h.entered, h.release = true, make(chan struct{}), make(chan struct{})
+	testhold.Once
 }
 
 func (h *heldSaves) CreateTemp(dir, pattern string) (disk.File, error) {
-	h.mu.Lock()
-	armed, entered, release := h.armed, h.entered, h.release
-	h.armed = false
-	h.mu.Unlock()
-	if armed {
-		close(entered)
-		<-release
-	}
+	h.Pass()
 	return h.FS.CreateTemp(dir, pattern)
 }
 
@@ -54,7 +38,7 @@ func (h *heldSaves) await(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			close(h.release)
+			h.Release()
 			t.Fatalf("%s: not in 30s while a save was held", what)
 		}
 	}
@@ -86,7 +70,7 @@ func TestPairsAnswerWhileAResumeIsSaved(t *testing.T) {
 		for i := range 8 { // written while suspended: in the bitmap only
 			r.write("a", int64(i)*twinRegion, 4096)
 		}
-		h.arm()
+		h.Arm()
 		resumed := make(chan error, 1)
 		go func() {
 			if all {
@@ -96,7 +80,7 @@ func TestPairsAnswerWhileAResumeIsSaved(t *testing.T) {
 			}
 			resumed <- r.mg.Resume("a")
 		}()
-		<-h.entered
+		<-h.Entered()
 		read := make(chan []Pair, 1)
 		go func() { read <- r.mg.Pairs() }()
 		// The save is held until the pairs are read: a read that waits
@@ -104,11 +88,11 @@ func TestPairsAnswerWhileAResumeIsSaved(t *testing.T) {
 		select {
 		case <-read:
 		case <-time.After(30 * time.Second):
-			close(h.release)
+			h.Release()
 			<-resumed
 			t.Fatalf("the pairs were not read in 30s while a %s saved its state: status waits for the disk", name)
 		}
-		close(h.release)
+		h.Release()
 		if err := <-resumed; err != nil {
 			t.Fatal(err)
 		}

@@ -37,10 +37,10 @@ func TestAnInconsistentResumeAskedWhileAResumeIsSavedDoesNotChangeItsMarker(t *t
 	}
 	ss.Drain() // the suspension's marker: the secondary has it
 
-	h.arm()
+	h.Arm()
 	resumed := make(chan error, 1)
 	go func() { resumed <- mg.Resume("a") }()
-	<-h.entered
+	<-h.Entered()
 	accepted := make(chan error, 1)
 	go func() { accepted <- mg.ResumeInconsistent("a") }()
 	h.await(t, "the inconsistent resume asked", func() bool {
@@ -48,7 +48,7 @@ func TestAnInconsistentResumeAskedWhileAResumeIsSavedDoesNotChangeItsMarker(t *t
 		defer mg.mu.Unlock()
 		return mg.markers.inconsistent["a"]
 	})
-	close(h.release)
+	h.Release()
 	if err := <-resumed; err != nil {
 		t.Fatal(err)
 	}
@@ -87,13 +87,13 @@ func TestAHandSuspendWhileTheSessionsResumeIsSavedStands(t *testing.T) {
 		r.write("b", 0, 4096)
 		r.mv.setConnected(true)
 
-		h.arm()
+		h.Arm()
 		resumed := make(chan error, 1)
 		go func() {
 			_, err := r.mg.resumeAll(true)
 			resumed <- err
 		}()
-		<-h.entered
+		<-h.Entered()
 		suspended := make(chan error, 1)
 		go func() {
 			if all {
@@ -104,7 +104,7 @@ func TestAHandSuspendWhileTheSessionsResumeIsSavedStands(t *testing.T) {
 			suspended <- r.mg.Suspend("a")
 		}()
 		h.await(t, "the "+name+" taking pair a", func() bool { return !r.pair("a").Auto })
-		close(h.release)
+		h.Release()
 		if err := <-resumed; err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +143,7 @@ func TestAPairDeletedWhileItsResumeIsSavedStaysDeleted(t *testing.T) {
 		r.write("a", 0, 4096)
 		r.write("b", 0, 4096)
 
-		h.arm()
+		h.Arm()
 		type result struct {
 			names []string
 			err   error
@@ -157,14 +157,14 @@ func TestAPairDeletedWhileItsResumeIsSavedStaysDeleted(t *testing.T) {
 			}
 			resumed <- result{[]string{"a"}, r.mg.Resume("a")}
 		}()
-		<-h.entered
+		<-h.Entered()
 		deleted := make(chan error, 1)
 		go func() {
 			_, err := r.mg.Delete("a")
 			deleted <- err
 		}()
 		h.await(t, "the delete taking pair a", func() bool { return r.pair("a").Deleted })
-		close(h.release)
+		h.Release()
 		res := <-resumed
 		if err := <-deleted; err != nil {
 			t.Fatal(err)

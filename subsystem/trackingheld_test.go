@@ -2,39 +2,21 @@ package subsystem
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/bitmap"
+	"duplex/internal/testhold"
 	"duplex/timer"
 )
 
 // heldClock is a clock that, once armed, holds the next reading until
 // released: a write held in its stamp under the ordering lock, as one is
 // while the primary's timer writes its mark to a slow disk.
-type heldClock struct {
-	mu      sync.Mutex
-	armed   bool
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (c *heldClock) arm() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.armed, c.entered, c.release = true, make(chan struct{}), make(chan struct{})
-}
+type heldClock struct{ testhold.Once }
 
 func (c *heldClock) now() int64 {
-	c.mu.Lock()
-	armed, entered, release := c.armed, c.entered, c.release
-	c.armed = false
-	c.mu.Unlock()
-	if armed {
-		close(entered)
-		<-release
-	}
+	c.Pass()
 	return time.Now().UnixNano()
 }
 
@@ -48,10 +30,10 @@ func TestTrackingAnswersWhileAWriteWaitsForItsStamp(t *testing.T) {
 	ss := New("ss1", timer.NewWithClock(c.now), f.side, f.vols, []string{"a", "b"})
 	bm := bitmap.New(volSize, 4096)
 	ss.Suspend("a", bm)
-	c.arm()
+	c.Arm()
 	wrote := make(chan error, 1)
 	go func() { wrote <- ss.Write(context.Background(), "b", []byte("held"), 0) }()
-	<-c.entered
+	<-c.Entered()
 	read := make(chan *bitmap.Bitmap, 1)
 	go func() { read <- ss.Tracking("a") }()
 	// The write is held until the bitmap is read: a read that waits for
@@ -64,7 +46,7 @@ func TestTrackingAnswersWhileAWriteWaitsForItsStamp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("Tracking(a) did not answer in 30s while a write of b waited for its stamp")
 	}
-	close(c.release)
+	c.Release()
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
@@ -81,11 +63,11 @@ func TestTrackingWhileTheVolumesWriteWaitsForItsStamp(t *testing.T) {
 	ss := New("ss1", timer.NewWithClock(c.now), f.side, f.vols, []string{"a"})
 	bm := bitmap.New(volSize, 4096)
 	ss.Suspend("a", bm)
-	c.arm()
+	c.Arm()
 	const off = 8 << 10
 	wrote := make(chan error, 1)
 	go func() { wrote <- ss.Write(context.Background(), "a", []byte("held"), off) }()
-	<-c.entered
+	<-c.Entered()
 	read := make(chan *bitmap.Bitmap, 1)
 	go func() { read <- ss.Tracking("a") }()
 	var got *bitmap.Bitmap
@@ -94,7 +76,7 @@ func TestTrackingWhileTheVolumesWriteWaitsForItsStamp(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("Tracking(a) did not answer in 30s while a write of a waited for its stamp")
 	}
-	close(c.release)
+	c.Release()
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
