@@ -71,6 +71,14 @@ type Primary struct {
 	// writes the primary holds unsent, outgrow what the key is for: a
 	// burst's sends put off while it lasts, not a slower link.
 	BurstWait Duration `toml:"burst_wait" default:"1s" min:"0s" max:"10s" off:"yes" range:"%s: must be from 0s (\"off\": never wait) to 10s; a burst's record sets, and the lag of a steady stream of large writes, wait up to this long, and longer would hold that much unsent" doc:"a burst of large writes is sent after it, within this long (\"off\": at once)"`
+	// BurstReserve is memory for the sidefiles' buffers of 1 MiB writes,
+	// populated at start (in the background) and kept whatever the idle
+	// time: a burst of up to this much takes no fresh pages, where without
+	// it a session's first burst, and one after the memory of an idle burst
+	// was given back, fault every page of its buffers in (about 350 µs of
+	// the primary's CPU per MiB on the bench's machine). At most the
+	// sidefiles' limits together: no more can be in use at once.
+	BurstReserve Size `toml:"burst_reserve" doc:"memory populated at start and kept for the buffers of a burst of 1 MiB writes"`
 	// 0 is unlimited; `duplex pair rate` changes them at run time.
 	CopyRateLimit Size `toml:"copy_rate_limit" kind:"rate" doc:"bytes per second for initial copies and resyncs"`
 	LinkRateLimit Size `toml:"link_rate_limit" kind:"rate" doc:"bytes per second for everything on the link"`

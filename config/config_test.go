@@ -443,6 +443,7 @@ func TestValidate(t *testing.T) {
 		{"dial port 0", func(c *Config) { c.Primary.Secondary = "127.0.0.1:0" }, "primary.secondary", "from 1 to 65535"},
 		{"sidefile small", func(c *Config) { c.Primary.SidefileLimit = 512 * KiB }, "primary.sidefile_limit", "at least 1MiB"},
 		{"sidefiles over a group", func(c *Config) { c.Primary.SidefileLimit = MaxSidefileTotal/Size(len(c.Primary.Subsystems)) + 1 }, "primary.sidefile_limit", "too large for 2 subsystems"},
+		{"reserve over the sidefiles", func(c *Config) { c.Primary.SidefileLimit = 8 * MiB; c.Primary.BurstReserve = 16*MiB + 1 }, "primary.burst_reserve", "more than the 2 sidefiles hold together (16MiB)"},
 		{"suspend zero", func(c *Config) { c.Primary.SuspendAfter = 0 }, "primary.suspend_after", "positive"},
 		{"no subsystems", func(c *Config) { c.Primary.Subsystems = nil }, "primary.subsystem", "at least one"},
 		{"no volumes", func(c *Config) { c.Primary.Subsystems[1].Volumes = nil }, "primary.subsystem[1].volume", "at least one"},

@@ -46,6 +46,9 @@ func (c *Config) Validate() error {
 		p.add("primary.sidefile_limit", "%s is too large for %d subsystems: together at most %s, the largest consistency group the secondary journals; "+
 			"at most %s each (left out, it is that)", c.Primary.SidefileLimit, n, MaxSidefileTotal, SidefileLimitFor(int(n)))
 	}
+	if n := Size(len(c.Primary.Subsystems)); n > 0 && c.Primary.SidefileLimit > 0 && c.Primary.BurstReserve > n*c.Primary.SidefileLimit {
+		p.add("primary.burst_reserve", "%s is more than the %d sidefiles hold together (%s): no more of it can be in use at once", c.Primary.BurstReserve, n, n*c.Primary.SidefileLimit)
+	}
 	if hasP {
 		c.checkSite(&p, "primary")
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/subsystem"
 	"duplex/transport"
 )
 
@@ -20,8 +21,11 @@ import (
 // where they go out in vectored writes from those buffers. Writes larger
 // than a piece of the sidefile share their buffer among their updates.
 // Once everything is applied, every secondary volume equals its primary.
+// The writes of more than 512 KiB take their buffers from a reserve
+// populated before them (burst_reserve), as a burst does.
 func TestOwnedWritesReplicateWhileRecycled(t *testing.T) {
 	t.Parallel()
+	subsystem.Reserve(8 << 20)
 	const volumes, blocks = 2, 1024 // 4 MiB each, in one subsystem
 	for _, tcp := range []bool{false, true} {
 		name := "mem-faults"

@@ -335,6 +335,13 @@ func (p *Primary) Mover() *mover.Mover { return p.mover }
 // Then it stops taking writes, ships everything it holds (for at most
 // drainTimeout), and closes the volumes.
 func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
+	if n := int64(p.cfg.Primary.BurstReserve); n > 0 {
+		go func() {
+			start := time.Now()
+			subsystem.Reserve(n)
+			p.log.Info("burst reserve populated", "bytes", n, "took", time.Since(start).Round(time.Millisecond))
+		}()
+	}
 	mctx, stopMover := context.WithCancel(context.Background())
 	moverDone := make(chan struct{})
 	go func() {

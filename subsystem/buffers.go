@@ -1,6 +1,7 @@
 package subsystem
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -31,6 +32,12 @@ import (
 // those of a class whose writes slowed to a trickle after its burst,
 // which would otherwise hold the burst's memory for as long as one write
 // of its size came every keepFor.
+//
+// A session's first burst, and one after an idle class was let go, still
+// takes fresh pages for every buffer. The reserve (Reserve) is buffers of
+// the largest class populated before any burst and never let go: a burst
+// of up to that much finds its memory ready whenever it comes, for memory
+// held from the start.
 const (
 	minBufShift = 12 // 4 KiB
 	maxBufShift = 20 // 1 MiB: larger writes cost more in their copy than in their allocation
@@ -59,6 +66,9 @@ type bufferPool struct {
 	// than freeLimit.
 	low  [maxBufShift - minBufShift + 1]int
 	trim *time.Timer
+	// reserve is the bytes of the largest class the trims leave free
+	// beyond freeLimit, whatever the idle time (Reserve).
+	reserve int64
 }
 
 // keepFor is how long a class of buffers beyond freeLimit is kept unused:
@@ -95,11 +105,50 @@ func (p *bufferPool) get(n int) []byte {
 	}
 	p.low[c] = 0
 	p.mu.Unlock()
-	b := make([]byte, n, 1<<(c+minBufShift))
+	return fresh(c)[:n]
+}
+
+// fresh returns a new buffer of class c, its pages populated from
+// populateClass on.
+func fresh(c int) []byte {
+	b := make([]byte, 1<<(c+minBufShift))
 	if c >= populateClass {
-		populate(b[:cap(b)])
+		populate(b)
 	}
 	return b
+}
+
+// Reserve has the pool hold at least n bytes of the largest class free
+// whatever the idle time, populating those it does not hold yet now (about
+// 0.1-0.4 ms of CPU per MiB: the page faults a burst would otherwise
+// take); it returns once they are in the pool. n is rounded up to whole
+// buffers. Every primary of the process asks for its own; the pool keeps
+// the largest.
+func Reserve(n int64) { buffers.fill(n) }
+
+func (p *bufferPool) fill(n int64) {
+	const c = maxBufShift - minBufShift
+	n = (n + 1<<maxBufShift - 1) &^ (1<<maxBufShift - 1)
+	for {
+		p.mu.Lock()
+		if p.reserve >= n {
+			p.mu.Unlock()
+			return
+		}
+		// Counted before it is made, so that a Reserve at the same time
+		// does not make it too.
+		p.reserve += 1 << maxBufShift
+		p.mu.Unlock()
+		b := fresh(c)
+		p.mu.Lock()
+		p.free[c] = append(p.free[c], b)
+		p.bytes += int64(len(b))
+		p.mu.Unlock()
+		// Populating a buffer holds the processor (a raw system call):
+		// let the writes and sends of a primary pinned to one CPU in
+		// between.
+		runtime.Gosched()
+	}
 }
 
 // put keeps b for a later get. b must be a buffer from get, which nothing
@@ -120,23 +169,27 @@ func (p *bufferPool) put(b []byte) {
 	p.mu.Lock()
 	p.free[c] = append(p.free[c], b)
 	p.bytes += int64(n)
-	if p.bytes > freeLimit && p.trim == nil {
+	if p.bytes > freeLimit+p.reserve && p.trim == nil {
 		p.trim = time.AfterFunc(keepFor, p.shrink)
 	}
 	p.mu.Unlock()
 }
 
 // shrink lets the buffers that stayed free since the last call go,
-// largest class first, down to freeLimit in all, and calls itself again
-// after keepFor while the pool holds more. The oldest free buffers go: the
-// free lists are last in, first out.
+// largest class first, down to freeLimit in all beyond the reserve, and
+// calls itself again after keepFor while the pool holds more. The oldest
+// free buffers go: the free lists are last in, first out.
 func (p *bufferPool) shrink() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	keep := freeLimit + p.reserve
 	for c := len(p.free) - 1; c >= 0; c-- {
 		idle := min(p.low[c], len(p.free[c]))
+		if c == len(p.free)-1 {
+			idle = min(idle, len(p.free[c])-int(p.reserve>>maxBufShift))
+		}
 		k := 0
-		for ; k < idle && p.bytes > freeLimit; k++ {
+		for ; k < idle && p.bytes > keep; k++ {
 			p.bytes -= int64(cap(p.free[c][k]))
 			p.free[c][k] = nil
 		}
@@ -144,7 +197,7 @@ func (p *bufferPool) shrink() {
 		p.low[c] = len(p.free[c])
 	}
 	switch {
-	case p.bytes <= freeLimit:
+	case p.bytes <= keep:
 		if p.trim != nil {
 			p.trim.Stop()
 		}

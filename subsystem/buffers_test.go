@@ -2,6 +2,7 @@ package subsystem
 
 import (
 	"runtime/debug"
+	"sync"
 	"testing"
 	"time"
 )
@@ -174,4 +175,64 @@ func BenchmarkBurstBuffer(b *testing.B) {
 			held = append(held, buf)
 		}
 	})
+}
+
+// The reserve stays in the pool whatever the idle time, beyond freeLimit;
+// a burst larger than it is let go down to it, and asking for the reserve
+// again, or for a smaller one, populates nothing more.
+func TestPoolKeepsItsReserveWhateverTheIdleTime(t *testing.T) {
+	p := testPool(t, time.Hour) // only the test trims
+	const reserve = 2 * freeLimit
+	p.fill(reserve - 1) // rounded up to whole buffers
+	if p.bytes != reserve || len(p.free[len(p.free)-1]) != reserve>>maxBufShift {
+		t.Fatalf("after a reserve of %d bytes the pool holds %d, %d buffers of 1 MiB", reserve, p.bytes, len(p.free[len(p.free)-1]))
+	}
+	for range 5 { // hours idle
+		p.shrink()
+	}
+	if p.bytes != reserve {
+		t.Fatalf("idle, the pool keeps %d bytes of its reserve of %d", p.bytes, reserve)
+	}
+	if p.trim != nil {
+		t.Error("the trim is armed over the reserve alone")
+	}
+	// A burst twice the reserve takes the reserve's buffers first.
+	const n = 2 * reserve >> 20
+	burst := make([][]byte, n)
+	for i := range burst {
+		burst[i] = p.get(1 << 20)
+	}
+	if p.bytes != 0 {
+		t.Fatalf("a burst of %d MiB left %d bytes free of the reserve", n, p.bytes)
+	}
+	for _, b := range burst {
+		p.put(b)
+	}
+	if p.trim == nil {
+		t.Error("the trim is not armed with a burst beyond the reserve and freeLimit")
+	}
+	for range 3 {
+		p.shrink()
+	}
+	if want := int64(reserve + freeLimit); p.bytes != want {
+		t.Errorf("idle after the burst, the pool keeps %d bytes, want the reserve and freeLimit, %d", p.bytes, want)
+	}
+	p.fill(reserve)
+	p.fill(reserve / 2)
+	if p.reserve != reserve {
+		t.Errorf("asked again for %d and %d bytes, the reserve is %d", reserve, reserve/2, p.reserve)
+	}
+}
+
+// Reserves asked for at once make the largest, not their sum.
+func TestPoolReservesAtOnceMakeTheLargest(t *testing.T) {
+	p := testPool(t, time.Hour)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() { p.fill(int64(8+i) << 20) })
+	}
+	wg.Wait()
+	if p.reserve != 11<<20 || p.bytes != 11<<20 {
+		t.Errorf("reserves of 8 to 11 MiB at once: reserve %d, %d bytes free, want %d", p.reserve, p.bytes, 11<<20)
+	}
 }
