@@ -50,6 +50,8 @@ type Spec struct {
 	// bytes per second; 0: none.
 	CopyRateLimit int64
 	LinkRateLimit int64
+	// BurstReserve is the primary's burst_reserve in bytes; 0: left out.
+	BurstReserve int64
 	// ClockStep lets the test step the primary's clock (Session.StepClock).
 	ClockStep bool
 }
@@ -127,6 +129,9 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 	}
 	if spec.LinkRateLimit > 0 {
 		fmt.Fprintf(&b, "link_rate_limit = \"%d\"\n", spec.LinkRateLimit)
+	}
+	if spec.BurstReserve > 0 {
+		fmt.Fprintf(&b, "burst_reserve = \"%d\"\n", spec.BurstReserve)
 	}
 	var names []string
 	for i := range spec.Subsystems {

@@ -68,7 +68,12 @@ type settings struct {
 	// sidefile, if not zero, is the sidefile limit in bytes of the session
 	// the write, lag and apply sections share (default sidefileLimit).
 	sidefile int64
-	w        io.Writer
+	// burstReserve, if not zero, is the burst_reserve in bytes of the
+	// first build's burst session in the primary-side section (the
+	// compared build's keeps its own default: an older one may not know
+	// the key).
+	burstReserve int64
+	w            io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -97,11 +102,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	floor := fs.String("floor", "", "primary section: an nbdfloor `binary` (go build ./bench/cmd/nbdfloor), Duplex's NBD server over the image without replication, run in the same rounds")
 	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4-burst,write-1m-qd4)")
 	sidefileMiB := fs.Int64("sidefile-limit", 0, "write, lag and apply sections: the sessions' sidefile limit in MiB (default 64; a `duplex demo` session has 256 per subsystem)")
+	burstReserve := fs.Int64("burst-reserve", 0, "primary section: the burst_reserve in MiB of the first build's burst session (0: left out; the compared build's is always left out)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *sidefileMiB < 0 {
-		fmt.Fprintln(stderr, "perf: -sidefile-limit must be a number of MiB")
+	if *sidefileMiB < 0 || *burstReserve < 0 {
+		fmt.Fprintln(stderr, "perf: -sidefile-limit and -burst-reserve must be numbers of MiB")
 		return 2
 	}
 	s := settings{duplex: *duplex, compare: *compare, out: *out, rounds: *rounds, quick: *quick, w: stdout,
@@ -115,6 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	s.scaleProfile = *scaleProfile
 	s.sidefile = *sidefileMiB << 20
+	s.burstReserve = *burstReserve << 20
 	if *pjobs != "" {
 		for _, j := range strings.Split(*pjobs, ",") {
 			if !slices.ContainsFunc(primaryJobs, func(pj primaryJob) bool { return pj.name == j }) {

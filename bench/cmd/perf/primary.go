@@ -86,25 +86,25 @@ func (b *bench) primarySide(ctx context.Context) error {
 		jobs = slices.DeleteFunc(slices.Clone(primaryJobs), func(j primaryJob) bool { return !slices.Contains(b.s.primaryJobs, j.name) })
 	}
 	burst := slices.ContainsFunc(jobs, func(j primaryJob) bool { return j.burst })
-	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit)
+	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit, 0)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
 	var pb, cmp, cmpb *pair
 	if burst {
-		if pb, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex-burst"), image, burstSidefile); err != nil {
+		if pb, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex-burst"), image, burstSidefile, b.s.burstReserve); err != nil {
 			return err
 		}
 		defer pb.stop()
 	}
 	if b.s.compare != "" {
-		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit); err != nil {
+		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit, 0); err != nil {
 			return err
 		}
 		defer cmp.stop()
 		if burst {
-			if cmpb, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare-burst"), image, burstSidefile); err != nil {
+			if cmpb, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare-burst"), image, burstSidefile, 0); err != nil {
 				return err
 			}
 			defer cmpb.stop()
@@ -162,6 +162,13 @@ func (b *bench) primarySide(ctx context.Context) error {
 		// fresh memory takes one for each of its pages, one held in
 		// memory from a burst before none.
 		faultsPer float64
+		// drainedPer is the server's CPU seconds per I/O over the run
+		// and the drain of its sidefile after it: all the replication
+		// of the run's writes at the primary, whether sent during the
+		// run or after (a burst is held while it lasts, for at most
+		// burst_wait, so a slow one sends part of itself during the
+		// run); 0 where nothing is drained.
+		drainedPer float64
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{loadavg()}
@@ -217,12 +224,18 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if !job.burst {
 					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
 				}
-				res[j][si] = append(res[j][si], result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1), float64(faults1-faults0) / max(ios, 1)})
+				rs := result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1), float64(faults1-faults0) / max(ios, 1), 0}
 				if sv.pair != nil && job.rw != "randread" {
 					if _, err := sv.pair.drain(ctx); err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
 					}
+					cpu2, err := harness.ProcCPU(sv.pid)
+					if err != nil {
+						return err
+					}
+					rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
 				}
+				res[j][si] = append(res[j][si], rs)
 			}
 		}
 		load = append(load, loadavg())
@@ -237,24 +250,31 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
 		"The burst job writes the volume once (%d MiB) to a session of its own whose sidefile limit (%d MiB) holds it all below the pacing start, so it is never paced; the timed 1 MiB job outlasts a %d MiB sidefile many times and is paced to the secondary. "+
 		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os; faults/IO its minor page faults (/proc/PID/stat) over the run divided by its I/Os: "+
-		"a 1 MiB write into fresh memory takes 256, one into memory the server held already none. Load average at the start and after each round: %s.\n\n",
+		"a 1 MiB write into fresh memory takes 256, one into memory the server held already none. "+
+		"Duplex's CPU/IO with drain is its CPU over the run and the drain of its sidefile after it, per I/O of the run: the whole of the writes' replication at the primary, sent during the run or after. "+
+		"Load average at the start and after each round: %s.\n\n",
 		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds,
 		primaryVol>>20, burstSidefile>>20, sidefileLimit>>20, strings.Join(load, " → "))
 	table := func(d int) {
-		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round | nbdkit, Duplex faults/IO per round |\n")
-		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|---|\n")
+		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round | … with drain, per round | nbdkit, Duplex faults/IO per round |\n")
+		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
 		for j, job := range jobs {
 			k, d := res[j][0], res[j][d]
-			var ratios, kIOPS, dIOPS, kCPU, dCPU, kFaults, dFaults []float64
+			var ratios, kIOPS, dIOPS, kCPU, dCPU, dDrained, kFaults, dFaults []float64
 			for r := range k {
 				ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
 				kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
 				kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
 				kFaults, dFaults = append(kFaults, k[r].faultsPer), append(dFaults, d[r].faultsPer)
+				dDrained = append(dDrained, d[r].drainedPer*1e6)
 			}
-			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s | %s; %s |\n", job.name,
+			drained := "–"
+			if slices.ContainsFunc(dDrained, func(x float64) bool { return x > 0 }) {
+				drained = joinf(dDrained, "%.1f")
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s | %s | %s; %s |\n", job.name,
 				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"),
-				joinf(kFaults, "%.1f"), joinf(dFaults, "%.1f"))
+				drained, joinf(kFaults, "%.1f"), joinf(dFaults, "%.1f"))
 		}
 	}
 	if cmp == nil {
@@ -303,11 +323,11 @@ func (b *bench) primaryArgs(name, uri, rw, bs string, qd int, d, ramp time.Durat
 // startPinnedPair starts a Duplex session of one volume, a copy of prefill at
 // both sites, with a sidefile of the given limit, with the secondary on its own CPU and the primary on the CPU
 // fio uses, and returns once the initial copy is over and shipped.
-func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string, sidefile int64) (*pair, error) {
+func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string, sidefile, reserve int64) (*pair, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	sess, err := harness.NewSession(dir, harness.Spec{Session: "bench-primary", VolumeSize: primaryVol, SidefileLimit: sidefile})
+	sess, err := harness.NewSession(dir, harness.Spec{Session: "bench-primary", VolumeSize: primaryVol, SidefileLimit: sidefile, BurstReserve: reserve})
 	if err != nil {
 		return nil, err
 	}
