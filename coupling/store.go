@@ -18,7 +18,8 @@ type Report struct {
 	// past it: its own writes stamped between were made before it was
 	// coupled, and are not there, so recovered at a group's time past
 	// Journaled it holds its writes only through Journaled. 0: unknown
-	// (published before it was kept).
+	// (only an add's floor published, or published before it was kept),
+	// and the member is said to hold no more than it applied.
 	Journaled int64 `json:"journaled,omitempty"`
 	// Membership names the membership (View.Memberships) under which
 	// Time was given its floor (Add, a rejoin), or is Outside: published

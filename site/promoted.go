@@ -116,11 +116,14 @@ type PromoteOptions struct {
 // the group's time groupTime holds its own writes, applied the time of
 // the last group it applied: groupTime, unless the
 // member was given a floor past what its secondary journaled
-// (coupling.Report.Journaled, 0 if unknown), whose writes stamped
+// (coupling.Report.Journaled), whose writes stamped
 // between were made before it was coupled and are not there. A member
-// that was only quiet journaled empty groups through its time.
+// that was only quiet journaled empty groups through its time. A member
+// that published no journaled time (0: one whose add was cut short, or
+// whose secondary has not published since its add) is known to hold
+// only what it applied: a recovery counts it at its add's floor.
 func CoupledHeld(groupTime, journaled, applied int64) int64 {
-	if journaled == 0 || journaled >= groupTime {
+	if journaled >= groupTime {
 		return groupTime
 	}
 	return min(groupTime, max(journaled, applied))
