@@ -17,9 +17,10 @@ type Report struct {
 	// when the member was given a floor (duplex couple add, a rejoin)
 	// past it: its own writes stamped between were made before it was
 	// coupled, and are not there, so recovered at a group's time past
-	// Journaled it holds its writes only through Journaled. 0: unknown
-	// (only an add's floor published, or published before it was kept),
-	// and the member is said to hold no more than it applied.
+	// Journaled it holds its writes only through Journaled. 0: only an
+	// add's floor published, and the member is said to hold no more than
+	// it applied; or published before it was kept (Membership ""), and
+	// Time is taken for what it journaled, as it was then.
 	Journaled int64 `json:"journaled,omitempty"`
 	// Membership names the membership (View.Memberships) under which
 	// Time was given its floor (Add, a rejoin), or is Outside: published

@@ -119,9 +119,9 @@ type PromoteOptions struct {
 // (coupling.Report.Journaled), whose writes stamped
 // between were made before it was coupled and are not there. A member
 // that was only quiet journaled empty groups through its time. A member
-// that published no journaled time (0: one whose add was cut short, or
-// whose secondary has not published since its add) is known to hold
-// only what it applied: a recovery counts it at its add's floor.
+// with no journaled time (0: one whose add was cut short, or whose
+// secondary has not published since its add) is known to hold only what
+// it applied: a recovery counts it at its add's floor.
 func CoupledHeld(groupTime, journaled, applied int64) int64 {
 	if journaled >= groupTime {
 		return groupTime
@@ -132,8 +132,8 @@ func CoupledHeld(groupTime, journaled, applied int64) int64 {
 // CoupledRecoveryTime is the time every member of the session's coupled
 // group recovers to, fixed in etcd by the first member that asks
 // (coupling.RecoveryTime), and the time the member last published it had
-// journaled through (coupling.Report.Journaled, 0 if unknown); store nil
-// dials the etcd of [coupling].
+// journaled through (coupling.Report.Journaled; 0 if only a floor is
+// known, see CoupledHeld); store nil dials the etcd of [coupling].
 func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling.Store) (t, journaled int64, err error) {
 	if store == nil {
 		dialed, err := coupling.DialConfig(cfg)
@@ -158,7 +158,15 @@ func CoupledRecoveryTime(ctx context.Context, cfg *config.Config, store coupling
 	if err != nil {
 		return 0, 0, fmt.Errorf("group %s: %w", cfg.Coupling.Group, err)
 	}
-	return t, view.Reports[cfg.Session].Journaled, nil
+	r, had := view.Reports[cfg.Session]
+	if had && r.Journaled == 0 && r.Membership == "" {
+		// Published before the journaled time was kept (and memberships
+		// named): its time is what its secondary journaled through, as
+		// such times were taken then. A floor published since names its
+		// membership, and a cut-short add's has no time at all.
+		return t, r.Time, nil
+	}
+	return t, r.Journaled, nil
 }
 
 // CheckServe reports what in cfg would keep its secondary, once promoted,
