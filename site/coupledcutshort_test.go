@@ -1,10 +1,7 @@
 package site
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -21,27 +18,8 @@ import (
 // that it never published (taken as unknown, and the group's time named).
 func TestAMemberWhoseAddWasCutShortIsNotSaidToHoldTheFloor(t *testing.T) {
 	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := coupling.NewMemStore()
-	cfg := coupledConfig(t, "new")
-	if err := coupling.Add(ctx, store, "new", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	_, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{CouplingStore: store})
-	if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	written := time.Now().UnixNano()
-	waitFor(t, time.Minute, "the write applied", func() bool {
-		st := sec.Status()
-		if st.Coupling == nil || st.Coupling.AppliedThrough == "" {
-			return false
-		}
-		at, err := time.Parse(time.RFC3339Nano, st.Coupling.AppliedThrough)
-		return err == nil && at.UnixNano() > written
-	})
-	stopPrim()
-	stopSec()
+	cfg := appliedAlone(t, store)
 	// It leaves, membership and time (a switchover's leave); another
 	// member runs on, far ahead; then duplex couple add of "new" makes
 	// the membership and is killed before it publishes the floor.
@@ -62,16 +40,7 @@ func TestAMemberWhoseAddWasCutShortIsNotSaidToHoldTheFloor(t *testing.T) {
 	if _, err := store.AddMemberView(ctx, "new"); err != nil {
 		t.Fatal(err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	pr, fresh, recovered, err := PromoteWith(pctx, cfg, quiet, PromoteOptions{CouplingStore: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := recovered.Coupling
-	if !fresh || pr.ConsistencyTime == 0 || c == nil {
-		t.Fatalf("promoted (fresh %v) at %d, coupling %+v: want a fresh promotion of a member that applied a group", fresh, pr.ConsistencyTime, c)
-	}
+	pr, c := promoteCoupled(t, cfg, store)
 	if c.RecoveryTime != control.FormatTime(ahead) {
 		t.Errorf("the group's time %s, want the add's floor, the other member's time %s", c.RecoveryTime, control.FormatTime(ahead))
 	}
@@ -87,27 +56,8 @@ func TestAMemberWhoseAddWasCutShortIsNotSaidToHoldTheFloor(t *testing.T) {
 // applied", and what it applied reaches the group's time.
 func TestAMemberWithNoJournaledTimeAtTheGroupsTimeIsSaidToBeThere(t *testing.T) {
 	ctx := context.Background()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := coupling.NewMemStore()
-	cfg := coupledConfig(t, "new")
-	if err := coupling.Add(ctx, store, "new", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	_, sec, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{CouplingStore: store})
-	if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	written := time.Now().UnixNano()
-	waitFor(t, time.Minute, "the write applied", func() bool {
-		st := sec.Status()
-		if st.Coupling == nil || st.Coupling.AppliedThrough == "" {
-			return false
-		}
-		at, err := time.Parse(time.RFC3339Nano, st.Coupling.AppliedThrough)
-		return err == nil && at.UnixNano() > written
-	})
-	stopPrim()
-	stopSec()
+	cfg := appliedAlone(t, store)
 	v, err := store.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -120,16 +70,7 @@ func TestAMemberWithNoJournaledTimeAtTheGroupsTimeIsSaidToBeThere(t *testing.T) 
 	if err := old.Publish(ctx, "new", coupling.Report{Time: own, At: time.Now().UnixNano()}); err != nil {
 		t.Fatal(err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	pr, fresh, recovered, err := PromoteWith(pctx, cfg, quiet, PromoteOptions{CouplingStore: old})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := recovered.Coupling
-	if !fresh || pr.ConsistencyTime == 0 || c == nil {
-		t.Fatalf("promoted (fresh %v) at %d, coupling %+v: want a fresh promotion of a member that applied a group", fresh, pr.ConsistencyTime, c)
-	}
+	pr, c := promoteCoupled(t, cfg, old)
 	if c.RecoveryTime != control.FormatTime(own) || c.AppliedThrough != c.RecoveryTime {
 		t.Errorf("promoted at %s, its own time %s the group's: said to hold its writes through %s (the group's time %s)",
 			control.FormatTime(pr.ConsistencyTime), control.FormatTime(own), c.AppliedThrough, c.RecoveryTime)
