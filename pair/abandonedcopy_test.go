@@ -3,6 +3,7 @@ package pair
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // TestACopyGivenUpSuspendsItsPairAndIsCopiedAgain: a copy whose read of
@@ -57,5 +58,39 @@ func TestACopyGivenUpSuspendsItsPairAndIsCopiedAgain(t *testing.T) {
 	r.saveAndClean()
 	if n := r.al.Marked(); n != 0 {
 		t.Fatalf("%d activity-log regions still marked once the resync copied the region given up", n)
+	}
+}
+
+// TestACopyGivenUpDoesNotHoldTheManager: the read of a copy the mover gave
+// up may hang on (a stuck disk); once its pair is suspended, the manager
+// goes on without it: the other pairs are copied and become duplex, and
+// the state on disk says the pair is suspended.
+func TestACopyGivenUpDoesNotHoldTheManager(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	hung := make(chan struct{})
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
+	r.ss.hung = hung
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		r.mg.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		close(hung)
+		<-ran
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.pair("b").State != Duplex || savedState(t, r.mg.statePath(), "a") != Suspended {
+		if time.Now().After(deadline) {
+			t.Fatalf("with a's copy hung after the mover gave it up: a %+v (on disk %s), b %+v: want b duplex and a's suspension saved",
+				r.pair("a"), savedState(t, r.mg.statePath(), "a"), r.pair("b"))
+		}
+		r.mv.ship()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a := r.pair("a"); a.Reason != reasonCopyReadHung {
+		t.Fatalf("pair a: %+v, want suspended for its hung copy", a)
 	}
 }

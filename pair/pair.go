@@ -232,6 +232,10 @@ type Manager struct {
 	// at once, even one waiting for sidefile space.
 	copyVol  string
 	stopCopy context.CancelFunc
+	// givenUp is closed once the mover gave up a copy of copyVol's, its
+	// read of the volume hung (see suspendAbandoned): copyOne then stops
+	// waiting for it.
+	givenUp chan struct{}
 	// unstick holds pairs that became duplex: their sticky activity-log
 	// marks go once the state on disk says duplex, not before (a crash in
 	// between would find neither the marks nor a pending state).
@@ -1034,11 +1038,12 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	mg.copyVol, mg.stopCopy = p.Volume, cancel
+	givenUp := make(chan struct{})
+	mg.copyVol, mg.stopCopy, mg.givenUp = p.Volume, cancel, givenUp
 	mg.mu.Unlock()
 	defer func() {
 		mg.mu.Lock()
-		mg.copyVol, mg.stopCopy = "", nil
+		mg.copyVol, mg.stopCopy, mg.givenUp = "", nil, nil
 		mg.mu.Unlock()
 		cancel()
 	}()
@@ -1075,7 +1080,7 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		if err := mg.opts.CopyRate.Wait(ctx, length); err != nil {
 			return
 		}
-		if err := ss.Copy(ctx, p.Volume, off, length); err != nil {
+		if err := copyRegion(ctx, givenUp, ss, p.Volume, off, length); err != nil {
 			if ctx.Err() == nil {
 				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
 			}
@@ -1083,6 +1088,23 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		}
 		bm.Clear(r)
 		mg.copied(p, bm, ss, length)
+	}
+}
+
+// copyRegion is ss.Copy, which returns early once givenUp is closed: a
+// copy whose read of the primary volume hangs must not hold the manager's
+// loop, and with it every promotion, save and other pair's copy, once the
+// mover has given it up (see suspendAbandoned). The copy goes on alone
+// until its read ends, and fails then (subsystem.ErrCopyAbandoned); its
+// region stays to copy.
+func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
+	done := make(chan error, 1)
+	go func() { done <- ss.Copy(ctx, vol, off, length) }()
+	select {
+	case err := <-done:
+		return err
+	case <-givenUp:
+		return fmt.Errorf("copy of %s [%d, +%d) given up by the data mover, its read of the volume still under way", vol, off, length)
 	}
 }
 
@@ -1744,6 +1766,10 @@ func (mg *Manager) suspendAbandoned() {
 		p := mg.pairs[u.Volume]
 		if p == nil {
 			continue
+		}
+		if u.Volume == mg.copyVol && mg.givenUp != nil {
+			close(mg.givenUp)
+			mg.givenUp = nil
 		}
 		if !p.Deleted && p.State != Suspended {
 			mg.suspendOneLocked(p)

@@ -43,6 +43,9 @@ type memSubsystem struct {
 	// until the mover's Abandoned takes them.
 	hangs     func(vol string, off int64) bool
 	abandoned []recordset.Update
+	// hung, if set, holds the copies given up until it is closed: their
+	// reads hang on.
+	hung chan struct{}
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -175,9 +178,13 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 	if hangs {
 		s.abandoned = append(s.abandoned, u)
 	}
+	hung := s.hung
 	s.mu.Unlock()
 	if hangs {
 		s.side.Release(sidefile.Cost(int(length)))
+		if hung != nil {
+			<-hung
+		}
 		return errAbandoned
 	}
 	s.side.Append(u)
