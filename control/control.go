@@ -198,8 +198,9 @@ type VolumeStatus struct {
 	ConsistencyTimeLowerBound bool  `json:"consistency_time_lower_bound,omitempty"`
 	ResyncedBytes             int64 `json:"resynced_bytes,omitempty"`
 	// Auto is set for a pair the session suspended itself: it resumes by
-	// itself once the secondary takes record sets again. Reason says why it
-	// was suspended.
+	// itself once the secondary takes record sets again. Reason says why the
+	// session suspended it, Auto or not: a pair whose copy's read of the
+	// primary volume hung waits for the operator's resume.
 	Auto   bool   `json:"auto,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Note says, at the primary, why a suspended pair does not resume.

@@ -245,9 +245,14 @@ func printStatus(w io.Writer, st control.Status) {
 		if v.ChangedBytes != nil {
 			fmt.Fprintf(w, " changed-since-promotion:%s", bytesIEC(*v.ChangedBytes))
 		}
-		if v.Auto {
+		switch {
+		case v.Auto:
 			// Suspended by the session itself: it resumes by itself.
 			fmt.Fprintf(w, " auto-suspended:%q", v.Reason)
+		case v.Reason != "" && v.State == "suspended":
+			// Suspended by the session, for the operator to resume (a
+			// copy's read of the primary volume hung).
+			fmt.Fprintf(w, " suspended-by-session:%q", v.Reason)
 		}
 		if v.Note != "" {
 			// Why it does not resume (the secondary's journal has no room).

@@ -506,7 +506,7 @@
       } else if (v.consistency_time) {
         note.push("consistent as of " + when(v.consistency_time));
       }
-      if (v.auto && v.reason) {
+      if (v.reason && (v.auto || v.state === "suspended")) {
         note.push("suspended by the session: " + v.reason);
       }
       if (v.note) {
