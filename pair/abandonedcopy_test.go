@@ -2,6 +2,7 @@ package pair
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
@@ -92,5 +93,72 @@ func TestACopyGivenUpDoesNotHoldTheManager(t *testing.T) {
 	}
 	if a := r.pair("a"); a.Reason != reasonCopyReadHung {
 		t.Fatalf("pair a: %+v, want suspended for its hung copy", a)
+	}
+}
+
+// TestACopyTheDropGaveUpDoesNotHoldTheManager: the session's suspension
+// drops what the mover holds, and gives up at once a copy still reading
+// its data, whose read may hang on (a stuck disk). The manager goes on
+// without it: the suspension is saved, and once the link is back the
+// pairs resume by themselves, are copied (the region given up again) and
+// become duplex, all while that read still hangs.
+func TestACopyTheDropGaveUpDoesNotHoldTheManager(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	hung := make(chan struct{})
+	var once sync.Once
+	r.ss.hangs = func(vol string, off int64) bool {
+		first := false
+		if vol == "a" && off == twinRegion {
+			once.Do(func() { first = true })
+		}
+		return first
+	}
+	r.ss.hung, r.ss.untilDrop = hung, true
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		r.mg.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		close(hung)
+		<-ran
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.ss.mu.Lock()
+		n := len(r.ss.reading)
+		r.ss.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's copy never read the region that hangs")
+		}
+		r.mv.ship()
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.mv.setConnected(false) // down: the session does not resume at once
+	if !r.mg.suspendSession(reasonLinkDown, false) {
+		t.Fatal("the session's suspension suspended nothing")
+	}
+	for savedState(t, r.mg.statePath(), "a") != Suspended || savedState(t, r.mg.statePath(), "b") != Suspended {
+		if time.Now().After(deadline) {
+			t.Fatalf("with a's copy, given up by the Drop, hung: on disk a %s, b %s: want the session's suspension saved",
+				savedState(t, r.mg.statePath(), "a"), savedState(t, r.mg.statePath(), "b"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !marked(r.ss.Tracking("a"), twinRegion) {
+		t.Fatal("the region of the copy the Drop gave up is not in a's bitmap")
+	}
+	r.mv.setConnected(true)
+	for r.pair("a").State != Duplex || r.pair("b").State != Duplex {
+		if time.Now().After(deadline) {
+			t.Fatalf("with the link back and a's first copy still hung: a %+v, b %+v: want both resumed and duplex", r.pair("a"), r.pair("b"))
+		}
+		r.mv.ship()
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -233,8 +233,9 @@ type Manager struct {
 	copyVol  string
 	stopCopy context.CancelFunc
 	// givenUp is closed once the mover gave up a copy of copyVol's, its
-	// read of the volume hung (see suspendAbandoned): copyOne then stops
-	// waiting for it.
+	// read of the volume hung (a cut's wait ran out, see suspendAbandoned)
+	// or under way at a Drop (see suspendSession): copyOne then stops
+	// waiting for it (releaseCopier).
 	givenUp chan struct{}
 	// unstick holds pairs that became duplex: their sticky activity-log
 	// marks go once the state on disk says duplex, not before (a crash in
@@ -1094,9 +1095,11 @@ func (mg *Manager) copyOne(ctx context.Context) {
 // copyRegion is ss.Copy, which returns early once givenUp is closed: a
 // copy whose read of the primary volume hangs must not hold the manager's
 // loop, and with it every promotion, save and other pair's copy, once the
-// mover has given it up (see suspendAbandoned). The copy goes on alone
-// until its read ends, and fails then (subsystem.ErrCopyAbandoned); its
-// region stays to copy.
+// mover has given it up (see releaseCopier) and its pair is suspended.
+// The copy goes on alone until its read ends, and fails then
+// (subsystem.ErrCopyAbandoned): its data never ships. Its region stays in
+// the bitmap the suspension took, and a later copy of it waits for that
+// read (the subsystem orders overlapping updates).
 func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
 	done := make(chan error, 1)
 	go func() { done <- ss.Copy(ctx, vol, off, length) }()
@@ -1105,6 +1108,15 @@ func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol 
 		return err
 	case <-givenUp:
 		return fmt.Errorf("copy of %s [%d, +%d) given up by the data mover, its read of the volume still under way", vol, off, length)
+	}
+}
+
+// releaseCopier has copyOne stop waiting for its copy of vol, which the
+// mover gave up (see copyRegion). Called with mg.mu held.
+func (mg *Manager) releaseCopier(vol string) {
+	if mg.copyVol == vol && mg.givenUp != nil {
+		close(mg.givenUp)
+		mg.givenUp = nil
 	}
 }
 
@@ -1600,6 +1612,11 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 	dropped := map[string]bool{}
 	for _, u := range gone {
 		dropped[u.Volume] = true
+		if u.Kind == recordset.KindCopy {
+			// Perhaps the copier's, still reading: the Drop gave it up,
+			// however long its read hangs on, and its pair is suspended.
+			mg.releaseCopier(u.Volume)
+		}
 		mg.markDropped(u)
 	}
 	for _, name := range mg.order {
@@ -1767,10 +1784,7 @@ func (mg *Manager) suspendAbandoned() {
 		if p == nil {
 			continue
 		}
-		if u.Volume == mg.copyVol && mg.givenUp != nil {
-			close(mg.givenUp)
-			mg.givenUp = nil
-		}
+		mg.releaseCopier(u.Volume)
 		if !p.Deleted && p.State != Suspended {
 			mg.suspendOneLocked(p)
 			p.Reason = reasonCopyReadHung

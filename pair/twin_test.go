@@ -46,6 +46,11 @@ type memSubsystem struct {
 	// hung, if set, holds the copies given up until it is closed: their
 	// reads hang on.
 	hung chan struct{}
+	// untilDrop has the hung copies wait for a Drop to give them up
+	// instead (no cut's wait has run out yet): reading holds them until
+	// then.
+	untilDrop bool
+	reading   []recordset.Update
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -175,7 +180,9 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 	}
 	s.mu.Lock()
 	hangs := s.hangs != nil && kind == recordset.KindCopy && s.hangs(vol, off)
-	if hangs {
+	if hangs && s.untilDrop {
+		s.reading = append(s.reading, u)
+	} else if hangs {
 		s.abandoned = append(s.abandoned, u)
 	}
 	hung := s.hung
@@ -304,6 +311,14 @@ func (m *memMover) Drop(mark func(recordset.Update)) {
 		for _, u := range s.side.Drain() {
 			mark(u)
 			s.side.Release(sidefile.Cost(int(u.Length)))
+		}
+		// A copy still reading is given up at once (its room went with it).
+		s.mu.Lock()
+		reading := s.reading
+		s.reading = nil
+		s.mu.Unlock()
+		for _, u := range reading {
+			mark(u)
 		}
 	}
 }
