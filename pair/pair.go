@@ -1098,8 +1098,7 @@ func (mg *Manager) copyOne(ctx context.Context) {
 // mover has given it up (see releaseCopier) and its pair is suspended.
 // The copy goes on alone until its read ends, and fails then
 // (subsystem.ErrCopyAbandoned): its data never ships. Its region stays in
-// the bitmap the suspension took, and a later copy of it waits for that
-// read (the subsystem orders overlapping updates).
+// the bitmap the suspension took, for the resume to copy again.
 func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
 	done := make(chan error, 1)
 	go func() { done <- ss.Copy(ctx, vol, off, length) }()

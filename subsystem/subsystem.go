@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -457,11 +458,12 @@ var ErrCopyAbandoned = errors.New("copy given up: its read of the primary volume
 // the writers once the sidefiles fill. A copy still reading at the bound
 // is given up: it is left out of updates (its buffer is the read's, and it
 // cannot ship later, behind updates stamped after it that the secondary
-// applies first), its sidefile room is released, its Copy returns
-// ErrCopyAbandoned, and it is returned in abandoned without its data, so
-// that the caller has its region copied again. The copy is no write a
-// client was acknowledged: what the secondary lacks without it is part of
-// a copy under way, which the pair's state covers (see package pair).
+// applies first), its sidefile room is released, the later updates of its
+// region no longer wait for its read, its Copy returns ErrCopyAbandoned,
+// and it is returned in abandoned without its data, so that the caller
+// has its region copied again. The copy is no write a client was
+// acknowledged: what the secondary lacks without it is part of a copy
+// under way, which the pair's state covers (see package pair).
 func (s *Subsystem) DrainWithin(wait time.Duration) (updates []recordset.Update, horizon int64, readTime time.Time, abandoned []recordset.Update) {
 	s.mu.Lock()
 	updates = s.side.Drain()
@@ -509,6 +511,13 @@ func (s *Subsystem) abandon(updates []recordset.Update, reading []chan struct{})
 			f.abandoned = true
 			delete(s.filling, ch)
 			stamps[f.stamp] = true
+			// Its data never ships, so no later update of its region
+			// needs it read first: those waiting go on, and no later one
+			// finds it, rather than wait as long as the read hangs. The
+			// record stays its Copy's until finish.
+			s.inflight = slices.DeleteFunc(s.inflight, func(g *inflight) bool { return g == f })
+			f.done = nil
+			close(ch)
 		}
 	}
 	s.mu.Unlock()
@@ -578,8 +587,9 @@ func (s *Subsystem) setTracking(vol string, bm *bitmap.Bitmap) {
 // update, for an initial copy or a resync. The update is stamped like a write
 // and holds the region's content as of its timestamp: earlier overlapping
 // writes reach the volume before it is read, later ones wait until it has been
-// read. A range that is a hole on the primary is sent as zeroes, without data,
-// when no write to the volume intervenes while it is checked.
+// read (or given up, see DrainWithin). A range that is a hole on the primary
+// is sent as zeroes, without data, when no write to the volume intervenes
+// while it is checked.
 func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) error {
 	v, ok := s.volumes[vol]
 	if !ok {
