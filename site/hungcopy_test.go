@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -143,4 +146,124 @@ func sameVolume(t *testing.T, p *Primary, s *Secondary, vol string) bool {
 		t.Fatal(err)
 	}
 	return bytes.Equal(a, b)
+}
+
+// TestAHungCopyReadHoldsNoOtherPairsCopy: once the data mover gave up the
+// hung read of vol1's copy and vol1 is suspended, the pair manager goes on
+// with the other pairs: vol2's first copy, queued behind vol1's, completes
+// and vol2 becomes duplex, and vol1's suspension is on disk (a kill -9 now
+// finds it suspended, saying why, not a copy the restart would resume by
+// itself), all while the read still hangs. A write to the region read
+// does not wait for the read either, and a resume before the volume reads
+// again only suspends vol1 anew. Once it reads, a resume copies vol1 whole,
+// the write with it.
+func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	ctx := context.Background()
+	for _, vol := range []string{"vol1", "vol2"} {
+		if err := p.Write(ctx, vol, bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+			t.Fatal(err) // not a hole: its copy reads it
+		}
+	}
+
+	reading, hung := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
+		if vol == "vol1" {
+			once.Do(func() { close(reading) })
+			<-hung
+		}
+	})
+	release := func() { released.Do(func() { close(hung) }) }
+	t.Cleanup(release)
+	for _, vol := range []string{"vol1", "vol2"} {
+		if _, err := p.Pairs().Delete(vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, vol := range []string{"vol1", "vol2"} {
+		if err := p.Pairs().Add(vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-reading:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the copy of vol1 never read the volume")
+	}
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the reason", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
+	})
+	waitFor(t, 30*time.Second, "vol2's first copy to complete while vol1's read still hangs", func() bool {
+		return volumeStatus(p.Status(), "vol2").State == "duplex"
+	})
+	waitFor(t, 30*time.Second, "vol1's suspension saved", func() bool {
+		b, err := os.ReadFile(filepath.Join(p.stateDir, "pairs.json"))
+		if err != nil {
+			return false
+		}
+		var st struct {
+			Pairs []struct {
+				Volume, State, Reason string
+			} `json:"pairs"`
+		}
+		if json.Unmarshal(b, &st) != nil {
+			return false
+		}
+		for _, q := range st.Pairs {
+			if q.Volume == "vol1" {
+				return q.State == "suspended" && strings.Contains(q.Reason, "read of the primary volume")
+			}
+		}
+		return false
+	})
+
+	// A write to the region of the read that hangs is vol1's bitmap's, and
+	// does not wait for that read, whose data never ships.
+	written := make(chan error, 1)
+	go func() { written <- p.Write(ctx, "vol1", bytes.Repeat([]byte{0x77}, 4096), 0) }()
+	select {
+	case err := <-written:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a write to vol1's region whose copy read hangs still waits for that read after 30s")
+	}
+	// Resumed while the volume still does not read, vol1 is suspended again,
+	// its copy given up again, and vol2 stays duplex.
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "vol1, resumed while its read hangs, suspended again with the reason", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
+	})
+	if v := volumeStatus(p.Status(), "vol2"); v.State != "duplex" {
+		t.Fatalf("vol2 once vol1 was resumed while its read hangs: %+v, want duplex", v)
+	}
+
+	release()
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	waitFor(t, 30*time.Second, "the secondary's vol1 and vol2 to be the primary's", func() bool {
+		return sameVolume(t, p, s, "vol1") && sameVolume(t, p, s, "vol2")
+	})
 }
