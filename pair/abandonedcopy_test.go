@@ -2,6 +2,7 @@ package pair
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -160,5 +161,105 @@ func TestACopyTheDropGaveUpDoesNotHoldTheManager(t *testing.T) {
 		}
 		r.mv.ship()
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAPairSuspendedForAHungCopyKeepsItsRegionThroughACrash: a kill -9
+// comes once a copy was given up, its read hung; before the pair's
+// suspension is saved or after. The restarted primary copies the region
+// given up all the same: still pending on disk, the pair resumes its copy
+// with the region among those to copy; suspended on disk, it stays so,
+// saying why and not resuming by itself, the region in its bitmap, and the
+// operator's resume copies it.
+func TestAPairSuspendedForAHungCopyKeepsItsRegionThroughACrash(t *testing.T) {
+	for _, saved := range []bool{false, true} {
+		t.Run(fmt.Sprint("saved=", saved), func(t *testing.T) {
+			withIdle(t, 0)
+			r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+			r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
+			r.mg.copyOne(context.Background())
+			r.mv.ship()
+			r.mg.suspendAbandoned()
+			if saved {
+				r.saveAndClean()
+			}
+			r.crash()
+			r.ss.mu.Lock()
+			r.ss.hangs = nil
+			r.ss.mu.Unlock()
+			a := r.pair("a")
+			switch {
+			case !saved:
+				if a.State != Pending && !(a.State == Suspended && a.Auto) {
+					t.Fatalf("pair a restarted before its suspension was saved: %+v, want its copy to go on", a)
+				}
+				if a.State == Suspended {
+					r.mg.autoSuspend()
+				}
+			case a.State != Suspended || a.Auto || a.Reason != reasonCopyReadHung:
+				t.Fatalf("pair a restarted suspended for its hung copy: %+v, want suspended for the operator, saying why", a)
+			default:
+				if !marked(r.ss.Tracking("a"), twinRegion) {
+					t.Fatal("the region of the copy given up is not in a's bitmap once restarted")
+				}
+				if err := r.mg.Resume("a"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !marked(r.pendingRegions("a"), twinRegion) {
+				t.Fatalf("pair a, %+v, does not copy the region given up", r.pair("a"))
+			}
+			r.settle()
+			r.saveAndClean()
+			if n := r.al.Marked(); n != 0 {
+				t.Fatalf("%d activity-log regions still marked once every pair is duplex", n)
+			}
+		})
+	}
+}
+
+// TestAStopDoesNotWaitForACopysHungRead: the primary stops (Run's context
+// ends) while a copy's read of the volume hangs, not given up yet. Run
+// returns all the same, rather than wait as long as the disk is stuck: the
+// stop goes on (the mover's last cut gives the copy up), and the pair,
+// still pending, keeps the region to copy once restarted.
+func TestAStopDoesNotWaitForACopysHungRead(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	hung := make(chan struct{})
+	defer close(hung)
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
+	r.ss.hung, r.ss.untilDrop = hung, true
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		r.mg.Run(ctx)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.ss.mu.Lock()
+		n := len(r.ss.reading)
+		r.ss.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's copy never read the region that hangs")
+		}
+		r.mv.ship()
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run, its context ended, still waits for a copy's hung read after 10s")
+	}
+	if err := r.mg.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if a := r.pair("a"); a.State != Pending || !marked(r.pendingRegions("a"), twinRegion) {
+		t.Fatalf("pair a restarted: %+v, regions %v: want pending, the region whose read hung to copy", a, r.pendingRegions("a"))
 	}
 }

@@ -1038,6 +1038,9 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		mg.mu.Unlock()
 		return
 	}
+	// The primary's stop, not a pair's, which its suspension cancels the
+	// copy's ctx for (see copyRegion).
+	stopping := ctx.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	givenUp := make(chan struct{})
 	mg.copyVol, mg.stopCopy, mg.givenUp = p.Volume, cancel, givenUp
@@ -1081,7 +1084,7 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		if err := mg.opts.CopyRate.Wait(ctx, length); err != nil {
 			return
 		}
-		if err := copyRegion(ctx, givenUp, ss, p.Volume, off, length); err != nil {
+		if err := copyRegion(ctx, stopping, givenUp, ss, p.Volume, off, length); err != nil {
 			if ctx.Err() == nil {
 				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
 			}
@@ -1099,7 +1102,13 @@ func (mg *Manager) copyOne(ctx context.Context) {
 // The copy goes on alone until its read ends, and fails then
 // (subsystem.ErrCopyAbandoned): its data never ships. Its region stays in
 // the bitmap the suspension took, for the resume to copy again.
-func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
+//
+// Nor does the primary's stop (stopping closed) wait for a copy, which
+// may be one whose read hangs that the mover has not given up yet: the
+// stop's last cut gives it up, or ships it if it is done by then. Its
+// region is not taken for copied either way, and the pair's copy, saved
+// with it, copies it again once restarted.
+func copyRegion(ctx context.Context, stopping, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
 	done := make(chan error, 1)
 	go func() { done <- ss.Copy(ctx, vol, off, length) }()
 	select {
@@ -1107,6 +1116,8 @@ func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol 
 		return err
 	case <-givenUp:
 		return fmt.Errorf("copy of %s [%d, +%d) given up by the data mover, its read of the volume still under way", vol, off, length)
+	case <-stopping:
+		return fmt.Errorf("copy of %s [%d, +%d) left to its read of the volume at the stop", vol, off, length)
 	}
 }
 
