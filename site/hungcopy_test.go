@@ -28,35 +28,8 @@ import (
 // acknowledged, are all at the secondary once shipped; a resume once the
 // volume reads again copies vol1 whole.
 func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	p, s, reading, release := hungCopyRead(t, "vol1")
 	ctx := context.Background()
-	if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
-		t.Fatal(err) // not a hole: its copy reads it
-	}
-
-	reading, hung := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
-		if vol == "vol1" {
-			once.Do(func() { close(reading) })
-			<-hung
-		}
-	})
-	release := func() { released.Do(func() { close(hung) }) }
-	t.Cleanup(release)
 	if _, err := p.Pairs().Delete("vol1"); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +98,45 @@ func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
 	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
 }
 
+// hungCopyRead runs a secondary and a primary of linkConfig, every pair
+// duplex, whose data mover gives up a copy's read after 200ms. The first
+// 4 KiB of vols are written (not a hole: a copy reads them), and every
+// read of vol1 for a copy hangs, from then until release (or the test's
+// end): reading is closed once the first one does.
+func hungCopyRead(t *testing.T, vols ...string) (p *Primary, s *Secondary, reading <-chan struct{}, release func()) {
+	t.Helper()
+	cfg := linkConfig(t)
+	s, _ = runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	for _, vol := range vols {
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, hung := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
+		if vol == "vol1" {
+			once.Do(func() { close(first) })
+			<-hung
+		}
+	})
+	release = func() { released.Do(func() { close(hung) }) }
+	t.Cleanup(release)
+	return p, s, first, release
+}
+
 func volumeStatus(st control.Status, name string) control.VolumeStatus {
 	for _, v := range st.Volumes {
 		if v.Name == name {
@@ -158,37 +170,8 @@ func sameVolume(t *testing.T, p *Primary, s *Secondary, vol string) bool {
 // again only suspends vol1 anew. Once it reads, a resume copies vol1 whole,
 // the write with it.
 func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	p, s, reading, release := hungCopyRead(t, "vol1", "vol2")
 	ctx := context.Background()
-	for _, vol := range []string{"vol1", "vol2"} {
-		if err := p.Write(ctx, vol, bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
-			t.Fatal(err) // not a hole: its copy reads it
-		}
-	}
-
-	reading, hung := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
-		if vol == "vol1" {
-			once.Do(func() { close(reading) })
-			<-hung
-		}
-	})
-	release := func() { released.Do(func() { close(hung) }) }
-	t.Cleanup(release)
 	for _, vol := range []string{"vol1", "vol2"} {
 		if _, err := p.Pairs().Delete(vol); err != nil {
 			t.Fatal(err)
