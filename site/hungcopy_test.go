@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/tlsconf"
 	"duplex/transport"
@@ -28,7 +29,8 @@ import (
 // acknowledged, are all at the secondary once shipped; a resume once the
 // volume reads again copies vol1 whole.
 func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
-	p, s, reading, release := hungCopyRead(t, "vol1")
+	h := hungCopyRead(t, 200*time.Millisecond, "vol1")
+	p, s, reading, release := h.p, h.s, h.reading, h.release
 	ctx := context.Background()
 	if _, err := p.Pairs().Delete("vol1"); err != nil {
 		t.Fatal(err)
@@ -98,43 +100,97 @@ func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
 	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
 }
 
-// hungCopyRead runs a secondary and a primary of linkConfig, every pair
-// duplex, whose data mover gives up a copy's read after 200ms. The first
-// 4 KiB of vols are written (not a hole: a copy reads them), and every
+// TestAStopDuringAHungCopyReadEnds: the primary is stopped while vol1's
+// copy read hangs. The stop ends, the read still hung (the data mover's
+// last cut gives the copy up), and the primary, restarted on a volume that
+// reads again, copies vol1 whole and every pair becomes duplex, the
+// secondary's vol1 the primary's.
+func TestAStopDuringAHungCopyReadEnds(t *testing.T) {
+	h := hungCopyRead(t, 200*time.Millisecond, "vol1")
+	if _, err := h.p.Pairs().Delete("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.p.Pairs().Add("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.reading:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the copy of vol1 never read the volume")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		h.stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the primary's stop still waits for vol1's hung copy read after 30s")
+	}
+	h.release()
+	p, _ := startPrimary(t, h.cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex once restarted", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, h.s, "vol1") })
+}
+
+// hungCopy is a secondary and a primary of cfg (linkConfig's), every pair
+// duplex, whose data mover gives up a copy's read after readWait. Every
 // read of vol1 for a copy hangs, from then until release (or the test's
-// end): reading is closed once the first one does.
-func hungCopyRead(t *testing.T, vols ...string) (p *Primary, s *Secondary, reading <-chan struct{}, release func()) {
+// end): reading is closed once the first one does. stop stops the
+// primary, and returns once its Run did.
+type hungCopy struct {
+	cfg     *config.Config
+	p       *Primary
+	s       *Secondary
+	reading <-chan struct{}
+	release func()
+	stop    func()
+}
+
+// hungCopyRead starts a hungCopy, the first 4 KiB of vols written (not a
+// hole: a copy reads them).
+func hungCopyRead(t *testing.T, readWait time.Duration, vols ...string) hungCopy {
 	t.Helper()
-	cfg := linkConfig(t)
-	s, _ = runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	h := hungCopy{cfg: linkConfig(t)}
+	h.s, _ = runSecondary(t, h.cfg)
+	h.cfg.Primary.Secondary = h.s.ListenAddr()
+	h.p, h.stop = startPrimary(t, h.cfg, readWait)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(h.p.Status()) })
 	for _, vol := range vols {
-		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+		if err := h.p.Write(context.Background(), vol, bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	first, hung := make(chan struct{}), make(chan struct{})
 	var once, released sync.Once
-	p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
+	h.p.byVol["vol1"].SetBeforeCopyRead(func(vol string, _, _ int64) {
 		if vol == "vol1" {
 			once.Do(func() { close(first) })
 			<-hung
 		}
 	})
-	release = func() { released.Do(func() { close(hung) }) }
-	t.Cleanup(release)
-	return p, s, first, release
+	h.reading = first
+	h.release = func() { released.Do(func() { close(hung) }) }
+	t.Cleanup(h.release)
+	return h
+}
+
+// startPrimary runs a primary of cfg, its data mover giving up a copy's
+// read after readWait, until the test ends or stop.
+func startPrimary(t *testing.T, cfg *config.Config, readWait time.Duration) (*Primary, func()) {
+	t.Helper()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: readWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
 }
 
 func volumeStatus(st control.Status, name string) control.VolumeStatus {
@@ -170,7 +226,8 @@ func sameVolume(t *testing.T, p *Primary, s *Secondary, vol string) bool {
 // again only suspends vol1 anew. Once it reads, a resume copies vol1 whole,
 // the write with it.
 func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
-	p, s, reading, release := hungCopyRead(t, "vol1", "vol2")
+	h := hungCopyRead(t, 200*time.Millisecond, "vol1", "vol2")
+	p, s, reading, release := h.p, h.s, h.reading, h.release
 	ctx := context.Background()
 	for _, vol := range []string{"vol1", "vol2"} {
 		if _, err := p.Pairs().Delete(vol); err != nil {
