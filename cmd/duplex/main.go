@@ -21,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 
+	"duplex/internal/schedpolicy"
 	"duplex/internal/sysmon"
 )
 
@@ -72,6 +73,12 @@ var version = "dev"
 func main() {
 	if c, ok := lookup(os.Args[1:]); ok && c.daemon {
 		sysmon.KeepAwake()
+		if c.name == "primary" {
+			// The primary's only (package schedpolicy). An error
+			// leaves the threads under the default policy: correct,
+			// if costlier per request.
+			_, _ = schedpolicy.Batch()
+		}
 	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -16,15 +16,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"duplex/internal/schedpolicy"
 	"duplex/internal/sysmon"
 	"duplex/nbd"
 	"duplex/volume"
 )
 
 func main() {
-	// As the site daemons run (package sysmon), so that the floor is
-	// theirs.
+	// As the primary runs (packages sysmon and schedpolicy), so that
+	// the floor is its own.
 	sysmon.KeepAwake()
+	_, _ = schedpolicy.Batch()
 	listen := flag.String("listen", "127.0.0.1:10899", "NBD listen address")
 	file := flag.String("file", "", "image file to serve (its size is the export's)")
 	flag.Parse()
