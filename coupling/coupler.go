@@ -181,7 +181,7 @@ func (c *Coupler) Round(ctx context.Context) {
 	}
 	view, err := read(rctx)
 	if err != nil {
-		c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+		c.holdFor(err)
 		return
 	}
 	// Once it has a time: the master time of the others waits for a
@@ -190,8 +190,8 @@ func (c *Coupler) Round(ctx context.Context) {
 	var fl int64 // the floor of an add this round finishes
 	if _, member := view.Memberships[c.cfg.Member]; joining || member && !view.given(c.cfg.Member) {
 		if fl, err = c.finishAdd(rctx, &view, joining); err != nil {
-			if errors.Is(err, ErrUnreachable) {
-				c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+			if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoSpace) {
+				c.holdFor(err)
 			} else {
 				c.hold(fmt.Sprintf("%v; the master time holds meanwhile", err))
 			}
@@ -225,7 +225,7 @@ func (c *Coupler) Round(ctx context.Context) {
 		time.Duration(c.cfg.Now().UnixNano()-prev.At) > c.cfg.Publish*50 {
 		r := Report{Time: pub, At: c.cfg.Now().UnixNano(), Journaled: journaled, Membership: given}
 		if err := c.cfg.Store.Publish(rctx, c.cfg.Member, r); err != nil {
-			c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+			c.holdFor(err)
 			return
 		}
 		r.Membership = mergeMembership(r.Membership, prev.Membership)
@@ -362,6 +362,18 @@ func (c *Coupler) Membership() string {
 }
 
 // hold records why the limit does not advance.
+// holdFor holds the master time for err, etcd's failure: unreachable, it
+// advances again once etcd answers; out of space, only once an operator
+// made room, which status must say.
+func (c *Coupler) holdFor(err error) {
+	if errors.Is(err, ErrNoSpace) {
+		c.hold(fmt.Sprintf("%v: the master time holds until etcd has room again: compact its history, "+
+			"defragment it and disarm the alarm (etcdctl compact, defrag, alarm disarm)", err))
+		return
+	}
+	c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
+}
+
 func (c *Coupler) hold(why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -77,6 +77,9 @@ func unreachable(err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, rpctypes.ErrNoSpace) {
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	}
 	return fmt.Errorf("%w: %v", ErrUnreachable, err)
 }
 

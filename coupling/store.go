@@ -120,6 +120,11 @@ type Store interface {
 // ErrUnreachable wraps every failure to reach the store.
 var ErrUnreachable = errors.New("etcd unreachable")
 
+// ErrNoSpace wraps etcd's refusal of a write once its database reached
+// its quota: it answers, but takes no write until an operator makes room
+// (etcd's NOSPACE alarm stays raised until disarmed).
+var ErrNoSpace = errors.New("etcd out of space (its NOSPACE alarm is raised: it refuses every write)")
+
 // ErrNotMember is AddedView's error for a session that is not a member.
 var ErrNotMember = errors.New("not a member")
 

@@ -17,7 +17,8 @@ var etcdSynopsis = synopsis{"etcd", "--dir DIR [--listen URL] [--peer URL] [--lo
 // etcd cluster of its own.
 func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(etcdSynopsis, "Runs a single-node etcd (embedded) for coupled sessions to try on one machine: "+
-		"the [coupling] etcd endpoints name its --listen URL. Production runs an etcd cluster of three or five nodes instead.")
+		"the [coupling] etcd endpoints name its --listen URL. It compacts its history each hour to what it was an hour before "+
+		"(every member's publication is a revision). Production runs an etcd cluster of three or five nodes instead.")
 	dir := fs.String("dir", "", "the `DIR` of etcd's data (created if missing)")
 	listen := fs.String("listen", "http://127.0.0.1:2379", "the client `URL`")
 	peer := fs.String("peer", "http://127.0.0.1:2380", "the peer `URL` (a single node has no peers, but etcd binds it)")

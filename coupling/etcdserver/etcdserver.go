@@ -27,6 +27,32 @@ type Server struct {
 // http://host:port, logging to logs at logLevel (etcd's: debug, info, warn,
 // error). It returns once the server is ready to serve.
 func Start(dir, clientURL, peerURL, logLevel string, logs io.Writer) (*Server, error) {
+	return start(dir, clientURL, peerURL, logLevel, logs, limits{retention: Retention})
+}
+
+// Retention is how much of its history the embedded etcd keeps (etcd's
+// periodic auto-compaction, which compacts each hour to the revision of
+// Retention ago, so between one and two hours are kept). Every member's
+// publication is a revision, about 58 MB of etcd's database an hour a
+// member publishing each 20 ms round: kept whole, it fills etcd's quota
+// (2 GiB) in about 9 hours with four members, and etcd then refuses every
+// write, which holds every member's master time. Compacted, the pages it
+// freed take the new revisions, and the database (the size the quota
+// counts, not the part in use) stops growing at about what two hours
+// hold: up to some 17 members. What the coupling reads from the history
+// is an add cut short (Store.AddedView), which the member's secondary
+// finishes at its next round; left unfinished longer than this, the add
+// must be run again.
+const Retention = time.Hour
+
+// limits are what a test shrinks: etcd's quota of its database (0:
+// etcd's default, 2 GiB) and how long it keeps its history (0: all).
+type limits struct {
+	quota     int64
+	retention time.Duration
+}
+
+func start(dir, clientURL, peerURL, logLevel string, logs io.Writer, lim limits) (*Server, error) {
 	level, err := zap.ParseAtomicLevel(logLevel)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: log level: %w", err)
@@ -45,6 +71,11 @@ func Start(dir, clientURL, peerURL, logLevel string, logs io.Writer) (*Server, e
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.QuotaBackendBytes = lim.quota
+	if lim.retention > 0 {
+		cfg.AutoCompactionMode = embed.CompactorModePeriodic
+		cfg.AutoCompactionRetention = lim.retention.String()
+	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(logs), level), zap.AddCaller()))
