@@ -65,7 +65,10 @@
 // is, and status names it as the laggard with how long it has been silent.
 // When etcd cannot be reached the limit stays where it is (the members
 // apply no further, nothing is lost or mixed) and status says why; it
-// advances again when etcd answers.
+// advances again when etcd answers. So too while etcd refuses writes for
+// want of space (its quota reached: ErrNoSpace), until an operator makes
+// room; etcd's history, a revision each publication, must be compacted
+// for that not to happen (duplex etcd keeps an hour or two of it).
 //
 // A planned switchover of a member (duplex switchover) ends its
 // secondary for good, so it must neither be blocked by the master time
