@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestPublishingOutlivesQuota(t *testing.T) {
 	if os.Getenv("DUPLEX_ETCD_KEEP_ALL") != "" {
 		retention = 0 // shows the growth without compaction
 	}
-	if err := publishPastQuota(t, retention); err != nil {
+	if _, err := publishPastQuota(t, retention); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -38,9 +39,24 @@ func TestPublishingOutlivesQuota(t *testing.T) {
 // so (ErrNoSpace), not that etcd is unreachable: it answers, and the
 // master time holds until an operator makes room.
 func TestNoSpaceSaysSo(t *testing.T) {
-	err := publishPastQuota(t, 0)
+	client, err := publishPastQuota(t, 0)
 	if !errors.Is(err, coupling.ErrNoSpace) || errors.Is(err, coupling.ErrUnreachable) {
 		t.Fatalf("publishing past the quota of an etcd keeping all its history: %v, want ErrNoSpace", err)
+	}
+	store, err := coupling.DialEtcd(coupling.EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	c, err := coupling.New(coupling.Config{Store: store, Group: "g", Member: "m0", Own: time.Now().UnixNano, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Round(context.Background())
+	if st := c.Status(); !strings.Contains(st.Held, "out of space") || !strings.Contains(st.Held, "alarm disarm") {
+		t.Fatalf("a member's round with etcd out of space: held %q, want it said that etcd is out of space and what makes room", st.Held)
+	} else {
+		t.Log(st.Held)
 	}
 }
 
@@ -49,13 +65,13 @@ const quota = 1 << 20
 // publishPastQuota publishes, from four members at once, twice what an
 // etcd of a 1 MiB quota holds uncompacted, into one keeping retention of
 // its history (0: all), and returns the first publication's error.
-func publishPastQuota(t *testing.T, retention time.Duration) error {
+func publishPastQuota(t *testing.T, retention time.Duration) (client string, err error) {
 	client, peer := freeURL(t), freeURL(t)
-	srv, err := start(t.TempDir(), client, peer, "error", os.Stderr, limits{quota: quota, retention: retention})
+	srv, err := start(t.TempDir(), client, peer, "error", os.Stderr, limits{quota: quota, retention: retention, noFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -104,10 +120,10 @@ func publishPastQuota(t *testing.T, retention time.Duration) error {
 	for k := 0; k < n; k += 100 {
 		if err := publish(k, 100); err != nil {
 			size, inUse := status()
-			return fmt.Errorf("after %d publications (db %d bytes, %d in use; quota %d): %w", members*k, size, inUse, quota, err)
+			return client, fmt.Errorf("after %d publications (db %d bytes, %d in use; quota %d): %w", members*k, size, inUse, quota, err)
 		}
 	}
 	size, inUse := status()
 	t.Logf("after %d publications in %v: db %d bytes, %d in use (quota %d)", members*n, time.Since(start), size, inUse, quota)
-	return nil
+	return client, nil
 }

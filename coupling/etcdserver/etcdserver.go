@@ -46,10 +46,12 @@ func Start(dir, clientURL, peerURL, logLevel string, logs io.Writer) (*Server, e
 const Retention = time.Hour
 
 // limits are what a test shrinks: etcd's quota of its database (0:
-// etcd's default, 2 GiB) and how long it keeps its history (0: all).
+// etcd's default, 2 GiB) and how long it keeps its history (0: all);
+// noFsync spares a test that fills the quota a sync a write.
 type limits struct {
 	quota     int64
 	retention time.Duration
+	noFsync   bool
 }
 
 func start(dir, clientURL, peerURL, logLevel string, logs io.Writer, lim limits) (*Server, error) {
@@ -71,7 +73,7 @@ func start(dir, clientURL, peerURL, logLevel string, logs io.Writer, lim limits)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.QuotaBackendBytes = lim.quota
+	cfg.QuotaBackendBytes, cfg.UnsafeNoFsync = lim.quota, lim.noFsync
 	if lim.retention > 0 {
 		cfg.AutoCompactionMode = embed.CompactorModePeriodic
 		cfg.AutoCompactionRetention = lim.retention.String()
