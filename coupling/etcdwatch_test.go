@@ -235,3 +235,99 @@ func TestAFollowReturnsWhenEtcdGoesBeforeItsWatchIsOpen(t *testing.T) {
 	})
 	follow("etcd gone: unreachable", func(_ View, err error) bool { return errors.Is(err, ErrUnreachable) })
 }
+
+// openLate is an etcd store's Watcher whose next watch, once armed, is
+// opened only when released: a watch that reaches etcd after a compaction
+// passed the revision it starts from, as one resumed after a lost stream
+// does, or one whose opening waited for etcd. compacted records etcd's
+// cancelling it for that.
+type openLate struct {
+	clientv3.Watcher
+	armed     atomic.Bool
+	gate      chan struct{}
+	compacted atomic.Bool
+}
+
+func (w *openLate) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	if !w.armed.CompareAndSwap(true, false) {
+		return w.Watcher.Watch(ctx, key, opts...)
+	}
+	select {
+	case <-w.gate:
+	case <-ctx.Done():
+	}
+	in := w.Watcher.Watch(ctx, key, opts...)
+	out := make(chan clientv3.WatchResponse)
+	go func() {
+		defer close(out)
+		for resp := range in {
+			if resp.CompactRevision != 0 {
+				w.compacted.Store(true)
+			}
+			select {
+			case out <- resp:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// A watch that etcd cancels for a compaction past its revision ends, and
+// a Follow waiting on it for a key put since reads the range then: the
+// publication made before the compaction is in its view, and the watch it
+// starts from the range keeps the group again (the next publication seen
+// without a read of the range).
+func TestAFollowWhoseWatchWasCompactedReadsTheRange(t *testing.T) {
+	e := startEtcd(t)
+	dial := func() *EtcdStore {
+		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s, cli := dial(), dial()
+	late := &openLate{Watcher: s.cli.Watcher, gate: make(chan struct{})}
+	s.cli.Watcher = late
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cli.AddMember(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	late.armed.Store(true)
+	if v, err := s.Follow(ctx); err != nil || len(v.Members) != 1 {
+		t.Fatalf("first view %+v, %v; want member a", v, err)
+	}
+	// The watch from the range's revision is not open yet: publications,
+	// then a compaction past the first of them (the watch's first
+	// revision).
+	for i := range int64(2) {
+		if err := cli.Publish(ctx, "a", Report{Time: 41 + i, At: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget(ctx, t, cli)
+	// The watch opens once the Follow read which keys were put since its
+	// revision, to wait for it to bring them.
+	s.cli.KV = &stopAfterGet{KV: s.cli.KV, stop: func() { close(late.gate) }}
+	v, err := s.Follow(ctx)
+	if err != nil || v.Reports["a"].Time != 42 {
+		t.Fatalf("Follow once its watch was compacted: %+v, %v; want a's last publication (42)", v, err)
+	}
+	if !late.compacted.Load() {
+		t.Errorf("the watch was not cancelled for the compaction past its revision: the test did not make what it tests")
+	}
+	ranges := s.ranges.Load()
+	if err := cli.Publish(ctx, "a", Report{Time: 43, At: 8}); err != nil {
+		t.Fatal(err)
+	}
+	followUntil(t, ctx, s, "a's next publication seen", func(v View, err error) bool {
+		return err == nil && v.Reports["a"].Time == 43
+	})
+	if got := s.ranges.Load(); got != ranges {
+		t.Errorf("%d reads of the range after the watch started again, want none: the watch keeps the group", got-ranges)
+	}
+}
