@@ -361,7 +361,6 @@ func (c *Coupler) Membership() string {
 	return c.membership
 }
 
-// hold records why the limit does not advance.
 // holdFor holds the master time for err, etcd's failure: unreachable, it
 // advances again once etcd answers; out of space, only once an operator
 // made room, which status must say.
@@ -374,6 +373,7 @@ func (c *Coupler) holdFor(err error) {
 	c.hold(fmt.Sprintf("%v: the master time holds; it advances again once etcd answers", err))
 }
 
+// hold records why the limit does not advance.
 func (c *Coupler) hold(why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -29,30 +29,53 @@ func TestPublishingOutlivesQuota(t *testing.T) {
 	if os.Getenv("DUPLEX_ETCD_KEEP_ALL") != "" {
 		retention = 0 // shows the growth without compaction
 	}
-	if _, err := publishPastQuota(t, retention); err != nil {
-		t.Fatal(err)
+	e := startLimited(t, limits{quota: quota, retention: retention, noFsync: true})
+	stores := e.members(t, 4)
+	// Publications at the pace of the members' rounds (each 20 ms),
+	// naming a membership of 1,000 bytes (their own name 24) for fewer of
+	// them to fill the quota: one adds about 2,400 bytes to etcd's
+	// database while nothing is compacted (DUPLEX_ETCD_KEEP_ALL=1 fails
+	// the test where it filled the quota). Published: twice what the
+	// quota holds uncompacted.
+	n := 2 * quota / 2400 / len(stores)
+	big := strings.Repeat("m", 1000)
+	pace := paced(t, len(stores), 20*time.Millisecond, time.Time{})
+	start := time.Now()
+	if err := publish(stores, big, pace, n); err != nil {
+		size, inUse := e.size(t)
+		t.Fatalf("after %v (db %d bytes, %d in use; quota %d): %v", time.Since(start), size, inUse, quota, err)
 	}
+	size, inUse := e.size(t)
+	t.Logf("after %d publications in %v: db %d bytes, %d in use (quota %d)", len(stores)*n, time.Since(start), size, inUse, quota)
 }
 
-// TestNoSpaceSaysSo: an etcd that keeps all its history refuses the
-// publications once its database reached its quota, and the error says
-// so (ErrNoSpace), not that etcd is unreachable: it answers, and the
-// master time holds until an operator makes room.
+// TestNoSpaceSaysSo: an etcd whose database reached its quota refuses the
+// publications, and the error says so (ErrNoSpace), not that etcd is
+// unreachable: it answers, and the master time holds until an operator
+// makes room, which a member's status says how to.
 func TestNoSpaceSaysSo(t *testing.T) {
-	client, err := publishPastQuota(t, 0)
+	e := startLimited(t, limits{quota: quota, noFsync: true})
+	// Filled at once, with values of 64 KiB, rather than by as many
+	// publications.
+	ctx := context.Background()
+	fill := strings.Repeat("x", 64<<10)
+	var err error
+	for i := 0; err == nil && i < 2*quota/len(fill); i++ {
+		_, err = e.cli.Put(ctx, "/fill/"+strconv.Itoa(i), fill)
+	}
+	if err == nil {
+		t.Fatalf("etcd of a %d-byte quota took twice that", quota)
+	}
+	stores := e.members(t, 1)
+	err = publish(stores, membership, func(int) bool { return true }, 1)
 	if !errors.Is(err, coupling.ErrNoSpace) || errors.Is(err, coupling.ErrUnreachable) {
-		t.Fatalf("publishing past the quota of an etcd keeping all its history: %v, want ErrNoSpace", err)
+		t.Fatalf("publishing past the quota: %v, want ErrNoSpace", err)
 	}
-	store, err := coupling.DialEtcd(coupling.EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 10 * time.Second})
+	c, err := coupling.New(coupling.Config{Store: stores[0], Group: "g", Member: "m0", Own: time.Now().UnixNano, Now: time.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	c, err := coupling.New(coupling.Config{Store: store, Group: "g", Member: "m0", Own: time.Now().UnixNano, Now: time.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Round(context.Background())
+	c.Round(ctx)
 	if st := c.Status(); !strings.Contains(st.Held, "out of space") || !strings.Contains(st.Held, "alarm disarm") {
 		t.Fatalf("a member's round with etcd out of space: held %q, want it said that etcd is out of space and what makes room", st.Held)
 	} else {
@@ -60,14 +83,57 @@ func TestNoSpaceSaysSo(t *testing.T) {
 	}
 }
 
+// TestCompactedDatabaseStopsGrowing measures what the quota counts of a
+// database compacted as duplex etcd compacts its own, at the scale of
+// seconds: DUPLEX_ETCD_RETENTION (4s) in place of an hour, four members
+// publishing each 20 ms as their rounds do, for DUPLEX_ETCD_WINDOW (60s).
+// A measurement, run with DUPLEX_BENCH=1; it asserts nothing.
+func TestCompactedDatabaseStopsGrowing(t *testing.T) {
+	if os.Getenv("DUPLEX_BENCH") == "" {
+		t.Skip("a measurement: run with DUPLEX_BENCH=1")
+	}
+	retention, window := 4*time.Second, time.Minute
+	for name, d := range map[string]*time.Duration{"DUPLEX_ETCD_RETENTION": &retention, "DUPLEX_ETCD_WINDOW": &window} {
+		if s := os.Getenv(name); s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			*d = v
+		}
+	}
+	e := startLimited(t, limits{retention: retention, noFsync: true})
+	stores := e.members(t, 4)
+	end := time.Now().Add(window)
+	pace := paced(t, len(stores), 20*time.Millisecond, end)
+	done := make(chan error, 1)
+	go func() { done <- publish(stores, membership, pace, int(window/(20*time.Millisecond))) }()
+	start := time.Now()
+	for time.Now().Before(end) {
+		time.Sleep(retention / 2)
+		st, err := e.cli.Status(context.Background(), e.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%5.1fs revision %6d: db %8d bytes, %8d in use", time.Since(start).Seconds(), st.Header.Revision, st.DbSize, st.DbSizeInUse)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 const quota = 1 << 20
 
-// publishPastQuota publishes, from four members at once, twice what an
-// etcd of a 1 MiB quota holds uncompacted, into one keeping retention of
-// its history (0: all), and returns the first publication's error.
-func publishPastQuota(t *testing.T, retention time.Duration) (client string, err error) {
+// limited is an embedded etcd of limits and a client of it.
+type limited struct {
+	client string
+	cli    *clientv3.Client
+}
+
+func startLimited(t *testing.T, lim limits) *limited {
+	t.Helper()
 	client, peer := freeURL(t), freeURL(t)
-	srv, err := start(t.TempDir(), client, peer, "error", os.Stderr, limits{quota: quota, retention: retention, noFsync: true})
+	srv, err := start(t.TempDir(), client, peer, "error", os.Stderr, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,54 +142,71 @@ func publishPastQuota(t *testing.T, retention time.Duration) (client string, err
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
-	status := func() (size, inUse int64) {
-		st, err := cli.Status(context.Background(), client)
+	t.Cleanup(func() { cli.Close() })
+	return &limited{client: client, cli: cli}
+}
+
+// size is the database's size, which the quota counts, and the part of it
+// in use.
+func (e *limited) size(t *testing.T) (size, inUse int64) {
+	st, err := e.cli.Status(context.Background(), e.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.DbSize, st.DbSizeInUse
+}
+
+// members returns n stores of group g, member m0, m1...'s.
+func (e *limited) members(t *testing.T, n int) []*coupling.EtcdStore {
+	stores := make([]*coupling.EtcdStore, n)
+	for i := range stores {
+		s, err := coupling.DialEtcd(coupling.EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.DbSize, st.DbSizeInUse
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
 	}
+	return stores
+}
 
-	const members = 4
-	stores := make([]*coupling.EtcdStore, members)
-	for i := range stores {
-		if stores[i], err = coupling.DialEtcd(coupling.EtcdConfig{Group: "g", Endpoints: []string{client}, Lease: 10 * time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		defer stores[i].Close()
+// paced returns publish's next for n members publishing each every, each
+// on a ticker of its own, until end (zero: no end).
+func paced(t *testing.T, n int, every time.Duration, end time.Time) func(int) bool {
+	ticks := make([]*time.Ticker, n)
+	for i := range ticks {
+		ticks[i] = time.NewTicker(every)
+		t.Cleanup(ticks[i].Stop)
 	}
-	publish := func(from, n int) error {
-		var wg sync.WaitGroup
-		errs := make([]error, members)
-		for i, st := range stores {
-			wg.Go(func() {
-				for k := from; k < from+n && errs[i] == nil; k++ {
-					now := time.Now().UnixNano()
-					errs[i] = st.Publish(context.Background(), "m"+strconv.Itoa(i), coupling.Report{Time: now, At: now, Journaled: now, Membership: "0123456789abcdef01234567"})
-				}
-			})
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				return fmt.Errorf("member m%d: %w", i, err)
+	return func(i int) bool {
+		<-ticks[i].C
+		return end.IsZero() || time.Now().Before(end)
+	}
+}
+
+// membership is as long as the name of one.
+const membership = "0123456789abcdef01234567"
+
+// publish has each member publish its time up to n times, all at once,
+// each while next(its index) says to, naming membership ms, and returns
+// the first error.
+func publish(stores []*coupling.EtcdStore, ms string, next func(int) bool, n int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(stores))
+	for i, st := range stores {
+		wg.Go(func() {
+			for k := 0; k < n && errs[i] == nil && next(i); k++ {
+				now := time.Now().UnixNano()
+				errs[i] = st.Publish(context.Background(), "m"+strconv.Itoa(i),
+					coupling.Report{Time: now, At: now, Journaled: now, Membership: ms})
 			}
-		}
-		return nil
+		})
 	}
-	// A publication adds 250-350 bytes to etcd's database while nothing
-	// is compacted (DUPLEX_ETCD_KEEP_ALL=1 fails the test where it filled
-	// the quota): publish twice what the quota holds uncompacted.
-	const n = 2 * quota / 250 / members
-	start := time.Now()
-	for k := 0; k < n; k += 100 {
-		if err := publish(k, 100); err != nil {
-			size, inUse := status()
-			return client, fmt.Errorf("after %d publications (db %d bytes, %d in use; quota %d): %w", members*k, size, inUse, quota, err)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("member m%d: %w", i, err)
 		}
 	}
-	size, inUse := status()
-	t.Logf("after %d publications in %v: db %d bytes, %d in use (quota %d)", members*n, time.Since(start), size, inUse, quota)
-	return client, nil
+	return nil
 }
