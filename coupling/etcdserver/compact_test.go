@@ -13,6 +13,7 @@ import (
 
 	"duplex/coupling"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -52,21 +53,25 @@ func TestPublishingOutlivesQuota(t *testing.T) {
 // TestNoSpaceSaysSo: an etcd whose database reached its quota refuses the
 // publications, and the error says so (ErrNoSpace), not that etcd is
 // unreachable: it answers, and the master time holds until an operator
-// makes room, which a member's status says how to.
+// makes room, which a member's status says how to; done so, the member's
+// next round publishes again and holds nothing.
 func TestNoSpaceSaysSo(t *testing.T) {
 	e := startLimited(t, limits{quota: quota, noFsync: true})
-	// Filled at once, with values of 64 KiB, rather than by as many
-	// publications.
 	ctx := context.Background()
+	stores := e.members(t, 1)
+	if err := coupling.Add(ctx, stores[0], "m0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Filled at once, by history of values of 64 KiB, rather than by as
+	// many publications.
 	fill := strings.Repeat("x", 64<<10)
 	var err error
 	for i := 0; err == nil && i < 2*quota/len(fill); i++ {
-		_, err = e.cli.Put(ctx, "/fill/"+strconv.Itoa(i), fill)
+		_, err = e.cli.Put(ctx, "/fill", fill)
 	}
 	if err == nil {
 		t.Fatalf("etcd of a %d-byte quota took twice that", quota)
 	}
-	stores := e.members(t, 1)
 	err = publish(stores, membership, func(int) bool { return true }, 1)
 	if !errors.Is(err, coupling.ErrNoSpace) || errors.Is(err, coupling.ErrUnreachable) {
 		t.Fatalf("publishing past the quota: %v, want ErrNoSpace", err)
@@ -80,6 +85,26 @@ func TestNoSpaceSaysSo(t *testing.T) {
 		t.Fatalf("a member's round with etcd out of space: held %q, want it said that etcd is out of space and what makes room", st.Held)
 	} else {
 		t.Log(st.Held)
+	}
+
+	// What status says: compact, defragment, disarm.
+	resp, err := e.cli.Get(ctx, "/fill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli.Defragment(ctx, e.client); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: resp.Header.MemberId, Alarm: etcdserverpb.AlarmType_NOSPACE}); err != nil {
+		t.Fatal(err)
+	}
+	c.Round(ctx)
+	if st := c.Status(); st.Held != "" {
+		size, inUse := e.size(t)
+		t.Fatalf("a member's round once etcd was compacted, defragmented and its alarm disarmed (db %d bytes, %d in use): held %q", size, inUse, st.Held)
 	}
 }
 
