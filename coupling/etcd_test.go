@@ -144,16 +144,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, store, cli Store)) {
 	t.Run("mem", func(t *testing.T) { s := NewMemStore(); test(t, s, s) })
 	t.Run("etcd", func(t *testing.T) {
 		e := startEtcd(t)
-		var two [2]Store
-		for i := range two {
-			s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			two[i] = s
-		}
-		test(t, two[0], two[1])
+		test(t, e.dial(t, 10*time.Second), e.dial(t, 10*time.Second))
 	})
 }
 
@@ -181,6 +172,18 @@ func (e *testEtcd) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv = srv
+}
+
+// dial returns a store of group g on it, of lease, closed when the test
+// ends.
+func (e *testEtcd) dial(t *testing.T, lease time.Duration) *EtcdStore {
+	t.Helper()
+	s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func (e *testEtcd) stop() {

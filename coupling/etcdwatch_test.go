@@ -37,15 +37,7 @@ func followUntil(t *testing.T, ctx context.Context, s *EtcdStore, what string, c
 // unreachable, as by Read, and once it is back the watch starts again.
 func TestEtcdStoreFollowsTheGroupByAWatch(t *testing.T) {
 	e := startEtcd(t)
-	dial := func() *EtcdStore {
-		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a, b := dial(), dial()
+	a, b := e.dial(t, 2*time.Second), e.dial(t, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, m := range []string{"a", "b"} {
@@ -135,15 +127,7 @@ func (k *heldAfterGet) Get(ctx context.Context, key string, opts ...clientv3.OpO
 // as if etcd were unreachable.
 func TestAFollowWhoseWatchLagsReadsTheRangeHoweverLateItsWaitBegan(t *testing.T) {
 	e := startEtcd(t)
-	dial := func() *EtcdStore {
-		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s, cli := dial(), dial()
+	s, cli := e.dial(t, 10*time.Second), e.dial(t, 10*time.Second)
 	lag := lagWatch(s)
 	defer lag.release()
 	held := &heldAfterGet{KV: s.cli.KV, s: s, hold: catchUpWait / 2}
@@ -281,15 +265,7 @@ func (w *openLate) Watch(ctx context.Context, key string, opts ...clientv3.OpOpt
 // without a read of the range).
 func TestAFollowWhoseWatchWasCompactedReadsTheRange(t *testing.T) {
 	e := startEtcd(t)
-	dial := func() *EtcdStore {
-		s, err := DialEtcd(EtcdConfig{Group: "g", Endpoints: []string{e.client}, Lease: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s, cli := dial(), dial()
+	s, cli := e.dial(t, 10*time.Second), e.dial(t, 10*time.Second)
 	late := &openLate{Watcher: s.cli.Watcher, gate: make(chan struct{})}
 	s.cli.Watcher = late
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
