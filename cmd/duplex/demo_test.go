@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -19,9 +20,20 @@ import (
 )
 
 // TestMain lets the test binary act as the duplex binary (DUPLEX_MAIN=1), so
-// tests can run real processes and signal them.
+// tests can run real processes and signal them. With DUPLEX_DENY_SCHED=1 it
+// is refused a thread's scheduling policy (see denySchedSetattr), and sets
+// the primary's as main does.
 func TestMain(m *testing.M) {
 	if os.Getenv("DUPLEX_MAIN") == "1" {
+		if os.Getenv("DUPLEX_DENY_SCHED") == "1" {
+			if err := denySchedSetattr(); err != nil {
+				fmt.Fprintln(os.Stderr, "deny sched_setattr:", err)
+				os.Exit(exitFailure)
+			}
+			if c, ok := lookup(os.Args[1:]); ok {
+				daemonPolicy(c)
+			}
+		}
 		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

@@ -73,15 +73,27 @@ var version = "dev"
 func main() {
 	if c, ok := lookup(os.Args[1:]); ok && c.daemon {
 		sysmon.KeepAwake()
-		if c.name == "primary" {
-			// The primary's only (package schedpolicy). An error
-			// leaves the threads under the default policy: correct,
-			// if costlier per request.
-			_, _ = schedpolicy.Batch()
-		}
+		daemonPolicy(c)
 	}
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// daemonPolicy sets the scheduling policy of daemon c's threads: the
+// primary's only (package schedpolicy). It runs before the command has a
+// logger, so what it did is kept for the command to log.
+func daemonPolicy(c command) {
+	if c.name == "primary" {
+		batched, batchErr = schedpolicy.Batch()
+	}
+}
+
+// batched is how many of its threads daemonPolicy switched to the batch
+// policy; batchErr why it did not switch them all. That error leaves the
+// threads under the default policy: correct, if costlier per request.
+var (
+	batched  int
+	batchErr error
+)
 
 // runMain runs the command args name with a context that SIGINT and SIGTERM
 // cancel.

@@ -25,6 +25,12 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if batchErr != nil {
+		log.Warn("threads left under the default scheduling policy, not SCHED_BATCH: correct, if costlier per request",
+			"switched", batched, "err", batchErr)
+	} else if batched > 0 {
+		log.Debug("threads under SCHED_BATCH", "switched", batched)
+	}
 	var opts site.PrimaryOptions
 	// Tests step the common timer's clock of this process alone.
 	if path := os.Getenv(timer.StepFileEnv); path != "" {
