@@ -1,4 +1,4 @@
-// Package schedpolicy runs the site daemons' threads under the kernel's
+// Package schedpolicy runs the primary's threads under the kernel's
 // batch scheduling policy (SCHED_BATCH), which differs from the default
 // only in that a thread woken up does not preempt the thread running on its
 // CPU: it waits for that thread to block or to use up its time slice. Its
@@ -35,9 +35,12 @@
 //
 // A thread created later inherits its creator's policy, so switching every
 // thread the process has once, early, covers the threads the runtime
-// creates afterwards. A process started under a policy other than the
+// creates afterwards. It runs after package sysmon's re-execution, in the
+// process that serves. A process started under a policy other than the
 // default (by chrt, say: SCHED_IDLE, a real-time policy, or batch already)
-// keeps it: that is the operator's choice.
+// keeps it: that is the operator's choice. An error (EPERM from a
+// container's seccomp profile, say) is the primary's to log: it starts all
+// the same, under the default policy.
 package schedpolicy
 
 import "runtime"
