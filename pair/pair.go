@@ -190,6 +190,11 @@ type Options struct {
 	FS disk.FS
 	// CopyRate, if set, paces the data of initial copies and resyncs.
 	CopyRate *ratelimit.Limiter
+	// CopyReadWait bounds how long the start waits for a read of a primary
+	// volume by a crash recovery's copy (see recover): as the data mover
+	// waits for a copy's read (mover.Config.CopyReadWait, whose default it
+	// shares), negative: for ever.
+	CopyReadWait time.Duration
 }
 
 // Manager runs the pairs of a primary.
@@ -573,17 +578,28 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 		}
 		mg.mark(name, recordset.Marker{State: recordset.StateResync, Bytes: uint64(n)})
 	}
+	hung := map[string]bool{}
 	defer func() {
 		for name := range regions {
-			mg.recovering[name] = mg.markCopyEnd(mg.pairs[name], mg.vols[name].Subsystem)
+			if !hung[name] {
+				mg.recovering[name] = mg.markCopyEnd(mg.pairs[name], mg.vols[name].Subsystem)
+			}
 		}
 	}()
+	wait := mg.opts.CopyReadWait
+	if wait == 0 {
+		wait = mover.DefaultCopyReadWait
+	}
 	for name, rs := range regions {
 		ss := mg.vols[name].Subsystem
-		for _, r := range rs {
-			if err := ss.Copy(context.Background(), name, r[0], r[1]); err != nil {
-				return nil, fmt.Errorf("recovery copy of %s [%d, +%d): %w", name, r[0], r[1], err)
-			}
+		if err := copyRecovered(ss, name, rs, wait); errors.Is(err, errRecoveryReadHung) {
+			hung[name] = true
+			mg.suspendRecoveryHung(mg.pairs[name], rs)
+			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions did not complete in time: "+
+				"pair suspended with those regions to resync; resume it once the volume reads again", "volume", name, "err", err)
+			continue
+		} else if err != nil {
+			return nil, err
 		}
 		p := mg.pairs[name]
 		p.Resynced = 0
@@ -600,6 +616,55 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	}
 	mg.log.Warn("primary did not stop cleanly: recovered the regions of its activity log in one consistency group", "bytes", total)
 	return nil, nil
+}
+
+// errRecoveryReadHung says a recovery copy's read outlasted its wait.
+var errRecoveryReadHung = errors.New("read of the primary volume did not complete in time")
+
+// copyRecovered copies the regions rs of vol for a crash recovery, waiting
+// at most wait (negative: for ever) for each copy. A copy whose read of
+// the volume hangs (a stuck disk) would hold the start, and with it every
+// volume's I/O: its copy is left to its read, which the data mover's first
+// cut gives up (see subsystem.DrainWithin), and the regions of vol not
+// copied yet are not tried.
+func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration) error {
+	for _, r := range rs {
+		done := make(chan error, 1)
+		go func() { done <- ss.Copy(context.Background(), vol, r[0], r[1]) }()
+		var bound <-chan time.Time
+		if wait >= 0 {
+			bound = time.After(wait)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("recovery copy of %s [%d, +%d): %w", vol, r[0], r[1], err)
+			}
+		case <-bound:
+			return fmt.Errorf("recovery copy of %s [%d, +%d): %w after %v", vol, r[0], r[1], errRecoveryReadHung, wait)
+		}
+	}
+	return nil
+}
+
+// suspendRecoveryHung suspends p, whose crash recovery (the regions rs)
+// could not read its primary volume in time, as suspendAbandoned suspends a
+// pair whose copy the mover gave up: the other pairs recover and serve, and
+// p holds every region it recovered in its bitmap (they stay marked in the
+// activity log too, until it is duplex again) for the operator's resume to
+// copy once the volume reads again. The secondary, which its recovery was
+// announced to as a resync, holds p's volume as of before it, as any resync
+// suspended part-way. Called before Run.
+func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
+	mg.mu.Lock()
+	defer mg.mu.Unlock()
+	mg.suspendOneLocked(p)
+	p.Reason = reasonCopyReadHung
+	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
+		for _, r := range rs {
+			bm.Set(r[0], r[1])
+		}
+	}
 }
 
 func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }

@@ -107,8 +107,9 @@ type PrimaryOptions struct {
 	Retransmit       time.Duration
 	HandshakeTimeout time.Duration
 	// CopyReadWait tunes how long the data mover waits for a copy's read
-	// of a primary volume before it gives the copy up (zero: its default):
-	// tests hang a read.
+	// of a primary volume before it gives the copy up (zero: its default),
+	// and the start a crash recovery's copy (see pair.Options): tests hang
+	// a read.
 	CopyReadWait time.Duration
 	// Clock replaces the wall clock of the common timer (nanoseconds since
 	// the Unix epoch): tests step it back.
@@ -306,7 +307,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
-		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate}, p.mover, pvs)
+		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}

@@ -1,0 +1,86 @@
+package pair
+
+import (
+	"duplex/bitmap"
+
+	"testing"
+	"time"
+)
+
+// TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart: after a crash, the
+// primary copies the regions its activity log recovered before it serves
+// any I/O. A read of one volume for those copies hangs (a stuck disk): the
+// start waits for it only as long as the data mover would, and the primary
+// then starts without it. That pair is suspended, saying why, not to resume
+// by itself, with every region it recovered in its bitmap and still marked
+// in the activity log (nothing acknowledged is forgotten, through another
+// crash too); the other pair is recovered and stays duplex. Once the volume
+// reads again, a resume copies the regions.
+func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.saveAndClean()
+	r.write("a", twinRegion, 4096)
+	r.write("a", 3*twinRegion, 4096)
+	r.write("b", twinRegion, 4096)
+	hung := make(chan struct{})
+	t.Cleanup(func() { close(hung) })
+	r.ss.mu.Lock()
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
+	r.ss.hung = hung
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.opts.CopyReadWait = 50 * time.Millisecond
+	r.openLog()
+	if !r.recovers("a", twinRegion) || !r.recovers("b", twinRegion) {
+		t.Fatalf("the written regions are not recovered: %v", r.opts.Recovered)
+	}
+	opened := make(chan *Manager, 1)
+	go func() {
+		mg, err := Open(r.opts, r.mv, r.vols)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- mg
+	}()
+	select {
+	case r.mg = <-opened:
+		if r.mg == nil {
+			t.FailNow()
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the primary's start still waits for a recovery copy's hung read after 10s")
+	}
+	r.mg.suspendAbandoned() // the mover's first cut gives the copy up
+	a := r.pair("a")
+	if a.State != Suspended || a.Auto || a.Reason != reasonCopyReadHung {
+		t.Fatalf("pair a, its recovery copy hung: %+v, want suspended, not to resume by itself, saying why", a)
+	}
+	for _, off := range []int64{twinRegion, 3 * twinRegion} {
+		if !marked(r.ss.Tracking("a"), off) {
+			t.Fatalf("the recovered region at %d of a is not in its bitmap", off)
+		}
+	}
+	r.mv.ship()
+	r.mg.promote()
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want recovered and duplex", b)
+	}
+	r.saveAndClean()
+	if got := savedState(t, r.mg.statePath(), "a"); got != Suspended {
+		t.Fatalf("pair a on disk: %s, want suspended", got)
+	}
+
+	// Another crash, the volume reading again: the regions are still to copy.
+	r.ss.mu.Lock()
+	r.ss.hangs = nil
+	r.ss.mu.Unlock()
+	r.crash()
+	if a := r.pair("a"); a.State != Suspended || !marked(r.ss.Tracking("a"), twinRegion) || !marked(r.ss.Tracking("a"), 3*twinRegion) {
+		t.Fatalf("pair a after another crash: %+v, bitmap %v: want suspended with the recovered regions", a, r.ss.Tracking("a"))
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.copiesTheRegionGivenUp(t)
+}
