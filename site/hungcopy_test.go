@@ -307,3 +307,103 @@ func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
 		return sameVolume(t, p, s, "vol1") && sameVolume(t, p, s, "vol2")
 	})
 }
+
+// TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart: the primary stopped
+// uncleanly with writes to vol1 and vol2 the secondary never got; at the
+// restart, the read of vol1 for the copy of its recovered regions hangs
+// (a stuck disk). The primary starts all the same and serves; vol1 is
+// suspended, saying why, and vol2, recovered, is duplex. The secondary,
+// told of both recoveries as a resync, holds its volumes as of before the
+// crash while vol1's is unfinished (vol1 lacks writes acknowledged then,
+// which vol2's later ones must not be applied without). Once vol1 reads
+// again, a resume copies it, and the secondary holds both volumes as the
+// primary does, every write with them.
+func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
+	cfg := linkConfig(t)
+	// Room for the regions the log recovers (a whole volume each) at once.
+	cfg.Primary.SidefileLimit = 16 * config.MiB
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	stop()
+
+	// Writes acknowledged, never shipped (the mover does not run), and a
+	// stop without its clean save, as a kill -9 leaves them.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vol := range []string{"vol1", "vol2"} {
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.close()
+
+	first, hung := make(chan struct{}), make(chan struct{})
+	var once, released sync.Once
+	release := func() { released.Do(func() { close(hung) }) }
+	t.Cleanup(release)
+	opened := make(chan *Primary, 1)
+	go func() {
+		p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond,
+			beforeCopyRead: func(vol string, _, _ int64) {
+				if vol == "vol1" {
+					once.Do(func() { close(first) })
+					<-hung
+				}
+			}})
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- p
+	}()
+	select {
+	case p = <-opened:
+		if p == nil {
+			t.FailNow()
+		}
+	case <-time.After(30 * time.Second):
+		select {
+		case <-first:
+			t.Fatal("the primary's start still waits for a recovery copy's hung read of vol1 after 30s")
+		default:
+			t.Fatal("the primary's start still waits after 30s, and vol1 was never read for a recovery copy")
+		}
+	}
+	select {
+	case <-first:
+	default:
+		t.Fatal("vol1 was not read for a recovery copy")
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the reason", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
+	})
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "vol2 duplex", func() bool { return volumeStatus(p.Status(), "vol2").State == "duplex" })
+	if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x79}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	quiesceMover(t, p)
+
+	release()
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	for _, vol := range []string{"vol1", "vol2"} {
+		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
+	}
+}

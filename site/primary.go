@@ -127,6 +127,10 @@ type PrimaryOptions struct {
 	CouplingStore coupling.Store
 	// leaveOf: see Primary.leaveOf (OpenReversePrimary).
 	leaveOf *config.Config
+	// beforeCopyRead stands in for the volumes' copy reads from the start,
+	// a crash recovery's included (see subsystem.SetBeforeCopyRead): tests
+	// hang them.
+	beforeCopyRead func(vol string, off, length int64)
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -304,6 +308,11 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if al != nil {
 		for _, ss := range p.subs {
 			ss.SetActivityLog(al)
+		}
+	}
+	if opts.beforeCopyRead != nil {
+		for _, ss := range p.subs {
+			ss.SetBeforeCopyRead(opts.beforeCopyRead)
 		}
 	}
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
