@@ -251,3 +251,28 @@ func (r *rig) copiesTheRegionGivenUp(t *testing.T) {
 		t.Fatalf("%d activity-log regions still marked once the copy of the region given up is done", n)
 	}
 }
+
+// TestAHandSuspendDoesNotWaitForItsCopysHungRead: the operator suspends a
+// pair whose copy's read of the primary volume hangs, before the mover
+// has given it up. The copy stops being the manager's at once, as a
+// suspension stops any copy: the other pair is copied and becomes duplex
+// while the read still hangs, and the region read stays in a's bitmap.
+func TestAHandSuspendDoesNotWaitForItsCopysHungRead(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.runWithHungRead(t, false, true)
+	r.waitHungRead(t)
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.pair("b").State != Duplex {
+		if time.Now().After(deadline) {
+			t.Fatalf("a suspended by hand, its copy's read hung: b %+v after 10s, want duplex", r.pair("b"))
+		}
+		r.mv.ship()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !marked(r.ss.Tracking("a"), twinRegion) {
+		t.Fatal("the region of a's hung copy is not in its bitmap")
+	}
+}

@@ -1103,9 +1103,6 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		mg.mu.Unlock()
 		return
 	}
-	// The primary's stop, not a pair's, which its suspension cancels the
-	// copy's ctx for (see copyRegion).
-	stopping := ctx.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	givenUp := make(chan struct{})
 	mg.copyVol, mg.stopCopy, mg.givenUp = p.Volume, cancel, givenUp
@@ -1149,7 +1146,7 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		if err := mg.opts.CopyRate.Wait(ctx, length); err != nil {
 			return
 		}
-		if err := copyRegion(ctx, stopping, givenUp, ss, p.Volume, off, length); err != nil {
+		if err := copyRegion(ctx, givenUp, ss, p.Volume, off, length); err != nil {
 			if ctx.Err() == nil {
 				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
 			}
@@ -1168,12 +1165,15 @@ func (mg *Manager) copyOne(ctx context.Context) {
 // (subsystem.ErrCopyAbandoned): its data never ships. Its region stays in
 // the bitmap the suspension took, for the resume to copy again.
 //
-// Nor does the primary's stop (stopping closed) wait for a copy, which
-// may be one whose read hangs that the mover has not given up yet: the
-// stop's last cut gives it up, or ships it if it is done by then. Its
-// region is not taken for copied either way, and the pair's copy, saved
-// with it, copies it again once restarted.
-func copyRegion(ctx context.Context, stopping, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
+// Nor does the end of ctx wait for a copy, which may be one whose read
+// hangs that the mover has not given up yet. At the pair's suspension or
+// deletion, the region, not taken for copied, is in the bitmap the
+// suspension took, and the copy ships if its read ends, or the mover gives
+// it up (suspendAbandoned then finds the pair suspended and marks the
+// region). At the primary's stop, the stop's last cut gives it up, or
+// ships it if it is done by then; the pair's copy, saved with the region
+// still to copy, copies it again once restarted.
+func copyRegion(ctx context.Context, givenUp <-chan struct{}, ss Subsystem, vol string, off, length int64) error {
 	done := make(chan error, 1)
 	go func() { done <- ss.Copy(ctx, vol, off, length) }()
 	select {
@@ -1181,8 +1181,8 @@ func copyRegion(ctx context.Context, stopping, givenUp <-chan struct{}, ss Subsy
 		return err
 	case <-givenUp:
 		return fmt.Errorf("copy of %s [%d, +%d) given up by the data mover, its read of the volume still under way", vol, off, length)
-	case <-stopping:
-		return fmt.Errorf("copy of %s [%d, +%d) left to its read of the volume at the stop", vol, off, length)
+	case <-ctx.Done():
+		return fmt.Errorf("copy of %s [%d, +%d) left to its read of the volume: %w", vol, off, length, ctx.Err())
 	}
 }
 

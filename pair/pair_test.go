@@ -173,8 +173,10 @@ func TestCopyProgressKeepsMarksOfLaterWrites(t *testing.T) {
 			r := newRig(t, 4*twinRegion, 1<<20, "a")
 			r.ss.holes = tc.holes
 			var once sync.Once
+			written := make(chan struct{})
 			r.ss.captured = func(vol string, off, length int64) {
 				once.Do(func() {
+					defer close(written)
 					// The copy has read the region; now the pair is
 					// suspended and the region written again.
 					if err := r.mg.Suspend("a"); err != nil {
@@ -184,6 +186,9 @@ func TestCopyProgressKeepsMarksOfLaterWrites(t *testing.T) {
 				})
 			}
 			r.mg.copyOne(context.Background())
+			// The suspension ends copyOne's wait for the copy, which
+			// may still be writing.
+			<-written
 			if p := r.pair("a"); p.State != Suspended {
 				t.Fatalf("state %s, want suspended", p.State)
 			}
