@@ -84,3 +84,38 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 	}
 	r.copiesTheRegionGivenUp(t)
 }
+
+// TestAResumeBeforeTheRecoveryCopyIsGivenUpStands: the pair whose recovery
+// copy hung is suspended at the start, before the data mover's first cut
+// gives that copy up. The operator resumes it meanwhile, the volume
+// reading again: the report of the copy given up, which comes after, is
+// of a copy from before the suspension, whose region the resume copies
+// already, and does not suspend the pair again.
+func TestAResumeBeforeTheRecoveryCopyIsGivenUpStands(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.saveAndClean()
+	r.write("a", twinRegion, 4096)
+	hung := make(chan struct{})
+	t.Cleanup(func() { close(hung) })
+	r.ss.mu.Lock()
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
+	r.ss.hung = hung
+	r.ss.mu.Unlock()
+	r.opts.CopyReadWait = 50 * time.Millisecond
+	r.crash()
+	if a := r.pair("a"); a.State != Suspended || a.Reason != reasonCopyReadHung {
+		t.Fatalf("pair a, its recovery copy hung: %+v, want suspended saying why", a)
+	}
+	r.ss.mu.Lock()
+	r.ss.hangs = nil
+	r.ss.mu.Unlock()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.mg.suspendAbandoned() // the mover's first cut gives the recovery's copy up
+	if a := r.pair("a"); a.State != Pending || a.Reason != "" {
+		t.Fatalf("pair a resumed, then its recovery copy reported given up: %+v, want its resync under way", a)
+	}
+	r.copiesTheRegionGivenUp(t)
+}

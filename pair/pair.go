@@ -242,6 +242,11 @@ type Manager struct {
 	// or under way at a Drop (see suspendSession): copyOne then stops
 	// waiting for it (releaseCopier).
 	givenUp chan struct{}
+	// recoveryHung holds, per pair whose crash recovery's copy outlasted
+	// the start's wait (see suspendRecoveryHung), a stamp later than that
+	// copy's: the mover's report of it given up, which comes after the
+	// pair's suspension, is not of the pair as it may be by then.
+	recoveryHung map[string]int64
 	// unstick holds pairs that became duplex: their sticky activity-log
 	// marks go once the state on disk says duplex, not before (a crash in
 	// between would find neither the marks nor a pending state).
@@ -660,6 +665,10 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
 	defer mg.mu.Unlock()
 	mg.suspendOneLocked(p)
 	p.Reason = reasonCopyReadHung
+	if mg.recoveryHung == nil {
+		mg.recoveryHung = map[string]int64{}
+	}
+	mg.recoveryHung[p.Volume] = mg.vols[p.Volume].Subsystem.Stamp()
 	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
 		for _, r := range rs {
 			bm.Set(r[0], r[1])
@@ -1857,6 +1866,16 @@ func (mg *Manager) suspendAbandoned() {
 	for _, u := range ups {
 		p := mg.pairs[u.Volume]
 		if p == nil {
+			continue
+		}
+		if at, ok := mg.recoveryHung[u.Volume]; ok && u.Timestamp < at {
+			// The recovery's copy, which no copier waits for: its pair
+			// was suspended for it at the start, with its region, and
+			// what it is now (resumed by the operator, perhaps) is not
+			// this copy's doing.
+			delete(mg.recoveryHung, u.Volume)
+			mg.markDropped(u)
+			mg.dirty = true
 			continue
 		}
 		mg.releaseCopier(u.Volume)
