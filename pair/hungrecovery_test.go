@@ -23,14 +23,10 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 	r.write("a", twinRegion, 4096)
 	r.write("a", 3*twinRegion, 4096)
 	r.write("b", twinRegion, 4096)
-	hung := make(chan struct{})
-	t.Cleanup(func() { close(hung) })
+	r.hangReadsOfA(t)
 	r.ss.mu.Lock()
-	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
-	r.ss.hung = hung
 	r.ss.tracking = map[string]*bitmap.Bitmap{}
 	r.ss.mu.Unlock()
-	r.opts.CopyReadWait = 50 * time.Millisecond
 	r.openLog()
 	if !r.recovers("a", twinRegion) || !r.recovers("b", twinRegion) {
 		t.Fatalf("the written regions are not recovered: %v", r.opts.Recovered)
@@ -96,13 +92,7 @@ func TestAResumeBeforeTheRecoveryCopyIsGivenUpStands(t *testing.T) {
 	r.settle()
 	r.saveAndClean()
 	r.write("a", twinRegion, 4096)
-	hung := make(chan struct{})
-	t.Cleanup(func() { close(hung) })
-	r.ss.mu.Lock()
-	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
-	r.ss.hung = hung
-	r.ss.mu.Unlock()
-	r.opts.CopyReadWait = 50 * time.Millisecond
+	r.hangReadsOfA(t)
 	r.crash()
 	if a := r.pair("a"); a.State != Suspended || a.Reason != reasonCopyReadHung {
 		t.Fatalf("pair a, its recovery copy hung: %+v, want suspended saying why", a)
@@ -118,4 +108,17 @@ func TestAResumeBeforeTheRecoveryCopyIsGivenUpStands(t *testing.T) {
 		t.Fatalf("pair a resumed, then its recovery copy reported given up: %+v, want its resync under way", a)
 	}
 	r.copiesTheRegionGivenUp(t)
+}
+
+// hangReadsOfA has every copy read of a hang until the test ends, each
+// given up by the mover at once, and the start wait 50ms for a recovery
+// copy.
+func (r *rig) hangReadsOfA(t *testing.T) {
+	hung := make(chan struct{})
+	t.Cleanup(func() { close(hung) })
+	r.ss.mu.Lock()
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
+	r.ss.hung = hung
+	r.ss.mu.Unlock()
+	r.opts.CopyReadWait = 50 * time.Millisecond
 }
