@@ -1,0 +1,55 @@
+package pair
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"duplex/internal/testhold"
+	"duplex/timer"
+)
+
+// heldStamp is a clock that, once armed, holds the next reading: a write
+// held in its stamp under the subsystem's ordering lock, as one is while
+// the primary's timer writes its mark to a slow disk.
+type heldStamp struct{ testhold.Once }
+
+func (c *heldStamp) now() int64 {
+	c.Pass()
+	return time.Now().UnixNano()
+}
+
+// The pairs' states are read while a resume's marker waits for the
+// ordering lock, held by a write of another volume waiting for its stamp:
+// the resume captures its marker under the manager's lock, which status
+// takes too.
+func TestPairsAnswerWhileAResumesMarkerWaitsForAWritesStamp(t *testing.T) {
+	dir := t.TempDir()
+	const size = 4 << 20
+	state := savePairs(t, dir, true,
+		&Pair{Volume: "a", Subsystem: "s1", State: Suspended, Size: size, Since: 1, Consistent: 1},
+		&Pair{Volume: "b", Subsystem: "s1", State: Duplex, Size: size})
+	c := &heldStamp{}
+	mg, ss := restartable(t, dir, state, size, timer.NewWithClock(c.now))()
+	c.Arm()
+	wrote := make(chan error, 1)
+	go func() { wrote <- ss.Write(context.Background(), "b", make([]byte, 4096), 0) }()
+	<-c.Entered()
+	resumed := make(chan error, 1)
+	go func() { resumed <- mg.ResumeInconsistent("a") }() // needs no journal room, unknown here
+	time.Sleep(500 * time.Millisecond) // the resume reaches its marker
+	read := make(chan []Pair, 1)
+	go func() { read <- mg.Pairs() }()
+	select {
+	case <-read:
+	case <-time.After(30 * time.Second):
+		t.Errorf("the pairs were not read in 30s while a resume's marker waited for a write's stamp")
+	}
+	c.Release()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-resumed; err != nil {
+		t.Fatal(err)
+	}
+}
