@@ -188,12 +188,12 @@ func (mg *Manager) ResumeInconsistent(vol string) error {
 		mg.markers.inconsistent = map[string]bool{}
 	}
 	mg.markers.inconsistent[vol] = true
-	mg.mu.Unlock()
+	mg.unlock()
 	err := mg.Resume(vol)
 	if err != nil {
 		mg.mu.Lock()
 		delete(mg.markers.inconsistent, vol)
-		mg.mu.Unlock()
+		mg.unlock()
 	}
 	return err
 }
@@ -422,7 +422,7 @@ func (mg *Manager) autoResume(ps []*Pair) {
 			}
 			mg.markers.refusedAt[key] = time.Now()
 		}
-		mg.mu.Unlock()
+		mg.unlock()
 		if time.Since(last) >= time.Minute {
 			mg.log.Warn("link is back, but the pairs stay suspended: retrying", "volumes", key, "err", err)
 		}

@@ -40,6 +40,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"duplex/actlog"
@@ -222,6 +223,13 @@ type Manager struct {
 	savedState   []byte
 	savedPairs   persisted
 	stateWritten time.Time
+
+	// status is the pairs' states as of the last release of mu, which
+	// Pairs answers from: an operation may hold mu while it waits for a
+	// subsystem's ordering lock (a marker, a stamp), held in turn by a
+	// write waiting for a slow disk, and status must still answer then.
+	// Every release of mu publishes it (see unlock).
+	status atomic.Pointer[published]
 
 	mu     sync.Mutex
 	pairs  map[string]*Pair
@@ -662,7 +670,7 @@ func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration) 
 // suspended part-way. Called before Run.
 func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	mg.suspendOneLocked(p)
 	p.Reason = reasonCopyReadHung
 	if mg.recoveryHung == nil {
@@ -863,7 +871,7 @@ func (mg *Manager) saveState(clean, lazy bool) error {
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
 	s := mg.snapshotLocked(clean)
-	mg.mu.Unlock()
+	mg.unlock()
 	s.lazy = lazy
 	if err := mg.write(s); err != nil {
 		return err
@@ -878,7 +886,7 @@ func (mg *Manager) saveState(clean, lazy bool) error {
 				delete(mg.unstick, name)
 			}
 		}
-		mg.mu.Unlock()
+		mg.unlock()
 	}
 	return nil
 }
@@ -995,7 +1003,7 @@ func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool, auto bool)
 		s.st.Pairs[i] = &q
 		s.bms[p.Volume], s.pending[p.Volume] = bm, true
 	}
-	mg.mu.Unlock()
+	mg.unlock()
 	err := mg.write(s)
 	mg.mu.Lock()
 	if err != nil {
@@ -1052,7 +1060,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 		changed := mg.promote()
 		mg.mu.Lock()
 		changed, mg.dirty = changed || mg.dirty, false
-		mg.mu.Unlock()
+		mg.unlock()
 		if changed || time.Since(lastSave) > time.Second {
 			if err := mg.saveState(false, !changed); err != nil {
 				mg.log.Error("saving pair state", "err", err)
@@ -1087,7 +1095,7 @@ func (mg *Manager) Close(clean bool) error { return mg.save(clean) }
 
 func (mg *Manager) copying() bool {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if p.State == Pending && mg.copies[name] != nil && mg.copies[name].Count() > 0 {
@@ -1109,17 +1117,17 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		}
 	}
 	if p == nil {
-		mg.mu.Unlock()
+		mg.unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	givenUp := make(chan struct{})
 	mg.copyVol, mg.stopCopy, mg.givenUp = p.Volume, cancel, givenUp
-	mg.mu.Unlock()
+	mg.unlock()
 	defer func() {
 		mg.mu.Lock()
 		mg.copyVol, mg.stopCopy, mg.givenUp = "", nil, nil
-		mg.mu.Unlock()
+		mg.unlock()
 		cancel()
 	}()
 	ss := mg.vols[p.Volume].Subsystem
@@ -1206,7 +1214,7 @@ func (mg *Manager) releaseCopier(vol string) {
 
 func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	if p.State != Pending || mg.copies[p.Volume] != bm {
 		// Suspended (and perhaps resumed) since: that copy is over.
 		return
@@ -1243,7 +1251,7 @@ func (mg *Manager) promote() (changed bool) {
 	pos := ms.Acked
 	acked := pos.Time
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	if ms.Based {
 		mg.rebase(ms.Base.Time)
 	}
@@ -1567,7 +1575,7 @@ func (mg *Manager) autoSuspend() {
 				auto = append(auto, &cp)
 			}
 		}
-		mg.mu.Unlock()
+		mg.unlock()
 		if len(auto) == 0 {
 			return
 		}
@@ -1622,7 +1630,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		p.Reason = reason
 	}
 	if len(ps) == 0 && !always {
-		mg.mu.Unlock()
+		mg.unlock()
 		return false
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
@@ -1684,7 +1692,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			mg.dirty = true
 		}
 	}
-	mg.mu.Unlock()
+	mg.unlock()
 	// Regions only: the data goes back to the sidefiles.
 	var gone []recordset.Update
 	mg.mover.Drop(func(u recordset.Update) {
@@ -1692,7 +1700,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		gone = append(gone, u)
 	})
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	dropped := map[string]bool{}
 	for _, u := range gone {
 		dropped[u.Volume] = true
@@ -1749,7 +1757,7 @@ func (mg *Manager) persist(op, vol string) error {
 	if err := mg.save(false); err != nil {
 		mg.mu.Lock()
 		mg.dirty = true
-		mg.mu.Unlock()
+		mg.unlock()
 		mg.kick()
 		return fmt.Errorf("%s %s: in effect, but not saved (a crash now undoes it): %w", op, vol, err)
 	}
@@ -1770,7 +1778,7 @@ func (mg *Manager) add(vol string) error {
 	mg.dropMu.Lock() // see suspendSession
 	defer mg.dropMu.Unlock()
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	p, err := mg.pair(vol)
 	if err != nil {
 		return err
@@ -1804,7 +1812,7 @@ func (mg *Manager) Suspend(vol string) error {
 
 func (mg *Manager) suspend(vol string) error {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	p, err := mg.pair(vol)
 	if err != nil {
 		return err
@@ -1862,7 +1870,7 @@ func (mg *Manager) suspendAbandoned() {
 		return
 	}
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	for _, u := range ups {
 		p := mg.pairs[u.Volume]
 		if p == nil {
@@ -1932,7 +1940,7 @@ func (mg *Manager) resume(vol string) error {
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	p, err := mg.pair(vol)
 	if err != nil {
 		return err
@@ -1995,7 +2003,7 @@ func (mg *Manager) Delete(vol string) (time.Time, error) {
 
 func (mg *Manager) delete(vol string) (time.Time, error) {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	p, err := mg.pair(vol)
 	if err != nil {
 		return time.Time{}, err
@@ -2029,19 +2037,59 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	return time.Unix(0, p.Consistent), nil
 }
 
-// Pairs returns a snapshot of every pair, in configuration order.
-func (mg *Manager) Pairs() []Pair {
-	mg.mu.Lock()
-	defer mg.mu.Unlock()
-	out := make([]Pair, 0, len(mg.order))
-	for _, name := range mg.order {
-		p := *mg.pairs[name]
-		if p.State == Pending {
-			if bm := mg.copies[name]; bm != nil {
-				p.Copied = p.CopyTotal - bm.DirtyBytes()
+// published is the pairs' states status reads (see Manager.status), in
+// configuration order, with each pending pair's copy bitmap: the copier
+// clears a region's mark without mu, so what is copied is read from the
+// bitmap when status asks, as fresh as it can be.
+type published struct {
+	pairs  []Pair
+	copies []*bitmap.Bitmap
+}
+
+// unlock publishes the pairs' states for status, then releases mu: a
+// change made under mu is in what status reports before the operation
+// that made it returns.
+func (mg *Manager) unlock() {
+	mg.publishLocked()
+	mg.mu.Unlock()
+}
+
+// publishLocked publishes the pairs' states if they changed since last
+// published: most releases of mu change nothing, and those cost no copy.
+// Called with mg.mu held.
+func (mg *Manager) publishLocked() {
+	if last := mg.status.Load(); last != nil && len(last.pairs) == len(mg.order) {
+		same := true
+		for i, name := range mg.order {
+			if last.pairs[i] != *mg.pairs[name] || last.copies[i] != mg.copies[name] {
+				same = false
+				break
 			}
 		}
-		out = append(out, p)
+		if same {
+			return
+		}
+	}
+	st := &published{pairs: make([]Pair, len(mg.order)), copies: make([]*bitmap.Bitmap, len(mg.order))}
+	for i, name := range mg.order {
+		st.pairs[i], st.copies[i] = *mg.pairs[name], mg.copies[name]
+	}
+	mg.status.Store(st)
+}
+
+// Pairs returns a snapshot of every pair, in configuration order. It does
+// not take mu (see Manager.status): it answers at once, with the states
+// as of the last operation done, while another still waits.
+func (mg *Manager) Pairs() []Pair {
+	st := mg.status.Load()
+	if st == nil {
+		return nil
+	}
+	out := slices.Clone(st.pairs)
+	for i := range out {
+		if p := &out[i]; p.State == Pending && st.copies[i] != nil {
+			p.Copied = p.CopyTotal - st.copies[i].DirtyBytes()
+		}
 	}
 	return out
 }
@@ -2090,7 +2138,7 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 		}
 	}
 	mg.kick()
-	mg.mu.Unlock()
+	mg.unlock()
 	return names, mg.persist("suspend", "--all")
 }
 
@@ -2119,11 +2167,11 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 		if errors.Is(err, errRoomUnknown) && !autoOnly {
 			// Held together, as they would have resumed.
 			mg.awaitRoom(ps...)
-			mg.mu.Unlock()
+			mg.unlock()
 			mg.saveMu.Unlock()
 			return names, mg.persist("resume", "--all")
 		}
-		mg.mu.Unlock()
+		mg.unlock()
 		mg.saveMu.Unlock()
 		return nil, err
 	}
@@ -2135,7 +2183,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	}
 	ps, err := mg.saveResuming(ps, inconsistent, autoOnly)
 	if err != nil {
-		mg.mu.Unlock()
+		mg.unlock()
 		mg.saveMu.Unlock()
 		return nil, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
 	}
@@ -2154,7 +2202,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 		delete(mg.markers.inconsistent, p.Volume)
 		mg.endIfEmpty(p)
 	}
-	mg.mu.Unlock()
+	mg.unlock()
 	mg.saveMu.Unlock()
 	if len(ps) == 0 {
 		return nil, nil

@@ -66,23 +66,23 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 	mg.mu.Lock()
 	p, err := mg.pair(vol)
 	if err != nil {
-		mg.mu.Unlock()
+		mg.unlock()
 		return false, err
 	}
 	bm := mg.vols[vol].Subsystem.Tracking(vol)
 	if p.Deleted || p.State != Suspended || bm == nil {
-		mg.mu.Unlock()
+		mg.unlock()
 		return false, nil
 	}
 	if extra.Size() != bm.Size() {
-		mg.mu.Unlock()
+		mg.unlock()
 		return false, fmt.Errorf("%s: regions of a volume of %d bytes, not %d", vol, extra.Size(), bm.Size())
 	}
 	for r, off, n, ok := extra.Next(0); ok; r, off, n, ok = extra.Next(r + 1) {
 		bm.Set(off, n)
 	}
 	mg.dirty = true
-	mg.mu.Unlock()
+	mg.unlock()
 	return true, mg.persist("add changed regions of", vol)
 }
 
@@ -91,7 +91,7 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 // (all of them if unknown), none for a duplex pair.
 func (mg *Manager) Changed(vol string) (*bitmap.Bitmap, error) {
 	mg.mu.Lock()
-	defer mg.mu.Unlock()
+	defer mg.unlock()
 	p, err := mg.pair(vol)
 	if err != nil {
 		return nil, err

@@ -37,11 +37,15 @@ func TestPairsAnswerWhileAResumesMarkerWaitsForAWritesStamp(t *testing.T) {
 	<-c.Entered()
 	resumed := make(chan error, 1)
 	go func() { resumed <- mg.ResumeInconsistent("a") }() // needs no journal room, unknown here
-	time.Sleep(500 * time.Millisecond) // the resume reaches its marker
+	// The resume reaches its marker.
+	time.Sleep(500 * time.Millisecond)
 	read := make(chan []Pair, 1)
 	go func() { read <- mg.Pairs() }()
 	select {
-	case <-read:
+	case ps := <-read:
+		if ps[0].State != Suspended {
+			t.Errorf("while its resume waited, pair a read %s, want suspended (the state before the resume)", ps[0].State)
+		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("the pairs were not read in 30s while a resume's marker waited for a write's stamp")
 	}
@@ -51,5 +55,9 @@ func TestPairsAnswerWhileAResumesMarkerWaitsForAWritesStamp(t *testing.T) {
 	}
 	if err := <-resumed; err != nil {
 		t.Fatal(err)
+	}
+	// What the resume changed is read once it returned.
+	if a := mg.Pairs()[0]; a.State == Suspended {
+		t.Errorf("after its resume returned, pair a read %s, want no longer suspended", a.State)
 	}
 }
