@@ -9,16 +9,6 @@ import (
 	"duplex/timer"
 )
 
-// heldStamp is a clock that, once armed, holds the next reading: a write
-// held in its stamp under the subsystem's ordering lock, as one is while
-// the primary's timer writes its mark to a slow disk.
-type heldStamp struct{ testhold.Once }
-
-func (c *heldStamp) now() int64 {
-	c.Pass()
-	return time.Now().UnixNano()
-}
-
 // The pairs' states are read while a resume's marker waits for the
 // ordering lock, held by a write of another volume waiting for its stamp:
 // the resume captures its marker under the manager's lock, which status
@@ -29,8 +19,8 @@ func TestPairsAnswerWhileAResumesMarkerWaitsForAWritesStamp(t *testing.T) {
 	state := savePairs(t, dir, true,
 		&Pair{Volume: "a", Subsystem: "s1", State: Suspended, Size: size, Since: 1, Consistent: 1},
 		&Pair{Volume: "b", Subsystem: "s1", State: Duplex, Size: size})
-	c := &heldStamp{}
-	mg, ss := restartable(t, dir, state, size, timer.NewWithClock(c.now))()
+	c := &testhold.Clock{}
+	mg, ss := restartable(t, dir, state, size, timer.NewWithClock(c.Now))()
 	c.Arm()
 	wrote := make(chan error, 1)
 	go func() { wrote <- ss.Write(context.Background(), "b", make([]byte, 4096), 0) }()

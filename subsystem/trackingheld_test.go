@@ -10,24 +10,14 @@ import (
 	"duplex/timer"
 )
 
-// heldClock is a clock that, once armed, holds the next reading until
-// released: a write held in its stamp under the ordering lock, as one is
-// while the primary's timer writes its mark to a slow disk.
-type heldClock struct{ testhold.Once }
-
-func (c *heldClock) now() int64 {
-	c.Pass()
-	return time.Now().UnixNano()
-}
-
 // A suspended volume's change bitmap is read while a write of another
 // volume waits for its stamp: the pair manager reads it under its own lock,
 // which status takes too, and a write waiting for the timer's mark on a
 // loaded disk (seconds) held status past its clients' timeouts.
 func TestTrackingAnswersWhileAWriteWaitsForItsStamp(t *testing.T) {
 	f := newFixture(t, 1<<20, "a", "b")
-	c := &heldClock{}
-	ss := New("ss1", timer.NewWithClock(c.now), f.side, f.vols, []string{"a", "b"})
+	c := &testhold.Clock{}
+	ss := New("ss1", timer.NewWithClock(c.Now), f.side, f.vols, []string{"a", "b"})
 	bm := bitmap.New(volSize, 4096)
 	ss.Suspend("a", bm)
 	c.Arm()
@@ -59,8 +49,8 @@ func TestTrackingAnswersWhileAWriteWaitsForItsStamp(t *testing.T) {
 // change the volume holds: one not marked yet is not on the volume yet.
 func TestTrackingWhileTheVolumesWriteWaitsForItsStamp(t *testing.T) {
 	f := newFixture(t, 1<<20, "a")
-	c := &heldClock{}
-	ss := New("ss1", timer.NewWithClock(c.now), f.side, f.vols, []string{"a"})
+	c := &testhold.Clock{}
+	ss := New("ss1", timer.NewWithClock(c.Now), f.side, f.vols, []string{"a"})
 	bm := bitmap.New(volSize, 4096)
 	ss.Suspend("a", bm)
 	c.Arm()

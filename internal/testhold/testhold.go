@@ -4,7 +4,10 @@
 // meanwhile and what does not. Tests only.
 package testhold
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Once holds the first Pass after Arm until Release. Its zero value holds
 // nothing.
@@ -51,4 +54,16 @@ func (h *Once) Release() {
 		h.released = true
 		close(h.release)
 	}
+}
+
+// Clock is a clock that, once armed, holds its next reading until
+// released: a write held in its stamp under its subsystem's ordering lock,
+// as one is while the primary's timer writes its mark to a slow disk. Now
+// is what timer.NewWithClock takes.
+type Clock struct{ Once }
+
+// Now passes (see Once.Pass), then reads the time.
+func (c *Clock) Now() int64 {
+	c.Pass()
+	return time.Now().UnixNano()
 }
