@@ -741,7 +741,9 @@ func makePending(p *Pair, bm *bitmap.Bitmap) {
 // the mark of a write that came after. It returns the time of the
 // suspension (see suspendMarked). Called with mg.mu held.
 func (mg *Manager) suspendLocked(p *Pair, auto bool) int64 {
-	at := mg.suspendMarked(p.Volume, mg.suspendBitmap(p))
+	bm := mg.suspendBitmap(p)
+	mg.publishSuspendingLocked(auto, p)
+	at := mg.suspendMarked(p.Volume, bm)
 	mg.suspended(p, auto)
 	return at
 }
@@ -764,12 +766,17 @@ func (mg *Manager) suspendBitmap(p *Pair) *bitmap.Bitmap {
 
 // suspended records p as suspended once its writes go to its bitmap.
 func (mg *Manager) suspended(p *Pair, auto bool) {
+	suspendFields(p, auto)
+	mg.dirty = true
+	mg.changes++
+}
+
+// suspendFields sets the fields of p for its suspension.
+func suspendFields(p *Pair, auto bool) {
 	if p.Since == 0 {
 		p.Since = p.Consistent
 	}
 	p.State, p.Auto, p.Reason, p.Waiting = Suspended, auto, "", ""
-	mg.dirty = true
-	mg.changes++
 }
 
 // byHand makes p's suspension the operator's: it no longer resumes by
@@ -805,6 +812,7 @@ func (mg *Manager) suspendAllLocked(auto bool, regions map[string]*bitmap.Bitmap
 	if len(ps) == 0 {
 		return nil, nil
 	}
+	mg.publishSuspendingLocked(auto, ps...)
 	at := mg.suspendTogether(ps, bms)
 	for _, p := range ps {
 		mg.suspended(p, auto)
@@ -2073,6 +2081,27 @@ func (mg *Manager) publishLocked() {
 	st := &published{pairs: make([]Pair, len(mg.order)), copies: make([]*bitmap.Bitmap, len(mg.order))}
 	for i, name := range mg.order {
 		st.pairs[i], st.copies[i] = *mg.pairs[name], mg.copies[name]
+	}
+	mg.status.Store(st)
+}
+
+// publishSuspendingLocked publishes the pairs' states with those of ps
+// suspended already, before their suspensions: each one's writes go to its
+// bitmap from its own marker on, while the operation goes on under mu
+// waiting for others (the next pair's marker, a deletion's), each for a
+// subsystem's ordering lock, which a write may hold for as long as its
+// disk takes. Published as before, such a pair would read duplex, claimed
+// consistent as of every later acknowledgement, without the writes it no
+// longer ships; published suspended a moment early, it claims the time it
+// had, which the secondary holds. Called with mg.mu held.
+func (mg *Manager) publishSuspendingLocked(auto bool, ps ...*Pair) {
+	mg.publishLocked()
+	last := mg.status.Load()
+	st := &published{pairs: slices.Clone(last.pairs), copies: last.copies}
+	for i, name := range mg.order {
+		if slices.Contains(ps, mg.pairs[name]) {
+			suspendFields(&st.pairs[i], auto)
+		}
 	}
 	mg.status.Store(st)
 }
