@@ -159,10 +159,7 @@ func TestACutShortAddWhoseMomentIsForgottenIsMadeAnew(t *testing.T) {
 		}
 		x.c.Round(ctx)
 		b.c.Round(ctx)
-		rt, v, err := RecoveryTime(ctx, store, "b", b.limit())
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt, v := b.recovery(ctx, t, store, "b")
 		if !v.given("x") || rt < b.limit() || b.c.Status().Held != "" {
 			t.Errorf("x added anew: its time %+v under membership %q, the recovery time %d, b's limit %d, b held %q",
 				v.Reports["x"], v.Memberships["x"], rt, b.limit(), b.c.Status().Held)

@@ -53,10 +53,7 @@ func TestAnAddsFloorClaimsNoWriteMadeAfterTheAdd(t *testing.T) {
 		}
 		x.c.Round(ctx)
 		b.c.Round(ctx)
-		rt, v, err := RecoveryTime(ctx, store, "b", b.limit())
-		if err != nil {
-			t.Fatal(err)
-		}
+		rt, v := b.recovery(ctx, t, store, "b")
 		if rt >= 150 || b.limit() >= 180 {
 			t.Errorf("x added with b at 100 and journaled through 50: x's time %d, b's limit %d, the group's recovery time %d; "+
 				"want them before A (150), which x's secondary does not hold, and B (180), which depends on it",

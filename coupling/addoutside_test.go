@@ -90,10 +90,7 @@ func TestAParallelAddTakesNoTimePublishedOutsideTheGroupForItsFloor(t *testing.T
 				x := newMember(t, store, clk, "x", "")
 				x.own.Store(100)
 				x.c.Round(ctx)
-				rt, v, err := RecoveryTime(ctx, store, "b", b.limit())
-				if err != nil {
-					t.Fatal(err)
-				}
+				rt, v := b.recovery(ctx, t, store, "b")
 				if rt < b.limit() {
 					t.Errorf("the group's recovery time %d after x and c were added together is before b's limit %d (x %d, c %d): b applied past it",
 						rt, b.limit(), v.Reports["x"].Time, v.Reports["c"].Time)

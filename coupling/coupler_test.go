@@ -32,6 +32,17 @@ func newMember(t *testing.T, store Store, clk *clock, name, mark string) *member
 
 func (m *member) limit() int64 { l, _ := m.c.Limit(); return l }
 
+// recovery is the group's recovery time for m, named name in store, with
+// m's limit as what its secondary applied, and the view it was read from.
+func (m *member) recovery(ctx context.Context, t *testing.T, store Store, name string) (int64, View) {
+	t.Helper()
+	rt, v, err := RecoveryTime(ctx, store, name, m.limit())
+	if err != nil {
+		t.Fatalf("the group's recovery time for %s: %v", name, err)
+	}
+	return rt, v
+}
+
 // applyingAlone adds member name to store's group, which has no other,
 // and has it publish own and apply through it.
 func applyingAlone(ctx context.Context, t *testing.T, store Store, clk *clock, name string, own int64) *member {
@@ -330,10 +341,7 @@ func TestJoinPublishesNoTimeBehindTheOthersMasterTime(t *testing.T) {
 	if got := store.MembersNow(); len(got) != 2 {
 		t.Fatalf("members %v, want a joined", got)
 	}
-	rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := b.recovery(ctx, t, store, "b")
 	if rt < b.limit() {
 		t.Errorf("the group's recovery time %d after a joined is before b's limit %d: b applied past it", rt, b.limit())
 	}
@@ -397,10 +405,7 @@ func TestAddedMemberPublishesNoTimeBehindTheOthersMasterTime(t *testing.T) {
 	a.own.Store(100)
 	a.c.Round(ctx)
 	b.c.Round(ctx)
-	rt, _, err := RecoveryTime(ctx, store, "b", b.limit())
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := b.recovery(ctx, t, store, "b")
 	if rt < b.limit() {
 		t.Errorf("the group's recovery time %d after a was added is before b's limit %d: b applied past it", rt, b.limit())
 	}
