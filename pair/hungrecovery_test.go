@@ -1,10 +1,12 @@
 package pair
 
 import (
-	"duplex/bitmap"
-
+	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"duplex/bitmap"
 )
 
 // TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart: after a crash, the
@@ -113,12 +115,95 @@ func TestAResumeBeforeTheRecoveryCopyIsGivenUpStands(t *testing.T) {
 // hangReadsOfA has every copy read of a hang until the test ends, each
 // given up by the mover at once, and the start wait 50ms for a recovery
 // copy.
-func (r *rig) hangReadsOfA(t *testing.T) {
+func (r *rig) hangReadsOfA(t *testing.T) { r.hangReadsOf(t, "a") }
+
+// hangReadsOf is hangReadsOfA for every volume of vols; the volume of each
+// read as it hangs comes on the channel returned (the first 64).
+func (r *rig) hangReadsOf(t *testing.T, vols ...string) <-chan string {
 	hung := make(chan struct{})
 	t.Cleanup(func() { close(hung) })
+	reads := make(chan string, 64)
 	r.ss.mu.Lock()
-	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" }
+	r.ss.hangs = func(vol string, off int64) bool {
+		if !slices.Contains(vols, vol) {
+			return false
+		}
+		select {
+		case reads <- vol:
+		default:
+		}
+		return true
+	}
 	r.ss.hung = hung
 	r.ss.mu.Unlock()
 	r.opts.CopyReadWait = 50 * time.Millisecond
+	return reads
+}
+
+// TestTheStartWaitsForHungRecoveryReadsTogether: after a crash, the
+// recovery copies' reads of two volumes hang. The start waits for each at
+// most CopyReadWait, and for both at once: one after the other, N stuck
+// volumes would hold every volume's I/O for N waits. No wait ends until
+// both reads hang.
+func TestTheStartWaitsForHungRecoveryReadsTogether(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b", "c")
+	r.settle()
+	r.saveAndClean()
+	r.write("a", twinRegion, 4096)
+	r.write("b", 2*twinRegion, 4096)
+	r.write("c", twinRegion, 4096)
+	hung := r.hangReadsOf(t, "a", "b")
+	ends := make(chan time.Time)
+	var endOnce sync.Once
+	end := func() { endOnce.Do(func() { close(ends) }) }
+	t.Cleanup(end)
+	r.opts.copyReadTimer = func(time.Duration) <-chan time.Time {
+		return ends
+	}
+	r.ss.mu.Lock()
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.openLog()
+	opened, done := make(chan *Manager, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		mg, err := Open(r.opts, r.mv, r.vols)
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- mg
+	}()
+	t.Cleanup(func() { end(); <-done })
+	waits := 0
+	for deadline := time.After(10 * time.Second); waits < 2; {
+		select {
+		case <-hung:
+			waits++
+		case <-deadline:
+			t.Fatalf("after 10s the start waits for %d hung recovery read(s) at once, want 2: each waits for the one before", waits)
+		}
+	}
+	end()
+	select {
+	case r.mg = <-opened:
+		if r.mg == nil {
+			t.FailNow()
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the primary's start still waits after its waits for the hung reads ended")
+	}
+	r.mg.suspendAbandoned()
+	for _, vol := range []string{"a", "b"} {
+		if p := r.pair(vol); p.State != Suspended || p.Auto || p.Reason != reasonCopyReadHung {
+			t.Fatalf("pair %s, its recovery copy hung: %+v, want suspended, not to resume by itself, saying why", vol, p)
+		}
+	}
+	if !marked(r.ss.Tracking("b"), 2*twinRegion) {
+		t.Fatal("the recovered region of b is not in its bitmap")
+	}
+	r.mv.ship()
+	r.mg.promote()
+	if c := r.pair("c"); c.State != Duplex {
+		t.Fatalf("pair c: %+v, want recovered and duplex", c)
+	}
 }

@@ -196,6 +196,9 @@ type Options struct {
 	// waits for a copy's read (mover.Config.CopyReadWait, whose default it
 	// shares), negative: for ever.
 	CopyReadWait time.Duration
+	// copyReadTimer, if set, stands in for time.After in the start's waits
+	// for a recovery copy's read: tests count the waits under way.
+	copyReadTimer func(time.Duration) <-chan time.Time
 }
 
 // Manager runs the pairs of a primary.
@@ -603,9 +606,25 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	if wait == 0 {
 		wait = mover.DefaultCopyReadWait
 	}
-	for name, rs := range regions {
-		ss := mg.vols[name].Subsystem
-		if err := copyRecovered(ss, name, rs, wait); errors.Is(err, errRecoveryReadHung) {
+	// Each volume's copies run on their own: the reads of several stuck
+	// volumes are waited for together, so the start (and every volume's
+	// I/O) waits about one CopyReadWait for them all, not one per volume.
+	var names []string
+	for _, name := range mg.order {
+		if _, ok := regions[name]; ok {
+			names = append(names, name)
+		}
+	}
+	errs := make([]error, len(names))
+	after := mg.copyReadTimer()
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() { errs[i] = copyRecovered(mg.vols[name].Subsystem, name, regions[name], wait, after) })
+	}
+	wg.Wait()
+	for i, name := range names {
+		rs := regions[name]
+		if err := errs[i]; errors.Is(err, errRecoveryReadHung) {
 			hung[name] = true
 			mg.suspendRecoveryHung(mg.pairs[name], rs)
 			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions did not complete in time: "+
@@ -631,22 +650,31 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	return nil, nil
 }
 
+// copyReadTimer returns what times the start's waits for a recovery copy's
+// read.
+func (mg *Manager) copyReadTimer() func(time.Duration) <-chan time.Time {
+	if mg.opts.copyReadTimer != nil {
+		return mg.opts.copyReadTimer
+	}
+	return time.After
+}
+
 // errRecoveryReadHung says a recovery copy's read outlasted its wait.
 var errRecoveryReadHung = errors.New("read of the primary volume did not complete in time")
 
 // copyRecovered copies the regions rs of vol for a crash recovery, waiting
-// at most wait (negative: for ever) for each copy. A copy whose read of
+// at most wait (negative: for ever, after: the timer) for each copy. A copy whose read of
 // the volume hangs (a stuck disk) would hold the start, and with it every
 // volume's I/O: its copy is left to its read, which the data mover's first
 // cut gives up (see subsystem.DrainWithin), and the regions of vol not
 // copied yet are not tried.
-func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration) error {
+func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(time.Duration) <-chan time.Time) error {
 	for _, r := range rs {
 		done := make(chan error, 1)
 		go func() { done <- ss.Copy(context.Background(), vol, r[0], r[1]) }()
 		var bound <-chan time.Time
 		if wait >= 0 {
-			bound = time.After(wait)
+			bound = after(wait)
 		}
 		select {
 		case err := <-done:
