@@ -20,6 +20,19 @@ import (
 // and holds its volumes at the last consistent group while a resync of a
 // volume that had a consistent copy runs. Each function here is called with
 // mg.mu held (or before Run) at one transition of pair.go.
+//
+// A marker is stamped under its subsystem's ordering lock, which a write
+// holds while its stamp waits for the common timer's mark to reach disk
+// (timer's lease, renewed in the background; a stamp waits only when a
+// renewal's fsync outlasts half the lease). mg.mu is held over that wait,
+// and what queues behind it waits no longer than it would anyway: every
+// stamp past the mark waits for the same renewal, whatever its subsystem,
+// so another operation's marker, a copy, a session's suspension and every
+// write wait for it alike; what needs no stamp (a promotion, an operation
+// refused) is late by that wait at most, while the site's writes are held
+// by it too; status does not wait (it reads the published states). Letting
+// mg.mu go before the marker would split a pair's change from the point of
+// the timer it takes effect at.
 
 // Marker is what a subsystem offers to capture pair-state markers (package
 // subsystem implements it). A subsystem without it sends no markers: the
