@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -108,6 +109,31 @@ type chainClient struct {
 	hold  atomic.Int64
 	stop  atomic.Bool
 	done  chan error
+
+	mu      sync.Mutex
+	mark    int64         // reached is closed once mark writes are acknowledged
+	reached chan struct{} // (see at)
+}
+
+// at returns a channel closed as soon as n writes are acknowledged, from
+// the writer's own progress: a test acts on it while the writes go on. One
+// at a time, set while the writer holds below n.
+func (c *chainClient) at(n int64) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mark, c.reached = n, make(chan struct{})
+	return c.reached
+}
+
+// acknowledged records that n writes are acknowledged.
+func (c *chainClient) acknowledged(n int64) {
+	c.acked.Store(n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reached != nil && n >= c.mark {
+		close(c.reached)
+		c.reached = nil
+	}
 }
 
 const chainBlocks = 3500 // per session: 14 MiB of a 16 MiB volume
@@ -137,7 +163,7 @@ func startChain(t *testing.T, s [2]*procSession, hold int64) *chainClient {
 				c.done <- err
 				return
 			}
-			c.acked.Store(i + 1)
+			c.acknowledged(i + 1)
 		}
 		c.done <- nil
 	}()
@@ -407,10 +433,25 @@ func chainThroughKill(t *testing.T, e *etcdProcess, s [2]*procSession, coupled b
 			return true
 		})
 	}
-	c.hold.Store(2 * chainBlocks)
-	eventually(t, time.Minute, "writes acknowledged past the held ones", func() bool { return c.acked.Load() > held+200 })
+	// The kill lands while the writes go on: it starts as soon as the
+	// writer's count passes the held ones by 200, and the writer stops at
+	// half the chain until it is done (etcd back, the host back), so that
+	// writes are issued after it however long it takes: without the
+	// stop, a kill that takes seconds (etcd's, the host's) saw every
+	// write of the chain done before it ended.
+	killAt := c.at(held + 200)
+	c.hold.Store(chainBlocks)
+	select {
+	case <-killAt:
+	case err := <-c.done:
+		t.Fatalf("the client ended before the kill: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatalf("timed out after 1m waiting for writes acknowledged past the held ones (%d acknowledged)", c.acked.Load())
+	}
+	began := c.acked.Load()
 	kill(t, e, s)
 	before := c.acked.Load()
+	c.hold.Store(2 * chainBlocks)
 	// The writes go on for a while after the kill (or fail, once
 	// a primary is gone).
 	eventually(t, time.Minute, "writes after the kill", func() bool {
@@ -420,14 +461,14 @@ func chainThroughKill(t *testing.T, e *etcdProcess, s [2]*procSession, coupled b
 			return true
 		default:
 		}
-		return c.acked.Load() > before+400 || c.acked.Load() == 2*chainBlocks
+		return c.acked.Load() > before+400
 	})
 	err := c.finish()
 	acked := c.acked.Load()
 	out := recoverAll(t, s, coupled)
 	prefix, violations := chainPrefix(t, s, acked)
-	t.Logf("%d writes acknowledged (%d before the kill; the client ended with %v); recovered a prefix of %d; %d violations\n%s",
-		acked, before, err, prefix, len(violations), out)
+	t.Logf("%d writes acknowledged (%d as the kill began, %d as it ended; the client ended with %v); recovered a prefix of %d; %d violations\n%s",
+		acked, began, before, err, prefix, len(violations), out)
 	if !coupled {
 		if len(violations) == 0 {
 			t.Fatal("without coupling the recovered secondaries held a prefix of the writes: the test has no teeth")
