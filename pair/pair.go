@@ -695,16 +695,32 @@ func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, 
 // activity log too, until it is duplex again) for the operator's resume to
 // copy once the volume reads again. The secondary, which its recovery was
 // announced to as a resync, holds p's volume as of before it, as any resync
-// suspended part-way. Called before Run.
+// suspended part-way, and p is suspended as one (see resyncHeld), not as
+// the duplex pair it was: that suspension would make its copy consistent
+// as of the marker (see raisesAfter), and a deletion would claim a time
+// for the mix the secondary then applies (the copies made before the hang
+// over the image its hold kept). Called before Run.
 func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
 	mg.mu.Lock()
 	defer mg.unlock()
+	bm := bitmap.New(p.Size, bitmap.DefaultRegion)
+	for _, r := range rs {
+		bm.Set(r[0], r[1])
+	}
+	makePending(p, bm)
 	mg.suspendOneLocked(p)
 	p.Reason = reasonCopyReadHung
+	at := mg.vols[p.Volume].Subsystem.Stamp()
+	// The secondary holds p as of the last group it has from the runs
+	// before this one, which the mover's first contact says (see rebase):
+	// until then, no later than the suspension, capped by what it
+	// acknowledged (see claim).
+	p.Since = at
+	mg.unbased[p.Volume] = at
 	if mg.recoveryHung == nil {
 		mg.recoveryHung = map[string]int64{}
 	}
-	mg.recoveryHung[p.Volume] = mg.vols[p.Volume].Subsystem.Stamp()
+	mg.recoveryHung[p.Volume] = at
 	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
 		for _, r := range rs {
 			bm.Set(r[0], r[1])
