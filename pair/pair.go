@@ -253,11 +253,12 @@ type Manager struct {
 	// or under way at a Drop (see suspendSession): copyOne then stops
 	// waiting for it (releaseCopier).
 	givenUp chan struct{}
-	// recoveryHung holds, per pair whose crash recovery's copy outlasted
-	// the start's wait (see suspendRecoveryHung), a stamp later than that
-	// copy's: the mover's report of it given up, which comes after the
-	// pair's suspension, is not of the pair as it may be by then.
-	recoveryHung map[string]int64
+	// suspendedAt holds, per pair suspended (or deleted) in this run, the
+	// time of its last suspension, later than every copy of it captured
+	// before: the mover's report of such a copy given up, which may come
+	// after the operator resumed the pair, is not of the pair as it is by
+	// then (see suspendAbandoned).
+	suspendedAt map[string]int64
 	// unstick holds pairs that became duplex: their sticky activity-log
 	// marks go once the state on disk says duplex, not before (a crash in
 	// between would find neither the marks nor a pending state).
@@ -710,17 +711,13 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
 	makePending(p, bm)
 	mg.suspendOneLocked(p)
 	p.Reason = reasonCopyReadHung
-	at := mg.vols[p.Volume].Subsystem.Stamp()
 	// The secondary holds p as of the last group it has from the runs
 	// before this one, which the mover's first contact says (see rebase):
 	// until then, no later than the suspension, capped by what it
 	// acknowledged (see claim).
+	at := mg.suspendedAt[p.Volume]
 	p.Since = at
 	mg.unbased[p.Volume] = at
-	if mg.recoveryHung == nil {
-		mg.recoveryHung = map[string]int64{}
-	}
-	mg.recoveryHung[p.Volume] = at
 	if bm := mg.vols[p.Volume].Subsystem.Tracking(p.Volume); bm != nil {
 		for _, r := range rs {
 			bm.Set(r[0], r[1])
@@ -788,7 +785,7 @@ func (mg *Manager) suspendLocked(p *Pair, auto bool) int64 {
 	bm := mg.suspendBitmap(p)
 	mg.publishSuspendingLocked(auto, p)
 	at := mg.suspendMarked(p.Volume, bm)
-	mg.suspended(p, auto)
+	mg.suspended(p, auto, at)
 	return at
 }
 
@@ -808,9 +805,14 @@ func (mg *Manager) suspendBitmap(p *Pair) *bitmap.Bitmap {
 	return bm
 }
 
-// suspended records p as suspended once its writes go to its bitmap.
-func (mg *Manager) suspended(p *Pair, auto bool) {
+// suspended records p as suspended once its writes go to its bitmap, at
+// the time at (see suspendedAt).
+func (mg *Manager) suspended(p *Pair, auto bool, at int64) {
 	suspendFields(p, auto)
+	if mg.suspendedAt == nil {
+		mg.suspendedAt = map[string]int64{}
+	}
+	mg.suspendedAt[p.Volume] = at
 	mg.dirty = true
 	mg.changes++
 }
@@ -858,8 +860,8 @@ func (mg *Manager) suspendAllLocked(auto bool, regions map[string]*bitmap.Bitmap
 	}
 	mg.publishSuspendingLocked(auto, ps...)
 	at := mg.suspendTogether(ps, bms)
-	for _, p := range ps {
-		mg.suspended(p, auto)
+	for i, p := range ps {
+		mg.suspended(p, auto, at[i])
 	}
 	return ps, at
 }
@@ -1928,12 +1930,14 @@ func (mg *Manager) suspendAbandoned() {
 		if p == nil {
 			continue
 		}
-		if at, ok := mg.recoveryHung[u.Volume]; ok && u.Timestamp < at {
-			// The recovery's copy, which no copier waits for: its pair
-			// was suspended for it at the start, with its region, and
-			// what it is now (resumed by the operator, perhaps) is not
-			// this copy's doing.
-			delete(mg.recoveryHung, u.Volume)
+		if at, ok := mg.suspendedAt[u.Volume]; ok && u.Timestamp < at {
+			// A copy from before the pair's last suspension, which no
+			// copier waits for any more: a crash recovery's, its pair
+			// suspended for it at the start, or one the suspension (or
+			// deletion) left to its read. That suspension took its
+			// region into the pair's bitmap (the copier never takes it
+			// for copied), and what the pair is now (resumed by the
+			// operator, perhaps) is not this copy's doing.
 			mg.markDropped(u)
 			mg.dirty = true
 			continue
