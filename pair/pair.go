@@ -197,8 +197,9 @@ type Options struct {
 	// shares), negative: for ever.
 	CopyReadWait time.Duration
 	// copyReadTimer, if set, stands in for time.After in the start's waits
-	// for a recovery copy's read: tests count the waits under way.
-	copyReadTimer func(time.Duration) <-chan time.Time
+	// for a recovery copy's read of vol: tests count the waits under way,
+	// and end those of the volumes whose reads hang.
+	copyReadTimer func(vol string, d time.Duration) <-chan time.Time
 }
 
 // Manager runs the pairs of a primary.
@@ -653,11 +654,11 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 
 // copyReadTimer returns what times the start's waits for a recovery copy's
 // read.
-func (mg *Manager) copyReadTimer() func(time.Duration) <-chan time.Time {
+func (mg *Manager) copyReadTimer() func(vol string, d time.Duration) <-chan time.Time {
 	if mg.opts.copyReadTimer != nil {
 		return mg.opts.copyReadTimer
 	}
-	return time.After
+	return func(_ string, d time.Duration) <-chan time.Time { return time.After(d) }
 }
 
 // errRecoveryReadHung says a recovery copy's read outlasted its wait.
@@ -669,13 +670,13 @@ var errRecoveryReadHung = errors.New("read of the primary volume did not complet
 // volume's I/O: its copy is left to its read, which the data mover's first
 // cut gives up (see subsystem.DrainWithin), and the regions of vol not
 // copied yet are not tried.
-func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(time.Duration) <-chan time.Time) error {
+func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time) error {
 	for _, r := range rs {
 		done := make(chan error, 1)
 		go func() { done <- ss.Copy(context.Background(), vol, r[0], r[1]) }()
 		var bound <-chan time.Time
 		if wait >= 0 {
-			bound = after(wait)
+			bound = after(vol, wait)
 		}
 		select {
 		case err := <-done:
