@@ -15,10 +15,7 @@ import (
 // the region given up is in its bitmap and stays marked in the activity
 // log until a resync has copied it again. The other pairs are untouched.
 func TestACopyGivenUpSuspendsItsPairAndIsCopiedAgain(t *testing.T) {
-	withIdle(t, 0)
-	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
-	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
-	r.mg.copyOne(context.Background())
+	r := hungCopyOfA(t)
 	if !marked(r.pendingRegions("a"), twinRegion) {
 		t.Fatal("the copier took the region of a copy given up for copied")
 	}
@@ -125,10 +122,7 @@ func TestACopyTheDropGaveUpDoesNotHoldTheManager(t *testing.T) {
 func TestAPairSuspendedForAHungCopyKeepsItsRegionThroughACrash(t *testing.T) {
 	for _, saved := range []bool{false, true} {
 		t.Run(fmt.Sprint("saved=", saved), func(t *testing.T) {
-			withIdle(t, 0)
-			r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
-			r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
-			r.mg.copyOne(context.Background())
+			r := hungCopyOfA(t)
 			r.mv.ship()
 			r.mg.suspendAbandoned()
 			if saved {
@@ -184,6 +178,17 @@ func TestAStopDoesNotWaitForACopysHungRead(t *testing.T) {
 	if a := r.pair("a"); a.State != Pending || !marked(r.pendingRegions("a"), twinRegion) {
 		t.Fatalf("pair a restarted: %+v, regions %v: want pending, the region whose read hung to copy", a, r.pendingRegions("a"))
 	}
+}
+
+// hungCopyOfA returns a rig whose pair a, in its first copy, has had its
+// copy of its second region given up by the mover, its read hung: the
+// report of it is the mover's next Abandoned.
+func hungCopyOfA(t *testing.T) *rig {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
+	r.mg.copyOne(context.Background())
+	return r
 }
 
 // runWithHungRead runs r's manager until the test ends. The reads of a's

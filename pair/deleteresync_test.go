@@ -2,6 +2,7 @@ package pair
 
 import (
 	"context"
+	"fmt"
 	"testing"
 )
 
@@ -39,21 +40,32 @@ func TestDeleteDuringAResyncClaimsNoTime(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r.mv.ship()
-			r.mg.promote()
-			at, err := r.mg.Delete("a")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if at.UnixNano() != 0 {
-				t.Fatalf("deleted part-way through the resync of what was written since its suspension at %d, pair a reports its secondary copy last consistent as of %d: "+
-					"the delete ends the secondary's hold, which applies the resync's first regions over that image", suspendedAt, at.UnixNano())
-			}
-			r.mv.ship()
-			r.mg.promote()
-			if p := r.pair("a"); p.Consistent != 0 {
-				t.Fatalf("deleted part-way through its resync, pair a claims %d afterwards", p.Consistent)
-			}
+			r.deletesClaimingNoTime(t, fmt.Sprintf("deleted part-way through the resync of what was written since its suspension at %d", suspendedAt),
+				"the resync's first regions")
 		})
+	}
+}
+
+// deletesClaimingNoTime deletes a, part-way through a resync the secondary
+// holds (as why says), and checks that neither the delete nor the deleted
+// pair afterwards claims a time for a's copy there: the delete ends the
+// hold, which applies the copies made (copied) over the image it kept.
+func (r *rig) deletesClaimingNoTime(t *testing.T, why, copied string) {
+	t.Helper()
+	r.mv.ship()
+	r.mg.promote()
+	at, err := r.mg.Delete("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.UnixNano() != 0 {
+		t.Fatalf("%s, pair a reports its secondary copy last consistent as of %d: "+
+			"the delete ends the secondary's hold, which applies %s over that image", why, at.UnixNano(), copied)
+	}
+	r.mv.release() // the hold ends with the deletion
+	r.mv.ship()
+	r.mg.promote()
+	if p := r.pair("a"); p.Consistent != 0 || !p.Inconsistent {
+		t.Fatalf("%s, pair a afterwards: %+v, want consistent as of no time", why, p)
 	}
 }

@@ -37,20 +37,5 @@ func TestDeletingAPairWhoseRecoveryCopyHungClaimsNoTime(t *testing.T) {
 	r.mg.suspendAbandoned() // the mover's first cut gives the copy up
 	// The secondary journals the recovery's copies and holds them.
 	r.mv.hold()
-	r.mv.ship()
-	r.mg.promote()
-	at, err := r.mg.Delete("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if at.UnixNano() != 0 {
-		t.Fatalf("deleted part-way through the resync of its crash recovery, pair a reports its secondary copy last consistent as of %d: "+
-			"the delete ends the secondary's hold, which applies the recovery's copies over that image", at.UnixNano())
-	}
-	r.mv.release()
-	r.mv.ship()
-	r.mg.promote()
-	if p := r.pair("a"); p.Consistent != 0 || !p.Inconsistent {
-		t.Fatalf("deleted part-way through the resync of its crash recovery, pair a afterwards: %+v, want consistent as of no time", p)
-	}
+	r.deletesClaimingNoTime(t, "deleted part-way through the resync of its crash recovery", "the recovery's copies")
 }

@@ -1,9 +1,6 @@
 package pair
 
-import (
-	"context"
-	"testing"
-)
+import "testing"
 
 // TestAResumeBeforeACopyIsGivenUpStands: a pair's copy read hangs, and
 // the operator suspends the pair before the mover gives the copy up, then
@@ -13,10 +10,7 @@ import (
 // already: it does not suspend the pair again, as for a crash recovery's
 // copy (TestAResumeBeforeTheRecoveryCopyIsGivenUpStands).
 func TestAResumeBeforeACopyIsGivenUpStands(t *testing.T) {
-	withIdle(t, 0)
-	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
-	r.ss.hangs = func(vol string, off int64) bool { return vol == "a" && off == twinRegion }
-	r.mg.copyOne(context.Background())
+	r := hungCopyOfA(t)
 	if err := r.mg.Suspend("a"); err != nil {
 		t.Fatal(err)
 	}
