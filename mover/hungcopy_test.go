@@ -93,6 +93,61 @@ func TestACopyWhoseReadHangsIsGivenUpAndTheOthersShip(t *testing.T) {
 	})
 }
 
+// TestACutWaitsForTheHungReadsOfSeveralSubsystemsTogether: the copies'
+// reads of two subsystems hang (a stuck disk under each, as at a start
+// after a crash whose recovery copies hung on two controllers). The cut
+// waits for them CopyReadWait once, for both together: one subsystem after
+// the other, K stuck controllers would hold every record set (and the
+// writers, once the sidefiles fill) K waits. The test ends the first wait
+// only; the cut must then give both copies up.
+func TestACutWaitsForTheHungReadsOfSeveralSubsystemsTogether(t *testing.T) {
+	waits := make(chan chan time.Time, 8)
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: time.Hour,
+		copyReadTimer: func(time.Duration) <-chan time.Time {
+			ch := make(chan time.Time, 1)
+			waits <- ch
+			return ch
+		}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0, "ss2": 0}})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
+	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+	p.mover.Cut()
+	l.recordSets(2)
+	p.hangCopy(t, "ss1", 0, 4096)
+	p.hangCopy(t, "ss2", 0, 4096)
+	cut := make(chan struct{})
+	go func() {
+		p.mover.Cut()
+		close(cut)
+	}()
+	select {
+	case first := <-waits:
+		first <- time.Now()
+	case <-time.After(deadline):
+		t.Fatal("the cut does not wait for the copies' hung reads")
+	}
+	select {
+	case <-cut:
+	case <-waits:
+		t.Fatal("the first wait ended, the cut waits again for the other subsystem's hung read: one wait per stuck subsystem, after each other")
+	case <-time.After(deadline):
+		t.Fatal("the cut still waits after its wait for the hung reads ended")
+	}
+	lost := p.mover.Abandoned()
+	if len(lost) != 2 || lost[0].Volume == lost[1].Volume {
+		t.Fatalf("copies given up: %+v, want the copy of each subsystem", lost)
+	}
+	sets := l.recordSets(2)
+	for _, ss := range []string{"ss1", "ss2"} {
+		for _, u := range sets[ss].Updates {
+			if u.Kind == recordset.KindCopy {
+				t.Fatalf("record set of %s ships the copy whose read was given up", ss)
+			}
+		}
+	}
+}
+
 // TestADropDoesNotWaitForACopysRead: Drop hands every update it drops to
 // mark, a copy still reading its data among them; it needs the copy's
 // region, not its data, and must not wait for a read that hangs: the

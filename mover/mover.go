@@ -180,6 +180,9 @@ type Mover struct {
 	// bounds are measured on: a step of the wall clock must not stretch
 	// them. Tests move it.
 	elapsed func() time.Duration
+	// copyReadTimer times a cut's wait for the copies' reads (time.After
+	// unless a test counts and ends the waits).
+	copyReadTimer func(d time.Duration) <-chan time.Time
 
 	// cutMu is held by Cut and Drop while they drain the subsystems (see
 	// Cut), before m.mu; drains is Cut's buffer, under it.
@@ -326,7 +329,7 @@ func New(cfg Config) *Mover {
 	m := &Mover{
 		cfg: cfg, log: cfg.Logger.With("component", "mover"), instance: rand.Uint64() | 1,
 		limits: cfg.Limits.Effective(), maxFrame: int(transport.BaselineLimits.MaxFrame),
-		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(), wait: sleep, elapsed: sinceStart,
+		byID: map[string]*sub{}, work: make(chan struct{}, 1), progress: make(chan struct{}), linkSince: time.Now(), wait: sleep, elapsed: sinceStart, copyReadTimer: time.After,
 	}
 	for i, ss := range cfg.Subsystems {
 		s := &sub{ss: ss, id: ss.ID(), index: uint16(i)}
@@ -393,9 +396,17 @@ func (m *Mover) cut() {
 	drains := m.drains[:0]
 	var lost []recordset.Update
 	for _, s := range m.subs {
-		ups, horizon, read, gaveUp := s.ss.DrainWithin(m.cfg.CopyReadWait)
-		drains = append(drains, drained{ups: ups, horizon: horizon, read: read.UnixNano(), at: m.elapsed()})
-		lost = append(lost, gaveUp...)
+		d := s.ss.Take()
+		if d.Reading() {
+			var bound <-chan time.Time
+			if m.cfg.CopyReadWait >= 0 {
+				bound = m.copyReadTimer(m.cfg.CopyReadWait)
+			}
+			if !d.Wait(bound) {
+				lost = append(lost, d.GiveUp()...)
+			}
+		}
+		drains = append(drains, drained{ups: d.Updates, horizon: d.Horizon, read: time.Now().UnixNano(), at: m.elapsed()})
 	}
 	for _, u := range lost {
 		m.log.Error("a copy's read of the primary volume did not complete in time: copy given up, the other updates ship without it",

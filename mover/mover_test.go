@@ -57,6 +57,7 @@ type options struct {
 	dialer        transport.Dialer                           // default: the test's in-memory network
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 	elapsed       func() time.Duration                       // the monotonic clock
+	copyReadTimer func(time.Duration) <-chan time.Time       // times a cut's wait for copies' reads
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -98,6 +99,9 @@ func startPrimary(t *testing.T, o options) *primary {
 	}
 	if o.elapsed != nil {
 		p.mover.elapsed = o.elapsed
+	}
+	if o.copyReadTimer != nil {
+		p.mover.copyReadTimer = o.copyReadTimer
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -465,38 +465,69 @@ var ErrCopyAbandoned = errors.New("copy given up: its read of the primary volume
 // acknowledged: what the secondary lacks without it is part of a copy
 // under way, which the pair's state covers (see package pair).
 func (s *Subsystem) DrainWithin(wait time.Duration) (updates []recordset.Update, horizon int64, readTime time.Time, abandoned []recordset.Update) {
-	s.mu.Lock()
-	updates = s.side.Drain()
-	horizon = s.timer.Now()
-	var reading []chan struct{}
-	for ch := range s.filling {
-		reading = append(reading, ch)
-	}
-	s.mu.Unlock()
-	if len(reading) == 0 {
-		return updates, horizon, time.Now(), nil
-	}
-	var bound <-chan time.Time
-	if wait >= 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		bound = t.C
-	}
-	late := false
-	for _, ch := range reading {
-		if late {
-			break
+	d := s.Take()
+	if d.Reading() {
+		var bound <-chan time.Time
+		if wait >= 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			bound = t.C
 		}
+		if !d.Wait(bound) {
+			abandoned = d.GiveUp()
+		}
+	}
+	return d.Updates, d.Horizon, time.Now(), abandoned
+}
+
+// Taken is what Take handed over: DrainWithin in steps, so that a caller
+// draining several subsystems waits for the copies of all of them at once
+// (one bound for every subsystem, not one each after the other).
+type Taken struct {
+	Updates []recordset.Update
+	Horizon int64
+	s       *Subsystem
+	reading []chan struct{}
+}
+
+// Take hands over every captured update and the subsystem's horizon, as
+// DrainWithin does, without waiting for the copies among them to read their
+// data: Wait does, and GiveUp gives up those whose read outlasts it.
+func (s *Subsystem) Take() Taken {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := Taken{Updates: s.side.Drain(), Horizon: s.timer.Now(), s: s}
+	for ch := range s.filling {
+		d.reading = append(d.reading, ch)
+	}
+	return d
+}
+
+// Reading reports whether copies taken were reading their data when taken.
+func (d *Taken) Reading() bool { return len(d.reading) > 0 }
+
+// Wait waits for the reads of the copies taken until bound fires (nil: for
+// ever), and reports whether they all ended.
+func (d *Taken) Wait(bound <-chan time.Time) bool {
+	for _, ch := range d.reading {
 		select {
 		case <-ch:
 		case <-bound:
-			late = true
+			return false
 		}
 	}
-	if late {
-		updates, abandoned = s.abandon(updates, reading)
+	return true
+}
+
+// GiveUp gives up the copies taken whose reads have not ended (see
+// DrainWithin), leaves them out of d.Updates and returns them without
+// their data.
+func (d *Taken) GiveUp() (abandoned []recordset.Update) {
+	if len(d.reading) == 0 {
+		return nil
 	}
-	return updates, horizon, time.Now(), abandoned
+	d.Updates, abandoned = d.s.abandon(d.Updates, d.reading)
+	return abandoned
 }
 
 // abandon gives up the copies of reading whose reads are not done yet, and
