@@ -27,9 +27,9 @@ func TestACopyWhoseReadHangsIsGivenUpAndTheOthersShip(t *testing.T) {
 	l, _ := p.accept(t)
 	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0, "ss2": 0}})
 	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0) // not a hole: the copy reads it
-	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
-	// Drained after ss1, in the same cut.
+	// Taken with ss1, in the same cut.
 	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
 
 	select {
 	case <-cut:

@@ -16,7 +16,9 @@
 //
 // A cut waits for the copies among the updates it drains (initial copies,
 // resyncs) to read their data from the primary volume, within
-// Config.CopyReadWait: a copy still reading then is given up and left out,
+// Config.CopyReadWait (once for every subsystem's copies: stuck disks
+// under several subsystems hold a cut one wait, not one each): a copy
+// still reading then is given up and left out,
 // and Abandoned reports it, so that a stuck disk under one pair's copy
 // does not stop every other volume's replication; the pair manager
 // suspends that pair.
@@ -188,6 +190,8 @@ type Mover struct {
 	// Cut), before m.mu; drains is Cut's buffer, under it.
 	cutMu  sync.Mutex
 	drains []drained
+	// taken is cut's, reused: what it took from each subsystem.
+	taken []subsystem.Taken
 
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
@@ -363,8 +367,9 @@ func (m *Mover) Run(ctx context.Context) error {
 // Cut forms the next time-interval group now: one record set per subsystem,
 // or several where one would exceed what the secondary accepts.
 //
-// A subsystem's drain waits for the copies among its updates to read their
-// data from the primary volume (a resync, an initial copy). It waits under
+// The drain waits for the copies among the updates to read their data
+// from the primary volume (a resync, an initial copy), every subsystem's
+// at once, within one Config.CopyReadWait. It waits under
 // cutMu, not m.mu: acknowledgements, which release sidefile room under
 // m.mu, must not wait for a slow or hung volume read, nor the writers
 // waiting for that room with them. cutMu keeps cuts (and Drop) one at a
@@ -395,19 +400,38 @@ func (m *Mover) cut() {
 	m.mu.Unlock()
 	drains := m.drains[:0]
 	var lost []recordset.Update
+	// Every subsystem is taken first, then the copies' reads of all are
+	// waited for at once: one CopyReadWait for the stuck disks of several
+	// subsystems, not one each after the other. Each copy taken still has
+	// the whole wait from its take on.
+	taken := m.taken[:0]
+	reading := false
 	for _, s := range m.subs {
 		d := s.ss.Take()
-		if d.Reading() {
-			var bound <-chan time.Time
-			if m.cfg.CopyReadWait >= 0 {
-				bound = m.copyReadTimer(m.cfg.CopyReadWait)
-			}
-			if !d.Wait(bound) {
-				lost = append(lost, d.GiveUp()...)
+		reading = reading || d.Reading()
+		taken = append(taken, d)
+	}
+	late := false
+	if reading {
+		var bound <-chan time.Time
+		if m.cfg.CopyReadWait >= 0 {
+			bound = m.copyReadTimer(m.cfg.CopyReadWait)
+		}
+		for i := range taken {
+			if !taken[i].Wait(bound) {
+				late = true
+				break
 			}
 		}
-		drains = append(drains, drained{ups: d.Updates, horizon: d.Horizon, read: time.Now().UnixNano(), at: m.elapsed()})
 	}
+	for i := range taken {
+		if late {
+			lost = append(lost, taken[i].GiveUp()...)
+		}
+		drains = append(drains, drained{ups: taken[i].Updates, horizon: taken[i].Horizon, read: time.Now().UnixNano(), at: m.elapsed()})
+	}
+	clear(taken)
+	m.taken = taken
 	for _, u := range lost {
 		m.log.Error("a copy's read of the primary volume did not complete in time: copy given up, the other updates ship without it",
 			"volume", u.Volume, "offset", u.Offset, "length", u.Length, "waited", m.cfg.CopyReadWait)
