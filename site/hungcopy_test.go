@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -319,6 +321,21 @@ func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
 // again, a resume copies it, and the secondary holds both volumes as the
 // primary does, every write with them.
 func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
+	recoveryReadsHang(t, []string{"vol1"}, []string{"vol2"})
+}
+
+// TestRecoveryCopiesWhoseReadsHangInTwoSubsystems: as above, the reads of
+// vol1 (ss1) and vol3 (ss2) hanging together, each volume's recovery on
+// its own at the start and both subsystems' copies given up by one cut;
+// vol2, beside vol1 in ss1, recovers.
+func TestRecoveryCopiesWhoseReadsHangInTwoSubsystems(t *testing.T) {
+	recoveryReadsHang(t, []string{"vol1", "vol3"}, []string{"vol2"})
+}
+
+// recoveryReadsHang writes to the volumes hung and ok, stops the primary
+// as a kill -9 does, and restarts it with the reads of the volumes hung
+// hanging: see TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart.
+func recoveryReadsHang(t *testing.T, hung, ok []string) {
 	cfg := linkConfig(t)
 	// Room for the regions the log recovers (a whole volume each) at once.
 	cfg.Primary.SidefileLimit = 16 * config.MiB
@@ -340,24 +357,27 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, vol := range []string{"vol1", "vol2"} {
+	for _, vol := range slices.Concat(hung, ok) {
 		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p.close()
 
-	first, hung := make(chan struct{}), make(chan struct{})
-	var once, released sync.Once
-	release := func() { released.Do(func() { close(hung) }) }
+	reading, stuck := make(chan string, 64), make(chan struct{})
+	var released sync.Once
+	release := func() { released.Do(func() { close(stuck) }) }
 	t.Cleanup(release)
 	opened := make(chan *Primary, 1)
 	go func() {
 		p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond,
 			beforeCopyRead: func(vol string, _, _ int64) {
-				if vol == "vol1" {
-					once.Do(func() { close(first) })
-					<-hung
+				if slices.Contains(hung, vol) {
+					select {
+					case reading <- vol:
+					default:
+					}
+					<-stuck
 				}
 			}})
 		if err != nil {
@@ -371,39 +391,44 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 			t.FailNow()
 		}
 	case <-time.After(30 * time.Second):
-		select {
-		case <-first:
-			t.Fatal("the primary's start still waits for a recovery copy's hung read of vol1 after 30s")
-		default:
-			t.Fatal("the primary's start still waits after 30s, and vol1 was never read for a recovery copy")
+		t.Fatalf("the primary's start still waits after 30s, %d of the recovery copies' reads of %v hung", len(reading), hung)
+	}
+	read := map[string]bool{}
+	for len(reading) > 0 {
+		read[<-reading] = true
+	}
+	for _, vol := range hung {
+		if !read[vol] {
+			t.Fatalf("%s was not read for a recovery copy", vol)
 		}
 	}
-	select {
-	case <-first:
-	default:
-		t.Fatal("vol1 was not read for a recovery copy")
-	}
 	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
-	waitFor(t, 30*time.Second, "vol1 reported suspended, with the reason", func() bool {
-		v := volumeStatus(p.Status(), "vol1")
-		return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
-	})
-	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
-		t.Fatal(err)
+	for _, vol := range hung {
+		waitFor(t, 30*time.Second, vol+" reported suspended, with the reason", func() bool {
+			v := volumeStatus(p.Status(), vol)
+			return v.State == "suspended" && strings.Contains(v.Reason, "read of the primary volume")
+		})
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, 30*time.Second, "vol2 duplex", func() bool { return volumeStatus(p.Status(), "vol2").State == "duplex" })
-	if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x79}, 4096), 8192); err != nil {
-		t.Fatal(err)
+	for _, vol := range ok {
+		waitFor(t, 30*time.Second, vol+" duplex", func() bool { return volumeStatus(p.Status(), vol).State == "duplex" })
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x79}, 4096), 8192); err != nil {
+			t.Fatal(err)
+		}
 	}
 	quiesceMover(t, p)
 
 	release()
-	if err := p.Pairs().Resume("vol1"); err != nil {
-		t.Fatal(err)
+	for _, vol := range hung {
+		if err := p.Pairs().Resume(vol); err != nil {
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	waitFor(t, 30*time.Second, fmt.Sprintf("every pair duplex once %v are resumed", hung), func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
-	for _, vol := range []string{"vol1", "vol2"} {
+	for _, vol := range slices.Concat(hung, ok) {
 		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
 	}
 }
