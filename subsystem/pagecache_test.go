@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"duplex/disk"
+	"duplex/sidefile"
+	"duplex/timer"
+	"duplex/volume"
 )
 
 // residentPages counts the pages of the file at path that are in the page
@@ -83,5 +89,61 @@ func TestCopyLeavesVolumeOutOfPageCache(t *testing.T) {
 	releaseAll(f.side, us)
 	if n := residentPages(t, v.Path()); n != 0 {
 		t.Fatalf("after a copy of the whole volume %d of its %d pages are in the page cache, want 0", n, volSize/os.Getpagesize())
+	}
+}
+
+// A write of a megabyte or more reaches the primary volume past the page
+// cache where the file system takes direct I/O: in a burst of large writes
+// the copy of each into fresh page cache was the largest part of the
+// primary's CPU beside the socket's read (bench/RESULTS.md), and the
+// sidefile holds the data for replication whatever the page cache holds.
+// A short write still goes through the page cache.
+func TestLargeWriteGoesPastThePageCache(t *testing.T) {
+	const size = 4 << 20
+	path := filepath.Join(t.TempDir(), "v0.img")
+	v, err := volume.Open(path, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if probe, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0); err != nil || !disk.TakesDirect(probe.Fd()) {
+		if err == nil {
+			probe.Close()
+		}
+		t.Skipf("the file system of %s does not take direct I/O (%v): large writes go through the page cache there", path, err)
+	} else {
+		probe.Close()
+	}
+	side := sidefile.New(64 << 20)
+	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
+	ctx := context.Background()
+	data := ss.NewPayload(1 << 20)
+	for i := range data {
+		data[i] = byte(i*13 + 1)
+	}
+	want := bytes.Clone(data)
+	if err := ss.WriteOwned(ctx, "v0", data, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if n := residentPages(t, path); n != 0 {
+		t.Errorf("after a 1 MiB write %d pages of the volume are in the page cache, want 0", n)
+	}
+	small := bytes.Repeat([]byte{0x33}, 4096)
+	if err := ss.Write(ctx, "v0", small, 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	if n := residentPages(t, path); n == 0 {
+		t.Error("a 4 KiB write left nothing in the page cache: it did not go through it")
+	}
+	us, _, _ := ss.Drain()
+	if len(us) != 2 || !bytes.Equal(us[0].Data, want) || !bytes.Equal(us[1].Data, small) {
+		t.Fatalf("drained %d updates, want the two writes with their data", len(us))
+	}
+	releaseAll(side, us)
+	if got := readVol(t, v, 1<<20, 1<<20); !bytes.Equal(got, want) {
+		t.Error("the volume does not hold the large write's data")
+	}
+	if got := readVol(t, v, 3<<20, 4096); !bytes.Equal(got, small) {
+		t.Error("the volume does not hold the small write's data")
 	}
 }

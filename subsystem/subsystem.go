@@ -421,7 +421,16 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	var err error
 	switch u.Kind {
 	case recordset.KindWrite:
-		err = v.WriteAt(u.Data, off)
+		if len(u.Data) >= volume.ThroughMin {
+			// Past the page cache where the file system allows it: in
+			// a burst of large writes their copy into fresh page cache
+			// cost the primary as much as reading them from the
+			// socket, and the data's copy for replication is the
+			// sidefile's, not the page cache's (bench/RESULTS.md).
+			err = v.WriteThrough([][]byte{u.Data}, off)
+		} else {
+			err = v.WriteAt(u.Data, off)
+		}
 	case recordset.KindZeroes:
 		err = v.WriteZeroes(off, int64(u.Length))
 	case recordset.KindTrim:

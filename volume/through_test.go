@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"duplex/disk"
 )
 
 // TestWriteThroughReadsBackAsWritten: a run written past the page cache
@@ -50,15 +52,23 @@ func TestWriteThroughReadsBackAsWritten(t *testing.T) {
 		{21<<20 + 512, 1 << 20, false},                // unaligned offset
 		{22 << 20, 1<<20 + 100, false},                // unaligned length
 		{size - 1<<20, 1 << 20, true},                 // the last MiB
+		{8 << 20, throughChunk + 1<<20, true},         // one aligned buffer, written from where it is
+		{14 << 20, 1 << 20, true},                     // the same, a primary's 1 MiB write
 	}
 	for i, r := range runs {
 		want := make([]byte, r.n)
 		for j := range want {
 			want[j] = byte(i + 1 + j*7)
 		}
-		// Pieces of every kind of length, the first not aligned.
+		// Pieces of every kind of length, the first not aligned; or, for
+		// the runs from i = 7 on, the whole run in one aligned buffer.
 		var bufs [][]byte
-		for rest := want; len(rest) > 0; {
+		if i >= 7 {
+			b := disk.DirectBuffer(len(want))
+			copy(b, want)
+			bufs = [][]byte{b}
+		}
+		for rest := want; i < 7 && len(rest) > 0; {
 			k := min(len(rest), 1+rng.IntN(600<<10))
 			bufs = append(bufs, rest[:k])
 			rest = rest[k:]

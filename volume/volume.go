@@ -434,10 +434,10 @@ func (v *Volume) WriteVAt(bufs [][]byte, off int64) error {
 	return nil
 }
 
-// throughMin is the shortest write WriteThrough makes direct: below it the
+// ThroughMin is the shortest write WriteThrough makes direct: below it the
 // copy into the page cache costs less than a direct write's round trip to
 // the device, which the writer waits for.
-const throughMin = 1 << 20
+const ThroughMin = 1 << 20
 
 // throughChunk bounds a direct write, and the aligned buffer it is copied
 // into.
@@ -450,7 +450,7 @@ const throughChunk = 4 << 20
 var throughBufs = make(chan []byte, 2)
 
 // WriteThrough writes bufs back to back from off, as WriteVAt does, but past
-// the page cache (O_DIRECT) when the write is at least throughMin bytes and
+// the page cache (O_DIRECT) when the write is at least ThroughMin bytes and
 // off and its length are multiples of directAlign: copied into an aligned
 // buffer and written from it in writes of up to throughChunk. The secondary
 // applies a sequential writer's runs this way: the copy into the page cache
@@ -459,14 +459,17 @@ var throughBufs = make(chan []byte, 2)
 // nothing reads the pages back soon. Nothing is durable before Flush, as
 // with WriteVAt: the device may hold the data in its volatile cache until
 // fdatasync flushes it. The kernel keeps the page cache coherent, writing
-// back and dropping cached pages of the range before a direct write. Any
-// other write, or one the file system refuses direct, is WriteVAt.
+// back and dropping cached pages of the range before a direct write. One
+// buffer aligned in memory is written from where it is, whole, without the
+// copy: a primary's large writes, whose payload buffers are whole pages of
+// the heap. Any other write, or one the file system refuses direct, is
+// WriteVAt.
 func (v *Volume) WriteThrough(bufs [][]byte, off int64) error {
 	var total int64
 	for _, b := range bufs {
 		total += int64(len(b))
 	}
-	if total < throughMin || total%directAlign != 0 || off%directAlign != 0 {
+	if total < ThroughMin || total%directAlign != 0 || off%directAlign != 0 {
 		return v.WriteVAt(bufs, off)
 	}
 	if err := v.check(off, total); err != nil {
@@ -475,6 +478,13 @@ func (v *Volume) WriteThrough(bufs [][]byte, off int64) error {
 	f := v.directWriteFile()
 	if f == nil {
 		return v.WriteVAt(bufs, off)
+	}
+	if len(bufs) == 1 && aligned(bufs[0]) {
+		// Past the page cache and past the aligned copy too.
+		if _, err := f.WriteAt(bufs[0], off); err != nil {
+			return v.throughFailed(bufs, off, total, err)
+		}
+		return nil
 	}
 	var buf []byte
 	select {
