@@ -184,3 +184,53 @@ func TestADropDoesNotWaitForACopysRead(t *testing.T) {
 		t.Fatalf("the copy dropped while reading returned %v, want ErrCopyAbandoned", err)
 	}
 }
+
+// TestACutGivesUpAtOnceACopyReadingLongerThanItsWait: a copy's wait for
+// its read is timed from its capture, not from the cut that takes it. At a
+// start after a crash the start waits CopyReadWait for the recovery
+// copies' reads and gives up those that hang; the first cut takes those
+// same copies, and a wait of its own would hold every record set (and the
+// writers, once the sidefiles fill) a second CopyReadWait for reads
+// already given up. Here the copy's read has hung longer than
+// CopyReadWait when the cut takes it: the cut must give it up without a
+// wait.
+func TestACutGivesUpAtOnceACopyReadingLongerThanItsWait(t *testing.T) {
+	const wait = 50 * time.Millisecond
+	waits := make(chan time.Duration, 8)
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: wait,
+		copyReadTimer: func(d time.Duration) <-chan time.Time {
+			waits <- d
+			return nil // ends when the test fails
+		}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0, "ss2": 0}})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
+	p.mover.Cut()
+	l.recordSets(2)
+	p.hangCopy(t, "ss1", 0, 4096)
+	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+	time.Sleep(2 * wait) // the read outlasts its wait before any cut takes it
+	cut := make(chan struct{})
+	go func() {
+		p.mover.Cut()
+		close(cut)
+	}()
+	select {
+	case <-cut:
+	case d := <-waits:
+		t.Fatalf("the cut waits %v more for a copy's read that has hung longer than CopyReadWait (%v) since its capture", d, wait)
+	case <-time.After(deadline):
+		t.Fatal("the cut does not end")
+	}
+	lost := p.mover.Abandoned()
+	if len(lost) != 1 || lost[0].Volume != volName("ss1") || lost[0].Kind != recordset.KindCopy {
+		t.Fatalf("copies given up: %+v, want the copy of %s", lost, volName("ss1"))
+	}
+	sets := l.recordSets(2)
+	if len(sets["ss1"].Updates) != 0 {
+		t.Fatalf("ss1's record set holds %+v, want nothing: its copy was given up", sets["ss1"].Updates)
+	}
+	if us := sets["ss2"].Updates; len(us) != 1 || us[0].Data[0] != 0x21 {
+		t.Fatalf("ss2's record set holds %+v, want its write", us)
+	}
+}

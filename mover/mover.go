@@ -17,8 +17,10 @@
 // A cut waits for the copies among the updates it drains (initial copies,
 // resyncs) to read their data from the primary volume, within
 // Config.CopyReadWait (once for every subsystem's copies: stuck disks
-// under several subsystems hold a cut one wait, not one each): a copy
-// still reading then is given up and left out,
+// under several subsystems hold a cut one wait, not one each; timed from
+// the capture of the newest copy, so that reads a start after a crash gave
+// up are not waited for again): a copy still reading then is given up and
+// left out,
 // and Abandoned reports it, so that a stuck disk under one pair's copy
 // does not stop every other volume's replication; the pair manager
 // suspends that pair.
@@ -111,7 +113,8 @@ type Config struct {
 	// 1s, negative: never.
 	BurstWait time.Duration
 	// CopyReadWait bounds how long a cut waits for a copy's read of the
-	// primary volume (an initial copy, a resync) before it gives the copy
+	// primary volume (an initial copy, a resync), from the copy's capture,
+	// before it gives the copy
 	// up (subsystem.DrainWithin) and cuts without it: every subsystem's
 	// record sets wait for the read meanwhile. The copies given up are
 	// for the pair manager to act on (Abandoned); default 30s, negative:
@@ -393,6 +396,13 @@ func (m *Mover) tryCut() bool {
 	return true
 }
 
+// expired is a wait's bound already past.
+var expired = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()
+
 // cut is Cut with cutMu held.
 func (m *Mover) cut() {
 	m.mu.Lock()
@@ -402,20 +412,31 @@ func (m *Mover) cut() {
 	var lost []recordset.Update
 	// Every subsystem is taken first, then the copies' reads of all are
 	// waited for at once: one CopyReadWait for the stuck disks of several
-	// subsystems, not one each after the other. Each copy taken still has
-	// the whole wait from its take on.
+	// subsystems, not one each after the other. The wait is timed from the
+	// capture of the newest copy reading, which has it whole: the reads a
+	// start after a crash gave up, captured a CopyReadWait before, are not
+	// waited for again.
 	taken := m.taken[:0]
 	reading := false
+	var newest time.Time
 	for _, s := range m.subs {
 		d := s.ss.Take()
-		reading = reading || d.Reading()
+		if d.Reading() {
+			reading = true
+			if d.Newest().After(newest) {
+				newest = d.Newest()
+			}
+		}
 		taken = append(taken, d)
 	}
 	late := false
 	if reading {
 		var bound <-chan time.Time
 		if m.cfg.CopyReadWait >= 0 {
-			bound = m.copyReadTimer(m.cfg.CopyReadWait)
+			bound = expired
+			if left := m.cfg.CopyReadWait - time.Since(newest); left > 0 {
+				bound = m.copyReadTimer(left)
+			}
 		}
 		for i := range taken {
 			if !taken[i].Wait(bound) {

@@ -149,6 +149,9 @@ type inflight struct {
 	// drained; abandoned says a drain gave its read up (see DrainWithin).
 	stamp     int64
 	abandoned bool
+	// captured is when a copy was captured (monotonic): its read's wait
+	// runs from then, not from the drain that takes it (see Taken.Newest).
+	captured time.Time
 }
 
 // maxSpare bounds the finished inflight records kept for reuse.
@@ -494,7 +497,7 @@ func (s *Subsystem) DrainWithin(wait time.Duration) (updates []recordset.Update,
 	if d.Reading() {
 		var bound <-chan time.Time
 		if wait >= 0 {
-			t := time.NewTimer(wait)
+			t := time.NewTimer(max(wait-time.Since(d.Newest()), 0))
 			defer t.Stop()
 			bound = t.C
 		}
@@ -513,6 +516,8 @@ type Taken struct {
 	Horizon int64
 	s       *Subsystem
 	reading []chan struct{}
+	// newest is the latest capture among the copies reading.
+	newest time.Time
 }
 
 // Take hands over every captured update and the subsystem's horizon, as
@@ -522,11 +527,21 @@ func (s *Subsystem) Take() Taken {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d := Taken{Updates: s.side.Drain(), Horizon: s.timer.Now(), s: s}
-	for ch := range s.filling {
+	for ch, f := range s.filling {
 		d.reading = append(d.reading, ch)
+		if f.captured.After(d.newest) {
+			d.newest = f.captured
+		}
 	}
 	return d
 }
+
+// Newest returns when the newest of the copies taken that were reading
+// was captured (zero if none). A wait for their reads is timed from then,
+// not from the take: a read already waited for as long (by the start after
+// a crash, which gave it up) is given up at once rather than waited for
+// again, and the newest copy still has the whole wait.
+func (d *Taken) Newest() time.Time { return d.newest }
 
 // Reading reports whether copies taken were reading their data when taken.
 func (d *Taken) Reading() bool { return len(d.reading) > 0 }
@@ -679,7 +694,7 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	s.side.Append(u)
 	before = s.overlapping(vol, off, off+length, before)
 	me := s.start(vol, off, off+length)
-	me.done, me.stamp = make(chan struct{}), u.Timestamp
+	me.done, me.stamp, me.captured = make(chan struct{}), u.Timestamp, time.Now()
 	s.filling[me.done] = me
 	hook := s.beforeCopyRead
 	s.mu.Unlock()
