@@ -628,8 +628,16 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 		rs := regions[name]
 		if err := errs[i]; errors.Is(err, errRecoveryReadHung) {
 			hung[name] = true
-			mg.suspendRecoveryHung(mg.pairs[name], rs)
+			mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadHung)
 			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions did not complete in time: "+
+				"pair suspended with those regions to resync; resume it once the volume reads again", "volume", name, "err", err)
+			continue
+		} else if errors.Is(err, subsystem.ErrCopyRead) {
+			// A failing disk under one volume is that pair's, as a stuck
+			// one is: the others recover and serve.
+			hung[name] = true
+			mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadFailed(err))
+			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions failed: "+
 				"pair suspended with those regions to resync; resume it once the volume reads again", "volume", name, "err", err)
 			continue
 		} else if err != nil {
@@ -690,8 +698,10 @@ func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, 
 	return nil
 }
 
-// suspendRecoveryHung suspends p, whose crash recovery (the regions rs)
-// could not read its primary volume in time, as suspendAbandoned suspends a
+// suspendRecoveryHung suspends p, saying reason, whose crash recovery (the
+// regions rs) could not read its primary volume in time, or at all (a read
+// error: those copies shipped with their data zeroes, which the hold below
+// keeps from being applied), as suspendAbandoned suspends a
 // pair whose copy the mover gave up: the other pairs recover and serve, and
 // p holds every region it recovered in its bitmap (they stay marked in the
 // activity log too, until it is duplex again) for the operator's resume to
@@ -702,7 +712,7 @@ func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, 
 // as of the marker (see raisesAfter), and a deletion would claim a time
 // for the mix the secondary then applies (the copies made before the hang
 // over the image its hold kept). Called before Run.
-func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
+func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) {
 	mg.mu.Lock()
 	defer mg.unlock()
 	bm := bitmap.New(p.Size, bitmap.DefaultRegion)
@@ -711,7 +721,7 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64) {
 	}
 	makePending(p, bm)
 	mg.suspendOneLocked(p)
-	p.Reason = reasonCopyReadHung
+	p.Reason = reason
 	// The secondary holds p as of the last group it has from the runs
 	// before this one, which the mover's first contact says (see rebase):
 	// until then, no later than the suspension, capped by what it
@@ -1900,6 +1910,12 @@ func (mg *Manager) suspendOneLocked(p *Pair) {
 	mg.dirty = true
 	mg.changes++
 	mg.kick()
+}
+
+// reasonCopyReadFailed is why a pair whose copy could not read its primary
+// volume (err) is suspended.
+func reasonCopyReadFailed(err error) string {
+	return fmt.Sprintf("its copy failed (%v): suspended so that the other pairs go on replicating; resume it once the volume reads again", err)
 }
 
 // reasonCopyReadHung is why a pair whose copy the mover gave up is

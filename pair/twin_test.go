@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"duplex/mover"
 	"duplex/recordset"
 	"duplex/sidefile"
+	"duplex/subsystem"
 	"duplex/transport"
 )
 
@@ -51,6 +53,10 @@ type memSubsystem struct {
 	// then.
 	untilDrop bool
 	reading   []recordset.Update
+	// fails says which copies' reads of the volume fail (a failing disk):
+	// as subsystem.Copy does, the copy is captured all the same (its data
+	// zeroes) and its Copy returns the read's error.
+	fails func(vol string, off int64) bool
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -194,7 +200,11 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 		}
 		return errAbandoned
 	}
+	fails := s.fails != nil && kind == recordset.KindCopy && s.fails(vol, off)
 	s.side.Append(u)
+	if fails {
+		return fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w: %w", s.id, vol, off, length, subsystem.ErrCopyRead, syscall.EIO)
+	}
 	if hook != nil {
 		hook(vol, off, length)
 	}

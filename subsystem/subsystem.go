@@ -478,6 +478,11 @@ func (s *Subsystem) Drain() (updates []recordset.Update, horizon int64, readTime
 // be copied again.
 var ErrCopyAbandoned = errors.New("copy given up: its read of the primary volume outlasted the data mover's wait")
 
+// ErrCopyRead is returned, wrapping the volume's error, by a copy whose
+// read of the volume failed (a failing disk): its update ships with its
+// data zeroes, and its region is to be copied again once the volume reads.
+var ErrCopyRead = errors.New("read of the primary volume failed")
+
 // DrainWithin is Drain waiting at most wait (negative: for ever) for the
 // copies among the updates to read their data from the volume. The data
 // is theirs as of their timestamp (later overlapping writes wait for the
@@ -713,7 +718,7 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	if err != nil {
 		// The buffer ships as zeroes; the region is wrong at the secondary
 		// until it is copied again, which the caller must do.
-		return fmt.Errorf("subsystem %s: copy: %w", s.id, err)
+		return fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w: %w", s.id, vol, off, length, ErrCopyRead, err)
 	}
 	return nil
 }

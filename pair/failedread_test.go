@@ -1,0 +1,86 @@
+package pair
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+
+	"duplex/bitmap"
+)
+
+// failReadsOfA has every copy read of a fail (a failing disk, EIO) until
+// the test says the volume reads again (the function returned).
+func (r *rig) failReadsOfA() (fixed func()) {
+	r.ss.mu.Lock()
+	r.ss.fails = func(vol string, _ int64) bool { return vol == "a" }
+	r.ss.mu.Unlock()
+	return func() {
+		r.ss.mu.Lock()
+		r.ss.fails = nil
+		r.ss.mu.Unlock()
+	}
+}
+
+// suspendedForTheReadError fails unless a is suspended, not to resume by
+// itself, its reason naming the read's error, with the region at off in its
+// bitmap.
+func (r *rig) suspendedForTheReadError(t *testing.T, off int64) {
+	t.Helper()
+	a := r.pair("a")
+	if a.State != Suspended || a.Auto || !strings.Contains(a.Reason, syscall.EIO.Error()) {
+		t.Fatalf("pair a, its copy's read failed: %+v, want suspended, not to resume by itself, its reason naming the read's error", a)
+	}
+	if !marked(r.ss.Tracking("a"), off) {
+		t.Fatalf("the region at %d of a whose read failed is not in its bitmap", off)
+	}
+}
+
+// TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart: after a crash, the
+// read of one volume for the copy of its recovered regions fails (EIO, a
+// failing disk). The primary starts all the same, as for a read that hangs:
+// that pair suspended with the read's error as its reason, every region it
+// recovered in its bitmap and still marked in the activity log (through
+// another crash too), the other pair recovered and duplex. Once the volume
+// reads again, a resume copies the regions.
+func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.saveAndClean()
+	r.write("a", twinRegion, 4096)
+	r.write("a", 3*twinRegion, 4096)
+	r.write("b", twinRegion, 4096)
+	fixed := r.failReadsOfA()
+	r.ss.mu.Lock()
+	r.ss.tracking = map[string]*bitmap.Bitmap{}
+	r.ss.mu.Unlock()
+	r.openLog()
+	mg, err := Open(r.opts, r.mv, r.vols)
+	if err != nil {
+		t.Fatalf("the primary does not start, one volume's recovery read failing: %v", err)
+	}
+	r.mg = mg
+	r.suspendedForTheReadError(t, twinRegion)
+	if !marked(r.ss.Tracking("a"), 3*twinRegion) {
+		t.Fatal("the recovered region not tried yet of a is not in its bitmap")
+	}
+	r.mv.ship()
+	r.mg.promote()
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want recovered and duplex", b)
+	}
+	r.saveAndClean()
+	if got := savedState(t, r.mg.statePath(), "a"); got != Suspended {
+		t.Fatalf("pair a on disk: %s, want suspended", got)
+	}
+
+	// Another crash, the volume reading again: the regions are still to copy.
+	fixed()
+	r.crash()
+	if a := r.pair("a"); a.State != Suspended || !marked(r.ss.Tracking("a"), twinRegion) || !marked(r.ss.Tracking("a"), 3*twinRegion) {
+		t.Fatalf("pair a after another crash: %+v, bitmap %v: want suspended with the recovered regions", a, r.ss.Tracking("a"))
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.copiesTheRegionGivenUp(t)
+}
