@@ -1,6 +1,7 @@
 package pair
 
 import (
+	"context"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,4 +84,33 @@ func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.copiesTheRegionGivenUp(t)
+}
+
+// TestACopyWhoseReadFailsSuspendsItsPair: a first copy's read of one
+// volume fails (EIO). The copier does not try that region for ever, the
+// pair pending and its data zeroes shipped each time: the pair is suspended
+// with the read's error as its reason, the region in its bitmap, and the
+// other pair's copy goes on to duplex. Once the volume reads again, a
+// resume copies the region.
+func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	fixed := r.failReadsOfA()
+	for range 8 {
+		r.mg.copyOne(context.Background())
+		r.mv.ship()
+		r.mg.promote()
+	}
+	r.suspendedForTheReadError(t, 0)
+	r.settle()
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want duplex", b)
+	}
+	fixed()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if a := r.pair("a"); a.State != Duplex {
+		t.Fatalf("pair a resumed once its volume reads again: %+v, want duplex", a)
+	}
 }

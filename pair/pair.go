@@ -1229,7 +1229,9 @@ func (mg *Manager) copyOne(ctx context.Context) {
 			return
 		}
 		if err := copyRegion(ctx, givenUp, ss, p.Volume, off, length); err != nil {
-			if ctx.Err() == nil {
+			if errors.Is(err, subsystem.ErrCopyRead) {
+				mg.suspendReadFailed(p, bm, off, length, err)
+			} else if ctx.Err() == nil {
 				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
 			}
 			return
@@ -1913,9 +1915,36 @@ func (mg *Manager) suspendOneLocked(p *Pair) {
 }
 
 // reasonCopyReadFailed is why a pair whose copy could not read its primary
-// volume (err) is suspended.
+// volume (err) is suspended (see suspendReadFailed).
 func reasonCopyReadFailed(err error) string {
 	return fmt.Sprintf("its copy failed (%v): suspended so that the other pairs go on replicating; resume it once the volume reads again", err)
+}
+
+// suspendReadFailed suspends p, whose copy of [off, off+length) (bm, its
+// copy) failed to read the primary volume (err), a failing disk. Tried
+// again and again, the copy would keep the pair pending for ever, each try
+// shipping the region's data zeroes, and hold the copies of the pairs after
+// it; suspended, as for a read that hangs (see suspendAbandoned), the
+// other pairs go on, and the operator resumes it once the volume reads
+// again. The region, never taken for copied, is in the bitmap the
+// suspension takes; it sticks in the activity log too, since the zeroed
+// copy's acknowledgement ends its count there. A copy suspended or
+// restarted meanwhile is not this one's to end.
+func (mg *Manager) suspendReadFailed(p *Pair, bm *bitmap.Bitmap, off, length int64, err error) {
+	mg.mu.Lock()
+	defer mg.unlock()
+	if p.State != Pending || mg.copies[p.Volume] != bm {
+		return
+	}
+	mg.suspendOneLocked(p)
+	p.Reason = reasonCopyReadFailed(err)
+	if al := mg.opts.ActivityLog; al != nil {
+		if err := al.Stick(p.Volume, off, length); err != nil {
+			mg.log.Error("activity log", "err", err)
+		}
+	}
+	mg.log.Error("pair suspended: a copy's read of its primary volume failed; resume it once the volume reads again",
+		"volume", p.Volume, "offset", off, "length", length, "err", err)
 }
 
 // reasonCopyReadHung is why a pair whose copy the mover gave up is
