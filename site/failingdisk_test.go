@@ -1,0 +1,222 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/internal/testenv"
+	"duplex/nbd"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// failingDisk is a file of size bytes whose reads and writes fail with EIO
+// while failing is set, as a failing disk's do: an nbdkit memory disk
+// behind its error filter, mounted as a file by nbdfuse.
+type failingDisk struct {
+	path    string
+	errFile string
+}
+
+func newFailingDisk(t *testing.T, size int64) *failingDisk {
+	t.Helper()
+	testenv.NeedTool(t, "nbdkit", "nbdkit")
+	testenv.NeedTool(t, "nbdfuse", "nbdfuse")
+	testenv.NeedTool(t, "fusermount3", "fuse3")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		testenv.Missing(t, "no /dev/fuse: %v", err)
+	}
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &failingDisk{path: filepath.Join(mnt, "disk"), errFile: filepath.Join(dir, "failing")}
+	cmd := exec.Command("nbdfuse", d.path, "--command", "nbdkit", "-s", "--filter=error", "memory", strconv.FormatInt(size, 10),
+		"error-rate=100%", "error-file="+d.errFile, "error=EIO")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, run last: after the sites have closed the file.
+	t.Cleanup(func() {
+		if out, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
+			t.Logf("fusermount3 -u %s: %v: %s", mnt, err, out)
+		}
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if st, err := os.Stat(d.path); err == nil && st.Size() == size {
+			return d
+		}
+		if time.Now().After(deadline) {
+			testenv.Missing(t, "nbdfuse did not mount %s in 10s", d.path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// fail makes the disk's reads and writes fail (true) or work again.
+func (d *failingDisk) fail(t *testing.T, on bool) {
+	t.Helper()
+	if on {
+		if err := os.WriteFile(d.errFile, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := os.Remove(d.errFile); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart: the primary stopped
+// uncleanly with writes to vol1 and vol2 the secondary never got; at the
+// restart, vol1's disk fails (EIO). The primary starts all the same and
+// serves: vol1 is suspended with the read's error as its reason, vol2,
+// recovered, is duplex, and vol1's NBD export answers a read or a write
+// with an error rather than hang. Once the disk works again, a resume
+// copies vol1, and the secondary holds both volumes as the primary does.
+func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
+	cfg := linkConfig(t)
+	disk := newFailingDisk(t, 1<<20)
+	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
+	if got := cfg.Primary.Subsystems[0].Volumes[0].Name; got != "vol1" {
+		t.Fatalf("the demo session's first volume is %s, want vol1", got)
+	}
+	cfg.Primary.SidefileLimit = 16 * config.MiB
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	stop()
+
+	// Writes acknowledged, never shipped (the mover does not run), and a
+	// stop without its clean save, as a kill -9 leaves them.
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vol := range []string{"vol1", "vol2"} {
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.close()
+
+	disk.fail(t, true)
+	cfg.Primary.NBD = "127.0.0.1:0"
+	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("the primary does not start, vol1's disk failing: %v", err)
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the read's error", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
+	})
+	waitFor(t, 30*time.Second, "vol2 duplex", func() bool { return volumeStatus(p.Status(), "vol2").State == "duplex" })
+
+	// The failing volume's export answers with errors, at once.
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatalf("vol1's export, its disk failing: %v", err)
+	}
+	defer c.Close()
+	answered := make(chan [2]error, 1)
+	go func() {
+		rerr := c.ReadAt(make([]byte, 4096), 0)
+		werr := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192)
+		answered <- [2]error{rerr, werr}
+	}()
+	select {
+	case errs := <-answered:
+		if errs[0] == nil || errs[1] == nil {
+			t.Fatalf("vol1's export, its disk failing: read %v, write %v; want both to fail", errs[0], errs[1])
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("vol1's export does not answer a read and a write in 30s, its disk failing")
+	}
+	c2, err := nbd.Dial(p.NBDAddr(), "vol2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.WriteAt(bytes.Repeat([]byte{0x79}, 4096), 8192); err != nil {
+		t.Fatalf("vol2's export: %v", err)
+	}
+	quiesceMover(t, p)
+
+	disk.fail(t, false)
+	if err := c.WriteAt(bytes.Repeat([]byte{0x7a}, 4096), 8192); err != nil {
+		t.Fatalf("vol1's export, its disk working again: %v", err)
+	}
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	for _, vol := range []string{"vol1", "vol2"} {
+		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
+	}
+}
+
+// TestACopyWhoseReadFailsSuspendsItsPair: vol1's disk fails (EIO) while
+// the primary runs, and vol1 is deleted and added again: its first copy's
+// read fails. The pair is suspended with the read's error as its reason
+// rather than tried for ever, vol2's writes keep reaching the secondary,
+// and once the disk works again a resume copies vol1 whole.
+func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
+	cfg := linkConfig(t)
+	disk := newFailingDisk(t, 1<<20)
+	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	ctx := context.Background()
+	if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Pairs().Delete("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	disk.fail(t, true)
+	if err := p.Pairs().Add("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the read's error", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
+	})
+	if err := p.Write(ctx, "vol2", bytes.Repeat([]byte{0x79}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	quiesceMover(t, p)
+	waitFor(t, 30*time.Second, "the secondary's vol2 to be the primary's", func() bool { return sameVolume(t, p, s, "vol2") })
+
+	disk.fail(t, false)
+	if err := p.Pairs().Resume("vol1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	for _, vol := range []string{"vol1", "vol2"} {
+		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
+	}
+}
