@@ -358,6 +358,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		case !st.Clean && logged && p.State == Suspended:
 			bm, err := mg.loadBitmap(name, v.Size)
 			if err != nil {
+				mg.log.Warn("primary did not stop cleanly, and a suspended pair's bitmap is unreadable: full resync on resume", "volume", name, "err", err)
 				bm = bitmap.New(v.Size, bitmap.DefaultRegion)
 				bm.SetAll()
 			}
@@ -425,6 +426,10 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			v.Subsystem.Suspend(name, bm)
 		case p.State == Pending:
 			bm, err := mg.loadBitmap(name, v.Size)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				// Without a file, the copy is a whole one (see write).
+				mg.log.Warn("pair's copy bitmap unreadable: copying the whole volume", "volume", name, "err", err)
+			}
 			if err != nil {
 				bm = nil
 			}
