@@ -8,36 +8,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"duplex/config"
 	"duplex/disk"
+	"duplex/internal/testenv"
 	"duplex/pair"
 	"duplex/site"
 	"duplex/transport"
 	"duplex/workload"
 )
-
-// lockedBuffer collects a site's log for the test to read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // reopenable is a listener that a stopped secondary does not close, so a
 // restarted one accepts the primary that is still dialling.
@@ -136,7 +118,7 @@ func (s *opsSession) checkInvariant(l workload.Layout, when string) {
 func storageScenario(t *testing.T, cfg *config.Config, secOpts site.SecondaryOptions, fail, heal func(), want string, restartFull bool) {
 	const suspended = 30 * time.Second
 	l := workload.Layout{Volumes: len(cfg.VolumeNames()), BlocksPerVolume: 256, Clients: 4}
-	logs := &lockedBuffer{}
+	logs := &testenv.LogBuffer{}
 	s := &opsSession{t: t, cfg: cfg, net: transport.NewMemNetwork(4, transport.Faults{})}
 	s.secOpts = secOpts
 	s.secOpts.Listener = reopenable{s.net}

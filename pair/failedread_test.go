@@ -64,26 +64,7 @@ func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
 	if !marked(r.ss.Tracking("a"), 3*twinRegion) {
 		t.Fatal("the recovered region not tried yet of a is not in its bitmap")
 	}
-	r.mv.ship()
-	r.mg.promote()
-	if b := r.pair("b"); b.State != Duplex {
-		t.Fatalf("pair b: %+v, want recovered and duplex", b)
-	}
-	r.saveAndClean()
-	if got := savedState(t, r.mg.statePath(), "a"); got != Suspended {
-		t.Fatalf("pair a on disk: %s, want suspended", got)
-	}
-
-	// Another crash, the volume reading again: the regions are still to copy.
-	fixed()
-	r.crash()
-	if a := r.pair("a"); a.State != Suspended || !marked(r.ss.Tracking("a"), twinRegion) || !marked(r.ss.Tracking("a"), 3*twinRegion) {
-		t.Fatalf("pair a after another crash: %+v, bitmap %v: want suspended with the recovered regions", a, r.ss.Tracking("a"))
-	}
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
-	r.copiesTheRegionGivenUp(t)
+	r.recoversBAndKeepsAsRegions(t, fixed)
 }
 
 // TestACopyWhoseReadFailsSuspendsItsPair: a first copy's read of one

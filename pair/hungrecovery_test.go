@@ -59,6 +59,20 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 			t.Fatalf("the recovered region at %d of a is not in its bitmap", off)
 		}
 	}
+	r.recoversBAndKeepsAsRegions(t, func() {
+		r.ss.mu.Lock()
+		r.ss.hangs = nil
+		r.ss.mu.Unlock()
+	})
+}
+
+// recoversBAndKeepsAsRegions is the end of a start whose recovery copy of
+// a failed (its reads hung or gave an error), a suspended: b is recovered
+// and duplex, a's suspension is saved, and another crash once fixed has
+// the volume read again keeps a suspended with both recovered regions, at
+// twinRegion and 3*twinRegion, which a resume copies.
+func (r *rig) recoversBAndKeepsAsRegions(t *testing.T, fixed func()) {
+	t.Helper()
 	r.mv.ship()
 	r.mg.promote()
 	if b := r.pair("b"); b.State != Duplex {
@@ -70,9 +84,7 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 	}
 
 	// Another crash, the volume reading again: the regions are still to copy.
-	r.ss.mu.Lock()
-	r.ss.hangs = nil
-	r.ss.mu.Unlock()
+	fixed()
 	r.crash()
 	if a := r.pair("a"); a.State != Suspended || !marked(r.ss.Tracking("a"), twinRegion) || !marked(r.ss.Tracking("a"), 3*twinRegion) {
 		t.Fatalf("pair a after another crash: %+v, bitmap %v: want suspended with the recovered regions", a, r.ss.Tracking("a"))

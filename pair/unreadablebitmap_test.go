@@ -1,33 +1,13 @@
 package pair
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"duplex/disk"
+	"duplex/internal/testenv"
 )
-
-// lockedBuffer is a log's destination that tests read while the manager
-// writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestAnUnreadableBitmapLosesNoRegionAndSaysSo: the saved bitmap of pair a
 // (suspended, or resyncing) cannot be read at the start (EIO). The regions
@@ -62,7 +42,7 @@ func TestAnUnreadableBitmapLosesNoRegionAndSaysSo(t *testing.T) {
 			}
 			inj := disk.NewInjector(nil)
 			inj.Inject(disk.Fault{Op: disk.OpRead, Under: r.mg.bitmapPath("a")})
-			logs := &lockedBuffer{}
+			logs := &testenv.LogBuffer{}
 			r.opts.FS, r.opts.Logger = inj, slog.New(slog.NewTextHandler(logs, nil))
 			r.crash()
 			if inj.Injected(disk.OpRead) == 0 {

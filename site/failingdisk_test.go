@@ -16,8 +16,6 @@ import (
 	"duplex/config"
 	"duplex/internal/testenv"
 	"duplex/nbd"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // failingDisk is a file of size bytes whose reads and writes fail with EIO
@@ -94,34 +92,12 @@ func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
 		t.Fatalf("the demo session's first volume is %s, want vol1", got)
 	}
 	cfg.Primary.SidefileLimit = 16 * config.MiB
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	stop()
-
-	// Writes acknowledged, never shipped (the mover does not run), and a
-	// stop without its clean save, as a kill -9 leaves them.
+	s, dialer := crashWithUnshippedWrites(t, cfg, "vol1", "vol2")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
-	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, vol := range []string{"vol1", "vol2"} {
-		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.close()
 
 	disk.fail(t, true)
 	cfg.Primary.NBD = "127.0.0.1:0"
-	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("the primary does not start, vol1's disk failing: %v", err)
 	}
@@ -166,14 +142,7 @@ func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
 	if err := c.WriteAt(bytes.Repeat([]byte{0x7a}, 4096), 8192); err != nil {
 		t.Fatalf("vol1's export, its disk working again: %v", err)
 	}
-	if err := p.Pairs().Resume("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
-	quiesceMover(t, p)
-	for _, vol := range []string{"vol1", "vol2"} {
-		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
-	}
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
 }
 
 // TestACopyWhoseReadFailsSuspendsItsPair: vol1's disk fails (EIO) while
@@ -211,12 +180,5 @@ func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
 	waitFor(t, 30*time.Second, "the secondary's vol2 to be the primary's", func() bool { return sameVolume(t, p, s, "vol2") })
 
 	disk.fail(t, false)
-	if err := p.Pairs().Resume("vol1"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "every pair duplex once vol1 is resumed", func() bool { return allPairsDuplex(p.Status()) })
-	quiesceMover(t, p)
-	for _, vol := range []string{"vol1", "vol2"} {
-		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
-	}
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
 }

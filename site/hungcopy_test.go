@@ -339,30 +339,8 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 	cfg := linkConfig(t)
 	// Room for the regions the log recovers (a whole volume each) at once.
 	cfg.Primary.SidefileLimit = 16 * config.MiB
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	stop()
-
-	// Writes acknowledged, never shipped (the mover does not run), and a
-	// stop without its clean save, as a kill -9 leaves them.
+	s, dialer := crashWithUnshippedWrites(t, cfg, slices.Concat(hung, ok)...)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
-	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, vol := range slices.Concat(hung, ok) {
-		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.close()
 
 	reading, stuck := make(chan string, 64), make(chan struct{})
 	var released sync.Once
@@ -385,6 +363,7 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 		}
 		opened <- p
 	}()
+	var p *Primary
 	select {
 	case p = <-opened:
 		if p == nil {
@@ -421,14 +400,52 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 	quiesceMover(t, p)
 
 	release()
-	for _, vol := range hung {
+	resumesToTheSecondary(t, p, s, hung, slices.Concat(hung, ok))
+}
+
+// crashWithUnshippedWrites runs a secondary of cfg, and a primary until
+// every pair is duplex; then, the data mover not running, it writes 4 KiB
+// at 0 of each of vols and stops the primary without its clean save, as a
+// kill -9 leaves it: the writes acknowledged, never shipped. It returns the
+// secondary and the primary's dialer to it.
+func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) (*Secondary, transport.Dialer) {
+	t.Helper()
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	stop()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vol := range vols {
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.close()
+	return s, dialer
+}
+
+// resumesToTheSecondary resumes the pairs of vols, their volumes reading
+// again, waits for every pair to be duplex and shipped, and for the
+// secondary's copy of each of same to be the primary's.
+func resumesToTheSecondary(t *testing.T, p *Primary, s *Secondary, vols, same []string) {
+	t.Helper()
+	for _, vol := range vols {
 		if err := p.Pairs().Resume(vol); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, fmt.Sprintf("every pair duplex once %v are resumed", hung), func() bool { return allPairsDuplex(p.Status()) })
+	waitFor(t, 30*time.Second, fmt.Sprintf("every pair duplex once %v are resumed", vols), func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
-	for _, vol := range slices.Concat(hung, ok) {
-		waitFor(t, 30*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p, s, vol) })
+	for _, v := range same {
+		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
 	}
 }

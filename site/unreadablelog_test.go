@@ -1,17 +1,13 @@
 package site
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAnUnreadableActivityLogLosesNoWrite: the primary stopped uncleanly
@@ -21,32 +17,13 @@ import (
 // pair is resynchronised whole, and the secondary gets the write.
 func TestAnUnreadableActivityLogLosesNoWrite(t *testing.T) {
 	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, time.Second)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	stop()
-
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
-	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	p.close() // never shipped, no clean save: as a kill -9 leaves it
+	s, dialer := crashWithUnshippedWrites(t, cfg, "vol1")
 
 	logPath := filepath.Join(PairStateDir(cfg), "activity.log")
 	inj := disk.NewInjector(nil)
 	inj.Inject(disk.Fault{Op: disk.OpRead, Under: logPath})
 	logs := &logBuffer{}
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer, FS: inj})
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer, FS: inj})
 	if err != nil {
 		t.Fatalf("the primary does not start, its activity log unreadable: %v", err)
 	}

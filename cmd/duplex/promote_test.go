@@ -7,42 +7,23 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/bitmap"
 	"duplex/config"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/site"
 )
 
-// lockedBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startPromote runs duplex promote until the returned stop is called, and
 // returns the NBD address it serves on and its output so far.
-func startPromote(t *testing.T, path string) (addr string, out *lockedBuffer, stop func() int) {
+func startPromote(t *testing.T, path string) (addr string, out *testenv.LogBuffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &lockedBuffer{}
-	var errb lockedBuffer
+	out = &testenv.LogBuffer{}
+	var errb testenv.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"promote", "--config", path, "--log-level", "error"}, out, &errb) }()
 	re := regexp.MustCompile(`read-write on NBD (\S+);`)

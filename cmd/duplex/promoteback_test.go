@@ -11,6 +11,7 @@ import (
 
 	"duplex/config"
 	"duplex/failover"
+	"duplex/internal/testenv"
 	"duplex/site"
 )
 
@@ -70,7 +71,7 @@ func promoteUntil(t *testing.T, path, what, want string) (stdout, stderr string,
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &testenv.LogBuffer{}, &testenv.LogBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"promote", "--config", path, "--log-level", "error"}, out, errb) }()
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(out.String(), want); time.Sleep(10 * time.Millisecond) {
