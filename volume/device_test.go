@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -21,41 +20,10 @@ import (
 	"duplex/internal/testenv"
 )
 
-// loopDevice attaches a loop device (of the given logical block size) over a
-// new file of size bytes filled with fill, and returns its path. The device
-// is released however the test ends, a crash of the test binary included:
-// the test holds it open and detaches it at once, which makes the kernel
-// detach it on its last close (autoclear).
+// loopDevice is testenv.LoopDevice.
 func loopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		testenv.Missing(t, "losetup not installed: apt-get install util-linux")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		testenv.Missing(t, "no loop device support here: %v", err)
-	}
-	backing := filepath.Join(t.TempDir(), "backing.img")
-	if err := os.WriteFile(backing, bytes.Repeat([]byte{fill}, int(size)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "-f", "--show", "-b", fmt.Sprint(blockSize), backing).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup -f --show %s: %v\n%s", backing, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	hold, err := os.Open(dev)
-	if err != nil {
-		exec.Command("losetup", "-d", dev).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hold.Close() })
-	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-		t.Fatalf("losetup -d %s (held open, so it detaches on its last close): %v\n%s", dev, err, out)
-	}
-	return dev
+	return testenv.LoopDevice(t, size, blockSize, fill)
 }
 
 func deviceBytes(t *testing.T, dev string) int64 {
