@@ -3,6 +3,7 @@ package subsystem
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"unsafe"
 
 	"duplex/disk"
+	"duplex/internal/testenv"
 	"duplex/sidefile"
 	"duplex/timer"
 	"duplex/volume"
@@ -25,11 +27,12 @@ func residentPages(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
+	// A block device's size is where it ends; Stat says 0.
+	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	m, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,4 +187,51 @@ func TestLargeWriteGoesPastThePageCache(t *testing.T) {
 	if got := readVol(t, v, 3<<20, 4096); !bytes.Equal(got, small) {
 		t.Error("the volume does not hold the small write's data")
 	}
+}
+
+// On a block device a large write goes through the page cache, however
+// many are on their way: the kernel serialises a file's buffered writes
+// with its direct ones (the inode's lock), but not a block device's. A
+// user's small write beside a direct one, into a large folio that
+// readahead brought in while the direct write was on its way, dirties the
+// folio, and the kernel then cannot drop its old copy of the direct
+// write's range ("Page cache invalidation failure on direct I/O"): reads
+// of the range return that copy, not the acknowledged write.
+func TestLargeWriteToADeviceGoesThroughThePageCache(t *testing.T) {
+	const size = 4 << 20
+	dev := testenv.LoopDevice(t, size, 512, 0)
+	v, err := volume.Open(dev, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	side := sidefile.New(64 << 20)
+	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
+	ctx := context.Background()
+	dropPageCache(t, dev)
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	ss.beforeVolumeWrite = func() {
+		arrived.Done()
+		arrived.Wait()
+	}
+	var wg sync.WaitGroup
+	for _, off := range []int64{0, 1 << 20} {
+		wg.Go(func() {
+			b := ss.NewPayload(1 << 20)
+			for i := range b {
+				b[i] = byte(i*13 + int(off>>20))
+			}
+			if err := ss.WriteOwned(ctx, "v0", b, off); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	ss.beforeVolumeWrite = nil
+	if n := residentPages(t, dev); n < 512 {
+		t.Errorf("after two 1 MiB writes at once to a block device %d pages of it are in the page cache, want their 512: they went past it", n)
+	}
+	us, _, _ := ss.Drain()
+	releaseAll(side, us)
 }
