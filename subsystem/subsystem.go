@@ -433,7 +433,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	var err error
 	switch u.Kind {
 	case recordset.KindWrite:
-		if large && s.largeWrites.Load() > 1 {
+		if large && !v.Device() && s.largeWrites.Load() > 1 {
 			// Past the page cache where the file system allows it,
 			// while another large write is on its way too: in a
 			// burst of large writes their copy into fresh page cache
@@ -443,6 +443,11 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 			// wait for the device's round trip, longer than the copy
 			// (a 1 MiB writer at queue depth 1: 25 % fewer writes),
 			// where several in flight overlap theirs (bench/RESULTS.md).
+			// Not on a block device: the kernel serialises a file's
+			// buffered writes with its direct ones, but not a device's,
+			// and a user's small write beside a direct one, into a
+			// large folio read ahead meanwhile, would leave the folio's
+			// old copy of the direct write's range in the page cache.
 			err = v.WriteThrough([][]byte{u.Data}, off)
 		} else {
 			err = v.WriteAt(u.Data, off)
