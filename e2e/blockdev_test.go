@@ -3,8 +3,6 @@ package e2e
 import (
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,42 +15,15 @@ import (
 // random data and returns its path. It is released however the test ends, a
 // crash or timeout of the test binary included: the test holds it open and
 // detaches it at once, so the kernel detaches it on its last close
-// (autoclear), after the daemons are gone too.
+// (autoclear), after the daemons are gone too (testenv.LoopDeviceOf).
 func loopDevice(t *testing.T, size int64, seed uint64) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		testenv.Missing(t, "losetup not installed: apt-get install util-linux")
-	}
-	if _, err := os.Stat("/dev/loop-control"); err != nil {
-		testenv.Missing(t, "no loop device support here: %v", err)
-	}
 	data := make([]byte, size)
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := range data {
 		data[i] = byte(rng.Uint32())
 	}
-	backing := filepath.Join(t.TempDir(), "backing.img")
-	if err := os.WriteFile(backing, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "-f", "--show", backing).CombinedOutput()
-	if err != nil {
-		t.Fatalf("losetup -f --show %s: %v\n%s", backing, err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	hold, err := os.Open(dev)
-	if err != nil {
-		exec.Command("losetup", "-d", dev).Run()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hold.Close() })
-	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-		t.Fatalf("losetup -d %s (held open, so it detaches on its last close): %v\n%s", dev, err, out)
-	}
-	return dev
+	return testenv.LoopDeviceOf(t, data, 512)
 }
 
 // TestDaemonsBlockDevices runs a session whose volumes are loop devices at

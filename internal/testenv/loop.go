@@ -11,11 +11,18 @@ import (
 )
 
 // LoopDevice attaches a loop device (of the given logical block size) over a
-// new file of size bytes filled with fill, and returns its path. The device
+// new file of size bytes filled with fill, and returns its path (LoopDeviceOf).
+func LoopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
+	t.Helper()
+	return LoopDeviceOf(t, bytes.Repeat([]byte{fill}, int(size)), blockSize)
+}
+
+// LoopDeviceOf attaches a loop device (of the given logical block size) over
+// a new file holding data, and returns its path. The device
 // is released however the test ends, a crash of the test binary included:
 // the test holds it open and detaches it at once, which makes the kernel
 // detach it on its last close (autoclear).
-func LoopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
+func LoopDeviceOf(t testing.TB, data []byte, blockSize int) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
@@ -27,7 +34,7 @@ func LoopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
 		Missing(t, "no loop device support here: %v", err)
 	}
 	backing := filepath.Join(t.TempDir(), "backing.img")
-	if err := os.WriteFile(backing, bytes.Repeat([]byte{fill}, int(size)), 0o600); err != nil {
+	if err := os.WriteFile(backing, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command("losetup", "-f", "--show", "-b", fmt.Sprint(blockSize), backing).CombinedOutput()
