@@ -752,7 +752,13 @@ func (mg *Manager) loadBitmap(vol string, size int64) (*bitmap.Bitmap, error) {
 	if err != nil {
 		return nil, err
 	}
-	return bitmap.Decode(b, size)
+	bm, err := bitmap.Decode(b, size)
+	if err != nil {
+		// Read but corrupt: the log must name the file, as a read's
+		// error does.
+		return nil, fmt.Errorf("pair bitmap %s: %w", mg.bitmapPath(vol), err)
+	}
+	return bm, nil
 }
 
 // startCopy makes p pending with the regions of bm to copy (all if nil).
