@@ -7,33 +7,18 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/disk"
+	"duplex/internal/testenv"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
 )
 
 // syncBuffer is a log destination that tests read while the secondary writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.LogBuffer
 
 // storageRig is a secondary on a disk that can fail, fed by a hand-made
 // primary over an in-memory link.

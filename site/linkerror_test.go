@@ -1,7 +1,6 @@
 package site
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 	"duplex/internal/testpki"
 	"duplex/tlsconf"
 	"duplex/transport"
@@ -23,22 +23,7 @@ import (
 // however often the primary dials again.
 
 // logBuffer collects a site's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ testenv.LogBuffer }
 
 // lines returns the log lines holding every one of words.
 func (b *logBuffer) lines(words ...string) []string {

@@ -1,29 +1,14 @@
 package etcdserver
 
 import (
-	"bytes"
 	"net"
 	"strings"
-	"sync"
 	"testing"
+
+	"duplex/internal/testenv"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testenv.LogBuffer
 
 func freeURL(t *testing.T) string {
 	t.Helper()
