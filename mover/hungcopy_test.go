@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"regexp"
 	"testing"
 	"time"
 
+	"duplex/internal/testenv"
 	"duplex/recordset"
 	"duplex/subsystem"
 	"duplex/transport"
@@ -193,11 +195,12 @@ func TestADropDoesNotWaitForACopysRead(t *testing.T) {
 // writers, once the sidefiles fill) a second CopyReadWait for reads
 // already given up. Here the copy's read has hung longer than
 // CopyReadWait when the cut takes it: the cut must give it up without a
-// wait.
+// wait, and its log says so: the cut waited no time, not CopyReadWait.
 func TestACutGivesUpAtOnceACopyReadingLongerThanItsWait(t *testing.T) {
 	const wait = 50 * time.Millisecond
 	waits := make(chan time.Duration, 8)
-	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: wait,
+	var log testenv.LogBuffer
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: wait, log: &log,
 		copyReadTimer: func(d time.Duration) <-chan time.Time {
 			waits <- d
 			return nil // ends when the test fails
@@ -226,6 +229,9 @@ func TestACutGivesUpAtOnceACopyReadingLongerThanItsWait(t *testing.T) {
 	if len(lost) != 1 || lost[0].Volume != volName("ss1") || lost[0].Kind != recordset.KindCopy {
 		t.Fatalf("copies given up: %+v, want the copy of %s", lost, volName("ss1"))
 	}
+	if waited := loggedWait(t, log.String()); waited >= wait {
+		t.Fatalf("the cut that gave the copy up at once logs that it waited %v (CopyReadWait %v)", waited, wait)
+	}
 	sets := l.recordSets(2)
 	if len(sets["ss1"].Updates) != 0 {
 		t.Fatalf("ss1's record set holds %+v, want nothing: its copy was given up", sets["ss1"].Updates)
@@ -233,4 +239,18 @@ func TestACutGivesUpAtOnceACopyReadingLongerThanItsWait(t *testing.T) {
 	if us := sets["ss2"].Updates; len(us) != 1 || us[0].Data[0] != 0x21 {
 		t.Fatalf("ss2's record set holds %+v, want its write", us)
 	}
+}
+
+// loggedWait returns the time waited that the log of a copy given up says.
+func loggedWait(t *testing.T, log string) time.Duration {
+	t.Helper()
+	m := regexp.MustCompile(`copy given up.* waited=(\S+)`).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("no copy given up logged with the time waited: %q", log)
+	}
+	d, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatalf("the log of a copy given up: waited=%s: %v", m[1], err)
+	}
+	return d
 }

@@ -430,7 +430,9 @@ func (m *Mover) cut() {
 		taken = append(taken, d)
 	}
 	late := false
+	var waited time.Duration
 	if reading {
+		began := time.Now()
 		var bound <-chan time.Time
 		if m.cfg.CopyReadWait >= 0 {
 			bound = expired
@@ -444,6 +446,9 @@ func (m *Mover) cut() {
 				break
 			}
 		}
+		// What this cut waited, not the bound: a copy whose read began
+		// a CopyReadWait before (a start gave it up) is given up at once.
+		waited = time.Since(began)
 	}
 	for i := range taken {
 		if late {
@@ -455,7 +460,7 @@ func (m *Mover) cut() {
 	m.taken = taken
 	for _, u := range lost {
 		m.log.Error("a copy's read of the primary volume did not complete in time: copy given up, the other updates ship without it",
-			"volume", u.Volume, "offset", u.Offset, "length", u.Length, "waited", m.cfg.CopyReadWait)
+			"volume", u.Volume, "offset", u.Offset, "length", u.Length, "waited", waited, "copy_read_wait", m.cfg.CopyReadWait)
 	}
 	m.mu.Lock()
 	m.abandoned = append(m.abandoned, lost...)

@@ -58,6 +58,7 @@ type options struct {
 	wait          func(ctx context.Context, d time.Duration) // the pause between two dials
 	elapsed       func() time.Duration                       // the monotonic clock
 	copyReadTimer func(time.Duration) <-chan time.Time       // times a cut's wait for copies' reads
+	log           io.Writer                                  // the mover's log (text); default: discarded
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -84,6 +85,9 @@ func startPrimary(t *testing.T, o options) *primary {
 		p.subs[id] = ss
 		list = append(list, ss)
 	}
+	if o.log == nil {
+		o.log = io.Discard
+	}
 	var dialer transport.Dialer = p.net
 	if o.dialer != nil {
 		dialer = o.dialer
@@ -91,7 +95,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: dialer,
 		Retransmit: o.retransmit, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
-		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, CopyReadWait: o.copyReadWait, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, CopyReadWait: o.copyReadWait, Logger: slog.New(slog.NewTextHandler(o.log, nil)),
 	})
 	p.mover.hook = o.hook
 	if o.wait != nil {
