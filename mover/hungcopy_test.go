@@ -254,3 +254,62 @@ func loggedWait(t *testing.T, log string) time.Duration {
 	}
 	return d
 }
+
+// TestADropDoesNotWaitForACutWaitingOnAHungRead: a cut waits for a copy's
+// read that hangs (up to CopyReadWait, 30s by default), and the session
+// suspends meanwhile (the operator's suspend of every pair, or the link
+// down with a full sidefile): its Drop, which the suspension and every
+// resume wait for, must not wait for the cut's wait to run out. The copy
+// still reading is given up and handed to mark with the rest, its region
+// to be copied again by the resync, not reported given up for a read
+// that outlasted its wait: nothing waited that long.
+func TestADropDoesNotWaitForACutWaitingOnAHungRead(t *testing.T) {
+	waiting := make(chan struct{}, 8)
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2"}, copyReadWait: time.Hour,
+		copyReadTimer: func(time.Duration) <-chan time.Time {
+			waiting <- struct{}{}
+			return nil // the read's wait never runs out here
+		}})
+	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
+	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
+	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
+	select {
+	case <-waiting:
+	case <-time.After(deadline):
+		t.Fatal("the cut does not wait for the copy's hung read")
+	}
+	dropped := make(chan []recordset.Update, 1)
+	go func() {
+		var ups []recordset.Update
+		p.mover.Drop(func(u recordset.Update) { ups = append(ups, u) })
+		dropped <- ups
+	}()
+	var ups []recordset.Update
+	select {
+	case ups = <-dropped:
+	case <-time.After(deadline):
+		t.Fatalf("the Drop still waits after %v for a cut that waits on a copy's hung read", deadline)
+	}
+	select {
+	case <-cut:
+	case <-time.After(deadline):
+		t.Fatal("the cut still waits for the copy's hung read after the Drop")
+	}
+	kinds := map[recordset.Kind]int{}
+	for _, u := range ups {
+		kinds[u.Kind]++
+	}
+	if len(ups) != 3 || kinds[recordset.KindWrite] != 2 || kinds[recordset.KindCopy] != 1 {
+		t.Fatalf("Drop marked %+v, want both writes and the copy", ups)
+	}
+	if lost := p.mover.Abandoned(); len(lost) != 0 {
+		t.Fatalf("copies reported given up for their read's wait: %+v, want none: the Drop took the copy", lost)
+	}
+	if a, b := p.used("ss1"), p.used("ss2"); a != 0 || b != 0 {
+		t.Fatalf("the sidefiles hold %d and %d bytes after the Drop", a, b)
+	}
+	release()
+	if err := <-copied; !errors.Is(err, subsystem.ErrCopyAbandoned) {
+		t.Fatalf("the copy dropped while reading returned %v, want ErrCopyAbandoned", err)
+	}
+}

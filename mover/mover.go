@@ -195,6 +195,9 @@ type Mover struct {
 	drains []drained
 	// taken is cut's, reused: what it took from each subsystem.
 	taken []subsystem.Taken
+	// forDrop are the copies a cut gave up, still reading, for a Drop
+	// that came while it waited for them: the Drop marks them.
+	forDrop []recordset.Update
 
 	mu sync.Mutex
 	// limits and maxFrame are what the secondary accepts: assumed from
@@ -241,6 +244,10 @@ type Mover struct {
 	// abandoned are the copies cuts gave up, without their data, until
 	// Abandoned takes them.
 	abandoned []recordset.Update
+	// dropping counts the Drops waiting for cutMu; stopWait, while a cut
+	// waits for copies' reads, ends that wait when a Drop comes (see Drop).
+	dropping int
+	stopWait chan struct{}
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -429,7 +436,7 @@ func (m *Mover) cut() {
 		}
 		taken = append(taken, d)
 	}
-	late := false
+	late, dropping := false, false
 	var waited time.Duration
 	if reading {
 		began := time.Now()
@@ -440,18 +447,33 @@ func (m *Mover) cut() {
 				bound = m.copyReadTimer(left)
 			}
 		}
+		stop := m.waitUntilDrop()
 		for i := range taken {
-			if !taken[i].Wait(bound) {
+			if !taken[i].Wait(bound, stop) {
 				late = true
 				break
 			}
+		}
+		m.mu.Lock()
+		m.stopWait = nil
+		m.mu.Unlock()
+		select {
+		case <-stop:
+			dropping = late
+		default:
 		}
 		// What this cut waited, not the bound: a copy whose read began
 		// a CopyReadWait before (a start gave it up) is given up at once.
 		waited = time.Since(began)
 	}
 	for i := range taken {
-		if late {
+		switch {
+		case dropping:
+			// The Drop that waits for this cut drops all it holds:
+			// these copies go with the rest, marked by it, not given
+			// up for a read that outlasted its wait.
+			m.forDrop = append(m.forDrop, taken[i].GiveUp()...)
+		case late:
 			lost = append(lost, taken[i].GiveUp()...)
 		}
 		drains = append(drains, drained{ups: taken[i].Updates, horizon: taken[i].Horizon, read: time.Now().UnixNano(), at: m.elapsed()})
@@ -488,6 +510,26 @@ func (m *Mover) cut() {
 	default:
 	}
 }
+
+// waitUntilDrop returns what ends a cut's wait for copies' reads when a
+// Drop comes: a Drop (a suspension of the session) waits for the cut
+// under way, and must not wait as long as a hung read.
+func (m *Mover) waitUntilDrop() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dropping > 0 {
+		return closedStop
+	}
+	m.stopWait = make(chan struct{})
+	return m.stopWait
+}
+
+// closedStop is a wait's stop already closed.
+var closedStop = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // DefaultCopyReadWait is Config.CopyReadWait's default: far beyond a read
 // of a copy's region from a disk that works, even a loaded one, and short
@@ -1889,9 +1931,26 @@ func (m *Mover) Drop(mark func(recordset.Update)) {
 	// cutMu keeps a Cut from forming record sets of updates drained before
 	// the Drop after it. A copy still reading its data is given up at once:
 	// mark needs its region, not its data, and a hung read must not hold
-	// the Drop (nor the suspension that asks for it).
+	// the Drop (nor the suspension that asks for it): a cut under way that
+	// waits for one stops waiting, and hands its copies still reading
+	// here.
+	m.mu.Lock()
+	m.dropping++
+	if m.stopWait != nil {
+		close(m.stopWait)
+		m.stopWait = nil
+	}
+	m.mu.Unlock()
 	m.cutMu.Lock()
 	defer m.cutMu.Unlock()
+	m.mu.Lock()
+	m.dropping--
+	m.mu.Unlock()
+	for _, u := range m.forDrop {
+		mark(u) // its room went with it
+	}
+	clear(m.forDrop)
+	m.forDrop = m.forDrop[:0]
 	for _, s := range m.subs {
 		ups, _, _, gaveUp := s.ss.DrainWithin(0)
 		var cost int64

@@ -1682,9 +1682,10 @@ func (mg *Manager) autoSuspend() {
 // drops even when every pair was already suspended if always is set (what is
 // held cannot be sent). It reports whether it suspended or dropped anything.
 func (mg *Manager) suspendSession(reason string, always bool) bool {
-	// The Drop runs without mg.mu: it waits for a cut under way, which may
-	// wait for a copy's volume read (up to mover.Config.CopyReadWait), and
-	// status and the other operations must not wait with it. dropMu keeps
+	// The Drop runs without mg.mu: it waits for a cut under way to form
+	// its record sets (not for the copies' volume reads the cut waits for:
+	// it stops waiting), and status and the other operations must not
+	// wait with it. dropMu keeps
 	// a resume (or add) from taking a pair out of its bitmap meanwhile:
 	// the updates dropped must land there, and the markers it captures
 	// must not be dropped.

@@ -511,7 +511,7 @@ func (s *Subsystem) DrainWithin(wait time.Duration) (updates []recordset.Update,
 			defer t.Stop()
 			bound = t.C
 		}
-		if !d.Wait(bound) {
+		if !d.Wait(bound, nil) {
 			abandoned = d.GiveUp()
 		}
 	}
@@ -556,13 +556,15 @@ func (d *Taken) Newest() time.Time { return d.newest }
 // Reading reports whether copies taken were reading their data when taken.
 func (d *Taken) Reading() bool { return len(d.reading) > 0 }
 
-// Wait waits for the reads of the copies taken until bound fires (nil: for
-// ever), and reports whether they all ended.
-func (d *Taken) Wait(bound <-chan time.Time) bool {
+// Wait waits for the reads of the copies taken until bound fires or stop
+// is closed (nil: for ever), and reports whether they all ended.
+func (d *Taken) Wait(bound <-chan time.Time, stop <-chan struct{}) bool {
 	for _, ch := range d.reading {
 		select {
 		case <-ch:
 		case <-bound:
+			return false
+		case <-stop:
 			return false
 		}
 	}
