@@ -159,32 +159,14 @@ func TestADropDoesNotWaitForACopysRead(t *testing.T) {
 	p := startPrimary(t, options{subsystems: []string{"ss1"}, copyReadWait: -1})
 	p.write(t, "ss1", bytes.Repeat([]byte{0x11}, 4096), 0)
 	release, copied := p.hangCopy(t, "ss1", 0, 4096)
-	dropped := make(chan []recordset.Update, 1)
-	go func() {
-		var ups []recordset.Update
-		p.mover.Drop(func(u recordset.Update) { ups = append(ups, u) })
-		dropped <- ups
-	}()
-	var ups []recordset.Update
-	select {
-	case ups = <-dropped:
-	case <-time.After(deadline):
-		t.Fatal("Drop waits for a copy's hung read")
-	}
-	kinds := map[recordset.Kind]int{}
-	for _, u := range ups {
-		kinds[u.Kind]++
-	}
+	ups, kinds := p.drop(t, "Drop waits for a copy's hung read")
 	if len(ups) != 2 || kinds[recordset.KindWrite] != 1 || kinds[recordset.KindCopy] != 1 {
 		t.Fatalf("Drop marked %+v, want the write and the copy", ups)
 	}
 	if got := p.used("ss1"); got != 0 {
 		t.Fatalf("the sidefile holds %d bytes after the Drop", got)
 	}
-	release()
-	if err := <-copied; !errors.Is(err, subsystem.ErrCopyAbandoned) {
-		t.Fatalf("the copy dropped while reading returned %v, want ErrCopyAbandoned", err)
-	}
+	droppedWhileReading(t, release, copied)
 }
 
 // TestACutGivesUpAtOnceACopyReadingLongerThanItsWait: a copy's wait for
@@ -278,26 +260,11 @@ func TestADropDoesNotWaitForACutWaitingOnAHungRead(t *testing.T) {
 	case <-time.After(deadline):
 		t.Fatal("the cut does not wait for the copy's hung read")
 	}
-	dropped := make(chan []recordset.Update, 1)
-	go func() {
-		var ups []recordset.Update
-		p.mover.Drop(func(u recordset.Update) { ups = append(ups, u) })
-		dropped <- ups
-	}()
-	var ups []recordset.Update
-	select {
-	case ups = <-dropped:
-	case <-time.After(deadline):
-		t.Fatalf("the Drop still waits after %v for a cut that waits on a copy's hung read", deadline)
-	}
+	ups, kinds := p.drop(t, "the Drop still waits for a cut that waits on a copy's hung read")
 	select {
 	case <-cut:
 	case <-time.After(deadline):
 		t.Fatal("the cut still waits for the copy's hung read after the Drop")
-	}
-	kinds := map[recordset.Kind]int{}
-	for _, u := range ups {
-		kinds[u.Kind]++
 	}
 	if len(ups) != 3 || kinds[recordset.KindWrite] != 2 || kinds[recordset.KindCopy] != 1 {
 		t.Fatalf("Drop marked %+v, want both writes and the copy", ups)
@@ -308,6 +275,37 @@ func TestADropDoesNotWaitForACutWaitingOnAHungRead(t *testing.T) {
 	if a, b := p.used("ss1"), p.used("ss2"); a != 0 || b != 0 {
 		t.Fatalf("the sidefiles hold %d and %d bytes after the Drop", a, b)
 	}
+	droppedWhileReading(t, release, copied)
+}
+
+// drop runs a Drop and returns the updates it marked, and how many of
+// each kind; it fails, saying stuck, if the Drop has not returned by the
+// deadline.
+func (p *primary) drop(t *testing.T, stuck string) ([]recordset.Update, map[recordset.Kind]int) {
+	t.Helper()
+	dropped := make(chan []recordset.Update, 1)
+	go func() {
+		var ups []recordset.Update
+		p.mover.Drop(func(u recordset.Update) { ups = append(ups, u) })
+		dropped <- ups
+	}()
+	var ups []recordset.Update
+	select {
+	case ups = <-dropped:
+	case <-time.After(deadline):
+		t.Fatalf("%s after %v", stuck, deadline)
+	}
+	kinds := map[recordset.Kind]int{}
+	for _, u := range ups {
+		kinds[u.Kind]++
+	}
+	return ups, kinds
+}
+
+// droppedWhileReading ends the hung read of a copy a Drop took, and fails
+// unless the copy then says it was given up.
+func droppedWhileReading(t *testing.T, release func(), copied <-chan error) {
+	t.Helper()
 	release()
 	if err := <-copied; !errors.Is(err, subsystem.ErrCopyAbandoned) {
 		t.Fatalf("the copy dropped while reading returned %v, want ErrCopyAbandoned", err)
