@@ -5,8 +5,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"duplex/bitmap"
 )
 
 // failReadsOfA has every copy read of a fail (a failing disk, EIO) until
@@ -44,17 +42,9 @@ func (r *rig) suspendedForTheReadError(t *testing.T, off int64) {
 // another crash too), the other pair recovered and duplex. Once the volume
 // reads again, a resume copies the regions.
 func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
-	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
-	r.settle()
-	r.saveAndClean()
-	r.write("a", twinRegion, 4096)
-	r.write("a", 3*twinRegion, 4096)
-	r.write("b", twinRegion, 4096)
+	r := writtenSinceClean(t)
 	fixed := r.failReadsOfA()
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
+	r.crashed()
 	mg, err := Open(r.opts, r.mv, r.vols)
 	if err != nil {
 		t.Fatalf("the primary does not start, one volume's recovery read failing: %v", err)

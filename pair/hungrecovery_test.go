@@ -5,8 +5,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"duplex/bitmap"
 )
 
 // TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart: after a crash, the
@@ -19,17 +17,9 @@ import (
 // crash too); the other pair is recovered and stays duplex. Once the volume
 // reads again, a resume copies the regions.
 func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
-	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
-	r.settle()
-	r.saveAndClean()
-	r.write("a", twinRegion, 4096)
-	r.write("a", 3*twinRegion, 4096)
-	r.write("b", twinRegion, 4096)
+	r := writtenSinceClean(t)
 	r.hangReadsOfA(t)
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
+	r.crashed()
 	if !r.recovers("a", twinRegion) || !r.recovers("b", twinRegion) {
 		t.Fatalf("the written regions are not recovered: %v", r.opts.Recovered)
 	}
@@ -64,6 +54,19 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 		r.ss.hangs = nil
 		r.ss.mu.Unlock()
 	})
+}
+
+// writtenSinceClean is a rig of pairs a and b, duplex, written since the
+// activity log was last cleaned: a at twinRegion and 3*twinRegion, b at
+// twinRegion. A crash now has those regions recovered.
+func writtenSinceClean(t *testing.T) *rig {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.saveAndClean()
+	r.write("a", twinRegion, 4096)
+	r.write("a", 3*twinRegion, 4096)
+	r.write("b", twinRegion, 4096)
+	return r
 }
 
 // recoversBAndKeepsAsRegions is the end of a start whose recovery copy of
@@ -177,10 +180,7 @@ func TestTheStartWaitsForHungRecoveryReadsTogether(t *testing.T) {
 		}
 		return ends
 	}
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
+	r.crashed()
 	opened, done := make(chan *Manager, 1), make(chan struct{})
 	go func() {
 		defer close(done)

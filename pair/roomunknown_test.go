@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/bitmap"
 	"duplex/mover"
 )
 
@@ -59,10 +58,7 @@ func (r *rig) resumeOnceLinked(mv *restartedMover, vols ...string) {
 // with a mover whose link has not been up in the new run.
 func (r *rig) restartUnlinked() *restartedMover {
 	r.t.Helper()
-	r.ss.mu.Lock()
-	r.ss.tracking = map[string]*bitmap.Bitmap{}
-	r.ss.mu.Unlock()
-	r.openLog()
+	r.crashed()
 	mv := &restartedMover{memMover: r.mv}
 	mg, err := Open(r.opts, mv, r.vols)
 	if err != nil {
