@@ -154,6 +154,9 @@ type Subsystem interface {
 	Resume(vol string) *bitmap.Bitmap
 	Tracking(vol string) *bitmap.Bitmap
 	Copy(ctx context.Context, vol string, off, length int64) error
+	// CopyReporting is Copy calling captured once the copy is captured,
+	// before its read of the volume (see subsystem.CopyReporting).
+	CopyReporting(ctx context.Context, vol string, off, length int64, captured func()) error
 	CopyHole(ctx context.Context, vol string, off, length int64) (bool, error)
 }
 
@@ -192,9 +195,10 @@ type Options struct {
 	// CopyRate, if set, paces the data of initial copies and resyncs.
 	CopyRate *ratelimit.Limiter
 	// CopyReadWait bounds how long the start waits for a read of a primary
-	// volume by a crash recovery's copy (see recover): as the data mover
-	// waits for a copy's read (mover.Config.CopyReadWait, whose default it
-	// shares), negative: for ever.
+	// volume by a crash recovery's copy, from its capture, as the data
+	// mover waits for a copy's read (mover.Config.CopyReadWait, whose
+	// default it shares), and from the end of the last recovery read since
+	// (see recoveryReads); negative: for ever.
 	CopyReadWait time.Duration
 	// copyReadTimer, if set, stands in for time.After in the start's waits
 	// for a recovery copy's read of vol: tests count the waits under way,
@@ -624,9 +628,10 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	}
 	errs := make([]error, len(names))
 	after := mg.copyReadTimer()
+	var reads recoveryReads
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { errs[i] = copyRecovered(mg.vols[name].Subsystem, name, regions[name], wait, after) })
+		wg.Go(func() { errs[i] = copyRecovered(mg.vols[name].Subsystem, name, regions[name], wait, after, &reads) })
 	}
 	wg.Wait()
 	for i, name := range names {
@@ -677,30 +682,90 @@ func (mg *Manager) copyReadTimer() func(vol string, d time.Duration) <-chan time
 // errRecoveryReadHung says a recovery copy's read outlasted its wait.
 var errRecoveryReadHung = errors.New("read of the primary volume did not complete in time")
 
+// recoveryReads is what the start's waits for the recovery copies' reads
+// go by: when one last ended. The copies of every volume start together,
+// and a disk under many volumes serves their reads in turn: a read timed
+// from its capture alone would be given up, queued behind the others,
+// though the disk never stopped reading. A read is given up once wait has
+// passed since the later of its capture and the end of the last recovery
+// read: a stuck disk ends none, and its reads are given up one wait after
+// the last read that ended, on any disk.
+type recoveryReads struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+// ended records that a recovery copy's read ended, done or failed.
+func (rr *recoveryReads) ended() {
+	rr.mu.Lock()
+	rr.last = time.Now()
+	rr.mu.Unlock()
+}
+
+// lastEnded returns when a recovery copy's read last ended.
+func (rr *recoveryReads) lastEnded() time.Time {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.last
+}
+
 // copyRecovered copies the regions rs of vol for a crash recovery, waiting
-// at most wait (negative: for ever, after: the timer) for each copy. A copy whose read of
-// the volume hangs (a stuck disk) would hold the start, and with it every
-// volume's I/O: its copy is left to its read, which the data mover's first
-// cut gives up (see subsystem.DrainWithin), and the regions of vol not
-// copied yet are not tried.
-func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time) error {
+// for each copy's read at most wait (negative: for ever, after: the timer)
+// from its capture or the end of the last of reads since. A copy whose
+// read of the volume hangs (a stuck disk) would hold the start, and with
+// it every volume's I/O: its copy is left to its read, which the data
+// mover's first cut gives up (see subsystem.DrainWithin), and the regions
+// of vol not copied yet are not tried. Until its capture a copy waits as a
+// write does, for sidefile room (which the start has checked there is)
+// and for its activity-log mark.
+func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time, reads *recoveryReads) error {
 	for _, r := range rs {
-		done := make(chan error, 1)
-		go func() { done <- ss.Copy(context.Background(), vol, r[0], r[1]) }()
-		var bound <-chan time.Time
-		if wait >= 0 {
-			bound = after(vol, wait)
-		}
-		select {
-		case err := <-done:
-			if err != nil {
-				return fmt.Errorf("recovery copy of %s [%d, +%d): %w", vol, r[0], r[1], err)
+		done, captured := make(chan error, 1), make(chan time.Time, 1)
+		go func() {
+			read := false
+			err := ss.CopyReporting(context.Background(), vol, r[0], r[1], func() {
+				read = true
+				captured <- time.Now()
+			})
+			if read {
+				reads.ended()
 			}
-		case <-bound:
-			return fmt.Errorf("recovery copy of %s [%d, +%d): %w after %v", vol, r[0], r[1], errRecoveryReadHung, wait)
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done: // a hole, or refused before its capture
+		case from := <-captured:
+			err = awaitRecoveryRead(vol, from, done, wait, after, reads)
+		}
+		if err != nil {
+			return fmt.Errorf("recovery copy of %s [%d, +%d): %w", vol, r[0], r[1], err)
 		}
 	}
 	return nil
+}
+
+// awaitRecoveryRead waits for the copy of vol captured at from to end, on
+// done, as copyRecovered says.
+func awaitRecoveryRead(vol string, from time.Time, done <-chan error, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time, reads *recoveryReads) error {
+	for {
+		var bound <-chan time.Time
+		if wait >= 0 {
+			bound = after(vol, wait-time.Since(from))
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-bound:
+		}
+		last := reads.lastEnded()
+		if !last.After(from) {
+			return fmt.Errorf("%w: no recovery read ended for %v", errRecoveryReadHung, wait)
+		}
+		// Another read ended meanwhile: the disk may be serving the
+		// others first.
+		from = last
+	}
 }
 
 // suspendRecoveryHung suspends p, saying reason, whose crash recovery (the

@@ -57,6 +57,10 @@ type memSubsystem struct {
 	// as subsystem.Copy does, the copy is captured all the same (its data
 	// zeroes) and its Copy returns the read's error.
 	fails func(vol string, off int64) bool
+	// capturing, if set, runs before a copy is captured (before its
+	// sidefile room and its activity-log mark, which a slow disk delays),
+	// read after, as the copy reads the volume (a slow disk).
+	capturing, read func(vol string, off int64)
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -153,7 +157,11 @@ func (s *memSubsystem) write(ctx context.Context, vol string, off, length int64)
 }
 
 func (s *memSubsystem) Copy(ctx context.Context, vol string, off, length int64) error {
-	return s.copy(ctx, vol, off, length, recordset.KindCopy)
+	return s.copy(ctx, vol, off, length, recordset.KindCopy, nil)
+}
+
+func (s *memSubsystem) CopyReporting(ctx context.Context, vol string, off, length int64, captured func()) error {
+	return s.copy(ctx, vol, off, length, recordset.KindCopy, captured)
 }
 
 func (s *memSubsystem) CopyHole(ctx context.Context, vol string, off, length int64) (bool, error) {
@@ -163,13 +171,19 @@ func (s *memSubsystem) CopyHole(ctx context.Context, vol string, off, length int
 	if !holes {
 		return false, nil
 	}
-	return true, s.copy(ctx, vol, off, length, recordset.KindZeroes)
+	return true, s.copy(ctx, vol, off, length, recordset.KindZeroes, nil)
 }
 
 // errSuspended is the twin's refusal of a copy of a suspended volume.
 var errSuspended = fmt.Errorf("volume is suspended")
 
-func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, kind recordset.Kind) error {
+func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, kind recordset.Kind, captured func()) error {
+	s.mu.Lock()
+	capturing, read := s.capturing, s.read
+	s.mu.Unlock()
+	if capturing != nil {
+		capturing(vol, off)
+	}
 	var u recordset.Update
 	var hook func(vol string, off, length int64)
 	ok, err := s.admit(ctx, vol, off, length, func(al *actlog.Log) error { return al.MarkCopy(vol, off, length) }, func() {
@@ -183,6 +197,9 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 	}
 	if !ok {
 		return errSuspended
+	}
+	if captured != nil {
+		captured()
 	}
 	s.mu.Lock()
 	hangs := s.hangs != nil && kind == recordset.KindCopy && s.hangs(vol, off)
@@ -199,6 +216,9 @@ func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, 
 			<-hung
 		}
 		return errAbandoned
+	}
+	if read != nil && kind == recordset.KindCopy {
+		read(vol, off)
 	}
 	fails := s.fails != nil && kind == recordset.KindCopy && s.fails(vol, off)
 	s.side.Append(u)

@@ -674,6 +674,15 @@ func (s *Subsystem) setTracking(vol string, bm *bitmap.Bitmap) {
 // is sent as zeroes, without data, when no write to the volume intervenes
 // while it is checked.
 func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) error {
+	return s.CopyReporting(ctx, vol, off, length, nil)
+}
+
+// CopyReporting is Copy calling captured (if not nil) once the copy is
+// captured, before it reads the volume: a caller that bounds the wait for
+// the read times it from then, as the data mover does (Taken.Newest), not
+// from before the sidefile room and the activity-log mark the capture
+// waits for. A hole, captured without a read, does not call it.
+func (s *Subsystem) CopyReporting(ctx context.Context, vol string, off, length int64, captured func()) error {
 	v, ok := s.volumes[vol]
 	if !ok {
 		return fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
@@ -710,6 +719,9 @@ func (s *Subsystem) Copy(ctx context.Context, vol string, off, length int64) err
 	s.filling[me.done] = me
 	hook := s.beforeCopyRead
 	s.mu.Unlock()
+	if captured != nil {
+		captured()
+	}
 	for _, ch := range before {
 		<-ch
 	}
