@@ -239,9 +239,10 @@ func loggedWait(t *testing.T, log string) time.Duration {
 
 // TestADropDoesNotWaitForACutWaitingOnAHungRead: a cut waits for a copy's
 // read that hangs (up to CopyReadWait, 30s by default), and the session
-// suspends meanwhile (the operator's suspend of every pair, or the link
-// down with a full sidefile): its Drop, which the suspension and every
-// resume wait for, must not wait for the cut's wait to run out. The copy
+// suspends itself meanwhile (the link down with a full sidefile, or a
+// record set refused as stale): its Drop, which the suspension and every
+// resume wait for, must not wait for the cut's wait to run out. (A
+// suspension by the operator drops nothing, and waits for no cut.) The copy
 // still reading is given up and handed to mark with the rest, its region
 // to be copied again by the resync, not reported given up for a read
 // that outlasted its wait: nothing waited that long.
