@@ -2,7 +2,6 @@ package coupling
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 )
@@ -138,31 +137,4 @@ func forget(ctx context.Context, t *testing.T, store Store) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// An add cut short whose moment the store no longer holds (etcd compacted
-// past it) cannot be finished at its floor: the member's secondary and a
-// recovery say to run duplex couple add again, which adds the session
-// anew, its writes coupled from then on.
-func TestACutShortAddWhoseMomentIsForgottenIsMadeAnew(t *testing.T) {
-	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
-		forget(ctx, t, cli)
-		x.c.Round(ctx)
-		if st := x.c.Status(); !strings.Contains(st.Held, "duplex couple add --config FILE x again") {
-			t.Errorf("x's status once its add's moment was forgotten: held %q, want it to say to add it again", st.Held)
-		}
-		if _, _, err := RecoveryTime(ctx, store, "b", b.limit()); err == nil || !strings.Contains(err.Error(), "duplex couple add --config FILE x again") {
-			t.Errorf("a recovery once x's add's moment was forgotten: %v, want it to say to add it again", err)
-		}
-		if err := Add(ctx, cli, "x", clk.now()); err != nil {
-			t.Fatal(err)
-		}
-		x.c.Round(ctx)
-		b.c.Round(ctx)
-		rt, v := b.recovery(ctx, t, store, "b")
-		if !v.given("x") || rt < b.limit() || b.c.Status().Held != "" {
-			t.Errorf("x added anew: its time %+v under membership %q, the recovery time %d, b's limit %d, b held %q",
-				v.Reports["x"], v.Memberships["x"], rt, b.limit(), b.c.Status().Held)
-		}
-	})
 }

@@ -80,6 +80,11 @@ type Coupler struct {
 	published int64
 
 	join bool // a join is owed (Config.Join); guarded by roundMu
+	// forgottenFloor is the least time of the others as a round first
+	// saw them under membership forgotten, whose add's moment the store
+	// no longer holds (finishAdd); guarded by roundMu.
+	forgotten      string
+	forgottenFloor int64
 
 	mu sync.Mutex
 	// membership is the member's membership as the last round saw it
@@ -188,8 +193,13 @@ func (c *Coupler) Round(ctx context.Context) {
 	// member without one.
 	joining := c.join && own > 0
 	var fl int64 // the floor of an add this round finishes
+	var behind error
 	if _, member := view.Memberships[c.cfg.Member]; joining || member && !view.given(c.cfg.Member) {
-		if fl, err = c.finishAdd(rctx, &view, joining); err != nil {
+		if fl, err = c.finishAdd(rctx, &view, joining, own); errors.Is(err, ErrJournaledBehind) {
+			// Published all the same, not as given: what its secondary
+			// journaled is what a couple add and a recovery go by.
+			behind = err
+		} else if err != nil {
 			if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoSpace) {
 				c.holdFor(err)
 			} else {
@@ -216,6 +226,13 @@ func (c *Coupler) Round(ctx context.Context) {
 	// made; a session not a member says its time is outside the group.
 	var given string
 	switch {
+	case behind != nil:
+		// Not given: a publication names no membership, and keeps
+		// the one its time names, but the first must not pass for one
+		// from before memberships were named.
+		if !had {
+			given = Outside
+		}
 	case member && !view.given(c.cfg.Member):
 		given = ms
 	case !member && prev.Membership != Outside:
@@ -232,6 +249,10 @@ func (c *Coupler) Round(ctx context.Context) {
 		view.Reports[c.cfg.Member], view.Alive[c.cfg.Member] = r, true
 	}
 	c.published = pub
+	if behind != nil {
+		c.hold(fmt.Sprintf("%v; the master time holds meanwhile", behind))
+		return
+	}
 	if joining {
 		c.joined()
 	}
@@ -251,7 +272,18 @@ func (c *Coupler) Round(ctx context.Context) {
 // time (its leave took its last time away), its own time may be behind
 // (the rejoin's consistency time) only by writes of its new direction
 // made before the join, which no other member's writes were coupled with.
-func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool) (int64, error) {
+//
+// Once the store forgot the group as of that write (etcd compacted its
+// history past it), the floor is lost, and no later one may be taken for
+// it: the member's writes since the membership are coupled already, and
+// a floor past what its secondary journaled would let the others apply
+// writes that depended on some it does not hold. The add is finished
+// then without a floor, at the member's own time, once that reached the
+// least time of the others as this Coupler first saw them after the add,
+// past every limit they had applied through by then (and they applied no
+// further than the member's time since): ErrJournaledBehind until it
+// did.
+func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool, own int64) (int64, error) {
 	if joining && !slices.Contains(view.Members, c.cfg.Member) {
 		v, err := c.cfg.Store.AddMemberView(ctx, c.cfg.Member)
 		if err != nil {
@@ -268,8 +300,27 @@ func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool) (int6
 	added, err := c.cfg.Store.AddedView(ctx, c.cfg.Member)
 	switch {
 	case errors.Is(err, ErrAddForgotten):
-		return 0, fmt.Errorf("coupling: session %s's add to group %q ended before it gave the session its floor, and %w: "+
-			"run duplex couple add --config FILE %s again, which adds it anew", c.cfg.Member, c.cfg.Group, err, c.cfg.Member)
+		ms := view.Memberships[c.cfg.Member]
+		if c.forgotten != ms {
+			// Read, not followed: a watch may bring a member's removal
+			// late, and its time, left behind what the others applied
+			// through since, would pass for their least.
+			group, err := c.cfg.Store.Read(ctx)
+			if err != nil {
+				return 0, fmt.Errorf("coupling: session %s finishing its add to group %q: %w", c.cfg.Member, c.cfg.Group, err)
+			}
+			if group.Memberships[c.cfg.Member] != ms {
+				return 0, fmt.Errorf("coupling: session %s's membership of group %q changed while this round read it", c.cfg.Member, c.cfg.Group)
+			}
+			c.forgotten, c.forgottenFloor = ms, floor(group, c.cfg.Member)
+		}
+		have := max(own, view.Reports[c.cfg.Member].Time, c.published)
+		if err := journaledBehind(c.cfg.Member, c.cfg.Group, have, c.forgottenFloor); err != nil {
+			return 0, err
+		}
+		c.log.Info("finished an add whose moment etcd no longer holds, at the session's own time, past the others' least time after it",
+			"member", c.cfg.Member, "time", have, "others", c.forgottenFloor)
+		return 0, nil
 	case err != nil:
 		return 0, fmt.Errorf("coupling: session %s finishing its add to group %q: %w", c.cfg.Member, c.cfg.Group, err)
 	case added.Memberships[c.cfg.Member] != view.Memberships[c.cfg.Member]:
@@ -530,8 +581,12 @@ func counted(ctx context.Context, store Store, view View, member string) (int64,
 	added, err := store.AddedView(ctx, member)
 	switch {
 	case errors.Is(err, ErrAddForgotten):
-		return 0, fmt.Errorf("coupling: member %s's add ended before it gave the member its floor, and %w: "+
-			"run duplex couple add --config FILE %s again, which adds it anew", member, err, member)
+		// Counted as its secondary will finish the add (finishAdd), or
+		// not at all.
+		if err := journaledBehind(member, "", t, floor(view, member)); err != nil {
+			return 0, err
+		}
+		return t, nil
 	case err != nil:
 		return 0, fmt.Errorf("coupling: member %s, whose add has not given it its floor yet: %w", member, err)
 	case added.Memberships[member] != view.Memberships[member]:
@@ -551,7 +606,9 @@ func counted(ctx context.Context, store Store, view View, member string) (int64,
 // read them before the add, so the floor claims none of the member's
 // writes made after it, which are coupled with the others'. A member already in the group keeps its time: it may
 // be the laggard. Added while no other has a time (the group forming), no
-// member applied anything, and it publishes its own.
+// member applied anything, and it publishes its own. An add cut short
+// whose moment the store forgot is finished only at the member's own
+// time (finishForgotten).
 func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	view, err := store.Read(ctx)
 	if err != nil {
@@ -565,12 +622,7 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	// writes since are coupled already.
 	added, err := store.AddMemberView(ctx, member)
 	if errors.Is(err, ErrAddForgotten) {
-		// When that was is lost: the session is added anew, its writes
-		// coupled from now on.
-		if err := store.Leave(ctx, member, view.Memberships[member]); err != nil {
-			return fmt.Errorf("coupling: adding %s anew: %w", member, err)
-		}
-		added, err = store.AddMemberView(ctx, member)
+		return finishForgotten(ctx, store, member, now)
 	}
 	if err != nil {
 		return fmt.Errorf("coupling: adding %s: %w", member, err)
@@ -584,3 +636,65 @@ func Add(ctx context.Context, store Store, member string, now time.Time) error {
 	}
 	return nil
 }
+
+// finishForgotten finishes the add of member, a member whose add was cut
+// short before it gave it its floor, once the store forgot the group as
+// of that add: at the member's own time, if that is no earlier than the
+// least time of the others now, which is past every limit they applied
+// through before the add, and which they have not applied past since
+// (their master time waits for the member). Taken for a floor, that
+// least time could pass writes of the member made since its membership
+// (coupled already, their dependents held back) that its secondary has
+// not journaled; nor is the membership made anew, which for a moment
+// would leave the others' master time to pass them.
+func finishForgotten(ctx context.Context, store Store, member string, now time.Time) error {
+	view, err := store.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("coupling: adding %s: %w", member, err)
+	}
+	ms, ok := view.Memberships[member]
+	switch {
+	case !ok:
+		return fmt.Errorf("coupling: adding %s: its membership was removed meanwhile", member)
+	case view.given(member):
+		return nil
+	}
+	have := view.Reports[member].Time
+	if err := journaledBehind(member, "", have, floor(view, member)); err != nil {
+		return err
+	}
+	if err := store.Publish(ctx, member, Report{Time: have, At: now.UnixNano(), Membership: ms}); err != nil {
+		return fmt.Errorf("coupling: finishing the add of %s at its own time %d: %w", member, have, err)
+	}
+	return nil
+}
+
+// ErrJournaledBehind is the refusal to finish an add whose moment the
+// store forgot (ErrAddForgotten) while the member's secondary has
+// journaled less than the others' time.
+var ErrJournaledBehind = errors.New("its secondary has not journaled through the others' time yet")
+
+// journaledBehind says why member, whose add was cut short before it gave
+// it its floor and whose moment the store forgot, cannot be counted at
+// have, what its secondary journaled through, while the others' least
+// time is f; nil once it can. group names the group when the member's
+// own secondary says so.
+func journaledBehind(member, group string, have, f int64) error {
+	if have >= f {
+		return nil
+	}
+	in := ""
+	if group != "" {
+		in = fmt.Sprintf(" to group %q", group)
+	}
+	return fmt.Errorf("coupling: session %s's add%s ended before it gave the session its floor, and %w; "+
+		"its writes since the add are coupled with the others' (their master time waits for it), and %w: "+
+		"it journaled through %s, the others are at %s. Its secondary, running, finishes the add once it journaled past that "+
+		"(start it if it is stopped, resume its pair if it is suspended); the master time holds meanwhile. "+
+		"Only if its secondary cannot catch up: duplex couple remove --config FILE %s lets the others apply without it, "+
+		"and its writes since the add are then coupled with none of theirs",
+		member, in, ErrAddForgotten, ErrJournaledBehind, stamp(have), stamp(f), member)
+}
+
+// stamp is t for an operator: RFC 3339 in UTC, to the nanosecond.
+func stamp(t int64) string { return time.Unix(0, t).UTC().Format(time.RFC3339Nano) }

@@ -59,8 +59,22 @@
 // which could pass writes of the member made since the membership,
 // coupled already, that its secondary has not journaled; nor at the
 // member's own time alone, which may be behind what the others applied.
-// Once etcd compacted its history past the add, couple add run again
-// adds the member anew, its writes coupled from then on.
+// Once etcd compacted its history past the add, that floor is lost, and
+// no later one may be taken for it: the member's writes since the
+// membership are coupled already (the others' master time has waited for
+// them), and a floor past what its secondary journaled would let the
+// others apply writes that depended on some of them it does not hold.
+// The add is then finished without a floor, at the member's own time
+// (what its secondary journaled), once that reached the least time of
+// the others as the member's secondary first read them after the add:
+// past every limit they had applied through by then, and they applied no
+// further than the member's time since. Until it did, the member
+// publishes its own time outside the group, its secondary's status says
+// what it waits for, duplex couple add refuses (it finishes the add
+// itself only if the time the member published reached the others'
+// least time now), and a recovery counts the member only at such a
+// time, else refuses, saying that only duplex couple remove lets the
+// others go on without it, uncoupling its writes since the add.
 // A member that stops publishing holds the master time where its last time
 // is, and status names it as the laggard with how long it has been silent.
 // When etcd cannot be reached the limit stays where it is (the members

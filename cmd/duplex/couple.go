@@ -21,7 +21,8 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 		"the members with the time each published and the group's master time. SESSION defaults to the config's session. "+
 		"An added session's writes are coupled with the group's from its add on: it starts at the least time of the members "+
 		"that have one, which they may have applied through (none: at its own). "+
-		"Run again after it was cut short (killed before it said the session is a member), it finishes the add at those times as of its first run. "+
+		"Run again after it was cut short (killed before it said the session is a member), it finishes the add at those times as of its first run; "+
+		"once etcd compacted them away, the session's secondary finishes it when it journaled past the others' times, and the add refuses until then. "+
 		"The master time is the minimum over the members: a member that stops publishing holds it until it is removed.")
 	path := fs.configFlag("its [coupling] section")
 	pos, err := fs.parse(args, stdout)
@@ -123,7 +124,7 @@ func printGroup(w io.Writer, group string, view coupling.View) {
 		// or is under way.
 		unfinished := ""
 		if !view.Given(m) {
-			unfinished = fmt.Sprintf("; its add has not given it its floor: duplex couple add %s finishes it", m)
+			unfinished = fmt.Sprintf("; its add has not given it its floor: duplex couple add %s finishes it or says what it waits for", m)
 		}
 		if !ok || r.Time == 0 {
 			fmt.Fprintf(w, "  %s: no time published yet%s\n", m, unfinished)
