@@ -81,9 +81,9 @@ type Coupler struct {
 
 	join bool // a join is owed (Config.Join); guarded by roundMu
 	// forgottenFloor is the least time of the others as a round first
-	// saw them under membership forgotten, whose add's moment the store
+	// saw them under membership *forgotten, whose add's moment the store
 	// no longer holds (finishAdd); guarded by roundMu.
-	forgotten      string
+	forgotten      *string
 	forgottenFloor int64
 
 	mu sync.Mutex
@@ -301,7 +301,8 @@ func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool, own i
 	switch {
 	case errors.Is(err, ErrAddForgotten):
 		ms := view.Memberships[c.cfg.Member]
-		if c.forgotten != ms {
+		// A pointer: "" names the memberships made before names were kept.
+		if c.forgotten == nil || *c.forgotten != ms {
 			// Read, not followed: a watch may bring a member's removal
 			// late, and its time, left behind what the others applied
 			// through since, would pass for their least.
@@ -312,7 +313,7 @@ func (c *Coupler) finishAdd(ctx context.Context, view *View, joining bool, own i
 			if group.Memberships[c.cfg.Member] != ms {
 				return 0, fmt.Errorf("coupling: session %s's membership of group %q changed while this round read it", c.cfg.Member, c.cfg.Group)
 			}
-			c.forgotten, c.forgottenFloor = ms, floor(group, c.cfg.Member)
+			c.forgotten, c.forgottenFloor = &ms, floor(group, c.cfg.Member)
 		}
 		have := max(own, view.Reports[c.cfg.Member].Time, c.published)
 		if err := journaledBehind(c.cfg.Member, c.cfg.Group, have, c.forgottenFloor); err != nil {
