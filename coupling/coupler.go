@@ -691,7 +691,7 @@ func journaledBehind(member, group string, have, f int64) error {
 	return fmt.Errorf("coupling: session %s's add%s ended before it gave the session its floor, and %w; "+
 		"its writes since the add are coupled with the others' (their master time waits for it), and %w: "+
 		"it journaled through %s, the others are at %s. Its secondary, running, finishes the add once it journaled past that "+
-		"(start it if it is stopped, resume its pair if it is suspended); the master time holds meanwhile. "+
+		"(start it if it is stopped, resume its pair if it is suspended). "+
 		"Only if its secondary cannot catch up: duplex couple remove --config FILE %s lets the others apply without it, "+
 		"and its writes since the add are then coupled with none of theirs",
 		member, in, ErrAddForgotten, ErrJournaledBehind, stamp(have), stamp(f), member)
