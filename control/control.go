@@ -169,6 +169,10 @@ type CouplingStatus struct {
 	// since HeldSince.
 	Held      string `json:"held,omitempty"`
 	HeldSince string `json:"held_since,omitempty"`
+	// AddUnfinished says why this session's add to the group, cut short
+	// and its moment forgotten by etcd, is not finished yet, and what to
+	// do: a group recovery is refused until it is.
+	AddUnfinished string `json:"add_unfinished,omitempty"`
 	// GatedGroups are the groups journaled here past AppliedThrough.
 	GatedGroups uint64 `json:"gated_groups"`
 	// JournalFullSince is when the gated groups left the journal's file

@@ -41,8 +41,8 @@ func TestAnAddWhoseMomentIsForgottenPassesNoWriteOfTheMemberNotJournaled(t *test
 		}
 		x.c.Round(ctx)
 		noWritePassed(ctx, t, store, b, "duplex couple add run again")
-		if st := x.c.Status(); !strings.Contains(st.Held, "finishes the add once it journaled past") {
-			t.Errorf("x's status while its secondary is behind the others: held %q, want it to say it waits for its secondary to journal", st.Held)
+		if st := x.c.Status(); !strings.Contains(st.AddUnfinished, "finishes the add once it journaled past") {
+			t.Errorf("x's status while its secondary is behind the others: add unfinished %q, want it to say it waits for its secondary to journal", st.AddUnfinished)
 		}
 		if _, _, err := RecoveryTime(ctx, store, "b", b.limit()); err == nil || !strings.Contains(err.Error(), "duplex couple remove --config FILE x") {
 			t.Errorf("a recovery while x's secondary is behind the others: %v, want it refused, saying how to recover without x", err)
@@ -109,6 +109,29 @@ func TestCoupleAddFinishesAForgottenAddAtTheMembersOwnTime(t *testing.T) {
 		if !v.given("x") || v.Reports["x"].Time != 250 || b.limit() != 200 || rt < b.limit() {
 			t.Errorf("x's time %+v under membership %q, b's limit %d, the recovery time %d; want x given at 250, b applying through 200",
 				v.Reports["x"], v.Memberships["x"], b.limit(), rt)
+		}
+	})
+}
+
+// A member whose forgotten add waits for its secondary to journal past
+// the others' time applies meanwhile through the least of the members'
+// times, its own the least: its journal holds every group it does not
+// apply, and once full its secondary journals nothing more, never to
+// reach the others' time. Its limit stayed where the add was cut short.
+func TestAMemberWaitingToFinishAForgottenAddApplies(t *testing.T) {
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
+		forget(ctx, t, cli)
+		x.own.Store(160)
+		x.c.Round(ctx)
+		st := x.c.Status()
+		if x.limit() != 160 || st.Held != "" || !strings.Contains(st.AddUnfinished, "finishes the add once it journaled past") {
+			t.Errorf("x journaled through 160, the others at 200: x's limit %d, held %q, add unfinished %q; "+
+				"want x applying through 160, not held, and its status saying what its add waits for", x.limit(), st.Held, st.AddUnfinished)
+		}
+		x.own.Store(200)
+		x.c.Round(ctx)
+		if st := x.c.Status(); x.limit() != 200 || st.AddUnfinished != "" {
+			t.Errorf("x journaled through 200: x's limit %d, add unfinished %q; want 200 and its add finished", x.limit(), st.AddUnfinished)
 		}
 	})
 }

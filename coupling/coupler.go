@@ -61,6 +61,10 @@ type Status struct {
 	Held string
 	// HeldSince is when it began (zero while the limit advances).
 	HeldSince time.Time
+	// AddUnfinished says why the member's add, cut short and its moment
+	// forgotten by etcd, is not finished yet ("" once it is): a group
+	// recovery is refused until it is.
+	AddUnfinished string
 	// Recovery is the time recover --coupled fixed, 0 if none.
 	Recovery int64
 }
@@ -250,13 +254,17 @@ func (c *Coupler) Round(ctx context.Context) {
 	}
 	c.published = pub
 	if behind != nil {
-		c.hold(fmt.Sprintf("%v; the master time holds meanwhile", behind))
+		// It applies meanwhile, through the least of the members' times,
+		// its own among them: held, its journal would fill with what it
+		// does not apply, and its secondary journal nothing more, never
+		// to reach the others' time.
+		c.follow(view, behind.Error())
 		return
 	}
 	if joining {
 		c.joined()
 	}
-	c.follow(view)
+	c.follow(view, "")
 }
 
 // finishAdd adds the member to the group if it is not one and joining
@@ -445,7 +453,9 @@ func (c *Coupler) sinceLocked(member string) time.Duration {
 }
 
 // follow computes the master time of view and raises the limit to it.
-func (c *Coupler) follow(view View) {
+// unfinished says why the member's add is not finished yet (finishAdd's
+// ErrJournaledBehind), "" if nothing waits.
+func (c *Coupler) follow(view View, unfinished string) {
 	now := c.cfg.Now()
 	c.mu.Lock()
 	for m, r := range view.Reports {
@@ -454,7 +464,10 @@ func (c *Coupler) follow(view View) {
 		}
 	}
 	st := Status{Group: c.cfg.Group, Member: c.cfg.Member, Members: view.Members, Recovery: view.Recovery, Limit: c.limit,
-		HeldSince: c.status.HeldSince}
+		HeldSince: c.status.HeldSince, AddUnfinished: unfinished}
+	if unfinished != "" && c.status.AddUnfinished == "" {
+		c.log.Warn("the session's add is not finished: a group recovery is refused until it is", "why", unfinished)
+	}
 	var master int64
 	switch {
 	case len(view.Members) == 0:

@@ -686,7 +686,7 @@ func (s *Secondary) samples() []control.Sample {
 // couplingStatus reports a coupled secondary's view of its group.
 func couplingStatus(c coupling.Status, st secondary.Stats) *control.CouplingStatus {
 	out := &control.CouplingStatus{Group: c.Group, Members: c.Members, Laggard: c.Laggard, LaggardSilentSeconds: c.Silent.Seconds(),
-		LaggardGone: c.Gone, Held: c.Held, GatedGroups: st.GatedGroups}
+		LaggardGone: c.Gone, Held: c.Held, AddUnfinished: c.AddUnfinished, GatedGroups: st.GatedGroups}
 	if out.Members == nil {
 		out.Members = []string{}
 	}

@@ -211,6 +211,9 @@ func printStatus(w io.Writer, st control.Status) {
 		if c.Held != "" {
 			fmt.Fprintf(w, "  master-time-held: %s (since %s)\n", c.Held, c.HeldSince)
 		}
+		if c.AddUnfinished != "" {
+			fmt.Fprintf(w, "  add-unfinished: %s\n", c.AddUnfinished)
+		}
 		if c.JournalFullSince != "" {
 			fmt.Fprintf(w, "  journal-full: the gated groups leave no room for another; acknowledging nothing until they are applied or there is room (since %s)\n",
 				c.JournalFullSince)

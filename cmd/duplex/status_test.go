@@ -124,3 +124,18 @@ func TestStatusAddrTakesTheDemosURLOrSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// A coupled secondary whose add waits for it to journal past the others
+// says so, and what to do, in the human status as in JSON.
+func TestStatusSaysWhatAnUnfinishedAddWaitsFor(t *testing.T) {
+	why := "coupling: session x's add ended before it gave the session its floor ... duplex couple remove --config FILE x"
+	addr := serveStatus(t, control.Status{Session: "x", Role: "secondary", Link: "connected",
+		Coupling: &control.CouplingStatus{Group: "g", Members: []string{"b", "x"}, AddUnfinished: why}})
+	code, out, errs := runCmd("status", "--addr", addr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if want := "  add-unfinished: " + why + "\n"; !strings.Contains(out, want) {
+		t.Errorf("human status lacks %q:\n%s", want, out)
+	}
+}
