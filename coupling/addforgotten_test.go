@@ -3,6 +3,7 @@ package coupling
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -132,6 +133,38 @@ func TestAMemberWaitingToFinishAForgottenAddApplies(t *testing.T) {
 		x.c.Round(ctx)
 		if st := x.c.Status(); x.limit() != 200 || st.AddUnfinished != "" {
 			t.Errorf("x journaled through 200: x's limit %d, add unfinished %q; want 200 and its add finished", x.limit(), st.AddUnfinished)
+		}
+	})
+}
+
+// A rejoin's join cut short the same way (its secondary killed between
+// making the membership and publishing) and forgotten is finished by the
+// same rule when the secondary starts again, its join owed: not before
+// it journaled past the others' time, and only then recorded as done.
+func TestAForgottenJoinIsFinishedOnceTheMemberJournaledPastTheOthers(t *testing.T) {
+	eachCutShortAdd(t, func(ctx context.Context, t *testing.T, store, cli Store, clk *clock, b, x *member) {
+		forget(ctx, t, cli)
+		var joined atomic.Int64
+		var own atomic.Int64
+		c, err := New(Config{Store: store, Group: "g", Member: "x", Own: own.Load, Now: clk.now, Join: true,
+			Joined: func() error { joined.Add(1); return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		own.Store(140)
+		c.Round(ctx)
+		noWritePassed(ctx, t, store, b, "x's join forgotten")
+		if joined.Load() != 0 || c.Status().AddUnfinished == "" {
+			t.Errorf("x journaled through 140, the others at 200: joined %d times, add unfinished %q; want the join owed still, and said so",
+				joined.Load(), c.Status().AddUnfinished)
+		}
+		own.Store(210)
+		c.Round(ctx)
+		b.c.Round(ctx)
+		rt, v := b.recovery(ctx, t, store, "b")
+		if joined.Load() != 1 || !v.given("x") || b.limit() != 200 || rt < b.limit() {
+			t.Errorf("x journaled through 210: joined %d times, x's time %+v under membership %q, b's limit %d, the recovery time %d; "+
+				"want the join done once, x given, b applying through 200", joined.Load(), v.Reports["x"], v.Memberships["x"], b.limit(), rt)
 		}
 	})
 }
