@@ -69,12 +69,12 @@
 // the others as the member's secondary first read them after the add:
 // past every limit they had applied through by then, and they applied no
 // further than the member's time since. Until it did, the member
-// publishes its own time outside the group, and applies, as the others
-// do, through the least of the members' times, its own among them (held,
-// its journal would fill and its time stop short of the others'); its
-// secondary's status says what the add waits for, duplex couple add
-// refuses (it finishes the add
-// itself only if the time the member published reached the others'
+// publishes its own time, not as given under its membership, and
+// applies, as the others do, through the least of the members' times,
+// its own among them (held, its journal would fill and its time stop
+// short of the others'); its secondary's status says what the add waits
+// for (Status.AddUnfinished), duplex couple add refuses (it finishes the
+// add itself only if the time the member published reached the others'
 // least time now), and a recovery counts the member only at such a
 // time, else refuses, saying that only duplex couple remove lets the
 // others go on without it, uncoupling its writes since the add.
