@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"duplex/coupling"
 )
 
@@ -58,12 +61,20 @@ func coupleAddKilledBeforeItsFloor(t *testing.T, s *procSession) {
 // own time, never given under its membership (it is no floor for another
 // add, and couple list says the add is not finished). Finished, the
 // group's master time advances.
+//
+// Once etcd compacted its history past the add, the others' times then
+// are lost: couple add run again gave c2 the others' times now, past
+// c2's writes its stopped secondary had not journaled, as the first case
+// did. It must refuse, saying what c2's secondary journaled and what to
+// do, and c2's secondary, started, finishes the add at its own time once
+// it journaled past the others' time.
 func TestCoupleAddKilledBeforeItsFloorIsFinished(t *testing.T) {
-	t.Run("by couple add run again", func(t *testing.T) { coupleAddKilled(t, false) })
-	t.Run("by the member's secondary", func(t *testing.T) { coupleAddKilled(t, true) })
+	t.Run("by couple add run again", func(t *testing.T) { coupleAddKilled(t, false, false) })
+	t.Run("by the member's secondary", func(t *testing.T) { coupleAddKilled(t, true, false) })
+	t.Run("by the member's secondary, etcd compacted past the add", func(t *testing.T) { coupleAddKilled(t, true, true) })
 }
 
-func coupleAddKilled(t *testing.T, bySecondary bool) {
+func coupleAddKilled(t *testing.T, bySecondary, compacted bool) {
 	e, s := coupledPair(t, true)
 	store, err := coupling.DialEtcd(coupling.EtcdConfig{Group: "payments", Endpoints: []string{e.url}, Lease: 2 * time.Second})
 	if err != nil {
@@ -110,6 +121,17 @@ func coupleAddKilled(t *testing.T, bySecondary bool) {
 	if err := c.finish(); err != nil {
 		t.Fatal(err)
 	}
+	if compacted {
+		compactEtcd(ctx, t, e.url)
+		code, out, errs := runDuplex(t, "couple", "add", "--config", s[1].path)
+		if code == 0 || !strings.Contains(errs, "it journaled through") || !strings.Contains(errs, "duplex couple remove --config FILE c2") {
+			t.Errorf("duplex couple add run again once etcd compacted past the add, c2's secondary stopped: exit %d\n%s%s\n"+
+				"want it refused, saying what c2's secondary journaled and what to do", code, out, errs)
+		}
+		if v, err := store.Read(ctx); err != nil || v.Given("c2") {
+			t.Fatalf("after couple add refused: c2's time %+v under membership %q, %v; want it not given", v.Reports["c2"], v.Memberships["c2"], err)
+		}
+	}
 	if bySecondary {
 		s[1].startSecondary()
 	} else if code, out, errs := runDuplex(t, "couple", "add", "--config", s[1].path); code != 0 {
@@ -142,5 +164,22 @@ func coupleAddKilled(t *testing.T, bySecondary bool) {
 	}
 	if got := strings.Count(out, "coupled group payments: recovered to the group's time"); got != 2 {
 		t.Errorf("recover --coupled printed the group's time %d times, want once per member:\n%s", got, out)
+	}
+}
+
+// compactEtcd compacts etcd's history at url to its current revision.
+func compactEtcd(ctx context.Context, t *testing.T, url string) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctx, "compact")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision); err != nil {
+		t.Fatal(err)
 	}
 }
