@@ -227,6 +227,12 @@ func ReadMarks(fsys disk.FS, path string) (map[string][][2]int64, error) {
 // ErrCorrupt is returned when no slot of an existing log decodes.
 var ErrCorrupt = errors.New("activity log corrupt")
 
+// ErrWrite is returned, wrapping the disk's error, when the marks could not
+// be written and synced: the update a mark guards must not reach its
+// volume. The log is every volume's, so until its disk works again every
+// update that needs a fresh mark fails the same way, whatever its volume.
+var ErrWrite = errors.New("marks not written")
+
 // decodeSlot parses one slot; n is its padded size (0 if unknown).
 func decodeSlot(b []byte) (gen uint64, marks map[string][][2]int64, n int, err error) {
 	be := binary.BigEndian
@@ -314,9 +320,9 @@ func (l *Log) persist() error {
 	l.mu.Unlock()
 	_, err := l.f.WriteAt(b, int64(gen%2)*l.slot)
 	if err != nil {
-		err = fmt.Errorf("activity log %s: %w", l.path, err)
+		err = fmt.Errorf("activity log %s: %w: %w", l.path, ErrWrite, err)
 	} else if err = l.f.Sync(); err != nil {
-		err = fmt.Errorf("activity log %s: fsync: %w", l.path, err)
+		err = fmt.Errorf("activity log %s: %w: fsync: %w", l.path, ErrWrite, err)
 	}
 	l.mu.Lock()
 	l.committing = false

@@ -207,7 +207,9 @@ type VolumeStatus struct {
 	// primary volume hung waits for the operator's resume.
 	Auto   bool   `json:"auto,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	// Note says, at the primary, why a suspended pair does not resume.
+	// Note says, at the primary, why a suspended pair does not resume, or
+	// why a pending pair's copy does not go on (its last try failed, and
+	// it waits to be tried again).
 	Note string `json:"note,omitempty"`
 	// Consistency says, at the secondary, in words what the volume's copy
 	// is: "consistent as of T (group G)", "consistent as of its suspension

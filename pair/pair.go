@@ -12,7 +12,12 @@
 // A copy whose read of the primary volume hangs is given up by the data
 // mover, which ships the other volumes' updates without it; the pair is
 // then suspended, saying why, its writes and the region given up tracked
-// in its bitmap, until the operator resumes it (see suspendAbandoned).
+// in its bitmap, until the operator resumes it (see suspendAbandoned); so
+// is one whose read fails (see suspendReadFailed). A copy that fails
+// otherwise, by a fault that may pass (the activity log's disk, which every
+// pair shares, fails or is full), keeps its regions to copy and waits,
+// longer after each failure in a row, while the copies of the pairs after
+// it go on; status says why (see copyFailed).
 //
 // State (pairs and bitmaps) is written atomically to a directory. A primary
 // that did not stop cleanly learns from its activity log (package actlog)
@@ -122,6 +127,10 @@ type Pair struct {
 	// pair's resync for lack of journal room): it holds no consistent copy
 	// of the pair until a copy of it ends.
 	Inconsistent bool `json:"inconsistent,omitempty"`
+	// CopyFailing says why a pending pair's copy does not go on: its last
+	// try failed, and it waits to be tried again (see copyFailed). Not
+	// saved: a start tries at once.
+	CopyFailing string `json:"-"`
 }
 
 type persisted struct {
@@ -292,6 +301,10 @@ type Manager struct {
 	// mover's first contact says whether the secondary journaled that end
 	// before the last run stopped (see rebase).
 	unended map[string]int64
+	// retries holds, per pending pair whose copy's last try failed, when
+	// it is tried again (see copyFailed), by the clock now.
+	retries map[string]*copyRetry
+	now     func() time.Time
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -308,7 +321,8 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
-		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}, unended: map[string]int64{}}
+		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}, unended: map[string]int64{},
+		retries: map[string]*copyRetry{}, now: time.Now}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -859,7 +873,7 @@ func makePending(p *Pair, bm *bitmap.Bitmap) {
 	// checkRoom) would stay in status, and in the state, for good, since
 	// only a room check clears it, and none runs for a pair not suspended
 	// (a resync started on a room the secondary could not read).
-	p.State, p.Auto, p.Deleted, p.Reason, p.Waiting = Pending, false, false, "", ""
+	p.State, p.Auto, p.Deleted, p.Reason, p.Waiting, p.CopyFailing = Pending, false, false, "", "", ""
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
 }
 
@@ -909,7 +923,7 @@ func suspendFields(p *Pair, auto bool) {
 	if p.Since == 0 {
 		p.Since = p.Consistent
 	}
-	p.State, p.Auto, p.Reason, p.Waiting = Suspended, auto, "", ""
+	p.State, p.Auto, p.Reason, p.Waiting, p.CopyFailing = Suspended, auto, "", "", ""
 }
 
 // byHand makes p's suspension the operator's: it no longer resumes by
@@ -1234,29 +1248,37 @@ func (mg *Manager) Run(ctx context.Context) error {
 // Close records a clean stop: the caller has shipped everything it holds.
 func (mg *Manager) Close(clean bool) error { return mg.save(clean) }
 
+// copying reports whether a copy is to go on now: Run then loops at once,
+// and otherwise waits for its tick, or a kick.
 func (mg *Manager) copying() bool {
 	mg.mu.Lock()
 	defer mg.unlock()
-	for _, name := range mg.order {
-		p := mg.pairs[name]
-		if p.State == Pending && mg.copies[name] != nil && mg.copies[name].Count() > 0 {
-			return true
-		}
-	}
-	return false
+	p, _ := mg.nextCopyLocked(mg.now())
+	return p != nil
 }
 
-// copyOne copies a batch of regions of the first pending pair.
+// nextCopyLocked returns the first pending pair, in configuration order,
+// with regions to copy and not waiting after a failed try (see
+// copyFailed), and its copy; nil if none. Called with mg.mu held.
+func (mg *Manager) nextCopyLocked(now time.Time) (*Pair, *bitmap.Bitmap) {
+	for _, name := range mg.order {
+		p, bm := mg.pairs[name], mg.copies[name]
+		if p.State != Pending || bm == nil || bm.Count() == 0 {
+			continue
+		}
+		if rt := mg.retries[name]; rt != nil && rt.copy == bm && now.Before(rt.at) {
+			continue
+		}
+		return p, bm
+	}
+	return nil, nil
+}
+
+// copyOne copies a batch of regions of the first pending pair whose copy
+// is not waiting to be tried again.
 func (mg *Manager) copyOne(ctx context.Context) {
 	mg.mu.Lock()
-	var p *Pair
-	var bm *bitmap.Bitmap
-	for _, name := range mg.order {
-		if q := mg.pairs[name]; q.State == Pending && mg.copies[name] != nil && mg.copies[name].Count() > 0 {
-			p, bm = q, mg.copies[name]
-			break
-		}
-	}
+	p, bm := mg.nextCopyLocked(mg.now())
 	if p == nil {
 		mg.unlock()
 		return
@@ -1290,6 +1312,9 @@ func (mg *Manager) copyOne(ctx context.Context) {
 		if last > r {
 			hole, err := ss.CopyHole(ctx, p.Volume, off, end-off)
 			if err != nil {
+				if ctx.Err() == nil {
+					mg.copyFailed(p, bm, off, err)
+				}
 				return
 			}
 			if hole {
@@ -1308,13 +1333,64 @@ func (mg *Manager) copyOne(ctx context.Context) {
 			if errors.Is(err, subsystem.ErrCopyRead) {
 				mg.suspendReadFailed(p, bm, off, length, err)
 			} else if ctx.Err() == nil {
-				mg.log.Error("copy failed; will retry", "volume", p.Volume, "offset", off, "err", err)
+				mg.copyFailed(p, bm, off, err)
 			}
 			return
 		}
 		bm.Clear(r)
 		mg.copied(p, bm, ss, length)
 	}
+}
+
+// The wait before a pending pair's copy that failed is tried again (see
+// copyFailed): the first, doubled with each failure in a row up to the
+// last.
+const (
+	copyRetryFirst = 100 * time.Millisecond
+	copyRetryLast  = 10 * time.Second
+)
+
+// copyRetry is the wait of a pending pair's copy whose last try failed:
+// copy is its bitmap (a copy started again starts afresh), fails the
+// failures in a row, at when it is tried again.
+type copyRetry struct {
+	copy  *bitmap.Bitmap
+	fails int
+	at    time.Time
+}
+
+// copyFailed records that p's copy (bm), at off, failed (err) other than
+// by a read of its volume (see suspendReadFailed) or its stop: a fault
+// that may pass (the activity log's disk full, a send that failed). The
+// pair stays pending, the region still to copy, and is tried again after
+// a wait that grows with each failure in a row (copyRetryFirst to
+// copyRetryLast), status saying why meanwhile (CopyFailing). The copies
+// of the pairs after it go on. Tried again at once, as the first pending
+// pair, it took the manager's loop, and a CPU, for as long as the fault
+// lasted, and held the copies of every other pair.
+func (mg *Manager) copyFailed(p *Pair, bm *bitmap.Bitmap, off int64, err error) {
+	mg.mu.Lock()
+	defer mg.unlock()
+	if p.State != Pending || mg.copies[p.Volume] != bm {
+		return
+	}
+	rt := mg.retries[p.Volume]
+	if rt == nil || rt.copy != bm {
+		rt = &copyRetry{copy: bm}
+		mg.retries[p.Volume] = rt
+	}
+	rt.fails++
+	wait := min(copyRetryFirst<<min(rt.fails-1, 16), copyRetryLast)
+	rt.at = mg.now().Add(wait)
+	if errors.Is(err, actlog.ErrWrite) {
+		p.CopyFailing = fmt.Sprintf("its copy cannot mark its regions in the activity log (%v): the log is every pair's, so every copy, "+
+			"and every write to a region not marked yet, fails until the log's disk works again; tried again every %v at most", err, copyRetryLast)
+		mg.log.Error("copy waits: the activity log cannot be written, and every write to a region not marked yet fails too",
+			"volume", p.Volume, "offset", off, "err", err, "retry_in", wait)
+		return
+	}
+	p.CopyFailing = fmt.Sprintf("its copy failed (%v): tried again every %v at most; the other pairs' copies go on", err, copyRetryLast)
+	mg.log.Error("copy failed", "volume", p.Volume, "offset", off, "err", err, "retry_in", wait)
 }
 
 // copyRegion is ss.Copy, which returns early once givenUp is closed: a
@@ -1363,6 +1439,13 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 		return
 	}
 	p.Copied += n
+	if rt := mg.retries[p.Volume]; rt != nil {
+		delete(mg.retries, p.Volume)
+		if rt.copy == bm {
+			p.CopyFailing = ""
+			mg.log.Info("copy goes on after failing", "volume", p.Volume, "failures", rt.fails)
+		}
+	}
 	if bm.Count() == 0 {
 		// Every copy update is now captured: the last one's timestamp is at
 		// or before this one.

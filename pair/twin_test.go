@@ -11,6 +11,7 @@ import (
 
 	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/disk"
 	"duplex/mover"
 	"duplex/recordset"
 	"duplex/sidefile"
@@ -61,6 +62,11 @@ type memSubsystem struct {
 	// sidefile room and its activity-log mark, which a slow disk delays),
 	// read after, as the copy reads the volume (a slow disk).
 	capturing, read func(vol string, off int64)
+	// refuses, if set, returns the error a copy fails with before anything
+	// is captured (nil: none), and tries counts the copies tried, per
+	// volume.
+	refuses func(vol string, off int64) error
+	tries   map[string]int
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {
@@ -179,8 +185,17 @@ var errSuspended = fmt.Errorf("volume is suspended")
 
 func (s *memSubsystem) copy(ctx context.Context, vol string, off, length int64, kind recordset.Kind, captured func()) error {
 	s.mu.Lock()
-	capturing, read := s.capturing, s.read
+	if s.tries == nil {
+		s.tries = map[string]int{}
+	}
+	s.tries[vol]++
+	capturing, read, refuses := s.capturing, s.read, s.refuses
 	s.mu.Unlock()
+	if refuses != nil {
+		if err := refuses(vol, off); err != nil {
+			return err
+		}
+	}
 	if capturing != nil {
 		capturing(vol, off)
 	}
@@ -357,6 +372,7 @@ func (m *memMover) Drop(mark func(recordset.Update)) {
 // volumes, each of size, with an activity log in dir.
 type rig struct {
 	t    testing.TB
+	fs   disk.FS // the activity log's
 	dir  string
 	ss   *memSubsystem
 	mv   *memMover
@@ -370,7 +386,13 @@ const twinRegion = bitmap.DefaultRegion
 
 func newRig(t testing.TB, size, sidefileLimit int64, names ...string) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir()}
+	return newRigOn(t, nil, size, sidefileLimit, names...)
+}
+
+// newRigOn is newRig with its activity log on fsys.
+func newRigOn(t testing.TB, fsys disk.FS, size, sidefileLimit int64, names ...string) *rig {
+	t.Helper()
+	r := &rig{t: t, fs: fsys, dir: t.TempDir()}
 	r.ss = newMemSubsystem("ss", sidefileLimit)
 	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
 	for _, n := range names {
@@ -392,7 +414,7 @@ func (r *rig) openLog() {
 	for _, v := range r.vols {
 		sizes[v.Name] = v.Size
 	}
-	al, rec, err := actlog.Open(r.logPath(), sizes, actlog.DefaultRegion)
+	al, rec, err := actlog.OpenFS(r.fs, r.logPath(), sizes, actlog.DefaultRegion)
 	if err != nil {
 		r.t.Fatalf("activity log: %v", err)
 	}

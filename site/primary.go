@@ -527,6 +527,9 @@ func (p *Primary) Status() control.Status {
 			SizeBytes: pr.Size, CopiedBytes: pr.Size, ConsistencyTime: control.FormatTime(consistent),
 			ConsistencyTimeLowerBound: pr.ConsistentLowerBound(ms.Acked), ResyncedBytes: pr.Resynced,
 			Auto: pr.State == pair.Suspended && pr.Auto, Reason: pr.Reason, Note: pr.Waiting}
+		if vs.Note == "" {
+			vs.Note = pr.CopyFailing
+		}
 		if pr.Inconsistent && !pr.FirstCopy && vs.Note == "" {
 			vs.Note = "the secondary holds no consistent copy of this volume until a copy of it completes"
 		}

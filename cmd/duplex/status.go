@@ -258,7 +258,8 @@ func printStatus(w io.Writer, st control.Status) {
 			fmt.Fprintf(w, " suspended-by-session:%q", v.Reason)
 		}
 		if v.Note != "" {
-			// Why it does not resume (the secondary's journal has no room).
+			// Why it does not resume (the secondary's journal has no room),
+			// or why its copy does not go on (its last try failed).
 			fmt.Fprintf(w, " waiting:%q", v.Note)
 		}
 		fmt.Fprintln(w)

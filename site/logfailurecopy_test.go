@@ -1,0 +1,71 @@
+package site
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/disk"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// TestAnActivityLogThatFailsUnderTheFirstCopies: the primary's activity
+// log cannot be written (EIO) from its start, every pair in its first
+// copy. No region is copied unmarked, and the copier does not spin on the
+// log: status says of each pending pair that its copy waits for the log,
+// naming the error, and the log is tried a few times a second at most.
+// Once the log's disk works again, every copy goes on by itself, and the
+// secondary's volumes are the primary's.
+func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj := disk.NewInjector(nil)
+	logs := &logBuffer{}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, FS: inj})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inj.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(PairStateDir(cfg), "activity.log"), Err: disk.EIO})
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "every pair's status to say its copy waits for the activity log", func() bool {
+		for _, v := range p.Status().Volumes {
+			if v.State != "pending" || !strings.Contains(v.Note, "activity log") || !strings.Contains(v.Note, "input/output error") {
+				return false
+			}
+		}
+		return true
+	})
+	// Not a wait for a condition: a copier that spins on the log tries it
+	// thousands of times meanwhile.
+	tried := inj.Injected(disk.OpWrite)
+	time.Sleep(time.Second)
+	if n := inj.Injected(disk.OpWrite) - tried; n > 100 {
+		t.Fatalf("the failing activity log was tried %d times in a second", n)
+	}
+	for _, v := range p.Status().Volumes {
+		if v.State != "pending" {
+			t.Fatalf("%s is %s, its copy's regions never marked in the activity log", v.Name, v.State)
+		}
+	}
+	inj.Clear()
+	waitFor(t, 30*time.Second, "every pair duplex once the activity log works again", func() bool { return allPairsDuplex(p.Status()) })
+	for _, v := range p.Status().Volumes {
+		if v.Note != "" {
+			t.Fatalf("%s duplex, and its status still says %q", v.Name, v.Note)
+		}
+	}
+	quiesceMover(t, p)
+	for _, v := range cfg.VolumeNames() {
+		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
+	}
+}
