@@ -13,7 +13,8 @@
 // mover, which ships the other volumes' updates without it; the pair is
 // then suspended, saying why, its writes and the region given up tracked
 // in its bitmap, until the operator resumes it (see suspendAbandoned); so
-// is one whose read fails (see suspendReadFailed). A copy that fails
+// is one whose read fails (see suspendReadFailed), and a pair whose volume
+// fails a write already captured (see suspendWriteFailed). A copy that fails
 // otherwise, by a fault that may pass (the activity log's disk, which every
 // pair shares, fails or is full), keeps its regions to copy and waits,
 // longer after each failure in a row, while the copies of the pairs after
@@ -167,6 +168,9 @@ type Subsystem interface {
 	// before its read of the volume (see subsystem.CopyReporting).
 	CopyReporting(ctx context.Context, vol string, off, length int64, captured func()) error
 	CopyHole(ctx context.Context, vol string, off, length int64) (bool, error)
+	// FailedWrites returns the captured updates whose writes to the
+	// primary volume failed since the last call.
+	FailedWrites() []subsystem.FailedWrite
 }
 
 // Mover is what the manager needs of the data mover (package mover): the
@@ -1205,6 +1209,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 				return
 			case <-t.C:
 				mg.suspendAbandoned()
+				mg.suspendWriteFailed()
 				mg.autoSuspend()
 			}
 		}
@@ -2105,6 +2110,58 @@ func (mg *Manager) suspendReadFailed(p *Pair, bm *bitmap.Bitmap, off, length int
 	}
 	mg.log.Error("pair suspended: a copy's read of its primary volume failed; resume it once the volume reads again",
 		"volume", p.Volume, "offset", off, "length", length, "err", err)
+}
+
+// reasonWriteFailed is why a pair whose primary volume failed a captured
+// write (err) is suspended (see suspendWriteFailed).
+func reasonWriteFailed(err error) string {
+	return fmt.Sprintf("a write to its primary volume failed (%v), its client told so, and the secondary may hold that write's data where the volume does not: "+
+		"suspended; resume it once the volume works again, which copies the region again", err)
+}
+
+// suspendWriteFailed suspends the pairs whose primary volumes failed a
+// write that was captured, and marks its region in their bitmaps. The
+// update ships (it may be on its way already), so the secondary holds
+// data the volume may never have taken, which the block protocol allows
+// of a failed write, but a duplex pair would go on claiming the copy the
+// primary's. Suspended, as for a read that fails (see suspendReadFailed),
+// the pair says why, and its resume copies the region from the volume
+// again. It is the operator's to resume, once the disk works.
+func (mg *Manager) suspendWriteFailed() {
+	seen := map[Subsystem]bool{}
+	var fws []subsystem.FailedWrite
+	for _, name := range mg.order {
+		if ss := mg.vols[name].Subsystem; !seen[ss] {
+			seen[ss] = true
+			fws = append(fws, ss.FailedWrites()...)
+		}
+	}
+	if len(fws) == 0 {
+		return
+	}
+	mg.mu.Lock()
+	defer mg.unlock()
+	for _, fw := range fws {
+		p := mg.pairs[fw.Volume]
+		if p == nil || p.Deleted {
+			continue // a deleted pair is copied whole when added again
+		}
+		if p.State != Suspended {
+			mg.suspendOneLocked(p)
+			p.Reason = reasonWriteFailed(fw.Err)
+			mg.log.Error("pair suspended: a write to its primary volume failed; resume it once the volume works again",
+				"volume", fw.Volume, "offset", fw.Offset, "length", fw.Length, "err", fw.Err)
+		}
+		if bm := mg.vols[fw.Volume].Subsystem.Tracking(fw.Volume); bm != nil {
+			bm.Set(fw.Offset, fw.Length)
+		}
+		if al := mg.opts.ActivityLog; al != nil {
+			if err := al.Stick(fw.Volume, fw.Offset, fw.Length); err != nil {
+				mg.log.Error("activity log", "err", err)
+			}
+		}
+		mg.dirty = true
+	}
 }
 
 // reasonCopyReadHung is why a pair whose copy the mover gave up is

@@ -67,6 +67,16 @@ type memSubsystem struct {
 	// volume.
 	refuses func(vol string, off int64) error
 	tries   map[string]int
+	// failed are the writes whose volume failed them, for FailedWrites.
+	failed []subsystem.FailedWrite
+}
+
+func (s *memSubsystem) FailedWrites() []subsystem.FailedWrite {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failed
+	s.failed = nil
+	return f
 }
 
 func newMemSubsystem(id string, sidefileLimit int64) *memSubsystem {

@@ -182,3 +182,55 @@ func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
 	disk.fail(t, false)
 	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
 }
+
+// TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten: vol1 is duplex and
+// its disk fails (EIO). An NBD client's write to it gets an error, not an
+// acknowledgement. The write was captured before the disk failed it, so
+// the secondary gets its data, which the primary's disk never took: vol1
+// is suspended, saying why, rather than go on reported duplex and
+// consistent with a copy the primary does not hold. Once the disk works
+// again, a resume copies the region, and the secondary's vol1 is the
+// primary's.
+func TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten(t *testing.T) {
+	cfg := linkConfig(t)
+	disk := newFailingDisk(t, 1<<20)
+	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
+	cfg.Primary.NBD = "127.0.0.1:0"
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+
+	disk.fail(t, true)
+	answered := make(chan error, 1)
+	go func() { answered <- c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192) }()
+	select {
+	case err := <-answered:
+		if err == nil {
+			t.Fatal("a write to vol1, its disk failing, was acknowledged")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("vol1's export does not answer a write in 30s, its disk failing")
+	}
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the write's error", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "write") && strings.Contains(v.Reason, "input/output error")
+	})
+	disk.fail(t, false)
+	got := make([]byte, 4096)
+	if err := p.ReadAt("vol1", got, 8192); err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != 0x77 {
+		t.Logf("the primary's vol1 holds %#x at 8192 after the failed write", got[0])
+	}
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}

@@ -11,7 +11,9 @@
 //
 // Only then does the write reach the primary volume. Two in-flight writes that
 // overlap land on the volume in timestamp order (the later one waits for the
-// earlier), so the primary and the secondary agree on which one won.
+// earlier), so the primary and the secondary agree on which one won. A
+// write the volume then fails is replicated all the same: it is reported
+// (FailedWrites), for its pair to be suspended and the range copied again.
 package subsystem
 
 import (
@@ -58,6 +60,11 @@ type Subsystem struct {
 	// largeWrites counts the writes of volume.ThroughMin or more on their
 	// way to the volumes (largeWrite).
 	largeWrites atomic.Int32
+
+	// failed holds the captured updates whose writes to the volume failed,
+	// until FailedWrites takes them.
+	failedMu sync.Mutex
+	failed   []FailedWrite
 
 	// beforeVolumeWrite, if set (by tests), runs after an update is
 	// captured and before it reaches the volume.
@@ -462,12 +469,39 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	s.finish(me)
 	if err != nil {
-		// The update is already captured and will be replicated; a failed write
-		// leaves the range undefined on the primary, which the block protocol
-		// allows, and the secondary then holds the intended data.
+		// The update is already captured and will be replicated; a failed
+		// write leaves the range undefined on the primary, which the block
+		// protocol allows, but the secondary then holds the intended data
+		// where the volume may hold the old: the pair manager suspends the
+		// pair, the range to copy again (see FailedWrites). A suspended
+		// pair's write is in its bitmap already.
+		if bm == nil {
+			s.failedMu.Lock()
+			s.failed = append(s.failed, FailedWrite{Volume: u.Volume, Offset: off, Length: int64(u.Length), Err: err})
+			s.failedMu.Unlock()
+		}
 		return fmt.Errorf("subsystem %s: %w", s.id, err)
 	}
 	return nil
+}
+
+// FailedWrite is a captured update whose write to the primary volume
+// failed (Err): the secondary gets it as written, which the volume may not
+// hold.
+type FailedWrite struct {
+	Volume         string
+	Offset, Length int64
+	Err            error
+}
+
+// FailedWrites returns the captured updates whose writes to the volume
+// failed since the last call.
+func (s *Subsystem) FailedWrites() []FailedWrite {
+	s.failedMu.Lock()
+	defer s.failedMu.Unlock()
+	f := s.failed
+	s.failed = nil
+	return f
 }
 
 // Drain hands the data mover every captured update and the subsystem's
