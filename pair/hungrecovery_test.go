@@ -23,6 +23,46 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 	if !r.recovers("a", twinRegion) || !r.recovers("b", twinRegion) {
 		t.Fatalf("the written regions are not recovered: %v", r.opts.Recovered)
 	}
+	r.opensWithin(t, "a recovery copy's hung read")
+	r.mg.suspendAbandoned() // the mover's first cut gives the copy up
+	r.suspendedWithItsRegions(t)
+	r.recoversBAndKeepsAsRegions(t, func() {
+		r.ss.mu.Lock()
+		r.ss.hangs = nil
+		r.ss.mu.Unlock()
+	})
+}
+
+// TestARecoveryCopyStuckBeforeItsCaptureDoesNotHoldTheStart: after a
+// crash, a recovery copy of a hangs before it is captured, the stuck disk
+// not answering its look for a hole (SEEK_DATA reads the file's extents,
+// which a restarted machine does not have in memory). The start waits for
+// it as long as for a read that hangs once captured, no longer: a is
+// suspended with its recovered regions to copy again, and b recovers.
+func TestARecoveryCopyStuckBeforeItsCaptureDoesNotHoldTheStart(t *testing.T) {
+	r := writtenSinceClean(t)
+	r.ss.mu.Lock()
+	r.ss.capturing = func(vol string, _ int64) {
+		if vol == "a" {
+			select {} // a disk that never answers
+		}
+	}
+	r.ss.mu.Unlock()
+	r.opts.CopyReadWait = 50 * time.Millisecond
+	r.crashed()
+	r.opensWithin(t, "a recovery copy stuck before its capture")
+	r.suspendedWithItsRegions(t)
+	r.mv.ship()
+	r.mg.promote()
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want recovered and duplex", b)
+	}
+}
+
+// opensWithin is the manager's Open once crashed, which must return within
+// 10s, not wait for what the start's copies wait for.
+func (r *rig) opensWithin(t *testing.T, waitsFor string) {
+	t.Helper()
 	opened := make(chan *Manager, 1)
 	go func() {
 		mg, err := Open(r.opts, r.mv, r.vols)
@@ -37,9 +77,15 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 			t.FailNow()
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the primary's start still waits for a recovery copy's hung read after 10s")
+		t.Fatalf("the primary's start still waits for %s after 10s", waitsFor)
 	}
-	r.mg.suspendAbandoned() // the mover's first cut gives the copy up
+}
+
+// suspendedWithItsRegions holds that a, whose recovery copy at the start
+// did not complete in time, is suspended saying why, not to resume by
+// itself, with its recovered regions (writtenSinceClean) in its bitmap.
+func (r *rig) suspendedWithItsRegions(t *testing.T) {
+	t.Helper()
 	a := r.pair("a")
 	if a.State != Suspended || a.Auto || a.Reason != reasonCopyReadHung {
 		t.Fatalf("pair a, its recovery copy hung: %+v, want suspended, not to resume by itself, saying why", a)
@@ -49,11 +95,6 @@ func TestARecoveryCopyWhoseReadHangsDoesNotHoldTheStart(t *testing.T) {
 			t.Fatalf("the recovered region at %d of a is not in its bitmap", off)
 		}
 	}
-	r.recoversBAndKeepsAsRegions(t, func() {
-		r.ss.mu.Lock()
-		r.ss.hangs = nil
-		r.ss.mu.Unlock()
-	})
 }
 
 // writtenSinceClean is a rig of pairs a and b, duplex, written since the
