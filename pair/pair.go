@@ -211,7 +211,8 @@ type Options struct {
 	// volume by a crash recovery's copy, from its capture, as the data
 	// mover waits for a copy's read (mover.Config.CopyReadWait, whose
 	// default it shares), and from the end of the last recovery read since
-	// (see recoveryReads); negative: for ever.
+	// (see recoveryReads), and for its capture as long, from its start;
+	// negative: for ever.
 	CopyReadWait time.Duration
 	// copyReadTimer, if set, stands in for time.After in the start's waits
 	// for a recovery copy's read of vol: tests count the waits under way,
@@ -735,10 +736,13 @@ func (rr *recoveryReads) lastEnded() time.Time {
 // mover's first cut gives up (see subsystem.DrainWithin), and the regions
 // of vol not copied yet are not tried. Until its capture a copy waits as a
 // write does, for sidefile room (which the start has checked there is)
-// and for its activity-log mark.
+// and for its activity-log mark, after its look for a hole in the volume,
+// which a stuck disk may not answer either: that too is waited for at most
+// wait, from the copy's start or the end of the last of reads since.
 func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time, reads *recoveryReads) error {
 	for _, r := range rs {
 		done, captured := make(chan error, 1), make(chan time.Time, 1)
+		started := time.Now()
 		go func() {
 			read := false
 			err := ss.CopyReporting(context.Background(), vol, r[0], r[1], func() {
@@ -750,34 +754,52 @@ func copyRecovered(ss Subsystem, vol string, rs [][2]int64, wait time.Duration, 
 			}
 			done <- err
 		}()
-		var err error
-		select {
-		case err = <-done: // a hole, or refused before its capture
-		case from := <-captured:
-			err = awaitRecoveryRead(vol, from, done, wait, after, reads)
-		}
-		if err != nil {
+		if err := awaitRecoveryRead(vol, started, captured, done, wait, after, reads); err != nil {
 			return fmt.Errorf("recovery copy of %s [%d, +%d): %w", vol, r[0], r[1], err)
 		}
 	}
 	return nil
 }
 
-// awaitRecoveryRead waits for the copy of vol captured at from to end, on
-// done, as copyRecovered says.
-func awaitRecoveryRead(vol string, from time.Time, done <-chan error, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time, reads *recoveryReads) error {
+// awaitRecoveryRead waits for the copy of vol started at from to end, on
+// done, as copyRecovered says: until captured says when it was captured,
+// the wait for its capture runs from from; then the wait for its read
+// (timed by after) from its capture.
+func awaitRecoveryRead(vol string, from time.Time, captured <-chan time.Time, done <-chan error, wait time.Duration, after func(vol string, d time.Duration) <-chan time.Time, reads *recoveryReads) error {
 	for {
 		var bound <-chan time.Time
+		stop := func() bool { return false }
 		if wait >= 0 {
-			bound = after(vol, wait-time.Since(from))
+			if captured != nil {
+				t := time.NewTimer(wait - time.Since(from))
+				bound, stop = t.C, t.Stop
+			} else {
+				bound = after(vol, wait-time.Since(from))
+			}
 		}
 		select {
-		case err := <-done:
+		case err := <-done: // read, or a hole or refused before its capture
+			stop()
 			return err
+		case from = <-captured:
+			stop()
+			captured = nil
+			continue
 		case <-bound:
+		}
+		if captured != nil {
+			select {
+			case from = <-captured: // as the wait ran out
+				captured = nil
+				continue
+			default:
+			}
 		}
 		last := reads.lastEnded()
 		if !last.After(from) {
+			if captured != nil {
+				return fmt.Errorf("%w: not captured, no recovery read ended for %v", errRecoveryReadHung, wait)
+			}
 			return fmt.Errorf("%w: no recovery read ended for %v", errRecoveryReadHung, wait)
 		}
 		// Another read ended meanwhile: the disk may be serving the
