@@ -203,6 +203,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 
 	// 4. Switchover at B, under load: A is the primary again.
 	time.Sleep(300 * time.Millisecond)
+	freed := watchFreedAddrs(t, s.cfg.Primary.NBD, s.cfg.Primary.Control)
 	code, out, errOut = runDuplex(t, "switchover", "--config", s.path, "--timeout", "90s")
 	if code != 0 {
 		t.Fatalf("switchover back: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
@@ -213,9 +214,11 @@ func TestDaemonsRoundTrip(t *testing.T) {
 	}
 	loadB.end()
 	eventually(t, time.Minute, "A to serve as the primary", func() bool {
+		freed.check(t, "the switchover back", false)
 		st, err := fetchStatus(s.cfg.Primary.Control)
 		return err == nil && st.Role == "primary"
 	})
+	freed.check(t, "the switchover back", true)
 	if st := s.primaryStatus(); st.PrimarySite != "primary" || st.PrimarySince == "" {
 		t.Errorf("A's status after the switchover back: primary_site %q since %q", st.PrimarySite, st.PrimarySince)
 	}

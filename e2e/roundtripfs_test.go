@@ -286,14 +286,18 @@ func TestDaemonsRoundTripFilesystem(t *testing.T) {
 		}
 	}
 
-	// Switchover back.
+	// Switchover back: A serves as the primary on the addresses it held
+	// as B's secondary, never free in between.
+	freed := watchFreedAddrs(t, s.cfg.Primary.NBD, s.cfg.Primary.Control)
 	if code, out, errOut := runDuplex(t, "switchover", "--config", s.path, "--timeout", "90s"); code != 0 {
 		t.Fatalf("switchover back: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 	eventually(t, time.Minute, "A to serve as the primary", func() bool {
+		freed.check(t, "the switchover back", false)
 		st, err := fetchStatus(s.cfg.Primary.Control)
 		return err == nil && st.Role == "primary"
 	})
+	freed.check(t, "the switchover back", true)
 	sameTree(t, "after the switchover back", fsckImage(t, aImg, "A after the switchover back"), fsckImage(t, bImg, "B after the switchover back"))
 
 	// A takes files; B rejoins it.

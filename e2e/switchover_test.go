@@ -82,6 +82,7 @@ func TestDaemonsSwitchover(t *testing.T) {
 	}
 	s.waitLinked()
 	time.Sleep(500 * time.Millisecond) // writes of the load in flight and held
+	freed := watchFreedAddrs(t, s.cfg.Secondary.NBD, s.cfg.Secondary.Control)
 	code, out, errOut := runDuplex(t, "switchover", "--config", s.path, "--timeout", "50s")
 	if code != 0 {
 		t.Fatalf("switchover: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
@@ -95,9 +96,11 @@ func TestDaemonsSwitchover(t *testing.T) {
 
 	// The secondary daemon serves the volumes read-write, in place.
 	eventually(t, time.Minute, "the promoted site to answer", func() bool {
+		freed.check(t, "the switchover", false)
 		st, err := fetchStatus(s.cfg.Secondary.Control)
 		return err == nil && st.PromotedAt != ""
 	})
+	freed.check(t, "the switchover", true)
 	nst := s.secondaryStatus()
 	if nst.Role != "primary" || nst.PrimarySite != "secondary" || nst.PrimarySince == "" {
 		t.Errorf("the new primary's status: role %q, primary_site %q since %q", nst.Role, nst.PrimarySite, nst.PrimarySince)

@@ -111,7 +111,9 @@
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
 // promote` does, and its daemon then serves the promoted site in the same
-// process. It handles the requests one at a time, each once (they carry an
+// process, on the NBD and control listeners the secondary bound, handed
+// over rather than closed and bound again: another process could bind a
+// port in between (any bind of port 0 may be given one just freed). It handles the requests one at a time, each once (they carry an
 // id), and a request cancelled (POST /v1/promote/cancel, which a primary
 // whose answer was lost sends) is never carried out, even by the process
 // a restart makes (promote-ended.json): the cancel's answer is what tells

@@ -125,6 +125,11 @@ type PrimaryOptions struct {
 	// CouplingStore replaces the etcd of [coupling], through which a
 	// switched-over member's leave of its group is finished (tests).
 	CouplingStore coupling.Store
+	// Listeners, if set, are the NBD and control addresses' listeners
+	// handed over by the secondary this site was until a switchover
+	// (Secondary.HandOver): served on, not bound again. OpenPrimary owns
+	// them, and closes them if it fails.
+	Listeners Listeners
 	// leaveOf: see Primary.leaveOf (OpenReversePrimary).
 	leaveOf *config.Config
 	// beforeCopyRead stands in for the volumes' copy reads from the start,
@@ -136,6 +141,11 @@ type PrimaryOptions struct {
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
 // and control addresses.
 func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {
+	defer func() {
+		if err != nil {
+			opts.Listeners.Close()
+		}
+	}()
 	if log == nil {
 		log = slog.Default()
 	}
@@ -320,7 +330,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, cfg.Primary.Control); err != nil {
+	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, cfg.Primary.Control, opts.Listeners); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -302,12 +302,22 @@ type PromotedOptions struct {
 	// CouplingStore replaces the etcd of [coupling], through which a
 	// switched-over member's leave of its group is finished (tests).
 	CouplingStore coupling.Store
+	// Listeners, if set, are the NBD and control addresses' listeners
+	// handed over by the secondary promoted in place (Secondary.HandOver):
+	// served on, not bound again. OpenPromoted owns them, and closes them
+	// if it fails.
+	Listeners Listeners
 }
 
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
 // kill -9, with every region its activity log marked) and binds the
 // secondary's NBD and control addresses.
 func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_ *Promoted, err error) {
+	defer func() {
+		if err != nil {
+			opts.Listeners.Close()
+		}
+	}()
 	if log == nil {
 		log = slog.Default()
 	}
@@ -392,7 +402,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	}
 	// The secondary's addresses and control certificate: a promoted site
 	// keeps them.
-	if err := p.listen(cfg, "secondary", "promoted", cfg.Secondary.NBD, cfg.Secondary.Control); err != nil {
+	if err := p.listen(cfg, "secondary", "promoted", cfg.Secondary.NBD, cfg.Secondary.Control, opts.Listeners); err != nil {
 		return nil, err
 	}
 	return p, nil

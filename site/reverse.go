@@ -48,7 +48,12 @@ func reversed(cfg *config.Config) bool {
 // stamps go on above every stamp handed out since the promotion. From then
 // on a write marks its pair's bitmap as any suspended pair's, until a rejoin
 // (Rejoin) resumes the pairs.
-func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (*Primary, error) {
+func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {
+	defer func() {
+		if err != nil {
+			opts.Listeners.Close()
+		}
+	}()
 	pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg))
 	if errors.Is(err, failover.ErrNotPromoted) {
 		return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")

@@ -62,6 +62,10 @@ type Secondary struct {
 	dialed   *coupling.EtcdStore
 	// drills is the failover drill running, if any (drill.go).
 	drills drillState
+	// handed are the listeners Run kept, on a promotion in place, for the
+	// promoted site (HandOver), under handedMu.
+	handedMu sync.Mutex
+	handed   Listeners
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -256,7 +260,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 		s.ln = ln
 	}
-	if err := s.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, cfg.Secondary.Control); err != nil {
+	if err := s.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, cfg.Secondary.Control, Listeners{}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -345,8 +349,26 @@ func (s *Secondary) ListenAddr() string {
 // Replica returns the secondary's receiver.
 func (s *Secondary) Replica() *secondary.Secondary { return s.sec }
 
-// Close releases a secondary that was opened but not run (as recover does).
-func (s *Secondary) Close() { s.close() }
+// Close releases a secondary that was opened but not run (as recover does),
+// or the listeners a promotion in place kept that were not handed over.
+func (s *Secondary) Close() {
+	s.close()
+	s.HandOver().Close()
+}
+
+// HandOver hands the caller the NBD and control listeners of a secondary
+// whose Run ended with a PromotedError, still bound: the promoted site
+// serves on them (PromotedOptions.Listeners, PrimaryOptions.Listeners),
+// which then owns them. A listener that could not be kept is nil, and the
+// promoted site binds its address again. Zero after any other end of Run,
+// and once handed over.
+func (s *Secondary) HandOver() Listeners {
+	s.handedMu.Lock()
+	defer s.handedMu.Unlock()
+	h := s.handed
+	s.handed = Listeners{}
+	return h
+}
 
 // Run receives, journals and applies until ctx ends, serving the read-only
 // exports and the control address meanwhile.
@@ -418,6 +440,14 @@ func (s *Secondary) Run(ctx context.Context) error {
 	case runErr = <-errs:
 	case pr := <-s.promoted:
 		runErr = &PromotedError{Promotion: pr}
+		// Before the servers close theirs: see Listeners.
+		h, err := s.listeners.keep()
+		if err != nil {
+			s.log.Warn("promoted in place: the promoted site binds these addresses again, and another process may take them meanwhile", "err", err)
+		}
+		s.handedMu.Lock()
+		s.handed = h
+		s.handedMu.Unlock()
 	}
 	cancel()
 	if srv != nil {

@@ -25,7 +25,8 @@ import (
 
 // ErrPromoted ends a secondary's Run when a switchover promoted it in place:
 // the caller serves the promoted site (OpenPromoted) on the addresses the
-// secondary had (PromotedConfig).
+// secondary had (PromotedConfig), through the listeners it hands over
+// (HandOver), which stay bound in between.
 var ErrPromoted = errors.New("promoted in place by a switchover")
 
 // PromotedError is the error Run returns after a promotion in place.

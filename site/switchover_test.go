@@ -70,7 +70,7 @@ func startSecondaryForSwitchoverWith(t *testing.T, cfg *config.Config, opts Seco
 		if !errors.Is(rs.err, ErrPromoted) {
 			return
 		}
-		p, err := OpenPromoted(s.PromotedConfig(), quiet, PromotedOptions{CouplingStore: opts.CouplingStore})
+		p, err := OpenPromoted(s.PromotedConfig(), quiet, PromotedOptions{CouplingStore: opts.CouplingStore, Listeners: s.HandOver()})
 		if err != nil {
 			rs.err = err
 			return

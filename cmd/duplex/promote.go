@@ -80,16 +80,17 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "promoted: this site is the session's primary from now on (data generation %s; the old primary is refused)\n", pr.Generation)
 	}
-	return servePromoted(ctx, cfg, log, pr, *drain, stdout)
+	return servePromoted(ctx, cfg, log, pr, *drain, site.Listeners{}, stdout)
 }
 
 // servePromoted serves the promoted site until ctx ends: after duplex
-// promote, and in a secondary daemon a switchover promoted in place.
-func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, stdout io.Writer) error {
+// promote, and in a secondary daemon a switchover promoted in place, on
+// the listeners that secondary handed over (kept), which it owns.
+func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, kept site.Listeners, stdout io.Writer) error {
 	if site.Reversing(cfg) {
-		return runReversePrimary(ctx, cfg, log, pr, drain, stdout)
+		return runReversePrimary(ctx, cfg, log, pr, drain, kept, stdout)
 	}
-	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{})
+	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{Listeners: kept})
 	if err != nil {
 		return fmt.Errorf("cannot serve the promoted site: %w", err)
 	}
@@ -136,8 +137,8 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 // runReversePrimary serves the promoted site as the primary of the reverse
 // direction: its pairs suspended, their changed regions tracked, until the
 // old primary rejoins (duplex rejoin --yes there), which resumes them.
-func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, stdout io.Writer) error {
-	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{})
+func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, kept site.Listeners, stdout io.Writer) error {
+	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{Listeners: kept})
 	if err != nil {
 		return fmt.Errorf("cannot serve the promoted site: %w", err)
 	}
@@ -182,7 +183,7 @@ func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, forc
 			"the promoted site it rejoined is refused, and discards what it wrote since when it rejoins)\n", pr.Generation)
 		fmt.Fprintln(stdout, "from now on, start this site with duplex primary --config FILE (after a stop or a kill -9 too), not duplex promote")
 	}
-	return servePromotedBack(ctx, cfg, log, stdout)
+	return servePromotedBack(ctx, cfg, log, site.Listeners{}, stdout)
 }
 
 // failedOverBack refuses a promote at the old primary that failed over

@@ -93,7 +93,7 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		// Killed after the other site handed the session back, before
 		// the pair state was made: the primary makes it, and serves.
 		fmt.Fprintln(stdout, "the other site handed the session back to this site by a switchover: serving as the session's primary (duplex primary --config FILE from now on)")
-		return servePromotedBack(ctx, cfg, log, stdout)
+		return servePromotedBack(ctx, cfg, log, site.Listeners{}, stdout)
 	case err == nil:
 		fmt.Fprintf(stdout, "this site rejoined the promoted site (primary since %s) as its secondary at %s\n",
 			r.PromotedAt, control.FormatTime(r.At))
@@ -200,9 +200,10 @@ func wholeAndEnd(stdout io.Writer, v site.RejoinVolume) {
 
 // servePromotedBack serves the old primary of cfg as the session's primary
 // once the promoted site handed the session back: OpenPrimary makes its
-// pair state from the promotion the switchover recorded here.
-func servePromotedBack(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) error {
-	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{})
+// pair state from the promotion the switchover recorded here. kept are the
+// listeners its secondary handed over, if it ran as one, which it owns.
+func servePromotedBack(ctx context.Context, cfg *config.Config, log *slog.Logger, kept site.Listeners, stdout io.Writer) error {
+	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{Listeners: kept})
 	if err != nil {
 		return fmt.Errorf("cannot serve as the primary again: %w", err)
 	}
@@ -296,7 +297,7 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 		// A switchover at the primary promoted this site again, as it
 		// promotes any secondary.
 		log.Warn("promoted by a switchover: serving the volumes read-write", "promoted_at", control.FormatTime(promoted.Promotion.At))
-		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, stdout)
+		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, s.HandOver(), stdout)
 	case errors.As(err, &promoted):
 		// The promoted site handed the session back: this site is the
 		// primary again, on the addresses it had.
@@ -309,7 +310,7 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 		if a := s.ControlAddr(); a != "" {
 			c.Primary.Control = a
 		}
-		return servePromotedBack(ctx, &c, log, stdout)
+		return servePromotedBack(ctx, &c, log, s.HandOver(), stdout)
 	case err != nil:
 		return fmt.Errorf("secondary stopped: %w", err)
 	}

@@ -43,7 +43,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		// A switchover promoted this site: it serves its volumes
 		// read-write from now on, on the addresses it had.
 		log.Warn("promoted by a switchover: serving the volumes read-write", "promoted_at", control.FormatTime(promoted.Promotion.At))
-		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, stdout)
+		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, s.HandOver(), stdout)
 	}
 	if err != nil {
 		return fmt.Errorf("secondary stopped: %w", err)
