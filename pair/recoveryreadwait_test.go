@@ -69,9 +69,26 @@ func TestTheStartTimesARecoveryReadFromItsCapture(t *testing.T) {
 // timed from when the copies were launched, together, would give up those
 // queued last, though the disk never stopped reading.
 func TestTheStartGivesUpNoReadOfASlowDiskServingThemOneAtATime(t *testing.T) {
+	servedOneAtATime(t, "reads", func(ss *memSubsystem, serve func(string, int64)) { ss.read = serve })
+}
+
+// TestTheStartGivesUpNoCaptureOfASlowDiskServingThemOneAtATime: as
+// TestTheStartGivesUpNoReadOfASlowDiskServingThemOneAtATime, the disk
+// serving in turn what the copies ask before their capture (their looks for
+// a hole, their activity-log marks): the start's wait for a copy's capture,
+// which a stuck disk may hold too, gives none up while the disk serves.
+func TestTheStartGivesUpNoCaptureOfASlowDiskServingThemOneAtATime(t *testing.T) {
+	servedOneAtATime(t, "captures", func(ss *memSubsystem, serve func(string, int64)) { ss.capturing = serve })
+}
+
+// servedOneAtATime crashes a rig of 40 volumes, each written since the
+// log was clean, whose one disk serves what set hooks (the copies' reads
+// or captures) one at a time, 20ms each, 800ms in all, CopyReadWait
+// 500ms; it fails unless the start suspends no pair.
+func servedOneAtATime(t *testing.T, what string, set func(ss *memSubsystem, serve func(string, int64))) {
 	const (
 		volumes = 40
-		serve   = 20 * time.Millisecond // one read, on the disk
+		serve   = 20 * time.Millisecond // one request, on the disk
 		wait    = 500 * time.Millisecond
 	)
 	var names []string
@@ -86,11 +103,11 @@ func TestTheStartGivesUpNoReadOfASlowDiskServingThemOneAtATime(t *testing.T) {
 	}
 	var disk sync.Mutex
 	r.ss.mu.Lock()
-	r.ss.read = func(string, int64) {
+	set(r.ss, func(string, int64) {
 		disk.Lock()
 		defer disk.Unlock()
 		time.Sleep(serve)
-	}
+	})
 	r.ss.mu.Unlock()
 	r.opts.CopyReadWait = wait
 	r.crash()
@@ -101,7 +118,7 @@ func TestTheStartGivesUpNoReadOfASlowDiskServingThemOneAtATime(t *testing.T) {
 		}
 	}
 	if len(hung) != 0 {
-		t.Fatalf("%d reads of %v each, served one at a time, CopyReadWait %v: the start suspended %d pairs whose reads were queued: %v",
-			volumes, serve, wait, len(hung), hung)
+		t.Fatalf("%d %s of %v each, served one at a time, CopyReadWait %v: the start suspended %d pairs whose %s were queued: %v",
+			volumes, what, serve, wait, len(hung), what, hung)
 	}
 }
