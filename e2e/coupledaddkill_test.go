@@ -67,14 +67,18 @@ func coupleAddKilledBeforeItsFloor(t *testing.T, s *procSession) {
 // c2's writes its stopped secondary had not journaled, as the first case
 // did. It must refuse, saying what c2's secondary journaled and what to
 // do, and c2's secondary, started, finishes the add at its own time once
-// it journaled past the others' time.
+// it journaled past the others' time. Started while c2's primary sends
+// nothing (stopped), it waits, and c1 applies none of the chain's writes
+// meanwhile, also once it was killed -9 and started again; the primary
+// continued, it finishes the add.
 func TestCoupleAddKilledBeforeItsFloorIsFinished(t *testing.T) {
-	t.Run("by couple add run again", func(t *testing.T) { coupleAddKilled(t, false, false) })
-	t.Run("by the member's secondary", func(t *testing.T) { coupleAddKilled(t, true, false) })
-	t.Run("by the member's secondary, etcd compacted past the add", func(t *testing.T) { coupleAddKilled(t, true, true) })
+	t.Run("by couple add run again", func(t *testing.T) { coupleAddKilled(t, false, false, false) })
+	t.Run("by the member's secondary", func(t *testing.T) { coupleAddKilled(t, true, false, false) })
+	t.Run("by the member's secondary, etcd compacted past the add", func(t *testing.T) { coupleAddKilled(t, true, true, false) })
+	t.Run("by the member's secondary killed -9 while it waits, etcd compacted past the add", func(t *testing.T) { coupleAddKilled(t, true, true, true) })
 }
 
-func coupleAddKilled(t *testing.T, bySecondary, compacted bool) {
+func coupleAddKilled(t *testing.T, bySecondary, compacted, killedWaiting bool) {
 	e, s := coupledPair(t, true)
 	store, err := coupling.DialEtcd(coupling.EtcdConfig{Group: "payments", Endpoints: []string{e.url}, Lease: 2 * time.Second})
 	if err != nil {
@@ -111,6 +115,7 @@ func coupleAddKilled(t *testing.T, bySecondary, compacted bool) {
 	// primary and held there; c1's secondary journals c1's and publishes
 	// a time past them.
 	const writes = 300
+	chainStart := time.Now()
 	c := startChain(t, s, writes)
 	eventually(t, time.Minute, "writes acknowledged", func() bool { return c.acked.Load() == writes })
 	passed := time.Now()
@@ -132,7 +137,36 @@ func coupleAddKilled(t *testing.T, bySecondary, compacted bool) {
 			t.Fatalf("after couple add refused: c2's time %+v under membership %q, %v; want it not given", v.Reports["c2"], v.Memberships["c2"], err)
 		}
 	}
-	if bySecondary {
+	if killedWaiting {
+		// c2's primary, stopped, sends nothing: c2's secondary stays
+		// behind the others, journaled through before the chain, and
+		// waits; killed -9 there and started again, it waits on.
+		if err := s[1].prim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			s[1].startSecondary()
+			eventually(t, time.Minute, "c2's secondary saying its add waits for it", func() bool {
+				st := s[1].secondaryStatus()
+				return st.Coupling != nil && strings.Contains(st.Coupling.AddUnfinished, "finishes the add once it journaled past")
+			})
+			time.Sleep(time.Second)
+			st := s[0].secondaryStatus()
+			if at, err := time.Parse(time.RFC3339Nano, st.Coupling.AppliedThrough); err != nil || !at.Before(chainStart) {
+				t.Errorf("c1 applies through %q (%v) while c2's secondary, which journaled none of the chain's writes, waits (start %d): "+
+					"want before the chain began (%s)", st.Coupling.AppliedThrough, err, i, chainStart.UTC().Format(time.RFC3339Nano))
+			}
+			if v, err := store.Read(ctx); err != nil || v.Given("c2") {
+				t.Fatalf("c2's time %+v under membership %q, %v, while its secondary waits: want it not given", v.Reports["c2"], v.Memberships["c2"], err)
+			}
+			if i == 0 {
+				s[1].sec.kill()
+			}
+		}
+		if err := s[1].prim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	} else if bySecondary {
 		s[1].startSecondary()
 	} else if code, out, errs := runDuplex(t, "couple", "add", "--config", s[1].path); code != 0 {
 		t.Fatalf("duplex couple add run again: exit %d\n%s%s", code, out, errs)
