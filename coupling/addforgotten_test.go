@@ -168,3 +168,29 @@ func TestAForgottenJoinIsFinishedOnceTheMemberJournaledPastTheOthers(t *testing.
 		}
 	})
 }
+
+// A member without a time whose add was cut short and forgotten is said to
+// have published none, by duplex couple add run again and by a recovery:
+// they said its secondary journaled through 1970-01-01T00:00:00Z.
+func TestAForgottenAddOfAMemberWithoutATimeSaysItHasNone(t *testing.T) {
+	ctx := context.Background()
+	store, clk, b, _ := forgottenMemAdd(ctx, t, false)
+	_, _, rerr := RecoveryTime(ctx, store, "b", b.limit())
+	for what, err := range map[string]error{"duplex couple add run again": Add(ctx, store, "x", clk.now()), "a recovery": rerr} {
+		if err == nil || strings.Contains(err.Error(), "journaled through 1970") || !strings.Contains(err.Error(), "published no time") {
+			t.Errorf("%s, x without a time: %v; want it refused, saying x's secondary published no time", what, err)
+		}
+	}
+}
+
+// forgottenMemAdd is a cutShortAdd on a MemStore that then forgets the
+// moment of x's add, as an etcd compaction.
+func forgottenMemAdd(ctx context.Context, t *testing.T, outside bool) (store *MemStore, clk *clock, b, x *member) {
+	t.Helper()
+	store, clk = NewMemStore(), &clock{}
+	clk.t.Store(1e18)
+	store.Now = clk.now
+	b, x = cutShortAdd(ctx, t, store, store, clk, outside)
+	store.Forget()
+	return store, clk, b, x
+}

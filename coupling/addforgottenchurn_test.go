@@ -143,11 +143,7 @@ func TestTwoForgottenAddsAtOnce(t *testing.T) {
 // does, and x finishes its add once etcd answers.
 func TestAForgottenAddWaitsOutAnUnreachableStore(t *testing.T) {
 	ctx := context.Background()
-	store, clk := NewMemStore(), &clock{}
-	clk.t.Store(1e18)
-	store.Now = clk.now
-	b, x := cutShortAdd(ctx, t, store, store, clk, true)
-	store.Forget()
+	store, _, b, x := forgottenMemAdd(ctx, t, true)
 	x.own.Store(160)
 	x.c.Round(ctx)
 	store.SetDown(true)

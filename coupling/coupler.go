@@ -701,13 +701,19 @@ func journaledBehind(member, group string, have, f int64) error {
 	if group != "" {
 		in = fmt.Sprintf(" to group %q", group)
 	}
+	// 0 is no time at all (the member's secondary never published one),
+	// which as a stamp would read as a journal through 1970.
+	through := "it journaled through " + stamp(have)
+	if have == 0 {
+		through = "it has published no time"
+	}
 	return fmt.Errorf("coupling: session %s's add%s ended before it gave the session its floor, and %w; "+
 		"its writes since the add are coupled with the others' (their master time waits for it), and %w: "+
-		"it journaled through %s, the others are at %s. Its secondary, running, finishes the add once it journaled past that "+
+		"%s, the others are at %s. Its secondary, running, finishes the add once it journaled past that "+
 		"(start it if it is stopped, resume its pair if it is suspended). "+
 		"Only if its secondary cannot catch up: duplex couple remove --config FILE %s lets the others apply without it, "+
 		"and its writes since the add are then coupled with none of theirs",
-		member, in, ErrAddForgotten, ErrJournaledBehind, stamp(have), stamp(f), member)
+		member, in, ErrAddForgotten, ErrJournaledBehind, through, stamp(f), member)
 }
 
 // stamp is t for an operator: RFC 3339 in UTC, to the nanosecond.
