@@ -42,3 +42,48 @@ func TestAWriteTheVolumeFailsSuspendsItsPair(t *testing.T) {
 	}
 	r.settle()
 }
+
+// TestAWriteTheVolumeFailsJustBeforeACleanStopIsNotForgotten: a's volume
+// fails a captured write, and the primary stops cleanly before the
+// manager's watcher looked at the failures (it looks every 100 ms, and
+// stops with Run). The stop records the pairs as they are, the activity
+// log's marks mean nothing after a clean stop, so unless the stop acts on
+// the failure, a restarts duplex with the secondary holding data the
+// volume never took. Restarted, a is suspended for the write, the region
+// in its bitmap, and its resume copies it.
+func TestAWriteTheVolumeFailsJustBeforeACleanStopIsNotForgotten(t *testing.T) {
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.write("a", 2*twinRegion, 4096)
+	r.ss.mu.Lock()
+	r.ss.failed = append(r.ss.failed, subsystem.FailedWrite{Volume: "a", Offset: 2 * twinRegion, Length: 4096,
+		Err: fmt.Errorf("volume a: write 4096 at %d: %w", 2*twinRegion, syscall.EIO)})
+	r.ss.mu.Unlock()
+	r.mv.ship()
+	if err := r.mg.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.al.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.crashed()
+	r.open()
+	a := r.pair("a")
+	if a.State != Suspended || !strings.Contains(a.Reason, "write") || !marked(r.pendingRegions("a"), 2*twinRegion) {
+		t.Fatalf("pair a, restarted after a clean stop just after its volume failed a write: %+v, regions %v; "+
+			"want suspended for the write, its region to copy", a, r.pendingRegions("a"))
+	}
+	if b := r.pair("b"); b.State != Duplex {
+		t.Fatalf("pair b: %+v, want duplex", b)
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.pendingRegions("a").Count(); got != 1 {
+		t.Fatalf("a resumed copies %d regions, want the one the failed write was in", got)
+	}
+	r.settle()
+}

@@ -1273,7 +1273,15 @@ func (mg *Manager) Run(ctx context.Context) error {
 }
 
 // Close records a clean stop: the caller has shipped everything it holds.
-func (mg *Manager) Close(clean bool) error { return mg.save(clean) }
+// A write the volume failed since Run's watcher last looked (it looks
+// every 100 ms, and stops with Run) is acted on first: after a clean stop
+// neither the activity log nor a duplex pair says which regions to copy
+// again, and the secondary holds that write's data where the volume may
+// not.
+func (mg *Manager) Close(clean bool) error {
+	mg.suspendWriteFailed()
+	return mg.save(clean)
+}
 
 // copying reports whether a copy is to go on now: Run then loops at once,
 // and otherwise waits for its tick, or a kick.

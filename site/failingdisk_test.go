@@ -234,3 +234,45 @@ func TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten(t *testing.T) {
 	}
 	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
 }
+
+// TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain: as
+// TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten, but the primary
+// is stopped cleanly as soon as the failed write is answered, before the
+// pair manager's next look at the failed writes. A clean stop leaves no
+// activity log marks to copy again and saved vol1 duplex, with the
+// secondary holding the write's data where the primary's disk does not.
+// Restarted, its disk working, vol1 is suspended for the write, and once
+// resumed the secondary's vol1 is the primary's.
+func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T) {
+	cfg := linkConfig(t)
+	disk := newFailingDisk(t, 1<<20)
+	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
+	cfg.Primary.NBD = "127.0.0.1:0"
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+
+	disk.fail(t, true)
+	if err := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192); err == nil {
+		t.Fatal("a write to vol1, its disk failing, was acknowledged")
+	}
+	stop()
+	c.Close()
+	disk.fail(t, false)
+
+	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 10*time.Second, "vol1, restarted after a clean stop, reported suspended, with the write's error", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "write") && strings.Contains(v.Reason, "input/output error")
+	})
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}
