@@ -369,8 +369,10 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	s.mu.Lock()
 	bm, l := s.tracking[u.Volume], s.actlog
 	s.mu.Unlock()
+	var held time.Duration
 	if bm == nil {
-		if _, err := s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
+		var err error
+		if held, err = s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
 			return fmt.Errorf("subsystem %s: %w", s.id, err)
 		}
 	}
@@ -440,7 +442,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	var err error
 	switch u.Kind {
 	case recordset.KindWrite:
-		if large && !v.Device() && s.largeWrites.Load() > 1 {
+		if large && !v.Device() && held == 0 && s.largeWrites.Load() > 1 {
 			// Past the page cache where the file system allows it,
 			// while another large write is on its way too: in a
 			// burst of large writes their copy into fresh page cache
@@ -450,6 +452,13 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 			// wait for the device's round trip, longer than the copy
 			// (a 1 MiB writer at queue depth 1: 25 % fewer writes),
 			// where several in flight overlap theirs (bench/RESULTS.md).
+			// Not a write the sidefile held back (paced, or waiting
+			// for room): the secondary sets the rate then, not the
+			// primary's CPU, and a direct write takes the device's
+			// bandwidth at once where the page cache takes a range's
+			// rewrites once and writes them back later; with a disk
+			// the secondary shares, paced direct writes cost its
+			// apply rate.
 			// Not on a block device: the kernel serialises a file's
 			// buffered writes with its direct ones, but not a device's,
 			// and a user's small write beside a direct one, into a
