@@ -98,6 +98,27 @@ func TestCopyLeavesVolumeOutOfPageCache(t *testing.T) {
 	}
 }
 
+// directVolume opens a 4 MiB volume in a file of the test's directory, and
+// skips the test where that file system does not take direct I/O: large
+// writes go through the page cache there.
+func directVolume(t *testing.T) (string, *volume.Volume) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "v0.img")
+	v, err := volume.Open(path, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	probe, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0)
+	if err == nil {
+		defer probe.Close()
+	}
+	if err != nil || !disk.TakesDirect(probe.Fd()) {
+		t.Skipf("the file system of %s does not take direct I/O (%v): large writes go through the page cache there", path, err)
+	}
+	return path, v
+}
+
 // Writes of a megabyte or more reach the primary volume past the page cache
 // where the file system takes direct I/O and several are on their way at
 // once: in a burst of large writes the copy of each into fresh page cache
@@ -107,21 +128,7 @@ func TestCopyLeavesVolumeOutOfPageCache(t *testing.T) {
 // which would wait for the device's round trip) and a short write still
 // go through the page cache.
 func TestLargeWriteGoesPastThePageCache(t *testing.T) {
-	const size = 4 << 20
-	path := filepath.Join(t.TempDir(), "v0.img")
-	v, err := volume.Open(path, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	if probe, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0); err != nil || !disk.TakesDirect(probe.Fd()) {
-		if err == nil {
-			probe.Close()
-		}
-		t.Skipf("the file system of %s does not take direct I/O (%v): large writes go through the page cache there", path, err)
-	} else {
-		probe.Close()
-	}
+	path, v := directVolume(t)
 	side := sidefile.New(64 << 20)
 	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
 	ctx := context.Background()
@@ -258,21 +265,7 @@ func TestLargeWriteToADeviceGoesThroughThePageCache(t *testing.T) {
 // session), every paced megabyte went to the disk a third time beside the
 // secondary's journal and volume writes.
 func TestPacedLargeWriteGoesThroughThePageCache(t *testing.T) {
-	const size = 4 << 20
-	path := filepath.Join(t.TempDir(), "v0.img")
-	v, err := volume.Open(path, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	if probe, err := os.OpenFile(path, os.O_RDONLY|syscall.O_DIRECT, 0); err != nil || !disk.TakesDirect(probe.Fd()) {
-		if err == nil {
-			probe.Close()
-		}
-		t.Skipf("the file system of %s does not take direct I/O (%v): large writes go through the page cache there", path, err)
-	} else {
-		probe.Close()
-	}
+	path, v := directVolume(t)
 	const limit = 64 << 20
 	side := sidefile.New(limit)
 	side.SetPacing(sidefile.Pacing{Start: 0.5, MaxDelay: time.Millisecond})
