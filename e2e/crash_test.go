@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"duplex/bench/harness"
+	"duplex/internal/testenv"
 	"duplex/secondary"
 	"duplex/transport"
 	"duplex/workload"
@@ -49,8 +50,8 @@ func (p *secondaryProcess) start() {
 		cmd.Wait()
 		p.t.Fatalf("secondary process did not start: %q %v", line, err)
 	}
-	// The first start binds a port the system picks; restarts bind it again,
-	// so that the primary finds the secondary where it was.
+	// Restarts bind the same reserved address, so that the primary finds the
+	// secondary where it was.
 	p.addr = addr
 	p.cmd = cmd
 }
@@ -104,7 +105,7 @@ func TestDependentWritesSecondaryKilled(t *testing.T) {
 	t.Parallel()
 	kills := 20
 	dir := t.TempDir()
-	sp := &secondaryProcess{t: t, dir: dir, addr: anyPort}
+	sp := &secondaryProcess{t: t, dir: dir, addr: testenv.FreeAddr(t)}
 	sp.start()
 	defer sp.kill()
 

@@ -285,11 +285,12 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 	c := config.Demo(dir)
 	c.Session = o.name
 	c.ControlTokenFile = ""
-	// Every listener takes a port the system picks when the daemon binds it
-	// (see ready): ports picked here and bound later could collide.
-	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
-	c.Primary.Secondary, c.Secondary.Listen = linkNotYetBound, anyPort
-	c.Secondary.Control, c.Secondary.NBD = anyPort, anyPort
+	// Reserved ports, not port 0: a daemon killed or stopped and started
+	// again (restartPrimary, startPromote, rejoin) binds its addresses again.
+	c.Primary.NBD, c.Primary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
+	c.Secondary.Listen = testenv.FreeAddr(t)
+	c.Primary.Secondary = c.Secondary.Listen
+	c.Secondary.Control, c.Secondary.NBD = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	c.Primary.SidefileLimit = 64 * config.MiB
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {
@@ -391,14 +392,6 @@ func (s *procSession) startPromote() *daemon {
 	return d
 }
 
-const (
-	// anyPort is a loopback listen address on a port the system picks.
-	anyPort = "127.0.0.1:0"
-	// linkNotYetBound stands for the secondary's link address until the
-	// secondary has bound it.
-	linkNotYetBound = "127.0.0.1:1"
-)
-
 // ready waits until the daemon has started and answers on its control
 // address. The listeners cfg leaves to the system (port 0) are written back
 // into cfg and its file at path as the daemon reports it bound them, so that
@@ -423,9 +416,6 @@ func (d *daemon) ready(path string, cfg *config.Config) *config.Config {
 		set(&c.Secondary.Listen, "listen")
 		set(&c.Secondary.NBD, "nbd")
 		set(&c.Secondary.Control, "control")
-		if c.HasPrimary() && c.Primary.Secondary == linkNotYetBound {
-			c.Primary.Secondary, changed = c.Secondary.Listen, true
-		}
 		ctl = &c.Secondary.Control
 	} else {
 		set(&c.Primary.NBD, "nbd")
@@ -854,7 +844,7 @@ func TestDaemonsOtherSessionRefused(t *testing.T) {
 	oc := config.Demo(odir)
 	oc.Session = "another-session"
 	oc.ControlTokenFile = ""
-	oc.Primary.NBD, oc.Primary.Control = anyPort, anyPort
+	oc.Primary.NBD, oc.Primary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	oc.Primary.Secondary = s.cfg.Secondary.Listen
 	oc.Primary.SidefileLimit = 8 * config.MiB
 	for i := range oc.Primary.Subsystems {

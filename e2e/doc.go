@@ -4,7 +4,8 @@
 //
 // Most tests wait on timers, links and processes far more than they compute,
 // so they run in parallel (t.Parallel), each with its own directory and
-// ports (picked by the system, or reserved by harness.FreeAddrs). Tests stay
-// serial when they measure rates or timing, or use what the host shares:
-// loop devices, mounts, a browser.
+// ports (picked by the system, or reserved by testenv.FreeAddr where a
+// daemon binds them later, perhaps again after a kill). Tests stay serial
+// when they measure rates or timing, or use what the host shares: loop
+// devices, mounts, a browser.
 package e2e

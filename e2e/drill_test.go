@@ -39,7 +39,7 @@ func TestDaemonsDrillFilesystem(t *testing.T) {
 	const volSize = 64 << 20
 	s := newSession(t, sessionOpts{name: "e2e-drill", volSize: volSize, token: "e2e-drill-token", edit: func(c *config.Config) {
 		c.Secondary.History = config.Duration(time.Hour)
-		c.Secondary.DrillNBD = anyPort
+		c.Secondary.DrillNBD = testenv.FreeAddr(t)
 	}})
 	s.start()
 	primDir, drillDir := filepath.Join(t.TempDir(), "primary"), filepath.Join(t.TempDir(), "drill")

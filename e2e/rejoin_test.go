@@ -11,6 +11,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/site"
 	"duplex/workload"
@@ -39,7 +40,7 @@ func TestDaemonsRejoin(t *testing.T) {
 		lastOff      = 14 * mib // where B writes last, once its workload stopped
 	)
 	const token = "e2e-rejoin-token"
-	link := freeAddr(t)
+	link := testenv.FreeAddr(t)
 	s := newSession(t, sessionOpts{name: "e2e-rejoin", volSize: volSize, token: token, edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
 	}})

@@ -13,6 +13,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/workload"
 )
 
@@ -123,7 +124,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 		bOnly   = 11 * mib
 	)
 	const token = "e2e-roundtrip-token"
-	link := freeAddr(t)
+	link := testenv.FreeAddr(t)
 	s := newSession(t, sessionOpts{name: "e2e-roundtrip", volSize: volSize, token: token, edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
 	}})

@@ -225,7 +225,7 @@ func sameTree(t *testing.T, where string, a, b map[string][32]byte) {
 func TestDaemonsRoundTripFilesystem(t *testing.T) {
 	needExt4OverNBD(t)
 	const volSize = 64 << 20
-	link := freeAddr(t)
+	link := testenv.FreeAddr(t)
 	s := newSession(t, sessionOpts{name: "e2e-roundtrip-fs", volSize: volSize, token: "e2e-roundtrip-fs-token", edit: func(c *config.Config) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
 	}})

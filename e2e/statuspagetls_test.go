@@ -13,9 +13,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/internal/testpki"
 	"duplex/tlsconf"
 	"duplex/transport"
@@ -48,7 +48,7 @@ func TestStatusPageOverHTTPS(t *testing.T) {
 	cfg := siteSession(t, dir, func(c *config.Config) {
 		c.Session = "page-https"
 		// Known ports, so that each page links to the other.
-		c.Primary.Control, c.Secondary.Control = freeAddr(t), freeAddr(t)
+		c.Primary.Control, c.Secondary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
 		c.Primary.ControlTLSCert, c.Primary.ControlTLSKey, c.Primary.ControlTLSCA = pCert, pKey, ca.Path
 		c.Secondary.ControlTLSCert, c.Secondary.ControlTLSKey, c.Secondary.ControlTLSCA = sCert, sKey, ca.Path
 	})
@@ -121,18 +121,4 @@ func spkiHash(t *testing.T, path string) string {
 	}
 	sum := sha256.Sum256(pair.Leaf.RawSubjectPublicKeyInfo)
 	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// freeAddr returns a loopback address for a listener a daemon binds later.
-// A port the kernel handed out for port 0 lies in the ephemeral range, where
-// any connection made before the daemon binds it may take it as its local
-// port; harness.FreeAddrs picks below that range and reserves the port
-// against every other picker on the machine for the life of the test binary.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addrs, err := harness.FreeAddrs(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addrs[0]
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 	"duplex/internal/testpki"
 )
 
@@ -21,7 +22,7 @@ func primaryOnly(t *testing.T, s *procSession, edit func(p *config.Primary)) (st
 	c.Session = s.cfg.Session
 	c.ControlTokenFile = ""
 	c.Secondary = config.Secondary{}
-	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
+	c.Primary.NBD, c.Primary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	c.Primary.Secondary = s.cfg.Primary.Secondary
 	c.Primary.SidefileLimit = 8 * config.MiB
 	for i := range c.Primary.Subsystems {
@@ -144,7 +145,7 @@ func TestTLSRequiredOffLoopback(t *testing.T) {
 	c.Session = "offbox"
 	c.ControlTokenFile = ""
 	c.Secondary = config.Secondary{}
-	c.Primary.NBD, c.Primary.Control = anyPort, anyPort
+	c.Primary.NBD, c.Primary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	c.Primary.Secondary = "192.0.2.10:7402" // TEST-NET-1: not loopback
 	for i := range c.Primary.Subsystems {
 		for j := range c.Primary.Subsystems[i].Volumes {

@@ -14,17 +14,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"duplex/config"
+	"duplex/internal/freeport"
 )
 
 // Spec describes a session to generate.
@@ -95,7 +91,7 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 	if spec.Proxy {
 		n++
 	}
-	ports, err := FreeAddrs(n)
+	ports, err := freeport.Addrs(n)
 	if err != nil {
 		return nil, err
 	}
@@ -190,78 +186,8 @@ func (s *Session) SecondaryPaths() []string {
 	return out
 }
 
-// FreeAddrs returns n distinct free loopback addresses for listeners that
-// a daemon binds later. Closing a socket bound to port 0 and binding its
-// port again races with every process on the machine: the kernel hands that
-// port to the next one that binds port 0 or connects anywhere. So the ports
-// come from below the kernel's ephemeral range, which the kernel never
-// hands out, and each is reserved by a lock file (flock, so it ends with
-// the process, whatever way it ends) that every picker of this package, in
-// any process, respects; a port some other program holds is skipped. The
-// reservations last as long as the process.
-func FreeAddrs(n int) ([]string, error) {
-	lo, _ := ephemeralRange()
-	base, top := max(16384, lo-16384), lo-1
-	if top-base < 4*n {
-		return nil, fmt.Errorf("free addresses: the ephemeral range starts at %d, leaving no room below it", lo)
-	}
-	dir := filepath.Join(os.TempDir(), "duplex-harness-ports")
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return nil, fmt.Errorf("free addresses: %w", err)
-	}
-	os.Chmod(dir, 0o1777) // shared by every user's pickers, as /tmp is
-	reservedMu.Lock()
-	defer reservedMu.Unlock()
-	var out []string
-	var lastErr error
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100*n+1000 {
-			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d (last error: %v)", len(out), n, base, top, lastErr)
-		}
-		port := base + mrand.IntN(top-base+1)
-		// Read-only is enough for flock, and opens another user's file.
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o644)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-			f.Close() // reserved by another picker, or by this one
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			f.Close() // some other program holds it
-			continue
-		}
-		ln.Close()
-		reserved = append(reserved, f)
-		out = append(out, addr)
-	}
-	return out, nil
-}
-
-var (
-	reservedMu sync.Mutex
-	reserved   []*os.File // locked for the life of the process
-)
-
 // ErrTimeout is returned by the waits of this package.
 var ErrTimeout = errors.New("timed out")
-
-// ephemeralRange returns the kernel's range of ports for port 0 and
-// outgoing connections.
-func ephemeralRange() (lo, hi int) {
-	lo, hi = 32768, 60999
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		var l, h int
-		if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 && l > 0 && h >= l {
-			lo, hi = l, h
-		}
-	}
-	return lo, hi
-}
 
 // StepClock sets the offset of the primary's clock from the wall clock: a
 // running primary follows within 10ms, a restarted one from its start.

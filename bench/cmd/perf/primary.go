@@ -15,6 +15,7 @@ import (
 
 	"duplex/bench/fiojson"
 	"duplex/bench/harness"
+	"duplex/internal/freeport"
 )
 
 // The primary-side section measures what replication costs the primary alone,
@@ -297,7 +298,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 
 // startPinnedFloor serves image with nbdfloor on CPU serverCPU.
 func startPinnedFloor(ctx context.Context, floor, dir, image string) (*harness.Daemon, string, error) {
-	addrs, err := harness.FreeAddrs(1)
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		return nil, "", err
 	}
@@ -355,7 +356,7 @@ func (b *bench) startPinnedPair(ctx context.Context, duplex, dir, prefill string
 
 // startPinnedNbdkit serves image with nbdkit's file plugin on CPU serverCPU.
 func startPinnedNbdkit(ctx context.Context, dir, image string) (*harness.Daemon, string, error) {
-	addrs, err := harness.FreeAddrs(1)
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		return nil, "", err
 	}

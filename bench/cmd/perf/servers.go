@@ -14,6 +14,7 @@ import (
 	"duplex/bench/fiojson"
 	"duplex/bench/harness"
 	"duplex/control"
+	"duplex/internal/freeport"
 )
 
 // bench holds what the sections share: nbdkit, the Duplex pair the fio jobs
@@ -156,7 +157,7 @@ func copyFile(ctx context.Context, src, dst string) error {
 // -f keeps it in the foreground, a child of this process; -P writes its pid
 // as the setup asks, so a script can find it too.
 func startNbdkit(ctx context.Context, dir, image string) (*harness.Daemon, string, error) {
-	addrs, err := harness.FreeAddrs(1)
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		return nil, "", err
 	}

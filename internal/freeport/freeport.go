@@ -1,0 +1,101 @@
+// Package freeport reserves loopback ports for listeners that a daemon binds
+// later: the addresses the tests and the benchmark harness write into a
+// session's config before starting its sites, and that a site killed and
+// started again, or rejoined, binds once more.
+//
+// Closing a socket bound to port 0 and binding its port again races with
+// every process on the machine: the kernel hands that port to the next one
+// that binds port 0 or connects anywhere, and CI runs every package's tests
+// at once. So the ports come from below the kernel's ephemeral range, which
+// the kernel never hands out by itself, and each is reserved by a lock file
+// (flock) that every picker, in any process, respects. The lock ends with
+// the process, however it ends (kill -9 included), so a file left behind by
+// a dead picker reserves nothing: the next picker locks it again. The files
+// stay, empty, one per port ever picked, at most one per port of the range.
+package freeport
+
+import (
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Dir holds the lock files. The name predates this package: pickers built
+// before it (the benchmark harness of older binaries) lock the same files.
+var Dir = filepath.Join(os.TempDir(), "duplex-harness-ports")
+
+var (
+	mu       sync.Mutex
+	reserved []*os.File // locked for the life of the process
+)
+
+// Addrs returns n distinct free loopback addresses ("127.0.0.1:PORT"),
+// each reserved against every other picker for the life of the process.
+// A port some other program holds is skipped.
+func Addrs(n int) ([]string, error) {
+	base, top := Range()
+	if top-base < 4*n {
+		return nil, fmt.Errorf("free addresses: ports %d-%d below the ephemeral range leave no room for %d", base, top, n)
+	}
+	if err := os.MkdirAll(Dir, 0o777); err != nil {
+		return nil, fmt.Errorf("free addresses: %w", err)
+	}
+	os.Chmod(Dir, 0o1777) // shared by every user's pickers, as /tmp is
+	mu.Lock()
+	defer mu.Unlock()
+	var out []string
+	var lastErr error
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 100*n+1000 {
+			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d (last error: %v)", len(out), n, base, top, lastErr)
+		}
+		port := base + mrand.IntN(top-base+1)
+		// Read-only is enough for flock, and opens another user's file.
+		f, err := os.OpenFile(filepath.Join(Dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o644)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close() // reserved by another picker, or by this one
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			lastErr = err
+			f.Close() // some other program holds it
+			continue
+		}
+		ln.Close()
+		reserved = append(reserved, f)
+		out = append(out, addr)
+	}
+	return out, nil
+}
+
+// Range returns the ports Addrs picks from: the 16384 below the kernel's
+// ephemeral range, and none below 16384 (where the well-known services
+// listen).
+func Range() (lo, hi int) {
+	eph, _ := EphemeralRange()
+	return max(16384, eph-16384), eph - 1
+}
+
+// EphemeralRange returns the kernel's range of ports for port 0 and
+// outgoing connections.
+func EphemeralRange() (lo, hi int) {
+	lo, hi = 32768, 60999
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var l, h int
+		if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 && l > 0 && h >= l {
+			lo, hi = l, h
+		}
+	}
+	return lo, hi
+}

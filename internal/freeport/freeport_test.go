@@ -1,0 +1,161 @@
+package freeport
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// childEnv makes the test binary a picker in another process: it takes
+// that many addresses, prints them, and holds them until its stdin closes.
+const childEnv = "FREEPORT_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(childEnv); v != "" {
+		n, _ := strconv.Atoi(v)
+		addrs, err := Addrs(n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		fmt.Println(strings.Join(addrs, " "))
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// picker is another process holding the addresses it picked.
+type picker struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	addrs []string
+}
+
+func startPicker(t *testing.T, n int) *picker {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &picker{cmd: cmd, stdin: in}
+	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the other picker printed no addresses: %v", err)
+	}
+	p.addrs = strings.Fields(line)
+	if len(p.addrs) != n {
+		t.Fatalf("the other picker printed %d addresses, want %d", len(p.addrs), n)
+	}
+	return p
+}
+
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Two test processes picking at once (CI runs every package's tests at
+// once) never get the same port; none is in the ephemeral range, where any
+// process binding port 0 or connecting may take it before the daemon binds
+// it; and each can be bound when handed out: the reservation holds no
+// socket.
+func TestTwoProcessesNeverShareAPort(t *testing.T) {
+	const n = 300
+	done := make(chan []string, 1)
+	go func() {
+		a, err := Addrs(n)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	other := startPicker(t, n)
+	mine := <-done
+	if t.Failed() {
+		t.FailNow()
+	}
+	more, err := Addrs(10) // and not twice in one process
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := EphemeralRange()
+	seen := map[string]string{}
+	for who, addrs := range map[string][]string{"this process": append(mine, more...), "the other process": other.addrs} {
+		for _, addr := range addrs {
+			if prev, ok := seen[addr]; ok {
+				t.Fatalf("%s handed out to %s and to %s", addr, prev, who)
+			}
+			seen[addr] = who
+			if p := port(t, addr); p >= lo && p <= hi {
+				t.Fatalf("%s lies in the ephemeral range %d-%d", addr, lo, hi)
+			}
+		}
+	}
+	for _, addr := range append(mine, more...) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s handed out but not bindable: %v", addr, err)
+		}
+		ln.Close()
+	}
+}
+
+// A picker killed -9 leaves its lock files behind, but not its locks: the
+// kernel drops a flock with the last descriptor, so its ports can be
+// reserved again and the directory's files reserve nothing for ever.
+func TestAKilledPickersPortsCanBeReservedAgain(t *testing.T) {
+	other := startPicker(t, 20)
+	for _, addr := range other.addrs {
+		if tryLock(t, port(t, addr)) {
+			t.Fatalf("%s: locked while the other picker lives", addr)
+		}
+	}
+	if err := other.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	other.cmd.Wait()
+	for _, addr := range other.addrs {
+		if !tryLock(t, port(t, addr)) {
+			t.Fatalf("%s: still reserved after its picker was killed", addr)
+		}
+	}
+}
+
+// tryLock says whether port's lock file can be locked now (and unlocks it).
+func tryLock(t *testing.T, port int) bool {
+	t.Helper()
+	f, err := os.Open(filepath.Join(Dir, strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+}
