@@ -3,6 +3,7 @@ package control
 import (
 	"bytes"
 	"context"
+	"duplex/internal/testenv"
 	"errors"
 	"net"
 	"net/http"
@@ -49,9 +50,7 @@ func TestRequestRejoin(t *testing.T) {
 	if res, err := RequestRejoin(ctx, serve(nil), "s3cret", req); err == nil || !strings.Contains(res.Error, "not a promoted site") {
 		t.Errorf("rejoin at a site that is not a promoted one: %+v, %v", res, err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	gone := Endpoint{Addr: ln.Addr().String()}
-	ln.Close()
+	gone := Endpoint{Addr: testenv.FreeAddr(t)} // reserved: nothing listens there
 	if res, err := RequestRejoin(ctx, gone, "s3cret", req); err == nil || res.Error != "" {
 		t.Errorf("rejoin at a site that does not answer: %+v, %v; want an error only", res, err)
 	}

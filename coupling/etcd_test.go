@@ -3,23 +3,20 @@ package coupling
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"duplex/coupling/etcdserver"
+	"duplex/internal/testenv"
 )
 
+// freeURL is an http URL on a reserved port (testenv.FreeAddr) for an etcd
+// to listen on: it binds later, and again when a test restarts it.
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return "http://" + testenv.FreeAddr(t)
 }
 
 // TestEtcdStore runs the Store against a real etcd, embedded: membership,

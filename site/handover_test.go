@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/control"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 )
 
@@ -103,15 +104,15 @@ func TestPromotedInPlaceKeepsTheAddresses(t *testing.T) {
 }
 
 // handedListeners are listeners as a secondary hands them over, and their
-// addresses.
+// addresses: reserved ones, which freeNow binds again once they are closed.
 func handedListeners(t *testing.T) (Listeners, string, string) {
 	t.Helper()
 	var h Listeners
 	var err error
-	if h.NBD, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if h.NBD, err = net.Listen("tcp", testenv.FreeAddr(t)); err != nil {
 		t.Fatal(err)
 	}
-	if h.Control, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if h.Control, err = net.Listen("tcp", testenv.FreeAddr(t)); err != nil {
 		t.Fatal(err)
 	}
 	return h, h.NBD.Addr().String(), h.Control.Addr().String()

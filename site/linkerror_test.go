@@ -3,7 +3,6 @@ package site
 import (
 	"context"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,7 +58,7 @@ func linkConfig(t *testing.T) *config.Config {
 	cfg.ControlTokenFile = ""
 	cfg.Primary.NBD, cfg.Primary.Control = "", ""
 	cfg.Secondary.NBD, cfg.Secondary.Control = "", ""
-	cfg.Secondary.Listen = "127.0.0.1:0"
+	cfg.Secondary.Listen = testenv.FreeAddr(t) // a restarted secondary binds it again
 	cfg.Primary.SidefileLimit = 4 * config.MiB
 	for i := range cfg.Primary.Subsystems {
 		for j := range cfg.Primary.Subsystems[i].Volumes {
@@ -204,12 +203,7 @@ func dialedAgain(t *testing.T, d *countingDialer, n int64) {
 
 func TestLinkDownSaysWhyNothingListening(t *testing.T) {
 	cfg := linkConfig(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Primary.Secondary = ln.Addr().String()
-	ln.Close()
+	cfg.Primary.Secondary = testenv.FreeAddr(t) // reserved: nothing listens there
 	p, logs, dials := runPrimary(t, cfg)
 	waitFor(t, 30*time.Second, "a last error at the primary", func() bool { return p.Status().LastError != "" })
 	dialedAgain(t, dials, 5)

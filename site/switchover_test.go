@@ -19,6 +19,7 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/failover"
+	"duplex/internal/testenv"
 	"duplex/nbd"
 )
 
@@ -32,7 +33,8 @@ func switchoverConfig(t *testing.T) *config.Config {
 		t.Fatal(err)
 	}
 	cfg.ControlTokenFile = tok
-	cfg.Secondary.Control, cfg.Secondary.NBD = "127.0.0.1:0", "127.0.0.1:0"
+	// Reserved, not port 0: a secondary stopped and started again binds them again.
+	cfg.Secondary.Control, cfg.Secondary.NBD = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	return cfg
 }
 

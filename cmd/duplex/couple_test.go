@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,16 +9,14 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/internal/testenv"
 )
 
+// freeURL is an http URL on a reserved port (testenv.FreeAddr) for an etcd
+// to listen on: it binds later, and again when a test restarts it.
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return "http://" + testenv.FreeAddr(t)
 }
 
 // TestCouple changes and lists a coupled group's membership in a real etcd,

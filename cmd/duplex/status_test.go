@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"duplex/control"
+	"duplex/internal/testenv"
 )
 
 func serveStatus(t *testing.T, st control.Status) string {
@@ -55,9 +56,7 @@ func TestStatusAddr(t *testing.T) {
 }
 
 func TestStatusUnreachableFails(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t) // reserved: nothing listens there
 	if code, _, errs := runCmd("status", "--addr", addr); code != exitFailure || !strings.Contains(errs, addr) {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
@@ -73,9 +72,7 @@ func TestStatusFlagsInAnyOrder(t *testing.T) {
 		t.Errorf("status --addr A --json printed %q, status --json --addr=A %q", a, b)
 	}
 
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	down := ln.Addr().String()
-	ln.Close()
+	down := testenv.FreeAddr(t) // reserved: nothing listens there
 	dir := t.TempDir()
 	c := startupSession(dir)
 	c.Primary.Control, c.Secondary.Control = down, addr

@@ -1,7 +1,6 @@
 package etcdserver
 
 import (
-	"net"
 	"strings"
 	"testing"
 
@@ -10,14 +9,11 @@ import (
 
 type syncBuffer = testenv.LogBuffer
 
+// freeURL is an http URL on a reserved port (testenv.FreeAddr) for an etcd
+// to listen on: it binds later, and again when a test restarts it.
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return "http://" + testenv.FreeAddr(t)
 }
 
 // TestCloseLogsNoError: a server stopped as duplex etcd stops it (Ctrl-C)
