@@ -288,8 +288,8 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 	// Reserved ports, not port 0: a daemon killed or stopped and started
 	// again (restartPrimary, startPromote, rejoin) binds its addresses again.
 	c.Primary.NBD, c.Primary.Control = testenv.FreeAddr(t), testenv.FreeAddr(t)
-	c.Secondary.Listen = testenv.FreeAddr(t)
-	c.Primary.Secondary = c.Secondary.Listen
+	listen := testenv.FreeAddr(t)
+	c.Secondary.Listen, c.Primary.Secondary = listen, listen
 	c.Secondary.Control, c.Secondary.NBD = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	c.Primary.SidefileLimit = 64 * config.MiB
 	for i := range c.Primary.Subsystems {
@@ -305,6 +305,14 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 	}
 	if o.edit != nil {
 		o.edit(c)
+	}
+	if c.Primary.Secondary == listen && c.Secondary.Listen != listen {
+		// The edit moved the secondary (to another host, say): the primary
+		// dials it there, once it is bound if the system picks its port.
+		c.Primary.Secondary = c.Secondary.Listen
+		if strings.HasSuffix(c.Secondary.Listen, ":0") {
+			c.Primary.Secondary = linkNotYetBound
+		}
 	}
 	s := &procSession{t: t, dir: dir, path: filepath.Join(dir, "duplex.toml")}
 	s.cfg = writeConfig(t, s.path, c)
@@ -392,6 +400,10 @@ func (s *procSession) startPromote() *daemon {
 	return d
 }
 
+// linkNotYetBound stands for the secondary's link address until the
+// secondary has bound it, where a session leaves its port to the system.
+const linkNotYetBound = "127.0.0.1:1"
+
 // ready waits until the daemon has started and answers on its control
 // address. The listeners cfg leaves to the system (port 0) are written back
 // into cfg and its file at path as the daemon reports it bound them, so that
@@ -416,6 +428,9 @@ func (d *daemon) ready(path string, cfg *config.Config) *config.Config {
 		set(&c.Secondary.Listen, "listen")
 		set(&c.Secondary.NBD, "nbd")
 		set(&c.Secondary.Control, "control")
+		if c.HasPrimary() && c.Primary.Secondary == linkNotYetBound {
+			c.Primary.Secondary, changed = c.Secondary.Listen, true
+		}
 		ctl = &c.Secondary.Control
 	} else {
 		set(&c.Primary.NBD, "nbd")
