@@ -15,14 +15,7 @@ import (
 // write's region in its bitmap for the resume to copy again; b stays
 // duplex. Once resumed, a is duplex again.
 func TestAWriteTheVolumeFailsSuspendsItsPair(t *testing.T) {
-	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
-	r.settle()
-	r.write("a", 2*twinRegion, 4096)
-	r.ss.mu.Lock()
-	r.ss.failed = append(r.ss.failed, subsystem.FailedWrite{Volume: "a", Offset: 2 * twinRegion, Length: 4096,
-		Err: fmt.Errorf("volume a: write 4096 at %d: %w", 2*twinRegion, syscall.EIO)})
-	r.ss.mu.Unlock()
-	r.mv.ship()
+	r := aWriteTheVolumeFailed(t)
 	r.mg.suspendWriteFailed()
 	a := r.pair("a")
 	if a.State != Suspended || a.Auto || !strings.Contains(a.Reason, "write") || !strings.Contains(a.Reason, syscall.EIO.Error()) {
@@ -31,16 +24,7 @@ func TestAWriteTheVolumeFailsSuspendsItsPair(t *testing.T) {
 	if !marked(r.ss.Tracking("a"), 2*twinRegion) {
 		t.Fatal("the region of the write the volume failed is not in a's bitmap")
 	}
-	if b := r.pair("b"); b.State != Duplex {
-		t.Fatalf("pair b: %+v, want duplex", b)
-	}
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.pendingRegions("a").Count(); got != 1 {
-		t.Fatalf("a resumed copies %d regions, want the one the failed write was in", got)
-	}
-	r.settle()
+	bDuplexAResumesTheFailedWritesRegion(t, r)
 }
 
 // TestAWriteTheVolumeFailsJustBeforeACleanStopIsNotForgotten: a's volume
@@ -52,14 +36,7 @@ func TestAWriteTheVolumeFailsSuspendsItsPair(t *testing.T) {
 // volume never took. Restarted, a is suspended for the write, the region
 // in its bitmap, and its resume copies it.
 func TestAWriteTheVolumeFailsJustBeforeACleanStopIsNotForgotten(t *testing.T) {
-	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
-	r.settle()
-	r.write("a", 2*twinRegion, 4096)
-	r.ss.mu.Lock()
-	r.ss.failed = append(r.ss.failed, subsystem.FailedWrite{Volume: "a", Offset: 2 * twinRegion, Length: 4096,
-		Err: fmt.Errorf("volume a: write 4096 at %d: %w", 2*twinRegion, syscall.EIO)})
-	r.ss.mu.Unlock()
-	r.mv.ship()
+	r := aWriteTheVolumeFailed(t)
 	if err := r.mg.Close(true); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +53,29 @@ func TestAWriteTheVolumeFailsJustBeforeACleanStopIsNotForgotten(t *testing.T) {
 		t.Fatalf("pair a, restarted after a clean stop just after its volume failed a write: %+v, regions %v; "+
 			"want suspended for the write, its region to copy", a, r.pendingRegions("a"))
 	}
+	bDuplexAResumesTheFailedWritesRegion(t, r)
+}
+
+// aWriteTheVolumeFailed is a rig of pairs a and b, duplex, after a write
+// to a's volume at 2*twinRegion was captured and shipped, and the volume
+// then failed it (EIO).
+func aWriteTheVolumeFailed(t *testing.T) *rig {
+	t.Helper()
+	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
+	r.settle()
+	r.write("a", 2*twinRegion, 4096)
+	r.ss.mu.Lock()
+	r.ss.failed = append(r.ss.failed, subsystem.FailedWrite{Volume: "a", Offset: 2 * twinRegion, Length: 4096,
+		Err: fmt.Errorf("volume a: write 4096 at %d: %w", 2*twinRegion, syscall.EIO)})
+	r.ss.mu.Unlock()
+	r.mv.ship()
+	return r
+}
+
+// bDuplexAResumesTheFailedWritesRegion checks that b went on duplex and
+// that a's resume copies the one region of the failed write, no more.
+func bDuplexAResumesTheFailedWritesRegion(t *testing.T, r *rig) {
+	t.Helper()
 	if b := r.pair("b"); b.State != Duplex {
 		t.Fatalf("pair b: %+v, want duplex", b)
 	}

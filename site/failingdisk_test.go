@@ -192,22 +192,8 @@ func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
 // again, a resume copies the region, and the secondary's vol1 is the
 // primary's.
 func TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten(t *testing.T) {
-	cfg := linkConfig(t)
-	disk := newFailingDisk(t, 1<<20)
-	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
-	cfg.Primary.NBD = "127.0.0.1:0"
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	c, err := nbd.Dial(p.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
-		t.Fatal(err)
-	}
+	r := duplexOnAFailingDisk(t)
+	p, s, disk, c := r.p, r.s, r.disk, r.c
 
 	disk.fail(t, true)
 	answered := make(chan error, 1)
@@ -244,22 +230,8 @@ func TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten(t *testing.T) {
 // Restarted, its disk working, vol1 is suspended for the write, and once
 // resumed the secondary's vol1 is the primary's.
 func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T) {
-	cfg := linkConfig(t)
-	disk := newFailingDisk(t, 1<<20)
-	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
-	cfg.Primary.NBD = "127.0.0.1:0"
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	c, err := nbd.Dial(p.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
-		t.Fatal(err)
-	}
+	r := duplexOnAFailingDisk(t)
+	cfg, p, s, stop, disk, c := r.cfg, r.p, r.s, r.stop, r.disk, r.c
 
 	disk.fail(t, true)
 	if err := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192); err == nil {
@@ -275,4 +247,37 @@ func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T)
 		return v.State == "suspended" && strings.Contains(v.Reason, "write") && strings.Contains(v.Reason, "input/output error")
 	})
 	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}
+
+// failingDiskRig is a session whose vol1 lies on a disk that can be made
+// to fail, every pair duplex, and an NBD client of vol1 that has written
+// 0x77 at 8192 (the block the tests then fail a write to).
+type failingDiskRig struct {
+	cfg  *config.Config
+	disk *failingDisk
+	s    *Secondary
+	p    *Primary
+	stop func()
+	c    *nbd.Client
+}
+
+func duplexOnAFailingDisk(t *testing.T) failingDiskRig {
+	t.Helper()
+	cfg := linkConfig(t)
+	disk := newFailingDisk(t, 1<<20)
+	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
+	cfg.Primary.NBD = "127.0.0.1:0"
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	return failingDiskRig{cfg: cfg, disk: disk, s: s, p: p, stop: stop, c: c}
 }
