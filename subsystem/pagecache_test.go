@@ -103,8 +103,14 @@ func TestCopyLeavesVolumeOutOfPageCache(t *testing.T) {
 // writes go through the page cache there.
 func directVolume(t *testing.T) (string, *volume.Volume) {
 	t.Helper()
+	return directVolumeOf(t, 4<<20)
+}
+
+// directVolumeOf is directVolume of size bytes.
+func directVolumeOf(t *testing.T, size int64) (string, *volume.Volume) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "v0.img")
-	v, err := volume.Open(path, 4<<20)
+	v, err := volume.Open(path, size)
 	if err != nil {
 		t.Fatal(err)
 	}
