@@ -315,3 +315,42 @@ func TestPacedLargeWriteGoesThroughThePageCache(t *testing.T) {
 		}
 	}
 }
+
+// A large write that waited for sidefile room, unpaced, goes through the
+// page cache as a paced one does: the secondary set its rate.
+func TestLargeWriteThatWaitedForRoomGoesThroughThePageCache(t *testing.T) {
+	path, v := directVolume(t)
+	const limit = 64 << 20
+	side := sidefile.New(limit)
+	side.SetPacing(sidefile.Pacing{})
+	side.Take(limit) // full: both writes wait for room
+	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
+	ctx := context.Background()
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	ss.beforeVolumeWrite = func() {
+		arrived.Done()
+		arrived.Wait()
+	}
+	var wg sync.WaitGroup
+	for _, off := range []int64{0, 1 << 20} {
+		b := ss.NewPayload(1 << 20)
+		for i := range b {
+			b[i] = byte(i*5 + int(off>>20))
+		}
+		wg.Go(func() {
+			if err := ss.WriteOwned(ctx, "v0", b, off); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitFor(t, "both writes waiting for room", func() bool { return side.Stats().Waiting == 2 })
+	side.Release(limit)
+	wg.Wait()
+	ss.beforeVolumeWrite = nil
+	if n := residentPages(t, path); n != 512 {
+		t.Errorf("after two 1 MiB writes at once that waited for sidefile room %d pages of the volume are in the page cache, want their 512: they went past it", n)
+	}
+	us, _, _ := ss.Drain()
+	releaseAll(side, us)
+}
