@@ -278,31 +278,9 @@ func TestPacedLargeWriteGoesThroughThePageCache(t *testing.T) {
 	// Three quarters full: past the pacing start, with room for both.
 	side.Take(limit * 3 / 4)
 	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
-	ctx := context.Background()
 	// Both on their way before either reaches the volume: unpaced, both
 	// would go past the page cache.
-	var arrived sync.WaitGroup
-	arrived.Add(2)
-	ss.beforeVolumeWrite = func() {
-		arrived.Done()
-		arrived.Wait()
-	}
-	var want [][]byte
-	var wg sync.WaitGroup
-	for _, off := range []int64{0, 1 << 20} {
-		b := ss.NewPayload(1 << 20)
-		for i := range b {
-			b[i] = byte(i*7 + int(off>>20))
-		}
-		want = append(want, bytes.Clone(b))
-		wg.Go(func() {
-			if err := ss.WriteOwned(ctx, "v0", b, off); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	ss.beforeVolumeWrite = nil
+	want := twoLargeWritesAtOnce(t, ss, 7, func() {})
 	if n := residentPages(t, path); n != 512 {
 		t.Errorf("after two paced 1 MiB writes at once %d pages of the volume are in the page cache, want their 512: they went past it", n)
 	}
@@ -325,6 +303,23 @@ func TestLargeWriteThatWaitedForRoomGoesThroughThePageCache(t *testing.T) {
 	side.SetPacing(sidefile.Pacing{})
 	side.Take(limit) // full: both writes wait for room
 	ss := New("ss1", timer.New(), side, map[string]*volume.Volume{"v0": v}, []string{"v0"})
+	twoLargeWritesAtOnce(t, ss, 5, func() {
+		waitFor(t, "both writes waiting for room", func() bool { return side.Stats().Waiting == 2 })
+		side.Release(limit)
+	})
+	if n := residentPages(t, path); n != 512 {
+		t.Errorf("after two 1 MiB writes at once that waited for sidefile room %d pages of the volume are in the page cache, want their 512: they went past it", n)
+	}
+	us, _, _ := ss.Drain()
+	releaseAll(side, us)
+}
+
+// twoLargeWritesAtOnce writes 1 MiB at 0 and at 1 MiB of v0, both on
+// their way before either reaches the volume (so that, unheld, both would
+// go past the page cache), runs meanwhile while they are, and returns the
+// data written, each byte i of the write at m MiB being i*mul+m.
+func twoLargeWritesAtOnce(t *testing.T, ss *Subsystem, mul int, meanwhile func()) [][]byte {
+	t.Helper()
 	ctx := context.Background()
 	var arrived sync.WaitGroup
 	arrived.Add(2)
@@ -332,25 +327,22 @@ func TestLargeWriteThatWaitedForRoomGoesThroughThePageCache(t *testing.T) {
 		arrived.Done()
 		arrived.Wait()
 	}
+	var want [][]byte
 	var wg sync.WaitGroup
 	for _, off := range []int64{0, 1 << 20} {
 		b := ss.NewPayload(1 << 20)
 		for i := range b {
-			b[i] = byte(i*5 + int(off>>20))
+			b[i] = byte(i*mul + int(off>>20))
 		}
+		want = append(want, bytes.Clone(b))
 		wg.Go(func() {
 			if err := ss.WriteOwned(ctx, "v0", b, off); err != nil {
 				t.Error(err)
 			}
 		})
 	}
-	waitFor(t, "both writes waiting for room", func() bool { return side.Stats().Waiting == 2 })
-	side.Release(limit)
+	meanwhile()
 	wg.Wait()
 	ss.beforeVolumeWrite = nil
-	if n := residentPages(t, path); n != 512 {
-		t.Errorf("after two 1 MiB writes at once that waited for sidefile room %d pages of the volume are in the page cache, want their 512: they went past it", n)
-	}
-	us, _, _ := ss.Drain()
-	releaseAll(side, us)
+	return want
 }
