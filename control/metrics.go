@@ -1,6 +1,7 @@
 package control
 
 import (
+	"maps"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,18 @@ type Sample struct {
 	Help  string
 	Type  prometheus.ValueType
 	Value float64
+	// Labels are the sample's own, beside the site's session and role:
+	// a volume's, for a metric with a series per volume.
+	Labels prometheus.Labels
+}
+
+// Labelled returns s with the label name set to value.
+func (s Sample) Labelled(name, value string) Sample {
+	ls := make(prometheus.Labels, len(s.Labels)+1)
+	maps.Copy(ls, s.Labels)
+	ls[name] = value
+	s.Labels = ls
+	return s
 }
 
 // Metrics exposes a site's samples and its lag distribution with the duplex_
@@ -57,7 +70,12 @@ func (c *sampleCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *sampleCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.samples() {
-		d := prometheus.NewDesc("duplex_"+s.Name, s.Help, nil, c.labels)
+		labels := c.labels
+		if len(s.Labels) > 0 {
+			labels = maps.Clone(c.labels)
+			maps.Copy(labels, s.Labels)
+		}
+		d := prometheus.NewDesc("duplex_"+s.Name, s.Help, nil, labels)
 		ch <- prometheus.MustNewConstMetric(d, s.Type, s.Value)
 	}
 }

@@ -15,14 +15,7 @@ func TestACopyThatKeepsFailingDoesNotHoldTheOthers(t *testing.T) {
 	r := newRig(t, 4*twinRegion, 8<<20, "a", "b")
 	clock := r.freezeClock()
 	refused := errors.New("connection reset by peer")
-	r.ss.mu.Lock()
-	r.ss.refuses = func(vol string, _ int64) error {
-		if vol == "a" {
-			return refused
-		}
-		return nil
-	}
-	r.ss.mu.Unlock()
+	r.refuseCopiesOf("a", refused)
 	r.steps(50)
 	if b := r.pair("b"); b.State != Duplex {
 		t.Fatalf("pair b, pair a's copy failing each time: %+v, want duplex", b)
@@ -43,9 +36,24 @@ func TestACopyThatKeepsFailingDoesNotHoldTheOthers(t *testing.T) {
 	if got := tries; got != 1 {
 		t.Fatalf("pair a's copy tried %d times, its wait not over, want 1", got)
 	}
-	r.ss.mu.Lock()
-	r.ss.refuses = nil
-	r.ss.mu.Unlock()
+	r.refuseCopiesOf("", nil)
 	clock.by(copyRetryFirst)
 	r.settle()
+}
+
+// refuseCopiesOf has every copy of vol fail with err, before anything is
+// captured; err nil: none fails.
+func (r *rig) refuseCopiesOf(vol string, err error) {
+	r.ss.mu.Lock()
+	defer r.ss.mu.Unlock()
+	if err == nil {
+		r.ss.refuses = nil
+		return
+	}
+	r.ss.refuses = func(v string, _ int64) error {
+		if v == vol {
+			return err
+		}
+		return nil
+	}
 }

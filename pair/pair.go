@@ -132,6 +132,10 @@ type Pair struct {
 	// try failed, and it waits to be tried again (see copyFailed). Not
 	// saved: a start tries at once.
 	CopyFailing string `json:"-"`
+	// CopyFailingSince is when the failures in a row of that copy began:
+	// how long it has gone without progress, which a monitor alerts on
+	// (the copy is tried again for ever). Zero while it does not fail.
+	CopyFailingSince time.Time `json:"-"`
 }
 
 type persisted struct {
@@ -309,7 +313,10 @@ type Manager struct {
 	// retries holds, per pending pair whose copy's last try failed, when
 	// it is tried again (see copyFailed), by the clock now.
 	retries map[string]*copyRetry
-	now     func() time.Time
+	// copyFailures counts the copy tries that failed (see copyFailed)
+	// since the start.
+	copyFailures atomic.Uint64
+	now          func() time.Time
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -899,7 +906,7 @@ func makePending(p *Pair, bm *bitmap.Bitmap) {
 	// checkRoom) would stay in status, and in the state, for good, since
 	// only a room check clears it, and none runs for a pair not suspended
 	// (a resync started on a room the secondary could not read).
-	p.State, p.Auto, p.Deleted, p.Reason, p.Waiting, p.CopyFailing = Pending, false, false, "", "", ""
+	p.State, p.Auto, p.Deleted, p.Reason, p.Waiting, p.CopyFailing, p.CopyFailingSince = Pending, false, false, "", "", "", time.Time{}
 	p.CopyTotal, p.Copied, p.CopyEnd = bm.DirtyBytes(), 0, 0
 }
 
@@ -949,7 +956,7 @@ func suspendFields(p *Pair, auto bool) {
 	if p.Since == 0 {
 		p.Since = p.Consistent
 	}
-	p.State, p.Auto, p.Reason, p.Waiting, p.CopyFailing = Suspended, auto, "", "", ""
+	p.State, p.Auto, p.Reason, p.Waiting, p.CopyFailing, p.CopyFailingSince = Suspended, auto, "", "", "", time.Time{}
 }
 
 // byHand makes p's suspension the operator's: it no longer resumes by
@@ -1413,8 +1420,13 @@ func (mg *Manager) copyFailed(p *Pair, bm *bitmap.Bitmap, off int64, err error) 
 	if rt == nil || rt.copy != bm {
 		rt = &copyRetry{copy: bm}
 		mg.retries[p.Volume] = rt
+		p.CopyFailingSince = time.Time{} // a copy started afresh
 	}
 	rt.fails++
+	mg.copyFailures.Add(1)
+	if p.CopyFailingSince.IsZero() {
+		p.CopyFailingSince = mg.now()
+	}
 	wait := min(copyRetryFirst<<min(rt.fails-1, 16), copyRetryLast)
 	rt.at = mg.now().Add(wait)
 	if errors.Is(err, actlog.ErrWrite) {
@@ -1477,7 +1489,7 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 	if rt := mg.retries[p.Volume]; rt != nil {
 		delete(mg.retries, p.Volume)
 		if rt.copy == bm {
-			p.CopyFailing = ""
+			p.CopyFailing, p.CopyFailingSince = "", time.Time{}
 			mg.log.Info("copy goes on after failing", "volume", p.Volume, "failures", rt.fails)
 		}
 	}
@@ -2446,6 +2458,12 @@ func (mg *Manager) publishSuspendingLocked(auto bool, ps ...*Pair) {
 	}
 	mg.status.Store(st)
 }
+
+// CopyFailures returns how many copy tries failed since the start, other
+// than by a read of the volume or a stop (see copyFailed): each is tried
+// again after a wait, for ever, so a count that keeps rising is a copy
+// that does not get on.
+func (mg *Manager) CopyFailures() uint64 { return mg.copyFailures.Load() }
 
 // Pairs returns a snapshot of every pair, in configuration order. It does
 // not take mu (see Manager.status): it answers at once, with the states

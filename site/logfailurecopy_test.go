@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/control"
 	"duplex/disk"
 	"duplex/tlsconf"
 	"duplex/transport"
@@ -45,6 +46,17 @@ func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
 		}
 		return true
 	})
+	// A monitor sees it too: each pending pair's copy failing for some
+	// time, by volume, and the failures counted.
+	failing := copyFailingSeconds(p.Samples())
+	for _, v := range cfg.VolumeNames() {
+		if _, ok := failing[v]; !ok {
+			t.Fatalf("no duplex_copy_failing_seconds of %s, its copy failing: %v", v, failing)
+		}
+	}
+	if got := sampleMap(p.Samples())["copy_failures_total"].Value; got < float64(len(cfg.VolumeNames())) {
+		t.Fatalf("duplex_copy_failures_total %v, every copy of %d pairs failed", got, len(cfg.VolumeNames()))
+	}
 	// Not a wait for a condition: a copier that spins on the log tries it
 	// thousands of times meanwhile.
 	tried := inj.Injected(disk.OpWrite)
@@ -64,8 +76,23 @@ func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
 			t.Fatalf("%s duplex, and its status still says %q", v.Name, v.Note)
 		}
 	}
+	if failing := copyFailingSeconds(p.Samples()); len(failing) != 0 {
+		t.Fatalf("every pair duplex, and copies still reported failing: %v", failing)
+	}
 	quiesceMover(t, p)
 	for _, v := range cfg.VolumeNames() {
 		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
 	}
+}
+
+// copyFailingSeconds returns the duplex_copy_failing_seconds samples, by
+// their volume label.
+func copyFailingSeconds(samples []control.Sample) map[string]float64 {
+	m := map[string]float64{}
+	for _, s := range samples {
+		if s.Name == "copy_failing_seconds" {
+			m[s.Labels["volume"]] = s.Value
+		}
+	}
+	return m
 }

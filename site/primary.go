@@ -744,7 +744,12 @@ func (p *Primary) samples() []control.Sample {
 	// The progress of the copies under way, as status gives it per volume:
 	// a resync holds the secondary at its consistency time until it ends,
 	// so what is left of it is what a dashboard must see shrink.
+	// A copy that fails is tried again for ever (its fault may pass), so
+	// the pair stays pending: how long each has failed in a row is what a
+	// monitor alerts on, a series per such pair, gone once it goes on.
 	var pending, copyBytes, copied int64
+	var failing []control.Sample
+	now := time.Now()
 	for _, pr := range p.pairs.Pairs() {
 		if pr.Deleted || pr.State != pair.Pending {
 			continue
@@ -752,8 +757,13 @@ func (p *Primary) samples() []control.Sample {
 		pending++
 		copyBytes += pr.CopyTotal
 		copied += pr.Copied
+		if !pr.CopyFailingSince.IsZero() {
+			failing = append(failing, control.Gauge("copy_failing_seconds", "Seconds a pending pair's copy has failed in a row "+
+				"(tried again, every 10 s at most, until it goes on), by volume; no series while it does not fail.",
+				max(now.Sub(pr.CopyFailingSince).Seconds(), 0)).Labelled("volume", pr.Volume))
+		}
 	}
-	return []control.Sample{
+	return append([]control.Sample{
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
 		control.Gauge("pairs_copying", "Pairs pending: their initial copy or resync runs.", float64(pending)),
 		control.Gauge("copy_bytes", "Bytes the running initial copies and resyncs copy in all.", float64(copyBytes)),
@@ -773,7 +783,9 @@ func (p *Primary) samples() []control.Sample {
 		control.Counter("resends_total", "Retransmissions of unacknowledged record sets.", float64(ms.Resends)),
 		control.Counter("connects_total", "Connections made to the secondary.", float64(ms.Connects)),
 		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),
-	}
+		control.Counter("copy_failures_total", "Tries of an initial copy, resync or recovery copy that failed and wait to be tried again "+
+			"(not a read of the volume that failed, which suspends the pair).", float64(p.pairs.CopyFailures())),
+	}, failing...)
 }
 
 // Pairs returns the pair manager.
