@@ -1284,11 +1284,22 @@ func (mg *Manager) Run(ctx context.Context) error {
 // every 100 ms, and stops with Run) is acted on first: after a clean stop
 // neither the activity log nor a duplex pair says which regions to copy
 // again, and the secondary holds that write's data where the volume may
-// not.
+// not. A caller that ships after Run has stopped acts on them before (see
+// SuspendFailedWrites), so that the secondary learns of the suspension
+// too; this catches the rest.
 func (mg *Manager) Close(clean bool) error {
 	mg.suspendWriteFailed()
 	return mg.save(clean)
 }
+
+// SuspendFailedWrites acts now on the writes the volumes failed since
+// Run's watcher last looked, as it does: a stop calls it once Run has
+// ended and before its last shipment, so that the suspensions' markers
+// ship with the rest. Acted on only by Close, after that shipment, a pair
+// was saved suspended while the secondary, told nothing until the
+// restart, went on reporting it duplex and consistent, holding the failed
+// write's data where the primary's disk may not.
+func (mg *Manager) SuspendFailedWrites() { mg.suspendWriteFailed() }
 
 // copying reports whether a copy is to go on now: Run then loops at once,
 // and otherwise waits for its tick, or a kick.

@@ -227,8 +227,10 @@ func TestAWriteThatFailsOnTheDiskIsNotReplicatedAsWritten(t *testing.T) {
 // pair manager's next look at the failed writes. A clean stop leaves no
 // activity log marks to copy again and saved vol1 duplex, with the
 // secondary holding the write's data where the primary's disk does not.
-// Restarted, its disk working, vol1 is suspended for the write, and once
-// resumed the secondary's vol1 is the primary's.
+// The stop tells the secondary, so that it does not report vol1 duplex
+// while the primary is down. Restarted, its disk working, vol1 is
+// suspended for the write, and once resumed the secondary's vol1 is the
+// primary's.
 func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T) {
 	r := duplexOnAFailingDisk(t)
 	cfg, p, s, stop, disk, c := r.cfg, r.p, r.s, r.stop, r.disk, r.c
@@ -239,6 +241,13 @@ func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T)
 	}
 	stop()
 	c.Close()
+	// Stopped, the primary holds vol1 suspended, the region to copy; the
+	// secondary, linked until the stop, must not go on reporting it duplex
+	// and consistent as of the last group, a copy the primary's disk does
+	// not hold, until the primary's restart tells it.
+	if v := volumeStatus(s.Status(), "vol1"); v.State != "suspended" {
+		t.Fatalf("the secondary, the primary stopped cleanly just after vol1's disk failed a write: vol1 %s (%s), want suspended", v.State, v.Consistency)
+	}
 	disk.fail(t, false)
 
 	p, _ = startPrimary(t, cfg, 200*time.Millisecond)

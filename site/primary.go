@@ -434,6 +434,16 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	stopPairs()
 	<-pairsDone
+	// No write is under way now. One the volume failed since the pair
+	// manager last looked suspends its pair before the drain, which
+	// ships the suspension too: the secondary then reports the pair
+	// suspended, not duplex, while this site is down. Bounded as the
+	// drain is; with the link down, the restart tells the secondary.
+	// After a switchover the other site is the primary, and Close alone
+	// acts on them, as before.
+	if !switchedOver {
+		p.pairs.SuspendFailedWrites()
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	go p.abandonWhenUnreachable(dctx, cancel)
 	clean := false
