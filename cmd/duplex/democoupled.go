@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"duplex/config"
@@ -38,21 +39,18 @@ var coupledDemoSessions = []string{"db", "app"}
 // its own directory under dir, with a dependent-write workload whose
 // writes go to the volumes of both sessions.
 func coupledDemo(ctx context.Context, dir string, ports portBase, withWorkload bool, log *slog.Logger, level string, stdout io.Writer) error {
-	clientURL, peerURL, err := coupledDemoEtcdURLs(ports)
-	if err != nil {
-		return err
-	}
 	// etcd warns of every slow request, which a loaded machine makes many
 	// of: below debug and info, the demo shows its errors only.
 	etcdLevel := strings.ToLower(level)
 	if etcdLevel != "debug" && etcdLevel != "info" {
 		etcdLevel = "error"
 	}
-	srv, err := etcdserver.Start(filepath.Join(dir, "etcd"), clientURL, peerURL, etcdLevel, os.Stderr)
+	srv, err := startDemoEtcd(filepath.Join(dir, "etcd"), ports, etcdLevel, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	clientURL := srv.ClientURL
 
 	// Membership is what holds the master time, so both sessions join
 	// before either secondary runs: a member that found itself alone in
@@ -160,6 +158,33 @@ loop:
 	return nil
 }
 
+// demoEtcdURLs picks the embedded etcd's URLs (a test's twin picks one
+// that is taken).
+var demoEtcdURLs = coupledDemoEtcdURLs
+
+// startDemoEtcd starts the coupled demo's embedded etcd in dir on the URLs
+// of ports (see coupledDemoEtcdURLs). With --port-base 0 those are ports
+// that were free when picked, which etcd binds itself a moment later (it
+// takes URLs, not listeners, and advertises what it is given): anything
+// on the machine may have bound one, or connected from it, meanwhile. A
+// bind that fails so is tried again on two other ports; etcd binds both
+// before it writes anything to dir. Once bound, they are etcd's, and the
+// sessions' configs are written with them after.
+func startDemoEtcd(dir string, ports portBase, level string, log *slog.Logger) (*etcdserver.Server, error) {
+	const tries = 5
+	for try := 1; ; try++ {
+		clientURL, peerURL, err := demoEtcdURLs(ports)
+		if err != nil {
+			return nil, err
+		}
+		srv, err := etcdserver.Start(dir, clientURL, peerURL, level, os.Stderr)
+		if err == nil || !ports.set || ports.n != 0 || !errors.Is(err, syscall.EADDRINUSE) || try == tries {
+			return srv, err
+		}
+		log.Info("etcd's ports were taken since they were picked: picking others", "client", clientURL, "peer", peerURL, "err", err)
+	}
+}
+
 // coupledDemoEtcdURLs returns etcd's client and peer URLs: ports N+10 and
 // N+11 of --port-base N, two free ports for --port-base 0, etcd's own
 // defaults without it.
@@ -171,7 +196,8 @@ func coupledDemoEtcdURLs(ports portBase) (client, peer string, err error) {
 		return "http://127.0.0.1:" + strconv.Itoa(ports.n+10), "http://127.0.0.1:" + strconv.Itoa(ports.n+11), nil
 	}
 	// etcd advertises the URLs it is given, so a port it would pick itself
-	// is no use: these are free now, and bound within a second.
+	// is no use: these are free now, and bound a moment later, picked
+	// again if one was taken meanwhile (see startDemoEtcd).
 	var urls [2]string
 	for i := range urls {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
