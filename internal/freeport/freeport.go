@@ -15,7 +15,9 @@
 package freeport
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -45,7 +47,11 @@ func Addrs(n int) ([]string, error) {
 	if err := os.MkdirAll(Dir, 0o777); err != nil {
 		return nil, fmt.Errorf("free addresses: %w", err)
 	}
-	os.Chmod(Dir, 0o1777) // shared by every user's pickers, as /tmp is
+	// Shared by every user's pickers, as /tmp is, and sticky as /tmp is: a
+	// lock file held by one user's picker cannot be removed by another's
+	// (the next picker would lock a new file of that name, and both hold
+	// the port). os.FileMode's sticky bit is ModeSticky, not 0o1000.
+	os.Chmod(Dir, os.ModeSticky|0o777)
 	mu.Lock()
 	defer mu.Unlock()
 	var out []string
@@ -55,8 +61,7 @@ func Addrs(n int) ([]string, error) {
 			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d (last error: %v)", len(out), n, base, top, lastErr)
 		}
 		port := base + mrand.IntN(top-base+1)
-		// Read-only is enough for flock, and opens another user's file.
-		f, err := os.OpenFile(filepath.Join(Dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDONLY, 0o644)
+		f, err := openLockFile(filepath.Join(Dir, strconv.Itoa(port)))
 		if err != nil {
 			lastErr = err
 			continue
@@ -77,6 +82,18 @@ func Addrs(n int) ([]string, error) {
 		out = append(out, addr)
 	}
 	return out, nil
+}
+
+// openLockFile opens a port's lock file, making it if there is none.
+// Read-only is enough for flock, and opens another user's file; an existing
+// file is opened without O_CREAT, which fs.protected_regular refuses for
+// another user's file in a sticky directory.
+func openLockFile(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o644)
+	}
+	return f, err
 }
 
 // Range returns the ports Addrs picks from: the 16384 below the kernel's

@@ -159,3 +159,24 @@ func tryLock(t *testing.T, port int) bool {
 	defer f.Close()
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
 }
+
+// The lock directory is shared by every user's pickers, as /tmp is: anyone
+// may create a lock file in it, but only its owner may remove or replace
+// it. Without the sticky bit another user (or a cleaner of /tmp running as
+// one) could remove a file whose lock a picker holds, and the next picker
+// would lock a new file of the same name: two processes, one port.
+func TestTheLockDirectoryIsSticky(t *testing.T) {
+	saved := Dir
+	Dir = filepath.Join(t.TempDir(), "ports")
+	t.Cleanup(func() { Dir = saved })
+	if _, err := Addrs(1); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode()&(os.ModeSticky|os.ModePerm), os.ModeSticky|0o777; got != want {
+		t.Fatalf("%s: mode %v, want %v", Dir, got, want)
+	}
+}
