@@ -175,3 +175,72 @@ func TestOpenWithHandedListeners(t *testing.T) {
 	}
 	freeNow(t, "after OpenPrimary failed", nbdAddr)
 }
+
+// A listener handed over is served on only where the config of the site
+// opened names its address: one for an address the config does not name
+// any more (none, or another) is closed, and the named address is bound.
+// Served instead, the site would listen where its config, its status's
+// peers and the operator do not look, and keep an address nobody asked for.
+func TestHandedListenersTheConfigDoesNotNameAreClosed(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := linkConfig(t)
+	h, nbdAddr, ctlAddr := handedListeners(t)
+	named := testenv.FreeAddr(t)
+	cfg.Primary.NBD, cfg.Primary.Control = named, ""
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Listeners: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runFor(t, func(ctx context.Context) error { return p.Run(ctx, 0) })
+	defer stop()
+	if p.NBDAddr() != named || p.ControlAddr() != "" {
+		t.Errorf("the primary serves NBD %s and control %q, want its config's %s and none", p.NBDAddr(), p.ControlAddr(), named)
+	}
+	freeNow(t, "listeners handed over for addresses the config does not name", nbdAddr, ctlAddr)
+	c, err := nbd.Dial(named, cfg.VolumeNames()[0])
+	if err != nil {
+		t.Fatalf("NBD at the config's %s: %v", named, err)
+	}
+	c.Close()
+}
+
+// handedFor keeps a listener for the names a bind of it would have taken:
+// its own address, a host name of its IP, port 0, and any wildcard for a
+// wildcard listener (Go reports 0.0.0.0 bound for tcp as [::]).
+func TestHandedForTheAddressesNamed(t *testing.T) {
+	for _, tc := range []struct {
+		bind string
+		name func(port string) string
+		keep bool
+	}{
+		{"127.0.0.1:0", func(p string) string { return "127.0.0.1:" + p }, true},
+		{"127.0.0.1:0", func(p string) string { return "localhost:" + p }, true},
+		{"127.0.0.1:0", func(string) string { return "127.0.0.1:0" }, true},
+		{"127.0.0.1:0", func(string) string { return testenv.FreeAddr(t) }, false},
+		{"127.0.0.1:0", func(p string) string { return "127.0.0.2:" + p }, false},
+		{"127.0.0.1:0", func(p string) string { return "0.0.0.0:" + p }, false},
+		{"127.0.0.1:0", func(string) string { return "" }, false},
+		{"0.0.0.0:0", func(p string) string { return "0.0.0.0:" + p }, true},
+		{"0.0.0.0:0", func(p string) string { return ":" + p }, true},
+		{":0", func(p string) string { return "[::]:" + p }, true},
+		{":0", func(p string) string { return "127.0.0.1:" + p }, false},
+	} {
+		ln, err := net.Listen("tcp", tc.bind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		name := tc.name(port)
+		got := handedFor(ln, name)
+		if (got != nil) != tc.keep {
+			t.Errorf("a listener bound at %s (%s), named %q: kept %v, want %v", tc.bind, ln.Addr(), name, got != nil, tc.keep)
+		}
+		if got == nil {
+			ln.(*net.TCPListener).SetDeadline(time.Now())
+			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("a listener bound at %s, named %q: not kept, but not closed either (accept: %v)", tc.bind, name, err)
+			}
+		}
+		ln.Close()
+	}
+}

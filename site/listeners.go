@@ -42,8 +42,9 @@ func (h Listeners) Close() {
 
 // listen binds nbd and control, each unless "", the control address with
 // the certificate of the config's site role; what names the site in errors.
-// An address handed over in kept is served on as it is, not bound again;
-// a listener in kept whose address is "" here is closed.
+// A listener handed over in kept is served on as it is, not bound again,
+// where it listens on the address named here; one for an address named ""
+// or another address is closed (see handedFor).
 func (l *listeners) listen(cfg *config.Config, role, what, nbd, control string, kept Listeners) (err error) {
 	defer func() {
 		if err != nil {
@@ -51,7 +52,7 @@ func (l *listeners) listen(cfg *config.Config, role, what, nbd, control string, 
 		}
 	}()
 	if nbd != "" {
-		if l.nbdLn, kept.NBD = kept.NBD, nil; l.nbdLn == nil {
+		if l.nbdLn, kept.NBD = handedFor(kept.NBD, nbd), nil; l.nbdLn == nil {
 			if l.nbdLn, err = net.Listen("tcp", nbd); err != nil {
 				return fmt.Errorf("%s: NBD address: %w", what, err)
 			}
@@ -61,7 +62,7 @@ func (l *listeners) listen(cfg *config.Config, role, what, nbd, control string, 
 		if l.ctlTLS, err = tlsconf.ControlServer(cfg, role); err != nil {
 			return fmt.Errorf("%s: control address: %w", what, err)
 		}
-		if l.ctlLn, kept.Control = kept.Control, nil; l.ctlLn == nil {
+		if l.ctlLn, kept.Control = handedFor(kept.Control, control), nil; l.ctlLn == nil {
 			if l.ctlLn, err = net.Listen("tcp", control); err != nil {
 				return fmt.Errorf("%s: control address: %w", what, err)
 			}
@@ -78,6 +79,24 @@ func (l *listeners) close() {
 	if l.ctlLn != nil {
 		l.ctlLn.Close()
 	}
+}
+
+// handedFor returns ln, a listener handed over, if it listens where a bind
+// of named would (a port the system picked stands for port 0), else closes
+// it and returns nil: the site then binds named. Served instead, the site
+// would listen where its config, its status and its operator do not say.
+func handedFor(ln net.Listener, named string) net.Listener {
+	if ln == nil {
+		return nil
+	}
+	if got, ok := ln.Addr().(*net.TCPAddr); ok {
+		if want, err := net.ResolveTCPAddr("tcp", named); err == nil && (want.Port == 0 || want.Port == got.Port) &&
+			(want.IP.Equal(got.IP) || (want.IP == nil || want.IP.IsUnspecified()) && got.IP.IsUnspecified()) {
+			return ln
+		}
+	}
+	ln.Close()
+	return nil
 }
 
 // keep returns listeners on the same sockets as l's, which stay bound and
