@@ -6,8 +6,9 @@
 // Closing a socket bound to port 0 and binding its port again races with
 // every process on the machine: the kernel hands that port to the next one
 // that binds port 0 or connects anywhere, and CI runs every package's tests
-// at once. So the ports come from below the kernel's ephemeral range, which
-// the kernel never hands out by itself, and each is reserved by a lock file
+// at once. So the ports come from below the kernel's ephemeral range (above
+// it where the range starts too low), which the kernel never hands out by
+// itself, and each is reserved by a lock file
 // (flock) that every picker, in any process, respects. The lock ends with
 // the process, however it ends (kill -9 included), so a file left behind by
 // a dead picker reserves nothing: the next picker locks it again. The files
@@ -42,7 +43,8 @@ var (
 func Addrs(n int) ([]string, error) {
 	base, top := Range()
 	if top-base < 4*n {
-		return nil, fmt.Errorf("free addresses: ports %d-%d below the ephemeral range leave no room for %d", base, top, n)
+		eph, ephHi := EphemeralRange()
+		return nil, fmt.Errorf("free addresses: ports %d-%d outside the ephemeral range %d-%d leave no room for %d", base, top, eph, ephHi, n)
 	}
 	if err := os.MkdirAll(Dir, 0o777); err != nil {
 		return nil, fmt.Errorf("free addresses: %w", err)
@@ -98,17 +100,29 @@ func openLockFile(path string) (*os.File, error) {
 
 // Range returns the ports Addrs picks from: the 16384 below the kernel's
 // ephemeral range, and none below 16384 (where the well-known services
-// listen).
+// listen). A range that starts too low to leave minRoom below it (some
+// hosts widen it to 1024-60999) leaves the ports above it, if more.
 func Range() (lo, hi int) {
-	eph, _ := EphemeralRange()
-	return max(16384, eph-16384), eph - 1
+	eph, ephHi := EphemeralRange()
+	lo, hi = max(16384, eph-16384), eph-1
+	if room := hi - lo + 1; room < minRoom && 65535-ephHi > room {
+		return ephHi + 1, 65535
+	}
+	return lo, hi
 }
+
+// minRoom is the fewest ports below the ephemeral range that Range takes
+// before it looks above.
+const minRoom = 1024
+
+// rangeFile holds the kernel's ephemeral range (a variable for the tests).
+var rangeFile = "/proc/sys/net/ipv4/ip_local_port_range"
 
 // EphemeralRange returns the kernel's range of ports for port 0 and
 // outgoing connections.
 func EphemeralRange() (lo, hi int) {
 	lo, hi = 32768, 60999
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+	if b, err := os.ReadFile(rangeFile); err == nil {
 		var l, h int
 		if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 && l > 0 && h >= l {
 			lo, hi = l, h

@@ -180,3 +180,25 @@ func TestTheLockDirectoryIsSticky(t *testing.T) {
 		t.Fatalf("%s: mode %v, want %v", Dir, got, want)
 	}
 }
+
+// A host whose ephemeral range starts low (some widen it to 1024-60999)
+// leaves no room below it: the ports above it, which the kernel never
+// hands out either, are picked instead of failing every test that needs
+// an address.
+func TestAnEphemeralRangeStartingLowPicksAboveIt(t *testing.T) {
+	saved := rangeFile
+	rangeFile = filepath.Join(t.TempDir(), "ip_local_port_range")
+	t.Cleanup(func() { rangeFile = saved })
+	if err := os.WriteFile(rangeFile, []byte("1024\t60999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := Addrs(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range addrs {
+		if p := port(t, addr); p <= 60999 {
+			t.Errorf("%s: in or below the ephemeral range 1024-60999", addr)
+		}
+	}
+}
