@@ -28,9 +28,15 @@ import (
 	"syscall"
 )
 
-// Dir holds the lock files. The name predates this package: pickers built
-// before it (the benchmark harness of older binaries) lock the same files.
-var Dir = filepath.Join(os.TempDir(), "duplex-harness-ports")
+// Dir holds the lock files: in /tmp, whatever TMPDIR says, since every
+// picker on the machine must lock the same files (pam_tmpdir gives each
+// user a TMPDIR of their own, a job runner may give each job one). Where
+// /tmp cannot hold it, Addrs uses TMPDIR's (a sandbox without a /tmp of
+// its own). The name predates this package: pickers built before it (the
+// benchmark harness of older binaries) lock the same files.
+var Dir = filepath.Join("/tmp", dirName)
+
+const dirName = "duplex-harness-ports"
 
 var (
 	mu       sync.Mutex
@@ -46,16 +52,20 @@ func Addrs(n int) ([]string, error) {
 		eph, ephHi := EphemeralRange()
 		return nil, fmt.Errorf("free addresses: ports %d-%d outside the ephemeral range %d-%d leave no room for %d", base, top, eph, ephHi, n)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if err := os.MkdirAll(Dir, 0o777); err != nil {
-		return nil, fmt.Errorf("free addresses: %w", err)
+		alt := filepath.Join(os.TempDir(), dirName)
+		if alt == Dir || os.MkdirAll(alt, 0o777) != nil {
+			return nil, fmt.Errorf("free addresses: the lock directory: %w", err)
+		}
+		Dir = alt
 	}
 	// Shared by every user's pickers, as /tmp is, and sticky as /tmp is: a
 	// lock file held by one user's picker cannot be removed by another's
 	// (the next picker would lock a new file of that name, and both hold
 	// the port). os.FileMode's sticky bit is ModeSticky, not 0o1000.
 	os.Chmod(Dir, os.ModeSticky|0o777)
-	mu.Lock()
-	defer mu.Unlock()
 	var out []string
 	var lastErr error
 	for tries := 0; len(out) < n; tries++ {

@@ -40,10 +40,10 @@ type picker struct {
 	addrs []string
 }
 
-func startPicker(t *testing.T, n int) *picker {
+func startPicker(t *testing.T, n int, env ...string) *picker {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), childEnv+"="+strconv.Itoa(n))
+	cmd.Env = append(append(os.Environ(), childEnv+"="+strconv.Itoa(n)), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -200,5 +200,50 @@ func TestAnEphemeralRangeStartingLowPicksAboveIt(t *testing.T) {
 		if p := port(t, addr); p <= 60999 {
 			t.Errorf("%s: in or below the ephemeral range 1024-60999", addr)
 		}
+	}
+}
+
+// Every picker on the machine locks the same files, whatever its TMPDIR:
+// the ports are the machine's (pam_tmpdir, for one, gives each user a TMPDIR
+// of their own, and a job runner may give each job one).
+func TestPickersWithTheirOwnTMPDIRNeverShareAPort(t *testing.T) {
+	const n = 500
+	mine, err := Addrs(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := startPicker(t, n, "TMPDIR="+t.TempDir())
+	held := map[string]bool{}
+	for _, a := range mine {
+		held[a] = true
+	}
+	var both []string
+	for _, a := range other.addrs {
+		if held[a] {
+			both = append(both, a)
+		}
+	}
+	if len(both) > 0 {
+		t.Fatalf("%d addresses handed out to this process and to one with another TMPDIR, such as %s", len(both), both[0])
+	}
+}
+
+// Where /tmp cannot hold the lock directory, TMPDIR's does, rather than
+// no test getting an address.
+func TestALockDirectoryThatCannotBeMadeFallsBackToTMPDIR(t *testing.T) {
+	saved := Dir
+	t.Cleanup(func() { Dir = saved })
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Dir = filepath.Join(notADir, dirName)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	if _, err := Addrs(1); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(tmp, dirName); Dir != want {
+		t.Errorf("lock directory %s, want %s", Dir, want)
 	}
 }
