@@ -16,9 +16,7 @@
 package freeport
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -61,11 +59,11 @@ func Addrs(n int) ([]string, error) {
 		}
 		Dir = alt
 	}
-	// Shared by every user's pickers, as /tmp is, and sticky as /tmp is: a
-	// lock file held by one user's picker cannot be removed by another's
-	// (the next picker would lock a new file of that name, and both hold
-	// the port). os.FileMode's sticky bit is ModeSticky, not 0o1000.
-	os.Chmod(Dir, os.ModeSticky|0o777)
+	dir, err := openLockDir(Dir)
+	if err != nil {
+		return nil, fmt.Errorf("free addresses: %w", err)
+	}
+	defer syscall.Close(dir)
 	var out []string
 	var lastErr error
 	for tries := 0; len(out) < n; tries++ {
@@ -73,7 +71,7 @@ func Addrs(n int) ([]string, error) {
 			return nil, fmt.Errorf("free addresses: found %d of %d free ports in %d-%d (last error: %v)", len(out), n, base, top, lastErr)
 		}
 		port := base + mrand.IntN(top-base+1)
-		f, err := openLockFile(filepath.Join(Dir, strconv.Itoa(port)))
+		f, err := openLockFile(dir, strconv.Itoa(port))
 		if err != nil {
 			lastErr = err
 			continue
@@ -96,16 +94,40 @@ func Addrs(n int) ([]string, error) {
 	return out, nil
 }
 
-// openLockFile opens a port's lock file, making it if there is none.
-// Read-only is enough for flock, and opens another user's file; an existing
-// file is opened without O_CREAT, which fs.protected_regular refuses for
-// another user's file in a sticky directory.
-func openLockFile(path string) (*os.File, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o644)
+// openLockDir opens the lock directory, which must be one: in /tmp any user
+// may have made the name first, and a symlink there would have a picker
+// running as root (CI) make its target world-writable, and make files
+// wherever the symlinks planted in it point. Its owner makes it shared by
+// every user's pickers, as /tmp is, and sticky as /tmp is: a lock file held
+// by one user's picker cannot be removed by another's (the next picker
+// would lock a new file of that name, and both hold the port).
+func openLockDir(path string) (int, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("the lock directory %s (a directory, not a symlink): %w", path, err)
 	}
-	return f, err
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil && int(st.Uid) == os.Geteuid() {
+		syscall.Fchmod(fd, syscall.S_ISVTX|0o777)
+	}
+	return fd, nil
+}
+
+// openLockFile opens the lock file name in the lock directory dir, making
+// it if there is none, and never through a symlink. Read-only is enough for
+// flock, and opens another user's file; an existing file is opened without
+// O_CREAT, which fs.protected_regular refuses for another user's file in a
+// sticky directory.
+func openLockFile(dir int, name string) (*os.File, error) {
+	const flags = syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+	fd, err := syscall.Openat(dir, name, flags, 0)
+	if err == syscall.ENOENT {
+		fd, err = syscall.Openat(dir, name, flags|syscall.O_CREAT, 0o644)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(Dir, name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(Dir, name)), nil
 }
 
 // Range returns the ports Addrs picks from: the 16384 below the kernel's

@@ -247,3 +247,57 @@ func TestALockDirectoryThatCannotBeMadeFallsBackToTMPDIR(t *testing.T) {
 		t.Errorf("lock directory %s, want %s", Dir, want)
 	}
 }
+
+// The lock directory sits in /tmp, where any user may have made the name
+// first: a symlink there to a directory of root's must not have a picker
+// running as root (CI) make that directory world-writable.
+func TestASymlinkedLockDirectoryIsRefused(t *testing.T) {
+	saved := Dir
+	t.Cleanup(func() { Dir = saved })
+	target := filepath.Join(t.TempDir(), "root-only")
+	if err := os.Mkdir(target, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	Dir = filepath.Join(t.TempDir(), dirName)
+	if err := os.Symlink(target, Dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Addrs(1)
+	fi, serr := os.Stat(target)
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if got := fi.Mode() & (os.ModeSticky | os.ModePerm); got != 0o700 {
+		t.Errorf("the symlink's target %s: mode %v after a pick, want -rwx------", target, got)
+	}
+	if err == nil {
+		t.Error("a pick went ahead in a lock directory that is a symlink")
+	}
+}
+
+// Nor may a symlink planted as a lock file have the picker make a file
+// wherever it points (an empty /etc/nologin, say).
+func TestASymlinkedLockFileIsNotFollowed(t *testing.T) {
+	savedDir, savedRange := Dir, rangeFile
+	t.Cleanup(func() { Dir, rangeFile = savedDir, savedRange })
+	rangeFile = filepath.Join(t.TempDir(), "ip_local_port_range")
+	if err := os.WriteFile(rangeFile, []byte("17408\t60999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Dir = t.TempDir()
+	target := t.TempDir()
+	lo, hi := Range()
+	for p := lo; p <= hi; p++ {
+		if err := os.Symlink(filepath.Join(target, strconv.Itoa(p)), filepath.Join(Dir, strconv.Itoa(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs, err := Addrs(1)
+	made, _ := os.ReadDir(target)
+	if len(made) > 0 {
+		t.Errorf("the picker made %d files where the lock files' symlinks point, such as %s", len(made), made[0].Name())
+	}
+	if err == nil {
+		t.Errorf("picked %v through a symlinked lock file", addrs)
+	}
+}
