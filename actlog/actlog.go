@@ -98,6 +98,12 @@ type Log struct {
 	names      []string
 	syncs      uint64
 	waits      uint64 // marks that waited for a generation to be written
+	// off, once set, says why the log is no longer kept (see WritePath):
+	// marks cost nothing and are written nowhere.
+	off error
+	// fallback, if set, is asked to let the run go on without the log
+	// when an update's marks cannot be written (see WritePath).
+	fallback func(error) error
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -395,7 +401,9 @@ func (l *Log) markAhead(v *vol, first, last, now int64) {
 func (l *Log) commitAhead(need uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_ = l.await(need)
+	if l.off == nil {
+		_ = l.await(need)
+	}
 }
 
 // set marks region r of v (counted, or sticky), and returns the generation
@@ -436,6 +444,9 @@ func (l *Log) MarkCopy(name string, off, length int64) error {
 func (l *Log) mark(name string, off, length int64, hot bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.off != nil {
+		return nil
+	}
 	v, ok := l.vols[name]
 	if !ok {
 		return fmt.Errorf("activity log: no volume %q", name)
@@ -494,6 +505,9 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 func (l *Log) Stick(name string, off, length int64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.off != nil {
+		return nil
+	}
 	v, ok := l.vols[name]
 	if !ok {
 		return fmt.Errorf("activity log: no volume %q", name)
@@ -546,6 +560,9 @@ var Idle = 5 * time.Second
 func (l *Log) Clean() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.off != nil {
+		return nil
+	}
 	changed := false
 	cutoff := time.Now().Add(-Idle).UnixNano()
 	for _, v := range l.vols {
@@ -588,6 +605,10 @@ func (l *Log) Syncs() uint64 {
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.off != nil {
+		// What it holds is not this run's: the pair state says so.
+		return l.f.Close()
+	}
 	// A write that comes while this persist writes (without mu) waits for
 	// it, and then either finds its marks in it or fails on the closed
 	// file, as it did when Close held mu throughout.
@@ -596,4 +617,79 @@ func (l *Log) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// SetFallback sets what the write path (WritePath) asks when the marks of
+// an update cannot be written: f returns nil once it is durably recorded
+// that this run goes on without the log (after an unclean stop, every
+// region is to copy, not only the logged ones), and the log is then off
+// for the rest of the run. Otherwise the update fails, as it does without
+// a fallback.
+func (l *Log) SetFallback(f func(err error) error) {
+	l.mu.Lock()
+	l.fallback = f
+	l.mu.Unlock()
+}
+
+// Off returns why the log was turned off (the error that its marks could
+// not be written with), nil while it is kept.
+func (l *Log) Off() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.off
+}
+
+// WritePath is the log as the write path and the copies mark it
+// (subsystem.ActivityLog): an update whose marks cannot be written goes on
+// without them if the fallback lets it. Its caller holds no lock the
+// fallback may take, unlike the pair manager's own calls of Stick, which
+// report a failure and go on.
+type WritePath struct{ *Log }
+
+// Mark is Log.Mark, turning the log off if it cannot be written and the
+// fallback lets the run go on without it.
+func (w WritePath) Mark(name string, off, length int64) error {
+	return w.fallBack(w.Log.Mark(name, off, length))
+}
+
+// MarkCopy is Log.MarkCopy, as Mark.
+func (w WritePath) MarkCopy(name string, off, length int64) error {
+	return w.fallBack(w.Log.MarkCopy(name, off, length))
+}
+
+// Stick is Log.Stick, as Mark.
+func (w WritePath) Stick(name string, off, length int64) error {
+	return w.fallBack(w.Log.Stick(name, off, length))
+}
+
+// fallBack returns nil for an update whose marks failed (err) once the
+// log is off: turned off only after the fallback recorded that the run
+// has no log, so that no update is acknowledged marked nowhere, neither
+// in the log nor as a run whose crash copies everything. The first
+// failure turns it off, without a retry: a write and fsync of the log
+// that failed (EIO, ENOSPC) rarely passes milliseconds later, the update
+// would wait for the retry, and going on without the log costs nothing
+// until a crash.
+func (l *Log) fallBack(err error) error {
+	if err == nil || !errors.Is(err, ErrWrite) {
+		return err
+	}
+	l.mu.Lock()
+	f, off := l.fallback, l.off
+	l.mu.Unlock()
+	if off != nil {
+		return nil
+	}
+	if f == nil {
+		return err
+	}
+	if ferr := f(err); ferr != nil {
+		return fmt.Errorf("%w; nor can this run go on without the log: %w", err, ferr)
+	}
+	l.mu.Lock()
+	if l.off == nil {
+		l.off = err
+	}
+	l.mu.Unlock()
+	return nil
 }

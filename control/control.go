@@ -57,6 +57,10 @@ type Status struct {
 	// writes is held unsent at most ([primary] burst_wait), so that the
 	// CPU serves its writes first; 0: never.
 	BurstWaitSeconds *float64 `json:"burst_wait_seconds,omitempty"`
+	// ActivityLogOff, at the primary, says why this run goes on without
+	// its activity log (it could not be opened at start, or written
+	// since), and what that means; empty while the log is on.
+	ActivityLogOff string `json:"activity_log_off,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
 	// Group is the last consistency group applied, which the secondary's

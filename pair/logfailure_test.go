@@ -2,10 +2,13 @@ package pair
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"duplex/actlog"
 	"duplex/disk"
 )
 
@@ -89,6 +92,40 @@ func TestACopyWhoseLogMarkFailsDoesNotSpin(t *testing.T) {
 	for _, name := range []string{"a", "b"} {
 		if p := r.pair(name); p.CopyFailing != "" {
 			t.Fatalf("pair %s duplex, its copy done, and status still says %q", name, p.CopyFailing)
+		}
+	}
+}
+
+// TestCopiesWaitingForAFailingLogGoOnOnceItIsOff: two first copies wait
+// after the activity log failed their marks. A write then finds the log
+// failing too, and the pair state records that the run goes on without
+// it: the write goes on, and so do both copies, at once, though none of
+// their waits is over (the clock stands still), to the end.
+func TestCopiesWaitingForAFailingLogGoOnOnceItIsOff(t *testing.T) {
+	in := disk.NewInjector(nil)
+	r := newRigOn(t, in, 4*twinRegion, 8<<20, "a", "b")
+	r.freezeClock()
+	in.Inject(disk.Fault{Op: disk.OpWrite, Under: r.logPath(), Err: disk.EIO})
+	r.steps(5)
+	for _, name := range []string{"a", "b"} {
+		if p := r.pair(name); p.Copied != 0 || !strings.Contains(p.CopyFailing, "activity log") {
+			t.Fatalf("pair %s, its copy's marks failing: %+v, want nothing copied and waiting for the log", name, p)
+		}
+	}
+	if err := (actlog.WritePath{Log: r.al}).Mark("a", 0, 4096); err != nil {
+		t.Fatalf("a write, the log failing and the pair state writable: %v", err)
+	}
+	if r.al.Off() == nil {
+		t.Fatal("the write went on, and the log is not off")
+	}
+	b, err := os.ReadFile(filepath.Join(r.dir, "pairs.json"))
+	if err != nil || !strings.Contains(string(b), `"no_activity_log":true`) {
+		t.Fatalf("pair state %s (%v), want it to record that the run has no log", b, err)
+	}
+	r.steps(20)
+	for _, name := range []string{"a", "b"} {
+		if p := r.pair(name); p.State != Duplex {
+			t.Fatalf("pair %s, the log off, its wait not over: %+v, want its copy done", name, p)
 		}
 	}
 }

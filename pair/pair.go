@@ -317,6 +317,12 @@ type Manager struct {
 	// since the start.
 	copyFailures atomic.Uint64
 	now          func() time.Time
+	// noLog says this run's activity log could not be written, so the
+	// state it saves says the run has no log (see goOnWithoutLog);
+	// noLogSaved that it did; noLogSaveErr is why that state could not be
+	// saved, last time.
+	noLog, noLogSaved bool
+	noLogSaveErr      string
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -491,7 +497,56 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	if err := mg.save(false); err != nil {
 		return nil, err
 	}
+	if al != nil {
+		al.SetFallback(mg.goOnWithoutLog)
+	}
 	return mg, nil
+}
+
+// goOnWithoutLog is the activity log's fallback (actlog.WritePath) when
+// its marks cannot be written (err): it saves the pair state saying that
+// this run has no log, as a run whose log did not open at start, so that
+// after an unclean stop the next start copies every pair in full; the
+// update whose marks failed then goes on, and every later one, the log
+// off. It returns an error if the state cannot be saved: the update fails
+// then, as it would be in neither the log nor that record. The log is off
+// until the primary restarts, clean or not: turned on again while
+// running, it would hold none of the marks of the writes made meanwhile.
+// Copies that wait to be tried again after the log failed them go on at
+// once.
+func (mg *Manager) goOnWithoutLog(err error) error {
+	mg.mu.Lock()
+	first := !mg.noLog
+	mg.noLog = true
+	mg.unlock()
+	if first {
+		mg.log.Error("the activity log cannot be written: going on without it once the pair state records that; "+
+			"a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start", "err", err)
+	}
+	if serr := mg.save(false); serr != nil {
+		mg.mu.Lock()
+		report := serr.Error() != mg.noLogSaveErr
+		mg.noLogSaveErr = serr.Error()
+		mg.unlock()
+		if report {
+			mg.log.Error("the activity log cannot be written, nor the pair state that would let this run go on without it: "+
+				"every write to a region not marked yet fails until one of them can", "err", err, "state_err", serr)
+		}
+		return serr
+	}
+	mg.mu.Lock()
+	for _, rt := range mg.retries {
+		rt.at = time.Time{}
+	}
+	said := mg.noLogSaved
+	mg.noLogSaved, mg.noLogSaveErr = true, ""
+	mg.unlock()
+	mg.kick()
+	if !said {
+		mg.log.Error("activity log off: the pair state records that this run has no log, and writes go on; "+
+			"a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start", "err", err)
+	}
+	return nil
 }
 
 // resyncAtStart is a resync a restart starts by itself: the pair, duplex
@@ -1021,7 +1076,7 @@ type snapshot struct {
 
 // snapshotLocked reads the state a save writes. Called with mg.mu held.
 func (mg *Manager) snapshotLocked(clean bool) snapshot {
-	s := snapshot{st: persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil}, changes: mg.changes,
+	s := snapshot{st: persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil || mg.noLog}, changes: mg.changes,
 		bms: map[string]*bitmap.Bitmap{}, pending: map[string]bool{}}
 	for _, name := range mg.order {
 		p := *mg.pairs[name]
@@ -1442,7 +1497,8 @@ func (mg *Manager) copyFailed(p *Pair, bm *bitmap.Bitmap, off int64, err error) 
 	rt.at = mg.now().Add(wait)
 	if errors.Is(err, actlog.ErrWrite) {
 		p.CopyFailing = fmt.Sprintf("its copy cannot mark its regions in the activity log (%v): the log is every pair's, so every copy, "+
-			"and every write to a region not marked yet, fails until the log's disk works again; tried again every %v at most", err, copyRetryLast)
+			"and every write to a region not marked yet, fails until the log's disk works again, or the pair state can record that "+
+			"this run goes on without the log; tried again every %v at most", err, copyRetryLast)
 		mg.log.Error("copy waits: the activity log cannot be written, and every write to a region not marked yet fails too",
 			"volume", p.Volume, "offset", off, "err", err, "retry_in", wait)
 		return

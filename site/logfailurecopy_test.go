@@ -16,11 +16,12 @@ import (
 
 // TestAnActivityLogThatFailsUnderTheFirstCopies: the primary's activity
 // log cannot be written (EIO) from its start, every pair in its first
-// copy. No region is copied unmarked, and the copier does not spin on the
-// log: status says of each pending pair that its copy waits for the log,
-// naming the error, and the log is tried a few times a second at most.
-// Once the log's disk works again, every copy goes on by itself, and the
-// secondary's volumes are the primary's.
+// copy, and nor can the pair state that would let the run go on without
+// the log. No region is copied unmarked, and the copier does not spin on
+// the log: status says of each pending pair that its copy waits for the
+// log, naming the error, and the log is tried a few times a second at
+// most. Once the pair state can be written, the first write turns the log
+// off, every copy goes on, and the secondary's volumes are the primary's.
 func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
@@ -36,7 +37,8 @@ func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inj.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(PairStateDir(cfg), "activity.log"), Err: disk.EIO})
+	logPath := filepath.Join(PairStateDir(cfg), "activity.log")
+	inj.Inject(disk.Fault{Op: disk.OpWrite, Under: PairStateDir(cfg), Err: disk.EIO})
 	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
 	waitFor(t, 30*time.Second, "every pair's status to say its copy waits for the activity log", func() bool {
 		for _, v := range p.Status().Volumes {
@@ -70,7 +72,14 @@ func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
 		}
 	}
 	inj.Clear()
-	waitFor(t, 30*time.Second, "every pair duplex once the activity log works again", func() bool { return allPairsDuplex(p.Status()) })
+	inj.Inject(disk.Fault{Op: disk.OpWrite, Under: logPath, Err: disk.EIO})
+	if err := p.Write(context.Background(), "vol1", make([]byte, 4096), 0); err != nil {
+		t.Fatalf("a write, the pair state writable again: %v", err)
+	}
+	waitFor(t, 30*time.Second, "every pair duplex once the activity log is off", func() bool { return allPairsDuplex(p.Status()) })
+	if p.Status().ActivityLogOff == "" {
+		t.Fatal("status does not say the activity log is off")
+	}
 	for _, v := range p.Status().Volumes {
 		if v.Note != "" {
 			t.Fatalf("%s duplex, and its status still says %q", v.Name, v.Note)

@@ -51,6 +51,8 @@ type Primary struct {
 	token   string
 	history *control.History
 	actlog  *actlog.Log
+	// actlogErr is why the activity log could not be opened at start.
+	actlogErr error
 	// copyRate paces initial copies and resyncs, linkRate every frame on
 	// the link; `duplex pair rate` changes them until the next start.
 	copyRate *ratelimit.Limiter
@@ -313,11 +315,12 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		p.log.Error("activity log unusable: running without it; a full resync of every pair if the last stop or this run's stop is not clean",
 			"err", err)
 		al, recovered = nil, nil
+		p.actlogErr = err
 	}
 	p.actlog = al
 	if al != nil {
 		for _, ss := range p.subs {
-			ss.SetActivityLog(al)
+			ss.SetActivityLog(actlog.WritePath{Log: al})
 		}
 	}
 	if opts.beforeCopyRead != nil {
@@ -493,6 +496,22 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	return runErr
 }
 
+// activityLogOff says why this run goes without its activity log, and
+// what that means; "" while the log is kept.
+func (p *Primary) activityLogOff() string {
+	const means = "a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start, clean or not"
+	if p.actlog == nil {
+		if p.actlogErr == nil {
+			return ""
+		}
+		return fmt.Sprintf("could not be opened at start (%v): %s", p.actlogErr, means)
+	}
+	if err := p.actlog.Off(); err != nil {
+		return fmt.Sprintf("could not be written (%v): %s", err, means)
+	}
+	return ""
+}
+
 // Status reports the primary's state per the contract.
 func (p *Primary) Status() control.Status {
 	if st, ok := p.switchedStatus(); ok {
@@ -532,6 +551,7 @@ func (p *Primary) Status() control.Status {
 	}
 	burstWait := ms.BurstWait.Seconds()
 	st.BurstWaitSeconds = &burstWait
+	st.ActivityLogOff = p.activityLogOff()
 	if ms.RecordSetWireBytes > 0 {
 		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
 		st.CompressionRatio = &r
@@ -757,6 +777,10 @@ func (p *Primary) samples() []control.Sample {
 	// A copy that fails is tried again for ever (its fault may pass), so
 	// the pair stays pending: how long each has failed in a row is what a
 	// monitor alerts on, a series per such pair, gone once it goes on.
+	logOff := 0.0
+	if p.activityLogOff() != "" {
+		logOff = 1
+	}
 	var pending, copyBytes, copied int64
 	var failing []control.Sample
 	now := time.Now()
@@ -795,6 +819,8 @@ func (p *Primary) samples() []control.Sample {
 		control.Counter("groups_formed_total", "Time-interval groups formed by the data mover.", float64(ms.Group)),
 		control.Counter("copy_failures_total", "Tries of an initial copy, resync or recovery copy that failed and wait to be tried again "+
 			"(not a read of the volume that failed, which suspends the pair).", float64(p.pairs.CopyFailures())),
+		control.Gauge("activity_log_off", "1 while this run goes without its activity log (it could not be opened at start, or written since): "+
+			"a full resync of every pair if the run does not stop cleanly; kept again from the next start.", logOff),
 	}, failing...)
 }
 

@@ -187,6 +187,9 @@ func printStatus(w io.Writer, st control.Status) {
 		}
 		fmt.Fprintf(w, "  burst-wait:%s\n", wait)
 	}
+	if st.ActivityLogOff != "" {
+		fmt.Fprintf(w, "  activity-log:off (%s)\n", st.ActivityLogOff)
+	}
 	if st.GroupsApplied != nil && st.JournalBytes != nil {
 		fmt.Fprintf(w, "  groups-applied:%d journal:%s", *st.GroupsApplied, bytesIEC(*st.JournalBytes))
 		if st.Laggard != "" {
