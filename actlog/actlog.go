@@ -104,6 +104,7 @@ type Log struct {
 	// fallback, if set, is asked to let the run go on without the log
 	// when an update's marks cannot be written (see WritePath).
 	fallback func(error) error
+	closed   bool
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -605,6 +606,7 @@ func (l *Log) Syncs() uint64 {
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.off != nil {
 		// What it holds is not this run's: the pair state says so.
 		return l.f.Close()
@@ -675,12 +677,15 @@ func (l *Log) fallBack(err error) error {
 		return err
 	}
 	l.mu.Lock()
-	f, off := l.fallback, l.off
+	f, off, closed := l.fallback, l.off, l.closed
 	l.mu.Unlock()
 	if off != nil {
 		return nil
 	}
-	if f == nil {
+	if f == nil || closed {
+		// Closed, the primary is stopping: its state is saved, maybe as a
+		// clean stop, which a late update must not turn into a full copy
+		// of every pair.
 		return err
 	}
 	if ferr := f(err); ferr != nil {

@@ -27,8 +27,10 @@
 //	pairs.json       each pair's state (pending, duplex, suspended, deleted),
 //	                 copy progress and the time its secondary copy is
 //	                 consistent as of, and whether the last stop was clean
-//	                 and had an activity log (package pair); JSON, rewritten
-//	                 atomically as the pairs change, and at stop; a duplex
+//	                 and had an activity log throughout (one that failed
+//	                 while running is off, and recorded so) (package
+//	                 pair); JSON, rewritten atomically as the pairs
+//	                 change, and at stop; a duplex
 //	                 pair's time, which moves with every acknowledgement,
 //	                 at most every 10 s (a lower bound after a crash)
 //	VOLUME.bitmap    one per suspended volume, the regions changed since its
