@@ -410,17 +410,8 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 // secondary and the primary's dialer to it.
 func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) (*Secondary, transport.Dialer) {
 	t.Helper()
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	stop()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	s, dialer := duplexThenStopped(t, cfg)
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,6 +422,23 @@ func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) 
 	}
 	p.close()
 	return s, dialer
+}
+
+// duplexThenStopped runs a secondary of cfg, and a primary until every
+// pair is duplex, then stops the primary cleanly. It returns the
+// secondary and the primary's dialer to it.
+func duplexThenStopped(t *testing.T, cfg *config.Config) (*Secondary, transport.Dialer) {
+	t.Helper()
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	stop()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
 }
 
 // resumesToTheSecondary resumes the pairs of vols, their volumes reading

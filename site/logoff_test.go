@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAnActivityLogThatFailsWhileRunningTurnsOff: the primary runs, its
@@ -28,22 +26,12 @@ import (
 // (vol2's) without the earlier (vol1's); the log is on again.
 func TestAnActivityLogThatFailsWhileRunningTurnsOff(t *testing.T) {
 	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	stop()
-
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	s, dialer := duplexThenStopped(t, cfg)
 	inj := disk.NewInjector(nil)
 	logs := &logBuffer{}
 	// The data mover does not run: what is written is acknowledged and
 	// never shipped, as a kill -9 leaves it.
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer, FS: inj})
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer, FS: inj})
 	if err != nil {
 		t.Fatal(err)
 	}
