@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -103,5 +104,60 @@ func TestAnActivityLogThatFailsWhileRunningTurnsOff(t *testing.T) {
 	}
 	if off := p.Status().ActivityLogOff; off != "" {
 		t.Fatalf("restarted with a working activity log, status says it is off: %q", off)
+	}
+}
+
+// TestAnActivityLogOnAFailingDiskTurnsOff: as above, the log on a disk
+// that fails (EIO from the kernel, through its page cache) while the
+// primary runs: writes go on, the log off; after a kill -9, the restart,
+// the disk working again, copies every pair in full, and the log is kept
+// again.
+func TestAnActivityLogOnAFailingDiskTurnsOff(t *testing.T) {
+	cfg := linkConfig(t)
+	d := newFailingDisk(t, 1<<20)
+	s, dialer := duplexThenStopped(t, cfg)
+	// The log as the clean stop left it, moved onto the failing disk.
+	logPath := filepath.Join(PairStateDir(cfg), "activity.log")
+	content, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(logPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(d.path, logPath); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.fail(t, true)
+	first, later := bytes.Repeat([]byte{0xc3}, 4096), bytes.Repeat([]byte{0xd4}, 4096)
+	if err := p.Write(context.Background(), "vol1", first, 8192); err != nil {
+		t.Fatalf("a write, the activity log's disk failing: %v", err)
+	}
+	if err := p.Write(context.Background(), "vol2", later, 8192); err != nil {
+		t.Fatalf("a write, the activity log off: %v", err)
+	}
+	wantWords(t, "status", p.Status().ActivityLogOff, "input/output error")
+	p.close()
+
+	d.fail(t, false)
+	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	for _, v := range cfg.VolumeNames() {
+		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
+	}
+	if off := p.Status().ActivityLogOff; off != "" {
+		t.Fatalf("restarted, the log's disk working, status says the log is off: %q", off)
 	}
 }

@@ -499,7 +499,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 // activityLogOff says why this run goes without its activity log, and
 // what that means; "" while the log is kept.
 func (p *Primary) activityLogOff() string {
-	const means = "a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start, clean or not"
+	const means = "a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start that opens it, clean or not"
 	if p.actlog == nil {
 		if p.actlogErr == nil {
 			return ""
