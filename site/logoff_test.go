@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/disk"
+	"duplex/transport"
 )
 
 // TestAnActivityLogThatFailsWhileRunningTurnsOff: the primary runs, its
@@ -88,7 +90,20 @@ func TestAnActivityLogThatFailsWhileRunningTurnsOff(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	})
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
+	restartCopiesEverything(t, cfg, s, dialer)
+	watch()
+	if broken.Load() {
+		t.Fatal("the secondary held vol2's write without vol1's, acknowledged before it")
+	}
+}
+
+// restartCopiesEverything restarts the primary of cfg, its activity log
+// working, after a kill -9 of a run that had turned it off: every pair
+// duplex again, the secondary's volumes are the primary's, and the log is
+// kept again.
+func restartCopiesEverything(t *testing.T, cfg *config.Config, s *Secondary, dialer transport.Dialer) {
+	t.Helper()
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +112,6 @@ func TestAnActivityLogThatFailsWhileRunningTurnsOff(t *testing.T) {
 	quiesceMover(t, p)
 	for _, v := range cfg.VolumeNames() {
 		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
-	}
-	watch()
-	if broken.Load() {
-		t.Fatal("the secondary held vol2's write without vol1's, acknowledged before it")
 	}
 	if off := p.Status().ActivityLogOff; off != "" {
 		t.Fatalf("restarted with a working activity log, status says it is off: %q", off)
@@ -147,17 +158,5 @@ func TestAnActivityLogOnAFailingDiskTurnsOff(t *testing.T) {
 	p.close()
 
 	d.fail(t, false)
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
-	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	quiesceMover(t, p)
-	for _, v := range cfg.VolumeNames() {
-		waitFor(t, 30*time.Second, "the secondary's "+v+" to be the primary's", func() bool { return sameVolume(t, p, s, v) })
-	}
-	if off := p.Status().ActivityLogOff; off != "" {
-		t.Fatalf("restarted, the log's disk working, status says the log is off: %q", off)
-	}
+	restartCopiesEverything(t, cfg, s, dialer)
 }
