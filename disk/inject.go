@@ -232,6 +232,14 @@ func (f *injectFile) Sync() error {
 	return f.File.Sync()
 }
 
+// Datasync fails as Sync does: to the journal it is the same promise.
+func (f *injectFile) Datasync() error {
+	if err := f.in.check(OpSync, f.Name()); err != nil {
+		return pathErr(OpSync, f.Name(), err)
+	}
+	return Datasync(f.File)
+}
+
 func (f *injectFile) Truncate(size int64) error {
 	if err := f.in.check(OpTruncate, f.Name()); err != nil {
 		return pathErr(OpTruncate, f.Name(), err)

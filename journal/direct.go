@@ -84,16 +84,18 @@ func (j *Journal) growBuf(n int) {
 // ends at a block boundary, past the last record, with zeros; Open would
 // drop them from the last segment as a torn tail, but in a segment that
 // is no longer the last they would be corruption, and a journal closed
-// cleanly should hold the same bytes however it was written.
+// cleanly should hold the same bytes however it was written. A recycled
+// file is cut too: past its records are its earlier life's.
 func (j *Journal) trimLocked() error {
 	k := len(j.segs)
-	if !j.direct || j.f == nil || k == 0 || j.tail == 0 {
+	if j.f == nil || k == 0 || !j.long && (!j.direct || j.tail == 0) {
 		return nil
 	}
 	if err := j.f.Truncate(j.segs[k-1].size); err != nil {
 		j.err = fmt.Errorf("journal %s: %w", j.f.Name(), err)
 		return j.err
 	}
+	j.long = false
 	return nil
 }
 

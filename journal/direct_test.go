@@ -87,6 +87,7 @@ func writeBig(t *testing.T, j *Journal, from, to uint64) {
 // byte for byte the same, as the format has no notion of how it was
 // written.
 func TestDirectWritesTheSameBytes(t *testing.T) {
+	fixSalt(t, goldenSalt)
 	type run struct {
 		name     string
 		dir      string

@@ -51,7 +51,9 @@ disk.Injector.
 The active segment is never released, and the segment before it stays until
 its records are released; each can grow past SegmentSize by up to one record.
 A journal therefore needs room for two segments and two of its largest records
-(Needs). With Options.LargestRecord set, Open checks that the file system has
+(Needs). A released segment kept as the spare (see Recycling) is space the
+next segment takes instead of new space, and is kept only while the file
+system has twice that room free. With Options.LargestRecord set, Open checks that the file system has
 that much free, counting the segments it holds but the active one, and
 refuses with the numbers otherwise (CheckRoom repeats the check for a caller
 that will release only the records up to a given index); and unless SegmentSize is set it sizes
@@ -67,8 +69,9 @@ Open holds an exclusive flock on so two processes never append to one
 journal. Each segment holds a contiguous run of records and is named after
 the index of its first record, as 16 lowercase hexadecimal digits and the
 extension ".seg" (Go format "%016x.seg"): 0000000000000001.seg holds records
-from 1, and the segment after it starts with the record after its last. Other
-files in the directory are ignored.
+from 1, and the segment after it starts with the record after its last. A
+file named "spare" is a released segment's file waiting to be the next
+segment (see Recycling). Other files in the directory are ignored.
 
 Only the newest segment, the active one, is written to. Append rolls to a new
 segment once the active one has reached Options.SegmentSize, and fsyncs the
@@ -78,38 +81,42 @@ but the last is always complete on disk.
 # Segment format
 
 All integers are big-endian and unsigned. Offsets are in bytes from the
-start of the file. A segment starts with a 16-byte header:
+start of the file. A segment starts with a 24-byte header:
 
 	off  size  field
 	0    4     magic "DXJL" (0x44 0x58 0x4a 0x4c)
-	4    4     format version, 1
+	4    4     format version, 2
 	8    8     index of the first record; always equal to the file name
+	16   8     salt: random, drawn anew for every segment
 
-Records follow the header back to back from offset 16. Each one is:
+Records follow the header back to back from offset 24. Each one is:
 
 	off     size    field
 	0       4       length L of the data in bytes (0 is allowed)
-	4       4       CRC-32C of the 8 index bytes (offset 8) followed by the data
+	4       4       CRC-32C of the segment's salt, the 8 index bytes (offset 8), then the data
 	8       8       index
 	16      L       data
 	16+L    P       P zero bytes, 0 <= P < 8, so that 16+L+P is a multiple of 8
 
 The CRC is the Castagnoli CRC-32 as Go's hash/crc32 computes it with the
 crc32.Castagnoli table (reflected, initial value and final XOR 0xffffffff),
-so crc32.Checksum(index||data, crc32.MakeTable(crc32.Castagnoli)). It covers
-the index as well as the data so that an intact record in the wrong place,
-such as a stale block or a misdirected write, fails the check. It does not
-cover the length: a wrong length makes the reader checksum the wrong bytes,
-which fails just as well. Padding is written as zeros and not checked on
-reading.
+so crc32.Checksum(salt||index||data, crc32.MakeTable(crc32.Castagnoli)).
+It covers the index as well as the data so that an intact record in the
+wrong place, such as a stale block or a misdirected write, fails the
+check, and the salt so that a record of the file's earlier life as
+another segment (see Recycling), or a copy of one anywhere in the data,
+fails it too. It does not cover the length: a wrong length makes the
+reader checksum the wrong bytes, which fails just as well. Padding is
+written as zeros and not checked on reading.
 
-For example, record 1 with the three data bytes "abc" is the 24 bytes
+For example, with the salt 01 02 03 04 05 06 07 08, record 1 with the
+three data bytes "abc" is the 24 bytes
 
-	00 00 00 03  21 bb 80 8d  00 00 00 00 00 00 00 01  61 62 63  00 00 00 00 00
+	00 00 00 03  a2 c3 51 48  00 00 00 00 00 00 00 01  61 62 63  00 00 00 00 00
 
 # Why records are padded to 8 bytes
 
-Because the header is 16 bytes and every record is padded, every record
+Because the header is 24 bytes and every record is padded, every record
 starts at an offset that is a multiple of 8, so its first 8 bytes, the length
 and CRC, lie in one aligned 8-byte word. Disk sectors (512 or 4096 bytes) and
 pages are multiples of 8, so that word never straddles a sector: a torn
@@ -119,7 +126,9 @@ appended to). A length field is therefore never half new and half stale, and
 a reader never takes as a length a number that no writer wrote. That is also
 what makes an all-zero length and CRC a reliable sign of space that was never
 written, as left by preallocation or by a file system that extended the file
-before the data reached the disk.
+before the data reached the disk. (In a recycled segment what follows the
+last record is its earlier life's bytes instead, which the salt tells
+from records of this one.)
 
 # Direct writes
 
@@ -146,6 +155,32 @@ active segment:
 
 A file system that refuses direct writes gets the page cache, without
 an error: the format and the recovery do not depend on the way of writing.
+
+# Recycling
+
+Release does not remove the oldest released segment when there is no
+spare: it renames it to "spare", fsyncs the directory, zeroes the spare's
+header and fsyncs the spare. The next segment is then the spare renamed
+to the new segment's name and written over from offset 0, as a new file
+would be; the first Sync after it fsyncs the directory, as after any new
+segment. A segment so made grows within blocks already allocated and
+written, so neither its creation nor the removal of the one it was costs
+the file system anything (no discard of freed blocks, no allocation), and
+Sync, an fdatasync, commits nothing to the file system's journal: the
+device's cache flush is left. It is cut to its records before it stops
+being the last segment, as a directly written one is.
+
+A crash at any moment leaves one of: the released segment under its own
+name, intact (still in the log, released again later); the spare under
+its name, its header zeroed or not (Open removes it, unused: nothing in
+it is in the log); the spare under the new segment's name with its header
+zeroed (the new header never reached the disk: Open removes it, as it does
+a last segment whose header is all zeros); or the new segment with its new
+header and the records that reached the disk, then what is left of its
+earlier life. Those leftovers fail the checksum under the new salt, as
+every record does at a torn write into them, so the log ends at the last
+record written, as at any torn tail. No record after the new header was
+acknowledged unless a Sync covered it and the directory.
 
 # Recovery
 
@@ -188,7 +223,7 @@ leaves records the next Open reports until a reboot.
 
 A last segment that is shorter than its header, whose header is all zeros,
 or that holds no complete record after truncation, is removed: it was being
-created when the crash came.
+created when the crash came. So is a spare.
 
 Anything else is corruption that a crash cannot explain, because earlier
 segments were fsynced before the next one existed: a bad record in an
@@ -202,5 +237,12 @@ from the middle of the log would silently lose consistency groups.
 The constants marked "part of the on-disk format" must never change. A
 change to the format needs a new version number; a reader rejects a version
 it does not know as corruption rather than guess.
+
+Version 1 is version 2 without the salt: a 16-byte header (magic, version
+1, first index), records from offset 16, their CRC over index and data.
+Open reads it; a journal whose last segment is of version 1 goes on
+appending to it in version 1, and every segment it then creates is of
+version 2. A build that knows only version 1 refuses a journal holding a
+version 2 segment (unsupported version, ErrCorrupt) rather than misread it.
 */
 package journal

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,14 +24,26 @@ import (
 
 // The on-disk format, described byte by byte in doc.go.
 const (
-	segmentMagic      = "DXJL" // part of the on-disk format: never change
-	segmentVersion    = 1      // part of the on-disk format: never change
-	segmentHeaderSize = 16     // part of the on-disk format: never change
-	recordHeaderSize  = 16     // part of the on-disk format: never change
-	recordAlign       = 8      // part of the on-disk format: never change
-	segmentExt        = ".seg" // part of the on-disk format: never change
-	segmentNameDigits = 16     // part of the on-disk format: never change
+	segmentMagic        = "DXJL"  // part of the on-disk format: never change
+	segmentVersion1     = 1       // part of the on-disk format: never change
+	segmentHeaderSizeV1 = 16      // part of the on-disk format: never change
+	segmentVersion      = 2       // part of the on-disk format: never change
+	segmentHeaderSize   = 24      // part of the on-disk format: never change
+	saltSize            = 8       // part of the on-disk format: never change
+	recordHeaderSize    = 16      // part of the on-disk format: never change
+	recordAlign         = 8       // part of the on-disk format: never change
+	segmentExt          = ".seg"  // part of the on-disk format: never change
+	segmentNameDigits   = 16      // part of the on-disk format: never change
+	spareName           = "spare" // part of the directory layout: never change
 )
+
+// newSalt is a new segment's salt: random, so that no record of a file's
+// earlier life, nor any copy of one in the data, can pass the checksum
+// of its next (tests replace it to write golden bytes).
+var newSalt = func() (salt [saltSize]byte) {
+	binary.BigEndian.PutUint64(salt[:], rand.Uint64())
+	return salt
+}
 
 // castagnoli is the CRC-32C table (part of the on-disk format: never change).
 // Castagnoli rather than IEEE because it detects more error patterns at this
@@ -110,6 +123,20 @@ type segment struct {
 	first, last uint64 // indexes of its first and last record
 	size        int64  // bytes on disk, header included
 	path        string
+	hdr         int64  // its header's size: where its first record starts
+	seed        uint32 // its records' checksums start from: the salt's CRC
+}
+
+// header returns the segment header of a new segment whose first record is
+// first, and the segment as it is before any record.
+func newHeader(first uint64, path string) ([]byte, segment) {
+	salt := newSalt()
+	h := make([]byte, 0, segmentHeaderSize)
+	h = append(h, segmentMagic...)
+	h = binary.BigEndian.AppendUint32(h, segmentVersion)
+	h = binary.BigEndian.AppendUint64(h, first)
+	h = append(h, salt[:]...)
+	return h, segment{first: first, last: first - 1, path: path, hdr: segmentHeaderSize, seed: crc32.Update(0, castagnoli, salt[:])}
 }
 
 // Journal is an open journal directory. Its methods are safe for concurrent
@@ -154,6 +181,15 @@ type Journal struct {
 	tail   int
 	closed bool
 	fit    bool // Open sized the segments to the file system
+	// spare is set while the directory holds a released segment's file
+	// under spareName, of spareSize bytes, its header zeroed and its name
+	// durable: the next segment is that file renamed, written over in
+	// place, rather than a new one (see doc.go, Recycling).
+	spare     bool
+	spareSize int64
+	// long is set while the active segment's file may reach past its
+	// records (it was a spare): it is cut to them before it is closed.
+	long bool
 }
 
 // Open opens the journal in dir, creating dir if needed, and recovers it.
@@ -235,6 +271,10 @@ func (j *Journal) checkRoom(through uint64) error {
 	for i := 0; i < len(j.segs)-1 && j.segs[i].last <= through; i++ {
 		releasable += j.segs[i].size
 	}
+	if j.spare {
+		// Taken by the next segment instead of new space.
+		releasable += j.spareSize
+	}
 	room := free + releasable
 	largest := j.opts.LargestRecord
 	if j.fit {
@@ -314,6 +354,15 @@ func (j *Journal) recover() error {
 			continue
 		}
 		j.segs = append(j.segs, seg)
+	}
+	// A spare left by the last process may have been interrupted before
+	// its header was zeroed: it is not used, only removed.
+	spare := filepath.Join(j.dir, spareName)
+	if _, err := j.fs.Stat(spare); err == nil {
+		if err := j.fs.Remove(spare); err != nil {
+			return fmt.Errorf("journal %s: %w", spare, err)
+		}
+		removed = true
 	}
 	if removed || len(j.segs) > 0 {
 		// With the last segment's name, below: see its fsync.
@@ -402,24 +451,37 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	}
 
 	var hdr [segmentHeaderSize]byte
-	if size < segmentHeaderSize {
+	if size < segmentHeaderSizeV1 {
 		if isLast {
 			return seg, false, nil
 		}
 		return seg, false, corrupt(0, "segment of %d bytes has no complete header", size)
 	}
-	if _, err := r.ReadAt(hdr[:], 0); err != nil {
+	if _, err := r.ReadAt(hdr[:min(size, segmentHeaderSize)], 0); err != nil {
 		return seg, false, fmt.Errorf("journal %s: %w", path, err)
 	}
 	// The header is written in one piece, within one sector, before any
-	// record, so a crash leaves it either whole or never written (zero).
-	if isLast && hdr == [segmentHeaderSize]byte{} {
+	// record, so a crash leaves it either whole or as it was before: never
+	// written, or zeroed in a spare (see doc.go, Recycling).
+	if isLast && [segmentHeaderSizeV1]byte(hdr[:segmentHeaderSizeV1]) == [segmentHeaderSizeV1]byte{} {
 		return seg, false, nil
 	}
 	if string(hdr[0:4]) != segmentMagic {
 		return seg, false, corrupt(0, "bad magic %q", hdr[0:4])
 	}
-	if v := binary.BigEndian.Uint32(hdr[4:8]); v != segmentVersion {
+	switch v := binary.BigEndian.Uint32(hdr[4:8]); v {
+	case segmentVersion1:
+		seg.hdr = segmentHeaderSizeV1
+	case segmentVersion:
+		if size < segmentHeaderSize {
+			if isLast {
+				return seg, false, nil
+			}
+			return seg, false, corrupt(0, "segment of %d bytes has no complete header", size)
+		}
+		seg.hdr = segmentHeaderSize
+		seg.seed = crc32.Update(0, castagnoli, hdr[segmentHeaderSizeV1:segmentHeaderSize])
+	default:
 		return seg, false, corrupt(4, "unsupported version %d", v)
 	}
 	first := binary.BigEndian.Uint64(hdr[8:16])
@@ -433,7 +495,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		return seg, false, corrupt(8, "index discontinuity: segment starts at %d, previous segment ends at %d", first, prev.last)
 	}
 
-	rr := newRecordReader(r, segmentHeaderSize, size, j.opts.MaxRecord)
+	rr := newRecordReader(r, seg.hdr, size, j.opts.MaxRecord, seg.seed)
 	expect := first
 	n := 0
 	for {
@@ -478,9 +540,10 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		if isLast {
 			return seg, false, nil
 		}
-		return seg, false, corrupt(segmentHeaderSize, "segment has no records")
+		return seg, false, corrupt(seg.hdr, "segment has no records")
 	}
-	return segment{first: first, last: expect - 1, size: size, path: path}, true, nil
+	seg.first, seg.last, seg.size, seg.path = first, expect-1, size, path
+	return seg, true, nil
 }
 
 // Append adds a record to the log. index must be LastIndex()+1, or any
@@ -488,7 +551,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 // Sync returns. After a failed write the Journal refuses further writes, as
 // after a failed Sync; reopen it to recover.
 func (j *Journal) Append(index uint64, data []byte) error {
-	return j.append(index, [][]byte{data}, len(data), func() uint32 { return recordCRC(index, data) })
+	return j.append(index, [][]byte{data}, len(data), func(seed uint32) uint32 { return recordCRC(seed, index, data) })
 }
 
 // AppendSum is Append for a caller that already has sum, the CRC-32C of
@@ -510,15 +573,16 @@ func (j *Journal) AppendParts(index uint64, parts [][]byte, sum uint32) error {
 	for _, p := range parts {
 		n += len(p)
 	}
-	return j.append(index, parts, n, func() uint32 {
+	return j.append(index, parts, n, func(seed uint32) uint32 {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], index)
-		return crc32c.Combine(crc32c.Checksum(b[:]), sum, int64(n))
+		return crc32c.Combine(crc32c.Update(seed, b[:]), sum, int64(n))
 	})
 }
 
 // append adds the record whose data is data joined, n bytes.
-func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) error {
+// crc is the record's checksum from seed, its segment's.
+func (j *Journal) append(index uint64, data [][]byte, n int, crc func(seed uint32) uint32) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	defer j.countBytes()
@@ -536,13 +600,25 @@ func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) 
 		return fmt.Errorf("journal %s: append of index %d, want %d", j.dir, index, j.segs[k-1].last+1)
 	}
 
+	k := len(j.segs)
+	roll := k == 0 || j.segs[k-1].size >= j.opts.SegmentSize
+	var (
+		hdr  []byte
+		next segment
+	)
+	if roll {
+		hdr, next = newHeader(index, filepath.Join(j.dir, segmentName(index)))
+	} else {
+		next = j.segs[k-1]
+	}
+
 	// j.buf holds room for a segment header, then the record header and,
 	// for small records, the data and padding.
 	pad := padding(n)
 	j.buf = j.buf[:0]
 	j.buf = append(j.buf, make([]byte, segmentHeaderSize)...)
 	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(n))
-	j.buf = binary.BigEndian.AppendUint32(j.buf, crc())
+	j.buf = binary.BigEndian.AppendUint32(j.buf, crc(next.seed))
 	j.buf = binary.BigEndian.AppendUint64(j.buf, index)
 	parts := j.parts[:0]
 	if n <= copyThreshold {
@@ -559,13 +635,10 @@ func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) 
 	// Not kept past this call: the parts alias the caller's buffers.
 	defer func() { clear(parts); j.parts = parts[:0] }()
 
-	k := len(j.segs)
-	if k == 0 || j.segs[k-1].size >= j.opts.SegmentSize {
-		binary.BigEndian.PutUint64(j.buf[8:16], index)
-		copy(j.buf[0:8], segmentMagic)
-		binary.BigEndian.PutUint32(j.buf[4:8], segmentVersion)
+	if roll {
+		copy(j.buf, hdr)
 		parts[0] = j.buf
-		return j.startSegment(index, parts)
+		return j.startSegment(next, parts)
 	}
 	parts[0] = j.buf[segmentHeaderSize:]
 	active := &j.segs[k-1]
@@ -586,9 +659,9 @@ func (j *Journal) append(index uint64, data [][]byte, n int, crc func() uint32) 
 	return nil
 }
 
-// startSegment creates the segment that begins with record index and writes
+// startSegment creates seg, a segment before its first record, and writes
 // parts (segment header and first record) to it.
-func (j *Journal) startSegment(index uint64, parts [][]byte) error {
+func (j *Journal) startSegment(seg segment, parts [][]byte) error {
 	if j.f != nil {
 		// Every segment but the last must be wholly on disk before its
 		// successor can exist: that is what lets Open call a bad record in
@@ -602,19 +675,19 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 			return err
 		}
 	}
-	path := filepath.Join(j.dir, segmentName(index))
-	f, err := j.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	path := seg.path
+	f, recycled, err := j.createSegment(path)
 	if err != nil {
 		// Sticky like a failed write (see Append).
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		return j.err
 	}
-	old, oldDirect, oldTail := j.f, j.direct, j.tail
-	j.f, j.direct, j.tail = f, !j.opts.Buffered && setDirect(f), 0
+	old, oldDirect, oldTail, oldLong := j.f, j.direct, j.tail, j.long
+	j.f, j.direct, j.tail, j.long = f, !j.opts.Buffered && setDirect(f), 0, recycled
 	written, err := j.write(f, parts, 0)
 	if err != nil {
 		f.Close()
-		j.f, j.direct, j.tail = old, oldDirect, oldTail
+		j.f, j.direct, j.tail, j.long = old, oldDirect, oldTail, oldLong
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		if rerr := j.fs.Remove(path); rerr != nil {
 			j.err = fmt.Errorf("journal %s: creating segment failed (%w) and could not be undone: %v", path, err, rerr)
@@ -625,9 +698,30 @@ func (j *Journal) startSegment(index uint64, parts [][]byte) error {
 		// The old segment was just fsynced, so closing it can lose nothing.
 		old.Close()
 	}
-	j.segs = append(j.segs, segment{first: index, last: index, size: written, path: path})
-	j.dirDirty, j.synced, j.syncedLast = true, 0, index-1
+	seg.last, seg.size = seg.first, written
+	j.segs = append(j.segs, seg)
+	j.dirDirty, j.synced, j.syncedLast = true, 0, seg.first-1
 	return nil
+}
+
+// createSegment opens the file of a new segment at path: the spare renamed,
+// if there is one (recycled), or a new file. Either way no fsync of the
+// directory covers its name yet, and the first Sync makes one (dirDirty).
+// A crash before that leaves the spare under its own name or under the
+// new one; the header is written before any record, and the spare's was
+// zeroed, so the segment is either well formed or has a zero header, and
+// Open removes it. Called with j.mu held.
+func (j *Journal) createSegment(path string) (f disk.File, recycled bool, err error) {
+	if j.spare {
+		j.spare = false
+		if err := j.fs.Rename(filepath.Join(j.dir, spareName), path); err != nil {
+			return nil, false, err
+		}
+		f, err := j.fs.OpenFile(path, os.O_RDWR, 0)
+		return f, true, err
+	}
+	f, err = j.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	return f, false, err
 }
 
 // Sync makes every appended record durable: it fsyncs the active segment,
@@ -648,7 +742,10 @@ func (j *Journal) syncLocked() error {
 	if j.f == nil {
 		return nil
 	}
-	if err := j.f.Sync(); err != nil {
+	// fdatasync: the size and blocks of the file are in it, and a
+	// recycled file, written over in place, then costs no commit of the
+	// file system's journal for its modification time.
+	if err := disk.Datasync(j.f); err != nil {
 		j.err = j.cutUnsynced(j.synced, fmt.Errorf("journal %s: %w", j.f.Name(), err))
 		return j.err
 	}
@@ -746,7 +843,7 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 		return fmt.Errorf("journal %s: %w", s.path, err)
 	}
 	defer f.Close()
-	rr := newRecordReader(f, segmentHeaderSize, s.size, maxRecord)
+	rr := newRecordReader(f, s.hdr, s.size, maxRecord, s.seed)
 	for expect := s.first; ; expect++ {
 		off := rr.off
 		var (
@@ -786,7 +883,9 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 // Release deletes every segment file, other than the active one, all of
 // whose records have index <= through, and fsyncs the directory. Records
 // are released a whole segment at a time, so some with index <= through
-// may remain; FirstIndex says where the log now starts.
+// may remain; FirstIndex says where the log now starts. While there is no
+// spare and room for one, the first segment released is kept as the spare
+// instead of deleted (see doc.go, Recycling).
 //
 // Appends and Syncs go on while it removes a segment and fsyncs the
 // directory: a file system that discards a file's blocks as it frees them
@@ -817,11 +916,22 @@ func (j *Journal) Release(through uint64) error {
 		oldest := j.segs[0]
 		j.segs = append(j.segs[:0:0], j.segs[1:]...)
 		j.countBytes()
+		// Only Release makes a spare, one at a time (j.releasing): while
+		// there is none, nothing uses the spare's name.
+		recycle := !j.spare
 		j.mu.Unlock()
+		recycle = recycle && j.roomForSpare()
 		// Oldest first, each removal made durable before the next: a crash
 		// then leaves a suffix of the log, never a hole that the next Open
-		// would have to call corruption.
-		if err := j.fs.Remove(oldest.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// would have to call corruption. A segment kept as the spare is
+		// removed from the log as surely, by its rename.
+		var err error
+		if recycle {
+			err = j.fs.Rename(oldest.path, filepath.Join(j.dir, spareName))
+		} else {
+			err = j.fs.Remove(oldest.path)
+		}
+		if err != nil && (recycle || !errors.Is(err, os.ErrNotExist)) {
 			// Still there, so still held: a later removal of the next one
 			// would otherwise leave it before a hole. It is still the
 			// oldest: only Release removes segments, one at a time
@@ -845,7 +955,58 @@ func (j *Journal) Release(through uint64) error {
 			j.mu.Unlock()
 			return err
 		}
+		if recycle {
+			j.keepSpare(oldest.size)
+		}
 	}
+}
+
+// roomForSpare says whether the file system has room to keep a released
+// segment as the spare: twice what the journal needs (Needs) free, so that
+// the spare never stands between the journal, or a caller watching its
+// room, and the space a full file system leaves. Without LargestRecord the
+// journal knows no more than its segments' size and counts records of none.
+func (j *Journal) roomForSpare() bool {
+	free, err := j.fs.Available(j.dir)
+	if err != nil {
+		return false
+	}
+	j.mu.Lock()
+	need := Needs(j.opts.SegmentSize, max(j.opts.LargestRecord, 0))
+	j.mu.Unlock()
+	return free >= 2*need
+}
+
+// keepSpare zeroes the header of the spare, a segment of size bytes whose
+// rename to spareName is durable, makes that durable too, and only then
+// offers it to the next segment: a crash after the spare is renamed again
+// but before its new header reaches the disk leaves a last segment whose
+// header is zero, which Open removes, rather than the header of its old
+// life. A spare that cannot be zeroed is removed, or left for the next
+// Open to remove: the log is not in it any more, so neither is an error
+// of the journal's.
+func (j *Journal) keepSpare(size int64) {
+	path := filepath.Join(j.dir, spareName)
+	err := j.zeroHeader(path)
+	if err != nil {
+		j.fs.Remove(path)
+		return
+	}
+	j.mu.Lock()
+	j.spare, j.spareSize = true, size
+	j.mu.Unlock()
+}
+
+func (j *Journal) zeroHeader(path string) error {
+	f, err := j.fs.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, segmentHeaderSize), 0); err != nil {
+		return err
+	}
+	return disk.Datasync(f)
 }
 
 // FirstIndex is the index of the oldest record still held, 0 when empty.
@@ -930,10 +1091,13 @@ func padding(n int) int { return (recordAlign - n%recordAlign) % recordAlign }
 // recordCRC is the checksum stored in a record header. The index is covered
 // so that a record that is intact but in the wrong place (a stale block, a
 // misdirected write) fails the check.
-func recordCRC(index uint64, data []byte) uint32 {
+// seed is the CRC of the segment's salt (0 in a version 1 segment, which
+// has none), so that a record of another segment, or of the same file in
+// an earlier life, fails it too.
+func recordCRC(seed uint32, index uint64, data []byte) uint32 {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], index)
-	return crc32.Update(crc32.Update(0, castagnoli, b[:]), castagnoli, data)
+	return crc32.Update(crc32.Update(seed, castagnoli, b[:]), castagnoli, data)
 }
 
 func segmentName(first uint64) string {
@@ -984,14 +1148,16 @@ type recordReader struct {
 	off  int64 // offset of the next record
 	size int64 // bytes of the file to consider
 	max  int
+	seed uint32 // the segment's (see recordCRC)
 }
 
-func newRecordReader(f io.ReaderAt, off, size int64, maxRecord int) *recordReader {
+func newRecordReader(f io.ReaderAt, off, size int64, maxRecord int, seed uint32) *recordReader {
 	return &recordReader{
 		r:    bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 64<<10),
 		off:  off,
 		size: size,
 		max:  maxRecord,
+		seed: seed,
 	}
 }
 
@@ -1058,7 +1224,7 @@ func (rr *recordReader) read() (uint64, []byte, error) {
 	if _, err := io.ReadFull(rr.r, data); err != nil {
 		return 0, nil, noEOF(err)
 	}
-	if recordCRC(index, data) != crc {
+	if recordCRC(rr.seed, index, data) != crc {
 		return 0, nil, checksumMismatch(length, crc, index)
 	}
 	return index, data, rr.finish(length)
@@ -1090,7 +1256,7 @@ func (rr *recordReader) finish(length uint32) error {
 func (rr *recordReader) streamCRC(index uint64, n int64) (uint32, error) {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], index)
-	sum := crc32.Update(0, castagnoli, b[:])
+	sum := crc32.Update(rr.seed, castagnoli, b[:])
 	for n > 0 {
 		chunk, err := rr.r.Peek(int(min(n, int64(rr.r.Size()))))
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden-v1.hex")
+var update = flag.Bool("update", false, "rewrite testdata/golden-v2.hex")
 
 type rec struct {
 	index uint64
@@ -125,7 +125,7 @@ func copyDir(t testing.TB, src, dst string) {
 func recordOffsets(t testing.TB, seg []byte) []int64 {
 	t.Helper()
 	offs := []int64{}
-	off := int64(16)
+	off := int64(headerSizeOf(seg))
 	for off < int64(len(seg)) {
 		offs = append(offs, off)
 		n := int64(binary.BigEndian.Uint32(seg[off:]))
@@ -584,13 +584,13 @@ func TestDamageInEarlierSegmentIsCorrupt(t *testing.T) {
 		damage func(t *testing.T, segs []string)
 	}{
 		{"flipped data byte", func(t *testing.T, segs []string) {
-			flipByte(t, segs[1], 16+16)
+			flipByte(t, segs[1], segmentHeaderSize+16)
 		}},
 		{"flipped length", func(t *testing.T, segs []string) {
-			flipByte(t, segs[1], 16+3)
+			flipByte(t, segs[1], segmentHeaderSize+3)
 		}},
 		{"flipped index", func(t *testing.T, segs []string) {
-			flipByte(t, segs[1], 16+15)
+			flipByte(t, segs[1], segmentHeaderSize+15)
 		}},
 		{"torn record", func(t *testing.T, segs []string) {
 			if err := os.Truncate(segs[1], fileSize(t, segs[1])-3); err != nil {
@@ -631,7 +631,7 @@ func TestDamageInEarlierSegmentIsCorrupt(t *testing.T) {
 			binary.BigEndian.PutUint64(b[last+8:], 1000)
 			data := b[last+16 : offs[len(offs)-1]]
 			data = data[:binary.BigEndian.Uint32(b[last:])]
-			binary.BigEndian.PutUint32(b[last+4:], crcOf(1000, data))
+			binary.BigEndian.PutUint32(b[last+4:], crcOf(b, 1000, data))
 			os.WriteFile(path, b, 0o644)
 		}},
 	}
@@ -668,9 +668,36 @@ func TestDamageInEarlierSegmentIsCorrupt(t *testing.T) {
 	}
 }
 
-func crcOf(index uint64, data []byte) uint32 {
-	b := binary.BigEndian.AppendUint64(nil, index)
+// crcOf is a record's checksum in the segment seg, computed apart from the
+// package: CRC-32C of the salt (version 2), the index and the data.
+func crcOf(seg []byte, index uint64, data []byte) uint32 {
+	var b []byte
+	if headerSizeOf(seg) == 24 {
+		b = append(b, seg[16:24]...)
+	}
+	b = binary.BigEndian.AppendUint64(b, index)
 	return crc32.Checksum(append(b, data...), crc32.MakeTable(crc32.Castagnoli))
+}
+
+// headerSizeOf is the size of the header of the segment seg, by its
+// version, read apart from the package.
+func headerSizeOf(seg []byte) int {
+	if len(seg) >= 8 && binary.BigEndian.Uint32(seg[4:8]) == 1 {
+		return 16
+	}
+	return 24
+}
+
+// fixSalt makes every segment the test creates take salt, so that its
+// bytes are the same from run to run.
+func fixSalt(t testing.TB, salt uint64) {
+	t.Helper()
+	old := newSalt
+	newSalt = func() (s [saltSize]byte) {
+		binary.BigEndian.PutUint64(s[:], salt)
+		return s
+	}
+	t.Cleanup(func() { newSalt = old })
 }
 
 func TestSmallerMaxRecordDoesNotDestroyRecords(t *testing.T) {
@@ -792,11 +819,16 @@ var goldenRecords = []rec{
 	{2, []byte("consistency group 2")},
 }
 
-const goldenFile = "testdata/golden-v1.hex"
+const (
+	goldenFile   = "testdata/golden-v2.hex"
+	goldenFileV1 = "testdata/golden-v1.hex"
+	goldenSalt   = 0x4d44675f7e59f985
+)
 
 // TestGolden pins the on-disk format: a change to what Append writes fails
 // it, and the stored bytes must still read back.
 func TestGolden(t *testing.T) {
+	fixSalt(t, goldenSalt)
 	dir := t.TempDir()
 	j := openT(t, dir, Options{})
 	for _, r := range goldenRecords {
@@ -815,7 +847,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dump := "# " + filepath.Base(segs[0]) + ": records 1 \"hello\" and 2 \"consistency group 2\"\n" + hex.Dump(got)
+	dump := "# " + filepath.Base(segs[0]) + ": version 2, salt 4d44675f7e59f985, records 1 \"hello\" and 2 \"consistency group 2\"\n" + hex.Dump(got)
 	if *update {
 		if err := os.WriteFile(goldenFile, []byte(dump), 0o644); err != nil {
 			t.Fatal(err)
@@ -828,24 +860,86 @@ func TestGolden(t *testing.T) {
 	if string(want) != dump {
 		t.Fatalf("segment bytes differ from %s:\ngot:\n%s\nwant:\n%s", goldenFile, dump, want)
 	}
+	readGolden(t, goldenFile)
+}
 
-	// Read the stored bytes, not this build's output, back.
-	wantBytes := parseDump(t, string(want))
-	dir2 := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir2, "0000000000000001.seg"), wantBytes, 0o644); err != nil {
+// TestGoldenV1 reads the segments of version 1, which journals written
+// before version 2 hold, and appends to one as it was written: the
+// records a version 1 segment takes are of version 1 (their checksums
+// without a salt), and the segment after it is of version 2.
+func TestGoldenV1(t *testing.T) {
+	dir := readGolden(t, goldenFileV1)
+	want := parseDump(t, mustRead(t, goldenFileV1))
+	j := openT(t, dir, Options{SegmentSize: int64(len(want)) + 30})
+	appendRange(t, j, 3, 5)
+	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	j = openT(t, dir2, Options{})
+	segs := segFiles(t, dir)
+	if len(segs) != 2 {
+		t.Fatalf("%d segments, want the version 1 one and a version 2 one", len(segs))
+	}
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b[:len(want)], want) {
+		t.Fatal("appending changed the version 1 records")
+	}
+	offs := recordOffsets(t, b)
+	last := offs[len(offs)-2]
+	n := binary.BigEndian.Uint32(b[last:])
+	if got, want := binary.BigEndian.Uint32(b[last+4:]), crcOf(b, 3, b[last+16:last+16+int64(n)]); len(offs) != 4 || got != want {
+		t.Fatalf("record 3 in the version 1 segment: %d records, checksum %08x, want %08x (version 1)", len(offs)-1, got, want)
+	}
+	b2, err := os.ReadFile(segs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := binary.BigEndian.Uint32(b2[4:8]); v != segmentVersion {
+		t.Fatalf("the segment after a version 1 one is of version %d", v)
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got := replayAll(t, j, 0)
+	for k, r := range goldenRecords {
+		if got[k].index != r.index || !bytes.Equal(got[k].data, r.data) {
+			t.Fatalf("record %d: %d %q", k, got[k].index, got[k].data)
+		}
+	}
+	wantRange(t, got[2:], 3, 5)
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// readGolden opens the stored bytes, not this build's output, as the only
+// segment of a journal, checks that it replays goldenRecords, and returns
+// the journal's directory.
+func readGolden(t *testing.T, file string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "0000000000000001.seg"), parseDump(t, mustRead(t, file)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j := openT(t, dir, Options{})
 	defer j.Close()
 	replayed := replayAll(t, j, 0)
 	if len(replayed) != len(goldenRecords) {
-		t.Fatalf("replayed %d records", len(replayed))
+		t.Fatalf("%s: replayed %d records", file, len(replayed))
 	}
 	for k, r := range replayed {
 		if r.index != goldenRecords[k].index || !bytes.Equal(r.data, goldenRecords[k].data) {
-			t.Fatalf("record %d: %d %q", k, r.index, r.data)
+			t.Fatalf("%s: record %d: %d %q", file, k, r.index, r.data)
 		}
 	}
+	return dir
 }
 
 // TestAppendSumWritesWhatAppendWrites: a record appended with its data's
@@ -875,6 +969,7 @@ func TestAppendSumWritesWhatAppendWrites(t *testing.T) {
 		inParts
 		inSmallParts
 	)
+	fixSalt(t, goldenSalt)
 	write := func(h how) []byte {
 		dir := t.TempDir()
 		j := openT(t, dir, Options{SegmentSize: 1 << 16})
@@ -944,6 +1039,7 @@ func parseDump(t *testing.T, s string) []byte {
 
 // TestDocExample keeps the worked example in doc.go true.
 func TestDocExample(t *testing.T) {
+	fixSalt(t, 0x0102030405060708)
 	dir := t.TempDir()
 	j := openT(t, dir, Options{})
 	if err := j.Append(1, []byte("abc")); err != nil {
@@ -951,12 +1047,12 @@ func TestDocExample(t *testing.T) {
 	}
 	j.Close()
 	b, _ := os.ReadFile(segFiles(t, dir)[0])
-	want, _ := hex.DecodeString("0000000321bb808d0000000000000001616263" + "0000000000")
-	if !bytes.Equal(b[16:], want) {
-		t.Fatalf("record bytes %x, doc.go says %x", b[16:], want)
+	want, _ := hex.DecodeString("00000003a2c351480000000000000001616263" + "0000000000")
+	if !bytes.Equal(b[24:], want) {
+		t.Fatalf("record bytes %x, doc.go says %x", b[24:], want)
 	}
-	if !bytes.Equal(b[:16], []byte("DXJL\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01")) {
-		t.Fatalf("header %x", b[:16])
+	if !bytes.Equal(b[:24], []byte("DXJL\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x01\x02\x03\x04\x05\x06\x07\x08")) {
+		t.Fatalf("header %x", b[:24])
 	}
 }
 
@@ -986,6 +1082,18 @@ func FuzzOpen(f *testing.F) {
 	f.Add(valid(5, 3), true)
 	f.Add([]byte{}, true)
 	f.Add([]byte("DXJL\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\xff\xff\xff\xff"), false)
+	// Version 1, as journals before version 2 hold.
+	v1, err := os.ReadFile(goldenFileV1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(parseDump(&testing.T{}, string(v1)), false)
+	// A recycled file cut part way: new records, then an earlier life's.
+	old := valid(1, 30)
+	recycled := append(slices.Clone(seg[:len(seg)-9]), old[len(seg)-9:]...)
+	f.Add(recycled, false)
+	clear(old[:segmentHeaderSize])
+	f.Add(old, true)
 
 	prev := valid(1, 3)
 
@@ -1049,7 +1157,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		// Every record from the fuzzed file must be there, byte for byte,
 		// under a CRC this test computes itself.
-		off := 16
+		off := headerSizeOf(data)
 		for _, r := range got {
 			if off+16 > len(data) {
 				t.Fatalf("record %d replayed beyond the file", r.index)
@@ -1063,7 +1171,7 @@ func FuzzOpen(f *testing.F) {
 			if !bytes.Equal(data[off+16:off+16+int(length)], r.data) {
 				t.Fatalf("record %d: data differs from the file", r.index)
 			}
-			if crcOf(index, r.data) != sum {
+			if crcOf(data, index, r.data) != sum {
 				t.Fatalf("record %d returned with a bad CRC", r.index)
 			}
 			off += 16 + (int(length)+7)/8*8

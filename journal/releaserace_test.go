@@ -115,15 +115,25 @@ func TestFirstIndexNeverNamesARemovedSegment(t *testing.T) {
 // A Release whose removal of a segment fails leaves the segment held, and
 // FirstIndex at it; a later Release removes it, and no hole is left for
 // Open to call corruption.
+// A segment kept as the spare leaves by a rename, which fails the same way.
 func TestReleaseWhoseRemovalFailsKeepsTheSegment(t *testing.T) {
+	for _, c := range []struct {
+		op   disk.Op
+		free int64 // room for a spare, or not
+	}{{disk.OpRemove, 0}, {disk.OpRename, 1 << 40}} {
+		t.Run(c.op.String(), func(t *testing.T) { releaseFails(t, c.op, c.free) })
+	}
+}
+
+func releaseFails(t *testing.T, op disk.Op, free int64) {
 	dir := t.TempDir()
 	in := disk.NewInjector(nil)
-	j := openT(t, dir, Options{SegmentSize: 150, FS: in})
+	j := openT(t, dir, Options{SegmentSize: 150, FS: fakeRoom{in, free}})
 	appendRange(t, j, 1, 40)
 	if err := j.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	in.Inject(disk.Fault{Op: disk.OpRemove, Under: dir, Once: true})
+	in.Inject(disk.Fault{Op: op, Under: dir, Once: true})
 	if err := j.Release(20); !errors.Is(err, disk.EIO) {
 		t.Fatalf("Release with a failing removal: %v, want EIO", err)
 	}
