@@ -69,6 +69,9 @@
 //	JOURNAL/%016x.seg        journal segments, named after the index of their
 //	                         first record: each journaled consistency group
 //	                         (package journal, whose doc gives the format)
+//	JOURNAL/spare            a released segment's file, kept to be the next
+//	                         segment (written over in place); there is one at
+//	                         most, and a start removes it
 //	state.json               "applied through group G": session, the group
 //	                         and its consistency time, each subsystem's last
 //	                         record set in it, and each volume's pair state as

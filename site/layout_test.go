@@ -85,6 +85,10 @@ func TestDocLayoutIsWhatTheSitesKeep(t *testing.T) {
 					known, found[f] = true, true
 				}
 			}
+			// The journal's spare is there only after a release.
+			if name == "spare" && d.dir == cfg.Secondary.Journal && strings.Contains(string(doc), "JOURNAL/spare") {
+				known = true
+			}
 			if !known && !strings.HasSuffix(name, ".img") {
 				t.Errorf("%s holds %s, which the package doc does not describe", d.dir, name)
 			}
