@@ -836,18 +836,8 @@ func TestGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	segs := segFiles(t, dir)
-	if len(segs) != 1 {
-		t.Fatalf("%d segments", len(segs))
-	}
-	got, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	dump := "# " + filepath.Base(segs[0]) + ": version 2, salt 4d44675f7e59f985, records 1 \"hello\" and 2 \"consistency group 2\"\n" + hex.Dump(got)
+	got := closeSegments(t, j, dir, 1)[0]
+	dump := "# " + segmentName(1) + ": version 2, salt 4d44675f7e59f985, records 1 \"hello\" and 2 \"consistency group 2\"\n" + hex.Dump(got)
 	if *update {
 		if err := os.WriteFile(goldenFile, []byte(dump), 0o644); err != nil {
 			t.Fatal(err)
@@ -872,17 +862,8 @@ func TestGoldenV1(t *testing.T) {
 	want := parseDump(t, mustRead(t, goldenFileV1))
 	j := openT(t, dir, Options{SegmentSize: int64(len(want)) + 30})
 	appendRange(t, j, 3, 5)
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	segs := segFiles(t, dir)
-	if len(segs) != 2 {
-		t.Fatalf("%d segments, want the version 1 one and a version 2 one", len(segs))
-	}
-	b, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	segs := closeSegments(t, j, dir, 2) // the version 1 one and a version 2 one
+	b := segs[0]
 	if !bytes.Equal(b[:len(want)], want) {
 		t.Fatal("appending changed the version 1 records")
 	}
@@ -892,10 +873,7 @@ func TestGoldenV1(t *testing.T) {
 	if got, want := binary.BigEndian.Uint32(b[last+4:]), crcOf(b, 3, b[last+16:last+16+int64(n)]); len(offs) != 4 || got != want {
 		t.Fatalf("record 3 in the version 1 segment: %d records, checksum %08x, want %08x (version 1)", len(offs)-1, got, want)
 	}
-	b2, err := os.ReadFile(segs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	b2 := segs[1]
 	if v := binary.BigEndian.Uint32(b2[4:8]); v != segmentVersion {
 		t.Fatalf("the segment after a version 1 one is of version %d", v)
 	}
@@ -908,6 +886,28 @@ func TestGoldenV1(t *testing.T) {
 		}
 	}
 	wantRange(t, got[2:], 3, 5)
+}
+
+// closeSegments closes j and returns the bytes of the n segment files in
+// its directory dir, oldest first.
+func closeSegments(t testing.TB, j *Journal, dir string, n int) [][]byte {
+	t.Helper()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	paths := segFiles(t, dir)
+	if len(paths) != n {
+		t.Fatalf("%d segments, want %d", len(paths), n)
+	}
+	var segs [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs = append(segs, b)
+	}
+	return segs
 }
 
 func mustRead(t *testing.T, path string) string {

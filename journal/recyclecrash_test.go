@@ -21,17 +21,7 @@ func staleSegment(t *testing.T, first, last uint64, data func(uint64) []byte, op
 			t.Fatal(err)
 		}
 	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	segs := segFiles(t, dir)
-	if len(segs) != 1 {
-		t.Fatalf("%d segments, want one", len(segs))
-	}
-	b, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := closeSegments(t, j, dir, 1)[0]
 	clear(b[:segmentHeaderSize])
 	return b
 }

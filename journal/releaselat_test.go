@@ -13,10 +13,7 @@ import (
 // DUPLEX_RELEASE_DIR (the secondary's: ext4 mounted with discard frees a
 // segment's blocks as it removes it).
 func BenchmarkAppendSyncDuringRelease(b *testing.B) {
-	base := os.Getenv("DUPLEX_RELEASE_DIR")
-	if base == "" {
-		b.Skip("DUPLEX_RELEASE_DIR not set")
-	}
+	base := releaseDir(b)
 	data := make([]byte, 1<<20)
 	var lat, rel []time.Duration
 	for i := 0; i < b.N; i++ {
@@ -60,4 +57,14 @@ func BenchmarkAppendSyncDuringRelease(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 	slices.Sort(rel)
 	b.ReportMetric(float64(rel[len(rel)/2].Microseconds())/1000, "release-p50-ms")
+}
+
+// releaseDir is DUPLEX_RELEASE_DIR, the directory on the file system the
+// release benchmarks measure; they skip without it.
+func releaseDir(b *testing.B) string {
+	dir := os.Getenv("DUPLEX_RELEASE_DIR")
+	if dir == "" {
+		b.Skip("DUPLEX_RELEASE_DIR not set")
+	}
+	return dir
 }

@@ -14,11 +14,7 @@ import (
 // of all but the last 8, as the checkpointer releases what was applied.
 // Reports the journal's rate and the latency of an Append and its Sync.
 func BenchmarkSustainedAppendSync(b *testing.B) {
-	base := os.Getenv("DUPLEX_RELEASE_DIR")
-	if base == "" {
-		b.Skip("DUPLEX_RELEASE_DIR not set")
-	}
-	dir, err := os.MkdirTemp(base, "sustain")
+	dir, err := os.MkdirTemp(releaseDir(b), "sustain")
 	if err != nil {
 		b.Fatal(err)
 	}
