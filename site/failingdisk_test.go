@@ -239,7 +239,9 @@ func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T)
 	if err := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192); err == nil {
 		t.Fatal("a write to vol1, its disk failing, was acknowledged")
 	}
-	stop()
+	if err := stop(); err != nil {
+		t.Fatalf("the primary's stop, linked to the secondary: %v, want a clean stop", err)
+	}
 	c.Close()
 	// Stopped, the primary holds vol1 suspended, the region to copy; the
 	// secondary, linked until the stop, must not go on reporting it duplex
@@ -266,7 +268,7 @@ type failingDiskRig struct {
 	disk *failingDisk
 	s    *Secondary
 	p    *Primary
-	stop func()
+	stop func() error // nil: a clean stop
 	c    *nbd.Client
 }
 
@@ -278,7 +280,7 @@ func duplexOnAFailingDisk(t *testing.T) failingDiskRig {
 	cfg.Primary.NBD = "127.0.0.1:0"
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	p, stop := startPrimaryDraining(t, cfg, 200*time.Millisecond, 30*time.Second)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	c, err := nbd.Dial(p.NBDAddr(), "vol1")
 	if err != nil {

@@ -180,8 +180,17 @@ func hungCopyRead(t *testing.T, readWait time.Duration, vols ...string) hungCopy
 }
 
 // startPrimary runs a primary of cfg, its data mover giving up a copy's
-// read after readWait, until the test ends or stop.
+// read after readWait, until the test ends or stop. Its stop does not wait
+// for the secondary: not a clean stop unless everything was shipped by then.
 func startPrimary(t *testing.T, cfg *config.Config, readWait time.Duration) (*Primary, func()) {
+	t.Helper()
+	p, stop := startPrimaryDraining(t, cfg, readWait, 0)
+	return p, func() { stop() }
+}
+
+// startPrimaryDraining is startPrimary whose stop ships what the primary
+// holds for up to drain, and returns what Run did: nil for a clean stop.
+func startPrimaryDraining(t *testing.T, cfg *config.Config, readWait, drain time.Duration) (*Primary, func() error) {
 	t.Helper()
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
 	if err != nil {
@@ -192,7 +201,9 @@ func startPrimary(t *testing.T, cfg *config.Config, readWait time.Duration) (*Pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, runUntil(t, func(ctx context.Context) { p.Run(ctx, 0) })
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, drain) })
+	return p, func() error { stop(); return runErr }
 }
 
 func volumeStatus(st control.Status, name string) control.VolumeStatus {
