@@ -6,7 +6,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"duplex/disk"
 )
@@ -153,5 +156,107 @@ func TestDirectDescriptorsAreTheVolumesFile(t *testing.T) {
 	}
 	if !bytes.Equal(got, make([]byte, len(want))) {
 		t.Error("the run was written to the file now at the volume's path")
+	}
+}
+
+// TestWriteThroughKeepsSeveralWritesInFlight: a long run is written as
+// several direct writes on the device at once (one at a time left the
+// disk idle between them while the applier copied the next), and
+// WriteThrough returns only once every one of them is done: the
+// secondary's checkpoint fsyncs the volume after it returns, and a write
+// still in flight then would not be covered. A write that fails fails the
+// run.
+func TestWriteThroughKeepsSeveralWritesInFlight(t *testing.T) {
+	const size = 32 << 20
+	v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if v.directWriteFile() == nil {
+		t.Skip("the file system refuses O_DIRECT: no direct writes to keep in flight")
+	}
+	var (
+		mu             sync.Mutex
+		inFlight, most int
+		done           int
+		fail           error
+		release        = make(chan struct{})
+		twoStarted     = make(chan struct{}, 1)
+		realWrite      = directWriteAt
+	)
+	directWriteAt = func(f *os.File, b []byte, off int64) (int, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == 2 {
+			select {
+			case twoStarted <- struct{}{}:
+			default:
+			}
+		}
+		mu.Unlock()
+		<-release
+		n, err := realWrite(f, b, off)
+		mu.Lock()
+		inFlight--
+		done++
+		if fail != nil {
+			n, err = 0, fail
+		}
+		mu.Unlock()
+		return n, err
+	}
+	defer func() { directWriteAt = realWrite }()
+
+	want := make([]byte, 13<<20)
+	for i := range want {
+		want[i] = byte(i*13 + 1)
+	}
+	bufs := [][]byte{want[:5000], want[5000 : 3<<20], want[3<<20:]} // not aligned: copied
+	returned := make(chan error, 1)
+	go func() { returned <- v.WriteThrough(bufs, 4<<20) }()
+	select {
+	case <-twoStarted:
+	case err := <-returned:
+		t.Fatalf("WriteThrough returned (%v) before a second write was in flight: one write at a time", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second direct write never started while the first was held: one write at a time")
+	}
+	select {
+	case err := <-returned:
+		t.Fatalf("WriteThrough returned (%v) with its writes held in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-returned; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if inFlight != 0 {
+		t.Errorf("WriteThrough returned with %d writes in flight", inFlight)
+	}
+	t.Logf("%d direct writes, at most %d in flight", done, most)
+	mu.Unlock()
+	got := make([]byte, len(want))
+	if err := v.ReadThrough(got, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the run does not read back as written")
+	}
+
+	// A run one of whose writes fails fails, after the others are done.
+	mu.Lock()
+	fail = syscall.EIO
+	mu.Unlock()
+	err = v.WriteThrough(bufs, 4<<20)
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("a run whose writes failed returned %v, want EIO", err)
+	}
+	if inFlight != 0 {
+		t.Errorf("a failed WriteThrough returned with %d writes in flight", inFlight)
 	}
 }
