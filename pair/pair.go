@@ -323,6 +323,9 @@ type Manager struct {
 	// saved, last time.
 	noLog, noLogSaved bool
 	noLogSaveErr      string
+	// closed says Close saved the state of the stop (under saveMu): the
+	// fallback's saves are refused from then on (see goOnWithoutLog).
+	closed bool
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -513,9 +516,13 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 // until the primary restarts, clean or not: turned on again while
 // running, it would hold none of the marks of the writes made meanwhile.
 // Copies that wait to be tried again after the log failed them go on at
-// once.
+// once. Once Close has saved the stop's state, it refuses (errClosed).
 func (mg *Manager) goOnWithoutLog(err error) error {
 	mg.mu.Lock()
+	if mg.closed {
+		mg.unlock()
+		return errClosed
+	}
 	first := !mg.noLog
 	mg.noLog = true
 	mg.unlock()
@@ -523,7 +530,9 @@ func (mg *Manager) goOnWithoutLog(err error) error {
 		mg.log.Error("the activity log cannot be written: going on without it once the pair state records that; "+
 			"a full resync of every pair if this run does not stop cleanly; the log is kept again from the next start", "err", err)
 	}
-	if serr := mg.save(false); serr != nil {
+	if serr := mg.saveAs(false, false, saveNoLog); errors.Is(serr, errClosed) {
+		return serr
+	} else if serr != nil {
 		mg.mu.Lock()
 		report := serr.Error() != mg.noLogSaveErr
 		mg.noLogSaveErr = serr.Error()
@@ -548,6 +557,14 @@ func (mg *Manager) goOnWithoutLog(err error) error {
 	}
 	return nil
 }
+
+// errClosed refuses the activity log's fallback once the stop's state is
+// saved: a copy left to its mark when the copier stopped finds the log
+// failing only then, and a state saved after the stop's, as a run without
+// log that did not stop cleanly, would have the next start copy every pair
+// in full after a clean stop. The copy fails; its region, never taken for
+// copied, is in the bitmap the stop saved.
+var errClosed = errors.New("the primary is stopping: its pair state is saved")
 
 // resyncAtStart is a resync a restart starts by itself: the pair, duplex
 // when the last run stopped, and the regions to copy.
@@ -1107,12 +1124,32 @@ const timesSaveEvery = 10 * time.Second
 // save writes the pair state and the bitmaps of pending and suspended pairs.
 func (mg *Manager) save(clean bool) error { return mg.saveState(clean, false) }
 
+// What a save is for, besides the state it writes (see saveAs).
+const (
+	saveRunning = iota
+	saveClose   // Close's: the fallback's saves are refused after it
+	saveNoLog   // the fallback's (goOnWithoutLog): refused after Close's
+)
+
 // saveState is save; lazy (the periodic save) lets a state whose only
 // changes are duplex pairs' consistency times wait up to timesSaveEvery.
-func (mg *Manager) saveState(clean, lazy bool) error {
+func (mg *Manager) saveState(clean, lazy bool) error { return mg.saveAs(clean, lazy, saveRunning) }
+
+// saveAs is saveState for a save of the kind given (saveRunning,
+// saveClose, saveNoLog). Close's marks the manager closed, and a save of
+// the fallback's that comes after it is refused (errClosed), both under
+// saveMu, so that none of them writes over the stop's state.
+func (mg *Manager) saveAs(clean, lazy bool, kind int) error {
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
+	switch {
+	case kind == saveNoLog && mg.closed:
+		mg.unlock()
+		return errClosed
+	case kind == saveClose:
+		mg.closed = true
+	}
 	s := mg.snapshotLocked(clean)
 	mg.unlock()
 	s.lazy = lazy
@@ -1344,7 +1381,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 // too; this catches the rest.
 func (mg *Manager) Close(clean bool) error {
 	mg.suspendWriteFailed()
-	return mg.save(clean)
+	return mg.saveAs(clean, false, saveClose)
 }
 
 // SuspendFailedWrites acts now on the writes the volumes failed since
