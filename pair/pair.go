@@ -317,12 +317,15 @@ type Manager struct {
 	// since the start.
 	copyFailures atomic.Uint64
 	now          func() time.Time
-	// noLog says this run's activity log could not be written, so the
-	// state it saves says the run has no log (see goOnWithoutLog);
-	// noLogSaved that it did; noLogSaveErr is why that state could not be
-	// saved, last time.
-	noLog, noLogSaved bool
-	noLogSaveErr      string
+	// noLog says a save recorded that this run has no log, its activity
+	// log having failed (see goOnWithoutLog): every later save says so
+	// too. Set (under saveMu) only once that save is written: a log whose
+	// fallback could not be saved stays on, and marks every write
+	// acknowledged. noLogAsked says the fallback was asked; noLogSaved
+	// that it said the state was saved; noLogSaveErr is why that state
+	// could not be saved, last time.
+	noLog, noLogAsked, noLogSaved bool
+	noLogSaveErr                  string
 	// closed says Close saved the state of the stop (under saveMu): the
 	// fallback's saves are refused from then on (see goOnWithoutLog).
 	closed bool
@@ -523,8 +526,8 @@ func (mg *Manager) goOnWithoutLog(err error) error {
 		mg.unlock()
 		return errClosed
 	}
-	first := !mg.noLog
-	mg.noLog = true
+	first := !mg.noLogAsked
+	mg.noLogAsked = true
 	mg.unlock()
 	if first {
 		mg.log.Error("the activity log cannot be written: going on without it once the pair state records that; "+
@@ -1153,8 +1156,16 @@ func (mg *Manager) saveAs(clean, lazy bool, kind int) error {
 	s := mg.snapshotLocked(clean)
 	mg.unlock()
 	s.lazy = lazy
+	if kind == saveNoLog {
+		s.st.NoLog = true
+	}
 	if err := mg.write(s); err != nil {
 		return err
+	}
+	if kind == saveNoLog {
+		mg.mu.Lock()
+		mg.noLog = true
+		mg.unlock()
 	}
 	// The state on disk now says these pairs are duplex: the regions
 	// written while they were suspended are all copied and acknowledged.
