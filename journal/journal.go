@@ -928,10 +928,14 @@ func (j *Journal) Release(through uint64) error {
 		var err error
 		if recycle {
 			err = j.fs.Rename(oldest.path, filepath.Join(j.dir, spareName))
+			// A file already gone (removed by hand to free a full disk)
+			// is released all the same, as by Remove: there is just
+			// nothing to keep, and the next one released is kept.
+			recycle = err == nil
 		} else {
 			err = j.fs.Remove(oldest.path)
 		}
-		if err != nil && (recycle || !errors.Is(err, os.ErrNotExist)) {
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			// Still there, so still held: a later removal of the next one
 			// would otherwise leave it before a hole. It is still the
 			// oldest: only Release removes segments, one at a time

@@ -252,3 +252,34 @@ func TestReplayOfARecycledSegment(t *testing.T) {
 	}
 	t.Logf("Replay read %d records, then: %v", len(got), err)
 }
+
+// A released segment whose file is already gone (removed by hand to free a
+// full disk, say) is released as before: there is nothing to keep as the
+// spare, and the next one released is kept instead. Release does not fail
+// on it, again at every call, with the journal's start stuck before it.
+func TestReleaseOfASegmentAlreadyGone(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{SegmentSize: 150})
+	defer j.Close()
+	appendRange(t, j, 1, 40)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segFilesOf(j)
+	if err := os.Remove(segs[0].path); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Release(segs[1].last); err != nil {
+		t.Fatalf("Release with the oldest segment's file gone: %v", err)
+	}
+	if got, want := j.FirstIndex(), segs[2].first; got != want {
+		t.Fatalf("FirstIndex %d after Release, want %d", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, spareName)); err != nil {
+		t.Fatalf("no spare kept of the segment released after the missing one: %v", err)
+	}
+	if _, err := os.Stat(segs[1].path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("released segment still under its name: %v", err)
+	}
+	rollOnce(t, j, 41)
+}
