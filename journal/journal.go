@@ -714,11 +714,16 @@ func (j *Journal) startSegment(seg segment, parts [][]byte) error {
 func (j *Journal) createSegment(path string) (f disk.File, recycled bool, err error) {
 	if j.spare {
 		j.spare = false
-		if err := j.fs.Rename(filepath.Join(j.dir, spareName), path); err != nil {
+		err := j.fs.Rename(filepath.Join(j.dir, spareName), path)
+		if err == nil {
+			f, err := j.fs.OpenFile(path, os.O_RDWR, 0)
+			return f, true, err
+		}
+		// A spare removed by hand (a file named spare on a full disk)
+		// leaves a new file to make, as there would be without one.
+		if !errors.Is(err, os.ErrNotExist) {
 			return nil, false, err
 		}
-		f, err := j.fs.OpenFile(path, os.O_RDWR, 0)
-		return f, true, err
 	}
 	f, err = j.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	return f, false, err

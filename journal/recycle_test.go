@@ -283,3 +283,29 @@ func TestReleaseOfASegmentAlreadyGone(t *testing.T) {
 	}
 	rollOnce(t, j, 41)
 }
+
+// A spare removed by hand (a file named spare on a full disk) leaves the
+// next segment to be a new file: the roll does not fail the journal.
+func TestRollAfterTheSpareWasRemoved(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentSize: 150}
+	j := openT(t, dir, opts)
+	appendRange(t, j, 1, 40)
+	if err := j.Release(20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, spareName)); err != nil {
+		t.Fatal(err)
+	}
+	next := rollOnce(t, j, 41)
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	first := j.FirstIndex()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, opts)
+	defer j.Close()
+	wantRange(t, replayAll(t, j, 0), first, next-1)
+}
