@@ -19,6 +19,22 @@ func rollOnce(t *testing.T, j *Journal, next uint64) uint64 {
 	return next
 }
 
+// wantAfterReopen syncs and closes j, and checks that the journal in dir,
+// opened again with opts, holds every record from j's first through last.
+func wantAfterReopen(t *testing.T, j *Journal, dir string, opts Options, last uint64) {
+	t.Helper()
+	if err := j.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	first := j.FirstIndex()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, opts)
+	defer j.Close()
+	wantRange(t, replayAll(t, j, 0), first, last)
+}
+
 func segFilesOf(j *Journal) []segment {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -79,16 +95,7 @@ func TestReleaseKeepsASpareForTheNextSegment(t *testing.T) {
 				t.Fatalf("spare still there once taken: %v", err)
 			}
 			next = rollOnce(t, j, next)
-			if err := j.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			first := j.FirstIndex()
-			if err := j.Close(); err != nil {
-				t.Fatal(err)
-			}
-			j = openT(t, dir, opts)
-			defer j.Close()
-			wantRange(t, replayAll(t, j, 0), first, next-1)
+			wantAfterReopen(t, j, dir, opts, next-1)
 		})
 	}
 }
@@ -298,14 +305,5 @@ func TestRollAfterTheSpareWasRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := rollOnce(t, j, 41)
-	if err := j.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	first := j.FirstIndex()
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j = openT(t, dir, opts)
-	defer j.Close()
-	wantRange(t, replayAll(t, j, 0), first, next-1)
+	wantAfterReopen(t, j, dir, opts, next-1)
 }
