@@ -105,6 +105,11 @@ type Log struct {
 	// when an update's marks cannot be written (see WritePath).
 	fallback func(error) error
 	closed   bool
+	// flush and flushFailed: see SetFlush. cleaning keeps one Clean at a
+	// time, as it releases mu while it flushes.
+	flush       func(vol string) error
+	flushFailed func(vol string, regions [][2]int64, err error)
+	cleaning    sync.Mutex
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -557,27 +562,131 @@ func (l *Log) Done(name string, off, length int64) {
 var Idle = 5 * time.Second
 
 // Clean unmarks regions with no unacknowledged update that have been idle for
-// Idle, and persists the log if anything changed.
+// Idle, and persists the log if anything changed. The volumes whose
+// regions it would unmark are flushed first (see SetFlush), once each, and
+// without mu held, so that the write path never waits for a flush: a region
+// written to again meanwhile (its use is then recent) stays marked.
 func (l *Log) Clean() error {
+	l.cleaning.Lock()
+	defer l.cleaning.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.off != nil {
 		return nil
 	}
-	changed := false
 	cutoff := time.Now().Add(-Idle).UnixNano()
-	for _, v := range l.vols {
-		for r, c := range v.counts {
-			if c == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0 {
+	idle := func(v *vol, r int) bool {
+		return v.counts[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
+	}
+	due := map[string][]int{}
+	var names []string
+	for _, name := range l.names {
+		v := l.vols[name]
+		for r := range v.counts {
+			if idle(v, r) {
+				due[name] = append(due[name], r)
+			}
+		}
+		if len(due[name]) > 0 {
+			names = append(names, name)
+		}
+	}
+	var flushErr error
+	if l.flush != nil && len(names) > 0 {
+		var failed map[string]bool
+		if flushErr, failed = l.flushLocked(names); l.off != nil {
+			return nil
+		}
+		for name := range failed {
+			delete(due, name)
+		}
+	}
+	changed := false
+	for name, rs := range due {
+		v := l.vols[name]
+		for _, r := range rs {
+			if idle(v, r) {
 				v.bits[r/64] &^= 1 << (r % 64)
 				changed = true
 			}
 		}
 	}
 	if changed {
-		return l.persist()
+		return errors.Join(flushErr, l.persist())
 	}
-	return nil
+	return flushErr
+}
+
+// SetFlush sets how a volume's writes are made durable (an fdatasync of the
+// primary volume): before Clean unmarks a region, the volume's data there
+// must be on its disk, or a power loss (or a writeback error, reported
+// only by a later fsync) leaves the volume older than the secondary in a
+// region no crash recovery copies. If a flush fails, every region of the
+// volume marked for its updates stays marked, until Unstick, and is handed
+// to failed with the error, to be treated as a write the volume failed.
+// failed is called with the log's mutex held: it must not call the log.
+func (l *Log) SetFlush(flush func(vol string) error, failed func(vol string, regions [][2]int64, err error)) {
+	l.mu.Lock()
+	l.flush, l.flushFailed = flush, failed
+	l.mu.Unlock()
+}
+
+// Flush flushes every volume, as Clean does those it unmarks regions of: a
+// stop calls it before it saves the pair state clean. It returns the
+// flushes' errors, the regions of the volumes that failed handed over.
+func (l *Log) Flush() error {
+	l.cleaning.Lock()
+	defer l.cleaning.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.flush == nil {
+		return nil
+	}
+	err, _ := l.flushLocked(l.names)
+	return err
+}
+
+// flushLocked flushes the named volumes without mu held, and hands over
+// the marked regions of those whose flush failed, unless the log was
+// turned off meanwhile; flushErr joins the failures. Called with mu held.
+func (l *Log) flushLocked(names []string) (flushErr error, failed map[string]bool) {
+	flush := l.flush
+	errs := make([]error, len(names))
+	l.mu.Unlock()
+	for i, name := range names {
+		errs[i] = flush(name)
+	}
+	l.mu.Lock()
+	failed = map[string]bool{}
+	for i, name := range names {
+		v := l.vols[name]
+		if errs[i] == nil {
+			continue
+		}
+		failed[name] = true
+		err := fmt.Errorf("activity log %s: flushing volume %s before unmarking its regions: %w", l.path, name, errs[i])
+		flushErr = errors.Join(flushErr, err)
+		if l.off != nil {
+			continue
+		}
+		var regions [][2]int64
+		for r := range v.counts {
+			w, bit := r/64, uint64(1)<<(r%64)
+			if v.bits[w]&bit == 0 {
+				continue
+			}
+			// Sticky: the marks must outlast a later flush that passes
+			// (the kernel reports a writeback error once), until the
+			// pair's resume copies the regions again.
+			v.sticky[w] |= bit
+			off := int64(r) * l.region
+			regions = append(regions, [2]int64{off, min(l.region, v.size-off)})
+		}
+		if l.flushFailed != nil && len(regions) > 0 {
+			l.flushFailed(name, regions, err)
+		}
+	}
+	return flushErr, failed
 }
 
 // Marked returns the number of regions marked now (counted or sticky).

@@ -1,0 +1,143 @@
+package actlog
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/disk"
+)
+
+// cachedVolume models a primary volume behind the page cache: a write is
+// held in the cache until a flush makes it durable, and a power loss
+// (crash) drops what the cache holds. A failing flush loses it too, as a
+// writeback error does.
+type cachedVolume struct {
+	mu      sync.Mutex
+	durable []byte
+	cached  map[int64][]byte
+	flushes int
+	fail    error
+}
+
+func newCachedVolume(size int64) *cachedVolume {
+	return &cachedVolume{durable: make([]byte, size), cached: map[int64][]byte{}}
+}
+
+func (v *cachedVolume) write(p []byte, off int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.cached[off] = append([]byte(nil), p...)
+}
+
+func (v *cachedVolume) flush() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.flushes++
+	if v.fail != nil {
+		clear(v.cached)
+		return v.fail
+	}
+	for off, p := range v.cached {
+		copy(v.durable[off:], p)
+	}
+	clear(v.cached)
+	return nil
+}
+
+func (v *cachedVolume) crash() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	clear(v.cached)
+}
+
+// TestARegionIsNotUnmarkedBeforeItsWriteIsDurable: a write is marked, written
+// to the volume's page cache, and acknowledged by the secondary; the region
+// goes idle and Clean runs. Then the power fails: the write never reached
+// the volume's disk, while the secondary holds it. The log must still mark
+// the region, or nothing copies it again.
+func TestARegionIsNotUnmarkedBeforeItsWriteIsDurable(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
+	path := filepath.Join(t.TempDir(), "actlog")
+	vol := newCachedVolume(8 << 20)
+	l, _, err := Open(path, map[string]int64{"a": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetFlush(func(name string) error { return vol.flush() }, func(string, [][2]int64, error) {})
+	data := bytes.Repeat([]byte{0x5a}, 4096)
+	if err := l.Mark("a", 3<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	vol.write(data, 3<<20)
+	l.Done("a", 3<<20, 4096)
+	if err := l.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	vol.crash()
+	marks, err := ReadMarks(nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	durable := bytes.Equal(vol.durable[3<<20:3<<20+4096], data)
+	if !durable && len(marks["a"]) == 0 {
+		t.Fatal("after a power loss the write is not on the volume's disk, while the secondary holds it, and the log no longer marks its region")
+	}
+	if vol.flushes != 1 {
+		t.Fatalf("Clean flushed the volume %d times, want once", vol.flushes)
+	}
+	l.Close()
+}
+
+// TestAFlushThatFailsKeepsTheMarks: the volume's flush fails (a writeback
+// error) when Clean is about to unmark a region. The region stays marked,
+// and is handed over as a failed write, with the error.
+func TestAFlushThatFailsKeepsTheMarks(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
+	path := filepath.Join(t.TempDir(), "actlog")
+	vol := newCachedVolume(8 << 20)
+	vol.fail = disk.EIO
+	l, _, err := Open(path, map[string]int64{"a": 8 << 20, "b": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var failed [][2]int64
+	var failedErr error
+	l.SetFlush(func(name string) error {
+		if name == "a" {
+			return vol.flush()
+		}
+		return nil
+	}, func(name string, regions [][2]int64, err error) {
+		if name != "a" {
+			t.Errorf("volume %s handed over as failed; only a's flush failed", name)
+		}
+		failed, failedErr = append(failed, regions...), err
+	})
+	for _, name := range []string{"a", "b"} {
+		if err := l.Mark(name, 3<<20, 4096); err != nil {
+			t.Fatal(err)
+		}
+		vol.write(make([]byte, 4096), 3<<20)
+		l.Done(name, 3<<20, 4096)
+	}
+	if err := l.Clean(); err == nil {
+		t.Error("Clean returned no error although a volume's flush failed")
+	}
+	if !errors.Is(failedErr, disk.EIO) || len(failed) != 1 || failed[0] != [2]int64{3 << 20, 1 << 20} {
+		t.Fatalf("handed over as failed: %v (%v), want a's region 3 MiB with EIO", failed, failedErr)
+	}
+	marks, err := ReadMarks(nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks["a"]) != 1 || len(marks["b"]) != 0 {
+		t.Fatalf("marks after a's flush failed: %v, want a's region kept and b's cleared", marks)
+	}
+}
