@@ -86,6 +86,8 @@ type Primary struct {
 	// site; switchedOver is then its record and the status it left.
 	switched     chan struct{}
 	switchedOver switchedState
+	// beforeFlush: see PrimaryOptions.
+	beforeFlush func(vol string) error
 	// life ends when Run stops (or the primary is closed): a switchover
 	// in doubt stops asking the other site then.
 	life    context.Context
@@ -138,6 +140,9 @@ type PrimaryOptions struct {
 	// a crash recovery's included (see subsystem.SetBeforeCopyRead): tests
 	// hang them.
 	beforeCopyRead func(vol string, off, length int64)
+	// beforeFlush, if it returns an error, fails a flush of a volume
+	// with it, unflushed (tests: a writeback error).
+	beforeFlush func(vol string) error
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -318,10 +323,16 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		p.actlogErr = err
 	}
 	p.actlog = al
+	p.beforeFlush = opts.beforeFlush
 	if al != nil {
 		for _, ss := range p.subs {
 			ss.SetActivityLog(actlog.WritePath{Log: al})
 		}
+		al.SetFlush(p.flushVolume, func(vol string, regions [][2]int64, err error) {
+			for _, r := range regions {
+				p.byVol[vol].AddFailedWrite(subsystem.FailedWrite{Volume: vol, Offset: r[0], Length: r[1], Err: err})
+			}
+		})
 	}
 	if opts.beforeCopyRead != nil {
 		for _, ss := range p.subs {
@@ -444,6 +455,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// drain is; with the link down, the restart tells the secondary.
 	// After a switchover the other site is the primary, and Close alone
 	// acts on them, as before.
+	flushed := p.flushVolumes()
 	if !switchedOver {
 		p.pairs.SuspendFailedWrites()
 	}
@@ -455,6 +467,8 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		if runErr == nil {
 			runErr = err
 		}
+	} else if !flushed {
+		p.log.Error("stopping uncleanly: a volume's flush failed, and no activity log says which regions to copy again")
 	} else {
 		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
@@ -494,6 +508,40 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	p.close()
 	return runErr
+}
+
+// flushVolume makes the writes volume vol took durable (fdatasync).
+func (p *Primary) flushVolume(vol string) error {
+	if p.beforeFlush != nil {
+		if err := p.beforeFlush(vol); err != nil {
+			return fmt.Errorf("volume %s: flush: %w", vol, err)
+		}
+	}
+	return p.vols[vol].Flush()
+}
+
+// flushVolumes makes every write the volumes took durable before the stop
+// saves the pair state, which a clean stop saves with no region to copy
+// again. A volume whose flush fails has its pair suspended with the
+// regions the activity log marks (see actlog.SetFlush), whose data may
+// not be on its disk: every region not marked was flushed before it was
+// unmarked. Without the log to say which regions, it returns false, and
+// the stop must not be clean.
+func (p *Primary) flushVolumes() bool {
+	if p.actlog != nil && p.actlog.Off() == nil {
+		if err := p.actlog.Flush(); err != nil {
+			p.log.Error("stopping: a volume's flush failed; its pair is suspended with the regions to copy again", "err", err)
+		}
+		return true
+	}
+	ok := true
+	for _, name := range p.order {
+		if err := p.flushVolume(name); err != nil {
+			p.log.Error("stopping: a volume's flush failed", "volume", name, "err", err)
+			ok = false
+		}
+	}
+	return ok
 }
 
 // activityLogOff says why this run goes without its activity log, and

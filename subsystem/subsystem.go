@@ -503,6 +503,15 @@ type FailedWrite struct {
 	Err            error
 }
 
+// AddFailedWrite reports a range whose writes the volume took but may not
+// hold, as a write it failed: a flush of the volume failed (a writeback
+// error) before the range's data was known to be on its disk.
+func (s *Subsystem) AddFailedWrite(fw FailedWrite) {
+	s.failedMu.Lock()
+	s.failed = append(s.failed, fw)
+	s.failedMu.Unlock()
+}
+
 // FailedWrites returns the captured updates whose writes to the volume
 // failed since the last call.
 func (s *Subsystem) FailedWrites() []FailedWrite {

@@ -1,0 +1,113 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/disk"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// flushFailing starts a primary, draining for up to drain at its stop,
+// whose flushes of vol1 fail with EIO while failing is set: a writeback
+// error, which the kernel reports only at a later fsync, the write itself
+// having passed.
+func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration) (*Primary, *flushFault, func() error) {
+	t.Helper()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &flushFault{}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		beforeFlush: func(vol string) error {
+			if vol != "vol1" {
+				return nil
+			}
+			if failing.Load() {
+				return disk.EIO
+			}
+			failing.passed.Add(1)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, drain) })
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	return p, failing, func() error { stop(); return runErr }
+}
+
+// flushFault fails vol1's flushes while set, and counts those that pass.
+type flushFault struct {
+	atomic.Bool
+	passed atomic.Int64
+}
+
+// TestAFlushThatFailsKeepsTheRegionOfAnAcknowledgedWrite: vol1 is duplex,
+// and its flushes fail. A write to vol1 is acknowledged, and the
+// secondary journals it; the activity log is to unmark the region once
+// idle, which it may do only once the write is on the primary's disk. The
+// flush fails: vol1 is suspended, saying why, the region to copy again,
+// rather than left duplex, unmarked, with a copy the primary's disk may
+// not hold. Once the flushes pass again, a resume copies it.
+func TestAFlushThatFailsKeepsTheRegionOfAnAcknowledgedWrite(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, failing, _ := flushFailing(t, cfg, 0)
+
+	failing.Store(true)
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "vol1 reported suspended, with the flush's error", func() bool {
+		v := volumeStatus(p.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
+	})
+	if n := p.actlog.Marked(); n == 0 {
+		t.Fatal("vol1 suspended for a failed flush, and the activity log marks nothing")
+	}
+	failing.passed.Store(0)
+	failing.Store(false)
+	// Until a flush passes, each one fails again, and suspends the pair
+	// again: a resume before then would not hold.
+	waitFor(t, 30*time.Second, "a flush of vol1 that passes", func() bool { return failing.passed.Load() > 0 })
+	p.Pairs().SuspendFailedWrites()
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}
+
+// TestAFlushThatFailsAtACleanStopLeavesThePairToCopy: vol1's flushes fail,
+// and the primary is stopped cleanly just after a write to vol1. The
+// stop's flush of the volume fails: the pair state must not be saved clean
+// and duplex over data that may not be on the disk. Restarted, its
+// flushes passing, vol1 is suspended for it, and a resume makes the
+// secondary's vol1 the primary's.
+func TestAFlushThatFailsAtACleanStopLeavesThePairToCopy(t *testing.T) {
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	p, failing, stop := flushFailing(t, cfg, 30*time.Second)
+
+	failing.Store(true)
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the stop: %v", stop())
+
+	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 10*time.Second, "vol1, restarted after a stop whose flush of it failed, reported suspended", func() bool {
+		return volumeStatus(p.Status(), "vol1").State == "suspended"
+	})
+	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}
