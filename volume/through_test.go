@@ -260,3 +260,98 @@ func TestWriteThroughKeepsSeveralWritesInFlight(t *testing.T) {
 		t.Errorf("a failed WriteThrough returned with %d writes in flight", inFlight)
 	}
 }
+
+// TestWriteThroughWaitsForEveryWriteWhenOneFails: a disk full or failing
+// under one of a run's writes, while the others are still on the device,
+// fails the run only once those are done, each still reading the bytes
+// it was given (its buffer is not refilled under it):
+// the applier's checkpoint, and the caller's reuse of its buffers, come
+// after WriteThrough returns. No piece is taken after the failure.
+func TestWriteThroughWaitsForEveryWriteWhenOneFails(t *testing.T) {
+	const size = 32 << 20
+	for _, fault := range []error{disk.ENOSPC, disk.EIO} {
+		for _, inPlace := range []bool{false, true} {
+			v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.directWriteFile() == nil {
+				v.Close()
+				t.Skip("the file system refuses O_DIRECT: no direct writes to keep in flight")
+			}
+			var want []byte
+			var bufs [][]byte
+			if inPlace {
+				want = disk.DirectBuffer(size)
+				bufs = [][]byte{want}
+			} else {
+				want = make([]byte, size)
+				bufs = [][]byte{want[:5000], want[5000:]}
+			}
+			for i := range want {
+				want[i] = byte(i*7 + 3)
+			}
+			var (
+				mu       sync.Mutex
+				started  int
+				inFlight int
+				wrong    []int64
+				release  = make(chan struct{})
+				held     = make(chan struct{}, throughDepth)
+			)
+			realWrite := directWriteAt
+			directWriteAt = func(f *os.File, b []byte, off int64) (int, error) {
+				mu.Lock()
+				started++
+				first := started == 1
+				inFlight++
+				mu.Unlock()
+				defer func() {
+					mu.Lock()
+					inFlight--
+					mu.Unlock()
+				}()
+				if first {
+					// Fails at once, the others still on the device.
+					for range throughDepth - 1 {
+						<-held
+					}
+					return 0, fault
+				}
+				held <- struct{}{}
+				<-release
+				if !bytes.Equal(b, want[off:off+int64(len(b))]) {
+					mu.Lock()
+					wrong = append(wrong, off)
+					mu.Unlock()
+				}
+				return realWrite(f, b, off)
+			}
+			returned := make(chan error, 1)
+			go func() { returned <- v.WriteThrough(bufs, 0) }()
+			select {
+			case err := <-returned:
+				t.Fatalf("%v in place %v: WriteThrough returned (%v) with writes held in flight", fault, inPlace, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(release)
+			err = <-returned
+			directWriteAt = realWrite
+			if !errors.Is(err, fault) {
+				t.Errorf("%v in place %v: WriteThrough returned %v", fault, inPlace, err)
+			}
+			mu.Lock()
+			if inFlight != 0 {
+				t.Errorf("%v in place %v: WriteThrough returned with %d writes in flight", fault, inPlace, inFlight)
+			}
+			if len(wrong) > 0 {
+				t.Errorf("%v in place %v: the writes at %v read bytes other than their run's", fault, inPlace, wrong)
+			}
+			if started > throughDepth+1 {
+				t.Errorf("%v in place %v: %d writes started, pieces were taken after the failure", fault, inPlace, started)
+			}
+			mu.Unlock()
+			v.Close()
+		}
+	}
+}
