@@ -215,10 +215,23 @@ func journalRecords(t *testing.T, dir string) map[uint64][32]byte {
 		if len(b) < 16 || string(b[:4]) != "DXJL" {
 			t.Fatalf("%s: not a journal segment", seg)
 		}
-		for pos := 16; pos+16 <= len(b); {
+		// Version 2 adds a salt to the header, and each record's CRC
+		// covers it before the index and data; version 1 has neither.
+		start, salt := 16, []byte(nil)
+		switch v := binary.BigEndian.Uint32(b[4:]); v {
+		case 1:
+		case 2:
+			if len(b) < 24 {
+				continue // being created
+			}
+			start, salt = 24, b[16:24]
+		default:
+			t.Fatalf("%s: journal segment version %d", seg, v)
+		}
+		for pos := start; pos+16 <= len(b); {
 			n := int(binary.BigEndian.Uint32(b[pos:]))
 			sum := binary.BigEndian.Uint32(b[pos+4:])
-			if pos+16+n > len(b) || crc32.Checksum(b[pos+8:pos+16+n], table) != sum {
+			if pos+16+n > len(b) || crc32.Update(crc32.Checksum(salt, table), table, b[pos+8:pos+16+n]) != sum {
 				break
 			}
 			out[binary.BigEndian.Uint64(b[pos+8:])] = sha256.Sum256(b[pos+16 : pos+16+n])

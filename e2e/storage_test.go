@@ -309,11 +309,11 @@ func smallExt4(t *testing.T, size int64) string {
 	return mnt
 }
 
-// TestActivityLogFaultAtPrimary fails the primary's activity log writes. A
-// write whose region cannot be marked on disk is refused with the reason,
-// not acknowledged unprotected (a crash would then leave it out of the
-// recovery copy), and not left hanging; once the log can be written, writes
-// to the same region succeed and the sites converge.
+// TestActivityLogFaultAtPrimary fails the primary's activity log writes.
+// The application's writes go on: the primary records that this run has
+// no log and turns it off (an unclean stop then copies every pair in
+// full), so no write is refused or left hanging for want of the log, the
+// status says the log is off and why, and the sites converge.
 func TestActivityLogFaultAtPrimary(t *testing.T) {
 	t.Parallel()
 	const volSize = 64 << 20
@@ -335,39 +335,38 @@ func TestActivityLogFaultAtPrimary(t *testing.T) {
 	// Regions the initial copy marked stay marked until their copies are
 	// acknowledged and the log is cleaned, and a region written here stays
 	// marked while in use: walk regions not written yet, over every volume,
-	// until one needs the log.
-	vol, failedAt := "", int64(-1)
+	// until one needs the log and the log is turned off.
+	off := ""
 	deadline := time.Now().Add(30 * time.Second)
 walk:
-	for off := int64(0); off < volSize; off += 1 << 20 {
+	for at := int64(0); at < volSize; at += 1 << 20 {
 		for _, name := range cfg.VolumeNames() {
 			if time.Now().After(deadline) {
 				break walk
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := s.prim.Write(ctx, name, buf, off)
+			err := s.prim.Write(ctx, name, buf, at)
 			hung := ctx.Err() != nil
 			cancel()
 			switch {
-			case err == nil:
-				time.Sleep(20 * time.Millisecond) // give the log's cleaning a turn
 			case hung:
-				t.Fatalf("a write to %s at %d hung for 30s while the activity log failed", name, off)
-			case !strings.Contains(err.Error(), "activity log"):
-				t.Fatalf("write to %s at %d failed without naming the activity log: %v", name, off, err)
-			default:
-				vol, failedAt = name, off
-				t.Logf("write refused: %v", err)
+				t.Fatalf("a write to %s at %d hung for 30s while the activity log failed", name, at)
+			case err != nil:
+				t.Fatalf("a write to %s at %d failed while only the activity log failed: %v", name, at, err)
+			}
+			if off = s.prim.Status().ActivityLogOff; off != "" {
+				t.Logf("activity log off after the write to %s at %d: %s", name, at, off)
 				break walk
 			}
+			time.Sleep(20 * time.Millisecond) // give the log's cleaning a turn
 		}
 	}
-	if failedAt < 0 {
-		t.Fatal("every write was acknowledged although the activity log could not be written")
+	if off == "" {
+		t.Fatal("the activity log failed under every region written, and the status never said it was off")
+	}
+	if !strings.Contains(off, "input/output error") {
+		t.Errorf("status says the log is off for %q, want the log's error", off)
 	}
 	in.Clear()
-	if err := s.prim.Write(context.Background(), vol, buf, failedAt); err != nil {
-		t.Fatalf("write once the activity log works again: %v", err)
-	}
 	s.assertImagesEqual()
 }

@@ -117,8 +117,8 @@ func directPadding(rest []byte, size int) bool {
 }
 
 // scanSegmentFile walks the records of one segment file as the journal's
-// recovery does: length, CRC-32C over index and data, then padding to 8
-// bytes, all of which must be in the file.
+// recovery does: length, CRC-32C over the segment's salt (version 2),
+// index and data, then padding to 8 bytes, all of which must be in the file.
 func scanSegmentFile(path string) (segmentScan, error) {
 	var sc segmentScan
 	b, err := os.ReadFile(path)
@@ -130,7 +130,20 @@ func scanSegmentFile(path string) (segmentScan, error) {
 		return sc, nil // being created
 	}
 	be := binary.BigEndian
-	off := 16
+	// Version 2 adds a salt to the header, and each record's CRC covers it
+	// before the index and data; version 1 has neither.
+	off, salt := 16, []byte(nil)
+	switch v := be.Uint32(b[4:]); v {
+	case 1:
+	case 2:
+		if len(b) < 24 {
+			sc.tail = fmt.Sprintf("segment %s of %d bytes, its header cut", filepath.Base(path), len(b))
+			return sc, nil // being created
+		}
+		off, salt = 24, b[16:24]
+	default:
+		return sc, fmt.Errorf("segment %s: journal format version %d", path, v)
+	}
 	for off < len(b) {
 		if directPadding(b[off:], len(b)) {
 			break
@@ -151,7 +164,7 @@ func scanSegmentFile(path string) (segmentScan, error) {
 			sc.tail = fmt.Sprintf("record %d cut in its data, %d of %d bytes written", i, len(b)-off-16, n)
 		case end > len(b):
 			sc.tail = fmt.Sprintf("record %d whole but its padding cut, %d of %d bytes written", i, len(b)-data, end-data)
-		case crc32.Checksum(b[off+8:data], castagnoli) != sum:
+		case crc32.Update(crc32.Checksum(salt, castagnoli), castagnoli, b[off+8:data]) != sum:
 			sc.tail = fmt.Sprintf("record %d fails its checksum", i)
 		}
 		if sc.tail != "" {
