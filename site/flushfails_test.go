@@ -5,13 +5,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"duplex/actlog"
 	"duplex/config"
 	"duplex/disk"
+	"duplex/nbd"
 	"duplex/tlsconf"
 	"duplex/transport"
 )
@@ -20,7 +23,7 @@ import (
 // whose flushes of vol1 fail with EIO while failing is set: a writeback
 // error, which the kernel reports only at a later fsync, the write itself
 // having passed.
-func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration) (*Primary, *flushFault, func() error) {
+func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration, fsys disk.FS) (*Primary, *flushFault, func() error) {
 	t.Helper()
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
 	if err != nil {
@@ -28,12 +31,12 @@ func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration) (*Prima
 	}
 	failing := &flushFault{}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond, FS: fsys,
 		beforeFlush: func(vol string) error {
 			if vol != "vol1" {
 				return nil
 			}
-			if failing.Load() {
+			if failing.Load() || failing.once.CompareAndSwap(true, false) {
 				return disk.EIO
 			}
 			failing.passed.Add(1)
@@ -49,8 +52,11 @@ func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration) (*Prima
 }
 
 // flushFault fails vol1's flushes while set, and counts those that pass.
+// once fails the next flush only: the kernel reports a writeback error to
+// one fsync, and the next passes.
 type flushFault struct {
 	atomic.Bool
+	once   atomic.Bool
 	passed atomic.Int64
 }
 
@@ -65,7 +71,7 @@ func TestAFlushThatFailsKeepsTheRegionOfAnAcknowledgedWrite(t *testing.T) {
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, failing, _ := flushFailing(t, cfg, 0)
+	p, failing, _ := flushFailing(t, cfg, 0, nil)
 
 	failing.Store(true)
 	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
@@ -97,7 +103,7 @@ func TestAFlushThatFailsAtACleanStopLeavesThePairToCopy(t *testing.T) {
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, failing, stop := flushFailing(t, cfg, 30*time.Second)
+	p, failing, stop := flushFailing(t, cfg, 30*time.Second, nil)
 
 	failing.Store(true)
 	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
@@ -110,4 +116,81 @@ func TestAFlushThatFailsAtACleanStopLeavesThePairToCopy(t *testing.T) {
 		return volumeStatus(p.Status(), "vol1").State == "suspended"
 	})
 	resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+}
+
+// TestAClientFlushThatFailsSuspendsThePair: vol1 is duplex, and an NBD
+// client's write to it is acknowledged. The client's FLUSH (or the write's
+// FUA) fails, once: a writeback error, which the kernel reports to that
+// fdatasync alone, so the activity log's next flush of vol1 passes. The
+// region must not then be unmarked with the pair left duplex: the
+// primary's disk may not hold what the secondary journaled (here the disk
+// lost the write). vol1 is suspended, saying why, and a resume copies the
+// region again, making the secondary's vol1 the primary's. Without the
+// activity log, nothing says which regions: the whole of vol1 is copied.
+func TestAClientFlushThatFailsSuspendsThePair(t *testing.T) {
+	old := actlog.Idle
+	actlog.Idle = time.Second
+	t.Cleanup(func() { actlog.Idle = old })
+	for _, tc := range []struct {
+		name       string
+		fua, noLog bool
+	}{{"FLUSH", false, false}, {"FUA", true, false}, {"FLUSH without the activity log", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fua := tc.fua
+			cfg := linkConfig(t)
+			cfg.Primary.NBD = "127.0.0.1:0"
+			s, _ := runSecondary(t, cfg)
+			cfg.Primary.Secondary = s.ListenAddr()
+			var fsys disk.FS
+			if tc.noLog {
+				inj := disk.NewInjector(nil)
+				inj.Inject(disk.Fault{Op: disk.OpCreate, Under: filepath.Join(PairStateDir(cfg), "activity.log")})
+				fsys = inj
+			}
+			p, failing, _ := flushFailing(t, cfg, 0, fsys)
+			if tc.noLog != (p.actlog == nil) {
+				t.Fatalf("the primary runs with an activity log: %v", p.actlog != nil)
+			}
+			c, err := nbd.Dial(p.NBDAddr(), "vol1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			// Nothing due to be unmarked: the log's own flush of vol1
+			// cannot take the one failure the client's flush is to see.
+			if p.actlog != nil {
+				waitFor(t, 30*time.Second, "the activity log to mark nothing", func() bool { return p.actlog.Marked() == 0 })
+			}
+
+			data := bytes.Repeat([]byte{0x78}, 4096)
+			if fua {
+				failing.once.Store(true)
+				err = c.WriteAtFUA(data, 8192)
+			} else if err = c.WriteAt(data, 8192); err == nil {
+				failing.once.Store(true)
+				err = c.Flush()
+			}
+			if err == nil {
+				t.Fatal("the client's flush passed")
+			}
+			// The write the flush failed for never reached the disk.
+			if err := p.vols["vol1"].WriteAt(make([]byte, len(data)), 8192); err != nil {
+				t.Fatal(err)
+			}
+
+			suspended := func() bool {
+				v := volumeStatus(p.Status(), "vol1")
+				return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
+			}
+			for end := time.Now().Add(5 * actlog.Idle); !suspended(); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("%s after the client's flush failed (%v): vol1 %q, the secondary's vol1 the primary's: %v",
+						5*actlog.Idle, err, volumeStatus(p.Status(), "vol1").State, sameVolume(t, p, s, "vol1"))
+				}
+			}
+			t.Logf("vol1 suspended: %s", volumeStatus(p.Status(), "vol1").Reason)
+			p.Pairs().SuspendFailedWrites()
+			resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
+		})
+	}
 }

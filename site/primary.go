@@ -88,6 +88,8 @@ type Primary struct {
 	switchedOver switchedState
 	// beforeFlush: see PrimaryOptions.
 	beforeFlush func(vol string) error
+	// flushes: see volumeFlushes.
+	flushes map[string]*volumeFlushes
 	// life ends when Run stops (or the primary is closed): a switchover
 	// in doubt stops asking the other site then.
 	life    context.Context
@@ -324,6 +326,10 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	p.actlog = al
 	p.beforeFlush = opts.beforeFlush
+	p.flushes = map[string]*volumeFlushes{}
+	for name := range p.vols {
+		p.flushes[name] = &volumeFlushes{}
+	}
 	if al != nil {
 		for _, ss := range p.subs {
 			ss.SetActivityLog(actlog.WritePath{Log: al})
@@ -386,7 +392,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	errs := make(chan error, 2)
 	var srv *nbd.Server
 	if p.nbdLn != nil {
-		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, gate: p.gate, wait: p.commitWait()}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+		srv = &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, gate: p.gate, wait: p.commitWait(), flush: p.clientFlush}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -510,8 +516,81 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	return runErr
 }
 
-// flushVolume makes the writes volume vol took durable (fdatasync).
+// volumeFlushes stands between the NBD clients' flushes of a volume and
+// the activity log's. A writeback error is reported to one fdatasync
+// only: once a client's flush has seen it, the log's next flush passes
+// and would unmark regions whose data may not be on the disk. failed
+// keeps a client's error for the log's next flush to return instead.
+type volumeFlushes struct {
+	// mu is held shared by the clients' flushes and exclusively by the
+	// log's, so that a client's flush that failed has said so before a
+	// log's flush that passed could unmark anything.
+	mu       sync.RWMutex
+	failedMu sync.Mutex
+	failed   error
+}
+
+func (f *volumeFlushes) take() error {
+	f.failedMu.Lock()
+	defer f.failedMu.Unlock()
+	err := f.failed
+	f.failed = nil
+	return err
+}
+
+// clientFlush is an NBD client's FLUSH of volume vol, or a FUA write's.
+// If it fails, the pair is suspended with the regions the activity log
+// marks for vol: a failed fdatasync does not say which pages it could not
+// write, and every write since the volume's last flush that passed is in
+// a marked region (see actlog.SetFlush). Without the log, the whole
+// volume is to copy again.
+func (p *Primary) clientFlush(vol string) error {
+	f := p.flushes[vol]
+	f.mu.RLock()
+	err := p.syncVolume(vol)
+	if err != nil {
+		err = fmt.Errorf("an NBD client's flush: %w", err)
+		f.failedMu.Lock()
+		if f.failed == nil {
+			f.failed = err
+		}
+		f.failedMu.Unlock()
+	}
+	f.mu.RUnlock()
+	if err == nil {
+		return nil
+	}
+	if p.actlog != nil && p.actlog.Off() == nil {
+		// The log's flush of vol returns the error, and hands its
+		// regions over as for a flush of its own that failed.
+		if ferr := p.actlog.Flush(); ferr != nil {
+			p.log.Error("a client's flush of a volume failed; its pair is suspended with the regions to copy again", "volume", vol, "err", ferr)
+		}
+		if p.actlog.Off() == nil {
+			return err
+		}
+	}
+	f.take()
+	p.log.Error("a client's flush of a volume failed, and no activity log says which regions to copy again: its pair is suspended to copy all of it",
+		"volume", vol, "err", err)
+	p.byVol[vol].AddFailedWrite(subsystem.FailedWrite{Volume: vol, Offset: 0, Length: p.vols[vol].Size(), Err: err})
+	return err
+}
+
+// flushVolume is the activity log's flush of volume vol (see
+// volumeFlushes).
 func (p *Primary) flushVolume(vol string) error {
+	f := p.flushes[vol]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.take(); err != nil {
+		return err
+	}
+	return p.syncVolume(vol)
+}
+
+// syncVolume makes the writes volume vol took durable (fdatasync).
+func (p *Primary) syncVolume(vol string) error {
 	if p.beforeFlush != nil {
 		if err := p.beforeFlush(vol); err != nil {
 			return fmt.Errorf("volume %s: flush: %w", vol, err)
@@ -694,6 +773,9 @@ type primaryExports struct {
 	order []string
 	gate  *writeGate // nil: writes are never held
 	wait  *coupling.CommitWait
+	// flush, if set, is a client's FLUSH (and a FUA write's) of a
+	// volume; nil: the volume's Flush.
+	flush func(vol string) error
 }
 
 func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
@@ -701,17 +783,18 @@ func (e primaryExports) Lookup(name string) (nbd.Export, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &primaryExport{name: name, ss: ss, vol: e.vols[name], gate: e.gate, wait: e.wait}, true
+	return &primaryExport{name: name, ss: ss, vol: e.vols[name], gate: e.gate, wait: e.wait, flush: e.flush}, true
 }
 
 func (e primaryExports) Names() []string { return e.order }
 
 type primaryExport struct {
-	name string
-	ss   *subsystem.Subsystem
-	vol  *volume.Volume
-	gate *writeGate
-	wait *coupling.CommitWait
+	name  string
+	ss    *subsystem.Subsystem
+	vol   *volume.Volume
+	gate  *writeGate
+	wait  *coupling.CommitWait
+	flush func(vol string) error
 }
 
 // commitWait is the wait of a coupled session's acknowledgements across
@@ -768,7 +851,12 @@ func (x *primaryExport) Trim(off, length int64) error {
 	defer x.gate.leave()
 	return x.acked(x.ss.Trim(context.Background(), x.name, off, length))
 }
-func (x *primaryExport) Flush() error { return x.vol.Flush() }
+func (x *primaryExport) Flush() error {
+	if x.flush != nil {
+		return x.flush(x.name)
+	}
+	return x.vol.Flush()
+}
 
 // observeLag samples the secondary's lag, as the primary last heard it, into
 // the lag histogram once a second.
