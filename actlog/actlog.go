@@ -63,8 +63,13 @@ type vol struct {
 	size   int64
 	bits   []uint64 // marked on disk (or about to be)
 	counts []int32  // updates captured and not yet acknowledged, per region
-	used   []int64  // when each region last had an update captured (unix ns)
-	sticky []uint64 // marks that stay until Unstick (writes of a suspended pair)
+	// writing counts, per region, the writes marked (Mark) whose pwrite
+	// has not returned (Wrote): the secondary may acknowledge a write
+	// before it reaches the volume, and a flush covers only the writes
+	// that returned before it began.
+	writing []int32
+	used    []int64  // when each region last had an update captured (unix ns)
+	sticky  []uint64 // marks that stay until Unstick (writes of a suspended pair)
 	// since is, per region, the generation from which the log holds its
 	// mark (counted or sticky): the region is marked on disk once that
 	// generation is durable.
@@ -128,7 +133,7 @@ func OpenFS(fsys disk.FS, path string, sizes map[string]int64, region int64) (*L
 	for name, size := range sizes {
 		n := (size + region - 1) / region
 		w := (n + 63) / 64
-		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w),
+		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), writing: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w),
 			since: make([]uint64, n)}
 		l.names = append(l.names, name)
 	}
@@ -465,6 +470,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		v.counts[r]++
 		if hot {
 			v.used[r] = now
+			v.writing[r]++
 		}
 		since, fresh := l.set(v, r, false)
 		need = max(need, since)
@@ -500,6 +506,9 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		// them.
 		for r := first; r <= last; r++ {
 			v.counts[r]--
+			if hot {
+				v.writing[r]--
+			}
 		}
 		return err
 	}
@@ -556,6 +565,25 @@ func (l *Log) Done(name string, off, length int64) {
 	}
 }
 
+// Wrote says that the pwrite of a write Mark counted has returned (or
+// failed, or was never made): Clean unmarks no region with a write on its
+// way to the volume, as its flush would not cover it. Every Mark that
+// returned nil is matched by one Wrote, besides its Done.
+func (l *Log) Wrote(name string, off, length int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.vols[name]
+	if !ok {
+		return
+	}
+	first, last := l.span(v, off, length)
+	for r := first; r <= last; r++ {
+		if v.writing[r] > 0 {
+			v.writing[r]--
+		}
+	}
+}
+
 // Idle is how long a region must go without updates before Clean unmarks it.
 // Like DRBD's hot extents, regions in use stay marked: otherwise every write
 // to a region that was just cleared would pay a sync of the log again.
@@ -576,7 +604,7 @@ func (l *Log) Clean() error {
 	}
 	cutoff := time.Now().Add(-Idle).UnixNano()
 	idle := func(v *vol, r int) bool {
-		return v.counts[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
+		return v.counts[r] == 0 && v.writing[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
 	}
 	due := map[string][]int{}
 	var names []string

@@ -28,6 +28,7 @@ func TestMarksSurviveACrashAndClearWhenAcknowledged(t *testing.T) {
 	if got := l.Syncs(); got != 2 {
 		t.Fatalf("%d syncs, want one per newly marked region batch (2)", got)
 	}
+	l.Wrote("a", 5<<20, 4096)
 	l.Done("a", 5<<20, 4096)
 	must(l.Clean()) // region 5 of a still has one unacknowledged update
 	// Crash: no Close; reopen from the file.
@@ -46,7 +47,9 @@ func TestMarksSurviveACrashAndClearWhenAcknowledged(t *testing.T) {
 			}
 		}
 	}
+	l.Wrote("a", 5<<20+8192, 4096)
 	l.Done("a", 5<<20+8192, 4096)
+	l.Wrote("b", (1<<20)-10, 20)
 	l.Done("b", (1<<20)-10, 20)
 	must(l.Clean())
 	_, prev, _ = Open(path, sizes, DefaultRegion)
@@ -104,6 +107,7 @@ func TestTornSlotFallsBackToTheOther(t *testing.T) {
 func TestHotRegionsStayMarked(t *testing.T) {
 	l, _, _ := Open(filepath.Join(t.TempDir(), "al"), map[string]int64{"a": 8 << 20}, DefaultRegion)
 	l.Mark("a", 0, 4096)
+	l.Wrote("a", 0, 4096)
 	l.Done("a", 0, 4096)
 	if err := l.Clean(); err != nil {
 		t.Fatal(err)
@@ -178,6 +182,7 @@ func TestAStreamWaitsForTheLogOnlyAtItsStart(t *testing.T) {
 		if err := l.Mark("a", i<<20, 1<<20); err != nil {
 			t.Fatal(err)
 		}
+		l.Wrote("a", i<<20, 1<<20)
 		l.Done("a", i<<20, 1<<20)
 		idle()
 	}
@@ -210,6 +215,7 @@ func TestSequentialWritesSyncOncePerStretch(t *testing.T) {
 		if err := l.Mark("a", i<<20, 1<<20); err != nil {
 			t.Fatal(err)
 		}
+		l.Wrote("a", i<<20, 1<<20)
 		l.Done("a", i<<20, 1<<20)
 	}
 	if got, most := l.Syncs(), uint64(writes/Ahead+2); got > most {

@@ -228,6 +228,7 @@ func TestMarkDuringACleaningSyncWaitsForItsOwn(t *testing.T) {
 	if err := l.Mark("a", 4<<20, 4096); err != nil {
 		t.Fatal(err)
 	}
+	l.Wrote("a", 4<<20, 4096)
 	l.Done("a", 4<<20, 4096)
 	entered, release := holdSync(t, d, nil)
 	cleaned := make(chan error, 1)
@@ -371,6 +372,7 @@ func TestGroupCommitKeepsEveryReturnedMarkOnDisk(t *testing.T) {
 						errs <- fmt.Errorf("region %d not on disk while its write is unacknowledged", x)
 					}
 				}
+				l.Wrote("a", off, n)
 				l.Done("a", off, n)
 			}
 		}()

@@ -74,6 +74,7 @@ func TestARegionIsNotUnmarkedBeforeItsWriteIsDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	vol.write(data, 3<<20)
+	l.Wrote("a", 3<<20, 4096)
 	l.Done("a", 3<<20, 4096)
 	if err := l.Clean(); err != nil {
 		t.Fatal(err)
@@ -125,6 +126,7 @@ func TestAFlushThatFailsKeepsTheMarks(t *testing.T) {
 			t.Fatal(err)
 		}
 		vol.write(make([]byte, 4096), 3<<20)
+		l.Wrote(name, 3<<20, 4096)
 		l.Done(name, 3<<20, 4096)
 	}
 	if err := l.Clean(); err == nil {

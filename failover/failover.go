@@ -211,12 +211,13 @@ func (c *Changes) Bitmap(vol string) *bitmap.Bitmap { return c.maps[vol] }
 // volume suspended, so only Stick is called.
 func (c *Changes) Stick(vol string, off, length int64) error { return c.log.Stick(vol, off, length) }
 
-// Mark, MarkCopy and Done complete the write path's activity log: a write
+// Mark, MarkCopy, Done and Wrote complete the write path's activity log: a write
 // of a volume that is not suspended, which a promoted site never has, is
 // marked the same way.
 func (c *Changes) Mark(vol string, off, length int64) error     { return c.Stick(vol, off, length) }
 func (c *Changes) MarkCopy(vol string, off, length int64) error { return c.Stick(vol, off, length) }
 func (c *Changes) Done(string, int64, int64)                    {}
+func (c *Changes) Wrote(string, int64, int64)                   {}
 
 // Save writes every volume's bitmap, atomically.
 func (c *Changes) Save() error {

@@ -165,6 +165,9 @@ func (s *memSubsystem) write(ctx context.Context, vol string, off, length int64)
 	if err != nil {
 		return err
 	}
+	if al := s.actlog(); al != nil {
+		al.Wrote(vol, off, length) // a memory volume's write is done at once
+	}
 	if !ok {
 		// Suspended while this write waited for space: track it instead.
 		return s.write(ctx, vol, off, length)

@@ -48,7 +48,7 @@ func TestARegionStaysMarkedWhileItsWriteIsOnItsWayToTheVolume(t *testing.T) {
 		t.Fatalf("drained %d updates, want the write", len(ups))
 	}
 	al.Done(ups[0].Volume, int64(ups[0].Offset), int64(ups[0].Length)) // the secondary's acknowledgement
-	time.Sleep(time.Millisecond)                                      // idle for Idle = 0
+	time.Sleep(time.Millisecond)                                       // idle for Idle = 0
 	if err := al.Clean(); err != nil {
 		t.Fatal(err)
 	}

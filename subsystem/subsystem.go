@@ -81,6 +81,9 @@ type ActivityLog interface {
 	MarkCopy(vol string, off, length int64) error // a copy update: counted, not kept in use
 	Stick(vol string, off, length int64) error    // a suspended pair's write
 	Done(vol string, off, length int64)           // uncounts a Mark or MarkCopy
+	// Wrote says a Mark's write is done with the volume (written, failed
+	// or never made): until then a flush of the volume does not cover it.
+	Wrote(vol string, off, length int64)
 }
 
 // ErrSuspended is returned for a copy of a suspended volume: its secondary
@@ -404,6 +407,9 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
 			s.unmark(u.Volume, off, int64(u.Length))
+			if l != nil {
+				l.Wrote(u.Volume, off, int64(u.Length))
+			}
 		}
 		return s.update(ctx, u, off)
 	}
@@ -477,6 +483,9 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 		err = v.Trim(off, int64(u.Length))
 	}
 	s.finish(me)
+	if bm == nil && l != nil {
+		l.Wrote(u.Volume, off, int64(u.Length))
+	}
 	if err != nil {
 		// The update is already captured and will be replicated; a failed
 		// write leaves the range undefined on the primary, which the block

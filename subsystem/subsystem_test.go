@@ -712,6 +712,8 @@ func (l *countingLog) Stick(vol string, off, length int64) error {
 	return nil
 }
 
+func (l *countingLog) Wrote(vol string, off, length int64) {}
+
 func (l *countingLog) Done(vol string, off, length int64) {
 	l.mu.Lock()
 	l.counted--
