@@ -143,3 +143,35 @@ func TestAFlushThatFailsKeepsTheMarks(t *testing.T) {
 		t.Fatalf("marks after a's flush failed: %v, want a's region kept and b's cleared", marks)
 	}
 }
+
+// TestAFlushThatKeepsFailingIsReportedOnce: a volume's flush fails at every
+// try (a disk gone bad). Its marks are kept and handed over once: the
+// cleans that follow, about once a second, flush it again only for regions
+// marked since, and neither report nor log the same regions again.
+func TestAFlushThatKeepsFailingIsReportedOnce(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
+	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	flushes, reports := 0, 0
+	l.SetFlush(func(string) error { flushes++; return disk.EIO }, func(string, [][2]int64, error) { reports++ })
+	if err := l.Mark("a", 3<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	l.Wrote("a", 3<<20, 4096)
+	l.Done("a", 3<<20, 4096)
+	if err := l.Clean(); err == nil {
+		t.Fatal("Clean returned no error although the volume's flush failed")
+	}
+	for range 3 {
+		if err := l.Clean(); err != nil {
+			t.Errorf("a later Clean, nothing marked since: %v", err)
+		}
+	}
+	if flushes != 1 || reports != 1 || l.Marked() != 1 {
+		t.Errorf("four cleans, the flush failing: %d flushes, %d reports, %d regions marked; want 1, 1, 1", flushes, reports, l.Marked())
+	}
+}
