@@ -705,8 +705,15 @@ func (l *Log) flushLocked(names []string) (flushErr error, failed map[string]boo
 			}
 			// Sticky: the marks must outlast a later flush that passes
 			// (the kernel reports a writeback error once), until the
-			// pair's resume copies the regions again.
+			// pair's resume copies the regions again. A region with no
+			// update under way is then left to its sticky mark alone,
+			// so that the cleans that follow do not flush the volume
+			// for it again, nor hand it over again, each time the flush
+			// fails.
 			v.sticky[w] |= bit
+			if v.counts[r] == 0 && v.writing[r] == 0 {
+				v.bits[w] &^= bit
+			}
 			off := int64(r) * l.region
 			regions = append(regions, [2]int64{off, min(l.region, v.size-off)})
 		}
