@@ -465,7 +465,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 	first, last := l.span(v, off, length)
 	var need uint64
 	f := int64(-1) // the first region this write marks afresh
-	now := time.Now().UnixNano()
+	now := wallNow()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
 		if hot {
@@ -584,6 +584,10 @@ func (l *Log) Wrote(name string, off, length int64) {
 	}
 }
 
+// wallNow is the time regions are stamped with as used (unix ns); tests
+// step it as an NTP step or an operator steps the clock.
+var wallNow = func() int64 { return time.Now().UnixNano() }
+
 // Idle is how long a region must go without updates before Clean unmarks it.
 // Like DRBD's hot extents, regions in use stay marked: otherwise every write
 // to a region that was just cleared would pay a sync of the log again.
@@ -602,7 +606,7 @@ func (l *Log) Clean() error {
 	if l.off != nil {
 		return nil
 	}
-	cutoff := time.Now().Add(-Idle).UnixNano()
+	cutoff := wallNow() - int64(Idle)
 	idle := func(v *vol, r int) bool {
 		return v.counts[r] == 0 && v.writing[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
 	}
