@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +174,43 @@ func TestAFlushThatKeepsFailingIsReportedOnce(t *testing.T) {
 	}
 	if flushes != 1 || reports != 1 || l.Marked() != 1 {
 		t.Errorf("four cleans, the flush failing: %d flushes, %d reports, %d regions marked; want 1, 1, 1", flushes, reports, l.Marked())
+	}
+}
+
+// TestAWriteDuringTheFlushStaysMarkedWhenTheClockStepsBack: Clean has
+// found a region idle and is flushing its volume when the wall clock is
+// stepped back a minute (NTP, an operator). A write to the region is
+// marked, written and acknowledged meanwhile: the flush, begun before its
+// pwrite, does not cover it, so Clean must keep the region marked, however
+// the clock stamped its use.
+func TestAWriteDuringTheFlushStaysMarkedWhenTheClockStepsBack(t *testing.T) {
+	defer func(d time.Duration, f func() int64) { Idle, wallNow = d, f }(Idle, wallNow)
+	Idle = 0
+	var step atomic.Int64
+	wallNow = func() int64 { return time.Now().UnixNano() - step.Load() }
+	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	write := func() {
+		if err := l.Mark("a", 3<<20, 4096); err != nil {
+			t.Error(err)
+		}
+		l.Wrote("a", 3<<20, 4096)
+		l.Done("a", 3<<20, 4096)
+	}
+	l.SetFlush(func(string) error {
+		step.Store(int64(time.Minute))
+		write()
+		return nil
+	}, func(string, [][2]int64, error) {})
+	write()
+	time.Sleep(time.Millisecond)
+	if err := l.Clean(); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.Marked(); n != 1 {
+		t.Errorf("a write marked, written and acknowledged during the flush, the clock stepped back: %d regions marked after the Clean, want 1", n)
 	}
 }
