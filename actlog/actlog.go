@@ -400,7 +400,7 @@ func (l *Log) markAhead(v *vol, first, last, now int64) {
 	}
 	for r := end + 1; r <= min(end+Ahead, n-1); r++ {
 		l.set(v, r, false)
-		v.used[r] = now
+		stamp(v, r, now)
 	}
 	go l.commitAhead(l.gen + 1)
 }
@@ -469,7 +469,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 	for r := first; r <= last; r++ {
 		v.counts[r]++
 		if hot {
-			v.used[r] = now
+			stamp(v, r, now)
 			v.writing[r]++
 		}
 		since, fresh := l.set(v, r, false)
@@ -493,7 +493,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		for r := last + 1; r <= min(last+Ahead, int64(len(v.counts))-1); r++ {
 			if v.bits[r/64]&(1<<(r%64)) == 0 {
 				l.set(v, r, false)
-				v.used[r] = now
+				stamp(v, r, now)
 			}
 		}
 	}
@@ -584,6 +584,13 @@ func (l *Log) Wrote(name string, off, length int64) {
 	}
 }
 
+// stamp records region r of v as used now. The stamp only grows, so that
+// Clean tells a region used during its flush by a stamp that changed,
+// whatever the clock did meanwhile (see Clean).
+func stamp(v *vol, r int64, now int64) {
+	v.used[r] = max(now, v.used[r]+1)
+}
+
 // wallNow is the time regions are stamped with as used (unix ns); tests
 // step it as an NTP step or an operator steps the clock.
 var wallNow = func() int64 { return time.Now().UnixNano() }
@@ -597,7 +604,9 @@ var Idle = 5 * time.Second
 // Idle, and persists the log if anything changed. The volumes whose
 // regions it would unmark are flushed first (see SetFlush), once each, and
 // without mu held, so that the write path never waits for a flush: a region
-// written to again meanwhile (its use is then recent) stays marked.
+// written to again meanwhile stays marked. That is told by its use's stamp,
+// which every write changes (see stamp), not by the time it says: a clock
+// stepped back during the flush stamps a later write as older.
 func (l *Log) Clean() error {
 	l.cleaning.Lock()
 	defer l.cleaning.Unlock()
@@ -610,13 +619,17 @@ func (l *Log) Clean() error {
 	idle := func(v *vol, r int) bool {
 		return v.counts[r] == 0 && v.writing[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
 	}
-	due := map[string][]int{}
+	type region struct {
+		r    int
+		used int64
+	}
+	due := map[string][]region{}
 	var names []string
 	for _, name := range l.names {
 		v := l.vols[name]
 		for r := range v.counts {
 			if idle(v, r) {
-				due[name] = append(due[name], r)
+				due[name] = append(due[name], region{r, v.used[r]})
 			}
 		}
 		if len(due[name]) > 0 {
@@ -636,8 +649,8 @@ func (l *Log) Clean() error {
 	changed := false
 	for name, rs := range due {
 		v := l.vols[name]
-		for _, r := range rs {
-			if idle(v, r) {
+		for _, x := range rs {
+			if r := x.r; v.used[r] == x.used && idle(v, r) {
 				v.bits[r/64] &^= 1 << (r % 64)
 				changed = true
 			}
