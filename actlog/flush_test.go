@@ -214,3 +214,38 @@ func TestAWriteDuringTheFlushStaysMarkedWhenTheClockStepsBack(t *testing.T) {
 		t.Errorf("a write marked, written and acknowledged during the flush, the clock stepped back: %d regions marked after the Clean, want 1", n)
 	}
 }
+
+// TestAFlushThatFailsAsTheLogTurnsOffHandsOverTheVolume: the log is turned
+// off (its own disk failed, and the run goes on without it) while Clean
+// flushes a volume, and the flush fails. The log no longer says which
+// regions the volume may not hold, and the writeback error is reported
+// once, so a later flush (the stop's) passes: the whole volume is handed
+// over, as a write the volume failed, rather than nothing.
+func TestAFlushThatFailsAsTheLogTurnsOffHandsOverTheVolume(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
+	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var failed [][2]int64
+	l.SetFlush(func(string) error {
+		l.mu.Lock()
+		l.off = disk.EIO
+		l.mu.Unlock()
+		return disk.EIO
+	}, func(_ string, regions [][2]int64, _ error) { failed = append(failed, regions...) })
+	if err := l.Mark("a", 3<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	l.Wrote("a", 3<<20, 4096)
+	l.Done("a", 3<<20, 4096)
+	time.Sleep(time.Millisecond)
+	if err := l.Clean(); !errors.Is(err, disk.EIO) {
+		t.Errorf("Clean: %v, want the flush's EIO", err)
+	}
+	if len(failed) != 1 || failed[0] != [2]int64{0, 8 << 20} {
+		t.Errorf("handed over: %v, want the whole volume [0, 8 MiB)", failed)
+	}
+}
