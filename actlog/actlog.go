@@ -640,7 +640,7 @@ func (l *Log) Clean() error {
 	if l.flush != nil && len(names) > 0 {
 		var failed map[string]bool
 		if flushErr, failed = l.flushLocked(names); l.off != nil {
-			return nil
+			return flushErr
 		}
 		for name := range failed {
 			delete(due, name)
@@ -692,8 +692,9 @@ func (l *Log) Flush() error {
 }
 
 // flushLocked flushes the named volumes without mu held, and hands over
-// the marked regions of those whose flush failed, unless the log was
-// turned off meanwhile; flushErr joins the failures. Called with mu held.
+// the marked regions of those whose flush failed (the whole volume if the
+// log was turned off meanwhile); flushErr joins the failures. Called with
+// mu held.
 func (l *Log) flushLocked(names []string) (flushErr error, failed map[string]bool) {
 	flush := l.flush
 	errs := make([]error, len(names))
@@ -712,6 +713,13 @@ func (l *Log) flushLocked(names []string) (flushErr error, failed map[string]boo
 		err := fmt.Errorf("activity log %s: flushing volume %s before unmarking its regions: %w", l.path, name, errs[i])
 		flushErr = errors.Join(flushErr, err)
 		if l.off != nil {
+			// Turned off meanwhile, the log no longer says which regions
+			// the volume may not hold, and the writeback error is
+			// reported once: a later flush passes. The whole volume is
+			// handed over.
+			if l.flushFailed != nil && v.size > 0 {
+				l.flushFailed(name, [][2]int64{{0, v.size}}, err)
+			}
 			continue
 		}
 		var regions [][2]int64
