@@ -551,18 +551,7 @@ func (l *Log) Unstick(name string) {
 // Done uncounts one acknowledged update. Its regions are unmarked by the next
 // Clean.
 func (l *Log) Done(name string, off, length int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	v, ok := l.vols[name]
-	if !ok {
-		return
-	}
-	first, last := l.span(v, off, length)
-	for r := first; r <= last; r++ {
-		if v.counts[r] > 0 {
-			v.counts[r]--
-		}
-	}
+	l.uncount(name, off, length, func(v *vol) []int32 { return v.counts })
 }
 
 // Wrote says that the pwrite of a write Mark counted has returned (or
@@ -570,16 +559,23 @@ func (l *Log) Done(name string, off, length int64) {
 // way to the volume, as its flush would not cover it. Every Mark that
 // returned nil is matched by one Wrote, besides its Done.
 func (l *Log) Wrote(name string, off, length int64) {
+	l.uncount(name, off, length, func(v *vol) []int32 { return v.writing })
+}
+
+// uncount takes one off the counts (of v, by which) of the regions of
+// [off, off+length) of volume name.
+func (l *Log) uncount(name string, off, length int64, which func(v *vol) []int32) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	v, ok := l.vols[name]
 	if !ok {
 		return
 	}
+	counts := which(v)
 	first, last := l.span(v, off, length)
 	for r := first; r <= last; r++ {
-		if v.writing[r] > 0 {
-			v.writing[r]--
+		if counts[r] > 0 {
+			counts[r]--
 		}
 	}
 }

@@ -150,13 +150,7 @@ func TestAFlushThatFailsKeepsTheMarks(t *testing.T) {
 // cleans that follow, about once a second, flush it again only for regions
 // marked since, and neither report nor log the same regions again.
 func TestAFlushThatKeepsFailingIsReportedOnce(t *testing.T) {
-	defer func(d time.Duration) { Idle = d }(Idle)
-	Idle = 0
-	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := idleLog(t)
 	flushes, reports := 0, 0
 	l.SetFlush(func(string) error { flushes++; return disk.EIO }, func(string, [][2]int64, error) { reports++ })
 	if err := l.Mark("a", 3<<20, 4096); err != nil {
@@ -184,15 +178,10 @@ func TestAFlushThatKeepsFailingIsReportedOnce(t *testing.T) {
 // pwrite, does not cover it, so Clean must keep the region marked, however
 // the clock stamped its use.
 func TestAWriteDuringTheFlushStaysMarkedWhenTheClockStepsBack(t *testing.T) {
-	defer func(d time.Duration, f func() int64) { Idle, wallNow = d, f }(Idle, wallNow)
-	Idle = 0
+	defer func(f func() int64) { wallNow = f }(wallNow)
 	var step atomic.Int64
 	wallNow = func() int64 { return time.Now().UnixNano() - step.Load() }
-	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := idleLog(t)
 	write := func() {
 		if err := l.Mark("a", 3<<20, 4096); err != nil {
 			t.Error(err)
@@ -222,13 +211,7 @@ func TestAWriteDuringTheFlushStaysMarkedWhenTheClockStepsBack(t *testing.T) {
 // once, so a later flush (the stop's) passes: the whole volume is handed
 // over, as a write the volume failed, rather than nothing.
 func TestAFlushThatFailsAsTheLogTurnsOffHandsOverTheVolume(t *testing.T) {
-	defer func(d time.Duration) { Idle = d }(Idle)
-	Idle = 0
-	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := idleLog(t)
 	var failed [][2]int64
 	l.SetFlush(func(string) error {
 		l.mu.Lock()
@@ -248,4 +231,21 @@ func TestAFlushThatFailsAsTheLogTurnsOffHandsOverTheVolume(t *testing.T) {
 	if len(failed) != 1 || failed[0] != [2]int64{0, 8 << 20} {
 		t.Errorf("handed over: %v, want the whole volume [0, 8 MiB)", failed)
 	}
+}
+
+// idleLog opens a log of one 8 MiB volume "a", closed at the test's end,
+// whose regions are idle at once (Idle 0) until then.
+func idleLog(t *testing.T) *Log {
+	t.Helper()
+	old := Idle
+	Idle = 0
+	l, _, err := Open(filepath.Join(t.TempDir(), "actlog"), map[string]int64{"a": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		Idle = old
+	})
+	return l
 }
