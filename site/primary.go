@@ -145,6 +145,8 @@ type PrimaryOptions struct {
 	// beforeFlush, if it returns an error, fails a flush of a volume
 	// with it, unflushed (tests: a writeback error).
 	beforeFlush func(vol string) error
+	// stopFlushWait replaces StopFlushWait (tests).
+	stopFlushWait time.Duration
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD

@@ -1,0 +1,155 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/actlog"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// flushHang blocks the flushes of vol1, once hung, until released: a disk
+// (or an NFS or iSCSI backing) that stops answering, an fdatasync that
+// takes minutes under writeback pressure.
+type flushHang struct {
+	hung     atomic.Bool
+	entered  chan struct{} // closed when a flush of vol1 first blocks
+	enter    sync.Once
+	released chan struct{}
+	release  func()
+}
+
+func newFlushHang() *flushHang {
+	h := &flushHang{entered: make(chan struct{}), released: make(chan struct{})}
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(h.released) }) }
+	return h
+}
+
+func (h *flushHang) beforeFlush(vol string) error {
+	if vol != "vol1" || !h.hung.Load() {
+		return nil
+	}
+	h.enter.Do(func() { close(h.entered) })
+	<-h.released
+	return nil
+}
+
+// flushHanging runs a secondary and a primary of cfg (the stop waiting up
+// to stopWait for a flush) until every pair is duplex, then hangs vol1's
+// flushes and writes to vol1, and returns once the activity log's flush
+// of vol1, to unmark the write's region, hangs.
+func flushHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondary, *flushHang, *logBuffer, func() error) {
+	t.Helper()
+	old := actlog.Idle
+	actlog.Idle = 500 * time.Millisecond
+	t.Cleanup(func() { actlog.Idle = old })
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newFlushHang()
+	logs := &logBuffer{}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		beforeFlush: h.beforeFlush, stopFlushWait: stopWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, 10*time.Second) })
+	t.Cleanup(h.release) // before the stop, which a hung flush may hold up
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+
+	h.hung.Store(true)
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("after 30 s: no flush of vol1 to unmark the write's region")
+	}
+	return p, s, h, logs, func() error { stop(); return runErr }
+}
+
+// within fails the test unless f returns within d.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("after %s, a flush of vol1 hung: %s has not returned", d, what)
+	}
+}
+
+// TestAHungFlushLetsTheOtherPairsCopy: the activity log's flush of vol1
+// hangs. vol2, suspended and written to meanwhile, is resumed: its resync
+// copies and it is promoted to duplex, and the operator's commands and the
+// status are served, as when vol1's disk answers.
+func TestAHungFlushLetsTheOtherPairsCopy(t *testing.T) {
+	p, s, _, _, _ := flushHanging(t, time.Second)
+	within(t, 10*time.Second, "the status", func() { p.Status() })
+	within(t, 10*time.Second, "the suspension of vol2", func() {
+		if err := p.Pairs().Suspend("vol2"); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x79}, 4096), 4096); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 10*time.Second, "the resume of vol2", func() {
+		if err := p.Pairs().Resume("vol2"); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, 20*time.Second, "vol2, resumed while a flush of vol1 hangs, duplex", func() bool {
+		return volumeStatus(p.Status(), "vol2").State == "duplex"
+	})
+	quiesceMover(t, p)
+	waitFor(t, 20*time.Second, "the secondary's vol2 to be the primary's", func() bool { return sameVolume(t, p, s, "vol2") })
+	if n := p.actlog.Marked(); n == 0 {
+		t.Error("the activity log marks nothing while the flush of the volume written to hangs")
+	}
+}
+
+// TestAHungFlushAtAStopLeavesItUnclean: the activity log's flush of vol1
+// hangs, and the primary is stopped. The stop waits for the flush only so
+// long, and saves the pair state as not clean, saying why: the write is
+// not known to be on vol1's disk (here the disk lost it). Restarted, the
+// primary copies the regions the log marks, making the secondary's vol1
+// the primary's.
+func TestAHungFlushAtAStopLeavesItUnclean(t *testing.T) {
+	p, s, h, logs, stop := flushHanging(t, time.Second)
+	cfg := p.cfg
+	// The write never reached the disk.
+	if err := p.vols["vol1"].WriteAt(make([]byte, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	within(t, 20*time.Second, "the stop", func() { err = stop() })
+	t.Logf("the stop: %v", err)
+	if len(logs.lines("vol1", "not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean for vol1's flush:\n%s", logs.String())
+	}
+	h.release()
+
+	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
+}
