@@ -27,12 +27,15 @@
 package actlog
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +77,35 @@ type vol struct {
 	// mark (counted or sticky): the region is marked on disk once that
 	// generation is durable.
 	since []uint64
+	// flushing is the volume's flush under way, if any: one at a time,
+	// and the regions it is to unmark stay marked until it has passed.
+	flushing *flushOp
+}
+
+// flushOp is one flush of a volume, run in a goroutine of its own: an
+// fdatasync may take minutes, or never end (a disk, an NFS or iSCSI
+// backing that stops answering), and whoever started it goes on meanwhile.
+type flushOp struct {
+	started time.Time
+	// due are the regions to unmark once it has passed, with the stamps
+	// they had as it began: one written to since is left marked.
+	due  []dueRegion
+	done chan struct{} // closed once err is set
+	err  error
+}
+
+type dueRegion struct {
+	r    int
+	used int64
+}
+
+func (op *flushOp) ended() bool {
+	select {
+	case <-op.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Log is an open activity log. It is safe for concurrent use.
@@ -110,11 +142,9 @@ type Log struct {
 	// when an update's marks cannot be written (see WritePath).
 	fallback func(error) error
 	closed   bool
-	// flush and flushFailed: see SetFlush. cleaning keeps one Clean at a
-	// time, as it releases mu while it flushes.
+	// flush and flushFailed: see SetFlush.
 	flush       func(vol string) error
 	flushFailed func(vol string, regions [][2]int64, err error)
-	cleaning    sync.Mutex
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -602,60 +632,134 @@ var Idle = 5 * time.Second
 // without mu held, so that the write path never waits for a flush: a region
 // written to again meanwhile stays marked. That is told by its use's stamp,
 // which every write changes (see stamp), not by the time it says: a clock
-// stepped back during the flush stamps a later write as older.
-func (l *Log) Clean() error {
-	l.cleaning.Lock()
-	defer l.cleaning.Unlock()
+// stepped back during the flush stamps a later write as older. Clean waits
+// for the flushes; Sweep does not.
+func (l *Log) Clean() error { return l.CleanWithin(context.Background()) }
+
+// CleanWithin is Clean waiting for the flushes until ctx ends: the regions
+// of a flush that has not ended by then stay marked, and it goes on in the
+// background, its result taken by a later Clean, Sweep or Flush.
+func (l *Log) CleanWithin(ctx context.Context) error { return l.clean(ctx, true) }
+
+// Sweep is Clean without the wait: it unmarks the regions of the flushes
+// that have ended since, and starts those of the volumes with regions
+// idle, each in a goroutine of its own, one per volume at a time. The pair
+// manager's loop calls it: a flush that hangs (a disk that stops
+// answering) must not hold up the copies, promotions and saves of the
+// other pairs, nor the stop; it keeps only its own volume's regions
+// marked, which is safe (a crash copies them again).
+func (l *Log) Sweep() error { return l.clean(context.Background(), false) }
+
+func (l *Log) clean(ctx context.Context, wait bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The flushes that ended hand their result over first, even with the
+	// log turned off meanwhile: a failed one hands its whole volume over.
+	changed, errs, _ := l.endFlushes(nil, l.names)
 	if l.off != nil {
-		return nil
+		return errs
 	}
 	cutoff := wallNow() - int64(Idle)
-	idle := func(v *vol, r int) bool {
-		return v.counts[r] == 0 && v.writing[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0
-	}
-	type region struct {
-		r    int
-		used int64
-	}
-	due := map[string][]region{}
-	var names []string
 	for _, name := range l.names {
 		v := l.vols[name]
+		if v.flushing != nil {
+			continue
+		}
+		var due []dueRegion
 		for r := range v.counts {
-			if idle(v, r) {
-				due[name] = append(due[name], region{r, v.used[r]})
+			if v.counts[r] == 0 && v.writing[r] == 0 && v.used[r] < cutoff && v.bits[r/64]&(1<<(r%64)) != 0 {
+				due = append(due, dueRegion{r, v.used[r]})
 			}
 		}
-		if len(due[name]) > 0 {
-			names = append(names, name)
+		if len(due) == 0 {
+			continue
 		}
+		if l.flush == nil {
+			changed = unmark(v, due) || changed
+			continue
+		}
+		l.startFlush(name, v, due)
 	}
-	var flushErr error
-	if l.flush != nil && len(names) > 0 {
-		var failed map[string]bool
-		if flushErr, failed = l.flushLocked(names); l.off != nil {
-			return flushErr
-		}
-		for name := range failed {
-			delete(due, name)
-		}
+	if wait {
+		c, err, _ := l.endFlushes(ctx, l.names)
+		changed, errs = changed || c, errors.Join(errs, err)
 	}
+	if changed && l.off == nil {
+		return errors.Join(errs, l.persist())
+	}
+	return errs
+}
+
+// unmark unmarks the regions due whose stamp has not changed since their
+// flush began, and that have no update under way now, and reports whether
+// it unmarked any. Called with mu held.
+func unmark(v *vol, due []dueRegion) bool {
 	changed := false
-	for name, rs := range due {
-		v := l.vols[name]
-		for _, x := range rs {
-			if r := x.r; v.used[r] == x.used && idle(v, r) {
-				v.bits[r/64] &^= 1 << (r % 64)
-				changed = true
-			}
+	for _, d := range due {
+		r := d.r
+		w, bit := r/64, uint64(1)<<(r%64)
+		if v.used[r] == d.used && v.counts[r] == 0 && v.writing[r] == 0 && v.bits[w]&bit != 0 {
+			v.bits[w] &^= bit
+			changed = true
 		}
 	}
-	if changed {
-		return errors.Join(flushErr, l.persist())
+	return changed
+}
+
+// startFlush starts a flush of volume name, which unmarks due once it has
+// passed (see endFlush). It covers the writes that returned (Wrote) before
+// it: called with mu held, the regions due chosen under it. Called with
+// mu held.
+func (l *Log) startFlush(name string, v *vol, due []dueRegion) {
+	op := &flushOp{started: time.Now(), due: due, done: make(chan struct{})}
+	v.flushing = op
+	flush := l.flush
+	go func() {
+		op.err = flush(name)
+		close(op.done)
+	}()
+}
+
+// endFlushes takes the results of the flushes of the named volumes that
+// have ended, unmarking the regions of those that passed and handing over
+// those of the volumes whose flush failed; with ctx set, it first waits
+// for those under way until ctx ends. It returns whether it unmarked
+// any, the failures joined, and the volumes whose flush has not ended.
+// Called with mu held, which it releases while it waits.
+func (l *Log) endFlushes(ctx context.Context, names []string) (changed bool, flushErr error, pending []string) {
+	for _, name := range names {
+		v := l.vols[name]
+		op := v.flushing
+		if op == nil {
+			continue
+		}
+		if ctx != nil && !op.ended() {
+			l.mu.Unlock()
+			select {
+			case <-op.done:
+			case <-ctx.Done():
+			}
+			l.mu.Lock()
+		}
+		if !op.ended() {
+			pending = append(pending, name)
+			continue
+		}
+		if v.flushing != op {
+			continue // taken meanwhile by another caller
+		}
+		v.flushing = nil
+		if op.err == nil {
+			if l.off == nil {
+				changed = unmark(v, op.due) || changed
+			}
+			continue
+		}
+		err := fmt.Errorf("activity log %s: flushing volume %s before unmarking its regions: %w", l.path, name, op.err)
+		flushErr = errors.Join(flushErr, err)
+		l.flushFailedLocked(name, v, err)
 	}
-	return flushErr
+	return changed, flushErr, pending
 }
 
 // SetFlush sets how a volume's writes are made durable (an fdatasync of the
@@ -666,83 +770,106 @@ func (l *Log) Clean() error {
 // volume marked for its updates stays marked, until Unstick, and is handed
 // to failed with the error, to be treated as a write the volume failed.
 // failed is called with the log's mutex held: it must not call the log.
+// flush is called in a goroutine of its own, one at a time per volume.
 func (l *Log) SetFlush(flush func(vol string) error, failed func(vol string, regions [][2]int64, err error)) {
 	l.mu.Lock()
 	l.flush, l.flushFailed = flush, failed
 	l.mu.Unlock()
 }
 
-// Flush flushes every volume, as Clean does those it unmarks regions of: a
-// stop calls it before it saves the pair state clean. It returns the
-// flushes' errors, the regions of the volumes that failed handed over.
-func (l *Log) Flush() error {
-	l.cleaning.Lock()
-	defer l.cleaning.Unlock()
+// ErrFlushPending is returned by Flush, wrapped, when a volume's flush
+// has not ended in time: its data is not known to be on its disk.
+var ErrFlushPending = errors.New("flush not ended")
+
+// Flush flushes the named volumes (every volume if none), as Clean does
+// those it unmarks regions of: a stop calls it before it saves the pair
+// state clean. A flush of a volume under way is waited for first, as it
+// covers only the writes that returned before it began. It returns the
+// flushes' errors, the regions of the volumes that failed handed over,
+// and, wrapping ErrFlushPending, names the volumes whose flush had not
+// ended when ctx did: their regions stay marked, and the flush goes on in
+// the background.
+func (l *Log) Flush(ctx context.Context, names ...string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.flush == nil {
 		return nil
 	}
-	err, _ := l.flushLocked(l.names)
-	return err
+	if len(names) == 0 {
+		names = l.names
+	}
+	names = slices.DeleteFunc(slices.Clone(names), func(name string) bool { return l.vols[name] == nil })
+	changed, errs, pending := l.endFlushes(ctx, names)
+	var fresh []string
+	for _, name := range names {
+		if v := l.vols[name]; v.flushing == nil {
+			l.startFlush(name, v, nil)
+			fresh = append(fresh, name)
+		}
+	}
+	c, err, p := l.endFlushes(ctx, fresh)
+	changed, errs, pending = changed || c, errors.Join(errs, err), append(pending, p...)
+	if len(pending) > 0 {
+		errs = errors.Join(errs, fmt.Errorf("activity log %s: flushing volume %s: %w", l.path, strings.Join(pending, ", "), ErrFlushPending))
+	}
+	if changed && l.off == nil {
+		errs = errors.Join(errs, l.persist())
+	}
+	return errs
 }
 
-// flushLocked flushes the named volumes without mu held, and hands over
-// the marked regions of those whose flush failed (the whole volume if the
-// log was turned off meanwhile); flushErr joins the failures. Called with
-// mu held.
-func (l *Log) flushLocked(names []string) (flushErr error, failed map[string]bool) {
-	flush := l.flush
-	errs := make([]error, len(names))
-	l.mu.Unlock()
-	for i, name := range names {
-		errs[i] = flush(name)
-	}
+// FlushesUnderWay returns the volumes whose flush is under way, with how
+// long each has been running: one that does not end (a disk that stops
+// answering) keeps its volume's regions marked.
+func (l *Log) FlushesUnderWay() map[string]time.Duration {
 	l.mu.Lock()
-	failed = map[string]bool{}
-	for i, name := range names {
-		v := l.vols[name]
-		if errs[i] == nil {
-			continue
-		}
-		failed[name] = true
-		err := fmt.Errorf("activity log %s: flushing volume %s before unmarking its regions: %w", l.path, name, errs[i])
-		flushErr = errors.Join(flushErr, err)
-		if l.off != nil {
-			// Turned off meanwhile, the log no longer says which regions
-			// the volume may not hold, and the writeback error is
-			// reported once: a later flush passes. The whole volume is
-			// handed over.
-			if l.flushFailed != nil && v.size > 0 {
-				l.flushFailed(name, [][2]int64{{0, v.size}}, err)
-			}
-			continue
-		}
-		var regions [][2]int64
-		for r := range v.counts {
-			w, bit := r/64, uint64(1)<<(r%64)
-			if v.bits[w]&bit == 0 {
-				continue
-			}
-			// Sticky: the marks must outlast a later flush that passes
-			// (the kernel reports a writeback error once), until the
-			// pair's resume copies the regions again. A region with no
-			// update under way is then left to its sticky mark alone,
-			// so that the cleans that follow do not flush the volume
-			// for it again, nor hand it over again, each time the flush
-			// fails.
-			v.sticky[w] |= bit
-			if v.counts[r] == 0 && v.writing[r] == 0 {
-				v.bits[w] &^= bit
-			}
-			off := int64(r) * l.region
-			regions = append(regions, [2]int64{off, min(l.region, v.size-off)})
-		}
-		if l.flushFailed != nil && len(regions) > 0 {
-			l.flushFailed(name, regions, err)
+	defer l.mu.Unlock()
+	out := map[string]time.Duration{}
+	for name, v := range l.vols {
+		if op := v.flushing; op != nil && !op.ended() {
+			out[name] = time.Since(op.started)
 		}
 	}
-	return flushErr, failed
+	return out
+}
+
+// flushFailedLocked hands over the marked regions of volume name, whose
+// flush failed with err (the whole volume if the log was turned off
+// meanwhile). Called with mu held.
+func (l *Log) flushFailedLocked(name string, v *vol, err error) {
+	if l.off != nil {
+		// Turned off meanwhile, the log no longer says which regions
+		// the volume may not hold, and the writeback error is
+		// reported once: a later flush passes. The whole volume is
+		// handed over.
+		if l.flushFailed != nil && v.size > 0 {
+			l.flushFailed(name, [][2]int64{{0, v.size}}, err)
+		}
+		return
+	}
+	var regions [][2]int64
+	for r := range v.counts {
+		w, bit := r/64, uint64(1)<<(r%64)
+		if v.bits[w]&bit == 0 {
+			continue
+		}
+		// Sticky: the marks must outlast a later flush that passes
+		// (the kernel reports a writeback error once), until the
+		// pair's resume copies the regions again. A region with no
+		// update under way is then left to its sticky mark alone,
+		// so that the cleans that follow do not flush the volume
+		// for it again, nor hand it over again, each time the flush
+		// fails.
+		v.sticky[w] |= bit
+		if v.counts[r] == 0 && v.writing[r] == 0 {
+			v.bits[w] &^= bit
+		}
+		off := int64(r) * l.region
+		regions = append(regions, [2]int64{off, min(l.region, v.size-off)})
+	}
+	if l.flushFailed != nil && len(regions) > 0 {
+		l.flushFailed(name, regions, err)
+	}
 }
 
 // Marked returns the number of regions marked now (counted or sticky).

@@ -61,6 +61,11 @@ type Status struct {
 	// its activity log (it could not be opened at start, or written
 	// since), and what that means; empty while the log is on.
 	ActivityLogOff string `json:"activity_log_off,omitempty"`
+	// ActivityLogFlushSeconds, at the primary, is how long the activity
+	// log's flush of each volume whose flush has been running for a second
+	// or more has been running (its disk may have stopped answering: the
+	// volume's regions stay marked meanwhile); absent while none has.
+	ActivityLogFlushSeconds map[string]float64 `json:"activity_log_flush_seconds,omitempty"`
 
 	GroupsApplied *uint64 `json:"groups_applied,omitempty"`
 	// Group is the last consistency group applied, which the secondary's

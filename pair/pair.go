@@ -1357,8 +1357,10 @@ func (mg *Manager) Run(ctx context.Context) error {
 			if err := mg.saveState(false, !changed); err != nil {
 				mg.log.Error("saving pair state", "err", err)
 			}
+			// Sweep, not Clean: a volume's flush that hangs must not hold
+			// up the copies, promotions, saves and stop of every pair.
 			if al := mg.opts.ActivityLog; al != nil {
-				if err := al.Clean(); err != nil {
+				if err := al.Sweep(); err != nil {
 					mg.log.Error("activity log", "err", err)
 				}
 			}

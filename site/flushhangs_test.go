@@ -100,10 +100,14 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 // TestAHungFlushLetsTheOtherPairsCopy: the activity log's flush of vol1
 // hangs. vol2, suspended and written to meanwhile, is resumed: its resync
 // copies and it is promoted to duplex, and the operator's commands and the
-// status are served, as when vol1's disk answers.
+// status are served, as when vol1's disk answers. The status and metrics
+// report vol1's flush under way.
 func TestAHungFlushLetsTheOtherPairsCopy(t *testing.T) {
 	p, s, _, _, _ := flushHanging(t, time.Second)
 	within(t, 10*time.Second, "the status", func() { p.Status() })
+	waitFor(t, 10*time.Second, "the status and metrics to report vol1's flush under way", func() bool {
+		return p.Status().ActivityLogFlushSeconds["vol1"] >= 1 && sampleMap(p.Samples())["activity_log_flush_seconds"].Value >= 1
+	})
 	within(t, 10*time.Second, "the suspension of vol2", func() {
 		if err := p.Pairs().Suspend("vol2"); err != nil {
 			t.Error(err)

@@ -1,15 +1,19 @@
 package site
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +92,8 @@ type Primary struct {
 	switchedOver switchedState
 	// beforeFlush: see PrimaryOptions.
 	beforeFlush func(vol string) error
+	// stopFlushWait: see StopFlushWait.
+	stopFlushWait time.Duration
 	// flushes: see volumeFlushes.
 	flushes map[string]*volumeFlushes
 	// life ends when Run stops (or the primary is closed): a switchover
@@ -328,6 +334,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	p.actlog = al
 	p.beforeFlush = opts.beforeFlush
+	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
 		p.flushes[name] = &volumeFlushes{}
@@ -463,7 +470,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// drain is; with the link down, the restart tells the secondary.
 	// After a switchover the other site is the primary, and Close alone
 	// acts on them, as before.
-	flushed := p.flushVolumes()
+	fctx, fcancel := context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer fcancel()
+	unclean, hung := p.flushVolumes(fctx)
 	if !switchedOver {
 		p.pairs.SuspendFailedWrites()
 	}
@@ -475,8 +484,8 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		if runErr == nil {
 			runErr = err
 		}
-	} else if !flushed {
-		p.log.Error("stopping uncleanly: a volume's flush failed, and no activity log says which regions to copy again")
+	} else if unclean != "" {
+		p.log.Error("stopping uncleanly: the pair state is saved not clean: " + unclean)
 	} else {
 		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
@@ -485,7 +494,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		runErr = err
 	}
 	if p.actlog != nil {
-		p.actlog.Clean()
+		if len(hung) == 0 {
+			p.actlog.CleanWithin(fctx)
+		}
 		p.actlog.Close()
 	}
 	cancel()
@@ -509,8 +520,15 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	stopControl()
 	wg.Wait()
-	for _, v := range p.vols {
-		if err := v.Flush(); err != nil && runErr == nil {
+	// A volume whose flush did not end above is not flushed again; the
+	// others are, each within StopFlushWait too.
+	fctx, fcancel = context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer fcancel()
+	for _, name := range p.order {
+		if hung[name] {
+			continue
+		}
+		if err := flushWithin(fctx, name, p.syncVolume); err != nil && runErr == nil {
 			runErr = err
 		}
 	}
@@ -565,7 +583,7 @@ func (p *Primary) clientFlush(vol string) error {
 	if p.actlog != nil && p.actlog.Off() == nil {
 		// The log's flush of vol returns the error, and hands its
 		// regions over as for a flush of its own that failed.
-		if ferr := p.actlog.Flush(); ferr != nil {
+		if ferr := p.actlog.Flush(context.Background(), vol); ferr != nil {
 			p.log.Error("a client's flush of a volume failed; its pair is suspended with the regions to copy again", "volume", vol, "err", ferr)
 		}
 		if p.actlog.Off() == nil {
@@ -601,28 +619,71 @@ func (p *Primary) syncVolume(vol string) error {
 	return p.vols[vol].Flush()
 }
 
+// StopFlushWait is how long a stop waits for a volume's flush, before it
+// saves the pair state. A flush that has not ended by then (its disk, or
+// the NFS or iSCSI target behind it, stopped answering) must not keep the
+// primary from stopping, nor be taken as passed: the state is saved not
+// clean, so the next start copies what the activity log marks, as after a
+// crash. 30 s is well past an fdatasync of a loaded but working disk
+// (seconds, at worst, under writeback pressure) and well within what a
+// service manager gives a stop (systemd's default is 90 s).
+const StopFlushWait = 30 * time.Second
+
 // flushVolumes makes every write the volumes took durable before the stop
 // saves the pair state, which a clean stop saves with no region to copy
-// again. A volume whose flush fails has its pair suspended with the
-// regions the activity log marks (see actlog.SetFlush), whose data may
-// not be on its disk: every region not marked was flushed before it was
-// unmarked. Without the log to say which regions, it returns false, and
-// the stop must not be clean.
-func (p *Primary) flushVolumes() bool {
+// again, waiting for the flushes until ctx ends. A volume whose flush
+// fails has its pair suspended with the regions the activity log marks
+// (see actlog.SetFlush), whose data may not be on its disk: every region
+// not marked was flushed before it was unmarked. It returns why the stop
+// must not be clean, "" if it may: a flush that failed without the log to
+// say which regions, or one that did not end in time, and the volumes
+// whose flush did not end.
+func (p *Primary) flushVolumes(ctx context.Context) (unclean string, hung map[string]bool) {
+	hung = map[string]bool{}
 	if p.actlog != nil && p.actlog.Off() == nil {
-		if err := p.actlog.Flush(); err != nil {
-			p.log.Error("stopping: a volume's flush failed; its pair is suspended with the regions to copy again", "err", err)
+		err := p.actlog.Flush(ctx)
+		if err != nil {
+			p.log.Error("stopping: a volume's flush failed or did not end; a failed one's pair is suspended with the regions to copy again", "err", err)
 		}
-		return true
+		for name := range p.actlog.FlushesUnderWay() {
+			hung[name] = true
+		}
+		if errors.Is(err, actlog.ErrFlushPending) {
+			unclean = fmt.Sprintf("the flush of volume %s did not end within %s: its data is not known to be on its disk; the next start copies the regions the activity log marks",
+				strings.Join(slices.Sorted(maps.Keys(hung)), ", "), p.stopFlushWait)
+		}
+		return unclean, hung
 	}
-	ok := true
+	var failed []string
 	for _, name := range p.order {
-		if err := p.flushVolume(name); err != nil {
-			p.log.Error("stopping: a volume's flush failed", "volume", name, "err", err)
-			ok = false
+		if err := flushWithin(ctx, name, p.flushVolume); err != nil {
+			p.log.Error("stopping: a volume's flush failed or did not end", "volume", name, "err", err)
+			failed = append(failed, name)
+			if errors.Is(err, actlog.ErrFlushPending) {
+				hung[name] = true
+			}
 		}
 	}
-	return ok
+	if len(failed) > 0 {
+		unclean = fmt.Sprintf("the flush of volume %s failed or did not end within %s, and no activity log says which regions to copy again",
+			strings.Join(failed, ", "), p.stopFlushWait)
+	}
+	return unclean, hung
+}
+
+// flushWithin calls flush(vol) in a goroutine of its own, and returns its
+// error, or, wrapping actlog.ErrFlushPending, that it has not ended when
+// ctx does: an fdatasync cannot be called off, and is left to end (or not)
+// in the background.
+func flushWithin(ctx context.Context, vol string, flush func(vol string) error) error {
+	done := make(chan error, 1)
+	go func() { done <- flush(vol) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("volume %s: %w", vol, actlog.ErrFlushPending)
+	}
 }
 
 // activityLogOff says why this run goes without its activity log, and
@@ -681,6 +742,18 @@ func (p *Primary) Status() control.Status {
 	burstWait := ms.BurstWait.Seconds()
 	st.BurstWaitSeconds = &burstWait
 	st.ActivityLogOff = p.activityLogOff()
+	if p.actlog != nil {
+		// A flush of an answering disk takes milliseconds, at most
+		// seconds under writeback pressure: only one that long is shown.
+		for vol, d := range p.actlog.FlushesUnderWay() {
+			if d >= time.Second {
+				if st.ActivityLogFlushSeconds == nil {
+					st.ActivityLogFlushSeconds = map[string]float64{}
+				}
+				st.ActivityLogFlushSeconds[vol] = d.Seconds()
+			}
+		}
+	}
 	if ms.RecordSetWireBytes > 0 {
 		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
 		st.CompressionRatio = &r
@@ -919,6 +992,12 @@ func (p *Primary) samples() []control.Sample {
 	if p.activityLogOff() != "" {
 		logOff = 1
 	}
+	var flushing time.Duration
+	if p.actlog != nil {
+		for _, d := range p.actlog.FlushesUnderWay() {
+			flushing = max(flushing, d)
+		}
+	}
 	var pending, copyBytes, copied int64
 	var failing []control.Sample
 	now := time.Now()
@@ -959,6 +1038,8 @@ func (p *Primary) samples() []control.Sample {
 			"(not a read of the volume that failed, which suspends the pair).", float64(p.pairs.CopyFailures())),
 		control.Gauge("activity_log_off", "1 while this run goes without its activity log (it could not be opened at start, or written since): "+
 			"a full resync of every pair if the run does not stop cleanly; kept again from the next start.", logOff),
+		control.Gauge("activity_log_flush_seconds", "Seconds the oldest of the activity log's flushes of a volume under way has been running; 0 while none is "+
+			"(a volume whose flush does not end keeps its regions marked).", flushing.Seconds()),
 	}, failing...)
 }
 

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -189,6 +191,9 @@ func printStatus(w io.Writer, st control.Status) {
 	}
 	if st.ActivityLogOff != "" {
 		fmt.Fprintf(w, "  activity-log:off (%s)\n", st.ActivityLogOff)
+	}
+	for _, vol := range slices.Sorted(maps.Keys(st.ActivityLogFlushSeconds)) {
+		fmt.Fprintf(w, "  activity-log:flushing %s for %s\n", vol, time.Duration(st.ActivityLogFlushSeconds[vol]*float64(time.Second)).Round(time.Second))
 	}
 	if st.GroupsApplied != nil && st.JournalBytes != nil {
 		fmt.Fprintf(w, "  groups-applied:%d journal:%s", *st.GroupsApplied, bytesIEC(*st.JournalBytes))

@@ -20,3 +20,14 @@ func TestStatusShowsActivityLogOff(t *testing.T) {
 		}
 	}
 }
+
+// The primary's status names a volume whose activity-log flush has been
+// running for a while (its disk may have stopped answering).
+func TestStatusShowsAHungActivityLogFlush(t *testing.T) {
+	addr := serveStatus(t, control.Status{Session: "s", Role: "primary", Link: "connected",
+		ActivityLogFlushSeconds: map[string]float64{"vol1": 42.4}})
+	code, out, errs := runCmd("status", "--addr", addr)
+	if want := "activity-log:flushing vol1 for 42s"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("exit %d, stderr %q; human status, want %q:\n%s", code, errs, want, out)
+	}
+}
