@@ -87,7 +87,9 @@ type analysis struct {
 	busy              map[[2]int]float64 // (cpu, task): running time
 	rqWait            map[int]float64
 	rqWaits           map[int]int
-	placed            map[[3]int]int // (wakee, waker, moved) for wake-ups with the previous CPU busy and another idle
+	placed            map[[3]int]int  // (wakee, waker, moved) for wake-ups with the previous CPU busy and another idle
+	asleep            map[int]float64 // when each task blocked, for those blocked in state D
+	disk              map[int]float64 // time blocked in state D per task
 	wakeups           map[int]int
 }
 
@@ -95,7 +97,8 @@ func newAnalysis(l labels) *analysis {
 	return &analysis{labels: l, tgid: map[int]int{}, comm: map[int]string{}, queued: map[int]int{},
 		since: map[int]float64{}, pend: map[int]pending{}, waitingOn: map[int]float64{},
 		inFront: map[[2]int]float64{}, busy: map[[2]int]float64{}, rqWait: map[int]float64{},
-		rqWaits: map[int]int{}, placed: map[[3]int]int{}, wakeups: map[int]int{}}
+		rqWaits: map[int]int{}, placed: map[[3]int]int{}, wakeups: map[int]int{},
+		asleep: map[int]float64{}, disk: map[int]float64{}}
 }
 
 func (a *analysis) read(r io.Reader) error {
@@ -174,6 +177,10 @@ func (a *analysis) add(ev event) {
 	case wakingEv:
 		a.comm[ev.pid] = ev.comm
 		a.wakeups[ev.pid]++
+		if s, ok := a.asleep[ev.pid]; ok {
+			a.disk[ev.pid] += ev.t - s
+			delete(a.asleep, ev.pid)
+		}
 		if a.running(ev.pid) {
 			return
 		}
@@ -201,6 +208,9 @@ func (a *analysis) add(ev event) {
 			a.since[ev.prevPID] = ev.t
 		} else {
 			delete(a.queued, ev.prevPID)
+			if ev.prevPID != 0 && ev.prevDisk {
+				a.asleep[ev.prevPID] = ev.t
+			}
 		}
 		if _, ok := a.queued[ev.nextPID]; ok {
 			if s, ok := a.since[ev.nextPID]; ok {
@@ -343,6 +353,18 @@ func (a *analysis) report(w io.Writer) {
 	for _, r := range sorted(g) {
 		if r.v >= 0.005 {
 			fmt.Fprintf(w, "  %-16s %7.3f %7d %7.1f\n", r.key, r.v, r.n, 1e6*r.v/float64(max(r.n, 1)))
+		}
+	}
+	g = map[string]row{}
+	for p, v := range a.disk {
+		r := g[a.group(p)]
+		r.key, r.v = a.group(p), r.v+v
+		g[r.key] = r
+	}
+	fmt.Fprintln(w, "\nblocked uninterruptibly (state D, mostly I/O), by group: s summed over tasks")
+	for _, r := range sorted(g) {
+		if r.v >= 0.005 {
+			fmt.Fprintf(w, "  %-16s %7.3f\n", r.key, r.v)
 		}
 	}
 	wk := map[string]row{}

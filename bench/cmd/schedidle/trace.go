@@ -29,6 +29,7 @@ type event struct {
 	comm, prevComm        string // their names
 	nextComm              string
 	prevRunnable          bool // the task leaving was preempted, not blocked
+	prevDisk              bool // the task leaving waits uninterruptibly (state D: mostly I/O)
 	targetCPU             int  // waking: the CPU the task last ran on; migrate: where it goes
 }
 
@@ -99,6 +100,7 @@ func parseLine(line string) (ev event, ok bool, err error) {
 			return ev, false, fmt.Errorf("%s: no prev_state", f[3])
 		}
 		ev.prevRunnable = strings.HasPrefix(st, "R")
+		ev.prevDisk = strings.HasPrefix(st, "D")
 		ev.prevComm, ev.nextComm = kv["prev_comm"], kv["next_comm"]
 	case wakingEv:
 		if ev.pid, err = num("pid"); err != nil {

@@ -35,6 +35,9 @@ func TestIdleWhileATaskWaitsElsewhere(t *testing.T) {
 	if got := a.placed[[3]int{701, 900, 0}]; got != 1 {
 		t.Errorf("wake-ups left on the busy CPU while another idled: %d, want 1", got)
 	}
+	if got := a.disk[701]; got != 0 {
+		t.Errorf("a thread that slept in S counted as blocked in D: %v", got)
+	}
 	if g := a.group(701); g != "primary" {
 		t.Errorf("group %q, want primary (its process's label)", g)
 	}
@@ -56,6 +59,17 @@ func TestMigratedWakeup(t *testing.T) {
 	}
 	if a.idleWaiting[1] != 0 {
 		t.Errorf("cpu 1 idle with the thread queued on it counted as waiting elsewhere: %v", a.idleWaiting[1])
+	}
+}
+
+func TestBlockedInD(t *testing.T) {
+	tr := strings.Replace(twoCPUs, "prev_pid=701 prev_prio=120 prev_state=S ==> next_comm=swapper/1", "prev_pid=701 prev_prio=120 prev_state=D ==> next_comm=swapper/1", 1)
+	a := newAnalysis(nil)
+	if err := a.read(strings.NewReader(tr)); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.disk[701]; got < 10e-6-1e-9 || got > 10e-6+1e-9 {
+		t.Errorf("blocked in D %v, want 10µs (from the trace's start to its wake-up)", got)
 	}
 }
 
