@@ -218,7 +218,13 @@ func volumeStatus(st control.Status, name string) control.VolumeStatus {
 // sameVolume reports whether the secondary's copy of vol is the primary's.
 func sameVolume(t *testing.T, p *Primary, s *Secondary, vol string) bool {
 	t.Helper()
-	n := int64(1 << 20)
+	return sameBytes(t, p, s, vol, 1<<20)
+}
+
+// sameBytes reports whether the secondary's copy of vol's first n bytes
+// is the primary's.
+func sameBytes(t *testing.T, p *Primary, s *Secondary, vol string, n int) bool {
+	t.Helper()
 	a, b := make([]byte, n), make([]byte, n)
 	if err := p.ReadAt(vol, a, 0); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,19 @@ func LoopDevice(t testing.TB, size int64, blockSize int, fill byte) string {
 // detach it on its last close (autoclear).
 func LoopDeviceOf(t testing.TB, data []byte, blockSize int) string {
 	t.Helper()
+	backing := filepath.Join(t.TempDir(), "backing.img")
+	if err := os.WriteFile(backing, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return LoopDeviceOn(t, backing, blockSize)
+}
+
+// LoopDeviceOn attaches a loop device (of the given logical block size)
+// over the existing file backing, released as LoopDeviceOf's is, and
+// returns its path: a block device whose I/O reaches whatever serves the
+// file (an nbdfuse mount of a disk that fails on demand).
+func LoopDeviceOn(t testing.TB, backing string, blockSize int) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		Missing(t, "block-device volumes are tested on loop devices, which need root: run the tests as root")
 	}
@@ -32,10 +45,6 @@ func LoopDeviceOf(t testing.TB, data []byte, blockSize int) string {
 	}
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		Missing(t, "no loop device support here: %v", err)
-	}
-	backing := filepath.Join(t.TempDir(), "backing.img")
-	if err := os.WriteFile(backing, data, 0o600); err != nil {
-		t.Fatal(err)
 	}
 	out, err := exec.Command("losetup", "-f", "--show", "-b", fmt.Sprint(blockSize), backing).CombinedOutput()
 	if err != nil {
