@@ -60,7 +60,9 @@ func newLagRigAcks(t *testing.T, cfg Config, wrap func(apply.Target) apply.Targe
 	cfg.Session, cfg.Subsystems = "s", []string{"ss1"}
 	cfg.Volumes = map[string]*volume.Volume{"vol1": v}
 	cfg.JournalDir, cfg.StatePath = filepath.Join(dir, "journal"), filepath.Join(dir, "state.json")
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	sec, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -156,6 +156,11 @@ type Config struct {
 	// MaxViewBytes, if set, replaces MaxViewBytes, the memory one read
 	// view (and a drill's, its writes' index with it) may hold (tests).
 	MaxViewBytes int64
+	// SlowDisk is how long the journal's write and fsync of a group, the
+	// writes of a group to the volumes or a checkpoint's fsync of them
+	// may take before status (Stats.DiskWait) and the log say that the
+	// secondary waits on its disk (default DefaultSlowDisk).
+	SlowDisk time.Duration
 }
 
 // Secondary receives, journals and applies.
@@ -410,6 +415,9 @@ type Stats struct {
 	LastHoldRelease string
 	// Stopped is why the secondary stopped receiving, "" while it runs.
 	Stopped string
+	// DiskWait says what has waited on the disk for Config.SlowDisk or
+	// longer, and since when: a hung disk returns no error to stop at.
+	DiskWait string
 	// CoupledTime is what a coupled secondary publishes: every update
 	// stamped at or before it is journaled here, and a restart or recover
 	// can apply through it (while a resync holds the volumes, the applied
