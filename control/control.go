@@ -129,6 +129,10 @@ type Status struct {
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`
+	// DiskWait says what at the secondary has waited on its disk longer
+	// than a working disk takes (5s), and since when: a hung disk returns
+	// no error, so nothing stops, and replication waits with it.
+	DiskWait string `json:"disk_wait,omitempty"`
 	// Generation is the data generation the site holds (16 hex digits): the
 	// primary's own, the one a secondary follows, or, with Fenced, the one
 	// recover started at the secondary.

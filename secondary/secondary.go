@@ -202,6 +202,8 @@ type Secondary struct {
 	// (room.go).
 	journalEpoch atomic.Uint64
 	room         freeReading
+	// disk is what waits on the disk, and since when (diskwait.go).
+	disk diskWaits
 
 	// repeats keeps a primary refused at every retry from flooding the log.
 	repeats transport.Repeats
@@ -493,6 +495,9 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	if cfg.CheckpointEvery <= 0 {
 		cfg.CheckpointEvery = 100 * time.Millisecond
+	}
+	if cfg.SlowDisk <= 0 {
+		cfg.SlowDisk = DefaultSlowDisk
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -803,6 +808,8 @@ func (s *Secondary) applyLocked(jobs []applyJob) error {
 	k := 0 // the job the next group applied belongs to
 	var final *consistency.Group
 	applyOne := func(g *consistency.Group) error {
+		s.diskBegin(waitApply, fmt.Sprintf("applying group %d to the volumes", g.Number))
+		defer s.diskEnd(waitApply)
 		job := jobs[k]
 		if err := s.capture(g, g.Number != job.number(), job.vols); err != nil {
 			return err
@@ -1193,7 +1200,9 @@ func (s *Secondary) checkpointLocked() error {
 	// otherwise find nothing to write and report a state file it never
 	// wrote. One whose fsync of the volumes failed leaves them unwritten,
 	// and no later one records a group.
+	s.diskBegin(waitCheckpoint, fmt.Sprintf("recording group %d applied (fsync of the volumes and the state file)", st.Group))
 	written, err := s.persist(st, targets)
+	s.diskEnd(waitCheckpoint)
 	if written {
 		s.stateGroup = st.Group
 	} else {
@@ -1923,6 +1932,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	}
 	s.handing = true
 	s.mu.Unlock()
+	s.diskBegin(waitJournal, fmt.Sprintf("journaling groups %d to %d", gs[0].Number, gs[len(gs)-1].Number))
 	var err error
 	for _, g := range gs {
 		// s.buf is the receiver's while it hands over (nothing else
@@ -1947,6 +1957,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 			err = fmt.Errorf("journal groups %d to %d: %w", gs[0].Number, gs[len(gs)-1].Number, err)
 		}
 	}
+	s.diskEnd(waitJournal)
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
@@ -2207,11 +2218,13 @@ func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a ack
 func (s *Secondary) journalUnlocked(n uint64, parts [][]byte, sum uint32) error {
 	s.handing = true
 	s.mu.Unlock()
+	s.diskBegin(waitJournal, fmt.Sprintf("journaling group %d", n))
 	err := s.journal.AppendParts(n, parts, sum)
 	s.journalEpoch.Add(1)
 	if err == nil {
 		err = s.journal.Sync()
 	}
+	s.diskEnd(waitJournal)
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
@@ -2455,6 +2468,7 @@ func (s *Secondary) reportedLocked() apply.State {
 // Called with s.mu held.
 func (s *Secondary) statsLocked() (Stats, apply.State) {
 	st := s.stats
+	st.DiskWait = s.diskWaitText(time.Now())
 	st.Laggard, st.LaggardHorizon = s.former.Laggard()
 	st.JournalBytes = s.journal.Bytes()
 	s.posMu.Lock()

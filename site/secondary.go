@@ -479,7 +479,7 @@ func (s *Secondary) Status() control.Status {
 		Link: link, GroupsApplied: &groups, JournalBytes: &jb, Group: &group, JournaledGroup: &journaled, Peer: st.Peer,
 		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
-		Stopped:     st.Stopped, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
+		Stopped:     st.Stopped, DiskWait: st.DiskWait, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
 	}
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced

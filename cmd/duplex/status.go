@@ -149,6 +149,9 @@ func printStatus(w io.Writer, st control.Status) {
 	if st.Stopped != "" {
 		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)
 	}
+	if st.DiskWait != "" {
+		fmt.Fprintf(w, "  DISK-WAIT: %s\n", st.DiskWait)
+	}
 	ct := st.ConsistencyTime
 	if ct == "" {
 		ct = "none yet"
