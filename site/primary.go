@@ -90,8 +90,9 @@ type Primary struct {
 	// site; switchedOver is then its record and the status it left.
 	switched     chan struct{}
 	switchedOver switchedState
-	// beforeFlush: see PrimaryOptions.
-	beforeFlush func(vol string) error
+	// beforeFlush, afterStopSave: see PrimaryOptions.
+	beforeFlush   func(vol string) error
+	afterStopSave func()
 	// stopFlushWait: see StopFlushWait.
 	stopFlushWait time.Duration
 	// flushes: see volumeFlushes.
@@ -153,6 +154,9 @@ type PrimaryOptions struct {
 	beforeFlush func(vol string) error
 	// stopFlushWait replaces StopFlushWait (tests).
 	stopFlushWait time.Duration
+	// afterStopSave, if set, is called by a stop once it has saved the
+	// pair state, before the control address closes (tests hold it).
+	afterStopSave func()
 }
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
@@ -333,7 +337,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		p.actlogErr = err
 	}
 	p.actlog = al
-	p.beforeFlush = opts.beforeFlush
+	p.beforeFlush, p.afterStopSave = opts.beforeFlush, opts.afterStopSave
 	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
@@ -492,6 +496,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	if err := p.pairs.Close(clean); err != nil && runErr == nil {
 		runErr = err
+	}
+	if p.afterStopSave != nil {
+		p.afterStopSave()
 	}
 	if p.actlog != nil {
 		if len(hung) == 0 {
