@@ -27,13 +27,16 @@ import (
 
 // Secondary is a running secondary site.
 type Secondary struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	sec   *secondary.Secondary
-	vols  map[string]*volume.Volume
-	order []string
-	subOf map[string]string
-	ln    transport.Listener
+	// beforeFence, if set, is called by a promotion in place once it has
+	// checked the request, before anything is written (tests hold it).
+	beforeFence func()
+	cfg         *config.Config
+	log         *slog.Logger
+	sec         *secondary.Secondary
+	vols        map[string]*volume.Volume
+	order       []string
+	subOf       map[string]string
+	ln          transport.Listener
 	listeners
 	// nbdTLS, if set, makes the read-only exports require TLS.
 	nbdTLS *tls.Config

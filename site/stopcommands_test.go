@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"errors"
+
 	"duplex/control"
+	"duplex/failover"
 	"duplex/pair"
 	"duplex/tlsconf"
 	"duplex/transport"
@@ -147,5 +150,104 @@ func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
 		if pr.State != pair.Duplex || pr.Deleted {
 			t.Errorf("pairs.json after the stop: %s %s (deleted %v), want duplex as the stop saved it", pr.Volume, pr.State, pr.Deleted)
 		}
+	}
+}
+
+// A promotion in place that a running secondary accepted just before it
+// was stopped is carried out before the stop closes the journal and the
+// volumes, or not at all: its answer says what the site is after the
+// stop (promoted, with its record on disk, and Run says so; or refused,
+// nothing recorded, not fenced), and it never runs on closed state.
+func TestAPromotionUnderWayWhenTheSecondaryStopsIsAnsweredAsItEnded(t *testing.T) {
+	cfg := switchoverConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, release := make(chan struct{}), make(chan struct{})
+	s.beforeFence = func() { close(checked); <-release }
+	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	var runErr error
+	ran := make(chan struct{})
+	stopSecondary := runUntil(t, func(ctx context.Context) { defer close(ran); runErr = s.Run(ctx) })
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	// As a switchover does, the primary's writes held: nothing more to
+	// journal than the group it acknowledged.
+	acked := p.Mover().Stats().Acked
+	stopPrimary()
+	tok, err := control.ReadToken(cfg.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := control.PromoteRequest{Session: cfg.Session, ID: "00000000000000d1", Group: acked.Group, ConsistencyTime: acked.Time}
+	type answer struct {
+		res control.PromoteResult
+		err error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		res, err := control.PromoteSecondary(context.Background(), control.Endpoint{Addr: s.ControlAddr()}, tok, req)
+		answered <- answer{res, err}
+	}()
+	select {
+	case <-checked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the promotion did not reach its fence within 30s")
+	}
+	go stopSecondary()
+	// The stop goes as far as it goes while the promotion waits: on main
+	// it closed the journal and the volumes under it.
+	stoppedFirst := false
+	select {
+	case <-ran:
+		stoppedFirst = true
+	case <-time.After(time.Second):
+	}
+	close(release)
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(time.Minute):
+		t.Fatal("no answer to the promotion within a minute")
+	}
+	<-ran
+	t.Logf("the promotion's answer: %+v, %v; Run: %v (ended before the promotion went on: %v)", a.res, a.err, runErr, stoppedFirst)
+	if stoppedFirst {
+		t.Errorf("the secondary's Run ended, its journal and volumes closed, while a promotion it accepted was under way")
+	}
+	_, recErr := failover.ReadPromotion(nil, PromotedDir(cfg))
+	recorded := recErr == nil
+	switch {
+	case a.err == nil && a.res.State == control.PromoteDone:
+		if !recorded {
+			t.Errorf("answered promoted, but no promotion is recorded: %v", recErr)
+		}
+		if !errors.Is(runErr, ErrPromoted) {
+			t.Errorf("answered promoted, but the secondary's Run ended with %v, not ErrPromoted: its daemon does not know", runErr)
+		}
+	case a.res.State == control.PromoteRefused:
+		if recorded {
+			t.Errorf("answered refused, but the promotion is recorded")
+		}
+		// Nothing changed: the secondary opens again, not fenced.
+		again, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
+		if err != nil {
+			t.Fatalf("the secondary, after a promotion refused at its stop: %v", err)
+		}
+		defer again.Close()
+		if _, fenced := again.Replica().Generation(); fenced {
+			t.Errorf("answered refused, but the secondary is fenced")
+		}
+	default:
+		t.Errorf("the promotion's answer says neither promoted nor refused: %+v, %v (recorded: %v)", a.res, a.err, recorded)
 	}
 }

@@ -288,6 +288,9 @@ func (s *Secondary) promoteOnce(req control.PromoteRequest) (failover.Promotion,
 			return failover.Promotion{}, refused, err
 		}
 	}
+	if s.beforeFence != nil {
+		s.beforeFence()
+	}
 	s.log.Warn("switchover: promoting this secondary; the primary is cut off", "group", req.Group,
 		"consistency_time", control.FormatTime(req.ConsistencyTime))
 	// Before the fence: a secondary that dies between the fence and the
