@@ -351,6 +351,9 @@ type Server struct {
 	Logger *slog.Logger
 
 	srv *http.Server
+	// changes admits the calls that change the site's state until its
+	// stop begins (StopChanges).
+	changes changeGate
 }
 
 // Handler returns the HTTP handler.
@@ -385,15 +388,15 @@ func (s *Server) Handler() http.Handler {
 	if s.History != nil {
 		mux.HandleFunc("GET /v1/history", s.history)
 	}
-	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.pairOp)
-	mux.HandleFunc("POST /v1/all-pairs/{op}", s.allPairsOp)
-	mux.HandleFunc("POST /v1/fence", s.fence)
-	mux.HandleFunc("POST /v1/rate", s.rate)
-	mux.HandleFunc("POST /v1/rejoin", s.rejoin)
-	mux.HandleFunc("POST /v1/promote", s.promote)
-	mux.HandleFunc("POST /v1/promote/cancel", s.cancelPromote)
-	mux.HandleFunc("POST /v1/switchover", s.switchover)
-	mux.HandleFunc("POST /v1/drill", s.drill)
+	mux.HandleFunc("POST /v1/pairs/{volume}/{op}", s.changing(s.pairOp))
+	mux.HandleFunc("POST /v1/all-pairs/{op}", s.changing(s.allPairsOp))
+	mux.HandleFunc("POST /v1/fence", s.changing(s.fence))
+	mux.HandleFunc("POST /v1/rate", s.changing(s.rate))
+	mux.HandleFunc("POST /v1/rejoin", s.changing(s.rejoin))
+	mux.HandleFunc("POST /v1/promote", s.changing(s.promote))
+	mux.HandleFunc("POST /v1/promote/cancel", s.changing(s.cancelPromote))
+	mux.HandleFunc("POST /v1/switchover", s.changing(s.switchover))
+	mux.HandleFunc("POST /v1/drill", s.changing(s.drill))
 	// Profiles, for finding a hot path under a real load (go tool pprof
 	// http://127.0.0.1:PORT/debug/pprof/profile on the site's host). They
 	// show stacks, command lines and memory contents' shape, and a profile
@@ -729,11 +732,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.TLS}
+	shut := make(chan struct{})
 	go func() {
+		defer close(shut)
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		s.srv.Shutdown(sctx)
+		if s.srv.Shutdown(sctx) != nil {
+			s.srv.Close()
+		}
 	}()
 	serve := s.srv.Serve
 	if s.TLS != nil {
@@ -745,6 +752,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("control %s: %w", ln.Addr(), err)
 	}
+	// Serve returns as Shutdown begins, before the handlers under way have
+	// answered: they read the site's state, which the caller closes next.
+	<-shut
 	return nil
 }
 

@@ -419,8 +419,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	if p.leaveOf != nil && p.leaveOf.Coupled() {
 		finishLeave(cctx, p.leaveOf, p.fsys, p.couplingStore, p.log)
 	}
+	var cs *control.Server
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
+		cs = &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
 			SetRates: p.SetRates, Switchover: p.Switchover, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(),
 			Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
@@ -457,6 +458,22 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		// replication stops as at a clean stop, while NBD (refusing
 		// writes) and status go on until ctx ends.
 		switchedOver = true
+	}
+	// Before anything is saved: an operator's command answered from here
+	// on would change the pairs after the stop saved them (the saved state
+	// no longer clean, or the command lost at the next start). Those
+	// under way answer first, and their changes are in what is saved.
+	if switchedOver {
+		cs.StopChanges("this site was switched over: the other site is the session's primary, and pair operations run there; " +
+			"this site takes no command that changes its state (status still answers)")
+	} else {
+		cs.StopChanges(control.Stopping("the primary"))
+		select {
+		case <-p.switched:
+			// A switchover under way handed the session over meanwhile.
+			switchedOver = true
+		default:
+		}
 	}
 	// A switchover in doubt refuses the writes it holds: none may be
 	// acknowledged now, and the NBD server's close waits for them.

@@ -392,8 +392,9 @@ func (s *Secondary) Run(ctx context.Context) error {
 		}()
 		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
 	}
+	var cs *control.Server
 	if s.ctlLn != nil {
-		cs := &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
+		cs = &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
 			Fence: func() (int64, error) {
@@ -438,10 +439,32 @@ func (s *Secondary) Run(ctx context.Context) error {
 		}
 	}()
 	var runErr error
+	var pr failover.Promotion
+	promoted := false
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
-	case pr := <-s.promoted:
+	case pr = <-s.promoted:
+		promoted = true
+	}
+	// Before anything closes: a call under way (a promotion, a drill's
+	// start, a fence) ends on the journal and the volumes open, and its
+	// answer is what the site did; one that comes later is refused.
+	if promoted {
+		cs.StopChanges("a switchover promoted this secondary: the promoted site serves on this address in a moment; ask it then")
+	} else {
+		cs.StopChanges(control.Stopping("the secondary"))
+	}
+	if !promoted {
+		select {
+		case pr = <-s.promoted:
+			// A promotion under way when the stop began took effect:
+			// the caller learns it, as the primary did.
+			promoted = true
+		default:
+		}
+	}
+	if promoted {
 		runErr = &PromotedError{Promotion: pr}
 		// Before the servers close theirs: see Listeners.
 		h, err := s.listeners.keep()

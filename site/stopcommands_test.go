@@ -48,8 +48,7 @@ func readStoppedPairs(t *testing.T, dir string) stoppedPairs {
 func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
 	cfg := switchoverConfig(t)
 	cfg.Primary.Control = "127.0.0.1:0"
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
+	startSecondaryForSwitchover(t, cfg)
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,14 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		"nbd", s.NBDAddr(), "control", s.ControlAddr())
 	err = s.Run(ctx)
 	var promoted *site.PromotedError
+	if errors.As(err, &promoted) && ctx.Err() != nil {
+		// Promoted by a switchover under way when the stop came: the
+		// promotion is recorded, and the stop is the operator's.
+		s.HandOver().Close()
+		log.Warn("promoted by a switchover as the secondary stopped: this site is the session's primary; duplex promote serves its volumes read-write",
+			"promoted_at", control.FormatTime(promoted.Promotion.At))
+		return nil
+	}
 	if errors.As(err, &promoted) {
 		// A switchover promoted this site: it serves its volumes
 		// read-write from now on, on the addresses it had.
