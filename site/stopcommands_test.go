@@ -250,3 +250,44 @@ func TestAPromotionUnderWayWhenTheSecondaryStopsIsAnsweredAsItEnded(t *testing.T
 		t.Errorf("the promotion's answer says neither promoted nor refused: %+v, %v (recorded: %v)", a.res, a.err, recorded)
 	}
 }
+
+// A primary a switchover handed the session away from stops replicating
+// as at a clean stop, saving its pairs, and serves status until it is
+// stopped: an operator's command there would change the pairs after that
+// save, of a site that is no longer the primary. It is refused, and says
+// where the primary is now.
+func TestCommandsAtASwitchedOverPrimaryAreRefused(t *testing.T) {
+	cfg := switchoverConfig(t)
+	cfg.Primary.Control = "127.0.0.1:0"
+	startSecondaryForSwitchover(t, cfg)
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	if _, err := p.Switchover(context.Background(), time.Minute); err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the switched-over primary to save its pairs clean", func() bool {
+		b, err := os.ReadFile(filepath.Join(p.stateDir, "pairs.json"))
+		var st stoppedPairs
+		return err == nil && json.Unmarshal(b, &st) == nil && st.Clean
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	at := control.Endpoint{Addr: p.ControlAddr()}
+	vol := cfg.VolumeNames()[0]
+	_, err := control.PairOp(ctx, at, "switchover-test-token", vol, "suspend", false)
+	if err == nil || !strings.Contains(err.Error(), "switched over") {
+		t.Errorf("pair suspend %s at the switched-over primary: %v, want a refusal that says it was switched over", vol, err)
+	}
+	if st, err := control.Fetch(ctx, at); err != nil || st.Role != "switched-over" {
+		t.Errorf("status at the switched-over primary: role %q, %v", st.Role, err)
+	}
+	got := readStoppedPairs(t, p.stateDir)
+	if !got.Clean {
+		t.Error("pairs.json at the switched-over primary: clean:false after a command, want the clean stop it saved")
+	}
+	for _, pr := range got.Pairs {
+		if pr.State != pair.Duplex {
+			t.Errorf("pairs.json at the switched-over primary: %s %s, want duplex as saved", pr.Volume, pr.State)
+		}
+	}
+}
