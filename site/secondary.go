@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"duplex/config"
@@ -69,6 +70,8 @@ type Secondary struct {
 	// promoted site (HandOver), under handedMu.
 	handedMu sync.Mutex
 	handed   Listeners
+	// control is the control server Run serves (tests begin its stop).
+	controlServer atomic.Pointer[control.Server]
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -410,6 +413,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 				return pos.Time, nil
 			},
 			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion, Drill: s.Drill}
+		s.controlServer.Store(cs)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -291,3 +291,33 @@ func TestCommandsAtASwitchedOverPrimaryAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A switchover whose promotion request reaches a secondary that is
+// stopping is refused there before any promotion began ("stopping"): the
+// switchover is abandoned and the writes go on, as for a request turned
+// away for its token, rather than held in doubt until that secondary is
+// started again.
+func TestASwitchoverToAStoppingSecondaryIsAbandoned(t *testing.T) {
+	cfg := switchoverConfig(t)
+	s := startSecondaryForSwitchover(t, cfg)
+	p, _ := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	s.controlServer.Load().StopChanges(control.Stopping("the secondary"))
+	_, err := p.Switchover(context.Background(), 20*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "abandoned") || !strings.Contains(err.Error(), "stopping") {
+		t.Errorf("a switchover to a stopping secondary: %v, want it abandoned, saying the secondary is stopping", err)
+	}
+	wrote := make(chan error, 1)
+	go func() { wrote <- p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0) }()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Errorf("a write after the switchover was refused: %v, want it to go on", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a write after the switchover is held 10s on, want it to go on")
+	}
+	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
+		t.Errorf("the switchover's record after its refusal: %v, want none", err)
+	}
+}
