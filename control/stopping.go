@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -108,6 +109,14 @@ func (s *Server) StopChanges(why string) {
 			}
 		}
 	}
+}
+
+// RefusedStopping reports whether err is a site's refusal of a call
+// because its stop had begun (see StopChanges): the call was not carried
+// out, nor begun.
+func RefusedStopping(err error) bool {
+	var r *RefusedError
+	return errors.As(err, &r) && r.Code == http.StatusServiceUnavailable && strings.HasPrefix(r.Reason, ErrStopping.Error()+": ")
 }
 
 // Stopping is why a site refuses the calls that change its state during
