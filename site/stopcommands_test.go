@@ -321,3 +321,72 @@ func TestASwitchoverToAStoppingSecondaryIsAbandoned(t *testing.T) {
 		t.Errorf("the switchover's record after its refusal: %v, want none", err)
 	}
 }
+
+// recover's fence of a running secondary and a switchover's promotion in
+// place that meet are carried out one after the other, and each answer
+// says what the other did: a fence answered while the promotion went on
+// told the operator the site was fenced (stop it, use the volumes) while
+// it became the primary, and a promotion that failed after its fence
+// would have undone recover's fence with its own.
+func TestRecoversFenceAndAPromotionInPlaceDoNotBothSucceed(t *testing.T) {
+	cfg := switchoverConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, release := make(chan struct{}), make(chan struct{})
+	s.beforeFence = func() { close(checked); <-release }
+	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	runUntil(t, func(ctx context.Context) { s.Run(ctx) })
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
+	waitDuplex(t, p)
+	acked := p.Mover().Stats().Acked
+	stopPrimary()
+	tok, err := control.ReadToken(cfg.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := control.Endpoint{Addr: s.ControlAddr()}
+	req := control.PromoteRequest{Session: cfg.Session, ID: "00000000000000e1", Group: acked.Group, ConsistencyTime: acked.Time}
+	promoted := make(chan error, 1)
+	go func() {
+		res, err := control.PromoteSecondary(context.Background(), at, tok, req)
+		if err == nil && res.State != control.PromoteDone {
+			err = errors.New("answered " + res.State)
+		}
+		promoted <- err
+	}()
+	<-checked
+	fenced := make(chan error, 1)
+	go func() { fenced <- control.FenceSecondary(context.Background(), at, tok) }()
+	// The fence, on main, answered at once, the promotion held.
+	var ferr error
+	fenceAnswered := false
+	select {
+	case ferr = <-fenced:
+		fenceAnswered = true
+	case <-time.After(time.Second):
+	}
+	close(release)
+	perr := <-promoted
+	if !fenceAnswered {
+		ferr = <-fenced
+	}
+	t.Logf("promotion: %v; fence: %v", perr, ferr)
+	switch {
+	case perr == nil && ferr == nil:
+		t.Error("both the promotion in place and recover's fence answered done: the operator was told to use the volumes of a site that became the primary")
+	case perr == nil && !strings.Contains(ferr.Error(), "promoted"):
+		t.Errorf("the fence of a site promoted meanwhile: %v, want a refusal that says it was promoted", ferr)
+	case perr != nil && ferr != nil:
+		t.Errorf("neither the promotion (%v) nor the fence (%v) went through", perr, ferr)
+	}
+}
