@@ -400,18 +400,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 		cs = &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
-			Fence: func() (int64, error) {
-				if s.coupler != nil {
-					return 0, fmt.Errorf("secondary: session %q is coupled (group %q): stop the secondary daemon, then run duplex recover --coupled, "+
-						"which brings every member of the group to one time", s.cfg.Session, s.cfg.Coupling.Group)
-				}
-				pos, err := s.sec.Fence()
-				if err != nil {
-					return 0, err
-				}
-				s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
-				return pos.Time, nil
-			},
+			Fence:   s.fenceForRecover,
 			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion, Drill: s.Drill}
 		s.controlServer.Store(cs)
 		wg.Add(1)
@@ -491,6 +480,40 @@ func (s *Secondary) Run(ctx context.Context) error {
 		runErr = nil
 	}
 	return runErr
+}
+
+// fenceForRecover is recover's fence of the running secondary. It takes
+// its turn with the switchover's promotion requests (see promoteRequests):
+// met, a promotion under way would make the site the primary while recover
+// told the operator to use its volumes, and one that failed after its own
+// fence would undo recover's. A site promoted refuses it; a promotion
+// asked once it is fenced is refused (fenced).
+func (s *Secondary) fenceForRecover() (int64, error) {
+	if s.coupler != nil {
+		return 0, fmt.Errorf("secondary: session %q is coupled (group %q): stop the secondary daemon, then run duplex recover --coupled, "+
+			"which brings every member of the group to one time", s.cfg.Session, s.cfg.Coupling.Group)
+	}
+	r := &s.requests
+	r.mu.Lock()
+	r.awaitIdleLocked()
+	if r.done != nil {
+		at := r.done.PromotedAt
+		r.mu.Unlock()
+		return 0, fmt.Errorf("secondary: a switchover promoted this site at %s: it is the session's primary now, not a secondary to recover", at)
+	}
+	r.busy = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.endLocked()
+		r.mu.Unlock()
+	}()
+	pos, err := s.sec.Fence()
+	if err != nil {
+		return 0, err
+	}
+	s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
+	return pos.Time, nil
 }
 
 // Status reports the secondary's state per the contract.
