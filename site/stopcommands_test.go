@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"errors"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/failover"
 	"duplex/pair"
@@ -152,93 +154,111 @@ func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
 	}
 }
 
-// A promotion in place that a running secondary accepted just before it
-// was stopped is carried out before the stop closes the journal and the
-// volumes, or not at all: its answer says what the site is after the
-// stop (promoted, with its record on disk, and Run says so; or refused,
-// nothing recorded, not fenced), and it never runs on closed state.
-func TestAPromotionUnderWayWhenTheSecondaryStopsIsAnsweredAsItEnded(t *testing.T) {
+// fenceHeld is a running secondary, linked until its primary (now
+// stopped) had every pair duplex, that a switchover's promotion request
+// (id) reached: the promotion has checked the request and is held before
+// its fence until release.
+type fenceHeld struct {
+	cfg *config.Config
+	s   *Secondary
+	at  control.Endpoint
+	tok string
+	// stop stops the secondary; ran is closed once its Run returned,
+	// with runErr.
+	stop     func()
+	ran      chan struct{}
+	runErr   error
+	release  func()
+	answered chan promoteAnswer
+}
+
+type promoteAnswer struct {
+	res control.PromoteResult
+	err error
+}
+
+func holdAtFence(t *testing.T, id string) *fenceHeld {
+	t.Helper()
 	cfg := switchoverConfig(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h := &fenceHeld{cfg: cfg, s: s, ran: make(chan struct{}), answered: make(chan promoteAnswer, 1)}
 	checked, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(release) }) }
 	s.beforeFence = func() { close(checked); <-release }
 	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
-	var runErr error
-	ran := make(chan struct{})
-	stopSecondary := runUntil(t, func(ctx context.Context) { defer close(ran); runErr = s.Run(ctx) })
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	h.stop = runUntil(t, func(ctx context.Context) { defer close(h.ran); h.runErr = s.Run(ctx) })
+	t.Cleanup(h.release)
 	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
 	waitDuplex(t, p)
 	// As a switchover does, the primary's writes held: nothing more to
 	// journal than the group it acknowledged.
 	acked := p.Mover().Stats().Acked
 	stopPrimary()
-	tok, err := control.ReadToken(cfg.TokenPath())
-	if err != nil {
+	if h.tok, err = control.ReadToken(cfg.TokenPath()); err != nil {
 		t.Fatal(err)
 	}
-	req := control.PromoteRequest{Session: cfg.Session, ID: "00000000000000d1", Group: acked.Group, ConsistencyTime: acked.Time}
-	type answer struct {
-		res control.PromoteResult
-		err error
-	}
-	answered := make(chan answer, 1)
+	h.at = control.Endpoint{Addr: s.ControlAddr()}
+	req := control.PromoteRequest{Session: cfg.Session, ID: id, Group: acked.Group, ConsistencyTime: acked.Time}
 	go func() {
-		res, err := control.PromoteSecondary(context.Background(), control.Endpoint{Addr: s.ControlAddr()}, tok, req)
-		answered <- answer{res, err}
+		res, err := control.PromoteSecondary(context.Background(), h.at, h.tok, req)
+		h.answered <- promoteAnswer{res, err}
 	}()
 	select {
 	case <-checked:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the promotion did not reach its fence within 30s")
 	}
-	go stopSecondary()
+	return h
+}
+
+// A promotion in place that a running secondary accepted just before it
+// was stopped is carried out before the stop closes the journal and the
+// volumes, or not at all: its answer says what the site is after the
+// stop (promoted, with its record on disk, and Run says so; or refused,
+// nothing recorded, not fenced), and it never runs on closed state.
+func TestAPromotionUnderWayWhenTheSecondaryStopsIsAnsweredAsItEnded(t *testing.T) {
+	h := holdAtFence(t, "00000000000000d1")
+	go h.stop()
 	// The stop goes as far as it goes while the promotion waits: on main
 	// it closed the journal and the volumes under it.
 	stoppedFirst := false
 	select {
-	case <-ran:
+	case <-h.ran:
 		stoppedFirst = true
 	case <-time.After(time.Second):
 	}
-	close(release)
-	var a answer
+	h.release()
+	var a promoteAnswer
 	select {
-	case a = <-answered:
+	case a = <-h.answered:
 	case <-time.After(time.Minute):
 		t.Fatal("no answer to the promotion within a minute")
 	}
-	<-ran
-	t.Logf("the promotion's answer: %+v, %v; Run: %v (ended before the promotion went on: %v)", a.res, a.err, runErr, stoppedFirst)
+	<-h.ran
+	t.Logf("the promotion's answer: %+v, %v; Run: %v (ended before the promotion went on: %v)", a.res, a.err, h.runErr, stoppedFirst)
 	if stoppedFirst {
 		t.Errorf("the secondary's Run ended, its journal and volumes closed, while a promotion it accepted was under way")
 	}
-	_, recErr := failover.ReadPromotion(nil, PromotedDir(cfg))
+	_, recErr := failover.ReadPromotion(nil, PromotedDir(h.cfg))
 	recorded := recErr == nil
 	switch {
 	case a.err == nil && a.res.State == control.PromoteDone:
 		if !recorded {
 			t.Errorf("answered promoted, but no promotion is recorded: %v", recErr)
 		}
-		if !errors.Is(runErr, ErrPromoted) {
-			t.Errorf("answered promoted, but the secondary's Run ended with %v, not ErrPromoted: its daemon does not know", runErr)
+		if !errors.Is(h.runErr, ErrPromoted) {
+			t.Errorf("answered promoted, but the secondary's Run ended with %v, not ErrPromoted: its daemon does not know", h.runErr)
 		}
 	case a.res.State == control.PromoteRefused:
 		if recorded {
 			t.Errorf("answered refused, but the promotion is recorded")
 		}
 		// Nothing changed: the secondary opens again, not fenced.
-		again, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
+		again, err := OpenSecondary(h.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{Offline: true})
 		if err != nil {
 			t.Fatalf("the secondary, after a promotion refused at its stop: %v", err)
 		}
@@ -307,19 +327,7 @@ func TestASwitchoverToAStoppingSecondaryIsAbandoned(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "abandoned") || !strings.Contains(err.Error(), "stopping") {
 		t.Errorf("a switchover to a stopping secondary: %v, want it abandoned, saying the secondary is stopping", err)
 	}
-	wrote := make(chan error, 1)
-	go func() { wrote <- p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0) }()
-	select {
-	case err := <-wrote:
-		if err != nil {
-			t.Errorf("a write after the switchover was refused: %v, want it to go on", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("a write after the switchover is held 10s on, want it to go on")
-	}
-	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
-		t.Errorf("the switchover's record after its refusal: %v, want none", err)
-	}
+	switchoverAbandoned(t, p, cfg)
 }
 
 // recover's fence of a running secondary and a switchover's promotion in
@@ -329,44 +337,9 @@ func TestASwitchoverToAStoppingSecondaryIsAbandoned(t *testing.T) {
 // it became the primary, and a promotion that failed after its fence
 // would have undone recover's fence with its own.
 func TestRecoversFenceAndAPromotionInPlaceDoNotBothSucceed(t *testing.T) {
-	cfg := switchoverConfig(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked, release := make(chan struct{}), make(chan struct{})
-	s.beforeFence = func() { close(checked); <-release }
-	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
-	runUntil(t, func(ctx context.Context) { s.Run(ctx) })
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
-	waitDuplex(t, p)
-	acked := p.Mover().Stats().Acked
-	stopPrimary()
-	tok, err := control.ReadToken(cfg.TokenPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := control.Endpoint{Addr: s.ControlAddr()}
-	req := control.PromoteRequest{Session: cfg.Session, ID: "00000000000000e1", Group: acked.Group, ConsistencyTime: acked.Time}
-	promoted := make(chan error, 1)
-	go func() {
-		res, err := control.PromoteSecondary(context.Background(), at, tok, req)
-		if err == nil && res.State != control.PromoteDone {
-			err = errors.New("answered " + res.State)
-		}
-		promoted <- err
-	}()
-	<-checked
+	h := holdAtFence(t, "00000000000000e1")
 	fenced := make(chan error, 1)
-	go func() { fenced <- control.FenceSecondary(context.Background(), at, tok) }()
+	go func() { fenced <- control.FenceSecondary(context.Background(), h.at, h.tok) }()
 	// The fence, on main, answered at once, the promotion held.
 	var ferr error
 	fenceAnswered := false
@@ -375,8 +348,12 @@ func TestRecoversFenceAndAPromotionInPlaceDoNotBothSucceed(t *testing.T) {
 		fenceAnswered = true
 	case <-time.After(time.Second):
 	}
-	close(release)
-	perr := <-promoted
+	h.release()
+	a := <-h.answered
+	perr := a.err
+	if perr == nil && a.res.State != control.PromoteDone {
+		perr = errors.New("answered " + a.res.State)
+	}
 	if !fenceAnswered {
 		ferr = <-fenced
 	}
@@ -388,5 +365,24 @@ func TestRecoversFenceAndAPromotionInPlaceDoNotBothSucceed(t *testing.T) {
 		t.Errorf("the fence of a site promoted meanwhile: %v, want a refusal that says it was promoted", ferr)
 	case perr != nil && ferr != nil:
 		t.Errorf("neither the promotion (%v) nor the fence (%v) went through", perr, ferr)
+	}
+}
+
+// switchoverAbandoned checks what a switchover refused or abandoned leaves
+// at the primary: writes go on, and no record stops a restart.
+func switchoverAbandoned(t *testing.T, p *Primary, cfg *config.Config) {
+	t.Helper()
+	wrote := make(chan error, 1)
+	go func() { wrote <- p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0) }()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			t.Errorf("a write after the switchover's refusal was refused: %v, want it to go on", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a write after the switchover's refusal is held 10s on, want it to go on")
+	}
+	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
+		t.Errorf("a refused switchover left a record: %v, want none", err)
 	}
 }

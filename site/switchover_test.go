@@ -287,12 +287,7 @@ func TestSwitchoverRefusedWhileTheLinkIsDown(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "link to the secondary is down") || !strings.Contains(err.Error(), "nothing changed") {
 		t.Fatalf("switchover with the link down: %v, want a refusal naming the link", err)
 	}
-	if err := p.Write(context.Background(), cfg.VolumeNames()[0], make([]byte, 4096), 0); err != nil {
-		t.Errorf("a write after the refusal: %v", err)
-	}
-	if _, err := failover.ReadSwitchover(nil, PairStateDir(cfg)); !errors.Is(err, failover.ErrNoSwitchover) {
-		t.Errorf("a refused switchover left a record: %v", err)
-	}
+	switchoverAbandoned(t, p, cfg)
 	if st := p.Status(); st.Role != "primary" || st.SwitchedOverAt != "" {
 		t.Errorf("after a refused switchover: role %q, switched_over_at %q", st.Role, st.SwitchedOverAt)
 	}
