@@ -664,17 +664,28 @@ const StopFlushWait = 30 * time.Second
 // whose flush did not end.
 func (p *Primary) flushVolumes(ctx context.Context) (unclean string, hung map[string]bool) {
 	hung = map[string]bool{}
-	if p.actlog != nil && p.actlog.Off() == nil {
+	if p.actlog != nil {
+		// Through the log even once it is off: a flush of its own, under
+		// way or ended since the pair manager last took its result, may
+		// have failed, and the kernel reports a writeback error to that
+		// fdatasync alone, so a flush made here instead would pass.
 		err := p.actlog.Flush(ctx)
+		off := p.actlog.Off() != nil
 		if err != nil {
-			p.log.Error("stopping: a volume's flush failed or did not end; a failed one's pair is suspended with the regions to copy again", "err", err)
+			p.log.Error("stopping: a volume's flush failed or did not end; a failed one's pair is suspended with the regions to copy again (all of it with the activity log off)", "err", err)
 		}
 		for name := range p.actlog.FlushesUnderWay() {
 			hung[name] = true
 		}
-		if errors.Is(err, actlog.ErrFlushPending) {
-			unclean = fmt.Sprintf("the flush of volume %s did not end within %s: its data is not known to be on its disk; the next start copies the regions the activity log marks",
-				strings.Join(slices.Sorted(maps.Keys(hung)), ", "), p.stopFlushWait)
+		switch next := "the next start copies the regions the activity log marks"; {
+		case errors.Is(err, actlog.ErrFlushPending):
+			if off {
+				next = "no activity log says which regions to copy again"
+			}
+			unclean = fmt.Sprintf("the flush of volume %s did not end within %s: its data is not known to be on its disk; %s",
+				strings.Join(slices.Sorted(maps.Keys(hung)), ", "), p.stopFlushWait, next)
+		case err != nil && off:
+			unclean = fmt.Sprintf("a volume's flush failed (%v), and no activity log says which regions to copy again", err)
 		}
 		return unclean, hung
 	}
