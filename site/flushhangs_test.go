@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"duplex/actlog"
+	"duplex/config"
+	"duplex/nbd"
 	"duplex/tlsconf"
 	"duplex/transport"
 )
@@ -44,13 +46,17 @@ func (h *flushHang) beforeFlush(vol string) error {
 // flushHanging runs a secondary and a primary of cfg (the stop waiting up
 // to stopWait for a flush) until every pair is duplex, then hangs vol1's
 // flushes and writes to vol1, and returns once the activity log's flush
-// of vol1, to unmark the write's region, hangs.
-func flushHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondary, *flushHang, *logBuffer, func() error) {
+// of vol1, to unmark the write's region, hangs. configure, if any,
+// changes the configuration first.
+func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*config.Config)) (*Primary, *Secondary, *flushHang, *logBuffer, func() error) {
 	t.Helper()
 	old := actlog.Idle
 	actlog.Idle = 500 * time.Millisecond
 	t.Cleanup(func() { actlog.Idle = old })
 	cfg := linkConfig(t)
+	for _, f := range configure {
+		f(cfg)
+	}
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
@@ -149,6 +155,42 @@ func TestAHungFlushAtAStopLeavesItUnclean(t *testing.T) {
 	t.Logf("the stop: %v", err)
 	if len(logs.lines("vol1", "not clean")) == 0 {
 		t.Errorf("the stop's log does not say it is not clean for vol1's flush:\n%s", logs.String())
+	}
+	h.release()
+
+	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
+}
+
+// TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean: as above, with an
+// NBD client's FLUSH of vol1 under way, which vol1's disk holds up too.
+// The stop still waits only so long, and saves the pair state not clean:
+// the restart copies vol1's marked region.
+func TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean(t *testing.T) {
+	p, s, h, logs, stop := flushHanging(t, time.Second, func(cfg *config.Config) { cfg.Primary.NBD = "127.0.0.1:0" })
+	cfg := p.cfg
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush() }()
+	select {
+	case err := <-flushed:
+		t.Fatalf("the client's FLUSH of vol1, its disk hung, returned: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := p.vols["vol1"].WriteAt(make([]byte, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	var stopErr error
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if len(logs.lines("not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
 	}
 	h.release()
 
