@@ -28,6 +28,7 @@ package nbd
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -238,7 +239,17 @@ func (s *Server) untrack(nc net.Conn) {
 // Close stops accepting, closes every connection (in-flight requests see
 // their replies fail) and waits for all handlers. When it returns no Export
 // method is running on behalf of this server, and none will be called.
-func (s *Server) Close() error {
+func (s *Server) Close() error { return s.CloseWithin(context.Background()) }
+
+// ErrRequestsUnderWay is returned, wrapped, by CloseWithin when a handler
+// had not returned by the time its context ended.
+var ErrRequestsUnderWay = errors.New("requests still under way")
+
+// CloseWithin is Close waiting for the handlers only until ctx ends: a
+// request held up by its export (a flush of a disk that stopped
+// answering) may then still be running, and the error, wrapping
+// ErrRequestsUnderWay, says so. No new request is read either way.
+func (s *Server) CloseWithin(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.listeners {
@@ -248,8 +259,17 @@ func (s *Server) Close() error {
 		nc.Close()
 	}
 	s.mu.Unlock()
-	s.handlers.Wait()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("nbd: closing: %w", ErrRequestsUnderWay)
+	}
 }
 
 // serveConn runs one connection from handshake to close. It never panics on

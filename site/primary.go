@@ -478,22 +478,34 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// A switchover in doubt refuses the writes it holds: none may be
 	// acknowledged now, and the NBD server's close waits for them.
 	p.endLife()
+	// The stop's wait for the volumes' flushes, and for the NBD clients'
+	// requests before them: a client's FLUSH (or a write under writeback
+	// pressure) held up by a disk that stopped answering must not keep the
+	// primary from stopping either.
+	fctx, fcancel := context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer fcancel()
 	// No new writes, then ship what is held: a clean stop loses nothing.
+	var requestsLeft error
 	if srv != nil && !switchedOver {
-		srv.Close()
+		requestsLeft = srv.CloseWithin(fctx)
 	}
 	stopPairs()
 	<-pairsDone
-	// No write is under way now. One the volume failed since the pair
+	// No write is under way now (one left by the NBD server's close makes
+	// the stop not clean, below). One the volume failed since the pair
 	// manager last looked suspends its pair before the drain, which
 	// ships the suspension too: the secondary then reports the pair
 	// suspended, not duplex, while this site is down. Bounded as the
 	// drain is; with the link down, the restart tells the secondary.
 	// After a switchover the other site is the primary, and Close alone
 	// acts on them, as before.
-	fctx, fcancel := context.WithTimeout(context.Background(), p.stopFlushWait)
-	defer fcancel()
 	unclean, hung := p.flushVolumes(fctx)
+	if requestsLeft != nil && unclean == "" {
+		// A write still under way may yet reach its volume, after the
+		// state says the secondary's copy is the primary's.
+		unclean = fmt.Sprintf("an NBD client's request was still under way after %s (%v): a write of it may yet reach its volume; the next start copies what may differ",
+			p.stopFlushWait, requestsLeft)
+	}
 	if !switchedOver {
 		p.pairs.SuspendFailedWrites()
 	}
@@ -539,7 +551,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			}
 		}
 		if srv != nil {
-			srv.Close()
+			cctx, ccancel := context.WithTimeout(context.Background(), p.stopFlushWait)
+			if err := srv.CloseWithin(cctx); err != nil {
+				p.log.Error("stopping with an NBD client's request under way (its volume's disk may have stopped answering)", "err", err)
+			}
+			ccancel()
 		}
 	}
 	stopControl()
