@@ -158,10 +158,7 @@ func TestAHungFlushAtAStopLeavesItUnclean(t *testing.T) {
 	}
 	h.release()
 
-	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
-	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
-	quiesceMover(t, p)
-	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
+	restartCopiesVol1(t, cfg, s)
 }
 
 // TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean: as above, with an
@@ -194,7 +191,14 @@ func TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean(t *testing.T) {
 	}
 	h.release()
 
-	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	restartCopiesVol1(t, cfg, s)
+}
+
+// restartCopiesVol1 restarts the primary of cfg after a stop that left
+// vol1 to copy, and waits for the secondary's vol1 to be the primary's.
+func restartCopiesVol1(t *testing.T, cfg *config.Config, s *Secondary) {
+	t.Helper()
+	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
 	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
