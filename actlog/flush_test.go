@@ -249,3 +249,58 @@ func idleLog(t *testing.T) *Log {
 	})
 	return l
 }
+
+// TestARegionHandedOverStaysMarkedUntilItsPairTakesIt: a flush of volume
+// a fails, and Clean hands a's marked region over, to suspend its pair.
+// Before the pair manager takes it (its Stick), the pair's resync of an
+// earlier suspension ends and Unstick drops a's sticky marks; a mark of
+// b's then writes the log. A kill -9 now must find a's region marked:
+// the pair state on disk says duplex, and the region's write may not be on
+// a's disk. Once the pair took the region, Unstick drops it as before.
+func TestARegionHandedOverStaysMarkedUntilItsPairTakesIt(t *testing.T) {
+	defer func(d time.Duration) { Idle = d }(Idle)
+	Idle = 0
+	path := filepath.Join(t.TempDir(), "actlog")
+	l, _, err := Open(path, map[string]int64{"a": 8 << 20, "b": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var handed [][2]int64
+	l.SetFlush(func(name string) error {
+		if name == "a" && len(handed) == 0 {
+			return disk.EIO
+		}
+		return nil
+	}, func(_ string, regions [][2]int64, _ error) { handed = append(handed, regions...) })
+	if err := l.Mark("a", 3<<20, 4096); err != nil {
+		t.Fatal(err)
+	}
+	l.Wrote("a", 3<<20, 4096)
+	l.Done("a", 3<<20, 4096)
+	if err := l.Clean(); err == nil || len(handed) != 1 {
+		t.Fatalf("Clean with a's flush failing: %v, handed over %v; want the error and a's region", err, handed)
+	}
+	onDisk := func(b int) int {
+		t.Helper()
+		if err := l.Mark("b", int64(b)<<20, 4096); err != nil {
+			t.Fatal(err)
+		}
+		marks, err := ReadMarks(nil, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(marks["a"])
+	}
+	l.Unstick("a")
+	if n := onDisk(0); n != 1 {
+		t.Fatalf("handed over, not yet taken by its pair, then Unstick: a has %d regions marked on disk, want its 1", n)
+	}
+	if err := l.Stick("a", handed[0][0], handed[0][1]); err != nil {
+		t.Fatal(err)
+	}
+	l.Unstick("a")
+	if n := onDisk(1); n != 0 {
+		t.Fatalf("taken by its pair, then Unstick: a has %d regions marked on disk, want none", n)
+	}
+}
