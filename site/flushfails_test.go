@@ -13,6 +13,7 @@ import (
 
 	"duplex/actlog"
 	"duplex/config"
+	"duplex/control"
 	"duplex/disk"
 	"duplex/nbd"
 	"duplex/tlsconf"
@@ -189,4 +190,59 @@ func TestAClientFlushThatFailsSuspendsThePair(t *testing.T) {
 			resumesToTheSecondary(t, p, s, []string{"vol1"}, []string{"vol1", "vol2"})
 		})
 	}
+}
+
+// TestAClientFlushThatFailsAtThePromotedSiteSuspendsThePair: the promoted
+// site, the primary of the reverse direction once the old primary
+// rejoined, serves NBD as any primary: a client's FLUSH of vol1 that
+// fails there suspends the reverse direction's vol1 with its regions.
+func TestAClientFlushThatFailsAtThePromotedSiteSuspendsThePair(t *testing.T) {
+	old := actlog.Idle
+	actlog.Idle = time.Second
+	t.Cleanup(func() { actlog.Idle = old })
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	stopSec()
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	var once atomic.Bool
+	opts := linkOptions(rev)
+	opts.beforeFlush = func(vol string) error {
+		if vol == "vol1" && once.CompareAndSwap(true, false) {
+			return disk.EIO
+		}
+		return nil
+	}
+	b, err := OpenReversePrimary(cfg, quiet, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLinked(t, b)
+	_, r, _ := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
+	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+	waitFor(t, 30*time.Second, "the activity log to mark nothing", func() bool { return b.actlog.Marked() == 0 })
+	c, err := nbd.Dial(b.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	once.Store(true)
+	if err := c.Flush(); err == nil {
+		t.Fatal("the client's flush passed")
+	}
+	waitFor(t, 5*actlog.Idle, "the reverse direction's vol1 suspended with the flush's error", func() bool {
+		v := volumeStatus(b.Status(), "vol1")
+		return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
+	})
 }
