@@ -73,6 +73,10 @@ type vol struct {
 	writing []int32
 	used    []int64  // when each region last had an update captured (unix ns)
 	sticky  []uint64 // marks that stay until Unstick (writes of a suspended pair)
+	// handed are the sticky marks a failed flush handed over (see
+	// SetFlush) that no Stick has taken since: Unstick keeps them, as
+	// the pair that dropped its marks has not taken these yet.
+	handed []uint64
 	// since is, per region, the generation from which the log holds its
 	// mark (counted or sticky): the region is marked on disk once that
 	// generation is durable.
@@ -164,7 +168,7 @@ func OpenFS(fsys disk.FS, path string, sizes map[string]int64, region int64) (*L
 		n := (size + region - 1) / region
 		w := (n + 63) / 64
 		l.vols[name] = &vol{size: size, bits: make([]uint64, w), counts: make([]int32, n), writing: make([]int32, n), used: make([]int64, n), sticky: make([]uint64, w),
-			since: make([]uint64, n)}
+			handed: make([]uint64, w), since: make([]uint64, n)}
 		l.names = append(l.names, name)
 	}
 	sort.Strings(l.names)
@@ -562,6 +566,8 @@ func (l *Log) Stick(name string, off, length int64) error {
 	for r := first; r <= last; r++ {
 		since, _ := l.set(v, r, true)
 		need = max(need, since)
+		// Taken: the caller's pair has the region in its bitmap now.
+		v.handed[r/64] &^= 1 << (r % 64)
 	}
 	// Not on disk after a failure: the generation is not durable, so the
 	// next write to these regions tries again.
@@ -569,12 +575,17 @@ func (l *Log) Stick(name string, off, length int64) error {
 }
 
 // Unstick drops a volume's sticky marks (its pair resumed; the resync's copy
-// updates are marked and counted themselves).
+// updates are marked and counted themselves), but for the regions a failed
+// flush handed over that no Stick has taken yet: the pair suspends for
+// them after it dropped the others, and until it has, the log alone keeps
+// them for a crash.
 func (l *Log) Unstick(name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if v, ok := l.vols[name]; ok {
-		clear(v.sticky)
+		for i := range v.sticky {
+			v.sticky[i] &= v.handed[i]
+		}
 	}
 }
 
@@ -767,8 +778,9 @@ func (l *Log) endFlushes(ctx context.Context, names []string) (changed bool, flu
 // must be on its disk, or a power loss (or a writeback error, reported
 // only by a later fsync) leaves the volume older than the secondary in a
 // region no crash recovery copies. If a flush fails, every region of the
-// volume marked for its updates stays marked, until Unstick, and is handed
-// to failed with the error, to be treated as a write the volume failed.
+// volume marked for its updates stays marked, until an Unstick after a
+// Stick of it (the caller took it), and is handed to failed with the
+// error, to be treated as a write the volume failed.
 // failed is called with the log's mutex held: it must not call the log.
 // flush is called in a goroutine of its own, one at a time per volume.
 func (l *Log) SetFlush(flush func(vol string) error, failed func(vol string, regions [][2]int64, err error)) {
@@ -861,6 +873,7 @@ func (l *Log) flushFailedLocked(name string, v *vol, err error) {
 		// for it again, nor hand it over again, each time the flush
 		// fails.
 		v.sticky[w] |= bit
+		v.handed[w] |= bit
 		if v.counts[r] == 0 && v.writing[r] == 0 {
 			v.bits[w] &^= bit
 		}
