@@ -258,14 +258,7 @@ func idleLog(t *testing.T) *Log {
 // the pair state on disk says duplex, and the region's write may not be on
 // a's disk. Once the pair took the region, Unstick drops it as before.
 func TestARegionHandedOverStaysMarkedUntilItsPairTakesIt(t *testing.T) {
-	defer func(d time.Duration) { Idle = d }(Idle)
-	Idle = 0
-	path := filepath.Join(t.TempDir(), "actlog")
-	l, _, err := Open(path, map[string]int64{"a": 8 << 20, "b": 8 << 20}, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, path := idleLogAB(t)
 	var handed [][2]int64
 	l.SetFlush(func(name string) error {
 		if name == "a" && len(handed) == 0 {
@@ -303,4 +296,23 @@ func TestARegionHandedOverStaysMarkedUntilItsPairTakesIt(t *testing.T) {
 	if n := onDisk(1); n != 0 {
 		t.Fatalf("taken by its pair, then Unstick: a has %d regions marked on disk, want none", n)
 	}
+}
+
+// idleLogAB opens a log of volumes a and b, 8 MiB each, in a directory of
+// the test's, with Idle 0 (a region idle as soon as it has no update under
+// way) until the test ends, which closes the log; and returns its path.
+func idleLogAB(t *testing.T) (*Log, string) {
+	t.Helper()
+	old := Idle
+	Idle = 0
+	path := filepath.Join(t.TempDir(), "actlog")
+	l, _, err := Open(path, map[string]int64{"a": 8 << 20, "b": 8 << 20}, DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		l.Close()
+		Idle = old
+	})
+	return l, path
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -16,14 +15,7 @@ import (
 // the flush passes. Flush gives up on a's flush when its context ends,
 // saying so. Once a's flush ends, the next Sweep takes its result.
 func TestAHungFlushKeepsOnlyItsVolumesRegionsMarked(t *testing.T) {
-	defer func(d time.Duration) { Idle = d }(Idle)
-	Idle = 0
-	path := filepath.Join(t.TempDir(), "actlog")
-	l, _, err := Open(path, map[string]int64{"a": 8 << 20, "b": 8 << 20}, DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, path := idleLogAB(t)
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	vol := newCachedVolume(8 << 20)
 	l.SetFlush(func(name string) error {

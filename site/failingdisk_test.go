@@ -282,13 +282,6 @@ func duplexOnAFailingDisk(t *testing.T) failingDiskRig {
 	cfg.Primary.Secondary = s.ListenAddr()
 	p, stop := startPrimaryDraining(t, cfg, 200*time.Millisecond, 30*time.Second)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
-	c, err := nbd.Dial(p.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WriteAt(bytes.Repeat([]byte{0x77}, 4096), 8192); err != nil {
-		t.Fatal(err)
-	}
+	c := clientWroteVol1(t, p.NBDAddr(), 0x77)
 	return failingDiskRig{cfg: cfg, disk: disk, s: s, p: p, stop: stop, c: c}
 }

@@ -229,14 +229,7 @@ func TestAClientFlushThatFailsAtThePromotedSiteSuspendsThePair(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
 	waitFor(t, 30*time.Second, "the activity log to mark nothing", func() bool { return b.actlog.Marked() == 0 })
-	c, err := nbd.Dial(b.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.WriteAt(bytes.Repeat([]byte{0x78}, 4096), 8192); err != nil {
-		t.Fatal(err)
-	}
+	c := clientWroteVol1(t, b.NBDAddr(), 0x78)
 	once.Store(true)
 	if err := c.Flush(); err == nil {
 		t.Fatal("the client's flush passed")
@@ -245,4 +238,19 @@ func TestAClientFlushThatFailsAtThePromotedSiteSuspendsThePair(t *testing.T) {
 		v := volumeStatus(b.Status(), "vol1")
 		return v.State == "suspended" && strings.Contains(v.Reason, "input/output error")
 	})
+}
+
+// clientWroteVol1 dials the NBD export vol1 at addr, writes 4 KiB of fill
+// at 8192 through it, and returns the client, closed when the test ends.
+func clientWroteVol1(t *testing.T, addr string, fill byte) *nbd.Client {
+	t.Helper()
+	c, err := nbd.Dial(addr, "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteAt(bytes.Repeat([]byte{fill}, 4096), 8192); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
