@@ -45,12 +45,33 @@ func newFailingDisk(t *testing.T, size int64) *failingDisk {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	// Registered first, run last: after the sites have closed the file.
+	// The kernel may still hold the file busy for a moment after its last
+	// close (writeback of pages the failing disk refused): a single
+	// unmount that fails then left nbdfuse running and the test waiting on
+	// it for good. Retry for a while, then detach the mount and kill it.
 	t.Cleanup(func() {
-		if out, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
-			t.Logf("fusermount3 -u %s: %v: %s", mnt, err, out)
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			if out, err = exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		cmd.Wait()
+		if err != nil {
+			t.Logf("fusermount3 -u %s: %v: %s; detaching it", mnt, err, out)
+			exec.Command("fusermount3", "-u", "-z", mnt).Run()
+		}
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Logf("nbdfuse did not exit 10s after the unmount of %s: killed", mnt)
+			cmd.Process.Kill()
+			<-exited
+		}
 	})
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if st, err := os.Stat(d.path); err == nil && st.Size() == size {
