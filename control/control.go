@@ -133,6 +133,9 @@ type Status struct {
 	// than a working disk takes (5s), and since when: a hung disk returns
 	// no error, so nothing stops, and replication waits with it.
 	DiskWait string `json:"disk_wait,omitempty"`
+	// DiskRetry, while the secondary is stopped on a disk fault, says
+	// when it opens its journal and volumes again to try once more.
+	DiskRetry *DiskRetry `json:"disk_retry,omitempty"`
 	// Generation is the data generation the site holds (16 hex digits): the
 	// primary's own, the one a secondary follows, or, with Fenced, the one
 	// recover started at the secondary.
@@ -193,6 +196,18 @@ type CouplingStatus struct {
 	// its primary paces, until the master time moves or there is room.
 	JournalFullSince string `json:"journal_full_since,omitempty"`
 	RecoveryTime     string `json:"recovery_time,omitempty"`
+}
+
+// DiskRetry is a secondary's retries after a disk fault stopped it.
+type DiskRetry struct {
+	// Attempt is how many times the secondary has stopped on its disk, or
+	// failed to open again, since it last ran clean.
+	Attempt int `json:"attempt"`
+	// Error is the disk's error that stopped it, or that the last attempt
+	// to open it again failed with.
+	Error string `json:"error"`
+	// Next is when it closes what it has open and opens it again (RFC 3339).
+	Next string `json:"next"`
 }
 
 // VolumeStatus is one volume of a site.
