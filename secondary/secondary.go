@@ -161,6 +161,10 @@ type Config struct {
 	// may take before status (Stats.DiskWait) and the log say that the
 	// secondary waits on its disk (default DefaultSlowDisk).
 	SlowDisk time.Duration
+	// Retries says that the site closes this secondary and opens it
+	// again by itself after it stops (site.RunSecondary): what the
+	// primary and the log are told, in place of "restart the secondary".
+	Retries bool
 }
 
 // Secondary receives, journals and applies.
@@ -290,7 +294,9 @@ type Secondary struct {
 	// UndoFence writes back; nil without one.
 	prefence *identity
 	stopped  error // why groups can no longer be made durable; nil while running
-	ident    identity
+	// stoppedCh is closed when stopped is set (Stopped).
+	stoppedCh chan struct{}
+	ident     identity
 	// replaying is Open's Context while it replays the journal.
 	replaying   context.Context
 	lastJournal time.Time
@@ -478,13 +484,27 @@ func (s *Secondary) stop(err error) {
 	}
 	s.stopped = err
 	s.stats.Stopped = err.Error()
-	s.log.Error("secondary stopped: it cannot make consistency groups durable, acknowledges nothing more and refuses every primary until restarted; "+
+	close(s.stoppedCh)
+	until := "until restarted"
+	if s.cfg.Retries {
+		until = "until it is closed and opened again, which the site retries"
+	}
+	s.log.Error("secondary stopped: it cannot make consistency groups durable, acknowledges nothing more and refuses every primary "+until+"; "+
 		"the volumes stay at the last applied group", "group", s.appliedState().Group, "err", err)
 }
 
+// Stopped is closed once the secondary has stopped: a group could not be
+// made durable (Stats.Stopped says why), and nothing more is journaled,
+// applied or acknowledged until it is closed and opened again.
+func (s *Secondary) Stopped() <-chan struct{} { return s.stoppedCh }
+
 // stoppedReason is what a primary is told. Called with s.mu held.
 func (s *Secondary) stoppedReason() string {
-	return fmt.Sprintf("secondary stopped at group %d: %v; fix the disk or free space, then restart the secondary", s.appliedState().Group, s.stopped)
+	then := "fix the disk or free space, then restart the secondary"
+	if s.cfg.Retries {
+		then = "the secondary retries by itself, with a backoff: it opens its journal and volumes again and resumes once the disk works"
+	}
+	return fmt.Sprintf("secondary stopped at group %d: %v; %s", s.appliedState().Group, s.stopped, then)
 }
 
 // Open opens the journal and the state file and applies every journaled group
@@ -535,7 +555,7 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
-		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes)}
+		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{})}
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
 	s.gated.done = make(chan struct{})

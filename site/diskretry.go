@@ -2,28 +2,199 @@ package site
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"duplex/config"
+	"duplex/control"
+	"duplex/secondary"
+	"duplex/transport"
 )
+
+// The backoff of a secondary that stopped on a disk fault, before it opens
+// its journal and volumes again. A second is longer than a transient EIO
+// (a path failover, a controller reset) usually lasts and short enough that
+// the primary, which paces its writes meanwhile, barely notices; doubling
+// to a minute bounds how long freed space or a repaired disk waits to be
+// noticed, while a disk that stays broken costs one replay of the journal's
+// unapplied groups a minute, not a busy loop.
+const (
+	DefaultDiskRetryFirst = time.Second
+	DefaultDiskRetryMax   = time.Minute
+)
+
+// ErrDiskFault ends the Run of a secondary that RunSecondary runs, once it
+// stopped on a disk fault and its backoff has passed: RunSecondary closes
+// it and opens it again.
+var ErrDiskFault = errors.New("secondary stopped on a disk fault")
 
 // DiskRetry is how RunSecondary waits before it opens the secondary again
 // after a disk fault stopped it: First after the fault, doubling at each
-// attempt that fails, never more than Max.
+// attempt that fails, never more than Max. Zero fields take the defaults.
 type DiskRetry struct {
 	First, Max time.Duration
 }
 
-// RunSecondary opens the secondary site of cfg and runs it until ctx ends.
-// started is called with each site opened, before it runs.
-func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opts SecondaryOptions, retry DiskRetry, started func(*Secondary)) (*Secondary, error) {
-	s, err := OpenSecondary(cfg, log, opts)
-	if err != nil {
-		return nil, err
-	}
-	if started != nil {
-		started(s)
-	}
-	return s, s.Run(ctx)
+// diskRetries are a RunSecondary's attempts, shared by the sites it opens
+// one after the other, for their status and metrics.
+type diskRetries struct {
+	DiskRetry
+	mu      sync.Mutex
+	attempt int       // since the site last ran clean for Max
+	total   uint64    // every attempt of this process
+	err     string    // the fault, or why the last attempt failed
+	next    time.Time // the next attempt; zero while none is due
+	opened  time.Time // when the site running now opened
 }
+
+// failed counts an attempt after err (a stop, or an open that failed), and
+// returns how long to wait before the next.
+func (r *diskRetries) failed(err string) (attempt int, wait time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.opened.IsZero() && time.Since(r.opened) > r.Max {
+		// It ran clean longer than the longest wait: a new fault.
+		r.attempt = 0
+	}
+	r.opened = time.Time{}
+	r.attempt++
+	r.total++
+	wait = r.First
+	for i := 1; i < r.attempt && wait < r.Max; i++ {
+		wait *= 2
+	}
+	wait = min(wait, r.Max)
+	r.err, r.next = err, time.Now().Add(wait)
+	return r.attempt, wait
+}
+
+// ran records that a site opened, and runs from now.
+func (r *diskRetries) ran() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.opened, r.next, r.err = time.Now(), time.Time{}, ""
+}
+
+// status is what status reports while an attempt is due; nil otherwise.
+func (r *diskRetries) status() *control.DiskRetry {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.next.IsZero() {
+		return nil
+	}
+	return &control.DiskRetry{Attempt: r.attempt, Error: r.err, Next: control.FormatWall(r.next)}
+}
+
+// attempts is every attempt of this process, for the metrics.
+func (r *diskRetries) attempts() uint64 {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
+}
+
+// RunSecondary opens the secondary site of cfg and runs it until ctx ends,
+// and does what a restart does whenever the secondary stops on a disk fault
+// (a volume's write or fsync, or the journal's write or fsync, failed; the
+// journal's file system is full). The stopped site serves status and its
+// read-only exports at the last applied group for the backoff's wait (see
+// DiskRetry), then is closed, volumes, journal and listeners: after a
+// failed fsync nothing it holds can be trusted. It is then opened again:
+// the journal recovers from what is on the disk, every journaled group
+// after the state file's is applied again, a group whose writes failed
+// included, whole, and the primary links again and resends what was never
+// journaled. An open that fails waits its backoff and tries again. So a
+// crash at any moment of the retries, as of a restart, leaves the volumes
+// at a group boundary the next start replays from.
+//
+// started is called with each site opened, before it runs. The addresses
+// of the first site are bound again by the next (port 0 in cfg is resolved
+// once). A Listener in opts is served by every site, and closed when
+// RunSecondary returns: it must go on accepting after the context of an
+// Accept ended (a transport.MemNetwork does, a TCPListener does not: leave
+// it nil). RunSecondary returns the last site opened, closed, and what
+// ended its Run: nil when ctx ended, a PromotedError after a switchover;
+// or why the first open failed.
+func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opts SecondaryOptions, retry DiskRetry, started func(*Secondary)) (*Secondary, error) {
+	if opts.Offline {
+		return nil, errors.New("secondary: RunSecondary runs the site: an Offline one is for recover")
+	}
+	if opts.Listener != nil {
+		defer opts.Listener.Close()
+		opts.Listener = keptListener{opts.Listener}
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &diskRetries{DiskRetry: retry}
+	if r.First <= 0 {
+		r.First = DefaultDiskRetryFirst
+	}
+	if r.Max < r.First {
+		r.Max = max(DefaultDiskRetryMax, r.First)
+	}
+	opts.retries = r
+	var last *Secondary
+	for {
+		s, err := OpenSecondary(cfg, log, opts)
+		if err != nil {
+			if last == nil || errors.Is(err, secondary.ErrInterrupted) || ctx.Err() != nil {
+				return last, err
+			}
+			attempt, wait := r.failed(err.Error())
+			log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return last, nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if last == nil {
+			// The next sites bind what this one did.
+			c := *cfg
+			if opts.Listener == nil {
+				c.Secondary.Listen = s.ListenAddr()
+			}
+			c.Secondary.NBD, c.Secondary.Control = s.NBDAddr(), s.ControlAddr()
+			cfg = &c
+		} else {
+			log.Info("secondary opened again after a disk fault: the journal recovered and applied; linking")
+		}
+		last = s
+		r.ran()
+		if started != nil {
+			started(s)
+		}
+		if err := s.Run(ctx); !errors.Is(err, ErrDiskFault) {
+			return s, err
+		}
+	}
+}
+
+// awaitRetry is Run's wait, once the secondary stopped, before it ends
+// with ErrDiskFault for RunSecondary to open it again.
+func (s *Secondary) awaitRetry() (<-chan time.Time, string) {
+	reason := s.sec.Stats().Stopped
+	attempt, wait := s.retries.failed(reason)
+	s.log.Error("secondary stopped on a disk fault: it closes its journal and volumes and opens them again, as a restart does, after the wait",
+		"attempt", attempt, "wait", wait, "err", reason)
+	return time.After(wait), reason
+}
+
+// diskFault is how Run ends for RunSecondary to open the site again.
+func diskFault(reason string) error { return fmt.Errorf("%w: %s", ErrDiskFault, reason) }
+
+// keptListener is a Listener each site RunSecondary opens closes, for the
+// next to accept on.
+type keptListener struct{ transport.Listener }
+
+func (keptListener) Close() error { return nil }

@@ -72,6 +72,9 @@ type Secondary struct {
 	handed   Listeners
 	// control is the control server Run serves (tests begin its stop).
 	controlServer atomic.Pointer[control.Server]
+	// retries, under RunSecondary, are its attempts after disk faults:
+	// Run ends once the secondary stopped and the backoff passed.
+	retries *diskRetries
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -109,6 +112,8 @@ type SecondaryOptions struct {
 	// group's master time: recover --coupled's time.
 	CouplingStore coupling.Store
 	CouplingLimit int64
+	// retries are set by RunSecondary (diskretry.go).
+	retries *diskRetries
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -171,7 +176,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
-		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1)}
+		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -224,7 +229,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
-		MaxViewBytes: opts.MaxViewBytes, Context: opts.Context, Gate: gate, History: HistoryOf(cfg),
+		MaxViewBytes: opts.MaxViewBytes, Context: opts.Context, Gate: gate, History: HistoryOf(cfg), Retries: opts.retries != nil,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
@@ -434,11 +439,29 @@ func (s *Secondary) Run(ctx context.Context) error {
 	var runErr error
 	var pr failover.Promotion
 	promoted := false
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-	case pr = <-s.promoted:
-		promoted = true
+	// Under RunSecondary, a stop on a disk fault ends Run once its
+	// backoff has passed, for RunSecondary to open the site again.
+	var stopped <-chan struct{}
+	if s.retries != nil {
+		stopped = s.sec.Stopped()
+	}
+	var retry <-chan time.Time
+	var reason string
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+		case runErr = <-errs:
+		case <-stopped:
+			stopped = nil
+			retry, reason = s.awaitRetry()
+			continue
+		case <-retry:
+			runErr = diskFault(reason)
+		case pr = <-s.promoted:
+			promoted = true
+		}
+		break wait
 	}
 	// Before anything closes: a call under way (a promotion, a drill's
 	// start, a fence) ends on the journal and the volumes open, and its
@@ -533,6 +556,9 @@ func (s *Secondary) Status() control.Status {
 		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
 		Stopped:     st.Stopped, DiskWait: st.DiskWait, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
+	}
+	if st.Stopped != "" {
+		out.DiskRetry = s.retries.status()
 	}
 	if g, fenced := s.sec.Generation(); g != 0 {
 		out.Generation, out.Fenced = g.String(), fenced
@@ -746,6 +772,7 @@ func (s *Secondary) samples() []control.Sample {
 		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, time.Now())),
 		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("stopped", "1 when the secondary stopped receiving: it cannot make groups durable (see status).", stopped),
+		control.Counter("disk_retries_total", "Times the secondary stopped on a disk fault, or failed to open again after one, and waited to open again.", float64(s.retries.attempts())),
 		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
 		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
 		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(st.BytesJournaled)),

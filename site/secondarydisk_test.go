@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"duplex/config"
-	"duplex/internal/testenv"
 )
 
 // TestAVolumeWriteThatFailsAtTheSecondary: the secondary's vol1 is a block
@@ -33,20 +30,7 @@ func TestAVolumeWriteThatFailsAtTheSecondary(t *testing.T) {
 		{"4 KiB write, through the page cache", 4096},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := linkConfig(t)
-			cfg.Primary.SidefileLimit = 16 * config.MiB
-			for i := range cfg.Primary.Subsystems {
-				for j := range cfg.Primary.Subsystems[i].Volumes {
-					cfg.Primary.Subsystems[i].Volumes[j].Size = size
-				}
-			}
-			disk := newFailingDisk(t, size)
-			dev := testenv.LoopDeviceOn(t, disk.path, 512)
-			for i := range cfg.Secondary.Volumes {
-				if cfg.Secondary.Volumes[i].Name == "vol1" {
-					cfg.Secondary.Volumes[i].Path = dev
-				}
-			}
+			cfg, disk := secondaryVol1OnAFailingDisk(t, size)
 			logs := &logBuffer{}
 			s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{})
 			if err != nil {

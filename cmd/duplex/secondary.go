@@ -12,7 +12,7 @@ import (
 	"duplex/site"
 )
 
-var secondarySynopsis = synopsis{"secondary", "--config FILE [--log-level LEVEL]"}
+var secondarySynopsis = synopsis{"secondary", "--config FILE [--log-level LEVEL] [--disk-retry-max D]"}
 
 // runSecondary runs the secondary site until SIGINT or SIGTERM.
 func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
@@ -21,23 +21,33 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		"A duplex switchover at the primary promotes it in place: it then serves the volumes read-write, as duplex promote does.")
 	path := fs.configFlag("its [secondary] section")
 	level := fs.logLevelFlag("info")
+	retryMax := fs.Duration("disk-retry-max", site.DefaultDiskRetryMax, "after a disk fault stopped the secondary, the longest wait before it opens "+
+		"its journal and volumes again to resume, as a restart does (from 1s, doubling), `D` such as 30s or 5m; 0: stay stopped until restarted")
 	cfg, log, err := fs.parseSite(args, stdout, path, level)
 	if err != nil {
 		return err
 	}
+	started := func(s *site.Secondary) {
+		log.Info("secondary started", "session", cfg.Session, "listen", s.ListenAddr(),
+			"nbd", s.NBDAddr(), "control", s.ControlAddr())
+	}
 	// A stop while the journal replays ends the replay at a group
 	// boundary: the next start replays the rest, as after a crash.
-	s, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{Context: ctx})
+	opts := site.SecondaryOptions{Context: ctx}
+	var s *site.Secondary
+	if *retryMax > 0 {
+		s, err = site.RunSecondary(ctx, cfg, log, opts, site.DiskRetry{First: min(site.DefaultDiskRetryFirst, *retryMax), Max: *retryMax}, started)
+	} else if s, err = site.OpenSecondary(cfg, log, opts); err == nil {
+		started(s)
+		err = s.Run(ctx)
+	}
 	if errors.Is(err, secondary.ErrInterrupted) {
 		log.Info("secondary stopped while starting", "err", err)
 		return nil
 	}
-	if err != nil {
+	if s == nil {
 		return fmt.Errorf("cannot start secondary: %w", err)
 	}
-	log.Info("secondary started", "session", cfg.Session, "listen", s.ListenAddr(),
-		"nbd", s.NBDAddr(), "control", s.ControlAddr())
-	err = s.Run(ctx)
 	var promoted *site.PromotedError
 	if errors.As(err, &promoted) && ctx.Err() != nil {
 		// Promoted by a switchover under way when the stop came: the

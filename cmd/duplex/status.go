@@ -149,6 +149,9 @@ func printStatus(w io.Writer, st control.Status) {
 	if st.Stopped != "" {
 		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)
 	}
+	if r := st.DiskRetry; r != nil {
+		fmt.Fprintf(w, "  RETRYING: attempt %d at %s: opens its journal and volumes again, as a restart does\n", r.Attempt, r.Next)
+	}
 	if st.DiskWait != "" {
 		fmt.Fprintf(w, "  DISK-WAIT: %s\n", st.DiskWait)
 	}
