@@ -25,11 +25,14 @@
 // When a group cannot be made durable (the journal's disk is full, a write or
 // an fsync fails, a volume cannot be written), the secondary stops: it
 // acknowledges nothing more, tells the primary why, and refuses every primary
-// until it is restarted, while it goes on serving status and the read-only
-// exports at the last applied group. A failed fsync cannot be retried (the
-// kernel may have dropped the pages it could not write), so only a restart,
-// which reopens and replays the journal, resumes replication; the primary
-// meanwhile paces its writes and then suspends the pairs into bitmaps.
+// until it is closed and opened again, while it goes on serving status and
+// the read-only exports at the last applied group. A failed fsync cannot be
+// retried (the kernel may have dropped the pages it could not write), so
+// only a new Open, which reopens and replays the journal, resumes
+// replication: a restart, or site.RunSecondary's retry, which closes the
+// stopped secondary (Stopped) and opens it again after a backoff. The
+// primary meanwhile paces its writes and then suspends the pairs into
+// bitmaps.
 //
 // Readers of the secondary volumes (the read-only exports) take a shared lock
 // that applying a group holds exclusively, so a reader never sees half a group.

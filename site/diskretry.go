@@ -48,6 +48,10 @@ type diskRetries struct {
 	err     string    // the fault, or why the last attempt failed
 	next    time.Time // the next attempt; zero while none is due
 	opened  time.Time // when the site running now opened
+	// last is the status of the site that stopped, as it closed, and
+	// lastTime its consistency time: what status says between attempts.
+	last     control.Status
+	lastTime int64
 }
 
 // failed counts an attempt after err (a stop, or an open that failed), and
@@ -89,6 +93,60 @@ func (r *diskRetries) status() *control.DiskRetry {
 		return nil
 	}
 	return &control.DiskRetry{Attempt: r.attempt, Error: r.err, Next: control.FormatWall(r.next)}
+}
+
+// closed records the status of the stopped site as it closes.
+func (r *diskRetries) closed(st control.Status, t int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last, r.lastTime = st, t
+}
+
+// between is the status served while no site is open, an attempt having
+// failed: the journal holds at least the consistency time of the site that
+// stopped, which a start or recover reaches, but an open that failed may
+// have applied groups after it, or part of one, so nothing is said of the
+// volumes' copies but their names and pair states.
+func (r *diskRetries) between() control.Status {
+	st := r.status()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := control.Status{Session: r.last.Session, Role: "secondary", ConsistencyTime: r.last.ConsistencyTime,
+		LagSeconds: control.LagSample(r.lastTime, time.Now()), Link: "disconnected", Stopped: r.last.Stopped, DiskRetry: st,
+		Group: r.last.Group, JournaledGroup: r.last.JournaledGroup, Generation: r.last.Generation}
+	for _, v := range r.last.Volumes {
+		out.Volumes = append(out.Volumes, control.VolumeStatus{Name: v.Name, Subsystem: v.Subsystem, State: v.State, SizeBytes: v.SizeBytes,
+			CopiedBytes: v.CopiedBytes, Consistency: "not known while the secondary opens again after a disk fault: its journal recovers it"})
+	}
+	return out
+}
+
+// serveBetween serves status (and nothing else) on the control address
+// for wait, while no site is open, an attempt having failed.
+func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log *slog.Logger, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var l listeners
+	if err := l.listen(cfg, "secondary", "secondary", "", cfg.Secondary.Control, Listeners{}); err != nil {
+		log.Warn("secondary: no status until it opens again", "err", err)
+	} else if l.ctlLn != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		cs := &control.Server{Status: r.between, TLS: l.ctlTLS, Logger: log}
+		go func() {
+			defer close(done)
+			cs.Serve(sctx, l.ctlLn)
+		}()
+		defer func() {
+			cancel()
+			<-done
+			l.close()
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // attempts is every attempt of this process, for the metrics.
@@ -151,10 +209,8 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 			}
 			attempt, wait := r.failed(err.Error())
 			log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
-			select {
-			case <-ctx.Done():
+			if r.serveBetween(ctx, cfg, log, wait); ctx.Err() != nil {
 				return last, nil
-			case <-time.After(wait):
 			}
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"duplex/config"
+	"duplex/control"
 	"duplex/disk"
 	"duplex/internal/testenv"
 )
@@ -57,6 +58,7 @@ func TestASecondaryResumesByItselfOnceItsDiskWorks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, failing := secondaryVol1OnAFailingDisk(t, size)
+			cfg.Secondary.Control = "127.0.0.1:0"
 			in := disk.NewInjector(nil)
 			logs := &logBuffer{}
 			var cur atomic.Pointer[Secondary]
@@ -76,8 +78,10 @@ func TestASecondaryResumesByItselfOnceItsDiskWorks(t *testing.T) {
 				}
 			})
 			<-opened
-			cfg.Primary.Secondary = cur.Load().ListenAddr()
-			p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+			// A config of its own: the secondary's sites read theirs.
+			pcfg := *cfg
+			pcfg.Primary.Secondary = cur.Load().ListenAddr()
+			p, _ := startPrimary(t, &pcfg, 200*time.Millisecond)
 			waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 			ctx := context.Background()
 			for _, vol := range []string{"vol1", "vol2"} {
@@ -108,7 +112,25 @@ func TestASecondaryResumesByItselfOnceItsDiskWorks(t *testing.T) {
 				return strings.Contains(p.Status().LastError, "retries")
 			})
 			// Some attempts on the failing disk.
-			waitFor(t, 30*time.Second, "a second attempt", func() bool { return len(logs.lines("disk fault", "attempt=2")) > 0 })
+			// A reader while it retries gets vol1 at a group boundary, or
+			// an error (the site closed under it, or opening), never part
+			// of the failed group.
+			before, after := bytes.Repeat([]byte{0x11}, size), bytes.Repeat([]byte{0x11}, size)
+			copy(after, bytes.Repeat([]byte{0x22}, tc.n))
+			got := make([]byte, size)
+			waitFor(t, 30*time.Second, "a second attempt", func() bool {
+				if err := cur.Load().ReadAt("vol1", got, 0); err == nil && !bytes.Equal(got, before) && !bytes.Equal(got, after) {
+					t.Fatalf("the secondary serves vol1 with part of the failed write while it retries")
+				}
+				return len(logs.lines("disk fault", "attempt=2")) > 0
+			})
+			// Status is served by the control address between the attempts
+			// too, while no site is open.
+			ctl := control.Endpoint{Addr: cur.Load().ControlAddr()}
+			waitFor(t, 30*time.Second, "the control address to say the secondary retries, attempt 2 or later", func() bool {
+				st, err := control.Fetch(ctx, ctl)
+				return err == nil && st.DiskRetry != nil && st.DiskRetry.Attempt >= 2 && st.Stopped != ""
+			})
 			if err := p.Write(ctx, "vol2", bytes.Repeat([]byte{0x33}, 4096), 0); err != nil {
 				t.Fatalf("a write to vol2 at the primary while the secondary retries: %v", err)
 			}

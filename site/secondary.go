@@ -458,6 +458,7 @@ wait:
 			continue
 		case <-retry:
 			runErr = diskFault(reason)
+			s.retries.closed(s.Status(), s.sec.Stats().Time)
 		case pr = <-s.promoted:
 			promoted = true
 		}

@@ -18,8 +18,10 @@ import (
 //     pair resume --all`, until every pair is duplex again;
 //   - auto-suspend: the link down past suspend_after with a full sidefile, so
 //     the session suspends its pairs, then back, so it resumes them;
-//   - disk-full: the secondary's journal file system full, then freed and the
-//     secondary restarted, as an operator does;
+//   - disk-full: the secondary's journal file system full, then freed: the
+//     secondary, stopped, opens itself again and resumes with no operator in
+//     even trials; in odd ones it is killed with SIGKILL while it retries,
+//     and restarted once the disk is freed;
 //   - resync-crash: kill -9 in the middle of the resync after a suspend: of the
 //     primary in even trials (restart, second epoch), of the secondary in odd
 //     ones (duplex recover, check, restart).
@@ -112,18 +114,31 @@ func (t *trial) diskFull(ctx context.Context) (time.Time, error) {
 	d := time.Second + time.Duration(t.rng.Int64N(int64(2*time.Second)))
 	sleepCtx(ctx, d)
 	st, _ := t.secStatus(ctx)
-	t.r.notef("journal disk full for %s (secondary link %q)", d.Round(time.Millisecond), st.Link)
+	retry := "no retry due"
+	if r := st.DiskRetry; r != nil {
+		retry = fmt.Sprintf("retry %d at %s", r.Attempt, r.Next)
+	}
+	t.r.notef("journal disk full for %s (secondary link %q, %s)", d.Round(time.Millisecond), st.Link, retry)
+	killed := t.r.n%2 == 1
+	if killed {
+		// Killed while it retries: the restart replays to a group
+		// boundary, as after any crash.
+		t.sec.Kill()
+	}
 	if err := harness.FreeDisk(t.journalFS); err != nil {
 		return time.Time{}, err
 	}
-	// A secondary that met the full disk stays stopped until restarted.
-	if code := t.sec.Stop(30 * time.Second); code != 0 {
-		t.r.notef("secondary exited with %d after the disk filled: %s", code, lastLine(t.sec.LogTail(600)))
+	if killed {
+		if err := t.startSecondary(); err != nil {
+			return time.Time{}, err
+		}
 	}
-	if err := t.startSecondary(); err != nil {
-		return time.Time{}, err
-	}
+	// Otherwise the secondary resumes by itself, with no restart.
 	t.awaitDuplex(ctx)
+	if st, err := t.secStatus(ctx); err == nil && (st.Stopped != "" || st.DiskRetry != nil) {
+		t.r.stalled = true
+		t.r.notef("the secondary still says it stopped (%q) once the pairs are duplex", st.Stopped)
+	}
 	return time.Now(), nil
 }
 
