@@ -26,15 +26,7 @@ import (
 // images end equal.
 func TestDependentWritesSecondaryRetriesDiskFaults(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		op   disk.Op
-		err  error
-		want string
-	}{
-		{"journal write ENOSPC", disk.OpWrite, disk.ENOSPC, "no space left on device"},
-		{"journal fsync EIO", disk.OpSync, disk.EIO, "input/output error"},
-	} {
+	for _, tc := range journalFaults {
 		t.Run(tc.name, func(t *testing.T) {
 			// A fault that lasts suspends the session after a second with
 			// the sidefile full; the resync once it clears is held.

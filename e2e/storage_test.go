@@ -201,20 +201,24 @@ func storageScenario(t *testing.T, cfg *config.Config, secOpts site.SecondaryOpt
 	t.Logf("%d writes acknowledged, none failed", ld.acked.Load())
 }
 
+// journalFaults are the faults a disk gives the journal: ENOSPC from a
+// write, EIO from an fsync, with the words of each error.
+var journalFaults = []struct {
+	name string
+	op   disk.Op
+	err  error
+	want string
+}{
+	{"write ENOSPC", disk.OpWrite, disk.ENOSPC, "no space left on device"},
+	{"fsync EIO", disk.OpSync, disk.EIO, "input/output error"},
+}
+
 // TestJournalFaultAtSecondaryPrimaryGoesOn injects the journal faults a disk
 // gives (ENOSPC from write, EIO from fsync) into the secondary's journal
 // while a dependent-write workload runs through the primary.
 func TestJournalFaultAtSecondaryPrimaryGoesOn(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		op   disk.Op
-		err  error
-		want string
-	}{
-		{"write ENOSPC", disk.OpWrite, disk.ENOSPC, "no space left on device"},
-		{"fsync EIO", disk.OpSync, disk.EIO, "input/output error"},
-	} {
+	for _, tc := range journalFaults {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := newOpsConfig(t, 4<<20, 1<<20, 500*time.Millisecond)
 			in := disk.NewInjector(nil)

@@ -37,6 +37,23 @@ func secondaryVol1OnAFailingDisk(t *testing.T, size int64) (*config.Config, *fai
 	return cfg, d
 }
 
+// replicatedBeforeTheFault writes size bytes of 0x11 at the start of vol1
+// and vol2 once every pair is duplex, and waits for the secondary (sec
+// gives the one running) to hold them.
+func replicatedBeforeTheFault(t *testing.T, p *Primary, sec func() *Secondary, size int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	for _, vol := range []string{"vol1", "vol2"} {
+		if err := p.Write(context.Background(), vol, bytes.Repeat([]byte{0x11}, size), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	quiesceMover(t, p)
+	waitFor(t, 30*time.Second, "both volumes replicated before the fault", func() bool {
+		return sameBytes(t, p, sec(), "vol1", size) && sameBytes(t, p, sec(), "vol2", size)
+	})
+}
+
 // TestASecondaryResumesByItselfOnceItsDiskWorks: the secondary's disk
 // fails under a group (a volume's write, direct or through the page cache
 // and found by the checkpoint's fdatasync; the journal's fsync), and the
@@ -82,17 +99,8 @@ func TestASecondaryResumesByItselfOnceItsDiskWorks(t *testing.T) {
 			pcfg := *cfg
 			pcfg.Primary.Secondary = cur.Load().ListenAddr()
 			p, _ := startPrimary(t, &pcfg, 200*time.Millisecond)
-			waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+			replicatedBeforeTheFault(t, p, cur.Load, size)
 			ctx := context.Background()
-			for _, vol := range []string{"vol1", "vol2"} {
-				if err := p.Write(ctx, vol, bytes.Repeat([]byte{0x11}, size), 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-			quiesceMover(t, p)
-			waitFor(t, 30*time.Second, "both volumes replicated before the fault", func() bool {
-				return sameBytes(t, p, cur.Load(), "vol1", size) && sameBytes(t, p, cur.Load(), "vol2", size)
-			})
 
 			want := "input/output error"
 			if tc.journal {

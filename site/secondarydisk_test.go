@@ -39,17 +39,8 @@ func TestAVolumeWriteThatFailsAtTheSecondary(t *testing.T) {
 			stopSecondary := runUntil(t, func(ctx context.Context) { s.Run(ctx) })
 			cfg.Primary.Secondary = s.ListenAddr()
 			p, _ := startPrimary(t, cfg, 200*time.Millisecond)
-			waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+			replicatedBeforeTheFault(t, p, func() *Secondary { return s }, size)
 			ctx := context.Background()
-			for _, vol := range []string{"vol1", "vol2"} {
-				if err := p.Write(ctx, vol, bytes.Repeat([]byte{0x11}, size), 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-			quiesceMover(t, p)
-			waitFor(t, 30*time.Second, "both volumes replicated before the fault", func() bool {
-				return sameBytes(t, p, s, "vol1", size) && sameBytes(t, p, s, "vol2", size)
-			})
 
 			disk.fail(t, true)
 			if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0x22}, tc.n), 0); err != nil {
