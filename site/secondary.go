@@ -536,6 +536,12 @@ func (s *Secondary) fenceForRecover() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A promotion that failed after its fence, which stayed, left its
+	// marker, which has the next start undo that fence: recover's is for
+	// good, so the marker goes before recover is answered.
+	if err := removeInPlacePromotion(s.fsys, s.cfg); err != nil {
+		return 0, fmt.Errorf("secondary: fenced, but a restart would undo the fence: %w", err)
+	}
 	s.log.Warn("fenced by recover: no primary is accepted any more, also after a restart")
 	return pos.Time, nil
 }
