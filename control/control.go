@@ -561,6 +561,14 @@ func FenceSecondary(ctx context.Context, at Endpoint, token string) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		// A refusal before the fence's own handler (the token, a stop
+		// begun) is JSON; the fence's own errors are text.
+		var refusal struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &refusal) == nil && refusal.Error != "" {
+			return fmt.Errorf("fence %s: %s", at, refusal.Error)
+		}
 		return fmt.Errorf("fence %s: %s: %s", at, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return nil

@@ -148,3 +148,49 @@ func TestStopChangesRefusesChangesAndWaitsForThoseUnderWay(t *testing.T) {
 		t.Errorf("status after the stop began: %+v, %v", st, err)
 	}
 }
+
+// Every client of a call that changes a site's state says the site's
+// refusal as it stops in words: "stopping: ...", which the README tells
+// the operator to look for, not the answer's JSON.
+func TestTheClientsSayAStoppingSitesRefusal(t *testing.T) {
+	s := &Server{Status: func() Status { return Status{} }, Token: "t", Pairs: &fakePairs{},
+		Fence:         func() (int64, error) { return 1, nil },
+		SetRates:      func(c, l *int64) (Rates, error) { return Rates{}, nil },
+		Promote:       func(PromoteRequest) (PromoteResult, error) { return PromoteResult{State: PromoteDone}, nil },
+		CancelPromote: func(CancelRequest) (PromoteResult, error) { return PromoteResult{State: PromoteRefused}, nil },
+		Switchover:    func(context.Context, time.Duration) (SwitchoverResult, error) { return SwitchoverResult{}, nil },
+		Drill:         func(DrillRequest) (DrillResult, error) { return DrillResult{}, nil },
+		Rejoin:        func(RejoinRequest) (RejoinResult, error) { return RejoinResult{}, nil }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx, ln)
+	s.StopChanges(Stopping("the secondary"))
+	at := Endpoint{Addr: ln.Addr().String()}
+	rate := int64(1)
+	for what, call := range map[string]func() error{
+		"fence": func() error { return FenceSecondary(ctx, at, "t") },
+		"pair":  func() error { _, err := PairOp(ctx, at, "t", "vol1", "suspend", false); return err },
+		"all":   func() error { _, err := AllPairsOp(ctx, at, "t", "resume", false); return err },
+		"rate":  func() error { _, err := SetRates(ctx, at, "t", &rate, nil); return err },
+		"promote": func() error {
+			_, err := PromoteSecondary(ctx, at, "t", PromoteRequest{Session: "s", ID: "1"})
+			return err
+		},
+		"cancel": func() error {
+			_, err := CancelPromotion(ctx, at, "t", CancelRequest{Session: "s", ID: "1"})
+			return err
+		},
+		"switchover": func() error { _, err := Switchover(ctx, at, "t", time.Minute); return err },
+		"drill":      func() error { _, err := Drill(ctx, at, "t", DrillRequest{}); return err },
+		"rejoin":     func() error { _, err := RequestRejoin(ctx, at, "t", RejoinRequest{}); return err },
+	} {
+		err := call()
+		if err == nil || !strings.Contains(err.Error(), "stopping: the secondary is stopping") || strings.Contains(err.Error(), `{"error"`) {
+			t.Errorf("%s at a stopping site: %v, want its refusal in words, stopping: the secondary is stopping", what, err)
+		}
+	}
+}
