@@ -228,3 +228,65 @@ func TestPromotionAndFenceMetByTheSecondarysStopAreAnsweredAsTheStopLeftThem(t *
 		}
 	}
 }
+
+// A switchover, met by the stop of the primary or of the secondary at a
+// moment of its own: both stops end, and the sites never both serve as
+// the primary: a switchover answered abandoned leaves the secondary not
+// promoted, one answered done leaves it promoted, and the primary's
+// record says which (none, done, or pending while in doubt).
+func TestASwitchoverMetByEitherStopLeavesOnePrimary(t *testing.T) {
+	// A round whose promotion's answer is lost waits for it (promotedWait,
+	// 30 s): too slow for the default run.
+	rounds, err := strconv.Atoi(os.Getenv("DUPLEX_STOP_ROUNDS"))
+	if err != nil || rounds <= 0 {
+		t.Skip("rounds of a switchover met by a stop: set DUPLEX_STOP_ROUNDS=N to run N")
+	}
+	for round := range rounds {
+		cfg := switchoverConfig(t)
+		s := startSecondaryForSwitchover(t, cfg)
+		p, stopPrimary := startPrimaryForSwitchover(t, cfg)
+		waitDuplex(t, p)
+		answered := make(chan error, 1)
+		go func() {
+			_, err := p.Switchover(context.Background(), 20*time.Second)
+			answered <- err
+		}()
+		time.Sleep(time.Duration(rand.IntN(8000)) * time.Microsecond)
+		which := "primary"
+		stopped := make(chan struct{})
+		if rand.IntN(2) == 0 {
+			go func() { stopPrimary(); close(stopped) }()
+		} else {
+			which = "secondary"
+			go func() { s.stop(); <-s.done; close(stopped) }()
+		}
+		var err error
+		select {
+		case err = <-answered:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("round %d: the switchover, met by the %s's stop, did not answer within 2 minutes", round, which)
+		}
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("round %d: the %s's stop did not end within 2 minutes", round, which)
+		}
+		s.stop()
+		<-s.done
+		stopPrimary()
+		_, recErr := failover.ReadPromotion(nil, PromotedDir(cfg))
+		promoted := recErr == nil
+		rec, swErr := failover.ReadSwitchover(nil, PairStateDir(cfg))
+		t.Logf("round %d, the %s stopped: %v; promoted %v; primary's record %q %v", round, which, err, promoted, rec.State, swErr)
+		switch {
+		case err == nil && !promoted:
+			t.Errorf("round %d: the switchover answered done, but the secondary is not promoted", round)
+		case err != nil && strings.Contains(err.Error(), "abandoned") && promoted:
+			t.Errorf("round %d: the switchover answered abandoned (%v), but the secondary is promoted: two primaries", round, err)
+		case promoted && swErr != nil:
+			t.Errorf("round %d: the secondary is promoted, but the primary keeps no record of the switchover (%v): it would start as the primary", round, swErr)
+		case !promoted && err != nil && strings.Contains(err.Error(), "abandoned") && swErr == nil:
+			t.Errorf("round %d: the switchover answered abandoned, but its record stays (%q)", round, rec.State)
+		}
+	}
+}
