@@ -93,14 +93,8 @@ func TestStopChangesRefusesChangesAndWaitsForThoseUnderWay(t *testing.T) {
 			changed = append(changed, "rejoin")
 			return RejoinResult{}, nil
 		}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx, ln)
-	at := Endpoint{Addr: ln.Addr().String()}
+	ctx := context.Background()
+	at := serving(t, s)
 
 	under := make(chan error, 1)
 	go func() {
@@ -161,15 +155,9 @@ func TestTheClientsSayAStoppingSitesRefusal(t *testing.T) {
 		Switchover:    func(context.Context, time.Duration) (SwitchoverResult, error) { return SwitchoverResult{}, nil },
 		Drill:         func(DrillRequest) (DrillResult, error) { return DrillResult{}, nil },
 		Rejoin:        func(RejoinRequest) (RejoinResult, error) { return RejoinResult{}, nil }}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Serve(ctx, ln)
+	ctx := context.Background()
+	at := serving(t, s)
 	s.StopChanges(Stopping("the secondary"))
-	at := Endpoint{Addr: ln.Addr().String()}
 	rate := int64(1)
 	for what, call := range map[string]func() error{
 		"fence": func() error { return FenceSecondary(ctx, at, "t") },
@@ -193,4 +181,17 @@ func TestTheClientsSayAStoppingSitesRefusal(t *testing.T) {
 			t.Errorf("%s at a stopping site: %v, want its refusal in words, stopping: the secondary is stopping", what, err)
 		}
 	}
+}
+
+// serving serves s on a loopback address until the test ends.
+func serving(t *testing.T, s *Server) Endpoint {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go s.Serve(ctx, ln)
+	return Endpoint{Addr: ln.Addr().String()}
 }

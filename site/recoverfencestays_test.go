@@ -5,12 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"duplex/control"
-	"duplex/disk"
 )
 
 // A promotion that failed after its fence, which could not be undone,
@@ -23,11 +21,7 @@ import (
 func TestRecoversFenceAfterAPromotionWhoseFenceStayedOutlivesARestart(t *testing.T) {
 	cfg := switchoverConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: noUnfence{FS: disk.OS, failed: new(atomic.Bool)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	s := openNoUnfence(t, cfg)
 	stopSecondary := runUntil(t, func(ctx context.Context) { s.Run(ctx) })
 	p, stopPrimary := startPrimaryForSwitchover(t, cfg)
 	waitDuplex(t, p)

@@ -41,13 +41,10 @@ func readStoppedPairs(t *testing.T, dir string) stoppedPairs {
 	return st
 }
 
-// Operator commands that reach the primary once its stop has saved the
-// pair state clean, while its control address still answers, must not
-// change that state: each is refused ("stopping"), status still answers,
-// and the state the stop saved (clean, every pair duplex) is what the next
-// start finds. A command answered as done would be lost, or would turn the
-// clean stop into a copy of every marked region.
-func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
+// primaryCommandRig is the config of a primary with a control address
+// whose secondary runs until the test ends, and the dialer of its link.
+func primaryCommandRig(t *testing.T) (*config.Config, transport.Dialer) {
+	t.Helper()
 	cfg := switchoverConfig(t)
 	cfg.Primary.Control = "127.0.0.1:0"
 	startSecondaryForSwitchover(t, cfg)
@@ -55,9 +52,20 @@ func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+}
+
+// Operator commands that reach the primary once its stop has saved the
+// pair state clean, while its control address still answers, must not
+// change that state: each is refused ("stopping"), status still answers,
+// and the state the stop saved (clean, every pair duplex) is what the next
+// start finds. A command answered as done would be lost, or would turn the
+// clean stop into a copy of every marked region.
+func TestCommandsWhileThePrimaryStopsAreRefused(t *testing.T) {
+	cfg, dialer := primaryCommandRig(t)
 	saved, release := make(chan struct{}), make(chan struct{})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer:        &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf},
+		Dialer:        dialer,
 		afterStopSave: func() { close(saved); <-release }})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"duplex/control"
 	"duplex/failover"
 	"duplex/pair"
-	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -26,13 +25,7 @@ import (
 // done has its effect in pairs.json, one refused leaves the pairs as they
 // were.
 func TestEachCommandMetByTheStopIsAnsweredAsTheStopSavedIt(t *testing.T) {
-	cfg := switchoverConfig(t)
-	cfg.Primary.Control = "127.0.0.1:0"
-	startSecondaryForSwitchover(t, cfg)
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, dialer := primaryCommandRig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tok := "switchover-test-token"
 	vols := cfg.VolumeNames()
@@ -99,7 +92,7 @@ func TestEachCommandMetByTheStopIsAnsweredAsTheStopSavedIt(t *testing.T) {
 				st := readStoppedPairs(t, PairStateDir(cfg))
 				before = &st
 			}
-			p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}})
+			p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer})
 			if err != nil {
 				t.Fatal(err)
 			}

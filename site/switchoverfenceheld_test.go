@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/disk"
 	"duplex/failover"
 )
@@ -34,6 +35,18 @@ func (f noUnfence) CreateTemp(dir, pattern string) (disk.File, error) {
 	return f.FS.CreateTemp(dir, pattern)
 }
 
+// openNoUnfence opens a secondary of cfg on a noUnfence disk, and points
+// cfg's primary at it.
+func openNoUnfence(t *testing.T, cfg *config.Config) *Secondary {
+	t.Helper()
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{FS: noUnfence{FS: disk.OS, failed: new(atomic.Bool)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	return s
+}
+
 // A promotion that fails after the fence, whose fence cannot be undone
 // (as for a secondary that dies there), leaves the secondary fenced and not
 // promoted: it takes no writes from the primary, and serves none. The
@@ -45,12 +58,7 @@ func (f noUnfence) CreateTemp(dir, pattern string) (disk.File, error) {
 // replication with them.
 func TestSwitchoverWithAFenceThatStaysHoldsTheWritesUntilARestartUndoesIt(t *testing.T) {
 	cfg := switchoverConfig(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: noUnfence{FS: disk.OS, failed: new(atomic.Bool)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Primary.Secondary, cfg.Secondary.Control = s.ListenAddr(), s.ControlAddr()
+	s := openNoUnfence(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
@@ -65,7 +73,7 @@ func TestSwitchoverWithAFenceThatStaysHoldsTheWritesUntilARestartUndoesIt(t *tes
 	p, _ := startPrimaryForSwitchover(t, cfg)
 	waitDuplex(t, p)
 	vols := cfg.VolumeNames()
-	_, err = p.Switchover(context.Background(), time.Minute)
+	_, err := p.Switchover(context.Background(), time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "in doubt") || !strings.Contains(err.Error(), "fenced") {
 		t.Fatalf("the switchover with the secondary left fenced: %v, want it in doubt, saying the other site is fenced", err)
 	}
