@@ -149,6 +149,8 @@ type Log struct {
 	// flush and flushFailed: see SetFlush.
 	flush       func(vol string) error
 	flushFailed func(vol string, regions [][2]int64, err error)
+	// ended: see FlushEnded.
+	ended chan struct{}
 }
 
 // Open opens (creating) the log at path for the given volumes and returns it
@@ -162,7 +164,7 @@ func OpenFS(fsys disk.FS, path string, sizes map[string]int64, region int64) (*L
 	if region <= 0 {
 		region = DefaultRegion
 	}
-	l := &Log{path: path, region: region, vols: map[string]*vol{}}
+	l := &Log{path: path, region: region, vols: map[string]*vol{}, ended: make(chan struct{}, 1)}
 	l.committed.L = &l.mu
 	for name, size := range sizes {
 		n := (size + region - 1) / region
@@ -695,6 +697,12 @@ func (l *Log) clean(ctx context.Context, wait bool) error {
 		c, err, _ := l.endFlushes(ctx, l.names)
 		changed, errs = changed || c, errors.Join(errs, err)
 	}
+	return l.persistIf(changed, errs)
+}
+
+// persistIf persists the log if changed and it is still kept, and
+// returns errs joined with its error. Called with mu held.
+func (l *Log) persistIf(changed bool, errs error) error {
 	if changed && l.off == nil {
 		return errors.Join(errs, l.persist())
 	}
@@ -724,11 +732,34 @@ func unmark(v *vol, due []dueRegion) bool {
 func (l *Log) startFlush(name string, v *vol, due []dueRegion) {
 	op := &flushOp{started: time.Now(), due: due, done: make(chan struct{})}
 	v.flushing = op
-	flush := l.flush
+	flush, ended := l.flush, l.ended
 	go func() {
 		op.err = flush(name)
 		close(op.done)
+		select {
+		case ended <- struct{}{}:
+		default: // one already waits, and what it wakes takes this flush too
+		}
 	}()
+}
+
+// FlushEnded is signalled once a flush that Sweep started has ended, so
+// that the pair manager's loop calls TakeEnded at once: the regions are
+// unmarked as soon as the flush has passed, as Clean did in the same
+// call, not on the loop's next pass a second later (a crash meanwhile
+// copies them again: after an initial copy, every region of every
+// volume). One signal may stand for several flushes; it is sent once the
+// flush's result is set.
+func (l *Log) FlushEnded() <-chan struct{} { return l.ended }
+
+// TakeEnded takes the results of the flushes that have ended, as Sweep
+// does first, and starts none: flushes start at Sweep's pace alone, as
+// often as Clean flushed, however soon one ends.
+func (l *Log) TakeEnded() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed, errs, _ := l.endFlushes(nil, l.names)
+	return l.persistIf(changed, errs)
 }
 
 // endFlushes takes the results of the flushes of the named volumes that

@@ -317,6 +317,9 @@ type Manager struct {
 	// since the start.
 	copyFailures atomic.Uint64
 	now          func() time.Time
+	// saveEvery is how often Run saves the pair state and sweeps the
+	// activity log with nothing changed; tests lengthen it.
+	saveEvery time.Duration
 	// noLog says a save recorded that this run has no log, its activity
 	// log having failed (see goOnWithoutLog): every later save says so
 	// too. Set (under saveMu) only once that save is written: a log whose
@@ -346,7 +349,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	mg := &Manager{opts: opts, log: opts.Logger.With("component", "pairs"), mover: m, vols: map[string]Volume{},
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
 		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}, unended: map[string]int64{},
-		retries: map[string]*copyRetry{}, now: time.Now}
+		retries: map[string]*copyRetry{}, now: time.Now, saveEvery: time.Second}
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -1346,25 +1349,44 @@ func (mg *Manager) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	lastSave := time.Now()
+	// Sweep, not Clean: a volume's flush that hangs must not hold up the
+	// copies, promotions, saves and stop of every pair. A flush that ends
+	// wakes the loop (flushEnded), whose next pass takes its result at
+	// once, unmarking its regions as Clean did in the same call; new
+	// flushes start only at the sweeps, as often as Clean flushed.
+	var flushEnded <-chan struct{}
+	sweep, takeEnded := func() {}, func() {}
+	if al := mg.opts.ActivityLog; al != nil {
+		flushEnded = al.FlushEnded()
+		logged := func(err error) {
+			if err != nil {
+				mg.log.Error("activity log", "err", err)
+			}
+		}
+		sweep = func() { logged(al.Sweep()) }
+		takeEnded = func() { logged(al.TakeEnded()) }
+	}
+	lastSave, ended := time.Now(), false
 	for {
 		mg.copyOne(ctx)
 		changed := mg.promote()
 		mg.mu.Lock()
 		changed, mg.dirty = changed || mg.dirty, false
 		mg.unlock()
-		if changed || time.Since(lastSave) > time.Second {
+		select {
+		case <-flushEnded:
+			ended = true
+		default:
+		}
+		if changed || time.Since(lastSave) > mg.saveEvery {
 			if err := mg.saveState(false, !changed); err != nil {
 				mg.log.Error("saving pair state", "err", err)
 			}
-			// Sweep, not Clean: a volume's flush that hangs must not hold
-			// up the copies, promotions, saves and stop of every pair.
-			if al := mg.opts.ActivityLog; al != nil {
-				if err := al.Sweep(); err != nil {
-					mg.log.Error("activity log", "err", err)
-				}
-			}
-			lastSave = time.Now()
+			sweep()
+			lastSave, ended = time.Now(), false
+		} else if ended {
+			takeEnded()
+			ended = false
 		}
 		if mg.copying() {
 			if ctx.Err() != nil {
@@ -1377,6 +1399,9 @@ func (mg *Manager) Run(ctx context.Context) error {
 		case <-tick.C:
 			continue
 		case <-mg.wake:
+			continue
+		case <-flushEnded:
+			ended = true
 			continue
 		}
 		break
