@@ -1,0 +1,72 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/control"
+	"duplex/disk"
+)
+
+// TestNoOtherOpenOfASecondaryBetweenItsDiskRetries: between the attempts
+// to open a secondary again after a disk fault, no site is open and the
+// journal's lock is free, yet the daemon runs and opens the site again at
+// the next attempt. Another open of the site meanwhile (duplex recover or
+// promote where they find no control address answering, a second duplex
+// secondary) must be refused, as while the site is open: else it applies
+// and fences, or serves, the volumes the daemon's next attempt opens and
+// links the primary into. recover's fence asked at the control address
+// meanwhile is refused saying why, not as a session without a token.
+func TestNoOtherOpenOfASecondaryBetweenItsDiskRetries(t *testing.T) {
+	cfg := switchoverConfig(t)
+	in := disk.NewInjector(nil)
+	logs := &logBuffer{}
+	var cur atomic.Pointer[Secondary]
+	runUntil(t, func(ctx context.Context) {
+		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in},
+			DiskRetry{First: 200 * time.Millisecond, Max: 200 * time.Millisecond},
+			func(s *Secondary) { cur.Store(s) })
+		if err != nil {
+			t.Errorf("RunSecondary: %v", err)
+		}
+	})
+	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
+	pcfg := *cfg
+	pcfg.Primary.Secondary = cur.Load().ListenAddr()
+	p, _ := startPrimary(t, &pcfg, 50*time.Millisecond)
+	replicatedBeforeTheFault(t, p, cur.Load, 4096)
+	// Every open fails from now on (its journal's fsync).
+	in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x22}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "an attempt to open again that failed", func() bool {
+		return len(logs.lines("opening again after a disk fault failed")) > 0
+	})
+	tok, err := control.ReadToken(cfg.TokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{Offline: true})
+		if err == nil {
+			s.Close()
+			t.Fatalf("another open of the secondary (as duplex recover's) succeeded between the daemon's attempts to open it again")
+		}
+		t.Logf("another open: %v", err)
+		if !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("another open of the secondary: %v, want it refused as locked", err)
+		}
+		err = control.FenceSecondary(context.Background(), control.Endpoint{Addr: cfg.Secondary.Control}, tok)
+		if err == nil || strings.Contains(err.Error(), "no control_token_file") {
+			t.Fatalf("recover's fence between the attempts: %v, want refused as the secondary retries", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
