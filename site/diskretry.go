@@ -133,6 +133,18 @@ func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log 
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		cs := &control.Server{Status: r.between, TLS: l.ctlTLS, Logger: log}
+		if tp := cfg.TokenPath(); tp != "" {
+			// With the token, a command that changes the site's state is
+			// told why it is refused, not that the session has none.
+			if tok, err := control.ReadToken(tp); err == nil {
+				cs.Token = tok
+			}
+		}
+		// Nothing to change while no site is open: a switchover's
+		// promotion so refused is abandoned, recover told to stop the
+		// daemon first.
+		cs.StopChanges("the secondary opens again after a disk fault, with a backoff (see status): no site is open to take this command; " +
+			"stop the secondary daemon (SIGTERM) to recover or promote it, or run the command again once it is open")
 		go func() {
 			defer close(done)
 			cs.Serve(sctx, l.ctlLn)
@@ -192,6 +204,13 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 	if log == nil {
 		log = slog.Default()
 	}
+	// Held across the attempts, while no site is open too: see lockSite.
+	lock, err := lockSite(opts.FS, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	opts.siteLocked = true
 	r := &diskRetries{DiskRetry: retry}
 	if r.First <= 0 {
 		r.First = DefaultDiskRetryFirst

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,9 @@ type Secondary struct {
 	// retries, under RunSecondary, are its attempts after disk faults:
 	// Run ends once the secondary stopped and the backoff passed.
 	retries *diskRetries
+	// siteLock is the site's lock (lockSite) this site holds until it
+	// closes; nil when its opener holds it.
+	siteLock io.Closer
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -114,12 +118,40 @@ type SecondaryOptions struct {
 	CouplingLimit int64
 	// retries are set by RunSecondary (diskretry.go).
 	retries *diskRetries
+	// siteLocked: the caller holds the site's lock (lockSite) already,
+	// as RunSecondary does across the sites it opens.
+	siteLocked bool
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
 // journal directory.
 func StatePath(cfg *config.Config) string {
 	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "state.json")
+}
+
+// SiteLockPath is the file whose lock every open of the secondary site
+// holds (lockSite): beside its journal directory, with its state file.
+func SiteLockPath(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Secondary.Journal), "secondary.lock")
+}
+
+// lockSite takes the secondary site's lock, held by whoever has the site
+// open (a running secondary, recover, promote) and by RunSecondary across
+// its attempts to open the site again after a disk fault, while no site is
+// open and the journal's own lock is free: another process that opened
+// the site then would apply, fence or serve the volumes that the next
+// attempt opens and links the primary into. Taken before anything of the
+// site is read, and dropped by the kernel when the process dies.
+func lockSite(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
+	dir := filepath.Dir(cfg.Secondary.Journal)
+	if err := disk.Or(fsys).MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	lock, err := disk.Or(fsys).Lock(SiteLockPath(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("secondary: the site is open in another process (a running duplex secondary, recover or promote): %w", err)
+	}
+	return lock, nil
 }
 
 // HistoryDir is where a secondary keeps its history ([secondary] history):
@@ -156,6 +188,19 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if !cfg.HasSecondary() {
 		return nil, errors.New("secondary: the config has no [secondary] section")
 	}
+	// Before anything is read: see lockSite.
+	var lock io.Closer
+	owned := false
+	if !opts.siteLocked {
+		if lock, err = lockSite(opts.FS, cfg); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil && !owned {
+				lock.Close()
+			}
+		}()
+	}
 	// A promoted site's volumes hold writes of its own: the old primary's
 	// data must never be applied over them.
 	switch pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg)); {
@@ -176,7 +221,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
-		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries}
+		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries, siteLock: lock}
+	owned = true
 	defer func() {
 		if err != nil {
 			s.close()
@@ -335,6 +381,10 @@ func (s *Secondary) close() {
 	}
 	for _, v := range s.vols {
 		v.Close()
+	}
+	if s.siteLock != nil {
+		s.siteLock.Close()
+		s.siteLock = nil
 	}
 }
 
