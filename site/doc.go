@@ -60,9 +60,14 @@
 // generation, which a secondary that followed the old one refuses, and full
 // initial copies of every pair.
 //
-// The secondary keeps its journal directory (secondary.journal) and two
+// The secondary keeps its journal directory (secondary.journal) and the
 // files beside it, in the journal directory's parent (StatePath):
 //
+//	secondary.lock           flock held while a process has the site open (a
+//	                         running secondary, recover, promote), and by a
+//	                         secondary across its attempts to open again after
+//	                         a disk fault, while nothing else is open
+//	                         (SiteLockPath); it holds the holder's pid
 //	JOURNAL/LOCK             flock held while a secondary (or recover) has the
 //	                         journal open: two never append to one journal;
 //	                         it holds the holder's pid

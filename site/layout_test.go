@@ -66,7 +66,7 @@ func TestDocLayoutIsWhatTheSitesKeep(t *testing.T) {
 	}{
 		{PairStateDir(cfg), []string{"LOCK", "pairs.json", "VOLUME.bitmap", "activity.log", "timer.json", "generation.json"}},
 		{cfg.Secondary.Journal, []string{"LOCK", "%016x.seg"}},
-		{filepath.Dir(StatePath(cfg)), []string{"state.json", "identity.json", filepath.Base(cfg.Secondary.Journal)}},
+		{filepath.Dir(StatePath(cfg)), []string{"secondary.lock", "state.json", "identity.json", filepath.Base(cfg.Secondary.Journal)}},
 	}
 	for _, d := range dirs {
 		found := map[string]bool{}
