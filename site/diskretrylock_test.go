@@ -3,27 +3,27 @@ package site
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/disk"
 )
 
-// TestNoOtherOpenOfASecondaryBetweenItsDiskRetries: between the attempts
-// to open a secondary again after a disk fault, no site is open and the
-// journal's lock is free, yet the daemon runs and opens the site again at
-// the next attempt. Another open of the site meanwhile (duplex recover or
-// promote where they find no control address answering, a second duplex
-// secondary) must be refused, as while the site is open: else it applies
-// and fences, or serves, the volumes the daemon's next attempt opens and
-// links the primary into. recover's fence asked at the control address
-// meanwhile is refused saying why, not as a session without a token.
-func TestNoOtherOpenOfASecondaryBetweenItsDiskRetries(t *testing.T) {
+// failingEveryReopen runs a secondary under RunSecondary, with a primary,
+// and makes its journal's fsync fail for good once both volumes are
+// replicated: it stops, and every attempt to open it again fails. It
+// returns once one has.
+func failingEveryReopen(t *testing.T) *config.Config {
+	t.Helper()
 	cfg := switchoverConfig(t)
 	in := disk.NewInjector(nil)
 	logs := &logBuffer{}
@@ -49,6 +49,20 @@ func TestNoOtherOpenOfASecondaryBetweenItsDiskRetries(t *testing.T) {
 	waitFor(t, 30*time.Second, "an attempt to open again that failed", func() bool {
 		return len(logs.lines("opening again after a disk fault failed")) > 0
 	})
+	return cfg
+}
+
+// TestNoOtherOpenOfASecondaryBetweenItsDiskRetries: between the attempts
+// to open a secondary again after a disk fault, no site is open and the
+// journal's lock is free, yet the daemon runs and opens the site again at
+// the next attempt. Another open of the site meanwhile (duplex recover or
+// promote where they find no control address answering, a second duplex
+// secondary) must be refused, as while the site is open: else it applies
+// and fences, or serves, the volumes the daemon's next attempt opens and
+// links the primary into. recover's fence asked at the control address
+// meanwhile is refused saying why, not as a session without a token.
+func TestNoOtherOpenOfASecondaryBetweenItsDiskRetries(t *testing.T) {
+	cfg := failingEveryReopen(t)
 	tok, err := control.ReadToken(cfg.TokenPath())
 	if err != nil {
 		t.Fatal(err)
@@ -69,4 +83,35 @@ func TestNoOtherOpenOfASecondaryBetweenItsDiskRetries(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// TestMetricsBetweenDiskRetries: while no site is open between the
+// attempts to open a secondary again, its metrics still say that it is
+// stopped and how many attempts it made, as status does: a scrape that
+// found nothing there would hide the very state to alert on.
+func TestMetricsBetweenDiskRetries(t *testing.T) {
+	cfg := failingEveryReopen(t)
+	var body string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the last scrape: %.2000s", body)
+		}
+	}()
+	waitFor(t, 30*time.Second, "the metrics between the attempts to say that the secondary stopped and retries", func() bool {
+		resp, err := http.Get("http://" + cfg.Secondary.Control + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = fmt.Sprintf("%d %s", resp.StatusCode, b)
+		if resp.StatusCode != http.StatusOK {
+			return false
+		}
+		st, err := control.Fetch(context.Background(), control.Endpoint{Addr: cfg.Secondary.Control})
+		// Served between the attempts, not by a site open.
+		return err == nil && st.Link == "disconnected" && st.DiskRetry != nil && st.GroupsApplied == nil &&
+			regexp.MustCompile(`(?m)^duplex_stopped\{[^}]*\} 1$`).MatchString(string(b)) &&
+			regexp.MustCompile(`(?m)^duplex_disk_retries_total\{[^}]*\} [1-9]`).MatchString(string(b))
+	})
 }
