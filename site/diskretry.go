@@ -26,6 +26,11 @@ const (
 	DefaultDiskRetryMax   = time.Minute
 )
 
+const (
+	stoppedHelp     = "1 when the secondary stopped receiving: it cannot make groups durable (see status)."
+	diskRetriesHelp = "Times the secondary stopped on a disk fault, or failed to open again after one, and waited to open again."
+)
+
 // ErrDiskFault ends the Run of a secondary that RunSecondary runs, once it
 // stopped on a disk fault and its backoff has passed: RunSecondary closes
 // it and opens it again.
@@ -132,7 +137,16 @@ func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log 
 	} else if l.ctlLn != nil {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		cs := &control.Server{Status: r.between, TLS: l.ctlTLS, Logger: log}
+		// The metrics too: a scrape must find the secondary stopped, not
+		// nothing, while it fails to open.
+		m := control.NewMetrics(cfg.Session, "secondary", func() []control.Sample {
+			return []control.Sample{
+				control.Gauge("link_up", linkUpHelp, 0),
+				control.Gauge("stopped", stoppedHelp, 1),
+				control.Counter("disk_retries_total", diskRetriesHelp, float64(r.attempts())),
+			}
+		})
+		cs := &control.Server{Status: r.between, Metrics: m.Handler(), TLS: l.ctlTLS, Logger: log}
 		if tp := cfg.TokenPath(); tp != "" {
 			// With the token, a command that changes the site's state is
 			// told why it is refused, not that the session has none.

@@ -828,8 +828,8 @@ func (s *Secondary) samples() []control.Sample {
 	return []control.Sample{
 		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, time.Now())),
 		control.Gauge("link_up", linkUpHelp, up),
-		control.Gauge("stopped", "1 when the secondary stopped receiving: it cannot make groups durable (see status).", stopped),
-		control.Counter("disk_retries_total", "Times the secondary stopped on a disk fault, or failed to open again after one, and waited to open again.", float64(s.retries.attempts())),
+		control.Gauge("stopped", stoppedHelp, stopped),
+		control.Counter("disk_retries_total", diskRetriesHelp, float64(s.retries.attempts())),
 		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
 		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
 		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(st.BytesJournaled)),
