@@ -24,14 +24,24 @@ import (
 // returns once one has.
 func failingEveryReopen(t *testing.T) *config.Config {
 	t.Helper()
-	cfg := switchoverConfig(t)
+	cfg, _, _ := failingEveryReopenWaiting(t, 200*time.Millisecond)
+	return cfg
+}
+
+// failingEveryReopenWaiting is failingEveryReopen with a backoff of wait;
+// stop ends RunSecondary's context, and ended gives what it returned.
+func failingEveryReopenWaiting(t *testing.T, wait time.Duration) (cfg *config.Config, stop func(), ended chan error) {
+	t.Helper()
+	cfg = switchoverConfig(t)
 	in := disk.NewInjector(nil)
 	logs := &logBuffer{}
 	var cur atomic.Pointer[Secondary]
-	runUntil(t, func(ctx context.Context) {
+	ended = make(chan error, 1)
+	stop = runUntil(t, func(ctx context.Context) {
 		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in},
-			DiskRetry{First: 200 * time.Millisecond, Max: 200 * time.Millisecond},
+			DiskRetry{First: wait, Max: wait},
 			func(s *Secondary) { cur.Store(s) })
+		ended <- err
 		if err != nil {
 			t.Errorf("RunSecondary: %v", err)
 		}
@@ -49,7 +59,7 @@ func failingEveryReopen(t *testing.T) *config.Config {
 	waitFor(t, 30*time.Second, "an attempt to open again that failed", func() bool {
 		return len(logs.lines("opening again after a disk fault failed")) > 0
 	})
-	return cfg
+	return cfg, stop, ended
 }
 
 // TestNoOtherOpenOfASecondaryBetweenItsDiskRetries: between the attempts
@@ -114,4 +124,21 @@ func TestMetricsBetweenDiskRetries(t *testing.T) {
 			regexp.MustCompile(`(?m)^duplex_stopped\{[^}]*\} 1$`).MatchString(string(b)) &&
 			regexp.MustCompile(`(?m)^duplex_disk_retries_total\{[^}]*\} [1-9]`).MatchString(string(b))
 	})
+}
+
+// TestAStopWhileASecondaryOpensAgainIsClean: the operator's stop (the
+// context's end, SIGTERM) that comes while an attempt to open the
+// secondary again after a disk fault is under way, and fails on the disk
+// as the ones before it did, ends RunSecondary as one that comes during
+// its wait does: nil, a clean stop, not the attempt's disk error. The
+// backoff is a millisecond, so that the stop comes during an attempt.
+func TestAStopWhileASecondaryOpensAgainIsClean(t *testing.T) {
+	_, stop, ended := failingEveryReopenWaiting(t, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	stop()
+	if err := <-ended; err != nil {
+		t.Fatalf("RunSecondary stopped during its attempts: %v, want nil", err)
+	}
+	t.Logf("stopped in %s", time.Since(start))
 }
