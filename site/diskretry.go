@@ -237,8 +237,14 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 	for {
 		s, err := OpenSecondary(cfg, log, opts)
 		if err != nil {
-			if last == nil || errors.Is(err, secondary.ErrInterrupted) || ctx.Err() != nil {
+			if last == nil || errors.Is(err, secondary.ErrInterrupted) {
 				return last, err
+			}
+			if ctx.Err() != nil {
+				// The operator's stop, during an attempt: the disk's fault
+				// was known, and a stop during the wait is as clean.
+				log.Warn("secondary: stopped while opening again after a disk fault; the attempt failed", "err", err)
+				return last, nil
 			}
 			attempt, wait := r.failed(err.Error())
 			log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
