@@ -26,7 +26,9 @@
 // an fsync fails, a volume cannot be written), the secondary stops: it
 // acknowledges nothing more, tells the primary why, and refuses every primary
 // until it is closed and opened again, while it goes on serving status and
-// the read-only exports at the last applied group. A failed fsync cannot be
+// the read-only exports at the last applied group (but once writing the
+// volumes back failed: their disk may hold later writes without earlier
+// ones under pages the cache may drop, so reads fail). A failed fsync cannot be
 // retried (the kernel may have dropped the pages it could not write), so
 // only a new Open, which reopens and replays the journal, resumes
 // replication: a restart, or site.RunSecondary's retry, which closes the
@@ -198,6 +200,14 @@ type Secondary struct {
 	// part-way, and until a restart replays the journal they are at no
 	// group, so they are neither read nor fenced. Guarded by view.
 	torn error
+	// unreadable is why the volumes are read at no group since writing
+	// them back failed (unwritten): the pages the kernel could not write
+	// may be dropped from its cache at any moment, and read again from a
+	// disk that holds older data under them while it holds the newer
+	// writes of other blocks, volumes or groups; until the journal is
+	// replayed by a new Open, a reader would see a later write without an
+	// earlier one. Set once, read without the view lock.
+	unreadable atomic.Pointer[error]
 
 	// order is the subsystems' names, sorted once: every Position sent
 	// names them in its tables.
@@ -1064,6 +1074,10 @@ func (s *Secondary) startWriteback() error {
 func (s *Secondary) unwrittenLocked(err error) {
 	if s.unwritten == nil {
 		s.unwritten = err
+		why := fmt.Errorf("writing the volumes back after group %d failed (%w): what their disk holds of the groups since is not known, "+
+			"and the pages it could not write may be dropped from the cache at any moment; they are read again once the secondary is opened again "+
+			"and its journal replayed", s.stateGroup, err)
+		s.unreadable.Store(&why)
 	}
 }
 
@@ -2520,10 +2534,22 @@ func (s *Secondary) ReadAt(vol string, p []byte, off int64) error {
 	}
 	s.view.RLock()
 	defer s.view.RUnlock()
-	if s.torn != nil {
-		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, s.torn)
+	if err := s.readsRefused(); err != nil {
+		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, err)
 	}
 	return v.ReadAt(p, off)
+}
+
+// readsRefused is why the volumes are read at no group (torn, unreadable),
+// nil while they are read. Called with s.view held.
+func (s *Secondary) readsRefused() error {
+	if s.torn != nil {
+		return s.torn
+	}
+	if why := s.unreadable.Load(); why != nil {
+		return *why
+	}
+	return nil
 }
 
 // Close applies what is journaled, checkpoints and closes the journal. The

@@ -64,8 +64,8 @@ func (s *Secondary) Pin() (*ReadView, error) { return s.PinSpilled(nil) }
 func (s *Secondary) PinSpilled(sc *history.Scratch) (*ReadView, error) {
 	s.view.RLock()
 	defer s.view.RUnlock()
-	if s.torn != nil {
-		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
+	if err := s.readsRefused(); err != nil {
+		return nil, fmt.Errorf("secondary: no read view: %w", err)
 	}
 	st := s.viewedState()
 	return s.pinLocked(st.Group, st.Time, map[string]*history.Overlay{}, 0, sc), nil
@@ -98,9 +98,9 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 		s.view.RUnlock()
 		return nil, fmt.Errorf("secondary: a read view of a past time: %w (set [secondary] history)", ErrNoHistory)
 	}
-	if s.torn != nil {
+	if err := s.readsRefused(); err != nil {
 		s.view.RUnlock()
-		return nil, fmt.Errorf("secondary: no read view: %w", s.torn)
+		return nil, fmt.Errorf("secondary: no read view: %w", err)
 	}
 	cur := s.viewedState()
 	p, err := s.pointAt(t, cur)
@@ -256,8 +256,8 @@ func (v *ReadView) ReadAt(vol string, p []byte, off int64) error {
 	if gone != nil {
 		return gone
 	}
-	if s.torn != nil {
-		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, s.torn)
+	if err := s.readsRefused(); err != nil {
+		return fmt.Errorf("secondary: volume %s unreadable: %w", vol, err)
 	}
 	if err := src.ReadAt(p, off); err != nil {
 		return err

@@ -189,7 +189,8 @@ func (r *diskRetries) attempts() uint64 {
 // and does what a restart does whenever the secondary stops on a disk fault
 // (a volume's write or fsync, or the journal's write or fsync, failed; the
 // journal's file system is full). The stopped site serves status and its
-// read-only exports at the last applied group for the backoff's wait (see
+// read-only exports at the last applied group (reads fail once writing
+// the volumes back failed) for the backoff's wait (see
 // DiskRetry), then is closed, volumes, journal and listeners: after a
 // failed fsync nothing it holds can be trusted. It is then opened again:
 // the journal recovers from what is on the disk, every journaled group
