@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -141,4 +142,21 @@ func TestAStopWhileASecondaryOpensAgainIsClean(t *testing.T) {
 		t.Fatalf("RunSecondary stopped during its attempts: %v, want nil", err)
 	}
 	t.Logf("stopped in %s", time.Since(start))
+}
+
+// TestRunSecondaryWithoutASecondarySectionLocksNothing: a config with no
+// [secondary] section is refused as OpenSecondary refuses it, and no lock
+// file is left where its empty journal path points: the working directory.
+func TestRunSecondaryWithoutASecondarySectionLocksNothing(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Secondary = config.Secondary{}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, err := RunSecondary(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{}, DiskRetry{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no [secondary] section") {
+		t.Errorf("RunSecondary without a [secondary] section: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("RunSecondary without a [secondary] section left %s in the working directory", ents[0].Name())
+	}
 }
