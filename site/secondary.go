@@ -143,6 +143,13 @@ func SiteLockPath(cfg *config.Config) string {
 // attempt opens and links the primary into. Taken before anything of the
 // site is read, and dropped by the kernel when the process dies.
 func lockSite(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
+	// Not the working directory's lock, for an empty path.
+	switch {
+	case !cfg.HasSecondary():
+		return nil, errors.New("secondary: the config has no [secondary] section")
+	case cfg.Secondary.Journal == "":
+		return nil, errors.New("secondary: the config names no [secondary] journal")
+	}
 	dir := filepath.Dir(cfg.Secondary.Journal)
 	if err := disk.Or(fsys).MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
