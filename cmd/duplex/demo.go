@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"duplex/config"
@@ -158,9 +159,11 @@ func writeDemoConfig(session *config.Config) (*config.Config, error) {
 // demoSession is one session of the demo, both its sites running in this
 // process.
 type demoSession struct {
-	cfg      *config.Config // as loaded: the listeners as the file first named them
-	prim     *site.Primary
-	sec      *site.Secondary
+	cfg  *config.Config // as loaded: the listeners as the file first named them
+	prim *site.Primary
+	// sec is the secondary site running: after a disk fault, the one
+	// opened again.
+	sec      atomic.Pointer[site.Secondary]
 	stopPrim context.CancelFunc
 	stopSec  context.CancelFunc
 	primDone chan error
@@ -170,25 +173,43 @@ type demoSession struct {
 // startDemoSession opens both sites of cfg, which was loaded from what
 // session says, and runs them. It returns an error with a nil session if a
 // site did not open; with a session (which then runs, and must be stopped)
-// if the config with the ports bound could not be written.
-func startDemoSession(cfg, session *config.Config, log *slog.Logger) (*demoSession, error) {
-	sec, err := site.OpenSecondary(cfg, log, site.SecondaryOptions{})
-	if err != nil {
+// if the config with the ports bound could not be written. opts and retry
+// are the secondary's (tests inject disk faults and shorten the backoff;
+// the demo leaves both zero).
+func startDemoSession(cfg, session *config.Config, log *slog.Logger, opts site.SecondaryOptions, retry site.DiskRetry) (*demoSession, error) {
+	d := &demoSession{cfg: cfg, primDone: make(chan error, 1), secDone: make(chan error, 1)}
+	// As duplex secondary's: after a disk fault the secondary opens itself
+	// again, as a restart does, and the demo goes on.
+	secCtx, stopSec := context.WithCancel(context.Background())
+	opened := make(chan struct{})
+	go func() {
+		_, err := site.RunSecondary(secCtx, cfg, log, opts, retry, func(s *site.Secondary) {
+			if d.sec.Swap(s) == nil {
+				close(opened)
+			}
+		})
+		d.secDone <- err
+	}()
+	select {
+	case <-opened:
+	case err := <-d.secDone:
+		stopSec()
 		return nil, err
 	}
+	d.stopSec = stopSec
+	sec := d.sec.Load()
 	// With port 0 the primary dials where the secondary listens, and the
 	// config file names the ports bound, for the other commands.
 	pcfg := *cfg
 	pcfg.Primary.Secondary = sec.ListenAddr()
 	prim, err := site.OpenPrimary(&pcfg, log, site.PrimaryOptions{})
 	if err != nil {
-		sec.Close()
+		stopSec()
+		<-d.secDone
 		return nil, err
 	}
-	d := &demoSession{cfg: cfg, prim: prim, sec: sec, primDone: make(chan error, 1), secDone: make(chan error, 1)}
-	var secCtx, primCtx context.Context
-	secCtx, d.stopSec = context.WithCancel(context.Background())
-	go func() { d.secDone <- sec.Run(secCtx) }()
+	d.prim = prim
+	var primCtx context.Context
 	primCtx, d.stopPrim = context.WithCancel(context.Background())
 	go func() { d.primDone <- prim.Run(primCtx, time.Minute) }()
 
@@ -201,6 +222,9 @@ func startDemoSession(cfg, session *config.Config, log *slog.Logger) (*demoSessi
 	}
 	return d, nil
 }
+
+// secondary is the secondary site running.
+func (d *demoSession) secondary() *site.Secondary { return d.sec.Load() }
 
 // stopped returns why a site of d stopped while the demo runs, or nil.
 func (d *demoSession) stopped() error {
@@ -228,7 +252,7 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 	}
 	acked := d.prim.Mover().Stats().Acked
 	deadline := time.Now().Add(30 * time.Second)
-	for catchUp && d.sec.Replica().Stats().Group < acked.Group && time.Now().Before(deadline) {
+	for catchUp && d.secondary().Replica().Stats().Group < acked.Group && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.stopSec()
@@ -240,11 +264,11 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 
 // demo runs the session of cfg, which was loaded from what session says.
 func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
-	d, failed := startDemoSession(cfg, session, log)
+	d, failed := startDemoSession(cfg, session, log, site.SecondaryOptions{}, site.DiskRetry{})
 	if d == nil {
 		return failed
 	}
-	prim, sec := d.prim, d.sec
+	prim, sec := d.prim, d.secondary()
 	names := cfg.VolumeNames()
 	pv, _, _ := cfg.PrimaryVolume(names[0])
 	primNBD, secNBD := prim.NBDAddr(), sec.NBDAddr()
@@ -286,7 +310,7 @@ loop:
 			if failed = d.stopped(); failed != nil {
 				break loop
 			}
-			ps, ss := prim.Status(), sec.Status()
+			ps, ss := prim.Status(), d.secondary().Status()
 			rate := float64(ps.BytesReplicate-lastBytes) / 1e6
 			lastBytes = ps.BytesReplicate
 			fill := 0.0

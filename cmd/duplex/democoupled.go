@@ -18,6 +18,7 @@ import (
 	"duplex/control"
 	"duplex/coupling"
 	"duplex/coupling/etcdserver"
+	"duplex/site"
 	"duplex/workload"
 )
 
@@ -84,7 +85,7 @@ func coupledDemo(ctx context.Context, dir string, ports portBase, withWorkload b
 	var sessions []*demoSession
 	var failed error
 	for i, cfg := range cfgs {
-		d, err := startDemoSession(cfg, files[i], log)
+		d, err := startDemoSession(cfg, files[i], log, site.SecondaryOptions{}, site.DiskRetry{})
 		if d != nil {
 			sessions = append(sessions, d)
 		}
@@ -251,7 +252,7 @@ func printCoupledDemo(w io.Writer, dir, etcdURL string, sessions []*demoSession)
 	fmt.Fprintf(w, "  etcd            %s   (embedded, data in %s)\n", etcdURL, filepath.Join(dir, "etcd"))
 	for _, d := range sessions {
 		fmt.Fprintf(w, "  session %-7s primary NBD nbd://%s/<volume>   secondary NBD nbd://%s/<volume>   status http://%s/ http://%s/\n",
-			d.cfg.Session, d.prim.NBDAddr(), d.sec.NBDAddr(), d.prim.ControlAddr(), d.sec.ControlAddr())
+			d.cfg.Session, d.prim.NBDAddr(), d.secondary().NBDAddr(), d.prim.ControlAddr(), d.secondary().ControlAddr())
 	}
 	fmt.Fprintf(w, "  volumes         %v in each session (%s each)\n", first.VolumeNames(), bytesIEC(int64(pv.Size)))
 	fmt.Fprintf(w, `
@@ -294,7 +295,7 @@ func groupLine(ctx context.Context, store coupling.Store, sessions []*demoSessio
 	}
 	var gated uint64
 	for _, d := range sessions {
-		gated += d.sec.Replica().Stats().GatedGroups
+		gated += d.secondary().Replica().Stats().GatedGroups
 	}
 	if master <= 0 {
 		return fmt.Sprintf("master time none yet  members: %s", strings.Join(members, ", "))
@@ -316,7 +317,7 @@ func waitMasterPast(sessions []*demoSession, t time.Time, timeout time.Duration)
 		var least time.Time
 		done := true
 		for _, d := range sessions {
-			c := d.sec.Status().Coupling
+			c := d.secondary().Status().Coupling
 			through, err := time.Parse(time.RFC3339Nano, c.AppliedThrough)
 			if err != nil {
 				through = time.Time{}
