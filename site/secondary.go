@@ -79,6 +79,8 @@ type Secondary struct {
 	// siteLock is the site's lock (lockSite) this site holds until it
 	// closes; nil when its opener holds it.
 	siteLock io.Closer
+	// secClosed says Run closed sec already, before its listeners.
+	secClosed bool
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -380,7 +382,7 @@ func (s *Secondary) close() {
 		s.ln.Close()
 	}
 	s.listeners.close()
-	if s.sec != nil {
+	if s.sec != nil && !s.secClosed {
 		s.sec.Close()
 	}
 	if d := s.takeDialed(); d != nil {
@@ -458,17 +460,23 @@ func (s *Secondary) Run(ctx context.Context) error {
 		s.log.Info("serving consistent read-only NBD exports", "addr", s.nbdLn.Addr().String())
 	}
 	var cs *control.Server
-	if s.ctlLn != nil {
+	// The control server outlives Run's context: status answers until the
+	// close has applied what is queued (see the end of Run).
+	csCtx, stopControl := context.WithCancel(context.Background())
+	defer stopControl()
+	csDone := make(chan struct{})
+	if s.ctlLn == nil {
+		close(csDone)
+	} else {
 		cs = &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
 			Fence:   s.fenceForRecover,
 			Promote: s.promoteInPlace, CancelPromote: s.cancelPromotion, Drill: s.Drill}
 		s.controlServer.Store(cs)
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := cs.Serve(rctx, s.ctlLn); err != nil {
+			defer close(csDone)
+			if err := cs.Serve(csCtx, s.ctlLn); err != nil {
 				errs <- err
 			}
 		}()
@@ -550,12 +558,27 @@ wait:
 		s.handedMu.Unlock()
 	}
 	cancel()
+	if promoted {
+		// The promoted site serves on the listeners kept: nothing more
+		// answers here.
+		stopControl()
+		<-csDone
+	}
 	if srv != nil {
 		srv.Close()
 	}
 	s.closeDrill()
 	s.ln.Close()
 	wg.Wait()
+	// The close applies every group journaled and not yet applied, which
+	// takes a while with a backlog: status, metrics and the status page
+	// answer meanwhile, as the primary's do until it exits. They read the
+	// receiver under its lock, as while it ran; nothing that changes state
+	// is taken any more (StopChanges), and the volumes close after them.
+	s.sec.Close()
+	s.secClosed = true
+	stopControl()
+	<-csDone
 	s.close()
 	if errors.Is(runErr, context.Canceled) {
 		runErr = nil
