@@ -250,6 +250,17 @@ func (a *analysis) resolve(pid int, moved bool) {
 }
 
 // group names the task's group: its process's label, else its name.
+// byGroup sums per-task times into their tasks' groups.
+func (a *analysis) byGroup(perTask map[int]float64) map[string]row {
+	g := map[string]row{}
+	for p, v := range perTask {
+		r := g[a.group(p)]
+		r.key, r.v = a.group(p), r.v+v
+		g[r.key] = r
+	}
+	return g
+}
+
 func (a *analysis) group(tid int) string {
 	if tid == 0 {
 		return "idle"
@@ -300,12 +311,7 @@ func (a *analysis) report(w io.Writer) {
 	for c := range a.cur {
 		fmt.Fprintf(w, "%3d  %6.3f  %6.1f  %6.3f\n", c, a.idle[c], 100*a.idle[c]/T, a.idleWaiting[c])
 	}
-	g := map[string]row{}
-	for p, v := range a.waitingOn {
-		r := g[a.group(p)]
-		r.key, r.v = a.group(p), r.v+v
-		g[r.key] = r
-	}
+	g := a.byGroup(a.waitingOn)
 	fmt.Fprintln(w, "\nidle time with a task runnable elsewhere, by the waiting task's group (s)")
 	for _, r := range sorted(g) {
 		if r.v >= 0.001 {
@@ -355,12 +361,7 @@ func (a *analysis) report(w io.Writer) {
 			fmt.Fprintf(w, "  %-16s %7.3f %7d %7.1f\n", r.key, r.v, r.n, 1e6*r.v/float64(max(r.n, 1)))
 		}
 	}
-	g = map[string]row{}
-	for p, v := range a.disk {
-		r := g[a.group(p)]
-		r.key, r.v = a.group(p), r.v+v
-		g[r.key] = r
-	}
+	g = a.byGroup(a.disk)
 	fmt.Fprintln(w, "\nblocked uninterruptibly (state D, mostly I/O), by group: s summed over tasks")
 	for _, r := range sorted(g) {
 		if r.v >= 0.005 {
