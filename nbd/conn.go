@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -102,12 +103,14 @@ func (c *conn) readLoop() (reason string, hard bool) {
 		}
 		c.afterLarge = false
 		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			c.sendInline()
 			if errors.Is(err, io.EOF) {
 				return "client closed connection", false
 			}
 			return err.Error(), false
 		}
 		if m := binary.BigEndian.Uint32(hdr[0:]); m != requestMagic {
+			c.sendInline()
 			c.log.Warn("nbd: protocol error: bad request magic, closing", "magic", fmt.Sprintf("%#08x", m))
 			return "bad request magic", true
 		}
@@ -120,6 +123,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 		}
 		switch r.typ {
 		case CmdDisc:
+			c.sendInline()
 			// The client sends nothing after DISC; anything it
 			// does send is ignored. transmit waits for in-flight
 			// requests before the connection is closed.
@@ -132,12 +136,17 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				// to discard it is exactly the denial of service the
 				// limit exists to stop, and without reading it we
 				// cannot find the next header: close.
+				c.sendInline()
 				c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
 					"length", r.length, "max", c.accepted())
 				return "oversized WRITE", true
 			}
 			r.weight = int64(r.length)
-			c.lim.acquire(r.weight)
+			if !c.lim.tryAcquire(r.weight) {
+				// The batch's places may be the ones it waits for.
+				c.sendInline()
+				c.lim.acquire(r.weight)
+			}
 			var p []byte
 			if c.keeper != nil {
 				// Read straight into the buffer the export keeps: one
@@ -151,8 +160,16 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			if _, err := io.ReadFull(c.br, p); err != nil {
 				putBuf(r.buf)
 				c.lim.release(1, r.weight)
+				c.sendInline()
 				return "reading WRITE payload: " + err.Error(), false
 			}
+			if c.serveInline(&r) {
+				if c.br.Buffered() == 0 {
+					c.sendInline()
+				}
+				continue
+			}
+			c.sendInline()
 			c.dispatch(r)
 			c.afterLarge = len(p) >= c.br.Size()
 			c.awaitNext()
@@ -163,9 +180,48 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				r.weight = int64(r.length)
 			}
 		}
+		c.sendInline()
 		c.lim.acquire(r.weight)
 		c.dispatch(r)
 	}
+}
+
+// inlineBatch switches the read loop's serving of buffered writes (an
+// experiment: DUPLEX_NBD_INLINE=1).
+var inlineBatch = os.Getenv("DUPLEX_NBD_INLINE") == "1"
+
+// serveInline serves the WRITE r, whose payload is read, on the read loop
+// when more requests are buffered behind it (or it ends a batch already
+// begun) and the Export promises it will not wait; its reply joins the
+// batch. It says whether it did.
+func (c *conn) serveInline(r *request) bool {
+	if c.prompt == nil || r.flags != 0 || int(r.length) >= c.br.Size() {
+		return false
+	}
+	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
+		return false
+	}
+	if !c.prompt.Prompt(int(r.length)) {
+		return false
+	}
+	errno := c.exec(r)
+	putBuf(r.buf)
+	r.buf, r.kept = nil, nil
+	p := pendingReply{weight: r.weight}
+	putReplyHeader(p.hdr[:], r.cookie, errno)
+	c.inline = append(c.inline, p)
+	return true
+}
+
+// sendInline sends the replies of the writes served on the read loop, all
+// in one write.
+func (c *conn) sendInline() {
+	if len(c.inline) == 0 {
+		return
+	}
+	c.sendAll(c.inline)
+	clear(c.inline)
+	c.inline = c.inline[:0]
 }
 
 // awaitNext is where the read loop goes after handing over a WRITE, before
@@ -421,12 +477,25 @@ func (c *conn) reply(r *request, errno Errno) {
 func (c *conn) send(p pendingReply) {
 	c.wmu.Lock()
 	c.pending = append(c.pending, p)
+	c.writeQueued(true)
+}
+
+// sendAll queues several replies at once, as send does one.
+func (c *conn) sendAll(ps []pendingReply) {
+	c.wmu.Lock()
+	c.pending = append(c.pending, ps...)
+	c.writeQueued(false)
+}
+
+// writeQueued writes the queued replies unless another sender is writing, with
+// wmu held, which it releases.
+func (c *conn) writeQueued(gather bool) {
 	if c.writing {
 		c.wmu.Unlock()
 		return
 	}
 	c.writing = true
-	if c.lim.active.Load() > 1 {
+	if gather && c.lim.active.Load() > 1 {
 		// Let the handlers finishing at the same moment queue their
 		// replies, so one write carries them all.
 		c.wmu.Unlock()
@@ -499,6 +568,19 @@ func (l *limiter) acquire(w int64) {
 	l.bytes += w
 	l.active.Store(int32(l.n))
 	l.mu.Unlock()
+}
+
+// tryAcquire is acquire when w more bytes fit now; it says whether they did.
+func (l *limiter) tryAcquire(w int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n >= maxInflight || (l.n > 0 && l.bytes+w > l.budget) {
+		return false
+	}
+	l.n++
+	l.bytes += w
+	l.active.Store(int32(l.n))
+	return true
 }
 
 // release gives back the places of n requests weighing w bytes in all.

@@ -65,3 +65,19 @@ type Exports interface {
 	// Names lists every export, in the order NBD_OPT_LIST reports them.
 	Names() []string
 }
+
+// Prompter is an Export that can say whether a write now would be served
+// without waiting: not paced, not held for room or by a switchover, no
+// wait of its acknowledgement. The server then serves such a write on the
+// goroutine that reads the connection, when more requests are buffered
+// behind it, and sends the replies of all it served so together: one
+// hand-over of a request between goroutines fewer a write, and one wake-up
+// of the client a batch. A write it cannot promise goes to a worker, so
+// that a held write never holds up the requests behind it.
+type Prompter interface {
+	// Prompt says a write of n bytes now would not wait. It may be wrong
+	// the other way (say no when the write would not have waited), and
+	// now and then a write it promised may wait briefly (its state moved
+	// in between), but never for long.
+	Prompt(n int) bool
+}

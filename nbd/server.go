@@ -320,7 +320,8 @@ type conn struct {
 	// Set when transmission starts.
 	name   string
 	exp    Export
-	keeper Keeper // exp, if it keeps write payloads
+	keeper Keeper   // exp, if it keeps write payloads
+	prompt Prompter // exp, if it says when a write would not wait
 	size   uint64
 	flags  uint16
 
@@ -345,6 +346,9 @@ type conn struct {
 	// afterLarge: the request just read was a WRITE whose payload is at
 	// least the reader's buffer (only the read loop touches it).
 	afterLarge bool
+	// inline: replies of the writes the read loop served itself, sent
+	// together once its buffer is drained (only the read loop touches it).
+	inline []pendingReply
 }
 
 func (c *conn) serve() string {
@@ -701,6 +705,9 @@ func exportInfo(exp Export) (uint64, uint16) {
 func (c *conn) start(name string, exp, named Export) {
 	c.name, c.exp = name, exp
 	c.keeper, _ = exp.(Keeper)
+	if inlineBatch {
+		c.prompt, _ = exp.(Prompter)
+	}
 	c.size, c.flags = exportInfo(named)
 }
 

@@ -93,6 +93,13 @@ func (s *Sidefile) Unpaced() int64 {
 	return int64(s.pacing.Start * float64(s.limit))
 }
 
+// Prompt says a Reserve of n bytes now would neither be paced nor wait.
+func (s *Sidefile) Prompt(n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used+n <= s.limit && s.pacing.Delay(float64(s.used)/float64(s.limit)) == 0
+}
+
 // Reserve takes n bytes of the sidefile's budget: first it paces the writer
 // according to the fill, then it waits while the sidefile is full. It returns
 // how long the writer was held in all.

@@ -963,6 +963,13 @@ func (x *primaryExport) KeepWriteAt(p []byte, off int64) error {
 	defer x.gate.leave()
 	return x.acked(x.ss.WriteOwned(context.Background(), x.name, p, off))
 }
+
+// Prompt has the NBD server serve a write on its read loop, and batch the
+// replies, when the write will not wait: no commit wait, writes not held,
+// the sidefile neither pacing nor full.
+func (x *primaryExport) Prompt(n int) bool {
+	return x.wait == nil && x.gate.open() && x.ss.Sidefile().Prompt(sidefile.Cost(n))
+}
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err

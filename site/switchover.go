@@ -481,6 +481,16 @@ func (g *writeGate) enter() error {
 	return nil
 }
 
+// open says a write now would not wait at the gate.
+func (g *writeGate) open() bool {
+	if g == nil {
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.held
+}
+
 func (g *writeGate) leave() {
 	if g == nil {
 		return
