@@ -1,0 +1,152 @@
+package nbd
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// promptExport is a memExport that is also a Prompter: prompt decides, per
+// write offset, whether it promises the write will not wait.
+type promptExport struct {
+	*memExport
+	prompted atomic.Int32
+	prompt   func() bool
+}
+
+func (p *promptExport) Prompt(int) bool {
+	if p.prompt != nil && !p.prompt() {
+		return false
+	}
+	p.prompted.Add(1)
+	return true
+}
+
+func withInlineBatch(t *testing.T) {
+	old := inlineBatch
+	inlineBatch = true
+	t.Cleanup(func() { inlineBatch = old })
+}
+
+func writes(from, n int, fill func(i int) byte) []byte {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		b = append(b, requestBytes(0, CmdWrite, uint64(i), uint64(i)*4096, 4096, bytes.Repeat([]byte{fill(i)}, 4096))...)
+	}
+	return b
+}
+
+// TestBufferedWritesAreRepliedTogetherInOrder: writes that arrive together
+// are served by the read loop and replied in one batch once it has read
+// them all: every reply after every write of the batch is in the Export,
+// in the order the client sent them.
+func TestBufferedWritesAreRepliedTogetherInOrder(t *testing.T) {
+	withInlineBatch(t)
+	const n = 8
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	var done atomic.Int32
+	m.writeHook = func(int64) { done.Add(1) }
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	r.write(writes(0, n, func(i int) byte { return byte(i + 1) }))
+	for i := range n {
+		r.expectReply(uint64(i), 0)
+		if i == 0 && done.Load() != n {
+			t.Fatalf("the first reply came with %d of the %d writes in the Export", done.Load(), n)
+		}
+	}
+	if got := m.prompted.Load(); got != n {
+		t.Fatalf("%d writes served by the read loop, want %d", got, n)
+	}
+	for i := range n {
+		if !bytes.Equal(m.snapshot(i*4096, 4096), bytes.Repeat([]byte{byte(i + 1)}, 4096)) {
+			t.Fatalf("write %d: wrong data", i)
+		}
+	}
+}
+
+// TestABatchRepliesEachWritesOwnError: a write the Export fails, and one
+// the server refuses, get their own error replies in a batch; the others
+// succeed.
+func TestABatchRepliesEachWritesOwnError(t *testing.T) {
+	withInlineBatch(t)
+	m := &failingAt{promptExport{memExport: newMemExport(1 << 20)}, 2 * 4096}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	b := writes(0, 4, func(i int) byte { return byte(i + 1) })
+	b = append(b, requestBytes(0, CmdWrite, 4, 1<<20, 4096, make([]byte, 4096))...) // past the end
+	b = append(b, writes(5, 2, func(i int) byte { return byte(i + 1) })...)
+	r.write(b)
+	want := map[uint64]Errno{0: 0, 1: 0, 2: EIO, 3: 0, 4: ENOSPC, 5: 0, 6: 0}
+	for i := range 7 {
+		r.expectReply(uint64(i), want[uint64(i)])
+	}
+}
+
+// failingAt fails the writes at one offset.
+type failingAt struct {
+	promptExport
+	off int64
+}
+
+func (f *failingAt) WriteAt(p []byte, off int64) error {
+	if off == f.off {
+		return errors.New("the disk failed")
+	}
+	return f.promptExport.WriteAt(p, off)
+}
+
+// TestAHeldWriteDoesNotHoldUpABatch: a write the Export does not promise
+// goes to a worker, and while the Export holds it, the writes sent after
+// it are served and replied.
+func TestAHeldWriteDoesNotHoldUpABatch(t *testing.T) {
+	withInlineBatch(t)
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	var first atomic.Bool
+	first.Store(true)
+	m.prompt = func() bool { return !first.Swap(false) }
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	m.writeHook = func(off int64) {
+		if off == 0 {
+			<-release
+		}
+	}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	r.write(writes(0, 8, func(i int) byte { return byte(i + 1) }))
+	for i := 1; i < 8; i++ {
+		r.expectReply(uint64(i), 0)
+	}
+	once.Do(func() { close(release) })
+	r.expectReply(0, 0)
+}
+
+// TestMoreBufferedWritesThanPlaces: a batch never waits for the places in
+// flight its own replies hold: with more writes buffered than requests may
+// be in flight, every one is replied.
+func TestMoreBufferedWritesThanPlaces(t *testing.T) {
+	withInlineBatch(t)
+	const n = 3 * maxInflight
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	go r.nc.Write(writes(0, n, func(i int) byte { return byte(i) }))
+	r.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	seen := map[uint64]bool{}
+	for range n {
+		e, c := r.reply()
+		if e != 0 || seen[c] {
+			t.Fatalf("reply error %d cookie %d", e, c)
+		}
+		seen[c] = true
+	}
+}
