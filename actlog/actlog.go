@@ -482,6 +482,27 @@ func (l *Log) span(v *vol, off, length int64) (int64, int64) {
 // regions are marked on disk. The regions count as in use (see Idle).
 func (l *Log) Mark(name string, off, length int64) error { return l.mark(name, off, length, true) }
 
+// MarkedOnDisk says a Mark of [off, off+length) now would not wait for a write of
+// the log: its regions are marked on disk already, or the log is off.
+func (l *Log) MarkedOnDisk(name string, off, length int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.off != nil {
+		return true
+	}
+	v, ok := l.vols[name]
+	if !ok {
+		return false
+	}
+	first, last := l.span(v, off, length)
+	for r := first; r <= last; r++ {
+		if (v.bits[r/64]|v.sticky[r/64])&(1<<(r%64)) == 0 || v.since[r] > l.durable {
+			return false
+		}
+	}
+	return true
+}
+
 // MarkCopy is Mark for a copy update (initial copy, resync): it does not keep
 // the regions in use, so a copy does not widen what a crash must copy again.
 func (l *Log) MarkCopy(name string, off, length int64) error {

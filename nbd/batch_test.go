@@ -17,7 +17,7 @@ type promptExport struct {
 	prompt   func() bool
 }
 
-func (p *promptExport) Prompt(int) bool {
+func (p *promptExport) Prompt(int64, int) bool {
 	if p.prompt != nil && !p.prompt() {
 		return false
 	}

@@ -201,7 +201,7 @@ func (c *conn) serveInline(r *request) bool {
 	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
 		return false
 	}
-	if !c.prompt.Prompt(int(r.length)) {
+	if !c.prompt.Prompt(int64(r.off), int(r.length)) {
 		return false
 	}
 	errno := c.exec(r)

@@ -75,9 +75,9 @@ type Exports interface {
 // of the client a batch. A write it cannot promise goes to a worker, so
 // that a held write never holds up the requests behind it.
 type Prompter interface {
-	// Prompt says a write of n bytes now would not wait. It may be wrong
+	// Prompt says a write of n bytes at off now would not wait. It may be wrong
 	// the other way (say no when the write would not have waited), and
 	// now and then a write it promised may wait briefly (its state moved
 	// in between), but never for long.
-	Prompt(n int) bool
+	Prompt(off int64, n int) bool
 }

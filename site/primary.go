@@ -966,9 +966,9 @@ func (x *primaryExport) KeepWriteAt(p []byte, off int64) error {
 
 // Prompt has the NBD server serve a write on its read loop, and batch the
 // replies, when the write will not wait: no commit wait, writes not held,
-// the sidefile neither pacing nor full.
-func (x *primaryExport) Prompt(n int) bool {
-	return x.wait == nil && x.gate.open() && x.ss.Sidefile().Prompt(sidefile.Cost(n))
+// nor in the subsystem (Subsystem.Prompt).
+func (x *primaryExport) Prompt(off int64, n int) bool {
+	return x.wait == nil && x.gate.open() && x.ss.Prompt(x.name, off, n)
 }
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {

@@ -314,6 +314,35 @@ func (s *Subsystem) WriteOwned(ctx context.Context, vol string, data []byte, off
 	return s.write(ctx, vol, data, off, true)
 }
 
+// Prompt says a write of n bytes at off to vol now would wait for nothing
+// but the volume: not paced, the sidefile has room, its activity log's
+// regions are marked on disk, no overlapping update under way. It may say
+// no where the write would not have waited; the state may change before
+// the write, so a write it promised may still wait, briefly.
+func (s *Subsystem) Prompt(vol string, off int64, n int) bool {
+	s.mu.Lock()
+	bm, l := s.tracking[vol], s.actlog
+	for _, f := range s.inflight {
+		if f.volume == vol && f.start < off+int64(n) && off < f.end {
+			s.mu.Unlock()
+			return false
+		}
+	}
+	s.mu.Unlock()
+	if bm == nil && !s.side.Prompt(sidefile.Cost(n)) {
+		return false
+	}
+	if l != nil {
+		m, ok := l.(interface {
+			MarkedOnDisk(vol string, off, length int64) bool
+		})
+		if !ok || !m.MarkedOnDisk(vol, off, int64(n)) {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Subsystem) write(ctx context.Context, vol string, data []byte, off int64, owned bool) error {
 	if piece := s.pieceSize(); len(data) > piece {
 		if v, ok := s.volumes[vol]; ok && (off < 0 || int64(len(data)) > v.Size() || off > v.Size()-int64(len(data))) {
