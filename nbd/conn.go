@@ -187,8 +187,8 @@ func (c *conn) readLoop() (reason string, hard bool) {
 }
 
 // inlineBatch switches the read loop's serving of buffered writes (an
-// experiment: DUPLEX_NBD_INLINE=1).
-var inlineBatch = os.Getenv("DUPLEX_NBD_INLINE") == "1"
+// experiment: DUPLEX_NBD_INLINE=0 turns it off).
+var inlineBatch = os.Getenv("DUPLEX_NBD_INLINE") != "0"
 
 // serveInline serves the WRITE r, whose payload is read, on the read loop
 // when more requests are buffered behind it (or it ends a batch already
