@@ -204,11 +204,8 @@ func (c *conn) serveInline(r *request) bool {
 	if !c.prompt.Prompt(int64(r.off), int(r.length)) {
 		return false
 	}
-	errno := c.exec(r)
-	putBuf(r.buf)
-	r.buf, r.kept = nil, nil
 	p := pendingReply{weight: r.weight}
-	putReplyHeader(p.hdr[:], r.cookie, errno)
+	putReplyHeader(p.hdr[:], r.cookie, c.execDone(r))
 	c.inline = append(c.inline, p)
 	return true
 }
@@ -326,10 +323,15 @@ func (c *conn) handle(r *request) {
 		c.read(r)
 		return
 	}
+	c.reply(r, c.execDone(r))
+}
+
+// execDone runs r by exec and lets go of its payload.
+func (c *conn) execDone(r *request) Errno {
 	errno := c.exec(r)
 	putBuf(r.buf)
 	r.buf, r.kept = nil, nil
-	c.reply(r, errno)
+	return errno
 }
 
 // accepted is the largest READ or WRITE payload served: the advertised
