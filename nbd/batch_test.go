@@ -25,12 +25,6 @@ func (p *promptExport) Prompt(int64, int) bool {
 	return true
 }
 
-func withInlineBatch(t *testing.T) {
-	old := inlineBatch
-	inlineBatch = true
-	t.Cleanup(func() { inlineBatch = old })
-}
-
 func writes(from, n int, fill func(i int) byte) []byte {
 	var b []byte
 	for i := from; i < from+n; i++ {
@@ -44,7 +38,6 @@ func writes(from, n int, fill func(i int) byte) []byte {
 // them all: every reply after every write of the batch is in the Export,
 // in the order the client sent them.
 func TestBufferedWritesAreRepliedTogetherInOrder(t *testing.T) {
-	withInlineBatch(t)
 	const n = 8
 	m := &promptExport{memExport: newMemExport(1 << 20)}
 	var done atomic.Int32
@@ -73,7 +66,6 @@ func TestBufferedWritesAreRepliedTogetherInOrder(t *testing.T) {
 // the server refuses, get their own error replies in a batch; the others
 // succeed.
 func TestABatchRepliesEachWritesOwnError(t *testing.T) {
-	withInlineBatch(t)
 	m := &failingAt{promptExport{memExport: newMemExport(1 << 20)}, 2 * 4096}
 	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
 	r := rawDial(t, addr)
@@ -105,7 +97,6 @@ func (f *failingAt) WriteAt(p []byte, off int64) error {
 // goes to a worker, and while the Export holds it, the writes sent after
 // it are served and replied.
 func TestAHeldWriteDoesNotHoldUpABatch(t *testing.T) {
-	withInlineBatch(t)
 	m := &promptExport{memExport: newMemExport(1 << 20)}
 	var first atomic.Bool
 	first.Store(true)
@@ -133,7 +124,6 @@ func TestAHeldWriteDoesNotHoldUpABatch(t *testing.T) {
 // flight its own replies hold: with more writes buffered than requests may
 // be in flight, every one is replied.
 func TestMoreBufferedWritesThanPlaces(t *testing.T) {
-	withInlineBatch(t)
 	const n = 3 * maxInflight
 	m := &promptExport{memExport: newMemExport(1 << 20)}
 	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})

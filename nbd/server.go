@@ -705,9 +705,7 @@ func exportInfo(exp Export) (uint64, uint16) {
 func (c *conn) start(name string, exp, named Export) {
 	c.name, c.exp = name, exp
 	c.keeper, _ = exp.(Keeper)
-	if inlineBatch {
-		c.prompt, _ = exp.(Prompter)
-	}
+	c.prompt, _ = exp.(Prompter)
 	c.size, c.flags = exportInfo(named)
 }
 
