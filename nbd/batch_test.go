@@ -140,3 +140,50 @@ func TestMoreBufferedWritesThanPlaces(t *testing.T) {
 		seen[c] = true
 	}
 }
+
+// rangeCheckingPrompter is a Prompter that fails the test when asked about
+// a write the server must refuse: a Prompter looks the range up in its own
+// state, which need not cover what is past the export's end.
+type rangeCheckingPrompter struct {
+	*memExport
+	t *testing.T
+}
+
+func (p *rangeCheckingPrompter) Prompt(off int64, n int) bool {
+	if off < 0 || n < 0 || off > p.Size()-int64(n) {
+		p.t.Errorf("Prompt asked about [%d, +%d) of a %d-byte export", off, n, p.Size())
+		return false
+	}
+	return true
+}
+
+// TestAWriteOutOfRangeInABatchIsRefusedUnasked: a buffered write past the
+// export's end, or at an offset of 2^63 or more (negative as an int64), is
+// refused with ENOSPC as a worker refuses it, without asking the Prompter,
+// and the writes around it are served.
+func TestAWriteOutOfRangeInABatchIsRefusedUnasked(t *testing.T) {
+	m := &rangeCheckingPrompter{memExport: newMemExport(1 << 20), t: t}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	b := writes(0, 2, func(i int) byte { return byte(i + 1) })
+	for i, off := range []uint64{1 << 63, 1<<64 - 4096, 1 << 20, 1<<20 - 2048} {
+		b = append(b, requestBytes(0, CmdWrite, uint64(2+i), off, 4096, make([]byte, 4096))...)
+	}
+	b = append(b, writes(6, 2, func(i int) byte { return byte(i + 1) })...)
+	r.write(b)
+	got := map[uint64]Errno{}
+	for range 8 {
+		e, c := r.reply()
+		got[c] = e
+	}
+	for i := range uint64(8) {
+		want := Errno(0)
+		if i >= 2 && i < 6 {
+			want = ENOSPC
+		}
+		if e, ok := got[i]; !ok || e != want {
+			t.Errorf("write %d: replied %v (error %d), want error %d", i, ok, e, want)
+		}
+	}
+}

@@ -200,7 +200,10 @@ func (c *conn) serveInline(r *request) bool {
 	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
 		return false
 	}
-	if !c.prompt.Prompt(int64(r.off), int(r.length)) {
+	// A write exec refuses (out of range, read-only export) is refused at
+	// once; the Prompter is asked only about a range the export has, as
+	// its own state (the activity log's regions) covers no other.
+	if c.flags&FlagReadOnly == 0 && c.inRange(r.off, r.length) && !c.prompt.Prompt(int64(r.off), int(r.length)) {
 		return false
 	}
 	p := pendingReply{weight: r.weight}

@@ -72,3 +72,31 @@ func TestPromptSaysNoToAWriteThatWouldWait(t *testing.T) {
 		t.Error("the sidefile full: promised")
 	}
 }
+
+// TestPromptSaysNoToAWriteOutOfRange: a range past the volume, or whose
+// offset is negative (an NBD offset of 2^63 or more), is never promised,
+// and asking does not panic with the activity log on.
+func TestPromptSaysNoToAWriteOutOfRange(t *testing.T) {
+	const n = 4096
+	f := newFixture(t, 64*sidefile.Cost(n))
+	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	if err := f.ss.Write(context.Background(), "v0", make([]byte, n), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		off int64
+		n   int
+	}{{-1 << 63, n}, {-n, n}, {-1, 2}, {volSize, n}, {volSize - n/2, n}, {1<<63 - n/2, n}, {0, -1}} {
+		if f.ss.Prompt("v0", c.off, c.n) {
+			t.Errorf("[%d, +%d) of a %d-byte volume: promised", c.off, c.n, volSize)
+		}
+	}
+	if f.ss.Prompt("nosuch", 0, n) {
+		t.Error("a volume the subsystem does not have: promised")
+	}
+}

@@ -320,6 +320,11 @@ func (s *Subsystem) WriteOwned(ctx context.Context, vol string, data []byte, off
 // no where the write would not have waited; the state may change before
 // the write, so a write it promised may still wait, briefly.
 func (s *Subsystem) Prompt(vol string, off int64, n int) bool {
+	if v, ok := s.volumes[vol]; !ok || off < 0 || n < 0 || int64(n) > v.Size() || off > v.Size()-int64(n) {
+		// The write is refused, before it is captured: not for Prompt
+		// to look up (the activity log has no region there).
+		return false
+	}
 	s.mu.Lock()
 	bm, l := s.tracking[vol], s.actlog
 	for _, f := range s.inflight {
