@@ -1,8 +1,10 @@
 package nbd
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,5 +187,46 @@ func TestAWriteOutOfRangeInABatchIsRefusedUnasked(t *testing.T) {
 		if e, ok := got[i]; !ok || e != want {
 			t.Errorf("write %d: replied %v (error %d), want error %d", i, ok, e, want)
 		}
+	}
+}
+
+// TestABatchWaitsForNoReplyToBeRead: a client may send its requests (up to
+// the requests in flight the server takes) before it reads a reply, and
+// the server must read them all meanwhile: the read loop never waits for
+// the client to take the replies of the writes it served itself. Over
+// net.Pipe, which buffers nothing, a reply written by the read loop waits
+// until the client reads it; the client's stream is longer than the
+// server's read buffer, so the read loop's write comes while the client
+// still writes.
+func TestABatchWaitsForNoReplyToBeRead(t *testing.T) {
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	srv := &Server{Exports: exportMap{"rw": m}, Logger: testLogger(t)}
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		srv.serveConn(server)
+		close(done)
+	}()
+	defer func() {
+		client.Close()
+		<-done
+	}()
+	r := &rawClient{t: t, nc: client, br: bufio.NewReader(client)}
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	r.open("rw")
+	const n = 40 // 40 writes of 4 KiB: more than the read loop's 64 KiB buffer
+	b := writes(0, 2, func(i int) byte { return byte(i + 1) })
+	b = append(b, requestBytes(0, CmdFlush, 2, 0, 0, nil)...)
+	b = append(b, writes(3, n-3, func(i int) byte { return byte(i + 1) })...)
+	if _, err := client.Write(b); err != nil {
+		t.Fatalf("the server stopped reading requests, none of its replies read: %v", err)
+	}
+	seen := map[uint64]bool{}
+	for range n {
+		e, c := r.reply()
+		if e != 0 || seen[c] {
+			t.Fatalf("reply error %d cookie %d", e, c)
+		}
+		seen[c] = true
 	}
 }

@@ -213,14 +213,23 @@ func (c *conn) serveInline(r *request) bool {
 }
 
 // sendInline sends the replies of the writes served on the read loop, all
-// in one write.
+// in one write. The read loop must not wait for the client to read them (a
+// client may send all its requests before it reads a reply): it writes what
+// the socket takes at once, and a goroutine the rest.
 func (c *conn) sendInline() {
 	if len(c.inline) == 0 {
 		return
 	}
-	c.sendAll(c.inline)
+	c.wmu.Lock()
+	c.pending = append(c.pending, c.inline...)
 	clear(c.inline)
 	c.inline = c.inline[:0]
+	if c.writing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	c.writeLoop(c.tw)
 }
 
 // awaitNext is where the read loop goes after handing over a WRITE, before
@@ -484,13 +493,6 @@ func (c *conn) send(p pendingReply) {
 	c.writeQueued(true)
 }
 
-// sendAll queues several replies at once, as send does one.
-func (c *conn) sendAll(ps []pendingReply) {
-	c.wmu.Lock()
-	c.pending = append(c.pending, ps...)
-	c.writeQueued(false)
-}
-
 // writeQueued writes the queued replies unless another sender is writing, with
 // wmu held, which it releases.
 func (c *conn) writeQueued(gather bool) {
@@ -506,6 +508,14 @@ func (c *conn) writeQueued(gather bool) {
 		runtime.Gosched()
 		c.wmu.Lock()
 	}
+	c.writeLoop(nil)
+}
+
+// writeLoop writes the queued replies until none is left, as the writer,
+// with wmu held, which it releases. With tw it does not wait for room in
+// the socket: what the socket does not take at once, and the replies
+// queued after it, a goroutine writes.
+func (c *conn) writeLoop(tw tryWriter) {
 	for {
 		// The writer's batch and the senders' queue swap arrays.
 		batch := c.pending
@@ -516,32 +526,63 @@ func (c *conn) writeQueued(gather bool) {
 		for i := range batch {
 			bufs = append(bufs, batch[i].bytes())
 		}
-		if err := c.out.writeBuffers(bufs); err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				c.log.Debug("nbd: reply write failed, closing", "err", err)
-			}
-			c.nc.Close()
+		var err error
+		if tw == nil {
+			err = c.out.writeBuffers(bufs)
+		} else if done, terr := tw.tryBuffers(bufs); !done {
+			// Only the read loop writes with tw, before transmit
+			// waits for the workers.
+			c.workers.Add(1)
+			go c.finishWrite(tw, batch, bufs)
+			return
+		} else {
+			err = terr
 		}
-		clear(bufs)
-		c.bufs = bufs[:0]
-		var weight int64
-		for i := range batch {
-			putBuf(batch[i].buf)
-			weight += batch[i].weight
-		}
-		// One release for the batch: the limiter's lock is shared with
-		// the read loop, on another CPU at queue depth 16.
-		c.lim.release(len(batch), weight)
-		clear(batch)
-
-		c.wmu.Lock()
-		c.batch = batch[:0]
-		if len(c.pending) == 0 {
-			c.writing = false
-			c.wmu.Unlock()
+		if !c.wrote(batch, bufs, err) {
 			return
 		}
 	}
+}
+
+// finishWrite writes the rest of a batch tryBuffers began, then goes on as
+// the writer.
+func (c *conn) finishWrite(tw tryWriter, batch []pendingReply, bufs [][]byte) {
+	defer c.workers.Done()
+	if c.wrote(batch, bufs, tw.finish()) {
+		c.writeLoop(nil)
+	}
+}
+
+// wrote ends the writer's batch, written with the outcome err, and says
+// whether more replies are queued, in which case it returns with wmu held
+// and the caller writes them.
+func (c *conn) wrote(batch []pendingReply, bufs [][]byte, err error) bool {
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			c.log.Debug("nbd: reply write failed, closing", "err", err)
+		}
+		c.nc.Close()
+	}
+	clear(bufs)
+	c.bufs = bufs[:0]
+	var weight int64
+	for i := range batch {
+		putBuf(batch[i].buf)
+		weight += batch[i].weight
+	}
+	// One release for the batch: the limiter's lock is shared with the
+	// read loop, on another CPU at queue depth 16.
+	c.lim.release(len(batch), weight)
+	clear(batch)
+
+	c.wmu.Lock()
+	c.batch = batch[:0]
+	if len(c.pending) == 0 {
+		c.writing = false
+		c.wmu.Unlock()
+		return false
+	}
+	return true
 }
 
 // limiter is a counting semaphore weighted by bytes. It also counts the

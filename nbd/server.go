@@ -321,7 +321,8 @@ type conn struct {
 	name   string
 	exp    Export
 	keeper Keeper   // exp, if it keeps write payloads
-	prompt Prompter // exp, if it says when a write would not wait
+	prompt Prompter // exp, if it says when a write would not wait, and out is a tryWriter
+	tw     tryWriter
 	size   uint64
 	flags  uint16
 
@@ -390,6 +391,19 @@ var errDone = errors.New("client aborted negotiation")
 // buffersWriter writes every byte of bufs, in order, or fails.
 type buffersWriter interface {
 	writeBuffers(bufs [][]byte) error
+}
+
+// A tryWriter is a buffersWriter that can also write without waiting for
+// the peer to read. The read loop writes replies only so: a client may send
+// its requests before it reads a reply, and waits for the read loop to take
+// them meanwhile.
+type tryWriter interface {
+	buffersWriter
+	// tryBuffers writes what of bufs the socket takes now, and says
+	// whether that was all of it. If not, finish must be called next: it
+	// writes the rest, waiting for room.
+	tryBuffers(bufs [][]byte) (done bool, err error)
+	finish() error
 }
 
 type netWriter struct{ nc net.Conn }
@@ -705,7 +719,12 @@ func exportInfo(exp Export) (uint64, uint16) {
 func (c *conn) start(name string, exp, named Export) {
 	c.name, c.exp = name, exp
 	c.keeper, _ = exp.(Keeper)
-	c.prompt, _ = exp.(Prompter)
+	// Over a connection whose replies cannot be written without waiting
+	// (TLS, net.Pipe) the read loop serves no write itself.
+	if tw, ok := c.out.(tryWriter); ok {
+		c.tw = tw
+		c.prompt, _ = exp.(Prompter)
+	}
 	c.size, c.flags = exportInfo(named)
 }
 

@@ -34,6 +34,7 @@ func rawSocket(nc net.Conn) (r *rawReader, w buffersWriter, ok bool) {
 	rr.pollFn = rr.pollOnce
 	rw := &rawWriter{rc: rc}
 	rw.fn = rw.writeOnce
+	rw.tryFn = rw.tryOnce
 	return rr, rw, true
 }
 
@@ -122,11 +123,12 @@ func (r *rawReader) readOnce(fd uintptr) bool {
 // rawWriter writes replies with writev. It is used by one goroutine at a
 // time (the reply writer of the moment).
 type rawWriter struct {
-	rc   syscall.RawConn
-	fn   func(fd uintptr) bool // writeOnce
-	vecs []syscall.Iovec       // reused between writes
-	iov  []syscall.Iovec       // what is left to write, within vecs
-	err  syscall.Errno
+	rc    syscall.RawConn
+	fn    func(fd uintptr) bool // writeOnce
+	tryFn func(fd uintptr) bool // tryOnce
+	vecs  []syscall.Iovec       // reused between writes
+	iov   []syscall.Iovec       // what is left to write, within vecs
+	err   syscall.Errno
 }
 
 // maxIovecs is the most buffers one writev takes (the kernel's UIO_MAXIOV).
@@ -134,6 +136,25 @@ const maxIovecs = 1024
 
 // writeBuffers writes every byte of bufs, or fails.
 func (w *rawWriter) writeBuffers(bufs [][]byte) error {
+	w.load(bufs)
+	return w.finish()
+}
+
+// tryBuffers writes what of bufs the socket takes without waiting; finish
+// writes the rest.
+func (w *rawWriter) tryBuffers(bufs [][]byte) (bool, error) {
+	w.load(bufs)
+	err := w.rc.Write(w.tryFn)
+	if err == nil && w.err == 0 && len(w.iov) > 0 {
+		return false, nil
+	}
+	return true, w.done(err)
+}
+
+// finish writes what is left of the buffers loaded, waiting for room.
+func (w *rawWriter) finish() error { return w.done(w.rc.Write(w.fn)) }
+
+func (w *rawWriter) load(bufs [][]byte) {
 	w.vecs = w.vecs[:0]
 	for _, b := range bufs {
 		if len(b) > 0 {
@@ -141,7 +162,10 @@ func (w *rawWriter) writeBuffers(bufs [][]byte) error {
 		}
 	}
 	w.iov, w.err = w.vecs, 0
-	err := w.rc.Write(w.fn)
+}
+
+// done ends a write that returned err.
+func (w *rawWriter) done(err error) error {
 	clear(w.vecs) // drop the references to the buffers
 	w.iov = nil
 	switch {
@@ -151,6 +175,12 @@ func (w *rawWriter) writeBuffers(bufs [][]byte) error {
 		return os.NewSyscallError("writev", w.err)
 	}
 	return nil
+}
+
+// tryOnce is writeOnce that does not wait for room.
+func (w *rawWriter) tryOnce(fd uintptr) bool {
+	w.writeOnce(fd)
+	return true
 }
 
 // writeOnce writes what the socket takes; false means it must wait for room.

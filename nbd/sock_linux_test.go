@@ -136,3 +136,55 @@ func TestRawReaderLimitBoundsOneRead(t *testing.T) {
 		t.Fatalf("read %q, sent %q", got, sent)
 	}
 }
+
+// tryBuffers writes what a socket whose peer reads nothing takes, without
+// waiting for room, and finish writes the rest once the peer reads: every
+// byte arrives, in order.
+func TestRawWriterTryDoesNotWaitForThePeer(t *testing.T) {
+	_, nc, peer := rawSocketPair(t)
+	_, w, _ := rawSocket(nc)
+	tw := w.(tryWriter)
+	// More than loopback's socket buffers hold, in pieces of every size.
+	var bufs [][]byte
+	var all []byte
+	for i := 0; len(all) < 64<<20; i++ {
+		b := bytes.Repeat([]byte{byte(i)}, 1+i*7919%(1<<20))
+		bufs = append(bufs, b)
+		all = append(all, b...)
+	}
+	tried := make(chan bool, 1)
+	go func() {
+		done, err := tw.tryBuffers(bufs)
+		if err != nil {
+			t.Error(err)
+		}
+		tried <- done
+	}()
+	select {
+	case done := <-tried:
+		if done {
+			t.Fatalf("%d bytes written, the peer reading nothing", len(all))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tryBuffers waited for the peer to read")
+	}
+	finished := make(chan error, 1)
+	go func() { finished <- tw.finish() }()
+	got, err := io.ReadAll(io.LimitReader(peer, int64(len(all))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, all) {
+		t.Fatal("the peer read other bytes than were written")
+	}
+	if done, err := tw.tryBuffers([][]byte{[]byte("small")}); !done || err != nil {
+		t.Fatalf("a small write to a socket with room: done %v, %v", done, err)
+	}
+	nc.Close()
+	if done, err := tw.tryBuffers([][]byte{[]byte("closed")}); !done || err == nil {
+		t.Fatalf("a write to a closed socket: done %v, %v", done, err)
+	}
+}
