@@ -59,6 +59,10 @@ func FuzzServeConnStreamTCP(f *testing.F) {
 	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large),
 		requestBytes(0, CmdWrite, 2, 512, 8, []byte("abcdefgh"))[:20]))
 	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, uint32(len(large)), large[:1000])))
+	small := []byte("abcdefgh")
+	f.Add(slicesConcat(go1, requestBytes(0, CmdWrite, 1, 0, 8, small), requestBytes(0, CmdWrite, 2, 1<<63, 8, small),
+		requestBytes(0, CmdWrite, 3, 64<<10, 8, small), requestBytes(0, CmdFlush, 4, 0, 0, nil),
+		requestBytes(0, CmdWrite, 5, 8, 8, small), requestBytes(0, CmdTrim, 6, 0, 8, nil), requestBytes(0, CmdWrite, 7, 16, 8, small)))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		fuzzServeOver(t, &Server{MaxRequest: 8192}, stream, tcpPair)
 	})
@@ -123,7 +127,8 @@ func fuzzServe(t *testing.T, srv *Server, stream []byte) {
 
 // fuzzServeOver is fuzzServe over the connection pair conns makes.
 func fuzzServeOver(t *testing.T, srv *Server, stream []byte, conns func(*testing.T) (client, server net.Conn)) {
-	rw := newMemExport(64 << 10)
+	// A Prompter: over TCP the read loop serves buffered writes itself.
+	rw := &rangeCheckingPrompter{memExport: newMemExport(64 << 10), t: t}
 	ro := newMemExport(4096)
 	ro.ro = true
 	srv.Exports = exportMap{"rw": rw, "ro": ro}
@@ -141,11 +146,19 @@ func fuzzServeOver(t *testing.T, srv *Server, stream []byte, conns func(*testing
 		close(drained)
 	}()
 	client.Write(stream) // fails early if the server hangs up
-	client.Close()
+	if cw, ok := client.(interface{ CloseWrite() error }); ok {
+		// Half closed, so that the server reads the whole stream: a TCP
+		// socket closed with replies unread resets the connection, and
+		// the server's kernel drops what it has not read yet.
+		cw.CloseWrite()
+	} else {
+		client.Close()
+	}
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("serveConn did not return after the client hung up")
 	}
+	client.Close()
 	<-drained
 }
