@@ -27,6 +27,8 @@ func (p *promptExport) Prompt(int64, int) bool {
 	return true
 }
 
+func (p *promptExport) WriteNow(b []byte, off int64) (bool, error) { return false, p.WriteAt(b, off) }
+
 func writes(from, n int, fill func(i int) byte) []byte {
 	var b []byte
 	for i := from; i < from+n; i++ {
@@ -95,6 +97,8 @@ func (f *failingAt) WriteAt(p []byte, off int64) error {
 	return f.promptExport.WriteAt(p, off)
 }
 
+func (f *failingAt) WriteNow(p []byte, off int64) (bool, error) { return false, f.WriteAt(p, off) }
+
 // TestAHeldWriteDoesNotHoldUpABatch: a write the Export does not promise
 // goes to a worker, and while the Export holds it, the writes sent after
 // it are served and replied.
@@ -157,6 +161,10 @@ func (p *rangeCheckingPrompter) Prompt(off int64, n int) bool {
 		return false
 	}
 	return true
+}
+
+func (p *rangeCheckingPrompter) WriteNow(b []byte, off int64) (bool, error) {
+	return false, p.WriteAt(b, off)
 }
 
 // TestAWriteOutOfRangeInABatchIsRefusedUnasked: a buffered write past the
@@ -228,5 +236,70 @@ func TestABatchWaitsForNoReplyToBeRead(t *testing.T) {
 			t.Fatalf("reply error %d cookie %d", e, c)
 		}
 		seen[c] = true
+	}
+}
+
+// holdingPrompter promises every write, as a Prompter does whose state
+// then changes before the write (a switchover pausing the writes between
+// Prompt and the write): while held is set, a write waits in WriteAt for
+// release, and WriteNow says so without writing.
+type holdingPrompter struct {
+	*memExport
+	held    atomic.Bool
+	release chan struct{}
+}
+
+func (h *holdingPrompter) Prompt(int64, int) bool { return true }
+
+func (h *holdingPrompter) WriteAt(p []byte, off int64) error {
+	if h.held.Load() {
+		<-h.release
+	}
+	return h.memExport.WriteAt(p, off)
+}
+
+func (h *holdingPrompter) WriteNow(p []byte, off int64) (bool, error) {
+	if h.held.Load() {
+		return true, nil
+	}
+	return false, h.memExport.WriteAt(p, off)
+}
+
+// TestAWriteHeldAfterItsPromiseHoldsUpNoOtherRequest: a write the Export
+// promised but then holds for long goes to a worker: the replies of the
+// writes the read loop served before it go out, and the READ behind it is
+// served, while it waits (with the writes after it, held as well).
+func TestAWriteHeldAfterItsPromiseHoldsUpNoOtherRequest(t *testing.T) {
+	m := &holdingPrompter{memExport: newMemExport(1 << 20), release: make(chan struct{})}
+	var once sync.Once
+	defer once.Do(func() { close(m.release) })
+	m.writeHook = func(off int64) {
+		if off == 2*4096 {
+			m.held.Store(true)
+		}
+	}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	b := writes(0, 4, func(i int) byte { return byte(i + 1) })
+	b = append(b, requestBytes(0, CmdRead, 4, 0, 4096, nil)...)
+	b = append(b, writes(5, 2, func(i int) byte { return byte(i + 1) })...)
+	r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.write(b)
+	// Write 2 is served, and holds the writes from then on: writes 0-2
+	// and the READ are answered meanwhile, then the others.
+	got := map[uint64]bool{}
+	for i := range 7 {
+		if i == 4 {
+			once.Do(func() { close(m.release) })
+		}
+		e, c := r.reply()
+		if e != 0 || got[c] || (i < 4) != (c < 3 || c == 4) {
+			t.Fatalf("reply %d: error %d cookie %d", i, e, c)
+		}
+		if c == 4 {
+			r.read(4096)
+		}
+		got[c] = true
 	}
 }

@@ -200,14 +200,33 @@ func (c *conn) serveInline(r *request) bool {
 	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
 		return false
 	}
-	// A write exec refuses (out of range, read-only export) is refused at
-	// once; the Prompter is asked only about a range the export has, as
-	// its own state (the activity log's regions) covers no other.
-	if c.flags&FlagReadOnly == 0 && c.inRange(r.off, r.length) && !c.prompt.Prompt(int64(r.off), int(r.length)) {
-		return false
+	var errno Errno
+	if c.flags&FlagReadOnly != 0 || !c.inRange(r.off, r.length) || r.length == 0 {
+		// Refused, or nothing to write: exec answers at once. The
+		// Prompter is asked only about a range the export has, as its
+		// own state (the activity log's regions) covers no other.
+		errno = c.exec(r)
+	} else {
+		if !c.prompt.Prompt(int64(r.off), int(r.length)) {
+			return false
+		}
+		p := r.kept
+		if p == nil {
+			p = *r.buf
+		}
+		held, err := c.prompt.WriteNow(p[:r.length], int64(r.off))
+		if held {
+			return false
+		}
+		if err != nil {
+			c.ioError("write", r, err)
+			errno = errnoOf(err)
+		}
 	}
+	putBuf(r.buf)
+	r.buf, r.kept = nil, nil
 	p := pendingReply{weight: r.weight}
-	putReplyHeader(p.hdr[:], r.cookie, c.execDone(r))
+	putReplyHeader(p.hdr[:], r.cookie, errno)
 	c.inline = append(c.inline, p)
 	return true
 }
@@ -334,15 +353,10 @@ func (c *conn) handle(r *request) {
 		c.read(r)
 		return
 	}
-	c.reply(r, c.execDone(r))
-}
-
-// execDone runs r by exec and lets go of its payload.
-func (c *conn) execDone(r *request) Errno {
 	errno := c.exec(r)
 	putBuf(r.buf)
 	r.buf, r.kept = nil, nil
-	return errno
+	c.reply(r, errno)
 }
 
 // accepted is the largest READ or WRITE payload served: the advertised

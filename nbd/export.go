@@ -80,4 +80,11 @@ type Prompter interface {
 	// now and then a write it promised may wait briefly (its state moved
 	// in between), but never for long.
 	Prompt(off int64, n int) bool
+	// WriteNow is the write at off that Prompt promised: KeepWriteAt's
+	// (p is NewPayload's, handed over) for a Keeper, WriteAt's otherwise.
+	// Where the state moved in between so that the write would wait for
+	// long (a switchover pausing the writes), it does nothing and says so
+	// (held): the server then hands the write to a worker, which serves
+	// it as any other.
+	WriteNow(p []byte, off int64) (held bool, err error)
 }

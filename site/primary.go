@@ -970,6 +970,18 @@ func (x *primaryExport) KeepWriteAt(p []byte, off int64) error {
 func (x *primaryExport) Prompt(off int64, n int) bool {
 	return x.wait == nil && x.gate.open() && x.ss.Prompt(x.name, off, n)
 }
+
+// WriteNow is KeepWriteAt of a write Prompt promised, unless a switchover
+// paused the writes since: the NBD server's read loop, which serves it,
+// must not wait for the switchover's end, holding up the connection's other
+// requests and the replies of the writes it served before.
+func (x *primaryExport) WriteNow(p []byte, off int64) (bool, error) {
+	if held, err := x.gate.enterNow(); held || err != nil {
+		return held, err
+	}
+	defer x.gate.leave()
+	return false, x.acked(x.ss.WriteOwned(context.Background(), x.name, p, off))
+}
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err

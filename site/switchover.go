@@ -491,6 +491,24 @@ func (g *writeGate) open() bool {
 	return !g.held
 }
 
+// enterNow is enter for a write that must not wait: held says the writes
+// are held, and the write did not enter.
+func (g *writeGate) enterNow() (held bool, err error) {
+	if g == nil {
+		return false, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.refused != nil:
+		return false, g.refused
+	case g.held:
+		return true, nil
+	}
+	g.inflight++
+	return false, nil
+}
+
 func (g *writeGate) leave() {
 	if g == nil {
 		return

@@ -471,3 +471,48 @@ func TestPrimaryStoppedInASwitchoverWaitsForTheOperator(t *testing.T) {
 	}
 	p.Run(ctx, 0)
 }
+
+// enterNow, for the NBD server's read loop, never waits: while writes are
+// held it says so and the write does not enter (the hold's wait is not for
+// it); once refused it returns the refusal; otherwise the write is under
+// way, and a hold waits for it. A primary export's WriteNow is held so,
+// before it touches the subsystem.
+func TestWriteGateEnterNow(t *testing.T) {
+	g := newWriteGate()
+	if held, err := g.enterNow(); held || err != nil {
+		t.Fatalf("an open gate: held %v, %v", held, err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- g.hold(context.Background()) }()
+	select {
+	case err := <-held:
+		t.Fatalf("hold returned (%v) with a write under way", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.leave()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if h, err := g.enterNow(); !h || err != nil {
+		t.Fatalf("writes held: held %v, %v", h, err)
+	}
+	x := &primaryExport{name: "vol1", gate: g} // no subsystem: touching it panics
+	if h, err := x.WriteNow(make([]byte, 4096), 0); !h || err != nil {
+		t.Fatalf("a primary export's WriteNow, writes held: held %v, %v", h, err)
+	}
+	if err := g.hold(context.Background()); err != nil {
+		t.Fatalf("a write that did not enter is waited for: %v", err)
+	}
+	g.refuse(errSwitchedOver("then"))
+	var errno nbd.Errno
+	if h, err := g.enterNow(); h || !errors.As(err, &errno) || errno != nbd.ESHUTDOWN {
+		t.Fatalf("refused: held %v, %v, want ESHUTDOWN", h, err)
+	}
+	if h, err := x.WriteNow(make([]byte, 4096), 0); h || !errors.As(err, &errno) || errno != nbd.ESHUTDOWN {
+		t.Fatalf("a primary export's WriteNow, refused: held %v, %v, want ESHUTDOWN", h, err)
+	}
+	var nilGate *writeGate
+	if h, err := nilGate.enterNow(); h || err != nil {
+		t.Fatalf("no gate: held %v, %v", h, err)
+	}
+}
