@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -301,5 +302,25 @@ func TestAWriteHeldAfterItsPromiseHoldsUpNoOtherRequest(t *testing.T) {
 			r.read(4096)
 		}
 		got[c] = true
+	}
+}
+
+// TestABatchEndedByDiscIsRepliedBeforeTheClose: writes sent together with
+// NBD_CMD_DISC are all served and replied before the server hangs up.
+func TestABatchEndedByDiscIsRepliedBeforeTheClose(t *testing.T) {
+	const n = 8
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	r.write(append(writes(0, n, func(i int) byte { return byte(i + 1) }), requestBytes(0, CmdDisc, n, 0, 0, nil)...))
+	for i := range n {
+		r.expectReply(uint64(i), 0)
+	}
+	if _, err := r.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the replies: %v, want EOF", err)
+	}
+	if got := m.prompted.Load(); got != n {
+		t.Fatalf("%d writes served by the read loop, want %d", got, n)
 	}
 }
