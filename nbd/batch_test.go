@@ -138,11 +138,17 @@ func TestMoreBufferedWritesThanPlaces(t *testing.T) {
 	r.open("rw")
 	go r.nc.Write(writes(0, n, func(i int) byte { return byte(i) }))
 	r.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	r.repliedOK(n)
+}
+
+// repliedOK reads n replies, of n distinct requests, none an error.
+func (r *rawClient) repliedOK(n int) {
+	r.t.Helper()
 	seen := map[uint64]bool{}
 	for range n {
 		e, c := r.reply()
 		if e != 0 || seen[c] {
-			t.Fatalf("reply error %d cookie %d", e, c)
+			r.t.Fatalf("reply error %d cookie %d", e, c)
 		}
 		seen[c] = true
 	}
@@ -230,14 +236,7 @@ func TestABatchWaitsForNoReplyToBeRead(t *testing.T) {
 	if _, err := client.Write(b); err != nil {
 		t.Fatalf("the server stopped reading requests, none of its replies read: %v", err)
 	}
-	seen := map[uint64]bool{}
-	for range n {
-		e, c := r.reply()
-		if e != 0 || seen[c] {
-			t.Fatalf("reply error %d cookie %d", e, c)
-		}
-		seen[c] = true
-	}
+	r.repliedOK(n)
 }
 
 // holdingPrompter promises every write, as a Prompter does whose state

@@ -329,13 +329,10 @@ func TestPromoteInPlaceRefusesAGroupItLacks(t *testing.T) {
 	}
 }
 
-// The gate holds new writes once the writes under way have ended, lets
-// them go on when released, and fails them with the refusal.
-func TestWriteGate(t *testing.T) {
-	g := newWriteGate()
-	if err := g.enter(); err != nil {
-		t.Fatal(err)
-	}
+// holdWaitsForTheWrite holds g, with one write under way: the hold returns
+// once the write leaves.
+func holdWaitsForTheWrite(t *testing.T, g *writeGate) {
+	t.Helper()
 	held := make(chan error, 1)
 	go func() { held <- g.hold(context.Background()) }()
 	select {
@@ -347,6 +344,16 @@ func TestWriteGate(t *testing.T) {
 	if err := <-held; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The gate holds new writes once the writes under way have ended, lets
+// them go on when released, and fails them with the refusal.
+func TestWriteGate(t *testing.T) {
+	g := newWriteGate()
+	if err := g.enter(); err != nil {
+		t.Fatal(err)
+	}
+	holdWaitsForTheWrite(t, g)
 	entered := make(chan error, 2)
 	go func() { entered <- g.enter() }()
 	select {
@@ -482,17 +489,7 @@ func TestWriteGateEnterNow(t *testing.T) {
 	if held, err := g.enterNow(); held || err != nil {
 		t.Fatalf("an open gate: held %v, %v", held, err)
 	}
-	held := make(chan error, 1)
-	go func() { held <- g.hold(context.Background()) }()
-	select {
-	case err := <-held:
-		t.Fatalf("hold returned (%v) with a write under way", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	g.leave()
-	if err := <-held; err != nil {
-		t.Fatal(err)
-	}
+	holdWaitsForTheWrite(t, g)
 	if h, err := g.enterNow(); !h || err != nil {
 		t.Fatalf("writes held: held %v, %v", h, err)
 	}
