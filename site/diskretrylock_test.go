@@ -33,19 +33,39 @@ func failingEveryReopen(t *testing.T) *config.Config {
 // stop ends RunSecondary's context, and ended gives what it returned.
 func failingEveryReopenWaiting(t *testing.T, wait time.Duration) (cfg *config.Config, stop func(), ended chan error) {
 	t.Helper()
-	cfg = switchoverConfig(t)
-	in := disk.NewInjector(nil)
-	logs := &logBuffer{}
-	var cur atomic.Pointer[Secondary]
-	ended = make(chan error, 1)
-	stop = runUntil(t, func(ctx context.Context) {
-		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in},
-			DiskRetry{First: wait, Max: wait},
-			func(s *Secondary) { cur.Store(s) })
-		ended <- err
+	r := retryingForGood(t, wait)
+	go func() {
+		err := <-r.ended
+		r.ended <- err
 		if err != nil {
 			t.Errorf("RunSecondary: %v", err)
 		}
+	}()
+	return r.cfg, r.stop, r.ended
+}
+
+// retrying is a secondary under RunSecondary whose every attempt to open
+// again fails on its journal's fsync, until in's faults are cleared.
+type retrying struct {
+	cfg   *config.Config
+	in    *disk.Injector
+	logs  *logBuffer
+	stop  func()
+	ended chan error // what RunSecondary returned
+}
+
+// retryingForGood is failingEveryReopenWaiting, what RunSecondary
+// returns left to the caller to judge.
+func retryingForGood(t *testing.T, wait time.Duration) *retrying {
+	t.Helper()
+	r := &retrying{cfg: switchoverConfig(t), in: disk.NewInjector(nil), logs: &logBuffer{}, ended: make(chan error, 1)}
+	cfg, in, logs := r.cfg, r.in, r.logs
+	var cur atomic.Pointer[Secondary]
+	r.stop = runUntil(t, func(ctx context.Context) {
+		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in},
+			DiskRetry{First: wait, Max: wait},
+			func(s *Secondary) { cur.Store(s) })
+		r.ended <- err
 	})
 	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
 	pcfg := *cfg
@@ -60,7 +80,7 @@ func failingEveryReopenWaiting(t *testing.T, wait time.Duration) (cfg *config.Co
 	waitFor(t, 30*time.Second, "an attempt to open again that failed", func() bool {
 		return len(logs.lines("opening again after a disk fault failed")) > 0
 	})
-	return cfg, stop, ended
+	return r
 }
 
 // TestNoOtherOpenOfASecondaryBetweenItsDiskRetries: between the attempts

@@ -1,0 +1,95 @@
+package site
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestASecondaryStopsOnWhatNoRetryCanChange: a secondary retrying after a
+// disk fault whose next attempt finds something no retry can change (a
+// volume of another size than the session's, a journal damaged beyond a
+// torn tail, a state file of another session) stops retrying: RunSecondary
+// returns an error that says what was found and what to do, for the
+// daemon to exit with it and its supervisor to see, rather than try again
+// for ever while the disk's error, long gone, hides the real one.
+func TestASecondaryStopsOnWhatNoRetryCanChange(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, r *retrying)
+		want  []string // in RunSecondary's error
+	}{
+		{"a volume of another size", func(t *testing.T, r *retrying) {
+			if err := os.Truncate(r.cfg.Secondary.Volumes[1].Path, 3<<20); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"configured size", "no retry can change"}},
+		{"a journal damaged beyond a torn tail", func(t *testing.T, r *retrying) {
+			segs, err := filepath.Glob(filepath.Join(r.cfg.Secondary.Journal, "*"))
+			if err != nil || len(segs) == 0 {
+				t.Fatalf("the journal's segments: %v %v", segs, err)
+			}
+			slices.Sort(segs)
+			f, err := os.OpenFile(segs[0], os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt([]byte("XXXX"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"journal corrupt", "no retry can change"}},
+		{"a state file of another session", func(t *testing.T, r *retrying) {
+			path := StatePath(r.cfg)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st map[string]any
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			st["session"] = "another"
+			if b, err = json.Marshal(st); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"belongs to session", "no retry can change"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := retryingForGood(t, 50*time.Millisecond)
+			tc.spoil(t, r)
+			// The disk works again: only what was spoiled keeps the
+			// secondary from opening.
+			r.in.Clear()
+			select {
+			case err := <-r.ended:
+				if err == nil {
+					t.Fatalf("RunSecondary ended with nil, want the error no retry can change")
+				}
+				t.Logf("RunSecondary: %v", err)
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("RunSecondary's error does not say %q", w)
+					}
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("RunSecondary still retries 10 s after the secondary was spoiled: %d attempts failed; the last:\n%s",
+					len(r.logs.lines("opening again after a disk fault failed")), last(r.logs.lines("opening again after a disk fault failed")))
+			}
+		})
+	}
+}
+
+func last(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return lines[len(lines)-1]
+}
