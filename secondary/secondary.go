@@ -486,6 +486,10 @@ var groupLimits = recordset.Limits{MaxHeader: 1 << 30, MaxPayload: MaxGroupBytes
 // replay of the journal.
 var ErrInterrupted = errors.New("start interrupted")
 
+// ErrOtherSession is wrapped by Open's refusal of a state file that names
+// another session: the config points at another session's site directory.
+var ErrOtherSession = errors.New("another session's site directory")
+
 // ErrStopped is returned when the secondary stops because it cannot make a
 // group durable; continuing could acknowledge what is not safe.
 var ErrStopped = errors.New("secondary stopped")
@@ -540,7 +544,7 @@ func Open(cfg Config) (*Secondary, error) {
 		return nil, err
 	}
 	if st.Session != "" && st.Session != cfg.Session {
-		return nil, fmt.Errorf("secondary: state %s belongs to session %q, not %q", cfg.StatePath, st.Session, cfg.Session)
+		return nil, fmt.Errorf("secondary: state %s belongs to session %q, not %q: %w", cfg.StatePath, st.Session, cfg.Session, ErrOtherSession)
 	}
 	st.Session = cfg.Session
 	if st.Through == nil {

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/journal"
 	"duplex/secondary"
 	"duplex/transport"
+	"duplex/volume"
 )
 
 // The backoff of a secondary that stopped on a disk fault, before it opens
@@ -30,6 +34,61 @@ const (
 	stoppedHelp     = "1 when the secondary stopped receiving: it cannot make groups durable (see status)."
 	diskRetriesHelp = "Times the secondary stopped on a disk fault, or failed to open again after one, and waited to open again."
 )
+
+// ErrNoRetry is wrapped by RunSecondary's error when an attempt to open
+// the secondary again after a disk fault found what no later attempt can
+// change (see lasting): it stops retrying, for the daemon to exit with the
+// error and its supervisor to see it.
+var ErrNoRetry = errors.New("no retry can change this, so the secondary stops retrying")
+
+// lasting says what the operator is to do about err, an attempt to open
+// the secondary again after a disk fault that failed, when no later attempt
+// can change it: what the attempt read is wrong, not the disk's answer. ""
+// when a later one may open the site: a disk's error (EIO, ENOSPC,
+// EDQUOT, EROFS until the file system is mounted read-write again), a
+// device claimed by another program or not attached again, a volume that
+// is not there again yet, a journal short of room, and whatever else it
+// does not know, as a restart would have met it too. The config is the
+// one the first attempt opened, checked then.
+func lasting(err error) string {
+	switch {
+	case errors.Is(err, journal.ErrCorrupt):
+		return "the journal is damaged beyond the torn tail a crash leaves, and the secondary repairs nothing in it: " +
+			"repair or restore the named file, then start the secondary again; the groups it holds after the last one applied " +
+			"are nowhere else (the primary let them go once they were journaled)"
+	case errors.Is(err, volume.ErrWrongSize):
+		return "a volume is not the size the secondary held: it holds something else now; " +
+			"put back the volume the secondary held (or correct its path or size in the config), then start the secondary again"
+	case errors.Is(err, secondary.ErrOtherSession):
+		return "the state file beside the journal is another session's: put back this session's site directory " +
+			"(or correct the journal's path in the config), then start the secondary again"
+	}
+	return ""
+}
+
+// heldVolumeThere checks a volume a site of this process held, of size
+// bytes, before a site opened after a disk fault opens it. volume.Open
+// creates a missing image and sizes an empty one, as a new session's
+// volume: here the journal's groups since the last checkpoint would be
+// applied over zeros, and the copy reported consistent. A missing volume
+// may come back (a file system not mounted again yet, a device not
+// attached again): the attempt fails, and the next tries again. An image
+// of another size (a device's is checked by volume.Open against size) is
+// not the volume held: no attempt changes that.
+func heldVolumeThere(path string, size int64) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s is gone (%w): a volume the secondary held is never created again; "+
+			"it opens once the volume is back (its file system mounted again, its device attached again)", path, err)
+	case err != nil:
+		// volume.Open says it.
+		return nil
+	case st.Mode().IsRegular() && st.Size() != size:
+		return fmt.Errorf("%s: the image is %d bytes, it was %d when the secondary last opened it: %w", path, st.Size(), size, volume.ErrWrongSize)
+	}
+	return nil
+}
 
 // ErrDiskFault ends the Run of a secondary that RunSecondary runs, once it
 // stopped on a disk fault and its backoff has passed: RunSecondary closes
@@ -196,9 +255,14 @@ func (r *diskRetries) attempts() uint64 {
 // the journal recovers from what is on the disk, every journaled group
 // after the state file's is applied again, a group whose writes failed
 // included, whole, and the primary links again and resends what was never
-// journaled. An open that fails waits its backoff and tries again. So a
-// crash at any moment of the retries, as of a restart, leaves the volumes
-// at a group boundary the next start replays from.
+// journaled. An open that fails waits its backoff and tries again, unless
+// it found what no attempt can change (a journal damaged beyond a torn
+// tail, a volume of another size, another session's state file: see
+// lasting): RunSecondary then returns its error, wrapping ErrNoRetry, and
+// says what to do. A volume the first site held is never created or
+// sized again (see heldVolumeThere). So a crash at any moment of the
+// retries, as of a restart, leaves the volumes at a group boundary the
+// next start replays from.
 //
 // started is called with each site opened, before it runs. The addresses
 // of the first site are bound again by the next (port 0 in cfg is resolved
@@ -247,6 +311,10 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 				log.Warn("secondary: stopped while opening again after a disk fault; the attempt failed", "err", err)
 				return last, nil
 			}
+			if fix := lasting(err); fix != "" {
+				log.Error("secondary: opening again after a disk fault found what no retry can change: it stops", "err", err, "fix", fix)
+				return last, fmt.Errorf("opening again after a disk fault: %w; %w: %s", err, ErrNoRetry, fix)
+			}
 			attempt, wait := r.failed(err.Error())
 			log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
 			if r.serveBetween(ctx, cfg, log, wait); ctx.Err() != nil {
@@ -262,6 +330,10 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 			}
 			c.Secondary.NBD, c.Secondary.Control = s.NBDAddr(), s.ControlAddr()
 			cfg = &c
+			opts.held = map[string]int64{}
+			for name, v := range s.vols {
+				opts.held[name] = v.Size()
+			}
 		} else {
 			log.Info("secondary opened again after a disk fault: the journal recovered and applied; linking")
 		}

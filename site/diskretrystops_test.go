@@ -2,12 +2,19 @@ package site
 
 import (
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"duplex/journal"
+	"duplex/secondary"
+	"duplex/volume"
 )
 
 // TestASecondaryStopsOnWhatNoRetryCanChange: a secondary retrying after a
@@ -27,7 +34,7 @@ func TestASecondaryStopsOnWhatNoRetryCanChange(t *testing.T) {
 			if err := os.Truncate(r.cfg.Secondary.Volumes[1].Path, 3<<20); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"configured size", "no retry can change"}},
+		}, []string{"3145728 bytes", "no retry can change"}},
 		{"a journal damaged beyond a torn tail", func(t *testing.T, r *retrying) {
 			segs, err := filepath.Glob(filepath.Join(r.cfg.Secondary.Journal, "*"))
 			if err != nil || len(segs) == 0 {
@@ -92,4 +99,64 @@ func last(lines []string) string {
 		return ""
 	}
 	return lines[len(lines)-1]
+}
+
+// TestAVolumeGoneWhileASecondaryRetriesIsWaitedFor: a volume image that
+// is not there when the secondary opens again after a disk fault (its
+// file system not mounted again yet) is neither created again, empty, for
+// the journal's groups since the last checkpoint to be applied over
+// zeros, nor a reason to stop: the attempts go on, saying the volume is
+// gone, and once it is back the secondary opens and runs.
+func TestAVolumeGoneWhileASecondaryRetriesIsWaitedFor(t *testing.T) {
+	r := retryingForGood(t, 50*time.Millisecond)
+	path := r.cfg.Secondary.Volumes[1].Path
+	aside := path + ".aside"
+	if err := os.Rename(path, aside); err != nil {
+		t.Fatal(err)
+	}
+	r.in.Clear()
+	waitFor(t, 30*time.Second, "attempts that say the volume is gone", func() bool {
+		return len(r.logs.lines("opening again after a disk fault failed", "is gone")) >= 3
+	})
+	if _, err := os.Stat(path); err == nil {
+		t.Fatalf("an attempt to open again created %s, which the secondary held, again", path)
+	}
+	if err := os.Rename(aside, path); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the secondary open again once the volume is back", func() bool {
+		return len(r.logs.lines("opened again after a disk fault")) > 0
+	})
+	select {
+	case err := <-r.ended:
+		t.Fatalf("RunSecondary ended: %v", err)
+	default:
+	}
+}
+
+// TestWhatARetryMayChange: which failed attempts to open a secondary again
+// are tried again (the disk's answers, which may heal) and which stop it
+// (what the attempt read is wrong).
+func TestWhatARetryMayChange(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		stop bool
+	}{
+		{fmt.Errorf("journal x: %w", syscall.EIO), false},
+		{fmt.Errorf("journal x: %w", syscall.ENOSPC), false},
+		{fmt.Errorf("journal x: %w", syscall.EDQUOT), false},
+		{fmt.Errorf("state x: %w", syscall.EROFS), false},
+		{fmt.Errorf("volume x: block device in use: %w", syscall.EBUSY), false},
+		{fmt.Errorf("volume x: is gone (%w)", fs.ErrNotExist), false},
+		{fmt.Errorf("volume x: the block device is empty (0 bytes)"), false},
+		{fmt.Errorf("journal x: %w", os.ErrDeadlineExceeded), false},
+		{fmt.Errorf("control token: stat x: %w", fs.ErrPermission), false},
+		{fmt.Errorf("journal x: offset 0: %w: bad magic", journal.ErrCorrupt), true},
+		{fmt.Errorf("secondary: %w", volume.ErrWrongSize), true},
+		{fmt.Errorf("secondary: state x belongs to session %q, not %q: %w", "a", "b", secondary.ErrOtherSession), true},
+	} {
+		if got := lasting(tc.err) != ""; got != tc.stop {
+			t.Errorf("%v: stops %v, want %v", tc.err, got, tc.stop)
+		}
+	}
 }

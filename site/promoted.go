@@ -350,7 +350,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			p.close()
 		}
 	}()
-	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg)
+	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}

@@ -123,6 +123,10 @@ type SecondaryOptions struct {
 	// siteLocked: the caller holds the site's lock (lockSite) already,
 	// as RunSecondary does across the sites it opens.
 	siteLocked bool
+	// held, set by RunSecondary once a site opened, are the sizes of the
+	// volumes it held, which every site opened after it must find as they
+	// were (see openHeldVolume).
+	held map[string]int64
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -240,7 +244,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := s.loadEndedRequests(); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	if err := s.openVolumes(); err != nil {
+	if err := s.openVolumes(opts.held); err != nil {
 		return nil, err
 	}
 	var gate secondary.Gate
@@ -332,16 +336,17 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	return s, nil
 }
 
-func (s *Secondary) openVolumes() error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg)
+func (s *Secondary) openVolumes(held map[string]int64) error {
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
 
 // openSecondaryVolumes opens the volumes of the [secondary] section: the
-// replicas, or a promoted site's volumes. On an error, those opened are
-// returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+// replicas, or a promoted site's volumes. held, if not nil, are the sizes
+// of the volumes a site of this process held (see openHeldVolume). On an
+// error, those opened are returned for the caller to close.
+func openSecondaryVolumes(cfg *config.Config, held map[string]int64) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
 	for _, sv := range cfg.Secondary.Volumes {
 		pv, ssID, ok := cfg.PrimaryVolume(sv.Name)
@@ -352,7 +357,14 @@ func openSecondaryVolumes(cfg *config.Config) (vols map[string]*volume.Volume, o
 		// leaves that to the primary's device, the secondary's device or
 		// existing image gives its size, and the handshake refuses a
 		// primary of another size.
-		v, err := volume.Open(sv.Path, int64(pv.Size))
+		size := int64(pv.Size)
+		if n, ok := held[sv.Name]; ok {
+			if err := heldVolumeThere(sv.Path, n); err != nil {
+				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)
+			}
+			size = n
+		}
+		v, err := volume.Open(sv.Path, size)
 		if errors.Is(err, volume.ErrNoSize) {
 			return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w (the primary's volume has no size in the config: it takes its device's or image's); "+
 				"give the size in its [[primary.subsystem.volume]], or create the image", sv.Name, err)

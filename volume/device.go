@@ -53,7 +53,7 @@ func deviceVolume(path string, f *os.File, size int64) (*Volume, error) {
 	case have == 0:
 		return nil, fmt.Errorf("volume %s: the block device is empty (0 bytes)", path)
 	case size != 0 && uint64(size) != have:
-		return nil, fmt.Errorf("volume %s: the block device is %d bytes, configured size is %d: leave size out of the config to take the device's", path, have, size)
+		return nil, wrongSize("volume %s: the block device is %d bytes, configured size is %d: leave size out of the config to take the device's", path, have, size)
 	case bs <= 0 || bs&(bs-1) != 0:
 		return nil, fmt.Errorf("volume %s: logical block size %d", path, bs)
 	}

@@ -150,6 +150,22 @@ func kindOf(m fs.FileMode) string {
 // create with.
 var ErrNoSize = errors.New("no such file, and no configured size to create it with")
 
+// ErrWrongSize is wrapped by the error of an image or a device whose size is
+// not the volume's: what it holds is another volume's, or cut, or grown,
+// and no attempt to open it again changes that.
+var ErrWrongSize = errors.New("wrong size")
+
+// wrongSize is an error that says what is wrong with a size in its own
+// words and wraps ErrWrongSize.
+func wrongSize(format string, args ...any) error {
+	return &sizeError{fmt.Sprintf(format, args...)}
+}
+
+type sizeError struct{ msg string }
+
+func (e *sizeError) Error() string        { return e.msg }
+func (e *sizeError) Is(target error) bool { return target == ErrWrongSize }
+
 func create(path string, size int64) (*Volume, error) {
 	if abs, err := filepath.Abs(path); err == nil && strings.HasPrefix(abs, "/dev/") {
 		return nil, fmt.Errorf("volume %s: no such block device (a missing path under /dev is never created as an image file)", path)
@@ -242,7 +258,7 @@ func openImage(path string, size int64) (*Volume, error) {
 	case size == 0 && have == 0:
 		err = fmt.Errorf("volume %s: the image is empty and no size is configured", path)
 	case size == 0 && have%SectorSize != 0:
-		err = fmt.Errorf("volume %s: the image is %d bytes, not a multiple of %d: configure its size", path, have, SectorSize)
+		err = wrongSize("volume %s: the image is %d bytes, not a multiple of %d: configure its size", path, have, SectorSize)
 	case size == 0:
 		size = have
 	case have == size:
@@ -251,7 +267,7 @@ func openImage(path string, size int64) (*Volume, error) {
 			err = fmt.Errorf("volume %s: %w", path, err)
 		}
 	default:
-		err = fmt.Errorf("volume %s: image is %d bytes, configured size is %d", path, have, size)
+		err = wrongSize("volume %s: image is %d bytes, configured size is %d", path, have, size)
 	}
 	if err != nil {
 		f.Close()

@@ -84,8 +84,8 @@ func TestSizeMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Close()
-	if _, err := Open(path, 4096); err == nil {
-		t.Fatal("reopening with another size succeeded")
+	if _, err := Open(path, 4096); !errors.Is(err, ErrWrongSize) || !strings.Contains(err.Error(), "image is 8192 bytes, configured size is 4096") {
+		t.Fatalf("reopening with another size: %v, want ErrWrongSize saying both sizes", err)
 	}
 	if _, err := Open(path, -512); err == nil {
 		t.Fatal("a negative size accepted")
