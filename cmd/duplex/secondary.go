@@ -8,9 +8,14 @@ import (
 	"time"
 
 	"duplex/control"
+	"duplex/disk"
 	"duplex/secondary"
 	"duplex/site"
 )
+
+// secondaryFS holds the secondary's journal and state file: nil, the
+// disk, but for tests that fail it.
+var secondaryFS disk.FS
 
 var secondarySynopsis = synopsis{"secondary", "--config FILE [--log-level LEVEL] [--disk-retry-max D]"}
 
@@ -33,7 +38,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// A stop while the journal replays ends the replay at a group
 	// boundary: the next start replays the rest, as after a crash.
-	opts := site.SecondaryOptions{Context: ctx}
+	opts := site.SecondaryOptions{Context: ctx, FS: secondaryFS}
 	var s *site.Secondary
 	if *retryMax > 0 {
 		s, err = site.RunSecondary(ctx, cfg, log, opts, site.DiskRetry{First: min(site.DefaultDiskRetryFirst, *retryMax), Max: *retryMax}, started)
