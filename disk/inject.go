@@ -55,6 +55,10 @@ type Fault struct {
 	// Once fails a single operation; otherwise every matching operation
 	// fails from then on until Clear, as a full disk stays full.
 	Once bool
+	// Hang, if not nil, makes the matching operations wait until it is
+	// closed and then go on, with no error: a disk that stopped answering
+	// and answers again. Err is then not used.
+	Hang <-chan struct{}
 }
 
 // Injector is an FS that passes operations to another FS and fails those
@@ -104,8 +108,17 @@ func (in *Injector) Injected(op Op) int {
 	return in.injected[op]
 }
 
-// check returns the error to fail op on path with, or nil.
+// check returns the error to fail op on path with, or nil; it waits
+// first while a Hang fault holds op.
 func (in *Injector) check(op Op, path string) error {
+	hang, err := in.match(op, path)
+	if hang != nil {
+		<-hang
+	}
+	return err
+}
+
+func (in *Injector) match(op Op, path string) (<-chan struct{}, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	path = filepath.Clean(path)
@@ -122,9 +135,12 @@ func (in *Injector) check(op Op, path string) error {
 		}
 		f.fired = true
 		in.injected[op]++
-		return f.Err
+		if f.Hang != nil {
+			return f.Hang, nil
+		}
+		return nil, f.Err
 	}
-	return nil
+	return nil, nil
 }
 
 func under(path, dir string) bool {

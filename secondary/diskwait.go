@@ -80,3 +80,17 @@ func (s *Secondary) diskWaitText(now time.Time) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// DiskWait says what has waited on the disk the longest, and since when;
+// zero while nothing waits on it. A stop bounds its wait for the disk by
+// it: nothing cancels an fsync of a disk that hangs.
+func (s *Secondary) DiskWait() (what string, since time.Time) {
+	s.disk.mu.Lock()
+	defer s.disk.mu.Unlock()
+	for _, w := range s.disk.w {
+		if w.what != "" && (since.IsZero() || w.since.Before(since)) {
+			what, since = w.what, w.since
+		}
+	}
+	return what, since
+}

@@ -366,3 +366,48 @@ func diskFault(reason string) error { return fmt.Errorf("%w: %s", ErrDiskFault, 
 type keptListener struct{ transport.Listener }
 
 func (keptListener) Close() error { return nil }
+
+// SecondaryStopHungWait bounds the operator's stop of a secondary whose
+// disk hangs: once something has waited on the disk this long (the
+// journal's fsync of a group, a group's writes to the volumes, a
+// checkpoint's fsync), the stop waits no more for it. Nothing cancels an
+// fsync, nor would an attempt to open again do better than wait on the
+// same disk: a disk that hangs is reported (DISK-WAIT, after
+// secondary.DefaultSlowDisk) and waited for while the secondary runs,
+// and replication goes on once it answers; but a stop that waited for it
+// too would keep the operator, and a supervisor's restart, waiting for
+// ever. The stop then leaves the journal and the volumes as a crash
+// would, which the next start replays to a group boundary. As long as
+// the primary's StopFlushWait, for the same reason.
+const SecondaryStopHungWait = 30 * time.Second
+
+// ErrDiskHung ends a secondary's Run whose stop did not wait for a disk
+// that hangs (see SecondaryStopHungWait).
+var ErrDiskHung = errors.New("stopped with its disk hung")
+
+// awaitClose waits for closed, the close of a stopping secondary's
+// receiver. Once ctx has ended (the operator's stop, not a close to open
+// again after a disk fault, which waits for the disk as the running
+// secondary does) and something has waited on the disk for stopHungWait,
+// it gives up with ErrDiskHung: the close goes on, if the disk ever
+// answers, while the process exits.
+func (s *Secondary) awaitClose(ctx context.Context, closed <-chan struct{}) error {
+	t := time.NewTicker(min(s.stopHungWait/10, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-closed:
+			return nil
+		case <-t.C:
+		}
+		what, since := s.sec.DiskWait()
+		if ctx.Err() == nil || since.IsZero() || time.Since(since) < s.stopHungWait {
+			continue
+		}
+		err := fmt.Errorf("secondary: %w: %s has waited on the disk for %s (since %s) and nothing cancels it; "+
+			"the journal and the volumes are left as a crash leaves them: the next start replays the journal to a group boundary",
+			ErrDiskHung, what, time.Since(since).Round(time.Second), since.UTC().Format(time.RFC3339))
+		s.log.Error("stopping without waiting more for the disk", "err", err)
+		return err
+	}
+}

@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -81,6 +82,8 @@ type Secondary struct {
 	siteLock io.Closer
 	// secClosed says Run closed sec already, before its listeners.
 	secClosed bool
+	// stopHungWait: see SecondaryStopHungWait.
+	stopHungWait time.Duration
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -123,6 +126,8 @@ type SecondaryOptions struct {
 	// siteLocked: the caller holds the site's lock (lockSite) already,
 	// as RunSecondary does across the sites it opens.
 	siteLocked bool
+	// stopHungWait replaces SecondaryStopHungWait (tests).
+	stopHungWait time.Duration
 	// held, set by RunSecondary once a site opened, are the sizes of the
 	// volumes it held, which every site opened after it must find as they
 	// were (see openHeldVolume).
@@ -234,7 +239,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// Everything opened so far is released on an error; the result is nil
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
-		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries, siteLock: lock}
+		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries, siteLock: lock,
+		stopHungWait: cmp.Or(opts.stopHungWait, SecondaryStopHungWait)}
 	owned = true
 	defer func() {
 		if err != nil {
@@ -576,18 +582,26 @@ wait:
 		stopControl()
 		<-csDone
 	}
-	if srv != nil {
-		srv.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		if srv != nil {
+			srv.Close()
+		}
+		s.closeDrill()
+		s.ln.Close()
+		wg.Wait()
+		// The close applies every group journaled and not yet applied, which
+		// takes a while with a backlog: status, metrics and the status page
+		// answer meanwhile, as the primary's do until it exits. They read the
+		// receiver under its lock, as while it ran; nothing that changes state
+		// is taken any more (StopChanges), and the volumes close after them.
+		s.sec.Close()
+	}()
+	// Past that, a disk that hangs leaves them as a crash would.
+	if err := s.awaitClose(ctx, closed); err != nil {
+		runErr = err
 	}
-	s.closeDrill()
-	s.ln.Close()
-	wg.Wait()
-	// The close applies every group journaled and not yet applied, which
-	// takes a while with a backlog: status, metrics and the status page
-	// answer meanwhile, as the primary's do until it exits. They read the
-	// receiver under its lock, as while it ran; nothing that changes state
-	// is taken any more (StopChanges), and the volumes close after them.
-	s.sec.Close()
 	s.secClosed = true
 	stopControl()
 	<-csDone
