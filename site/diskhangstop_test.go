@@ -74,3 +74,31 @@ func TestAStopWhileTheSecondarysDiskHangsEnds(t *testing.T) {
 		t.Fatalf("RunSecondary did not end a minute after the stop, the disk hanging:\n%s", buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestAStopWhileAnAttemptToOpenAgainHangsEnds: an attempt to open the
+// secondary again after a disk fault that hangs on the disk (the journal's
+// fsync as it recovers) holds the operator's stop no longer than a hang
+// holds the running secondary's.
+func TestAStopWhileAnAttemptToOpenAgainHangsEnds(t *testing.T) {
+	r := retryingForGood(t, 50*time.Millisecond)
+	hang := make(chan struct{})
+	defer close(hang)
+	r.in.Clear()
+	n := r.in.Injected(disk.OpSync)
+	r.in.Inject(disk.Fault{Op: disk.OpSync, Under: r.cfg.Secondary.Journal, Hang: hang})
+	waitFor(t, 30*time.Second, "an attempt to open again to hang on the journal's fsync", func() bool { return r.in.Injected(disk.OpSync) > n })
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	go r.stop()
+	select {
+	case err := <-r.ended:
+		t.Logf("RunSecondary ended %s after the stop: %v", time.Since(start).Round(time.Millisecond), err)
+		if !errors.Is(err, ErrDiskHung) {
+			t.Errorf("RunSecondary's error does not say the disk hung: %v", err)
+		}
+	case <-time.After(SecondaryStopHungWait + 30*time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("RunSecondary did not end %s after the stop, an attempt to open again hanging:\n%s",
+			SecondaryStopHungWait+30*time.Second, buf[:runtime.Stack(buf, true)])
+	}
+}

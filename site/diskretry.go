@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -300,9 +301,15 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 	opts.retries = r
 	var last *Secondary
 	for {
-		s, err := OpenSecondary(cfg, log, opts)
+		open := OpenSecondary
+		if last != nil {
+			open = func(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (*Secondary, error) {
+				return openAgain(ctx, cfg, log, opts)
+			}
+		}
+		s, err := open(cfg, log, opts)
 		if err != nil {
-			if last == nil || errors.Is(err, secondary.ErrInterrupted) {
+			if last == nil || errors.Is(err, secondary.ErrInterrupted) || errors.Is(err, ErrDiskHung) {
 				return last, err
 			}
 			if ctx.Err() != nil {
@@ -346,6 +353,46 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 			return s, err
 		}
 	}
+}
+
+// openAgain is OpenSecondary for an attempt to open again after a disk
+// fault, which waits on the disk as the running secondary does, but once
+// ctx has ended (the operator's stop) for SecondaryStopHungWait at most:
+// the attempt, hung on the disk, is then left to the process's exit (a
+// site it opens later is closed), and the error wraps ErrDiskHung.
+func openAgain(ctx context.Context, cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (*Secondary, error) {
+	type opened struct {
+		s   *Secondary
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		s, err := OpenSecondary(cfg, log, opts)
+		ch <- opened{s, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-ctx.Done():
+	}
+	hung := cmp.Or(opts.stopHungWait, SecondaryStopHungWait)
+	t := time.NewTimer(hung)
+	defer t.Stop()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-t.C:
+	}
+	go func() {
+		if o := <-ch; o.s != nil {
+			o.s.Close()
+		}
+	}()
+	err := fmt.Errorf("secondary: %w: the attempt to open it again after a disk fault had not ended %s after the stop, and nothing cancels "+
+		"what it waits for on the disk; the journal and the volumes are left as a crash leaves them: the next start replays the journal to a group boundary",
+		ErrDiskHung, hung)
+	log.Error("stopping without waiting more for the disk", "err", err)
+	return nil, err
 }
 
 // awaitRetry is Run's wait, once the secondary stopped, before it ends

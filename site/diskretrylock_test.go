@@ -62,7 +62,7 @@ func retryingForGood(t *testing.T, wait time.Duration) *retrying {
 	cfg, in, logs := r.cfg, r.in, r.logs
 	var cur atomic.Pointer[Secondary]
 	r.stop = runUntil(t, func(ctx context.Context) {
-		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in},
+		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in, stopHungWait: time.Second},
 			DiskRetry{First: wait, Max: wait},
 			func(s *Secondary) { cur.Store(s) })
 		r.ended <- err
