@@ -118,8 +118,10 @@ func TestEachCommandMetByTheStopIsAnsweredAsTheStopSavedIt(t *testing.T) {
 			cancel()
 			select {
 			case err := <-ran:
+				// The secondary runs and the link is up: the stop ships
+				// everything, whatever the command did.
 				if err != nil {
-					t.Logf("round %d, %s: the stop: %v", round, c.what, err)
+					t.Errorf("round %d, %s: the stop: %v", round, c.what, err)
 				}
 			case <-time.After(2 * time.Minute):
 				t.Fatalf("round %d, %s: the stop did not end within 2 minutes", round, c.what)
@@ -127,6 +129,9 @@ func TestEachCommandMetByTheStopIsAnsweredAsTheStopSavedIt(t *testing.T) {
 			cerr := <-answered
 			st := readStoppedPairs(t, p.stateDir)
 			t.Logf("round %d, %s: %v; saved clean %v", round, c.what, cerr, st.Clean)
+			if !st.Clean {
+				t.Errorf("round %d, %s: the stop saved the pairs not clean, the secondary running and linked", round, c.what)
+			}
 			if cerr == nil && !c.done(st) {
 				t.Errorf("round %d, %s answered done, but the stop saved it not done: %+v", round, c.what, st.Pairs)
 			}
