@@ -14,7 +14,9 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/journal"
+	"duplex/nbd"
 	"duplex/secondary"
+	"duplex/tlsconf"
 	"duplex/transport"
 	"duplex/volume"
 )
@@ -187,14 +189,40 @@ func (r *diskRetries) between() control.Status {
 }
 
 // serveBetween serves status (and nothing else) on the control address
-// for wait, while no site is open, an attempt having failed.
+// for wait, while no site is open, an attempt having failed, and on the
+// NBD address the exports' names, each refused at its handshake saying
+// why (retryingExports).
 func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log *slog.Logger, wait time.Duration) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	var l listeners
+	// Each on its own: an NBD address another process took meanwhile
+	// leaves status served.
+	var l, n listeners
 	if err := l.listen(cfg, "secondary", "secondary", "", cfg.Secondary.Control, Listeners{}); err != nil {
 		log.Warn("secondary: no status until it opens again", "err", err)
-	} else if l.ctlLn != nil {
+	}
+	defer l.close()
+	if err := n.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, "", Listeners{}); err != nil {
+		log.Warn("secondary: its NBD address refuses connections until it opens again", "err", err)
+	}
+	defer n.close()
+	if n.nbdLn != nil {
+		if tlsConf, err := tlsconf.SecondaryNBD(cfg); err != nil {
+			log.Warn("secondary: its NBD address refuses connections until it opens again", "err", err)
+		} else {
+			srv := &nbd.Server{Exports: retryingExports{r}, Description: retryingExports{r}.description, Logger: log.With("component", "nbd"), TLS: tlsConf}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				srv.Serve(n.nbdLn)
+			}()
+			defer func() {
+				srv.Close()
+				<-done
+			}()
+		}
+	}
+	if l.ctlLn != nil {
 		sctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
 		// The metrics too: a scrape must find the secondary stopped, not
@@ -226,7 +254,6 @@ func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log 
 		defer func() {
 			cancel()
 			<-done
-			l.close()
 		}()
 	}
 	select {
@@ -234,6 +261,64 @@ func (r *diskRetries) serveBetween(ctx context.Context, cfg *config.Config, log 
 	case <-t.C:
 	}
 }
+
+// retryingExports are the secondary's read-only exports while no site is
+// open, between its attempts to open again after a disk fault: listed,
+// each refused at its handshake saying why and when the next attempt is
+// (its Pin fails), rather than a refused connection, which says nothing
+// to a client but that no secondary is there.
+type retryingExports struct{ r *diskRetries }
+
+type retryingExport struct {
+	r    *diskRetries
+	size int64
+}
+
+func (e retryingExports) Names() []string {
+	e.r.mu.Lock()
+	defer e.r.mu.Unlock()
+	var names []string
+	for _, v := range e.r.last.Volumes {
+		names = append(names, v.Name)
+	}
+	return names
+}
+
+func (e retryingExports) Lookup(name string) (nbd.Export, bool) {
+	e.r.mu.Lock()
+	defer e.r.mu.Unlock()
+	for _, v := range e.r.last.Volumes {
+		if v.Name == name {
+			return &retryingExport{r: e.r, size: v.SizeBytes}, true
+		}
+	}
+	return nil, false
+}
+
+func (e retryingExports) description(name string) string {
+	return "read-only replica of volume " + name + ": " + e.r.refusal().Error()
+}
+
+// refusal is what a client of an export is told between the attempts.
+func (r *diskRetries) refusal() error {
+	st := r.status()
+	if st == nil {
+		return errors.New("not served while the secondary opens again after a disk fault; connect again once it has")
+	}
+	return fmt.Errorf("not served while the secondary opens again after a disk fault (attempt %d at %s; the last failed: %s); "+
+		"connect again once it has (duplex status)", st.Attempt, st.Next, st.Error)
+}
+
+var errRetrying = errors.New("not served while the secondary opens again after a disk fault")
+
+func (x *retryingExport) Pin() (nbd.Export, error)            { return nil, x.r.refusal() }
+func (x *retryingExport) Size() int64                         { return x.size }
+func (x *retryingExport) ReadOnly() bool                      { return true }
+func (x *retryingExport) ReadAt(p []byte, off int64) error    { return errRetrying }
+func (x *retryingExport) WriteAt(p []byte, off int64) error   { return errRetrying }
+func (x *retryingExport) WriteZeroes(off, length int64) error { return errRetrying }
+func (x *retryingExport) Trim(off, length int64) error        { return errRetrying }
+func (x *retryingExport) Flush() error                        { return errRetrying }
 
 // attempts is every attempt of this process, for the metrics.
 func (r *diskRetries) attempts() uint64 {
