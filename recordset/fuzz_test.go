@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math"
 	"testing"
+
+	"duplex/crc32c"
 )
 
 func FuzzDecodeRecordSet(f *testing.F) {
@@ -40,6 +42,7 @@ func FuzzDecodeRecordSet(f *testing.F) {
 // classified error, and for what decodes, one canonical encoding.
 func checkDecode(t *testing.T, b []byte) {
 	rs, err := Decode(b, DefaultLimits)
+	checkSummed(t, b, rs, err)
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrMalformed) &&
 			!errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrVersion) {
@@ -87,4 +90,51 @@ func sealed(b []byte) []byte {
 	resealHeader(c)
 	be.PutUint32(c[len(c)-crcSize:], crcOf(c[h:len(c)-crcSize]))
 	return c
+}
+
+// checkSummed asserts that b, decoded from chunk checksums taken as a
+// buffer holding it was filled (at an offset within it, in small chunks so
+// that updates of partMin bytes use them), decodes as Decode did: the same
+// error or the same record set with the same update checksums.
+func checkSummed(t *testing.T, b []byte, want *RecordSet, wantErr error) {
+	t.Helper()
+	buf := make([]byte, 5+len(b))
+	copy(buf[5:], b)
+	var sums crc32c.Sums
+	sums.Next = 64
+	if err := sums.Fill(buf, func([]byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeSummed(buf[5:], DefaultLimits, &sums)
+	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
+		t.Fatalf("DecodeSummed error %v, Decode's %v", err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if len(got.Updates) != len(want.Updates) {
+		t.Fatalf("DecodeSummed: %d updates, Decode %d", len(got.Updates), len(want.Updates))
+	}
+	for i := range got.Updates {
+		g, w := &got.Updates[i], &want.Updates[i]
+		if g.sum != w.sum || g.summed != w.summed || !bytes.Equal(g.Data, w.Data) || g.Offset != w.Offset {
+			t.Fatalf("update %d: DecodeSummed %+v, Decode %+v", i, g, w)
+		}
+	}
+}
+
+// Every sample, and each with a byte of its payload flipped, decodes from
+// chunk checksums as Decode decodes it.
+func TestDecodeSummedAsDecode(t *testing.T) {
+	for name, rs := range samples() {
+		b := mustEncode(t, rs)
+		flipped := bytes.Clone(b)
+		flipped[len(b)-crcSize-1] ^= 0x10
+		for _, in := range [][]byte{b, flipped} {
+			t.Run(name, func(t *testing.T) {
+				want, err := Decode(in, DefaultLimits)
+				checkSummed(t, in, want, err)
+			})
+		}
+	}
 }

@@ -637,7 +637,12 @@ func parseFixed(hb []byte, maxRecords uint64) (Header, error) {
 // while the record set is in use; each Data has its capacity limited to its
 // length, so appending to it cannot clobber its neighbours. Updates with the
 // same volume share one Volume string.
-func Decode(b []byte, lim Limits) (*RecordSet, error) {
+func Decode(b []byte, lim Limits) (*RecordSet, error) { return DecodeSummed(b, lim, nil) }
+
+// DecodeSummed is Decode of b lying in a buffer whose chunks' checksums
+// sums holds (crc32c.Sums): the large updates' data is checksummed from
+// them, not read again. A nil sums reads it.
+func DecodeSummed(b []byte, lim Limits, sums *crc32c.Sums) (*RecordSet, error) {
 	total, err := FrameSize(b, lim)
 	if err != nil {
 		return nil, err
@@ -772,7 +777,7 @@ func Decode(b []byte, lim Limits) (*RecordSet, error) {
 	for i := range rs.Updates {
 		u := &rs.Updates[i]
 		if len(u.Data) >= partMin {
-			u.sum, u.summed = crc32c.Checksum(u.Data), true
+			u.sum, u.summed = sums.Checksum(u.Data), true
 			sum.combine(u.sum, len(u.Data))
 		} else {
 			sum.update(u.Data)

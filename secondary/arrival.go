@@ -5,9 +5,40 @@ import (
 	"fmt"
 	"sync"
 
+	"duplex/crc32c"
 	"duplex/recordset"
 	"duplex/transport"
 )
+
+// frameSumChunk is the piece of a frame read from the socket and
+// checksummed at once, while the piece is still in the processor's cache
+// (crc32c.Sums): small enough to stay there, large enough that the reads
+// it takes cost little beside the checksums they save.
+const frameSumChunk = 64 << 10
+
+// sumNext is how the frame after f is to be read (crc32c.Sums.Next), now
+// cur: in checksummed pieces while the frames bring mostly updates large
+// enough to be checksummed from them, in one read otherwise, where the
+// checksums of the pieces would be taken for nothing (4 KiB writes, each
+// read again whole). A frame of a few pieces (heartbeats, a short set)
+// changes nothing.
+func sumNext(cur int, f []byte, sets []*recordset.RecordSet) int {
+	if len(f) < 4*frameSumChunk {
+		return cur
+	}
+	large := 0
+	for _, rs := range sets {
+		for i := range rs.Updates {
+			if n := len(rs.Updates[i].Data); n >= 2*frameSumChunk {
+				large += n
+			}
+		}
+	}
+	if 2*large >= len(f) {
+		return frameSumChunk
+	}
+	return 0
+}
 
 // arrival is a frame read from the link, checked and decoded by the
 // goroutine that read it (readFrames): the checksums of a cut's backlog,
@@ -49,6 +80,11 @@ type inbound struct {
 // its bound of bytes: those stay in the socket, whose full window holds the
 // primary back.
 func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room *readRoom, done <-chan struct{}) {
+	var sums *crc32c.Sums
+	if fs, ok := conn.(transport.FrameSums); ok {
+		sums = &crc32c.Sums{Next: frameSumChunk}
+		fs.SetFrameSums(sums)
+	}
 	for {
 		if !room.wait(done) {
 			return
@@ -56,7 +92,11 @@ func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room 
 		f, err := conn.Recv()
 		a := arrival{err: err}
 		if err == nil {
-			a = s.decodeFrame(f)
+			a = s.decodeFrame(f, sums)
+			if sums != nil {
+				sums.Next = sumNext(sums.Next, f, a.in.sets)
+				sums.Forget()
+			}
 		}
 		room.take(a.held())
 		select {
@@ -143,7 +183,7 @@ func (r *readRoom) release(n int64) {
 
 // decodeFrame checks frame f and decodes what it carries. A frame nothing
 // will be received from is recycled here.
-func (s *Secondary) decodeFrame(f []byte) arrival {
+func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
 	if len(f) > s.maxFrame() {
 		// The TCP transport stops such a frame at its length; any
 		// other link is held to the same announced limit.
@@ -198,7 +238,7 @@ func (s *Secondary) decodeFrame(f []byte) arrival {
 			a.corrupt = append(a.corrupt, err)
 			continue
 		}
-		rs, err := recordset.Decode(body, s.cfg.Limits)
+		rs, err := recordset.DecodeSummed(body, s.cfg.Limits, sums)
 		if h, perr := recordset.PeekHeader(body); errors.Is(err, recordset.ErrTooLarge) && perr == nil && h.Size() == len(body) {
 			// Intact (its header CRC holds), so not a damaged length:
 			// resending the same set cannot help. Say why, on both

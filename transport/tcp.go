@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"duplex/crc32c"
 )
 
 // DefaultMaxFrame bounds a TCP frame, so a corrupt length never makes the
@@ -142,10 +144,15 @@ type tcpConn struct {
 	hdr      [4]byte
 	rhdr     [4]byte
 	alloc    func(n int) []byte // nil: make
+	sums     *crc32c.Sums       // nil: none taken
 }
 
 // SetFrameAlloc implements FrameBuffers. Call it before the first Recv.
 func (t *tcpConn) SetFrameAlloc(alloc func(n int) []byte) { t.alloc = alloc }
+
+// SetFrameSums implements FrameSums. Call it from the goroutine that calls
+// Recv, between calls.
+func (t *tcpConn) SetFrameSums(s *crc32c.Sums) { t.sums = s }
 
 func newTCPConn(c net.Conn, maxFrame int) *tcpConn {
 	if maxFrame <= 0 {
@@ -263,6 +270,16 @@ func (t *tcpConn) Recv() ([]byte, error) {
 		f = t.alloc(int(n))[:n]
 	} else {
 		f = make([]byte, n)
+	}
+	if t.sums != nil {
+		err := t.sums.Fill(f, func(p []byte) error {
+			_, err := io.ReadFull(t.c, p)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
+		}
+		return f, nil
 	}
 	if _, err := io.ReadFull(t.c, f); err != nil {
 		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)

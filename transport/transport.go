@@ -31,6 +31,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"duplex/crc32c"
 )
 
 // Conn is one connection between a primary and a secondary.
@@ -63,6 +65,14 @@ type Conn interface {
 // returns is then the alloc's buffer, the caller's to recycle.
 type FrameBuffers interface {
 	SetFrameAlloc(alloc func(n int) []byte)
+}
+
+// FrameSums is implemented by a Conn whose Recv can checksum each frame
+// piece by piece as it reads it (crc32c.Sums.Fill): s then holds the
+// checksums of the frame Recv returned last, until the next Recv, and
+// s.Next says how the next is read.
+type FrameSums interface {
+	SetFrameSums(s *crc32c.Sums)
 }
 
 // Dialer opens connections from the primary.
