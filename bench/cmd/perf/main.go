@@ -73,7 +73,10 @@ type settings struct {
 	// compared build's keeps its own default: an older one may not know
 	// the key).
 	burstReserve int64
-	w            io.Writer
+	// warmup is the number of primary-side rounds run before those
+	// counted.
+	warmup int
+	w      io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -103,6 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pjobs := fs.String("primary-jobs", "", "primary section: the jobs to run, comma-separated (default all: randwrite-4k-qd1,randwrite-4k-qd16,randread-4k-qd16,write-1m-qd4-burst,write-1m-qd4)")
 	sidefileMiB := fs.Int64("sidefile-limit", 0, "write, lag and apply sections: the sessions' sidefile limit in MiB (default 64; a `duplex demo` session has 256 per subsystem)")
 	burstReserve := fs.Int64("burst-reserve", 0, "primary section: the burst_reserve in MiB of the first build's burst session (0: left out; the compared build's is always left out)")
+	warmup := fs.Int("warmup", 0, "primary section: rounds run first and not counted (a fresh session's first burst populates its sidefile's buffers)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -122,6 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s.scaleProfile = *scaleProfile
 	s.sidefile = *sidefileMiB << 20
 	s.burstReserve = *burstReserve << 20
+	s.warmup = max(*warmup, 0)
 	if *pjobs != "" {
 		for _, j := range strings.Split(*pjobs, ",") {
 			if !slices.ContainsFunc(primaryJobs, func(pj primaryJob) bool { return pj.name == j }) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -87,23 +88,29 @@ func (b *bench) primarySide(ctx context.Context) error {
 		jobs = slices.DeleteFunc(slices.Clone(primaryJobs), func(j primaryJob) bool { return !slices.Contains(b.s.primaryJobs, j.name) })
 	}
 	burst := slices.ContainsFunc(jobs, func(j primaryJob) bool { return j.burst })
-	p, err := b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit, 0)
-	if err != nil {
-		return err
+	// Burst rounds alone need no session of the ordinary limit: not
+	// starting one saves its initial copy, and the bench lock's time.
+	timed := slices.ContainsFunc(jobs, func(j primaryJob) bool { return !j.burst })
+	var p, pb, cmp, cmpb *pair
+	if timed {
+		if p, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit, 0); err != nil {
+			return err
+		}
+		defer p.stop()
 	}
-	defer p.stop()
-	var pb, cmp, cmpb *pair
 	if burst {
 		if pb, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex-burst"), image, burstSidefile, b.s.burstReserve); err != nil {
 			return err
 		}
 		defer pb.stop()
 	}
-	if b.s.compare != "" {
+	if b.s.compare != "" && timed {
 		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit, 0); err != nil {
 			return err
 		}
 		defer cmp.stop()
+	}
+	if b.s.compare != "" {
 		if burst {
 			if cmpb, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare-burst"), image, burstSidefile, 0); err != nil {
 				return err
@@ -138,20 +145,26 @@ func (b *bench) primarySide(ctx context.Context) error {
 	of := func(name string, p *pair) server {
 		return server{name, p.uri(0), p.sess.PrimaryPaths()[0], p.prim.Pid(), p, nil}
 	}
+	// build is a Duplex build's server: its timed session's, with its
+	// burst session's for the burst job; the burst session's alone when
+	// only the burst runs.
+	build := func(name string, p, pb *pair) server {
+		if p == nil {
+			return of(name, pb)
+		}
+		sv := of(name, p)
+		if pb != nil {
+			sb := of(name, pb)
+			sv.burst = &sb
+		}
+		return sv
+	}
 	servers := []server{
 		{"nbdkit", "nbd://" + nbdkitAddr + "/", image, nbdkit.Pid(), nil, nil},
-		of("duplex", p),
+		build("duplex", p, pb),
 	}
-	if pb != nil {
-		sb := of("duplex", pb)
-		servers[1].burst = &sb
-	}
-	if cmp != nil {
-		servers = append(servers, of("compare", cmp))
-		if cmpb != nil {
-			sb := of("compare", cmpb)
-			servers[len(servers)-1].burst = &sb
-		}
+	if b.s.compare != "" {
+		servers = append(servers, build("compare", cmp, cmpb))
 	}
 	if floor != nil {
 		servers = append(servers, server{"floor", "nbd://" + floorAddr + "/", floorImage, floor.Pid(), nil, nil})
@@ -170,10 +183,18 @@ func (b *bench) primarySide(ctx context.Context) error {
 		// burst_wait, so a slow one sends part of itself during the
 		// run); 0 where nothing is drained.
 		drainedPer float64
+		// clockPer is the server's task-clock (perf stat) per I/O over
+		// the run, exact where cpuPer counts 10 ms ticks; 0 without perf.
+		clockPer float64
+		load     string // the load average after the run
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{loadavg()}
-	for r := range b.s.rounds {
+	// The warm-up rounds run first and are not counted: a fresh
+	// session's first burst takes a fresh page for every page of its
+	// sidefile buffers, which later bursts reuse.
+	for r := range b.s.warmup + b.s.rounds {
+		warm := r < b.s.warmup
 		for j, job := range jobs {
 			// A B A B, job by job, round after round: a change in the
 			// machine's load hits both servers alike.
@@ -201,12 +222,24 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1)
+				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1-b.s.warmup)
+				if warm {
+					name = fmt.Sprintf("primary-%s-%s-warmup%d", job.name, sv.name, r+1)
+				}
+				clock, err := startTaskClock(ctx, dir, sv.pid)
+				if err != nil {
+					return err
+				}
 				args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
 				if job.burst {
 					args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
 				}
 				jobs, err := b.fioPinned(ctx, name, args...)
+				if err != nil {
+					clock.stop()
+					return err
+				}
+				clocked, err := clock.stop()
 				if err != nil {
 					return err
 				}
@@ -225,7 +258,8 @@ func (b *bench) primarySide(ctx context.Context) error {
 				if !job.burst {
 					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
 				}
-				rs := result{jobs[0], (cpu1 - cpu0).Seconds() / max(ios, 1), float64(faults1-faults0) / max(ios, 1), 0}
+				rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
+					clockPer: clocked.Seconds() / max(ios, 1)}
 				if sv.pair != nil && job.rw != "randread" {
 					if _, err := sv.pair.drain(ctx); err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
@@ -236,10 +270,37 @@ func (b *bench) primarySide(ctx context.Context) error {
 					}
 					rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
 				}
-				res[j][si] = append(res[j][si], rs)
+				rs.load = loadavg()
+				if !warm {
+					res[j][si] = append(res[j][si], rs)
+				}
 			}
 		}
-		load = append(load, loadavg())
+		if !warm {
+			load = append(load, loadavg())
+		}
+	}
+	// Every round's figures, for runs split over several holds of the
+	// bench lock to be put together.
+	type roundJSON struct {
+		Job, Server                              string
+		Round                                    int
+		IOPS, CPUPerIO, ClockPerIO, DrainedPerIO float64
+		FaultsPerIO                              float64
+		Load                                     string
+	}
+	var all []roundJSON
+	for j, job := range jobs {
+		for si, sv := range servers {
+			for r, rs := range res[j][si] {
+				all = append(all, roundJSON{job.name, sv.name, r + 1, rs.job.IOPS, rs.cpuPer * 1e6, rs.clockPer * 1e6, rs.drainedPer * 1e6, rs.faultsPer, rs.load})
+			}
+		}
+	}
+	if js, err := json.MarshalIndent(all, "", "  "); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, "rounds.json"), js, 0o644); err != nil {
+			return err
+		}
 	}
 
 	w := b.s.w
@@ -248,21 +309,23 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"together on CPU %s (`taskset -c %s`). Both serve a copy of one prefilled %d MiB image; before every run the image is synced "+
 		"and dropped from the page cache (`fdatasync` + `posix_fadvise(DONTNEED)`, as `sync; echo 1 > /proc/sys/vm/drop_caches` does for it), "+
 		"and before the read job then read once whole, so that both servers read from the page cache. "+
-		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job; medians over rounds. "+
+		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job (after %d not counted); medians over rounds. "+
 		"The burst job writes the volume once (%d MiB) to a session of its own whose sidefile limit (%d MiB) holds it all below the pacing start, so it is never paced; the timed 1 MiB job outlasts a %d MiB sidefile many times and is paced to the secondary. "+
 		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os; faults/IO its minor page faults (/proc/PID/stat) over the run divided by its I/Os: "+
 		"a 1 MiB write into fresh memory takes 256, one into memory the server held already none. "+
 		"Duplex's CPU/IO with drain is its CPU over the run and the drain of its sidefile after it, per I/O of the run: the whole of the writes' replication at the primary, sent during the run or after. "+
 		"Load average at the start and after each round: %s.\n\n",
-		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds,
+		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds, b.s.warmup,
 		primaryVol>>20, burstSidefile>>20, sidefileLimit>>20, strings.Join(load, " → "))
 	table := func(d int) {
 		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round | … with drain, per round | nbdkit, Duplex faults/IO per round |\n")
 		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
+		var clocks []string
 		for j, job := range jobs {
 			k, d := res[j][0], res[j][d]
-			var ratios, kIOPS, dIOPS, kCPU, dCPU, dDrained, kFaults, dFaults []float64
+			var ratios, kIOPS, dIOPS, kCPU, dCPU, dDrained, kFaults, dFaults, kClock, dClock []float64
 			for r := range k {
+				kClock, dClock = append(kClock, k[r].clockPer*1e6), append(dClock, d[r].clockPer*1e6)
 				ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
 				kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
 				kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
@@ -276,6 +339,18 @@ func (b *bench) primarySide(ctx context.Context) error {
 			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.0f | %.1f | **%.2f** | %s | %s | %s | %s; %s |\n", job.name,
 				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"),
 				drained, joinf(kFaults, "%.1f"), joinf(dFaults, "%.1f"))
+			if median(dClock) > 0 {
+				clocks = append(clocks, fmt.Sprintf("| %s | %.1f (%.1f–%.1f) | %.1f (%.1f–%.1f) | %.2f | %s | %s |\n", job.name,
+					median(kClock), slices.Min(kClock), slices.Max(kClock), median(dClock), slices.Min(dClock), slices.Max(dClock),
+					median(dClock)/median(kClock), joinf(kClock, "%.0f"), joinf(dClock, "%.0f")))
+			}
+		}
+		if len(clocks) > 0 {
+			fmt.Fprintf(w, "\nThe same runs' task-clock (perf stat, every thread of the server, exact where CPU/IO above counts 10 ms ticks), µs per I/O:\n\n")
+			fmt.Fprintf(w, "| job | nbdkit median (min–max) | Duplex median (min–max) | Duplex/nbdkit | nbdkit per round | Duplex per round |\n|---|---:|---:|---:|---|---|\n")
+			for _, c := range clocks {
+				fmt.Fprint(w, c)
+			}
 		}
 	}
 	if cmp == nil {
