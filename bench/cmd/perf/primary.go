@@ -353,7 +353,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 			}
 		}
 	}
-	if cmp == nil {
+	if b.s.compare == "" {
 		table(1)
 	} else {
 		fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s`).\n\n", b.s.duplex, b.s.compare)
