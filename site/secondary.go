@@ -600,6 +600,12 @@ wait:
 	}()
 	// Past that, a disk that hangs leaves them as a crash would.
 	if err := s.awaitClose(ctx, closed); err != nil {
+		if promoted {
+			// The promotion took effect all the same: the caller must
+			// learn it (and close the listeners kept), not only that the
+			// disk hung; duplex promote, not a secondary, replays then.
+			err = fmt.Errorf("%w; %w (duplex promote replays it)", runErr, err)
+		}
 		runErr = err
 	}
 	s.secClosed = true

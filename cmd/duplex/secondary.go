@@ -59,7 +59,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		// promotion is recorded, and the stop is the operator's.
 		s.HandOver().Close()
 		log.Warn("promoted by a switchover as the secondary stopped: this site is the session's primary; duplex promote serves its volumes read-write",
-			"promoted_at", control.FormatTime(promoted.Promotion.At))
+			"promoted_at", control.FormatTime(promoted.Promotion.At), "err", err)
 		return nil
 	}
 	if errors.As(err, &promoted) {
