@@ -13,6 +13,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/disk"
 	"duplex/journal"
 	"duplex/nbd"
 	"duplex/secondary"
@@ -89,6 +90,35 @@ func heldVolumeThere(path string, size int64) error {
 		return nil
 	case st.Mode().IsRegular() && st.Size() != size:
 		return fmt.Errorf("%s: the image is %d bytes, it was %d when the secondary last opened it: %w", path, st.Size(), size, volume.ErrWrongSize)
+	}
+	return nil
+}
+
+// siteFiles are the journal and the files beside it that a site opened
+// again after a disk fault must find as the first site did: the secondary
+// creates each when it is missing, as a new session's, and here the
+// journal's groups not yet applied (which the primary let go) would be
+// lost, and the fence and the applied group forgotten.
+func siteFiles(fsys disk.FS, cfg *config.Config) []string {
+	var held []string
+	for _, p := range []string{cfg.Secondary.Journal, StatePath(cfg), secondary.IdentityPath(StatePath(cfg))} {
+		if _, err := disk.Or(fsys).Stat(p); err == nil {
+			held = append(held, p)
+		}
+	}
+	return held
+}
+
+// heldFilesThere checks the files siteFiles found before a site opened
+// again after a disk fault opens. One missing may come back (its file
+// system not mounted again yet): the attempt fails, and the next tries
+// again.
+func heldFilesThere(fsys disk.FS, held []string) error {
+	for _, p := range held {
+		if _, err := disk.Or(fsys).Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s is gone (%w): the journal and the files beside it are never created again once the secondary held them; "+
+				"it opens once they are back (their file system mounted again)", p, err)
+		}
 	}
 	return nil
 }
@@ -426,6 +456,7 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 			for name, v := range s.vols {
 				opts.held[name] = v.Size()
 			}
+			opts.heldFiles = siteFiles(opts.FS, cfg)
 		} else {
 			log.Info("secondary opened again after a disk fault: the journal recovered and applied; linking")
 		}

@@ -132,6 +132,10 @@ type SecondaryOptions struct {
 	// volumes it held, which every site opened after it must find as they
 	// were (see openHeldVolume).
 	held map[string]int64
+	// heldFiles, set with held, are the journal and the files beside it
+	// that site found, which every site opened after it must find too
+	// (see heldFilesThere).
+	heldFiles []string
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -248,6 +252,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 	}()
 	if err := s.loadEndedRequests(); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	if err := s.openVolumes(opts.held); err != nil {
