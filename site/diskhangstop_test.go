@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/disk"
 )
 
@@ -23,56 +23,73 @@ import (
 // start does (replay the journal): a stop that waits for the disk keeps a
 // supervisor's restart, and the operator, waiting for ever.
 func TestAStopWhileTheSecondarysDiskHangsEnds(t *testing.T) {
-	cfg := switchoverConfig(t)
-	in := disk.NewInjector(nil)
-	logs := &logBuffer{}
-	var cur atomic.Pointer[Secondary]
-	ended := make(chan error, 1)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	hang := make(chan struct{})
-	var once sync.Once
-	answer := func() { once.Do(func() { close(hang) }) }
-	defer func() {
-		answer()
-		select {
-		case <-ended:
-		case <-time.After(time.Minute):
-			t.Errorf("RunSecondary did not end a minute after the disk answered")
-		}
-	}()
-	go func() {
-		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in, stopHungWait: time.Second},
-			DiskRetry{First: 50 * time.Millisecond, Max: 50 * time.Millisecond},
-			func(s *Secondary) { cur.Store(s) })
-		ended <- err
-	}()
-	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
-	pcfg := *cfg
-	pcfg.Primary.Secondary = cur.Load().ListenAddr()
-	p, _ := startPrimary(t, &pcfg, 50*time.Millisecond)
-	replicatedBeforeTheFault(t, p, cur.Load, 4096)
-	in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Hang: hang})
-	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x22}, 4096), 0); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "the journal's fsync to hang", func() bool { return in.Injected(disk.OpSync) > 0 })
-	waitFor(t, 30*time.Second, "status to say the secondary waits on the disk", func() bool {
-		return strings.Contains(cur.Load().Status().DiskWait, "journaling")
-	})
+	h := hangingSecondary(t)
 	start := time.Now()
-	stop()
+	h.stop()
 	select {
-	case err := <-ended:
-		ended <- err
-		t.Logf("RunSecondary ended %s after the stop: %v", time.Since(start).Round(time.Millisecond), err)
-		if !errors.Is(err, ErrDiskHung) || !strings.Contains(err.Error(), "journaling group") || !strings.Contains(err.Error(), "replays the journal") {
-			t.Errorf("RunSecondary's error does not say the disk hangs: %v", err)
+	case e := <-h.ended:
+		h.ended <- e
+		t.Logf("RunSecondary ended %s after the stop: %v", time.Since(start).Round(time.Millisecond), e.err)
+		if !errors.Is(e.err, ErrDiskHung) || !strings.Contains(e.err.Error(), "journaling group") || !strings.Contains(e.err.Error(), "replays the journal") {
+			t.Errorf("RunSecondary's error does not say the disk hangs: %v", e.err)
 		}
 	case <-time.After(time.Minute):
 		buf := make([]byte, 1<<20)
 		t.Fatalf("RunSecondary did not end a minute after the stop, the disk hanging:\n%s", buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// hanging is a secondary under RunSecondary (the stop's bound 1 s) whose
+// journal's fsync of a group hangs until the test ends.
+type hanging struct {
+	cfg   *config.Config
+	cur   atomic.Pointer[Secondary]
+	ended chan runEnded // RunSecondary's result, put back once read
+	stop  context.CancelFunc
+}
+
+type runEnded struct {
+	s   *Secondary
+	err error
+}
+
+func hangingSecondary(t *testing.T) *hanging {
+	t.Helper()
+	h := &hanging{cfg: switchoverConfig(t), ended: make(chan runEnded, 1)}
+	in := disk.NewInjector(nil)
+	logs := &logBuffer{}
+	ctx, stop := context.WithCancel(context.Background())
+	h.stop = stop
+	hang := make(chan struct{})
+	t.Cleanup(func() {
+		stop()
+		close(hang)
+		select {
+		case <-h.ended:
+		case <-time.After(time.Minute):
+			t.Errorf("RunSecondary did not end a minute after the disk answered")
+		}
+	})
+	go func() {
+		s, err := RunSecondary(ctx, h.cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{FS: in, stopHungWait: time.Second},
+			DiskRetry{First: 50 * time.Millisecond, Max: 50 * time.Millisecond},
+			func(s *Secondary) { h.cur.Store(s) })
+		h.ended <- runEnded{s, err}
+	}()
+	waitFor(t, 30*time.Second, "the secondary open", func() bool { return h.cur.Load() != nil })
+	pcfg := *h.cfg
+	pcfg.Primary.Secondary = h.cur.Load().ListenAddr()
+	p, _ := startPrimary(t, &pcfg, 50*time.Millisecond)
+	replicatedBeforeTheFault(t, p, h.cur.Load, 4096)
+	in.Inject(disk.Fault{Op: disk.OpSync, Under: h.cfg.Secondary.Journal, Hang: hang})
+	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x22}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the journal's fsync to hang", func() bool { return in.Injected(disk.OpSync) > 0 })
+	waitFor(t, 30*time.Second, "status to say the secondary waits on the disk", func() bool {
+		return strings.Contains(h.cur.Load().Status().DiskWait, "journaling")
+	})
+	return h
 }
 
 // TestAStopWhileAnAttemptToOpenAgainHangsEnds: an attempt to open the
