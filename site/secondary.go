@@ -223,6 +223,10 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			}
 		}()
 	}
+	// Before anything of the site is read (see heldFilesThere).
+	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
 	// A promoted site's volumes hold writes of its own: the old primary's
 	// data must never be applied over them.
 	switch pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg)); {
@@ -252,9 +256,6 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 	}()
 	if err := s.loadEndedRequests(); err != nil {
-		return nil, fmt.Errorf("secondary: %w", err)
-	}
-	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	if err := s.openVolumes(opts.held); err != nil {
