@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"duplex/crc32c"
 )
 
 // Faults are the misbehaviours of an in-memory link, as probabilities per frame
@@ -183,6 +185,7 @@ type memConn struct {
 	name    string
 	timeout atomic.Int64 // send timeout; 0: DefaultSendTimeout
 	alloc   func(n int) []byte
+	sums    *crc32c.Sums // nil: none taken
 }
 
 // SetFrameAlloc implements FrameBuffers: Recv copies each frame into a
@@ -190,6 +193,12 @@ type memConn struct {
 // never lent itself), so that a receiver recycling its buffers is tested on
 // this link as on TCP. Call it before the first Recv.
 func (c *memConn) SetFrameAlloc(alloc func(n int) []byte) { c.alloc = alloc }
+
+// SetFrameSums implements FrameSums: Recv copies each frame in pieces,
+// checksummed as TCP's reads are, so that the tests of frames damaged on
+// this link check the receiver's decoding from them. Call it from the
+// goroutine that calls Recv, between calls.
+func (c *memConn) SetFrameSums(s *crc32c.Sums) { c.sums = s }
 
 func newMemPair(n *MemNetwork) (*memConn, *memConn) {
 	q1 := &memQueue{signal: make(chan struct{}, 1), space: make(chan struct{}, 1)}
@@ -330,6 +339,31 @@ func (c *memConn) Send(frame []byte) error {
 	return nil
 }
 
+// received is frame as Recv returns it: in a buffer of alloc, and with its
+// pieces' checksums taken as copied, if asked.
+func (c *memConn) received(frame []byte) []byte {
+	if c.alloc == nil && c.sums == nil {
+		return frame
+	}
+	var f []byte
+	if c.alloc != nil {
+		f = c.alloc(len(frame))[:len(frame)]
+	} else {
+		f = make([]byte, len(frame))
+	}
+	if c.sums == nil {
+		copy(f, frame)
+		return f
+	}
+	done := 0
+	// Copying cannot fail.
+	_ = c.sums.Fill(f, func(p []byte) error {
+		done += copy(p, frame[done:])
+		return nil
+	})
+	return f
+}
+
 func (c *memConn) Recv() ([]byte, error) {
 	q := c.in
 	for {
@@ -353,12 +387,7 @@ func (c *memConn) Recv() ([]byte, error) {
 				case q.space <- struct{}{}:
 				default:
 				}
-				if c.alloc != nil {
-					f := c.alloc(len(head.frame))[:len(head.frame)]
-					copy(f, head.frame)
-					return f, nil
-				}
-				return head.frame, nil
+				return c.received(head.frame), nil
 			}
 		} else if q.ended {
 			q.mu.Unlock()
