@@ -98,14 +98,29 @@ func sealed(b []byte) []byte {
 // error or the same record set with the same update checksums.
 func checkSummed(t *testing.T, b []byte, want *RecordSet, wantErr error) {
 	t.Helper()
-	buf := make([]byte, 5+len(b))
-	copy(buf[5:], b)
+	checkSummedIn(t, b, 5, 64, want, wantErr)
+}
+
+// checkSummedIn is checkSummed with b at offset off of the buffer filled
+// in chunks of chunk bytes.
+func checkSummedIn(t *testing.T, b []byte, off, chunk int, want *RecordSet, wantErr error) {
+	t.Helper()
+	buf := make([]byte, off+len(b))
 	var sums crc32c.Sums
-	sums.Next = 64
-	if err := sums.Fill(buf, func([]byte) error { return nil }); err != nil {
+	sums.Next = chunk
+	done := 0
+	if err := sums.Fill(buf, func(p []byte) error {
+		for i := range p {
+			if j := done + i - off; j >= 0 {
+				p[i] = b[j]
+			}
+		}
+		done += len(p)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := DecodeSummed(buf[5:], DefaultLimits, &sums)
+	got, err := DecodeSummed(buf[off:], DefaultLimits, &sums)
 	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() {
 		t.Fatalf("DecodeSummed error %v, Decode's %v", err, wantErr)
 	}
@@ -137,4 +152,34 @@ func TestDecodeSummedAsDecode(t *testing.T) {
 			})
 		}
 	}
+}
+
+// FuzzDecodeSummed decodes from the checksums of chunks of any size, the
+// set at any offset of the buffer filled, as Decode does; the sets have
+// updates long enough to span chunks.
+func FuzzDecodeSummed(f *testing.F) {
+	rs := &RecordSet{Session: "s", Subsystem: "u", Seq: 1, Group: 1, ReadTime: 1, Horizon: 100,
+		Updates: []Update{
+			{Volume: "a", Kind: KindWrite, Offset: 0, Length: 1100, Timestamp: 1, Seq: 1, Data: pattern(1100, 1)},
+			{Volume: "a", Kind: KindWrite, Offset: 9, Length: 0, Timestamp: 2, Seq: 2, Data: []byte{}},
+			{Volume: "b", Kind: KindCopy, Offset: 3, Length: 1500, Timestamp: 3, Seq: 3, Data: pattern(1500, 2)},
+			{Volume: "b", Kind: KindWrite, Offset: 3, Length: 7, Timestamp: 4, Seq: 4, Data: pattern(7, 3)},
+		}}
+	b := mustEncode(f, rs)
+	f.Add(b, uint16(64), uint8(5), uint16(0))
+	f.Add(b, uint16(100), uint8(0), uint16(len(b)-10))
+	f.Add(b, uint16(1), uint8(63), uint16(1500))
+	f.Fuzz(func(t *testing.T, b []byte, chunk uint16, off uint8, flip uint16) {
+		if len(b) > 0 {
+			b = bytes.Clone(b)
+			b[int(flip)%len(b)] ^= byte(flip>>8) | 1
+		}
+		for _, in := range [][]byte{b, sealed(b)} {
+			if in == nil {
+				continue
+			}
+			want, err := Decode(in, DefaultLimits)
+			checkSummedIn(t, in, int(off), int(chunk), want, err)
+		}
+	})
 }
