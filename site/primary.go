@@ -155,6 +155,9 @@ type PrimaryOptions struct {
 	beforeFlush func(vol string) error
 	// stopFlushWait replaces StopFlushWait (tests).
 	stopFlushWait time.Duration
+	// slowDisk replaces secondary.DefaultSlowDisk as how long a write
+	// of the state directory waits before status says so (tests).
+	slowDisk time.Duration
 	// afterStopSave, if set, is called by a stop once it has saved the
 	// pair state, before the control address closes (tests hold it).
 	afterStopSave func()

@@ -1,0 +1,125 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"duplex/actlog"
+	"duplex/disk"
+	"duplex/tlsconf"
+	"duplex/transport"
+)
+
+// stateDiskHang holds every write, fsync, create, rename and removal in
+// the primary's state directory (the activity log, the pair state and
+// bitmaps, the timer's lease) until released: the disk holding them
+// stops answering, neither failing nor returning.
+type stateDiskHang struct {
+	fs      *disk.Injector
+	held    chan struct{}
+	release func()
+}
+
+func (h *stateDiskHang) hang(dir string) {
+	for _, op := range []disk.Op{disk.OpWrite, disk.OpSync, disk.OpSyncDir, disk.OpCreate, disk.OpRename, disk.OpRemove, disk.OpTruncate} {
+		h.fs.Inject(disk.Fault{Op: op, Under: dir, Hang: h.held})
+	}
+}
+
+// stateDiskHanging runs a secondary and a primary whose state directory
+// is on h's disk (the stop waiting up to stopWait), until every pair is
+// duplex and only vol2's region is marked in the activity log, then
+// hangs that disk.
+func stateDiskHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
+	t.Helper()
+	old := actlog.Idle
+	actlog.Idle = time.Hour // vol2's region stays marked
+	t.Cleanup(func() { actlog.Idle = old })
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
+	var once sync.Once
+	h.release = func() { once.Do(func() { close(h.held) }) }
+	logs := &logBuffer{}
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, 10*time.Second) })
+	t.Cleanup(h.release) // before the stop
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x72}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "vol2's region alone marked", func() bool { return p.actlog.Marked() == 1 })
+	h.hang(p.stateDir)
+	return p, s, h, logs, func() error { stop(); return runErr }
+}
+
+// TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn: the disk of
+// the primary's state directory (the activity log and the pair state)
+// stops answering. The status answers and names the wait; a write to
+// vol2, whose region the log marks on disk, is acknowledged; a write to
+// vol1, whose region must be marked first, waits, and the status says a
+// write waits for the activity log. The stop returns within its bound,
+// not clean, and the write that waited fails, never acknowledged.
+// Restarted once the disk answers, the primary copies what may differ:
+// the secondary's volumes are the primary's.
+func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
+	p, s, h, logs, stop := stateDiskHanging(t, time.Second)
+	cfg := p.cfg
+	within(t, 10*time.Second, "the status", func() { p.Status() })
+	within(t, 10*time.Second, "a write to vol2, its region marked", func() {
+		if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x73}, 4096), 4096); err != nil {
+			t.Error(err)
+		}
+	})
+	wrote := make(chan error, 1)
+	go func() { wrote <- p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x71}, 4096), 0) }()
+	select {
+	case err := <-wrote:
+		t.Fatalf("a write to vol1, its region not marked and the log's disk hung, returned: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	waitFor(t, 10*time.Second, "the status and metrics to say a write waits for the activity log", func() bool {
+		st := p.Status()
+		m := sampleMap(p.Samples())
+		return bytes.Contains([]byte(st.DiskWait), []byte("activity log")) && m["activity_log_write_seconds"].Value > 0 &&
+			m["activity_log_waiting_writes"].Value >= 1
+	})
+	t.Logf("status: %s", p.Status().DiskWait)
+	var stopErr error
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Error("the write to vol1 that waited for the hung log was acknowledged")
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the write to vol1 still waits after the stop")
+	}
+	if len(logs.lines("not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
+	}
+	h.release()
+
+	p2, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p2.Status()) })
+	quiesceMover(t, p2)
+	for _, vol := range []string{"vol1", "vol2"} {
+		waitFor(t, 20*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p2, s, vol) })
+	}
+}
