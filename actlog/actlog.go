@@ -135,10 +135,16 @@ type Log struct {
 	durable    uint64
 	committing bool
 	committed  sync.Cond
-	vols       map[string]*vol
-	names      []string
-	syncs      uint64
-	waits      uint64 // marks that waited for a generation to be written
+	// committingSince is when the generation being written began, and
+	// waiting how many marks of writes wait for one: a log whose disk
+	// stops answering holds every write to a region not yet marked, and
+	// status says so (see Waits).
+	committingSince time.Time
+	waiting         int
+	vols            map[string]*vol
+	names           []string
+	syncs           uint64
+	waits           uint64 // marks that waited for a generation to be written
 	// off, once set, says why the log is no longer kept (see WritePath):
 	// marks cost nothing and are written nowhere.
 	off error
@@ -367,6 +373,7 @@ func (l *Log) persist() error {
 		l.committed.Wait()
 	}
 	l.committing = true
+	l.committingSince = time.Now()
 	l.gen++
 	gen := l.gen
 	b := l.encode()
@@ -555,7 +562,10 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		}
 	}
 	l.waits++
-	if err := l.await(need); err != nil {
+	l.waiting++
+	err := l.await(need)
+	l.waiting--
+	if err != nil {
 		// The write this mark guards fails, so it is not counted. The
 		// marks stay set but not on disk (their generation is not
 		// durable), so the next write to these regions writes the log
@@ -957,6 +967,34 @@ func (l *Log) Syncs() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.syncs
+}
+
+// Waits returns how long the write of the log under way has taken, 0 if
+// none is, and how many writes wait for their marks to be written: a
+// disk that stops answering holds them, neither failing nor returning,
+// and they cannot be acknowledged unmarked.
+func (l *Log) Waits() (time.Duration, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.committing {
+		return 0, l.waiting
+	}
+	return time.Since(l.committingSince), l.waiting
+}
+
+// Abandon gives the log up at a stop that could not wait for its disk
+// (see Waits): the file is closed under a write that hangs, so that
+// whatever has not reached the disk yet fails rather than lands after the
+// stop, and a mark waiting for it fails: its write is never acknowledged.
+// What the log holds on disk is a generation written before, which marks
+// every region of a write acknowledged since (a write waits for the
+// generation that carries its marks): after the stop, not saved clean,
+// the next start copies them again.
+func (l *Log) Abandon() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.f.Close()
 }
 
 // Close persists the current marks and closes the file.

@@ -129,9 +129,11 @@ type Status struct {
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`
-	// DiskWait says what at the secondary has waited on its disk longer
-	// than a working disk takes (5s), and since when: a hung disk returns
-	// no error, so nothing stops, and replication waits with it.
+	// DiskWait says what has waited on the site's disk longer than a
+	// working disk takes (5s), and since when: at the secondary its
+	// journal, volumes or checkpoint; at the primary its activity log's
+	// write and the pair state's save. A hung disk returns no error, so
+	// nothing stops, and what needs it waits with it.
 	DiskWait string `json:"disk_wait,omitempty"`
 	// DiskRetry, while the secondary is stopped on a disk fault, says
 	// when it opens its journal and volumes again to try once more.

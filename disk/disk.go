@@ -18,6 +18,7 @@
 package disk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -126,6 +127,14 @@ func ReadFile(fsys FS, name string) ([]byte, error) {
 // file in the same directory is written, fsynced, closed and renamed over
 // path, and the directory is fsynced.
 func WriteFileAtomic(fsys FS, path string, data []byte) error {
+	return WriteFileAtomicUnless(context.Background(), fsys, path, data)
+}
+
+// WriteFileAtomicUnless is WriteFileAtomic that does not rename once
+// given up (ctx ended): a save whose disk stopped answering, given up at a
+// stop, must not replace the file when the disk answers again, after a
+// later save, or a later run's.
+func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := fsys.CreateTemp(dir, filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -148,6 +157,9 @@ func WriteFileAtomic(fsys FS, path string, data []byte) error {
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("write %s: given up: %w", path, err)
 	}
 	if err := fsys.Rename(name, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

@@ -249,6 +249,14 @@ type Manager struct {
 	savedState   []byte
 	savedPairs   persisted
 	stateWritten time.Time
+	// saving is when the write of a save under way began (unix ns), 0
+	// while none is: a disk that stops answering holds it, and with it
+	// the pair manager's loop (see SaveUnderWay).
+	saving atomic.Int64
+	// saves is the context of every save's rename; giveUp ends it at a
+	// stop that could not wait for the disk (see CloseWithin).
+	saves  context.Context
+	giveUp context.CancelFunc
 
 	// status is the pairs' states as of the last release of mu, which
 	// Pairs answers from: an operation may hold mu while it waits for a
@@ -350,6 +358,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		pairs: map[string]*Pair{}, copies: map[string]*bitmap.Bitmap{}, wake: make(chan struct{}, 1), unstick: map[string]bool{},
 		recovering: map[string]int64{}, firstEnds: map[string]int64{}, unbased: map[string]int64{}, unended: map[string]int64{},
 		retries: map[string]*copyRetry{}, now: time.Now, saveEvery: time.Second}
+	mg.saves, mg.giveUp = context.WithCancel(context.Background())
 	for _, v := range volumes {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
@@ -1188,6 +1197,8 @@ func (mg *Manager) saveAs(clean, lazy bool, kind int) error {
 // write writes the bitmaps of s, then its pair state. Called with
 // mg.saveMu held.
 func (mg *Manager) write(s snapshot) error {
+	mg.saving.Store(time.Now().UnixNano())
+	defer mg.saving.Store(0)
 	for name, bm := range s.bms {
 		if bm == nil {
 			continue
@@ -1208,7 +1219,7 @@ func (mg *Manager) write(s snapshot) error {
 				continue
 			}
 		}
-		if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.bitmapPath(name), data); err != nil {
+		if err := disk.WriteFileAtomicUnless(mg.saves, disk.Or(mg.opts.FS), mg.bitmapPath(name), data); err != nil {
 			return fmt.Errorf("pair state: %w", err)
 		}
 		if mg.written == nil {
@@ -1229,7 +1240,7 @@ func (mg *Manager) write(s snapshot) error {
 		return err
 	}
 	if !bytes.Equal(data, mg.savedState) {
-		if err := disk.WriteFileAtomic(disk.Or(mg.opts.FS), mg.statePath(), data); err != nil {
+		if err := disk.WriteFileAtomicUnless(mg.saves, disk.Or(mg.opts.FS), mg.statePath(), data); err != nil {
 			return fmt.Errorf("pair state: %w", err)
 		}
 		mg.savedState, mg.savedPairs, mg.stateWritten = data, s.st, time.Now()
@@ -1420,6 +1431,44 @@ func (mg *Manager) Run(ctx context.Context) error {
 func (mg *Manager) Close(clean bool) error {
 	mg.suspendWriteFailed()
 	return mg.saveAs(clean, false, saveClose)
+}
+
+// ErrSaveHung is returned, wrapped, by CloseWithin when the stop's save
+// of the pair state has not ended in time: its disk stopped answering.
+var ErrSaveHung = errors.New("the pair state's save has not ended")
+
+// CloseWithin is Close, given up once ctx ends: a disk that stops
+// answering must not keep the primary from stopping. The save given up,
+// and every save under way, renames nothing from then on, even once the
+// disk answers (see disk.WriteFileAtomicUnless): the pair state on disk
+// stays the last one saved while running, which says not clean, as
+// every save of a run does. The next start then copies what the activity
+// log marks, as after a crash at that moment.
+func (mg *Manager) CloseWithin(ctx context.Context, clean bool) error {
+	done := make(chan error, 1)
+	go func() { done <- mg.Close(clean) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	mg.giveUp()
+	select {
+	case err := <-done:
+		// Ended meanwhile: saved unless given up before its rename.
+		return err
+	default:
+	}
+	return fmt.Errorf("pair state %s: %w: its disk has not answered (the state on disk says not clean)", mg.opts.Dir, ErrSaveHung)
+}
+
+// SaveUnderWay returns how long the save of the pair state under way has
+// been writing, 0 if none is.
+func (mg *Manager) SaveUnderWay() time.Duration {
+	if at := mg.saving.Load(); at != 0 {
+		return time.Since(time.Unix(0, at))
+	}
+	return 0
 }
 
 // SuspendFailedWrites acts now on the writes the volumes failed since

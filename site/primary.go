@@ -28,6 +28,7 @@ import (
 	"duplex/pair"
 	"duplex/ratelimit"
 	"duplex/recordset"
+	"duplex/secondary"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -96,6 +97,9 @@ type Primary struct {
 	drainCutShort func()
 	// stopFlushWait: see StopFlushWait.
 	stopFlushWait time.Duration
+	// slowDisk is how long a write of the state directory may take
+	// before status says that it waits on its disk (see stateDiskWait).
+	slowDisk time.Duration
 	// flushes: see volumeFlushes.
 	flushes map[string]*volumeFlushes
 	// life ends when Run stops (or the primary is closed): a switchover
@@ -347,6 +351,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.actlog = al
 	p.beforeFlush, p.afterStopSave, p.drainCutShort = opts.beforeFlush, opts.afterStopSave, opts.drainCutShort
 	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
+	p.slowDisk = cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
 		p.flushes[name] = &volumeFlushes{}
@@ -498,7 +503,14 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		requestsLeft = srv.CloseWithin(fctx)
 	}
 	stopPairs()
-	<-pairsDone
+	// The disk of the pair state and the activity log (the state
+	// directory) may have stopped answering too: the pair manager's loop
+	// held up in a save of the state, the stop's save and the log's last
+	// write are each given up after StopFlushWait, the pair state on disk
+	// then the last one saved while running, which says not clean.
+	sctx, scancel := context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer scancel()
+	stateHung := p.awaitPairs(sctx, pairsDone)
 	// No write is under way now (one left by the NBD server's close makes
 	// the stop not clean, below). One the volume failed since the pair
 	// manager last looked suspends its pair before the drain, which
@@ -527,21 +539,40 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		}
 	} else if unclean != "" {
 		p.log.Error("stopping uncleanly: the pair state is saved not clean: " + unclean)
+	} else if stateHung {
+		p.log.Error("stopping uncleanly: the pair state's save has not ended within " + p.stopFlushWait.String() +
+			" (its disk stopped answering): the pair state on disk is the last one saved while running, not clean, and the next start copies the regions the activity log marks")
 	} else {
 		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
 	}
-	if err := p.pairs.Close(clean); err != nil && runErr == nil {
-		runErr = err
+	if err := p.pairs.CloseWithin(sctx, clean); err != nil {
+		if errors.Is(err, pair.ErrSaveHung) {
+			p.log.Error("stopping uncleanly: "+err.Error()+"; the next start copies the regions the activity log marks", "waited", p.stopFlushWait)
+		}
+		if runErr == nil {
+			runErr = err
+		}
 	}
 	if p.afterStopSave != nil {
 		p.afterStopSave()
 	}
 	if p.actlog != nil {
-		if len(hung) == 0 {
-			p.actlog.CleanWithin(fctx)
+		closed := make(chan struct{})
+		go func(fctx context.Context, clean bool) {
+			defer close(closed)
+			if clean {
+				p.actlog.CleanWithin(fctx)
+			}
+			p.actlog.Close()
+		}(fctx, len(hung) == 0)
+		select {
+		case <-closed:
+		case <-sctx.Done():
+			p.log.Error("stopping: the activity log's last write has not ended (its disk stopped answering); given up, its last write that ended marks every region of a write acknowledged",
+				"waited", p.stopFlushWait)
+			p.actlog.Abandon()
 		}
-		p.actlog.Close()
 	}
 	cancel()
 	stopMover()
@@ -582,6 +613,27 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	p.close()
 	return runErr
+}
+
+// awaitPairs waits for the pair manager's loop to end (done), once told
+// to. A loop held up by a save of the pair state whose disk stopped
+// answering is waited for until ctx ends, and awaitPairs then reports it
+// so: the stop goes on without it, its save renaming nothing once the
+// stop gives saves up (pair.Manager.CloseWithin). A loop held up by
+// anything else is waited for as before.
+func (p *Primary) awaitPairs(ctx context.Context, done <-chan struct{}) (stateHung bool) {
+	select {
+	case <-done:
+		return false
+	case <-ctx.Done():
+	}
+	if d := p.pairs.SaveUnderWay(); d > 0 {
+		p.log.Error("stopping: the pair manager's save of the pair state has not ended (its disk stopped answering); the stop goes on without it",
+			"waited", d.Round(time.Millisecond))
+		return true
+	}
+	<-done
+	return false
 }
 
 // volumeFlushes stands between the NBD clients' flushes of a volume and
@@ -801,6 +853,7 @@ func (p *Primary) Status() control.Status {
 	burstWait := ms.BurstWait.Seconds()
 	st.BurstWaitSeconds = &burstWait
 	st.ActivityLogOff = p.activityLogOff()
+	st.DiskWait = p.stateDiskWait(time.Now())
 	if p.actlog != nil {
 		// A flush of an answering disk takes milliseconds, at most
 		// seconds under writeback pressure: only one that long is shown.
@@ -1092,7 +1145,13 @@ func (p *Primary) samples() []control.Sample {
 				max(now.Sub(pr.CopyFailingSince).Seconds(), 0)).Labelled("volume", pr.Volume))
 		}
 	}
+	logWrite, save, waiting := p.stateWaits()
 	return append([]control.Sample{
+		control.Gauge("activity_log_write_seconds", "Seconds the activity log's write (and fsync) under way has taken; 0 while none is "+
+			"(the writes to regions not yet marked wait for it).", logWrite.Seconds()),
+		control.Gauge("activity_log_waiting_writes", "Client writes waiting for the activity log to write their regions' marks.", float64(waiting)),
+		control.Gauge("pair_state_save_seconds", "Seconds the pair state's save under way has taken; 0 while none is "+
+			"(the pair manager's copies, promotions and the operator's commands wait for it).", save.Seconds()),
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
 		control.Gauge("pairs_copying", "Pairs pending: their initial copy or resync runs.", float64(pending)),
 		control.Gauge("copy_bytes", "Bytes the running initial copies and resyncs copy in all.", float64(copyBytes)),
@@ -1123,6 +1182,36 @@ func (p *Primary) samples() []control.Sample {
 
 // Pairs returns the pair manager.
 func (p *Primary) Pairs() *pair.Manager { return p.pairs }
+
+// stateWaits returns how long the activity log's write under way, and the
+// pair state's save under way, have waited on the state directory's disk
+// (0: none under way), and how many writes wait for their marks.
+func (p *Primary) stateWaits() (logWrite, save time.Duration, waiting int) {
+	if p.actlog != nil {
+		logWrite, waiting = p.actlog.Waits()
+	}
+	return logWrite, p.pairs.SaveUnderWay(), waiting
+}
+
+// stateDiskWait says what has waited on the disk of the state directory
+// for slowDisk or longer, as the secondary's status does for its own
+// disk, "" if nothing has: a disk that stops answering fails nothing, and
+// the writes to regions the activity log has not marked wait with it
+// (they cannot be acknowledged unmarked), as does the pair manager (its
+// copies, promotions and the operator's commands, which save the state).
+func (p *Primary) stateDiskWait(now time.Time) string {
+	logWrite, save, waiting := p.stateWaits()
+	var out []string
+	if logWrite >= p.slowDisk {
+		out = append(out, fmt.Sprintf("activity log write: waiting on the disk for %s (since %s), %d client writes waiting for their regions' marks",
+			logWrite.Round(time.Millisecond), now.Add(-logWrite).UTC().Format(time.RFC3339), waiting))
+	}
+	if save >= p.slowDisk {
+		out = append(out, fmt.Sprintf("pair state save: waiting on the disk for %s (since %s); the pairs' copies, promotions and commands wait with it",
+			save.Round(time.Millisecond), now.Add(-save).UTC().Format(time.RFC3339)))
+	}
+	return strings.Join(out, "; ")
+}
 
 type pairOps struct{ p *Primary }
 

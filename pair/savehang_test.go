@@ -1,0 +1,51 @@
+package pair
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestAStopsSaveThatHangsIsGivenUpAndRenamesNothing: the stop's save of
+// the pair state hangs (its disk stopped answering). CloseWithin returns
+// once its context ends, saying so, and SaveUnderWay reports the save.
+// Once the disk answers, the save given up renames nothing: the state on
+// disk stays the one saved while running, not clean.
+func TestAStopsSaveThatHangsIsGivenUpAndRenamesNothing(t *testing.T) {
+	r, h := heldRig(t)
+	r.write("a", 0, 4096)
+	h.Arm()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- r.mg.CloseWithin(ctx, true) }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, ErrSaveHung) {
+			t.Errorf("CloseWithin with its save hung: %v, want ErrSaveHung", err)
+		}
+	case <-time.After(10 * time.Second):
+		h.Release()
+		t.Fatal("CloseWithin has not returned 10s after its context ended, its save hung")
+	}
+	if d := r.mg.SaveUnderWay(); d <= 0 {
+		t.Errorf("SaveUnderWay with the stop's save hung: %s", d)
+	}
+	h.Release()
+	h.await(t, "the save given up to end", func() bool { return r.mg.SaveUnderWay() == 0 })
+	b, err := os.ReadFile(filepath.Join(r.dir, "pairs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st persisted
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Clean {
+		t.Error("the stop's save, given up, saved the state clean once its disk answered")
+	}
+}
