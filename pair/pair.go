@@ -36,6 +36,7 @@ package pair
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,6 +219,11 @@ type Options struct {
 	// (see recoveryReads), and for its capture as long, from its start;
 	// negative: for ever.
 	CopyReadWait time.Duration
+	// SaveWait is how long an operator's command waits for the save of
+	// the state it changed (default DefaultSaveWait): a disk that stops
+	// answering holds the save, and the command is then answered in
+	// effect, not yet saved (ErrSaveHung), the save going on.
+	SaveWait time.Duration
 	// copyReadTimer, if set, stands in for time.After in the start's waits
 	// for a recovery copy's read of vol: tests count the waits under way,
 	// and end those of the volumes whose reads hang.
@@ -1433,8 +1439,10 @@ func (mg *Manager) Close(clean bool) error {
 	return mg.saveAs(clean, false, saveClose)
 }
 
-// ErrSaveHung is returned, wrapped, by CloseWithin when the stop's save
-// of the pair state has not ended in time: its disk stopped answering.
+// ErrSaveHung is returned, wrapped, when a save of the pair state has not
+// ended in time, its disk having stopped answering: by CloseWithin (the
+// stop's save, given up), and by an operator's command (in effect, its
+// save going on).
 var ErrSaveHung = errors.New("the pair state's save has not ended")
 
 // CloseWithin is Close, given up once ctx ends: a disk that stops
@@ -2218,16 +2226,41 @@ func (mg *Manager) pair(vol string) (*Pair, error) {
 // persist saves the state an operation changed before the operation is
 // answered: an acknowledged operation survives a crash. A save that fails
 // leaves the operation in effect but not durable; Run saves again.
+//
+// A save that neither ends nor fails (its disk stopped answering) is
+// answered so after SaveWait: the operator learns that the command is in
+// effect and not yet durable, rather than waiting with the disk. It is
+// saved once the disk answers, or by Run after a failure.
 func (mg *Manager) persist(op, vol string) error {
-	if err := mg.save(false); err != nil {
-		mg.mu.Lock()
-		mg.dirty = true
-		mg.unlock()
-		mg.kick()
-		return fmt.Errorf("%s %s: in effect, but not saved (a crash now undoes it): %w", op, vol, err)
+	saved := make(chan error, 1)
+	go func() {
+		err := mg.save(false)
+		if err != nil {
+			mg.mu.Lock()
+			mg.dirty = true
+			mg.unlock()
+			mg.kick()
+		}
+		saved <- err
+	}()
+	wait := cmp.Or(mg.opts.SaveWait, DefaultSaveWait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case err := <-saved:
+		if err != nil {
+			return fmt.Errorf("%s %s: in effect, but not saved (a crash now undoes it): %w", op, vol, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("%s %s: in effect, but not yet saved (a crash now undoes it): %w after %s: its disk has not answered; saved once it does",
+			op, vol, ErrSaveHung, wait)
 	}
-	return nil
 }
+
+// DefaultSaveWait is Options.SaveWait's default: far past what a working
+// disk takes to save the pair state under load.
+const DefaultSaveWait = 5 * time.Second
 
 // Add starts shadowing a volume that is not a pair (never was, or was
 // deleted): an initial copy of the whole volume while writes continue. It

@@ -49,3 +49,44 @@ func TestAStopsSaveThatHangsIsGivenUpAndRenamesNothing(t *testing.T) {
 		t.Error("the stop's save, given up, saved the state clean once its disk answered")
 	}
 }
+
+// TestACommandWhoseSaveHangsIsAnsweredInEffectNotYetSaved: the disk of
+// the pair state stops answering while the operator suspends a. The
+// suspension is answered once SaveWait has passed, in effect, saying it
+// is not yet saved; the status reports a suspended at once. Once the
+// disk answers, the state on disk says a is suspended.
+func TestACommandWhoseSaveHangsIsAnsweredInEffectNotYetSaved(t *testing.T) {
+	r, h := heldRig(t)
+	r.mg.opts.SaveWait = 200 * time.Millisecond
+	h.Arm()
+	suspended := make(chan error, 1)
+	go func() { suspended <- r.mg.Suspend("a") }()
+	select {
+	case err := <-suspended:
+		if !errors.Is(err, ErrSaveHung) {
+			t.Errorf("the suspension with its save hung: %v, want ErrSaveHung", err)
+		}
+		t.Logf("answered: %v", err)
+	case <-time.After(10 * time.Second):
+		h.Release()
+		t.Fatal("the suspension has not been answered 10s after its save hung")
+	}
+	if st := r.pair("a").State; st != Suspended {
+		t.Errorf("a, its suspension answered not yet saved: %s, want suspended", st)
+	}
+	h.Release()
+	h.await(t, "the suspension's save to end", func() bool { return r.mg.SaveUnderWay() == 0 })
+	b, err := os.ReadFile(filepath.Join(r.dir, "pairs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st persisted
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Pairs {
+		if p.Volume == "a" && p.State != Suspended {
+			t.Errorf("a on disk once the disk answered: %s, want suspended", p.State)
+		}
+	}
+}

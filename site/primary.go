@@ -372,7 +372,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
-		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait}, p.mover, pvs)
+		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait, SaveWait: p.slowDisk}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}

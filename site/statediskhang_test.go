@@ -3,13 +3,16 @@ package site
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"duplex/actlog"
 	"duplex/disk"
+	"duplex/pair"
 	"duplex/tlsconf"
 	"duplex/transport"
 )
@@ -74,7 +77,9 @@ func stateDiskHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondar
 // vol2, whose region the log marks on disk, is acknowledged; a write to
 // vol1, whose region must be marked first, waits, and the status says a
 // write waits for the activity log. The stop returns within its bound,
-// not clean, and the write that waited is never acknowledged.
+// not clean, and the write that waited is never acknowledged. The
+// operator's suspension of vol2 is answered in effect, not yet saved, the
+// status naming the save that waits.
 // Restarted once the disk answers, the primary copies what may differ:
 // the secondary's volumes are the primary's.
 func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
@@ -98,6 +103,20 @@ func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
 		m := sampleMap(p.Samples())
 		return bytes.Contains([]byte(st.DiskWait), []byte("activity log")) && m["activity_log_write_seconds"].Value > 0 &&
 			m["activity_log_waiting_writes"].Value >= 1
+	})
+	t.Logf("status: %s", p.Status().DiskWait)
+	// The operator's command is answered, in effect, not yet saved; the
+	// status names the save that waits.
+	within(t, 10*time.Second, "the suspension of vol2", func() {
+		if err := p.Pairs().Suspend("vol2"); !errors.Is(err, pair.ErrSaveHung) {
+			t.Errorf("the suspension of vol2 with the state's disk hung: %v, want pair.ErrSaveHung", err)
+		}
+	})
+	if st := volumeStatus(p.Status(), "vol2").State; st != "suspended" {
+		t.Errorf("vol2, its suspension answered in effect: %s", st)
+	}
+	waitFor(t, 10*time.Second, "the status and metrics to name the pair state's save", func() bool {
+		return strings.Contains(p.Status().DiskWait, "pair state save") && sampleMap(p.Samples())["pair_state_save_seconds"].Value > 0
 	})
 	t.Logf("status: %s", p.Status().DiskWait)
 	var stopErr error
