@@ -1,6 +1,7 @@
 package site
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -292,6 +293,9 @@ type Promoted struct {
 	// coupled group a switchover owes (finishLeave).
 	fsys          disk.FS
 	couplingStore coupling.Store
+	// beforeFlush: see PromotedOptions; stopFlushWait: see StopFlushWait.
+	beforeFlush   func(vol string) error
+	stopFlushWait time.Duration
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -307,6 +311,9 @@ type PromotedOptions struct {
 	// served on, not bound again. OpenPromoted owns them, and closes them
 	// if it fails.
 	Listeners Listeners
+	// beforeFlush, stopFlushWait: see PrimaryOptions (tests).
+	beforeFlush   func(vol string) error
+	stopFlushWait time.Duration
 }
 
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
@@ -343,7 +350,8 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		return nil, err
 	}
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
-		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore}
+		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore,
+		beforeFlush: opts.beforeFlush, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait)}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
@@ -436,7 +444,7 @@ func (p *Promoted) Changes() *failover.Changes { return p.changes }
 func (p *Promoted) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
-	srv := &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
+	srv := &nbd.Server{Exports: primaryExports{byVol: p.byVol, vols: p.vols, order: p.order, flush: p.syncVolume}, Logger: p.log.With("component", "nbd"), TLS: p.nbdTLS}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -473,12 +481,35 @@ func (p *Promoted) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errs:
 	}
-	srv.Close()
+	// As at the primary's stop: a client's request, and a volume's
+	// flush, held up by a disk that stopped answering are waited for
+	// StopFlushWait at most. The changed regions were marked before the
+	// writes were acknowledged, so what a rejoin copies back is known
+	// whatever the volume's disk did with them.
+	fctx, fcancel := context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer fcancel()
+	if err := srv.CloseWithin(fctx); err != nil {
+		p.log.Error("stopping with an NBD client's request under way (its volume's disk may have stopped answering)", "err", err)
+	}
 	stopControl()
 	wg.Wait()
-	for _, v := range p.vols {
-		if err := v.Flush(); err != nil && runErr == nil {
-			runErr = fmt.Errorf("promoted: %w", err)
+	fctx, fcancel = context.WithTimeout(context.Background(), p.stopFlushWait)
+	defer fcancel()
+	// Together: one volume's flush that hangs must not use up the
+	// others' wait.
+	flushErrs := make([]error, len(p.order))
+	var fwg sync.WaitGroup
+	for i, name := range p.order {
+		fwg.Go(func() { flushErrs[i] = flushWithin(fctx, name, p.syncVolume) })
+	}
+	fwg.Wait()
+	for i, name := range p.order {
+		if err := flushErrs[i]; err != nil {
+			p.log.Error("stopping: a volume's flush failed or did not end within "+p.stopFlushWait.String()+": its writes are not known to be on its disk",
+				"volume", name, "err", err)
+			if runErr == nil {
+				runErr = fmt.Errorf("promoted: %w", err)
+			}
 		}
 	}
 	// The timer's last mark is written while the LOCK is still held: a
@@ -493,6 +524,16 @@ func (p *Promoted) Run(ctx context.Context) error {
 	p.changes = nil
 	p.close()
 	return runErr
+}
+
+// syncVolume makes the writes volume vol took durable (fdatasync).
+func (p *Promoted) syncVolume(vol string) error {
+	if p.beforeFlush != nil {
+		if err := p.beforeFlush(vol); err != nil {
+			return fmt.Errorf("volume %s: flush: %w", vol, err)
+		}
+	}
+	return p.vols[vol].Flush()
 }
 
 // Status reports the promoted site as the session's primary whose every
