@@ -2,6 +2,7 @@ package site
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"duplex/actlog"
+	"duplex/config"
 	"duplex/disk"
 	"duplex/pair"
 	"duplex/tlsconf"
@@ -35,12 +37,14 @@ func (h *stateDiskHang) hang(dir string) {
 
 // stateDiskHanging runs a secondary and a primary whose state directory
 // is on h's disk (the stop waiting up to stopWait), until every pair is
-// duplex and only vol2's region is marked in the activity log, then
-// hangs that disk.
-func stateDiskHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
+// duplex, writes to vol2, and hangs that disk once only vol2's region is
+// marked in the activity log. With idle set, regions are unmarked once
+// idle that long (actlog.Idle), and the disk hangs right after the
+// write, so that vol2's region is unmarked during the hang.
+func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
 	t.Helper()
 	old := actlog.Idle
-	actlog.Idle = time.Hour // vol2's region stays marked
+	actlog.Idle = cmp.Or(idle, time.Hour) // vol2's region stays marked
 	t.Cleanup(func() { actlog.Idle = old })
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
@@ -66,7 +70,9 @@ func stateDiskHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondar
 	if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{0x72}, 4096), 0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "vol2's region alone marked", func() bool { return p.actlog.Marked() == 1 })
+	if idle == 0 {
+		waitFor(t, 30*time.Second, "vol2's region alone marked", func() bool { return p.actlog.Marked() == 1 })
+	}
 	h.hang(p.stateDir)
 	return p, s, h, logs, func() error { stop(); return runErr }
 }
@@ -83,7 +89,7 @@ func stateDiskHanging(t *testing.T, stopWait time.Duration) (*Primary, *Secondar
 // Restarted once the disk answers, the primary copies what may differ:
 // the secondary's volumes are the primary's.
 func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
-	p, s, h, logs, stop := stateDiskHanging(t, time.Second)
+	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 0)
 	cfg := p.cfg
 	within(t, 10*time.Second, "the status", func() { p.Status() })
 	within(t, 10*time.Second, "a write to vol2, its region marked", func() {
@@ -136,7 +142,37 @@ func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the write to vol1 still waits after the stop and the disk's answer")
 	}
+	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
+}
 
+// TestAHungStateDiskUnderTheLogsUnmarkLetsTheStopEnd: the disk of the
+// primary's state directory stops answering just after a write to vol2.
+// Once the region is idle, the pair manager's loop unmarks it and writes
+// the log, which hangs with the disk, and holds the loop; the status
+// names the log's write, no client write waiting for it. The stop
+// returns within its bound, not clean, and the restart makes the
+// secondary's volumes the primary's.
+func TestAHungStateDiskUnderTheLogsUnmarkLetsTheStopEnd(t *testing.T) {
+	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 300*time.Millisecond)
+	cfg := p.cfg
+	waitFor(t, 10*time.Second, "the status to name the log's write", func() bool {
+		return strings.Contains(p.Status().DiskWait, "activity log write") && sampleMap(p.Samples())["activity_log_waiting_writes"].Value == 0
+	})
+	t.Logf("status: %s", p.Status().DiskWait)
+	var stopErr error
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if len(logs.lines("not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
+	}
+	h.release()
+	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
+}
+
+// restartMakesTheSecondarysVolumesThePrimarys restarts the primary of cfg
+// and waits for the secondary's volumes to be the primary's.
+func restartMakesTheSecondarysVolumesThePrimarys(t *testing.T, cfg *config.Config, s *Secondary) {
+	t.Helper()
 	p2, _ := startPrimary(t, cfg, 200*time.Millisecond)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p2.Status()) })
 	quiesceMover(t, p2)
