@@ -47,6 +47,10 @@ type Primary struct {
 	vols  map[string]*volume.Volume
 	order []string
 	mover *mover.Mover
+	// pairsEnded is closed once the pair manager's loop has ended, which
+	// may be after Run returned: a stop goes on without a loop held by a
+	// disk that stopped answering (see awaitPairs). Set by Run.
+	pairsEnded <-chan struct{}
 	listeners
 	nbdTLS  *tls.Config // nil: plaintext NBD
 	start   time.Time
@@ -457,6 +461,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}()
 	pctx, stopPairs := context.WithCancel(context.Background())
 	pairsDone := make(chan struct{})
+	p.pairsEnded = pairsDone
 	go func() {
 		defer close(pairsDone)
 		p.pairs.Run(pctx)
@@ -519,7 +524,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// drain is; with the link down, the restart tells the secondary.
 	// After a switchover the other site is the primary, and Close alone
 	// acts on them, as before.
-	unclean, hung := p.flushVolumes(fctx)
+	unclean, hung := p.flushVolumes(fctx, sctx)
 	if requestsLeft != nil && unclean == "" {
 		// A write still under way may yet reach its volume, after the
 		// state says the secondary's copy is the primary's.
@@ -616,10 +621,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 }
 
 // awaitPairs waits for the pair manager's loop to end (done), once told
-// to. A loop held up by a save of the pair state whose disk stopped
-// answering is waited for until ctx ends, and awaitPairs then reports it
-// so: the stop goes on without it, its save renaming nothing once the
-// stop gives saves up (pair.Manager.CloseWithin). A loop held up by
+// to. A loop held up by a save of the pair state, or a write of the
+// activity log, whose disk stopped answering is waited for until ctx
+// ends, and awaitPairs then reports it so: the stop goes on without it,
+// its save renaming nothing once the stop gives saves up
+// (pair.Manager.CloseWithin), and the log abandoned. A loop held up by
 // anything else is waited for as before.
 func (p *Primary) awaitPairs(ctx context.Context, done <-chan struct{}) (stateHung bool) {
 	select {
@@ -627,9 +633,9 @@ func (p *Primary) awaitPairs(ctx context.Context, done <-chan struct{}) (stateHu
 		return false
 	case <-ctx.Done():
 	}
-	if d := p.pairs.SaveUnderWay(); d > 0 {
-		p.log.Error("stopping: the pair manager's save of the pair state has not ended (its disk stopped answering); the stop goes on without it",
-			"waited", d.Round(time.Millisecond))
+	if logWrite, save, _ := p.stateWaits(); save > 0 || logWrite > 0 {
+		p.log.Error("stopping: the pair manager's save of the pair state, or its write of the activity log, has not ended (their disk stopped answering); the stop goes on without it",
+			"save", save.Round(time.Millisecond), "log_write", logWrite.Round(time.Millisecond))
 		return true
 	}
 	<-done
@@ -738,14 +744,26 @@ const StopFlushWait = 30 * time.Second
 // must not be clean, "" if it may: a flush that failed without the log to
 // say which regions, or one that did not end in time, and the volumes
 // whose flush did not end.
-func (p *Primary) flushVolumes(ctx context.Context) (unclean string, hung map[string]bool) {
+func (p *Primary) flushVolumes(ctx, stateCtx context.Context) (unclean string, hung map[string]bool) {
 	hung = map[string]bool{}
 	if p.actlog != nil {
 		// Through the log even once it is off: a flush of its own, under
 		// way or ended since the pair manager last took its result, may
 		// have failed, and the kernel reports a writeback error to that
 		// fdatasync alone, so a flush made here instead would pass.
-		err := p.actlog.Flush(ctx)
+		// Its waits for the volumes' flushes end with ctx; its write of
+		// the regions it unmarks, on the state directory's disk, is given
+		// up with stateCtx.
+		flushed := make(chan error, 1)
+		go func() { flushed <- p.actlog.Flush(ctx) }()
+		var err error
+		select {
+		case err = <-flushed:
+		case <-stateCtx.Done():
+			p.log.Error("stopping: the activity log's write has not ended (its disk stopped answering)", "waited", p.stopFlushWait)
+			return fmt.Sprintf("the activity log's write has not ended within %s (its disk stopped answering): the next start copies the regions the log on disk marks",
+				p.stopFlushWait), hung
+		}
 		off := p.actlog.Off() != nil
 		if err != nil {
 			p.log.Error("stopping: a volume's flush failed or did not end; a failed one's pair is suspended with the regions to copy again (all of it with the activity log off)", "err", err)
