@@ -510,12 +510,12 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	stopPairs()
 	// The disk of the pair state and the activity log (the state
 	// directory) may have stopped answering too: the pair manager's loop
-	// held up in a save of the state, the stop's save and the log's last
-	// write are each given up after StopFlushWait, the pair state on disk
-	// then the last one saved while running, which says not clean.
-	sctx, scancel := context.WithTimeout(context.Background(), p.stopFlushWait)
-	defer scancel()
-	stateHung := p.awaitPairs(sctx, pairsDone)
+	// held up in a save of the state or a write of the log, the stop's
+	// save and the log's last write are each given up after
+	// StopFlushWait (see stateWait), the pair state on disk then the last
+	// one saved while running, which says not clean.
+	sw := &stateWait{d: p.stopFlushWait}
+	stateHung := p.awaitPairs(sw, pairsDone)
 	// No write is under way now (one left by the NBD server's close makes
 	// the stop not clean, below). One the volume failed since the pair
 	// manager last looked suspends its pair before the drain, which
@@ -524,7 +524,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// drain is; with the link down, the restart tells the secondary.
 	// After a switchover the other site is the primary, and Close alone
 	// acts on them, as before.
-	unclean, hung := p.flushVolumes(fctx, sctx)
+	unclean, hung := p.flushVolumes(fctx, sw)
 	if requestsLeft != nil && unclean == "" {
 		// A write still under way may yet reach its volume, after the
 		// state says the secondary's copy is the primary's.
@@ -551,8 +551,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
 	}
+	sctx, scancel := sw.ctx()
+	defer scancel()
 	if err := p.pairs.CloseWithin(sctx, clean); err != nil {
 		if errors.Is(err, pair.ErrSaveHung) {
+			sw.hung = true
 			p.log.Error("stopping uncleanly: "+err.Error()+"; the next start copies the regions the activity log marks", "waited", p.stopFlushWait)
 		}
 		if runErr == nil {
@@ -571,9 +574,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			}
 			p.actlog.Close()
 		}(fctx, len(hung) == 0)
+		lctx, lcancel := sw.ctx()
+		defer lcancel()
 		select {
 		case <-closed:
-		case <-sctx.Done():
+		case <-lctx.Done():
 			p.log.Error("stopping: the activity log's last write has not ended (its disk stopped answering); given up, its last write that ended marks every region of a write acknowledged",
 				"waited", p.stopFlushWait)
 			p.actlog.Abandon()
@@ -620,6 +625,22 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	return runErr
 }
 
+// stateWait bounds the stop's waits on the disk of the state directory:
+// each waits up to d, from when it begins (not while the volumes' flushes
+// are waited for), and once one has given up, the disk not answering,
+// the later ones do not wait again.
+type stateWait struct {
+	d    time.Duration
+	hung bool
+}
+
+func (w *stateWait) ctx() (context.Context, context.CancelFunc) {
+	if w.hung {
+		return context.WithTimeout(context.Background(), 0)
+	}
+	return context.WithTimeout(context.Background(), w.d)
+}
+
 // awaitPairs waits for the pair manager's loop to end (done), once told
 // to. A loop held up by a save of the pair state, or a write of the
 // activity log, whose disk stopped answering is waited for until ctx
@@ -627,13 +648,16 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 // its save renaming nothing once the stop gives saves up
 // (pair.Manager.CloseWithin), and the log abandoned. A loop held up by
 // anything else is waited for as before.
-func (p *Primary) awaitPairs(ctx context.Context, done <-chan struct{}) (stateHung bool) {
+func (p *Primary) awaitPairs(sw *stateWait, done <-chan struct{}) (stateHung bool) {
+	ctx, cancel := sw.ctx()
+	defer cancel()
 	select {
 	case <-done:
 		return false
 	case <-ctx.Done():
 	}
 	if logWrite, save, _ := p.stateWaits(); save > 0 || logWrite > 0 {
+		sw.hung = true
 		p.log.Error("stopping: the pair manager's save of the pair state, or its write of the activity log, has not ended (their disk stopped answering); the stop goes on without it",
 			"save", save.Round(time.Millisecond), "log_write", logWrite.Round(time.Millisecond))
 		return true
@@ -744,7 +768,7 @@ const StopFlushWait = 30 * time.Second
 // must not be clean, "" if it may: a flush that failed without the log to
 // say which regions, or one that did not end in time, and the volumes
 // whose flush did not end.
-func (p *Primary) flushVolumes(ctx, stateCtx context.Context) (unclean string, hung map[string]bool) {
+func (p *Primary) flushVolumes(ctx context.Context, sw *stateWait) (unclean string, hung map[string]bool) {
 	hung = map[string]bool{}
 	if p.actlog != nil {
 		// Through the log even once it is off: a flush of its own, under
@@ -752,17 +776,25 @@ func (p *Primary) flushVolumes(ctx, stateCtx context.Context) (unclean string, h
 		// have failed, and the kernel reports a writeback error to that
 		// fdatasync alone, so a flush made here instead would pass.
 		// Its waits for the volumes' flushes end with ctx; its write of
-		// the regions it unmarks, on the state directory's disk, is given
-		// up with stateCtx.
+		// the regions it unmarks, on the state directory's disk, is
+		// waited for as the state's other writes are (sw).
 		flushed := make(chan error, 1)
 		go func() { flushed <- p.actlog.Flush(ctx) }()
 		var err error
 		select {
 		case err = <-flushed:
-		case <-stateCtx.Done():
-			p.log.Error("stopping: the activity log's write has not ended (its disk stopped answering)", "waited", p.stopFlushWait)
-			return fmt.Sprintf("the activity log's write has not ended within %s (its disk stopped answering): the next start copies the regions the log on disk marks",
-				p.stopFlushWait), hung
+		case <-ctx.Done():
+			wctx, cancel := sw.ctx()
+			select {
+			case err = <-flushed:
+			case <-wctx.Done():
+				cancel()
+				sw.hung = true
+				p.log.Error("stopping: the activity log's write has not ended (its disk stopped answering)", "waited", p.stopFlushWait)
+				return fmt.Sprintf("the activity log's write has not ended within %s (its disk stopped answering): the next start copies the regions the log on disk marks",
+					p.stopFlushWait), hung
+			}
+			cancel()
 		}
 		off := p.actlog.Off() != nil
 		if err != nil {
