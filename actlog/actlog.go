@@ -487,7 +487,18 @@ func (l *Log) span(v *vol, off, length int64) (int64, int64) {
 
 // Mark counts one captured write over [off, off+length) and returns once its
 // regions are marked on disk. The regions count as in use (see Idle).
-func (l *Log) Mark(name string, off, length int64) error { return l.mark(name, off, length, true) }
+func (l *Log) Mark(name string, off, length int64) error {
+	_, err := l.mark(name, off, length, true, false)
+	return err
+}
+
+// MarkNow is Mark for a write that must not wait: it counts the write only
+// if its regions are marked on disk already (or the log is off), and says
+// whether it did. Nothing else changes where it did not.
+func (l *Log) MarkNow(name string, off, length int64) bool {
+	ok, _ := l.mark(name, off, length, true, true)
+	return ok
+}
 
 // MarkedOnDisk says a Mark of [off, off+length) now would not wait for a write of
 // the log: its regions are marked on disk already, or the log is off.
@@ -502,6 +513,12 @@ func (l *Log) MarkedOnDisk(name string, off, length int64) bool {
 		return false
 	}
 	first, last := l.span(v, off, length)
+	return l.onDisk(v, first, last)
+}
+
+// onDisk says regions first to last of v are marked on disk. Called with
+// l.mu held.
+func (l *Log) onDisk(v *vol, first, last int64) bool {
 	for r := first; r <= last; r++ {
 		if (v.bits[r/64]|v.sticky[r/64])&(1<<(r%64)) == 0 || v.since[r] > l.durable {
 			return false
@@ -513,27 +530,33 @@ func (l *Log) MarkedOnDisk(name string, off, length int64) bool {
 // MarkCopy is Mark for a copy update (initial copy, resync): it does not keep
 // the regions in use, so a copy does not widen what a crash must copy again.
 func (l *Log) MarkCopy(name string, off, length int64) error {
-	return l.mark(name, off, length, false)
+	_, err := l.mark(name, off, length, false, false)
+	return err
 }
 
-func (l *Log) mark(name string, off, length int64, hot bool) error {
+// mark is Mark (hot) or MarkCopy; now, it marks nothing and returns false
+// where the marks are not on disk already.
+func (l *Log) mark(name string, off, length int64, hot, now bool) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.off != nil {
-		return nil
+		return true, nil
 	}
 	v, ok := l.vols[name]
 	if !ok {
-		return fmt.Errorf("activity log: no volume %q", name)
+		return false, fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
+	if now && !l.onDisk(v, first, last) {
+		return false, nil
+	}
 	var need uint64
 	f := int64(-1) // the first region this write marks afresh
-	now := wallNow()
+	wall := wallNow()
 	for r := first; r <= last; r++ {
 		v.counts[r]++
 		if hot {
-			stamp(v, r, now)
+			stamp(v, r, wall)
 			v.writing[r]++
 		}
 		since, fresh := l.set(v, r, false)
@@ -544,9 +567,9 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 	}
 	if need <= l.durable {
 		if hot && length >= aheadMin {
-			l.markAhead(v, first, last, now)
+			l.markAhead(v, first, last, wall)
 		}
-		return nil
+		return true, nil
 	}
 	if hot && length >= aheadMin && f > 0 && v.bits[(f-1)/64]&(1<<((f-1)%64)) != 0 {
 		// A stream of large writes crossed into a fresh region after a
@@ -557,7 +580,7 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 		for r := last + 1; r <= min(last+Ahead, int64(len(v.counts))-1); r++ {
 			if v.bits[r/64]&(1<<(r%64)) == 0 {
 				l.set(v, r, false)
-				stamp(v, r, now)
+				stamp(v, r, wall)
 			}
 		}
 	}
@@ -577,24 +600,38 @@ func (l *Log) mark(name string, off, length int64, hot bool) error {
 				v.writing[r]--
 			}
 		}
-		return err
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 // Stick marks [off, off+length) until Unstick, without counting: the writes of
 // a suspended pair, which no acknowledgement will clear.
 func (l *Log) Stick(name string, off, length int64) error {
+	_, err := l.stick(name, off, length, false)
+	return err
+}
+
+// StickNow is Stick for a write that must not wait, as MarkNow is Mark's.
+func (l *Log) StickNow(name string, off, length int64) bool {
+	ok, _ := l.stick(name, off, length, true)
+	return ok
+}
+
+func (l *Log) stick(name string, off, length int64, now bool) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.off != nil {
-		return nil
+		return true, nil
 	}
 	v, ok := l.vols[name]
 	if !ok {
-		return fmt.Errorf("activity log: no volume %q", name)
+		return false, fmt.Errorf("activity log: no volume %q", name)
 	}
 	first, last := l.span(v, off, length)
+	if now && !l.onDisk(v, first, last) {
+		return false, nil
+	}
 	var need uint64
 	for r := first; r <= last; r++ {
 		since, _ := l.set(v, r, true)
@@ -604,7 +641,10 @@ func (l *Log) Stick(name string, off, length int64) error {
 	}
 	// Not on disk after a failure: the generation is not durable, so the
 	// next write to these regions tries again.
-	return l.await(need)
+	if err := l.await(need); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // Unstick drops a volume's sticky marks (its pair resumed; the resync's copy

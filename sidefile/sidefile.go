@@ -100,6 +100,19 @@ func (s *Sidefile) Prompt(n int64) bool {
 	return s.used+n <= s.limit && s.pacing.Delay(float64(s.used)/float64(s.limit)) == 0
 }
 
+// TryReserve is Reserve for a writer that must not wait: it takes n bytes
+// only if Reserve would neither pace nor wait for them, and says whether
+// it did.
+func (s *Sidefile) TryReserve(n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.used+n > s.limit || s.pacing.Delay(float64(s.used)/float64(s.limit)) != 0 {
+		return false
+	}
+	s.used += n
+	return true
+}
+
 // Reserve takes n bytes of the sidefile's budget: first it paces the writer
 // according to the fill, then it waits while the sidefile is full. It returns
 // how long the writer was held in all.

@@ -1083,15 +1083,20 @@ func (x *primaryExport) Prompt(off int64, n int) bool {
 }
 
 // WriteNow is KeepWriteAt of a write Prompt promised, unless a switchover
-// paused the writes since: the NBD server's read loop, which serves it,
-// must not wait for the switchover's end, holding up the connection's other
-// requests and the replies of the writes it served before.
+// paused the writes since, or the subsystem would wait for it after all
+// (Subsystem.WriteNow): the NBD server's read loop, which serves it, must
+// not wait, holding up the connection's other requests and the replies of
+// the writes it served before.
 func (x *primaryExport) WriteNow(p []byte, off int64) (bool, error) {
 	if held, err := x.gate.enterNow(); held || err != nil {
 		return held, err
 	}
 	defer x.gate.leave()
-	return false, x.acked(x.ss.WriteOwned(context.Background(), x.name, p, off))
+	held, err := x.ss.WriteNow(x.name, p, off)
+	if held {
+		return true, nil
+	}
+	return false, x.acked(err)
 }
 func (x *primaryExport) WriteZeroes(off, length int64) error {
 	if err := x.gate.enter(); err != nil {

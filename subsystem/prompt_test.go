@@ -100,3 +100,76 @@ func TestPromptSaysNoToAWriteOutOfRange(t *testing.T) {
 		t.Error("a volume the subsystem does not have: promised")
 	}
 }
+
+// TestWriteNowCapturesNothingWhereItWouldWait: a write that must not wait
+// (a promise's, whose state moved since) is captured and written where
+// nothing holds it; where the sidefile has no room or paces, a region's
+// mark must be written, an overlapping update is under way, or it is
+// larger than one update, WriteNow says so and captures nothing: no room
+// taken, no mark written, nothing written to the volume.
+func TestWriteNowCapturesNothingWhereItWouldWait(t *testing.T) {
+	const n = 4096
+	f := newFixture(t, 64*sidefile.Cost(n))
+	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer al.Close()
+	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	nothing := func(what string, off int64, size int) {
+		t.Helper()
+		before, syncs, marked := f.side.Stats(), al.Syncs(), al.Marked()
+		data := bytes.Repeat([]byte{9}, size)
+		wait, err := f.ss.WriteNow("v0", data, off)
+		if !wait || err != nil {
+			t.Fatalf("%s: wait %v, %v", what, wait, err)
+		}
+		after := f.side.Stats()
+		if after.Used != before.Used || after.Captured != before.Captured || al.Syncs() != syncs || al.Marked() != marked {
+			t.Errorf("%s: sidefile %d bytes %d updates, log %d syncs %d marked, before %d, %d, %d, %d",
+				what, after.Used, after.Captured, al.Syncs(), al.Marked(), before.Used, before.Captured, syncs, marked)
+		}
+		if !bytes.Equal(data, bytes.Repeat([]byte{9}, size)) {
+			t.Errorf("%s: the caller's data changed", what)
+		}
+		if got := readVol(t, f.vols["v0"], off, n); got[0] == 9 {
+			t.Errorf("%s: written to the volume", what)
+		}
+	}
+	nothing("a region not yet marked in the activity log", 0, n)
+	if err := f.ss.Write(context.Background(), "v0", make([]byte, n), 0); err != nil {
+		t.Fatal(err)
+	}
+	if wait, err := f.ss.WriteNow("v0", bytes.Repeat([]byte{1}, n), n); wait || err != nil {
+		t.Fatalf("a region marked on disk, room: wait %v, %v", wait, err)
+	}
+	if st := f.side.Stats(); st.Captured != 2 || readVol(t, f.vols["v0"], n, n)[0] != 1 {
+		t.Fatalf("a write served now: %d updates captured, volume %x", st.Captured, readVol(t, f.vols["v0"], n, 1))
+	}
+
+	held, release := make(chan struct{}), make(chan struct{})
+	f.ss.beforeVolumeWrite = func() {
+		close(held)
+		<-release
+	}
+	written := make(chan error, 1)
+	go func() { written <- f.ss.Write(context.Background(), "v0", make([]byte, n), 2*n) }()
+	<-held
+	f.ss.beforeVolumeWrite = nil
+	nothing("an overlapping write under way", 2*n+n/2, n)
+	close(release)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+
+	nothing("larger than one update", 0, f.ss.pieceSize()+n)
+	f.side.SetPacing(sidefile.Pacing{Start: 0.01, MaxDelay: time.Millisecond})
+	nothing("the sidefile pacing", n, n)
+	f.side.SetPacing(sidefile.Pacing{})
+	f.side.Take(f.side.Limit())
+	nothing("the sidefile full", n, n)
+	f.side.Release(f.side.Limit())
+	if wait, err := f.ss.WriteNow("v0", bytes.Repeat([]byte{2}, n), n); wait || err != nil {
+		t.Fatalf("room again: wait %v, %v", wait, err)
+	}
+}

@@ -131,6 +131,29 @@ func (s *Subsystem) markIn(l ActivityLog, vol string, off, length int64, how int
 	return nil
 }
 
+// nowMarker is an ActivityLog that marks a write that must not wait only
+// where its regions are marked on disk already (actlog.Log).
+type nowMarker interface {
+	MarkNow(vol string, off, length int64) bool
+	StickNow(vol string, off, length int64) bool
+}
+
+// markNow is markIn for a write that must not wait: false, it marked
+// nothing, as the marks would have to be written first.
+func markNow(l ActivityLog, vol string, off, length int64, how int) bool {
+	if l == nil {
+		return true
+	}
+	m, ok := l.(nowMarker)
+	switch {
+	case !ok:
+		return false
+	case how == markSticky:
+		return m.StickNow(vol, off, length)
+	}
+	return m.MarkNow(vol, off, length)
+}
+
 // unmark uncounts a Mark or MarkCopy whose update was not captured after
 // all: otherwise the region would stay marked until a restart.
 func (s *Subsystem) unmark(vol string, off, length int64) {
@@ -179,6 +202,17 @@ func (s *Subsystem) start(vol string, start, end int64) *inflight {
 	*me = inflight{volume: vol, start: start, end: end}
 	s.inflight = append(s.inflight, me)
 	return me
+}
+
+// overlaps says an update in flight overlaps [start, end) of vol. Called
+// with s.mu held.
+func (s *Subsystem) overlaps(vol string, start, end int64) bool {
+	for _, f := range s.inflight {
+		if f.volume == vol && f.start < end && start < f.end {
+			return true
+		}
+	}
+	return false
 }
 
 // overlapping appends to before the done channels of the updates in flight
@@ -327,13 +361,11 @@ func (s *Subsystem) Prompt(vol string, off int64, n int) bool {
 	}
 	s.mu.Lock()
 	bm, l := s.tracking[vol], s.actlog
-	for _, f := range s.inflight {
-		if f.volume == vol && f.start < off+int64(n) && off < f.end {
-			s.mu.Unlock()
-			return false
-		}
-	}
+	busy := s.overlaps(vol, off, off+int64(n))
 	s.mu.Unlock()
+	if busy {
+		return false
+	}
 	if bm == nil && !s.side.Prompt(sidefile.Cost(n)) {
 		return false
 	}
@@ -346,6 +378,28 @@ func (s *Subsystem) Prompt(vol string, off int64, n int) bool {
 		}
 	}
 	return true
+}
+
+// errWouldWait is update's refusal of a write that must not wait (now)
+// and would: nothing of it was captured.
+var errWouldWait = errors.New("the write would wait")
+
+// WriteNow is WriteOwned of a write Prompt promised, for a writer that must
+// not wait (the NBD server's read loop, which holds up its connection's
+// other requests meanwhile): where the state moved since the promise so
+// that the write would wait after all (another writer took the sidefile's
+// room, a region's mark must be written, an overlapping update got under
+// way, or it is larger than one update), it captures nothing and says so
+// (wait): data is still the caller's, for a WriteOwned that waits.
+func (s *Subsystem) WriteNow(vol string, data []byte, off int64) (wait bool, err error) {
+	if len(data) > s.pieceSize() {
+		return true, nil
+	}
+	err = s.update(context.Background(), recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: data}, off, true)
+	if err == errWouldWait {
+		return true, nil
+	}
+	return false, err
 }
 
 func (s *Subsystem) write(ctx context.Context, vol string, data []byte, off int64, owned bool) error {
@@ -370,17 +424,17 @@ func (s *Subsystem) write(ctx context.Context, vol string, data []byte, off int6
 		buf = buffers.get(len(data))
 		copy(buf, data)
 	}
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off, false)
 }
 
 // WriteZeroes makes a range read back as zeroes, replicated like a write.
 func (s *Subsystem) WriteZeroes(ctx context.Context, vol string, off, length int64) error {
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off, false)
 }
 
 // Trim discards a range, replicated like a write.
 func (s *Subsystem) Trim(ctx context.Context, vol string, off, length int64) error {
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindTrim, Length: uint64(length)}, off)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindTrim, Length: uint64(length)}, off, false)
 }
 
 // Flush makes every completed write to vol durable on the primary volume.
@@ -392,7 +446,9 @@ func (s *Subsystem) Flush(vol string) error {
 	return v.Flush()
 }
 
-func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) error {
+// update captures and performs u at off; now, it captures nothing and
+// returns errWouldWait where it would wait for anything but the volume.
+func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, now bool) error {
 	v, ok := s.volumes[u.Volume]
 	if !ok {
 		return fmt.Errorf("subsystem %s: no volume %q", s.id, u.Volume)
@@ -407,7 +463,10 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	bm, l := s.tracking[u.Volume], s.actlog
 	s.mu.Unlock()
 	var held time.Duration
-	if bm == nil {
+	if bm == nil && now && !s.side.TryReserve(sidefile.Cost(len(u.Data))) {
+		return errWouldWait
+	}
+	if bm == nil && !now {
 		var err error
 		if held, err = s.side.Reserve(ctx, sidefile.Cost(len(u.Data))); err != nil {
 			return fmt.Errorf("subsystem %s: %w", s.id, err)
@@ -419,7 +478,13 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	if bm != nil {
 		how = markSticky
 	}
-	if err := s.markIn(l, u.Volume, off, int64(u.Length), how); err != nil {
+	var err error
+	if now && !markNow(l, u.Volume, off, int64(u.Length), how) {
+		err = errWouldWait
+	} else if !now {
+		err = s.markIn(l, u.Volume, off, int64(u.Length), how)
+	}
+	if err != nil {
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
 		}
@@ -434,9 +499,10 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	}
 	var before []chan struct{}
 	s.mu.Lock()
-	if cur := s.tracking[u.Volume]; cur != bm {
+	if cur := s.tracking[u.Volume]; cur != bm || now && s.overlaps(u.Volume, off, off+int64(u.Length)) {
 		// The pair was suspended or resumed while this write waited:
-		// capture it the way the pair is now.
+		// capture it the way the pair is now. Or a write that must not
+		// wait would wait for an overlapping one: it is not captured.
 		s.mu.Unlock()
 		if bm == nil {
 			s.side.Release(sidefile.Cost(len(u.Data)))
@@ -445,7 +511,10 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 				l.Wrote(u.Volume, off, int64(u.Length))
 			}
 		}
-		return s.update(ctx, u, off)
+		if cur == bm {
+			return errWouldWait
+		}
+		return s.update(ctx, u, off, now)
 	}
 	u.Timestamp = s.timer.Now()
 	s.gen[u.Volume]++
@@ -479,7 +548,6 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64) e
 	if s.beforeVolumeWrite != nil {
 		s.beforeVolumeWrite()
 	}
-	var err error
 	switch u.Kind {
 	case recordset.KindWrite:
 		if large && !v.Device() && held == 0 && s.largeWrites.Load() > 1 {
