@@ -2,6 +2,7 @@ package subsystem
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -16,13 +17,37 @@ import (
 // of the data, which the sidefile holds until the secondary has it, comes
 // from the buffers the mover hands back (Recycle) after the acknowledgement.
 func BenchmarkWrite(b *testing.B) {
-	benchWrites(b, newFixture(b, 64<<20), func(recordset.Update) {})
+	benchWrites(b, newFixture(b, 64<<20), nil, func(recordset.Update) {})
 }
 
 // BenchmarkWriteLogged is BenchmarkWrite with the activity log on, every
 // region already marked: a write's cost in the log is then its mark, its
 // return from the volume and its acknowledgement (Done), no log write.
 func BenchmarkWriteLogged(b *testing.B) {
+	benchLogged(b, nil)
+}
+
+// BenchmarkWriteOwnedLogged is BenchmarkWriteLogged of WriteOwned, a
+// worker's write of a payload the NBD server read into NewPayload's buffer.
+func BenchmarkWriteOwnedLogged(b *testing.B) {
+	benchLogged(b, func(f *fixture, off int64) error {
+		return f.ss.WriteOwned(context.Background(), "v0", f.ss.NewPayload(4096), off)
+	})
+}
+
+// BenchmarkWriteNowLogged is BenchmarkWriteOwnedLogged of WriteNow, the
+// read loop's write of a payload Prompt promised.
+func BenchmarkWriteNowLogged(b *testing.B) {
+	benchLogged(b, func(f *fixture, off int64) error {
+		wait, err := f.ss.WriteNow("v0", f.ss.NewPayload(4096), off)
+		if wait {
+			return errors.New("the write would wait")
+		}
+		return err
+	})
+}
+
+func benchLogged(b *testing.B, write func(f *fixture, off int64) error) {
 	f := newFixture(b, 64<<20)
 	al, _, err := actlog.Open(filepath.Join(b.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
 	if err != nil {
@@ -30,18 +55,31 @@ func BenchmarkWriteLogged(b *testing.B) {
 	}
 	defer al.Close()
 	f.ss.SetActivityLog(actlog.WritePath{Log: al})
-	benchWrites(b, f, func(u recordset.Update) { al.Done(u.Volume, int64(u.Offset), int64(u.Length)) })
+	if write != nil {
+		// Every region marked on disk, as WriteNow needs.
+		if err := al.Mark("v0", 0, volSize); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchWrites(b, f, write, func(u recordset.Update) { al.Done(u.Volume, int64(u.Offset), int64(u.Length)) })
 }
 
-// benchWrites writes 4 KiB over f's volume v0, with acked run for each
-// update the secondary acknowledges.
-func benchWrites(b *testing.B, f *fixture, acked func(recordset.Update)) {
+// benchWrites writes 4 KiB over f's volume v0 (with write, if not nil),
+// with acked run for each update the secondary acknowledges.
+func benchWrites(b *testing.B, f *fixture, write func(f *fixture, off int64) error, acked func(recordset.Update)) {
 	data := make([]byte, 4096)
 	ctx := context.Background()
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if err := f.ss.Write(ctx, "v0", data, int64(i%(volSize/4096))*4096); err != nil {
+		off := int64(i%(volSize/4096)) * 4096
+		var err error
+		if write != nil {
+			err = write(f, off)
+		} else {
+			err = f.ss.Write(ctx, "v0", data, off)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 		if i%256 == 255 {
