@@ -21,12 +21,7 @@ func TestPromptSaysNoToAWriteThatWouldWait(t *testing.T) {
 	if !f.ss.Prompt("v0", 0, n) {
 		t.Fatal("no activity log, an empty sidefile: not promised")
 	}
-	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer al.Close()
-	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	logTo(t, f)
 	if f.ss.Prompt("v0", 0, n) {
 		t.Fatal("a region not yet marked in the activity log: promised")
 	}
@@ -73,18 +68,26 @@ func TestPromptSaysNoToAWriteThatWouldWait(t *testing.T) {
 	}
 }
 
+// logTo has f's subsystem mark its writes in an activity log of its own,
+// which it returns.
+func logTo(t *testing.T, f *fixture) *actlog.Log {
+	t.Helper()
+	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { al.Close() })
+	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	return al
+}
+
 // TestPromptSaysNoToAWriteOutOfRange: a range past the volume, or whose
 // offset is negative (an NBD offset of 2^63 or more), is never promised,
 // and asking does not panic with the activity log on.
 func TestPromptSaysNoToAWriteOutOfRange(t *testing.T) {
 	const n = 4096
 	f := newFixture(t, 64*sidefile.Cost(n))
-	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer al.Close()
-	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	logTo(t, f)
 	if err := f.ss.Write(context.Background(), "v0", make([]byte, n), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +113,7 @@ func TestPromptSaysNoToAWriteOutOfRange(t *testing.T) {
 func TestWriteNowCapturesNothingWhereItWouldWait(t *testing.T) {
 	const n = 4096
 	f := newFixture(t, 64*sidefile.Cost(n))
-	al, _, err := actlog.Open(filepath.Join(t.TempDir(), "activity.log"), map[string]int64{"v0": volSize}, actlog.DefaultRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer al.Close()
-	f.ss.SetActivityLog(actlog.WritePath{Log: al})
+	al := logTo(t, f)
 	nothing := func(what string, off int64, size int) {
 		t.Helper()
 		before, syncs, marked := f.side.Stats(), al.Syncs(), al.Marked()
