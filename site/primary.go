@@ -253,7 +253,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if p.generation, err = openGeneration(p.stateDir); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
-	if p.timer, err = timer.OpenPersistent(filepath.Join(p.stateDir, "timer.json"), opts.Clock, 0, p.log); err != nil {
+	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(p.stateDir, "timer.json"), opts.Clock, 0, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	if p.promotion != nil {

@@ -374,7 +374,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	}
 	// Stamps follow everything the volumes hold from the old primary, and
 	// every stamp of an earlier run here, whatever the clock did.
-	if p.timer, err = timer.OpenPersistent(filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
+	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
 	p.timer.AtLeast(pr.ConsistencyTime)

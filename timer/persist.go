@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"duplex/disk"
 )
 
 // A primary that restarts must stamp above everything it stamped before,
@@ -37,6 +38,7 @@ import (
 // undo, and the mark is then written a small slack past the stamps.
 
 type lease struct {
+	fsys  disk.FS
 	path  string
 	ahead int64
 	slack int64 // how far the mark runs ahead of stamps when the clock went back
@@ -58,8 +60,9 @@ type markFile struct {
 // OpenPersistent returns a Timer whose stamps are above every stamp handed out
 // by an earlier Timer on the same file, however its clock moved in between.
 // now nil means the wall clock; ahead is the lease (how far ahead of the
-// stamps the mark is written), default 2s; log reports a failed renewal.
-func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slog.Logger) (*Timer, error) {
+// stamps the mark is written), default 2s; log reports a failed renewal;
+// fsys holds path (nil: disk.OS).
+func OpenPersistent(fsys disk.FS, path string, now func() int64, ahead time.Duration, log *slog.Logger) (*Timer, error) {
 	if ahead <= 0 {
 		ahead = 2 * time.Second
 	}
@@ -67,7 +70,8 @@ func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slo
 		log = slog.Default()
 	}
 	var mf markFile
-	b, err := os.ReadFile(path)
+	fsys = disk.Or(fsys)
+	b, err := disk.ReadFile(fsys, path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -79,7 +83,7 @@ func OpenPersistent(path string, now func() int64, ahead time.Duration, log *slo
 	}
 	t := NewWithClock(now)
 	t.AtLeast(mf.StampsBelow)
-	l := &lease{path: path, ahead: int64(ahead), slack: max(int64(ahead)/64, 1), log: log}
+	l := &lease{fsys: fsys, path: path, ahead: int64(ahead), slack: max(int64(ahead)/64, 1), log: log}
 	// At most the mark of the run before when the clock has not moved since
 	// it was written: the first stamp then waits for the clock in cover.
 	if err := l.write(max(l.next(t.Last(), t.wall()), mf.StampsBelow)); err != nil {
@@ -174,8 +178,8 @@ func (l *lease) awaitTick(t *Timer, ts int64) int64 {
 
 func (l *lease) write(mark int64) error {
 	b, _ := json.Marshal(markFile{StampsBelow: mark})
-	if err := writeFileAtomic(l.path, append(b, '\n')); err != nil {
-		return fmt.Errorf("timer %s: %w", l.path, err)
+	if err := disk.WriteFileAtomic(l.fsys, l.path, append(b, '\n')); err != nil {
+		return fmt.Errorf("timer: %w", err)
 	}
 	l.writes.Add(1)
 	l.mark.Store(mark)
@@ -204,35 +208,4 @@ func (t *Timer) wait() {
 	if t.lease != nil {
 		t.lease.wg.Wait()
 	}
-}
-
-// writeFileAtomic writes through a temporary file in the same directory,
-// fsynced and renamed over path, then fsyncs the directory.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -27,7 +27,7 @@ func TestPersistedStampsStayAboveAnEarlierRunWhenTheClockStepsBack(t *testing.T)
 			path := filepath.Join(t.TempDir(), "timer.json")
 			clock := &fakeClock{}
 			clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
-			t1, err := OpenPersistent(path, clock.now, time.Second, nil)
+			t1, err := OpenPersistent(nil, path, clock.now, time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,7 +44,7 @@ func TestPersistedStampsStayAboveAnEarlierRunWhenTheClockStepsBack(t *testing.T)
 				t1.wait() // a renewal in flight at the crash is not counted on
 			}
 			clock.step(-time.Hour)
-			t2, err := OpenPersistent(path, clock.now, time.Second, nil)
+			t2, err := OpenPersistent(nil, path, clock.now, time.Second, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +68,7 @@ func TestPersistedTimerWritesRarely(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "timer.json")
 	clock := &fakeClock{}
 	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
-	tm, err := OpenPersistent(path, clock.now, time.Second, nil)
+	tm, err := OpenPersistent(nil, path, clock.now, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestOpenPersistentRejectsAGarbledMark(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenPersistent(path, nil, time.Second, nil); err == nil {
+	if _, err := OpenPersistent(nil, path, nil, time.Second, nil); err == nil {
 		t.Fatal("OpenPersistent accepted a garbled mark")
 	}
 }
@@ -105,7 +105,7 @@ func BenchmarkNow(b *testing.B) {
 }
 
 func BenchmarkNowPersistent(b *testing.B) {
-	tm, err := OpenPersistent(filepath.Join(b.TempDir(), "timer.json"), nil, 0, nil)
+	tm, err := OpenPersistent(nil, filepath.Join(b.TempDir(), "timer.json"), nil, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func restartLoop(t *testing.T, runs, stamps int) {
 	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
 	var last int64
 	for run := range runs {
-		tm, err := OpenPersistent(path, clock.now, ahead, nil)
+		tm, err := OpenPersistent(nil, path, clock.now, ahead, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
