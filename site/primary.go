@@ -586,9 +586,20 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	cancel()
 	stopMover()
-	<-moverDone
-	if err := p.timer.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("primary: %w", err)
+	// The mover's cut stamps under the subsystem's lock: with the timer's
+	// lease on a disk that stopped answering, it waits for the lease's
+	// write, and the stop goes on without it, as without the timer's last
+	// write (the process exits, and neither stamp nor ship anything).
+	if !p.awaitLease(sw, moverDone, "the mover's cut") {
+		closed := make(chan struct{})
+		var err error
+		go func() {
+			defer close(closed)
+			err = p.timer.Close()
+		}()
+		if p.awaitLease(sw, closed, "the timer's last write") && err != nil && runErr == nil {
+			runErr = fmt.Errorf("primary: %w", err)
+		}
 	}
 	if switchedOver {
 		p.log.Info("switched over: replication stopped; NBD refuses writes, status goes on until the primary is stopped")
@@ -656,7 +667,7 @@ func (p *Primary) awaitPairs(sw *stateWait, done <-chan struct{}) (stateHung boo
 		return false
 	case <-ctx.Done():
 	}
-	if logWrite, save, _ := p.stateWaits(); save > 0 || logWrite > 0 {
+	if logWrite, save, _ := p.stateWaits(); save > 0 || logWrite > 0 || leaseWriting(p) {
 		sw.hung = true
 		p.log.Error("stopping: the pair manager's save of the pair state, or its write of the activity log, has not ended (their disk stopped answering); the stop goes on without it",
 			"save", save.Round(time.Millisecond), "log_write", logWrite.Round(time.Millisecond))
@@ -664,6 +675,29 @@ func (p *Primary) awaitPairs(sw *stateWait, done <-chan struct{}) (stateHung boo
 	}
 	<-done
 	return false
+}
+
+// awaitLease waits for done, as awaitPairs does: if it has not come
+// within the stop's wait on the state directory's disk, and the timer's
+// lease has been writing that long, the stop goes on without it, and
+// awaitLease returns false (logged, naming what).
+func (p *Primary) awaitLease(sw *stateWait, done <-chan struct{}, what string) bool {
+	ctx, cancel := sw.ctx()
+	defer cancel()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	if d, waiting := p.timer.LeaseWait(); d > 0 {
+		sw.hung = true
+		p.log.Error("stopping: "+what+" waits for the write of the timer's lease, which has not ended (its disk stopped answering); the stop goes on without it",
+			"lease_write", d.Round(time.Millisecond), "stamps_waiting", waiting)
+		return false
+	}
+	// Held by anything else: waited for as before.
+	<-done
+	return true
 }
 
 // volumeFlushes stands between the NBD clients' flushes of a volume and
@@ -1201,10 +1235,14 @@ func (p *Primary) samples() []control.Sample {
 		}
 	}
 	logWrite, save, waiting := p.stateWaits()
+	lease, leaseWaiting := p.timer.LeaseWait()
 	return append([]control.Sample{
 		control.Gauge("activity_log_write_seconds", "Seconds the activity log's write (and fsync) under way has taken; 0 while none is "+
 			"(the writes to regions not yet marked wait for it).", logWrite.Seconds()),
 		control.Gauge("activity_log_waiting_writes", "Client writes waiting for the activity log to write their regions' marks.", float64(waiting)),
+		control.Gauge("timer_lease_write_seconds", "Seconds the write of the common timer's lease under way has taken; 0 while none is "+
+			"(once the timestamps reach the lease on disk, every client write waits for it).", lease.Seconds()),
+		control.Gauge("timer_waiting_stamps", "Updates (client writes among them) waiting for the common timer's lease to be written before they are stamped.", float64(leaseWaiting)),
 		control.Gauge("pair_state_save_seconds", "Seconds the pair state's save under way has taken; 0 while none is "+
 			"(the pair manager's copies, promotions and the operator's commands wait for it).", save.Seconds()),
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
@@ -1248,6 +1286,14 @@ func (p *Primary) stateWaits() (logWrite, save time.Duration, waiting int) {
 	return logWrite, p.pairs.SaveUnderWay(), waiting
 }
 
+// leaseWriting says the timer's lease is being written: once the stamps
+// reach the lease on disk, every stamp waits for it, the pair manager's
+// and the mover's among them, under the subsystem's lock.
+func leaseWriting(p *Primary) bool {
+	d, _ := p.timer.LeaseWait()
+	return d > 0
+}
+
 // stateDiskWait says what has waited on the disk of the state directory
 // for slowDisk or longer, as the secondary's status does for its own
 // disk, "" if nothing has: a disk that stops answering fails nothing, and
@@ -1260,6 +1306,10 @@ func (p *Primary) stateDiskWait(now time.Time) string {
 	if logWrite >= p.slowDisk {
 		out = append(out, fmt.Sprintf("activity log write: waiting on the disk for %s (since %s), %d client writes waiting for their regions' marks",
 			logWrite.Round(time.Millisecond), now.Add(-logWrite).UTC().Format(time.RFC3339), waiting))
+	}
+	if lease, waiting := p.timer.LeaseWait(); lease >= p.slowDisk {
+		out = append(out, fmt.Sprintf("timer lease write: waiting on the disk for %s (since %s), %d updates waiting for their timestamps; once the stamps reach the lease on disk every client write of every volume waits with it",
+			lease.Round(time.Millisecond), now.Add(-lease).UTC().Format(time.RFC3339), waiting))
 	}
 	if save >= p.slowDisk {
 		out = append(out, fmt.Sprintf("pair state save: waiting on the disk for %s (since %s); the pairs' copies, promotions and commands wait with it",

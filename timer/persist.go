@@ -50,6 +50,12 @@ type lease struct {
 	wg       sync.WaitGroup // renewals in flight, for tests
 	writes   atomic.Uint64
 	closed   bool
+	// writing is when the write of the mark under way began (unix ns), 0
+	// while none is, and waiting how many stamps wait for it: a disk that
+	// stops answering holds the renewal, and once the stamps reach the
+	// mark on disk, every stamp (every client write) waits with it.
+	writing atomic.Int64
+	waiting atomic.Int64
 }
 
 type markFile struct {
@@ -137,6 +143,8 @@ func (l *lease) cover(t *Timer, ts, wall int64) {
 		return
 	}
 	// The renewal fell behind (or the clock jumped): this write waits for it.
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
 	l.extend(t, ts)
 }
 
@@ -178,12 +186,29 @@ func (l *lease) awaitTick(t *Timer, ts int64) int64 {
 
 func (l *lease) write(mark int64) error {
 	b, _ := json.Marshal(markFile{StampsBelow: mark})
+	l.writing.Store(time.Now().UnixNano())
+	defer l.writing.Store(0)
 	if err := disk.WriteFileAtomic(l.fsys, l.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("timer: %w", err)
 	}
 	l.writes.Add(1)
 	l.mark.Store(mark)
 	return nil
+}
+
+// LeaseWait returns how long the write of the lease's mark under way has
+// taken, 0 if none is, and how many stamps wait for it: each is a write
+// held, not acknowledged, until the mark is on disk.
+func (t *Timer) LeaseWait() (time.Duration, int) {
+	l := t.lease
+	if l == nil {
+		return 0, 0
+	}
+	var d time.Duration
+	if at := l.writing.Load(); at != 0 {
+		d = time.Since(time.Unix(0, at))
+	}
+	return d, int(l.waiting.Load())
 }
 
 // Close records the last stamp handed out as the mark, so that the next run

@@ -1,0 +1,55 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAHungStateDiskHoldsEveryWriteOnceTheLeaseRunsOutAndTheStopGoesOn:
+// the disk of the primary's state directory, which holds the common
+// timer's lease, stops answering. Writes to vol2, whose region the
+// activity log marks on disk, go on until the stamps reach the lease on
+// disk; then one waits for the lease's renewal, and the status and
+// metrics name the timer's lease and the write that waits for it. The
+// stop returns within its bound (the mover's cut waits for a stamp under
+// the subsystem's lock), not clean, and the restart makes the
+// secondary's volumes the primary's.
+func TestAHungStateDiskHoldsEveryWriteOnceTheLeaseRunsOutAndTheStopGoesOn(t *testing.T) {
+	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 0)
+	cfg := p.cfg
+	wrote := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{byte(i)}, 4096), 4096); err != nil {
+				wrote <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	waitFor(t, 20*time.Second, "the status and metrics to say a write waits for the timer's lease", func() bool {
+		m := sampleMap(p.Samples())
+		return strings.Contains(p.Status().DiskWait, "timer lease write") && m["timer_lease_write_seconds"].Value > 0 &&
+			m["timer_waiting_stamps"].Value >= 1
+	})
+	t.Logf("status: %s", p.Status().DiskWait)
+	select {
+	case err := <-wrote:
+		t.Fatalf("a write with the timer's lease hung on its disk returned: %v", err)
+	default:
+	}
+	var stopErr error
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if len(logs.lines("not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
+	}
+	if len(logs.lines("timer's lease")) == 0 {
+		t.Errorf("the stop's log does not name the timer's lease:\n%s", logs.String())
+	}
+	h.release()
+	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
+}
