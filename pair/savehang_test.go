@@ -2,9 +2,7 @@ package pair
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -37,14 +35,7 @@ func TestAStopsSaveThatHangsIsGivenUpAndRenamesNothing(t *testing.T) {
 	}
 	h.Release()
 	h.await(t, "the save given up to end", func() bool { return r.mg.SaveUnderWay() == 0 })
-	b, err := os.ReadFile(filepath.Join(r.dir, "pairs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st persisted
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	st := savedPersisted(t, filepath.Join(r.dir, "pairs.json"))
 	if st.Clean {
 		t.Error("the stop's save, given up, saved the state clean once its disk answered")
 	}
@@ -76,14 +67,7 @@ func TestACommandWhoseSaveHangsIsAnsweredInEffectNotYetSaved(t *testing.T) {
 	}
 	h.Release()
 	h.await(t, "the suspension's save to end", func() bool { return r.mg.SaveUnderWay() == 0 })
-	b, err := os.ReadFile(filepath.Join(r.dir, "pairs.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st persisted
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	st := savedPersisted(t, filepath.Join(r.dir, "pairs.json"))
 	for _, p := range st.Pairs {
 		if p.Volume == "a" && p.State != Suspended {
 			t.Errorf("a on disk once the disk answered: %s, want suspended", p.State)

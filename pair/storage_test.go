@@ -52,7 +52,8 @@ func TestPairStateWriteFaultKeepsLastSavedState(t *testing.T) {
 	}
 }
 
-func savedState(t *testing.T, path, vol string) State {
+// savedPersisted reads the pair state as it is on disk at path.
+func savedPersisted(t *testing.T, path string) persisted {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -62,7 +63,12 @@ func savedState(t *testing.T, path, vol string) State {
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range st.Pairs {
+	return st
+}
+
+func savedState(t *testing.T, path, vol string) State {
+	t.Helper()
+	for _, p := range savedPersisted(t, path).Pairs {
 		if p.Volume == vol {
 			return p.State
 		}
