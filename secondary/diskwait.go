@@ -24,7 +24,7 @@ type diskWaitKind int
 const (
 	waitJournal    diskWaitKind = iota // the journal's write and fsync of groups
 	waitApply                          // a group's writes to the volumes
-	waitCheckpoint                     // a checkpoint's fsync of the volumes and the state file
+	waitCheckpoint                     // a checkpoint's fsync of the volumes and the state file, and its release of the journal
 	waitKinds
 )
 

@@ -1241,7 +1241,7 @@ func (s *Secondary) checkpointLocked() error {
 	// otherwise find nothing to write and report a state file it never
 	// wrote. One whose fsync of the volumes failed leaves them unwritten,
 	// and no later one records a group.
-	s.diskBegin(waitCheckpoint, fmt.Sprintf("recording group %d applied (fsync of the volumes and the state file)", st.Group))
+	s.diskBegin(waitCheckpoint, fmt.Sprintf("recording group %d applied (fsync of the volumes and the state file, release of the journal)", st.Group))
 	written, err := s.persist(st, targets)
 	s.diskEnd(waitCheckpoint)
 	if written {
