@@ -18,6 +18,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/mover"
 	"duplex/tlsconf"
 	"duplex/transport"
 )
@@ -428,7 +429,7 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) (*Secondary, transport.Dialer) {
 	t.Helper()
 	s, dialer := duplexThenStopped(t, cfg)
-	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond})
+	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{Dialer: dialer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,12 +444,14 @@ func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) 
 
 // duplexThenStopped runs a secondary of cfg, and a primary until every
 // pair is duplex, then stops the primary cleanly. It returns the
-// secondary and the primary's dialer to it.
+// secondary and the primary's dialer to it. Nothing hangs here: the
+// primary waits for its copies' reads as long as by default, which a
+// loaded machine's reads (of a disk through nbdfuse too) stay within.
 func duplexThenStopped(t *testing.T, cfg *config.Config) (*Secondary, transport.Dialer) {
 	t.Helper()
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, 200*time.Millisecond)
+	p, stop := startPrimary(t, cfg, mover.DefaultCopyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	stop()
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
