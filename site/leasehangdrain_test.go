@@ -1,0 +1,59 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// holdWritesOnTheLease writes to vol2 of p, whose state directory's disk
+// hangs, until a write waits for the timer's lease (the stamps reached
+// the lease on disk), as the status and metrics say; the writes' end
+// comes on the channel returned.
+func holdWritesOnTheLease(t *testing.T, p *Primary) <-chan error {
+	t.Helper()
+	wrote := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{byte(i)}, 4096), 4096); err != nil {
+				wrote <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	waitFor(t, 20*time.Second, "the status and metrics to say a write waits for the timer's lease", func() bool {
+		m := sampleMap(p.Samples())
+		return strings.Contains(p.Status().DiskWait, "timer lease write") && m["timer_waiting_stamps"].Value >= 1
+	})
+	return wrote
+}
+
+// TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait: the timer's lease
+// hangs with the disk of the primary's state directory, and every stamp
+// waits for it, the mover's cut among them: the drain of the stop can
+// ship nothing more. The stop gives the drain up once the lease's write
+// has not ended for the stop's wait on the state directory's disk (1 s
+// here), as it gives up the others, not after the drain's own timeout
+// (10 s here, 5 min by default); it says why, and that the stop is not
+// clean.
+func TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait(t *testing.T) {
+	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 0)
+	cfg := p.cfg
+	holdWritesOnTheLease(t, p)
+	var stopErr error
+	// Each of the stop's waits on the disk is 1 s; the drain's timeout
+	// is 10 s.
+	within(t, 8*time.Second, "the stop, before the drain's timeout", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if stopErr == nil || !strings.Contains(stopErr.Error(), "timer's lease") {
+		t.Errorf("the stop's error does not name the timer's lease: %v", stopErr)
+	}
+	if len(logs.lines("drain", "timer's lease", "not clean")) == 0 {
+		t.Errorf("the stop's log does not say the drain was given up for the timer's lease, not clean:\n%s", logs.String())
+	}
+	h.release()
+	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
+}
