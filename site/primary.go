@@ -534,11 +534,22 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	if !switchedOver {
 		p.pairs.SuspendFailedWrites()
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	tctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	dctx, cancelCause := context.WithCancelCause(tctx)
 	go p.abandonWhenUnreachable(dctx, cancel)
+	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
 	if err := p.mover.Quiesce(dctx); err != nil {
-		p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldWithUpdates)
+		var lease *leaseHungError
+		if errors.As(context.Cause(dctx), &lease) {
+			sw.hung = true
+			err = fmt.Errorf("primary: the stop's drain: %w", lease)
+			p.log.Error("stopping uncleanly, with updates not yet at the secondary: the drain waits for the write of the timer's lease, which has not ended "+
+				"(its disk stopped answering); given up, not clean: the next start copies the regions the activity log marks",
+				"lease_write", lease.d.Round(time.Millisecond), "stamps_waiting", lease.waiting, "held_record_sets", p.mover.Stats().HeldWithUpdates)
+		} else {
+			p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldWithUpdates)
+		}
 		if runErr == nil {
 			runErr = err
 		}
@@ -585,6 +596,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		}
 	}
 	cancel()
+	cancelCause(nil)
 	stopMover()
 	// The mover's cut stamps under the subsystem's lock: with the timer's
 	// lease on a disk that stopped answering, it waits for the lease's
@@ -698,6 +710,39 @@ func (p *Primary) awaitLease(sw *stateWait, done <-chan struct{}, what string) b
 	// Held by anything else: waited for as before.
 	<-done
 	return true
+}
+
+// leaseHungError is why the stop's drain was given up: the write of the
+// timer's lease had not ended for d, waiting stamps waiting for it.
+type leaseHungError struct {
+	d       time.Duration
+	waiting int
+}
+
+func (e *leaseHungError) Error() string {
+	return fmt.Sprintf("the write of the timer's lease has not ended after %s (its disk stopped answering), %d updates waiting for their timestamps",
+		e.d.Round(time.Millisecond), e.waiting)
+}
+
+// giveUpOnLease ends the stop's drain (cancel) once the timer's lease has
+// been writing for wait, or at once if the stop already gave up on the
+// state directory's disk (hung): every stamp waits for it, the mover's
+// cut among them, so the drain ships nothing more, and its own timeout
+// (minutes) would hold the stop that long.
+func (p *Primary) giveUpOnLease(ctx context.Context, cancel context.CancelCauseFunc, wait time.Duration, hung bool) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if d, waiting := p.timer.LeaseWait(); d > 0 && (hung || d >= wait) {
+			cancel(&leaseHungError{d: d, waiting: waiting})
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // volumeFlushes stands between the NBD clients' flushes of a volume and
