@@ -1,6 +1,7 @@
 package timer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,6 +51,10 @@ type lease struct {
 	wg       sync.WaitGroup // renewals in flight, for tests
 	writes   atomic.Uint64
 	closed   bool
+	// gone ends when the stop gives the lease up (Abandon): a write
+	// under way renames nothing from then on, and none is begun.
+	gone    context.Context
+	abandon context.CancelFunc
 	// writing is when the write of the mark under way began (unix ns), 0
 	// while none is, and waiting how many stamps wait for it: a disk that
 	// stops answering holds the renewal, and once the stamps reach the
@@ -90,6 +95,7 @@ func OpenPersistent(fsys disk.FS, path string, now func() int64, ahead time.Dura
 	t := NewWithClock(now)
 	t.AtLeast(mf.StampsBelow)
 	l := &lease{fsys: fsys, path: path, ahead: int64(ahead), slack: max(int64(ahead)/64, 1), log: log}
+	l.gone, l.abandon = context.WithCancel(context.Background())
 	// At most the mark of the run before when the clock has not moved since
 	// it was written: the first stamp then waits for the clock in cover.
 	if err := l.write(max(l.next(t.Last(), t.wall()), mf.StampsBelow)); err != nil {
@@ -153,7 +159,7 @@ func (l *lease) extend(t *Timer, ts int64) {
 	defer l.mu.Unlock()
 	wall := t.wall()
 	m := l.mark.Load()
-	if l.closed || (ts < m && l.fresh(m, ts, wall)) {
+	if l.closed || l.gone.Err() != nil || (ts < m && l.fresh(m, ts, wall)) {
 		return
 	}
 	n := l.next(ts, wall)
@@ -188,7 +194,7 @@ func (l *lease) write(mark int64) error {
 	b, _ := json.Marshal(markFile{StampsBelow: mark})
 	l.writing.Store(time.Now().UnixNano())
 	defer l.writing.Store(0)
-	if err := disk.WriteFileAtomic(l.fsys, l.path, append(b, '\n')); err != nil {
+	if err := disk.WriteFileAtomicUnless(l.gone, l.fsys, l.path, append(b, '\n')); err != nil {
 		return fmt.Errorf("timer: %w", err)
 	}
 	l.writes.Add(1)
@@ -225,7 +231,24 @@ func (t *Timer) Close() error {
 		return nil
 	}
 	l.closed = true
+	if l.gone.Err() != nil {
+		return fmt.Errorf("timer %s: given up (its disk stopped answering): the last stamp is not recorded; the mark on disk, above every stamp, stays", l.path)
+	}
 	return l.write(t.Last() + 1)
+}
+
+// Abandon gives the lease's writes up, at a stop that goes on without a
+// write hung on its disk: the one under way, and any later one (Close's
+// among them), replace the file no more, even once the disk answers (see
+// disk.WriteFileAtomicUnless). The mark on disk stays the last one
+// written, above every stamp handed out; a late write could otherwise
+// replace a mark the next run wrote with a lower one. Only a rename the
+// disk already holds can still land: a process does not exit before it
+// has, nor lets its lock on the state directory go.
+func (t *Timer) Abandon() {
+	if t.lease != nil {
+		t.lease.abandon()
+	}
 }
 
 // wait waits for a renewal in flight; tests call it once no stamp is taken.
