@@ -3,6 +3,8 @@ package site
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,26 @@ func TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait(t *testing.T) {
 	if len(logs.lines("drain", "timer's lease", "not clean")) == 0 {
 		t.Errorf("the stop's log does not say the drain was given up for the timer's lease, not clean:\n%s", logs.String())
 	}
+	// The lease's writes given up rename nothing once the disk answers:
+	// a late one could replace the mark of a run started meanwhile with a
+	// lower one.
+	mark := readLease(t, p)
 	h.release()
+	waitFor(t, 10*time.Second, "the write of the timer's lease given up to end", func() bool { d, _ := p.timer.LeaseWait(); return d == 0 })
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if got := readLease(t, p); got != mark {
+			t.Fatalf("the timer's lease, given up at the stop, was written once the disk answered: %s, then %s", mark, got)
+		}
+	}
 	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
+}
+
+// readLease returns the timer's lease as on p's disk.
+func readLease(t *testing.T, p *Primary) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.stateDir, "timer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -691,8 +691,9 @@ func (p *Primary) awaitPairs(sw *stateWait, done <-chan struct{}) (stateHung boo
 
 // awaitLease waits for done, as awaitPairs does: if it has not come
 // within the stop's wait on the state directory's disk, and the timer's
-// lease has been writing that long, the stop goes on without it, and
-// awaitLease returns false (logged, naming what).
+// lease has been writing that long, the stop goes on without it, the
+// lease's writes given up (timer.Abandon), and awaitLease returns false
+// (logged, naming what).
 func (p *Primary) awaitLease(sw *stateWait, done <-chan struct{}, what string) bool {
 	ctx, cancel := sw.ctx()
 	defer cancel()
@@ -703,6 +704,9 @@ func (p *Primary) awaitLease(sw *stateWait, done <-chan struct{}, what string) b
 	}
 	if d, waiting := p.timer.LeaseWait(); d > 0 {
 		sw.hung = true
+		// Its writes rename nothing once the disk answers: the mark on
+		// disk, above every stamp, stays.
+		p.timer.Abandon()
 		p.log.Error("stopping: "+what+" waits for the write of the timer's lease, which has not ended (its disk stopped answering); the stop goes on without it",
 			"lease_write", d.Round(time.Millisecond), "stamps_waiting", waiting)
 		return false
