@@ -1,0 +1,71 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"duplex/disk"
+	"duplex/nbd"
+)
+
+// TestAPromotedSitesStopEndsWithItsStateDiskHung: the disk of a promoted
+// site's promotion directory (the timer's lease, the changed regions'
+// bitmaps and log) stops answering. The stop waits for the timer's last
+// write and the changed regions' save only so long, naming them, and
+// ends with ErrDiskHung. Once the disk answers, the site opens again with
+// the region written before the hang among its changed regions.
+func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
+	released := false
+	h.release = func() {
+		if !released {
+			released = true
+			close(h.held)
+		}
+	}
+	p, err := OpenPromoted(cfg, log, PromotedOptions{FS: h.fs, stopFlushWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx) })
+	t.Cleanup(h.release) // before the stop
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteAt(bytes.Repeat([]byte{0x61}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	h.hang(PromotedDir(cfg))
+	within(t, 20*time.Second, "the promoted site's stop", stop)
+	t.Logf("the stop: %v", runErr)
+	if !errors.Is(runErr, ErrDiskHung) {
+		t.Errorf("the stop, its state directory's disk hung, returned %v, want ErrDiskHung", runErr)
+	}
+	if len(logs.lines("timer's lease", "changed regions", "not ended")) == 0 {
+		t.Errorf("the stop's log does not name the timer's lease and the changed regions:\n%s", logs.String())
+	}
+	h.release()
+	var again *Promoted
+	waitFor(t, 10*time.Second, "the promoted site to open again once its disk answers", func() bool {
+		again, err = OpenPromoted(cfg, log, PromotedOptions{})
+		return err == nil
+	})
+	defer again.close()
+	if again.Changes().Bitmap("vol1").DirtyBytes() == 0 {
+		t.Error("vol1's region written before the hang is not among the changed regions")
+	}
+}
