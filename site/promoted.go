@@ -512,18 +512,53 @@ func (p *Promoted) Run(ctx context.Context) error {
 			}
 		}
 	}
-	// The timer's last mark is written while the LOCK is still held: a
-	// site that takes it next reads that mark, never one written after.
-	if err := p.timer.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("promoted: %w", err)
+	if err := p.closeState(); err != nil && runErr == nil {
+		runErr = err
 	}
-	p.timer = nil
-	if err := p.changes.Close(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("promoted: %w", err)
-	}
-	p.changes = nil
 	p.close()
 	return runErr
+}
+
+// closeState writes the timer's last mark, then the changed regions'
+// bitmaps, and lets the LOCK go, waiting for them StopFlushWait at most:
+// on a disk that stopped answering, the stop goes on without them, the
+// lease's writes given up (timer.Abandon), and the error wraps
+// ErrDiskHung. Every changed region is in the changed regions' log on
+// disk before its write was acknowledged, and the next run reads it
+// there; the LOCK is let go only once the writes end (or the process
+// exits), so a site that takes it next reads the mark and the bitmaps
+// last written, never one written after.
+func (p *Promoted) closeState() error {
+	tm, changes := p.timer, p.changes
+	p.timer, p.changes = nil, nil
+	closed := make(chan error, 1)
+	go func() {
+		err := tm.Close()
+		if cerr := changes.Close(); err == nil {
+			err = cerr
+		}
+		closed <- err
+	}()
+	t := time.NewTimer(p.stopFlushWait)
+	defer t.Stop()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return fmt.Errorf("promoted: %w", err)
+		}
+		return nil
+	case <-t.C:
+	}
+	what := "the save of the changed regions' bitmaps"
+	if lease, _ := tm.LeaseWait(); lease > 0 {
+		what = "the timer's last write of its lease"
+	}
+	tm.Abandon()
+	err := fmt.Errorf("promoted: %w: %s in %s has not ended after %s, and nothing cancels it; "+
+		"every changed region is in the changed regions' log on disk, which the next start reads",
+		ErrDiskHung, what, PromotedDir(p.cfg), p.stopFlushWait)
+	p.log.Error("stopping without waiting more for the disk", "err", err)
+	return err
 }
 
 // syncVolume makes the writes volume vol took durable (fdatasync).

@@ -15,8 +15,8 @@ import (
 // TestAPromotedSitesStopEndsWithItsStateDiskHung: the disk of a promoted
 // site's promotion directory (the timer's lease, the changed regions'
 // bitmaps and log) stops answering. The stop waits for the timer's last
-// write and the changed regions' save only so long, naming them, and
-// ends with ErrDiskHung. Once the disk answers, the site opens again with
+// write, and the changed regions' save after it, only so long, naming
+// the write it waits for, and ends with ErrDiskHung. Once the disk answers, the site opens again with
 // the region written before the hang among its changed regions.
 func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
 	cfg := linkConfig(t)
@@ -55,7 +55,7 @@ func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
 	if !errors.Is(runErr, ErrDiskHung) {
 		t.Errorf("the stop, its state directory's disk hung, returned %v, want ErrDiskHung", runErr)
 	}
-	if len(logs.lines("timer's lease", "changed regions", "not ended")) == 0 {
+	if len(logs.lines("timer's last write", "not ended")) == 0 {
 		t.Errorf("the stop's log does not name the timer's lease and the changed regions:\n%s", logs.String())
 	}
 	h.release()
