@@ -2513,10 +2513,54 @@ func (mg *Manager) markDropped(u recordset.Update) {
 // Resume shadows vol again, copying the regions changed while suspended. It
 // returns once the pending state and the regions to copy are saved.
 func (mg *Manager) Resume(vol string) error {
-	if err := mg.resume(vol); err != nil {
+	if _, err := answerWithin(mg, "resume", vol, func() (struct{}, error) { return struct{}{}, mg.resume(vol) }); err != nil {
 		return err
 	}
 	return mg.persist("resume", vol)
+}
+
+// answerWithin runs op, a resume, which saves the pending state before it
+// takes effect, and returns what it did. A save of the pair state that
+// neither ends nor fails (its disk stopped answering) holds it: after
+// SaveWait, with a save still under way, the operator is answered that
+// the command is not yet in effect, rather than waiting with the disk.
+// op takes effect once the save ends, and Run saves the state after it.
+func answerWithin[T any](mg *Manager, op, vol string, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	wait := cmp.Or(mg.opts.SaveWait, DefaultSaveWait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.v, r.err
+		case <-t.C:
+		}
+		if mg.SaveUnderWay() > 0 {
+			break
+		}
+		// Held by something else than the disk: waited for as before.
+		t.Reset(100 * time.Millisecond)
+	}
+	go func() {
+		if r := <-done; r.err == nil {
+			mg.mu.Lock()
+			mg.dirty = true
+			mg.unlock()
+			mg.kick()
+		}
+	}()
+	var none T
+	return none, fmt.Errorf("%s %s: not yet in effect, still suspended: %w after %s: its disk has not answered; it takes effect once the save ends",
+		op, vol, ErrSaveHung, wait)
 }
 
 func (mg *Manager) resume(vol string) error {
@@ -2756,17 +2800,39 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 
 // ResumeAll resumes every suspended pair at one point of the common timer
 // (see SuspendAll) and returns them once their state is saved.
-func (mg *Manager) ResumeAll() ([]string, error) { return mg.resumeAll(false) }
+func (mg *Manager) ResumeAll() ([]string, error) {
+	type resumed struct {
+		names []string
+		save  bool
+	}
+	r, err := answerWithin(mg, "resume", "--all", func() (resumed, error) {
+		names, save, err := mg.resumeAllUnsaved(false)
+		return resumed{names, save}, err
+	})
+	if err != nil || !r.save {
+		return r.names, err
+	}
+	return r.names, mg.persist("resume", "--all")
+}
 
 // resumeAll resumes every suspended pair, only those the session suspended
 // itself if autoOnly is set.
 func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
+	names, save, err := mg.resumeAllUnsaved(autoOnly)
+	if err != nil || !save {
+		return names, err
+	}
+	return names, mg.persist("resume", "--all")
+}
+
+// resumeAllUnsaved is resumeAll up to the save of what it changed, which
+// it says is due (save).
+func (mg *Manager) resumeAllUnsaved(autoOnly bool) (names []string, save bool, _ error) {
 	mg.dropMu.Lock() // see suspendSession
 	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	mg.mu.Lock()
 	var ps []*Pair
-	var names []string
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if p.Deleted || p.State != Suspended || (autoOnly && !p.Auto) {
@@ -2781,11 +2847,11 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 			mg.awaitRoom(ps...)
 			mg.unlock()
 			mg.saveMu.Unlock()
-			return names, mg.persist("resume", "--all")
+			return names, true, nil
 		}
 		mg.unlock()
 		mg.saveMu.Unlock()
-		return nil, err
+		return nil, false, err
 	}
 	// As in resume, the sticky activity-log marks stay until the state on
 	// disk says duplex.
@@ -2797,7 +2863,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	if err != nil {
 		mg.unlock()
 		mg.saveMu.Unlock()
-		return nil, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
+		return nil, false, fmt.Errorf("resume %s: not saved, still suspended: %w", strings.Join(names, ", "), err)
 	}
 	names = names[:0]
 	for _, p := range ps {
@@ -2817,7 +2883,7 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 	mg.unlock()
 	mg.saveMu.Unlock()
 	if len(ps) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
-	return names, mg.persist("resume", "--all")
+	return names, true, nil
 }
