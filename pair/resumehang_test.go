@@ -54,3 +54,38 @@ func TestAResumeWhoseSaveHangsIsAnsweredNotYetInEffect(t *testing.T) {
 		}
 	})
 }
+
+// TestAnAddBehindAResumeWhoseSaveHangsIsAnswered: a resume's save hangs
+// on its disk, holding the pairs the resume takes out of their bitmaps;
+// the operator's add of b, which waits for it, is answered once SaveWait
+// has passed, not yet in effect, and takes effect once the save ends.
+func TestAnAddBehindAResumeWhoseSaveHangsIsAnswered(t *testing.T) {
+	r, h := heldRig(t)
+	r.mg.opts.SaveWait = 200 * time.Millisecond
+	if _, err := r.mg.Delete("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	h.Arm()
+	if err := r.mg.Resume("a"); !errors.Is(err, ErrSaveHung) {
+		h.Release()
+		t.Fatalf("the resume with its save hung: %v, want ErrSaveHung", err)
+	}
+	added := make(chan error, 1)
+	go func() { added <- r.mg.Add("b") }()
+	select {
+	case err := <-added:
+		if !errors.Is(err, ErrSaveHung) || !strings.Contains(err.Error(), "not yet in effect") {
+			t.Errorf("the add behind a hung save: %v, want ErrSaveHung, not yet in effect", err)
+		}
+		t.Logf("answered: %v", err)
+	case <-time.After(10 * time.Second):
+		h.Release()
+		<-added
+		t.Fatal("the add behind a hung save has not been answered after 10s")
+	}
+	h.Release()
+	h.await(t, "b added once the save ended", func() bool { return !r.pair("b").Deleted })
+}
