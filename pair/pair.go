@@ -2266,7 +2266,8 @@ const DefaultSaveWait = 5 * time.Second
 // deleted): an initial copy of the whole volume while writes continue. It
 // returns once the new state is saved.
 func (mg *Manager) Add(vol string) error {
-	if err := mg.add(vol); err != nil {
+	// It waits for a resume under way (dropMu), whose save may hang.
+	if _, err := answerWithin(mg, "add", vol, "not yet a pair", func() (struct{}, error) { return struct{}{}, mg.add(vol) }); err != nil {
 		return err
 	}
 	return mg.persist("add", vol)
@@ -2513,19 +2514,21 @@ func (mg *Manager) markDropped(u recordset.Update) {
 // Resume shadows vol again, copying the regions changed while suspended. It
 // returns once the pending state and the regions to copy are saved.
 func (mg *Manager) Resume(vol string) error {
-	if _, err := answerWithin(mg, "resume", vol, func() (struct{}, error) { return struct{}{}, mg.resume(vol) }); err != nil {
+	if _, err := answerWithin(mg, "resume", vol, "still suspended", func() (struct{}, error) { return struct{}{}, mg.resume(vol) }); err != nil {
 		return err
 	}
 	return mg.persist("resume", vol)
 }
 
-// answerWithin runs op, a resume, which saves the pending state before it
-// takes effect, and returns what it did. A save of the pair state that
-// neither ends nor fails (its disk stopped answering) holds it: after
-// SaveWait, with a save still under way, the operator is answered that
-// the command is not yet in effect, rather than waiting with the disk.
-// op takes effect once the save ends, and Run saves the state after it.
-func answerWithin[T any](mg *Manager, op, vol string, f func() (T, error)) (T, error) {
+// answerWithin runs f, operation op of vol that waits for a save before
+// it takes effect (a resume saves the pending state first; an add waits
+// for a resume under way), and returns what it did. A save of the pair
+// state that neither ends nor fails (its disk stopped answering) holds
+// it: after SaveWait, with a save still under way, the operator is
+// answered that the command is not yet in effect (vol is before, as it
+// was), rather than waiting with the disk. f takes effect once the save
+// ends, and Run saves the state after it.
+func answerWithin[T any](mg *Manager, op, vol, before string, f func() (T, error)) (T, error) {
 	type result struct {
 		v   T
 		err error
@@ -2559,8 +2562,8 @@ func answerWithin[T any](mg *Manager, op, vol string, f func() (T, error)) (T, e
 		}
 	}()
 	var none T
-	return none, fmt.Errorf("%s %s: not yet in effect, still suspended: %w after %s: its disk has not answered; it takes effect once the save ends",
-		op, vol, ErrSaveHung, wait)
+	return none, fmt.Errorf("%s %s: not yet in effect, %s: %w after %s: its disk has not answered; it takes effect once the save ends",
+		op, vol, before, ErrSaveHung, wait)
 }
 
 func (mg *Manager) resume(vol string) error {
@@ -2805,7 +2808,7 @@ func (mg *Manager) ResumeAll() ([]string, error) {
 		names []string
 		save  bool
 	}
-	r, err := answerWithin(mg, "resume", "--all", func() (resumed, error) {
+	r, err := answerWithin(mg, "resume", "--all", "still suspended", func() (resumed, error) {
 		names, save, err := mg.resumeAllUnsaved(false)
 		return resumed{names, save}, err
 	})
