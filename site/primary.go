@@ -215,6 +215,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	p.slowDisk = cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)
+	starting := watchStart(p.log, p.slowDisk)
+	defer starting.end()
 	// Before any file is read or written: a second primary of the session
 	// would rewrite the timer's lease, the activity log and the pair state
 	// under the running one, then fail on its addresses.
@@ -253,6 +256,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if p.generation, err = openGeneration(p.stateDir); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	starting.step(filepath.Join(p.stateDir, "timer.json"))
 	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(p.stateDir, "timer.json"), opts.Clock, 0, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
@@ -342,6 +346,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	starting.step(filepath.Join(p.stateDir, "activity.log"))
 	al, recovered, err := actlog.OpenFS(opts.FS, filepath.Join(p.stateDir, "activity.log"), sizes, actlog.DefaultRegion)
 	if err != nil {
 		// Without the log, the pairs fall back to a full copy after an
@@ -355,7 +360,6 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.actlog = al
 	p.beforeFlush, p.afterStopSave, p.drainCutShort = opts.beforeFlush, opts.afterStopSave, opts.drainCutShort
 	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
-	p.slowDisk = cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
 		p.flushes[name] = &volumeFlushes{}
@@ -375,15 +379,77 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			ss.SetBeforeCopyRead(opts.beforeCopyRead)
 		}
 	}
+	starting.step("the pair state in " + p.stateDir)
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
 		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait, SaveWait: p.slowDisk}, p.mover, pvs)
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	starting.end()
 	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, cfg.Primary.Control, opts.Listeners); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// startWait says in the log what write of the state directory a start
+// waits for, once it has waited slow, and again each time the wait
+// doubles: before the control address is up, the log is all an operator
+// sees of a start held by a disk that stopped answering (status names
+// such a wait once the primary runs).
+type startWait struct {
+	mu    sync.Mutex
+	what  string
+	since time.Time
+	ended bool
+	stop  chan struct{}
+}
+
+// watchStart watches the start's steps (step) until end.
+func watchStart(log *slog.Logger, slow time.Duration) *startWait {
+	w := &startWait{stop: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(min(max(slow/4, 10*time.Millisecond), time.Second))
+		defer t.Stop()
+		var warned string
+		next := slow
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+			}
+			w.mu.Lock()
+			what, since := w.what, w.since
+			w.mu.Unlock()
+			if what != warned {
+				warned, next = what, slow
+			}
+			if d := time.Since(since); what != "" && d >= next {
+				log.Warn("starting: a write of the state directory has waited on its disk (it may have stopped answering); the control address is not up until the start ends",
+					"file", what, "waited", d.Round(time.Millisecond), "since", since.UTC().Format(time.RFC3339))
+				next *= 2
+			}
+		}
+	}()
+	return w
+}
+
+// step says the start now writes what (a file, or what names it).
+func (w *startWait) step(what string) {
+	w.mu.Lock()
+	w.what, w.since = what, time.Now()
+	w.mu.Unlock()
+}
+
+// end ends the watch (again: nothing).
+func (w *startWait) end() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ended {
+		w.ended = true
+		close(w.stop)
+	}
 }
 
 func (p *Primary) close() {
