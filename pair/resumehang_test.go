@@ -22,15 +22,7 @@ func TestAResumeWhoseSaveHangsIsAnsweredNotYetInEffect(t *testing.T) {
 		}
 		r.write("a", 0, 4096) // written while suspended: to copy
 		h.Arm()
-		resumed := make(chan error, 1)
-		go func() {
-			if all {
-				_, err := r.mg.ResumeAll()
-				resumed <- err
-				return
-			}
-			resumed <- r.mg.Resume("a")
-		}()
+		resumed := resumeA(r, all)
 		select {
 		case err := <-resumed:
 			if !errors.Is(err, ErrSaveHung) || !strings.Contains(err.Error(), "not yet in effect") {

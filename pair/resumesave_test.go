@@ -56,6 +56,21 @@ func bothWays(t *testing.T, one, all string, f func(t *testing.T, all bool, name
 	}
 }
 
+// resumeA resumes a, with resume --all if all is set, and says on the
+// channel returned how it ended.
+func resumeA(r *rig, all bool) <-chan error {
+	resumed := make(chan error, 1)
+	go func() {
+		if all {
+			_, err := r.mg.ResumeAll()
+			resumed <- err
+			return
+		}
+		resumed <- r.mg.Resume("a")
+	}()
+	return resumed
+}
+
 // The pairs' states (what status reports) are read while a resume saves the
 // pending state, however long its disk takes: status answers at once, never
 // stuck behind an operation. A resume held the manager's lock over its
@@ -71,15 +86,7 @@ func TestPairsAnswerWhileAResumeIsSaved(t *testing.T) {
 			r.write("a", int64(i)*twinRegion, 4096)
 		}
 		h.Arm()
-		resumed := make(chan error, 1)
-		go func() {
-			if all {
-				_, err := r.mg.ResumeAll()
-				resumed <- err
-				return
-			}
-			resumed <- r.mg.Resume("a")
-		}()
+		resumed := resumeA(r, all)
 		<-h.Entered()
 		read := make(chan []Pair, 1)
 		go func() { read <- r.mg.Pairs() }()

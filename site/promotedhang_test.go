@@ -1,8 +1,6 @@
 package site
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -15,20 +13,8 @@ import (
 // flushes only so long, saying which volume's flush did not end (and
 // none whose disk answers).
 func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
-	cfg := linkConfig(t)
-	cfg.Secondary.NBD = "127.0.0.1:0"
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
-		t.Fatal(err)
-	}
 	h := newFlushHang()
-	p, err := OpenPromoted(cfg, log, PromotedOptions{beforeFlush: h.beforeFlush, stopFlushWait: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx) })
+	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeFlush: h.beforeFlush, stopFlushWait: time.Second})
 	t.Cleanup(h.release) // before the stop, which a hung flush may hold up
 	c, err := nbd.Dial(p.NBDAddr(), "vol1")
 	if err != nil {
@@ -45,7 +31,8 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client's FLUSH of vol1 did not reach the volume")
 	}
-	within(t, 20*time.Second, "the promoted site's stop", stop)
+	var runErr error
+	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
 	t.Logf("the stop: %v", runErr)
 	if runErr == nil {
 		t.Error("the stop, vol1's flush hung, returned no error")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +20,9 @@ import (
 // the write it waits for, and ends with ErrDiskHung. Once the disk answers, the site opens again with
 // the region written before the hang among its changed regions.
 func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
-	cfg := linkConfig(t)
-	cfg.Secondary.NBD = "127.0.0.1:0"
-	logs := &logBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
-		t.Fatal(err)
-	}
-	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
-	released := false
-	h.release = func() {
-		if !released {
-			released = true
-			close(h.held)
-		}
-	}
-	p, err := OpenPromoted(cfg, log, PromotedOptions{FS: h.fs, stopFlushWait: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx) })
+	h := newStateDiskHang()
+	p, logs, stop := runPromotedSite(t, PromotedOptions{FS: h.fs, stopFlushWait: time.Second})
+	cfg := p.cfg
 	t.Cleanup(h.release) // before the stop
 	c, err := nbd.Dial(p.NBDAddr(), "vol1")
 	if err != nil {
@@ -50,7 +33,8 @@ func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
 	}
 	c.Close()
 	h.hang(PromotedDir(cfg))
-	within(t, 20*time.Second, "the promoted site's stop", stop)
+	var runErr error
+	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
 	t.Logf("the stop: %v", runErr)
 	if !errors.Is(runErr, ErrDiskHung) {
 		t.Errorf("the stop, its state directory's disk hung, returned %v, want ErrDiskHung", runErr)
@@ -61,11 +45,39 @@ func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
 	h.release()
 	var again *Promoted
 	waitFor(t, 10*time.Second, "the promoted site to open again once its disk answers", func() bool {
-		again, err = OpenPromoted(cfg, log, PromotedOptions{})
+		var err error
+		again, err = OpenPromoted(cfg, slog.New(slog.DiscardHandler), PromotedOptions{})
 		return err == nil
 	})
 	defer again.close()
 	if again.Changes().Bitmap("vol1").DirtyBytes() == 0 {
 		t.Error("vol1's region written before the hang is not among the changed regions")
 	}
+}
+
+// newStateDiskHang is a disk that answers until hung (stateDiskHang.hang).
+func newStateDiskHang() *stateDiskHang {
+	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
+	h.release = sync.OnceFunc(func() { close(h.held) })
+	return h
+}
+
+// runPromotedSite promotes the secondary of a new link config and runs the
+// promoted site, opened with opts, until stop, which returns what Run did.
+func runPromotedSite(t *testing.T, opts PromotedOptions) (*Promoted, *logBuffer, func() error) {
+	t.Helper()
+	cfg := linkConfig(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPromoted(cfg, log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx) })
+	return p, logs, func() error { stop(); return runErr }
 }

@@ -3,11 +3,9 @@ package site
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
-	"duplex/disk"
 	"duplex/internal/testenv"
 )
 
@@ -19,9 +17,7 @@ import (
 func TestAStartOnAHungStateDiskSaysWhatItWaitsFor(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Primary.Secondary = testenv.FreeAddr(t)
-	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
-	var once sync.Once
-	h.release = func() { once.Do(func() { close(h.held) }) }
+	h := newStateDiskHang()
 	t.Cleanup(h.release)
 	h.hang(PairStateDir(cfg))
 	logs := &logBuffer{}

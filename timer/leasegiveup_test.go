@@ -2,6 +2,7 @@ package timer
 
 import (
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +28,7 @@ func TestALeaseWriteGivenUpNeverLowersTheNextRunsMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := make(chan struct{})
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(held)
-		}
-	}
+	release := sync.OnceFunc(func() { close(held) })
 	defer release()
 	hung.Inject(disk.Fault{Op: disk.OpWrite, Under: dir, Hang: held})
 	// Into the last half of the lease: the renewal starts, and hangs.
