@@ -2547,7 +2547,9 @@ func answerWithin[T any](mg *Manager, op, vol, before string, f func() (T, error
 			return r.v, r.err
 		case <-t.C:
 		}
-		if mg.SaveUnderWay() > 0 {
+		// A save that has waited a while, not one of Run's under way by
+		// chance (over in milliseconds on a disk that answers).
+		if mg.SaveUnderWay() >= wait/2 {
 			break
 		}
 		// Held by something else than the disk: waited for as before.
