@@ -79,3 +79,25 @@ func readLease(t *testing.T, p *Primary) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait: the operator
+// suspends vol1 with --drain while the timer's lease hangs with the disk
+// of the state directory: the drain can ship nothing more, and is given
+// up once the lease's write has not ended for the stop's wait (1 s
+// here), not after the command's drain timeout, saying why; vol1 is left
+// as it was.
+func TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait(t *testing.T) {
+	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
+	holdWritesOnTheLease(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	within(t, 20*time.Second, "the suspension of vol1 with --drain", func() { err = pairOps{p}.Suspend(ctx, "vol1", true) })
+	t.Logf("answered: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+		t.Errorf("the drain with the timer's lease hung: %v, want an error naming the lease", err)
+	}
+	if st := volumeStatus(p.Status(), "vol1").State; st != "duplex" {
+		t.Errorf("vol1, its drain given up: %s, want duplex", st)
+	}
+}
