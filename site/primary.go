@@ -794,11 +794,12 @@ func (e *leaseHungError) Error() string {
 		e.d.Round(time.Millisecond), e.waiting)
 }
 
-// giveUpOnLease ends the stop's drain (cancel) once the timer's lease has
-// been writing for wait, or at once if the stop already gave up on the
-// state directory's disk (hung): every stamp waits for it, the mover's
-// cut among them, so the drain ships nothing more, and its own timeout
-// (minutes) would hold the stop that long.
+// giveUpOnLease ends a drain (cancel), the stop's or an operator's, once
+// the timer's lease has been writing for wait, or at once if the stop
+// already gave up on the state directory's disk (hung): every stamp
+// waits for it, the mover's cut among them, so the drain ships nothing
+// more, and its own timeout (minutes) would hold the stop, or the
+// operator's command, that long.
 func (p *Primary) giveUpOnLease(ctx context.Context, cancel context.CancelCauseFunc, wait time.Duration, hung bool) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -1484,7 +1485,8 @@ const unreachablePatience = 10 * time.Second
 // link has been down for unreachablePatience during the drain, so that an
 // operator who drains an unreachable link hears so long before the timeout
 // runs out, while a link that comes back (the mover redials within the
-// patience) is waited for. Its error says why it could not drain and what is
+// patience) is waited for; and once the timer's lease has not been
+// written for StopFlushWait (see giveUpOnLease). Its error says why it could not drain and what is
 // still held for the secondary.
 func (p *Primary) drain(ctx context.Context) error {
 	dctx, cancel := context.WithCancelCause(ctx)
@@ -1507,6 +1509,9 @@ func (p *Primary) drain(ctx context.Context) error {
 			}
 		}
 	}()
+	// A stamp, the mover's cut among them, waits for the lease's write:
+	// hung on its disk, the drain ships nothing more.
+	go p.giveUpOnLease(dctx, cancel, p.stopFlushWait, false)
 	err := p.mover.Quiesce(dctx)
 	why := context.Cause(dctx)
 	cancel(nil)
