@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/config"
-	"duplex/consistency"
 	"duplex/nbd"
 	"duplex/transport"
 	"duplex/workload"
@@ -165,19 +163,7 @@ func TestSitesDependentWritesPipelinedOverNBD(t *testing.T) {
 		groups = 150
 	}
 	lay := workload.Layout{Volumes: layout.Volumes, BlocksPerVolume: layout.BlocksPerVolume, Clients: 16}
-	dir := t.TempDir()
-	cfg := siteSession(t, dir, func(c *config.Config) {
-		c.Interval = config.Duration(2 * time.Millisecond)
-		// Small enough that the clients meet pacing and wait for space.
-		c.Primary.SidefileLimit = 2 * config.MiB
-	})
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	var bad violations
-	s := startSites(t, cfg, net, func(g *consistency.Group, read func(string, []byte, int64) error) {
-		vs, err := workload.Check(lay, func(vol int, b []byte, off int64) error { return read(siteVolume(vol), b, off) })
-		bad.add(g.Number, vs, err)
-	})
-	s.waitDuplex(t)
+	s, net, bad := dependentSites(t, lay)
 	n0, _ := bad.snapshot()
 	var names []string
 	for v := range lay.Volumes {
@@ -185,16 +171,8 @@ func TestSitesDependentWritesPipelinedOverNBD(t *testing.T) {
 	}
 	target := dialPipelined(t, s.prim.NBDAddr(), names)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	var acked int64
-	go func() {
-		var err error
-		acked, err = workload.Run(ctx, lay, target, 0, 11)
-		done <- err
-	}()
-	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
+	w := startWorkload(t, lay, target, 11)
+	waitGroups(t, bad, n0+groups, 30*time.Second, s.replicationState)
 	// The link's faults hold the updates back: pacing, a full sidefile
 	// and the mover's resends have the export say no to some writes the
 	// read loop would serve, and promises go stale between Prompt and
@@ -202,21 +180,7 @@ func TestSitesDependentWritesPipelinedOverNBD(t *testing.T) {
 	faults := transport.Faults{Drop: 0.02, Duplicate: 0.02, Reorder: 0.05, Corrupt: 0.02, Disconnect: 0.003, MaxDelay: time.Millisecond}
 	net.SetFaults(faults)
 	n1, _ := bad.snapshot()
-	waitGroups(t, &bad, n1+groups/2, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	strikeEveryFault(t, net, faults, func() {
-		n, _ := bad.snapshot()
-		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-	net.SetFaults(transport.Faults{})
-	s.quiesce(t)
-	n, list := bad.snapshot()
-	if len(list) > 0 {
-		t.Fatalf("violations:\n%v", list)
-	}
-	assertConverged(t, lay.Volumes, lay.BlocksPerVolume, s.readPrimary, s.readSecondary)
-	t.Logf("%d groups checked, 0 violations; %d writes acknowledged", n, acked)
+	waitGroups(t, bad, n1+groups/2, 30*time.Second, s.replicationState)
+	n := s.strikeSettleAndCompare(t, net, faults, bad, lay, w)
+	t.Logf("%d groups checked, 0 violations; %d writes acknowledged", n, w.acked)
 }

@@ -125,6 +125,80 @@ func (s *sites) quiesce(t *testing.T) {
 	})
 }
 
+// dependentSites starts the sites of a dependent-write test on the
+// in-memory link, writes checked against lay on the secondary after every
+// applied group, a short interval and a sidefile small enough that the
+// clients meet pacing; it returns once every pair is duplex.
+func dependentSites(t *testing.T, lay workload.Layout) (*sites, *transport.MemNetwork, *violations) {
+	t.Helper()
+	cfg := siteSession(t, t.TempDir(), func(c *config.Config) {
+		c.Interval = config.Duration(2 * time.Millisecond)
+		c.Primary.SidefileLimit = 2 * config.MiB
+	})
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	bad := &violations{}
+	s := startSites(t, cfg, net, func(g *consistency.Group, read func(string, []byte, int64) error) {
+		vs, err := workload.Check(lay, func(vol int, b []byte, off int64) error { return read(siteVolume(vol), b, off) })
+		bad.add(g.Number, vs, err)
+	})
+	s.waitDuplex(t)
+	return s, net, bad
+}
+
+// backgroundWorkload is a workload.Run of a test, until stop.
+type backgroundWorkload struct {
+	cancel context.CancelFunc
+	done   chan error
+	acked  int64 // the writes acknowledged, once stop returned
+}
+
+func startWorkload(t *testing.T, lay workload.Layout, target workload.Target, seed uint64) *backgroundWorkload {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w := &backgroundWorkload{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		var err error
+		w.acked, err = workload.Run(ctx, lay, target, 0, seed)
+		w.done <- err
+	}()
+	return w
+}
+
+// stop ends the workload and fails the test if it failed.
+func (w *backgroundWorkload) stop(t *testing.T) {
+	t.Helper()
+	w.cancel()
+	if err := <-w.done; err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+}
+
+func (s *sites) replicationState() string { return replicationState(s.prim.Mover(), s.sec.Replica()) }
+
+// strikeSettleAndCompare ends a dependent-write test on the sites whose
+// workload runs while the link has faults: it strikes each of them for a
+// few groups, stops the workload (cancel, then its error from done), heals
+// the link and, once everything is shipped, fails the test if a group
+// applied broke the invariant or the sites' volumes differ. It returns the
+// number of groups checked.
+func (s *sites) strikeSettleAndCompare(t *testing.T, net *transport.MemNetwork, faults transport.Faults, bad *violations, lay workload.Layout,
+	w *backgroundWorkload) int {
+	t.Helper()
+	strikeEveryFault(t, net, faults, func() {
+		n, _ := bad.snapshot()
+		waitGroups(t, bad, n+20, 30*time.Second, s.replicationState)
+	})
+	w.stop(t)
+	net.SetFaults(transport.Faults{})
+	s.quiesce(t)
+	n, list := bad.snapshot()
+	if len(list) > 0 {
+		t.Fatalf("violations:\n%v", list)
+	}
+	assertConverged(t, lay.Volumes, lay.BlocksPerVolume, s.readPrimary, s.readSecondary)
+	return n
+}
+
 // WriteAt makes the primary site a workload target: through the write path
 // an NBD client's write takes.
 func (s *sites) WriteAt(ctx context.Context, vol int, b []byte, off int64) error {
@@ -151,52 +225,17 @@ func TestSitesDependentWritesUnderLinkFaults(t *testing.T) {
 	if testing.Short() {
 		groups = 150
 	}
-	dir := t.TempDir()
-	cfg := siteSession(t, dir, func(c *config.Config) {
-		c.Interval = config.Duration(2 * time.Millisecond)
-		// Small enough that the clients meet pacing and wait for space.
-		c.Primary.SidefileLimit = 2 * config.MiB
-	})
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	var bad violations
-	s := startSites(t, cfg, net, func(g *consistency.Group, read func(string, []byte, int64) error) {
-		vs, err := workload.Check(layout, func(vol int, b []byte, off int64) error { return read(siteVolume(vol), b, off) })
-		bad.add(g.Number, vs, err)
-	})
-	s.waitDuplex(t)
+	s, net, bad := dependentSites(t, layout)
 	n0, _ := bad.snapshot()
 
 	faults := transport.Faults{Drop: 0.02, Duplicate: 0.02, Reorder: 0.05, Corrupt: 0.02, Disconnect: 0.003, MaxDelay: time.Millisecond}
 	net.SetFaults(faults)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	var acked int64
-	go func() {
-		var err error
-		acked, err = workload.Run(ctx, layout, s, 0, 7)
-		done <- err
-	}()
-	waitGroups(t, &bad, n0+groups, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	strikeEveryFault(t, net, faults, func() {
-		n, _ := bad.snapshot()
-		waitGroups(t, &bad, n+20, 30*time.Second, func() string { return replicationState(s.prim.Mover(), s.sec.Replica()) })
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("workload: %v", err)
-	}
-
-	net.SetFaults(transport.Faults{})
-	s.quiesce(t)
-	n, list := bad.snapshot()
-	if len(list) > 0 {
-		t.Fatalf("violations:\n%v", list)
-	}
-	assertConverged(t, layout.Volumes, layout.BlocksPerVolume, s.readPrimary, s.readSecondary)
+	w := startWorkload(t, layout, s, 7)
+	waitGroups(t, bad, n0+groups, 30*time.Second, s.replicationState)
+	n := s.strikeSettleAndCompare(t, net, faults, bad, layout, w)
 	fs := net.Stats()
 	t.Logf("%d groups checked, 0 violations; %d writes acknowledged; link: %d frames, %d dropped, %d duplicated, %d reordered, %d corrupted, %d disconnects",
-		n, acked, fs.Frames, fs.Dropped, fs.Duplicated, fs.Reordered, fs.Corrupted, fs.Disconnects)
+		n, w.acked, fs.Frames, fs.Dropped, fs.Duplicated, fs.Reordered, fs.Corrupted, fs.Disconnects)
 	if fs.Dropped == 0 || fs.Duplicated == 0 || fs.Reordered == 0 || fs.Corrupted == 0 || fs.Disconnects == 0 {
 		t.Fatalf("not every fault was injected: %+v", fs)
 	}
