@@ -68,6 +68,26 @@ func TestASecondaryStopsOnWhatNoRetryCanChange(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"belongs to session", "no retry can change"}},
+		{"a state file cut short", func(t *testing.T, r *retrying) {
+			b, err := os.ReadFile(StatePath(r.cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(StatePath(r.cfg), b[:len(b)/2], 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"state.json", "damaged", "no retry can change"}},
+		{"an identity of the wrong types", func(t *testing.T, r *retrying) {
+			if err := os.WriteFile(secondary.IdentityPath(StatePath(r.cfg)), []byte(`{"generation": "x", "fenced": 1}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"identity.json", "damaged", "no retry can change"}},
+		{"a record of the promotions refused overwritten", func(t *testing.T, r *retrying) {
+			path := filepath.Join(filepath.Dir(StatePath(r.cfg)), promoteEndedFile)
+			if err := os.WriteFile(path, []byte("\x00\x00\x00\x00"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"promote-ended.json", "damaged", "no retry can change"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := retryingForGood(t, 50*time.Millisecond)
