@@ -386,7 +386,10 @@ type VolumeState struct {
 	NoWholeCopy bool `json:"no_whole_copy,omitempty"`
 }
 
-// ReadState reads the state file; a missing file is the zero State.
+// ReadState reads the state file; a missing file is the zero State. One
+// that is not a state file WriteState wrote (cut short, overwritten, null,
+// {}) is refused with an error wrapping disk.ErrDamaged: taken as the zero
+// State, it would forget the group applied and the volumes' pair states.
 func ReadState(path string) (State, error) { return ReadStateFS(nil, path) }
 
 // ReadStateFS is ReadState on fsys (disk.OS when nil).
@@ -399,8 +402,8 @@ func ReadStateFS(fsys disk.FS, path string) (State, error) {
 		return State{}, fmt.Errorf("state %s: %w", path, err)
 	}
 	var st State
-	if err := json.Unmarshal(b, &st); err != nil {
-		return State{}, fmt.Errorf("state %s: %w", path, err)
+	if err := disk.DecodeRecord(b, &st, "session", "applied_group"); err != nil {
+		return State{}, disk.Damaged("state file", path, err)
 	}
 	return st, nil
 }

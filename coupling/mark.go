@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"duplex/disk"
 )
 
 // Mark is the limit a secondary may have applied through, persisted before
@@ -32,8 +34,10 @@ func ReadMark(path string) (m Mark, ok bool, err error) {
 	if err != nil {
 		return Mark{}, false, fmt.Errorf("coupling: %w", err)
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Mark{}, false, fmt.Errorf("coupling: mark %s: %w", path, err)
+	if err := disk.DecodeRecord(b, &m, "group", "through"); err != nil {
+		return Mark{}, false, fmt.Errorf("coupling: %w: it holds the master time of the coupled group through which this secondary "+
+			"may have applied, which a recovery of the group must not go behind: put back a copy of it; remove it only once this secondary "+
+			"is recovered or copied anew", disk.Damaged("mark", path, err))
 	}
 	return m, true, nil
 }

@@ -60,8 +60,13 @@ func ReadPromotion(fsys disk.FS, dir string) (Promotion, error) {
 		return Promotion{}, fmt.Errorf("promotion: %w", err)
 	}
 	var p Promotion
-	if err := json.Unmarshal(b, &p); err != nil || p.Session == "" || p.At == 0 {
-		return Promotion{}, fmt.Errorf("promotion %s: unreadable (%v)", filepath.Join(dir, promotionFile), err)
+	err = disk.DecodeRecord(b, &p, "session", "promoted_at_ns")
+	if err == nil && (p.Session == "" || p.At == 0) {
+		err = errors.New("it names no session or time")
+	}
+	if err != nil {
+		return Promotion{}, fmt.Errorf("%w: only a promotion writes it, and while it is there the site runs as the session's primary, "+
+			"never as a secondary again: put back a copy of it", disk.Damaged("promotion record", filepath.Join(dir, promotionFile), err))
 	}
 	return p, nil
 }

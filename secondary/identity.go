@@ -81,8 +81,12 @@ func readIdentity(fsys disk.FS, path string) (identity, error) {
 	if err != nil {
 		return id, fmt.Errorf("secondary identity %s: %w", path, err)
 	}
-	if err := json.Unmarshal(b, &id); err != nil {
-		return id, fmt.Errorf("secondary identity %s: %w", path, err)
+	// generation is always written: an identity without it is not one.
+	if err := disk.DecodeRecord(b, &id, "generation"); err != nil {
+		return id, fmt.Errorf("%w: it holds the data generation the volumes follow and recover's fence, and read as missing it would "+
+			"let the secondary take any primary, over writes made since a fence: put back a copy of it, then start the secondary again; "+
+			"if this secondary was never fenced (by duplex recover, promote or a switchover's promotion), removing it instead has it follow "+
+			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), wayForward)
 	}
 	return id, nil
 }

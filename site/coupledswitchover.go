@@ -117,8 +117,12 @@ func readOwed(fsys disk.FS, path string) (o owed, ok bool, err error) {
 	case err != nil:
 		return o, false, fmt.Errorf("a change of a coupled group owed: %w", err)
 	}
-	if err := json.Unmarshal(b, &o); err != nil || o.Group == "" || o.Member == "" {
-		return o, false, fmt.Errorf("a change of a coupled group owed, %s: not a record of one (%v)", path, err)
+	err = disk.DecodeRecord(b, &o, "group", "member")
+	if err == nil && (o.Group == "" || o.Member == "") {
+		err = errors.New("it names no group or member")
+	}
+	if err != nil {
+		return owed{}, false, disk.Damaged("record of a change of a coupled group owed", path, err)
 	}
 	return o, true, nil
 }

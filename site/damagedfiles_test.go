@@ -1,13 +1,18 @@
 package site
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/coupling"
 )
 
 // damages are what a record of the site's may hold instead of what it
@@ -88,4 +93,33 @@ func TestADamagedRecordOfASecondaryStopsItsStart(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestADamagedJoinOwedIsWrittenAnew: the record that a secondary a rejoin
+// made owes its coupled group a join is read only for being there, and
+// holds the config's group and session: damaged, it is written anew and
+// the join made, rather than the start refused; the session becomes a
+// member and the record goes.
+func TestADamagedJoinOwedIsWrittenAnew(t *testing.T) {
+	store := coupling.NewMemStore()
+	cfg := coupledConfig(t, "joining")
+	if err := os.MkdirAll(filepath.Dir(joinPath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(joinPath(cfg), []byte(`{"group": "g", "memb`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	_, _, prim, _, _ := linkSites(t, cfg, slog.New(slog.NewTextHandler(logs, nil)), SecondaryOptions{CouplingStore: store})
+	if len(logs.lines("join owed", "damaged", joinPath(cfg))) == 0 {
+		t.Errorf("the log does not say the record of the join owed was damaged:\n%s", logs)
+	}
+	if err := prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the session a member of its group, no join owed", func() bool {
+		v, err := store.Read(context.Background())
+		_, owed, rerr := readOwed(nil, joinPath(cfg))
+		return err == nil && slices.Contains(v.Members, "joining") && !owed && rerr == nil
+	})
 }

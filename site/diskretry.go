@@ -63,6 +63,9 @@ func lasting(err error) string {
 	case errors.Is(err, volume.ErrWrongSize):
 		return "a volume is not the size the secondary held: it holds something else now; " +
 			"put back the volume the secondary held (or correct its path or size in the config), then start the secondary again"
+	case errors.Is(err, disk.ErrDamaged):
+		return "a record the secondary keeps beside its journal is damaged (not what it writes: cut short, overwritten), " +
+			"and reading it again gives the same: do what the error says of the named file, then start the secondary again"
 	case errors.Is(err, secondary.ErrOtherSession):
 		return "the state file beside the journal is another session's: put back this session's site directory " +
 			"(or correct the journal's path in the config), then start the secondary again"
@@ -373,8 +376,8 @@ func (r *diskRetries) attempts() uint64 {
 // included, whole, and the primary links again and resends what was never
 // journaled. An open that fails waits its backoff and tries again, unless
 // it found what no attempt can change (a journal damaged beyond a torn
-// tail, a volume of another size, another session's state file: see
-// lasting): RunSecondary then returns its error, wrapping ErrNoRetry, and
+// tail, a volume of another size, another session's state file, a state
+// file, identity or other record beside the journal damaged: see lasting): RunSecondary then returns its error, wrapping ErrNoRetry, and
 // says what to do. A volume the first site held is never created or
 // sized again (see heldVolumeThere). So a crash at any moment of the
 // retries, as of a restart, leaves the volumes at a group boundary the

@@ -2,6 +2,7 @@ package site
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/disk"
 	"duplex/journal"
 	"duplex/secondary"
 	"duplex/volume"
@@ -174,6 +176,7 @@ func TestWhatARetryMayChange(t *testing.T) {
 		{fmt.Errorf("journal x: offset 0: %w: bad magic", journal.ErrCorrupt), true},
 		{fmt.Errorf("secondary: %w", volume.ErrWrongSize), true},
 		{fmt.Errorf("secondary: state x belongs to session %q, not %q: %w", "a", "b", secondary.ErrOtherSession), true},
+		{fmt.Errorf("secondary: %w", disk.Damaged("state file", "x", errors.New("null, not a record"))), true},
 	} {
 		if got := lasting(tc.err) != ""; got != tc.stop {
 			t.Errorf("%v: stops %v, want %v", tc.err, got, tc.stop)

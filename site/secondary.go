@@ -277,6 +277,14 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			store = s.dialed
 		}
 		_, join, err := readOwed(opts.FS, joinPath(cfg))
+		if errors.Is(err, disk.ErrDamaged) {
+			// Only whether it is there is read, and what it holds is the
+			// config's group and session: written anew, nothing is lost.
+			s.log.Warn("coupling: the record of a join owed to the coupled group is damaged: the join is owed all the same, and the record written anew",
+				"err", err)
+			err = writeOwed(opts.FS, joinPath(cfg), cfg, "")
+			join = err == nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}

@@ -219,7 +219,8 @@ func (s *Secondary) endRequestLocked(id, why string) error {
 // loadEndedRequests reads the requests an earlier run of the secondary
 // refused or cancelled.
 func (s *Secondary) loadEndedRequests() error {
-	b, err := disk.ReadFile(disk.Or(s.fsys), filepath.Join(filepath.Dir(StatePath(s.cfg)), promoteEndedFile))
+	path := filepath.Join(filepath.Dir(StatePath(s.cfg)), promoteEndedFile)
+	b, err := disk.ReadFile(disk.Or(s.fsys), path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
@@ -227,8 +228,11 @@ func (s *Secondary) loadEndedRequests() error {
 		return fmt.Errorf("the promotion requests refused or cancelled: %w", err)
 	}
 	var list []endedRequest
-	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("the promotion requests refused or cancelled, %s: %w", promoteEndedFile, err)
+	if err := disk.DecodeRecords(b, &list, "id", "why"); err != nil {
+		return fmt.Errorf("%w: it holds the switchovers' promotion requests this secondary refused or whose cancel it took, "+
+			"which it must never carry out, however late one comes: put back a copy of it, then start the secondary again; "+
+			"or, once no switchover of this session is under way at the primary, remove it",
+			disk.Damaged("record of the promotion requests refused or cancelled", path, err))
 	}
 	r := &s.requests
 	r.ended = map[string]string{}
