@@ -1,0 +1,68 @@
+package site
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestADamagedRecordOfAPrimaryStopsItsStart: a primary whose pair state,
+// timer lease or data generation is damaged refuses to start, naming the
+// file, saying it is damaged and what to do; none is taken as missing
+// (pairs that start a full initial copy again, a deleted pair added back,
+// a lease that no longer keeps the stamps above those handed out before,
+// a new generation the secondary refuses), and none panics.
+func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
+	cfg := linkConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Run(ctx, 0)
+	dir := PairStateDir(cfg)
+	all := append(damages, struct {
+		name  string
+		spoil func(b []byte) []byte
+	}{"a pair that is null", func([]byte) []byte { return []byte(`{"clean": true, "pairs": [null]}`) }})
+	for _, name := range []string{"pairs.json", "timer.json", "generation.json"} {
+		path := filepath.Join(dir, name)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range all {
+			t.Run(name+"/"+d.name, func(t *testing.T) {
+				if err := os.WriteFile(path, d.spoil(b), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				defer os.WriteFile(path, b, 0o600)
+				var err error
+				func() {
+					defer func() {
+						if r := recover(); r != nil {
+							t.Fatalf("the primary's start panics: %v", r)
+						}
+					}()
+					p, err = OpenPrimary(cfg, quiet, PrimaryOptions{})
+				}()
+				if err == nil {
+					p.Run(ctx, 0)
+					t.Fatalf("the primary started with %s %s", path, d.name)
+				}
+				t.Logf("%v", err)
+				for _, w := range []string{path, "damaged", "put back"} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("the error does not say %q", w)
+					}
+				}
+			})
+		}
+	}
+}
