@@ -1,10 +1,7 @@
 package pair
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"duplex/bitmap"
@@ -41,17 +38,11 @@ type Divergence struct {
 //     that cannot be read.
 func ReadDivergence(fsys disk.FS, dir string, sizes map[string]int64, logged map[string][][2]int64, logErr error) (map[string]Divergence, error) {
 	fsys = disk.Or(fsys)
-	var st persisted
-	b, err := disk.ReadFile(fsys, filepath.Join(dir, "pairs.json"))
-	noState := errors.Is(err, os.ErrNotExist)
-	if err != nil && !noState {
-		return nil, fmt.Errorf("pair state: %w", err)
+	st, found, err := readPersisted(fsys, dir)
+	if err != nil {
+		return nil, err
 	}
-	if err == nil {
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("pair state %s: %w", filepath.Join(dir, "pairs.json"), err)
-		}
-	}
+	noState := !found
 	saved := map[string]*Pair{}
 	for _, p := range st.Pairs {
 		if p != nil {

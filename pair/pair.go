@@ -369,17 +369,12 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		mg.vols[v.Name] = v
 		mg.order = append(mg.order, v.Name)
 	}
-	var st persisted
-	b, err := disk.ReadFile(disk.Or(mg.opts.FS), mg.statePath())
-	switch {
-	case errors.Is(err, os.ErrNotExist):
+	st, found, err := readPersisted(mg.opts.FS, opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
 		st.Clean = true
-	case err != nil:
-		return nil, fmt.Errorf("pair state: %w", err)
-	default:
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("pair state %s: %w", mg.statePath(), err)
-		}
 	}
 	saved := map[string]*Pair{}
 	for _, p := range st.Pairs {
@@ -947,6 +942,34 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) {
 }
 
 func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }
+
+// readPersisted reads the pair state saved in dir; found is false when
+// there is none. A file that is not one save wrote (cut short, overwritten,
+// null, {}, a pair that is null) is refused with an error wrapping
+// disk.ErrDamaged: read as none, every pair would start a full initial
+// copy again and a deleted one be added back.
+func readPersisted(fsys disk.FS, dir string) (st persisted, found bool, err error) {
+	path := filepath.Join(dir, "pairs.json")
+	b, err := disk.ReadFile(disk.Or(fsys), path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return st, false, nil
+	case err != nil:
+		return st, false, fmt.Errorf("pair state: %w", err)
+	}
+	err = disk.DecodeRecord(b, &st, "clean", "pairs")
+	for i := 0; err == nil && i < len(st.Pairs); i++ {
+		if p := st.Pairs[i]; p == nil || p.Volume == "" {
+			err = fmt.Errorf("pair %d names no volume", i)
+		}
+	}
+	if err != nil {
+		return persisted{}, false, fmt.Errorf("%w: it holds each pair's state (a copy under way, duplex, suspended, deleted) and whether "+
+			"the last stop was clean, which decide what is copied to the secondary, and read as missing every pair would start "+
+			"a full initial copy and a deleted one be added back: put back a copy of it", disk.Damaged("pair state", path, err))
+	}
+	return st, true, nil
+}
 
 func (mg *Manager) bitmapPath(vol string) string {
 	return filepath.Join(mg.opts.Dir, vol+".bitmap")

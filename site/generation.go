@@ -23,8 +23,13 @@ func openGeneration(dir string) (transport.Generation, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		var gf generationFile
-		if err := json.Unmarshal(b, &gf); err != nil || gf.Generation == 0 {
-			return 0, fmt.Errorf("data generation %s: unreadable (%v): remove the pair state directory %s for a full copy of every pair", path, err, dir)
+		err := disk.DecodeRecord(b, &gf, "generation")
+		if err == nil && gf.Generation == 0 {
+			err = errors.New("generation 0")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: it names the history the volumes hold, which the secondary follows and checks: put back a copy of it; "+
+				"without one, %s", disk.Damaged("data generation", path, err), recreatePairState(dir))
 		}
 		return gf.Generation, nil
 	}
@@ -37,6 +42,14 @@ func openGeneration(dir string) (transport.Generation, error) {
 		return 0, fmt.Errorf("data generation: %w", err)
 	}
 	return gf.Generation, nil
+}
+
+// recreatePairState is what an operator does whose primary's pair state
+// in dir is lost: a new one starts a new data generation, which the
+// secondary refuses, and full initial copies.
+func recreatePairState(dir string) string {
+	return "stop both sites; remove the pair state directory " + dir + ", and the secondary's journal directory, state.json, identity.json " +
+		"and volume images; then start both: every pair starts with a full initial copy"
 }
 
 // The help of the metrics both sites keep of the record sets on the link:

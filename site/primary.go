@@ -382,6 +382,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	starting.step("the pair state in " + p.stateDir)
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
 		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait, SaveWait: p.slowDisk}, p.mover, pvs)
+	if errors.Is(err, disk.ErrDamaged) {
+		return nil, fmt.Errorf("primary: %w; without one, %s", err, recreatePairState(p.stateDir))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}

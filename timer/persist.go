@@ -88,8 +88,12 @@ func OpenPersistent(fsys disk.FS, path string, now func() int64, ahead time.Dura
 	case err != nil:
 		return nil, fmt.Errorf("timer %s: %w", path, err)
 	default:
-		if err := json.Unmarshal(b, &mf); err != nil {
-			return nil, fmt.Errorf("timer %s: %w", path, err)
+		// A mark read as none would let the stamps go back behind those
+		// handed out before, on a clock that went back.
+		if err := disk.DecodeRecord(b, &mf, "stamps_below_ns"); err != nil {
+			return nil, fmt.Errorf("timer: %w: it holds a mark above every stamp this primary handed out, so that a clock that went back "+
+				"never stamps a write behind one the secondary holds: put back a copy of it; or remove it once this host's clock is past "+
+				"the consistency time the secondary reports (duplex status), and it is written anew", disk.Damaged("lease", path, err))
 		}
 	}
 	t := NewWithClock(now)
