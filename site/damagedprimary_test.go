@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"duplex/failover"
 )
 
 // TestADamagedRecordOfAPrimaryStopsItsStart: a primary whose pair state,
-// timer lease or data generation is damaged refuses to start, naming the
+// timer lease, data generation, switchover record or rejoin record is
+// damaged refuses to start, naming the
 // file, saying it is damaged and what to do; none is taken as missing
 // (pairs that start a full initial copy again, a deleted pair added back,
 // a lease that no longer keeps the stamps above those handed out before,
@@ -31,18 +34,32 @@ func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
 		name  string
 		spoil func(b []byte) []byte
 	}{"a pair that is null", func([]byte) []byte { return []byte(`{"clean": true, "pairs": [null]}`) }})
-	for _, name := range []string{"pairs.json", "timer.json", "generation.json"} {
+	// Written by a switchover or a rejoin only: each damage is refused as
+	// the record would be.
+	written := map[string][]byte{
+		failover.SwitchoverFile: []byte(`{"session":"demo","state":"pending","switched_over_at_ns":1}`),
+		rejoinFile:              []byte(`{"session":"demo","rejoined_at_ns":1,"promoted_at":"then","generation":"1"}`),
+	}
+	for _, name := range []string{"pairs.json", "timer.json", "generation.json", failover.SwitchoverFile, rejoinFile} {
 		path := filepath.Join(dir, name)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+		b, ok := written[name]
+		if !ok {
+			if b, err = os.ReadFile(path); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for _, d := range all {
 			t.Run(name+"/"+d.name, func(t *testing.T) {
 				if err := os.WriteFile(path, d.spoil(b), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				defer os.WriteFile(path, b, 0o600)
+				defer func() {
+					if ok {
+						os.Remove(path)
+					} else {
+						os.WriteFile(path, b, 0o600)
+					}
+				}()
 				var err error
 				func() {
 					defer func() {
