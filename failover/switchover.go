@@ -56,8 +56,15 @@ func ReadSwitchover(fsys disk.FS, dir string) (Switchover, error) {
 		return Switchover{}, fmt.Errorf("switchover record: %w", err)
 	}
 	var s Switchover
-	if err := json.Unmarshal(b, &s); err != nil || s.Session == "" || (s.State != SwitchoverPending && s.State != SwitchoverDone) {
-		return Switchover{}, fmt.Errorf("switchover record %s: unreadable (%v)", path, err)
+	err = disk.DecodeRecord(b, &s, "session", "state")
+	if err == nil && (s.Session == "" || (s.State != SwitchoverPending && s.State != SwitchoverDone)) {
+		err = fmt.Errorf("session %q, state %q", s.Session, s.State)
+	}
+	if err != nil {
+		return Switchover{}, fmt.Errorf("%w: it records a switchover this site began, after which it serves no writes as the primary "+
+			"unless the other site did not take over: put back a copy of it; without one, duplex status --config FILE says whether "+
+			"the other site took over: if it shows promoted_at, it is the primary and duplex rejoin here follows it; if not, "+
+			"remove the file and start the primary again", disk.Damaged("switchover record", path, err))
 	}
 	return s, nil
 }

@@ -161,8 +161,13 @@ func readRejoin(fsys disk.FS, dir string) (Rejoined, error) {
 		return Rejoined{}, fmt.Errorf("rejoin: %w", err)
 	}
 	var r Rejoined
-	if err := json.Unmarshal(b, &r); err != nil || r.Session == "" || r.At == 0 {
-		return Rejoined{}, fmt.Errorf("rejoin %s: unreadable (%v)", filepath.Join(dir, rejoinFile), err)
+	err = disk.DecodeRecord(b, &r, "session", "rejoined_at_ns")
+	if err == nil && (r.Session == "" || r.At == 0) {
+		err = errors.New("it names no session or time")
+	}
+	if err != nil {
+		return Rejoined{}, fmt.Errorf("%w: it records that this site rejoined the promoted site as its secondary, and holds what "+
+			"the rejoin discarded here: put back a copy of it", disk.Damaged("rejoin record", filepath.Join(dir, rejoinFile), err))
 	}
 	r.dir = dir
 	return r, nil
