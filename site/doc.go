@@ -116,7 +116,13 @@
 //	                         removed once the secondary found it a member
 //	                         (it adds it if not)
 //
-// A start replays the journal from the group after state.json's.
+// A start replays the journal from the group after state.json's. A JSON
+// record here or in the primary's directory that is not one its writer
+// makes (cut short, overwritten, null, {}: disk.DecodeRecord) is never
+// read as missing, which would start over what it guards: the start
+// refuses it, naming the file and what to do (disk.ErrDamaged), and a
+// secondary opening again after a disk fault stops retrying on it; only
+// coupling-join.json, whose content is the config's, is written anew.
 //
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
