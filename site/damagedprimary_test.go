@@ -9,8 +9,27 @@ import (
 	"strings"
 	"testing"
 
+	"duplex/config"
 	"duplex/failover"
 )
+
+// startedAndStopped starts the primary of cfg and stops it at once, for
+// its pair state directory to hold what a first run writes.
+func startedAndStopped(t *testing.T, cfg *config.Config, log *slog.Logger) {
+	t.Helper()
+	p, err := OpenPrimary(cfg, log, PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtOnce(p)
+}
+
+// stopAtOnce runs p with a context that has ended: it stops as it starts.
+func stopAtOnce(p *Primary) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.Run(ctx, 0)
+}
 
 // TestADamagedRecordOfAPrimaryStopsItsStart: a primary whose pair state,
 // timer lease, data generation, switchover record or rejoin record is
@@ -22,13 +41,7 @@ import (
 func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
 	cfg := linkConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	p.Run(ctx, 0)
+	startedAndStopped(t, cfg, quiet)
 	dir := PairStateDir(cfg)
 	all := append(damages, struct {
 		name  string
@@ -44,6 +57,7 @@ func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
 		path := filepath.Join(dir, name)
 		b, ok := written[name]
 		if !ok {
+			var err error
 			if b, err = os.ReadFile(path); err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +74,10 @@ func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
 						os.WriteFile(path, b, 0o600)
 					}
 				}()
-				var err error
+				var (
+					p   *Primary
+					err error
+				)
 				func() {
 					defer func() {
 						if r := recover(); r != nil {
@@ -70,7 +87,7 @@ func TestADamagedRecordOfAPrimaryStopsItsStart(t *testing.T) {
 					p, err = OpenPrimary(cfg, quiet, PrimaryOptions{})
 				}()
 				if err == nil {
-					p.Run(ctx, 0)
+					stopAtOnce(p)
 					t.Fatalf("the primary started with %s %s", path, d.name)
 				}
 				t.Logf("%v", err)

@@ -25,13 +25,7 @@ func TestPrimaryStartCompletesAFailBack(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	p.Run(ctx, 0)
+	startedAndStopped(t, cfg, quiet)
 	dir := PairStateDir(cfg)
 	r := Rejoined{Session: cfg.Session, At: time.Now().UnixNano(), PromotedAt: "then", Generation: transport.NewGeneration().String(), dir: dir}
 	if err := writeRejoin(cfg, r); err != nil {

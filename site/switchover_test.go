@@ -454,29 +454,23 @@ func TestSwitchoverAbandonedWhenTheSecondaryGoesAway(t *testing.T) {
 func TestPrimaryStoppedInASwitchoverWaitsForTheOperator(t *testing.T) {
 	cfg := linkConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	p.Run(ctx, 0)
+	startedAndStopped(t, cfg, quiet)
 	rec := failover.Switchover{Session: cfg.Session, State: failover.SwitchoverPending, At: time.Now().UnixNano(), Group: 7}
 	if err := failover.WriteSwitchover(nil, PairStateDir(cfg), rec); err != nil {
 		t.Fatal(err)
 	}
-	_, err = OpenPrimary(cfg, quiet, PrimaryOptions{})
+	_, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
 	if err == nil || !strings.Contains(err.Error(), "middle of a switchover") || !strings.Contains(err.Error(), failover.SwitchoverFile) {
 		t.Fatalf("a primary stopped in a switchover started: %v, want a refusal naming the record", err)
 	}
 	if err := failover.RemoveSwitchover(nil, PairStateDir(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	p, err = OpenPrimary(cfg, quiet, PrimaryOptions{})
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
 	if err != nil {
 		t.Fatalf("with the record removed: %v", err)
 	}
-	p.Run(ctx, 0)
+	stopAtOnce(p)
 }
 
 // enterNow, for the NBD server's read loop, never waits: while writes are
