@@ -377,7 +377,8 @@ func (r *diskRetries) attempts() uint64 {
 // journaled. An open that fails waits its backoff and tries again, unless
 // it found what no attempt can change (a journal damaged beyond a torn
 // tail, a volume of another size, another session's state file, a state
-// file, identity or other record beside the journal damaged: see lasting): RunSecondary then returns its error, wrapping ErrNoRetry, and
+// file, identity or other record beside the journal damaged: see
+// lasting): RunSecondary then returns its error, wrapping ErrNoRetry, and
 // says what to do. A volume the first site held is never created or
 // sized again (see heldVolumeThere). So a crash at any moment of the
 // retries, as of a restart, leaves the volumes at a group boundary the
