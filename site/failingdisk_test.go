@@ -15,7 +15,6 @@ import (
 
 	"duplex/config"
 	"duplex/internal/testenv"
-	"duplex/mover"
 	"duplex/nbd"
 )
 
@@ -85,14 +84,6 @@ func newFailingDisk(t *testing.T, size int64) *failingDisk {
 	}
 }
 
-// failingReadWait is how long these tests' primaries wait for a copy's
-// read (CopyReadWait): the default, as the disk's reads fail or work but
-// never hang. A read through nbdfuse and nbdkit that a loaded machine
-// held past a shorter wait (200 ms) was given up as hung: the pair was
-// suspended for a hung read rather than for the read's error, or never
-// reached duplex.
-const failingReadWait = mover.DefaultCopyReadWait
-
 // fail makes the disk's reads and writes fail (true) or work again.
 func (d *failingDisk) fail(t *testing.T, on bool) {
 	t.Helper()
@@ -127,7 +118,7 @@ func TestARecoveryCopyWhoseReadFailsDoesNotStopTheStart(t *testing.T) {
 
 	disk.fail(t, true)
 	cfg.Primary.NBD = "127.0.0.1:0"
-	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: failingReadWait})
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: healthyReadWait})
 	if err != nil {
 		t.Fatalf("the primary does not start, vol1's disk failing: %v", err)
 	}
@@ -186,7 +177,7 @@ func TestACopyWhoseReadFailsSuspendsItsPair(t *testing.T) {
 	cfg.Primary.Subsystems[0].Volumes[0].Path = disk.path
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, _ := startPrimary(t, cfg, failingReadWait)
+	p, _ := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	ctx := context.Background()
 	if err := p.Write(ctx, "vol1", bytes.Repeat([]byte{0x77}, 4096), 0); err != nil {
@@ -282,7 +273,7 @@ func TestAWriteThatFailsOnTheDiskJustBeforeACleanStopIsCopiedAgain(t *testing.T)
 	}
 	disk.fail(t, false)
 
-	p, _ = startPrimary(t, cfg, failingReadWait)
+	p, _ = startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 10*time.Second, "vol1, restarted after a clean stop, reported suspended, with the write's error", func() bool {
 		v := volumeStatus(p.Status(), "vol1")
 		return v.State == "suspended" && strings.Contains(v.Reason, "write") && strings.Contains(v.Reason, "input/output error")
@@ -310,7 +301,7 @@ func duplexOnAFailingDisk(t *testing.T) failingDiskRig {
 	cfg.Primary.NBD = "127.0.0.1:0"
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimaryDraining(t, cfg, failingReadWait, 30*time.Second)
+	p, stop := startPrimaryDraining(t, cfg, healthyReadWait, 30*time.Second)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	c := clientWroteVol1(t, p.NBDAddr(), 0x77)
 	return failingDiskRig{cfg: cfg, disk: disk, s: s, p: p, stop: stop, c: c}

@@ -108,7 +108,7 @@ func TestAFlushThatFailsAtACleanStopLeavesThePairToCopy(t *testing.T) {
 	}
 	t.Logf("the stop: %v", stop())
 
-	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	p, _ = startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 10*time.Second, "vol1, restarted after a stop whose flush of it failed, reported suspended", func() bool {
 		return volumeStatus(p.Status(), "vol1").State == "suspended"
 	})

@@ -99,7 +99,7 @@ func TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean(t *testing.T) {
 	within(t, 30*time.Second, "the stop", func() { stop() })
 	t.Logf("the stop: %v", runErr)
 
-	p, _ = startPrimary(t, cfg, 200*time.Millisecond)
+	p, _ = startPrimary(t, cfg, healthyReadWait)
 	if volumeStatus(p.Status(), "vol1").State == "suspended" {
 		if err := p.Pairs().Resume("vol1"); err != nil {
 			t.Fatal(err)

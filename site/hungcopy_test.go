@@ -132,7 +132,7 @@ func TestAStopDuringAHungCopyReadEnds(t *testing.T) {
 		t.Fatal("the primary's stop still waits for vol1's hung copy read after 30s")
 	}
 	h.release()
-	p, _ := startPrimary(t, h.cfg, 200*time.Millisecond)
+	p, _ := startPrimary(t, h.cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex once restarted", func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
 	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, h.s, "vol1") })
@@ -179,6 +179,12 @@ func hungCopyRead(t *testing.T, readWait time.Duration, vols ...string) hungCopy
 	t.Cleanup(h.release)
 	return h
 }
+
+// healthyReadWait is the readWait of a primary whose copies' reads do not
+// hang (they work, or fail at once): the default. A read that a loaded
+// machine, or a disk through nbdfuse, held past a short wait (200 ms) was
+// given up as hung, and its pair suspended for it rather than duplex.
+const healthyReadWait = mover.DefaultCopyReadWait
 
 // startPrimary runs a primary of cfg, its data mover giving up a copy's
 // read after readWait, until the test ends or stop. Its stop does not wait
@@ -444,14 +450,12 @@ func crashWithUnshippedWrites(t *testing.T, cfg *config.Config, vols ...string) 
 
 // duplexThenStopped runs a secondary of cfg, and a primary until every
 // pair is duplex, then stops the primary cleanly. It returns the
-// secondary and the primary's dialer to it. Nothing hangs here: the
-// primary waits for its copies' reads as long as by default, which a
-// loaded machine's reads (of a disk through nbdfuse too) stay within.
+// secondary and the primary's dialer to it. Its reads do not hang.
 func duplexThenStopped(t *testing.T, cfg *config.Config) (*Secondary, transport.Dialer) {
 	t.Helper()
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimary(t, cfg, mover.DefaultCopyReadWait)
+	p, stop := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	stop()
 	tlsConf, err := tlsconf.PrimaryLink(cfg)
