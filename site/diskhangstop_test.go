@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,8 +47,7 @@ func TestAStopWhileTheSecondarysDiskHangsEnds(t *testing.T) {
 			t.Errorf("RunSecondary's error names %q, which status did not show waiting on the disk before the stop: %s", m[1], h.diskWait)
 		}
 	case <-time.After(time.Minute):
-		buf := make([]byte, 1<<20)
-		t.Fatalf("RunSecondary did not end a minute after the stop, the disk hanging:\n%s", buf[:runtime.Stack(buf, true)])
+		t.Fatalf("RunSecondary did not end a minute after the stop, the disk hanging:\n%s", goroutines())
 	}
 }
 
@@ -135,8 +133,7 @@ func TestAStopWhileAnAttemptToOpenAgainHangsEnds(t *testing.T) {
 			t.Errorf("RunSecondary's error does not say the disk hung: %v", err)
 		}
 	case <-time.After(SecondaryStopHungWait + 30*time.Second):
-		buf := make([]byte, 1<<20)
 		t.Fatalf("RunSecondary did not end %s after the stop, an attempt to open again hanging:\n%s",
-			SecondaryStopHungWait+30*time.Second, buf[:runtime.Stack(buf, true)])
+			SecondaryStopHungWait+30*time.Second, goroutines())
 	}
 }

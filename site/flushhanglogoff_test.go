@@ -76,7 +76,7 @@ func TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean(t *testing.T) {
 	select {
 	case <-entered:
 	case <-time.After(30 * time.Second):
-		t.Fatal("after 30 s: no flush of vol1 to unmark the write's region")
+		t.Fatalf("after 30 s: no flush of vol1 to unmark the write's region; goroutines:\n%s", goroutines())
 	}
 	// The write never reached the disk: its writeback fails.
 	if err := p.vols["vol1"].WriteAt(make([]byte, 4096), 8192); err != nil {

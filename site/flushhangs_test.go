@@ -65,6 +65,13 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 	}
 	h := newFlushHang()
 	logs := &logBuffer{}
+	t.Cleanup(func() {
+		// Last, after the stop: what the primary did, and how far its
+		// stop got.
+		if t.Failed() {
+			t.Logf("the primary's log:\n%s", logs.String())
+		}
+	})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
 		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
 		beforeFlush: h.beforeFlush, stopFlushWait: stopWait})
@@ -83,12 +90,13 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 	select {
 	case <-h.entered:
 	case <-time.After(30 * time.Second):
-		t.Fatal("after 30 s: no flush of vol1 to unmark the write's region")
+		t.Fatalf("after 30 s: no flush of vol1 to unmark the write's region; goroutines:\n%s", goroutines())
 	}
 	return p, s, h, logs, func() error { stop(); return runErr }
 }
 
-// within fails the test unless f returns within d.
+// within fails the test unless f returns within d, with every
+// goroutine's stack.
 func within(t *testing.T, d time.Duration, what string, f func()) {
 	t.Helper()
 	done := make(chan struct{})
@@ -99,7 +107,7 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 	select {
 	case <-done:
 	case <-time.After(d):
-		t.Fatalf("after %s, a flush of vol1 hung: %s has not returned", d, what)
+		t.Fatalf("after %s: %s has not returned; goroutines:\n%s", d, what, goroutines())
 	}
 }
 

@@ -44,7 +44,7 @@ func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
 	select {
 	case <-reading:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the copy of vol1 never read the volume")
+		t.Fatalf("the copy of vol1 never read the volume; goroutines:\n%s", goroutines())
 	}
 
 	// Writes one after the other, each issued once the one before is
@@ -119,7 +119,7 @@ func TestAStopDuringAHungCopyReadEnds(t *testing.T) {
 	select {
 	case <-h.reading:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the copy of vol1 never read the volume")
+		t.Fatalf("the copy of vol1 never read the volume; goroutines:\n%s", goroutines())
 	}
 	stopped := make(chan struct{})
 	go func() {
@@ -129,7 +129,7 @@ func TestAStopDuringAHungCopyReadEnds(t *testing.T) {
 	select {
 	case <-stopped:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the primary's stop still waits for vol1's hung copy read after 30s")
+		t.Fatalf("the primary's stop still waits for vol1's hung copy read after 30s; goroutines:\n%s", goroutines())
 	}
 	h.release()
 	p, _ := startPrimary(t, h.cfg, healthyReadWait)
@@ -268,7 +268,7 @@ func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
 	select {
 	case <-reading:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the copy of vol1 never read the volume")
+		t.Fatalf("the copy of vol1 never read the volume; goroutines:\n%s", goroutines())
 	}
 	waitFor(t, 30*time.Second, "vol1 reported suspended, with the reason", func() bool {
 		v := volumeStatus(p.Status(), "vol1")
@@ -308,7 +308,7 @@ func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("a write to vol1's region whose copy read hangs still waits for that read after 30s")
+		t.Fatalf("a write to vol1's region whose copy read hangs still waits for that read after 30s; goroutines:\n%s", goroutines())
 	}
 	// Resumed while the volume still does not read, vol1 is suspended again,
 	// its copy given up again, and vol2 stays duplex.
@@ -394,7 +394,7 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 			t.FailNow()
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatalf("the primary's start still waits after 30s, %d of the recovery copies' reads of %v hung", len(reading), hung)
+		t.Fatalf("the primary's start still waits after 30s, %d of the recovery copies' reads of %v hung; goroutines:\n%s", len(reading), hung, goroutines())
 	}
 	read := map[string]bool{}
 	for len(reading) > 0 {

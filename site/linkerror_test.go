@@ -151,12 +151,13 @@ func failingLink(t *testing.T, scfg, pcfg *config.Config, atBoth bool) sites {
 	return x
 }
 
-// waitFor polls cond until it holds, or fails the test after d.
+// waitFor polls cond until it holds, or fails the test after d, with
+// every goroutine's stack.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
-			t.Fatalf("after %s: %s", d, what)
+			t.Fatalf("after %s: %s; goroutines:\n%s", d, what, goroutines())
 		}
 	}
 }

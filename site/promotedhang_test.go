@@ -29,7 +29,7 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 	case err := <-flushed:
 		t.Fatalf("the client's FLUSH of vol1, its disk hung, returned: %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("the client's FLUSH of vol1 did not reach the volume")
+		t.Fatalf("the client's FLUSH of vol1 did not reach the volume; goroutines:\n%s", goroutines())
 	}
 	var runErr error
 	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })

@@ -55,7 +55,7 @@ func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Se
 			select {
 			case <-p.pairsEnded:
 			case <-time.After(30 * time.Second):
-				t.Error("the pair manager's loop has not ended 30s after the disk answered")
+				t.Errorf("the pair manager's loop has not ended 30s after the disk answered; goroutines:\n%s", goroutines())
 			}
 		}
 	})
@@ -70,6 +70,13 @@ func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Se
 	var once sync.Once
 	h.release = func() { once.Do(func() { close(h.held) }) }
 	logs := &logBuffer{}
+	t.Cleanup(func() {
+		// Last, after the stop: what the primary did, and how far its
+		// stop got.
+		if t.Failed() {
+			t.Logf("the primary's log:\n%s", logs.String())
+		}
+	})
 	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
 		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
 		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond})
@@ -153,7 +160,7 @@ func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
 			t.Error("the write to vol1 that waited for the hung log was acknowledged")
 		}
 	case <-time.After(10 * time.Second):
-		t.Error("the write to vol1 still waits after the stop and the disk's answer")
+		t.Errorf("the write to vol1 still waits after the stop and the disk's answer; goroutines:\n%s", goroutines())
 	}
 	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
 }
