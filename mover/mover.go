@@ -2027,7 +2027,20 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 		m.mu.Unlock()
 		busy := false
 		if m.captured() > 0 {
-			busy = !m.tryCut()
+			// Its own cut may wait as long: it stamps the horizon under
+			// the subsystem's lock, and a stamp past the timer's lease
+			// on disk waits for the lease's write (as may a write that
+			// holds the lock meanwhile), on a disk that may have stopped
+			// answering. The cut goes on without Quiesce once ctx ends,
+			// as the one found under way does.
+			cut := make(chan bool, 1)
+			go func() { cut <- m.tryCut() }()
+			select {
+			case ok := <-cut:
+				busy = !ok
+			case <-ctx.Done():
+				return fmt.Errorf("quiesce: %w", ctx.Err())
+			}
 		}
 		m.mu.Lock()
 		ch := m.progress

@@ -59,6 +59,7 @@ type options struct {
 	elapsed       func() time.Duration                       // the monotonic clock
 	copyReadTimer func(time.Duration) <-chan time.Time       // times a cut's wait for copies' reads
 	log           io.Writer                                  // the mover's log (text); default: discarded
+	timer         *timer.Timer                               // default: timer.New(), no lease
 }
 
 func startPrimary(t *testing.T, o options) *primary {
@@ -73,7 +74,10 @@ func startPrimary(t *testing.T, o options) *primary {
 		o.sidefile = 16 << 20
 	}
 	dir := t.TempDir()
-	p := &primary{timer: timer.New(), subs: map[string]*subsystem.Subsystem{}, net: transport.NewMemNetwork(1, transport.Faults{})}
+	if o.timer == nil {
+		o.timer = timer.New()
+	}
+	p := &primary{timer: o.timer, subs: map[string]*subsystem.Subsystem{}, net: transport.NewMemNetwork(1, transport.Faults{})}
 	var list []*subsystem.Subsystem
 	for _, id := range o.subsystems {
 		v, err := volume.Open(filepath.Join(dir, id+".img"), volSize)
