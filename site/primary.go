@@ -671,7 +671,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// lease on a disk that stopped answering, it waits for the lease's
 	// write, and the stop goes on without it, as without the timer's last
 	// write (the process exits, and neither stamp nor ship anything).
-	if !p.awaitLease(sw, moverDone, "the mover's cut") {
+	if p.awaitLease(sw, moverDone, "the mover's cut") {
 		closed := make(chan struct{})
 		var err error
 		go func() {
