@@ -42,8 +42,9 @@ func TestAHungStateDiskHoldsEveryWriteOnceTheLeaseRunsOutAndTheStopGoesOn(t *tes
 	default:
 	}
 	var stopErr error
+	start := time.Now()
 	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
+	t.Logf("the stop, after %s: %v", time.Since(start).Round(time.Millisecond), stopErr)
 	if len(logs.lines("not clean")) == 0 {
 		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
 	}
