@@ -173,18 +173,7 @@ func TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead(t *testing.T) {
 	release, copied, cut := p.cutDuringCopy(t, "ss1", 0, 4096)
 	p.write(t, "ss2", bytes.Repeat([]byte{0x21}, 4096), 0)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	timedOut := make(chan error, 1)
-	go func() { timedOut <- p.mover.Quiesce(ctx) }()
-	select {
-	case err := <-timedOut:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Quiesce while a cut waits on a copy's read: %v, want DeadlineExceeded", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Quiesce did not end with its context while a cut waits on a copy's read: it waits for the cut, whatever its deadline")
-	}
+	quiesceEndsWithItsContext(t, p, "a cut waits on a copy's read")
 
 	quiesced := quiesceThenRelease(t, p, release, copied, cut)
 	through := map[string]uint64{}
@@ -202,6 +191,24 @@ func TestQuiesceHonoursItsContextWhileACutWaitsOnACopysRead(t *testing.T) {
 		}
 	case <-time.After(deadline):
 		t.Fatal("Quiesce did not return once everything was acknowledged")
+	}
+}
+
+// quiesceEndsWithItsContext fails the test unless a Quiesce whose context
+// ends after 50 ms returns DeadlineExceeded, while what holds up the cut.
+func quiesceEndsWithItsContext(t *testing.T, p *primary, while string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	timedOut := make(chan error, 1)
+	go func() { timedOut <- p.mover.Quiesce(ctx) }()
+	select {
+	case err := <-timedOut:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Quiesce while %s: %v, want DeadlineExceeded", while, err)
+		}
+	case <-time.After(deadline):
+		t.Fatalf("Quiesce did not end with its context while %s: it waits for the cut, whatever its deadline", while)
 	}
 }
 

@@ -3,7 +3,6 @@ package mover
 import (
 	"bytes"
 	"context"
-	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -43,18 +42,7 @@ func TestQuiesceHonoursItsContextWhileItsCutWaitsForTheTimersLease(t *testing.T)
 	}
 	clock.Add(int64(2 * lease)) // the next stamp is past the lease on disk
 
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	timedOut := make(chan error, 1)
-	go func() { timedOut <- p.mover.Quiesce(ctx) }()
-	select {
-	case err := <-timedOut:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("Quiesce while its cut waits for the timer's lease: %v, want DeadlineExceeded", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Quiesce did not end with its context while its cut waits for the timer's lease: it waits for the lease's disk, whatever its deadline")
-	}
+	quiesceEndsWithItsContext(t, p, "its cut waits for the timer's lease")
 	if d, _ := tm.LeaseWait(); d == 0 {
 		t.Fatal("the timer's lease is not being written: the test hung nothing")
 	}
