@@ -299,6 +299,16 @@ func TestWriteThroughWaitsForEveryWriteWhenOneFails(t *testing.T) {
 				release  = make(chan struct{})
 				held     = make(chan struct{}, throughDepth)
 			)
+			// The failed write is recorded late, as by a writer descheduled
+			// between its write's return and the record: the held writes go
+			// on only once it is.
+			recorded := make(chan struct{})
+			realFailed := throughFailed
+			throughFailed = func(w *throughRun, err error) {
+				time.Sleep(100 * time.Millisecond)
+				realFailed(w, err)
+				close(recorded)
+			}
 			realWrite := directWriteAt
 			directWriteAt = func(f *os.File, b []byte, off int64) (int, error) {
 				mu.Lock()
@@ -334,9 +344,11 @@ func TestWriteThroughWaitsForEveryWriteWhenOneFails(t *testing.T) {
 				t.Fatalf("%v in place %v: WriteThrough returned (%v) with writes held in flight", fault, inPlace, err)
 			case <-time.After(50 * time.Millisecond):
 			}
+			<-recorded
 			close(release)
 			err = <-returned
 			directWriteAt = realWrite
+			throughFailed = realFailed
 			if !errors.Is(err, fault) {
 				t.Errorf("%v in place %v: WriteThrough returned %v", fault, inPlace, err)
 			}

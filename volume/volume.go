@@ -602,7 +602,7 @@ func (w *throughRun) work() {
 			gather(p, w.bufs, at)
 		}
 		if _, err := directWriteAt(w.f, p, w.off+at); err != nil {
-			w.failed(err)
+			throughFailed(w, err)
 			return
 		}
 	}
@@ -625,6 +625,10 @@ func gather(p []byte, bufs [][]byte, at int64) {
 
 // directWriteAt makes one direct write (tests hold it).
 var directWriteAt = (*os.File).WriteAt
+
+// throughFailed records a run's failed write (tests delay it, as a
+// descheduled writer does, and wait for it).
+var throughFailed = (*throughRun).failed
 
 // throughFailed is what a failed direct write of bufs at off comes to.
 // EINVAL says the file system or device does not take this direct write
