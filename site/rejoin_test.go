@@ -1,6 +1,7 @@
 package site
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,5 +50,32 @@ func TestPlanRejoinRefusals(t *testing.T) {
 		if v.Copy != v.Size || v.Whole == "" {
 			t.Errorf("%s: copy %d of %d (%q), want the whole volume with the reason", v.Name, v.Copy, v.Size, v.Whole)
 		}
+	}
+}
+
+// A damaged data generation at the old primary is refused as damaged,
+// naming the file: read as generation 0, the plan said the histories do
+// not meet and only a full copy would do.
+func TestPlanRejoinOfADamagedGeneration(t *testing.T) {
+	for name, content := range map[string]string{"null": "null\n", "{}": "{}\n", "cut short": `{"generation":"0a`, "zeros": "\x00\x00\x00\x00"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := linkConfig(t)
+			dir := PairStateDir(cfg)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			gen, err := openGeneration(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "generation.json")
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err = PlanRejoin(cfg, control.Changes{Follows: gen.String()})
+			if !errors.Is(err, disk.ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "put back a copy") {
+				t.Errorf("rejoin with %s damaged (%q): %v, want it refused as damaged, naming the file and what to do", path, content, err)
+			}
+		})
 	}
 }
