@@ -19,27 +19,41 @@ type generationFile struct {
 }
 
 func openGeneration(dir string) (transport.Generation, error) {
-	path := filepath.Join(dir, "generation.json")
-	b, err := os.ReadFile(path)
-	if err == nil {
-		var gf generationFile
-		err := disk.DecodeRecord(b, &gf, "generation")
-		if err == nil && gf.Generation == 0 {
-			err = errors.New("generation 0")
-		}
-		if err != nil {
-			return 0, fmt.Errorf("%w: it names the history the volumes hold, which the secondary follows and checks: put back a copy of it; "+
-				"without one, %s", disk.Damaged("data generation", path, err), recreatePairState(dir))
-		}
-		return gf.Generation, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
+	switch g, err := readGeneration(dir); {
+	case err == nil:
+		return g, nil
+	case errors.Is(err, disk.ErrDamaged):
+		return 0, err
+	case !errors.Is(err, os.ErrNotExist):
 		return 0, fmt.Errorf("data generation: %w", err)
 	}
 	gf := generationFile{Generation: transport.NewGeneration()}
-	b, _ = json.Marshal(gf)
-	if err := disk.WriteFileAtomic(disk.Or(nil), path, append(b, '\n')); err != nil {
+	b, _ := json.Marshal(gf)
+	if err := disk.WriteFileAtomic(disk.Or(nil), filepath.Join(dir, "generation.json"), append(b, '\n')); err != nil {
 		return 0, fmt.Errorf("data generation: %w", err)
+	}
+	return gf.Generation, nil
+}
+
+// readGeneration reads the data generation of the pair state in dir. One
+// that is not what openGeneration writes (null, {}, cut short, generation
+// 0) is refused with an error wrapping disk.ErrDamaged: read as 0, a rejoin
+// would find no history shared with the promoted site and call for a full
+// copy. An error reading the file is returned as it is.
+func readGeneration(dir string) (transport.Generation, error) {
+	path := filepath.Join(dir, "generation.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var gf generationFile
+	err = disk.DecodeRecord(b, &gf, "generation")
+	if err == nil && gf.Generation == 0 {
+		err = errors.New("generation 0")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%w: it names the history the volumes hold, which the secondary follows and checks: put back a copy of it; "+
+			"without one, %s", disk.Damaged("data generation", path, err), recreatePairState(dir))
 	}
 	return gf.Generation, nil
 }

@@ -61,17 +61,16 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 		return nil, fmt.Errorf("rejoin: pair-state directory %s is in use (stop the primary of session %q first): %w", dir, cfg.Session, err)
 	}
 	defer lock.Close()
-	b, err := os.ReadFile(filepath.Join(dir, "generation.json"))
-	if err != nil {
+	gen, err := readGeneration(dir)
+	switch {
+	case errors.Is(err, disk.ErrDamaged):
+		return nil, fmt.Errorf("rejoin: %w", err)
+	case err != nil:
 		return nil, fmt.Errorf("rejoin: this site's data generation: %w (without its pair state it shares no history with the promoted site)", err)
 	}
-	var gf generationFile
-	if err := json.Unmarshal(b, &gf); err != nil {
-		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
-	}
-	if gf.Generation.String() != ch.Follows {
+	if gen.String() != ch.Follows {
 		return nil, fmt.Errorf("rejoin: this site holds data generation %s, but the promoted site's generation followed %s: "+
-			"the histories do not meet, and only a full copy would do", gf.Generation, ch.Follows)
+			"the histories do not meet, and only a full copy would do", gen, ch.Follows)
 	}
 	sizes := map[string]int64{}
 	var order []string

@@ -1,7 +1,6 @@
 package site
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,21 +79,20 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 			"the old primary took over; if it shows promoted_at, run duplex rejoin here again once %s is removed, else remove it and run duplex promote",
 			control.FormatTime(sw.At), filepath.Join(dir, failover.SwitchoverFile))
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "generation.json"))
-	if err != nil {
+	gen, err := readGeneration(dir)
+	switch {
+	case errors.Is(err, disk.ErrDamaged):
+		return nil, fmt.Errorf("rejoin: %w", err)
+	case err != nil:
 		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
 	}
-	var gf generationFile
-	if err := json.Unmarshal(b, &gf); err != nil {
-		return nil, fmt.Errorf("rejoin: this site's data generation: %w", err)
-	}
-	if gf.Generation.String() != ch.Follows {
+	if gen.String() != ch.Follows {
 		if failedOver {
 			return nil, errors.New("rejoin: this promoted site did not hand the session back, and the other site did not take it over " +
 				"from this one: duplex switchover here hands it back, or duplex rejoin at the old primary follows this site")
 		}
 		return nil, fmt.Errorf("rejoin: this site holds data generation %s, but the other site's generation followed %s: "+
-			"it did not take the session over from this one", gf.Generation, ch.Follows)
+			"it did not take the session over from this one", gen, ch.Follows)
 	}
 	var div map[string]pair.Divergence
 	if failedOver {
@@ -264,13 +262,6 @@ func ReversePrimary(cfg *config.Config) bool { return reversed(cfg) }
 // back from the promoted site of cfg: it follows the data generation this
 // site started as the primary of the reverse direction.
 func TookBack(cfg *config.Config, ch control.Changes) bool {
-	b, err := os.ReadFile(filepath.Join(ReverseDir(cfg), "generation.json"))
-	if err != nil {
-		return false
-	}
-	var gf generationFile
-	if err := json.Unmarshal(b, &gf); err != nil {
-		return false
-	}
-	return ch.Follows != "" && gf.Generation.String() == ch.Follows
+	gen, err := readGeneration(ReverseDir(cfg))
+	return err == nil && ch.Follows != "" && gen.String() == ch.Follows
 }
