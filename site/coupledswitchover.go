@@ -143,19 +143,27 @@ func writePendingLeave(fsys disk.FS, cfg *config.Config, membership string) erro
 }
 
 func readPendingLeave(fsys disk.FS, cfg *config.Config) (owed, bool, error) {
-	return readOwed(fsys, leavePath(cfg))
+	o, ok, err := readOwed(fsys, leavePath(cfg))
+	if errors.Is(err, disk.ErrDamaged) {
+		err = fmt.Errorf("%w: it records the leave of coupled group %q this session's switchover owes, with the membership the leave "+
+			"takes out, without which no leave is made: duplex couple remove %s (with the group's config) takes the session out; then remove the file",
+			err, cfg.Coupling.Group, cfg.Session)
+	}
+	return o, ok, err
 }
 
 func removePendingLeave(fsys disk.FS, cfg *config.Config) error {
 	return removeOwed(fsys, leavePath(cfg))
 }
 
-// leaveOwed returns the group cfg's site owes a leave, "" if none (or if
-// that cannot be read: said so in the log).
+// leaveOwed returns the group cfg's site owes a leave, "" if none. One
+// whose record cannot be read (said so in the log) is owed: taken as none,
+// a rejoin would couple the session again before it left.
 func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) string {
 	l, ok, err := readPendingLeave(fsys, cfg)
 	if err != nil {
-		log.Error("coupling: cannot read whether this session owes its coupled group a leave", "err", err)
+		log.Error("coupling: cannot read whether this session owes its coupled group a leave: taken as owed", "err", err)
+		return cfg.Coupling.Group
 	}
 	if !ok {
 		return ""

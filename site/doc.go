@@ -122,7 +122,9 @@
 // read as missing, which would start over what it guards: the start
 // refuses it, naming the file and what to do (disk.ErrDamaged), and a
 // secondary opening again after a disk fault stops retrying on it; only
-// coupling-join.json, whose content is the config's, is written anew.
+// coupling-join.json, whose content is the config's, is written anew, and
+// a damaged coupling-leave.json at a promoted site is a leave owed all the
+// same (a rejoin waits for it), which its log says how to make.
 //
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
