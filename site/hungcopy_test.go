@@ -32,7 +32,7 @@ import (
 // acknowledged, are all at the secondary once shipped; a resume once the
 // volume reads again copies vol1 whole.
 func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
-	h := hungCopyRead(t, 200*time.Millisecond, "vol1")
+	h := hungCopyRead(t, hungReadWait, "vol1")
 	p, s, reading, release := h.p, h.s, h.reading, h.release
 	ctx := context.Background()
 	if _, err := p.Pairs().Delete("vol1"); err != nil {
@@ -109,7 +109,7 @@ func TestAHungCopyReadSuspendsItsPairAndTheOthersGoOn(t *testing.T) {
 // reads again, copies vol1 whole and every pair becomes duplex, the
 // secondary's vol1 the primary's.
 func TestAStopDuringAHungCopyReadEnds(t *testing.T) {
-	h := hungCopyRead(t, 200*time.Millisecond, "vol1")
+	h := hungCopyRead(t, hungReadWait, "vol1")
 	if _, err := h.p.Pairs().Delete("vol1"); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +186,14 @@ func hungCopyRead(t *testing.T, readWait time.Duration, vols ...string) hungCopy
 // given up as hung, and its pair suspended for it rather than duplex.
 const healthyReadWait = mover.DefaultCopyReadWait
 
+// hungReadWait is the readWait of a primary one of whose volumes' copy
+// reads hangs: the hung read is given up after it, and so is any of the
+// other volumes' reads running as long, which only a loaded machine makes
+// slow (the copies that follow the hang's release, the first copy of a
+// volume beside it, a recovery's copies): 200 ms gave such reads up, and
+// their pairs never became duplex.
+const hungReadWait = 2 * time.Second
+
 // startPrimary runs a primary of cfg, its data mover giving up a copy's
 // read after readWait, until the test ends or stop. Its stop does not wait
 // for the secondary: not a clean stop unless everything was shipped by then.
@@ -252,7 +260,7 @@ func sameBytes(t *testing.T, p *Primary, s *Secondary, vol string, n int) bool {
 // again only suspends vol1 anew. Once it reads, a resume copies vol1 whole,
 // the write with it.
 func TestAHungCopyReadHoldsNoOtherPairsCopy(t *testing.T) {
-	h := hungCopyRead(t, 200*time.Millisecond, "vol1", "vol2")
+	h := hungCopyRead(t, hungReadWait, "vol1", "vol2")
 	p, s, reading, release := h.p, h.s, h.reading, h.release
 	ctx := context.Background()
 	for _, vol := range []string{"vol1", "vol2"} {
@@ -372,7 +380,7 @@ func recoveryReadsHang(t *testing.T, hung, ok []string) {
 	t.Cleanup(release)
 	opened := make(chan *Primary, 1)
 	go func() {
-		p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: 200 * time.Millisecond,
+		p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: dialer, CopyReadWait: hungReadWait,
 			beforeCopyRead: func(vol string, _, _ int64) {
 				if slices.Contains(hung, vol) {
 					select {
