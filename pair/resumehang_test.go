@@ -81,3 +81,64 @@ func TestAnAddBehindAResumeWhoseSaveHangsIsAnswered(t *testing.T) {
 	h.Release()
 	h.await(t, "b added once the save ended", func() bool { return !r.pair("b").Deleted })
 }
+
+// TestASuspendAfterAResumeNotYetInEffectHolds: the operator's resume of a
+// is answered not yet in effect (its save hangs); the operator then
+// suspends a (or every pair), which is answered in effect. Once the disk
+// answers, the resume, which came first, does not take effect over the
+// suspension that came after it: a stays suspended, in memory and on
+// disk.
+func TestASuspendAfterAResumeNotYetInEffectHolds(t *testing.T) {
+	bothWays(t, "suspend", "suspend --all", func(t *testing.T, all bool, name string) {
+		r, h := heldRig(t)
+		r.mg.opts.SaveWait = 200 * time.Millisecond
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Fatal(err)
+		}
+		r.write("a", 0, 4096)
+		h.Arm()
+		if err := <-resumeA(r, false); !errors.Is(err, ErrSaveHung) || !strings.Contains(err.Error(), "not yet in effect") {
+			h.Release()
+			t.Fatalf("the resume with its save hung: %v, want not yet in effect", err)
+		}
+		suspended := make(chan error, 1)
+		go func() {
+			if all {
+				_, err := r.mg.SuspendAll()
+				suspended <- err
+				return
+			}
+			suspended <- r.mg.Suspend("a")
+		}()
+		select {
+		case err := <-suspended:
+			if err != nil && (!errors.Is(err, ErrSaveHung) || !strings.Contains(err.Error(), "in effect")) {
+				t.Errorf("the %s after the resume: %v, want in effect", name, err)
+			}
+			t.Logf("the %s answered: %v", name, err)
+		case <-time.After(10 * time.Second):
+			h.Release()
+			<-suspended
+			t.Fatalf("the %s has not been answered 10s after the save hung", name)
+		}
+		h.Release()
+		h.await(t, "the saves to end", func() bool { return r.mg.SaveUnderWay() == 0 })
+		for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if st := r.pair("a").State; st != Suspended {
+				t.Fatalf("a, suspended by the %s after its resume was answered not yet in effect: %s once the disk answered, want suspended", name, st)
+			}
+		}
+		r.mg.mu.Lock()
+		r.mg.dirty = true
+		r.mg.unlock()
+		r.mg.kick()
+		h.await(t, "the state saved again", func() bool {
+			for _, p := range savedPersisted(t, filepath.Join(r.dir, "pairs.json")).Pairs {
+				if p.Volume == "a" {
+					return p.State == Suspended
+				}
+			}
+			return false
+		})
+	})
+}
