@@ -296,6 +296,12 @@ type Manager struct {
 	// after the operator resumed the pair, is not of the pair as it is by
 	// then (see suspendAbandoned).
 	suspendedAt map[string]int64
+	// resuming holds the pairs whose resume saves the pending state
+	// (saveResuming), under mu while the write goes on: the operator's
+	// suspension of one meanwhile sets it false. A resume answered not
+	// yet in effect, its save hung, must not take effect once the disk
+	// answers over the suspension that was answered after it.
+	resuming map[string]bool
 	// unstick holds pairs that became duplex: their sticky activity-log
 	// marks go once the state on disk says duplex, not before (a crash in
 	// between would find neither the marks nor a pending state).
@@ -1081,6 +1087,16 @@ func suspendFields(p *Pair, auto bool) {
 // clears it while p stays suspended (checkRoom runs for a resume only), and
 // status would go on showing why a resync that was cancelled waits, the
 // link not up, long after the link came up.
+// stopResuming keeps vol from a resume whose save is under way (see
+// resuming), and says whether there was one. Called with mg.mu held.
+func (mg *Manager) stopResuming(vol string) bool {
+	if !mg.resuming[vol] {
+		return false
+	}
+	mg.resuming[vol] = false
+	return true
+}
+
 func byHand(p *Pair) {
 	p.Auto, p.Reason, p.Waiting = false, "", ""
 }
@@ -1313,9 +1329,11 @@ func onlyTimesMoved(a, b persisted) bool {
 // mg.mu held; mg.mu is let go over the write, whose fsyncs may take seconds
 // that status and the other operations must not wait with it. A pair of ps
 // deleted meanwhile is left out of what it returns, the pairs to resume
-// (still suspended), and so, for the session's own resume (auto), is one
-// the operator suspended by hand meanwhile, as it is when the suspension
-// comes before the resume looks: the save after that operation writes it. The
+// (still suspended), and so is one the operator suspended meanwhile (for
+// the session's own resume (auto), one suspended by hand), as it is when
+// the suspension comes before the resume looks: the save after that
+// operation writes it. An operator's resume answered not yet in effect,
+// its save hung, thus never overrides a suspension answered after it. The
 // acceptance of an inconsistent resync a resume announces is the one it
 // saved: one asked meanwhile is refused with its own resume, which finds
 // the pair no longer suspended.
@@ -1337,15 +1355,21 @@ func (mg *Manager) saveResuming(ps []*Pair, accepted map[string]bool, auto bool)
 		s.st.Pairs[i] = &q
 		s.bms[p.Volume], s.pending[p.Volume] = bm, true
 	}
+	mg.resuming = map[string]bool{}
+	for _, p := range ps {
+		mg.resuming[p.Volume] = true
+	}
 	mg.unlock()
 	err := mg.write(s)
 	mg.mu.Lock()
+	resuming := mg.resuming
+	mg.resuming = nil
 	if err != nil {
 		return nil, err
 	}
 	still := ps[:0:0]
 	for _, p := range ps {
-		if p.Deleted || p.State != Suspended || (auto && !p.Auto) {
+		if p.Deleted || p.State != Suspended || (auto && !p.Auto) || !resuming[p.Volume] {
 			// Saved pending, it is not: the state on disk is written again.
 			mg.dirty = true
 			continue
@@ -2343,8 +2367,10 @@ func (mg *Manager) suspend(vol string) error {
 		return fmt.Errorf("%s is not a pair", vol)
 	}
 	if p.State == Suspended {
-		// Suspended by hand from now on: it no longer resumes by itself.
+		// Suspended by hand from now on: it no longer resumes by itself,
+		// nor by a resume whose save is under way.
 		byHand(p)
+		mg.stopResuming(p.Volume)
 		mg.dirty = true
 		mg.changes++
 		return nil
@@ -2619,7 +2645,7 @@ func (mg *Manager) resume(vol string) error {
 	if still, err := mg.saveResuming([]*Pair{p}, map[string]bool{vol: inconsistent}, false); err != nil {
 		return fmt.Errorf("resume %s: not saved, still suspended: %w", vol, err)
 	} else if len(still) == 0 {
-		return fmt.Errorf("resume %s: deleted while its resume was saved", vol)
+		return fmt.Errorf("resume %s: deleted or suspended again while its resume was saved", vol)
 	}
 	ended := p.CopyEnd != 0
 	bm := mg.resumeMarked(p, 0)
@@ -2791,6 +2817,9 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 	mg.mu.Lock()
 	changed := map[string]bool{}
 	for _, name := range mg.order {
+		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && mg.stopResuming(name) {
+			changed[name] = true
+		}
 		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && p.Auto {
 			byHand(p)
 			mg.dirty = true
