@@ -1,11 +1,17 @@
 package pair
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"duplex/disk"
 )
 
 // TestAResumeWhoseSaveHangsIsAnsweredNotYetInEffect: the disk of the pair
@@ -141,4 +147,59 @@ func TestASuspendAfterAResumeNotYetInEffectHolds(t *testing.T) {
 			return false
 		})
 	})
+}
+
+// lockedBuffer is a log's output, written and read from several
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAResumeNotYetInEffectThatNeverTakesEffectIsLogged: a resume
+// answered not yet in effect (its save hung) whose save then fails, given
+// up by the stop, never takes effect: the operator, told it would once
+// the save ends, reads in the log that it did not, and why.
+func TestAResumeNotYetInEffectThatNeverTakesEffectIsLogged(t *testing.T) {
+	h := &heldSaves{FS: disk.OS}
+	var logs lockedBuffer
+	r := newRig(t, 64*twinRegion, 8<<20, "a", "b")
+	r.opts.FS = h
+	r.opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r.opts.SaveWait = 200 * time.Millisecond
+	r.open()
+	r.settle()
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	h.Arm()
+	if err := <-resumeA(r, false); !errors.Is(err, ErrSaveHung) {
+		h.Release()
+		t.Fatalf("the resume with its save hung: %v, want not yet in effect", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := r.mg.CloseWithin(ctx, false); !errors.Is(err, ErrSaveHung) {
+		t.Errorf("the stop's save behind the hung one: %v, want ErrSaveHung", err)
+	}
+	h.Release()
+	h.await(t, "the log to say the resume did not take effect", func() bool {
+		s := logs.String()
+		return strings.Contains(s, "resume a") && strings.Contains(s, "not in effect")
+	})
+	if st := r.pair("a").State; st != Suspended {
+		t.Errorf("a, its resume's save given up: %s, want suspended", st)
+	}
 }
