@@ -2605,12 +2605,18 @@ func answerWithin[T any](mg *Manager, op, vol, before string, f func() (T, error
 		t.Reset(100 * time.Millisecond)
 	}
 	go func() {
-		if r := <-done; r.err == nil {
-			mg.mu.Lock()
-			mg.dirty = true
-			mg.unlock()
-			mg.kick()
+		r := <-done
+		if r.err != nil {
+			// The operator was told it would take effect: the log says
+			// it did not.
+			mg.log.Error(op+" "+vol+": answered not yet in effect, its save hung; not in effect after all", "err", r.err)
+			return
 		}
+		mg.log.Info(op + " " + vol + ": answered not yet in effect, its save hung; in effect now that the save ended")
+		mg.mu.Lock()
+		mg.dirty = true
+		mg.unlock()
+		mg.kick()
 	}()
 	var none T
 	return none, fmt.Errorf("%s %s: not yet in effect, %s: %w after %s: its disk has not answered; it takes effect once the save ends",
