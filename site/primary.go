@@ -672,13 +672,21 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	// write, and the stop goes on without it, as without the timer's last
 	// write (the process exits, and neither stamp nor ship anything).
 	if p.awaitLease(sw, moverDone, "the mover's cut") {
+		if sw.hung {
+			// The state directory's disk stopped answering: the last
+			// write would wait with it, begun too late for awaitLease
+			// (which does not wait then) to see it under way. Given up
+			// unbegun, the mark on disk, above every stamp, stays, and
+			// the next start stamps from there, as after a crash.
+			p.timer.Abandon()
+		}
 		closed := make(chan struct{})
 		var err error
 		go func() {
 			defer close(closed)
 			err = p.timer.Close()
 		}()
-		if p.awaitLease(sw, closed, "the timer's last write") && err != nil && runErr == nil {
+		if p.awaitLease(sw, closed, "the timer's last write") && err != nil && runErr == nil && !sw.hung {
 			runErr = fmt.Errorf("primary: %w", err)
 		}
 	}
