@@ -51,6 +51,10 @@ type Primary struct {
 	// may be after Run returned: a stop goes on without a loop held by a
 	// disk that stopped answering (see awaitPairs). Set by Run.
 	pairsEnded <-chan struct{}
+	// logEnded is closed once the stop's last write of the activity log
+	// has ended, which may be after Run returned, as pairsEnded. Set by
+	// Run's stop.
+	logEnded <-chan struct{}
 	listeners
 	nbdTLS  *tls.Config // nil: plaintext NBD
 	start   time.Time
@@ -647,6 +651,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	if p.actlog != nil {
 		closed := make(chan struct{})
+		p.logEnded = closed
 		go func(fctx context.Context, clean bool) {
 			defer close(closed)
 			if clean {

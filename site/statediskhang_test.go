@@ -49,13 +49,20 @@ func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Se
 	var p *Primary
 	t.Cleanup(func() {
 		// After the stop and the disk's answer: a stop that went on
-		// without the pair manager's loop leaves it to end then, and it
-		// reads actlog.Idle until it has.
-		if p != nil && p.pairsEnded != nil {
+		// without the pair manager's loop, or the activity log's last
+		// write, leaves them to end then, and they read actlog.Idle
+		// until they have.
+		if p == nil {
+			return
+		}
+		for what, ended := range map[string]<-chan struct{}{"the pair manager's loop": p.pairsEnded, "the activity log's last write": p.logEnded} {
+			if ended == nil {
+				continue
+			}
 			select {
-			case <-p.pairsEnded:
+			case <-ended:
 			case <-time.After(30 * time.Second):
-				t.Errorf("the pair manager's loop has not ended 30s after the disk answered; goroutines:\n%s", goroutines())
+				t.Errorf("%s has not ended 30s after the disk answered; goroutines:\n%s", what, goroutines())
 			}
 		}
 	})
