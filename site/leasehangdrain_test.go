@@ -101,3 +101,41 @@ func TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait(t *testing.T) {
 		t.Errorf("vol1, its drain given up: %s, want duplex", st)
 	}
 }
+
+// TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld: as
+// TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait, but every write
+// was shipped before the stamps reached the lease on disk: the drain
+// finds nothing held, while the mover's cut, stamping its horizon under
+// the subsystem's lock, waits for the lease's write (a client's write
+// stamped first would hold the lock as long). The suspension's marker,
+// stamped under that lock, would wait for the lease's disk as long: the
+// drain is given up after the stop's wait, saying why, and vol1 is left
+// as it was.
+func TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld(t *testing.T) {
+	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
+	waitFor(t, 20*time.Second, "a stamp to wait for the timer's lease, with nothing held", func() bool {
+		d, waiting := p.timer.LeaseWait()
+		return d > 0 && waiting >= 1 && nothingHeld(p)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	within(t, 20*time.Second, "the suspension of vol1 with --drain", func() { err = pairOps{p}.Suspend(ctx, "vol1", true) })
+	t.Logf("answered: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+		t.Errorf("the drain with the timer's lease hung: %v, want an error naming the lease", err)
+	}
+	if st := volumeStatus(p.Status(), "vol1").State; st != "duplex" {
+		t.Errorf("vol1, its drain given up: %s, want duplex", st)
+	}
+}
+
+// nothingHeld says whether every update p captured was acknowledged.
+func nothingHeld(p *Primary) bool {
+	for _, ss := range p.subs {
+		if ss.Sidefile().Stats().Used > 0 {
+			return false
+		}
+	}
+	return p.mover.Stats().HeldWithUpdates == 0
+}
