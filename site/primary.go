@@ -1529,6 +1529,9 @@ func (p *Primary) drain(ctx context.Context) error {
 	// hung on its disk, the drain ships nothing more.
 	go p.giveUpOnLease(dctx, cancel, p.stopFlushWait, false)
 	err := p.mover.Quiesce(dctx)
+	if err == nil {
+		err = p.leaseWritten(dctx)
+	}
 	why := context.Cause(dctx)
 	cancel(nil)
 	<-watched
@@ -1543,10 +1546,12 @@ func (p *Primary) drain(ctx context.Context) error {
 		used += ss.Sidefile().Stats().Used
 	}
 	ms := p.mover.Stats()
-	if used == 0 && ms.HeldWithUpdates == 0 {
+	var lease *leaseHungError
+	if used == 0 && ms.HeldWithUpdates == 0 && !errors.As(why, &lease) {
 		// The last acknowledgement came as the wait ended (the stop's,
 		// the timeout's): nothing is held, everything shipped, and what
-		// the drain was for is done.
+		// the drain was for is done. Not so with a stamp waiting for a
+		// hung lease: see leaseWritten.
 		return nil
 	}
 	var down *linkDownError
@@ -1562,6 +1567,28 @@ func (p *Primary) drain(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("%w; %d bytes of updates are still held for the secondary (%d record sets not yet acknowledged)", why, used, ms.HeldWithUpdates)
+}
+
+// leaseWritten waits, within ctx, until no stamp waits for the write of
+// the timer's lease. With nothing held, a drain is not done while one
+// does: the stamp (a client's write, or the mover's cut) holds the
+// subsystem's lock meanwhile, and the suspension that follows the drain
+// stamps its marker under that lock, so it would wait for the lease's
+// disk, without bound, and hold the pair manager meanwhile. giveUpOnLease
+// ends ctx once the lease has been writing for the stop's wait.
+func (p *Primary) leaseWritten(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if d, waiting := p.timer.LeaseWait(); d == 0 || waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drain: a stamp waits for the write of the timer's lease: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func later(a, b time.Time) time.Time {
