@@ -113,10 +113,7 @@ func TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait(t *testing.T) {
 // as it was.
 func TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld(t *testing.T) {
 	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
-	waitFor(t, 20*time.Second, "a stamp to wait for the timer's lease, with nothing held", func() bool {
-		d, waiting := p.timer.LeaseWait()
-		return d > 0 && waiting >= 1 && nothingHeld(p)
-	})
+	aStampWaitsWithNothingHeld(t, p)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var err error
@@ -128,6 +125,35 @@ func TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld(t *testing.T) {
 	if st := volumeStatus(p.Status(), "vol1").State; st != "duplex" {
 		t.Errorf("vol1, its drain given up: %s, want duplex", st)
 	}
+}
+
+// TestAHungLeaseEndsTheStopsDrainWithNothingHeld: as
+// TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait, but with nothing held
+// when the stop drains, while the mover's cut waits for the lease's
+// write: the stop still gives its drain up for the lease, saying so, and
+// is not clean.
+func TestAHungLeaseEndsTheStopsDrainWithNothingHeld(t *testing.T) {
+	p, _, _, logs, stop := stateDiskHanging(t, time.Second, 0)
+	aStampWaitsWithNothingHeld(t, p)
+	var stopErr error
+	within(t, 8*time.Second, "the stop, before the drain's timeout", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if stopErr == nil || !strings.Contains(stopErr.Error(), "timer's lease") {
+		t.Errorf("the stop's error does not name the timer's lease: %v", stopErr)
+	}
+	if len(logs.lines("drain", "timer's lease", "not clean")) == 0 {
+		t.Errorf("the stop's log does not say the drain was given up for the timer's lease, not clean:\n%s", logs.String())
+	}
+}
+
+// aStampWaitsWithNothingHeld waits until a stamp of p waits for the write
+// of the timer's lease, every update captured before it acknowledged.
+func aStampWaitsWithNothingHeld(t *testing.T, p *Primary) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "a stamp to wait for the timer's lease, with nothing held", func() bool {
+		d, waiting := p.timer.LeaseWait()
+		return d > 0 && waiting >= 1 && nothingHeld(p)
+	})
 }
 
 // nothingHeld says whether every update p captured was acknowledged.

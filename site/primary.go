@@ -612,7 +612,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	go p.abandonWhenUnreachable(dctx, cancel)
 	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
-	if err := p.mover.Quiesce(dctx); err != nil {
+	err := p.mover.Quiesce(dctx)
+	if err == nil {
+		err = p.leaseWritten(dctx)
+	}
+	if err != nil {
 		var lease *leaseHungError
 		if errors.As(context.Cause(dctx), &lease) {
 			sw.hung = true
@@ -1572,10 +1576,12 @@ func (p *Primary) drain(ctx context.Context) error {
 // leaseWritten waits, within ctx, until no stamp waits for the write of
 // the timer's lease. With nothing held, a drain is not done while one
 // does: the stamp (a client's write, or the mover's cut) holds the
-// subsystem's lock meanwhile, and the suspension that follows the drain
-// stamps its marker under that lock, so it would wait for the lease's
-// disk, without bound, and hold the pair manager meanwhile. giveUpOnLease
-// ends ctx once the lease has been writing for the stop's wait.
+// subsystem's lock meanwhile, and the suspension that follows an
+// operator's drain stamps its marker under that lock, so it would wait
+// for the lease's disk, without bound, and hold the pair manager
+// meanwhile; the stop's drain is given up for the lease then, as when
+// something is held. giveUpOnLease ends ctx once the lease has been
+// writing for the stop's wait.
 func (p *Primary) leaseWritten(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
