@@ -43,6 +43,13 @@ func (h *stateDiskHang) hang(dir string) {
 // write, so that vol2's region is unmarked during the hang.
 func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
 	t.Helper()
+	return stateDiskHangingWith(t, stopWait, idle, nil)
+}
+
+// stateDiskHangingWith is stateDiskHanging with the primary's options
+// changed by more first (if set).
+func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(*PrimaryOptions)) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
+	t.Helper()
 	old := actlog.Idle
 	actlog.Idle = cmp.Or(idle, time.Hour) // vol2's region stays marked
 	t.Cleanup(func() { actlog.Idle = old })
@@ -84,9 +91,13 @@ func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Se
 			t.Logf("the primary's log:\n%s", logs.String())
 		}
 	})
-	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
+	opts := PrimaryOptions{
 		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
-		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond})
+		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond}
+	if more != nil {
+		more(&opts)
+	}
+	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
