@@ -605,7 +605,14 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			p.stopFlushWait, requestsLeft)
 	}
 	if !switchedOver {
-		p.pairs.SuspendFailedWrites()
+		// The suspension stamps its marker under the subsystem's lock,
+		// and waits for the timer's lease as a write does.
+		suspended := make(chan struct{})
+		go func() {
+			defer close(suspended)
+			p.pairs.SuspendFailedWrites()
+		}()
+		p.awaitLease(sw, suspended, "the suspension of a pair whose write failed")
 	}
 	tctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	dctx, cancelCause := context.WithCancelCause(tctx)

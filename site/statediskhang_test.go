@@ -72,6 +72,17 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 				t.Errorf("%s has not ended 30s after the disk answered; goroutines:\n%s", what, goroutines())
 			}
 		}
+		// A write of the timer's lease given up removes its temporary
+		// file once the disk answers: not after the test's directory is.
+		for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if d, _ := p.timer.LeaseWait(); d == 0 {
+				break
+			}
+			if time.Now().After(end) {
+				t.Errorf("the timer's lease write has not ended 30s after the disk answered; goroutines:\n%s", goroutines())
+				break
+			}
+		}
 	})
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
