@@ -45,17 +45,7 @@ func TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait(t *testing.T) {
 	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 0)
 	cfg := p.cfg
 	holdWritesOnTheLease(t, p)
-	var stopErr error
-	// Each of the stop's waits on the disk is 1 s; the drain's timeout
-	// is 10 s.
-	within(t, 8*time.Second, "the stop, before the drain's timeout", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
-	if stopErr == nil || !strings.Contains(stopErr.Error(), "timer's lease") {
-		t.Errorf("the stop's error does not name the timer's lease: %v", stopErr)
-	}
-	if len(logs.lines("drain", "timer's lease", "not clean")) == 0 {
-		t.Errorf("the stop's log does not say the drain was given up for the timer's lease, not clean:\n%s", logs.String())
-	}
+	stopGivesItsDrainUpForTheLease(t, stop, logs)
 	// The lease's writes given up rename nothing once the disk answers:
 	// a late one could replace the mark of a run started meanwhile with a
 	// lower one.
@@ -89,17 +79,7 @@ func readLease(t *testing.T, p *Primary) string {
 func TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait(t *testing.T) {
 	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
 	holdWritesOnTheLease(t, p)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var err error
-	within(t, 20*time.Second, "the suspension of vol1 with --drain", func() { err = pairOps{p}.Suspend(ctx, "vol1", true) })
-	t.Logf("answered: %v", err)
-	if err == nil || !strings.Contains(err.Error(), "timer's lease") {
-		t.Errorf("the drain with the timer's lease hung: %v, want an error naming the lease", err)
-	}
-	if st := volumeStatus(p.Status(), "vol1").State; st != "duplex" {
-		t.Errorf("vol1, its drain given up: %s, want duplex", st)
-	}
+	drainIsGivenUpForTheLease(t, p)
 }
 
 // TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld: as
@@ -114,6 +94,25 @@ func TestAHungLeaseEndsAnOperatorsDrainAfterTheStopsWait(t *testing.T) {
 func TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld(t *testing.T) {
 	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
 	aStampWaitsWithNothingHeld(t, p)
+	drainIsGivenUpForTheLease(t, p)
+}
+
+// TestAHungLeaseEndsTheStopsDrainWithNothingHeld: as
+// TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait, but with nothing held
+// when the stop drains, while the mover's cut waits for the lease's
+// write: the stop still gives its drain up for the lease, saying so, and
+// is not clean.
+func TestAHungLeaseEndsTheStopsDrainWithNothingHeld(t *testing.T) {
+	p, _, _, logs, stop := stateDiskHanging(t, time.Second, 0)
+	aStampWaitsWithNothingHeld(t, p)
+	stopGivesItsDrainUpForTheLease(t, stop, logs)
+}
+
+// drainIsGivenUpForTheLease suspends vol1 of p with --drain, the timer's
+// lease hung: the drain is given up after the stop's wait (1 s), not the
+// command's timeout, saying why, and vol1 is left duplex.
+func drainIsGivenUpForTheLease(t *testing.T, p *Primary) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var err error
@@ -127,14 +126,12 @@ func TestAHungLeaseEndsAnOperatorsDrainWithNothingHeld(t *testing.T) {
 	}
 }
 
-// TestAHungLeaseEndsTheStopsDrainWithNothingHeld: as
-// TestAHungLeaseEndsTheStopsDrainAfterTheStopsWait, but with nothing held
-// when the stop drains, while the mover's cut waits for the lease's
-// write: the stop still gives its drain up for the lease, saying so, and
-// is not clean.
-func TestAHungLeaseEndsTheStopsDrainWithNothingHeld(t *testing.T) {
-	p, _, _, logs, stop := stateDiskHanging(t, time.Second, 0)
-	aStampWaitsWithNothingHeld(t, p)
+// stopGivesItsDrainUpForTheLease stops the primary, the timer's lease
+// hung: the stop's drain is given up after the stop's wait on the disk
+// (1 s), before the drain's timeout (10 s), and its error and log say
+// so, not clean.
+func stopGivesItsDrainUpForTheLease(t *testing.T, stop func() error, logs *logBuffer) {
+	t.Helper()
 	var stopErr error
 	within(t, 8*time.Second, "the stop, before the drain's timeout", func() { stopErr = stop() })
 	t.Logf("the stop: %v", stopErr)
