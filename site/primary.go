@@ -466,9 +466,21 @@ func (p *Primary) close() {
 		v.Close()
 	}
 	// Last: every file of the pair state is closed.
-	if p.stateLock != nil {
-		p.stateLock.Close()
+	if p.stateLock == nil {
+		return
 	}
+	if p.timer != nil && leaseWriting(p) {
+		// The stop gave the lease's write up (timer.Abandon), and its
+		// rename, already in the kernel, may still land once the disk
+		// answers: a next run let in before then would find its mark
+		// replaced by this lower one, below the stamps it handed out.
+		go func(lock io.Closer) {
+			p.timer.AwaitWrites()
+			lock.Close()
+		}(p.stateLock)
+		return
+	}
+	p.stateLock.Close()
 }
 
 // Mover returns the data mover.

@@ -248,10 +248,23 @@ func (t *Timer) Close() error {
 // written, above every stamp handed out; a late write could otherwise
 // replace a mark the next run wrote with a lower one. Only a rename the
 // disk already holds can still land: a process does not exit before it
-// has, nor lets its lock on the state directory go.
+// has, and lets its lock on the state directory go only after it (see
+// AwaitWrites).
 func (t *Timer) Abandon() {
 	if t.lease != nil {
 		t.lease.abandon()
+	}
+}
+
+// AwaitWrites waits for the write of the lease under way, if any, to end:
+// given up (Abandon), its rename may still land, once the disk answers,
+// if it had begun, and the lock that keeps a next run off the file is
+// let go only after it.
+func (t *Timer) AwaitWrites() {
+	if t.lease != nil {
+		// Every write is made under mu: taking it waits for the one under way.
+		t.lease.mu.Lock()
+		t.lease.mu.Unlock()
 	}
 }
 
