@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -224,10 +225,26 @@ func TestAHungStateDiskUnderThePairManagersLoopLetsTheStopEnd(t *testing.T) {
 // and waits for the secondary's volumes to be the primary's.
 func restartMakesTheSecondarysVolumesThePrimarys(t *testing.T, cfg *config.Config, s *Secondary) {
 	t.Helper()
+	awaitStateDirLetGo(t, cfg)
 	p2, _ := startPrimary(t, cfg, 200*time.Millisecond)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p2.Status()) })
 	quiesceMover(t, p2)
 	for _, vol := range []string{"vol1", "vol2"} {
 		waitFor(t, 20*time.Second, "the secondary's "+vol+" to be the primary's", func() bool { return sameVolume(t, p2, s, vol) })
 	}
+}
+
+// awaitStateDirLetGo waits until no primary holds the pair-state
+// directory of cfg: a stop that gave a hung write of the timer's lease up
+// lets it go only once the write has ended (after the disk answers).
+func awaitStateDirLetGo(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the stopped primary to let its state directory go", func() bool {
+		l, err := disk.OS.Lock(filepath.Join(PairStateDir(cfg), stateLockName))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }
