@@ -73,14 +73,16 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 				t.Errorf("%s has not ended 30s after the disk answered; goroutines:\n%s", what, goroutines())
 			}
 		}
-		// A write of the timer's lease given up removes its temporary
-		// file once the disk answers: not after the test's directory is.
+		// A write given up (the timer's lease, a record) removes its
+		// temporary file once the disk answers: not after the test's
+		// directory is.
 		for end := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if d, _ := p.timer.LeaseWait(); d == 0 {
+			tmp, _ := filepath.Glob(filepath.Join(p.stateDir, "*.tmp*"))
+			if d, _ := p.timer.LeaseWait(); d == 0 && len(tmp) == 0 {
 				break
 			}
 			if time.Now().After(end) {
-				t.Errorf("the timer's lease write has not ended 30s after the disk answered; goroutines:\n%s", goroutines())
+				t.Errorf("a write given up has not ended 30s after the disk answered (%v); goroutines:\n%s", tmp, goroutines())
 				break
 			}
 		}
