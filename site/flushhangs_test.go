@@ -204,9 +204,10 @@ func TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean(t *testing.T) {
 
 // restartCopiesVol1 restarts the primary of cfg after a stop that left
 // vol1 to copy, and waits for the secondary's vol1 to be the primary's.
+// Its reads do not hang.
 func restartCopiesVol1(t *testing.T, cfg *config.Config, s *Secondary) {
 	t.Helper()
-	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	p, _ := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
 	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
