@@ -55,6 +55,10 @@ type Primary struct {
 	// has ended, which may be after Run returned, as pairsEnded. Set by
 	// Run's stop.
 	logEnded <-chan struct{}
+	// failedSuspended is closed once the stop's suspension of the pairs
+	// whose writes failed has ended: a stop that went on without it
+	// (a hung timer's lease) leaves it to save the pair state later.
+	failedSuspended <-chan struct{}
 	listeners
 	nbdTLS  *tls.Config // nil: plaintext NBD
 	start   time.Time
@@ -620,6 +624,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		// The suspension stamps its marker under the subsystem's lock,
 		// and waits for the timer's lease as a write does.
 		suspended := make(chan struct{})
+		p.failedSuspended = suspended
 		go func() {
 			defer close(suspended)
 			p.pairs.SuspendFailedWrites()

@@ -63,7 +63,8 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 		if p == nil {
 			return
 		}
-		for what, ended := range map[string]<-chan struct{}{"the pair manager's loop": p.pairsEnded, "the activity log's last write": p.logEnded} {
+		for what, ended := range map[string]<-chan struct{}{"the pair manager's loop": p.pairsEnded, "the activity log's last write": p.logEnded,
+			"the suspension of the pairs whose writes failed": p.failedSuspended} {
 			if ended == nil {
 				continue
 			}
