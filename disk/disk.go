@@ -25,6 +25,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // File is an open file of an FS.
@@ -136,7 +138,7 @@ func WriteFileAtomic(fsys FS, path string, data []byte) error {
 // later save, or a later run's.
 func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byte) error {
 	dir := filepath.Dir(path)
-	tmp, err := fsys.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	tmp, err := fsys.CreateTemp(dir, filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -169,6 +171,63 @@ func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byt
 		return fmt.Errorf("write %s: fsync dir: %w", path, err)
 	}
 	return nil
+}
+
+// tempInfix joins a target's name and the random digits os.CreateTemp
+// puts for the "*" in the names of WriteFileAtomic's temporary files:
+// TARGET.tmpDIGITS, the digits a uint32 in decimal.
+const tempInfix = ".tmp"
+
+// leftTemp returns the target whose temporary file name would be, as
+// WriteFileAtomic names them; ok false for any other name.
+func leftTemp(name string) (target string, ok bool) {
+	i := strings.LastIndex(name, tempInfix)
+	if i <= 0 {
+		return "", false
+	}
+	digits := name[i+len(tempInfix):]
+	if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(digits, 10, 32); err != nil {
+		return "", false
+	}
+	return name[:i], true
+}
+
+// RemoveLeftTemps removes from dir the temporary files of WriteFileAtomic
+// (TARGET.tmpDIGITS, regular files) whose target of accepts, and returns
+// their names. A write is cut short there only by the end of its process
+// (kill -9, a crash): its deferred removal never runs, and nothing ever
+// reads or removes the file. Call it only while no write to dir is under
+// way, with the lock that keeps other writers out held. Nothing else is
+// touched: a name of another shape, or a directory, stays. A missing dir
+// has nothing to remove.
+func RemoveLeftTemps(fsys FS, dir string, of func(target string) bool) ([]string, error) {
+	entries, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("temporary files left in %s: %w", dir, err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		target, ok := leftTemp(e.Name())
+		if !ok || !e.Type().IsRegular() || !of(target) {
+			continue
+		}
+		if err := fsys.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	if len(errs) > 0 {
+		return removed, fmt.Errorf("temporary files left in %s: %w", dir, errors.Join(errs...))
+	}
+	return removed, nil
 }
 
 // IsFull reports whether err says the file system is out of space (or

@@ -233,6 +233,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
 			p.stateDir, cfg.Session, err)
 	}
+	removeLeftTemps(opts.FS, p.stateDir, p.log)
 	// A site promoted back by a switchover serves as the primary again.
 	if opts.StateDir == "" && opts.Promotion == nil {
 		if p.promotion, err = failBack(cfg, opts.FS, p.stateDir, p.log); err != nil {

@@ -372,6 +372,8 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if p.changes, err = failover.OpenChanges(opts.FS, dir, sizes); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
+	// Its LOCK held, and nothing of dir written until the timer opens.
+	removeLeftTemps(opts.FS, dir, p.log)
 	// Stamps follow everything the volumes hold from the old primary, and
 	// every stamp of an earlier run here, whatever the clock did.
 	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {

@@ -223,6 +223,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 			}
 		}()
 	}
+	// The lock is held, by this open or its caller.
+	removeLeftTemps(opts.FS, filepath.Dir(StatePath(cfg)), log.With("site", "secondary"))
 	// Before anything of the site is read (see heldFilesThere).
 	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
