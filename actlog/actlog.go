@@ -640,7 +640,12 @@ func (l *Log) stick(name string, off, length int64, now bool) (bool, error) {
 		v.handed[r/64] &^= 1 << (r % 64)
 	}
 	// Not on disk after a failure: the generation is not durable, so the
-	// next write to these regions tries again.
+	// next write to these regions tries again. A write of a suspended
+	// pair waits here as one of a duplex pair waits in Mark (Waits).
+	if l.durable < need {
+		l.waiting++
+		defer func() { l.waiting-- }()
+	}
 	if err := l.await(need); err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"duplex/actlog"
 	"duplex/bitmap"
@@ -223,6 +224,11 @@ func (c *Changes) Mark(vol string, off, length int64) error     { return c.Stick
 func (c *Changes) MarkCopy(vol string, off, length int64) error { return c.Stick(vol, off, length) }
 func (c *Changes) Done(string, int64, int64)                    {}
 func (c *Changes) Wrote(string, int64, int64)                   {}
+
+// Waits returns how long the log's write under way has taken, 0 if none
+// is, and how many writes wait for their regions to be written (see
+// actlog's Waits): on a disk that stopped answering, they wait with it.
+func (c *Changes) Waits() (time.Duration, int) { return c.log.Waits() }
 
 // Save writes every volume's bitmap, atomically.
 func (c *Changes) Save() error {

@@ -1396,14 +1396,9 @@ func (p *Primary) samples() []control.Sample {
 		}
 	}
 	logWrite, save, waiting := p.stateWaits()
-	lease, leaseWaiting := p.timer.LeaseWait()
+	// The state directory's disk, as at a promoted site (promoted.go).
+	failing = append(logAndLeaseSamples(logWrite, waiting, p.timer), failing...)
 	return append([]control.Sample{
-		control.Gauge("activity_log_write_seconds", "Seconds the activity log's write (and fsync) under way has taken; 0 while none is "+
-			"(the writes to regions not yet marked wait for it).", logWrite.Seconds()),
-		control.Gauge("activity_log_waiting_writes", "Client writes waiting for the activity log to write their regions' marks.", float64(waiting)),
-		control.Gauge("timer_lease_write_seconds", "Seconds the write of the common timer's lease under way has taken; 0 while none is "+
-			"(once the timestamps reach the lease on disk, every client write waits for it).", lease.Seconds()),
-		control.Gauge("timer_waiting_stamps", "Updates (client writes among them) waiting for the common timer's lease to be written before they are stamped.", float64(leaseWaiting)),
 		control.Gauge("pair_state_save_seconds", "Seconds the pair state's save under way has taken; 0 while none is "+
 			"(the pair manager's copies, promotions and the operator's commands wait for it).", save.Seconds()),
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
@@ -1463,15 +1458,7 @@ func leaseWriting(p *Primary) bool {
 // copies, promotions and the operator's commands, which save the state).
 func (p *Primary) stateDiskWait(now time.Time) string {
 	logWrite, save, waiting := p.stateWaits()
-	var out []string
-	if logWrite >= p.slowDisk {
-		out = append(out, fmt.Sprintf("activity log write: waiting on the disk for %s (since %s), %d client writes waiting for their regions' marks",
-			logWrite.Round(time.Millisecond), now.Add(-logWrite).UTC().Format(time.RFC3339), waiting))
-	}
-	if lease, waiting := p.timer.LeaseWait(); lease >= p.slowDisk {
-		out = append(out, fmt.Sprintf("timer lease write: waiting on the disk for %s (since %s), %d updates waiting for their timestamps; once the stamps reach the lease on disk every client write of every volume waits with it",
-			lease.Round(time.Millisecond), now.Add(-lease).UTC().Format(time.RFC3339), waiting))
-	}
+	out := logAndLeaseWaits("activity log", logWrite, waiting, p.timer, p.slowDisk, now)
 	if save >= p.slowDisk {
 		out = append(out, fmt.Sprintf("pair state save: waiting on the disk for %s (since %s); the pairs' copies, promotions and commands wait with it",
 			save.Round(time.Millisecond), now.Add(-save).UTC().Format(time.RFC3339)))

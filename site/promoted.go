@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -296,6 +297,9 @@ type Promoted struct {
 	// beforeFlush: see PromotedOptions; stopFlushWait: see StopFlushWait.
 	beforeFlush   func(vol string) error
 	stopFlushWait time.Duration
+	// slowDisk is how long a write of the promotion directory may take
+	// before status says that it waits on its disk, as at the primary.
+	slowDisk time.Duration
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -311,9 +315,10 @@ type PromotedOptions struct {
 	// served on, not bound again. OpenPromoted owns them, and closes them
 	// if it fails.
 	Listeners Listeners
-	// beforeFlush, stopFlushWait: see PrimaryOptions (tests).
+	// beforeFlush, stopFlushWait, slowDisk: see PrimaryOptions (tests).
 	beforeFlush   func(vol string) error
 	stopFlushWait time.Duration
+	slowDisk      time.Duration
 }
 
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
@@ -351,7 +356,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	}
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
 		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore,
-		beforeFlush: opts.beforeFlush, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait)}
+		beforeFlush: opts.beforeFlush, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait), slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
@@ -580,6 +585,8 @@ func (p *Promoted) Status() control.Status {
 	st := control.Status{Session: p.cfg.Session, Role: "primary", Link: "suspended", Generation: p.promotion.Generation.String(),
 		PromotedAt: control.FormatTime(p.promotion.At), PromotedFrom: control.FormatTime(p.promotion.ConsistencyTime),
 		PrimarySite: "secondary", PrimarySince: control.FormatTime(p.promotion.At)}
+	logWrite, waiting := p.changes.Waits()
+	st.DiskWait = strings.Join(logAndLeaseWaits("changed regions' log", logWrite, waiting, p.timer, p.slowDisk, time.Now()), "; ")
 	for _, name := range p.order {
 		changed := p.changes.Bitmap(name).DirtyBytes()
 		st.Volumes = append(st.Volumes, control.VolumeStatus{Name: name, Subsystem: p.subOf[name], State: "suspended",
@@ -612,10 +619,11 @@ func (p *Promoted) samples() []control.Sample {
 	for _, name := range p.order {
 		changed += p.changes.Bitmap(name).DirtyBytes()
 	}
-	return []control.Sample{
+	logWrite, waiting := p.changes.Waits()
+	return append(logAndLeaseSamples(logWrite, waiting, p.timer),
 		control.Gauge("link_up", linkUpHelp, 0),
 		control.Gauge("changed_bytes", "At a promoted site: bytes of the regions written since the promotion, which a rejoin copies.", float64(changed)),
-	}
+	)
 }
 
 // ReadAt reads a volume of the promoted site.
