@@ -166,6 +166,11 @@ type Status struct {
 	// Coupling is set at the secondary of a session in a coupled group
 	// ([coupling]).
 	Coupling *CouplingStatus `json:"coupling,omitempty"`
+	// Starting is set while the site starts (see ServeStarting): it has
+	// not read its state yet, and nothing above but Session, Role and
+	// Link ("disconnected") is known; every call that changes its state
+	// is refused until it runs.
+	Starting *StartingStatus `json:"starting,omitempty"`
 }
 
 // CouplingStatus is a coupled secondary's view of its group.
@@ -366,6 +371,9 @@ type Server struct {
 	// request is answered 400 and served nothing.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// Early, if set, is what has answered on the control address while
+	// the site started (ServeStarting): Serve takes it over.
+	Early *Starting
 
 	srv *http.Server
 	// changes admits the calls that change the site's state until its
@@ -745,17 +753,13 @@ func ReadToken(path string) (string, error) {
 	return tok, nil
 }
 
-// Serve serves on ln until ctx ends.
+// Serve serves on ln until ctx ends; with Early set, it takes over the
+// address Early serves (ln is then Early's) rather than serve ln itself.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && s.Logger != nil {
-		if s.TLS == nil {
-			s.Logger.Warn("control address is reachable from other hosts: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token, which crosses the network in plaintext",
-				"addr", a.String())
-		} else {
-			s.Logger.Info("control address is reachable from other hosts over HTTPS: status, metrics and the status page are readable by anyone who can connect; mutating calls and profiles need the token",
-				"addr", a.String())
-		}
+	if s.Early != nil {
+		return s.Early.serveAs(ctx, s)
 	}
+	warnReachable(ln, s.TLS, s.Logger)
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: s.TLS}
 	shut := make(chan struct{})
 	go func() {
@@ -767,14 +771,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.srv.Close()
 		}
 	}()
-	serve := s.srv.Serve
-	if s.TLS != nil {
-		// ServeTLS takes the certificate from TLSConfig, offers HTTP/2, and
-		// answers a plain HTTP request with 400 "Client sent an HTTP
-		// request to an HTTPS server".
-		serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
-	}
-	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := serveOn(s.srv, ln, s.TLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("control %s: %w", ln.Addr(), err)
 	}
 	// Serve returns as Shutdown begins, before the handlers under way have

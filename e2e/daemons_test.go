@@ -215,14 +215,17 @@ func (d *daemon) kill() {
 
 func (d *daemon) log() string { return readLog(d.logPath) }
 
-// waitReady polls the control address until it answers.
+// waitReady polls the control address until it answers, the site
+// started (its addresses all bound: see fetchStatus).
 func (d *daemon) waitReady(ctl string) {
 	d.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := fetchStatus(ctl); err == nil {
+		_, err := fetchStatus(ctl)
+		if err == nil {
 			return
-		} else if d.exited() {
+		}
+		if d.exited() {
 			d.t.Fatalf("duplex %s exited with status %d before it was ready:\n%s", d.role, d.code, logTail(d.log(), 4000))
 		} else if time.Now().After(deadline) {
 			d.t.Fatalf("duplex %s not ready on %s: %v\n%s", d.role, ctl, err, logTail(d.log(), 4000))
@@ -234,7 +237,18 @@ func (d *daemon) waitReady(ctl string) {
 func fetchStatus(addr string) (control.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return control.Fetch(ctx, control.Endpoint{Addr: addr})
+	return fetchRunning(ctx, control.Endpoint{Addr: addr})
+}
+
+// fetchRunning reads a running site's status: one that starts (its state
+// not read yet, its NBD address not bound, its status without volumes)
+// is an error, as a site that does not answer is.
+func fetchRunning(ctx context.Context, at control.Endpoint) (control.Status, error) {
+	st, err := control.Fetch(ctx, at)
+	if err == nil && st.Starting != nil {
+		return st, fmt.Errorf("%s: starting since %s (waiting for %s for %.1fs)", at.Addr, st.Starting.Since, st.Starting.Step, st.Starting.StepSeconds)
+	}
+	return st, err
 }
 
 // eventually polls cond every 20ms until it holds, failing the test after d.

@@ -615,8 +615,8 @@ func (f *fuzzer) layout() workload.Layout {
 func (f *fuzzer) checkLive() {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	st1, err1 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
-	sst, err2 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
+	st1, err1 := fetchRunning(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
+	sst, err2 := fetchRunning(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
 	cancel()
 	if err1 != nil || err2 != nil {
 		if f.diskFull && err1 == nil {
@@ -640,8 +640,8 @@ func (f *fuzzer) checkLive() {
 		f.fail("reading the secondary's exports: %v", err)
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	st2, err := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
-	sst2, err2 := control.Fetch(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
+	st2, err := fetchRunning(ctx, control.Endpoint{Addr: f.sess.Config.Primary.Control})
+	sst2, err2 := fetchRunning(ctx, control.Endpoint{Addr: f.sess.Config.Secondary.Control})
 	cancel()
 	if err != nil {
 		f.fail("status: %v", err)
@@ -1160,7 +1160,7 @@ func newPairWatch(addr string, vols []string) *pairWatch {
 		defer close(w.done)
 		for ctx.Err() == nil {
 			fctx, c := context.WithTimeout(ctx, time.Second)
-			st, err := control.Fetch(fctx, control.Endpoint{Addr: addr})
+			st, err := fetchRunning(fctx, control.Endpoint{Addr: addr})
 			c()
 			if err == nil {
 				w.observe(st, time.Now())

@@ -105,7 +105,18 @@ type Changes struct {
 // sizes: each volume's bitmap as last written, with every region the
 // activity log marked added (the writes since, up to a crash), written back
 // before it returns. One process at a time holds them (a LOCK file).
-func OpenChanges(fsys disk.FS, dir string, sizes map[string]int64) (_ *Changes, err error) {
+func OpenChanges(fsys disk.FS, dir string, sizes map[string]int64) (*Changes, error) {
+	lock, err := LockChanges(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return OpenLockedChanges(fsys, dir, sizes, lock)
+}
+
+// LockChanges takes the LOCK of the changed regions in dir (creating dir),
+// which OpenLockedChanges then opens: OpenChanges in two steps, for a
+// caller that does something between, holding the lock.
+func LockChanges(fsys disk.FS, dir string) (io.Closer, error) {
 	fsys = disk.Or(fsys)
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("changed regions: %w", err)
@@ -114,6 +125,13 @@ func OpenChanges(fsys disk.FS, dir string, sizes map[string]int64) (_ *Changes, 
 	if err != nil {
 		return nil, fmt.Errorf("changed regions %s: another process holds them: %w", dir, err)
 	}
+	return lock, nil
+}
+
+// OpenLockedChanges is OpenChanges once LockChanges took lock, which the
+// Changes hold from then on (it is closed if the open fails).
+func OpenLockedChanges(fsys disk.FS, dir string, sizes map[string]int64, lock io.Closer) (_ *Changes, err error) {
+	fsys = disk.Or(fsys)
 	c := &Changes{fsys: fsys, dir: dir, maps: map[string]*bitmap.Bitmap{}, lock: lock}
 	defer func() {
 		if err != nil {

@@ -56,6 +56,21 @@
 //	                 new primary; pending: the other site's status says
 //	                 whether it took over)
 //
+// Each site's control address answers from right after its lock is
+// taken (the primary's LOCK, the secondary's secondary.lock, a promoted
+// site's LOCK), before anything else of its state is read: status says
+// that the site starts and which file the start waits for, and since
+// when (control.Status's Starting), and every command that changes its
+// state is refused "not yet: starting" until it runs. The lock first: a
+// second process of the site is refused on it, naming the holder, not on
+// the address the first one holds. A lock that does not come within the
+// slow-disk wait (its file's open on a disk that stopped answering)
+// does not keep the address down: status then names the lock.
+//
+// At each start, with the lock held, the temporary files of atomic
+// writes (below) that a kill -9 cut short are removed from the site's
+// state directory.
+//
 // Removing the directory makes the next start a new pair state: a new
 // generation, which a secondary that followed the old one refuses, and full
 // initial copies of every pair.

@@ -112,6 +112,9 @@ type Primary struct {
 	// slowDisk is how long a write of the state directory may take
 	// before status says that it waits on its disk (see stateDiskWait).
 	slowDisk time.Duration
+	// early is the control address's server while the primary started;
+	// Run's takes it over.
+	early *control.Starting
 	// flushes: see volumeFlushes.
 	flushes map[string]*volumeFlushes
 	// life ends when Run stops (or the primary is closed): a switchover
@@ -228,14 +231,29 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	defer starting.end()
 	// Before any file is read or written: a second primary of the session
 	// would rewrite the timer's lease, the activity log and the pair state
-	// under the running one, then fail on its addresses.
-	if p.stateLock, err = disk.Or(opts.FS).Lock(filepath.Join(p.stateDir, stateLockName)); err != nil {
-		return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
-			p.stateDir, cfg.Session, err)
+	// under the running one, then fail on its addresses. Status answers
+	// from then on, saying what the start waits for.
+	lockPath := filepath.Join(p.stateDir, stateLockName)
+	p.stateLock, err = lockThenServe(func() (io.Closer, error) {
+		lock, err := disk.Or(opts.FS).Lock(lockPath)
+		if err != nil {
+			return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
+				p.stateDir, cfg.Session, err)
+		}
+		return lock, nil
+	}, func() (err error) {
+		p.early, err = p.serveStarting(cfg, "primary", "primary", "primary", cfg.Primary.Control, opts.Listeners.Control, starting, p.log)
+		opts.Listeners.Control = nil // p's now
+		return err
+	}, starting, lockPath, p.slowDisk)
+	if err != nil {
+		return nil, err
 	}
+	starting.step(p.stateDir + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, p.stateDir, p.log)
 	// A site promoted back by a switchover serves as the primary again.
 	if opts.StateDir == "" && opts.Promotion == nil {
+		starting.step(filepath.Join(p.stateDir, "promotion.json"))
 		if p.promotion, err = failBack(cfg, opts.FS, p.stateDir, p.log); err != nil {
 			return nil, fmt.Errorf("primary: %w", err)
 		}
@@ -250,6 +268,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	// A site that rejoined the promoted one is its secondary: its volumes
 	// take that site's data, and writes served here would be lost.
+	starting.step(filepath.Join(p.stateDir, rejoinFile))
 	if r, err := readRejoin(opts.FS, p.stateDir); err == nil {
 		return nil, fmt.Errorf("primary: this site rejoined the promoted site of session %q at %s as its secondary (%s): "+
 			"duplex rejoin --yes runs it; the primary of the session is the promoted site", cfg.Session, control.FormatWall(time.Unix(0, r.At)),
@@ -257,11 +276,13 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	} else if !errors.Is(err, errNotRejoined) {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	starting.step(filepath.Join(p.stateDir, failover.SwitchoverFile))
 	if err := refuseSwitchedOver(p.stateDir, opts.FS); err != nil {
 		return nil, err
 	}
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
+	starting.step(filepath.Join(p.stateDir, "generation.json"))
 	if p.generation, err = openGeneration(p.stateDir); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
@@ -273,6 +294,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		// Every stamp follows what the volumes held when promoted.
 		p.timer.AtLeast(p.promotion.ConsistencyTime)
 	}
+	starting.step("the volumes")
 	for _, sc := range cfg.Primary.Subsystems {
 		vols := map[string]*volume.Volume{}
 		var names []string
@@ -398,18 +420,19 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	starting.end()
-	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, cfg.Primary.Control, opts.Listeners); err != nil {
+	if err := p.listen(cfg, "primary", "primary", cfg.Primary.NBD, "", Listeners{NBD: opts.Listeners.NBD}); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// startWait says in the log what write of the state directory a start
-// waits for, once it has waited slow, and again each time the wait
-// doubles: before the control address is up, the log is all an operator
-// sees of a start held by a disk that stopped answering (status names
-// such a wait once the primary runs).
+// startWait follows a start's steps, for the status its control address
+// answers while it starts (serveStarting), and, once a write of the
+// state directory has waited slow (unless 0), and again each time the
+// wait doubles, says it in the log too: a start held by a disk that
+// stopped answering otherwise looks like one that goes on.
 type startWait struct {
+	began time.Time
 	mu    sync.Mutex
 	what  string
 	since time.Time
@@ -419,7 +442,10 @@ type startWait struct {
 
 // watchStart watches the start's steps (step) until end.
 func watchStart(log *slog.Logger, slow time.Duration) *startWait {
-	w := &startWait{stop: make(chan struct{})}
+	w := &startWait{began: time.Now(), stop: make(chan struct{})}
+	if slow <= 0 {
+		return w
+	}
 	go func() {
 		t := time.NewTicker(min(max(slow/4, 10*time.Millisecond), time.Second))
 		defer t.Stop()
@@ -438,7 +464,7 @@ func watchStart(log *slog.Logger, slow time.Duration) *startWait {
 				warned, next = what, slow
 			}
 			if d := time.Since(since); what != "" && d >= next {
-				log.Warn("starting: a write of the state directory has waited on its disk (it may have stopped answering); the control address is not up until the start ends",
+				log.Warn("starting: the start has waited on its disk (it may have stopped answering); status says the site is starting, and what it waits for, and commands are refused, until the start ends",
 					"file", what, "waited", d.Round(time.Millisecond), "since", since.UTC().Format(time.RFC3339))
 				next *= 2
 			}
@@ -459,13 +485,14 @@ func (w *startWait) end() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.ended {
-		w.ended = true
+		w.ended, w.what = true, ""
 		close(w.stop)
 	}
 }
 
 func (p *Primary) close() {
 	p.endLife()
+	p.early.Close()
 	p.listeners.close()
 	for _, v := range p.vols {
 		v.Close()
@@ -528,7 +555,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	var cs *control.Server
 	if p.ctlLn != nil {
-		cs = &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
+		cs = &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), Pairs: pairOps{p}, Token: p.token, TLS: p.ctlTLS, Logger: p.log, Early: p.early,
 			SetRates: p.SetRates, Switchover: p.Switchover, History: p.history, Changes: p.changedRegions(), Rejoin: p.rejoin(),
 			Sites: sessionSites(p.cfg, control.Site{Role: "primary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -300,6 +301,9 @@ type Promoted struct {
 	// slowDisk is how long a write of the promotion directory may take
 	// before status says that it waits on its disk, as at the primary.
 	slowDisk time.Duration
+	// early is the control address's server while the site started;
+	// Run's takes it over.
+	early *control.Starting
 }
 
 // PromotedOptions adjust a promoted site beyond its config (tests).
@@ -363,6 +367,35 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			p.close()
 		}
 	}()
+	// The changed regions' LOCK first: it keeps a second promoted site on
+	// the same config off every file of the promotion directory, the timer
+	// mark (the running site's lease on its stamps) among them.
+	// Status answers from then on, saying what the start waits for.
+	starting := watchStart(p.log, p.slowDisk)
+	defer starting.end()
+	lock, err := lockThenServe(func() (io.Closer, error) {
+		lock, err := failover.LockChanges(opts.FS, dir)
+		if err != nil {
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		return lock, nil
+	}, func() (err error) {
+		p.early, err = p.serveStarting(cfg, "secondary", "primary", "promoted site", cfg.Secondary.Control, opts.Listeners.Control, starting, p.log)
+		opts.Listeners.Control = nil // p's now
+		return err
+	}, starting, filepath.Join(dir, "LOCK"), p.slowDisk)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if lock != nil {
+			lock.Close()
+		}
+	}()
+	// Nothing of dir is written until the changed regions open.
+	starting.step(dir + " (the temporary files a kill left)")
+	removeLeftTemps(opts.FS, dir, p.log)
+	starting.step("the volumes")
 	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, nil)
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
@@ -371,16 +404,15 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	for name, v := range p.vols {
 		sizes[name] = v.Size()
 	}
-	// The changed regions' LOCK first: it keeps a second promoted site on
-	// the same config off every file of the promotion directory, the timer
-	// mark (the running site's lease on its stamps) among them.
-	if p.changes, err = failover.OpenChanges(opts.FS, dir, sizes); err != nil {
+	starting.step("the changed regions in " + dir)
+	p.changes, err = failover.OpenLockedChanges(opts.FS, dir, sizes, lock)
+	lock = nil // the changes' now, closed if they failed to open
+	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
-	// Its LOCK held, and nothing of dir written until the timer opens.
-	removeLeftTemps(opts.FS, dir, p.log)
 	// Stamps follow everything the volumes hold from the old primary, and
 	// every stamp of an earlier run here, whatever the clock did.
+	starting.step(filepath.Join(dir, "timer.json"))
 	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
@@ -415,15 +447,17 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			return nil, fmt.Errorf("promoted: %w", err)
 		}
 	}
+	starting.end()
 	// The secondary's addresses and control certificate: a promoted site
 	// keeps them.
-	if err := p.listen(cfg, "secondary", "promoted", cfg.Secondary.NBD, cfg.Secondary.Control, opts.Listeners); err != nil {
+	if err := p.listen(cfg, "secondary", "promoted", cfg.Secondary.NBD, "", Listeners{NBD: opts.Listeners.NBD}); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
 func (p *Promoted) close() {
+	p.early.Close()
 	p.listeners.close()
 	// The timer before the changed regions, whose Close lets the LOCK go.
 	if p.timer != nil {
@@ -465,7 +499,7 @@ func (p *Promoted) Run(ctx context.Context) error {
 		finishLeave(cctx, p.cfg, p.fsys, p.couplingStore, p.log)
 	}
 	if p.ctlLn != nil {
-		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log,
+		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log, Early: p.early,
 			Changes: p.ChangedRegions,
 			Sites:   sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)

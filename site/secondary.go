@@ -84,6 +84,9 @@ type Secondary struct {
 	secClosed bool
 	// stopHungWait: see SecondaryStopHungWait.
 	stopHungWait time.Duration
+	// early is the control address's server while the site started;
+	// Run's takes it over.
+	early *control.Starting
 }
 
 // SecondaryOptions adjust a secondary beyond its config.
@@ -210,20 +213,46 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if !cfg.HasSecondary() {
 		return nil, errors.New("secondary: the config has no [secondary] section")
 	}
-	// Before anything is read: see lockSite.
-	var lock io.Closer
-	owned := false
-	if !opts.siteLocked {
-		if lock, err = lockSite(opts.FS, cfg); err != nil {
-			return nil, err
+	if !opts.Offline {
+		// Before anything is served.
+		if err := cfg.CheckSecurity(); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
 		}
-		defer func() {
-			if err != nil && !owned {
+	}
+	// Before anything is read: see lockSite. Status answers from then
+	// on (not for recover and promote: Offline), saying what the start
+	// waits for.
+	starting := watchStart(log, 0)
+	defer starting.end()
+	var early listeners
+	var earlyCtl *control.Starting
+	serve := func() (err error) {
+		if opts.Offline {
+			return nil
+		}
+		earlyCtl, err = early.serveStarting(cfg, "secondary", "secondary", "secondary", cfg.Secondary.Control, nil, starting, log.With("site", "secondary"))
+		return err
+	}
+	var lock io.Closer
+	if opts.siteLocked {
+		err = serve()
+	} else {
+		lock, err = lockThenServe(func() (io.Closer, error) { return lockSite(opts.FS, cfg) }, serve, starting, SiteLockPath(cfg), secondary.DefaultSlowDisk)
+	}
+	owned := false
+	defer func() {
+		if err != nil && !owned {
+			if lock != nil {
 				lock.Close()
 			}
-		}()
+			earlyCtl.Close()
+			early.close()
+		}
+	}()
+	if err != nil {
+		return nil, err
 	}
-	// The lock is held, by this open or its caller.
+	starting.step(filepath.Dir(StatePath(cfg)) + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, filepath.Dir(StatePath(cfg)), log.With("site", "secondary"))
 	// Before anything of the site is read (see heldFilesThere).
 	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
@@ -231,6 +260,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	}
 	// A promoted site's volumes hold writes of its own: the old primary's
 	// data must never be applied over them.
+	starting.step(PromotedDir(cfg))
 	switch pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg)); {
 	case err == nil:
 		return nil, fmt.Errorf("secondary: this site was promoted at %s and has been the session's primary since: "+
@@ -250,16 +280,18 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// then, so the cleanup holds its own reference.
 	s := &Secondary{cfg: cfg, log: log.With("site", "secondary"), vols: map[string]*volume.Volume{}, subOf: map[string]string{},
 		history: &control.History{}, fsys: opts.FS, promoted: make(chan failover.Promotion, 1), retries: opts.retries, siteLock: lock,
-		stopHungWait: cmp.Or(opts.stopHungWait, SecondaryStopHungWait)}
+		stopHungWait: cmp.Or(opts.stopHungWait, SecondaryStopHungWait), listeners: early, early: earlyCtl}
 	owned = true
 	defer func() {
 		if err != nil {
 			s.close()
 		}
 	}()
+	starting.step(filepath.Join(filepath.Dir(StatePath(cfg)), promoteEndedFile))
 	if err := s.loadEndedRequests(); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
+	starting.step("the volumes")
 	if err := s.openVolumes(opts.held); err != nil {
 		return nil, err
 	}
@@ -308,6 +340,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		// out of reach on the full disk that may have stopped the secondary.
 		largest = 0
 	}
+	starting.step("the journal " + cfg.Secondary.Journal + " and " + StatePath(cfg) + " (replaying the groups not yet applied)")
 	s.sec, err = secondary.Open(secondary.Config{
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
@@ -326,6 +359,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if opts.Offline {
 		return s, nil
 	}
+	starting.step(drillRecordPath(DrillScratchPath(cfg)))
 	if err := s.endedDrill(); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
@@ -333,9 +367,6 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		if s.token, err = control.ReadToken(tp); err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
 		}
-	}
-	if err := cfg.CheckSecurity(); err != nil {
-		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	if s.nbdTLS, err = tlsconf.SecondaryNBD(cfg); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
@@ -354,7 +385,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		}
 		s.ln = ln
 	}
-	if err := s.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, cfg.Secondary.Control, Listeners{}); err != nil {
+	starting.end()
+	if err := s.listen(cfg, "secondary", "secondary", cfg.Secondary.NBD, "", Listeners{}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -417,6 +449,7 @@ func (s *Secondary) close() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	s.early.Close()
 	s.listeners.close()
 	if s.sec != nil && !s.secClosed {
 		s.sec.Close()
@@ -504,7 +537,7 @@ func (s *Secondary) Run(ctx context.Context) error {
 	if s.ctlLn == nil {
 		close(csDone)
 	} else {
-		cs = &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log,
+		cs = &control.Server{Status: s.Status, Metrics: s.metrics.Handler(), Token: s.token, TLS: s.ctlTLS, Logger: s.log, Early: s.early,
 			History: s.history, Sites: sessionSites(s.cfg, control.Site{Role: "secondary", Control: s.ControlAddr(), NBD: s.NBDAddr(),
 				Listen: s.ListenAddr()}),
 			Fence:   s.fenceForRecover,

@@ -159,7 +159,7 @@ func TestFaultComesOnceEveryPairIsDuplex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ld.stop()
-	st, err := control.Fetch(ctx, control.Endpoint{Addr: tr.sess.Config.Primary.Control})
+	st, err := harness.FetchRunning(ctx, control.Endpoint{Addr: tr.sess.Config.Primary.Control})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func (t *trial) resyncCrash(ctx context.Context, ld *load) (time.Time, error) {
 	var total, left int64
 	copying := false
 	for deadline := time.Now().Add(t.s.catchUp); time.Now().Before(deadline); {
-		st, err := control.Fetch(ctx, control.Endpoint{Addr: t.sess.Config.Primary.Control})
+		st, err := harness.FetchRunning(ctx, control.Endpoint{Addr: t.sess.Config.Primary.Control})
 		if err != nil {
 			return time.Time{}, err
 		}

@@ -587,7 +587,7 @@ func (t *trial) startPrimary() error {
 func (t *trial) secStatus(ctx context.Context) (control.Status, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return control.Fetch(cctx, control.Endpoint{Addr: t.sess.Config.Secondary.Control})
+	return harness.FetchRunning(cctx, control.Endpoint{Addr: t.sess.Config.Secondary.Control})
 }
 
 // startEpoch starts a workload run in a region and with client numbers of its

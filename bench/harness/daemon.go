@@ -184,8 +184,9 @@ func (d *Daemon) LogTail(n int) string {
 	return string(b)
 }
 
-// WaitStatus polls a control address until cond holds, the process dies or
-// ctx ends; it returns the last status read.
+// WaitStatus polls a control address until the site runs (its status no
+// longer says it starts: its addresses are all bound then) and cond holds,
+// the process dies or ctx ends; it returns the last status read.
 func WaitStatus(ctx context.Context, d *Daemon, addr string, cond func(control.Status) bool) (control.Status, error) {
 	var last control.Status
 	var lastErr error
@@ -195,7 +196,7 @@ func WaitStatus(ctx context.Context, d *Daemon, addr string, cond func(control.S
 		cancel()
 		if err == nil {
 			last = st
-			if cond(st) {
+			if st.Starting == nil && cond(st) {
 				return st, nil
 			}
 		}
@@ -212,6 +213,17 @@ func WaitStatus(ctx context.Context, d *Daemon, addr string, cond func(control.S
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// FetchRunning reads a running site's status: one that starts (its
+// state not read yet, its status without volumes, its NBD address not
+// bound) is an error, as a site that does not answer is.
+func FetchRunning(ctx context.Context, at control.Endpoint) (control.Status, error) {
+	st, err := control.Fetch(ctx, at)
+	if err == nil && st.Starting != nil {
+		return st, fmt.Errorf("%s: starting since %s (waiting for %s)", at.Addr, st.Starting.Since, st.Starting.Step)
+	}
+	return st, err
 }
 
 // Connected holds when a site reports its link connected.

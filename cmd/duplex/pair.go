@@ -207,7 +207,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	opCtx, cancel := context.WithTimeout(ctx, *f.timeout+control.AnswerMargin)
 	defer cancel()
 	if *f.all {
-		st, err := control.Fetch(opCtx, at)
+		st, err := fetchRunning(opCtx, at)
 		if err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	var rates control.Rates
 	if copyRate == nil && linkRate == nil {
-		st, err := control.Fetch(ctx, at)
+		st, err := fetchRunning(ctx, at)
 		if err != nil {
 			return err
 		}

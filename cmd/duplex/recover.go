@@ -31,7 +31,8 @@ func (f *cmdFlags) applyTimeoutFlag() *time.Duration {
 
 // runningSecondary returns the status of the session's secondary if it
 // runs: running is false when it has no control address or does not answer
-// within 2 s.
+// within 2 s. A site that answers that it starts holds the site, and takes
+// no command yet: that is the error.
 func runningSecondary(ctx context.Context, cfg *config.Config) (st control.Status, running bool, err error) {
 	if cfg.Secondary.Control == "" {
 		return st, false, nil
@@ -43,6 +44,9 @@ func runningSecondary(ctx context.Context, cfg *config.Config) (st control.Statu
 	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	st, err = control.Fetch(fctx, at)
+	if err == nil && st.Starting != nil {
+		return st, true, fmt.Errorf("%w; it holds the volumes: or stop it (SIGTERM) first", startingError(at, st))
+	}
 	return st, err == nil, nil
 }
 

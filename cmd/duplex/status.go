@@ -24,7 +24,8 @@ var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR [--ca FILE
 // one at --addr; it fails if one of them does not answer, having printed
 // those that did.
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session.")
+	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session. "+
+		"A site answers from right after it took its lock: while it starts, STARTING and what the start waits for, and how long.")
 	path := fs.configFlag("the control addresses of both sites")
 	addr := fs.String("addr", "", "control `ADDR` of one site: host:port, or its URL (https://host:port for a site with control_tls_cert)")
 	caFile := fs.String("ca", "", "with --addr: check the site's HTTPS certificate against the CA in `FILE` (PEM; default the system's roots)")
@@ -104,6 +105,27 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// fetchRunning is control.Fetch for a command that acts on what the
+// status says: a site that starts has not read its state yet, and its
+// status says nothing of it; that is the error.
+func fetchRunning(ctx context.Context, at control.Endpoint) (control.Status, error) {
+	st, err := control.Fetch(ctx, at)
+	if err == nil && st.Starting != nil {
+		return st, startingError(at, st)
+	}
+	return st, err
+}
+
+// startingError says that the site at at, whose status is st, starts.
+func startingError(at control.Endpoint, st control.Status) error {
+	s := st.Starting
+	what := ""
+	if s.Step != "" {
+		what = fmt.Sprintf(", waiting for %s for %.0fs", s.Step, s.StepSeconds)
+	}
+	return fmt.Errorf("not yet: the %s at %s is starting (since %s%s): run the command again once it runs (duplex status)", st.Role, at.Addr, s.Since, what)
+}
+
 // loadCAFile reads the PEM certificates of a CA given on the command line.
 func loadCAFile(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
@@ -128,6 +150,15 @@ func lagText(seconds *float64) string {
 
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
+	if s := st.Starting; s != nil {
+		// Nothing else is known until the state is read.
+		fmt.Fprintf(w, "  STARTING since %s: its state is not read yet, and it takes no command until it runs\n", s.Since)
+		if s.Step != "" {
+			fmt.Fprintf(w, "  waiting for %s for %s (since %s)\n",
+				s.Step, time.Duration(s.StepSeconds*float64(time.Second)).Round(100*time.Millisecond), s.StepSince)
+		}
+		return
+	}
 	if st.SwitchedOverAt != "" {
 		fmt.Fprintf(w, "  switched-over:%s (the session's primary is the %s site since %s; this site takes no writes)\n", st.SwitchedOverAt, st.PrimarySite, st.PrimarySince)
 	}

@@ -104,6 +104,8 @@ func runningPrimary(ctx context.Context, cfg *config.Config) (from, to string, a
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("the %s site's control address %s does not answer (%v)", role, at.Addr, err))
+		case st.Starting != nil:
+			errs = append(errs, fmt.Sprintf("the %s site: %v", role, startingError(at, st)))
 		case st.SwitchedOverAt != "":
 			errs = append(errs, fmt.Sprintf("the %s site was switched over at %s: the %s site is the primary since %s", role, st.SwitchedOverAt, st.PrimarySite, st.PrimarySince))
 		case st.Role != "primary":

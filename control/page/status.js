@@ -425,6 +425,11 @@
     if (failure) {
       parts.push(failure);
     }
+    if (status && status.starting) {
+      const s = status.starting;
+      parts.push("Starting since " + s.since + (s.step ? ": waiting for " + s.step + " for " + seconds(s.step_seconds) : "") +
+        " (its state is not read yet; it takes no command until it runs)");
+    }
     if (status && status.stopped) {
       parts.push("Stopped: " + status.stopped);
     }

@@ -383,7 +383,7 @@ func sample(every time.Duration, skip int, read func() (float64, error)) *sample
 func sidefileBytes(ctx context.Context, ctl string) (float64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	st, err := control.Fetch(cctx, control.Endpoint{Addr: ctl})
+	st, err := harness.FetchRunning(cctx, control.Endpoint{Addr: ctl})
 	if err != nil {
 		return 0, err
 	}
@@ -578,7 +578,7 @@ func (b *bench) memory(ctx context.Context) error {
 	s := sample(250*time.Millisecond, 0, func() (float64, error) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		st, err := control.Fetch(cctx, control.Endpoint{Addr: p.primCtl()})
+		st, err := harness.FetchRunning(cctx, control.Endpoint{Addr: p.primCtl()})
 		if err == nil && st.SidefileBytes != nil {
 			maxSide = max(maxSide, *st.SidefileBytes)
 		}
@@ -773,7 +773,7 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time, tag stri
 	if _, r.rssS, err = harness.ProcMem(p.sec.Pid()); err != nil {
 		return r, err
 	}
-	st0, err := control.Fetch(ctx, control.Endpoint{Addr: p.secCtl()})
+	st0, err := harness.FetchRunning(ctx, control.Endpoint{Addr: p.secCtl()})
 	if err != nil {
 		return r, err
 	}
@@ -796,7 +796,7 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time, tag stri
 			return r, e
 		}
 	}
-	st1, err := control.Fetch(ctx, control.Endpoint{Addr: p.secCtl()})
+	st1, err := harness.FetchRunning(ctx, control.Endpoint{Addr: p.secCtl()})
 	if err != nil {
 		return r, err
 	}
