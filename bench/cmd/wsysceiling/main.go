@@ -1,0 +1,602 @@
+// Command wsysceiling measures the whole-system ceiling of replication by
+// journal then apply for 4 KiB random writes on this machine: the IOPS
+// fio reaches against nbdkit's file plugin (unreplicated) while, on the
+// same CPUs, the least work any such replicator adds for each of those
+// writes runs beside it at the same rate. Its ratio to fio against nbdkit
+// alone is what no replicator that journals at the secondary and then
+// applies can beat here: the IOPS nbdkit's writes leave the replication
+// work room for.
+//
+//	wsysceiling -dir DIR -mode plain      # fio against nbdkit alone
+//	wsysceiling -dir DIR -mode ceiling    # the same, with the replicator's work beside it
+//
+// The replicator's work is two processes of this binary (Go, as Duplex,
+// with its runtime monitor kept awake as Duplex's daemons keep it):
+//
+//   - a sender, which every interval (20 ms, Duplex's default) reads how
+//     many bytes nbdkit has passed to pwrite(2) so far (/proc/PID/io,
+//     wchar: nbdkit's socket replies are send(2)s and not counted there)
+//     and sends that many new 4 KiB writes in one batch over loopback
+//     TCP: a 16-byte header each (offset, length, CRC-32C) and the 4 KiB
+//     payload, in writev(2) calls straight from its buffer of captured
+//     data (64 MiB, filled and checksummed at its start: a primary that
+//     checksums at capture pays that per write, not counted here), then
+//     reads the receiver's acknowledgement of each batch. It does not
+//     capture the writes (nbdkit has them): their number per second is
+//     nbdkit's, 20 ms later, and their offsets random over the volume as
+//     fio's;
+//   - a receiver, which reads each batch straight into an aligned buffer
+//     (no copy in user space), checks each payload's CRC-32C, writes the
+//     batch as received as one journal record (one O_DIRECT pwrite into a
+//     prefilled journal file used as a ring) and fdatasyncs the journal,
+//     acknowledges the batch, and writes each payload into the volume file
+//     at its offset (one pwrite each, through the page cache). With
+//     -checkpoint D it also makes the volume durable every D
+//     (sync_file_range then fdatasync, as a journal's reuse needs); by
+//     default it leaves the writeback to the kernel, after the run, as
+//     nbdkit's writes are: the least a replicator can do in the run.
+//
+// Every run starts nbdkit afresh on a prefilled 1 GiB image and, as the
+// write section of bench/cmd/perf does, first syncs the image and drops it
+// from the page cache (and the receiver's volume); fio runs the write
+// section's job (nbd engine, randwrite 4k, QD16, 20 s after 2 s of ramp,
+// --norandommap --randrepeat=0). Nothing is pinned. The run prints one
+// line and appends it as JSON to DIR/runs.jsonl: fio's IOPS; the CPU
+// seconds per write (over fio's writes, ramp included, as perf counts
+// them) of nbdkit, the sender and the receiver (utime + stime, from
+// /proc/PID/stat and the exited processes' rusage); the whole machine's
+// busy, idle and iowait time per write (/proc/stat); and the writes the
+// sender sent against fio's (ramp included: the two should agree within a
+// batch or two).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"duplex/bench/fiojson"
+	"duplex/internal/sysmon"
+)
+
+const (
+	block     = 4096
+	recHeader = 16 // offset u64, length u32, CRC-32C u32
+	batchHdr  = 16 // magic u32, count u32, sequence u64
+	magic     = 0x57534345
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "send" || os.Args[1] == "recv") {
+		sysmon.KeepAwake()
+		var err error
+		if os.Args[1] == "send" {
+			err = sender(os.Args[2:])
+		} else {
+			err = receiver(os.Args[2:])
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wsysceiling %s: %v\n", os.Args[1], err)
+			os.Exit(1)
+		}
+		return
+	}
+	dir := flag.String("dir", "/tmp/wsysceiling", "directory of the image, the volume and the journal (created, prefilled once)")
+	mode := flag.String("mode", "ceiling", "plain (fio against nbdkit) or ceiling (the replicator's work beside it)")
+	size := flag.Int64("size", 1<<30, "image and volume size")
+	runtime := flag.Duration("runtime", 20*time.Second, "fio's measured time")
+	ramp := flag.Duration("ramp", 2*time.Second, "fio's ramp time")
+	interval := flag.Duration("interval", 20*time.Millisecond, "the sender's batch interval")
+	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
+	label := flag.String("label", "", "a label for the run's record")
+	flag.Parse()
+	if err := run(*dir, *mode, *label, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	Label, Mode, Load             string
+	Start                         time.Time
+	IOPS, Writes, Sent            float64
+	NbdkitUS, SenderUS, RecvUS    float64 // CPU µs per write
+	BusyUS, IdleUS, IowaitUS      float64 // whole machine, µs per write
+	IdlePct, IowaitPct, WallS     float64
+	Checkpoint, Interval          string
+	JournalMiB, ReceiverGroups    float64
+	SenderExit, ReceiverExitError string
+}
+
+func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+	if mode != "plain" && mode != "ceiling" {
+		return fmt.Errorf("mode %q: plain or ceiling", mode)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	image, volume, journal := filepath.Join(dir, "nbdkit.img"), filepath.Join(dir, "volume.img"), filepath.Join(dir, "journal")
+	for _, f := range []struct {
+		path string
+		size int64
+	}{{image, size}, {volume, size}, {journal, 512 << 20}} {
+		if err := prefill(f.path, f.size); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{image, volume} {
+		if err := dropCache(f); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	nbdkit := exec.CommandContext(ctx, "nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port, "file", image)
+	nbdkit.Stderr = os.Stderr
+	if err := nbdkit.Start(); err != nil {
+		return fmt.Errorf("nbdkit: %w", err)
+	}
+	defer func() { nbdkit.Process.Signal(syscall.SIGTERM); nbdkit.Wait() }()
+	if err := waitListen("127.0.0.1:" + port); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var send, recv *exec.Cmd
+	var sendOut, recvOut strings.Builder
+	if mode == "ceiling" {
+		recv = exec.Command(self, "recv", volume, journal, checkpoint.String())
+		recv.Stderr = os.Stderr
+		recv.Stdout = &recvOut
+		// The receiver writes its address to a pipe of its own (fd 3),
+		// read once, before the run.
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return err
+		}
+		recv.ExtraFiles = []*os.File{pw}
+		if err := recv.Start(); err != nil {
+			return fmt.Errorf("receiver: %w", err)
+		}
+		pw.Close()
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		pr.Close()
+		if err != nil {
+			return fmt.Errorf("receiver's port: %w", err)
+		}
+		send = exec.Command(self, "send", strings.TrimSpace(line), strconv.Itoa(nbdkit.Process.Pid), interval.String(), strconv.FormatInt(size, 10))
+		send.Stderr = os.Stderr
+		send.Stdout = &sendOut
+		if err := send.Start(); err != nil {
+			return fmt.Errorf("sender: %w", err)
+		}
+		defer func() {
+			if send.ProcessState == nil {
+				send.Process.Kill()
+				send.Wait()
+			}
+			if recv.ProcessState == nil {
+				recv.Process.Kill()
+				recv.Wait()
+			}
+		}()
+		time.Sleep(300 * time.Millisecond) // the sender's buffer filled, the link up
+	}
+	pids := []int{nbdkit.Process.Pid}
+	if mode == "ceiling" {
+		pids = append(pids, send.Process.Pid, recv.Process.Pid)
+	}
+	cpu0 := make([]time.Duration, len(pids))
+	for i, p := range pids {
+		if cpu0[i], err = procCPU(p); err != nil {
+			return err
+		}
+	}
+	res := result{Label: label, Mode: mode, Load: loadavg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
+	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
+	args := []string{"--output-format=json", "--output=" + out,
+		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
+		"--iodepth=16", fmt.Sprintf("--size=%d", size), "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
+		"--norandommap", "--randrepeat=0", fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds()))}
+	m0, t0 := readStat(), time.Now()
+	if b, err := exec.Command("fio", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("fio: %v\n%s", err, b)
+	}
+	m1, t1 := readStat(), time.Now()
+	cpuNbd, err := procCPU(pids[0])
+	if err != nil {
+		return err
+	}
+	jobs, err := fiojson.ParseFile(out)
+	if err != nil {
+		return err
+	}
+	os.Remove(out)
+	res.IOPS = jobs[0].IOPS
+	res.Writes = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+	per := func(d time.Duration) float64 { return d.Seconds() / res.Writes * 1e6 }
+	res.NbdkitUS = per(cpuNbd - cpu0[0])
+	res.WallS = t1.Sub(t0).Seconds()
+	res.BusyUS, res.IdleUS, res.IowaitUS = (m1.busy-m0.busy)/res.Writes*1e6, (m1.idle-m0.idle)/res.Writes*1e6, (m1.iowait-m0.iowait)/res.Writes*1e6
+	all := (m1.busy + m1.idle + m1.iowait) - (m0.busy + m0.idle + m0.iowait)
+	res.IdlePct, res.IowaitPct = 100*(m1.idle-m0.idle)/all, 100*(m1.iowait-m0.iowait)/all
+	if mode == "ceiling" {
+		// The sender ships what nbdkit wrote up to now, then stops; the
+		// receiver applies the rest and exits at the link's end.
+		send.Process.Signal(syscall.SIGTERM)
+		send.Wait()
+		recv.Wait()
+		res.SenderUS = per(rusage(send) - cpu0[1])
+		res.RecvUS = per(rusage(recv) - cpu0[2])
+		res.SenderExit = strings.TrimSpace(sendOut.String())
+		res.ReceiverExitError = strings.TrimSpace(recvOut.String())
+		fmt.Sscanf(res.SenderExit, "sent %g", &res.Sent)
+		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
+	}
+	fmt.Printf("%s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: nbdkit %.2f sender %.2f receiver %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%)\n",
+		mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.NbdkitUS, res.SenderUS, res.RecvUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct)
+	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return json.NewEncoder(f).Encode(res)
+}
+
+// prefill writes a file whole once, as the write section's image is
+// (fio's psync 1 MiB writes, then an fsync), so that runs write over
+// allocated blocks.
+func prefill(path string, size int64) error {
+	if st, err := os.Stat(path); err == nil && st.Size() == size {
+		return nil
+	}
+	b, err := exec.Command("fio", "--name=prefill", "--ioengine=psync", "--rw=write", "--bs=1M",
+		fmt.Sprintf("--size=%d", size), "--filename="+path, "--end_fsync=1").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("prefill %s: %v\n%s", path, err, b)
+	}
+	return nil
+}
+
+func dropCache(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	const fadvDontneed = 4
+	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
+		return fmt.Errorf("fadvise %s: %w", path, e)
+	}
+	return nil
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p, nil
+}
+
+func waitListen(addr string) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("nbdkit did not listen on %s", addr)
+}
+
+// procCPU is a process's utime + stime so far (10 ms ticks).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
+}
+
+func rusage(c *exec.Cmd) time.Duration {
+	return c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+}
+
+type stat struct{ busy, idle, iowait float64 }
+
+// readStat is both CPUs' time by state from /proc/stat, in seconds.
+func readStat() stat {
+	var m stat
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, s := range strings.Fields(line)[1:9] {
+		v, _ := strconv.ParseFloat(s, 64)
+		switch i {
+		case 3:
+			m.idle = v / 100
+		case 4:
+			m.iowait = v / 100
+		default:
+			m.busy += v / 100
+		}
+	}
+	return m
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// sender: ADDR NBDKIT-PID INTERVAL SIZE.
+func sender(args []string) error {
+	if len(args) != 4 {
+		return errors.New("usage: send ADDR PID INTERVAL SIZE")
+	}
+	pid, _ := strconv.Atoi(args[1])
+	interval, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	size, _ := strconv.ParseInt(args[3], 10, 64)
+	// The captured data: cold, as a sidefile's, each block's checksum
+	// taken once here (a primary checksums at capture).
+	const ring = 64 << 20
+	data := make([]byte, ring)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for i := 0; i < ring; i += 8 {
+		binary.LittleEndian.PutUint64(data[i:], rng.Uint64())
+	}
+	sums := make([]uint32, ring/block)
+	for i := range sums {
+		sums[i] = crc32.Checksum(data[i*block:(i+1)*block], castagnoli)
+	}
+	conn, err := net.Dial("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	acks := make(chan error, 1)
+	go func() {
+		var b [8]byte
+		for {
+			if _, err := io.ReadFull(conn, b[:]); err != nil {
+				acks <- err
+				return
+			}
+		}
+	}()
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	wchar := func() (int64, error) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			return 0, err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+				return strconv.ParseInt(v, 10, 64)
+			}
+		}
+		return 0, errors.New("no wchar")
+	}
+	last, err := wchar()
+	if err != nil {
+		return err
+	}
+	var seq uint64
+	var sent int64
+	next := 0 // the ring's next block
+	blocks := size / block
+	var hdrs []byte
+	var bufs net.Buffers
+	ship := func() error {
+		now, err := wchar()
+		if err != nil {
+			return err
+		}
+		n := int((now - last) / block)
+		if n <= 0 {
+			return nil
+		}
+		last += int64(n) * block
+		if cap(hdrs) < batchHdr+n*recHeader {
+			hdrs = make([]byte, batchHdr+2*n*recHeader)
+		}
+		h := hdrs[:batchHdr+n*recHeader]
+		seq++
+		binary.LittleEndian.PutUint32(h[0:], magic)
+		binary.LittleEndian.PutUint32(h[4:], uint32(n))
+		binary.LittleEndian.PutUint64(h[8:], seq)
+		bufs = append(bufs[:0], h[:batchHdr])
+		for i := range n {
+			r := h[batchHdr+i*recHeader : batchHdr+(i+1)*recHeader]
+			binary.LittleEndian.PutUint64(r[0:], uint64(rng.Int64N(blocks))*block)
+			binary.LittleEndian.PutUint32(r[8:], block)
+			binary.LittleEndian.PutUint32(r[12:], sums[next])
+			bufs = append(bufs, r, data[next*block:(next+1)*block])
+			next = (next + 1) % len(sums)
+		}
+		sent += int64(n)
+		_, err = bufs.WriteTo(conn)
+		return err
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := ship(); err != nil {
+				return err
+			}
+		case <-stop:
+			if err := ship(); err != nil {
+				return err
+			}
+			conn.(*net.TCPConn).CloseWrite()
+			// The receiver closes once it has journaled and applied
+			// every batch.
+			if err := <-acks; err != io.EOF {
+				return err
+			}
+			fmt.Printf("sent %d\n", sent)
+			return nil
+		case err := <-acks:
+			return fmt.Errorf("link: %w", err)
+		}
+	}
+}
+
+// receiver: VOLUME JOURNAL CHECKPOINT; its listening port is written to
+// file descriptor 3.
+func receiver(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: recv VOLUME JOURNAL CHECKPOINT")
+	}
+	checkpoint, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	vol, err := os.OpenFile(args[0], os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer vol.Close()
+	jf, err := os.OpenFile(args[1], os.O_RDWR|syscall.O_DIRECT, 0)
+	if err != nil {
+		return err
+	}
+	defer jf.Close()
+	st, err := jf.Stat()
+	if err != nil {
+		return err
+	}
+	jsize := st.Size()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	portFile := os.NewFile(3, "port")
+	fmt.Fprintln(portFile, ln.Addr().String())
+	portFile.Close()
+	conn, err := ln.Accept()
+	ln.Close()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	buf := aligned(8 << 20)
+	var joff int64
+	var groups, journaled int64
+	lastCkpt := time.Now()
+	var ack [8]byte
+	for {
+		if _, err := io.ReadFull(conn, buf[:batchHdr]); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return err
+		}
+		if binary.LittleEndian.Uint32(buf[0:]) != magic {
+			return errors.New("bad batch header")
+		}
+		n := int(binary.LittleEndian.Uint32(buf[4:]))
+		seq := binary.LittleEndian.Uint64(buf[8:])
+		rec := batchHdr + n*(recHeader+block)
+		jlen := (rec + block - 1) / block * block
+		if jlen > len(buf) {
+			buf = aligned(2 * jlen)
+			binary.LittleEndian.PutUint32(buf[0:], magic)
+			binary.LittleEndian.PutUint32(buf[4:], uint32(n))
+			binary.LittleEndian.PutUint64(buf[8:], seq)
+		}
+		if _, err := io.ReadFull(conn, buf[batchHdr:rec]); err != nil {
+			return err
+		}
+		for i := range n {
+			r := buf[batchHdr+i*(recHeader+block):]
+			if crc32.Checksum(r[recHeader:recHeader+block], castagnoli) != binary.LittleEndian.Uint32(r[12:]) {
+				return fmt.Errorf("batch %d write %d: bad checksum", seq, i)
+			}
+		}
+		if joff+int64(jlen) > jsize {
+			joff = 0
+		}
+		if _, err := jf.WriteAt(buf[:jlen], joff); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		if err := syscall.Fdatasync(int(jf.Fd())); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		joff += int64(jlen)
+		journaled += int64(jlen)
+		binary.LittleEndian.PutUint64(ack[:], seq)
+		if _, err := conn.Write(ack[:]); err != nil {
+			return err
+		}
+		for i := range n {
+			r := buf[batchHdr+i*(recHeader+block):]
+			if _, err := vol.WriteAt(r[recHeader:recHeader+block], int64(binary.LittleEndian.Uint64(r))); err != nil {
+				return fmt.Errorf("volume: %w", err)
+			}
+		}
+		groups++
+		if checkpoint > 0 && time.Since(lastCkpt) >= checkpoint {
+			const write = 2 // SYNC_FILE_RANGE_WRITE
+			syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, vol.Fd(), 0, 0, write, 0, 0)
+			if err := syscall.Fdatasync(int(vol.Fd())); err != nil {
+				return fmt.Errorf("volume: %w", err)
+			}
+			lastCkpt = time.Now()
+		}
+	}
+	fmt.Printf("groups %d journal_mib %.1f\n", groups, float64(journaled)/(1<<20))
+	return nil
+}
+
+func aligned(n int) []byte {
+	b := make([]byte, n+block)
+	skip := int(-uintptr(unsafe.Pointer(&b[0])) & (block - 1))
+	return b[skip : skip+n]
+}
