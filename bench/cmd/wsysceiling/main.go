@@ -60,12 +60,14 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,7 +103,7 @@ func main() {
 		return
 	}
 	dir := flag.String("dir", "/tmp/wsysceiling", "directory of the image, the volume and the journal (created, prefilled once)")
-	mode := flag.String("mode", "ceiling", "plain (fio against nbdkit) or ceiling (the replicator's work beside it)")
+	mode := flag.String("mode", "ceiling", "plain (fio against nbdkit), ceiling (the replicator's work beside it) or wrap (run the command given after the flags, and name the other work that ran meanwhile)")
 	size := flag.Int64("size", 1<<30, "image and volume size")
 	runtime := flag.Duration("runtime", 20*time.Second, "fio's measured time")
 	ramp := flag.Duration("ramp", 2*time.Second, "fio's ramp time")
@@ -109,6 +111,13 @@ func main() {
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
 	flag.Parse()
+	if *mode == "wrap" {
+		if err := wrap(flag.Args()); err != nil {
+			fmt.Fprintln(os.Stderr, "wsysceiling:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*dir, *mode, *label, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
@@ -120,6 +129,8 @@ type result struct {
 	Start                         time.Time
 	IOPS, Writes, Sent            float64
 	NbdkitUS, SenderUS, RecvUS    float64 // CPU µs per write
+	FioUS, OtherUS                float64 // fio's; the machine's busy time besides these four
+	Others                        string  // the other processes that used most of it
 	BusyUS, IdleUS, IowaitUS      float64 // whole machine, µs per write
 	IdlePct, IowaitPct, WallS     float64
 	Checkpoint, Interval          string
@@ -129,7 +140,7 @@ type result struct {
 
 func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
 	if mode != "plain" && mode != "ceiling" {
-		return fmt.Errorf("mode %q: plain or ceiling", mode)
+		return fmt.Errorf("mode %q: plain, ceiling or wrap", mode)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -223,11 +234,22 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
 		"--iodepth=16", fmt.Sprintf("--size=%d", size), "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
 		"--norandommap", "--randrepeat=0", fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds()))}
+	all0 := allCPU()
+	w0, err := wchar(nbdkit.Process.Pid)
+	if err != nil {
+		return err
+	}
 	m0, t0 := readStat(), time.Now()
-	if b, err := exec.Command("fio", args...).CombinedOutput(); err != nil {
+	fio := exec.Command("fio", args...)
+	if b, err := fio.CombinedOutput(); err != nil {
 		return fmt.Errorf("fio: %v\n%s", err, b)
 	}
 	m1, t1 := readStat(), time.Now()
+	all1 := allCPU()
+	w1, err := wchar(nbdkit.Process.Pid)
+	if err != nil {
+		return err
+	}
 	cpuNbd, err := procCPU(pids[0])
 	if err != nil {
 		return err
@@ -238,10 +260,13 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 	}
 	os.Remove(out)
 	res.IOPS = jobs[0].IOPS
-	res.Writes = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+	// Every write of the run, the ramp's too: the bytes nbdkit wrote.
+	res.Writes = float64(w1-w0) / block
 	per := func(d time.Duration) float64 { return d.Seconds() / res.Writes * 1e6 }
 	res.NbdkitUS = per(cpuNbd - cpu0[0])
 	res.WallS = t1.Sub(t0).Seconds()
+	res.FioUS = per(rusage(fio))
+	res.Others = topOthers(all0, all1, res.Writes, append([]int{fio.Process.Pid}, pids...), nil)
 	res.BusyUS, res.IdleUS, res.IowaitUS = (m1.busy-m0.busy)/res.Writes*1e6, (m1.idle-m0.idle)/res.Writes*1e6, (m1.iowait-m0.iowait)/res.Writes*1e6
 	all := (m1.busy + m1.idle + m1.iowait) - (m0.busy + m0.idle + m0.iowait)
 	res.IdlePct, res.IowaitPct = 100*(m1.idle-m0.idle)/all, 100*(m1.iowait-m0.iowait)/all
@@ -258,8 +283,9 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 		fmt.Sscanf(res.SenderExit, "sent %g", &res.Sent)
 		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
 	}
-	fmt.Printf("%s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: nbdkit %.2f sender %.2f receiver %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%)\n",
-		mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.NbdkitUS, res.SenderUS, res.RecvUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct)
+	res.OtherUS = res.BusyUS - res.FioUS - res.NbdkitUS - res.SenderUS - res.RecvUS
+	fmt.Printf("%s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
+		mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct, res.Others)
 	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -332,6 +358,63 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(u+st) * 10 * time.Millisecond, nil
 }
 
+// allCPU is every process's utime + stime so far, by pid: where the
+// machine's busy time went besides the run's own processes (kernel
+// threads, other work on the machine).
+func allCPU() map[int]procTime {
+	m := map[int]procTime{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(s[j+2:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		m[pid] = procTime{s[i+1 : j], time.Duration(u+st) * 10 * time.Millisecond}
+	}
+	return m
+}
+
+type procTime struct {
+	comm string
+	cpu  time.Duration
+}
+
+// topOthers names the processes besides skip that used the most CPU
+// between two allCPU readings, by command, in µs a write.
+func topOthers(a, b map[int]procTime, writes float64, skip []int, skipComm []string) string {
+	byComm := map[string]time.Duration{}
+	for pid, t := range b {
+		if slices.Contains(skip, pid) || slices.Contains(skipComm, t.comm) {
+			continue
+		}
+		if d := t.cpu - a[pid].cpu; d > 0 {
+			byComm[t.comm] += d
+		}
+	}
+	comms := slices.Collect(maps.Keys(byComm))
+	slices.SortFunc(comms, func(x, y string) int { return int(byComm[y] - byComm[x]) })
+	var out []string
+	for _, c := range comms[:min(len(comms), 6)] {
+		out = append(out, fmt.Sprintf("%s %.2f", c, byComm[c].Seconds()/writes*1e6))
+	}
+	return strings.Join(out, ", ")
+}
+
 func rusage(c *exec.Cmd) time.Duration {
 	return c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 }
@@ -367,6 +450,39 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// wchar is the bytes a process has passed to write(2) and pwrite(2) so
+// far: for nbdkit's file plugin, 4 KiB for each write it served (its
+// replies go out by send(2), which is not counted).
+func wchar(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/io: no wchar", pid)
+}
+
+// wrap runs a command (the perf driver's Duplex round) and says what the
+// machine did meanwhile besides it: the processes of other work that took
+// CPU time, so that a round disturbed by them is known.
+func wrap(args []string) error {
+	a, m0, t0 := allCPU(), readStat(), time.Now()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	b, m1 := allCPU(), readStat()
+	wall := time.Since(t0).Seconds()
+	// In CPU-seconds of the whole wrapped run, not per write.
+	fmt.Printf("wrap: %.0f s, busy %.1f idle %.1f iowait %.1f CPU-s; others (CPU ms a second): %s\n", wall,
+		m1.busy-m0.busy, m1.idle-m0.idle, m1.iowait-m0.iowait,
+		topOthers(a, b, wall*1e3, []int{cmd.Process.Pid}, []string{"fio", "nbdkit", "duplex", "perf"}))
+	return err
 }
 
 // sender: ADDR NBDKIT-PID INTERVAL SIZE.
@@ -409,19 +525,7 @@ func sender(args []string) error {
 	}()
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
-	wchar := func() (int64, error) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-		if err != nil {
-			return 0, err
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "wchar: "); ok {
-				return strconv.ParseInt(v, 10, 64)
-			}
-		}
-		return 0, errors.New("no wchar")
-	}
-	last, err := wchar()
+	last, err := wchar(pid)
 	if err != nil {
 		return err
 	}
@@ -432,7 +536,7 @@ func sender(args []string) error {
 	var hdrs []byte
 	var bufs net.Buffers
 	ship := func() error {
-		now, err := wchar()
+		now, err := wchar(pid)
 		if err != nil {
 			return err
 		}
