@@ -110,6 +110,7 @@ func main() {
 	interval := flag.Duration("interval", 20*time.Millisecond, "the sender's batch interval")
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
+	floor := flag.String("floor", "", "serve the image by this nbdfloor binary (Duplex's NBD server, nothing behind it) instead of nbdkit")
 	flag.Parse()
 	if *mode == "wrap" {
 		if err := wrap(flag.Args()); err != nil {
@@ -118,13 +119,14 @@ func main() {
 		}
 		return
 	}
-	if err := run(*dir, *mode, *label, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+	if err := run(*dir, *mode, *label, *floor, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
 	}
 }
 
 type result struct {
+	Server                        string
 	Label, Mode, Load             string
 	Start                         time.Time
 	IOPS, Writes, Sent            float64
@@ -138,7 +140,14 @@ type result struct {
 	SenderExit, ReceiverExitError string
 }
 
-func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+	// perWrite is the bytes the server passes to write(2) and pwrite(2)
+	// for each write it serves: nbdkit replies by send(2), Duplex's NBD
+	// server by write(2) or writev(2), 16 bytes a reply.
+	server, perWrite := "nbdkit", block
+	if floor != "" {
+		server, perWrite = "nbdfloor", block+16
+	}
 	if mode != "plain" && mode != "ceiling" {
 		return fmt.Errorf("mode %q: plain, ceiling or wrap", mode)
 	}
@@ -166,6 +175,9 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 		return err
 	}
 	nbdkit := exec.CommandContext(ctx, "nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p", port, "file", image)
+	if floor != "" {
+		nbdkit = exec.CommandContext(ctx, floor, "-listen", "127.0.0.1:"+port, "-file", image)
+	}
 	nbdkit.Stderr = os.Stderr
 	if err := nbdkit.Start(); err != nil {
 		return fmt.Errorf("nbdkit: %w", err)
@@ -200,7 +212,7 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 		if err != nil {
 			return fmt.Errorf("receiver's port: %w", err)
 		}
-		send = exec.Command(self, "send", strings.TrimSpace(line), strconv.Itoa(nbdkit.Process.Pid), interval.String(), strconv.FormatInt(size, 10))
+		send = exec.Command(self, "send", strings.TrimSpace(line), strconv.Itoa(nbdkit.Process.Pid), interval.String(), strconv.FormatInt(size, 10), strconv.Itoa(perWrite))
 		send.Stderr = os.Stderr
 		send.Stdout = &sendOut
 		if err := send.Start(); err != nil {
@@ -228,7 +240,7 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 			return err
 		}
 	}
-	res := result{Label: label, Mode: mode, Load: loadavg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
+	res := result{Server: server, Label: label, Mode: mode, Load: loadavg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
@@ -261,7 +273,7 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 	os.Remove(out)
 	res.IOPS = jobs[0].IOPS
 	// Every write of the run, the ramp's too: the bytes nbdkit wrote.
-	res.Writes = float64(w1-w0) / block
+	res.Writes = float64(w1-w0) / float64(perWrite)
 	per := func(d time.Duration) float64 { return d.Seconds() / res.Writes * 1e6 }
 	res.NbdkitUS = per(cpuNbd - cpu0[0])
 	res.WallS = t1.Sub(t0).Seconds()
@@ -284,8 +296,8 @@ func run(dir, mode, label string, size int64, runtime, ramp, interval, checkpoin
 		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
 	}
 	res.OtherUS = res.BusyUS - res.FioUS - res.NbdkitUS - res.SenderUS - res.RecvUS
-	fmt.Printf("%s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
-		mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct, res.Others)
+	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
+		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct, res.Others)
 	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -485,11 +497,12 @@ func wrap(args []string) error {
 	return err
 }
 
-// sender: ADDR NBDKIT-PID INTERVAL SIZE.
+// sender: ADDR SERVER-PID INTERVAL SIZE BYTES-A-WRITE.
 func sender(args []string) error {
-	if len(args) != 4 {
-		return errors.New("usage: send ADDR PID INTERVAL SIZE")
+	if len(args) != 5 {
+		return errors.New("usage: send ADDR PID INTERVAL SIZE BYTES-A-WRITE")
 	}
+	perWrite, _ := strconv.ParseInt(args[4], 10, 64)
 	pid, _ := strconv.Atoi(args[1])
 	interval, err := time.ParseDuration(args[2])
 	if err != nil {
@@ -540,11 +553,11 @@ func sender(args []string) error {
 		if err != nil {
 			return err
 		}
-		n := int((now - last) / block)
+		n := int((now - last) / perWrite)
 		if n <= 0 {
 			return nil
 		}
-		last += int64(n) * block
+		last += int64(n) * perWrite
 		if cap(hdrs) < batchHdr+n*recHeader {
 			hdrs = make([]byte, batchHdr+2*n*recHeader)
 		}
