@@ -134,6 +134,7 @@ type result struct {
 	FioUS, OtherUS                float64 // fio's; the machine's busy time besides these four
 	Others                        string  // the other processes that used most of it
 	BusyUS, IdleUS, IowaitUS      float64 // whole machine, µs per write
+	SoftirqUS, StealUS            float64 // irq and softirq (part of busy); steal (not)
 	IdlePct, IowaitPct, WallS     float64
 	Checkpoint, Interval          string
 	JournalMiB, ReceiverGroups    float64
@@ -280,7 +281,8 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 	res.FioUS = per(rusage(fio))
 	res.Others = topOthers(all0, all1, res.Writes, append([]int{fio.Process.Pid}, pids...), nil)
 	res.BusyUS, res.IdleUS, res.IowaitUS = (m1.busy-m0.busy)/res.Writes*1e6, (m1.idle-m0.idle)/res.Writes*1e6, (m1.iowait-m0.iowait)/res.Writes*1e6
-	all := (m1.busy + m1.idle + m1.iowait) - (m0.busy + m0.idle + m0.iowait)
+	res.SoftirqUS, res.StealUS = (m1.softirq-m0.softirq)/res.Writes*1e6, (m1.steal-m0.steal)/res.Writes*1e6
+	all := (m1.busy + m1.idle + m1.iowait + m1.steal) - (m0.busy + m0.idle + m0.iowait + m0.steal)
 	res.IdlePct, res.IowaitPct = 100*(m1.idle-m0.idle)/all, 100*(m1.iowait-m0.iowait)/all
 	if mode == "ceiling" {
 		// The sender ships what nbdkit wrote up to now, then stops; the
@@ -296,8 +298,8 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
 	}
 	res.OtherUS = res.BusyUS - res.FioUS - res.NbdkitUS - res.SenderUS - res.RecvUS
-	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f idle %.2f iowait %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
-		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.IdleUS, res.IowaitUS, res.IdlePct, res.IowaitPct, res.Others)
+	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f (irq+softirq %.2f) idle %.2f iowait %.2f steal %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
+		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.SoftirqUS, res.IdleUS, res.IowaitUS, res.StealUS, res.IdlePct, res.IowaitPct, res.Others)
 	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -431,7 +433,10 @@ func rusage(c *exec.Cmd) time.Duration {
 	return c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 }
 
-type stat struct{ busy, idle, iowait float64 }
+// stat's busy is user, nice, system, irq and softirq time; steal (the
+// hypervisor running something else on this virtual machine's CPUs) is
+// apart: neither work of this machine nor idle time it could use.
+type stat struct{ busy, idle, iowait, softirq, steal float64 }
 
 // readStat is both CPUs' time by state from /proc/stat, in seconds.
 func readStat() stat {
@@ -448,6 +453,11 @@ func readStat() stat {
 			m.idle = v / 100
 		case 4:
 			m.iowait = v / 100
+		case 7:
+			m.steal = v / 100
+		case 5, 6:
+			m.softirq += v / 100
+			m.busy += v / 100
 		default:
 			m.busy += v / 100
 		}
@@ -491,8 +501,8 @@ func wrap(args []string) error {
 	b, m1 := allCPU(), readStat()
 	wall := time.Since(t0).Seconds()
 	// In CPU-seconds of the whole wrapped run, not per write.
-	fmt.Printf("wrap: %.0f s, busy %.1f idle %.1f iowait %.1f CPU-s; others (CPU ms a second): %s\n", wall,
-		m1.busy-m0.busy, m1.idle-m0.idle, m1.iowait-m0.iowait,
+	fmt.Printf("wrap: %.0f s, busy %.1f idle %.1f iowait %.1f steal %.1f CPU-s; others (CPU ms a second): %s\n", wall,
+		m1.busy-m0.busy, m1.idle-m0.idle, m1.iowait-m0.iowait, m1.steal-m0.steal,
 		topOthers(a, b, wall*1e3, []int{cmd.Process.Pid}, []string{"fio", "nbdkit", "duplex", "perf"}))
 	return err
 }
