@@ -97,7 +97,7 @@ func hangingSecondary(t *testing.T) *hanging {
 	waitFor(t, 30*time.Second, "the secondary open", func() bool { return h.cur.Load() != nil })
 	pcfg := *h.cfg
 	pcfg.Primary.Secondary = h.cur.Load().ListenAddr()
-	p, _ := startPrimary(t, &pcfg, 50*time.Millisecond)
+	p, _ := startPrimary(t, &pcfg, healthyReadWait)
 	replicatedBeforeTheFault(t, p, h.cur.Load, 4096)
 	in.Inject(disk.Fault{Op: disk.OpSync, Under: h.cfg.Secondary.Journal, Hang: hang})
 	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x22}, 4096), 0); err != nil {

@@ -98,7 +98,7 @@ func TestASecondaryResumesByItselfOnceItsDiskWorks(t *testing.T) {
 			// A config of its own: the secondary's sites read theirs.
 			pcfg := *cfg
 			pcfg.Primary.Secondary = cur.Load().ListenAddr()
-			p, _ := startPrimary(t, &pcfg, 200*time.Millisecond)
+			p, _ := startPrimary(t, &pcfg, healthyReadWait)
 			replicatedBeforeTheFault(t, p, cur.Load, size)
 			ctx := context.Background()
 

@@ -70,7 +70,7 @@ func retryingForGood(t *testing.T, wait time.Duration) *retrying {
 	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
 	pcfg := *cfg
 	pcfg.Primary.Secondary = cur.Load().ListenAddr()
-	p, _ := startPrimary(t, &pcfg, 50*time.Millisecond)
+	p, _ := startPrimary(t, &pcfg, healthyReadWait)
 	replicatedBeforeTheFault(t, p, cur.Load, 4096)
 	// Every open fails from now on (its journal's fsync).
 	in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})

@@ -37,7 +37,7 @@ func TestReadersOfAStoppedSecondaryAfterAFailedVolumeFlush(t *testing.T) {
 	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
 	pcfg := *cfg
 	pcfg.Primary.Secondary = cur.Load().ListenAddr()
-	p, _ := startPrimary(t, &pcfg, 200*time.Millisecond)
+	p, _ := startPrimary(t, &pcfg, healthyReadWait)
 	replicatedBeforeTheFault(t, p, cur.Load, 4096)
 	failing.fail(t, true)
 	ctx := context.Background()

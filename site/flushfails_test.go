@@ -32,7 +32,7 @@ func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration, fsys di
 	}
 	failing := &flushFault{}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond, FS: fsys,
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait, FS: fsys,
 		beforeFlush: func(vol string) error {
 			if vol != "vol1" {
 				return nil

@@ -43,7 +43,7 @@ func TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean(t *testing.T) {
 	var failOnce atomic.Bool
 	inj := disk.NewInjector(nil)
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond, FS: inj,
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait, FS: inj,
 		stopFlushWait: 20 * time.Second,
 		beforeFlush: func(vol string) error {
 			if vol != "vol1" || !hung.Load() {

@@ -73,7 +73,7 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 		}
 	})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait,
 		beforeFlush: h.beforeFlush, stopFlushWait: stopWait})
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ func TestPipelinedOverlappingWritesReachTheSecondaryAsOnThePrimary(t *testing.T)
 	cfg.Primary.NBD = "127.0.0.1:0"
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	p, _ := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 
 	nc, err := net.Dial("tcp", p.NBDAddr())

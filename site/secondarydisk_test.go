@@ -38,7 +38,7 @@ func TestAVolumeWriteThatFailsAtTheSecondary(t *testing.T) {
 			}
 			stopSecondary := runUntil(t, func(ctx context.Context) { s.Run(ctx) })
 			cfg.Primary.Secondary = s.ListenAddr()
-			p, _ := startPrimary(t, cfg, 200*time.Millisecond)
+			p, _ := startPrimary(t, cfg, healthyReadWait)
 			replicatedBeforeTheFault(t, p, func() *Secondary { return s }, size)
 			ctx := context.Background()
 

@@ -107,7 +107,7 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 		}
 	})
 	opts := PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: 200 * time.Millisecond,
+		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait,
 		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond}
 	if more != nil {
 		more(&opts)
@@ -229,7 +229,7 @@ func TestAHungStateDiskUnderThePairManagersLoopLetsTheStopEnd(t *testing.T) {
 func restartMakesTheSecondarysVolumesThePrimarys(t *testing.T, cfg *config.Config, s *Secondary) {
 	t.Helper()
 	awaitStateDirLetGo(t, cfg)
-	p2, _ := startPrimary(t, cfg, 200*time.Millisecond)
+	p2, _ := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p2.Status()) })
 	quiesceMover(t, p2)
 	for _, vol := range []string{"vol1", "vol2"} {

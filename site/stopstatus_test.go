@@ -46,7 +46,7 @@ func TestAStoppingSecondaryAnswersStatusWhileItsCloseApplies(t *testing.T) {
 	t.Cleanup(releaseAll)
 	pcfg := *cfg
 	pcfg.Primary.Secondary = s.ListenAddr()
-	p, _ := startPrimary(t, &pcfg, 200*time.Millisecond)
+	p, _ := startPrimary(t, &pcfg, healthyReadWait)
 	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 
 	// A group applying, held, and more journaled behind it.

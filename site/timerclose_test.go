@@ -18,7 +18,7 @@ func TestACleanStopRecordsTheTimersLastStamp(t *testing.T) {
 	cfg := linkConfig(t)
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	p, stop := startPrimaryDraining(t, cfg, 200*time.Millisecond, 10*time.Second)
+	p, stop := startPrimaryDraining(t, cfg, healthyReadWait, 10*time.Second)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	if err := p.Write(context.Background(), "vol1", bytes.Repeat([]byte{0x31}, 4096), 0); err != nil {
 		t.Fatal(err)
