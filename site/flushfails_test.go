@@ -16,7 +16,6 @@ import (
 	"duplex/control"
 	"duplex/disk"
 	"duplex/nbd"
-	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -26,13 +25,9 @@ import (
 // having passed.
 func flushFailing(t *testing.T, cfg *config.Config, drain time.Duration, fsys disk.FS) (*Primary, *flushFault, func() error) {
 	t.Helper()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	failing := &flushFault{}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait, FS: fsys,
+		Dialer: linkDialer(t, cfg), CopyReadWait: healthyReadWait, FS: fsys,
 		beforeFlush: func(vol string) error {
 			if vol != "vol1" {
 				return nil

@@ -13,8 +13,6 @@ import (
 
 	"duplex/actlog"
 	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean: the activity
@@ -29,13 +27,7 @@ func TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean(t *testing.T) {
 	old := actlog.Idle
 	actlog.Idle = 500 * time.Millisecond
 	t.Cleanup(func() { actlog.Idle = old })
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, s, dialer := linkedSecondary(t)
 	var hung atomic.Bool
 	entered, released := make(chan struct{}), make(chan struct{})
 	var enter, release sync.Once
@@ -43,7 +35,7 @@ func TestAFlushThatFailsWithTheLogOffAtAStopLeavesItUnclean(t *testing.T) {
 	var failOnce atomic.Bool
 	inj := disk.NewInjector(nil)
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait, FS: inj,
+		Dialer: dialer, CopyReadWait: healthyReadWait, FS: inj,
 		stopFlushWait: 20 * time.Second,
 		beforeFlush: func(vol string) error {
 			if vol != "vol1" || !hung.Load() {

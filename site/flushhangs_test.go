@@ -12,8 +12,6 @@ import (
 	"duplex/actlog"
 	"duplex/config"
 	"duplex/nbd"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // flushHang blocks the flushes of vol1, once hung, until released: a disk
@@ -59,10 +57,6 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 	}
 	s, _ := runSecondary(t, cfg)
 	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := newFlushHang()
 	logs := &logBuffer{}
 	t.Cleanup(func() {
@@ -73,7 +67,7 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 		}
 	})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait,
+		Dialer: linkDialer(t, cfg), CopyReadWait: healthyReadWait,
 		beforeFlush: h.beforeFlush, stopFlushWait: stopWait})
 	if err != nil {
 		t.Fatal(err)

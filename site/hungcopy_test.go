@@ -19,7 +19,6 @@ import (
 	"duplex/config"
 	"duplex/control"
 	"duplex/mover"
-	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -207,12 +206,8 @@ func startPrimary(t *testing.T, cfg *config.Config, readWait time.Duration) (*Pr
 // holds for up to drain, and returns what Run did: nil for a clean stop.
 func startPrimaryDraining(t *testing.T, cfg *config.Config, readWait, drain time.Duration) (*Primary, func() error) {
 	t.Helper()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: readWait})
+		Dialer: linkDialer(t, cfg), CopyReadWait: readWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,11 +461,7 @@ func duplexThenStopped(t *testing.T, cfg *config.Config) (*Secondary, transport.
 	p, stop := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
 	stop()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	return s, linkDialer(t, cfg)
 }
 
 // resumesToTheSecondary resumes the pairs of vols, their volumes reading

@@ -1,9 +1,6 @@
 package site
 
 import (
-	"bytes"
-	"context"
-	"strings"
 	"testing"
 	"time"
 )
@@ -20,21 +17,7 @@ import (
 func TestAHungStateDiskHoldsEveryWriteOnceTheLeaseRunsOutAndTheStopGoesOn(t *testing.T) {
 	p, s, h, logs, stop := stateDiskHanging(t, time.Second, 0)
 	cfg := p.cfg
-	wrote := make(chan error, 1)
-	go func() {
-		for i := 0; ; i++ {
-			if err := p.Write(context.Background(), "vol2", bytes.Repeat([]byte{byte(i)}, 4096), 4096); err != nil {
-				wrote <- err
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	waitFor(t, 20*time.Second, "the status and metrics to say a write waits for the timer's lease", func() bool {
-		m := sampleMap(p.Samples())
-		return strings.Contains(p.Status().DiskWait, "timer lease write") && m["timer_lease_write_seconds"].Value > 0 &&
-			m["timer_waiting_stamps"].Value >= 1
-	})
+	wrote := holdWritesOnTheLease(t, p)
 	t.Logf("status: %s", p.Status().DiskWait)
 	select {
 	case err := <-wrote:

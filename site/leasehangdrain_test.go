@@ -28,7 +28,8 @@ func holdWritesOnTheLease(t *testing.T, p *Primary) <-chan error {
 	}()
 	waitFor(t, 20*time.Second, "the status and metrics to say a write waits for the timer's lease", func() bool {
 		m := sampleMap(p.Samples())
-		return strings.Contains(p.Status().DiskWait, "timer lease write") && m["timer_waiting_stamps"].Value >= 1
+		return strings.Contains(p.Status().DiskWait, "timer lease write") && m["timer_lease_write_seconds"].Value > 0 &&
+			m["timer_waiting_stamps"].Value >= 1
 	})
 	return wrote
 }

@@ -6,13 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAStopOnAHungStateDiskEndsWithoutTheTimersLastWrite: the disk of
@@ -22,17 +17,10 @@ import (
 // timer's last write (its Close), which would hang with the disk. The
 // stop returns all the same.
 func TestAStopOnAHungStateDiskEndsWithoutTheTimersLastWrite(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
-	h.release = sync.OnceFunc(func() { close(h.held) })
+	cfg, _, dialer := linkedSecondary(t)
+	h := newStateDiskHang()
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, FS: h.fs, stopFlushWait: 300 * time.Millisecond})
+		Dialer: dialer, FS: h.fs, stopFlushWait: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

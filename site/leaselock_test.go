@@ -8,13 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAStopsHungLeaseRenameHoldsTheStateDirectory: the rename of a
@@ -27,30 +24,22 @@ import (
 // would stamp below them). Once the rename has landed, a start goes on
 // from above every stamp of both runs.
 func TestAStopsHungLeaseRenameHoldsTheStateDirectory(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := disk.NewInjector(nil)
-	held := make(chan struct{})
-	release := sync.OnceFunc(func() { close(held) })
-	t.Cleanup(release)
+	cfg, _, dialer := linkedSecondary(t)
+	h := newStateDiskHang()
+	t.Cleanup(h.release)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func(fsys disk.FS) (*Primary, error) {
-		return OpenPrimary(cfg, log, PrimaryOptions{Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf},
+		return OpenPrimary(cfg, log, PrimaryOptions{Dialer: dialer,
 			FS: fsys, stopFlushWait: time.Second, slowDisk: 200 * time.Millisecond})
 	}
-	p1, err := open(fs)
+	p1, err := open(h.fs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop1 := runUntil(t, func(ctx context.Context) { p1.Run(ctx, 10*time.Second) })
 	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p1.Status()) })
 	lease := filepath.Join(p1.stateDir, "timer.json")
-	fs.Inject(disk.Fault{Op: disk.OpRename, Under: lease, Hang: held})
+	h.fs.Inject(disk.Fault{Op: disk.OpRename, Under: lease, Hang: h.held})
 	waitFor(t, 20*time.Second, "a renewal of the lease to hang in its rename", func() bool {
 		if err := p1.Write(context.Background(), "vol1", bytes.Repeat([]byte{1}, 4096), 0); err != nil {
 			t.Fatal(err)
@@ -72,7 +61,7 @@ func TestAStopsHungLeaseRenameHoldsTheStateDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		release()
+		h.release()
 		waitFor(t, 10*time.Second, "the stopped run's lease write to end", func() bool { d, _ := p1.timer.LeaseWait(); return d == 0 })
 		time.Sleep(100 * time.Millisecond)
 		if mark := readMark(t, lease); mark <= p2.timer.Last() {
@@ -82,7 +71,7 @@ func TestAStopsHungLeaseRenameHoldsTheStateDirectory(t *testing.T) {
 		stop2()
 		return
 	}
-	release()
+	h.release()
 	var p3 *Primary
 	waitFor(t, 10*time.Second, "a start once the rename has landed", func() bool {
 		p3, err = open(nil)

@@ -81,6 +81,27 @@ func runSecondary(t *testing.T, cfg *config.Config) (*Secondary, *logBuffer) {
 	return s, logs
 }
 
+// linkedSecondary runs a secondary of a link configuration until the
+// test ends, and returns the configuration, its primary's link pointed at
+// that secondary, the secondary, and the dialer of the link.
+func linkedSecondary(t *testing.T) (*config.Config, *Secondary, transport.Dialer) {
+	t.Helper()
+	cfg := linkConfig(t)
+	s, _ := runSecondary(t, cfg)
+	cfg.Primary.Secondary = s.ListenAddr()
+	return cfg, s, linkDialer(t, cfg)
+}
+
+// linkDialer is the dialer of the link of cfg's primary to its secondary.
+func linkDialer(t *testing.T, cfg *config.Config) transport.Dialer {
+	t.Helper()
+	tlsConf, err := tlsconf.PrimaryLink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+}
+
 // runUntil calls run in a goroutine of its own, with a context that ends
 // when the test does or when stop is called; stop waits for run to return.
 func runUntil(t *testing.T, run func(ctx context.Context)) (stop func()) {
@@ -100,11 +121,7 @@ func runUntil(t *testing.T, run func(ctx context.Context)) (stop func()) {
 // the test ends; it returns the primary, its log and its dial counter.
 func runPrimary(t *testing.T, cfg *config.Config) (*Primary, *logBuffer, *countingDialer) {
 	t.Helper()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialer := &countingDialer{Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}}
+	dialer := &countingDialer{Dialer: linkDialer(t, cfg)}
 	logs := &logBuffer{}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: dialer})
 	if err != nil {

@@ -10,8 +10,6 @@ import (
 
 	"duplex/control"
 	"duplex/disk"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // TestAnActivityLogThatFailsUnderTheFirstCopies: the primary's activity
@@ -23,17 +21,11 @@ import (
 // most. Once the pair state can be written, the first write turns the log
 // off, every copy goes on, and the secondary's volumes are the primary's.
 func TestAnActivityLogThatFailsUnderTheFirstCopies(t *testing.T) {
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, s, dialer := linkedSecondary(t)
 	inj := disk.NewInjector(nil)
 	logs := &logBuffer{}
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, FS: inj})
+		Dialer: dialer, FS: inj})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 	"duplex/config"
 	"duplex/disk"
 	"duplex/pair"
-	"duplex/tlsconf"
-	"duplex/transport"
 )
 
 // stateDiskHang holds every write, fsync, create, rename and removal in
@@ -88,16 +85,8 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 			}
 		}
 	})
-	cfg := linkConfig(t)
-	s, _ := runSecondary(t, cfg)
-	cfg.Primary.Secondary = s.ListenAddr()
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &stateDiskHang{fs: disk.NewInjector(nil), held: make(chan struct{})}
-	var once sync.Once
-	h.release = func() { once.Do(func() { close(h.held) }) }
+	cfg, s, dialer := linkedSecondary(t)
+	h := newStateDiskHang()
 	logs := &logBuffer{}
 	t.Cleanup(func() {
 		// Last, after the stop: what the primary did, and how far its
@@ -107,11 +96,12 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 		}
 	})
 	opts := PrimaryOptions{
-		Dialer: &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}, CopyReadWait: healthyReadWait,
+		Dialer: dialer, CopyReadWait: healthyReadWait,
 		FS: h.fs, stopFlushWait: stopWait, slowDisk: 200 * time.Millisecond}
 	if more != nil {
 		more(&opts)
 	}
+	var err error
 	p, err = OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"duplex/control"
 	"duplex/failover"
 	"duplex/pair"
-	"duplex/tlsconf"
 	"duplex/transport"
 )
 
@@ -48,11 +47,7 @@ func primaryCommandRig(t *testing.T) (*config.Config, transport.Dialer) {
 	cfg := switchoverConfig(t)
 	cfg.Primary.Control = "127.0.0.1:0"
 	startSecondaryForSwitchover(t, cfg)
-	tlsConf, err := tlsconf.PrimaryLink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg, &transport.TCPDialer{Addr: cfg.Primary.Secondary, TLS: tlsConf}
+	return cfg, linkDialer(t, cfg)
 }
 
 // Operator commands that reach the primary once its stop has saved the
