@@ -18,11 +18,13 @@ import (
 	"testing"
 	"time"
 
+	"duplex/actlog"
 	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/control"
 	"duplex/internal/testenv"
 	"duplex/nbd"
+	"duplex/site"
 )
 
 // This file runs the sites the way users do: the duplex binary as two real
@@ -533,6 +535,39 @@ func (s *procSession) waitLinked() {
 		}
 		return true
 	})
+}
+
+// waitCopyUnmarked waits, the primary running, until its activity log on
+// disk marks no region. The initial copy marks each region it copies, and
+// the pair manager unmarks them only once their updates are acknowledged
+// and the volumes flushed, at a sweep after the pairs are duplex: a kill
+// -9 before that leaves the whole volumes marked, and the restart copies
+// them again, as after any crash. A test that bounds what a crash leaves
+// to copy by the regions its clients wrote waits for this first.
+func (s *procSession) waitCopyUnmarked() {
+	s.t.Helper()
+	path := filepath.Join(site.PairStateDir(s.cfg), "activity.log")
+	start, first := time.Now(), int64(-1)
+	eventually(s.t, 30*time.Second, "the primary's activity log to mark no region once the initial copy is done", func() bool {
+		marks, err := actlog.ReadMarks(nil, path)
+		if err != nil {
+			return false
+		}
+		var n int64
+		for _, rs := range marks {
+			for _, r := range rs {
+				n += r[1]
+			}
+		}
+		if first < 0 {
+			first = n
+		}
+		return n == 0
+	})
+	if first > 0 {
+		s.t.Logf("the initial copy left %d bytes marked in the primary's activity log once duplex, unmarked %s later",
+			first, time.Since(start).Round(time.Millisecond))
+	}
 }
 
 func consistencyTime(t *testing.T, st control.Status) time.Time {

@@ -45,6 +45,7 @@ func TestDaemonsRejoin(t *testing.T) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
 	}})
 	s.start()
+	s.waitCopyUnmarked()
 	names := s.cfg.VolumeNames()
 
 	// A: the dependent-write workload, killed -9 under way.

@@ -129,6 +129,7 @@ func TestDaemonsRoundTrip(t *testing.T) {
 		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
 	}})
 	s.start()
+	s.waitCopyUnmarked()
 	names := s.cfg.VolumeNames()
 	var aPaths, bPaths []string
 	for _, n := range names {
