@@ -389,12 +389,12 @@ func (s *secondary) applier() {
 
 // snapshot is the counters at one instant, CPU times in clock ticks.
 type snapshot struct {
-	t                          time.Time
-	applied                    int64
-	busy, idle, iowait, steal  int64 // /proc/stat, all CPUs
-	irq                        int64 // irq + softirq, /proc/stat
-	self, fio, duplex          int64 // /proc/PID/stat utime+stime: this process, fio's, Duplex's daemons'
-	kthreads, other            int64 // the kernel's threads, every other process
+	t                         time.Time
+	applied                   int64
+	busy, idle, iowait, steal int64 // /proc/stat, all CPUs
+	irq                       int64 // irq + softirq, /proc/stat
+	self, fio, duplex         int64 // /proc/PID/stat utime+stime: this process, fio's, Duplex's daemons'
+	kthreads, other           int64 // the kernel's threads, every other process
 }
 
 // take reads the machine's and every process's CPU time.
