@@ -66,6 +66,7 @@ var (
 	runFor   = flag.Duration("runtime", 15*time.Second, "fio's run")
 	buffered = flag.Bool("buffered", false, "the journal and the secondary's volume through the page cache, not O_DIRECT")
 	keep     = flag.Bool("keep", false, "keep the files in -dir")
+	diskName = flag.String("disk", "vda", "the disk whose writes and busy time are counted (/sys/block/DISK/stat)")
 	sample   = flag.Duration("sample", 0, "run no pipeline: print the machine's and the processes' CPU ticks every second for this long (to read another stream's window, say Duplex's, afterwards)")
 )
 
@@ -395,6 +396,7 @@ type snapshot struct {
 	irq                       int64 // irq + softirq, /proc/stat
 	self, fio, duplex         int64 // /proc/PID/stat utime+stime: this process, fio's, Duplex's daemons'
 	kthreads, other           int64 // the kernel's threads, every other process
+	diskWritten, diskBusy     int64 // -disk's /sys/block/DISK/stat: sectors written, ms busy (io_ticks)
 }
 
 // take reads the machine's and every process's CPU time.
@@ -418,6 +420,12 @@ func take(s *secondary) (snapshot, error) {
 	}
 	sn.busy = v[0] + v[1] + v[2] + v[5] + v[6]
 	sn.idle, sn.iowait, sn.irq, sn.steal = v[3], v[4], v[5]+v[6], v[7]
+	if b, err := os.ReadFile("/sys/block/" + *diskName + "/stat"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 10 {
+			sn.diskWritten, _ = strconv.ParseInt(f[6], 10, 64)
+			sn.diskBusy, _ = strconv.ParseInt(f[9], 10, 64)
+		}
+	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return sn, err
@@ -475,6 +483,8 @@ func report(a, b snapshot) {
 		"this process %.3f, fio %.3f, kernel threads %.3f, irq+softirq %.3f, other processes %.3f (of them Duplex's %.3f)\n",
 		busy, pct(b.idle-a.idle), pct(b.iowait-a.iowait), pct(b.steal-a.steal),
 		ms(b.self-a.self), ms(b.fio-a.fio), ms(b.kthreads-a.kthreads), ms(b.irq-a.irq), ms(b.other-a.other+b.duplex-a.duplex), ms(b.duplex-a.duplex))
+	fmt.Printf("disk %s: %.0f MiB/s written, busy %.0f %% of the window\n", *diskName,
+		float64(b.diskWritten-a.diskWritten)*512/mib/win, float64(b.diskBusy-a.diskBusy)/10/win)
 	n := float64(runtime.NumCPU()) * 1000
 	fmt.Printf("ceiling %d CPU-s/s over the chain (this process + fio + kernel threads + irq): %.0f MiB/s; over the whole machine's busy time: %.0f MiB/s\n",
 		runtime.NumCPU(), n/chain, n/busy)
@@ -497,7 +507,8 @@ func loadavg() string {
 }
 
 // samples prints a snapshot a second for d: unix time, then clock ticks
-// busy idle iowait steal irq self fio duplex kthreads other.
+// busy idle iowait steal irq self fio duplex kthreads other, then the
+// disk's sectors written and ms busy.
 func samples(d time.Duration) error {
 	end := time.Now().Add(d)
 	for t := time.Now(); t.Before(end); t = t.Add(time.Second) {
@@ -506,8 +517,8 @@ func samples(d time.Duration) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%.3f %d %d %d %d %d %d %d %d %d %d\n", float64(sn.t.UnixMilli())/1000, sn.busy, sn.idle, sn.iowait, sn.steal,
-			sn.irq, sn.self, sn.fio, sn.duplex, sn.kthreads, sn.other)
+		fmt.Printf("%.3f %d %d %d %d %d %d %d %d %d %d %d %d\n", float64(sn.t.UnixMilli())/1000, sn.busy, sn.idle, sn.iowait, sn.steal,
+			sn.irq, sn.self, sn.fio, sn.duplex, sn.kthreads, sn.other, sn.diskWritten, sn.diskBusy)
 	}
 	return nil
 }
