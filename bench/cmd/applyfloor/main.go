@@ -31,6 +31,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"os"
@@ -60,11 +61,14 @@ const (
 	hdrLen     = 16
 )
 
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 var (
 	dir      = flag.String("dir", "", "directory for the volumes and the journal (created)")
 	size     = flag.Int64("size", 1<<30, "volume size in bytes")
 	runFor   = flag.Duration("runtime", 15*time.Second, "fio's run")
 	buffered = flag.Bool("buffered", false, "the journal and the secondary's volume through the page cache, not O_DIRECT")
+	sums     = flag.Bool("crc", false, "a CRC-32C of each write at both ends, as a replicator checking its data takes (the primary's as the write arrives, the secondary's as it is received)")
 	keep     = flag.Bool("keep", false, "keep the files in -dir")
 	diskName = flag.String("disk", "vda", "the disk whose writes and busy time are counted (/sys/block/DISK/stat)")
 	sample   = flag.Duration("sample", 0, "run no pipeline: print the machine's and the processes' CPU ticks every second for this long (to read another stream's window, say Duplex's, afterwards)")
@@ -234,6 +238,9 @@ func (p *primary) WriteAt(b []byte, off int64) error {
 	var h [hdrLen]byte
 	binary.LittleEndian.PutUint64(h[:], uint64(off))
 	binary.LittleEndian.PutUint32(h[8:], uint32(len(b)))
+	if *sums {
+		binary.LittleEndian.PutUint32(h[12:], crc32.Checksum(b, castagnoli))
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	bufs := net.Buffers{h[:], b}
@@ -334,6 +341,10 @@ func (s *secondary) serve(ln net.Listener) {
 			copy(rec[:hdrLen], h[:])
 			if _, err := io.ReadFull(r, rec[disk.DirectAlign:disk.DirectAlign+n]); err != nil {
 				s.fail(fmt.Errorf("receive: %w", err))
+				return
+			}
+			if *sums && crc32.Checksum(rec[disk.DirectAlign:disk.DirectAlign+n], castagnoli) != binary.LittleEndian.Uint32(h[12:]) {
+				s.fail(fmt.Errorf("receive: the write at %d fails its CRC", off))
 				return
 			}
 			b.offs, b.lens = append(b.offs, off), append(b.lens, n)
@@ -491,10 +502,14 @@ func report(a, b snapshot) {
 }
 
 func mode() string {
+	m := "direct"
 	if *buffered {
-		return "buffered"
+		m = "buffered"
 	}
-	return "direct"
+	if *sums {
+		m += ", CRC-32C at both ends"
+	}
+	return m
 }
 
 func loadavg() string {
