@@ -69,6 +69,7 @@ var (
 	runFor   = flag.Duration("runtime", 15*time.Second, "fio's run")
 	buffered = flag.Bool("buffered", false, "the journal and the secondary's volume through the page cache, not O_DIRECT")
 	sums     = flag.Bool("crc", false, "a CRC-32C of each write at both ends, as a replicator checking its data takes (the primary's as the write arrives, the secondary's as it is received)")
+	journals = flag.Int("journals", 1, "batches written to the journal at once (each write then its fdatasync)")
 	keep     = flag.Bool("keep", false, "keep the files in -dir")
 	diskName = flag.String("disk", "vda", "the disk whose writes and busy time are counted (/sys/block/DISK/stat)")
 	sample   = flag.Duration("sample", 0, "run no pipeline: print the machine's and the processes' CPU ticks every second for this long (to read another stream's window, say Duplex's, afterwards)")
@@ -279,6 +280,7 @@ type secondary struct {
 	applied       atomic.Int64
 	mu            sync.Mutex
 	err           error
+	at            int64 // the journal's next write, under mu
 }
 
 func newSecondary(vol, jrn string) (*secondary, error) {
@@ -298,7 +300,9 @@ func newSecondary(vol, jrn string) (*secondary, error) {
 	for range batches {
 		s.free <- &batch{buf: disk.DirectBuffer(perBatch * slot)}
 	}
-	go s.journaler()
+	for range *journals {
+		go s.journaler()
+	}
 	go s.applier()
 	return s, nil
 }
@@ -353,14 +357,21 @@ func (s *secondary) serve(ln net.Listener) {
 	}
 }
 
+// journaler writes batches to the journal, each followed by an
+// fdatasync. With -journals above 1 several write at once, and a batch
+// may reach the applier before one received earlier: harmless for this
+// stream, whose writes in flight never overlap, not for a replicator.
 func (s *secondary) journaler() {
-	var at int64
 	for b := range s.journal {
 		// A batch of short records still goes as one write of its slots:
 		// the stream's records are all 1 MiB.
-		if at+int64(len(b.buf)) > journalLen {
-			at = 0
+		s.mu.Lock()
+		if s.at+int64(len(b.buf)) > journalLen {
+			s.at = 0
 		}
+		at := s.at
+		s.at += int64(len(b.buf))
+		s.mu.Unlock()
 		if _, err := s.jrn.WriteAt(b.buf, at); err != nil {
 			s.fail(fmt.Errorf("journal: %w", err))
 			return
@@ -369,7 +380,6 @@ func (s *secondary) journaler() {
 			s.fail(fmt.Errorf("journal: %w", err))
 			return
 		}
-		at += int64(len(b.buf))
 		s.apply <- b
 	}
 }
@@ -508,6 +518,9 @@ func mode() string {
 	}
 	if *sums {
 		m += ", CRC-32C at both ends"
+	}
+	if *journals > 1 {
+		m += fmt.Sprintf(", %d journal writes at once", *journals)
 	}
 	return m
 }
