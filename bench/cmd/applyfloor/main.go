@@ -160,10 +160,10 @@ func run() error {
 	go func() {
 		time.Sleep(2 * time.Second)
 		var err error
-		s0, err = take(s)
+		s0, err = take(s, nil)
 		if err == nil {
 			time.Sleep(time.Until(start.Add(*runFor - time.Second)))
-			s1, err = take(s)
+			s1, err = take(s, &s0)
 		}
 		sampled <- err
 	}()
@@ -410,19 +410,35 @@ func (s *secondary) applier() {
 }
 
 // snapshot is the counters at one instant, CPU times in clock ticks.
+// The processes' are each process's CPU since the snapshot before (all of
+// it for a process started since), summed by kind, added to the previous
+// snapshot's sums: a process that exits between two snapshots loses only
+// what it ran between them, not all it ran before (a kworker's exit made
+// the kernel threads' difference negative).
 type snapshot struct {
 	t                         time.Time
 	applied                   int64
 	busy, idle, iowait, steal int64 // /proc/stat, all CPUs
 	irq                       int64 // irq + softirq, /proc/stat
-	self, fio, duplex         int64 // /proc/PID/stat utime+stime: this process, fio's, Duplex's daemons'
+	self, fio, duplex         int64 // utime+stime: this process, fio's, Duplex's daemons'
 	kthreads, other           int64 // the kernel's threads, every other process
 	diskWritten, diskBusy     int64 // -disk's /sys/block/DISK/stat: sectors written, ms busy (io_ticks)
+	procs                     map[procKey]int64
 }
 
-// take reads the machine's and every process's CPU time.
-func take(s *secondary) (snapshot, error) {
-	sn := snapshot{t: time.Now()}
+// procKey tells a process from a later one given the same pid.
+type procKey struct {
+	pid   int
+	start string
+}
+
+// take reads the machine's and every process's CPU time, the processes'
+// counted from prev (nil: from their start).
+func take(s *secondary, prev *snapshot) (snapshot, error) {
+	sn := snapshot{t: time.Now(), procs: map[procKey]int64{}}
+	if prev != nil {
+		sn.self, sn.fio, sn.duplex, sn.kthreads, sn.other = prev.self, prev.fio, prev.duplex, prev.kthreads, prev.other
+	}
 	if s != nil {
 		sn.applied = s.applied.Load()
 	}
@@ -475,17 +491,26 @@ func take(s *secondary) (snapshot, error) {
 		ppid, _ := strconv.Atoi(f[1])
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
+		if len(f) < 20 {
+			continue
+		}
+		k := procKey{pid, f[19]}
+		sn.procs[k] = ut + st
+		d := ut + st
+		if prev != nil {
+			d -= prev.procs[k]
+		}
 		switch {
 		case pid == self:
-			sn.self += ut + st
+			sn.self += d
 		case comm == "fio":
-			sn.fio += ut + st
+			sn.fio += d
 		case comm == "duplex":
-			sn.duplex += ut + st
+			sn.duplex += d
 		case pid == 2 || ppid == 2:
-			sn.kthreads += ut + st
+			sn.kthreads += d
 		default:
-			sn.other += ut + st
+			sn.other += d
 		}
 	}
 	return sn, nil
@@ -539,12 +564,14 @@ func loadavg() string {
 // disk's sectors written and ms busy.
 func samples(d time.Duration) error {
 	end := time.Now().Add(d)
+	var prev *snapshot
 	for t := time.Now(); t.Before(end); t = t.Add(time.Second) {
 		time.Sleep(time.Until(t))
-		sn, err := take(nil)
+		sn, err := take(nil, prev)
 		if err != nil {
 			return err
 		}
+		prev = &sn
 		fmt.Printf("%.3f %d %d %d %d %d %d %d %d %d %d %d %d\n", float64(sn.t.UnixMilli())/1000, sn.busy, sn.idle, sn.iowait, sn.steal,
 			sn.irq, sn.self, sn.fio, sn.duplex, sn.kthreads, sn.other, sn.diskWritten, sn.diskBusy)
 	}
