@@ -10,9 +10,9 @@
 // one writev). The receiving side reads each payload straight into a
 // block-aligned slot of a 4 MiB batch, writes the batch to a circular
 // journal file and fdatasyncs it, then writes each update to a secondary
-// volume file (fdatasync every 64 MiB). Nothing else: no checksums, no
-// sidefile, no acknowledgements; TCP's flow control paces the primary to
-// the secondary. With -buffered the journal and the secondary's volume
+// volume file (fdatasync every 64 MiB). Nothing else: no sidefile, no
+// acknowledgements, no checksums but with -crc; TCP's flow control paces
+// the primary to the secondary. With -buffered the journal and the secondary's volume
 // are written through the page cache (the limit's own pattern, the
 // kernel's writeback counted) instead of O_DIRECT.
 //
