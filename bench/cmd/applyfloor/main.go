@@ -12,9 +12,9 @@
 // journal file and fdatasyncs it, then writes each update to a secondary
 // volume file (fdatasync every 64 MiB). Nothing else: no sidefile, no
 // acknowledgements, no checksums but with -crc; TCP's flow control paces
-// the primary to the secondary. With -buffered the journal and the secondary's volume
-// are written through the page cache (the limit's own pattern, the
-// kernel's writeback counted) instead of O_DIRECT.
+// the primary to the secondary. With -buffered the journal and the
+// secondary's volume are written through the page cache (the limit's own
+// pattern, the kernel's writeback counted) instead of O_DIRECT.
 //
 // Over fio's run, from 2 s after its start to 1 s before its end, it
 // counts the bytes applied and the CPU time of the whole machine
@@ -22,7 +22,8 @@
 // the kernel's threads (kworker writeback, ksoftirqd, jbd2) and the rest
 // (other work on the machine).
 //
-//	applyfloor -dir DIR [-runtime 15s] [-buffered]
+//	applyfloor -dir DIR [-runtime 15s] [-buffered] [-crc] [-journals 2]
+//	applyfloor -sample 150s > FILE   # the counters each second, no pipeline
 package main
 
 import (
