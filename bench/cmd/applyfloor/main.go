@@ -65,15 +65,16 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var (
-	dir      = flag.String("dir", "", "directory for the volumes and the journal (created)")
-	size     = flag.Int64("size", 1<<30, "volume size in bytes")
-	runFor   = flag.Duration("runtime", 15*time.Second, "fio's run")
-	buffered = flag.Bool("buffered", false, "the journal and the secondary's volume through the page cache, not O_DIRECT")
-	sums     = flag.Bool("crc", false, "a CRC-32C of each write at both ends, as a replicator checking its data takes (the primary's as the write arrives, the secondary's as it is received)")
-	journals = flag.Int("journals", 1, "batches written to the journal at once (each write then its fdatasync)")
-	keep     = flag.Bool("keep", false, "keep the files in -dir")
-	diskName = flag.String("disk", "vda", "the disk whose writes and busy time are counted (/sys/block/DISK/stat)")
-	sample   = flag.Duration("sample", 0, "run no pipeline: print the machine's and the processes' CPU ticks every second for this long (to read another stream's window, say Duplex's, afterwards)")
+	dir        = flag.String("dir", "", "directory for the volumes and the journal (created)")
+	size       = flag.Int64("size", 1<<30, "volume size in bytes")
+	runFor     = flag.Duration("runtime", 15*time.Second, "fio's run")
+	buffered   = flag.Bool("buffered", false, "the journal and the secondary's volume through the page cache, not O_DIRECT")
+	sums       = flag.Bool("crc", false, "a CRC-32C of each write at both ends, as a replicator checking its data takes (the primary's as the write arrives, the secondary's as it is received)")
+	journals   = flag.Int("journals", 1, "batches written to the journal at once (each write then its fdatasync)")
+	primaryDir = flag.String("primary-dir", "", "directory for the primary's volume, if not -dir (say /dev/shm: the primary's writes off the secondary's disk)")
+	keep       = flag.Bool("keep", false, "keep the files in -dir")
+	diskName   = flag.String("disk", "vda", "the disk whose writes and busy time are counted (/sys/block/DISK/stat)")
+	sample     = flag.Duration("sample", 0, "run no pipeline: print the machine's and the processes' CPU ticks every second for this long (to read another stream's window, say Duplex's, afterwards)")
 )
 
 func main() {
@@ -106,7 +107,14 @@ func run() error {
 			}
 		}()
 	}
-	prim, sec, jrn := filepath.Join(*dir, "primary.img"), filepath.Join(*dir, "secondary.img"), filepath.Join(*dir, "journal")
+	pd := *dir
+	if *primaryDir != "" {
+		pd = *primaryDir
+		if !*keep {
+			defer os.Remove(filepath.Join(pd, "primary.img"))
+		}
+	}
+	prim, sec, jrn := filepath.Join(pd, "primary.img"), filepath.Join(*dir, "secondary.img"), filepath.Join(*dir, "journal")
 	// Written whole first, as the bench's volumes are copies of a
 	// prefilled image: no block is allocated during the run.
 	for _, f := range []struct {
