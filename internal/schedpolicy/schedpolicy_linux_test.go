@@ -26,10 +26,31 @@ func policies(t *testing.T) map[int]uint32 {
 	return out
 }
 
+// toNormal puts every thread of the process back under the default
+// policy, keeping its nice value, as a process starts: an earlier run of
+// TestBatchCoversEveryThreadAndLaterOnes in the same process (go test
+// -count 2 or more) leaves them under the batch policy.
+func toNormal(t *testing.T) {
+	t.Helper()
+	for tid, p := range policies(t) {
+		if p != unix.SCHED_BATCH {
+			continue
+		}
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			continue // the thread ended meanwhile
+		}
+		set := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: attr.Nice}
+		if err := unix.SchedSetAttr(tid, &set, 0); err != nil && err != unix.ESRCH {
+			t.Fatalf("thread %d: back to the default policy: %v", tid, err)
+		}
+	}
+}
+
 // TestBatchLeavesASingleProcessorAlone: a process with one processor keeps
-// the default policy. It runs first, before another test switches the
-// process.
+// the default policy.
 func TestBatchLeavesASingleProcessorAlone(t *testing.T) {
+	toNormal(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	n, err := Batch()
 	if n != 0 || err != nil {
