@@ -1,6 +1,7 @@
 package pair
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
+	"duplex/timer"
 	"duplex/transport"
 )
 
@@ -122,16 +124,58 @@ func (mg *Manager) markDeleted(vol string) {
 // every one captured; without a marker, a stamp taken once the writes go to
 // bm, which the secondary takes as duplex throughout anyway.
 func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) int64 {
+	ts, _ := mg.suspendMarkedWithin(vol, bm, -1)
+	return ts
+}
+
+// boundedMarker is what a subsystem offers to capture an operator's
+// markers in bounded time (package subsystem implements it): a stamp
+// held up by the write of the common timer's lease is waited for only
+// until that write has taken wait, and the change is then not made, the
+// error a timer.LeaseHungError.
+type boundedMarker interface {
+	SuspendMarkedWithin(vol string, bm *bitmap.Bitmap, m recordset.Marker, wait time.Duration) (int64, error)
+	ResumeMarkedWithin(vol string, m recordset.Marker, wait time.Duration) (*bitmap.Bitmap, int64, error)
+}
+
+// operatorWait is how long an operator's command waits for the disk of
+// the state directory, a save of the pair state or the timer's lease
+// that its marker's stamp waits for: Options.SaveWait.
+func (mg *Manager) operatorWait() time.Duration {
+	return cmp.Or(mg.opts.SaveWait, DefaultSaveWait)
+}
+
+// leaseHung says whether err is a marker given up for the timer's lease
+// (see boundedMarker): the change was not made.
+func leaseHung(err error) bool {
+	var lh *timer.LeaseHungError
+	return errors.As(err, &lh)
+}
+
+// suspendMarkedWithin is suspendMarked for an operator's command (wait
+// not negative): a marker given up for the timer's lease (see
+// boundedMarker) suspends nothing, and its error is returned.
+func (mg *Manager) suspendMarkedWithin(vol string, bm *bitmap.Bitmap, wait time.Duration) (int64, error) {
 	if mk := mg.marker(vol); mk != nil {
-		ts, err := mk.SuspendMarked(vol, bm, recordset.Marker{State: recordset.StateSuspended})
+		m := recordset.Marker{State: recordset.StateSuspended}
+		var ts int64
+		var err error
+		if bmk, ok := mk.(boundedMarker); ok && wait >= 0 {
+			ts, err = bmk.SuspendMarkedWithin(vol, bm, m, wait)
+		} else {
+			ts, err = mk.SuspendMarked(vol, bm, m)
+		}
 		if err == nil {
-			return ts
+			return ts, nil
+		}
+		if leaseHung(err) {
+			return 0, err
 		}
 		mg.markerFailed(vol, recordset.StateSuspended, err)
 	}
 	ss := mg.vols[vol].Subsystem
 	ss.Suspend(vol, bm)
-	return ss.Stamp()
+	return ss.Stamp(), nil
 }
 
 // resumeMarked captures vol's writes again and announces the copy before
@@ -140,20 +184,39 @@ func (mg *Manager) suspendMarked(vol string, bm *bitmap.Bitmap) int64 {
 // the secondary has no consistent copy of it to hold the others for. bytes,
 // if not 0, is what the copy will send (else the regions changed).
 func (mg *Manager) resumeMarked(p *Pair, bytes uint64) *bitmap.Bitmap {
+	bm, _ := mg.resumeMarkedWithin(p, bytes, -1)
+	return bm
+}
+
+// resumeMarkedWithin is resumeMarked for an operator's command (wait not
+// negative): a marker given up for the timer's lease (see boundedMarker)
+// resumes nothing, and its error is returned; the operator's acceptance
+// of an inconsistent resync stays for the next resume.
+func (mg *Manager) resumeMarkedWithin(p *Pair, bytes uint64, wait time.Duration) (*bitmap.Bitmap, error) {
 	vol := p.Volume
 	if mk := mg.marker(vol); mk != nil {
-		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.takeInconsistent(vol) || resyncUnended(p)}
+		m := recordset.Marker{State: recordset.StateResync, Inconsistent: mg.markers.inconsistent[vol] || resyncUnended(p)}
 		if mg.inFirstCopy(p) {
 			m = recordset.Marker{State: recordset.StateFirstCopy}
 		}
 		m.Bytes = bytes
-		bm, _, err := mk.ResumeMarked(vol, m)
+		var bm *bitmap.Bitmap
+		var err error
+		if bmk, ok := mk.(boundedMarker); ok && wait >= 0 {
+			bm, _, err = bmk.ResumeMarkedWithin(vol, m, wait)
+		} else {
+			bm, _, err = mk.ResumeMarked(vol, m)
+		}
+		if leaseHung(err) {
+			return nil, err
+		}
+		mg.takeInconsistent(vol) // the marker's, taken or failed
 		if err == nil {
-			return bm
+			return bm, nil
 		}
 		mg.markerFailed(vol, m.State, err)
 	}
-	return mg.vols[vol].Subsystem.Resume(vol)
+	return mg.vols[vol].Subsystem.Resume(vol), nil
 }
 
 // reannounce captures again the marker of p's current state if it is one

@@ -1038,11 +1038,27 @@ func makePending(p *Pair, bm *bitmap.Bitmap) {
 // the mark of a write that came after. It returns the time of the
 // suspension (see suspendMarked). Called with mg.mu held.
 func (mg *Manager) suspendLocked(p *Pair, auto bool) int64 {
+	at, _ := mg.suspendLockedWithin(p, auto, -1)
+	return at
+}
+
+// suspendLockedWithin is suspendLocked for an operator's command (wait
+// not negative): its marker given up for the timer's lease (see
+// boundedMarker), p is left as it was, its copy (stopped) to go on, and
+// the error is returned.
+func (mg *Manager) suspendLockedWithin(p *Pair, auto bool, wait time.Duration) (int64, error) {
+	cp, copying := mg.copies[p.Volume]
 	bm := mg.suspendBitmap(p)
 	mg.publishSuspendingLocked(auto, p)
-	at := mg.suspendMarked(p.Volume, bm)
+	at, err := mg.suspendMarkedWithin(p.Volume, bm, wait)
+	if err != nil {
+		if copying {
+			mg.copies[p.Volume] = cp
+		}
+		return 0, err
+	}
 	mg.suspended(p, auto, at)
-	return at
+	return at, nil
 }
 
 // suspendBitmap stops p's copy and returns the bitmap its writes go to once
@@ -2334,13 +2350,21 @@ func (mg *Manager) add(vol string) error {
 	}
 	// Capture resumes in the same step that announces the first copy: no
 	// write of vol reaches the secondary before it learns of the copy.
+	was := *p
+	end, ending := mg.firstEnds[vol]
 	p.FirstCopy = true
 	p.Consistent = claim(p, mg.mover.Stats().Acked)
 	// The first copy lands over whatever the secondary held of the volume:
 	// no time kept from before it names its image again.
 	p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
 	delete(mg.firstEnds, vol)
-	mg.resumeMarked(p, uint64(p.Size))
+	if _, err := mg.resumeMarkedWithin(p, uint64(p.Size), mg.operatorWait()); err != nil {
+		*p = was
+		if ending {
+			mg.firstEnds[vol] = end
+		}
+		return refusedForLease("add", vol, "not a pair", err)
+	}
 	mg.startCopy(p, nil)
 	mg.endIfEmpty(p)
 	return nil
@@ -2375,16 +2399,37 @@ func (mg *Manager) suspend(vol string) error {
 		mg.changes++
 		return nil
 	}
-	mg.suspendOneLocked(p)
+	if err := mg.suspendOneLockedWithin(p, mg.operatorWait()); err != nil {
+		return refusedForLease("suspend", vol, fmt.Sprint(p.State), err)
+	}
 	return nil
+}
+
+// refusedForLease is the answer to an operator's command op of vol (left
+// state) whose marker was given up for the timer's lease (err): the pair is left
+// as it was. No write is acknowledged meanwhile either: each waits for
+// its stamp as the marker did.
+func refusedForLease(op, vol, state string, err error) error {
+	return fmt.Errorf("%s %s: refused, %s left %s: %w: the command's marker would wait for it with every write, none acknowledged until its disk answers; "+
+		"%s it again then", op, vol, vol, state, err, op)
 }
 
 // suspendOneLocked suspends p, neither suspended nor deleted, as the
 // operator's suspension does. Called with mg.mu held.
 func (mg *Manager) suspendOneLocked(p *Pair) {
+	mg.suspendOneLockedWithin(p, -1)
+}
+
+// suspendOneLockedWithin is suspendOneLocked for an operator's command
+// (wait not negative): its marker given up for the timer's lease (see
+// boundedMarker), p is left as it was, and the error is returned.
+func (mg *Manager) suspendOneLockedWithin(p *Pair, wait time.Duration) error {
 	pos := mg.mover.Stats().Acked
 	end, raises := raisesAfter(p)
-	at := mg.suspendLocked(p, false)
+	at, err := mg.suspendLockedWithin(p, false, wait)
+	if err != nil {
+		return err
+	}
 	if raises {
 		// As of its marker: a write stamped after it is in the bitmap only.
 		raise(p, end, at, pos)
@@ -2393,6 +2438,7 @@ func (mg *Manager) suspendOneLocked(p *Pair) {
 	mg.dirty = true
 	mg.changes++
 	mg.kick()
+	return nil
 }
 
 // reasonCopyReadFailed is why a pair whose copy could not read its primary
@@ -2654,7 +2700,12 @@ func (mg *Manager) resume(vol string) error {
 		return fmt.Errorf("resume %s: deleted or suspended again while its resume was saved", vol)
 	}
 	ended := p.CopyEnd != 0
-	bm := mg.resumeMarked(p, 0)
+	bm, err := mg.resumeMarkedWithin(p, 0, mg.operatorWait())
+	if err != nil {
+		// Saved pending, it is not: the state on disk is written again.
+		mg.dirty = true
+		return refusedForLease("resume", vol, fmt.Sprint(p.State), err)
+	}
 	mg.startCopy(p, bm)
 	startInconsistent(p, inconsistent, ended)
 	// The acceptance is this resume's (its marker took it), none later.
@@ -2702,6 +2753,7 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	}
 	pos := mg.mover.Stats().Acked
 	end, raises := raisesAfter(p)
+	was := *p
 	if resyncHeld(p) {
 		// The secondary stops holding for it and applies what it held
 		// over the image the hold kept: a mix, consistent as of no time,
@@ -2709,7 +2761,11 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 		p.Inconsistent = true
 		p.EndAt, p.AfterEnd = 0, 0
 	}
-	at := mg.suspendLocked(p, false)
+	at, err := mg.suspendLockedWithin(p, false, mg.operatorWait())
+	if err != nil {
+		*p = was
+		return time.Time{}, refusedForLease("delete", vol, fmt.Sprint(p.State), err)
+	}
 	if raises {
 		// Every write captured before the suspension's marker ships, and
 		// the deletion's marker after it: the secondary holds the volume

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"duplex/bitmap"
 	"duplex/recordset"
@@ -35,6 +36,11 @@ func (s *writeAfterSuspend) SuspendMarked(vol string, bm *bitmap.Bitmap, m recor
 		s.after = s.tm.Now()
 	}
 	return ts, err
+}
+
+// SuspendMarkedWithin is the operator's SuspendMarked: the same.
+func (s *writeAfterSuspend) SuspendMarkedWithin(vol string, bm *bitmap.Bitmap, m recordset.Marker, _ time.Duration) (int64, error) {
+	return s.SuspendMarked(vol, bm, m)
 }
 
 // openWriteAfterSuspend opens pair a, duplex, over a writeAfterSuspend

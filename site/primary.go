@@ -669,13 +669,13 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		err = p.leaseWritten(dctx)
 	}
 	if err != nil {
-		var lease *leaseHungError
+		var lease *timer.LeaseHungError
 		if errors.As(context.Cause(dctx), &lease) {
 			sw.hung = true
 			err = fmt.Errorf("primary: the stop's drain: %w", lease)
 			p.log.Error("stopping uncleanly, with updates not yet at the secondary: the drain waits for the write of the timer's lease, which has not ended "+
 				"(its disk stopped answering); given up, not clean: the next start copies the regions the activity log marks",
-				"lease_write", lease.d.Round(time.Millisecond), "stamps_waiting", lease.waiting, "held_record_sets", p.mover.Stats().HeldWithUpdates)
+				"lease_write", lease.D.Round(time.Millisecond), "stamps_waiting", lease.Waiting, "held_record_sets", p.mover.Stats().HeldWithUpdates)
 		} else {
 			p.log.Error("stopping with updates not yet at the secondary", "err", err, "held_record_sets", p.mover.Stats().HeldWithUpdates)
 		}
@@ -854,18 +854,6 @@ func (p *Primary) awaitLease(sw *stateWait, done <-chan struct{}, what string) b
 	return true
 }
 
-// leaseHungError is why the stop's drain was given up: the write of the
-// timer's lease had not ended for d, waiting stamps waiting for it.
-type leaseHungError struct {
-	d       time.Duration
-	waiting int
-}
-
-func (e *leaseHungError) Error() string {
-	return fmt.Sprintf("the write of the timer's lease has not ended after %s (its disk stopped answering), %d updates waiting for their timestamps",
-		e.d.Round(time.Millisecond), e.waiting)
-}
-
 // giveUpOnLease ends a drain (cancel), the stop's or an operator's, once
 // the timer's lease has been writing for wait, or at once if the stop
 // already gave up on the state directory's disk (hung): every stamp
@@ -877,7 +865,7 @@ func (p *Primary) giveUpOnLease(ctx context.Context, cancel context.CancelCauseF
 	defer t.Stop()
 	for {
 		if d, waiting := p.timer.LeaseWait(); d > 0 && (hung || d >= wait) {
-			cancel(&leaseHungError{d: d, waiting: waiting})
+			cancel(&timer.LeaseHungError{D: d, Waiting: waiting})
 			return
 		}
 		select {
@@ -1589,7 +1577,7 @@ func (p *Primary) drain(ctx context.Context) error {
 		used += ss.Sidefile().Stats().Used
 	}
 	ms := p.mover.Stats()
-	var lease *leaseHungError
+	var lease *timer.LeaseHungError
 	if used == 0 && ms.HeldWithUpdates == 0 && !errors.As(why, &lease) {
 		// The last acknowledgement came as the wait ended (the stop's,
 		// the timeout's): nothing is held, everything shipped, and what

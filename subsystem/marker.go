@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"duplex/bitmap"
 	"duplex/recordset"
@@ -44,6 +46,120 @@ func (s *Subsystem) SuspendMarked(vol string, bm *bitmap.Bitmap, m recordset.Mar
 	u.Timestamp = s.timer.Now()
 	s.side.Append(u)
 	return u.Timestamp, nil
+}
+
+// SuspendMarkedWithin is SuspendMarked for an operator's command, which
+// is answered in bounded time: while the ordering lock is held by a stamp
+// that waits for the write of the common timer's lease (a client's write,
+// the mover's cut), or the marker's own stamp would wait for it, it waits
+// only until that write has taken wait, and then suspends nothing,
+// returning a timer.LeaseHungError. Holding the lock, a stamp would wait
+// for the lease's disk without bound.
+func (s *Subsystem) SuspendMarkedWithin(vol string, bm *bitmap.Bitmap, m recordset.Marker, wait time.Duration) (int64, error) {
+	if _, ok := s.volumes[vol]; !ok {
+		return 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
+	}
+	u := m.Update(vol)
+	unlock, err := s.stampWithin(&u, wait)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	s.setTracking(vol, bm)
+	s.side.Append(u)
+	return u.Timestamp, nil
+}
+
+// ResumeMarkedWithin is ResumeMarked given up as SuspendMarkedWithin is:
+// on a timer.LeaseHungError nothing is resumed.
+func (s *Subsystem) ResumeMarkedWithin(vol string, m recordset.Marker, wait time.Duration) (*bitmap.Bitmap, int64, error) {
+	if _, ok := s.volumes[vol]; !ok {
+		return nil, 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
+	}
+	// The marker's size does not depend on Bytes, which is counted under
+	// the lock, as ResumeMarked does.
+	u := m.Update(vol)
+	unlock, err := s.stampWithin(&u, wait)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
+	bm := s.tracking[vol]
+	s.setTracking(vol, nil)
+	if bm != nil && m.Bytes == 0 {
+		m.Bytes = uint64(bm.DirtyBytes())
+	}
+	ts := u.Timestamp
+	u = m.Update(vol)
+	u.Timestamp = ts
+	s.side.Append(u)
+	return bm, ts, nil
+}
+
+// stampWithin takes the ordering lock and stamps u, a marker, taking its
+// room in the sidefile, as Mark does, waiting for a stamp held up by the
+// write of the timer's lease only until that write has taken wait: then
+// it returns a timer.LeaseHungError, with neither the lock nor the room
+// taken. Otherwise the caller captures u and calls unlock.
+func (s *Subsystem) stampWithin(u *recordset.Update, wait time.Duration) (unlock func(), err error) {
+	cost := sidefile.Cost(len(u.Data))
+	s.side.Take(cost)
+	if err := s.lockWithin(wait); err != nil {
+		s.side.Release(cost)
+		return nil, fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	ts, err := s.timer.NowWithin(wait)
+	if err != nil {
+		s.mu.Unlock()
+		s.side.Release(cost)
+		return nil, fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	u.Timestamp = ts
+	return s.mu.Unlock, nil
+}
+
+// lockWithin takes the ordering lock, as long as it takes, unless a
+// stamp waits for the write of the timer's lease and that write has taken
+// wait: the lock's holder may be that stamp. It then returns a
+// timer.LeaseHungError, the lock not taken (the lock taken late, the
+// attempt given up, is let go at once).
+func (s *Subsystem) lockWithin(wait time.Duration) error {
+	if s.mu.TryLock() {
+		return nil
+	}
+	var mu sync.Mutex
+	givenUp := false
+	got := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		mu.Lock()
+		defer mu.Unlock()
+		if givenUp {
+			s.mu.Unlock()
+			return
+		}
+		close(got)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-got:
+			return nil
+		case <-tick.C:
+		}
+		if err := s.timer.Hung(wait); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			select {
+			case <-got:
+				return nil
+			default:
+			}
+			givenUp = true
+			return err
+		}
+	}
 }
 
 // ResumeMarked resumes vol like Resume and captures m, with Bytes (unless

@@ -274,3 +274,71 @@ func (t *Timer) wait() {
 		t.lease.wg.Wait()
 	}
 }
+
+// LeaseHungError says that the write of the lease's mark has not ended
+// for D, Waiting stamps waiting for it: its disk stopped answering, and
+// every stamp past the mark on disk (every write) waits with it.
+type LeaseHungError struct {
+	D       time.Duration
+	Waiting int
+}
+
+func (e *LeaseHungError) Error() string {
+	return fmt.Sprintf("the write of the timer's lease has not ended after %s (its disk stopped answering), %d updates waiting for their timestamps",
+		e.D.Round(time.Millisecond), e.Waiting)
+}
+
+// Hung returns a LeaseHungError if the write of the lease's mark under
+// way has taken wait or more and stamps wait for it, nil otherwise.
+func (t *Timer) Hung(wait time.Duration) error {
+	if d, waiting := t.LeaseWait(); d > 0 && d >= wait && waiting > 0 {
+		return &LeaseHungError{D: d, Waiting: waiting}
+	}
+	return nil
+}
+
+// NowWithin is Now for a stamp that may be given up: one that waits for
+// the write of the lease's mark waits only until that write has taken
+// wait, and is then not handed out, the error a LeaseHungError. An
+// operator's command stamps its marker so: it is refused, rather than
+// wait with the disk without bound. The stamp given up leaves a gap,
+// which the order of the stamps handed out does not mind.
+func (t *Timer) NowWithin(wait time.Duration) (int64, error) {
+	l := t.lease
+	if l == nil {
+		return t.Now(), nil
+	}
+	for {
+		last := t.last.Load()
+		wall := t.wall()
+		ts := max(wall, last+1)
+		if !t.last.CompareAndSwap(last, ts) {
+			continue
+		}
+		if ts < l.mark.Load() {
+			l.cover(t, ts, wall) // the mark only rises: it does not wait
+			return ts, nil
+		}
+		l.waiting.Add(1)
+		defer l.waiting.Add(-1)
+		done := make(chan struct{})
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer close(done)
+			l.extend(t, ts)
+		}()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return ts, nil
+			case <-tick.C:
+			}
+			if err := t.Hung(wait); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
