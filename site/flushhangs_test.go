@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 // takes minutes under writeback pressure.
 type flushHang struct {
 	hung     atomic.Bool
+	closes   atomic.Bool   // vol1's close hangs too, once set
 	entered  chan struct{} // closed when a flush of vol1 first blocks
 	enter    sync.Once
 	released chan struct{}
@@ -39,6 +41,14 @@ func (h *flushHang) beforeFlush(vol string) error {
 	h.enter.Do(func() { close(h.entered) })
 	<-h.released
 	return nil
+}
+
+// beforeClose holds vol1's close, once closes is set, until released: a
+// close flushes on NFS and FUSE, and waits for the disk as a flush does.
+func (h *flushHang) beforeClose(vol string) {
+	if vol == "vol1" && h.closes.Load() {
+		<-h.released
+	}
 }
 
 // flushHanging runs a secondary and a primary of cfg (the stop waiting up
@@ -68,7 +78,7 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 	})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
 		Dialer: linkDialer(t, cfg), CopyReadWait: healthyReadWait,
-		beforeFlush: h.beforeFlush, stopFlushWait: stopWait})
+		beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, stopFlushWait: stopWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,4 +215,26 @@ func restartCopiesVol1(t *testing.T, cfg *config.Config, s *Secondary) {
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
 	waitFor(t, 20*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
+}
+
+// TestAHungCloseLetsTheStopEnd: vol1's disk stops answering, its flushes
+// and its close alike (a close flushes on NFS and FUSE). The stop gives
+// the close up after its wait on a volume's disk, as it does the flush,
+// and its error and log name the close of vol1. Restarted once the disk
+// answers, the primary copies vol1's marked region.
+func TestAHungCloseLetsTheStopEnd(t *testing.T) {
+	p, s, h, logs, stop := flushHanging(t, time.Second)
+	cfg := p.cfg
+	h.closes.Store(true)
+	var stopErr error
+	within(t, 10*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if stopErr == nil || !strings.Contains(stopErr.Error(), "close of volume vol1") {
+		t.Errorf("the stop's error does not name the close of vol1: %v", stopErr)
+	}
+	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
+		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
+	}
+	h.release()
+	restartCopiesVol1(t, cfg, s)
 }

@@ -103,8 +103,10 @@ type Primary struct {
 	// site; switchedOver is then its record and the status it left.
 	switched     chan struct{}
 	switchedOver switchedState
-	// beforeFlush, afterStopSave, drainCutShort: see PrimaryOptions.
+	// beforeFlush, beforeClose, afterStopSave, drainCutShort: see
+	// PrimaryOptions.
 	beforeFlush   func(vol string) error
+	beforeClose   func(vol string)
 	afterStopSave func()
 	drainCutShort func()
 	// stopFlushWait: see StopFlushWait.
@@ -172,6 +174,9 @@ type PrimaryOptions struct {
 	// beforeFlush, if it returns an error, fails a flush of a volume
 	// with it, unflushed (tests: a writeback error).
 	beforeFlush func(vol string) error
+	// beforeClose, if set (by tests), runs before a volume is closed:
+	// a disk whose close (a flush, on NFS and FUSE) hangs.
+	beforeClose func(vol string)
 	// stopFlushWait replaces StopFlushWait (tests).
 	stopFlushWait time.Duration
 	// slowDisk replaces secondary.DefaultSlowDisk as how long a write
@@ -389,7 +394,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		p.actlogErr = err
 	}
 	p.actlog = al
-	p.beforeFlush, p.afterStopSave, p.drainCutShort = opts.beforeFlush, opts.afterStopSave, opts.drainCutShort
+	p.beforeFlush, p.beforeClose, p.afterStopSave, p.drainCutShort = opts.beforeFlush, opts.beforeClose, opts.afterStopSave, opts.drainCutShort
 	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
@@ -494,7 +499,10 @@ func (p *Primary) close() {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	for _, v := range p.vols {
+	for name, v := range p.vols {
+		if p.beforeClose != nil {
+			p.beforeClose(name)
+		}
 		v.Close()
 	}
 	// Last: every file of the pair state is closed.
