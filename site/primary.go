@@ -495,19 +495,14 @@ func (w *startWait) end() {
 	}
 }
 
-func (p *Primary) close() {
+func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	for name, v := range p.vols {
-		if p.beforeClose != nil {
-			p.beforeClose(name)
-		}
-		v.Close()
-	}
+	err := p.closeVolumes()
 	// Last: every file of the pair state is closed.
 	if p.stateLock == nil {
-		return
+		return err
 	}
 	if p.timer != nil && leaseWriting(p) {
 		// The stop gave the lease's write up (timer.Abandon), and its
@@ -518,9 +513,44 @@ func (p *Primary) close() {
 			p.timer.AwaitWrites()
 			lock.Close()
 		}(p.stateLock)
-		return
+		return err
 	}
 	p.stateLock.Close()
+	return err
+}
+
+// closeVolumes closes the volumes, waiting for their closes for the
+// stop's wait on a volume's disk (StopFlushWait): on NFS or FUSE a close
+// writes back what the file system holds, and waits for a disk that
+// stopped answering as a flush does. A close that has not ended by then
+// is left to end (or not) in the background, and named in the error.
+// What a clean stop counts on is on the disk already: the stop's flushes
+// passed before the pair state was saved clean.
+func (p *Primary) closeVolumes() error {
+	ended := make(chan string, len(p.vols))
+	for name, v := range p.vols {
+		go func() {
+			if p.beforeClose != nil {
+				p.beforeClose(name)
+			}
+			v.Close()
+			ended <- name
+		}()
+	}
+	left := maps.Clone(p.vols)
+	wait := cmp.Or(p.stopFlushWait, StopFlushWait) // not yet set when an open fails
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for len(left) > 0 {
+		select {
+		case name := <-ended:
+			delete(left, name)
+		case <-t.C:
+			return fmt.Errorf("primary: the close of volume %s has not ended within %s (its disk stopped answering; a close flushes on NFS and FUSE): "+
+				"the stop goes on without it", strings.Join(slices.Sorted(maps.Keys(left)), ", "), wait)
+		}
+	}
+	return nil
 }
 
 // Mover returns the data mover.
@@ -790,7 +820,12 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			runErr = err
 		}
 	}
-	p.close()
+	if err := p.close(); err != nil {
+		p.log.Error("stopping: " + err.Error())
+		if runErr == nil {
+			runErr = err
+		}
+	}
 	return runErr
 }
 
