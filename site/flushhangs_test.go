@@ -21,6 +21,7 @@ import (
 type flushHang struct {
 	hung     atomic.Bool
 	closes   atomic.Bool   // vol1's close hangs too, once set
+	writes   atomic.Bool   // vol1's writes hang too, once set
 	entered  chan struct{} // closed when a flush of vol1 first blocks
 	enter    sync.Once
 	released chan struct{}
@@ -47,6 +48,14 @@ func (h *flushHang) beforeFlush(vol string) error {
 // close flushes on NFS and FUSE, and waits for the disk as a flush does.
 func (h *flushHang) beforeClose(vol string) {
 	if vol == "vol1" && h.closes.Load() {
+		<-h.released
+	}
+}
+
+// beforeVolumeWrite holds the writes to vol1, once writes is set, until
+// released.
+func (h *flushHang) beforeVolumeWrite(vol string) {
+	if vol == "vol1" && h.writes.Load() {
 		<-h.released
 	}
 }
@@ -78,7 +87,7 @@ func flushHanging(t *testing.T, stopWait time.Duration, configure ...func(*confi
 	})
 	p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{
 		Dialer: linkDialer(t, cfg), CopyReadWait: healthyReadWait,
-		beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, stopFlushWait: stopWait})
+		beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, beforeVolumeWrite: h.beforeVolumeWrite, stopFlushWait: stopWait})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +245,71 @@ func TestAHungCloseLetsTheStopEnd(t *testing.T) {
 		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
 	}
 	h.release()
+	restartCopiesVol1(t, cfg, s)
+}
+
+// TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds: vol1's disk
+// stops answering, its writes as its flushes, under an NBD client's
+// write, which the server's read loop serves. That connection waits with
+// the disk; another client's writes, reads and flushes of vol2, and its
+// reads of vol1, are served, as is the status. The stop returns within
+// its bounds (the NBD server's close given up for the request under way,
+// vol1's close not held by it), not clean, the write never acknowledged,
+// and the restart, once the disk answers, makes the secondary's vol1 the
+// primary's.
+func TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds(t *testing.T) {
+	p, s, h, logs, stop := flushHanging(t, time.Second, func(cfg *config.Config) { cfg.Primary.NBD = "127.0.0.1:0" })
+	cfg := p.cfg
+	c1, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c1.Close() })
+	h.writes.Store(true)
+	wrote := make(chan error, 1)
+	go func() { wrote <- c1.WriteAt(bytes.Repeat([]byte{0x7a}, 4096), 16384) }()
+	select {
+	case err := <-wrote:
+		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, vol := range []string{"vol2", "vol1"} {
+		c2, err := nbd.Dial(p.NBDAddr(), vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		within(t, 10*time.Second, "another client's requests to "+vol, func() {
+			b := make([]byte, 4096)
+			if err := c2.ReadAt(b, 0); err != nil {
+				t.Errorf("a read of %s beside the hung write: %v", vol, err)
+			}
+			if vol == "vol2" {
+				if err := c2.WriteAt(bytes.Repeat([]byte{0x7b}, 4096), 8192); err != nil {
+					t.Errorf("a write to vol2 beside the hung write: %v", err)
+				}
+				if err := c2.Flush(); err != nil {
+					t.Errorf("a flush of vol2 beside the hung write: %v", err)
+				}
+			}
+		})
+		c2.Close()
+	}
+	within(t, 10*time.Second, "the status", func() { p.Status() })
+	var stopErr error
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
+	t.Logf("the stop: %v", stopErr)
+	if len(logs.lines("not clean")) == 0 {
+		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
+	}
+	h.release()
+	select {
+	case err := <-wrote:
+		t.Logf("the hung write, once the disk answered: %v", err)
+		if err == nil {
+			t.Error("the client's write that waited for the hung disk was acknowledged after the stop")
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the client's write still waits 10s after the stop and the disk's answer")
+	}
 	restartCopiesVol1(t, cfg, s)
 }

@@ -174,6 +174,9 @@ type PrimaryOptions struct {
 	// beforeFlush, if it returns an error, fails a flush of a volume
 	// with it, unflushed (tests: a writeback error).
 	beforeFlush func(vol string) error
+	// beforeVolumeWrite stands in for the volumes' writes (see
+	// subsystem.SetBeforeVolumeWrite): tests hang them.
+	beforeVolumeWrite func(vol string)
 	// beforeClose, if set (by tests), runs before a volume is closed:
 	// a disk whose close (a flush, on NFS and FUSE) hangs.
 	beforeClose func(vol string)
@@ -410,9 +413,12 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			}
 		})
 	}
-	if opts.beforeCopyRead != nil {
-		for _, ss := range p.subs {
+	for _, ss := range p.subs {
+		if opts.beforeCopyRead != nil {
 			ss.SetBeforeCopyRead(opts.beforeCopyRead)
+		}
+		if opts.beforeVolumeWrite != nil {
+			ss.SetBeforeVolumeWrite(opts.beforeVolumeWrite)
 		}
 	}
 	starting.step("the pair state in " + p.stateDir)

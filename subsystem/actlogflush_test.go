@@ -35,7 +35,7 @@ func TestARegionStaysMarkedWhileItsWriteIsOnItsWayToTheVolume(t *testing.T) {
 	f.ss.SetActivityLog(actlog.WritePath{Log: al})
 
 	held, release := make(chan struct{}), make(chan struct{})
-	f.ss.beforeVolumeWrite = func() {
+	f.ss.beforeVolumeWrite = func(string) {
 		close(held)
 		<-release
 	}

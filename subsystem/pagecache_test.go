@@ -155,7 +155,7 @@ func TestLargeWriteGoesPastThePageCache(t *testing.T) {
 	var arrivals atomic.Int32
 	oneDone := make(chan struct{})
 	var once sync.Once
-	ss.beforeVolumeWrite = func() {
+	ss.beforeVolumeWrite = func(string) {
 		first := arrivals.Add(1) == 1
 		arrived.Done()
 		arrived.Wait()
@@ -237,7 +237,7 @@ func TestLargeWriteToADeviceGoesThroughThePageCache(t *testing.T) {
 	dropPageCache(t, dev)
 	var arrived sync.WaitGroup
 	arrived.Add(2)
-	ss.beforeVolumeWrite = func() {
+	ss.beforeVolumeWrite = func(string) {
 		arrived.Done()
 		arrived.Wait()
 	}
@@ -323,7 +323,7 @@ func twoLargeWritesAtOnce(t *testing.T, ss *Subsystem, mul int, meanwhile func()
 	ctx := context.Background()
 	var arrived sync.WaitGroup
 	arrived.Add(2)
-	ss.beforeVolumeWrite = func() {
+	ss.beforeVolumeWrite = func(string) {
 		arrived.Done()
 		arrived.Wait()
 	}

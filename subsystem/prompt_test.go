@@ -34,7 +34,7 @@ func TestPromptSaysNoToAWriteThatWouldWait(t *testing.T) {
 	}
 
 	held, release := make(chan struct{}), make(chan struct{})
-	f.ss.beforeVolumeWrite = func() {
+	f.ss.beforeVolumeWrite = func(string) {
 		close(held)
 		<-release
 	}
@@ -146,7 +146,7 @@ func TestWriteNowCapturesNothingWhereItWouldWait(t *testing.T) {
 	}
 
 	held, release := make(chan struct{}), make(chan struct{})
-	f.ss.beforeVolumeWrite = func() {
+	f.ss.beforeVolumeWrite = func(string) {
 		close(held)
 		<-release
 	}

@@ -17,7 +17,7 @@ func TestRecycleKeepsTheBufferOfAWriteNotYetOnTheVolume(t *testing.T) {
 	ctx := context.Background()
 	captured, proceed := make(chan struct{}), make(chan struct{})
 	first := true
-	f.ss.beforeVolumeWrite = func() {
+	f.ss.beforeVolumeWrite = func(string) {
 		if first {
 			first = false
 			close(captured)

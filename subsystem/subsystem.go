@@ -66,9 +66,9 @@ type Subsystem struct {
 	failedMu sync.Mutex
 	failed   []FailedWrite
 
-	// beforeVolumeWrite, if set (by tests), runs after an update is
-	// captured and before it reaches the volume.
-	beforeVolumeWrite func()
+	// beforeVolumeWrite, if set (by tests, SetBeforeVolumeWrite), runs
+	// after an update is captured and before it reaches the volume.
+	beforeVolumeWrite func(vol string)
 	// beforeCopyRead, if set (SetBeforeCopyRead), runs before a copy
 	// reads its data from the volume.
 	beforeCopyRead func(vol string, off, length int64)
@@ -534,6 +534,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 	}
 	before = s.overlapping(u.Volume, off, off+int64(u.Length), before)
 	me := s.start(u.Volume, off, off+int64(u.Length))
+	hook := s.beforeVolumeWrite
 	if u.Kind == recordset.KindWrite {
 		// Captured, the buffer may be journaled and handed back before
 		// the pwrite below has read it: Recycle finds it here. A
@@ -552,8 +553,8 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 	if large {
 		s.largeWrites.Add(1)
 	}
-	if s.beforeVolumeWrite != nil {
-		s.beforeVolumeWrite()
+	if hook != nil {
+		hook(u.Volume)
 	}
 	switch u.Kind {
 	case recordset.KindWrite:
@@ -910,6 +911,15 @@ func (s *Subsystem) CopyReporting(ctx context.Context, vol string, off, length i
 		return fmt.Errorf("subsystem %s: copy %s [%d, +%d): %w: %w", s.id, vol, off, length, ErrCopyRead, err)
 	}
 	return nil
+}
+
+// SetBeforeVolumeWrite has fn run before each captured update (a write,
+// zeroes, a trim) reaches the volume: tests stand a hung primary volume
+// in with it.
+func (s *Subsystem) SetBeforeVolumeWrite(fn func(vol string)) {
+	s.mu.Lock()
+	s.beforeVolumeWrite = fn
+	s.mu.Unlock()
 }
 
 // SetBeforeCopyRead has fn run before each copy reads its data from the
