@@ -99,3 +99,37 @@ func TestAHungLeaseLetsTheOperatorsAddAndDeleteBeAnswered(t *testing.T) {
 func notYetInEffect(err error) bool {
 	return errors.Is(err, pair.ErrSaveHung) && strings.Contains(err.Error(), "not yet in effect")
 }
+
+// TestAHungLeaseLetsTheOperatorsCommandsOnEveryPairBeAnswered: as
+// TestAHungLeaseLetsTheOperatorsCommandsBeAnswered, for suspend --all
+// and resume --all: the suspension of every pair is refused naming the
+// timer's lease, vol2 left duplex; the resume of every pair is answered,
+// not yet in effect (its save hung) or refused naming the lease, vol1
+// left suspended.
+func TestAHungLeaseLetsTheOperatorsCommandsOnEveryPairBeAnswered(t *testing.T) {
+	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
+	if err := p.Pairs().Suspend("vol1"); err != nil && !errors.Is(err, pair.ErrSaveHung) {
+		t.Fatalf("the suspension of vol1, its save hung: %v", err)
+	}
+	holdWritesOnTheLease(t, p)
+	ops := pairOps{p}
+	var err error
+	within(t, 10*time.Second, "suspend --all", func() { _, err = ops.SuspendAll(context.Background(), false) })
+	t.Logf("suspend --all: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+		t.Errorf("suspend --all with the timer's lease hung: %v, want it refused naming the lease", err)
+	}
+	within(t, 10*time.Second, "resume --all", func() { _, err = ops.ResumeAll() })
+	t.Logf("resume --all: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "timer's lease") && !notYetInEffect(err) {
+		t.Errorf("resume --all with the timer's lease hung: %v, want it refused naming the lease, or not yet in effect", err)
+	}
+	within(t, 10*time.Second, "the status", func() {
+		st := p.Status()
+		for vol, want := range map[string]string{"vol1": "suspended", "vol2": "duplex"} {
+			if got := volumeStatus(st, vol).State; got != want {
+				t.Errorf("%s, the commands refused: %s, want %s", vol, got, want)
+			}
+		}
+	})
+}
