@@ -522,32 +522,43 @@ func (mg *Manager) autoResume(ps []*Pair) {
 // one point of the common timer when their subsystems can do so together,
 // one after another otherwise, and returns the time of each suspension (see
 // suspendMarked): the same point for all when together.
-func (mg *Manager) suspendTogether(ps []*Pair, bms []*bitmap.Bitmap) []int64 {
+//
+// For an operator's command (wait not negative), markers given up for the
+// timer's lease (see boundedMarker) suspend none of ps, and the error is
+// returned. Subsystems that cannot change together are suspended one
+// after another, each as long as it takes (none in a site).
+func (mg *Manager) suspendTogether(ps []*Pair, bms []*bitmap.Bitmap, wait time.Duration) ([]int64, error) {
 	at := make([]int64, len(ps))
 	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateSuspended})
 	if ok {
 		for i := range cs {
 			cs[i].Bitmap = bms[i]
 		}
-		if err := subsystem.SuspendTogether(cs); err == nil {
+		err := subsystem.SuspendTogetherWithin(cs, wait)
+		if err == nil {
 			for i := range at {
 				at[i] = cs[len(cs)-1].Timestamp
 			}
-			return at
-		} else {
-			mg.log.Error("pair-state markers not sent together", "err", err)
+			return at, nil
 		}
+		if leaseHung(err) {
+			return nil, err
+		}
+		mg.log.Error("pair-state markers not sent together", "err", err)
 	}
 	for i, p := range ps {
 		at[i] = mg.suspendMarked(p.Volume, bms[i])
 	}
-	return at
+	return at, nil
 }
 
 // resumeTogether resumes the pairs ps at one point of the common timer when
 // their subsystems can do so together, returning the regions each changed
-// while suspended.
-func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
+// while suspended. For an operator's command (wait not negative), markers
+// given up for the timer's lease resume none of ps, as in
+// suspendTogether, and the operator's acceptances of an inconsistent
+// resync stay for the next resume.
+func (mg *Manager) resumeTogether(ps []*Pair, wait time.Duration) ([]*bitmap.Bitmap, error) {
 	bms := make([]*bitmap.Bitmap, len(ps))
 	cs, ok := mg.togetherChanges(ps, recordset.Marker{State: recordset.StateResync})
 	if ok {
@@ -558,21 +569,29 @@ func (mg *Manager) resumeTogether(ps []*Pair) []*bitmap.Bitmap {
 				cs[i].Marker = recordset.Marker{State: recordset.StateFirstCopy}
 				continue
 			}
-			cs[i].Marker.Inconsistent = mg.takeInconsistent(p.Volume) || resyncUnended(p)
+			cs[i].Marker.Inconsistent = mg.markers.inconsistent[p.Volume] || resyncUnended(p)
 		}
-		if err := subsystem.ResumeTogether(cs); err == nil {
+		err := subsystem.ResumeTogetherWithin(cs, wait)
+		if leaseHung(err) {
+			return nil, err
+		}
+		for _, p := range ps {
+			if !mg.inFirstCopy(p) {
+				mg.takeInconsistent(p.Volume) // the marker's, taken or failed
+			}
+		}
+		if err == nil {
 			for i := range cs {
 				bms[i] = cs[i].Bitmap
 			}
-			return bms
-		} else {
-			mg.log.Error("pair-state markers not sent together", "err", err)
+			return bms, nil
 		}
+		mg.log.Error("pair-state markers not sent together", "err", err)
 	}
 	for i, p := range ps {
 		bms[i] = mg.resumeMarked(p, 0)
 	}
-	return bms
+	return bms, nil
 }
 
 // togetherChanges returns the changes of ps with marker m if every pair's

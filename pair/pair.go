@@ -42,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1123,8 +1124,18 @@ func byHand(p *Pair) {
 // pair in regions is the one its writes go to, with the regions it has to
 // copy (see awaitRoomAtStart). Called with mg.mu held.
 func (mg *Manager) suspendAllLocked(auto bool, regions map[string]*bitmap.Bitmap) ([]*Pair, []int64) {
+	ps, at, _ := mg.suspendAllLockedWithin(auto, regions, -1)
+	return ps, at
+}
+
+// suspendAllLockedWithin is suspendAllLocked for an operator's command
+// (wait not negative): its markers given up for the timer's lease (see
+// boundedMarker), every pair is left as it was, their copies (stopped)
+// to go on, and the error is returned.
+func (mg *Manager) suspendAllLockedWithin(auto bool, regions map[string]*bitmap.Bitmap, wait time.Duration) ([]*Pair, []int64, error) {
 	var ps []*Pair
 	var bms []*bitmap.Bitmap
+	copies := map[string]*bitmap.Bitmap{}
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if p.Deleted || p.State == Suspended {
@@ -1132,20 +1143,27 @@ func (mg *Manager) suspendAllLocked(auto bool, regions map[string]*bitmap.Bitmap
 		}
 		bm := regions[name]
 		if bm == nil {
+			if cp, ok := mg.copies[name]; ok {
+				copies[name] = cp
+			}
 			bm = mg.suspendBitmap(p)
 		}
 		ps = append(ps, p)
 		bms = append(bms, bm)
 	}
 	if len(ps) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	mg.publishSuspendingLocked(auto, ps...)
-	at := mg.suspendTogether(ps, bms)
+	at, err := mg.suspendTogether(ps, bms, wait)
+	if err != nil {
+		maps.Copy(mg.copies, copies)
+		return nil, nil, err
+	}
 	for i, p := range ps {
 		mg.suspended(p, auto, at[i])
 	}
-	return ps, at
+	return ps, at, nil
 }
 
 func (mg *Manager) kick() {
@@ -2363,7 +2381,7 @@ func (mg *Manager) add(vol string) error {
 		if ending {
 			mg.firstEnds[vol] = end
 		}
-		return refusedForLease("add", vol, "not a pair", err)
+		return refusedForLease("add", vol, vol, "not a pair", err)
 	}
 	mg.startCopy(p, nil)
 	mg.endIfEmpty(p)
@@ -2400,18 +2418,18 @@ func (mg *Manager) suspend(vol string) error {
 		return nil
 	}
 	if err := mg.suspendOneLockedWithin(p, mg.operatorWait()); err != nil {
-		return refusedForLease("suspend", vol, fmt.Sprint(p.State), err)
+		return refusedForLease("suspend", vol, vol, fmt.Sprint(p.State), err)
 	}
 	return nil
 }
 
-// refusedForLease is the answer to an operator's command op of vol (left
-// state) whose marker was given up for the timer's lease (err): the pair is left
+// refusedForLease is the answer to an operator's command op of vol (what,
+// left state) whose marker was given up for the timer's lease (err): the pair is left
 // as it was. No write is acknowledged meanwhile either: each waits for
 // its stamp as the marker did.
-func refusedForLease(op, vol, state string, err error) error {
+func refusedForLease(op, vol, what, state string, err error) error {
 	return fmt.Errorf("%s %s: refused, %s left %s: %w: the command's marker would wait for it with every write, none acknowledged until its disk answers; "+
-		"%s it again then", op, vol, vol, state, err, op)
+		"run it again then", op, vol, what, state, err)
 }
 
 // suspendOneLocked suspends p, neither suspended nor deleted, as the
@@ -2704,7 +2722,7 @@ func (mg *Manager) resume(vol string) error {
 	if err != nil {
 		// Saved pending, it is not: the state on disk is written again.
 		mg.dirty = true
-		return refusedForLease("resume", vol, fmt.Sprint(p.State), err)
+		return refusedForLease("resume", vol, vol, fmt.Sprint(p.State), err)
 	}
 	mg.startCopy(p, bm)
 	startInconsistent(p, inconsistent, ended)
@@ -2764,7 +2782,7 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	at, err := mg.suspendLockedWithin(p, false, mg.operatorWait())
 	if err != nil {
 		*p = was
-		return time.Time{}, refusedForLease("delete", vol, fmt.Sprint(p.State), err)
+		return time.Time{}, refusedForLease("delete", vol, vol, fmt.Sprint(p.State), err)
 	}
 	if raises {
 		// Every write captured before the suspension's marker ships, and
@@ -2877,6 +2895,20 @@ func (mg *Manager) Pairs() []Pair {
 // link was down may not know the session had suspended it again).
 func (mg *Manager) SuspendAll() ([]string, error) {
 	mg.mu.Lock()
+	pos := mg.mover.Stats().Acked
+	ends := map[string]int64{}
+	for _, name := range mg.order {
+		if end, ok := raisesAfter(mg.pairs[name]); ok {
+			ends[name] = end
+		}
+	}
+	// First, so that a refusal changes no pair: those below are
+	// suspended already.
+	ps, at, err := mg.suspendAllLockedWithin(false, nil, mg.operatorWait())
+	if err != nil {
+		mg.unlock()
+		return nil, refusedForLease("suspend", "--all", "every pair", "as it was", err)
+	}
 	changed := map[string]bool{}
 	for _, name := range mg.order {
 		if p := mg.pairs[name]; !p.Deleted && p.State == Suspended && mg.stopResuming(name) {
@@ -2889,14 +2921,6 @@ func (mg *Manager) SuspendAll() ([]string, error) {
 			changed[name] = true
 		}
 	}
-	pos := mg.mover.Stats().Acked
-	ends := map[string]int64{}
-	for _, name := range mg.order {
-		if end, ok := raisesAfter(mg.pairs[name]); ok {
-			ends[name] = end
-		}
-	}
-	ps, at := mg.suspendAllLocked(false, nil)
 	for i, p := range ps {
 		// Suspended together, the pairs share one consistency time: their
 		// markers' point of the common timer.
@@ -2925,7 +2949,7 @@ func (mg *Manager) ResumeAll() ([]string, error) {
 		save  bool
 	}
 	r, err := answerWithin(mg, "resume", "--all", "still suspended", func() (resumed, error) {
-		names, save, err := mg.resumeAllUnsaved(false)
+		names, save, err := mg.resumeAllUnsaved(false, mg.operatorWait())
 		return resumed{names, save}, err
 	})
 	if err != nil || !r.save {
@@ -2937,7 +2961,7 @@ func (mg *Manager) ResumeAll() ([]string, error) {
 // resumeAll resumes every suspended pair, only those the session suspended
 // itself if autoOnly is set.
 func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
-	names, save, err := mg.resumeAllUnsaved(autoOnly)
+	names, save, err := mg.resumeAllUnsaved(autoOnly, -1)
 	if err != nil || !save {
 		return names, err
 	}
@@ -2945,8 +2969,10 @@ func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
 }
 
 // resumeAllUnsaved is resumeAll up to the save of what it changed, which
-// it says is due (save).
-func (mg *Manager) resumeAllUnsaved(autoOnly bool) (names []string, save bool, _ error) {
+// it says is due (save). For an operator's command (wait not negative),
+// markers given up for the timer's lease resume no pair (see
+// resumeTogether), and the error says so.
+func (mg *Manager) resumeAllUnsaved(autoOnly bool, wait time.Duration) (names []string, save bool, _ error) {
 	mg.dropMu.Lock() // see suspendSession
 	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
@@ -2992,7 +3018,14 @@ func (mg *Manager) resumeAllUnsaved(autoOnly bool) (names []string, save bool, _
 	for _, p := range ps {
 		ended[p.Volume] = p.CopyEnd != 0
 	}
-	bms := mg.resumeTogether(ps)
+	bms, err := mg.resumeTogether(ps, wait)
+	if err != nil {
+		// Saved pending, they are not: the state on disk is written again.
+		mg.dirty = true
+		mg.unlock()
+		mg.saveMu.Unlock()
+		return nil, false, refusedForLease("resume", "--all", strings.Join(names, ", "), "suspended", err)
+	}
 	for i, p := range ps {
 		mg.startCopy(p, bms[i])
 		startInconsistent(p, inconsistent[p.Volume], ended[p.Volume])

@@ -35,87 +35,34 @@ func (s *Subsystem) Mark(vol string, m recordset.Marker) (int64, error) {
 // captured, every later one only recorded in bm, so the secondary copy is
 // the primary volume as of the marker's timestamp.
 func (s *Subsystem) SuspendMarked(vol string, bm *bitmap.Bitmap, m recordset.Marker) (int64, error) {
-	if _, ok := s.volumes[vol]; !ok {
-		return 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
-	}
-	u := m.Update(vol)
-	s.side.Take(sidefile.Cost(len(u.Data)))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.setTracking(vol, bm)
-	u.Timestamp = s.timer.Now()
-	s.side.Append(u)
-	return u.Timestamp, nil
+	return s.SuspendMarkedWithin(vol, bm, m, -1)
 }
 
 // SuspendMarkedWithin is SuspendMarked for an operator's command, which
-// is answered in bounded time: while the ordering lock is held by a stamp
-// that waits for the write of the common timer's lease (a client's write,
-// the mover's cut), or the marker's own stamp would wait for it, it waits
-// only until that write has taken wait, and then suspends nothing,
-// returning a timer.LeaseHungError. Holding the lock, a stamp would wait
-// for the lease's disk without bound.
+// is answered in bounded time (wait not negative): while the ordering
+// lock is held by a stamp that waits for the write of the common timer's
+// lease (a client's write, the mover's cut), or the marker's own stamp
+// would wait for it, it waits only until that write has taken wait, and
+// then suspends nothing, returning a timer.LeaseHungError. Holding the
+// lock, a stamp would wait for the lease's disk without bound.
 func (s *Subsystem) SuspendMarkedWithin(vol string, bm *bitmap.Bitmap, m recordset.Marker, wait time.Duration) (int64, error) {
-	if _, ok := s.volumes[vol]; !ok {
-		return 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
-	}
-	u := m.Update(vol)
-	unlock, err := s.stampWithin(&u, wait)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	s.setTracking(vol, bm)
-	s.side.Append(u)
-	return u.Timestamp, nil
+	cs := []Change{{S: s, Vol: vol, Marker: m, Bitmap: bm}}
+	err := SuspendTogetherWithin(cs, wait)
+	return cs[0].Timestamp, err
 }
 
 // ResumeMarkedWithin is ResumeMarked given up as SuspendMarkedWithin is:
 // on a timer.LeaseHungError nothing is resumed.
 func (s *Subsystem) ResumeMarkedWithin(vol string, m recordset.Marker, wait time.Duration) (*bitmap.Bitmap, int64, error) {
-	if _, ok := s.volumes[vol]; !ok {
-		return nil, 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
-	}
-	// The marker's size does not depend on Bytes, which is counted under
-	// the lock, as ResumeMarked does.
-	u := m.Update(vol)
-	unlock, err := s.stampWithin(&u, wait)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer unlock()
-	bm := s.tracking[vol]
-	s.setTracking(vol, nil)
-	if bm != nil && m.Bytes == 0 {
-		m.Bytes = uint64(bm.DirtyBytes())
-	}
-	ts := u.Timestamp
-	u = m.Update(vol)
-	u.Timestamp = ts
-	s.side.Append(u)
-	return bm, ts, nil
-}
-
-// stampWithin takes the ordering lock and stamps u, a marker, taking its
-// room in the sidefile, as Mark does, waiting for a stamp held up by the
-// write of the timer's lease only until that write has taken wait: then
-// it returns a timer.LeaseHungError, with neither the lock nor the room
-// taken. Otherwise the caller captures u and calls unlock.
-func (s *Subsystem) stampWithin(u *recordset.Update, wait time.Duration) (unlock func(), err error) {
-	cost := sidefile.Cost(len(u.Data))
-	s.side.Take(cost)
-	if err := s.lockWithin(wait); err != nil {
-		s.side.Release(cost)
-		return nil, fmt.Errorf("subsystem %s: %w", s.id, err)
-	}
-	ts, err := s.timer.NowWithin(wait)
-	if err != nil {
-		s.mu.Unlock()
-		s.side.Release(cost)
-		return nil, fmt.Errorf("subsystem %s: %w", s.id, err)
-	}
-	u.Timestamp = ts
-	return s.mu.Unlock, nil
+	cs := []Change{{S: s, Vol: vol, Marker: m}}
+	err := changeWithin(cs, wait, func(c *Change) {
+		c.Bitmap = s.tracking[vol]
+		s.setTracking(vol, nil)
+		if c.Bitmap != nil && c.Marker.Bytes == 0 {
+			c.Marker.Bytes = uint64(c.Bitmap.DirtyBytes())
+		}
+	})
+	return cs[0].Bitmap, cs[0].Timestamp, err
 }
 
 // lockWithin takes the ordering lock, as long as it takes, unless a
@@ -124,6 +71,10 @@ func (s *Subsystem) stampWithin(u *recordset.Update, wait time.Duration) (unlock
 // timer.LeaseHungError, the lock not taken (the lock taken late, the
 // attempt given up, is let go at once).
 func (s *Subsystem) lockWithin(wait time.Duration) error {
+	if wait < 0 {
+		s.mu.Lock()
+		return nil
+	}
 	if s.mu.TryLock() {
 		return nil
 	}
@@ -167,21 +118,7 @@ func (s *Subsystem) lockWithin(wait time.Duration) error {
 // write of vol is captured before the marker, so the secondary learns that a
 // resync begins before the first update that depends on it.
 func (s *Subsystem) ResumeMarked(vol string, m recordset.Marker) (*bitmap.Bitmap, int64, error) {
-	if _, ok := s.volumes[vol]; !ok {
-		return nil, 0, fmt.Errorf("subsystem %s: no volume %q", s.id, vol)
-	}
-	s.side.Take(sidefile.Cost(recordset.MarkerSize))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	bm := s.tracking[vol]
-	s.setTracking(vol, nil)
-	if bm != nil && m.Bytes == 0 {
-		m.Bytes = uint64(bm.DirtyBytes())
-	}
-	u := m.Update(vol)
-	u.Timestamp = s.timer.Now()
-	s.side.Append(u)
-	return bm, u.Timestamp, nil
+	return s.ResumeMarkedWithin(vol, m, -1)
 }
 
 // Change is one volume's part of a pair-state change made together across
@@ -197,11 +134,13 @@ type Change struct {
 	Timestamp int64
 }
 
-// holdAll takes the ordering lock of every distinct subsystem of cs, in the
-// order of their ids so two changes never wait on each other, and returns
-// the release. While they are all held no subsystem stamps a write, so what
-// is done under them happens at one point of the common timer.
-func holdAll(cs []Change) func() {
+// holdAllWithin takes the ordering lock of every distinct subsystem of
+// cs, in the order of their ids so two changes never wait on each other,
+// and returns the release. While they are all held no subsystem stamps a
+// write, so what is done under them happens at one point of the common
+// timer. Each lock is waited for as lockWithin does: given up (wait not
+// negative), it returns the lock's error, holding none.
+func holdAllWithin(cs []Change, wait time.Duration) (func(), error) {
 	var subs []*Subsystem
 	seen := map[*Subsystem]bool{}
 	for _, c := range cs {
@@ -211,12 +150,47 @@ func holdAll(cs []Change) func() {
 		}
 	}
 	slices.SortFunc(subs, func(a, b *Subsystem) int { return strings.Compare(a.id, b.id) })
-	for _, s := range subs {
-		s.mu.Lock()
+	release := func(held []*Subsystem) {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].mu.Unlock()
+		}
+	}
+	for i, s := range subs {
+		if err := s.lockWithin(wait); err != nil {
+			release(subs[:i])
+			return nil, fmt.Errorf("subsystem %s: %w", s.id, err)
+		}
+	}
+	return func() { release(subs) }, nil
+}
+
+// stampAllWithin stamps every change of cs, its subsystems' locks held;
+// a stamp that waits for the write of the timer's lease waits until that
+// write has taken wait (not negative, see timer.NowWithin): given up, it
+// returns the stamp's error, none handed out (the ones taken leave a
+// gap).
+func stampAllWithin(cs []Change, wait time.Duration) ([]int64, error) {
+	ts := make([]int64, len(cs))
+	for i, c := range cs {
+		var err error
+		if wait < 0 {
+			ts[i] = c.S.timer.Now()
+		} else if ts[i], err = c.S.timer.NowWithin(wait); err != nil {
+			return nil, fmt.Errorf("subsystem %s: %w", c.S.id, err)
+		}
+	}
+	return ts, nil
+}
+
+// takeAll takes the room of every change's marker in its sidefile, and
+// returns its release.
+func takeAll(cs []Change) func() {
+	for _, c := range cs {
+		c.S.side.Take(sidefile.Cost(recordset.MarkerSize))
 	}
 	return func() {
-		for i := len(subs) - 1; i >= 0; i-- {
-			subs[i].mu.Unlock()
+		for _, c := range cs {
+			c.S.side.Release(sidefile.Cost(recordset.MarkerSize))
 		}
 	}
 }
@@ -237,20 +211,42 @@ func checkChanges(cs []Change) error {
 // Suspending volume after volume instead would let a write to one volume be
 // shipped while an earlier write it depends on, to a volume suspended
 // before, is not: a state the primary never held.
-func SuspendTogether(cs []Change) error {
+func SuspendTogether(cs []Change) error { return SuspendTogetherWithin(cs, -1) }
+
+// SuspendTogetherWithin is SuspendTogether for an operator's command
+// (wait not negative), given up as SuspendMarkedWithin is: on a
+// timer.LeaseHungError no volume is suspended.
+func SuspendTogetherWithin(cs []Change, wait time.Duration) error {
+	return changeWithin(cs, wait, func(c *Change) { c.S.setTracking(c.Vol, c.Bitmap) })
+}
+
+// changeWithin makes the changes cs at one point of the common timer:
+// it takes the room of their markers, their subsystems' locks (see
+// holdAllWithin) and their stamps (see stampAllWithin), then, the locks
+// held, applies each change and captures its marker (with the Bytes
+// apply set) at its stamp. Given up for the timer's lease (wait not
+// negative), it returns the error with nothing changed.
+func changeWithin(cs []Change, wait time.Duration, apply func(c *Change)) error {
 	if err := checkChanges(cs); err != nil {
 		return err
 	}
-	for _, c := range cs {
-		c.S.side.Take(sidefile.Cost(recordset.MarkerSize))
+	unTake := takeAll(cs)
+	release, err := holdAllWithin(cs, wait)
+	if err != nil {
+		unTake()
+		return err
 	}
-	release := holdAll(cs)
 	defer release()
+	ts, err := stampAllWithin(cs, wait)
+	if err != nil {
+		unTake()
+		return err
+	}
 	for i := range cs {
 		c := &cs[i]
-		c.S.setTracking(c.Vol, c.Bitmap)
+		apply(c)
 		u := c.Marker.Update(c.Vol)
-		u.Timestamp = c.S.timer.Now()
+		u.Timestamp = ts[i]
 		c.S.side.Append(u)
 		c.Timestamp = u.Timestamp
 	}
@@ -261,26 +257,17 @@ func SuspendTogether(cs []Change) error {
 // Bytes set to the changed bytes of the bitmap it returns in Bitmap, at one
 // point of the common timer across all their subsystems (see
 // SuspendTogether).
-func ResumeTogether(cs []Change) error {
-	if err := checkChanges(cs); err != nil {
-		return err
-	}
-	for _, c := range cs {
-		c.S.side.Take(sidefile.Cost(recordset.MarkerSize))
-	}
-	release := holdAll(cs)
-	defer release()
-	for i := range cs {
-		c := &cs[i]
+func ResumeTogether(cs []Change) error { return ResumeTogetherWithin(cs, -1) }
+
+// ResumeTogetherWithin is ResumeTogether for an operator's command (wait
+// not negative), given up as SuspendMarkedWithin is: on a
+// timer.LeaseHungError no volume is resumed.
+func ResumeTogetherWithin(cs []Change, wait time.Duration) error {
+	return changeWithin(cs, wait, func(c *Change) {
 		c.Bitmap = c.S.tracking[c.Vol]
 		c.S.setTracking(c.Vol, nil)
 		if c.Bitmap != nil {
 			c.Marker.Bytes = uint64(c.Bitmap.DirtyBytes())
 		}
-		u := c.Marker.Update(c.Vol)
-		u.Timestamp = c.S.timer.Now()
-		c.S.side.Append(u)
-		c.Timestamp = u.Timestamp
-	}
-	return nil
+	})
 }
