@@ -1,9 +1,14 @@
 package site
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,13 +192,8 @@ func TestAHungFlushAtAStopLeavesItUnclean(t *testing.T) {
 // The stop still waits only so long, and saves the pair state not clean:
 // the restart copies vol1's marked region.
 func TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean(t *testing.T) {
-	p, s, h, logs, stop := flushHanging(t, time.Second, func(cfg *config.Config) { cfg.Primary.NBD = "127.0.0.1:0" })
+	p, s, h, logs, stop, c := flushHangingServed(t)
 	cfg := p.cfg
-	c, err := nbd.Dial(p.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	flushed := make(chan error, 1)
 	go func() { flushed <- c.Flush() }()
 	select {
@@ -204,15 +204,35 @@ func TestAHungFlushAtAStopWithAClientsFlushLeavesItUnclean(t *testing.T) {
 	if err := p.vols["vol1"].WriteAt(make([]byte, 4096), 8192); err != nil {
 		t.Fatal(err)
 	}
+	stopsNotClean(t, stop, logs)
+	h.release()
+
+	restartCopiesVol1(t, cfg, s)
+}
+
+// flushHangingServed is flushHanging with the primary serving NBD, and a
+// client connected to vol1.
+func flushHangingServed(t *testing.T) (*Primary, *Secondary, *flushHang, *logBuffer, func() error, *nbd.Client) {
+	t.Helper()
+	p, s, h, logs, stop := flushHanging(t, time.Second, func(cfg *config.Config) { cfg.Primary.NBD = "127.0.0.1:0" })
+	c, err := nbd.Dial(p.NBDAddr(), "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return p, s, h, logs, stop, c
+}
+
+// stopsNotClean stops the primary, within its bounds, and checks that its
+// log says the stop is not clean.
+func stopsNotClean(t *testing.T, stop func() error, logs *logBuffer) {
+	t.Helper()
 	var stopErr error
 	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
 	t.Logf("the stop: %v", stopErr)
 	if len(logs.lines("not clean")) == 0 {
 		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
 	}
-	h.release()
-
-	restartCopiesVol1(t, cfg, s)
 }
 
 // restartCopiesVol1 restarts the primary of cfg after a stop that left
@@ -250,27 +270,23 @@ func TestAHungCloseLetsTheStopEnd(t *testing.T) {
 
 // TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds: vol1's disk
 // stops answering, its writes as its flushes, under an NBD client's
-// write, which the server's read loop serves. That connection waits with
-// the disk; another client's writes, reads and flushes of vol2, and its
-// reads of vol1, are served, as is the status. The stop returns within
-// its bounds (the NBD server's close given up for the request under way,
-// vol1's close not held by it), not clean, the write never acknowledged,
-// and the restart, once the disk answers, makes the secondary's vol1 the
-// primary's.
+// writes, sent together: the server's read loop serves the first of them
+// itself (more are buffered behind it, and its region is marked), and
+// waits with the disk. Another client's writes, reads and flushes of
+// vol2, and its reads of vol1, are served, as is the status. The stop
+// returns within its bounds (the NBD server's close given up for the
+// requests under way, vol1's close not held by them), not clean, the
+// writes never acknowledged, and the restart, once the disk answers,
+// makes the secondary's vol1 the primary's.
 func TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds(t *testing.T) {
-	p, s, h, logs, stop := flushHanging(t, time.Second, func(cfg *config.Config) { cfg.Primary.NBD = "127.0.0.1:0" })
+	p, s, h, logs, stop, _ := flushHangingServed(t)
 	cfg := p.cfg
-	c1, err := nbd.Dial(p.NBDAddr(), "vol1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c1.Close() })
 	h.writes.Store(true)
 	wrote := make(chan error, 1)
-	go func() { wrote <- c1.WriteAt(bytes.Repeat([]byte{0x7a}, 4096), 16384) }()
+	go func() { wrote <- pipelinedWrites(p.NBDAddr(), "vol1", 3, 16384) }()
 	select {
 	case err := <-wrote:
-		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
+		t.Fatalf("the client's writes to vol1, its disk hung, returned: %v", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	for _, vol := range []string{"vol2", "vol1"} {
@@ -295,21 +311,65 @@ func TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds(t *testing.T) {
 		c2.Close()
 	}
 	within(t, 10*time.Second, "the status", func() { p.Status() })
-	var stopErr error
-	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
-	if len(logs.lines("not clean")) == 0 {
-		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
-	}
+	stopsNotClean(t, stop, logs)
 	h.release()
 	select {
 	case err := <-wrote:
-		t.Logf("the hung write, once the disk answered: %v", err)
+		t.Logf("the hung writes, once the disk answered: %v", err)
 		if err == nil {
-			t.Error("the client's write that waited for the hung disk was acknowledged after the stop")
+			t.Error("the client's writes that waited for the hung disk were acknowledged after the stop")
 		}
 	case <-time.After(10 * time.Second):
 		t.Errorf("the client's write still waits 10s after the stop and the disk's answer")
 	}
 	restartCopiesVol1(t, cfg, s)
+}
+
+// pipelinedWrites connects to the NBD server at addr, opens export, and
+// sends n writes of 4 KiB from off on, all at once, then reads their
+// replies: an error unless all n are acknowledged.
+func pipelinedWrites(addr, export string, n int, off int64) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	br := bufio.NewReader(nc)
+	if _, err := io.ReadFull(br, make([]byte, 18)); err != nil { // greeting
+		return fmt.Errorf("greeting: %w", err)
+	}
+	b := binary.BigEndian.AppendUint32(nil, 3) // fixed newstyle, no zeroes
+	b = binary.BigEndian.AppendUint64(b, 0x49484156454F5054)
+	b = binary.BigEndian.AppendUint32(b, 1) // NBD_OPT_EXPORT_NAME
+	b = binary.BigEndian.AppendUint32(b, uint32(len(export)))
+	b = append(b, export...)
+	if _, err := nc.Write(b); err != nil {
+		return err
+	}
+	if _, err := io.ReadFull(br, make([]byte, 10)); err != nil { // size, flags
+		return fmt.Errorf("opening %s: %w", export, err)
+	}
+	b = b[:0]
+	for i := range n {
+		b = binary.BigEndian.AppendUint32(b, 0x25609513)
+		b = binary.BigEndian.AppendUint16(b, 0)
+		b = binary.BigEndian.AppendUint16(b, nbd.CmdWrite)
+		b = binary.BigEndian.AppendUint64(b, uint64(i))
+		b = binary.BigEndian.AppendUint64(b, uint64(off)+uint64(i)*4096)
+		b = binary.BigEndian.AppendUint32(b, 4096)
+		b = append(b, bytes.Repeat([]byte{byte(i + 1)}, 4096)...)
+	}
+	if _, err := nc.Write(b); err != nil {
+		return err
+	}
+	for range n {
+		h := make([]byte, 16)
+		if _, err := io.ReadFull(br, h); err != nil {
+			return fmt.Errorf("a write's reply: %w", err)
+		}
+		if e := binary.BigEndian.Uint32(h[4:]); e != 0 {
+			return fmt.Errorf("write %d: error %d", binary.BigEndian.Uint64(h[8:]), e)
+		}
+	}
+	return nil
 }

@@ -22,11 +22,7 @@ import (
 // Once the disk answers, vol1's resume takes effect and vol2's suspension
 // is made.
 func TestAHungLeaseLetsTheOperatorsCommandsBeAnswered(t *testing.T) {
-	p, _, h, _, _ := stateDiskHanging(t, time.Second, 0)
-	if err := p.Pairs().Suspend("vol1"); err != nil && !errors.Is(err, pair.ErrSaveHung) {
-		t.Fatalf("the suspension of vol1, its save hung: %v", err)
-	}
-	holdWritesOnTheLease(t, p)
+	p, h := leaseHungAfter(t, "the suspension of vol1", func(p *Primary) error { return p.Pairs().Suspend("vol1") })
 	ops := pairOps{p}
 	for _, c := range []struct {
 		what, vol, was string
@@ -65,11 +61,7 @@ func TestAHungLeaseLetsTheOperatorsCommandsBeAnswered(t *testing.T) {
 // deletion of vol2 are answered, refused naming the timer's lease, each
 // pair left as it was.
 func TestAHungLeaseLetsTheOperatorsAddAndDeleteBeAnswered(t *testing.T) {
-	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
-	if _, err := p.Pairs().Delete("vol1"); err != nil && !errors.Is(err, pair.ErrSaveHung) {
-		t.Fatalf("the deletion of vol1, its save hung: %v", err)
-	}
-	holdWritesOnTheLease(t, p)
+	p, _ := leaseHungAfter(t, "the deletion of vol1", func(p *Primary) error { _, err := p.Pairs().Delete("vol1"); return err })
 	ops := pairOps{p}
 	for _, c := range []struct {
 		what, vol string
@@ -107,11 +99,7 @@ func notYetInEffect(err error) bool {
 // not yet in effect (its save hung) or refused naming the lease, vol1
 // left suspended.
 func TestAHungLeaseLetsTheOperatorsCommandsOnEveryPairBeAnswered(t *testing.T) {
-	p, _, _, _, _ := stateDiskHanging(t, time.Second, 0)
-	if err := p.Pairs().Suspend("vol1"); err != nil && !errors.Is(err, pair.ErrSaveHung) {
-		t.Fatalf("the suspension of vol1, its save hung: %v", err)
-	}
-	holdWritesOnTheLease(t, p)
+	p, _ := leaseHungAfter(t, "the suspension of vol1", func(p *Primary) error { return p.Pairs().Suspend("vol1") })
 	ops := pairOps{p}
 	var err error
 	within(t, 10*time.Second, "suspend --all", func() { _, err = ops.SuspendAll(context.Background(), false) })
@@ -132,4 +120,18 @@ func TestAHungLeaseLetsTheOperatorsCommandsOnEveryPairBeAnswered(t *testing.T) {
 			}
 		}
 	})
+}
+
+// leaseHungAfter runs a primary whose state directory's disk hangs (see
+// stateDiskHanging), makes the change of vol1 what, answered in effect
+// with its save hung, then writes to vol2 until a write waits for the
+// timer's lease.
+func leaseHungAfter(t *testing.T, what string, change func(*Primary) error) (*Primary, *stateDiskHang) {
+	t.Helper()
+	p, _, h, _, _ := stateDiskHanging(t, time.Second, 0)
+	if err := change(p); err != nil && !errors.Is(err, pair.ErrSaveHung) {
+		t.Fatalf("%s, its save hung: %v", what, err)
+	}
+	holdWritesOnTheLease(t, p)
+	return p, h
 }

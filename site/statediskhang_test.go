@@ -168,12 +168,7 @@ func TestAHungStateDiskLetsTheStatusMarkedWritesAndTheStopGoOn(t *testing.T) {
 		return strings.Contains(p.Status().DiskWait, "pair state save") && sampleMap(p.Samples())["pair_state_save_seconds"].Value > 0
 	})
 	t.Logf("status: %s", p.Status().DiskWait)
-	var stopErr error
-	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
-	if len(logs.lines("not clean")) == 0 {
-		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
-	}
+	stopsNotClean(t, stop, logs)
 	// The write waits until the disk answers (a process that exits ends
 	// it), and is never acknowledged: the log's file is closed under it.
 	h.release()
@@ -204,12 +199,7 @@ func TestAHungStateDiskUnderThePairManagersLoopLetsTheStopEnd(t *testing.T) {
 			sampleMap(p.Samples())["activity_log_waiting_writes"].Value == 0
 	})
 	t.Logf("status: %s", p.Status().DiskWait)
-	var stopErr error
-	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
-	if len(logs.lines("not clean")) == 0 {
-		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
-	}
+	stopsNotClean(t, stop, logs)
 	h.release()
 	restartMakesTheSecondarysVolumesThePrimarys(t, cfg, s)
 }

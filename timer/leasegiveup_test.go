@@ -2,11 +2,8 @@ package timer
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"duplex/disk"
 )
 
 // TestALeaseWriteGivenUpNeverLowersTheNextRunsMark: the disk of a run's
@@ -20,17 +17,7 @@ import (
 func TestALeaseWriteGivenUpNeverLowersTheNextRunsMark(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "timer.json")
-	clock := &fakeClock{}
-	clock.ns.Store(time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC).UnixNano())
-	hung := disk.NewInjector(nil)
-	t1, err := OpenPersistent(hung, path, clock.now, time.Second, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := make(chan struct{})
-	release := sync.OnceFunc(func() { close(held) })
-	defer release()
-	hung.Inject(disk.Fault{Op: disk.OpWrite, Under: dir, Hang: held})
+	clock, t1, release := leaseOnAHangingDisk(t, path)
 	// Into the last half of the lease: the renewal starts, and hangs.
 	clock.step(600 * time.Millisecond)
 	t1.Now()
