@@ -295,8 +295,10 @@ type Promoted struct {
 	// coupled group a switchover owes (finishLeave).
 	fsys          disk.FS
 	couplingStore coupling.Store
-	// beforeFlush: see PromotedOptions; stopFlushWait: see StopFlushWait.
+	// beforeFlush, beforeClose: see PromotedOptions; stopFlushWait: see
+	// StopFlushWait.
 	beforeFlush   func(vol string) error
+	beforeClose   func(vol string)
 	stopFlushWait time.Duration
 	// slowDisk is how long a write of the promotion directory may take
 	// before status says that it waits on its disk, as at the primary.
@@ -319,8 +321,10 @@ type PromotedOptions struct {
 	// served on, not bound again. OpenPromoted owns them, and closes them
 	// if it fails.
 	Listeners Listeners
-	// beforeFlush, stopFlushWait, slowDisk: see PrimaryOptions (tests).
+	// beforeFlush, beforeClose, stopFlushWait, slowDisk: see
+	// PrimaryOptions (tests).
 	beforeFlush   func(vol string) error
+	beforeClose   func(vol string)
 	stopFlushWait time.Duration
 	slowDisk      time.Duration
 }
@@ -360,7 +364,8 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	}
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
 		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore,
-		beforeFlush: opts.beforeFlush, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait), slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)}
+		beforeFlush: opts.beforeFlush, beforeClose: opts.beforeClose, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait),
+		slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
@@ -468,7 +473,10 @@ func (p *Promoted) close() {
 		p.changes.Close()
 		p.changes = nil
 	}
-	for _, v := range p.vols {
+	for name, v := range p.vols {
+		if p.beforeClose != nil {
+			p.beforeClose(name)
+		}
 		v.Close()
 	}
 }

@@ -44,3 +44,24 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 		t.Errorf("the stop reports vol2's flush, whose disk answers: %s", lines)
 	}
 }
+
+// TestAPromotedSitesStopEndsWithAVolumesCloseHung: the disk of vol1 at a
+// promoted site stops answering, its flushes and its close alike (a
+// close flushes on NFS and FUSE). The stop gives the close up after its
+// wait, as it does the flush, and its log names the close of vol1.
+func TestAPromotedSitesStopEndsWithAVolumesCloseHung(t *testing.T) {
+	h := newFlushHang()
+	_, logs, stop := runPromotedSite(t, PromotedOptions{beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, stopFlushWait: time.Second})
+	t.Cleanup(h.release) // before the stop
+	h.hung.Store(true)
+	h.closes.Store(true)
+	var runErr error
+	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
+	t.Logf("the stop: %v", runErr)
+	if runErr == nil {
+		t.Error("the stop, vol1's flush and close hung, returned no error")
+	}
+	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
+		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
+	}
+}
