@@ -47,7 +47,7 @@ func TestAStartRemovesTheTemporaryFilesAKillLeft(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return p.close
+				return func() { p.close() }
 			}},
 	} {
 		t.Run(tc.site, func(t *testing.T) {

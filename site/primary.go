@@ -505,7 +505,10 @@ func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	err := p.closeVolumes()
+	err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose)
+	if err != nil {
+		err = fmt.Errorf("primary: %w", err)
+	}
 	// Last: every file of the pair state is closed.
 	if p.stateLock == nil {
 		return err
@@ -525,26 +528,27 @@ func (p *Primary) close() error {
 	return err
 }
 
-// closeVolumes closes the volumes, waiting for their closes for the
-// stop's wait on a volume's disk (StopFlushWait): on NFS or FUSE a close
-// writes back what the file system holds, and waits for a disk that
-// stopped answering as a flush does. A close that has not ended by then
-// is left to end (or not) in the background, and named in the error.
-// What a clean stop counts on is on the disk already: the stop's flushes
-// passed before the pair state was saved clean.
-func (p *Primary) closeVolumes() error {
-	ended := make(chan string, len(p.vols))
-	for name, v := range p.vols {
+// closeVolumes closes vols, waiting for their closes for wait (the
+// stop's wait on a volume's disk; StopFlushWait if 0, an open that
+// failed): on NFS or FUSE a close writes back what the file system holds,
+// and waits for a disk that stopped answering as a flush does. A close
+// that has not ended by then is left to end (or not) in the background,
+// and named in the error. What a clean stop counts on is on the disk
+// already: the stop's flushes passed before it saved its state. before,
+// if set (tests), runs before each close.
+func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string)) error {
+	ended := make(chan string, len(vols))
+	for name, v := range vols {
 		go func() {
-			if p.beforeClose != nil {
-				p.beforeClose(name)
+			if before != nil {
+				before(name)
 			}
 			v.Close()
 			ended <- name
 		}()
 	}
-	left := maps.Clone(p.vols)
-	wait := cmp.Or(p.stopFlushWait, StopFlushWait) // not yet set when an open fails
+	left := maps.Clone(vols)
+	wait = cmp.Or(wait, StopFlushWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for len(left) > 0 {
@@ -552,7 +556,7 @@ func (p *Primary) closeVolumes() error {
 		case name := <-ended:
 			delete(left, name)
 		case <-t.C:
-			return fmt.Errorf("primary: the close of volume %s has not ended within %s (its disk stopped answering; a close flushes on NFS and FUSE): "+
+			return fmt.Errorf("the close of volume %s has not ended within %s (its disk stopped answering; a close flushes on NFS and FUSE): "+
 				"the stop goes on without it", strings.Join(slices.Sorted(maps.Keys(left)), ", "), wait)
 		}
 	}

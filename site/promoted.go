@@ -461,7 +461,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	return p, nil
 }
 
-func (p *Promoted) close() {
+func (p *Promoted) close() error {
 	p.early.Close()
 	p.listeners.close()
 	// The timer before the changed regions, whose Close lets the LOCK go.
@@ -473,12 +473,10 @@ func (p *Promoted) close() {
 		p.changes.Close()
 		p.changes = nil
 	}
-	for name, v := range p.vols {
-		if p.beforeClose != nil {
-			p.beforeClose(name)
-		}
-		v.Close()
+	if err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose); err != nil {
+		return fmt.Errorf("promoted: %w", err)
 	}
+	return nil
 }
 
 // Promotion returns the record of the promotion.
@@ -564,7 +562,12 @@ func (p *Promoted) Run(ctx context.Context) error {
 	if err := p.closeState(); err != nil && runErr == nil {
 		runErr = err
 	}
-	p.close()
+	if err := p.close(); err != nil {
+		p.log.Error("stopping: " + err.Error())
+		if runErr == nil {
+			runErr = err
+		}
+	}
 	return runErr
 }
 
