@@ -256,7 +256,7 @@ func TestAHungCloseLetsTheStopEnd(t *testing.T) {
 	cfg := p.cfg
 	h.closes.Store(true)
 	var stopErr error
-	within(t, 10*time.Second, "the stop", func() { stopErr = stop() })
+	within(t, 20*time.Second, "the stop", func() { stopErr = stop() })
 	t.Logf("the stop: %v", stopErr)
 	if stopErr == nil || !strings.Contains(stopErr.Error(), "close of volume vol1") {
 		t.Errorf("the stop's error does not name the close of vol1: %v", stopErr)
