@@ -67,7 +67,8 @@ func (s *Subsystem) ResumeMarkedWithin(vol string, m recordset.Marker, wait time
 
 // lockWithin takes the ordering lock, as long as it takes, unless a
 // stamp waits for the write of the timer's lease and that write has taken
-// wait: the lock's holder may be that stamp. It then returns a
+// wait, and so has lockWithin (a write the disk has just let go ends
+// first): the lock's holder may be that stamp. It then returns a
 // timer.LeaseHungError, the lock not taken (the lock taken late, the
 // attempt given up, is let go at once).
 func (s *Subsystem) lockWithin(wait time.Duration) error {
@@ -91,6 +92,7 @@ func (s *Subsystem) lockWithin(wait time.Duration) error {
 		}
 		close(got)
 	}()
+	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -99,7 +101,7 @@ func (s *Subsystem) lockWithin(wait time.Duration) error {
 			return nil
 		case <-tick.C:
 		}
-		if err := s.timer.Hung(wait); err != nil {
+		if err := s.timer.Hung(wait); err != nil && time.Since(start) >= wait {
 			mu.Lock()
 			defer mu.Unlock()
 			select {

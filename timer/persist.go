@@ -298,8 +298,9 @@ func (t *Timer) Hung(wait time.Duration) error {
 }
 
 // NowWithin is Now for a stamp that may be given up: one that waits for
-// the write of the lease's mark waits only until that write has taken
-// wait, and is then not handed out, the error a LeaseHungError. An
+// the write of the lease's mark waits only until that write, and the
+// stamp, have taken wait (a write the disk has just let go ends first),
+// and is then not handed out, the error a LeaseHungError. An
 // operator's command stamps its marker so: it is refused, rather than
 // wait with the disk without bound. The stamp given up leaves a gap,
 // which the order of the stamps handed out does not mind.
@@ -328,6 +329,7 @@ func (t *Timer) NowWithin(wait time.Duration) (int64, error) {
 			defer close(done)
 			l.extend(t, ts)
 		}()
+		start := time.Now()
 		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -336,7 +338,7 @@ func (t *Timer) NowWithin(wait time.Duration) (int64, error) {
 				return ts, nil
 			case <-tick.C:
 			}
-			if err := t.Hung(wait); err != nil {
+			if err := t.Hung(wait); err != nil && time.Since(start) >= wait {
 				return 0, err
 			}
 		}
