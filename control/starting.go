@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,14 @@ func (st *Starting) serveAs(ctx context.Context, s *Server) error {
 
 // ErrStartingRefusal is the refusal of a starting site, saying why.
 func ErrStartingRefusal(why string) error { return fmt.Errorf("%w: %s", ErrStarting, why) }
+
+// RefusedStarting reports whether err is a site's refusal of a call
+// because it starts (see ServeStarting): the call was not carried out,
+// nor begun, by a site that has not read its state yet.
+func RefusedStarting(err error) bool {
+	var r *RefusedError
+	return errors.As(err, &r) && r.Code == http.StatusServiceUnavailable && strings.HasPrefix(r.Reason, ErrStarting.Error()+": ")
+}
 
 // warnReachable says in the log what a control address reachable from
 // other hosts serves them.

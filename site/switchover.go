@@ -713,9 +713,10 @@ func (p *Primary) Switchover(ctx context.Context, timeout time.Duration) (contro
 			pr.State = control.PromoteDone
 		case errors.As(err, &refused) && (pr.State == control.PromoteRefused || pr.State == control.PromoteFenced):
 			// The site's word: the request will never be carried out.
-		case errors.As(err, &refused) && (refused.Code == 400 || refused.Code == 401 || refused.Code == 403 || control.RefusedStopping(err)):
+		case errors.As(err, &refused) && (refused.Code == 400 || refused.Code == 401 || refused.Code == 403 ||
+			control.RefusedStopping(err) || control.RefusedStarting(err)):
 			// Turned away before any promotion began: a stopping site
-			// begins none.
+			// begins none, nor does one that has not read its state yet.
 			pr.State = control.PromoteRefused
 		case errors.As(err, &dial) && dial.Op == "dial":
 			// Never delivered (no connection): it cannot be carried out.
