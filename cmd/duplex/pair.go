@@ -291,7 +291,9 @@ func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout i
 	var first int64 = -1
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		st, err := control.Fetch(fctx, at)
+		// A primary that starts again meanwhile has no volumes in its
+		// status yet: none would be found not duplex.
+		st, err := fetchRunning(fctx, at)
 		cancel()
 		if ctx.Err() != nil {
 			return errors.New("stopped waiting: the copy goes on at the primary, duplex status shows it")
