@@ -158,14 +158,22 @@ func retireReverseSecondary(cfg *config.Config, promoted string) error {
 
 // PromotedBack reports whether the old primary of cfg, rejoined, was
 // promoted back by a switchover at the other site: it is the session's
-// primary again, and `duplex primary` serves it.
-func PromotedBack(cfg *config.Config) bool {
+// primary again, and `duplex primary` serves it. A record of that
+// promotion that is damaged or cannot be read is an error: read as "no",
+// the site would run as the secondary of a site that handed it the
+// session.
+func PromotedBack(cfg *config.Config) (bool, error) {
 	rev, err := cfg.Reversed()
 	if err != nil {
-		return false
+		return false, nil
 	}
-	_, err = failover.ReadPromotion(nil, PromotedDir(rev))
-	return err == nil
+	switch _, err = failover.ReadPromotion(nil, PromotedDir(rev)); {
+	case errors.Is(err, failover.ErrNotPromoted):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("rejoin: whether the other site handed the session back: %w", err)
+	}
+	return true, nil
 }
 
 // addUncopiedRegions adds to vols, at the old primary promoted back whose

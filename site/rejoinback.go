@@ -258,10 +258,18 @@ func volumeSize(path string, size int64) (int64, error) {
 // primary of the reverse direction: it holds that pair state.
 func ReversePrimary(cfg *config.Config) bool { return reversed(cfg) }
 
-// TookBack reports whether the site whose changes are ch took the session
-// back from the promoted site of cfg: it follows the data generation this
-// site started as the primary of the reverse direction.
-func TookBack(cfg *config.Config, ch control.Changes) bool {
+// TookBack reports whether the site whose changes are ch (zero if it did
+// not answer) took the session back from the promoted site of cfg: it
+// follows the data generation this site started as the primary of the
+// reverse direction. That generation damaged is an error, whatever ch:
+// read as "no", the rejoin would go on as the old primary's.
+func TookBack(cfg *config.Config, ch control.Changes) (bool, error) {
 	gen, err := readGeneration(ReverseDir(cfg))
-	return err == nil && ch.Follows != "" && gen.String() == ch.Follows
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("rejoin: this site's pair state as the primary of the reverse direction: %w", err)
+	}
+	return ch.Follows != "" && gen.String() == ch.Follows, nil
 }

@@ -78,7 +78,11 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		// have failed over back while this site was down. It says so by
 		// following this site's data generation.
 		ch, err := fetchChanges(ctx, cfg, "primary", 5*time.Second)
-		if err == nil && site.TookBack(cfg, ch) {
+		took, genErr := site.TookBack(cfg, ch)
+		if genErr != nil {
+			return genErr
+		}
+		if err == nil && took {
 			r, err := planRejoinBack(ctx, cfg, *yes, stdout, &ch)
 			if err != nil || r.At == 0 {
 				return err
@@ -88,8 +92,14 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		backErr = err
 	}
 	r, err := site.ReadRejoin(cfg)
+	back := false
+	if err == nil {
+		if back, err = site.PromotedBack(cfg); err != nil {
+			return err
+		}
+	}
 	switch {
-	case err == nil && site.PromotedBack(cfg):
+	case err == nil && back:
 		// Killed after the other site handed the session back, before
 		// the pair state was made: the primary makes it, and serves.
 		fmt.Fprintln(stdout, "the other site handed the session back to this site by a switchover: serving as the session's primary (duplex primary --config FILE from now on)")

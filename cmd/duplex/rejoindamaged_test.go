@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/site"
+	"duplex/transport"
+)
+
+// damagedContents are what a record may hold instead of what its writer
+// wrote: cut short, bytes of something else, JSON of another shape or
+// types, and values that decode to the zero record.
+var damagedContents = map[string]string{
+	"cut short":   `{"session":"startup","promoted_at_ns":12`,
+	"garbage":     "\x89PNG\r\n\x1a\n not a record",
+	"zeros":       "\x00\x00\x00\x00\x00\x00",
+	"wrong types": `{"session": 7, "promoted_at_ns": "x", "generation": [1]}`,
+	"null":        "null\n",
+	"{}":          "{}\n",
+	"empty":       "",
+}
+
+// TestRejoinRefusesADamagedPromotionHandedBack: at the rejoined old
+// primary, a damaged record of the promotion the other site's switchover
+// handed back is refused, naming the file and what to do. Before, it read
+// as "not handed back", and duplex rejoin said this site runs as the
+// promoted site's secondary.
+func TestRejoinRefusesADamagedPromotionHandedBack(t *testing.T) {
+	for name, content := range damagedContents {
+		t.Run(name, func(t *testing.T) {
+			path, cfg := rejoinedOldPrimary(t)
+			rev, err := cfg.Reversed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := filepath.Join(site.PromotedDir(rev), "promotion.json")
+			if err := os.MkdirAll(filepath.Dir(rec), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(rec, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out, errb strings.Builder
+			code := run(t.Context(), []string{"rejoin", "--config", path, "--log-level", "error"}, &out, &errb)
+			if code != exitFailure || !strings.Contains(errb.String(), rec+" is damaged") || !strings.Contains(errb.String(), "put back a copy") {
+				t.Errorf("duplex rejoin with %s %s: exit %d, stdout %q, stderr %q; want exit 1 naming the file as damaged and what to do",
+					rec, name, code, out.String(), errb.String())
+			}
+		})
+	}
+}
+
+// TestRejoinRefusesADamagedReverseGeneration: at a promoted site that ran
+// as the primary of the reverse direction, a damaged data generation of
+// that pair state is refused, naming the file and what to do, whether the
+// old primary answers or not. Before, it read as "the old primary did not
+// take the session back", and the rejoin went on as the old primary's.
+func TestRejoinRefusesADamagedReverseGeneration(t *testing.T) {
+	for _, answers := range []bool{true, false} {
+		for name, content := range damagedContents {
+			if !answers {
+				name += ", the old primary not answering"
+			}
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				c := startupSession(dir)
+				c.Primary.Listen, c.Primary.Journal = "127.0.0.1:0", filepath.Join(dir, "primary", "journal")
+				if answers {
+					// The old primary, which took the session back.
+					srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						json.NewEncoder(w).Encode(control.Changes{PromotedAt: "then", Generation: transport.NewGeneration().String(),
+							Follows: transport.NewGeneration().String(), Volumes: map[string][]byte{}})
+					}))
+					t.Cleanup(srv.Close)
+					c.Primary.Control = strings.TrimPrefix(srv.URL, "http://")
+				}
+				path := writeSessionConfig(t, dir, c)
+				cfg, err := config.Load(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rev := site.ReverseDir(cfg)
+				if err := os.MkdirAll(rev, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(rev, "pairs.json"), []byte(`{"clean":true,"pairs":{}}`+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				gen := filepath.Join(rev, "generation.json")
+				if err := os.WriteFile(gen, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				var out, errb strings.Builder
+				code := run(t.Context(), []string{"rejoin", "--config", path, "--log-level", "error"}, &out, &errb)
+				if code != exitFailure || !strings.Contains(errb.String(), gen+" is damaged") || !strings.Contains(errb.String(), "put back a copy") {
+					t.Errorf("duplex rejoin with %s %s (the old primary answering: %v): exit %d, stdout %q, stderr %q; "+
+						"want exit 1 naming the file as damaged and what to do", gen, name, answers, code, out.String(), errb.String())
+				}
+			})
+		}
+	}
+}
