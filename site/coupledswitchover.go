@@ -157,18 +157,19 @@ func removePendingLeave(fsys disk.FS, cfg *config.Config) error {
 }
 
 // leaveOwed returns the group cfg's site owes a leave, "" if none. One
-// whose record cannot be read (said so in the log) is owed: taken as none,
-// a rejoin would couple the session again before it left.
-func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) string {
+// whose record cannot be read (said so in the log, and in unread) is
+// owed: taken as none, a rejoin would couple the session again before it
+// left.
+func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) (group, unread string) {
 	l, ok, err := readPendingLeave(fsys, cfg)
 	if err != nil {
 		log.Error("coupling: cannot read whether this session owes its coupled group a leave: taken as owed", "err", err)
-		return cfg.Coupling.Group
+		return cfg.Coupling.Group, err.Error()
 	}
 	if !ok {
-		return ""
+		return "", ""
 	}
-	return l.Group
+	return l.Group, ""
 }
 
 // voidStaleLeave, at the start of a secondary that is not promoted,
@@ -316,6 +317,11 @@ func oweJoin(cfg, sec *config.Config) error {
 func refuseWhileLeaveOwed(cfg *config.Config, ch control.Changes) error {
 	if ch.CouplingLeaveOwed == "" {
 		return nil
+	}
+	if ch.CouplingLeaveUnread != "" {
+		// No leave is made there without the record: waiting ends never.
+		return fmt.Errorf("rejoin: the other site takes it that its switchover owes coupled group %q a leave, as it cannot read its record "+
+			"of that leave: %s. Do that at the other site, then run duplex rejoin again", ch.CouplingLeaveOwed, ch.CouplingLeaveUnread)
 	}
 	return fmt.Errorf("rejoin: the other site has not left coupled group %q yet since its switchover (etcd has not answered it; "+
 		"it tries every second while it runs): run duplex rejoin again once duplex couple list --config FILE no longer shows session %s",

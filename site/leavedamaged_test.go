@@ -2,12 +2,14 @@ package site
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"duplex/control"
 	"duplex/coupling"
 )
 
@@ -28,8 +30,8 @@ func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
 			}
 			var logged bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&logged, nil))
-			if g := leaveOwed(nil, cfg, log); g != "g" {
-				t.Errorf("the leave owed with %s damaged (%q): %q, want group g", leavePath(cfg), content, g)
+			if g, unread := leaveOwed(nil, cfg, log); g != "g" || !strings.Contains(unread, "damaged") {
+				t.Errorf("the leave owed with %s damaged (%q): %q (%q), want group g, said damaged", leavePath(cfg), content, g, unread)
 			}
 			done := finishLeave(t.Context(), cfg, nil, coupling.NewMemStore(), log)
 			select {
@@ -38,6 +40,32 @@ func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
 			default:
 			}
 			wantWords(t, "the log", strings.ReplaceAll(logged.String(), `\"`, `"`), leavePath(cfg), "damaged", "duplex couple remove a", "then remove")
+		})
+	}
+}
+
+// A rejoin refused while the other site owes its coupled group a leave
+// says, when that site owes it because its record of the leave is damaged,
+// that it is, naming the file and what to do there: waiting, as the
+// refusal says otherwise, ends never.
+func TestARejoinRefusedForADamagedLeaveSaysSo(t *testing.T) {
+	for name, content := range map[string]string{"null": "null\n", "{}": "{}\n", "cut short": `{"group":"g","mem`} {
+		t.Run(name, func(t *testing.T) {
+			cfg := coupledSwitchoverConfig(t, "a")
+			if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(leavePath(cfg), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			var ch control.Changes
+			ch.CouplingLeaveOwed, ch.CouplingLeaveUnread = leaveOwed(nil, cfg, log)
+			err := refuseWhileLeaveOwed(cfg, ch)
+			if err == nil {
+				t.Fatal("a rejoin is not refused while the leave is owed")
+			}
+			wantWords(t, "the refusal", err.Error(), leavePath(cfg), "damaged", "duplex couple remove a", "then remove", "duplex rejoin again")
 		})
 	}
 }

@@ -646,7 +646,8 @@ func (p *Promoted) Status() control.Status {
 func (p *Promoted) ChangedRegions() (control.Changes, error) {
 	ch := control.Changes{PromotedAt: control.FormatTime(p.promotion.At), ConsistencyTime: p.promotion.ConsistencyTime,
 		Generation: p.promotion.Generation.String(), Follows: p.promotion.Follows.String(), HeldGroups: p.promotion.HeldGroups,
-		Volumes: map[string][]byte{}, CouplingLeaveOwed: leaveOwed(p.fsys, p.cfg, p.log)}
+		Volumes: map[string][]byte{}}
+	ch.CouplingLeaveOwed, ch.CouplingLeaveUnread = leaveOwed(p.fsys, p.cfg, p.log)
 	for _, name := range p.order {
 		b, err := p.changes.Bitmap(name).MarshalBinary()
 		if err != nil {

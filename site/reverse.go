@@ -161,7 +161,7 @@ func (p *Primary) changedRegions() func() (control.Changes, error) {
 		ch := control.Changes{PromotedAt: control.FormatTime(pr.At), ConsistencyTime: pr.ConsistencyTime,
 			Generation: pr.Generation.String(), Follows: pr.Follows.String(), Volumes: map[string][]byte{}}
 		if p.leaveOf != nil {
-			ch.CouplingLeaveOwed = leaveOwed(p.fsys, p.leaveOf, p.log)
+			ch.CouplingLeaveOwed, ch.CouplingLeaveUnread = leaveOwed(p.fsys, p.leaveOf, p.log)
 		}
 		// The held groups' regions are among the pairs' (seedReverse):
 		// HeldGroups, which says they are not, stays 0.
