@@ -732,6 +732,11 @@ func PairOp(ctx context.Context, at Endpoint, token, vol, op string, drain bool)
 	return postOK[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), "pair "+op+" "+vol, nil)
 }
 
+// ErrEmptyToken is wrapped by ReadToken's error for a token file that holds
+// nothing but white space: read as no token, mutating calls would go
+// without one.
+var ErrEmptyToken = errors.New("is empty")
+
 // ReadToken reads a control token file, refusing one that others can read:
 // the token authorises suspending replication.
 func ReadToken(path string) (string, error) {
@@ -748,7 +753,7 @@ func ReadToken(path string) (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("control token %s is empty", path)
+		return "", fmt.Errorf("control token %s %w", path, ErrEmptyToken)
 	}
 	return tok, nil
 }

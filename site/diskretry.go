@@ -73,6 +73,21 @@ func lasting(err error) string {
 	return ""
 }
 
+// operatorsFile says what the operator is to do about err, an attempt to
+// open the secondary again after a disk fault that failed on a TLS
+// certificate, key or CA file or the control token file that is not
+// usable (empty, cut short, not PEM), "" for any other failure. Unlike
+// the records of lasting these are the operator's files, which the
+// secondary never writes and another program may be replacing (a
+// certificate's renewal): the attempts go on, and the next one reads the
+// file again.
+func operatorsFile(err error) string {
+	if errors.Is(err, tlsconf.ErrUnusable) || errors.Is(err, control.ErrEmptyToken) {
+		return "replace the file the error names with a good one (the secondary never writes it): the next attempt reads it again"
+	}
+	return ""
+}
+
 // heldVolumeThere checks a volume a site of this process held, of size
 // bytes, before a site opened after a disk fault opens it. volume.Open
 // creates a missing image and sizes an empty one, as a new session's
@@ -442,7 +457,12 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 				return last, fmt.Errorf("opening again after a disk fault: %w; %w: %s", err, ErrNoRetry, fix)
 			}
 			attempt, wait := r.failed(err.Error())
-			log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
+			if fix := operatorsFile(err); fix != "" {
+				log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err,
+					"fix", fix)
+			} else {
+				log.Error("secondary: opening again after a disk fault failed; trying again after the wait", "attempt", attempt, "wait", wait, "err", err)
+			}
 			if r.serveBetween(ctx, cfg, log, wait); ctx.Err() != nil {
 				return last, nil
 			}

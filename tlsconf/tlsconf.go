@@ -17,6 +17,7 @@ import (
 	"cmp"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +25,12 @@ import (
 
 	"duplex/config"
 )
+
+// ErrUnusable is wrapped by the error for a certificate, key or CA file
+// that was read but holds no usable PEM certificate or key (empty, cut
+// short, something else): unlike a file that cannot be read, one that a
+// replacement under way may make good.
+var ErrUnusable = errors.New("unusable")
 
 // PrimaryNBD returns the TLS configuration of the primary's NBD listener:
 // its certificate (nbd_tls_cert, nbd_tls_key) and a requirement that every
@@ -171,7 +178,8 @@ func keyPair(c *config.Config, at, certFile, keyFile string) (tls.Certificate, e
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%scert/%skey: %s and %s: %w", at, at[strings.LastIndex(at, ".")+1:], c.Resolve(certFile), c.Resolve(keyFile), err)
+		return tls.Certificate{}, fmt.Errorf("%scert/%skey: %s and %s are %w: %w", at, at[strings.LastIndex(at, ".")+1:], c.Resolve(certFile), c.Resolve(keyFile),
+			ErrUnusable, err)
 	}
 	return cert, nil
 }
@@ -183,7 +191,7 @@ func caPool(c *config.Config, field, file string) (*x509.CertPool, error) {
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: %s holds no PEM certificate", field, c.Resolve(file))
+		return nil, fmt.Errorf("%s: %s is %w: it holds no PEM certificate", field, c.Resolve(file), ErrUnusable)
 	}
 	return pool, nil
 }
