@@ -40,10 +40,18 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// The old primary that rejoined the promoted site, and is not that
 	// site: promote fails over back to it.
-	if _, err := site.ReadRejoin(cfg); err == nil {
-		if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); errors.Is(err, failover.ErrNotPromoted) {
+	// A record of either that is damaged is refused: read as none, the
+	// site here would be promoted as the [secondary] section's.
+	switch _, err := site.ReadRejoin(cfg); {
+	case err == nil:
+		switch _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); {
+		case errors.Is(err, failover.ErrNotPromoted):
 			return promoteBack(ctx, cfg, log, *force, *timeout, stdout)
+		case err != nil:
+			return fmt.Errorf("cannot promote: %w", err)
 		}
+	case !errors.Is(err, site.ErrNotRejoined):
+		return fmt.Errorf("cannot promote: %w", err)
 	}
 	if err := failedOverBack(cfg, *path); err != nil {
 		return err
@@ -196,11 +204,17 @@ func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, forc
 // (both sites in one directory), promote goes on.
 func failedOverBack(cfg *config.Config, path string) error {
 	pr, err := failover.ReadPromotion(nil, site.PairStateDir(cfg))
-	if err != nil {
+	switch {
+	case errors.Is(err, failover.ErrNotPromoted):
 		return nil
+	case err != nil:
+		return fmt.Errorf("cannot promote: %w", err)
 	}
-	if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
+	switch _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); {
+	case err == nil:
 		return nil
+	case !errors.Is(err, failover.ErrNotPromoted):
+		return fmt.Errorf("cannot promote: %w", err)
 	}
 	if _, err := os.Stat(site.StatePath(cfg)); !errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"duplex/config"
 	"duplex/control"
@@ -103,6 +105,47 @@ func TestRejoinRefusesADamagedReverseGeneration(t *testing.T) {
 				if code != exitFailure || !strings.Contains(errb.String(), gen+" is damaged") || !strings.Contains(errb.String(), "put back a copy") {
 					t.Errorf("duplex rejoin with %s %s (the old primary answering: %v): exit %d, stdout %q, stderr %q; "+
 						"want exit 1 naming the file as damaged and what to do", gen, name, answers, code, out.String(), errb.String())
+				}
+			})
+		}
+	}
+}
+
+// TestPromoteRefusesADamagedRecordOfTheWayBack: duplex promote at the old
+// primary reads its rejoin record, the promotion of a failover back in its
+// pair state, and the promotion of its own site as the secondary: each
+// damaged is refused, naming the file and what to do. Before, each read as
+// absent, and promote went on as at the secondary's site.
+func TestPromoteRefusesADamagedRecordOfTheWayBack(t *testing.T) {
+	for _, which := range []string{"rejoin record", "promotion of a failover back", "promotion as the secondary"} {
+		for name, content := range damagedContents {
+			t.Run(which+", "+name, func(t *testing.T) {
+				path, cfg := rejoinedOldPrimary(t)
+				var rec string
+				switch which {
+				case "rejoin record":
+					rec = filepath.Join(site.PairStateDir(cfg), "rejoin.json")
+				case "promotion of a failover back":
+					if err := os.Remove(filepath.Join(site.PairStateDir(cfg), "rejoin.json")); err != nil {
+						t.Fatal(err)
+					}
+					rec = filepath.Join(site.PairStateDir(cfg), "promotion.json")
+				default:
+					rec = filepath.Join(site.PromotedDir(cfg), "promotion.json")
+				}
+				if err := os.MkdirAll(filepath.Dir(rec), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(rec, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				var out, errb strings.Builder
+				code := run(ctx, []string{"promote", "--config", path, "--log-level", "error"}, &out, &errb)
+				if code != exitFailure || !strings.Contains(errb.String(), rec+" is damaged") || !strings.Contains(errb.String(), "put back a copy") {
+					t.Errorf("duplex promote with %s %s: exit %d, stdout %q, stderr %q; want exit 1 naming the file as damaged and what to do",
+						rec, name, code, out.String(), errb.String())
 				}
 			})
 		}
