@@ -118,13 +118,18 @@ func (s *Secondary) endedDrill() error {
 	if err != nil {
 		return fmt.Errorf("drill: %w", err)
 	}
+	// A damaged record still says that a drill ran, and the status says
+	// no more of it than that: never a drill of group 0 at no time.
+	const why = " ended when the secondary stopped: a drill does not outlive its secondary, since its view of the past is the before images " +
+		"of the groups applied while it ran, kept unsynced in its scratch file (discarded); duplex drill start starts a new one"
 	var r drillRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		s.log.Warn("drill: unreadable record of a drill that ran when the secondary stopped", "path", drillRecordPath(path), "err", err)
+	if err := disk.DecodeRecord(b, &r, "group", "consistency_time", "started"); err != nil {
+		err = disk.Damaged("record of a failover drill", drillRecordPath(path), err)
+		s.drills.ended = fmt.Sprintf("a failover drill (its %v; which group it showed is not known)%s", err, why)
+		s.log.Warn("failover drill ended by the restart: its writes are discarded", "err", err)
+		return nil
 	}
-	s.drills.ended = fmt.Sprintf("the failover drill of group %d (consistent as of %s) started at %s ended when the secondary stopped: "+
-		"a drill does not outlive its secondary, since its view of the past is the before images of the groups applied while it ran, "+
-		"kept unsynced in its scratch file (discarded); duplex drill start starts a new one", r.Group, r.ConsistencyTime, r.Started)
+	s.drills.ended = fmt.Sprintf("the failover drill of group %d (consistent as of %s) started at %s%s", r.Group, r.ConsistencyTime, r.Started, why)
 	s.log.Warn("failover drill ended by the restart: its writes are discarded", "group", r.Group, "consistency_time", r.ConsistencyTime, "started", r.Started)
 	return nil
 }

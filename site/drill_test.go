@@ -216,3 +216,36 @@ func TestDrillStartedWhileTheSecondaryStops(t *testing.T) {
 		}
 	}
 }
+
+// TestADamagedDrillRecordIsSaidSo: a record of the drill a stop ended that
+// is damaged (cut short, overwritten, null, {}) is rebuilt as a drill that
+// ended, of which nothing more is known: the status says the record is
+// damaged, naming it, never a drill of group 0 at no time.
+func TestADamagedDrillRecordIsSaidSo(t *testing.T) {
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			cfg := linkConfig(t)
+			cfg.Secondary.DrillNBD = "127.0.0.1:0"
+			cfg.Secondary.DrillBytes = config.Size(1 << 20)
+			record := drillRecordPath(DrillScratchPath(cfg))
+			if err := os.MkdirAll(filepath.Dir(record), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			good := []byte(`{"nbd":"127.0.0.1:1","group":7,"consistency_time":"then","started":"now"}`)
+			if err := os.WriteFile(record, d.spoil(good), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, stop := runStoppable(t, cfg)
+			defer stop()
+			ended := s.Status().DrillEnded
+			for _, w := range []string{"ended when the secondary stopped", record, "damaged", "duplex drill start"} {
+				if !strings.Contains(ended, w) {
+					t.Errorf("status drill_ended %q: no %q", ended, w)
+				}
+			}
+			if strings.Contains(ended, "group 0") {
+				t.Errorf("status drill_ended %q names group 0", ended)
+			}
+		})
+	}
+}
