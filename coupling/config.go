@@ -23,6 +23,12 @@ func DialConfig(cfg *config.Config) (*EtcdStore, error) {
 			return nil, fmt.Errorf("coupling.password_file: %w", err)
 		}
 		pw = strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			// etcd's client skips authentication without a password: every
+			// call would be refused, taken for etcd unreachable.
+			return nil, fmt.Errorf("coupling.password_file %s is empty: write user %s's etcd password in it", cfg.Resolve(cfg.Coupling.PasswordFile),
+				cfg.Coupling.Username)
+		}
 	}
 	return DialEtcd(EtcdConfig{Group: cfg.Coupling.Group, Endpoints: cfg.Coupling.Etcd, TLS: tlsConf,
 		Username: cfg.Coupling.Username, Password: pw, Lease: time.Duration(cfg.Coupling.Lease)})
