@@ -89,6 +89,14 @@ type drillRecord struct {
 	Started         string `json:"started"`
 }
 
+// decodeDrillRecord decodes a drill's record as its writer writes it,
+// every key there (disk.DecodeRecord).
+func decodeDrillRecord(b []byte) (drillRecord, error) {
+	var r drillRecord
+	err := disk.DecodeRecord(b, &r, "nbd", "group", "consistency_time", "started")
+	return r, err
+}
+
 func drillRecordPath(scratch string) string {
 	return filepath.Join(filepath.Dir(scratch), "drill.json")
 }
@@ -122,8 +130,8 @@ func (s *Secondary) endedDrill() error {
 	// no more of it than that: never a drill of group 0 at no time.
 	const why = " ended when the secondary stopped: a drill does not outlive its secondary, since its view of the past is the before images " +
 		"of the groups applied while it ran, kept unsynced in its scratch file (discarded); duplex drill start starts a new one"
-	var r drillRecord
-	if err := disk.DecodeRecord(b, &r, "group", "consistency_time", "started"); err != nil {
+	r, err := decodeDrillRecord(b)
+	if err != nil {
 		err = disk.Damaged("record of a failover drill", drillRecordPath(path), err)
 		s.drills.ended = fmt.Sprintf("a failover drill (its %v; which group it showed is not known)%s", err, why)
 		s.log.Warn("failover drill ended by the restart: its writes are discarded", "err", err)

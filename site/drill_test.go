@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -248,4 +249,26 @@ func TestADamagedDrillRecordIsSaidSo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDecodeDrillRecord: any content of a drill's record decodes or is
+// refused, never panics, and what its writer writes decodes to itself.
+func FuzzDecodeDrillRecord(f *testing.F) {
+	for _, s := range []string{`{"nbd":"127.0.0.1:1","group":7,"consistency_time":"then","started":"now"}`, `{}`, `null`, `[]`,
+		`{"nbd":1,"group":"7","consistency_time":"then","started":"now"}`, "\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeDrillRecord(b)
+		if err != nil {
+			return
+		}
+		again, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2, err := decodeDrillRecord(again); err != nil || r2 != r {
+			t.Fatalf("%q decoded to %+v, which encodes to %q, decoded again to %+v, %v", b, r, again, r2, err)
+		}
+	})
 }
