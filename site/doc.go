@@ -139,7 +139,10 @@
 // secondary opening again after a disk fault stops retrying on it; only
 // coupling-join.json, whose content is the config's, is written anew, and
 // a damaged coupling-leave.json at a promoted site is a leave owed all the
-// same (a rejoin waits for it), which its log says how to make.
+// same (a rejoin waits for it, its refusal naming the file), which its log
+// says how to make; a damaged drill.json is a drill that ended, of which
+// the status knows nothing more. TookBack and PromotedBack, which duplex
+// rejoin asks, refuse a damaged record as the starts do.
 //
 // A running secondary that a switchover promotes (POST /v1/promote, see
 // Secondary's Run and ErrPromoted) records the promotion as `duplex
