@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"duplex/config"
 	"duplex/control"
 	"duplex/coupling"
 )
@@ -19,15 +20,9 @@ import (
 // the membership the leave takes out is lost with the record and no leave
 // can be made without it.
 func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
-	for name, content := range map[string]string{"null": "null\n", "{}": "{}\n", "cut short": `{"group":"g","mem`} {
+	for name, content := range damagedLeaves {
 		t.Run(name, func(t *testing.T) {
-			cfg := coupledSwitchoverConfig(t, "a")
-			if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(leavePath(cfg), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			cfg := damagedLeave(t, content)
 			var logged bytes.Buffer
 			log := slog.New(slog.NewTextHandler(&logged, nil))
 			if g, unread := leaveOwed(nil, cfg, log); g != "g" || !strings.Contains(unread, "damaged") {
@@ -49,15 +44,9 @@ func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
 // that it is, naming the file and what to do there: waiting, as the
 // refusal says otherwise, ends never.
 func TestARejoinRefusedForADamagedLeaveSaysSo(t *testing.T) {
-	for name, content := range map[string]string{"null": "null\n", "{}": "{}\n", "cut short": `{"group":"g","mem`} {
+	for name, content := range damagedLeaves {
 		t.Run(name, func(t *testing.T) {
-			cfg := coupledSwitchoverConfig(t, "a")
-			if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(leavePath(cfg), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			cfg := damagedLeave(t, content)
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			var ch control.Changes
 			ch.CouplingLeaveOwed, ch.CouplingLeaveUnread = leaveOwed(nil, cfg, log)
@@ -68,4 +57,21 @@ func TestARejoinRefusedForADamagedLeaveSaysSo(t *testing.T) {
 			wantWords(t, "the refusal", err.Error(), leavePath(cfg), "damaged", "duplex couple remove a", "then remove", "duplex rejoin again")
 		})
 	}
+}
+
+// damagedLeaves are contents of a damaged record of a leave owed.
+var damagedLeaves = map[string]string{"null": "null\n", "{}": "{}\n", "cut short": `{"group":"g","mem`}
+
+// damagedLeave is the config of a promoted site of coupled session a
+// whose record of the leave owed holds content.
+func damagedLeave(t *testing.T, content string) *config.Config {
+	t.Helper()
+	cfg := coupledSwitchoverConfig(t, "a")
+	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leavePath(cfg), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
