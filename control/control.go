@@ -882,7 +882,7 @@ func RequestRejoin(ctx context.Context, at Endpoint, token string, req RejoinReq
 			"set [primary] listen and journal in its config and run duplex promote there again"
 		return res, fmt.Errorf("rejoin at %s: %s", at, res.Error)
 	case res.Error != "":
-		return res, fmt.Errorf("rejoin at %s: %s", at, res.Error)
+		return res, &RefusedError{What: "rejoin at " + at.String(), Reason: res.Error, Code: resp.StatusCode}
 	}
 	return res, fmt.Errorf("rejoin at %s: %s: %s", at, resp.Status, bytes.TrimSpace(b))
 }

@@ -367,8 +367,11 @@ func deliverRejoin(ctx context.Context, cfg *config.Config, peer string, log *sl
 			fmt.Fprintln(stdout)
 			return nil
 		}
-		if res.Error != "" {
+		if res.Error != "" && !control.RefusedStarting(err) && !control.RefusedStopping(err) {
 			// The promoted site refused: asking again changes nothing.
+			// One that starts, or stops, has not read its state, or
+			// takes no command now: it is asked again, as one that
+			// does not answer.
 			return fmt.Errorf(who+" refused the rejoin: %w", err)
 		}
 		log.Warn("cannot reach "+who+" to start the copy; trying again", "err", err)
