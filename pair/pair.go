@@ -978,6 +978,21 @@ func readPersisted(fsys disk.FS, dir string) (st persisted, found bool, err erro
 	return st, true, nil
 }
 
+// Sizes returns the size of each volume the pair state saved in dir names,
+// none before a session's first start. A volume it names has been served
+// and paired: a site must never take its missing image for a new one.
+func Sizes(fsys disk.FS, dir string) (map[string]int64, error) {
+	st, _, err := readPersisted(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(st.Pairs))
+	for _, p := range st.Pairs {
+		sizes[p.Volume] = p.Size
+	}
+	return sizes, nil
+}
+
 func (mg *Manager) bitmapPath(vol string) string {
 	return filepath.Join(mg.opts.Dir, vol+".bitmap")
 }

@@ -86,7 +86,7 @@ func readIdentity(fsys disk.FS, path string) (identity, error) {
 		return id, fmt.Errorf("%w: it holds the data generation the volumes follow and recover's fence, and read as missing it would "+
 			"let the secondary take any primary, over writes made since a fence: put back a copy of it, then start the secondary again; "+
 			"if this secondary was never fenced (by duplex recover, promote or a switchover's promotion), removing it instead has it follow "+
-			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), wayForward)
+			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), WayForward)
 	}
 	return id, nil
 }
@@ -115,9 +115,9 @@ func (s *Secondary) setIdentity(id identity) error {
 	return nil
 }
 
-// wayForward is what an operator does when the two sites' data histories
+// WayForward is what an operator does when the two sites' data histories
 // diverged and the secondary is to become a copy of this primary again.
-const wayForward = "to make the secondary a copy of the primary again, re-create it: stop the secondary and remove its journal " +
+const WayForward = "to make the secondary a copy of the primary again, re-create it: stop the secondary and remove its journal " +
 	"directory, state.json, identity.json and volume images; stop the primary and remove its pair state directory " +
 	"(SESSION.primary beside its config), so that its pairs start with a full initial copy; then start both. " +
 	"To keep the secondary's data instead, make its site the primary"
@@ -133,7 +133,7 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 	if s.ident.Fenced == "" && !s.fenced {
 		return fmt.Sprintf("duplex recover is fencing the secondary (it first applies what is journaled), and no primary is taken meanwhile; "+
 			"once the fence completes, the volumes start a data generation of their own and may hold writes the primary "+
-			"(data generation %s) does not have, and nothing is replicated: %s", g, wayForward)
+			"(data generation %s) does not have, and nothing is replicated: %s", g, WayForward)
 	}
 	if s.ident.Fenced == "" && s.ckFailed {
 		// Recover failed before anything was recorded: the volumes hold
@@ -150,12 +150,12 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 		}
 		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (%s), "+
 			"so it lasts only until the secondary restarts: its volumes may hold writes the primary (data generation %s) does not have, "+
-			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", why, g, wayForward)
+			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", why, g, WayForward)
 	}
 	return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
 		"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+
 		"The histories diverged and nothing is replicated: %s",
-		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, wayForward)
+		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, WayForward)
 }
 
 // generationLocked checks the primary's data generation against the one the
@@ -170,7 +170,7 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 	case g == s.ident.Generation:
 		return ""
 	case g == 0:
-		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, wayForward)
+		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, WayForward)
 	case s.ident.Generation == 0:
 		id := s.ident
 		id.Generation = g
@@ -182,7 +182,7 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 	}
 	return fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the sites hold histories "+
 		"that diverged (the primary's pair state was re-created, or the secondary belonged to another primary), and nothing is replicated: %s",
-		g, s.ident.Generation, wayForward)
+		g, s.ident.Generation, WayForward)
 }
 
 // Generation returns the data generation the secondary holds, and whether

@@ -542,7 +542,7 @@ func Open(cfg Config) (*Secondary, error) {
 	st, err := apply.ReadStateFS(cfg.FS, cfg.StatePath)
 	if errors.Is(err, disk.ErrDamaged) {
 		return nil, fmt.Errorf("secondary: %w: it holds the group applied to the volumes and each volume's pair state, which nothing else holds, "+
-			"and the secondary never writes it anew over what it held: put back a copy of it, then start the secondary again; without one, %s", err, wayForward)
+			"and the secondary never writes it anew over what it held: put back a copy of it, then start the secondary again; without one, %s", err, WayForward)
 	}
 	if err != nil {
 		return nil, err

@@ -303,10 +303,18 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		p.timer.AtLeast(p.promotion.ConsistencyTime)
 	}
 	starting.step("the volumes")
+	// A damaged pair state is refused below, once the volumes are open:
+	// until then, every volume is taken as one it names.
+	paired, pairedErr := pair.Sizes(opts.FS, p.stateDir)
 	for _, sc := range cfg.Primary.Subsystems {
 		vols := map[string]*volume.Volume{}
 		var names []string
 		for _, vc := range sc.Volumes {
+			if size, ok := paired[vc.Name]; ok || pairedErr != nil {
+				if err := volumeImageThere(vc.Path, max(size, int64(vc.Size))); err != nil {
+					return nil, fmt.Errorf("primary: volume %q: %w", vc.Name, primaryVolumeGone(p.stateDir, err))
+				}
+			}
 			// A block device, or an image file (created with its
 			// directory); without a configured size, its own size.
 			v, err := volume.Open(vc.Path, int64(vc.Size))

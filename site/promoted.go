@@ -401,7 +401,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	starting.step(dir + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, dir, p.log)
 	starting.step("the volumes")
-	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, nil)
+	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, nil, true)
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}

@@ -393,17 +393,19 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 }
 
 func (s *Secondary) openVolumes(held map[string]int64) error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held)
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, false)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
 
 // openSecondaryVolumes opens the volumes of the [secondary] section: the
 // replicas, or a promoted site's volumes. held, if not nil, are the sizes
-// of the volumes a site of this process held (see openHeldVolume). On an
-// error, those opened are returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config, held map[string]int64) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+// of the volumes a site of this process held (see openHeldVolume);
+// promoted says the volumes are a promoted site's. On an error, those
+// opened are returned for the caller to close.
+func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted bool) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
+	holds := copiesHeld(cfg)
 	for _, sv := range cfg.Secondary.Volumes {
 		pv, ssID, ok := cfg.PrimaryVolume(sv.Name)
 		if !ok {
@@ -419,6 +421,10 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64) (vols map[s
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)
 			}
 			size = n
+		} else if state, ok := holds(sv.Name); ok {
+			if err := volumeImageThere(sv.Path, size); err != nil {
+				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, copyGone(cfg, err, state, promoted))
+			}
 		}
 		v, err := volume.Open(sv.Path, size)
 		if errors.Is(err, volume.ErrNoSize) {

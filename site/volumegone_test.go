@@ -83,7 +83,7 @@ func TestAGoneSecondaryVolumeStopsItsStart(t *testing.T) {
 				s.Close()
 				t.Fatalf("the secondary started over the %s image %s; its status: %+v", g.name, path, st)
 			}
-			wantWords(t, "the refusal", err.Error(), path, cfg.Secondary.Volumes[0].Name, "put the image back", "re-create it")
+			wantWords(t, "the refusal", err.Error(), path, cfg.Secondary.Volumes[0].Name, "Put the image back", "re-create it")
 			if _, serr := os.Stat(path); g.name == "deleted" && !errors.Is(serr, os.ErrNotExist) {
 				t.Errorf("the refused start created %s again (%v)", path, serr)
 			}
@@ -115,7 +115,7 @@ func TestAGonePrimaryVolumeStopsItsStart(t *testing.T) {
 				stopAtOnce(p)
 				t.Fatalf("the primary started over the %s image %s; its status: %+v", g.name, pv.Path, st)
 			}
-			wantWords(t, "the refusal", err.Error(), pv.Path, pv.Name, "put the image back")
+			wantWords(t, "the refusal", err.Error(), pv.Path, pv.Name, "Put the image back")
 		})
 	}
 }

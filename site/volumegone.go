@@ -1,0 +1,86 @@
+package site
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"duplex/apply"
+	"duplex/config"
+	"duplex/secondary"
+)
+
+// errImageGone is a volume's image missing, empty or cut short at a start,
+// where the site's records say it holds data.
+var errImageGone = errors.New("the volume's image is gone")
+
+// volumeImageThere checks, before volume.Open, the image of a volume the
+// site's records say holds data: a copy the secondary applied groups to,
+// a primary volume served and paired. volume.Open creates a missing image
+// and sizes an empty one, as a new session's volume: the copy would be
+// reported duplex and consistent as zeros, the primary's served to its
+// clients as zeros. size is the volume's, 0 when the config leaves it to
+// the image (then only a missing or empty one is known to be wrong). A
+// device's size volume.Open checks.
+func volumeImageThere(path string, size int64) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s is missing", errImageGone, path)
+	case err != nil || !st.Mode().IsRegular():
+		// volume.Open says it.
+		return nil
+	case st.Size() == 0:
+		return fmt.Errorf("%w: %s is empty", errImageGone, path)
+	case st.Size() < size:
+		return fmt.Errorf("%w: %s is %d bytes, the volume %d", errImageGone, path, st.Size(), size)
+	}
+	return nil
+}
+
+// copiesHeld returns whether the secondary's state says it holds a copy
+// of a volume, and the volume's pair state there. A volume it never held a
+// whole copy of, with no copy under way that makes one, is reported not
+// consistent whatever its image holds, and one it does not name (a new
+// session's, a pair added since) is created. A state file it cannot read
+// (secondary.Open refuses it, once the volumes are open) holds them all.
+func copiesHeld(cfg *config.Config) func(name string) (string, bool) {
+	st, err := apply.ReadState(StatePath(cfg))
+	return func(name string) (string, bool) {
+		switch v, ok := st.Volumes[name]; {
+		case err != nil:
+			return "unreadable", true
+		case ok:
+			return v.State, !v.NoWholeCopy
+		case st.Group != 0 && st.Volumes == nil:
+			// A state from before pair states: every volume duplex.
+			return secondary.StateDuplex, true
+		}
+		return "", false
+	}
+}
+
+// copyGone says what to do about a copy whose image is gone.
+func copyGone(cfg *config.Config, err error, state string, promoted bool) error {
+	if promoted {
+		return fmt.Errorf("%w, and %s says the site holds the volume (%s) it serves as the session's primary since its promotion: "+
+			"opened, it would be served as zeros. Put the image back (restore it, mount its file system or attach its device again), "+
+			"then start it again; without it, the volume's data since the failover is lost: the old primary holds it as of before "+
+			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, StatePath(cfg), state)
+	}
+	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): opened, it would be created again as zeros and "+
+		"reported as the copy. Put the image back (restore it, mount its file system or attach its device again), then start "+
+		"the secondary again; without it, %s", err, StatePath(cfg), state, secondary.WayForward)
+}
+
+// primaryVolumeGone says what to do about a primary volume whose image is
+// gone.
+func primaryVolumeGone(dir string, err error) error {
+	return fmt.Errorf("%w, and %s names its pair: opened, it would be created again as zeros, served to the clients "+
+		"and copied over the secondary's copy. Put the image back (restore it, mount its file system or attach its device again), "+
+		"then start the primary again; without it, the secondary holds the volume's copy: make its site the primary "+
+		"(duplex promote there, see \"Disaster recovery runbook\" in the README), or to begin anew, %s",
+		err, filepath.Join(dir, "pairs.json"), recreatePairState(dir))
+}
