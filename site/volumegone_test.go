@@ -119,3 +119,35 @@ func TestAGonePrimaryVolumeStopsItsStart(t *testing.T) {
 		})
 	}
 }
+
+// TestAGonePromotedVolumeStopsItsStart: a promoted site refuses to start
+// when the image of a volume it holds was deleted, emptied or cut short,
+// naming the image and what to do; created again as zeros, it would be
+// served to the clients as the session's data.
+func TestAGonePromotedVolumeStopsItsStart(t *testing.T) {
+	cfg := copiedSites(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
+		t.Fatal(err)
+	}
+	path := cfg.Secondary.Volumes[0].Path
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gone {
+		t.Run(g.name, func(t *testing.T) {
+			if err := g.do(path); err != nil {
+				t.Fatal(err)
+			}
+			defer os.WriteFile(path, b, 0o600)
+			p, err := OpenPromoted(cfg, log, PromotedOptions{})
+			if err == nil {
+				p.close()
+				t.Fatalf("the promoted site started over the %s image %s", g.name, path)
+			}
+			wantWords(t, "the refusal", err.Error(), path, cfg.Secondary.Volumes[0].Name, "Put the image back", "Disaster recovery runbook")
+		})
+	}
+}
