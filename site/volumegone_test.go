@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -150,4 +151,26 @@ func TestAGonePromotedVolumeStopsItsStart(t *testing.T) {
 			wantWords(t, "the refusal", err.Error(), path, cfg.Secondary.Volumes[0].Name, "Put the image back", "Disaster recovery runbook")
 		})
 	}
+}
+
+// TestAPairAddedCreatesItsImages: a volume added to the config of sites
+// that ran before is one neither record names: both sites create its
+// image, as at a session's first start (which copiedSites does).
+func TestAPairAddedCreatesItsImages(t *testing.T) {
+	cfg := copiedSites(t)
+	dir := filepath.Dir(cfg.Secondary.Volumes[0].Path)
+	cfg.Primary.Subsystems[0].Volumes = append(cfg.Primary.Subsystems[0].Volumes,
+		config.Volume{Name: "added", Path: filepath.Join(filepath.Dir(cfg.Primary.Subsystems[0].Volumes[0].Path), "added.img"), Size: config.Size(1 << 20)})
+	cfg.Secondary.Volumes = append(cfg.Secondary.Volumes, config.SecondaryVolume{Name: "added", Path: filepath.Join(dir, "added.img")})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, log, SecondaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := OpenPrimary(cfg, log, PrimaryOptions{Dialer: linkDialer(t, cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtOnce(p)
 }
