@@ -85,6 +85,9 @@ func TestAGoneSecondaryVolumeStopsItsStart(t *testing.T) {
 				t.Fatalf("the secondary started over the %s image %s; its status: %+v", g.name, path, st)
 			}
 			wantWords(t, "the refusal", err.Error(), path, cfg.Secondary.Volumes[0].Name, "Put the image back", "re-create it")
+			if !errors.Is(err, errImageGone) {
+				t.Errorf("the refusal does not wrap errImageGone: %v", err)
+			}
 			if _, serr := os.Stat(path); g.name == "deleted" && !errors.Is(serr, os.ErrNotExist) {
 				t.Errorf("the refused start created %s again (%v)", path, serr)
 			}
