@@ -101,6 +101,9 @@ func coupledDemo(ctx context.Context, dir string, ports portBase, withWorkload b
 	layout := workload.Layout{Volumes: len(vols.vols), BlocksPerVolume: demoRegion / workload.BlockSize, Clients: 4}
 	var stopWork func() error
 	if withWorkload && failed == nil {
+		layout, failed = vols.nextRun(layout)
+	}
+	if withWorkload && failed == nil {
 		fmt.Fprintf(stdout, "Running a dependent-write workload: %d clients over the %d volumes of both sessions (last %s of each),\n"+
 			"each write depending on the one its client wrote before, whichever session either went to.\n\n",
 			layout.Clients, len(vols.vols), bytesIEC(demoRegion))
