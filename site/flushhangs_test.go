@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 
 	"duplex/actlog"
 	"duplex/config"
+	"duplex/disk"
 	"duplex/nbd"
 )
 
@@ -240,6 +242,7 @@ func stopsNotClean(t *testing.T, stop func() error, logs *logBuffer) {
 // Its reads do not hang.
 func restartCopiesVol1(t *testing.T, cfg *config.Config, s *Secondary) {
 	t.Helper()
+	awaitStateDirLetGo(t, cfg)
 	p, _ := startPrimary(t, cfg, healthyReadWait)
 	waitFor(t, 30*time.Second, "every pair duplex after the restart", func() bool { return allPairsDuplex(p.Status()) })
 	quiesceMover(t, p)
@@ -264,8 +267,22 @@ func TestAHungCloseLetsTheStopEnd(t *testing.T) {
 	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
 		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
 	}
+	stateDirHeld(t, cfg, "vol1's close (a write-back)")
 	h.release()
 	restartCopiesVol1(t, cfg, s)
+}
+
+// stateDirHeld fails the test if the pair-state directory's LOCK of the
+// stopped primary of cfg is free while what (its volume's I/O) is under
+// way: a next primary let in then would find the volume written under
+// it, after its copies read it.
+func stateDirHeld(t *testing.T, cfg *config.Config, what string) {
+	t.Helper()
+	l, err := disk.OS.Lock(filepath.Join(PairStateDir(cfg), stateLockName))
+	if err == nil {
+		l.Close()
+		t.Errorf("the stopped primary let its state directory's LOCK go with %s under way", what)
+	}
 }
 
 // TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds: vol1's disk
@@ -312,6 +329,7 @@ func TestAHungVolumeWriteHoldsItsRequestAloneAndTheStopEnds(t *testing.T) {
 	}
 	within(t, 10*time.Second, "the status", func() { p.Status() })
 	stopsNotClean(t, stop, logs)
+	stateDirHeld(t, cfg, "vol1's write")
 	h.release()
 	select {
 	case err := <-wrote:
