@@ -513,7 +513,7 @@ func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose)
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, p.updatesEnded)
 	if err != nil {
 		err = fmt.Errorf("primary: %w", err)
 	}
@@ -521,13 +521,20 @@ func (p *Primary) close() error {
 	if p.stateLock == nil {
 		return err
 	}
-	if p.timer != nil && leaseWriting(p) {
-		// The stop gave the lease's write up (timer.Abandon), and its
-		// rename, already in the kernel, may still land once the disk
-		// answers: a next run let in before then would find its mark
-		// replaced by this lower one, below the stamps it handed out.
+	// The stop gave the lease's write up (timer.Abandon), and its rename,
+	// already in the kernel, may still land once the disk answers: a next
+	// run let in before then would find its mark replaced by this lower
+	// one, below the stamps it handed out. So may a volume's write or
+	// close given up (see closeVolumes): the next run would copy the
+	// regions the activity log marks to the secondary, and the late
+	// write then change them on the primary's volume alone, perhaps over
+	// a newer write acknowledged meanwhile.
+	if (p.timer != nil && leaseWriting(p)) || err != nil {
 		go func(lock io.Closer) {
-			p.timer.AwaitWrites()
+			if p.timer != nil {
+				p.timer.AwaitWrites()
+			}
+			<-closed
 			lock.Close()
 		}(p.stateLock)
 		return err
@@ -536,18 +543,35 @@ func (p *Primary) close() error {
 	return err
 }
 
-// closeVolumes closes vols, waiting for their closes for wait (the
-// stop's wait on a volume's disk; StopFlushWait if 0, an open that
-// failed): on NFS or FUSE a close writes back what the file system holds,
+// updatesEnded is the subsystem's UpdatesEnded of vol, a closed channel
+// for a volume no subsystem serves (a start that failed early).
+func (p *Primary) updatesEnded(vol string) <-chan struct{} {
+	if ss := p.byVol[vol]; ss != nil {
+		return ss.UpdatesEnded(vol)
+	}
+	ended := make(chan struct{})
+	close(ended)
+	return ended
+}
+
+// closeVolumes closes vols, each once the updates under way to it have
+// ended (updatesEnded, if set, says when), waiting for their closes for
+// wait (the stop's wait on a volume's disk; StopFlushWait if 0, an open
+// that failed): a write held up by the disk lands whenever it answers,
+// and on NFS or FUSE a close writes back what the file system holds,
 // and waits for a disk that stopped answering as a flush does. A close
 // that has not ended by then is left to end (or not) in the background,
-// and named in the error. What a clean stop counts on is on the disk
-// already: the stop's flushes passed before it saved its state. before,
-// if set (tests), runs before each close.
-func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string)) error {
+// and named in the error; closed is closed once every close has ended,
+// for the stop to hold its LOCK until then. What a clean stop counts on
+// is on the disk already: the stop's flushes passed before it saved its
+// state. before, if set (tests), runs before each close.
+func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string), updatesEnded func(vol string) <-chan struct{}) (closed <-chan struct{}, _ error) {
 	ended := make(chan string, len(vols))
 	for name, v := range vols {
 		go func() {
+			if updatesEnded != nil {
+				<-updatesEnded(name)
+			}
 			if before != nil {
 				before(name)
 			}
@@ -555,7 +579,14 @@ func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before fun
 			ended <- name
 		}()
 	}
+	all := make(chan struct{})
 	left := maps.Clone(vols)
+	waitAll := func() {
+		for len(left) > 0 {
+			delete(left, <-ended)
+		}
+		close(all)
+	}
 	wait = cmp.Or(wait, StopFlushWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -564,11 +595,14 @@ func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before fun
 		case name := <-ended:
 			delete(left, name)
 		case <-t.C:
-			return fmt.Errorf("the close of volume %s has not ended within %s (its disk stopped answering; a close flushes on NFS and FUSE): "+
-				"the stop goes on without it", strings.Join(slices.Sorted(maps.Keys(left)), ", "), wait)
+			err := fmt.Errorf("the close of volume %s has not ended within %s (its disk stopped answering, under a write or the close's "+
+				"own flush on NFS and FUSE): the stop goes on without it", strings.Join(slices.Sorted(maps.Keys(left)), ", "), wait)
+			go waitAll()
+			return all, err
 		}
 	}
-	return nil
+	close(all)
+	return all, nil
 }
 
 // Mover returns the data mover.

@@ -473,7 +473,7 @@ func (p *Promoted) close() error {
 		p.changes.Close()
 		p.changes = nil
 	}
-	if err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose); err != nil {
+	if _, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, nil); err != nil {
 		return fmt.Errorf("promoted: %w", err)
 	}
 	return nil

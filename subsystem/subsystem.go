@@ -913,6 +913,35 @@ func (s *Subsystem) CopyReporting(ctx context.Context, vol string, off, length i
 	return nil
 }
 
+// UpdatesEnded returns a channel closed once every update of vol under
+// way (a write, zeroes or a trim; not a copy's read) has reached the
+// volume or failed, and the volume is no longer written. A stop that
+// gave up a volume write held up by its disk (or its stamp, by the
+// timer's lease) waits for it before it lets the pair state go: the
+// write, in the kernel, lands whenever the disk answers, and a next
+// primary let in meanwhile would find its volume changed under it.
+func (s *Subsystem) UpdatesEnded(vol string) <-chan struct{} {
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		var under []chan struct{}
+		s.mu.Lock()
+		for _, f := range s.inflight {
+			if f.volume == vol && f.captured.IsZero() {
+				if f.done == nil {
+					f.done = make(chan struct{})
+				}
+				under = append(under, f.done)
+			}
+		}
+		s.mu.Unlock()
+		for _, ch := range under {
+			<-ch
+		}
+	}()
+	return ended
+}
+
 // SetBeforeVolumeWrite has fn run before each captured update (a write,
 // zeroes, a trim) reaches the volume: tests stand a hung primary volume
 // in with it.
