@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"duplex/bench/fiojson"
+	"duplex/bench/harness"
 	"duplex/disk"
 	"duplex/nbd"
 	"duplex/volume"
@@ -533,7 +534,7 @@ func report(a, b snapshot) {
 	pct := func(d int64) float64 { return 100 * float64(d) / tick / win / float64(runtime.NumCPU()) }
 	busy := ms(b.busy - a.busy)
 	chain := ms(b.self-a.self) + ms(b.fio-a.fio) + ms(b.kthreads-a.kthreads) + ms(b.irq-a.irq)
-	fmt.Printf("window %.1f s, applied %.1f MiB/s, %d CPUs, mode %s, load %s\n", win, applied/win, runtime.NumCPU(), mode(), loadavg())
+	fmt.Printf("window %.1f s, applied %.1f MiB/s, %d CPUs, mode %s, load %s\n", win, applied/win, runtime.NumCPU(), mode(), harness.LoadAvg())
 	fmt.Printf("CPU ms per applied MiB: whole machine busy %.3f (idle %.0f %%, iowait %.0f %%, steal %.0f %%); "+
 		"this process %.3f, fio %.3f, kernel threads %.3f, irq+softirq %.3f, other processes %.3f (of them Duplex's %.3f)\n",
 		busy, pct(b.idle-a.idle), pct(b.iowait-a.iowait), pct(b.steal-a.steal),
@@ -557,15 +558,6 @@ func mode() string {
 		m += fmt.Sprintf(", %d journal writes at once", *journals)
 	}
 	return m
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // samples prints a snapshot a second for d: unix time, then clock ticks

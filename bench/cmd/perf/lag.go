@@ -130,7 +130,7 @@ func (b *bench) lag(ctx context.Context) error {
 // lagOnce runs fio at rate bytes/s (none: idle) against p for the lag run
 // time, sampling the secondary's lag, and writes the samples to series.
 func (b *bench) lagOnce(ctx context.Context, p *pair, rate float64, series string) (lagRun, error) {
-	run := lagRun{load: strings.Fields(loadavg())[0]}
+	run := lagRun{load: strings.Fields(harness.LoadAvg())[0]}
 	start := time.Now()
 	var times []time.Duration
 	s := sample(lagEvery, int(lagSkip/lagEvery), func() (float64, error) {

@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"duplex/bench/harness"
 	"flag"
 	"fmt"
 	"io"
@@ -231,7 +232,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "\n**%s failed:** %v\n", sec, err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "\n_(%s took %s; load average now %s)_\n", sec, time.Since(start).Round(time.Second), loadavg())
+		fmt.Fprintf(stdout, "\n_(%s took %s; load average now %s)_\n", sec, time.Since(start).Round(time.Second), harness.LoadAvg())
 	}
 	return 0
 }
@@ -242,18 +243,10 @@ func header(s settings, args []string) {
 	fmt.Fprintf(w, "# Duplex benchmark run\n\n")
 	fmt.Fprintf(w, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d CPUs (nproc), %s memory, kernel %s\n", runtime.NumCPU(), memTotal(), readTrim("/proc/sys/kernel/osrelease"))
-	fmt.Fprintf(w, "- load average at start: %s\n", loadavg())
+	fmt.Fprintf(w, "- load average at start: %s\n", harness.LoadAvg())
 	fmt.Fprintf(w, "- tools: %s, %s, %s\n", firstLine("fio", "--version"), firstLine("nbdkit", "--version"), runtime.Version())
 	fmt.Fprintf(w, "- command: perf %s (rounds %d, quick %v, job runtime %s, sustained runs %s, volume %d MiB)\n",
 		strings.Join(args, " "), s.rounds, s.quick, s.runtime, s.long, s.volSize>>20)
-}
-
-func loadavg() string {
-	f := strings.Fields(readTrim("/proc/loadavg"))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func memTotal() string {

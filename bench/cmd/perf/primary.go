@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"duplex/bench/fiojson"
@@ -189,7 +188,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 		load     string // the load average after the run
 	}
 	res := make([][4][]result, len(jobs))
-	load := []string{loadavg()}
+	load := []string{harness.LoadAvg()}
 	// The warm-up rounds run first and are not counted: a fresh
 	// session's first burst takes a fresh page for every page of its
 	// sidefile buffers, which later bursts reuse.
@@ -206,7 +205,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 				// the image in the page cache, as after drop_caches;
 				// for the read job then all of it, so that it measures
 				// the server rather than the disk.
-				if err := dropCache(sv.image); err != nil {
+				if err := harness.DropCache(sv.image); err != nil {
 					return err
 				}
 				if job.rw == "randread" {
@@ -270,14 +269,14 @@ func (b *bench) primarySide(ctx context.Context) error {
 					}
 					rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
 				}
-				rs.load = loadavg()
+				rs.load = harness.LoadAvg()
 				if !warm {
 					res[j][si] = append(res[j][si], rs)
 				}
 			}
 		}
 		if !warm {
-			load = append(load, loadavg())
+			load = append(load, harness.LoadAvg())
 		}
 	}
 	// Every round's figures, for runs split over several holds of the
@@ -494,24 +493,6 @@ func warmCache(path string) error {
 	defer f.Close()
 	if _, err := io.Copy(io.Discard, f); err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
-	}
-	return nil
-}
-
-// dropCache writes back the file's dirty pages and drops all of its pages
-// from the page cache.
-func dropCache(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	const fadvDontneed = 4
-	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
-		return fmt.Errorf("fadvise %s: %w", path, e)
 	}
 	return nil
 }

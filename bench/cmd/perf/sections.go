@@ -116,7 +116,7 @@ func (b *bench) writeCost(ctx context.Context) error {
 	// res[job][server] holds one result per round.
 	res := make([][2][]result, len(writeJobs))
 	var drains []time.Duration
-	load := []string{loadavg()}
+	load := []string{harness.LoadAvg()}
 	for r := range b.s.rounds {
 		for j, job := range writeJobs {
 			if len(b.s.writeJobs) > 0 && !slices.Contains(b.s.writeJobs, job.name) {
@@ -132,7 +132,7 @@ func (b *bench) writeCost(ctx context.Context) error {
 				// For the read job the served image is then read whole,
 				// so that it measures the server rather than the disk.
 				for _, img := range sv.images {
-					if err := dropCache(img); err != nil {
+					if err := harness.DropCache(img); err != nil {
 						return err
 					}
 				}
@@ -215,7 +215,7 @@ func (b *bench) writeCost(ctx context.Context) error {
 				res[j][si] = append(res[j][si], result{jobs[0], per, use})
 			}
 		}
-		load = append(load, loadavg())
+		load = append(load, harness.LoadAvg())
 	}
 	w := b.s.w
 	fmt.Fprintf(w, "\n## Write cost: nbdkit file plugin vs Duplex primary (replicating to a secondary on this machine)\n\n")
@@ -527,7 +527,7 @@ func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile st
 	if sampleErr != nil {
 		return res, sampleErr
 	}
-	res.load = loadavg()
+	res.load = harness.LoadAvg()
 	if _, err := b.pair.drain(ctx); err != nil {
 		return res, err
 	}
@@ -657,7 +657,7 @@ func (b *bench) scale(ctx context.Context) error {
 				tag, prefix := "", "| "
 				if bl.name != "" {
 					tag = fmt.Sprintf("-%s-%d", bl.name, round)
-					prefix = fmt.Sprintf("| %s | %d | %s | ", bl.name, round, strings.Fields(loadavg())[0])
+					prefix = fmt.Sprintf("| %s | %d | %s | ", bl.name, round, strings.Fields(harness.LoadAvg())[0])
 				}
 				row, err := b.scaleSession(ctx, bl.bin, n, tag)
 				if err != nil && bl.name == "" {

@@ -75,6 +75,7 @@ import (
 	"unsafe"
 
 	"duplex/bench/fiojson"
+	"duplex/bench/harness"
 	"duplex/internal/sysmon"
 )
 
@@ -165,7 +166,7 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 		}
 	}
 	for _, f := range []string{image, volume} {
-		if err := dropCache(f); err != nil {
+		if err := harness.DropCache(f); err != nil {
 			return err
 		}
 	}
@@ -241,7 +242,7 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 			return err
 		}
 	}
-	res := result{Server: server, Label: label, Mode: mode, Load: loadavg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
+	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
@@ -319,22 +320,6 @@ func prefill(path string, size int64) error {
 		fmt.Sprintf("--size=%d", size), "--filename="+path, "--end_fsync=1").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("prefill %s: %v\n%s", path, err, b)
-	}
-	return nil
-}
-
-func dropCache(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", path, err)
-	}
-	const fadvDontneed = 4
-	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
-		return fmt.Errorf("fadvise %s: %w", path, e)
 	}
 	return nil
 }
@@ -463,15 +448,6 @@ func readStat() stat {
 		}
 	}
 	return m
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // wchar is the bytes a process has passed to write(2) and pwrite(2) so
