@@ -321,12 +321,13 @@ type PromotedOptions struct {
 	// served on, not bound again. OpenPromoted owns them, and closes them
 	// if it fails.
 	Listeners Listeners
-	// beforeFlush, beforeClose, stopFlushWait, slowDisk: see
-	// PrimaryOptions (tests).
-	beforeFlush   func(vol string) error
-	beforeClose   func(vol string)
-	stopFlushWait time.Duration
-	slowDisk      time.Duration
+	// beforeFlush, beforeClose, beforeVolumeWrite, stopFlushWait,
+	// slowDisk: see PrimaryOptions (tests).
+	beforeFlush       func(vol string) error
+	beforeClose       func(vol string)
+	beforeVolumeWrite func(vol string)
+	stopFlushWait     time.Duration
+	slowDisk          time.Duration
 }
 
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
@@ -439,6 +440,9 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		}
 		ss := subsystem.New(sc.ID, p.timer, sidefile.New(int64(cfg.Primary.SidefileLimit)), vols, names)
 		ss.SetActivityLog(p.changes)
+		if opts.beforeVolumeWrite != nil {
+			ss.SetBeforeVolumeWrite(opts.beforeVolumeWrite)
+		}
 		for _, name := range names {
 			ss.Suspend(name, p.changes.Bitmap(name))
 			p.byVol[name] = ss

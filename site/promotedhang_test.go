@@ -1,9 +1,12 @@
 package site
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
+	"duplex/config"
+	"duplex/disk"
 	"duplex/nbd"
 )
 
@@ -48,10 +51,14 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 // TestAPromotedSitesStopEndsWithAVolumesCloseHung: the disk of vol1 at a
 // promoted site stops answering, its flushes and its close alike (a
 // close flushes on NFS and FUSE). The stop gives the close up after its
-// wait, as it does the flush, and its log names the close of vol1.
+// wait, as it does the flush, and its log names the close of vol1. The
+// promotion directory's LOCK stays held until the close ends: a next
+// promoted site, or the reverse direction's primary that a rejoin
+// copies from, let in before then would read vol1 before what the close
+// writes back lands.
 func TestAPromotedSitesStopEndsWithAVolumesCloseHung(t *testing.T) {
 	h := newFlushHang()
-	_, logs, stop := runPromotedSite(t, PromotedOptions{beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, stopFlushWait: time.Second})
+	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeFlush: h.beforeFlush, beforeClose: h.beforeClose, stopFlushWait: time.Second})
 	t.Cleanup(h.release) // before the stop
 	h.hung.Store(true)
 	h.closes.Store(true)
@@ -64,4 +71,69 @@ func TestAPromotedSitesStopEndsWithAVolumesCloseHung(t *testing.T) {
 	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
 		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
 	}
+	promotedDirHeld(t, p.cfg, "vol1's close (a write-back)")
+	h.release()
+	awaitPromotedDirLetGo(t, p.cfg)
+}
+
+// TestAPromotedSitesStopWaitsForAVolumesWriteHung: the disk of vol1 at a
+// promoted site stops answering under a client's write. The stop gives
+// the write up, and vol1's close with it, and keeps the promotion
+// directory's LOCK until the write has ended: the write lands whenever
+// the disk answers, and a site let in meanwhile (a next promoted site,
+// the reverse direction's primary copying the changed regions to the
+// old primary) would read vol1 without it.
+func TestAPromotedSitesStopWaitsForAVolumesWriteHung(t *testing.T) {
+	h := newFlushHang()
+	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeVolumeWrite: h.beforeVolumeWrite, stopFlushWait: time.Second})
+	t.Cleanup(h.release) // before the stop
+	h.writes.Store(true)
+	wrote := make(chan error, 1)
+	go func() { wrote <- pipelinedWrites(p.NBDAddr(), "vol1", 1, 0) }()
+	select {
+	case err := <-wrote:
+		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	var runErr error
+	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
+	t.Logf("the stop: %v", runErr)
+	if runErr == nil {
+		t.Error("the stop, vol1's write given up, returned no error")
+	}
+	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
+		t.Error("the stop's log does not name the close of vol1 given up, under its write")
+	}
+	promotedDirHeld(t, p.cfg, "vol1's write")
+	if t.Failed() {
+		t.Logf("the promoted site's log:\n%s", logs.String())
+	}
+	h.release()
+	awaitPromotedDirLetGo(t, p.cfg)
+}
+
+// promotedDirHeld fails the test if the promotion directory's LOCK of
+// the stopped promoted site of cfg is free while what (its volume's I/O)
+// is under way.
+func promotedDirHeld(t *testing.T, cfg *config.Config, what string) {
+	t.Helper()
+	l, err := disk.OS.Lock(filepath.Join(PromotedDir(cfg), "LOCK"))
+	if err == nil {
+		l.Close()
+		t.Errorf("the stopped promoted site let its promotion directory's LOCK go with %s under way", what)
+	}
+}
+
+// awaitPromotedDirLetGo waits for the stopped promoted site of cfg to let
+// its promotion directory's LOCK go.
+func awaitPromotedDirLetGo(t *testing.T, cfg *config.Config) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the stopped promoted site to let its promotion directory go", func() bool {
+		l, err := disk.OS.Lock(filepath.Join(PromotedDir(cfg), "LOCK"))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	})
 }

@@ -42,6 +42,9 @@ func TestAPromotedSitesStopEndsWithItsStateDiskHung(t *testing.T) {
 	if len(logs.lines("timer's last write", "not ended")) == 0 {
 		t.Errorf("the stop's log does not name the timer's lease and the changed regions:\n%s", logs.String())
 	}
+	// A site let in now would read a mark or bitmaps that a write given
+	// up may still replace.
+	promotedDirHeld(t, cfg, "the timer's and the changed regions' writes")
 	h.release()
 	var again *Promoted
 	waitFor(t, 10*time.Second, "the promoted site to open again once its disk answers", func() bool {
