@@ -1,6 +1,9 @@
 package site
 
 import (
+	"context"
+	"log/slog"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -136,4 +139,38 @@ func awaitPromotedDirLetGo(t *testing.T, cfg *config.Config) {
 		l.Close()
 		return true
 	})
+}
+
+// TestAPromotedSiteWhoseStartFailsKeepsItsLockWhileAVolumesCloseHangs: a
+// promoted site's start fails once its volumes and changed regions are
+// open (its NBD address taken), and vol1's close hangs (a close flushes
+// on NFS and FUSE). The start gives the close up after its wait, and
+// keeps the promotion directory's LOCK until it ends, as a stop does.
+func TestAPromotedSiteWhoseStartFailsKeepsItsLockWhileAVolumesCloseHangs(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Secondary.NBD = "127.0.0.1:0"
+	quiet := slog.New(slog.DiscardHandler)
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg.Secondary.NBD = taken.Addr().String()
+	h := newFlushHang()
+	t.Cleanup(h.release)
+	h.closes.Store(true)
+	within(t, 20*time.Second, "the promoted site's failed start", func() {
+		p, err := OpenPromoted(cfg, quiet, PromotedOptions{beforeClose: h.beforeClose, stopFlushWait: time.Second})
+		if err == nil {
+			p.close()
+			t.Fatal("the promoted site started on an NBD address another listener holds")
+		}
+		t.Logf("the start: %v", err)
+	})
+	promotedDirHeld(t, cfg, "vol1's close (a write-back)")
+	h.release()
+	awaitPromotedDirLetGo(t, cfg)
 }
