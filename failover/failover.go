@@ -129,12 +129,15 @@ func LockChanges(fsys disk.FS, dir string) (io.Closer, error) {
 }
 
 // OpenLockedChanges is OpenChanges once LockChanges took lock, which the
-// Changes hold from then on (it is closed if the open fails).
+// Changes hold from then on (it is closed if the open fails). With lock
+// nil, the caller keeps the LOCK it took and lets it go itself, after
+// Close: a promoted site does once its volumes' writes and closes have
+// ended too, which whoever takes the LOCK next reads the volumes after.
 func OpenLockedChanges(fsys disk.FS, dir string, sizes map[string]int64, lock io.Closer) (_ *Changes, err error) {
 	fsys = disk.Or(fsys)
 	c := &Changes{fsys: fsys, dir: dir, maps: map[string]*bitmap.Bitmap{}, lock: lock}
 	defer func() {
-		if err != nil {
+		if err != nil && lock != nil {
 			lock.Close()
 		}
 	}()
@@ -262,13 +265,16 @@ func (c *Changes) Save() error {
 	return nil
 }
 
-// Close saves the bitmaps and closes the log. The log keeps its marks: a
+// Close saves the bitmaps, closes the log, and lets the LOCK go, unless
+// the caller kept it (OpenLockedChanges). The log keeps its marks: a
 // crash of the next run finds them too.
 func (c *Changes) Close() error {
 	err := c.Save()
 	if cerr := c.log.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("changed regions: %w", cerr)
 	}
-	c.lock.Close()
+	if c.lock != nil {
+		c.lock.Close()
+	}
 	return err
 }

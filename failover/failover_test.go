@@ -204,6 +204,37 @@ func TestChangesLocked(t *testing.T) {
 	}
 }
 
+// Changes opened without the LOCK keep it their caller's: their Close
+// saves them and leaves it held, for a promoted site to let go once its
+// volumes' writes have ended too, and the next holder reads what they
+// saved.
+func TestChangesLeaveTheCallersLockHeld(t *testing.T) {
+	dir := t.TempDir()
+	lock, err := LockChanges(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenLockedChanges(nil, dir, sizes, nil)
+	if err != nil {
+		lock.Close()
+		t.Fatal(err)
+	}
+	write(t, c, "a", 1<<20, 4096)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := OpenChanges(nil, dir, sizes); err == nil {
+		again.Close()
+		t.Fatal("the changes let their caller's LOCK go at their Close")
+	}
+	lock.Close()
+	again := open(t, nil, dir)
+	defer again.Close()
+	if again.Bitmap("a").DirtyBytes() == 0 {
+		t.Error("the region written before the Close is not among the changes the next holder opens")
+	}
+}
+
 func TestPromotionRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := ReadPromotion(nil, dir); !errors.Is(err, ErrNotPromoted) {

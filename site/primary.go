@@ -513,7 +513,7 @@ func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, p.updatesEnded)
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, updatesEndedOf(p.byVol))
 	if err != nil {
 		err = fmt.Errorf("primary: %w", err)
 	}
@@ -543,15 +543,18 @@ func (p *Primary) close() error {
 	return err
 }
 
-// updatesEnded is the subsystem's UpdatesEnded of vol, a closed channel
-// for a volume no subsystem serves (a start that failed early).
-func (p *Primary) updatesEnded(vol string) <-chan struct{} {
-	if ss := p.byVol[vol]; ss != nil {
-		return ss.UpdatesEnded(vol)
+// updatesEndedOf returns the UpdatesEnded of the subsystem of byVol
+// that serves a volume, a closed channel for a volume no subsystem
+// serves (a start that failed early).
+func updatesEndedOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-chan struct{} {
+	return func(vol string) <-chan struct{} {
+		if ss := byVol[vol]; ss != nil {
+			return ss.UpdatesEnded(vol)
+		}
+		ended := make(chan struct{})
+		close(ended)
+		return ended
 	}
-	ended := make(chan struct{})
-	close(ended)
-	return ended
 }
 
 // closeVolumes closes vols, each once the updates under way to it have

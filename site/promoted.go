@@ -286,6 +286,13 @@ type Promoted struct {
 	order     []string
 	subOf     map[string]string
 	changes   *failover.Changes
+	// lock is the changed regions' LOCK (failover.LockChanges), which
+	// the site keeps itself rather than the changes: it is let go only
+	// once the volumes' writes and closes have ended too (see close).
+	lock io.Closer
+	// stateClosed is closed once closeState's writes (the timer's last
+	// mark, the changed regions' bitmaps) have ended, given up or not.
+	stateClosed <-chan struct{}
 	listeners
 	nbdTLS  *tls.Config
 	token   string
@@ -393,11 +400,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if lock != nil {
-			lock.Close()
-		}
-	}()
+	p.lock = lock // let go by p.close, if the start fails
 	// Nothing of dir is written until the changed regions open.
 	starting.step(dir + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, dir, p.log)
@@ -411,8 +414,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		sizes[name] = v.Size()
 	}
 	starting.step("the changed regions in " + dir)
-	p.changes, err = failover.OpenLockedChanges(opts.FS, dir, sizes, lock)
-	lock = nil // the changes' now, closed if they failed to open
+	p.changes, err = failover.OpenLockedChanges(opts.FS, dir, sizes, nil)
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
@@ -468,7 +470,8 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 func (p *Promoted) close() error {
 	p.early.Close()
 	p.listeners.close()
-	// The timer before the changed regions, whose Close lets the LOCK go.
+	// Open only after a start that failed (Run's stop closed them in
+	// closeState): the timer before the changed regions.
 	if p.timer != nil {
 		p.timer.Close()
 		p.timer = nil
@@ -477,10 +480,47 @@ func (p *Promoted) close() error {
 		p.changes.Close()
 		p.changes = nil
 	}
-	if _, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, nil); err != nil {
-		return fmt.Errorf("promoted: %w", err)
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, updatesEndedOf(p.byVol))
+	if err != nil {
+		err = fmt.Errorf("promoted: %w", err)
 	}
-	return nil
+	// Last: a volume's write or close given up (see closeVolumes) may
+	// still land once the disk answers, as may the timer's mark and the
+	// bitmaps closeState gave up. A site let in before then (a next
+	// promoted site, or the reverse direction's primary made from the
+	// changed regions, whose rejoin copies them to the old primary)
+	// would read the volume without the late write, or find its own
+	// mark replaced by a lower one.
+	lock, stateClosed := p.lock, p.stateClosed
+	p.lock = nil
+	if lock == nil {
+		return err
+	}
+	if err == nil && ended(stateClosed) {
+		lock.Close()
+		return nil
+	}
+	go func() {
+		if stateClosed != nil {
+			<-stateClosed
+		}
+		<-closed
+		lock.Close()
+	}()
+	return err
+}
+
+// ended reports whether ch, nil for nothing to wait for, is closed.
+func ended(ch <-chan struct{}) bool {
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // Promotion returns the record of the promotion.
@@ -576,19 +616,22 @@ func (p *Promoted) Run(ctx context.Context) error {
 }
 
 // closeState writes the timer's last mark, then the changed regions'
-// bitmaps, and lets the LOCK go, waiting for them StopFlushWait at most:
-// on a disk that stopped answering, the stop goes on without them, the
-// lease's writes given up (timer.Abandon), and the error wraps
-// ErrDiskHung. Every changed region is in the changed regions' log on
-// disk before its write was acknowledged, and the next run reads it
-// there; the LOCK is let go only once the writes end (or the process
-// exits), so a site that takes it next reads the mark and the bitmaps
-// last written, never one written after.
+// bitmaps, waiting for them StopFlushWait at most: on a disk that
+// stopped answering, the stop goes on without them, the lease's writes
+// given up (timer.Abandon), and the error wraps ErrDiskHung. Every
+// changed region is in the changed regions' log on disk before its write
+// was acknowledged, and the next run reads it there; close lets the LOCK
+// go only once the writes end (stateClosed; or the process exits), so a
+// site that takes it next reads the mark and the bitmaps last written,
+// never one written after.
 func (p *Promoted) closeState() error {
 	tm, changes := p.timer, p.changes
 	p.timer, p.changes = nil, nil
 	closed := make(chan error, 1)
+	stateClosed := make(chan struct{})
+	p.stateClosed = stateClosed
 	go func() {
+		defer close(stateClosed)
 		err := tm.Close()
 		if cerr := changes.Close(); err == nil {
 			err = cerr
