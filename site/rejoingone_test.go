@@ -1,0 +1,113 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/control"
+	"duplex/transport"
+)
+
+// TestARejoinCopiesAnImageGoneHere: the old primary's refusal of a volume
+// whose image is gone says to make the secondary's site the primary; the
+// old primary then rejoins it. The rejoin copies that volume whole (what
+// the image held is gone, so no changed regions describe it) into an
+// image made anew, and the sites end identical. A rejoin that copied only
+// the changed regions would leave zeros where the image held data, the
+// volume reported consistent.
+func TestARejoinCopiesAnImageGoneHere(t *testing.T) {
+	for _, g := range gone[:2] { // deleted, emptied; cut short: TestARejoinOfAnImageCutShortHere
+		t.Run(g.name, func(t *testing.T) {
+			cfg := rejoinConfig(t)
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+			waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+			ctx := context.Background()
+			if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{1}, 4096), 3<<20); err != nil {
+				t.Fatal(err)
+			}
+			quiesceMover(t, prim)
+			stopPrim()
+			stopSec()
+
+			path := cfg.Primary.Subsystems[0].Volumes[0].Path
+			if err := g.do(path); err != nil {
+				t.Fatal(err)
+			}
+			if p, err := OpenPrimary(cfg, quiet, PrimaryOptions{Dialer: transport.NewMemNetwork(1, transport.Faults{})}); err == nil {
+				stopAtOnce(p)
+				t.Fatal("the old primary started over its image gone")
+			} else if !errors.Is(err, errImageGone) || !strings.Contains(err.Error(), "duplex promote there") {
+				t.Fatalf("the old primary's refusal: %v; want the image gone, and duplex promote at the secondary", err)
+			}
+			// As the refusal says: the secondary's site becomes the primary.
+			if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
+				t.Fatal(err)
+			}
+			rev := transport.NewMemNetwork(2, transport.Faults{})
+			b, _ := openReversed(t, cfg, quiet, rev)
+			if err := b.Write(ctx, "vol3", bytes.Repeat([]byte{3}, 4096), 2<<20); err != nil {
+				t.Fatal(err)
+			}
+
+			plan, r := beginRejoin(t, cfg, b)
+			for _, v := range plan {
+				if v.Name == "vol1" && (v.Copy != rejoinVolumeSize || !strings.Contains(v.Whole, "gone")) {
+					t.Errorf("the rejoin's plan for vol1, whose image here is %s: copy %d bytes (%s); want the whole volume, its image gone", g.name, v.Copy, v.Whole)
+				}
+			}
+			a := rejoined(t, cfg, quiet, r, rev, SecondaryOptions{})
+			if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+			quiesceMover(t, b)
+			sameImages(t, cfg, "after the rejoin's copy", b, a)
+			got := make([]byte, 1)
+			if err := a.ReadAt("vol1", got, 3<<20); err != nil || got[0] != 1 {
+				t.Errorf("vol1 at the old primary after the rejoin: %d, %v; want the write the promoted site holds", got[0], err)
+			}
+		})
+	}
+}
+
+// TestARejoinOfAnImageCutShortHere: an image cut short at the old primary
+// is not made whole by the rejoin, which never writes over what an image
+// holds outside its copy: the plan is refused, naming the image, before
+// anything changes, and says to put it back or remove it (then the
+// volume is copied whole).
+func TestARejoinOfAnImageCutShortHere(t *testing.T) {
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	stopSec()
+	path := cfg.Primary.Subsystems[0].Volumes[0].Path
+	if err := os.Truncate(path, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := openReversed(t, cfg, quiet, transport.NewMemNetwork(2, transport.Faults{}))
+	ch, err := b.changedRegions()()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = PlanRejoin(cfg, ch)
+	if err == nil {
+		t.Fatal("the rejoin planned over an image cut short")
+	}
+	wantWords(t, "the refusal", err.Error(), path, "vol1", "Put the image back", "remove it")
+	if _, err := ReadRejoin(cfg); !errors.Is(err, ErrNotRejoined) {
+		t.Errorf("a rejoin is recorded after its plan was refused: %v", err)
+	}
+}
