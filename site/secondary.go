@@ -393,7 +393,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 }
 
 func (s *Secondary) openVolumes(held map[string]int64) error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, false)
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, nil)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
@@ -401,9 +401,9 @@ func (s *Secondary) openVolumes(held map[string]int64) error {
 // openSecondaryVolumes opens the volumes of the [secondary] section: the
 // replicas, or a promoted site's volumes. held, if not nil, are the sizes
 // of the volumes a site of this process held (see openHeldVolume);
-// promoted says the volumes are a promoted site's. On an error, those
-// opened are returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted bool) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+// promoted, if not nil, is the promotion of a promoted site whose volumes
+// they are. On an error, those opened are returned for the caller to close.
+func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
 	holds := copiesHeld(cfg)
 	for _, sv := range cfg.Secondary.Volumes {
@@ -421,7 +421,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted bo
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)
 			}
 			size = n
-		} else if state, ok := holds(sv.Name); ok {
+		} else if state, ok := holdsData(holds, promoted, sv.Name); ok {
 			if err := volumeImageThere(sv.Path, size); err != nil {
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, copyGone(cfg, err, state, promoted))
 			}

@@ -9,6 +9,7 @@ import (
 
 	"duplex/apply"
 	"duplex/config"
+	"duplex/failover"
 	"duplex/secondary"
 )
 
@@ -62,13 +63,28 @@ func copiesHeld(cfg *config.Config) func(name string) (string, bool) {
 	}
 }
 
+// holdsData returns whether a volume of the [secondary] section holds
+// data its image alone has, and what the record says of it: a copy the
+// secondary's state names (holds, see copiesHeld), or, at a promoted site
+// (promoted not nil), any volume its promotion names, which it has served
+// read-write since, a copy never held whole among them: its clients'
+// writes since are in that image and nowhere else.
+func holdsData(holds func(string) (string, bool), promoted *failover.Promotion, name string) (string, bool) {
+	if promoted != nil {
+		if c, ok := promoted.Volumes[name]; ok {
+			return c, true
+		}
+	}
+	return holds(name)
+}
+
 // copyGone says what to do about a copy whose image is gone.
-func copyGone(cfg *config.Config, err error, state string, promoted bool) error {
-	if promoted {
-		return fmt.Errorf("%w, and %s says the site holds the volume (%s) it serves as the session's primary since its promotion: "+
+func copyGone(cfg *config.Config, err error, state string, promoted *failover.Promotion) error {
+	if promoted != nil {
+		return fmt.Errorf("%w, and %s says the site serves the volume (when promoted: %s) as the session's primary since its promotion: "+
 			"opened, it would be served as zeros. Put the image back (restore it, mount its file system or attach its device again), "+
 			"then start it again; without it, the volume's data since the failover is lost: the old primary holds it as of before "+
-			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, StatePath(cfg), state)
+			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, filepath.Join(PromotedDir(cfg), "promotion.json"), state)
 	}
 	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): opened, it would be created again as zeros and "+
 		"reported as the copy. Put the image back (restore it, mount its file system or attach its device again), then start "+
