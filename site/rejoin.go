@@ -32,6 +32,9 @@ type RejoinVolume struct {
 	There int64  // bytes of the promoted site's changed regions
 	Copy  int64  // bytes of their union
 	Whole string // why the whole volume is copied, if it is
+	// Gone says the image here is gone (missing or empty): the rejoined
+	// site makes it anew, and the whole volume is copied.
+	Gone bool
 	// Discard are the regions here (Here), Union those and the promoted
 	// site's (Copy).
 	Discard *bitmap.Bitmap
@@ -72,7 +75,7 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 		return nil, fmt.Errorf("rejoin: this site holds data generation %s, but the promoted site's generation followed %s: "+
 			"the histories do not meet, and only a full copy would do", gen, ch.Follows)
 	}
-	sizes := map[string]int64{}
+	sizes, paths := map[string]int64{}, map[string]string{}
 	var order []string
 	for _, sc := range cfg.Primary.Subsystems {
 		for _, vc := range sc.Volumes {
@@ -81,7 +84,7 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 			if err != nil {
 				return nil, fmt.Errorf("rejoin: %w", err)
 			}
-			sizes[vc.Name] = size
+			sizes[vc.Name], paths[vc.Name] = size, vc.Path
 		}
 	}
 	marks, logErr := actlog.ReadMarks(nil, filepath.Join(dir, "activity.log"))
@@ -105,6 +108,9 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 			for r, off, n, ok := there.Next(0); ok; r, off, n, ok = there.Next(r + 1) {
 				rv.Union.Set(off, n)
 			}
+		}
+		if err := copyWholeIfGone(&rv, paths[name]); err != nil {
+			return nil, fmt.Errorf("rejoin: %w", err)
 		}
 		rv.Copy = rv.Union.DirtyBytes()
 		plan = append(plan, rv)
@@ -142,6 +148,10 @@ type Rejoined struct {
 	// Delivered says the promoted site holds Discarded and resumed its
 	// pairs: the copy is under way or done.
 	Delivered bool `json:"delivered,omitempty"`
+	// Gone are the volumes whose image here was gone when the rejoin
+	// began, copied whole: until Delivered, the rejoined site makes their
+	// images anew (then a gone image is one the copy wrote to).
+	Gone []string `json:"gone_here,omitempty"`
 	// dir is where the record is kept: the old primary's pair-state
 	// directory, or beside the journal of a promoted site rejoining back
 	// (RejoinBackDir).
@@ -228,6 +238,9 @@ func BeginRejoin(cfg *config.Config, ch control.Changes, plan []RejoinVolume) (R
 			vs = apply.VolumeState{State: secondary.StateSuspended, Inconsistent: true}
 		}
 		st.Volumes[v.Name] = vs
+		if v.Gone {
+			r.Gone = append(r.Gone, v.Name)
+		}
 		// Only the regions here: the promoted site adds its own.
 		b, err := v.Discard.MarshalBinary()
 		if err != nil {
@@ -268,6 +281,9 @@ func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts Seconda
 	rev, err := cfg.Reversed()
 	if err != nil {
 		return nil, fmt.Errorf("rejoin: %w", err)
+	}
+	if !r.Delivered {
+		opts.anew = r.Gone
 	}
 	s, err := OpenSecondary(rev, log, opts)
 	if err != nil {

@@ -131,6 +131,9 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 					rv.Union.Set(off, n)
 				}
 			}
+			if err := copyWholeIfGone(&rv, vc.Path); err != nil {
+				return nil, fmt.Errorf("rejoin: %w", err)
+			}
 			rv.Copy = rv.Union.DirtyBytes()
 			plan = append(plan, rv)
 		}
@@ -173,6 +176,9 @@ func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume
 			// ever had until its copy ends.
 			st.Volumes[v.Name] = apply.VolumeState{State: secondary.StateSuspended, Inconsistent: true}
 		}
+		if v.Gone {
+			r.Gone = append(r.Gone, v.Name)
+		}
 		b, err := v.Discard.MarshalBinary()
 		if err != nil {
 			return Rejoined{}, fmt.Errorf("rejoin: %w", err)
@@ -213,6 +219,9 @@ func RetireRejoinedBack(cfg *config.Config) error {
 func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts SecondaryOptions) (*Secondary, error) {
 	if err := RetireRejoinedBack(cfg); err != nil {
 		return nil, err
+	}
+	if !r.Delivered {
+		opts.anew = r.Gone
 	}
 	s, err := OpenSecondary(cfg, log, opts)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,10 @@ type SecondaryOptions struct {
 	// that site found, which every site opened after it must find too
 	// (see heldFilesThere).
 	heldFiles []string
+	// anew are the volumes whose image a rejoin makes anew where the
+	// state names a copy (Rejoined.Gone): gone when the rejoin began, the
+	// whole volume is copied into it.
+	anew []string
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -292,7 +297,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	starting.step("the volumes")
-	if err := s.openVolumes(opts.held); err != nil {
+	if err := s.openVolumes(opts.held, opts.anew); err != nil {
 		return nil, err
 	}
 	var gate secondary.Gate
@@ -392,18 +397,19 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	return s, nil
 }
 
-func (s *Secondary) openVolumes(held map[string]int64) error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, nil)
+func (s *Secondary) openVolumes(held map[string]int64, anew []string) error {
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, anew, nil)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
 
 // openSecondaryVolumes opens the volumes of the [secondary] section: the
 // replicas, or a promoted site's volumes. held, if not nil, are the sizes
-// of the volumes a site of this process held (see openHeldVolume);
+// of the volumes a site of this process held (see openHeldVolume); anew
+// are those whose image is made as at a first start (SecondaryOptions.anew);
 // promoted, if not nil, is the promotion of a promoted site whose volumes
 // they are. On an error, those opened are returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []string, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
 	holds := copiesHeld(cfg)
 	for _, sv := range cfg.Secondary.Volumes {
@@ -421,7 +427,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, promoted *f
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)
 			}
 			size = n
-		} else if state, ok := holdsData(holds, promoted, sv.Name); ok {
+		} else if state, ok := holdsData(holds, promoted, sv.Name); ok && !slices.Contains(anew, sv.Name) {
 			if err := volumeImageThere(sv.Path, size); err != nil {
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, copyGone(cfg, err, state, promoted))
 			}

@@ -100,3 +100,26 @@ func primaryVolumeGone(dir string, err error) error {
 		"(duplex promote there, see \"Disaster recovery runbook\" in the README), or to begin anew, %s",
 		err, filepath.Join(dir, "pairs.json"), recreatePairState(dir))
 }
+
+// copyWholeIfGone makes rv, a rejoin's plan for a volume whose image here
+// is at path, a copy of the whole volume if that image is gone: missing
+// or empty, nothing here describes what it held, so the changed regions
+// alone would leave the rest zeros, reported as the other site's. The
+// rejoined site makes the image anew (Rejoined.Gone). An image cut short
+// refuses the rejoin: it never writes over what an image holds outside
+// its copy.
+func copyWholeIfGone(rv *RejoinVolume, path string) error {
+	gone := volumeImageThere(path, rv.Size)
+	if gone == nil {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		return fmt.Errorf("volume %q: %w: a rejoin copies only the regions either site changed, over what the image holds. "+
+			"Put the image back (restore it, mount its file system or attach its device again), then rejoin again; "+
+			"or remove it: the rejoin then copies the whole volume into an image made anew", rv.Name, gone)
+	}
+	rv.Whole, rv.Gone = gone.Error()+": made anew, it takes the whole volume", true
+	rv.Discard.SetAll()
+	rv.Union.SetAll()
+	return nil
+}
