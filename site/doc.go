@@ -188,8 +188,9 @@
 //
 // An old primary that rejoined the promoted site (`duplex rejoin --yes`)
 // keeps rejoin.json in its pair-state directory: when it rejoined, the
-// promotion it follows, the regions it discarded, and whether the promoted
-// site was told them; while it exists `duplex primary` refuses to run
+// promotion it follows, the regions it discarded, the volumes whose image
+// was gone (made anew and copied whole), and whether the promoted site was
+// told them; while it exists `duplex primary` refuses to run
 // there. As the secondary of the reverse direction it keeps the journal
 // directory [primary] journal, and state.json and identity.json beside it,
 // as a secondary does.
