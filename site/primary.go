@@ -311,7 +311,13 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		var names []string
 		for _, vc := range sc.Volumes {
 			if size, ok := paired[vc.Name]; ok || pairedErr != nil {
-				if err := volumeImageThere(vc.Path, max(size, int64(vc.Size))); err != nil {
+				// The size the pair state holds: an image of that size
+				// whose configured size changed since is a config to put
+				// right, which volume.Open says.
+				if !ok {
+					size = int64(vc.Size)
+				}
+				if err := volumeImageThere(vc.Path, size, !ok); err != nil {
 					return nil, fmt.Errorf("primary: volume %q: %w", vc.Name, primaryVolumeGone(p.stateDir, err))
 				}
 			}

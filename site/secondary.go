@@ -428,7 +428,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []stri
 			}
 			size = n
 		} else if state, ok := holdsData(holds, promoted, sv.Name); ok && !slices.Contains(anew, sv.Name) {
-			if err := volumeImageThere(sv.Path, size); err != nil {
+			if err := volumeImageThere(sv.Path, size, true); err != nil {
 				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, copyGone(cfg, err, state, promoted))
 			}
 		}

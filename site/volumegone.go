@@ -23,9 +23,11 @@ var errImageGone = errors.New("the volume's image is gone")
 // and sizes an empty one, as a new session's volume: the copy would be
 // reported duplex and consistent as zeros, the primary's served to its
 // clients as zeros. size is the volume's, 0 when the config leaves it to
-// the image (then only a missing or empty one is known to be wrong). A
+// the image (then only a missing or empty one is known to be wrong);
+// configured says it is the config's, not a record's: an image shorter
+// than it may be one the config's size changed over since it was made. A
 // device's size volume.Open checks.
-func volumeImageThere(path string, size int64) error {
+func volumeImageThere(path string, size int64, configured bool) error {
 	st, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -35,6 +37,9 @@ func volumeImageThere(path string, size int64) error {
 		return nil
 	case st.Size() == 0:
 		return fmt.Errorf("%w: %s is empty", errImageGone, path)
+	case st.Size() < size && configured:
+		return fmt.Errorf("%w: %s is %d bytes, the volume %d (unless the volume's configured size changed since the image was made: "+
+			"a volume is never resized, so put its size back in the config)", errImageGone, path, st.Size(), size)
 	case st.Size() < size:
 		return fmt.Errorf("%w: %s is %d bytes, the volume %d", errImageGone, path, st.Size(), size)
 	}
@@ -109,7 +114,7 @@ func primaryVolumeGone(dir string, err error) error {
 // refuses the rejoin: it never writes over what an image holds outside
 // its copy.
 func copyWholeIfGone(rv *RejoinVolume, path string) error {
-	gone := volumeImageThere(path, rv.Size)
+	gone := volumeImageThere(path, rv.Size, true)
 	if gone == nil {
 		return nil
 	}
