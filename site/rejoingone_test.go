@@ -111,3 +111,86 @@ func TestARejoinOfAnImageCutShortHere(t *testing.T) {
 		t.Errorf("a rejoin is recorded after its plan was refused: %v", err)
 	}
 }
+
+// TestARejoinBackCopiesAnImageGoneHere: the same at a promoted site that
+// rejoins back the old primary, which failed over back while it was down:
+// its image of a volume gone, the volume is copied whole into an image
+// made anew, and the sites end identical.
+func TestARejoinBackCopiesAnImageGoneHere(t *testing.T) {
+	cfg := rejoinConfig(t)
+	cfg.Primary.NBD = "127.0.0.1:0"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	stopSec()
+	// A round trip: B promoted, A rejoins it and is copied.
+	if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, stopB := openReversed(t, cfg, quiet, rev)
+	if err := b.Write(ctx, "vol2", bytes.Repeat([]byte{2}, 4096), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	_, r, a := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
+	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every pair of B duplex", func() bool { return allPairsDuplex(b.Status()) })
+	quiesceMover(t, b)
+	sameImages(t, cfg, "after A's rejoin", b, a)
+	rev.SetDown(true)
+	stopB()
+	a.Close()
+
+	// B is lost; A fails over back and serves; B's image of vol2 is gone.
+	if _, _, _, err := PromoteBack(ctx, cfg, quiet); err != nil {
+		t.Fatal(err)
+	}
+	fwd := transport.NewMemNetwork(3, transport.Faults{})
+	a2, err := OpenPrimary(cfg, quiet, linkOptions(fwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLinked(t, a2)
+	if err := a2.Write(ctx, "vol4", bytes.Repeat([]byte{4}, 4096), 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cfg.Secondary.Volumes[1].Path); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := a2.changedRegions()()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanRejoinBack(cfg, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range plan {
+		if v.Name == "vol2" && (v.Copy != rejoinVolumeSize || !strings.Contains(v.Whole, "gone")) {
+			t.Errorf("the rejoin back's plan for vol2, whose image here is deleted: copy %d bytes (%s); want the whole volume, its image gone", v.Copy, v.Whole)
+		}
+	}
+	r2, err := BeginRejoinBack(cfg, ch, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := OpenRejoinedBack(cfg, quiet, r2, SecondaryOptions{Listener: fwd})
+	if err != nil {
+		t.Fatalf("B rejoined back as the secondary: %v", err)
+	}
+	runFor(t, b2.Run)
+	if _, err := a2.rejoin()(control.RejoinRequest{Generation: r2.Generation, Volumes: r2.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every pair of A duplex again", func() bool { return allPairsDuplex(a2.Status()) })
+	quiesceMover(t, a2)
+	sameImages(t, cfg, "after B's rejoin back", a2, b2)
+	got := make([]byte, 1)
+	if err := b2.ReadAt("vol2", got, 1<<20); err != nil || got[0] != 2 {
+		t.Errorf("vol2 at B after its rejoin back: %d, %v; want B's write from before, which A holds", got[0], err)
+	}
+}
