@@ -76,3 +76,33 @@ func TestAFirstStartCutShortStartsAgain(t *testing.T) {
 	}
 	stopAtOnce(p)
 }
+
+// TestASparseImageOfTheVolumesSizeIsAccepted: an image whose size is the
+// volume's is there, however little of it is allocated: a sparse image
+// all holes (a copy of zeros, a restore that keeps holes) is no image
+// gone, at either site.
+func TestASparseImageOfTheVolumesSizeIsAccepted(t *testing.T) {
+	cfg := copiedSites(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, path := range []string{cfg.Primary.Subsystems[0].Volumes[0].Path, cfg.Secondary.Volumes[0].Path} {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(path, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenSecondary(cfg, log, SecondaryOptions{})
+	if err != nil {
+		t.Fatalf("the secondary refused a sparse image of the volume's size: %v", err)
+	}
+	s.Close()
+	p, err := OpenPrimary(cfg, log, PrimaryOptions{Dialer: linkDialer(t, cfg)})
+	if err != nil {
+		t.Fatalf("the primary refused a sparse image of the volume's size: %v", err)
+	}
+	stopAtOnce(p)
+}
