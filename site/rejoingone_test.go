@@ -134,7 +134,12 @@ func TestARejoinBackCopiesAnImageGoneHere(t *testing.T) {
 	if err := b.Write(ctx, "vol2", bytes.Repeat([]byte{2}, 4096), 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	_, r, a := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
+	_, r := beginRejoin(t, cfg, b)
+	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA := runFor(t, a.Run)
 	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +148,7 @@ func TestARejoinBackCopiesAnImageGoneHere(t *testing.T) {
 	sameImages(t, cfg, "after A's rejoin", b, a)
 	rev.SetDown(true)
 	stopB()
-	a.Close()
+	stopA()
 
 	// B is lost; A fails over back and serves; B's image of vol2 is gone.
 	if _, _, _, err := PromoteBack(ctx, cfg, quiet); err != nil {
