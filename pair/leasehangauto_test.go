@@ -199,8 +199,8 @@ func (r *leaseRig) hang() {
 // the lease, that the operator's suspension of b is answered within the
 // manager's wait for a save, twice (an attempt of the action under way
 // may hold the manager's lock as long) and a margin, refused naming the
-// timer's lease, b left duplex; that the status answers, a as was; and
-// that the manager's loop stops.
+// timer's lease, b left duplex; that the status answers, a as was; that
+// the log says what waits; and that the manager's loop stops.
 func (r *leaseRig) answersMeanwhile(what string, was State) {
 	r.t.Helper()
 	// The action tried, and waiting, the session's watcher looking every
@@ -229,6 +229,9 @@ func (r *leaseRig) answersMeanwhile(what string, was State) {
 		}
 	case <-time.After(bound):
 		r.t.Errorf("the status has not been answered after %s while %s", bound, what)
+	}
+	if !strings.Contains(r.logs.String(), "waits for the write of the timer's lease") {
+		r.t.Errorf("the log does not say what waits for the timer's lease while %s", what)
 	}
 	r.stop()
 	select {

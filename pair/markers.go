@@ -26,15 +26,13 @@ import (
 // A marker is stamped under its subsystem's ordering lock, which a write
 // holds while its stamp waits for the common timer's mark to reach disk
 // (timer's lease, renewed in the background; a stamp waits only when a
-// renewal's fsync outlasts half the lease). mg.mu is held over that wait,
-// and what queues behind it waits no longer than it would anyway: every
-// stamp past the mark waits for the same renewal, whatever its subsystem,
-// so another operation's marker, a copy, a session's suspension and every
-// write wait for it alike; what needs no stamp (a promotion, an operation
-// refused) is late by that wait at most, while the site's writes are held
-// by it too; status does not wait (it reads the published states). Letting
-// mg.mu go before the marker would split a pair's change from the point of
-// the timer it takes effect at.
+// renewal's fsync outlasts half the lease). mg.mu is held over that wait:
+// letting it go before the marker would split a pair's change from the
+// point of the timer it takes effect at. A renewal that ends is waited
+// for; one whose disk stopped answering is waited for only SaveWait by
+// the operator's commands (refused then) and the session's own changes
+// (put off then, see leasewait.go), so that nothing holds mg.mu for it
+// without bound. Status does not wait (it reads the published states).
 
 // Marker is what a subsystem offers to capture pair-state markers (package
 // subsystem implements it). A subsystem without it sends no markers: the
@@ -93,24 +91,101 @@ func (mg *Manager) markCopy(p *Pair) {
 }
 
 // endIfEmpty ends at once, after its begin marker, a copy with nothing to
-// copy: no copy update will ever reach copied to end it.
+// copy: no copy update will ever reach copied to end it. An end put off
+// for the timer's lease is stamped later (see endCopies).
 func (mg *Manager) endIfEmpty(p *Pair) {
-	if bm := mg.copies[p.Volume]; p.State != Pending || bm == nil || bm.Count() != 0 {
+	if !copyEndOwed(p, mg.copies[p.Volume]) {
 		return
 	}
-	if ts, ok := mg.mark(p.Volume, recordset.Marker{State: recordset.StateCopyEnd}); ok {
-		p.CopyEnd = ts
-		mg.firstCopyEnded(p)
+	mg.endCopy(p)
+}
+
+// copyEndOwed says whether p, pending with its copy bm, has copied every
+// region and its end is not stamped yet.
+func copyEndOwed(p *Pair, bm *bitmap.Bitmap) bool {
+	return p.State == Pending && bm != nil && bm.Count() == 0 && p.CopyEnd == 0
+}
+
+// endCopy stamps the end of p's copy, every region of it captured (see
+// markCopyEnd): p is duplex once the secondary has it. Put off for the
+// timer's lease, p stays pending, its end not stamped, and endCopies
+// stamps it once the lease is written: the later stamp is still after
+// every update of the copy (see markCopyEnd), and a write captured
+// meanwhile ships as any other. It reports whether the end was stamped.
+// Called with mg.mu held.
+func (mg *Manager) endCopy(p *Pair) bool {
+	ts, err := mg.markCopyEndWithin(p, mg.vols[p.Volume].Subsystem, mg.operatorWait())
+	if err != nil {
+		mg.putOff("the end of the copy", p.Volume, err)
+		return false
+	}
+	p.CopyEnd = ts
+	mg.firstCopyEnded(p)
+	mg.madeAfterWait("the end of the copy", p.Volume)
+	return true
+}
+
+// endCopies stamps the ends of the copies that copied every region and
+// whose end was put off for the timer's lease (see endCopy), once the
+// lease is no longer known hung.
+func (mg *Manager) endCopies() {
+	mg.mu.Lock()
+	defer mg.unlock()
+	var owed []*Pair
+	for _, name := range mg.order {
+		if p := mg.pairs[name]; copyEndOwed(p, mg.copies[name]) {
+			owed = append(owed, p)
+		}
+	}
+	if len(owed) == 0 {
+		return
+	}
+	if err := mg.leaseHung(); err != nil {
+		for _, p := range owed {
+			mg.putOff("the end of the copy", p.Volume, err)
+		}
+		return
+	}
+	for _, p := range owed {
+		if !mg.endCopy(p) {
+			return
+		}
+		mg.dirty = true
+		mg.changes++
 	}
 }
 
 // markCopyEnd announces that every copy update of p's copy is captured, and
 // returns its timestamp: the pair is duplex once the secondary has it.
 func (mg *Manager) markCopyEnd(p *Pair, ss Subsystem) int64 {
-	if ts, ok := mg.mark(p.Volume, recordset.Marker{State: recordset.StateCopyEnd}); ok {
-		return ts
+	ts, _ := mg.markCopyEndWithin(p, ss, -1)
+	return ts
+}
+
+// markCopyEndWithin is markCopyEnd given up for the timer's lease (wait
+// not negative, see boundedMark): nothing is announced, and the error is
+// returned. The end is stamped after every update of the copy: each was
+// captured, stamped, before the copy read its region, and the copy had
+// read every one before its end is marked; so it is later than every
+// write whose data the copy read, each stamped before it reached the
+// volume.
+func (mg *Manager) markCopyEndWithin(p *Pair, ss Subsystem, wait time.Duration) (int64, error) {
+	m := recordset.Marker{State: recordset.StateCopyEnd}
+	if bmk, ok := mg.vols[p.Volume].Subsystem.(boundedMark); ok && wait >= 0 {
+		ts, err := bmk.MarkWithin(p.Volume, m, wait)
+		if err == nil {
+			return ts, nil
+		}
+		if leaseHung(err) {
+			return 0, err
+		}
+		mg.markerFailed(p.Volume, m.State, err)
+		return ss.Stamp(), nil
 	}
-	return ss.Stamp()
+	if ts, ok := mg.mark(p.Volume, m); ok {
+		return ts, nil
+	}
+	return ss.Stamp(), nil
 }
 
 // markDeleted announces that vol is no longer a pair.
@@ -477,9 +552,22 @@ func heldInconsistent(p *Pair, pos transport.Position) bool {
 // later write without the earlier one. Resyncs that do not fit the
 // secondary's journal, held together, leave every pair suspended, tried
 // again later; the refusal is logged once a minute.
+//
+// A resume that waits for the timer's lease is put off (see
+// leasewait.go): not tried while the lease's write is known hung (its
+// pending state would be saved, then saved suspended again), and the
+// pairs stay suspended, resumed at a later look once the lease is
+// written.
 func (mg *Manager) autoResume(ps []*Pair) {
-	names, err := mg.resumeAll(true)
+	if err := mg.leaseHung(); err != nil {
+		mg.putOff("the session's resume on the link's return", "", err)
+		return
+	}
+	names, err := mg.resumeAllWithin(true, mg.operatorWait())
 	switch {
+	case leaseHung(err):
+		mg.putOff("the session's resume on the link's return", "", err)
+		return
 	case errors.Is(err, errRoomUnknown):
 		// The link went down again before the secondary's word came:
 		// tried again at the next link.
@@ -509,6 +597,7 @@ func (mg *Manager) autoResume(ps []*Pair) {
 			return
 		}
 	}
+	mg.madeAfterWait("the session's resume on the link's return", "")
 	reasons := map[string]string{}
 	for _, p := range ps {
 		reasons[p.Volume] = p.Reason

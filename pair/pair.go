@@ -322,7 +322,18 @@ type Manager struct {
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
 	refusals uint64
-	markers  markerState // inconsistent resumes and journal room (markers.go)
+	// staleOwed is set while the session's suspension for a stale record
+	// set the secondary refused is put off for the timer's lease (touched
+	// only by autoSuspend).
+	staleOwed bool
+	// failedLeft and abandonedLeft hold the failed writes and the copies
+	// the mover gave up whose pairs' suspensions were put off for the
+	// timer's lease, to suspend them once it is written (see
+	// suspendWriteFailed, suspendAbandoned). Under mu.
+	failedLeft    []subsystem.FailedWrite
+	abandonedLeft []recordset.Update
+	leaseWaits    leaseWaits
+	markers       markerState // inconsistent resumes and journal room (markers.go)
 	// unbased holds, per pair, the Since it was opened with, until the
 	// mover's first contact says what the secondary holds of the runs
 	// before this one (see rebase).
@@ -1021,9 +1032,10 @@ func (mg *Manager) startCopy(p *Pair, bm *bitmap.Bitmap) {
 	makePending(p, bm)
 	mg.dirty = true
 	mg.changes++
-	if bm.Count() == 0 {
+	if bm.Count() == 0 && mg.marker(p.Volume) == nil {
 		// Nothing to copy: the pair is duplex once the secondary holds
-		// everything captured until now.
+		// everything captured until now. With markers, the end is
+		// stamped after the copy's announcement (see endIfEmpty).
 		p.CopyEnd = mg.vols[p.Volume].Subsystem.Stamp()
 	}
 	mg.copies[p.Volume] = bm
@@ -1482,6 +1494,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 	lastSave, ended := time.Now(), false
 	for {
 		mg.copyOne(ctx)
+		mg.endCopies()
 		changed := mg.promote()
 		mg.mu.Lock()
 		changed, mg.dirty = changed || mg.dirty, false
@@ -1532,6 +1545,15 @@ func (mg *Manager) Run(ctx context.Context) error {
 // too; this catches the rest.
 func (mg *Manager) Close(clean bool) error {
 	mg.suspendWriteFailed()
+	mg.mu.Lock()
+	if n := len(mg.failedLeft); n > 0 && clean {
+		// Their pairs are not suspended, so a clean state would claim
+		// them the secondary's copies; not clean, the next start copies
+		// what the activity log marks, their regions stuck there.
+		clean = false
+		mg.log.Error("stopping uncleanly: the suspension of a pair whose write failed waits for the timer's lease", "failed_writes", n)
+	}
+	mg.unlock()
 	return mg.saveAs(clean, false, saveClose)
 }
 
@@ -1790,9 +1812,9 @@ func (mg *Manager) copied(p *Pair, bm *bitmap.Bitmap, ss Subsystem, n int64) {
 	}
 	if bm.Count() == 0 {
 		// Every copy update is now captured: the last one's timestamp is at
-		// or before this one.
-		p.CopyEnd = mg.markCopyEnd(p, ss)
-		mg.firstCopyEnded(p)
+		// or before this one. Put off for the timer's lease, the pair
+		// stays pending until endCopies stamps it.
+		mg.endCopy(p)
 	}
 }
 
@@ -2114,14 +2136,23 @@ func (mg *Manager) autoSuspend() {
 	if ms.Refusals != mg.refusals {
 		mg.refusals = ms.Refusals
 		if strings.Contains(ms.LastRefusal, consistency.ErrStale.Error()) {
-			// Sent again, the record set would be refused again, for ever.
-			// Its updates go into the bitmaps, and the resync on the link's
-			// return copies them with fresh stamps.
-			mg.suspendSession(reasonStale, true)
-			mg.log.Error("the secondary refused a record set stamped behind its consistency time: session suspended, resync once it takes record sets again",
-				"refusal", ms.LastRefusal)
+			mg.staleOwed = true
+		}
+	}
+	if mg.staleOwed {
+		// Sent again, the record set would be refused again, for ever.
+		// Its updates go into the bitmaps, and the resync on the link's
+		// return copies them with fresh stamps. Put off for the timer's
+		// lease, it is owed until made.
+		if _, err := mg.suspendSessionWithin(reasonStale, true, mg.operatorWait()); err != nil {
+			mg.putOff("the session's suspension for a stale record set", "", err)
 			return
 		}
+		mg.staleOwed = false
+		mg.madeAfterWait("the session's suspension for a stale record set", "")
+		mg.log.Error("the secondary refused a record set stamped behind its consistency time: session suspended, resync once it takes record sets again",
+			"refusal", ms.LastRefusal)
+		return
 	}
 	// The link is back only once a connection made since it went down
 	// brings an acknowledgement of something new. A secondary that
@@ -2161,7 +2192,13 @@ func (mg *Manager) autoSuspend() {
 	if mg.opts.SuspendAfter <= 0 || time.Since(mg.downAt) < mg.opts.SuspendAfter || !mg.sidefileFull() {
 		return
 	}
-	if mg.suspendSession(reasonLinkDown, false) {
+	suspended, err := mg.suspendSessionWithin(reasonLinkDown, false, mg.operatorWait())
+	if err != nil {
+		mg.putOff("the session's suspension for the link down", "", err)
+		return
+	}
+	mg.madeAfterWait("the session's suspension for the link down", "")
+	if suspended {
 		mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
 			"down_for", time.Since(mg.downAt).Round(time.Second))
 	}
@@ -2172,6 +2209,20 @@ func (mg *Manager) autoSuspend() {
 // drops even when every pair was already suspended if always is set (what is
 // held cannot be sent). It reports whether it suspended or dropped anything.
 func (mg *Manager) suspendSession(reason string, always bool) bool {
+	suspended, _ := mg.suspendSessionWithin(reason, always, -1)
+	return suspended
+}
+
+// suspendSessionWithin is suspendSession, put off for the timer's lease
+// (wait not negative, see leasewait.go): while the lease's write is known
+// hung, or once the markers have waited for it for wait, no pair is
+// suspended and nothing is dropped, and the error is returned.
+func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Duration) (bool, error) {
+	if wait >= 0 {
+		if err := mg.leaseHung(); err != nil {
+			return false, err
+		}
+	}
 	// The Drop runs without mg.mu: it waits for a cut under way to form
 	// its record sets (not for the copies' volume reads the cut waits for:
 	// it stops waiting), and status and the other operations must not
@@ -2194,13 +2245,17 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 			}
 		}
 	}
-	ps, at := mg.suspendAllLocked(true, nil)
+	ps, at, err := mg.suspendAllLockedWithin(true, nil, wait)
+	if err != nil {
+		mg.unlock()
+		return false, err
+	}
 	for _, p := range ps {
 		p.Reason = reason
 	}
 	if len(ps) == 0 && !always {
 		mg.unlock()
-		return false
+		return false, nil
 	}
 	// Every pair is suspended now, by hand, deleted or just above; what is
 	// held goes, so each dropped update lands in its volume's bitmap
@@ -2298,7 +2353,7 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 		mg.reannounce(p)
 	}
 	mg.kick()
-	return true
+	return true, nil
 }
 
 func (mg *Manager) sidefileFull() bool {
@@ -2490,13 +2545,28 @@ func reasonCopyReadFailed(err error) string {
 // suspension takes; it sticks in the activity log too, since the zeroed
 // copy's acknowledgement ends its count there. A copy suspended or
 // restarted meanwhile is not this one's to end.
+//
+// A suspension that waits for the timer's lease (see leasewait.go) is
+// put off as a failed copy is (see copyFailed): the copy is tried again
+// later, and fails again while the volume does not read.
 func (mg *Manager) suspendReadFailed(p *Pair, bm *bitmap.Bitmap, off, length int64, err error) {
 	mg.mu.Lock()
-	defer mg.unlock()
 	if p.State != Pending || mg.copies[p.Volume] != bm {
+		mg.unlock()
 		return
 	}
-	mg.suspendOneLocked(p)
+	hung := mg.leaseHung()
+	if hung == nil {
+		hung = mg.suspendOneLockedWithin(p, mg.operatorWait())
+	}
+	if hung != nil {
+		mg.putOff("the suspension for a copy's read that failed", p.Volume, hung)
+		mg.unlock()
+		mg.copyFailed(p, bm, off, err)
+		return
+	}
+	defer mg.unlock()
+	mg.madeAfterWait("the suspension for a copy's read that failed", p.Volume)
 	p.Reason = reasonCopyReadFailed(err)
 	if al := mg.opts.ActivityLog; al != nil {
 		if err := al.Stick(p.Volume, off, length); err != nil {
@@ -2522,6 +2592,12 @@ func reasonWriteFailed(err error) string {
 // primary's. Suspended, as for a read that fails (see suspendReadFailed),
 // the pair says why, and its resume copies the region from the volume
 // again. It is the operator's to resume, once the disk works.
+//
+// A suspension that waits for the timer's lease is put off (see
+// leasewait.go): the failed write is kept, its region stuck in the
+// activity log at once (a duplex pair's marks stay stuck until it is
+// duplex again after a copy), and the pair suspended once the lease is
+// written; a stop meanwhile saves the state not clean (see Close).
 func (mg *Manager) suspendWriteFailed() {
 	seen := map[Subsystem]bool{}
 	var fws []subsystem.FailedWrite
@@ -2531,29 +2607,43 @@ func (mg *Manager) suspendWriteFailed() {
 			fws = append(fws, ss.FailedWrites()...)
 		}
 	}
-	if len(fws) == 0 {
-		return
-	}
 	mg.mu.Lock()
 	defer mg.unlock()
+	left := mg.failedLeft
+	mg.failedLeft = nil
+	if len(fws) == 0 && len(left) == 0 {
+		return
+	}
+	hung := mg.leaseHung()
 	for _, fw := range fws {
+		// New: stuck at once, whether its suspension is put off or not.
+		if al := mg.opts.ActivityLog; al != nil {
+			if err := al.Stick(fw.Volume, fw.Offset, fw.Length); err != nil {
+				mg.log.Error("activity log", "err", err)
+			}
+		}
+	}
+	for _, fw := range append(left, fws...) {
 		p := mg.pairs[fw.Volume]
 		if p == nil || p.Deleted {
 			continue // a deleted pair is copied whole when added again
 		}
 		if p.State != Suspended {
-			mg.suspendOneLocked(p)
+			if hung == nil {
+				hung = mg.suspendOneLockedWithin(p, mg.operatorWait())
+			}
+			if hung != nil {
+				mg.failedLeft = append(mg.failedLeft, fw)
+				mg.putOff("the suspension for a failed write", fw.Volume, hung)
+				continue
+			}
 			p.Reason = reasonWriteFailed(fw.Err)
+			mg.madeAfterWait("the suspension for a failed write", fw.Volume)
 			mg.log.Error("pair suspended: a write to its primary volume failed; resume it once the volume works again",
 				"volume", fw.Volume, "offset", fw.Offset, "length", fw.Length, "err", fw.Err)
 		}
 		if bm := mg.vols[fw.Volume].Subsystem.Tracking(fw.Volume); bm != nil {
 			bm.Set(fw.Offset, fw.Length)
-		}
-		if al := mg.opts.ActivityLog; al != nil {
-			if err := al.Stick(fw.Volume, fw.Offset, fw.Length); err != nil {
-				mg.log.Error("activity log", "err", err)
-			}
 		}
 		mg.dirty = true
 	}
@@ -2576,13 +2666,21 @@ const reasonCopyReadHung = "a read of the primary volume for its copy did not co
 // returns an error (subsystem.ErrCopyAbandoned), so its copier never takes
 // the region for copied. It is the operator's to resume, once the volume
 // reads again: the session does not resume it by itself.
+//
+// A suspension that waits for the timer's lease is put off (see
+// leasewait.go): the copy given up is kept, and acted on once the lease
+// is written. Its copier is let go at once: its region stays in the
+// pair's copy, never taken for copied, and the suspension takes it.
 func (mg *Manager) suspendAbandoned() {
 	ups := mg.mover.Abandoned()
+	mg.mu.Lock()
+	defer mg.unlock()
+	ups = append(mg.abandonedLeft, ups...)
+	mg.abandonedLeft = nil
 	if len(ups) == 0 {
 		return
 	}
-	mg.mu.Lock()
-	defer mg.unlock()
+	hung := mg.leaseHung()
 	for _, u := range ups {
 		p := mg.pairs[u.Volume]
 		if p == nil {
@@ -2602,7 +2700,15 @@ func (mg *Manager) suspendAbandoned() {
 		}
 		mg.releaseCopier(u.Volume)
 		if !p.Deleted && p.State != Suspended {
-			mg.suspendOneLocked(p)
+			if hung == nil {
+				hung = mg.suspendOneLockedWithin(p, mg.operatorWait())
+			}
+			if hung != nil {
+				mg.abandonedLeft = append(mg.abandonedLeft, u)
+				mg.putOff("the suspension for a copy given up", u.Volume, hung)
+				continue
+			}
+			mg.madeAfterWait("the suspension for a copy given up", u.Volume)
 			p.Reason = reasonCopyReadHung
 			mg.log.Error("pair suspended: a copy's read of its primary volume did not complete in time; resume it once the volume reads again",
 				"volume", u.Volume, "offset", u.Offset, "length", u.Length)
@@ -2976,7 +3082,13 @@ func (mg *Manager) ResumeAll() ([]string, error) {
 // resumeAll resumes every suspended pair, only those the session suspended
 // itself if autoOnly is set.
 func (mg *Manager) resumeAll(autoOnly bool) ([]string, error) {
-	names, save, err := mg.resumeAllUnsaved(autoOnly, -1)
+	return mg.resumeAllWithin(autoOnly, -1)
+}
+
+// resumeAllWithin is resumeAll, its markers given up for the timer's
+// lease (wait not negative, see resumeTogether).
+func (mg *Manager) resumeAllWithin(autoOnly bool, wait time.Duration) ([]string, error) {
+	names, save, err := mg.resumeAllUnsaved(autoOnly, wait)
 	if err != nil || !save {
 		return names, err
 	}

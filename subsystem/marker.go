@@ -273,3 +273,19 @@ func ResumeTogetherWithin(cs []Change, wait time.Duration) error {
 		}
 	})
 }
+
+// MarkWithin is Mark for a change the pair manager makes holding its own
+// lock (a copy's end): given up as SuspendMarkedWithin is (wait not
+// negative), nothing is captured, and the error is a
+// timer.LeaseHungError.
+func (s *Subsystem) MarkWithin(vol string, m recordset.Marker, wait time.Duration) (int64, error) {
+	cs := []Change{{S: s, Vol: vol, Marker: m}}
+	err := changeWithin(cs, wait, func(*Change) {})
+	return cs[0].Timestamp, err
+}
+
+// LeaseHung returns a timer.LeaseHungError if stamps wait for the write
+// of the common timer's lease and that write has taken wait: a change
+// stamped now would wait for it too. The pair manager puts its own
+// changes off meanwhile rather than hold its lock for them.
+func (s *Subsystem) LeaseHung(wait time.Duration) error { return s.timer.Hung(wait) }
