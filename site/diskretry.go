@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -418,13 +419,15 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 	if log == nil {
 		log = slog.Default()
 	}
-	// Held across the attempts, while no site is open too: see lockSite.
-	lock, err := lockSite(opts.FS, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Close()
-	opts.siteLocked = true
+	// The site's lock, held across the attempts, while no site is open
+	// too (see lockSite): the first site takes it as OpenSecondary does,
+	// its status answering while it waits, and hands it over.
+	var lock io.Closer
+	defer func() {
+		if lock != nil {
+			lock.Close()
+		}
+	}()
 	r := &diskRetries{DiskRetry: retry}
 	if r.First <= 0 {
 		r.First = DefaultDiskRetryFirst
@@ -469,6 +472,8 @@ func RunSecondary(ctx context.Context, cfg *config.Config, log *slog.Logger, opt
 			continue
 		}
 		if last == nil {
+			lock, s.siteLock = s.siteLock, nil
+			opts.siteLocked = true
 			// The next sites bind what this one did.
 			c := *cfg
 			if opts.Listener == nil {

@@ -128,7 +128,7 @@ type SecondaryOptions struct {
 	// retries are set by RunSecondary (diskretry.go).
 	retries *diskRetries
 	// siteLocked: the caller holds the site's lock (lockSite) already,
-	// as RunSecondary does across the sites it opens.
+	// as RunSecondary does across the sites it opens after the first.
 	siteLocked bool
 	// stopHungWait replaces SecondaryStopHungWait (tests).
 	stopHungWait time.Duration
@@ -182,6 +182,22 @@ func lockSite(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
 		return nil, fmt.Errorf("secondary: the site is open in another process (a running duplex secondary, recover or promote): %w", err)
 	}
 	return lock, nil
+}
+
+// refusePromoted refuses a secondary at a promoted site: its volumes hold
+// writes of its own, and the old primary's data must never be applied
+// over them.
+func refusePromoted(fsys disk.FS, cfg *config.Config, starting *startWait) error {
+	starting.step(PromotedDir(cfg))
+	switch pr, err := failover.ReadPromotion(fsys, PromotedDir(cfg)); {
+	case err == nil:
+		return fmt.Errorf("secondary: this site was promoted at %s and has been the session's primary since: "+
+			"duplex promote serves its volumes (a secondary here would apply the old primary's data over writes made since)",
+			control.FormatTime(pr.At))
+	case !errors.Is(err, failover.ErrNotPromoted):
+		return fmt.Errorf("secondary: %w", err)
+	}
+	return nil
 }
 
 // HistoryDir is where a secondary keeps its history ([secondary] history):
@@ -242,7 +258,22 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if opts.siteLocked {
 		err = serve()
 	} else {
-		lock, err = lockThenServe(func() (io.Closer, error) { return lockSite(opts.FS, cfg) }, serve, starting, SiteLockPath(cfg), secondary.DefaultSlowDisk)
+		// The promotion's refusal too before the address: a promoted
+		// site of this directory may run on it, and a secondary started
+		// there by mistake is told that the site was promoted, not that
+		// the address is in use. Both wait on the disk only the slow
+		// disk's wait before the address is served all the same.
+		lock, err = lockThenServe(func() (io.Closer, error) {
+			lock, err := lockSite(opts.FS, cfg)
+			if err != nil {
+				return nil, err
+			}
+			if err := refusePromoted(opts.FS, cfg, starting); err != nil {
+				lock.Close()
+				return nil, err
+			}
+			return lock, nil
+		}, serve, starting, SiteLockPath(cfg), secondary.DefaultSlowDisk)
 	}
 	owned := false
 	defer func() {
@@ -259,20 +290,14 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	}
 	starting.step(filepath.Dir(StatePath(cfg)) + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, filepath.Dir(StatePath(cfg)), log.With("site", "secondary"))
-	// Before anything of the site is read (see heldFilesThere).
-	if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
-		return nil, fmt.Errorf("secondary: %w", err)
-	}
-	// A promoted site's volumes hold writes of its own: the old primary's
-	// data must never be applied over them.
-	starting.step(PromotedDir(cfg))
-	switch pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg)); {
-	case err == nil:
-		return nil, fmt.Errorf("secondary: this site was promoted at %s and has been the session's primary since: "+
-			"duplex promote serves its volumes (a secondary here would apply the old primary's data over writes made since)",
-			control.FormatTime(pr.At))
-	case !errors.Is(err, failover.ErrNotPromoted):
-		return nil, fmt.Errorf("secondary: %w", err)
+	if opts.siteLocked {
+		// Before anything of the site is read (see heldFilesThere).
+		if err := heldFilesThere(opts.FS, opts.heldFiles); err != nil {
+			return nil, fmt.Errorf("secondary: %w", err)
+		}
+		if err := refusePromoted(opts.FS, cfg, starting); err != nil {
+			return nil, err
+		}
 	}
 	if err := undoInterruptedPromotion(opts.FS, cfg, log); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)

@@ -80,15 +80,18 @@ func (w *startWait) stepTaken() time.Duration {
 // address the first one holds. The lock's take is an flock that never
 // waits, but its file's open and truncation may wait on a disk that
 // stopped answering: once lock has not returned within slow, the address
-// is served all the same, status saying the start waits for name; an
-// address that cannot be bound then is the error only if the lock is
-// taken (a held lock is the error, whenever it is said).
+// is served all the same, status saying the start waits for name (or
+// the step lock names after it: lock may read what decides whether the
+// site may start at all, for its refusal to come before the address's);
+// an address that cannot be bound then is the error only if lock
+// succeeds (its error, a held lock, is the error whenever it is said).
 func lockThenServe(lock func() (io.Closer, error), serve func() error, w *startWait, name string, slow time.Duration) (io.Closer, error) {
 	type taken struct {
 		c   io.Closer
 		err error
 	}
 	ch := make(chan taken, 1)
+	w.step(name)
 	go func() {
 		c, err := lock()
 		ch <- taken{c, err}
@@ -107,7 +110,6 @@ func lockThenServe(lock func() (io.Closer, error), serve func() error, w *startW
 		return r.c, nil
 	case <-t.C:
 	}
-	w.step(name)
 	served := serve()
 	r := <-ch
 	switch {
