@@ -167,6 +167,11 @@ type PrimaryOptions struct {
 	Listeners Listeners
 	// leaveOf: see Primary.leaveOf (OpenReversePrimary).
 	leaveOf *config.Config
+	// prepare, if set, runs first, before the pair state's LOCK (its
+	// steps said to starting), and returns the promotion the site serves
+	// as (Promotion's): OpenReversePrimary's reading of the promotion and
+	// the making of the pair state from it.
+	prepare func(starting *startWait) (*failover.Promotion, error)
 	// beforeCopyRead stands in for the volumes' copy reads from the start,
 	// a crash recovery's included (see subsystem.SetBeforeCopyRead): tests
 	// hang them.
@@ -231,18 +236,32 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			p.close()
 		}
 	}()
-	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("primary: %w", err)
-	}
 	p.slowDisk = cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)
 	starting := watchStart(p.log, p.slowDisk)
 	defer starting.end()
 	// Before any file is read or written: a second primary of the session
 	// would rewrite the timer's lease, the activity log and the pair state
 	// under the running one, then fail on its addresses. Status answers
-	// from then on, saying what the start waits for.
+	// from then on, saying what the start waits for; and from the slow
+	// disk's wait on if the lock has not come, its directory's making
+	// (the lock's file is in it) or what opts.prepare reads first.
 	lockPath := filepath.Join(p.stateDir, stateLockName)
 	p.stateLock, err = lockThenServe(func() (io.Closer, error) {
+		if opts.prepare != nil {
+			pr, err := opts.prepare(starting)
+			if err != nil {
+				return nil, err
+			}
+			p.promotion = pr
+		}
+		// Made on the first start only, as os.MkdirAll leaves one there.
+		starting.step(p.stateDir)
+		if _, err := disk.Or(opts.FS).Stat(p.stateDir); err != nil {
+			if err := disk.Or(opts.FS).MkdirAll(p.stateDir, 0o755); err != nil {
+				return nil, fmt.Errorf("primary: %w", err)
+			}
+		}
+		starting.step(lockPath)
 		lock, err := disk.Or(opts.FS).Lock(lockPath)
 		if err != nil {
 			return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",

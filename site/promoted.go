@@ -353,24 +353,10 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		return nil, errors.New("promoted: the config has no [secondary] section")
 	}
 	dir := PromotedDir(cfg)
-	pr, err := failover.ReadPromotion(opts.FS, dir)
-	if errors.Is(err, failover.ErrNotPromoted) {
-		return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("promoted: %w", err)
-	}
-	if pr.Session != cfg.Session {
-		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
-	}
-	if reversed(cfg) {
-		// Its pair state holds the changed regions from then on.
-		return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
-	}
 	if err := checkServe(cfg, false); err != nil {
 		return nil, err
 	}
-	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), promotion: pr, byVol: map[string]*subsystem.Subsystem{},
+	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), byVol: map[string]*subsystem.Subsystem{},
 		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore,
 		beforeFlush: opts.beforeFlush, beforeClose: opts.beforeClose, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait),
 		slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)}
@@ -383,10 +369,31 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	// The changed regions' LOCK first: it keeps a second promoted site on
 	// the same config off every file of the promotion directory, the timer
 	// mark (the running site's lease on its stamps) among them.
-	// Status answers from then on, saying what the start waits for.
+	// Status answers from then on, saying what the start waits for; and
+	// from the slow disk's wait on if the LOCK has not come, or the
+	// promotion read before it: the LOCK's file is in the directory a
+	// promotion makes, and a site never promoted is refused so.
 	starting := watchStart(p.log, p.slowDisk)
 	defer starting.end()
 	lock, err := lockThenServe(func() (io.Closer, error) {
+		starting.step(filepath.Join(dir, "promotion.json"))
+		pr, err := failover.ReadPromotion(opts.FS, dir)
+		if errors.Is(err, failover.ErrNotPromoted) {
+			return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		if pr.Session != cfg.Session {
+			return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
+		}
+		starting.step(ReverseDir(cfg))
+		if reversed(cfg) {
+			// Its pair state holds the changed regions from then on.
+			return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
+		}
+		p.promotion = pr
+		starting.step(filepath.Join(dir, "LOCK"))
 		lock, err := failover.LockChanges(opts.FS, dir)
 		if err != nil {
 			return nil, fmt.Errorf("promoted: %w", err)
@@ -424,7 +431,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(dir, "timer.json"), nil, 0, p.log); err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
-	p.timer.AtLeast(pr.ConsistencyTime)
+	p.timer.AtLeast(p.promotion.ConsistencyTime)
 	// The subsystems of the session, each with the volumes this site has;
 	// every volume suspended, so a write marks its region and captures
 	// nothing.

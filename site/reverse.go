@@ -54,35 +54,45 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 			opts.Listeners.Close()
 		}
 	}()
-	pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg))
-	if errors.Is(err, failover.ErrNotPromoted) {
-		return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("promoted: %w", err)
-	}
-	if pr.Session != cfg.Session {
-		return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
-	}
-	// A rejoin back recorded beside the promotion is under way (a new
-	// promotion removes the record first; the rejoin retires the promotion
-	// after writing it): the old primary is the session's primary, and the
-	// rejoin discards whatever the volumes took here.
-	switch r, err := readRejoin(opts.FS, RejoinBackDir(cfg)); {
-	case err == nil:
-		return nil, fmt.Errorf("promoted: this site rejoins the session's primary (primary again since %s) as its secondary: "+
-			"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
-	case !errors.Is(err, ErrNotRejoined):
-		return nil, fmt.Errorf("promoted: %w", err)
-	}
 	rev, err := cfg.Reversed()
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}
-	if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
-		return nil, fmt.Errorf("promoted: %w", err)
+	// Read and made before the pair state's LOCK, which is in it: at a
+	// site that was never promoted, nothing of promoted/ is made. Status
+	// answers once they have waited the slow disk's wait (see
+	// OpenPrimary's lock).
+	opts.prepare = func(starting *startWait) (*failover.Promotion, error) {
+		starting.step(filepath.Join(PromotedDir(cfg), "promotion.json"))
+		pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg))
+		if errors.Is(err, failover.ErrNotPromoted) {
+			return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		if pr.Session != cfg.Session {
+			return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
+		}
+		// A rejoin back recorded beside the promotion is under way (a new
+		// promotion removes the record first; the rejoin retires the
+		// promotion after writing it): the old primary is the session's
+		// primary, and the rejoin discards whatever the volumes took here.
+		starting.step(filepath.Join(RejoinBackDir(cfg), rejoinFile))
+		switch r, err := readRejoin(opts.FS, RejoinBackDir(cfg)); {
+		case err == nil:
+			return nil, fmt.Errorf("promoted: this site rejoins the session's primary (primary again since %s) as its secondary: "+
+				"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
+		case !errors.Is(err, ErrNotRejoined):
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		starting.step(ReverseDir(cfg))
+		if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
+			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		return &pr, nil
 	}
-	opts.StateDir, opts.Promotion, opts.leaveOf = ReverseDir(cfg), &pr, cfg
+	opts.StateDir, opts.leaveOf = ReverseDir(cfg), cfg
 	return OpenPrimary(rev, log, opts)
 }
 

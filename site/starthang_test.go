@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +24,10 @@ import (
 func TestAStartOnAHungStateDiskSaysWhatItWaitsFor(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Primary.Secondary = testenv.FreeAddr(t)
+	// Made by an earlier start: a first start's waits on the making.
+	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h := newStateDiskHang()
 	t.Cleanup(h.release)
 	h.hang(PairStateDir(cfg))
@@ -107,6 +112,12 @@ func TestAStartOnAHungStateDiskAnswersStatus(t *testing.T) {
 			}
 			*addr = testenv.FreeAddr(t)
 			at := control.Endpoint{Addr: *addr}
+			if tc.site == "primary" {
+				// Made by an earlier start: a first start's waits on the making.
+				if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			h := newStateDiskHang()
 			t.Cleanup(h.release)
 			h.hang(tc.dir(cfg))
