@@ -21,11 +21,13 @@ import (
 var statusSynopsis = synopsis{"status", "(--config FILE | --addr ADDR [--ca FILE]) [--json]"}
 
 // runStatus prints the status of the sites that the config names, or of the
-// one at --addr; it fails if one of them does not answer, having printed
-// those that did.
+// one at --addr; it fails if one of them does not answer, or answers that
+// it starts, having printed those that did.
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(statusSynopsis, "Queries running sites on their control addresses: with --config, both sites of the session. "+
-		"A site answers from right after it took its lock: while it starts, STARTING and what the start waits for, and how long.")
+		"A site answers from right after it took its lock: while it starts, STARTING and what the start waits for, and how long. "+
+		"Exits 0 once every site asked runs, whatever the state of its pairs and link (suspended, lagging, disconnected: the output says); "+
+		"1 if one does not answer or is still starting (its state not read yet), having printed every status it got.")
 	path := fs.configFlag("the control addresses of both sites")
 	addr := fs.String("addr", "", "control `ADDR` of one site: host:port, or its URL (https://host:port for a site with control_tls_cert)")
 	caFile := fs.String("ca", "", "with --addr: check the site's HTTPS certificate against the CA in `FILE` (PEM; default the system's roots)")
@@ -82,6 +84,11 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			continue
 		}
 		sts = append(sts, st)
+		if st.Starting != nil {
+			// Its status says nothing of its volumes yet: not a site
+			// that runs, as when it did not answer.
+			failed = append(failed, startingSite(a, st)+": its state is not read yet")
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -118,12 +125,18 @@ func fetchRunning(ctx context.Context, at control.Endpoint) (control.Status, err
 
 // startingError says that the site at at, whose status is st, starts.
 func startingError(at control.Endpoint, st control.Status) error {
+	return fmt.Errorf("not yet: %s: run the command again once it runs (duplex status)", startingSite(at, st))
+}
+
+// startingSite says that the site at at, whose status is st, starts, and
+// what its start waits for.
+func startingSite(at control.Endpoint, st control.Status) string {
 	s := st.Starting
 	what := ""
 	if s.Step != "" {
 		what = fmt.Sprintf(", waiting for %s for %.0fs", s.Step, s.StepSeconds)
 	}
-	return fmt.Errorf("not yet: the %s at %s is starting (since %s%s): run the command again once it runs (duplex status)", st.Role, at.Addr, s.Since, what)
+	return fmt.Sprintf("the %s at %s is starting (since %s%s)", st.Role, at.Addr, s.Since, what)
 }
 
 // loadCAFile reads the PEM certificates of a CA given on the command line.
