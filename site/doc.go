@@ -58,14 +58,20 @@
 //
 // Each site's control address answers from right after its lock is
 // taken (the primary's LOCK, the secondary's secondary.lock, a promoted
-// site's LOCK), before anything else of its state is read: status says
+// site's LOCK), before anything else of its state is read but what
+// decides whether the site may start at all (a promotion record, read
+// before the promoted site's LOCK, which is in its directory, and with
+// the secondary's, whose refusal then comes before the address a running
+// promoted site holds; the reverse primary's pair state, made from the
+// promotion before its LOCK, which is in it): status says
 // that the site starts and which file the start waits for, and since
 // when (control.Status's Starting), and every command that changes its
 // state is refused "not yet: starting" until it runs. The lock first: a
 // second process of the site is refused on it, naming the holder, not on
 // the address the first one holds. A lock that does not come within the
-// slow-disk wait (its file's open on a disk that stopped answering)
-// does not keep the address down: status then names the lock.
+// slow-disk wait (its file's open, or what is read before it, on a disk
+// that stopped answering) does not keep the address down: status then
+// names the lock, or the file read.
 //
 // At each start, with the lock held, the temporary files of atomic
 // writes (below) that a kill -9 cut short are removed from the site's
