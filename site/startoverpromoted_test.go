@@ -65,3 +65,37 @@ func TestASecondaryStartedOverARunningPromotedSiteSaysItWasPromoted(t *testing.T
 		})
 	}
 }
+
+// TestAPrimaryStartedOverItsRunningRejoinedSecondarySaysItRejoined: the
+// reverse: at the old primary that rejoined the promoted site, running
+// as its secondary (duplex rejoin --yes) on the [primary] control
+// address, a duplex primary started by mistake is refused saying that
+// the site rejoined the promoted site, not that its control address is
+// in use.
+func TestAPrimaryStartedOverItsRunningRejoinedSecondarySaysItRejoined(t *testing.T) {
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.DiscardHandler)
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	stopSec()
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, _ := openReversed(t, cfg, quiet, rev)
+	cfg.Primary.Control = testenv.FreeAddr(t)
+	_, _, a := rejoinAt(t, cfg, quiet, b, rev, SecondaryOptions{})
+	if a.ControlAddr() != cfg.Primary.Control {
+		t.Fatalf("the rejoined old primary serves control on %q, not on [primary] control %s", a.ControlAddr(), cfg.Primary.Control)
+	}
+	p, err := OpenPrimary(cfg, quiet, PrimaryOptions{})
+	if err == nil {
+		p.actlog.Close()
+		p.close()
+		t.Fatal("a primary opened at the old primary whose rejoined secondary runs")
+	}
+	if !strings.Contains(err.Error(), "rejoined the promoted site") || strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("%v; want the refusal that says the site rejoined the promoted site, not the address in use", err)
+	}
+}
