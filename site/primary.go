@@ -267,6 +267,16 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
 				p.stateDir, cfg.Session, err)
 		}
+		// With the lock, before the address: a site that rejoined the
+		// promoted site runs as its secondary on this control address
+		// (duplex rejoin --yes), and a primary started there by mistake
+		// is told so, not that the address is in use.
+		if opts.StateDir == "" && opts.Promotion == nil {
+			if err := p.failBackOrRefuse(opts.FS, starting); err != nil {
+				lock.Close()
+				return nil, err
+			}
+		}
 		return lock, nil
 	}, func() (err error) {
 		p.early, err = p.serveStarting(cfg, "primary", "primary", "primary", cfg.Primary.Control, opts.Listeners.Control, starting, p.log)
@@ -278,31 +288,6 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	starting.step(p.stateDir + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, p.stateDir, p.log)
-	// A site promoted back by a switchover serves as the primary again.
-	if opts.StateDir == "" && opts.Promotion == nil {
-		starting.step(filepath.Join(p.stateDir, "promotion.json"))
-		if p.promotion, err = failBack(cfg, opts.FS, p.stateDir, p.log); err != nil {
-			return nil, fmt.Errorf("primary: %w", err)
-		}
-		p.promotedBack = p.promotion != nil
-		if p.promotedBack {
-			// Promoted by a switchover back as the secondary of the
-			// reverse direction: its state is the reversed config's.
-			if rev, err := cfg.Reversed(); err == nil {
-				p.leaveOf = rev
-			}
-		}
-	}
-	// A site that rejoined the promoted one is its secondary: its volumes
-	// take that site's data, and writes served here would be lost.
-	starting.step(filepath.Join(p.stateDir, rejoinFile))
-	if r, err := readRejoin(opts.FS, p.stateDir); err == nil {
-		return nil, fmt.Errorf("primary: this site rejoined the promoted site of session %q at %s as its secondary (%s): "+
-			"duplex rejoin --yes runs it; the primary of the session is the promoted site", cfg.Session, control.FormatWall(time.Unix(0, r.At)),
-			filepath.Join(p.stateDir, rejoinFile))
-	} else if !errors.Is(err, errNotRejoined) {
-		return nil, fmt.Errorf("primary: %w", err)
-	}
 	starting.step(filepath.Join(p.stateDir, failover.SwitchoverFile))
 	if err := refuseSwitchedOver(p.stateDir, opts.FS); err != nil {
 		return nil, err
@@ -532,6 +517,34 @@ func (w *startWait) end() {
 		w.ended, w.what = true, ""
 		close(w.stop)
 	}
+}
+
+// failBackOrRefuse serves a site promoted back by a switchover as the
+// primary again (failBack), and refuses one that rejoined the promoted
+// site: it is that site's secondary, its volumes take that site's data,
+// and writes served here would be lost.
+func (p *Primary) failBackOrRefuse(fsys disk.FS, starting *startWait) (err error) {
+	starting.step(filepath.Join(p.stateDir, "promotion.json"))
+	if p.promotion, err = failBack(p.cfg, fsys, p.stateDir, p.log); err != nil {
+		return fmt.Errorf("primary: %w", err)
+	}
+	p.promotedBack = p.promotion != nil
+	if p.promotedBack {
+		// Promoted by a switchover back as the secondary of the
+		// reverse direction: its state is the reversed config's.
+		if rev, err := p.cfg.Reversed(); err == nil {
+			p.leaveOf = rev
+		}
+	}
+	starting.step(filepath.Join(p.stateDir, rejoinFile))
+	if r, err := readRejoin(fsys, p.stateDir); err == nil {
+		return fmt.Errorf("primary: this site rejoined the promoted site of session %q at %s as its secondary (%s): "+
+			"duplex rejoin --yes runs it; the primary of the session is the promoted site", p.cfg.Session, control.FormatWall(time.Unix(0, r.At)),
+			filepath.Join(p.stateDir, rejoinFile))
+	} else if !errors.Is(err, errNotRejoined) {
+		return fmt.Errorf("primary: %w", err)
+	}
+	return nil
 }
 
 func (p *Primary) close() error {
