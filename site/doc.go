@@ -62,8 +62,10 @@
 // decides whether the site may start at all (a promotion record, read
 // before the promoted site's LOCK, which is in its directory, and with
 // the secondary's, whose refusal then comes before the address a running
-// promoted site holds; the reverse primary's pair state, made from the
-// promotion before its LOCK, which is in it): status says
+// promoted site holds; the rejoin record, read with the primary's LOCK,
+// whose refusal comes before the address the rejoined secondary holds;
+// the reverse primary's pair state, made from the promotion before its
+// LOCK, which is in it): status says
 // that the site starts and which file the start waits for, and since
 // when (control.Status's Starting), and every command that changes its
 // state is refused "not yet: starting" until it runs. The lock first: a
