@@ -50,6 +50,10 @@ type Spec struct {
 	BurstReserve int64
 	// ClockStep lets the test step the primary's clock (Session.StepClock).
 	ClockStep bool
+	// PrimaryDir holds the primary's volume images; default DIR/primary.
+	// A directory on another file system (say /dev/shm) takes the
+	// primary's own writes off the secondary's disk.
+	PrimaryDir string
 }
 
 // Session is a generated session: its directory, config file and addresses.
@@ -129,14 +133,20 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 	if spec.BurstReserve > 0 {
 		fmt.Fprintf(&b, "burst_reserve = \"%d\"\n", spec.BurstReserve)
 	}
+	primDir := "primary"
+	if spec.PrimaryDir != "" {
+		if primDir, err = filepath.Abs(spec.PrimaryDir); err != nil {
+			return nil, err
+		}
+	}
 	var names []string
 	for i := range spec.Subsystems {
 		fmt.Fprintf(&b, "\n  [[primary.subsystem]]\n  id = \"ss%d\"\n", i+1)
 		for range spec.VolumesPerSubsystem {
 			name := fmt.Sprintf("v%03d", len(names)+1)
 			names = append(names, name)
-			fmt.Fprintf(&b, "    [[primary.subsystem.volume]]\n    name = %q\n    path = \"primary/%s.img\"\n    size = \"%d\"\n",
-				name, name, spec.VolumeSize)
+			fmt.Fprintf(&b, "    [[primary.subsystem.volume]]\n    name = %q\n    path = %q\n    size = \"%d\"\n",
+				name, filepath.Join(primDir, name+".img"), spec.VolumeSize)
 		}
 	}
 	fmt.Fprintf(&b, "\n[secondary]\nlisten = %q\ncontrol = %q\n", ports[2], ports[3])

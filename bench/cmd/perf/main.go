@@ -77,7 +77,11 @@ type settings struct {
 	// warmup is the number of primary-side rounds run before those
 	// counted.
 	warmup int
-	w      io.Writer
+	// primaryDir, if set, holds the primary's volume of the session the
+	// write, lag and apply sections share (say /dev/shm: the primary's
+	// writes off the disk the secondary's journal and volume are on).
+	primaryDir string
+	w          io.Writer
 }
 
 var sections = []string{"primary", "write", "lag", "apply", "memory", "scale"}
@@ -108,6 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sidefileMiB := fs.Int64("sidefile-limit", 0, "write, lag and apply sections: the sessions' sidefile limit in MiB (default 64; a `duplex demo` session has 256 per subsystem)")
 	burstReserve := fs.Int64("burst-reserve", 0, "primary section: the burst_reserve in MiB of the first build's burst session (0: left out; the compared build's is always left out)")
 	warmup := fs.Int("warmup", 0, "primary section: rounds run first and not counted (a fresh session's first burst populates its sidefile's buffers)")
+	primaryDir := fs.String("primary-dir", "", "write, lag and apply sections: the `directory` of the primary's volume (default in -out; say /dev/shm: the primary's writes off the secondary's disk; a directory perf-PID is made in it and removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -128,6 +133,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s.sidefile = *sidefileMiB << 20
 	s.burstReserve = *burstReserve << 20
 	s.warmup = max(*warmup, 0)
+	if *primaryDir != "" {
+		s.primaryDir = filepath.Join(*primaryDir, fmt.Sprintf("perf-%d", os.Getpid()))
+		defer os.RemoveAll(s.primaryDir)
+	}
 	if *pjobs != "" {
 		for _, j := range strings.Split(*pjobs, ",") {
 			if !slices.ContainsFunc(primaryJobs, func(pj primaryJob) bool { return pj.name == j }) {

@@ -85,7 +85,7 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	b.pair, err = startPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"),
-		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit()}, image)
+		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit(), PrimaryDir: b.s.primaryDir}, image)
 	return err
 }
 
@@ -456,6 +456,9 @@ func (b *bench) apply(ctx context.Context) error {
 		"the window says who paces whom: near its %d MiB limit, the primary waits for the secondary. "+
 		"Plain psync (end_fsync=1 only, mostly the page cache): %.1f MiB/s.\n\n",
 		b.s.rounds, run, run, b.sidefileLimit()>>20, plain.MiBps())
+	if b.s.primaryDir != "" {
+		fmt.Fprintf(w, "The primary's volume is in %s, off the disk of the secondary's journal and volume.\n\n", b.s.primaryDir)
+	}
 	fmt.Fprintf(w, "| round | limit MiB/s | secondary apply MiB/s | apply / limit | primary fio MiB/s | secondary CPU ms/MiB | secondary %% CPU | primary CPU ms/MiB | sidefile MiB | load |\n")
 	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var ratios, secMs, prmMs []float64
