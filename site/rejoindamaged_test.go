@@ -1,7 +1,11 @@
 package site
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +92,73 @@ func TestPromotedBackOfADamagedPromotion(t *testing.T) {
 			back, err := PromotedBack(cfg)
 			if back || !errors.Is(err, disk.ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "put back a copy") {
 				t.Errorf("PromotedBack with %s %s: %v, %v; want it refused as damaged, naming the file and what to do", path, d.name, back, err)
+			}
+		})
+	}
+}
+
+// TestADamagedReverseGenerationSaysWhatItHeld: the data generation of a
+// promoted site's reverse pair state is the one its promotion started,
+// which the promotion record names: damaged, the refusal of duplex rejoin
+// (TookBack) and of the promoted site's start say which it is and how to
+// write it back, and written so, both go on. The way without a copy that
+// fits any pair state (remove it, and the secondary's journal, identity
+// and volume images, for full copies) fits none here: that secondary is
+// the old primary, the session's primary again if it took the session
+// back, and the promoted site's own start makes the pair state again only
+// from the promotion, its regions written since lost.
+func TestADamagedReverseGenerationSaysWhatItHeld(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, d := range damages {
+		t.Run(d.name, func(t *testing.T) {
+			cfg := rejoinConfig(t)
+			pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopAtOnce(b)
+			path := filepath.Join(ReverseDir(cfg), "generation.json")
+			good, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, d.spoil(good), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			write := fmt.Sprintf(`{"generation":"%s"}`, pr.Generation)
+			wantFix := func(what string, err error) {
+				t.Helper()
+				if !errors.Is(err, disk.ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), write) ||
+					strings.Contains(err.Error(), "volume images") {
+					t.Errorf("%s with %s %s: %v; want it refused as damaged, naming the file and saying to write %s in it, "+
+						"not to remove volume images", what, path, d.name, err, write)
+				}
+			}
+			_, err = TookBack(cfg, control.Changes{Follows: pr.Generation.String()})
+			wantFix("duplex rejoin (TookBack)", err)
+			if b, err := OpenReversePrimary(cfg, quiet, PrimaryOptions{}); err == nil {
+				stopAtOnce(b)
+				t.Errorf("the promoted site started with %s %s", path, d.name)
+			} else {
+				wantFix("the promoted site's start", err)
+			}
+			if err := os.WriteFile(path, []byte(write), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if took, err := TookBack(cfg, control.Changes{Follows: pr.Generation.String()}); !took || err != nil {
+				t.Errorf("TookBack with %s written as the refusal said: %v, %v; want taken back", path, took, err)
+			}
+			b, err = OpenReversePrimary(cfg, quiet, PrimaryOptions{})
+			if err != nil {
+				t.Fatalf("the promoted site with %s written as the refusal said: %v", path, err)
+			}
+			defer stopAtOnce(b)
+			if got := b.Status().Generation; got != pr.Generation.String() {
+				t.Errorf("the promoted site serves data generation %s, want its promotion's %s", got, pr.Generation)
 			}
 		})
 	}
