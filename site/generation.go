@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"duplex/disk"
+	"duplex/failover"
 	"duplex/transport"
 )
 
@@ -18,8 +19,11 @@ type generationFile struct {
 	Generation transport.Generation `json:"generation"`
 }
 
-func openGeneration(dir string) (transport.Generation, error) {
-	switch g, err := readGeneration(dir); {
+// openGeneration returns the data generation of the pair state in dir,
+// starting a new one if it has none. promoted is the promotion the pair
+// state was made from, nil if none (see readGeneration).
+func openGeneration(dir string, promoted *failover.Promotion) (transport.Generation, error) {
+	switch g, err := readGeneration(dir, promoted); {
 	case err == nil:
 		return g, nil
 	case errors.Is(err, disk.ErrDamaged):
@@ -39,8 +43,16 @@ func openGeneration(dir string) (transport.Generation, error) {
 // that is not what openGeneration writes (null, {}, cut short, generation
 // 0) is refused with an error wrapping disk.ErrDamaged: read as 0, a rejoin
 // would find no history shared with the promoted site and call for a full
-// copy. An error reading the file is returned as it is.
-func readGeneration(dir string) (transport.Generation, error) {
+// copy. An error reading the file is returned as it is. promoted, if not
+// nil, is the promotion the pair state was made from (a promoted site's
+// reverse pair state, an old primary's that took the session back): the
+// pair state holds the generation that promotion started, and the refusal
+// says which, and how to write it back. The way for any other pair state
+// (remove it and the secondary's copies, for full initial copies) would
+// there remove the copies of the site that took the session back, or make
+// the pair state again from the promotion without the regions written
+// since.
+func readGeneration(dir string, promoted *failover.Promotion) (transport.Generation, error) {
 	path := filepath.Join(dir, "generation.json")
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -52,10 +64,28 @@ func readGeneration(dir string) (transport.Generation, error) {
 		err = errors.New("generation 0")
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%w: it names the history the volumes hold, which the secondary follows and checks: put back a copy of it; "+
-			"without one, %s", disk.Damaged("data generation", path, err), recreatePairState(dir))
+		fix := "put back a copy of it; without one, " + recreatePairState(dir)
+		if promoted != nil && promoted.Generation != 0 {
+			fix = fmt.Sprintf("it holds %s, the generation the promotion of this site started (its promotion record names it): "+
+				"put back a copy of it, or write {\"generation\":\"%s\"} in it", promoted.Generation, promoted.Generation)
+		}
+		return 0, fmt.Errorf("%w: it names the history the volumes hold, which the secondary follows and checks: %s",
+			disk.Damaged("data generation", path, err), fix)
 	}
 	return gf.Generation, nil
+}
+
+// promotionIn returns the promotion recorded in dir, nil if none is or it
+// cannot be read: that of an old primary that took the session back (in
+// its pair state), or of a promoted site (beside its reverse pair state).
+// Its pair state holds the generation it started (seedFailBack,
+// seedReverse).
+func promotionIn(dir string) *failover.Promotion {
+	pr, err := failover.ReadPromotion(nil, dir)
+	if err != nil {
+		return nil
+	}
+	return &pr
 }
 
 // recreatePairState is what an operator does whose primary's pair state

@@ -64,7 +64,7 @@ func PlanRejoin(cfg *config.Config, ch control.Changes) ([]RejoinVolume, error) 
 		return nil, fmt.Errorf("rejoin: pair-state directory %s is in use (stop the primary of session %q first): %w", dir, cfg.Session, err)
 	}
 	defer lock.Close()
-	gen, err := readGeneration(dir)
+	gen, err := readGeneration(dir, promotionIn(dir))
 	switch {
 	case errors.Is(err, disk.ErrDamaged):
 		return nil, fmt.Errorf("rejoin: %w", err)

@@ -79,7 +79,7 @@ func PlanRejoinBack(cfg *config.Config, ch control.Changes) ([]RejoinVolume, err
 			"the old primary took over; if it shows promoted_at, run duplex rejoin here again once %s is removed, else remove it and run duplex promote",
 			control.FormatTime(sw.At), filepath.Join(dir, failover.SwitchoverFile))
 	}
-	gen, err := readGeneration(dir)
+	gen, err := readGeneration(dir, promotionIn(PromotedDir(cfg)))
 	switch {
 	case errors.Is(err, disk.ErrDamaged):
 		return nil, fmt.Errorf("rejoin: %w", err)
@@ -273,7 +273,7 @@ func ReversePrimary(cfg *config.Config) bool { return reversed(cfg) }
 // reverse direction. That generation damaged is an error, whatever ch:
 // read as "no", the rejoin would go on as the old primary's.
 func TookBack(cfg *config.Config, ch control.Changes) (bool, error) {
-	gen, err := readGeneration(ReverseDir(cfg))
+	gen, err := readGeneration(ReverseDir(cfg), promotionIn(PromotedDir(cfg)))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return false, nil
