@@ -75,3 +75,48 @@ func damagedLeave(t *testing.T, content string) *config.Config {
 	}
 	return cfg
 }
+
+// TestARejoinRefusedForALeaveNoneMakesSaysWhatToDo: a leave owed that the
+// promoted site never makes (its record names another group or session
+// than its config's, or cannot be read at all) is owed all the same, and
+// the refusal of a rejoin says so, naming the file and what to do there,
+// not to wait for etcd, which is never asked.
+func TestARejoinRefusedForALeaveNoneMakesSaysWhatToDo(t *testing.T) {
+	for name, spoil := range map[string]func(path string) error{
+		"another group": func(path string) error {
+			return os.WriteFile(path, []byte(`{"group":"h","member":"a","membership":"1"}`+"\n"), 0o644)
+		},
+		"another session": func(path string) error {
+			return os.WriteFile(path, []byte(`{"group":"g","member":"z","membership":"1"}`+"\n"), 0o644)
+		},
+		"a directory": func(path string) error { return os.Mkdir(path, 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := coupledSwitchoverConfig(t, "a")
+			if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := spoil(leavePath(cfg)); err != nil {
+				t.Fatal(err)
+			}
+			var logged bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logged, nil))
+			done := finishLeave(t.Context(), cfg, nil, coupling.NewMemStore(), log)
+			select {
+			case <-done:
+				t.Fatalf("the leave owed is done with %s holding %s", leavePath(cfg), name)
+			default:
+			}
+			var ch control.Changes
+			ch.CouplingLeaveOwed, ch.CouplingLeaveUnread = leaveOwed(nil, cfg, log)
+			err := refuseWhileLeaveOwed(cfg, ch)
+			if err == nil {
+				t.Fatal("a rejoin is not refused while the leave is owed")
+			}
+			wantWords(t, "the refusal", err.Error(), leavePath(cfg), "duplex couple remove", "then remove", "duplex rejoin again")
+			if strings.Contains(err.Error(), "once duplex couple list") {
+				t.Errorf("the refusal says to wait for a leave the promoted site never makes: %v", err)
+			}
+		})
+	}
+}
