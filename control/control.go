@@ -801,10 +801,11 @@ type Changes struct {
 	// took the session out of, while etcd has not yet answered that leave:
 	// a rejoin waits for it, since it couples the session again.
 	CouplingLeaveOwed string `json:"coupling_leave_owed,omitempty"`
-	// CouplingLeaveUnread, with CouplingLeaveOwed, says why the site's
-	// record of that leave cannot be read (damaged, it names the file and
-	// what to do): the leave is taken as owed, and no leave is made
-	// without the record, so the rejoin waits until the operator acts.
+	// CouplingLeaveUnread, with CouplingLeaveOwed, says why the site does
+	// not make that leave by itself (its record cannot be read, or names
+	// another group or session than its config), naming the file and what
+	// to do: the leave is owed all the same, so the rejoin waits until the
+	// operator acts.
 	CouplingLeaveUnread string `json:"coupling_leave_unread,omitempty"`
 }
 

@@ -144,12 +144,31 @@ func writePendingLeave(fsys disk.FS, cfg *config.Config, membership string) erro
 
 func readPendingLeave(fsys disk.FS, cfg *config.Config) (owed, bool, error) {
 	o, ok, err := readOwed(fsys, leavePath(cfg))
-	if errors.Is(err, disk.ErrDamaged) {
+	switch {
+	case errors.Is(err, disk.ErrDamaged):
 		err = fmt.Errorf("%w: it records the leave of coupled group %q this session's switchover owes, with the membership the leave "+
 			"takes out, without which no leave is made: duplex couple remove %s (with the group's config) takes the session out; then remove the file",
 			err, cfg.Coupling.Group, cfg.Session)
+	case err != nil:
+		// The leave is made at a start that reads it (finishLeave): a
+		// later read of a running site's may succeed, and makes none.
+		err = fmt.Errorf("%w: no leave of coupled group %q is made until a start of the site reads it: make it readable and start the site "+
+			"again, or else take the session out with duplex couple remove %s (with the group's config), then remove the file",
+			err, cfg.Coupling.Group, cfg.Session)
 	}
 	return o, ok, err
+}
+
+// otherLeave says what to do about the leave l owed at cfg's site that is
+// not of cfg's group and session (the config changed since the
+// switchover), "" if it is: the site never makes it.
+func otherLeave(cfg *config.Config, l owed) string {
+	if l.Group == cfg.Coupling.Group && l.Member == cfg.Session {
+		return ""
+	}
+	return fmt.Sprintf("%s records that a switchover owes coupled group %s the leave of session %s, not of this config's session %s of group %s, "+
+		"and no leave is made of it: duplex couple remove %s with that group's config, then remove the file", leavePath(cfg), l.Group, l.Member,
+		cfg.Session, cfg.Coupling.Group, l.Member)
 }
 
 func removePendingLeave(fsys disk.FS, cfg *config.Config) error {
@@ -157,9 +176,11 @@ func removePendingLeave(fsys disk.FS, cfg *config.Config) error {
 }
 
 // leaveOwed returns the group cfg's site owes a leave, "" if none. One
-// whose record cannot be read (said so in the log, and in unread) is
-// owed: taken as none, a rejoin would couple the session again before it
-// left.
+// whose record cannot be read (said so in the log) is owed: taken as none,
+// a rejoin would couple the session again before it left. unread says,
+// for one the site never makes (its record not read, or of another group
+// or session), why and what to do: a rejoin waiting for it waits for
+// ever.
 func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) (group, unread string) {
 	l, ok, err := readPendingLeave(fsys, cfg)
 	if err != nil {
@@ -169,7 +190,7 @@ func leaveOwed(fsys disk.FS, cfg *config.Config, log *slog.Logger) (group, unrea
 	if !ok {
 		return "", ""
 	}
-	return l.Group, ""
+	return l.Group, otherLeave(cfg, l)
 }
 
 // voidStaleLeave, at the start of a secondary that is not promoted,
@@ -231,9 +252,8 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 		close(ch)
 		return ch
 	}
-	if l.Group != cfg.Coupling.Group || l.Member != cfg.Session {
-		log.Error("coupling: a switchover owes coupled group "+l.Group+" the leave of session "+l.Member+", not of this config's: "+
-			"duplex couple remove "+l.Member+" with that group's config, then remove "+leavePath(cfg), "config_group", cfg.Coupling.Group)
+	if fix := otherLeave(cfg, l); fix != "" {
+		log.Error("coupling: "+fix, "config_group", cfg.Coupling.Group)
 		return ch
 	}
 	log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
@@ -319,9 +339,9 @@ func refuseWhileLeaveOwed(cfg *config.Config, ch control.Changes) error {
 		return nil
 	}
 	if ch.CouplingLeaveUnread != "" {
-		// No leave is made there without the record: waiting ends never.
-		return fmt.Errorf("rejoin: the other site takes it that its switchover owes coupled group %q a leave, as it cannot read its record "+
-			"of that leave: %s. Do that at the other site, then run duplex rejoin again", ch.CouplingLeaveOwed, ch.CouplingLeaveUnread)
+		// No leave is made there by itself: waiting ends never.
+		return fmt.Errorf("rejoin: the other site owes coupled group %q a leave since its switchover, which it does not make by itself: %s. "+
+			"Do that at the other site, then run duplex rejoin again", ch.CouplingLeaveOwed, ch.CouplingLeaveUnread)
 	}
 	return fmt.Errorf("rejoin: the other site has not left coupled group %q yet since its switchover (etcd has not answered it; "+
 		"it tries every second while it runs): run duplex rejoin again once duplex couple list --config FILE no longer shows session %s",
