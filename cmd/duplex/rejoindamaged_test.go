@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -148,6 +150,62 @@ func TestPromoteRefusesADamagedRecordOfTheWayBack(t *testing.T) {
 						rec, name, code, out.String(), errb.String())
 				}
 			})
+		}
+	}
+}
+
+// TestPromoteOfTheSecondaryPastTheOldPrimarysDamagedRecords: with both
+// sites in one directory, duplex promote at the secondary's site reads the
+// old primary's rejoin record and promotion of a failover back, where what
+// they hold no longer decides anything: a promoted site is served again
+// whatever the rejoin record says, and a site that ran as the secondary,
+// or was promoted, is promoted whatever the promotion of a failover back
+// says. There promote goes on however damaged they are, as it did whatever
+// they held. Refused, the secondary could not take over from an old
+// primary whose disk failed.
+func TestPromoteOfTheSecondaryPastTheOldPrimarysDamagedRecords(t *testing.T) {
+	for _, here := range []string{"a secondary", "a promoted site"} {
+		for _, rec := range []string{"rejoin.json", "promotion.json"} {
+			if here == "a secondary" && rec == "rejoin.json" {
+				// Whole, it makes promote fail over back: damaged, it is
+				// refused (TestPromoteRefusesADamagedRecordOfTheWayBack).
+				continue
+			}
+			for name, content := range damagedContents {
+				if name != "cut short" && name != "{}" && name != "empty" {
+					continue // each promote serves: a few damages say it
+				}
+				t.Run(here+", "+rec+" "+name, func(t *testing.T) {
+					dir := t.TempDir()
+					path := writeSessionConfig(t, dir, startupSession(dir))
+					cfg, err := config.Load(path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if here == "a promoted site" {
+						if _, _, code := promoteUntil(t, path, "the first duplex promote", "read-write"); code >= 0 {
+							t.Fatalf("the first duplex promote exited %d", code)
+						}
+					} else {
+						s, err := site.OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), site.SecondaryOptions{})
+						if err != nil {
+							t.Fatal(err)
+						}
+						s.Close()
+					}
+					if err := os.MkdirAll(site.PairStateDir(cfg), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(filepath.Join(site.PairStateDir(cfg), rec), []byte(content), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					out, errb, code := promoteUntil(t, path, "duplex promote at "+here, "read-write")
+					if code >= 0 {
+						t.Errorf("duplex promote at %s with the old primary's %s %s: exit %d, stdout %q, stderr %q; want it served",
+							here, rec, name, code, out, errb)
+					}
+				})
+			}
 		}
 	}
 }
