@@ -39,18 +39,21 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	// The old primary that rejoined the promoted site, and is not that
-	// site: promote fails over back to it.
-	// A record of either that is damaged is refused: read as none, the
-	// site here would be promoted as the [secondary] section's.
-	switch _, err := site.ReadRejoin(cfg); {
-	case err == nil:
-		switch _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); {
-		case errors.Is(err, failover.ErrNotPromoted):
+	// site: promote fails over back to it. A record of either that is
+	// damaged is refused: read as none, the site here would be promoted as
+	// the [secondary] section's. The rejoin record is read only where the
+	// promoted site is not here: where it is (both sites in one
+	// directory), it is served again whatever the old primary's records
+	// hold, and they may be what a failed disk left.
+	switch _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); {
+	case errors.Is(err, failover.ErrNotPromoted):
+		switch _, err := site.ReadRejoin(cfg); {
+		case err == nil:
 			return promoteBack(ctx, cfg, log, *force, *timeout, stdout)
-		case err != nil:
+		case !errors.Is(err, site.ErrNotRejoined):
 			return fmt.Errorf("cannot promote: %w", err)
 		}
-	case !errors.Is(err, site.ErrNotRejoined):
+	case err != nil:
 		return fmt.Errorf("cannot promote: %w", err)
 	}
 	if err := failedOverBack(cfg, *path); err != nil {
@@ -201,15 +204,10 @@ func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, forc
 // section's site and promote a fresh, empty one at those paths, serving
 // it read-write beside the session's real primary. Nothing at those paths
 // was ever a secondary here (no state file), nor promoted; where one was
-// (both sites in one directory), promote goes on.
+// (both sites in one directory), promote goes on, whatever the old
+// primary's promotion record holds: it is read, and refused damaged, only
+// where it decides.
 func failedOverBack(cfg *config.Config, path string) error {
-	pr, err := failover.ReadPromotion(nil, site.PairStateDir(cfg))
-	switch {
-	case errors.Is(err, failover.ErrNotPromoted):
-		return nil
-	case err != nil:
-		return fmt.Errorf("cannot promote: %w", err)
-	}
 	switch _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); {
 	case err == nil:
 		return nil
@@ -218,6 +216,13 @@ func failedOverBack(cfg *config.Config, path string) error {
 	}
 	if _, err := os.Stat(site.StatePath(cfg)); !errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	pr, err := failover.ReadPromotion(nil, site.PairStateDir(cfg))
+	switch {
+	case errors.Is(err, failover.ErrNotPromoted):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cannot promote: %w", err)
 	}
 	return fmt.Errorf("this site failed over back and is the session's primary again (since %s, data generation %s): "+
 		"serve it with duplex primary --config %s; duplex promote here would promote the [secondary] section's site",
