@@ -2,12 +2,15 @@ package site
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"duplex/config"
 	"duplex/control"
@@ -119,4 +122,61 @@ func TestARejoinRefusedForALeaveNoneMakesSaysWhatToDo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestALeaveThatCannotDialSaysSoNowAndThen: a promoted site that owes its
+// coupled group a leave and cannot dial etcd for a reason that lasts (an
+// empty password file, refused before any call) tries again every
+// leaveRetry, as when etcd does not answer, and says so as rarely: the
+// first attempt and every 60th, not a line a second for as long as it
+// lasts.
+func TestALeaveThatCannotDialSaysSoNowAndThen(t *testing.T) {
+	defer func(r time.Duration) { leaveRetry = r }(leaveRetry)
+	leaveRetry = time.Millisecond
+	cfg := coupledSwitchoverConfig(t, "a")
+	pw := filepath.Join(cfg.Dir, "etcd-password")
+	if err := os.WriteFile(pw, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Coupling.Username, cfg.Coupling.PasswordFile = "u", pw
+	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePendingLeave(nil, cfg, "1"); err != nil {
+		t.Fatal(err)
+	}
+	var logged syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	done := finishLeave(ctx, cfg, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	<-ctx.Done()
+	select {
+	case <-done:
+		t.Fatal("the leave is done without etcd")
+	default:
+	}
+	// The goroutine may log one more line as it sees ctx end.
+	time.Sleep(50 * time.Millisecond)
+	lines := strings.Count(logged.String(), "is empty")
+	if lines == 0 || lines > 10 {
+		t.Errorf("%d lines said the password file is empty in 600 ms of attempts every millisecond; want the first and every 60th", lines)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
