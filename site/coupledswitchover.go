@@ -276,7 +276,12 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 			if st == nil {
 				if dialed == nil {
 					if dialed, err = coupling.DialConfig(cfg); err != nil {
-						log.Warn("coupling: leaving the group", "err", err)
+						// What dialing refuses (a password or TLS file)
+						// lasts until the operator acts: tried as often
+						// as etcd, and said as rarely.
+						if try == 0 || try%60 == 0 {
+							log.Warn("coupling: cannot dial etcd to leave the coupled group yet: trying again", "err", err)
+						}
 						continue
 					}
 				}
