@@ -25,9 +25,11 @@ func DialConfig(cfg *config.Config) (*EtcdStore, error) {
 		pw = strings.TrimRight(string(b), "\r\n")
 		if pw == "" {
 			// etcd's client skips authentication without a password: every
-			// call would be refused, taken for etcd unreachable.
-			return nil, fmt.Errorf("coupling.password_file %s is empty: write user %s's etcd password in it", cfg.Resolve(cfg.Coupling.PasswordFile),
-				cfg.Coupling.Username)
+			// call would be refused, taken for etcd unreachable. An etcd
+			// without authentication took it, as it takes no user at all.
+			return nil, fmt.Errorf("coupling.password_file %s is empty: write user %s's etcd password in it "+
+				"(for an etcd without authentication, remove username and password_file from [coupling] instead)",
+				cfg.Resolve(cfg.Coupling.PasswordFile), cfg.Coupling.Username)
 		}
 	}
 	return DialEtcd(EtcdConfig{Group: cfg.Coupling.Group, Endpoints: cfg.Coupling.Etcd, TLS: tlsConf,
