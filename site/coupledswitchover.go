@@ -257,6 +257,7 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 		return ch
 	}
 	log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
+	retry := leaveRetry
 	go func() {
 		var dialed *coupling.EtcdStore
 		defer func() {
@@ -269,7 +270,7 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(leaveRetry):
+				case <-time.After(retry):
 				}
 			}
 			st := store
