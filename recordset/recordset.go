@@ -827,3 +827,7 @@ func checkDistinct(vols []string) error {
 	}
 	return nil
 }
+
+// Summed says whether u carries the checksum of its data already (Checksum,
+// or Decode's), which its encoding then combines rather than reads.
+func (u *Update) Summed() bool { return u.summed }

@@ -446,6 +446,11 @@ func (s *Subsystem) Flush(vol string) error {
 	return v.Flush()
 }
 
+// captureSumFill is the share of the sidefile's unpaced bytes from which a
+// large write is checksummed at capture (mover's deferFill: from there the
+// mover sends its record sets as they come, within an interval).
+const captureSumFill = 0.9
+
 // update captures and performs u at off; now, it captures nothing and
 // returns errWouldWait where it would wait for anything but the volume.
 func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, now bool) error {
