@@ -55,7 +55,8 @@ const (
 	deferQuietFor = 200 * time.Millisecond
 	// deferFill is the share of what a sidefile holds unpaced from which
 	// record sets no longer wait: they are on their way a little before
-	// the writers would be paced.
+	// the writers would be paced. The subsystem checksums large writes at
+	// capture from the same share on (captureSumFill).
 	deferFill = 0.9
 )
 

@@ -93,6 +93,18 @@ func (s *Sidefile) Unpaced() int64 {
 	return int64(s.pacing.Start * float64(s.limit))
 }
 
+// Holds says whether the sidefile holds share of its unpaced bytes
+// (Unpaced) or more.
+func (s *Sidefile) Holds(share float64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unpaced := s.limit
+	if s.pacing.MaxDelay > 0 && s.pacing.Start < 1 {
+		unpaced = int64(s.pacing.Start * float64(s.limit))
+	}
+	return float64(s.used) >= share*float64(unpaced)
+}
+
 // Prompt says a Reserve of n bytes now would neither be paced nor wait.
 func (s *Sidefile) Prompt(n int64) bool {
 	s.mu.Lock()

@@ -17,6 +17,13 @@ import (
 func TestALargeWritesCaptureChecksumIsOfItsBytes(t *testing.T) {
 	f := bigFixture(t, 256<<20, 32<<20)
 	ctx := context.Background()
+	// A stream's writes, not a burst's: the sidefile past the share from
+	// which large writes are checksummed at capture.
+	held := int64(captureSumFill*float64(f.side.Unpaced())) + 1
+	if _, err := f.side.Reserve(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	defer f.side.Release(held)
 	mine := pattern(MaxUpdate*2 + 96<<10) // pieces, the last >= SplitMin
 	if err := f.ss.Write(ctx, "v0", mine, 0); err != nil {
 		t.Fatal(err)
@@ -48,6 +55,11 @@ func TestALargeWritesCaptureChecksumIsOfItsBytes(t *testing.T) {
 	got, err := recordset.Decode(b, recordset.Limits{MaxHeader: math.MaxInt32, MaxPayload: math.MaxInt32, MaxRecords: 1 << 20})
 	if err != nil {
 		t.Fatalf("the record set of the captured updates, their sums taken at capture: %v", err)
+	}
+	for i, u := range us {
+		if len(u.Data) >= recordset.SplitMin && !u.Summed() {
+			t.Fatalf("update %d of %d bytes not checksummed at capture", i, len(u.Data))
+		}
 	}
 	for i, u := range got.Updates {
 		if want := readVol(t, f.vols["v0"], int64(u.Offset), int64(u.Length)); string(u.Data) != string(want) {

@@ -467,11 +467,16 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 	s.mu.Lock()
 	bm, l := s.tracking[u.Volume], s.actlog
 	s.mu.Unlock()
-	if bm == nil && !now && u.Kind == recordset.KindWrite && len(u.Data) >= recordset.SplitMin {
-		// A large write is checksummed here, before the sidefile's
-		// pacing may hold it: just read from the client it is still in
-		// the cache, and its CRC-32C costs a quarter of what the mover's
-		// encoding paid an interval later, reading it from memory.
+	if bm == nil && !now && u.Kind == recordset.KindWrite && len(u.Data) >= recordset.SplitMin && s.side.Holds(captureSumFill) {
+		// A large write of a stream the mover sends as it comes is
+		// checksummed here, before the sidefile's pacing may hold it: just
+		// read from the client it is still in the cache, and its CRC-32C
+		// costs a quarter of what the mover's encoding paid an interval
+		// later, reading it from memory. A burst's, below that fill, is
+		// not: its record sets wait for the burst's end (mover's
+		// deferral), and the CRC taken here ran on the CPU the burst's
+		// writes need, 15 % of a pinned primary's CPU a MiB in the bench's
+		// burst (bench/RESULTS.md); the mover's after the burst is not.
 		u.Checksum()
 	}
 	var held time.Duration
