@@ -1,0 +1,126 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/control"
+	"duplex/transport"
+)
+
+// goneAtOldPrimary runs the sites of a rejoinConfig duplex, writes vol1 at
+// 3 MiB, deletes vol1's image at the old primary, promotes the secondary
+// and writes vol3 there: the start of a rejoin whose plan copies vol1
+// whole into an image made anew.
+func goneAtOldPrimary(t *testing.T) (cfg *config.Config, b *Primary, rev *transport.MemNetwork) {
+	t.Helper()
+	cfg = rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	ctx := context.Background()
+	if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{1}, 4096), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	quiesceMover(t, prim)
+	stopPrim()
+	stopSec()
+	if err := os.Remove(cfg.Primary.Subsystems[0].Volumes[0].Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	rev = transport.NewMemNetwork(2, transport.Faults{})
+	b, _ = openReversed(t, cfg, quiet, rev)
+	if err := b.Write(ctx, "vol3", bytes.Repeat([]byte{3}, 4096), 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, b, rev
+}
+
+// endsIdentical checks a rejoin taken up again: every pair of b duplex,
+// the sites identical, vol1's write from before the promotion at a.
+func endsIdentical(t *testing.T, cfg *config.Config, b *Primary, a *Secondary) {
+	t.Helper()
+	waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+	quiesceMover(t, b)
+	sameImages(t, cfg, "after the rejoin taken up again", b, a)
+	got := make([]byte, 1)
+	if err := a.ReadAt("vol1", got, 3<<20); err != nil || got[0] != 1 {
+		t.Errorf("vol1 at the old primary after the rejoin: %d, %v; want the write the promoted site holds", got[0], err)
+	}
+}
+
+// keptOpen is an in-memory link whose listener a stopped secondary does
+// not close: the secondary opened again after it listens on it.
+type keptOpen struct{ *transport.MemNetwork }
+
+func (keptOpen) Close() error { return nil }
+
+// TestARejoinOfAGoneImageStoppedAtEachStepIsTakenUp: the old primary,
+// its image of vol1 gone, rejoins and is stopped (as a kill -9 leaves its
+// records) at each step: after the record, after its images were made
+// anew, after the promoted site took the request but before that was
+// recorded, and once it was (the copy cut by the link). Taken up from the record as
+// duplex rejoin --yes does, the rejoin copies vol1 whole every time: the
+// sites end identical, vol1's write back at the old primary. The copy
+// whole is remembered by the record (every region discarded), never
+// planned again over the image made anew as zeros.
+func TestARejoinOfAGoneImageStoppedAtEachStepIsTakenUp(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, step := range []string{"after the record", "after the images made anew", "after the request answered, not recorded", "during the copy"} {
+		t.Run(step, func(t *testing.T) {
+			cfg, b, rev := goneAtOldPrimary(t)
+			_, r := beginRejoin(t, cfg, b)
+			if step != "after the record" {
+				a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: keptOpen{rev}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stopA := runFor(t, a.Run)
+				switch step {
+				case "after the request answered, not recorded", "during the copy":
+					// The link cut first, the copy stops part way.
+					rev.SetDown(true)
+					if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+						t.Fatal(err)
+					}
+					if step == "during the copy" {
+						if r, err = r.MarkDelivered(cfg); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				stopA()
+				rev.Cut()
+				rev.SetDown(false)
+			}
+			// Taken up as duplex rejoin --yes does: from the record.
+			got, err := ReadRejoin(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Gone) != 1 || got.Gone[0] != "vol1" {
+				t.Errorf("the rejoin record's gone images: %v, want vol1", got.Gone)
+			}
+			a, err := OpenRejoined(cfg, quiet, got, SecondaryOptions{Listener: rev})
+			if err != nil {
+				t.Fatalf("the rejoin taken up: %v", err)
+			}
+			runFor(t, a.Run)
+			if !got.Delivered {
+				if _, err := b.rejoin()(control.RejoinRequest{Generation: got.Generation, Volumes: got.Discarded}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			endsIdentical(t, cfg, b, a)
+		})
+	}
+}
