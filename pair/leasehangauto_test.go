@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/actlog"
 	"duplex/bitmap"
 	"duplex/consistency"
 	"duplex/disk"
@@ -55,6 +56,8 @@ type leaseRig struct {
 	wrote   chan error // b's write that waits for the lease
 	stop    func()     // stops Run, saying whether it returned in time
 	runDone chan struct{}
+	al      *actlog.Log // the activity log, if the rig keeps one
+	alPath  string
 }
 
 // leaseMover is a mover whose link, acknowledgements, refusals and copies
@@ -105,6 +108,17 @@ func (m *leaseMover) ackAll(tm *timer.Timer) {
 // running (Run).
 func newLeaseRig(t *testing.T, limit int64) *leaseRig {
 	t.Helper()
+	return newLeaseRigLogged(t, limit, false)
+}
+
+// leaseRigLogRegion is the region of the rig's activity log: the rig's
+// volumes hold several.
+const leaseRigLogRegion = 64 << 10
+
+// newLeaseRigLogged is newLeaseRig, with an activity log of its manager's
+// (on a disk that answers) if logged.
+func newLeaseRigLogged(t *testing.T, limit int64, logged bool) *leaseRig {
+	t.Helper()
 	r := &leaseRig{t: t, dir: t.TempDir(), fs: disk.NewInjector(nil), held: make(chan struct{}), logs: &lockedBuffer{}}
 	r.release = sync.OnceFunc(func() { close(r.held) })
 	t.Cleanup(r.release) // before the rest of the cleanup: whatever waits ends
@@ -130,8 +144,18 @@ func newLeaseRig(t *testing.T, limit int64) *leaseRig {
 	r.mv = &leaseMover{ss: r.ss}
 	r.mv.connected.Store(true)
 	state := savePairs(t, r.dir, true, duplexAB(leaseRigSize)...)
-	r.mg, err = Open(Options{Dir: state, SaveWait: 200 * time.Millisecond, SuspendAfter: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}, r.mv,
+	opts := Options{Dir: state, SaveWait: 200 * time.Millisecond, SuspendAfter: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
+	if logged {
+		r.alPath = filepath.Join(r.dir, "actlog")
+		al, _, err := actlog.Open(r.alPath, map[string]int64{"a": leaseRigSize, "b": leaseRigSize}, leaseRigLogRegion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { al.Close() })
+		r.al, opts.ActivityLog = al, al
+	}
+	r.mg, err = Open(opts, r.mv,
 		[]Volume{{Name: "a", Subsystem: r.ss, Size: leaseRigSize}, {Name: "b", Subsystem: r.ss, Size: leaseRigSize}})
 	if err != nil {
 		t.Fatal(err)
