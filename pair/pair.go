@@ -1219,7 +1219,7 @@ func (mg *Manager) snapshotLocked(clean bool) snapshot {
 	for _, name := range mg.order {
 		p := *mg.pairs[name]
 		s.st.Pairs = append(s.st.Pairs, &p)
-		if mg.unstick[name] && p.State == Duplex {
+		if mg.unstick[name] && p.State == Duplex && !mg.failedOwed(name) {
 			s.unstick = append(s.unstick, name)
 		}
 		switch p.State {
@@ -1290,7 +1290,7 @@ func (mg *Manager) saveAs(clean, lazy bool, kind int) error {
 	if al := mg.opts.ActivityLog; al != nil {
 		mg.mu.Lock()
 		for _, name := range s.unstick {
-			if mg.changes == s.changes && mg.unstick[name] && mg.pairs[name].State == Duplex {
+			if mg.changes == s.changes && mg.unstick[name] && mg.pairs[name].State == Duplex && !mg.failedOwed(name) {
 				al.Unstick(name)
 				delete(mg.unstick, name)
 			}
@@ -1853,6 +1853,8 @@ func (mg *Manager) promote() (changed bool) {
 				// Its marks are the business of the copy that makes it
 				// duplex again.
 				delete(mg.recovering, name)
+			case acked >= end && mg.failedOwed(name):
+				// Unstuck once its suspension is made, not at all.
 			case acked >= end:
 				if al := mg.opts.ActivityLog; al != nil {
 					al.Unstick(name)
@@ -2647,6 +2649,21 @@ func (mg *Manager) suspendWriteFailed() {
 		}
 		mg.dirty = true
 	}
+}
+
+// failedOwed says whether the suspension of vol's pair for a failed write
+// is put off for the timer's lease (see suspendWriteFailed): its region's
+// sticky mark in the activity log is then the only record of it for a
+// crash before the suspension is made, and no unstick of the pair's
+// marks may take it (the pair becoming duplex, the end of its crash
+// recovery). Called with mg.mu held.
+func (mg *Manager) failedOwed(vol string) bool {
+	for _, fw := range mg.failedLeft {
+		if fw.Volume == vol {
+			return true
+		}
+	}
+	return false
 }
 
 // reasonCopyReadHung is why a pair whose copy the mover gave up is
