@@ -2,11 +2,16 @@ package pair
 
 import (
 	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"duplex/actlog"
+	"duplex/disk"
+	"duplex/recordset"
 	"duplex/subsystem"
 )
 
@@ -79,4 +84,77 @@ func regionsCover(rs [][2]int64, off int64) bool {
 		}
 	}
 	return false
+}
+
+// markCounter is a subsystem that counts its bounded markers (MarkWithin)
+// and runs after once a copy has been captured and read.
+type markCounter struct {
+	*subsystem.Subsystem
+	after func()
+	marks atomic.Int64
+}
+
+func (c *markCounter) Copy(ctx context.Context, vol string, off, length int64) error {
+	err := c.Subsystem.Copy(ctx, vol, off, length)
+	c.after()
+	return err
+}
+
+func (c *markCounter) MarkWithin(vol string, m recordset.Marker, wait time.Duration) (int64, error) {
+	c.marks.Add(1)
+	return c.Subsystem.MarkWithin(vol, m, wait)
+}
+
+// TestACopysEndIsNotTriedAgainWhileItsLeaseWriteHangs: the timer's lease
+// hangs once a's resync has copied its last region, no client's write
+// waiting for it: the end's stamp is given up after the manager's wait,
+// and not tried again while that same write of the lease hangs (each try
+// holds the manager's lock as long, and leaves a renewal waiting behind
+// the write). Once the disk answers, the end is stamped and a is duplex.
+func TestACopysEndIsNotTriedAgainWhileItsLeaseWriteHangs(t *testing.T) {
+	r := newLeaseRig(t, 64<<20)
+	r.stop()
+	<-r.runDone
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 0)
+	var copied atomic.Bool
+	mc := &markCounter{Subsystem: r.ss}
+	mc.after = sync.OnceFunc(func() {
+		// Hung, and the stamps past the mark on disk, but no write waits.
+		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+		r.clock.Add(int64(2 * time.Second))
+		copied.Store(true)
+	})
+	r.mg.vols["a"] = Volume{Name: "a", Subsystem: mc, Size: leaseRigSize}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.run()
+	for end := time.Now().Add(10 * time.Second); !copied.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a's copy has not run 10 s after its resume")
+		}
+	}
+	// The first try, given up after SaveWait, and then as long again
+	// three times over, the manager's loop looking every 100 ms.
+	time.Sleep(4*r.mg.operatorWait() + 200*time.Millisecond)
+	if n := mc.marks.Load(); n > 1 {
+		t.Errorf("a's copy end tried %d times while the write of the lease it was given up for hangs, want once", n)
+	}
+	if a := r.pairOf("a"); a.State != Pending || a.CopyEnd != 0 {
+		t.Errorf("a while its end waits: %s, end %d; want pending, no end", a.State, a.CopyEnd)
+	}
+	r.stop()
+	select {
+	case <-r.runDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the manager's loop has not stopped 5 s after asked")
+	}
+	r.release()
+	r.run()
+	r.waitPair("a", "with its copy's end stamped", func(p Pair) bool { return p.CopyEnd != 0 })
+	r.mv.ackAll(r.tm)
+	r.waitPair("a", "duplex", func(p Pair) bool { return p.State == Duplex })
 }
