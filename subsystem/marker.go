@@ -10,6 +10,7 @@ import (
 	"duplex/bitmap"
 	"duplex/recordset"
 	"duplex/sidefile"
+	"duplex/timer"
 )
 
 // Mark captures a pair-state marker for vol and returns its timestamp. It is
@@ -284,8 +285,20 @@ func (s *Subsystem) MarkWithin(vol string, m recordset.Marker, wait time.Duratio
 	return cs[0].Timestamp, err
 }
 
-// LeaseHung returns a timer.LeaseHungError if stamps wait for the write
-// of the common timer's lease and that write has taken wait: a change
-// stamped now would wait for it too. The pair manager puts its own
-// changes off meanwhile rather than hold its lock for them.
-func (s *Subsystem) LeaseHung(wait time.Duration) error { return s.timer.Hung(wait) }
+// LeaseHung returns a timer.LeaseHungError if the write of the common
+// timer's lease under way has taken wait and stamps wait for it, or a
+// stamp taken now would: a change stamped now would wait for it too. The
+// pair manager puts its own changes off meanwhile rather than hold its
+// lock for them. No stamp need wait for the write to be known hung: the
+// manager's own, given up, no longer waits, and with no client's write
+// waiting either it would try again, holding its lock for the same wait,
+// as long as the disk does not answer.
+func (s *Subsystem) LeaseHung(wait time.Duration) error {
+	if err := s.timer.Hung(wait); err != nil {
+		return err
+	}
+	if d, waiting := s.timer.LeaseWait(); d > 0 && d >= wait && s.timer.StampWaits() {
+		return &timer.LeaseHungError{D: d, Waiting: waiting}
+	}
+	return nil
+}

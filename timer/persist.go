@@ -297,6 +297,18 @@ func (t *Timer) Hung(wait time.Duration) error {
 	return nil
 }
 
+// StampWaits says whether a stamp taken now would wait for a write of the
+// lease's mark: it would reach the mark on disk. With no stamp waiting,
+// Hung says nothing of a write of the lease that hangs, while every
+// stamp taken would wait for it.
+func (t *Timer) StampWaits() bool {
+	l := t.lease
+	if l == nil {
+		return false
+	}
+	return max(t.wall(), t.last.Load()+1) >= l.mark.Load()
+}
+
 // NowWithin is Now for a stamp that may be given up: one that waits for
 // the write of the lease's mark waits only until that write, and the
 // stamp, have taken wait (a write the disk has just let go ends first),
