@@ -276,6 +276,11 @@ type Secondary struct {
 	// journaled is the last group in the journal, which is ahead of durable
 	// while a resync holds the volumes.
 	journaled position
+	// forgotten are the volumes a primary linked without, each with the
+	// last group journaled then: a group through it, handed to the
+	// applier before, carries pair states that still name the volume
+	// (withoutForgottenLocked). Guarded by posMu.
+	forgotten map[string]uint64
 	pairs     *pairStates // as of journaled
 	held      heldGroups
 	former    *consistency.Former
@@ -335,8 +340,12 @@ type Secondary struct {
 	// fsync). The kernel may have let go of the pages, and a later fsync
 	// then finds nothing to write and succeeds: no checkpoint of this
 	// process records a group after it, and a restart replays them.
-	unwritten      error
-	stateGroup     uint64
+	unwritten  error
+	stateGroup uint64
+	// restate says the state file is to be written though the applied
+	// group is the one it names: its pair states changed (a volume
+	// forgotten, forgetUnnamedLocked). Guarded by ckMu.
+	restate        bool
 	lastCheckpoint time.Time
 	stats          Stats
 	// formedTime is the time of the last group formed on the linked
@@ -931,6 +940,7 @@ func (s *Secondary) reached(g *consistency.Group, vols map[string]apply.VolumeSt
 		s.cfg.OnApplied(g)
 	}
 	s.posMu.Lock()
+	vols = s.withoutForgottenLocked(g.Number, vols)
 	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through), Volumes: vols}
 	if s.gated.partial <= g.Time {
 		s.gated.partial = 0
@@ -1224,7 +1234,7 @@ func (s *Secondary) checkpointIfDue() error {
 func (s *Secondary) checkpointLocked() error {
 	s.lastCheckpoint = time.Now()
 	st := s.appliedState()
-	if st.Group == s.stateGroup {
+	if st.Group == s.stateGroup && !s.restate {
 		return nil
 	}
 	if s.unwritten != nil {
@@ -1249,7 +1259,7 @@ func (s *Secondary) checkpointLocked() error {
 	written, err := s.persist(st, targets)
 	s.diskEnd(waitCheckpoint)
 	if written {
-		s.stateGroup = st.Group
+		s.stateGroup, s.restate = st.Group, false
 	} else {
 		s.flushMu.Lock()
 		for name, t := range targets {
@@ -1504,6 +1514,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
 	}
+	s.forgetUnnamedLocked(hello.Volumes)
 	replaced := s.conn
 	if replaced != nil {
 		s.out.end(nil)

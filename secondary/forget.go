@@ -1,0 +1,108 @@
+package secondary
+
+import (
+	gomaps "maps"
+	"slices"
+
+	"duplex/apply"
+	"duplex/transport"
+)
+
+// forgetUnnamedLocked drops the pair state of every volume the linking
+// primary does not name (vols, its hello's): its session no longer has
+// the pair, which it forgot at its own start without the volume, and
+// added back under the same name the volume is a new pair, with a first
+// copy. Kept, the state would still say the secondary holds a copy of
+// it, duplex and consistent, over an image the operator removed with the
+// volume (a start then refuses it as gone), or over one the new pair's
+// first copy has not written yet. Not at the secondary's own open
+// without the volume: a mistake in its config alone must not forget a
+// copy the primary still pairs.
+//
+// A volume whose resync holds the secondary is kept: its hold is the
+// other volumes' consistency, let go only by the markers of the stream.
+// The state file is written before the primary is welcomed; one that
+// cannot be written is written at the next checkpoint, and a kill before
+// that leaves the volume named until a primary links again without it.
+// Called with s.mu held, in the hold that links the primary.
+func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
+	named := make(map[string]bool, len(vols))
+	for _, v := range vols {
+		named[v.Name] = true
+	}
+	forget := func(name string, v apply.VolumeState) bool {
+		if named[name] || s.pairs.open[name] {
+			return false
+		}
+		_, configured := s.cfg.Volumes[name]
+		return !configured || v != joinedUncopied
+	}
+	var gone []string
+	for name, v := range s.pairs.vols {
+		if forget(name, v) {
+			gone = append(gone, name)
+		}
+	}
+	s.posMu.Lock()
+	for name, v := range s.durable.Volumes {
+		if forget(name, v) && !slices.Contains(gone, name) {
+			gone = append(gone, name)
+		}
+	}
+	if len(gone) == 0 {
+		s.posMu.Unlock()
+		return
+	}
+	slices.Sort(gone)
+	if s.forgotten == nil {
+		s.forgotten = map[string]uint64{}
+	}
+	for _, name := range gone {
+		s.forgotten[name] = s.journaled.Group
+	}
+	s.pairs.vols = s.withoutForgottenLocked(s.journaled.Group, s.pairs.vols)
+	s.pairs.unknownValid = false
+	s.durable.Volumes = s.withoutForgottenLocked(s.durable.Group, s.durable.Volumes)
+	s.posMu.Unlock()
+	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
+		"volumes", gone)
+	s.ckMu.Lock()
+	s.restate = true
+	err := s.checkpointLocked()
+	s.ckMu.Unlock()
+	if err != nil {
+		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
+	}
+}
+
+// withoutForgottenLocked returns vols, the pair states of group n, without
+// the volumes forgotten after n was journaled (see forgotten). One the
+// secondary's config still has is named as a volume it holds no copy of
+// (as Open seeds one it does not know): unnamed, it would be taken as
+// duplex, from before pair states. Called with posMu held.
+func (s *Secondary) withoutForgottenLocked(n uint64, vols map[string]apply.VolumeState) map[string]apply.VolumeState {
+	cloned := false
+	for name, at := range s.forgotten {
+		if n > at {
+			// Journaled after the volume was forgotten: its states say
+			// what the stream since says of it, a new pair's.
+			continue
+		}
+		_, configured := s.cfg.Volumes[name]
+		if v, ok := vols[name]; !ok && !configured || configured && v == joinedUncopied {
+			continue
+		}
+		if !cloned {
+			vols, cloned = gomaps.Clone(vols), true
+			if vols == nil {
+				vols = map[string]apply.VolumeState{}
+			}
+		}
+		if configured {
+			vols[name] = joinedUncopied
+		} else {
+			delete(vols, name)
+		}
+	}
+	return vols
+}
