@@ -2,8 +2,8 @@ package site
 
 import (
 	"io"
-	"os"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 

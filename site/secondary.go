@@ -454,7 +454,14 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []stri
 			size = n
 		} else if state, ok := holdsData(holds, promoted, sv.Name); ok && !slices.Contains(anew, sv.Name) {
 			if err := volumeImageThere(sv.Path, size, true); err != nil {
-				return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, copyGone(cfg, err, state, promoted))
+				if promoted == nil && state == secondary.StateDeleted {
+					err = deletedCopyGone(cfg, sv.Name, sv.Path, err)
+				} else {
+					err = copyGone(cfg, err, state, promoted)
+				}
+				if err != nil {
+					return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)
+				}
 			}
 		}
 		v, err := volume.Open(sv.Path, size)

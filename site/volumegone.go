@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -94,6 +95,33 @@ func copyGone(cfg *config.Config, err error, state string, promoted *failover.Pr
 	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): opened, it would be created again as zeros and "+
 		"reported as the copy. Put the image back (restore it, mount its file system or attach its device again), then start "+
 		"the secondary again; without it, %s", err, StatePath(cfg), state, secondary.WayForward)
+}
+
+// deletedCopyGone accepts the gone image at path of vol, a pair deleted
+// (`pair delete`): its copy is no longer the session's, and removing it
+// is the operator's cleaning up, not a loss. The state is told first that
+// the image holds no copy (deleted, consistent as of no time, only a new
+// first copy making it one): made anew as zeros, it would be reported
+// consistent as of the deletion. An image cut short is refused: it holds
+// something, and a start never sizes one over it.
+func deletedCopyGone(cfg *config.Config, vol, path string, gone error) error {
+	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		return fmt.Errorf("%w, and %s says its pair was deleted: remove the image to have it made anew, or put it back",
+			gone, StatePath(cfg))
+	}
+	st, err := apply.ReadState(StatePath(cfg))
+	if err != nil {
+		return err
+	}
+	if st.Volumes == nil {
+		st.Volumes = map[string]apply.VolumeState{}
+	}
+	st.Volumes[vol] = apply.VolumeState{State: secondary.StateDeleted, Inconsistent: true, NoWholeCopy: true}
+	if err := apply.WriteState(StatePath(cfg), st); err != nil {
+		return fmt.Errorf("a deleted pair's image is gone: %w", err)
+	}
+	slog.Default().Info("a deleted pair's image is gone: made anew, it holds no copy", "volume", vol, "image", path, "why", gone)
+	return nil
 }
 
 // primaryVolumeGone says what to do about a primary volume whose image is
