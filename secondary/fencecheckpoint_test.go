@@ -120,7 +120,7 @@ func TestFencedSecondaryWithItsStateBehindReplaysNothing(t *testing.T) {
 	r := twoGroupsUncheckpointed(t)
 	r.crash()
 	path := IdentityPath(filepath.Join(r.site, "state.json"))
-	id, err := readIdentity(disk.OS, path)
+	id, err := readIdentity(disk.OS, path, WayForward)
 	if err != nil {
 		t.Fatal(err)
 	}

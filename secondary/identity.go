@@ -72,7 +72,7 @@ func IdentityPath(statePath string) string {
 	return filepath.Join(filepath.Dir(statePath), "identity.json")
 }
 
-func readIdentity(fsys disk.FS, path string) (identity, error) {
+func readIdentity(fsys disk.FS, path, wayForward string) (identity, error) {
 	var id identity
 	b, err := disk.ReadFile(fsys, path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -86,7 +86,7 @@ func readIdentity(fsys disk.FS, path string) (identity, error) {
 		return id, fmt.Errorf("%w: it holds the data generation the volumes follow and recover's fence, and read as missing it would "+
 			"let the secondary take any primary, over writes made since a fence: put back a copy of it, then start the secondary again; "+
 			"if this secondary was never fenced (by duplex recover, promote or a switchover's promotion), removing it instead has it follow "+
-			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), WayForward)
+			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), wayForward)
 	}
 	return id, nil
 }
@@ -115,12 +115,32 @@ func (s *Secondary) setIdentity(id identity) error {
 	return nil
 }
 
-// WayForward is what an operator does when the two sites' data histories
-// diverged and the secondary is to become a copy of this primary again.
-const WayForward = "to make the secondary a copy of the primary again, re-create it: stop the secondary and remove its journal " +
-	"directory, state.json, identity.json and volume images; stop the primary and remove its pair state directory " +
-	"(SESSION.primary beside its config), so that its pairs start with a full initial copy; then start both. " +
-	"To keep the secondary's data instead, make its site the primary"
+// WayForwardTo is what an operator does when the two sites' data histories
+// diverged and the secondary is to become a copy of the primary again;
+// pairState names the primary's pair state directory, which a promoted
+// site keeps elsewhere than SESSION.primary (Config.PrimaryPairState).
+func WayForwardTo(pairState string) string {
+	return "to make the secondary a copy of the primary again, re-create it: stop the secondary and remove its journal " +
+		"directory, state.json, identity.json and volume images; stop the primary and remove its pair state directory " +
+		"(" + pairState + "), so that its pairs start with a full initial copy; then start both. " +
+		"To keep the secondary's data instead, make its site the primary"
+}
+
+// primaryPairState is how the way forward names a primary's own pair
+// state directory.
+const primaryPairState = "SESSION.primary beside its config"
+
+// WayForward is WayForwardTo the pair state directory of a primary that
+// is the session's own, not a promoted site.
+var WayForward = WayForwardTo(primaryPairState)
+
+// wayForward is WayForwardTo the primary's pair state directory c names.
+func (c *Config) wayForward() string {
+	if c.PrimaryPairState == "" {
+		return WayForward
+	}
+	return WayForwardTo(c.PrimaryPairState)
+}
 
 // fencedReasonLocked is why a fenced secondary, or one a fence is under way
 // in, refuses a primary of data generation g; s.mu held. A fence holds from
@@ -133,7 +153,7 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 	if s.ident.Fenced == "" && !s.fenced {
 		return fmt.Sprintf("duplex recover is fencing the secondary (it first applies what is journaled), and no primary is taken meanwhile; "+
 			"once the fence completes, the volumes start a data generation of their own and may hold writes the primary "+
-			"(data generation %s) does not have, and nothing is replicated: %s", g, WayForward)
+			"(data generation %s) does not have, and nothing is replicated: %s", g, s.cfg.wayForward())
 	}
 	if s.ident.Fenced == "" && s.ckFailed {
 		// Recover failed before anything was recorded: the volumes hold
@@ -150,12 +170,12 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 		}
 		return fmt.Sprintf("the secondary was fenced by duplex recover, but the fence is not recorded (%s), "+
 			"so it lasts only until the secondary restarts: its volumes may hold writes the primary (data generation %s) does not have, "+
-			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", why, g, WayForward)
+			"and nothing is replicated; restarted, the secondary would take this primary again and apply its writes over those: %s", why, g, s.cfg.wayForward())
 	}
 	return fmt.Sprintf("the secondary was fenced by duplex recover at %s: its volumes started data generation %s there "+
 		"(they followed %s until then) and may hold writes the primary does not have; the primary's generation is %s. "+
 		"The histories diverged and nothing is replicated: %s",
-		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, WayForward)
+		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, s.cfg.wayForward())
 }
 
 // generationLocked checks the primary's data generation against the one the
@@ -170,7 +190,7 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 	case g == s.ident.Generation:
 		return ""
 	case g == 0:
-		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, WayForward)
+		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, s.cfg.wayForward())
 	case s.ident.Generation == 0:
 		id := s.ident
 		id.Generation = g
@@ -182,7 +202,7 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 	}
 	return fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the sites hold histories "+
 		"that diverged (the primary's pair state was re-created, or the secondary belonged to another primary), and nothing is replicated: %s",
-		g, s.ident.Generation, WayForward)
+		g, s.ident.Generation, s.cfg.wayForward())
 }
 
 // Generation returns the data generation the secondary holds, and whether
@@ -214,7 +234,7 @@ func (s *Secondary) Follows() transport.Generation {
 func Unfence(fsys disk.FS, statePath string) (bool, error) {
 	fsys = disk.Or(fsys)
 	path := IdentityPath(statePath)
-	id, err := readIdentity(fsys, path)
+	id, err := readIdentity(fsys, path, WayForward)
 	if err != nil {
 		return false, err
 	}

@@ -39,7 +39,7 @@ func TestResentAfterCrashBeforeIdentityNamesTheJournalingProcess(t *testing.T) {
 func setCrashIdentity(t *testing.T, r *rig, instance, pending, group uint64) {
 	t.Helper()
 	path := IdentityPath(filepath.Join(r.dir, "state.json"))
-	id, err := readIdentity(disk.Or(nil), path)
+	id, err := readIdentity(disk.Or(nil), path, WayForward)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,6 +115,10 @@ type Config struct {
 	// default transport.DefaultMaxFrame). With Limits it is announced in
 	// the Welcome, so the primary forms nothing this secondary refuses.
 	MaxFrame int
+	// PrimaryPairState names, in what the secondary tells its operator to
+	// do, the primary's pair state directory: a promoted site's is not
+	// SESSION.primary beside its config (the default).
+	PrimaryPairState string
 	// Checkpoint is how often a group without updates is journaled when only
 	// the time advances: at idle the consistency time reported moves once a
 	// Checkpoint, since only a journaled time survives a restart. Default 1s.
@@ -551,7 +555,7 @@ func Open(cfg Config) (*Secondary, error) {
 	st, err := apply.ReadStateFS(cfg.FS, cfg.StatePath)
 	if errors.Is(err, disk.ErrDamaged) {
 		return nil, fmt.Errorf("secondary: %w: it holds the group applied to the volumes and each volume's pair state, which nothing else holds, "+
-			"and the secondary never writes it anew over what it held: put back a copy of it, then start the secondary again; without one, %s", err, WayForward)
+			"and the secondary never writes it anew over what it held: put back a copy of it, then start the secondary again; without one, %s", err, cfg.wayForward())
 	}
 	if err != nil {
 		return nil, err
@@ -566,7 +570,7 @@ func Open(cfg Config) (*Secondary, error) {
 	if err := disk.Or(cfg.FS).MkdirAll(filepath.Dir(cfg.StatePath), 0o755); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	ident, err := readIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath))
+	ident, err := readIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath), cfg.wayForward())
 	if err != nil {
 		return nil, err
 	}

@@ -285,6 +285,9 @@ func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts Seconda
 	if !r.Delivered {
 		opts.anew = r.Gone
 	}
+	// The promoted site is the primary: its pair state is not the
+	// SESSION.primary beside the config, which is this site's own.
+	opts.primaryPairState = ReverseDir(cfg) + " at the promoted site, promoted/primary beside its state.json"
 	s, err := OpenSecondary(rev, log, opts)
 	if err != nil {
 		return nil, err

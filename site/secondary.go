@@ -144,6 +144,10 @@ type SecondaryOptions struct {
 	// state names a copy (Rejoined.Gone): gone when the rejoin began, the
 	// whole volume is copied into it.
 	anew []string
+	// primaryPairState names the other site's pair state directory in the
+	// way forward the site prints (secondary.Config.PrimaryPairState): a
+	// rejoined old primary's is the promoted site's ReverseDir.
+	primaryPairState string
 }
 
 // StatePath is where a secondary keeps "applied through group G": beside its
@@ -322,7 +326,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	starting.step("the volumes")
-	if err := s.openVolumes(opts.held, opts.anew); err != nil {
+	if err := s.openVolumes(opts.held, opts.anew, opts.primaryPairState); err != nil {
 		return nil, err
 	}
 	var gate secondary.Gate
@@ -375,7 +379,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		Session: cfg.Session, Subsystems: cfg.SubsystemIDs(), Volumes: s.vols,
 		JournalDir: cfg.Secondary.Journal, StatePath: StatePath(cfg), Logger: s.log,
 		FS: opts.FS, JournalFree: opts.JournalFree, LargestGroup: largest, Limits: opts.Limits, MaxFrame: opts.MaxFrame,
-		MaxViewBytes: opts.MaxViewBytes, Context: opts.Context, Gate: gate, History: HistoryOf(cfg), Retries: opts.retries != nil,
+		MaxViewBytes: opts.MaxViewBytes, PrimaryPairState: opts.primaryPairState, Context: opts.Context, Gate: gate, History: HistoryOf(cfg), Retries: opts.retries != nil,
 		OnApplied: func(g *consistency.Group) {
 			s.metrics.ObserveLag(control.Lag(g.Time, time.Now()))
 			if opts.OnApplied != nil {
@@ -422,8 +426,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	return s, nil
 }
 
-func (s *Secondary) openVolumes(held map[string]int64, anew []string) error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, anew, nil)
+func (s *Secondary) openVolumes(held map[string]int64, anew []string, primaryPairState string) error {
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, anew, primaryPairState, nil)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
@@ -432,9 +436,10 @@ func (s *Secondary) openVolumes(held map[string]int64, anew []string) error {
 // replicas, or a promoted site's volumes. held, if not nil, are the sizes
 // of the volumes a site of this process held (see openHeldVolume); anew
 // are those whose image is made as at a first start (SecondaryOptions.anew);
-// promoted, if not nil, is the promotion of a promoted site whose volumes
+// primaryPairState names the other site's pair state directory, empty for
+// the session's own primary (SecondaryOptions.primaryPairState); promoted, if not nil, is the promotion of a promoted site whose volumes
 // they are. On an error, those opened are returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []string, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []string, primaryPairState string, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
 	holds := copiesHeld(cfg)
 	for _, sv := range cfg.Secondary.Volumes {
@@ -457,7 +462,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []stri
 				if promoted == nil && state == secondary.StateDeleted {
 					err = deletedCopyGone(cfg, sv.Name, sv.Path, err)
 				} else {
-					err = copyGone(cfg, err, state, promoted)
+					err = copyGone(cfg, err, state, primaryPairState, promoted)
 				}
 				if err != nil {
 					return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)

@@ -84,17 +84,23 @@ func holdsData(holds func(string) (string, bool), promoted *failover.Promotion, 
 	return holds(name)
 }
 
-// copyGone says what to do about a copy whose image is gone.
-func copyGone(cfg *config.Config, err error, state string, promoted *failover.Promotion) error {
+// copyGone says what to do about a copy whose image is gone;
+// primaryPairState names the other site's pair state directory (see
+// SecondaryOptions.primaryPairState).
+func copyGone(cfg *config.Config, err error, state, primaryPairState string, promoted *failover.Promotion) error {
 	if promoted != nil {
 		return fmt.Errorf("%w, and %s says the site serves the volume (when promoted: %s) as the session's primary since its promotion: "+
 			"opened, it would be served as zeros. Put the image back (restore it, mount its file system or attach its device again), "+
 			"then start it again; without it, the volume's data since the failover is lost: the old primary holds it as of before "+
 			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, filepath.Join(PromotedDir(cfg), "promotion.json"), state)
 	}
+	way := secondary.WayForward
+	if primaryPairState != "" {
+		way = secondary.WayForwardTo(primaryPairState)
+	}
 	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): opened, it would be created again as zeros and "+
 		"reported as the copy. Put the image back (restore it, mount its file system or attach its device again), then start "+
-		"the secondary again; without it, %s", err, StatePath(cfg), state, secondary.WayForward)
+		"the secondary again; without it, %s", err, StatePath(cfg), state, way)
 }
 
 // deletedCopyGone accepts the gone image at path of vol, a pair deleted
