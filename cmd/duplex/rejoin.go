@@ -167,9 +167,7 @@ func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io
 			fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: written there since\n", v.Name, v.Copy, v.Union.Count(), v.Size)
 			return
 		}
-		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the old primary never had "+
-			"(discarded), %d bytes there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
-		wholeAndEnd(stdout, v)
+		fmt.Fprintln(stdout, rejoinPlanLine(v, "the old primary", "there since"))
 	}) {
 		return site.Rejoined{}, nil
 	}
@@ -199,13 +197,16 @@ func reportRejoinPlan(stdout io.Writer, plan []site.RejoinVolume, yes bool, volu
 	return yes
 }
 
-// wholeAndEnd ends a volume's line of a rejoin's plan, saying why the
-// whole volume is copied, if it is.
-func wholeAndEnd(stdout io.Writer, v site.RejoinVolume) {
+// rejoinPlanLine is a volume's line of a rejoin's plan: what is copied,
+// what here is discarded (other never had it) and what was written there
+// since, then why the whole volume is copied, if it is.
+func rejoinPlanLine(v site.RejoinVolume, other, there string) string {
+	line := fmt.Sprintf("  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes %s never had "+
+		"(discarded), %d bytes %s", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, other, v.There, there)
 	if v.Whole != "" {
-		fmt.Fprintf(stdout, "; the whole volume: %s", v.Whole)
+		line += "; the whole volume: " + v.Whole
 	}
-	fmt.Fprintln(stdout)
+	return line
 }
 
 // servePromotedBack serves the old primary of cfg as the session's primary
@@ -252,9 +253,7 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 			"their regions are not counted below\n", ch.HeldGroups)
 	}
 	if !reportRejoinPlan(stdout, plan, yes, func(v site.RejoinVolume) {
-		fmt.Fprintf(stdout, "  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes the promoted site never had "+
-			"(discarded), %d bytes written there since", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, v.There)
-		wholeAndEnd(stdout, v)
+		fmt.Fprintln(stdout, rejoinPlanLine(v, "the promoted site", "written there since"))
 	}) {
 		return site.Rejoined{}, nil
 	}
