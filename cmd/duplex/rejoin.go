@@ -203,6 +203,11 @@ func reportRejoinPlan(stdout io.Writer, plan []site.RejoinVolume, yes bool, volu
 func rejoinPlanLine(v site.RejoinVolume, other, there string) string {
 	line := fmt.Sprintf("  %s: copy %d bytes (%d regions) of %d: %d bytes here may hold writes %s never had "+
 		"(discarded), %d bytes %s", v.Name, v.Copy, v.Union.Count(), v.Size, v.Here, other, v.There, there)
+	if v.Gone {
+		// Nothing here to discard: what the image held is gone already.
+		line = fmt.Sprintf("  %s: copy %d bytes (%d regions) of %d: its image here was gone, %d bytes %s",
+			v.Name, v.Copy, v.Union.Count(), v.Size, v.There, there)
+	}
 	if v.Whole != "" {
 		line += "; the whole volume: " + v.Whole
 	}
