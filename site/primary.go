@@ -322,7 +322,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 					size = int64(vc.Size)
 				}
 				if err := volumeImageThere(vc.Path, size, !ok); err != nil {
-					return nil, fmt.Errorf("primary: volume %q: %w", vc.Name, primaryVolumeGone(p.stateDir, err))
+					return nil, fmt.Errorf("primary: volume %q: %w", vc.Name, primaryVolumeGone(p.stateDir, vc.Path, err))
 				}
 			}
 			// A block device, or an image file (created with its

@@ -462,7 +462,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []stri
 				if promoted == nil && state == secondary.StateDeleted {
 					err = deletedCopyGone(cfg, sv.Name, sv.Path, err)
 				} else {
-					err = copyGone(cfg, err, state, primaryPairState, promoted)
+					err = copyGone(cfg, sv.Path, err, state, primaryPairState, promoted)
 				}
 				if err != nil {
 					return vols, order, subOf, fmt.Errorf("secondary: volume %q: %w", sv.Name, err)

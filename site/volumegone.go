@@ -87,20 +87,20 @@ func holdsData(holds func(string) (string, bool), promoted *failover.Promotion, 
 // copyGone says what to do about a copy whose image is gone;
 // primaryPairState names the other site's pair state directory (see
 // SecondaryOptions.primaryPairState).
-func copyGone(cfg *config.Config, err error, state, primaryPairState string, promoted *failover.Promotion) error {
+func copyGone(cfg *config.Config, path string, err error, state, primaryPairState string, promoted *failover.Promotion) error {
 	if promoted != nil {
 		return fmt.Errorf("%w, and %s says the site serves the volume (when promoted: %s) as the session's primary since its promotion: "+
-			"opened, it would be served as zeros. Put the image back (restore it, mount its file system or attach its device again), "+
+			"%s. Put the image back (restore it, mount its file system or attach its device again), "+
 			"then start it again; without it, the volume's data since the failover is lost: the old primary holds it as of before "+
-			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, filepath.Join(PromotedDir(cfg), "promotion.json"), state)
+			"(see \"Disaster recovery runbook\" in the README to make that site the primary again)", err, filepath.Join(PromotedDir(cfg), "promotion.json"), state,
+			openedAs(path, " and served", "part of the volume"))
 	}
 	way := secondary.WayForward
 	if primaryPairState != "" {
 		way = secondary.WayForwardTo(primaryPairState)
 	}
-	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): opened, it would be created again as zeros and "+
-		"reported as the copy. Put the image back (restore it, mount its file system or attach its device again), then start "+
-		"the secondary again; without it, %s", err, StatePath(cfg), state, way)
+	return fmt.Errorf("%w, and %s says the secondary holds its copy (%s): %s. Put the image back (restore it, mount its file system or attach its device again), then start "+
+		"the secondary again; without it, %s", err, StatePath(cfg), state, openedAs(path, " and reported as the copy", "part of the copy"), way)
 }
 
 // deletedCopyGone accepts the gone image at path of vol, a pair deleted
@@ -130,14 +130,29 @@ func deletedCopyGone(cfg *config.Config, vol, path string, gone error) error {
 	return nil
 }
 
-// primaryVolumeGone says what to do about a primary volume whose image is
-// gone.
-func primaryVolumeGone(dir string, err error) error {
-	return fmt.Errorf("%w, and %s names its pair: opened, it would be created again as zeros, served to the clients "+
-		"and copied over the secondary's copy. Put the image back (restore it, mount its file system or attach its device again), "+
+// openedAs says what opening the gone image at path would make of it,
+// then (as) what the site would take it for: a missing one created again,
+// an empty one resized to the volume, both as zeros; one cut short holds
+// at most part of what it is for (held), and a start refuses its size.
+func openedAs(path, as, held string) string {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "opened, it would be created again as zeros" + as
+	case err == nil && st.Size() == 0:
+		return "opened, it would be resized to the volume as zeros" + as
+	}
+	return "it holds at most " + held
+}
+
+// primaryVolumeGone says what to do about a primary volume whose image at
+// path is gone.
+func primaryVolumeGone(dir, path string, err error) error {
+	return fmt.Errorf("%w, and %s names its pair: %s. Put the image back (restore it, mount its file system or attach its device again), "+
 		"then start the primary again; without it, the secondary holds the volume's copy: make its site the primary "+
 		"(duplex promote there, see \"Disaster recovery runbook\" in the README), or to begin anew, %s",
-		err, filepath.Join(dir, "pairs.json"), recreatePairState(dir))
+		err, filepath.Join(dir, "pairs.json"), openedAs(path, ", served to the clients and copied over the secondary's copy", "part of the volume"),
+		recreatePairState(dir))
 }
 
 // copyWholeIfGone makes rv, a rejoin's plan for a volume whose image here
