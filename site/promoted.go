@@ -412,7 +412,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	starting.step(dir + " (the temporary files a kill left)")
 	removeLeftTemps(opts.FS, dir, p.log)
 	starting.step("the volumes")
-	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, nil, nil, "", &p.promotion)
+	p.vols, p.order, p.subOf, err = openSecondaryVolumes(cfg, p.log, nil, nil, "", &p.promotion)
 	if err != nil {
 		return nil, fmt.Errorf("promoted: %w", err)
 	}

@@ -427,7 +427,7 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 }
 
 func (s *Secondary) openVolumes(held map[string]int64, anew []string, primaryPairState string) error {
-	vols, order, subOf, err := openSecondaryVolumes(s.cfg, held, anew, primaryPairState, nil)
+	vols, order, subOf, err := openSecondaryVolumes(s.cfg, s.log, held, anew, primaryPairState, nil)
 	s.vols, s.order, s.subOf = vols, order, subOf
 	return err
 }
@@ -439,7 +439,7 @@ func (s *Secondary) openVolumes(held map[string]int64, anew []string, primaryPai
 // primaryPairState names the other site's pair state directory, empty for
 // the session's own primary (SecondaryOptions.primaryPairState); promoted, if not nil, is the promotion of a promoted site whose volumes
 // they are. On an error, those opened are returned for the caller to close.
-func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []string, primaryPairState string, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
+func openSecondaryVolumes(cfg *config.Config, log *slog.Logger, held map[string]int64, anew []string, primaryPairState string, promoted *failover.Promotion) (vols map[string]*volume.Volume, order []string, subOf map[string]string, err error) {
 	vols, subOf = map[string]*volume.Volume{}, map[string]string{}
 	holds := copiesHeld(cfg)
 	for _, sv := range cfg.Secondary.Volumes {
@@ -460,7 +460,7 @@ func openSecondaryVolumes(cfg *config.Config, held map[string]int64, anew []stri
 		} else if state, ok := holdsData(holds, promoted, sv.Name); ok && !slices.Contains(anew, sv.Name) {
 			if err := volumeImageThere(sv.Path, size, true); err != nil {
 				if promoted == nil && state == secondary.StateDeleted {
-					err = deletedCopyGone(cfg, sv.Name, sv.Path, err)
+					err = deletedCopyGone(cfg, log, sv.Name, sv.Path, err)
 				} else {
 					err = copyGone(cfg, sv.Path, err, state, primaryPairState, promoted)
 				}
@@ -838,6 +838,8 @@ func contractState(s string) string {
 func consistencyNote(name string, v secondary.VolumeView, group uint64) string {
 	var s string
 	switch {
+	case !v.Consistent && v.State == secondary.StateDeleted && v.NoWholeCopy:
+		s = "not consistent: its pair was deleted, and its image here holds no copy of the volume; duplex pair add " + name + " makes a full copy"
 	case !v.Consistent && v.NoWholeCopy:
 		s = "not consistent: never copied whole (this secondary joined while the pair was duplex, and a resync copies only changed regions); " +
 			"a full copy is needed: duplex pair delete " + name + ", then duplex pair add " + name

@@ -110,7 +110,7 @@ func copyGone(cfg *config.Config, path string, err error, state, primaryPairStat
 // first copy making it one): made anew as zeros, it would be reported
 // consistent as of the deletion. An image cut short is refused: it holds
 // something, and a start never sizes one over it.
-func deletedCopyGone(cfg *config.Config, vol, path string, gone error) error {
+func deletedCopyGone(cfg *config.Config, log *slog.Logger, vol, path string, gone error) error {
 	if st, err := os.Stat(path); err == nil && st.Size() > 0 {
 		return fmt.Errorf("%w, and %s says its pair was deleted: remove the image to have it made anew, or put it back",
 			gone, StatePath(cfg))
@@ -126,7 +126,7 @@ func deletedCopyGone(cfg *config.Config, vol, path string, gone error) error {
 	if err := apply.WriteState(StatePath(cfg), st); err != nil {
 		return fmt.Errorf("a deleted pair's image is gone: %w", err)
 	}
-	slog.Default().Info("a deleted pair's image is gone: made anew, it holds no copy", "volume", vol, "image", path, "why", gone)
+	log.Info("a deleted pair's image is gone: made anew, it holds no copy", "volume", vol, "image", path, "why", gone)
 	return nil
 }
 
