@@ -174,3 +174,22 @@ func TestAPromotedSiteWhoseStartFailsKeepsItsLockWhileAVolumesCloseHangs(t *test
 	h.release()
 	awaitPromotedDirLetGo(t, cfg)
 }
+
+// TestAPromotedSitesCleanStopLetsItsLockGoAsItReturns: a stop that gave
+// nothing up lets the promotion directory's LOCK go before it returns, so
+// that the reverse direction's primary opened right after it (duplex
+// rejoin, a switchover, in the same process) finds it free. Repeated: the
+// end of the changed regions' save and the stop's hearing of it race.
+func TestAPromotedSitesCleanStopLetsItsLockGoAsItReturns(t *testing.T) {
+	for i := range 40 {
+		p, logs, stop := runPromotedSite(t, PromotedOptions{})
+		if err := stop(); err != nil {
+			t.Fatalf("stop %d: %v", i, err)
+		}
+		l, err := disk.OS.Lock(filepath.Join(PromotedDir(p.cfg), "LOCK"))
+		if err != nil {
+			t.Fatalf("stop %d returned without error, the promotion directory's LOCK still held: %v\n%s", i, err, logs.String())
+		}
+		l.Close()
+	}
+}
