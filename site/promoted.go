@@ -638,11 +638,14 @@ func (p *Promoted) closeState() error {
 	stateClosed := make(chan struct{})
 	p.stateClosed = stateClosed
 	go func() {
-		defer close(stateClosed)
 		err := tm.Close()
 		if cerr := changes.Close(); err == nil {
 			err = cerr
 		}
+		// Closed before the stop hears of the end: a stop that saw the
+		// writes end lets the LOCK go before it returns (close), and a
+		// site opened right after it finds it free.
+		close(stateClosed)
 		closed <- err
 	}()
 	t := time.NewTimer(p.stopFlushWait)
