@@ -688,6 +688,8 @@ type countingLog struct {
 	counted int
 	sticky  int
 	hook    func(copy bool)
+	// stickHook, if set, runs inside Stick, once.
+	stickHook func()
 }
 
 func (l *countingLog) Mark(vol string, off, length int64) error     { return l.mark(false) }
@@ -708,7 +710,12 @@ func (l *countingLog) mark(copy bool) error {
 func (l *countingLog) Stick(vol string, off, length int64) error {
 	l.mu.Lock()
 	l.sticky++
+	h := l.stickHook
+	l.stickHook = nil
 	l.mu.Unlock()
+	if h != nil {
+		h()
+	}
 	return nil
 }
 
