@@ -551,7 +551,7 @@ func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, updatesEndedOf(p.byVol))
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, endUpdatesOf(p.byVol))
 	if err != nil {
 		err = fmt.Errorf("primary: %w", err)
 	}
@@ -581,13 +581,13 @@ func (p *Primary) close() error {
 	return err
 }
 
-// updatesEndedOf returns the UpdatesEnded of the subsystem of byVol
-// that serves a volume, a closed channel for a volume no subsystem
-// serves (a start that failed early).
-func updatesEndedOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-chan struct{} {
+// endUpdatesOf returns the EndUpdates of the subsystem of byVol that
+// serves a volume, a closed channel for a volume no subsystem serves (a
+// start that failed early).
+func endUpdatesOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-chan struct{} {
 	return func(vol string) <-chan struct{} {
 		if ss := byVol[vol]; ss != nil {
-			return ss.UpdatesEnded(vol)
+			return ss.EndUpdates(vol)
 		}
 		ended := make(chan struct{})
 		close(ended)
@@ -596,7 +596,7 @@ func updatesEndedOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-ch
 }
 
 // closeVolumes closes vols, each once the updates under way to it have
-// ended (updatesEnded, if set, says when), waiting for their closes for
+// ended, later ones refused (endUpdates, if set, ends them), waiting for their closes for
 // wait (the stop's wait on a volume's disk; StopFlushWait if 0, an open
 // that failed): a write held up by the disk lands whenever it answers,
 // and on NFS or FUSE a close writes back what the file system holds,
@@ -606,12 +606,12 @@ func updatesEndedOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-ch
 // for the stop to hold its LOCK until then. What a clean stop counts on
 // is on the disk already: the stop's flushes passed before it saved its
 // state. before, if set (tests), runs before each close.
-func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string), updatesEnded func(vol string) <-chan struct{}) (closed <-chan struct{}, _ error) {
+func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string), endUpdates func(vol string) <-chan struct{}) (closed <-chan struct{}, _ error) {
 	ended := make(chan string, len(vols))
 	for name, v := range vols {
 		go func() {
-			if updatesEnded != nil {
-				<-updatesEnded(name)
+			if endUpdates != nil {
+				<-endUpdates(name)
 			}
 			if before != nil {
 				before(name)

@@ -487,7 +487,7 @@ func (p *Promoted) close() error {
 		p.changes.Close()
 		p.changes = nil
 	}
-	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, updatesEndedOf(p.byVol))
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, endUpdatesOf(p.byVol))
 	if err != nil {
 		err = fmt.Errorf("promoted: %w", err)
 	}

@@ -44,6 +44,9 @@ type Subsystem struct {
 	mu       sync.Mutex // the ordering lock
 	inflight []*inflight
 	spare    []*inflight // finished records, for reuse
+	// ended holds the volumes whose updates EndUpdates ended: a later
+	// update of one is refused before it is captured.
+	ended map[string]bool
 	// tracking holds the change bitmap of each suspended volume: its writes
 	// are not captured, only recorded as changed regions. It changes under
 	// mu and trackingMu both; Tracking reads it under trackingMu alone, so
@@ -89,6 +92,10 @@ type ActivityLog interface {
 // ErrSuspended is returned for a copy of a suspended volume: its secondary
 // copy stays as it was when it was suspended.
 var ErrSuspended = errors.New("volume is suspended")
+
+// ErrUpdatesEnded is returned for an update of a volume whose updates
+// EndUpdates ended: its site stops, and closes it.
+var ErrUpdatesEnded = errors.New("the volume takes no more updates: its site stops")
 
 // SetActivityLog makes every later update mark its regions in l first.
 func (s *Subsystem) SetActivityLog(l ActivityLog) {
@@ -465,8 +472,11 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 	}
 	u.Offset = uint64(off)
 	s.mu.Lock()
-	bm, l := s.tracking[u.Volume], s.actlog
+	bm, l, ended := s.tracking[u.Volume], s.actlog, s.ended[u.Volume]
 	s.mu.Unlock()
+	if ended {
+		return fmt.Errorf("subsystem %s: volume %s: %w", s.id, u.Volume, ErrUpdatesEnded)
+	}
 	if bm == nil && !now && u.Kind == recordset.KindWrite && len(u.Data) >= recordset.SplitMin && s.side.Holds(captureSumFill) {
 		// A large write of a stream the mover sends as it comes is
 		// checksummed here, before the sidefile's pacing may hold it: just
@@ -516,6 +526,20 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 	}
 	var before []chan struct{}
 	s.mu.Lock()
+	if s.ended[u.Volume] {
+		// Held (its mark, the sidefile's room) as the site's stop
+		// ended the volume's updates: it would reach the volume
+		// unseen by the stop, as it closes it.
+		s.mu.Unlock()
+		if bm == nil {
+			s.side.Release(sidefile.Cost(len(u.Data)))
+			s.unmark(u.Volume, off, int64(u.Length))
+			if l != nil {
+				l.Wrote(u.Volume, off, int64(u.Length))
+			}
+		}
+		return fmt.Errorf("subsystem %s: volume %s: %w", s.id, u.Volume, ErrUpdatesEnded)
+	}
 	if cur := s.tracking[u.Volume]; cur != bm || now && s.overlaps(u.Volume, off, off+int64(u.Length)) {
 		// The pair was suspended or resumed while this write waited:
 		// capture it the way the pair is now. Or a write that must not
@@ -923,19 +947,27 @@ func (s *Subsystem) CopyReporting(ctx context.Context, vol string, off, length i
 	return nil
 }
 
-// UpdatesEnded returns a channel closed once every update of vol under
-// way (a write, zeroes or a trim; not a copy's read) has reached the
-// volume or failed, and the volume is no longer written. A stop that
-// gave up a volume write held up by its disk (or its stamp, by the
-// timer's lease) waits for it before it lets the pair state go: the
-// write, in the kernel, lands whenever the disk answers, and a next
-// primary let in meanwhile would find its volume changed under it.
-func (s *Subsystem) UpdatesEnded(vol string) <-chan struct{} {
+// EndUpdates refuses every later update of vol (ErrUpdatesEnded), and
+// returns a channel closed once every update of vol under way (a write,
+// zeroes or a trim; not a copy's read) has reached the volume or failed:
+// the volume is no longer written then. A stop closes the volume then,
+// and lets its LOCK go once the close has ended, perhaps long after, a
+// write given up and held up by its disk: the write, in the kernel,
+// lands whenever the disk answers, and a next site let in meanwhile would
+// find its volume changed under it. An update still held before its
+// capture (its region's mark waiting for the disk, the sidefile full)
+// would go on unseen, its pwrite under way as the close, which does not
+// wait for it, returns: it is refused instead, never acknowledged.
+func (s *Subsystem) EndUpdates(vol string) <-chan struct{} {
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
 		var under []chan struct{}
 		s.mu.Lock()
+		if s.ended == nil {
+			s.ended = map[string]bool{}
+		}
+		s.ended[vol] = true
 		for _, f := range s.inflight {
 			if f.volume == vol && f.captured.IsZero() {
 				if f.done == nil {

@@ -3,6 +3,7 @@ package subsystem
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"duplex/bitmap"
 )
 
-// TestAnUpdateMarkedAfterItsVolumesUpdatesEndedNeverReachesIt: a write
+// TestAnUpdateHeldAsItsVolumesUpdatesEndNeverReachesIt: a write
 // waits for its region's mark (the activity log's disk slow) while the
 // site's stop asks for the volume's updates to end, and the mark ends
 // just after. The stop closes the volume once none is under way, and
@@ -18,7 +19,7 @@ import (
 // volume after that would land under the next site, which read the
 // volume before it. The write is refused, never acknowledged, and leaves
 // nothing captured or counted; a suspended pair's write likewise.
-func TestAnUpdateMarkedAfterItsVolumesUpdatesEndedNeverReachesIt(t *testing.T) {
+func TestAnUpdateHeldAsItsVolumesUpdatesEndNeverReachesIt(t *testing.T) {
 	for _, suspended := range []bool{false, true} {
 		name := "duplex"
 		if suspended {
@@ -33,24 +34,31 @@ func TestAnUpdateMarkedAfterItsVolumesUpdatesEndedNeverReachesIt(t *testing.T) {
 			}
 			var reached atomic.Bool
 			f.ss.SetBeforeVolumeWrite(func(string) { reached.Store(true) })
-			ended := make(chan (<-chan struct{}), 1)
-			mark := func(bool) { ended <- f.ss.UpdatesEnded("v0") }
+			// The mark ends once the updates have: the stop closes the
+			// volume then.
+			ended := make(chan bool, 1)
+			mark := func(bool) {
+				select {
+				case <-f.ss.EndUpdates("v0"):
+					ended <- true
+				case <-time.After(5 * time.Second):
+					ended <- false
+				}
+			}
 			if suspended {
 				al.stickHook = func() { mark(false) }
 			} else {
 				al.hook = mark
 			}
 			err := f.ss.Write(context.Background(), "v0", bytes.Repeat([]byte{0x6c}, 4096), 8192)
-			select {
-			case <-<-ended:
-			case <-time.After(5 * time.Second):
+			if !<-ended {
 				t.Fatal("the volume's updates have not ended, the one write still in its mark")
 			}
 			if reached.Load() {
-				t.Error("a write marked after its volume's updates ended reached the volume")
+				t.Error("a write held in its mark as its volume's updates ended reached the volume")
 			}
-			if err == nil {
-				t.Error("a write that never reached its volume was acknowledged")
+			if !errors.Is(err, ErrUpdatesEnded) {
+				t.Errorf("a write refused once its volume's updates ended returned %v, want ErrUpdatesEnded", err)
 			}
 			if got := readVol(t, f.vols["v0"], 8192, 4096); !bytes.Equal(got, make([]byte, 4096)) {
 				t.Error("the volume holds a write made after its updates ended")
