@@ -304,7 +304,21 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 			return err
 		}
 	}
-	err = <-done
+	return rejoinedEnded(ctx, cfg, log, s, <-done, back, stdout)
+}
+
+// promotedSecondary is what the site a switchover promoted a secondary
+// into takes over from it: its addresses, bound (HandOver).
+type promotedSecondary interface {
+	NBDAddr() string
+	ControlAddr() string
+	PromotedConfig() *config.Config
+	HandOver() site.Listeners
+}
+
+// rejoinedEnded ends runRejoined once its secondary s's Run returned err:
+// promoted by a switchover, it serves the site this one became.
+func rejoinedEnded(ctx context.Context, cfg *config.Config, log *slog.Logger, s promotedSecondary, err error, back bool, stdout io.Writer) error {
 	var promoted *site.PromotedError
 	switch {
 	case errors.As(err, &promoted) && back:
