@@ -317,10 +317,24 @@ type promotedSecondary interface {
 }
 
 // rejoinedEnded ends runRejoined once its secondary s's Run returned err:
-// promoted by a switchover, it serves the site this one became.
+// promoted by a switchover, it serves the site this one became, unless
+// the operator's stop came with the promotion.
 func rejoinedEnded(ctx context.Context, cfg *config.Config, log *slog.Logger, s promotedSecondary, err error, back bool, stdout io.Writer) error {
 	var promoted *site.PromotedError
 	switch {
+	case errors.As(err, &promoted) && ctx.Err() != nil:
+		// Promoted by a switchover under way when the stop came, as at
+		// duplex secondary: the promotion is recorded, and the stop is
+		// the operator's. The next start serves the site this one
+		// became.
+		s.HandOver().Close()
+		next := "duplex promote serves its volumes read-write"
+		if !back {
+			next = "duplex primary (or duplex rejoin --yes) serves it"
+		}
+		log.Warn("promoted by a switchover as the secondary stopped: this site is the session's primary; "+next,
+			"promoted_at", control.FormatTime(promoted.Promotion.At), "err", err)
+		return nil
 	case errors.As(err, &promoted) && back:
 		// A switchover at the primary promoted this site again, as it
 		// promotes any secondary.
