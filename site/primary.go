@@ -596,11 +596,12 @@ func endUpdatesOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-chan
 }
 
 // closeVolumes closes vols, each once the updates under way to it have
-// ended, later ones refused (endUpdates, if set, ends them), waiting for their closes for
-// wait (the stop's wait on a volume's disk; StopFlushWait if 0, an open
-// that failed): a write held up by the disk lands whenever it answers,
-// and on NFS or FUSE a close writes back what the file system holds,
-// and waits for a disk that stopped answering as a flush does. A close
+// ended, later ones refused (endUpdates, if set, ends them), waiting
+// for their closes for wait (the stop's wait on a volume's disk;
+// StopFlushWait if 0, an open that failed): a write held up by the disk
+// lands whenever it answers, and on NFS or FUSE a close writes back what
+// the file system holds, and waits for a disk that stopped answering as
+// a flush does. A close
 // that has not ended by then is left to end (or not) in the background,
 // and named in the error; closed is closed once every close has ended,
 // for the stop to hold its LOCK until then. What a clean stop counts on
