@@ -358,6 +358,11 @@ type State struct {
 	// no history: a history put back holds no undo of it, so its points
 	// before it no longer lead to a state the volumes had.
 	HistoryUnkept uint64 `json:"history_unkept,omitempty"`
+	// Forgotten names the volumes the secondary forgot (a primary linked
+	// without them) while groups journaled before, through the group
+	// given, were not applied yet: those groups carry the old pair's
+	// states, and a restart that replays them leaves the volume forgotten.
+	Forgotten map[string]uint64 `json:"forgotten,omitempty"`
 }
 
 // VolumeState is what the secondary knows of one volume's pair.

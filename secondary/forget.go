@@ -63,6 +63,7 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 	s.pairs.vols = s.withoutForgottenLocked(s.journaled.Group, s.pairs.vols)
 	s.pairs.unknownValid = false
 	s.durable.Volumes = s.withoutForgottenLocked(s.durable.Group, s.durable.Volumes)
+	s.durable.Forgotten = s.forgottenAfterLocked(s.durable.Group)
 	s.posMu.Unlock()
 	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
 		"volumes", gone)
@@ -105,4 +106,22 @@ func (s *Secondary) withoutForgottenLocked(n uint64, vols map[string]apply.Volum
 		}
 	}
 	return vols
+}
+
+// forgottenAfterLocked returns the volumes forgotten while a group after
+// n, journaled before, was not applied yet: the state file of group n
+// names them, so that a restart replaying those groups does not take
+// their pair states, the old pair's, as the volume's. Called with posMu
+// held (or by Open).
+func (s *Secondary) forgottenAfterLocked(n uint64) map[string]uint64 {
+	var after map[string]uint64
+	for name, at := range s.forgotten {
+		if at > n {
+			if after == nil {
+				after = map[string]uint64{}
+			}
+			after[name] = at
+		}
+	}
+	return after
 }

@@ -589,7 +589,8 @@ func Open(cfg Config) (*Secondary, error) {
 	}
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
-		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{})}
+		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{}),
+		forgotten: gomaps.Clone(st.Forgotten)}
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
 	s.gated.done = make(chan struct{})
@@ -725,6 +726,12 @@ func (s *Secondary) replay() error {
 			return err
 		}
 		s.pairs.step(g, s.journaled.Time)
+		if len(s.forgotten) != 0 {
+			// Journaled before the volume was forgotten: its markers are
+			// the old pair's.
+			s.pairs.vols = s.withoutForgottenLocked(index, s.pairs.vols)
+			s.pairs.unknownValid = false
+		}
 		s.journaled = position{Group: index, Time: g.Time, Through: maps(g.Through)}
 		if s.pairs.holding() {
 			s.hold(g)
@@ -945,7 +952,8 @@ func (s *Secondary) reached(g *consistency.Group, vols map[string]apply.VolumeSt
 	}
 	s.posMu.Lock()
 	vols = s.withoutForgottenLocked(g.Number, vols)
-	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through), Volumes: vols}
+	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through), Volumes: vols,
+		Forgotten: s.forgottenAfterLocked(g.Number)}
 	if s.gated.partial <= g.Time {
 		s.gated.partial = 0
 	}
