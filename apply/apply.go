@@ -359,9 +359,10 @@ type State struct {
 	// before it no longer lead to a state the volumes had.
 	HistoryUnkept uint64 `json:"history_unkept,omitempty"`
 	// Forgotten names the volumes the secondary forgot (a primary linked
-	// without them) while groups journaled before, through the group
-	// given, were not applied yet: those groups carry the old pair's
-	// states, and a restart that replays them leaves the volume forgotten.
+	// without them), each with the last group journaled then: the groups
+	// through it carry the old pair's states, and neither a restart that
+	// replays them nor a recover --at a point among them names the
+	// volume's copy by them.
 	Forgotten map[string]uint64 `json:"forgotten,omitempty"`
 }
 

@@ -54,16 +54,17 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 		return
 	}
 	slices.Sort(gone)
-	if s.forgotten == nil {
-		s.forgotten = map[string]uint64{}
-	}
+	// A new map: the states already published share the old one.
+	forgotten := make(map[string]uint64, len(s.forgotten)+len(gone))
+	gomaps.Copy(forgotten, s.forgotten)
 	for _, name := range gone {
-		s.forgotten[name] = s.journaled.Group
+		forgotten[name] = s.journaled.Group
 	}
+	s.forgotten = forgotten
 	s.pairs.vols = s.withoutForgottenLocked(s.journaled.Group, s.pairs.vols)
 	s.pairs.unknownValid = false
 	s.durable.Volumes = s.withoutForgottenLocked(s.durable.Group, s.durable.Volumes)
-	s.durable.Forgotten = s.forgottenAfterLocked(s.durable.Group)
+	s.durable.Forgotten = s.forgotten
 	s.posMu.Unlock()
 	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
 		"volumes", gone)
@@ -80,7 +81,7 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 // the volumes forgotten after n was journaled (see forgotten). One the
 // secondary's config still has is named as a volume it holds no copy of
 // (as Open seeds one it does not know): unnamed, it would be taken as
-// duplex, from before pair states. Called with posMu held.
+// duplex, from before pair states. Called with posMu or mu held.
 func (s *Secondary) withoutForgottenLocked(n uint64, vols map[string]apply.VolumeState) map[string]apply.VolumeState {
 	cloned := false
 	for name, at := range s.forgotten {
@@ -106,22 +107,4 @@ func (s *Secondary) withoutForgottenLocked(n uint64, vols map[string]apply.Volum
 		}
 	}
 	return vols
-}
-
-// forgottenAfterLocked returns the volumes forgotten while a group after
-// n, journaled before, was not applied yet: the state file of group n
-// names them, so that a restart replaying those groups does not take
-// their pair states, the old pair's, as the volume's. Called with posMu
-// held (or by Open).
-func (s *Secondary) forgottenAfterLocked(n uint64) map[string]uint64 {
-	var after map[string]uint64
-	for name, at := range s.forgotten {
-		if at > n {
-			if after == nil {
-				after = map[string]uint64{}
-			}
-			after[name] = at
-		}
-	}
-	return after
 }

@@ -385,6 +385,10 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 			st.Volumes[name] = apply.VolumeState{State: "duplex"}
 		}
 	}
+	// A volume forgotten after p: the copy p's states name is no longer
+	// the session's, and its image may since have been removed and made
+	// anew, or written by a new pair's first copy the undo does not reach.
+	st.Volumes, st.Forgotten = s.withoutForgottenLocked(p.Group, st.Volumes), s.forgotten
 	// The state file names p before a byte is undone: a run stopped
 	// part-way then finds the undo of what is after p held (Beyond) and
 	// finishes taking the volumes to p first, whatever time it is asked

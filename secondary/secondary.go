@@ -282,8 +282,11 @@ type Secondary struct {
 	journaled position
 	// forgotten are the volumes a primary linked without, each with the
 	// last group journaled then: a group through it, handed to the
-	// applier before, carries pair states that still name the volume
-	// (withoutForgottenLocked). Guarded by posMu.
+	// applier before, replayed after a restart or a point of the history
+	// recover --at reaches, carries pair states that still name the
+	// volume (withoutForgottenLocked). The state file keeps it
+	// (apply.State.Forgotten). Replaced, never changed in place: the
+	// states published share it. Guarded by posMu and mu.
 	forgotten map[string]uint64
 	pairs     *pairStates // as of journaled
 	held      heldGroups
@@ -590,7 +593,7 @@ func Open(cfg Config) (*Secondary, error) {
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{}),
-		forgotten: gomaps.Clone(st.Forgotten)}
+		forgotten: st.Forgotten}
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
 	s.gated.done = make(chan struct{})
@@ -953,7 +956,7 @@ func (s *Secondary) reached(g *consistency.Group, vols map[string]apply.VolumeSt
 	s.posMu.Lock()
 	vols = s.withoutForgottenLocked(g.Number, vols)
 	s.durable = apply.State{Session: s.cfg.Session, Group: g.Number, Time: g.Time, Through: maps(g.Through), Volumes: vols,
-		Forgotten: s.forgottenAfterLocked(g.Number)}
+		Forgotten: s.forgotten}
 	if s.gated.partial <= g.Time {
 		s.gated.partial = 0
 	}
