@@ -299,6 +299,19 @@ func (r *leaseRig) waitPair(vol, what string, ok func(Pair) bool) Pair {
 	}
 }
 
+// waitSuspended waits until vol's suspension by the session has ended
+// (by the session's own, if auto): the status publishes a pair suspended
+// as its suspension begins, before its marker (see
+// publishSuspendingLocked), its reason and the regions the change marks in
+// its bitmap only as the change ends, with them. A suspended pair with
+// no reason yet is one whose suspension is still under way.
+func (r *leaseRig) waitSuspended(vol string, auto bool) Pair {
+	r.t.Helper()
+	return r.waitPair(vol, "suspended by the session", func(p Pair) bool {
+		return p.State == Suspended && p.Reason != "" && (p.Auto || !auto)
+	})
+}
+
 // TestAHungLeaseLetsTheOperatorGoOnBesideAFailedWritesSuspension: a's
 // volume fails a write while the timer's lease hangs: the session's
 // suspension of a waits for the lease, not holding the operator's
@@ -311,7 +324,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideAFailedWritesSuspension(t *testing.T
 	r.ss.AddFailedWrite(subsystem.FailedWrite{Volume: "a", Offset: 3 * bitmap.DefaultRegion, Length: 4096, Err: syscall.EIO})
 	r.answersMeanwhile("a's suspension for its failed write waits", Duplex)
 	r.answered()
-	a := r.waitPair("a", "suspended", func(p Pair) bool { return p.State == Suspended })
+	a := r.waitSuspended("a", false)
 	if !strings.Contains(a.Reason, "write to its primary volume failed") {
 		t.Errorf("a suspended: %q, want its failed write said", a.Reason)
 	}
@@ -333,7 +346,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideAnAbandonedCopysSuspension(t *testin
 	r.mv.mu.Unlock()
 	r.answersMeanwhile("a's suspension for the copy given up waits", Duplex)
 	r.answered()
-	a := r.waitPair("a", "suspended", func(p Pair) bool { return p.State == Suspended })
+	a := r.waitSuspended("a", false)
 	if a.Reason != reasonCopyReadHung {
 		t.Errorf("a suspended: %q, want %q", a.Reason, reasonCopyReadHung)
 	}
@@ -354,13 +367,17 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsSuspension(t *testing.T) 
 	r.answersMeanwhile("the session's suspension waits", Duplex)
 	r.answered()
 	for _, vol := range []string{"a", "b"} {
-		p := r.waitPair(vol, "suspended by the session", func(p Pair) bool { return p.State == Suspended && p.Auto })
+		p := r.waitSuspended(vol, true)
 		if p.Reason != reasonLinkDown {
 			t.Errorf("%s suspended: %q, want %q", vol, p.Reason, reasonLinkDown)
 		}
 	}
-	if bm := r.ss.Tracking("b"); bm == nil || !marked(bm, 8192) {
-		t.Errorf("b's write, dropped with the rest at the session's suspension, is not in its bitmap (%v)", bm)
+	// The updates held go after the suspension is published, its reason
+	// with it (the drop runs without the manager's lock).
+	for end := time.Now().Add(10 * time.Second); !marked(r.ss.Tracking("b"), 8192); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("b's write, dropped with the rest at the session's suspension, is not in its bitmap 10 s after it")
+		}
 	}
 }
 
@@ -379,7 +396,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideAStaleRefusalsSuspension(t *testing.
 	r.answersMeanwhile("the session's suspension for a stale record set waits", Duplex)
 	r.answered()
 	for _, vol := range []string{"a", "b"} {
-		p := r.waitPair(vol, "suspended by the session", func(p Pair) bool { return p.State == Suspended && p.Auto })
+		p := r.waitSuspended(vol, true)
 		if p.Reason != reasonStale {
 			t.Errorf("%s suspended: %q, want %q", vol, p.Reason, reasonStale)
 		}
