@@ -116,6 +116,13 @@ func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 		return err
 	}
 	defer ch.Close()
+	// Looked for again with the LOCK that every making of it holds: this
+	// runs before the pair state's own LOCK, and another start may have
+	// made it since the look above, and run on it, its writes marked there
+	// alone.
+	if _, err := fsys.Stat(filepath.Join(dir, "pairs.json")); err == nil {
+		return nil
+	}
 	for i := range vols {
 		vols[i].Changed = ch.Bitmap(vols[i].Name).Clone()
 	}
