@@ -15,26 +15,45 @@ import (
 	"duplex/transport"
 )
 
-// statPausedFS pauses the first Stat of path, after it is done, until
-// release is closed: a start whose disk is slow between its look at the
-// pair state and what it does next.
-type statPausedFS struct {
+// pausedFS pauses the first Stat (or, with mkdir, MkdirAll) of path,
+// after it is done, until released is closed: a start whose disk is slow
+// between that step and the next.
+type pausedFS struct {
 	disk.FS
 	path     string
+	mkdir    bool
 	once     sync.Once
 	statted  chan struct{}
 	released chan struct{}
 }
 
-func (f *statPausedFS) Stat(name string) (fs.FileInfo, error) {
-	fi, err := f.FS.Stat(name)
+func newPausedFS(path string, mkdir bool) *pausedFS {
+	return &pausedFS{FS: disk.OS, path: path, mkdir: mkdir, statted: make(chan struct{}), released: make(chan struct{})}
+}
+
+func (f *pausedFS) pause(name string) {
 	if name == f.path {
 		f.once.Do(func() {
 			close(f.statted)
 			<-f.released
 		})
 	}
+}
+
+func (f *pausedFS) Stat(name string) (fs.FileInfo, error) {
+	fi, err := f.FS.Stat(name)
+	if !f.mkdir {
+		f.pause(name)
+	}
 	return fi, err
+}
+
+func (f *pausedFS) MkdirAll(name string, perm fs.FileMode) error {
+	err := f.FS.MkdirAll(name, perm)
+	if f.mkdir {
+		f.pause(name)
+	}
+	return err
 }
 
 // TestSeedReverseLeavesARunningReversePrimarysPairState starts two
@@ -61,7 +80,7 @@ func TestSeedReverseLeavesARunningReversePrimarysPairState(t *testing.T) {
 		t.Fatal(err)
 	}
 	pairsPath := filepath.Join(ReverseDir(cfg), "pairs.json")
-	slow := &statPausedFS{FS: disk.OS, path: pairsPath, statted: make(chan struct{}), released: make(chan struct{})}
+	slow := newPausedFS(pairsPath, false)
 	slowDone := make(chan error, 1)
 	go func() { slowDone <- seedReverse(cfg, rev, pr, slow) }()
 	<-slow.statted
@@ -90,4 +109,47 @@ func TestSeedReverseLeavesARunningReversePrimarysPairState(t *testing.T) {
 			"%d regions, first at %d (found %v); want the region at 2 MiB the running site wrote (the second start made the pair state again over it)",
 			bm.Count(), off, ok)
 	}
+}
+
+// TestPromotedSiteRefusedOnceTheReversePrimaryMadeItsPairState starts
+// the promoted site and the primary of the reverse direction at once: the
+// promoted site looks for the reverse pair state before the other made
+// it, and is slow to take the changed regions' LOCK; the other makes the
+// pair state, runs and stops. The promoted site must then be refused:
+// the changed regions are the reverse pair state's from then on, and
+// writes it marked in the promotion's alone would be left out of the
+// old primary's rejoin.
+func TestPromotedSiteRefusedOnceTheReversePrimaryMadeItsPairState(t *testing.T) {
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	stopSec()
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	slow := newPausedFS(PromotedDir(cfg), true)
+	type opened struct {
+		p   *Promoted
+		err error
+	}
+	slowDone := make(chan opened, 1)
+	go func() {
+		p, err := OpenPromoted(cfg, quiet, PromotedOptions{FS: slow})
+		slowDone <- opened{p, err}
+	}()
+	<-slow.statted
+
+	_, stopB := openReversed(t, cfg, quiet, transport.NewMemNetwork(2, transport.Faults{}))
+	stopB()
+
+	close(slow.released)
+	o := <-slowDone
+	if o.err == nil {
+		o.p.close()
+		t.Fatal("the promoted site opened after the primary of the reverse direction made its pair state " +
+			"(it looked for the pair state before, and took the LOCK after): want it refused")
+	}
+	t.Logf("refused: %v", o.err)
 }
