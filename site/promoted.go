@@ -387,16 +387,19 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 		if pr.Session != cfg.Session {
 			return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
 		}
-		starting.step(ReverseDir(cfg))
-		if reversed(cfg) {
-			// Its pair state holds the changed regions from then on.
-			return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
-		}
 		p.promotion = pr
 		starting.step(filepath.Join(dir, "LOCK"))
 		lock, err := failover.LockChanges(opts.FS, dir)
 		if err != nil {
 			return nil, fmt.Errorf("promoted: %w", err)
+		}
+		// With the LOCK, which the reverse pair state's making holds: a
+		// look before it may miss one made meanwhile.
+		starting.step(ReverseDir(cfg))
+		if reversed(cfg) {
+			lock.Close()
+			// Its pair state holds the changed regions from then on.
+			return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
 		}
 		return lock, nil
 	}, func() (err error) {
