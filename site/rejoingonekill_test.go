@@ -124,3 +124,27 @@ func TestARejoinOfAGoneImageStoppedAtEachStepIsTakenUp(t *testing.T) {
 		})
 	}
 }
+
+// TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest: at the
+// promoted site, a pair resumed before the old primary's request arrives
+// (the operator's duplex pair resume while the old primary's rejoin was
+// on its way, killed before its request): the request's regions, the whole
+// volume whose image at the old primary was made anew, are copied all the
+// same. Skipped, the pair would be duplex over zeros.
+func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg, b, rev := goneAtOldPrimary(t)
+	_, r := beginRejoin(t, cfg, b)
+	a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, a.Run)
+	if err := b.Pairs().Resume("vol1"); err != nil {
+		t.Fatalf("the operator's resume of vol1 at the promoted site: %v", err)
+	}
+	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	endsIdentical(t, cfg, b, a)
+}
