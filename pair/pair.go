@@ -130,6 +130,14 @@ type Pair struct {
 	// pair's resync for lack of journal room): it holds no consistent copy
 	// of the pair until a copy of it ends.
 	Inconsistent bool `json:"inconsistent,omitempty"`
+	// RejoinOwed says the pair was made suspended for the other site's
+	// rejoin (WriteSuspended) and that rejoin's regions, where the other
+	// site may hold writes this one never had, are not added yet
+	// (AddChanged): resumed before, the pair would go duplex over them. A
+	// record written before this field existed has none, and resumes as it
+	// did: refusing there would hold for ever the pairs an older run's
+	// rejoin already resumed, whose request never comes again.
+	RejoinOwed bool `json:"rejoin_owed,omitempty"`
 	// CopyFailing says why a pending pair's copy does not go on: its last
 	// try failed, and it waits to be tried again (see copyFailed). Not
 	// saved: a start tries at once.
@@ -2445,8 +2453,10 @@ func (mg *Manager) add(vol string) error {
 	p.FirstCopy = true
 	p.Consistent = claim(p, mg.mover.Stats().Acked)
 	// The first copy lands over whatever the secondary held of the volume:
-	// no time kept from before it names its image again.
+	// no time kept from before it names its image again, and no rejoin's
+	// regions are owed.
 	p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
+	p.RejoinOwed = false
 	delete(mg.firstEnds, vol)
 	if _, err := mg.resumeMarkedWithin(p, uint64(p.Size), mg.operatorWait()); err != nil {
 		*p = was
@@ -2839,6 +2849,9 @@ func (mg *Manager) resume(vol string) error {
 	if p.Deleted || p.State != Suspended {
 		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
 	}
+	if p.RejoinOwed {
+		return rejoinOwed(vol)
+	}
 	if err := mg.checkRoom(p); errors.Is(err, errRoomUnknown) {
 		mg.awaitRoom(p)
 		return nil
@@ -3126,6 +3139,14 @@ func (mg *Manager) resumeAllUnsaved(autoOnly bool, wait time.Duration) (names []
 		p := mg.pairs[name]
 		if p.Deleted || p.State != Suspended || (autoOnly && !p.Auto) {
 			continue
+		}
+		if p.RejoinOwed {
+			if autoOnly {
+				continue
+			}
+			mg.unlock()
+			mg.saveMu.Unlock()
+			return nil, false, rejoinOwed(name)
 		}
 		ps = append(ps, p)
 		names = append(names, name)

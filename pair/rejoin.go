@@ -2,6 +2,7 @@ package pair
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -45,7 +46,7 @@ func WriteSuspended(fsys disk.FS, dir string, since int64, vols []SuspendedVolum
 			return fmt.Errorf("pair state of %s: %w", v.Name, err)
 		}
 		st.Pairs = append(st.Pairs, &Pair{Volume: v.Name, Subsystem: v.Subsystem, State: Suspended, Size: v.Size,
-			Consistent: since, Since: since})
+			Consistent: since, Since: since, RejoinOwed: true})
 	}
 	data, err := json.Marshal(st)
 	if err != nil {
@@ -57,11 +58,25 @@ func WriteSuspended(fsys disk.FS, dir string, since int64, vols []SuspendedVolum
 	return nil
 }
 
-// AddChanged adds the regions of extra to vol's changed regions if the pair
-// is suspended, and returns once they are saved; a pair that is not
-// suspended is left as it is, and added reports false. A rejoin adds the
-// regions where the old primary may hold writes this site never had, so
-// that the resume copies them too.
+// ErrRejoinOwed refuses the resume of a pair whose rejoin's regions are
+// not added yet (see Pair.RejoinOwed).
+var ErrRejoinOwed = errors.New("awaits the other site's rejoin")
+
+func rejoinOwed(vol string) error {
+	return fmt.Errorf("%s %w: the regions where the other site (the old primary) may hold writes this site never had, "+
+		"or its whole image made anew, are not added to the pair yet, and resumed now it would go duplex over them; "+
+		"the other site's `duplex rejoin --yes` resumes it. If that site is lost for good, check what its secondary copy "+
+		"holds, then `duplex pair delete %s` and `duplex pair add %s` for a whole copy to the secondary",
+		vol, ErrRejoinOwed, vol, vol)
+}
+
+// AddChanged adds the regions of extra (nil: none) to vol's changed
+// regions if the pair is suspended, and returns once they are saved; a
+// pair that is not suspended is left as it is, and added reports false. A
+// rejoin adds the regions where the old primary may hold writes this site
+// never had, so that the resume copies them too; the pair's resume is
+// refused until then (RejoinOwed), so none is left suspended without them
+// at the rejoin, and a repeated request finds it resumed.
 func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err error) {
 	mg.mu.Lock()
 	p, err := mg.pair(vol)
@@ -71,16 +86,25 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 	}
 	bm := mg.vols[vol].Subsystem.Tracking(vol)
 	if p.Deleted || p.State != Suspended || bm == nil {
+		if p.RejoinOwed {
+			p.RejoinOwed = false
+			mg.dirty = true
+			mg.unlock()
+			return false, mg.persist("add changed regions of", vol)
+		}
 		mg.unlock()
 		return false, nil
 	}
-	if extra.Size() != bm.Size() {
+	if extra != nil && extra.Size() != bm.Size() {
 		mg.unlock()
 		return false, fmt.Errorf("%s: regions of a volume of %d bytes, not %d", vol, extra.Size(), bm.Size())
 	}
-	for r, off, n, ok := extra.Next(0); ok; r, off, n, ok = extra.Next(r + 1) {
-		bm.Set(off, n)
+	if extra != nil {
+		for r, off, n, ok := extra.Next(0); ok; r, off, n, ok = extra.Next(r + 1) {
+			bm.Set(off, n)
+		}
 	}
+	p.RejoinOwed = false
 	mg.dirty = true
 	mg.unlock()
 	return true, mg.persist("add changed regions of", vol)

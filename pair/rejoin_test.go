@@ -1,9 +1,11 @@
 package pair
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +65,10 @@ func TestWriteSuspendedThenAddChangedAndResume(t *testing.T) {
 	if ch, err := r.mg.Changed("a"); err != nil || ch.Count() != 4 {
 		t.Errorf("Changed(a): %v, %v, want 4 regions", ch, err)
 	}
+	// The rejoin names b too, with no regions: owed nothing more.
+	if _, err := r.mg.AddChanged("b", nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := r.mg.ResumeAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +82,70 @@ func TestWriteSuspendedThenAddChangedAndResume(t *testing.T) {
 	}
 	if p := r.pair("b"); p.State != Duplex || p.Resynced != 0 {
 		t.Errorf("b after the resync: %s, resynced %d bytes, want duplex with none", p.State, p.Resynced)
+	}
+}
+
+// TestAPairMadeForARejoinResumesOnlyOnceTheRejoinsRegionsAreAdded: a pair
+// state written suspended for the other site's rejoin refuses an
+// operator's resume, one pair or all, after a restart too, with a message
+// that says how it resumes and what to do if the other site is lost; once
+// the rejoin's regions are added it resumes and copies them, and the same
+// regions asked again (a repeated request) change nothing.
+func TestAPairMadeForARejoinResumesOnlyOnceTheRejoinsRegionsAreAdded(t *testing.T) {
+	const size = 64 * twinRegion
+	r := &rig{t: t, dir: t.TempDir()}
+	r.ss = newMemSubsystem("ss", 1<<30)
+	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
+	r.vols = []Volume{{Name: "a", Subsystem: r.ss, Size: size}}
+	r.opts = Options{Dir: r.dir, SuspendAfter: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	if err := WriteSuspended(nil, r.dir, 1000, []SuspendedVolume{{Name: "a", Subsystem: "ss", Size: size}}); err != nil {
+		t.Fatal(err)
+	}
+	r.openLog()
+	r.open()
+	refused := func(when string) {
+		t.Helper()
+		err := r.mg.Resume("a")
+		if !errors.Is(err, ErrRejoinOwed) {
+			t.Fatalf("resume of a %s: %v, want refused for the rejoin", when, err)
+		}
+		for _, says := range []string{"`duplex rejoin --yes` resumes it", "lost for good", "`duplex pair delete a`", "`duplex pair add a`"} {
+			if !strings.Contains(err.Error(), says) {
+				t.Errorf("the refusal %q does not say %q", err, says)
+			}
+		}
+		if _, err := r.mg.ResumeAll(); !errors.Is(err, ErrRejoinOwed) {
+			t.Fatalf("resume --all %s: %v, want refused for the rejoin", when, err)
+		}
+		if p := r.pair("a"); p.State != Suspended {
+			t.Fatalf("a %s: %s, want still suspended", when, p.State)
+		}
+	}
+	refused("before the rejoin")
+	r.crash()
+	refused("after a restart before the rejoin")
+
+	extra := bitmap.New(size, twinRegion)
+	extra.Set(7*twinRegion, 2*twinRegion)
+	if added, err := r.mg.AddChanged("a", extra); err != nil || !added {
+		t.Fatalf("AddChanged: %v, %v", added, err)
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatalf("resume once the rejoin's regions are added: %v", err)
+	}
+	if added, err := r.mg.AddChanged("a", extra); err != nil || added {
+		t.Errorf("the rejoin's regions added again: %v, %v, want not added", added, err)
+	}
+	r.settle()
+	if p := r.pair("a"); p.State != Duplex || p.Resynced != 2*twinRegion {
+		t.Errorf("a after the resync: %s, resynced %d bytes, want duplex with %d", p.State, p.Resynced, 2*twinRegion)
+	}
+	// Owed nothing any more: a later suspension resumes as any does.
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Errorf("resume of a later suspension: %v", err)
 	}
 }

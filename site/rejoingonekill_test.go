@@ -3,6 +3,7 @@ package site
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/pair"
 	"duplex/transport"
 )
 
@@ -126,11 +128,12 @@ func TestARejoinOfAGoneImageStoppedAtEachStepIsTakenUp(t *testing.T) {
 }
 
 // TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest: at the
-// promoted site, a pair resumed before the old primary's request arrives
-// (the operator's duplex pair resume while the old primary's rejoin was
-// on its way, killed before its request): the request's regions, the whole
-// volume whose image at the old primary was made anew, are copied all the
-// same. Skipped, the pair would be duplex over zeros.
+// promoted site, a pair the operator resumes before the old primary's
+// request arrives (duplex pair resume while the old primary's rejoin was
+// on its way, killed before its request) is refused, and stays suspended:
+// the request's regions, the whole volume whose image at the old primary
+// was made anew, are copied all the same. Resumed, it would be duplex over
+// zeros. The request asked again adds nothing and ends the same.
 func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg, b, rev := goneAtOldPrimary(t)
@@ -140,11 +143,13 @@ func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	runFor(t, a.Run)
-	if err := b.Pairs().Resume("vol1"); err != nil {
-		t.Fatalf("the operator's resume of vol1 at the promoted site: %v", err)
+	if err := b.Pairs().Resume("vol1"); !errors.Is(err, pair.ErrRejoinOwed) {
+		t.Fatalf("the operator's resume of vol1 at the promoted site: %v, want refused until the rejoin", err)
 	}
-	if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	endsIdentical(t, cfg, b, a)
 }

@@ -201,7 +201,8 @@ func (p *Primary) changedRegions() func() (control.Changes, error) {
 // regions, saved, and every pair is resumed, so that the resync copies the
 // union under the hold of every resync. Asked again (the old primary
 // restarted before it heard the answer), the regions of a pair resumed
-// already are not added again: they were, before its resume. Nil elsewhere.
+// already are not added again: they were, before its resume, which is
+// refused until the request (pair.ErrRejoinOwed). Nil elsewhere.
 func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, error) {
 	if p.promotion == nil {
 		return nil
@@ -215,6 +216,7 @@ func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, er
 			names = append(names, name)
 		}
 		sort.Strings(names)
+		extra := map[string]*bitmap.Bitmap{}
 		for _, name := range names {
 			v, ok := p.vols[name]
 			if !ok {
@@ -224,7 +226,13 @@ func (p *Primary) rejoin() func(control.RejoinRequest) (control.RejoinResult, er
 			if err != nil {
 				return control.RejoinResult{}, fmt.Errorf("the regions of %s: %w", name, err)
 			}
-			if _, err := p.pairs.AddChanged(name, bm); err != nil {
+			extra[name] = bm
+		}
+		// Every pair, named or not: the request is all the old primary
+		// holds that this site never had, so a pair it does not name is
+		// owed nothing more, and its resume is no longer refused.
+		for _, name := range p.order {
+			if _, err := p.pairs.AddChanged(name, extra[name]); err != nil && !errors.Is(err, pair.ErrUnknownVolume) {
 				return control.RejoinResult{}, err
 			}
 		}
