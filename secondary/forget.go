@@ -2,6 +2,7 @@ package secondary
 
 import (
 	gomaps "maps"
+	"math"
 	"slices"
 
 	"duplex/apply"
@@ -107,4 +108,44 @@ func (s *Secondary) withoutForgottenLocked(n uint64, vols map[string]apply.Volum
 		}
 	}
 	return vols
+}
+
+// ForgottenThroughJournal, as a volume's group in apply.State.Forgotten,
+// forgets the volume through every group journaled when the secondary
+// opens: Open names that group (resolveForgotten).
+const ForgottenThroughJournal = math.MaxUint64
+
+// ForgetCopy records in st, before the secondary opens, that its copy of
+// vol, a deleted pair's whose image is gone, is no longer one: the image
+// is made anew as zeros. Deleted, consistent as of no time, and forgotten
+// through the groups journaled so far, the old pair's: neither their
+// replay nor recover --at a point of the history before names the zeros
+// as a copy.
+func ForgetCopy(st *apply.State, vol string) {
+	if st.Volumes == nil {
+		st.Volumes = map[string]apply.VolumeState{}
+	}
+	st.Volumes[vol] = apply.VolumeState{State: StateDeleted, Inconsistent: true, NoWholeCopy: true}
+	forgotten := make(map[string]uint64, len(st.Forgotten)+1)
+	gomaps.Copy(forgotten, st.Forgotten)
+	forgotten[vol] = ForgottenThroughJournal
+	st.Forgotten = forgotten
+}
+
+// resolveForgotten names, for each volume of st forgotten through the
+// journal (ForgottenThroughJournal), the last group journaled, last, and
+// reports whether it named any: the groups a new pair's stream brings
+// later are the new pair's.
+func resolveForgotten(st *apply.State, last uint64) bool {
+	resolved := false
+	for name, at := range st.Forgotten {
+		if at != ForgottenThroughJournal {
+			continue
+		}
+		if !resolved {
+			st.Forgotten, resolved = gomaps.Clone(st.Forgotten), true
+		}
+		st.Forgotten[name] = max(last, st.Group)
+	}
+	return resolved
 }

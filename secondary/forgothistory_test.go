@@ -92,7 +92,7 @@ func TestRecoverAtAPointBeforeADeletedPairsImageWasMadeAnew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Volumes["vol2"] = apply.VolumeState{State: StateDeleted, Inconsistent: true, NoWholeCopy: true}
+	ForgetCopy(&st, "vol2")
 	if err := apply.WriteState(path, st); err != nil {
 		t.Fatal(err)
 	}

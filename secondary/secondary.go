@@ -581,7 +581,8 @@ func Open(cfg Config) (*Secondary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	if seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes))) {
+	seeded := seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes)))
+	if resolveForgotten(&st, j.LastIndex()) || seeded {
 		// Durable before anything arrives: a restart, recover and the
 		// journal's readers (RecoversTo) start from it too. After the
 		// journal's own checks, whose message says what the disk lacks.

@@ -119,10 +119,7 @@ func deletedCopyGone(cfg *config.Config, log *slog.Logger, vol, path string, gon
 	if err != nil {
 		return err
 	}
-	if st.Volumes == nil {
-		st.Volumes = map[string]apply.VolumeState{}
-	}
-	st.Volumes[vol] = apply.VolumeState{State: secondary.StateDeleted, Inconsistent: true, NoWholeCopy: true}
+	secondary.ForgetCopy(&st, vol)
 	if err := apply.WriteState(StatePath(cfg), st); err != nil {
 		return fmt.Errorf("a deleted pair's image is gone: %w", err)
 	}
