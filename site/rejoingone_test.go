@@ -25,17 +25,8 @@ import (
 func TestARejoinCopiesAnImageGoneHere(t *testing.T) {
 	for _, g := range gone[:2] { // deleted, emptied; cut short: TestARejoinOfAnImageCutShortHere
 		t.Run(g.name, func(t *testing.T) {
-			cfg := rejoinConfig(t)
+			cfg := duplexWroteVol1(t)
 			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-			_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-			waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
-			ctx := context.Background()
-			if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{1}, 4096), 3<<20); err != nil {
-				t.Fatal(err)
-			}
-			quiesceMover(t, prim)
-			stopPrim()
-			stopSec()
 
 			path := cfg.Primary.Subsystems[0].Volumes[0].Path
 			if err := g.do(path); err != nil {
@@ -48,14 +39,7 @@ func TestARejoinCopiesAnImageGoneHere(t *testing.T) {
 				t.Fatalf("the old primary's refusal: %v; want the image gone, and duplex promote at the secondary", err)
 			}
 			// As the refusal says: the secondary's site becomes the primary.
-			if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
-				t.Fatal(err)
-			}
-			rev := transport.NewMemNetwork(2, transport.Faults{})
-			b, _ := openReversed(t, cfg, quiet, rev)
-			if err := b.Write(ctx, "vol3", bytes.Repeat([]byte{3}, 4096), 2<<20); err != nil {
-				t.Fatal(err)
-			}
+			b, rev := promotedWroteVol3(t, cfg)
 
 			plan, r := beginRejoin(t, cfg, b)
 			for _, v := range plan {

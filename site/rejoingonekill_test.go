@@ -22,29 +22,46 @@ import (
 // whole into an image made anew.
 func goneAtOldPrimary(t *testing.T) (cfg *config.Config, b *Primary, rev *transport.MemNetwork) {
 	t.Helper()
-	cfg = rejoinConfig(t)
+	cfg = duplexWroteVol1(t)
+	if err := os.Remove(cfg.Primary.Subsystems[0].Volumes[0].Path); err != nil {
+		t.Fatal(err)
+	}
+	b, rev = promotedWroteVol3(t, cfg)
+	return cfg, b, rev
+}
+
+// duplexWroteVol1 links two sites until every pair is duplex, writes 1 at
+// vol1's 3 MiB, ships it, and stops both: the old primary of a rejoin.
+func duplexWroteVol1(t *testing.T) *config.Config {
+	t.Helper()
+	cfg := rejoinConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
 	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
-	ctx := context.Background()
-	if err := prim.Write(ctx, "vol1", bytes.Repeat([]byte{1}, 4096), 3<<20); err != nil {
+	if err := prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{1}, 4096), 3<<20); err != nil {
 		t.Fatal(err)
 	}
 	quiesceMover(t, prim)
 	stopPrim()
 	stopSec()
-	if err := os.Remove(cfg.Primary.Subsystems[0].Volumes[0].Path); err != nil {
-		t.Fatal(err)
-	}
+	return cfg
+}
+
+// promotedWroteVol3 promotes the secondary's site of cfg, runs it as the
+// reverse direction's primary and writes 3 at vol3's 2 MiB there.
+func promotedWroteVol3(t *testing.T, cfg *config.Config) (*Primary, *transport.MemNetwork) {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
 	if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}
-	rev = transport.NewMemNetwork(2, transport.Faults{})
-	b, _ = openReversed(t, cfg, quiet, rev)
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	b, _ := openReversed(t, cfg, quiet, rev)
 	if err := b.Write(ctx, "vol3", bytes.Repeat([]byte{3}, 4096), 2<<20); err != nil {
 		t.Fatal(err)
 	}
-	return cfg, b, rev
+	return b, rev
 }
 
 // endsIdentical checks a rejoin taken up again: every pair of b duplex,
