@@ -1,9 +1,11 @@
 package secondary
 
 import (
+	"fmt"
 	gomaps "maps"
 	"math"
 	"slices"
+	"strings"
 
 	"duplex/apply"
 	"duplex/transport"
@@ -18,7 +20,8 @@ import (
 // volume (a start then refuses it as gone), or over one the new pair's
 // first copy has not written yet. Not at the secondary's own open
 // without the volume: a mistake in its config alone must not forget a
-// copy the primary still pairs.
+// copy the primary still pairs; nor a consistent copy the secondary's
+// config still has (unnamedCopiesLocked refuses that primary first).
 //
 // A volume whose resync holds the secondary is kept: its hold is the
 // other volumes' consistency, let go only by the markers of the stream.
@@ -76,6 +79,57 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 	if err != nil {
 		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
 	}
+}
+
+// unnamedCopiesLocked returns the refusal of a primary whose hello
+// (vols) does not name a volume of which the secondary holds a copy it
+// calls consistent, as journaled or as applied, while its own config
+// still has the volume; "" if there is none. Such a primary is a
+// replacement started without the volume, or a slip in the primary's
+// config alone: linked, the secondary would forget a copy that may be
+// the only good one, unasked. The operator decides: the volume back at
+// the primary, or out of the secondary's config too (then forgotten at
+// the link). A deleted pair's copy is no longer the session's, and one
+// consistent as of no time holds nothing to keep: both are forgotten.
+// Called with s.mu held, in the hold that links the primary.
+func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
+	named := make(map[string]bool, len(vols))
+	for _, v := range vols {
+		named[v.Name] = true
+	}
+	consistent := func(v apply.VolumeState, ok bool) bool {
+		return ok && !v.Inconsistent && v.State != StateDeleted
+	}
+	s.posMu.Lock()
+	applied := s.reportedLocked()
+	s.posMu.Unlock()
+	var kept []string
+	for name := range s.cfg.Volumes {
+		if named[name] {
+			continue
+		}
+		j, jok := s.pairs.vols[name]
+		a, aok := applied.Volumes[name]
+		if !s.pairs.open[name] && !consistent(j, jok) && !consistent(a, aok) {
+			continue
+		}
+		v := s.volumeLocked(name, applied)
+		as := "a copy the groups journaled make consistent"
+		if v.Consistent {
+			as = "a copy consistent as of " + fmtTime(v.Time)
+		}
+		kept = append(kept, fmt.Sprintf("%q, of which this secondary holds %s (%s)", name, as, v.State))
+	}
+	if len(kept) == 0 {
+		return ""
+	}
+	slices.Sort(kept)
+	return fmt.Sprintf("the primary does not name volume %s: linked, the secondary would forget that copy (its image stays, "+
+		"no longer called consistent), which may be the only good one. If the volume stays in the session, add it back to the "+
+		"primary's config and start the primary again (a primary that forgot the pair copies the volume whole from its own image; "+
+		"if this copy is the good one, make this site the primary instead: duplex promote); if it leaves the session, take it "+
+		"out of this secondary's config too and start the secondary again: it forgets the copy once the primary links",
+		strings.Join(kept, "; volume "))
 }
 
 // withoutForgottenLocked returns vols, the pair states of group n, without

@@ -33,12 +33,15 @@ func TestRecoverAtAPointBeforeAForgetDoesNotClaimTheForgottenCopy(t *testing.T) 
 		t.Fatalf("after the copies vol2 is reported %+v, want consistent", v)
 	}
 
-	// A primary links without vol2: forgotten. Its image is removed with
-	// it, and the secondary opened again makes it as zeros.
-	h := r.hello()
-	h.Instance = 8
-	h.Volumes = []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}
-	if _, typ, _ := r.dial(h); typ != transport.TypeWelcome {
+	// Taken out of both configs, vol2 is forgotten once a primary links
+	// without it. Its image is removed with it, and the secondary opened
+	// again with it added back makes it as zeros.
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	delete(r.sizes, "vol2")
+	r.open()
+	if _, typ, _ := r.dial(r.hello()); typ != transport.TypeWelcome {
 		t.Fatalf("frame type %d, want a welcome", typ)
 	}
 	if err := r.stop(); err != nil {
@@ -47,6 +50,7 @@ func TestRecoverAtAPointBeforeAForgetDoesNotClaimTheForgottenCopy(t *testing.T) 
 	if err := os.Remove(filepath.Join(r.dir, "vol2.img")); err != nil {
 		t.Fatal(err)
 	}
+	r.sizes["vol2"] = 1 << 20
 	r.open()
 	if _, err := r.sec.FenceToRecover(); err != nil {
 		t.Fatal(err)

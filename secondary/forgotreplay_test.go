@@ -54,7 +54,11 @@ func copyFiles(t *testing.T, src, dst string) {
 // volume forgotten while groups that still carry its pair's markers wait
 // journaled for the volumes is not brought back by their replay after a
 // kill: the state file says it was forgotten, and the markers the stream
-// sent before are the old pair's, not the new one's.
+// sent before are the old pair's, not the new one's. The volume's first
+// copy is under way (a consistent copy the secondary's config still has
+// would refuse the primary instead): replayed, its marker would name a
+// first copy the new pair never began, whose end would make the image
+// the primary's.
 func TestForgottenVolumeStaysForgottenAfterAKillBeforeItsGroupsApply(t *testing.T) {
 	r := newRig(t, map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20})
 	gate := make(chan struct{})
@@ -73,7 +77,7 @@ func TestForgottenVolumeStaysForgottenAfterAKillBeforeItsGroupsApply(t *testing.
 	}
 	conn = conn.(settledConn).Conn // the applier waits at the gate
 	sendRecordSet(t, conn, writeSet(1, 10_000, mark("vol1", recordset.StateFirstCopy), mark("vol2", recordset.StateFirstCopy), write("vol1", 0), write("vol2", 0)))
-	sendRecordSet(t, conn, writeSet(2, 20_000, mark("vol1", recordset.StateCopyEnd), mark("vol2", recordset.StateCopyEnd)))
+	sendRecordSet(t, conn, writeSet(2, 20_000, mark("vol1", recordset.StateCopyEnd), write("vol2", 4096)))
 	if reason, acked := answers(t, conn, 1); acked < 2 {
 		t.Fatalf("acknowledged through group %d, want 2 at least (refusal %q)", acked, reason)
 	}

@@ -1526,6 +1526,9 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	} else {
 		reason = s.generationLocked(hello.Generation)
 	}
+	if reason == "" {
+		reason = s.unnamedCopiesLocked(hello.Volumes)
+	}
 	if reason != "" {
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
