@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,4 +170,73 @@ func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
 		}
 	}
 	endsIdentical(t, cfg, b, a)
+}
+
+// TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy: the old
+// primary's image of vol1 gone, its rejoin is stopped (as a kill -9
+// leaves its records) at each step, and the image made anew is lost
+// again before the rejoin is taken up from the record. Before the images
+// are made, the image is made anew and copied whole. Once they are made
+// (the record says so before the promoted site is asked: the copy may
+// write to them from then on, and the groups it journaled name them as
+// the promoted site's), a gone image is refused as after the request was
+// recorded, naming the image: made anew, its zeros would be reported as
+// the copy, consistent, until the request asked again copied it.
+func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, step := range []string{"after the record", "after the images made anew", "after the request answered, not recorded"} {
+		t.Run(step, func(t *testing.T) {
+			cfg, b, rev := goneAtOldPrimary(t)
+			_, r := beginRejoin(t, cfg, b)
+			path := cfg.Primary.Subsystems[0].Volumes[0].Path
+			if step != "after the record" {
+				a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: keptOpen{rev}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				stopA := runFor(t, a.Run)
+				if step == "after the request answered, not recorded" {
+					if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+						t.Fatal(err)
+					}
+					waitFor(t, time.Minute, "every pair of the reverse direction duplex", func() bool { return allPairsDuplex(b.Status()) })
+					quiesceMover(t, b)
+					sameImages(t, cfg, "after the copy", b, a)
+				}
+				stopA()
+				rev.Cut()
+				if err := os.Remove(path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := ReadRejoin(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Delivered {
+				t.Fatal("the record says the request was delivered: the step is not the one under test")
+			}
+			a, err := OpenRejoined(cfg, quiet, got, SecondaryOptions{Listener: rev})
+			if step == "after the record" {
+				if err != nil {
+					t.Fatalf("the rejoin taken up before its images were made: %v", err)
+				}
+				runFor(t, a.Run)
+				if _, err := b.rejoin()(control.RejoinRequest{Generation: got.Generation, Volumes: got.Discarded}); err != nil {
+					t.Fatal(err)
+				}
+				endsIdentical(t, cfg, b, a)
+				return
+			}
+			if err == nil {
+				v := a.Replica().Volume("vol1")
+				a.Close()
+				t.Fatalf("the rejoin taken up with vol1's image made anew a second time: opened, vol1 (zeros) reported %+v; want refused", v)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("the refusal does not name the image %s: %v", path, err)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
 }
