@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"duplex/actlog"
@@ -149,9 +150,16 @@ type Rejoined struct {
 	// pairs: the copy is under way or done.
 	Delivered bool `json:"delivered,omitempty"`
 	// Gone are the volumes whose image here was gone when the rejoin
-	// began, copied whole: until Delivered, the rejoined site makes their
-	// images anew (then a gone image is one the copy wrote to).
+	// began, copied whole: the rejoined site makes their images anew at
+	// its first open, which records that it did (GoneMade).
 	Gone []string `json:"gone_here,omitempty"`
+	// GoneMade says the images of Gone were made anew: recorded before
+	// the promoted site is asked to copy, which may write to them from
+	// then on, and whose groups then name them as its volumes' copies.
+	// From then on a gone image is refused, as any copy's: made anew
+	// again, its zeros would be reported as the copy until the request,
+	// asked again, copied it whole.
+	GoneMade bool `json:"gone_made,omitempty"`
 	// dir is where the record is kept: the old primary's pair-state
 	// directory, or beside the journal of a promoted site rejoining back
 	// (RejoinBackDir).
@@ -273,6 +281,30 @@ func (r Rejoined) MarkDelivered(cfg *config.Config) (Rejoined, error) {
 	return r, writeRejoin(cfg, r)
 }
 
+// anew returns the volumes whose gone image the rejoined site makes anew
+// as it opens: those of Gone until they were made.
+func (r Rejoined) anew() []string {
+	if r.Delivered || r.GoneMade {
+		return nil
+	}
+	return r.Gone
+}
+
+// goneMade records, once the rejoined site opened, that the images of
+// Gone were made anew, before it asks the promoted site to copy: a kill
+// before the record makes them anew again at the next open, over nothing
+// the copy wrote. The record is written where it was read (r.dir).
+func (r Rejoined) goneMade(cfg *config.Config) error {
+	if len(r.anew()) == 0 {
+		return nil
+	}
+	r.GoneMade = true
+	if err := writeRejoin(cfg, r); err != nil {
+		return fmt.Errorf("the images made anew (%s) cannot be recorded before the copy is asked for: %w", strings.Join(r.Gone, ", "), err)
+	}
+	return nil
+}
+
 // OpenRejoined opens the old primary of cfg, rejoined (r), as the secondary
 // of the reversed config: it takes the link on [primary] listen and serves
 // control on [primary] control and the read-only exports on [primary] nbd,
@@ -282,14 +314,16 @@ func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts Seconda
 	if err != nil {
 		return nil, fmt.Errorf("rejoin: %w", err)
 	}
-	if !r.Delivered {
-		opts.anew = r.Gone
-	}
+	opts.anew = r.anew()
 	// The promoted site is the primary: its pair state is not the
 	// SESSION.primary beside the config, which is this site's own.
 	opts.primaryPairState = ReverseDir(cfg) + " at the promoted site, promoted/primary beside its state.json"
 	s, err := OpenSecondary(rev, log, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.goneMade(cfg); err != nil {
+		s.Close()
 		return nil, err
 	}
 	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime

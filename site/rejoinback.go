@@ -220,11 +220,13 @@ func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts Sec
 	if err := RetireRejoinedBack(cfg); err != nil {
 		return nil, err
 	}
-	if !r.Delivered {
-		opts.anew = r.Gone
-	}
+	opts.anew = r.anew()
 	s, err := OpenSecondary(cfg, log, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.goneMade(cfg); err != nil {
+		s.Close()
 		return nil, err
 	}
 	s.promotedAt, s.promotedFrom, s.rejoinedFrom = r.PromotedAt, control.FormatTime(r.ConsistencyTime), r.ConsistencyTime
