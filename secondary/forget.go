@@ -83,14 +83,15 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 
 // unnamedCopiesLocked returns the refusal of a primary whose hello
 // (vols) does not name a volume of which the secondary holds a copy it
-// calls consistent, as journaled or as applied, while its own config
-// still has the volume; "" if there is none. Such a primary is a
-// replacement started without the volume, or a slip in the primary's
-// config alone: linked, the secondary would forget a copy that may be
-// the only good one, unasked. The operator decides: the volume back at
-// the primary, or out of the secondary's config too (then forgotten at
-// the link). A deleted pair's copy is no longer the session's, and one
-// consistent as of no time holds nothing to keep: both are forgotten.
+// calls consistent, as journaled (as applied if the journaled groups do
+// not name it), while its own config still has the volume; "" if there
+// is none. Such a primary is a replacement started without the volume,
+// or a slip in the primary's config alone: linked, the secondary would
+// forget a copy that may be the only good one, unasked. The operator
+// decides: the volume back at the primary, or out of the secondary's
+// config too (then forgotten at the link). A deleted pair's copy is no
+// longer the session's, and one consistent as of no time holds nothing
+// to keep: both are forgotten.
 // Called with s.mu held, in the hold that links the primary.
 func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 	named := make(map[string]bool, len(vols))
@@ -108,9 +109,18 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 		if named[name] {
 			continue
 		}
+		// The journaled groups are the copy's future: the applied state
+		// lags them, for ever while another volume's resync holds, and
+		// an old pair's copy they deleted or began anew is applied as
+		// consistent until then. Refused on it, the primary would be
+		// refused until the hold ends, which only its stream can do.
 		j, jok := s.pairs.vols[name]
-		a, aok := applied.Volumes[name]
-		if !s.pairs.open[name] && !consistent(j, jok) && !consistent(a, aok) {
+		keep := consistent(j, jok)
+		if !jok {
+			a, aok := applied.Volumes[name]
+			keep = consistent(a, aok)
+		}
+		if !s.pairs.open[name] && !keep {
 			continue
 		}
 		v := s.volumeLocked(name, applied)
