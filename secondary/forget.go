@@ -134,12 +134,26 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 		return ""
 	}
 	slices.Sort(kept)
+	leaves := "if it leaves the session, take it out of this secondary's config too and start the secondary again: it forgets " +
+		"the copy once the primary links"
+	if s.pairs.holding() {
+		// The held groups are journaled, unapplied, and name the volume:
+		// a secondary without it cannot open over them, and only the
+		// stream of a linked primary ends the hold.
+		held := s.pairs.resyncing()
+		for i, name := range held {
+			held[i] = fmt.Sprintf("%q", name)
+		}
+		leaves = fmt.Sprintf("it cannot leave the session yet: while the resync of %s holds this secondary, the groups it holds "+
+			"name the volume, and a secondary without it in its config cannot open over them. Add it back to the primary's config "+
+			"first; once every pair is duplex, take it out of both configs and start both sites again",
+			strings.Join(held, ", "))
+	}
 	return fmt.Sprintf("the primary does not name volume %s: linked, the secondary would forget that copy (its image stays, "+
 		"no longer called consistent), which may be the only good one. If the volume stays in the session, add it back to the "+
 		"primary's config and start the primary again (a primary that forgot the pair copies the volume whole from its own image; "+
-		"if this copy is the good one, make this site the primary instead: duplex promote); if it leaves the session, take it "+
-		"out of this secondary's config too and start the secondary again: it forgets the copy once the primary links",
-		strings.Join(kept, "; volume "))
+		"if this copy is the good one, make this site the primary instead: duplex promote); %s",
+		strings.Join(kept, "; volume "), leaves)
 }
 
 // withoutForgottenLocked returns vols, the pair states of group n, without
