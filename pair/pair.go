@@ -2699,16 +2699,17 @@ const reasonCopyReadHung = "a read of the primary volume for its copy did not co
 // is written. Its copier is let go at once: its region stays in the
 // pair's copy, never taken for copied, and the suspension takes it.
 func (mg *Manager) suspendAbandoned() {
-	ups := mg.mover.Abandoned()
+	fresh := mg.mover.Abandoned()
 	mg.mu.Lock()
 	defer mg.unlock()
-	ups = append(mg.abandonedLeft, ups...)
+	left := len(mg.abandonedLeft)
+	ups := append(mg.abandonedLeft, fresh...)
 	mg.abandonedLeft = nil
 	if len(ups) == 0 {
 		return
 	}
 	hung := mg.leaseHung()
-	for _, u := range ups {
+	for i, u := range ups {
 		p := mg.pairs[u.Volume]
 		if p == nil {
 			continue
@@ -2725,7 +2726,14 @@ func (mg *Manager) suspendAbandoned() {
 			mg.dirty = true
 			continue
 		}
-		mg.releaseCopier(u.Volume)
+		if i >= left {
+			// Only the copier of the copy given up now waits for it: a
+			// copy kept for its suspension let its copier go when it was
+			// given up, and the copier of the pair's copy tried since
+			// waits for a read of its own (given up in turn, if it
+			// hangs, by the mover's wait), not cut short at each look.
+			mg.releaseCopier(u.Volume)
+		}
 		if !p.Deleted && p.State != Suspended {
 			if hung == nil {
 				hung = mg.suspendOneLockedWithin(p, mg.operatorWait())
