@@ -71,6 +71,8 @@ type leaseMover struct {
 	abandoned []recordset.Update
 	refusals  uint64
 	refusal   string
+	// afterDrop, if set, runs once a Drop has handed over what it drops.
+	afterDrop func()
 }
 
 func (m *leaseMover) Stats() mover.Stats {
@@ -88,6 +90,9 @@ func (m *leaseMover) Drop(mark func(recordset.Update)) {
 		cost += sidefile.Cost(len(u.Data))
 	}
 	m.ss.Sidefile().Release(cost)
+	if m.afterDrop != nil {
+		m.afterDrop()
+	}
 }
 
 func (m *leaseMover) Abandoned() []recordset.Update {

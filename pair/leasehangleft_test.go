@@ -1,13 +1,19 @@
 package pair
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/disk"
 	"duplex/recordset"
+	"duplex/sidefile"
 )
 
 // The session's changes put off for the timer's lease are kept until made
@@ -93,6 +99,118 @@ func TestACopyGivenUpWhoseSuspensionWaitsLetsTheNextCopyBe(t *testing.T) {
 				t.Errorf("a's region at %d: a kill now would not copy it (neither the activity log on disk nor a's saved bitmap marks it)", off)
 				break
 			}
+		}
+	}
+}
+
+// TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain:
+// the link goes down with the sidefile full, and the session suspends
+// every pair, dropping what the mover holds, a's write among it, and the
+// suspensions' markers with it; the timer's lease hangs as the drop ends,
+// before those markers are announced again. Their stamps wait for the
+// lease, as a write's does, but not holding the manager's lock: the
+// operator's resume of b is answered, refused naming the lease, the
+// suspension of a (made the operator's) too, the status answers, and the
+// manager's loop stops. Once the disk answers, the markers are announced
+// again, each pair's before anything else of it (b's resume), and a kill
+// then still copies a's write dropped.
+func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain(t *testing.T) {
+	r := newLeaseRigLogged(t, sidefile.Cost(1<<19), true) // never room for 1 MiB: full
+	r.ss.SetActivityLog(r.al)
+	const dropped = 3 * leaseRigLogRegion
+	r.write("a", dropped)
+	hung := make(chan struct{})
+	r.mv.afterDrop = sync.OnceFunc(func() {
+		// Hung, and the stamps past the mark on disk: the markers
+		// announced again wait for the lease.
+		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+		r.clock.Add(int64(2 * time.Second))
+		close(hung)
+	})
+	r.mv.connected.Store(false)
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
+	}
+	// The markers tried, and waiting.
+	time.Sleep(300 * time.Millisecond)
+	bound := 2*r.mg.operatorWait() + time.Second
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		select {
+		case <-done:
+		case <-time.After(bound):
+			t.Errorf("%s has not been answered after %s while the markers announced again wait for the timer's lease", what, bound)
+		}
+	}
+	within("the resume of b", func() {
+		err := r.mg.Resume("b")
+		t.Logf("the resume of b: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+			t.Errorf("the resume of b while the markers wait for the lease: %v, want it refused naming the timer's lease", err)
+		}
+	})
+	within("the suspension of a", func() {
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Errorf("the suspension of a, suspended by the session: %v", err)
+		}
+	})
+	within("the status", func() {
+		for _, p := range r.mg.Pairs() {
+			if p.State != Suspended {
+				t.Errorf("%s while the markers wait: %s, want suspended", p.Volume, p.State)
+			}
+		}
+	})
+	r.stop()
+	select {
+	case <-r.runDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the manager's loop has not stopped 5 s after asked while the markers announced again wait for the lease")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	r.release()
+	r.run()
+	r.mv.connected.Store(true)
+	r.mv.ackAll(r.tm)
+	if err := r.mg.Resume("b"); err != nil {
+		t.Fatalf("the resume of b once the disk answered: %v", err)
+	}
+	// What the sidefile holds now, in order: each pair's suspension
+	// announced again, b's before its resume.
+	ups, _, _ := r.ss.Drain()
+	var seen []string
+	for _, u := range ups {
+		if u.Kind != recordset.KindMarker {
+			continue
+		}
+		m, err := recordset.DecodeMarker(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, fmt.Sprintf("%s %s", u.Volume, m.State))
+	}
+	t.Logf("markers captured since the drop: %v", seen)
+	want := []string{"a " + recordset.StateSuspended.String(), "b " + recordset.StateSuspended.String(), "b " + recordset.StateResync.String()}
+	for i, j := 0, 0; i < len(want); j++ {
+		if j == len(seen) {
+			t.Fatalf("markers captured since the drop %v: want %v among them, in that order", seen, want)
+		}
+		if seen[j] == want[i] {
+			i++
+		}
+	}
+	for end := time.Now().Add(10 * time.Second); !r.copiedAfterAKill("a", dropped); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("a's write dropped at %d: a kill now would not copy it", dropped)
 		}
 	}
 }
