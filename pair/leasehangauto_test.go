@@ -124,6 +124,22 @@ const leaseRigLogRegion = 64 << 10
 // (on a disk that answers) if logged.
 func newLeaseRigLogged(t *testing.T, limit int64, logged bool) *leaseRig {
 	t.Helper()
+	return newLeaseRigStarting(t, limit, logged, nil)
+}
+
+// leaseStart is how a rig starts after a crash: the regions its activity
+// log marked (which the start recovers), and a's subsystem as the test
+// wraps it.
+type leaseStart struct {
+	marked map[string][][2]int64
+	wrapA  func(*leaseRig, *subsystem.Subsystem) Subsystem
+}
+
+// newLeaseRigStarting is newLeaseRigLogged, starting after a crash as st
+// says if not nil (logged, then): its manager's Open is waited for only
+// as long as two of its waits for a save and a margin.
+func newLeaseRigStarting(t *testing.T, limit int64, logged bool, st *leaseStart) *leaseRig {
+	t.Helper()
 	r := &leaseRig{t: t, dir: t.TempDir(), fs: disk.NewInjector(nil), held: make(chan struct{}), logs: &lockedBuffer{}}
 	r.release = sync.OnceFunc(func() { close(r.held) })
 	t.Cleanup(r.release) // before the rest of the cleanup: whatever waits ends
@@ -148,22 +164,51 @@ func newLeaseRigLogged(t *testing.T, limit int64, logged bool) *leaseRig {
 	r.ss = subsystem.New("s1", tm, sidefile.New(limit), vols, []string{"a", "b"})
 	r.mv = &leaseMover{ss: r.ss}
 	r.mv.connected.Store(true)
-	state := savePairs(t, r.dir, true, duplexAB(leaseRigSize)...)
+	state := savePairs(t, r.dir, st == nil, duplexAB(leaseRigSize)...)
 	opts := Options{Dir: state, SaveWait: 200 * time.Millisecond, SuspendAfter: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
 	if logged {
 		r.alPath = filepath.Join(r.dir, "actlog")
-		al, _, err := actlog.Open(r.alPath, map[string]int64{"a": leaseRigSize, "b": leaseRigSize}, leaseRigLogRegion)
+		sizes := map[string]int64{"a": leaseRigSize, "b": leaseRigSize}
+		if st != nil {
+			// The run that crashed.
+			al, _, err := actlog.Open(r.alPath, sizes, leaseRigLogRegion)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for vol, rs := range st.marked {
+				for _, rg := range rs {
+					if err := al.Stick(vol, rg[0], rg[1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			al.Close()
+		}
+		al, recovered, err := actlog.Open(r.alPath, sizes, leaseRigLogRegion)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { al.Close() })
-		r.al, opts.ActivityLog = al, al
+		r.al, opts.ActivityLog, opts.Recovered = al, al, recovered
 	}
-	r.mg, err = Open(opts, r.mv,
-		[]Volume{{Name: "a", Subsystem: r.ss, Size: leaseRigSize}, {Name: "b", Subsystem: r.ss, Size: leaseRigSize}})
-	if err != nil {
-		t.Fatal(err)
+	var a Subsystem = r.ss
+	if st != nil && st.wrapA != nil {
+		a = st.wrapA(r, r.ss)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		var err error
+		r.mg, err = Open(opts, r.mv, []Volume{{Name: "a", Subsystem: a, Size: leaseRigSize}, {Name: "b", Subsystem: r.ss, Size: leaseRigSize}})
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2*opts.SaveWait + 2*time.Second):
+		t.Fatalf("the manager's start has not ended after %s:\n%s", 2*opts.SaveWait+2*time.Second, r.logs.String())
 	}
 	r.mv.ackAll(tm)
 	r.mg.promote()

@@ -1,11 +1,13 @@
 package pair
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"duplex/disk"
 	"duplex/recordset"
 	"duplex/sidefile"
+	"duplex/subsystem"
 )
 
 // The session's changes put off for the timer's lease are kept until made
@@ -211,6 +214,81 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain(t *
 	for end := time.Now().Add(10 * time.Second); !r.copiedAfterAKill("a", dropped); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("a's write dropped at %d: a kill now would not copy it", dropped)
+		}
+	}
+}
+
+// recoveryHook is a subsystem that runs after once a crash recovery's copy
+// has been captured and read.
+type recoveryHook struct {
+	*subsystem.Subsystem
+	after func()
+}
+
+func (c *recoveryHook) CopyReporting(ctx context.Context, vol string, off, length int64, captured func()) error {
+	err := c.Subsystem.CopyReporting(ctx, vol, off, length, captured)
+	c.after()
+	return err
+}
+
+// TestAHungLeaseLetsTheStartGoOnBesideACrashRecoverysEnd: after a crash,
+// the start copies the region of a that the activity log marks, and the
+// timer's lease hangs before the recovery's end is stamped: the end waits
+// for the lease, put off as a copy's end is, and the start ends. The
+// operator's command on b is answered meanwhile, refused naming the
+// lease, the status too, and the manager's loop stops; the region stays
+// marked, so a kill copies it again. Once the disk answers, the end is
+// stamped, after the recovery's copy, and the region is let go once the
+// secondary has it.
+func TestAHungLeaseLetsTheStartGoOnBesideACrashRecoverysEnd(t *testing.T) {
+	const at = 3 * leaseRigLogRegion
+	var copied atomic.Int64
+	r := newLeaseRigStarting(t, 64<<20, true, &leaseStart{
+		marked: map[string][][2]int64{"a": {{at, 4096}}},
+		wrapA: func(r *leaseRig, ss *subsystem.Subsystem) Subsystem {
+			return &recoveryHook{Subsystem: ss, after: sync.OnceFunc(func() {
+				copied.Store(r.tm.Last()) // the copy's stamp is at or below
+				// Hung, and the stamps past the mark on disk: the end
+				// waits for the lease.
+				r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+				r.clock.Add(int64(2 * time.Second))
+			})}
+		},
+	})
+	if copied.Load() == 0 {
+		t.Fatal("the start did not copy a's region marked in the activity log")
+	}
+	r.wrote = make(chan error, 1)
+	r.wrote <- nil // no write waits: the end's own stamp does
+	if !r.copiedAfterAKill("a", at) {
+		t.Errorf("a's region recovered, its end waiting for the lease: a kill now would not copy it again")
+	}
+	r.answersMeanwhile("the end of a's crash recovery waits", Duplex)
+	r.answered()
+	// The end, in the stream: a's copy-end marker.
+	var end int64
+	for deadline := time.Now().Add(10 * time.Second); end == 0; time.Sleep(10 * time.Millisecond) {
+		ups, _, _ := r.ss.Drain()
+		for _, u := range ups {
+			if m, err := recordset.DecodeMarker(u); err == nil && u.Kind == recordset.KindMarker && u.Volume == "a" && m.State == recordset.StateCopyEnd {
+				end = u.Timestamp
+			}
+		}
+		if end == 0 && time.Now().After(deadline) {
+			t.Fatal("the end of a's crash recovery is not stamped 10 s after the disk answered")
+		}
+	}
+	if end <= copied.Load() {
+		t.Errorf("the end of a's crash recovery %d, at or before its copy (at or before %d)", end, copied.Load())
+	}
+	if !r.copiedAfterAKill("a", at) {
+		t.Errorf("a's region recovered, its end not acknowledged: a kill now would not copy it again")
+	}
+	r.write("b", 0) // the volumes' writes go on
+	r.mv.ackAll(r.tm)
+	for deadline := time.Now().Add(10 * time.Second); r.copiedAfterAKill("a", at); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a's region recovered is still marked 10 s after the secondary acknowledged the recovery's end")
 		}
 	}
 }
