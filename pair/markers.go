@@ -302,14 +302,110 @@ func (mg *Manager) resumeMarkedWithin(p *Pair, bytes uint64, wait time.Duration)
 // and this one's: the secondary then takes the copy as of the last group it
 // has before this marker, which is what it holds.
 func (mg *Manager) reannounce(p *Pair) {
+	for _, m := range announcement(p) {
+		mg.mark(p.Volume, m)
+	}
+}
+
+// announcement returns the markers reannounce captures for p.
+func announcement(p *Pair) []recordset.Marker {
 	switch {
 	case p.Deleted:
-		mg.markDeleted(p.Volume)
+		return []recordset.Marker{{State: recordset.StateDeleted}}
+	case p.State == Suspended && p.FirstCopy:
+		return []recordset.Marker{{State: recordset.StateFirstCopy, Bytes: uint64(p.CopyTotal)}, {State: recordset.StateSuspended}}
 	case p.State == Suspended:
-		if p.FirstCopy {
-			mg.mark(p.Volume, recordset.Marker{State: recordset.StateFirstCopy, Bytes: uint64(p.CopyTotal)})
+		return []recordset.Marker{{State: recordset.StateSuspended}}
+	}
+	return nil
+}
+
+// volMarker is a marker to capture for a volume.
+type volMarker struct {
+	vol string
+	m   recordset.Marker
+}
+
+// reannounceWithin captures ms, the markers of the pairs the session's
+// suspension announces again after its drop (see reannounce), waiting
+// for their stamps, as a write does, until they are captured or the
+// write of the timer's lease is known hung (wait not negative). They are
+// captured apart from mg.mu, on their own: a stamp that waits for a hung
+// lease is put off, not given up, so the markers keep their place among
+// the stamps waiting for the lease (each pair's writes go to its bitmap
+// meanwhile, none captured between the drop and its marker), and are
+// captured as soon as the lease is written; what captures a marker of
+// one of these pairs later (a resume, an add, a deletion) waits for them
+// first (see announcedWithin). Called with mg.mu held.
+func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
+	if len(ms) == 0 {
+		return
+	}
+	prev, done := mg.announcing, make(chan struct{})
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
 		}
-		mg.mark(p.Volume, recordset.Marker{State: recordset.StateSuspended})
+		for _, vm := range ms {
+			mg.mark(vm.vol, vm.m)
+		}
+	}()
+	mg.announcing = done
+	if err := mg.stampedWithin(done, wait); err == nil {
+		mg.announcing = nil
+		return
+	} else {
+		mg.putOff("the markers of the session's suspension, announced again after its drop,", "", err)
+	}
+	go func() {
+		<-done
+		mg.mu.Lock()
+		if mg.announcing == done {
+			mg.announcing = nil
+		}
+		mg.unlock()
+		mg.madeAfterWait("the markers of the session's suspension, announced again after its drop,", "")
+	}()
+}
+
+// announcedWithin waits for the markers the session's suspension
+// announces again (see reannounceWithin) to be captured, before an
+// operator's command captures a marker of its own that must come after
+// them, as long as stampedWithin does: it returns the timer's lease's
+// error if they still wait for it. Called with mg.mu held.
+func (mg *Manager) announcedWithin(wait time.Duration) error {
+	if mg.announcing == nil {
+		return nil
+	}
+	return mg.stampedWithin(mg.announcing, wait)
+}
+
+// stampedWithin waits for done, the end of a capture whose stamps may
+// wait for the timer's lease, as long as it takes (wait negative), or
+// until the write of the lease is known hung (see leaseHung), and then
+// returns that error. Held by anything else, it is waited for as before.
+func (mg *Manager) stampedWithin(done <-chan struct{}, wait time.Duration) error {
+	if wait < 0 {
+		<-done
+		return nil
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-tick.C:
+		}
+		if err := mg.leaseHung(); err != nil {
+			select {
+			case <-done:
+				return nil
+			default:
+			}
+			return err
+		}
 	}
 }
 

@@ -327,6 +327,10 @@ type Manager struct {
 	// again; acknowledged, the pair's FirstCopy is cleared for good.
 	firstEnds map[string]int64
 	downAt    time.Time // touched only by autoSuspend
+	// announcing is closed once the markers the session's suspension
+	// announces again after its drop are captured; nil if none wait
+	// (see reannounceWithin).
+	announcing chan struct{}
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
 	refusals uint64
@@ -2345,6 +2349,7 @@ func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Du
 		}
 		mg.markDropped(u)
 	}
+	var again []volMarker
 	for _, name := range mg.order {
 		p := mg.pairs[name]
 		if dropped[name] && acked != 0 {
@@ -2360,8 +2365,11 @@ func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Du
 				p.AfterEnd = min(p.AfterEnd, acked)
 			}
 		}
-		mg.reannounce(p)
+		for _, m := range announcement(p) {
+			again = append(again, volMarker{name, m})
+		}
 	}
+	mg.reannounceWithin(again, wait)
 	mg.kick()
 	return true, nil
 }
@@ -2445,6 +2453,9 @@ func (mg *Manager) add(vol string) error {
 	}
 	if !p.Deleted {
 		return fmt.Errorf("%s is already a pair (%s)", vol, p.State)
+	}
+	if err := mg.announcedWithin(mg.operatorWait()); err != nil {
+		return refusedForLease("add", vol, vol, "not a pair", err)
 	}
 	// Capture resumes in the same step that announces the first copy: no
 	// write of vol reaches the secondary before it learns of the copy.
@@ -2860,6 +2871,9 @@ func (mg *Manager) resume(vol string) error {
 	if p.RejoinOwed {
 		return rejoinOwed(vol)
 	}
+	if err := mg.announcedWithin(mg.operatorWait()); err != nil {
+		return refusedForLease("resume", vol, vol, fmt.Sprint(p.State), err)
+	}
 	if err := mg.checkRoom(p); errors.Is(err, errRoomUnknown) {
 		mg.awaitRoom(p)
 		return nil
@@ -2927,6 +2941,9 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	}
 	if p.Deleted {
 		return time.Time{}, fmt.Errorf("%s is not a pair", vol)
+	}
+	if err := mg.announcedWithin(mg.operatorWait()); err != nil {
+		return time.Time{}, refusedForLease("delete", vol, vol, fmt.Sprint(p.State), err)
 	}
 	pos := mg.mover.Stats().Acked
 	end, raises := raisesAfter(p)
@@ -3142,6 +3159,11 @@ func (mg *Manager) resumeAllUnsaved(autoOnly bool, wait time.Duration) (names []
 	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	mg.mu.Lock()
+	if err := mg.announcedWithin(wait); err != nil {
+		mg.unlock()
+		mg.saveMu.Unlock()
+		return nil, false, refusedForLease("resume", "--all", "the suspended pairs", "suspended", err)
+	}
 	var ps []*Pair
 	for _, name := range mg.order {
 		p := mg.pairs[name]
