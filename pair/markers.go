@@ -137,12 +137,16 @@ func (mg *Manager) endCopies() {
 			owed = append(owed, p)
 		}
 	}
-	if len(owed) == 0 {
+	recoveries := mg.recoveriesOwed()
+	if len(owed) == 0 && len(recoveries) == 0 {
 		return
 	}
 	if err := mg.leaseHung(); err != nil {
 		for _, p := range owed {
 			mg.putOff("the end of the copy", p.Volume, err)
+		}
+		for _, p := range recoveries {
+			mg.putOff("the end of the crash recovery", p.Volume, err)
 		}
 		return
 	}
@@ -152,6 +156,13 @@ func (mg *Manager) endCopies() {
 		}
 		mg.dirty = true
 		mg.changes++
+	}
+	// And the ends of crash recoveries put off at the start (see
+	// endRecovery).
+	for _, p := range recoveries {
+		if mg.recovering[p.Volume] = mg.endRecovery(p); mg.recovering[p.Volume] == recoveryEndOwed {
+			return
+		}
 	}
 }
 

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -751,9 +752,9 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	}
 	hung := map[string]bool{}
 	defer func() {
-		for name := range regions {
-			if !hung[name] {
-				mg.recovering[name] = mg.markCopyEnd(mg.pairs[name], mg.vols[name].Subsystem)
+		for _, name := range mg.order {
+			if _, ok := regions[name]; ok && !hung[name] {
+				mg.recovering[name] = mg.endRecovery(mg.pairs[name])
 			}
 		}
 	}()
@@ -812,6 +813,48 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	}
 	mg.log.Warn("primary did not stop cleanly: recovered the regions of its activity log in one consistency group", "bytes", total)
 	return nil, nil
+}
+
+// recoveryEndOwed stands, in recovering, for the end of a crash
+// recovery put off for the timer's lease (see endRecovery): no
+// acknowledgement reaches it, so the recovered regions stay marked.
+const recoveryEndOwed = math.MaxInt64
+
+// endRecovery stamps the end of p's crash recovery, every copy of it
+// captured, and returns its stamp; or, its stamp waiting for the write
+// of the timer's lease that has taken SaveWait (see leasewait.go), puts
+// it off and returns recoveryEndOwed: the start ends, and endCopies
+// stamps it once the lease is written, still after every copy of the
+// recovery, and after writes captured meanwhile, which the secondary
+// holds with the copies until that end (the resync's hold), as it holds
+// a resync's. The recovered regions stay marked in the activity log
+// until the end is acknowledged, so a crash meanwhile recovers them
+// again; a stop meanwhile is not clean (see Close). Called with mg.mu
+// held or before Run.
+func (mg *Manager) endRecovery(p *Pair) int64 {
+	const what = "the end of the crash recovery"
+	err := mg.leaseHung()
+	if err == nil {
+		var ts int64
+		if ts, err = mg.markCopyEndWithin(p, mg.vols[p.Volume].Subsystem, mg.operatorWait()); err == nil {
+			mg.madeAfterWait(what, p.Volume)
+			return ts
+		}
+	}
+	mg.putOff(what, p.Volume, err)
+	return recoveryEndOwed
+}
+
+// recoveriesOwed returns the duplex pairs whose crash recovery's end is
+// put off (see endRecovery). Called with mg.mu held.
+func (mg *Manager) recoveriesOwed() []*Pair {
+	var owed []*Pair
+	for _, name := range mg.order {
+		if end, ok := mg.recovering[name]; ok && end == recoveryEndOwed && mg.pairs[name].State == Duplex {
+			owed = append(owed, mg.pairs[name])
+		}
+	}
+	return owed
 }
 
 // copyReadTimer returns what times the start's waits for a recovery copy's
@@ -1564,6 +1607,13 @@ func (mg *Manager) Close(clean bool) error {
 		// what the activity log marks, their regions stuck there.
 		clean = false
 		mg.log.Error("stopping uncleanly: the suspension of a pair whose write failed waits for the timer's lease", "failed_writes", n)
+	}
+	if owed := mg.recoveriesOwed(); len(owed) > 0 && clean {
+		// The secondary holds the recovery's copies, and every write
+		// since, until its end: a clean state would have the next
+		// start forget the regions, and the end would never come.
+		clean = false
+		mg.log.Error("stopping uncleanly: the end of a crash recovery waits for the timer's lease", "volume", owed[0].Volume)
 	}
 	mg.unlock()
 	return mg.saveAs(clean, false, saveClose)
