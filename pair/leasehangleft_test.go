@@ -335,3 +335,144 @@ func TestAStopWhileACrashRecoverysEndWaitsIsNotClean(t *testing.T) {
 		t.Errorf("stopped while the end of a's crash recovery waits for the lease: the state saved says clean")
 	}
 }
+
+// markRefuser is a subsystem whose bounded markers (MarkWithin) fail
+// other than for the timer's lease, and that runs after once a copy has
+// been captured and read.
+type markRefuser struct {
+	*subsystem.Subsystem
+	after func()
+}
+
+func (c *markRefuser) Copy(ctx context.Context, vol string, off, length int64) error {
+	err := c.Subsystem.Copy(ctx, vol, off, length)
+	c.after()
+	return err
+}
+
+func (c *markRefuser) MarkWithin(vol string, m recordset.Marker, wait time.Duration) (int64, error) {
+	return 0, fmt.Errorf("marker of %s refused", vol)
+}
+
+// TestAHungLeaseLetsTheOperatorGoOnBesideACopysEndStampedWithoutItsMarker:
+// as TestAHungLeaseLetsTheOperatorGoOnBesideACopysEnd, the end's marker
+// failing: the stamp taken in its stead waits for the lease within the
+// manager's wait too, not holding its lock, and is put off as the
+// marker's would be. Once the disk answers, the end is stamped after
+// every update of the copy, and a is duplex once the secondary has it.
+func TestAHungLeaseLetsTheOperatorGoOnBesideACopysEndStampedWithoutItsMarker(t *testing.T) {
+	r := newLeaseRig(t, 64<<20)
+	r.stop()
+	<-r.runDone
+	if err := r.mg.Suspend("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.write("a", 0)
+	var copied atomic.Int64
+	hooked := &markRefuser{Subsystem: r.ss, after: sync.OnceFunc(func() {
+		last := r.tm.Last() // the copy's stamp is at or below
+		r.hang()
+		copied.Store(last)
+	})}
+	r.mg.vols["a"] = Volume{Name: "a", Subsystem: hooked, Size: leaseRigSize}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.run()
+	for end := time.Now().Add(10 * time.Second); copied.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a's copy has not run 10 s after its resume")
+		}
+	}
+	r.answersMeanwhile("the end of a's copy, its marker failed, waits", Pending)
+	if a := r.pairOf("a"); a.CopyEnd != 0 {
+		t.Errorf("a's copy end, the lease hung: stamped %d", a.CopyEnd)
+	}
+	r.answered()
+	a := r.waitPair("a", "with its copy's end stamped", func(p Pair) bool { return p.CopyEnd != 0 })
+	if a.CopyEnd <= copied.Load() {
+		t.Errorf("a's copy end %d, at or before its copy's update (at or before %d)", a.CopyEnd, copied.Load())
+	}
+	r.mv.ackAll(r.tm)
+	r.waitPair("a", "duplex", func(p Pair) bool { return p.State == Duplex })
+}
+
+// deleteHook is a subsystem that runs after once a suspension's marker
+// has been captured within a wait (an operator's), before what follows it.
+type deleteHook struct {
+	*subsystem.Subsystem
+	after func()
+}
+
+func (c *deleteHook) SuspendMarkedWithin(vol string, bm *bitmap.Bitmap, m recordset.Marker, wait time.Duration) (int64, error) {
+	ts, err := c.Subsystem.SuspendMarkedWithin(vol, bm, m, wait)
+	c.after()
+	return ts, err
+}
+
+// TestAHungLeaseLetsTheOperatorsDeletionBeAnsweredOnceItsSuspensionIsMarked:
+// the operator deletes b, and the timer's lease hangs once b's
+// suspension is captured, before the deletion's marker: that marker
+// waits for its stamp on its own, as the markers the session announces
+// again do (b's writes go to its bitmap meanwhile, none captured between
+// the suspension and it), and the deletion is answered, in effect; the
+// operator's suspension of a is answered too, refused naming the lease,
+// and the manager's loop stops. Once the disk answers, the deletion's
+// marker follows b's suspension.
+func TestAHungLeaseLetsTheOperatorsDeletionBeAnsweredOnceItsSuspensionIsMarked(t *testing.T) {
+	r := newLeaseRig(t, 64<<20)
+	r.stop()
+	<-r.runDone
+	hooked := &deleteHook{Subsystem: r.ss, after: sync.OnceFunc(func() {
+		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+		r.clock.Add(int64(2 * time.Second))
+	})}
+	r.mg.vols["b"] = Volume{Name: "b", Subsystem: hooked, Size: leaseRigSize}
+	r.run()
+	bound := 2*r.mg.operatorWait() + time.Second
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := r.mg.Delete("b")
+		deleted <- err
+	}()
+	select {
+	case err := <-deleted:
+		if err != nil {
+			t.Errorf("the deletion of b, its suspension captured: %v", err)
+		}
+	case <-time.After(bound):
+		t.Fatalf("the deletion of b has not been answered after %s, its marker waiting for the timer's lease", bound)
+	}
+	suspended := make(chan error, 1)
+	go func() { suspended <- r.mg.Suspend("a") }()
+	select {
+	case err := <-suspended:
+		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+			t.Errorf("the suspension of a while the lease hangs: %v, want it refused naming the timer's lease", err)
+		}
+	case <-time.After(bound):
+		t.Errorf("the suspension of a has not been answered after %s while the lease hangs", bound)
+	}
+	r.stop()
+	select {
+	case <-r.runDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the manager's loop has not stopped 5 s after asked while the deletion's marker waits")
+	}
+	r.release()
+	var seen []string
+	for end := time.Now().Add(10 * time.Second); len(seen) < 2; time.Sleep(10 * time.Millisecond) {
+		ups, _, _ := r.ss.Drain()
+		for _, u := range ups {
+			if m, err := recordset.DecodeMarker(u); err == nil && u.Kind == recordset.KindMarker && u.Volume == "b" {
+				seen = append(seen, m.State.String())
+			}
+		}
+		if time.Now().After(end) {
+			break
+		}
+	}
+	if want := []string{recordset.StateSuspended.String(), recordset.StateDeleted.String()}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("b's markers once the disk answered: %v, want %v", seen, want)
+	}
+}
