@@ -191,17 +191,29 @@ func (mg *Manager) markCopyEndWithin(p *Pair, ss Subsystem, wait time.Duration) 
 			return 0, err
 		}
 		mg.markerFailed(p.Volume, m.State, err)
-		return ss.Stamp(), nil
+		return stampWithin(ss, wait)
 	}
 	if ts, ok := mg.mark(p.Volume, m); ok {
 		return ts, nil
 	}
-	return ss.Stamp(), nil
+	return stampWithin(ss, wait)
 }
 
-// markDeleted announces that vol is no longer a pair.
-func (mg *Manager) markDeleted(vol string) {
-	mg.mark(vol, recordset.Marker{State: recordset.StateDeleted})
+// boundedStamp is what a subsystem offers to stamp in bounded time
+// (package subsystem implements it), as boundedMarker.
+type boundedStamp interface {
+	StampWithin(wait time.Duration) (int64, error)
+}
+
+// stampWithin is ss.Stamp, the stamp a change takes in its marker's stead
+// (a marker that failed), given up for the timer's lease as its marker
+// would be (wait not negative, see boundedMarker): holding mg.mu, the
+// stamp would wait for the lease's disk without bound.
+func stampWithin(ss Subsystem, wait time.Duration) (int64, error) {
+	if bs, ok := ss.(boundedStamp); ok && wait >= 0 {
+		return bs.StampWithin(wait)
+	}
+	return ss.Stamp(), nil
 }
 
 // suspendMarked stops capturing vol's writes (they go to bm) and announces
@@ -349,6 +361,12 @@ type volMarker struct {
 // one of these pairs later (a resume, an add, a deletion) waits for them
 // first (see announcedWithin). Called with mg.mu held.
 func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
+	mg.announceWithin("the markers of the session's suspension, announced again after its drop,", ms, wait)
+}
+
+// announceWithin captures ms as reannounceWithin does, what they are
+// saying so in the log when put off. Called with mg.mu held.
+func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duration) {
 	if len(ms) == 0 {
 		return
 	}
@@ -367,7 +385,7 @@ func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
 		mg.announcing = nil
 		return
 	} else {
-		mg.putOff("the markers of the session's suspension, announced again after its drop,", "", err)
+		mg.putOff(what, "", err)
 	}
 	go func() {
 		<-done
@@ -376,7 +394,7 @@ func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
 			mg.announcing = nil
 		}
 		mg.unlock()
-		mg.madeAfterWait("the markers of the session's suspension, announced again after its drop,", "")
+		mg.madeAfterWait(what, "")
 	}()
 }
 

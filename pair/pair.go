@@ -3019,7 +3019,12 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	}
 	p.Consistent = claim(p, pos)
 	p.Deleted = true
-	mg.markDeleted(p.Volume)
+	// Its writes go to its bitmap from the suspension on, none captured:
+	// the deletion's marker may wait for its stamp on its own, as the
+	// markers announced again after a drop do, and the deletion is
+	// answered in effect, its marker captured once the timer's lease is
+	// written (and again at a restart before, see Open).
+	mg.announceWithin("the marker of "+vol+"'s deletion", []volMarker{{vol, recordset.Marker{State: recordset.StateDeleted}}}, mg.operatorWait())
 	mg.dirty = true
 	mg.changes++
 	mg.kick()

@@ -285,6 +285,25 @@ func (s *Subsystem) MarkWithin(vol string, m recordset.Marker, wait time.Duratio
 	return cs[0].Timestamp, err
 }
 
+// StampWithin is Stamp for a change the pair manager makes holding its
+// own lock without a marker (a copy's end whose marker failed): given up
+// as SuspendMarkedWithin is (wait not negative), no stamp is handed out,
+// and the error is a timer.LeaseHungError.
+func (s *Subsystem) StampWithin(wait time.Duration) (int64, error) {
+	if err := s.lockWithin(wait); err != nil {
+		return 0, fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	defer s.mu.Unlock()
+	if wait < 0 {
+		return s.timer.Now(), nil
+	}
+	ts, err := s.timer.NowWithin(wait)
+	if err != nil {
+		return 0, fmt.Errorf("subsystem %s: %w", s.id, err)
+	}
+	return ts, nil
+}
+
 // LeaseHung returns a timer.LeaseHungError if the write of the common
 // timer's lease under way has taken wait and stamps wait for it, or a
 // stamp taken now would: a change stamped now would wait for it too. The
