@@ -71,8 +71,9 @@ type leaseMover struct {
 	abandoned []recordset.Update
 	refusals  uint64
 	refusal   string
-	// afterDrop, if set, runs once a Drop has handed over what it drops.
-	afterDrop func()
+	// beforeDrop and afterDrop, if set, run as a Drop begins, and once it
+	// has handed over what it drops.
+	beforeDrop, afterDrop func()
 }
 
 func (m *leaseMover) Stats() mover.Stats {
@@ -83,6 +84,9 @@ func (m *leaseMover) Stats() mover.Stats {
 }
 
 func (m *leaseMover) Drop(mark func(recordset.Update)) {
+	if m.beforeDrop != nil {
+		m.beforeDrop()
+	}
 	ups, _, _ := m.ss.Drain()
 	var cost int64
 	for _, u := range ups {

@@ -476,3 +476,98 @@ func TestAHungLeaseLetsTheOperatorsDeletionBeAnsweredOnceItsSuspensionIsMarked(t
 		t.Errorf("b's markers once the disk answered: %v, want %v", seen, want)
 	}
 }
+
+// TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsDrop: as
+// TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain,
+// the lease hanging as the drop begins: the drop's own stamp (the
+// subsystem's horizon, as the mover's cut takes it) waits for the lease,
+// the pairs suspended already. The operator's resume of b, which waits
+// for the drop to end (its updates must land in b's bitmap before b's
+// resume takes it), is answered, refused naming the lease, the
+// suspension of a too, and the status; the manager's loop stops, the
+// drop left to end on its own. Once the disk answers, the drop ends, a's
+// write dropped lands in a's bitmap, and b resumes.
+func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsDrop(t *testing.T) {
+	r := newLeaseRigLogged(t, sidefile.Cost(1<<19), true) // never room for 1 MiB: full
+	r.ss.SetActivityLog(r.al)
+	const dropped = 3 * leaseRigLogRegion
+	r.write("a", dropped)
+	hung := make(chan struct{})
+	r.mv.beforeDrop = sync.OnceFunc(func() {
+		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+		r.clock.Add(int64(2 * time.Second))
+		close(hung)
+	})
+	r.mv.connected.Store(false)
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
+	}
+	time.Sleep(300 * time.Millisecond)
+	bound := 2*r.mg.operatorWait() + time.Second
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		select {
+		case <-done:
+		case <-time.After(bound):
+			t.Errorf("%s has not been answered after %s while the session's drop waits for the timer's lease", what, bound)
+		}
+	}
+	within("the resume of b", func() {
+		err := r.mg.Resume("b")
+		t.Logf("the resume of b: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+			t.Errorf("the resume of b while the drop waits for the lease: %v, want it refused naming the timer's lease", err)
+		}
+	})
+	within("the suspension of a", func() {
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Errorf("the suspension of a, suspended by the session: %v", err)
+		}
+	})
+	within("the status", func() {
+		for _, p := range r.mg.Pairs() {
+			if p.State != Suspended {
+				t.Errorf("%s while the drop waits: %s, want suspended", p.Volume, p.State)
+			}
+		}
+	})
+	r.stop()
+	select {
+	case <-r.runDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the manager's loop has not stopped 5 s after asked while the session's drop waits for the lease")
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	r.release()
+	for end := time.Now().Add(10 * time.Second); !marked(r.ss.Tracking("a"), dropped); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("a's write dropped is not in a's bitmap 10 s after the disk answered")
+		}
+	}
+	r.run()
+	r.mv.connected.Store(true)
+	r.mv.ackAll(r.tm)
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := r.mg.Resume("b")
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the resume of b 10 s after the disk answered: %v", err)
+		}
+	}
+	for end := time.Now().Add(10 * time.Second); !r.copiedAfterAKill("a", dropped); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("a's write dropped at %d: a kill now would not copy it", dropped)
+		}
+	}
+}
