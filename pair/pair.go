@@ -332,6 +332,9 @@ type Manager struct {
 	// announces again after its drop are captured; nil if none wait
 	// (see reannounceWithin).
 	announcing chan struct{}
+	// watcher is closed once the watcher of the last Run has ended (see
+	// awaitWatcher).
+	watcher chan struct{}
 	// refusals is the mover's count of refused sessions already handled
 	// (touched only by autoSuspend).
 	refusals uint64
@@ -1511,8 +1514,15 @@ func (mg *Manager) Run(ctx context.Context) error {
 	// The suspend watcher has a goroutine of its own: the copier may wait
 	// for sidefile space as long as the link is down, and the session must
 	// suspend itself on time all the same (which stops that copy).
+	if w := mg.watcher; w != nil {
+		// The watcher of the last Run, left to a drop or a marker
+		// waiting for the timer's lease (see below), ends first: its
+		// fields are its own.
+		<-w
+	}
 	watched := make(chan struct{})
-	defer func() { <-watched }()
+	mg.watcher = watched
+	defer mg.awaitWatcher(watched)
 	go func() {
 		defer close(watched)
 		every := min(100*time.Millisecond, max(mg.opts.SuspendAfter/4, 5*time.Millisecond))
@@ -1588,6 +1598,79 @@ func (mg *Manager) Run(ctx context.Context) error {
 		break
 	}
 	return nil
+}
+
+// awaitWatcher waits for Run's watcher (watched) to end once Run's
+// context has: unless it waits for the write of the timer's lease (the
+// session's drop stamps the subsystems' horizons, as the mover's cut
+// does, holding dropMu), which is waited for only until that write is
+// known hung (see leaseHung). The loop then stops without it, and the
+// watcher ends on its own once the disk answers, its change made then;
+// a stop meanwhile is not clean (its drain waits for the lease too).
+func (mg *Manager) awaitWatcher(watched <-chan struct{}) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-watched:
+			return
+		case <-tick.C:
+		}
+		if err := mg.leaseHung(); err != nil {
+			mg.log.Warn("stopping: the session's watcher waits for the write of the timer's lease, which has not ended (its disk stopped answering); "+
+				"the manager's loop stops without it", "err", err)
+			return
+		}
+	}
+}
+
+// lockDropWithin takes dropMu, which the session's suspension holds until
+// its drop ends (see suspendSession), as long as it takes (wait negative)
+// or until the write of the timer's lease is known hung (see leaseHung):
+// the drop stamps the subsystems' horizons, as the mover's cut does, and
+// a drop whose stamp waits for a hung lease holds dropMu as long. It then
+// returns that error, dropMu not taken (taken late, it is let go at once).
+func (mg *Manager) lockDropWithin(wait time.Duration) error {
+	if wait < 0 {
+		mg.dropMu.Lock()
+		return nil
+	}
+	if mg.dropMu.TryLock() {
+		return nil
+	}
+	var mu sync.Mutex
+	givenUp := false
+	got := make(chan struct{})
+	go func() {
+		mg.dropMu.Lock()
+		mu.Lock()
+		defer mu.Unlock()
+		if givenUp {
+			mg.dropMu.Unlock()
+			return
+		}
+		close(got)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-got:
+			return nil
+		case <-tick.C:
+		}
+		if err := mg.leaseHung(); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			select {
+			case <-got:
+				return nil
+			default:
+			}
+			givenUp = true
+			return err
+		}
+	}
 }
 
 // Close records a clean stop: the caller has shipped everything it holds.
@@ -2493,7 +2576,9 @@ func (mg *Manager) Add(vol string) error {
 }
 
 func (mg *Manager) add(vol string) error {
-	mg.dropMu.Lock() // see suspendSession
+	if err := mg.lockDropWithin(mg.operatorWait()); err != nil { // see suspendSession
+		return refusedForLease("add", vol, vol, "not a pair", err)
+	}
 	defer mg.dropMu.Unlock()
 	mg.mu.Lock()
 	defer mg.unlock()
@@ -2905,7 +2990,9 @@ func answerWithin[T any](mg *Manager, op, vol, before string, f func() (T, error
 }
 
 func (mg *Manager) resume(vol string) error {
-	mg.dropMu.Lock() // see suspendSession
+	if err := mg.lockDropWithin(mg.operatorWait()); err != nil { // see suspendSession
+		return refusedForLease("resume", vol, vol, "suspended", err)
+	}
 	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
@@ -3210,7 +3297,9 @@ func (mg *Manager) resumeAllWithin(autoOnly bool, wait time.Duration) ([]string,
 // markers given up for the timer's lease resume no pair (see
 // resumeTogether), and the error says so.
 func (mg *Manager) resumeAllUnsaved(autoOnly bool, wait time.Duration) (names []string, save bool, _ error) {
-	mg.dropMu.Lock() // see suspendSession
+	if err := mg.lockDropWithin(wait); err != nil { // see suspendSession
+		return nil, false, refusedForLease("resume", "--all", "the suspended pairs", "suspended", err)
+	}
 	defer mg.dropMu.Unlock()
 	mg.saveMu.Lock()
 	mg.mu.Lock()
