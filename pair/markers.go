@@ -160,7 +160,9 @@ func (mg *Manager) endCopies() {
 	// And the ends of crash recoveries put off at the start (see
 	// endRecovery).
 	for _, p := range recoveries {
-		if mg.recovering[p.Volume] = mg.endRecovery(p); mg.recovering[p.Volume] == recoveryEndOwed {
+		end := mg.endRecovery(p)
+		mg.recovering[p.Volume] = end
+		if end == recoveryEndOwed {
 			return
 		}
 	}
