@@ -19,8 +19,12 @@ import (
 // (leaseHung) it is not even tried, so that mg.mu is not taken for a
 // stamp that cannot come. Nothing is lost meanwhile: no write is
 // acknowledged while its stamp waits for the lease, and what the change
-// is owed (a failed write, a copy given up, a copy's end) is kept until
-// it is made.
+// is owed (a failed write, a copy given up, a copy's end, a crash
+// recovery's end) is kept until it is made. The markers of pairs whose
+// writes are not captured (announced again after the session's drop, a
+// deletion's) wait for their stamps on their own instead (see
+// announceWithin), and the operator's commands that would mark those
+// pairs after them wait for them only as long.
 
 // leaseWatcher is what a subsystem offers to tell whether its stamps wait
 // for the timer's lease (package subsystem implements it).

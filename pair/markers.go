@@ -366,8 +366,9 @@ func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
 	mg.announceWithin("the markers of the session's suspension, announced again after its drop,", ms, wait)
 }
 
-// announceWithin captures ms as reannounceWithin does, what they are
-// saying so in the log when put off. Called with mg.mu held.
+// announceWithin captures ms as reannounceWithin does, what naming them
+// they are in the log when put off: the markers of pairs whose writes
+// are not captured (suspended or deleted). Called with mg.mu held.
 func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duration) {
 	if len(ms) == 0 {
 		return
@@ -383,12 +384,12 @@ func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duratio
 		}
 	}()
 	mg.announcing = done
-	if err := mg.stampedWithin(done, wait); err == nil {
+	err := mg.stampedWithin(done, wait)
+	if err == nil {
 		mg.announcing = nil
 		return
-	} else {
-		mg.putOff(what, "", err)
 	}
+	mg.putOff(what, "", err)
 	go func() {
 		<-done
 		mg.mu.Lock()
@@ -400,8 +401,9 @@ func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duratio
 	}()
 }
 
-// announcedWithin waits for the markers the session's suspension
-// announces again (see reannounceWithin) to be captured, before an
+// announcedWithin waits for the markers announceWithin put off (those
+// the session's suspension announces again, a deletion's) to be
+// captured, before an
 // operator's command captures a marker of its own that must come after
 // them, as long as stampedWithin does: it returns the timer's lease's
 // error if they still wait for it. Called with mg.mu held.

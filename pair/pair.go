@@ -328,9 +328,10 @@ type Manager struct {
 	// again; acknowledged, the pair's FirstCopy is cleared for good.
 	firstEnds map[string]int64
 	downAt    time.Time // touched only by autoSuspend
-	// announcing is closed once the markers the session's suspension
-	// announces again after its drop are captured; nil if none wait
-	// (see reannounceWithin).
+	// announcing is closed once the markers put off for the timer's
+	// lease by announceWithin (the session's suspension's announced
+	// again after its drop, a deletion's) are captured; nil if none
+	// wait.
 	announcing chan struct{}
 	// watcher is closed once the watcher of the last Run has ended (see
 	// awaitWatcher).
