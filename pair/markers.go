@@ -367,8 +367,8 @@ func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
 }
 
 // announceWithin captures ms as reannounceWithin does, what naming them
-// they are in the log when put off: the markers of pairs whose writes
-// are not captured (suspended or deleted). Called with mg.mu held.
+// in the log when put off: the markers of pairs whose writes are not
+// captured (suspended or deleted). Called with mg.mu held.
 func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duration) {
 	if len(ms) == 0 {
 		return
