@@ -1,0 +1,5 @@
+//go:build !race
+
+package secondary
+
+const raceDetector = false
