@@ -253,6 +253,12 @@ type VolumeStatus struct {
 	// ChangedBytes, at a promoted site, is what the regions written since
 	// the promotion cover: what a rejoin copies from it.
 	ChangedBytes *int64 `json:"changed_bytes,omitempty"`
+	// RejoinOwed, at a site promoted to run as the primary of the reverse
+	// direction (or promoted back), says the pair awaits the old primary's
+	// rejoin request, which names the regions where that site may hold
+	// writes this one never had: its resume is refused until then, and
+	// Note says the way forward.
+	RejoinOwed bool `json:"rejoin_owed,omitempty"`
 }
 
 // FormatTime renders a consistency time as the contract wants it: RFC 3339

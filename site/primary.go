@@ -1281,6 +1281,12 @@ func (p *Primary) Status() control.Status {
 		if vs.Note == "" {
 			vs.Note = pr.CopyFailing
 		}
+		if pr.RejoinOwed && !pr.Deleted && pr.State == pair.Suspended {
+			vs.RejoinOwed = true
+			if vs.Note == "" {
+				vs.Note = rejoinOwedNote(pr.Volume)
+			}
+		}
 		if pr.Inconsistent && !pr.FirstCopy && vs.Note == "" {
 			vs.Note = "the secondary holds no consistent copy of this volume until a copy of it completes"
 		}
@@ -1304,6 +1310,15 @@ func (p *Primary) Status() control.Status {
 	st.SwitchoverInDoubt = p.switchedOver.inDoubt
 	p.switchedOver.mu.Unlock()
 	return st
+}
+
+// rejoinOwedNote is the status note of vol, a pair that awaits the old
+// primary's rejoin request (pair.Pair.RejoinOwed): what resumes it, and
+// what to do if the old primary never comes back.
+func rejoinOwedNote(vol string) string {
+	return "awaits the old primary's rejoin: its `duplex rejoin --yes` names the regions it may hold that this site never had, " +
+		"and resumes this pair with them (a resume here is refused until then); if that site is lost for good, " +
+		"`duplex pair delete " + vol + "` then `duplex pair add " + vol + "` copy the volume whole to a new secondary"
 }
 
 // SetRates changes the copy and link rate limits (bytes per second, 0:
@@ -1531,10 +1546,13 @@ func (p *Primary) samples() []control.Sample {
 			flushing = max(flushing, d)
 		}
 	}
-	var pending, copyBytes, copied int64
+	var pending, copyBytes, copied, owed int64
 	var failing []control.Sample
 	now := time.Now()
 	for _, pr := range p.pairs.Pairs() {
+		if !pr.Deleted && pr.State == pair.Suspended && pr.RejoinOwed {
+			owed++
+		}
 		if pr.Deleted || pr.State != pair.Pending {
 			continue
 		}
@@ -1555,6 +1573,8 @@ func (p *Primary) samples() []control.Sample {
 			"(the pair manager's copies, promotions and the operator's commands wait for it).", save.Seconds()),
 		control.Gauge("lag_seconds", lagHelp, control.Lag(ms.Acked.RecoversTo(), time.Now())),
 		control.Gauge("pairs_copying", "Pairs pending: their initial copy or resync runs.", float64(pending)),
+		control.Gauge("pairs_awaiting_rejoin", "Pairs suspended for the old primary's rejoin whose request has not come: "+
+			"their resume is refused until its duplex rejoin --yes names the regions it may hold that this site never had.", float64(owed)),
 		control.Gauge("copy_bytes", "Bytes the running initial copies and resyncs copy in all.", float64(copyBytes)),
 		control.Gauge("copied_bytes", "Of copy_bytes, the bytes copied so far.", float64(copied)),
 		control.Gauge("link_up", linkUpHelp, up),

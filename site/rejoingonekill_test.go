@@ -164,11 +164,13 @@ func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
 	if err := b.Pairs().Resume("vol1"); !errors.Is(err, pair.ErrRejoinOwed) {
 		t.Fatalf("the operator's resume of vol1 at the promoted site: %v, want refused until the rejoin", err)
 	}
+	awaitsRejoin(t, b, len(cfg.VolumeNames()))
 	for range 2 {
 		if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	awaitsRejoin(t, b, 0)
 	endsIdentical(t, cfg, b, a)
 }
 
@@ -238,5 +240,34 @@ func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
 			}
 			t.Logf("refused: %v", err)
 		})
+	}
+}
+
+// awaitsRejoin checks that the status and metrics of p, a promoted site,
+// say that n of its pairs await the old primary's rejoin request, and for
+// each the way forward: what resumes it, and what to do if the old
+// primary is lost for good.
+func awaitsRejoin(t *testing.T, p *Primary, n int) {
+	t.Helper()
+	owed := 0
+	for _, v := range p.Status().Volumes {
+		if !v.RejoinOwed {
+			if strings.Contains(v.Note, "rejoin") {
+				t.Errorf("%s, not awaiting the rejoin, has the note %q", v.Name, v.Note)
+			}
+			continue
+		}
+		owed++
+		for _, says := range []string{"`duplex rejoin --yes`", "lost for good", "`duplex pair delete " + v.Name + "`", "`duplex pair add " + v.Name + "`"} {
+			if !strings.Contains(v.Note, says) {
+				t.Errorf("the status note of %s, awaiting the rejoin, %q does not say %q", v.Name, v.Note, says)
+			}
+		}
+	}
+	if owed != n {
+		t.Errorf("status shows %d pairs awaiting the rejoin, want %d", owed, n)
+	}
+	if got := sampleMap(p.Samples())["pairs_awaiting_rejoin"].Value; got != float64(n) {
+		t.Errorf("duplex_pairs_awaiting_rejoin %v, want %d", got, n)
 	}
 }

@@ -315,6 +315,11 @@ func printStatus(w io.Writer, st control.Status) {
 			// copy's read of the primary volume hung).
 			fmt.Fprintf(w, " suspended-by-session:%q", v.Reason)
 		}
+		if v.RejoinOwed {
+			// Its resume waits for the old primary's rejoin; the note
+			// says what to do.
+			fmt.Fprint(w, " awaiting-rejoin")
+		}
 		if v.Note != "" {
 			// Why it does not resume (the secondary's journal has no room),
 			// or why its copy does not go on (its last try failed).

@@ -31,14 +31,16 @@ func TestStatusAddr(t *testing.T) {
 		Volumes: []control.VolumeStatus{{Name: "vol1", Subsystem: "ss1", State: "duplex", SizeBytes: 1 << 30, CopiedBytes: 1 << 30},
 			{Name: "vol2", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, Auto: true, Reason: "link down with a full sidefile",
 				Note: "resync needs about 5 bytes of journal at the secondary, 4 free"},
-			{Name: "vol3", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, Reason: "a read of the primary volume for its copy did not complete in time"}}})
+			{Name: "vol3", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, Reason: "a read of the primary volume for its copy did not complete in time"},
+			{Name: "vol4", Subsystem: "ss1", State: "suspended", SizeBytes: 1 << 30, RejoinOwed: true, Note: "awaits the old primary's rejoin"}}})
 	code, out, errs := runCmd("status", "--addr", addr)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{"s role:primary link:connected", "sidefile:1.0 MiB/256.0 MiB", "vol1 subsystem:ss1 state:duplex",
 		`vol2 subsystem:ss1 state:suspended size:1.0 GiB auto-suspended:"link down with a full sidefile" waiting:"resync needs about 5 bytes of journal at the secondary, 4 free"`,
-		`vol3 subsystem:ss1 state:suspended size:1.0 GiB suspended-by-session:"a read of the primary volume for its copy did not complete in time"`} {
+		`vol3 subsystem:ss1 state:suspended size:1.0 GiB suspended-by-session:"a read of the primary volume for its copy did not complete in time"`,
+		`vol4 subsystem:ss1 state:suspended size:1.0 GiB awaiting-rejoin waiting:"awaits the old primary's rejoin"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("human status lacks %q:\n%s", want, out)
 		}
