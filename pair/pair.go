@@ -155,8 +155,13 @@ type persisted struct {
 	// writes are marked nowhere, so after its unclean stop the log (even if
 	// it opens again) holds only older marks, and every pair is copied in
 	// full.
-	NoLog bool    `json:"no_activity_log,omitempty"`
-	Pairs []*Pair `json:"pairs"`
+	NoLog bool `json:"no_activity_log,omitempty"`
+	// RejoinOwedKept says the pairs' rejoin_owed is this version's
+	// record: a state without it was saved by a version that kept none,
+	// and a promoted site's pairs are then told from their fields
+	// (Options.RejoinSince).
+	RejoinOwedKept bool    `json:"rejoin_owed_kept,omitempty"`
+	Pairs          []*Pair `json:"pairs"`
 }
 
 // Volume is what the manager needs to know of a configured volume.
@@ -229,6 +234,13 @@ type Options struct {
 	// (see recoveryReads), and for its capture as long, from its start;
 	// negative: for ever.
 	CopyReadWait time.Duration
+	// RejoinSince, at a promoted site running as the primary of the
+	// reverse direction (or promoted back), is the time its pair state
+	// was made suspended as of for the old primary's rejoin (the
+	// promotion's consistency time, WriteSuspended's since); 0 elsewhere.
+	// A state saved by a version that kept no RejoinOwed then has it set
+	// on each pair still as WriteSuspended left it (see owedBeforeKept).
+	RejoinSince int64
 	// SaveWait is how long an operator's command waits for the save of
 	// the state it changed (default DefaultSaveWait): a disk that stops
 	// answering holds the save, and the command is then answered in
@@ -410,6 +422,9 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	if !found {
 		st.Clean = true
+	}
+	if found && !st.RejoinOwedKept && opts.RejoinSince != 0 {
+		mg.owedBeforeKept(st.Pairs, opts.RejoinSince)
 	}
 	saved := map[string]*Pair{}
 	for _, p := range st.Pairs {
@@ -1273,7 +1288,7 @@ type snapshot struct {
 
 // snapshotLocked reads the state a save writes. Called with mg.mu held.
 func (mg *Manager) snapshotLocked(clean bool) snapshot {
-	s := snapshot{st: persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil || mg.noLog}, changes: mg.changes,
+	s := snapshot{st: persisted{Clean: clean, NoLog: mg.opts.ActivityLog == nil || mg.noLog, RejoinOwedKept: true}, changes: mg.changes,
 		bms: map[string]*bitmap.Bitmap{}, pending: map[string]bool{}}
 	for _, name := range mg.order {
 		p := *mg.pairs[name]

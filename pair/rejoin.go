@@ -32,7 +32,7 @@ func WriteSuspended(fsys disk.FS, dir string, since int64, vols []SuspendedVolum
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("pair state %s: %w", dir, err)
 	}
-	st := persisted{Clean: true}
+	st := persisted{Clean: true, RejoinOwedKept: true}
 	for _, v := range vols {
 		bm := v.Changed
 		if bm == nil {
@@ -56,6 +56,33 @@ func WriteSuspended(fsys disk.FS, dir string, since int64, vols []SuspendedVolum
 		return fmt.Errorf("pair state: %w", err)
 	}
 	return nil
+}
+
+// owedBeforeKept sets RejoinOwed on the pairs of ps, read from a state
+// saved by a version that kept none, that are still as WriteSuspended
+// made them suspended as of since: never resumed, never suspended again,
+// nothing copied. The old primary's request resumes every pair it finds
+// suspended, so such a pair most likely never had it (unless the resume
+// that followed the request was refused, for the old primary's journal
+// room: its regions were added then, and the request asked again, as the
+// refusal says, adds nothing more and resumes it). A pair the request
+// resumed carries what it did: a copy's bytes or end, a later suspension's
+// time, the session's own suspension (Auto).
+func (mg *Manager) owedBeforeKept(ps []*Pair, since int64) {
+	var owed []string
+	for _, p := range ps {
+		if p == nil || p.RejoinOwed || p.State != Suspended || p.Deleted || p.Auto || p.Reason != "" || p.Since != since ||
+			p.CopyTotal != 0 || p.Copied != 0 || p.CopyEnd != 0 || p.Resynced != 0 || p.FirstCopy || p.Inconsistent || p.EndAt != 0 {
+			continue
+		}
+		p.RejoinOwed = true
+		owed = append(owed, p.Volume)
+	}
+	if len(owed) > 0 {
+		mg.log.Warn("pair state saved by an earlier version, which kept no record of the old primary's rejoin request: "+
+			"the pairs still suspended as of the promotion, as they were made for the rejoin, await its request "+
+			"(its duplex rejoin --yes resumes them; a resume here is refused until then)", "volumes", owed)
+	}
 }
 
 // ErrRejoinOwed refuses the resume of a pair whose rejoin's regions are

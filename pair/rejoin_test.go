@@ -1,6 +1,8 @@
 package pair
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -147,5 +149,96 @@ func TestAPairMadeForARejoinResumesOnlyOnceTheRejoinsRegionsAreAdded(t *testing.
 	r.crash()
 	if err := r.mg.Resume("a"); err != nil {
 		t.Errorf("resume of a later suspension: %v", err)
+	}
+}
+
+// TestAPairStateFromBeforeRejoinOwedAwaitsTheRequestItNeverGot: a promoted
+// site's pair state saved by a version that kept no rejoin_owed records
+// none, though the old primary's request may never have come. Opened at
+// the promoted site (RejoinSince, the time WriteSuspended made the pairs
+// suspended as of), a pair still as WriteSuspended left it is owed the
+// request, which resumes every pair: its resume is refused until then, a
+// restart too. A pair the request did resume (duplex, or suspended since)
+// resumes as before, and so does one whose flag this version cleared.
+func TestAPairStateFromBeforeRejoinOwedAwaitsTheRequestItNeverGot(t *testing.T) {
+	const size = 64 * twinRegion
+	const since = 1000
+	r := &rig{t: t, dir: t.TempDir()}
+	r.ss = newMemSubsystem("ss", 1<<30)
+	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
+	r.vols = []Volume{{Name: "a", Subsystem: r.ss, Size: size}, {Name: "b", Subsystem: r.ss, Size: size}, {Name: "c", Subsystem: r.ss, Size: size}}
+	r.opts = Options{Dir: r.dir, SuspendAfter: time.Hour, Logger: slog.New(slog.DiscardHandler), RejoinSince: since}
+	if err := WriteSuspended(nil, r.dir, since, []SuspendedVolume{{Name: "a", Subsystem: "ss", Size: size},
+		{Name: "b", Subsystem: "ss", Size: size}, {Name: "c", Subsystem: "ss", Size: size}}); err != nil {
+		t.Fatal(err)
+	}
+	// As the older version saved it: no rejoin_owed anywhere; b resumed by
+	// a request and duplex, c resumed by it and suspended again since.
+	path := filepath.Join(r.dir, "pairs.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its times as written: as float64, they would be rounded.
+	var st map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for k := range st {
+		if k != "clean" && k != "pairs" {
+			delete(st, k)
+		}
+	}
+	for _, p := range st["pairs"].([]any) {
+		p := p.(map[string]any)
+		delete(p, "rejoin_owed")
+		switch p["volume"] {
+		case "b":
+			p["state"], p["copy_end"], p["consistent"], p["resynced"] = "duplex", 2000, 3000, 2*twinRegion
+			delete(p, "since")
+		case "c":
+			p["since"], p["consistent"], p["resynced"], p["copy_end"] = 4000, 4000, twinRegion, 2000
+		}
+	}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.openLog()
+	r.open()
+	refused := func(when string) {
+		t.Helper()
+		if err := r.mg.Resume("a"); !errors.Is(err, ErrRejoinOwed) {
+			t.Fatalf("resume of a, untouched since the pair state was made for the rejoin, %s: %v, want refused for the rejoin", when, err)
+		}
+		if p := r.pair("a"); p.State != Suspended || !p.RejoinOwed {
+			t.Fatalf("a %s: %s, rejoin owed %v, want suspended, owed", when, p.State, p.RejoinOwed)
+		}
+	}
+	refused("at the first open by this version")
+	if err := r.mg.Resume("c"); err != nil {
+		t.Errorf("resume of c, resumed by the request and suspended since: %v", err)
+	}
+	r.crash()
+	refused("after a restart")
+
+	if _, err := r.mg.AddChanged("a", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Cleared by this version: a restart does not take the pair for one
+	// an older version saved.
+	r.crash()
+	if err := r.mg.Resume("a"); err != nil {
+		t.Errorf("resume of a once the request came, after a restart: %v", err)
+	}
+	r.settle()
+	for _, name := range []string{"a", "b", "c"} {
+		if p := r.pair(name); p.State != Duplex {
+			t.Errorf("%s: %s, want duplex", name, p.State)
+		}
 	}
 }

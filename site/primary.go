@@ -440,8 +440,15 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		}
 	}
 	starting.step("the pair state in " + p.stateDir)
+	var rejoinSince int64
+	if p.promotion != nil {
+		// The pair state was made suspended as of it for the old
+		// primary's rejoin (seedReverse, seedFailBack).
+		rejoinSince = p.promotion.ConsistencyTime
+	}
 	p.pairs, err = pair.Open(pair.Options{Dir: p.stateDir, SuspendAfter: time.Duration(cfg.Primary.SuspendAfter), Logger: p.log,
-		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait, SaveWait: p.slowDisk}, p.mover, pvs)
+		ActivityLog: al, Recovered: recovered, FS: opts.FS, CopyRate: p.copyRate, CopyReadWait: opts.CopyReadWait, SaveWait: p.slowDisk,
+		RejoinSince: rejoinSince}, p.mover, pvs)
 	if errors.Is(err, disk.ErrDamaged) {
 		return nil, fmt.Errorf("primary: %w; without one, %s", err, recreatePairState(p.stateDir))
 	}

@@ -3,10 +3,12 @@ package site
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +272,61 @@ func awaitsRejoin(t *testing.T, p *Primary, n int) {
 	if got := sampleMap(p.Samples())["pairs_awaiting_rejoin"].Value; got != float64(n) {
 		t.Errorf("duplex_pairs_awaiting_rejoin %v, want %d", got, n)
 	}
+}
+
+// TestAPromotedSiteOfAnEarlierVersionAwaitsTheRejoinRequest: the reverse
+// direction's pair state, made and saved by a version that kept no record
+// of the old primary's rejoin request (no rejoin_owed), is opened by this
+// one before the request came: the pairs, still as they were made for
+// the rejoin, refuse the operator's resume and say they await it, and
+// the request, once it comes, resumes them with the old primary's
+// regions (vol1's image there made anew: copied whole).
+func TestAPromotedSiteOfAnEarlierVersionAwaitsTheRejoinRequest(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := duplexWroteVol1(t)
+	if err := os.Remove(cfg.Primary.Subsystems[0].Volumes[0].Path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
+		t.Fatal(err)
+	}
+	rev := transport.NewMemNetwork(2, transport.Faults{})
+	_, stopB := openReversed(t, cfg, quiet, rev)
+	stopB()
+	// As the earlier version saved it.
+	path := filepath.Join(ReverseDir(cfg), "pairs.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its times as written: as float64, they would be rounded.
+	var st map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	delete(st, "rejoin_owed_kept")
+	for _, p := range st["pairs"].([]any) {
+		delete(p.(map[string]any), "rejoin_owed")
+	}
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	bb, _ := openReversed(t, cfg, quiet, rev)
+	if err := bb.Pairs().Resume("vol1"); !errors.Is(err, pair.ErrRejoinOwed) {
+		t.Fatalf("the operator's resume of vol1 at the promoted site, before the request: %v, want refused until the rejoin", err)
+	}
+	awaitsRejoin(t, bb, len(cfg.VolumeNames()))
+	_, r := beginRejoin(t, cfg, bb)
+	a := rejoined(t, cfg, quiet, r, rev, SecondaryOptions{})
+	if _, err := bb.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
+		t.Fatal(err)
+	}
+	awaitsRejoin(t, bb, 0)
+	endsIdentical(t, cfg, bb, a)
 }
