@@ -73,10 +73,13 @@ type freeReading struct {
 	known bool
 }
 
+// store keeps a reading unless the one kept was taken later: one taken
+// at the same instant (within the clock's resolution) was taken after it,
+// the secondary reading under its lock, and is the newer.
 func (r *freeReading) store(epoch uint64, at time.Time, free uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.known || at.After(r.at) {
+	if !r.known || !at.Before(r.at) {
 		r.at, r.epoch, r.free, r.known = at, epoch, free, true
 	}
 }
