@@ -112,6 +112,11 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 		return false, err
 	}
 	bm := mg.vols[vol].Subsystem.Tracking(vol)
+	// Owed nothing more, with nothing added: a deleted pair's add copies
+	// the whole volume, and so does the resume of a suspended one without
+	// a bitmap (saveResuming, startCopy), which only a resume's own
+	// critical section leaves so. A pair not suspended was resumed by
+	// the request before, its regions added then.
 	if p.Deleted || p.State != Suspended || bm == nil {
 		if p.RejoinOwed {
 			p.RejoinOwed = false

@@ -242,3 +242,40 @@ func TestAPairStateFromBeforeRejoinOwedAwaitsTheRequestItNeverGot(t *testing.T) 
 		}
 	}
 }
+
+// TestARejoinsRegionsOfAPairWithoutItsChangeBitmapAreCopiedWhole: a
+// suspended pair whose subsystem tracks its writes in no bitmap (none
+// does at any point the manager lets AddChanged see: every suspension
+// and every open installs one, and only a resume, under the same lock
+// that makes the pair pending, takes it) has no changed regions to add
+// the rejoin's to. AddChanged adds nothing and the pair owes the rejoin
+// nothing more: its resume copies the whole volume, the rejoin's regions
+// among it.
+func TestARejoinsRegionsOfAPairWithoutItsChangeBitmapAreCopiedWhole(t *testing.T) {
+	const size = 64 * twinRegion
+	r := &rig{t: t, dir: t.TempDir()}
+	r.ss = newMemSubsystem("ss", 1<<30)
+	r.mv = &memMover{subs: []*memSubsystem{r.ss}, connected: true}
+	r.vols = []Volume{{Name: "a", Subsystem: r.ss, Size: size}}
+	r.opts = Options{Dir: r.dir, SuspendAfter: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	if err := WriteSuspended(nil, r.dir, 1000, []SuspendedVolume{{Name: "a", Subsystem: "ss", Size: size}}); err != nil {
+		t.Fatal(err)
+	}
+	r.openLog()
+	r.open()
+	r.ss.mu.Lock()
+	delete(r.ss.tracking, "a")
+	r.ss.mu.Unlock()
+	extra := bitmap.New(size, twinRegion)
+	extra.Set(7*twinRegion, 2*twinRegion)
+	if added, err := r.mg.AddChanged("a", extra); err != nil || added {
+		t.Fatalf("AddChanged of a pair without its bitmap: %v, %v, want nothing added", added, err)
+	}
+	if err := r.mg.Resume("a"); err != nil {
+		t.Fatalf("resume once the rejoin came: %v", err)
+	}
+	r.settle()
+	if p := r.pair("a"); p.State != Duplex || p.Resynced != size {
+		t.Errorf("a after the resync: %s, resynced %d bytes, want duplex with the whole volume, %d", p.State, p.Resynced, int64(size))
+	}
+}
