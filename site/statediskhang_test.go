@@ -48,6 +48,13 @@ func stateDiskHanging(t *testing.T, stopWait, idle time.Duration) (*Primary, *Se
 // changed by more first (if set).
 func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(*PrimaryOptions)) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
 	t.Helper()
+	return stateDiskHangingOf(t, stopWait, idle, more, (*stateDiskHang).hang)
+}
+
+// stateDiskHangingOf is stateDiskHangingWith whose disk hangs as hang
+// has it (given the state directory): one file's writes alone, say.
+func stateDiskHangingOf(t *testing.T, stopWait, idle time.Duration, more func(*PrimaryOptions), hang func(h *stateDiskHang, dir string)) (*Primary, *Secondary, *stateDiskHang, *logBuffer, func() error) {
+	t.Helper()
 	old := actlog.Idle
 	actlog.Idle = cmp.Or(idle, time.Hour) // vol2's region stays marked
 	t.Cleanup(func() { actlog.Idle = old })
@@ -116,7 +123,7 @@ func stateDiskHangingWith(t *testing.T, stopWait, idle time.Duration, more func(
 	if idle == 0 {
 		waitFor(t, 30*time.Second, "vol2's region alone marked", func() bool { return p.actlog.Marked() == 1 })
 	}
-	h.hang(p.stateDir)
+	hang(h, p.stateDir)
 	return p, s, h, logs, func() error { stop(); return runErr }
 }
 
