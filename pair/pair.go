@@ -1377,6 +1377,11 @@ func (mg *Manager) saveAs(clean, lazy bool, kind int) error {
 // write writes the bitmaps of s, then its pair state. Called with
 // mg.saveMu held.
 func (mg *Manager) write(s snapshot) error {
+	if err := mg.saves.Err(); err != nil {
+		// Saves given up (CloseWithin, EndSaves) write nothing: the
+		// directory may be another run's by the time a queued one comes.
+		return fmt.Errorf("pair state %s: the stop gave its saves up: %w", mg.opts.Dir, err)
+	}
 	mg.saving.Store(time.Now().UnixNano())
 	defer mg.saving.Store(0)
 	for name, bm := range s.bms {
@@ -1747,6 +1752,30 @@ func (mg *Manager) CloseWithin(ctx context.Context, clean bool) error {
 	default:
 	}
 	return fmt.Errorf("pair state %s: %w: its disk has not answered (the state on disk says not clean)", mg.opts.Dir, ErrSaveHung)
+}
+
+// EndSaves gives every later save of the pair state up, as CloseWithin
+// does one that does not end (it writes nothing), and returns a channel
+// closed once the save under way, if any, has ended: given up or not, it
+// may still rename once its disk answers. A stop lets the pair state's
+// directory go only then, so that the next run never finds the state it
+// read replaced by this run's older one.
+func (mg *Manager) EndSaves() <-chan struct{} {
+	mg.giveUp()
+	ended := make(chan struct{})
+	if mg.saveMu.TryLock() {
+		mg.saveMu.Unlock()
+		close(ended)
+		return ended
+	}
+	go func() {
+		defer close(ended)
+		// Every write runs under saveMu, and one that takes it from now
+		// on writes nothing.
+		mg.saveMu.Lock()
+		mg.saveMu.Unlock()
+	}()
+	return ended
 }
 
 // SaveUnderWay returns how long the save of the pair state under way has

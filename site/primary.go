@@ -573,11 +573,25 @@ func (p *Primary) close() error {
 	// close given up (see closeVolumes): the next run would copy the
 	// regions the activity log marks to the secondary, and the late
 	// write then change them on the primary's volume alone, perhaps over
-	// a newer write acknowledged meanwhile.
-	if (p.timer != nil && leaseWriting(p)) || err != nil {
+	// a newer write acknowledged meanwhile. So may the pair state's save
+	// and the activity log's write the stop gave up: the next run would
+	// find the state it read replaced by this older one, and its own
+	// generation of the log, with the marks of writes it acknowledged,
+	// overwritten in its slot.
+	var state []<-chan struct{}
+	if p.pairs != nil {
+		state = append(state, p.pairs.EndSaves())
+	}
+	state = append(state, p.pairsEnded, p.logEnded, p.failedSuspended)
+	if (p.timer != nil && leaseWriting(p)) || err != nil || slices.ContainsFunc(state, func(ch <-chan struct{}) bool { return !ended(ch) }) {
 		go func(lock io.Closer) {
 			if p.timer != nil {
 				p.timer.AwaitWrites()
+			}
+			for _, ch := range state {
+				if ch != nil {
+					<-ch
+				}
 			}
 			<-closed
 			lock.Close()
