@@ -172,6 +172,9 @@ type PrimaryOptions struct {
 	// as (Promotion's): OpenReversePrimary's reading of the promotion and
 	// the making of the pair state from it.
 	prepare func(starting *startWait) (*failover.Promotion, error)
+	// beforeStateLock, if set (tests), runs once prepare has, before the
+	// pair state's LOCK is taken.
+	beforeStateLock func()
 	// beforeCopyRead stands in for the volumes' copy reads from the start,
 	// a crash recovery's included (see subsystem.SetBeforeCopyRead): tests
 	// hang them.
@@ -253,6 +256,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 				return nil, err
 			}
 			p.promotion = pr
+		}
+		if opts.beforeStateLock != nil {
+			opts.beforeStateLock()
 		}
 		// Made on the first start only, as os.MkdirAll leaves one there.
 		starting.step(p.stateDir)
