@@ -172,6 +172,10 @@ type PrimaryOptions struct {
 	// as (Promotion's): OpenReversePrimary's reading of the promotion and
 	// the making of the pair state from it.
 	prepare func(starting *startWait) (*failover.Promotion, error)
+	// underStateLock, if set, runs with the pair state's LOCK taken,
+	// before anything of the state is read, and returns the promotion the
+	// site serves as (prepare's read again, OpenReversePrimary).
+	underStateLock func(starting *startWait) (*failover.Promotion, error)
 	// beforeStateLock, if set (tests), runs once prepare has, before the
 	// pair state's LOCK is taken.
 	beforeStateLock func()
@@ -272,6 +276,14 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		if err != nil {
 			return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
 				p.stateDir, cfg.Session, err)
+		}
+		if opts.underStateLock != nil {
+			pr, err := opts.underStateLock(starting)
+			if err != nil {
+				lock.Close()
+				return nil, err
+			}
+			p.promotion = pr
 		}
 		// With the lock, before the address: a site that rejoined the
 		// promoted site runs as its secondary on this control address

@@ -376,18 +376,9 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	starting := watchStart(p.log, p.slowDisk)
 	defer starting.end()
 	lock, err := lockThenServe(func() (io.Closer, error) {
-		starting.step(filepath.Join(dir, "promotion.json"))
-		pr, err := failover.ReadPromotion(opts.FS, dir)
-		if errors.Is(err, failover.ErrNotPromoted) {
-			return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
+		if _, err := promotionToServe(opts.FS, cfg, starting); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("promoted: %w", err)
-		}
-		if pr.Session != cfg.Session {
-			return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", dir, pr.Session, cfg.Session)
-		}
-		p.promotion = pr
 		starting.step(filepath.Join(dir, "LOCK"))
 		lock, err := failover.LockChanges(opts.FS, dir)
 		if err != nil {
@@ -401,6 +392,16 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			// Its pair state holds the changed regions from then on.
 			return nil, fmt.Errorf("promoted: this site runs as the primary of the reverse direction (pair state %s): OpenReversePrimary opens it", ReverseDir(cfg))
 		}
+		// Read again with the LOCK, which a rejoin back's retirement of
+		// the promotion holds, and the rejoin back last (see
+		// promotionToServe): a promotion retired since the look before
+		// the LOCK is refused, and none is retired while it is held.
+		pr, err := promotionToServe(opts.FS, cfg, starting)
+		if err != nil {
+			lock.Close()
+			return nil, err
+		}
+		p.promotion = pr
 		return lock, nil
 	}, func() (err error) {
 		p.early, err = p.serveStarting(cfg, "secondary", "primary", "promoted site", cfg.Secondary.Control, opts.Listeners.Control, starting, p.log)

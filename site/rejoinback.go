@@ -206,8 +206,44 @@ func BeginRejoinBack(cfg *config.Config, ch control.Changes, plan []RejoinVolume
 // (its record, changed regions and reverse pair state): the site runs as
 // the secondary from then on, which a promotion record refuses. Removed
 // already, it does nothing.
+//
+// It holds the changed regions' LOCK, and the reverse pair state's, and
+// moves the directory aside at once: a promoted site's start reads the
+// promotion again under either LOCK before it writes anything, so it
+// either holds the LOCK first (and the retirement is refused, in use) or
+// finds no promotion. Removed in place, file by file, a start let in
+// between found the promotion and made a pair state of it that outlived
+// the retirement.
 func RetireRejoinedBack(cfg *config.Config) error {
-	if err := os.RemoveAll(PromotedDir(cfg)); err != nil {
+	dir := PromotedDir(cfg)
+	aside := dir + ".retired"
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		// A retirement that stopped after the move leaves the rest.
+		if err := os.RemoveAll(aside); err != nil {
+			return fmt.Errorf("rejoin: retiring the promotion: %w", err)
+		}
+		return nil
+	}
+	for _, l := range []string{filepath.Join(dir, "LOCK"), filepath.Join(ReverseDir(cfg), stateLockName)} {
+		if _, err := os.Stat(filepath.Dir(l)); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		lock, err := disk.OS.Lock(l)
+		if err != nil {
+			return fmt.Errorf("rejoin: retiring the promotion: %s is in use (stop duplex promote here first): %w", filepath.Dir(l), err)
+		}
+		defer lock.Close()
+	}
+	if err := os.RemoveAll(aside); err != nil {
+		return fmt.Errorf("rejoin: retiring the promotion: %w", err)
+	}
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("rejoin: retiring the promotion: %w", err)
+	}
+	if err := disk.OS.SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("rejoin: retiring the promotion: %w", err)
+	}
+	if err := os.RemoveAll(aside); err != nil {
 		return fmt.Errorf("rejoin: retiring the promotion: %w", err)
 	}
 	return nil

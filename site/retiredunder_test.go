@@ -146,3 +146,24 @@ func TestAPromotedSiteWhosePromotionIsRetiredBeforeItsLockIsRefused(t *testing.T
 	}
 	t.Logf("refused: %v", o.err)
 }
+
+// TestARejoinBacksRetirementIsRefusedWhileThePromotedSiteRuns: the
+// retirement of a promotion whose site still runs (it holds the LOCK) is
+// refused, and the promotion stays: removed under it, the site went on
+// serving the volumes, its pair state gone.
+func TestARejoinBacksRetirementIsRefusedWhileThePromotedSiteRuns(t *testing.T) {
+	cfg, pr := promotedReversing(t)
+	p, err := OpenReversePrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	if err := rejoinBackNow(t, cfg, pr); err == nil {
+		t.Error("the promotion was retired under its running site")
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err := failover.ReadPromotion(nil, PromotedDir(cfg)); err != nil {
+		t.Errorf("the promotion after a refused retirement: %v", err)
+	}
+}

@@ -63,28 +63,9 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 	// answers once they have waited the slow disk's wait (see
 	// OpenPrimary's lock).
 	opts.prepare = func(starting *startWait) (*failover.Promotion, error) {
-		starting.step(filepath.Join(PromotedDir(cfg), "promotion.json"))
-		pr, err := failover.ReadPromotion(opts.FS, PromotedDir(cfg))
-		if errors.Is(err, failover.ErrNotPromoted) {
-			return nil, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
-		}
+		pr, err := promotionToServe(opts.FS, cfg, starting)
 		if err != nil {
-			return nil, fmt.Errorf("promoted: %w", err)
-		}
-		if pr.Session != cfg.Session {
-			return nil, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
-		}
-		// A rejoin back recorded beside the promotion is under way (a new
-		// promotion removes the record first; the rejoin retires the
-		// promotion after writing it): the old primary is the session's
-		// primary, and the rejoin discards whatever the volumes took here.
-		starting.step(filepath.Join(RejoinBackDir(cfg), rejoinFile))
-		switch r, err := readRejoin(opts.FS, RejoinBackDir(cfg)); {
-		case err == nil:
-			return nil, fmt.Errorf("promoted: this site rejoins the session's primary (primary again since %s) as its secondary: "+
-				"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
-		case !errors.Is(err, ErrNotRejoined):
-			return nil, fmt.Errorf("promoted: %w", err)
+			return nil, err
 		}
 		starting.step(ReverseDir(cfg))
 		if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
@@ -92,8 +73,51 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 		}
 		return &pr, nil
 	}
+	// Read again with the pair state's LOCK, which a rejoin back holds
+	// while it records itself: one recorded (and the promotion retired)
+	// since the look above is seen, and none is recorded while the LOCK
+	// is held.
+	opts.underStateLock = func(starting *startWait) (*failover.Promotion, error) {
+		pr, err := promotionToServe(opts.FS, cfg, starting)
+		if err != nil {
+			return nil, err
+		}
+		return &pr, nil
+	}
 	opts.StateDir, opts.leaveOf = ReverseDir(cfg), cfg
 	return OpenPrimary(rev, log, opts)
+}
+
+// promotionToServe reads the promotion the promoted site of cfg serves
+// as, refusing a site never promoted, or whose promotion was retired (its
+// rejoin back under way or done: the old primary is the session's
+// primary, and the rejoin discards whatever the volumes took here). The
+// rejoin back is read last: it is recorded before the promotion is
+// retired, so a retirement seen by the reads before it is seen there too.
+func promotionToServe(fsys disk.FS, cfg *config.Config, starting *startWait) (failover.Promotion, error) {
+	starting.step(filepath.Join(PromotedDir(cfg), "promotion.json"))
+	pr, err := failover.ReadPromotion(fsys, PromotedDir(cfg))
+	if errors.Is(err, failover.ErrNotPromoted) {
+		return pr, errors.New("promoted: this secondary was never promoted, or its promotion was retired by a rejoin back: duplex promote promotes it")
+	}
+	if err != nil {
+		return pr, fmt.Errorf("promoted: %w", err)
+	}
+	if pr.Session != cfg.Session {
+		return pr, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
+	}
+	// A rejoin back recorded beside the promotion is under way (a new
+	// promotion removes the record first; the rejoin retires the
+	// promotion after writing it).
+	starting.step(filepath.Join(RejoinBackDir(cfg), rejoinFile))
+	switch r, err := readRejoin(fsys, RejoinBackDir(cfg)); {
+	case err == nil:
+		return pr, fmt.Errorf("promoted: this site rejoins the session's primary (primary again since %s) as its secondary: "+
+			"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
+	case !errors.Is(err, ErrNotRejoined):
+		return pr, fmt.Errorf("promoted: %w", err)
+	}
+	return pr, nil
 }
 
 // seedReverse makes the reverse direction's pair state from the promotion,
@@ -110,8 +134,20 @@ func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 		return err
 	}
 	// Held while the pair state is made: no promoted site serves the
-	// volumes meanwhile.
-	ch, err := failover.OpenChanges(fsys, PromotedDir(cfg), sizes)
+	// volumes meanwhile, and no rejoin back retires the promotion.
+	lock, err := failover.LockChanges(fsys, PromotedDir(cfg))
+	if err != nil {
+		return err
+	}
+	// Read again with the LOCK, before anything is written: a promotion
+	// retired since the look before it leaves nothing to make the pair
+	// state of, and one made of it would outlive the retirement, taken
+	// by a later promotion here for its own.
+	if _, err := promotionToServe(fsys, cfg, &startWait{}); err != nil {
+		lock.Close()
+		return err
+	}
+	ch, err := failover.OpenLockedChanges(fsys, PromotedDir(cfg), sizes, lock)
 	if err != nil {
 		return err
 	}
