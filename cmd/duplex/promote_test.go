@@ -26,7 +26,7 @@ func startPromote(t *testing.T, path string) (addr string, out *testenv.LogBuffe
 	var errb testenv.LogBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"promote", "--config", path, "--log-level", "error"}, out, &errb) }()
-	re := regexp.MustCompile(`read-write on NBD (\S+);`)
+	re := regexp.MustCompile(`read-write on NBD (\S+?)(;| as )`)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if m := re.FindStringSubmatch(out.String()); m != nil {
 			addr = m[1]
