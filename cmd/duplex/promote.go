@@ -108,12 +108,22 @@ func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr
 	log.Info("promote started", "session", cfg.Session, "nbd", p.NBDAddr(), "control", p.ControlAddr(),
 		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
 	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s; the regions written since %s are tracked for rejoin\n",
-		len(cfg.Secondary.Volumes), p.NBDAddr(), control.FormatTime(pr.ConsistencyTime))
+		len(cfg.Secondary.Volumes), p.NBDAddr(), trackedSince(pr))
 	if err := p.Run(ctx); err != nil {
 		return fmt.Errorf("promoted site stopped: %w", err)
 	}
 	log.Info("promoted site stopped cleanly")
 	return nil
+}
+
+// trackedSince says since when a promoted site tracks the regions
+// written: the promotion's consistency time, or, with no group ever
+// applied (no such time), the promotion itself.
+func trackedSince(pr failover.Promotion) string {
+	if pr.ConsistencyTime == 0 {
+		return "the promotion at " + control.FormatTime(pr.At)
+	}
+	return control.FormatTime(pr.ConsistencyTime)
 }
 
 // promoteRunning answers a promote while a site runs on the secondary's
@@ -157,7 +167,7 @@ func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger
 		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
 	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s as the session's primary; the regions written since %s are tracked "+
 		"until the old primary rejoins (duplex rejoin --yes there), then replicated to it at %s\n",
-		len(cfg.Secondary.Volumes), p.NBDAddr(), control.FormatTime(pr.ConsistencyTime), cfg.Primary.Listen)
+		len(cfg.Secondary.Volumes), p.NBDAddr(), trackedSince(pr), cfg.Primary.Listen)
 	if err := p.Run(ctx, drain); err != nil {
 		return fmt.Errorf("promoted site stopped: %w", err)
 	}
