@@ -520,6 +520,11 @@ func TestValidate(t *testing.T) {
 		}, "primary.subsystem[1].volume[1].path", "also primary.subsystem[0].volume[0].path"},
 		{"shared path across sites", func(c *Config) { c.Secondary.Volumes[0].Path = c.Primary.Subsystems[0].Volumes[0].Path },
 			"secondary.volume[0].path", "also primary.subsystem[0].volume[0].path"},
+		{"journal shared across sites", func(c *Config) { c.Primary.Listen, c.Primary.Journal = "127.0.0.1:7404", c.Secondary.Journal },
+			"secondary.journal", "also primary.journal, and both sites run on this machine"},
+		{"journals in one directory", func(c *Config) {
+			c.Primary.Listen, c.Primary.Journal = "127.0.0.1:7404", filepath.Join(filepath.Dir(c.Secondary.Journal), "journal2")
+		}, "primary.journal", "in the directory of secondary.journal"},
 		{"journal is a volume", func(c *Config) { c.Secondary.Journal = c.Secondary.Volumes[0].Path }, "secondary.volume[0].path", "also secondary.journal"},
 		{"shared path via relative", func(c *Config) {
 			c.Secondary.Volumes[1].Path = "secondary/../secondary/vol1.img"
@@ -610,6 +615,7 @@ func TestOneSite(t *testing.T) {
 		v, _, _ := c.PrimaryVolume(c.Secondary.Volumes[i].Name)
 		c.Secondary.Volumes[i].Path = v.Path
 	}
+	c.Primary.Listen, c.Primary.Journal = ":7404", c.Secondary.Journal
 	if err := c.Validate(); err != nil {
 		t.Errorf("separate machines sharing paths: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -57,6 +58,14 @@ func (c *Config) Validate() error {
 	}
 	if hasP && hasS {
 		c.validatePair(&p)
+	}
+	if hasP && hasS && c.sameMachine() && c.Primary.Journal != "" && c.Secondary.Journal != "" {
+		// The same path is refused as any shared file is (checkKeys).
+		if pj, sj := c.Resolve(c.Primary.Journal), c.Resolve(c.Secondary.Journal); pj != sj && filepath.Dir(pj) == filepath.Dir(sj) {
+			p.add("primary.journal", "%q is in the directory of secondary.journal (%s), and both sites run on this machine: a site keeps its "+
+				"secondary's state, its promotion and its lock beside its journal (state.json, promoted/, secondary.lock), which would be the "+
+				"other site's; give each journal a directory of its own", c.Primary.Journal, filepath.Dir(sj))
+		}
 	}
 	if c.Coupled() {
 		c.validateCoupling(&p)
