@@ -21,7 +21,12 @@ type generationFile struct {
 
 // openGeneration returns the data generation of the pair state in dir,
 // starting a new one if it has none. promoted is the promotion the pair
-// state was made from, nil if none (see readGeneration).
+// state was made from, nil if none (see readGeneration): that pair state
+// was made with the generation the promotion started, written before the
+// rest of it (seedReverse, seedFailBack), and one it lost is refused as a
+// damaged one is. A new generation there is one no secondary follows: the
+// rejoin of the other site, which follows the promotion's, would be
+// refused for good.
 func openGeneration(dir string, promoted *failover.Promotion) (transport.Generation, error) {
 	switch g, err := readGeneration(dir, promoted); {
 	case err == nil:
@@ -30,6 +35,10 @@ func openGeneration(dir string, promoted *failover.Promotion) (transport.Generat
 		return 0, err
 	case !errors.Is(err, os.ErrNotExist):
 		return 0, fmt.Errorf("data generation: %w", err)
+	case promoted != nil && promoted.Generation != 0:
+		return 0, fmt.Errorf("data generation %s is missing: it names the history the volumes hold, which the secondary follows and checks; "+
+			"it held %s, the generation the promotion of this site started (its promotion record names it): put back a copy of it, "+
+			"or write {\"generation\":\"%s\"} in it", filepath.Join(dir, "generation.json"), promoted.Generation, promoted.Generation)
 	}
 	gf := generationFile{Generation: transport.NewGeneration()}
 	b, _ := json.Marshal(gf)
