@@ -150,10 +150,10 @@ func readPendingLeave(fsys disk.FS, cfg *config.Config) (owed, bool, error) {
 			"takes out, without which no leave is made: duplex couple remove %s (with the group's config) takes the session out; then remove the file",
 			err, cfg.Coupling.Group, cfg.Session)
 	case err != nil:
-		// The leave is made at a start that reads it (finishLeave): a
-		// later read of a running site's may succeed, and makes none.
-		err = fmt.Errorf("%w: no leave of coupled group %q is made until a start of the site reads it: make it readable and start the site "+
-			"again, or else take the session out with duplex couple remove %s (with the group's config), then remove the file",
+		// A running promoted site reads it again until it can
+		// (finishLeave), and makes the leave then.
+		err = fmt.Errorf("%w: no leave of coupled group %q is made until the promoted site reads it (it reads it again every second while it "+
+			"runs): make it readable, or else take the session out with duplex couple remove %s (with the group's config), then remove the file",
 			err, cfg.Coupling.Group, cfg.Session)
 	}
 	return o, ok, err
@@ -239,24 +239,28 @@ var leaveRetry = time.Second
 // finishLeave, at a promoted site, takes the member out of its coupled
 // group if a switchover's leave is owed (leaveFile), trying every
 // leaveRetry until etcd answers or ctx ends; store nil dials the etcd of
-// [coupling]. It returns at once when nothing is owed; done is closed once
-// nothing is.
+// [coupling]. A record it cannot read is read again as often, until it
+// can (an operator made it readable, or removed it): the other site's
+// rejoin waits for the leave, and a read at the start alone left it
+// waiting for a restart. It returns at once when nothing is owed; done is
+// closed once nothing is.
 func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store coupling.Store, log *slog.Logger) (done <-chan struct{}) {
 	ch := make(chan struct{})
 	l, ok, err := readPendingLeave(fsys, cfg)
-	if err != nil {
-		log.Error("coupling: cannot read whether this session owes its coupled group a leave", "err", err)
-		return ch
-	}
-	if !ok {
+	switch {
+	case err != nil:
+		log.Error("coupling: cannot read whether this session owes its coupled group a leave: reading it again while the site runs", "err", err)
+	case !ok:
 		close(ch)
 		return ch
+	default:
+		if fix := otherLeave(cfg, l); fix != "" {
+			log.Error("coupling: "+fix, "config_group", cfg.Coupling.Group)
+			return ch
+		}
+		log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
 	}
-	if fix := otherLeave(cfg, l); fix != "" {
-		log.Error("coupling: "+fix, "config_group", cfg.Coupling.Group)
-		return ch
-	}
-	log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
+	unread := err != nil
 	retry := leaveRetry
 	go func() {
 		var dialed *coupling.EtcdStore
@@ -272,6 +276,27 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 					return
 				case <-time.After(retry):
 				}
+			}
+			if unread {
+				var ok bool
+				l, ok, err = readPendingLeave(fsys, cfg)
+				switch {
+				case err != nil:
+					if try%60 == 0 && try > 0 {
+						log.Error("coupling: cannot read whether this session owes its coupled group a leave yet: reading it again", "err", err)
+					}
+					continue
+				case !ok:
+					log.Info("coupling: the record of the leave owed is gone: this session owes its coupled group no leave")
+					close(ch)
+					return
+				}
+				if fix := otherLeave(cfg, l); fix != "" {
+					log.Error("coupling: "+fix, "config_group", cfg.Coupling.Group)
+					return
+				}
+				unread = false
+				log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
 			}
 			st := store
 			if st == nil {
@@ -345,8 +370,9 @@ func refuseWhileLeaveOwed(cfg *config.Config, ch control.Changes) error {
 		return nil
 	}
 	if ch.CouplingLeaveUnread != "" {
-		// No leave is made there by itself: waiting ends never.
-		return fmt.Errorf("rejoin: the other site owes coupled group %q a leave since its switchover, which it does not make by itself: %s. "+
+		// No leave is made there until the operator acts there: waiting
+		// alone ends never.
+		return fmt.Errorf("rejoin: the other site owes coupled group %q a leave since its switchover, which it cannot make as things are: %s. "+
 			"Do that at the other site, then run duplex rejoin again", ch.CouplingLeaveOwed, ch.CouplingLeaveUnread)
 	}
 	return fmt.Errorf("rejoin: the other site has not left coupled group %q yet since its switchover (etcd has not answered it; "+
