@@ -211,7 +211,8 @@
 // segments go. The promoted site, switched over (switchover.json in
 // promoted/primary/), rejoins back (BeginRejoinBack): rejoin.json beside its
 // state.json, its old journal's segments and its promoted/ directory
-// removed.
+// removed (renamed promoted.retired at once, under its LOCKs, then
+// removed, by the next retirement if a crash came between).
 //
 // The JSON files and the bitmaps are written atomically (a temporary file in
 // the same directory, fsync, rename, fsync of the directory), so a crash
