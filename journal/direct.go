@@ -18,6 +18,17 @@ const maxDirectChunk = 4 << 20
 
 // write writes parts joined at off, the end of the active segment f, and
 // returns how many of their bytes it wrote.
+//
+// A direct write is of whole blocks from the block boundary before off,
+// its first bytes the active segment's from there (dbuf[:tail]) and its
+// last zeros, so a write torn at any sector leaves the synced records
+// before off as they were. It is one vectored write of pieces each a whole
+// number of grains long (disk.DirectGrain), at an address that is a
+// multiple of the grain: pieces of dbuf, into which the bytes are copied,
+// and, from every part that lies in memory as it is to lie on the disk
+// modulo the grain (inPlace; a record's gaps see to that), its whole
+// grains where they are. Only the grain's bytes at either end of such a
+// part are copied.
 func (j *Journal) write(f disk.File, parts [][]byte, off int64) (int64, error) {
 	if !j.direct {
 		return disk.WriteV(f, parts, off)
@@ -27,45 +38,101 @@ func (j *Journal) write(f disk.File, parts [][]byte, off int64) (int64, error) {
 		n += len(p)
 	}
 	j.growBuf(j.tail + n)
-	// base is where dbuf[0] goes; dbuf[:j.tail] are the bytes already
-	// there, rewritten unchanged, so a write torn at any sector leaves the
-	// synced records before off as they were.
+	g, buf := j.grain, j.dbuf
+	// The pieces so far cover fp bytes from base, a multiple of the
+	// grain; buf[seg:d] is the piece of dbuf not yet among them. d and fp
+	// agree modulo the grain: where the next byte lies in dbuf and on the
+	// disk.
 	base := off - int64(j.tail)
-	pos := j.tail
-	var written int64
+	fp, seg, d := j.tail, 0, j.tail
+	iovs := j.iovs[:0]
+	defer func() { clear(iovs); j.iovs = iovs[:0] }()
 	flush := func() error {
-		end := (pos + directAlign - 1) &^ (directAlign - 1)
-		clear(j.dbuf[pos:end])
-		if _, err := f.WriteAt(j.dbuf[:end], base); err != nil {
+		if d > seg {
+			iovs = append(iovs, buf[seg:d])
+		}
+		if _, err := disk.WriteV(f, iovs, base); err != nil {
 			return err
+		}
+		base += int64(fp)
+		fp, seg, d = 0, 0, 0
+		clear(iovs)
+		iovs = iovs[:0]
+		return nil
+	}
+	copyIn := func(p []byte) error {
+		for len(p) > 0 {
+			c := copy(buf[d:], p)
+			d, fp, p = d+c, fp+c, p[c:]
+			if d == len(buf) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	}
 	for _, p := range parts {
-		for len(p) > 0 {
-			c := copy(j.dbuf[pos:], p)
-			pos += c
-			p = p[c:]
-			if pos == len(j.dbuf) {
-				if err := flush(); err != nil {
-					return written, err
+		if inPlace(p, g) {
+			if a := addrMod(p, g); a == d%g {
+				head := (g - a) % g
+				if err := copyIn(p[:head]); err != nil {
+					return 0, err
 				}
-				written += int64(pos - j.tail)
-				base += int64(pos)
-				pos, j.tail = 0, 0
+				if d > seg {
+					iovs = append(iovs, buf[seg:d])
+					seg = d
+				}
+				mid := (len(p) - head) / g * g
+				iovs = append(iovs, p[head:head+mid])
+				fp += mid
+				p = p[head+mid:]
 			}
 		}
-	}
-	if pos > j.tail {
-		if err := flush(); err != nil {
-			return written, err
+		if err := copyIn(p); err != nil {
+			return 0, err
 		}
-		written += int64(pos - j.tail)
 	}
-	keep := pos % directAlign
-	copy(j.dbuf, j.dbuf[pos-keep:pos])
-	j.tail = keep
-	return written, nil
+	// Zeros to the next grain in dbuf (d < len(buf), a multiple of the
+	// grain, so they fit), then to the block boundary from zeroBlock.
+	z := (g - d%g) % g
+	clear(buf[d : d+z])
+	d, fp = d+z, fp+z
+	if d > seg {
+		iovs = append(iovs, buf[seg:d])
+		seg = d
+	}
+	if r := int((base + int64(fp)) % directAlign); r != 0 {
+		iovs = append(iovs, zeroBlock[:directAlign-r])
+	}
+	if len(iovs) > 0 {
+		if _, err := disk.WriteV(f, iovs, base); err != nil {
+			return 0, err
+		}
+	}
+	// The next write rewrites the bytes from the last block boundary.
+	// Those of parts are taken from them; fewer than a block's, written
+	// without a flush or a part in place, are where the write left them.
+	j.tail = int((off + int64(n)) % directAlign)
+	if n >= j.tail {
+		lastBytes(buf[:j.tail], parts)
+	}
+	return int64(n), nil
+}
+
+// zeroBlock is a block of zeros aligned for direct writes, never written.
+var zeroBlock = disk.ShortBuffer(directAlign)
+
+// lastBytes fills dst with the last len(dst) bytes of parts joined, which
+// hold at least that many.
+func lastBytes(dst []byte, parts [][]byte) {
+	k := len(dst)
+	for i := len(parts) - 1; i >= 0 && k > 0; i-- {
+		p := parts[i]
+		c := min(k, len(p))
+		copy(dst[k-c:k], p[len(p)-c:])
+		k -= c
+	}
 }
 
 // growBuf makes dbuf hold at least n bytes, up to maxDirectChunk, keeping

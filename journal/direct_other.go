@@ -4,8 +4,8 @@ package journal
 
 import "duplex/disk"
 
-// setDirect reports false: direct writes are used on Linux only.
-func setDirect(f disk.File) bool { return false }
+// setDirect reports 0: direct writes are used on Linux only.
+func setDirect(f disk.File) int { return 0 }
 
 // oDirect is 0: reads bypass the page cache on Linux only.
 const oDirect = 0

@@ -20,7 +20,7 @@ func directSupported(t *testing.T, dir string) bool {
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	return setDirect(f)
+	return setDirect(f) != 0
 }
 
 // tmpfsDir is a new directory on a tmpfs (/dev/shm), which takes no direct

@@ -24,17 +24,23 @@ import (
 
 // The on-disk format, described byte by byte in doc.go.
 const (
-	segmentMagic        = "DXJL"  // part of the on-disk format: never change
-	segmentVersion1     = 1       // part of the on-disk format: never change
-	segmentHeaderSizeV1 = 16      // part of the on-disk format: never change
-	segmentVersion      = 2       // part of the on-disk format: never change
-	segmentHeaderSize   = 24      // part of the on-disk format: never change
-	saltSize            = 8       // part of the on-disk format: never change
-	recordHeaderSize    = 16      // part of the on-disk format: never change
-	recordAlign         = 8       // part of the on-disk format: never change
-	segmentExt          = ".seg"  // part of the on-disk format: never change
-	segmentNameDigits   = 16      // part of the on-disk format: never change
-	spareName           = "spare" // part of the directory layout: never change
+	segmentMagic        = "DXJL"          // part of the on-disk format: never change
+	segmentVersion1     = 1               // part of the on-disk format: never change
+	segmentHeaderSizeV1 = 16              // part of the on-disk format: never change
+	segmentVersion2     = 2               // part of the on-disk format: never change
+	segmentVersion3     = 3               // part of the on-disk format: never change
+	segmentVersion      = segmentVersion3 // the version of the segments Append creates
+	segmentHeaderSize   = 24              // part of the on-disk format: never change
+	saltSize            = 8               // part of the on-disk format: never change
+	recordHeaderSize    = 16              // part of the on-disk format: never change
+	recordAlign         = 8               // part of the on-disk format: never change
+	gappedMark          = math.MaxUint32  // part of the on-disk format: never change
+	gappedHeaderSize    = 32              // part of the on-disk format: never change
+	gapEntrySize        = 8               // part of the on-disk format: never change
+	maxGap              = 4096            // part of the on-disk format: never change
+	segmentExt          = ".seg"          // part of the on-disk format: never change
+	segmentNameDigits   = 16              // part of the on-disk format: never change
+	spareName           = "spare"         // part of the directory layout: never change
 )
 
 // newSalt is a new segment's salt: random, so that no record of a file's
@@ -65,6 +71,14 @@ const lockName = "LOCK"
 // than the two extra system calls.
 const copyThreshold = 64 << 10
 
+// inPlaceMin is the smallest part of a record that a direct write takes
+// from where it lies rather than copying it into the journal's aligned
+// buffer (the grain's pieces at either end are copied all the same). A
+// part written in place costs a gap of up to a grain on the disk, an entry
+// in its record's gap table and the pinning of its pages by the kernel;
+// below a page that outweighs the copy it saves.
+const inPlaceMin = 4 << 10
+
 var (
 	// ErrTornTail reports a record cut short by the end of its segment file.
 	// Open never returns it: it truncates a torn tail of the last segment,
@@ -87,7 +101,7 @@ type Options struct {
 	// space sooner; larger ones mean fewer files and directory fsyncs.
 	SegmentSize int64
 	// MaxRecord is the largest record Append accepts and Open and Replay
-	// read back (default 256 MiB, at most 4 GiB-1). A length field above it
+	// read back (default 256 MiB, at most 4 GiB-2). A length field above it
 	// is treated as corruption, which bounds what a damaged file can make
 	// the reader allocate. Reopening with a smaller MaxRecord than records
 	// were written with makes Open fail rather than drop them.
@@ -125,6 +139,7 @@ type segment struct {
 	path        string
 	hdr         int64  // its header's size: where its first record starts
 	seed        uint32 // its records' checksums start from: the salt's CRC
+	gaps        bool   // its records may have gaps (version 3)
 }
 
 // header returns the segment header of a new segment whose first record is
@@ -136,7 +151,7 @@ func newHeader(first uint64, path string) ([]byte, segment) {
 	h = binary.BigEndian.AppendUint32(h, segmentVersion)
 	h = binary.BigEndian.AppendUint64(h, first)
 	h = append(h, salt[:]...)
-	return h, segment{first: first, last: first - 1, path: path, hdr: segmentHeaderSize, seed: crc32.Update(0, castagnoli, salt[:])}
+	return h, segment{first: first, last: first - 1, path: path, hdr: segmentHeaderSize, seed: crc32.Update(0, castagnoli, salt[:]), gaps: true}
 }
 
 // Journal is an open journal directory. Its methods are safe for concurrent
@@ -179,6 +194,12 @@ type Journal struct {
 	direct bool
 	dbuf   []byte
 	tail   int
+	// grain is the alignment of the pieces of a direct write to f
+	// (disk.DirectGrain), 0 while it takes none: a part of a record is
+	// written from where it lies when it agrees with its place in the
+	// file modulo the grain, which the gaps of a record see to.
+	grain  int
+	iovs   [][]byte // write's pieces, reused
 	closed bool
 	fit    bool // Open sized the segments to the file system
 	// spare is set while the directory holds a released segment's file
@@ -211,8 +232,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.SegmentSize == 0 {
 		opts.SegmentSize = DefaultSegmentSize
 	}
-	if opts.MaxRecord < 0 || uint64(opts.MaxRecord) > math.MaxUint32 {
-		return nil, fmt.Errorf("journal %s: MaxRecord %d out of range [0, %d]", dir, opts.MaxRecord, uint64(math.MaxUint32))
+	// 4 GiB-1 is no length: it marks a record with gaps.
+	if opts.MaxRecord < 0 || uint64(opts.MaxRecord) >= gappedMark {
+		return nil, fmt.Errorf("journal %s: MaxRecord %d out of range [0, %d]", dir, opts.MaxRecord, uint64(gappedMark-1))
 	}
 	if opts.MaxRecord == 0 {
 		opts.MaxRecord = DefaultMaxRecord
@@ -399,7 +421,7 @@ func (j *Journal) recover() error {
 // to direct writes if its file system takes them, first reading into dbuf
 // the bytes the next write must rewrite (a direct file is read aligned).
 func (j *Journal) useDirect(size int64) error {
-	j.direct, j.tail = false, 0
+	j.direct, j.tail, j.grain = false, 0, 0
 	if j.opts.Buffered {
 		return nil
 	}
@@ -410,11 +432,12 @@ func (j *Journal) useDirect(size int64) error {
 			return err
 		}
 	}
-	if !setDirect(j.f) {
+	grain := setDirect(j.f)
+	if grain == 0 {
 		j.dbuf = nil
 		return nil
 	}
-	j.direct, j.tail = true, tail
+	j.direct, j.tail, j.grain = true, tail, grain
 	return nil
 }
 
@@ -472,7 +495,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	switch v := binary.BigEndian.Uint32(hdr[4:8]); v {
 	case segmentVersion1:
 		seg.hdr = segmentHeaderSizeV1
-	case segmentVersion:
+	case segmentVersion2, segmentVersion3:
 		if size < segmentHeaderSize {
 			if isLast {
 				return seg, false, nil
@@ -481,6 +504,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		}
 		seg.hdr = segmentHeaderSize
 		seg.seed = crc32.Update(0, castagnoli, hdr[segmentHeaderSizeV1:segmentHeaderSize])
+		seg.gaps = v == segmentVersion3
 	default:
 		return seg, false, corrupt(4, "unsupported version %d", v)
 	}
@@ -495,7 +519,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 		return seg, false, corrupt(8, "index discontinuity: segment starts at %d, previous segment ends at %d", first, prev.last)
 	}
 
-	rr := newRecordReader(r, seg.hdr, size, j.opts.MaxRecord, seg.seed)
+	rr := newRecordReader(r, seg, size, j.opts.MaxRecord)
 	expect := first
 	n := 0
 	for {
@@ -551,7 +575,7 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 // Sync returns. After a failed write the Journal refuses further writes, as
 // after a failed Sync; reopen it to recover.
 func (j *Journal) Append(index uint64, data []byte) error {
-	return j.append(index, [][]byte{data}, len(data), func(seed uint32) uint32 { return recordCRC(seed, index, data) })
+	return j.append(index, [][]byte{data}, len(data), crc32c.Checksum(data))
 }
 
 // AppendSum is Append for a caller that already has sum, the CRC-32C of
@@ -573,16 +597,12 @@ func (j *Journal) AppendParts(index uint64, parts [][]byte, sum uint32) error {
 	for _, p := range parts {
 		n += len(p)
 	}
-	return j.append(index, parts, n, func(seed uint32) uint32 {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], index)
-		return crc32c.Combine(crc32c.Update(seed, b[:]), sum, int64(n))
-	})
+	return j.append(index, parts, n, sum)
 }
 
-// append adds the record whose data is data joined, n bytes.
-// crc is the record's checksum from seed, its segment's.
-func (j *Journal) append(index uint64, data [][]byte, n int, crc func(seed uint32) uint32) error {
+// append adds the record whose data is data joined, n bytes whose CRC-32C
+// is sum.
+func (j *Journal) append(index uint64, data [][]byte, n int, sum uint32) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	defer j.countBytes()
@@ -617,20 +637,28 @@ func (j *Journal) append(index uint64, data [][]byte, n int, crc func(seed uint3
 	pad := padding(n)
 	j.buf = j.buf[:0]
 	j.buf = append(j.buf, make([]byte, segmentHeaderSize)...)
-	j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(n))
-	j.buf = binary.BigEndian.AppendUint32(j.buf, crc(next.seed))
-	j.buf = binary.BigEndian.AppendUint64(j.buf, index)
 	parts := j.parts[:0]
-	if n <= copyThreshold {
-		for _, p := range data {
-			j.buf = append(j.buf, p...)
-		}
-		j.buf = append(j.buf, zeros[:pad]...)
-		parts = append(parts, nil)
+	at := next.size
+	if roll {
+		at = segmentHeaderSize
+	}
+	if gaps := j.planGaps(next, data, at); gaps != nil {
+		parts = j.appendGapped(parts, next.seed, index, data, n, sum, gaps)
 	} else {
-		parts = append(parts, nil)
-		parts = append(parts, data...)
-		parts = append(parts, zeros[:pad])
+		j.buf = binary.BigEndian.AppendUint32(j.buf, uint32(n))
+		j.buf = binary.BigEndian.AppendUint32(j.buf, recordSum(next.seed, index, nil, sum, n))
+		j.buf = binary.BigEndian.AppendUint64(j.buf, index)
+		if n <= copyThreshold {
+			for _, p := range data {
+				j.buf = append(j.buf, p...)
+			}
+			j.buf = append(j.buf, zeros[:pad]...)
+			parts = append(parts, nil)
+		} else {
+			parts = append(parts, nil)
+			parts = append(parts, data...)
+			parts = append(parts, zeros[:pad])
+		}
 	}
 	// Not kept past this call: the parts alias the caller's buffers.
 	defer func() { clear(parts); j.parts = parts[:0] }()
@@ -682,12 +710,16 @@ func (j *Journal) startSegment(seg segment, parts [][]byte) error {
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		return j.err
 	}
-	old, oldDirect, oldTail, oldLong := j.f, j.direct, j.tail, j.long
-	j.f, j.direct, j.tail, j.long = f, !j.opts.Buffered && setDirect(f), 0, recycled
+	old, oldDirect, oldTail, oldLong, oldGrain := j.f, j.direct, j.tail, j.long, j.grain
+	grain := 0
+	if !j.opts.Buffered {
+		grain = setDirect(f)
+	}
+	j.f, j.direct, j.tail, j.long, j.grain = f, grain != 0, 0, recycled, grain
 	written, err := j.write(f, parts, 0)
 	if err != nil {
 		f.Close()
-		j.f, j.direct, j.tail, j.long = old, oldDirect, oldTail, oldLong
+		j.f, j.direct, j.tail, j.long, j.grain = old, oldDirect, oldTail, oldLong, oldGrain
 		j.err = fmt.Errorf("journal %s: %w", path, err)
 		if rerr := j.fs.Remove(path); rerr != nil {
 			j.err = fmt.Errorf("journal %s: creating segment failed (%w) and could not be undone: %v", path, err, rerr)
@@ -848,7 +880,7 @@ func replaySegment(fsys disk.FS, s segment, after uint64, maxRecord int, fn func
 		return fmt.Errorf("journal %s: %w", s.path, err)
 	}
 	defer f.Close()
-	rr := newRecordReader(f, s.hdr, s.size, maxRecord, s.seed)
+	rr := newRecordReader(f, s, s.size, maxRecord)
 	for expect := s.first; ; expect++ {
 		off := rr.off
 		var (
@@ -1097,6 +1129,15 @@ var zeros [recordAlign]byte
 // padding is the number of zero bytes after n bytes of data.
 func padding(n int) int { return (recordAlign - n%recordAlign) % recordAlign }
 
+// recordSum is recordCRC of a record whose data, n bytes, has the CRC-32C
+// sum, with extra (the header of a record with gaps from its offset 16, and
+// its gap table) checksummed between the index and the data.
+func recordSum(seed uint32, index uint64, extra []byte, sum uint32, n int) uint32 {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], index)
+	return crc32c.Combine(crc32c.Update(crc32c.Update(seed, b[:]), extra), sum, int64(n))
+}
+
 // recordCRC is the checksum stored in a record header. The index is covered
 // so that a record that is intact but in the wrong place (a stale block, a
 // misdirected write) fails the check.
@@ -1151,23 +1192,41 @@ func (b *badRecord) Error() string { return b.reason }
 
 // recordReader walks the records of one segment file sequentially. It never
 // allocates for a record more than the record's length, which it has
-// already checked against both MaxRecord and the bytes left in the file.
+// already checked against both MaxRecord and the bytes left in the file,
+// and its gap table, at most 8 bytes a byte of data.
 type recordReader struct {
 	r    *bufio.Reader
 	off  int64 // offset of the next record
 	size int64 // bytes of the file to consider
 	max  int
 	seed uint32 // the segment's (see recordCRC)
+	gaps bool   // the segment's records may have gaps (version 3)
 }
 
-func newRecordReader(f io.ReaderAt, off, size int64, maxRecord int, seed uint32) *recordReader {
+func newRecordReader(f io.ReaderAt, seg segment, size int64, maxRecord int) *recordReader {
 	return &recordReader{
-		r:    bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 64<<10),
-		off:  off,
+		r:    bufio.NewReaderSize(io.NewSectionReader(f, seg.hdr, size-seg.hdr), 64<<10),
+		off:  seg.hdr,
 		size: size,
 		max:  maxRecord,
-		seed: seed,
+		seed: seg.seed,
+		gaps: seg.gaps,
 	}
+}
+
+// recordHead is a record's header as read: length, checksum and index, and
+// for a record with gaps, the header's bytes from offset 16 and its table.
+type recordHead struct {
+	length uint32
+	crc    uint32
+	index  uint64
+	extra  []byte // what the checksum covers between index and data
+	gaps   []gap
+	total  int64 // bytes of its gaps
+	frame  int64 // bytes on the disk, header and padding included
+	// unread is set for a record too long to read back whose table,
+	// too, is too large to read: it is not checked.
+	unread bool
 }
 
 // header reads and checks the next record header. It returns io.EOF at the
@@ -1175,107 +1234,197 @@ func newRecordReader(f io.ReaderAt, off, size int64, maxRecord int, seed uint32)
 // A record longer than max is streamed through the checksum, not read into
 // memory, to tell an intact record (written with a larger MaxRecord) from
 // a garbage length.
-func (rr *recordReader) header() (length uint32, crc uint32, index uint64, err error) {
+func (rr *recordReader) header() (h recordHead, err error) {
 	rem := rr.size - rr.off
 	if rem == 0 {
-		return 0, 0, 0, io.EOF
+		return h, io.EOF
 	}
 	if rem < recordHeaderSize {
-		return 0, 0, 0, &badRecord{reason: fmt.Sprintf("incomplete record header (%d bytes left)", rem), short: true}
+		return h, &badRecord{reason: fmt.Sprintf("incomplete record header (%d bytes left)", rem), short: true}
 	}
-	var h [recordHeaderSize]byte
-	if _, err := io.ReadFull(rr.r, h[:]); err != nil {
-		return 0, 0, 0, noEOF(err)
+	var b [recordHeaderSize]byte
+	if _, err := io.ReadFull(rr.r, b[:]); err != nil {
+		return h, noEOF(err)
 	}
-	length = binary.BigEndian.Uint32(h[0:4])
-	crc = binary.BigEndian.Uint32(h[4:8])
-	index = binary.BigEndian.Uint64(h[8:16])
-	frame := recordHeaderSize + int64(length) + int64(padding(int(length)))
-	if frame > rem {
-		return 0, 0, 0, &badRecord{reason: fmt.Sprintf("incomplete record: %d bytes, %d left in file", frame, rem), short: true}
+	h.length = binary.BigEndian.Uint32(b[0:4])
+	h.crc = binary.BigEndian.Uint32(b[4:8])
+	h.index = binary.BigEndian.Uint64(b[8:16])
+	if rr.gaps && h.length == gappedMark {
+		if err := rr.gapHeader(&h, rem); err != nil {
+			return h, err
+		}
+	} else {
+		h.frame = recordHeaderSize + int64(h.length) + int64(padding(int(h.length)))
+		if h.frame > rem {
+			return h, &badRecord{reason: fmt.Sprintf("incomplete record: %d bytes, %d left in file", h.frame, rem), short: true}
+		}
 	}
-	if int64(length) > int64(rr.max) {
-		sum, err := rr.streamCRC(index, int64(length))
+	if int64(h.length) > int64(rr.max) {
+		if h.unread {
+			return h, &badRecord{reason: fmt.Sprintf("record length %d exceeds MaxRecord %d", h.length, rr.max)}
+		}
+		sum, err := rr.streamCRC(h)
 		if err != nil {
-			return 0, 0, 0, err
+			return h, err
 		}
-		return 0, 0, 0, &badRecord{
-			reason:  fmt.Sprintf("record length %d exceeds MaxRecord %d", length, rr.max),
-			tooLong: sum == crc,
+		return h, &badRecord{
+			reason:  fmt.Sprintf("record length %d exceeds MaxRecord %d", h.length, rr.max),
+			tooLong: sum == h.crc,
 		}
 	}
-	return length, crc, index, nil
+	return h, nil
+}
+
+// gapHeader reads the rest of the header of a record with gaps, whose
+// first 16 bytes h holds, rem bytes of the file left from its start, and
+// checks that its table describes the bytes that follow.
+func (rr *recordReader) gapHeader(h *recordHead, rem int64) error {
+	if rem < gappedHeaderSize {
+		return &badRecord{reason: fmt.Sprintf("incomplete record header (%d bytes left)", rem), short: true}
+	}
+	var b [gappedHeaderSize - recordHeaderSize]byte
+	if _, err := io.ReadFull(rr.r, b[:]); err != nil {
+		return noEOF(err)
+	}
+	be := binary.BigEndian
+	h.length = be.Uint32(b[0:4])
+	count := be.Uint32(b[4:8])
+	total := be.Uint32(b[8:12])
+	h.total = int64(total)
+	disk := int64(h.length) + int64(total)
+	h.frame = gappedHeaderSize + int64(count)*gapEntrySize + disk + int64(padding(int(disk%recordAlign)))
+	if h.frame > rem {
+		return &badRecord{reason: fmt.Sprintf("incomplete record: %d bytes, %d left in file", h.frame, rem), short: true}
+	}
+	bad := func(reason string) error {
+		return &badRecord{reason: fmt.Sprintf("record %d: %s", h.index, reason)}
+	}
+	if be.Uint32(b[12:16]) != 0 || count == 0 || count > h.length {
+		return bad(fmt.Sprintf("malformed gap header: %d gaps in %d bytes", count, h.length))
+	}
+	if int64(h.length) > int64(rr.max) && int64(count)*gapEntrySize > int64(rr.max) {
+		h.unread = true
+		return nil
+	}
+	h.extra = make([]byte, len(b)+int(count)*gapEntrySize)
+	copy(h.extra, b[:])
+	if _, err := io.ReadFull(rr.r, h.extra[len(b):]); err != nil {
+		return noEOF(err)
+	}
+	h.gaps = make([]gap, count)
+	var sum uint32
+	for i := range h.gaps {
+		e := h.extra[len(b)+i*gapEntrySize:]
+		g := gap{at: be.Uint32(e), n: be.Uint32(e[4:])}
+		if g.at >= h.length || i > 0 && g.at <= h.gaps[i-1].at || g.n >= maxGap {
+			return bad(fmt.Sprintf("malformed gap table: gap %d of %d bytes at %d", i, g.n, g.at))
+		}
+		h.gaps[i] = g
+		sum += g.n
+	}
+	if sum != total {
+		return bad(fmt.Sprintf("malformed gap table: gaps of %d bytes, header says %d", sum, total))
+	}
+	return nil
+}
+
+// pieces calls fn for the runs of the record's data between its gaps, in
+// order, and steps over the gaps.
+func (rr *recordReader) pieces(h recordHead, fn func(n int) error) error {
+	var at uint32
+	for _, g := range h.gaps {
+		if err := fn(int(g.at - at)); err != nil {
+			return err
+		}
+		if _, err := rr.r.Discard(int(g.n)); err != nil {
+			return noEOF(err)
+		}
+		at = g.at
+	}
+	return fn(int(h.length - at))
 }
 
 // verify checks the next record without keeping its data.
 func (rr *recordReader) verify() (uint64, error) {
-	length, crc, index, err := rr.header()
+	h, err := rr.header()
 	if err != nil {
 		return 0, err
 	}
-	sum, err := rr.streamCRC(index, int64(length))
+	sum, err := rr.streamCRC(h)
 	if err != nil {
 		return 0, err
 	}
-	if sum != crc {
-		return 0, checksumMismatch(length, crc, index)
+	if sum != h.crc {
+		return 0, checksumMismatch(h.length, h.crc, h.index)
 	}
-	return index, rr.finish(length)
+	return h.index, rr.finish(h)
 }
 
 // read returns the next record, checked, in a new slice.
 func (rr *recordReader) read() (uint64, []byte, error) {
-	length, crc, index, err := rr.header()
+	h, err := rr.header()
 	if err != nil {
 		return 0, nil, err
 	}
-	data := make([]byte, length)
-	if _, err := io.ReadFull(rr.r, data); err != nil {
-		return 0, nil, noEOF(err)
+	data := make([]byte, h.length)
+	rest := data
+	if err := rr.pieces(h, func(n int) error {
+		if _, err := io.ReadFull(rr.r, rest[:n]); err != nil {
+			return noEOF(err)
+		}
+		rest = rest[n:]
+		return nil
+	}); err != nil {
+		return 0, nil, err
 	}
-	if recordCRC(rr.seed, index, data) != crc {
-		return 0, nil, checksumMismatch(length, crc, index)
+	if recordSum(rr.seed, h.index, h.extra, crc32c.Checksum(data), len(data)) != h.crc {
+		return 0, nil, checksumMismatch(h.length, h.crc, h.index)
 	}
-	return index, data, rr.finish(length)
+	return h.index, data, rr.finish(h)
 }
 
 // skip steps over the next record, checking only its header.
 func (rr *recordReader) skip() (uint64, error) {
-	length, _, index, err := rr.header()
+	h, err := rr.header()
 	if err != nil {
 		return 0, err
 	}
-	if _, err := rr.r.Discard(int(length)); err != nil {
+	if _, err := rr.r.Discard(int(h.length) + int(h.total)); err != nil {
 		return 0, noEOF(err)
 	}
-	return index, rr.finish(length)
+	return h.index, rr.finish(h)
 }
 
 // finish steps over the padding, whose content is not checked: it carries
 // no information, and the checksum that matters has already passed.
-func (rr *recordReader) finish(length uint32) error {
-	pad := padding(int(length))
+func (rr *recordReader) finish(h recordHead) error {
+	pad := padding(int((int64(h.length) + h.total) % recordAlign))
 	if _, err := rr.r.Discard(pad); err != nil {
 		return noEOF(err)
 	}
-	rr.off += recordHeaderSize + int64(length) + int64(pad)
+	rr.off += h.frame
 	return nil
 }
 
-func (rr *recordReader) streamCRC(index uint64, n int64) (uint32, error) {
+// streamCRC reads the data of the record whose header h is and returns
+// its checksum, without keeping it.
+func (rr *recordReader) streamCRC(h recordHead) (uint32, error) {
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], index)
-	sum := crc32.Update(rr.seed, castagnoli, b[:])
-	for n > 0 {
-		chunk, err := rr.r.Peek(int(min(n, int64(rr.r.Size()))))
-		if err != nil {
-			return 0, noEOF(err)
+	binary.BigEndian.PutUint64(b[:], h.index)
+	sum := crc32.Update(crc32.Update(rr.seed, castagnoli, b[:]), castagnoli, h.extra)
+	err := rr.pieces(h, func(n int) error {
+		for n > 0 {
+			chunk, err := rr.r.Peek(min(n, rr.r.Size()))
+			if err != nil {
+				return noEOF(err)
+			}
+			sum = crc32.Update(sum, castagnoli, chunk)
+			rr.r.Discard(len(chunk))
+			n -= len(chunk)
 		}
-		sum = crc32.Update(sum, castagnoli, chunk)
-		rr.r.Discard(len(chunk))
-		n -= int64(len(chunk))
-	}
-	return sum, nil
+		return nil
+	})
+	return sum, err
 }
 
 func checksumMismatch(length, crc uint32, index uint64) *badRecord {

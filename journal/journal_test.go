@@ -125,16 +125,12 @@ func copyDir(t testing.TB, src, dst string) {
 func recordOffsets(t testing.TB, seg []byte) []int64 {
 	t.Helper()
 	offs := []int64{}
-	off := int64(headerSizeOf(seg))
-	for off < int64(len(seg)) {
-		offs = append(offs, off)
-		n := int64(binary.BigEndian.Uint32(seg[off:]))
-		off += 16 + (n+7)/8*8
+	end := int64(headerSizeOf(seg))
+	for _, r := range decodeSegment(t, seg) {
+		offs = append(offs, r.off)
+		end = r.off + r.frame
 	}
-	if off != int64(len(seg)) {
-		t.Fatalf("segment does not end on a record boundary")
-	}
-	return append(offs, off)
+	return append(offs, end)
 }
 
 // buildJournal writes records 1..n with the given segment size, closes the
