@@ -64,6 +64,7 @@ func (j *Journal) write(f disk.File, parts [][]byte, off int64) (int64, error) {
 		for len(p) > 0 {
 			c := copy(buf[d:], p)
 			d, fp, p = d+c, fp+c, p[c:]
+			j.copied += int64(c)
 			if d == len(buf) {
 				if err := flush(); err != nil {
 					return err

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"os"
@@ -85,7 +86,8 @@ func writeBig(t *testing.T, j *Journal, from, to uint64) {
 // itself, closing and reopening half way so that a reopened journal
 // rewrites a partial block it read back: every segment file must come out
 // byte for byte the same, as the format has no notion of how it was
-// written.
+// written, but for the gaps of the records a direct write took parts of
+// in place: the direct run's segments hold the same records.
 func TestDirectWritesTheSameBytes(t *testing.T) {
 	fixSalt(t, goldenSalt)
 	type run struct {
@@ -146,8 +148,42 @@ func TestDirectWritesTheSameBytes(t *testing.T) {
 	if len(want) < 3 {
 		t.Fatalf("%d segments, want several", len(want))
 	}
+	records := func(paths []string) (recs []diskRecord, gapped int) {
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range decodeSegment(t, b) {
+				if !r.crcOK {
+					t.Fatalf("%s: record %d fails its checksum", p, r.index)
+				}
+				if r.gaps > 0 {
+					gapped++
+				}
+				recs = append(recs, r)
+			}
+		}
+		return recs, gapped
+	}
+	wantRecs, _ := records(want)
 	for _, r := range runs[1:] {
 		got := segFiles(t, r.dir)
+		if r.direct {
+			recs, gapped := records(got)
+			if gapped == 0 {
+				t.Fatalf("%s: no record with gaps", r.name)
+			}
+			if len(recs) != len(wantRecs) {
+				t.Fatalf("%s: %d records, buffered %d", r.name, len(recs), len(wantRecs))
+			}
+			for k := range recs {
+				if recs[k].index != wantRecs[k].index || !bytes.Equal(recs[k].data, wantRecs[k].data) {
+					t.Fatalf("%s: record %d differs from the buffered run's", r.name, recs[k].index)
+				}
+			}
+			continue
+		}
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d segments, buffered %d", r.name, len(got), len(want))
 		}
@@ -167,8 +203,16 @@ func TestDirectWritesTheSameBytes(t *testing.T) {
 // record and rewrites that record's last bytes, and the file runs on past
 // the last record with zeros to the block's end. A crash can leave any
 // sector of such a write old or new. The records synced before it must
-// all survive, and the record being written must be either whole or gone.
+// all survive, and the record being written must be either whole or gone:
+// one copied whole into the journal's buffer, and one with gaps whose
+// large parts the write took from where they lay.
 func TestDirectTornTailRewrite(t *testing.T) {
+	for _, gaps := range []bool{false, true} {
+		t.Run(fmt.Sprintf("gaps=%v", gaps), func(t *testing.T) { testDirectTornTailRewrite(t, gaps) })
+	}
+}
+
+func testDirectTornTailRewrite(t *testing.T, gaps bool) {
 	src := t.TempDir()
 	if !directSupported(t, src) {
 		t.Skipf("%s takes no direct writes", src)
@@ -197,7 +241,17 @@ func TestDirectTornTailRewrite(t *testing.T) {
 	for k := range next {
 		next[k] = byte(k*7 + 1)
 	}
-	if err := j.Append(synced+1, next); err != nil {
+	parts := [][]byte{next}
+	if gaps {
+		// A group's header, then updates lying anywhere in their frame.
+		frame := make([]byte, 100<<10)
+		for k := range frame {
+			frame[k] = byte(k*7 + 1)
+		}
+		parts = [][]byte{frame[:300], frame[301 : 301+40000], frame[40400 : 40400+30000], frame[80001 : 80001+8192]}
+		next = bytes.Join(parts, nil)
+	}
+	if err := j.AppendParts(synced+1, parts, crc32.Checksum(next, castagnoli)); err != nil {
 		t.Fatal(err)
 	}
 	after, err := os.ReadFile(path) // the next record written, not synced
@@ -205,6 +259,10 @@ func TestDirectTornTailRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Close()
+	recs := decodeSegment(t, after[:j.segs[0].size])
+	if r := recs[len(recs)-1]; r.index != synced+1 || (r.gaps > 0) != gaps {
+		t.Fatalf("record %d has %d gaps", r.index, r.gaps)
+	}
 
 	const sector = 512
 	from := end &^ (directAlign - 1)
@@ -242,6 +300,9 @@ func TestDirectTornTailRewrite(t *testing.T) {
 			}
 			var got uint64
 			err = j.Replay(0, func(index uint64, data []byte) error {
+				if index == synced+1 && !bytes.Equal(data, next) {
+					t.Fatalf("cut at %d (new first %v): record %d replayed with other bytes", cut, newFirst, index)
+				}
 				got = index
 				return nil
 			})

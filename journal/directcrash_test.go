@@ -28,7 +28,9 @@ func TestDirectCrashAfterAnyAppend(t *testing.T) {
 	for i := uint64(1); i <= n; i++ {
 		data := bigPayload(i)
 		if i%10 == 7 {
-			data = data[:20000] // keep the copies small: one big record is enough
+			// Keep the copies small: one big record, with gaps where
+			// the write takes its data in place, is enough.
+			data = data[:70000]
 		}
 		if err := j.Append(i, data); err != nil {
 			t.Fatal(err)
@@ -57,7 +59,7 @@ func TestDirectCrashAfterAnyAppend(t *testing.T) {
 		err = c.Replay(0, func(index uint64, data []byte) error {
 			want := bigPayload(index)
 			if index%10 == 7 {
-				want = want[:20000]
+				want = want[:70000]
 			}
 			if index != next || !bytes.Equal(data, want) {
 				t.Fatalf("after record %d: replayed record %d (%d bytes), want %d", i, index, len(data), next)
@@ -74,6 +76,33 @@ func TestDirectCrashAfterAnyAppend(t *testing.T) {
 	if len(segFiles(t, src)) < 3 {
 		t.Fatalf("%d segments, want a few rolls", len(segFiles(t, src)))
 	}
+	gapped := 0
+	for _, p := range segFiles(t, src) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range decodeSegment(t, b[:segSize(j, p)]) {
+			if r.gaps > 0 {
+				gapped++
+			}
+		}
+	}
+	if direct && gapped == 0 {
+		t.Fatal("no record with gaps: the crash copies did not test them")
+	}
+}
+
+// segSize is the size of the records of j's segment at path.
+func segSize(j *Journal, path string) int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range j.segs {
+		if s.path == path {
+			return s.size
+		}
+	}
+	return 0
 }
 
 // TestDirectConcurrentReplay reads the journal with Replay, through the page

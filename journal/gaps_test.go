@@ -1,9 +1,15 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"hash/crc32"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"duplex/disk"
 )
 
 // diskRecord is a record as decodeSegment finds it in a segment's bytes.
@@ -84,4 +90,219 @@ func decodeSegment(t testing.TB, seg []byte) []diskRecord {
 		off = end
 	}
 	return recs
+}
+
+const (
+	goldenFileGaps = "testdata/golden-v3-gaps.hex"
+)
+
+// withGrain makes j's writes to its active segment, a file written
+// through the page cache, those of a direct write of grain: the layout of
+// a record with gaps then depends on where its parts lie, not on the file
+// system the test runs on.
+func withGrain(t testing.TB, j *Journal, grain int) {
+	t.Helper()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	size := j.segs[len(j.segs)-1].size
+	tail := int(size % directAlign)
+	j.growBuf(tail)
+	if _, err := j.f.ReadAt(j.dbuf[:tail], size-int64(tail)); err != nil {
+		t.Fatal(err)
+	}
+	j.direct, j.tail, j.grain = true, tail, grain
+}
+
+// smallGapRecords lets records of more than 1 KiB have gaps, so that
+// golden bytes stay short.
+func smallGapRecords(t testing.TB) {
+	old := copyThreshold
+	copyThreshold = 1 << 10
+	t.Cleanup(func() { copyThreshold = old })
+}
+
+// goldenGapParts is the data of the golden record with gaps, as parts at
+// fixed places modulo 512: 20 bytes, 4100 at 200, 5000 at 0, 3 bytes.
+func goldenGapParts() [][]byte {
+	buf := disk.ShortBuffer(16 << 10)
+	for k := range buf {
+		buf[k] = byte(k*7 + k/256)
+	}
+	return [][]byte{[]byte("consistency group 2 "), buf[200 : 200+4100], buf[8192 : 8192+5000], []byte("end")}
+}
+
+// TestGoldenGaps pins the layout of a record with gaps (version 3): its
+// header, gap table, the gaps that put each large part where it lies
+// modulo the grain, and the padding; the stored bytes must read back.
+func TestGoldenGaps(t *testing.T) {
+	fixSalt(t, goldenSalt)
+	smallGapRecords(t)
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Buffered: true})
+	if err := j.Append(1, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	withGrain(t, j, 512)
+	parts := goldenGapParts()
+	data := bytes.Join(parts, nil)
+	if err := j.AppendParts(2, parts, crc32.Checksum(data, castagnoli)); err != nil {
+		t.Fatal(err)
+	}
+	got := closeSegments(t, j, dir, 1)[0]
+	recs := decodeSegment(t, got)
+	if len(recs) != 2 || recs[1].gaps != 2 || !recs[1].crcOK || !bytes.Equal(recs[1].data, data) {
+		t.Fatalf("records %+v: want record 2 with 2 gaps", recs)
+	}
+	// Record 2 starts at 48; its data at 48+32+16 = 96. 20 bytes, then a
+	// gap of 84 puts the part at 200 at 200; it ends at 4300 (204 modulo
+	// 512), and a gap of 308 puts the part at 0 at 4608.
+	if want := "00000014" + "00000054" + "00001018" + "00000134"; hex.EncodeToString(got[48+32:48+48]) != want {
+		t.Fatalf("gap table %x, want %s", got[48+32:48+48], want)
+	}
+	dump := "# " + segmentName(1) + ": version 3, salt 4d44675f7e59f985, record 1 \"hello\", record 2 with gaps (4 parts: 20 bytes, 4100 at 200 modulo 512, 5000 at 0, 3)\n" + hex.Dump(got)
+	if *update {
+		if err := os.WriteFile(goldenFileGaps, []byte(dump), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(goldenFileGaps)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestGoldenGaps -update to create it)", err)
+	}
+	if string(want) != dump {
+		t.Fatalf("segment bytes differ from %s", goldenFileGaps)
+	}
+	// The stored bytes, read back from the device where the file system
+	// takes that, and through the page cache.
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, segmentName(1)), parseDump(t, string(want)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got2 := replayAll(t, j, 0)
+	if len(got2) != 2 || string(got2[0].data) != "hello" || !bytes.Equal(got2[1].data, data) {
+		t.Fatalf("replayed %d records", len(got2))
+	}
+}
+
+// TestGoldenV2 reads a segment of version 2, which journals written before
+// version 3 hold, and appends to it as it was written: a record in a
+// version 2 segment has no gaps, however its parts lie and however it is
+// written, and the segment after it is of version 3.
+func TestGoldenV2(t *testing.T) {
+	smallGapRecords(t)
+	dir := readGolden(t, goldenFileV2)
+	want := parseDump(t, mustRead(t, goldenFileV2))
+	j := openT(t, dir, Options{SegmentSize: int64(len(want)) + 30, Buffered: true})
+	withGrain(t, j, 512)
+	parts := goldenGapParts()
+	data := bytes.Join(parts, nil)
+	if err := j.AppendParts(3, parts, crc32.Checksum(data, castagnoli)); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.AppendParts(4, parts, crc32.Checksum(data, castagnoli)); err != nil {
+		t.Fatal(err)
+	}
+	segs := closeSegments(t, j, dir, 2)
+	if !bytes.Equal(segs[0][:len(want)], want) {
+		t.Fatal("appending changed the version 2 records")
+	}
+	if v := binary.BigEndian.Uint32(segs[0][4:8]); v != 2 {
+		t.Fatalf("the version 2 segment is now of version %d", v)
+	}
+	recs := decodeSegment(t, segs[0])
+	if len(recs) != 3 || recs[2].index != 3 || recs[2].gaps != 0 || !recs[2].crcOK || !bytes.Equal(recs[2].data, data) {
+		t.Fatalf("version 2 segment: %d records, the last %d with %d gaps", len(recs), recs[len(recs)-1].index, recs[len(recs)-1].gaps)
+	}
+	if v := binary.BigEndian.Uint32(segs[1][4:8]); v != segmentVersion3 {
+		t.Fatalf("the segment after a version 2 one is of version %d", v)
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got := replayAll(t, j, 0)
+	if len(got) != 4 || !bytes.Equal(got[2].data, data) || !bytes.Equal(got[3].data, data) {
+		t.Fatalf("replayed %d records", len(got))
+	}
+}
+
+// TestDirectRecordsWithGaps appends records whose large parts lie anywhere
+// in memory to a journal that writes directly: each such part is written
+// from where it lies but for its grain's ends (the bytes copied come to
+// the headers, the small parts and under two grains a large part), and
+// every record reads back as appended, after a reopen too.
+func TestDirectRecordsWithGaps(t *testing.T) {
+	dir := t.TempDir()
+	if !directSupported(t, dir) {
+		t.Skipf("%s takes no direct writes", dir)
+	}
+	j := openT(t, dir, Options{SegmentSize: 4 << 20})
+	if j.grain == 0 {
+		j.Append(1, []byte("first"))
+	} else {
+		t.Fatal("a journal without segments has a grain")
+	}
+	if j.grain == 0 {
+		t.Fatal("no grain after the first segment")
+	}
+	backing := make([]byte, 8<<20)
+	for k := range backing {
+		backing[k] = byte(k * 13)
+	}
+	var want [][]byte
+	for i := uint64(2); i <= 40; i++ {
+		// A group's table and headers, then updates at odd places of a
+		// frame: 1 MiB, 4 KiB, a small one, 70000 bytes.
+		at := int(i*4099) % (1 << 20)
+		parts := [][]byte{backing[at : at+100], backing[at+100 : at+100+1<<20], backing[at+(1<<20)+300 : at+(1<<20)+300+4096],
+			backing[at+3<<20 : at+3<<20+77], backing[at+4<<20+int(i) : at+4<<20+int(i)+70000]}
+		data := bytes.Join(parts, nil)
+		before := j.copied
+		if err := j.AppendParts(i, parts, crc32.Checksum(data, castagnoli)); err != nil {
+			t.Fatal(err)
+		}
+		// The 100 and 77 bytes, the headers, and for each of the three
+		// large parts its ends: under a grain at either end.
+		if copied := j.copied - before; copied > int64(100+77+64+3*2*j.grain) {
+			t.Fatalf("record %d: %d bytes copied", i, copied)
+		}
+		want = append(want, data)
+		if i%5 == 0 {
+			if err := j.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gapped := 0
+	for _, p := range segFiles(t, dir) {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range decodeSegment(t, b) {
+			if !r.crcOK {
+				t.Fatalf("%s: record %d fails its checksum", p, r.index)
+			}
+			if r.gaps > 0 {
+				gapped++
+			}
+		}
+	}
+	if gapped != len(want) {
+		t.Fatalf("%d records with gaps, want %d", gapped, len(want))
+	}
+	j = openT(t, dir, Options{})
+	defer j.Close()
+	got := replayAll(t, j, 1)
+	if len(got) != len(want) {
+		t.Fatalf("replayed %d records, want %d", len(got), len(want))
+	}
+	for k := range got {
+		if !bytes.Equal(got[k].data, want[k]) {
+			t.Fatalf("record %d differs", got[k].index)
+		}
+	}
 }

@@ -68,8 +68,9 @@ const lockName = "LOCK"
 
 // copyThreshold is the record size up to which Append copies the record into
 // one buffer and issues a single write; above it the copy would cost more
-// than the two extra system calls.
-const copyThreshold = 64 << 10
+// than the two extra system calls. A variable so that tests can make small
+// records with gaps.
+var copyThreshold = 64 << 10
 
 // inPlaceMin is the smallest part of a record that a direct write takes
 // from where it lies rather than copying it into the journal's aligned
@@ -198,8 +199,11 @@ type Journal struct {
 	// (disk.DirectGrain), 0 while it takes none: a part of a record is
 	// written from where it lies when it agrees with its place in the
 	// file modulo the grain, which the gaps of a record see to.
-	grain  int
-	iovs   [][]byte // write's pieces, reused
+	grain int
+	iovs  [][]byte // write's pieces, reused
+	// copied counts the bytes direct writes copied into dbuf rather than
+	// taking them where they lay.
+	copied int64
 	closed bool
 	fit    bool // Open sized the segments to the file system
 	// spare is set while the directory holds a released segment's file
