@@ -131,11 +131,13 @@ func scanSegmentFile(path string) (segmentScan, error) {
 	}
 	be := binary.BigEndian
 	// Version 2 adds a salt to the header, and each record's CRC covers it
-	// before the index and data; version 1 has neither.
+	// before the index and data; version 1 has neither. Version 3 adds
+	// records with gaps.
 	off, salt := 16, []byte(nil)
-	switch v := be.Uint32(b[4:]); v {
+	v := be.Uint32(b[4:])
+	switch v {
 	case 1:
-	case 2:
+	case 2, 3:
 		if len(b) < 24 {
 			sc.tail = fmt.Sprintf("segment %s of %d bytes, its header cut", filepath.Base(path), len(b))
 			return sc, nil // being created
@@ -157,6 +159,15 @@ func scanSegmentFile(path string) (segmentScan, error) {
 			sc.tail = "zeroed record header"
 			break
 		}
+		if v == 3 && uint32(n) == 0xffffffff {
+			r, end, tail := gappedRecord(b, off, salt)
+			if sc.tail = tail; tail != "" {
+				break
+			}
+			sc.records = append(sc.records, r)
+			off = end
+			continue
+		}
 		data := off + 16 + n
 		end := data + (8-n%8)%8
 		switch {
@@ -174,4 +185,47 @@ func scanSegmentFile(path string) (segmentScan, error) {
 		off = end
 	}
 	return sc, nil
+}
+
+// gappedRecord reads the record with gaps (version 3) at off of the
+// segment b: a 32-byte header (0xffffffff, CRC, index, data length, gap
+// count, gap bytes, zero), the gap table (data offset and length of each
+// gap), the data with the gaps' zeros between, padding to 8 bytes. Its CRC
+// covers the salt, the index, the header from its offset 16 and the table,
+// then the data without the gaps. It returns the record and where the
+// next one starts, or why the scan stops there.
+func gappedRecord(b []byte, off int, salt []byte) (record, int, string) {
+	be := binary.BigEndian
+	i := be.Uint64(b[off+8:])
+	if off+32 > len(b) {
+		return record{}, 0, fmt.Sprintf("record %d with gaps cut in its header", i)
+	}
+	n, count, total := int(be.Uint32(b[off+16:])), int(be.Uint32(b[off+20:])), int(be.Uint32(b[off+24:]))
+	table := off + 32
+	at := table + 8*count
+	end := at + n + total
+	end += (8 - end%8) % 8
+	if count > n || end > len(b) {
+		return record{}, 0, fmt.Sprintf("record %d with gaps cut, %d of %d bytes written", i, len(b)-off, end-off)
+	}
+	data := make([]byte, 0, n)
+	pos, from := at, 0
+	for k := range count {
+		gapAt, gapLen := int(be.Uint32(b[table+8*k:])), int(be.Uint32(b[table+8*k+4:]))
+		if gapAt < from || gapAt > n || pos+gapAt-from+gapLen > at+n+total {
+			return record{}, 0, fmt.Sprintf("record %d has a malformed gap table", i)
+		}
+		data = append(data, b[pos:pos+gapAt-from]...)
+		pos += gapAt - from + gapLen
+		from = gapAt
+	}
+	if pos+n-from != at+n+total {
+		return record{}, 0, fmt.Sprintf("record %d has a malformed gap table", i)
+	}
+	data = append(data, b[pos:pos+n-from]...)
+	covered := append(append(append([]byte(nil), salt...), b[off+8:off+16]...), b[off+16:at]...)
+	if crc32.Update(crc32.Checksum(covered, castagnoli), castagnoli, data) != be.Uint32(b[off+4:]) {
+		return record{}, 0, fmt.Sprintf("record %d fails its checksum", i)
+	}
+	return record{i, data}, end, ""
 }
