@@ -85,11 +85,12 @@ start of the file. A segment starts with a 24-byte header:
 
 	off  size  field
 	0    4     magic "DXJL" (0x44 0x58 0x4a 0x4c)
-	4    4     format version, 2
+	4    4     format version, 3
 	8    8     index of the first record; always equal to the file name
 	16   8     salt: random, drawn anew for every segment
 
-Records follow the header back to back from offset 24. Each one is:
+Records follow the header back to back from offset 24. Each one is either
+a record with gaps (below) or:
 
 	off     size    field
 	0       4       length L of the data in bytes (0 is allowed)
@@ -114,6 +115,43 @@ three data bytes "abc" is the 24 bytes
 
 	00 00 00 03  a2 c3 51 48  00 00 00 00 00 00 00 01  61 62 63  00 00 00 00 00
 
+# Records with gaps
+
+A record whose first four bytes are ff ff ff ff (a length no record has:
+MaxRecord is at most 4 GiB-2) carries zero bytes between pieces of its
+data, its gaps, and a table that says where they are:
+
+	off        size    field
+	0          4       ff ff ff ff
+	4          4       CRC-32C of the salt, the 8 index bytes, the 16+8G bytes from offset 16, then the data
+	8          8       index
+	16         4       length L of the data in bytes, gaps not counted
+	20         4       G, the number of gaps: 1 <= G <= L
+	24         4       S, the bytes of all the gaps together
+	28         4       zero
+	32         8G      the gap table: G entries of
+	                     4  the number of data bytes before the gap; each greater than the last, and below L
+	                     4  the gap's length in bytes, below 4096 (0 is allowed)
+	32+8G      L+S     the data, with each gap's zeros before the data byte its entry names
+	32+8G+L+S  P       P zero bytes, 0 <= P < 8, so that L+S+P is a multiple of 8
+
+The data is what the record holds, exactly as in a record without gaps:
+Replay returns it without the gaps, and its CRC is over it without them.
+The CRC covers the table too, so a damaged table fails it; a table that
+does not describe the bytes after it (entries out of order, past L, a
+gap too long, lengths that do not add up to S) ends the log as a failed
+CRC does. The gaps' bytes are written as zeros and not checked.
+
+Gaps exist for direct writes (below): each lets a large piece of the data
+lie on the disk at the place that agrees with where it lies in memory,
+modulo the grain of the device's direct I/O (the larger of the memory
+and offset alignments statx reports, 512 on most devices), so the write
+takes the piece's whole grains from where it lies, a frame received from
+the network, rather than from a copy. Append gives every part of at
+least max(4 KiB, 2 grains) of a record of more than 64 KiB a gap before
+it, of 0 to grain-1 bytes, where it writes directly; otherwise a record
+has no gaps.
+
 # Why records are padded to 8 bytes
 
 Because the header is 24 bytes and every record is padded, every record
@@ -128,25 +166,33 @@ what makes an all-zero length and CRC a reliable sign of space that was never
 written, as left by preallocation or by a file system that extended the file
 before the data reached the disk. (In a recycled segment what follows the
 last record is its earlier life's bytes instead, which the salt tells
-from records of this one.)
+from records of this one.) A record with gaps has its length, gap count
+and gap bytes at offsets 16 to 28, which a torn write may leave stale
+beside a new first word; the CRC covers them, and the reader checks them
+against the bytes left in the file before it reads or allocates
+anything, so such a record ends the log as a failed CRC does.
 
 # Direct writes
 
 Where the file system takes them (statx reports its direct-I/O alignment;
 ext4 and XFS do, tmpfs does not), the active segment is written with
-O_DIRECT from a buffer aligned to 4096 bytes, unless Options.Buffered is
-set. A record then costs one copy into that buffer, which the device reads
-from, instead of a copy into the page cache and its writeback by Sync, and
-a released segment leaves no cached pages to drop. The bytes of a segment
-are the same either way; only the file's length differs while it is the
-active segment:
+O_DIRECT, unless Options.Buffered is set: one vectored write a record
+(one more for every 4 MiB copied), of pieces each a whole number of
+grains long at an address that is a
+multiple of the grain, from a buffer aligned to 4096 bytes into which the
+record's bytes are copied, and from the record's large parts where they
+lie (see Records with gaps): only their ends, under a grain each, are
+copied. The device reads from there, instead of a copy into the page cache
+and its writeback by Sync, and a released segment leaves no cached pages
+to drop. The records of a segment are the same either way, but for the
+gaps, which only direct writes make; and the file's length differs while
+it is the active segment:
 
-  - A direct write covers whole 4096-byte blocks. Each one starts at the
-    block boundary before the end of the last record and rewrites the bytes
-    from there to that end exactly as they are (the Journal keeps them in
-    its buffer), so a write torn at any sector leaves the synced records as
-    they were.
-  - It ends at a block boundary, with zeros after the last record: the
+  - A record's first direct write starts at the block boundary before
+    the end of the last record and rewrites the bytes from there to that
+    end exactly as they are (the Journal keeps them in its buffer), so a
+    write torn at any sector leaves the synced records as they were.
+  - Its last ends at a block boundary, with zeros after the record: the
     active segment's file is up to 4095 bytes longer than its records
     until Close, or the roll to a new segment, truncates it back. A crash
     leaves those zeros; Open drops them as space never written, like any
@@ -238,11 +284,17 @@ The constants marked "part of the on-disk format" must never change. A
 change to the format needs a new version number; a reader rejects a version
 it does not know as corruption rather than guess.
 
-Version 1 is version 2 without the salt: a 16-byte header (magic, version
-1, first index), records from offset 16, their CRC over index and data.
-Open reads it; a journal whose last segment is of version 1 goes on
-appending to it in version 1, and every segment it then creates is of
-version 2. A build that knows only version 1 refuses a journal holding a
-version 2 segment (unsupported version, ErrCorrupt) rather than misread it.
+Version 2 is version 3 without records with gaps: the same header, with
+version 2, and records as above but never ff ff ff ff in their first
+four bytes (that would be a length). Version 1 is version 2 without the
+salt: a 16-byte header (magic, version 1, first index), records from
+offset 16, their CRC over index and data. Open reads both; a journal
+whose last segment is of version 1 or 2 goes on appending to it in its
+version, without gaps, and every segment it then creates is of version
+3. A build that knows only versions 1 and 2 refuses a journal holding a
+version 3 segment (unsupported version, ErrCorrupt) rather than misread
+it: going back to such a build needs the journal's records applied and
+released first (a clean stop leaves none it needs), or the journal
+removed.
 */
 package journal
