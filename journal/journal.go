@@ -77,8 +77,9 @@ var copyThreshold = 64 << 10
 // buffer (the grain's pieces at either end are copied all the same). A
 // part written in place costs a gap of up to a grain on the disk, an entry
 // in its record's gap table and the pinning of its pages by the kernel;
-// below a page that outweighs the copy it saves.
-const inPlaceMin = 4 << 10
+// below a page that outweighs the copy it saves. A variable so that a
+// benchmark can compare with a journal that copies every byte.
+var inPlaceMin = 4 << 10
 
 var (
 	// ErrTornTail reports a record cut short by the end of its segment file.
