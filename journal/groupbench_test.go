@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"duplex/crc32c"
+	"duplex/disk"
 )
 
 // BenchmarkAppendSyncGroup4KiB journals what the secondary journals for
@@ -91,18 +92,23 @@ func copyAll(b *testing.B, on bool) {
 // in a frame (Go's heap, small pages, at any offset) plus a small header,
 // appended in pieces and synced, the segments released as the applier
 // would. It reports the process's CPU per MiB journaled, the updates
-// written from where they lie against copied into the journal's buffer.
+// written from where they lie against copied into the journal's buffer,
+// and from a frame of huge pages (-huge).
 func BenchmarkAppendSyncGroup1MiB(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		copy bool
-	}{{"in-place", false}, {"copy", true}} {
+		huge bool
+	}{{"in-place", false, false}, {"copy", true, false}, {"in-place-huge", false, true}} {
 		b.Run(mode.name, func(b *testing.B) {
 			copyAll(b, mode.copy)
 			j := openT(b, b.TempDir(), Options{SegmentSize: 64 << 20})
 			defer j.Close()
 			const writes, size, hdr = 4, 1 << 20, 61
 			frame := make([]byte, writes*(size+hdr)+100)
+			if mode.huge {
+				frame = disk.DirectBuffer(8 << 20)
+			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			for k := range frame {
 				frame[k] = byte(rng.Uint32())
