@@ -244,11 +244,11 @@ func testDirectTornTailRewrite(t *testing.T, gaps bool) {
 	parts := [][]byte{next}
 	if gaps {
 		// A group's header, then updates lying anywhere in their frame.
-		frame := make([]byte, 100<<10)
+		frame := make([]byte, 110<<10)
 		for k := range frame {
 			frame[k] = byte(k*7 + 1)
 		}
-		parts = [][]byte{frame[:300], frame[301 : 301+40000], frame[40400 : 40400+30000], frame[80001 : 80001+8192]}
+		parts = [][]byte{frame[:300], frame[301 : 301+70000], frame[70400 : 70400+30000], frame[100001 : 100001+2000]}
 		next = bytes.Join(parts, nil)
 	}
 	if err := j.AppendParts(synced+1, parts, crc32.Checksum(next, castagnoli)); err != nil {

@@ -148,7 +148,7 @@ modulo the grain of the device's direct I/O (the larger of the memory
 and offset alignments statx reports, 512 on most devices), so the write
 takes the piece's whole grains from where it lies, a frame received from
 the network, rather than from a copy. Append gives every part of at
-least max(4 KiB, 2 grains) of a record of more than 64 KiB a gap before
+least 64 KiB of a record of more than 64 KiB a gap before
 it, of 0 to grain-1 bytes, where it writes directly; otherwise a record
 has no gaps.
 

@@ -124,12 +124,12 @@ func withGrain(t testing.TB, j *Journal, grain int) {
 	j.direct, j.tail, j.grain = true, tail, grain
 }
 
-// smallGapRecords lets records of more than 1 KiB have gaps, so that
-// golden bytes stay short.
+// smallGapRecords lets records of more than 1 KiB have gaps, before their
+// parts of 4 KiB or more, so that golden bytes stay short.
 func smallGapRecords(t testing.TB) {
-	old := copyThreshold
-	copyThreshold = 1 << 10
-	t.Cleanup(func() { copyThreshold = old })
+	oldCopy, oldInPlace := copyThreshold, inPlaceMin
+	copyThreshold, inPlaceMin = 1<<10, 4<<10
+	t.Cleanup(func() { copyThreshold, inPlaceMin = oldCopy, oldInPlace })
 }
 
 // goldenGapParts is the data of the golden record with gaps, as parts at
@@ -272,9 +272,10 @@ func TestDirectRecordsWithGaps(t *testing.T) {
 		if err := j.AppendParts(i, parts, crc32.Checksum(data, castagnoli)); err != nil {
 			t.Fatal(err)
 		}
-		// The 100 and 77 bytes, the headers, and for each of the three
-		// large parts its ends: under a grain at either end.
-		if copied := j.copied - before; copied > int64(100+77+64+3*2*j.grain) {
+		// The 100 and 77 bytes, the 4 KiB update (below inPlaceMin), the
+		// headers, and for each of the two large parts its gap and its
+		// ends: under a grain each.
+		if copied := j.copied - before; copied > int64(100+77+4096+64+2*3*j.grain) {
 			t.Fatalf("record %d: %d bytes copied", i, copied)
 		}
 		want = append(want, data)
