@@ -248,6 +248,9 @@ type Mover struct {
 	// waits for copies' reads, ends that wait when a Drop comes (see Drop).
 	dropping int
 	stopWait chan struct{}
+	// holds counts the HoldCuts not yet released: no cut forms a group
+	// meanwhile.
+	holds int
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
 	freeAt      time.Time
@@ -389,18 +392,51 @@ func (m *Mover) Run(ctx context.Context) error {
 func (m *Mover) Cut() {
 	m.cutMu.Lock()
 	defer m.cutMu.Unlock()
+	if m.held() {
+		return
+	}
 	m.cut()
 }
 
 // tryCut is Cut unless a cut (or a Drop) is under way, which it does not
-// wait for: it reports whether it cut.
+// wait for, or cuts are held (see HoldCuts): it reports whether it cut.
 func (m *Mover) tryCut() bool {
 	if !m.cutMu.TryLock() {
 		return false
 	}
 	defer m.cutMu.Unlock()
+	if m.held() {
+		return false
+	}
 	m.cut()
 	return true
+}
+
+// HoldCuts keeps every cut from forming a group, heartbeats included,
+// until release is called (once; later calls do nothing). The pair
+// manager holds them from before a Drop until it has captured again the
+// markers the Drop took (the pairs' suspensions): any group formed in
+// between, even one without updates, would reach the secondary before
+// them, and the secondary would take the suspended pairs' volumes as
+// duplex, consistent as of that group's time, without the writes
+// dropped. Nothing of those pairs is captured meanwhile, so nothing
+// waits for the cuts held.
+func (m *Mover) HoldCuts() (release func()) {
+	m.mu.Lock()
+	m.holds++
+	m.mu.Unlock()
+	return sync.OnceFunc(func() {
+		m.mu.Lock()
+		m.holds--
+		m.mu.Unlock()
+	})
+}
+
+// held says whether cuts are held (see HoldCuts).
+func (m *Mover) held() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.holds > 0
 }
 
 // expired is a wait's bound already past.

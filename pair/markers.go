@@ -356,21 +356,28 @@ type volMarker struct {
 // for their stamps, as a write does, until they are captured or the
 // write of the timer's lease is known hung (wait not negative). They are
 // captured apart from mg.mu, on their own: a stamp that waits for a hung
-// lease is put off, not given up, so the markers keep their place among
-// the stamps waiting for the lease (each pair's writes go to its bitmap
-// meanwhile, none captured between the drop and its marker), and are
-// captured as soon as the lease is written; what captures a marker of
-// one of these pairs later (a resume, an add, a deletion) waits for them
-// first (see announcedWithin). Called with mg.mu held.
-func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration) {
-	mg.announceWithin("the markers of the session's suspension, announced again after its drop,", ms, wait)
+// lease is put off, not given up, and the markers are captured as soon
+// as the lease is written; what captures a marker of one of these pairs
+// later (a resume, an add, a deletion) waits for them first (see
+// announcedWithin). Their place in the stream is kept by the mover's
+// cuts held until they are captured (release, see mover.HoldCuts), not
+// by their stamps: the cut that waits for the lease beside them may take
+// its stamp first, and a group it formed would reach the secondary
+// before them. Called with mg.mu held.
+func (mg *Manager) reannounceWithin(ms []volMarker, wait time.Duration, release func()) {
+	mg.announceWithin("the markers of the session's suspension, announced again after its drop,", ms, wait, release)
 }
 
 // announceWithin captures ms as reannounceWithin does, what naming them
 // in the log when put off: the markers of pairs whose writes are not
-// captured (suspended or deleted). Called with mg.mu held.
-func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duration) {
+// captured (suspended or deleted). release, if set, is called once they
+// are. Called with mg.mu held.
+func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duration, release func()) {
+	if release == nil {
+		release = func() {}
+	}
 	if len(ms) == 0 {
+		release()
 		return
 	}
 	prev, done := mg.announcing, make(chan struct{})
@@ -382,6 +389,7 @@ func (mg *Manager) announceWithin(what string, ms []volMarker, wait time.Duratio
 		for _, vm := range ms {
 			mg.mark(vm.vol, vm.m)
 		}
+		release()
 	}()
 	mg.announcing = done
 	err := mg.stampedWithin(done, wait)

@@ -2509,6 +2509,14 @@ func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Du
 		}
 	}
 	mg.unlock()
+	// No group may reach the secondary between the drop and the markers
+	// announced again below: it would take the pairs, whose suspensions'
+	// markers the drop takes, for duplex as of that group's time, without
+	// the writes dropped (see reannounceWithin).
+	release := func() {}
+	if h, ok := mg.mover.(cutHolder); ok {
+		release = h.HoldCuts()
+	}
 	// Regions only: the data goes back to the sidefiles.
 	var gone []recordset.Update
 	mg.mover.Drop(func(u recordset.Update) {
@@ -2547,9 +2555,15 @@ func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Du
 			again = append(again, volMarker{name, m})
 		}
 	}
-	mg.reannounceWithin(again, wait)
+	mg.reannounceWithin(again, wait, release)
 	mg.kick()
 	return true, nil
+}
+
+// cutHolder is what a mover offers to form no group for a while (package
+// mover implements it, see mover.HoldCuts).
+type cutHolder interface {
+	HoldCuts() (release func())
 }
 
 func (mg *Manager) sidefileFull() bool {
@@ -3156,7 +3170,7 @@ func (mg *Manager) delete(vol string) (time.Time, error) {
 	// markers announced again after a drop do, and the deletion is
 	// answered in effect, its marker captured once the timer's lease is
 	// written (and again at a restart before, see Open).
-	mg.announceWithin("the marker of "+vol+"'s deletion", []volMarker{{vol, recordset.Marker{State: recordset.StateDeleted}}}, mg.operatorWait())
+	mg.announceWithin("the marker of "+vol+"'s deletion", []volMarker{{vol, recordset.Marker{State: recordset.StateDeleted}}}, mg.operatorWait(), nil)
 	mg.dirty = true
 	mg.changes++
 	mg.kick()
