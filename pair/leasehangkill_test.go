@@ -9,6 +9,7 @@ import (
 
 	"duplex/disk"
 	"duplex/sidefile"
+	"duplex/timer"
 )
 
 // TestAKillWhileTheSessionsDropOrItsMarkersWaitCopiesTheWritesDropped:
@@ -59,6 +60,23 @@ func TestAKillWhileTheSessionsDropOrItsMarkersWaitCopiesTheWritesDropped(t *test
 			check("the resume of b refused")
 			r.release()
 			check("the disk answered")
+			leaseWritten(t, r.tm, filepath.Join(r.dir, "lease"))
 		})
+	}
+}
+
+// leaseWritten waits for the write of tm's lease in dir, once its disk
+// answers, to end and leave no temporary file: not after the test's
+// directory is removed.
+func leaseWritten(t *testing.T, tm *timer.Timer, dir string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp*"))
+		if d, _ := tm.LeaseWait(); d == 0 && len(tmp) == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the write of the timer's lease has not ended 10 s after its disk answered (%v)", tmp)
+		}
 	}
 }

@@ -50,6 +50,13 @@ func (m *hookedMover) Drop(mark func(recordset.Update)) {
 // it lacks A.
 func TestAHungLeaseLetsNoGroupReachTheSecondaryBeforeTheMarkersAnnouncedAgain(t *testing.T) {
 	const size = 1 << 20
+	// The session's resume on the link's return waits until the test has
+	// read what the secondary says: A stays missing there meanwhile. Put
+	// back last, once the manager's loop has ended.
+	resumed := make(chan struct{})
+	old := resumeHook
+	resumeHook = func(string) { <-resumed }
+	t.Cleanup(func() { resumeHook = old })
 	dir := t.TempDir()
 	fs := disk.NewInjector(nil)
 	held := make(chan struct{})
@@ -116,12 +123,7 @@ func TestAHungLeaseLetsNoGroupReachTheSecondaryBeforeTheMarkersAnnouncedAgain(t 
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The session's resume on the link's return waits until the test has
-	// read what the secondary says: A stays missing there meanwhile.
-	resumed := make(chan struct{})
-	old := resumeHook
-	resumeHook = func(string) { <-resumed }
-	t.Cleanup(func() { resumeHook = old })
+	// Let go before the loops' end is waited for (the cleanup before).
 	t.Cleanup(sync.OnceFunc(func() { close(resumed) }))
 	wg.Add(2)
 	go func() { defer wg.Done(); mv.Run(ctx) }()
@@ -180,6 +182,7 @@ func TestAHungLeaseLetsNoGroupReachTheSecondaryBeforeTheMarkersAnnouncedAgain(t 
 			"(a group formed after the drop reached it before a's suspension announced again)", v.Time, stampA)
 	}
 	t.Logf("a at the secondary: %+v, A's stamp at most %d", v, stampA)
+	leaseWritten(t, tm, filepath.Join(dir, "lease"))
 }
 
 // waitUntil polls cond until it holds, or fails the test after d.
