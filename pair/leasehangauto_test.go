@@ -156,6 +156,14 @@ func newLeaseRigStarting(t *testing.T, limit int64, logged bool, st *leaseStart)
 		t.Fatal(err)
 	}
 	r.tm = tm
+	// Run after the manager's loop has ended, before the directory goes:
+	// the lease's write released then would otherwise leave its temporary
+	// file in it as it is removed. Closed, the timer writes no more.
+	t.Cleanup(func() {
+		r.release()
+		_ = tm.Close()
+		leaseWritten(t, tm, filepath.Join(r.dir, "lease"))
+	})
 	vols := map[string]*volume.Volume{}
 	for _, n := range []string{"a", "b"} {
 		v, err := volume.Open(filepath.Join(r.dir, n+".img"), leaseRigSize)
