@@ -3,14 +3,20 @@ package secondary
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"duplex/apply"
+	"duplex/consistency"
+	"duplex/disk"
+	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
@@ -48,11 +54,25 @@ func (t slowTarget) WriteAt(p []byte, off int64) error {
 // must end up holding exactly them. A frame recycled while its data is
 // still to be applied writes the poison instead.
 func TestRecycledFramesAreNotReadAgain(t *testing.T) {
-	const (
-		volSize = 1 << 20
-		chunk   = 8 << 10
-		sets    = 24
-	)
+	checkRecycledFrames(t, 8<<10, 24, false)
+}
+
+// TestRecycledFramesAreNotWrittenAgain is TestRecycledFramesAreNotReadAgain
+// with updates large enough that the journal writes them from the frames
+// they arrived in (records with gaps, where the journal writes directly):
+// a frame recycled before its group's record is written puts the poison on
+// the disk, under the CRC of what was sent, and the record fails when the
+// journal is read back. Every update read back must be what was sent.
+func TestRecycledFramesAreNotWrittenAgain(t *testing.T) {
+	checkRecycledFrames(t, 96<<10, 16, true)
+}
+
+// checkRecycledFrames sends sets pairs of record sets of one update of
+// chunk bytes each, and checks that the volumes hold what was sent; with
+// replay, that the journal holds it too, read back after the secondary is
+// closed.
+func checkRecycledFrames(t *testing.T, chunk, sets int, replay bool) {
+	volSize := int64(max(1<<20, sets*chunk))
 	dir := t.TempDir()
 	vols := map[string]*volume.Volume{}
 	for _, name := range []string{"vol1", "vol2"} {
@@ -77,7 +97,14 @@ func TestRecycledFramesAreNotReadAgain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); sec.Run(ctx, net) }()
-	defer func() { cancel(); <-done; sec.Close() }()
+	closed := false
+	defer func() {
+		if !closed {
+			cancel()
+			<-done
+			sec.Close()
+		}
+	}()
 	conn, err := net.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -98,13 +125,13 @@ func TestRecycledFramesAreNotReadAgain(t *testing.T) {
 	}()
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	frame := func(sub, vol string, seq uint64, ts int64) []byte {
-		off := int64(seq-1) * chunk
+		off := (int(seq) - 1) * chunk
 		data := want[vol][off : off+chunk]
 		for i := range data {
 			data[i] = byte(int(seq)*31 + i*7 + len(vol)*int(sub[2]))
 		}
 		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
-			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: chunk,
+			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: uint64(chunk),
 				Timestamp: ts, Seq: seq, Data: bytes.Clone(data)}}}
 		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
 		if err != nil {
@@ -112,7 +139,7 @@ func TestRecycledFramesAreNotReadAgain(t *testing.T) {
 		}
 		return transport.Seal(f)
 	}
-	for n := uint64(1); n <= sets; n++ {
+	for n := uint64(1); n <= uint64(sets); n++ {
 		ts := int64(n) * 1000
 		// ss1's update waits in the Former until ss2's set of the same
 		// interval arrives in the next frame.
@@ -123,7 +150,7 @@ func TestRecycledFramesAreNotReadAgain(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(time.Minute)
-	for sec.Stats().BytesApplied < 2*sets*chunk {
+	for sec.Stats().BytesApplied < uint64(2*sets*chunk) {
 		if time.Now().After(deadline) {
 			t.Fatalf("applied %d of %d bytes within a minute", sec.Stats().BytesApplied, 2*sets*chunk)
 		}
@@ -139,6 +166,95 @@ func TestRecycledFramesAreNotReadAgain(t *testing.T) {
 				name, i, i/chunk, got[i], want[name][i])
 		}
 	}
+	if !replay {
+		return
+	}
+	closed = true
+	cancel()
+	<-done
+	sec.Close()
+	jdir := filepath.Join(dir, "journal")
+	if gapped := gappedRecords(t, jdir); gapped == 0 && journalWritesDirectly(t, jdir) {
+		t.Fatal("no record with gaps: the journal wrote no update from its frame")
+	}
+	j, err := journal.Open(jdir, journal.Options{MaxRecord: MaxGroupBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	updates := 0
+	if err := j.Replay(0, func(index uint64, data []byte) error {
+		g, _, err := consistency.DecodeGroup(data, groupLimits)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", index, err)
+		}
+		for _, u := range g.Updates {
+			sent := want[u.Volume][u.Offset : u.Offset+uint64(len(u.Data))]
+			if i := firstDiff(u.Data, sent); i >= 0 {
+				return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d: got %#x, want %#x; a recycled frame was written",
+					index, u.Volume, u.Offset, i, u.Data[i], sent[i])
+			}
+			updates++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if updates != 2*sets {
+		t.Fatalf("the journal holds %d updates, %d were sent: a record written from a recycled frame fails its CRC", updates, 2*sets)
+	}
+}
+
+// gappedRecords counts the records with gaps (journal format version 3,
+// see journal/doc.go) in the segments of the journal in dir.
+func gappedRecords(t *testing.T, dir string) int {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := binary.BigEndian
+	n := 0
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 24 || be.Uint32(b[4:]) != 3 {
+			continue
+		}
+		for off := 24; off+32 <= len(b); {
+			l := int(be.Uint32(b[off:]))
+			if l == 0 {
+				break // the zeros after a direct write's last record
+			}
+			end := off + 16 + l
+			if uint32(l) == 0xffffffff {
+				n++
+				end = off + 32 + 8*int(be.Uint32(b[off+20:])) + int(be.Uint32(b[off+16:])) + int(be.Uint32(b[off+24:]))
+			}
+			off = end + (8-end%8)%8
+		}
+	}
+	return n
+}
+
+// journalWritesDirectly reports whether the file system of dir takes the
+// journal's direct writes, which alone give records gaps.
+func journalWritesDirectly(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := false
+	rc.Control(func(fd uintptr) { direct = disk.TakesDirect(fd) })
+	return direct
 }
 
 func firstDiff(a, b []byte) int {
