@@ -243,11 +243,32 @@ func TestGoldenV2(t *testing.T) {
 // the headers, the small parts and under two grains a large part), and
 // every record reads back as appended, after a reopen too.
 func TestDirectRecordsWithGaps(t *testing.T) {
+	testDirectRecordsWithGaps(t, 0)
+}
+
+// TestDirectRecordsWithGapsOfACoarserGrain is TestDirectRecordsWithGaps on
+// a device whose direct I/O takes pieces aligned to 4096 bytes only (a
+// disk of 4 KiB sectors), the coarsest grain the journal writes directly
+// with: gaps of up to 4095 bytes, every piece of the write a multiple of
+// 4096 long at an address that is a multiple of 4096, which the file
+// system here, of a finer grain, takes too.
+func TestDirectRecordsWithGapsOfACoarserGrain(t *testing.T) {
+	testDirectRecordsWithGaps(t, maxGap)
+}
+
+// testDirectRecordsWithGaps runs TestDirectRecordsWithGaps with the grain
+// of the file system, or with grain if it is not 0, in one segment.
+func testDirectRecordsWithGaps(t *testing.T, grain int) {
 	dir := t.TempDir()
 	if !directSupported(t, dir) {
 		t.Skipf("%s takes no direct writes", dir)
 	}
-	j := openT(t, dir, Options{SegmentSize: 4 << 20})
+	opts := Options{SegmentSize: 4 << 20}
+	if grain != 0 {
+		// A new segment takes its file system's grain again.
+		opts.SegmentSize = 64 << 20
+	}
+	j := openT(t, dir, opts)
 	if j.grain == 0 {
 		j.Append(1, []byte("first"))
 	} else {
@@ -255,6 +276,14 @@ func TestDirectRecordsWithGaps(t *testing.T) {
 	}
 	if j.grain == 0 {
 		t.Fatal("no grain after the first segment")
+	}
+	if grain != 0 {
+		if j.grain > grain {
+			t.Skipf("the file system's grain is %d, coarser than %d", j.grain, grain)
+		}
+		j.mu.Lock()
+		j.grain = grain
+		j.mu.Unlock()
 	}
 	backing := make([]byte, 8<<20)
 	for k := range backing {
