@@ -347,3 +347,61 @@ func testDirectRecordsWithGaps(t *testing.T, grain int) {
 		}
 	}
 }
+
+// TestGapTableWhoseLengthsOverflow appends to a segment a record with gaps
+// whose table's lengths, each below 4096, add up to more than 4 GiB, so
+// that their sum in 32 bits wraps to the gap bytes its header states, and
+// what follows in the file is as long as that. The table does not describe
+// the bytes after it: the record ends the log as a malformed table does,
+// the record before it kept, whatever its CRC.
+func TestGapTableWhoseLengthsOverflow(t *testing.T) {
+	dir := t.TempDir()
+	j := openT(t, dir, Options{Buffered: true})
+	if err := j.Append(1, []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := segFiles(t, dir)[0]
+	seg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const count = 1<<20 + 1024 // 4095 bytes each: 4 GiB and 3 MiB
+	length := uint32(count + 1)
+	var total uint32
+	for range count {
+		total += maxGap - 1
+	}
+	be := binary.BigEndian
+	var rec []byte
+	rec = be.AppendUint32(rec, gappedMark)
+	rec = be.AppendUint32(rec, 0)
+	rec = be.AppendUint64(rec, 2)
+	rec = be.AppendUint32(rec, length)
+	rec = be.AppendUint32(rec, count)
+	rec = be.AppendUint32(rec, total)
+	rec = be.AppendUint32(rec, 0)
+	for k := range uint32(count) {
+		rec = be.AppendUint32(rec, k)
+		rec = be.AppendUint32(rec, maxGap-1)
+	}
+	data := bytes.Repeat([]byte{7}, int(length))
+	sum := recordSum(crc32.Update(0, castagnoli, seg[16:24]), 2, rec[16:], crc32.Checksum(data, castagnoli), len(data))
+	be.PutUint32(rec[4:], sum)
+	rec = append(rec, data...)
+	rec = append(rec, make([]byte, int(total)+padding(int(length)+int(total)))...)
+	if err := os.WriteFile(path, append(seg, rec...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer j.Close()
+	got := replayAll(t, j, 0)
+	if len(got) != 1 || string(got[0].data) != "kept" {
+		t.Fatalf("replayed %d records, want the one before the malformed table", len(got))
+	}
+}
