@@ -1319,7 +1319,9 @@ func (rr *recordReader) gapHeader(h *recordHead, rem int64) error {
 		return noEOF(err)
 	}
 	h.gaps = make([]gap, count)
-	var sum uint32
+	// In 64 bits: a million gaps of 4095 bytes add up past 4 GiB, and a
+	// sum wrapped to the header's would have pieces read past the frame.
+	var sum uint64
 	for i := range h.gaps {
 		e := h.extra[len(b)+i*gapEntrySize:]
 		g := gap{at: be.Uint32(e), n: be.Uint32(e[4:])}
@@ -1327,9 +1329,9 @@ func (rr *recordReader) gapHeader(h *recordHead, rem int64) error {
 			return bad(fmt.Sprintf("malformed gap table: gap %d of %d bytes at %d", i, g.n, g.at))
 		}
 		h.gaps[i] = g
-		sum += g.n
+		sum += uint64(g.n)
 	}
-	if sum != total {
+	if sum != uint64(total) {
 		return bad(fmt.Sprintf("malformed gap table: gaps of %d bytes, header says %d", sum, total))
 	}
 	return nil
