@@ -42,3 +42,27 @@ func TestHeldCutsFormNothingUntilReleased(t *testing.T) {
 		t.Fatal("cuts still held after a release called twice")
 	}
 }
+
+// TestHeldCutsStayHeldUntilEveryHoldIsReleased: holds are counted, not
+// a flag. A second session drop while the markers the first announces
+// again still wait (for the timer's lease) takes a hold of its own; the
+// first hold's release must not let a cut form a group before the
+// second drop's markers are captured.
+func TestHeldCutsStayHeldUntilEveryHoldIsReleased(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{})
+	first := p.mover.HoldCuts()
+	second := p.mover.HoldCuts()
+	first()
+	first()
+	p.mover.Cut()
+	if rs := l.recordSetWithin(100 * time.Millisecond); rs != nil {
+		t.Fatalf("a cut with one hold of two released formed record set %d", rs.Seq)
+	}
+	second()
+	p.mover.Cut()
+	if rs := l.recordSetWithin(5 * time.Second); rs == nil {
+		t.Fatal("no record set formed once every hold was released")
+	}
+}
