@@ -106,7 +106,10 @@ func pairUsage(w io.Writer, ops []pairOp) {
 	}
 	fmt.Fprintln(w, `
 Pair operations run at the primary, through the control address and with the
-token that the config names. "duplex pair OPERATION -h" shows an operation's flags.`)
+token that the config names. After duplex promote they go to the promoted site
+(the config's secondary) when it answers as primary and the config's primary
+does not; --addr names the site outright. "duplex pair OPERATION -h" shows an
+operation's flags.`)
 }
 
 // pairFlags are the flags of every pair operation.
@@ -114,6 +117,8 @@ type pairFlags struct {
 	*cmdFlags
 	config  *string
 	timeout *time.Duration
+	addr    *string
+	ca      *string
 }
 
 func newPairFlags(syn synopsis, about string) pairFlags {
@@ -122,6 +127,9 @@ func newPairFlags(syn synopsis, about string) pairFlags {
 		cmdFlags: f,
 		config:   f.configFlag("the primary's control address and the control token"),
 		timeout:  f.Duration("timeout", control.DefaultDrainTimeout, "how long the operation may take, `D` such as 30s or 5m"),
+		addr: f.String("addr", "", "control `ADDR` of the site that takes the operation (host:port or its URL), "+
+			"such as the promoted site's; default the session's primary now: the config's primary, or its secondary once promoted"),
+		ca: f.String("ca", "", "with --addr: check the site's HTTPS certificate against the CA in `FILE` (PEM)"),
 	}
 }
 
@@ -134,7 +142,10 @@ func (f pairFlags) session() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Primary.Control == "" {
+	if *f.ca != "" && *f.addr == "" {
+		return nil, f.usageErrorf("--ca goes with --addr: with --config alone, control_tls_ca names the CA")
+	}
+	if cfg.Primary.Control == "" && *f.addr == "" {
 		return nil, errors.New("the config names no primary control address")
 	}
 	return cfg, nil
@@ -189,10 +200,6 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	if err != nil {
 		return err
 	}
-	at, err := controlOf(cfg, "primary")
-	if err != nil {
-		return err
-	}
 	vols := pos
 	if *f.all {
 		vols = cfg.VolumeNames()
@@ -206,6 +213,10 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	// until the operator stops it.
 	opCtx, cancel := context.WithTimeout(ctx, *f.timeout+control.AnswerMargin)
 	defer cancel()
+	at, err := f.target(opCtx, cfg, stdout)
+	if err != nil {
+		return err
+	}
 	if *f.all {
 		st, err := fetchRunning(opCtx, at)
 		if err != nil {
@@ -226,7 +237,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op.name)
 			}
 			if op.wait {
-				return waitDuplex(ctx, cfg, res.Volumes, stdout)
+				return waitDuplex(ctx, at, res.Volumes, stdout)
 			}
 			return nil
 		}
@@ -248,7 +259,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		}
 	}
 	if op.wait {
-		return waitDuplex(ctx, cfg, vols, stdout)
+		return waitDuplex(ctx, at, vols, stdout)
 	}
 	return nil
 }
@@ -280,11 +291,7 @@ func applicable(op string, names []string, st control.Status, stdout io.Writer) 
 }
 
 // waitDuplex shows the copy's progress until every volume is duplex.
-func waitDuplex(ctx context.Context, cfg *config.Config, vols []string, stdout io.Writer) error {
-	at, err := controlOf(cfg, "primary")
-	if err != nil {
-		return err
-	}
+func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, stdout io.Writer) error {
 	line := newStatusLine(stdout)
 	defer line.end()
 	start := time.Now()

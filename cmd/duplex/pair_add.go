@@ -5,7 +5,7 @@ import (
 	"io"
 )
 
-var pairAddSynopsis = synopsis{"pair add", "VOLUME|--all --config FILE [--wait] [--timeout D]"}
+var pairAddSynopsis = synopsis{"pair add", "VOLUME|--all --config FILE [--addr ADDR [--ca FILE]] [--wait] [--timeout D]"}
 
 type pairAddFlags struct {
 	volumeFlags

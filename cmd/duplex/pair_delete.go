@@ -5,7 +5,7 @@ import (
 	"io"
 )
 
-var pairDeleteSynopsis = synopsis{"pair delete", "VOLUME|--all --config FILE [--timeout D]"}
+var pairDeleteSynopsis = synopsis{"pair delete", "VOLUME|--all --config FILE [--addr ADDR [--ca FILE]] [--timeout D]"}
 
 func newPairDeleteFlags() volumeFlags {
 	return newVolumeFlags(pairDeleteSynopsis, "Stops shadowing a volume for good; it prints when the secondary copy was last consistent.")

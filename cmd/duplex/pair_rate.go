@@ -10,7 +10,7 @@ import (
 	"duplex/control"
 )
 
-var pairRateSynopsis = synopsis{"pair rate", "--config FILE [--copy RATE] [--link RATE] [--timeout D]"}
+var pairRateSynopsis = synopsis{"pair rate", "--config FILE [--addr ADDR [--ca FILE]] [--copy RATE] [--link RATE] [--timeout D]"}
 
 type pairRateFlags struct {
 	pairFlags
@@ -53,12 +53,12 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	at, err := controlOf(cfg, "primary")
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	defer cancel()
+	at, err := f.target(ctx, cfg, stdout)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
-	defer cancel()
 	var rates control.Rates
 	if copyRate == nil && linkRate == nil {
 		st, err := fetchRunning(ctx, at)

@@ -5,7 +5,7 @@ import (
 	"io"
 )
 
-var pairResumeSynopsis = synopsis{"pair resume", "VOLUME|--all --config FILE [--wait] [--inconsistent] [--timeout D]"}
+var pairResumeSynopsis = synopsis{"pair resume", "VOLUME|--all --config FILE [--addr ADDR [--ca FILE]] [--wait] [--inconsistent] [--timeout D]"}
 
 type pairResumeFlags struct {
 	volumeFlags

@@ -5,7 +5,7 @@ import (
 	"io"
 )
 
-var pairSuspendSynopsis = synopsis{"pair suspend", "VOLUME|--all --config FILE [--drain] [--timeout D]"}
+var pairSuspendSynopsis = synopsis{"pair suspend", "VOLUME|--all --config FILE [--addr ADDR [--ca FILE]] [--drain] [--timeout D]"}
 
 type pairSuspendFlags struct {
 	volumeFlags

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"duplex/config"
 	"duplex/control"
 )
 
@@ -25,12 +24,11 @@ func TestPairWaitDoesNotTakeAStartingPrimaryForDuplex(t *testing.T) {
 			Starting: &control.StartingStatus{Since: "2026-12-05T10:00:00Z", Step: "timer.json", StepSeconds: 3}})
 	}))
 	defer srv.Close()
-	cfg := &config.Config{Session: "s"}
-	cfg.Primary.Control = strings.TrimPrefix(srv.URL, "http://")
+	at := control.Endpoint{Addr: strings.TrimPrefix(srv.URL, "http://")}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	err := waitDuplex(ctx, cfg, []string{"vol1"}, &out)
+	err := waitDuplex(ctx, at, []string{"vol1"}, &out)
 	if err == nil || !strings.Contains(err.Error(), "starting") {
 		t.Errorf("waiting for vol1 to be duplex at a starting primary: %v (printed %q), want the error that it starts", err, out.String())
 	}
