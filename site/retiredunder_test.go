@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,18 @@ func noReversePairState(t *testing.T, cfg *config.Config) {
 	}
 }
 
+// refusedAsRejoinedBack fails t unless the refusal of a start whose
+// promotion a rejoin back retired says what the site is now, the session's
+// secondary, run by duplex rejoin --yes: a new promotion (duplex promote)
+// would serve the volumes read-write beside the session's primary, and
+// fence it.
+func refusedAsRejoinedBack(t *testing.T, err error) {
+	t.Helper()
+	if !strings.Contains(err.Error(), "duplex rejoin --yes") || strings.Contains(err.Error(), "duplex promote") {
+		t.Errorf("the refusal does not say the site rejoined the session's primary and runs by duplex rejoin --yes: %v", err)
+	}
+}
+
 // TestAReversePrimaryWhosePromotionIsRetiredBeforeItsLockIsRefused: the
 // promotion is retired once the reverse direction's pair state is made,
 // before its LOCK is taken.
@@ -76,6 +89,7 @@ func TestAReversePrimaryWhosePromotionIsRetiredBeforeItsLockIsRefused(t *testing
 		t.Fatal("the promoted site opened as the primary of the reverse direction after its promotion was retired")
 	}
 	t.Logf("refused: %v", err)
+	refusedAsRejoinedBack(t, err)
 	noReversePairState(t, cfg)
 }
 
@@ -109,6 +123,7 @@ func TestAReversePrimaryWhosePromotionIsRetiredWhileItsPairStateIsMadeIsRefused(
 		t.Fatal("the promoted site opened as the primary of the reverse direction after its promotion was retired")
 	}
 	t.Logf("refused: %v", o.err)
+	refusedAsRejoinedBack(t, o.err)
 	noReversePairState(t, cfg)
 }
 
@@ -145,6 +160,7 @@ func TestAPromotedSiteWhosePromotionIsRetiredBeforeItsLockIsRefused(t *testing.T
 		t.Fatal("the promoted site opened after its promotion was retired")
 	}
 	t.Logf("refused: %v", o.err)
+	refusedAsRejoinedBack(t, o.err)
 }
 
 // TestARejoinBacksRetirementIsRefusedWhileThePromotedSiteRuns: the
