@@ -97,18 +97,19 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 func promotionToServe(fsys disk.FS, cfg *config.Config, starting *startWait) (failover.Promotion, error) {
 	starting.step(filepath.Join(PromotedDir(cfg), "promotion.json"))
 	pr, err := failover.ReadPromotion(fsys, PromotedDir(cfg))
-	if errors.Is(err, failover.ErrNotPromoted) {
-		return pr, errors.New("promoted: this secondary was never promoted, or its promotion was retired by a rejoin back: duplex promote promotes it")
-	}
-	if err != nil {
+	notPromoted := errors.Is(err, failover.ErrNotPromoted)
+	if err != nil && !notPromoted {
 		return pr, fmt.Errorf("promoted: %w", err)
 	}
-	if pr.Session != cfg.Session {
+	if !notPromoted && pr.Session != cfg.Session {
 		return pr, fmt.Errorf("promoted: the promotion in %s is of session %q, not %q", PromotedDir(cfg), pr.Session, cfg.Session)
 	}
 	// A rejoin back recorded beside the promotion is under way (a new
 	// promotion removes the record first; the rejoin retires the
-	// promotion after writing it).
+	// promotion after writing it), or done, the promotion retired since
+	// a look before this one: either way the site is the session's
+	// secondary, and a new promotion would serve the volumes beside the
+	// session's primary.
 	starting.step(filepath.Join(RejoinBackDir(cfg), rejoinFile))
 	switch r, err := readRejoin(fsys, RejoinBackDir(cfg)); {
 	case err == nil:
@@ -116,6 +117,9 @@ func promotionToServe(fsys disk.FS, cfg *config.Config, starting *startWait) (fa
 			"run duplex rejoin --yes to go on as its secondary", r.PromotedAt)
 	case !errors.Is(err, ErrNotRejoined):
 		return pr, fmt.Errorf("promoted: %w", err)
+	}
+	if notPromoted {
+		return pr, errors.New("promoted: this secondary was never promoted: duplex promote promotes it")
 	}
 	return pr, nil
 }
