@@ -36,3 +36,41 @@ func TestAReversePairStateWhoseGenerationIsLostIsRefused(t *testing.T) {
 		t.Errorf("the refusal does not name the promotion's generation %s: %v", pr.Generation, err)
 	}
 }
+
+// TestAReversePairStateWhoseGenerationIsWrittenBackAsToldOpens: the way
+// forward the refusal of a lost generation.json gives, the file written
+// as it says, opens the reverse primary at the promotion's generation,
+// which the old primary's rejoin follows.
+func TestAReversePairStateWhoseGenerationIsWrittenBackAsToldOpens(t *testing.T) {
+	cfg, pr := promotedReversing(t)
+	p, err := OpenReversePrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.close()
+	path := filepath.Join(ReverseDir(cfg), "generation.json")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenReversePrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{})
+	if err == nil {
+		t.Fatal("the reverse primary opened with its generation.json lost")
+	}
+	// The file's content as the refusal quotes it, between its braces.
+	msg := err.Error()
+	i, j := strings.Index(msg, `{"generation":`), strings.LastIndex(msg, "}")
+	if i < 0 || j < i || !strings.Contains(msg, path) {
+		t.Fatalf("the refusal does not say what to write in %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, []byte(msg[i:j+1]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err = OpenReversePrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{})
+	if err != nil {
+		t.Fatalf("written back as the refusal said (%s): %v", msg[i:j+1], err)
+	}
+	defer p.close()
+	if p.generation != pr.Generation {
+		t.Errorf("written back as the refusal said, the reverse primary opened at generation %s, want the promotion's %s", p.generation, pr.Generation)
+	}
+}
