@@ -57,3 +57,27 @@ func TestALeaveOwedUnreadableAtStartIsMadeOnceReadable(t *testing.T) {
 		t.Errorf("%d lines said the record cannot be read in attempts every millisecond; want the first and every 60th", n)
 	}
 }
+
+// TestALeaveOwedUnreadableAtStartIsReadAgainAfterTheRetryOnly: the read
+// that failed at the start is tried again a leaveRetry later, not at once:
+// at once it found nothing new, and, its goroutine run after the site (or
+// a test) had ended, logged into a log whose owner had let it go.
+func TestALeaveOwedUnreadableAtStartIsReadAgainAfterTheRetryOnly(t *testing.T) {
+	defer func(r time.Duration) { leaveRetry = r }(leaveRetry)
+	leaveRetry = time.Hour
+	cfg := coupledSwitchoverConfig(t, "a")
+	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePendingLeave(nil, cfg, "1"); err != nil {
+		t.Fatal(err)
+	}
+	in := disk.NewInjector(nil)
+	in.Inject(disk.Fault{Op: disk.OpRead, Under: leavePath(cfg)})
+	var logged syncBuffer
+	finishLeave(t.Context(), cfg, in, coupling.NewMemStore(), slog.New(slog.NewTextHandler(&logged, nil)))
+	time.Sleep(200 * time.Millisecond)
+	if n := in.Injected(disk.OpRead); n != 1 {
+		t.Errorf("the record unreadable at the start was read %d times within 200ms, want once (again only after leaveRetry, %s):\n%s", n, leaveRetry, logged.String())
+	}
+}
