@@ -270,7 +270,9 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 			}
 		}()
 		for try := 0; ; try++ {
-			if try > 0 {
+			// A record the start could not read is read again a retry
+			// later: at once it would find nothing new.
+			if try > 0 || unread {
 				select {
 				case <-ctx.Done():
 					return

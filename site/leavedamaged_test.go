@@ -26,7 +26,9 @@ func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
 	for name, content := range damagedLeaves {
 		t.Run(name, func(t *testing.T) {
 			cfg := damagedLeave(t, content)
-			var logged bytes.Buffer
+			// Written by finishLeave's goroutine too, which reads the
+			// record again while the test reads the log.
+			var logged syncBuffer
 			log := slog.New(slog.NewTextHandler(&logged, nil))
 			if g, unread := leaveOwed(nil, cfg, log); g != "g" || !strings.Contains(unread, "damaged") {
 				t.Errorf("the leave owed with %s damaged (%q): %q (%q), want group g, said damaged", leavePath(cfg), content, g, unread)
