@@ -2103,6 +2103,47 @@ func (m *Mover) Quiesce(ctx context.Context) error {
 	}
 }
 
+// HeldOnly reports whether keep holds for every update the mover holds
+// for the secondary (formed into record sets not yet acknowledged, or
+// captured in a subsystem's sidefile), and how many held record sets carry
+// updates. A cut or a Drop under way holds updates in neither place: it
+// is waited for, until ctx ends, then HeldOnly answers false. Not
+// queued behind it: a cut may wait for a copy's volume read, or for the
+// write of the timer's lease, on a disk that stopped answering.
+func (m *Mover) HeldOnly(ctx context.Context, keep func(*recordset.Update) bool) (withUpdates int, ok bool) {
+	for !m.cutMu.TryLock() {
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, false
+		case <-t.C:
+		}
+	}
+	defer m.cutMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.forDrop) > 0 {
+		return 0, false
+	}
+	for _, s := range m.subs {
+		for _, h := range s.held {
+			if h.gone {
+				continue
+			}
+			for i := range h.rs.Updates {
+				if !keep(&h.rs.Updates[i]) {
+					return 0, false
+				}
+			}
+		}
+		if !s.ss.Sidefile().CapturedAll(keep) {
+			return 0, false
+		}
+	}
+	return m.withUpdates, true
+}
+
 // setConnected records the link's state; m.mu held.
 func (m *Mover) setConnected(up bool) {
 	if up != m.connected {

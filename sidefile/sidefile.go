@@ -240,6 +240,20 @@ func (s *Sidefile) Drain() []recordset.Update {
 	return out
 }
 
+// CapturedAll reports whether keep holds for every update captured and
+// not yet drained, which stay captured: a stop asks whether what it would
+// otherwise wait to ship can be given up.
+func (s *Sidefile) CapturedAll(keep func(*recordset.Update) bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.entries {
+		if !keep(&s.entries[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // Stats is a snapshot for status and metrics.
 type Stats struct {
 	Used, Limit int64

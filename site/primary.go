@@ -835,7 +835,14 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	go p.abandonWhenUnreachable(dctx, cancel)
 	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
-	err := p.mover.Quiesce(dctx)
+	var err error
+	markersLeft, markersOnly := 0, false
+	if !switchedOver && !sw.hung {
+		markersLeft, markersOnly = p.onlyMarkersAnnouncedAgain(dctx)
+	}
+	if !markersOnly {
+		err = p.mover.Quiesce(dctx)
+	}
 	if err == nil {
 		err = p.leaseWritten(dctx)
 	}
@@ -858,6 +865,11 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	} else if stateHung {
 		p.log.Error("stopping uncleanly: the pair state's save has not ended within " + p.stopFlushWait.String() +
 			" (its disk stopped answering): the pair state on disk is the last one saved while running, not clean, and the next start copies the regions the activity log marks")
+	} else if markersOnly {
+		clean = true
+		p.log.Info("stopping without waiting for the secondary, which is not linked: every pair is suspended (or deleted), its writes "+
+			"in the changed regions that its resume (or the old primary's rejoin) copies, and what is held for the secondary is only "+
+			"the pairs' state markers, which the next start announces again from the pair state", "held_record_sets", markersLeft)
 	} else {
 		clean = true
 		p.log.Info("everything shipped to the secondary", "consistency_time", control.FormatTime(p.mover.Stats().Acked.Time))
@@ -1842,6 +1854,42 @@ func (e *linkDownError) Error() string {
 }
 
 func (o pairOps) ResumeAll() ([]string, error) { return o.p.pairs.ResumeAll() }
+
+// onlyMarkersAnnouncedAgain says whether the stop may end without
+// shipping what it holds, and how many record sets that leaves: the link
+// to the secondary is down (the old primary that never rejoined a
+// promoted site, a secondary lost), every pair is suspended or deleted,
+// and every update held or captured is a pair-state marker of one of
+// them. A suspended pair's writes go to its bitmap, saved by the stop, not
+// to the sidefile; and the pair state the stop saves makes the next start
+// capture each such pair's marker again (pair.Open: markers live only in
+// the sidefile), so the secondary learns nothing later than it would
+// have. Waiting instead would last unreachablePatience, then fail the
+// stop for nothing lost, and save it not clean, which has the next start
+// add the activity log's regions, or without a log whole volumes, to
+// what the resume copies.
+func (p *Primary) onlyMarkersAnnouncedAgain(ctx context.Context) (int, bool) {
+	if up, _ := p.mover.Link(); up {
+		return 0, false
+	}
+	announced := map[string]bool{}
+	for _, pr := range p.pairs.Pairs() {
+		if !pr.Deleted && pr.State != pair.Suspended {
+			return 0, false
+		}
+		announced[pr.Volume] = true
+	}
+	if len(announced) != len(p.order) {
+		return 0, false
+	}
+	// A cut under way is waited for a few intervals at most: longer, it
+	// waits for a disk, and the drain copes with that.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Duration(p.cfg.Interval)+100*time.Millisecond)
+	defer cancel()
+	return p.mover.HeldOnly(ctx, func(u *recordset.Update) bool {
+		return u.Kind == recordset.KindMarker && announced[u.Volume]
+	})
+}
 
 // abandonWhenUnreachable ends a drain once the secondary has been unreachable
 // for a while: waiting longer ships nothing, and the stop is then recorded as
