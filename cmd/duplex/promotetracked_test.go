@@ -37,8 +37,9 @@ func TestPromoteWithNoGroupAppliedSaysSinceWhenItTracks(t *testing.T) {
 }
 
 // promoteUntilServing runs duplex promote until it says what it serves,
-// stops it (its exit status aside: the reverse direction's primary, never
-// linked, ends with what it could not ship), and returns what it said.
+// stops it (its exit status aside: TestReversePrimaryNeverRejoinedStopsCleanly
+// checks that of the reverse direction's primary never linked), and returns
+// what it said.
 func promoteUntilServing(t *testing.T, path string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
