@@ -243,26 +243,33 @@ var leaveRetry = time.Second
 // can (an operator made it readable, or removed it): the other site's
 // rejoin waits for the leave, and a read at the start alone left it
 // waiting for a restart. It returns at once when nothing is owed; done is
-// closed once nothing is.
-func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store coupling.Store, log *slog.Logger) (done <-chan struct{}) {
+// closed once nothing is. ended is closed once it does nothing more: the
+// site's stop waits for it, or a read, a leave or a log line of the
+// stopped site could come after the stop (and after another site started
+// on its directory).
+func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store coupling.Store, log *slog.Logger) (done, ended <-chan struct{}) {
 	ch := make(chan struct{})
+	end := make(chan struct{})
 	l, ok, err := readPendingLeave(fsys, cfg)
 	switch {
 	case err != nil:
 		log.Error("coupling: cannot read whether this session owes its coupled group a leave: reading it again while the site runs", "err", err)
 	case !ok:
 		close(ch)
-		return ch
+		close(end)
+		return ch, end
 	default:
 		if fix := otherLeave(cfg, l); fix != "" {
 			log.Error("coupling: "+fix, "config_group", cfg.Coupling.Group)
-			return ch
+			close(end)
+			return ch, end
 		}
 		log.Warn("coupling: this session was switched over and has not left its coupled group yet: leaving it", "group", l.Group, "member", l.Member)
 	}
 	unread := err != nil
 	retry := leaveRetry
 	go func() {
+		defer close(end)
 		var dialed *coupling.EtcdStore
 		defer func() {
 			if dialed != nil {
@@ -278,6 +285,11 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 					return
 				case <-time.After(retry):
 				}
+			}
+			// The first try too: the goroutine may first run after
+			// the stop.
+			if ctx.Err() != nil {
+				return
 			}
 			if unread {
 				var ok bool
@@ -333,7 +345,24 @@ func finishLeave(ctx context.Context, cfg *config.Config, fsys disk.FS, store co
 			return
 		}
 	}()
-	return ch
+	return ch, end
+}
+
+// waitLeaveEnded, at a site's stop, waits for finishLeave's ended, wait at
+// most: a read of the record held up by a disk that stopped answering must
+// not keep the site from stopping. A nil ended (nothing started) is not
+// waited for.
+func waitLeaveEnded(ended <-chan struct{}, wait time.Duration, log *slog.Logger) {
+	if ended == nil {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ended:
+	case <-t.C:
+		log.Error("stopping while the leave owed to the coupled group is under way (the disk of its record may have stopped answering): not waited for beyond " + wait.String())
+	}
 }
 
 // joinFile, beside the state file of a secondary that a rejoin made (the

@@ -33,12 +33,16 @@ func TestADamagedLeaveOwedIsOwedAllTheSame(t *testing.T) {
 			if g, unread := leaveOwed(nil, cfg, log); g != "g" || !strings.Contains(unread, "damaged") {
 				t.Errorf("the leave owed with %s damaged (%q): %q (%q), want group g, said damaged", leavePath(cfg), content, g, unread)
 			}
-			done := finishLeave(t.Context(), cfg, nil, coupling.NewMemStore(), log)
+			ctx, stop := context.WithCancel(t.Context())
+			done, ended := finishLeave(ctx, cfg, nil, coupling.NewMemStore(), log)
 			select {
 			case <-done:
 				t.Errorf("the leave owed is done with %s damaged", leavePath(cfg))
 			default:
 			}
+			// The log is read once its goroutine is done with it.
+			stop()
+			waitEnded(t, ended)
 			wantWords(t, "the log", strings.ReplaceAll(logged.String(), `\"`, `"`), leavePath(cfg), "damaged", "duplex couple remove a", "then remove")
 		})
 	}
@@ -104,9 +108,12 @@ func TestARejoinRefusedForALeaveNoneMakesSaysWhatToDo(t *testing.T) {
 			if err := spoil(leavePath(cfg)); err != nil {
 				t.Fatal(err)
 			}
-			var logged bytes.Buffer
+			var logged syncBuffer
 			log := slog.New(slog.NewTextHandler(&logged, nil))
-			done := finishLeave(t.Context(), cfg, nil, coupling.NewMemStore(), log)
+			ctx, stop := context.WithCancel(t.Context())
+			done, ended := finishLeave(ctx, cfg, nil, coupling.NewMemStore(), log)
+			defer waitEnded(t, ended)
+			defer stop()
 			select {
 			case <-done:
 				t.Fatalf("the leave owed is done with %s holding %s", leavePath(cfg), name)
@@ -150,7 +157,7 @@ func TestALeaveThatCannotDialSaysSoNowAndThen(t *testing.T) {
 	var logged syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
-	done := finishLeave(ctx, cfg, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
+	done, ended := finishLeave(ctx, cfg, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	<-ctx.Done()
 	select {
 	case <-done:
@@ -158,10 +165,53 @@ func TestALeaveThatCannotDialSaysSoNowAndThen(t *testing.T) {
 	default:
 	}
 	// The goroutine may log one more line as it sees ctx end.
-	time.Sleep(50 * time.Millisecond)
+	waitEnded(t, ended)
 	lines := strings.Count(logged.String(), "is empty")
 	if lines == 0 || lines > 10 {
 		t.Errorf("%d lines said the password file is empty in 600 ms of attempts every millisecond; want the first and every 60th", lines)
+	}
+}
+
+// TestALeaveOwedDoesNothingOnceItsSiteStopped: finishLeave's goroutine
+// whose ctx ended (its site stopped) before it first ran asks etcd for
+// nothing and says nothing, and says it ended. It made its first try
+// regardless, logging that it cannot leave yet and tries again after the
+// stop, and nothing waited for it: its log line landed in a test's buffer
+// after the test read it.
+func TestALeaveOwedDoesNothingOnceItsSiteStopped(t *testing.T) {
+	cfg := coupledSwitchoverConfig(t, "a")
+	if err := os.MkdirAll(filepath.Dir(StatePath(cfg)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePendingLeave(nil, cfg, "1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	stop()
+	var logged syncBuffer
+	done, ended := finishLeave(ctx, cfg, nil, coupling.NewMemStore(), slog.New(slog.NewTextHandler(&logged, nil)))
+	waitEnded(t, ended)
+	select {
+	case <-done:
+		t.Error("the leave owed is done after its site stopped")
+	default:
+	}
+	if strings.Contains(logged.String(), "cannot leave") {
+		t.Errorf("the leave owed was tried after its site stopped:\n%s", logged.String())
+	}
+	if _, err := os.Stat(leavePath(cfg)); err != nil {
+		t.Errorf("the record of the leave owed is gone after its site stopped: %v", err)
+	}
+}
+
+// waitEnded waits for finishLeave's ended, failing the test if it is not
+// closed within 10s of its ctx's end.
+func waitEnded(t *testing.T, ended <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("finishLeave's goroutine still runs 10s after its ctx ended")
 	}
 }
 

@@ -34,7 +34,7 @@ func TestALeaveOwedUnreadableAtStartIsMadeOnceReadable(t *testing.T) {
 	in.Inject(disk.Fault{Op: disk.OpRead, Under: leavePath(cfg)})
 	var logged syncBuffer
 	store := coupling.NewMemStore()
-	done := finishLeave(t.Context(), cfg, in, store, slog.New(slog.NewTextHandler(&logged, nil)))
+	done, _ := finishLeave(t.Context(), cfg, in, store, slog.New(slog.NewTextHandler(&logged, nil)))
 	time.Sleep(50 * time.Millisecond)
 	select {
 	case <-done:

@@ -721,8 +721,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		p.log.Info("serving NBD", "addr", p.nbdLn.Addr().String(), "exports", p.order)
 	}
 	cctx, stopControl := context.WithCancel(context.Background())
+	var leaveEnded <-chan struct{}
 	if p.leaveOf != nil && p.leaveOf.Coupled() {
-		finishLeave(cctx, p.leaveOf, p.fsys, p.couplingStore, p.log)
+		_, leaveEnded = finishLeave(cctx, p.leaveOf, p.fsys, p.couplingStore, p.log)
 	}
 	var cs *control.Server
 	if p.ctlLn != nil {
@@ -953,6 +954,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	stopControl()
 	wg.Wait()
+	waitLeaveEnded(leaveEnded, p.stopFlushWait, p.log)
 	// A volume whose flush did not end above is not flushed again; the
 	// others are, each within StopFlushWait too.
 	fctx, fcancel = context.WithTimeout(context.Background(), p.stopFlushWait)

@@ -556,8 +556,9 @@ func (p *Promoted) Run(ctx context.Context) error {
 	}()
 	p.log.Info("serving NBD read-write", "addr", p.NBDAddr(), "exports", p.order)
 	cctx, stopControl := context.WithCancel(context.Background())
+	var leaveEnded <-chan struct{}
 	if p.cfg.Coupled() {
-		finishLeave(cctx, p.cfg, p.fsys, p.couplingStore, p.log)
+		_, leaveEnded = finishLeave(cctx, p.cfg, p.fsys, p.couplingStore, p.log)
 	}
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log, Early: p.early,
@@ -595,6 +596,7 @@ func (p *Promoted) Run(ctx context.Context) error {
 	}
 	stopControl()
 	wg.Wait()
+	waitLeaveEnded(leaveEnded, p.stopFlushWait, p.log)
 	fctx, fcancel = context.WithTimeout(context.Background(), p.stopFlushWait)
 	defer fcancel()
 	// Together: one volume's flush that hangs must not use up the
