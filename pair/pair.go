@@ -61,6 +61,7 @@ import (
 	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
+	"duplex/timer"
 	"duplex/transport"
 )
 
@@ -1656,42 +1657,7 @@ func (mg *Manager) lockDropWithin(wait time.Duration) error {
 		mg.dropMu.Lock()
 		return nil
 	}
-	if mg.dropMu.TryLock() {
-		return nil
-	}
-	var mu sync.Mutex
-	givenUp := false
-	got := make(chan struct{})
-	go func() {
-		mg.dropMu.Lock()
-		mu.Lock()
-		defer mu.Unlock()
-		if givenUp {
-			mg.dropMu.Unlock()
-			return
-		}
-		close(got)
-	}()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-got:
-			return nil
-		case <-tick.C:
-		}
-		if err := mg.leaseHung(); err != nil {
-			mu.Lock()
-			defer mu.Unlock()
-			select {
-			case <-got:
-				return nil
-			default:
-			}
-			givenUp = true
-			return err
-		}
-	}
+	return timer.LockUnless(&mg.dropMu, mg.leaseHung)
 }
 
 // Close records a clean stop: the caller has shipped everything it holds.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"duplex/bitmap"
@@ -77,43 +76,13 @@ func (s *Subsystem) lockWithin(wait time.Duration) error {
 		s.mu.Lock()
 		return nil
 	}
-	if s.mu.TryLock() {
-		return nil
-	}
-	var mu sync.Mutex
-	givenUp := false
-	got := make(chan struct{})
-	go func() {
-		s.mu.Lock()
-		mu.Lock()
-		defer mu.Unlock()
-		if givenUp {
-			s.mu.Unlock()
-			return
-		}
-		close(got)
-	}()
 	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-got:
-			return nil
-		case <-tick.C:
-		}
+	return timer.LockUnless(&s.mu, func() error {
 		if err := s.timer.Hung(wait); err != nil && time.Since(start) >= wait {
-			mu.Lock()
-			defer mu.Unlock()
-			select {
-			case <-got:
-				return nil
-			default:
-			}
-			givenUp = true
 			return err
 		}
-	}
+		return nil
+	})
 }
 
 // ResumeMarked resumes vol like Resume and captures m, with Bytes (unless
