@@ -138,49 +138,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain(t *
 		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
 	}
 	// The markers tried, and waiting.
-	time.Sleep(300 * time.Millisecond)
-	bound := 2*r.mg.operatorWait() + time.Second
-	within := func(what string, f func()) {
-		t.Helper()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			f()
-		}()
-		select {
-		case <-done:
-		case <-time.After(bound):
-			t.Errorf("%s has not been answered after %s while the markers announced again wait for the timer's lease", what, bound)
-		}
-	}
-	within("the resume of b", func() {
-		err := r.mg.Resume("b")
-		t.Logf("the resume of b: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
-			t.Errorf("the resume of b while the markers wait for the lease: %v, want it refused naming the timer's lease", err)
-		}
-	})
-	within("the suspension of a", func() {
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Errorf("the suspension of a, suspended by the session: %v", err)
-		}
-	})
-	within("the status", func() {
-		for _, p := range r.mg.Pairs() {
-			if p.State != Suspended {
-				t.Errorf("%s while the markers wait: %s, want suspended", p.Volume, p.State)
-			}
-		}
-	})
-	r.stop()
-	select {
-	case <-r.runDone:
-	case <-time.After(5 * time.Second):
-		t.Errorf("the manager's loop has not stopped 5 s after asked while the markers announced again wait for the lease")
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	r.operatorGoesOnWhile(t, "the markers announced again wait")
 	r.release()
 	r.run()
 	r.mv.connected.Store(true)
@@ -512,49 +470,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsDrop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
 	}
-	time.Sleep(300 * time.Millisecond)
-	bound := 2*r.mg.operatorWait() + time.Second
-	within := func(what string, f func()) {
-		t.Helper()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			f()
-		}()
-		select {
-		case <-done:
-		case <-time.After(bound):
-			t.Errorf("%s has not been answered after %s while the session's drop waits for the timer's lease", what, bound)
-		}
-	}
-	within("the resume of b", func() {
-		err := r.mg.Resume("b")
-		t.Logf("the resume of b: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
-			t.Errorf("the resume of b while the drop waits for the lease: %v, want it refused naming the timer's lease", err)
-		}
-	})
-	within("the suspension of a", func() {
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Errorf("the suspension of a, suspended by the session: %v", err)
-		}
-	})
-	within("the status", func() {
-		for _, p := range r.mg.Pairs() {
-			if p.State != Suspended {
-				t.Errorf("%s while the drop waits: %s, want suspended", p.Volume, p.State)
-			}
-		}
-	})
-	r.stop()
-	select {
-	case <-r.runDone:
-	case <-time.After(5 * time.Second):
-		t.Errorf("the manager's loop has not stopped 5 s after asked while the session's drop waits for the lease")
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	r.operatorGoesOnWhile(t, "the session's drop waits")
 	r.release()
 	for end := time.Now().Add(10 * time.Second); !marked(r.ss.Tracking("a"), dropped); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
@@ -593,5 +509,56 @@ func savedDeleted(t *testing.T, path, vol, when string) {
 		if time.Now().After(end) {
 			t.Fatalf("the deletion of %s not saved 10 s after answered, %s", vol, when)
 		}
+	}
+}
+
+// operatorGoesOnWhile checks, 300 ms into a wait for the timer's lease
+// (what waits says what waits), that the operator's resume of b is
+// answered, refused naming the lease, the suspension of a (suspended by
+// the session) and the status too, and that the manager's loop stops.
+func (r *leaseRig) operatorGoesOnWhile(t *testing.T, waits string) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond)
+	bound := 2*r.mg.operatorWait() + time.Second
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f()
+		}()
+		select {
+		case <-done:
+		case <-time.After(bound):
+			t.Errorf("%s has not been answered after %s while %s for the timer's lease", what, bound, waits)
+		}
+	}
+	within("the resume of b", func() {
+		err := r.mg.Resume("b")
+		t.Logf("the resume of b: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "timer's lease") {
+			t.Errorf("the resume of b while %s for the lease: %v, want it refused naming the timer's lease", waits, err)
+		}
+	})
+	within("the suspension of a", func() {
+		if err := r.mg.Suspend("a"); err != nil {
+			t.Errorf("the suspension of a, suspended by the session: %v", err)
+		}
+	})
+	within("the status", func() {
+		for _, p := range r.mg.Pairs() {
+			if p.State != Suspended {
+				t.Errorf("%s while %s: %s, want suspended", p.Volume, waits, p.State)
+			}
+		}
+	})
+	r.stop()
+	select {
+	case <-r.runDone:
+	case <-time.After(5 * time.Second):
+		t.Errorf("the manager's loop has not stopped 5 s after asked while %s for the lease", waits)
+	}
+	if t.Failed() {
+		t.FailNow()
 	}
 }
