@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"duplex/config"
@@ -53,8 +54,38 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		fmt.Fprintf(stdout, "the promoted site at %s (primary since %s) takes the operation: the config's primary %s %s\n",
 			sec.Addr, ss.PromotedAt, prim.Addr, notPrimary(ps, perr))
 		return sec, nil
+	case !primaryAnswers && serr == nil && ss.Role == "primary" && ss.Starting != nil:
+		// The promoted site started again and has not read its
+		// promotion yet. The config's primary is not the one to ask:
+		// rejoined, it has no pairs (and --all would find none, and
+		// say every volume is left as it is), and gone, it answers
+		// nothing that names the site that holds them.
+		return control.Endpoint{}, fmt.Errorf("not yet: %s, and takes the operation once it runs: the config's primary %s %s; "+
+			"run the command again then (duplex status)", startingSite(sec, ss), prim.Addr, notPrimary(ps, perr))
+	case perr == nil && ps.Role == "secondary" && ps.PromotedAt != "":
+		// The config's primary rejoined the promoted site, which does
+		// not answer as the primary now: sent to the rejoined site, the
+		// operation would be refused for want of pairs, or with --all
+		// find none and end as if done.
+		return control.Endpoint{}, fmt.Errorf("the config's primary %s rejoined the promoted site (primary since %s) as its secondary: "+
+			"pair operations run at the promoted site, the config's secondary %s, which %s; run the command again once it runs (duplex status), "+
+			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr))
 	}
 	return prim, nil
+}
+
+// notPromoted says why the config's secondary does not take the
+// operation.
+func notPromoted(st control.Status, err error) string {
+	switch {
+	case err != nil:
+		return fmt.Sprintf("does not answer (%v)", err)
+	case st.Starting != nil:
+		return "is starting as the " + st.Role
+	case st.Role == "primary":
+		return "answers as a primary never promoted"
+	}
+	return "answers as the " + st.Role
 }
 
 // notPrimary says why the config's primary does not take the operation.
@@ -76,20 +107,28 @@ func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
 			return control.Endpoint{}, err
 		}
 		tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	} else {
-		for _, role := range []string{"primary", "secondary"} {
-			at, err := controlOf(cfg, role)
-			if err != nil {
-				return control.Endpoint{}, err
-			}
-			if at.Addr == *f.addr {
-				return at, nil
-			}
-		}
 	}
 	at, err := control.ParseEndpoint(*f.addr, tlsConf)
 	if err != nil {
 		return control.Endpoint{}, f.usageErrorf("--addr: %v", err)
+	}
+	if *f.ca != "" {
+		return at, nil
+	}
+	// The site's URL as the status page and the errors name it is the
+	// config's site too: checked against the system's roots instead of
+	// the CA the config names, it would be refused as signed by an
+	// unknown authority. A scheme that says otherwise than the config
+	// is taken as given, and the site says what it serves.
+	bare := !strings.Contains(*f.addr, "://")
+	for _, role := range []string{"primary", "secondary"} {
+		site, err := controlOf(cfg, role)
+		if err != nil {
+			return control.Endpoint{}, err
+		}
+		if site.Addr == at.Addr && (bare || (site.TLS != nil) == (at.TLS != nil)) {
+			return site, nil
+		}
 	}
 	return at, nil
 }
