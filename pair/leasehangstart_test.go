@@ -12,6 +12,7 @@ import (
 
 	"duplex/actlog"
 	"duplex/disk"
+	"duplex/recordset"
 	"duplex/sidefile"
 	"duplex/subsystem"
 	"duplex/timer"
@@ -37,6 +38,28 @@ type hungStart struct {
 	clean  bool
 	pairs  []*Pair
 	marked map[string][][2]int64
+	// hangAfterMark hangs the lease only once the start has captured
+	// its first marker: the copies of a crash recovery then wait for
+	// their stamps.
+	hangAfterMark bool
+}
+
+// markHook is a subsystem that runs after once a marker is captured.
+type markHook struct {
+	*subsystem.Subsystem
+	after func()
+}
+
+func (h *markHook) Mark(vol string, m recordset.Marker) (int64, error) {
+	ts, err := h.Subsystem.Mark(vol, m)
+	h.after()
+	return ts, err
+}
+
+func (h *markHook) MarkWithin(vol string, m recordset.Marker, wait time.Duration) (int64, error) {
+	ts, err := h.Subsystem.MarkWithin(vol, m, wait)
+	h.after()
+	return ts, err
 }
 
 // openWithLeaseHung opens a manager of pairs a and b as st says, the
@@ -107,12 +130,20 @@ func openWithLeaseHung(t *testing.T, st hungStart, bound time.Duration) (error, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs.Inject(disk.Fault{Op: disk.OpWrite, Under: leaseDir, Hang: held})
-	clock.Add(int64(2 * time.Second))
+	hang := func() {
+		fs.Inject(disk.Fault{Op: disk.OpWrite, Under: leaseDir, Hang: held})
+		clock.Add(int64(2 * time.Second))
+	}
+	var a Subsystem = ss
+	if st.hangAfterMark {
+		a = &markHook{Subsystem: ss, after: sync.OnceFunc(hang)}
+	} else {
+		hang()
+	}
 	opened := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := Open(opts, mv, []Volume{{Name: "a", Subsystem: ss, Size: leaseRigSize}, {Name: "b", Subsystem: ss, Size: leaseRigSize}})
+		_, err := Open(opts, mv, []Volume{{Name: "a", Subsystem: a, Size: leaseRigSize}, {Name: "b", Subsystem: ss, Size: leaseRigSize}})
 		opened <- err
 	}()
 	select {
@@ -145,6 +176,8 @@ func TestAStartWhoseMarkersWaitForAHungLeaseFailsNamingIt(t *testing.T) {
 		{name: "an unclean stop without a log, every pair suspended for its resync", clean: false, pairs: duplexAB(leaseRigSize)},
 		{name: "an unclean stop, a's logged region recovered", clean: false, pairs: duplexAB(leaseRigSize),
 			marked: map[string][][2]int64{"a": {{recoveredAt, 4096}}}},
+		{name: "an unclean stop, a's logged region recovered, its copy waiting", clean: false, pairs: duplexAB(leaseRigSize),
+			marked: map[string][][2]int64{"a": {{recoveredAt, 4096}}}, hangAfterMark: true},
 	} {
 		t.Run(st.name, func(t *testing.T) {
 			const saveWait = 200 * time.Millisecond

@@ -52,12 +52,27 @@ func (mg *Manager) markerFailed(vol string, s recordset.PairState, err error) {
 	mg.log.Error("pair-state marker not sent", "volume", vol, "state", s, "err", err)
 }
 
+// mark captures m for vol. At the start (opening), its stamp is waited
+// for only as an operator's command's is, and given up, the start fails
+// (see startFailed): once one is, the start captures no other.
 func (mg *Manager) mark(vol string, m recordset.Marker) (int64, bool) {
 	mk := mg.marker(vol)
 	if mk == nil {
 		return 0, false
 	}
-	ts, err := mk.Mark(vol, m)
+	var ts int64
+	var err error
+	if bmk, ok := mk.(boundedMark); ok && mg.opening {
+		if mg.startHung != nil {
+			return 0, false
+		}
+		if ts, err = bmk.MarkWithin(vol, m, mg.operatorWait()); leaseHung(err) {
+			mg.startHung = fmt.Errorf("the %s marker of %s: %w", m.State, vol, err)
+			return 0, false
+		}
+	} else {
+		ts, err = mk.Mark(vol, m)
+	}
 	if err != nil {
 		mg.markerFailed(vol, m.State, err)
 		return 0, false
@@ -94,7 +109,7 @@ func (mg *Manager) markCopy(p *Pair) {
 // copy: no copy update will ever reach copied to end it. An end put off
 // for the timer's lease is stamped later (see endCopies).
 func (mg *Manager) endIfEmpty(p *Pair) {
-	if !copyEndOwed(p, mg.copies[p.Volume]) {
+	if mg.startHung != nil || !copyEndOwed(p, mg.copies[p.Volume]) {
 		return
 	}
 	mg.endCopy(p)

@@ -394,6 +394,11 @@ type Manager struct {
 	// closed says Close saved the state of the stop (under saveMu): the
 	// fallback's saves are refused from then on (see goOnWithoutLog).
 	closed bool
+	// opening is set while Open stamps the markers the start makes
+	// before it serves, and startHung is the first of them given up
+	// for the timer's lease (see startFailed).
+	opening   bool
+	startHung error
 }
 
 // ErrUnknownVolume is returned for a volume the session does not have.
@@ -440,6 +445,7 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 	}
 	recovery := map[string][][2]int64{}
 	var waiting []resyncAtStart
+	mg.opening = true
 	for _, name := range mg.order {
 		v := mg.vols[name]
 		p := saved[name]
@@ -557,12 +563,21 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 			mg.unended[name] = p.EndAt
 		}
 		mg.pairs[name] = p
+		if mg.startHung != nil {
+			return nil, startFailed(mg.startHung)
+		}
 	}
 	large, err := mg.recover(recovery)
+	if err == nil {
+		err = mg.awaitRoomAtStart(append(waiting, large...))
+	}
+	if leaseHung(err) {
+		return nil, startFailed(err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	mg.awaitRoomAtStart(append(waiting, large...))
+	mg.opening = false
 	// From here until a clean stop, the state on disk says "not clean".
 	if err := mg.save(false); err != nil {
 		return nil, err
@@ -571,6 +586,32 @@ func Open(opts Options, m Mover, volumes []Volume) (*Manager, error) {
 		al.SetFallback(mg.goOnWithoutLog)
 	}
 	return mg, nil
+}
+
+// A start stamps, before it serves, markers whose stamps may wait for a
+// hung lease; what it does then is startFailed's. The markers a start
+// captures (a new pair's first copy, a copy continued, a suspension or
+// deletion announced again, the restart's suspension of every pair for
+// the resyncs it starts, a crash recovery's resync) must reach the
+// secondary before any write of their pairs, and before any group the
+// mover forms: after them, the secondary would take a volume for duplex,
+// or consistent with the others, as of groups that lack its writes. With
+// the common timer's lease on a disk that stopped answering, their
+// stamps wait for its write, and so would the start, for ever, its
+// status saying it starts. Each is waited for only as an operator's
+// command is (SaveWait, see boundedMarker); the first given up ends the
+// start, which fails naming the lease, before it saves the pair state or
+// serves anything: nothing is acknowledged, and the state on disk (and
+// the activity log's marks) are the last run's, which the next start
+// reads again once the disk answers. Only a crash recovery's end may
+// come after the start (see endRecovery): the secondary holds what
+// follows it, as it holds a resync's.
+//
+// startFailed is the error of a start whose stamp was given up for the
+// timer's lease (err).
+func startFailed(err error) error {
+	return fmt.Errorf("the start cannot stamp, before it serves, the markers the secondary must have before the pairs' writes: %w; "+
+		"nothing served, the pair state not saved: start again once the disk answers", err)
 }
 
 // goOnWithoutLog is the activity log's fallback (actlog.WritePath) when
@@ -679,11 +720,12 @@ const noteRoomUnknown = "resync waits for the secondary to report its journal ro
 // resyncs together is checked, so they share one hold at the secondary,
 // which goes from the state before the restart straight to the one after
 // every resync. When the room lacks they all stay suspended, saying why,
-// and the operator may accept an inconsistent resync instead. Called
-// before Run.
-func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
+// and the operator may accept an inconsistent resync instead. The
+// suspension's markers given up for the timer's lease, it returns the
+// error (see startFailed). Called before Run.
+func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) error {
 	if len(rs) == 0 {
-		return
+		return nil
 	}
 	regions := map[string]*bitmap.Bitmap{}
 	for _, r := range rs {
@@ -699,7 +741,10 @@ func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
 		}
 	}
 	pos := mg.mover.Stats().Acked
-	ps, at := mg.suspendAllLocked(true, regions)
+	ps, at, err := mg.suspendAllLockedWithin(true, regions, mg.operatorWait())
+	if err != nil {
+		return fmt.Errorf("the suspension of every pair for the resyncs the start makes: %w", err)
+	}
 	for i, p := range ps {
 		if end, ok := ends[p.Volume]; ok {
 			raise(p, end, at[i], pos)
@@ -713,6 +758,7 @@ func (mg *Manager) awaitRoomAtStart(rs []resyncAtStart) {
 		}
 		p.Reason, p.Waiting = reasonRestartResync, noteRoomUnknown
 	}
+	return nil
 }
 
 // recover copies the regions the activity log recovered for duplex pairs. It
@@ -770,8 +816,15 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 		}
 		mg.mark(name, recordset.Marker{State: recordset.StateResync, Bytes: uint64(n)})
 	}
+	if mg.startHung != nil {
+		return nil, mg.startHung
+	}
 	hung := map[string]bool{}
+	failed := false
 	defer func() {
+		if failed {
+			return
+		}
 		for _, name := range mg.order {
 			if _, ok := regions[name]; ok && !hung[name] {
 				mg.recovering[name] = mg.endRecovery(mg.pairs[name])
@@ -798,12 +851,36 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	for i, name := range names {
 		wg.Go(func() { errs[i] = copyRecovered(mg.vols[name].Subsystem, name, regions[name], wait, after, &reads) })
 	}
-	wg.Wait()
+	// A copy's capture waits for its stamp, and so for the timer's lease:
+	// one known hung ends the start (see startFailed) rather than have
+	// the copies given up as reads that hang, a wait later.
+	copied := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(copied)
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-copied:
+			done = true
+		case <-tick.C:
+			if err := mg.leaseHung(); err != nil {
+				failed = true
+				return nil, fmt.Errorf("the copies of the regions the activity log recovered: %w", err)
+			}
+		}
+	}
 	for i, name := range names {
 		rs := regions[name]
-		if err := errs[i]; errors.Is(err, errRecoveryReadHung) {
+		var err error
+		if err = errs[i]; errors.Is(err, errRecoveryReadHung) {
 			hung[name] = true
-			mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadHung)
+			if serr := mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadHung); serr != nil {
+				failed = true
+				return nil, serr
+			}
 			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions did not complete in time: "+
 				"pair suspended with those regions to resync; resume it once the volume reads again", "volume", name, "err", err)
 			continue
@@ -811,11 +888,15 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 			// A failing disk under one volume is that pair's, as a stuck
 			// one is: the others recover and serve.
 			hung[name] = true
-			mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadFailed(err))
+			if serr := mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadFailed(err)); serr != nil {
+				failed = true
+				return nil, serr
+			}
 			mg.log.Error("primary did not stop cleanly, and a read of a primary volume for the copy of its recovered regions failed: "+
 				"pair suspended with those regions to resync; resume it once the volume reads again", "volume", name, "err", err)
 			continue
 		} else if err != nil {
+			failed = true
 			return nil, err
 		}
 		p := mg.pairs[name]
@@ -1009,8 +1090,9 @@ func awaitRecoveryRead(vol string, from time.Time, captured <-chan time.Time, do
 // the duplex pair it was: that suspension would make its copy consistent
 // as of the marker (see raisesAfter), and a deletion would claim a time
 // for the mix the secondary then applies (the copies made before the hang
-// over the image its hold kept). Called before Run.
-func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) {
+// over the image its hold kept). Its marker given up for the timer's
+// lease, it returns the error (see startFailed). Called before Run.
+func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) error {
 	mg.mu.Lock()
 	defer mg.unlock()
 	bm := bitmap.New(p.Size, bitmap.DefaultRegion)
@@ -1018,7 +1100,9 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) {
 		bm.Set(r[0], r[1])
 	}
 	makePending(p, bm)
-	mg.suspendOneLocked(p)
+	if err := mg.suspendOneLockedWithin(p, mg.operatorWait()); err != nil {
+		return fmt.Errorf("the suspension of %s, whose recovered regions could not be read: %w", p.Volume, err)
+	}
 	p.Reason = reason
 	// The secondary holds p as of the last group it has from the runs
 	// before this one, which the mover's first contact says (see rebase):
@@ -1032,6 +1116,7 @@ func (mg *Manager) suspendRecoveryHung(p *Pair, rs [][2]int64, reason string) {
 			bm.Set(r[0], r[1])
 		}
 	}
+	return nil
 }
 
 func (mg *Manager) statePath() string { return filepath.Join(mg.opts.Dir, "pairs.json") }
