@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/site"
+)
+
+// TestAPrimaryWhoseStartHangsStopsOnSIGTERM: a primary whose start waits
+// on its state directory's disk (here the timer's lease, which it reads
+// first: a FIFO no one writes, so its read never ends, as on a disk
+// that stopped answering) ends within a few seconds of SIGTERM, saying
+// it stopped while starting and what the start waited for; it served
+// nothing, so nothing acknowledged is lost.
+func TestAPrimaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	path := writeSessionConfig(t, dir, startupSession(dir))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := filepath.Join(mkdir(t, site.PairStateDir(cfg)), "timer.json")
+	if err := syscall.Mkfifo(lease, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := duplexCommand("primary", "--config", path, "--log-level", "info")
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// The start says it has waited on its disk once a step has taken 5 s.
+	for end := time.Now().Add(30 * time.Second); !strings.Contains(log.String(), "the start has waited on its disk"); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the primary exited before its start waited (%v):\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the primary's start does not say it waits on its disk after 30 s:\n%s", log.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	const bound = 5 * time.Second
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+			t.Errorf("the primary stopped while starting exited %v, want status %d: it did not run", err, exitFailure)
+		}
+	case <-time.After(bound):
+		t.Fatalf("the primary whose start hangs has not exited %s after SIGTERM:\n%s", bound, log.String())
+	}
+	out := log.String()
+	for _, want := range []string{"stopped while starting", lease} {
+		if !strings.Contains(out, "duplex: ") || !strings.Contains(out[strings.LastIndex(out, "duplex: "):], want) {
+			t.Errorf("the primary's last words do not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "primary started") {
+		t.Errorf("the primary served, its start hung:\n%s", out)
+	}
+}
