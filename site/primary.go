@@ -165,8 +165,14 @@ type PrimaryOptions struct {
 	// (Secondary.HandOver): served on, not bound again. OpenPrimary owns
 	// them, and closes them if it fails.
 	Listeners Listeners
+	// Context, if set, ends the start: once it is done (SIGTERM), the
+	// start is given up wherever it waits (see startGivenUp).
+	Context context.Context
 	// leaveOf: see Primary.leaveOf (OpenReversePrimary).
 	leaveOf *config.Config
+	// started, if set, is handed the start's steps as it begins (see
+	// openUnlessStopped).
+	started func(*startWait)
 	// prepare, if set, runs first, before the pair state's LOCK (its
 	// steps said to starting), and returns the promotion the site serves
 	// as (Promotion's): OpenReversePrimary's reading of the promotion and
@@ -208,7 +214,14 @@ type PrimaryOptions struct {
 
 // OpenPrimary opens (creating if needed) the primary volumes and binds the NBD
 // and control addresses.
-func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {
+func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (*Primary, error) {
+	if opts.Context == nil {
+		return openPrimary(cfg, log, opts)
+	}
+	return openUnlessStopped(opts.Context, &opts, func() (*Primary, error) { return openPrimary(cfg, log, opts) })
+}
+
+func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {
 	defer func() {
 		if err != nil {
 			opts.Listeners.Close()
@@ -246,6 +259,9 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.slowDisk = cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)
 	starting := watchStart(p.log, p.slowDisk)
 	defer starting.end()
+	if opts.started != nil {
+		opts.started(starting)
+	}
 	// Before any file is read or written: a second primary of the session
 	// would rewrite the timer's lease, the activity log and the pair state
 	// under the running one, then fail on its addresses. Status answers
@@ -469,6 +485,10 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		RejoinSince: rejoinSince}, p.mover, pvs)
 	if errors.Is(err, disk.ErrDamaged) {
 		return nil, fmt.Errorf("primary: %w; without one, %s", err, recreatePairState(p.stateDir))
+	}
+	var lh *timer.LeaseHungError
+	if errors.As(err, &lh) {
+		return nil, fmt.Errorf("primary: %w (the timer's lease: %s, on the state directory's disk)", err, filepath.Join(p.stateDir, "timer.json"))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("primary: %w", err)

@@ -31,7 +31,8 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 	} else if batched > 0 {
 		log.Debug("threads under SCHED_BATCH", "switched", batched)
 	}
-	var opts site.PrimaryOptions
+	// SIGTERM ends a start that waits on a disk, too.
+	opts := site.PrimaryOptions{Context: ctx}
 	// Tests step the common timer's clock of this process alone.
 	if path := os.Getenv(timer.StepFileEnv); path != "" {
 		opts.Clock = timer.StepFile(path)

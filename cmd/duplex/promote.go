@@ -159,7 +159,7 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 // direction: its pairs suspended, their changed regions tracked, until the
 // old primary rejoins (duplex rejoin --yes there), which resumes them.
 func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, kept site.Listeners, stdout io.Writer) error {
-	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{Listeners: kept})
+	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{Listeners: kept, Context: ctx})
 	if err != nil {
 		return fmt.Errorf("cannot serve the promoted site: %w", err)
 	}

@@ -219,7 +219,7 @@ func rejoinPlanLine(v site.RejoinVolume, other, there string) string {
 // pair state from the promotion the switchover recorded here. kept are the
 // listeners its secondary handed over, if it ran as one, which it owns.
 func servePromotedBack(ctx context.Context, cfg *config.Config, log *slog.Logger, kept site.Listeners, stdout io.Writer) error {
-	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{Listeners: kept})
+	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{Listeners: kept, Context: ctx})
 	if err != nil {
 		return fmt.Errorf("cannot serve as the primary again: %w", err)
 	}

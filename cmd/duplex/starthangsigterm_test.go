@@ -65,6 +65,7 @@ func TestAPrimaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("the primary whose start hangs has not exited %s after SIGTERM:\n%s", bound, log.String())
 	}
 	out := log.String()
+	t.Logf("the primary stopped while starting:\n%s", out)
 	for _, want := range []string{"stopped while starting", lease} {
 		if !strings.Contains(out, "duplex: ") || !strings.Contains(out[strings.LastIndex(out, "duplex: "):], want) {
 			t.Errorf("the primary's last words do not say %q:\n%s", want, out)

@@ -1,0 +1,74 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// A start may wait on a disk that stopped answering (its state
+// directory's, its volumes'), without bound: nothing cancels a read or
+// an fsync the kernel holds. A daemon asked to stop then (SIGTERM) would
+// go on waiting, and only kill -9 would end it. It has served nothing
+// yet, so nothing acknowledged depends on the rest of the start: the
+// start is given up as a kill at that point would end it, and the next
+// start reads the state directory as this one left it, which a kill at
+// any point of a start must leave readable anyway.
+
+// startGivenUp is the error of a start given up on ctx's end: what it
+// waited for, and since when.
+type startGivenUp struct {
+	what  string
+	since time.Time
+}
+
+func (e *startGivenUp) Error() string {
+	at := "the start"
+	if e.what != "" {
+		at = fmt.Sprintf("the start waiting for %s for %s (since %s)", e.what, time.Since(e.since).Round(time.Millisecond), e.since.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("stopped while starting: %s given up; it served nothing, so nothing acknowledged is lost, "+
+		"and the next start goes on from its state directory as a start after a kill does", at)
+}
+
+// openUnlessStopped runs open, a site's start, and returns what it
+// returns, unless ctx ends first: then it returns a startGivenUp at
+// once, the start left to end (or not) in the background, and a site
+// it opens late closed without serving (a daemon exits meanwhile).
+// opts.started is set to follow the start's steps.
+func openUnlessStopped(ctx context.Context, opts *PrimaryOptions, open func() (*Primary, error)) (*Primary, error) {
+	var steps atomic.Pointer[startWait]
+	opts.started = steps.Store
+	type opened struct {
+		p   *Primary
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		p, err := open()
+		ch <- opened{p, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.p, r.err
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-ch: // ended as the stop came: its Run stops at once
+		return r.p, r.err
+	default:
+	}
+	e := &startGivenUp{}
+	if w := steps.Load(); w != nil {
+		w.mu.Lock()
+		e.what, e.since = w.what, w.since
+		w.mu.Unlock()
+	}
+	go func() {
+		if r := <-ch; r.p != nil {
+			r.p.close()
+		}
+	}()
+	return nil, e
+}
