@@ -104,3 +104,18 @@ func (mg *Manager) madeAfterWait(what, vol string) {
 		mg.log.Info(what+" made, the timer's lease written", "volume", vol, "waited", time.Since(since).Round(time.Millisecond))
 	}
 }
+
+// noLongerOwed logs that the session's change what of vol, put off for
+// the timer's lease, is no longer to make (why): it is not said made.
+func (mg *Manager) noLongerOwed(what, vol, why string) {
+	lw := &mg.leaseWaits
+	lw.mu.Lock()
+	key := what + " " + vol
+	since, ok := lw.since[key]
+	delete(lw.since, key)
+	delete(lw.logged, key)
+	lw.mu.Unlock()
+	if ok {
+		mg.log.Info(what+", put off for the timer's lease, is no longer needed: "+why, "volume", vol, "waited", time.Since(since).Round(time.Millisecond))
+	}
+}

@@ -2440,11 +2440,13 @@ func (mg *Manager) autoSuspend() {
 		mg.putOff("the session's suspension for the link down", "", err)
 		return
 	}
-	mg.madeAfterWait("the session's suspension for the link down", "")
-	if suspended {
-		mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
-			"down_for", time.Since(mg.downAt).Round(time.Second))
+	if !suspended {
+		mg.noLongerOwed("the session's suspension for the link down", "", "every pair is suspended (or deleted) already")
+		return
 	}
+	mg.madeAfterWait("the session's suspension for the link down", "")
+	mg.log.Warn("link down with a full sidefile: session suspended, tracking changes in bitmaps",
+		"down_for", time.Since(mg.downAt).Round(time.Second))
 }
 
 // suspendSession suspends every pair not suspended yet, as the session's own
@@ -2462,6 +2464,13 @@ func (mg *Manager) suspendSession(reason string, always bool) bool {
 // suspended and nothing is dropped, and the error is returned.
 func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Duration) (bool, error) {
 	if wait >= 0 {
+		// Nothing to suspend waits for nothing: said put off, the
+		// suspension would be said made once the lease is written, after
+		// the drop that suspended every pair (its sidefile still full,
+		// the markers it announces again waiting for the lease).
+		if !always && !mg.anyToSuspend() {
+			return false, nil
+		}
 		if err := mg.leaseHung(); err != nil {
 			return false, err
 		}
@@ -2609,6 +2618,18 @@ func (mg *Manager) suspendSessionWithin(reason string, always bool, wait time.Du
 	mg.reannounceWithin(again, wait, release)
 	mg.kick()
 	return true, nil
+}
+
+// anyToSuspend says whether a pair is neither suspended nor deleted.
+func (mg *Manager) anyToSuspend() bool {
+	mg.mu.Lock()
+	defer mg.unlock()
+	for _, name := range mg.order {
+		if p := mg.pairs[name]; !p.Deleted && p.State != Suspended {
+			return true
+		}
+	}
+	return false
 }
 
 // cutHolder is what a mover offers to form no group for a while (package
