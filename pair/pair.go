@@ -874,8 +874,7 @@ func (mg *Manager) recover(regions map[string][][2]int64) ([]resyncAtStart, erro
 	}
 	for i, name := range names {
 		rs := regions[name]
-		var err error
-		if err = errs[i]; errors.Is(err, errRecoveryReadHung) {
+		if err := errs[i]; errors.Is(err, errRecoveryReadHung) {
 			hung[name] = true
 			if serr := mg.suspendRecoveryHung(mg.pairs[name], rs, reasonCopyReadHung); serr != nil {
 				failed = true
