@@ -32,6 +32,24 @@ type leaseWatcher interface {
 	LeaseHung(wait time.Duration) error
 }
 
+// leaseGiver is what a subsystem offers to tell whether the stop gave
+// the timer's lease up (package subsystem implements it).
+type leaseGiver interface {
+	LeaseGivenUp() bool
+}
+
+// leaseGivenUp says whether the stop gave the timer's lease up: a stamp
+// that waited for its write was then handed out with the write not
+// ended.
+func (mg *Manager) leaseGivenUp() bool {
+	for _, name := range mg.order {
+		if lg, ok := mg.vols[name].Subsystem.(leaseGiver); ok && lg.LeaseGivenUp() {
+			return true
+		}
+	}
+	return false
+}
+
 // boundedMark is what a subsystem offers to capture a marker in bounded
 // time (package subsystem implements it), as boundedMarker.
 type boundedMark interface {
@@ -100,7 +118,12 @@ func (mg *Manager) madeAfterWait(what, vol string) {
 	delete(lw.since, key)
 	delete(lw.logged, key)
 	lw.mu.Unlock()
-	if ok {
+	switch {
+	case !ok:
+	case mg.leaseGivenUp():
+		mg.log.Warn(what+" made only once the stop had given up the write of the timer's lease, never written (the mark on disk, above every stamp "+
+			"handed out before, stays): the stop went on without it", "volume", vol, "waited", time.Since(since).Round(time.Millisecond))
+	default:
 		mg.log.Info(what+" made, the timer's lease written", "volume", vol, "waited", time.Since(since).Round(time.Millisecond))
 	}
 }

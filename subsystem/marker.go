@@ -290,3 +290,7 @@ func (s *Subsystem) LeaseHung(wait time.Duration) error {
 	}
 	return nil
 }
+
+// LeaseGivenUp says whether the stop gave the common timer's lease up
+// (see timer.Timer.GivenUp).
+func (s *Subsystem) LeaseGivenUp() bool { return s.timer.GivenUp() }

@@ -256,6 +256,13 @@ func (t *Timer) Abandon() {
 	}
 }
 
+// GivenUp says whether the stop gave the lease's writes up (Abandon):
+// a stamp waiting for the write under way was then handed out with no
+// mark written above it.
+func (t *Timer) GivenUp() bool {
+	return t.lease != nil && t.lease.gone.Err() != nil
+}
+
 // AwaitWrites waits for the write of the lease under way, if any, to end:
 // given up (Abandon), its rename may still land, once the disk answers,
 // if it had begun, and the lock that keeps a next run off the file is
