@@ -218,7 +218,8 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (*Pr
 	if opts.Context == nil {
 		return openPrimary(cfg, log, opts)
 	}
-	return openUnlessStopped(opts.Context, &opts, func() (*Primary, error) { return openPrimary(cfg, log, opts) })
+	return openUnlessStopped(opts.Context, &opts.started, func() (*Primary, error) { return openPrimary(cfg, log, opts) },
+		func(p *Primary) { p.close() })
 }
 
 func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *Primary, err error) {

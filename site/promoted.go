@@ -328,6 +328,10 @@ type PromotedOptions struct {
 	// served on, not bound again. OpenPromoted owns them, and closes them
 	// if it fails.
 	Listeners Listeners
+	// Context, if set, ends the start: see PrimaryOptions.
+	Context context.Context
+	// started: see PrimaryOptions.
+	started func(*startWait)
 	// beforeFlush, beforeClose, beforeVolumeWrite, stopFlushWait,
 	// slowDisk: see PrimaryOptions (tests).
 	beforeFlush       func(vol string) error
@@ -340,7 +344,15 @@ type PromotedOptions struct {
 // OpenPromoted opens a promoted site's volumes and changed regions (after a
 // kill -9, with every region its activity log marked) and binds the
 // secondary's NBD and control addresses.
-func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_ *Promoted, err error) {
+func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (*Promoted, error) {
+	if opts.Context == nil {
+		return openPromoted(cfg, log, opts)
+	}
+	return openUnlessStopped(opts.Context, &opts.started, func() (*Promoted, error) { return openPromoted(cfg, log, opts) },
+		func(p *Promoted) { p.close() })
+}
+
+func openPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_ *Promoted, err error) {
 	defer func() {
 		if err != nil {
 			opts.Listeners.Close()
@@ -375,6 +387,9 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	// promotion makes, and a site never promoted is refused so.
 	starting := watchStart(p.log, p.slowDisk)
 	defer starting.end()
+	if opts.started != nil {
+		opts.started(starting)
+	}
 	lock, err := lockThenServe(func() (io.Closer, error) {
 		if _, err := promotionToServe(opts.FS, cfg, starting); err != nil {
 			return nil, err

@@ -35,28 +35,28 @@ func (e *startGivenUp) Error() string {
 // openUnlessStopped runs open, a site's start, and returns what it
 // returns, unless ctx ends first: then it returns a startGivenUp at
 // once, the start left to end (or not) in the background, and a site
-// it opens late closed without serving (a daemon exits meanwhile).
-// opts.started is set to follow the start's steps.
-func openUnlessStopped(ctx context.Context, opts *PrimaryOptions, open func() (*Primary, error)) (*Primary, error) {
+// it opens late closed (closeLate) without serving (a daemon exits
+// meanwhile). started is set to follow the start's steps.
+func openUnlessStopped[S any](ctx context.Context, started *func(*startWait), open func() (*S, error), closeLate func(*S)) (*S, error) {
 	var steps atomic.Pointer[startWait]
-	opts.started = steps.Store
+	*started = steps.Store
 	type opened struct {
-		p   *Primary
+		s   *S
 		err error
 	}
 	ch := make(chan opened, 1)
 	go func() {
-		p, err := open()
-		ch <- opened{p, err}
+		s, err := open()
+		ch <- opened{s, err}
 	}()
 	select {
 	case r := <-ch:
-		return r.p, r.err
+		return r.s, r.err
 	case <-ctx.Done():
 	}
 	select {
 	case r := <-ch: // ended as the stop came: its Run stops at once
-		return r.p, r.err
+		return r.s, r.err
 	default:
 	}
 	e := &startGivenUp{}
@@ -66,8 +66,8 @@ func openUnlessStopped(ctx context.Context, opts *PrimaryOptions, open func() (*
 		w.mu.Unlock()
 	}
 	go func() {
-		if r := <-ch; r.p != nil {
-			r.p.close()
+		if r := <-ch; r.s != nil {
+			closeLate(r.s)
 		}
 	}()
 	return nil, e

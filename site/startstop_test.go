@@ -4,61 +4,102 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/internal/testenv"
 )
 
-// TestAStartOnAHungStateDiskEndsWithItsContext: the disk of the
-// primary's state directory does not answer as the primary starts, and
-// the start is asked to stop (its context, which SIGTERM ends): the
-// start returns at once, saying it stopped while starting and what it
-// waited for. Once the disk answers, the start left in the background
-// serves nothing and lets the state directory go: a next start takes
-// it and runs.
+// TestAStartOnAHungStateDiskEndsWithItsContext: the disk of a site's
+// state directory (the primary's, a promoted site's promoted/) does not
+// answer as the site starts, and the start is asked to stop (its
+// context, which SIGTERM ends): the start returns at once, saying it
+// stopped while starting and what it waited for. Once the disk
+// answers, the start left in the background serves nothing and lets
+// the state directory go: a next start takes it and runs.
 func TestAStartOnAHungStateDiskEndsWithItsContext(t *testing.T) {
-	cfg := linkConfig(t)
-	cfg.Primary.Secondary = testenv.FreeAddr(t)
-	if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		site string
+		dir  func(*config.Config) string
+		step string
+		// open opens the site until ctx ends, its disk h's (nil: the
+		// OS's), and returns its run and its close.
+		open func(ctx context.Context, cfg *config.Config, h *stateDiskHang, log *slog.Logger) (run func(context.Context), close func(), err error)
+	}{
+		{"primary", PairStateDir, "timer.json", func(ctx context.Context, cfg *config.Config, h *stateDiskHang, log *slog.Logger) (func(context.Context), func(), error) {
+			opts := PrimaryOptions{slowDisk: 200 * time.Millisecond, Context: ctx}
+			if h != nil {
+				opts.FS = h.fs
+			}
+			p, err := OpenPrimary(cfg, log, opts)
+			if err != nil {
+				return nil, nil, err
+			}
+			return func(ctx context.Context) { p.Run(ctx, time.Second) }, func() { p.close() }, nil
+		}},
+		{"promoted", func(cfg *config.Config) string { return filepath.Join(PromotedDir(cfg), "changes.log") }, "the changed regions in",
+			func(ctx context.Context, cfg *config.Config, h *stateDiskHang, log *slog.Logger) (func(context.Context), func(), error) {
+				opts := PromotedOptions{slowDisk: 200 * time.Millisecond, Context: ctx}
+				if h != nil {
+					opts.FS = h.fs
+				}
+				p, err := OpenPromoted(cfg, log, opts)
+				if err != nil {
+					return nil, nil, err
+				}
+				return func(ctx context.Context) { p.Run(ctx) }, func() { p.close() }, nil
+			}},
+	} {
+		t.Run(tc.site, func(t *testing.T) {
+			cfg := linkConfig(t)
+			cfg.Primary.Secondary = testenv.FreeAddr(t)
+			if tc.site == "promoted" {
+				cfg.Secondary.NBD = "127.0.0.1:0"
+				if _, _, _, err := Promote(context.Background(), cfg, slog.New(slog.DiscardHandler), nil); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.MkdirAll(PairStateDir(cfg), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			h := newStateDiskHang()
+			t.Cleanup(h.release)
+			h.hang(tc.dir(cfg))
+			logs := &logBuffer{}
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			opened := make(chan error, 1)
+			go func() {
+				_, closeIt, err := tc.open(ctx, cfg, h, slog.New(slog.NewTextHandler(logs, nil)))
+				if closeIt != nil {
+					t.Error("a start given up returned its site")
+					closeIt()
+				}
+				opened <- err
+			}()
+			waitFor(t, 10*time.Second, "the start to wait on its disk", func() bool {
+				return len(logs.lines("starting", "waited")) > 0
+			})
+			stop()
+			select {
+			case err := <-opened:
+				t.Logf("the start asked to stop: %v", err)
+				if err == nil || !strings.Contains(err.Error(), "stopped while starting") || !strings.Contains(err.Error(), tc.step) {
+					t.Errorf("the start asked to stop: %v, want it stopped while starting, naming %s", err, tc.step)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("the start on a hung disk has not returned 2 s after asked to stop")
+			}
+			h.release()
+			var run func(context.Context)
+			waitFor(t, 10*time.Second, "a next start, once the disk answered", func() bool {
+				var err error
+				run, _, err = tc.open(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
+				return err == nil
+			})
+			runUntil(t, run)()
+		})
 	}
-	h := newStateDiskHang()
-	t.Cleanup(h.release)
-	h.hang(PairStateDir(cfg))
-	logs := &logBuffer{}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	opened := make(chan error, 1)
-	go func() {
-		p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{FS: h.fs, slowDisk: 200 * time.Millisecond, Context: ctx})
-		if p != nil {
-			t.Error("a start given up returned a primary")
-			p.close()
-		}
-		opened <- err
-	}()
-	waitFor(t, 10*time.Second, "the start to wait on timer.json", func() bool {
-		return len(logs.lines("starting", "timer.json", "waited")) > 0
-	})
-	stop()
-	select {
-	case err := <-opened:
-		t.Logf("the start asked to stop: %v", err)
-		if err == nil || !strings.Contains(err.Error(), "stopped while starting") || !strings.Contains(err.Error(), "timer.json") {
-			t.Errorf("the start asked to stop: %v, want it stopped while starting, naming timer.json", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the start on a hung disk has not returned 2 s after asked to stop")
-	}
-	h.release()
-	var p *Primary
-	waitFor(t, 10*time.Second, "a next start, once the disk answered", func() bool {
-		var err error
-		p, err = OpenPrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{})
-		return err == nil
-	})
-	stop2 := runUntil(t, func(ctx context.Context) { p.Run(ctx, time.Second) })
-	stop2()
 }

@@ -101,7 +101,7 @@ func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr
 	if site.Reversing(cfg) {
 		return runReversePrimary(ctx, cfg, log, pr, drain, kept, stdout)
 	}
-	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{Listeners: kept})
+	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{Listeners: kept, Context: ctx})
 	if err != nil {
 		return fmt.Errorf("cannot serve the promoted site: %w", err)
 	}
