@@ -55,3 +55,55 @@ func TestLockUnlessGivenUpLetsALateLockGo(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Many callers at once, some giving up while others hold the lock and let
+// it go: no two ever hold it together, a caller told it has the lock has
+// it, and once every caller is done (the attempts given up included, which
+// may get the lock late) it is free. A lock kept by an attempt given up
+// would stop every later stamp and every drop for good.
+func TestLockUnlessManyCallersGivingUpKeepTheLockExclusiveAndLeakNone(t *testing.T) {
+	var mu sync.Mutex
+	var holders, got, gaveUp atomic.Int32
+	var wg sync.WaitGroup
+	hung := errors.New("hung")
+	for i := range 64 {
+		wg.Go(func() {
+			for j := range 50 {
+				asked, start := 0, time.Now()
+				err := LockUnless(&mu, func() error {
+					asked++
+					// Every caller gives up after a while: a lock
+					// kept by an attempt given up fails the test
+					// below rather than hangs it.
+					if (i+j)%3 == 0 && asked >= 1+(i+j)%4 || time.Since(start) > time.Second {
+						return hung
+					}
+					return nil
+				})
+				if err != nil {
+					gaveUp.Add(1)
+					continue
+				}
+				got.Add(1)
+				if n := holders.Add(1); n != 1 {
+					t.Errorf("%d holders of the lock at once", n)
+				}
+				time.Sleep(time.Duration((i*j)%3) * 100 * time.Microsecond)
+				holders.Add(-1)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if gaveUp.Load() == 0 || got.Load() == 0 {
+		t.Fatalf("%d taken, %d given up: want both", got.Load(), gaveUp.Load())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !mu.TryLock() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock is still held 5s after every caller was done (%d taken, %d given up)", got.Load(), gaveUp.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("%d taken, %d given up", got.Load(), gaveUp.Load())
+}
