@@ -37,7 +37,7 @@ func promotedSession(t *testing.T, old *control.Status) (*fakePairs, string, str
 	}
 	srv := &control.Server{Status: func() control.Status {
 		st := fp.status()
-		st.PromotedAt = "2026-12-06T01:00:00Z"
+		st.Session, st.PromotedAt = c.Session, "2026-12-06T01:00:00Z"
 		return st
 	}, Pairs: fp, Token: "secret"}
 	ln2, err := net.Listen("tcp", "127.0.0.1:0")

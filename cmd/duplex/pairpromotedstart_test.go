@@ -21,7 +21,8 @@ import (
 type promotedSite struct {
 	starting bool
 	tls      bool
-	gone     bool // nothing listens at its control address
+	gone     bool   // nothing listens at its control address
+	session  string // the session it answers for: the config's if empty
 }
 
 // promotedSessionOf is promotedSession with the promoted site as ps says.
@@ -44,14 +45,18 @@ func promotedSessionOf(t *testing.T, old *control.Status, ps promotedSite) (*fak
 	} else {
 		ln.Close()
 	}
+	session := c.Session
+	if ps.session != "" {
+		session = ps.session
+	}
 	srv := &control.Server{Status: func() control.Status {
 		st := fp.status()
-		st.PromotedAt = "2026-12-06T01:00:00Z"
+		st.Session, st.PromotedAt = session, "2026-12-06T01:00:00Z"
 		return st
 	}, Pairs: fp, Token: "secret"}
 	if ps.starting {
 		srv = &control.Server{Status: func() control.Status {
-			return control.Status{Session: c.Session, Role: "primary", Link: "disconnected",
+			return control.Status{Session: session, Role: "primary", Link: "disconnected",
 				Starting: &control.StartingStatus{Since: "2026-12-06T02:00:00Z", Step: "the pair state", StepSeconds: 4}}
 		}, Token: "secret", Changes: func() (control.Changes, error) { return control.Changes{}, control.ErrStartingRefusal("starting") }}
 	}
@@ -139,6 +144,41 @@ func TestPairOperationAtARejoinedOldPrimaryIsRefused(t *testing.T) {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q; want it refused: the promoted site %s does not answer",
 				strings.Join(args[:3], " "), code, out, errs, promoted)
 		}
+	}
+}
+
+// TestPairOperationIsNotSentToAnotherSessionsPromotedSite: the config's
+// secondary control address answers as the promoted primary of another
+// session (a stale address, another session's site on it now), the
+// config's primary gone or rejoined. The operation is refused, naming that
+// session, and nothing changes there: with the same token, pair delete
+// vol2 would have ended the other session's pair vol2.
+func TestPairOperationIsNotSentToAnotherSessionsPromotedSite(t *testing.T) {
+	rejoined := &control.Status{Session: "s", Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
+	for _, tc := range []struct {
+		name string
+		old  *control.Status
+		ps   promotedSite
+	}{
+		{"gone", nil, promotedSite{session: "other"}},
+		{"rejoined", rejoined, promotedSite{session: "other"}},
+		{"gone, starting", nil, promotedSite{session: "other", starting: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fp, path, promoted := promotedSessionOf(t, tc.old, tc.ps)
+			for _, args := range [][]string{
+				{"pair", "delete", "vol2", "--config", path},
+				{"pair", "suspend", "--all", "--config", path},
+			} {
+				code, out, errs := runCmd(args...)
+				if code == exitOK || strings.Contains(out, "promoted site at "+promoted) || !strings.Contains(errs, `"other"`) {
+					t.Errorf("%s: exit %d, stdout %q, stderr %q; want it refused, naming session \"other\"", strings.Join(args[:3], " "), code, out, errs)
+				}
+			}
+			if len(fp.calls) != 0 {
+				t.Errorf("at another session's site: %v", fp.calls)
+			}
+		})
 	}
 }
 
