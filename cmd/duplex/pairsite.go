@@ -18,7 +18,8 @@ import (
 // config still names the old primary; the operation goes there only when
 // that site answers as the promoted primary and the config's primary does
 // not answer as a primary, and the output says so. Both answering as
-// primary is refused: either could be the wrong one.
+// primary is refused: either could be the wrong one; so is a secondary's
+// address that answers for another session.
 func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
 	if *f.addr != "" {
 		return f.named(cfg)
@@ -45,8 +46,16 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	ps, perr := control.Fetch(ctx, prim)
 	<-done
 	primaryAnswers := perr == nil && ps.Role == "primary"
-	promoted := serr == nil && ss.Role == "primary" && ss.PromotedAt != ""
+	// A site of another session on the secondary's address (a stale
+	// config) takes nothing: the token may be the same, and a volume of
+	// the same name would be its pair.
+	other := serr == nil && ss.Session != cfg.Session
+	promoted := !other && serr == nil && ss.Role == "primary" && ss.PromotedAt != ""
 	switch {
+	case other && !primaryAnswers && ss.Role == "primary":
+		return control.Endpoint{}, fmt.Errorf("the config's secondary %s answers as a primary of session %q, not of session %q, "+
+			"and the config's primary %s %s: check the config's control addresses, or name the site that takes the operation with --addr",
+			sec.Addr, ss.Session, cfg.Session, prim.Addr, notPrimary(ps, perr))
 	case primaryAnswers && promoted:
 		return control.Endpoint{}, fmt.Errorf("both sites answer as the primary: %s and %s, promoted since %s; "+
 			"name the one that takes the operation with --addr", prim.Addr, sec.Addr, ss.PromotedAt)
@@ -54,7 +63,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		fmt.Fprintf(stdout, "the promoted site at %s (primary since %s) takes the operation: the config's primary %s %s\n",
 			sec.Addr, ss.PromotedAt, prim.Addr, notPrimary(ps, perr))
 		return sec, nil
-	case !primaryAnswers && serr == nil && ss.Role == "primary" && ss.Starting != nil:
+	case !primaryAnswers && !other && serr == nil && ss.Role == "primary" && ss.Starting != nil:
 		// The promoted site started again and has not read its
 		// promotion yet. The config's primary is not the one to ask:
 		// rejoined, it has no pairs (and --all would find none, and
@@ -69,17 +78,19 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		// find none and end as if done.
 		return control.Endpoint{}, fmt.Errorf("the config's primary %s rejoined the promoted site (primary since %s) as its secondary: "+
 			"pair operations run at the promoted site, the config's secondary %s, which %s; run the command again once it runs (duplex status), "+
-			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr))
+			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr, cfg.Session))
 	}
 	return prim, nil
 }
 
 // notPromoted says why the config's secondary does not take the
 // operation.
-func notPromoted(st control.Status, err error) string {
+func notPromoted(st control.Status, err error, session string) string {
 	switch {
 	case err != nil:
 		return fmt.Sprintf("does not answer (%v)", err)
+	case st.Session != session:
+		return fmt.Sprintf("answers for session %q", st.Session)
 	case st.Starting != nil:
 		return "is starting as the " + st.Role
 	case st.Role == "primary":
