@@ -78,10 +78,12 @@ func TestDaemonsPairOperationsReachThePromotedSite(t *testing.T) {
 	if st, err := fetchStatus(s.cfg.Primary.Control); err != nil || st.Role != "secondary" {
 		t.Errorf("the rejoined old primary after the operations: %v, role %q; want it still the secondary", err, st.Role)
 	}
-	if code := rej.stop(); code != 0 {
-		t.Errorf("the rejoined old primary exited %d after SIGTERM, want 0", code)
-	}
+	// The promoted site first: it ships what it holds (vol1's suspension)
+	// to the rejoined site, which then stops as a secondary does.
 	if code := prom.stop(); code != 0 {
 		t.Errorf("the promoted site exited %d after SIGTERM, want 0", code)
+	}
+	if code := rej.stop(); code != 0 {
+		t.Errorf("the rejoined old primary exited %d after SIGTERM, want 0", code)
 	}
 }
