@@ -176,30 +176,48 @@ func TestARejoinOfAGoneImageWithAPairResumedBeforeItsRequest(t *testing.T) {
 	endsIdentical(t, cfg, b, a)
 }
 
-// TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy: the old
+// TestARejoinOfAGoneImageLostAgainIsMadeAnewUntilItsCopyBegins: the old
 // primary's image of vol1 gone, its rejoin is stopped (as a kill -9
 // leaves its records) at each step, and the image made anew is lost
-// again before the rejoin is taken up from the record. Before the images
-// are made, the image is made anew and copied whole. Once they are made
-// (the record says so before the promoted site is asked: the copy may
-// write to them from then on, and the groups it journaled name them as
-// the promoted site's), a gone image is refused as after the request was
-// recorded, naming the image: made anew, its zeros would be reported as
-// the copy, consistent, until the request asked again copied it.
-func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
+// again before the rejoin is taken up from the record. Until the
+// promoted site took the request, nothing was copied to the image, and
+// the stream since the rejoin began names vol1 in no group: the image is
+// made anew again and copied whole, whether the promoted site was down
+// all along or linked and not asked yet. Once the copy began (the
+// request answered, not recorded), the groups journaled name the image
+// as the promoted site's copy: it is refused, naming the image, as any
+// copy's gone image: made anew, its zeros would be reported as the copy
+// until the request asked again copied it.
+func TestARejoinOfAGoneImageLostAgainIsMadeAnewUntilItsCopyBegins(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for _, step := range []string{"after the record", "after the images made anew", "after the request answered, not recorded"} {
+	const (
+		record   = "after the record"
+		down     = "after the images made anew, the promoted site down"
+		notAsked = "after the images made anew, the promoted site linked, not asked"
+		answered = "after the request answered, not recorded"
+	)
+	for _, step := range []string{record, down, notAsked, answered} {
 		t.Run(step, func(t *testing.T) {
 			cfg, b, rev := goneAtOldPrimary(t)
 			_, r := beginRejoin(t, cfg, b)
 			path := cfg.Primary.Subsystems[0].Volumes[0].Path
-			if step != "after the record" {
+			if step != record {
+				rev.SetDown(step == down)
 				a, err := OpenRejoined(cfg, quiet, r, SecondaryOptions{Listener: keptOpen{rev}})
 				if err != nil {
 					t.Fatal(err)
 				}
 				stopA := runFor(t, a.Run)
-				if step == "after the request answered, not recorded" {
+				switch step {
+				case down:
+					time.Sleep(300 * time.Millisecond)
+				case notAsked:
+					waitFor(t, time.Minute, "the promoted site linked", func() bool { return b.Status().Link == "connected" })
+					if err := b.Write(context.Background(), "vol3", bytes.Repeat([]byte{5}, 4096), 1<<20); err != nil {
+						t.Fatal(err)
+					}
+					quiesceMover(t, b)
+				case answered:
 					if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 						t.Fatal(err)
 					}
@@ -209,6 +227,7 @@ func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
 				}
 				stopA()
 				rev.Cut()
+				rev.SetDown(false)
 				if err := os.Remove(path); err != nil {
 					t.Fatal(err)
 				}
@@ -220,10 +239,13 @@ func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
 			if got.Delivered {
 				t.Fatal("the record says the request was delivered: the step is not the one under test")
 			}
+			if got.GoneMade != (step != record) {
+				t.Fatalf("the record says gone_made %v at the step %q", got.GoneMade, step)
+			}
 			a, err := OpenRejoined(cfg, quiet, got, SecondaryOptions{Listener: rev})
-			if step == "after the record" {
+			if step != answered {
 				if err != nil {
-					t.Fatalf("the rejoin taken up before its images were made: %v", err)
+					t.Fatalf("the rejoin taken up, nothing copied to vol1 yet: %v", err)
 				}
 				runFor(t, a.Run)
 				if _, err := b.rejoin()(control.RejoinRequest{Generation: got.Generation, Volumes: got.Discarded}); err != nil {
@@ -235,7 +257,7 @@ func TestARejoinOfAGoneImageLostAgainIsNotMadeAnewOverItsCopy(t *testing.T) {
 			if err == nil {
 				v := a.Replica().Volume("vol1")
 				a.Close()
-				t.Fatalf("the rejoin taken up with vol1's image made anew a second time: opened, vol1 (zeros) reported %+v; want refused", v)
+				t.Fatalf("the rejoin taken up with vol1's image made anew over its copy: opened, vol1 (zeros) reported %+v; want refused", v)
 			}
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("the refusal does not name the image %s: %v", path, err)
