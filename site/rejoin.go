@@ -290,6 +290,15 @@ func (r Rejoined) anew() []string {
 	return r.Gone
 }
 
+// anewUnlessCopied returns the volumes whose image was made anew and whose
+// copy may not have begun: the promoted site's answer is not recorded.
+func (r Rejoined) anewUnlessCopied() []string {
+	if r.Delivered || !r.GoneMade {
+		return nil
+	}
+	return r.Gone
+}
+
 // goneMade records, once the rejoined site opened, that the images of
 // Gone were made anew, before it asks the promoted site to copy: a kill
 // before the record makes them anew again at the next open, over nothing
@@ -314,7 +323,7 @@ func OpenRejoined(cfg *config.Config, log *slog.Logger, r Rejoined, opts Seconda
 	if err != nil {
 		return nil, fmt.Errorf("rejoin: %w", err)
 	}
-	opts.anew = r.anew()
+	opts.anew, opts.anewUnlessCopied = r.anew(), r.anewUnlessCopied()
 	// The promoted site is the primary: its pair state is not the
 	// SESSION.primary beside the config, which is this site's own.
 	opts.primaryPairState = ReverseDir(cfg) + " at the promoted site, promoted/primary beside its state.json"

@@ -256,7 +256,7 @@ func OpenRejoinedBack(cfg *config.Config, log *slog.Logger, r Rejoined, opts Sec
 	if err := RetireRejoinedBack(cfg); err != nil {
 		return nil, err
 	}
-	opts.anew = r.anew()
+	opts.anew, opts.anewUnlessCopied = r.anew(), r.anewUnlessCopied()
 	s, err := OpenSecondary(cfg, log, opts)
 	if err != nil {
 		return nil, err

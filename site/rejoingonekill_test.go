@@ -217,6 +217,9 @@ func TestARejoinOfAGoneImageLostAgainIsMadeAnewUntilItsCopyBegins(t *testing.T) 
 						t.Fatal(err)
 					}
 					quiesceMover(t, b)
+					if g := a.Replica().Stats().Group; g == 0 {
+						t.Fatal("the promoted site, linked, sent no group: the step tests nothing the stream names")
+					}
 				case answered:
 					if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 						t.Fatal(err)

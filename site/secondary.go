@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,6 +146,11 @@ type SecondaryOptions struct {
 	// state names a copy (Rejoined.Gone): gone when the rejoin began, the
 	// whole volume is copied into it.
 	anew []string
+	// anewUnlessCopied are the volumes whose image a rejoin made anew
+	// (Rejoined.GoneMade) before the promoted site took its request: lost
+	// again, it is made anew once more if the journal says no copy of it
+	// began here (secondary.Untouched).
+	anewUnlessCopied []string
 	// primaryPairState names the other site's pair state directory in the
 	// way forward the site prints (secondary.Config.PrimaryPairState): a
 	// rejoined old primary's is the promoted site's ReverseDir.
@@ -326,7 +333,11 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
 	starting.step("the volumes")
-	if err := s.openVolumes(opts.held, opts.anew, opts.primaryPairState); err != nil {
+	anew := opts.anew
+	if len(opts.anewUnlessCopied) > 0 {
+		anew = append(slices.Clip(anew), s.goneUncopied(opts.anewUnlessCopied)...)
+	}
+	if err := s.openVolumes(opts.held, anew, opts.primaryPairState); err != nil {
 		return nil, err
 	}
 	var gate secondary.Gate
@@ -424,6 +435,35 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		return nil, err
 	}
 	return s, nil
+}
+
+// goneUncopied returns those of vols, images a rejoin made anew, that are
+// gone again (missing or empty) and that no group received since names:
+// nothing was copied to them, and made anew once more they lose nothing.
+// One cut short is left to the open's refusal, as one whose copy began.
+func (s *Secondary) goneUncopied(vols []string) []string {
+	var gone []string
+	for _, sv := range s.cfg.Secondary.Volumes {
+		if !slices.Contains(vols, sv.Name) {
+			continue
+		}
+		if st, err := os.Stat(sv.Path); errors.Is(err, fs.ErrNotExist) || err == nil && st.Mode().IsRegular() && st.Size() == 0 {
+			gone = append(gone, sv.Name)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	untouched, err := secondary.Untouched(s.fsys, StatePath(s.cfg), s.cfg.Secondary.Journal, gone)
+	if err != nil {
+		s.log.Warn("the images the rejoin made anew are gone again, and whether the copy began cannot be told", "volumes", gone, "err", err)
+		return nil
+	}
+	if len(untouched) > 0 {
+		s.log.Info("the images the rejoin made anew are gone again before any copy to them began: made anew once more, the whole volume is copied",
+			"volumes", untouched)
+	}
+	return untouched
 }
 
 func (s *Secondary) openVolumes(held map[string]int64, anew []string, primaryPairState string) error {
