@@ -49,14 +49,14 @@ var joinedUncopied = apply.VolumeState{State: StateFirstCopy, Inconsistent: true
 // yet as never copied, and reports whether it added any. A volume appears
 // empty (or with whatever its image held): only the end of a copy applied
 // here makes it the primary's, never a stream of writes alone, whether or
-// not the marker that announced its first copy ever arrived. A state that
-// applied groups but names no volume comes from a secondary that predates
-// pair states; its volumes stay taken as duplex.
-func seedVolumes(st *apply.State, vols []string) bool {
-	if st.Group != 0 && st.Volumes == nil {
-		return false
-	}
-	added := false
+// not the marker that announced its first copy ever arrived. A state from
+// a secondary that predates pair states (PredatesPairStates) is upgraded
+// instead (upgraded): that version took every volume as duplex, consistent
+// as of the applied group, and each is named so. Left unnamed, they were
+// taken as duplex only until the state named any volume (a marker of one):
+// the next start then took the others for copies never made.
+func seedVolumes(st *apply.State, vols []string) (added, upgraded bool) {
+	upgraded = PredatesPairStates(*st)
 	for _, name := range vols {
 		if _, ok := st.Volumes[name]; ok {
 			continue
@@ -65,9 +65,19 @@ func seedVolumes(st *apply.State, vols []string) bool {
 			st.Volumes = map[string]apply.VolumeState{}
 		}
 		st.Volumes[name] = joinedUncopied
+		if upgraded {
+			st.Volumes[name] = apply.VolumeState{State: StateDuplex}
+		}
 		added = true
 	}
-	return added
+	return added, upgraded && added
+}
+
+// PredatesPairStates reports whether st was written by a secondary from
+// before pair states (2026-12-01): it applied groups but names no volume,
+// and forgot none (a state that forgot every volume names none either).
+func PredatesPairStates(st apply.State) bool {
+	return st.Group != 0 && len(st.Volumes) == 0 && len(st.Forgotten) == 0
 }
 
 // clone returns a copy to try a group on.

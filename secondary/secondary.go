@@ -581,7 +581,11 @@ func Open(cfg Config) (*Secondary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	seeded := seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes)))
+	seeded, upgraded := seedVolumes(&st, slices.Sorted(gomaps.Keys(cfg.Volumes)))
+	if upgraded {
+		cfg.Logger.Info("the state file is from a version before pair states: each volume is named duplex, consistent as of the applied group, as that version took them",
+			"state", cfg.StatePath, "group", st.Group, "volumes", slices.Sorted(gomaps.Keys(st.Volumes)))
+	}
 	if resolveForgotten(&st, j.LastIndex()) || seeded {
 		// Durable before anything arrives: a restart, recover and the
 		// journal's readers (RecoversTo) start from it too. After the

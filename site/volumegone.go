@@ -61,7 +61,7 @@ func copiesHeld(cfg *config.Config) func(name string) (string, bool) {
 			return "unreadable", true
 		case ok:
 			return v.State, !v.NoWholeCopy
-		case st.Group != 0 && st.Volumes == nil:
+		case secondary.PredatesPairStates(st):
 			// A state from before pair states: every volume duplex.
 			return secondary.StateDuplex, true
 		}
