@@ -53,6 +53,14 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 			gone = append(gone, name)
 		}
 	}
+	// Named by journaled groups that wait for this link, though perhaps
+	// by no pair state (a state upgraded from before pair states names
+	// only the volumes configured then).
+	for _, name := range s.unconfigured.vols {
+		if !named[name] && !slices.Contains(gone, name) {
+			gone = append(gone, name)
+		}
+	}
 	if len(gone) == 0 {
 		s.posMu.Unlock()
 		return
@@ -104,7 +112,7 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 	s.posMu.Lock()
 	applied := s.reportedLocked()
 	s.posMu.Unlock()
-	var kept []string
+	var kept, keptNames []string
 	for name := range s.cfg.Volumes {
 		if named[name] {
 			continue
@@ -129,25 +137,31 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 			as = "a copy consistent as of " + fmtTime(v.Time)
 		}
 		kept = append(kept, fmt.Sprintf("%q, of which this secondary holds %s (%s)", name, as, v.State))
+		keptNames = append(keptNames, name)
 	}
 	if len(kept) == 0 {
 		return ""
 	}
 	slices.Sort(kept)
+	slices.Sort(keptNames)
 	leaves := "if it leaves the session, take it out of this secondary's config too and start the secondary again: it forgets " +
 		"the copy once the primary links"
-	if s.pairs.holding() {
-		// The held groups are journaled, unapplied, and name the volume:
-		// a secondary without it cannot open over them, and only the
-		// stream of a linked primary ends the hold.
-		held := s.pairs.resyncing()
-		for i, name := range held {
-			held[i] = fmt.Sprintf("%q", name)
+	var holding []string
+	for _, name := range keptNames {
+		if s.pairs.open[name] {
+			holding = append(holding, fmt.Sprintf("%q", name))
 		}
-		leaves = fmt.Sprintf("it cannot leave the session yet: while the resync of %s holds this secondary, the groups it holds "+
-			"name the volume, and a secondary without it in its config cannot open over them. Add it back to the primary's config "+
-			"first; once every pair is duplex, take it out of both configs and start both sites again",
-			strings.Join(held, ", "))
+	}
+	if len(holding) > 0 {
+		// The volume's own resync holds the others: only the end of its
+		// copy, which a primary without it never sends, lets them go.
+		// Another volume's hold is no obstacle: a secondary without the
+		// volume opens over the held groups that name it and applies
+		// them without its updates once it is forgotten.
+		leaves = fmt.Sprintf("it cannot leave the session yet: the resync of %s holds this secondary, and only the end of that copy, "+
+			"which a primary without the volume never sends, lets the other volumes go. Add it back to the primary's config first; "+
+			"once every pair is duplex, take it out of both configs and start both sites again",
+			strings.Join(holding, ", "))
 	}
 	return fmt.Sprintf("the primary does not name volume %s: linked, the secondary would forget that copy (its image stays, "+
 		"no longer called consistent), which may be the only good one. If the volume stays in the session, add it back to the "+

@@ -11,13 +11,17 @@ import (
 
 // TestARefusalWhileAResyncHoldsAdvisesOnlyWhatOpens: a primary started
 // without a volume while a resync holds the secondary is refused, as
-// without the hold; but the groups the hold keeps journaled and unapplied
-// name the volume, and a secondary without it in its config cannot open
-// over them (the replay needs the volume). The refusal then advises only
-// the way that works: the volume back at the primary, whose pair, forgotten
-// there, begins a first copy (which ends the volume's own hold) and lets
-// the link on, so that the holding resync ends. Followed, the secondary
-// applies every group again.
+// without the hold. If the volume's own resync holds, only the end of its
+// copy lets the other volumes go, and a primary without the volume never
+// sends it: a secondary without it in its config refuses to open over the
+// held groups, and the refusal advises only the way that works: the
+// volume back at the primary, whose pair, forgotten there, begins a first
+// copy (which ends the volume's own hold) and lets the link on. Followed,
+// the secondary applies every group again. If another volume's resync
+// holds, the volume can leave as without the hold: taken out of the
+// secondary's config too, the secondary opens over the held groups that
+// name it, forgets it at the link, and applies them without its updates
+// once the holding resync ends.
 func TestARefusalWhileAResyncHoldsAdvisesOnlyWhatOpens(t *testing.T) {
 	for _, holder := range []string{"vol2", "vol1"} {
 		t.Run("held by "+holder, func(t *testing.T) { refusedWhileHeld(t, holder) })
@@ -47,7 +51,11 @@ func refusedWhileHeld(t *testing.T, holder string) {
 	}
 	reason, _ := transport.DecodeRefuse(body)
 	t.Logf("refused: %s", reason)
-	for _, w := range []string{`"vol2"`, "add it back to the primary's config", "resync of \"" + holder + "\" holds", "cannot open"} {
+	if holder == "vol1" {
+		heldByAnother(t, r, reason)
+		return
+	}
+	for _, w := range []string{`"vol2"`, "add it back to the primary's config", "resync of \"" + holder + "\" holds", "cannot leave"} {
 		if !strings.Contains(reason, w) {
 			t.Errorf("refusal %q does not say %s", reason, w)
 		}
@@ -98,5 +106,49 @@ func refusedWhileHeld(t *testing.T, holder string) {
 		if v := r.sec.Volume(vol); !v.Consistent || v.Time < 50_000 {
 			t.Errorf("%s after vol2's first copy: %+v, want consistent as of 50000 or later", vol, v)
 		}
+	}
+}
+
+// heldByAnother follows the refusal (reason) of a primary without vol2
+// while vol1's resync holds r: vol2 out of the secondary's config too.
+func heldByAnother(t *testing.T, r *rig, reason string) {
+	t.Helper()
+	for _, w := range []string{`"vol2"`, "add it back to the primary's config", "take it out of this secondary's config"} {
+		if !strings.Contains(reason, w) {
+			t.Errorf("refusal %q does not say %s", reason, w)
+		}
+	}
+	if strings.Contains(reason, "cannot leave") {
+		t.Errorf("refusal %q says vol2 cannot leave while another volume's resync holds", reason)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.sizes = map[string]int64{"vol1": 1 << 20}
+	r.open()
+	h := r.hello()
+	h.Instance = 9
+	conn, typ, body := r.dial(h)
+	if typ != transport.TypeWelcome {
+		reason, _ := transport.DecodeRefuse(body)
+		t.Fatalf("vol2 out of both configs: frame type %d (%q), want a welcome", typ, reason)
+	}
+	journaled := r.sec.Stats().JournaledGroup
+	sendAndWait(t, conn,
+		writeSet(journaled+1, 40_000, write("vol1", 8192)),
+		writeSet(journaled+2, 50_000, mark("vol1", recordset.StateCopyEnd)))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := r.sec.Stats()
+		if st.Group == journaled+2 && len(st.Resyncing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vol1's resync ended: applied group %d of %d journaled, resyncing %v; want every group applied", st.Group, st.JournaledGroup, st.Resyncing)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := r.sec.Volume("vol1"); !v.Consistent || v.Time < 50_000 {
+		t.Errorf("vol1 after its resync ended: %+v, want consistent as of 50000 or later", v)
 	}
 }

@@ -280,6 +280,9 @@ func (s *Secondary) volumeLocked(vol string, durable apply.State) VolumeView {
 	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released, NoWholeCopy: applied.NoWholeCopy}
 	switch {
 	case applied.Inconsistent:
+	case s.unconfigured.from != 0:
+		// The volumes may hold part of the groups that wait for a
+		// primary (unconfiguredGroups): as of no group until applied.
 	case applied.State == StateSuspended || applied.State == StateDeleted:
 		v.Consistent, v.Time, v.AsOfSuspension = applied.Since != 0, applied.Since, applied.Since != 0
 	default:

@@ -288,11 +288,14 @@ type Secondary struct {
 	// (apply.State.Forgotten). Replaced, never changed in place: the
 	// states published share it. Guarded by posMu and mu.
 	forgotten map[string]uint64
-	pairs     *pairStates // as of journaled
-	held      heldGroups
-	former    *consistency.Former
-	conn      transport.Conn
-	out       *outbox // sends to conn, in the order decided under mu
+	// unconfigured are the journaled groups Open found naming volumes the
+	// config no longer has (unconfigured.go). Guarded by mu.
+	unconfigured unconfiguredGroups
+	pairs        *pairStates // as of journaled
+	held         heldGroups
+	former       *consistency.Former
+	conn         transport.Conn
+	out          *outbox // sends to conn, in the order decided under mu
 	// readRoom is the read-ahead bound of the latest link served.
 	readRoom *readRoom
 	// peerReads are the features the primary on conn said it reads
@@ -733,6 +736,7 @@ func (s *Secondary) replay() error {
 		if err := s.checkGroup(g); err != nil {
 			return err
 		}
+		s.unconfigured.note(index, s.unconfiguredIn(g))
 		s.pairs.step(g, s.journaled.Time)
 		if len(s.forgotten) != 0 {
 			// Journaled before the volume was forgotten: its markers are
@@ -775,6 +779,16 @@ func (s *Secondary) replay() error {
 	}
 	if s.ident.Fenced != "" {
 		beyond, pending = nil, nil
+	}
+	if s.ident.Fenced == "" && s.unconfigured.from != 0 {
+		if err := s.waitForUnconfigured(gated && (beyond != nil || len(pending) > 0)); err != nil {
+			return err
+		}
+		replay, s.unconfigured.jobs = splitJobs(replay, s.unconfigured.from)
+		through = s.durable.Group
+		if n := len(replay); n > 0 {
+			through = replay[n-1].number()
+		}
 	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
@@ -880,6 +894,7 @@ func (s *Secondary) applyLocked(jobs []applyJob) error {
 		s.diskBegin(waitApply, fmt.Sprintf("applying group %d to the volumes", g.Number))
 		defer s.diskEnd(waitApply)
 		job := jobs[k]
+		g = s.withoutForgottenUpdates(g)
 		if err := s.capture(g, g.Number != job.number(), job.vols); err != nil {
 			return err
 		}
@@ -1538,6 +1553,10 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		return s.refuse(conn, reason)
 	}
 	s.forgetUnnamedLocked(hello.Volumes)
+	if err := s.applyUnconfiguredLocked(); err != nil {
+		s.mu.Unlock()
+		return s.refuse(conn, err.Error())
+	}
 	replaced := s.conn
 	if replaced != nil {
 		s.out.end(nil)
@@ -1807,6 +1826,11 @@ func (s *Secondary) checkRecordSet(rs *recordset.RecordSet) error {
 func (s *Secondary) checkGroup(g *consistency.Group) error {
 	for i := range g.Updates {
 		u := &g.Updates[i]
+		if _, ok := s.cfg.Volumes[u.Volume]; !ok {
+			// The old pair's, forgotten, or a volume taken out of the
+			// config whose groups wait for a primary (unconfiguredIn).
+			continue
+		}
 		if err := s.checkUpdate(u); err != nil {
 			return fmt.Errorf("journal %s: group %d cannot be applied: update %d of %d (%s, ts %d): %w; "+
 				"nothing of the group was applied: give the secondary the volumes the group was journaled for, "+

@@ -78,6 +78,11 @@ func TestAVolumeOutOfTheConfigAfterAKillWithItsGroupsUnapplied(t *testing.T) {
 		t.Cleanup(r.close)
 		if err := r.sec.ReadAt("vol1", make([]byte, 4096), 8192); err == nil {
 			t.Error("vol1 is read while the groups that name vol2 wait: it may hold part of them")
+		} else if !strings.Contains(err.Error(), `"vol2"`) || !strings.Contains(err.Error(), "put") {
+			t.Errorf("vol1's read is refused saying %q: want vol2 named, and the way forward", err)
+		}
+		if v := r.sec.Volume("vol1"); v.Consistent {
+			t.Errorf("vol1 is reported %+v while the groups that name vol2 wait: want not consistent, it may hold part of them", v)
 		}
 		with := r.hello()
 		with.Instance = 8
