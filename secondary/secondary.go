@@ -780,7 +780,12 @@ func (s *Secondary) replay() error {
 	if s.ident.Fenced != "" {
 		beyond, pending = nil, nil
 	}
-	if s.ident.Fenced == "" && s.unconfigured.from != 0 {
+	if s.ident.Fenced != "" {
+		// Nothing after the state file's group is applied again: no
+		// group waits.
+		s.unconfigured = unconfiguredGroups{}
+	}
+	if s.unconfigured.from != 0 {
 		if err := s.waitForUnconfigured(gated && (beyond != nil || len(pending) > 0)); err != nil {
 			return err
 		}

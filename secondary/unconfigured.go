@@ -158,20 +158,30 @@ func (s *Secondary) applyUnconfiguredLocked() error {
 // config does not have that were forgotten after g was journaled: the old
 // pair's, which no volume takes (checkGroup let them pass).
 func (s *Secondary) withoutForgottenUpdates(g *consistency.Group) *consistency.Group {
-	drop := -1
-	for i := range g.Updates {
-		if _, ok := s.targets[g.Updates[i].Volume]; !ok {
-			drop = i
-			break
-		}
-	}
-	if drop < 0 {
-		return g
-	}
 	s.posMu.Lock()
 	forgotten := s.forgotten
 	s.posMu.Unlock()
-	kept := make([]recordset.Update, 0, len(g.Updates)-1)
+	if len(forgotten) == 0 {
+		return g
+	}
+	// The updates of a volume come in runs: looked up once a run, as
+	// apply.Updates does, not hashed per update.
+	drop, last := false, ""
+	for i := range g.Updates {
+		name := g.Updates[i].Volume
+		if name == last {
+			continue
+		}
+		last = name
+		if _, ok := s.targets[name]; !ok {
+			drop = true
+			break
+		}
+	}
+	if !drop {
+		return g
+	}
+	kept := make([]recordset.Update, 0, len(g.Updates))
 	for _, u := range g.Updates {
 		if _, ok := s.targets[u.Volume]; !ok {
 			if at, ok := forgotten[u.Volume]; ok && g.Number <= at {

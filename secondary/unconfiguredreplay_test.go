@@ -84,6 +84,11 @@ func TestAVolumeOutOfTheConfigAfterAKillWithItsGroupsUnapplied(t *testing.T) {
 		if v := r.sec.Volume("vol1"); v.Consistent {
 			t.Errorf("vol1 is reported %+v while the groups that name vol2 wait: want not consistent, it may hold part of them", v)
 		}
+		if _, err := r.sec.Fence(); err == nil {
+			t.Fatal("fenced while the groups that name vol2 wait: the volumes may hold part of them, at no group to fence at")
+		} else if !strings.Contains(err.Error(), `"vol2"`) {
+			t.Errorf("the fence refused saying %q: want vol2 named", err)
+		}
 		with := r.hello()
 		with.Instance = 8
 		with.Volumes = append(with.Volumes, transport.VolumeInfo{Name: "vol2", Size: 1 << 20})
