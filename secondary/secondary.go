@@ -778,11 +778,9 @@ func (s *Secondary) replay() error {
 		through = s.durable.Group
 	}
 	if s.ident.Fenced != "" {
-		beyond, pending = nil, nil
-	}
-	if s.ident.Fenced != "" {
 		// Nothing after the state file's group is applied again: no
-		// group waits.
+		// group waits either.
+		beyond, pending = nil, nil
 		s.unconfigured = unconfiguredGroups{}
 	}
 	if s.unconfigured.from != 0 {

@@ -156,9 +156,10 @@ type Rejoined struct {
 	// GoneMade says the images of Gone were made anew: recorded before
 	// the promoted site is asked to copy, which may write to them from
 	// then on, and whose groups then name them as its volumes' copies.
-	// From then on a gone image is refused, as any copy's: made anew
-	// again, its zeros would be reported as the copy until the request,
-	// asked again, copied it whole.
+	// From then on a gone image is made anew again only while the
+	// journal says no copy to it began (anewUnlessCopied), and refused
+	// otherwise, as any copy's: made anew again, its zeros would be
+	// reported as the copy until the request, asked again, copied it.
 	GoneMade bool `json:"gone_made,omitempty"`
 	// dir is where the record is kept: the old primary's pair-state
 	// directory, or beside the journal of a promoted site rejoining back
