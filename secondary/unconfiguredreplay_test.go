@@ -39,7 +39,7 @@ func killedWithGroupsUnapplied(t *testing.T) string {
 	conn = conn.(settledConn).Conn // the applier waits at the gate
 	sendRecordSet(t, conn, writeSet(3, 30_000, filled("vol2", 8192, 2), filled("vol1", 8192, 1)))
 	sendRecordSet(t, conn, writeSet(4, 40_000, filled("vol1", 12288, 4)))
-	if reason, acked := answers(t, conn, 2); acked < 4 {
+	if reason, acked := answers(t, conn, 3); acked < 4 {
 		t.Fatalf("acknowledged through group %d, want 4 (refusal %q)", acked, reason)
 	}
 	killed := t.TempDir()
