@@ -92,3 +92,70 @@ func TestAPrimaryStartWhoseMarkersWaitForAHungLeaseFailsNamingIt(t *testing.T) {
 	})
 	runUntil(t, func(ctx context.Context) { p.Run(ctx, time.Second) })()
 }
+
+// dirHangFS is a disk whose first rename onto the timer's lease arms
+// arm: the whole state directory's disk stops answering from then on.
+type dirHangFS struct {
+	*disk.Injector
+	renames atomic.Int64
+	arm     func()
+}
+
+func (f *dirHangFS) Rename(oldpath, newpath string) error {
+	err := f.Injector.Rename(oldpath, newpath)
+	if filepath.Base(newpath) == "timer.json" && f.renames.Add(1) == 1 {
+		f.arm()
+	}
+	return err
+}
+
+// TestAPrimaryStartOnAStateDiskHungUnderItsMarkersFailsNamingTheLease:
+// the whole disk of the state directory stops answering as a primary
+// starts for the first time, once the timer's lease is first written:
+// the first copies' markers wait for the lease, and then the start's
+// own undoing (the activity log's close) would wait for the disk too.
+// The start fails within a bounded time all the same, naming the
+// lease's file.
+func TestAPrimaryStartOnAStateDiskHungUnderItsMarkersFailsNamingTheLease(t *testing.T) {
+	cfg := linkConfig(t)
+	cfg.Primary.Secondary = testenv.FreeAddr(t)
+	var off atomic.Int64
+	held := make(chan struct{})
+	release := sync.OnceFunc(func() { close(held) })
+	t.Cleanup(release)
+	in := disk.NewInjector(nil)
+	fsys := &dirHangFS{Injector: in, arm: func() {
+		off.Add(int64(3 * time.Second))
+		for _, op := range []disk.Op{disk.OpWrite, disk.OpSync} {
+			in.Inject(disk.Fault{Op: op, Under: PairStateDir(cfg), Hang: held})
+		}
+	}}
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the primary's log:\n%s", logs.String())
+		}
+	})
+	opened := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		p, err := OpenPrimary(cfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{FS: fsys, slowDisk: 200 * time.Millisecond,
+			stopFlushWait: 500 * time.Millisecond, Clock: func() int64 { return time.Now().UnixNano() + off.Load() }})
+		if p != nil {
+			p.close()
+		}
+		opened <- err
+	}()
+	var err error
+	select {
+	case err = <-opened:
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("the start on a state disk hung under its markers has not ended after 10 s")
+	}
+	t.Logf("the start, after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	var lh *timer.LeaseHungError
+	if !errors.As(err, &lh) || !strings.Contains(err.Error(), filepath.Join(PairStateDir(cfg), "timer.json")) {
+		t.Errorf("the start: %v, want the lease's error naming its file", err)
+	}
+}
