@@ -252,7 +252,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	defer func() {
 		if err != nil {
 			if p.actlog != nil {
-				p.actlog.Close()
+				p.logEnded = closeLogWithin(p.actlog, p.slowDisk, p.log)
 			}
 			p.close()
 		}
@@ -499,6 +499,30 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		return nil, err
 	}
 	return p, nil
+}
+
+// closeLogWithin closes the activity log of a start that failed, and
+// returns a channel closed once the close has ended: a start that
+// failed on a disk that stopped answering (its timer's lease under the
+// pair state's markers) would otherwise wait for the same disk in the
+// log's last write, and never say why it failed. Not ended within wait,
+// the log is given up (actlog.Log.Abandon): nothing was served, and its
+// generation on disk holds every mark it held at the start; the state
+// directory's lock is let go only once the close ends (see close).
+func closeLogWithin(al *actlog.Log, wait time.Duration, log *slog.Logger) <-chan struct{} {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		al.Close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		log.Error("the start failed, and the activity log's last write has not ended (its disk stopped answering): given up; the log on disk holds the marks it held at the start",
+			"waited", wait)
+		al.Abandon()
+	}
+	return closed
 }
 
 // startWait follows a start's steps, for the status its control address
