@@ -54,9 +54,11 @@ func TestAPrimaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	signalled := time.Now()
 	const bound = 5 * time.Second
 	select {
 	case err := <-exited:
+		t.Logf("exited %s after SIGTERM: %v", time.Since(signalled).Round(time.Millisecond), err)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
 			t.Errorf("the primary stopped while starting exited %v, want status %d: it did not run", err, exitFailure)
