@@ -494,6 +494,18 @@ func (p *payloadSum) combine(sum uint32, n int) {
 	p.crc = crc32c.Combine(p.crc, sum, int64(n))
 }
 
+// PayloadAt is where the payload of the record set whose first bytes are
+// prefix starts in its encoding, if prefix holds the set's prefix and it
+// is a plain set (not a compressed one, whose payload is not where it will
+// be read). The length is not checked: a receiver places the set's buffer
+// by it, and Decode checks it.
+func PayloadAt(prefix []byte) (int, bool) {
+	if len(prefix) < PrefixSize || string(prefix[offMagic:offMagic+4]) != Magic {
+		return 0, false
+	}
+	return int(be.Uint32(prefix[offHeaderLen:])), true
+}
+
 // FrameSize returns the total length of the record set whose first bytes are
 // prefix, which must hold at least PrefixSize bytes. It lets a reader of a
 // stream learn how much to read, and refuse a set that exceeds lim, before

@@ -890,3 +890,31 @@ func BenchmarkEncodeLarge(b *testing.B) {
 		}
 	})
 }
+
+// PayloadAt finds a plain set's payload from its prefix, where Decode's
+// updates' data begins; a compressed set, another magic or a prefix too
+// short has none.
+func TestPayloadAt(t *testing.T) {
+	rs := &RecordSet{Session: "s", Subsystem: "ss", Seq: 1, Group: 1, ReadTime: 5, Horizon: 10,
+		Updates: []Update{{Volume: "v", Kind: KindWrite, Offset: 4096, Length: 8, Timestamp: 7, Seq: 1, Data: []byte("abcdefgh")}}}
+	b, err := Encode(nil, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, ok := PayloadAt(b[:PrefixSize])
+	if !ok || string(b[at:at+8]) != "abcdefgh" {
+		t.Fatalf("PayloadAt = %d, %v; the data is not there", at, ok)
+	}
+	got, err := Decode(b, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &got.Updates[0].Data[0] != &b[at] {
+		t.Fatal("the decoded update's data is not at PayloadAt")
+	}
+	for _, p := range [][]byte{b[:PrefixSize-1], append([]byte("DXRZ"), b[4:PrefixSize]...), nil} {
+		if at, ok := PayloadAt(p); ok {
+			t.Errorf("PayloadAt(% x) = %d, true", p, at)
+		}
+	}
+}

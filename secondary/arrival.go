@@ -70,6 +70,7 @@ type arrival struct {
 // from it (which alias it).
 type inbound struct {
 	frame []byte
+	buf   []byte // the buffer frame lies in, recycled once nothing reads it
 	sets  []*recordset.RecordSet
 	beats []transport.Heartbeat
 }
@@ -85,14 +86,27 @@ func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room 
 		sums = &crc32c.Sums{Next: frameSumChunk}
 		fs.SetFrameSums(sums)
 	}
+	// placed is the buffer of the frame Recv placed last (placeFrame).
+	var placed []byte
+	if fp, ok := conn.(transport.FramePlacer); ok {
+		fp.SetFramePlace(func(head []byte, n int) []byte {
+			var f []byte
+			placed, f = placeFrame(head, n)
+			return f
+		})
+	}
 	for {
 		if !room.wait(done) {
 			return
 		}
 		f, err := conn.Recv()
+		buf := f
+		if placed != nil {
+			buf, placed = placed, nil
+		}
 		a := arrival{err: err}
 		if err == nil {
-			a = s.decodeFrame(f, sums)
+			a = s.decodeFrame(f, buf, sums)
 			if sums != nil {
 				sums.Next = sumNext(sums.Next, f, a.in.sets)
 				sums.Forget()
@@ -181,9 +195,9 @@ func (r *readRoom) release(n int64) {
 	}
 }
 
-// decodeFrame checks frame f and decodes what it carries. A frame nothing
-// will be received from is recycled here.
-func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
+// decodeFrame checks frame f, lying in buf, and decodes what it carries. A
+// frame nothing will be received from is recycled here.
+func (s *Secondary) decodeFrame(f, buf []byte, sums *crc32c.Sums) arrival {
 	if len(f) > s.maxFrame() {
 		// The TCP transport stops such a frame at its length; any
 		// other link is held to the same announced limit.
@@ -191,7 +205,7 @@ func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
 	}
 	typ, body, err := transport.Open(f)
 	if err != nil {
-		putFrame(f)
+		putFrame(buf)
 		return arrival{open: err}
 	}
 	a := arrival{typ: typ}
@@ -203,7 +217,7 @@ func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
 	case transport.TypeBundle:
 		b, err := transport.DecodeBundle(body)
 		if err != nil {
-			putFrame(f)
+			putFrame(buf)
 			a.bad = err
 			return a
 		}
@@ -211,10 +225,10 @@ func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
 		overhead = transport.BundleOverhead(len(sets), len(b.Beats))
 	case transport.TypeFeatures:
 		a.reads, a.bad = transport.DecodeFeatures(body)
-		putFrame(f)
+		putFrame(buf)
 		return a
 	default:
-		putFrame(f)
+		putFrame(buf)
 		return a
 	}
 	if n := transport.DecodedFrameSize(sets, overhead); n > s.maxFrame() {
@@ -223,7 +237,7 @@ func (s *Secondary) decodeFrame(f []byte, sums *crc32c.Sums) arrival {
 		a.refuse = fmt.Sprintf("record sets decoding to a frame of %d bytes, larger than this secondary accepts (%d): the primary must split it", n, s.maxFrame())
 		return a
 	}
-	a.in.frame = f
+	a.in.frame, a.in.buf = f, buf
 	a.in.sets = make([]*recordset.RecordSet, 0, len(sets))
 	for _, body := range sets {
 		link := len(body)

@@ -3,6 +3,11 @@ package secondary
 import (
 	"math/bits"
 	"sync"
+	"unsafe"
+
+	"duplex/disk"
+	"duplex/recordset"
+	"duplex/transport"
 )
 
 // Frame buffers. Every record set's update data aliases the frame it came
@@ -76,6 +81,36 @@ func putFrame(f []byte) {
 		}
 	}
 	framePools[i].Put(&f)
+}
+
+// placeAlign is where a placed frame puts its first record set's data: on
+// a page boundary. A sequential writer's updates lie back to back in the
+// payload, each whole pages long, so all of them then lie on page
+// boundaries, where the volume's direct writes (volume.WriteThrough) take
+// them from the frame rather than copying them into an aligned buffer; the
+// journal's records put their gaps wherever the data lies, so they take
+// them in place all the same.
+const placeAlign = disk.DirectAlign
+
+// placeFrame returns the buffer for a frame of n bytes whose first bytes
+// are head (transport.FramePlacer), and the frame's place in it: where
+// the first record set's payload starts on a multiple of placeAlign. A
+// frame whose head does not say where (a compressed set, a bundle of
+// heartbeats) is read from the buffer's start.
+func placeFrame(head []byte, n int) (buf, frame []byte) {
+	at, ok := transport.FirstSetAt(head)
+	var p int
+	if ok {
+		p, ok = recordset.PayloadAt(head[at:])
+	}
+	if !ok || n > maxPooledFrame-placeAlign {
+		buf = getFrame(n)
+		return buf, buf
+	}
+	buf = getFrame(n + placeAlign)
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	shift := (placeAlign - int((base+uintptr(at)+uintptr(p))%placeAlign)) % placeAlign
+	return buf, buf[shift : shift+n : shift+n]
 }
 
 // retired is what the receiver let go of: frames that no record set held

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"duplex/apply"
 	"duplex/consistency"
@@ -67,6 +69,39 @@ func TestRecycledFramesAreNotWrittenAgain(t *testing.T) {
 	checkRecycledFrames(t, 96<<10, 16, true)
 }
 
+// TestRecycledFramesAreNotWrittenThroughAgain is
+// TestRecycledFramesAreNotWrittenAgain with updates of 1 MiB, whose frames
+// the receiver places so that the data lies on page boundaries and the
+// volumes' direct writes take it from the frames (volume.WriteThrough): a
+// frame recycled while a volume's write still reads it puts the poison on
+// the volume.
+func TestRecycledFramesAreNotWrittenThroughAgain(t *testing.T) {
+	checkRecycledFrames(t, 1<<20, 8, true)
+}
+
+// slowThroughTarget is a slowTarget whose runs are written as the
+// volume's are (WriteThrough), after the pause, counting the buffers
+// that lie on page boundaries.
+type slowThroughTarget struct {
+	slowTarget
+	aligned *atomic.Int64
+}
+
+func (t slowThroughTarget) WriteVAt(bufs [][]byte, off int64) error {
+	time.Sleep(t.pause)
+	return t.Target.(apply.VectorWriter).WriteVAt(bufs, off)
+}
+
+func (t slowThroughTarget) WriteThrough(bufs [][]byte, off int64) error {
+	time.Sleep(t.pause)
+	for _, b := range bufs {
+		if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%placeAlign == 0 {
+			t.aligned.Add(1)
+		}
+	}
+	return t.Target.(apply.ThroughWriter).WriteThrough(bufs, off)
+}
+
 // checkRecycledFrames sends sets pairs of record sets of one update of
 // chunk bytes each, and checks that the volumes hold what was sent; with
 // replay, that the journal holds it too, read back after the secondary is
@@ -90,7 +125,12 @@ func checkRecycledFrames(t *testing.T, chunk, sets int, replay bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var aligned atomic.Int64
 	for name, tg := range sec.targets {
+		if chunk >= volume.ThroughMin {
+			sec.targets[name] = slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
+			continue
+		}
 		sec.targets[name] = slowTarget{Target: tg, pause: 5 * time.Millisecond}
 	}
 	net := transport.NewMemNetwork(1, transport.Faults{})
@@ -165,6 +205,9 @@ func checkRecycledFrames(t *testing.T, chunk, sets int, replay bool) {
 			t.Fatalf("%s differs from what was sent at byte %d (chunk %d): got %#x, want %#x; a recycled frame was read again",
 				name, i, i/chunk, got[i], want[name][i])
 		}
+	}
+	if chunk >= volume.ThroughMin && aligned.Load() == 0 {
+		t.Fatal("no update lay on a page boundary: the frames were not placed for the volumes' direct writes")
 	}
 	if !replay {
 		return
@@ -348,5 +391,60 @@ func TestFrameReusesARecycledBufferOfALargerClass(t *testing.T) {
 		if _, own := frameClass(m); cap(g) > 2*own {
 			t.Errorf("getFrame(%d) got a buffer of %d, its class's %d", m, cap(g), own)
 		}
+	}
+}
+
+// TestPlacedFramesAlignTheirUpdates: a bundle of a sequential writer's
+// record set, placed by its head, holds every update of that set on a
+// page boundary, where the volumes' direct writes take them in place; its
+// buffer is one putFrame recycles. A frame whose head names no set is
+// read from its buffer's start.
+func TestPlacedFramesAlignTheirUpdates(t *testing.T) {
+	for _, beats := range []int{0, 3} {
+		var us []recordset.Update
+		for i := range 4 {
+			us = append(us, recordset.Update{Volume: "v", Kind: recordset.KindWrite, Offset: uint64(i) << 20, Length: 1 << 20,
+				Timestamp: int64(i + 1), Seq: uint64(i + 1), Data: bytes.Repeat([]byte{byte(i)}, 1<<20)})
+		}
+		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: 1, Group: 1, ReadTime: 9, Horizon: 10, Updates: us}
+		set, err := recordset.Encode(nil, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hb := make([]transport.Heartbeat, beats)
+		for i := range hb {
+			hb[i] = transport.Heartbeat{Subsystem: uint16(i + 1), Seq: 1, Horizon: 10}
+		}
+		wire := transport.EncodeBundle(transport.Bundle{Beats: hb, Sets: [][]byte{set}})
+		for range 3 {
+			buf, f := placeFrame(wire[:transport.PlaceHead], len(wire))
+			copy(f, wire)
+			if _, size := frameClass(cap(buf)); size != cap(buf) {
+				t.Fatalf("a placed frame's buffer of %d bytes is not one putFrame recycles", cap(buf))
+			}
+			_, body, err := transport.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := transport.DecodeBundle(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := recordset.Decode(b.Sets[0], recordset.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, u := range got.Updates {
+				if a := uintptr(unsafe.Pointer(unsafe.SliceData(u.Data))); a%placeAlign != 0 {
+					t.Fatalf("%d heartbeats: update %d lies at %#x, not on a page boundary", beats, i, a)
+				}
+			}
+			putFrame(buf)
+		}
+	}
+	head := transport.Frame(transport.TypeHello, make([]byte, transport.PlaceHead))
+	buf, f := placeFrame(head[:transport.PlaceHead], 2<<20)
+	if &buf[0] != &f[0] || len(f) != 2<<20 {
+		t.Fatal("a frame with no record set was placed")
 	}
 }

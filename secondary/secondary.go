@@ -1895,7 +1895,7 @@ func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string
 		return errReplaced
 	}
 	for _, in := range batch {
-		s.frames.add(in.frame)
+		s.frames.add(in.buf)
 	}
 	defer func() {
 		// Under s.mu, which receive lets go of only while it hands a

@@ -185,8 +185,13 @@ type memConn struct {
 	name    string
 	timeout atomic.Int64 // send timeout; 0: DefaultSendTimeout
 	alloc   func(n int) []byte
+	place   func(head []byte, n int) []byte
 	sums    *crc32c.Sums // nil: none taken
 }
+
+// SetFramePlace implements FramePlacer, as SetFrameAlloc does FrameBuffers.
+// Call it before the first Recv.
+func (c *memConn) SetFramePlace(place func(head []byte, n int) []byte) { c.place = place }
 
 // SetFrameAlloc implements FrameBuffers: Recv copies each frame into a
 // buffer of alloc (the queue's frame may be duplicated by a fault, so it is
@@ -342,11 +347,13 @@ func (c *memConn) Send(frame []byte) error {
 // received is frame as Recv returns it: in a buffer of alloc, and with its
 // pieces' checksums taken as copied, if asked.
 func (c *memConn) received(frame []byte) []byte {
-	if c.alloc == nil && c.sums == nil {
+	if c.alloc == nil && c.place == nil && c.sums == nil {
 		return frame
 	}
 	var f []byte
-	if c.alloc != nil {
+	if c.place != nil && len(frame) >= PlaceMin {
+		f = c.place(frame[:PlaceHead:PlaceHead], len(frame))[:len(frame)]
+	} else if c.alloc != nil {
 		f = c.alloc(len(frame))[:len(frame)]
 	} else {
 		f = make([]byte, len(frame))

@@ -144,8 +144,13 @@ type tcpConn struct {
 	hdr      [4]byte
 	rhdr     [4]byte
 	alloc    func(n int) []byte // nil: make
-	sums     *crc32c.Sums       // nil: none taken
+	place    func(head []byte, n int) []byte
+	head     []byte       // a placed frame's first bytes, read before it
+	sums     *crc32c.Sums // nil: none taken
 }
+
+// SetFramePlace implements FramePlacer. Call it before the first Recv.
+func (t *tcpConn) SetFramePlace(place func(head []byte, n int) []byte) { t.place = place }
 
 // SetFrameAlloc implements FrameBuffers. Call it before the first Recv.
 func (t *tcpConn) SetFrameAlloc(alloc func(n int) []byte) { t.alloc = alloc }
@@ -266,22 +271,35 @@ func (t *tcpConn) Recv() ([]byte, error) {
 		return nil, fmt.Errorf("recv %d bytes from %s: %w", n, t.Peer(), ErrFrameTooLarge)
 	}
 	var f []byte
-	if t.alloc != nil {
-		f = t.alloc(int(n))[:n]
-	} else {
-		f = make([]byte, n)
-	}
-	if t.sums != nil {
-		err := t.sums.Fill(f, func(p []byte) error {
-			_, err := io.ReadFull(t.c, p)
-			return err
-		})
-		if err != nil {
+	had := 0 // bytes of f read already
+	switch {
+	case t.place != nil && n >= PlaceMin:
+		if t.head == nil {
+			t.head = make([]byte, PlaceHead)
+		}
+		if _, err := io.ReadFull(t.c, t.head); err != nil {
 			return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
 		}
-		return f, nil
+		f = t.place(t.head, int(n))[:n]
+		had = copy(f, t.head)
+	case t.alloc != nil:
+		f = t.alloc(int(n))[:n]
+	default:
+		f = make([]byte, n)
 	}
-	if _, err := io.ReadFull(t.c, f); err != nil {
+	read := func(p []byte) error {
+		c := min(had, len(p))
+		had -= c
+		_, err := io.ReadFull(t.c, p[c:])
+		return err
+	}
+	var err error
+	if t.sums != nil {
+		err = t.sums.Fill(f, read)
+	} else {
+		err = read(f)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("recv from %s: %w", t.Peer(), err)
 	}
 	return f, nil

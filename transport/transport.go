@@ -29,6 +29,7 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"time"
 
@@ -65,6 +66,59 @@ type Conn interface {
 // returns is then the alloc's buffer, the caller's to recycle.
 type FrameBuffers interface {
 	SetFrameAlloc(alloc func(n int) []byte)
+}
+
+// FramePlacer is implemented by a Conn whose Recv can show the receiver
+// the first PlaceHead bytes of a frame of PlaceMin bytes or more before it
+// reads the rest, so that the receiver picks where in memory the frame
+// lies: place returns a buffer of at least n bytes, whose contents need
+// not be zero, and Recv reads the whole frame into its first n (the head
+// included) and returns them. Frames place is not asked about are
+// FrameBuffers'. The secondary places a frame so that the data of its
+// first record set lies on page boundaries, where its volume's direct
+// writes take it without a copy.
+type FramePlacer interface {
+	SetFramePlace(place func(head []byte, n int) []byte)
+}
+
+// PlaceMin is the shortest frame Recv shows to a FramePlacer's place, and
+// PlaceHead how many of its first bytes: enough for a bundle's header and
+// its first record set's, up to about 90 updates.
+const (
+	PlaceMin  = 1 << 20
+	PlaceHead = 4 << 10
+)
+
+// FirstSetAt is where the first record set of a frame starts, from the
+// frame's first bytes head (as a FramePlacer sees them), if head says: a
+// record-set frame's, or a bundle's with at least one record set. Nothing
+// in head is trusted: an answer only places the frame.
+func FirstSetAt(head []byte) (int, bool) {
+	if len(head) == 0 {
+		return 0, false
+	}
+	switch head[0] {
+	case TypeRecordSet:
+		return 1, true
+	case TypeBundle:
+		if len(head) < 5 {
+			return 0, false
+		}
+		h := uint64(binary.BigEndian.Uint32(head[1:5]))
+		at := 5 + h
+		// A bundle's header ends with its record set count and their
+		// sizes: none, and the frame has no set.
+		if h < 2+4 || at > uint64(len(head)) {
+			return 0, false
+		}
+		beats := uint64(binary.BigEndian.Uint16(head[5:7]))
+		countAt := 7 + beats*HeartbeatSize
+		if countAt+4 > at || binary.BigEndian.Uint32(head[countAt:]) == 0 {
+			return 0, false
+		}
+		return int(at), true
+	}
+	return 0, false
 }
 
 // FrameSums is implemented by a Conn whose Recv can checksum each frame

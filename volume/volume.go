@@ -476,22 +476,33 @@ const throughPiece = 1 << 20
 // flight at most.
 var throughBufs = make(chan []byte, throughDepth)
 
+// throughInPlaceMin is the shortest buffer a direct write takes from where
+// it lies: a direct write pins every page of its buffers, and a short
+// buffer's pages, each a segment of its own in the request, cost the
+// device and the kernel more than their copy into the aligned buffer.
+const throughInPlaceMin = 64 << 10
+
 // WriteThrough writes bufs back to back from off, as WriteVAt does, but past
 // the page cache (O_DIRECT) when the write is at least ThroughMin bytes and
 // off and its length are multiples of directAlign: cut into pieces of up to
-// throughChunk, each copied into an aligned buffer and written from it, up
-// to throughDepth of them on the device at once. It returns once every one
-// of them is done. The secondary applies a sequential writer's runs this
-// way: the copy into the page cache was the largest part of its CPU per
-// applied byte, the writeback of those pages at its next checkpoint went to
-// the disk beside the journal's, and nothing reads the pages back soon.
-// Nothing is durable before Flush, as with WriteVAt: the device may hold
-// the data in its volatile cache until fdatasync flushes it. The kernel
-// keeps the page cache coherent, writing back and dropping cached pages of
-// the range before a direct write. One buffer aligned in memory is written
-// from where it is, without the copy: a primary's large writes, whose
-// payload buffers are whole pages of the heap. Any other write, or one the
-// file system refuses direct, is WriteVAt.
+// throughChunk, each one vectored direct write, up to throughDepth of them
+// on the device at once. It returns once every one of them is done. The
+// secondary applies a sequential writer's runs this way: the copy into the
+// page cache was the largest part of its CPU per applied byte, the
+// writeback of those pages at its next checkpoint went to the disk beside
+// the journal's, and nothing reads the pages back soon. Nothing is durable
+// before Flush, as with WriteVAt: the device may hold the data in its
+// volatile cache until fdatasync flushes it. The kernel keeps the page
+// cache coherent, writing back and dropping cached pages of the range
+// before a direct write.
+//
+// A buffer that lies on a block boundary in memory, is whole blocks long
+// and at least throughInPlaceMin is written from where it lies: the
+// secondary's frames put a sequential writer's updates so, and a primary's
+// large writes are whole pages of the heap. The others are copied into an
+// aligned buffer, and written from there in the same write. bufs must not
+// change until WriteThrough returns. Any other write, or one the file
+// system refuses direct, is WriteVAt.
 func (v *Volume) WriteThrough(bufs [][]byte, off int64) error {
 	var total int64
 	for _, b := range bufs {
@@ -508,7 +519,6 @@ func (v *Volume) WriteThrough(bufs [][]byte, off int64) error {
 		return v.WriteVAt(bufs, off)
 	}
 	w := throughRun{f: f, bufs: bufs, off: off, total: total, chunk: throughChunkOf(total)}
-	w.inPlace = len(bufs) == 1 && aligned(bufs[0])
 	if n := (total + w.chunk - 1) / w.chunk; n > 1 {
 		helpers := min(n, throughDepth) - 1
 		w.wg.Add(int(helpers))
@@ -538,13 +548,12 @@ func throughChunkOf(total int64) int64 {
 
 // throughRun is one WriteThrough's pieces, taken in order by its writers.
 type throughRun struct {
-	f       *os.File
-	bufs    [][]byte
-	off     int64 // of the run on the volume
-	total   int64
-	chunk   int64
-	inPlace bool // bufs is one aligned buffer, written from where it is
-	wg      sync.WaitGroup
+	f     *os.File
+	bufs  [][]byte
+	off   int64 // of the run on the volume
+	total int64
+	chunk int64
+	wg    sync.WaitGroup
 
 	mu   sync.Mutex
 	next int64 // the run's offset of the next piece to write
@@ -575,56 +584,88 @@ func (w *throughRun) failed(err error) {
 
 // work writes pieces until none is left.
 func (w *throughRun) work() {
-	var buf []byte
-	if !w.inPlace {
-		select {
-		case buf = <-throughBufs:
-		default:
-			buf = disk.DirectBuffer(throughChunk)
-		}
-		defer func() {
+	var buf []byte // aligned, taken once a piece needs a copy
+	defer func() {
+		if buf != nil {
 			select {
 			case throughBufs <- buf:
 			default:
 			}
-		}()
-	}
+		}
+	}()
+	var iovs [][]byte
 	for {
 		at, n, ok := w.take()
 		if !ok {
 			return
 		}
-		var p []byte
-		if w.inPlace {
-			p = w.bufs[0][at : at+n]
-		} else {
-			p = buf[:n]
-			gather(p, w.bufs, at)
-		}
-		if _, err := directWriteAt(w.f, p, w.off+at); err != nil {
+		iovs = w.piece(iovs[:0], &buf, at, n)
+		_, err := directWriteV(w.f, iovs, w.off+at)
+		clear(iovs)
+		if err != nil {
 			throughFailed(w, err)
 			return
 		}
 	}
 }
 
-// gather fills p with the bytes of bufs, back to back, from at on.
-func gather(p []byte, bufs [][]byte, at int64) {
-	for _, b := range bufs {
+// piece appends to iovs the buffers of the direct write of the run's n
+// bytes from at: the parts of bufs there, each from where it lies if it
+// can be (inPlace) and the bytes before it fill whole blocks, the others
+// copied back to back into *buf (taken from throughBufs first), whose
+// pieces between the parts in place go in their turn. Every buffer it
+// appends then starts on a block boundary in memory and on the volume,
+// and all but the last are whole blocks long; n, a multiple of the block,
+// makes the last so too.
+func (w *throughRun) piece(iovs [][]byte, buf *[]byte, at, n int64) [][]byte {
+	seg, d := 0, 0 // (*buf)[seg:d] is copied and not yet in iovs
+	for _, b := range w.bufs {
+		if n == 0 {
+			break
+		}
 		if at >= int64(len(b)) {
 			at -= int64(len(b))
 			continue
 		}
-		c := copy(p, b[at:])
-		p, at = p[c:], 0
-		if len(p) == 0 {
-			return
+		p := b[at:]
+		at = 0
+		if int64(len(p)) > n {
+			p = p[:n]
 		}
+		n -= int64(len(p))
+		if d%directAlign == 0 && inPlace(p) {
+			if d > seg {
+				iovs = append(iovs, (*buf)[seg:d])
+				seg = d
+			}
+			iovs = append(iovs, p)
+			continue
+		}
+		if *buf == nil {
+			select {
+			case *buf = <-throughBufs:
+			default:
+				*buf = disk.DirectBuffer(throughChunk)
+			}
+		}
+		d += copy((*buf)[d:], p)
 	}
+	if d > seg {
+		iovs = append(iovs, (*buf)[seg:d])
+	}
+	return iovs
 }
 
-// directWriteAt makes one direct write (tests hold it).
-var directWriteAt = (*os.File).WriteAt
+// inPlace reports whether a direct write takes p from where it lies.
+func inPlace(p []byte) bool {
+	return len(p) >= throughInPlaceMin && len(p)%directAlign == 0 && aligned(p)
+}
+
+// directWriteV makes one direct write of bufs back to back (tests hold
+// it).
+var directWriteV = func(f *os.File, bufs [][]byte, off int64) (int64, error) {
+	return disk.WriteV(f, bufs, off)
+}
 
 // throughFailed records a run's failed write (tests delay it, as a
 // descheduled writer does, and wait for it).
