@@ -69,3 +69,35 @@ func (l *link) bundle() transport.Bundle {
 	}
 	return b
 }
+
+// A record set of transport.PlaceMin bytes or more begins a bundle: the
+// secondary places a frame so that its first record set's data lies on
+// page boundaries, and only the first's. The sets still go in order.
+func TestALargeRecordSetBeginsABundle(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2", "ss3"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+
+	p.write(t, "ss1", make([]byte, volSize), 0)
+	p.write(t, "ss2", make([]byte, volSize), 0)
+	p.mover.Cut()
+	var subs []string
+	for len(subs) < 2 {
+		b := l.bundle()
+		if len(b.Sets) == 0 {
+			continue // an interval's heartbeats
+		}
+		if len(b.Sets) != 1 {
+			t.Fatalf("bundle of %d record sets: a large record set shares a frame", len(b.Sets))
+		}
+		rs, err := recordset.Decode(b.Sets[0], recordset.DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, rs.Subsystem)
+	}
+	if subs[0] != "ss1" || subs[1] != "ss2" {
+		t.Fatalf("record sets of %v, want ss1 then ss2", subs)
+	}
+}

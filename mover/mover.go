@@ -1362,7 +1362,11 @@ func (m *Mover) sendBundles(conn transport.Conn, sets []*held, beats []transport
 			}
 			continue
 		}
-		if transport.BundleOverhead(len(batch)+1, 0)+total+size > maxFrame {
+		// A large record set begins a frame: the secondary reads such a
+		// frame so that its first record set's data lies on page
+		// boundaries, where its volumes' direct writes take it without a
+		// copy (transport.FramePlacer), and only the first's.
+		if len(batch) > 0 && (size >= transport.PlaceMin || transport.BundleOverhead(len(batch)+1, 0)+total+size > maxFrame) {
 			if err := flush(nil); err != nil {
 				return err
 			}
