@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -54,24 +55,23 @@ const (
 
 var hugeFrames struct {
 	mu    sync.Mutex
-	free  [len(framePools)][][]byte // by class
-	bytes int                       // of free's buffers
-	used  bool                      // a buffer was taken or put since the timer was set
-	timer *time.Timer               // drops free's buffers once idle; nil while none is kept
+	kept  [][]byte // oldest first
+	bytes int      // of kept's buffers
+	used  bool     // a buffer was taken or put since the timer was set
+	timer *time.Timer
 }
 
-// getHuge returns a kept buffer of class i, or of a class up to one
-// doubling larger, or nil.
+// getHuge returns the last kept buffer of class i, or of a class up to
+// one doubling larger, or nil.
 func getHuge(i int) []byte {
 	h := &hugeFrames
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.used = true
-	for j := i; j <= i+classesPerDoubling && j < len(h.free); j++ {
-		if k := len(h.free[j]); k > 0 {
-			b := h.free[j][k-1]
-			h.free[j][k-1] = nil
-			h.free[j] = h.free[j][:k-1]
+	for k := len(h.kept) - 1; k >= 0; k-- {
+		if j, _ := frameClass(cap(h.kept[k])); j >= i && j <= i+classesPerDoubling {
+			b := h.kept[k]
+			h.kept = slices.Delete(h.kept, k, k+1)
 			h.bytes -= cap(b)
 			return b
 		}
@@ -79,17 +79,21 @@ func getHuge(i int) []byte {
 	return nil
 }
 
-// putHuge keeps b, of class i, unless maxKeptHuge bytes are kept.
-func putHuge(i int, b []byte) {
+// putHuge keeps b, letting go of the oldest kept buffers past maxKeptHuge
+// bytes: a frame's size follows the write rate, and buffers of a rate
+// gone by would otherwise fill the room and leave the frames of the
+// present one to be made anew.
+func putHuge(b []byte) {
 	h := &hugeFrames
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.used = true
-	if h.bytes+cap(b) > maxKeptHuge {
-		return
-	}
-	h.free[i] = append(h.free[i], b)
+	h.kept = append(h.kept, b)
 	h.bytes += cap(b)
+	for h.bytes > maxKeptHuge {
+		h.bytes -= cap(h.kept[0])
+		h.kept = slices.Delete(h.kept, 0, 1)
+	}
 	if h.timer == nil {
 		h.timer = time.AfterFunc(hugeFramesIdle, dropIdleHuge)
 	}
@@ -101,16 +105,16 @@ func dropIdleHuge() {
 	h := &hugeFrames
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.used {
+	if h.used && h.timer != nil {
 		h.used = false
 		h.timer.Reset(hugeFramesIdle)
 		return
 	}
-	for i := range h.free {
-		clear(h.free[i])
-		h.free[i] = nil
+	h.kept, h.bytes = nil, 0
+	if h.timer != nil {
+		h.timer.Stop()
+		h.timer = nil
 	}
-	h.bytes, h.timer = 0, nil
 }
 
 // frameClass returns the pool index and capacity of a buffer for n bytes.
@@ -146,6 +150,11 @@ func getFrame(n int) []byte {
 			return (*p)[:n]
 		}
 	}
+	if 2*size > hugeFrameMin {
+		if b := getHuge(i); b != nil {
+			return b[:n]
+		}
+	}
 	return make([]byte, n, size)
 }
 
@@ -166,7 +175,7 @@ func putFrame(f []byte) {
 		}
 	}
 	if size >= hugeFrameMin {
-		putHuge(i, f)
+		putHuge(f)
 		return
 	}
 	framePools[i].Put(&f)

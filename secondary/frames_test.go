@@ -360,9 +360,14 @@ func TestFrameReusesARecycledBufferOfALargerClass(t *testing.T) {
 		t.Skip("the race detector's sync.Pool drops recycled buffers at random")
 	}
 	// Two collections empty the pools (each keeps a victim cache for one
-	// more): what other tests recycled is out of the way.
+	// more), and the huge frames kept are let go: what other tests
+	// recycled is out of the way.
 	runtime.GC()
 	runtime.GC()
+	hugeFrames.mu.Lock()
+	hugeFrames.used = false
+	hugeFrames.mu.Unlock()
+	dropIdleHuge()
 	// The next put and get on one processor: a buffer put is kept for its
 	// processor first.
 	const n = 3<<20 + 12345
@@ -447,4 +452,35 @@ func TestPlacedFramesAlignTheirUpdates(t *testing.T) {
 	if &buf[0] != &f[0] || len(f) != 2<<20 {
 		t.Fatal("a frame with no record set was placed")
 	}
+}
+
+// TestHugeFramesAreKeptAcrossCollections: a frame buffer of huge pages
+// outlives garbage collections (the pools drop theirs at every one, and a
+// new one is faulted in and zeroed 2 MiB at a time), and when the room is
+// full of the buffers of a frame size gone by, those make room for the
+// present one's rather than keeping it out.
+func TestHugeFramesAreKeptAcrossCollections(t *testing.T) {
+	poisonFrames = false
+	t.Cleanup(func() { poisonFrames = true })
+	hugeFrames.mu.Lock()
+	hugeFrames.used = false
+	hugeFrames.mu.Unlock()
+	dropIdleHuge()
+	var old [][]byte
+	for range maxKeptHuge/(2<<20) + 1 {
+		old = append(old, getFrame(2<<20))
+	}
+	for _, b := range old {
+		putFrame(b)
+	}
+	const n = 10<<20 + 4321
+	f := getFrame(n)
+	putFrame(f)
+	runtime.GC()
+	runtime.GC()
+	g := getFrame(n)
+	if &g[0] != &f[0] {
+		t.Fatal("the buffer of a 10 MiB frame, put when the room was full of 2 MiB ones, was made anew after two collections")
+	}
+	putFrame(g)
 }
