@@ -12,6 +12,10 @@ import (
 	"duplex/control"
 )
 
+// pairStatusWait bounds the status asked of both sites before a pair
+// operation is routed.
+var pairStatusWait = 5 * time.Second
+
 // target returns the control address that the pair operation goes to: the
 // one --addr names, else the session's primary now. After duplex promote
 // the promoted site (the config's secondary) holds the pairs while the
@@ -34,7 +38,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	}
 	// Both asked at once: a site whose host is gone (no answer at all,
 	// not a refusal) must not take the other's time.
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
 	defer cancel()
 	var ss control.Status
 	var serr error
