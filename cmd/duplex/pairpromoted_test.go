@@ -29,6 +29,12 @@ func promotedSession(t *testing.T, old *control.Status) (*fakePairs, string, str
 		t.Fatal(err)
 	}
 	if old != nil {
+		// The old primary is of the config's session unless it says.
+		o := *old
+		if o.Session == "" {
+			o.Session = c.Session
+		}
+		old = &o
 		// The old primary has no pairs: it answers the operation so.
 		srv := &control.Server{Status: func() control.Status { return *old }, Token: "secret"}
 		go srv.Serve(ctx, ln)
@@ -66,7 +72,7 @@ func promotedSession(t *testing.T, old *control.Status) (*fakePairs, string, str
 // Two sites answering as primary is refused, naming both; --addr names the
 // site outright.
 func TestPairOperationReachesThePromotedSite(t *testing.T) {
-	rejoined := &control.Status{Session: "s", Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
+	rejoined := &control.Status{Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
 	for _, tc := range []struct {
 		name string
 		old  *control.Status
@@ -83,7 +89,7 @@ func TestPairOperationReachesThePromotedSite(t *testing.T) {
 		})
 	}
 	t.Run("both primary", func(t *testing.T) {
-		fp, path, promoted := promotedSession(t, &control.Status{Session: "s", Role: "primary"})
+		fp, path, promoted := promotedSession(t, &control.Status{Role: "primary"})
 		c, _ := config.Load(path)
 		code, out, errs := runCmd("pair", "suspend", "vol2", "--config", path)
 		if code == exitOK || !strings.Contains(errs, promoted) || !strings.Contains(errs, c.Primary.Control) || len(fp.calls) != 0 {

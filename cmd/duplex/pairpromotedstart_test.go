@@ -40,6 +40,12 @@ func promotedSessionOf(t *testing.T, old *control.Status, ps promotedSite) (*fak
 		t.Fatal(err)
 	}
 	if old != nil {
+		// The old primary is of the config's session unless it says.
+		o := *old
+		if o.Session == "" {
+			o.Session = c.Session
+		}
+		old = &o
 		srv := &control.Server{Status: func() control.Status { return *old }, Token: "secret"}
 		go srv.Serve(ctx, ln)
 	} else {
@@ -103,7 +109,7 @@ func promotedSessionOf(t *testing.T, old *control.Status, ps promotedSite) (*fak
 // whose answer ("this site has no pairs", or connection refused) would
 // tell the operator nothing of the site that holds the pairs.
 func TestPairOperationWhileThePromotedSiteStarts(t *testing.T) {
-	rejoined := &control.Status{Session: "s", Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
+	rejoined := &control.Status{Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
 	for _, tc := range []struct {
 		name string
 		old  *control.Status
@@ -131,7 +137,7 @@ func TestPairOperationWhileThePromotedSiteStarts(t *testing.T) {
 // it went to the rejoined site, and pair delete --all there found no pair
 // and exited 0 saying every volume was left as it is.
 func TestPairOperationAtARejoinedOldPrimaryIsRefused(t *testing.T) {
-	rejoined := &control.Status{Session: "s", Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
+	rejoined := &control.Status{Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
 	_, path, promoted := promotedSessionOf(t, rejoined, promotedSite{gone: true})
 	for _, args := range [][]string{
 		{"pair", "suspend", "vol2", "--config", path},
@@ -154,7 +160,7 @@ func TestPairOperationAtARejoinedOldPrimaryIsRefused(t *testing.T) {
 // session, and nothing changes there: with the same token, pair delete
 // vol2 would have ended the other session's pair vol2.
 func TestPairOperationIsNotSentToAnotherSessionsPromotedSite(t *testing.T) {
-	rejoined := &control.Status{Session: "s", Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
+	rejoined := &control.Status{Role: "secondary", PromotedAt: "2026-12-06T01:00:00Z"}
 	for _, tc := range []struct {
 		name string
 		old  *control.Status
@@ -187,7 +193,7 @@ func TestPairOperationIsNotSentToAnotherSessionsPromotedSite(t *testing.T) {
 // the errors name it) is checked against the CA the config names for it,
 // as its host:port is: --ca is for a site the config does not describe.
 func TestPairAddrTakesTheConfigsSiteAsItsURL(t *testing.T) {
-	fp, path, promoted := promotedSessionOf(t, &control.Status{Session: "s", Role: "primary"}, promotedSite{tls: true})
+	fp, path, promoted := promotedSessionOf(t, &control.Status{Role: "primary"}, promotedSite{tls: true})
 	for _, addr := range []string{promoted, "https://" + promoted, "https://" + promoted + "/"} {
 		fp.mu.Lock()
 		fp.state["vol2"] = "awaiting-rejoin"

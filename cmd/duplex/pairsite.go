@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"duplex/config"
@@ -20,10 +23,11 @@ var pairStatusWait = 5 * time.Second
 // one --addr names, else the session's primary now. After duplex promote
 // the promoted site (the config's secondary) holds the pairs while the
 // config still names the old primary; the operation goes there only when
-// that site answers as the promoted primary and the config's primary does
-// not answer as a primary, and the output says so. Both answering as
-// primary is refused: either could be the wrong one; so is a secondary's
-// address that answers for another session.
+// that site answers as the promoted primary and the config's primary is
+// gone or answers as a secondary, and the output says so. Both answering
+// as primary is refused: either could be the wrong one; so is a primary
+// that is silent rather than gone, and an address of either that answers
+// for another session.
 func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
 	if *f.addr != "" {
 		return f.named(cfg)
@@ -49,6 +53,15 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	}()
 	ps, perr := control.Fetch(ctx, prim)
 	<-done
+	// A site of another session on the primary's address is neither this
+	// session's primary nor gone: this session's old primary may run
+	// elsewhere, and a primary there would take the operation as its own.
+	// A secondary that reopens after a disk fault names no session until
+	// it reads its state; it is no primary.
+	if perr == nil && ps.Session != "" && ps.Session != cfg.Session {
+		return control.Endpoint{}, fmt.Errorf("the config's primary %s answers as the %s of session %q, not of session %q: "+
+			"check the config's control addresses, or name the site that takes the operation with --addr", prim.Addr, ps.Role, ps.Session, cfg.Session)
+	}
 	primaryAnswers := perr == nil && ps.Role == "primary"
 	// A site of another session on the secondary's address (a stale
 	// config) takes nothing: the token may be the same, and a volume of
@@ -63,6 +76,14 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	case primaryAnswers && promoted:
 		return control.Endpoint{}, fmt.Errorf("both sites answer as the primary: %s and %s, promoted since %s; "+
 			"name the one that takes the operation with --addr", prim.Addr, sec.Addr, ss.PromotedAt)
+	case promoted && perr != nil && !gone(perr):
+		// Only a primary that is gone lets the promoted site take the
+		// operation: one that is slow, cut off from this host past its
+		// handshake, or answering with no status may still run as the
+		// primary (a split brain), and both answering is refused.
+		return control.Endpoint{}, fmt.Errorf("the config's primary %s %s, and the config's secondary %s answers as the primary promoted since %s: "+
+			"the old primary may still run as a primary; name the site that takes the operation with --addr",
+			prim.Addr, unanswered(perr), sec.Addr, ss.PromotedAt)
 	case promoted:
 		fmt.Fprintf(stdout, "the promoted site at %s (primary since %s) takes the operation: the config's primary %s %s\n",
 			sec.Addr, ss.PromotedAt, prim.Addr, notPrimary(ps, perr))
@@ -85,6 +106,28 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr, cfg.Session))
 	}
 	return prim, nil
+}
+
+// gone reports whether a status call's error says that no site runs at
+// the address: the host or the network refused the connection, or the
+// name does not resolve. A timeout says nothing of the kind, and any
+// other error came from something that answered (a TLS handshake, an
+// HTTP status, a body).
+func gone(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return dns.IsNotFound
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
+
+// unanswered says how a site that is not gone failed its status call.
+func unanswered(err error) string {
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		return fmt.Sprintf("did not answer within %s (%v)", pairStatusWait, err)
+	}
+	return fmt.Sprintf("answered, but not with its status (%v)", err)
 }
 
 // notPromoted says why the config's secondary does not take the
