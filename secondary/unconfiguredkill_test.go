@@ -1,6 +1,7 @@
 package secondary
 
 import (
+	"strings"
 	"testing"
 
 	"duplex/apply"
@@ -56,4 +57,40 @@ func TestAKillBetweenTheForgettingAndTheWaitingGroupsApplied(t *testing.T) {
 	if s := r.sec.Stats(); s.Group != 4 {
 		t.Errorf("applied through group %d, want 4", s.Group)
 	}
+}
+
+// TestAFenceRefusedWhileTheGroupsWaitSaysHowToPromote: the primary site
+// lost while the groups that name vol2, out of the config, wait, no
+// primary will ever link to apply them. The fence a promote (or recover)
+// asks for is refused, and its refusal says the way that works without a
+// primary: vol2 back in the config, the groups applied to every volume.
+func TestAFenceRefusedWhileTheGroupsWaitSaysHowToPromote(t *testing.T) {
+	dir := killedWithGroupsUnapplied(t)
+	r := &rig{t: t, dir: dir, sizes: map[string]int64{"vol1": 1 << 20}, subs: []string{"ss1"}}
+	r.open()
+	t.Cleanup(r.close)
+	_, err := r.sec.Fence()
+	if err == nil {
+		t.Fatal("fenced while the groups that name vol2 wait")
+	}
+	for _, w := range []string{`"vol2"`, "promote", "without a primary", "back in this secondary's config"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the fence refused saying %q: want %q in it", err, w)
+		}
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.sizes = map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20}
+	r.open()
+	pos, err := r.sec.Fence()
+	if err != nil {
+		t.Fatalf("vol2 back in the config, the fence: %v", err)
+	}
+	if pos.Group != 4 {
+		t.Errorf("fenced at group %d, want 4", pos.Group)
+	}
+	holds(t, r, "vol1", 8192, 1)
+	holds(t, r, "vol1", 12288, 4)
+	holds(t, r, "vol2", 8192, 2)
 }
