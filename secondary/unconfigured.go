@@ -107,7 +107,8 @@ func (s *Secondary) waitForUnconfigured(gatedAhead bool) error {
 	}
 	s.torn = fmt.Errorf("the journaled groups %d through %d, not applied when the secondary stopped, name volume %s, which its config "+
 		"no longer has: they wait for a primary that links without it (the volume is then forgotten, and the groups applied to the "+
-		"others), and the volumes may hold part of them until then. If the volume stays in the session, %s",
+		"others), and the volumes may hold part of them until then. If the volume stays in the session, or to promote or recover this "+
+		"site without a primary (the groups are then applied to every volume), %s",
 		u.from, s.journaled.Group, names, back)
 	s.log.Warn("journaled groups name volumes this secondary's config no longer has: they wait for a primary that links without them, "+
 		"which forgets them; until then the volumes are not read. If a volume stays in the session, put it back in the config and start again",
