@@ -337,6 +337,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	if p.timer, err = timer.OpenPersistent(opts.FS, filepath.Join(p.stateDir, "timer.json"), opts.Clock, 0, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
+	starting.watchLease(p.timer, filepath.Join(p.stateDir, "timer.json"))
 	if p.promotion != nil {
 		// Every stamp follows what the volumes held when promoted.
 		p.timer.AtLeast(p.promotion.ConsistencyTime)
@@ -537,6 +538,10 @@ type startWait struct {
 	since time.Time
 	ended bool
 	stop  chan struct{}
+	// lease is the common timer once open, its file leasePath: see
+	// current.
+	lease     *timer.Timer
+	leasePath string
 }
 
 // watchStart watches the start's steps (step) until end.
@@ -557,7 +562,7 @@ func watchStart(log *slog.Logger, slow time.Duration) *startWait {
 			case <-t.C:
 			}
 			w.mu.Lock()
-			what, since := w.what, w.since
+			what, since := w.current()
 			w.mu.Unlock()
 			if what != warned {
 				warned, next = what, slow
@@ -577,6 +582,28 @@ func (w *startWait) step(what string) {
 	w.mu.Lock()
 	w.what, w.since = what, time.Now()
 	w.mu.Unlock()
+}
+
+// watchLease says the common timer is open, its lease in path: the
+// start's stamps (its markers') may wait for the lease's write from
+// then on.
+func (w *startWait) watchLease(t *timer.Timer, path string) {
+	w.mu.Lock()
+	w.lease, w.leasePath = t, path
+	w.mu.Unlock()
+}
+
+// current returns what the start waits for, and since when: its step,
+// unless the start's stamps wait for the write of the timer's lease (the
+// markers it makes before it serves, in the pair state's step), whose
+// disk may be the one that stopped answering. Called with w.mu held.
+func (w *startWait) current() (string, time.Time) {
+	if w.what != "" && w.lease != nil {
+		if d, waiting := w.lease.LeaseWait(); d > 0 && waiting > 0 {
+			return "the write of the timer's lease " + w.leasePath + " (the start's stamps wait for it)", time.Now().Add(-d)
+		}
+	}
+	return w.what, w.since
 }
 
 // end ends the watch (again: nothing).

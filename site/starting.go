@@ -57,8 +57,8 @@ func (w *startWait) status(session, role string) control.Status {
 	now := time.Now()
 	st := &control.StartingStatus{Since: w.began.UTC().Format(time.RFC3339)}
 	w.mu.Lock()
-	if w.what != "" {
-		st.Step, st.StepSince, st.StepSeconds = w.what, w.since.UTC().Format(time.RFC3339), max(now.Sub(w.since).Seconds(), 0)
+	if what, since := w.current(); what != "" {
+		st.Step, st.StepSince, st.StepSeconds = what, since.UTC().Format(time.RFC3339), max(now.Sub(since).Seconds(), 0)
 	}
 	w.mu.Unlock()
 	return control.Status{Session: session, Role: role, Link: "disconnected", Starting: st}
@@ -68,10 +68,11 @@ func (w *startWait) status(session, role string) control.Status {
 func (w *startWait) stepTaken() time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.what == "" {
+	what, since := w.current()
+	if what == "" {
 		return 0
 	}
-	return time.Since(w.since)
+	return time.Since(since)
 }
 
 // lockThenServe takes a site's lock (lock) and then serves its control

@@ -62,7 +62,7 @@ func openUnlessStopped[S any](ctx context.Context, started *func(*startWait), op
 	e := &startGivenUp{}
 	if w := steps.Load(); w != nil {
 		w.mu.Lock()
-		e.what, e.since = w.what, w.since
+		e.what, e.since = w.current()
 		w.mu.Unlock()
 	}
 	go func() {
