@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,4 +115,87 @@ func TestAStartWhoseMarkersWaitForAHungLeaseSaysSo(t *testing.T) {
 			t.Fatal("the start whose markers wait for a hung lease has not failed (it waits on its disk after failing?)")
 		}
 	})
+}
+
+// TestAStartWhoseRecoveryCopiesWaitForAHungLeaseFails: after a crash
+// with writes acknowledged and never shipped, a primary's start copies
+// the regions its activity log marked; the write of the timer's lease
+// hangs (its rename) once the recovery's resync marker is stamped, and
+// the copy's stamp, taken holding its subsystem's ordering lock, waits
+// for it. The
+// start fails once the wait for the lease has taken the disk's wait,
+// naming the lease's file, not a wait for the volumes' close later (it
+// served nothing: no write is under way to end); and the next start,
+// once the disk answers, copies the regions again.
+func TestAStartWhoseRecoveryCopiesWaitForAHungLeaseFails(t *testing.T) {
+	cfg := linkConfig(t)
+	s, dialer := crashWithUnshippedWrites(t, cfg, "vol1")
+	dir := PairStateDir(cfg)
+	h := newStateDiskHang()
+	t.Cleanup(h.release)
+	// Once the start has stamped the recovery's resync marker (its first
+	// stamp reading the pair state), the clock runs a minute ahead, past
+	// the lease's mark, and the lease's rename hangs: the copies' stamps
+	// wait for it.
+	var steps atomic.Pointer[startWait]
+	var ahead atomic.Bool
+	var reads atomic.Int32
+	clock := func() int64 {
+		now := time.Now().UnixNano()
+		if ahead.Load() {
+			return now + int64(time.Minute)
+		}
+		if w := steps.Load(); w != nil {
+			w.mu.Lock()
+			reading := strings.HasPrefix(w.what, "the pair state in ")
+			w.mu.Unlock()
+			if reading && reads.Add(1) == 2 {
+				h.fs.Inject(disk.Fault{Op: disk.OpRename, Under: filepath.Join(dir, "timer.json"), Hang: h.held})
+				ahead.Store(true)
+				return now + int64(time.Minute)
+			}
+		}
+		return now
+	}
+	const slow = 300 * time.Millisecond
+	opened := make(chan error, 1)
+	go func() {
+		p, err := OpenPrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{FS: h.fs, Clock: clock, slowDisk: slow, Dialer: dialer,
+			underStateLock: func(w *startWait) (*failover.Promotion, error) {
+				steps.Store(w)
+				return nil, nil
+			}})
+		if p != nil {
+			t.Error("a start whose recovery's copies wait for a hung lease returned a primary")
+			p.close()
+		}
+		opened <- err
+	}()
+	began := time.Now()
+	select {
+	case err := <-opened:
+		t.Logf("the start, after %s: %v", time.Since(began).Round(time.Millisecond), err)
+		if !ahead.Load() {
+			t.Fatal("the start copied no recovered region")
+		}
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "timer.json")) {
+			t.Errorf("the start whose recovery's copies wait for a hung lease: %v, want it failed naming the lease", err)
+		}
+	case <-time.After(slow + 5*time.Second):
+		t.Errorf("the start whose recovery's copies wait for a hung lease has not failed %s after it began", time.Since(began).Round(time.Millisecond))
+		h.release()
+		<-opened
+	}
+	h.release()
+	var p *Primary
+	waitFor(t, 40*time.Second, "a next start, once the disk answered", func() bool {
+		var err error
+		p, err = OpenPrimary(cfg, slog.New(slog.DiscardHandler), PrimaryOptions{Dialer: dialer})
+		return err == nil
+	})
+	stop := runUntil(t, func(ctx context.Context) { p.Run(ctx, time.Second) })
+	defer stop()
+	waitFor(t, 30*time.Second, "every pair duplex", func() bool { return allPairsDuplex(p.Status()) })
+	quiesceMover(t, p)
+	waitFor(t, 30*time.Second, "the secondary's vol1 to be the primary's", func() bool { return sameVolume(t, p, s, "vol1") })
 }
