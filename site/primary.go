@@ -51,6 +51,9 @@ type Primary struct {
 	// may be after Run returned: a stop goes on without a loop held by a
 	// disk that stopped answering (see awaitPairs). Set by Run.
 	pairsEnded <-chan struct{}
+	// startFailed says the start failed: it served nothing, so no
+	// update of a volume is under way for its close to end (see close).
+	startFailed bool
 	// logEnded is closed once the stop's last write of the activity log
 	// has ended, which may be after Run returned, as pairsEnded. Set by
 	// Run's stop.
@@ -254,6 +257,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			if p.actlog != nil {
 				p.logEnded = closeLogWithin(p.actlog, p.slowDisk, p.log)
 			}
+			p.startFailed = true
 			p.close()
 		}
 	}()
@@ -648,7 +652,15 @@ func (p *Primary) close() error {
 	p.endLife()
 	p.early.Close()
 	p.listeners.close()
-	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, endUpdatesOf(p.byVol))
+	ends := endUpdatesOf(p.byVol)
+	if p.startFailed {
+		// Ending the updates takes each subsystem's ordering lock, which
+		// a crash recovery's copy may hold for ever, its stamp waiting
+		// for a hung timer's lease (the start fails so): the failed start
+		// would wait the stop's wait on the volumes for nothing.
+		ends = nil
+	}
+	closed, err := closeVolumes(p.vols, p.stopFlushWait, p.beforeClose, ends)
 	if err != nil {
 		err = fmt.Errorf("primary: %w", err)
 	}
