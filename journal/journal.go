@@ -133,8 +133,11 @@ const MinSegmentSize = 1 << 20
 // to one record (a segment is closed only once it reaches segmentSize).
 // Segments released at once leave nothing more behind.
 func Needs(segmentSize, largestRecord int64) int64 {
-	return 2*segmentSize + 2*largestRecord
+	return 2*segmentSize + 2*RecordSpace(largestRecord)
 }
+
+// RecordSpace is the room a record of n bytes of data takes in a segment.
+func RecordSpace(n int64) int64 { return n }
 
 // segment is one segment file as the Journal knows it.
 type segment struct {
