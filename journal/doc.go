@@ -51,7 +51,9 @@ disk.Injector.
 The active segment is never released, and the segment before it stays until
 its records are released; each can grow past SegmentSize by up to one record.
 A journal therefore needs room for two segments and two of its largest records
-(Needs). A released segment kept as the spare (see Recycling) is space the
+as they lie on the disk (Needs): a record takes its header and padding
+besides its data, and one of more than 64 KiB up to 6.3 % more for its
+gaps (RecordSpace, which charges a small record none). A released segment kept as the spare (see Recycling) is space the
 next segment takes instead of new space, and is kept only while the file
 system has twice that room free. With Options.LargestRecord set, Open checks that the file system has
 that much free, counting the segments it holds but the active one, and
@@ -59,7 +61,7 @@ refuses with the numbers otherwise (CheckRoom repeats the check for a caller
 that will release only the records up to a given index); and unless SegmentSize is set it sizes
 segments to fit: a quarter of the room left after two records, between MinSegmentSize (1 MiB)
 and DefaultSegmentSize (64 MiB). A journal on a 64 MiB file system whose
-records reach 16 MiB gets 8 MiB segments and needs 48 MiB; with records of up
+records reach 16 MiB gets 8 MiB segments and needs 50 MiB; with records of up
 to 256 MiB it is refused.
 
 # Directory layout

@@ -130,14 +130,32 @@ const MinSegmentSize = 1 << 20
 // Needs is the space a journal must be able to allocate: the active segment,
 // which is never released, and the one before it, which stays until the
 // records in it are released, each up to segmentSize and overrunning it by up
-// to one record (a segment is closed only once it reaches segmentSize).
+// to one record (a segment is closed only once it reaches segmentSize) as it
+// lies on the disk (RecordSpace), in whole blocks of the file system.
 // Segments released at once leave nothing more behind.
 func Needs(segmentSize, largestRecord int64) int64 {
-	return 2*segmentSize + 2*RecordSpace(largestRecord)
+	return 2 * (segmentSize + RecordSpace(largestRecord) + directAlign)
 }
 
-// RecordSpace is the room a record of n bytes of data takes in a segment.
-func RecordSpace(n int64) int64 { return n }
+// RecordSpace bounds the room a record of n bytes of data takes in a
+// segment: its header and padding and, for a record that can have gaps
+// (see doc.go, "Records with gaps": only one of more than 64 KiB, a gap
+// before each of its parts of at least 64 KiB), a gap table entry and a
+// gap of the coarsest grain's (4095 bytes) for every 64 KiB of it, up to
+// 6.3 % more than its data. A record of at most 64 KiB is charged no gap.
+func RecordSpace(n int64) int64 {
+	n = max(n, 0)
+	plain := recordHeaderSize + n + int64(padding(int(n%recordAlign)))
+	if n <= int64(copyThreshold) || inPlaceMin <= 0 {
+		return plain
+	}
+	parts := n / int64(inPlaceMin)
+	if parts == 0 {
+		return plain
+	}
+	onDisk := n + parts*(maxGap-1)
+	return max(plain, gappedHeaderSize+parts*gapEntrySize+onDisk+int64(padding(int(onDisk%recordAlign))))
+}
 
 // segment is one segment file as the Journal knows it.
 type segment struct {
@@ -317,7 +335,7 @@ func (j *Journal) checkRoom(through uint64) error {
 	}
 	if need := Needs(j.opts.SegmentSize, largest); need > room {
 		return fmt.Errorf("journal %s needs %s (2 segments of %s, the active one and the one before it, "+
-			"plus room for 2 records of up to %s) but its file system has %s free and %s in segments to release: "+
+			"plus room for 2 records of up to %s with their headers and gaps) but its file system has %s free and %s in segments to release: "+
 			"free space, or put the journal on a larger file system",
 			j.dir, mib(need), mib(j.opts.SegmentSize), mib(largest), mib(free), mib(releasable))
 	}

@@ -9,6 +9,7 @@ import (
 
 	"duplex/apply"
 	"duplex/consistency"
+	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
 )
@@ -394,7 +395,7 @@ func (s *Secondary) shortOfRoomLocked() bool {
 	if !ok {
 		free, ok = s.journalFree()
 	}
-	return ok && int64(free) < s.holdReserve()+s.largestGroup()
+	return ok && int64(free) < s.holdReserve()+journal.RecordSpace(s.largestGroup())
 }
 
 // nextJob returns the next group to apply: from the applier's queue, then

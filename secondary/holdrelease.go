@@ -63,7 +63,7 @@ func (s *Secondary) releaseIfShort(g *consistency.Group) *holdRelease {
 		return nil
 	}
 	reserve := s.holdReserve()
-	if int64(free) >= reserve+groupSize(g) {
+	if int64(free) >= reserve+journal.RecordSpace(groupSize(g)) {
 		return nil
 	}
 	trial := s.pairs.clone()
