@@ -61,7 +61,7 @@ func (c *Config) Validate() error {
 	}
 	if hasP && hasS && c.sameMachine() && c.Primary.Journal != "" && c.Secondary.Journal != "" {
 		// The same path is refused as any shared file is (checkKeys).
-		if pj, sj := c.Resolve(c.Primary.Journal), c.Resolve(c.Secondary.Journal); pj != sj && filepath.Dir(pj) == filepath.Dir(sj) {
+		if pj, sj := realPath(c.Resolve(c.Primary.Journal)), realPath(c.Resolve(c.Secondary.Journal)); pj != sj && filepath.Dir(pj) == filepath.Dir(sj) {
 			p.add("primary.journal", "%q is in the directory of secondary.journal (%s), and both sites run on this machine: a site keeps its "+
 				"secondary's state, its promotion and its lock beside its journal (state.json, promoted/, secondary.lock), which would be the "+
 				"other site's; give each journal a directory of its own", c.Primary.Journal, filepath.Dir(sj))
@@ -78,7 +78,8 @@ func (c *Config) Validate() error {
 // addresses, rates and enums are well formed; unique keys are; groups of
 // keys are set together.
 func (c *Config) checkKeys(p *problems) {
-	type unique struct{ group, site, path, value string } // site "" on one machine
+	// site is "" on one machine, where key is a path's real one (realPath).
+	type unique struct{ group, site, path, value, key string }
 	var seen []unique
 	visit("", "", reflect.ValueOf(c).Elem(), nil, schema, func(path, _ string, f *field, v reflect.Value, _ any) bool {
 		if (f.zero == "" || !v.IsZero()) && (f.min.IsValid() && v.Int() < f.min.Int() || f.max.IsValid() && v.Int() > f.max.Int()) {
@@ -114,16 +115,21 @@ func (c *Config) checkKeys(p *problems) {
 		if _, port, _ := bindHosts(v.String()); f.unique == "" || f.kind == "listen" && port == "0" { // any free port: no collision
 			return true
 		}
-		u := unique{f.unique, siteOf(path), path, v.String()}
+		u := unique{group: f.unique, site: siteOf(path), path: path, value: v.String()}
 		if c.sameMachine() {
 			u.site = ""
 		}
 		if f.kind == "path" {
 			u.value = c.Resolve(u.value)
+			if u.site == "" {
+				// Both sites' paths are this machine's: two that name one
+				// file through a link are one file.
+				u.key = realPath(u.value)
+			}
 		}
 		// Listeners are compared by what the kernel binds, not by text.
 		for _, e := range seen {
-			if e.group != u.group || e.site != u.site || e.value != u.value && (f.kind != "listen" || !listenersOverlap(e.value, u.value)) {
+			if e.group != u.group || e.site != u.site || e.value != u.value && (e.key == "" || e.key != u.key) && (f.kind != "listen" || !listenersOverlap(e.value, u.value)) {
 				continue
 			}
 			why, also := uniqueWhy[f.unique], ""
@@ -131,6 +137,8 @@ func (c *Config) checkKeys(p *problems) {
 				also = ", and both sites run on this machine"
 			}
 			switch {
+			case e.value != u.value && f.kind == "path":
+				p.add(path, "%q is also %s (%q, the same file through a link)%s: %s", u.value, e.path, e.value, also, why)
 			case e.value != u.value:
 				p.add(path, "%q binds the port of %s (%q)%s: %s", u.value, e.path, e.value, also, why)
 			case f.kind == "name":
@@ -350,5 +358,27 @@ func (c *Config) validateCoupling(p *problems) {
 		if tlsSet && u.Scheme == "http" {
 			p.add(at, "%q is plain http, but [coupling] has TLS settings (tls_ca, tls_cert): write https://", e)
 		}
+	}
+}
+
+// realPath is path, absolute, as the file system resolves it, to tell
+// whether two paths of this machine name one file: the symbolic links of
+// the longest part of it that exists evaluated, and the rest, which does
+// not exist yet, cleaned onto that.
+func realPath(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	rest := ""
+	for p := filepath.Clean(path); ; {
+		parent := filepath.Dir(p)
+		rest = filepath.Join(filepath.Base(p), rest)
+		if parent == p {
+			return filepath.Clean(path)
+		}
+		if r, err := filepath.EvalSymlinks(parent); err == nil {
+			return filepath.Join(r, rest)
+		}
+		p = parent
 	}
 }
