@@ -59,6 +59,11 @@ type Fault struct {
 	// closed and then go on, with no error: a disk that stopped answering
 	// and answers again. Err is then not used.
 	Hang <-chan struct{}
+	// Direct limits the fault to reads and writes of files opened or set
+	// O_DIRECT, which an Injector's files are only after PassDirect: with
+	// Err EINVAL, a file system that says it takes direct I/O (statx) and
+	// refuses it.
+	Direct bool
 }
 
 // Injector is an FS that passes operations to another FS and fails those
@@ -69,6 +74,7 @@ type Injector struct {
 	mu       sync.Mutex
 	faults   []*armed
 	injected [opCount]int
+	direct   bool // PassDirect
 }
 
 type armed struct {
@@ -93,6 +99,18 @@ func (in *Injector) Inject(f Fault) {
 	in.mu.Unlock()
 }
 
+// PassDirect makes the files the Injector opens from then on offer the
+// operating system's descriptor of the files they wrap (SyscallConn), as
+// OS's files do, so the journal and the volumes write them directly
+// (O_DIRECT) where the file system takes that, and a Fault with Direct
+// reaches those writes. Without it they are written through the page
+// cache.
+func (in *Injector) PassDirect() {
+	in.mu.Lock()
+	in.direct = true
+	in.mu.Unlock()
+}
+
 // Clear removes every fault: the disk works again (space was freed).
 func (in *Injector) Clear() {
 	in.mu.Lock()
@@ -111,19 +129,28 @@ func (in *Injector) Injected(op Op) int {
 // check returns the error to fail op on path with, or nil; it waits
 // first while a Hang fault holds op.
 func (in *Injector) check(op Op, path string) error {
-	hang, err := in.match(op, path)
+	return in.checkFile(op, path, nil)
+}
+
+// checkFile is check of an operation on file, which a Fault with Direct
+// matches only while it is set O_DIRECT (nil: never).
+func (in *Injector) checkFile(op Op, path string, file File) error {
+	hang, err := in.match(op, path, file)
 	if hang != nil {
 		<-hang
 	}
 	return err
 }
 
-func (in *Injector) match(op Op, path string) (<-chan struct{}, error) {
+func (in *Injector) match(op Op, path string, file File) (<-chan struct{}, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	path = filepath.Clean(path)
 	for _, f := range in.faults {
 		if f.Op != op || !under(path, f.Under) {
+			continue
+		}
+		if f.Direct && (file == nil || !isDirect(file)) {
 			continue
 		}
 		if f.Once && f.fired {
@@ -161,8 +188,32 @@ func (in *Injector) OpenFile(name string, flag int, perm fs.FileMode) (File, err
 	if err != nil {
 		return nil, err
 	}
-	return &injectFile{File: f, in: in}, nil
+	return in.wrap(f), nil
 }
+
+// wrap is f as the Injector hands it out: with its descriptor after
+// PassDirect, where f has one.
+func (in *Injector) wrap(f File) File {
+	in.mu.Lock()
+	direct := in.direct
+	in.mu.Unlock()
+	if sc, ok := f.(syscallConner); ok && direct {
+		return &directInjectFile{injectFile: injectFile{File: f, in: in}, sc: sc}
+	}
+	return &injectFile{File: f, in: in}
+}
+
+type syscallConner interface {
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// directInjectFile is an injectFile that offers its file's descriptor.
+type directInjectFile struct {
+	injectFile
+	sc syscallConner
+}
+
+func (f *directInjectFile) SyscallConn() (syscall.RawConn, error) { return f.sc.SyscallConn() }
 
 func (in *Injector) CreateTemp(dir, pattern string) (File, error) {
 	if err := in.check(OpCreate, filepath.Join(dir, pattern)); err != nil {
@@ -172,7 +223,7 @@ func (in *Injector) CreateTemp(dir, pattern string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &injectFile{File: f, in: in}, nil
+	return in.wrap(f), nil
 }
 
 func (in *Injector) Remove(name string) error {
@@ -214,28 +265,28 @@ type injectFile struct {
 }
 
 func (f *injectFile) Write(p []byte) (int, error) {
-	if err := f.in.check(OpWrite, f.Name()); err != nil {
+	if err := f.in.checkFile(OpWrite, f.Name(), f.File); err != nil {
 		return 0, pathErr(OpWrite, f.Name(), err)
 	}
 	return f.File.Write(p)
 }
 
 func (f *injectFile) WriteAt(p []byte, off int64) (int, error) {
-	if err := f.in.check(OpWrite, f.Name()); err != nil {
+	if err := f.in.checkFile(OpWrite, f.Name(), f.File); err != nil {
 		return 0, pathErr(OpWrite, f.Name(), err)
 	}
 	return f.File.WriteAt(p, off)
 }
 
 func (f *injectFile) Read(p []byte) (int, error) {
-	if err := f.in.check(OpRead, f.Name()); err != nil {
+	if err := f.in.checkFile(OpRead, f.Name(), f.File); err != nil {
 		return 0, pathErr(OpRead, f.Name(), err)
 	}
 	return f.File.Read(p)
 }
 
 func (f *injectFile) ReadAt(p []byte, off int64) (int, error) {
-	if err := f.in.check(OpRead, f.Name()); err != nil {
+	if err := f.in.checkFile(OpRead, f.Name(), f.File); err != nil {
 		return 0, pathErr(OpRead, f.Name(), err)
 	}
 	return f.File.ReadAt(p, off)
