@@ -1,8 +1,10 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	"duplex/disk"
 )
@@ -33,6 +35,38 @@ func (j *Journal) write(f disk.File, parts [][]byte, off int64) (int64, error) {
 	if !j.direct {
 		return disk.WriteV(f, parts, off)
 	}
+	n, err := j.writeDirect(f, parts, off)
+	if err == nil || !errors.Is(err, syscall.EINVAL) {
+		return n, err
+	}
+	// The file system said it takes direct writes (statx) and refused
+	// one: a way of writing to give up, not a failed disk. The record is
+	// written again, whole, through the page cache, over what of it the
+	// direct writes before the refused one wrote; Sync's fdatasync covers
+	// both, the device's cache included, as before.
+	if berr := j.dropDirect(f); berr != nil {
+		return 0, fmt.Errorf("%w; writing through the page cache instead failed too: %v", err, berr)
+	}
+	j.opts.Logger.Warn("journal: the file system refused a direct write although it reports direct I/O; writing through the page cache from now on",
+		"dir", j.dir, "grain", j.refusedGrain, "err", err)
+	return disk.WriteV(f, parts, off)
+}
+
+// dropDirect makes f, the active segment, written through the page cache
+// from now on, and every later segment too.
+func (j *Journal) dropDirect(f disk.File) error {
+	if err := setBuffered(f); err != nil {
+		return err
+	}
+	j.refused, j.refusedGrain = true, j.grain
+	// Its file may reach past its records, with the zeros a direct write
+	// ends with: it is cut to them before it is closed (trimLocked).
+	j.direct, j.grain, j.tail, j.long, j.dbuf = false, 0, 0, true, nil
+	return nil
+}
+
+// writeDirect is write of f taking direct writes.
+func (j *Journal) writeDirect(f disk.File, parts [][]byte, off int64) (int64, error) {
 	n := 0
 	for _, p := range parts {
 		n += len(p)

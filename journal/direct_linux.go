@@ -73,3 +73,33 @@ func fitDirect(f disk.File) (direct, osFile bool, grain int) {
 	})
 	return direct, true, grain
 }
+
+// setBuffered clears O_DIRECT on f, an operating-system file (anything
+// else is left as it is): it is written and read through the page cache
+// from then on.
+func setBuffered(f disk.File) error {
+	of, ok := f.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return nil
+	}
+	rc, err := of.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil {
+			ferr = err
+			return
+		}
+		if flags&unix.O_DIRECT != 0 {
+			_, ferr = unix.FcntlInt(fd, unix.F_SETFL, flags&^unix.O_DIRECT)
+		}
+	}); err != nil {
+		return err
+	}
+	return ferr
+}

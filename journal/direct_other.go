@@ -12,3 +12,6 @@ const oDirect = 0
 
 // keepDirect reports false: reads bypass the page cache on Linux only.
 func keepDirect(f disk.File) bool { return false }
+
+// setBuffered does nothing: no file is written directly.
+func setBuffered(f disk.File) error { return nil }

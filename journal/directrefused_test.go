@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"hash/crc32"
+	"log/slog"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -34,7 +36,9 @@ func TestRefusedDirectWritesFallBackToThePageCache(t *testing.T) {
 			in := disk.NewInjector(nil)
 			in.PassDirect()
 			in.Inject(disk.Fault{Op: disk.OpWrite, Direct: true, Skip: tc.skip, Err: syscall.EINVAL})
-			j := openT(t, dir, Options{FS: in, SegmentSize: 1 << 20, MaxRecord: 16 << 20})
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			j := openT(t, dir, Options{FS: in, SegmentSize: 1 << 20, MaxRecord: 16 << 20, Logger: log})
 			var want [][]byte
 			add := func(i uint64) {
 				t.Helper()
@@ -62,6 +66,9 @@ func TestRefusedDirectWritesFallBackToThePageCache(t *testing.T) {
 			if in.Injected(disk.OpWrite) == 0 {
 				t.Fatal("no direct write was refused: the journal wrote none")
 			}
+			if n := strings.Count(logs.String(), "refused a direct write"); n != 1 {
+				t.Errorf("the journal logged the refusal %d times over %d segments, want once:\n%s", n, len(segFiles(t, dir)), logs.String())
+			}
 			// A Sync after the fallback still fsyncs what it covers: one that
 			// fails leaves the record it did not cover out of the journal.
 			in.Inject(disk.Fault{Op: disk.OpSync, Err: disk.EIO, Once: true})
@@ -74,8 +81,11 @@ func TestRefusedDirectWritesFallBackToThePageCache(t *testing.T) {
 
 			// Reopened on a file system that refuses direct reads too.
 			in.Inject(disk.Fault{Op: disk.OpRead, Direct: true, Err: syscall.EINVAL})
-			j = openT(t, dir, Options{FS: in, SegmentSize: 1 << 20, MaxRecord: 16 << 20})
+			j = openT(t, dir, Options{FS: in, SegmentSize: 1 << 20, MaxRecord: 16 << 20, Logger: log})
 			defer j.Close()
+			if in.Injected(disk.OpRead) == 0 {
+				t.Fatal("Open read the last segment with no direct read refused")
+			}
 			got := replayAll(t, j, 0)
 			if len(got) != len(want) {
 				t.Fatalf("replayed %d records, want %d", len(got), len(want))

@@ -203,6 +203,12 @@ it is the active segment:
 
 A file system that refuses direct writes gets the page cache, without
 an error: the format and the recovery do not depend on the way of writing.
+So does one that reports a direct-I/O alignment and then refuses a direct
+write (EINVAL): the journal says so once (Options.Logger), writes that
+record again, whole, through the page cache, and every later one so, in
+this segment and the next; the fdatasync of Sync covers them, and what the
+direct writes before left in the device's cache, as it did. Open reads the
+last segment through the page cache where its direct read is refused.
 
 # Recycling
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -121,6 +122,10 @@ type Options struct {
 	// Buffered makes the journal write through the page cache even where
 	// the file system takes direct writes (see doc.go, "Direct writes").
 	Buffered bool
+	// Logger says, once, that the file system refused a direct write and
+	// the journal writes through the page cache from then on (default
+	// slog.Default()).
+	Logger *slog.Logger
 }
 
 // MinSegmentSize is the smallest segment that Open chooses when it sizes
@@ -228,8 +233,13 @@ type Journal struct {
 	// copied counts the bytes direct writes copied into dbuf rather than
 	// taking them where they lay.
 	copied int64
-	closed bool
-	fit    bool // Open sized the segments to the file system
+	// refused is set once the file system refused a direct write (EINVAL)
+	// of a file it said takes them: no segment is written directly again.
+	// refusedGrain is the grain the file system said it takes, for the log.
+	refused      bool
+	refusedGrain int
+	closed       bool
+	fit          bool // Open sized the segments to the file system
 	// spare is set while the directory holds a released segment's file
 	// under spareName, of spareSize bytes, its header zeroed and its name
 	// durable: the next segment is that file renamed, written over in
@@ -266,6 +276,9 @@ func Open(dir string, opts Options) (*Journal, error) {
 	}
 	if opts.MaxRecord == 0 {
 		opts.MaxRecord = DefaultMaxRecord
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 
 	fsys := disk.Or(opts.FS)
@@ -450,7 +463,7 @@ func (j *Journal) recover() error {
 // the bytes the next write must rewrite (a direct file is read aligned).
 func (j *Journal) useDirect(size int64) error {
 	j.direct, j.tail, j.grain = false, 0, 0
-	if j.opts.Buffered {
+	if j.opts.Buffered || j.refused {
 		return nil
 	}
 	tail := int(size % directAlign)
@@ -499,6 +512,15 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	var r io.ReaderAt = f
 	if flag&oDirect != 0 && keepDirect(f) {
 		r = newDeviceReader(f, size)
+		if _, err := r.ReadAt(make([]byte, 1), 0); errors.Is(err, syscall.EINVAL) && size > 0 {
+			// A file system that says it takes direct I/O and refuses it
+			// is read through the page cache, as one that says it takes
+			// none (see doc.go, Recovery).
+			if err := setBuffered(f); err != nil {
+				return seg, false, fmt.Errorf("journal %s: direct read refused, and O_DIRECT could not be cleared: %w", path, err)
+			}
+			r = f
+		}
 	}
 
 	var hdr [segmentHeaderSize]byte
@@ -740,7 +762,7 @@ func (j *Journal) startSegment(seg segment, parts [][]byte) error {
 	}
 	old, oldDirect, oldTail, oldLong, oldGrain := j.f, j.direct, j.tail, j.long, j.grain
 	grain := 0
-	if !j.opts.Buffered {
+	if !j.opts.Buffered && !j.refused {
 		grain = setDirect(f)
 	}
 	j.f, j.direct, j.tail, j.long, j.grain = f, grain != 0, 0, recycled, grain

@@ -64,7 +64,7 @@ func TestRefusedDirectWritesKeepTheSecondaryGoing(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := strings.Count(r.logs.String(), "direct"); n != 1 {
-		t.Errorf("the log mentions direct writes %d times, want once:\n%s", n, r.logs.String())
+	if n := strings.Count(r.logs.String(), "refused a direct write"); n != 1 {
+		t.Errorf("the log says %d times that the file system refused a direct write, want once:\n%s", n, r.logs.String())
 	}
 }

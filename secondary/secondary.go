@@ -580,7 +580,7 @@ func Open(cfg Config) (*Secondary, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes, FS: cfg.FS, LargestRecord: cfg.LargestGroup})
+	j, err := journal.Open(cfg.JournalDir, journal.Options{MaxRecord: MaxGroupBytes, FS: cfg.FS, LargestRecord: cfg.LargestGroup, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
