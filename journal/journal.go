@@ -512,7 +512,9 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 	var r io.ReaderAt = f
 	if flag&oDirect != 0 && keepDirect(f) {
 		r = newDeviceReader(f, size)
-		if _, err := r.ReadAt(make([]byte, 1), 0); errors.Is(err, syscall.EINVAL) && size > 0 {
+		_, err := r.ReadAt(make([]byte, 1), 0)
+		switch {
+		case errors.Is(err, syscall.EINVAL):
 			// A file system that says it takes direct I/O and refuses it
 			// is read through the page cache, as one that says it takes
 			// none (see doc.go, Recovery).
@@ -520,6 +522,10 @@ func (j *Journal) scanSegment(path string, nameFirst uint64, prev *segment, isLa
 				return seg, false, fmt.Errorf("journal %s: direct read refused, and O_DIRECT could not be cleared: %w", path, err)
 			}
 			r = f
+		case err != nil && err != io.EOF:
+			// Such as the failed writeback of its dirty pages that a
+			// direct read makes first.
+			return seg, false, fmt.Errorf("journal %s: %w", path, err)
 		}
 	}
 
