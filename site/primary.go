@@ -114,6 +114,8 @@ type Primary struct {
 	drainCutShort func()
 	// stopFlushWait: see StopFlushWait.
 	stopFlushWait time.Duration
+	// patience: see unreachablePatience.
+	patience time.Duration
 	// slowDisk is how long a write of the state directory may take
 	// before status says that it waits on its disk (see stateDiskWait).
 	slowDisk time.Duration
@@ -203,6 +205,8 @@ type PrimaryOptions struct {
 	beforeClose func(vol string)
 	// stopFlushWait replaces StopFlushWait (tests).
 	stopFlushWait time.Duration
+	// unreachablePatience replaces unreachablePatience (tests).
+	unreachablePatience time.Duration
 	// slowDisk replaces secondary.DefaultSlowDisk as how long a write
 	// of the state directory waits before status says so (tests).
 	slowDisk time.Duration
@@ -457,6 +461,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.actlog = al
 	p.beforeFlush, p.beforeClose, p.afterStopSave, p.drainCutShort = opts.beforeFlush, opts.beforeClose, opts.afterStopSave, opts.drainCutShort
 	p.stopFlushWait = cmp.Or(opts.stopFlushWait, StopFlushWait)
+	p.patience = cmp.Or(opts.unreachablePatience, unreachablePatience)
 	p.flushes = map[string]*volumeFlushes{}
 	for name := range p.vols {
 		p.flushes[name] = &volumeFlushes{}
@@ -1839,7 +1844,7 @@ func (p *Primary) drain(ctx context.Context) error {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if up, since := p.mover.Link(); !up && time.Since(later(since, start)) >= unreachablePatience {
+			if up, since := p.mover.Link(); !up && time.Since(later(since, start)) >= p.patience {
 				cancel(&linkDownError{since: since, lastErr: p.mover.Stats().LastError})
 				return
 			}
@@ -1981,7 +1986,7 @@ func (p *Primary) onlyMarkersAnnouncedAgain(ctx context.Context) (int, bool) {
 // for a while: waiting longer ships nothing, and the stop is then recorded as
 // unclean, so the next start copies the activity log's regions.
 func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc) {
-	const patience = unreachablePatience
+	patience := p.patience
 	var downSince time.Time
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()

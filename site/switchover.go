@@ -1049,7 +1049,7 @@ func (p *Primary) predrain(ctx context.Context, until time.Time) error {
 		if used <= target || time.Now().After(until) {
 			return nil
 		}
-		if up, since := p.mover.Link(); !up && time.Since(since) >= unreachablePatience {
+		if up, since := p.mover.Link(); !up && time.Since(since) >= p.patience {
 			return &linkDownError{since: since, lastErr: p.mover.Stats().LastError}
 		}
 		select {

@@ -1,0 +1,100 @@
+package site
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"duplex/transport"
+)
+
+// stopRig is a primary and its secondary of rejoinConfig joined by an
+// in-memory link (fwd, to cut it), the primary's drain waiting patience
+// on a link that is down and its stop's drain a minute at most.
+type stopRig struct {
+	fwd      *transport.MemNetwork
+	sec      *Secondary
+	prim     *Primary
+	logs     *logBuffer
+	runErr   error
+	stopPrim func()
+}
+
+func newStopRig(t *testing.T, patience time.Duration) *stopRig {
+	t.Helper()
+	cfg := rejoinConfig(t)
+	r := &stopRig{fwd: transport.NewMemNetwork(1, transport.Faults{}), logs: &logBuffer{}}
+	log := slog.New(slog.NewTextHandler(r.logs, nil))
+	sec, err := OpenSecondary(cfg, log, SecondaryOptions{Listener: r.fwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sec = sec
+	runFor(t, sec.Run)
+	r.prim, err = OpenPrimary(cfg, log, PrimaryOptions{Dialer: r.fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond,
+		unreachablePatience: patience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stopPrim = runFor(t, func(ctx context.Context) error { r.runErr = r.prim.Run(ctx, time.Minute); return r.runErr })
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(r.prim.Status()) })
+	if err := r.prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{1}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	quiesceMover(t, r.prim)
+	return r
+}
+
+// TestAStopWithTheLinkLongDownEndsAtOnce: a stop whose link to the
+// secondary has been down for longer than a drain waits for one (the
+// patience) ends at once, not clean, rather than wait the patience again:
+// the drain would give up on it at its first look, having shipped nothing,
+// and the next start copies the same regions either way.
+func TestAStopWithTheLinkLongDownEndsAtOnce(t *testing.T) {
+	const patience = 2 * time.Second
+	r := newStopRig(t, patience)
+	r.fwd.SetDown(true)
+	if err := r.prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{2}, 4096), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the link down for longer than the patience", func() bool {
+		up, since := r.prim.Mover().Link()
+		return !up && time.Since(since) > patience+200*time.Millisecond
+	})
+	start := time.Now()
+	r.stopPrim()
+	took := time.Since(start)
+	if took >= patience/2 {
+		t.Errorf("the stop took %s with the link down for longer than the patience (%s): it waited for a link that had had its patience",
+			took.Round(time.Millisecond), patience)
+	}
+	if r.runErr == nil {
+		t.Error("the stop reported clean with a write never shipped")
+	}
+	t.Logf("stopped after %s: %v", took.Round(time.Millisecond), r.runErr)
+}
+
+// TestAStopWaitsForALinkJustDown: a stop whose link went down just before
+// it waits for the link, up to the patience from when it went down: a
+// link that comes back meanwhile (the mover redials) takes what is held,
+// and the stop is clean, the next start copying nothing.
+func TestAStopWaitsForALinkJustDown(t *testing.T) {
+	const patience = 8 * time.Second
+	r := newStopRig(t, patience)
+	r.fwd.SetDown(true)
+	if err := r.prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{2}, 4096), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	back := time.AfterFunc(500*time.Millisecond, func() { r.fwd.SetDown(false) })
+	defer back.Stop()
+	start := time.Now()
+	r.stopPrim()
+	if r.runErr != nil {
+		t.Fatalf("the stop, the link back within the patience, failed after %s: %v", time.Since(start).Round(time.Millisecond), r.runErr)
+	}
+	if len(r.logs.lines("everything shipped to the secondary")) == 0 {
+		t.Errorf("the stop did not say everything shipped:\n%s", r.logs.String())
+	}
+}
