@@ -1823,28 +1823,29 @@ func (o pairOps) SuspendAll(ctx context.Context, drain bool) ([]string, error) {
 	return o.p.pairs.SuspendAll()
 }
 
-// unreachablePatience is how long a drain waits on a link that is down:
-// waiting longer ships nothing.
+// unreachablePatience is how long a link may have been down, counted from
+// when it went down, before a drain gives up on it: a link that drops for
+// a moment comes back (the mover redials) within it, and waiting longer
+// ships nothing.
 const unreachablePatience = 10 * time.Second
 
 // drain ships everything captured so far, within ctx. It gives up once the
-// link has been down for unreachablePatience during the drain, so that an
-// operator who drains an unreachable link hears so long before the timeout
-// runs out, while a link that comes back (the mover redials within the
-// patience) is waited for; and once the timer's lease has not been
+// link has been down for unreachablePatience, at once if it has been when
+// the drain begins, so that an operator who drains an unreachable link
+// hears so long before the timeout runs out, while a link that comes back
+// (the mover redials within the patience) is waited for; and once the timer's lease has not been
 // written for StopFlushWait (see giveUpOnLease). Its error says why it could not drain and what is
 // still held for the secondary.
 func (p *Primary) drain(ctx context.Context) error {
 	dctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	watched := make(chan struct{})
-	start := time.Now()
 	go func() {
 		defer close(watched)
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if up, since := p.mover.Link(); !up && time.Since(later(since, start)) >= p.patience {
+			if up, since := p.mover.Link(); !up && time.Since(since) >= p.patience {
 				cancel(&linkDownError{since: since, lastErr: p.mover.Stats().LastError})
 				return
 			}
@@ -1982,31 +1983,29 @@ func (p *Primary) onlyMarkersAnnouncedAgain(ctx context.Context) (int, bool) {
 	})
 }
 
-// abandonWhenUnreachable ends a drain once the secondary has been unreachable
-// for a while: waiting longer ships nothing, and the stop is then recorded as
-// unclean, so the next start copies the activity log's regions.
+// abandonWhenUnreachable ends a drain once the link to the secondary has
+// been down for the patience, counted from when it went down, not from
+// the drain's start: a link down that long when the stop begins ends the
+// wait at once, since waiting the patience again ships nothing more
+// likely than the patience did, and the stop is recorded as unclean
+// either way, so the next start copies the activity log's regions. A
+// link that went down just before the stop is waited for the rest of the
+// patience: it may come back (the mover redials) and take what is held,
+// and the stop is then clean.
 func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc) {
-	patience := p.patience
-	var downSince time.Time
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
+		if up, since := p.mover.Link(); !up && time.Since(since) >= p.patience {
+			p.log.Warn("secondary unreachable: stopping without shipping everything",
+				"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience)
+			cancel()
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if p.mover.Stats().Connected {
-			downSince = time.Time{}
-			continue
-		}
-		if downSince.IsZero() {
-			downSince = time.Now()
-		}
-		if time.Since(downSince) > patience {
-			p.log.Warn("secondary unreachable: stopping without shipping everything", "waited", patience)
-			cancel()
-			return
 		}
 	}
 }
