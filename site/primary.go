@@ -922,7 +922,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	tctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	dctx, cancelCause := context.WithCancelCause(tctx)
-	go p.abandonWhenUnreachable(dctx, cancel)
+	go p.abandonWhenUnreachable(dctx, cancel, time.Now())
 	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
 	var err error
@@ -1823,29 +1823,31 @@ func (o pairOps) SuspendAll(ctx context.Context, drain bool) ([]string, error) {
 	return o.p.pairs.SuspendAll()
 }
 
-// unreachablePatience is how long a link may have been down, counted from
-// when it went down, before a drain gives up on it: a link that drops for
-// a moment comes back (the mover redials) within it, and waiting longer
-// ships nothing.
+// unreachablePatience is how long a drain waits for a link that is down:
+// a link that drops for a moment comes back (the mover redials) within
+// it, and waiting longer ships nothing.
 const unreachablePatience = 10 * time.Second
 
 // drain ships everything captured so far, within ctx. It gives up once the
-// link has been down for unreachablePatience, at once if it has been when
-// the drain begins, so that an operator who drains an unreachable link
-// hears so long before the timeout runs out, while a link that comes back
-// (the mover redials within the patience) is waited for; and once the timer's lease has not been
+// secondary is unreachable (see unreachable: the link down for
+// unreachablePatience, or, down that long already when the drain
+// begins, the mover's next dial failed too), so that an operator who
+// drains an unreachable link hears so long before the timeout runs out,
+// while a link that comes back (the mover redials within the patience)
+// is waited for; and once the timer's lease has not been
 // written for StopFlushWait (see giveUpOnLease). Its error says why it could not drain and what is
 // still held for the secondary.
 func (p *Primary) drain(ctx context.Context) error {
 	dctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	watched := make(chan struct{})
+	start := time.Now()
 	go func() {
 		defer close(watched)
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if up, since := p.mover.Link(); !up && time.Since(since) >= p.patience {
+			if down, since := p.unreachable(start); down {
 				cancel(&linkDownError{since: since, lastErr: p.mover.Stats().LastError})
 				return
 			}
@@ -1983,20 +1985,15 @@ func (p *Primary) onlyMarkersAnnouncedAgain(ctx context.Context) (int, bool) {
 	})
 }
 
-// abandonWhenUnreachable ends a drain once the link to the secondary has
-// been down for the patience, counted from when it went down, not from
-// the drain's start: a link down that long when the stop begins ends the
-// wait at once, since waiting the patience again ships nothing more
-// likely than the patience did, and the stop is recorded as unclean
-// either way, so the next start copies the activity log's regions. A
-// link that went down just before the stop is waited for the rest of the
-// patience: it may come back (the mover redials) and take what is held,
-// and the stop is then clean.
-func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc) {
+// abandonWhenUnreachable ends the stop's drain, begun at start, once the
+// secondary is unreachable (see unreachable): waiting longer ships
+// nothing, and the stop is then recorded as unclean, so the next start
+// copies the activity log's regions.
+func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc, start time.Time) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if up, since := p.mover.Link(); !up && time.Since(since) >= p.patience {
+		if down, since := p.unreachable(start); down {
 			p.log.Warn("secondary unreachable: stopping without shipping everything",
 				"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience)
 			cancel()
@@ -2008,4 +2005,23 @@ func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.Can
 		case <-t.C:
 		}
 	}
+}
+
+// unreachable says whether a drain begun at start gives up on the link to
+// the secondary, and since when it is down. A link that goes down while
+// the drain waits, or went down just before, is waited for until it has
+// been down for the patience: it may come back (the mover redials) and
+// take what is held. One that had been down for the patience when the
+// drain began is waited for until the mover's next dial, at most a second
+// away (maxRedial), has failed too: waiting the patience again would ship
+// nothing unless the secondary is back, which that dial finds.
+func (p *Primary) unreachable(start time.Time) (bool, time.Time) {
+	up, since := p.mover.Link()
+	switch {
+	case up:
+		return false, since
+	case time.Since(later(since, start)) >= p.patience:
+		return true, since
+	}
+	return time.Since(since) >= p.patience && p.mover.Stats().LastErrorAt.After(start), since
 }
