@@ -95,6 +95,10 @@ type Config struct {
 	// Generation is sent in the Hello: the history of the primary's data,
 	// which the secondary must follow.
 	Generation transport.Generation
+	// OverwriteSecondary, if not nil, is sent in the Hello: the operator's
+	// consent that a secondary following that generation (zero: none) have
+	// its copies overwritten by this primary's (transport.Hello.Overwrite).
+	OverwriteSecondary *transport.Generation
 	// Compressor, if set, compresses each record set sent to a secondary
 	// that takes compressed ones (transport.FeatureZstd); one that does
 	// not gets them plain. Record sets are formed, sized and held plain:
@@ -980,7 +984,8 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	conn.SetSendTimeout(m.cfg.Silence)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	hello := transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance, Generation: m.cfg.Generation}
+	hello := transport.Hello{Session: m.cfg.Session, Subsystems: names, Instance: instance, Generation: m.cfg.Generation,
+		Overwrite: m.cfg.OverwriteSecondary}
 	for _, ss := range m.cfg.Subsystems {
 		for _, name := range ss.VolumeNames() {
 			if v, ok := ss.Volume(name); ok {

@@ -61,10 +61,26 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 			gone = append(gone, name)
 		}
 	}
+	s.posMu.Unlock()
 	if len(gone) == 0 {
-		s.posMu.Unlock()
 		return
 	}
+	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
+		"volumes", gone)
+	if err := s.forgetLocked(gone); err != nil {
+		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
+	}
+}
+
+// forgetLocked forgets the secondary's copies of the volumes gone through
+// the last group journaled: a volume the config still has is named as one
+// the secondary holds no copy of, the others not at all, and neither the
+// groups journaled so far, replayed after a kill, nor recover --at a point
+// among them bring the old pair's state back. It returns the error of the
+// state file's write, which records it; called with s.mu held.
+func (s *Secondary) forgetLocked(gone []string) error {
+	s.posMu.Lock()
+	gone = slices.Clone(gone)
 	slices.Sort(gone)
 	// A new map: the states already published share the old one.
 	forgotten := make(map[string]uint64, len(s.forgotten)+len(gone))
@@ -78,15 +94,11 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 	s.durable.Volumes = s.withoutForgottenLocked(s.durable.Group, s.durable.Volumes)
 	s.durable.Forgotten = s.forgotten
 	s.posMu.Unlock()
-	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
-		"volumes", gone)
 	s.ckMu.Lock()
 	s.restate = true
 	err := s.checkpointLocked()
 	s.ckMu.Unlock()
-	if err != nil {
-		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
-	}
+	return err
 }
 
 // unnamedCopiesLocked returns the refusal of a primary whose hello
@@ -106,44 +118,14 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 	for _, v := range vols {
 		named[v.Name] = true
 	}
-	consistent := func(v apply.VolumeState, ok bool) bool {
-		return ok && !v.Inconsistent && v.State != StateDeleted
-	}
-	s.posMu.Lock()
-	applied := s.reportedLocked()
-	s.posMu.Unlock()
 	var kept, keptNames []string
-	for name := range s.cfg.Volumes {
-		if named[name] {
-			continue
-		}
-		// The journaled groups are the copy's future: the applied state
-		// lags them, for ever while another volume's resync holds, and
-		// an old pair's copy they deleted or began anew is applied as
-		// consistent until then. Refused on it, the primary would be
-		// refused until the hold ends, which only its stream can do.
-		j, jok := s.pairs.vols[name]
-		keep := consistent(j, jok)
-		if !jok {
-			a, aok := applied.Volumes[name]
-			keep = consistent(a, aok)
-		}
-		if !s.pairs.open[name] && !keep {
-			continue
-		}
-		v := s.volumeLocked(name, applied)
-		as := "a copy the groups journaled make consistent"
-		if v.Consistent {
-			as = "a copy consistent as of " + fmtTime(v.Time)
-		}
-		kept = append(kept, fmt.Sprintf("%q, of which this secondary holds %s (%s)", name, as, v.State))
-		keptNames = append(keptNames, name)
+	for _, c := range s.consistentCopiesLocked(func(name string) bool { return !named[name] }) {
+		kept = append(kept, fmt.Sprintf("%q, of which this secondary holds %s (%s)", c.name, c.as, c.state))
+		keptNames = append(keptNames, c.name)
 	}
 	if len(kept) == 0 {
 		return ""
 	}
-	slices.Sort(kept)
-	slices.Sort(keptNames)
 	leaves := "if it leaves the session, take it out of this secondary's config too and start the secondary again: it forgets " +
 		"the copy once the primary links"
 	var holding []string
@@ -168,6 +150,51 @@ func (s *Secondary) unnamedCopiesLocked(vols []transport.VolumeInfo) string {
 		"primary's config and start the primary again (a primary that forgot the pair copies the volume whole from its own image; "+
 		"if this copy is the good one, make this site the primary instead: duplex promote); %s",
 		strings.Join(kept, "; volume "), leaves)
+}
+
+// heldCopy is a copy the secondary calls consistent: its volume, as what
+// ("a copy consistent as of TIME") and its pair state.
+type heldCopy struct{ name, as, state string }
+
+// consistentCopiesLocked returns, sorted by volume, each volume of the
+// secondary's config that which selects and of which the secondary holds
+// a copy it calls consistent, as journaled (as applied if the journaled
+// groups do not name it), or whose resync holds it. Called with s.mu held.
+func (s *Secondary) consistentCopiesLocked(which func(name string) bool) []heldCopy {
+	consistent := func(v apply.VolumeState, ok bool) bool {
+		return ok && !v.Inconsistent && v.State != StateDeleted
+	}
+	s.posMu.Lock()
+	applied := s.reportedLocked()
+	s.posMu.Unlock()
+	var kept []heldCopy
+	for name := range s.cfg.Volumes {
+		if !which(name) {
+			continue
+		}
+		// The journaled groups are the copy's future: the applied state
+		// lags them, for ever while another volume's resync holds, and
+		// an old pair's copy they deleted or began anew is applied as
+		// consistent until then. Refused on it, the primary would be
+		// refused until the hold ends, which only its stream can do.
+		j, jok := s.pairs.vols[name]
+		keep := consistent(j, jok)
+		if !jok {
+			a, aok := applied.Volumes[name]
+			keep = consistent(a, aok)
+		}
+		if !s.pairs.open[name] && !keep {
+			continue
+		}
+		v := s.volumeLocked(name, applied)
+		as := "a copy the groups journaled make consistent"
+		if v.Consistent {
+			as = "a copy consistent as of " + fmtTime(v.Time)
+		}
+		kept = append(kept, heldCopy{name, as, v.State})
+	}
+	slices.SortFunc(kept, func(a, b heldCopy) int { return strings.Compare(a.name, b.name) })
+	return kept
 }
 
 // withoutForgottenLocked returns vols, the pair states of group n, without

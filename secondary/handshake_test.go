@@ -535,7 +535,8 @@ func TestFenceSurvivesRestart(t *testing.T) {
 
 // TestDivergedGenerationsRefused: a fresh secondary adopts the generation
 // of the first primary, keeps it across a restart, and refuses a primary of
-// another history with both generations in the reason.
+// another history with both generations and the ways on in the reason
+// (this site promoted, or the consent to overwrite its copies).
 func TestDivergedGenerationsRefused(t *testing.T) {
 	r := newRig(t, map[string]int64{"a": 1 << 20})
 	h := r.hello()
@@ -561,7 +562,7 @@ func TestDivergedGenerationsRefused(t *testing.T) {
 		t.Fatalf("a primary of another generation got frame type %d, want a refusal", typ)
 	}
 	reason, _ := transport.DecodeRefuse(body)
-	for _, w := range []string{"0000000000001111", "0000000000002222", "re-create"} {
+	for _, w := range []string{"0000000000001111", "0000000000002222", "duplex promote", "--overwrite-secondary 0000000000001111"} {
 		if !strings.Contains(reason, w) {
 			t.Errorf("refusal %q does not name %s", reason, w)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"duplex/disk"
 	"duplex/transport"
@@ -179,19 +180,38 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 }
 
 // generationLocked checks the primary's data generation against the one the
-// secondary follows, adopting it if the secondary follows none yet, and says
-// why the primary is refused ("" if it is not); s.mu held. A fenced
-// secondary follows and adopts nothing: it refuses every primary.
-func (s *Secondary) generationLocked(g transport.Generation) string {
+// secondary follows, adopting it if the secondary follows none yet and
+// holds no copy it calls consistent, and says why the primary is refused
+// ("" if it is not); s.mu held. A fenced secondary follows and adopts
+// nothing: it refuses every primary.
+//
+// The generation is how the secondary tells the primary it has always
+// followed from one with no record of its copies: a primary's pair state
+// starts one when it is made (a first start, an empty state directory), and
+// keeps it through restarts, pair add, delete and add again, and first
+// copies started over, so those go on as ever. A primary of another
+// generation, whose pairs' first copies would overwrite the copies here
+// (which may be the only good ones), is refused, unless the operator
+// consented to it for this secondary's generation (hello.Overwrite).
+func (s *Secondary) generationLocked(hello transport.Hello) string {
+	g := hello.Generation
 	if s.fenced || s.fencing > 0 || s.ident.Fenced != "" {
 		return s.fencedReasonLocked(g)
 	}
-	switch {
-	case g == s.ident.Generation:
+	if g == s.ident.Generation {
 		return ""
-	case g == 0:
+	}
+	if g == 0 {
 		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, s.cfg.wayForward())
-	case s.ident.Generation == 0:
+	}
+	var copies []heldCopy
+	if s.ident.Generation == 0 || hello.Overwrite != nil {
+		copies = s.consistentCopiesLocked(func(string) bool { return true })
+	}
+	switch {
+	case s.ident.Generation == 0 && len(copies) == 0:
+		// A new secondary, or one whose copies were never consistent:
+		// nothing here for a first copy to overwrite.
 		id := s.ident
 		id.Generation = g
 		if err := s.setIdentity(id); err != nil {
@@ -199,10 +219,120 @@ func (s *Secondary) generationLocked(g transport.Generation) string {
 		}
 		s.log.Info("following the primary's data generation", "generation", g.String())
 		return ""
+	case hello.Overwrite != nil && *hello.Overwrite == s.ident.Generation:
+		return s.overwriteLocked(g, copies)
 	}
-	return fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the sites hold histories "+
-		"that diverged (the primary's pair state was re-created, or the secondary belonged to another primary), and nothing is replicated: %s",
-		g, s.ident.Generation, s.cfg.wayForward())
+	return s.unrelatedPrimaryLocked(hello, copies)
+}
+
+// overwriteLocked makes the secondary follow the primary's generation g at
+// the operator's word (duplex primary --overwrite-secondary), its copies
+// (copies, as consistentCopiesLocked names them) forgotten first: none of
+// them is the new primary's, and only a first copy of each makes one. The
+// state file records that before the identity names g, so a kill between
+// the two leaves copies called consistent by nothing, never a primary of
+// another history followed over copies still called its own; and both are
+// written before the Welcome, so nothing of the new primary reaches the
+// volumes before. Refused while a resync holds the secondary: the groups
+// it holds journaled belong to the old primary's stream, which alone ends
+// the hold. Called with s.mu held.
+func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) string {
+	if s.pairs.holding() {
+		held := s.pairs.resyncing()
+		for i, name := range held {
+			held[i] = fmt.Sprintf("%q", name)
+		}
+		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+			"but a resync of %s holds the secondary: the groups it holds journaled are the old primary's, and only its stream ends "+
+			"the hold, so nothing is replicated. Make this site the primary (duplex promote at this site: it recovers to the time "+
+			"before the resync), or %s",
+			g, strings.Join(held, ", "), s.cfg.wayForward())
+	}
+	var gone []string
+	for name := range s.cfg.Volumes {
+		gone = append(gone, name)
+	}
+	for name := range s.pairs.vols {
+		if _, ok := s.cfg.Volumes[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	if err := s.forgetLocked(gone); err != nil {
+		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+			"but the state file could not record them forgotten: %v", g, err)
+	}
+	old := s.ident.Generation
+	if err := s.setIdentity(identity{Generation: g}); err != nil {
+		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+			"which it forgot, but it cannot record the data generation it follows: %v", g, err)
+	}
+	s.log.Warn("overwriting this secondary's copies, at the operator's word (duplex primary --overwrite-secondary): "+
+		"they are no longer called consistent, and the primary's first copies copy each volume whole",
+		"generation", g.String(), "followed", generationName(old), "copies", describeCopies(copies, len(copies)))
+	return ""
+}
+
+// generationName is how refusals and --overwrite-secondary name a
+// generation the secondary follows: none for a secondary that follows
+// none.
+func generationName(g transport.Generation) string {
+	if g == 0 {
+		return "none"
+	}
+	return g.String()
+}
+
+// unrelatedPrimaryLocked is the refusal of a primary whose data
+// generation the secondary does not follow (or, following none, cannot
+// tell from its own), copies as consistentCopiesLocked names them (nil if
+// not asked for); s.mu held. It names the two ways on first, this site
+// the primary or the operator's consent to overwrite the copies, then the
+// copies at stake: a refusal is cut at transport's 1 KiB, and the
+// primary's status shows what reached it.
+func (s *Secondary) unrelatedPrimaryLocked(hello transport.Hello, copies []heldCopy) string {
+	g, follows := hello.Generation, s.ident.Generation
+	if s.cfg.PrimaryPairState != "" {
+		// The primary is a promoted site, which takes no consent: the
+		// way forward is the old one.
+		return fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the sites hold histories "+
+			"that diverged, and nothing is replicated: %s", g, follows, s.cfg.wayForward())
+	}
+	if copies == nil {
+		copies = s.consistentCopiesLocked(func(string) bool { return true })
+	}
+	consent := ""
+	if hello.Overwrite != nil {
+		consent = fmt.Sprintf(" (its consent to overwrite names generation %s, not this secondary's)", generationName(*hello.Overwrite))
+	}
+	why := fmt.Sprintf("the primary's data generation %s is not the generation %s this secondary follows: the primary has no record "+
+		"of this secondary's copies (a new pair state: a replacement primary, an empty state directory; or the secondary was "+
+		"another primary's), and its first copies would overwrite them: nothing is replicated%s. ", g, follows, consent)
+	if follows == 0 {
+		why = fmt.Sprintf("this secondary follows no data generation (its identity.json was removed), so it cannot tell whether the "+
+			"primary (data generation %s) is the one its copies come from: nothing is replicated%s. If it is (its pair state is the "+
+			"one they were copied from), write {\"generation\":\"%s\"} in identity.json beside state.json and start this "+
+			"secondary again. ", g, consent, g)
+	}
+	held := "It holds no copy it calls consistent."
+	if len(copies) > 0 {
+		held = "Its copies: " + describeCopies(copies, 3) + "."
+	}
+	return fmt.Sprintf("%sIf the primary's data is lost and these copies are the good ones, make this site the primary: stop this "+
+		"secondary, run duplex promote here. To overwrite them with the primary's volumes: duplex primary --config FILE "+
+		"--overwrite-secondary %s (its first copies copy every volume whole). %s", why, generationName(follows), held)
+}
+
+// describeCopies names at most n of copies, and how many more there are.
+func describeCopies(copies []heldCopy, n int) string {
+	var out []string
+	for i, c := range copies {
+		if i == n {
+			out = append(out, fmt.Sprintf("and %d more", len(copies)-n))
+			break
+		}
+		out = append(out, fmt.Sprintf("%q, %s (%s)", c.name, c.as, c.state))
+	}
+	return strings.Join(out, "; ")
 }
 
 // Generation returns the data generation the secondary holds, and whether

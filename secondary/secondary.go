@@ -1546,7 +1546,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	if s.stopped != nil {
 		reason = s.stoppedReason()
 	} else {
-		reason = s.generationLocked(hello.Generation)
+		reason = s.generationLocked(hello)
 	}
 	if reason == "" {
 		reason = s.unnamedCopiesLocked(hello.Volumes)

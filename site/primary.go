@@ -151,6 +151,11 @@ type PrimaryOptions struct {
 	// and the start a crash recovery's copy (see pair.Options): tests hang
 	// a read.
 	CopyReadWait time.Duration
+	// OverwriteSecondary, if not nil, is the operator's consent that the
+	// secondary following that data generation (zero: none) have its
+	// copies overwritten by this primary's (duplex primary
+	// --overwrite-secondary): it lasts this run of the primary.
+	OverwriteSecondary *transport.Generation
 	// Clock replaces the wall clock of the common timer (nanoseconds since
 	// the Unix epoch): tests step it back.
 	Clock func() int64
@@ -426,7 +431,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd, BurstWait: burstWait,
 		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout, CopyReadWait: opts.CopyReadWait,
-		OnAcked: func(u recordset.Update) {
+		OverwriteSecondary: opts.OverwriteSecondary, OnAcked: func(u recordset.Update) {
 			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
 				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))
 			}

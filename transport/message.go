@@ -48,6 +48,13 @@ type Hello struct {
 	// Generation identifies the history of the primary's data. A secondary
 	// follows one generation; a primary of another history is refused.
 	Generation Generation
+	// Overwrite, if not nil, is the operator's consent (duplex primary
+	// --overwrite-secondary) that the secondary's copies be overwritten
+	// by this primary's, given for the one generation the secondary
+	// named in its refusal (zero: a secondary that follows none). A
+	// consent that names another generation is none: it was given for
+	// other copies.
+	Overwrite *Generation
 }
 
 // Generation identifies one history of a session's data, as a data-generation
@@ -327,7 +334,13 @@ func (r *reader) done() error {
 	return r.err
 }
 
-// EncodeHello returns a Hello frame.
+// EncodeHello returns a Hello frame. Its body is
+//
+//	u16 session length, session, u16 count and per subsystem u16 name
+//	length and name, u64 instance, u16 count and per volume u16 name
+//	length, name and u64 size, u64 generation;
+//	then, only with the operator's consent to overwrite the secondary's
+//	copies: u8 1, u64 the generation the consent names (zero: none).
 func EncodeHello(h Hello) []byte {
 	b := appendString(nil, h.Session)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Subsystems)))
@@ -341,8 +354,19 @@ func EncodeHello(h Hello) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(v.Size))
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(h.Generation))
+	if h.Overwrite != nil {
+		// Only with the consent: a secondary from before it refuses
+		// a Hello longer than it knows, which keeps the copies of one
+		// that cannot read the consent as they are.
+		b = append(b, helloOverwrite)
+		b = binary.BigEndian.AppendUint64(b, uint64(*h.Overwrite))
+	}
 	return Frame(TypeHello, b)
 }
+
+// helloOverwrite tags the Hello's optional section that carries
+// Overwrite. Part of the wire format: never renumber.
+const helloOverwrite byte = 1
 
 // DecodeHello parses a Hello body.
 func DecodeHello(body []byte) (Hello, error) {
@@ -358,6 +382,14 @@ func DecodeHello(body []byte) (Hello, error) {
 		h.Volumes = append(h.Volumes, VolumeInfo{Name: r.str(), Size: int64(r.u64())})
 	}
 	h.Generation = Generation(r.u64())
+	if r.err == nil && len(r.b) > 0 {
+		if tag := r.b[0]; tag != helloOverwrite {
+			return h, fmt.Errorf("hello section %d: %w", tag, ErrCorrupt)
+		}
+		r.b = r.b[1:]
+		g := Generation(r.u64())
+		h.Overwrite = &g
+	}
 	return h, r.done()
 }
 

@@ -26,6 +26,8 @@ func sampleHellos() map[string]Hello {
 		"volumes": {Session: "s", Subsystems: []string{"ss1"}, Instance: 5,
 			Volumes: []VolumeInfo{{Name: "db-data", Size: 1 << 30}, {Name: "db-log", Size: 64 << 20}}, Generation: 0x1234_5678_9abc_def0},
 		"generation only": {Session: "s", Generation: math.MaxUint64},
+		"overwrite":       {Session: "s", Generation: 7, Overwrite: func() *Generation { g := Generation(0xfeed); return &g }()},
+		"overwrite none":  {Session: "s", Generation: 7, Overwrite: new(Generation)},
 	}
 }
 
@@ -115,6 +117,9 @@ func TestHelloRoundTrip(t *testing.T) {
 			}
 			if got.Session != h.Session || got.Instance != h.Instance || len(got.Subsystems) != len(h.Subsystems) {
 				t.Fatalf("got %+v, want %+v", got, h)
+			}
+			if (got.Overwrite == nil) != (h.Overwrite == nil) || got.Overwrite != nil && *got.Overwrite != *h.Overwrite {
+				t.Fatalf("overwrite: got %v, want %v", got.Overwrite, h.Overwrite)
 			}
 			for i := range h.Subsystems {
 				if got.Subsystems[i] != h.Subsystems[i] {
@@ -381,6 +386,11 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 					// not the body, tells the two apart.
 					continue
 				}
+				if h, ok := v.(Hello); ok && err == nil && h.Overwrite == nil && n == len(body)-9 {
+					// Cut exactly before its consent, a Hello is
+					// one without it, as for a Position's sections.
+					continue
+				}
 				if !errors.Is(err, ErrCorrupt) {
 					t.Fatalf("body cut to %d of %d bytes: decoded %+v, err %v; want ErrCorrupt", n, len(body), v, err)
 				}
@@ -530,5 +540,20 @@ func checkMessage(t *testing.T, f []byte) {
 	}
 	if again := reencode(typ, v); !bytes.Equal(again, f) {
 		t.Fatalf("type %d decodes to %+v, which re-encodes differently:\n in  %x\n out %x", typ, v, f, again)
+	}
+}
+
+// A Hello section of a tag this build does not know is refused, not
+// skipped: the consent it may carry is not one to guess at.
+func TestHelloUnknownSectionRefused(t *testing.T) {
+	g := Generation(5)
+	f := EncodeHello(Hello{Session: "s", Overwrite: &g})
+	body := bytes.Clone(mustOpen(t, f, TypeHello))
+	body[len(body)-9] = 2
+	if _, err := DecodeHello(body); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("DecodeHello of section 2: err = %v, want ErrCorrupt", err)
+	}
+	if _, err := DecodeHello(body[:len(body)-1]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("DecodeHello of a cut section: err = %v, want ErrCorrupt", err)
 	}
 }
