@@ -86,8 +86,9 @@ func readIdentity(fsys disk.FS, path, wayForward string) (identity, error) {
 	if err := disk.DecodeRecord(b, &id, "generation"); err != nil {
 		return id, fmt.Errorf("%w: it holds the data generation the volumes follow and recover's fence, and read as missing it would "+
 			"let the secondary take any primary, over writes made since a fence: put back a copy of it, then start the secondary again; "+
-			"if this secondary was never fenced (by duplex recover, promote or a switchover's promotion), removing it instead has it follow "+
-			"the data generation of the first primary that links; otherwise, %s", disk.Damaged("secondary identity", path, err), wayForward)
+			"if this secondary was never fenced (by duplex recover, promote or a switchover's promotion), write {\"generation\":\"GEN\"} "+
+			"in it instead, GEN the primary's (generation.json in its pair state directory holds it), or remove it: a secondary that "+
+			"follows no generation follows the first primary that links only if it holds no consistent copy; otherwise, %s", disk.Damaged("secondary identity", path, err), wayForward)
 	}
 	return id, nil
 }
