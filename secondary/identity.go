@@ -51,6 +51,13 @@ type identity struct {
 	// PendingGroup and Instance otherwise. Zero: nothing pending.
 	PendingInstance uint64 `json:"pending_instance,string,omitempty"`
 	PendingGroup    uint64 `json:"pending_group,string,omitempty"`
+	// AdoptsFirst says the secondary, following no generation, adopts the
+	// first primary's over copies it calls consistent: its state is from
+	// a version before pair states and data generations, which did so.
+	// Any other secondary that follows none lost its identity, and cannot
+	// tell the primary its copies came from from one with no record of
+	// them.
+	AdoptsFirst bool `json:"adopts_first_primary,omitempty"`
 }
 
 // settled is id with a pending process resolved against the last journaled
@@ -210,11 +217,11 @@ func (s *Secondary) generationLocked(hello transport.Hello) string {
 		copies = s.consistentCopiesLocked(func(string) bool { return true })
 	}
 	switch {
-	case s.ident.Generation == 0 && len(copies) == 0:
+	case s.ident.Generation == 0 && (len(copies) == 0 || s.ident.AdoptsFirst):
 		// A new secondary, or one whose copies were never consistent:
 		// nothing here for a first copy to overwrite.
 		id := s.ident
-		id.Generation = g
+		id.Generation, id.AdoptsFirst = g, false
 		if err := s.setIdentity(id); err != nil {
 			return fmt.Sprintf("the secondary cannot record the data generation it follows: %v", err)
 		}

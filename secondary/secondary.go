@@ -588,6 +588,17 @@ func Open(cfg Config) (*Secondary, error) {
 	if upgraded {
 		cfg.Logger.Info("the state file is from a version before pair states: each volume is named duplex, consistent as of the applied group, as that version took them",
 			"state", cfg.StatePath, "group", st.Group, "volumes", slices.Sorted(gomaps.Keys(st.Volumes)))
+		if ident.Generation == 0 && ident.Fenced == "" && !ident.AdoptsFirst {
+			// That version predates data generations too: following
+			// none says nothing of a lost identity, and it took the
+			// first primary that linked. Recorded before the state is
+			// upgraded, so a kill between leaves it so.
+			ident.AdoptsFirst = true
+			if err := writeIdentity(disk.Or(cfg.FS), IdentityPath(cfg.StatePath), ident); err != nil {
+				j.Close()
+				return nil, fmt.Errorf("secondary: %w", err)
+			}
+		}
 	}
 	if resolveForgotten(&st, j.LastIndex()) || seeded {
 		// Durable before anything arrives: a restart, recover and the
