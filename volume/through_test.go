@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,8 +21,17 @@ import (
 // which held older bytes of the range, dirty and clean) and ReadThrough, in
 // runs longer than one direct write and split at unaligned places; a run
 // too short or unaligned is a buffered write; one past the end writes
-// nothing. Where the file system takes O_DIRECT, a direct run leaves no
-// page of its range in the page cache: it did not go through it.
+// nothing. Where the file system takes O_DIRECT, every byte of a direct
+// run, and none of another, goes down the volume's direct descriptor, and
+// after Flush the volume reads back as written past the page cache too.
+//
+// Whether the pages of a direct run's range are left out of the page cache
+// is the kernel's to say, not the volume's: ext4 (iomap_dio_rw) makes a
+// direct write buffered when it cannot invalidate the cached pages of its
+// range first (iomap_dio_invalidate_fail), and drops them afterwards only
+// if nothing holds them. Under load that happens to pages the test's own
+// buffered writes left, with the data read back right every time, so the
+// test asserts only what the volume decides: the direct path taken.
 func TestWriteThroughReadsBackAsWritten(t *testing.T) {
 	const size = 24 << 20
 	v, err := Open(filepath.Join(t.TempDir(), "v.img"), size)
@@ -29,6 +39,14 @@ func TestWriteThroughReadsBackAsWritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	var directBytes atomic.Int64
+	realWrite := directWriteV
+	directWriteV = func(f *os.File, bufs [][]byte, off int64) (int64, error) {
+		n, err := realWrite(f, bufs, off)
+		directBytes.Add(n)
+		return n, err
+	}
+	defer func() { directWriteV = realWrite }()
 	img := make([]byte, size)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := range img {
@@ -77,15 +95,27 @@ func TestWriteThroughReadsBackAsWritten(t *testing.T) {
 			bufs = append(bufs, rest[:k])
 			rest = rest[k:]
 		}
+		directBytes.Store(0)
 		if err := v.WriteThrough(bufs, r.off); err != nil {
 			t.Fatalf("run %d: WriteThrough [%d, +%d): %v", i, r.off, r.n, err)
 		}
 		copy(img[r.off:], want)
-		if r.direct && !v.noDirectWrite.Load() {
-			if n := v.readCached(make([]byte, r.n), r.off); n != 0 {
-				t.Errorf("run %d: %d bytes of a direct run in the page cache", i, n)
-			}
+		if v.noDirectWrite.Load() {
+			continue
 		}
+		wantDirect := int64(0)
+		if r.direct {
+			wantDirect = r.n
+		}
+		if n := directBytes.Load(); n != wantDirect {
+			t.Errorf("run %d: %d bytes written direct, want %d", i, n, wantDirect)
+		}
+		if n := v.readCached(make([]byte, r.n), r.off); r.direct && n != 0 {
+			t.Logf("run %d: the kernel left %d bytes of a direct run in the page cache", i, n)
+		}
+	}
+	if err := v.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	for _, read := range []struct {
 		name string
