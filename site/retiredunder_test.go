@@ -72,6 +72,26 @@ func refusedAsRejoinedBack(t *testing.T, err error) {
 	if !strings.Contains(err.Error(), "duplex rejoin --yes") || strings.Contains(err.Error(), "duplex promote") {
 		t.Errorf("the refusal does not say the site rejoined the session's primary and runs by duplex rejoin --yes: %v", err)
 	}
+	if w := wrappedTwice(err.Error()); w != "" {
+		t.Errorf("the refusal wraps %q twice: %v", w, err)
+	}
+}
+
+// wrappedTwice returns the context ("promoted: ") that msg names twice in
+// a row, as two layers that each wrap an error with the same word write
+// it, or "" if none.
+func wrappedTwice(msg string) string {
+	for rest := msg; ; {
+		i := strings.Index(rest, ": ")
+		if i < 0 {
+			return ""
+		}
+		word := rest[strings.LastIndexAny(rest[:i], " (\"")+1 : i+2]
+		if strings.HasPrefix(rest[i+2:], word) {
+			return word
+		}
+		rest = rest[i+2:]
+	}
 }
 
 // TestAReversePrimaryWhosePromotionIsRetiredBeforeItsLockIsRefused: the

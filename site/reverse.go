@@ -69,7 +69,7 @@ func OpenReversePrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOption
 		}
 		starting.step(ReverseDir(cfg))
 		if err := seedReverse(cfg, rev, pr, opts.FS); err != nil {
-			return nil, fmt.Errorf("promoted: %w", err)
+			return nil, err
 		}
 		return &pr, nil
 	}
@@ -126,8 +126,25 @@ func promotionToServe(fsys disk.FS, cfg *config.Config, starting *startWait) (fa
 
 // seedReverse makes the reverse direction's pair state from the promotion,
 // unless it exists: see OpenReversePrimary. The pair state is written last,
-// so a crash before it leaves none, and the next start makes it again.
+// so a crash before it leaves none, and the next start makes it again. Its
+// errors say "promoted: " once: the promotion's refusal, read again below,
+// says it already.
 func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) error {
+	err := makeReverse(cfg, rev, pr, fsys)
+	var refused refusedPromotion
+	if errors.As(err, &refused) {
+		return refused.error
+	}
+	if err != nil {
+		return fmt.Errorf("promoted: %w", err)
+	}
+	return nil
+}
+
+// refusedPromotion is promotionToServe's refusal as makeReverse returns it.
+type refusedPromotion struct{ error }
+
+func makeReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) error {
 	dir := ReverseDir(cfg)
 	fsys = disk.Or(fsys)
 	if _, err := fsys.Stat(filepath.Join(dir, "pairs.json")); err == nil {
@@ -149,7 +166,7 @@ func seedReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 	// by a later promotion here for its own.
 	if _, err := promotionToServe(fsys, cfg, &startWait{}); err != nil {
 		lock.Close()
-		return err
+		return refusedPromotion{err}
 	}
 	ch, err := failover.OpenLockedChanges(fsys, PromotedDir(cfg), sizes, lock)
 	if err != nil {
