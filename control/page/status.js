@@ -462,9 +462,11 @@
     const tbody = document.querySelector("#volumes tbody");
     const seen = new Set();
     const counts = {};
+    let owed = 0;
     for (const v of status.volumes || []) {
       seen.add(v.name);
       counts[v.state] = (counts[v.state] || 0) + 1;
+      owed += v.rejoin_owed ? 1 : 0;
       let r = rows.get(v.name);
       if (!r) {
         const tr = document.createElement("tr");
@@ -475,6 +477,15 @@
         r.bar = document.createElement("progress");
         r.pct = document.createElement("span");
         r.copy.append(r.bar, r.pct);
+        // A pair whose resume waits for the old primary's rejoin request
+        // (at a promoted site) is flagged as duplex status flags it.
+        r.owed = document.createElement("span");
+        r.owed.className = "flag";
+        r.owed.textContent = "awaiting rejoin";
+        r.owed.title = "its resume waits for the old primary's duplex rejoin --yes";
+        r.owed.hidden = true;
+        r.noteText = document.createElement("span");
+        r.note.append(r.owed, r.noteText);
         rows.set(v.name, r);
         tbody.append(tr);
       }
@@ -517,7 +528,11 @@
       if (v.note) {
         note.push(v.note);
       }
-      put(r.note, note.join("; ").replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, when));
+      if (r.owed.hidden !== !v.rejoin_owed) {
+        r.owed.hidden = !v.rejoin_owed;
+        r.tr.classList.toggle("rejoin-owed", !!v.rejoin_owed);
+      }
+      put(r.noteText, note.join("; ").replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, when));
     }
     for (const [name, r] of rows) {
       if (!seen.has(name)) {
@@ -527,7 +542,8 @@
     }
     const n = (status.volumes || []).length;
     const states = Object.keys(counts).sort().map((k) => counts[k] + " " + k);
-    setText("volume-summary", n + (n === 1 ? " volume" : " volumes") + (states.length ? ": " + states.join(", ") : ""));
+    setText("volume-summary", n + (n === 1 ? " volume" : " volumes") + (states.length ? ": " + states.join(", ") : "") +
+      (owed ? " (" + owed + " awaiting the old primary's rejoin)" : ""));
   }
 
   function render() {
