@@ -199,6 +199,32 @@ func checkFailure(t *testing.T, code, wantCode int, out, want string) {
 	if code != wantCode || !strings.Contains(out, want) {
 		t.Fatalf("exit %d, want %d with %q in the output:\n%s", code, wantCode, want, out)
 	}
+	if c := saidTwice(out); c != "" {
+		t.Errorf("the error names its context twice (%q):\n%s", c, out)
+	}
+}
+
+// saidTwice returns the context that a line of out names twice, as two
+// layers that each wrap an error with it write it ("cannot start primary:
+// primary: ..."), or "" if none: a context of one word right after one
+// that holds that word (or the word with an ending, "promote" and
+// "promoted").
+func saidTwice(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		parts := strings.Split(line, ": ")
+		for i := 1; i < len(parts)-1; i++ {
+			word := parts[i]
+			if word == "" || strings.ContainsAny(word, " /.") {
+				continue
+			}
+			for _, w := range strings.Fields(parts[i-1]) {
+				if w == word || (len(w) >= 5 && len(word) >= 5 && (strings.HasPrefix(w, word) || strings.HasPrefix(word, w))) {
+					return parts[i-1] + ": " + word + ": "
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {

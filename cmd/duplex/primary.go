@@ -83,14 +83,14 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	p, err := site.OpenPrimary(cfg, log, opts)
 	if err != nil {
-		return fmt.Errorf("cannot start primary: %w", err)
+		return wrapOnce("cannot start primary", err)
 	}
 	// The addresses bound, which differ from the config's where it asks for
 	// port 0.
 	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary,
 		"nbd", p.NBDAddr(), "control", p.ControlAddr())
 	if err := p.Run(ctx, *drain); err != nil {
-		return fmt.Errorf("primary stopped: %w", err)
+		return wrapOnce("primary stopped", err)
 	}
 	log.Info("primary stopped cleanly")
 	return nil

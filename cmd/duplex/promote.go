@@ -51,10 +51,10 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		case err == nil:
 			return promoteBack(ctx, cfg, log, *force, *timeout, stdout)
 		case !errors.Is(err, site.ErrNotRejoined):
-			return fmt.Errorf("cannot promote: %w", err)
+			return wrapOnce("cannot promote", err)
 		}
 	case err != nil:
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	if err := failedOverBack(cfg, *path); err != nil {
 		return err
@@ -62,7 +62,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	// Before anything is fenced or recorded, both for good: a site that
 	// cannot serve would be neither a secondary any more nor a primary.
 	if err := site.CheckServe(cfg); err != nil {
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	st, running, err := runningSecondary(ctx, cfg)
 	if err != nil {
@@ -78,7 +78,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("promote stopped, nothing fenced or recorded: %w", err)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	if fresh {
 		if pr.ConsistencyTime == 0 {
@@ -103,14 +103,14 @@ func servePromoted(ctx context.Context, cfg *config.Config, log *slog.Logger, pr
 	}
 	p, err := site.OpenPromoted(cfg, log, site.PromotedOptions{Listeners: kept, Context: ctx})
 	if err != nil {
-		return fmt.Errorf("cannot serve the promoted site: %w", err)
+		return wrapOnce("cannot serve the promoted site", err)
 	}
 	log.Info("promote started", "session", cfg.Session, "nbd", p.NBDAddr(), "control", p.ControlAddr(),
 		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
 	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s; the regions written since %s are tracked for rejoin\n",
 		len(cfg.Secondary.Volumes), p.NBDAddr(), trackedSince(pr))
 	if err := p.Run(ctx); err != nil {
-		return fmt.Errorf("promoted site stopped: %w", err)
+		return wrapOnce("promoted site stopped", err)
 	}
 	log.Info("promoted site stopped cleanly")
 	return nil
@@ -161,7 +161,7 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger, pr failover.Promotion, drain time.Duration, kept site.Listeners, stdout io.Writer) error {
 	p, err := site.OpenReversePrimary(cfg, log, site.PrimaryOptions{Listeners: kept, Context: ctx})
 	if err != nil {
-		return fmt.Errorf("cannot serve the promoted site: %w", err)
+		return wrapOnce("cannot serve the promoted site", err)
 	}
 	log.Info("promote started", "session", cfg.Session, "nbd", p.NBDAddr(), "control", p.ControlAddr(), "rejoin_at", cfg.Primary.Listen,
 		"primary_since", control.FormatTime(pr.At), "promoted_consistency_time", control.FormatTime(pr.ConsistencyTime))
@@ -169,7 +169,7 @@ func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger
 		"until the old primary rejoins (duplex rejoin --yes there), then replicated to it at %s\n",
 		len(cfg.Secondary.Volumes), p.NBDAddr(), trackedSince(pr), cfg.Primary.Listen)
 	if err := p.Run(ctx, drain); err != nil {
-		return fmt.Errorf("promoted site stopped: %w", err)
+		return wrapOnce("promoted site stopped", err)
 	}
 	log.Info("promoted site stopped cleanly")
 	return nil
@@ -182,7 +182,7 @@ func runReversePrimary(ctx context.Context, cfg *config.Config, log *slog.Logger
 func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, force bool, timeout time.Duration, stdout io.Writer) error {
 	rev, err := cfg.Reversed()
 	if err != nil {
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	st, running, err := runningSecondary(ctx, rev)
 	if err != nil {
@@ -196,7 +196,7 @@ func promoteBack(ctx context.Context, cfg *config.Config, log *slog.Logger, forc
 		return fmt.Errorf("promote stopped, nothing fenced or recorded: %w", err)
 	}
 	if err != nil {
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	if fresh {
 		printRecovered(stdout, recovered)
@@ -222,7 +222,7 @@ func failedOverBack(cfg *config.Config, path string) error {
 	case err == nil:
 		return nil
 	case !errors.Is(err, failover.ErrNotPromoted):
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	if _, err := os.Stat(site.StatePath(cfg)); !errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -232,7 +232,7 @@ func failedOverBack(cfg *config.Config, path string) error {
 	case errors.Is(err, failover.ErrNotPromoted):
 		return nil
 	case err != nil:
-		return fmt.Errorf("cannot promote: %w", err)
+		return wrapOnce("cannot promote", err)
 	}
 	return fmt.Errorf("this site failed over back and is the session's primary again (since %s, data generation %s): "+
 		"serve it with duplex primary --config %s; duplex promote here would promote the [secondary] section's site",

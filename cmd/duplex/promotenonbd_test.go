@@ -31,6 +31,9 @@ func TestPromoteThatCannotServeChangesNothing(t *testing.T) {
 	if code == exitOK {
 		t.Fatal("duplex promote without an NBD address to serve on succeeded")
 	}
+	if c := saidTwice(errs); c != "" {
+		t.Errorf("the error names its context twice (%q): %s", c, errs)
+	}
 	if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
 		t.Errorf("duplex promote failed for want of an NBD address, yet the site is promoted (%v): it fenced and recorded before checking it could serve", err)
 	}
@@ -54,6 +57,9 @@ func TestPromoteWithAnUnreadableTokenChangesNothing(t *testing.T) {
 	t.Logf("duplex promote: exit %d, stdout %q, stderr %q", code, out, errs)
 	if code == exitOK {
 		t.Fatal("duplex promote without a readable control token succeeded")
+	}
+	if c := saidTwice(errs); c != "" {
+		t.Errorf("the error names its context twice (%q): %s", c, errs)
 	}
 	if _, err := failover.ReadPromotion(nil, site.PromotedDir(cfg)); !errors.Is(err, failover.ErrNotPromoted) {
 		t.Errorf("duplex promote failed for want of its control token, yet the site is promoted (%v)", err)

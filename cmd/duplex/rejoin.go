@@ -173,7 +173,7 @@ func planRejoinBack(ctx context.Context, cfg *config.Config, yes bool, stdout io
 	}
 	r, err := site.BeginRejoinBack(cfg, ch, plan)
 	if err != nil {
-		return site.Rejoined{}, fmt.Errorf("cannot rejoin: %w", err)
+		return site.Rejoined{}, wrapOnce("cannot rejoin", err)
 	}
 	fmt.Fprintf(stdout, "rejoined: this site is the session's secondary again (data generation %s); "+
 		"its volumes stay as they are until the copy ends\n", r.Generation)
@@ -221,13 +221,13 @@ func rejoinPlanLine(v site.RejoinVolume, other, there string) string {
 func servePromotedBack(ctx context.Context, cfg *config.Config, log *slog.Logger, kept site.Listeners, stdout io.Writer) error {
 	p, err := site.OpenPrimary(cfg, log, site.PrimaryOptions{Listeners: kept, Context: ctx})
 	if err != nil {
-		return fmt.Errorf("cannot serve as the primary again: %w", err)
+		return wrapOnce("cannot serve as the primary again", err)
 	}
 	log.Info("primary started", "session", cfg.Session, "secondary", cfg.Primary.Secondary, "nbd", p.NBDAddr(), "control", p.ControlAddr())
 	fmt.Fprintf(stdout, "serving %d volumes read-write on NBD %s as the session's primary again; the regions written are tracked "+
 		"until the other site rejoins (duplex rejoin --yes there), then replicated to it\n", len(cfg.VolumeNames()), p.NBDAddr())
 	if err := p.Run(ctx, 5*time.Minute); err != nil {
-		return fmt.Errorf("primary stopped: %w", err)
+		return wrapOnce("primary stopped", err)
 	}
 	log.Info("primary stopped cleanly")
 	return nil
@@ -263,11 +263,11 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 		return site.Rejoined{}, nil
 	}
 	if _, err := cfg.Reversed(); err != nil {
-		return site.Rejoined{}, fmt.Errorf("cannot rejoin: %w", err)
+		return site.Rejoined{}, wrapOnce("cannot rejoin", err)
 	}
 	r, err := site.BeginRejoin(cfg, ch, plan)
 	if err != nil {
-		return site.Rejoined{}, fmt.Errorf("cannot rejoin: %w", err)
+		return site.Rejoined{}, wrapOnce("cannot rejoin", err)
 	}
 	fmt.Fprintf(stdout, "rejoined: this site is the promoted site's secondary from now on (data generation %s); "+
 		"its volumes stay as they are until the copy ends\n", r.Generation)
@@ -289,7 +289,7 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("cannot start as the promoted site's secondary: %w", err)
+		return wrapOnce("cannot start as the promoted site's secondary", err)
 	}
 	log.Info("rejoin started", "session", cfg.Session, "listen", s.ListenAddr(), "nbd", s.NBDAddr(), "control", s.ControlAddr(),
 		"primary_since", r.PromotedAt)
@@ -354,7 +354,7 @@ func rejoinedEnded(ctx context.Context, cfg *config.Config, log *slog.Logger, s 
 		}
 		return servePromotedBack(ctx, &c, log, s.HandOver(), stdout)
 	case err != nil:
-		return fmt.Errorf("secondary stopped: %w", err)
+		return wrapOnce("secondary stopped", err)
 	}
 	log.Info("rejoined secondary stopped cleanly")
 	return nil

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -51,7 +50,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	if s == nil {
-		return fmt.Errorf("cannot start secondary: %w", err)
+		return wrapOnce("cannot start secondary", err)
 	}
 	var promoted *site.PromotedError
 	if errors.As(err, &promoted) && ctx.Err() != nil {
@@ -69,7 +68,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 		return servePromoted(ctx, s.PromotedConfig(), log, promoted.Promotion, 5*time.Minute, s.HandOver(), stdout)
 	}
 	if err != nil {
-		return fmt.Errorf("secondary stopped: %w", err)
+		return wrapOnce("secondary stopped", err)
 	}
 	log.Info("secondary stopped cleanly")
 	return nil

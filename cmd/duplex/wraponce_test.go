@@ -1,0 +1,31 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"testing"
+)
+
+// TestWrapOnceNamesTheContextOnce: the command's words and the site's
+// context say one thing once; a site's context that names something else
+// (a config key, another part) stays, and the error is still the site's.
+func TestWrapOnceNamesTheContextOnce(t *testing.T) {
+	cases := []struct{ what, err, want string }{
+		{"cannot start primary", "primary: pair-state directory x is in use", "cannot start primary: pair-state directory x is in use"},
+		{"cannot promote", "promoted: [secondary] has no nbd address", "cannot promote: [secondary] has no nbd address"},
+		{"cannot rejoin", "rejoin: the promoted site's data generation", "cannot rejoin: the promoted site's data generation"},
+		{"cannot start secondary", "secondary.listen: 0.0.0.0:0 is not a loopback address", "cannot start secondary: secondary.listen: 0.0.0.0:0 is not a loopback address"},
+		{"secondary stopped", "apply: group 7: short write", "secondary stopped: apply: group 7: short write"},
+		{"primary stopped", "primary stopped early", "primary stopped: primary stopped early"},
+	}
+	for _, c := range cases {
+		if got := wrapOnce(c.what, errors.New(c.err)).Error(); got != c.want {
+			t.Errorf("wrapOnce(%q, %q) = %q, want %q", c.what, c.err, got, c.want)
+		}
+	}
+	inner := fmt.Errorf("primary: %w", fs.ErrNotExist)
+	if err := wrapOnce("cannot start primary", inner); !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, inner) {
+		t.Errorf("wrapOnce lost the error it wraps: %v", err)
+	}
+}
