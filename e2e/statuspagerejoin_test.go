@@ -77,7 +77,9 @@ func TestStatusPageShowsPairsAwaitingTheRejoin(t *testing.T) {
 					note: tr.querySelector("td.note").innerText}];
 			}))`)
 	}
-	summary := func() string { return evaluate[string](t, ctx, `document.getElementById("volume-summary").textContent`) }
+	summary := func() string {
+		return evaluate[string](t, ctx, `document.getElementById("volume-summary").textContent`)
+	}
 	var got map[string]row
 	waitPage(t, errorsSoFar, 30*time.Second, "every row flagged as awaiting the rejoin", func() bool {
 		got = rows()
