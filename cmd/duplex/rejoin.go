@@ -104,6 +104,17 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 		// the pair state was made: the primary makes it, and serves.
 		fmt.Fprintln(stdout, "the other site handed the session back to this site by a switchover: serving as the session's primary (duplex primary --config FILE from now on)")
 		return servePromotedBack(ctx, cfg, log, site.Listeners{}, stdout)
+	case err == nil && site.ReversePrimary(cfg):
+		// Both sites' files in one directory (the demo's layout): the
+		// record is the old primary's, and the promoted site's pair state
+		// is here too, so which site the operator means is not known.
+		fmt.Fprintf(stdout, "the old primary (its pair state in %s) rejoined the promoted site (primary since %s) as its secondary at %s; "+
+			"the promoted site's files are in this directory too: it runs with duplex promote --config %s\n",
+			site.PairStateDir(cfg), r.PromotedAt, control.FormatTime(r.At), *path)
+		if !*yes {
+			fmt.Fprintln(stdout, "run again with --yes to run the old primary as its secondary")
+			return nil
+		}
 	case err == nil:
 		fmt.Fprintf(stdout, "this site rejoined the promoted site (primary since %s) as its secondary at %s\n",
 			r.PromotedAt, control.FormatTime(r.At))
