@@ -971,7 +971,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	sctx, scancel := sw.ctx()
 	defer scancel()
+	savedClean := clean
 	if err := p.pairs.CloseWithin(sctx, clean); err != nil {
+		savedClean = false
 		if errors.Is(err, pair.ErrSaveHung) {
 			sw.hung = true
 			p.log.Error("stopping uncleanly: "+err.Error()+"; the next start copies the regions the activity log marks", "waited", p.stopFlushWait)
@@ -998,8 +1000,17 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		select {
 		case <-closed:
 		case <-lctx.Done():
-			p.log.Error("stopping: the activity log's last write has not ended (its disk stopped answering); given up, its last write that ended marks every region of a write acknowledged",
-				"waited", p.stopFlushWait)
+			if savedClean {
+				// The next start finds the pair state clean and
+				// discards the log's marks: nothing it needs is lost,
+				// and the stop stays clean (Run returns nil).
+				p.log.Warn("stopping: the activity log's last write has not ended (its disk stopped answering); given up. "+
+					"The stop is clean all the same: the pair state is saved clean, and the next start needs none of the log's marks",
+					"waited", p.stopFlushWait)
+			} else {
+				p.log.Error("stopping: the activity log's last write has not ended (its disk stopped answering); given up, its last write that ended marks every region of a write acknowledged",
+					"waited", p.stopFlushWait)
+			}
 			p.actlog.Abandon()
 		}
 	}
