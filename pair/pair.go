@@ -140,6 +140,12 @@ type Pair struct {
 	// did: refusing there would hold for ever the pairs an older run's
 	// rejoin already resumed, whose request never comes again.
 	RejoinOwed bool `json:"rejoin_owed,omitempty"`
+	// RejoinOwedGuessed says RejoinOwed was set at a start from a state an
+	// earlier version saved, which kept no record of the request
+	// (owedBeforeKept): the pair may also be one the request resumed and
+	// a suspension by hand left as the promotion made it, whose request
+	// never comes again. The status says so, and the way out.
+	RejoinOwedGuessed bool `json:"rejoin_owed_guessed,omitempty"`
 	// CopyFailing says why a pending pair's copy does not go on: its last
 	// try failed, and it waits to be tried again (see copyFailed). Not
 	// saved: a start tries at once.
@@ -2732,7 +2738,7 @@ func (mg *Manager) add(vol string) error {
 	// no time kept from before it names its image again, and no rejoin's
 	// regions are owed.
 	p.Since, p.EndAt, p.AfterEnd = 0, 0, 0
-	p.RejoinOwed = false
+	p.RejoinOwed, p.RejoinOwedGuessed = false, false
 	delete(mg.firstEnds, vol)
 	if _, err := mg.resumeMarkedWithin(p, uint64(p.Size), mg.operatorWait()); err != nil {
 		*p = was

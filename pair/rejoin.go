@@ -75,7 +75,7 @@ func (mg *Manager) owedBeforeKept(ps []*Pair, since int64) {
 			p.CopyTotal != 0 || p.Copied != 0 || p.CopyEnd != 0 || p.Resynced != 0 || p.FirstCopy || p.Inconsistent || p.EndAt != 0 {
 			continue
 		}
-		p.RejoinOwed = true
+		p.RejoinOwed, p.RejoinOwedGuessed = true, true
 		owed = append(owed, p.Volume)
 	}
 	if len(owed) > 0 {
@@ -119,7 +119,7 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 	// the request before, its regions added then.
 	if p.Deleted || p.State != Suspended || bm == nil {
 		if p.RejoinOwed {
-			p.RejoinOwed = false
+			p.RejoinOwed, p.RejoinOwedGuessed = false, false
 			mg.dirty = true
 			mg.unlock()
 			return false, mg.persist("add changed regions of", vol)
@@ -136,7 +136,7 @@ func (mg *Manager) AddChanged(vol string, extra *bitmap.Bitmap) (added bool, err
 			bm.Set(off, n)
 		}
 	}
-	p.RejoinOwed = false
+	p.RejoinOwed, p.RejoinOwedGuessed = false, false
 	mg.dirty = true
 	mg.unlock()
 	return true, mg.persist("add changed regions of", vol)

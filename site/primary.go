@@ -1443,6 +1443,9 @@ func (p *Primary) Status() control.Status {
 			vs.RejoinOwed = true
 			if vs.Note == "" {
 				vs.Note = rejoinOwedNote(pr.Volume)
+				if pr.RejoinOwedGuessed {
+					vs.Note += rejoinGuessedNote(p.cfg.Session)
+				}
 			}
 		}
 		if pr.Inconsistent && !pr.FirstCopy && vs.Note == "" {
@@ -1468,6 +1471,18 @@ func (p *Primary) Status() control.Status {
 	st.SwitchoverInDoubt = p.switchedOver.inDoubt
 	p.switchedOver.mu.Unlock()
 	return st
+}
+
+// rejoinGuessedNote is what the status note of a pair taken as awaiting
+// the old primary's rejoin from a state an earlier version saved
+// (pair.Pair.RejoinOwedGuessed) says beside rejoinOwedNote: the request
+// may have come already, and how to have it asked again.
+func rejoinGuessedNote(session string) string {
+	return ". Taken as awaiting it from a pair state an earlier version saved, which kept no record of the request: " +
+		"if the old primary's `duplex rejoin --yes` ran already (this pair resumed by it, then suspended by hand), the request " +
+		"does not come again by itself: at the old primary, stop its `duplex rejoin`, remove `\"delivered\": true` from its " +
+		session + ".primary/rejoin.json and run `duplex rejoin --yes` again, which asks again with the same regions and resumes " +
+		"every suspended pair here; or delete and add the pair as above"
 }
 
 // rejoinOwedNote is the status note of vol, a pair that awaits the old

@@ -342,11 +342,25 @@ func TestAPromotedSiteOfAnEarlierVersionAwaitsTheRejoinRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bb, _ := openReversed(t, cfg, quiet, rev)
+	bb, stopBB := openReversed(t, cfg, quiet, rev)
 	if err := bb.Pairs().Resume("vol1"); !errors.Is(err, pair.ErrRejoinOwed) {
 		t.Fatalf("the operator's resume of vol1 at the promoted site, before the request: %v, want refused until the rejoin", err)
 	}
 	awaitsRejoin(t, bb, len(cfg.VolumeNames()))
+	// Taken as awaiting it from a state that cannot tell: the note says
+	// so, and the way out if the request came already, also once the
+	// state is saved again by this version.
+	for range 2 {
+		for _, v := range bb.Status().Volumes {
+			for _, says := range []string{"earlier version", cfg.Session + ".primary/rejoin.json", `"delivered": true`, "asks again"} {
+				if !strings.Contains(v.Note, says) {
+					t.Errorf("the status note of %s, taken as awaiting the rejoin from an earlier version's state, %q does not say %q", v.Name, v.Note, says)
+				}
+			}
+		}
+		stopBB()
+		bb, stopBB = openReversed(t, cfg, quiet, rev)
+	}
 	_, r := beginRejoin(t, cfg, bb)
 	a := rejoined(t, cfg, quiet, r, rev, SecondaryOptions{})
 	if _, err := bb.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
