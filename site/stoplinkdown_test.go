@@ -3,7 +3,9 @@ package site
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +26,13 @@ type stopRig struct {
 
 func newStopRig(t *testing.T, patience time.Duration) *stopRig {
 	t.Helper()
+	return newStopRigDialing(t, patience, nil)
+}
+
+// newStopRigDialing is newStopRig with the primary dialling through
+// dial(fwd) where dial is not nil.
+func newStopRigDialing(t *testing.T, patience time.Duration, dial func(transport.Dialer) transport.Dialer) *stopRig {
+	t.Helper()
 	cfg := rejoinConfig(t)
 	r := &stopRig{fwd: transport.NewMemNetwork(1, transport.Faults{}), logs: &logBuffer{}}
 	log := slog.New(slog.NewTextHandler(r.logs, nil))
@@ -33,7 +42,11 @@ func newStopRig(t *testing.T, patience time.Duration) *stopRig {
 	}
 	r.sec = sec
 	runFor(t, sec.Run)
-	r.prim, err = OpenPrimary(cfg, log, PrimaryOptions{Dialer: r.fwd, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond,
+	var dialer transport.Dialer = r.fwd
+	if dial != nil {
+		dialer = dial(r.fwd)
+	}
+	r.prim, err = OpenPrimary(cfg, log, PrimaryOptions{Dialer: dialer, Retransmit: 40 * time.Millisecond, HandshakeTimeout: 500 * time.Millisecond,
 		unreachablePatience: patience})
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +132,73 @@ func TestAStopWaitsForALinkLongDownThatIsBack(t *testing.T) {
 	r.stopPrim()
 	if r.runErr != nil {
 		t.Fatalf("the stop, the link back as it began, failed after %s: %v", time.Since(start).Round(time.Millisecond), r.runErr)
+	}
+	if len(r.logs.lines("everything shipped to the secondary")) == 0 {
+		t.Errorf("the stop did not say everything shipped:\n%s", r.logs.String())
+	}
+}
+
+// stallingDialer dials through its Dialer, but while stall is set a dial
+// waits until release and then fails, as one whose packets the network
+// dropped fails at its timeout.
+type stallingDialer struct {
+	transport.Dialer
+	mu      sync.Mutex
+	stall   bool
+	stalled chan struct{} // closed once a dial waits
+	release chan struct{}
+}
+
+func (d *stallingDialer) Dial(ctx context.Context) (transport.Conn, error) {
+	d.mu.Lock()
+	stall := d.stall
+	if stall {
+		d.stall = false
+		close(d.stalled)
+	}
+	d.mu.Unlock()
+	if !stall {
+		return d.Dialer.Dial(ctx)
+	}
+	select {
+	case <-d.release:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("dial tcp: i/o timeout")
+}
+
+// TestAStopWaitsForALinkLongDownThatIsBackPastADialInFlight: the link
+// down for longer than the patience, a dial sent while the network was
+// down still in flight as the network comes back and the stop begins,
+// and failing only after: that failure says nothing of the secondary as
+// the stop began. The stop waits for the dial after it, which finds the
+// secondary: shipped, clean.
+func TestAStopWaitsForALinkLongDownThatIsBackPastADialInFlight(t *testing.T) {
+	const patience = 2 * time.Second
+	d := &stallingDialer{stalled: make(chan struct{}), release: make(chan struct{})}
+	r := newStopRigDialing(t, patience, func(fwd transport.Dialer) transport.Dialer { d.Dialer = fwd; return d })
+	r.fwd.SetDown(true)
+	if err := r.prim.Write(context.Background(), "vol1", bytes.Repeat([]byte{2}, 4096), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the link down for longer than the patience", func() bool {
+		up, since := r.prim.Mover().Link()
+		return !up && time.Since(since) > patience+200*time.Millisecond
+	})
+	d.mu.Lock()
+	d.stall = true
+	d.mu.Unlock()
+	select {
+	case <-d.stalled:
+	case <-time.After(time.Minute):
+		t.Fatal("the mover dialled no more")
+	}
+	r.fwd.SetDown(false)
+	time.AfterFunc(100*time.Millisecond, func() { close(d.release) })
+	start := time.Now()
+	r.stopPrim()
+	if r.runErr != nil {
+		t.Fatalf("the stop, the network back as it began and a dial from before failing after, failed after %s: %v", time.Since(start).Round(time.Millisecond), r.runErr)
 	}
 	if len(r.logs.lines("everything shipped to the secondary")) == 0 {
 		t.Errorf("the stop did not say everything shipped:\n%s", r.logs.String())
