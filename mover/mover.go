@@ -257,9 +257,12 @@ type Mover struct {
 	holds int
 	// freeAt is when the secondary last reported its journal's free space
 	// (acked.JournalFree): while the link is down, how old that word is.
-	freeAt      time.Time
-	connected   bool
-	linkSince   time.Time // when connected last changed
+	freeAt    time.Time
+	connected bool
+	linkSince time.Time // when connected last changed
+	// failedDial is when the last dial that found no secondary began: see
+	// Stats.FailedDialBegan.
+	failedDial  time.Time
 	lastAck     time.Time
 	progressAt  time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
 	lastRecv    time.Time // any frame from the secondary
@@ -841,6 +844,7 @@ const maxRedial = time.Second
 func (m *Mover) link(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
+		dialed := time.Now()
 		conn, err := m.cfg.Dialer.Dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -849,6 +853,7 @@ func (m *Mover) link(ctx context.Context) {
 			why := transport.Explain(err, "primary")
 			m.mu.Lock()
 			m.lastErr, m.lastErrAt = why, time.Now()
+			m.failedDial = dialed
 			m.mu.Unlock()
 			// Retries meet the same error again and again: it is logged
 			// once, and then once a minute while it lasts.
@@ -882,6 +887,9 @@ func (m *Mover) link(ctx context.Context) {
 		why := transport.Explain(err, "primary")
 		if err != nil && ctx.Err() == nil {
 			m.lastErr, m.lastErrAt = why, time.Now()
+			if !linked {
+				m.failedDial = dialed
+			}
 		}
 		refused := errors.Is(err, ErrRefused)
 		if refused && ctx.Err() == nil {
@@ -2196,6 +2204,10 @@ type Stats struct {
 	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
 	LastError     string    // why the link last failed or was refused; cleared by progress
 	LastErrorAt   time.Time // when LastError was set
+	// FailedDialBegan is when the last dial that did not link began: a
+	// dial sent before the network came back may fail after it did, and
+	// only one begun since says the secondary is still out of reach.
+	FailedDialBegan time.Time
 	// Refusals counts the sessions the secondary refused, LastRefusal says
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
@@ -2232,7 +2244,7 @@ func (m *Mover) Stats() Stats {
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
-		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
+		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, FailedDialBegan: m.failedDial,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}

@@ -2054,5 +2054,8 @@ func (p *Primary) unreachable(start time.Time) (bool, time.Time) {
 	case time.Since(later(since, start)) >= p.patience:
 		return true, since
 	}
-	return time.Since(since) >= p.patience && p.mover.Stats().LastErrorAt.After(start), since
+	// A dial begun before start may fail after it although the network
+	// came back meanwhile (one whose packets were dropped fails at its
+	// timeout): only one begun since counts.
+	return time.Since(since) >= p.patience && p.mover.Stats().FailedDialBegan.After(start), since
 }
