@@ -492,6 +492,14 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(Frame(TypeAck, bytes.Repeat([]byte{0xff}, 40)))
 	f.Add(Frame(TypeRecordSet, []byte("DXRS garbage")))
 	f.Add(Frame(99, []byte("unknown type")))
+	// The Hello's optional consent section: whole, cut inside, of a tag
+	// this build does not know, and followed by more.
+	consent := Generation(0xfeed)
+	hello := EncodeHello(Hello{Session: "s", Subsystems: []string{"ss1"}, Generation: 7, Overwrite: &consent})
+	body := hello[1 : len(hello)-4]
+	f.Add(Frame(TypeHello, body[:len(body)-3]))
+	f.Add(Frame(TypeHello, append(bytes.Clone(body[:len(body)-9]), 2, 0, 0, 0, 0, 0, 0, 0, 1)))
+	f.Add(Frame(TypeHello, append(bytes.Clone(body), 1)))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkMessage(t, b)
