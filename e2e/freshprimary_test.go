@@ -149,3 +149,48 @@ func TestAFreshPrimaryDoesNotOverwriteTheSecondarysCopies(t *testing.T) {
 		t.Fatalf("the secondary's vol1 still holds the old write after the overwrite (%v)", err)
 	}
 }
+
+// TestAPrimaryWithoutItsPairsRecordDoesNotOverwriteTheSecondarysCopies: a
+// primary whose pairs.json is lost, generation.json kept (the disks
+// replaced, the state directory put back from a copy without it), has no
+// record of the secondary's copies as surely as one with an empty state
+// directory, and is refused as it is. Before, it kept the generation the
+// secondary follows, was taken, and its initial copies overwrote vol1's
+// write with the zeroes of its new image.
+func TestAPrimaryWithoutItsPairsRecordDoesNotOverwriteTheSecondarysCopies(t *testing.T) {
+	s := newSession(t, sessionOpts{volSize: 8 * config.MiB})
+	s.start()
+	c := dialNBD(t, s.cfg.Primary.NBD, "vol1")
+	if err := c.WriteAt(bytes.Repeat([]byte{0x5a}, 64<<10), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	s.drainPrimary()
+	_, q := s.volumePaths("vol1")
+	held := testenv.SHA256File(t, q)
+	s.prim.kill()
+	if err := os.Remove(filepath.Join(site.PairStateDir(s.cfg), "pairs.json")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range s.cfg.VolumeNames() {
+		p, _ := s.volumePaths(name)
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := time.Now()
+	s.prim = startDaemon(t, "primary", s.path, filepath.Join(s.dir, "primary-again.log"))
+	s.prim.waitStarted()
+	s.prim.waitReady(s.cfg.Primary.Control)
+	eventually(t, 30*time.Second, "the secondary to refuse the primary", func() bool {
+		at, _ := time.Parse(time.RFC3339Nano, s.secondaryStatus().LastErrorAt)
+		return at.After(began) || s.primaryStatus().Link == "connected"
+	})
+	time.Sleep(2 * time.Second)
+	if last := s.primaryStatus().LastError; !strings.Contains(last, "has no record") || !strings.Contains(last, "--overwrite-secondary") {
+		t.Errorf("the primary's last error is not the refusal of a primary with no record of the copies: %q", last)
+	}
+	if got := testenv.SHA256File(t, q); got != held {
+		t.Errorf("the secondary's vol1 changed under a primary with no record of its copy")
+	}
+}
