@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -20,17 +21,30 @@ type generationFile struct {
 }
 
 // openGeneration returns the data generation of the pair state in dir,
-// starting a new one if it has none. promoted is the promotion the pair
-// state was made from, nil if none (see readGeneration): that pair state
+// starting a new one if it has none, or no pairs.json beside it (see
+// pairsRecorded). promoted is the promotion the pair state was made from,
+// nil if none (see readGeneration): that pair state
 // was made with the generation the promotion started, written before the
 // rest of it (seedReverse, seedFailBack), and one it lost is refused as a
 // damaged one is. A new generation there is one no secondary follows: the
 // rejoin of the other site, which follows the promotion's, would be
 // refused for good.
-func openGeneration(dir string, promoted *failover.Promotion) (transport.Generation, error) {
+func openGeneration(dir string, promoted *failover.Promotion, log *slog.Logger) (transport.Generation, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	switch g, err := readGeneration(dir, promoted); {
-	case err == nil:
+	case err == nil && (promoted != nil || pairsRecorded(dir)):
 		return g, nil
+	case err == nil:
+		// The generation says the secondary's copies are this pair
+		// state's; without pairs.json (lost, or a state directory put
+		// back without it) every pair starts an initial copy that would
+		// overwrite them. A new generation has the secondary refuse it
+		// unless the operator consents, as for an empty directory.
+		log.Warn("the pair state records no pair (pairs.json missing) beside its data generation: it starts a new one, "+
+			"which a secondary holding copies refuses unless duplex primary --overwrite-secondary names its generation",
+			"dir", dir, "was", g.String())
 	case errors.Is(err, disk.ErrDamaged):
 		return 0, err
 	case !errors.Is(err, os.ErrNotExist):
@@ -46,6 +60,14 @@ func openGeneration(dir string, promoted *failover.Promotion) (transport.Generat
 		return 0, fmt.Errorf("data generation: %w", err)
 	}
 	return gf.Generation, nil
+}
+
+// pairsRecorded says whether the pair state in dir has saved its pairs:
+// a start that made generation.json and was killed before pairs.json
+// sent nothing that made a copy consistent.
+func pairsRecorded(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "pairs.json"))
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // readGeneration reads the data generation of the pair state in dir. One

@@ -74,3 +74,33 @@ func TestAReversePairStateWhoseGenerationIsWrittenBackAsToldOpens(t *testing.T) 
 		t.Errorf("written back as the refusal said, the reverse primary opened at generation %s, want the promotion's %s", p.generation, pr.Generation)
 	}
 }
+
+// TestAPairStateWithoutItsPairsStartsANewGeneration: generation.json says
+// the secondary's copies are this pair state's, pairs.json what they
+// hold. Kept beside a pairs.json lost, the generation would have the
+// secondary take the primary whose initial copies overwrite them; a new
+// one has it refused unless the operator consents. With pairs.json there,
+// a restart keeps the generation.
+func TestAPairStateWithoutItsPairsStartsANewGeneration(t *testing.T) {
+	dir := t.TempDir()
+	first, err := openGeneration(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pairs.json"), []byte(`{"clean":true,"pairs":[]}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := openGeneration(dir, nil, nil); err != nil || again != first {
+		t.Fatalf("with pairs.json, the generation is %s (%v), want %s kept", again, err, first)
+	}
+	if err := os.Remove(filepath.Join(dir, "pairs.json")); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := openGeneration(dir, nil, nil)
+	if err != nil || lost == first || lost == 0 {
+		t.Fatalf("pairs.json lost, the generation is %s (%v), want a new one, not %s", lost, err, first)
+	}
+	if kept, err := readGeneration(dir, nil); err != nil || kept != lost {
+		t.Fatalf("generation.json holds %s (%v), want the new %s", kept, err, lost)
+	}
+}

@@ -343,7 +343,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// The timer starts above every stamp a previous run handed out, even
 	// on a clock that went back: the secondary holds groups through them.
 	starting.step(filepath.Join(p.stateDir, "generation.json"))
-	if p.generation, err = openGeneration(p.stateDir, p.promotion); err != nil {
+	if p.generation, err = openGeneration(p.stateDir, p.promotion, p.log); err != nil {
 		return nil, fmt.Errorf("primary: %w", err)
 	}
 	starting.step(filepath.Join(p.stateDir, "timer.json"))

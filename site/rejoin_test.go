@@ -75,7 +75,7 @@ func oldPrimaryPairState(t *testing.T) (cfg *config.Config, dir string, gen tran
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	gen, err := openGeneration(dir, nil)
+	gen, err := openGeneration(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

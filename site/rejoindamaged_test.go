@@ -30,7 +30,7 @@ func TestTookBackOfADamagedGeneration(t *testing.T) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			gen, err := openGeneration(dir, nil)
+			gen, err := openGeneration(dir, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
