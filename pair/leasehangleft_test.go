@@ -143,9 +143,10 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsMarkersAnnouncedAgain(t *
 	r.run()
 	r.mv.connected.Store(true)
 	r.mv.ackAll(r.tm)
-	if err := r.mg.Resume("b"); err != nil {
-		t.Fatalf("the resume of b once the disk answered: %v", err)
-	}
+	// The write the disk let go still has its own data, sync and rename
+	// to make: a resume before they end is refused naming the lease, as
+	// while it hung, and says to run it again.
+	r.resumeOnceAnswered("b")
 	// What the sidefile holds now, in order: each pair's suspension
 	// announced again, b's before its resume.
 	ups, _, _ := r.ss.Drain()
@@ -508,6 +509,25 @@ func savedDeleted(t *testing.T, path, vol, when string) {
 		}
 		if time.Now().After(end) {
 			t.Fatalf("the deletion of %s not saved 10 s after answered, %s", vol, when)
+		}
+	}
+}
+
+// resumeOnceAnswered resumes vol once the disk of the timer's lease
+// answers again: a refusal naming the lease (its write let go not yet
+// ended) is run again, as it says, for up to 10 s; any other fails.
+func (r *leaseRig) resumeOnceAnswered(vol string) {
+	r.t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := r.mg.Resume(vol)
+		if err == nil {
+			return
+		}
+		if !leaseHung(err) {
+			r.t.Fatalf("the resume of %s once the disk answered: %v", vol, err)
+		}
+		if time.Now().After(end) {
+			r.t.Fatalf("the resume of %s 10 s after the disk answered: %v", vol, err)
 		}
 	}
 }
