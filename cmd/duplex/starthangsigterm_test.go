@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -76,4 +78,86 @@ func TestAPrimaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 	if strings.Contains(out, "primary started") {
 		t.Errorf("the primary served, its start hung:\n%s", out)
 	}
+}
+
+// TestASecondaryWhoseStartHangsStopsOnSIGTERM: a secondary whose start
+// waits on its disk (here its state file, a FIFO no one writes, so its
+// read never ends, as on a disk that stopped answering) ends within a
+// few seconds of SIGTERM, exit status 1, saying it stopped while
+// starting and what the start waited for: it served nothing, and the
+// journal is as a kill would leave it.
+func TestASecondaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	path := writeSessionConfig(t, dir, startupSession(dir))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := site.StatePath(cfg)
+	mkdir(t, filepath.Dir(state))
+	if err := syscall.Mkfifo(state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := duplexCommand("secondary", "--config", path, "--log-level", "debug")
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// The start reads the state file once it has opened the volumes:
+	// their images made, it goes on to the FIFO, where it waits.
+	images := filepath.Join(dir, "secondary")
+	for end := time.Now().Add(30 * time.Second); !fifoOpenedBy(cmd.Process.Pid); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the secondary exited before its start waited (%v):\n%s", err, log.String())
+		default:
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the secondary's start does not wait on %s after 30 s (the volumes in %s):\n%s", state, images, log.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	signalled := time.Now()
+	const bound = 5 * time.Second
+	select {
+	case err := <-exited:
+		t.Logf("exited %s after SIGTERM: %v", time.Since(signalled).Round(time.Millisecond), err)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+			t.Errorf("the secondary stopped while starting exited %v, want status %d: it did not run", err, exitFailure)
+		}
+	case <-time.After(bound):
+		t.Fatalf("the secondary whose start hangs has not exited %s after SIGTERM:\n%s", bound, log.String())
+	}
+	out := log.String()
+	t.Logf("the secondary stopped while starting:\n%s", out)
+	for _, want := range []string{"stopped while starting", state} {
+		if !strings.Contains(out, "duplex: ") || !strings.Contains(out[strings.LastIndex(out, "duplex: "):], want) {
+			t.Errorf("the secondary's last words do not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secondary started") {
+		t.Errorf("the secondary served, its start hung:\n%s", out)
+	}
+}
+
+// fifoOpenedBy says whether process pid waits to open a FIFO (the one the
+// test made, the only one it opens): a thread of it blocked in the
+// kernel's FIFO open.
+func fifoOpenedBy(pid int) bool {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+	for _, w := range tasks {
+		// The kernel's name of the wait differs between versions.
+		if b, err := os.ReadFile(w); err == nil && (strings.Contains(string(b), "fifo_open") || strings.Contains(string(b), "wait_for_partner")) {
+			return true
+		}
+	}
+	return false
 }
