@@ -230,7 +230,7 @@ func OpenPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (*Pr
 	if opts.Context == nil {
 		return openPrimary(cfg, log, opts)
 	}
-	return openUnlessStopped(opts.Context, &opts.started, func() (*Primary, error) { return openPrimary(cfg, log, opts) },
+	return openUnlessStopped(opts.Context, 0, &opts.started, func() (*Primary, error) { return openPrimary(cfg, log, opts) },
 		func(p *Primary) { p.close() })
 }
 

@@ -348,7 +348,7 @@ func OpenPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (*
 	if opts.Context == nil {
 		return openPromoted(cfg, log, opts)
 	}
-	return openUnlessStopped(opts.Context, &opts.started, func() (*Promoted, error) { return openPromoted(cfg, log, opts) },
+	return openUnlessStopped(opts.Context, 0, &opts.started, func() (*Promoted, error) { return openPromoted(cfg, log, opts) },
 		func(p *Promoted) { p.close() })
 }
 

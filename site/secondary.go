@@ -120,8 +120,14 @@ type SecondaryOptions struct {
 	OnApplied func(g *consistency.Group, read func(vol string, p []byte, off int64) error)
 	// Context, if set, ends the journal's replay early (see
 	// secondary.Config.Context): OpenSecondary then fails with
-	// secondary.ErrInterrupted, everything on disk as it was.
+	// secondary.ErrInterrupted, everything on disk as it was. A start
+	// that waits on its disk elsewhere (not Offline, recover's) is given
+	// up once it ends, as a primary's (see startGivenUp), unless it ends
+	// within SecondaryStartStopGrace.
 	Context context.Context
+	// started, if set, is handed the start's steps as it begins (see
+	// openUnlessStopped).
+	started func(*startWait)
 	// CouplingStore, if set, replaces the etcd of [coupling] (tests);
 	// CouplingLimit, if set, holds applying at it rather than at the
 	// group's master time: recover --coupled's time.
@@ -236,9 +242,25 @@ func LargestGroup(cfg *config.Config) int64 {
 	return int64(len(cfg.Primary.Subsystems))*int64(cfg.Primary.SidefileLimit) + 1<<20
 }
 
+// SecondaryStartStopGrace is how long a secondary's start asked to stop
+// (SecondaryOptions.Context) may take to end before it is given up: a
+// journal's replay ends at the next group boundary, on a disk that
+// answers well within it.
+const SecondaryStartStopGrace = 2 * time.Second
+
 // OpenSecondary opens the secondary volumes and the journal, replays every
 // journaled group not yet applied, and binds the site's addresses.
-func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (_ *Secondary, err error) {
+func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (*Secondary, error) {
+	// An open again after a disk fault is given up by openAgain, after
+	// its own wait.
+	if opts.Context == nil || opts.Offline || opts.siteLocked {
+		return openSecondary(cfg, log, opts)
+	}
+	return openUnlessStopped(opts.Context, SecondaryStartStopGrace, &opts.started, func() (*Secondary, error) { return openSecondary(cfg, log, opts) },
+		func(s *Secondary) { s.close() })
+}
+
+func openSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (_ *Secondary, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -256,6 +278,9 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	// waits for.
 	starting := watchStart(log, 0)
 	defer starting.end()
+	if opts.started != nil {
+		opts.started(starting)
+	}
 	var early listeners
 	var earlyCtl *control.Starting
 	serve := func() (err error) {
@@ -332,7 +357,8 @@ func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 	if err := s.loadEndedRequests(); err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)
 	}
-	starting.step("the volumes")
+	// The state file too: it says which of them hold a copy.
+	starting.step("the volumes and " + StatePath(cfg))
 	anew := opts.anew
 	if len(opts.anewUnlessCopied) > 0 {
 		anew = append(slices.Clip(anew), s.goneUncopied(opts.anewUnlessCopied)...)

@@ -34,10 +34,12 @@ func (e *startGivenUp) Error() string {
 
 // openUnlessStopped runs open, a site's start, and returns what it
 // returns, unless ctx ends first: then it returns a startGivenUp at
-// once, the start left to end (or not) in the background, and a site
-// it opens late closed (closeLate) without serving (a daemon exits
-// meanwhile). started is set to follow the start's steps.
-func openUnlessStopped[S any](ctx context.Context, started *func(*startWait), open func() (*S, error), closeLate func(*S)) (*S, error) {
+// once (after grace, in which a start that ends of itself at the stop,
+// as a journal's replay does, returns what it returns), the start left
+// to end (or not) in the background, and a site it opens late closed
+// (closeLate) without serving (a daemon exits meanwhile). started is
+// set to follow the start's steps.
+func openUnlessStopped[S any](ctx context.Context, grace time.Duration, started *func(*startWait), open func() (*S, error), closeLate func(*S)) (*S, error) {
 	var steps atomic.Pointer[startWait]
 	*started = steps.Store
 	type opened struct {
@@ -58,6 +60,15 @@ func openUnlessStopped[S any](ctx context.Context, started *func(*startWait), op
 	case r := <-ch: // ended as the stop came: its Run stops at once
 		return r.s, r.err
 	default:
+	}
+	if grace > 0 {
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case r := <-ch:
+			return r.s, r.err
+		case <-t.C:
+		}
 	}
 	e := &startGivenUp{}
 	if w := steps.Load(); w != nil {
