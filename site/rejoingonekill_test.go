@@ -217,9 +217,10 @@ func TestARejoinOfAGoneImageLostAgainIsMadeAnewUntilItsCopyBegins(t *testing.T) 
 						t.Fatal(err)
 					}
 					quiesceMover(t, b)
-					if g := a.Replica().Stats().Group; g == 0 {
-						t.Fatal("the promoted site, linked, sent no group: the step tests nothing the stream names")
-					}
+					// The quiesce ends at the group's acknowledgement, given
+					// once it is journaled; its apply follows on its own, late
+					// on a loaded machine.
+					waitFor(t, 20*time.Second, "a group from the promoted site, linked, applied: without it the step tests nothing the stream names", func() bool { return a.Replica().Stats().Group > 0 })
 				case answered:
 					if _, err := b.rejoin()(control.RejoinRequest{Generation: r.Generation, Volumes: r.Discarded}); err != nil {
 						t.Fatal(err)
