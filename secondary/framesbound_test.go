@@ -1,0 +1,168 @@
+package secondary
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
+	"duplex/volume"
+)
+
+// TestFramesInUseStayBounded streams 1 MiB updates of two subsystems for
+// as long as a few hundred frames, each frame a bundle of the set ss2 owes
+// the interval before and ss1's set of the next one, so the Former holds
+// ss1's set after every frame and never lets the ledger retire what it
+// received. The received frames must not pile up: the memory they take
+// (the live heap after a collection) must stay under what the design
+// allows, whatever the length of the stream:
+//
+//   - kept idle for reuse: maxKeptHuge of capacity, each huge buffer made
+//     with up to a huge page more for its alignment (disk.DirectBuffer);
+//   - held by the ledger while the Former holds something: maxOpenBytes,
+//     past which it lets them go to the collector;
+//   - in use by the pipeline: the read room (two frames), the group being
+//     journaled, the applier's queue and its group in hand (three groups),
+//     the Former's pending set: a few frames.
+//
+// The stream is paced as the primary is by the secondary's acknowledgements
+// (no more than a few frames ahead of what was applied), so what the test
+// itself holds is small.
+func TestFramesInUseStayBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams some hundreds of MiB")
+	}
+	const (
+		chunk   = 1 << 20
+		volSize = 16 << 20
+		ahead   = 4 // frames sent ahead of what was applied
+	)
+	frames := uint64(300)
+	if raceDetector {
+		frames = 125 // five times round the ledger's bound all the same
+	}
+	dir := t.TempDir()
+	vols := map[string]*volume.Volume{}
+	for _, name := range []string{"vol1", "vol2"} {
+		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		vols[name] = v
+	}
+	subs := []string{"ss1", "ss2"}
+	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := transport.NewMemNetwork(1, transport.Faults{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sec.Run(ctx, net) }()
+	defer func() {
+		cancel()
+		<-done
+		sec.Close()
+	}()
+	conn, err := net.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
+		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Recv(); err != nil { // the welcome
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			if _, err := conn.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	data := bytes.Repeat([]byte{0x5a}, chunk)
+	set := func(sub, vol string, seq uint64, ts int64) []byte {
+		off := uint64((int(seq) - 1) * chunk % volSize)
+		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
+			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: off, Length: chunk,
+				Timestamp: ts, Seq: seq, Data: data}}}
+		b, err := recordset.Encode(nil, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	live := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	base := live()
+	// A frame of two 1 MiB sets is placed in a buffer of its class past
+	// 2 MiB: huge, made with a huge page more.
+	const frameBytes = 2*chunk + 8<<10
+	_, class := frameClass(frameBytes + placeAlign)
+	made := uint64(class + 2<<20)
+	bound := uint64(maxKeptHuge/class+1)*made + maxOpenBytes + 8*made
+	var peak, firstHalf uint64
+	deadline := time.Now().Add(3 * time.Minute)
+	for n := uint64(1); n <= frames; n++ {
+		ts := int64(n) * 1000
+		sets := [][]byte{set("ss1", "vol1", n, ts)}
+		if n > 1 {
+			sets = [][]byte{set("ss2", "vol2", n-1, ts-999), sets[0]}
+		}
+		if err := conn.Send(transport.EncodeBundle(transport.Bundle{Sets: sets})); err != nil {
+			t.Fatal(err)
+		}
+		// The primary sends no further ahead than the secondary's room.
+		for n > ahead && sec.Stats().BytesApplied < 2*(n-ahead)*chunk {
+			if time.Now().After(deadline) {
+				t.Fatalf("applied %d bytes after %d frames within 3 minutes", sec.Stats().BytesApplied, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if n%5 != 0 {
+			continue
+		}
+		l := live() - min(base, live())
+		peak = max(peak, l)
+		if n <= frames/2 {
+			firstHalf = peak
+		}
+		if l > bound {
+			t.Fatalf("after %d frames of %d KiB with the Former never empty, the heap holds %d MiB more than before the stream, "+
+				"over the bound of %d MiB (kept %d MiB of huge buffers, ledger %d MiB, pipeline 8 frames): received frames pile up",
+				n, frameBytes>>10, l>>20, bound>>20, maxKeptHuge>>20, maxOpenBytes>>20)
+		}
+		if n%25 == 0 {
+			sec.mu.Lock()
+			open, openN := sec.frames.openBytes, len(sec.frames.open)
+			sec.mu.Unlock()
+			hugeFrames.mu.Lock()
+			kept := hugeFrames.bytes
+			hugeFrames.mu.Unlock()
+			t.Logf("after %d frames (%d MiB sent): %d MiB live; the ledger holds %d MiB in %d frames, %d MiB kept",
+				n, n*frameBytes>>20, l>>20, open>>20, openN, kept>>20)
+		}
+	}
+	t.Logf("peak %d MiB (first half %d MiB), bound %d MiB", peak>>20, firstHalf>>20, bound>>20)
+	// Whatever the bounds' constants, the second half of the stream must
+	// hold no more than the first did.
+	if peak > firstHalf+2*made {
+		t.Fatalf("the heap held at most %d MiB over the first %d frames, %d MiB over the next ones: received frames pile up with the stream's length",
+			firstHalf>>20, frames/2, peak>>20)
+	}
+}
