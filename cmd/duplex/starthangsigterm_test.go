@@ -55,29 +55,7 @@ func TestAPrimaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("the primary's start does not say it waits on its disk after 30 s:\n%s", log.String())
 		}
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	signalled := time.Now()
-	const bound = 5 * time.Second
-	select {
-	case err := <-exited:
-		t.Logf("exited %s after SIGTERM: %v", time.Since(signalled).Round(time.Millisecond), err)
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-			t.Errorf("the primary stopped while starting exited %v, want status %d: it did not run", err, exitFailure)
-		}
-	case <-time.After(bound):
-		t.Fatalf("the primary whose start hangs has not exited %s after SIGTERM:\n%s", bound, log.String())
-	}
-	out := log.String()
-	t.Logf("the primary stopped while starting:\n%s", out)
-	for _, want := range []string{"stopped while starting", lease} {
-		if !strings.Contains(out, "duplex: ") || !strings.Contains(out[strings.LastIndex(out, "duplex: "):], want) {
-			t.Errorf("the primary's last words do not say %q:\n%s", want, out)
-		}
-	}
-	if strings.Contains(out, "primary started") {
-		t.Errorf("the primary served, its start hung:\n%s", out)
-	}
+	endsOnSIGTERMWhileStarting(t, "primary", cmd, log, exited, lease)
 }
 
 // TestASecondaryWhoseStartHangsStopsOnSIGTERM: a secondary whose start
@@ -123,6 +101,15 @@ func TestASecondaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 			t.Fatalf("the secondary's start does not wait on %s after 30 s (the volumes in %s):\n%s", state, images, log.String())
 		}
 	}
+	endsOnSIGTERMWhileStarting(t, "secondary", cmd, log, exited, state)
+}
+
+// endsOnSIGTERMWhileStarting signals a daemon whose start hangs and wants
+// it ended within a few seconds, exit status 1 (it never ran), its last
+// words saying it stopped while starting and naming what the start waited
+// for, and nothing served.
+func endsOnSIGTERMWhileStarting(t *testing.T, who string, cmd *exec.Cmd, log *syncBuffer, exited <-chan error, waitedFor string) {
+	t.Helper()
 	cmd.Process.Signal(syscall.SIGTERM)
 	signalled := time.Now()
 	const bound = 5 * time.Second
@@ -131,20 +118,20 @@ func TestASecondaryWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
 		t.Logf("exited %s after SIGTERM: %v", time.Since(signalled).Round(time.Millisecond), err)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-			t.Errorf("the secondary stopped while starting exited %v, want status %d: it did not run", err, exitFailure)
+			t.Errorf("the %s stopped while starting exited %v, want status %d: it did not run", who, err, exitFailure)
 		}
 	case <-time.After(bound):
-		t.Fatalf("the secondary whose start hangs has not exited %s after SIGTERM:\n%s", bound, log.String())
+		t.Fatalf("the %s whose start hangs has not exited %s after SIGTERM:\n%s", who, bound, log.String())
 	}
 	out := log.String()
-	t.Logf("the secondary stopped while starting:\n%s", out)
-	for _, want := range []string{"stopped while starting", state} {
+	t.Logf("the %s stopped while starting:\n%s", who, out)
+	for _, want := range []string{"stopped while starting", waitedFor} {
 		if !strings.Contains(out, "duplex: ") || !strings.Contains(out[strings.LastIndex(out, "duplex: "):], want) {
-			t.Errorf("the secondary's last words do not say %q:\n%s", want, out)
+			t.Errorf("the %s's last words do not say %q:\n%s", who, want, out)
 		}
 	}
-	if strings.Contains(out, "secondary started") {
-		t.Errorf("the secondary served, its start hung:\n%s", out)
+	if strings.Contains(out, who+" started") {
+		t.Errorf("the %s served, its start hung:\n%s", who, out)
 	}
 }
 
