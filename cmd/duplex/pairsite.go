@@ -33,8 +33,23 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		return f.named(cfg)
 	}
 	prim, err := controlOf(cfg, "primary")
-	if err != nil || cfg.Secondary.Control == "" {
+	if err != nil {
 		return prim, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
+	defer cancel()
+	if cfg.Secondary.Control == "" {
+		// No promoted site to ask, but the address may still answer for
+		// another session, whose primary would take the operation as its
+		// own. One that does not answer is left to the operation's own
+		// error.
+		ps, perr := control.Fetch(ctx, prim)
+		if perr == nil {
+			if err := sameSession(prim, ps, cfg.Session); err != nil {
+				return control.Endpoint{}, err
+			}
+		}
+		return prim, nil
 	}
 	sec, err := controlOf(cfg, "secondary")
 	if err != nil {
@@ -42,8 +57,6 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	}
 	// Both asked at once: a site whose host is gone (no answer at all,
 	// not a refusal) must not take the other's time.
-	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
-	defer cancel()
 	var ss control.Status
 	var serr error
 	done := make(chan struct{})
@@ -56,11 +69,10 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// A site of another session on the primary's address is neither this
 	// session's primary nor gone: this session's old primary may run
 	// elsewhere, and a primary there would take the operation as its own.
-	// A secondary that reopens after a disk fault names no session until
-	// it reads its state; it is no primary.
-	if perr == nil && ps.Session != "" && ps.Session != cfg.Session {
-		return control.Endpoint{}, fmt.Errorf("the config's primary %s answers as the %s of session %q, not of session %q: "+
-			"check the config's control addresses, or name the site that takes the operation with --addr", prim.Addr, ps.Role, ps.Session, cfg.Session)
+	if perr == nil {
+		if err := sameSession(prim, ps, cfg.Session); err != nil {
+			return control.Endpoint{}, err
+		}
 	}
 	primaryAnswers := perr == nil && ps.Role == "primary"
 	// A site of another session on the secondary's address (a stale
@@ -106,6 +118,17 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr, cfg.Session))
 	}
 	return prim, nil
+}
+
+// sameSession refuses the config's primary at prim whose status st names
+// a session other than the config's. A secondary that reopens after a
+// disk fault names no session until it reads its state; it is no primary.
+func sameSession(prim control.Endpoint, st control.Status, session string) error {
+	if st.Session == "" || st.Session == session {
+		return nil
+	}
+	return fmt.Errorf("the config's primary %s answers as the %s of session %q, not of session %q: "+
+		"check the config's control addresses, or name the site that takes the operation with --addr", prim.Addr, st.Role, st.Session, session)
 }
 
 // gone reports whether a status call's error says that no site runs at
