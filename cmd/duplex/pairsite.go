@@ -88,6 +88,14 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	case primaryAnswers && promoted:
 		return control.Endpoint{}, fmt.Errorf("both sites answer as the primary: %s and %s, promoted since %s; "+
 			"name the one that takes the operation with --addr", prim.Addr, sec.Addr, ss.PromotedAt)
+	case primaryAnswers && !other && serr == nil && ss.Role == "primary" && ss.Starting != nil:
+		// Only a promoted site starts as a primary at the config's
+		// secondary address, and until it has read its state it says
+		// nothing of its promotion: the old primary, running as a
+		// primary too, may be the wrong one.
+		return control.Endpoint{}, fmt.Errorf("both sites answer as the primary: %s, and %s, which %s; "+
+			"name the one that takes the operation with --addr once it runs (duplex status)",
+			prim.Addr, sec.Addr, isStarting(ss))
 	case promoted && perr != nil && !gone(perr):
 		// Only a primary that is gone lets the promoted site take the
 		// operation: one that is slow, cut off from this host past its

@@ -131,12 +131,18 @@ func startingError(at control.Endpoint, st control.Status) error {
 // startingSite says that the site at at, whose status is st, starts, and
 // what its start waits for.
 func startingSite(at control.Endpoint, st control.Status) string {
+	return fmt.Sprintf("the %s at %s %s", st.Role, at.Addr, isStarting(st))
+}
+
+// isStarting says that a site whose status is st starts, and what its
+// start waits for.
+func isStarting(st control.Status) string {
 	s := st.Starting
 	what := ""
 	if s.Step != "" {
 		what = fmt.Sprintf(", waiting for %s for %.0fs", s.Step, s.StepSeconds)
 	}
-	return fmt.Sprintf("the %s at %s is starting (since %s%s)", st.Role, at.Addr, s.Since, what)
+	return fmt.Sprintf("is starting (since %s%s)", s.Since, what)
 }
 
 // loadCAFile reads the PEM certificates of a CA given on the command line.
