@@ -218,7 +218,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		return err
 	}
 	if *f.all {
-		st, err := fetchRunning(opCtx, at)
+		st, err := fetchPrimary(opCtx, at, cfg.Session)
 		if err != nil {
 			return err
 		}
@@ -262,6 +262,25 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		return waitDuplex(ctx, at, vols, stdout)
 	}
 	return nil
+}
+
+// fetchPrimary is fetchRunning for a command that acts on the primary's
+// view of the pairs: a secondary's status has the volumes too, as it last
+// heard of them (with the link down, nothing of a suspension or a delete
+// since), and another session's primary has pairs of its own.
+func fetchPrimary(ctx context.Context, at control.Endpoint, session string) (control.Status, error) {
+	st, err := fetchRunning(ctx, at)
+	switch {
+	case err != nil:
+		return st, err
+	case st.Session != "" && st.Session != session:
+		return st, fmt.Errorf("the site at %s answers as the %s of session %q, not of session %q: "+
+			"name the session's primary with --addr, or check the config's control addresses", at.Addr, st.Role, st.Session, session)
+	case st.Role != "primary":
+		return st, fmt.Errorf("the site at %s answers as the %s: pair operations run at the session's primary, "+
+			"whose status says what each pair is; name its control address with --addr, or check the config's control addresses", at.Addr, st.Role)
+	}
+	return st, nil
 }
 
 // applicable returns the volumes of names that op applies to in the

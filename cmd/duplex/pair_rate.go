@@ -61,7 +61,7 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var rates control.Rates
 	if copyRate == nil && linkRate == nil {
-		st, err := fetchRunning(ctx, at)
+		st, err := fetchPrimary(ctx, at, cfg.Session)
 		if err != nil {
 			return err
 		}
