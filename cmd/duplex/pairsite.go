@@ -201,6 +201,18 @@ func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
 	if err != nil {
 		return control.Endpoint{}, f.usageErrorf("--addr: %v", err)
 	}
+	for _, o := range []struct{ key, addr string }{
+		{"primary.nbd", cfg.Primary.NBD}, {"secondary.nbd", cfg.Secondary.NBD}, {"secondary.drill_nbd", cfg.Secondary.DrillNBD},
+		{"secondary.listen", cfg.Secondary.Listen}, {"primary.secondary", cfg.Primary.Secondary}, {"primary.listen", cfg.Primary.Listen},
+	} {
+		// Sent there, the operation fails on whatever answers (an NBD
+		// server's greeting, a link's reset), which does not say that
+		// the address is of another kind.
+		if o.addr != "" && o.addr == at.Addr {
+			return control.Endpoint{}, f.usageErrorf("--addr %s is the config's %s, not a control address: the control addresses are %s",
+				*f.addr, o.key, controlAddrs(cfg))
+		}
+	}
 	if *f.ca != "" {
 		return at, nil
 	}
@@ -220,4 +232,19 @@ func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
 		}
 	}
 	return at, nil
+}
+
+// controlAddrs names the config's control addresses, for an error that
+// says which to give.
+func controlAddrs(cfg *config.Config) string {
+	var out []string
+	for _, c := range []struct{ key, addr string }{{"primary.control", cfg.Primary.Control}, {"secondary.control", cfg.Secondary.Control}} {
+		if c.addr != "" {
+			out = append(out, c.key+" "+c.addr)
+		}
+	}
+	if len(out) == 0 {
+		return "not in the config"
+	}
+	return strings.Join(out, " and ")
 }
