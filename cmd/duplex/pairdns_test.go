@@ -150,6 +150,11 @@ func TestPairOperationIsNotSentPastAPrimaryWhoseNameMayStillResolve(t *testing.T
 				t.Errorf("pair delete vol2, %s's lookup failing for now: exit %d, stdout %q, stderr %q; want it refused, naming %s and --addr",
 					prim, code, out, errs, prim)
 			}
+			if !strings.Contains(errs, "lookup") || strings.Contains(errs, "answered") {
+				t.Errorf("the refusal %q: want it to say the name's lookup failed, not that the primary answered", errs)
+			} else {
+				t.Log(errs)
+			}
 			if len(fp.calls) != 0 || fp.state["vol2"] == "" {
 				t.Errorf("at the promoted site: calls %v, state %v; want nothing done", fp.calls, fp.state)
 			}

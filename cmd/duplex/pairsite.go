@@ -80,6 +80,14 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// the same name would be its pair.
 	other := serr == nil && ss.Session != cfg.Session
 	promoted := !other && serr == nil && ss.Role == "primary" && ss.PromotedAt != ""
+	// Only a primary that is gone lets the promoted site take the
+	// operation: one that is slow, cut off from this host past its
+	// handshake, or answering with no status may still run as the
+	// primary (a split brain), and both answering is refused.
+	stillThere := ""
+	if promoted && perr != nil {
+		stillThere = notGone(ctx, perr)
+	}
 	switch {
 	case other && !primaryAnswers && ss.Role == "primary":
 		return control.Endpoint{}, fmt.Errorf("the config's secondary %s answers as a primary of session %q, not of session %q, "+
@@ -96,14 +104,10 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		return control.Endpoint{}, fmt.Errorf("both sites answer as the primary: %s, and %s, which %s; "+
 			"name the one that takes the operation with --addr once it runs (duplex status)",
 			prim.Addr, sec.Addr, isStarting(ss))
-	case promoted && perr != nil && !gone(perr):
-		// Only a primary that is gone lets the promoted site take the
-		// operation: one that is slow, cut off from this host past its
-		// handshake, or answering with no status may still run as the
-		// primary (a split brain), and both answering is refused.
+	case stillThere != "":
 		return control.Endpoint{}, fmt.Errorf("the config's primary %s %s, and the config's secondary %s answers as the primary promoted since %s: "+
 			"the old primary may still run as a primary; name the site that takes the operation with --addr",
-			prim.Addr, unanswered(perr), sec.Addr, ss.PromotedAt)
+			prim.Addr, stillThere, sec.Addr, ss.PromotedAt)
 	case promoted:
 		fmt.Fprintf(stdout, "the promoted site at %s (primary since %s) takes the operation: the config's primary %s %s\n",
 			sec.Addr, ss.PromotedAt, prim.Addr, notPrimary(ps, perr))
@@ -139,23 +143,36 @@ func sameSession(prim control.Endpoint, st control.Status, session string) error
 		"check the config's control addresses, or name the site that takes the operation with --addr", prim.Addr, st.Role, st.Session, session)
 }
 
-// gone reports whether a status call's error says that no site runs at
-// the address: the host or the network refused the connection, or the
-// name does not resolve. A timeout says nothing of the kind, and any
-// other error came from something that answered (a TLS handshake, an
-// HTTP status, a body).
-func gone(err error) bool {
+// notGone says how a status call's error shows that a site may still
+// run at the address, "" when it says that none does: the host or the
+// network refused the connection, or the name is missing wherever it is
+// looked up. A timeout says nothing of the kind, and any other error came
+// from something that answered (a TLS handshake, an HTTP status, a body).
+func notGone(ctx context.Context, err error) string {
 	var dns *net.DNSError
-	if errors.As(err, &dns) {
-		return dns.IsNotFound
-	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
-}
-
-// unanswered says how a site that is not gone failed its status call.
-func unanswered(err error) string {
 	var nerr net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+	switch {
+	case errors.As(err, &dns):
+		if !dns.IsNotFound {
+			return fmt.Sprintf("could not be looked up for now (%v)", err)
+		}
+		// Go's resolver tries a name under each search domain and as
+		// it is, and says the name as it is is missing though a lookup
+		// under a search domain, which may be the one that names the
+		// primary, failed for now (SERVFAIL, a timeout): looked up
+		// again failing on the first such error, it is gone only if
+		// every lookup finds it missing.
+		_, lerr := (&net.Resolver{StrictErrors: true}).LookupHost(ctx, dns.Name)
+		if errors.As(lerr, &dns) && dns.IsNotFound {
+			return ""
+		}
+		if lerr == nil {
+			return fmt.Sprintf("did not resolve (%v), and resolves now", err)
+		}
+		return fmt.Sprintf("could not be looked up for now (%v)", lerr)
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return ""
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()):
 		return fmt.Sprintf("did not answer within %s (%v)", pairStatusWait, err)
 	}
 	return fmt.Sprintf("answered, but not with its status (%v)", err)
