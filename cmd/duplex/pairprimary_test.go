@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +68,28 @@ func silentListener(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// closingListener takes connections and closes them at once: a proxy
+// in front of the site whose backend it cannot reach, or a port taken by
+// something else.
+func closingListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // answering serves h at a new address: a site that answers, but not with
 // a status this client reads.
 func answering(t *testing.T, h http.Handler, tls bool) string {
@@ -94,7 +119,8 @@ func answering(t *testing.T, h http.Handler, tls bool) string {
 // connection and does not answer within the status wait (a split brain:
 // the old primary still runs, slow or cut off from this host), or it
 // answers, but not with a status (HTTPS where the config says plain, a
-// 401 from what stands in front of it). The operation is refused, naming
+// 401 from what stands in front of it, a proxy that takes the connection
+// and closes it). The operation is refused, naming
 // that address and --addr, and nothing is done at the promoted site.
 // Before, each was taken as gone and pair delete vol2 ended vol2 at the
 // promoted site, exit 0.
@@ -112,6 +138,7 @@ func TestPairOperationIsNotSentPastAPrimaryThatDidNotSayItIsGone(t *testing.T) {
 		{"silent", silentListener, "did not answer within"},
 		{"https", func(t *testing.T) string { return answering(t, status, true) }, "answered"},
 		{"401", func(t *testing.T) string { return answering(t, status, false) }, "answered"},
+		{"accepts and closes", closingListener, "answered"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fp, path, promoted := promotedSessionOf(t, nil, promotedSite{})
@@ -186,5 +213,22 @@ func TestPairOperationIsNotSentWhereThePrimaryAddressIsAnotherSessions(t *testin
 				t.Errorf("calls at the other session's site %v, at the promoted site %v; want none", theirs.calls, fp.calls)
 			}
 		})
+	}
+}
+
+// TestAPrimaryThatCouldNotBeReachedIsNotSaidToHaveAnswered: a dial that
+// fails other than by a refusal or a missing route (no address of the
+// kind to dial from: IPv6 off on this host, say) says nothing of a site
+// there, and the refusal says that it could not be reached, not that it
+// answered.
+func TestAPrimaryThatCouldNotBeReachedIsNotSaidToHaveAnswered(t *testing.T) {
+	err := fmt.Errorf("status from http://[fd00::1]:7401: %w", &url.Error{Op: "Get", URL: "http://[fd00::1]:7401/v1/status",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)}})
+	got := notGone(context.Background(), err)
+	if got == "" || strings.Contains(got, "answered") || !strings.Contains(got, "could not be reached") {
+		t.Errorf("notGone(%v) = %q; want not gone, could not be reached", err, got)
+	}
+	if got := notGone(context.Background(), fmt.Errorf("x: %w", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)})); got != "" {
+		t.Errorf("a refused connection: notGone = %q, want gone", got)
 	}
 }
