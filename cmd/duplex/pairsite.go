@@ -146,7 +146,8 @@ func sameSession(prim control.Endpoint, st control.Status, session string) error
 // notGone says how a status call's error shows that a site may still
 // run at the address, "" when it says that none does: the host or the
 // network refused the connection, or the name is missing wherever it is
-// looked up. A timeout says nothing of the kind, and any other error came
+// looked up. A timeout says nothing of the kind, nor does a dial that
+// fails otherwise (no address to dial from), and any other error came
 // from something that answered (a TLS handshake, an HTTP status, a body).
 func notGone(ctx context.Context, err error) string {
 	var dns *net.DNSError
@@ -174,6 +175,10 @@ func notGone(ctx context.Context, err error) string {
 		return ""
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()):
 		return fmt.Sprintf("did not answer within %s (%v)", pairStatusWait, err)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Sprintf("could not be reached from this host (%v)", err)
 	}
 	return fmt.Sprintf("answered, but not with its status (%v)", err)
 }
