@@ -24,6 +24,18 @@ func TestWrapOnceNamesTheContextOnce(t *testing.T) {
 			t.Errorf("wrapOnce(%q, %q) = %q, want %q", c.what, c.err, got, c.want)
 		}
 	}
+	// A context that only begins with the command's word is another
+	// thing, said once: a name such as a volume's, or a config key's.
+	for _, c := range []struct{ what, err string }{
+		{"cannot start primary", "primary2: short write"},
+		{"cannot start secondary", "secondary_db: short write"},
+		{"cannot rejoin", "rejoin-east: no such volume"},
+		{"secondary stopped", "stoppedvol: short write"},
+	} {
+		if got, want := wrapOnce(c.what, errors.New(c.err)).Error(), c.what+": "+c.err; got != want {
+			t.Errorf("wrapOnce(%q, %q) = %q, want %q", c.what, c.err, got, want)
+		}
+	}
 	inner := fmt.Errorf("primary: %w", fs.ErrNotExist)
 	if err := wrapOnce("cannot start primary", inner); !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, inner) {
 		t.Errorf("wrapOnce lost the error it wraps: %v", err)
