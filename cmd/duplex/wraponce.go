@@ -31,7 +31,22 @@ func wrapOnce(what string, err error) error {
 }
 
 // sameWord reports whether a and b are one word, or one with an ending
-// ("promote", "promoted").
+// ("promote", "promoted"). Any other longer word is another thing (a
+// volume "primary2", a session "rejoin-east"), whose name the error says
+// once.
 func sameWord(a, b string) bool {
-	return a == b || (len(a) >= 5 && len(b) >= 5 && (strings.HasPrefix(a, b) || strings.HasPrefix(b, a)))
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if a == b {
+		return true
+	}
+	if len(a) < 5 || !strings.HasPrefix(b, a) {
+		return false
+	}
+	switch b[len(a):] {
+	case "d", "ed", "s", "'s":
+		return true
+	}
+	return false
 }
