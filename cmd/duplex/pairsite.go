@@ -29,15 +29,27 @@ var pairStatusWait = 5 * time.Second
 // that is silent rather than gone, and an address of either that answers
 // for another session.
 func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
+	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
+	defer cancel()
 	if *f.addr != "" {
-		return f.named(cfg)
+		at, err := f.named(cfg)
+		if err != nil {
+			return at, err
+		}
+		// The site named is the session's: one of another session, the
+		// token the same, would take the operation as its own. One that
+		// does not answer is left to the operation's own error.
+		if st, err := control.Fetch(ctx, at); err == nil {
+			if err := sameSession("the site --addr names, "+at.Addr+",", st, cfg.Session); err != nil {
+				return control.Endpoint{}, err
+			}
+		}
+		return at, nil
 	}
 	prim, err := controlOf(cfg, "primary")
 	if err != nil {
 		return prim, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
-	defer cancel()
 	if cfg.Secondary.Control == "" {
 		// No promoted site to ask, but the address may still answer for
 		// another session, whose primary would take the operation as its
@@ -45,7 +57,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		// error.
 		ps, perr := control.Fetch(ctx, prim)
 		if perr == nil {
-			if err := sameSession(prim, ps, cfg.Session); err != nil {
+			if err := sameSession("the config's primary "+prim.Addr, ps, cfg.Session); err != nil {
 				return control.Endpoint{}, err
 			}
 		}
@@ -70,7 +82,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// session's primary nor gone: this session's old primary may run
 	// elsewhere, and a primary there would take the operation as its own.
 	if perr == nil {
-		if err := sameSession(prim, ps, cfg.Session); err != nil {
+		if err := sameSession("the config's primary "+prim.Addr, ps, cfg.Session); err != nil {
 			return control.Endpoint{}, err
 		}
 	}
@@ -132,15 +144,15 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	return prim, nil
 }
 
-// sameSession refuses the config's primary at prim whose status st names
-// a session other than the config's. A secondary that reopens after a
-// disk fault names no session until it reads its state; it is no primary.
-func sameSession(prim control.Endpoint, st control.Status, session string) error {
+// sameSession refuses the site (what names it) whose status st names a
+// session other than the config's. A secondary that reopens after a disk
+// fault names no session until it reads its state; it is no primary.
+func sameSession(what string, st control.Status, session string) error {
 	if st.Session == "" || st.Session == session {
 		return nil
 	}
-	return fmt.Errorf("the config's primary %s answers as the %s of session %q, not of session %q: "+
-		"check the config's control addresses, or name the site that takes the operation with --addr", prim.Addr, st.Role, st.Session, session)
+	return fmt.Errorf("%s answers as the %s of session %q, not of session %q: "+
+		"check the config's control addresses, or name the session's site that takes the operation with --addr", what, st.Role, st.Session, session)
 }
 
 // notGone says how a status call's error shows that a site may still
