@@ -185,7 +185,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 		// clockPer is the server's task-clock (perf stat) per I/O over
 		// the run, exact where cpuPer counts 10 ms ticks; 0 without perf.
 		clockPer float64
-		load     string // the load average after the run
+		// switchesPer is the server's context switches (perf stat) per
+		// I/O over the run; 0 without perf.
+		switchesPer float64
+		load        string // the load average after the run
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{harness.LoadAvg()}
@@ -238,7 +241,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 					clock.stop()
 					return err
 				}
-				clocked, err := clock.stop()
+				clocked, switches, err := clock.stop()
 				if err != nil {
 					return err
 				}
@@ -258,7 +261,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
 				}
 				rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
-					clockPer: clocked.Seconds() / max(ios, 1)}
+					clockPer: clocked.Seconds() / max(ios, 1), switchesPer: float64(switches) / max(ios, 1)}
 				if sv.pair != nil && job.rw != "randread" {
 					if _, err := sv.pair.drain(ctx); err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
@@ -285,14 +288,14 @@ func (b *bench) primarySide(ctx context.Context) error {
 		Job, Server                              string
 		Round                                    int
 		IOPS, CPUPerIO, ClockPerIO, DrainedPerIO float64
-		FaultsPerIO                              float64
+		FaultsPerIO, SwitchesPerIO               float64
 		Load                                     string
 	}
 	var all []roundJSON
 	for j, job := range jobs {
 		for si, sv := range servers {
 			for r, rs := range res[j][si] {
-				all = append(all, roundJSON{job.name, sv.name, r + 1, rs.job.IOPS, rs.cpuPer * 1e6, rs.clockPer * 1e6, rs.drainedPer * 1e6, rs.faultsPer, rs.load})
+				all = append(all, roundJSON{job.name, sv.name, r + 1, rs.job.IOPS, rs.cpuPer * 1e6, rs.clockPer * 1e6, rs.drainedPer * 1e6, rs.faultsPer, rs.switchesPer, rs.load})
 			}
 		}
 	}
@@ -322,9 +325,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 		var clocks []string
 		for j, job := range jobs {
 			k, d := res[j][0], res[j][d]
-			var ratios, kIOPS, dIOPS, kCPU, dCPU, dDrained, kFaults, dFaults, kClock, dClock []float64
+			var ratios, kIOPS, dIOPS, kCPU, dCPU, dDrained, kFaults, dFaults, kClock, dClock, kSw, dSw []float64
 			for r := range k {
 				kClock, dClock = append(kClock, k[r].clockPer*1e6), append(dClock, d[r].clockPer*1e6)
+				kSw, dSw = append(kSw, k[r].switchesPer), append(dSw, d[r].switchesPer)
 				ratios = append(ratios, d[r].job.IOPS/k[r].job.IOPS)
 				kIOPS, dIOPS = append(kIOPS, k[r].job.IOPS), append(dIOPS, d[r].job.IOPS)
 				kCPU, dCPU = append(kCPU, k[r].cpuPer*1e6), append(dCPU, d[r].cpuPer*1e6)
@@ -339,14 +343,15 @@ func (b *bench) primarySide(ctx context.Context) error {
 				median(kIOPS), median(kCPU), median(dIOPS), median(dCPU), median(ratios), joinf(ratios, "%.2f"), joinf(dCPU, "%.1f"),
 				drained, joinf(kFaults, "%.1f"), joinf(dFaults, "%.1f"))
 			if median(dClock) > 0 {
-				clocks = append(clocks, fmt.Sprintf("| %s | %.1f (%.1f–%.1f) | %.1f (%.1f–%.1f) | %.2f | %s | %s |\n", job.name,
+				clocks = append(clocks, fmt.Sprintf("| %s | %.1f (%.1f–%.1f) | %.1f (%.1f–%.1f) | %.2f | %s | %s | %.2f, %.2f (%s) |\n", job.name,
 					median(kClock), slices.Min(kClock), slices.Max(kClock), median(dClock), slices.Min(dClock), slices.Max(dClock),
-					median(dClock)/median(kClock), joinf(kClock, "%.0f"), joinf(dClock, "%.0f")))
+					median(dClock)/median(kClock), joinf(kClock, "%.0f"), joinf(dClock, "%.0f"),
+					median(kSw), median(dSw), joinf(dSw, "%.2f")))
 			}
 		}
 		if len(clocks) > 0 {
-			fmt.Fprintf(w, "\nThe same runs' task-clock (perf stat, every thread of the server, exact where CPU/IO above counts 10 ms ticks), µs per I/O:\n\n")
-			fmt.Fprintf(w, "| job | nbdkit median (min–max) | Duplex median (min–max) | Duplex/nbdkit | nbdkit per round | Duplex per round |\n|---|---:|---:|---:|---|---|\n")
+			fmt.Fprintf(w, "\nThe same runs' task-clock (perf stat, every thread of the server, exact where CPU/IO above counts 10 ms ticks), µs per I/O, and context switches per I/O:\n\n")
+			fmt.Fprintf(w, "| job | nbdkit median (min–max) | Duplex median (min–max) | Duplex/nbdkit | nbdkit per round | Duplex per round | switches/IO nbdkit, Duplex (Duplex per round) |\n|---|---:|---:|---:|---|---|---|\n")
 			for _, c := range clocks {
 				fmt.Fprint(w, c)
 			}
