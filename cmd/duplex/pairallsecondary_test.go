@@ -20,7 +20,9 @@ import (
 // which it has none of, as the primary's. Each is refused, naming the
 // site and its role. Before, add --all and resume --all ended exit 0,
 // every volume "left as it is", and pair rate printed "none" for both
-// limits, exit 0.
+// limits, exit 0. A single volume's operation, or a change of the limits,
+// was refused by the secondary itself, but as "this site has no pairs",
+// naming neither the site nor what it is.
 func TestPairAllAtASecondaryIsRefused(t *testing.T) {
 	_, path := pairSession(t, map[string]string{})
 	sec := &fakePairs{state: map[string]string{"vol1": "duplex", "vol2": "duplex", "vol3": "duplex", "vol4": "duplex"}}
@@ -37,7 +39,7 @@ func TestPairAllAtASecondaryIsRefused(t *testing.T) {
 	t.Cleanup(cancel)
 	go srv.Serve(ctx, ln)
 	addr := ln.Addr().String()
-	for _, op := range [][]string{{"add", "--all"}, {"resume", "--all"}, {"suspend", "--all"}, {"delete", "--all"}, {"rate"}} {
+	for _, op := range [][]string{{"add", "--all"}, {"resume", "--all"}, {"suspend", "--all"}, {"delete", "--all"}, {"rate"}, {"delete", "vol1"}, {"rate", "--copy", "50MiB"}} {
 		for _, how := range [][]string{{"--addr", addr}, nil} {
 			args := append(append([]string{"pair"}, op...), "--config", path)
 			args = append(args, how...)
