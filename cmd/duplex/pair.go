@@ -277,10 +277,16 @@ func fetchPrimary(ctx context.Context, at control.Endpoint, session string) (con
 		return st, fmt.Errorf("the site at %s answers as the %s of session %q, not of session %q: "+
 			"name the session's primary with --addr, or check the config's control addresses", at.Addr, st.Role, st.Session, session)
 	case st.Role != "primary":
-		return st, fmt.Errorf("the site at %s answers as the %s: pair operations run at the session's primary, "+
-			"whose status says what each pair is; name its control address with --addr, or check the config's control addresses", at.Addr, st.Role)
+		return st, notThePrimary(at, st)
 	}
 	return st, nil
+}
+
+// notThePrimary is the refusal of an operation at the site at at, whose
+// status st says it runs as another role than the primary.
+func notThePrimary(at control.Endpoint, st control.Status) error {
+	return fmt.Errorf("the site at %s answers as the %s: pair operations run at the session's primary, "+
+		"whose status says what each pair is; name its control address with --addr, or check the config's control addresses", at.Addr, st.Role)
 }
 
 // applicable returns the volumes of names that op applies to in the

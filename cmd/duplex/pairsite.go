@@ -43,6 +43,9 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 			if err := sameSession("the site --addr names, "+at.Addr+",", st, cfg.Session); err != nil {
 				return control.Endpoint{}, err
 			}
+			if runsAsNoPrimary(st) {
+				return control.Endpoint{}, notThePrimary(at, st)
+			}
 		}
 		return at, nil
 	}
@@ -59,6 +62,9 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		if perr == nil {
 			if err := sameSession("the config's primary "+prim.Addr, ps, cfg.Session); err != nil {
 				return control.Endpoint{}, err
+			}
+			if runsAsNoPrimary(ps) {
+				return control.Endpoint{}, notThePrimary(prim, ps)
 			}
 		}
 		return prim, nil
@@ -140,8 +146,18 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		return control.Endpoint{}, fmt.Errorf("the config's primary %s rejoined the promoted site (primary since %s) as its secondary: "+
 			"pair operations run at the promoted site, the config's secondary %s, which %s; run the command again once it runs (duplex status), "+
 			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr, cfg.Session))
+	case perr == nil && runsAsNoPrimary(ps):
+		return control.Endpoint{}, notThePrimary(prim, ps)
 	}
 	return prim, nil
+}
+
+// runsAsNoPrimary reports whether a site whose status is st runs as
+// another role than the primary: it has no pairs, and refuses a pair
+// operation without saying which site it is. One that starts says so
+// itself.
+func runsAsNoPrimary(st control.Status) bool {
+	return st.Starting == nil && st.Role != "" && st.Role != "primary"
 }
 
 // sameSession refuses the site (what names it) whose status st names a
