@@ -26,8 +26,9 @@ var pairStatusWait = 5 * time.Second
 // that site answers as the promoted primary and the config's primary is
 // gone or answers as a secondary, and the output says so. Both answering
 // as primary is refused: either could be the wrong one; so is a primary
-// that is silent rather than gone, and an address of either that answers
-// for another session.
+// that is silent rather than gone, a site that answers as a secondary
+// (it has no pairs), and one that answers for another session, whether
+// the config or --addr names it.
 func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
 	defer cancel()
