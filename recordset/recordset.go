@@ -425,12 +425,18 @@ func EncodeParts(dst []byte, rs *RecordSet, parts [][]byte) ([]byte, [][]byte, u
 		return dst, parts, 0, err
 	}
 	inPlace := func(u *Update) bool { return u.summed && len(u.Data) >= partMin }
-	copied := int(hdr + crcSize)
+	copied, placed := int(hdr+crcSize), 0
 	for i := range rs.Updates {
 		if u := &rs.Updates[i]; !inPlace(u) {
 			copied += len(u.Data)
+		} else {
+			placed++
 		}
 	}
+	// At most a part of copied bytes before each update in place, and the
+	// last: sized once rather than grown by appends, a copy of every part
+	// at each growth, for a group of small writes thousands of parts.
+	parts = slices.Grow(parts, 2*placed+1)
 	// Room for all that is copied, so that the parts cut from b stay b's.
 	b := slices.Grow(dst, copied)
 	start := len(b)
