@@ -60,7 +60,8 @@ func (b *bench) lag(ctx context.Context) error {
 	if b.s.compare != "" {
 		dir := filepath.Join(b.s.out, "write")
 		cmp, err := startPair(ctx, b.s.compare, filepath.Join(dir, "compare"),
-			harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit()}, filepath.Join(dir, "nbdkit.img"))
+			harness.Spec{Session: "bench", Subsystems: b.s.subsystems, VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit()},
+			filepath.Join(dir, "nbdkit.img"))
 		if err != nil {
 			return err
 		}

@@ -77,6 +77,10 @@ type settings struct {
 	// warmup is the number of primary-side rounds run before those
 	// counted.
 	warmup int
+	// subsystems is the number of subsystems, one volume each, of the
+	// session the write, lag and apply sections share; the write and lag
+	// jobs write the first one's volume, the apply section's every one.
+	subsystems int
 	// primaryDir, if set, holds the primary's volume of the session the
 	// write, lag and apply sections share (say /dev/shm: the primary's
 	// writes off the disk the secondary's journal and volume are on).
@@ -112,6 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sidefileMiB := fs.Int64("sidefile-limit", 0, "write, lag and apply sections: the sessions' sidefile limit in MiB (default 64; a `duplex demo` session has 256 per subsystem)")
 	burstReserve := fs.Int64("burst-reserve", 0, "primary section: the burst_reserve in MiB of the first build's burst session (0: left out; the compared build's is always left out)")
 	warmup := fs.Int("warmup", 0, "primary section: rounds run first and not counted (a fresh session's first burst populates its sidefile's buffers)")
+	subsystems := fs.Int("subsystems", 1, "write, lag and apply sections: the subsystems of their session, one volume each (a `duplex demo` session has 2); the write and lag jobs write the first one's volume, the apply section's every one, a job each sharing its depth of 4")
 	primaryDir := fs.String("primary-dir", "", "write, lag and apply sections: the `directory` of the primary's volume (default in -out; say /dev/shm: the primary's writes off the secondary's disk; a directory perf-PID is made in it and removed at the end)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -133,6 +138,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s.sidefile = *sidefileMiB << 20
 	s.burstReserve = *burstReserve << 20
 	s.warmup = max(*warmup, 0)
+	if *subsystems < 1 {
+		fmt.Fprintln(stderr, "perf: -subsystems must be at least 1")
+		return 2
+	}
+	s.subsystems = *subsystems
 	if *primaryDir != "" {
 		s.primaryDir = filepath.Join(*primaryDir, fmt.Sprintf("perf-%d", os.Getpid()))
 		defer os.RemoveAll(s.primaryDir)

@@ -85,7 +85,8 @@ func (b *bench) setup(ctx context.Context) error {
 		return err
 	}
 	b.pair, err = startPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"),
-		harness.Spec{Session: "bench", VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit(), PrimaryDir: b.s.primaryDir}, image)
+		harness.Spec{Session: "bench", Subsystems: b.s.subsystems, VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit(),
+			PrimaryDir: b.s.primaryDir}, image)
 	return err
 }
 
@@ -452,23 +453,29 @@ func (b *bench) apply(ctx context.Context) error {
 	fmt.Fprintf(w, "%d rounds, each: fio's sequential write on the secondary's file system (psync, 1 MiB, fdatasync every 4 MiB, %s), "+
 		"whose half is the physical limit (the secondary writes every byte twice, journal then volume); then fio write 1 MiB qd4 "+
 		"through the Duplex primary, unthrottled, for %s, and the secondary's bytes applied (status bytes_replicated) and both "+
-		"daemons' CPU time (/proc/PID/stat) from 2 s after its start to 1 s before its end. The primary's sidefile at the end of "+
+		"daemons' CPU time and the secondary's minor page faults (/proc/PID/stat) from 2 s after its start to 1 s before its end. The primary's sidefile at the end of "+
 		"the window says who paces whom: near its %d MiB limit, the primary waits for the secondary. "+
 		"Plain psync (end_fsync=1 only, mostly the page cache): %.1f MiB/s.\n\n",
 		b.s.rounds, run, run, b.sidefileLimit()>>20, plain.MiBps())
 	if b.s.primaryDir != "" {
 		fmt.Fprintf(w, "The primary's volume is in %s, off the disk of the secondary's journal and volume.\n\n", b.s.primaryDir)
 	}
-	fmt.Fprintf(w, "| round | limit MiB/s | secondary apply MiB/s | apply / limit | primary fio MiB/s | secondary CPU ms/MiB | secondary %% CPU | primary CPU ms/MiB | sidefile MiB | load |\n")
-	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	var ratios, secMs, prmMs []float64
-	for i, r := range rounds {
-		fmt.Fprintf(w, "| %d | %.1f | %.1f | %.2f | %.1f | %.2f | %.0f | %.2f | %.1f | %s |\n", i+1, r.limit/(1<<20), r.apply/(1<<20),
-			r.apply/r.limit, r.primary/(1<<20), r.secMs, r.secPct, r.prmMs, float64(r.side)/(1<<20), r.load)
-		ratios, secMs, prmMs = append(ratios, r.apply/r.limit), append(secMs, r.secMs), append(prmMs, r.prmMs)
+	if b.s.subsystems > 1 {
+		fmt.Fprintf(w, "The session has %d subsystems of one volume each, and fio writes each volume, one job each at a depth of %d.\n\n",
+			b.s.subsystems, max(4/b.s.subsystems, 1))
 	}
-	fmt.Fprintf(w, "\nMedian apply / limit **%.2f**; median CPU per applied MiB: secondary %.2f ms, primary %.2f ms. "+
-		"Secondary CPU profile of the last round: %s (go tool pprof -top).\n", median(ratios), median(secMs), median(prmMs), profile)
+	fmt.Fprintf(w, "| round | limit MiB/s | secondary apply MiB/s | apply / limit | primary fio MiB/s | secondary CPU ms/MiB | secondary faults/MiB | secondary %% CPU | primary CPU ms/MiB | sidefile MiB | load |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	var ratios, secMs, prmMs, secFlt []float64
+	for i, r := range rounds {
+		fmt.Fprintf(w, "| %d | %.1f | %.1f | %.2f | %.1f | %.2f | %.1f | %.0f | %.2f | %.1f | %s |\n", i+1, r.limit/(1<<20), r.apply/(1<<20),
+			r.apply/r.limit, r.primary/(1<<20), r.secMs, r.secFaults, r.secPct, r.prmMs, float64(r.side)/(1<<20), r.load)
+		ratios, secMs, prmMs = append(ratios, r.apply/r.limit), append(secMs, r.secMs), append(prmMs, r.prmMs)
+		secFlt = append(secFlt, r.secFaults)
+	}
+	fmt.Fprintf(w, "\nMedian apply / limit **%.2f**; median CPU per applied MiB: secondary %.2f ms, primary %.2f ms; the secondary's "+
+		"minor page faults per applied MiB %.1f. Secondary CPU profile of the last round: %s (go tool pprof -top).\n",
+		median(ratios), median(secMs), median(prmMs), median(secFlt), profile)
 	return nil
 }
 
@@ -477,6 +484,7 @@ type applyRound struct {
 	limit, apply, primary float64 // bytes/s
 	secMs, prmMs          float64 // CPU ms per applied MiB
 	secPct                float64 // % of one CPU
+	secFaults             float64 // the secondary's minor page faults per applied MiB
 	side                  int64   // primary's sidefile bytes at the end of the window
 	load                  string
 }
@@ -490,6 +498,7 @@ func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile st
 		bytes          uint64
 		secCPU, prmCPU time.Duration
 		side           int64
+		secFaults      int64
 	}
 	var p0, p1 point
 	var sampleErr error
@@ -503,14 +512,15 @@ func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile st
 			}
 			sc, err1 := harness.ProcCPU(b.pair.sec.Pid())
 			pc, err2 := harness.ProcCPU(b.pair.prim.Pid())
-			if err := errors.Join(err1, err2); err != nil && sampleErr == nil {
+			sf, err3 := harness.ProcFaults(b.pair.sec.Pid())
+			if err := errors.Join(err1, err2, err3); err != nil && sampleErr == nil {
 				sampleErr = err
 			}
 			var side int64
 			if pst, err := b.statusCLI(ctx, b.pair.primCtl()); err == nil && pst.SidefileBytes != nil {
 				side = *pst.SidefileBytes
 			}
-			return point{time.Now(), st.BytesReplicate, sc, pc, side}
+			return point{time.Now(), st.BytesReplicate, sc, pc, side, sf}
 		}
 		sleepCtx(ctx, warm)
 		p0 = read()
@@ -522,7 +532,16 @@ func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile st
 		sleepCtx(ctx, d-time.Since(p0.t)-warm-time.Second)
 		p1 = read()
 	}()
-	jobs, err := b.fio(ctx, fmt.Sprintf("apply-saturation-%d", r), b.nbdArgs("write-1m-qd4", b.pair.uri(0), "write", "1M", 4, d, 0)...)
+	// With several subsystems every one's volume is written, each by a
+	// job of its own, at the one job's depth shared between them: the
+	// secondary then forms its groups from record sets of every subsystem,
+	// each frame of the stream bringing one of them.
+	n := b.s.subsystems
+	var args []string
+	for i := range n {
+		args = append(args, b.nbdArgs(fmt.Sprintf("write-1m-qd4-%d", i), b.pair.uri(i), "write", "1M", max(4/n, 1), d, 0)...)
+	}
+	jobs, err := b.fio(ctx, fmt.Sprintf("apply-saturation-%d", r), args...)
 	<-done
 	if err != nil {
 		return res, err
@@ -537,10 +556,13 @@ func (b *bench) applyRun(ctx context.Context, r int, d time.Duration, profile st
 	win := p1.t.Sub(p0.t).Seconds()
 	mib := float64(p1.bytes-p0.bytes) / (1 << 20)
 	res.apply = float64(p1.bytes-p0.bytes) / win
-	res.primary = jobs[0].BW
+	for _, j := range jobs {
+		res.primary += j.BW
+	}
 	res.secMs = float64((p1.secCPU - p0.secCPU).Microseconds()) / 1000 / mib
 	res.prmMs = float64((p1.prmCPU - p0.prmCPU).Microseconds()) / 1000 / mib
 	res.secPct = 100 * (p1.secCPU - p0.secCPU).Seconds() / win
+	res.secFaults = float64(p1.secFaults-p0.secFaults) / mib
 	res.side = p1.side
 	return res, nil
 }
