@@ -235,9 +235,10 @@ type frameLedger struct {
 	open      []([]byte) // received since the Former last held nothing; s.mu
 	openBytes int        // their capacity; s.mu
 
-	mu      sync.Mutex
-	applied uint64 // the last group the applier applied (or skipped)
-	waiting []retired
+	mu       sync.Mutex
+	applied  uint64 // the last group the applier applied (or skipped)
+	waiting  []retired
+	recycled uint64 // frames recycled so far
 }
 
 // maxOpenBytes bounds what the ledger keeps for recycling while the Former
@@ -271,6 +272,7 @@ func (l *frameLedger) retire(upTo uint64) {
 		l.waiting = append(l.waiting, retired{upTo: upTo, frames: frames})
 		frames = nil
 	}
+	l.recycled += uint64(len(frames))
 	l.mu.Unlock()
 	for _, f := range frames {
 		putFrame(f)
@@ -286,6 +288,7 @@ func (l *frameLedger) appliedThrough(g uint64) {
 	var free []retired
 	for len(l.waiting) > 0 && l.waiting[0].upTo <= g {
 		free = append(free, l.waiting[0])
+		l.recycled += uint64(len(l.waiting[0].frames))
 		l.waiting = l.waiting[1:]
 	}
 	l.mu.Unlock()
