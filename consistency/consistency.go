@@ -173,6 +173,14 @@ func (f *Former) Holds() bool {
 	return false
 }
 
+// Formed reports whether every update of record set seq of subsystem is
+// in a formed group: the Former reads that set's data no more. A set not
+// taken yet, or held early, is not.
+func (f *Former) Formed(subsystem string, seq uint64) bool {
+	s, ok := f.subs[subsystem]
+	return ok && seq <= s.through
+}
+
 // Add takes one decoded record set. The Former keeps its updates (the
 // slice, not a copy) until they are formed into a group, whose Updates may
 // be that slice: neither the caller nor the group's users change them.

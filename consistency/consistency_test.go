@@ -666,3 +666,45 @@ func ExampleFormer() {
 	fmt.Println(g.Time, len(g.Updates), g.Through["a"], g.Through["b"])
 	// Output: 20 1 0 1
 }
+
+// Formed says a record set's data is read by the Former no more only once
+// every update of it is in a formed group: not while it is held early, nor
+// while an update of it waits for another subsystem's horizon.
+func TestFormedOnceEveryUpdateIsInAGroup(t *testing.T) {
+	f := New("s", []string{"a", "b"}, Start{})
+	set := func(sub string, seq uint64, horizon int64, stamps ...int64) *recordset.RecordSet {
+		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Horizon: horizon}
+		for _, ts := range stamps {
+			rs.Updates = append(rs.Updates, recordset.Update{Volume: "v", Kind: recordset.KindWrite, Length: 1, Timestamp: ts, Data: []byte{1}})
+		}
+		return rs
+	}
+	mustAdd := func(rs *recordset.RecordSet, want Outcome) {
+		t.Helper()
+		if out, err := f.Add(rs); err != nil || out != want {
+			t.Fatalf("Add(%s/%d) = %v, %v; want %v", rs.Subsystem, rs.Seq, out, err, want)
+		}
+	}
+	mustAdd(set("a", 2, 30, 25), Early)
+	if f.Formed("a", 2) {
+		t.Fatal("a/2 held early is formed")
+	}
+	mustAdd(set("a", 1, 20, 10, 15), Accepted) // a/2 follows
+	mustAdd(set("b", 1, 12, 11), Accepted)
+	if _, ok := f.Form(); !ok { // through 12: a/1's update at 15 waits
+		t.Fatal("no group through 12")
+	}
+	if f.Formed("a", 1) || !f.Formed("b", 1) {
+		t.Fatalf("through 12: a/1 formed %v (its update at 15 waits), b/1 formed %v", f.Formed("a", 1), f.Formed("b", 1))
+	}
+	mustAdd(set("b", 2, 40), Accepted)
+	if _, ok := f.Form(); !ok { // through 30
+		t.Fatal("no group through 30")
+	}
+	if !f.Formed("a", 1) || !f.Formed("a", 2) {
+		t.Fatalf("through 30: a/1 formed %v, a/2 formed %v", f.Formed("a", 1), f.Formed("a", 2))
+	}
+	if f.Formed("a", 3) || f.Formed("c", 1) {
+		t.Fatal("a set not taken, or of an unknown subsystem, is formed")
+	}
+}

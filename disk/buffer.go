@@ -32,6 +32,15 @@ func DirectBuffer(n int) []byte {
 	return b
 }
 
+// DirectBufferBytes is the memory DirectBuffer(n) takes: n and the
+// alignment it is made with, which bounds on buffers kept must count.
+func DirectBufferBytes(n int) int {
+	if n >= hugePage {
+		return n + hugePage
+	}
+	return n + DirectAlign
+}
+
 // ShortBuffer returns n bytes aligned to DirectAlign for a buffer dropped
 // after one direct read: not advised as huge pages as DirectBuffer's are,
 // since the advice outlives the buffer, staying with memory Go's heap

@@ -344,9 +344,9 @@ func TestFrameLedgerKeepsABoundedAmount(t *testing.T) {
 				i+1, l.openBytes, len(l.open), maxOpenBytes)
 		}
 	}
-	l.retire(0)
+	l.release(nil, 0)
 	if len(l.open) != 0 || l.openBytes != 0 {
-		t.Fatalf("retire left %d frames (%d bytes) open", len(l.open), l.openBytes)
+		t.Fatalf("release left %d frames (%d bytes) open", len(l.open), l.openBytes)
 	}
 }
 

@@ -18,15 +18,16 @@ import (
 // TestFramesInUseStayBounded streams 1 MiB updates of two subsystems for
 // as long as a few hundred frames, each frame a bundle of the set ss2 owes
 // the interval before and ss1's set of the next one, so the Former holds
-// ss1's set after every frame and never lets the ledger retire what it
-// received. The received frames must not pile up: the memory they take
+// ss1's set after every frame, and the ledger holds every frame whose set
+// it holds. The received frames must not pile up: the memory they take
 // (the live heap after a collection) must stay under what the design
 // allows, whatever the length of the stream:
 //
-//   - kept idle for reuse: maxKeptHuge of capacity, each huge buffer made
-//     with up to a huge page more for its alignment (disk.DirectBuffer);
-//   - held by the ledger while the Former holds something: maxOpenBytes,
-//     past which it lets them go to the collector;
+//   - kept idle for reuse: maxKeptHuge, which counts the huge page each
+//     huge buffer is made with for its alignment (disk.DirectBuffer);
+//   - held by the ledger while the Former holds their record sets:
+//     maxOpenBytes, counted the same way, past which it lets the oldest go
+//     to the collector;
 //   - in use by the pipeline: the read room (two frames), the group being
 //     journaled, the applier's queue and its group in hand (three groups),
 //     the Former's pending set: a few frames.
@@ -114,8 +115,8 @@ func TestFramesInUseStayBounded(t *testing.T) {
 	// 2 MiB: huge, made with a huge page more.
 	const frameBytes = 2*chunk + 8<<10
 	_, class := frameClass(frameBytes + placeAlign)
-	made := uint64(class + 2<<20)
-	bound := uint64(maxKeptHuge/class+1)*made + maxOpenBytes + 8*made
+	made := uint64(frameCost(class))
+	bound := maxKeptHuge + maxOpenBytes + 8*made
 	var peak, firstHalf uint64
 	deadline := time.Now().Add(3 * time.Minute)
 	for n := uint64(1); n <= frames; n++ {

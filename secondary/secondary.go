@@ -1905,21 +1905,25 @@ func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string
 	if s.conn != conn {
 		return errReplaced
 	}
-	for _, in := range batch {
-		s.frames.add(in.buf)
+	held := make([]*ledgerFrame, len(batch))
+	for i, in := range batch {
+		held[i] = s.frames.add(in.buf)
 	}
 	defer func() {
 		// Under s.mu, which receive lets go of only while it hands a
 		// group over, when no other receiver takes anything: every group
 		// formed from these frames is journaled by now, and handed to the
-		// applier at or before the queued one.
-		if !s.former.Holds() {
-			s.frames.retire(s.dataQueued)
+		// applier at or before the queued one, unless a group waits in
+		// s.pending, which only an error before commitPending leaves:
+		// then nothing is released, and the frames it reads go to the
+		// collector past the ledger's bound.
+		if len(s.pending) == 0 {
+			s.frames.release(s.former, s.dataQueued)
 		}
 	}()
 	took := false
-	for _, in := range batch {
-		ok, err := s.take(conn, in.sets, in.beats, names)
+	for i, in := range batch {
+		ok, err := s.take(conn, in.sets, in.beats, names, held[i])
 		if err != nil {
 			// The groups formed from the frames before are journaled
 			// all the same: the Former holds them no more.
@@ -2103,13 +2107,19 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 }
 
 // take gives the Former the record sets and heartbeats of one frame, and
-// reports whether it took any. Called with s.mu held.
-func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string) (took bool, err error) {
+// reports whether it took any; the frame's ledger entry f records the
+// record sets the Former holds from it. Called with s.mu held.
+func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string, f *ledgerFrame) (took bool, err error) {
 	for _, rs := range sets {
 		if err := s.checkRecordSet(rs); err != nil {
 			return false, s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
 		}
 		out, err := s.former.Add(rs)
+		if out == consistency.Accepted || out == consistency.Early {
+			// Whatever the error: an early set after it may have failed
+			// its check, and this one is held all the same.
+			f.took(s.former, rs)
+		}
 		if errors.Is(err, consistency.ErrStale) {
 			// Taking it would drop the update. The next connection starts
 			// afresh from what is journaled, and no process is trusted to
