@@ -46,6 +46,11 @@ type Status struct {
 	// no limit.
 	CopyRateLimit *int64 `json:"copy_rate_limit_bytes_per_second,omitempty"`
 	LinkRateLimit *int64 `json:"link_rate_limit_bytes_per_second,omitempty"`
+	// NoPairs, at a site that is the session's primary and holds no pairs
+	// (a promoted site run without the reverse direction), says why and
+	// what brings replication back: its role alone would send pair
+	// operations, and a read of the rate limits, there.
+	NoPairs string `json:"no_pairs,omitempty"`
 	// At the primary: what the link compresses record sets with now
 	// ("zstd", or "none": not configured, or a secondary that does not
 	// take them), and the record sets' plain bytes over the bytes they
@@ -338,6 +343,10 @@ type Server struct {
 	Status  func() Status
 	Metrics http.Handler // optional
 	Pairs   PairOps      // optional: pair operations (primary)
+	// NoPairs, if set, refuses pair operations and rate changes instead
+	// of the default, which sends them to the primary: at a primary with
+	// no pairs that would send the operator back here.
+	NoPairs string
 	// Fence, if set, stops replication into this site (secondary) and
 	// returns its consistency time; an error means the fence is not durable.
 	Fence func() (int64, error)
@@ -536,7 +545,7 @@ func (s *Server) rate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.SetRates == nil {
-		writeJSON(w, http.StatusNotFound, Rates{Error: "this site has no rate limits (they pace the primary)"})
+		writeJSON(w, http.StatusNotFound, Rates{Error: s.noPairs("this site has no rate limits (they pace the primary)")})
 		return
 	}
 	var req rateRequest
@@ -590,6 +599,15 @@ func FenceSecondary(ctx context.Context, at Endpoint, token string) error {
 	return nil
 }
 
+// noPairs is the refusal of a pair operation or a rate change at a site
+// without pairs: NoPairs if set, else def.
+func (s *Server) noPairs(def string) string {
+	if s.NoPairs != "" {
+		return s.NoPairs
+	}
+	return def
+}
+
 func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 	vol, op := r.PathValue("volume"), r.PathValue("op")
 	reply := func(code int, res PairResult) {
@@ -600,7 +618,7 @@ func (s *Server) pairOp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.Pairs == nil {
-		reply(http.StatusNotFound, PairResult{Error: "this site has no pairs (pair operations run at the primary)"})
+		reply(http.StatusNotFound, PairResult{Error: s.noPairs("this site has no pairs (pair operations run at the primary)")})
 		return
 	}
 	var err error
@@ -652,7 +670,7 @@ func (s *Server) allPairsOp(w http.ResponseWriter, r *http.Request) {
 	}
 	all, ok := s.Pairs.(AllPairOps)
 	if !ok {
-		reply(http.StatusNotFound, AllPairsResult{Error: "this site cannot change every pair at once (pair operations run at the primary)"})
+		reply(http.StatusNotFound, AllPairsResult{Error: s.noPairs("this site cannot change every pair at once (pair operations run at the primary)")})
 		return
 	}
 	var vols []string

@@ -577,8 +577,8 @@ func (p *Promoted) Run(ctx context.Context) error {
 	}
 	if p.ctlLn != nil {
 		cs := &control.Server{Status: p.Status, Metrics: p.metrics.Handler(), History: p.history, Token: p.token, TLS: p.ctlTLS, Logger: p.log, Early: p.early,
-			Changes: p.ChangedRegions,
-			Sites:   sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
+			Changes: p.ChangedRegions, NoPairs: noReverse,
+			Sites: sessionSites(p.cfg, control.Site{Role: "secondary", Control: p.ControlAddr(), NBD: p.NBDAddr()})}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -705,7 +705,7 @@ func (p *Promoted) syncVolume(vol string) error {
 // pair is suspended (it has no secondary until a rejoin), with since when it
 // is primary and the bytes each volume's changed regions cover.
 func (p *Promoted) Status() control.Status {
-	st := control.Status{Session: p.cfg.Session, Role: "primary", Link: "suspended", Generation: p.promotion.Generation.String(),
+	st := control.Status{Session: p.cfg.Session, Role: "primary", Link: "suspended", NoPairs: noReverse, Generation: p.promotion.Generation.String(),
 		PromotedAt: control.FormatTime(p.promotion.At), PromotedFrom: control.FormatTime(p.promotion.ConsistencyTime),
 		PrimarySite: "secondary", PrimarySince: control.FormatTime(p.promotion.At)}
 	logWrite, waiting := p.changes.Waits()
@@ -718,6 +718,15 @@ func (p *Promoted) Status() control.Status {
 	}
 	return st
 }
+
+// noReverse is why a promoted site holds no pairs: it runs without the
+// reverse direction (Reversing), as the primary of a session that
+// replicates nowhere. Pair operations are routed to it as the primary; the
+// default refusal there would send the operator back to it.
+const noReverse = "this promoted site replicates nowhere and holds no pairs: the config's [primary] has no listen and journal, " +
+	"so it runs without the reverse direction. Set primary.listen and primary.journal in the config, restart this site " +
+	"(duplex promote --config FILE), then run duplex rejoin --config FILE --yes at the old primary: it becomes this site's " +
+	"secondary and pair operations run here"
 
 // ChangedRegions returns the promotion and each volume's changed regions,
 // for a rejoin.

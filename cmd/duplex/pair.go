@@ -278,6 +278,9 @@ func fetchPrimary(ctx context.Context, at control.Endpoint, session string) (con
 			"name the session's primary with --addr, or check the config's control addresses", at.Addr, st.Role, st.Session, session)
 	case st.Role != "primary":
 		return st, notThePrimary(at, st)
+	case st.NoPairs != "":
+		// Its rate limits and pair states would read as none.
+		return st, fmt.Errorf("the primary at %s: %s", at.Addr, st.NoPairs)
 	}
 	return st, nil
 }
