@@ -148,3 +148,76 @@ func fifoOpenedBy(pid int) bool {
 	}
 	return false
 }
+
+// startHungOnFIFO starts duplex with args, whose start is to wait on the
+// FIFO fifo (made here, no one writes it, as on a disk that stopped
+// answering), and returns it once a thread of it waits to open it.
+func startHungOnFIFO(t *testing.T, who, fifo string, args ...string) (*exec.Cmd, *syncBuffer, <-chan error) {
+	t.Helper()
+	mkdir(t, filepath.Dir(fifo))
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := duplexCommand(args...)
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for end := time.Now().Add(30 * time.Second); !fifoOpenedBy(cmd.Process.Pid); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			t.Fatalf("the %s exited before its start waited (%v):\n%s", who, err, log.String())
+		default:
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the %s's start does not wait on %s after 30 s:\n%s", who, fifo, log.String())
+		}
+	}
+	return cmd, log, exited
+}
+
+// TestADemoWhosePrimaryStartHangsStopsOnSIGTERM: the demo's primary,
+// whose start waits on its state directory's disk (the timer's lease,
+// read first), is given up on SIGTERM as duplex primary's is: the demo
+// ends within a few seconds, exit status 1, saying it stopped while
+// starting and naming the lease, its secondary stopped with it.
+func TestADemoWhosePrimaryStartHangsStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	session := config.Demo(dir)
+	portBase{n: 0, set: true}.apply(session)
+	cfg, err := writeDemoConfig(session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := filepath.Join(site.PairStateDir(cfg), "timer.json")
+	cmd, log, exited := startHungOnFIFO(t, "demo", lease, "demo", "--dir", dir, "--port-base", "0", "--no-workload", "--log-level", "info")
+	endsOnSIGTERMWhileStarting(t, "demo", cmd, log, exited, lease)
+}
+
+// TestARecoverWhoseStartHangsStopsOnSIGTERM: duplex recover at a stopped
+// secondary whose disk stopped answering (its state file a FIFO) ends
+// within a few seconds of SIGTERM, exit status 1, saying it stopped
+// while starting and what it waited for: the journal and the volumes are
+// as a kill leaves them, and the next recover (or secondary) replays the
+// journal again.
+func TestARecoverWhoseStartHangsStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	path := writeSessionConfig(t, dir, startupSession(dir))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := site.StatePath(cfg)
+	cmd, log, exited := startHungOnFIFO(t, "recover", state, "recover", "--config", path)
+	endsOnSIGTERMWhileStarting(t, "recover", cmd, log, exited, state)
+}
