@@ -121,9 +121,9 @@ type SecondaryOptions struct {
 	// Context, if set, ends the journal's replay early (see
 	// secondary.Config.Context): OpenSecondary then fails with
 	// secondary.ErrInterrupted, everything on disk as it was. A start
-	// that waits on its disk elsewhere (not Offline, recover's) is given
-	// up once it ends, as a primary's (see startGivenUp), unless it ends
-	// within SecondaryStartStopGrace.
+	// that waits on its disk elsewhere (an Offline one, recover's and
+	// promote's, too) is given up once it ends, as a primary's (see
+	// startGivenUp), unless it ends within SecondaryStartStopGrace.
 	Context context.Context
 	// started, if set, is handed the start's steps as it begins (see
 	// openUnlessStopped).
@@ -252,8 +252,10 @@ const SecondaryStartStopGrace = 2 * time.Second
 // journaled group not yet applied, and binds the site's addresses.
 func OpenSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) (*Secondary, error) {
 	// An open again after a disk fault is given up by openAgain, after
-	// its own wait.
-	if opts.Context == nil || opts.Offline || opts.siteLocked {
+	// its own wait. An Offline one (recover's) is given up as a daemon's
+	// start is: what it applied of the journal is as a kill leaves it,
+	// and the next start replays the rest.
+	if opts.Context == nil || opts.siteLocked {
 		return openSecondary(cfg, log, opts)
 	}
 	return openUnlessStopped(opts.Context, SecondaryStartStopGrace, &opts.started, func() (*Secondary, error) { return openSecondary(cfg, log, opts) },

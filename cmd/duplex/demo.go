@@ -176,8 +176,19 @@ type demoSession struct {
 // if the config with the ports bound could not be written. opts and retry
 // are the secondary's (tests inject disk faults and shorten the backoff;
 // the demo leaves both zero).
-func startDemoSession(cfg, session *config.Config, log *slog.Logger, opts site.SecondaryOptions, retry site.DiskRetry) (*demoSession, error) {
+func startDemoSession(ctx context.Context, cfg, session *config.Config, log *slog.Logger, opts site.SecondaryOptions, retry site.DiskRetry) (*demoSession, error) {
 	d := &demoSession{cfg: cfg, primDone: make(chan error, 1), secDone: make(chan error, 1)}
+	// The sites' starts are given up on ctx's end (SIGTERM), as the
+	// daemons' are: one that waits on a disk that stopped answering would
+	// otherwise hold the demo. Once both run, ctx ends the demo's loop
+	// instead, which stops them in order (the primary ships everything
+	// first): the starts' context is let go of ctx then.
+	startCtx, endStart := context.WithCancel(context.Background())
+	stopEnding := context.AfterFunc(ctx, endStart)
+	defer stopEnding()
+	if opts.Context == nil {
+		opts.Context = startCtx
+	}
 	// As duplex secondary's: after a disk fault the secondary opens itself
 	// again, as a restart does, and the demo goes on.
 	secCtx, stopSec := context.WithCancel(context.Background())
@@ -202,7 +213,7 @@ func startDemoSession(cfg, session *config.Config, log *slog.Logger, opts site.S
 	// config file names the ports bound, for the other commands.
 	pcfg := *cfg
 	pcfg.Primary.Secondary = sec.ListenAddr()
-	prim, err := site.OpenPrimary(&pcfg, log, site.PrimaryOptions{})
+	prim, err := site.OpenPrimary(&pcfg, log, site.PrimaryOptions{Context: startCtx})
 	if err != nil {
 		stopSec()
 		<-d.secDone
@@ -264,7 +275,7 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 
 // demo runs the session of cfg, which was loaded from what session says.
 func demo(ctx context.Context, cfg, session *config.Config, withWorkload bool, log *slog.Logger, stdout io.Writer) error {
-	d, failed := startDemoSession(cfg, session, log, site.SecondaryOptions{}, site.DiskRetry{})
+	d, failed := startDemoSession(ctx, cfg, session, log, site.SecondaryOptions{}, site.DiskRetry{})
 	if d == nil {
 		return failed
 	}

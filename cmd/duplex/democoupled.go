@@ -85,7 +85,7 @@ func coupledDemo(ctx context.Context, dir string, ports portBase, withWorkload b
 	var sessions []*demoSession
 	var failed error
 	for i, cfg := range cfgs {
-		d, err := startDemoSession(cfg, files[i], log, site.SecondaryOptions{}, site.DiskRetry{})
+		d, err := startDemoSession(ctx, cfg, files[i], log, site.SecondaryOptions{}, site.DiskRetry{})
 		if d != nil {
 			sessions = append(sessions, d)
 		}

@@ -28,7 +28,7 @@ func TestTheDemosSecondaryResumesByItselfAfterADiskFault(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := disk.NewInjector(nil)
-	d, err := startDemoSession(cfg, session, slog.New(slog.DiscardHandler), site.SecondaryOptions{FS: in},
+	d, err := startDemoSession(context.Background(), cfg, session, slog.New(slog.DiscardHandler), site.SecondaryOptions{FS: in},
 		site.DiskRetry{First: 100 * time.Millisecond, Max: 400 * time.Millisecond})
 	stopped := false
 	if d != nil {
