@@ -262,7 +262,10 @@ type Mover struct {
 	linkSince time.Time // when connected last changed
 	// failedDial is when the last dial that found no secondary began: see
 	// Stats.FailedDialBegan.
-	failedDial  time.Time
+	failedDial time.Time
+	// dialRefused: the secondary refused the session of that dial (see
+	// Stats.FailedDialRefused).
+	dialRefused bool
 	lastAck     time.Time
 	progressAt  time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
 	lastRecv    time.Time // any frame from the secondary
@@ -853,7 +856,7 @@ func (m *Mover) link(ctx context.Context) {
 			why := transport.Explain(err, "primary")
 			m.mu.Lock()
 			m.lastErr, m.lastErrAt = why, time.Now()
-			m.failedDial = dialed
+			m.failedDial, m.dialRefused = dialed, false
 			m.mu.Unlock()
 			// Retries meet the same error again and again: it is logged
 			// once, and then once a minute while it lasts.
@@ -885,13 +888,13 @@ func (m *Mover) link(ctx context.Context) {
 		}
 		m.rebuild()
 		why := transport.Explain(err, "primary")
+		refused := errors.Is(err, ErrRefused)
 		if err != nil && ctx.Err() == nil {
 			m.lastErr, m.lastErrAt = why, time.Now()
 			if !linked {
-				m.failedDial = dialed
+				m.failedDial, m.dialRefused = dialed, refused
 			}
 		}
-		refused := errors.Is(err, ErrRefused)
 		if refused && ctx.Err() == nil {
 			m.refusals++
 			m.lastRefusal = err.Error()
@@ -2208,6 +2211,10 @@ type Stats struct {
 	// dial sent before the network came back may fail after it did, and
 	// only one begun since says the secondary is still out of reach.
 	FailedDialBegan time.Time
+	// FailedDialRefused says that the secondary answered that dial, and
+	// refused the session: it is reachable, and takes nothing from this
+	// primary until what it refused for changes.
+	FailedDialRefused bool
 	// Refusals counts the sessions the secondary refused, LastRefusal says
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
@@ -2244,7 +2251,7 @@ func (m *Mover) Stats() Stats {
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
-		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, FailedDialBegan: m.failedDial,
+		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused,
 		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}

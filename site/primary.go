@@ -927,7 +927,7 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	tctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	dctx, cancelCause := context.WithCancelCause(tctx)
-	go p.abandonWhenUnreachable(dctx, cancel, time.Now())
+	go p.abandonWhenUnreachable(dctx, cancelCause, time.Now())
 	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
 	var err error
@@ -943,6 +943,12 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	}
 	if err != nil {
 		var lease *timer.LeaseHungError
+		var down *linkDownError
+		if errors.As(context.Cause(dctx), &down) {
+			// Its words, not the quiesce's "context canceled".
+			err = fmt.Errorf("primary: the stop's drain: %w; %d record sets not yet acknowledged are left for the next start, "+
+				"which copies the regions the activity log marks", down, p.mover.Stats().HeldWithUpdates)
+		}
 		if errors.As(context.Cause(dctx), &lease) {
 			sw.hung = true
 			err = fmt.Errorf("primary: the stop's drain: %w", lease)
@@ -2020,14 +2026,20 @@ func (p *Primary) onlyMarkersAnnouncedAgain(ctx context.Context) (int, bool) {
 // secondary is unreachable (see unreachable): waiting longer ships
 // nothing, and the stop is then recorded as unclean, so the next start
 // copies the activity log's regions.
-func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelFunc, start time.Time) {
+func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.CancelCauseFunc, start time.Time) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if down, since := p.unreachable(start); down {
-			p.log.Warn("secondary unreachable: stopping without shipping everything",
-				"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience)
-			cancel()
+			ms := p.mover.Stats()
+			if ms.FailedDialRefused {
+				p.log.Warn("the secondary refuses this primary: stopping without shipping everything",
+					"down_since", since.UTC().Format(time.RFC3339Nano), "refusal", ms.LastRefusal)
+			} else {
+				p.log.Warn("secondary unreachable: stopping without shipping everything",
+					"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience)
+			}
+			cancel(&linkDownError{since: since, lastErr: ms.LastError})
 			return
 		}
 		select {
@@ -2057,5 +2069,16 @@ func (p *Primary) unreachable(start time.Time) (bool, time.Time) {
 	// A dial begun before start may fail after it although the network
 	// came back meanwhile (one whose packets were dropped fails at its
 	// timeout): only one begun since counts.
-	return time.Since(since) >= p.patience && p.mover.Stats().FailedDialBegan.After(start), since
+	ms := p.mover.Stats()
+	if ms.FailedDialRefused && ms.FailedDialBegan.After(start) {
+		// The secondary answered, and refused the session (copies this
+		// primary has no record of, a fence, another session): the
+		// patience is for a link that may come back, and waiting ships
+		// nothing until an operator acts. A refusal of the secondary's
+		// own fault (a disk, which it retries) would need a wait as long
+		// as that retry, no patience's: the next start copies what the
+		// stop could not ship, as after any unclean stop.
+		return true, since
+	}
+	return time.Since(since) >= p.patience && ms.FailedDialBegan.After(start), since
 }
