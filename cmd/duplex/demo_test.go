@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 				daemonPolicy(c)
 			}
 		}
+		if path := os.Getenv(hangRenamesEnv); path != "" {
+			hangRenamesOnto(path)
+		}
 		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
