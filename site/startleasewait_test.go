@@ -26,14 +26,17 @@ import (
 // markers wait, and what the start returns, once it does.
 func startOnAHungLease(t *testing.T, ctx context.Context, slow time.Duration) (*config.Config, *startWait, <-chan error) {
 	t.Helper()
+	// Released after the test's directory is removed (cleanups run last
+	// first): the writes the hang held, let go, would otherwise land in
+	// it as it is removed, and its removal fail.
+	h := newStateDiskHang()
+	t.Cleanup(h.release)
 	cfg := linkConfig(t)
 	cfg.Primary.Secondary = testenv.FreeAddr(t)
 	dir := PairStateDir(cfg)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h := newStateDiskHang()
-	t.Cleanup(h.release)
 	var steps atomic.Pointer[startWait]
 	var ahead atomic.Bool
 	clock := func() int64 {
