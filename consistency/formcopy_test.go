@@ -103,3 +103,51 @@ func BenchmarkAddFormSteady(b *testing.B) {
 		}
 	}
 }
+
+// A set taken whole may lie in an array with room past its end that holds
+// other updates: here the next set's, waiting early for the gap before it.
+// The set after the taken one is appended to the pending updates; written
+// into that room, it would overwrite the early set's updates, and the
+// group would hold the middle set twice and the early one never.
+func TestASetTakenWholeIsNotAppendedInto(t *testing.T) {
+	f := New(session, []string{"a"}, Start{})
+	backing := append(set("a", 1, 3, 1, 2, 3).Updates, set("a", 3, 7, 6, 7).Updates...)
+	first := &recordset.RecordSet{Session: session, Subsystem: "a", Seq: 1, Group: 1, Horizon: 3, Updates: backing[0:3]}
+	early := &recordset.RecordSet{Session: session, Subsystem: "a", Seq: 3, Group: 3, Horizon: 7, Updates: backing[3:5]}
+	mustAdd(t, f, early, Early)
+	mustAdd(t, f, first, Accepted)
+	mustAdd(t, f, set("a", 2, 5, 4, 5), Accepted)
+	g, ok := f.Form()
+	if want := []int64{1, 2, 3, 4, 5, 6, 7}; !ok || !slicesEqual(stamps(g.Updates), want) {
+		t.Fatalf("group %v stamps %v, want %v", ok, stamps(g.Updates), want)
+	}
+	if got := stamps(early.Updates); !slicesEqual(got, []int64{6, 7}) {
+		t.Fatalf("the early set's updates are stamped %v after the sets before it were added, were [6 7]", got)
+	}
+}
+
+// A set taken whole and cut by the consistency time (the other subsystem's
+// horizon falls inside it) is formed in two groups, each holding its own
+// updates in order, and the set added after the cut joins the second
+// without changing the first group's updates.
+func TestASetTakenWholeIsCutAtTheConsistencyTime(t *testing.T) {
+	f := New(session, []string{"a", "b"}, Start{})
+	mustAdd(t, f, set("a", 1, 50, 10, 20, 30, 40, 50), Accepted)
+	mustAdd(t, f, set("b", 1, 25), Accepted)
+	g1, ok := f.Form()
+	if want := []int64{10, 20}; !ok || !slicesEqual(stamps(g1.Updates), want) {
+		t.Fatalf("first group %v stamps %v, want %v", ok, stamps(g1.Updates), want)
+	}
+	kept := append([]recordset.Update(nil), g1.Updates...)
+	mustAdd(t, f, set("a", 2, 70, 60, 70), Accepted)
+	mustAdd(t, f, set("b", 2, 70, 65), Accepted)
+	g2, ok := f.Form()
+	if want := []int64{30, 40, 50, 60, 65, 70}; !ok || !slicesEqual(stamps(g2.Updates), want) {
+		t.Fatalf("second group %v stamps %v, want %v", ok, stamps(g2.Updates), want)
+	}
+	for i := range kept {
+		if u := g1.Updates[i]; u.Timestamp != kept[i].Timestamp || u.Offset != kept[i].Offset || &u.Data[0] != &kept[i].Data[0] {
+			t.Fatalf("update %d of the first group changed as later sets were added: %+v, was %+v", i, u, kept[i])
+		}
+	}
+}
