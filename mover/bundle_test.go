@@ -1,6 +1,7 @@
 package mover
 
 import (
+	"fmt"
 	"testing"
 
 	"duplex/recordset"
@@ -99,5 +100,62 @@ func TestALargeRecordSetBeginsABundle(t *testing.T) {
 	}
 	if subs[0] != "ss1" || subs[1] != "ss2" {
 		t.Fatalf("record sets of %v, want ss1 then ss2", subs)
+	}
+}
+
+// A cut whose large record sets begin frames of their own still travels
+// in the order of its sets, the small ones after a large one in its frame,
+// and an idle subsystem's heartbeat is never sent amid them: in the frame
+// of the last set, or alone (a deferred cut sends its heartbeats ahead of
+// its sets, which is harmless: a heartbeat counts only once the record
+// sets through its Seq are in).
+func TestASplitCutKeepsTheOrderOfItsSets(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1", "ss2", "ss3", "ss4"}})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+
+	for _, c := range []struct {
+		small []string // subsystems written 4 KiB, the others volSize
+		want  [][]string
+	}{
+		{[]string{"ss1"}, [][]string{{"ss1"}, {"ss2"}, {"ss3"}}},
+		{[]string{"ss2", "ss3"}, [][]string{{"ss1", "ss2", "ss3"}}},
+		{[]string{"ss1", "ss3"}, [][]string{{"ss1"}, {"ss2", "ss3"}}},
+	} {
+		small := map[string]bool{}
+		for _, ss := range c.small {
+			small[ss] = true
+		}
+		for _, ss := range []string{"ss1", "ss2", "ss3"} {
+			n := volSize
+			if small[ss] {
+				n = 4 << 10
+			}
+			p.write(t, ss, make([]byte, n), 0)
+		}
+		p.mover.Cut()
+		var got [][]string
+		for len(got) < len(c.want) {
+			b := l.bundle()
+			if len(b.Sets) == 0 {
+				continue // heartbeats alone
+			}
+			var subs []string
+			for _, set := range b.Sets {
+				rs, err := recordset.Decode(set, recordset.DefaultLimits)
+				if err != nil {
+					t.Fatal(err)
+				}
+				subs = append(subs, rs.Subsystem)
+			}
+			got = append(got, subs)
+			if len(b.Beats) > 0 && len(got) < len(c.want) {
+				t.Fatalf("%v small: frame %d of %d (%v) carries heartbeats %+v amid the cut's sets", c.small, len(got), len(c.want), subs, b.Beats)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Fatalf("%v small: frames of %v, want %v", c.small, got, c.want)
+		}
 	}
 }

@@ -3,6 +3,9 @@ package transport
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"testing"
 
 	"duplex/crc32c"
@@ -11,16 +14,20 @@ import (
 // A frame of PlaceMin bytes or more is read into the buffer place picks
 // after seeing its first PlaceHead bytes, at the place in that buffer it
 // picks, and arrives whole, its pieces checksummed as read; a shorter one
-// is read as before (FrameBuffers' alloc, here none). Over TCP and the
-// in-memory link alike.
+// is read as before (FrameBuffers' alloc, here none). Over TCP, TLS (whose
+// records the head may end inside) and the in-memory link alike.
 func TestRecvPlacesLargeFrames(t *testing.T) {
 	ln := listenTCP(t, nil, 0)
 	tcpClient, tcpServer := tcpPair(t, ln, &TCPDialer{Addr: ln.Addr()})
+	ca := newCA(t, "duplex test CA")
+	tln := listenTCP(t, serverTLS(ca, ca.issue(t, "secondary")), 0)
+	cert := ca.issue(t, "primary")
+	tlsClient, tlsServer := tcpPair(t, tln, &TCPDialer{Addr: tln.Addr(), TLS: clientTLS(ca, &cert)})
 	memServer, memClient := newMemPair(NewMemNetwork(1, Faults{}))
 	for _, link := range []struct {
 		name           string
 		client, server Conn
-	}{{"tcp", tcpClient, tcpServer}, {"mem", memClient, memServer}} {
+	}{{"tcp", tcpClient, tcpServer}, {"tls", tlsClient, tlsServer}, {"mem", memClient, memServer}} {
 		sums := &crc32c.Sums{Next: 64 << 10}
 		link.server.(FrameSums).SetFrameSums(sums)
 		var heads [][]byte
@@ -31,7 +38,7 @@ func TestRecvPlacesLargeFrames(t *testing.T) {
 			bufs = append(bufs, b)
 			return b[123:]
 		})
-		frames := [][]byte{patterned(1<<20+17, 3), patterned(PlaceMin-1, 5), patterned(3<<20, 7)}
+		frames := [][]byte{patterned(1<<20+17, 3), patterned(PlaceMin-1, 5), patterned(3<<20, 7), patterned(PlaceMin, 11)}
 		errc := make(chan error, 1)
 		go func() {
 			for _, f := range frames {
@@ -126,6 +133,112 @@ func FuzzFirstSetAt(f *testing.F) {
 		at, ok := FirstSetAt(head)
 		if ok && (at < 1 || at > len(head)) {
 			t.Fatalf("FirstSetAt = %d for a head of %d bytes", at, len(head))
+		}
+	})
+}
+
+// A frame of PlaceMin bytes or more that ends before its announced length
+// (the link cut, or a length that lies) is an error from Recv, whether it
+// ends inside the head (place is not asked) or after it, and a placed
+// buffer is not returned.
+func TestRecvOfAPlacedFrameCutShort(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		sent   int // of the frame's announced 2 MiB
+		placed bool
+	}{{"nothing", 0, false}, {"inside the head", PlaceHead - 1, false}, {"the head", PlaceHead, true}, {"past the head", 1 << 20, true}, {"a byte short", 2<<20 - 1, true}} {
+		a, b := net.Pipe()
+		server := newTCPConn(a, 0)
+		asked := 0
+		server.SetFramePlace(func(head []byte, n int) []byte {
+			asked++
+			if len(head) != PlaceHead || n != 2<<20 {
+				t.Errorf("%s: place shown %d bytes of a frame of %d", c.name, len(head), n)
+			}
+			return make([]byte, n)
+		})
+		go func() {
+			defer b.Close()
+			w := binary.BigEndian.AppendUint32(nil, 2<<20)
+			w = append(w, patterned(c.sent, 1)...)
+			b.Write(w)
+		}()
+		f, err := server.Recv()
+		if err == nil || f != nil {
+			t.Errorf("%s: Recv of a frame cut short = %d bytes, %v", c.name, len(f), err)
+		} else if !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			t.Errorf("%s: Recv: %v, want an unexpected EOF", c.name, err)
+		}
+		if (asked == 1) != c.placed || asked > 1 {
+			t.Errorf("%s: place asked %d times", c.name, asked)
+		}
+		server.Close()
+	}
+}
+
+// FuzzRecvPlaced streams what the fuzzer picks to a placing Recv, as a
+// length and the bytes that follow it (more or fewer than it says), and
+// checks that every frame Recv returns is what was sent, in the buffer
+// place gave for it when place was asked, and shown to place by its
+// first PlaceHead bytes; a stream cut short ends in an error, never a
+// panic or a hang.
+func FuzzRecvPlaced(f *testing.F) {
+	f.Add(uint32(1<<20), []byte{TypeBundle, 0, 0, 0, 6, 0, 0, 0, 0, 0, 1}, uint32(1<<20))
+	f.Add(uint32(2<<20), []byte{TypeRecordSet, 'D', 'X', 'R', 'S'}, uint32(1<<20))
+	f.Add(uint32(1<<20+5), []byte{TypeBundle}, uint32(5<<20))
+	f.Add(uint32(3<<20), []byte{}, uint32(4000))
+	f.Add(uint32(100), []byte{1, 2, 3}, uint32(100))
+	f.Fuzz(func(t *testing.T, length uint32, head []byte, fill uint32) {
+		length = length%(4<<20) + 1
+		fill %= 9 << 20
+		if length < 64<<10 {
+			fill %= 256 << 10 // not a million frames of a byte
+		}
+		sent := append(bytes.Clone(head), patterned(int(fill), byte(len(head)))...)
+		a, b := net.Pipe()
+		server := newTCPConn(a, 8<<20)
+		defer server.Close()
+		var heads [][]byte
+		var bufs [][]byte
+		server.SetFramePlace(func(h []byte, n int) []byte {
+			heads = append(heads, bytes.Clone(h))
+			buf := make([]byte, n+PlaceHead)
+			bufs = append(bufs, buf)
+			return buf[n%4093:]
+		})
+		go func() {
+			defer b.Close()
+			for rest := sent; ; {
+				w := binary.BigEndian.AppendUint32(nil, length)
+				n := min(int(length), len(rest))
+				if _, err := b.Write(append(w, rest[:n]...)); err != nil || n < int(length) {
+					return
+				}
+				rest = rest[n:]
+			}
+		}()
+		for got := 0; ; {
+			fr, err := server.Recv()
+			if err != nil {
+				if got+int(length) <= len(sent) {
+					t.Fatalf("Recv failed with %d of %d bytes received and a whole frame sent: %v", got, len(sent), err)
+				}
+				return
+			}
+			if got+len(fr) > len(sent) || !bytes.Equal(fr, sent[got:got+len(fr)]) || len(fr) != int(length) {
+				t.Fatalf("frame of %d bytes at %d is not what was sent", len(fr), got)
+			}
+			got += len(fr)
+			if len(fr) < PlaceMin {
+				continue
+			}
+			last := len(bufs) - 1
+			if last < 0 || !bytes.Equal(heads[last], fr[:PlaceHead]) {
+				t.Fatal("a frame of PlaceMin bytes was not shown to place by its head")
+			}
+			if &fr[0] != &bufs[last][len(fr)%4093] {
+				t.Fatal("a placed frame is not where place put it")
+			}
 		}
 	})
 }
