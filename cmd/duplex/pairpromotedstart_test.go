@@ -49,7 +49,10 @@ func promotedSessionOf(t *testing.T, old *control.Status, ps promotedSite) (*fak
 		srv := &control.Server{Status: func() control.Status { return *old }, Token: "secret"}
 		go srv.Serve(ctx, ln)
 	} else {
-		ln.Close()
+		// Closed once the promoted site's address is taken: closed
+		// now, its port may be the one that address gets, and the
+		// config names one address for both.
+		defer ln.Close()
 	}
 	session := c.Session
 	if ps.session != "" {
