@@ -99,6 +99,9 @@ func post[Res any](ctx context.Context, at Endpoint, token, path, what string, i
 		return res, 0, fmt.Errorf("%s: %w", what, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
+	if at.Session != "" {
+		req.Header.Set(SessionHeader, at.Session)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -18,6 +18,12 @@ import (
 type Endpoint struct {
 	Addr string
 	TLS  *tls.Config
+	// Session, if set, is the session the caller takes the site to be of:
+	// sent with every call that changes the site's state (SessionHeader),
+	// it has the site refuse the call if it runs for another. A status
+	// asked first cannot: the site may not answer it in time, and what
+	// answers at the address may change before the call.
+	Session string
 }
 
 // String is the endpoint's URL, "https://host:port" or "http://host:port",

@@ -506,8 +506,20 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, what string)
 		}
 		return fail(http.StatusUnauthorized, "missing or wrong control token")
 	}
+	// Sessions may share a token: the caller's check of the site's status
+	// before the call says nothing of what takes it.
+	if want := r.Header.Get(SessionHeader); want != "" {
+		if st := s.Status(); st.Session != "" && st.Session != want {
+			return fail(http.StatusConflict, fmt.Sprintf("the site at %s answers as the %s of session %q, not of session %q, which the call is for: "+
+				"it takes no call of another session's; check the control address the call was sent to", r.Host, st.Role, st.Session, want))
+		}
+	}
 	return true
 }
+
+// SessionHeader names the session a call that changes a site's state is
+// for (Endpoint.Session).
+const SessionHeader = "Duplex-Session"
 
 func (s *Server) fence(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(w, r, "fence") {

@@ -217,6 +217,9 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	if err != nil {
 		return err
 	}
+	// The site checks the session itself when it takes the operation:
+	// what answered the status may not be what takes it.
+	at.Session = cfg.Session
 	if *f.all {
 		st, err := fetchPrimary(opCtx, at, cfg.Session)
 		if err != nil {

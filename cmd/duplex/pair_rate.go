@@ -59,6 +59,7 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	at.Session = cfg.Session
 	var rates control.Rates
 	if copyRate == nil && linkRate == nil {
 		st, err := fetchPrimary(ctx, at, cfg.Session)
