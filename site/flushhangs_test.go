@@ -226,7 +226,10 @@ func flushHangingServed(t *testing.T) (*Primary, *Secondary, *flushHang, *logBuf
 }
 
 // stopsNotClean stops the primary, within its bounds, and checks that its
-// log says the stop is not clean.
+// log says the stop is not clean, and that the stop ends with an error
+// (saying so, unless a more particular one, a lease's or a close's that
+// hung, came first): a stop that logs ERROR and returns nil has duplex
+// primary exit 0 after "primary stopped cleanly", which it was not.
 func stopsNotClean(t *testing.T, stop func() error, logs *logBuffer) {
 	t.Helper()
 	var stopErr error
@@ -234,6 +237,9 @@ func stopsNotClean(t *testing.T, stop func() error, logs *logBuffer) {
 	t.Logf("the stop: %v", stopErr)
 	if len(logs.lines("not clean")) == 0 {
 		t.Errorf("the stop's log does not say it is not clean:\n%s", logs.String())
+	}
+	if stopErr == nil {
+		t.Errorf("the stop, not clean, ends with no error: want one")
 	}
 }
 

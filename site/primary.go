@@ -931,6 +931,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 	go p.giveUpOnLease(dctx, cancelCause, p.stopFlushWait, sw.hung)
 	clean := false
 	var err error
+	// notClean is the stop's error if nothing more particular (a
+	// volume's close that hangs, a failed save) comes after it.
+	var notClean error
 	markersLeft, markersOnly := 0, false
 	if !switchedOver && !sw.hung {
 		markersLeft, markersOnly = p.onlyMarkersAnnouncedAgain(dctx)
@@ -962,10 +965,17 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			runErr = err
 		}
 	} else if unclean != "" {
+		// Not clean is an error of the stop, as the lease's or the
+		// save's hang is: the process must not exit 0 after saying
+		// "stopped cleanly" while the next start has regions to copy and
+		// a write may yet reach a volume.
 		p.log.Error("stopping uncleanly: the pair state is saved not clean: " + unclean)
+		notClean = fmt.Errorf("primary: the stop is not clean: %s", unclean)
 	} else if stateHung {
-		p.log.Error("stopping uncleanly: the pair state's save has not ended within " + p.stopFlushWait.String() +
-			" (its disk stopped answering): the pair state on disk is the last one saved while running, not clean, and the next start copies the regions the activity log marks")
+		why := "the pair state's save has not ended within " + p.stopFlushWait.String() +
+			" (its disk stopped answering): the pair state on disk is the last one saved while running, not clean, and the next start copies the regions the activity log marks"
+		p.log.Error("stopping uncleanly: " + why)
+		notClean = fmt.Errorf("primary: the stop is not clean: %s", why)
 	} else if markersOnly {
 		clean = true
 		p.log.Info("stopping without waiting for the secondary, which is not linked: every pair is suspended (or deleted), its writes "+
@@ -1059,6 +1069,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 			cctx, ccancel := context.WithTimeout(context.Background(), p.stopFlushWait)
 			if err := srv.CloseWithin(cctx); err != nil {
 				p.log.Error("stopping with an NBD client's request under way (its volume's disk may have stopped answering)", "err", err)
+				if runErr == nil {
+					runErr = fmt.Errorf("primary: an NBD client's request was still under way after %s: %w", p.stopFlushWait, err)
+				}
 			}
 			ccancel()
 		}
@@ -1083,6 +1096,9 @@ func (p *Primary) Run(ctx context.Context, drainTimeout time.Duration) error {
 		if runErr == nil {
 			runErr = err
 		}
+	}
+	if runErr == nil {
+		runErr = notClean
 	}
 	return runErr
 }

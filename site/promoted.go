@@ -607,7 +607,12 @@ func (p *Promoted) Run(ctx context.Context) error {
 	fctx, fcancel := context.WithTimeout(context.Background(), p.stopFlushWait)
 	defer fcancel()
 	if err := srv.CloseWithin(fctx); err != nil {
+		// An error of the stop, as a flush that did not end is: a write
+		// of it may yet reach its volume after the process exits.
 		p.log.Error("stopping with an NBD client's request under way (its volume's disk may have stopped answering)", "err", err)
+		if runErr == nil {
+			runErr = fmt.Errorf("promoted: an NBD client's request was still under way after %s, and a write of it may yet reach its volume: %w", p.stopFlushWait, err)
+		}
 	}
 	stopControl()
 	wg.Wait()
