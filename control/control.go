@@ -238,7 +238,9 @@ type VolumeStatus struct {
 	// reached since): the secondary holds the volume as of it or a later
 	// time, which the primary learns when it answers. A duplex pair's time
 	// is stored every 10 s at most, and the secondary may have journaled
-	// groups whose acknowledgement the last run never got.
+	// groups whose acknowledgement the last run never got. Never for a
+	// pair awaiting the other site's rejoin (RejoinOwed): its time is the
+	// promotion's, and that site holds no later one of this site's.
 	ConsistencyTimeLowerBound bool  `json:"consistency_time_lower_bound,omitempty"`
 	ResyncedBytes             int64 `json:"resynced_bytes,omitempty"`
 	// Auto is set for a pair the session suspended itself: it resumes by

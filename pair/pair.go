@@ -2310,9 +2310,12 @@ func (p Pair) ConsistentAt(pos transport.Position) int64 {
 // process kept from the stored state (or a suspension capped at it), the
 // secondary not having acknowledged anything to it yet. The secondary
 // only moves on from what it held when that was stored (see
-// timesSaveEvery), and claim names the exact time once it answers.
+// timesSaveEvery), and claim names the exact time once it answers. A
+// pair awaiting the other site's rejoin is none: its time is the
+// promotion's, where the histories split, and that site holds no later
+// time of this one's until it rejoins.
 func (p Pair) ConsistentLowerBound(pos transport.Position) bool {
-	return pos.Time == 0 && p.ConsistentAt(pos) != 0
+	return pos.Time == 0 && !p.RejoinOwed && p.ConsistentAt(pos) != 0
 }
 
 // raisesAfter reports whether suspending (or deleting) p now makes its

@@ -1,9 +1,15 @@
 package site
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
+
+	"duplex/control"
+	"duplex/transport"
 )
 
 // TestRestartedPrimaryMarksStoredConsistencyTimesAsLowerBounds: a primary
@@ -64,4 +70,37 @@ func volumesJSON(t *testing.T, p *Primary) []map[string]any {
 		t.Fatal(err)
 	}
 	return st.Volumes
+}
+
+// TestAPromotedSitesFirstStartIsNoRestart: a promoted site's first start
+// as the primary of the reverse direction reports each volume's time as
+// the promotion's, which its secondary, the old primary, holds as of no
+// later time of this site's history (it awaits its rejoin). Before, it
+// was marked a lower bound, which the status page read as "stored before
+// the primary restarted": there was no restart, and no later time.
+func TestAPromotedSitesFirstStartIsNoRestart(t *testing.T) {
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, _, prim, stopSec, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	quiesceMover(t, prim)
+	stopPrim()
+	stopSec()
+	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := openReversed(t, cfg, quiet, transport.NewMemNetwork(2, transport.Faults{}))
+	for _, v := range volumesJSON(t, b) {
+		if v["rejoin_owed"] != true {
+			t.Fatalf("volume %v at the promoted site: rejoin_owed %v, the test needs it awaiting the rejoin", v["name"], v["rejoin_owed"])
+		}
+		if v["consistency_time"] != control.FormatTime(pr.ConsistencyTime) {
+			t.Errorf("volume %v at the promoted site: consistency_time %v, want the promotion's %s", v["name"], v["consistency_time"], control.FormatTime(pr.ConsistencyTime))
+		}
+		if v["consistency_time_lower_bound"] != nil {
+			t.Errorf("volume %v at the promoted site's first start: consistency_time_lower_bound %v; want none: its secondary holds "+
+				"no later time of this site's history", v["name"], v["consistency_time_lower_bound"])
+		}
+	}
 }

@@ -290,9 +290,11 @@ func planRejoin(ctx context.Context, cfg *config.Config, yes bool, stdout io.Wri
 // back: at a promoted site that handed the session back, it runs as the
 // session's secondary, and tells the old primary.
 func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r site.Rejoined, back bool, stdout io.Writer) error {
-	open, peer := site.OpenRejoined, "secondary"
+	open, peer, as := site.OpenRejoined, "secondary", "the promoted site's secondary"
 	if back {
-		open, peer = site.OpenRejoinedBack, "primary"
+		// This site is the promoted one: the primary it follows again is
+		// the old primary, which took the session back.
+		open, peer, as = site.OpenRejoinedBack, "primary", "the session's secondary again"
 	}
 	s, err := open(cfg, log, r, site.SecondaryOptions{Context: ctx})
 	if errors.Is(err, secondary.ErrInterrupted) {
@@ -300,7 +302,7 @@ func runRejoined(ctx context.Context, cfg *config.Config, log *slog.Logger, r si
 		return nil
 	}
 	if err != nil {
-		return wrapOnce("cannot start as the promoted site's secondary", err)
+		return wrapOnce("cannot start as "+as, err)
 	}
 	log.Info("rejoin started", "session", cfg.Session, "listen", s.ListenAddr(), "nbd", s.NBDAddr(), "control", s.ControlAddr(),
 		"primary_since", r.PromotedAt)

@@ -516,9 +516,10 @@
       if (v.consistency) {
         note.push(v.consistency);
       } else if (v.consistency_time && v.consistency_time_lower_bound) {
-        // The time the primary's last run stored: the secondary has not
-        // answered since the restart, and may hold the volume as of later.
-        note.push("consistent as of " + when(v.consistency_time) + " or later (stored before the primary restarted)");
+        // The time this site stored before it started (a restart, or a
+        // switchover's hand-over): the secondary has not answered since,
+        // and may hold the volume as of later.
+        note.push("consistent as of " + when(v.consistency_time) + " or later (as stored before this primary started; its secondary has not answered since)");
       } else if (v.consistency_time) {
         note.push("consistent as of " + when(v.consistency_time));
       }
