@@ -380,6 +380,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 			if err != nil {
 				return nil, fmt.Errorf("primary: %w", err)
 			}
+			v.SetLogger(p.log)
 			vols[vc.Name] = v
 			p.vols[vc.Name] = v
 			names = append(names, vc.Name)

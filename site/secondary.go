@@ -545,6 +545,7 @@ func openSecondaryVolumes(cfg *config.Config, log *slog.Logger, held map[string]
 		if err != nil {
 			return vols, order, subOf, fmt.Errorf("secondary: %w", err)
 		}
+		v.SetLogger(log)
 		vols[sv.Name] = v
 		order = append(order, sv.Name)
 		subOf[sv.Name] = ssID

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,22 @@ type Volume struct {
 	// noNowait is set once the file system refuses them.
 	rc       syscall.RawConn
 	noNowait atomic.Bool
+
+	// log says, once, that the file system refused a direct write or
+	// read and the volume goes through the page cache from then on
+	// (SetLogger; slog.Default() without it).
+	log atomic.Pointer[slog.Logger]
+}
+
+// SetLogger makes l the logger of what the volume says of itself: that
+// the file system refused its direct I/O (once).
+func (v *Volume) SetLogger(l *slog.Logger) { v.log.Store(l) }
+
+func (v *Volume) logger() *slog.Logger {
+	if l := v.log.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
 }
 
 // directAlign is the alignment of offsets, lengths and buffers for O_DIRECT
@@ -347,7 +364,10 @@ func (v *Volume) ReadThrough(p []byte, off int64) error {
 		}
 		// The device's logical blocks are larger than directAlign, or the
 		// file system takes O_DIRECT at open but not for this file.
-		v.noDirect.Store(true)
+		if v.noDirect.CompareAndSwap(false, true) {
+			v.logger().Warn("volume: the file system refused a direct read; reading through the page cache from now on",
+				"path", v.path, "err", err)
+		}
 	}
 	return v.ReadAt(p, off)
 }
@@ -679,7 +699,10 @@ var throughFailed = (*throughRun).failed
 // over what part of it the direct writes wrote.
 func (v *Volume) throughFailed(bufs [][]byte, off, total int64, err error) error {
 	if errors.Is(err, syscall.EINVAL) {
-		v.noDirectWrite.Store(true)
+		if v.noDirectWrite.CompareAndSwap(false, true) {
+			v.logger().Warn("volume: the file system refused a direct write although it reports direct I/O; writing through the page cache from now on",
+				"path", v.path, "err", err)
+		}
 		return v.WriteVAt(bufs, off)
 	}
 	return fmt.Errorf("volume %s: direct write %d at %d: %w", v.path, total, off, err)
