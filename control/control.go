@@ -268,6 +268,11 @@ type VolumeStatus struct {
 	RejoinOwed bool `json:"rejoin_owed,omitempty"`
 }
 
+// RefusedNote begins the note of a pair at a primary the secondary
+// refuses (a new pair state, another data generation, a fence): nothing
+// of the pair reaches it, and `pair --wait` ends with it.
+const RefusedNote = "the secondary refuses this primary"
+
 // FormatTime renders a consistency time as the contract wants it: RFC 3339
 // with nanoseconds, UTC; the zero time (nothing consistent yet) is "".
 func FormatTime(ns int64) string {

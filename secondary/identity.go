@@ -187,6 +187,20 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 		s.ident.Fenced, s.ident.Generation, s.ident.Follows, g, s.cfg.wayForward())
 }
 
+// fencedRefusalLocked is fencedReasonLocked for the primary of hello,
+// which says first, if the primary brings the operator's consent to
+// overwrite this secondary's copies, that it counts for nothing here: it
+// is for copies a primary has no record of, and a fence is a site that
+// took its volumes over, which may be serving them. s.mu held.
+func (s *Secondary) fencedRefusalLocked(hello transport.Hello) string {
+	why := s.fencedReasonLocked(hello.Generation)
+	if hello.Overwrite == nil {
+		return why
+	}
+	return fmt.Sprintf("the primary's consent to overwrite this secondary's copies (--overwrite-secondary %s) does not lift a fence, "+
+		"and nothing here does: %s", generationName(*hello.Overwrite), why)
+}
+
 // generationLocked checks the primary's data generation against the one the
 // secondary follows, adopting it if the secondary follows none yet and
 // holds no copy it calls consistent, and says why the primary is refused
@@ -204,7 +218,7 @@ func (s *Secondary) fencedReasonLocked(g transport.Generation) string {
 func (s *Secondary) generationLocked(hello transport.Hello) string {
 	g := hello.Generation
 	if s.fenced || s.fencing > 0 || s.ident.Fenced != "" {
-		return s.fencedReasonLocked(g)
+		return s.fencedRefusalLocked(hello)
 	}
 	if g == s.ident.Generation {
 		return ""

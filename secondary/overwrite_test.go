@@ -254,3 +254,56 @@ func TestAConsentIsRefusedWhileAResyncHolds(t *testing.T) {
 		t.Errorf("refused, vol2 is reported %+v, want its copy consistent", v)
 	}
 }
+
+// TestAConsentDoesNotLiftAFence: a fenced secondary (recover, promote or a
+// switchover's promotion took its volumes over, and they may hold writes
+// no primary has) refuses a primary with the operator's consent to
+// overwrite its copies, whichever generation the consent names, the one
+// it followed or the one the fence started: the consent is for copies a
+// primary has no record of, not for a site that may be serving. The
+// refusal says the consent cannot lift the fence, and the fence stays.
+// Before, the refusal was the fence's alone, and the operator who had
+// given the consent was not told it counted for nothing.
+func TestAConsentDoesNotLiftAFence(t *testing.T) {
+	r := newRig(t, map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20})
+	consistentCopies(t, r)
+	if _, err := r.sec.Fence(); err != nil {
+		t.Fatal(err)
+	}
+	fencedGen, fenced := r.sec.Generation()
+	if !fenced || fencedGen == 1 {
+		t.Fatalf("after the fence the secondary holds generation %s, fenced %v: the test needs a fence", fencedGen, fenced)
+	}
+	for _, consent := range []transport.Generation{1, fencedGen} {
+		if reason := refusal(t, r, freshHello(r, generation(consent)), "fenced", "does not lift"); len(reason) >= 1024 {
+			t.Errorf("the refusal is %d bytes, cut at 1024: %q", len(reason), reason)
+		}
+		if g, fenced := r.sec.Generation(); g != fencedGen || !fenced {
+			t.Errorf("a consent naming %s: the secondary holds generation %s, fenced %v; want %s, fenced", consent, g, fenced, fencedGen)
+		}
+		for _, vol := range []string{"vol1", "vol2"} {
+			if v := r.sec.Volume(vol); !v.Consistent {
+				t.Errorf("a consent naming %s: %s is reported %+v, want its copy as the fence left it, consistent", consent, vol, v)
+			}
+		}
+	}
+}
+
+// TestNoneConsentsOnlyForASecondaryThatFollowsNone: --overwrite-secondary
+// none is the consent for a secondary that follows no generation (its
+// identity removed). Against one that follows a generation it is a
+// consent for other copies, refused as such: the copies stay, and the
+// refusal names the secondary's generation as the one to consent for.
+func TestNoneConsentsOnlyForASecondaryThatFollowsNone(t *testing.T) {
+	r := newRig(t, map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20})
+	consistentCopies(t, r)
+	refusal(t, r, freshHello(r, generation(0)), "names generation none, not this secondary's", "--overwrite-secondary 0000000000000001")
+	if g, _ := r.sec.Generation(); g != 1 {
+		t.Errorf("refused, the secondary follows generation %s, want 1", g)
+	}
+	for _, vol := range []string{"vol1", "vol2"} {
+		if v := r.sec.Volume(vol); !v.Consistent {
+			t.Errorf("refused, %s is reported %+v, want its copy consistent", vol, v)
+		}
+	}
+}

@@ -1530,7 +1530,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	if fenced {
 		s.mu.Lock()
-		reason := s.fencedReasonLocked(hello.Generation)
+		reason := s.fencedRefusalLocked(hello)
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
 	}

@@ -1448,6 +1448,7 @@ func (p *Primary) Status() control.Status {
 		r := float64(ms.RecordSetBytes) / float64(ms.RecordSetWireBytes)
 		st.CompressionRatio = &r
 	}
+	refused := refusedNote(ms)
 	for _, pr := range pairs {
 		if pr.Deleted {
 			continue
@@ -1479,6 +1480,12 @@ func (p *Primary) Status() control.Status {
 			// is the part not yet in step.
 			vs.CopiedBytes = pr.Size - (pr.CopyTotal - pr.Copied)
 		}
+		if refused != "" && pr.State != pair.Suspended {
+			// The copy reads the volume into the sidefile all the same,
+			// up to copied whole: without this, the pair reads as a copy
+			// that goes on, or one done but for the link.
+			vs.Note = refused
+		}
 		st.Volumes = append(st.Volumes, vs)
 	}
 	if len(st.Volumes) > 0 && st.Link == "disconnected" {
@@ -1494,6 +1501,25 @@ func (p *Primary) Status() control.Status {
 	st.SwitchoverInDoubt = p.switchedOver.inDoubt
 	p.switchedOver.mu.Unlock()
 	return st
+}
+
+// refusedNote is what a pair that is not suspended says while the
+// secondary refuses this primary ("" while it does not): the refusal's
+// first clause, which says why (the whole, with the ways on, is the
+// status's last_error), and that nothing of the pair reaches it.
+func refusedNote(ms mover.Stats) string {
+	why, ok := strings.CutPrefix(ms.LastError, mover.ErrRefused.Error()+": ")
+	if ms.Connected || !ok {
+		return ""
+	}
+	if i := strings.Index(why, ": "); i > 0 {
+		why = why[:i]
+	}
+	if len(why) > 240 {
+		why = why[:240] + "..."
+	}
+	return control.RefusedNote + ", so nothing of this pair reaches it, its copy neither (what it shows copied " +
+		"is read here, and held): " + why + " (last_error says the ways on)"
 }
 
 // rejoinGuessedNote is what the status note of a pair taken as awaiting

@@ -343,6 +343,12 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, stdout 
 		done := true
 		for _, v := range st.Volumes {
 			for _, want := range vols {
+				if v.Name == want && st.Link != "connected" && strings.HasPrefix(v.Note, control.RefusedNote) {
+					// Its copy shows progress, up to whole, read into the
+					// sidefile for a secondary that takes none of it.
+					line.end()
+					return fmt.Errorf("%s: %s; its copy goes on once the secondary takes this primary (duplex status shows the refusal whole)", v.Name, v.Note)
+				}
 				if v.Name == want {
 					size += v.SizeBytes
 					copied += v.CopiedBytes
