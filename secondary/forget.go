@@ -67,18 +67,29 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 	}
 	s.log.Info("the primary linked without these volumes: their pairs are no longer its session's, and the secondary forgets its copies of them",
 		"volumes", gone)
-	if err := s.forgetLocked(gone); err != nil {
+	switch recorded, err := s.forgetLocked(gone); {
+	case err != nil && recorded:
+		s.log.Warn(releaseFailed, "volumes", gone, "err", err)
+	case err != nil:
 		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
 	}
 }
+
+// releaseFailed is what the log says of a forget whose checkpoint wrote
+// the state file and then failed to release the journal's applied
+// segments (or trim the history).
+const releaseFailed = "the state file records the copies forgotten, but the checkpoint's release of the journal's applied segments " +
+	"(or trim of the history) failed: the next checkpoint tries again, and stops the secondary if its disk still fails"
 
 // forgetLocked forgets the secondary's copies of the volumes gone through
 // the last group journaled: a volume the config still has is named as one
 // the secondary holds no copy of, the others not at all, and neither the
 // groups journaled so far, replayed after a kill, nor recover --at a point
-// among them bring the old pair's state back. It returns the error of the
-// state file's write, which records it; called with s.mu held.
-func (s *Secondary) forgetLocked(gone []string) error {
+// among them bring the old pair's state back. It returns the error of its
+// checkpoint, and whether the state file records the forget all the same
+// (the error then the journal's release's, after the write); called with
+// s.mu held.
+func (s *Secondary) forgetLocked(gone []string) (recorded bool, err error) {
 	s.posMu.Lock()
 	gone = slices.Clone(gone)
 	slices.Sort(gone)
@@ -96,9 +107,9 @@ func (s *Secondary) forgetLocked(gone []string) error {
 	s.posMu.Unlock()
 	s.ckMu.Lock()
 	s.restate = true
-	err := s.checkpointLocked()
+	recorded, err = s.checkpointRecording()
 	s.ckMu.Unlock()
-	return err
+	return recorded, err
 }
 
 // unnamedCopiesLocked returns the refusal of a primary whose hello

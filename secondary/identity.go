@@ -279,9 +279,14 @@ func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) s
 			gone = append(gone, name)
 		}
 	}
-	if err := s.forgetLocked(gone); err != nil {
+	switch recorded, err := s.forgetLocked(gone); {
+	case err != nil && !recorded:
 		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
 			"but the state file could not record them forgotten: %v", g, err)
+	case err != nil:
+		// Forgotten, and recorded: what failed is the journal's
+		// housekeeping, which the next checkpoint does again.
+		s.log.Warn(releaseFailed, "volumes", gone, "err", err)
 	}
 	old := s.ident.Generation
 	if err := s.setIdentity(identity{Generation: g}); err != nil {

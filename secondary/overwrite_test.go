@@ -307,3 +307,72 @@ func TestNoneConsentsOnlyForASecondaryThatFollowsNone(t *testing.T) {
 		}
 	}
 }
+
+// smallFS is a file system that says it has little room, so that the
+// journal sizes its segments small (journal.Options.LargestRecord) and a
+// test fills one quickly.
+type smallFS struct{ *disk.Injector }
+
+func (smallFS) Available(string) (int64, error) { return 8 << 20, nil }
+
+// TestAConsentWhoseJournalReleaseFailsGoesOn: the consent forgets the
+// copies, which its checkpoint records in the state file; the same
+// checkpoint then releases the journal's applied segments, which fails
+// here (a removal refused). The copies are forgotten all the same, and
+// recorded so: the consent goes on, the secondary follows the new
+// primary, and its log says the release failed, which the next
+// checkpoint tries again. Before, the primary was refused saying the
+// state file could not record the copies forgotten, which it had.
+func TestAConsentWhoseJournalReleaseFailsGoesOn(t *testing.T) {
+	in := disk.NewInjector(nil)
+	logs := &syncBuffer{}
+	r := &rig{t: t, dir: t.TempDir(), sizes: map[string]int64{"vol1": 4 << 20, "vol2": 4 << 20}, subs: []string{"ss1"}}
+	r.edit = func(c *Config) {
+		c.FS = smallFS{in}
+		c.LargestGroup = 256 << 10
+		c.CheckpointEvery = time.Hour
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	r.open()
+	t.Cleanup(r.close)
+	consistentCopies(t, r)
+	// More than a segment of groups, all applied: the first segment is
+	// the checkpoint's to release.
+	conn, typ, _ := r.dial(r.hello())
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	var sets []*recordset.RecordSet
+	for i := range 16 {
+		u := recordset.Update{Volume: "vol1", Kind: recordset.KindWrite, Offset: uint64(i) * (256 << 10), Length: 200 << 10}
+		sets = append(sets, writeSet(uint64(4+i), int64(40_000+10_000*i), u))
+	}
+	sendAndWait(t, conn, sets...)
+	conn.Close()
+	waitFor(t, "group 19 applied", func() bool { return r.sec.Stats().Group >= 19 })
+	journalDir := r.config().JournalDir
+	in.Inject(disk.Fault{Op: disk.OpRemove, Under: journalDir, Err: disk.EIO, Once: true})
+
+	if _, typ, body := r.dial(freshHello(r, generation(1))); typ != transport.TypeWelcome {
+		reason, _ := transport.DecodeRefuse(body)
+		t.Fatalf("with the consent, the journal's release failing: frame type %d (%q), want a welcome", typ, reason)
+	}
+	if n := in.Injected(disk.OpRemove); n != 1 {
+		t.Fatalf("%d removals failed, want the release's: the test did not reach it", n)
+	}
+	if g, _ := r.sec.Generation(); g != 2 {
+		t.Errorf("with the consent, the secondary follows generation %s, want 2", g)
+	}
+	st, err := apply.ReadState(r.config().StatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, vol := range []string{"vol1", "vol2"} {
+		if st.Forgotten[vol] == 0 {
+			t.Errorf("the state file does not record %s forgotten: %v", vol, st.Forgotten)
+		}
+	}
+	if !strings.Contains(logs.String(), "release") {
+		t.Errorf("the log does not say the journal's release failed:\n%s", logs.String())
+	}
+}

@@ -1281,13 +1281,23 @@ func (s *Secondary) checkpointIfDue() error {
 }
 
 func (s *Secondary) checkpointLocked() error {
+	_, err := s.checkpointRecording()
+	return err
+}
+
+// checkpointRecording is checkpointLocked, which also says whether the
+// state file records the applied state (or already did): a checkpoint
+// whose journal's release (or history's trim) failed after the state
+// file was written returns its error, and recorded. Called with ckMu
+// held.
+func (s *Secondary) checkpointRecording() (recorded bool, err error) {
 	s.lastCheckpoint = time.Now()
 	st := s.appliedState()
 	if st.Group == s.stateGroup && !s.restate {
-		return nil
+		return true, nil
 	}
 	if s.unwritten != nil {
-		return fmt.Errorf("secondary: group %d not recorded: the volumes may not hold the groups after %d (%w): restart the secondary, which applies its journal",
+		return false, fmt.Errorf("secondary: group %d not recorded: the volumes may not hold the groups after %d (%w): restart the secondary, which applies its journal",
 			st.Group, s.stateGroup, s.unwritten)
 	}
 	// Taken after st: every volume a group through st.Group wrote is in
@@ -1316,7 +1326,7 @@ func (s *Secondary) checkpointLocked() error {
 		}
 		s.flushMu.Unlock()
 	}
-	return err
+	return written, err
 }
 
 // persist fsyncs the volumes a state covers, then writes the state and trims
