@@ -134,6 +134,11 @@ type Status struct {
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`
+	// GroupsWait, at the secondary, says why journaled groups wait
+	// unapplied for a primary (they name a volume its config no longer
+	// has), naming the volume and what the operator does; the volumes are
+	// not read meanwhile.
+	GroupsWait string `json:"groups_wait,omitempty"`
 	// DiskWait says what has waited on the site's disk longer than a
 	// working disk takes (5s), and since when: at the secondary its
 	// journal, volumes or checkpoint; at the primary its activity log's

@@ -258,6 +258,10 @@ type VolumeView struct {
 	// and no first copy of it is under way: no resync makes it consistent,
 	// only a first copy (the pair deleted and added again).
 	NoWholeCopy bool
+	// WaitsForPrimary says journaled groups that name a volume the config
+	// no longer has wait for a primary without it (Stats.GroupsWait), and
+	// the volume may hold part of them until then.
+	WaitsForPrimary bool
 }
 
 // Volume reports what the secondary knows of vol.
@@ -278,6 +282,7 @@ func (s *Secondary) volumeLocked(vol string, durable apply.State) VolumeView {
 		applied = apply.VolumeState{State: StateDuplex}
 	}
 	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released, NoWholeCopy: applied.NoWholeCopy}
+	v.WaitsForPrimary = s.unconfigured.from != 0
 	switch {
 	case applied.Inconsistent:
 	case s.unconfigured.from != 0:

@@ -455,6 +455,10 @@ type Stats struct {
 	LastHoldRelease string
 	// Stopped is why the secondary stopped receiving, "" while it runs.
 	Stopped string
+	// GroupsWait says why journaled groups wait unapplied for a primary
+	// (they name volumes the config no longer has: unconfiguredGroups),
+	// naming the volumes and what the operator does; "" while none do.
+	GroupsWait string
 	// DiskWait says what has waited on the disk for Config.SlowDisk or
 	// longer, and since when: a hung disk returns no error to stop at.
 	DiskWait string
@@ -1576,10 +1580,29 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
 	}
-	s.forgetUnnamedLocked(hello.Volumes)
-	if err := s.applyUnconfiguredLocked(); err != nil {
+	if s.unconfigured.applying {
 		s.mu.Unlock()
-		return s.refuse(conn, err.Error())
+		return s.refuse(conn, "the secondary is applying the journaled groups that waited for a primary without the volumes they "+
+			"name, at another primary's link: it takes a primary again once they are applied")
+	}
+	s.forgetUnnamedLocked(hello.Volumes)
+	if s.unconfigured.from != 0 {
+		// s.mu is let go while they are applied, and taken again.
+		if err := s.applyUnconfiguredLocked(); err != nil {
+			s.mu.Unlock()
+			return s.refuse(conn, err.Error())
+		}
+		// A stop or a fence may have come meanwhile, which only this
+		// keeps the primary out of.
+		if s.stopped != nil {
+			reason = s.stoppedReason()
+		} else {
+			reason = s.generationLocked(hello)
+		}
+		if reason != "" {
+			s.mu.Unlock()
+			return s.refuse(conn, reason)
+		}
 	}
 	replaced := s.conn
 	if replaced != nil {
@@ -2622,6 +2645,7 @@ func (s *Secondary) statsLocked() (Stats, apply.State) {
 	st.HeldGroups, st.HeldBytes = s.held.Groups, s.held.Bytes
 	s.historyStats(&st, durable)
 	st.Resyncing = s.pairs.resyncing()
+	st.GroupsWait = s.unconfigured.why
 	return st, durable
 }
 

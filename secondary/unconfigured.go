@@ -26,6 +26,11 @@ type unconfiguredGroups struct {
 	from uint64     // the first such group, 0 if none
 	vols []string   // the volumes, sorted
 	jobs []applyJob // Open's jobs from group from on
+	// why is what status says of them (Stats.GroupsWait).
+	why string
+	// applying is set while a primary's link applies them, s.mu let go:
+	// another primary is refused meanwhile.
+	applying bool
 }
 
 // note records that group index names vols, volumes the config does not
@@ -110,6 +115,7 @@ func (s *Secondary) waitForUnconfigured(gatedAhead bool) error {
 		"others), and the volumes may hold part of them until then. If the volume stays in the session, or to promote or recover this "+
 		"site without a primary (the groups are then applied to every volume), %s",
 		u.from, s.journaled.Group, names, back)
+	u.why = s.torn.Error()
 	s.log.Warn("journaled groups name volumes this secondary's config no longer has: they wait for a primary that links without them, "+
 		"which forgets them; until then the volumes are not read. If a volume stays in the session, put it back in the config and start again",
 		"volumes", u.vols, "from_group", u.from, "through_group", s.journaled.Group, "applied_group", s.durable.Group)
@@ -121,7 +127,12 @@ func (s *Secondary) waitForUnconfigured(gatedAhead bool) error {
 // through the last group journaled: their updates are dropped, and the
 // other volumes' applied. Called with s.mu held, in the hold that links
 // the primary, before its Welcome: nothing was handed to the applier
-// since Open, which no primary was welcomed before.
+// since Open, which no primary was welcomed before. It lets s.mu go while
+// it applies them and records them applied, and takes it again: large
+// groups take as long as their writes and the volumes' flush, which
+// status, a fence and other primaries must not wait for. Meanwhile the
+// volumes stay unread (s.torn) and unconfigured.applying refuses other
+// primaries; the caller checks again what may have changed.
 func (s *Secondary) applyUnconfiguredLocked() error {
 	u := s.unconfigured
 	if u.from == 0 {
@@ -135,23 +146,45 @@ func (s *Secondary) applyUnconfiguredLocked() error {
 		}
 	}
 	s.posMu.Unlock()
-	s.view.Lock()
-	s.torn = nil
-	s.view.Unlock()
-	if len(u.jobs) > 0 {
-		if err := s.applyJournaled(u.jobs); err != nil {
-			return fmt.Errorf("secondary: applying the journaled groups that waited for the primary: %w", err)
-		}
+	s.unconfigured.applying = true
+	s.mu.Unlock()
+	err := s.applyWaiting(u.jobs)
+	s.mu.Lock()
+	s.unconfigured.applying = false
+	if err != nil {
+		return fmt.Errorf("secondary: applying the journaled groups that waited for the primary: %w", err)
 	}
 	s.unconfigured = unconfiguredGroups{}
-	s.ckMu.Lock()
-	err := s.checkpointLocked()
-	s.ckMu.Unlock()
-	if err != nil {
-		s.log.Warn("the state file does not record the groups applied yet: the next checkpoint writes it", "err", err)
-	}
 	s.log.Info("the primary linked without the volumes the journaled groups named: applied them to the others", "volumes", u.vols,
-		"through_group", s.durable.Group)
+		"through_group", s.Position().Group)
+	return nil
+}
+
+// applyWaiting applies jobs, the groups that waited, under one exclusion
+// of readers, which stay refused (s.torn) until every group is applied,
+// and then records them applied. Called without s.mu.
+func (s *Secondary) applyWaiting(jobs []applyJob) error {
+	s.view.Lock()
+	var err error
+	if len(jobs) > 0 {
+		err = s.applyLocked(jobs)
+	}
+	if err != nil {
+		s.torn = fmt.Errorf("applying the groups after group %d failed part-way (%w): the volumes may hold part of them; "+
+			"restart the secondary to replay the journal", s.durable.Group, err)
+	} else {
+		s.torn = nil
+	}
+	s.view.Unlock()
+	if err != nil {
+		return err
+	}
+	s.ckMu.Lock()
+	cerr := s.checkpointLocked()
+	s.ckMu.Unlock()
+	if cerr != nil {
+		s.log.Warn("the state file does not record the groups applied yet: the next checkpoint writes it", "err", cerr)
+	}
 	return nil
 }
 

@@ -844,6 +844,7 @@ func (s *Secondary) Status() control.Status {
 		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
 		Stopped:     st.Stopped, DiskWait: st.DiskWait, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
+		GroupsWait: st.GroupsWait,
 	}
 	if st.Stopped != "" {
 		out.DiskRetry = s.retries.status()
@@ -907,6 +908,9 @@ func contractState(s string) string {
 func consistencyNote(name string, v secondary.VolumeView, group uint64) string {
 	var s string
 	switch {
+	case v.WaitsForPrimary:
+		s = "not consistent until a primary links without the volume the journaled groups name, which this secondary's config " +
+			"no longer has (groups_wait says which, and what to do); not read meanwhile"
 	case !v.Consistent && v.State == secondary.StateDeleted && v.NoWholeCopy:
 		s = "not consistent: its pair was deleted, and its image here holds no copy of the volume; duplex pair add " + name + " makes a full copy"
 	case !v.Consistent && v.NoWholeCopy:

@@ -199,6 +199,9 @@ func printStatus(w io.Writer, st control.Status) {
 	if st.Stopped != "" {
 		fmt.Fprintf(w, "  STOPPED: %s\n", st.Stopped)
 	}
+	if st.GroupsWait != "" {
+		fmt.Fprintf(w, "  GROUPS-WAIT: %s\n", st.GroupsWait)
+	}
 	if r := st.DiskRetry; r != nil {
 		fmt.Fprintf(w, "  RETRYING: attempt %d at %s: opens its journal and volumes again, as a restart does\n", r.Attempt, r.Next)
 	}
