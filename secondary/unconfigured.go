@@ -165,6 +165,12 @@ func (s *Secondary) applyUnconfiguredLocked() error {
 // and then records them applied. Called without s.mu.
 func (s *Secondary) applyWaiting(jobs []applyJob) error {
 	s.view.Lock()
+	// An earlier link's apply that failed part-way moved the applied
+	// position past the groups it applied: applyLocked goes on after it,
+	// and its first job must be the one the next group ends, or no group
+	// would match its job and the position would stay behind what the
+	// volumes hold.
+	_, jobs = splitJobs(jobs, s.appliedState().Group+1)
 	var err error
 	if len(jobs) > 0 {
 		err = s.applyLocked(jobs)
