@@ -1568,9 +1568,18 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// Checked again in the hold that links: a Fence or a stop since the
 	// checks above found no primary to disconnect, and only this keeps
 	// this one out.
-	if s.stopped != nil {
+	switch {
+	case s.stopped != nil:
 		reason = s.stoppedReason()
-	} else {
+	case s.unconfigured.applying:
+		// Before generationLocked, which acts on a primary's consent to
+		// overwrite (the copies forgotten, its generation followed): a
+		// primary refused changes nothing, and the one whose link
+		// applies the groups is not refused after them for a
+		// generation another brought meanwhile.
+		reason = "the secondary is applying the journaled groups that waited for a primary without the volumes they " +
+			"name, at another primary's link: it takes a primary again once they are applied"
+	default:
 		reason = s.generationLocked(hello)
 	}
 	if reason == "" {
@@ -1579,11 +1588,6 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	if reason != "" {
 		s.mu.Unlock()
 		return s.refuse(conn, reason)
-	}
-	if s.unconfigured.applying {
-		s.mu.Unlock()
-		return s.refuse(conn, "the secondary is applying the journaled groups that waited for a primary without the volumes they "+
-			"name, at another primary's link: it takes a primary again once they are applied")
 	}
 	s.forgetUnnamedLocked(hello.Volumes)
 	if s.unconfigured.from != 0 {
