@@ -2093,6 +2093,19 @@ func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.Can
 	}
 }
 
+// refusalPasses says whether the secondary's refusal (Stats.LastRefusal)
+// is of its own stop on a disk fault: RunSecondary opens it again after a
+// backoff that starts at a second, and an operator may restart it, so the
+// stop waits for it as for a link that may come back, up to the
+// patience. Given up at once, a stop the secondary would have taken a
+// second later is unclean, and the next start copies the activity log's
+// regions for nothing. The secondary's reason for such a refusal begins
+// with ErrStopped's words, and no other does.
+func refusalPasses(refusal string) bool {
+	reason := strings.TrimPrefix(refusal, mover.ErrRefused.Error()+": ")
+	return strings.HasPrefix(reason, secondary.ErrStopped.Error()+" ")
+}
+
 // unreachable says whether a drain begun at start gives up on the link to
 // the secondary, and since when it is down. A link that goes down while
 // the drain waits, or went down just before, is waited for until it has
@@ -2113,14 +2126,11 @@ func (p *Primary) unreachable(start time.Time) (bool, time.Time) {
 	// came back meanwhile (one whose packets were dropped fails at its
 	// timeout): only one begun since counts.
 	ms := p.mover.Stats()
-	if ms.FailedDialRefused && ms.FailedDialBegan.After(start) {
+	if ms.FailedDialRefused && ms.FailedDialBegan.After(start) && !refusalPasses(ms.LastRefusal) {
 		// The secondary answered, and refused the session (copies this
 		// primary has no record of, a fence, another session): the
 		// patience is for a link that may come back, and waiting ships
-		// nothing until an operator acts. A refusal of the secondary's
-		// own fault (a disk, which it retries) would need a wait as long
-		// as that retry, no patience's: the next start copies what the
-		// stop could not ship, as after any unclean stop.
+		// nothing until an operator acts.
 		return true, since
 	}
 	return time.Since(since) >= p.patience && ms.FailedDialBegan.After(start), since
