@@ -2075,10 +2075,17 @@ func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.Can
 	for {
 		if down, since := p.unreachable(start); down {
 			ms := p.mover.Stats()
-			if ms.FailedDialRefused {
+			switch {
+			case ms.FailedDialRefused && !refusalPasses(ms.LastRefusal):
 				p.log.Warn("the secondary refuses this primary: stopping without shipping everything",
 					"down_since", since.UTC().Format(time.RFC3339Nano), "refusal", ms.LastRefusal)
-			} else {
+			case ms.FailedDialRefused:
+				// Its stop on its disk was waited for as a link that may
+				// come back: the patience is what ran out.
+				p.log.Warn("the secondary, stopped on a disk fault, refused this primary for the patience: stopping without shipping everything",
+					"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience,
+					"refusal", ms.LastRefusal)
+			default:
 				p.log.Warn("secondary unreachable: stopping without shipping everything",
 					"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience)
 			}

@@ -26,32 +26,71 @@ import (
 // write made during the fault at the secondary.
 func TestAStopWaitsForASecondaryRetryingItsDisk(t *testing.T) {
 	const patience = 10 * time.Second
+	r := retryingSecondaryAtStop(t, patience, 2*time.Second)
+	r.in.Clear()
+	refused := r.p.Mover().Stats().Refusals
+	start := time.Now()
+	r.stop()
+	took := time.Since(start)
+	if r.p.Mover().Stats().Refusals == refused {
+		t.Fatalf("no dial was refused while the primary stopped (%s): the stop did not meet the secondary's refusal", took.Round(time.Millisecond))
+	}
+	if err := *r.runErr; err != nil {
+		t.Fatalf("the stop, the secondary retrying its disk and back within the patience (%s), failed after %s: %v",
+			patience, took.Round(time.Millisecond), err)
+	}
+	if len(r.logs.lines("everything shipped to the secondary")) == 0 {
+		t.Errorf("the stop did not say everything shipped:\n%s", r.logs.String())
+	}
+	t.Logf("stopped clean after %s", took.Round(time.Millisecond))
+	got := make([]byte, len(r.want))
+	waitFor(t, 30*time.Second, "the secondary's vol1 to hold the write made during the fault", func() bool {
+		return r.cur.Load().ReadAt("vol1", got, 0) == nil && bytes.Equal(got, r.want)
+	})
+}
+
+// retryingAtStop is a primary whose secondary, run by RunSecondary, is
+// stopped on a disk fault (the journal's fsync) and waits to open again.
+type retryingAtStop struct {
+	in     *disk.Injector
+	cur    atomic.Pointer[Secondary]
+	p      *Primary
+	logs   *logBuffer
+	runErr *error
+	stop   func()
+	want   []byte // vol1's first bytes, written as the fault came
+}
+
+// retryingSecondaryAtStop runs a secondary that opens again retry after a
+// disk fault, and a primary dialling it whose stop waits patience for a
+// link that may come back; it returns them once the fault stopped the
+// secondary and it has refused a dial of the primary, saying it retries.
+func retryingSecondaryAtStop(t *testing.T, patience, retry time.Duration) *retryingAtStop {
+	t.Helper()
 	cfg := linkConfig(t)
-	in := disk.NewInjector(nil)
-	var cur atomic.Pointer[Secondary]
+	r := &retryingAtStop{in: disk.NewInjector(nil), logs: &logBuffer{}, runErr: new(error)}
 	runUntil(t, func(ctx context.Context) {
-		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{FS: in},
-			DiskRetry{First: 2 * time.Second, Max: 2 * time.Second}, func(s *Secondary) { cur.Store(s) })
+		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{FS: r.in},
+			DiskRetry{First: retry, Max: retry}, func(s *Secondary) { r.cur.Store(s) })
 		if err != nil {
 			t.Errorf("RunSecondary: %v", err)
 		}
 	})
-	waitFor(t, 30*time.Second, "the secondary open", func() bool { return cur.Load() != nil })
+	waitFor(t, 30*time.Second, "the secondary open", func() bool { return r.cur.Load() != nil })
 	pcfg := *cfg
-	pcfg.Primary.Secondary = cur.Load().ListenAddr()
-	logs := &logBuffer{}
-	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
+	pcfg.Primary.Secondary = r.cur.Load().ListenAddr()
+	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(r.logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
 		unreachablePatience: patience})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, time.Minute) })
-	replicatedBeforeTheFault(t, p, cur.Load, 4096)
+	r.p = p
+	r.stop = runUntil(t, func(ctx context.Context) { *r.runErr = p.Run(ctx, time.Minute) })
+	replicatedBeforeTheFault(t, p, r.cur.Load, 4096)
 
-	in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})
-	want := bytes.Repeat([]byte{0x22}, 4096)
-	if err := p.Write(context.Background(), "vol1", want, 0); err != nil {
+	r.in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})
+	r.want = bytes.Repeat([]byte{0x22}, 4096)
+	if err := p.Write(context.Background(), "vol1", r.want, 0); err != nil {
 		t.Fatal(err)
 	}
 	// The link's refusal, then a dial's: the secondary refuses while it
@@ -60,26 +99,29 @@ func TestAStopWaitsForASecondaryRetryingItsDisk(t *testing.T) {
 		ms := p.Mover().Stats()
 		return ms.Refusals >= 2 && strings.Contains(ms.LastRefusal, "retries")
 	})
-	in.Clear()
-	refused := p.Mover().Stats().Refusals
+	return r
+}
+
+// TestAStopGivesUpOnASecondaryRetryingPastThePatience: a secondary whose
+// disk fault outlasts the patience is waited for no longer than a link
+// down: the stop ends then, not clean, saying the secondary refused it
+// for the patience.
+func TestAStopGivesUpOnASecondaryRetryingPastThePatience(t *testing.T) {
+	const patience = 2 * time.Second
+	r := retryingSecondaryAtStop(t, patience, time.Minute)
 	start := time.Now()
-	stop()
+	r.stop()
 	took := time.Since(start)
-	if p.Mover().Stats().Refusals == refused {
-		t.Fatalf("no dial was refused while the primary stopped (%s): the stop did not meet the secondary's refusal", took.Round(time.Millisecond))
+	if *r.runErr == nil {
+		t.Fatalf("the stop, the secondary refusing it throughout, reported clean after %s", took.Round(time.Millisecond))
 	}
-	if runErr != nil {
-		t.Fatalf("the stop, the secondary retrying its disk and back within the patience (%s), failed after %s: %v",
-			patience, took.Round(time.Millisecond), runErr)
+	if took < patience-500*time.Millisecond || took > patience+5*time.Second {
+		t.Errorf("the stop ended %s after it began, the patience %s: %v", took.Round(time.Millisecond), patience, *r.runErr)
 	}
-	if len(logs.lines("everything shipped to the secondary")) == 0 {
-		t.Errorf("the stop did not say everything shipped:\n%s", logs.String())
+	if len(r.logs.lines("stopped on a disk fault, refused this primary for the patience")) == 0 {
+		t.Errorf("the stop did not say the secondary refused it for the patience:\n%s", r.logs.String())
 	}
-	t.Logf("stopped clean after %s", took.Round(time.Millisecond))
-	got := make([]byte, len(want))
-	waitFor(t, 30*time.Second, "the secondary's vol1 to hold the write made during the fault", func() bool {
-		return cur.Load().ReadAt("vol1", got, 0) == nil && bytes.Equal(got, want)
-	})
+	t.Logf("stopped after %s: %v", took.Round(time.Millisecond), *r.runErr)
 }
 
 // TestAStopWaitsForASecondaryRestarting: a primary stopped while its
