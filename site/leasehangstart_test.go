@@ -117,12 +117,15 @@ func (f *dirHangFS) Rename(oldpath, newpath string) error {
 // The start fails within a bounded time all the same, naming the
 // lease's file.
 func TestAPrimaryStartOnAStateDiskHungUnderItsMarkersFailsNamingTheLease(t *testing.T) {
-	cfg := linkConfig(t)
-	cfg.Primary.Secondary = testenv.FreeAddr(t)
-	var off atomic.Int64
+	// Released after the test's directory is removed (cleanups run last
+	// first): the writes the hang held, let go, would otherwise land in
+	// it as it is removed, and its removal fail.
 	held := make(chan struct{})
 	release := sync.OnceFunc(func() { close(held) })
 	t.Cleanup(release)
+	cfg := linkConfig(t)
+	cfg.Primary.Secondary = testenv.FreeAddr(t)
+	var off atomic.Int64
 	in := disk.NewInjector(nil)
 	fsys := &dirHangFS{Injector: in, arm: func() {
 		off.Add(int64(3 * time.Second))
