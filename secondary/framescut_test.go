@@ -2,19 +2,16 @@ package secondary
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"duplex/apply"
 	"duplex/consistency"
 	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // TestFramesOfACutSetAreKeptUntilItIsFormed streams frames that each bring
@@ -32,58 +29,8 @@ func TestFramesOfACutSetAreKeptUntilItIsFormed(t *testing.T) {
 		frames = 8
 	}
 	volSize := int64(frames * 4 * chunk)
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, tg := range sec.targets {
-		sec.targets[name] = slowTarget{Target: tg, pause: 2 * time.Millisecond}
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, net) }()
-	closed := false
-	stop := func() {
-		if !closed {
-			closed = true
-			cancel()
-			<-done
-			sec.Close()
-		}
-	}
-	defer stop()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+	rig := openFramesRig(t, volSize, func(tg apply.Target) apply.Target { return slowTarget{Target: tg, pause: 2 * time.Millisecond} })
+	dir, vols, sec, conn, stop := rig.dir, rig.vols, rig.sec, rig.conn, rig.stop
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	update := func(vol string, slot int, ts int64) recordset.Update {
 		off := slot * chunk

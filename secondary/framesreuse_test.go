@@ -2,21 +2,18 @@ package secondary
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"duplex/apply"
 	"duplex/consistency"
 	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // TestFramesAreRecycledUnderASteadyStream streams bundles of two 1 MiB
@@ -40,59 +37,11 @@ func TestFramesAreRecycledUnderASteadyStream(t *testing.T) {
 		frames = 12
 	}
 	volSize := int64(frames * chunk)
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var aligned atomic.Int64
-	for name, tg := range sec.targets {
-		sec.targets[name] = slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, net) }()
-	closed := false
-	stop := func() {
-		if !closed {
-			closed = true
-			cancel()
-			<-done
-			sec.Close()
-		}
-	}
-	defer stop()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+	rig := openFramesRig(t, volSize, func(tg apply.Target) apply.Target {
+		return slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
+	})
+	dir, vols, sec, conn, stop := rig.dir, rig.vols, rig.sec, rig.conn, rig.stop
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	set := func(sub, vol string, seq uint64, ts int64) []byte {
 		off := (int(seq) - 1) * chunk
