@@ -45,8 +45,26 @@ func lockFile(path string) (io.Closer, error) {
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	// Closing the descriptor drops the flock.
-	return f, nil
+	return flocked{f}, nil
+}
+
+// flocked is a file lockFile holds the flock of.
+type flocked struct{ *os.File }
+
+// Close lets the flock go, then closes the file. Closing alone lets it go
+// only once every descriptor of the open file is closed, and a child the
+// process forks holds a copy of each from its fork to its exec: a stop
+// followed at once by a start in the same process (a restart, a
+// promotion) was refused the lock its own stop had just let go.
+func (l flocked) Close() error {
+	uerr := syscall.Flock(int(l.Fd()), syscall.LOCK_UN)
+	if err := l.File.Close(); err != nil {
+		return err
+	}
+	if uerr != nil {
+		return fmt.Errorf("%s: unlock: %w", l.Name(), uerr)
+	}
+	return nil
 }
 
 func available(dir string) (int64, error) {
