@@ -58,9 +58,11 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		"(but those of an unfinished resync), prints the consistency time and, per volume, what its copy holds.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
-		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good")
+		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good; "+
+		"stopped (SIGTERM) before it fences, it does not fence, and once it fences it finishes")
 	at := fs.String("at", "", "take every volume back to the newest consistency group at or before `TIME` that the history "+
-		"([secondary] history) holds: RFC 3339 (2026-01-02T15:04:05Z) or relative to now (-15m); fences the secondary, as --force")
+		"([secondary] history) holds: RFC 3339 (2026-01-02T15:04:05Z) or relative to now (-15m); fences the secondary, as --force "+
+		"(stopped before it fences, it changes nothing more)")
 	timeout := fs.applyTimeoutFlag()
 	coupled := fs.Bool("coupled", false, "for a session in a coupled group ([coupling]): bring the stopped secondary to the group's one recovery time, "+
 		"the same at every member (the first member to recover fixes it in etcd), and print it")
@@ -121,6 +123,9 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	defer s.Close()
 	pos := s.Replica().Position()
 	if *force {
+		if err := stoppedBeforeFence(ctx, "--force"); err != nil {
+			return err
+		}
 		if _, err := s.Replica().Fence(); err != nil {
 			return err
 		}
@@ -147,6 +152,21 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "before writing to them, run duplex recover --force: it fences the secondary so that the old primary is refused")
 	}
 	return nil
+}
+
+// stoppedBeforeFence is the error of a recover that fences, stopped
+// (SIGINT, SIGTERM) while the secondary's start ran, when the start ended
+// anyway within site.SecondaryStartStopGrace: the operator stopped it to
+// keep the site as it is, so it does not fence. The fence itself, once
+// begun, is finished: it is one step a stop must not cut in half (with
+// --at, the fence and the undo to the target, which a recover run again
+// after a kill completes).
+func stoppedBeforeFence(ctx context.Context, flag string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return fmt.Errorf("stopped before fencing (%v): the secondary is not fenced and takes its primary again when it restarts; "+
+		"the groups its start applied stay applied, as after any start; run duplex recover %s again to take it over", context.Cause(ctx), flag)
 }
 
 // recoverRunning takes over a running secondary: it fences it (the primary is

@@ -34,6 +34,9 @@ func recoverAt(ctx context.Context, cfg *config.Config, log *slog.Logger, at tim
 		return err
 	}
 	defer s.Close()
+	if err := stoppedBeforeFence(ctx, "--at TIME"); err != nil {
+		return err
+	}
 	r := s.Replica()
 	if r.Position().Time == 0 {
 		return errors.New("recover --at: no consistency group was ever applied: the secondary volumes hold no replicated data")

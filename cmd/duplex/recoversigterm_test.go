@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"duplex/config"
+	"duplex/nbd"
+	"duplex/secondary"
+	"duplex/site"
+)
+
+// TestARecoverForceStoppedWhileStartingDoesNotFence: duplex recover
+// --force, sent SIGTERM while the secondary's start waits on its disk
+// (its state file a FIFO), stops without fencing even when the start
+// then ends within the grace it is given: the operator who stopped it
+// finds the site as the start left it, taking its primary again, and
+// recover exits 1 saying it stopped before it fenced.
+func TestARecoverForceStoppedWhileStartingDoesNotFence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.Control = ""
+	path := writeSessionConfig(t, dir, c)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A recover without --force leaves a state file and no fence.
+	if code, out := runDuplex(t, "recover", "--config", path, "--log-level", "error"); code != exitOK {
+		t.Fatalf("the first recover exited %d:\n%s", code, out)
+	}
+	recoverStoppedWhileStarting(t, cfg, "recover", "--config", path, "--force")
+}
+
+// TestARecoverAtStoppedWhileStartingDoesNotFence: as above for recover
+// --at, at a secondary whose history holds the groups it applied: stopped
+// while starting, it does not fence (nor, after it, undo any group).
+func TestARecoverAtStoppedWhileStartingDoesNotFence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.History = config.Duration(time.Hour)
+	secCfg := writeSessionConfig(t, dir, c)
+	sec, secLog, line := startSite(t, "secondary", "secondary", "--config", secCfg, "--log-level", "info")
+	c.Primary.Secondary = regexp.MustCompile(`listen=(\S+)`).FindStringSubmatch(line)[1]
+	secControl := regexp.MustCompile(`control=(\S+)`).FindStringSubmatch(line)[1]
+	prim, primLog, pline := startSite(t, "primary", "primary", "--config", writeSessionConfig(t, mkdir(t, filepath.Join(dir, "p")), c), "--log-level", "info")
+	cl, err := nbd.Dial(regexp.MustCompile(`nbd=(\S+)`).FindStringSubmatch(pline)[1], "vol1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := cl.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	cl.Close()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		_, out, _ := runCmd("status", "--json", "--addr", secControl)
+		if m := regexp.MustCompile(`"group": (\d+)`).FindStringSubmatch(out); m != nil && m[1] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the secondary applied no group:\nprimary:\n%s\nsecondary:\n%s", primLog.String(), secLog.String())
+		}
+	}
+	for _, d := range []*exec.Cmd{prim, sec} {
+		d.Process.Signal(syscall.SIGTERM)
+		if err := d.Wait(); err != nil {
+			t.Fatalf("a site after SIGTERM: %v\nprimary:\n%s\nsecondary:\n%s", err, primLog.String(), secLog.String())
+		}
+	}
+	c.Secondary.Control = ""
+	path := writeSessionConfig(t, dir, c)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recoverStoppedWhileStarting(t, cfg, "recover", "--config", path, "--at", "-0s")
+}
+
+// recoverStoppedWhileStarting runs duplex ARGS (a recover that fences)
+// with the state file of cfg's secondary replaced by a FIFO, signals it
+// while its start waits to read it, then hands the start the state file
+// as it was, well within SecondaryStartStopGrace: recover is to exit 1,
+// saying it stopped before fencing, the site not fenced.
+func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...string) {
+	t.Helper()
+	state := site.StatePath(cfg)
+	saved, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	cmd, log, exited := startHungOnFIFO(t, "recover", state, args...)
+	cmd.Process.Signal(syscall.SIGTERM)
+	// Once the signal is taken, the start is handed its state file: it
+	// ends within the grace, as a start that waited on a slow disk does.
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan struct{})
+	defer close(done)
+	go serveFIFO(state, saved, done)
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
+			t.Errorf("recover stopped while starting exited %v, want status %d:\n%s", err, exitFailure, log.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("recover has not exited 10 s after SIGTERM:\n%s", log.String())
+	}
+	out := log.String()
+	t.Logf("recover stopped while starting:\n%s", out)
+	if strings.Contains(out, "secondary fenced") || strings.Contains(out, "fenced: the volumes start") {
+		t.Errorf("recover fenced the secondary after SIGTERM:\n%s", out)
+	}
+	if last := out[strings.LastIndex(out, "duplex: ")+1:]; !strings.Contains(out, "duplex: ") || !strings.Contains(last, "not fenced") {
+		t.Errorf("recover's last words do not say the secondary was not fenced:\n%s", out)
+	}
+	if b, err := os.ReadFile(secondary.IdentityPath(state)); err == nil && strings.Contains(string(b), `"fenced"`) {
+		t.Errorf("the site is fenced after a recover stopped while starting: %s", b)
+	}
+}
+
+// serveFIFO hands data to every reader that opens the FIFO fifo (a start
+// reads its state file more than once) until done is closed or fifo is
+// no longer a FIFO (a state file written since, by a rename).
+func serveFIFO(fifo string, data []byte, done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+		// Without a reader waiting, the open fails (ENXIO) at once.
+		fd, err := syscall.Open(fifo, syscall.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+			syscall.Close(fd)
+			return
+		}
+		syscall.Write(fd, data)
+		syscall.Close(fd)
+	}
+}
