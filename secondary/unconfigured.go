@@ -145,13 +145,24 @@ func (s *Secondary) applyUnconfiguredLocked() error {
 			return fmt.Errorf("secondary: volume %q, which the journaled groups from %d on name, is not forgotten: they cannot be applied without it", name, u.from)
 		}
 	}
+	first := max(u.from, s.durable.Group+1)
 	s.posMu.Unlock()
+	// Status says what is true while they are applied, and after an
+	// apply that failed, not that they wait for a primary: one linked.
+	names := quotedList(u.vols)
 	s.unconfigured.applying = true
+	s.unconfigured.why = fmt.Sprintf("applying %d journaled groups (%d through %d), which name volume %s, which this secondary's config "+
+		"no longer has: a primary linked without it, the volume is forgotten and the groups are applied to the others, which are not "+
+		"read until then", s.journaled.Group-first+1, first, s.journaled.Group, names)
 	s.mu.Unlock()
 	err := s.applyWaiting(u.jobs)
 	s.mu.Lock()
 	s.unconfigured.applying = false
 	if err != nil {
+		s.unconfigured.why = fmt.Sprintf("the journaled groups %d through %d name volume %s, which this secondary's config no longer has: "+
+			"a primary linked without it, and applying them to the others failed part-way (%v); they wait for the next primary that "+
+			"links without it, which applies the rest, or a restart of the secondary, which replays them; the volumes may hold part of "+
+			"them until then, and are not read", u.from, s.journaled.Group, names, err)
 		return fmt.Errorf("secondary: applying the journaled groups that waited for the primary: %w", err)
 	}
 	s.unconfigured = unconfiguredGroups{}

@@ -77,6 +77,11 @@ func TestStatusAnswersWhileTheWaitingGroupsAreApplied(t *testing.T) {
 		if st.Connected {
 			t.Errorf("status while the groups are applied says the primary is linked")
 		}
+		// What is true then: a primary linked, and they are applied.
+		if !strings.Contains(st.GroupsWait, "applying 4 journaled groups (1 through 4)") || !strings.Contains(st.GroupsWait, `"vol2"`) ||
+			strings.Contains(st.GroupsWait, "wait for a primary") {
+			t.Errorf("status while the groups are applied says %q; want it to say they are applied, which and why", st.GroupsWait)
+		}
 	case <-time.After(2 * time.Second):
 		t.Errorf("status has not answered 2s into the apply of the groups that waited for a primary")
 	}
@@ -105,6 +110,46 @@ func TestStatusAnswersWhileTheWaitingGroupsAreApplied(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the primary without vol2 is not welcomed 10s after the apply could go on")
 	}
+	if st := r.sec.Stats(); st.GroupsWait != "" {
+		t.Errorf("the groups applied, status still says %q", st.GroupsWait)
+	}
 	holds(t, r, "vol1", 8192, 1)
+	holds(t, r, "vol1", 12288, 4)
+}
+
+// TestStatusSaysTheWaitingGroupsApplyFailed: the apply of the groups that
+// waited, at a primary's link without their volume, fails part-way on a
+// volume's write: status says so, with the error and what applies the
+// rest, not that they wait for a primary to link; the next primary's
+// link applies them, and then nothing waits.
+func TestStatusSaysTheWaitingGroupsApplyFailed(t *testing.T) {
+	dir := killedWithGroupsUnapplied(t)
+	r := &rig{t: t, dir: dir, sizes: map[string]int64{"vol1": 1 << 20}, subs: []string{"ss1"}}
+	r.open()
+	t.Cleanup(r.close)
+	working := r.sec.targets["vol1"]
+	r.sec.targets["vol1"] = failingTarget{working}
+	without := r.hello()
+	without.Instance = 9
+	if _, typ, _ := r.dial(without); typ != transport.TypeRefuse {
+		t.Fatalf("a primary without vol2, vol1's writes failing: frame type %d, want a refusal", typ)
+	}
+	st := r.sec.Stats()
+	for _, w := range []string{"failed part-way", "injected write failure", `"vol2"`, "next primary", "restart"} {
+		if !strings.Contains(st.GroupsWait, w) {
+			t.Errorf("after the apply failed, status says %q: want it to say %s", st.GroupsWait, w)
+		}
+	}
+	if strings.HasPrefix(st.GroupsWait, "applying") {
+		t.Errorf("after the apply failed, status says it applies them: %q", st.GroupsWait)
+	}
+	r.sec.targets["vol1"] = working
+	without.Instance = 10
+	if _, typ, _ := r.dial(without); typ != transport.TypeWelcome {
+		t.Fatalf("the next primary without vol2: frame type %d, want a welcome", typ)
+	}
+	if st := r.sec.Stats(); st.GroupsWait != "" {
+		t.Errorf("the groups applied, status still says %q", st.GroupsWait)
+	}
 	holds(t, r, "vol1", 12288, 4)
 }
