@@ -69,17 +69,20 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 		"volumes", gone)
 	switch recorded, err := s.forgetLocked(gone); {
 	case err != nil && recorded:
-		s.log.Warn(releaseFailed, "volumes", gone, "err", err)
+		s.log.Warn(releaseFailed("the copies forgotten"), "volumes", gone, "err", err)
 	case err != nil:
 		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
 	}
 }
 
-// releaseFailed is what the log says of a forget whose checkpoint wrote
-// the state file and then failed to release the journal's applied
-// segments (or trim the history).
-const releaseFailed = "the state file records the copies forgotten, but the checkpoint's release of the journal's applied segments " +
-	"(or trim of the history) failed: the next checkpoint tries again, and stops the secondary if its disk still fails"
+// releaseFailed is what the log says of a checkpoint that recorded what
+// in the state file and then failed to release the journal's applied
+// segments (or trim the history): what failed is that housekeeping, not
+// the record.
+func releaseFailed(what string) string {
+	return "the state file records " + what + ", but the checkpoint's release of the journal's applied segments " +
+		"(or trim of the history) failed: the next checkpoint tries again, and stops the secondary if its disk still fails"
+}
 
 // forgetLocked forgets the secondary's copies of the volumes gone through
 // the last group journaled: a volume the config still has is named as one

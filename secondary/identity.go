@@ -286,7 +286,7 @@ func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) s
 	case err != nil:
 		// Forgotten, and recorded: what failed is the journal's
 		// housekeeping, which the next checkpoint does again.
-		s.log.Warn(releaseFailed, "volumes", gone, "err", err)
+		s.log.Warn(releaseFailed("the copies forgotten"), "volumes", gone, "err", err)
 	}
 	old := s.ident.Generation
 	if err := s.setIdentity(identity{Generation: g}); err != nil {

@@ -197,9 +197,12 @@ func (s *Secondary) applyWaiting(jobs []applyJob) error {
 		return err
 	}
 	s.ckMu.Lock()
-	cerr := s.checkpointLocked()
+	recorded, cerr := s.checkpointRecording()
 	s.ckMu.Unlock()
-	if cerr != nil {
+	switch {
+	case cerr != nil && recorded:
+		s.log.Warn(releaseFailed("the groups applied"), "err", cerr)
+	case cerr != nil:
 		s.log.Warn("the state file does not record the groups applied yet: the next checkpoint writes it", "err", cerr)
 	}
 	return nil
