@@ -105,3 +105,25 @@ func TestTheWaitingGroupsCheckpointNamesTheFailedRelease(t *testing.T) {
 		t.Errorf("the log does not name the journal's release as what failed, or blames the state file:\n%s", out)
 	}
 }
+
+// TestAFailedJournalReleaseIsRetriedOnAnIdleSession: nothing is journaled
+// after the checkpoint whose release of the journal failed: it is retried
+// on a backoff all the same, and once the disk works again the segments
+// are released, with no group to come, the failure logged once. Before,
+// the journal's space stayed held until the next group.
+func TestAFailedJournalReleaseIsRetriedOnAnIdleSession(t *testing.T) {
+	r := releaseFailedAfterTheWaitingGroups(t)
+	r.in.Clear()
+	waitFor(t, "the journal's applied segments released with no group to come", func() bool {
+		return r.sec.Stats().JournalBytes < r.held
+	})
+	waitFor(t, "the log to say the release was done", func() bool {
+		return strings.Contains(r.logs.String(), "released the journal's applied segments that a checkpoint could not release")
+	})
+	if n := strings.Count(r.logs.String(), "release of the journal"); n != 1 {
+		t.Errorf("the log names the release's failure %d times, want once:\n%s", n, r.logs.String())
+	}
+	if st := r.sec.Stats(); st.JournaledGroup != r.last {
+		t.Errorf("journaled %d, want %d: a group came", st.JournaledGroup, r.last)
+	}
+}

@@ -357,7 +357,11 @@ type Secondary struct {
 	// forgotten, forgetUnnamedLocked). Guarded by ckMu.
 	restate        bool
 	lastCheckpoint time.Time
-	stats          Stats
+	// owed is the journal's release that a checkpoint which wrote the
+	// state file could not do, retried on a backoff (retryRelease);
+	// guarded by ckMu.
+	owed  owedRelease
+	stats Stats
 	// formedTime is the time of the last group formed on the linked
 	// primary's connection, journaled or not (receive journals an empty
 	// one only every Checkpoint). A coupled secondary publishes it; status
@@ -649,6 +653,9 @@ func Open(cfg Config) (*Secondary, error) {
 		err = s.checkRoom()
 	}
 	if err != nil {
+		s.ckMu.Lock()
+		s.stopReleaseRetriesLocked()
+		s.ckMu.Unlock()
 		j.Close()
 		s.closeHistory()
 		return nil, err
@@ -1323,6 +1330,7 @@ func (s *Secondary) checkpointRecording() (recorded bool, err error) {
 	s.diskEnd(waitCheckpoint)
 	if written {
 		s.stateGroup, s.restate = st.Group, false
+		s.owedLocked(st.Group, err)
 	} else {
 		s.flushMu.Lock()
 		for name, t := range targets {
@@ -1348,20 +1356,102 @@ func (s *Secondary) persist(st apply.State, targets map[string]apply.Target) (wr
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return false, err
 	}
+	return true, s.releaseThrough(st.Group)
+}
+
+// releaseThrough releases the journal's segments, and trims the history,
+// through group, which the state file names.
+func (s *Secondary) releaseThrough(group uint64) error {
 	before := s.journal.Bytes()
-	err = s.journal.Release(st.Group)
+	err := s.journal.Release(group)
 	if s.journal.Bytes() != before {
 		s.journalEpoch.Add(1)
 	}
 	if err != nil {
-		return true, fmt.Errorf("secondary: %w", err)
+		return fmt.Errorf("secondary: %w", err)
 	}
 	if s.hist != nil {
-		if err := s.hist.Trim(st.Group); err != nil {
-			return true, fmt.Errorf("secondary: %w", err)
+		if err := s.hist.Trim(group); err != nil {
+			return fmt.Errorf("secondary: %w", err)
 		}
 	}
-	return true, nil
+	return nil
+}
+
+// owedRelease is a release of the journal (releaseThrough) that failed
+// after the state file was written: the segments it frees stay on the
+// disk until it is done again. The next group's checkpoint does it, but a
+// session may journal nothing for hours, so it is retried on its own
+// after a backoff, for as long as the secondary is open: a release that
+// fails costs a removal and an fsync of the journal's directory.
+type owedRelease struct {
+	through  uint64
+	attempts int
+	since    time.Time
+	timer    *time.Timer
+	closed   bool // the secondary closes: no retry from now on
+}
+
+// Backoff of the release's retries: from a second, doubled, up to a
+// minute.
+const (
+	releaseRetryFirst = time.Second
+	releaseRetryMax   = time.Minute
+)
+
+// owedLocked records the outcome, err, of the release through group of a
+// checkpoint that wrote the state file: a failure is retried (the first
+// of an episode logged by the checkpoint's caller), a success makes any
+// release owed through an earlier group done. Called with ckMu held.
+func (s *Secondary) owedLocked(group uint64, err error) {
+	o := &s.owed
+	if err == nil {
+		if o.through != 0 && group >= o.through {
+			if o.timer != nil {
+				o.timer.Stop()
+			}
+			*o = owedRelease{closed: o.closed}
+		}
+		return
+	}
+	if o.through == 0 {
+		o.since = time.Now()
+	}
+	o.through = max(o.through, group)
+	if o.timer == nil && !o.closed {
+		o.timer = time.AfterFunc(min(releaseRetryFirst<<min(o.attempts, 16), releaseRetryMax), s.retryRelease)
+	}
+}
+
+// retryRelease does the release owed again, and schedules the next try
+// if it fails again; only its success is logged, the failure being the
+// one the checkpoint's caller logged.
+func (s *Secondary) retryRelease() {
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	o := &s.owed
+	o.timer = nil
+	if o.closed || o.through == 0 {
+		return
+	}
+	o.attempts++
+	through, attempts, since := o.through, o.attempts, o.since
+	err := s.releaseThrough(through)
+	s.owedLocked(through, err)
+	if err == nil {
+		s.log.Info("released the journal's applied segments that a checkpoint could not release", "through_group", through,
+			"attempts", attempts, "failing_for", time.Since(since).Round(time.Millisecond))
+	}
+}
+
+// stopReleaseRetriesLocked ends the retries of an owed release: the journal
+// closes. Called with ckMu held.
+func (s *Secondary) stopReleaseRetriesLocked() {
+	s.owed.closed = true
+	if s.owed.timer != nil {
+		s.owed.timer.Stop()
+		s.owed.timer = nil
+	}
 }
 
 // Position returns what the volumes hold: the applied group and its
@@ -2699,7 +2789,11 @@ func (s *Secondary) Close() error {
 	s.bg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.checkpoint()
+	s.ckMu.Lock()
+	err := s.checkpointLocked()
+	// The next start's replay releases what is owed.
+	s.stopReleaseRetriesLocked()
+	s.ckMu.Unlock()
 	if cerr := s.journal.Close(); err == nil {
 		err = cerr
 	}
