@@ -277,11 +277,14 @@ type Mover struct {
 	lastErr     string // why the link last failed, in words; cleared by progress
 	lastErrAt   time.Time
 	repeats     transport.Repeats
-	refusals    uint64         // sessions the secondary refused
-	lastRefusal string         // why it refused the last one
-	conn        transport.Conn // the current connection, if any
-	work        chan struct{}  // new record sets to send
-	progress    chan struct{}  // closed and replaced on every acknowledgement, a Drop, and a cut's end while a Quiesce waits
+	refusals    uint64 // sessions the secondary refused
+	lastRefusal string // why it refused the last one
+	// lastRefusalPasses: the secondary said that refusal passes (see
+	// Stats.LastRefusalPasses).
+	lastRefusalPasses bool
+	conn              transport.Conn // the current connection, if any
+	work              chan struct{}  // new record sets to send
+	progress          chan struct{}  // closed and replaced on every acknowledgement, a Drop, and a cut's end while a Quiesce waits
 
 	// base is the secondary's position at this process's first contact:
 	// all it holds of the primary's earlier runs, whose captured updates
@@ -898,6 +901,8 @@ func (m *Mover) link(ctx context.Context) {
 		if refused && ctx.Err() == nil {
 			m.refusals++
 			m.lastRefusal = err.Error()
+			var re *RefusedError
+			m.lastRefusalPasses = errors.As(err, &re) && re.Passing
 		}
 		m.mu.Unlock()
 		if ctx.Err() != nil {
@@ -979,6 +984,24 @@ func refusalOr(conn transport.Conn, err error) error {
 
 // ErrRefused is returned when the secondary refuses the session.
 var ErrRefused = errors.New("secondary refused the session")
+
+// RefusedError is the secondary's refusal of a session, as its Refuse
+// frame said it; errors.Is(err, ErrRefused) holds for it.
+type RefusedError struct{ transport.Refusal }
+
+func (e *RefusedError) Error() string { return ErrRefused.Error() + ": " + e.Reason }
+
+// Is makes a RefusedError an ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// Refused is the error of a Refuse frame's body. One that does not
+// decode is refused all the same, as lasting (transport.DecodeRefuse),
+// with what could be read of its reason: the secondary ends the session
+// after it whatever it said.
+func Refused(body []byte) *RefusedError {
+	r, _ := transport.DecodeRefuse(body)
+	return &RefusedError{r}
+}
 
 func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) error {
 	names := make([]string, len(m.cfg.Subsystems))
@@ -1439,8 +1462,7 @@ func (m *Mover) awaitWelcome(ctx context.Context, conn transport.Conn, answer bo
 				}
 				ch <- result{p: p, err: err}
 			case transport.TypeRefuse:
-				reason, _ := transport.DecodeRefuse(body)
-				ch <- result{err: fmt.Errorf("%w: %s", ErrRefused, reason)}
+				ch <- result{err: Refused(body)}
 			default:
 				ch <- result{err: fmt.Errorf("expected welcome, got frame type %d", typ)}
 			}
@@ -1745,8 +1767,7 @@ func (m *Mover) receive(conn transport.Conn) error {
 			m.indexedAcks++
 			m.mu.Unlock()
 		case transport.TypeRefuse:
-			reason, _ := transport.DecodeRefuse(body)
-			return fmt.Errorf("%w: %s", ErrRefused, reason)
+			return Refused(body)
 		default:
 			m.log.Warn("ignoring unexpected frame from secondary", "type", typ)
 		}
@@ -2219,6 +2240,10 @@ type Stats struct {
 	// why the last one was: the pair manager acts on each refusal once.
 	Refusals    uint64
 	LastRefusal string
+	// LastRefusalPasses says that the secondary said the last refusal
+	// passes (transport.Refusal.Passing): it takes this primary again by
+	// itself, shortly, with no operator acting.
+	LastRefusalPasses bool
 	// Base, once Based, is the secondary's position at this process's
 	// first contact: it holds nothing an earlier run of the primary
 	// captured after Base.Time, so no volume there is consistent as of a
@@ -2252,7 +2277,7 @@ func (m *Mover) Stats() Stats {
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
+		Refusals: m.refusals, LastRefusal: m.lastRefusal, LastRefusalPasses: m.lastRefusalPasses, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
 }

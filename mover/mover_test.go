@@ -597,7 +597,7 @@ func TestReconnects(t *testing.T) {
 	l, _ := p.accept(t)
 	l.conn.Close() // before the welcome
 	l, _ = p.accept(t)
-	if err := l.conn.Send(transport.EncodeRefuse("not now")); err != nil {
+	if err := l.conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: "not now"})); err != nil {
 		t.Fatal(err)
 	}
 	l.awaitClosed()

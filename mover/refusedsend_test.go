@@ -63,7 +63,7 @@ func TestARefusalIsSeenWhenASendFailsBeforeItIsRead(t *testing.T) {
 	l.welcome(transport.Position{Through: map[string]uint64{"ss1": 0}})
 	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
 	const reason = "secondary stopped by the operator"
-	if err := l.conn.Send(transport.EncodeRefuse(reason)); err != nil {
+	if err := l.conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: reason})); err != nil {
 		t.Fatal(err)
 	}
 	l.conn.Close()

@@ -70,7 +70,7 @@ func TestRelinksPromptlyAfterRefusals(t *testing.T) {
 	const refusals, downDials = 12, 12
 	for range refusals {
 		l, _ := p.accept(t)
-		if err := l.conn.Send(transport.EncodeRefuse("the secondary stopped: journal: no space left on device")); err != nil {
+		if err := l.conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: "the secondary stopped: journal: no space left on device"})); err != nil {
 			t.Fatal(err)
 		}
 		l.awaitClosed()

@@ -30,7 +30,7 @@ func TestFencedSecondaryTellsTheOldPrimaryWhy(t *testing.T) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("the old primary after the fence: frame type %d, want a refusal", typ)
 	}
-	reason, err := transport.DecodeRefuse(body)
+	reason, err := refusalReason(body)
 	if err != nil {
 		t.Fatal(err)
 	}

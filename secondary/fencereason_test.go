@@ -29,7 +29,7 @@ func TestAFenceWhoseCheckpointFailedSaysWhatFailed(t *testing.T) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("frame type %d, want a refusal of the primary after the fence", typ)
 	}
-	reason, err := transport.DecodeRefuse(body)
+	reason, err := refusalReason(body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestPrimaryRefusedDuringAFenceIsNotToldItFailed(t *testing.T) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("a primary reconnecting while the fence waits: frame type %d, want a refusal", typ)
 	}
-	reason, err := transport.DecodeRefuse(body)
+	reason, err := refusalReason(body)
 	if err != nil {
 		t.Fatal(err)
 	}

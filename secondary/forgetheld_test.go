@@ -43,7 +43,7 @@ func TestAPrimaryWithoutADeletedPairsVolumeLinksWhileAResyncHolds(t *testing.T) 
 			h.Volumes = []transport.VolumeInfo{{Name: "vol1", Size: 1 << 20}}
 			_, typ, body := r.dial(h)
 			if typ != transport.TypeWelcome {
-				reason, _ := transport.DecodeRefuse(body)
+				reason, _ := refusalReason(body)
 				t.Fatalf("a primary without vol2, whose pair the journaled groups say is %s: frame type %d (%q), want a welcome", r.sec.Volume("vol2").State, typ, reason)
 			}
 			if v := r.sec.Volume("vol2"); v.Consistent {

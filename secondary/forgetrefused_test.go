@@ -64,7 +64,7 @@ func TestAPrimaryWithoutAConsistentCopysVolumeIsRefused(t *testing.T) {
 			_, typ, body := r.dial(withoutVol2(r))
 			if !tc.refused {
 				if typ != transport.TypeWelcome {
-					reason, _ := transport.DecodeRefuse(body)
+					reason, _ := refusalReason(body)
 					t.Fatalf("a primary without vol2, of which the secondary holds no consistent copy (%+v): frame type %d (%q), want a welcome", before, typ, reason)
 				}
 				if v := r.sec.Volume("vol2"); v.Consistent || !v.NoWholeCopy {
@@ -78,7 +78,7 @@ func TestAPrimaryWithoutAConsistentCopysVolumeIsRefused(t *testing.T) {
 			if typ != transport.TypeRefuse {
 				t.Fatalf("a primary without vol2, whose copy here is consistent and still configured: frame type %d, want a refusal", typ)
 			}
-			reason, _ := transport.DecodeRefuse(body)
+			reason, _ := refusalReason(body)
 			for _, w := range tc.want {
 				if !strings.Contains(reason, w) {
 					t.Errorf("refusal %q does not say %s", reason, w)

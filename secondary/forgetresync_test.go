@@ -49,7 +49,7 @@ func refusedWhileHeld(t *testing.T, holder string) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("a primary without vol2 while the resync of %s holds the secondary: frame type %d, want a refusal", holder, typ)
 	}
-	reason, _ := transport.DecodeRefuse(body)
+	reason, _ := refusalReason(body)
 	t.Logf("refused: %s", reason)
 	if holder == "vol1" {
 		heldByAnother(t, r, reason)
@@ -130,7 +130,7 @@ func heldByAnother(t *testing.T, r *rig, reason string) {
 	h.Instance = 9
 	conn, typ, body := r.dial(h)
 	if typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("vol2 out of both configs: frame type %d (%q), want a welcome", typ, reason)
 	}
 	journaled := r.sec.Stats().JournaledGroup

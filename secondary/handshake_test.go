@@ -244,7 +244,7 @@ func answers(t *testing.T, conn transport.Conn, after uint64) (refusal string, a
 		}
 		switch typ {
 		case transport.TypeRefuse:
-			reason, err := transport.DecodeRefuse(body)
+			reason, err := refusalReason(body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -355,7 +355,7 @@ func TestHelloWithOtherVolumesIsRefused(t *testing.T) {
 			if typ != transport.TypeRefuse {
 				t.Fatalf("answer to a hello with volumes %v: frame type %d, want a refusal", tc.vols, typ)
 			}
-			reason, _ := transport.DecodeRefuse(body)
+			reason, _ := refusalReason(body)
 			for _, w := range tc.want {
 				if !strings.Contains(reason, w) {
 					t.Errorf("refusal %q does not name %s", reason, w)
@@ -524,7 +524,7 @@ func TestFenceSurvivesRestart(t *testing.T) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("after a fence and a restart the old primary got frame type %d, want a refusal", typ)
 	}
-	reason, _ := transport.DecodeRefuse(body)
+	reason, _ := refusalReason(body)
 	for _, w := range []string{"recover", h.Generation.String(), "re-create"} {
 		if !strings.Contains(reason, w) {
 			t.Errorf("refusal %q does not name %s", reason, w)
@@ -561,7 +561,7 @@ func TestDivergedGenerationsRefused(t *testing.T) {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("a primary of another generation got frame type %d, want a refusal", typ)
 	}
-	reason, _ := transport.DecodeRefuse(body)
+	reason, _ := refusalReason(body)
 	for _, w := range []string{"0000000000001111", "0000000000002222", "duplex promote", "--overwrite-secondary 0000000000001111"} {
 		if !strings.Contains(reason, w) {
 			t.Errorf("refusal %q does not name %s", reason, w)

@@ -209,7 +209,7 @@ func identityWriteFault(t *testing.T, op disk.Op, final bool) {
 	r.open()
 	conn, typ, body := r.dial(r.hello()) // process 7 again, resending what is not journaled
 	if typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("after the crash process 7 is refused (%q): frame type %d, want a welcome", reason, typ)
 	}
 	welcome, err := transport.DecodePosition(body)

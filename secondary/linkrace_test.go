@@ -55,7 +55,7 @@ func TestNoPrimaryLinksAfterAFenceOrAStop(t *testing.T) {
 			if typ != transport.TypeRefuse {
 				t.Fatalf("the primary whose Hello was checked before the %s: frame type %d, want a refusal (it was linked after the %s)", tc.name, typ, tc.name)
 			}
-			reason, err := transport.DecodeRefuse(body)
+			reason, err := refusalReason(body)
 			if err != nil || !strings.Contains(reason, tc.reason) {
 				t.Fatalf("refused with %q (%v), want a reason naming %q", reason, err, tc.reason)
 			}

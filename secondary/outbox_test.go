@@ -124,7 +124,7 @@ func testOutboxOrder(t *testing.T, ack func(g uint64) []byte) {
 	o.put(ack(2)) // the outbox may be sending the Welcome or this already
 	o.put(ack(3))
 	o.put(ack(4))
-	refusal := transport.EncodeRefuse("stopped")
+	refusal := transport.EncodeRefuse(transport.Refusal{Reason: "stopped"})
 	o.end(refusal)
 	o.put(ack(5)) // after the end: dropped
 	close(c.gate)

@@ -51,7 +51,7 @@ func refusal(t *testing.T, r *rig, h transport.Hello, want ...string) string {
 	if typ != transport.TypeRefuse {
 		t.Fatalf("frame type %d, want a refusal", typ)
 	}
-	reason, err := transport.DecodeRefuse(body)
+	reason, err := refusalReason(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestAConsentWhoseJournalReleaseFailsGoesOn(t *testing.T) {
 	in.Inject(disk.Fault{Op: disk.OpRemove, Under: journalDir, Err: disk.EIO, Once: true})
 
 	if _, typ, body := r.dial(freshHello(r, generation(1))); typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("with the consent, the journal's release failing: frame type %d (%q), want a welcome", typ, reason)
 	}
 	if n := in.Injected(disk.OpRemove); n != 1 {

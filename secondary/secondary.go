@@ -1214,7 +1214,7 @@ func (s *Secondary) stopApplying(err error) {
 	defer s.mu.Unlock()
 	s.stop(err)
 	if s.conn != nil {
-		s.endLocked(s.conn, transport.EncodeRefuse(s.stoppedReason()))
+		s.endLocked(s.conn, transport.EncodeRefuse(transport.Refusal{Reason: s.stoppedReason()}))
 	}
 }
 
@@ -1557,7 +1557,7 @@ func (s *Secondary) refuse(conn transport.Conn, reason string) error {
 	err := s.refuseLocked(conn, reason)
 	s.mu.Unlock()
 	if !linked {
-		conn.Send(transport.EncodeRefuse(reason))
+		conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: reason}))
 		conn.Close()
 	}
 	return err
@@ -1578,7 +1578,7 @@ func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
 	}
 	s.stats.Refused++
 	s.stats.LastError, s.stats.LastErrorAt = reason, time.Now()
-	s.endLocked(conn, transport.EncodeRefuse(reason))
+	s.endLocked(conn, transport.EncodeRefuse(transport.Refusal{Reason: reason}))
 	return errors.New(reason)
 }
 
@@ -2153,7 +2153,7 @@ func (s *Secondary) commitOne(conn transport.Conn, g *consistency.Group) error {
 // durable, and tells the primary why. Called with s.mu held.
 func (s *Secondary) stopCommitting(conn transport.Conn, err error) error {
 	s.stop(err)
-	s.endLocked(conn, transport.EncodeRefuse(s.stoppedReason()))
+	s.endLocked(conn, transport.EncodeRefuse(transport.Refusal{Reason: s.stoppedReason()}))
 	return fmt.Errorf("%w: %v", ErrStopped, err)
 }
 

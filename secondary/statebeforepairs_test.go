@@ -87,7 +87,7 @@ func TestAStateFromBeforePairStatesIsUpgradedInPlace(t *testing.T) {
 		if typ != transport.TypeRefuse {
 			t.Fatalf("a primary without vol2, consistent here as of group 3 and still configured: frame type %d, want a refusal", typ)
 		}
-		if reason, _ := transport.DecodeRefuse(body); !strings.Contains(reason, `"vol2"`) {
+		if reason, _ := refusalReason(body); !strings.Contains(reason, `"vol2"`) {
 			t.Errorf("the refusal %q does not name vol2", reason)
 		}
 	})

@@ -110,7 +110,7 @@ func (r *storageRig) connect() (*link, transport.Position, string) {
 		}
 		return l, p, ""
 	case transport.TypeRefuse:
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		return nil, transport.Position{}, reason
 	}
 	r.t.Fatalf("frame type %d instead of a welcome", typ)
@@ -173,7 +173,7 @@ func (l *link) journaled(g uint64) (uint64, string) {
 		case 0:
 			return acked, ""
 		case transport.TypeRefuse:
-			reason, _ := transport.DecodeRefuse(body)
+			reason, _ := refusalReason(body)
 			return acked, reason
 		case transport.TypeAck:
 			p, err := transport.DecodePosition(body)

@@ -127,7 +127,7 @@ func TestAKillInTheMiddleOfTheWaitingGroupsApply(t *testing.T) {
 	again := k.hello()
 	again.Instance = 9
 	if _, typ, body := k.dial(again); typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("a primary without vol2 after the restart: frame type %d (%q), want a welcome", typ, reason)
 	}
 	if st := k.sec.Stats(); st.Group != 4 || st.GroupsApplied != applied {

@@ -50,7 +50,7 @@ func TestAKillBetweenTheForgettingAndTheWaitingGroupsApplied(t *testing.T) {
 	without := r.hello()
 	without.Instance = 9
 	if _, typ, body := r.dial(without); typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("a primary without vol2: frame type %d (%q), want a welcome", typ, reason)
 	}
 	holds(t, r, "vol1", 8192, 1)

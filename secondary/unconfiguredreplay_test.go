@@ -94,13 +94,13 @@ func TestAVolumeOutOfTheConfigAfterAKillWithItsGroupsUnapplied(t *testing.T) {
 		with.Volumes = append(with.Volumes, transport.VolumeInfo{Name: "vol2", Size: 1 << 20})
 		if _, typ, body := r.dial(with); typ != transport.TypeRefuse {
 			t.Fatalf("a primary that names vol2, not in the secondary's config: frame type %d, want a refusal", typ)
-		} else if reason, _ := transport.DecodeRefuse(body); !strings.Contains(reason, `"vol2"`) {
+		} else if reason, _ := refusalReason(body); !strings.Contains(reason, `"vol2"`) {
 			t.Errorf("the refusal %q does not name vol2", reason)
 		}
 		without := r.hello()
 		without.Instance = 9
 		if _, typ, body := r.dial(without); typ != transport.TypeWelcome {
-			reason, _ := transport.DecodeRefuse(body)
+			reason, _ := refusalReason(body)
 			t.Fatalf("a primary without vol2: frame type %d (%q), want a welcome", typ, reason)
 		}
 		holds(t, r, "vol1", 8192, 1)

@@ -49,7 +49,7 @@ func TestTheWaitingGroupsAppliedAgainAfterAFailureGoOnFromWhereItStopped(t *test
 		t.Error("vol1 read after the apply failed part-way")
 	}
 	if _, typ, body := r.dial(without); typ != transport.TypeWelcome {
-		reason, _ := transport.DecodeRefuse(body)
+		reason, _ := refusalReason(body)
 		t.Fatalf("the primary again: frame type %d (%q), want a welcome", typ, reason)
 	}
 	if st := r.sec.Stats(); st.Group != 4 || st.Time < 40_000 {

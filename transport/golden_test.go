@@ -376,3 +376,56 @@ func TestDecodePositionRejectsMalformedInconsistent(t *testing.T) {
 		})
 	}
 }
+
+// A lasting refusal is byte for byte the Refuse of a secondary from before
+// refusals said whether they pass, and decodes as lasting: such a
+// secondary could not say. A passing one appends a section, which a
+// primary from before takes for trailing bytes after a reason it reads.
+func TestGoldenRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		r    Refusal
+	}{
+		{"testdata/refuse-lasting.hex", Refusal{Reason: "no"}},
+		{"testdata/refuse-passing.hex", Refusal{Reason: "no", Passing: true}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			want := readGolden(t, tc.path)
+			if got := EncodeRefuse(tc.r); !bytes.Equal(got, want) {
+				t.Fatalf("the Refuse encoding no longer matches %s: the wire format changed\n got %x\nwant %x", tc.path, got, want)
+			}
+			got, err := DecodeRefuse(mustOpen(t, want, TypeRefuse))
+			if err != nil || got != tc.r {
+				t.Fatalf("DecodeRefuse(golden) = %+v, %v; want %+v", got, err, tc.r)
+			}
+			// What a primary from before decodes: the reason first, then
+			// nothing more, or an error it ignores.
+			old := &reader{b: mustOpen(t, want, TypeRefuse)}
+			if reason := old.str(); old.err != nil || reason != tc.r.Reason {
+				t.Fatalf("the reason as a primary from before reads it: %q, %v; want %q", reason, old.err, tc.r.Reason)
+			}
+		})
+	}
+}
+
+// A section after the reason other than the passing one, or more than
+// one, is no encoding of a refusal: refused, and what is read of the
+// reason is kept, lasting.
+func TestDecodeRefuseRejectsMalformedSections(t *testing.T) {
+	reason := appendString(nil, "r")
+	for name, body := range map[string][]byte{
+		"unknown section":   append(bytes.Clone(reason), 2),
+		"passing twice":     append(bytes.Clone(reason), refusePassing, refusePassing),
+		"passing then more": append(bytes.Clone(reason), refusePassing, 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := DecodeRefuse(body)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("DecodeRefuse(%x) = %+v, %v; want ErrCorrupt", body, got, err)
+			}
+			if got != (Refusal{Reason: "r"}) {
+				t.Errorf("DecodeRefuse(%x) = %+v with its error; want the reason, lasting", body, got)
+			}
+		})
+	}
+}

@@ -601,20 +601,66 @@ func (r *reader) sections(p *Position) error {
 	return r.done()
 }
 
-// EncodeRefuse returns a Refuse frame carrying a reason.
-func EncodeRefuse(reason string) []byte {
+// Refusal is what a Refuse frame says: why the secondary refuses the
+// primary, and whether that passes by itself.
+type Refusal struct {
+	Reason string
+	// Passing says that the secondary takes this primary again by
+	// itself, shortly, with no operator acting: it opens its disk again
+	// after a fault, writes again at the next dial a record it could not
+	// write, ends an apply under way. A primary's stop waits for such a
+	// secondary as for a link that may come back. A refusal that is not
+	// passing lasts until an operator acts (another session, a fence, no
+	// consent to overwrite the secondary's copies), and the stop gives
+	// up on it at once: waiting would ship nothing.
+	Passing bool
+}
+
+// refusePassing, after a Refuse's reason, says the refusal passes. Absent,
+// the refusal lasts: a frame of a secondary from before the section,
+// which could not say, is read as lasting (see DecodeRefuse). Part of the
+// wire format: never renumber.
+const refusePassing byte = 1
+
+// EncodeRefuse returns a Refuse frame carrying r; a reason longer than
+// 1 KiB is cut. A lasting refusal is byte for byte what secondaries sent
+// before refusals said whether they pass.
+func EncodeRefuse(r Refusal) []byte {
+	reason := r.Reason
 	if len(reason) > 1024 {
 		reason = reason[:1024]
 	}
-	return Frame(TypeRefuse, appendString(nil, reason))
+	b := appendString(nil, reason)
+	if r.Passing {
+		b = append(b, refusePassing)
+	}
+	return Frame(TypeRefuse, b)
 }
 
-// DecodeRefuse parses a Refuse body.
-func DecodeRefuse(body []byte) (string, error) {
+// DecodeRefuse parses a Refuse body. A body without the passing section is
+// a lasting refusal: a secondary from before the section sends none,
+// whatever its reason, and the stop of a primary that reads such a refusal
+// as lasting gives up at once and is saved unclean, so the next start
+// copies the activity log's regions again, the most a refusal that would
+// have passed costs; read as passing, every refusal that lasts (another
+// session, a fence) would hold the stop for the whole patience and then
+// end it unclean all the same. On an error, Reason holds what could be
+// read of it and the refusal is lasting, for the same reason. A primary
+// from before the section reads the reason of a passing refusal and takes
+// the section for trailing bytes, an error it ignores.
+func DecodeRefuse(body []byte) (Refusal, error) {
 	r := &reader{b: body}
-	s := r.str()
-	if len(s) > 1024 {
-		return "", fmt.Errorf("refusal reason of %d bytes: %w", len(s), ErrCorrupt)
+	reason := r.str()
+	if len(reason) > 1024 {
+		return Refusal{Reason: reason[:1024]}, fmt.Errorf("refusal reason of %d bytes: %w", len(reason), ErrCorrupt)
 	}
-	return s, r.done()
+	passing := false
+	if r.err == nil && len(r.b) > 0 && r.b[0] == refusePassing {
+		r.b = r.b[1:]
+		passing = true
+	}
+	if err := r.done(); err != nil {
+		return Refusal{Reason: reason}, err
+	}
+	return Refusal{Reason: reason, Passing: passing}, nil
 }

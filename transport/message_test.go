@@ -167,25 +167,31 @@ func TestPositionEncodingIsDeterministic(t *testing.T) {
 
 func TestRefuseRoundTrip(t *testing.T) {
 	for _, reason := range []string{"", "session mismatch", "ümlaut", strings.Repeat("r", 1024)} {
-		f := EncodeRefuse(reason)
-		got, err := DecodeRefuse(mustOpen(t, f, TypeRefuse))
-		if err != nil {
-			t.Fatalf("DecodeRefuse(%.20q): %v", reason, err)
-		}
-		if got != reason {
-			t.Fatalf("got %.20q (%d bytes), want %.20q (%d bytes)", got, len(got), reason, len(reason))
+		for _, passing := range []bool{false, true} {
+			want := Refusal{Reason: reason, Passing: passing}
+			got, err := DecodeRefuse(mustOpen(t, EncodeRefuse(want), TypeRefuse))
+			if err != nil {
+				t.Fatalf("DecodeRefuse(%.20q, passing %v): %v", reason, passing, err)
+			}
+			if got != want {
+				t.Fatalf("got %.20q (%d bytes, passing %v), want %.20q (%d bytes, passing %v)",
+					got.Reason, len(got.Reason), got.Passing, reason, len(reason), passing)
+			}
 		}
 	}
 }
 
 func TestRefuseLongReasonIsCut(t *testing.T) {
 	reason := strings.Repeat("x", 5000)
-	got, err := DecodeRefuse(mustOpen(t, EncodeRefuse(reason), TypeRefuse))
+	got, err := DecodeRefuse(mustOpen(t, EncodeRefuse(Refusal{Reason: reason, Passing: true}), TypeRefuse))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := reason[:1024]; got != want {
-		t.Fatalf("got %d bytes, want the first 1024", len(got))
+	if !got.Passing {
+		t.Fatal("a passing refusal whose reason was cut decodes as lasting")
+	}
+	if want := reason[:1024]; got.Reason != want {
+		t.Fatalf("got %d bytes, want the first 1024", len(got.Reason))
 	}
 }
 
@@ -230,10 +236,11 @@ func sampleRecordSetFrame(t testing.TB) []byte {
 // sampleFrames are valid frames of every message type.
 func sampleFrames(t testing.TB) map[string][]byte {
 	m := map[string][]byte{
-		"refuse":       EncodeRefuse("go away"),
-		"refuse empty": EncodeRefuse(""),
-		"recordset":    sampleRecordSetFrame(t),
-		"empty body":   Frame(TypeAck, nil),
+		"refuse":         EncodeRefuse(Refusal{Reason: "go away"}),
+		"refuse empty":   EncodeRefuse(Refusal{}),
+		"refuse passing": EncodeRefuse(Refusal{Reason: "back soon", Passing: true}),
+		"recordset":      sampleRecordSetFrame(t),
+		"empty body":     Frame(TypeAck, nil),
 		"bundle": EncodeBundle(Bundle{
 			Beats: []Heartbeat{{Subsystem: 0, Seq: 0, Horizon: 1}, {Subsystem: math.MaxUint16, Seq: math.MaxUint64, Horizon: math.MaxInt64}},
 			Sets:  [][]byte{sampleRecordSetFrame(t)[1 : len(sampleRecordSetFrame(t))-4], sampleRecordSetFrame(t)[1 : len(sampleRecordSetFrame(t))-4]},
@@ -391,6 +398,11 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 					// one without it, as for a Position's sections.
 					continue
 				}
+				if r, ok := v.(Refusal); ok && err == nil && !r.Passing && n == len(body)-1 {
+					// Cut exactly before its passing section, a
+					// refusal is a lasting one, as for a Hello.
+					continue
+				}
 				if !errors.Is(err, ErrCorrupt) {
 					t.Fatalf("body cut to %d of %d bytes: decoded %+v, err %v; want ErrCorrupt", n, len(body), v, err)
 				}
@@ -440,7 +452,7 @@ func reencode(typ byte, v any) []byte {
 	case TypeWelcome, TypeAck:
 		return EncodePosition(typ, v.(Position))
 	case TypeRefuse:
-		return EncodeRefuse(v.(string))
+		return EncodeRefuse(v.(Refusal))
 	case TypeBundle:
 		return EncodeBundle(v.(Bundle))
 	case TypeFeatures:
@@ -500,6 +512,11 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(Frame(TypeHello, body[:len(body)-3]))
 	f.Add(Frame(TypeHello, append(bytes.Clone(body[:len(body)-9]), 2, 0, 0, 0, 0, 0, 0, 0, 1)))
 	f.Add(Frame(TypeHello, append(bytes.Clone(body), 1)))
+	// The Refuse's passing section: of a tag this build does not know,
+	// twice, and cut off before the reason's end.
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), 2)))
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), refusePassing, refusePassing)))
+	f.Add(Frame(TypeRefuse, []byte{0, 5, 'r', refusePassing}))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkMessage(t, b)
