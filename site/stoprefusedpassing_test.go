@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/disk"
+	"duplex/secondary"
 )
 
 // These tests hold that a stop gives up at once only on a refusal that
@@ -188,5 +189,62 @@ func TestAStopWaitsForASecondaryRestarting(t *testing.T) {
 	got := make([]byte, len(want))
 	waitFor(t, 30*time.Second, "the restarted secondary's vol1 to hold the write made while it was down", func() bool {
 		return cur.Load().ReadAt("vol1", got, 0) == nil && bytes.Equal(got, want)
+	})
+}
+
+// TestAStopWaitsForASecondaryThatCannotRecordTheGenerationItFollows: a
+// new secondary that cannot write the data generation it is to follow
+// refuses the primary's first dials, saying so; the next dial writes it
+// again, with no operator acting. A stop meanwhile waits for it as for a
+// link that may come back: the record written 1.5 s into the stop, the
+// secondary takes the primary, the stop is clean and the write made while
+// refused is at the secondary.
+func TestAStopWaitsForASecondaryThatCannotRecordTheGenerationItFollows(t *testing.T) {
+	const patience = 10 * time.Second
+	cfg := linkConfig(t)
+	in := disk.NewInjector(nil)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runFor(t, s.Run)
+	in.Inject(disk.Fault{Op: disk.OpRename, Under: secondary.IdentityPath(StatePath(cfg)), Err: disk.EIO})
+	pcfg := *cfg
+	pcfg.Primary.Secondary = s.ListenAddr()
+	logs := &logBuffer{}
+	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
+		unreachablePatience: patience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, time.Minute) })
+	waitFor(t, 30*time.Second, "the secondary to refuse the primary's dials, saying it cannot record the generation", func() bool {
+		ms := p.Mover().Stats()
+		return ms.Refusals >= 2 && ms.FailedDialRefused && strings.Contains(ms.LastRefusal, "cannot record the data generation it follows")
+	})
+	want := bytes.Repeat([]byte{0x55}, 4096)
+	if err := p.Write(context.Background(), "vol1", want, 0); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		in.Clear()
+	}()
+	stop()
+	took := time.Since(start)
+	if runErr != nil {
+		t.Fatalf("the stop, the secondary's record written again within the patience (%s), failed after %s: %v",
+			patience, took.Round(time.Millisecond), runErr)
+	}
+	if len(logs.lines("everything shipped to the secondary")) == 0 {
+		t.Errorf("the stop did not say everything shipped:\n%s", logs.String())
+	}
+	t.Logf("stopped clean after %s", took.Round(time.Millisecond))
+	got := make([]byte, len(want))
+	waitFor(t, 30*time.Second, "the secondary's vol1 to hold the write made while it refused", func() bool {
+		return s.ReadAt("vol1", got, 0) == nil && bytes.Equal(got, want)
 	})
 }
