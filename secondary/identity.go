@@ -215,16 +215,16 @@ func (s *Secondary) fencedRefusalLocked(hello transport.Hello) string {
 // generation, whose pairs' first copies would overwrite the copies here
 // (which may be the only good ones), is refused, unless the operator
 // consented to it for this secondary's generation (hello.Overwrite).
-func (s *Secondary) generationLocked(hello transport.Hello) string {
+func (s *Secondary) generationLocked(hello transport.Hello) transport.Refusal {
 	g := hello.Generation
 	if s.fenced || s.fencing > 0 || s.ident.Fenced != "" {
-		return s.fencedRefusalLocked(hello)
+		return lasting(s.fencedRefusalLocked(hello))
 	}
 	if g == s.ident.Generation {
-		return ""
+		return transport.Refusal{}
 	}
 	if g == 0 {
-		return fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, s.cfg.wayForward())
+		return lasting(fmt.Sprintf("the primary names no data generation, and the secondary follows generation %s: %s", s.ident.Generation, s.cfg.wayForward()))
 	}
 	var copies []heldCopy
 	if s.ident.Generation == 0 || hello.Overwrite != nil {
@@ -237,14 +237,15 @@ func (s *Secondary) generationLocked(hello transport.Hello) string {
 		id := s.ident
 		id.Generation, id.AdoptsFirst = g, false
 		if err := s.setIdentity(id); err != nil {
-			return fmt.Sprintf("the secondary cannot record the data generation it follows: %v", err)
+			// The next dial writes it again.
+			return passing(fmt.Sprintf("the secondary cannot record the data generation it follows: %v", err))
 		}
 		s.log.Info("following the primary's data generation", "generation", g.String())
-		return ""
+		return transport.Refusal{}
 	case hello.Overwrite != nil && *hello.Overwrite == s.ident.Generation:
 		return s.overwriteLocked(g, copies)
 	}
-	return s.unrelatedPrimaryLocked(hello, copies)
+	return lasting(s.unrelatedPrimaryLocked(hello, copies))
 }
 
 // overwriteLocked makes the secondary follow the primary's generation g at
@@ -258,17 +259,17 @@ func (s *Secondary) generationLocked(hello transport.Hello) string {
 // volumes before. Refused while a resync holds the secondary: the groups
 // it holds journaled belong to the old primary's stream, which alone ends
 // the hold. Called with s.mu held.
-func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) string {
+func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) transport.Refusal {
 	if s.pairs.holding() {
 		held := s.pairs.resyncing()
 		for i, name := range held {
 			held[i] = fmt.Sprintf("%q", name)
 		}
-		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+		return lasting(fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
 			"but a resync of %s holds the secondary: the groups it holds journaled are the old primary's, and only its stream ends "+
 			"the hold, so nothing is replicated. Make this site the primary (duplex promote at this site: it recovers to the time "+
 			"before the resync), or %s",
-			g, strings.Join(held, ", "), s.cfg.wayForward())
+			g, strings.Join(held, ", "), s.cfg.wayForward()))
 	}
 	var gone []string
 	for name := range s.cfg.Volumes {
@@ -281,8 +282,9 @@ func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) s
 	}
 	switch recorded, err := s.forgetLocked(gone); {
 	case err != nil && !recorded:
-		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
-			"but the state file could not record them forgotten: %v", g, err)
+		// The next dial with the consent writes it again.
+		return passing(fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+			"but the state file could not record them forgotten: %v", g, err))
 	case err != nil:
 		// Forgotten, and recorded: what failed is the journal's
 		// housekeeping, which the next checkpoint does again.
@@ -290,13 +292,13 @@ func (s *Secondary) overwriteLocked(g transport.Generation, copies []heldCopy) s
 	}
 	old := s.ident.Generation
 	if err := s.setIdentity(identity{Generation: g}); err != nil {
-		return fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
-			"which it forgot, but it cannot record the data generation it follows: %v", g, err)
+		return passing(fmt.Sprintf("the primary (data generation %s) has the operator's consent to overwrite this secondary's copies, "+
+			"which it forgot, but it cannot record the data generation it follows: %v", g, err))
 	}
 	s.log.Warn("overwriting this secondary's copies, at the operator's word (duplex primary --overwrite-secondary): "+
 		"they are no longer called consistent, and the primary's first copies copy each volume whole",
 		"generation", g.String(), "followed", generationName(old), "copies", describeCopies(copies, len(copies)))
-	return ""
+	return transport.Refusal{}
 }
 
 // generationName is how refusals and --overwrite-secondary name a

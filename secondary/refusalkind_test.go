@@ -219,7 +219,7 @@ func TestEveryRefusalSaysWhetherItPasses(t *testing.T) {
 			h.Instance = 11
 			return refusedHello(t, r, h)
 		}},
-		{"fenced while applying the groups that waited", false, "fenced by duplex recover", func(t *testing.T) []byte {
+		{"fenced while applying the groups that waited", false, "is fencing the secondary", func(t *testing.T) []byte {
 			r, open := applyingWaitingGroups(t)
 			defer open()
 			// The fence begins once this primary's Hello passed the
@@ -241,6 +241,13 @@ func TestEveryRefusalSaysWhetherItPasses(t *testing.T) {
 			r := newRig(t, map[string]int64{"vol1": 1 << 20})
 			conn := linked(t, r)
 			sendRecordSet(t, conn, writeSet(1, 10_000, write("vol1", 4<<20)))
+			return refusedOn(t, conn)
+		}},
+		{"a record set stamped at or before its consistency time", false, "stamped at or before the consistency time", func(t *testing.T) []byte {
+			r := newRig(t, map[string]int64{"vol1": 1 << 20})
+			conn := linked(t, r)
+			sendAndWait(t, conn, writeSet(1, 10_000, write("vol1", 0)), writeSet(2, 20_000, write("vol1", 4096)))
+			sendRecordSet(t, conn, writeSet(3, 5_000, write("vol1", 8192)))
 			return refusedOn(t, conn)
 		}},
 	} {

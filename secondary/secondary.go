@@ -542,13 +542,15 @@ func (s *Secondary) stop(err error) {
 // applied or acknowledged until it is closed and opened again.
 func (s *Secondary) Stopped() <-chan struct{} { return s.stoppedCh }
 
-// stoppedReason is what a primary is told. Called with s.mu held.
-func (s *Secondary) stoppedReason() string {
+// stoppedRefusal is what a primary is told. It passes only if the site
+// opens the secondary again by itself (Config.Retries): otherwise it lasts
+// until an operator restarts the secondary. Called with s.mu held.
+func (s *Secondary) stoppedRefusal() transport.Refusal {
 	then := "fix the disk or free space, then restart the secondary"
 	if s.cfg.Retries {
 		then = "the secondary retries by itself, with a backoff: it opens its journal and volumes again and resumes once the disk works"
 	}
-	return fmt.Sprintf("secondary stopped at group %d: %v; %s", s.appliedState().Group, s.stopped, then)
+	return transport.Refusal{Reason: fmt.Sprintf("secondary stopped at group %d: %v; %s", s.appliedState().Group, s.stopped, then), Passing: s.cfg.Retries}
 }
 
 // Open opens the journal and the state file and applies every journaled group
@@ -1214,7 +1216,7 @@ func (s *Secondary) stopApplying(err error) {
 	defer s.mu.Unlock()
 	s.stop(err)
 	if s.conn != nil {
-		s.endLocked(s.conn, transport.EncodeRefuse(transport.Refusal{Reason: s.stoppedReason()}))
+		s.endLocked(s.conn, transport.EncodeRefuse(s.stoppedRefusal()))
 	}
 }
 
@@ -1548,16 +1550,26 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 	}
 }
 
+// lasting is a refusal that lasts until an operator acts: a primary's
+// stop gives up on it at once.
+func lasting(reason string) transport.Refusal { return transport.Refusal{Reason: reason} }
+
+// passing is a refusal that the secondary lifts by itself, shortly: a
+// primary's stop waits for it as for a link that may come back.
+func passing(reason string) transport.Refusal {
+	return transport.Refusal{Reason: reason, Passing: true}
+}
+
 // refuse tells the primary why, and closes the connection. A connection not
 // (or no longer) linked is sent the refusal here, outside s.mu: a primary
 // that does not read holds only its own serve.
-func (s *Secondary) refuse(conn transport.Conn, reason string) error {
+func (s *Secondary) refuse(conn transport.Conn, r transport.Refusal) error {
 	s.mu.Lock()
 	linked := s.conn == conn && s.out != nil
-	err := s.refuseLocked(conn, reason)
+	err := s.refuseLocked(conn, r)
 	s.mu.Unlock()
 	if !linked {
-		conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: reason}))
+		conn.Send(transport.EncodeRefuse(r))
 		conn.Close()
 	}
 	return err
@@ -1566,11 +1578,12 @@ func (s *Secondary) refuse(conn transport.Conn, reason string) error {
 // refuseLocked counts the refusal and, if conn is the linked connection,
 // queues it, after which the outbox closes the connection; refuse sends it
 // to any other. Called with s.mu held.
-func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
+func (s *Secondary) refuseLocked(conn transport.Conn, r transport.Refusal) error {
+	reason := r.Reason
 	// A refused primary dials again and again: the same reason is logged
 	// once, and then once a minute while it lasts.
 	if ok, unlogged := s.repeats.Log(reason, time.Now()); ok {
-		attrs := []any{"peer", conn.Peer(), "reason", reason}
+		attrs := []any{"peer", conn.Peer(), "reason", reason, "passes", r.Passing}
 		if unlogged > 0 {
 			attrs = append(attrs, "unlogged_repeats", unlogged)
 		}
@@ -1578,7 +1591,7 @@ func (s *Secondary) refuseLocked(conn transport.Conn, reason string) error {
 	}
 	s.stats.Refused++
 	s.stats.LastError, s.stats.LastErrorAt = reason, time.Now()
-	s.endLocked(conn, transport.EncodeRefuse(transport.Refusal{Reason: reason}))
+	s.endLocked(conn, transport.EncodeRefuse(r))
 	return errors.New(reason)
 }
 
@@ -1624,28 +1637,28 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	}
 	s.mu.Lock()
 	fenced, stopped := s.fenced || s.fencing > 0, s.stopped
-	reason := ""
+	var refusal transport.Refusal
 	if stopped != nil {
-		reason = s.stoppedReason()
+		refusal = s.stoppedRefusal()
 	}
 	s.mu.Unlock()
 	if stopped != nil {
-		return s.refuse(conn, reason)
+		return s.refuse(conn, refusal)
 	}
 	if fenced {
 		s.mu.Lock()
 		reason := s.fencedRefusalLocked(hello)
 		s.mu.Unlock()
-		return s.refuse(conn, reason)
+		return s.refuse(conn, lasting(reason))
 	}
 	if hello.Session != s.cfg.Session {
-		return s.refuse(conn, fmt.Sprintf("session %q is not this secondary's session %q", hello.Session, s.cfg.Session))
+		return s.refuse(conn, lasting(fmt.Sprintf("session %q is not this secondary's session %q", hello.Session, s.cfg.Session)))
 	}
 	if !sameSet(hello.Subsystems, s.cfg.Subsystems) {
-		return s.refuse(conn, fmt.Sprintf("primary subsystems %v differ from the secondary's %v", hello.Subsystems, s.cfg.Subsystems))
+		return s.refuse(conn, lasting(fmt.Sprintf("primary subsystems %v differ from the secondary's %v", hello.Subsystems, s.cfg.Subsystems)))
 	}
 	if reason := s.checkVolumes(hello.Volumes); reason != "" {
-		return s.refuse(conn, reason)
+		return s.refuse(conn, lasting(reason))
 	}
 	if s.beforeLink != nil {
 		s.beforeLink()
@@ -1660,42 +1673,49 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// this one out.
 	switch {
 	case s.stopped != nil:
-		reason = s.stoppedReason()
+		refusal = s.stoppedRefusal()
+	case s.fenced || s.fencing > 0 || s.ident.Fenced != "":
+		// A fence begun since the first look, which may wait for the
+		// apply below to end: it lasts, and is what the operator must
+		// hear of, not the apply.
+		refusal = lasting(s.fencedRefusalLocked(hello))
 	case s.unconfigured.applying:
 		// Before generationLocked, which acts on a primary's consent to
 		// overwrite (the copies forgotten, its generation followed): a
 		// primary refused changes nothing, and the one whose link
 		// applies the groups is not refused after them for a
 		// generation another brought meanwhile.
-		reason = "the secondary is applying the journaled groups that waited for a primary without the volumes they " +
-			"name, at another primary's link: it takes a primary again once they are applied"
+		refusal = passing("the secondary is applying the journaled groups that waited for a primary without the volumes they " +
+			"name, at another primary's link: it takes a primary again once they are applied")
 	default:
-		reason = s.generationLocked(hello)
+		refusal = s.generationLocked(hello)
 	}
-	if reason == "" {
-		reason = s.unnamedCopiesLocked(hello.Volumes)
+	if refusal.Reason == "" {
+		refusal = lasting(s.unnamedCopiesLocked(hello.Volumes))
 	}
-	if reason != "" {
+	if refusal.Reason != "" {
 		s.mu.Unlock()
-		return s.refuse(conn, reason)
+		return s.refuse(conn, refusal)
 	}
 	s.forgetUnnamedLocked(hello.Volumes)
 	if s.unconfigured.from != 0 {
 		// s.mu is let go while they are applied, and taken again.
 		if err := s.applyUnconfiguredLocked(); err != nil {
 			s.mu.Unlock()
-			return s.refuse(conn, err.Error())
+			// The volumes may hold part of the groups (s.torn): a
+			// restart replays the journal.
+			return s.refuse(conn, lasting(err.Error()))
 		}
 		// A stop or a fence may have come meanwhile, which only this
 		// keeps the primary out of.
 		if s.stopped != nil {
-			reason = s.stoppedReason()
+			refusal = s.stoppedRefusal()
 		} else {
-			reason = s.generationLocked(hello)
+			refusal = s.generationLocked(hello)
 		}
-		if reason != "" {
+		if refusal.Reason != "" {
 			s.mu.Unlock()
-			return s.refuse(conn, reason)
+			return s.refuse(conn, refusal)
 		}
 	}
 	replaced := s.conn
@@ -1805,7 +1825,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			for _, err := range a.corrupt {
 				s.countCorrupt(conn, err)
 			}
-			return s.refuse(conn, a.refuse)
+			return s.refuse(conn, lasting(a.refuse))
 		}
 		if a.open != nil {
 			s.countCorrupt(conn, a.open)
@@ -2153,7 +2173,7 @@ func (s *Secondary) commitOne(conn transport.Conn, g *consistency.Group) error {
 // durable, and tells the primary why. Called with s.mu held.
 func (s *Secondary) stopCommitting(conn transport.Conn, err error) error {
 	s.stop(err)
-	s.endLocked(conn, transport.EncodeRefuse(transport.Refusal{Reason: s.stoppedReason()}))
+	s.endLocked(conn, transport.EncodeRefuse(s.stoppedRefusal()))
 	return fmt.Errorf("%w: %v", ErrStopped, err)
 }
 
@@ -2239,7 +2259,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats []transport.Heartbeat, names []string, f *ledgerFrame) (took bool, err error) {
 	for _, rs := range sets {
 		if err := s.checkRecordSet(rs); err != nil {
-			return false, s.refuseLocked(conn, fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err))
+			return false, s.refuseLocked(conn, lasting(fmt.Sprintf("refusing a record set the secondary cannot apply: %v", err)))
 		}
 		out, err := s.former.Add(rs)
 		if out == consistency.Accepted || out == consistency.Early {
@@ -2264,7 +2284,10 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 			if err := s.setIdentity(id); err != nil {
 				s.log.Error("cannot record the primary's instance", "err", err)
 			}
-			return false, s.refuseLocked(conn, fmt.Sprintf("refusing a record set: %v", err))
+			// Sent again, the record set is refused again: only the
+			// primary's suspension, and the resync that stamps its
+			// updates anew, ends it.
+			return false, s.refuseLocked(conn, lasting(fmt.Sprintf("refusing a record set: %v", err)))
 		}
 		if err != nil {
 			s.log.Warn("discarding record set", "err", err)

@@ -2076,13 +2076,13 @@ func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.Can
 		if down, since := p.unreachable(start); down {
 			ms := p.mover.Stats()
 			switch {
-			case ms.FailedDialRefused && !refusalPasses(ms.LastRefusal):
+			case ms.FailedDialRefused && !ms.LastRefusalPasses:
 				p.log.Warn("the secondary refuses this primary: stopping without shipping everything",
 					"down_since", since.UTC().Format(time.RFC3339Nano), "refusal", ms.LastRefusal)
 			case ms.FailedDialRefused:
-				// Its stop on its disk was waited for as a link that may
-				// come back: the patience is what ran out.
-				p.log.Warn("the secondary, stopped on a disk fault, refused this primary for the patience: stopping without shipping everything",
+				// A refusal the secondary said passes was waited for as a
+				// link that may come back: the patience is what ran out.
+				p.log.Warn("the secondary refused this primary for the patience, for a while of its own that outlasted it: stopping without shipping everything",
 					"down_since", since.UTC().Format(time.RFC3339Nano), "down_for", time.Since(since).Round(time.Millisecond), "patience", p.patience,
 					"refusal", ms.LastRefusal)
 			default:
@@ -2098,19 +2098,6 @@ func (p *Primary) abandonWhenUnreachable(ctx context.Context, cancel context.Can
 		case <-t.C:
 		}
 	}
-}
-
-// refusalPasses says whether the secondary's refusal (Stats.LastRefusal)
-// is of its own stop on a disk fault: RunSecondary opens it again after a
-// backoff that starts at a second, and an operator may restart it, so the
-// stop waits for it as for a link that may come back, up to the
-// patience. Given up at once, a stop the secondary would have taken a
-// second later is unclean, and the next start copies the activity log's
-// regions for nothing. The secondary's reason for such a refusal begins
-// with ErrStopped's words, and no other does.
-func refusalPasses(refusal string) bool {
-	reason := strings.TrimPrefix(refusal, mover.ErrRefused.Error()+": ")
-	return strings.HasPrefix(reason, secondary.ErrStopped.Error()+" ")
 }
 
 // unreachable says whether a drain begun at start gives up on the link to
@@ -2133,11 +2120,16 @@ func (p *Primary) unreachable(start time.Time) (bool, time.Time) {
 	// came back meanwhile (one whose packets were dropped fails at its
 	// timeout): only one begun since counts.
 	ms := p.mover.Stats()
-	if ms.FailedDialRefused && ms.FailedDialBegan.After(start) && !refusalPasses(ms.LastRefusal) {
-		// The secondary answered, and refused the session (copies this
-		// primary has no record of, a fence, another session): the
-		// patience is for a link that may come back, and waiting ships
-		// nothing until an operator acts.
+	if ms.FailedDialRefused && ms.FailedDialBegan.After(start) && !ms.LastRefusalPasses {
+		// The secondary answered, and refused the session for as long as
+		// no operator acts (copies this primary has no record of, a
+		// fence, another session, a stop on its disk it does not retry):
+		// the patience is for a link that may come back, and waiting
+		// ships nothing. One it said passes (a disk fault it retries, a
+		// record it writes again at the next dial, an apply under way)
+		// is waited for as such a link: given up at once, a stop the
+		// secondary would have taken a second later is unclean, and the
+		// next start copies the activity log's regions for nothing.
 		return true, since
 	}
 	return time.Since(since) >= p.patience && ms.FailedDialBegan.After(start), since
