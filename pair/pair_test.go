@@ -134,6 +134,11 @@ func TestAutoSuspendWhileCopyWaitsForSidefile(t *testing.T) {
 	}
 	r.mv.setConnected(false)
 	r.waitState("a", Suspended, 30*time.Second)
+	// The pair reads suspended before the suspension has marked what the
+	// mover held (the copies of the regions in the sidefile) in its
+	// bitmap, which it does under dropMu: taking dropMu waits for that.
+	r.mg.dropMu.Lock()
+	r.mg.dropMu.Unlock()
 	select {
 	case err := <-wrote:
 		if err != nil {
