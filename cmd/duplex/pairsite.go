@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,7 +37,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
 	defer cancel()
 	if *f.addr != "" {
-		at, err := f.named(cfg)
+		at, err := f.named(ctx, cfg)
 		if err != nil {
 			return at, err
 		}
@@ -238,8 +242,10 @@ func notPrimary(st control.Status, err error) string {
 
 // named returns the endpoint --addr names: with --ca, checked against that
 // CA; else, where it is one of the config's control addresses, with that
-// site's TLS settings.
-func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
+// site's TLS settings. A site of the config named by --addr with --ca is
+// checked for the name the config gives (control_tls_server_name), as
+// without: --ca stands for the CA alone.
+func (f pairFlags) named(ctx context.Context, cfg *config.Config) (control.Endpoint, error) {
 	var tlsConf *tls.Config
 	if *f.ca != "" {
 		pool, err := loadCAFile(*f.ca)
@@ -252,20 +258,24 @@ func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
 	if err != nil {
 		return control.Endpoint{}, f.usageErrorf("--addr: %v", err)
 	}
-	for _, o := range []struct{ key, addr string }{
+	others := []struct{ key, addr string }{
 		{"primary.nbd", cfg.Primary.NBD}, {"secondary.nbd", cfg.Secondary.NBD}, {"secondary.drill_nbd", cfg.Secondary.DrillNBD},
 		{"secondary.listen", cfg.Secondary.Listen}, {"primary.secondary", cfg.Primary.Secondary}, {"primary.listen", cfg.Primary.Listen},
-	} {
+	}
+	roles := []string{"primary", "secondary"}
+	addrs := []string{cfg.Primary.Control, cfg.Secondary.Control}
+	for _, o := range others {
+		addrs = append(addrs, o.addr)
+	}
+	same := sameAddrs(ctx, at.Addr, addrs)
+	for i, o := range others {
 		// Sent there, the operation fails on whatever answers (an NBD
 		// server's greeting, a link's reset), which does not say that
 		// the address is of another kind.
-		if o.addr != "" && o.addr == at.Addr {
+		if same[len(roles)+i] {
 			return control.Endpoint{}, f.usageErrorf("--addr %s is the config's %s, not a control address: the control addresses are %s",
 				*f.addr, o.key, controlAddrs(cfg))
 		}
-	}
-	if *f.ca != "" {
-		return at, nil
 	}
 	// The site's URL as the status page and the errors name it is the
 	// config's site too: checked against the system's roots instead of
@@ -273,16 +283,103 @@ func (f pairFlags) named(cfg *config.Config) (control.Endpoint, error) {
 	// unknown authority. A scheme that says otherwise than the config
 	// is taken as given, and the site says what it serves.
 	bare := !strings.Contains(*f.addr, "://")
-	for _, role := range []string{"primary", "secondary"} {
+	for i, role := range roles {
+		if !same[i] {
+			continue
+		}
+		if *f.ca != "" {
+			s, _, err := cfg.Site(role)
+			if err != nil {
+				return control.Endpoint{}, err
+			}
+			if s.ControlTLSServerName != "" {
+				at.TLS.ServerName = s.ControlTLSServerName
+			}
+			return at, nil
+		}
 		site, err := controlOf(cfg, role)
 		if err != nil {
 			return control.Endpoint{}, err
 		}
-		if site.Addr == at.Addr && (bare || (site.TLS != nil) == (at.TLS != nil)) {
+		if bare || (site.TLS != nil) == (at.TLS != nil) {
 			return site, nil
 		}
 	}
 	return at, nil
+}
+
+// addrLookupWait bounds the lookups that tell whether --addr names one of
+// the config's addresses: a resolver that does not answer must not hold
+// the operation up, and a name not resolved in time is taken as another.
+var addrLookupWait = 2 * time.Second
+
+// lookupAddrs resolves a host name for sameAddrs.
+var lookupAddrs = net.DefaultResolver.LookupNetIP
+
+// sameAddrs reports for each of addrs whether it is the address at
+// ("host:port"): the same port, and the same host or hosts that resolve to
+// a common IP address (localhost and 127.0.0.1). Only the names of hosts
+// on at's port are looked up, all at once, within addrLookupWait; one that
+// fails to resolve matches only itself, as written.
+func sameAddrs(ctx context.Context, at string, addrs []string) []bool {
+	same := make([]bool, len(addrs))
+	host, port, err := net.SplitHostPort(at)
+	if err != nil {
+		return same
+	}
+	names := []string{host}
+	for _, a := range addrs {
+		if h, p, err := net.SplitHostPort(a); err == nil && samePort(p, port) && !slices.Contains(names, h) {
+			names = append(names, h)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, addrLookupWait)
+	defer cancel()
+	hosts := make([][]netip.Addr, len(names))
+	var wg sync.WaitGroup
+	for i, h := range names {
+		if ip, err := netip.ParseAddr(h); err == nil {
+			hosts[i] = []netip.Addr{ip.Unmap()}
+			continue
+		}
+		if h == "" {
+			// An address to listen on (":7402") names every host's,
+			// none in particular.
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ips, err := lookupAddrs(ctx, "ip", h)
+			if err != nil {
+				return
+			}
+			for j := range ips {
+				ips[j] = ips[j].Unmap()
+			}
+			hosts[i] = ips
+		}()
+	}
+	wg.Wait()
+	ipsOf := func(h string) []netip.Addr { return hosts[slices.Index(names, h)] }
+	for i, a := range addrs {
+		h, p, err := net.SplitHostPort(a)
+		if err != nil || !samePort(p, port) {
+			continue
+		}
+		same[i] = h == host || slices.ContainsFunc(ipsOf(h), func(ip netip.Addr) bool { return slices.Contains(ipsOf(host), ip) })
+	}
+	return same
+}
+
+// samePort reports whether two ports as written are one: "07401" is 7401.
+func samePort(a, b string) bool {
+	if a == b {
+		return true
+	}
+	x, errx := strconv.ParseUint(a, 10, 16)
+	y, erry := strconv.ParseUint(b, 10, 16)
+	return errx == nil && erry == nil && x == y
 }
 
 // controlAddrs names the config's control addresses, for an error that
