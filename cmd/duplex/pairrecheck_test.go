@@ -49,31 +49,35 @@ func siteThatChanges(t *testing.T, first func(control.Status) control.Status) (*
 }
 
 // TestPairOperationIsCheckedByTheSiteThatTakesIt: the status asked before
-// an operation cannot say what takes it. A site that does not answer its
-// status within the wait is left to the operation's own error, and what
-// answers at an address may change between the check and the operation
-// (another session's site started on its port). The site that takes the
-// operation checks it is of the config's session, and refuses it
-// otherwise, naming that session, with nothing done there: with --addr,
-// at the config's primary with no secondary control address, and at the
-// config's primary with its secondary answering as a secondary. Before,
-// pair delete vol2 ended the other session's vol2 and pair suspend --all
-// suspended its pairs, exit 0.
+// an operation cannot say what takes it: what answers at an address may
+// change between the check and the operation (another session's site
+// started on its port). The site that takes the operation checks it is of
+// the config's session, and refuses it otherwise, naming that session,
+// with nothing done there: with --addr, at the config's primary with no
+// secondary control address, and at the config's primary with its
+// secondary answering as a secondary. Before, pair delete vol2 ended the
+// other session's vol2 and pair suspend --all suspended its pairs, exit 0.
+// A site that does not answer its status within the wait is sent nothing,
+// and the refusal says so.
 func TestPairOperationIsCheckedByTheSiteThatTakesIt(t *testing.T) {
 	defer func(w time.Duration) { pairStatusWait = w }(pairStatusWait)
 	pairStatusWait = 300 * time.Millisecond
+	// Read once: a late status is still being answered when the command
+	// has given up on it, and the test has set pairStatusWait back.
+	late := 3 * pairStatusWait
 	for _, how := range []struct {
 		name  string
 		first func(st control.Status, session string) control.Status
+		says  string
 	}{
 		{"its status late", func(st control.Status, _ string) control.Status {
-			time.Sleep(3 * pairStatusWait)
+			time.Sleep(late)
 			return st
-		}},
+		}, "nothing was sent"},
 		{"another site there after the check", func(st control.Status, session string) control.Status {
 			st.Session = session
 			return st
-		}},
+		}, `"other"`},
 	} {
 		for _, where := range []string{"--addr", "no secondary control address", "the secondary answering as a secondary"} {
 			t.Run(how.name+", "+where, func(t *testing.T) {
@@ -100,9 +104,9 @@ func TestPairOperationIsCheckedByTheSiteThatTakesIt(t *testing.T) {
 						t.Fatal(err)
 					}
 					code, out, errs := runCmd(append(args, "--config", path)...)
-					if code == exitOK || !strings.Contains(errs, `"other"`) || !strings.Contains(errs, addr) {
-						t.Errorf("%s: exit %d, stdout %q, stderr %q; want it refused, naming session \"other\" at %s",
-							strings.Join(args, " "), code, out, errs, addr)
+					if code == exitOK || !strings.Contains(errs, how.says) || !strings.Contains(errs, addr) {
+						t.Errorf("%s: exit %d, stdout %q, stderr %q; want it refused, saying %s at %s",
+							strings.Join(args, " "), code, out, errs, how.says, addr)
 					} else {
 						t.Log(errs)
 					}

@@ -42,15 +42,16 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 			return at, err
 		}
 		// The site named is the session's: one of another session, the
-		// token the same, would take the operation as its own. One that
-		// does not answer is left to the operation's own error.
-		if st, err := control.Fetch(ctx, at); err == nil {
-			if err := sameSession("the site --addr names, "+at.Addr+",", st, cfg.Session); err != nil {
-				return control.Endpoint{}, err
-			}
-			if runsAsNoPrimary(st) {
-				return control.Endpoint{}, notThePrimary(at, st)
-			}
+		// token the same, would take the operation as its own.
+		st, err := control.Fetch(ctx, at)
+		if err != nil {
+			return control.Endpoint{}, noStatus("the site --addr names, "+at.Addr+",", at, err, "", true)
+		}
+		if err := sameSession("the site --addr names, "+at.Addr+",", st, cfg.Session); err != nil {
+			return control.Endpoint{}, err
+		}
+		if runsAsNoPrimary(st) {
+			return control.Endpoint{}, notThePrimary(at, st)
 		}
 		return at, nil
 	}
@@ -61,16 +62,16 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	if cfg.Secondary.Control == "" {
 		// No promoted site to ask, but the address may still answer for
 		// another session, whose primary would take the operation as its
-		// own. One that does not answer is left to the operation's own
-		// error.
+		// own.
 		ps, perr := control.Fetch(ctx, prim)
-		if perr == nil {
-			if err := sameSession("the config's primary "+prim.Addr, ps, cfg.Session); err != nil {
-				return control.Endpoint{}, err
-			}
-			if runsAsNoPrimary(ps) {
-				return control.Endpoint{}, notThePrimary(prim, ps)
-			}
+		if perr != nil {
+			return control.Endpoint{}, noStatus("the config's primary "+prim.Addr, prim, perr, "", false)
+		}
+		if err := sameSession("the config's primary "+prim.Addr, ps, cfg.Session); err != nil {
+			return control.Endpoint{}, err
+		}
+		if runsAsNoPrimary(ps) {
+			return control.Endpoint{}, notThePrimary(prim, ps)
 		}
 		return prim, nil
 	}
@@ -153,8 +154,32 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 			"or name the site that takes the operation with --addr", prim.Addr, ps.PromotedAt, sec.Addr, notPromoted(ss, serr, cfg.Session))
 	case perr == nil && runsAsNoPrimary(ps):
 		return control.Endpoint{}, notThePrimary(prim, ps)
+	case perr != nil:
+		return control.Endpoint{}, noStatus("the config's primary "+prim.Addr, prim, perr,
+			fmt.Sprintf("the config's secondary %s %s", sec.Addr, notPromoted(ss, serr, cfg.Session)), false)
 	}
 	return prim, nil
+}
+
+// noStatus is the refusal of an operation whose site at at (what names
+// it) gave no status within the status wait: sent, the operation would
+// wait up to --timeout (minutes) on a site that does not answer, or fail
+// as the status did, and leave the operator to find out what it did. also
+// says why no other site takes it; byAddr, that --addr named the site.
+func noStatus(what string, at control.Endpoint, err error, also string, byAddr bool) error {
+	how := "gave no status"
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		how = "did not answer its status in time"
+	}
+	if also != "" {
+		also = ", and " + also
+	}
+	hint := fmt.Sprintf("check that the site runs there (duplex status --addr %s), or name the site that takes the operation with --addr", at)
+	if byAddr {
+		hint = fmt.Sprintf("check the address, and that the site runs there (duplex status --addr %s)", at)
+	}
+	return fmt.Errorf("%s %s (%w)%s, so nothing was sent: %s", what, how, err, also, hint)
 }
 
 // runsAsNoPrimary reports whether a site whose status is st runs as
