@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptrace"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -22,6 +23,11 @@ import (
 // pairStatusWait bounds the status asked of both sites before a pair
 // operation is routed.
 var pairStatusWait = 5 * time.Second
+
+// secondaryConnectWait bounds the wait for the config's secondary to take
+// the connection once the config's primary answered as the primary: one
+// SYN lost and sent again after a second, on a link of up to 500 ms.
+var secondaryConnectWait = 1500 * time.Millisecond
 
 // target returns the control address that the pair operation goes to: the
 // one --addr names, else the session's primary now. After duplex promote
@@ -83,13 +89,48 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// not a refusal) must not take the other's time.
 	var ss control.Status
 	var serr error
-	done := make(chan struct{})
+	done, connected := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	reached := func() { once.Do(func() { close(connected) }) }
+	trace := &httptrace.ClientTrace{
+		ConnectDone: func(_, _ string, err error) {
+			if err == nil {
+				reached()
+			}
+		},
+		GotConn: func(httptrace.GotConnInfo) { reached() },
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
 	go func() {
 		defer close(done)
-		ss, serr = control.Fetch(ctx, sec)
+		ss, serr = control.Fetch(httptrace.WithClientTrace(sctx, trace), sec)
 	}()
+	connectWait := time.NewTimer(secondaryConnectWait)
+	defer connectWait.Stop()
 	ps, perr := control.Fetch(ctx, prim)
+	if perr == nil && ps.Role == "primary" {
+		// What is left to learn of the secondary is whether it answers
+		// as a promoted primary too (refused: either could be the wrong
+		// one). One that takes the connection has the whole status wait
+		// to say so; an address that takes none (its host gone, its
+		// packets dropped) is no running site, and must not hold every
+		// operation at the primary up for the wait.
+		select {
+		case <-done:
+		case <-connected:
+		case <-connectWait.C:
+			select {
+			case <-connected:
+			default:
+				scancel()
+			}
+		}
+	}
 	<-done
+	if serr != nil && sctx.Err() != nil && ctx.Err() == nil {
+		serr = fmt.Errorf("took no connection within %s: %w", secondaryConnectWait, serr)
+	}
 	// A site of another session on the primary's address is neither this
 	// session's primary nor gone: this session's old primary may run
 	// elsewhere, and a primary there would take the operation as its own.
