@@ -188,6 +188,12 @@ func printStatus(w io.Writer, st control.Status) {
 	case st.PromotedAt != "":
 		fmt.Fprintf(w, "  primary-since:%s (promoted; its volumes held the old primary's data as of %s)\n", st.PromotedAt, st.PromotedFrom)
 	}
+	if st.NoPairs != "" {
+		// Its role and a suspended link alone read as a primary whose
+		// pairs are suspended; it holds none, and says what brings
+		// replication back.
+		fmt.Fprintf(w, "  NO-PAIRS: %s\n", st.NoPairs)
+	}
 	if st.LastError != "" {
 		// Why the link is down, or why the other site was refused.
 		if st.LastErrorAt != "" {
