@@ -1,6 +1,9 @@
 package main
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // contextError is an error with the context a command adds, its message
 // written out once (see wrapOnce).
@@ -12,14 +15,20 @@ type contextError struct {
 func (e *contextError) Error() string { return e.msg }
 func (e *contextError) Unwrap() error { return e.err }
 
+// siteParts are the words the site's errors begin with to name the part
+// they come from.
+var siteParts = []string{"primary", "secondary", "promoted", "promote", "rejoin"}
+
 // wrapOnce wraps err with what the command could not do ("cannot start
-// primary"), leaving out the one-word context err's message begins with
+// primary"), leaving out the site's part that err's message begins with
 // when what names it already ("primary: ", "promoted: " under "cannot
 // promote"): the site's errors name the part they come from, which the
-// command's own words name too.
+// command's own words name too. Any other word of what ("site", "start",
+// "stopped") that err begins with is a name, a volume's or a
+// subsystem's, and stays.
 func wrapOnce(what string, err error) error {
 	msg := err.Error()
-	if first, rest, ok := strings.Cut(msg, ": "); ok && first != "" && !strings.ContainsAny(first, " /.") {
+	if first, rest, ok := strings.Cut(msg, ": "); ok && slices.Contains(siteParts, first) {
 		for _, w := range strings.Fields(what) {
 			if sameWord(w, first) {
 				msg = rest

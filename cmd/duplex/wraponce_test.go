@@ -41,3 +41,37 @@ func TestWrapOnceNamesTheContextOnce(t *testing.T) {
 		t.Errorf("wrapOnce lost the error it wraps: %v", err)
 	}
 }
+
+// TestWrapOnceKeepsANameThatIsAWordOfTheCommand: only the site's parts
+// (primary, secondary, promoted, rejoin) are the context the command's
+// words name already; a one-word name that is another word of them (a
+// volume or subsystem named "site", "start", "stopped") is the thing the
+// error is about, and stays. Before, it was dropped as the command's own
+// context: "promoted site stopped: site: short write" read "promoted site
+// stopped: short write", the volume unnamed.
+func TestWrapOnceKeepsANameThatIsAWordOfTheCommand(t *testing.T) {
+	for _, c := range []struct{ what, err string }{
+		{"promoted site stopped", "site: short write"},
+		{"promoted site stopped", "stopped: short write"},
+		{"cannot serve the promoted site", "site: short write"},
+		{"cannot start primary", "start: short write"},
+		{"cannot start primary", "cannot: short write"},
+		{"cannot serve as the primary again", "again: short write"},
+		{"cannot start as the promoted site's secondary", "site: no such volume"},
+	} {
+		if got, want := wrapOnce(c.what, errors.New(c.err)).Error(), c.what+": "+c.err; got != want {
+			t.Errorf("wrapOnce(%q, %q) = %q, want %q", c.what, c.err, got, want)
+		}
+	}
+	// The site's own context is still said once, also under a command
+	// that names it with an ending.
+	for _, c := range []struct{ what, err, want string }{
+		{"cannot promote", "promote: refused", "cannot promote: refused"},
+		{"cannot start as the promoted site's secondary", "secondary: refused", "cannot start as the promoted site's secondary: refused"},
+		{"promoted site stopped", "promoted: short write", "promoted site stopped: short write"},
+	} {
+		if got := wrapOnce(c.what, errors.New(c.err)).Error(); got != c.want {
+			t.Errorf("wrapOnce(%q, %q) = %q, want %q", c.what, c.err, got, c.want)
+		}
+	}
+}
