@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -72,6 +73,9 @@ func (f *cmdFlags) usageErrorf(format string, a ...any) error {
 // arguments, which it returns; "--" ends the flags. For -h it prints the
 // usage to stdout and returns flag.ErrHelp, which main takes as success.
 func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
+	if err := f.valuesGiven(args); err != nil {
+		return nil, err
+	}
 	pos, err := parseArgs(f.FlagSet, args)
 	if errors.Is(err, flag.ErrHelp) {
 		f.printUsage(stdout)
@@ -95,6 +99,35 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// valuesGiven refuses a flag that takes a value followed by another of the
+// command's flags: the flag package would take that flag for the value
+// ("--addr --config F"), and the error would then speak of what follows
+// (F an unexpected argument). A value that begins with "-" and names no
+// flag ("--at -15m") is a value.
+func (f *cmdFlags) valuesGiven(args []string) error {
+	isFlag := func(a string) bool {
+		name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		return len(a) > 1 && a[0] == '-' && name != "" && (f.Lookup(name) != nil || name == "h" || name == "help")
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		fl := f.Lookup(name)
+		if len(a) < 2 || a[0] != '-' || fl == nil || isBoolFlag(fl) {
+			continue
+		}
+		if i+1 < len(args) && isFlag(args[i+1]) {
+			arg, _ := flag.UnquoteUsage(fl)
+			return f.usageErrorf("--%s needs a value: %s after it is a flag; give --%s %s", fl.Name, args[i+1], fl.Name, cmp.Or(arg, "VALUE"))
+		}
+		i++ // its value
+	}
+	return nil
 }
 
 // parseNoArgs is parse for a command that takes flags only.
