@@ -516,7 +516,8 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request, what string)
 		if s.Logger != nil {
 			s.Logger.Warn("refused a control call without the control token", "remote", r.RemoteAddr, "call", what)
 		}
-		return fail(http.StatusUnauthorized, "missing or wrong control token")
+		return fail(http.StatusUnauthorized, "missing or wrong control token: the caller's must be the one in the file "+
+			"this site's control_token_file names (the session config's, as the site read it at its start)")
 	}
 	// Sessions may share a token: the caller's check of the site's status
 	// before the call says nothing of what takes it.
