@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,6 +129,20 @@ func (f *cmdFlags) valuesGiven(args []string) error {
 		i++ // its value
 	}
 	return nil
+}
+
+// givenEmpty refuses the flags of names given an empty value (a script's
+// --addr "$SITE" with SITE unset), which would read as left out, and do
+// what the command does without them.
+func (f *cmdFlags) givenEmpty(names ...string) error {
+	var err error
+	f.Visit(func(fl *flag.Flag) {
+		if err == nil && slices.Contains(names, fl.Name) && fl.Value.String() == "" {
+			arg, _ := flag.UnquoteUsage(fl)
+			err = f.usageErrorf("--%s: empty: give --%s %s, or leave it out", fl.Name, fl.Name, cmp.Or(arg, "VALUE"))
+		}
+	})
+	return err
 }
 
 // parseNoArgs is parse for a command that takes flags only.

@@ -36,3 +36,28 @@ func TestAFlagWithoutItsValueSaysSo(t *testing.T) {
 		t.Errorf("pair rate --link -5: exit %d, stderr %q; want it refused as negative", code, errs)
 	}
 }
+
+// TestAnEmptyAddrIsRefused: --addr or --ca given empty (a script's --addr
+// "$SITE" with SITE unset) is a usage error, nothing sent: taken as left
+// out, the operation went to the session's primary, which may not be the
+// site the operator named, and status asked the config's sites. Before,
+// pair suspend vol1 --addr "" suspended vol1 at the config's primary,
+// exit 0, and so did --ca "" with --addr.
+func TestAnEmptyAddrIsRefused(t *testing.T) {
+	fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	for _, args := range [][]string{
+		{"pair", "suspend", "vol1", "--config", path, "--addr", ""},
+		{"pair", "rate", "--config", path, "--addr="},
+		{"pair", "suspend", "vol1", "--config", path, "--addr", "127.0.0.1:2", "--ca", ""},
+		{"status", "--config", path, "--addr", ""},
+		{"status", "--addr", ""},
+	} {
+		code, out, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, ": empty") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want a usage error saying the flag is empty", args, code, out, errs)
+		}
+	}
+	if len(fp.calls) != 0 {
+		t.Errorf("calls at the config's primary: %v", fp.calls)
+	}
+}

@@ -138,6 +138,9 @@ func (f pairFlags) session() (*config.Config, error) {
 	if *f.timeout <= 0 {
 		return nil, f.usageErrorf("--timeout must be positive")
 	}
+	if err := f.givenEmpty("addr", "ca"); err != nil {
+		return nil, err
+	}
 	cfg, err := f.loadConfig(*f.config)
 	if err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
 	}
+	if err := fs.givenEmpty("addr", "ca", "config"); err != nil {
+		return err
+	}
 	var addrs []control.Endpoint
 	switch {
 	case *path != "" && *addr != "":
