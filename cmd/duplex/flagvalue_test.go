@@ -23,6 +23,9 @@ func TestAFlagWithoutItsValueSaysSo(t *testing.T) {
 		{[]string{"pair", "suspend", "vol1", "--config", "x.toml", "--timeout", "--drain"}, "--timeout", "--drain"},
 		{[]string{"status", "--addr", "--json"}, "--addr", "--json"},
 		{[]string{"pair", "suspend", "vol1", "--config", "x.toml", "--ca", "-addr=127.0.0.1:7401"}, "--ca", "-addr=127.0.0.1:7401"},
+		// Before the operation, the flag took the operation's name.
+		{[]string{"pair", "--config", "suspend", "vol1"}, "--config", "suspend"},
+		{[]string{"pair", "--timeout", "rate"}, "--timeout", "rate"},
 	} {
 		code, out, errs := runCmd(tc.args...)
 		want := tc.flag + " needs a value"

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +47,11 @@ func pairSynopses() []synopsis {
 func runPair(ctx context.Context, args []string, stdout io.Writer) error {
 	ops := pairOps()
 	i := pairOpIndex(args, ops)
+	if i < 0 || !slices.ContainsFunc(ops, func(op pairOp) bool { return op.name == args[i] }) {
+		if err := opTakenAsValue(args, ops); err != nil {
+			return err
+		}
+	}
 	if i < 0 {
 		for _, a := range args {
 			if a == "-h" || a == "-help" || a == "--help" {
@@ -62,6 +69,33 @@ func runPair(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return &usageError{cmd: "pair", err: fmt.Errorf("unknown operation %q: want add, suspend, resume, delete or rate", name)}
+}
+
+// opTakenAsValue refuses a flag that takes a value followed by an
+// operation's name ("pair --config suspend vol1"): the operation was taken
+// for the flag's value, and the error would speak of what follows it.
+func opTakenAsValue(args []string, ops []pairOp) error {
+	flags := map[string]*flag.Flag{}
+	for _, op := range ops {
+		op.flags().VisitAll(func(fl *flag.Flag) {
+			if !isBoolFlag(fl) {
+				flags[fl.Name] = fl
+			}
+		})
+	}
+	for j := 0; j+1 < len(args) && args[j] != "--"; j++ {
+		fl := flags[strings.TrimPrefix(strings.TrimPrefix(args[j], "-"), "-")]
+		if len(args[j]) < 2 || args[j][0] != '-' || fl == nil {
+			continue
+		}
+		if slices.ContainsFunc(ops, func(op pairOp) bool { return op.name == args[j+1] }) {
+			arg, _ := flag.UnquoteUsage(fl)
+			return &usageError{cmd: "pair", err: fmt.Errorf("--%s needs a value: %s after it is the operation; give --%s %s",
+				fl.Name, args[j+1], fl.Name, cmp.Or(arg, "VALUE"))}
+		}
+		j++ // its value
+	}
+	return nil
 }
 
 // pairOpIndex returns the index in args of the operation's name, the first
