@@ -348,6 +348,8 @@ loop:
 		}
 	}
 	fmt.Fprintln(stdout, "Stopping: shipping everything the primary holds...")
+	behind := map[string]string{}
+	notDuplex(d.prim.Status(), cfg, "", behind)
 	ct, err := d.stop(true)
 	if failed == nil {
 		failed = err
@@ -356,13 +358,45 @@ loop:
 		return failed
 	}
 	fmt.Fprintf(stdout, "Verification (secondary consistent as of %s):\n", control.FormatTime(ct))
-	return verifyDemo([]*config.Config{cfg}, layout, stopWork != nil, stdout)
+	return verifyDemo([]*config.Config{cfg}, layout, stopWork != nil, behind, stdout)
+}
+
+// notDuplex adds to into the state at the primary, whose status is st, of
+// each volume of cfg whose pair is not duplex ("": no pair), under its
+// name after prefix.
+func notDuplex(st control.Status, cfg *config.Config, prefix string, into map[string]string) {
+	state := map[string]string{}
+	for _, v := range st.Volumes {
+		state[v.Name] = v.State
+	}
+	for _, name := range cfg.VolumeNames() {
+		if state[name] != "duplex" {
+			into[prefix+name] = state[name]
+		}
+	}
+}
+
+// behindBecause says why the copy of volume name of cfg is behind its
+// primary, its pair state at the demo's stop, and what brings it up to
+// date.
+func behindBecause(cfg *config.Config, name, state string) string {
+	path := filepath.Join(cfg.Dir, "duplex.toml")
+	switch state {
+	case "":
+		return fmt.Sprintf("%s was no pair at the stop: its copy stopped where the pair ended (duplex pair add %s --config %s --wait makes it one again, before stopping the demo)", name, name, path)
+	case "suspended":
+		return fmt.Sprintf("the pair was suspended at the stop: its copy stopped at the suspension (duplex pair resume %s --config %s --wait brings it up to date, before stopping the demo)", name, path)
+	}
+	return fmt.Sprintf("the pair was %s at the stop, its copy not ended (stop the demo once duplex status --config %s says duplex)", state, path)
 }
 
 // verifyDemo compares every secondary image of the sessions of cfgs with
 // its primary, and checks the dependent-write invariant on the secondaries
 // of all of them together: the workload ran over their volumes in order.
-func verifyDemo(cfgs []*config.Config, layout workload.Layout, withWorkload bool, stdout io.Writer) error {
+// behind holds the pair state of the volumes not duplex at the stop (see
+// notDuplex), whose copies are behind: a difference there is said to be
+// that, not a lost write.
+func verifyDemo(cfgs []*config.Config, layout workload.Layout, withWorkload bool, behind map[string]string, stdout io.Writer) error {
 	ok := true
 	var files []*os.File
 	defer func() {
@@ -387,7 +421,11 @@ func verifyDemo(cfgs []*config.Config, layout workload.Layout, withWorkload bool
 			case same:
 				fmt.Fprintf(stdout, "  %s: secondary identical to primary (%s)\n", label, bytesIEC(int64(pv.Size)))
 			default:
-				fmt.Fprintf(stdout, "  %s: secondary DIFFERS from primary\n", label)
+				if state, known := behind[label]; known {
+					fmt.Fprintf(stdout, "  %s: secondary DIFFERS from primary: %s\n", label, behindBecause(cfg, name, state))
+				} else {
+					fmt.Fprintf(stdout, "  %s: secondary DIFFERS from primary\n", label)
+				}
 				ok = false
 			}
 			if !withWorkload {
@@ -414,7 +452,11 @@ func verifyDemo(cfgs []*config.Config, layout workload.Layout, withWorkload bool
 		if len(cfgs) > 1 {
 			on = "the secondaries together"
 		}
-		fmt.Fprintf(stdout, "  dependent-write check on %s: %d violations\n", on, len(vs))
+		why := ""
+		if len(vs) > 0 && len(behind) > 0 {
+			why = " (a copy behind the others' holds back writes that theirs depend on)"
+		}
+		fmt.Fprintf(stdout, "  dependent-write check on %s: %d violations%s\n", on, len(vs), why)
 		if len(vs) > 0 {
 			ok = false
 		}

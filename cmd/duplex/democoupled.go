@@ -143,6 +143,10 @@ loop:
 		master, failed = waitMasterPast(sessions, time.Now(), time.Minute)
 	}
 	fmt.Fprintln(stdout, "Stopping both sessions...")
+	behind := map[string]string{}
+	for _, d := range sessions {
+		notDuplex(d.prim.Status(), d.cfg, d.cfg.Session+"/", behind)
+	}
 	for _, d := range sessions {
 		// Whatever the primaries ship from now on holds no write; and
 		// once one member stops, the master time stops too, short of the
@@ -155,7 +159,7 @@ loop:
 		return failed
 	}
 	fmt.Fprintf(stdout, "Verification (both secondaries applied through the master time %s):\n", control.FormatTime(master))
-	if err := verifyDemo(cfgs, layout, stopWork != nil, stdout); err != nil {
+	if err := verifyDemo(cfgs, layout, stopWork != nil, behind, stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "The sessions' files stay in %s; run the demo again with --coupled --dir %s to continue them.\n", dir, dir)
