@@ -250,6 +250,23 @@ func TestEveryRefusalSaysWhetherItPasses(t *testing.T) {
 			sendRecordSet(t, conn, writeSet(3, 5_000, write("vol1", 8192)))
 			return refusedOn(t, conn)
 		}},
+		{"a frame larger than it accepts", false, "larger than this secondary accepts", func(t *testing.T) []byte {
+			r := &rig{t: t, dir: t.TempDir(), sizes: map[string]int64{"vol1": 1 << 20}, subs: []string{"ss1"}, edit: func(c *Config) { c.MaxFrame = 64 << 10 }}
+			r.open()
+			t.Cleanup(r.close)
+			conn := linked(t, r)
+			big := write("vol1", 0)
+			big.Length = 128 << 10
+			sendRecordSet(t, conn, writeSet(1, 10_000, big))
+			return refusedOn(t, conn)
+		}},
+		{"the groups that waited failing to apply at the link", false, "applying the journaled groups that waited", func(t *testing.T) []byte {
+			r := withoutVol2(t, killedWithGroupsUnapplied(t))
+			r.sec.targets["vol1"] = failingTarget{r.sec.targets["vol1"]}
+			h := r.hello()
+			h.Instance = 9
+			return refusedHello(t, r, h)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := tc.refusal(t)
