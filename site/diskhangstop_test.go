@@ -73,19 +73,23 @@ type runEnded struct {
 
 func hangingSecondary(t *testing.T) *hanging {
 	t.Helper()
+	hang := make(chan struct{})
+	// Released after the test's directory is removed (cleanups run last
+	// first): the stop goes on without the fsync it holds, and what
+	// follows it once let go (the journal's next writes) would land in
+	// the directory as it is removed, and its removal fail.
+	t.Cleanup(func() { close(hang) })
 	h := &hanging{cfg: switchoverConfig(t), ended: make(chan runEnded, 1)}
 	in := disk.NewInjector(nil)
 	logs := &logBuffer{}
 	ctx, stop := context.WithCancel(context.Background())
 	h.stop = stop
-	hang := make(chan struct{})
 	t.Cleanup(func() {
 		stop()
-		close(hang)
 		select {
 		case <-h.ended:
 		case <-time.After(time.Minute):
-			t.Errorf("RunSecondary did not end a minute after the disk answered")
+			t.Errorf("RunSecondary did not end a minute after the stop, the disk hanging")
 		}
 	})
 	go func() {
@@ -116,9 +120,10 @@ func hangingSecondary(t *testing.T) *hanging {
 // fsync as it recovers) holds the operator's stop no longer than a hang
 // holds the running secondary's.
 func TestAStopWhileAnAttemptToOpenAgainHangsEnds(t *testing.T) {
-	r := retryingForGood(t, 50*time.Millisecond)
 	hang := make(chan struct{})
-	defer close(hang)
+	// Released after the test's directory is removed, as hangingSecondary's.
+	t.Cleanup(func() { close(hang) })
+	r := retryingForGood(t, 50*time.Millisecond)
 	r.in.Clear()
 	n := r.in.Injected(disk.OpSync)
 	r.in.Inject(disk.Fault{Op: disk.OpSync, Under: r.cfg.Secondary.Journal, Hang: hang})

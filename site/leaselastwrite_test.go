@@ -40,4 +40,8 @@ func TestAStopOnAHungStateDiskEndsWithoutTheTimersLastWrite(t *testing.T) {
 	h.hang(p.stateDir)
 	within(t, 10*time.Second, "the stop on a hung state disk", stop)
 	h.release()
+	// The writes the stop gave up land now: the primary lets its state
+	// directory go once they have, and the test's directory is removed
+	// only then.
+	awaitStateDirLetGo(t, cfg)
 }

@@ -29,7 +29,6 @@ func TestAStopThatGivesUpTheLogsLastWriteAfterACleanSaveSaysClean(t *testing.T) 
 			close(held)
 		}
 	}
-	t.Cleanup(release)
 	var p *Primary
 	p, s, _, logs, stop := stateDiskHangingOf(t, time.Second, 0, func(o *PrimaryOptions) {
 		fs := o.FS.(*disk.Injector)
@@ -39,6 +38,9 @@ func TestAStopThatGivesUpTheLogsLastWriteAfterACleanSaveSaysClean(t *testing.T) 
 			}
 		}
 	}, func(*stateDiskHang, string) {})
+	// Before the wait of stateDiskHangingOf's cleanup for the log's last
+	// write to end, which comes before the test's directory is removed.
+	t.Cleanup(release)
 	cfg := p.cfg
 	var err error
 	within(t, 20*time.Second, "the stop", func() { err = stop() })

@@ -49,6 +49,10 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 	if lines := logs.lines("volume=vol2", "did not end"); len(lines) > 0 {
 		t.Errorf("the stop reports vol2's flush, whose disk answers: %s", lines)
 	}
+	// What the stop gave up ends now, before the test's directory is
+	// removed: the site lets its directory go only then.
+	h.release()
+	awaitPromotedDirLetGo(t, p.cfg)
 }
 
 // TestAPromotedSitesStopEndsWithAVolumesCloseHung: the disk of vol1 at a

@@ -58,9 +58,12 @@ func stateDiskHangingOf(t *testing.T, stopWait, idle time.Duration, more func(*P
 	old := actlog.Idle
 	actlog.Idle = cmp.Or(idle, time.Hour) // vol2's region stays marked
 	t.Cleanup(func() { actlog.Idle = old })
+	cfg, s, dialer := linkedSecondary(t)
 	var p *Primary
 	t.Cleanup(func() {
-		// After the stop and the disk's answer: a stop that went on
+		// After the stop and the disk's answer, before the test's
+		// directory is removed (registered after it was made: cleanups
+		// run last first): a stop that went on
 		// without the pair manager's loop, or the activity log's last
 		// write, leaves them to end then, and they read actlog.Idle
 		// until they have.
@@ -91,8 +94,10 @@ func stateDiskHangingOf(t *testing.T, stopWait, idle time.Duration, more func(*P
 				break
 			}
 		}
+		// And every other one (a save of the pair state, a volume's
+		// close): the primary lets its LOCK go once they have.
+		awaitStateDirLetGo(t, p.cfg)
 	})
-	cfg, s, dialer := linkedSecondary(t)
 	h := newStateDiskHang()
 	logs := &logBuffer{}
 	t.Cleanup(func() {
