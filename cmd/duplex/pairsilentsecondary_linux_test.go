@@ -39,10 +39,11 @@ func TestPairOperationPastASilentSecondarySaysSo(t *testing.T) {
 	setSecondary(silent)
 	code, out, errs := runCmd("pair", "suspend", "vol1", "--config", path)
 	first, _, _ := strings.Cut(out, "\n")
+	t.Logf("first line: %s", first)
 	if code != exitOK || fp.state["vol1"] != "suspended" {
 		t.Fatalf("pair suspend vol1: exit %d, stdout %q, stderr %q; want vol1 suspended", code, out, errs)
 	}
-	if !strings.Contains(first, silent) || !strings.Contains(first, "not promoted") || !strings.Contains(first, "duplex status --addr "+silent) {
+	if !strings.Contains(first, silent) || !strings.Contains(first, "took no connection within") || !strings.Contains(first, "not promoted") || !strings.Contains(first, "duplex status --addr "+silent) {
 		t.Errorf("pair suspend vol1, the secondary silent: first line %q; want it to name %s, taken as not promoted, and how to check it", first, silent)
 	}
 

@@ -128,7 +128,8 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		}
 	}
 	<-done
-	if serr != nil && sctx.Err() != nil && ctx.Err() == nil {
+	noConnection := serr != nil && sctx.Err() != nil && ctx.Err() == nil
+	if noConnection {
 		serr = fmt.Errorf("took no connection within %s: %w", secondaryConnectWait, serr)
 	}
 	// A site of another session on the primary's address is neither this
@@ -198,6 +199,24 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	case perr != nil:
 		return control.Endpoint{}, noStatus("the config's primary "+prim.Addr, prim, perr,
 			fmt.Sprintf("the config's secondary %s %s", sec.Addr, notPromoted(ss, serr, cfg.Session)), false)
+	}
+	// A secondary that gave no answer may be a promoted site this host
+	// cannot reach as well as a host gone. Refusing would fail every
+	// operation of an outage, and teach --addr, which skips every check;
+	// the operation goes on, and the operator who promoted it learns at
+	// once which site took it. A refused connection means no site runs
+	// there, and a link up means the secondary takes this primary's
+	// record sets: neither is said.
+	if serr != nil && ps.Link != "connected" {
+		why := notGone(ctx, serr)
+		if noConnection {
+			why = fmt.Sprintf("took no connection within %s", secondaryConnectWait)
+		}
+		if why != "" {
+			fmt.Fprintf(stdout, "the config's primary %s takes the operation: the config's secondary %s %s, and is taken as not promoted; "+
+				"if it was promoted, the primary here runs beside it (a split brain): check it with duplex status --addr %s\n",
+				prim.Addr, sec.Addr, why, sec.Addr)
+		}
 	}
 	return prim, nil
 }
