@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"duplex/crc32c"
 	"duplex/recordset"
@@ -73,6 +74,10 @@ type inbound struct {
 	buf   []byte // the buffer frame lies in, recycled once nothing reads it
 	sets  []*recordset.RecordSet
 	beats []transport.Heartbeat
+	at    time.Time // when it was read off the link, when tracing
+	// roomWait is how long the reader waited for room before reading it,
+	// when tracing: meanwhile the frame may have waited in the socket.
+	roomWait time.Duration
 }
 
 // readFrames reads conn's frames, checks and decodes each (decodeFrame)
@@ -96,8 +101,16 @@ func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room 
 		})
 	}
 	for {
+		var waitFrom time.Time
+		if s.tracing {
+			waitFrom = time.Now()
+		}
 		if !room.wait(done) {
 			return
+		}
+		var roomWait time.Duration
+		if s.tracing {
+			roomWait = time.Since(waitFrom)
 		}
 		f, err := conn.Recv()
 		buf := f
@@ -111,6 +124,9 @@ func (s *Secondary) readFrames(conn transport.Conn, frames chan<- arrival, room 
 				sums.Next = sumNext(sums.Next, f, a.in.sets)
 				sums.Forget()
 			}
+		}
+		if s.tracing {
+			a.in.at, a.in.roomWait = time.Now(), roomWait
 		}
 		room.take(a.held())
 		select {

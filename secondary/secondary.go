@@ -379,6 +379,11 @@ type Secondary struct {
 	// together (commitPending); guarded by mu, and empty whenever mu is
 	// let go of.
 	pending []*consistency.Group
+	// tracing: the log takes debug records, and each group's steps are
+	// timed (grouptrace.go). traces and arrivedFrom are guarded by mu.
+	tracing     bool
+	traces      map[*consistency.Group]*groupTrace
+	arrivedFrom frameTimes // of the frame the Former is taking
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -393,6 +398,7 @@ type applyJob struct {
 	through uint64
 	time    int64
 	size    int64
+	trace   *groupTrace // its steps so far, when tracing
 }
 
 // appliedStats are the Stats the applier keeps, guarded by posMu.
@@ -623,6 +629,7 @@ func Open(cfg Config) (*Secondary, error) {
 		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{}),
 		forgotten: st.Forgotten}
+	s.tracing = traceOn(s.log)
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
 	s.gated.done = make(chan struct{})
@@ -1038,7 +1045,7 @@ func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeSt
 		return fmt.Errorf("apply group %d: secondary closed", g.Number)
 	}
 	s.queued = position{Group: g.Number, Time: g.Time, Through: maps(g.Through)}
-	job := applyJob{g: g, vols: vols}
+	job := applyJob{g: g, vols: vols, trace: s.takeTrace(g)}
 	if s.cfg.Gate != nil {
 		s.journalAhead(job)
 		return nil
@@ -1086,6 +1093,10 @@ func (s *Secondary) applier() {
 			s.frames.appliedThrough(job.number())
 			continue
 		}
+		var start time.Time
+		if job.trace != nil {
+			start = time.Now()
+		}
 		err := s.applyGated(&job)
 		// Nothing reads the group's data after this, whether applied or
 		// not: a failure leaves the rest to a restart's replay.
@@ -1111,6 +1122,7 @@ func (s *Secondary) applier() {
 			s.failApplying(err)
 			continue
 		}
+		s.logApplied(&job, start)
 		select {
 		case s.ckReq <- struct{}{}:
 		default: // one is asked for already
@@ -1171,13 +1183,21 @@ func (s *Secondary) checkpointer() {
 		if s.applyFailure() != nil {
 			continue
 		}
+		var start, ck time.Time
+		if s.tracing {
+			start = time.Now()
+		}
 		if err := s.startWriteback(); err != nil {
 			s.failApplying(err)
 			continue
 		}
+		if s.tracing {
+			ck = time.Now()
+		}
 		if err := s.checkpointIfDue(); err != nil {
 			s.failApplying(err)
 		}
+		s.logCheckpoint(start, ck)
 	}
 }
 
@@ -2083,6 +2103,9 @@ func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string
 			continue
 		}
 		took = true
+		if s.tracing {
+			s.arrivedFrom = timesOf(&batch[i])
+		}
 		if err := s.formGroups(conn); err != nil {
 			return err
 		}
@@ -2126,6 +2149,7 @@ func (s *Secondary) formGroups(conn transport.Conn) error {
 			s.formedTime = g.Time
 			continue
 		}
+		s.traceFormed(g, &s.arrivedFrom)
 		if s.batchable(g) {
 			s.pending = append(s.pending, g)
 			continue
@@ -2201,6 +2225,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	s.handing = true
 	s.mu.Unlock()
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling groups %d to %d", gs[0].Number, gs[len(gs)-1].Number))
+	start := time.Now()
 	var err error
 	for _, g := range gs {
 		// s.buf is the receiver's while it hands over (nothing else
@@ -2226,12 +2251,14 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 		}
 	}
 	s.diskEnd(waitJournal)
+	synced := time.Now()
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
 	if err != nil {
 		return s.stopCommitting(conn, err)
 	}
+	s.traceJournaled(gs, start, synced)
 	// Every group of the batch is durable now: all are acknowledged before
 	// any is handed to the applier, which may have to wait for room, so
 	// that an applier behind holds back none of their acknowledgements.
@@ -2401,8 +2428,12 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
 		}
 	}
+	start := time.Now()
 	if err := s.journalUnlocked(g.Number, parts, sum); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
+	}
+	if s.tracing {
+		s.traceJournaled([]*consistency.Group{g}, start, time.Now())
 	}
 	if newSender && s.instance != 0 {
 		id := s.ident
@@ -2469,6 +2500,7 @@ func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a ack
 				"volumes", s.pairs.resyncing(), "group", s.queued.Group, "consistency_time", time.Unix(0, s.queued.Time).UTC())
 		}
 		s.hold(g)
+		s.takeTrace(g)
 		return nil
 	}
 	switch {

@@ -118,8 +118,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Int("warmup", 0, "primary section: rounds run first and not counted (a fresh session's first burst populates its sidefile's buffers)")
 	subsystems := fs.Int("subsystems", 1, "write, lag and apply sections: the subsystems of their session, one volume each (a `duplex demo` session has 2); the write and lag jobs write the first one's volume, the apply section's every one, a job each sharing its depth of 4")
 	primaryDir := fs.String("primary-dir", "", "write, lag and apply sections: the `directory` of the primary's volume (default in -out; say /dev/shm: the primary's writes off the secondary's disk; a directory perf-PID is made in it and removed at the end)")
+	secLevel := fs.String("secondary-log-level", "", "every session's secondary: its --log-level (debug: one line per group applied with the wall time of each step, from arrival to applied, and the checkpoints; read with bench/cmd/lagtrace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *secLevel != "" {
+		secondaryFlags = []string{"--log-level", *secLevel}
 	}
 	if *sidefileMiB < 0 || *burstReserve < 0 {
 		fmt.Fprintln(stderr, "perf: -sidefile-limit and -burst-reserve must be numbers of MiB")

@@ -64,6 +64,9 @@ func (p *pair) uri(i int) string {
 func (p *pair) primCtl() string { return p.sess.Config.Primary.Control }
 func (p *pair) secCtl() string  { return p.sess.Config.Secondary.Control }
 
+// secondaryFlags are the flags every secondary started gets (-secondary-log-level).
+var secondaryFlags []string
+
 // startPair writes a session under dir and starts both sites; it returns once
 // the link is up, and with a prefill once the initial copy is over and
 // shipped: a job run during the copy would count the copy's reads, sends and
@@ -86,7 +89,7 @@ func startPair(ctx context.Context, bin, dir string, spec harness.Spec, prefill 
 		}
 	}
 	p := &pair{sess: sess}
-	if p.sec, err = harness.StartSite(bin, "secondary", sess, filepath.Join(dir, "secondary.log")); err != nil {
+	if p.sec, err = harness.StartSite(bin, "secondary", sess, filepath.Join(dir, "secondary.log"), secondaryFlags...); err != nil {
 		return nil, err
 	}
 	if p.prim, err = harness.StartSite(bin, "primary", sess, filepath.Join(dir, "primary.log")); err != nil {
