@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DropCache writes back the file's dirty pages and drops all of its pages
@@ -22,6 +24,20 @@ func DropCache(path string) error {
 	const fadvDontneed = 4
 	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvDontneed, 0, 0); e != 0 {
 		return fmt.Errorf("fadvise %s: %w", path, e)
+	}
+	return nil
+}
+
+// SyncFS writes back every dirty page of the file system that holds path
+// (syncfs) and waits for it.
+func SyncFS(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", path, err)
 	}
 	return nil
 }

@@ -80,6 +80,17 @@ func (b *bench) lag(ctx context.Context) error {
 	for r := range b.s.rounds {
 		for ri, pct := range b.s.lagRates {
 			for bi, bd := range builds {
+				if b.s.lagSettle {
+					// What the bench itself left dirty (the prefill's copies,
+					// the saturation run, the runs before this one, of
+					// either build) would otherwise reach the disk during
+					// this run, when the kernel's flusher finds it 30 s old:
+					// a gigabyte at once, ahead of the journal's write and
+					// fsync, which the lag waits for (bench/RESULTS.md).
+					if err := harness.SyncFS(b.s.out); err != nil {
+						return err
+					}
+				}
 				run, err := b.lagOnce(ctx, bd.pair, sat*float64(pct)/100,
 					filepath.Join(seriesDir, fmt.Sprintf("lag-%d-b%d-r%d.tsv", pct, bi+1, r+1)))
 				if err != nil {
@@ -96,6 +107,12 @@ func (b *bench) lag(ctx context.Context) error {
 		"bandwidth is %.1f MiB/s (%s). The secondary's duplex_lag_seconds (now − the applied group's consistency time) is read "+
 		"from its /metrics every %s; the first %s of each run is left out. Interval %s. Each run's samples are in %s.\n\n",
 		b.s.lagRun, b.s.rounds, sat/(1<<20), measured, lagEvery, lagSkip, b.pair.sess.Config.Interval, seriesDir)
+	if b.s.lagSettle {
+		fmt.Fprintf(w, "Before every run the work directory's file system is synced (syncfs), so that no run meets the writeback of what "+
+			"the bench wrote before it (-lag-settle=false: not synced).\n\n")
+	} else {
+		fmt.Fprintf(w, "The file system is not synced between runs (-lag-settle=false): a run may meet the writeback of what the bench wrote before it.\n\n")
+	}
 	if len(builds) > 1 {
 		fmt.Fprintf(w, "Two builds, each its own session, alternated run by run: b1 `%s`, b2 `%s`.\n\n", builds[0].name, builds[1].name)
 	}

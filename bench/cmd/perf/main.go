@@ -61,6 +61,8 @@ type settings struct {
 	lagRates []int
 	lagRun   time.Duration
 	lagSat   float64
+	// lagSettle: the file system is synced before every lag run.
+	lagSettle bool
 	// floor, if set, is an nbdfloor binary served beside nbdkit in the
 	// primary-side section: Duplex's NBD server without replication.
 	floor string
@@ -118,6 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Int("warmup", 0, "primary section: rounds run first and not counted (a fresh session's first burst populates its sidefile's buffers)")
 	subsystems := fs.Int("subsystems", 1, "write, lag and apply sections: the subsystems of their session, one volume each (a `duplex demo` session has 2); the write and lag jobs write the first one's volume, the apply section's every one, a job each sharing its depth of 4")
 	primaryDir := fs.String("primary-dir", "", "write, lag and apply sections: the `directory` of the primary's volume (default in -out; say /dev/shm: the primary's writes off the secondary's disk; a directory perf-PID is made in it and removed at the end)")
+	lagSettle := fs.Bool("lag-settle", true, "lag section: sync the work directory's file system (syncfs) before every run, so that none meets the writeback of what the bench wrote before it (the prefill, the saturation run, the runs before)")
 	secLevel := fs.String("secondary-log-level", "", "every session's secondary: its --log-level (debug: one line per group applied with the wall time of each step, from arrival to applied, and the checkpoints; read with bench/cmd/lagtrace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -171,6 +174,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	s.lagRun, s.lagSat = 10*time.Second, *lagSat*(1<<20)
+	s.lagSettle = *lagSettle
 	if s.quick {
 		s.lagRun = 4 * time.Second
 	}
