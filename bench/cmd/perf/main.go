@@ -55,6 +55,9 @@ type settings struct {
 	// Duplex run of them.
 	writeJobs    []string
 	writeProfile bool
+	// writeCached starts the write section's runs with every file in the
+	// page cache (-write-cache cached) rather than dropped from it.
+	writeCached bool
 	// lagRates are the lag section's fio rates, in % of saturation (0:
 	// idle); lagRun is each run's length; lagSat, if not zero, is the
 	// saturation bandwidth in bytes/s, not measured then.
@@ -107,6 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
 	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
 	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
+	writeCache := fs.String("write-cache", "dropped", "write section: the state of the servers' files at each run's start: dropped (synced and dropped from the page cache) or cached (synced, dropped, then read whole: the writes land in cached pages)")
 	writeJobsFlag := fs.String("write-jobs", "", "write section: the jobs run, comma-separated (default: all)")
 	writeProfile := fs.Bool("write-profile", false, "write section: save CPU profiles of both Duplex daemons over each Duplex run (write-JOB-rN-primary.pprof, write-JOB-rN-secondary.pprof in the work directory)")
 	compare := fs.String("compare", "", "primary, lag and scale sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
@@ -164,6 +168,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	s.writeProfile = *writeProfile
+	switch *writeCache {
+	case "dropped":
+	case "cached":
+		s.writeCached = true
+	default:
+		fmt.Fprintf(stderr, "perf: -write-cache: %q is neither dropped nor cached\n", *writeCache)
+		return 2
+	}
 	if *writeJobsFlag != "" {
 		for _, j := range strings.Split(*writeJobsFlag, ",") {
 			if !slices.ContainsFunc(writeJobs, func(wj writeJob) bool { return wj.name == j }) {
