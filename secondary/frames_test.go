@@ -484,3 +484,46 @@ func TestHugeFramesAreKeptAcrossCollections(t *testing.T) {
 	}
 	putFrame(g)
 }
+
+// TestABufferTooLargeToKeepLeavesTheKeptOnes: a buffer whose memory alone
+// is over maxKeptHuge (a backlog's frames fill up to the frame limit, 256
+// MiB by default) cannot be kept, and is let go as it is put; the kept
+// buffers of the usual frames stay. Letting them go to make room it could
+// not have left the next usual frames to be made anew, each faulted in
+// and zeroed.
+func TestABufferTooLargeToKeepLeavesTheKeptOnes(t *testing.T) {
+	poisonFrames = false
+	empty := func() {
+		hugeFrames.mu.Lock()
+		hugeFrames.used = false
+		hugeFrames.mu.Unlock()
+		dropIdleHuge()
+	}
+	empty()
+	t.Cleanup(func() {
+		poisonFrames = true
+		empty()
+	})
+	var usual [][]byte
+	for range 4 {
+		usual = append(usual, getFrame(hugeFrameMin))
+	}
+	for _, b := range usual {
+		putFrame(b)
+	}
+	big := getFrame(maxKeptHuge)
+	if frameCost(cap(big)) <= maxKeptHuge {
+		t.Fatalf("a buffer of %d MiB takes %d MiB, within maxKeptHuge: not a buffer too large to keep", cap(big)>>20, frameCost(cap(big))>>20)
+	}
+	putFrame(big)
+	hugeFrames.mu.Lock()
+	kept, bytes := len(hugeFrames.kept), hugeFrames.bytes
+	hugeFrames.mu.Unlock()
+	if kept != len(usual) || bytes != len(usual)*frameCost(hugeFrameMin) {
+		t.Fatalf("after a buffer of %d MiB was put into a room of %d buffers of %d MiB, %d buffers (%d MiB) are kept; want those %d",
+			cap(big)>>20, len(usual), hugeFrameMin>>20, kept, bytes>>20, len(usual))
+	}
+	if b := getFrame(hugeFrameMin); &b[0] != &usual[len(usual)-1][0] {
+		t.Fatal("the next usual frame was made anew, not taken from the kept buffers")
+	}
+}
