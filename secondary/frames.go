@@ -81,16 +81,22 @@ func getHuge(i int) []byte {
 }
 
 // putHuge keeps b, letting go of the oldest kept buffers past maxKeptHuge
-// bytes: a frame's size follows the write rate, and buffers of a rate
-// gone by would otherwise fill the room and leave the frames of the
-// present one to be made anew.
+// bytes (or of b alone, larger than that): a frame's size follows the
+// write rate, and buffers of a rate gone by would otherwise fill the room
+// and leave the frames of the present one to be made anew.
 func putHuge(b []byte) {
 	h := &hugeFrames
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.used = true
+	cost := frameCost(cap(b))
+	if cost > maxKeptHuge {
+		// A backlog's frame, up to the frame limit: it cannot be kept,
+		// and the usual frames' buffers are not let go for it.
+		return
+	}
 	h.kept = append(h.kept, b)
-	h.bytes += frameCost(cap(b))
+	h.bytes += cost
 	for h.bytes > maxKeptHuge {
 		h.bytes -= frameCost(cap(h.kept[0]))
 		h.kept = slices.Delete(h.kept, 0, 1)
