@@ -25,8 +25,9 @@ import (
 var pairStatusWait = 5 * time.Second
 
 // secondaryConnectWait bounds the wait for the config's secondary to take
-// the connection once the config's primary answered as the primary: one
-// SYN lost and sent again after a second, on a link of up to 500 ms.
+// the connection, from its dial (after its name's lookup), once the
+// config's primary answered as the primary: one SYN lost and sent again
+// after a second, on a link of up to 500 ms.
 var secondaryConnectWait = 1500 * time.Millisecond
 
 // target returns the control address that the pair operation goes to: the
@@ -89,10 +90,19 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// not a refusal) must not take the other's time.
 	var ss control.Status
 	var serr error
-	done, connected := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	done, connected, expired := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var once, dialing sync.Once
 	reached := func() { once.Do(func() { close(connected) }) }
+	// The bound runs from the dial, not from before the lookup: a name
+	// slow to resolve (a search domain's server silent) says nothing of
+	// the host, which may be a promoted site that answers at once. A
+	// lookup that does not end has the status wait.
+	dial := func() {
+		dialing.Do(func() { time.AfterFunc(secondaryConnectWait, func() { close(expired) }) })
+	}
 	trace := &httptrace.ClientTrace{
+		DNSDone:      func(httptrace.DNSDoneInfo) { dial() },
+		ConnectStart: func(_, _ string) { dial() },
 		ConnectDone: func(_, _ string, err error) {
 			if err == nil {
 				reached()
@@ -106,8 +116,6 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		defer close(done)
 		ss, serr = control.Fetch(httptrace.WithClientTrace(sctx, trace), sec)
 	}()
-	connectWait := time.NewTimer(secondaryConnectWait)
-	defer connectWait.Stop()
 	ps, perr := control.Fetch(ctx, prim)
 	if perr == nil && ps.Role == "primary" {
 		// What is left to learn of the secondary is whether it answers
@@ -119,7 +127,7 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		select {
 		case <-done:
 		case <-connected:
-		case <-connectWait.C:
+		case <-expired:
 			select {
 			case <-connected:
 			default:
