@@ -219,11 +219,19 @@ func recoverRunning(ctx context.Context, cfg *config.Config, timeout time.Durati
 		}
 	}
 	if err != nil {
-		if fctx.Err() != nil && ctx.Err() == nil && !sent.Load() {
+		// Stopped (SIGTERM): a fence asked is not taken back.
+		if ctx.Err() != nil && !sent.Load() {
+			return fmt.Errorf("stopped before fencing (%v): the fence request did not leave, the secondary is not fenced and still takes its primary", context.Cause(ctx))
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped while the secondary fences (%v): the fence goes on at the secondary, which applies its journal first and "+
+				"does not watch this request%s; duplex status shows when it is fenced, and duplex recover run again waits for it", context.Cause(ctx), progress.last)
+		}
+		if fctx.Err() != nil && !sent.Load() {
 			return fmt.Errorf("the fence request did not reach the secondary within %s (--timeout): it was not fenced and still takes its primary; "+
 				"run duplex recover again with a longer --timeout (%w)", timeout, err)
 		}
-		if fctx.Err() != nil && ctx.Err() == nil {
+		if fctx.Err() != nil {
 			return fmt.Errorf("the secondary has not fenced within %s (--timeout)%s: the fence goes on at the secondary, "+
 				"which applies its journal first; run duplex recover again to wait for it (with a longer --timeout), "+
 				"and duplex status to see how far applying has got", timeout, progress.last)

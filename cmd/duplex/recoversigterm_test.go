@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -160,5 +161,29 @@ func serveFIFO(fifo string, data []byte, done <-chan struct{}) {
 		}
 		syscall.Write(fd, data)
 		syscall.Close(fd)
+	}
+}
+
+// TestARecoverStoppedWhileARunningSecondaryFences: recover --force at a
+// running secondary, stopped (SIGTERM) once its fence request has reached
+// the secondary, which applies its backlog first, says what is true: the
+// fence goes on there (it does not watch the connection), and how to see
+// it end; it does not end with a bare "context canceled".
+func TestARecoverStoppedWhileARunningSecondaryFences(t *testing.T) {
+	f := &fencingSecondary{journaled: 1 << 30, fenced: make(chan struct{})}
+	path := serveFencing(t, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for !func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.fencing }() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	var out, errs bytes.Buffer
+	code := run(ctx, []string{"recover", "--config", path, "--force"}, &out, &errs)
+	t.Logf("recover stopped while the secondary fences: exit %d\n%s%s", code, out.String(), errs.String())
+	if code != exitFailure || !strings.Contains(errs.String(), "fence goes on at the secondary") || !strings.Contains(errs.String(), "duplex status") {
+		t.Errorf("recover stopped while the secondary fences: exit %d, stderr %q; want 1, saying the fence goes on and where to see it", code, errs.String())
 	}
 }
