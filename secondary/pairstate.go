@@ -262,6 +262,10 @@ type VolumeView struct {
 	// no longer has wait for a primary without it (Stats.GroupsWait), and
 	// the volume may hold part of them until then.
 	WaitsForPrimary bool
+	// AppliesWaited says a primary linked without that volume and those
+	// groups are applied to the others: the volume may hold part of them
+	// until they all are.
+	AppliesWaited bool
 }
 
 // Volume reports what the secondary knows of vol.
@@ -282,7 +286,8 @@ func (s *Secondary) volumeLocked(vol string, durable apply.State) VolumeView {
 		applied = apply.VolumeState{State: StateDuplex}
 	}
 	v := VolumeView{State: s.pairs.get(vol).State, Held: s.pairs.open[vol], FirstCopy: applied.FirstCopy, Released: applied.Released, NoWholeCopy: applied.NoWholeCopy}
-	v.WaitsForPrimary = s.unconfigured.from != 0
+	v.WaitsForPrimary = s.unconfigured.from != 0 && !s.unconfigured.applying
+	v.AppliesWaited = s.unconfigured.applying
 	switch {
 	case applied.Inconsistent:
 	case s.unconfigured.from != 0:

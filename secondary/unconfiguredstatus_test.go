@@ -85,6 +85,17 @@ func TestStatusAnswersWhileTheWaitingGroupsAreApplied(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Errorf("status has not answered 2s into the apply of the groups that waited for a primary")
 	}
+	// Nor does vol1 say it waits for a primary: one linked.
+	viewed := make(chan VolumeView, 1)
+	go func() { viewed <- r.sec.Volume("vol1") }()
+	select {
+	case v := <-viewed:
+		if v.WaitsForPrimary || !v.AppliesWaited || v.Consistent {
+			t.Errorf("vol1 while the groups are applied: %+v, want it not consistent while they are applied, waiting for no primary", v)
+		}
+	case <-time.After(2 * time.Second):
+		t.Errorf("vol1's view has not answered 2s into the apply")
+	}
 	// Another primary meanwhile is refused, not linked over the apply.
 	other := r.hello()
 	other.Instance = 10

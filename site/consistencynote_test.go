@@ -21,3 +21,13 @@ func TestConsistencyNoteNamesASuspensionTimeOnlyWhenItIsOne(t *testing.T) {
 		t.Errorf("suspension applied: %q, want its suspension time", got)
 	}
 }
+
+// TestConsistencyNoteWhileTheWaitingGroupsAreApplied: a volume whose
+// journaled groups waited for a primary without the volume they name, and
+// one linked, says they are applied, not that they wait for a primary.
+func TestConsistencyNoteWhileTheWaitingGroupsAreApplied(t *testing.T) {
+	got := consistencyNote("vol1", secondary.VolumeView{AppliesWaited: true}, 2)
+	if !strings.Contains(got, "are applied") || strings.Contains(got, "until a primary links") {
+		t.Errorf("while the waiting groups are applied: %q, want it to say they are applied", got)
+	}
+}

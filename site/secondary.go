@@ -908,6 +908,9 @@ func contractState(s string) string {
 func consistencyNote(name string, v secondary.VolumeView, group uint64) string {
 	var s string
 	switch {
+	case v.AppliesWaited:
+		s = "not consistent until the journaled groups that waited for a primary without the volume they name, which linked, " +
+			"are applied (groups_wait says which); not read meanwhile"
 	case v.WaitsForPrimary:
 		s = "not consistent until a primary links without the volume the journaled groups name, which this secondary's config " +
 			"no longer has (groups_wait says which, and what to do); not read meanwhile"
