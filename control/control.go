@@ -131,6 +131,14 @@ type Status struct {
 	// recurs is set again at each retry, so an old time says it has not
 	// recurred since.
 	LastErrorAt string `json:"last_error_at,omitempty"`
+	// RefusalPasses, at a primary the secondary refuses (each pair's note
+	// begins with RefusedNote), says that the secondary said the refusal
+	// passes (transport.Refusal.Passing): it takes this primary again by
+	// itself, with no operator acting (it opens again after a disk fault,
+	// writes again a record it could not, ends an apply under way). `pair
+	// --wait` waits through it; a refusal that lasts until an operator
+	// acts ends the wait.
+	RefusalPasses bool `json:"refusal_passes,omitempty"`
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`

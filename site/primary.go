@@ -1449,6 +1449,7 @@ func (p *Primary) Status() control.Status {
 		st.CompressionRatio = &r
 	}
 	refused := refusedNote(ms)
+	st.RefusalPasses = refused != "" && ms.LastRefusalPasses
 	for _, pr := range pairs {
 		if pr.Deleted {
 			continue

@@ -34,6 +34,9 @@ func TestARefusedPrimarysPairsSayTheyAreRefused(t *testing.T) {
 		return strings.Contains(p.Status().LastError, "has no record")
 	})
 	st := p.Status()
+	if st.RefusalPasses {
+		t.Errorf("the status of a primary refused for want of consent says the refusal passes: %q", st.LastError)
+	}
 	if len(st.Volumes) != 4 {
 		t.Fatalf("the refused primary reports %d volumes, want 4", len(st.Volumes))
 	}

@@ -277,7 +277,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op.name)
 			}
 			if op.wait {
-				return waitDuplex(ctx, at, res.Volumes, stdout)
+				return waitDuplex(ctx, at, res.Volumes, *f.timeout, stdout)
 			}
 			return nil
 		}
@@ -299,7 +299,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		}
 	}
 	if op.wait {
-		return waitDuplex(ctx, at, vols, stdout)
+		return waitDuplex(ctx, at, vols, *f.timeout, stdout)
 	}
 	return nil
 }
@@ -358,12 +358,16 @@ func applicable(op string, names []string, st control.Status, stdout io.Writer) 
 	return out
 }
 
-// waitDuplex shows the copy's progress until every volume is duplex.
-func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, stdout io.Writer) error {
+// waitDuplex shows the copy's progress until every volume is duplex. A
+// refusal of the secondary that passes by itself (control.Status
+// RefusalPasses) is waited through for at most patience at a stretch; one
+// that lasts until an operator acts ends the wait at once.
+func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patience time.Duration, stdout io.Writer) error {
 	line := newStatusLine(stdout)
 	defer line.end()
 	start := time.Now()
 	var first int64 = -1
+	var refusedSince time.Time // of the passing refusal waited through
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		// A primary that starts again meanwhile has no volumes in its
@@ -377,14 +381,24 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, stdout 
 			return err
 		}
 		var size, copied, resynced int64
-		done := true
+		done, refused := true, false
 		for _, v := range st.Volumes {
 			for _, want := range vols {
 				if v.Name == want && st.Link != "connected" && strings.HasPrefix(v.Note, control.RefusedNote) {
 					// Its copy shows progress, up to whole, read into the
 					// sidefile for a secondary that takes none of it.
-					line.end()
-					return fmt.Errorf("%s: %s; its copy goes on once the secondary takes this primary (duplex status shows the refusal whole)", v.Name, v.Note)
+					switch {
+					case !st.RefusalPasses:
+						line.end()
+						return fmt.Errorf("%s: %s; its copy goes on once the secondary takes this primary (duplex status shows the refusal whole)", v.Name, v.Note)
+					case refusedSince.IsZero():
+						refusedSince = time.Now()
+					case time.Since(refusedSince) >= patience:
+						line.end()
+						return fmt.Errorf("%s: %s; the secondary has refused this primary for %s (--timeout), though it said it takes it again by itself: "+
+							"the copy goes on once it does, duplex status shows it", v.Name, v.Note, patience)
+					}
+					refused = true
 				}
 				if v.Name == want {
 					size += v.SizeBytes
@@ -399,8 +413,14 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, stdout 
 		if first < 0 {
 			first = copied
 		}
-		line.update(progressLine(copied, size, copied-first, time.Since(start)))
-		if done {
+		progress := progressLine(copied, size, copied-first, time.Since(start))
+		if refused {
+			progress += fmt.Sprintf("  the secondary refuses this primary for now (%s): waiting", time.Since(refusedSince).Round(time.Second))
+		} else {
+			refusedSince = time.Time{}
+		}
+		line.update(progress)
+		if done && !refused {
 			line.end()
 			fmt.Fprintf(stdout, "duplex; %s copied\n", bytesIEC(resynced))
 			return nil
