@@ -113,7 +113,9 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	cmd.Process.Signal(syscall.SIGTERM)
 	// Once the signal is taken, the start is handed its state file: it
 	// ends within the grace, as a start that waited on a slow disk does.
-	time.Sleep(200 * time.Millisecond)
+	// (One that did not, on a loaded machine, is given up: no fence
+	// either.)
+	time.Sleep(500 * time.Millisecond)
 	done := make(chan struct{})
 	defer close(done)
 	go serveFIFO(state, saved, done)
@@ -131,7 +133,13 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	if strings.Contains(out, "secondary fenced") || strings.Contains(out, "fenced: the volumes start") {
 		t.Errorf("recover fenced the secondary after SIGTERM:\n%s", out)
 	}
-	if last := out[strings.LastIndex(out, "duplex: ")+1:]; !strings.Contains(out, "duplex: ") || !strings.Contains(last, "not fenced") {
+	last := out[strings.LastIndex(out, "duplex: ")+1:]
+	switch {
+	case !strings.Contains(out, "duplex: "):
+		t.Errorf("recover stopped while starting printed no error:\n%s", out)
+	case strings.Contains(last, "stopped while starting"):
+		t.Logf("the start did not end within the grace: given up, which does not fence either")
+	case !strings.Contains(last, "not fenced"):
 		t.Errorf("recover's last words do not say the secondary was not fenced:\n%s", out)
 	}
 	if b, err := os.ReadFile(secondary.IdentityPath(state)); err == nil && strings.Contains(string(b), `"fenced"`) {
