@@ -653,6 +653,9 @@ func Open(cfg Config) (*Secondary, error) {
 	err = s.replay()
 	s.replaying = nil
 	if err == nil {
+		s.releaseAtStart()
+	}
+	if err == nil {
 		// Settled now, while the journal still ends with the pending group
 		// if it was journaled: trimming it later must not change the answer.
 		err = s.setIdentity(s.ident.settled(s.journaled.Group))
@@ -1464,6 +1467,31 @@ func (s *Secondary) retryRelease() {
 		s.log.Info("released the journal's applied segments that a checkpoint could not release", "through_group", through,
 			"attempts", attempts, "failing_for", time.Since(since).Round(time.Millisecond))
 	}
+}
+
+// releaseAtStart releases the journal's segments of the groups the state
+// file names. A checkpoint that wrote it may have failed to release them,
+// or been killed before it did; and the replay's checkpoint, with no group
+// to apply, writes nothing and releases nothing, so they would stay on the
+// disk until a primary sends a group. A failure is retried as a
+// checkpoint's is (owedLocked); it does not fail the start, whose state
+// file holds what the volumes do.
+func (s *Secondary) releaseAtStart() {
+	s.ckMu.Lock()
+	defer s.ckMu.Unlock()
+	if s.stateGroup == 0 {
+		return
+	}
+	before := s.journal.Bytes()
+	err := s.releaseThrough(s.stateGroup)
+	if err != nil {
+		s.log.Warn("the state file records the groups applied, but releasing the journal's segments they fill failed at the start: "+
+			"it is tried again after a backoff (from a second up to a minute) until it succeeds", "through_group", s.stateGroup, "err", err)
+	} else if after := s.journal.Bytes(); after < before {
+		s.log.Info("released the journal's applied segments that were not released before the last stop", "through_group", s.stateGroup,
+			"bytes", before-after)
+	}
+	s.owedLocked(s.stateGroup, err)
 }
 
 // stopReleaseRetriesLocked ends the retries of an owed release: the journal
@@ -2846,7 +2874,7 @@ func (s *Secondary) Close() error {
 	defer s.mu.Unlock()
 	s.ckMu.Lock()
 	err := s.checkpointLocked()
-	// The next start's replay releases what is owed.
+	// The next start releases what is owed (releaseAtStart).
 	s.stopReleaseRetriesLocked()
 	s.ckMu.Unlock()
 	if cerr := s.journal.Close(); err == nil {

@@ -582,3 +582,45 @@ func TestHelloUnknownSectionRefused(t *testing.T) {
 		t.Fatalf("DecodeHello of a cut section: err = %v, want ErrCorrupt", err)
 	}
 }
+
+// FuzzDecodeRefuse: whatever a Refuse's body holds, DecodeRefuse does not
+// panic, keeps at most 1 KiB of reason, and calls the refusal passing only
+// for the reason followed by exactly the passing section: a damaged frame
+// reads as lasting, which costs a stop at most an unclean save, never a
+// wait for a secondary that waits for an operator. A body it accepts is
+// the one EncodeRefuse makes of what it read, and a primary from before
+// the section reads the same reason from it.
+func FuzzDecodeRefuse(f *testing.F) {
+	for _, r := range []Refusal{{}, {Reason: "no"}, {Reason: "no", Passing: true}, {Reason: strings.Repeat("r", 1024), Passing: true}} {
+		f.Add(mustOpen(f, EncodeRefuse(r), TypeRefuse))
+	}
+	f.Add(append(appendString(nil, "r"), 2))
+	f.Add(append(appendString(nil, "r"), refusePassing, refusePassing))
+	f.Add([]byte{0, 5, 'r', refusePassing})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, refusePassing})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := DecodeRefuse(body)
+		if len(got.Reason) > 1024 {
+			t.Fatalf("DecodeRefuse(%x) kept a reason of %d bytes", body, len(got.Reason))
+		}
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("DecodeRefuse(%x): error wraps no sentinel: %v", body, err)
+			}
+			if got.Passing {
+				t.Fatalf("DecodeRefuse(%x) = passing with an error (%v): a damaged frame must read as lasting", body, err)
+			}
+			return
+		}
+		if again := mustOpen(t, EncodeRefuse(got), TypeRefuse); !bytes.Equal(again, body) {
+			t.Fatalf("DecodeRefuse(%x) = %+v, which encodes as %x", body, got, again)
+		}
+		if got.Passing != (len(body) > 0 && body[len(body)-1] == refusePassing && bytes.Equal(body[:len(body)-1], appendString(nil, got.Reason))) {
+			t.Fatalf("DecodeRefuse(%x) = %+v: passing without exactly the reason and the passing section after it", body, got)
+		}
+		old := &reader{b: body}
+		if reason := old.str(); old.err != nil || reason != got.Reason {
+			t.Fatalf("a primary from before reads %q (%v) of %x, this build %q", reason, old.err, body, got.Reason)
+		}
+	})
+}
