@@ -2677,7 +2677,16 @@ func (s *Secondary) fence(recoverAt bool) (transport.Position, error) {
 			// it names again, over those writes. Groups journaled beyond it
 			// are held by an unfinished resync, and a restart holds them
 			// the same way: no primary ends it.
-			ckErr = s.checkpoint()
+			s.ckMu.Lock()
+			recorded, err := s.checkpointRecording()
+			s.ckMu.Unlock()
+			if err != nil && recorded {
+				// The state file names the group: only the journal's
+				// space waits, its release retried (owedLocked).
+				s.log.Warn(releaseFailed("the applied group the fence is at"), "err", err)
+				err = nil
+			}
+			ckErr = err
 		}
 		s.mu.Lock()
 		if torn != nil {
