@@ -12,6 +12,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/secondary"
 	"duplex/site"
 )
 
@@ -123,7 +124,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	defer s.Close()
 	pos := s.Replica().Position()
 	if *force {
-		if err := stoppedBeforeFence(ctx, "--force"); err != nil {
+		if err := stoppedBeforeFence(ctx, "--force", s.Replica()); err != nil {
 			return err
 		}
 		if _, err := s.Replica().Fence(); err != nil {
@@ -160,10 +161,14 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 // keep the site as it is, so it does not fence. The fence itself, once
 // begun, is finished: it is one step a stop must not cut in half (with
 // --at, the fence and the undo to the target, which a recover run again
-// after a kill completes).
-func stoppedBeforeFence(ctx context.Context, flag string) error {
+// after a kill completes). A secondary an earlier recover fenced stays so.
+func stoppedBeforeFence(ctx context.Context, flag string, sec *secondary.Secondary) error {
 	if ctx.Err() == nil {
 		return nil
+	}
+	if _, fenced := sec.Generation(); fenced {
+		return fmt.Errorf("stopped before fencing (%v): nothing more is done; the secondary was fenced by an earlier recover, "+
+			"and refuses its old primary as before; run duplex recover %s again to finish", context.Cause(ctx), flag)
 	}
 	return fmt.Errorf("stopped before fencing (%v): the secondary is not fenced and takes its primary again when it restarts; "+
 		"the groups its start applied stay applied, as after any start; run duplex recover %s again to take it over", context.Cause(ctx), flag)

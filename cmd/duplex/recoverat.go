@@ -34,7 +34,7 @@ func recoverAt(ctx context.Context, cfg *config.Config, log *slog.Logger, at tim
 		return err
 	}
 	defer s.Close()
-	if err := stoppedBeforeFence(ctx, "--at TIME"); err != nil {
+	if err := stoppedBeforeFence(ctx, "--at TIME", s.Replica()); err != nil {
 		return err
 	}
 	r := s.Replica()
