@@ -67,3 +67,32 @@ func TestTheWaitingGroupsAppliedAgainAfterAFailureGoOnFromWhereItStopped(t *test
 		t.Errorf("stopped, the state file names group %d (%v), want 4", st.Group, err)
 	}
 }
+
+// TestAFailedWaitingGroupsApplySaysItPasses: the apply of the groups that
+// waited fails part-way at a primary's link (group 4's write, a disk's
+// passing fault): the primary is refused, and its next dial, with no
+// operator acting, applies the rest and is welcomed. The refusal says it
+// passes, so that a stop of the primary meanwhile waits for that dial, as
+// for a link that comes back, not gives up at once and saves itself
+// unclean, which has its next start copy the activity log's regions.
+func TestAFailedWaitingGroupsApplySaysItPasses(t *testing.T) {
+	r := withoutVol2(t, killedWithGroupsUnapplied(t))
+	var failed atomic.Bool
+	r.sec.targets["vol1"] = failingOnceTarget{Target: r.sec.targets["vol1"], off: 12288, failed: &failed}
+	without := r.hello()
+	without.Instance = 9
+	_, typ, body := r.dial(without)
+	if typ != transport.TypeRefuse {
+		t.Fatalf("the primary without vol2, group 4's write failing: frame type %d, want a refusal", typ)
+	}
+	refusal, err := transport.DecodeRefuse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, typ, _ := r.dial(without); typ != transport.TypeWelcome {
+		t.Fatalf("the primary's next dial: frame type %d, want a welcome", typ)
+	}
+	if !refusal.Passing {
+		t.Errorf("refused %q as lasting, and the primary's next dial was welcomed with no operator acting", refusal.Reason)
+	}
+}
