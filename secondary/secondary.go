@@ -1750,9 +1750,11 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		// s.mu is let go while they are applied, and taken again.
 		if err := s.applyUnconfiguredLocked(); err != nil {
 			s.mu.Unlock()
-			// The volumes may hold part of the groups (s.torn): a
-			// restart replays the journal.
-			return s.refuse(conn, lasting(err.Error()))
+			// The volumes may hold part of the groups (s.torn) until
+			// the primary's next dial applies the rest, from the group
+			// applied, with no operator acting (or a restart replays
+			// the journal): it passes.
+			return s.refuse(conn, passing(err.Error()))
 		}
 		// A stop or a fence may have come meanwhile, which only this
 		// keeps the primary out of.
