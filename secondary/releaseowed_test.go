@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,5 +62,45 @@ func TestAReleaseOwedAtAStopOrCrashIsDoneAtTheNextStart(t *testing.T) {
 					"the segments of the groups the state file names are not released\n%s", b, r.held, logs.String())
 			}
 		})
+	}
+}
+
+// TestAReleaseRetryMetByCloseTouchesNoClosedJournal: retries of a release
+// owed (retryRelease, as its timer runs it) that come while the secondary
+// closes, failing and then succeeding, neither race the close (go test
+// -race) nor release after it, and none is scheduled once it returned: a
+// site opened again after a disk fault opens the journal anew, which a
+// retry of the closed one must never touch.
+func TestAReleaseRetryMetByCloseTouchesNoClosedJournal(t *testing.T) {
+	r := releaseFailedAfterTheWaitingGroups(t)
+	sec := r.sec
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sec.retryRelease()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	r.in.Clear()
+	r.stop()
+	r.sec = nil
+	close(stop)
+	wg.Wait()
+	sec.retryRelease()
+	sec.ckMu.Lock()
+	owed := sec.owed
+	sec.ckMu.Unlock()
+	if !owed.closed || owed.timer != nil {
+		t.Errorf("after Close, the owed release is %+v: want closed, no retry scheduled", owed)
 	}
 }
