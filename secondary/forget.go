@@ -82,7 +82,7 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 func releaseFailed(what string) string {
 	return "the state file records " + what + ", but the checkpoint's release of the journal's applied segments " +
 		"(or trim of the history) failed: it is tried again after a backoff (from a second up to a minute) until it succeeds, " +
-		"and the next group's checkpoint stops the secondary if its disk still fails"
+		"and at the next start if the secondary stops first; the next group's checkpoint stops the secondary if its disk still fails"
 }
 
 // forgetLocked forgets the secondary's copies of the volumes gone through
