@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"duplex/control"
 )
@@ -39,6 +40,12 @@ func TestAPromotedSiteWithoutTheReverseDirectionSaysSo(t *testing.T) {
 	}
 	runUntil(t, func(ctx context.Context) { p.Run(ctx) })
 	at := control.Endpoint{Addr: p.ControlAddr()}
+	// The control address answers from the open, "not yet: starting",
+	// until the run has read the site's state: ask only once it runs.
+	waitFor(t, 10*time.Second, "the promoted site to run", func() bool {
+		st, err := control.Fetch(ctx, at)
+		return err == nil && st.Starting == nil
+	})
 	says := func(what string, err error) {
 		t.Helper()
 		if err == nil {
