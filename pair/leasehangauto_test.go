@@ -486,6 +486,10 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsResume(t *testing.T) {
 	if err := r.mg.Resume("b"); err != nil && !errors.Is(err, ErrSaveHung) { // b the operator's again, once saved
 		t.Fatal(err)
 	}
+	// A resume answered ErrSaveHung takes effect, its copy's end stamped,
+	// only once its save ends: acknowledged before that, the end is after
+	// all the secondary acknowledged, and b stays pending.
+	r.waitPair("b", "with its copy's end stamped", func(p Pair) bool { return p.State == Duplex || p.State != Suspended && p.CopyEnd != 0 })
 	r.mv.ackAll(r.tm)
 	r.waitPair("b", "duplex", func(p Pair) bool { return p.State == Duplex })
 	r.hang()
