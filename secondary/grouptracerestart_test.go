@@ -46,9 +46,12 @@ func TestDebugTraceUnderTrafficAndARestart(t *testing.T) {
 			t.Fatal("the secondary does not trace at debug level")
 		}
 		if slow {
-			// The applier falls behind and holds the receiver back:
-			// the stop finds record sets sent and not yet journaled,
-			// which the primary sends again after the restart.
+			// The applier falls behind the receiver: the stop comes
+			// while journaled groups wait for it (Close applies them)
+			// and at times before record sets sent are journaled,
+			// which the primary sends again after the restart. Set
+			// before the link is made: only what the link brings reads
+			// the targets.
 			r.sec.targets["vol1"] = slowTarget{r.sec.targets["vol1"], 2 * time.Millisecond}
 		}
 		stop := make(chan struct{})
