@@ -2255,7 +2255,10 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	s.handing = true
 	s.mu.Unlock()
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling groups %d to %d", gs[0].Number, gs[len(gs)-1].Number))
-	start := time.Now()
+	var start, synced time.Time
+	if s.tracing {
+		start = time.Now()
+	}
 	var err error
 	for _, g := range gs {
 		// s.buf is the receiver's while it hands over (nothing else
@@ -2281,7 +2284,9 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 		}
 	}
 	s.diskEnd(waitJournal)
-	synced := time.Now()
+	if s.tracing {
+		synced = time.Now()
+	}
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
@@ -2458,7 +2463,10 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
 		}
 	}
-	start := time.Now()
+	var start time.Time
+	if s.tracing {
+		start = time.Now()
+	}
 	if err := s.journalUnlocked(g.Number, parts, sum); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
