@@ -103,3 +103,74 @@ func (a machineStat) use(b machineStat, wall time.Duration, ios float64) machine
 	return machineUse{idle: (b.idle - a.idle) / all, iowait: (b.iowait - a.iowait) / all,
 		writesPerIO: (b.writes - a.writes) / ios, diskBusy: (b.ioTicks - a.ioTicks) / wall.Seconds(), ok: true}
 }
+
+// runEnv is what the machine did around one pinned run besides the server
+// and fio: CPU time the host took from each CPU (steal), the page cache's
+// dirty and written-back pages, which a run on a virtual machine sharing its
+// disk meets whatever the server under test does.
+type runEnv struct {
+	steal                 [2]float64 // seconds, CPU 0 and CPU 1
+	dirty, writeback      float64    // bytes, at the read
+	written               float64    // bytes written back since boot
+	freePages             float64    // bytes free, at the read
+	ok                    bool
+	cpu0Busy, cpu0IdleIow float64 // CPU 0's busy and idle+iowait seconds
+}
+
+// readRunEnv reads /proc/stat's per-CPU steal and /proc/vmstat's page cache
+// counters; a counter it cannot read leaves ok false.
+func readRunEnv() runEnv {
+	var e runEnv
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return e
+	}
+	const hz = 100
+	seen := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || (f[0] != "cpu0" && f[0] != "cpu1") {
+			continue
+		}
+		i := int(f[0][3] - '0')
+		var v [8]float64
+		for k := range v {
+			if v[k], err = strconv.ParseFloat(f[k+1], 64); err != nil {
+				return e
+			}
+		}
+		e.steal[i] = v[7] / hz
+		if i == 0 {
+			e.cpu0Busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / hz
+			e.cpu0IdleIow = (v[3] + v[4]) / hz
+		}
+		seen++
+	}
+	b, err = os.ReadFile("/proc/vmstat")
+	if err != nil || seen != 2 {
+		return e
+	}
+	const page = 4096
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "nr_dirty":
+			e.dirty = v * page
+		case "nr_writeback":
+			e.writeback = v * page
+		case "nr_written":
+			e.written = v * page
+		case "nr_free_pages":
+			e.freePages = v * page
+		}
+	}
+	e.ok = true
+	return e
+}

@@ -66,6 +66,14 @@ type settings struct {
 	lagSat   float64
 	// lagSettle: the file system is synced before every lag run.
 	lagSettle bool
+	// primarySettle: the file system is synced before every primary-side
+	// run.
+	primarySettle bool
+	// burstRepeats is the number of bursts each server runs in a round of
+	// the primary section, its median kept; burstCached starts every
+	// burst with the image read whole into the page cache.
+	burstRepeats int
+	burstCached  bool
 	// floor, if set, is an nbdfloor binary served beside nbdkit in the
 	// primary-side section: Duplex's NBD server without replication.
 	floor string
@@ -125,6 +133,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	subsystems := fs.Int("subsystems", 1, "write, lag and apply sections: the subsystems of their session, one volume each (a `duplex demo` session has 2); the write and lag jobs write the first one's volume, the apply section's every one, a job each sharing its depth of 4")
 	primaryDir := fs.String("primary-dir", "", "write, lag and apply sections: the `directory` of the primary's volume (default in -out; say /dev/shm: the primary's writes off the secondary's disk; a directory perf-PID is made in it and removed at the end)")
 	lagSettle := fs.Bool("lag-settle", true, "lag section: sync the work directory's file system (syncfs) before every run, so that none meets the writeback of what the bench wrote before it (the prefill, the saturation run, the runs before)")
+	primarySettle := fs.Bool("primary-settle", true, "primary section: sync the work directory's file system (syncfs) before every run, so that none meets the writeback of what the runs before it left dirty (a Duplex run's secondary volume, the prefill's copies)")
+	burstRepeats := fs.Int("burst-repeats", 5, "primary section: bursts each server runs in a round, alternated burst by burst, the median (by IOPS) kept as the round's")
+	burstCache := fs.String("burst-cache", "cached", "primary section: the image's state at each burst's start: cached (synced, dropped, then read whole: the burst overwrites pages the cache holds) or dropped (synced and dropped: the burst takes new pages, whose cost on this virtual machine depends on how long ago they were freed)")
 	secLevel := fs.String("secondary-log-level", "", "every session's secondary: its --log-level (debug: one line per group applied with the wall time of each step, from arrival to applied, and the checkpoints; read with bench/cmd/lagtrace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -187,6 +198,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	s.lagRun, s.lagSat = 10*time.Second, *lagSat*(1<<20)
 	s.lagSettle = *lagSettle
+	s.primarySettle = *primarySettle
+	s.burstRepeats = *burstRepeats
+	switch *burstCache {
+	case "cached":
+		s.burstCached = true
+	case "dropped":
+	default:
+		fmt.Fprintf(stderr, "perf: -burst-cache: %q is neither cached nor dropped\n", *burstCache)
+		return 2
+	}
 	if s.quick {
 		s.lagRun = 4 * time.Second
 	}

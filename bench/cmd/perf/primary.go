@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -189,6 +190,11 @@ func (b *bench) primarySide(ctx context.Context) error {
 		// I/O over the run; 0 without perf.
 		switchesPer float64
 		load        string // the load average after the run
+		// env0 and env1 are the machine's steal and page cache counters
+		// right before fio started and right after it ended: what the run
+		// met besides the server and fio.
+		env0, env1 runEnv
+		wall       float64 // seconds, fio's start to its end
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{harness.LoadAvg()}
@@ -198,83 +204,115 @@ func (b *bench) primarySide(ctx context.Context) error {
 	for r := range b.s.warmup + b.s.rounds {
 		warm := r < b.s.warmup
 		for j, job := range jobs {
-			// A B A B, job by job, round after round: a change in the
-			// machine's load hits both servers alike.
-			for si, sv := range servers {
-				if job.burst && sv.burst != nil {
-					sv = *sv.burst
-				}
-				// The same settled state before every run: nothing of
-				// the image in the page cache, as after drop_caches;
-				// for the read job then all of it, so that it measures
-				// the server rather than the disk.
-				if err := harness.DropCache(sv.image); err != nil {
-					return err
-				}
-				if job.rw == "randread" {
-					if err := warmCache(sv.image); err != nil {
+			// A burst is a run of a fraction of a second: each round runs
+			// it burstRepeats times on each server, the servers
+			// alternating burst by burst, and keeps each server's median
+			// burst (by IOPS), so that one burst disturbed by the
+			// machine does not make the round's ratio.
+			reps := 1
+			if job.burst {
+				reps = max(b.s.burstRepeats, 1)
+			}
+			runs := make([][]result, len(servers))
+			for rep := range reps {
+				// A B A B, job by job, round after round: a change in the
+				// machine's load hits both servers alike.
+				for si, sv := range servers {
+					if job.burst && sv.burst != nil {
+						sv = *sv.burst
+					}
+					// The same settled state before every run: nothing of
+					// the image in the page cache, as after drop_caches;
+					// for the read job then all of it, so that it measures
+					// the server rather than the disk. With -primary-settle
+					// nothing dirty either: what the runs before left (the
+					// secondary's volume and journal after a Duplex run, the
+					// prefill's copies) would otherwise be written back
+					// during this run, beside it on the disk and in the
+					// kernel's threads on its CPU.
+					if b.s.primarySettle {
+						if err := harness.SyncFS(dir); err != nil {
+							return err
+						}
+					}
+					if err := harness.DropCache(sv.image); err != nil {
 						return err
 					}
-				}
-				cpu0, err := harness.ProcCPU(sv.pid)
-				if err != nil {
-					return err
-				}
-				faults0, err := harness.ProcFaults(sv.pid)
-				if err != nil {
-					return err
-				}
-				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1-b.s.warmup)
-				if warm {
-					name = fmt.Sprintf("primary-%s-%s-warmup%d", job.name, sv.name, r+1)
-				}
-				clock, err := startTaskClock(ctx, dir, sv.pid)
-				if err != nil {
-					return err
-				}
-				args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
-				if job.burst {
-					args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
-				}
-				jobs, err := b.fioPinned(ctx, name, args...)
-				if err != nil {
-					clock.stop()
-					return err
-				}
-				clocked, switches, err := clock.stop()
-				if err != nil {
-					return err
-				}
-				cpu1, err := harness.ProcCPU(sv.pid)
-				if err != nil {
-					return err
-				}
-				faults1, err := harness.ProcFaults(sv.pid)
-				if err != nil {
-					return err
-				}
-				// The CPU time covers the ramp too, so it is divided by
-				// every I/O of the run, ramp included, estimated from
-				// the measured rate.
-				ios := jobs[0].IOPS * jobs[0].Runtime
-				if !job.burst {
-					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
-				}
-				rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
-					clockPer: clocked.Seconds() / max(ios, 1), switchesPer: float64(switches) / max(ios, 1)}
-				if sv.pair != nil && job.rw != "randread" {
-					if _, err := sv.pair.drain(ctx); err != nil {
-						return fmt.Errorf("after %s: %w", name, err)
+					if job.rw == "randread" || (job.burst && b.s.burstCached) {
+						if err := warmCache(sv.image); err != nil {
+							return err
+						}
 					}
-					cpu2, err := harness.ProcCPU(sv.pid)
+					cpu0, err := harness.ProcCPU(sv.pid)
 					if err != nil {
 						return err
 					}
-					rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
+					faults0, err := harness.ProcFaults(sv.pid)
+					if err != nil {
+						return err
+					}
+					name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1-b.s.warmup)
+					if warm {
+						name = fmt.Sprintf("primary-%s-%s-warmup%d", job.name, sv.name, r+1)
+					}
+					if reps > 1 {
+						name += fmt.Sprintf("-b%d", rep+1)
+					}
+					clock, err := startTaskClock(ctx, dir, sv.pid)
+					if err != nil {
+						return err
+					}
+					args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
+					if job.burst {
+						args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
+					}
+					env0, t0 := readRunEnv(), time.Now()
+					jobs, err := b.fioPinned(ctx, name, args...)
+					wall, env1 := time.Since(t0).Seconds(), readRunEnv()
+					if err != nil {
+						clock.stop()
+						return err
+					}
+					clocked, switches, err := clock.stop()
+					if err != nil {
+						return err
+					}
+					cpu1, err := harness.ProcCPU(sv.pid)
+					if err != nil {
+						return err
+					}
+					faults1, err := harness.ProcFaults(sv.pid)
+					if err != nil {
+						return err
+					}
+					// The CPU time covers the ramp too, so it is divided by
+					// every I/O of the run, ramp included, estimated from
+					// the measured rate.
+					ios := jobs[0].IOPS * jobs[0].Runtime
+					if !job.burst {
+						ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+					}
+					rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
+						clockPer: clocked.Seconds() / max(ios, 1), switchesPer: float64(switches) / max(ios, 1),
+						env0: env0, env1: env1, wall: wall}
+					if sv.pair != nil && job.rw != "randread" {
+						if _, err := sv.pair.drain(ctx); err != nil {
+							return fmt.Errorf("after %s: %w", name, err)
+						}
+						cpu2, err := harness.ProcCPU(sv.pid)
+						if err != nil {
+							return err
+						}
+						rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
+					}
+					rs.load = harness.LoadAvg()
+					runs[si] = append(runs[si], rs)
 				}
-				rs.load = harness.LoadAvg()
-				if !warm {
-					res[j][si] = append(res[j][si], rs)
+			}
+			if !warm {
+				for si, rr := range runs {
+					slices.SortFunc(rr, func(a, b result) int { return int(math.Copysign(1, a.job.IOPS-b.job.IOPS)) })
+					res[j][si] = append(res[j][si], rr[len(rr)/2])
 				}
 			}
 		}
@@ -290,12 +328,28 @@ func (b *bench) primarySide(ctx context.Context) error {
 		IOPS, CPUPerIO, ClockPerIO, DrainedPerIO float64
 		FaultsPerIO, SwitchesPerIO               float64
 		Load                                     string
+		// Over fio's run: the host's steal of each CPU, ms; CPU 0's
+		// idle (and iowait) share; MiB dirty in the page cache at its
+		// start and written back during it; MiB free at its start.
+		Steal0ms, Steal1ms, CPU0Idle  float64
+		DirtyMiB, WrittenMiB, FreeMiB float64
+		WallSeconds                   float64
 	}
 	var all []roundJSON
 	for j, job := range jobs {
 		for si, sv := range servers {
 			for r, rs := range res[j][si] {
-				all = append(all, roundJSON{job.name, sv.name, r + 1, rs.job.IOPS, rs.cpuPer * 1e6, rs.clockPer * 1e6, rs.drainedPer * 1e6, rs.faultsPer, rs.switchesPer, rs.load})
+				rj := roundJSON{Job: job.name, Server: sv.name, Round: r + 1, IOPS: rs.job.IOPS, CPUPerIO: rs.cpuPer * 1e6,
+					ClockPerIO: rs.clockPer * 1e6, DrainedPerIO: rs.drainedPer * 1e6, FaultsPerIO: rs.faultsPer,
+					SwitchesPerIO: rs.switchesPer, Load: rs.load, WallSeconds: rs.wall}
+				if e0, e1 := rs.env0, rs.env1; e0.ok && e1.ok {
+					rj.Steal0ms, rj.Steal1ms = (e1.steal[0]-e0.steal[0])*1e3, (e1.steal[1]-e0.steal[1])*1e3
+					if all := (e1.cpu0Busy - e0.cpu0Busy) + (e1.cpu0IdleIow - e0.cpu0IdleIow); all > 0 {
+						rj.CPU0Idle = (e1.cpu0IdleIow - e0.cpu0IdleIow) / all
+					}
+					rj.DirtyMiB, rj.WrittenMiB, rj.FreeMiB = e0.dirty/(1<<20), (e1.written-e0.written)/(1<<20), e0.freePages/(1<<20)
+				}
+				all = append(all, rj)
 			}
 		}
 	}
