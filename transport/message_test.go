@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"duplex/recordset"
 )
@@ -192,6 +193,28 @@ func TestRefuseLongReasonIsCut(t *testing.T) {
 	}
 	if want := reason[:1024]; got.Reason != want {
 		t.Fatalf("got %d bytes, want the first 1024", len(got.Reason))
+	}
+}
+
+// A reason cut to 1 KiB is cut between characters: a cut inside one
+// would leave the primary's status, log and `duplex pair --wait` error a
+// reason ending in bytes that are no text. Each case puts a character of
+// 1 to 4 bytes across the 1 KiB mark.
+func TestRefuseLongReasonIsCutBetweenCharacters(t *testing.T) {
+	for _, char := range []string{"x", "é", "€", "𝄞"} {
+		for pad := range len(char) {
+			reason := strings.Repeat("a", 1024-pad) + strings.Repeat(char, 10)
+			got, err := DecodeRefuse(mustOpen(t, EncodeRefuse(Refusal{Reason: reason}), TypeRefuse))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !utf8.ValidString(got.Reason) {
+				t.Errorf("%q after %d bytes: cut inside a character: ends %x", char, 1024-pad, got.Reason[len(got.Reason)-4:])
+			}
+			if !strings.HasPrefix(reason, got.Reason) || len(got.Reason) > 1024 || len(got.Reason) <= 1024-len(char) {
+				t.Errorf("%q after %d bytes: kept %d bytes, want the longest whole-character prefix of at most 1024", char, 1024-pad, len(got.Reason))
+			}
+		}
 	}
 }
 
