@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"duplex/actlog"
 	"duplex/config"
@@ -1517,7 +1518,12 @@ func refusedNote(ms mover.Stats) string {
 		why = why[:i]
 	}
 	if len(why) > 240 {
-		why = why[:240] + "..."
+		// Between characters: half of one is bytes that are no text.
+		cut := 240
+		for i := 1; i < utf8.UTFMax && !utf8.RuneStart(why[cut]); i++ {
+			cut--
+		}
+		why = why[:cut] + "..."
 	}
 	return control.RefusedNote + ", so nothing of this pair reaches it, its copy neither (what it shows copied " +
 		"is read here, and held): " + why + " (last_error says the ways on)"

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"unicode/utf8"
 )
 
 // Message types. Part of the wire format: never renumber.
@@ -622,15 +623,29 @@ type Refusal struct {
 // wire format: never renumber.
 const refusePassing byte = 1
 
-// EncodeRefuse returns a Refuse frame carrying r; a reason longer than
-// 1 KiB is cut. A lasting refusal is byte for byte what secondaries sent
-// before refusals said whether they pass.
-func EncodeRefuse(r Refusal) []byte {
-	reason := r.Reason
-	if len(reason) > 1024 {
-		reason = reason[:1024]
+// maxReason bounds a Refuse's reason, in bytes.
+const maxReason = 1024
+
+// cutReason cuts a reason longer than maxReason between characters: the
+// primary shows it in its status and log, where a character cut in two
+// is bytes that are no text. A reason that is no UTF-8 to begin with is
+// cut within a character's length of the bound all the same.
+func cutReason(reason string) string {
+	if len(reason) <= maxReason {
+		return reason
 	}
-	b := appendString(nil, reason)
+	cut := maxReason
+	for i := 1; i < utf8.UTFMax && !utf8.RuneStart(reason[cut]); i++ {
+		cut--
+	}
+	return reason[:cut]
+}
+
+// EncodeRefuse returns a Refuse frame carrying r; a reason longer than
+// 1 KiB is cut, between characters. A lasting refusal is byte for byte
+// what secondaries sent before refusals said whether they pass.
+func EncodeRefuse(r Refusal) []byte {
+	b := appendString(nil, cutReason(r.Reason))
 	if r.Passing {
 		b = append(b, refusePassing)
 	}
@@ -651,8 +666,8 @@ func EncodeRefuse(r Refusal) []byte {
 func DecodeRefuse(body []byte) (Refusal, error) {
 	r := &reader{b: body}
 	reason := r.str()
-	if len(reason) > 1024 {
-		return Refusal{Reason: reason[:1024]}, fmt.Errorf("refusal reason of %d bytes: %w", len(reason), ErrCorrupt)
+	if len(reason) > maxReason {
+		return Refusal{Reason: cutReason(reason)}, fmt.Errorf("refusal reason of %d bytes: %w", len(reason), ErrCorrupt)
 	}
 	passing := false
 	if r.err == nil && len(r.b) > 0 && r.b[0] == refusePassing {
