@@ -50,6 +50,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -230,9 +231,12 @@ type Mover struct {
 	// in it rather than by an empty record set of its own. beats are the
 	// heartbeats of the last cut, until sent.
 	bundles bool
-	beats   []transport.Heartbeat
-	based   bool
-	acked   transport.Position
+	// namesRefusals: the current connection's secondary names the kinds
+	// of its refusals (transport.FeatureNamesRefusals).
+	namesRefusals bool
+	beats         []transport.Heartbeat
+	based         bool
+	acked         transport.Position
 	// named holds the tables of a Position by name, by index (ackLocked).
 	named       transport.IndexedTables
 	indexedAcks uint64 // see Stats.IndexedAcks
@@ -276,15 +280,18 @@ type Mover struct {
 	ackedBytes  uint64 // data of the updates released: journaled at the secondary
 	lastErr     string // why the link last failed, in words; cleared by progress
 	lastErrAt   time.Time
-	repeats     transport.Repeats
-	refusals    uint64 // sessions the secondary refused
-	lastRefusal string // why it refused the last one
-	// lastRefusalPasses: the secondary said that refusal passes (see
-	// Stats.LastRefusalPasses).
-	lastRefusalPasses bool
-	conn              transport.Conn // the current connection, if any
-	work              chan struct{}  // new record sets to send
-	progress          chan struct{}  // closed and replaced on every acknowledgement, a Drop, and a cut's end while a Quiesce waits
+	// lastErrRefused: lastErr is the secondary's refusal (see
+	// Stats.LastErrorRefused).
+	lastErrRefused bool
+	repeats        transport.Repeats
+	refusals       uint64 // sessions the secondary refused
+	lastRefusal    string // why it refused the last one
+	// refused is the last refusal as the secondary's frame said it (see
+	// Stats.LastRefusalPasses, LastRefusalKind, LastRefusalReason).
+	refused  transport.Refusal
+	conn     transport.Conn // the current connection, if any
+	work     chan struct{}  // new record sets to send
+	progress chan struct{}  // closed and replaced on every acknowledgement, a Drop, and a cut's end while a Quiesce waits
 
 	// base is the secondary's position at this process's first contact:
 	// all it holds of the primary's earlier runs, whose captured updates
@@ -858,7 +865,7 @@ func (m *Mover) link(ctx context.Context) {
 			}
 			why := transport.Explain(err, "primary")
 			m.mu.Lock()
-			m.lastErr, m.lastErrAt = why, time.Now()
+			m.lastErr, m.lastErrAt, m.lastErrRefused = why, time.Now(), false
 			m.failedDial, m.dialRefused = dialed, false
 			m.mu.Unlock()
 			// Retries meet the same error again and again: it is logged
@@ -882,7 +889,7 @@ func (m *Mover) link(ctx context.Context) {
 		conn.Close()
 		m.mu.Lock()
 		m.setConnected(false)
-		m.bundles, m.beats, m.compress = false, nil, false
+		m.bundles, m.beats, m.compress, m.namesRefusals = false, nil, false, false
 		m.encoded, m.sets, m.own = nil, nil, frameBufs{} // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
@@ -893,7 +900,7 @@ func (m *Mover) link(ctx context.Context) {
 		why := transport.Explain(err, "primary")
 		refused := errors.Is(err, ErrRefused)
 		if err != nil && ctx.Err() == nil {
-			m.lastErr, m.lastErrAt = why, time.Now()
+			m.lastErr, m.lastErrAt, m.lastErrRefused = why, time.Now(), refused
 			if !linked {
 				m.failedDial, m.dialRefused = dialed, refused
 			}
@@ -901,8 +908,10 @@ func (m *Mover) link(ctx context.Context) {
 		if refused && ctx.Err() == nil {
 			m.refusals++
 			m.lastRefusal = err.Error()
-			var re *RefusedError
-			m.lastRefusalPasses = errors.As(err, &re) && re.Passing
+			m.refused = transport.Refusal{Reason: err.Error()}
+			if re := (*RefusedError)(nil); errors.As(err, &re) {
+				m.refused = re.Refusal
+			}
 		}
 		m.mu.Unlock()
 		if ctx.Err() != nil {
@@ -995,13 +1004,30 @@ func (e *RefusedError) Error() string { return ErrRefused.Error() + ": " + e.Rea
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
 // Refused is the error of a Refuse frame's body. One that does not
-// decode is refused all the same, as lasting (transport.DecodeRefuse),
-// with what could be read of its reason: the secondary ends the session
-// after it whatever it said.
+// decode is refused all the same, as lasting and unnamed
+// (transport.DecodeRefuse), with what could be read of its reason: the
+// secondary ends the session after it whatever it said.
 func Refused(body []byte) *RefusedError {
 	r, _ := transport.DecodeRefuse(body)
 	return &RefusedError{r}
 }
+
+// namedByWords is r, from a secondary that names no kinds
+// (transport.FeatureNamesRefusals), named by its words: such a secondary
+// refused a stale record set in staleWords, the one refusal it sent on a
+// link that the primary acts on by what it is.
+func namedByWords(r transport.Refusal) transport.Refusal {
+	if r.Kind == transport.RefusalUnnamed && strings.Contains(r.Reason, staleWords) {
+		r.Kind = transport.RefusalStale
+	}
+	return r
+}
+
+// staleWords are in the reason of the refusal of a stale record set by a
+// secondary from before refusal kinds (consistency.ErrStale's words, as
+// they were then): what such a secondary says is fixed, whatever a later
+// build says, so these never change.
+const staleWords = "update stamped at or before the consistency time"
 
 func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) error {
 	names := make([]string, len(m.cfg.Subsystems))
@@ -1528,7 +1554,7 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	}
 	m.setConnected(true)
 	if m.heldSets == 0 {
-		m.lastErr, m.lastErrAt = "", time.Time{}
+		m.lastErr, m.lastErrAt, m.lastErrRefused = "", time.Time{}, false
 	}
 	m.lastAck = time.Now()
 	m.lastRecv = time.Now()
@@ -1548,6 +1574,7 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 	m.ackLocked(p)
 	m.conn = conn
 	m.bundles, m.beats = p.Features&transport.FeatureBundles != 0, nil
+	m.namesRefusals = p.Features&transport.FeatureNamesRefusals != 0
 	m.compress = m.cfg.Compressor != nil && p.Features&transport.FeatureZstd != 0
 	if m.cfg.Compressor != nil && !m.compress {
 		m.log.Warn("the secondary takes no compressed record sets: sending them plain", "peer", conn.Peer())
@@ -1767,7 +1794,14 @@ func (m *Mover) receive(conn transport.Conn) error {
 			m.indexedAcks++
 			m.mu.Unlock()
 		case transport.TypeRefuse:
-			return Refused(body)
+			re := Refused(body)
+			m.mu.Lock()
+			named := m.namesRefusals
+			m.mu.Unlock()
+			if !named {
+				re.Refusal = namedByWords(re.Refusal)
+			}
+			return re
 		default:
 			m.log.Warn("ignoring unexpected frame from secondary", "type", typ)
 		}
@@ -1825,7 +1859,7 @@ func (m *Mover) ackIndexedLocked(p transport.Position, t transport.IndexedTables
 		m.advanceReceived(s, e.Seq)
 		for len(s.held) > 0 && s.held[0].rs.Seq <= e.Seq {
 			m.release(s)
-			m.lastErr, m.lastErrAt = "", time.Time{}
+			m.lastErr, m.lastErrAt, m.lastErrRefused = "", time.Time{}, false
 			progress = true
 		}
 	}
@@ -2244,6 +2278,15 @@ type Stats struct {
 	// passes (transport.Refusal.Passing): it takes this primary again by
 	// itself, shortly, with no operator acting.
 	LastRefusalPasses bool
+	// LastRefusalKind is the kind of the last refusal
+	// (transport.Refusal.Kind), what the pair manager acts on, and
+	// LastRefusalReason its reason, as the secondary's frame said them.
+	LastRefusalKind   transport.RefusalKind
+	LastRefusalReason string
+	// LastErrorRefused says that LastError is the last refusal: the link
+	// last failed because the secondary refused the session. It is
+	// cleared with LastError.
+	LastErrorRefused bool
 	// Base, once Based, is the secondary's position at this process's
 	// first contact: it holds nothing an earlier run of the primary
 	// captured after Base.Time, so no volume there is consistent as of a
@@ -2276,8 +2319,10 @@ func (m *Mover) Stats() Stats {
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
-		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal, LastRefusalPasses: m.lastRefusalPasses, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
+		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LastErrorRefused: m.lastErrRefused,
+		FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused, Refusals: m.refusals, LastRefusal: m.lastRefusal,
+		LastRefusalPasses: m.refused.Passing, LastRefusalKind: m.refused.Kind, LastRefusalReason: m.refused.Reason,
+		Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
 }

@@ -7,21 +7,28 @@ import (
 	"duplex/transport"
 )
 
-// TestTheRefusalsKindIsTheFramesFlag: whether the last refusal passes
-// is what the secondary's Refuse frame said, whatever its words; a frame
-// without the flag (a secondary from before it) is lasting, and so is one
-// that does not decode.
+// TestTheRefusalsKindIsTheFramesFlag: whether the last refusal passes,
+// and its kind, are what the secondary's Refuse frame said, whatever its
+// words; a frame without the flag (a secondary from before it) is
+// lasting, one without a kind unnamed, and one that does not decode both.
 func TestTheRefusalsKindIsTheFramesFlag(t *testing.T) {
 	p := startPrimary(t, options{subsystems: []string{"ss1"}})
 	for i, tc := range []struct {
 		name    string
 		frame   []byte
 		passing bool
+		kind    transport.RefusalKind
+		reason  string
 	}{
-		{"passing", transport.EncodeRefuse(transport.Refusal{Reason: "back in a second", Passing: true}), true},
-		{"lasting, in the words of a passing one", transport.EncodeRefuse(transport.Refusal{Reason: "secondary stopped at group 3: EIO; the secondary retries by itself"}), false},
-		{"passing, in other words", transport.EncodeRefuse(transport.Refusal{Reason: "another session's", Passing: true}), true},
-		{"a section this build does not know", transport.Frame(transport.TypeRefuse, []byte{0, 1, 'r', 9}), false},
+		{"passing", transport.EncodeRefuse(transport.Refusal{Reason: "back in a second", Passing: true}), true, 0, "back in a second"},
+		{"lasting, in the words of a passing one", transport.EncodeRefuse(transport.Refusal{Reason: "secondary stopped at group 3: EIO; the secondary retries by itself"}), false, 0,
+			"secondary stopped at group 3: EIO; the secondary retries by itself"},
+		{"passing, in other words", transport.EncodeRefuse(transport.Refusal{Reason: "another session's", Passing: true}), true, 0, "another session's"},
+		{"a section this build does not know", transport.Frame(transport.TypeRefuse, []byte{0, 1, 'r', 9}), false, 0, "r"},
+		{"stale, in other words", transport.EncodeRefuse(transport.Refusal{Reason: "the clock went back", Passing: true, Kind: transport.RefusalStale}), true, transport.RefusalStale,
+			"the clock went back"},
+		{"a kind this build does not know", transport.EncodeRefuse(transport.Refusal{Reason: "newer", Kind: 77}), false, 77, "newer"},
+		{"a damaged stale one", transport.Frame(transport.TypeRefuse, []byte{0, 1, 'r', 1, 2, 1, 9}), false, 0, "r"},
 	} {
 		l, _ := p.accept(t)
 		if err := l.conn.Send(tc.frame); err != nil {
@@ -29,8 +36,49 @@ func TestTheRefusalsKindIsTheFramesFlag(t *testing.T) {
 		}
 		l.awaitClosed()
 		waitFor(t, "the refusal counted", func() bool { return p.mover.Stats().Refusals == uint64(i+1) })
-		if st := p.mover.Stats(); st.LastRefusalPasses != tc.passing || !st.FailedDialRefused {
-			t.Errorf("%s: LastRefusalPasses %v, FailedDialRefused %v (%q); want %v, true", tc.name, st.LastRefusalPasses, st.FailedDialRefused, st.LastRefusal, tc.passing)
+		st := p.mover.Stats()
+		if st.LastRefusalPasses != tc.passing || !st.FailedDialRefused || !st.LastErrorRefused {
+			t.Errorf("%s: LastRefusalPasses %v, FailedDialRefused %v, LastErrorRefused %v (%q); want %v, true, true",
+				tc.name, st.LastRefusalPasses, st.FailedDialRefused, st.LastErrorRefused, st.LastRefusal, tc.passing)
+		}
+		if st.LastRefusalKind != tc.kind || st.LastRefusalReason != tc.reason {
+			t.Errorf("%s: LastRefusalKind %d, LastRefusalReason %q; want %d, %q", tc.name, st.LastRefusalKind, st.LastRefusalReason, tc.kind, tc.reason)
+		}
+	}
+}
+
+// TestAStaleRefusalOfASecondaryBeforeKindsIsKnownByItsWords: on a link
+// whose secondary does not name kinds (its Welcome without
+// FeatureNamesRefusals, one from before them), the refusal of a stale
+// record set, in the words such a secondary used, is read as stale, for
+// the pair manager suspends on that; on a link whose secondary names
+// them, the words are nothing, and only the kind is read.
+func TestAStaleRefusalOfASecondaryBeforeKindsIsKnownByItsWords(t *testing.T) {
+	const before = `refusing a record set: record set ss1/3: update 1 of 1 (volume "vol1") is stamped 5000 (1970-01-01T00:00:00.000005Z), ` +
+		`not after the consistency time 20000 (1970-01-01T00:00:00.00002Z) already reached: the primary's clock is behind the clock ` +
+		`that stamped what the secondary holds: update stamped at or before the consistency time`
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	for i, tc := range []struct {
+		name     string
+		features uint64
+		r        transport.Refusal
+		kind     transport.RefusalKind
+	}{
+		{"before kinds, in its words", 0, transport.Refusal{Reason: before}, transport.RefusalStale},
+		{"before kinds, in other words", 0, transport.Refusal{Reason: "refusing a record set the secondary cannot apply"}, 0},
+		{"naming kinds, unnamed in those words", transport.FeatureNamesRefusals, transport.Refusal{Reason: before}, 0},
+		{"naming kinds, named", transport.FeatureNamesRefusals, transport.Refusal{Reason: "the clock went back", Passing: true, Kind: transport.RefusalStale}, transport.RefusalStale},
+	} {
+		l, _ := p.accept(t)
+		l.welcome(transport.Position{Features: tc.features})
+		waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+		if err := l.conn.Send(transport.EncodeRefuse(tc.r)); err != nil {
+			t.Fatal(err)
+		}
+		l.awaitClosed()
+		waitFor(t, "the refusal counted", func() bool { return p.mover.Stats().Refusals == uint64(i+1) })
+		if st := p.mover.Stats(); st.LastRefusalKind != tc.kind || !st.LastErrorRefused || st.LastRefusalReason != tc.r.Reason {
+			t.Errorf("%s: LastRefusalKind %d, LastErrorRefused %v, LastRefusalReason %q; want %d, true, the frame's", tc.name, st.LastRefusalKind, st.LastErrorRefused, st.LastRefusalReason, tc.kind)
 		}
 	}
 }

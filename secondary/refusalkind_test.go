@@ -76,11 +76,17 @@ func stopped(r *rig) {
 // sends a primary to the primary's reading of it (mover.Refused, whose
 // Passing a stop waits on): a refusal passes only if the secondary takes
 // the primary again by itself, shortly; one that waits for an operator
-// lasts. The words are free to change: the flag is what the stop reads.
+// lasts. The words are free to change: the flag is what the stop reads,
+// and the kind, which only a stale record set's names, what the pair
+// manager acts on.
 // Where a passing refusal's cause can be undone here, the next dial is
 // welcomed with no operator acting.
 func TestEveryRefusalSaysWhetherItPasses(t *testing.T) {
 	two := map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20}
+	// The refusals the primary acts on by kind; every other is unnamed.
+	named := map[string]transport.RefusalKind{
+		"a record set stamped at or before its consistency time": transport.RefusalStale,
+	}
 	for _, tc := range []struct {
 		name    string
 		passing bool
@@ -272,6 +278,11 @@ func TestEveryRefusalSaysWhetherItPasses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := tc.refusal(t)
+			// The frame's own kind: the primary's reading names a
+			// secondary's from before kinds by its words.
+			if sent, err := transport.DecodeRefuse(body); err != nil || sent.Kind != named[tc.name] {
+				t.Errorf("the refusal names kind %d (%v), want %d: %q", sent.Kind, err, named[tc.name], sent.Reason)
+			}
 			got := mover.Refused(body)
 			if !errors.Is(got, mover.ErrRefused) {
 				t.Fatalf("the primary reads %v, not a refusal", got)
@@ -316,4 +327,19 @@ func applyingWaitingGroups(t *testing.T) (r *rig, open func()) {
 		<-answered
 	})
 	return r, open
+}
+
+// The secondary's Welcome says that it names its refusals' kinds, so the
+// primary reads an unnamed refusal as unnamed whatever its words.
+func TestTheWelcomeSaysRefusalsAreNamed(t *testing.T) {
+	r := newRig(t, map[string]int64{"vol1": 1 << 20})
+	conn, typ, body := r.dial(r.hello())
+	defer conn.Close()
+	if typ != transport.TypeWelcome {
+		t.Fatalf("frame type %d, want a welcome", typ)
+	}
+	p, err := transport.DecodePosition(body)
+	if err != nil || p.Features&transport.FeatureNamesRefusals == 0 {
+		t.Fatalf("the Welcome's features %b (%v): FeatureNamesRefusals not announced", p.Features, err)
+	}
 }

@@ -1948,7 +1948,7 @@ func (s *Secondary) welcomeLocked() transport.Position {
 	pos := transport.Position{Group: s.journaled.Group, Time: s.journaled.Time, Through: maps(s.journaled.Through), Received: s.former.Received(),
 		JournalFree: s.reportedFree()}
 	pos.Recoverable = s.recoverable(pos.Time)
-	pos.Features = transport.FeatureBundles | transport.FeatureAsksPrimary
+	pos.Features = transport.FeatureBundles | transport.FeatureAsksPrimary | transport.FeatureNamesRefusals
 	if !s.cfg.Plain {
 		pos.Features |= transport.FeatureZstd
 	}
@@ -2348,8 +2348,11 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 			}
 			// Sent again, the record set is refused again: only the
 			// primary's suspension, and the resync that stamps its
-			// updates anew, ends it.
-			return false, s.refuseLocked(conn, lasting(fmt.Sprintf("refusing a record set: %v", err)))
+			// updates anew, ends it. The kind is what has the primary
+			// suspend.
+			r := lasting(fmt.Sprintf("refusing a record set: %v", err))
+			r.Kind = transport.RefusalStale
+			return false, s.refuseLocked(conn, r)
 		}
 		if err != nil {
 			s.log.Warn("discarding record set", "err", err)

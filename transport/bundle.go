@@ -24,6 +24,12 @@ const (
 	// FeatureZstd: the secondary takes record sets compressed with zstd
 	// (see Compressor), wherever a frame carries a record set.
 	FeatureZstd uint64 = 1 << 2
+	// FeatureNamesRefusals: the secondary names the kind of a refusal the
+	// primary acts on by what it is (Refusal.Kind): one it leaves unnamed
+	// is of no such kind, whatever its words. A secondary from before
+	// kinds named none, and its refusal of a stale record set is known by
+	// its words.
+	FeatureNamesRefusals uint64 = 1 << 3
 )
 
 // Heartbeat is an idle subsystem's report in a bundle: every update it

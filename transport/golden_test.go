@@ -377,10 +377,13 @@ func TestDecodePositionRejectsMalformedInconsistent(t *testing.T) {
 	}
 }
 
-// A lasting refusal is byte for byte the Refuse of a secondary from before
-// refusals said whether they pass, and decodes as lasting: such a
-// secondary could not say. A passing one appends a section, which a
-// primary from before takes for trailing bytes after a reason it reads.
+// A lasting unnamed refusal is byte for byte the Refuse of a secondary
+// from before refusals said whether they pass, and decodes as lasting:
+// such a secondary could not say. A passing one appends a section, and a
+// named one another, which a primary from before takes for trailing bytes
+// after a reason it reads; a primary that reads the passing section and
+// not the kind takes a named refusal for a damaged frame, lasting, as it
+// read a stale record set's before it was named.
 func TestGoldenRefuse(t *testing.T) {
 	for _, tc := range []struct {
 		path string
@@ -388,6 +391,7 @@ func TestGoldenRefuse(t *testing.T) {
 	}{
 		{"testdata/refuse-lasting.hex", Refusal{Reason: "no"}},
 		{"testdata/refuse-passing.hex", Refusal{Reason: "no", Passing: true}},
+		{"testdata/refuse-stale.hex", Refusal{Reason: "no", Passing: true, Kind: RefusalStale}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			want := readGolden(t, tc.path)
@@ -404,19 +408,32 @@ func TestGoldenRefuse(t *testing.T) {
 			if reason := old.str(); old.err != nil || reason != tc.r.Reason {
 				t.Fatalf("the reason as a primary from before reads it: %q, %v; want %q", reason, old.err, tc.r.Reason)
 			}
+			// What a primary that reads the passing section and not the
+			// kind decodes: passing only without a kind.
+			if len(old.b) > 0 && old.b[0] == refusePassing {
+				old.b = old.b[1:]
+			}
+			if passing := old.done() == nil && tc.r.Passing; passing != (tc.r.Passing && tc.r.Kind == RefusalUnnamed) {
+				t.Fatalf("a primary from before kinds reads passing %v of %+v", passing, tc.r)
+			}
 		})
 	}
 }
 
-// A section after the reason other than the passing one, or more than
-// one, is no encoding of a refusal: refused, and what is read of the
-// reason is kept, lasting.
+// A section after the reason other than the passing and kind ones, either
+// twice, out of order, cut, or a kind section naming none, is no encoding
+// of a refusal: refused, and what is read of the reason is kept, lasting
+// and unnamed.
 func TestDecodeRefuseRejectsMalformedSections(t *testing.T) {
 	reason := appendString(nil, "r")
 	for name, body := range map[string][]byte{
-		"unknown section":   append(bytes.Clone(reason), 2),
+		"unknown section":   append(bytes.Clone(reason), 3),
 		"passing twice":     append(bytes.Clone(reason), refusePassing, refusePassing),
 		"passing then more": append(bytes.Clone(reason), refusePassing, 0),
+		"kind then passing": append(bytes.Clone(reason), refuseKind, byte(RefusalStale), refusePassing),
+		"kind twice":        append(bytes.Clone(reason), refuseKind, byte(RefusalStale), refuseKind, byte(RefusalStale)),
+		"kind cut":          append(bytes.Clone(reason), refusePassing, refuseKind),
+		"kind naming none":  append(bytes.Clone(reason), refusePassing, refuseKind, 0),
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := DecodeRefuse(body)

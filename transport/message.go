@@ -266,6 +266,15 @@ func (r *reader) need(n int) bool {
 	return true
 }
 
+func (r *reader) u8() uint8 {
+	if !r.need(1) {
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
 func (r *reader) u16() uint16 {
 	if !r.need(2) {
 		return 0
@@ -603,25 +612,59 @@ func (r *reader) sections(p *Position) error {
 }
 
 // Refusal is what a Refuse frame says: why the secondary refuses the
-// primary, and whether that passes by itself.
+// primary, whether that passes by itself, and what kind of refusal it is
+// where the primary acts on the kind.
 type Refusal struct {
 	Reason string
 	// Passing says that the secondary takes this primary again by
 	// itself, shortly, with no operator acting: it opens its disk again
 	// after a fault, writes again at the next dial a record it could not
-	// write, ends an apply under way. A primary's stop waits for such a
-	// secondary as for a link that may come back. A refusal that is not
-	// passing lasts until an operator acts (another session, a fence, no
-	// consent to overwrite the secondary's copies), and the stop gives
-	// up on it at once: waiting would ship nothing.
+	// write, ends an apply under way, takes the primary's next connection
+	// once the primary has suspended its pairs over a stale record set. A
+	// primary's stop waits for such a secondary as for a link that may
+	// come back. A refusal that is not passing lasts until an operator
+	// acts (another session, a fence, no consent to overwrite the
+	// secondary's copies), and the stop gives up on it at once: waiting
+	// would ship nothing.
 	Passing bool
+	// Kind names the refusal where the primary acts on what it is, not
+	// only on whether it passes; RefusalUnnamed for every other refusal,
+	// and for every refusal of a secondary from before kinds.
+	Kind RefusalKind
 }
 
-// refusePassing, after a Refuse's reason, says the refusal passes. Absent,
-// the refusal lasts: a frame of a secondary from before the section,
-// which could not say, is read as lasting (see DecodeRefuse). Part of the
-// wire format: never renumber.
-const refusePassing byte = 1
+// RefusalKind names a refusal a primary acts on by itself. Part of the
+// wire format: never renumber. A kind this build does not know, a newer
+// secondary's, is kept as read, and acted on by no one.
+type RefusalKind uint8
+
+const (
+	// RefusalUnnamed is a refusal the primary acts on by its passing
+	// flag alone.
+	RefusalUnnamed RefusalKind = 0
+	// RefusalStale refuses a record set with an update stamped at or
+	// before the secondary's consistency time (the primary's clock went
+	// back): sent again, it is refused again, so the primary suspends its
+	// pairs, which drops it into their bitmaps, and resyncs them, which
+	// stamps those updates anew.
+	RefusalStale RefusalKind = 1
+)
+
+// Sections after a Refuse's reason, each at most once, in this order.
+// Part of the wire format: never renumber.
+const (
+	// refusePassing says the refusal passes. Absent, the refusal lasts: a
+	// frame of a secondary from before the section, which could not say,
+	// is read as lasting (see DecodeRefuse).
+	refusePassing byte = 1
+	// refuseKind is followed by the refusal's kind, never RefusalUnnamed:
+	// an unnamed refusal has no section. A primary that reads the passing
+	// section and not this one takes a frame with it for a damaged one,
+	// lasting (see DecodeRefuse), so a kind is named only on refusals
+	// such a primary read as lasting already: a stale record set's, which
+	// secondaries sent as lasting until it was named.
+	refuseKind byte = 2
+)
 
 // maxReason bounds a Refuse's reason, in bytes.
 const maxReason = 1024
@@ -642,12 +685,15 @@ func cutReason(reason string) string {
 }
 
 // EncodeRefuse returns a Refuse frame carrying r; a reason longer than
-// 1 KiB is cut, between characters. A lasting refusal is byte for byte
-// what secondaries sent before refusals said whether they pass.
+// 1 KiB is cut, between characters. A lasting unnamed refusal is byte for
+// byte what secondaries sent before refusals said whether they pass.
 func EncodeRefuse(r Refusal) []byte {
 	b := appendString(nil, cutReason(r.Reason))
 	if r.Passing {
 		b = append(b, refusePassing)
+	}
+	if r.Kind != RefusalUnnamed {
+		b = append(b, refuseKind, byte(r.Kind))
 	}
 	return Frame(TypeRefuse, b)
 }
@@ -659,23 +705,33 @@ func EncodeRefuse(r Refusal) []byte {
 // copies the activity log's regions again, the most a refusal that would
 // have passed costs; read as passing, every refusal that lasts (another
 // session, a fence) would hold the stop for the whole patience and then
-// end it unclean all the same. On an error, Reason holds what could be
-// read of it and the refusal is lasting, for the same reason. A primary
-// from before the section reads the reason of a passing refusal and takes
-// the section for trailing bytes, an error it ignores.
+// end it unclean all the same. A body without the kind section is
+// unnamed, as every refusal of a secondary from before kinds. On an
+// error, Reason holds what could be read of it and the refusal is
+// lasting and unnamed, for the same reason: a damaged frame is acted on
+// by no one. A primary from before the sections reads the reason and
+// takes the sections for trailing bytes, an error it ignores.
 func DecodeRefuse(body []byte) (Refusal, error) {
 	r := &reader{b: body}
 	reason := r.str()
 	if len(reason) > maxReason {
 		return Refusal{Reason: cutReason(reason)}, fmt.Errorf("refusal reason of %d bytes: %w", len(reason), ErrCorrupt)
 	}
-	passing := false
+	got := Refusal{Reason: reason}
 	if r.err == nil && len(r.b) > 0 && r.b[0] == refusePassing {
 		r.b = r.b[1:]
-		passing = true
+		got.Passing = true
+	}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == refuseKind {
+		r.b = r.b[1:]
+		got.Kind = RefusalKind(r.u8())
+		if r.err == nil && got.Kind == RefusalUnnamed {
+			// An unnamed refusal is no section.
+			return Refusal{Reason: reason}, fmt.Errorf("refusal kind section naming no kind: %w", ErrCorrupt)
+		}
 	}
 	if err := r.done(); err != nil {
 		return Refusal{Reason: reason}, err
 	}
-	return Refusal{Reason: reason, Passing: passing}, nil
+	return got, nil
 }

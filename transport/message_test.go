@@ -262,6 +262,8 @@ func sampleFrames(t testing.TB) map[string][]byte {
 		"refuse":         EncodeRefuse(Refusal{Reason: "go away"}),
 		"refuse empty":   EncodeRefuse(Refusal{}),
 		"refuse passing": EncodeRefuse(Refusal{Reason: "back soon", Passing: true}),
+		"refuse stale":   EncodeRefuse(Refusal{Reason: "clock went back", Passing: true, Kind: RefusalStale}),
+		"refuse newer":   EncodeRefuse(Refusal{Reason: "a newer kind", Kind: 200}),
 		"recordset":      sampleRecordSetFrame(t),
 		"empty body":     Frame(TypeAck, nil),
 		"bundle": EncodeBundle(Bundle{
@@ -421,9 +423,10 @@ func TestDecodeRejectsTruncatedBodies(t *testing.T) {
 					// one without it, as for a Position's sections.
 					continue
 				}
-				if r, ok := v.(Refusal); ok && err == nil && !r.Passing && n == len(body)-1 {
-					// Cut exactly before its passing section, a
-					// refusal is a lasting one, as for a Hello.
+				if r, ok := v.(Refusal); ok && err == nil && n >= 2+len(r.Reason) && bytes.HasPrefix(body, appendString(nil, r.Reason)) {
+					// Cut exactly before one of its sections, a
+					// refusal is one without it, as for a Hello: a
+					// lasting or unnamed one.
 					continue
 				}
 				if !errors.Is(err, ErrCorrupt) {
@@ -535,10 +538,13 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(Frame(TypeHello, body[:len(body)-3]))
 	f.Add(Frame(TypeHello, append(bytes.Clone(body[:len(body)-9]), 2, 0, 0, 0, 0, 0, 0, 0, 1)))
 	f.Add(Frame(TypeHello, append(bytes.Clone(body), 1)))
-	// The Refuse's passing section: of a tag this build does not know,
-	// twice, and cut off before the reason's end.
-	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), 2)))
+	// The Refuse's sections: of a tag this build does not know, twice,
+	// out of order, cut off, naming no kind, and after a cut reason.
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), 3)))
 	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), refusePassing, refusePassing)))
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), refuseKind, byte(RefusalStale), refusePassing)))
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), refusePassing, refuseKind)))
+	f.Add(Frame(TypeRefuse, append(appendString(nil, "r"), refuseKind, 0)))
 	f.Add(Frame(TypeRefuse, []byte{0, 5, 'r', refusePassing}))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -608,17 +614,23 @@ func TestHelloUnknownSectionRefused(t *testing.T) {
 
 // FuzzDecodeRefuse: whatever a Refuse's body holds, DecodeRefuse does not
 // panic, keeps at most 1 KiB of reason, and calls the refusal passing only
-// for the reason followed by exactly the passing section: a damaged frame
-// reads as lasting, which costs a stop at most an unclean save, never a
-// wait for a secondary that waits for an operator. A body it accepts is
-// the one EncodeRefuse makes of what it read, and a primary from before
-// the section reads the same reason from it.
+// for the reason followed by the passing section and at most the kind
+// section, and names a kind only for exactly that section last: a damaged
+// frame reads as lasting and unnamed, which costs a stop at most an
+// unclean save, never a wait for a secondary that waits for an operator,
+// and has the primary act on no kind. A body it accepts is the one
+// EncodeRefuse makes of what it read, and a primary from before the
+// sections reads the same reason from it.
 func FuzzDecodeRefuse(f *testing.F) {
-	for _, r := range []Refusal{{}, {Reason: "no"}, {Reason: "no", Passing: true}, {Reason: strings.Repeat("r", 1024), Passing: true}} {
+	for _, r := range []Refusal{{}, {Reason: "no"}, {Reason: "no", Passing: true}, {Reason: strings.Repeat("r", 1024), Passing: true},
+		{Reason: "no", Kind: RefusalStale}, {Reason: "no", Passing: true, Kind: RefusalStale}, {Reason: "no", Kind: 255}} {
 		f.Add(mustOpen(f, EncodeRefuse(r), TypeRefuse))
 	}
-	f.Add(append(appendString(nil, "r"), 2))
+	f.Add(append(appendString(nil, "r"), 3))
 	f.Add(append(appendString(nil, "r"), refusePassing, refusePassing))
+	f.Add(append(appendString(nil, "r"), refuseKind, byte(RefusalStale), refusePassing))
+	f.Add(append(appendString(nil, "r"), refuseKind, 0))
+	f.Add(append(appendString(nil, "r"), refuseKind))
 	f.Add([]byte{0, 5, 'r', refusePassing})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, refusePassing})
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -630,15 +642,23 @@ func FuzzDecodeRefuse(f *testing.F) {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("DecodeRefuse(%x): error wraps no sentinel: %v", body, err)
 			}
-			if got.Passing {
-				t.Fatalf("DecodeRefuse(%x) = passing with an error (%v): a damaged frame must read as lasting", body, err)
+			if got.Passing || got.Kind != RefusalUnnamed {
+				t.Fatalf("DecodeRefuse(%x) = %+v with an error (%v): a damaged frame must read as lasting and unnamed", body, got, err)
 			}
 			return
 		}
 		if again := mustOpen(t, EncodeRefuse(got), TypeRefuse); !bytes.Equal(again, body) {
 			t.Fatalf("DecodeRefuse(%x) = %+v, which encodes as %x", body, got, again)
 		}
-		if got.Passing != (len(body) > 0 && body[len(body)-1] == refusePassing && bytes.Equal(body[:len(body)-1], appendString(nil, got.Reason))) {
+		sections := body[len(appendString(nil, got.Reason)):]
+		kinded := len(sections) >= 2 && sections[len(sections)-2] == refuseKind && sections[len(sections)-1] != 0
+		if got.Kind != RefusalUnnamed && (!kinded || RefusalKind(sections[len(sections)-1]) != got.Kind) {
+			t.Fatalf("DecodeRefuse(%x) = %+v: a kind without exactly the kind section last", body, got)
+		}
+		if kinded && got.Kind != RefusalUnnamed {
+			sections = sections[:len(sections)-2]
+		}
+		if got.Passing != bytes.Equal(sections, []byte{refusePassing}) {
 			t.Fatalf("DecodeRefuse(%x) = %+v: passing without exactly the reason and the passing section after it", body, got)
 		}
 		old := &reader{b: body}
