@@ -10,6 +10,7 @@ import (
 	"duplex/actlog"
 	"duplex/consistency"
 	"duplex/sidefile"
+	"duplex/transport"
 )
 
 // withIdle makes the activity log unmark idle regions at once.
@@ -362,7 +363,8 @@ func TestPairOperationsDurableWhenAcknowledged(t *testing.T) {
 // before its consistency time (a primary whose clock went back) would be
 // refused again on every resend: the session drops what is held into the
 // bitmaps, suspends its pairs by itself, and resyncs them once the link is
-// back, saying why in the pair state.
+// back, saying why in the pair state. The refusal is known by the kind the
+// secondary named (as the mover read it), whatever its words.
 func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
 	withIdle(t, 0)
 	r := newRig(t, 4*twinRegion, 1<<20, "a", "b", "c")
@@ -372,7 +374,7 @@ func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
 	}
 	r.write("a", 0, 4096)
 	r.write("b", 3*twinRegion, 4096)
-	r.mv.refuse("refusing a record set: update 1 of 2 stamped before the consistency time: " + consistency.ErrStale.Error())
+	r.mv.refuse(transport.Refusal{Reason: "refusing a record set: the primary's clock went back", Passing: true, Kind: transport.RefusalStale})
 	r.mg.autoSuspend()
 	for _, v := range []string{"a", "b"} {
 		p := r.pair(v)
@@ -411,6 +413,24 @@ func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
 	r.settle()
 	if p := r.pair("c"); p.State != Suspended {
 		t.Fatalf("c, suspended by hand, is %s after the link came back", p.State)
+	}
+}
+
+// A refusal the secondary did not name stale suspends nothing, whatever
+// its words: one that quotes a stale record set's (a reason naming a path
+// or an error that says them) is not one, and a suspension would have
+// every pair resynced for nothing.
+func TestAnUnnamedRefusalInStaleWordsSuspendsNothing(t *testing.T) {
+	withIdle(t, 0)
+	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
+	r.settle()
+	r.write("a", 0, 4096)
+	r.mv.refuse(transport.Refusal{Reason: "refusing a record set the secondary cannot apply: " + consistency.ErrStale.Error()})
+	r.mg.autoSuspend()
+	for _, v := range []string{"a", "b"} {
+		if p := r.pair(v); p.State == Suspended {
+			t.Fatalf("after an unnamed refusal %s is suspended (auto %v, reason %q): the words are not the kind", v, p.Auto, p.Reason)
+		}
 	}
 }
 

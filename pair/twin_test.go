@@ -282,7 +282,7 @@ type memMover struct {
 	// refusals and lastRefusal are what the mover's Stats say of the
 	// sessions the secondary refused.
 	refusals    uint64
-	lastRefusal string
+	lastRefusal transport.Refusal
 	// base is what the secondary had acknowledged when the manager last
 	// opened: the position the restarted mover's first Welcome brings.
 	base int64
@@ -298,16 +298,17 @@ func (m *memMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent}, LastAckedTime: m.progress,
-		Refusals: m.refusals, LastRefusal: m.lastRefusal, Base: transport.Position{Time: m.base}, Based: true}
+		Refusals: m.refusals, LastRefusal: "secondary refused the session: " + m.lastRefusal.Reason, LastRefusalPasses: m.lastRefusal.Passing,
+		LastRefusalKind: m.lastRefusal.Kind, LastRefusalReason: m.lastRefusal.Reason, Base: transport.Position{Time: m.base}, Based: true}
 }
 
-// refuse ends the session as a refusal by the secondary would, for reason;
-// what is held stays held (the mover would send it again).
-func (m *memMover) refuse(reason string) {
+// refuse ends the session as the secondary's refusal r would; what is
+// held stays held (the mover would send it again).
+func (m *memMover) refuse(r transport.Refusal) {
 	m.mu.Lock()
 	m.connected = false
 	m.refusals++
-	m.lastRefusal = "secondary refused the session: " + reason
+	m.lastRefusal = r
 	m.mu.Unlock()
 }
 
