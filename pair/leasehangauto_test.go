@@ -71,7 +71,7 @@ type leaseMover struct {
 	mu        sync.Mutex
 	abandoned []recordset.Update
 	refusals  uint64
-	refusal   string
+	refusal   transport.Refusal
 	// beforeDrop and afterDrop, if set, run as a Drop begins, and once it
 	// has handed over what it drops.
 	beforeDrop, afterDrop func()
@@ -81,7 +81,8 @@ func (m *leaseMover) Stats() mover.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected.Load(), Acked: transport.Position{Group: 1, Time: m.acked.Load()},
-		LastAckedTime: time.Unix(0, m.ackedAt.Load()), Refusals: m.refusals, LastRefusal: m.refusal, JournalFreeAt: time.Unix(0, m.ackedAt.Load())}
+		LastAckedTime: time.Unix(0, m.ackedAt.Load()), Refusals: m.refusals, LastRefusal: "secondary refused the session: " + m.refusal.Reason,
+		LastRefusalKind: m.refusal.Kind, LastRefusalReason: m.refusal.Reason, LastRefusalPasses: m.refusal.Passing, JournalFreeAt: time.Unix(0, m.ackedAt.Load())}
 }
 
 func (m *leaseMover) Drop(mark func(recordset.Update)) {
@@ -453,7 +454,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideAStaleRefusalsSuspension(t *testing.
 	r.hang()
 	r.mv.mu.Lock()
 	r.mv.refusals++
-	r.mv.refusal = consistency.ErrStale.Error()
+	r.mv.refusal = transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale}
 	r.mv.connected.Store(false) // the refusal ends the session
 	r.mv.mu.Unlock()
 	r.answersMeanwhile("the session's suspension for a stale record set waits", Duplex)
@@ -476,7 +477,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsResume(t *testing.T) {
 	r := newLeaseRig(t, 64<<20)
 	r.mv.mu.Lock()
 	r.mv.refusals++
-	r.mv.refusal = consistency.ErrStale.Error()
+	r.mv.refusal = transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale}
 	r.mv.connected.Store(false)
 	r.mv.mu.Unlock()
 	for _, vol := range []string{"a", "b"} {

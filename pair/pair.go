@@ -54,7 +54,6 @@ import (
 
 	"duplex/actlog"
 	"duplex/bitmap"
-	"duplex/consistency"
 	"duplex/disk"
 	"duplex/mover"
 	"duplex/ratelimit"
@@ -2386,7 +2385,7 @@ func (mg *Manager) autoSuspend() {
 	ms := mg.mover.Stats()
 	if ms.Refusals != mg.refusals {
 		mg.refusals = ms.Refusals
-		if strings.Contains(ms.LastRefusal, consistency.ErrStale.Error()) {
+		if ms.LastRefusalKind == transport.RefusalStale {
 			mg.staleOwed = true
 		}
 	}

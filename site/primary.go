@@ -1510,10 +1510,10 @@ func (p *Primary) Status() control.Status {
 // first clause, which says why (the whole, with the ways on, is the
 // status's last_error), and that nothing of the pair reaches it.
 func refusedNote(ms mover.Stats) string {
-	why, ok := strings.CutPrefix(ms.LastError, mover.ErrRefused.Error()+": ")
-	if ms.Connected || !ok {
+	if ms.Connected || !ms.LastErrorRefused {
 		return ""
 	}
+	why := ms.LastRefusalReason
 	if i := strings.Index(why, ": "); i > 0 {
 		why = why[:i]
 	}
