@@ -2349,8 +2349,9 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 			// Sent again, the record set is refused again: only the
 			// primary's suspension, and the resync that stamps its
 			// updates anew, ends it. The kind is what has the primary
-			// suspend.
-			r := lasting(fmt.Sprintf("refusing a record set: %v", err))
+			// suspend, by itself, which drops the record set: its next
+			// connection is taken, so the refusal passes.
+			r := passing(fmt.Sprintf("refusing a record set: %v", err))
 			r.Kind = transport.RefusalStale
 			return false, s.refuseLocked(conn, r)
 		}
