@@ -2,8 +2,10 @@ package mover
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
+	"duplex/internal/testenv"
 	"duplex/transport"
 )
 
@@ -94,5 +96,41 @@ func TestRefusedIsErrRefused(t *testing.T) {
 	var re *RefusedError
 	if !errors.Is(e, ErrRefused) || !errors.As(e, &re) || !re.Passing || e.Error() != "secondary refused the session: no" {
 		t.Fatalf("Refused = %v (%+v): want an ErrRefused, passing, saying the reason", e, re)
+	}
+}
+
+// TestAPassingRefusalIsLoggedAsPassing: a refusal the secondary says
+// passes is logged as a warning that says the secondary takes this
+// primary again by itself, not as an error saying an operator must act,
+// which is what a lasting one says.
+func TestAPassingRefusalIsLoggedAsPassing(t *testing.T) {
+	var log testenv.LogBuffer
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, log: &log})
+	for i, tc := range []struct {
+		r           transport.Refusal
+		level, says string
+	}{
+		{transport.Refusal{Reason: "disk retried", Passing: true}, "level=WARN", "takes this primary again by itself"},
+		{transport.Refusal{Reason: "clock behind", Passing: true, Kind: transport.RefusalStale}, "level=WARN", "takes this primary again by itself"},
+		{transport.Refusal{Reason: "another session"}, "level=ERROR", "until an operator acts"},
+	} {
+		l, _ := p.accept(t)
+		if err := l.conn.Send(transport.EncodeRefuse(tc.r)); err != nil {
+			t.Fatal(err)
+		}
+		l.awaitClosed()
+		var line string
+		waitFor(t, "the refusal logged", func() bool {
+			for _, s := range strings.Split(log.String(), "\n") {
+				if strings.Contains(s, tc.r.Reason) {
+					line = s
+					return true
+				}
+			}
+			return false
+		})
+		if !strings.Contains(line, tc.level) || !strings.Contains(line, tc.says) {
+			t.Errorf("refusal %d (%+v) logged %q; want %s saying %q", i, tc.r, line, tc.level, tc.says)
+		}
 	}
 }
