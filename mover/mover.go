@@ -926,10 +926,17 @@ func (m *Mover) link(ctx context.Context) {
 			if unlogged > 0 {
 				attrs = append(attrs, "unlogged_repeats", unlogged)
 			}
+			var re *RefusedError
 			switch {
+			case errors.As(err, &re) && re.Passing:
+				// The secondary said it takes this primary again by
+				// itself (a disk it retries, a record it writes again, an
+				// apply under way, a stale record set this primary's
+				// suspension drops): the retries end it, nobody need act.
+				m.log.Warn("the secondary refused the session for now: it takes this primary again by itself, shortly", attrs...)
 			case refused:
 				// Retrying cannot help until an operator acts: say so loudly.
-				m.log.Error("the secondary refused the session", attrs...)
+				m.log.Error("the secondary refused the session until an operator acts: its refusal says what to do", attrs...)
 			case errors.Is(err, ErrLimits):
 				m.log.Error("refusing the secondary's limits", attrs...)
 			case errors.Is(err, ErrDropped):
