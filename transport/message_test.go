@@ -518,6 +518,30 @@ func TestDecodePositionRejectsNonCanonicalTables(t *testing.T) {
 	}
 }
 
+// maxFuzzFrame bounds the frame FuzzDecodeMessage decodes: a longer input
+// is decoded as its first maxFuzzFrame bytes. The engine minimizes every
+// input that finds new coverage, for up to a minute, at a cost that grows
+// as the square of its length when every byte counts (a frame's lengths
+// and counts): each try is a pass over the whole test binary's coverage
+// counters, about a millisecond on a loaded machine. Mutations of the
+// seeds reach a kilobyte within a second, and two such inputs took both
+// workers from 3 s into a 60 s run to its end, 760,000 tries each, while
+// nothing was fuzzed. Cut to the largest seed's size, rounded up, an
+// input is minimized in 130,000 tries at worst. A decoder's loops take
+// a frame of 500 bytes as one of 5,000, and record sets and bundles, the
+// frames that run long, have fuzz targets of their own.
+const maxFuzzFrame = 512
+
+// Every seed of FuzzDecodeMessage is decoded whole: none is longer than
+// the frame it decodes.
+func TestFuzzDecodeMessageSeedsAreWhole(t *testing.T) {
+	for name, f := range sampleFrames(t) {
+		if len(f) > maxFuzzFrame {
+			t.Errorf("seed %s: %d bytes, FuzzDecodeMessage decodes %d", name, len(f), maxFuzzFrame)
+		}
+	}
+}
+
 func FuzzDecodeMessage(f *testing.F) {
 	for _, fr := range sampleFrames(f) {
 		f.Add(fr)
@@ -548,6 +572,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(Frame(TypeRefuse, []byte{0, 5, 'r', refusePassing}))
 
 	f.Fuzz(func(t *testing.T, b []byte) {
+		b = b[:min(len(b), maxFuzzFrame)]
 		checkMessage(t, b)
 		// Random bytes hardly ever pass the CRC; with the CRC fixed up, the
 		// mutations reach the decoders.
