@@ -26,6 +26,9 @@ type fakePairs struct {
 	// copied is the state an added or resumed pair goes to: "pending"
 	// when empty; "duplex" for a copy that ends at once.
 	copied string
+	// lag, if set, is the primary's link: connected, its secondary's
+	// acknowledged time that many seconds old.
+	lag *float64
 }
 
 func (f *fakePairs) copyState() string {
@@ -88,6 +91,9 @@ func (f *fakePairs) status() control.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := control.Status{Role: "primary"}
+	if f.lag != nil {
+		st.Link, st.LagSeconds = "connected", f.lag
+	}
 	for _, v := range []string{"vol1", "vol2", "vol3", "vol4"} {
 		if f.state[v] != "" {
 			st.Volumes = append(st.Volumes, control.VolumeStatus{Name: v, State: f.state[v], SizeBytes: 1 << 20, CopiedBytes: 1 << 20})

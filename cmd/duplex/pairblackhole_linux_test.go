@@ -60,6 +60,10 @@ func blackholeAddr(t *testing.T) string {
 // answering as primary is refused.
 func TestPairOperationIsNotHeldUpByASecondaryThatDropsPackets(t *testing.T) {
 	fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	// Its secondary acknowledges its record sets: a promoted site does
+	// not (see TestPairOperationPastASilentSecondarySaysSo).
+	fresh := 0.05
+	fp.lag = &fresh
 	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
