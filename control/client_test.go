@@ -27,6 +27,13 @@ func TestParseEndpoint(t *testing.T) {
 		{"https://10.1.2.3/", nil, "", "with its port"},
 		{"https://10.1.2.3:7401/v1/status", nil, "", "with its port"},
 		{"ftp://10.1.2.3:7401", nil, "", "want http or https"},
+		// A port no connection can be made to fails as a usage error,
+		// not at the dial ("invalid port"), which reads as the site's.
+		{"127.0.0.1:99999", nil, "", "port 99999: want 1 to 65535"},
+		{"127.0.0.1:0", nil, "", "port 0: want 1 to 65535"},
+		{"https://10.1.2.3:70000", nil, "", "port 70000: want 1 to 65535"},
+		{"127.0.0.1:nosuchservice", nil, "", `port "nosuchservice"`},
+		{"127.0.0.1:07401", nil, "http://127.0.0.1:07401", ""},
 	} {
 		at, err := ParseEndpoint(tc.in, tc.conf)
 		switch {

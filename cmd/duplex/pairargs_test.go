@@ -1,0 +1,75 @@
+package main
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCAFileMistakesAreUsageErrors: --ca names a file on the command line;
+// one missing, unreadable as a file or holding no PEM certificate is the
+// command called the wrong way, as a bad flag value is: exit 2, naming the
+// file, before anything is sent. Before: exit 1, as for a site that fails.
+func TestCAFileMistakesAreUsageErrors(t *testing.T) {
+	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "ca.txt")
+	writeFile(t, notPEM, []byte("not a certificate\n"), 0o644)
+	for _, ca := range []string{filepath.Join(dir, "missing.pem"), dir, notPEM} {
+		for _, args := range [][]string{
+			{"status", "--addr", "https://127.0.0.1:7401", "--ca", ca},
+			{"pair", "suspend", "vol1", "--config", path, "--addr", "https://127.0.0.1:7401", "--ca", ca},
+		} {
+			code, out, errs := runCmd(args...)
+			if code != exitUsage || !strings.Contains(errs, ca) || !strings.Contains(errs, "--ca") {
+				t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d naming --ca and %s", strings.Join(args, " "), code, out, errs, exitUsage, ca)
+			}
+		}
+	}
+}
+
+// TestFlagsAfterTheDoubleDashAreArguments: "--" ends the flags, so what
+// follows is taken as arguments, a flag's name too. A command given one of
+// its flags there says so and where the flags go, rather than take the
+// flag for the VOLUME and refuse its value as an argument too many
+// (`pair suspend -- --config x` said: unexpected argument "x"). Arguments
+// after "--" still work as such.
+func TestFlagsAfterTheDoubleDashAreArguments(t *testing.T) {
+	fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	for _, args := range [][]string{
+		{"pair", "suspend", "--", "--config", "x"},
+		{"pair", "suspend", "vol1", "--", "--config=" + path},
+		{"status", "--", "--json"},
+		{"recover", "--", "--config", path},
+	} {
+		code, out, errs := runCmd(args...)
+		flagName, _, _ := strings.Cut(args[slices.Index(args, "--")+1], "=")
+		if code != exitUsage || !strings.Contains(errs, `"`+flagName) || !strings.Contains(errs, `"--" ends the flags`) {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying that %s after \"--\" is an argument, not a flag",
+				strings.Join(args, " "), code, out, errs, exitUsage, flagName)
+		}
+	}
+	code, out, errs := runCmd("pair", "suspend", "--config", path, "--", "vol1")
+	if code != exitOK || fp.state["vol1"] != "suspended" {
+		t.Errorf("pair suspend --config F -- vol1: exit %d, stdout %q, stderr %q; want vol1 suspended", code, out, errs)
+	}
+}
+
+// TestAddrWithAPortNoneListensOnIsAUsageError: --addr with a port out of
+// range, or 0, is refused as a usage error naming it, before anything is
+// sent. Before: exit 1 from the dial ("invalid port"), read as the site's
+// failure.
+func TestAddrWithAPortNoneListensOnIsAUsageError(t *testing.T) {
+	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	for _, args := range [][]string{
+		{"status", "--addr", "127.0.0.1:99999"},
+		{"status", "--addr", "http://127.0.0.1:0"},
+		{"pair", "suspend", "vol1", "--config", path, "--addr", "127.0.0.1:99999"},
+	} {
+		code, out, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, "--addr") || !strings.Contains(errs, "want 1 to 65535") {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d, the port refused", strings.Join(args, " "), code, out, errs, exitUsage)
+		}
+	}
+}
