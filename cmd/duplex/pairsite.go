@@ -117,13 +117,18 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		ss, serr = control.Fetch(httptrace.WithClientTrace(sctx, trace), sec)
 	}()
 	ps, perr := control.Fetch(ctx, prim)
-	if perr == nil && ps.Role == "primary" {
+	heard := perr == nil && linkHeard(ps, time.Duration(cfg.Interval))
+	if perr == nil && ps.Role == "primary" && heard {
 		// What is left to learn of the secondary is whether it answers
 		// as a promoted primary too (refused: either could be the wrong
 		// one). One that takes the connection has the whole status wait
 		// to say so; an address that takes none (its host gone, its
 		// packets dropped) is no running site, and must not hold every
-		// operation at the primary up for the wait.
+		// operation at the primary up for the wait. A primary whose
+		// secondary has not acknowledged anything of late says nothing
+		// of it (a partition leaves its link "connected"): the secondary
+		// may be promoted, and slow to connect from here (SYNs lost), so
+		// it has the whole status wait.
 		select {
 		case <-done:
 		case <-connected:
@@ -213,20 +218,54 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 	// operation of an outage, and teach --addr, which skips every check;
 	// the operation goes on, and the operator who promoted it learns at
 	// once which site took it. A refused connection means no site runs
-	// there, and a link up means the secondary takes this primary's
-	// record sets: neither is said.
-	if serr != nil && ps.Link != "connected" {
-		why := notGone(ctx, serr)
-		if noConnection {
-			why = fmt.Sprintf("took no connection within %s", secondaryConnectWait)
-		}
-		if why != "" {
+	// there, and a secondary that acknowledges this primary's record sets
+	// is not promoted: neither is said.
+	if serr != nil && !heard {
+		// Not heard, the secondary had the whole status wait: not
+		// cut short for want of a connection.
+		if why := notGone(ctx, serr); why != "" {
 			fmt.Fprintf(stdout, "the config's primary %s takes the operation: the config's secondary %s %s, and is taken as not promoted; "+
 				"if it was promoted, the primary here runs beside it (a split brain): check it with duplex status --addr %s\n",
 				prim.Addr, sec.Addr, why, sec.Addr)
 		}
 	}
 	return prim, nil
+}
+
+// linkHeardWithin bounds, in intervals of the session (and at least
+// linkHeardFloor), how old the time through which a primary's secondary
+// acknowledged its record sets may be for its link to say that the
+// secondary follows it: idle, the acknowledged time trails by well under
+// a second at the default 20 ms interval.
+const (
+	linkHeardWithin = 20
+	linkHeardFloor  = 2 * time.Second
+)
+
+// linkHeard reports whether the primary's status ps says that its
+// secondary takes its record sets now: its link connected, and the time
+// through which the secondary journaled them recent. A link cut by a
+// partition that drops every packet stays "connected" at an idle primary
+// (nothing outstanding times out), while the other site may have been
+// promoted since; its acknowledged time stops. The lag is the primary's
+// own (its clock against its stamps), whatever this host's clock says. A
+// backlog that makes the lag long (a burst, a slow link) only makes the
+// secondary be asked longer, and a silent one named.
+func linkHeard(ps control.Status, interval time.Duration) bool {
+	if ps.Link != "connected" || ps.LagSeconds == nil {
+		return false
+	}
+	lag := *ps.LagSeconds
+	// A resync holds the consistency time while the secondary journals
+	// and acknowledges what follows: the journaled time is the one heard.
+	if ps.JournaledTime != "" {
+		ct, err1 := time.Parse(time.RFC3339Nano, ps.ConsistencyTime)
+		jt, err2 := time.Parse(time.RFC3339Nano, ps.JournaledTime)
+		if err1 == nil && err2 == nil && jt.After(ct) {
+			lag -= jt.Sub(ct).Seconds()
+		}
+	}
+	return lag <= max(linkHeardFloor, linkHeardWithin*interval).Seconds()
 }
 
 // noStatus is the refusal of an operation whose site at at (what names
