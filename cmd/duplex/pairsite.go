@@ -380,7 +380,7 @@ func notPrimary(st control.Status, err error) string {
 func (f pairFlags) named(ctx context.Context, cfg *config.Config) (control.Endpoint, error) {
 	var tlsConf *tls.Config
 	if *f.ca != "" {
-		pool, err := loadCAFile(*f.ca)
+		pool, err := loadCAFile(f.syn.path, *f.ca)
 		if err != nil {
 			return control.Endpoint{}, err
 		}

@@ -47,7 +47,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	case *addr != "":
 		var tlsConf *tls.Config
 		if *caFile != "" {
-			pool, err := loadCAFile(*caFile)
+			pool, err := loadCAFile(fs.syn.path, *caFile)
 			if err != nil {
 				return err
 			}
@@ -148,15 +148,18 @@ func isStarting(st control.Status) string {
 	return fmt.Sprintf("is starting (since %s%s)", s.Since, what)
 }
 
-// loadCAFile reads the PEM certificates of a CA given on the command line.
-func loadCAFile(path string) (*x509.CertPool, error) {
+// loadCAFile reads the PEM certificates of a CA given on the command line
+// to the command at path ("status", "pair add"). A file missing,
+// unreadable or holding no certificate is the command called the wrong
+// way, as a bad flag value is, and refused before anything is sent.
+func loadCAFile(cmd, path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--ca: %w", err)
+		return nil, &usageError{cmd: cmd, err: fmt.Errorf("--ca: %w", err)}
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca: %s holds no PEM certificate", path)
+		return nil, &usageError{cmd: cmd, err: fmt.Errorf("--ca: %s holds no PEM certificate: give the CA's certificate, PEM-encoded", path)}
 	}
 	return pool, nil
 }
