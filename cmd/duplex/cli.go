@@ -85,6 +85,17 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	if err != nil {
 		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", err, f.syn.path)}
 	}
+	// An argument that names one of the command's flags can only have come
+	// after "--", which ends the flags: taken for an argument, it would be
+	// refused as a VOLUME or an argument too many, its value with it, and
+	// the error would not say why. No argument of a command begins with
+	// "-" (volume and session names begin with a letter or a digit).
+	for _, a := range pos {
+		name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		if len(a) > 1 && a[0] == '-' && name != "" && f.Lookup(name) != nil {
+			return nil, f.usageErrorf("%q after \"--\" is an argument, not a flag: \"--\" ends the flags, so give them before it (duplex %s -h lists them)", a, f.syn.path)
+		}
+	}
 	// No duration a command takes means anything below zero: refused here,
 	// before a config is loaded or anything starts.
 	f.Visit(func(fl *flag.Flag) {
