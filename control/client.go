@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -44,8 +45,12 @@ func (e Endpoint) url(path string) string {
 // https too.
 func ParseEndpoint(s string, tlsConf *tls.Config) (Endpoint, error) {
 	if !strings.Contains(s, "://") {
-		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+		_, port, err := net.SplitHostPort(s)
+		if err != nil || port == "" {
 			return Endpoint{}, fmt.Errorf("%q is neither host:port nor a URL: want e.g. 127.0.0.1:7401 or https://10.1.2.3:7401", s)
+		}
+		if err := checkPort(s, port); err != nil {
+			return Endpoint{}, err
 		}
 		return Endpoint{Addr: s, TLS: tlsConf}, nil
 	}
@@ -55,6 +60,9 @@ func ParseEndpoint(s string, tlsConf *tls.Config) (Endpoint, error) {
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil || u.Port() == "" {
 		return Endpoint{}, fmt.Errorf("%q: want the control address's URL with its port, e.g. http://127.0.0.1:7401 or https://10.1.2.3:7401", s)
+	}
+	if err := checkPort(s, u.Port()); err != nil {
+		return Endpoint{}, err
 	}
 	switch u.Scheme {
 	case "http":
@@ -69,6 +77,23 @@ func ParseEndpoint(s string, tlsConf *tls.Config) (Endpoint, error) {
 		return Endpoint{Addr: u.Host, TLS: tlsConf}, nil
 	}
 	return Endpoint{}, fmt.Errorf("%q: the scheme is %q, want http or https", s, u.Scheme)
+}
+
+// checkPort refuses a port of the address s that no connection can be
+// made to: the dial would fail with "invalid port", or be refused at port
+// 0, which reads as the site's failure rather than the address's. A
+// service name is taken as the dial takes it.
+func checkPort(s, port string) error {
+	n, err := strconv.ParseUint(port, 10, 64)
+	switch {
+	case err == nil && (n == 0 || n > 65535):
+		return fmt.Errorf("%q: port %s: want 1 to 65535", s, port)
+	case err != nil:
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return fmt.Errorf("%q: port %q is neither a number from 1 to 65535 nor a known service", s, port)
+		}
+	}
+	return nil
 }
 
 // do sends req, saying in the error why a TLS handshake or a plain request
