@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/config"
 )
 
 func TestParseAt(t *testing.T) {
@@ -47,5 +49,29 @@ func TestRecoverAtWithoutHistory(t *testing.T) {
 	code, out, errs = runCmd("recover", "--config", path, "--at", "-15m", "--coupled")
 	if code != exitUsage || !strings.Contains(errs, "--at and --coupled") {
 		t.Errorf("recover --at --coupled: exit %d, stdout %q, stderr %q; want bad usage", code, out, errs)
+	}
+}
+
+// TestAnEmptyAtIsRefused: --at "" (a script's --at "$T" with T unset) is
+// refused as bad usage, naming --at, before anything is opened: read as
+// left out, recover would apply every journaled group, the newest state
+// rather than the past one asked for, and drill start would show the
+// group applied now. Before: recover --at "" recovered to the newest
+// group, exit 0.
+func TestAnEmptyAtIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	c := startupSession(dir)
+	c.Secondary.Control = ""
+	c.Secondary.History = config.Duration(time.Hour)
+	path := writeSessionConfig(t, dir, c)
+	for _, args := range [][]string{
+		{"recover", "--config", path, "--at", ""},
+		{"recover", "--config", path, "--at="},
+		{"drill", "start", "--config", path, "--at", ""},
+	} {
+		code, out, errs := runCmd(args...)
+		if code != exitUsage || !strings.Contains(errs, "--at: empty") || out != "" {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d, --at refused as empty, nothing done", strings.Join(args, " "), code, out, errs, exitUsage)
+		}
 	}
 }
