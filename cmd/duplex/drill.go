@@ -22,6 +22,10 @@ func runDrill(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Read as left out, an empty --at would show the group applied now.
+	if err := fs.givenEmpty("at"); err != nil {
+		return err
+	}
 	if *path == "" {
 		return fs.usageErrorf("--config FILE is required")
 	}

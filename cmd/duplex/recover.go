@@ -72,6 +72,11 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Read as left out, an empty --at would recover to the newest group,
+	// not the past time asked for.
+	if err := fs.givenEmpty("at"); err != nil {
+		return err
+	}
 	if *at != "" && *coupled {
 		return &usageError{cmd: "recover", err: errors.New("--at and --coupled: --coupled brings the group to its one recovery time, --at this session to a time of its own; give one")}
 	}
