@@ -73,3 +73,28 @@ func TestAddrWithAPortNoneListensOnIsAUsageError(t *testing.T) {
 		}
 	}
 }
+
+// TestABadFlagValueSaysWhatIsWanted: a duration or a boolean flag given a
+// value it cannot take is refused naming the flag as the usage spells it
+// and what it takes, not with the flag package's "invalid value ... for
+// flag -timeout: parse error".
+func TestABadFlagValueSaysWhatIsWanted(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"pair", "suspend", "vol1", "--config", "F", "--timeout", "abc"}, []string{`--timeout "abc"`, "a duration such as 30s"}},
+		{[]string{"pair", "suspend", "vol1", "--config", "F", "--timeout", "99999999h"}, []string{`--timeout "99999999h"`, "a duration such as 30s"}},
+		{[]string{"recover", "--config", "F", "--timeout=5"}, []string{`--timeout "5"`, "a duration such as 30s"}},
+		{[]string{"status", "--addr", "127.0.0.1:7401", "--json=maybe"}, []string{`--json "maybe"`, "true or false"}},
+	} {
+		code, out, errs := runCmd(tc.args...)
+		ok := code == exitUsage && !strings.Contains(errs, "parse error")
+		for _, w := range tc.want {
+			ok = ok && strings.Contains(errs, w)
+		}
+		if !ok {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
+		}
+	}
+}
