@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,7 +85,7 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", err, f.syn.path)}
+		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", f.valueError(err), f.syn.path)}
 	}
 	// An argument that names one of the command's flags can only have come
 	// after "--", which ends the flags: taken for an argument, it would be
@@ -111,6 +113,42 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// badValue matches the flag package's errors for a value a flag cannot
+// take: the value, quoted, and the flag's name.
+var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): (?:parse error|value out of range)$`)
+
+// valueError rewrites the flag package's error for a value a flag cannot
+// take ("invalid value "abc" for flag -timeout: parse error") to name the
+// flag as the usage spells it and what it takes; any other error is
+// returned as it is.
+func (f *cmdFlags) valueError(err error) error {
+	m := badValue.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	value, uerr := strconv.Unquote(m[1])
+	fl := f.Lookup(m[2])
+	if uerr != nil || fl == nil {
+		return err
+	}
+	switch {
+	case isBoolFlag(fl):
+		return fmt.Errorf("--%s %q: give true or false, or --%s alone for true", fl.Name, value, fl.Name)
+	case isDuration(fl):
+		return fmt.Errorf("--%s %q: give a duration such as 30s, 5m or 1h30m (units ns, us, ms, s, m, h; at most 2562047h)", fl.Name, value)
+	}
+	return fmt.Errorf("--%s %q: not a value it takes", fl.Name, value)
+}
+
+func isDuration(fl *flag.Flag) bool {
+	g, ok := fl.Value.(flag.Getter)
+	if !ok {
+		return false
+	}
+	_, ok = g.Get().(time.Duration)
+	return ok
 }
 
 // valuesGiven refuses a flag that takes a value followed by another of the
