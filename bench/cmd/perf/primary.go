@@ -373,6 +373,18 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"Load average at the start and after each round: %s.\n\n",
 		secondaryCPU, secondaryCPU, serverCPU, serverCPU, primaryVol>>20, runtime, ramp, b.s.rounds, b.s.warmup,
 		primaryVol>>20, burstSidefile>>20, sidefileLimit>>20, strings.Join(load, " → "))
+	settle := "The work directory's file system is synced (syncfs) before every run, so that none meets the writeback of what the runs before it left dirty."
+	if !b.s.primarySettle {
+		settle = "The file system is not synced between runs (-primary-settle=false): a run may meet the writeback of what the runs before it left dirty."
+	}
+	burstState := "before every burst the image is read once whole after its drop, so that both servers overwrite pages the cache holds " +
+		"(a burst into dropped pages costs what the virtual machine's host charges for pages it took back, 0.5–3 ms of CPU a MiB from one burst to the next)"
+	if !b.s.burstCached {
+		burstState = "every burst writes into dropped pages (-burst-cache dropped)"
+	}
+	fmt.Fprintf(w, "%s The burst runs %d times a round on each server, the servers alternating burst by burst, each server's median burst (by IOPS) "+
+		"counted as the round's; %s. Each run's steal, CPU 0's idle share and the page cache's dirty and written-back bytes are in rounds.json.\n\n",
+		settle, max(b.s.burstRepeats, 1), burstState)
 	table := func(d int) {
 		fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit µs CPU/IO | Duplex IOPS | Duplex µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round | Duplex µs CPU/IO per round | … with drain, per round | nbdkit, Duplex faults/IO per round |\n")
 		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---|---|---|---|\n")
