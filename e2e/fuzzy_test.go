@@ -29,9 +29,12 @@ import (
 // harness: both sites run as duplex processes with a TCP proxy between them,
 // a dependent-write client writes to every volume, and a seeded random
 // sequence of operations is applied to the session: pair suspend, resume,
-// delete and add, link down and up, kill -9 of either site, steps of the
-// primary's clock forward and back, and (as root) the secondary's journal
-// file system full and freed. After every step the secondary is checked:
+// delete and add, link down and up, a link that hangs (packets dropped, no
+// reset) and comes back, bits flipped in the stream, either site frozen
+// (SIGSTOP) for a while, kill -9 of either site, also in the middle of a
+// resync, steps of the primary's clock forward and back, and (as root) the
+// secondary's journal file system full and freed. After every step the
+// secondary is checked:
 //
 //   - the dependent-write invariant over the volumes in the consistency group,
 //     through the secondary's read-only exports while it runs, and on its
@@ -149,7 +152,12 @@ type fuzzer struct {
 
 	// The operations' model of the session: what was asked, not what the
 	// daemons report.
-	linkDown  bool
+	linkDown bool
+	hung     bool // the link is down by a hang, not a cut
+	// silentEnd is when the last hang of the link or freeze of a site ended:
+	// writes may wait for the mover's silence time on top of fuzzStall
+	// around one (see stallBound).
+	silentEnd time.Time
 	suspended map[string]bool // by hand
 	deleted   map[string]bool
 	// fs is a small file system of the secondary's journal alone, which a
@@ -276,7 +284,7 @@ func (f *fuzzer) do(name string, op func()) {
 	f.logStep(name)
 	op()
 	if f.load != nil {
-		if d := time.Since(time.Unix(0, f.load.lastAck.Load())); d > fuzzStall {
+		if d := time.Since(time.Unix(0, f.load.lastAck.Load())); d > f.stallBound() {
 			f.fail("stuck: no write acknowledged for %s (link down: %v, secondary running: %v, disk full: %v)",
 				d.Round(time.Millisecond), f.linkDown, !f.sec.Exited(), f.diskFull)
 		}
@@ -404,8 +412,15 @@ func (f *fuzzer) randomStep() {
 	add(2, "suspend --all", func() { f.pairAll("suspend") })
 	add(2, "resume --all", func() { f.pairAll("resume") })
 	if f.linkDown {
-		add(8, "link up", func() { f.proxy.Restore(); f.linkDown = false })
+		add(8, "link up", f.linkUp)
 	} else {
+		add(2, "hang link", func() {
+			f.proxy.Hang()
+			f.linkDown, f.hung = true, true
+			// Past the mover's silence time, at times, so that it gives
+			// the connection up, and the session suspends its pairs.
+			time.Sleep(time.Duration(f.rng.IntN(8000)) * time.Millisecond)
+		})
 		add(4, "link down", func() {
 			f.proxy.Cut()
 			f.linkDown = true
@@ -413,9 +428,18 @@ func (f *fuzzer) randomStep() {
 			time.Sleep(time.Duration(f.rng.IntN(3000)) * time.Millisecond)
 		})
 	}
+	add(2, "corrupt", f.corrupt)
 	add(3, "clock step", f.stepClock)
 	add(3, "kill -9 primary", f.killPrimary)
 	add(3, "kill -9 secondary", f.killSecondary)
+	add(1, "freeze primary", func() { f.freeze(f.prim, 4000) })
+	if !f.diskFull {
+		add(1, "freeze secondary", func() { f.freeze(f.sec, 8000) })
+	}
+	if len(f.suspended) > 0 && !f.linkDown && !f.diskFull {
+		add(2, "resync-kill primary", func() { f.killMidResync(f.killPrimary) })
+		add(2, "resync-kill secondary", func() { f.killMidResync(f.killSecondary) })
+	}
 	switch {
 	case f.fs == "":
 	case f.diskFull:
@@ -438,7 +462,8 @@ func (f *fuzzer) randomStep() {
 
 // opKind names an operation for DUPLEX_FUZZY_WITHOUT: "suspend v001" is
 // suspend, "suspend --all" suspend-all, "kill -9 primary" kill-primary,
-// "link down" link.
+// "freeze secondary" freeze-secondary, "resync-kill primary"
+// resync-kill-primary, "link down" link, "hang link" hang.
 func opKind(name string) string {
 	w := strings.Fields(name)
 	switch {
@@ -446,6 +471,8 @@ func opKind(name string) string {
 		return w[0] + "-all"
 	case w[0] == "kill":
 		return "kill-" + w[len(w)-1]
+	case w[0] == "freeze" || w[0] == "resync-kill":
+		return w[0] + "-" + w[1]
 	}
 	return w[0]
 }
@@ -555,6 +582,90 @@ func (f *fuzzer) killPrimary() {
 		}
 	}
 	f.startLoad()
+}
+
+// linkUp ends a cut or a hang of the link.
+func (f *fuzzer) linkUp() {
+	f.proxy.Restore()
+	if f.hung {
+		f.silentEnd = time.Now()
+	}
+	f.linkDown, f.hung = false, false
+}
+
+// stallBound is how long writes may go without an acknowledgement now: a
+// hung link or a frozen site is a link down only once the mover's silence
+// time has passed without an answer, and suspend_after counts from then.
+func (f *fuzzer) stallBound() time.Duration {
+	if f.hung || time.Since(f.silentEnd) < fuzzStall+fuzzSilence {
+		return fuzzStall + fuzzSilence
+	}
+	return fuzzStall
+}
+
+// corrupt flips bits in the stream between the sites, one way or the
+// other: inside frames (their CRC catches it), or in a length prefix, so
+// that the receiver loses the frame boundaries.
+func (f *fuzzer) corrupt() {
+	dir, way := harness.ToSecondary, "to the secondary"
+	if f.rng.IntN(2) == 0 {
+		dir, way = harness.ToPrimary, "to the primary"
+	}
+	if f.rng.IntN(2) == 0 {
+		f.proxy.CorruptLength(dir)
+		f.logStep("    a length prefix " + way)
+	} else {
+		n := 1 + f.rng.IntN(3)
+		f.proxy.Corrupt(dir, n)
+		f.logStep(fmt.Sprintf("    %d bits %s", n, way))
+	}
+	time.Sleep(time.Duration(50+f.rng.IntN(250)) * time.Millisecond)
+}
+
+// freeze stops d (SIGSTOP) for up to maxMs milliseconds and lets it run
+// again: a host that stalls (swapping, a hung hypervisor) with its
+// connections open. A frozen secondary is a link down once the primary's
+// mover has heard nothing for its silence time; a frozen primary's timer
+// finds its clock past its lease when it runs again.
+func (f *fuzzer) freeze(d *harness.Daemon, maxMs int) {
+	f.t.Helper()
+	if d.Exited() {
+		f.logStep("    " + d.Name + " not running")
+		return
+	}
+	if err := d.Freeze(); err != nil {
+		f.fail("freeze %s: %v", d.Name, err)
+	}
+	frozen := time.Duration(f.rng.IntN(maxMs)) * time.Millisecond
+	f.logStep(fmt.Sprintf("    frozen %s", frozen))
+	time.Sleep(frozen)
+	if err := d.Thaw(); err != nil {
+		f.fail("thaw %s: %v", d.Name, err)
+	}
+	f.silentEnd = time.Now()
+}
+
+// fuzzResyncRate is the link's bandwidth while a resync-kill resyncs: the
+// resync of a few hundred KiB then lasts long enough for a kill at a random
+// moment to land inside it.
+const fuzzResyncRate = 512 << 10
+
+// killMidResync resumes every pair over a slowed link and kills a site
+// (kill) at a random moment of the resync that follows.
+func (f *fuzzer) killMidResync(kill func()) {
+	f.t.Helper()
+	f.proxy.SetRate(fuzzResyncRate)
+	defer f.proxy.SetRate(0)
+	f.pairAll("resume")
+	time.Sleep(time.Duration(f.rng.IntN(1500)) * time.Millisecond)
+	var copying []string
+	for _, vs := range f.primaryStatus().Volumes {
+		if vs.State != "duplex" {
+			copying = append(copying, fmt.Sprintf("%s %s %d/%d", vs.Name, vs.State, vs.CopiedBytes, vs.SizeBytes))
+		}
+	}
+	f.logStep(fmt.Sprintf("    killing with %v", copying))
+	kill()
 }
 
 var fuzzRecoverRE = regexp.MustCompile(`consistent as of (\S+) \(group (\d+)\)`)
@@ -813,8 +924,7 @@ func (f *fuzzer) quiesce() {
 		f.freeDisk()
 	}
 	if f.linkDown {
-		f.proxy.Restore()
-		f.linkDown = false
+		f.linkUp()
 	}
 	f.stopLoad(false)
 	for _, v := range f.sess.Volumes {
@@ -1064,6 +1174,9 @@ func (l *fuzzLoad) WriteAt(ctx context.Context, vol int, p []byte, off int64) er
 // suspend_after (1s) with the link down, the primary suspends its pairs and
 // writes go on.
 const fuzzStall = 6 * time.Second
+
+// fuzzSilence is the primary mover's silence time (its default).
+const fuzzSilence = 5 * time.Second
 
 // stopLoad ends the workload run. Writes must stop within a bound: a primary
 // whose link is down suspends its pairs after suspend_after rather than

@@ -132,6 +132,15 @@ func (d *Daemon) Freeze() error {
 	}
 }
 
+// Thaw lets a frozen process run again (SIGCONT): a host that stalled and
+// came back, with its sockets and files as it left them.
+func (d *Daemon) Thaw() error {
+	if d.Exited() {
+		return fmt.Errorf("%s has exited", d.Name)
+	}
+	return d.cmd.Process.Signal(syscall.SIGCONT)
+}
+
 // allStopped reports whether every thread of process pid is in the stopped
 // state, as /proc/PID/task/TID/stat shows it.
 func allStopped(pid int) (bool, error) {
