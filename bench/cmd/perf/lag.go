@@ -58,14 +58,10 @@ func (b *bench) lag(ctx context.Context) error {
 	}
 	builds := []lagBuild{{b.s.duplex, b.pair}}
 	if b.s.compare != "" {
-		dir := filepath.Join(b.s.out, "write")
-		cmp, err := startPair(ctx, b.s.compare, filepath.Join(dir, "compare"),
-			harness.Spec{Session: "bench", Subsystems: b.s.subsystems, VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit()},
-			filepath.Join(dir, "nbdkit.img"))
+		cmp, err := b.comparePair(ctx)
 		if err != nil {
 			return err
 		}
-		defer cmp.stop()
 		builds = append(builds, lagBuild{b.s.compare, cmp})
 	}
 	seriesDir := filepath.Join(b.s.out, "lag")

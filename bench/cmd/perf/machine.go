@@ -14,10 +14,12 @@ import (
 // for the disk, for a timer, for each other) says so, which the CPU time of
 // the processes alone cannot.
 type machineStat struct {
-	busy, idle, iowait float64 // CPU seconds, all CPUs
-	writes             float64 // write requests completed by the disks
-	ioTicks            float64 // seconds some disk had requests in flight, summed over disks
-	ok                 bool
+	// busy leaves out steal (the host's use of these CPUs), which no
+	// process here spends.
+	busy, idle, iowait, steal float64 // CPU seconds, all CPUs
+	writes                    float64 // write requests completed by the disks
+	ioTicks                   float64 // seconds some disk had requests in flight, summed over disks
+	ok                        bool
 }
 
 // readMachine reads the machine's counters; a counter it cannot read leaves
@@ -44,6 +46,8 @@ func readMachine() machineStat {
 			m.idle = v / hz
 		case 4:
 			m.iowait = v / hz
+		case 7:
+			m.steal = v / hz
 		default:
 			m.busy += v / hz
 		}
@@ -87,6 +91,8 @@ func wholeDisk(name string) bool {
 // all CPU time, and disk writes per I/O of the run.
 type machineUse struct {
 	idle, iowait   float64 // shares of all CPU time over the run
+	steal          float64 // share of all CPU time the host took
+	busyPerIO      float64 // CPU seconds of the whole machine (steal left out) per I/O
 	writesPerIO    float64
 	diskBusy       float64 // share of the run some disk was busy (summed over disks)
 	ok             bool
@@ -96,11 +102,12 @@ type machineUse struct {
 }
 
 func (a machineStat) use(b machineStat, wall time.Duration, ios float64) machineUse {
-	all := (b.busy - a.busy) + (b.idle - a.idle) + (b.iowait - a.iowait)
+	all := (b.busy - a.busy) + (b.idle - a.idle) + (b.iowait - a.iowait) + (b.steal - a.steal)
 	if !a.ok || !b.ok || all <= 0 || ios <= 0 {
 		return machineUse{}
 	}
 	return machineUse{idle: (b.idle - a.idle) / all, iowait: (b.iowait - a.iowait) / all,
+		steal: (b.steal - a.steal) / all, busyPerIO: (b.busy - a.busy) / ios,
 		writesPerIO: (b.writes - a.writes) / ios, diskBusy: (b.ioTicks - a.ioTicks) / wall.Seconds(), ok: true}
 }
 

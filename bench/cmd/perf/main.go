@@ -38,7 +38,7 @@ import (
 // settings of a run.
 type settings struct {
 	duplex  string // binary
-	compare string // primary, lag and scale sections: a second build, alternated with the first
+	compare string // primary, write, lag and scale sections: a second build, alternated with the first
 	out     string // work directory
 	rounds  int
 	quick   bool
@@ -121,7 +121,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	writeCache := fs.String("write-cache", "dropped", "write section: the state of the servers' files at each run's start: dropped (synced and dropped from the page cache) or cached (synced, dropped, then read whole: the writes land in cached pages)")
 	writeJobsFlag := fs.String("write-jobs", "", "write section: the jobs run, comma-separated (default: all)")
 	writeProfile := fs.Bool("write-profile", false, "write section: save CPU profiles of both Duplex daemons over each Duplex run (write-JOB-rN-primary.pprof, write-JOB-rN-secondary.pprof in the work directory)")
-	compare := fs.String("compare", "", "primary, lag and scale sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
+	compare := fs.String("compare", "", "primary, write, lag and scale sections: a second duplex `binary` (say, the build before a change), run in the same rounds")
+	writeRuntime := fs.Duration("write-runtime", 0, "write section: the length of each run after its ramp (default 20s, 3s with -quick): shorter runs fit more rounds in one sitting")
 	lagRates := fs.String("lag-rates", "0,25,50,75", "lag section: fio's rates in % of the saturation bandwidth (0: idle), comma-separated")
 	lagRun := fs.Duration("lag-runtime", 0, "lag section: the length of each run (default 10s, 4s with -quick)")
 	lagSat := fs.Float64("lag-saturation", 0, "lag section: the saturation bandwidth of 4 KiB random writes at qd16 in MiB/s (default: measured)")
@@ -157,6 +158,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	if *writeRuntime > 0 {
+		if *writeRuntime < 2*time.Second {
+			fmt.Fprintln(stderr, "perf: -write-runtime must be at least 2s")
+			return 2
+		}
+		s.runtime = *writeRuntime
+	}
 	s.sidefile = *sidefileMiB << 20
 	s.burstReserve = *burstReserve << 20
 	s.warmup = max(*warmup, 0)

@@ -98,25 +98,40 @@ func (b *bench) writeCost(ctx context.Context) error {
 	// images are the files a server's I/O lands in, put in the same
 	// settled state before every run; pids are the processes whose CPU
 	// the run costs (for Duplex: the primary, then the secondary).
-	servers := []struct {
+	type server struct {
 		name, uri string
 		images    []string
 		pids      []int
-	}{
-		{"nbdkit", "nbd://" + b.nbdkitAddr + "/", []string{b.nbdkitImage}, []int{b.nbdkit.Pid()}},
+		pair      *pair
+	}
+	servers := []server{
+		{"nbdkit", "nbd://" + b.nbdkitAddr + "/", []string{b.nbdkitImage}, []int{b.nbdkit.Pid()}, nil},
 		{"duplex", b.pair.uri(0), []string{b.pair.sess.PrimaryPaths()[0], b.pair.sess.SecondaryPaths()[0]},
-			[]int{b.pair.prim.Pid(), b.pair.sec.Pid()}},
+			[]int{b.pair.prim.Pid(), b.pair.sec.Pid()}, b.pair},
+	}
+	if b.s.compare != "" {
+		cmp, err := b.comparePair(ctx)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, server{"compare", cmp.uri(0), []string{cmp.sess.PrimaryPaths()[0], cmp.sess.SecondaryPaths()[0]},
+			[]int{cmp.prim.Pid(), cmp.sec.Pid()}, cmp})
 	}
 	type result struct {
 		job fiojson.Job
-		// cpuPer is each of the server's processes' CPU seconds per I/O.
+		// cpuPer is each of the server's processes' CPU seconds per I/O;
+		// fioPer fio's.
 		cpuPer []float64
+		fioPer float64
 		// use is the machine's idle time and disk writes over the run,
 		// and for Duplex its pacing and sidefile peak.
 		use machineUse
 	}
 	// res[job][server] holds one result per round.
-	res := make([][2][]result, len(writeJobs))
+	res := make([][][]result, len(writeJobs))
+	for j := range res {
+		res[j] = make([][]result, len(servers))
+	}
 	var drains []time.Duration
 	load := []string{harness.LoadAvg()}
 	for r := range b.s.rounds {
@@ -127,6 +142,19 @@ func (b *bench) writeCost(ctx context.Context) error {
 			// A B A B: each job on nbdkit, then on Duplex, round after round,
 			// so that a drift in the machine's load hits both alike.
 			for si, sv := range servers {
+				// Nothing any run left dirty, of this server or another,
+				// is written back during this one: each run pays for its
+				// own writes only. Without it a run met the kernel's
+				// flusher writing back the gigabyte the run before it
+				// (the other server's) left dirty, 30 s after it.
+				if err := harness.SyncFS(b.s.out); err != nil {
+					return err
+				}
+				if b.s.primaryDir != "" {
+					if err := harness.SyncFS(b.s.primaryDir); err != nil {
+						return err
+					}
+				}
 				// Both servers start every run in one settled state: an
 				// image written just before serves writes several times
 				// slower than the same file once written back, which
@@ -165,11 +193,15 @@ func (b *bench) writeCost(ctx context.Context) error {
 				}
 				name := fmt.Sprintf("%s-%s-r%d", job.name, sv.name, r+1)
 				var profiles sync.WaitGroup
-				if b.s.writeProfile && sv.name == "duplex" {
+				if b.s.writeProfile && sv.pair != nil {
 					// Over the measured part of the run, for where each
 					// site's CPU goes per write.
-					for _, site := range []struct{ name, ctl string }{{"primary", b.pair.primCtl()}, {"secondary", b.pair.secCtl()}} {
-						path := filepath.Join(b.s.out, fmt.Sprintf("write-%s-r%d-%s.pprof", job.name, r+1, site.name))
+					for _, site := range []struct{ name, ctl string }{{"primary", sv.pair.primCtl()}, {"secondary", sv.pair.secCtl()}} {
+						tag := job.name
+						if sv.name == "compare" {
+							tag += "-compare"
+						}
+						path := filepath.Join(b.s.out, fmt.Sprintf("write-%s-r%d-%s.pprof", tag, r+1, site.name))
 						profiles.Go(func() {
 							sleepCtx(ctx, b.s.ramp)
 							if err := fetchProfile(ctx, site.ctl, int(b.s.runtime.Seconds())-1, path); err != nil {
@@ -181,20 +213,20 @@ func (b *bench) writeCost(ctx context.Context) error {
 				// What the primary held back: pacing, waits for room and
 				// the sidefile's peak, over the whole run (ramp included).
 				primCounters := func() (paced, waited float64) {
-					paced, _ = metricValue(ctx, b.pair.primCtl(), "duplex_pacing_delay_seconds_total")
-					waited, _ = metricValue(ctx, b.pair.primCtl(), "duplex_sidefile_wait_seconds_total")
+					paced, _ = metricValue(ctx, sv.pair.primCtl(), "duplex_pacing_delay_seconds_total")
+					waited, _ = metricValue(ctx, sv.pair.primCtl(), "duplex_sidefile_wait_seconds_total")
 					return paced, waited
 				}
 				var paced0, waited0 float64
 				var peak *sampler
-				if sv.name == "duplex" {
+				if sv.pair != nil {
 					paced0, waited0 = primCounters()
 					peak = sample(100*time.Millisecond, 0, func() (float64, error) {
-						return sidefileBytes(ctx, b.pair.primCtl())
+						return sidefileBytes(ctx, sv.pair.primCtl())
 					})
 				}
 				m0, t0 := readMachine(), time.Now()
-				jobs, err := b.fio(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
+				jobs, fioCPU, err := b.fioCPU(ctx, name, b.nbdArgs(job.name, sv.uri, job.rw, job.bs, job.qd, b.s.runtime, b.s.ramp)...)
 				m1, t1 := readMachine(), time.Now()
 				profiles.Wait()
 				var peaks []float64
@@ -206,17 +238,17 @@ func (b *bench) writeCost(ctx context.Context) error {
 				}
 				ios := max(jobs[0].IOPS*(jobs[0].Runtime+b.s.ramp.Seconds()), 1)
 				use := m0.use(m1, t1.Sub(t0), ios)
-				if sv.name == "duplex" {
+				if sv.pair != nil {
 					paced1, waited1 := primCounters()
 					use.paced, use.sidefileWaited = (paced1-paced0)/ios*1e6, (waited1-waited0)/ios*1e6
 					if len(peaks) > 0 {
 						use.peak = slices.Max(peaks)
 					}
 				}
-				if sv.name == "duplex" && job.rw != "randread" {
+				if sv.pair != nil && job.rw != "randread" {
 					// The secondary's share of these writes is done once
 					// the sidefile is empty: its CPU is read after that.
-					d, err := b.pair.drain(ctx)
+					d, err := sv.pair.drain(ctx)
 					if err != nil {
 						return fmt.Errorf("after %s: %w", name, err)
 					}
@@ -230,7 +262,7 @@ func (b *bench) writeCost(ctx context.Context) error {
 				for i := range per {
 					per[i] = (cpu1[i] - cpu0[i]).Seconds() / ios
 				}
-				res[j][si] = append(res[j][si], result{jobs[0], per, use})
+				res[j][si] = append(res[j][si], result{jobs[0], per, fioCPU.Seconds() / ios, use})
 			}
 		}
 		load = append(load, harness.LoadAvg())
@@ -243,6 +275,10 @@ func (b *bench) writeCost(ctx context.Context) error {
 		"CPU/IO is a process's user+system CPU time over the run (for the Duplex secondary, until the sidefile is empty after it) "+
 		"divided by the run's I/Os. Load average at the start and after each round: %s.\n\n",
 		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, b.sidefileLimit()>>20, b.pair.sess.Config.Interval, b.settledState(), strings.Join(load, " → "))
+	if len(servers) > 2 {
+		fmt.Fprintf(w, "Two Duplex builds, each its own session, run after nbdkit in every round: `%s` (rows `job`), and `%s` (rows `job (compare)`), "+
+			"each against the same nbdkit runs.\n\n", b.s.duplex, b.s.compare)
+	}
 	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | nbdkit µs CPU/IO | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | "+
 		"primary µs CPU/IO | secondary µs CPU/IO | Duplex/nbdkit (median of rounds) | ratio per round |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -260,22 +296,66 @@ func (b *bench) writeCost(ctx context.Context) error {
 		}
 		return median(v)
 	}
+	rowName := func(job string, si int) string {
+		if servers[si].name == "compare" {
+			return job + " (compare)"
+		}
+		return job
+	}
 	for j, job := range writeJobs {
-		k, d := jobsOf(res[j][0]), jobsOf(res[j][1])
+		k := jobsOf(res[j][0])
 		if len(k) == 0 {
 			continue
 		}
-		var ratios []float64
-		for r := range k {
-			ratios = append(ratios, d[r].IOPS/k[r].IOPS)
+		for si := 1; si < len(servers); si++ {
+			d := jobsOf(res[j][si])
+			var ratios []float64
+			for r := range k {
+				ratios = append(ratios, d[r].IOPS/k[r].IOPS)
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %.1f | %.0f | %.1f | %.2f | %.1f | %.1f | **%.2f** | %s |\n", rowName(job.name, si),
+				median(field(k, iops)), median(field(k, mibps)), median(field(k, p99))*1e3, cpuOf(res[j][0], 0),
+				median(field(d, iops)), median(field(d, mibps)), median(field(d, p99))*1e3, cpuOf(res[j][si], 0), cpuOf(res[j][si], 1),
+				median(ratios), joinf(ratios, "%.2f"))
+			if job.name == "randwrite-4k-qd16" && si == 1 {
+				b.satRand = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
+			}
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %.1f | %.0f | %.1f | %.2f | %.1f | %.1f | **%.2f** | %s |\n", job.name,
-			median(field(k, iops)), median(field(k, mibps)), median(field(k, p99))*1e3, cpuOf(res[j][0], 0),
-			median(field(d, iops)), median(field(d, mibps)), median(field(d, p99))*1e3, cpuOf(res[j][1], 0), cpuOf(res[j][1], 1),
-			median(ratios), joinf(ratios, "%.2f"))
-		switch job.name {
-		case "randwrite-4k-qd16":
-			b.satRand = median(field(d, func(j fiojson.Job) float64 { return j.BW }))
+	}
+	// The CPU a write costs each side, round by round: what nbdkit's rate
+	// swinging with the moment (the host's steal, its pages' first touch)
+	// leaves steady, and what bounds the ratio when both CPUs are busy.
+	fmt.Fprintf(w, "\nCPU a write, round by round: each side's processes (nbdkit and fio; Duplex's primary, secondary and fio: "+
+		"user+system, as above, fio's from its rusage, ramp included) and the whole machine's busy CPU over fio's run "+
+		"(/proc/stat, everything but idle, iowait and the host's steal: the kernel's threads too). "+
+		"The CPU ratios are nbdkit's CPU a write over Duplex's: the IOPS ratio the two CPUs would allow if both runs kept them "+
+		"equally busy.\n\n")
+	fmt.Fprintf(w, "| job | round | nbdkit IOPS | Duplex IOPS | IOPS ratio | nbdkit µs/IO (nbdkit + fio) | Duplex µs/IO (primary + secondary + fio) | "+
+		"processes' CPU ratio | machine busy µs/IO nbdkit / Duplex | machine CPU ratio | busy %% nbdkit / Duplex | steal %% nbdkit / Duplex |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---|---|---:|---|---:|---|---|\n")
+	for j, job := range writeJobs {
+		k := res[j][0]
+		if len(k) == 0 || job.rw == "randread" {
+			continue
+		}
+		for si := 1; si < len(servers); si++ {
+			d := res[j][si]
+			var iopsR, procR, machR []float64
+			for r := range k {
+				kp := (k[r].cpuPer[0] + k[r].fioPer) * 1e6
+				dp := (d[r].cpuPer[0] + d[r].cpuPer[1] + d[r].fioPer) * 1e6
+				km, dm := k[r].use.busyPerIO*1e6, d[r].use.busyPerIO*1e6
+				ir := d[r].job.IOPS / k[r].job.IOPS
+				iopsR, procR, machR = append(iopsR, ir), append(procR, kp/dp), append(machR, km/dm)
+				busy := func(u machineUse) float64 { return 100 * (1 - u.idle - u.iowait - u.steal) }
+				fmt.Fprintf(w, "| %s | %d | %.0f | %.0f | %.2f | %.1f (%.1f + %.1f) | %.1f (%.1f + %.1f + %.1f) | %.2f | %.1f / %.1f | %.2f | %.0f / %.0f | %.1f / %.1f |\n",
+					rowName(job.name, si), r+1, k[r].job.IOPS, d[r].job.IOPS, ir,
+					kp, k[r].cpuPer[0]*1e6, k[r].fioPer*1e6,
+					dp, d[r].cpuPer[0]*1e6, d[r].cpuPer[1]*1e6, d[r].fioPer*1e6,
+					kp/dp, km, dm, km/dm, busy(k[r].use), busy(d[r].use), 100*k[r].use.steal, 100*d[r].use.steal)
+			}
+			fmt.Fprintf(w, "| %s | **median** | %.0f | %.0f | **%.2f** | | | **%.2f** | | **%.2f** | | |\n", rowName(job.name, si),
+				median(field(jobsOf(k), iops)), median(field(jobsOf(d), iops)), median(iopsR), median(procR), median(machR))
 		}
 	}
 	// Where the time that is neither a server's nor fio's went: the CPUs
@@ -304,21 +384,24 @@ func (b *bench) writeCost(ctx context.Context) error {
 		"Duplex idle %% | Duplex iowait %% | Duplex disk writes/IO | Duplex disk busy | pacing µs/IO | sidefile wait µs/IO | sidefile peak MiB (per round) |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for j, job := range writeJobs {
-		k, d := res[j][0], res[j][1]
+		k := res[j][0]
 		if len(k) == 0 {
 			continue
 		}
-		var peaks []float64
-		for _, r := range d {
-			peaks = append(peaks, r.use.peak/(1<<20))
+		for si := 1; si < len(servers); si++ {
+			d := res[j][si]
+			var peaks []float64
+			for _, r := range d {
+				peaks = append(peaks, r.use.peak/(1<<20))
+			}
+			fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %s |\n", rowName(job.name, si),
+				100*useOf(k, func(u machineUse) float64 { return u.idle }), 100*useOf(k, func(u machineUse) float64 { return u.iowait }),
+				useOf(k, func(u machineUse) float64 { return u.writesPerIO }), useOf(k, func(u machineUse) float64 { return u.diskBusy }),
+				100*useOf(d, func(u machineUse) float64 { return u.idle }), 100*useOf(d, func(u machineUse) float64 { return u.iowait }),
+				useOf(d, func(u machineUse) float64 { return u.writesPerIO }), useOf(d, func(u machineUse) float64 { return u.diskBusy }),
+				useOf(d, func(u machineUse) float64 { return u.paced }), useOf(d, func(u machineUse) float64 { return u.sidefileWaited }),
+				joinf(peaks, "%.1f"))
 		}
-		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %.2f | %.2f | %.1f | %.1f | %s |\n", job.name,
-			100*useOf(k, func(u machineUse) float64 { return u.idle }), 100*useOf(k, func(u machineUse) float64 { return u.iowait }),
-			useOf(k, func(u machineUse) float64 { return u.writesPerIO }), useOf(k, func(u machineUse) float64 { return u.diskBusy }),
-			100*useOf(d, func(u machineUse) float64 { return u.idle }), 100*useOf(d, func(u machineUse) float64 { return u.iowait }),
-			useOf(d, func(u machineUse) float64 { return u.writesPerIO }), useOf(d, func(u machineUse) float64 { return u.diskBusy }),
-			useOf(d, func(u machineUse) float64 { return u.paced }), useOf(d, func(u machineUse) float64 { return u.sidefileWaited }),
-			joinf(peaks, "%.1f"))
 	}
 	if len(drains) > 0 {
 		fmt.Fprintf(w, "\nAfter each Duplex write job the suite waited for the sidefile to empty (everything journaled at the secondary) "+
@@ -907,11 +990,12 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // settledState says, for the write section's report, the state each run's
 // files start in.
 func (b *bench) settledState() string {
+	const synced = "Before every run the work directory's file system is synced (syncfs), so that no run meets the writeback of what another left dirty. "
 	if b.s.writeCached {
-		return "Before every run each server's files (nbdkit's image; Duplex's primary and secondary volumes) are synced, " +
+		return synced + "Then each server's files (nbdkit's image; Duplex's primary and secondary volumes) are synced, " +
 			"dropped from the page cache and read once whole without readahead, in single pages (-write-cache cached): the run's writes land in cached pages. "
 	}
-	return "Before every run each server's files (nbdkit's image; Duplex's primary and secondary volumes) are synced and dropped " +
+	return synced + "Then each server's files (nbdkit's image; Duplex's primary and secondary volumes) are synced and dropped " +
 		"from the page cache, and before the read job the served image is then read once whole. "
 }
 

@@ -26,6 +26,9 @@ type bench struct {
 	// nbdkitImage is the file nbdkit serves.
 	nbdkitImage string
 	pair        *pair
+	// cmp is the session of the compared build (-compare) in the write
+	// and lag sections, started by the first that needs it.
+	cmp *pair
 	// satRand is Duplex's median bandwidth (bytes/s) for the 4 KiB random
 	// qd16 write job.
 	satRand float64
@@ -38,6 +41,30 @@ func (b *bench) close() {
 	if b.pair != nil {
 		b.pair.stop()
 	}
+	if b.cmp != nil {
+		b.cmp.stop()
+	}
+}
+
+// comparePair starts the compared build's session beside the first's: the
+// same spec, its volumes copies of the same prefilled image.
+func (b *bench) comparePair(ctx context.Context) (*pair, error) {
+	if b.cmp != nil {
+		return b.cmp, nil
+	}
+	dir := filepath.Join(b.s.out, "write")
+	primDir := ""
+	if b.s.primaryDir != "" {
+		primDir = filepath.Join(b.s.primaryDir, "compare")
+	}
+	cmp, err := startPair(ctx, b.s.compare, filepath.Join(dir, "compare"),
+		harness.Spec{Session: "bench", Subsystems: b.s.subsystems, VolumeSize: b.s.volSize, SidefileLimit: b.sidefileLimit(),
+			PrimaryDir: primDir}, b.nbdkitImage)
+	if err != nil {
+		return nil, err
+	}
+	b.cmp = cmp
+	return cmp, nil
 }
 
 // pair is a Duplex primary and secondary on this machine.
@@ -187,25 +214,35 @@ func startNbdkit(ctx context.Context, dir, image string) (*harness.Daemon, strin
 // fio runs fio with args, its JSON report kept as out/fio/NAME.json, and
 // returns its jobs.
 func (b *bench) fio(ctx context.Context, name string, args ...string) ([]fiojson.Job, error) {
+	jobs, _, err := b.fioCPU(ctx, name, args...)
+	return jobs, err
+}
+
+// fioCPU is fio, and also returns the CPU time fio used (user+system, its
+// job processes included: the rusage wait4 gives counts the children fio
+// waited for): a third of the whole system's CPU a write at 4 KiB.
+func (b *bench) fioCPU(ctx context.Context, name string, args ...string) ([]fiojson.Job, time.Duration, error) {
 	dir := filepath.Join(b.s.out, "fio")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := filepath.Join(dir, name+".json")
 	full := append([]string{"--output-format=json", "--output=" + out}, args...)
-	if b, err := exec.CommandContext(ctx, "fio", full...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("fio %s: %v\n%s", strings.Join(full, " "), err, b)
+	cmd := exec.CommandContext(ctx, "fio", full...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, 0, fmt.Errorf("fio %s: %v\n%s", strings.Join(full, " "), err, b)
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	jobs, err := fiojson.ParseFile(out)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for _, j := range jobs {
 		if j.Error != 0 {
-			return nil, fmt.Errorf("fio job %s failed with error %d (see %s)", j.Name, j.Error, out)
+			return nil, 0, fmt.Errorf("fio job %s failed with error %d (see %s)", j.Name, j.Error, out)
 		}
 	}
-	return jobs, nil
+	return jobs, cpu, nil
 }
 
 // statusCLI reads a site's status the way scripts do: duplex status --json.
