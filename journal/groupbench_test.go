@@ -17,29 +17,47 @@ import (
 // with the segments released as the applier would. It reports the
 // process's CPU per 4 KiB written, direct against buffered, and direct
 // with every byte copied into the journal's buffer (-copy) against direct
-// with the updates written from where they lie.
+// with the updates written from where they lie. 4 KiB parts are copied
+// (inPlaceMin); -inplace writes them in place all the same, lying in their
+// frame at any offset (a 40-byte header before each, as in a record set)
+// or, -inplace-aligned, each on a 512-byte boundary of its frame, as a
+// frame laid out for it would put them: only then does the direct write
+// take the whole part from where it lies, with nothing copied.
 func BenchmarkAppendSyncGroup4KiB(b *testing.B) {
 	for _, mode := range []struct {
 		name     string
 		buffered bool
 		writes   int
 		copy     bool
-	}{{"direct", false, 800, false}, {"direct-copy", false, 800, true}, {"buffered", true, 800, false},
-		{"direct-64", false, 64, false}, {"direct-64-copy", false, 64, true}, {"buffered-64", true, 64, false}} {
+		inPlace  bool
+		stride   int // from one update's header to the next's
+	}{{"direct", false, 800, false, false, 4096 + 40}, {"direct-copy", false, 800, true, false, 4096 + 40},
+		{"direct-inplace", false, 800, false, true, 4096 + 40}, {"direct-inplace-aligned", false, 800, false, true, 4096 + 512},
+		{"buffered", true, 800, false, false, 4096 + 40},
+		{"direct-64", false, 64, false, false, 4096 + 40}, {"direct-64-copy", false, 64, true, false, 4096 + 40}, {"buffered-64", true, 64, false, false, 4096 + 40}} {
 		b.Run(mode.name, func(b *testing.B) {
 			copyAll(b, mode.copy)
+			if mode.inPlace {
+				old := inPlaceMin
+				inPlaceMin = 4096
+				b.Cleanup(func() { inPlaceMin = old })
+			}
 			writes := mode.writes
 			j := openT(b, b.TempDir(), Options{SegmentSize: 16 << 20, Buffered: mode.buffered})
 			defer j.Close()
-			frames := make([]byte, writes*(4096+40))
+			stride := mode.stride
+			// Aligned like the heap's large objects, so that an update
+			// placed at stride-4096 from a 512-byte boundary lies on one.
+			frames := disk.DirectBuffer(writes * stride)
 			rng := rand.New(rand.NewPCG(1, 2))
 			for k := range frames {
 				frames[k] = byte(rng.Uint32())
 			}
 			parts := make([][]byte, 0, 2*writes)
+			hdr := stride - 4096
 			for k := range writes {
-				f := frames[k*(4096+40):]
-				parts = append(parts, f[:40], f[40:40+4096])
+				f := frames[k*stride:]
+				parts = append(parts, f[hdr-40:hdr], f[hdr:hdr+4096])
 			}
 			var sum uint32
 			n := 0
