@@ -33,6 +33,10 @@ func TestParseEndpoint(t *testing.T) {
 		{"127.0.0.1:0", nil, "", "port 0: want 1 to 65535"},
 		{"https://10.1.2.3:70000", nil, "", "port 70000: want 1 to 65535"},
 		{"127.0.0.1:nosuchservice", nil, "", `port "nosuchservice"`},
+		// A service's name passes the dial's lookup but not the URL the
+		// request is sent to, whose port is digits only.
+		{"127.0.0.1:http", nil, "", `port "http"`},
+		{"[::1]:https", ca, "", `port "https"`},
 		{"127.0.0.1:07401", nil, "http://127.0.0.1:07401", ""},
 	} {
 		at, err := ParseEndpoint(tc.in, tc.conf)

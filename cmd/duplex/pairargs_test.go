@@ -57,14 +57,16 @@ func TestFlagsAfterTheDoubleDashAreArguments(t *testing.T) {
 }
 
 // TestAddrWithAPortNoneListensOnIsAUsageError: --addr with a port out of
-// range, or 0, is refused as a usage error naming it, before anything is
-// sent. Before: exit 1 from the dial ("invalid port"), read as the site's
-// failure.
+// range, or 0, or a service's name, is refused as a usage error naming
+// it, before anything is sent. Before: exit 1 from the dial ("invalid
+// port") or the request's URL ("invalid port ":http" after host"), read
+// as the site's failure.
 func TestAddrWithAPortNoneListensOnIsAUsageError(t *testing.T) {
 	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
 	for _, args := range [][]string{
 		{"status", "--addr", "127.0.0.1:99999"},
 		{"status", "--addr", "http://127.0.0.1:0"},
+		{"status", "--addr", "127.0.0.1:http"},
 		{"pair", "suspend", "vol1", "--config", path, "--addr", "127.0.0.1:99999"},
 	} {
 		code, out, errs := runCmd(args...)
