@@ -82,16 +82,15 @@ func ParseEndpoint(s string, tlsConf *tls.Config) (Endpoint, error) {
 // checkPort refuses a port of the address s that no connection can be
 // made to: the dial would fail with "invalid port", or be refused at port
 // 0, which reads as the site's failure rather than the address's. A
-// service name is taken as the dial takes it.
+// service's name ("http") is refused too: the dial would take it, but the
+// request's URL takes a port of digits only.
 func checkPort(s, port string) error {
 	n, err := strconv.ParseUint(port, 10, 64)
 	switch {
-	case err == nil && (n == 0 || n > 65535):
-		return fmt.Errorf("%q: port %s: want 1 to 65535", s, port)
 	case err != nil:
-		if _, err := net.LookupPort("tcp", port); err != nil {
-			return fmt.Errorf("%q: port %q is neither a number from 1 to 65535 nor a known service", s, port)
-		}
+		return fmt.Errorf("%q: port %q is not a number: want 1 to 65535", s, port)
+	case n == 0 || n > 65535:
+		return fmt.Errorf("%q: port %s: want 1 to 65535", s, port)
 	}
 	return nil
 }
