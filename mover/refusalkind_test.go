@@ -134,3 +134,42 @@ func TestAPassingRefusalIsLoggedAsPassing(t *testing.T) {
 		}
 	}
 }
+
+// TestAStaleRefusalKnownByItsWordsPasses: a secondary from before kinds
+// sent its refusal of a stale record set as lasting, for it could not say
+// otherwise, but this primary ends that refusal by itself as it ends a
+// named one (the pair manager suspends on the kind, dropping the record
+// set, and the secondary takes the next connection): read as lasting, the
+// primary's status says an operator must act, its log says so at ERROR,
+// and duplex pair --wait gives up at once on pairs duplex again shortly,
+// where the same refusal from a newer secondary is waited through.
+func TestAStaleRefusalKnownByItsWordsPasses(t *testing.T) {
+	const before = `refusing a record set: record set ss1/3: update 1 of 1 (volume "vol1") is stamped 5000, ` +
+		`not after the consistency time 20000 already reached: update stamped at or before the consistency time`
+	var log testenv.LogBuffer
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, log: &log})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+	if err := l.conn.Send(transport.EncodeRefuse(transport.Refusal{Reason: before})); err != nil {
+		t.Fatal(err)
+	}
+	l.awaitClosed()
+	waitFor(t, "the refusal counted", func() bool { return p.mover.Stats().Refusals == 1 })
+	if st := p.mover.Stats(); st.LastRefusalKind != transport.RefusalStale || !st.LastRefusalPasses {
+		t.Errorf("LastRefusalKind %d, LastRefusalPasses %v; want stale (%d), passing", st.LastRefusalKind, st.LastRefusalPasses, transport.RefusalStale)
+	}
+	var line string
+	waitFor(t, "the refusal logged", func() bool {
+		for _, s := range strings.Split(log.String(), "\n") {
+			if strings.Contains(s, "update stamped at or before") {
+				line = s
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "takes this primary again by itself") {
+		t.Errorf("logged %q; want level=WARN saying it takes this primary again by itself", line)
+	}
+}
