@@ -1022,10 +1022,15 @@ func Refused(body []byte) *RefusedError {
 // namedByWords is r, from a secondary that names no kinds
 // (transport.FeatureNamesRefusals), named by its words: such a secondary
 // refused a stale record set in staleWords, the one refusal it sent on a
-// link that the primary acts on by what it is.
+// link that the primary acts on by what it is. It sent that refusal as
+// lasting, having no kind to say why it passes, but it passes as a named
+// one does: the pair manager's suspension on the kind drops the record
+// set, and the secondary takes the next connection. Read as lasting, the
+// status would send an operator to act on what ends by itself, and
+// duplex pair --wait would give up on it at once.
 func namedByWords(r transport.Refusal) transport.Refusal {
 	if r.Kind == transport.RefusalUnnamed && strings.Contains(r.Reason, staleWords) {
-		r.Kind = transport.RefusalStale
+		r.Kind, r.Passing = transport.RefusalStale, true
 	}
 	return r
 }
