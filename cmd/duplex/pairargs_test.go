@@ -89,6 +89,10 @@ func TestABadFlagValueSaysWhatIsWanted(t *testing.T) {
 		{[]string{"pair", "suspend", "vol1", "--config", "F", "--timeout", "99999999h"}, []string{`--timeout "99999999h"`, "a duration such as 30s"}},
 		{[]string{"recover", "--config", "F", "--timeout=5"}, []string{`--timeout "5"`, "a duration such as 30s"}},
 		{[]string{"status", "--addr", "127.0.0.1:7401", "--json=maybe"}, []string{`--json "maybe"`, "true or false"}},
+		// A flag that says itself what it takes keeps its words, under
+		// the flag's name as the usage spells it.
+		{[]string{"demo", "--port-base", "abc"}, []string{`--port-base "abc": not a port number`}},
+		{[]string{"primary", "--config", "F", "--overwrite-secondary", "abc"}, []string{`--overwrite-secondary "abc": want the secondary's data generation`}},
 	} {
 		code, out, errs := runCmd(tc.args...)
 		ok := code == exitUsage && !strings.Contains(errs, "parse error")
