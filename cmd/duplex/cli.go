@@ -116,13 +116,14 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 }
 
 // badValue matches the flag package's errors for a value a flag cannot
-// take: the value, quoted, and the flag's name.
-var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): (?:parse error|value out of range)$`)
+// take: the value, quoted, the flag's name, and why.
+var badValue = regexp.MustCompile(`^invalid (?:boolean )?value ("(?:[^"\\]|\\.)*") for (?:flag )?-([^:]+): (.*)$`)
 
 // valueError rewrites the flag package's error for a value a flag cannot
 // take ("invalid value "abc" for flag -timeout: parse error") to name the
-// flag as the usage spells it and what it takes; any other error is
-// returned as it is.
+// flag as the usage spells it and what it takes, in the flag's own words
+// where it has them ("not a port number"); any other error is returned as
+// it is.
 func (f *cmdFlags) valueError(err error) error {
 	m := badValue.FindStringSubmatch(err.Error())
 	if m == nil {
@@ -138,6 +139,9 @@ func (f *cmdFlags) valueError(err error) error {
 		return fmt.Errorf("--%s %q: give true or false, or --%s alone for true", fl.Name, value, fl.Name)
 	case isDuration(fl):
 		return fmt.Errorf("--%s %q: give a duration such as 30s, 5m or 1h30m (units ns, us, ms, s, m, h; at most 2562047h)", fl.Name, value)
+	}
+	if why := m[3]; why != "parse error" && why != "value out of range" {
+		return fmt.Errorf("--%s %q: %s", fl.Name, value, why)
 	}
 	return fmt.Errorf("--%s %q: not a value it takes", fl.Name, value)
 }
