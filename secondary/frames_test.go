@@ -2,11 +2,7 @@ package secondary
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,9 +12,7 @@ import (
 	"unsafe"
 
 	"duplex/apply"
-	"duplex/consistency"
 	"duplex/disk"
-	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
 	"duplex/volume"
@@ -108,142 +102,41 @@ func (t slowThroughTarget) WriteThrough(bufs [][]byte, off int64) error {
 // closed.
 func checkRecycledFrames(t *testing.T, chunk, sets int, replay bool) {
 	volSize := int64(max(1<<20, sets*chunk))
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var aligned atomic.Int64
-	for name, tg := range sec.targets {
+	r := openFramesRig(t, volSize, func(_ string, tg apply.Target) apply.Target {
 		if chunk >= volume.ThroughMin {
-			sec.targets[name] = slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
-			continue
+			return slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
 		}
-		sec.targets[name] = slowTarget{Target: tg, pause: 5 * time.Millisecond}
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, net) }()
-	closed := false
-	defer func() {
-		if !closed {
-			cancel()
-			<-done
-			sec.Close()
-		}
-	}()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+		return slowTarget{Target: tg, pause: 5 * time.Millisecond}
+	})
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	frame := func(sub, vol string, seq uint64, ts int64) []byte {
-		off := (int(seq) - 1) * chunk
-		data := want[vol][off : off+chunk]
-		for i := range data {
-			data[i] = byte(int(seq)*31 + i*7 + len(vol)*int(sub[2]))
-		}
-		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
-			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: uint64(chunk),
-				Timestamp: ts, Seq: seq, Data: bytes.Clone(data)}}}
-		f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return transport.Seal(f)
+		return transport.Seal(append([]byte{transport.TypeRecordSet}, oneUpdateSet(t, want, chunk, sub, vol, seq, ts)...))
 	}
 	for n := uint64(1); n <= uint64(sets); n++ {
 		ts := int64(n) * 1000
 		// ss1's update waits in the Former until ss2's set of the same
 		// interval arrives in the next frame.
 		for _, f := range [][]byte{frame("ss1", "vol1", n, ts), frame("ss2", "vol2", n, ts+1)} {
-			if err := conn.Send(f); err != nil {
+			if err := r.conn.Send(f); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	deadline := time.Now().Add(time.Minute)
-	for sec.Stats().BytesApplied < uint64(2*sets*chunk) {
-		if time.Now().After(deadline) {
-			t.Fatalf("applied %d of %d bytes within a minute", sec.Stats().BytesApplied, 2*sets*chunk)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for name, v := range vols {
-		got := make([]byte, volSize)
-		if err := v.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if i := firstDiff(got, want[name]); i >= 0 {
-			t.Fatalf("%s differs from what was sent at byte %d (chunk %d): got %#x, want %#x; a recycled frame was read again",
-				name, i, i/chunk, got[i], want[name][i])
-		}
-	}
+	r.waitApplied(uint64(2*sets*chunk), time.Now().Add(time.Minute))
+	r.checkVolumes(want, "what was sent", chunk, "a recycled frame was read again")
 	if chunk >= volume.ThroughMin && aligned.Load() == 0 {
 		t.Fatal("no update lay on a page boundary: the frames were not placed for the volumes' direct writes")
 	}
 	if !replay {
 		return
 	}
-	closed = true
-	cancel()
-	<-done
-	sec.Close()
-	jdir := filepath.Join(dir, "journal")
+	r.stop()
+	jdir := filepath.Join(r.dir, "journal")
 	if gapped := gappedRecords(t, jdir); gapped == 0 && journalWritesDirectly(t, jdir) {
 		t.Fatal("no record with gaps: the journal wrote no update from its frame")
 	}
-	j, err := journal.Open(jdir, journal.Options{MaxRecord: MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	updates := 0
-	if err := j.Replay(0, func(index uint64, data []byte) error {
-		g, _, err := consistency.DecodeGroup(data, groupLimits)
-		if err != nil {
-			return fmt.Errorf("group %d: %w", index, err)
-		}
-		for _, u := range g.Updates {
-			sent := want[u.Volume][u.Offset : u.Offset+uint64(len(u.Data))]
-			if i := firstDiff(u.Data, sent); i >= 0 {
-				return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d: got %#x, want %#x; a recycled frame was written",
-					index, u.Volume, u.Offset, i, u.Data[i], sent[i])
-			}
-			updates++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if updates != 2*sets {
+	if updates := r.checkJournal(want, "a recycled frame was written"); updates != 2*sets {
 		t.Fatalf("the journal holds %d updates, %d were sent: a record written from a recycled frame fails its CRC", updates, 2*sets)
 	}
 }

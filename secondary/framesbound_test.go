@@ -2,17 +2,12 @@ package secondary
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // TestFramesInUseStayBounded streams 1 MiB updates of two subsystems for
@@ -48,61 +43,14 @@ func TestFramesInUseStayBounded(t *testing.T) {
 	if raceDetector {
 		frames = 125 // five times round the ledger's bound all the same
 	}
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, net) }()
-	defer func() {
-		cancel()
-		<-done
-		sec.Close()
-	}()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+	r := openFramesRig(t, volSize, nil)
+	sec, conn := r.sec, r.conn
 	data := bytes.Repeat([]byte{0x5a}, chunk)
 	set := func(sub, vol string, seq uint64, ts int64) []byte {
 		off := uint64((int(seq) - 1) * chunk % volSize)
-		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
+		return encodeSet(t, &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
 			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: off, Length: chunk,
-				Timestamp: ts, Seq: seq, Data: data}}}
-		b, err := recordset.Encode(nil, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+				Timestamp: ts, Seq: seq, Data: data}}})
 	}
 	live := func() uint64 {
 		runtime.GC()

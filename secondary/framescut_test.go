@@ -2,14 +2,10 @@ package secondary
 
 import (
 	"bytes"
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"duplex/apply"
-	"duplex/consistency"
-	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
 )
@@ -29,8 +25,9 @@ func TestFramesOfACutSetAreKeptUntilItIsFormed(t *testing.T) {
 		frames = 8
 	}
 	volSize := int64(frames * 4 * chunk)
-	rig := openFramesRig(t, volSize, func(tg apply.Target) apply.Target { return slowTarget{Target: tg, pause: 2 * time.Millisecond} })
-	dir, vols, sec, conn, stop := rig.dir, rig.vols, rig.sec, rig.conn, rig.stop
+	r := openFramesRig(t, volSize, func(_ string, tg apply.Target) apply.Target {
+		return slowTarget{Target: tg, pause: 2 * time.Millisecond}
+	})
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	update := func(vol string, slot int, ts int64) recordset.Update {
 		off := slot * chunk
@@ -39,13 +36,6 @@ func TestFramesOfACutSetAreKeptUntilItIsFormed(t *testing.T) {
 			data[i] = byte(slot*31 + i*7 + len(vol))
 		}
 		return recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: chunk, Timestamp: ts, Seq: uint64(ts), Data: bytes.Clone(data)}
-	}
-	encode := func(rs *recordset.RecordSet) []byte {
-		b, err := recordset.Encode(nil, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
 	}
 	sent := 0
 	for n := 1; n <= frames; n++ {
@@ -57,56 +47,20 @@ func TestFramesOfACutSetAreKeptUntilItIsFormed(t *testing.T) {
 		ss2 := &recordset.RecordSet{Session: "s", Subsystem: "ss2", Seq: uint64(n), Group: uint64(n), ReadTime: base, Horizon: base + 150,
 			Updates: []recordset.Update{update("vol2", n-1, base+50)}}
 		sent += 5
-		if err := conn.Send(transport.EncodeBundle(transport.Bundle{Sets: [][]byte{encode(ss1), encode(ss2)}})); err != nil {
+		if err := r.conn.Send(transport.EncodeBundle(transport.Bundle{Sets: [][]byte{encodeSet(t, ss1), encodeSet(t, ss2)}})); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The last set's horizon passes what ss1's last set left waiting.
 	last := &recordset.RecordSet{Session: "s", Subsystem: "ss2", Seq: uint64(frames + 1), Group: uint64(frames + 1), Horizon: int64(frames+1) * 1000}
-	if err := conn.Send(transport.EncodeBundle(transport.Bundle{Sets: [][]byte{encode(last)}})); err != nil {
+	if err := r.conn.Send(transport.EncodeBundle(transport.Bundle{Sets: [][]byte{encodeSet(t, last)}})); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for sec.Stats().BytesApplied < uint64(sent*chunk) {
-		if time.Now().After(deadline) {
-			t.Fatalf("applied %d of %d bytes within a minute", sec.Stats().BytesApplied, sent*chunk)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for name, v := range vols {
-		got := make([]byte, volSize)
-		if err := v.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if i := firstDiff(got, want[name]); i >= 0 {
-			t.Fatalf("%s differs from what was sent at byte %d (update %d): got %#x, want %#x; a frame was recycled while part of its set waited in the Former",
-				name, i, i/chunk, got[i], want[name][i])
-		}
-	}
-	stop()
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{MaxRecord: MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	updates := 0
-	if err := j.Replay(0, func(index uint64, data []byte) error {
-		g, _, err := consistency.DecodeGroup(data, groupLimits)
-		if err != nil {
-			return fmt.Errorf("group %d: %w", index, err)
-		}
-		for _, u := range g.Updates {
-			if i := firstDiff(u.Data, want[u.Volume][u.Offset:u.Offset+uint64(len(u.Data))]); i >= 0 {
-				return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d; a frame was recycled while part of its set waited in the Former",
-					index, u.Volume, u.Offset, i)
-			}
-			updates++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if updates != sent {
+	const why = "a frame was recycled while part of its set waited in the Former"
+	r.waitApplied(uint64(sent*chunk), time.Now().Add(time.Minute))
+	r.checkVolumes(want, "what was sent", chunk, why)
+	r.stop()
+	if updates := r.checkJournal(want, why); updates != sent {
 		t.Fatalf("the journal holds %d updates, %d were sent: a record written from a recycled frame fails its CRC", updates, sent)
 	}
 }

@@ -1,22 +1,15 @@
 package secondary
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"duplex/consistency"
-	"duplex/journal"
+	"duplex/apply"
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // failOnceThroughTarget is a slowThroughTarget whose first write at off
@@ -73,81 +66,19 @@ func TestPlacedFramesThroughAFailedApplyAndARestart(t *testing.T) {
 		sets = 8
 	}
 	volSize := int64(sets * chunk)
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	cfg := Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	sec, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var aligned atomic.Int64
 	var failed atomic.Bool
-	for name, tg := range sec.targets {
+	r := openFramesRig(t, volSize, func(name string, tg apply.Target) apply.Target {
 		slow := slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
 		if name == "vol1" {
-			sec.targets[name] = failOnceThroughTarget{slow, (fail - 1) * chunk, &failed}
-			continue
+			return failOnceThroughTarget{slow, (fail - 1) * chunk, &failed}
 		}
-		sec.targets[name] = slow
-	}
-	net := transport.NewMemNetwork(1, transport.Faults{})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, net) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-			sec.Close()
-		}
-	}
-	defer stop()
-	conn, err := net.Dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-		Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Recv(); err != nil { // the welcome
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			if _, err := conn.Recv(); err != nil {
-				return
-			}
-		}
-	}()
+		return slow
+	})
+	sec, conn := r.sec, r.conn
 	sent := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	set := func(sub, vol string, seq uint64, ts int64) []byte {
-		off := (int(seq) - 1) * chunk
-		data := sent[vol][off : off+chunk]
-		for i := range data {
-			data[i] = byte(int(seq)*29 + i*11 + len(vol)*int(sub[2]))
-		}
-		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500,
-			Updates: []recordset.Update{{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: chunk,
-				Timestamp: ts, Seq: seq, Data: bytes.Clone(data)}}}
-		b, err := recordset.Encode(nil, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return oneUpdateSet(t, sent, chunk, sub, vol, seq, ts)
 	}
 	deadline := time.Now().Add(time.Minute)
 	taken := uint64(0)
@@ -205,50 +136,28 @@ func TestPlacedFramesThroughAFailedApplyAndARestart(t *testing.T) {
 	if aligned.Load() == 0 {
 		t.Fatal("no update lay on a page boundary: the frames were not placed")
 	}
-	stop()
+	r.stop()
 
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{MaxRecord: MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	journaledFailed := false
-	if err := j.Replay(0, func(index uint64, data []byte) error {
-		g, _, err := consistency.DecodeGroup(data, groupLimits)
-		if err != nil {
-			return fmt.Errorf("group %d: %w", index, err)
+	r.replayJournal(func(group uint64, u *recordset.Update) error {
+		if i := firstDiff(u.Data, sent[u.Volume][u.Offset:]); i >= 0 {
+			return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d; a recycled frame was journaled",
+				group, u.Volume, u.Offset, i)
 		}
-		for _, u := range g.Updates {
-			if i := firstDiff(u.Data, sent[u.Volume][u.Offset:]); i >= 0 {
-				return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d; a recycled frame was journaled",
-					index, u.Volume, u.Offset, i)
-			}
-			copy(want[u.Volume][u.Offset:], u.Data)
-			journaledFailed = journaledFailed || u.Volume == "vol1" && u.Offset == (fail-1)*chunk
-		}
+		copy(want[u.Volume][u.Offset:], u.Data)
+		journaledFailed = journaledFailed || u.Volume == "vol1" && u.Offset == (fail-1)*chunk
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	j.Close()
+	})
 	if !journaledFailed {
 		t.Fatal("the journal does not hold the update whose write failed")
 	}
 	// The restart applies again the journaled groups after the last one
 	// applied, the failed one among them.
-	sec, err = Open(cfg)
+	sec, err := Open(r.cfg)
 	if err != nil {
 		t.Fatalf("restart: %v", err)
 	}
 	defer sec.Close()
-	for name, v := range vols {
-		got := make([]byte, volSize)
-		if err := v.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if i := firstDiff(got, want[name]); i >= 0 {
-			t.Fatalf("after the restart %s differs from the journal at byte %d (update %d): got %#x, want %#x; a recycled frame was applied",
-				name, i, i/chunk+1, got[i], want[name][i])
-		}
-	}
+	r.checkVolumes(want, "the journal after the restart", chunk, "a recycled frame was applied")
 }

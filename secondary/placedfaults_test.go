@@ -2,22 +2,16 @@ package secondary
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"duplex/consistency"
-	"duplex/journal"
+	"duplex/apply"
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // TestPlacedFramesUnderLinkFaults streams, over TCP, large bundles the
@@ -38,42 +32,15 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	}
 	cutAt := sets / 2
 	volSize := int64(sets * 2 * update)
-	dir := t.TempDir()
-	vols := map[string]*volume.Volume{}
-	for _, name := range []string{"vol1", "vol2"} {
-		v, err := volume.Open(filepath.Join(dir, name+".img"), volSize)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
-		vols[name] = v
-	}
-	subs := []string{"ss1", "ss2"}
-	sec, err := Open(Config{Session: "s", Subsystems: subs, Volumes: vols,
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var aligned atomic.Int64
-	for name, tg := range sec.targets {
-		sec.targets[name] = slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
-	}
 	ln, err := transport.ListenTCP("127.0.0.1:0", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sec.Run(ctx, ln) }()
-	closed := false
-	defer func() {
-		if !closed {
-			cancel()
-			<-done
-			sec.Close()
-		}
-	}()
+	var aligned atomic.Int64
+	r := startFramesRig(t, volSize, func(_ string, tg apply.Target) apply.Target {
+		return slowThroughTarget{slowTarget{Target: tg, pause: 5 * time.Millisecond}, &aligned}
+	}, ln)
+	sec := r.sec
 
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
 	set := func(sub, vol string, seq uint64, ts int64) []byte {
@@ -87,11 +54,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 			rs.Updates = append(rs.Updates, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: update,
 				Timestamp: ts + 2*int64(k), Seq: 2*seq + uint64(k), Data: bytes.Clone(data)})
 		}
-		b, err := recordset.Encode(nil, rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
+		return encodeSet(t, rs)
 	}
 	// frames[n] brings ss2's set of interval n-1 and ss1's of interval n,
 	// whose group waits for ss2's in frames[n+1]; the last one ss2's alone.
@@ -113,8 +76,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		send(t, c, transport.EncodeHello(transport.Hello{Session: "s", Subsystems: subs, Instance: 7,
-			Volumes: []transport.VolumeInfo{{Name: "vol1", Size: volSize}, {Name: "vol2", Size: volSize}}}))
+		send(t, c, r.hello())
 		var hdr [4]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil { // the welcome
 			t.Fatal(err)
@@ -166,22 +128,8 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	for n := cutAt; n <= sets+1; n++ {
 		send(t, c, frames[n])
 	}
-	for sec.Stats().BytesApplied < uint64(2*sets*2*update) {
-		if time.Now().After(deadline) {
-			t.Fatalf("applied %d of %d bytes within 3 minutes", sec.Stats().BytesApplied, 2*sets*2*update)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	for name, v := range vols {
-		got := make([]byte, volSize)
-		if err := v.ReadAt(got, 0); err != nil {
-			t.Fatal(err)
-		}
-		if i := firstDiff(got, want[name]); i >= 0 {
-			t.Fatalf("%s differs from what was sent at byte %d (update %d): got %#x, want %#x; a recycled frame was read again",
-				name, i, i/update, got[i], want[name][i])
-		}
-	}
+	r.waitApplied(uint64(2*sets*2*update), deadline)
+	r.checkVolumes(want, "what was sent", update, "a recycled frame was read again")
 	if aligned.Load() == 0 {
 		t.Fatal("no update lay on a page boundary: the frames were not placed")
 	}
@@ -189,34 +137,8 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	if st.CorruptFrames == 0 || st.Duplicates == 0 {
 		t.Fatalf("the faults did not reach the secondary: %d corrupt, %d duplicates", st.CorruptFrames, st.Duplicates)
 	}
-	closed = true
-	cancel()
-	<-done
-	sec.Close()
-	j, err := journal.Open(filepath.Join(dir, "journal"), journal.Options{MaxRecord: MaxGroupBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
-	updates := 0
-	if err := j.Replay(0, func(index uint64, data []byte) error {
-		g, _, err := consistency.DecodeGroup(data, groupLimits)
-		if err != nil {
-			return fmt.Errorf("group %d: %w", index, err)
-		}
-		for _, u := range g.Updates {
-			sent := want[u.Volume][u.Offset : u.Offset+uint64(len(u.Data))]
-			if i := firstDiff(u.Data, sent); i >= 0 {
-				return fmt.Errorf("group %d: the update of %s at %d differs from what was sent at its byte %d; a recycled frame was written",
-					index, u.Volume, u.Offset, i)
-			}
-			updates++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if updates != 2*2*sets {
+	r.stop()
+	if updates := r.checkJournal(want, "a recycled frame was written"); updates != 2*2*sets {
 		t.Fatalf("the journal holds %d updates, %d were sent", updates, 2*2*sets)
 	}
 }
