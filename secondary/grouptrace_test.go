@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/recordset"
+	"duplex/transport"
 )
 
 // At debug level each group applied is logged once, with the times of its
@@ -71,5 +74,71 @@ func TestNoGroupTraceAboveDebug(t *testing.T) {
 	defer r.sec.mu.Unlock()
 	if r.sec.tracing || r.sec.traces != nil {
 		t.Fatalf("tracing %v with %d traces kept at the default level", r.sec.tracing, len(r.sec.traces))
+	}
+}
+
+// A group's cut is the primary's read of the sidefile that reached its
+// time, whichever frame completes it. A record set that arrives ahead of
+// one still missing (the frame that brought the missing one was lost or
+// corrupt, and is resent) is formed into a group only with the frame that
+// fills the gap, which the primary read before it: timed from that frame,
+// the group was cut before its own consistency time (cut_ms negative, the
+// link step taking the difference).
+func TestTheCutOfAGroupIsTheReadThatReachedItsTime(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		frames [][]uint64 // the record sets of each frame, read and stamped at seq ms
+		groups int
+	}{
+		{"a set ahead of a missing one", [][]uint64{{2}, {1}}, 1},
+		{"in order", [][]uint64{{1}, {2}}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var buf syncBuffer
+			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			r := newLagRig(t, Config{Logger: log}, nil)
+			sent := uint64(0)
+			for _, seqs := range c.frames {
+				var sets [][]byte
+				for _, seq := range seqs {
+					ts := int64(seq) * int64(time.Millisecond)
+					sets = append(sets, encodeSet(t, &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: seq, Group: seq, ReadTime: ts, Horizon: ts,
+						Updates: []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: seq * 4096, Length: 4096,
+							Timestamp: ts - 1, Seq: seq, Data: make([]byte, 4096)}}}))
+				}
+				if err := r.conn.Send(transport.EncodeBundle(transport.Bundle{Sets: sets})); err != nil {
+					t.Fatal(err)
+				}
+				sent += uint64(len(seqs))
+				r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.RecordSets >= sent }, "the frame's sets taken")
+			}
+			r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Time >= int64(2*time.Millisecond) }, "applied through 2 ms")
+			var lines []string
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				lines = nil
+				for _, line := range strings.Split(buf.String(), "\n") {
+					if strings.Contains(line, `msg="group applied"`) {
+						lines = append(lines, line)
+					}
+				}
+				if len(lines) >= c.groups || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(lines) != c.groups {
+				t.Fatalf("%d groups logged as applied, want %d:\n%s", len(lines), c.groups, buf.String())
+			}
+			for _, line := range lines {
+				vals := map[string]string{}
+				for _, f := range strings.Fields(line) {
+					if k, v, ok := strings.Cut(f, "="); ok {
+						vals[k] = v
+					}
+				}
+				if cut, err := strconv.ParseFloat(vals["cut_ms"], 64); err != nil || cut != 0 {
+					t.Errorf("group %s, its set read at its time: cut_ms %s, want 0 (%v): %s", vals["group"], vals["cut_ms"], err, line)
+				}
+			}
+		})
 	}
 }
