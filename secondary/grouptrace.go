@@ -3,6 +3,7 @@ package secondary
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"duplex/consistency"
@@ -52,6 +53,47 @@ func timesOf(in *inbound) frameTimes {
 	return ft
 }
 
+// setRead is a record set's read of the sidefile: when, and the horizon
+// it reached.
+type setRead struct {
+	horizon int64
+	at      time.Time
+}
+
+// timesTaken returns the times of frame in, which the Former just took,
+// and keeps the reads of its record sets for the groups they may cut.
+// Called with s.mu held.
+func (s *Secondary) timesTaken(in *inbound) frameTimes {
+	for _, rs := range in.sets {
+		if rs.ReadTime != 0 && len(s.reads) < maxTraces {
+			s.reads = append(s.reads, setRead{horizon: rs.Horizon, at: time.Unix(0, rs.ReadTime)})
+		}
+	}
+	return timesOf(in)
+}
+
+// cutOf returns the cut of g, formed from the frame of times in: the
+// earliest read of the sidefile that reached g's time among the record
+// sets taken. That is the frame's own only while frames come in the order
+// they were read: a set taken ahead of a missing one (whose frame was lost
+// and is sent again) is formed into a group only with the frame that fills
+// the gap, read before it. The reads g's time passed cut no later group.
+// Called with s.mu held.
+func (s *Secondary) cutOf(g *consistency.Group, in *frameTimes) time.Time {
+	var cut time.Time
+	for _, r := range s.reads {
+		if r.horizon >= g.Time && (cut.IsZero() || r.at.Before(cut)) {
+			cut = r.at
+		}
+	}
+	s.reads = slices.DeleteFunc(s.reads, func(r setRead) bool { return r.horizon <= g.Time })
+	if cut.IsZero() {
+		// A frame of heartbeats only, or more sets held than are kept.
+		return in.cut
+	}
+	return cut
+}
+
 // traceFormed starts g's trace, formed now from the frame of times in.
 // Called with s.mu held.
 func (s *Secondary) traceFormed(g *consistency.Group, in *frameTimes) {
@@ -61,7 +103,7 @@ func (s *Secondary) traceFormed(g *consistency.Group, in *frameTimes) {
 	if s.traces == nil || len(s.traces) >= maxTraces {
 		s.traces = map[*consistency.Group]*groupTrace{}
 	}
-	s.traces[g] = &groupTrace{cut: in.cut, roomWait: in.roomWait, arrived: in.at, formed: time.Now()}
+	s.traces[g] = &groupTrace{cut: s.cutOf(g, in), roomWait: in.roomWait, arrived: in.at, formed: time.Now()}
 }
 
 // traceJournaled records that gs were written to the journal from start and

@@ -380,10 +380,12 @@ type Secondary struct {
 	// let go of.
 	pending []*consistency.Group
 	// tracing: the log takes debug records, and each group's steps are
-	// timed (grouptrace.go). traces and arrivedFrom are guarded by mu.
+	// timed (grouptrace.go). traces, arrivedFrom and reads are guarded by
+	// mu.
 	tracing     bool
 	traces      map[*consistency.Group]*groupTrace
 	arrivedFrom frameTimes // of the frame the Former is taking
+	reads       []setRead  // of the record sets taken whose horizons no group formed passed
 }
 
 // applyJob is a journaled group for the applier, with the pair states as
@@ -2134,7 +2136,7 @@ func (s *Secondary) receive(conn transport.Conn, batch []inbound, names []string
 		}
 		took = true
 		if s.tracing {
-			s.arrivedFrom = timesOf(&batch[i])
+			s.arrivedFrom = s.timesTaken(&batch[i])
 		}
 		if err := s.formGroups(conn); err != nil {
 			return err
