@@ -1,15 +1,11 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"duplex/config"
 	"duplex/secondary"
 	"duplex/site"
 )
@@ -25,13 +21,7 @@ func TestARecoverStoppedWhileStartingAFencedSecondarySaysItIsFenced(t *testing.T
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	c := startupSession(dir)
-	c.Secondary.Control = ""
-	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cfg := recoverSession(t, dir, startupSession(dir))
 	if code, out := runDuplex(t, "recover", "--config", path, "--force", "--log-level", "error"); code != exitOK {
 		t.Fatalf("the first recover --force exited %d:\n%s", code, out)
 	}
@@ -39,29 +29,7 @@ func TestARecoverStoppedWhileStartingAFencedSecondarySaysItIsFenced(t *testing.T
 	if b, err := os.ReadFile(secondary.IdentityPath(state)); err != nil || !strings.Contains(string(b), `"fenced"`) {
 		t.Fatalf("the first recover --force did not fence the site: %s, %v", b, err)
 	}
-	saved, err := os.ReadFile(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(state); err != nil {
-		t.Fatal(err)
-	}
-	cmd, log, exited := startHungOnFIFO(t, "recover", state, "recover", "--config", path, "--force")
-	cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
-	done := make(chan struct{})
-	defer close(done)
-	go serveFIFO(state, saved, done)
-	select {
-	case err := <-exited:
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != exitFailure {
-			t.Errorf("recover stopped while starting exited %v, want status %d:\n%s", err, exitFailure, log.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("recover has not exited 10 s after SIGTERM:\n%s", log.String())
-	}
-	out := log.String()
+	out := stopWhileStarting(t, cfg, 200*time.Millisecond, "recover", "--config", path, "--force")
 	last := out[strings.LastIndex(out, "duplex: ")+1:]
 	if !strings.Contains(out, "duplex: ") || !strings.Contains(last, "stopped before fencing") {
 		t.Fatalf("recover's last words do not say it stopped before fencing:\n%s", out)

@@ -30,13 +30,7 @@ func TestARecoverForceStoppedWhileStartingDoesNotFence(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	dir := t.TempDir()
-	c := startupSession(dir)
-	c.Secondary.Control = ""
-	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, cfg := recoverSession(t, dir, startupSession(dir))
 	// A recover without --force leaves a state file and no fence.
 	if code, out := runDuplex(t, "recover", "--config", path, "--log-level", "error"); code != exitOK {
 		t.Fatalf("the first recover exited %d:\n%s", code, out)
@@ -85,21 +79,29 @@ func TestARecoverAtStoppedWhileStartingDoesNotFence(t *testing.T) {
 			t.Fatalf("a site after SIGTERM: %v\nprimary:\n%s\nsecondary:\n%s", err, primLog.String(), secLog.String())
 		}
 	}
+	path, cfg := recoverSession(t, dir, c)
+	recoverStoppedWhileStarting(t, cfg, "recover", "--config", path, "--at", "-0s")
+}
+
+// recoverSession writes c under dir, its secondary without a control
+// address (recover starts the secondary in its own process), and loads it.
+func recoverSession(t *testing.T, dir string, c *config.Config) (string, *config.Config) {
+	t.Helper()
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recoverStoppedWhileStarting(t, cfg, "recover", "--config", path, "--at", "-0s")
+	return path, cfg
 }
 
-// recoverStoppedWhileStarting runs duplex ARGS (a recover that fences)
-// with the state file of cfg's secondary replaced by a FIFO, signals it
-// while its start waits to read it, then hands the start the state file
-// as it was, well within SecondaryStartStopGrace: recover is to exit 1,
-// saying it stopped before fencing, the site not fenced.
-func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...string) {
+// stopWhileStarting runs duplex ARGS (a recover that fences) with the
+// state file of cfg's secondary replaced by a FIFO, signals it (SIGTERM)
+// while its start waits to read it, hands the start the state file as it
+// was after serveAfter, and returns what it printed once it exited, failing
+// the test unless with status 1 within 10 s of the signal.
+func stopWhileStarting(t *testing.T, cfg *config.Config, serveAfter time.Duration, args ...string) string {
 	t.Helper()
 	state := site.StatePath(cfg)
 	saved, err := os.ReadFile(state)
@@ -111,11 +113,7 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	}
 	cmd, log, exited := startHungOnFIFO(t, "recover", state, args...)
 	cmd.Process.Signal(syscall.SIGTERM)
-	// Once the signal is taken, the start is handed its state file: it
-	// ends within the grace, as a start that waited on a slow disk does.
-	// (One that did not, on a loaded machine, is given up: no fence
-	// either.)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(serveAfter)
 	done := make(chan struct{})
 	defer close(done)
 	go serveFIFO(state, saved, done)
@@ -128,7 +126,21 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	case <-time.After(10 * time.Second):
 		t.Fatalf("recover has not exited 10 s after SIGTERM:\n%s", log.String())
 	}
-	out := log.String()
+	return log.String()
+}
+
+// recoverStoppedWhileStarting runs duplex ARGS (a recover that fences)
+// with the state file of cfg's secondary replaced by a FIFO, signals it
+// while its start waits to read it, then hands the start the state file
+// as it was, well within SecondaryStartStopGrace: recover is to exit 1,
+// saying it stopped before fencing, the site not fenced.
+func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...string) {
+	t.Helper()
+	// Once the signal is taken, the start is handed its state file: it
+	// ends within the grace, as a start that waited on a slow disk does.
+	// (One that did not, on a loaded machine, is given up: no fence
+	// either.)
+	out := stopWhileStarting(t, cfg, 500*time.Millisecond, args...)
 	t.Logf("recover stopped while starting:\n%s", out)
 	if strings.Contains(out, "secondary fenced") || strings.Contains(out, "fenced: the volumes start") {
 		t.Errorf("recover fenced the secondary after SIGTERM:\n%s", out)
@@ -142,7 +154,7 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	case !strings.Contains(last, "not fenced"):
 		t.Errorf("recover's last words do not say the secondary was not fenced:\n%s", out)
 	}
-	if b, err := os.ReadFile(secondary.IdentityPath(state)); err == nil && strings.Contains(string(b), `"fenced"`) {
+	if b, err := os.ReadFile(secondary.IdentityPath(site.StatePath(cfg))); err == nil && strings.Contains(string(b), `"fenced"`) {
 		t.Errorf("the site is fenced after a recover stopped while starting: %s", b)
 	}
 }
