@@ -3,8 +3,6 @@ package site
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -21,22 +19,9 @@ func TestAStopEndsAtOnceOnASecondaryStoppedForGoodOnItsDisk(t *testing.T) {
 	const patience = 10 * time.Second
 	cfg := linkConfig(t)
 	in := disk.NewInjector(nil)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, s.Run)
-	pcfg := *cfg
-	pcfg.Primary.Secondary = s.ListenAddr()
-	logs := &logBuffer{}
-	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
-		unreachablePatience: patience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, time.Minute) })
+	s, _ := runQuietSecondary(t, cfg, in)
+	sp := runStoppingPrimary(t, cfg, s.ListenAddr(), patience)
+	p, logs, stop := sp.p, sp.logs, sp.stop
 	replicatedBeforeTheFault(t, p, func() *Secondary { return s }, 4096)
 
 	in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})
@@ -50,6 +35,7 @@ func TestAStopEndsAtOnceOnASecondaryStoppedForGoodOnItsDisk(t *testing.T) {
 	start := time.Now()
 	stop()
 	took := time.Since(start)
+	runErr := *sp.runErr
 	if runErr == nil {
 		t.Fatalf("the stop, the secondary refusing it until restarted, reported clean after %s", took.Round(time.Millisecond))
 	}

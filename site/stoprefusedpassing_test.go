@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/config"
 	"duplex/disk"
 	"duplex/secondary"
 )
@@ -69,7 +70,7 @@ type retryingAtStop struct {
 func retryingSecondaryAtStop(t *testing.T, patience, retry time.Duration) *retryingAtStop {
 	t.Helper()
 	cfg := linkConfig(t)
-	r := &retryingAtStop{in: disk.NewInjector(nil), logs: &logBuffer{}, runErr: new(error)}
+	r := &retryingAtStop{in: disk.NewInjector(nil)}
 	runUntil(t, func(ctx context.Context) {
 		_, err := RunSecondary(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{FS: r.in},
 			DiskRetry{First: retry, Max: retry}, func(s *Secondary) { r.cur.Store(s) })
@@ -78,15 +79,9 @@ func retryingSecondaryAtStop(t *testing.T, patience, retry time.Duration) *retry
 		}
 	})
 	waitFor(t, 30*time.Second, "the secondary open", func() bool { return r.cur.Load() != nil })
-	pcfg := *cfg
-	pcfg.Primary.Secondary = r.cur.Load().ListenAddr()
-	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(r.logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
-		unreachablePatience: patience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.p = p
-	r.stop = runUntil(t, func(ctx context.Context) { *r.runErr = p.Run(ctx, time.Minute) })
+	sp := runStoppingPrimary(t, cfg, r.cur.Load().ListenAddr(), patience)
+	p := sp.p
+	r.p, r.logs, r.stop, r.runErr = p, sp.logs, sp.stop, sp.runErr
 	replicatedBeforeTheFault(t, p, r.cur.Load, 4096)
 
 	r.in.Inject(disk.Fault{Op: disk.OpSync, Under: cfg.Secondary.Journal, Err: disk.EIO})
@@ -134,22 +129,10 @@ func TestAStopWaitsForASecondaryRestarting(t *testing.T) {
 	cfg := linkConfig(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var cur atomic.Pointer[Secondary]
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, stopSec := runQuietSecondary(t, cfg, nil)
 	cur.Store(s)
-	stopSec := runFor(t, s.Run)
-	pcfg := *cfg
-	pcfg.Primary.Secondary = s.ListenAddr()
-	logs := &logBuffer{}
-	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
-		unreachablePatience: patience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, time.Minute) })
+	sp := runStoppingPrimary(t, cfg, s.ListenAddr(), patience)
+	p, logs, stop := sp.p, sp.logs, sp.stop
 	replicatedBeforeTheFault(t, p, cur.Load, 4096)
 
 	stopSec()
@@ -179,8 +162,8 @@ func TestAStopWaitsForASecondaryRestarting(t *testing.T) {
 		t.Fatalf("no dial failed at TCP while the primary stopped (the last began %s after the stop, refused by the secondary: %v): "+
 			"the stop did not meet the restart", ms.FailedDialBegan.Sub(start).Round(time.Millisecond), ms.FailedDialRefused)
 	}
-	if runErr != nil {
-		t.Fatalf("the stop, the secondary restarted within the patience (%s), failed after %s: %v", patience, took.Round(time.Millisecond), runErr)
+	if err := *sp.runErr; err != nil {
+		t.Fatalf("the stop, the secondary restarted within the patience (%s), failed after %s: %v", patience, took.Round(time.Millisecond), err)
 	}
 	if len(logs.lines("everything shipped to the secondary")) == 0 {
 		t.Errorf("the stop did not say everything shipped:\n%s", logs.String())
@@ -203,23 +186,10 @@ func TestAStopWaitsForASecondaryThatCannotRecordTheGenerationItFollows(t *testin
 	const patience = 10 * time.Second
 	cfg := linkConfig(t)
 	in := disk.NewInjector(nil)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{FS: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runFor(t, s.Run)
+	s, _ := runQuietSecondary(t, cfg, in)
 	in.Inject(disk.Fault{Op: disk.OpRename, Under: secondary.IdentityPath(StatePath(cfg)), Err: disk.EIO})
-	pcfg := *cfg
-	pcfg.Primary.Secondary = s.ListenAddr()
-	logs := &logBuffer{}
-	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
-		unreachablePatience: patience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var runErr error
-	stop := runUntil(t, func(ctx context.Context) { runErr = p.Run(ctx, time.Minute) })
+	sp := runStoppingPrimary(t, cfg, s.ListenAddr(), patience)
+	p, logs, stop := sp.p, sp.logs, sp.stop
 	waitFor(t, 30*time.Second, "the secondary to refuse the primary's dials, saying it cannot record the generation", func() bool {
 		ms := p.Mover().Stats()
 		return ms.Refusals >= 2 && ms.FailedDialRefused && strings.Contains(ms.LastRefusal, "cannot record the data generation it follows")
@@ -235,9 +205,9 @@ func TestAStopWaitsForASecondaryThatCannotRecordTheGenerationItFollows(t *testin
 	}()
 	stop()
 	took := time.Since(start)
-	if runErr != nil {
+	if err := *sp.runErr; err != nil {
 		t.Fatalf("the stop, the secondary's record written again within the patience (%s), failed after %s: %v",
-			patience, took.Round(time.Millisecond), runErr)
+			patience, took.Round(time.Millisecond), err)
 	}
 	if len(logs.lines("everything shipped to the secondary")) == 0 {
 		t.Errorf("the stop did not say everything shipped:\n%s", logs.String())
@@ -247,4 +217,39 @@ func TestAStopWaitsForASecondaryThatCannotRecordTheGenerationItFollows(t *testin
 	waitFor(t, 30*time.Second, "the secondary's vol1 to hold the write made while it refused", func() bool {
 		return s.ReadAt("vol1", got, 0) == nil && bytes.Equal(got, want)
 	})
+}
+
+// stoppingPrimary is a primary of cfg linked to the secondary at addr,
+// running, whose stop waits patience for a link that may come back.
+type stoppingPrimary struct {
+	p      *Primary
+	logs   *logBuffer
+	stop   func() // stops it, waiting for its Run
+	runErr *error // Run's, once stopped
+}
+
+func runStoppingPrimary(t *testing.T, cfg *config.Config, addr string, patience time.Duration) stoppingPrimary {
+	t.Helper()
+	pcfg := *cfg
+	pcfg.Primary.Secondary = addr
+	sp := stoppingPrimary{logs: &logBuffer{}, runErr: new(error)}
+	p, err := OpenPrimary(&pcfg, slog.New(slog.NewTextHandler(sp.logs, nil)), PrimaryOptions{Dialer: linkDialer(t, &pcfg),
+		unreachablePatience: patience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.p = p
+	sp.stop = runUntil(t, func(ctx context.Context) { *sp.runErr = p.Run(ctx, time.Minute) })
+	return sp
+}
+
+// runQuietSecondary opens cfg's secondary on fsys (nil: the disk), its
+// log discarded, and runs it until the returned stop.
+func runQuietSecondary(t *testing.T, cfg *config.Config, fsys disk.FS) (*Secondary, func()) {
+	t.Helper()
+	s, err := OpenSecondary(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), SecondaryOptions{FS: fsys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, runFor(t, s.Run)
 }
