@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,7 +117,7 @@ func stopWhileStarting(t *testing.T, cfg *config.Config, serveAfter time.Duratio
 	time.Sleep(serveAfter)
 	done := make(chan struct{})
 	defer close(done)
-	go serveFIFO(state, saved, done)
+	go serveFIFO(state, saved, cmd.Process.Pid, done)
 	select {
 	case err := <-exited:
 		var ee *exec.ExitError
@@ -159,10 +160,11 @@ func recoverStoppedWhileStarting(t *testing.T, cfg *config.Config, args ...strin
 	}
 }
 
-// serveFIFO hands data to every reader that opens the FIFO fifo (a start
-// reads its state file more than once) until done is closed or fifo is
-// no longer a FIFO (a state file written since, by a rename).
-func serveFIFO(fifo string, data []byte, done <-chan struct{}) {
+// serveFIFO hands data to every reader that opens the FIFO fifo in
+// process pid (a start reads its state file more than once) until done is
+// closed or fifo is no longer a FIFO (a state file written since, by a
+// rename).
+func serveFIFO(fifo string, data []byte, pid int, done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
@@ -181,7 +183,29 @@ func serveFIFO(fifo string, data []byte, done <-chan struct{}) {
 		}
 		syscall.Write(fd, data)
 		syscall.Close(fd)
+		// The reader sees the end of the data only once no writer holds
+		// the FIFO: a write for its next open, made while this reader is
+		// still reading (a start slow on a loaded machine), would reach
+		// this one too, twice the file. So the next is made once it let go.
+		for holdsOpen(pid, fifo) {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
 	}
+}
+
+// holdsOpen reports whether process pid has the file at path open.
+func holdsOpen(pid int, path string) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && l == path {
+			return true
+		}
+	}
+	return false
 }
 
 // TestARecoverStoppedWhileARunningSecondaryFences: recover --force at a
