@@ -88,17 +88,22 @@ func TestTheCutOfAGroupIsTheReadThatReachedItsTime(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		frames [][]uint64 // the record sets of each frame, read and stamped at seq ms
+		beat   int64      // with the last frame, a heartbeat through its last set of this horizon (ms), if set
 		groups int
 	}{
-		{"a set ahead of a missing one", [][]uint64{{2}, {1}}, 1},
-		{"in order", [][]uint64{{1}, {2}}, 2},
+		{"a set ahead of a missing one", [][]uint64{{2}, {1}}, 0, 1},
+		{"in order", [][]uint64{{1}, {2}}, 0, 2},
+		// A set sent again beside the heartbeat of a later read: the group
+		// goes as far as the heartbeat's horizon, which no set's read
+		// reached; the read that stamped it is the heartbeat's, unknown.
+		{"a heartbeat past a set's read", [][]uint64{{1}}, 3, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var buf syncBuffer
 			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			r := newLagRig(t, Config{Logger: log}, nil)
 			sent := uint64(0)
-			for _, seqs := range c.frames {
+			for i, seqs := range c.frames {
 				var sets [][]byte
 				for _, seq := range seqs {
 					ts := int64(seq) * int64(time.Millisecond)
@@ -106,13 +111,18 @@ func TestTheCutOfAGroupIsTheReadThatReachedItsTime(t *testing.T) {
 						Updates: []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: seq * 4096, Length: 4096,
 							Timestamp: ts - 1, Seq: seq, Data: make([]byte, 4096)}}}))
 				}
-				if err := r.conn.Send(transport.EncodeBundle(transport.Bundle{Sets: sets})); err != nil {
+				var beats []transport.Heartbeat
+				if c.beat != 0 && i == len(c.frames)-1 {
+					beats = []transport.Heartbeat{{Subsystem: 0, Seq: seqs[len(seqs)-1], Horizon: c.beat * int64(time.Millisecond)}}
+				}
+				if err := r.conn.Send(transport.EncodeBundle(transport.Bundle{Sets: sets, Beats: beats})); err != nil {
 					t.Fatal(err)
 				}
 				sent += uint64(len(seqs))
 				r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.RecordSets >= sent }, "the frame's sets taken")
 			}
-			r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Time >= int64(2*time.Millisecond) }, "applied through 2 ms")
+			through := int64(max(2, c.beat)) * int64(time.Millisecond)
+			r.waitStats(t, 10*time.Second, func(st Stats) bool { return st.Time >= through }, "applied through the last horizon")
 			var lines []string
 			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 				lines = nil
