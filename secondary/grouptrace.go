@@ -87,9 +87,13 @@ func (s *Secondary) cutOf(g *consistency.Group, in *frameTimes) time.Time {
 		}
 	}
 	s.reads = slices.DeleteFunc(s.reads, func(r setRead) bool { return r.horizon <= g.Time })
-	if cut.IsZero() {
-		// A frame of heartbeats only, or more sets held than are kept.
-		return in.cut
+	if cut.IsZero() && !in.cut.Before(time.Unix(0, g.Time)) {
+		// No set's read reached g's time: a heartbeat did, stamped at a
+		// read the frame does not carry. A set of the frame read at or
+		// after g's time came from that read or a later one; one read
+		// before it (a set sent again beside the heartbeat) did not, and
+		// the cut is left unknown: zero, at g's time.
+		cut = in.cut
 	}
 	return cut
 }

@@ -146,7 +146,7 @@ func TestTheCutOfAGroupIsTheReadThatReachedItsTime(t *testing.T) {
 					}
 				}
 				if cut, err := strconv.ParseFloat(vals["cut_ms"], 64); err != nil || cut != 0 {
-					t.Errorf("group %s, its set read at its time: cut_ms %s, want 0 (%v): %s", vals["group"], vals["cut_ms"], err, line)
+					t.Errorf("group %s, no later read reaching its time: cut_ms %s, want 0 (%v): %s", vals["group"], vals["cut_ms"], err, line)
 				}
 			}
 		})
