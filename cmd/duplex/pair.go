@@ -358,17 +358,23 @@ func applicable(op string, names []string, st control.Status, stdout io.Writer) 
 	return out
 }
 
-// waitDuplex shows the copy's progress until every volume is duplex. A
-// refusal of the secondary that passes by itself (control.Status
-// RefusalPasses) is waited through for at most patience at a stretch; one
-// that lasts until an operator acts ends the wait at once.
+// waitDuplex shows the copy's progress until every volume is duplex. The
+// wait ends once the copy has made no progress toward duplex for patience
+// (--timeout) at a stretch, saying what it saw last: a link down, a
+// secondary that refuses this primary for now (control.Status
+// RefusalPasses) or stays broken, a pair suspended meanwhile. A refusal
+// that lasts until an operator acts ends it at once.
 func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patience time.Duration, stdout io.Writer) error {
 	line := newStatusLine(stdout)
 	defer line.end()
 	start := time.Now()
 	var first int64 = -1
-	var refusedSince time.Time // of the passing refusal waited through
-	for {
+	var (
+		since       = time.Now() // of the last progress
+		mark        waitMark     // the copy as it was then
+		lastRefusal string       // the last passing refusal seen since
+	)
+	for n := 0; ; n++ {
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		// A primary that starts again meanwhile has no volumes in its
 		// status yet: none would be found not duplex.
@@ -383,41 +389,43 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 		var size, copied, resynced int64
 		done, refused := true, false
 		for _, v := range st.Volumes {
-			for _, want := range vols {
-				if v.Name == want && st.Link != "connected" && strings.HasPrefix(v.Note, control.RefusedNote) {
-					// Its copy shows progress, up to whole, read into the
-					// sidefile for a secondary that takes none of it.
-					switch {
-					case !st.RefusalPasses:
-						line.end()
-						return fmt.Errorf("%s: %s; its copy goes on once the secondary takes this primary (duplex status shows the refusal whole)", v.Name, v.Note)
-					case refusedSince.IsZero():
-						refusedSince = time.Now()
-					case time.Since(refusedSince) >= patience:
-						line.end()
-						return fmt.Errorf("%s: %s; the secondary has refused this primary for %s (--timeout), though it said it takes it again by itself: "+
-							"the copy goes on once it does, duplex status shows it", v.Name, v.Note, patience)
-					}
-					refused = true
+			if !slices.Contains(vols, v.Name) {
+				continue
+			}
+			if st.Link != "connected" && strings.HasPrefix(v.Note, control.RefusedNote) {
+				// Its copy shows progress, up to whole, read into the
+				// sidefile for a secondary that takes none of it.
+				if !st.RefusalPasses {
+					line.end()
+					return fmt.Errorf("%s: %s; its copy goes on once the secondary takes this primary (duplex status shows the refusal whole)", v.Name, v.Note)
 				}
-				if v.Name == want {
-					size += v.SizeBytes
-					copied += v.CopiedBytes
-					resynced += v.ResyncedBytes
-					if v.State != "duplex" {
-						done = false
-					}
-				}
+				refused = true
+				lastRefusal = v.Name + ": " + v.Note
+			}
+			size += v.SizeBytes
+			copied += v.CopiedBytes
+			resynced += v.ResyncedBytes
+			if v.State != "duplex" {
+				done = false
+			}
+		}
+		now := newWaitMark(st, vols)
+		if n == 0 || now.progressed(mark) {
+			since, mark = time.Now(), now
+			if !refused {
+				lastRefusal = ""
 			}
 		}
 		if first < 0 {
 			first = copied
 		}
 		progress := progressLine(copied, size, copied-first, time.Since(start))
-		if refused {
-			progress += fmt.Sprintf("  the secondary refuses this primary for now (%s): waiting", time.Since(refusedSince).Round(time.Second))
-		} else {
-			refusedSince = time.Time{}
+		stalled := time.Since(since)
+		switch {
+		case refused:
+			progress += fmt.Sprintf("  the secondary refuses this primary for now (%s without progress): waiting", stalled.Round(time.Second))
+		case stalled >= 2*time.Second && st.Link != "connected":
+			progress += fmt.Sprintf("  link %s (%s without progress): waiting", st.Link, stalled.Round(time.Second))
 		}
 		line.update(progress)
 		if done && !refused {
@@ -425,11 +433,92 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 			fmt.Fprintf(stdout, "duplex; %s copied\n", bytesIEC(resynced))
 			return nil
 		}
+		if stalled >= patience {
+			line.end()
+			return fmt.Errorf("no progress toward duplex for %s (--timeout): %s; the copy goes on at the primary once it can, duplex status shows it",
+				patience, lastSeen(st, vols, lastRefusal))
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(line.every(250*time.Millisecond, time.Second)):
 		}
 	}
+}
+
+// waitMark is what a wait for duplex takes as its copy's progress, from one
+// status of the primary.
+type waitMark struct {
+	duplex   int    // volumes waited for that are duplex
+	moved    int64  // their bytes copied and resynced
+	tail     bool   // every one not duplex has copied whole: its end awaits the secondary's acknowledgement
+	acked    string // the primary's consistency and journaled times: what the secondary acknowledged
+	reaching bool   // the link is up: what the copy reads reaches the secondary
+}
+
+func newWaitMark(st control.Status, vols []string) waitMark {
+	// The consistency time alone stands while a resync holds the
+	// secondary's groups unapplied; the journaled time is set only then.
+	m := waitMark{tail: true, acked: st.ConsistencyTime + " " + st.JournaledTime, reaching: st.Link == "connected"}
+	for _, v := range st.Volumes {
+		if !slices.Contains(vols, v.Name) {
+			continue
+		}
+		if v.State == "duplex" {
+			m.duplex++
+		} else if v.State != "pending" || v.CopiedBytes < v.SizeBytes {
+			m.tail = false
+		}
+		m.moved += v.CopiedBytes + v.ResyncedBytes
+	}
+	return m
+}
+
+// progressed says whether the copy went on toward duplex from was to m: a
+// volume became duplex, or the secondary acknowledged more while the copy
+// moved on or awaited only that. Bytes read while the link is down reach
+// the sidefile, not the secondary; a link up that acknowledges the groups of
+// other volumes moves nothing of a copy that stands (its read hung, the pair
+// suspended meanwhile).
+func (m waitMark) progressed(was waitMark) bool {
+	if m.duplex > was.duplex {
+		return true
+	}
+	return m.reaching && m.acked != was.acked && (m.moved > was.moved || m.tail)
+}
+
+// lastSeen says what a wait for duplex that made no progress saw last: the
+// link and its last error, the volumes not duplex, and the passing refusal
+// seen since the last progress, if the status no longer says it.
+func lastSeen(st control.Status, vols []string, refusal string) string {
+	var parts []string
+	link := "link " + st.Link
+	if st.LastError != "" {
+		link += ", its last error"
+		if st.LastErrorAt != "" {
+			link += " at " + st.LastErrorAt
+		}
+		link += ": " + st.LastError
+	}
+	parts = append(parts, link)
+	said := false
+	for _, v := range st.Volumes {
+		if !slices.Contains(vols, v.Name) || v.State == "duplex" {
+			continue
+		}
+		s := fmt.Sprintf("%s %s, %s of %s copied", v.Name, v.State, bytesIEC(v.CopiedBytes), bytesIEC(v.SizeBytes))
+		if v.Reason != "" {
+			s += ", suspended for: " + v.Reason
+		}
+		if v.Note != "" {
+			s += ": " + v.Note
+			said = said || strings.HasPrefix(v.Note, control.RefusedNote)
+		}
+		parts = append(parts, s)
+	}
+	if refusal != "" && !said {
+		parts = append(parts, "before that, "+refusal+" (the secondary said it takes this primary again by itself)")
+	}
+	return strings.Join(parts, "; ")
 }
 
 func progressLine(done, total, moved int64, elapsed time.Duration) string {

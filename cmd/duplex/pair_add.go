@@ -14,8 +14,8 @@ type pairAddFlags struct {
 
 func newPairAddFlags() pairAddFlags {
 	f := newVolumeFlags(pairAddSynopsis, "Makes a volume a pair (again, after pair delete): its initial copy runs while writes go on.")
-	return pairAddFlags{volumeFlags: f, wait: f.Bool("wait", false, "wait until the copy completes, with a progress bar: through a refusal of the secondary "+
-		"that passes by itself (a disk fault it retries, an apply under way) for up to --timeout, ended by one that lasts")}
+	return pairAddFlags{volumeFlags: f, wait: f.Bool("wait", false, "wait until the copy completes, with a progress bar; ended once it has made no progress for --timeout "+
+		"(the link down, a secondary that refuses this primary for now or stays broken, the pair suspended), at once by a refusal that lasts")}
 }
 
 // runPairAdd starts the initial copy of a volume that is not a pair.

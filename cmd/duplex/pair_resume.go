@@ -15,8 +15,8 @@ type pairResumeFlags struct {
 func newPairResumeFlags() pairResumeFlags {
 	f := newVolumeFlags(pairResumeSynopsis, "Resumes a suspended pair: it copies only the regions changed while suspended.")
 	return pairResumeFlags{volumeFlags: f,
-		wait: f.Bool("wait", false, "wait until the resync completes, with a progress bar: through a refusal of the secondary "+
-			"that passes by itself (a disk fault it retries, an apply under way) for up to --timeout, ended by one that lasts"),
+		wait: f.Bool("wait", false, "wait until the resync completes, with a progress bar; ended once it has made no progress for --timeout "+
+			"(the link down, a secondary that refuses this primary for now or stays broken, the pair suspended), at once by a refusal that lasts"),
 		inconsistent: f.Bool("inconsistent", false, "accept that the secondary copy is not consistent until the resync completes "+
 			"(when its journal cannot hold the resync)"),
 	}
