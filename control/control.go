@@ -153,6 +153,13 @@ type Status struct {
 	// write and the pair state's save. A hung disk returns no error, so
 	// nothing stops, and what needs it waits with it.
 	DiskWait string `json:"disk_wait,omitempty"`
+	// CheckpointOwed, at the secondary, says what a checkpoint could not
+	// do and is retried on a backoff, at most every minute: the state
+	// file's write (a restart meanwhile replays the journal from the group
+	// it names) or the journal's release of its applied segments (they
+	// hold their space meanwhile); since when, how many tries, the last
+	// error and what a try costs. Empty while nothing is owed.
+	CheckpointOwed string `json:"checkpoint_owed,omitempty"`
 	// DiskRetry, while the secondary is stopped on a disk fault, says
 	// when it opens its journal and volumes again to try once more.
 	DiskRetry *DiskRetry `json:"disk_retry,omitempty"`

@@ -71,7 +71,7 @@ func (s *Secondary) forgetUnnamedLocked(vols []transport.VolumeInfo) {
 	case err != nil && recorded:
 		s.log.Warn(releaseFailed("the copies forgotten"), "volumes", gone, "err", err)
 	case err != nil:
-		s.log.Warn("the state file does not record the volumes forgotten yet: the next checkpoint writes it", "volumes", gone, "err", err)
+		s.log.Warn("the state file does not record the volumes forgotten yet: it is tried again after a backoff (from a second up to a minute), and at the next checkpoint, until it succeeds", "volumes", gone, "err", err)
 	}
 }
 

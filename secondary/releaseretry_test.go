@@ -27,6 +27,24 @@ type releaseFailedRig struct {
 
 func releaseFailedAfterTheWaitingGroups(t *testing.T) *releaseFailedRig {
 	t.Helper()
+	return checkpointFailingAfterTheWaitingGroups(t, releaseRefused)
+}
+
+// releaseRefused are the faults of the secondary w's journal disk that
+// refuse the release of its segments: removals and renames fail.
+func releaseRefused(w *rig) []disk.Fault {
+	var faults []disk.Fault
+	for _, op := range []disk.Op{disk.OpRemove, disk.OpRename} {
+		faults = append(faults, disk.Fault{Op: op, Under: w.config().JournalDir, Err: disk.EIO})
+	}
+	return faults
+}
+
+// checkpointFailingAfterTheWaitingGroups is releaseFailedAfterTheWaitingGroups
+// with the faults that faults returns for the secondary w injected before
+// the link: what of the checkpoint fails is theirs to say.
+func checkpointFailingAfterTheWaitingGroups(t *testing.T, faults func(w *rig) []disk.Fault) *releaseFailedRig {
+	t.Helper()
 	in := disk.NewInjector(nil)
 	logs := &testenv.LogBuffer{}
 	edit := func(c *Config) {
@@ -77,8 +95,8 @@ func releaseFailedAfterTheWaitingGroups(t *testing.T) *releaseFailedRig {
 	if segs, _ := os.ReadDir(w.config().JournalDir); len(segs) < 3 { // the lock and two segments
 		t.Fatalf("the journal holds %d files, want two segments and the lock", len(segs))
 	}
-	for _, op := range []disk.Op{disk.OpRemove, disk.OpRename} {
-		in.Inject(disk.Fault{Op: op, Under: w.config().JournalDir, Err: disk.EIO})
+	for _, f := range faults(w) {
+		in.Inject(f)
 	}
 	held := w.sec.Stats().JournalBytes
 	without := w.hello()

@@ -357,11 +357,14 @@ type Secondary struct {
 	// forgotten, forgetUnnamedLocked). Guarded by ckMu.
 	restate        bool
 	lastCheckpoint time.Time
-	// owed is the journal's release that a checkpoint which wrote the
-	// state file could not do, retried on a backoff (retryRelease);
-	// guarded by ckMu.
-	owed  owedRelease
-	stats Stats
+	// owed is what a checkpoint could not do (the state file's write, or
+	// the journal's release after it), retried on a backoff
+	// (retryRelease); guarded by ckMu.
+	owed owedRelease
+	// owedText says what owed holds, for Stats (CheckpointOwed); nil
+	// while nothing is owed.
+	owedText atomic.Pointer[string]
+	stats    Stats
 	// formedTime is the time of the last group formed on the linked
 	// primary's connection, journaled or not (receive journals an empty
 	// one only every Checkpoint). A coupled secondary publishes it; status
@@ -474,6 +477,11 @@ type Stats struct {
 	// DiskWait says what has waited on the disk for Config.SlowDisk or
 	// longer, and since when: a hung disk returns no error to stop at.
 	DiskWait string
+	// CheckpointOwed says what a checkpoint could not do and is retried
+	// on a backoff (the state file's write, or the journal's release of
+	// its applied segments), since when, how often it failed and at what
+	// cost; "" while nothing is owed.
+	CheckpointOwed string
 	// CoupledTime is what a coupled secondary publishes: every update
 	// stamped at or before it is journaled here, and a restart or recover
 	// can apply through it (while a resync holds the volumes, the applied
@@ -1364,6 +1372,12 @@ func (s *Secondary) checkpointRecording() (recorded bool, err error) {
 			s.unflushed[name] = t
 		}
 		s.flushMu.Unlock()
+		if s.unwritten == nil {
+			// The state file's write failed, not the volumes' fsync:
+			// retried on its own, the session perhaps journaling
+			// nothing for hours.
+			s.owedRecordLocked(err)
+		}
 	}
 	return written, err
 }
@@ -1405,16 +1419,23 @@ func (s *Secondary) releaseThrough(group uint64) error {
 	return nil
 }
 
-// owedRelease is a release of the journal (releaseThrough) that failed
-// after the state file was written: the segments it frees stay on the
-// disk until it is done again. The next group's checkpoint does it, but a
-// session may journal nothing for hours, so it is retried on its own
-// after a backoff, for as long as the secondary is open: a release that
-// fails costs a removal and an fsync of the journal's directory.
+// owedRelease is what a checkpoint could not do, retried on its own after
+// a backoff, for as long as the secondary is open: the state file's write
+// (record), or the journal's release (releaseThrough) after the state file
+// was written, whose segments stay on the disk until it is done. The next
+// group's checkpoint does either, but a session may journal nothing for
+// hours: a state file not written meanwhile has a kill replay the groups
+// again, and a release not done holds the journal's space. A try costs
+// the checkpoint's writes: for the state file, an fsync of the volumes
+// written since the last and a write, fsync and rename of the state file;
+// for the release, a removal and an fsync of the journal's directory.
 type owedRelease struct {
-	through  uint64
+	record   bool   // the state file does not name the applied group
+	through  uint64 // the release owed through this group, 0 for none
 	attempts int
-	since    time.Time
+	since    time.Time // the first failure of this episode
+	err      error     // the last failure
+	at       time.Time // when err happened
 	timer    *time.Timer
 	closed   bool // the secondary closes: no retry from now on
 }
@@ -1432,43 +1453,106 @@ const (
 // release owed through an earlier group done. Called with ckMu held.
 func (s *Secondary) owedLocked(group uint64, err error) {
 	o := &s.owed
+	o.record = false
 	if err == nil {
-		if o.through != 0 && group >= o.through {
+		if o.through == 0 || group >= o.through {
 			if o.timer != nil {
 				o.timer.Stop()
 			}
 			*o = owedRelease{closed: o.closed}
 		}
+		s.publishOwedLocked()
 		return
 	}
-	if o.through == 0 {
+	o.through = max(o.through, group)
+	s.owedFailedLocked(err)
+}
+
+// owedRecordLocked records that a checkpoint could not write the state file
+// (err), which is then retried. Called with ckMu held.
+func (s *Secondary) owedRecordLocked(err error) {
+	s.owed.record = true
+	s.owedFailedLocked(err)
+}
+
+// owedFailedLocked notes a failure, err, of what is owed, and schedules its
+// retry. Called with ckMu held.
+func (s *Secondary) owedFailedLocked(err error) {
+	o := &s.owed
+	if o.since.IsZero() {
 		o.since = time.Now()
 	}
-	o.through = max(o.through, group)
+	o.err, o.at = err, time.Now()
 	if o.timer == nil && !o.closed {
 		o.timer = time.AfterFunc(min(releaseRetryFirst<<min(o.attempts, 16), releaseRetryMax), s.retryRelease)
 	}
+	s.publishOwedLocked()
 }
 
-// retryRelease does the release owed again, and schedules the next try
-// if it fails again; only its success is logged, the failure being the
-// one the checkpoint's caller logged.
+// retryRelease does what is owed again (the checkpoint, or the release
+// alone), and schedules the next try if it fails again; only its success
+// is logged, the failure being the one the checkpoint's caller logged.
 func (s *Secondary) retryRelease() {
 	s.ckMu.Lock()
 	defer s.ckMu.Unlock()
 	o := &s.owed
 	o.timer = nil
-	if o.closed || o.through == 0 {
+	if o.closed || (!o.record && o.through == 0) {
 		return
 	}
 	o.attempts++
-	through, attempts, since := o.through, o.attempts, o.since
+	record, through, attempts, since := o.record, o.through, o.attempts, o.since
+	if record {
+		if s.unwritten != nil {
+			// The volumes' writeback failed: no checkpoint records a
+			// group again until a restart, which says so.
+			*o = owedRelease{closed: o.closed}
+			s.publishOwedLocked()
+			return
+		}
+		if recorded, _ := s.checkpointRecording(); recorded {
+			// A release that failed after it is owed, and logged once
+			// it is done.
+			s.log.Info("recorded the groups applied that a checkpoint could not record", "group", s.stateGroup,
+				"attempts", attempts, "failing_for", time.Since(since).Round(time.Millisecond))
+		}
+		return
+	}
 	err := s.releaseThrough(through)
 	s.owedLocked(through, err)
 	if err == nil {
 		s.log.Info("released the journal's applied segments that a checkpoint could not release", "through_group", through,
 			"attempts", attempts, "failing_for", time.Since(since).Round(time.Millisecond))
 	}
+}
+
+// publishOwedLocked publishes what is owed for Stats, which must not wait
+// for ckMu: a checkpoint holds it through its fsyncs, on a disk that may
+// have stopped answering. Called with ckMu held.
+func (s *Secondary) publishOwedLocked() {
+	o := s.owed
+	tries := "1 try"
+	if o.attempts > 0 {
+		tries = fmt.Sprintf("%d tries", o.attempts+1)
+	}
+	var text string
+	switch {
+	case o.record:
+		text = fmt.Sprintf("the state file could not record the groups applied since %s (%s, the last at %s: %v): "+
+			"it names group %d, from which a restart replays the journal; tried again after a backoff, at most every %s, "+
+			"each try an fsync of the volumes written since and a write of the state file",
+			o.since.UTC().Format(time.RFC3339), tries, o.at.UTC().Format(time.RFC3339), o.err, s.stateGroup, releaseRetryMax)
+	case o.through != 0:
+		text = fmt.Sprintf("the journal's release of its applied segments through group %d has failed since %s (%s, the last at %s: %v): "+
+			"they stay on the disk meanwhile (journal_bytes); tried again after a backoff, at most every %s, each try a removal and "+
+			"an fsync of the journal's directory, and at the next start if the secondary stops first",
+			o.through, o.since.UTC().Format(time.RFC3339), tries, o.at.UTC().Format(time.RFC3339), o.err, releaseRetryMax)
+	}
+	if text == "" {
+		s.owedText.Store(nil)
+		return
+	}
+	s.owedText.Store(&text)
 }
 
 // releaseAtStart releases the journal's segments of the groups the state
@@ -2848,6 +2932,9 @@ func (s *Secondary) statsLocked() (Stats, apply.State) {
 	s.historyStats(&st, durable)
 	st.Resyncing = s.pairs.resyncing()
 	st.GroupsWait = s.unconfigured.why
+	if owed := s.owedText.Load(); owed != nil {
+		st.CheckpointOwed = *owed
+	}
 	return st, durable
 }
 

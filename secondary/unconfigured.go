@@ -203,7 +203,7 @@ func (s *Secondary) applyWaiting(jobs []applyJob) error {
 	case cerr != nil && recorded:
 		s.log.Warn(releaseFailed("the groups applied"), "err", cerr)
 	case cerr != nil:
-		s.log.Warn("the state file does not record the groups applied yet: the next checkpoint writes it", "err", cerr)
+		s.log.Warn("the state file does not record the groups applied yet: it is tried again after a backoff (from a second up to a minute), and at the next checkpoint, until it succeeds", "err", cerr)
 	}
 	return nil
 }

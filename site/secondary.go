@@ -844,7 +844,7 @@ func (s *Secondary) Status() control.Status {
 		Laggard: st.Laggard, BytesReplicate: st.BytesJournaled, CorruptFrames: st.CorruptFrames, LastError: st.LastError,
 		LastErrorAt: control.FormatWall(st.LastErrorAt),
 		Stopped:     st.Stopped, DiskWait: st.DiskWait, PromotedAt: s.promotedAt, PromotedFrom: s.promotedFrom,
-		GroupsWait: st.GroupsWait,
+		GroupsWait: st.GroupsWait, CheckpointOwed: st.CheckpointOwed,
 	}
 	if st.Stopped != "" {
 		out.DiskRetry = s.retries.status()

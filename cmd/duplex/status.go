@@ -214,6 +214,9 @@ func printStatus(w io.Writer, st control.Status) {
 	if st.GroupsWait != "" {
 		fmt.Fprintf(w, "  GROUPS-WAIT: %s\n", st.GroupsWait)
 	}
+	if st.CheckpointOwed != "" {
+		fmt.Fprintf(w, "  CHECKPOINT-OWED: %s\n", st.CheckpointOwed)
+	}
 	if r := st.DiskRetry; r != nil {
 		fmt.Fprintf(w, "  RETRYING: attempt %d at %s: opens its journal and volumes again, as a restart does\n", r.Attempt, r.Next)
 	}
