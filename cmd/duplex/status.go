@@ -173,6 +173,15 @@ func lagText(seconds *float64) string {
 	return time.Duration(*seconds * float64(time.Second)).Round(time.Millisecond).String()
 }
 
+// refusedNow says whether the primary whose status is st is refused by its
+// secondary: refusal_passes says so of a passing refusal, each pair not
+// suspended of either.
+func refusedNow(st control.Status) bool {
+	return st.RefusalPasses || slices.ContainsFunc(st.Volumes, func(v control.VolumeStatus) bool {
+		return strings.HasPrefix(v.Note, control.RefusedNote)
+	})
+}
+
 func printStatus(w io.Writer, st control.Status) {
 	fmt.Fprintf(w, "%s role:%s link:%s\n", st.Session, st.Role, st.Link)
 	if s := st.Starting; s != nil {
@@ -206,6 +215,15 @@ func printStatus(w io.Writer, st control.Status) {
 			fmt.Fprintf(w, "  last-error: %s (at %s)\n", st.LastError, st.LastErrorAt)
 		} else {
 			fmt.Fprintf(w, "  last-error: %s\n", st.LastError)
+		}
+	}
+	if refusedNow(st) {
+		// The notes and last-error read the same whether the refusal
+		// passes or lasts: whether to wait or to act is this line's.
+		if st.RefusalPasses {
+			fmt.Fprintln(w, "  REFUSED (passing: the secondary takes this primary again by itself; retrying)")
+		} else {
+			fmt.Fprintln(w, "  REFUSED (lasting: an operator must act; last-error says the ways on)")
 		}
 	}
 	if st.Stopped != "" {
