@@ -84,6 +84,11 @@ type Primary struct {
 	// stateLock keeps a second primary of the session out of the pair-state
 	// directory while this one runs.
 	stateLock io.Closer
+	// letGo is closed (letGone) once the stopped primary has let its
+	// pair-state directory go: after the writes its stop gave up have
+	// ended.
+	letGo     chan struct{}
+	letGoOnce sync.Once
 	// stateDir is the pair-state directory: PairStateDir, or a promoted
 	// site's ReverseDir.
 	stateDir string
@@ -257,7 +262,8 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	// then, so the cleanup holds its own reference.
 	p := &Primary{cfg: cfg, log: log.With("site", "primary"), byVol: map[string]*subsystem.Subsystem{},
 		vols: map[string]*volume.Volume{}, start: time.Now(), history: &control.History{}, stateDir: opts.StateDir, promotion: opts.Promotion,
-		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{}), leaveOf: opts.leaveOf, couplingStore: opts.CouplingStore}
+		fsys: opts.FS, gate: newWriteGate(), switched: make(chan struct{}), leaveOf: opts.leaveOf, couplingStore: opts.CouplingStore,
+		letGo: make(chan struct{})}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	if p.stateDir == "" {
 		p.stateDir = PairStateDir(cfg)
@@ -305,6 +311,9 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 		starting.step(lockPath)
 		lock, err := disk.Or(opts.FS).Lock(lockPath)
 		if err != nil {
+			if held := heldAfterStop(p.stateDir); held != "" {
+				return nil, fmt.Errorf("primary: pair-state directory %s: %s: %w", p.stateDir, held, err)
+			}
 			return nil, fmt.Errorf("primary: pair-state directory %s is in use (is another primary of session %q running?): %w",
 				p.stateDir, cfg.Session, err)
 		}
@@ -678,6 +687,7 @@ func (p *Primary) close() error {
 	}
 	// Last: every file of the pair state is closed.
 	if p.stateLock == nil {
+		p.letGone()
 		return err
 	}
 	// The stop gave the lease's write up (timer.Abandon), and its rename,
@@ -692,28 +702,112 @@ func (p *Primary) close() error {
 	// find the state it read replaced by this older one, and its own
 	// generation of the log, with the marks of writes it acknowledged,
 	// overwritten in its slot.
-	var state []<-chan struct{}
+	state := []stateEnd{{"the pair manager's loop (a save of the pair state or a write of the activity log)", p.pairsEnded},
+		{"the activity log's last write", p.logEnded}, {"the suspension of the pairs whose writes failed", p.failedSuspended}}
 	if p.pairs != nil {
-		state = append(state, p.pairs.EndSaves())
+		state = append(state, stateEnd{"the pair state's save", p.pairs.EndSaves()})
 	}
-	state = append(state, p.pairsEnded, p.logEnded, p.failedSuspended)
-	if (p.timer != nil && leaseWriting(p)) || err != nil || slices.ContainsFunc(state, func(ch <-chan struct{}) bool { return !ended(ch) }) {
+	if under := p.givenUp(state, err); len(under) > 0 {
+		// Said here and to a start in this process meanwhile: a refusal
+		// that blames another primary of the session would send the
+		// operator looking for one.
+		what := strings.Join(under, ", ")
+		since := time.Now()
+		p.log.Warn("stopped; the pair-state directory stays locked until what the stop gave up on its disk, which stopped answering, has ended "+
+			"(it may still land): a primary of the session started meanwhile is refused", "under_way", what, "dir", p.stateDir)
+		holdAfterStop(p.stateDir, what, since)
 		go func(lock io.Closer) {
 			if p.timer != nil {
 				p.timer.AwaitWrites()
 			}
-			for _, ch := range state {
-				if ch != nil {
-					<-ch
+			for _, e := range state {
+				if e.ch != nil {
+					<-e.ch
 				}
 			}
 			<-closed
 			lock.Close()
+			letGoAfterStop(p.stateDir)
+			p.log.Info("let go of the pair-state directory: what the stop gave up has ended", "under_way", what,
+				"held_for", time.Since(since).Round(time.Millisecond), "dir", p.stateDir)
+			p.letGone()
 		}(p.stateLock)
 		return err
 	}
 	p.stateLock.Close()
+	p.letGone()
 	return err
+}
+
+// stateEnd is the end of something that writes the pair-state directory,
+// which a stop may go on without: what it is, and closed once it has ended
+// (nil: never begun).
+type stateEnd struct {
+	what string
+	ch   <-chan struct{}
+}
+
+// givenUp names what the stop gave up on the state directory's disk and
+// may still land: the timer's lease write, the volumes' write or close
+// (closeErr, their close's error) and what of state has not ended; none
+// if nothing.
+func (p *Primary) givenUp(state []stateEnd, closeErr error) []string {
+	var under []string
+	if p.timer != nil && leaseWriting(p) {
+		under = append(under, "the timer's lease write")
+	}
+	if closeErr != nil {
+		under = append(under, "a volume's write or close")
+	}
+	for _, e := range state {
+		if !ended(e.ch) {
+			under = append(under, e.what)
+		}
+	}
+	return under
+}
+
+// LetGo is closed once the stopped primary has let its pair-state
+// directory go: at once, unless its stop gave up a write on a disk that
+// stopped answering, which may still land; then once it has ended. A
+// primary of the session started in this process before then is refused
+// (saying so): it would find what it reads replaced by this run's older
+// state.
+func (p *Primary) LetGo() <-chan struct{} { return p.letGo }
+
+func (p *Primary) letGone() { p.letGoOnce.Do(func() { close(p.letGo) }) }
+
+// heldDirs are the pair-state directories that a stopped primary of this
+// process still holds, for the writes its stop gave up: what they are and
+// since when.
+var heldDirs struct {
+	sync.Mutex
+	m map[string]string
+}
+
+func holdAfterStop(dir, what string, since time.Time) {
+	heldDirs.Lock()
+	defer heldDirs.Unlock()
+	if heldDirs.m == nil {
+		heldDirs.m = map[string]string{}
+	}
+	heldDirs.m[filepath.Clean(dir)] = fmt.Sprintf("still held by this process's last run of the primary, stopped at %s: "+
+		"its stop gave up %s on a disk that stopped answering, which may still land; it is let go once that has ended "+
+		"(the log says \"let go of the pair-state directory\"), and a start goes on then", since.UTC().Format(time.RFC3339), what)
+}
+
+func letGoAfterStop(dir string) {
+	heldDirs.Lock()
+	defer heldDirs.Unlock()
+	delete(heldDirs.m, filepath.Clean(dir))
+}
+
+// heldAfterStop says why a stopped primary of this process still holds
+// dir, "" if none does.
+func heldAfterStop(dir string) string {
+	heldDirs.Lock()
+	defer heldDirs.Unlock()
+	return heldDirs.m[filepath.Clean(dir)]
 }
 
 // endUpdatesOf returns the EndUpdates of the subsystem of byVol that
