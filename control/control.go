@@ -263,6 +263,11 @@ type VolumeStatus struct {
 	// promotion's, and that site holds no later one of this site's.
 	ConsistencyTimeLowerBound bool  `json:"consistency_time_lower_bound,omitempty"`
 	ResyncedBytes             int64 `json:"resynced_bytes,omitempty"`
+	// Refused, at the primary, says whether the secondary refuses this
+	// primary so that nothing of this pair reaches it (Note then begins
+	// with RefusedNote and says why). A primary sets it for every pair, true
+	// or false; nil is a daemon from before it, whose note alone says so.
+	Refused *bool `json:"refused,omitempty"`
 	// Auto is set for a pair the session suspended itself: it resumes by
 	// itself once the secondary takes record sets again. Reason says why the
 	// session suspended it, Auto or not: a pair whose copy's read of the

@@ -1576,12 +1576,14 @@ func (p *Primary) Status() control.Status {
 			// is the part not yet in step.
 			vs.CopiedBytes = pr.Size - (pr.CopyTotal - pr.Copied)
 		}
-		if refused != "" && pr.State != pair.Suspended {
+		isRefused := refused != "" && pr.State != pair.Suspended
+		if isRefused {
 			// The copy reads the volume into the sidefile all the same,
 			// up to copied whole: without this, the pair reads as a copy
 			// that goes on, or one done but for the link.
 			vs.Note = refused
 		}
+		vs.Refused = &isRefused
 		st.Volumes = append(st.Volumes, vs)
 	}
 	if len(st.Volumes) > 0 && st.Link == "disconnected" {

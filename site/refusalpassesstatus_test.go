@@ -22,10 +22,18 @@ func TestAPrimarySaysASecondaryRetryingItsDiskRefusesItForNow(t *testing.T) {
 		if !strings.HasPrefix(v.Note, control.RefusedNote) {
 			t.Errorf("volume %s: note %q; want it refused", v.Name, v.Note)
 		}
+		if v.Refused == nil || !*v.Refused {
+			t.Errorf("volume %s: refused %v; want true", v.Name, v.Refused)
+		}
 	}
 	r.in.Clear()
 	waitFor(t, 30*time.Second, "the secondary to take the primary again", func() bool {
 		st := r.p.Status()
 		return st.Link == "connected" && !st.RefusalPasses
 	})
+	for _, v := range r.p.Status().Volumes {
+		if v.Refused == nil || *v.Refused {
+			t.Errorf("volume %s of a primary its secondary takes again: refused %v; want false", v.Name, v.Refused)
+		}
+	}
 }

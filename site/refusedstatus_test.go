@@ -46,5 +46,8 @@ func TestARefusedPrimarysPairsSayTheyAreRefused(t *testing.T) {
 			t.Errorf("volume %s, %s, copied %d of %d: note %q; want it to say the secondary refuses this primary, why, "+
 				"and that nothing of the pair reaches it", v.Name, v.State, v.CopiedBytes, v.SizeBytes, v.Note)
 		}
+		if v.Refused == nil || !*v.Refused {
+			t.Errorf("volume %s: refused %v; want true", v.Name, v.Refused)
+		}
 	}
 }

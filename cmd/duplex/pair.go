@@ -392,7 +392,7 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 			if !slices.Contains(vols, v.Name) {
 				continue
 			}
-			if st.Link != "connected" && strings.HasPrefix(v.Note, control.RefusedNote) {
+			if st.Link != "connected" && pairRefused(v) {
 				// Its copy shows progress, up to whole, read into the
 				// sidefile for a secondary that takes none of it.
 				if !st.RefusalPasses {
@@ -535,4 +535,14 @@ func progressLine(done, total, moved int64, elapsed time.Duration) string {
 		eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	return fmt.Sprintf("[%s] %5.1f%%  %s/%s  %s/s  ETA %s", bar, 100*frac, bytesIEC(done), bytesIEC(total), bytesIEC(int64(rate)), eta)
+}
+
+// pairRefused says whether the secondary refuses the primary whose pair v
+// is, by its typed field; a primary from before the field says so only by
+// its note's first words, which are read then alone.
+func pairRefused(v control.VolumeStatus) bool {
+	if v.Refused != nil {
+		return *v.Refused
+	}
+	return strings.HasPrefix(v.Note, control.RefusedNote)
 }
