@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +34,8 @@ type framesRig struct {
 	// makes, its acknowledgements drained; nil on a rig of startFramesRig.
 	conn transport.Conn
 	stop func() // ends Run and closes the secondary; once, however often called
+	// logs is the secondary's log, shown when the rig stalls.
+	logs *syncBuffer
 }
 
 var framesSubs = []string{"ss1", "ss2"}
@@ -41,7 +45,7 @@ var framesSubs = []string{"ss1", "ss2"}
 // its writes), and runs it on ln.
 func startFramesRig(t *testing.T, volSize int64, wrap func(vol string, tg apply.Target) apply.Target, ln transport.Listener) *framesRig {
 	t.Helper()
-	r := &framesRig{t: t, dir: t.TempDir(), volSize: volSize, vols: map[string]*volume.Volume{}}
+	r := &framesRig{t: t, dir: t.TempDir(), volSize: volSize, vols: map[string]*volume.Volume{}, logs: &syncBuffer{}}
 	for _, name := range []string{"vol1", "vol2"} {
 		v, err := volume.Open(filepath.Join(r.dir, name+".img"), volSize)
 		if err != nil {
@@ -52,7 +56,7 @@ func startFramesRig(t *testing.T, volSize int64, wrap func(vol string, tg apply.
 	}
 	r.cfg = Config{Session: "s", Subsystems: framesSubs, Volumes: r.vols,
 		JournalDir: filepath.Join(r.dir, "journal"), StatePath: filepath.Join(r.dir, "state.json"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
 	sec, err := Open(r.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -138,14 +142,66 @@ func encodeSet(t *testing.T, rs *recordset.RecordSet) []byte {
 }
 
 // waitApplied waits until the secondary has applied n bytes, and fails
-// the test if it has not by deadline.
+// the test if it has not by deadline, saying how long before it the
+// applied bytes last moved: a secondary slowed down by a loaded machine
+// from one that waits for ever.
 func (r *framesRig) waitApplied(n uint64, deadline time.Time) {
 	r.t.Helper()
-	for r.sec.Stats().BytesApplied < n {
+	applied, moved := r.sec.Stats().BytesApplied, time.Now()
+	for applied < n {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("applied %d of %d bytes by the test's deadline", r.sec.Stats().BytesApplied, n)
+			r.stalled("applied %d of %d bytes by the test's deadline, the last of them %s before it",
+				applied, n, time.Since(moved).Round(time.Millisecond))
 		}
 		time.Sleep(time.Millisecond)
+		if b := r.sec.Stats().BytesApplied; b != applied {
+			applied, moved = b, time.Now()
+		}
+	}
+}
+
+// stalled fails the test for what the secondary did not do in time (a
+// format and its args), with what tells where it waits: every goroutine's
+// stack, its stats (the groups journaled and applied, corrupt frames, a
+// disk wait), its log and how busy the machine was. A stall seen once in
+// a batch run on a loaded machine is otherwise only a count.
+func (r *framesRig) stalled(format string, args ...any) {
+	r.t.Helper()
+	// The stacks first, and the stats only if they come: a receiver that
+	// waits for ever holding s.mu would hold Stats too.
+	stacks := goroutines()
+	got := make(chan Stats, 1)
+	go func() { got <- r.sec.Stats() }()
+	stats := "none: Stats waited 5 s for the secondary's lock"
+	select {
+	case st := <-got:
+		stats = fmt.Sprintf("%+v", st)
+	case <-time.After(5 * time.Second):
+	}
+	r.t.Fatalf(format+"\nstats: %s\nmachine:\n%slog:\n%s\ngoroutines:\n%s", append(args, stats, machineLoad(), r.logs.String(), stacks)...)
+}
+
+// machineLoad says how busy the machine is, where Linux tells: the load
+// average, and the share of time tasks waited for a processor and for
+// the disk. A secondary slowed down by a disk others saturate is not one
+// that waits for ever.
+func machineLoad() string {
+	var b strings.Builder
+	for _, f := range []string{"/proc/loadavg", "/proc/pressure/cpu", "/proc/pressure/io"} {
+		if data, err := os.ReadFile(f); err == nil {
+			fmt.Fprintf(&b, "%s: %s\n", f, strings.ReplaceAll(strings.TrimSpace(string(data)), "\n", "; "))
+		}
+	}
+	return b.String()
+}
+
+// goroutines returns the stack of every goroutine.
+func goroutines() string {
+	for n := 1 << 20; ; n *= 2 {
+		buf := make([]byte, n)
+		if m := runtime.Stack(buf, true); m < n {
+			return string(buf[:m])
+		}
 	}
 }
 
