@@ -48,6 +48,8 @@ type leaseRig struct {
 	clock   atomic.Int64
 	tm      *timer.Timer
 	fs      *disk.Injector
+	stateFS *disk.Injector // the pair state's disk
+	state   string         // the pair state's directory
 	held    chan struct{}
 	release func()
 	ss      *subsystem.Subsystem
@@ -146,7 +148,7 @@ type leaseStart struct {
 // as long as two of its waits for a save and a margin.
 func newLeaseRigStarting(t *testing.T, limit int64, logged bool, st *leaseStart) *leaseRig {
 	t.Helper()
-	r := &leaseRig{t: t, dir: t.TempDir(), fs: disk.NewInjector(nil), held: make(chan struct{}), logs: &lockedBuffer{}}
+	r := &leaseRig{t: t, dir: t.TempDir(), fs: disk.NewInjector(nil), stateFS: disk.NewInjector(nil), held: make(chan struct{}), logs: &lockedBuffer{}}
 	r.release = sync.OnceFunc(func() { close(r.held) })
 	t.Cleanup(r.release) // before the rest of the cleanup: whatever waits ends
 	r.clock.Store(time.Date(2026, 12, 5, 22, 0, 0, 0, time.UTC).UnixNano())
@@ -178,8 +180,8 @@ func newLeaseRigStarting(t *testing.T, limit int64, logged bool, st *leaseStart)
 	r.ss = subsystem.New("s1", tm, sidefile.New(limit), vols, []string{"a", "b"})
 	r.mv = &leaseMover{ss: r.ss}
 	r.mv.connected.Store(true)
-	state := savePairs(t, r.dir, st == nil, duplexAB(leaseRigSize)...)
-	opts := Options{Dir: state, SaveWait: 200 * time.Millisecond, SuspendAfter: 20 * time.Millisecond,
+	r.state = savePairs(t, r.dir, st == nil, duplexAB(leaseRigSize)...)
+	opts := Options{Dir: r.state, FS: r.stateFS, SaveWait: 200 * time.Millisecond, SuspendAfter: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil))}
 	if logged {
 		r.alPath = filepath.Join(r.dir, "actlog")
