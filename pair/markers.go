@@ -438,6 +438,28 @@ func (mg *Manager) announcedWithin(wait time.Duration) error {
 	return mg.stampedWithin(mg.announcing, wait)
 }
 
+// announcedBeforeSave is announcedWithin for an operator's resume, which
+// takes saveMu before mg.mu: called with neither held, before it waits
+// for a save under way. Markers put off for a hung lease refuse the
+// resume once it holds both anyway; behind a slow save (a loaded disk's
+// fsyncs past half of SaveWait) it would be answered "not yet in effect,
+// once the save ends" instead (see answerWithin), and then refused for
+// the lease, the pair left suspended, the operator told otherwise. vol,
+// if not "", is the pair resumed: one that is not a suspended pair is
+// left to the checks that say so.
+func (mg *Manager) announcedBeforeSave(vol string, wait time.Duration) error {
+	mg.mu.Lock()
+	announcing := mg.announcing
+	if p := mg.pairs[vol]; vol != "" && (p == nil || p.Deleted || p.State != Suspended) {
+		announcing = nil
+	}
+	mg.unlock()
+	if announcing == nil || wait < 0 {
+		return nil
+	}
+	return mg.stampedWithin(announcing, wait)
+}
+
 // stampedWithin waits for done, the end of a capture whose stamps may
 // wait for the timer's lease, as long as it takes (wait negative), or
 // until the write of the lease is known hung (see leaseHung), and then

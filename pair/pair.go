@@ -3132,6 +3132,9 @@ func (mg *Manager) resume(vol string) error {
 		return refusedForLease("resume", vol, vol, "suspended", err)
 	}
 	defer mg.dropMu.Unlock()
+	if err := mg.announcedBeforeSave(vol, mg.operatorWait()); err != nil {
+		return refusedForLease("resume", vol, vol, "suspended", err)
+	}
 	mg.saveMu.Lock()
 	defer mg.saveMu.Unlock()
 	mg.mu.Lock()
@@ -3439,6 +3442,9 @@ func (mg *Manager) resumeAllUnsaved(autoOnly bool, wait time.Duration) (names []
 		return nil, false, refusedForLease("resume", "--all", "the suspended pairs", "suspended", err)
 	}
 	defer mg.dropMu.Unlock()
+	if err := mg.announcedBeforeSave("", wait); err != nil {
+		return nil, false, refusedForLease("resume", "--all", "the suspended pairs", "suspended", err)
+	}
 	mg.saveMu.Lock()
 	mg.mu.Lock()
 	if err := mg.announcedWithin(wait); err != nil {
