@@ -52,10 +52,18 @@ func TestAHungLeaseLetsNoGroupReachTheSecondaryBeforeTheMarkersAnnouncedAgain(t 
 	const size = 1 << 20
 	// The session's resume on the link's return waits until the test has
 	// read what the secondary says: A stays missing there meanwhile. Put
-	// back last, once the manager's loop has ended.
+	// back last, once the manager's loop has ended. Only the resume after
+	// the drop waits (holdResume): a link slow to come up at the start
+	// (a loaded machine's handshake), the first copy filling the sidefile,
+	// suspends a too, and its first copy ends only once a is resumed.
 	resumed := make(chan struct{})
+	var holdResume atomic.Bool
 	old := resumeHook
-	resumeHook = func(string) { <-resumed }
+	resumeHook = func(string) {
+		if holdResume.Load() {
+			<-resumed
+		}
+	}
 	t.Cleanup(func() { resumeHook = old })
 	dir := t.TempDir()
 	fs := disk.NewInjector(nil)
@@ -133,6 +141,7 @@ func TestAHungLeaseLetsNoGroupReachTheSecondaryBeforeTheMarkersAnnouncedAgain(t 
 		v := sec.Volume("a")
 		return mg.Pairs()[0].State == Duplex && v.State == secondary.StateDuplex && v.Consistent
 	})
+	holdResume.Store(true)
 
 	hung := make(chan struct{})
 	mv.afterDrop = sync.OnceFunc(func() {
