@@ -559,7 +559,9 @@ func (r *leaseRig) operatorGoesOnWhile(t *testing.T, waits string) {
 		}
 	})
 	within("the suspension of a", func() {
-		if err := r.mg.Suspend("a"); err != nil {
+		// Its save slower than SaveWait under load, it is answered in
+		// effect, not yet saved (ErrSaveHung): answered all the same.
+		if err := r.mg.Suspend("a"); err != nil && !errors.Is(err, ErrSaveHung) {
 			t.Errorf("the suspension of a, suspended by the session: %v", err)
 		}
 	})
