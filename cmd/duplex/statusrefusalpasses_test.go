@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -44,5 +45,27 @@ func TestStatusSaysWhetherTheRefusalPasses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusSaysARefusalWithEveryPairSuspended: a primary refused until an
+// operator acts whose pairs are all suspended (by hand, or by the session
+// once its sidefile filled while refused) has no pair whose note says the
+// refusal; its status says refused all the same, and duplex status prints
+// the REFUSED line. Before, none: only last-error told of it, and of a
+// passing refusal the line is printed whatever the pairs' states.
+func TestStatusSaysARefusalWithEveryPairSuspended(t *testing.T) {
+	// As the primary answers: the JSON.
+	const answer = `{"session":"s","role":"primary","link":"suspended","refused":true,` +
+		`"last_error":"secondary refused the session: the secondary has no record of this primary's pair state",` +
+		`"volumes":[{"name":"vol1","subsystem":"ss1","state":"suspended","size_bytes":1048576,"copied_bytes":1048576}]}`
+	var st control.Status
+	if err := json.Unmarshal([]byte(answer), &st); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	if want := "  REFUSED (lasting: an operator must act; last-error says the ways on)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("human status of a refused primary, every pair suspended, want the line %q:\n%s", want, b.String())
 	}
 }
