@@ -139,6 +139,12 @@ type Status struct {
 	// --wait` waits through it; a refusal that lasts until an operator
 	// acts ends the wait.
 	RefusalPasses bool `json:"refusal_passes,omitempty"`
+	// Refused, at a primary, says that its secondary refuses it, whether
+	// or not a pair's note says so: a suspended pair's does not, and a
+	// primary whose pairs are all suspended (by hand, or by the session
+	// once the sidefile filled while refused) is refused all the same,
+	// each resume meeting the refusal.
+	Refused bool `json:"refused,omitempty"`
 	// Stopped says why the site stopped replicating (the secondary's
 	// journal disk is full or failing); "" while it works.
 	Stopped string `json:"stopped,omitempty"`

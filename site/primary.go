@@ -1544,7 +1544,7 @@ func (p *Primary) Status() control.Status {
 		st.CompressionRatio = &r
 	}
 	refused := refusedNote(ms)
-	st.RefusalPasses = refused != "" && ms.LastRefusalPasses
+	st.Refused, st.RefusalPasses = refused != "", refused != "" && ms.LastRefusalPasses
 	for _, pr := range pairs {
 		if pr.Deleted {
 			continue

@@ -174,10 +174,11 @@ func lagText(seconds *float64) string {
 }
 
 // refusedNow says whether the primary whose status is st is refused by its
-// secondary: refusal_passes says so of a passing refusal, each pair not
+// secondary: refused says so, every pair suspended too; a primary before
+// it says so in refusal_passes of a passing refusal, and in each pair not
 // suspended of either.
 func refusedNow(st control.Status) bool {
-	return st.RefusalPasses || slices.ContainsFunc(st.Volumes, func(v control.VolumeStatus) bool {
+	return st.Refused || st.RefusalPasses || slices.ContainsFunc(st.Volumes, func(v control.VolumeStatus) bool {
 		return strings.HasPrefix(v.Note, control.RefusedNote)
 	})
 }
