@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"duplex/apply"
 	"duplex/recordset"
@@ -20,10 +21,17 @@ func filled(vol string, off uint64, b byte) recordset.Update {
 // write) and group 4 (vol1) journaled and acknowledged while applying
 // them waits at vol1, and returns a copy of its disk: a secondary killed
 // -9 with groups that name vol2 journaled and not applied, its images
-// holding part of group 3 (vol2's write without vol1's).
+// holding part of group 3 (vol2's write without vol1's). No checkpoint
+// runs meanwhile, so its state file names group 0 and groups 1 through 4
+// all wait when it is started without vol2: with the default
+// CheckpointEvery, a run slow to apply group 1 (under load) recorded it,
+// and the groups that waited began at 2.
 func killedWithGroupsUnapplied(t *testing.T) string {
 	t.Helper()
-	r := newRig(t, map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20})
+	r := &rig{t: t, dir: t.TempDir(), sizes: map[string]int64{"vol1": 1 << 20, "vol2": 1 << 20}, subs: []string{"ss1"},
+		edit: func(c *Config) { c.CheckpointEvery = time.Hour }}
+	r.open()
+	t.Cleanup(r.close)
 	conn, typ, _ := r.dial(r.hello())
 	if typ != transport.TypeWelcome {
 		t.Fatalf("frame type %d, want a welcome", typ)
