@@ -468,7 +468,12 @@ func newWaitMark(st control.Status, vols []string) waitMark {
 		} else if v.State != "pending" || v.CopiedBytes < v.SizeBytes {
 			m.tail = false
 		}
-		m.moved += v.CopiedBytes + v.ResyncedBytes
+		if v.State == "pending" {
+			// Only a copy under way moves: a suspended pair reads copied
+			// whole (its copy's progress is gone, a resume copies what
+			// changed), and a suspension is no step toward duplex.
+			m.moved += v.CopiedBytes + v.ResyncedBytes
+		}
 	}
 	return m
 }
@@ -505,7 +510,11 @@ func lastSeen(st control.Status, vols []string, refusal string) string {
 		if !slices.Contains(vols, v.Name) || v.State == "duplex" {
 			continue
 		}
-		s := fmt.Sprintf("%s %s, %s of %s copied", v.Name, v.State, bytesIEC(v.CopiedBytes), bytesIEC(v.SizeBytes))
+		s := v.Name + " " + v.State
+		if v.State == "pending" {
+			// A suspended pair reads copied whole: nothing to say.
+			s += fmt.Sprintf(", %s of %s copied", bytesIEC(v.CopiedBytes), bytesIEC(v.SizeBytes))
+		}
 		if v.Reason != "" {
 			s += ", suspended for: " + v.Reason
 		}
