@@ -34,8 +34,10 @@ type framesRig struct {
 	// makes, its acknowledgements drained; nil on a rig of startFramesRig.
 	conn transport.Conn
 	stop func() // ends Run and closes the secondary; once, however often called
-	// logs is the secondary's log, shown when the rig stalls.
-	logs *syncBuffer
+	// logs is the secondary's log, shown when the rig stalls, with notes
+	// (what a test saw on the way).
+	logs  *syncBuffer
+	notes []string
 }
 
 var framesSubs = []string{"ss1", "ss2"}
@@ -178,7 +180,13 @@ func (r *framesRig) stalled(format string, args ...any) {
 		stats = fmt.Sprintf("%+v", st)
 	case <-time.After(5 * time.Second):
 	}
-	r.t.Fatalf(format+"\nstats: %s\nmachine:\n%slog:\n%s\ngoroutines:\n%s", append(args, stats, machineLoad(), r.logs.String(), stacks)...)
+	r.t.Fatalf(format+"\nstats: %s\nnotes:\n%s\nmachine:\n%slog:\n%s\ngoroutines:\n%s",
+		append(args, stats, strings.Join(r.notes, "\n"), machineLoad(), r.logs.String(), stacks)...)
+}
+
+// note keeps what the test saw (a format and its args), for stalled.
+func (r *framesRig) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 
 // machineLoad says how busy the machine is, where Linux tells: the load
