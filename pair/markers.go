@@ -439,12 +439,13 @@ func (mg *Manager) announcedWithin(wait time.Duration) error {
 }
 
 // announcedBeforeSave is announcedWithin for an operator's resume, which
-// takes saveMu before mg.mu: called with neither held, before it waits
-// for a save under way. Markers put off for a hung lease refuse the
+// takes saveMu before mg.mu: called with dropMu held but neither of
+// those, before it waits for a save under way. Markers put off for a hung lease refuse the
 // resume once it holds both anyway; behind a slow save (a loaded disk's
 // fsyncs past half of SaveWait) it would be answered "not yet in effect,
-// once the save ends" instead (see answerWithin), and then refused for
-// the lease, the pair left suspended, the operator told otherwise. vol,
+// once the save ends" instead (see answerWithin), and then, as likely as
+// not, refused for the lease, the pair left suspended, the operator told
+// otherwise. vol,
 // if not "", is the pair resumed: one that is not a suspended pair is
 // left to the checks that say so.
 func (mg *Manager) announcedBeforeSave(vol string, wait time.Duration) error {
