@@ -17,22 +17,7 @@ import (
 // on. Each pair now says the secondary refuses this primary and why, and
 // that nothing of it reaches the secondary.
 func TestARefusedPrimarysPairsSayTheyAreRefused(t *testing.T) {
-	cfg := rejoinConfig(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd, _, prim, _, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
-	stopPrim()
-	if err := os.RemoveAll(PairStateDir(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenPrimary(cfg, quiet, linkOptions(fwd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runLinked(t, p)
-	waitFor(t, time.Minute, "the secondary to refuse the fresh primary", func() bool {
-		return strings.Contains(p.Status().LastError, "has no record")
-	})
+	p := refusedFreshPrimary(t)
 	st := p.Status()
 	if st.RefusalPasses {
 		t.Errorf("the status of a primary refused for want of consent says the refusal passes: %q", st.LastError)
@@ -50,4 +35,30 @@ func TestARefusedPrimarysPairsSayTheyAreRefused(t *testing.T) {
 			t.Errorf("volume %s: refused %v; want true", v.Name, v.Refused)
 		}
 	}
+}
+
+// refusedFreshPrimary links a session's sites until every pair is duplex,
+// then starts its primary again with its pair state removed (its disks
+// replaced, as it were), which the secondary refuses until an operator
+// acts: it has no record of that primary's copies. It returns the primary
+// once its status says so.
+func refusedFreshPrimary(t *testing.T) *Primary {
+	t.Helper()
+	cfg := rejoinConfig(t)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fwd, _, prim, _, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
+	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
+	stopPrim()
+	if err := os.RemoveAll(PairStateDir(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenPrimary(cfg, quiet, linkOptions(fwd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runLinked(t, p)
+	waitFor(t, time.Minute, "the secondary to refuse the fresh primary", func() bool {
+		return strings.Contains(p.Status().LastError, "has no record")
+	})
+	return p
 }

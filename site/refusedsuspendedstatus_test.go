@@ -2,12 +2,8 @@ package site
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"duplex/control"
 )
@@ -22,22 +18,7 @@ import (
 // last_error told of it, and duplex status printed no REFUSED line, where
 // a passing refusal's shows whatever the pairs' states.
 func TestARefusedPrimaryWhosePairsAreAllSuspendedSaysItIsRefused(t *testing.T) {
-	cfg := rejoinConfig(t)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	fwd, _, prim, _, stopPrim := linkSites(t, cfg, quiet, SecondaryOptions{})
-	waitFor(t, time.Minute, "every pair duplex", func() bool { return allPairsDuplex(prim.Status()) })
-	stopPrim()
-	if err := os.RemoveAll(PairStateDir(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenPrimary(cfg, quiet, linkOptions(fwd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runLinked(t, p)
-	waitFor(t, time.Minute, "the secondary to refuse the fresh primary", func() bool {
-		return strings.Contains(p.Status().LastError, "has no record")
-	})
+	p := refusedFreshPrimary(t)
 	// Read as duplex status reads it, from the JSON: that JSON if it does
 	// not say the primary is refused, the refusal lasting; "" if it does.
 	notRefused := func(st control.Status) string {
