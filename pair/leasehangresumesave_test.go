@@ -25,26 +25,7 @@ import (
 func TestAResumeWhileTheMarkersWaitForTheLeaseIsRefusedBesideASlowSave(t *testing.T) {
 	for _, all := range []bool{false, true} {
 		t.Run(map[bool]string{false: "b", true: "all"}[all], func(t *testing.T) {
-			r := newLeaseRig(t, sidefile.Cost(1<<19)) // never room for 1 MiB: full
-			// Dropped, it changes a's bitmap: the save after the drop writes.
-			r.write("a", 64<<10)
-			hung := make(chan struct{})
-			r.mv.afterDrop = sync.OnceFunc(func() {
-				r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
-				r.stateFS.Inject(disk.Fault{Op: disk.OpWrite, Under: r.state, Hang: r.held})
-				r.clock.Add(int64(2 * time.Second))
-				close(hung)
-			})
-			r.mv.connected.Store(false)
-			select {
-			case <-hung:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
-			}
-			waitUntil(t, 10*time.Second, "the markers announced again to be put off, and the pair state's save to wait SaveWait", func() bool {
-				return strings.Contains(r.logs.String(), "announced again after its drop, waits for the write of the timer's lease") &&
-					r.mg.SaveUnderWay() >= r.mg.operatorWait()
-			})
+			r := markersWaitBesideASlowSave(t)
 			what, err := "the resume of b", error(nil)
 			if all {
 				what = "the resume of every pair"
@@ -62,4 +43,34 @@ func TestAResumeWhileTheMarkersWaitForTheLeaseIsRefusedBesideASlowSave(t *testin
 			}
 		})
 	}
+}
+
+// markersWaitBesideASlowSave makes a lease rig whose session suspended
+// itself (the link down, the sidefile full) with a's bitmap changed, and
+// holds both the timer's lease and the pair state's save after the drop:
+// it returns once the markers announced again are put off for the lease
+// and the save has waited SaveWait.
+func markersWaitBesideASlowSave(t *testing.T) *leaseRig {
+	t.Helper()
+	r := newLeaseRig(t, sidefile.Cost(1<<19)) // never room for 1 MiB: full
+	// Dropped, it changes a's bitmap: the save after the drop writes.
+	r.write("a", 64<<10)
+	hung := make(chan struct{})
+	r.mv.afterDrop = sync.OnceFunc(func() {
+		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
+		r.stateFS.Inject(disk.Fault{Op: disk.OpWrite, Under: r.state, Hang: r.held})
+		r.clock.Add(int64(2 * time.Second))
+		close(hung)
+	})
+	r.mv.connected.Store(false)
+	select {
+	case <-hung:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
+	}
+	waitUntil(t, 10*time.Second, "the markers announced again to be put off, and the pair state's save to wait SaveWait", func() bool {
+		return strings.Contains(r.logs.String(), "announced again after its drop, waits for the write of the timer's lease") &&
+			r.mg.SaveUnderWay() >= r.mg.operatorWait()
+	})
+	return r
 }

@@ -3,13 +3,10 @@ package pair
 import (
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"duplex/disk"
 	"duplex/recordset"
-	"duplex/sidefile"
 )
 
 // TestTheSessionsResumeWhileTheMarkersWaitForTheLeaseBesideASlowSaveIsPutOffThenMade:
@@ -21,25 +18,7 @@ import (
 // disks answer it is made by itself, each pair's suspension announced
 // again before its resync's marker.
 func TestTheSessionsResumeWhileTheMarkersWaitForTheLeaseBesideASlowSaveIsPutOffThenMade(t *testing.T) {
-	r := newLeaseRig(t, sidefile.Cost(1<<19)) // never room for 1 MiB: full
-	r.write("a", 64<<10)
-	hung := make(chan struct{})
-	r.mv.afterDrop = sync.OnceFunc(func() {
-		r.fs.Inject(disk.Fault{Op: disk.OpWrite, Under: filepath.Join(r.dir, "lease"), Hang: r.held})
-		r.stateFS.Inject(disk.Fault{Op: disk.OpWrite, Under: r.state, Hang: r.held})
-		r.clock.Add(int64(2 * time.Second))
-		close(hung)
-	})
-	r.mv.connected.Store(false)
-	select {
-	case <-hung:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the session has not suspended itself 10 s after the link went down with the sidefile full")
-	}
-	waitUntil(t, 10*time.Second, "the markers announced again to be put off, and the pair state's save to wait SaveWait", func() bool {
-		return strings.Contains(r.logs.String(), "announced again after its drop, waits for the write of the timer's lease") &&
-			r.mg.SaveUnderWay() >= r.mg.operatorWait()
-	})
+	r := markersWaitBesideASlowSave(t)
 	time.Sleep(50 * time.Millisecond)
 	r.mv.ackAll(r.tm)
 	r.mv.connected.Store(true)
