@@ -50,6 +50,9 @@ type settings struct {
 	// scaleSizes are the scale section's sessions, in volumes.
 	scaleSizes   []int
 	scaleProfile bool // profile each idle period
+	// scaleWindows is the number of windows the idle period is measured
+	// in, each with the host's steal over it.
+	scaleWindows int
 	// writeJobs, if not empty, are the write-cost jobs run (by name);
 	// writeProfile saves both Duplex daemons' CPU profiles over each
 	// Duplex run of them.
@@ -117,7 +120,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	only := fs.String("sections", strings.Join(sections, ","), "sections to run, comma-separated")
 	scaleSizes := fs.String("scale", "1,16,128,1024", "scale section: the session sizes, in volumes, comma-separated")
 	idle := fs.Duration("idle", 0, "scale section: the idle period measured (default 10s, 4s with -quick)")
-	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-primary.pprof, scale-N-secondary.pprof in the work directory)")
+	scaleWindows := fs.Int("scale-windows", 5, "scale section: the idle period is measured in this many windows, each with the host's steal (a window with steal under 5 % is clean)")
+	scaleProfile := fs.Bool("scale-profile", false, "scale section: save CPU profiles of both daemons over each idle period (scale-N-R-primary.pprof, scale-N-R-secondary.pprof in the work directory, R the round, with -compare the build too)")
 	writeCache := fs.String("write-cache", "dropped", "write section: the state of the servers' files at each run's start: dropped (synced and dropped from the page cache) or cached (synced, dropped, then read whole: the writes land in cached pages)")
 	writeJobsFlag := fs.String("write-jobs", "", "write section: the jobs run, comma-separated (default: all)")
 	writeProfile := fs.Bool("write-profile", false, "write section: save CPU profiles of both Duplex daemons over each Duplex run (write-JOB-rN-primary.pprof, write-JOB-rN-secondary.pprof in the work directory)")
@@ -158,6 +162,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	s.scaleProfile = *scaleProfile
+	if *scaleWindows < 1 {
+		fmt.Fprintln(stderr, "perf: -scale-windows must be at least 1")
+		return 2
+	}
+	s.scaleWindows = *scaleWindows
 	if *writeRuntime > 0 {
 		if *writeRuntime < 2*time.Second {
 			fmt.Fprintln(stderr, "perf: -write-runtime must be at least 2s")

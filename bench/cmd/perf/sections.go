@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -766,51 +768,55 @@ func (b *bench) memory(ctx context.Context) error {
 
 func (b *bench) scale(ctx context.Context) error {
 	w := b.s.w
+	windows := b.s.scaleWindows
+	win := b.s.idle / time.Duration(windows)
 	fmt.Fprintf(w, "\n## Scale: sessions of 1, 16, 128 and 1,024 volumes\n\n")
 	fmt.Fprintf(w, "8 volumes per subsystem; volumes of 1 MiB, and of 128 KiB in the 1,024-volume session (the same 128 MiB "+
 		"a site as the 128-volume one, so the initial copy is no longer) and a sidefile limit of 8 MiB a subsystem (the "+
 		"secondary journals at most 1,984 MiB in one group). Start = from launching the secondary until the "+
 		"primary reports the link connected and the secondary a consistency time. Copy = from then until every pair is "+
-		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. Then, after 2 s to settle, %s "+
-		"idle: CPU of each daemon (utime+stime from /proc/PID/stat) per time interval and as %% of one CPU, and journaled "+
-		"groups per second (idle groups are journaled once a second, the rest only advance the consistency time).\n\n", b.s.idle)
+		"duplex (the initial copies of the sparse volumes). Stop = from SIGTERM until the primary exits. RSS (VmRSS) once every pair is duplex. "+
+		"Then, after 2 s to settle, %s idle in %d windows of %s: in each, the CPU of each daemon (the sum of its threads' run time, "+
+		"/proc/PID/task/*/schedstat, exact where /proc/PID/stat counts 10 ms ticks) per time interval and as %% of one CPU, "+
+		"and the share of the machine's CPUs the host took (steal, /proc/stat). A window is clean when the host took under %.0f %%: "+
+		"under steal a daemon's CPU per interval grows with it (its caches and timers shared with the host's other guests), so judge "+
+		"by the clean windows' medians and quote how many there were. Each session's row gives the medians of its windows; "+
+		"journaled groups per second over the whole idle period (idle groups are journaled once a second, the rest only advance "+
+		"the consistency time). %d round(s) of every size.\n\n", b.s.idle, windows, win, 100*cleanSteal, b.s.rounds)
 	// With -compare, each session size runs once per build and round, the
 	// builds alternating, so that both see the same load; each row says
 	// which, and the load it started at.
 	type build struct{ name, bin string }
-	builds, rounds := []build{{"", b.s.duplex}}, 1
+	builds := []build{{"", b.s.duplex}}
 	if b.s.compare != "" {
-		builds, rounds = []build{{"new", b.s.duplex}, {"compare", b.s.compare}}, b.s.rounds
-		fmt.Fprintf(w, "Two builds, alternated in %d rounds: new = `%s`, compare = `%s`; the load average (1 min) is the one at the session's start.\n\n", rounds, b.s.duplex, b.s.compare)
-		fmt.Fprintf(w, "| build | round | load | ")
-	} else {
-		fmt.Fprintf(w, "| ")
+		builds = []build{{"new", b.s.duplex}, {"compare", b.s.compare}}
+		fmt.Fprintf(w, "Two builds, alternated in every round: new = `%s`, compare = `%s`.\n\n", b.s.duplex, b.s.compare)
 	}
-	fmt.Fprintf(w, "volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | journaled groups/s |\n")
-	if b.s.compare != "" {
-		fmt.Fprintf(w, "|---|---:|---:|")
-	} else {
-		fmt.Fprintf(w, "|")
-	}
-	fmt.Fprintf(w, "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	// cpu holds, per size and build, the CPU ms per interval of each site
-	// in each round, for the medians.
-	type cpuKey struct {
+	fmt.Fprintf(w, "| build | round | load | volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | "+
+		"primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | "+
+		"journaled groups/s | steal %% (median, max) | clean windows |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|\n")
+	// Every window of every round, per size and build, for the medians.
+	type key struct {
 		n     int
 		build string
-		site  int
 	}
-	cpu := map[cpuKey][]float64{}
+	all := map[key][]scaleWindow{}
+	starts := map[key][]float64{}
 	for _, n := range b.s.scaleSizes {
-		for round := 1; round <= rounds; round++ {
+		for round := 1; round <= b.s.rounds; round++ {
 			for _, bl := range builds {
-				tag, prefix := "", "| "
+				tag := fmt.Sprintf("-%d", round)
 				if bl.name != "" {
 					tag = fmt.Sprintf("-%s-%d", bl.name, round)
-					prefix = fmt.Sprintf("| %s | %d | %s | ", bl.name, round, strings.Fields(harness.LoadAvg())[0])
 				}
+				name := bl.name
+				if name == "" {
+					name = "—"
+				}
+				prefix := fmt.Sprintf("| %s | %d | %s | ", name, round, strings.Fields(harness.LoadAvg())[0])
 				row, err := b.scaleSession(ctx, bl.bin, n, tag)
-				if err != nil && bl.name == "" {
+				if err != nil && bl.name == "" && b.s.rounds == 1 {
 					return err
 				}
 				if err != nil {
@@ -820,29 +826,122 @@ func (b *bench) scale(ctx context.Context) error {
 					fmt.Fprintf(w, "%s%d | failed: %s |\n", prefix, n, strings.ReplaceAll(err.Error(), "|", "/"))
 					continue
 				}
-				intervals := b.s.idle.Seconds() / row.interval.Seconds()
-				cpuP, cpuS := 1e3*row.cpuP.Seconds()/intervals, 1e3*row.cpuS.Seconds()/intervals
-				cpu[cpuKey{n, bl.name, 0}] = append(cpu[cpuKey{n, bl.name, 0}], cpuP)
-				cpu[cpuKey{n, bl.name, 1}] = append(cpu[cpuKey{n, bl.name, 1}], cpuS)
-				fmt.Fprintf(w, "%s%d | %d | %d KiB | %.2f | %.2f | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f |\n", prefix, n, row.subs, row.size>>10, row.startup.Seconds(),
-					row.copy.Seconds(), row.stop.Seconds(),
-					mib(row.rssP), mib(row.rssS),
-					cpuP, 100*row.cpuP.Seconds()/b.s.idle.Seconds(),
-					cpuS, 100*row.cpuS.Seconds()/b.s.idle.Seconds(),
-					row.groups/b.s.idle.Seconds())
+				k := key{n, bl.name}
+				all[k] = append(all[k], row.windows...)
+				starts[k] = append(starts[k], row.startup.Seconds())
+				m := summarize(row.windows, row.interval, false)
+				var steal []float64
+				clean := 0
+				for _, x := range row.windows {
+					steal = append(steal, 100*x.steal)
+					if x.clean() {
+						clean++
+					}
+				}
+				fmt.Fprintf(w, "%s%d | %d | %d KiB | %.2f | %.2f | %.2f | %s | %s | %.2f | %.1f | %.2f | %.1f | %.1f | %.1f, %.1f | %d of %d |\n",
+					prefix, n, row.subs, row.size>>10, row.startup.Seconds(), row.copy.Seconds(), row.stop.Seconds(),
+					mib(row.rssP), mib(row.rssS), m.msP, m.pctP, m.msS, m.pctS,
+					row.groups/b.s.idle.Seconds(), median(steal), slices.Max(steal), clean, len(row.windows))
 			}
 		}
 	}
-	if b.s.compare == "" {
-		return nil
-	}
-	fmt.Fprintf(w, "\nMedians over the rounds, CPU ms per interval:\n\n")
-	fmt.Fprintf(w, "| volumes | primary: new | primary: compare | secondary: new | secondary: compare |\n|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "\nMedians over every window of every round, and over the clean windows only (steal under %.0f %%): CPU ms per interval "+
+		"and %% of one CPU at each site; start s is the median over rounds.\n\n", 100*cleanSteal)
+	fmt.Fprintf(w, "| volumes | build | start s | windows | primary ms/interval | secondary ms/interval | clean windows | "+
+		"**primary ms/interval, clean** | **primary %% of a CPU, clean** | **secondary ms/interval, clean** | **secondary %% of a CPU, clean** |\n")
+	fmt.Fprintf(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range b.s.scaleSizes {
-		fmt.Fprintf(w, "| %d | %.2f | %.2f | %.2f | %.2f |\n", n, median(cpu[cpuKey{n, "new", 0}]), median(cpu[cpuKey{n, "compare", 0}]),
-			median(cpu[cpuKey{n, "new", 1}]), median(cpu[cpuKey{n, "compare", 1}]))
+		for _, bl := range builds {
+			k := key{n, bl.name}
+			ws := all[k]
+			if len(ws) == 0 {
+				continue
+			}
+			name := bl.name
+			if name == "" {
+				name = "—"
+			}
+			interval := ws[0].interval
+			a, c := summarize(ws, interval, false), summarize(ws, interval, true)
+			if c.n == 0 {
+				fmt.Fprintf(w, "| %d | %s | %.2f | %d | %.2f | %.2f | 0 | no clean window | | | |\n", n, name, median(starts[k]), a.n, a.msP, a.msS)
+				continue
+			}
+			fmt.Fprintf(w, "| %d | %s | %.2f | %d | %.2f | %.2f | %d | **%.2f** | **%.1f** | **%.2f** | **%.1f** |\n", n, name, median(starts[k]),
+				a.n, a.msP, a.msS, c.n, c.msP, c.pctP, c.msS, c.pctS)
+		}
 	}
 	return nil
+}
+
+// scaleWindow is one idle window of a scale session: each daemon's CPU time
+// over it, its length, and the share of the machine's CPUs the host took.
+type scaleWindow struct {
+	cpuP, cpuS time.Duration
+	wall       time.Duration
+	interval   time.Duration
+	steal      float64
+	stealOK    bool
+}
+
+// clean says whether the host left the window alone: a window whose steal
+// could not be read is not clean.
+func (x scaleWindow) clean() bool { return x.stealOK && x.steal < cleanSteal }
+
+// scaleFigures are the medians of a set of windows.
+type scaleFigures struct {
+	n                    int
+	msP, msS, pctP, pctS float64
+}
+
+// summarize gives the medians of the windows' CPU per interval (ms) and
+// share of one CPU (%) at each site, of the clean windows only if
+// cleanOnly.
+func summarize(ws []scaleWindow, interval time.Duration, cleanOnly bool) scaleFigures {
+	var msP, msS, pctP, pctS []float64
+	for _, x := range ws {
+		if cleanOnly && !x.clean() {
+			continue
+		}
+		intervals := x.wall.Seconds() / interval.Seconds()
+		msP = append(msP, 1e3*x.cpuP.Seconds()/intervals)
+		msS = append(msS, 1e3*x.cpuS.Seconds()/intervals)
+		pctP = append(pctP, 100*x.cpuP.Seconds()/x.wall.Seconds())
+		pctS = append(pctS, 100*x.cpuS.Seconds()/x.wall.Seconds())
+	}
+	return scaleFigures{n: len(msP), msP: median(msP), msS: median(msS), pctP: median(pctP), pctS: median(pctS)}
+}
+
+// threadsCPU is the CPU time a running process's threads have run, exact
+// (the sum of /proc/PID/task/*/schedstat's run time, in ns), where
+// /proc/PID/stat counts 10 ms ticks: an idle daemon spends tens of ms a
+// second, which ticks move by a tenth from one window to the next. A thread
+// that exited meanwhile is not counted; a Go daemon's threads live as long
+// as it does.
+func threadsCPU(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("threads of %d: %w", pid, err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			// A thread that exited between the listing and the read.
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s/%s/schedstat: %w", dir, t.Name(), err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
 }
 
 // scaleSession runs one session of n volumes of the duplex binary bin and
@@ -866,6 +965,9 @@ func (b *bench) scaleSession(ctx context.Context, bin string, n int, tag string)
 	}
 	row, err := b.scaleRow(ctx, p, start, tag)
 	row.subs, row.size, row.interval = subs, size, time.Duration(p.sess.Config.Interval)
+	for i := range row.windows {
+		row.windows[i].interval = row.interval
+	}
 	// The primary alone first: on SIGTERM it ships what it holds, and
 	// its stop must never wait on idle work.
 	stopped := time.Now()
@@ -873,6 +975,13 @@ func (b *bench) scaleSession(ctx context.Context, bin string, n int, tag string)
 	row.stop = time.Since(stopped)
 	p.prim = nil
 	p.stop()
+	// The volumes and journal are the bench's, not the result's (the logs
+	// stay): a round leaves the disk to the next.
+	for _, d := range []string{"primary", "secondary"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			slog.Warn("removing a scale session's volumes", "err", err)
+		}
+	}
 	if err != nil {
 		return row, err
 	}
@@ -889,7 +998,7 @@ type scaleRow struct {
 	startup    time.Duration
 	copy, stop time.Duration
 	rssP, rssS int64
-	cpuP, cpuS time.Duration
+	windows    []scaleWindow
 	groups     float64
 }
 
@@ -935,22 +1044,30 @@ func (b *bench) scaleRow(ctx context.Context, p *pair, start time.Time, tag stri
 			profiles.Go(func() { profErrs[i] = fetchProfile(ctx, site.ctl, int(b.s.idle.Seconds()), path) })
 		}
 	}
-	cp0, err1 := harness.ProcCPU(p.prim.Pid())
-	cs0, err2 := harness.ProcCPU(p.sec.Pid())
-	sleepCtx(ctx, b.s.idle)
-	cp1, err3 := harness.ProcCPU(p.prim.Pid())
-	cs1, err4 := harness.ProcCPU(p.sec.Pid())
-	profiles.Wait()
-	for _, e := range append([]error{err1, err2, err3, err4}, profErrs...) {
-		if e != nil {
-			return r, e
+	win := b.s.idle / time.Duration(b.s.scaleWindows)
+	for range b.s.scaleWindows {
+		m0, t0 := readMachine(), time.Now()
+		cp0, err1 := threadsCPU(p.prim.Pid())
+		cs0, err2 := threadsCPU(p.sec.Pid())
+		sleepCtx(ctx, win)
+		cp1, err3 := threadsCPU(p.prim.Pid())
+		cs1, err4 := threadsCPU(p.sec.Pid())
+		m1, wall := readMachine(), time.Since(t0)
+		if err := errors.Join(err1, err2, err3, err4, ctx.Err()); err != nil {
+			profiles.Wait()
+			return r, err
 		}
+		u := m0.use(m1, wall, 1)
+		r.windows = append(r.windows, scaleWindow{cpuP: cp1 - cp0, cpuS: cs1 - cs0, wall: wall, steal: u.steal, stealOK: u.ok})
+	}
+	profiles.Wait()
+	if err := errors.Join(profErrs...); err != nil {
+		return r, err
 	}
 	st1, err := harness.FetchRunning(ctx, control.Endpoint{Addr: p.secCtl()})
 	if err != nil {
 		return r, err
 	}
-	r.cpuP, r.cpuS = cp1-cp0, cs1-cs0
 	if st0.GroupsApplied != nil && st1.GroupsApplied != nil {
 		r.groups = float64(*st1.GroupsApplied - *st0.GroupsApplied)
 	}
