@@ -1057,19 +1057,34 @@ func (s *Secondary) historySample() control.HistorySample {
 }
 
 func (s *Secondary) samples() []control.Sample {
-	st := s.sec.Stats()
-	up, stopped := 0.0, 0.0
+	return secondarySamples(s.sec.Stats(), s.retries.attempts(), time.Now())
+}
+
+// checkpointOwedHelp says what duplex_checkpoint_owed counts: status's
+// checkpoint_owed, as an alert reads it.
+const checkpointOwedHelp = "1 while a checkpoint's write of the state file or release of the journal failed and is retried " +
+	"(status's checkpoint_owed says which and since when): a restart replays the journal from the group the state file names, " +
+	"and the journal's applied segments hold their space, until it succeeds."
+
+// secondarySamples are the secondary's metrics from its Stats, attempts
+// the times it waited to open again after a disk fault.
+func secondarySamples(st secondary.Stats, attempts uint64, now time.Time) []control.Sample {
+	up, stopped, owed := 0.0, 0.0, 0.0
 	if st.Connected {
 		up = 1
 	}
 	if st.Stopped != "" {
 		stopped = 1
 	}
+	if st.CheckpointOwed != "" {
+		owed = 1
+	}
 	return []control.Sample{
-		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, time.Now())),
+		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, now)),
 		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("stopped", stoppedHelp, stopped),
-		control.Counter("disk_retries_total", diskRetriesHelp, float64(s.retries.attempts())),
+		control.Counter("disk_retries_total", diskRetriesHelp, float64(attempts)),
+		control.Gauge("checkpoint_owed", checkpointOwedHelp, owed),
 		control.Counter("groups_applied_total", "Consistency groups journaled and applied.", float64(st.GroupsApplied)),
 		control.Counter("updates_applied_total", "Updates applied to the secondary volumes.", float64(st.UpdatesApplied)),
 		control.Counter("bytes_replicated_total", bytesReplicateHelp, float64(st.BytesJournaled)),
