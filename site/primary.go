@@ -715,7 +715,7 @@ func (p *Primary) close() error {
 		since := time.Now()
 		p.log.Warn("stopped; the pair-state directory stays locked until what the stop gave up on its disk, which stopped answering, has ended "+
 			"(it may still land): a primary of the session started meanwhile is refused", "under_way", what, "dir", p.stateDir)
-		holdAfterStop(p.stateDir, what, since)
+		held := holdAfterStop(p.stateDir, "the primary", what, "let go of the pair-state directory", since)
 		go func(lock io.Closer) {
 			if p.timer != nil {
 				p.timer.AwaitWrites()
@@ -727,7 +727,7 @@ func (p *Primary) close() error {
 			}
 			<-closed
 			lock.Close()
-			letGoAfterStop(p.stateDir)
+			letGoAfterStop(p.stateDir, held)
 			p.log.Info("let go of the pair-state directory: what the stop gave up has ended", "under_way", what,
 				"held_for", time.Since(since).Round(time.Millisecond), "dir", p.stateDir)
 			p.letGone()
@@ -756,9 +756,7 @@ func (p *Primary) givenUp(state []stateEnd, closeErr error) []string {
 	if p.timer != nil && leaseWriting(p) {
 		under = append(under, "the timer's lease write")
 	}
-	if closeErr != nil {
-		under = append(under, "a volume's write or close")
-	}
+	under = append(under, volumesGivenUp(closeErr)...)
 	for _, e := range state {
 		if !ended(e.ch) {
 			under = append(under, e.what)
@@ -777,32 +775,41 @@ func (p *Primary) LetGo() <-chan struct{} { return p.letGo }
 
 func (p *Primary) letGone() { p.letGoOnce.Do(func() { close(p.letGo) }) }
 
-// heldDirs are the pair-state directories that a stopped primary of this
-// process still holds, for the writes its stop gave up: what they are and
-// since when.
+// heldDirs are the state directories (a primary's pair state, a promoted
+// site's promotion directory) that a stopped site of this process still
+// holds, for the writes its stop gave up: what they are and since when.
 var heldDirs struct {
 	sync.Mutex
 	m map[string]string
 }
 
-func holdAfterStop(dir, what string, since time.Time) {
+// holdAfterStop records that the stopped run (e.g. "the primary") holds
+// dir until what it gave up has ended, since since, its log saying
+// letGoLine then; it returns the record, for letGoAfterStop.
+func holdAfterStop(dir, run, what, letGoLine string, since time.Time) string {
 	heldDirs.Lock()
 	defer heldDirs.Unlock()
 	if heldDirs.m == nil {
 		heldDirs.m = map[string]string{}
 	}
-	heldDirs.m[filepath.Clean(dir)] = fmt.Sprintf("still held by this process's last run of the primary, stopped at %s: "+
+	held := fmt.Sprintf("still held by this process's last run of %s, stopped at %s: "+
 		"its stop gave up %s on a disk that stopped answering, which may still land; it is let go once that has ended "+
-		"(the log says \"let go of the pair-state directory\"), and a start goes on then", since.UTC().Format(time.RFC3339), what)
+		"(the log says %q), and a start goes on then", run, since.UTC().Format(time.RFC3339), what, letGoLine)
+	heldDirs.m[filepath.Clean(dir)] = held
+	return held
 }
 
-func letGoAfterStop(dir string) {
+// letGoAfterStop forgets held, holdAfterStop's record of dir: not a later
+// run's, which may have taken dir and stopped since its LOCK was let go.
+func letGoAfterStop(dir, held string) {
 	heldDirs.Lock()
 	defer heldDirs.Unlock()
-	delete(heldDirs.m, filepath.Clean(dir))
+	if heldDirs.m[filepath.Clean(dir)] == held {
+		delete(heldDirs.m, filepath.Clean(dir))
+	}
 }
 
-// heldAfterStop says why a stopped primary of this process still holds
+// heldAfterStop says why a stopped site of this process still holds
 // dir, "" if none does.
 func heldAfterStop(dir string) string {
 	heldDirs.Lock()
@@ -838,11 +845,21 @@ func endUpdatesOf(byVol map[string]*subsystem.Subsystem) func(vol string) <-chan
 // state. before, if set (tests), runs before each close.
 func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before func(vol string), endUpdates func(vol string) <-chan struct{}) (closed <-chan struct{}, _ error) {
 	ended := make(chan string, len(vols))
+	// writing are the volumes whose updates under way have not ended: a
+	// close given up under one was given up under a client's write.
+	var writingMu sync.Mutex
+	writing := map[string]bool{}
+	for name := range vols {
+		writing[name] = true
+	}
 	for name, v := range vols {
 		go func() {
 			if endUpdates != nil {
 				<-endUpdates(name)
 			}
+			writingMu.Lock()
+			delete(writing, name)
+			writingMu.Unlock()
 			if before != nil {
 				before(name)
 			}
@@ -866,14 +883,47 @@ func closeVolumes(vols map[string]*volume.Volume, wait time.Duration, before fun
 		case name := <-ended:
 			delete(left, name)
 		case <-t.C:
-			err := fmt.Errorf("the close of volume %s has not ended within %s (its disk stopped answering, under a write or the close's "+
-				"own flush on NFS and FUSE): the stop goes on without it", strings.Join(slices.Sorted(maps.Keys(left)), ", "), wait)
+			names := slices.Sorted(maps.Keys(left))
+			err := &closesGivenUp{msg: fmt.Sprintf("the close of volume %s has not ended within %s (its disk stopped answering, under a write or the close's "+
+				"own flush on NFS and FUSE): the stop goes on without it", strings.Join(names, ", "), wait)}
+			writingMu.Lock()
+			for _, name := range names {
+				if writing[name] {
+					err.under = append(err.under, "a write to volume "+name)
+				} else {
+					err.under = append(err.under, "the close of volume "+name)
+				}
+			}
+			writingMu.Unlock()
 			go waitAll()
 			return all, err
 		}
 	}
 	close(all)
 	return all, nil
+}
+
+// closesGivenUp is closeVolumes' error: the closes it gave up, and under
+// says, per volume, whether a client's write to it or its close had not
+// ended.
+type closesGivenUp struct {
+	msg   string
+	under []string
+}
+
+func (e *closesGivenUp) Error() string { return e.msg }
+
+// volumesGivenUp names what of the volumes closeVolumes' error, err, says
+// the stop gave up: none for nil.
+func volumesGivenUp(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var g *closesGivenUp
+	if errors.As(err, &g) && len(g.under) > 0 {
+		return g.under
+	}
+	return []string{"a volume's write or close"}
 }
 
 // Mover returns the data mover.

@@ -291,8 +291,15 @@ type Promoted struct {
 	// once the volumes' writes and closes have ended too (see close).
 	lock io.Closer
 	// stateClosed is closed once closeState's writes (the timer's last
-	// mark, the changed regions' bitmaps) have ended, given up or not.
-	stateClosed <-chan struct{}
+	// mark, the changed regions' bitmaps) have ended, given up or not;
+	// stateGivenUp names them if closeState gave them up.
+	stateClosed  <-chan struct{}
+	stateGivenUp string
+	// letGo is closed (letGone) once the stopped site has let its
+	// promotion directory go: after the writes its stop gave up have
+	// ended.
+	letGo     chan struct{}
+	letGoOnce sync.Once
 	listeners
 	nbdTLS  *tls.Config
 	token   string
@@ -371,7 +378,7 @@ func openPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 	p := &Promoted{cfg: cfg, log: log.With("site", "promoted"), byVol: map[string]*subsystem.Subsystem{},
 		history: &control.History{}, fsys: opts.FS, couplingStore: opts.CouplingStore,
 		beforeFlush: opts.beforeFlush, beforeClose: opts.beforeClose, stopFlushWait: cmp.Or(opts.stopFlushWait, StopFlushWait),
-		slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk)}
+		slowDisk: cmp.Or(opts.slowDisk, secondary.DefaultSlowDisk), letGo: make(chan struct{})}
 	p.metrics = control.NewMetrics(cfg.Session, "primary", p.samples)
 	defer func() {
 		if err != nil {
@@ -395,7 +402,7 @@ func openPromoted(cfg *config.Config, log *slog.Logger, opts PromotedOptions) (_
 			return nil, err
 		}
 		starting.step(filepath.Join(dir, "LOCK"))
-		lock, err := failover.LockChanges(opts.FS, dir)
+		lock, err := lockPromotedDir(opts.FS, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("promoted: %w", err)
 		}
@@ -520,20 +527,71 @@ func (p *Promoted) close() error {
 	lock, stateClosed := p.lock, p.stateClosed
 	p.lock = nil
 	if lock == nil {
+		p.letGone()
 		return err
 	}
-	if err == nil && ended(stateClosed) {
-		lock.Close()
-		return nil
+	var under []string
+	if !ended(stateClosed) {
+		under = append(under, cmp.Or(p.stateGivenUp, "the save of the changed regions' bitmaps"))
 	}
+	under = append(under, volumesGivenUp(err)...)
+	if len(under) == 0 {
+		lock.Close()
+		p.letGone()
+		return err
+	}
+	// Said here and to a start in this process meanwhile, as at the
+	// primary: a refusal that blames another process would send the
+	// operator looking for one.
+	what := strings.Join(under, ", ")
+	since := time.Now()
+	dir := PromotedDir(p.cfg)
+	p.log.Warn("stopped; the promotion directory stays locked until what the stop gave up on its disk, which stopped answering, has ended "+
+		"(it may still land): a promoted site, or the reverse direction's primary, started meanwhile is refused", "under_way", what, "dir", dir)
+	held := holdAfterStop(dir, "the promoted site", what, "let go of the promotion directory", since)
 	go func() {
 		if stateClosed != nil {
 			<-stateClosed
 		}
 		<-closed
 		lock.Close()
+		letGoAfterStop(dir, held)
+		p.log.Info("let go of the promotion directory: what the stop gave up has ended", "under_way", what,
+			"held_for", time.Since(since).Round(time.Millisecond), "dir", dir)
+		p.letGone()
 	}()
 	return err
+}
+
+// LetGo is closed once the stopped promoted site has let its promotion
+// directory go: at once, unless its stop gave up a write on a disk that
+// stopped answering (a client's write to a volume, a volume's close, the
+// changed regions' save), which may still land; then once it has ended.
+// A promoted site, or the reverse direction's primary, started in this
+// process before then is refused, saying so: it would read the volume
+// before the late write lands, or find its own state replaced.
+func (p *Promoted) LetGo() <-chan struct{} { return p.letGo }
+
+func (p *Promoted) letGone() { p.letGoOnce.Do(func() { close(p.letGo) }) }
+
+// lockPromotedDir takes the LOCK of cfg's promotion directory
+// (failover.LockChanges). Refused while a stopped promoted site of this
+// process still holds it, it says so, and for what: not that another
+// process holds the changed regions.
+func lockPromotedDir(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
+	dir := PromotedDir(cfg)
+	lock, err := failover.LockChanges(fsys, dir)
+	if err == nil {
+		return lock, nil
+	}
+	held := heldAfterStop(dir)
+	if held == "" {
+		return nil, err
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner
+	}
+	return nil, fmt.Errorf("promotion directory %s: %s: %w", dir, held, err)
 }
 
 // ended reports whether ch, nil for nothing to wait for, is closed.
@@ -688,6 +746,7 @@ func (p *Promoted) closeState() error {
 	if lease, _ := tm.LeaseWait(); lease > 0 {
 		what = "the timer's last write of its lease"
 	}
+	p.stateGivenUp = what
 	tm.Abandon()
 	err := fmt.Errorf("promoted: %w: %s in %s has not ended after %s, and nothing cancels it; "+
 		"every changed region is in the changed regions' log on disk, which the next start reads",

@@ -156,7 +156,7 @@ func makeReverse(cfg, rev *config.Config, pr failover.Promotion, fsys disk.FS) e
 	}
 	// Held while the pair state is made: no promoted site serves the
 	// volumes meanwhile, and no rejoin back retires the promotion.
-	lock, err := failover.LockChanges(fsys, PromotedDir(cfg))
+	lock, err := lockPromotedDir(fsys, cfg)
 	if err != nil {
 		return err
 	}
