@@ -143,6 +143,13 @@ type Log struct {
 	// wanted since before it went (a read view pins first, reads later),
 	// lacks part of it.
 	lost entry
+	// holds are the points whose undo a caller reads (Hold): Trim drops
+	// no record of what is after one of them.
+	holds map[*Point]struct{}
+	// trimMu is held by Trim from its choice of records to their release,
+	// and by Hold: a hold taken while a Trim releases segments waits for
+	// it, and then sees what went (lost).
+	trimMu sync.Mutex
 	// testReplaying, if set, is called as replayAfter reads the first
 	// record it wants (tests).
 	testReplaying func()
@@ -651,6 +658,8 @@ func (l *Log) Bytes() int64 { return l.journal().Bytes() }
 // restart may apply it again and must find its undo). Space goes back a
 // segment file at a time.
 func (l *Log) Trim(keep uint64) error {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
 	cutoff := l.opts.Now().Add(-l.opts.Window).UnixNano()
 	l.mu.Lock()
 	excess := l.j.Bytes() - l.opts.MaxBytes
@@ -673,7 +682,7 @@ func (l *Log) Trim(keep uint64) error {
 	)
 	for i < len(l.entries) {
 		e := l.entries[i]
-		if e.group > keep || !(e.group < edge || l.opts.MaxBytes > 0 && freed < excess) {
+		if e.group > keep || l.heldLocked(e) || !(e.group < edge || l.opts.MaxBytes > 0 && freed < excess) {
 			break
 		}
 		freed += e.size
@@ -708,6 +717,45 @@ func (l *Log) Trim(keep uint64) error {
 	l.entries = slices.Delete(l.entries, 0, k)
 	l.mu.Unlock()
 	return nil
+}
+
+// Hold keeps the undo of what is after p, the records Undo(p), Overlays(p,
+// ...) and Ranges(p) read, from Trim until release is called: a reader
+// that chose p reads all of it, however long the read takes and whatever
+// the window and MaxBytes say meanwhile. It fails (ErrOutside) if part of
+// it went already. Gap and Reset, which drop every record, still do.
+func (l *Log) Hold(p Point) (release func(), err error) {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.after(l.lost) {
+		return nil, fmt.Errorf("history: back to group %d: the undo of group %d was dropped: %w", p.Group, l.lost.group, ErrOutside)
+	}
+	if l.holds == nil {
+		l.holds = map[*Point]struct{}{}
+	}
+	h := &p
+	l.holds[h] = struct{}{}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			delete(l.holds, h)
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+// heldLocked reports whether a hold needs the record of e. Called with
+// l.mu held.
+func (l *Log) heldLocked(e entry) bool {
+	for h := range l.holds {
+		if h.after(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Undo writes, for every byte that a group (or step) after to overwrote,

@@ -32,6 +32,9 @@ type HistoryConfig struct {
 	// turned off: Open finishes from it a recover --at stopped part-way
 	// (finishRecoverTo), and keeps no history.
 	Left string
+	// Now, if set, is the clock the window is kept by (history.Options;
+	// tests).
+	Now func() time.Time
 }
 
 // ErrNoHistory is returned by RecoverTo on a secondary that keeps none.
@@ -54,7 +57,7 @@ func (s *Secondary) openHistory() error {
 	if hc.Dir == "" {
 		return s.finishRecoverToLeft(hc.Left)
 	}
-	l, err := history.Open(hc.Dir, history.Options{Window: hc.Window, MaxBytes: hc.MaxBytes, FS: s.cfg.FS})
+	l, err := history.Open(hc.Dir, history.Options{Window: hc.Window, MaxBytes: hc.MaxBytes, FS: s.cfg.FS, Now: hc.Now})
 	if err != nil {
 		return fmt.Errorf("secondary: %w", err)
 	}
@@ -373,6 +376,25 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		if p, ok = s.hist.At(t); !ok {
 			return apply.State{}, windowError(s.hist, t, cur)
 		}
+	}
+	// The undo after p is held from Trim before the state file names p:
+	// a checkpoint's release retried on its timer (retryRelease), which
+	// takes no lock of ours, would otherwise trim the window's old end
+	// while it is read, p's undo with it once the window has moved past
+	// p (or the history's files grew past MaxBytes while the release was
+	// owed), and leave the state file naming p over volumes never taken
+	// back to it, or part-way. One trimmed between At and the hold is
+	// refused here, before anything is written.
+	release, err := s.hist.Hold(p)
+	if err != nil {
+		if errors.Is(err, history.ErrOutside) {
+			return apply.State{}, windowError(s.hist, t, cur)
+		}
+		return apply.State{}, fmt.Errorf("secondary: %w", err)
+	}
+	defer release()
+	if s.testRecovering != nil {
+		s.testRecovering(p)
 	}
 	st := apply.State{Session: s.cfg.Session, Group: p.Group, Time: p.Time, Through: cur.Through, Volumes: map[string]apply.VolumeState{},
 		RecoveredFrom: max(cur.RecoveredFrom, s.journaled.Group, cur.Group), HistoryUnkept: s.unkept}

@@ -118,6 +118,19 @@ func (s *Secondary) PinAtSpilled(t int64, sc *history.Scratch) (*ReadView, error
 	if p.Group == cur.Group && p.Time == cur.Time {
 		return v, nil
 	}
+	// Held from Trim while it is read: a checkpoint's trim of the
+	// window's old end (or a release's retry) would otherwise fail the
+	// view part-way through an undo of GiBs. One trimmed since pointAt
+	// is refused as a time outside the window.
+	release, err := h.Hold(p)
+	if err != nil {
+		v.Close()
+		if errors.Is(err, history.ErrOutside) {
+			return nil, windowError(h, t, cur)
+		}
+		return nil, fmt.Errorf("secondary: a read view as of %s (group %d): %w", fmtTime(p.Time), p.Group, err)
+	}
+	defer release()
 	if s.testPinAtReading != nil {
 		s.testPinAtReading()
 	}
