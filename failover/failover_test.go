@@ -255,10 +255,55 @@ func TestPromotionRoundTrip(t *testing.T) {
 	}
 }
 
+// maxFuzzPromotion bounds the record FuzzReadPromotion reads: a longer
+// input is written as its first maxFuzzPromotion bytes. The engine
+// minimizes every input that finds new coverage at a cost that grows as
+// the square of its length (golang/go#51484), and each try here writes a
+// file: mutations of the seeds reach kilobytes within seconds, and the
+// workers then minimize instead of fuzzing. A promotion of two volumes,
+// every field set, is under it (TestFuzzReadPromotionSeedsAreWhole), and
+// the JSON decoder's paths, which a longer record only repeats, are
+// reached in a few bytes each.
+const maxFuzzPromotion = 512
+
+// promotionSeeds are FuzzReadPromotion's seeds: records WritePromotion
+// writes, and records it never does.
+func promotionSeeds(t testing.TB) [][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	p := Promotion{Session: "session-1", At: 1_765_000_000_000_000_000, ConsistencyTime: 1_764_999_999_000_000_000, Group: 123456,
+		Generation: transport.Generation(0xfeedfacecafe), Follows: transport.Generation(0xbeef), HeldGroups: 7,
+		Volumes: map[string]string{"vol1": "consistent as of 2026-12-06T15:00:00.123456789Z", "vol2": "not consistent: its copy was under way"}}
+	if err := WritePromotion(nil, dir, p); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(filepath.Join(dir, promotionFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{
+		full,
+		[]byte(`{"session":"s","promoted_at_ns":1,"generation":"0000000000000002"}`),
+		[]byte(`{`),
+	}
+}
+
+// Every seed of FuzzReadPromotion is read whole: none is longer than
+// what it reads.
+func TestFuzzReadPromotionSeedsAreWhole(t *testing.T) {
+	for i, b := range promotionSeeds(t) {
+		if len(b) > maxFuzzPromotion {
+			t.Errorf("seed %d: %d bytes, FuzzReadPromotion reads %d", i, len(b), maxFuzzPromotion)
+		}
+	}
+}
+
 func FuzzReadPromotion(f *testing.F) {
-	f.Add([]byte(`{"session":"s","promoted_at_ns":1,"generation":"0000000000000002"}`))
-	f.Add([]byte(`{`))
+	for _, b := range promotionSeeds(f) {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		data = data[:min(len(data), maxFuzzPromotion)]
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, promotionFile), data, 0o644); err != nil {
 			t.Fatal(err)
