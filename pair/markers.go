@@ -445,20 +445,59 @@ func (mg *Manager) announcedWithin(wait time.Duration) error {
 // fsyncs past half of SaveWait) it would be answered "not yet in effect,
 // once the save ends" instead (see answerWithin), and then, as likely as
 // not, refused for the lease, the pair left suspended, the operator told
-// otherwise. vol,
-// if not "", is the pair resumed: one that is not a suspended pair is
-// left to the checks that say so.
+// otherwise. vol, if not "", is the pair resumed: one that is not a
+// suspended pair (unknown, deleted, not suspended, its rejoin owed) is
+// refused here too, as resume's checks under both locks refuse it, for
+// the same reason: answered "not yet in effect" behind a slow save, it
+// would be refused once the save ended. A deleted one whose deletion's
+// marker (or the session's markers) waits for the lease says so.
 func (mg *Manager) announcedBeforeSave(vol string, wait time.Duration) error {
 	mg.mu.Lock()
 	announcing := mg.announcing
-	if p := mg.pairs[vol]; vol != "" && (p == nil || p.Deleted || p.State != Suspended) {
-		announcing = nil
+	var refused error
+	if vol != "" {
+		p, err := mg.pair(vol)
+		switch {
+		case err != nil:
+			refused = err
+		case p.Deleted || p.State != Suspended:
+			refused = notSuspended(p)
+		case p.RejoinOwed:
+			refused = rejoinOwed(vol)
+		}
 	}
 	mg.unlock()
+	if refused != nil {
+		if announcing != nil && !ended(announcing) {
+			if err := mg.leaseHung(); err != nil {
+				return fmt.Errorf("%w; markers put off before this command (a deletion's, the session's) wait meanwhile for the timer's lease: %v", refused, err)
+			}
+		}
+		return refused
+	}
 	if announcing == nil || wait < 0 {
 		return nil
 	}
 	return mg.stampedWithin(announcing, wait)
+}
+
+// notSuspended is the refusal of a resume of p, which is not a suspended
+// pair.
+func notSuspended(p *Pair) error {
+	if p.Deleted {
+		return fmt.Errorf("%s is not suspended (deleted: pair add makes it a pair again)", p.Volume)
+	}
+	return fmt.Errorf("%s is not suspended (%s)", p.Volume, p.State)
+}
+
+// ended reports whether ch is closed.
+func ended(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // stampedWithin waits for done, the end of a capture whose stamps may

@@ -3133,6 +3133,9 @@ func (mg *Manager) resume(vol string) error {
 	}
 	defer mg.dropMu.Unlock()
 	if err := mg.announcedBeforeSave(vol, mg.operatorWait()); err != nil {
+		if !leaseHung(err) {
+			return err // not a suspended pair
+		}
 		return refusedForLease("resume", vol, vol, "suspended", err)
 	}
 	mg.saveMu.Lock()
@@ -3144,7 +3147,7 @@ func (mg *Manager) resume(vol string) error {
 		return err
 	}
 	if p.Deleted || p.State != Suspended {
-		return fmt.Errorf("%s is not suspended (%s)", vol, p.State)
+		return notSuspended(p)
 	}
 	if p.RejoinOwed {
 		return rejoinOwed(vol)
