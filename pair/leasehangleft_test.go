@@ -65,14 +65,10 @@ func TestACopyGivenUpWhoseSuspensionWaitsLetsTheNextCopyBe(t *testing.T) {
 	r.ss.SetActivityLog(r.al)
 	r.stop()
 	<-r.runDone
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	const written, gaveUp = 2 * leaseRigLogRegion, 5 * leaseRigLogRegion
 	r.write("a", written)
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the resume of a", r.mg.Resume("a"), "a", isResumed)
 	ts := r.tm.Now()
 	r.hang()
 	r.mv.mu.Lock()

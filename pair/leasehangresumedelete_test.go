@@ -18,9 +18,7 @@ import (
 func deletionWaitsBesideASlowSave(t *testing.T) (r *leaseRig, saveHeld chan struct{}, releaseSave func()) {
 	t.Helper()
 	r = newLeaseRig(t, 64<<20)
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	r.stop()
 	<-r.runDone
 	saveHeld = make(chan struct{})

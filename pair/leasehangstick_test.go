@@ -28,13 +28,9 @@ func TestAFailedWritesRegionStaysStuckWhileItsSuspensionWaits(t *testing.T) {
 	r := newLeaseRigLogged(t, 64<<20, true)
 	r.stop()
 	<-r.runDone
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	r.write("a", 0)
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the resume of a", r.mg.Resume("a"), "a", isResumed)
 	r.mg.copyOne(context.Background())
 	a := r.pairOf("a")
 	if a.State != Pending || a.CopyEnd == 0 {
@@ -115,9 +111,7 @@ func TestACopysEndIsNotTriedAgainWhileItsLeaseWriteHangs(t *testing.T) {
 	r := newLeaseRig(t, 64<<20)
 	r.stop()
 	<-r.runDone
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	r.write("a", 0)
 	var copied atomic.Bool
 	mc := &markCounter{Subsystem: r.ss}
@@ -128,9 +122,7 @@ func TestACopysEndIsNotTriedAgainWhileItsLeaseWriteHangs(t *testing.T) {
 		copied.Store(true)
 	})
 	r.mg.vols["a"] = Volume{Name: "a", Subsystem: mc, Size: leaseRigSize}
-	if err := r.mg.Resume("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the resume of a", r.mg.Resume("a"), "a", isResumed)
 	r.run()
 	for end := time.Now().Add(10 * time.Second); !copied.Load(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(end) {

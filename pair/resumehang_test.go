@@ -23,9 +23,7 @@ func TestAResumeWhoseSaveHangsIsAnsweredNotYetInEffect(t *testing.T) {
 	bothWays(t, "resume", "resume --all", func(t *testing.T, all bool, name string) {
 		r, h := heldRig(t)
 		r.mg.opts.SaveWait = 200 * time.Millisecond
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Fatal(err)
-		}
+		inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 		r.write("a", 0, 4096) // written while suspended: to copy
 		h.Arm()
 		resumed := resumeA(r, all)
@@ -60,12 +58,9 @@ func TestAResumeWhoseSaveHangsIsAnsweredNotYetInEffect(t *testing.T) {
 func TestAnAddBehindAResumeWhoseSaveHangsIsAnswered(t *testing.T) {
 	r, h := heldRig(t)
 	r.mg.opts.SaveWait = 200 * time.Millisecond
-	if _, err := r.mg.Delete("b"); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := r.mg.Delete("b")
+	inEffect(t, r.mg, "the deletion of b", err, "b", isDeleted)
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	h.Arm()
 	if err := r.mg.Resume("a"); !errors.Is(err, ErrSaveHung) {
 		h.Release()
@@ -98,9 +93,7 @@ func TestASuspendAfterAResumeNotYetInEffectHolds(t *testing.T) {
 	bothWays(t, "suspend", "suspend --all", func(t *testing.T, all bool, name string) {
 		r, h := heldRig(t)
 		r.mg.opts.SaveWait = 200 * time.Millisecond
-		if err := r.mg.Suspend("a"); err != nil {
-			t.Fatal(err)
-		}
+		inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 		r.write("a", 0, 4096)
 		h.Arm()
 		if err := <-resumeA(r, false); !errors.Is(err, ErrSaveHung) || !strings.Contains(err.Error(), "not yet in effect") {
@@ -181,9 +174,7 @@ func TestAResumeNotYetInEffectThatNeverTakesEffectIsLogged(t *testing.T) {
 	r.opts.SaveWait = 200 * time.Millisecond
 	r.open()
 	r.settle()
-	if err := r.mg.Suspend("a"); err != nil {
-		t.Fatal(err)
-	}
+	inEffect(t, r.mg, "the suspension of a", r.mg.Suspend("a"), "a", isSuspended)
 	h.Arm()
 	if err := <-resumeA(r, false); !errors.Is(err, ErrSaveHung) {
 		h.Release()
