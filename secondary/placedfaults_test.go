@@ -20,8 +20,9 @@ import (
 // while ss2's of the same interval is a frame behind), through the faults
 // a link and a primary make: a frame whose second set fails its checksum
 // half way, then resent whole; a frame sent twice; a frame cut in the
-// middle by the link's end, the connection made anew and the last frames
-// resent. A slow volume keeps the applier reading groups while later
+// middle by the link's end, the connection made anew and every record set
+// past what its Welcome says was received resent, as a primary does. The
+// Welcome must hold everything acknowledged on the first link. A slow volume keeps the applier reading groups while later
 // frames arrive. Every frame buffer is poisoned as it is recycled: the
 // volumes and the journal must hold exactly what was sent.
 func TestPlacedFramesUnderLinkFaults(t *testing.T) {
@@ -43,7 +44,9 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	sec := r.sec
 
 	want := map[string][]byte{"vol1": make([]byte, volSize), "vol2": make([]byte, volSize)}
-	set := func(sub, vol string, seq uint64, ts int64) []byte {
+	// encoded[sub][seq] is record set seq of sub, as the primary sends it.
+	encoded := map[string][][]byte{"ss1": make([][]byte, sets+1), "ss2": make([][]byte, sets+1)}
+	set := func(sub, vol string, seq uint64, ts int64) {
 		rs := &recordset.RecordSet{Session: "s", Subsystem: sub, Seq: seq, Group: seq, ReadTime: ts, Horizon: ts + 500}
 		for k := range 2 {
 			off := (int(seq)-1)*2*update + k*update
@@ -54,40 +57,47 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 			rs.Updates = append(rs.Updates, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Offset: uint64(off), Length: update,
 				Timestamp: ts + 2*int64(k), Seq: 2*seq + uint64(k), Data: bytes.Clone(data)})
 		}
-		return encodeSet(t, rs)
+		encoded[sub][seq] = encodeSet(t, rs)
 	}
-	// frames[n] brings ss2's set of interval n-1 and ss1's of interval n,
-	// whose group waits for ss2's in frames[n+1]; the last one ss2's alone.
-	frames := make([][]byte, sets+2)
+	// Frame n brings ss2's set of interval n-1 and ss1's of interval n,
+	// whose group waits for ss2's in frame n+1; the last one ss2's alone.
+	type setID struct {
+		sub string
+		seq uint64
+	}
+	inFrame := make([][]setID, sets+2)
 	for n := 1; n <= sets+1; n++ {
 		ts := int64(n) * 1000
-		var b [][]byte
 		if n > 1 {
-			b = append(b, set("ss2", "vol2", uint64(n-1), ts-999)) // between ss1's
+			set("ss2", "vol2", uint64(n-1), ts-999) // between ss1's
+			inFrame[n] = append(inFrame[n], setID{"ss2", uint64(n - 1)})
 		}
 		if n <= sets {
-			b = append(b, set("ss1", "vol1", uint64(n), ts))
+			set("ss1", "vol1", uint64(n), ts)
+			inFrame[n] = append(inFrame[n], setID{"ss1", uint64(n)})
 		}
-		frames[n] = transport.EncodeBundle(transport.Bundle{Sets: b})
+	}
+	// bundle is frame n with the record sets past received only (nil:
+	// none), as the primary forms it again after a Welcome.
+	bundle := func(n int, received map[string]uint64) []byte {
+		var b [][]byte
+		for _, id := range inFrame[n] {
+			if id.seq > received[id.sub] {
+				b = append(b, encoded[id.sub][id.seq])
+			}
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		return transport.EncodeBundle(transport.Bundle{Sets: b})
+	}
+	frames := make([][]byte, sets+2)
+	for n := 1; n <= sets+1; n++ {
+		frames[n] = bundle(n, nil)
 	}
 
-	link := func() net.Conn {
-		c, err := net.Dial("tcp", ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		send(t, c, r.hello())
-		var hdr [4]byte
-		if _, err := io.ReadFull(c, hdr[:]); err != nil { // the welcome
-			t.Fatal(err)
-		}
-		if _, err := io.CopyN(io.Discard, c, int64(binary.BigEndian.Uint32(hdr[:]))); err != nil {
-			t.Fatal(err)
-		}
-		go io.Copy(io.Discard, c) // acknowledgements
-		return c
-	}
-	c := link()
+	p := dialTCPPrimary(t, ln.Addr(), r.hello())
+	c := p.c
 	for n := 1; n <= cutAt; n++ {
 		switch n % 4 {
 		case 2:
@@ -112,6 +122,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond)
 	c.Close()
+	acked := p.ended()
 	// Under -race on a loaded machine the poison and the slow volume take
 	// minutes.
 	deadline := time.Now().Add(3 * time.Minute)
@@ -121,21 +132,32 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// The frames sent before the last few were read by now: a link's end
-	// is read after what arrived, and a close that resets (acknowledgements
-	// unread) loses only the bytes this side had not sent, at most its
-	// send buffer (4 MiB by Linux's default). The groups they complete are
-	// formed, and all but the last two handed to the applier (its queue
-	// holds one): a stall that applied fewer lost some on the way.
+	// What the secondary read of the frames sent depends on how far it
+	// got before the link ended: a close that resets (acknowledgements
+	// unread) loses the bytes this side had not sent, up to its send
+	// buffer, and once an acknowledgement cannot be sent the secondary
+	// closes its end and loses what it had not read. Its Welcome says
+	// what it holds; nothing it acknowledged may be missing.
 	at := sec.Stats()
-	r.note("at the first link's end: journaled group %d (%d bytes), applied %d (%d bytes), %d record sets (%d duplicates), %d corrupt frames, last error %q, stopped %q",
-		at.JournaledGroup, at.BytesJournaled, at.Group, at.BytesApplied, at.RecordSets, at.Duplicates, at.CorruptFrames, at.LastError, at.Stopped)
-	c = link()
+	r.note("at the first link's end: journaled group %d (%d bytes), applied %d (%d bytes), %d record sets (%d duplicates), %d corrupt frames, last error %q, stopped %q; acknowledged %v, received %v",
+		at.JournaledGroup, at.BytesJournaled, at.Group, at.BytesApplied, at.RecordSets, at.Duplicates, at.CorruptFrames, at.LastError, at.Stopped,
+		acked.Through, acked.Received)
+	p = dialTCPPrimary(t, ln.Addr(), r.hello())
+	c = p.c
 	defer c.Close()
-	// The primary resends what was not acknowledged: from the frame before
-	// the cut one on.
-	for n := cutAt; n <= sets+1; n++ {
-		send(t, c, frames[n])
+	w := p.welcome
+	r.note("the second link's Welcome: group %d, through %v, received %v", w.Group, w.Through, w.Received)
+	checkNothingAckedLost(t, acked, w)
+	// The primary resends every record set past what the Welcome says
+	// the secondary received, in order, as the mover does.
+	have := map[string]uint64{}
+	for _, sub := range framesSubs {
+		have[sub] = max(w.Through[sub], w.Received[sub])
+	}
+	for n := 1; n <= sets+1; n++ {
+		if f := bundle(n, have); f != nil {
+			send(t, c, f)
+		}
 	}
 	r.waitApplied(uint64(2*sets*2*update), deadline)
 	r.checkVolumes(want, "what was sent", update, "a recycled frame was read again")
@@ -159,5 +181,100 @@ func send(t *testing.T, c net.Conn, f []byte) {
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
 	if _, err := c.Write(append(hdr[:], f...)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// tcpPrimary is a test's primary on a TCP link: it said hello, read the
+// Welcome, and reads every acknowledgement after it, keeping what they
+// said the secondary holds.
+type tcpPrimary struct {
+	c       net.Conn
+	welcome transport.Position
+	done    chan struct{}
+	// acked is the last acknowledgement's Through and the highest
+	// Received of any, once done is closed.
+	acked transport.Position
+}
+
+// dialTCPPrimary links a tcpPrimary to the secondary at addr with hello.
+func dialTCPPrimary(t *testing.T, addr string, hello []byte) *tcpPrimary {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send(t, c, hello)
+	p := &tcpPrimary{c: c, done: make(chan struct{}),
+		acked: transport.Position{Through: map[string]uint64{}, Received: map[string]uint64{}}}
+	typ, pos, err := recvPosition(c)
+	if err != nil || typ != transport.TypeWelcome {
+		t.Fatalf("no Welcome: frame type %d, %v", typ, err)
+	}
+	p.welcome = pos
+	go func() {
+		defer close(p.done)
+		for {
+			typ, pos, err := recvPosition(c)
+			if err != nil {
+				return
+			}
+			if typ != transport.TypeAck {
+				continue
+			}
+			p.acked.Through = pos.Through
+			for sub, n := range pos.Received {
+				p.acked.Received[sub] = max(p.acked.Received[sub], n)
+			}
+		}
+	}()
+	return p
+}
+
+// ended returns what the secondary acknowledged on the link, once it is
+// closed.
+func (p *tcpPrimary) ended() transport.Position {
+	<-p.done
+	return p.acked
+}
+
+// recvPosition reads the next frame from c and decodes the Position it
+// carries, if it does (a Welcome, an acknowledgement).
+func recvPosition(c net.Conn) (byte, transport.Position, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(c, hdr[:]); err != nil {
+		return 0, transport.Position{}, err
+	}
+	f := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+	if _, err := io.ReadFull(c, f); err != nil {
+		return 0, transport.Position{}, err
+	}
+	typ, body, err := transport.Open(f)
+	if err != nil {
+		return 0, transport.Position{}, err
+	}
+	if typ != transport.TypeWelcome && typ != transport.TypeAck {
+		return typ, transport.Position{}, nil
+	}
+	pos, err := transport.DecodePosition(body)
+	return typ, pos, err
+}
+
+// checkNothingAckedLost fails the test unless the Welcome w of the same
+// primary process's next link holds everything acknowledged on the one
+// before (acked: its last Through, its highest Received): the groups
+// journaled, and the record sets received, which that process does not
+// send again.
+func checkNothingAckedLost(t *testing.T, acked, w transport.Position) {
+	t.Helper()
+	for sub, n := range acked.Through {
+		if w.Through[sub] < n {
+			t.Fatalf("the Welcome holds %s through record set %d, %d was acknowledged journaled", sub, w.Through[sub], n)
+		}
+	}
+	for sub, n := range acked.Received {
+		if max(w.Through[sub], w.Received[sub]) < n {
+			t.Fatalf("the Welcome holds %s's record sets through %d (received %d), %d was acknowledged received: the primary would not send them again",
+				sub, w.Through[sub], w.Received[sub], n)
+		}
 	}
 }
