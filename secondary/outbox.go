@@ -30,6 +30,7 @@ type outbox struct {
 	// ending: nothing more is queued; the connection is closed once the
 	// queue is sent.
 	ending bool
+	err    error         // why a send failed, which gave the connection up
 	done   chan struct{} // closed when the goroutine has returned
 }
 
@@ -79,6 +80,13 @@ func (o *outbox) end(f []byte) {
 // or the connection failed.
 func (o *outbox) wait() { <-o.done }
 
+// failed returns why a send failed, which gave the connection up, or nil.
+func (o *outbox) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
 func (o *outbox) run() {
 	defer close(o.done)
 	for {
@@ -98,7 +106,7 @@ func (o *outbox) run() {
 		if err := o.conn.Send(f); err != nil {
 			o.log.Warn("cannot send to the primary: giving the connection up", "peer", o.conn.Peer(), "err", err)
 			o.mu.Lock()
-			o.queue, o.ending = nil, true
+			o.queue, o.ending, o.err = nil, true, err
 			o.mu.Unlock()
 			o.conn.Close()
 			return

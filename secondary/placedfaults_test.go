@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,6 +195,8 @@ type tcpPrimary struct {
 	// acked is the last acknowledgement's Through and the highest
 	// Received of any, once done is closed.
 	acked transport.Position
+	mu    sync.Mutex
+	group uint64 // the last group acknowledged
 }
 
 // dialTCPPrimary links a tcpPrimary to the secondary at addr with hello.
@@ -221,6 +224,9 @@ func dialTCPPrimary(t *testing.T, addr string, hello []byte) *tcpPrimary {
 			if typ != transport.TypeAck {
 				continue
 			}
+			p.mu.Lock()
+			p.group = max(p.group, pos.Group)
+			p.mu.Unlock()
 			p.acked.Through = pos.Through
 			for sub, n := range pos.Received {
 				p.acked.Received[sub] = max(p.acked.Received[sub], n)
@@ -228,6 +234,25 @@ func dialTCPPrimary(t *testing.T, addr string, hello []byte) *tcpPrimary {
 		}
 	}()
 	return p
+}
+
+// waitThrough waits until the secondary has acknowledged group g
+// journaled, and fails the test after 30 s.
+func (p *tcpPrimary) waitThrough(t *testing.T, g uint64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.mu.Lock()
+		acked := p.group
+		p.mu.Unlock()
+		if acked >= g {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %d not acknowledged in 5 s (acknowledged %d)", g, acked)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // ended returns what the secondary acknowledged on the link, once it is

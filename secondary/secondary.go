@@ -84,6 +84,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	gomaps "maps"
 	"path/filepath"
@@ -1680,7 +1681,7 @@ func (s *Secondary) Run(ctx context.Context, ln transport.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serve(conn)
+			s.logLinkEnd(ctx, s.serve(conn))
 			live.Lock()
 			delete(live.conns, conn)
 			live.Unlock()
@@ -1696,6 +1697,69 @@ func lasting(reason string) transport.Refusal { return transport.Refusal{Reason:
 // primary's stop waits for it as for a link that may come back.
 func passing(reason string) transport.Refusal {
 	return transport.Refusal{Reason: reason, Passing: true}
+}
+
+// linkEnd is why a linked primary's link ended, and which primary it was:
+// serve's error once the primary linked, which Run logs.
+type linkEnd struct {
+	peer       string
+	subsystems []string
+	instance   uint64
+	linkedFor  time.Duration
+	// unlinked: the secondary had unlinked it before it ended (a newer
+	// link, a fence, a stop); sendErr: sending to the primary failed,
+	// which closes the connection, so that reading then fails too.
+	unlinked bool
+	sendErr  error
+	err      error
+}
+
+func (e *linkEnd) Error() string {
+	msg := fmt.Sprintf("the link of the primary at %s (subsystems %s, instance %x) ended after %s: %v",
+		e.peer, strings.Join(e.subsystems, ","), e.instance, e.linkedFor.Round(time.Millisecond), e.err)
+	if e.sendErr != nil {
+		msg += fmt.Sprintf(" (sending to it had failed: %v)", e.sendErr)
+	}
+	return msg
+}
+
+func (e *linkEnd) Unwrap() error { return e.err }
+
+// logLinkEnd logs why a primary's link ended (err, serve's): at Info for
+// an end links come to (the primary closed it between frames, the
+// secondary unlinked it, refused it, or is shutting down), at Warn for a
+// fault (the connection reset or cut in the middle of a frame, frames out
+// of step, sending failed, a stop), with the primary and the error. A
+// connection that ended before it linked was reported where it was
+// refused.
+func (s *Secondary) logLinkEnd(ctx context.Context, err error) {
+	var e *linkEnd
+	if !errors.As(err, &e) {
+		if err != nil {
+			s.log.Debug("connection ended before it linked", "err", err)
+		}
+		return
+	}
+	attrs := []any{"peer", e.peer, "subsystems", e.subsystems, "instance", fmt.Sprintf("%x", e.instance),
+		"linked_for", e.linkedFor.Round(time.Millisecond), "err", e.err}
+	if e.sendErr != nil {
+		attrs = append(attrs, "send_err", e.sendErr)
+	}
+	switch {
+	case errors.Is(e.err, errRefused):
+		// The refusal was logged, at Warn, where it was made.
+		s.log.Info("the primary's link ended: refused", attrs...)
+	case e.sendErr != nil:
+		s.log.Warn("the primary's link ended: sending to it failed", attrs...)
+	case e.unlinked || errors.Is(e.err, errReplaced):
+		s.log.Info("the primary's link ended: unlinked by the secondary (a newer link, a fence or a stop)", attrs...)
+	case ctx.Err() != nil:
+		s.log.Info("the primary's link ended: the secondary is shutting down", attrs...)
+	case errors.Is(e.err, io.EOF):
+		s.log.Info("the primary's link ended: the primary closed it", attrs...)
+	default:
+		s.log.Warn("the primary's link ended", attrs...)
+	}
 }
 
 // refuse tells the primary why, and closes the connection. A connection not
@@ -1730,8 +1794,12 @@ func (s *Secondary) refuseLocked(conn transport.Conn, r transport.Refusal) error
 	s.stats.Refused++
 	s.stats.LastError, s.stats.LastErrorAt = reason, time.Now()
 	s.endLocked(conn, transport.EncodeRefuse(r))
-	return errors.New(reason)
+	return fmt.Errorf("%w: %s", errRefused, reason)
 }
+
+// errRefused is the error of a connection the secondary refused, which
+// refuseLocked logged.
+var errRefused = errors.New("refused the primary")
 
 // refusedHandshake counts and reports a connection whose TLS handshake
 // failed: the primary's certificate was not accepted, or it does not speak
@@ -1753,7 +1821,10 @@ func (s *Secondary) refusedHandshake(peer string, err error) {
 	s.mu.Unlock()
 }
 
-func (s *Secondary) serve(conn transport.Conn) error {
+// serve serves one primary connection. Once the primary is linked, its
+// error is a *linkEnd, saying why the link ended; before, what it returns
+// was reported where the connection was refused.
+func (s *Secondary) serve(conn transport.Conn) (err error) {
 	defer conn.Close()
 	if err := transport.Handshake(context.Background(), conn); err != nil {
 		var he *transport.HandshakeError
@@ -1897,9 +1968,13 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// A refusal after a link is news, however like the last.
 	s.repeats.Reset()
 	s.log.Info("primary linked", "peer", conn.Peer(), "group", pos.Group)
+	linkedAt := time.Now()
 	defer func() {
 		s.mu.Lock()
-		if s.conn == conn {
+		// Unlinked already: a newer link replaced it, or a fence or a
+		// stop cut it off.
+		unlinked := s.conn != conn
+		if !unlinked {
 			s.conn, s.out = nil, nil
 			s.stats.Connected = false
 		}
@@ -1908,6 +1983,8 @@ func (s *Secondary) serve(conn transport.Conn) error {
 		// one that cannot be sent gives up at the send timeout.
 		out.end(nil)
 		out.wait()
+		err = &linkEnd{peer: conn.Peer(), subsystems: hello.Subsystems, instance: hello.Instance, linkedFor: time.Since(linkedAt),
+			unlinked: unlinked, sendErr: out.failed(), err: err}
 	}()
 
 	if fb, ok := conn.(transport.FrameBuffers); ok {
@@ -1934,10 +2011,28 @@ func (s *Secondary) serve(conn transport.Conn) error {
 	// the primary has gone on from a Welcome and a Features frame is too
 	// late. answered: a Features frame was answered.
 	corrupt, data, answered := 0, 0, false
+	// ending receives what arrived before the link's end, as it would have
+	// been had it been read alone, and returns why the link ended: frames
+	// read whole and checked are not dropped for what came after them (a
+	// refusal, frames out of step, the end of the stream), nor the record
+	// sets they bring counted but never taken.
+	ending := func(why error) error {
+		if len(batch) == 0 {
+			return why
+		}
+		err := s.receive(conn, batch, hello.Subsystems)
+		switch {
+		case err == nil:
+			return why
+		case why == nil:
+			return fmt.Errorf("receiving the %d frames read before a refusal: %w", len(batch), err)
+		}
+		return fmt.Errorf("receiving the %d frames read before the link ended (%v): %w", len(batch), why, err)
+	}
 	for {
 		if len(batch) > 0 && (len(frames) == 0 || len(batch) >= maxBatch) {
 			if err := s.receive(conn, batch, hello.Subsystems); err != nil {
-				return err
+				return fmt.Errorf("receiving %d frames: %w", len(batch), err)
 			}
 			clear(batch)
 			batch = batch[:0]
@@ -1952,18 +2047,14 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			batchHeld += a.held()
 		}
 		if a.err != nil {
-			if len(batch) > 0 {
-				// What arrived before the end is received, as it would
-				// have been had it been read alone.
-				if rerr := s.receive(conn, batch, hello.Subsystems); rerr != nil {
-					return rerr
-				}
-			}
-			return a.err
+			return ending(fmt.Errorf("reading the next frame: %w", a.err))
 		}
 		if a.refuse != "" {
 			for _, err := range a.corrupt {
 				s.countCorrupt(conn, err)
+			}
+			if err := ending(nil); err != nil {
+				return err
 			}
 			return s.refuse(conn, lasting(a.refuse))
 		}
@@ -1972,7 +2063,7 @@ func (s *Secondary) serve(conn transport.Conn) error {
 			// Several in a row: the stream is out of step (a corrupted
 			// length); a new connection resynchronises it.
 			if corrupt++; corrupt >= 3 {
-				return fmt.Errorf("%d corrupt frames in a row: %w", corrupt, a.open)
+				return ending(fmt.Errorf("%d corrupt frames in a row: %w", corrupt, a.open))
 			}
 			continue
 		}

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -398,7 +399,9 @@ func (c *memConn) Recv() ([]byte, error) {
 			}
 		} else if q.ended {
 			q.mu.Unlock()
-			return nil, fmt.Errorf("mem recv: %w", ErrClosed)
+			// The sender closed, between frames: the end of the stream,
+			// as TCP reads it.
+			return nil, fmt.Errorf("mem recv: %w (%w)", ErrClosed, io.EOF)
 		}
 		q.mu.Unlock()
 		if wait >= 0 {
