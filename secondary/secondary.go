@@ -1729,7 +1729,8 @@ func (e *linkEnd) Unwrap() error { return e.err }
 // an end links come to (the primary closed it between frames, the
 // secondary unlinked it, refused it, or is shutting down), at Warn for a
 // fault (the connection reset or cut in the middle of a frame, frames out
-// of step, sending failed, a stop), with the primary and the error. A
+// of step, a send that failed before the primary's end was read, a stop),
+// with the primary and the error. A
 // connection that ended before it linked was reported where it was
 // refused.
 func (s *Secondary) logLinkEnd(ctx context.Context, err error) {
@@ -1749,14 +1750,18 @@ func (s *Secondary) logLinkEnd(ctx context.Context, err error) {
 	case errors.Is(e.err, errRefused):
 		// The refusal was logged, at Warn, where it was made.
 		s.log.Info("the primary's link ended: refused", attrs...)
+	case errors.Is(e.err, io.EOF):
+		// Read to its end: what the primary sent was read, and a send
+		// that failed meanwhile found its end closed.
+		s.log.Info("the primary's link ended: the primary closed it", attrs...)
 	case e.sendErr != nil:
+		// What the primary sent and was not read yet is lost with the
+		// connection: the next link's Welcome says what to send again.
 		s.log.Warn("the primary's link ended: sending to it failed", attrs...)
 	case e.unlinked || errors.Is(e.err, errReplaced):
 		s.log.Info("the primary's link ended: unlinked by the secondary (a newer link, a fence or a stop)", attrs...)
 	case ctx.Err() != nil:
 		s.log.Info("the primary's link ended: the secondary is shutting down", attrs...)
-	case errors.Is(e.err, io.EOF):
-		s.log.Info("the primary's link ended: the primary closed it", attrs...)
 	default:
 		s.log.Warn("the primary's link ended", attrs...)
 	}
