@@ -287,8 +287,8 @@ func recvPosition(c net.Conn) (byte, transport.Position, error) {
 // checkNothingAckedLost fails the test unless the Welcome w of the same
 // primary process's next link holds everything acknowledged on the one
 // before (acked: its last Through, its highest Received): the groups
-// journaled, and the record sets received, which that process does not
-// send again.
+// journaled, and the record sets received, which the secondary keeps for
+// that process.
 func checkNothingAckedLost(t *testing.T, acked, w transport.Position) {
 	t.Helper()
 	for sub, n := range acked.Through {
@@ -298,7 +298,7 @@ func checkNothingAckedLost(t *testing.T, acked, w transport.Position) {
 	}
 	for sub, n := range acked.Received {
 		if max(w.Through[sub], w.Received[sub]) < n {
-			t.Fatalf("the Welcome holds %s's record sets through %d (received %d), %d was acknowledged received: the primary would not send them again",
+			t.Fatalf("the Welcome holds %s's record sets through %d (received %d), %d was acknowledged received on the link before, to the same primary process",
 				sub, w.Through[sub], w.Received[sub], n)
 		}
 	}
