@@ -81,9 +81,11 @@ type Config struct {
 	// OnAcked, if set, is called for every update the secondary has
 	// journaled (with the mover's lock held: keep it short).
 	OnAcked func(recordset.Update)
-	// Silence is how long the secondary may send nothing while record sets
-	// are outstanding before the connection is given up and redialled (a
-	// stream desynchronised by corruption delivers nothing), and how long a
+	// Silence is how long the secondary may send nothing after a frame it
+	// answers went out (record sets, or an idle primary's heartbeats)
+	// before the connection is given up and redialled (a stream
+	// desynchronised by corruption delivers nothing, a partition that
+	// drops every packet resets nothing), and how long a
 	// send may wait on a secondary that takes nothing; default
 	// max(4 × Retransmit, 5s).
 	Silence time.Duration
@@ -1982,12 +1984,20 @@ func (m *Mover) frameSent(n int, hs ...*held) {
 }
 
 // checkSilence gives up a connection on which the secondary has sent nothing
-// for too long while record sets wait for it.
+// for too long since a frame went out that it answers: record sets, and
+// the heartbeats of an idle primary too. A partition that drops every
+// packet and resets nothing leaves an idle link open; judged by its record
+// sets alone, with none outstanding, it would count as connected for ever
+// while its heartbeats go nowhere.
 func (m *Mover) checkSilence() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.outstanding > 0 && m.unanswered.After(m.lastRecv) && time.Since(m.unanswered) > m.cfg.Silence {
-		return fmt.Errorf("nothing from the secondary for %s with record sets outstanding: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond))
+	if m.unanswered.After(m.lastRecv) && time.Since(m.unanswered) > m.cfg.Silence {
+		what := "heartbeats"
+		if m.outstanding > 0 {
+			what = "record sets outstanding"
+		}
+		return fmt.Errorf("nothing from the secondary for %s with %s: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond), what)
 	}
 	return nil
 }

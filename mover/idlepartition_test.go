@@ -1,0 +1,79 @@
+package mover
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"duplex/transport"
+)
+
+// TestIdleLinkBehindADroppingPartitionIsGivenUp: an idle primary whose
+// secondary takes bundles sends a heartbeat every interval and holds no
+// record set outstanding. A partition that drops every packet, and resets
+// nothing, leaves its connection open: the heartbeats go nowhere and no
+// receipt comes back. The link must be given up once the secondary has
+// acknowledged nothing for the silence time, and redialled, as with record
+// sets outstanding; counted as connected, it would say the secondary
+// follows while the other site may have been promoted. A link whose
+// heartbeats are answered is kept however long it is idle.
+func TestIdleLinkBehindADroppingPartitionIsGivenUp(t *testing.T) {
+	const silence = 300 * time.Millisecond
+	p := startPrimary(t, options{subsystems: []string{"ss1"}, interval: 20 * time.Millisecond, retransmit: 100 * time.Millisecond, silence: silence})
+	l, _ := p.accept(t)
+	l.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+
+	// The secondary answers every frame (heartbeats only: nothing is
+	// written) with a receipt.
+	var answered atomic.Int64
+	go func() {
+		for f := range l.frames {
+			if typ, _, err := transport.Open(f); err != nil || typ != transport.TypeBundle {
+				continue
+			}
+			if l.conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{})) != nil {
+				return
+			}
+			answered.Add(1)
+		}
+	}()
+	end := time.Now().Add(4 * silence)
+	for time.Now().Before(end) {
+		if st := p.mover.Stats(); !st.Connected || st.HeldWithUpdates != 0 {
+			t.Fatalf("an idle link whose heartbeats are answered (%d so far) was given up (connected %v, record sets with updates %d, last error %q)",
+				answered.Load(), st.Connected, st.HeldWithUpdates, st.LastError)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if answered.Load() == 0 {
+		t.Fatal("no heartbeat reached the secondary in four silence times: the test proves nothing")
+	}
+
+	connects := p.mover.Stats().Connects
+	p.net.SetFaults(transport.Faults{Drop: 1})
+	cut := time.Now()
+	limit := 10 * silence
+	for p.mover.Stats().Connected {
+		if time.Since(cut) > limit {
+			st := p.mover.Stats()
+			t.Fatalf("behind a partition that drops every packet the idle link still counts as connected %v later (silence time %v; heartbeats sent, none acknowledged): "+
+				"bytes sent %d, connects %d", time.Since(cut).Round(time.Millisecond), silence, st.BytesSent, st.Connects)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if took := time.Since(cut); took < silence {
+		t.Fatalf("the link was given up %v after the partition, before the silence time %v", took, silence)
+	}
+	if st := p.mover.Stats(); st.LastError == "" {
+		t.Error("the link was given up with no last error to say why")
+	}
+	// It redials: once the partition heals, a new connection is linked.
+	p.net.SetFaults(transport.Faults{})
+	l2, _ := p.accept(t)
+	l2.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link again", func() bool { return p.mover.Stats().Connected })
+	if got := p.mover.Stats().Connects; got <= connects {
+		t.Fatalf("Connects %d after the partition healed, want more than %d", got, connects)
+	}
+}
