@@ -1567,6 +1567,10 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 		return err
 	}
 	m.setConnected(true)
+	// The dials that failed before speak of a secondary out of reach, or
+	// refusing, no longer: a stop that begins after this link is lost
+	// must wait for a dial of its own to fail.
+	m.failedDial, m.dialRefused = time.Time{}, false
 	if m.heldSets == 0 {
 		m.lastErr, m.lastErrAt, m.lastErrRefused = "", time.Time{}, false
 	}
@@ -2284,13 +2288,15 @@ type Stats struct {
 	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
 	LastError     string    // why the link last failed or was refused; cleared by progress
 	LastErrorAt   time.Time // when LastError was set
-	// FailedDialBegan is when the last dial that did not link began: a
-	// dial sent before the network came back may fail after it did, and
-	// only one begun since says the secondary is still out of reach.
+	// FailedDialBegan is when the last dial that did not link began, zero
+	// if none did since the link was last welcomed: a dial sent before
+	// the network came back may fail after it did, and only one begun
+	// since says the secondary is still out of reach.
 	FailedDialBegan time.Time
 	// FailedDialRefused says that the secondary answered that dial, and
 	// refused the session: it is reachable, and takes nothing from this
-	// primary until what it refused for changes.
+	// primary until what it refused for changes. Cleared with
+	// FailedDialBegan by a link welcomed.
 	FailedDialRefused bool
 	// Refusals counts the sessions the secondary refused, LastRefusal says
 	// why the last one was: the pair manager acts on each refusal once.
