@@ -287,6 +287,7 @@ type Mover struct {
 	lastErrRefused bool
 	repeats        transport.Repeats
 	refusals       uint64 // sessions the secondary refused
+	staleRefusals  uint64 // of them, those of a stale record set (see Stats.StaleRefusals)
 	lastRefusal    string // why it refused the last one
 	// refused is the last refusal as the secondary's frame said it (see
 	// Stats.LastRefusalPasses, LastRefusalKind, LastRefusalReason).
@@ -913,6 +914,9 @@ func (m *Mover) link(ctx context.Context) {
 			m.refused = transport.Refusal{Reason: err.Error()}
 			if re := (*RefusedError)(nil); errors.As(err, &re) {
 				m.refused = re.Refusal
+			}
+			if m.refused.Kind == transport.RefusalStale {
+				m.staleRefusals++
 			}
 		}
 		m.mu.Unlock()
@@ -2311,6 +2315,10 @@ type Stats struct {
 	// LastRefusalReason its reason, as the secondary's frame said them.
 	LastRefusalKind   transport.RefusalKind
 	LastRefusalReason string
+	// StaleRefusals counts, of Refusals, those of a stale record set
+	// (transport.RefusalStale): a reader that looks now and then learns
+	// of each, even where a refusal of another kind came after it.
+	StaleRefusals uint64
 	// LastErrorRefused says that LastError is the last refusal: the link
 	// last failed because the secondary refused the session. It is
 	// cleared with LastError.
@@ -2350,7 +2358,7 @@ func (m *Mover) Stats() Stats {
 		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LastErrorRefused: m.lastErrRefused,
 		FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused, Refusals: m.refusals, LastRefusal: m.lastRefusal,
 		LastRefusalPasses: m.refused.Passing, LastRefusalKind: m.refused.Kind, LastRefusalReason: m.refused.Reason,
-		Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
+		StaleRefusals: m.staleRefusals, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
 }

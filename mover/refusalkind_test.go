@@ -173,3 +173,33 @@ func TestAStaleRefusalKnownByItsWordsPasses(t *testing.T) {
 		t.Errorf("logged %q; want level=WARN saying it takes this primary again by itself", line)
 	}
 }
+
+// TestStaleRefusalsCountedWhateverFollows: the pair manager looks at the
+// mover's Stats now and then; two refusals between two looks, the stale
+// one first, leave the other as the last refusal. The stale ones are
+// counted apart, so that none is lost to a later refusal of another kind:
+// missed, the record set is sent again, refused again, and the session
+// suspends a round late, or not at all if the other kind keeps coming.
+func TestStaleRefusalsCountedWhateverFollows(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	for i, r := range []transport.Refusal{
+		{Reason: "the clock went back", Passing: true, Kind: transport.RefusalStale},
+		{Reason: "an apply is under way", Passing: true},
+	} {
+		l, _ := p.accept(t)
+		l.welcome(transport.Position{Features: transport.FeatureNamesRefusals})
+		waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+		if err := l.conn.Send(transport.EncodeRefuse(r)); err != nil {
+			t.Fatal(err)
+		}
+		l.awaitClosed()
+		waitFor(t, "the refusal counted", func() bool { return p.mover.Stats().Refusals == uint64(i+1) })
+	}
+	st := p.mover.Stats()
+	if st.LastRefusalKind != transport.RefusalUnnamed {
+		t.Fatalf("LastRefusalKind %d, want the last refusal's (unnamed)", st.LastRefusalKind)
+	}
+	if st.StaleRefusals != 1 {
+		t.Fatalf("StaleRefusals %d after a stale refusal and another, want 1", st.StaleRefusals)
+	}
+}

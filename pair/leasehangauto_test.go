@@ -74,6 +74,7 @@ type leaseMover struct {
 	abandoned []recordset.Update
 	refusals  uint64
 	refusal   transport.Refusal
+	stale     uint64 // of the refusals, those of a stale record set
 	// beforeDrop and afterDrop, if set, run as a Drop begins, and once it
 	// has handed over what it drops.
 	beforeDrop, afterDrop func()
@@ -84,7 +85,7 @@ func (m *leaseMover) Stats() mover.Stats {
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected.Load(), Acked: transport.Position{Group: 1, Time: m.acked.Load()},
 		LastAckedTime: time.Unix(0, m.ackedAt.Load()), Refusals: m.refusals, LastRefusal: "secondary refused the session: " + m.refusal.Reason,
-		LastRefusalKind: m.refusal.Kind, LastRefusalReason: m.refusal.Reason, LastRefusalPasses: m.refusal.Passing, JournalFreeAt: time.Unix(0, m.ackedAt.Load())}
+		LastRefusalKind: m.refusal.Kind, LastRefusalReason: m.refusal.Reason, LastRefusalPasses: m.refusal.Passing, StaleRefusals: m.stale, JournalFreeAt: time.Unix(0, m.ackedAt.Load())}
 }
 
 func (m *leaseMover) Drop(mark func(recordset.Update)) {
@@ -462,6 +463,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideAStaleRefusalsSuspension(t *testing.
 	r.mv.mu.Lock()
 	r.mv.refusals++
 	r.mv.refusal = transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale}
+	r.mv.stale++
 	r.mv.connected.Store(false) // the refusal ends the session
 	r.mv.mu.Unlock()
 	r.answersMeanwhile("the session's suspension for a stale record set waits", Duplex)
@@ -485,6 +487,7 @@ func TestAHungLeaseLetsTheOperatorGoOnBesideTheSessionsResume(t *testing.T) {
 	r.mv.mu.Lock()
 	r.mv.refusals++
 	r.mv.refusal = transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale}
+	r.mv.stale++
 	r.mv.connected.Store(false)
 	r.mv.mu.Unlock()
 	for _, vol := range []string{"a", "b"} {

@@ -354,9 +354,11 @@ type Manager struct {
 	// watcher is closed once the watcher of the last Run has ended (see
 	// awaitWatcher).
 	watcher chan struct{}
-	// refusals is the mover's count of refused sessions already handled
-	// (touched only by autoSuspend).
-	refusals uint64
+	// staleRefusals is the mover's count of stale record sets' refusals
+	// already handled (touched only by autoSuspend): a count, not the
+	// last refusal's kind, so that a refusal of another kind after one
+	// between two looks hides nothing.
+	staleRefusals uint64
 	// staleOwed is set while the session's suspension for a stale record
 	// set the secondary refused is put off for the timer's lease (touched
 	// only by autoSuspend).
@@ -2383,11 +2385,9 @@ const (
 // down, acknowledging something new since.
 func (mg *Manager) autoSuspend() {
 	ms := mg.mover.Stats()
-	if ms.Refusals != mg.refusals {
-		mg.refusals = ms.Refusals
-		if ms.LastRefusalKind == transport.RefusalStale {
-			mg.staleOwed = true
-		}
+	if ms.StaleRefusals != mg.staleRefusals {
+		mg.staleRefusals = ms.StaleRefusals
+		mg.staleOwed = true
 	}
 	if mg.staleOwed {
 		// Sent again, the record set would be refused again, for ever.

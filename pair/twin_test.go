@@ -283,6 +283,8 @@ type memMover struct {
 	// sessions the secondary refused.
 	refusals    uint64
 	lastRefusal transport.Refusal
+	// stale counts, of the refusals, those of a stale record set.
+	stale uint64
 	// base is what the secondary had acknowledged when the manager last
 	// opened: the position the restarted mover's first Welcome brings.
 	base int64
@@ -299,7 +301,7 @@ func (m *memMover) Stats() mover.Stats {
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent}, LastAckedTime: m.progress,
 		Refusals: m.refusals, LastRefusal: "secondary refused the session: " + m.lastRefusal.Reason, LastRefusalPasses: m.lastRefusal.Passing,
-		LastRefusalKind: m.lastRefusal.Kind, LastRefusalReason: m.lastRefusal.Reason, Base: transport.Position{Time: m.base}, Based: true}
+		LastRefusalKind: m.lastRefusal.Kind, LastRefusalReason: m.lastRefusal.Reason, StaleRefusals: m.stale, Base: transport.Position{Time: m.base}, Based: true}
 }
 
 // refuse ends the session as the secondary's refusal r would; what is
@@ -309,6 +311,9 @@ func (m *memMover) refuse(r transport.Refusal) {
 	m.connected = false
 	m.refusals++
 	m.lastRefusal = r
+	if r.Kind == transport.RefusalStale {
+		m.stale++
+	}
 	m.mu.Unlock()
 }
 
