@@ -39,6 +39,14 @@ type Status struct {
 	// would say the secondary is current.
 	LagSeconds *float64 `json:"lag_seconds"`
 	Link       string   `json:"link"` // "connected" | "disconnected" | "suspended"
+	// LinkAckAgeSeconds, at a primary, is how long ago its secondary last
+	// acknowledged anything on the link (a Welcome, a receipt of record
+	// sets or of an idle primary's heartbeats), absent before the first.
+	// It says whether the secondary is heard now: a partition that drops
+	// every packet leaves the link "connected" for the mover's silence
+	// time, and the lag is long while a backlog ships to a secondary that
+	// follows.
+	LinkAckAgeSeconds *float64 `json:"link_ack_age_seconds,omitempty"`
 
 	SidefileBytes      *int64 `json:"sidefile_bytes,omitempty"`
 	SidefileLimitBytes *int64 `json:"sidefile_limit_bytes,omitempty"`

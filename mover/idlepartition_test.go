@@ -1,6 +1,7 @@
 package mover
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,5 +76,52 @@ func TestIdleLinkBehindADroppingPartitionIsGivenUp(t *testing.T) {
 	waitFor(t, "the link again", func() bool { return p.mover.Stats().Connected })
 	if got := p.mover.Stats().Connects; got <= connects {
 		t.Fatalf("Connects %d after the partition healed, want more than %d", got, connects)
+	}
+}
+
+// TestLinkAckedAtFollowsEveryReceipt: LinkAckedAt is when the secondary
+// last acknowledged anything on the link: its Welcome, then each receipt,
+// those of an idle primary's heartbeats included, which bring nothing new
+// (LastAckedTime does not move for them). Behind a partition it stops, so
+// that a reader (the command line's pair routing) learns that the
+// secondary has not been heard of late before the silence time ends the
+// link.
+func TestLinkAckedAtFollowsEveryReceipt(t *testing.T) {
+	p := startPrimary(t, options{subsystems: []string{"ss1"}})
+	if st := p.mover.Stats(); !st.LinkAckedAt.IsZero() {
+		t.Fatalf("LinkAckedAt %v before any link, want zero", st.LinkAckedAt)
+	}
+	l, _ := p.accept(t)
+	before := time.Now()
+	l.welcome(transport.Position{Features: transport.FeatureBundles})
+	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
+	welcomed := p.mover.Stats().LinkAckedAt
+	if welcomed.Before(before) {
+		t.Fatalf("LinkAckedAt %v after the Welcome, want at or after %v", welcomed, before)
+	}
+	for i := range 3 {
+		time.Sleep(20 * time.Millisecond)
+		p.mover.Cut()
+		if typ, _ := l.next(); typ != transport.TypeBundle {
+			t.Fatalf("frame of type %d, want a bundle of heartbeats", typ)
+		}
+		prev := p.mover.Stats().LinkAckedAt
+		sent := time.Now()
+		l.ack(transport.Position{})
+		waitFor(t, fmt.Sprintf("receipt %d taken", i+1), func() bool { return p.mover.Stats().LinkAckedAt.After(prev) })
+		if st := p.mover.Stats(); st.LinkAckedAt.Before(sent) {
+			t.Fatalf("LinkAckedAt %v, before the receipt was sent at %v", st.LinkAckedAt, sent)
+		}
+	}
+	if st := p.mover.Stats(); !st.LastAckedTime.IsZero() {
+		t.Fatalf("LastAckedTime %v: receipts of heartbeats that bring nothing new moved it", st.LastAckedTime)
+	}
+	// Unanswered, it stays.
+	heard := p.mover.Stats().LinkAckedAt
+	p.mover.Cut()
+	l.next()
+	time.Sleep(50 * time.Millisecond)
+	if st := p.mover.Stats(); !st.LinkAckedAt.Equal(heard) {
+		t.Fatalf("LinkAckedAt moved from %v to %v with nothing acknowledged", heard, st.LinkAckedAt)
 	}
 }

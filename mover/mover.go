@@ -275,6 +275,7 @@ type Mover struct {
 	lastAck     time.Time
 	progressAt  time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
 	lastRecv    time.Time // any frame from the secondary
+	linkAcked   time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
 	unanswered  time.Time // the first frame since lastRecv gone out in full (see frameSent)
 	resends     uint64
 	reconnect   uint64
@@ -1579,7 +1580,8 @@ func (m *Mover) welcome(p transport.Position, instance uint64, conn transport.Co
 		m.lastErr, m.lastErrAt, m.lastErrRefused = "", time.Time{}, false
 	}
 	m.lastAck = time.Now()
-	m.lastRecv = time.Now()
+	m.lastRecv = m.lastAck
+	m.linkAcked = m.lastAck
 	// The secondary says what it still holds; only the rest is sent again.
 	for _, s := range m.subs {
 		s.received = max(p.Through[s.id], p.Received[s.id])
@@ -1800,6 +1802,7 @@ func (m *Mover) receive(conn transport.Conn) error {
 				return fmt.Errorf("receive from %s: %w", conn.Peer(), ErrDropped)
 			}
 			m.ackLocked(p)
+			m.linkAcked = time.Now()
 			m.mu.Unlock()
 		case transport.TypeIndexedAck:
 			p, err := transport.DecodeIndexedAck(body, len(m.subs), &tables)
@@ -1814,6 +1817,7 @@ func (m *Mover) receive(conn transport.Conn) error {
 			}
 			m.ackIndexedLocked(p, tables)
 			m.indexedAcks++
+			m.linkAcked = time.Now()
 			m.mu.Unlock()
 		case transport.TypeRefuse:
 			re := Refused(body)
@@ -2290,8 +2294,16 @@ type Stats struct {
 	// secondary acknowledged as journaled.
 	BytesAcked    uint64
 	LastAckedTime time.Time // the last acknowledgement of something new: a Welcome that brings nothing new is none
-	LastError     string    // why the link last failed or was refused; cleared by progress
-	LastErrorAt   time.Time // when LastError was set
+	// LinkAckedAt is when the secondary last acknowledged anything on
+	// the link: a Welcome, a receipt of record sets or of an idle
+	// primary's heartbeats, whether or not it brought anything new; zero
+	// before the first. Its age says whether the secondary is heard now:
+	// a partition that drops every packet leaves the link up for the
+	// silence time, and the lag, which a backlog (a burst, a slow link)
+	// or a resync's hold makes long, says it only of an idle link.
+	LinkAckedAt time.Time
+	LastError   string    // why the link last failed or was refused; cleared by progress
+	LastErrorAt time.Time // when LastError was set
 	// FailedDialBegan is when the last dial that did not link began, zero
 	// if none did since the link was last welcomed: a dial sent before
 	// the network came back may fail after it did, and only one begun
@@ -2355,7 +2367,7 @@ func (m *Mover) Stats() Stats {
 	defer m.mu.Unlock()
 	return Stats{Connected: m.connected, Group: m.group, Acked: m.acked, HeldSets: m.heldSets, HeldBytes: m.heldBytes,
 		HeldWithUpdates: m.withUpdates, Resends: m.resends, Connects: m.reconnect, BytesSent: m.sentBytes, BytesAcked: m.ackedBytes,
-		LastAckedTime: m.progressAt, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LastErrorRefused: m.lastErrRefused,
+		LastAckedTime: m.progressAt, LinkAckedAt: m.linkAcked, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LastErrorRefused: m.lastErrRefused,
 		FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused, Refusals: m.refusals, LastRefusal: m.lastRefusal,
 		LastRefusalPasses: m.refused.Passing, LastRefusalKind: m.refused.Kind, LastRefusalReason: m.refused.Reason,
 		StaleRefusals: m.staleRefusals, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,

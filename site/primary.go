@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -1564,6 +1565,10 @@ func (p *Primary) Status() control.Status {
 	if ms.Acked.RecoversTo() < ms.Acked.Time {
 		st.JournaledTime = control.FormatTime(ms.Acked.Time)
 	}
+	if !ms.LinkAckedAt.IsZero() {
+		age := max(time.Since(ms.LinkAckedAt).Seconds(), 0)
+		st.LinkAckAgeSeconds = &age
+	}
 	if p.promotedBack {
 		st.PrimarySite, st.PrimarySince = "primary", p.promotedAt()
 	}
@@ -1649,6 +1654,15 @@ func (p *Primary) Status() control.Status {
 	st.SwitchoverInDoubt = p.switchedOver.inDoubt
 	p.switchedOver.mu.Unlock()
 	return st
+}
+
+// linkAckAge is the age of the secondary's last acknowledgement on the
+// link in seconds, NaN if none came: a 0 would say it is heard now.
+func linkAckAge(at time.Time) float64 {
+	if at.IsZero() {
+		return math.NaN()
+	}
+	return max(time.Since(at).Seconds(), 0)
 }
 
 // refusedNote is what a pair that is not suspended says while the
@@ -1953,6 +1967,9 @@ func (p *Primary) samples() []control.Sample {
 		control.Gauge("copy_bytes", "Bytes the running initial copies and resyncs copy in all.", float64(copyBytes)),
 		control.Gauge("copied_bytes", "Of copy_bytes, the bytes copied so far.", float64(copied)),
 		control.Gauge("link_up", linkUpHelp, up),
+		control.Gauge("link_ack_age_seconds", "Seconds since the secondary last acknowledged anything on the link (a Welcome, a receipt of record sets "+
+			"or of an idle primary's heartbeats); NaN before the first. A partition that drops every packet leaves the link up for the silence time (5 s) "+
+			"while this grows.", linkAckAge(ms.LinkAckedAt)),
 		control.Gauge("sidefile_bytes", "Bytes held for replication: captured, in record sets, or sent and not yet acknowledged.", float64(used)),
 		control.Gauge("sidefile_limit_bytes", "Sum of the subsystems' sidefile limits.", float64(limit)),
 		control.Counter("sidefile_waits_total", "Writes that waited for sidefile space.", float64(waits)),

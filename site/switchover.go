@@ -881,7 +881,7 @@ func (p *Primary) switchedTo(ctx context.Context, at control.Endpoint, rec failo
 	st.PrimarySite, st.PrimarySince = p.otherSite(), pr.PromotedAt
 	// Nothing held for replication any more; no consistency time moves.
 	held := int64(0)
-	st.LagSeconds, st.SidefileBytes = nil, &held
+	st.LagSeconds, st.SidefileBytes, st.LinkAckAgeSeconds = nil, &held, nil
 	for i := range st.Volumes {
 		st.Volumes[i].Note = "switched over: the other site holds every write acknowledged here and is the primary"
 	}

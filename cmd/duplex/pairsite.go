@@ -233,26 +233,37 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 }
 
 // linkHeardWithin bounds, in intervals of the session (and at least
-// linkHeardFloor), how old the time through which a primary's secondary
-// acknowledged its record sets may be for its link to say that the
-// secondary follows it: idle, the acknowledged time trails by well under
-// a second at the default 20 ms interval.
+// linkHeardFloor), how long ago a primary's secondary may have last
+// acknowledged anything on its link for the link to say that the
+// secondary follows it: idle, a receipt of its heartbeats comes every
+// interval, and the acknowledged time trails by well under a second at
+// the default 20 ms interval.
 const (
 	linkHeardWithin = 20
 	linkHeardFloor  = 2 * time.Second
 )
 
 // linkHeard reports whether the primary's status ps says that its
-// secondary takes its record sets now: its link connected, and the time
-// through which the secondary journaled them recent. A link cut by a
-// partition that drops every packet stays "connected" at an idle primary
-// (nothing outstanding times out), while the other site may have been
-// promoted since; its acknowledged time stops. The lag is the primary's
-// own (its clock against its stamps), whatever this host's clock says. A
-// backlog that makes the lag long (a burst, a slow link) only makes the
-// secondary be asked longer, and a silent one named.
+// secondary takes its record sets now: its link connected, and the
+// secondary's last acknowledgement on it recent. A link cut by a
+// partition that drops every packet stays "connected" for the primary's
+// silence time, while the other site may have been promoted since; its
+// acknowledgements stop. The age is the primary's own reading of its
+// clock, whatever this host's clock says.
+//
+// A daemon from before link_ack_age_seconds is judged by its lag, the age
+// of the time through which its secondary journaled: a backlog that makes
+// it long (a burst, a slow link) only makes the secondary be asked longer,
+// and a silent one named.
 func linkHeard(ps control.Status, interval time.Duration) bool {
-	if ps.Link != "connected" || ps.LagSeconds == nil {
+	within := max(linkHeardFloor, linkHeardWithin*interval).Seconds()
+	if ps.Link != "connected" {
+		return false
+	}
+	if ps.LinkAckAgeSeconds != nil {
+		return *ps.LinkAckAgeSeconds <= within
+	}
+	if ps.LagSeconds == nil {
 		return false
 	}
 	lag := *ps.LagSeconds
@@ -265,7 +276,7 @@ func linkHeard(ps control.Status, interval time.Duration) bool {
 			lag -= jt.Sub(ct).Seconds()
 		}
 	}
-	return lag <= max(linkHeardFloor, linkHeardWithin*interval).Seconds()
+	return lag <= within
 }
 
 // noStatus is the refusal of an operation whose site at at (what names

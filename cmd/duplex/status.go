@@ -247,6 +247,11 @@ func printStatus(w io.Writer, st control.Status) {
 		ct = "none yet"
 	}
 	fmt.Fprintf(w, "  consistency-time:%s lag:%s\n", ct, lagText(st.LagSeconds))
+	if st.LinkAckAgeSeconds != nil {
+		// The link's state alone stays "connected" behind a partition
+		// that drops every packet, until the silence time.
+		fmt.Fprintf(w, "  link-acked:%s ago\n", lagText(st.LinkAckAgeSeconds))
+	}
 	if st.JournaledTime != "" {
 		fmt.Fprintf(w, "  journaled-time:%s (journaled and acknowledged at the secondary, held unapplied by a resync or the coupled group's master time: "+
 			"it recovers to consistency-time)\n", st.JournaledTime)
