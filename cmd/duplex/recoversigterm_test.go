@@ -18,6 +18,8 @@ import (
 	"duplex/nbd"
 	"duplex/secondary"
 	"duplex/site"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestARecoverForceStoppedWhileStartingDoesNotFence: duplex recover
@@ -182,11 +184,22 @@ func serveFIFO(fifo string, data []byte, pid int, done <-chan struct{}) {
 			return
 		}
 		syscall.Write(fd, data)
-		syscall.Close(fd)
 		// The reader sees the end of the data only once no writer holds
 		// the FIFO: a write for its next open, made while this reader is
 		// still reading (a start slow on a loaded machine), would reach
-		// this one too, twice the file. So the next is made once it let go.
+		// this one too, twice the file. So the next is made once it let
+		// go. Its descriptor may not be in /proc yet when the write ends
+		// (its open returns after the writer's), so first wait until it
+		// has read the data, which it does through that descriptor.
+		for unread(fd) > 0 {
+			select {
+			case <-done:
+				syscall.Close(fd)
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		syscall.Close(fd)
 		for holdsOpen(pid, fifo) {
 			select {
 			case <-done:
@@ -195,6 +208,17 @@ func serveFIFO(fifo string, data []byte, pid int, done <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// unread is how many bytes written to the pipe fd no reader has taken
+// yet (FIONREAD, TIOCINQ to x/sys); an error counts as none, so that a caller waiting on it
+// goes on.
+func unread(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.TIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // holdsOpen reports whether process pid has the file at path open.

@@ -44,18 +44,26 @@ func TestThreadsCPUCountsABusySpell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The spell lasts until the kernel has counted 200 ms of CPU, not
+	// 200 ms of the wall clock: on a loaded machine a wall-clock spell
+	// gets a fraction of a CPU.
 	var ru0, ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+	spent := func() time.Duration {
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		return time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
 	}
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	for deadline := time.Now().Add(time.Minute); spent() < 200*time.Millisecond; {
+		if time.Now().After(deadline) {
+			t.Skipf("the machine gave this test %s of CPU in a minute", spent())
+		}
+	}
+	ru := spent()
 	after, err := threadsCPU(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ru := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
-	got := after - before
-	if got < 100*time.Millisecond || got < ru*8/10 {
-		t.Errorf("threads' CPU over a 200 ms busy spell: %s (rusage %s)", got, ru)
+	if got := after - before; got < ru*8/10 {
+		t.Errorf("threads' CPU over a busy spell of %s (rusage): %s", ru, got)
 	}
 }
