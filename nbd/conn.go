@@ -66,6 +66,7 @@ func (p *pendingReply) bytes() []byte {
 func (c *conn) transmit() string {
 	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
 	c.queue = make(chan request)
+	c.oneProc = processors() == 1
 	transmitting.Add(1)
 	reason, hard := c.readLoop()
 	transmitting.Add(-1)
@@ -172,6 +173,11 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				}
 				continue
 			}
+			if c.serveLarge(&r) {
+				c.sendInline()
+				c.afterLarge = true
+				continue
+			}
 			c.sendInline()
 			c.dispatch(r)
 			c.afterLarge = len(p) >= c.br.Size()
@@ -200,6 +206,29 @@ func (c *conn) serveInline(r *request) bool {
 	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
 		return false
 	}
+	return c.serveNow(r)
+}
+
+// serveLarge serves the large WRITE r, whose payload is read, on the read
+// loop when the process has a single processor and the Export promises the
+// write will not wait; its reply joins the batch, which the caller sends at
+// once. It says whether it did. With one processor the read loop and a
+// worker cannot run at the same time anyway, and handing a large write to a
+// worker only has them take turns on the processor: the read loop reads the
+// next payloads while the worker's pwrite is in the kernel, the runtime's
+// monitor takes the processor from the pwrite to run them, and each large
+// write costs thread wake-ups and parks that a write served where it was
+// read does not (bench/RESULTS.md).
+func (c *conn) serveLarge(r *request) bool {
+	if c.prompt == nil || r.flags != 0 || int(r.length) < c.br.Size() || !c.oneProc {
+		return false
+	}
+	return c.serveNow(r)
+}
+
+// serveNow serves the WRITE r on the read loop if the Export promises it
+// will not wait, and adds its reply to the batch; it says whether it did.
+func (c *conn) serveNow(r *request) bool {
 	var errno Errno
 	if c.flags&FlagReadOnly != 0 || !c.inRange(r.off, r.length) || r.length == 0 {
 		// Refused, or nothing to write: exec answers at once. The
@@ -304,6 +333,10 @@ func (c *conn) awaitNext() {
 		c.pollSkip = c.pollBackoff
 	}
 }
+
+// processors is the number of processors the runtime runs goroutines on,
+// read when a connection enters transmission: a variable for tests.
+var processors = func() int { return runtime.GOMAXPROCS(0) }
 
 // transmitting counts the connections in transmission, of every Server in
 // the process: awaitNext waits only for the one client there is.

@@ -1,0 +1,90 @@
+package nbd
+
+import (
+	"bytes"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// oneProcessor has the connections that enter transmission during the test
+// see a runtime with a single processor.
+func oneProcessor(t *testing.T) {
+	prev := processors
+	processors = func() int { return 1 }
+	t.Cleanup(func() { processors = prev })
+}
+
+func largeWrites(from, n int) []byte {
+	var b []byte
+	for i := from; i < from+n; i++ {
+		b = append(b, requestBytes(0, CmdWrite, uint64(i), uint64(i)<<20, 1<<20, bytes.Repeat([]byte{byte(i + 1)}, 1<<20))...)
+	}
+	return b
+}
+
+// TestLargeWritesAreServedWhereReadWithOneProcessor: with a single
+// processor, large writes the Export promises not to wait are served by the
+// read loop (each asked of the Prompter), each replied, with its data in
+// the Export; with more processors they go to workers, unasked.
+func TestLargeWritesAreServedWhereReadWithOneProcessor(t *testing.T) {
+	for _, one := range []bool{true, false} {
+		t.Run(map[bool]string{true: "one", false: "more"}[one], func(t *testing.T) {
+			if one {
+				oneProcessor(t)
+			} else {
+				prev := processors
+				processors = func() int { return 2 }
+				t.Cleanup(func() { processors = prev })
+			}
+			const n = 6
+			m := &promptExport{memExport: newMemExport(8 << 20)}
+			addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+			r := rawDial(t, addr)
+			r.open("rw")
+			go r.nc.Write(largeWrites(0, n))
+			r.repliedOK(n)
+			want := int32(0)
+			if one {
+				want = n
+			}
+			if got := m.prompted.Load(); got != want {
+				t.Fatalf("%d large writes served by the read loop, want %d", got, want)
+			}
+			for i := range n {
+				if !bytes.Equal(m.snapshot(i<<20, 1<<20), bytes.Repeat([]byte{byte(i + 1)}, 1<<20)) {
+					t.Fatalf("write %d: wrong data", i)
+				}
+			}
+		})
+	}
+}
+
+// TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor: with a single
+// processor, a large write the Export does not promise goes to a worker,
+// and while the Export holds it the large writes sent after it are served
+// and replied.
+func TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor(t *testing.T) {
+	oneProcessor(t)
+	m := &promptExport{memExport: newMemExport(8 << 20)}
+	var first atomic.Bool
+	first.Store(true)
+	m.prompt = func() bool { return !first.Swap(false) }
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	m.writeHook = func(off int64) {
+		if off == 0 {
+			<-release
+		}
+	}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	go r.nc.Write(largeWrites(0, 4))
+	for i := 1; i < 4; i++ {
+		r.expectReply(uint64(i), 0)
+	}
+	once.Do(func() { close(release) })
+	r.expectReply(0, 0)
+}
