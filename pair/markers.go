@@ -146,17 +146,21 @@ func (mg *Manager) endCopy(p *Pair) bool {
 // lease is no longer known hung.
 func (mg *Manager) endCopies() {
 	mg.mu.Lock()
-	defer mg.unlock()
 	var owed []*Pair
-	for _, name := range mg.order {
-		if p := mg.pairs[name]; copyEndOwed(p, mg.copies[name]) {
-			owed = append(owed, p)
+	if len(mg.copies) > 0 {
+		// Only a pair with a copy may owe its end.
+		for _, name := range mg.order {
+			if p := mg.pairs[name]; copyEndOwed(p, mg.copies[name]) {
+				owed = append(owed, p)
+			}
 		}
 	}
 	recoveries := mg.recoveriesOwed()
 	if len(owed) == 0 && len(recoveries) == 0 {
+		mg.unlockUnchanged()
 		return
 	}
+	defer mg.unlock()
 	if err := mg.leaseHung(); err != nil {
 		for _, p := range owed {
 			mg.putOff("the end of the copy", p.Volume, err)

@@ -955,6 +955,9 @@ func (mg *Manager) endRecovery(p *Pair) int64 {
 // recoveriesOwed returns the duplex pairs whose crash recovery's end is
 // put off (see endRecovery). Called with mg.mu held.
 func (mg *Manager) recoveriesOwed() []*Pair {
+	if len(mg.recovering) == 0 {
+		return nil
+	}
 	var owed []*Pair
 	for _, name := range mg.order {
 		if end, ok := mg.recovering[name]; ok && end == recoveryEndOwed && mg.pairs[name].State == Duplex {
@@ -1676,7 +1679,7 @@ func (mg *Manager) Run(ctx context.Context) error {
 		changed := mg.promote()
 		mg.mu.Lock()
 		changed, mg.dirty = changed || mg.dirty, false
-		mg.unlock()
+		mg.unlockUnchanged()
 		select {
 		case <-flushEnded:
 			ended = true
@@ -1857,7 +1860,7 @@ func (mg *Manager) SuspendFailedWrites() { mg.suspendWriteFailed() }
 // and otherwise waits for its tick, or a kick.
 func (mg *Manager) copying() bool {
 	mg.mu.Lock()
-	defer mg.unlock()
+	defer mg.unlockUnchanged()
 	p, _ := mg.nextCopyLocked(mg.now())
 	return p != nil
 }
@@ -1866,6 +1869,10 @@ func (mg *Manager) copying() bool {
 // with regions to copy and not waiting after a failed try (see
 // copyFailed), and its copy; nil if none. Called with mg.mu held.
 func (mg *Manager) nextCopyLocked(now time.Time) (*Pair, *bitmap.Bitmap) {
+	if len(mg.copies) == 0 {
+		// No pair has a copy: the walk below would pass every one.
+		return nil, nil
+	}
 	for _, name := range mg.order {
 		p, bm := mg.pairs[name], mg.copies[name]
 		if p.State != Pending || bm == nil || bm.Count() == 0 {
@@ -1885,7 +1892,7 @@ func (mg *Manager) copyOne(ctx context.Context) {
 	mg.mu.Lock()
 	p, bm := mg.nextCopyLocked(mg.now())
 	if p == nil {
-		mg.unlock()
+		mg.unlockUnchanged()
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -2424,7 +2431,8 @@ func (mg *Manager) autoSuspend() {
 				auto = append(auto, &cp)
 			}
 		}
-		mg.unlock()
+		// A look: the copies in auto are the resume's to change.
+		mg.unlockUnchanged()
 		if len(auto) == 0 {
 			return
 		}
@@ -2895,21 +2903,31 @@ func reasonWriteFailed(err error) string {
 // duplex again after a copy), and the pair suspended once the lease is
 // written; a stop meanwhile saves the state not clean (see Close).
 func (mg *Manager) suspendWriteFailed() {
+	// A subsystem's volumes are usually next to each other in the
+	// configuration's order: the map is asked only when the subsystem
+	// changes from one volume to the next.
 	seen := map[Subsystem]bool{}
+	var last Subsystem
 	var fws []subsystem.FailedWrite
 	for _, name := range mg.order {
-		if ss := mg.vols[name].Subsystem; !seen[ss] {
+		ss := mg.vols[name].Subsystem
+		if ss == last {
+			continue
+		}
+		last = ss
+		if !seen[ss] {
 			seen[ss] = true
 			fws = append(fws, ss.FailedWrites()...)
 		}
 	}
 	mg.mu.Lock()
+	if len(fws) == 0 && len(mg.failedLeft) == 0 {
+		mg.unlockUnchanged()
+		return
+	}
 	defer mg.unlock()
 	left := mg.failedLeft
 	mg.failedLeft = nil
-	if len(fws) == 0 && len(left) == 0 {
-		return
-	}
 	hung := mg.leaseHung()
 	for _, fw := range fws {
 		// New: stuck at once, whether its suspension is put off or not.
@@ -2985,13 +3003,14 @@ const reasonCopyReadHung = "a read of the primary volume for its copy did not co
 func (mg *Manager) suspendAbandoned() {
 	fresh := mg.mover.Abandoned()
 	mg.mu.Lock()
+	if len(fresh) == 0 && len(mg.abandonedLeft) == 0 {
+		mg.unlockUnchanged()
+		return
+	}
 	defer mg.unlock()
 	left := len(mg.abandonedLeft)
 	ups := append(mg.abandonedLeft, fresh...)
 	mg.abandonedLeft = nil
-	if len(ups) == 0 {
-		return
-	}
 	hung := mg.leaseHung()
 	for i, u := range ups {
 		p := mg.pairs[u.Volume]
@@ -3276,6 +3295,16 @@ type published struct {
 // that made it returns.
 func (mg *Manager) unlock() {
 	mg.publishLocked()
+	mg.mu.Unlock()
+}
+
+// unlockUnchanged releases mu after a look that changed no pair and no
+// copy: every release before published what it changed (unlock), so the
+// published states are current, and the look spares the walk over every
+// pair that publishLocked makes to find nothing changed. The session's
+// loops look several times a tick at every pair, idle or not, and at
+// 1,024 pairs those walks were a quarter of an idle primary's CPU.
+func (mg *Manager) unlockUnchanged() {
 	mg.mu.Unlock()
 }
 
