@@ -61,6 +61,15 @@ func (o Outcome) String() string {
 // the secondary holds sends such updates.
 var ErrStale = errors.New("update stamped at or before the consistency time")
 
+// ErrOutOfOrder is returned for a record set with an update stamped at or
+// before an earlier update of its subsystem, or stamped alike with an
+// update of another subsystem not yet in a group. One primary process
+// stamps every subsystem's writes from one timer, strictly increasing,
+// and a subsystem's record sets hold them in that order, so no primary
+// sends such a set unless its timer is broken; taken, it would leave a
+// group that cannot be ordered by stamp, which the journal refuses.
+var ErrOutOfOrder = errors.New("update stamped out of order")
+
 // ErrForeign is returned for a record set of another session or an unknown
 // subsystem.
 var ErrForeign = errors.New("record set does not belong to this session")
@@ -87,6 +96,7 @@ type subsystem struct {
 	next     uint64 // next record-set sequence number expected
 	repeat   bool   // the next record set may repeat journaled updates (see check)
 	horizon  int64
+	last     int64              // highest stamp of an update accepted into pending
 	pending  []recordset.Update // accepted, stamped after the consistency time, in order
 	accepted []received         // accepted record sets not yet wholly in a group
 	through  uint64
@@ -242,13 +252,64 @@ func (f *Former) Add(rs *recordset.RecordSet) (Outcome, error) {
 // knows which process its journal came from, and a primary that dropped
 // updates of record sets never sent would lose them silently.
 func (f *Former) check(s *subsystem, rs *recordset.RecordSet) error {
+	kept := false
 	for i, u := range rs.Updates {
-		if u.Timestamp > f.time || (s.repeat && u.Timestamp <= f.start) {
+		if u.Timestamp > f.time {
+			if !kept {
+				// The set's stamps rise (the decoder holds them to it):
+				// its first kept update is its lowest.
+				kept = true
+				if u.Timestamp <= s.last {
+					return fmt.Errorf("record set %s/%d: update %d of %d (volume %q) is stamped %d (%s), not after %d (%s) of an earlier record set of its subsystem: "+
+						"the primary's timer went back: %w",
+						rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Volume, u.Timestamp, stampString(u.Timestamp), s.last, stampString(s.last), ErrOutOfOrder)
+				}
+			}
+			continue
+		}
+		if s.repeat && u.Timestamp <= f.start {
 			continue
 		}
 		return fmt.Errorf("record set %s/%d: update %d of %d (volume %q) is stamped %d (%s), not after the consistency time %d (%s) already reached: "+
 			"the primary's clock is behind the clock that stamped what the secondary holds: %w",
 			rs.Subsystem, rs.Seq, i+1, len(rs.Updates), u.Volume, u.Timestamp, stampString(u.Timestamp), f.time, stampString(f.time), ErrStale)
+	}
+	return f.checkDistinct(rs)
+}
+
+// checkDistinct refuses a record set with an update stamped alike with a
+// pending update of another subsystem. Stamps at or before the consistency
+// time are checked by check, against the groups formed; only pending ones
+// can collide. Each list is in stamp order, so one walk over the two
+// overlapping ranges finds a collision: the cost is the overlap, and a
+// subsystem with nothing pending costs nothing.
+func (f *Former) checkDistinct(rs *recordset.RecordSet) error {
+	ups := rs.Updates
+	lo := sort.Search(len(ups), func(i int) bool { return ups[i].Timestamp > f.time })
+	ups = ups[lo:]
+	if len(ups) == 0 {
+		return nil
+	}
+	first, last := ups[0].Timestamp, ups[len(ups)-1].Timestamp
+	for _, n := range f.names {
+		o := f.subs[n]
+		if n == rs.Subsystem || len(o.pending) == 0 || o.pending[0].Timestamp > last || o.pending[len(o.pending)-1].Timestamp < first {
+			continue
+		}
+		j := sort.Search(len(o.pending), func(k int) bool { return o.pending[k].Timestamp >= first })
+		for i := 0; i < len(ups) && j < len(o.pending); {
+			a, b := ups[i].Timestamp, o.pending[j].Timestamp
+			switch {
+			case a < b:
+				i++
+			case a > b:
+				j++
+			default:
+				return fmt.Errorf("record set %s/%d: update %d of %d (volume %q) is stamped %d (%s), as is an update of subsystem %s (volume %q, its update sequence number %d): "+
+					"one timer stamps every subsystem's writes, never twice alike: %w",
+					rs.Subsystem, rs.Seq, lo+i+1, len(rs.Updates), ups[i].Volume, a, stampString(a), n, o.pending[j].Volume, o.pending[j].Seq, ErrOutOfOrder)
+			}
+		}
 	}
 	return nil
 }
@@ -285,6 +346,9 @@ func (f *Former) accept(s *subsystem, rs *recordset.RecordSet) {
 				s.pending = append(s.pending, u)
 			}
 		}
+	}
+	if keep > 0 {
+		s.last = max(s.last, highest)
 	}
 	if rs.Horizon > s.horizon {
 		s.horizon = rs.Horizon

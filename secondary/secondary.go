@@ -2515,11 +2515,14 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 			// its check, and this one is held all the same.
 			f.took(s.former, rs)
 		}
-		if errors.Is(err, consistency.ErrStale) {
-			// Taking it would drop the update. The next connection starts
-			// afresh from what is journaled, and no process is trusted to
-			// resend what is journaled any more: the groups formed before
-			// it are journaled first, as this process's.
+		if errors.Is(err, consistency.ErrStale) || errors.Is(err, consistency.ErrOutOfOrder) {
+			// Taking it would drop the update, or form a group that no
+			// order by stamp fits, which the journal cannot hold: either
+			// comes of the primary's timer, input the secondary never
+			// stops over. The next connection starts afresh from what is
+			// journaled, and no process is trusted to resend what is
+			// journaled any more: the groups formed before it are
+			// journaled first, as this process's.
 			if err := s.commitPending(conn); err != nil {
 				return false, err
 			}

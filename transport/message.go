@@ -644,7 +644,8 @@ const (
 	RefusalUnnamed RefusalKind = 0
 	// RefusalStale refuses a record set with an update stamped at or
 	// before the secondary's consistency time (the primary's clock went
-	// back): sent again, it is refused again, so the primary suspends its
+	// back), or out of order (stamped alike with another subsystem's
+	// update, or not after its own subsystem's last): sent again, it is refused again, so the primary suspends its
 	// pairs, which drops it into their bitmaps, and resyncs them, which
 	// stamps those updates anew.
 	RefusalStale RefusalKind = 1
