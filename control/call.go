@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // The mutating calls (pair operations, rates, promote, drill, switchover)
@@ -125,7 +127,17 @@ func post[Res any](ctx context.Context, at Endpoint, token, path, what string, i
 func postOK[Res any, P refusable[Res]](ctx context.Context, at Endpoint, token, path, what string, in any) (Res, error) {
 	res, code, err := post[Res](ctx, at, token, path, what, in)
 	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("%s: %s", what, P(&res).errorText())
+		err = refusal(what, P(&res).errorText())
 	}
 	return res, err
+}
+
+// refusal is the error of the call what that the site refused for reason.
+// The site's errors name the part they come from, which may be the call's
+// own name ("drill: no drill runs"): said once, not twice.
+func refusal(what, reason string) error {
+	if strings.HasPrefix(reason, what+": ") {
+		return errors.New(reason)
+	}
+	return fmt.Errorf("%s: %s", what, reason)
 }
