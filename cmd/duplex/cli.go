@@ -85,7 +85,7 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", f.valueError(err), f.syn.path)}
+		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", f.valueError(unknownFlag(err, args)), f.syn.path)}
 	}
 	// An argument that names one of the command's flags can only have come
 	// after "--", which ends the flags: taken for an argument, it would be
@@ -113,6 +113,33 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// notDefined matches the flag package's error for a flag the command does
+// not have, which names it with one dash, however it was typed.
+var notDefined = regexp.MustCompile(`^flag provided but not defined: -(.+)$`)
+
+// unknownFlag rewrites the flag package's error for a flag the command does
+// not have to name it as args spell it ("--json2", or "-json2" if typed
+// so), without a value given with "="; any other error is returned as it
+// is.
+func unknownFlag(err error, args []string) error {
+	m := notDefined.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	typed := "--" + m[1]
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		a, _, _ = strings.Cut(a, "=")
+		if a == "-"+m[1] || a == "--"+m[1] {
+			typed = a
+			break
+		}
+	}
+	return fmt.Errorf("unknown flag %s", typed)
 }
 
 // badValue matches the flag package's errors for a value a flag cannot

@@ -28,7 +28,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"version"}, exitOK, "duplex "},
 		{[]string{"version", "extra"}, exitUsage, `version: unexpected argument "extra"`},
 		{[]string{"primary"}, exitUsage, "primary: --config FILE is required"},
-		{[]string{"secondary", "--nope"}, exitUsage, "flag provided but not defined: -nope"},
+		{[]string{"secondary", "--nope"}, exitUsage, "secondary: unknown flag --nope"},
 		{[]string{"status"}, exitUsage, "--config FILE or --addr ADDR is required"},
 		{[]string{"status", "--config", "x", "--addr", "y"}, exitUsage, "not both"},
 		{[]string{"recover"}, exitUsage, "--config FILE is required"},
@@ -50,7 +50,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"pair", "add", "vol1", "vol2"}, exitUsage, `unexpected argument "vol2"`},
 		{[]string{"pair", "add", "vol1", "--all"}, exitUsage, "not both"},
 		{[]string{"pair", "suspend", "vol1"}, exitUsage, "pair suspend: --config FILE is required"},
-		{[]string{"pair", "add", "vol1", "--drain"}, exitUsage, "pair add: flag provided but not defined: -drain"},
+		{[]string{"pair", "add", "vol1", "--drain"}, exitUsage, "pair add: unknown flag --drain"},
 		{[]string{"pair", "resume", "--all", "--inconsistent"}, exitUsage, "--inconsistent takes one VOLUME"},
 	}
 	for _, c := range cases {

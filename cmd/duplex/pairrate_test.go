@@ -119,7 +119,7 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		{[]string{"rate", "--config", path, "--link", "fast"}, "unknown unit"},
 		{[]string{"rate", "--config", path, "--link", "50"}, "too small"},
 		{[]string{"rate", "vol1", "--config", path, "--copy", "1MiB"}, "rate takes no volume"},
-		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: flag provided but not defined: -copy"},
+		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: unknown flag --copy"},
 		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout must be positive"},
 	} {
 		var out, errb bytes.Buffer
