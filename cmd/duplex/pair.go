@@ -62,6 +62,12 @@ func runPair(ctx context.Context, args []string, stdout io.Writer) error {
 		return &usageError{cmd: "pair", err: errors.New("the operation is missing: add, suspend, resume, delete or rate (duplex pair -h shows them)")}
 	}
 	name := args[i]
+	if len(name) > 1 && name[0] == '-' {
+		// Only after "--" is an operation's place taken by a flag: no
+		// operation's name begins with "-".
+		return &usageError{cmd: "pair", err: fmt.Errorf("%q after \"--\" is an argument, not a flag, and no operation: \"--\" ends the flags, "+
+			"so give them before it: duplex pair OPERATION [flags] [--] [VOLUME], OPERATION add, suspend, resume, delete or rate (duplex pair -h shows them)", name)}
+	}
 	rest := append(append([]string{}, args[:i]...), args[i+1:]...)
 	for _, op := range ops {
 		if op.name == name {

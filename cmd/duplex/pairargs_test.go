@@ -104,3 +104,28 @@ func TestABadFlagValueSaysWhatIsWanted(t *testing.T) {
 		}
 	}
 }
+
+// TestAFlagAfterTheDoubleDashBeforeTheOperation: "--" before a pair
+// operation's name ends the flags there too: a flag after it is refused
+// saying so, where flags go and that the operation comes first. Before:
+// unknown operation "--config", as if a flag were an operation's name.
+func TestAFlagAfterTheDoubleDashBeforeTheOperation(t *testing.T) {
+	for _, args := range [][]string{
+		{"pair", "--", "--config", "x"},
+		{"pair", "--", "--all"},
+		{"pair", "--", "-h"},
+		{"drill", "--", "--config", "x"},
+		{"couple", "--", "--config", "x"},
+	} {
+		code, out, errs := runCmd(args...)
+		flagName := args[slices.Index(args, "--")+1]
+		if code != exitUsage || !strings.Contains(errs, `"`+flagName+`" after "--"`) || !strings.Contains(errs, `"--" ends the flags`) ||
+			strings.Contains(errs, "unknown operation") {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying that %s after \"--\" is not a flag",
+				strings.Join(args, " "), code, out, errs, exitUsage, flagName)
+		}
+	}
+	if _, _, errs := runCmd("pair", "--", "--config", "x"); !strings.Contains(errs, "duplex pair OPERATION") {
+		t.Errorf("pair -- --config x: stderr %q; want the rule: duplex pair OPERATION, then its flags", errs)
+	}
+}
