@@ -38,6 +38,11 @@ func (e Endpoint) url(path string) string {
 	return "http://" + e.Addr + path
 }
 
+// ErrNBDAddress is wrapped by the error of a call sent to an address where
+// an NBD server answers: a site's NBD export address mistaken for its
+// control address.
+var ErrNBDAddress = errors.New("is an NBD export address, not a control address")
+
 // ParseEndpoint reads a control address given on the command line:
 // host:port, or a URL (http://host:port or https://host:port, a trailing "/"
 // allowed, as a browser shows the status page's). An https URL gets tlsConf,
@@ -113,6 +118,10 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w (the site's control certificate is not signed by the CA this client checks it against: control_tls_ca in the config, or --ca)", err)
 	case errors.As(err, &wrongName):
 		return nil, fmt.Errorf("%w (set control_tls_server_name to a name the site's control certificate holds)", err)
+	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`):
+		// The HTTP client has no error of its own kind for it; what
+		// answered is plain in the response's first bytes.
+		return nil, fmt.Errorf("%s %w (it answered with NBD's greeting): a site's control address is its config's primary.control or secondary.control", e.Addr, ErrNBDAddress)
 	case err != nil:
 		return nil, err
 	}

@@ -39,6 +39,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var addrs []control.Endpoint
+	var keys []string // with --config, the key that gives each of addrs
 	switch {
 	case *path != "" && *addr != "":
 		return fs.usageErrorf("use --config or --addr, not both")
@@ -68,6 +69,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 				return err
 			} else if at.Addr != "" {
 				addrs = append(addrs, at)
+				keys = append(keys, role+".control")
 			}
 		}
 		if len(addrs) == 0 {
@@ -80,9 +82,17 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	defer cancel()
 	var sts []control.Status
 	var failed []string
-	for _, a := range addrs {
+	for i, a := range addrs {
 		st, err := control.Fetch(ctx, a)
-		if err != nil {
+		switch {
+		case errors.Is(err, control.ErrNBDAddress) && keys == nil:
+			return fs.usageErrorf("--addr %s %v (it answered with NBD's greeting): give the site's control address, "+
+				"its config's primary.control or secondary.control (or --config FILE, for both)", *addr, control.ErrNBDAddress)
+		case errors.Is(err, control.ErrNBDAddress):
+			failed = append(failed, fmt.Sprintf("%s: its %s, %s, %v (it answered with NBD's greeting): give the site's control address there",
+				*path, keys[i], a.Addr, control.ErrNBDAddress))
+			continue
+		case err != nil:
 			failed = append(failed, err.Error())
 			continue
 		}
