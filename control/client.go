@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Endpoint is a site's control address as a client reaches it: host:port,
@@ -103,10 +106,10 @@ func checkPort(s, port string) error {
 // do sends req, saying in the error why a TLS handshake or a plain request
 // failed where the cause is the client's setting, not the site.
 func (e Endpoint) do(req *http.Request) (*http.Response, error) {
-	client := http.DefaultClient
+	client := plainClient
 	if e.TLS != nil {
 		// One connection per call: the commands make a few calls each.
-		t := http.DefaultTransport.(*http.Transport).Clone()
+		t := plainClient.Transport.(*http.Transport).Clone()
 		t.TLSClientConfig, t.DisableKeepAlives = e.TLS, true
 		client = &http.Client{Transport: t}
 	}
@@ -135,4 +138,47 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(strings.NewReader(string(b)))
 	}
 	return resp, nil
+}
+
+// plainClient is the HTTP client of the calls: Go's default, its
+// connections read only once written to (writeFirst).
+var plainClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &writeFirst{Conn: c, written: make(chan struct{})}, nil
+	}
+	return &http.Client{Transport: t}
+}()
+
+// writeFirst is a client's connection whose reads wait for its first
+// write. A server that speaks first, as an NBD server greets, would
+// otherwise be read before the request is written: the HTTP client then
+// drops the connection as an idle one that answered unasked, logs so on
+// stderr, and fails the call saying nothing of what answered; read after
+// the request, the greeting is the response, malformed, that do names.
+type writeFirst struct {
+	net.Conn
+	once    sync.Once
+	written chan struct{}
+}
+
+func (c *writeFirst) Read(p []byte) (int, error) {
+	<-c.written
+	return c.Conn.Read(p)
+}
+
+func (c *writeFirst) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.once.Do(func() { close(c.written) })
+	return n, err
+}
+
+func (c *writeFirst) Close() error {
+	c.once.Do(func() { close(c.written) })
+	return c.Conn.Close()
 }

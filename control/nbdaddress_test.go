@@ -1,0 +1,47 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestACallToAnNBDPortSaysSoEveryTime: an NBD server greets a connection
+// before anything is sent on it. However soon its greeting comes, a call
+// sent there fails saying it is an NBD export address, not a control
+// address. Before, a greeting that came before the request was written
+// made the HTTP client drop the connection ("readLoopPeekFailLocked:
+// <nil>") and log "Unsolicited response received on idle HTTP channel"
+// on stderr, now and then on a loaded machine.
+func TestACallToAnNBDPortSaysSoEveryTime(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte("NBDMAGICIHAVEOPT\x00\x03"))
+				io.ReadFull(c, make([]byte, 4))
+			}()
+		}
+	}()
+	at := Endpoint{Addr: ln.Addr().String()}
+	for i := 0; i < 300; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := Fetch(ctx, at)
+		cancel()
+		if !errors.Is(err, ErrNBDAddress) {
+			t.Fatalf("call %d to an NBD port: %v; want ErrNBDAddress", i, err)
+		}
+	}
+}
