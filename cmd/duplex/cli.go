@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"regexp"
@@ -27,7 +28,10 @@ type synopsis struct {
 
 // usageError is a command called the wrong way: a flag it does not have, a
 // bad flag value, a required flag missing, an argument too many or too
-// few. main exits 2 for it, 1 for any other error.
+// few, a file or directory a flag names that is missing, unreadable or not
+// what the flag takes (a --config that does not parse, or lacks what the
+// command reads). main exits 2 for it, 1 for any other error: the
+// operation's failure.
 type usageError struct {
 	cmd string // the command's path, "pair add"
 	err error
@@ -322,12 +326,51 @@ func (f *cmdFlags) logLevelFlag(def string) *string {
 	return f.String("log-level", def, "the least severe `LEVEL` logged to stderr: debug, info, warn or error")
 }
 
-// loadConfig loads the --config file of a command that requires one.
+// loadConfig loads the --config file of a command that requires one. A
+// file missing, unreadable or not a valid config is the command's input
+// mistaken, as a bad flag value is: a usage error, before anything is
+// done. What the config names (volumes, the token, certificates) is found
+// wanting by the operation, and fails it.
 func (f *cmdFlags) loadConfig(path string) (*config.Config, error) {
 	if path == "" {
 		return nil, f.usageErrorf("--config FILE is required")
 	}
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	var pathErr *fs.PathError
+	switch {
+	case errors.As(err, &pathErr):
+		// config.Load's "config: " would name the flag less plainly.
+		return nil, f.usageErrorf("--config: %w", pathErr)
+	case err != nil:
+		return nil, f.usageErrorf("--config: %w", err)
+	}
+	return cfg, nil
+}
+
+// configLacks is the usage error of a --config file, path, that lacks what
+// the command reads: the wrong file given, as one missing is.
+func (f *cmdFlags) configLacks(path, format string, a ...any) error {
+	return f.usageErrorf("--config %s: %s", path, fmt.Sprintf(format, a...))
+}
+
+// needToken refuses a --config file, path, whose config cfg names no
+// control token file, before anything is sent.
+func (f *cmdFlags) needToken(cfg *config.Config, path string) error {
+	if cfg.TokenPath() == "" {
+		return f.configLacks(path, "names no control_token_file: duplex %s sends the control token it holds", f.syn.path)
+	}
+	return nil
+}
+
+// dirFlag checks the directory that the flag name gives, path, which the
+// command creates if missing: a file there, or one where a directory above
+// it would go, or a directory it cannot create, is a usage error, before
+// anything is done.
+func (f *cmdFlags) dirFlag(name, path string, perm os.FileMode) error {
+	if err := os.MkdirAll(path, perm); err != nil {
+		return f.usageErrorf("--%s: %w", name, err)
+	}
+	return nil
 }
 
 // logger returns the command's logger, to stderr, at level (a --log-level
@@ -340,16 +383,20 @@ func (f *cmdFlags) logger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// parseSite parses the flags of a command that runs or opens a site (it
-// takes no arguments), loads its --config and makes its logger at
+// parseSite parses the flags of a command that runs or opens the site of
+// role ("primary" or "secondary"; it takes no arguments), loads its
+// --config, which must describe that site, and makes its logger at
 // --log-level.
-func (f *cmdFlags) parseSite(args []string, stdout io.Writer, path, level *string) (*config.Config, *slog.Logger, error) {
+func (f *cmdFlags) parseSite(args []string, stdout io.Writer, role string, path, level *string) (*config.Config, *slog.Logger, error) {
 	if err := f.parseNoArgs(args, stdout); err != nil {
 		return nil, nil, err
 	}
 	cfg, err := f.loadConfig(*path)
 	if err != nil {
 		return nil, nil, err
+	}
+	if role == "primary" && !cfg.HasPrimary() || role == "secondary" && !cfg.HasSecondary() {
+		return nil, nil, f.configLacks(*path, "has no [%s] section: duplex %s runs the %s site it describes", role, f.syn.path, role)
 	}
 	log, err := f.logger(*level)
 	if err != nil {

@@ -44,7 +44,7 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if !cfg.Coupled() {
-		return fmt.Errorf("%s has no [coupling] section: name the group and its etcd there first", *path)
+		return fs.configLacks(*path, "has no [coupling] section: name the group and its etcd there first")
 	}
 	member := cfg.Session
 	if len(pos) == 2 {

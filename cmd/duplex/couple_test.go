@@ -75,7 +75,7 @@ func TestCouple(t *testing.T) {
 	text, _ = c.Encode()
 	plain := filepath.Join(dir, "plain.toml")
 	os.WriteFile(plain, text, 0o644)
-	if code, _, errs := runCmd("couple", "list", "--config", plain); code != exitFailure || !strings.Contains(errs, "has no [coupling] section") {
+	if code, _, errs := runCmd("couple", "list", "--config", plain); code != exitUsage || !strings.Contains(errs, "has no [coupling] section") {
 		t.Errorf("couple list without [coupling]: exit %d, %s", code, errs)
 	}
 }

@@ -86,64 +86,66 @@ func TestDaemonStartupMistakesPrintTheirError(t *testing.T) {
 		// edit breaks the session in dir; it may also create files there.
 		edit func(t *testing.T, dir string, c *config.Config)
 		want string
+		// usage: the config is not what --config takes, exit 2.
+		usage bool
 	}{
 		{"primary image of the wrong size", "primary", func(t *testing.T, dir string, c *config.Config) {
 			writeFile(t, c.Primary.Subsystems[1].Volumes[0].Path, make([]byte, 4096), 0o600)
-		}, "image is 4096 bytes, configured size is 1048576"},
+		}, "image is 4096 bytes, configured size is 1048576", false},
 		{"primary token file missing", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.ControlTokenFile = filepath.Join(dir, "token")
-		}, "control token: stat " + "TOKEN" + ": no such file or directory"},
+		}, "control token: stat " + "TOKEN" + ": no such file or directory", false},
 		{"primary token file readable by others", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.ControlTokenFile = filepath.Join(dir, "token")
 			writeFile(t, c.ControlTokenFile, []byte("secret\n"), 0o644)
-		}, "is accessible to other users (mode -rw-r--r--): chmod 600 it"},
+		}, "is accessible to other users (mode -rw-r--r--): chmod 600 it", false},
 		{"primary config without a primary section", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.Primary = config.Primary{}
-		}, "the config has no [primary] section"},
+		}, "has no [primary] section", true},
 		{"primary NBD address in use", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.Primary.NBD = busyAddr(t)
-		}, "NBD address: listen tcp"},
+		}, "NBD address: listen tcp", false},
 		{"primary control address in use", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.Primary.Control = busyAddr(t)
-		}, "control address: listen tcp"},
+		}, "control address: listen tcp", false},
 		{"primary plaintext link off this machine", "primary", func(t *testing.T, dir string, c *config.Config) {
 			c.Primary.Secondary = "192.0.2.1:7402"
 			c.Secondary = config.Secondary{}
-		}, "is not a loopback address"},
+		}, "is not a loopback address", false},
 
 		{"secondary image of the wrong size", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			writeFile(t, c.Secondary.Volumes[2].Path, make([]byte, 4096), 0o600)
-		}, "image is 4096 bytes, configured size is 1048576"},
+		}, "image is 4096 bytes, configured size is 1048576", false},
 		{"secondary token file missing", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.ControlTokenFile = filepath.Join(dir, "token")
-		}, "control token: stat " + "TOKEN" + ": no such file or directory"},
+		}, "control token: stat " + "TOKEN" + ": no such file or directory", false},
 		{"secondary token file readable by others", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.ControlTokenFile = filepath.Join(dir, "token")
 			writeFile(t, c.ControlTokenFile, []byte("secret\n"), 0o644)
-		}, "is accessible to other users (mode -rw-r--r--): chmod 600 it"},
+		}, "is accessible to other users (mode -rw-r--r--): chmod 600 it", false},
 		{"secondary config without a secondary section", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary = config.Secondary{}
-		}, "the config has no [secondary] section"},
+		}, "has no [secondary] section", true},
 		{"secondary plaintext listen off this machine", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary.Listen = "0.0.0.0:0"
-		}, "is not a loopback address, so the link would accept volume data unencrypted"},
+		}, "is not a loopback address, so the link would accept volume data unencrypted", false},
 		{"secondary journal unusable", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			// Where the journal directory should be is a file: opening the
 			// journal fails as it does on a full disk.
 			writeFile(t, c.Secondary.Journal, []byte("x"), 0o600)
-		}, "journal " + "JOURNAL"},
+		}, "journal " + "JOURNAL", false},
 		{"secondary journal on a full disk", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			fullDisk(t, filepath.Dir(c.Secondary.Journal))
-		}, "free space, or put the journal on a larger file system"},
+		}, "free space, or put the journal on a larger file system", false},
 		{"secondary listen address in use", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary.Listen = busyAddr(t)
-		}, "listen tcp"},
+		}, "listen tcp", false},
 		{"secondary NBD address in use", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary.NBD = busyAddr(t)
-		}, "NBD address: listen tcp"},
+		}, "NBD address: listen tcp", false},
 		{"secondary control address in use", "secondary", func(t *testing.T, dir string, c *config.Config) {
 			c.Secondary.Control = busyAddr(t)
-		}, "control address: listen tcp"},
+		}, "control address: listen tcp", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,7 +154,11 @@ func TestDaemonStartupMistakesPrintTheirError(t *testing.T) {
 			tc.edit(t, dir, c)
 			want := strings.NewReplacer("TOKEN", filepath.Join(dir, "token"), "JOURNAL", filepath.Join(dir, "secondary", "journal")).Replace(tc.want)
 			code, out := runDuplex(t, tc.role, "--config", writeSessionConfig(t, dir, c))
-			checkFailure(t, code, exitFailure, out, want)
+			wantCode := exitFailure
+			if tc.usage {
+				wantCode = exitUsage
+			}
+			checkFailure(t, code, wantCode, out, want)
 		})
 	}
 }
@@ -178,9 +184,9 @@ func TestCommandMistakesPrintTheirError(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"status", "--config", missing}, exitFailure, missing + ": no such file or directory"},
-		{[]string{"pair", "suspend", "vol1", "--config", missing}, exitFailure, missing + ": no such file or directory"},
-		{[]string{"recover", "--config", missing}, exitFailure, missing + ": no such file or directory"},
+		{[]string{"status", "--config", missing}, exitUsage, missing + ": no such file or directory"},
+		{[]string{"pair", "suspend", "vol1", "--config", missing}, exitUsage, missing + ": no such file or directory"},
+		{[]string{"recover", "--config", missing}, exitUsage, missing + ": no such file or directory"},
 		{[]string{"pair", "suspend", "vol9", "--config", good}, exitUsage, `no volume "vol9" in session "startup"`},
 		{[]string{"pair", "resume", "vol9", "--config", good}, exitUsage, `no volume "vol9" in session "startup"`},
 		{[]string{"recover", "--config", wrongSize}, exitFailure, "image is 4096 bytes, configured size is 1048576"},

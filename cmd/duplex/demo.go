@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := fs.dirFlag("dir", abs, 0o755); err != nil {
 		return err
 	}
 	if *coupled {

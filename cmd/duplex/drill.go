@@ -46,7 +46,10 @@ func runDrill(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if !cfg.HasSecondary() || cfg.Secondary.Control == "" {
-		return fmt.Errorf("%s: drills run at the secondary: its [secondary] control address is needed", *path)
+		return fs.configLacks(*path, "names no [secondary] control address: drills run at the secondary, through it")
+	}
+	if err := fs.needToken(cfg, *path); err != nil {
+		return err
 	}
 	ep, err := controlOf(cfg, "secondary")
 	if err != nil {

@@ -33,6 +33,10 @@ func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := fs.logger(*level); err != nil {
 		return err
 	}
+	// Created as etcd itself would, readable by its owner alone.
+	if err := fs.dirFlag("dir", *dir, 0o700); err != nil {
+		return err
+	}
 	srv, err := etcdserver.Start(*dir, *listen, *peer, strings.ToLower(*level), os.Stderr)
 	if err != nil {
 		return err

@@ -4,7 +4,8 @@
 // Every command is a function of one shape, run(ctx, args, stdout) error, in
 // a file of its own; main prints the error it returns, once, as
 // "duplex: <error>" on stderr, and exits 2 for a usageError (a bad flag, a
-// missing required flag, an unexpected argument), 1 for any other. Flags
+// missing required flag, an unexpected argument, a file a flag names that
+// will not do), 1 for any other. Flags
 // may come before or after a command's positional arguments (parseArgs).
 // Logs go to stderr; what a command reports goes to stdout.
 package main
@@ -186,6 +187,7 @@ Usage:`)
 	}
 	fmt.Fprintln(w, `
 Flags may come before or after a command's arguments; "--" ends the flags.
-Exit status: 0 success, 1 failure, 2 bad usage.
+Exit status: 0 success, 1 the operation failed, 2 bad usage or input (a flag,
+an argument, or a file a flag names, such as a --config missing or invalid).
 Run "duplex COMMAND -h" for a command's flags.`)
 }

@@ -39,8 +39,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"recover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"promote", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"help", "switchover"}, exitOK, "ESHUTDOWN"},
-		{[]string{"primary", "--config", "/nonexistent/duplex.toml"}, exitFailure, "nonexistent"},
-		{[]string{"primary", "--config", "/nonexistent/duplex.toml", "--log-level", "loud"}, exitFailure, "nonexistent"},
+		{[]string{"primary", "--config", "/nonexistent/duplex.toml"}, exitUsage, "--config: open /nonexistent/duplex.toml"},
+		{[]string{"primary", "--config", "/nonexistent/duplex.toml", "--log-level", "loud"}, exitUsage, "--config: open /nonexistent/duplex.toml"},
 		{[]string{"demo", "--log-level", "loud"}, exitUsage, `--log-level "loud": want debug, info, warn or error`},
 		{[]string{"demo", "-h"}, exitOK, "--no-workload"},
 		{[]string{"pair"}, exitUsage, "pair: the operation is missing"},
@@ -184,8 +184,8 @@ func TestErrorIsOneLine(t *testing.T) {
 	path := dir + "/bad.toml"
 	writeFile(t, path, []byte("session = \"s\"\n[primary]\nnbd = \"nowhere\"\ncontrol = \"x\"\n"), 0o600)
 	code, out, errs := runCmd("primary", "--config", path)
-	if code != exitFailure || out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "duplex: ") || !strings.Contains(errs, "problems: primary.nbd") || !strings.Contains(errs, "; primary.control") {
-		t.Errorf("primary with a config of several problems: exit %d, stdout %q, stderr %q; want exit 1 and them on one line", code, out, errs)
+	if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "duplex: ") || !strings.Contains(errs, "problems: primary.nbd") || !strings.Contains(errs, "; primary.control") {
+		t.Errorf("primary with a config of several problems: exit %d, stdout %q, stderr %q; want exit 2 and them on one line", code, out, errs)
 	}
 }
 

@@ -189,7 +189,7 @@ func (f pairFlags) session() (*config.Config, error) {
 		return nil, f.usageErrorf("--ca goes with --addr: with --config alone, control_tls_ca names the CA")
 	}
 	if cfg.Primary.Control == "" && *f.addr == "" {
-		return nil, errors.New("the config names no primary control address")
+		return nil, f.configLacks(*f.config, "names no primary control address: give primary.control there, or --addr ADDR")
 	}
 	return cfg, nil
 }
@@ -198,7 +198,7 @@ func (f pairFlags) session() (*config.Config, error) {
 func token(cfg *config.Config) (string, error) {
 	tp := cfg.TokenPath()
 	if tp == "" {
-		return "", errors.New("the config names no control_token_file; pair operations need it")
+		return "", errors.New("the config names no control_token_file: the call needs the control token it holds")
 	}
 	return control.ReadToken(tp)
 }
@@ -237,6 +237,9 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	}
 	cfg, err := f.session()
 	if err != nil {
+		return err
+	}
+	if err := f.needToken(cfg, *f.config); err != nil {
 		return err
 	}
 	tok, err := token(cfg)

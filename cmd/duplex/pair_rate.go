@@ -53,6 +53,11 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if copyRate != nil || linkRate != nil {
+		if err := f.needToken(cfg, *f.config); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
 	defer cancel()
 	at, err := f.target(ctx, cfg, stdout)

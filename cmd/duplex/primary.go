@@ -60,7 +60,7 @@ func runPrimary(ctx context.Context, args []string, stdout io.Writer) error {
 		"(16 hex digits, or none), as its refusal of this primary names it: its copies are discarded and every pair copied whole. "+
 		"Only where the primary's data is the one to keep: if the secondary's copies are the good ones, run duplex promote at the secondary instead")
 	level := fs.logLevelFlag("info")
-	cfg, log, err := fs.parseSite(args, stdout, path, level)
+	cfg, log, err := fs.parseSite(args, stdout, "primary", path, level)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	drain := fs.Duration("drain-timeout", 5*time.Minute, "with [primary] listen set (the promoted site replicates to the old primary once it rejoins): "+
 		"on SIGINT or SIGTERM, how long to keep shipping held updates before exiting, `D` such as 30s or 5m")
 	level := fs.logLevelFlag("info")
-	cfg, log, err := fs.parseSite(args, stdout, path, level)
+	cfg, log, err := fs.parseSite(args, stdout, "secondary", path, level)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	coupled := fs.Bool("coupled", false, "for a session in a coupled group ([coupling]): bring the stopped secondary to the group's one recovery time, "+
 		"the same at every member (the first member to recover fixes it in etcd), and print it")
 	level := fs.logLevelFlag("info")
-	cfg, log, err := fs.parseSite(args, stdout, path, level)
+	cfg, log, err := fs.parseSite(args, stdout, "secondary", path, level)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		return &usageError{cmd: "recover", err: errors.New("--at and --coupled: --coupled brings the group to its one recovery time, --at this session to a time of its own; give one")}
 	}
 	if *coupled && !cfg.Coupled() {
-		return fmt.Errorf("--coupled: %s has no [coupling] section: the session is in no coupled group", *path)
+		return fs.usageErrorf("--coupled: --config %s has no [coupling] section: the session is in no coupled group", *path)
 	}
 	var target time.Time
 	if *at != "" {

@@ -7,7 +7,7 @@ import (
 
 // TestRecoverStoppedSecondary: recover at a secondary that never applied a
 // group says so, its flags in either order, and a missing config is one
-// line and exit 1.
+// line and exit 2.
 func TestRecoverStoppedSecondary(t *testing.T) {
 	dir := t.TempDir()
 	c := startupSession(dir)
@@ -23,7 +23,7 @@ func TestRecoverStoppedSecondary(t *testing.T) {
 		}
 	}
 	code, out, errs := runCmd("recover", "--config", dir+"/none.toml")
-	if code != exitFailure || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "none.toml") {
+	if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "none.toml") {
 		t.Errorf("recover with no config file: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -46,8 +46,11 @@ func runRejoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if !cfg.HasPrimary() {
+		return fs.configLacks(*path, "has no [primary] section: duplex rejoin runs at the old primary, which it describes")
+	}
 	if cfg.Secondary.Control == "" {
-		return errors.New("the config names no [secondary] control address to reach the promoted site at")
+		return fs.configLacks(*path, "names no [secondary] control address to reach the promoted site at")
 	}
 	// At a promoted site that handed the session back by a switchover:
 	// the way back to the session's own direction.

@@ -27,7 +27,7 @@ func runSecondary(ctx context.Context, args []string, stdout io.Writer) error {
 	level := fs.logLevelFlag("info")
 	retryMax := fs.Duration("disk-retry-max", site.DefaultDiskRetryMax, "after a disk fault stopped the secondary, the longest wait before it opens "+
 		"its journal and volumes again to resume, as a restart does (from 1s, doubling), `D` such as 30s or 5m; 0: stay stopped until restarted")
-	cfg, log, err := fs.parseSite(args, stdout, path, level)
+	cfg, log, err := fs.parseSite(args, stdout, "secondary", path, level)
 	if err != nil {
 		return err
 	}

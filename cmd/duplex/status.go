@@ -73,7 +73,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 		}
 		if len(addrs) == 0 {
-			return errors.New("the config names no control address")
+			return fs.configLacks(*path, "names no control address: give primary.control or secondary.control there, or --addr ADDR")
 		}
 	default:
 		return fs.usageErrorf("--config FILE or --addr ADDR is required")

@@ -42,6 +42,9 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := fs.needToken(cfg, *path); err != nil {
+		return err
+	}
 	tok, err := token(cfg)
 	if err != nil {
 		return err
