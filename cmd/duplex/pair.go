@@ -397,8 +397,16 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 		}
 		var size, copied, resynced int64
 		done, refused := true, false
+		var suspended []control.VolumeStatus
 		for _, v := range st.Volumes {
 			if !slices.Contains(vols, v.Name) {
+				continue
+			}
+			if v.State == "suspended" {
+				// Its copied bytes read as its size, its copy's progress
+				// gone: no part of the bar.
+				suspended = append(suspended, v)
+				done = false
 				continue
 			}
 			if st.Link != "connected" && pairRefused(v) {
@@ -428,7 +436,19 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 		if first < 0 {
 			first = copied
 		}
-		progress := progressLine(copied, size, copied-first, time.Since(start))
+		var progress string
+		if size > 0 || len(suspended) == 0 {
+			progress = progressLine(copied, size, copied-first, time.Since(start)) + "  "
+		}
+		for _, v := range suspended {
+			progress += suspendedText(v) + "  "
+		}
+		progress = strings.TrimSuffix(progress, "  ")
+		if err := waitsForAnOperator(suspended, len(suspended) < len(vols)); err != nil {
+			line.update(progress)
+			line.end()
+			return err
+		}
 		stalled := time.Since(since)
 		switch {
 		case refused:
@@ -452,6 +472,46 @@ func waitDuplex(ctx context.Context, at control.Endpoint, vols []string, patienc
 		case <-time.After(line.every(250*time.Millisecond, time.Second)):
 		}
 	}
+}
+
+// suspendedText says what the pair v, suspended, waits for.
+func suspendedText(v control.VolumeStatus) string {
+	switch {
+	case v.RejoinOwed:
+		return v.Name + " suspended, awaiting the old primary's rejoin"
+	case v.Auto:
+		return fmt.Sprintf("%s suspended by the session (%s), resumes by itself", v.Name, v.Reason)
+	case v.Reason != "":
+		return fmt.Sprintf("%s suspended by the session (%s)", v.Name, v.Reason)
+	}
+	return v.Name + " suspended by hand"
+}
+
+// waitsForAnOperator is the end of a wait for duplex that one of the pairs
+// suspended makes: one suspended by hand, or by the session for an
+// operator to resume, or awaiting a rejoin, goes on only once an operator
+// acts, and the wait would draw nothing for --timeout. others says some
+// pairs waited for are not suspended.
+func waitsForAnOperator(suspended []control.VolumeStatus, others bool) error {
+	var parts []string
+	for _, v := range suspended {
+		switch {
+		case v.Auto:
+			continue
+		case v.RejoinOwed:
+			parts = append(parts, suspendedText(v)+": "+v.Note)
+		default:
+			parts = append(parts, fmt.Sprintf("%s: its copy goes on only once resumed: duplex pair resume %s", suspendedText(v), v.Name))
+		}
+	}
+	if parts == nil {
+		return nil
+	}
+	msg := strings.Join(parts, "; ")
+	if others {
+		msg += "; the others' copy goes on at the primary, duplex status shows it"
+	}
+	return errors.New(msg)
 }
 
 // waitMark is what a wait for duplex takes as its copy's progress, from one

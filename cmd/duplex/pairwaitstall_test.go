@@ -109,18 +109,19 @@ func TestPairWaitEndsWhenOnlyTheReadGoesOnWithTheLinkDown(t *testing.T) {
 	wantEndedWithin(t, "waiting for vol1 read into the sidefile with the link down", patience, err, out, took, "connection refused")
 }
 
-// A pair that the session suspended during the wait (its copy's read of
-// the primary volume hung) makes no progress, however well the link goes:
+// A pair that the session suspended during the wait, to resume it by
+// itself, makes no progress while suspended, however well the link goes:
 // the wait ends for --timeout, naming its state and reason. Before, it
-// waited for ever.
+// waited for ever. (One that waits for an operator's resume ends the wait
+// at once: TestPairWaitShowsAPairSuspendedByHandAsSuch.)
 func TestPairWaitEndsOnAPairSuspendedMeanwhile(t *testing.T) {
 	const patience = 2 * time.Second
 	err, out, took := pairWaitAt(t, patience, func(n int32) control.Status {
 		return control.Status{Session: "s", Role: "primary", Link: "connected", ConsistencyTime: journaled(n),
 			Volumes: []control.VolumeStatus{{Name: "vol1", State: "suspended", SizeBytes: 1 << 20, CopiedBytes: 1 << 19,
-				Reason: "its copy's read of the primary volume hung"}}}
+				Auto: true, Reason: "the secondary's journal is full"}}}
 	})
-	wantEndedWithin(t, "waiting for vol1 suspended meanwhile", patience, err, out, took, "suspended", "read of the primary volume hung")
+	wantEndedWithin(t, "waiting for vol1 suspended meanwhile", patience, err, out, took, "suspended", "journal is full")
 }
 
 // --timeout bounds a stretch without progress, not the whole wait: a copy
