@@ -32,8 +32,11 @@ func runCouple(ctx context.Context, args []string, stdout io.Writer) error {
 	if *path == "" {
 		return fs.usageErrorf("--config FILE is required")
 	}
-	if len(pos) < 1 || len(pos) > 2 {
+	if len(pos) < 1 {
 		return fs.usageErrorf("want add, remove or list, and at most one SESSION")
+	}
+	if len(pos) > 2 {
+		return fs.usageErrorf("unexpected argument %q: one SESSION at most", pos[2])
 	}
 	op := pos[0]
 	if op != "add" && op != "remove" && op != "list" {

@@ -29,8 +29,11 @@ func runDrill(ctx context.Context, args []string, stdout io.Writer) error {
 	if *path == "" {
 		return fs.usageErrorf("--config FILE is required")
 	}
-	if len(pos) != 1 || (pos[0] != "start" && pos[0] != "stop") {
+	if len(pos) == 0 || (pos[0] != "start" && pos[0] != "stop") {
 		return fs.usageErrorf("want start or stop")
+	}
+	if len(pos) > 1 {
+		return fs.usageErrorf("unexpected argument %q: drill %s takes no other", pos[1], pos[0])
 	}
 	stop := pos[0] == "stop"
 	if stop && *at != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
@@ -32,6 +33,11 @@ func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 	// etcd logs through its own logger, at the levels --log-level names.
 	if _, err := fs.logger(*level); err != nil {
 		return err
+	}
+	for _, u := range []struct{ flag, url string }{{"listen", *listen}, {"peer", *peer}} {
+		if p, err := url.Parse(u.url); err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Port() == "" || p.Hostname() == "" {
+			return fs.usageErrorf("--%s %q: want an http or https URL with a port, e.g. http://127.0.0.1:2379", u.flag, u.url)
+		}
 	}
 	// Created as etcd itself would, readable by its owner alone.
 	if err := fs.dirFlag("dir", *dir, 0o700); err != nil {

@@ -138,10 +138,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		args = append(slices.Clip(args[1:]), "-h")
 	}
 	c, ok := lookup(args)
+	if !ok && len(args[0]) > 1 && args[0][0] == '-' {
+		return exitStatus(stderr, flagFirst(args))
+	}
 	if !ok {
 		return exitStatus(stderr, usageErrorf("unknown command %q: duplex help lists them", args[0]))
 	}
 	return exitStatus(stderr, c.run(ctx, args[1:], stdout))
+}
+
+// flagFirst is the error of args that begin with a flag: the command
+// comes first. Where args name a command after the flag, it says the
+// command line in that order.
+func flagFirst(args []string) error {
+	for i, a := range args {
+		if c, ok := lookup(args[i:]); ok && a != "--" {
+			line := append([]string{"duplex", c.name}, args[:i]...)
+			line = append(line, args[i+1:]...)
+			return usageErrorf("%q before the command: the command comes first, then its flags: %s", args[0], strings.Join(line, " "))
+		}
+	}
+	return usageErrorf("%q before the command: the command comes first, then its flags (duplex help lists the commands)", args[0])
 }
 
 // exitStatus prints err and returns the exit status it calls for.

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBadInputSaysWhatIsWrong: mistakes of the command line found by
+// running each command with bad input against a running demo, each
+// refused with exit 2 saying what is wrong and what is wanted. Before:
+// "--config" before the command was an unknown command; an argument too
+// many after drill start or couple's SESSION said "want start or stop" or
+// "want add, remove or list"; an etcd --listen or --peer that is no URL
+// with a port failed as etcd's own error, exit 1 ("missing port in
+// address").
+func TestBadInputSaysWhatIsWrong(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--config", "F", "status"}, []string{`"--config" before the command`, "duplex status --config F"}},
+		{[]string{"--json", "status", "--addr", "A"}, []string{`"--json" before the command`, "duplex status --json --addr A"}},
+		{[]string{"--nope"}, []string{`"--nope" before the command`, "duplex help lists"}},
+		{[]string{"drill", "start", "extra", "--config", "F"}, []string{`unexpected argument "extra"`}},
+		{[]string{"drill", "stop", "start", "--config", "F"}, []string{`unexpected argument "start"`}},
+		{[]string{"couple", "add", "a", "b", "--config", "F"}, []string{`unexpected argument "b"`}},
+		{[]string{"etcd", "--dir", dir, "--listen", "nourl"}, []string{`--listen "nourl"`, "http://127.0.0.1:2379"}},
+		{[]string{"etcd", "--dir", dir, "--peer", "http://127.0.0.1"}, []string{`--peer "http://127.0.0.1"`, "with a port"}},
+		{[]string{"etcd", "--dir", dir, "--listen", "ftp://127.0.0.1:2379"}, []string{`--listen "ftp://127.0.0.1:2379"`}},
+	} {
+		code, out, errs := runCmd(tc.args...)
+		ok := code == exitUsage && strings.Count(errs, "\n") == 1
+		for _, w := range tc.want {
+			ok = ok && strings.Contains(errs, w)
+		}
+		if !ok {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
+		}
+	}
+}
