@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +46,21 @@ func (e Endpoint) url(path string) string {
 // an NBD server answers: a site's NBD export address mistaken for its
 // control address.
 var ErrNBDAddress = errors.New("is an NBD export address, not a control address")
+
+// ErrWrongScheme is wrapped by the error of a call sent over plain HTTP to
+// a site that serves HTTPS only, or over HTTPS to one that serves plain
+// HTTP: the address given with the wrong scheme.
+var ErrWrongScheme = errors.New("the wrong scheme for the site")
+
+// addrError is an error that says in its own words what answered at an
+// address, and wraps the kind of mistake it is (ErrWrongScheme).
+type addrError struct {
+	msg  string
+	kind error
+}
+
+func (e *addrError) Error() string { return e.msg }
+func (e *addrError) Unwrap() error { return e.kind }
 
 // ParseEndpoint reads a control address given on the command line:
 // host:port, or a URL (http://host:port or https://host:port, a trailing "/"
@@ -121,6 +137,13 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w (the site's control certificate is not signed by the CA this client checks it against: control_tls_ca in the config, or --ca)", err)
 	case errors.As(err, &wrongName):
 		return nil, fmt.Errorf("%w (set control_tls_server_name to a name the site's control certificate holds)", err)
+	case err != nil && e.TLS != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// Neither has the HTTP client an error of its own kind for it.
+		return nil, &addrError{fmt.Sprintf("%s serves plain HTTP, not HTTPS: use http://%s, without --ca "+
+			"(a site serves HTTPS once its config sets control_tls_cert)", e.Addr, e.Addr), ErrWrongScheme}
+	case errors.Is(err, syscall.ECONNRESET):
+		return nil, fmt.Errorf("%s reset the connection without an HTTP answer (%w): a control address answers HTTP; "+
+			"a site's link address, the config's secondary.listen, resets what is not its own protocol", e.Addr, err)
 	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`):
 		// The HTTP client has no error of its own kind for it; what
 		// answered is plain in the response's first bytes.
@@ -133,7 +156,7 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		resp.Body.Close()
 		if strings.Contains(string(b), "HTTPS server") {
-			return nil, fmt.Errorf("%s serves HTTPS only: use https://%s (the config's control_tls_cert makes its clients use it)", e, e.Addr)
+			return nil, &addrError{fmt.Sprintf("%s serves HTTPS only: use https://%s (the config's control_tls_cert makes its clients use it)", e, e.Addr), ErrWrongScheme}
 		}
 		resp.Body = io.NopCloser(strings.NewReader(string(b)))
 	}

@@ -1009,7 +1009,15 @@ func Fetch(ctx context.Context, at Endpoint) (Status, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return Status{}, fmt.Errorf("status from %s: %s: %s", at, resp.Status, b)
+		if resp.StatusCode == http.StatusNotFound {
+			// Every duplex site serves its status, from its start on.
+			return Status{}, fmt.Errorf("status from %s: %s: what answers there serves no duplex status: not a control address "+
+				"(a site's control address is its config's primary.control or secondary.control)", at, resp.Status)
+		}
+		if body := strings.TrimSpace(string(b)); body != "" {
+			return Status{}, fmt.Errorf("status from %s: %s: %s", at, resp.Status, body)
+		}
+		return Status{}, fmt.Errorf("status from %s: %s", at, resp.Status)
 	}
 	var st Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"duplex/control"
 )
 
 // TestBadInputSaysWhatIsWrong: mistakes of the command line found by
@@ -35,6 +37,32 @@ func TestBadInputSaysWhatIsWrong(t *testing.T) {
 			ok = ok && strings.Contains(errs, w)
 		}
 		if !ok {
+			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
+		}
+	}
+}
+
+// TestAnAddrThatIsNoControlAddressIsBadUsage: --addr naming what answers
+// as no control address does (an NBD export's port; a plain HTTP site
+// asked over https://) is the address mistaken: exit 2 for status and the
+// pair operations alike, saying what answered. Before, pair --addr at an
+// NBD port the config does not name, and status --addr https:// at a
+// plain HTTP site, exited 1 ("server gave HTTP response to HTTPS
+// client").
+func TestAnAddrThatIsNoControlAddressIsBadUsage(t *testing.T) {
+	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	nbd := nbdGreeter(t)
+	plain := serveStatus(t, control.Status{Session: "startup", Role: "primary"})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--addr", "https://" + plain}, "serves plain HTTP"},
+		{[]string{"pair", "suspend", "vol1", "--config", path, "--addr", nbd}, "NBD export"},
+		{[]string{"pair", "suspend", "vol1", "--config", path, "--addr", "https://" + plain}, "serves plain HTTP"},
+	} {
+		code, out, errs := runCmd(tc.args...)
+		if code != exitUsage || !strings.Contains(errs, tc.want) {
 			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
 		}
 	}

@@ -51,6 +51,10 @@ func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Wri
 		// The site named is the session's: one of another session, the
 		// token the same, would take the operation as its own.
 		st, err := control.Fetch(ctx, at)
+		if errors.Is(err, control.ErrNBDAddress) || errors.Is(err, control.ErrWrongScheme) {
+			// What answered says the address given is mistaken.
+			return control.Endpoint{}, f.usageErrorf("--addr %s: %w", *f.addr, err)
+		}
 		if err != nil {
 			return control.Endpoint{}, noStatus("the site --addr names, "+at.Addr+",", at, err, "", true)
 		}

@@ -88,6 +88,8 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		case errors.Is(err, control.ErrNBDAddress) && keys == nil:
 			return fs.usageErrorf("--addr %s %v (it answered with NBD's greeting): give the site's control address, "+
 				"its config's primary.control or secondary.control (or --config FILE, for both)", *addr, control.ErrNBDAddress)
+		case errors.Is(err, control.ErrWrongScheme) && keys == nil:
+			return &usageError{cmd: fs.syn.path, err: fmt.Errorf("--addr %s: %w", *addr, err)}
 		case errors.Is(err, control.ErrNBDAddress):
 			failed = append(failed, fmt.Sprintf("%s: its %s, %s, %v (it answered with NBD's greeting): give the site's control address there",
 				*path, keys[i], a.Addr, control.ErrNBDAddress))
