@@ -812,7 +812,12 @@ func AllPairsOp(ctx context.Context, at Endpoint, token, op string, drain bool) 
 // suspend with drain gives up draining in time to answer before ctx's
 // deadline, DefaultDrainTimeout without one.
 func PairOp(ctx context.Context, at Endpoint, token, vol, op string, drain bool) (PairResult, error) {
-	return postOK[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), "pair "+op+" "+vol, nil)
+	// Errors name the operation as the operator gives it.
+	what := "pair " + op + " " + vol
+	if op == "resume-inconsistent" {
+		what = "pair resume " + vol + " --inconsistent"
+	}
+	return postOK[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), what, nil)
 }
 
 // ErrEmptyToken is wrapped by ReadToken's error for a token file that holds

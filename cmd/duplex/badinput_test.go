@@ -67,3 +67,15 @@ func TestAnAddrThatIsNoControlAddressIsBadUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestAResumeInconsistentRefusedIsNamedAsTyped: the primary's refusal of
+// pair resume VOLUME --inconsistent names the operation as the operator
+// typed it. Before: "pair resume-inconsistent vol1: ...", the name the
+// call has on the wire.
+func TestAResumeInconsistentRefusedIsNamedAsTyped(t *testing.T) {
+	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
+	code, out, errs := runCmd("pair", "resume", "vol1", "--inconsistent", "--config", path)
+	if code != exitFailure || !strings.Contains(errs, "duplex: pair resume vol1 --inconsistent: ") || strings.Contains(errs, "pair resume-inconsistent") {
+		t.Errorf("pair resume vol1 --inconsistent of a duplex pair: exit %d, stdout %q, stderr %q; want exit 1 and \"pair resume vol1 --inconsistent: ...\"", code, out, errs)
+	}
+}
