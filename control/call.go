@@ -134,9 +134,10 @@ func postOK[Res any, P refusable[Res]](ctx context.Context, at Endpoint, token, 
 
 // refusal is the error of the call what that the site refused for reason.
 // The site's errors name the part they come from, which may be the call's
-// own name ("drill: no drill runs"): said once, not twice.
+// own name ("drill: no drill runs", "switchover abandoned, ..."): said
+// once, not twice.
 func refusal(what, reason string) error {
-	if strings.HasPrefix(reason, what+": ") {
+	if strings.HasPrefix(reason, what+": ") || strings.HasPrefix(reason, what+" ") {
 		return errors.New(reason)
 	}
 	return fmt.Errorf("%s: %s", what, reason)

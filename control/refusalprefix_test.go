@@ -9,11 +9,13 @@ import (
 
 // TestARefusalSaysTheCallsNameOnce: a site's refusal that begins with the
 // call's name, as the site's own errors name the part they come from, is
-// reported with that name once. Before, "drill: drill: no drill runs".
+// reported with that name once. Before, "drill: drill: no drill runs",
+// "switchover: switchover abandoned, writes resume: ...".
 func TestARefusalSaysTheCallsNameOnce(t *testing.T) {
 	for _, tc := range []struct{ refusal, want string }{
 		{"drill: no drill runs", "drill: no drill runs"},
 		{"no drill runs", "drill: no drill runs"},
+		{"drill abandoned, replication goes on", "drill abandoned, replication goes on"},
 		// Another word, a volume's name or a part's, stays.
 		{"drills: none", "drill: drills: none"},
 		{"secondary: stopping", "drill: secondary: stopping"},
