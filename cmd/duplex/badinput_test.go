@@ -79,3 +79,13 @@ func TestAResumeInconsistentRefusedIsNamedAsTyped(t *testing.T) {
 		t.Errorf("pair resume vol1 --inconsistent of a duplex pair: exit %d, stdout %q, stderr %q; want exit 1 and \"pair resume vol1 --inconsistent: ...\"", code, out, errs)
 	}
 }
+
+// TestPairHelpShowsTheOperations: duplex pair help shows pair's usage, as
+// duplex pair -h and duplex help pair do. Before: unknown operation
+// "help", exit 2.
+func TestPairHelpShowsTheOperations(t *testing.T) {
+	code, out, errs := runCmd("pair", "help")
+	if code != exitOK || !strings.Contains(out, "duplex pair rate") || errs != "" {
+		t.Errorf("duplex pair help: exit %d, stdout %q, stderr %q; want pair's usage, exit 0", code, out, errs)
+	}
+}

@@ -62,6 +62,10 @@ func runPair(ctx context.Context, args []string, stdout io.Writer) error {
 		return &usageError{cmd: "pair", err: errors.New("the operation is missing: add, suspend, resume, delete or rate (duplex pair -h shows them)")}
 	}
 	name := args[i]
+	if name == "help" {
+		pairUsage(stdout, ops)
+		return nil
+	}
 	if len(name) > 1 && name[0] == '-' {
 		// Only after "--" is an operation's place taken by a flag: no
 		// operation's name begins with "-".
