@@ -132,6 +132,7 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 	resp, err := client.Do(req)
 	var unknownCA x509.UnknownAuthorityError
 	var wrongName x509.HostnameError
+	var notTLS tls.RecordHeaderError
 	switch {
 	case errors.As(err, &unknownCA):
 		return nil, fmt.Errorf("%w (the site's control certificate is not signed by the CA this client checks it against: control_tls_ca in the config, or --ca)", err)
@@ -144,7 +145,8 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 	case errors.Is(err, syscall.ECONNRESET):
 		return nil, fmt.Errorf("%s reset the connection without an HTTP answer (%w): a control address answers HTTP; "+
 			"a site's link address, the config's secondary.listen, resets what is not its own protocol", e.Addr, err)
-	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`):
+	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`),
+		errors.As(err, &notTLS) && string(notTLS.RecordHeader[:]) == "NBDMA":
 		// The HTTP client has no error of its own kind for it; what
 		// answered is plain in the response's first bytes.
 		return nil, fmt.Errorf("%s %w (it answered with NBD's greeting): a site's control address is its config's primary.control or secondary.control", e.Addr, ErrNBDAddress)

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -43,5 +44,11 @@ func TestACallToAnNBDPortSaysSoEveryTime(t *testing.T) {
 		if !errors.Is(err, ErrNBDAddress) {
 			t.Fatalf("call %d to an NBD port: %v; want ErrNBDAddress", i, err)
 		}
+	}
+	// Over HTTPS, the greeting comes where the server's TLS record would.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Fetch(ctx, Endpoint{Addr: at.Addr, TLS: &tls.Config{}}); !errors.Is(err, ErrNBDAddress) {
+		t.Errorf("a call over HTTPS to an NBD port: %v; want ErrNBDAddress", err)
 	}
 }
