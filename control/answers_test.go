@@ -82,3 +82,26 @@ func TestWhatAnswersAtTheAddressIsSaid(t *testing.T) {
 		}
 	}
 }
+
+// TestAnAddressNothingListensOnIsNamedOnce: a call to an address where
+// nothing listens says what it called and why it failed, the URL once.
+// Before: status from http://ADDR: Get "http://ADDR/v1/status": dial tcp
+// ADDR: connect: connection refused.
+func TestAnAddressNothingListensOnIsNamedOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = Fetch(ctx, Endpoint{Addr: addr})
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "/v1/status") || strings.Count(err.Error(), addr) > 2 {
+		t.Errorf("a status from %s, where nothing listens: %v; want the refusal, the URL once", addr, err)
+	}
+	_, err = Drill(ctx, Endpoint{Addr: addr}, "t", DrillRequest{})
+	if err == nil || !strings.HasPrefix(err.Error(), "drill: ") || strings.Contains(err.Error(), "/v1/drill") {
+		t.Errorf("a drill at %s, where nothing listens: %v; want \"drill: \" and the refusal, no URL", addr, err)
+	}
+}

@@ -130,6 +130,11 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		client = &http.Client{Transport: t}
 	}
 	resp, err := client.Do(req)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		// Every caller names what it called, and where: the request's
+		// method and URL would say it again.
+		err = ue.Err
+	}
 	var unknownCA x509.UnknownAuthorityError
 	var wrongName x509.HostnameError
 	var notTLS tls.RecordHeaderError
