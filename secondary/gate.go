@@ -325,6 +325,14 @@ func (s *Secondary) readJournaled(n uint64) (*consistency.Group, error) {
 // roomPoll is how often a receiver waiting for journal room looks again.
 const roomPoll = 50 * time.Millisecond
 
+// roomAnswer is how often a receiver waiting for journal room sends the
+// primary a receipt: the primary gives up a link on which the secondary
+// says nothing for its silence time (5 s by default), heartbeats or record
+// sets sent, and redials, while this one is reachable and only behind. The
+// receipt acknowledges nothing new (what arrived in order, as the one sent
+// before a batch is journaled).
+const roomAnswer = time.Second
+
 // awaitRoomLocked paces a coupled secondary whose journal's file system is
 // down to the room the journal keeps besides (holdReserve) while groups
 // journaled wait to be applied: it forms no group until applying them
@@ -339,11 +347,16 @@ func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
 	if s.cfg.Gate == nil {
 		return nil
 	}
-	var since time.Time
+	var since, answered time.Time
 	defer func() { s.stats.JournalFullSince = time.Time{} }()
 	for s.shortOfRoomLocked() {
+		if !since.IsZero() && time.Since(answered) >= roomAnswer {
+			answered = time.Now()
+			s.receipt(conn)
+		}
 		if since.IsZero() {
 			since = time.Now()
+			answered = since
 			s.stats.JournalFullSince = since
 			s.log.Warn("coupled: the journal's file system is down to the journal's reserve with groups journaled past the master time: "+
 				"acknowledging nothing more until they are applied or there is room",

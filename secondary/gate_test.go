@@ -51,6 +51,8 @@ type gateRig struct {
 	wg     sync.WaitGroup
 	// acked is the last group an Ack on conn acknowledged.
 	acked atomic.Uint64
+	// acks counts the Acks on conn, new or not.
+	acks atomic.Int64
 }
 
 func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
@@ -104,6 +106,7 @@ func (r *gateRig) countAcks(conn transport.Conn) {
 				return
 			}
 			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
+				r.acks.Add(1)
 				if p, err := transport.DecodePosition(body); err == nil && p.Group > r.acked.Load() {
 					r.acked.Store(p.Group)
 				}
@@ -298,4 +301,31 @@ func TestShutdownWhileTheGateHolds(t *testing.T) {
 	r = openGateRig(t, dir, newTestGate(int64(4*time.Millisecond)))
 	defer r.close(t)
 	waitGate(t, "the journaled groups applied after the restart", func() bool { return r.sec.Stats().Group >= 1 })
+}
+
+// A coupled secondary waiting for journal room still answers its primary
+// now and then: the primary gives a link up after its silence time with
+// nothing from the secondary, and one waiting for room is reachable and
+// behind, not cut off. Redialled every silence time, the link would be
+// dropped and welcomed again for as long as the room takes to come.
+func TestAReceiverWaitingForRoomStillAnswers(t *testing.T) {
+	dir := t.TempDir()
+	r := openGateRigConfig(t, dir, newTestGate(0), func(c *Config) {
+		c.JournalFree = func() (uint64, error) { return 0, nil }
+	})
+	defer r.close(t)
+	for seq := uint64(1); seq <= 4; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "a receiver waiting for journal room", func() bool { return !r.sec.Stats().JournalFullSince.IsZero() })
+	// Past the last receipt the groups before the wait brought.
+	time.Sleep(100 * time.Millisecond)
+	before := r.acks.Load()
+	time.Sleep(3 * roomAnswer)
+	if r.sec.Stats().JournalFullSince.IsZero() {
+		t.Fatal("the receiver stopped waiting for room: the test proves nothing")
+	}
+	if got := r.acks.Load() - before; got < 2 {
+		t.Fatalf("%d acknowledgements in %s of waiting for room, want at least 2 (one every %s)", got, 3*roomAnswer, roomAnswer)
+	}
 }
