@@ -66,7 +66,6 @@ func (p *pendingReply) bytes() []byte {
 func (c *conn) transmit() string {
 	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
 	c.queue = make(chan request)
-	c.oneProc = processors() == 1
 	transmitting.Add(1)
 	reason, hard := c.readLoop()
 	transmitting.Add(-1)
@@ -218,9 +217,14 @@ func (c *conn) serveInline(r *request) bool {
 // next payloads while the worker's pwrite is in the kernel, the runtime's
 // monitor takes the processor from the pwrite to run them, and each large
 // write costs thread wake-ups and parks that a write served where it was
-// read does not (bench/RESULTS.md).
+// read does not (bench/RESULTS.md). The processors are counted at each
+// large write, not once a connection: the runtime changes their number
+// while it runs (a daemon pinned to one CPU or let go of it), and a client
+// stays connected as long as its disk is attached; with a second processor
+// a large write served here would hold up the reading of the requests
+// behind it for its whole pwrite.
 func (c *conn) serveLarge(r *request) bool {
-	if c.prompt == nil || r.flags != 0 || int(r.length) < c.br.Size() || !c.oneProc {
+	if c.prompt == nil || r.flags != 0 || int(r.length) < c.br.Size() || processors() != 1 {
 		return false
 	}
 	return c.serveNow(r)
@@ -334,8 +338,9 @@ func (c *conn) awaitNext() {
 	}
 }
 
-// processors is the number of processors the runtime runs goroutines on,
-// read when a connection enters transmission: a variable for tests.
+// processors is the number of processors the runtime runs goroutines on
+// now (a lock taken in the runtime, some tens of nanoseconds: read once a
+// large write): a variable for tests.
 var processors = func() int { return runtime.GOMAXPROCS(0) }
 
 // transmitting counts the connections in transmission, of every Server in

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// oneProcessor has the connections that enter transmission during the test
-// see a runtime with a single processor.
+// oneProcessor has the server see a runtime with a single processor during
+// the test.
 func oneProcessor(t *testing.T) {
 	prev := processors
 	processors = func() int { return 1 }
@@ -87,4 +87,39 @@ func TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor(t *testing.T) {
 	}
 	once.Do(func() { close(release) })
 	r.expectReply(0, 0)
+}
+
+// TestLargeWritesFollowTheProcessorsWhileConnected: the runtime changes
+// its number of processors while it runs (a daemon pinned to one CPU, or
+// let go of it, has it lowered or raised within a second), and a client
+// stays connected for as long as its disk is attached: large writes are
+// served by the read loop only while there is a single processor, not
+// according to what there was when the connection entered transmission.
+func TestLargeWritesFollowTheProcessorsWhileConnected(t *testing.T) {
+	var procs atomic.Int32
+	procs.Store(1)
+	prev := processors
+	processors = func() int { return int(procs.Load()) }
+	t.Cleanup(func() { processors = prev })
+	m := &promptExport{memExport: newMemExport(8 << 20)}
+	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
+	r := rawDial(t, addr)
+	r.open("rw")
+	go r.nc.Write(largeWrites(0, 2))
+	r.repliedOK(2)
+	if got := m.prompted.Load(); got != 2 {
+		t.Fatalf("with one processor: %d large writes served by the read loop, want 2", got)
+	}
+	procs.Store(2)
+	go r.nc.Write(largeWrites(2, 2))
+	r.repliedOK(2)
+	if got := m.prompted.Load() - 2; got != 0 {
+		t.Fatalf("with two processors since: %d large writes served by the read loop, want 0", got)
+	}
+	procs.Store(1)
+	go r.nc.Write(largeWrites(4, 2))
+	r.repliedOK(2)
+	if got := m.prompted.Load() - 2; got != 2 {
+		t.Fatalf("with one processor again: %d large writes served by the read loop, want 2", got)
+	}
 }

@@ -350,9 +350,6 @@ type conn struct {
 	// inline: replies of the writes the read loop served itself, sent
 	// together once its buffer is drained (only the read loop touches it).
 	inline []pendingReply
-	// oneProc: the runtime has a single processor (processors), read when
-	// transmission starts.
-	oneProc bool
 }
 
 func (c *conn) serve() string {
