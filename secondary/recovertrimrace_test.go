@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/disk"
 	"duplex/history"
 	"duplex/recordset"
 	"duplex/volume"
@@ -23,6 +24,8 @@ type trimRace struct {
 	vol  *volume.Volume
 	base int64
 	now  *atomic.Int64
+	dir  string
+	hist HistoryConfig
 }
 
 const (
@@ -32,6 +35,13 @@ const (
 )
 
 func openTrimRace(t *testing.T) *trimRace {
+	t.Helper()
+	return openTrimRaceFS(t, nil)
+}
+
+// openTrimRaceFS is openTrimRace with the stopped secondary's journal,
+// state file and history on fsys.
+func openTrimRaceFS(t *testing.T, fsys disk.FS) *trimRace {
 	t.Helper()
 	dir := t.TempDir()
 	fillVolume(t, dir)
@@ -50,17 +60,56 @@ func openTrimRace(t *testing.T) *trimRace {
 		t.Fatal(err)
 	}
 	r.close(t)
-	sec, v := openStopped(t, dir, hist)
+	sec, v := openStoppedFS(t, dir, hist, fsys)
+	w := &trimRace{sec: sec, vol: v, base: base, now: now, dir: dir, hist: hist}
 	t.Cleanup(func() {
-		sec.Close()
-		v.Close()
+		w.sec.Close()
+		w.vol.Close()
 	})
 	// What a release that failed at the start leaves: retried on its
 	// timer (retryRelease), which takes none of RecoverTo's locks.
 	sec.ckMu.Lock()
 	sec.owedLocked(sec.stateGroup, errors.New("journal: removing a segment: input/output error"))
 	sec.ckMu.Unlock()
-	return &trimRace{sec: sec, vol: v, base: base, now: now}
+	return w
+}
+
+// reopen stops the secondary and opens it again, as the next recover or
+// start does.
+func (w *trimRace) reopen(t *testing.T) {
+	t.Helper()
+	w.sec.Close()
+	w.vol.Close()
+	w.sec, w.vol = openStoppedFS(t, w.dir, w.hist, nil)
+}
+
+// volumeByte is the first byte of vol1: the group whose write it holds.
+func (w *trimRace) volumeByte(t *testing.T) byte {
+	t.Helper()
+	b := make([]byte, 1)
+	if err := w.vol.ReadAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return b[0]
+}
+
+// failRecoverToGroup1 runs a recover --at to group 1 that a read of the
+// history stops after the state file names group 1, before a byte of
+// the volume is undone, and then the owed release's retry with the
+// window moved past every group but the last.
+func (w *trimRace) failRecoverToGroup1(t *testing.T, inj *disk.Injector) {
+	t.Helper()
+	inj.Inject(disk.Fault{Op: disk.OpRead, Under: w.hist.Dir, Once: true})
+	if _, err := w.sec.RecoverTo(w.groupTime(1)); err == nil {
+		t.Fatal("the history's read fault did not stop the recovery")
+	}
+	if inj.Injected(disk.OpRead) == 0 {
+		t.Fatal("no read of the history failed")
+	}
+	if g := w.sec.Stats().Group; g != 1 {
+		t.Fatalf("the stopped recovery left the state at group %d, want the group it named, 1", g)
+	}
+	w.retryTrimmingTheWindow()
 }
 
 // groupTime is the consistency time of group k.
@@ -132,5 +181,25 @@ func TestAViewOfAPastTimeIsNotTrimmedByAReleasesRetry(t *testing.T) {
 	}
 	if v.Group != 1 || b[0] != 1 {
 		t.Fatalf("the view of group 1 is of group %d and reads group %d's byte", v.Group, b[0])
+	}
+}
+
+// TestARestartFinishesARecoverToStoppedPartWayAfterAReleasesRetry: a
+// recover --at to group 1 stopped by a read fault after the state file
+// named group 1 (the volume still at group 6), then, before the stop,
+// the owed release's retry with the window moved past every group but
+// the last. The undo between group 1 and the volume is still needed:
+// the next open, which finishes the stopped recovery, takes the volume
+// to group 1. Before, the retry trimmed it once RecoverTo had let its
+// hold go, and the open finished the recovery from the undo it had left
+// (the newest groups'): the volume held a later group's byte under a
+// state naming group 1.
+func TestARestartFinishesARecoverToStoppedPartWayAfterAReleasesRetry(t *testing.T) {
+	inj := disk.NewInjector(nil)
+	w := openTrimRaceFS(t, inj)
+	w.failRecoverToGroup1(t, inj)
+	w.reopen(t)
+	if g, b := w.sec.Stats().Group, w.volumeByte(t); g != 1 || b != 1 {
+		t.Fatalf("opened after a recover --at to group 1 stopped part-way: state at group %d, the volume holds group %d's byte", g, b)
 	}
 }
