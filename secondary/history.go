@@ -392,7 +392,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		}
 		return apply.State{}, fmt.Errorf("secondary: %w", err)
 	}
-	defer release()
+	named := false
+	defer func() {
+		if !named {
+			release()
+		}
+	}()
 	if s.testRecovering != nil {
 		s.testRecovering(p)
 	}
@@ -417,6 +422,15 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	// for. Named after the undo, the state would still say cur over
 	// volumes part-way to p, and a run for a later time than p would
 	// undo only what is after that time.
+	//
+	// Once the state file may name p, even by a write that failed (its
+	// rename reached the directory, its fsync did not), p's undo is held
+	// until the volumes are at p (undoTo), not only while this call
+	// reads it: a failure part-way leaves them to the next open
+	// (finishRecoverTo), and a release's retry before the stop, whose
+	// keep is the group applied before, would trim what that reads.
+	named = true
+	s.holdRecovering(release)
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
 	}
@@ -455,7 +469,18 @@ func (s *Secondary) undoTo(p history.Point) error {
 	if err := s.hist.Void(p); err != nil {
 		return fmt.Errorf("secondary: %w", err)
 	}
+	s.holdRecovering(nil)
 	return nil
+}
+
+// holdRecovering replaces the hold of the point the state file names
+// while the volumes may not be at it (release, nil once they are),
+// releasing the one before. Called with s.mu held.
+func (s *Secondary) holdRecovering(release func()) {
+	if s.recovering != nil {
+		s.recovering()
+	}
+	s.recovering = release
 }
 
 // pointInPart is the point RecoverTo(t) reaches inside the group after

@@ -185,6 +185,11 @@ type Secondary struct {
 	targets map[string]apply.Target
 	// hist keeps the undo of the groups applied; nil without history.
 	hist *history.Log
+	// recovering releases the hold (history.Log.Hold) of the point the
+	// state file names while the volumes may not be at it: a RecoverTo
+	// that named it failed before the undo after it was voided. Guarded
+	// by mu.
+	recovering func()
 	// unkept is the state file's HistoryUnkept as the secondary opened.
 	unkept  uint64
 	sources map[string]history.Source
