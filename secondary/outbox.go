@@ -104,7 +104,10 @@ func (o *outbox) run() {
 		o.queue = o.queue[1:]
 		o.mu.Unlock()
 		if err := o.conn.Send(f); err != nil {
-			o.log.Warn("cannot send to the primary: giving the connection up", "peer", o.conn.Peer(), "err", err)
+			// The link's end is logged with this error (failed), at
+			// the level its cause calls for: said here too, one
+			// failure would be two warnings.
+			o.log.Debug("cannot send to the primary: giving the connection up", "peer", o.conn.Peer(), "err", err)
 			o.mu.Lock()
 			o.queue, o.ending, o.err = nil, true, err
 			o.mu.Unlock()

@@ -1716,7 +1716,11 @@ type linkEnd struct {
 	// which closes the connection, so that reading then fails too.
 	unlinked bool
 	sendErr  error
-	err      error
+	// stopped: why the secondary had stopped when the link ended, which
+	// ended it (the stop refuses the primary and closes the connection),
+	// and which stop logged, at Error.
+	stopped error
+	err     error
 }
 
 func (e *linkEnd) Error() string {
@@ -1734,8 +1738,9 @@ func (e *linkEnd) Unwrap() error { return e.err }
 // an end links come to (the primary closed it between frames, the
 // secondary unlinked it, refused it, or is shutting down), at Warn for a
 // fault (the connection reset or cut in the middle of a frame, frames out
-// of step, a send that failed before the primary's end was read, a stop),
-// with the primary and the error. A
+// of step, a send that failed before the primary's end was read), with the
+// primary and the error; a stop's at Info, the stop having said why at
+// Error. A
 // connection that ended before it linked was reported where it was
 // refused.
 func (s *Secondary) logLinkEnd(ctx context.Context, err error) {
@@ -1755,6 +1760,10 @@ func (s *Secondary) logLinkEnd(ctx context.Context, err error) {
 	case errors.Is(e.err, errRefused):
 		// The refusal was logged, at Warn, where it was made.
 		s.log.Info("the primary's link ended: refused", attrs...)
+	case e.stopped != nil:
+		// A consequence of the stop, which was logged at Error: the
+		// connection's read or send then fails for the close alone.
+		s.log.Info("the primary's link ended: the secondary stopped", append(attrs, "stopped", e.stopped)...)
 	case errors.Is(e.err, io.EOF):
 		// Read to its end: what the primary sent was read, and a send
 		// that failed meanwhile found its end closed.
@@ -1983,7 +1992,7 @@ func (s *Secondary) serve(conn transport.Conn) (err error) {
 		s.mu.Lock()
 		// Unlinked already: a newer link replaced it, or a fence or a
 		// stop cut it off.
-		unlinked := s.conn != conn
+		unlinked, stopped := s.conn != conn, s.stopped
 		if !unlinked {
 			s.conn, s.out = nil, nil
 			s.stats.Connected = false
@@ -1994,7 +2003,7 @@ func (s *Secondary) serve(conn transport.Conn) (err error) {
 		out.end(nil)
 		out.wait()
 		err = &linkEnd{peer: conn.Peer(), subsystems: hello.Subsystems, instance: hello.Instance, linkedFor: time.Since(linkedAt),
-			unlinked: unlinked, sendErr: out.failed(), err: err}
+			unlinked: unlinked, sendErr: out.failed(), stopped: stopped, err: err}
 	}()
 
 	if fb, ok := conn.(transport.FrameBuffers); ok {

@@ -2,6 +2,7 @@ package secondary
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,6 +153,11 @@ func TestFramesUnreadWhenTheLinkIsGivenUpAreSentAgainFromTheWelcome(t *testing.T
 	close(ln.primaryClosed)
 	acked := acks.ended()
 	waitLogged(t, r.logs, "level=WARN", "sending to it failed", "peer=mem-primary")
+	// One failure, one Warn: the link's end says it, with the send's
+	// error; the outbox that met it does not say it again.
+	if n := strings.Count(r.logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d lines at Warn for one failed send, want 1; the log:\n%s", n, r.logs.String())
+	}
 	for r.sec.Stats().Connected {
 		time.Sleep(time.Millisecond)
 	}
