@@ -80,7 +80,8 @@ func (o *outbox) end(f []byte) {
 // or the connection failed.
 func (o *outbox) wait() { <-o.done }
 
-// failed returns why a send failed, which gave the connection up, or nil.
+// failed returns why a send failed, which gave the connection up, or nil:
+// nil too for a send that failed once the link was ended.
 func (o *outbox) failed() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -109,7 +110,14 @@ func (o *outbox) run() {
 			// failure would be two warnings.
 			o.log.Debug("cannot send to the primary: giving the connection up", "peer", o.conn.Peer(), "err", err)
 			o.mu.Lock()
-			o.queue, o.ending, o.err = nil, true, err
+			if !o.ending {
+				// Once the secondary ended the link (a newer link, a
+				// refusal, serve's end), it closes the connection
+				// itself, and a send under way fails for that alone:
+				// no failure of the link's.
+				o.err = err
+			}
+			o.queue, o.ending = nil, true
 			o.mu.Unlock()
 			o.conn.Close()
 			return
