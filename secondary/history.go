@@ -538,6 +538,20 @@ func (s *Secondary) UndoRanges(t int64) ([]history.Range, error) {
 		}
 		to = p
 	}
+	// Held while read, as RecoverTo holds it (a release retried on its
+	// timer may trim the window's old end meanwhile): a time the history
+	// reached when asked is not refused as outside it.
+	release, err := s.hist.Hold(to)
+	if err != nil {
+		if errors.Is(err, history.ErrOutside) {
+			return nil, windowError(s.hist, t, cur)
+		}
+		return nil, fmt.Errorf("secondary: %w", err)
+	}
+	defer release()
+	if s.testRecovering != nil {
+		s.testRecovering(to)
+	}
 	rs, err := s.hist.Ranges(to)
 	if err != nil {
 		return nil, fmt.Errorf("secondary: %w", err)

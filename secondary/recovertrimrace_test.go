@@ -155,6 +155,36 @@ func TestARecoverToIsNotTrimmedByAReleasesRetry(t *testing.T) {
 	}
 }
 
+// TestTheUndoRangesOfARecoverToAreNotTrimmedByAReleasesRetry: the ranges
+// recover --at to group 1 writes back, asked before it (the operator is
+// shown them), are read as the owed release's retry trims the history's
+// old end: all of them, groups 2 to 6's half MiB. Before, the read was
+// refused as outside the window, though the history held group 1 when
+// it was asked.
+func TestTheUndoRangesOfARecoverToAreNotTrimmedByAReleasesRetry(t *testing.T) {
+	w := openTrimRace(t)
+	raced := false
+	w.sec.testRecovering = func(p history.Point) {
+		raced = true
+		w.retryTrimmingTheWindow()
+	}
+	rs, err := w.sec.UndoRanges(w.groupTime(1))
+	if !raced {
+		t.Fatal("UndoRanges never reached the point it reads the undo from")
+	}
+	if err != nil {
+		t.Fatalf("the ranges recover --at to group 1 writes back, a release's retry trimming the window as they were read: %v", err)
+	}
+	if len(rs) != trimRaceGroups-1 {
+		t.Fatalf("%d ranges, want one for each of groups 2 to %d: %+v", len(rs), trimRaceGroups, rs)
+	}
+	for _, r := range rs {
+		if r.Volume != "vol1" || r.Offset != 0 || r.Length != trimRaceBytes {
+			t.Errorf("range %+v, want vol1's first half MiB", r)
+		}
+	}
+}
+
 // TestAViewOfAPastTimeIsNotTrimmedByAReleasesRetry: a read view of group
 // 1's time (NAME@TIME, a failover drill's view) opens as the owed
 // release's retry trims the history's old end: it reads the volume as

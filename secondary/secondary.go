@@ -201,9 +201,9 @@ type Secondary struct {
 	// testPinAtRead, if set, is called once PinAt has read that undo,
 	// before it lays it under the view (tests).
 	testPinAtRead func()
-	// testRecovering, if set, is called once RecoverTo has chosen the
-	// point p it takes the volumes back to, before it names p in the
-	// state file and reads p's undo (tests).
+	// testRecovering, if set, is called once RecoverTo (or UndoRanges)
+	// has chosen the point p it takes the volumes back to, before it
+	// names p in the state file and reads p's undo (tests).
 	testRecovering func(p history.Point)
 
 	// frames recycles the received frame buffers (frames.go).
