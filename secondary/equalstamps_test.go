@@ -40,14 +40,24 @@ func TestStampsOutOfOrderAreRefusedAndTheSecondaryServesOn(t *testing.T) {
 			for round := range 2 {
 				conn := linked(t, r)
 				next := map[string]uint64{}
-				for _, rs := range tc.sets() {
-					sendRecordSet(t, conn, rs)
+				sets := tc.sets()
+				for _, rs := range sets {
 					next[rs.Subsystem] = rs.Seq + 1
 				}
 				// Both report a horizon past every stamp, so that the
 				// group holding them forms.
-				sendRecordSet(t, conn, subsystemSet("ss1", next["ss1"], 1800, 3000))
-				sendRecordSet(t, conn, subsystemSet("ss2", next["ss2"], 1900, 3000))
+				sets = append(sets, subsystemSet("ss1", next["ss1"], 1800, 3000), subsystemSet("ss2", next["ss2"], 1900, 3000))
+				for _, rs := range sets {
+					f, err := recordset.Encode([]byte{transport.TypeRecordSet}, rs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// The refusal may close the link before the sets
+					// after the refused one are sent.
+					if conn.Send(transport.Seal(f)) != nil {
+						break
+					}
+				}
 				body := refusedOn(t, conn)
 				ref, err := transport.DecodeRefuse(body)
 				if err != nil {
