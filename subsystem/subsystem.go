@@ -357,13 +357,21 @@ func (s *Subsystem) WriteOwned(ctx context.Context, vol string, data []byte, off
 
 // Prompt says a write of n bytes at off to vol now would wait for nothing
 // but the volume: not paced, the sidefile has room, its activity log's
-// regions are marked on disk, no overlapping update under way. It may say
+// regions are marked on disk, no overlapping update under way, its stamp
+// not waiting for the timer's lease. It may say
 // no where the write would not have waited; the state may change before
 // the write, so a write it promised may still wait, briefly.
 func (s *Subsystem) Prompt(vol string, off int64, n int) bool {
 	if v, ok := s.volumes[vol]; !ok || off < 0 || n < 0 || int64(n) > v.Size() || off > v.Size()-int64(n) {
 		// The write is refused, before it is captured: not for Prompt
 		// to look up (the activity log has no region there).
+		return false
+	}
+	if s.timer.StampWaits() {
+		// Its stamp would wait for the write of the lease's mark, and
+		// while that disk hangs a write waiting so holds the ordering
+		// lock, which the lines below take: the server's read loop that
+		// asks would wait with them, its reads behind.
 		return false
 	}
 	s.mu.Lock()
@@ -396,10 +404,11 @@ var errWouldWait = errors.New("the write would wait")
 // other requests meanwhile): where the state moved since the promise so
 // that the write would wait after all (another writer took the sidefile's
 // room, a region's mark must be written, an overlapping update got under
-// way, or it is larger than one update), it captures nothing and says so
+// way, its stamp would wait for the timer's lease, or it is larger than one
+// update), it captures nothing and says so
 // (wait): data is still the caller's, for a WriteOwned that waits.
 func (s *Subsystem) WriteNow(vol string, data []byte, off int64) (wait bool, err error) {
-	if len(data) > s.pieceSize() {
+	if len(data) > s.pieceSize() || s.timer.StampWaits() {
 		return true, nil
 	}
 	err = s.update(context.Background(), recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: data}, off, true)
