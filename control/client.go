@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -185,25 +186,44 @@ var plainClient = func() *http.Client {
 	return &http.Client{Transport: t}
 }()
 
-// writeFirst is a client's connection whose reads wait for its first
-// write. A server that speaks first, as an NBD server greets, would
-// otherwise be read before the request is written: the HTTP client then
-// drops the connection as an idle one that answered unasked, logs so on
-// stderr, and fails the call saying nothing of what answered; read after
-// the request, the greeting is the response, malformed, that do names.
+// writeFirst is a client's connection whose reads return nothing read
+// before its first write until that write. A server that speaks first, as
+// an NBD server greets, would otherwise be read before the request is
+// written: the HTTP client then drops the connection as an idle one that
+// answered unasked, logs so on stderr, and fails the call saying nothing
+// of what answered; held until the request is written, the greeting is the
+// response, malformed, that do names. A close or an error before the first
+// write is returned at once: a connection dialed for a call that another
+// served waits in the pool unwritten, and the site closes it when no
+// request comes (its ReadHeaderTimeout); unseen, it would be sent on, and
+// a call not sent again (a POST) would fail.
 type writeFirst struct {
 	net.Conn
 	once    sync.Once
 	written chan struct{}
+	wrote   atomic.Bool
 }
 
 func (c *writeFirst) Read(p []byte) (int, error) {
-	<-c.written
-	return c.Conn.Read(p)
+	select {
+	case <-c.written:
+		return c.Conn.Read(p)
+	default:
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		<-c.written
+		if !c.wrote.Load() {
+			// Closed unwritten: what came is nobody's answer.
+			return 0, net.ErrClosed
+		}
+	}
+	return n, err
 }
 
 func (c *writeFirst) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
+	c.wrote.Store(true)
 	c.once.Do(func() { close(c.written) })
 	return n, err
 }
