@@ -75,7 +75,8 @@ func (b *bench) lag(ctx context.Context) error {
 	}
 	for r := range b.s.rounds {
 		for ri, pct := range b.s.lagRates {
-			for bi, bd := range builds {
+			for _, bi := range runOrder(len(builds), r) {
+				bd := builds[bi]
 				if b.s.lagSettle {
 					// What the bench itself left dirty (the prefill's copies,
 					// the saturation run, the runs before this one, of
@@ -110,7 +111,7 @@ func (b *bench) lag(ctx context.Context) error {
 		fmt.Fprintf(w, "The file system is not synced between runs (-lag-settle=false): a run may meet the writeback of what the bench wrote before it.\n\n")
 	}
 	if len(builds) > 1 {
-		fmt.Fprintf(w, "Two builds, each its own session, alternated run by run: b1 `%s`, b2 `%s`.\n\n", builds[0].name, builds[1].name)
+		fmt.Fprintf(w, "Two builds, each its own session, alternated run by run (b1 first in rounds 1, 3, …, b2 first in rounds 2, 4, …): b1 `%s`, b2 `%s`.\n\n", builds[0].name, builds[1].name)
 	}
 	fmt.Fprintf(w, "| load | build | fio rate MiB/s | achieved MiB/s | samples | lag p50 ms | lag p99 ms | lag max ms | p99 per round (ms) | load average (1 min) before each round |\n")
 	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|---|---|\n")

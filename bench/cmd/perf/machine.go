@@ -122,6 +122,7 @@ type runEnv struct {
 	freePages             float64    // bytes free, at the read
 	ok                    bool
 	cpu0Busy, cpu0IdleIow float64 // CPU 0's busy and idle+iowait seconds
+	cpu1Busy, cpu1Idle    float64 // CPU 1's, likewise
 }
 
 // readRunEnv reads /proc/stat's per-CPU steal and /proc/vmstat's page cache
@@ -147,9 +148,11 @@ func readRunEnv() runEnv {
 			}
 		}
 		e.steal[i] = v[7] / hz
+		busy, idle := (v[0]+v[1]+v[2]+v[5]+v[6])/hz, (v[3]+v[4])/hz
 		if i == 0 {
-			e.cpu0Busy = (v[0] + v[1] + v[2] + v[5] + v[6]) / hz
-			e.cpu0IdleIow = (v[3] + v[4]) / hz
+			e.cpu0Busy, e.cpu0IdleIow = busy, idle
+		} else {
+			e.cpu1Busy, e.cpu1Idle = busy, idle
 		}
 		seen++
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -91,7 +92,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 	// Burst rounds alone need no session of the ordinary limit: not
 	// starting one saves its initial copy, and the bench lock's time.
 	timed := slices.ContainsFunc(jobs, func(j primaryJob) bool { return !j.burst })
-	var p, pb, cmp, cmpb *pair
+	var p, pb, cp, cmpb *pair
 	if timed {
 		if p, err = b.startPinnedPair(ctx, b.s.duplex, filepath.Join(dir, "duplex"), image, sidefileLimit, 0); err != nil {
 			return err
@@ -105,10 +106,10 @@ func (b *bench) primarySide(ctx context.Context) error {
 		defer pb.stop()
 	}
 	if b.s.compare != "" && timed {
-		if cmp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit, 0); err != nil {
+		if cp, err = b.startPinnedPair(ctx, b.s.compare, filepath.Join(dir, "compare"), image, sidefileLimit, 0); err != nil {
 			return err
 		}
-		defer cmp.stop()
+		defer cp.stop()
 	}
 	if b.s.compare != "" {
 		if burst {
@@ -164,7 +165,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 		build("duplex", p, pb),
 	}
 	if b.s.compare != "" {
-		servers = append(servers, build("compare", cmp, cmpb))
+		servers = append(servers, build("compare", cp, cmpb))
 	}
 	if floor != nil {
 		servers = append(servers, server{"floor", "nbd://" + floorAddr + "/", floorImage, floor.Pid(), nil, nil})
@@ -195,9 +196,23 @@ func (b *bench) primarySide(ctx context.Context) error {
 		// met besides the server and fio.
 		env0, env1 runEnv
 		wall       float64 // seconds, fio's start to its end
+		// position is the run's place in its round's order (1: first);
+		// after the server that ran just before it in the round, "" for
+		// the round's first run.
+		position int
+		after    string
 	}
 	res := make([][4][]result, len(jobs))
 	load := []string{harness.LoadAvg()}
+	// Every run, warm-up rounds and every burst included, one line each in
+	// the order run: what an order effect is read from, where rounds.json
+	// keeps each round's median burst only.
+	runLog, err := os.Create(filepath.Join(dir, "runs.tsv"))
+	if err != nil {
+		return err
+	}
+	defer runLog.Close()
+	fmt.Fprintf(runLog, "round\tjob\tserver\trepeat\tposition\tafter\tiops\tclock_us_per_io\tswitches_per_io\tfaults_per_io\tcpu1_busy\tsteal0_ms\n")
 	// The warm-up rounds run first and are not counted: a fresh
 	// session's first burst takes a fresh page for every page of its
 	// sidefile buffers, which later bursts reuse.
@@ -214,100 +229,115 @@ func (b *bench) primarySide(ctx context.Context) error {
 				reps = max(b.s.burstRepeats, 1)
 			}
 			runs := make([][]result, len(servers))
-			for rep := range reps {
-				// A B A B, job by job, round after round: a change in the
-				// machine's load hits both servers alike.
-				for si, sv := range servers {
-					if job.burst && sv.burst != nil {
-						sv = *sv.burst
-					}
-					// The same settled state before every run: nothing of
-					// the image in the page cache, as after drop_caches;
-					// for the read job then all of it, so that it measures
-					// the server rather than the disk. With -primary-settle
-					// nothing dirty either: what the runs before left (the
-					// secondary's volume and journal after a Duplex run, the
-					// prefill's copies) would otherwise be written back
-					// during this run, beside it on the disk and in the
-					// kernel's threads on its CPU.
-					if b.s.primarySettle {
-						if err := harness.SyncFS(dir); err != nil {
-							return err
-						}
-					}
-					if err := harness.DropCache(sv.image); err != nil {
-						return err
-					}
-					if job.rw == "randread" || (job.burst && b.s.burstCached) {
-						if err := warmCache(sv.image); err != nil {
-							return err
-						}
-					}
-					cpu0, err := harness.ProcCPU(sv.pid)
-					if err != nil {
-						return err
-					}
-					faults0, err := harness.ProcFaults(sv.pid)
-					if err != nil {
-						return err
-					}
-					name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1-b.s.warmup)
-					if warm {
-						name = fmt.Sprintf("primary-%s-%s-warmup%d", job.name, sv.name, r+1)
-					}
-					if reps > 1 {
-						name += fmt.Sprintf("-b%d", rep+1)
-					}
-					clock, err := startTaskClock(ctx, dir, sv.pid)
-					if err != nil {
-						return err
-					}
-					args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
-					if job.burst {
-						args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
-					}
-					env0, t0 := readRunEnv(), time.Now()
-					jobs, err := b.fioPinned(ctx, name, args...)
-					wall, env1 := time.Since(t0).Seconds(), readRunEnv()
-					if err != nil {
-						clock.stop()
-						return err
-					}
-					clocked, switches, err := clock.stop()
-					if err != nil {
-						return err
-					}
-					cpu1, err := harness.ProcCPU(sv.pid)
-					if err != nil {
-						return err
-					}
-					faults1, err := harness.ProcFaults(sv.pid)
-					if err != nil {
-						return err
-					}
-					// The CPU time covers the ramp too, so it is divided by
-					// every I/O of the run, ramp included, estimated from
-					// the measured rate.
-					ios := jobs[0].IOPS * jobs[0].Runtime
-					if !job.burst {
-						ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
-					}
-					rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
-						clockPer: clocked.Seconds() / max(ios, 1), switchesPer: float64(switches) / max(ios, 1),
-						env0: env0, env1: env1, wall: wall}
-					if sv.pair != nil && job.rw != "randread" {
-						if _, err := sv.pair.drain(ctx); err != nil {
-							return fmt.Errorf("after %s: %w", name, err)
-						}
-						cpu2, err := harness.ProcCPU(sv.pid)
-						if err != nil {
-							return err
-						}
-						rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
-					}
-					rs.load = harness.LoadAvg()
-					runs[si] = append(runs[si], rs)
+			// A B A B, job by job, round after round: a change in the
+			// machine's load hits both servers alike; the order reversed
+			// every other round, so that no server's figure is its
+			// place's (runOrder).
+			seq := roundRuns(len(servers), r-b.s.warmup, reps)
+			for i, si := range seq {
+				rep, pos := i/len(servers), i%len(servers)
+				sv := servers[si]
+				if job.burst && sv.burst != nil {
+					sv = *sv.burst
 				}
+				// The same settled state before every run: nothing of
+				// the image in the page cache, as after drop_caches;
+				// for the read job then all of it, so that it measures
+				// the server rather than the disk. With -primary-settle
+				// nothing dirty either: what the runs before left (the
+				// secondary's volume and journal after a Duplex run, the
+				// prefill's copies) would otherwise be written back
+				// during this run, beside it on the disk and in the
+				// kernel's threads on its CPU.
+				if b.s.primarySettle {
+					if err := harness.SyncFS(dir); err != nil {
+						return err
+					}
+				}
+				if err := harness.DropCache(sv.image); err != nil {
+					return err
+				}
+				if job.rw == "randread" || (job.burst && b.s.burstCached) {
+					if err := warmCache(sv.image); err != nil {
+						return err
+					}
+				}
+				cpu0, err := harness.ProcCPU(sv.pid)
+				if err != nil {
+					return err
+				}
+				faults0, err := harness.ProcFaults(sv.pid)
+				if err != nil {
+					return err
+				}
+				name := fmt.Sprintf("primary-%s-%s-r%d", job.name, sv.name, r+1-b.s.warmup)
+				if warm {
+					name = fmt.Sprintf("primary-%s-%s-warmup%d", job.name, sv.name, r+1)
+				}
+				if reps > 1 {
+					name += fmt.Sprintf("-b%d", rep+1)
+				}
+				clock, err := startTaskClock(ctx, dir, sv.pid)
+				if err != nil {
+					return err
+				}
+				args := b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, runtime, ramp)
+				if job.burst {
+					args = b.primaryArgs(job.name, sv.uri, job.rw, job.bs, job.qd, 0, 0)
+				}
+				env0, t0 := readRunEnv(), time.Now()
+				jobs, err := b.fioPinned(ctx, name, args...)
+				wall, env1 := time.Since(t0).Seconds(), readRunEnv()
+				if err != nil {
+					clock.stop()
+					return err
+				}
+				clocked, switches, err := clock.stop()
+				if err != nil {
+					return err
+				}
+				cpu1, err := harness.ProcCPU(sv.pid)
+				if err != nil {
+					return err
+				}
+				faults1, err := harness.ProcFaults(sv.pid)
+				if err != nil {
+					return err
+				}
+				// The CPU time covers the ramp too, so it is divided by
+				// every I/O of the run, ramp included, estimated from
+				// the measured rate.
+				ios := jobs[0].IOPS * jobs[0].Runtime
+				if !job.burst {
+					ios = jobs[0].IOPS * (jobs[0].Runtime + ramp.Seconds())
+				}
+				rs := result{job: jobs[0], cpuPer: (cpu1 - cpu0).Seconds() / max(ios, 1), faultsPer: float64(faults1-faults0) / max(ios, 1),
+					clockPer: clocked.Seconds() / max(ios, 1), switchesPer: float64(switches) / max(ios, 1),
+					env0: env0, env1: env1, wall: wall, position: pos + 1}
+				if i > 0 {
+					rs.after = servers[seq[i-1]].name
+				}
+				if sv.pair != nil && job.rw != "randread" {
+					if _, err := sv.pair.drain(ctx); err != nil {
+						return fmt.Errorf("after %s: %w", name, err)
+					}
+					cpu2, err := harness.ProcCPU(sv.pid)
+					if err != nil {
+						return err
+					}
+					rs.drainedPer = (cpu2 - cpu0).Seconds() / max(ios, 1)
+				}
+				rs.load = harness.LoadAvg()
+				runs[si] = append(runs[si], rs)
+				var busy1, steal0 float64
+				if e0, e1 := rs.env0, rs.env1; e0.ok && e1.ok {
+					if all := (e1.cpu1Busy - e0.cpu1Busy) + (e1.cpu1Idle - e0.cpu1Idle); all > 0 {
+						busy1 = (e1.cpu1Busy - e0.cpu1Busy) / all
+					}
+					steal0 = (e1.steal[0] - e0.steal[0]) * 1e3
+				}
+				fmt.Fprintf(runLog, "%d\t%s\t%s\t%d\t%d\t%s\t%.0f\t%.1f\t%.2f\t%.1f\t%.3f\t%.0f\n", r+1-b.s.warmup, job.name, sv.name, rep+1, pos+1,
+					cmp.Or(rs.after, "-"), rs.job.IOPS, rs.clockPer*1e6, rs.switchesPer, rs.faultsPer, busy1, steal0)
 			}
 			if !warm {
 				for si, rr := range runs {
@@ -334,6 +364,14 @@ func (b *bench) primarySide(ctx context.Context) error {
 		Steal0ms, Steal1ms, CPU0Idle  float64
 		DirtyMiB, WrittenMiB, FreeMiB float64
 		WallSeconds                   float64
+		// Position is the run's place in its round's order (1: first),
+		// After the server run just before it ("" for the round's first):
+		// what an order effect would follow. CPU1Busy is CPU 1's busy
+		// share over the run (the secondaries' work, this server's or
+		// the one run before).
+		Position int
+		After    string
+		CPU1Busy float64
 	}
 	var all []roundJSON
 	for j, job := range jobs {
@@ -341,13 +379,16 @@ func (b *bench) primarySide(ctx context.Context) error {
 			for r, rs := range res[j][si] {
 				rj := roundJSON{Job: job.name, Server: sv.name, Round: r + 1, IOPS: rs.job.IOPS, CPUPerIO: rs.cpuPer * 1e6,
 					ClockPerIO: rs.clockPer * 1e6, DrainedPerIO: rs.drainedPer * 1e6, FaultsPerIO: rs.faultsPer,
-					SwitchesPerIO: rs.switchesPer, Load: rs.load, WallSeconds: rs.wall}
+					SwitchesPerIO: rs.switchesPer, Load: rs.load, WallSeconds: rs.wall, Position: rs.position, After: rs.after}
 				if e0, e1 := rs.env0, rs.env1; e0.ok && e1.ok {
 					rj.Steal0ms, rj.Steal1ms = (e1.steal[0]-e0.steal[0])*1e3, (e1.steal[1]-e0.steal[1])*1e3
 					if all := (e1.cpu0Busy - e0.cpu0Busy) + (e1.cpu0IdleIow - e0.cpu0IdleIow); all > 0 {
 						rj.CPU0Idle = (e1.cpu0IdleIow - e0.cpu0IdleIow) / all
 					}
 					rj.DirtyMiB, rj.WrittenMiB, rj.FreeMiB = e0.dirty/(1<<20), (e1.written-e0.written)/(1<<20), e0.freePages/(1<<20)
+					if all := (e1.cpu1Busy - e0.cpu1Busy) + (e1.cpu1Idle - e0.cpu1Idle); all > 0 {
+						rj.CPU1Busy = (e1.cpu1Busy - e0.cpu1Busy) / all
+					}
 				}
 				all = append(all, rj)
 			}
@@ -365,7 +406,8 @@ func (b *bench) primarySide(ctx context.Context) error {
 		"together on CPU %s (`taskset -c %s`). Both serve a copy of one prefilled %d MiB image; before every run the image is synced "+
 		"and dropped from the page cache (`fdatasync` + `posix_fadvise(DONTNEED)`, as `sync; echo 1 > /proc/sys/vm/drop_caches` does for it), "+
 		"and before the read job then read once whole, so that both servers read from the page cache. "+
-		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job (after %d not counted); medians over rounds. "+
+		"%s per run after %s ramp, %d rounds alternating nbdkit and Duplex job by job (after %d not counted), the servers in the order listed in rounds 1, 3, … and reversed in rounds 2, 4, … "+
+		"(each run's place and the server run before it are in rounds.json); medians over rounds. "+
 		"The burst job writes the volume once (%d MiB) to a session of its own whose sidefile limit (%d MiB) holds it all below the pacing start, so it is never paced; the timed 1 MiB job outlasts a %d MiB sidefile many times and is paced to the secondary. "+
 		"CPU/IO is the server's user+system CPU time over the run divided by its I/Os; faults/IO its minor page faults (/proc/PID/stat) over the run divided by its I/Os: "+
 		"a 1 MiB write into fresh memory takes 256, one into memory the server held already none. "+
@@ -426,7 +468,7 @@ func (b *bench) primarySide(ctx context.Context) error {
 	if b.s.compare == "" {
 		table(1)
 	} else {
-		fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s`).\n\n", b.s.duplex, b.s.compare)
+		fmt.Fprintf(w, "Two Duplex builds, each its own session, alternated with nbdkit in the same rounds (nbdkit, then `%s`, then `%s` in rounds 1, 3, …; the reverse in rounds 2, 4, …).\n\n", b.s.duplex, b.s.compare)
 		fmt.Fprintf(w, "`%s`:\n\n", b.s.duplex)
 		table(1)
 		fmt.Fprintf(w, "\n`%s`:\n\n", b.s.compare)
@@ -434,8 +476,8 @@ func (b *bench) primarySide(ctx context.Context) error {
 	}
 	if floor != nil {
 		// In the Duplex columns: Duplex's NBD server over the image,
-		// without replication, the last in each round.
-		fmt.Fprintf(w, "\nDuplex's NBD server without replication (`%s`, in the Duplex columns), in the same rounds after the Duplex builds:\n\n", b.s.floor)
+		// without replication, listed last.
+		fmt.Fprintf(w, "\nDuplex's NBD server without replication (`%s`, in the Duplex columns), in the same rounds, listed after the Duplex builds:\n\n", b.s.floor)
 		table(len(servers) - 1)
 	}
 	return nil

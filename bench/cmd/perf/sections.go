@@ -142,8 +142,11 @@ func (b *bench) writeCost(ctx context.Context) error {
 				continue
 			}
 			// A B A B: each job on nbdkit, then on Duplex, round after round,
-			// so that a drift in the machine's load hits both alike.
-			for si, sv := range servers {
+			// so that a drift in the machine's load hits both alike; the
+			// order reversed every other round, so that no server's
+			// figure is its place's (runOrder).
+			for _, si := range runOrder(len(servers), r) {
+				sv := servers[si]
 				// Nothing any run left dirty, of this server or another,
 				// is written back during this one: each run pays for its
 				// own writes only. Without it a run met the kernel's
@@ -271,14 +274,14 @@ func (b *bench) writeCost(ctx context.Context) error {
 	}
 	w := b.s.w
 	fmt.Fprintf(w, "\n## Write cost: nbdkit file plugin vs Duplex primary (replicating to a secondary on this machine)\n\n")
-	fmt.Fprintf(w, "fio --ioengine=nbd, %s per job after %s ramp, %d rounds alternating nbdkit and Duplex; medians over rounds. "+
+	fmt.Fprintf(w, "fio --ioengine=nbd, %s per job after %s ramp, %d rounds alternating nbdkit and Duplex (nbdkit first in rounds 1, 3, …, last in rounds 2, 4, …); medians over rounds. "+
 		"Volume %d MiB, prefilled; Duplex sidefile limit %d MiB, interval %s. Both sites and fio share the machine's CPUs. "+
 		"%s"+
 		"CPU/IO is a process's user+system CPU time over the run (for the Duplex secondary, until the sidefile is empty after it) "+
 		"divided by the run's I/Os. Load average at the start and after each round: %s.\n\n",
 		b.s.runtime, b.s.ramp, b.s.rounds, b.s.volSize>>20, b.sidefileLimit()>>20, b.pair.sess.Config.Interval, b.settledState(), strings.Join(load, " → "))
 	if len(servers) > 2 {
-		fmt.Fprintf(w, "Two Duplex builds, each its own session, run after nbdkit in every round: `%s` (rows `job`), and `%s` (rows `job (compare)`), "+
+		fmt.Fprintf(w, "Two Duplex builds, each its own session, in every round with nbdkit (nbdkit, `job`, `job (compare)` in rounds 1, 3, …; the reverse in rounds 2, 4, …): `%s` (rows `job`), and `%s` (rows `job (compare)`), "+
 			"each against the same nbdkit runs.\n\n", b.s.duplex, b.s.compare)
 	}
 	fmt.Fprintf(w, "| job | nbdkit IOPS | nbdkit MiB/s | nbdkit p99 ms | nbdkit µs CPU/IO | Duplex IOPS | Duplex MiB/s | Duplex p99 ms | "+
@@ -790,7 +793,7 @@ func (b *bench) scale(ctx context.Context) error {
 	builds := []build{{"", b.s.duplex}}
 	if b.s.compare != "" {
 		builds = []build{{"new", b.s.duplex}, {"compare", b.s.compare}}
-		fmt.Fprintf(w, "Two builds, alternated in every round: new = `%s`, compare = `%s`.\n\n", b.s.duplex, b.s.compare)
+		fmt.Fprintf(w, "Two builds, alternated in every round (new first in rounds 1, 3, …, compare first in rounds 2, 4, …): new = `%s`, compare = `%s`.\n\n", b.s.duplex, b.s.compare)
 	}
 	fmt.Fprintf(w, "| build | round | load | volumes | subsystems | volume size | start s | copy s | stop s | primary RSS | secondary RSS | "+
 		"primary CPU ms per interval | primary %% of a CPU | secondary CPU ms per interval | secondary %% of a CPU | "+
@@ -805,7 +808,8 @@ func (b *bench) scale(ctx context.Context) error {
 	starts := map[key][]float64{}
 	for _, n := range b.s.scaleSizes {
 		for round := 1; round <= b.s.rounds; round++ {
-			for _, bl := range builds {
+			for _, bi := range runOrder(len(builds), round-1) {
+				bl := builds[bi]
 				tag := fmt.Sprintf("-%d", round)
 				if bl.name != "" {
 					tag = fmt.Sprintf("-%s-%d", bl.name, round)
