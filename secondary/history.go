@@ -443,6 +443,13 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
+	// The applier was handed nothing after cur (waitApplied) and is
+	// handed nothing more while fenced: the last group handed to it is
+	// now the one the volumes are taken to, as Open would have it. Left
+	// at cur, the next RecoverTo or UndoRanges in this process, a retry
+	// of this one that fails below included, would wait for ever for the
+	// applier to reach a group the volumes are no longer at.
+	s.queued = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}
 	if err := s.undoTo(p); err != nil {
 		return apply.State{}, err
 	}
