@@ -108,6 +108,12 @@ func startDaemon(t *testing.T, role, cfgPath, logPath string, flags ...string) *
 // the process signalled is the daemon's.
 func startDaemonIn(t *testing.T, netns, role, cfgPath, logPath string, flags ...string) *daemon {
 	t.Helper()
+	return startDaemonCPU(t, netns, "", role, cfgPath, logPath, flags...)
+}
+
+// startDaemonCPU is startDaemonIn on the CPUs cpus (taskset -c; "": any).
+func startDaemonCPU(t *testing.T, netns, cpus, role, cfgPath, logPath string, flags ...string) *daemon {
+	t.Helper()
 	bin := duplexBinary(t)
 	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -115,6 +121,9 @@ func startDaemonIn(t *testing.T, netns, role, cfgPath, logPath string, flags ...
 	}
 	fmt.Fprintf(lf, "=== %s duplex %s --config %s %s\n", time.Now().Format(time.RFC3339Nano), role, cfgPath, strings.Join(flags, " "))
 	argv := append([]string{bin, role, "--config", cfgPath}, flags...)
+	if cpus != "" {
+		argv = append([]string{"taskset", "-c", cpus}, argv...)
+	}
 	if netns != "" {
 		argv = append([]string{"ip", "netns", "exec", netns}, argv...)
 	}
@@ -276,6 +285,8 @@ type procSession struct {
 	// primNS and secNS are the network namespaces the sites run in ("":
 	// the test's own).
 	primNS, secNS string
+	// primCPUs are the CPUs the primary runs on (taskset -c; "": any).
+	primCPUs string
 }
 
 type sessionOpts struct {
@@ -285,6 +296,8 @@ type sessionOpts struct {
 	// token file the config names.
 	token string
 	edit  func(c *config.Config)
+	// primaryCPUs pins the primary daemon to these CPUs (taskset -c).
+	primaryCPUs string
 }
 
 // newSession writes dir/duplex.toml: the demo's layout (2 subsystems × 2
@@ -330,7 +343,7 @@ func newSession(t *testing.T, o sessionOpts) *procSession {
 			c.Primary.Secondary = linkNotYetBound
 		}
 	}
-	s := &procSession{t: t, dir: dir, path: filepath.Join(dir, "duplex.toml")}
+	s := &procSession{t: t, dir: dir, path: filepath.Join(dir, "duplex.toml"), primCPUs: o.primaryCPUs}
 	s.cfg = writeConfig(t, s.path, c)
 	return s
 }
@@ -360,7 +373,7 @@ func (s *procSession) startSecondary() {
 
 func (s *procSession) startPrimary() {
 	s.t.Helper()
-	s.prim = startDaemonIn(s.t, s.primNS, "primary", s.path, filepath.Join(s.dir, "primary.log"))
+	s.prim = startDaemonCPU(s.t, s.primNS, s.primCPUs, "primary", s.path, filepath.Join(s.dir, "primary.log"))
 	s.cfg = s.prim.ready(s.path, s.cfg)
 }
 
