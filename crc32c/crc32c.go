@@ -19,10 +19,10 @@ import (
 var Table = crc32.MakeTable(crc32.Castagnoli)
 
 // Checksum is the CRC-32C of p.
-func Checksum(p []byte) uint32 { return crc32.Checksum(p, Table) }
+func Checksum(p []byte) uint32 { return update(0, p) }
 
 // Update extends crc, the CRC-32C of some bytes, to those bytes followed by p.
-func Update(crc uint32, p []byte) uint32 { return crc32.Update(crc, Table, p) }
+func Update(crc uint32, p []byte) uint32 { return update(crc, p) }
 
 // poly is the Castagnoli polynomial, reflected.
 const poly = 0x82f63b78
