@@ -3,8 +3,9 @@ package crc32c
 import "golang.org/x/sys/cpu"
 
 // folding: 64 bytes at a time with carry-less multiplies of four 128-bit
-// lanes (AVX-512 VPCLMULQDQ). hash/crc32's SSE4.2 loop took 1.4–1.5 µs a
-// 4 KiB update on the machines this runs on, one pass each at both sites.
+// lanes (AVX-512 VPCLMULQDQ). Every update's data is checksummed once at
+// each site; a 4 KiB update took hash/crc32's SSE4.2 loop about 180 ns on
+// the machines this was measured on, folded about 115.
 var folding = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VPCLMULQDQ
 
 //go:noescape
