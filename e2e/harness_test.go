@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"duplex/consistency"
+	"duplex/disk"
 	"duplex/mover"
 	"duplex/secondary"
 	"duplex/sidefile"
@@ -145,8 +146,9 @@ type secondaryOpts struct {
 	volumes   int
 	blocks    int
 	onApplied func(s *secondarySite, g *consistency.Group)
-	plain     bool // announce no compression, as a secondary from before it
-	namedAcks bool // name the subsystems in every acknowledgement, as a secondary from before indexed ones
+	plain     bool    // announce no compression, as a secondary from before it
+	namedAcks bool    // name the subsystems in every acknowledgement, as a secondary from before indexed ones
+	fs        disk.FS // holds the journal and the state file; nil: the real disk
 }
 
 func secondaryConfig(dir string, vols map[string]*volume.Volume, subsystems []string) secondary.Config {
@@ -205,6 +207,7 @@ func startSecondary(t testing.TB, dir string, ln transport.Listener, o secondary
 	}
 	cfg.Plain = o.plain
 	cfg.NoIndexedAcks = o.namedAcks
+	cfg.FS = o.fs
 	sec, err := secondary.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
