@@ -53,8 +53,9 @@ func (f slowSyncFile) Sync() error {
 // process is journaled alone (the secondary records the process before and
 // after it), and its fsync takes 7 s, longer than the primary's silence
 // time (5 s). The secondary is reachable and busy, not cut off: the link
-// must stay up, every record set not resent over a new one, and nothing
-// may be acknowledged before the fsync returns. Before: the receiver said
+// must stay up, every record set not resent over a new one, nothing may
+// be acknowledged before the fsync returns, and the secondary's status
+// must answer meanwhile. Before: the receiver said
 // nothing while it journaled the group, so the primary gave the link up
 // 5 s into the fsync ("nothing from the secondary for 5s with record sets
 // outstanding") and redialled.
@@ -88,8 +89,17 @@ func TestASlowJournalFsyncKeepsTheLink(t *testing.T) {
 		if st.Acked.Group != 0 {
 			t.Fatalf("group %d acknowledged %s into the fsync of the first group, before it returned", st.Acked.Group, time.Since(began).Round(time.Millisecond))
 		}
-		if g := sec.sec.Stats().JournaledGroup; g != 0 {
-			t.Fatalf("the secondary says group %d is journaled before its fsync returned", g)
+		// Status must answer meanwhile: what answers the primary must
+		// not hold the secondary's lock over the disk.
+		stats := make(chan uint64, 1)
+		go func() { stats <- sec.sec.Stats().JournaledGroup }()
+		select {
+		case g := <-stats:
+			if g != 0 {
+				t.Fatalf("the secondary says group %d is journaled before its fsync returned", g)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the secondary's status waits on the journal's fsync")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

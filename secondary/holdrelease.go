@@ -29,7 +29,7 @@ import (
 // its file system to go on (its active segment, the one before it and two
 // of the largest groups; see journal.Needs).
 func (s *Secondary) holdReserve() int64 {
-	return journal.Needs(s.journal.SegmentSize(), s.largestGroup())
+	return journal.Needs(s.segmentSize, s.largestGroup())
 }
 
 // largestGroup is the largest group to expect: LargestGroup, or a
@@ -38,7 +38,7 @@ func (s *Secondary) largestGroup() int64 {
 	if s.cfg.LargestGroup > 0 {
 		return s.cfg.LargestGroup
 	}
-	return s.journal.SegmentSize()
+	return s.segmentSize
 }
 
 // holdRelease is a hold given up, for the log and status.

@@ -95,6 +95,13 @@ func (r *freeReading) cached(epoch uint64, now time.Time) (uint64, bool) {
 	return r.free, true
 }
 
+// last returns the last reading, however old, and whether there is one.
+func (r *freeReading) last() (uint64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.free, r.known
+}
+
 // journalFree is the free space of the journal's file system, and whether
 // it is known: a full file system reads 0, which is no room, not unknown.
 func (s *Secondary) journalFree() (uint64, bool) {

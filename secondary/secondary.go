@@ -233,6 +233,13 @@ type Secondary struct {
 	// (room.go).
 	journalEpoch atomic.Uint64
 	room         freeReading
+	// writing is the room the records the receiver is writing take in
+	// the journal until they are synced, which a receipt sent meanwhile
+	// (answerWhileJournaling) takes off room's reading, taken before.
+	writing atomic.Int64
+	// segmentSize is the journal's, fixed once it is open: read through
+	// the journal it waits for the journal's lock, held over an fsync.
+	segmentSize int64
 	// disk is what waits on the disk, and since when (diskwait.go).
 	disk diskWaits
 
@@ -648,7 +655,7 @@ func Open(cfg Config) (*Secondary, error) {
 	s := &Secondary{cfg: cfg, log: cfg.Logger.With("component", "secondary"), journal: j, durable: st, targets: map[string]apply.Target{},
 		unflushed: map[string]apply.Target{}, unstarted: map[string]apply.Target{}, stateGroup: st.Group, lastCheckpoint: time.Now(), ident: ident, fenced: ident.Fenced != "",
 		journaled: position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}, pairs: newPairStates(st.Volumes), stoppedCh: make(chan struct{}),
-		forgotten: st.Forgotten}
+		forgotten: st.Forgotten, segmentSize: j.SegmentSize()}
 	s.tracing = traceOn(s.log)
 	s.posCond = sync.NewCond(&s.posMu)
 	s.rviews.maxView = cfg.MaxViewBytes
@@ -2454,6 +2461,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	}
 	s.handing = true
 	s.mu.Unlock()
+	quiet := s.answerWhileJournaling(conn)
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling groups %d to %d", gs[0].Number, gs[len(gs)-1].Number))
 	var start, synced time.Time
 	if s.tracing {
@@ -2471,6 +2479,11 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 			break
 		}
 		s.buf = buf[:0]
+		size := 0
+		for _, p := range parts {
+			size += len(p)
+		}
+		s.writing.Add(journal.RecordSpace(int64(size)))
 		err = s.journal.AppendParts(g.Number, parts, sum)
 		s.journalEpoch.Add(1)
 		if err != nil {
@@ -2484,6 +2497,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 		}
 	}
 	s.diskEnd(waitJournal)
+	quiet()
 	if s.tracing {
 		synced = time.Now()
 	}
@@ -2592,11 +2606,14 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 // are not journaled (one is, once a Checkpoint), and a later time from them
 // would have the primary claim, and show, a consistency time nothing
 // durable here confirms.
-func (s *Secondary) receipt(conn transport.Conn) {
+func (s *Secondary) receipt(conn transport.Conn) { s.receiptOf(conn, s.receiptFree()) }
+
+// receiptOf is receipt, saying free of the journal's file system.
+func (s *Secondary) receiptOf(conn transport.Conn, free uint64) {
 	t := s.journaled.Time
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: s.receiptFree(), Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
+		JournalFree: free, Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
 }
 
 // encodeAckLocked returns the frame of an acknowledgement of pos for the
@@ -2674,7 +2691,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 	if s.tracing {
 		start = time.Now()
 	}
-	if err := s.journalUnlocked(g.Number, parts, sum); err != nil {
+	if err := s.journalUnlocked(conn, g.Number, parts, sum); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
 	if s.tracing {
@@ -2769,20 +2786,76 @@ func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a ack
 // waits for it (awaitHandedLocked); what only reports it (status) reports
 // the group before, which is what is durable until the fsync returns.
 // Called with s.mu held, which it holds again when it returns.
-func (s *Secondary) journalUnlocked(n uint64, parts [][]byte, sum uint32) error {
+func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byte, sum uint32) error {
 	s.handing = true
 	s.mu.Unlock()
+	quiet := s.answerWhileJournaling(conn)
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling group %d", n))
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	s.writing.Add(journal.RecordSpace(int64(size)))
 	err := s.journal.AppendParts(n, parts, sum)
 	s.journalEpoch.Add(1)
 	if err == nil {
 		err = s.journal.Sync()
 	}
 	s.diskEnd(waitJournal)
+	quiet()
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
 	return err
+}
+
+// answerWhileJournaling sends the primary on conn a receipt every
+// roomAnswer while the receiver writes and fsyncs the journal, until the
+// returned func is called: the primary gives up a link on which the
+// secondary says nothing for its silence time (5 s by default) and
+// redials, resending everything outstanding, while an fsync on a busy or
+// failing disk can take longer. A group journaled alone (a new primary
+// process's first, a marker's, every group of a coupled secondary's) has
+// had no receipt before it. The receipt acknowledges nothing new: the
+// journaled position moves only once the fsync returned
+// (acknowledgeLocked); what arrived in order, which it says besides, is no
+// claim of durability. It is sent under s.mu, which status takes too, so
+// it does nothing that may wait on the disk the fsync waits on: the free
+// space is the last reading less what is being written (s.writing), not a
+// new statfs. Called without s.mu, while the receiver hands the journal
+// over (handing), and the func before it takes s.mu again.
+func (s *Secondary) answerWhileJournaling(conn transport.Conn) (quiet func()) {
+	var (
+		mu   sync.Mutex
+		t    *time.Timer
+		done bool
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(roomAnswer, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		mu.Lock()
+		defer mu.Unlock()
+		// Once the receiver has s.mu again the group may be
+		// acknowledged, and no receipt is owed.
+		if done {
+			return
+		}
+		var free uint64
+		if n, ok := s.room.last(); ok {
+			free = s.netOfReserve(n - min(n, uint64(max(s.writing.Load(), 0))))
+		}
+		s.receiptOf(conn, free)
+		t.Reset(roomAnswer)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		t.Stop()
+		s.writing.Store(0)
+	}
 }
 
 func (s *Secondary) awaitHello(conn transport.Conn) (transport.Hello, error) {
