@@ -50,7 +50,7 @@ func TestStaleStampsSuspendThenResync(t *testing.T) {
 	}
 	s.net.SetDown(false)
 
-	const said = "refused a record set stamped behind its consistency time"
+	const said = "refused a record set stamped at or before its consistency time (the primary's clock went back): session suspended"
 	waitFor(t, 30*time.Second, "the primary to suspend its pairs on the stale refusal (log: "+said+")", func() bool {
 		return strings.Contains(plog.String(), said)
 	})

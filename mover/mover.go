@@ -289,6 +289,7 @@ type Mover struct {
 	repeats        transport.Repeats
 	refusals       uint64 // sessions the secondary refused
 	staleRefusals  uint64 // of them, those of a stale record set (see Stats.StaleRefusals)
+	lastStale      string // the last of those's reason (see Stats.LastStaleRefusal)
 	lastRefusal    string // why it refused the last one
 	// refused is the last refusal as the secondary's frame said it (see
 	// Stats.LastRefusalPasses, LastRefusalKind, LastRefusalReason).
@@ -918,6 +919,7 @@ func (m *Mover) link(ctx context.Context) {
 			}
 			if m.refused.Kind == transport.RefusalStale {
 				m.staleRefusals++
+				m.lastStale = m.refused.Reason
 			}
 		}
 		m.mu.Unlock()
@@ -2331,6 +2333,11 @@ type Stats struct {
 	// (transport.RefusalStale): a reader that looks now and then learns
 	// of each, even where a refusal of another kind came after it.
 	StaleRefusals uint64
+	// LastStaleRefusal is the reason of the last of them, as the
+	// secondary's frame said it: what the record set's stamps were
+	// refused for (a clock gone back, a timer that stamped out of order),
+	// kept where a refusal of another kind came after it.
+	LastStaleRefusal string
 	// LastErrorRefused says that LastError is the last refusal: the link
 	// last failed because the secondary refused the session. It is
 	// cleared with LastError.
@@ -2370,7 +2377,7 @@ func (m *Mover) Stats() Stats {
 		LastAckedTime: m.progressAt, LinkAckedAt: m.linkAcked, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LastErrorRefused: m.lastErrRefused,
 		FailedDialBegan: m.failedDial, FailedDialRefused: m.dialRefused, Refusals: m.refusals, LastRefusal: m.lastRefusal,
 		LastRefusalPasses: m.refused.Passing, LastRefusalKind: m.refused.Kind, LastRefusalReason: m.refused.Reason,
-		StaleRefusals: m.staleRefusals, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
+		StaleRefusals: m.staleRefusals, LastStaleRefusal: m.lastStale, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
 		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
 }

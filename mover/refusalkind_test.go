@@ -202,4 +202,7 @@ func TestStaleRefusalsCountedWhateverFollows(t *testing.T) {
 	if st.StaleRefusals != 1 {
 		t.Fatalf("StaleRefusals %d after a stale refusal and another, want 1", st.StaleRefusals)
 	}
+	if st.LastStaleRefusal != "the clock went back" {
+		t.Fatalf("LastStaleRefusal %q after a stale refusal and another, want the stale one's reason", st.LastStaleRefusal)
+	}
 }

@@ -54,6 +54,7 @@ import (
 
 	"duplex/actlog"
 	"duplex/bitmap"
+	"duplex/consistency"
 	"duplex/disk"
 	"duplex/mover"
 	"duplex/ratelimit"
@@ -2381,9 +2382,28 @@ var resumeHook func(vol string)
 
 // Why the session suspends its pairs by itself.
 const (
-	reasonLinkDown = "link down with a full sidefile"
-	reasonStale    = "the secondary refused a record set stamped at or before its consistency time (the primary's clock went back)"
+	reasonLinkDown   = "link down with a full sidefile"
+	reasonStale      = "the secondary refused a record set stamped at or before its consistency time (the primary's clock went back)"
+	reasonOutOfOrder = "the secondary refused a record set stamped out of order (the primary's timer stamped two updates alike, or a subsystem's behind its last)"
+	reasonStamps     = "the secondary refused a record set by its stamps"
 )
+
+// staleReason is why the session suspends for a stale record set's
+// refusal whose reason is refusal: the secondary names both causes of it
+// by one kind (transport.RefusalStale), and only its words tell a clock
+// gone back from a timer that stamped out of order; words it does not
+// know are given whole.
+func staleReason(refusal string) string {
+	switch {
+	case strings.Contains(refusal, consistency.ErrOutOfOrder.Error()):
+		return reasonOutOfOrder
+	case strings.Contains(refusal, consistency.ErrStale.Error()):
+		return reasonStale
+	case refusal == "":
+		return reasonStamps
+	}
+	return reasonStamps + ": " + refusal
+}
 
 // autoSuspend suspends every pair when the link has been down longer than
 // SuspendAfter while a sidefile is full, or when the secondary refused a
@@ -2401,14 +2421,18 @@ func (mg *Manager) autoSuspend() {
 		// Its updates go into the bitmaps, and the resync on the link's
 		// return copies them with fresh stamps. Put off for the timer's
 		// lease, it is owed until made.
-		if _, err := mg.suspendSessionWithin(reasonStale, true, mg.operatorWait()); err != nil {
+		refusal := ms.LastStaleRefusal
+		if refusal == "" && ms.LastRefusalKind == transport.RefusalStale {
+			refusal = ms.LastRefusalReason
+		}
+		reason := staleReason(refusal)
+		if _, err := mg.suspendSessionWithin(reason, true, mg.operatorWait()); err != nil {
 			mg.putOff("the session's suspension for a stale record set", "", err)
 			return
 		}
 		mg.staleOwed = false
 		mg.madeAfterWait("the session's suspension for a stale record set", "")
-		mg.log.Error("the secondary refused a record set stamped behind its consistency time: session suspended, resync once it takes record sets again",
-			"refusal", ms.LastRefusal)
+		mg.log.Error(reason+": session suspended, resync once it takes record sets again", "refusal", refusal)
 		return
 	}
 	// The link is back only once a connection made since it went down

@@ -374,7 +374,7 @@ func TestStaleRefusalSuspendsThenResyncs(t *testing.T) {
 	}
 	r.write("a", 0, 4096)
 	r.write("b", 3*twinRegion, 4096)
-	r.mv.refuse(transport.Refusal{Reason: "refusing a record set: the primary's clock went back", Passing: true, Kind: transport.RefusalStale})
+	r.mv.refuse(transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale})
 	r.mg.autoSuspend()
 	for _, v := range []string{"a", "b"} {
 		p := r.pair(v)

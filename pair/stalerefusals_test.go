@@ -20,7 +20,7 @@ func TestAStaleRefusalFollowedByAnotherSuspends(t *testing.T) {
 	r := newRig(t, 4*twinRegion, 1<<20, "a", "b")
 	r.settle()
 	r.write("a", 0, 4096)
-	r.mv.refuse(transport.Refusal{Reason: "refusing a record set: the primary's clock went back", Passing: true, Kind: transport.RefusalStale})
+	r.mv.refuse(transport.Refusal{Reason: "refusing a record set: " + consistency.ErrStale.Error(), Passing: true, Kind: transport.RefusalStale})
 	r.mv.refuse(transport.Refusal{Reason: "an apply is under way", Passing: true})
 	r.mg.autoSuspend()
 	for _, v := range []string{"a", "b"} {

@@ -284,7 +284,8 @@ type memMover struct {
 	refusals    uint64
 	lastRefusal transport.Refusal
 	// stale counts, of the refusals, those of a stale record set.
-	stale uint64
+	stale     uint64
+	lastStale string // the last stale refusal's reason
 	// base is what the secondary had acknowledged when the manager last
 	// opened: the position the restarted mover's first Welcome brings.
 	base int64
@@ -301,7 +302,7 @@ func (m *memMover) Stats() mover.Stats {
 	defer m.mu.Unlock()
 	return mover.Stats{Connected: m.connected, Acked: transport.Position{Time: m.acked, Recoverable: m.recoverable, Inconsistent: m.inconsistent}, LastAckedTime: m.progress,
 		Refusals: m.refusals, LastRefusal: "secondary refused the session: " + m.lastRefusal.Reason, LastRefusalPasses: m.lastRefusal.Passing,
-		LastRefusalKind: m.lastRefusal.Kind, LastRefusalReason: m.lastRefusal.Reason, StaleRefusals: m.stale, Base: transport.Position{Time: m.base}, Based: true}
+		LastRefusalKind: m.lastRefusal.Kind, LastRefusalReason: m.lastRefusal.Reason, StaleRefusals: m.stale, LastStaleRefusal: m.lastStale, Base: transport.Position{Time: m.base}, Based: true}
 }
 
 // refuse ends the session as the secondary's refusal r would; what is
@@ -313,6 +314,7 @@ func (m *memMover) refuse(r transport.Refusal) {
 	m.lastRefusal = r
 	if r.Kind == transport.RefusalStale {
 		m.stale++
+		m.lastStale = r.Reason
 	}
 	m.mu.Unlock()
 }
