@@ -370,6 +370,9 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	}
 	if !inPart {
 		if t >= cur.Time {
+			if err := s.renameApplied(cur); err != nil {
+				return apply.State{}, err
+			}
 			return cur, nil
 		}
 		var ok bool
@@ -432,10 +435,18 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	named = true
 	s.holdRecovering(release)
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
+		// Its rename may have reached the directory: the state file may
+		// name p over volumes still at cur, and the next open would take
+		// them to p while this process says cur. Written again at cur by
+		// the next checkpoint (Close's) or a run again that stays at cur
+		// (renameApplied), unless a run again names a point of its own.
+		s.ckMu.Lock()
+		s.restate = true
+		s.ckMu.Unlock()
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
 	}
 	s.ckMu.Lock()
-	s.stateGroup = st.Group
+	s.stateGroup, s.restate = st.Group, false
 	s.ckMu.Unlock()
 	s.posMu.Lock()
 	s.durable = st
@@ -456,6 +467,31 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.log.Warn("recovered to a past group: the volumes hold it, and the groups after it are gone from them",
 		"group", st.Group, "consistency_time", fmtTime(st.Time), "was_group", cur.Group)
 	return st, nil
+}
+
+// renameApplied makes the state file name cur, the applied group, where an
+// earlier RecoverTo's failed write may have named its point (restate):
+// reporting cur over a state file that names another point, the next open
+// would take the volumes there. Once it does, that point's undo is no
+// longer held for the next open. Called with s.mu held.
+func (s *Secondary) renameApplied(cur apply.State) error {
+	s.ckMu.Lock()
+	if !s.restate {
+		s.ckMu.Unlock()
+		return nil
+	}
+	recorded, err := s.checkpointRecording()
+	s.ckMu.Unlock()
+	if !recorded {
+		return fmt.Errorf("secondary: recover to group %d: an earlier run's state file write failed, and writing it again: %w", cur.Group, err)
+	}
+	if err != nil {
+		// The state file names cur: only the journal's space waits,
+		// its release retried (owedLocked).
+		s.log.Warn(releaseFailed("the applied group a recover --at stays at"), "err", err)
+	}
+	s.holdRecovering(nil)
+	return nil
 }
 
 // undoTo writes the volumes back to p from the history's undo, under the
