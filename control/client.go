@@ -149,8 +149,7 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		return nil, &addrError{fmt.Sprintf("%s serves plain HTTP, not HTTPS: use http://%s, without --ca "+
 			"(a site serves HTTPS once its config sets control_tls_cert)", e.Addr, e.Addr), ErrWrongScheme}
 	case errors.Is(err, syscall.ECONNRESET):
-		return nil, fmt.Errorf("%s reset the connection without an HTTP answer (%w): a control address answers HTTP; "+
-			"a site's link address, the config's secondary.listen, resets what is not its own protocol", e.Addr, err)
+		return nil, e.resetBy(req, err)
 	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`),
 		errors.As(err, &notTLS) && string(notTLS.RecordHeader[:]) == "NBDMA":
 		// The HTTP client has no error of its own kind for it; what
@@ -169,6 +168,36 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		resp.Body = io.NopCloser(strings.NewReader(string(b)))
 	}
 	return resp, nil
+}
+
+// resetBy is the error of call req, whose connection the site reset
+// before it answered (err). A link address resets every call; a control
+// address resets one only when the site stops, or starts again, under it.
+// A second look, a status asked once more, tells them apart.
+func (e Endpoint) resetBy(req *http.Request, err error) error {
+	took := ""
+	if req.Method != http.MethodGet {
+		took = "; whether it took effect is not known: duplex status says what the site holds"
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
+	defer cancel()
+	again, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/v1/status"), nil)
+	t := plainClient.Transport.(*http.Transport).Clone()
+	t.TLSClientConfig, t.DisableKeepAlives = e.TLS, true
+	resp, perr := (&http.Client{Transport: t}).Do(again)
+	switch {
+	case perr == nil:
+		resp.Body.Close()
+		return fmt.Errorf("%s reset the connection after the call was sent (%w), and answers HTTP now: "+
+			"the site may have stopped and started again mid-call%s", e.Addr, err, took)
+	case errors.Is(perr, syscall.ECONNREFUSED):
+		return fmt.Errorf("%s reset the connection after the call was sent (%w), and nothing listens there now: "+
+			"the site may have stopped mid-call%s", e.Addr, err, took)
+	case errors.Is(perr, syscall.ECONNRESET):
+		return fmt.Errorf("%s reset the connection without an HTTP answer (%w), and resets a second call too: a control address answers HTTP; "+
+			"a site's link address, the config's secondary.listen, resets what is not its own protocol", e.Addr, err)
+	}
+	return fmt.Errorf("%s reset the connection after the call was sent (%w): the site may have stopped mid-call%s", e.Addr, err, took)
 }
 
 // plainClient is the HTTP client of the calls: Go's default, its
