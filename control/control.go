@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -813,11 +814,31 @@ func AllPairsOp(ctx context.Context, at Endpoint, token, op string, drain bool) 
 // deadline, DefaultDrainTimeout without one.
 func PairOp(ctx context.Context, at Endpoint, token, vol, op string, drain bool) (PairResult, error) {
 	// Errors name the operation as the operator gives it.
-	what := "pair " + op + " " + vol
+	what, verb := "pair "+op+" "+vol, "pair "+op
 	if op == "resume-inconsistent" {
-		what = "pair resume " + vol + " --inconsistent"
+		what, verb = "pair resume "+vol+" --inconsistent", "pair resume --inconsistent"
 	}
-	return postOK[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), what, nil)
+	res, code, err := post[PairResult](ctx, at, token, "/v1/pairs/"+vol+"/"+op+drainQuery(ctx, drain), what, nil)
+	if err == nil && code != http.StatusOK {
+		err = pairRefusal(what, verb, strings.TrimSuffix(op, "-inconsistent"), vol, res.Error)
+	}
+	return res, err
+}
+
+// pairRefusal is the error of the pair operation what (verb without the
+// volume) that the site refused for reason. The pair manager's refusals
+// name the volume, some the operation too, as its log needs: the error
+// says each once.
+func pairRefusal(what, verb, op, vol, reason string) error {
+	switch {
+	case strings.HasPrefix(reason, vol+" "):
+		return fmt.Errorf("%s: %s", verb, reason)
+	case strings.HasPrefix(reason, op+" "+vol+": "):
+		return fmt.Errorf("%s: %s", what, strings.TrimPrefix(reason, op+" "+vol+": "))
+	case strings.HasPrefix(reason, strconv.Quote(vol)+": "):
+		return fmt.Errorf("%s: %s", what, strings.TrimPrefix(reason, strconv.Quote(vol)+": "))
+	}
+	return refusal(what, reason)
 }
 
 // ErrEmptyToken is wrapped by ReadToken's error for a token file that holds
