@@ -149,16 +149,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // flagFirst is the error of args that begin with a flag: the command
 // comes first. Where args name a command after the flag, it says the
-// command line in that order.
+// command line in that order. duplex has no flags of its own, so a "--"
+// before the command ends none: said so, and left out of the line, where
+// it would end the command's flags.
 func flagFirst(args []string) error {
+	what := fmt.Sprintf("%q before the command: the command comes first, then its flags", args[0])
+	if slices.Contains(args, "--") && !slices.ContainsFunc(args[:slices.Index(args, "--")], isCommand) {
+		what = `"--" before the command: "--" ends a command's flags, after the command's name; duplex has none of its own`
+	}
 	for i, a := range args {
 		if c, ok := lookup(args[i:]); ok && a != "--" {
-			line := append([]string{"duplex", c.name}, args[:i]...)
+			line := []string{"duplex", c.name}
+			for _, f := range args[:i] {
+				if f != "--" {
+					line = append(line, f)
+				}
+			}
 			line = append(line, args[i+1:]...)
-			return usageErrorf("%q before the command: the command comes first, then its flags: %s", args[0], strings.Join(line, " "))
+			return usageErrorf("%s: %s", what, strings.Join(line, " "))
 		}
 	}
-	return usageErrorf("%q before the command: the command comes first, then its flags (duplex help lists the commands)", args[0])
+	return usageErrorf("%s (duplex help lists the commands)", what)
+}
+
+func isCommand(a string) bool {
+	_, ok := lookup([]string{a})
+	return ok
 }
 
 // exitStatus prints err and returns the exit status it calls for.
