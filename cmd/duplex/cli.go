@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"duplex/config"
@@ -364,13 +365,25 @@ func (f *cmdFlags) needToken(cfg *config.Config, path string) error {
 
 // dirFlag checks the directory that the flag name gives, path, which the
 // command creates if missing: a file there, or one where a directory above
-// it would go, or a directory it cannot create, is a usage error, before
-// anything is done.
+// it would go, or a directory it may not create, is a usage error, before
+// anything is done. The disk's own failure (full, read-only, an I/O
+// error) is the operation failing: the path given was right.
 func (f *cmdFlags) dirFlag(name, path string, perm os.FileMode) error {
-	if err := os.MkdirAll(path, perm); err != nil {
-		return f.usageErrorf("--%s: %w", name, err)
+	err := os.MkdirAll(path, perm)
+	if err == nil {
+		return nil
 	}
-	return nil
+	// The error names the directory it could not make, which may be one
+	// above the path given.
+	what := "--" + name
+	if pe := (*fs.PathError)(nil); !errors.As(err, &pe) || pe.Path != path {
+		what += " " + path
+	}
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return f.usageErrorf("%s: %w", what, err)
 }
 
 // logger returns the command's logger, to stderr, at level (a --log-level
