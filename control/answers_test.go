@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"duplex/internal/testenv"
 )
 
 // TestWhatAnswersAtTheAddressIsSaid: a status asked where no duplex control
@@ -30,26 +32,12 @@ func TestWhatAnswersAtTheAddressIsSaid(t *testing.T) {
 	defer notFound.Close()
 	empty404 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) }))
 	defer empty404.Close()
-	resets, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resets.Close()
-	go func() {
-		for {
-			c, err := resets.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				// Read what is sent, as the link reads a frame it then
-				// refuses, and close with it unread: a reset.
-				c.Read(make([]byte, 4))
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-			}()
-		}
-	}()
+	resets := testenv.ServeConns(t, func(c net.Conn) {
+		// Read what is sent, as the link reads a frame it then refuses,
+		// and close with it unread: a reset.
+		c.Read(make([]byte, 4))
+		c.(*net.TCPConn).SetLinger(0)
+	})
 	host := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 	for _, tc := range []struct {
 		name   string
@@ -60,7 +48,7 @@ func TestWhatAnswersAtTheAddressIsSaid(t *testing.T) {
 		{"plain HTTP asked over HTTPS", Endpoint{Addr: host(plain), TLS: &tls.Config{}}, []string{"serves plain HTTP", "http://" + host(plain)}, true},
 		{"a 404 with a body", Endpoint{Addr: host(notFound)}, []string{"404 Not Found", "serves no duplex status", "not a control address"}, false},
 		{"a 404 with none", Endpoint{Addr: host(empty404)}, []string{"404 Not Found", "serves no duplex status"}, false},
-		{"a reset", Endpoint{Addr: resets.Addr().String()}, []string{"reset", "without an HTTP answer", "secondary.listen"}, false},
+		{"a reset", Endpoint{Addr: resets}, []string{"reset", "without an HTTP answer", "secondary.listen"}, false},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := Fetch(ctx, tc.at)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
-	"net"
 	"testing"
 	"time"
+
+	"duplex/internal/testenv"
 )
 
 // TestACallToAnNBDPortSaysSoEveryTime: an NBD server greets a connection
@@ -18,25 +18,7 @@ import (
 // <nil>") and log "Unsolicited response received on idle HTTP channel"
 // on stderr, now and then on a loaded machine.
 func TestACallToAnNBDPortSaysSoEveryTime(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("NBDMAGICIHAVEOPT\x00\x03"))
-				io.ReadFull(c, make([]byte, 4))
-			}()
-		}
-	}()
-	at := Endpoint{Addr: ln.Addr().String()}
+	at := Endpoint{Addr: testenv.NBDGreeter(t)}
 	for i := 0; i < 300; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := Fetch(ctx, at)

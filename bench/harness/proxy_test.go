@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"duplex/internal/testenv"
 )
 
 // TestProxyFaults checks the proxy itself: it forwards both ways, delays by
@@ -193,32 +195,17 @@ func isTimeout(err error) bool {
 // sends back what it reads, after passing it to received if that is set.
 func echoServer(t *testing.T, received chan<- string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testenv.ServeConns(t, func(c net.Conn) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if received != nil {
-						received <- string(buf[:n])
-					}
-					c.Write(buf[:n])
-				}
-			}()
+			if received != nil {
+				received <- string(buf[:n])
+			}
+			c.Write(buf[:n])
 		}
-	}()
-	return ln.Addr().String()
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"duplex/control"
+	"duplex/internal/testenv"
 )
 
 // TestBadInputSaysWhatIsWrong: mistakes of the command line found by
@@ -51,7 +52,7 @@ func TestBadInputSaysWhatIsWrong(t *testing.T) {
 // client").
 func TestAnAddrThatIsNoControlAddressIsBadUsage(t *testing.T) {
 	_, path := pairSession(t, map[string]string{"vol1": "duplex"})
-	nbd := nbdGreeter(t)
+	nbd := testenv.NBDGreeter(t)
 	plain := serveStatus(t, control.Status{Session: "startup", Role: "primary"})
 	for _, tc := range []struct {
 		args []string

@@ -16,6 +16,7 @@ import (
 
 	"duplex/config"
 	"duplex/control"
+	"duplex/internal/testenv"
 )
 
 // withPrimaryAt points the config at path's primary control address to
@@ -40,32 +41,7 @@ func withPrimaryAt(t *testing.T, path, addr string) {
 // is up but slow, or partitioned from this one past its handshake.
 func silentListener(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := make(chan net.Conn, 16)
-	t.Cleanup(func() {
-		ln.Close()
-		close(held)
-		for c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			select {
-			case held <- c:
-			default:
-				c.Close()
-			}
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeConns(t, func(net.Conn) { <-t.Context().Done() })
 }
 
 // closingListener takes connections and closes them at once: a proxy
@@ -73,21 +49,7 @@ func silentListener(t *testing.T) string {
 // something else.
 func closingListener(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeConns(t, func(net.Conn) {})
 }
 
 // answering serves h at a new address: a site that answers, but not with

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,23 +14,9 @@ func TestPairCommandIsBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
 	dir := t.TempDir()
 	c := startupSession(dir)
-	c.Primary.Control = ln.Addr().String()
+	c.Primary.Control = silentListener(t)
 	c.ControlTokenFile = filepath.Join(dir, "token")
 	writeFile(t, c.ControlTokenFile, []byte("secret\n"), 0o600)
 	cfg := writeSessionConfig(t, dir, c)

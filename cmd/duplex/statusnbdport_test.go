@@ -1,38 +1,12 @@
 package main
 
 import (
-	"io"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// nbdGreeter listens where an NBD export would and greets each connection
-// as an NBD server does (newstyle, fixed), then reads the client's flags
-// and, not knowing those an HTTP request's first bytes make, hangs up.
-func nbdGreeter(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("NBDMAGICIHAVEOPT\x00\x03"))
-				io.ReadFull(c, make([]byte, 4))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+	"duplex/internal/testenv"
+)
 
 // TestStatusAtAnNBDPortSaysSo: status --addr at an NBD export's port is
 // the address mistaken, said plainly, with where the control address is
@@ -40,7 +14,7 @@ func nbdGreeter(t *testing.T) string {
 // the key named. Before, exit 1 with 'malformed HTTP response
 // "NBDMAGICIHAVEOPT\x00\x03"'.
 func TestStatusAtAnNBDPortSaysSo(t *testing.T) {
-	nbd := nbdGreeter(t)
+	nbd := testenv.NBDGreeter(t)
 	code, out, errs := runCmd("status", "--addr", nbd)
 	for _, want := range []string{"--addr " + nbd, "NBD export", "not a control address", "primary.control", "secondary.control"} {
 		if code != exitUsage || !strings.Contains(errs, want) || strings.Contains(errs, "malformed") {
