@@ -46,6 +46,40 @@ func (f *stallSyncFile) Sync() error {
 	return f.File.Sync()
 }
 
+// pastGroup1 links a primary to r and has its group 1 journaled and
+// acknowledged: the group that names the primary process in the journal.
+func (r *storageRig) pastGroup1() *link {
+	r.t.Helper()
+	l, _, reason := r.connect()
+	if reason != "" {
+		r.t.Fatal(reason)
+	}
+	l.send(1, 0, 1)
+	if g, reason := l.journaled(1); g != 1 {
+		r.t.Fatalf("group 1 not acknowledged: acked %d, %q", g, reason)
+	}
+	return l
+}
+
+// stallGroup2 sends group 2 on l and returns once its journal fsync waits
+// on s, until release is called (at the test's end at the latest).
+func (s *stallJournalSync) stallGroup2(t *testing.T, l *link) (release func()) {
+	t.Helper()
+	s.mu.Lock()
+	s.armed = true
+	s.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(s.released) }) }
+	t.Cleanup(release)
+	l.send(2, 4096, 2)
+	select {
+	case <-s.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("group 2 not journaled within 30s")
+	}
+	return release
+}
+
 // The primary hears that a record set arrived before its group is
 // journaled: it counts what it sent against its window (mover.Config.Window)
 // until the secondary says it received it, and a receipt sent only after the
@@ -55,31 +89,10 @@ func (f *stallSyncFile) Sync() error {
 func TestReceiptBeforeTheGroupIsJournaled(t *testing.T) {
 	fsys := &stallJournalSync{FS: disk.OS, entered: make(chan struct{}), released: make(chan struct{})}
 	r := newStorageRig(t, fsys)
-	l, _, reason := r.connect()
-	if reason != "" {
-		t.Fatal(reason)
-	}
-	// Group 1 names the primary process in the journal; the groups after
-	// it are journaled as a batch, which is what a sustained stream makes.
-	l.send(1, 0, 1)
-	if g, reason := l.journaled(1); g != 1 {
-		t.Fatalf("group 1 not acknowledged: acked %d, %q", g, reason)
-	}
-	fsys.mu.Lock()
-	fsys.armed = true
-	fsys.mu.Unlock()
-	l.send(2, 4096, 2)
-	select {
-	case <-fsys.entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("group 2 not journaled within 30s")
-	}
-	released := false
-	defer func() {
-		if !released {
-			close(fsys.released)
-		}
-	}()
+	// The groups after the first are journaled as a batch, which is what
+	// a sustained stream makes.
+	l := r.pastGroup1()
+	release := fsys.stallGroup2(t, l)
 	for {
 		typ, body := l.recv()
 		if typ != transport.TypeAck {
@@ -96,8 +109,7 @@ func TestReceiptBeforeTheGroupIsJournaled(t *testing.T) {
 			break
 		}
 	}
-	close(fsys.released)
-	released = true
+	release()
 	if g, reason := l.journaled(2); g != 2 {
 		t.Fatalf("group 2 not acknowledged after its fsync: acked %d, %q", g, reason)
 	}

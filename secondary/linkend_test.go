@@ -3,9 +3,7 @@ package secondary
 import (
 	"context"
 	"encoding/binary"
-	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"duplex/disk"
 	"duplex/recordset"
 	"duplex/transport"
-	"duplex/volume"
 )
 
 // countingListener counts the frames its connections' Recv returned, the
@@ -63,30 +60,11 @@ func (l *countingListener) waitFrames(t *testing.T, n int64) {
 // countingListener over an in-memory network, its journal on fsys.
 func openCountedRig(t *testing.T, fsys disk.FS) (*storageRig, *countingListener) {
 	t.Helper()
-	dir := t.TempDir()
-	vol, err := volume.Open(filepath.Join(dir, "vol1.img"), rigVolSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { vol.Close() })
-	r := &storageRig{t: t, dir: dir, vol: vol, logs: &syncBuffer{}}
-	r.cfg = Config{
-		Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": vol},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
-		FS: fsys, Logger: slog.New(slog.NewTextHandler(r.logs, nil)),
-	}
-	sec, err := Open(r.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.sec, r.cancel, r.runDone, r.net = sec, cancel, make(chan struct{}), transport.NewMemNetwork(1, transport.Faults{})
-	ln := &countingListener{Listener: r.net}
-	go func() {
-		defer close(r.runDone)
-		r.runErr = sec.Run(ctx, ln)
-	}()
-	t.Cleanup(r.stop)
+	ln := &countingListener{}
+	r := newStorageRigOn(t, fsys, func(l transport.Listener) transport.Listener {
+		ln.Listener = l
+		return ln
+	})
 	return r, ln
 }
 
@@ -114,31 +92,9 @@ func corruptFrame(t *testing.T, seq uint64) []byte {
 func TestFramesReadBeforeCorruptFramesEndTheLinkAreReceived(t *testing.T) {
 	fsys := &stallJournalSync{FS: disk.OS, entered: make(chan struct{}), released: make(chan struct{})}
 	r, ln := openCountedRig(t, fsys)
-	l, _, reason := r.connect()
-	if reason != "" {
-		t.Fatal(reason)
-	}
-	// Group 1 names the primary process in the journal; group 2's fsync
-	// then waits while set 3 and the corrupt frames are read.
-	l.send(1, 0, 1)
-	if g, reason := l.journaled(1); g != 1 {
-		t.Fatalf("group 1 not acknowledged: acked %d, %q", g, reason)
-	}
-	fsys.mu.Lock()
-	fsys.armed = true
-	fsys.mu.Unlock()
-	l.send(2, 4096, 2)
-	select {
-	case <-fsys.entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("group 2 not journaled within 30s")
-	}
-	released := false
-	defer func() {
-		if !released {
-			close(fsys.released)
-		}
-	}()
+	// Group 2's fsync waits while set 3 and the corrupt frames are read.
+	l := r.pastGroup1()
+	release := fsys.stallGroup2(t, l)
 	l.send(3, 8192, 3)
 	for range 3 {
 		if err := l.conn.Send(corruptFrame(t, 4)); err != nil {
@@ -146,8 +102,7 @@ func TestFramesReadBeforeCorruptFramesEndTheLinkAreReceived(t *testing.T) {
 		}
 	}
 	ln.waitFrames(t, 1+3+3) // the Hello, sets 1 to 3, the corrupt frames
-	close(fsys.released)
-	released = true
+	release()
 	if g, reason := l.journaled(3); g != 3 {
 		t.Fatalf("the link ended with group %d acknowledged (refusal %q): set 3, read whole before the corrupt frames, was dropped", g, reason)
 	}
@@ -260,18 +215,11 @@ func TestTheLinkEndIsLogged(t *testing.T) {
 // frames in flight lost) is logged at Warn, a primary's close between
 // frames at Info, as over TCP.
 func TestTheEndOfAnInMemoryLinkIsLogged(t *testing.T) {
-	r, _ := openCountedRig(t, disk.OS)
-	l, _, reason := r.connect()
-	if reason != "" {
-		t.Fatal(reason)
-	}
-	l.send(1, 0, 1)
-	if g, reason := l.journaled(1); g != 1 {
-		t.Fatalf("group 1 not acknowledged: acked %d, %q", g, reason)
-	}
+	r := newStorageRig(t, disk.OS)
+	r.pastGroup1()
 	r.net.Cut()
 	t.Log(waitLogged(t, r.logs, "level=WARN", "reading the next frame", transport.ErrClosed.Error(), "peer=mem-primary", "subsystems=[ss1]"))
-	l, _, reason = r.connect()
+	l, _, reason := r.connect()
 	if reason != "" {
 		t.Fatal(reason)
 	}

@@ -33,18 +33,28 @@ type storageRig struct {
 	runDone chan struct{}
 	runErr  error
 	logs    *syncBuffer
+	// listen, if set, is what the secondary accepts its links on, given
+	// the in-memory network's listener.
+	listen func(transport.Listener) transport.Listener
 }
 
 const rigVolSize = 1 << 20
 
 func newStorageRig(t *testing.T, fsys disk.FS) *storageRig {
+	return newStorageRigOn(t, fsys, nil)
+}
+
+// newStorageRigOn is newStorageRig whose secondary accepts its links on
+// what listen makes of the in-memory network's listener.
+func newStorageRigOn(t *testing.T, fsys disk.FS, listen func(transport.Listener) transport.Listener) *storageRig {
+	t.Helper()
 	dir := t.TempDir()
 	vol, err := volume.Open(filepath.Join(dir, "vol1.img"), rigVolSize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vol.Close() })
-	r := &storageRig{t: t, dir: dir, vol: vol, logs: &syncBuffer{}}
+	r := &storageRig{t: t, dir: dir, vol: vol, logs: &syncBuffer{}, listen: listen}
 	r.cfg = Config{
 		Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": vol},
 		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"),
@@ -63,9 +73,13 @@ func (r *storageRig) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.sec, r.cancel, r.runDone, r.net = sec, cancel, make(chan struct{}), transport.NewMemNetwork(1, transport.Faults{})
+	var ln transport.Listener = r.net
+	if r.listen != nil {
+		ln = r.listen(ln)
+	}
 	go func() {
 		defer close(r.runDone)
-		r.runErr = sec.Run(ctx, r.net)
+		r.runErr = sec.Run(ctx, ln)
 	}()
 }
 
