@@ -37,12 +37,7 @@ func TestAPromotedSitesStopEndsWithAVolumesFlushHung(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the client's FLUSH of vol1 did not reach the volume; goroutines:\n%s", goroutines())
 	}
-	var runErr error
-	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
-	t.Logf("the stop: %v", runErr)
-	if runErr == nil {
-		t.Error("the stop, vol1's flush hung, returned no error")
-	}
+	stopGivingUp(t, stop, "vol1's flush hung")
 	if len(logs.lines("vol1", "flush")) == 0 {
 		t.Errorf("the stop's log does not name vol1's flush:\n%s", logs.String())
 	}
@@ -69,12 +64,7 @@ func TestAPromotedSitesStopEndsWithAVolumesCloseHung(t *testing.T) {
 	t.Cleanup(h.release) // before the stop
 	h.hung.Store(true)
 	h.closes.Store(true)
-	var runErr error
-	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
-	t.Logf("the stop: %v", runErr)
-	if runErr == nil {
-		t.Error("the stop, vol1's flush and close hung, returned no error")
-	}
+	stopGivingUp(t, stop, "vol1's flush and close hung")
 	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
 		t.Errorf("the stop's log does not name the close of vol1 given up:\n%s", logs.String())
 	}
@@ -91,23 +81,7 @@ func TestAPromotedSitesStopEndsWithAVolumesCloseHung(t *testing.T) {
 // the reverse direction's primary copying the changed regions to the
 // old primary) would read vol1 without it.
 func TestAPromotedSitesStopWaitsForAVolumesWriteHung(t *testing.T) {
-	h := newFlushHang()
-	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeVolumeWrite: h.beforeVolumeWrite, stopFlushWait: time.Second})
-	t.Cleanup(h.release) // before the stop
-	h.writes.Store(true)
-	wrote := make(chan error, 1)
-	go func() { wrote <- pipelinedWrites(p.NBDAddr(), "vol1", 1, 0) }()
-	select {
-	case err := <-wrote:
-		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	var runErr error
-	within(t, 20*time.Second, "the promoted site's stop", func() { runErr = stop() })
-	t.Logf("the stop: %v", runErr)
-	if runErr == nil {
-		t.Error("the stop, vol1's write given up, returned no error")
-	}
+	p, logs, h := stoppedWithAWriteHung(t, time.Second)
 	if len(logs.lines("close of volume vol1", "has not ended")) == 0 {
 		t.Error("the stop's log does not name the close of vol1 given up, under its write")
 	}
@@ -117,6 +91,41 @@ func TestAPromotedSitesStopWaitsForAVolumesWriteHung(t *testing.T) {
 	}
 	h.release()
 	awaitPromotedDirLetGo(t, p.cfg)
+}
+
+// stopGivingUp stops a promoted site (stop) whose disk hangs under what,
+// within 20 s, and returns the stop's error: the test fails if there is
+// none, the stop having given up what.
+func stopGivingUp(t *testing.T, stop func() error, what string) error {
+	t.Helper()
+	var err error
+	within(t, 20*time.Second, "the promoted site's stop", func() { err = stop() })
+	t.Logf("the stop: %v", err)
+	if err == nil {
+		t.Errorf("the stop, %s, returned no error", what)
+	}
+	return err
+}
+
+// stoppedWithAWriteHung runs a promoted site whose disk under vol1 hangs
+// a client's write until h.release, and stops it, waiting up to wait for
+// what is under way: the stop gives the write up. The release comes
+// before the test's own cleanup of the site.
+func stoppedWithAWriteHung(t *testing.T, wait time.Duration) (*Promoted, *logBuffer, *flushHang) {
+	t.Helper()
+	h := newFlushHang()
+	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeVolumeWrite: h.beforeVolumeWrite, stopFlushWait: wait})
+	t.Cleanup(h.release)
+	h.writes.Store(true)
+	wrote := make(chan error, 1)
+	go func() { wrote <- pipelinedWrites(p.NBDAddr(), "vol1", 1, 0) }()
+	select {
+	case err := <-wrote:
+		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	stopGivingUp(t, stop, "vol1's write given up")
+	return p, logs, h
 }
 
 // promotedDirHeld fails the test if the promotion directory's LOCK of

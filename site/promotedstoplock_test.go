@@ -19,23 +19,7 @@ import (
 // LOCK, and the start was refused as if another process held the changed
 // regions.
 func TestARestartWhileThePromotedSitesHungWriteHoldsTheLockSaysWhy(t *testing.T) {
-	h := newFlushHang()
-	p, logs, stop := runPromotedSite(t, PromotedOptions{beforeVolumeWrite: h.beforeVolumeWrite, stopFlushWait: 500 * time.Millisecond})
-	t.Cleanup(h.release) // before the stop
-	h.writes.Store(true)
-	wrote := make(chan error, 1)
-	go func() { wrote <- pipelinedWrites(p.NBDAddr(), "vol1", 1, 0) }()
-	select {
-	case err := <-wrote:
-		t.Fatalf("the client's write to vol1, its disk hung, returned: %v", err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	var stopErr error
-	within(t, 20*time.Second, "the promoted site's stop", func() { stopErr = stop() })
-	t.Logf("the stop: %v", stopErr)
-	if stopErr == nil {
-		t.Error("the stop, vol1's write given up, returned no error")
-	}
+	p, logs, h := stoppedWithAWriteHung(t, 500*time.Millisecond)
 	if len(logs.lines("the promotion directory stays locked", "a write to volume vol1")) == 0 {
 		t.Errorf("the stop's log does not say it keeps the promotion directory locked for vol1's write:\n%s", logs.String())
 	}
