@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"duplex/coupling/etcdserver"
@@ -35,8 +37,15 @@ func runEtcd(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	for _, u := range []struct{ flag, url string }{{"listen", *listen}, {"peer", *peer}} {
-		if p, err := url.Parse(u.url); err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Port() == "" || p.Hostname() == "" {
-			return fs.usageErrorf("--%s %q: want an http or https URL with a port, e.g. http://127.0.0.1:2379", u.flag, u.url)
+		p, err := url.Parse(u.url)
+		if err == nil {
+			// A port no listener takes fails etcd's start, after --dir is made.
+			if n, perr := strconv.ParseUint(p.Port(), 10, 16); perr != nil || n == 0 {
+				err = errors.New("bad port")
+			}
+		}
+		if err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Hostname() == "" {
+			return fs.usageErrorf("--%s %q: want an http or https URL with a port from 1 to 65535, e.g. http://127.0.0.1:2379", u.flag, u.url)
 		}
 	}
 	// Created as etcd itself would, readable by its owner alone.
