@@ -177,6 +177,13 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				c.afterLarge = true
 				continue
 			}
+			if c.serveAlone(&r) {
+				c.sendInline()
+				if c.rr != nil && c.br.Buffered() == 0 && c.lim.active.Load() == 0 && transmitting.Load() == 1 {
+					c.pollNext()
+				}
+				continue
+			}
 			c.sendInline()
 			c.dispatch(r)
 			c.afterLarge = len(p) >= c.br.Size()
@@ -225,6 +232,29 @@ func (c *conn) serveInline(r *request) bool {
 // behind it for its whole pwrite.
 func (c *conn) serveLarge(r *request) bool {
 	if c.prompt == nil || r.flags != 0 || int(r.length) < c.br.Size() || processors() != 1 {
+		return false
+	}
+	return c.serveNow(r)
+}
+
+// serveAlone serves the small WRITE r, whose payload is read, on the read
+// loop when the process has a single processor, r is the only request in
+// flight and nothing is buffered behind it (a client at queue depth 1), and
+// the Export promises it will not wait; its reply joins the batch, which the
+// caller sends at once. It says whether it did. Handed to a worker, the
+// write would only take turns with the read loop on the one processor: the
+// request copied into the worker through the queue, the worker made ready,
+// the read loop's yield to it (awaitNext), the worker's park once replied
+// and the scheduler's search for the read loop again, all of it on the CPU
+// the client shares at queue depth 1 (bench/RESULTS.md). Served here, a
+// request the client sends behind it before the reply waits for its pwrite,
+// as behind a large write (serveLarge): with one processor the worker's
+// pwrite would have held the processor from the read loop as long, unless
+// the disk stalls it past the runtime's monitor, which then runs the read
+// loop beside it.
+func (c *conn) serveAlone(r *request) bool {
+	if c.prompt == nil || r.flags != 0 || int(r.length) >= c.br.Size() || len(c.inline) != 0 || c.br.Buffered() != 0 ||
+		c.lim.active.Load() != 1 || processors() != 1 {
 		return false
 	}
 	return c.serveNow(r)
@@ -325,6 +355,13 @@ func (c *conn) awaitNext() {
 	if c.lim.active.Load() != 0 {
 		return
 	}
+	c.pollNext()
+}
+
+// pollNext is awaitNext's wait for the client's next request, once the only
+// request in flight has replied and nothing is buffered, bounded as
+// awaitNext says.
+func (c *conn) pollNext() {
 	switch {
 	case c.pollSkip > 0:
 		c.pollSkip--
