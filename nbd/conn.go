@@ -91,7 +91,9 @@ func (c *conn) transmit() string {
 // a Prompter promises will not wait: the read loop serves those itself and
 // sends their replies in one write once its buffer is drained (serveInline),
 // which at queue depth 16 saves a hand-over to a worker (a thread woken, on
-// a CPU already busy) a write and wakes the client once a batch.
+// a CPU already busy) a write and wakes the client once a batch. With a
+// single processor, a promised WRITE that is large (serveLarge) or alone in
+// flight (serveAlone) is served here too.
 func (c *conn) readLoop() (reason string, hard bool) {
 	var hdr [requestHeaderLen]byte
 	for {
