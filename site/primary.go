@@ -781,28 +781,34 @@ func (p *Primary) letGone() { p.letGoOnce.Do(func() { close(p.letGo) }) }
 // holds, for the writes its stop gave up: what they are and since when.
 var heldDirs struct {
 	sync.Mutex
-	m map[string]string
+	m map[string]*heldDir
 }
+
+// heldDir is a stop's hold of a directory. Matched by its address, not its
+// text: two stops of one directory in the same second that gave up the
+// same things read alike, and the first one's let-go must not forget the
+// second's.
+type heldDir struct{ why string }
 
 // holdAfterStop records that the stopped run (e.g. "the primary") holds
 // dir until what it gave up has ended, since since, its log saying
 // letGoLine then; it returns the record, for letGoAfterStop.
-func holdAfterStop(dir, run, what, letGoLine string, since time.Time) string {
+func holdAfterStop(dir, run, what, letGoLine string, since time.Time) *heldDir {
 	heldDirs.Lock()
 	defer heldDirs.Unlock()
 	if heldDirs.m == nil {
-		heldDirs.m = map[string]string{}
+		heldDirs.m = map[string]*heldDir{}
 	}
-	held := fmt.Sprintf("still held by this process's last run of %s, stopped at %s: "+
+	held := &heldDir{why: fmt.Sprintf("still held by this process's last run of %s, stopped at %s: "+
 		"its stop gave up %s on a disk that stopped answering, which may still land; it is let go once that has ended "+
-		"(the log says %q), and a start goes on then", run, since.UTC().Format(time.RFC3339), what, letGoLine)
+		"(the log says %q), and a start goes on then", run, since.UTC().Format(time.RFC3339), what, letGoLine)}
 	heldDirs.m[filepath.Clean(dir)] = held
 	return held
 }
 
 // letGoAfterStop forgets held, holdAfterStop's record of dir: not a later
 // run's, which may have taken dir and stopped since its LOCK was let go.
-func letGoAfterStop(dir, held string) {
+func letGoAfterStop(dir string, held *heldDir) {
 	heldDirs.Lock()
 	defer heldDirs.Unlock()
 	if heldDirs.m[filepath.Clean(dir)] == held {
@@ -815,7 +821,10 @@ func letGoAfterStop(dir, held string) {
 func heldAfterStop(dir string) string {
 	heldDirs.Lock()
 	defer heldDirs.Unlock()
-	return heldDirs.m[filepath.Clean(dir)]
+	if h := heldDirs.m[filepath.Clean(dir)]; h != nil {
+		return h.why
+	}
+	return ""
 }
 
 // endUpdatesOf returns the EndUpdates of the subsystem of byVol that
