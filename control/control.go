@@ -99,6 +99,10 @@ type Status struct {
 	HistoryOldestGroup *uint64 `json:"history_oldest_group,omitempty"`
 	HistoryNewest      string  `json:"history_newest,omitempty"`
 	HistoryBytes       *int64  `json:"history_bytes,omitempty"`
+	// HistoryOverLimit says that the history is kept over its window or
+	// history_bytes, readers of the past holding its old end from a trim,
+	// since when and what happens next.
+	HistoryOverLimit string `json:"history_over_limit,omitempty"`
 	// Drill is the failover drill running at a secondary (duplex drill
 	// start), if any: where it serves, the group it shows and the bytes
 	// its writes hold.

@@ -46,6 +46,7 @@ func TestATrimAHoldStoppedIsDoneOnceTheHoldGoes(t *testing.T) {
 	if held <= maxBytes+2*seg {
 		t.Fatalf("held at group %d, Trim left %d bytes, within the bound of %d: the hold kept nothing", p.Group, held, maxBytes)
 	}
+	checkHeldTrim(t, l, true)
 	release()
 	deadline := time.Now().Add(5 * time.Second)
 	for l.Bytes() > maxBytes+2*seg {
@@ -55,5 +56,19 @@ func TestATrimAHoldStoppedIsDoneOnceTheHoldGoes(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	checkHeldTrim(t, l, false)
 }
 
+// checkHeldTrim checks what Stopped says of a Trim held back: while it is
+// (want), that a hold keeps the files over their bound, for the status a
+// secondary shows; once the Trim ran whole, nothing.
+func checkHeldTrim(t *testing.T, l *Log, want bool) {
+	t.Helper()
+	st, ok := l.Stopped()
+	switch {
+	case ok != want:
+		t.Errorf("Stopped says a Trim is stopped short: %v, want %v (%+v)", ok, want, st)
+	case want && (st.Holds != 1 || st.Since.IsZero() || st.Err != nil):
+		t.Errorf("Stopped: %+v, want one hold, since a time, no error", st)
+	}
+}

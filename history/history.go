@@ -150,9 +150,37 @@ type Log struct {
 	// and by Hold: a hold taken while a Trim releases segments waits for
 	// it, and then sees what went (lost).
 	trimMu sync.Mutex
+	// stopped is the Trim a hold stopped short, nil if none: the files
+	// stay over the window or MaxBytes, and the caller trims only at its
+	// checkpoints, which an idle or fenced secondary makes none of for
+	// hours. The last hold let go trims again (retrim).
+	stopped *stoppedTrim
+	// retrims are the Trims the last hold's release started; closed says
+	// Close began, after which none is started.
+	retrims sync.WaitGroup
+	closed  bool
 	// testReplaying, if set, is called as replayAfter reads the first
 	// record it wants (tests).
 	testReplaying func()
+}
+
+// stoppedTrim is a Trim that holds stopped short.
+type stoppedTrim struct {
+	keep  uint64    // the Trim's keep, lowered by a Void
+	since time.Time // the first Trim stopped
+	err   error     // the last retrim's failure, if it failed
+}
+
+// TrimStopped is what Log.Stopped says of a Trim that holds stopped short.
+type TrimStopped struct {
+	// Since is when the first Trim was stopped.
+	Since time.Time
+	// Holds is how many holds stop it now: 0 once the last was let go,
+	// the Trim then run again (or failed: Err).
+	Holds int
+	// Err is why the Trim run again once the last hold went failed; the
+	// next Trim tries again.
+	Err error
 }
 
 // Open opens (creating if needed) the history in dir and reads its index.
@@ -461,6 +489,14 @@ func (l *Log) Void(p Point) error {
 	if err := l.append(&Record{Kind: KindVoid, Group: p.Group, Time: p.Time, Step: true}); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	if l.stopped != nil {
+		// The groups after p are the volumes' no more: those numbered
+		// so next are captured before they are applied, and a retrim
+		// by the keep of before must not take their undo.
+		l.stopped.keep = min(l.stopped.keep, p.Group)
+	}
+	l.mu.Unlock()
 	if err := l.journal().Sync(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
@@ -554,6 +590,7 @@ func (l *Log) reset() error {
 		return err
 	}
 	l.j, l.entries, l.next = j, l.entries[:0], j.LastIndex()+1
+	l.stopped = nil
 	return nil
 }
 
@@ -679,14 +716,27 @@ func (l *Log) Trim(keep uint64) error {
 	var (
 		i     int
 		freed int64
+		held  bool
 	)
 	for i < len(l.entries) {
 		e := l.entries[i]
-		if e.group > keep || l.heldLocked(e) || !(e.group < edge || l.opts.MaxBytes > 0 && freed < excess) {
+		if e.group > keep || !(e.group < edge || l.opts.MaxBytes > 0 && freed < excess) {
+			break
+		}
+		if l.heldLocked(e) {
+			held = true
 			break
 		}
 		freed += e.size
 		i++
+	}
+	switch {
+	case !held:
+		l.stopped = nil
+	case l.stopped == nil:
+		l.stopped = &stoppedTrim{keep: keep, since: l.opts.Now()}
+	default:
+		l.stopped.keep, l.stopped.err = keep, nil
 	}
 	// Whole groups only: a group cut in two would leave its later parts,
 	// which undo nothing on their own.
@@ -741,10 +791,44 @@ func (l *Log) Hold(p Point) (release func(), err error) {
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
+			defer l.mu.Unlock()
 			delete(l.holds, h)
-			l.mu.Unlock()
+			if len(l.holds) == 0 && l.stopped != nil && l.stopped.err == nil && !l.closed {
+				// Not here: the caller may let go under its own locks, and
+				// a Trim removes files and syncs the directory.
+				l.retrims.Add(1)
+				go l.retrim(l.stopped.keep)
+			}
 		})
 	}, nil
+}
+
+// retrim runs the Trim holds stopped short once the last is let go. A
+// failure is kept for Stopped; the caller's next Trim tries again.
+func (l *Log) retrim(keep uint64) {
+	defer l.retrims.Done()
+	err := l.Trim(keep)
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped == nil {
+		l.stopped = &stoppedTrim{keep: keep, since: l.opts.Now()}
+	}
+	l.stopped.err = err
+}
+
+// Stopped says whether a Trim was stopped short by holds (Hold), the
+// files left over the window or MaxBytes until they are let go: ok is
+// false once a Trim has run whole since.
+func (l *Log) Stopped() (st TrimStopped, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped == nil {
+		return st, false
+	}
+	return TrimStopped{Since: l.stopped.since, Holds: len(l.holds), Err: l.stopped.err}, true
 }
 
 // heldLocked reports whether a hold needs the record of e. Called with
@@ -946,6 +1030,10 @@ var errRead = errors.New("every record wanted read")
 
 // Close closes the Log.
 func (l *Log) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.retrims.Wait()
 	if err := l.journal().Close(); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}

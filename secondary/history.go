@@ -301,12 +301,30 @@ func (s *Secondary) historyStats(st *Stats, durable apply.State) {
 		st.HistoryNewest = p.Time
 	}
 	st.HistoryBytes = s.hist.Bytes()
+	if ts, ok := s.hist.Stopped(); ok {
+		st.HistoryOverLimit = overLimit(ts, s.cfg.History)
+	}
 	if p, ok := s.hist.Oldest(); ok && p.Group <= durable.Group {
 		st.HistoryOldest, st.HistoryOldestGroup = p.Time, p.Group
 	} else if durable.Group > 0 {
 		// Nothing kept yet: the applied group itself is the window.
 		st.HistoryOldest, st.HistoryOldestGroup = durable.Time, durable.Group
 	}
+}
+
+// overLimit says why the history is over its window or MaxBytes (ts).
+func overLimit(ts history.TrimStopped, hc HistoryConfig) string {
+	limit := fmt.Sprintf("its window of %s or its bound of %d MiB", hc.Window, hc.MaxBytes>>20)
+	since := ts.Since.UTC().Format(time.RFC3339)
+	switch {
+	case ts.Holds > 0:
+		return fmt.Sprintf("kept over %s since %s: %d reader(s) of the past (recover --at, a view of a past time as it opens) hold its old end; "+
+			"trimmed once they are done", limit, since, ts.Holds)
+	case ts.Err != nil:
+		return fmt.Sprintf("kept over %s since %s: the trim run once the readers of the past that held its old end were done failed (%v); "+
+			"tried again at the next checkpoint", limit, since, ts.Err)
+	}
+	return fmt.Sprintf("kept over %s since %s: being trimmed now that the readers of the past that held its old end are done", limit, since)
 }
 
 // Window is how far back RecoverTo reaches: the oldest point the history

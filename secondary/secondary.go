@@ -531,6 +531,11 @@ type Stats struct {
 	// through a Gate's limit, its newest step at or before the limit
 	// (Time counts the part, through the limit itself).
 	HistoryNewest int64
+	// HistoryOverLimit says that the history is kept over its window or
+	// MaxBytes: a trim of its old end was stopped by readers of the past
+	// holding it (recover --at, a view of a past time as it opens), since
+	// when, and what happens next; "" while it is not.
+	HistoryOverLimit string
 }
 
 // MaxGroupBytes bounds one journaled consistency group. A group gathers every

@@ -858,7 +858,7 @@ func (s *Secondary) Status() control.Status {
 	}
 	if st.History {
 		hb := st.HistoryBytes
-		out.HistoryBytes = &hb
+		out.HistoryBytes, out.HistoryOverLimit = &hb, st.HistoryOverLimit
 		if st.HistoryOldest != 0 {
 			og := st.HistoryOldestGroup
 			out.HistoryOldest, out.HistoryOldestGroup, out.HistoryNewest = control.FormatTime(st.HistoryOldest), &og, control.FormatTime(st.HistoryNewest)
@@ -1079,7 +1079,7 @@ func secondarySamples(st secondary.Stats, attempts uint64, now time.Time) []cont
 	if st.CheckpointOwed != "" {
 		owed = 1
 	}
-	return []control.Sample{
+	samples := []control.Sample{
 		control.Gauge("lag_seconds", lagHelp, control.Lag(st.Time, now)),
 		control.Gauge("link_up", linkUpHelp, up),
 		control.Gauge("stopped", stoppedHelp, stopped),
@@ -1103,7 +1103,21 @@ func secondarySamples(st secondary.Stats, attempts uint64, now time.Time) []cont
 		control.Gauge("held_groups", "Consistency groups journaled and held back until the resyncs end.", float64(st.HeldGroups)),
 		control.Gauge("held_bytes", "Bytes of the groups held back until the resyncs end.", float64(st.HeldBytes)),
 	}
+	if st.History {
+		over := 0.0
+		if st.HistoryOverLimit != "" {
+			over = 1
+		}
+		samples = append(samples, control.Gauge("history_bytes", "Bytes in the history's files (recover --at's undo).", float64(st.HistoryBytes)),
+			control.Gauge("history_over_limit", historyOverLimitHelp, over))
+	}
+	return samples
 }
+
+// historyOverLimitHelp says what duplex_history_over_limit counts: status's
+// history_over_limit, as an alert reads it.
+const historyOverLimitHelp = "1 while the history is kept over its window or history_bytes because readers of the past " +
+	"(recover --at, a view of a past time as it opens) hold its old end from a trim (status's history_over_limit says since when)."
 
 // couplingStatus reports a coupled secondary's view of its group.
 func couplingStatus(c coupling.Status, st secondary.Stats) *control.CouplingStatus {

@@ -347,6 +347,9 @@ func printStatus(w io.Writer, st control.Status) {
 			fmt.Fprint(w, "  history:none yet")
 		}
 		fmt.Fprintf(w, " (%s)\n", bytesIEC(*st.HistoryBytes))
+		if st.HistoryOverLimit != "" {
+			fmt.Fprintf(w, "  history over its limit: %s\n", st.HistoryOverLimit)
+		}
 	}
 	if d := st.Drill; d != nil {
 		fmt.Fprintf(w, "  drill:%s as of %s (group %d), its writes %s and the before images it needs %s of drill_bytes %s, their index %s in memory (duplex drill stop discards them)\n",
