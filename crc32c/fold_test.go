@@ -1,8 +1,12 @@
 package crc32c
 
 import (
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -38,6 +42,50 @@ func TestFoldedMatchesHashCRC32(t *testing.T) {
 		c := rng.Uint32()
 		if got, want := Update(c, p), crc32.Update(c, Table, p); got != want {
 			t.Fatalf("Update(%#x, %d bytes at %d) = %#x, want %#x", c, n, off, got, want)
+		}
+	}
+}
+
+// TestFoldedEveryLengthEveryOffset: every length to 4 KiB, the folded
+// range's edges (256, 319, 320) among them, at each of the 64 offsets of
+// its start within a 64-byte line, from a random starting value each.
+func TestFoldedEveryLengthEveryOffset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 4096+64)
+	for i := range buf {
+		buf[i] = byte(rng.Uint32())
+	}
+	for n := 0; n <= 4096; n++ {
+		for off := 0; off < 64; off++ {
+			p := buf[off : off+n]
+			c := rng.Uint32()
+			if got, want := Update(c, p), crc32.Update(c, Table, p); got != want {
+				t.Fatalf("Update(%#x, %d bytes at %d) = %#x, want %#x", c, n, off, got, want)
+			}
+		}
+	}
+}
+
+// TestFoldingObeysGODEBUG: the checksum guards every update and the
+// journal's replay, so the hand-written folding must come out without a
+// rebuild under each of x/sys/cpu's switches for what it uses.
+func TestFoldingObeysGODEBUG(t *testing.T) {
+	if os.Getenv("CRC32C_PRINT_FOLDING") != "" {
+		fmt.Printf("folding=%v\n", folding)
+		return
+	}
+	if !folding {
+		t.Skip("this processor does not fold")
+	}
+	for _, sw := range []string{"cpu.avx512=off", "cpu.avx512f=off", "cpu.avx512vpclmulqdq=off", "cpu.all=off"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFoldingObeysGODEBUG$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "CRC32C_PRINT_FOLDING=1", "GODEBUG="+sw)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("GODEBUG=%s: %v\n%s", sw, err, out)
+		}
+		if !strings.Contains(string(out), "folding=false") {
+			t.Errorf("GODEBUG=%s leaves the folding on:\n%s", sw, out)
 		}
 	}
 }
