@@ -237,8 +237,10 @@ type Secondary struct {
 	// the journal until they are synced, which a receipt sent meanwhile
 	// (answerWhileJournaling) takes off room's reading, taken before.
 	writing atomic.Int64
-	// segmentSize is the journal's, fixed once it is open: read through
-	// the journal it waits for the journal's lock, held over an fsync.
+	// segmentSize is the journal's, fixed once Open has checked its room
+	// (checkRoom, which sizes the segments again where the journal sizes
+	// them to its file system): read through the journal it waits for the
+	// journal's lock, held over an fsync.
 	segmentSize int64
 	// disk is what waits on the disk, and since when (diskwait.go).
 	disk diskWaits
@@ -704,6 +706,11 @@ func Open(cfg Config) (*Secondary, error) {
 		s.closeHistory()
 		return nil, err
 	}
+	// The check sized the segments again to the room left beside what
+	// cannot be released (a resync's held groups): the reserve kept
+	// beside a hold is that of the segments the journal closes at now,
+	// not of those journal.Open sized counting every segment as room.
+	s.segmentSize = j.SegmentSize()
 	s.former = consistency.New(cfg.Session, cfg.Subsystems, s.start())
 	s.queued = position{Group: s.durable.Group, Time: s.durable.Time, Through: maps(s.durable.Through)}
 	s.frames.applied, s.dataQueued = s.queued.Group, s.queued.Group
