@@ -148,7 +148,7 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 		// Neither has the HTTP client an error of its own kind for it.
 		return nil, &addrError{fmt.Sprintf("%s serves plain HTTP, not HTTPS: use http://%s, without --ca "+
 			"(a site serves HTTPS once its config sets control_tls_cert)", e.Addr, e.Addr), ErrWrongScheme}
-	case errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return nil, e.resetBy(req, err)
 	case err != nil && strings.Contains(err.Error(), `malformed HTTP response "NBDMAGIC`),
 		errors.As(err, &notTLS) && string(notTLS.RecordHeader[:]) == "NBDMA":
@@ -170,11 +170,19 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// resetBy is the error of call req, whose connection the site reset
-// before it answered (err). A link address resets every call; a control
-// address resets one only when the site stops, or starts again, under it.
-// A second look, a status asked once more, tells them apart.
+// resetBy is the error of call req, whose connection the site reset or
+// closed before it answered (err). A link address resets every call; a
+// control address resets or closes one only when the site stops, or
+// starts again, under it: a site killed while it serves a call, the call
+// read whole, closes the connection (nothing left unread to reset it). A
+// second look, a status asked once more, tells them apart. Only the first
+// error is wrapped: the second look's (a refused dial) must not read as
+// the call's own.
 func (e Endpoint) resetBy(req *http.Request, err error) error {
+	cut := "reset the connection"
+	if !errors.Is(err, syscall.ECONNRESET) {
+		cut = "closed the connection without an answer"
+	}
 	took := ""
 	if req.Method != http.MethodGet {
 		took = "; whether it took effect is not known: duplex status says what the site holds"
@@ -188,16 +196,19 @@ func (e Endpoint) resetBy(req *http.Request, err error) error {
 	switch {
 	case perr == nil:
 		resp.Body.Close()
-		return fmt.Errorf("%s reset the connection after the call was sent (%w), and answers HTTP now: "+
-			"the site may have stopped and started again mid-call%s", e.Addr, err, took)
+		return fmt.Errorf("%s %s after the call was sent (%w), and answers HTTP now: "+
+			"the site may have stopped and started again mid-call%s", e.Addr, cut, err, took)
 	case errors.Is(perr, syscall.ECONNREFUSED):
-		return fmt.Errorf("%s reset the connection after the call was sent (%w), and nothing listens there now: "+
-			"the site may have stopped mid-call%s", e.Addr, err, took)
-	case errors.Is(perr, syscall.ECONNRESET):
+		return fmt.Errorf("%s %s after the call was sent (%w), and nothing listens there now: "+
+			"the site may have stopped mid-call%s", e.Addr, cut, err, took)
+	case errors.Is(perr, syscall.ECONNRESET) && errors.Is(err, syscall.ECONNRESET):
 		return fmt.Errorf("%s reset the connection without an HTTP answer (%w), and resets a second call too: a control address answers HTTP; "+
 			"a site's link address, the config's secondary.listen, resets what is not its own protocol", e.Addr, err)
+	case errors.Is(perr, syscall.ECONNRESET), errors.Is(perr, io.EOF), errors.Is(perr, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%s %s (%w), and a second call too: a control address answers HTTP "+
+			"(a site's control address is its config's primary.control or secondary.control)%s", e.Addr, cut, err, took)
 	}
-	return fmt.Errorf("%s reset the connection after the call was sent (%w): the site may have stopped mid-call%s", e.Addr, err, took)
+	return fmt.Errorf("%s %s after the call was sent (%w): the site may have stopped mid-call%s", e.Addr, cut, err, took)
 }
 
 // plainClient is the HTTP client of the calls: Go's default, its
