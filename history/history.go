@@ -147,8 +147,10 @@ type Log struct {
 	// no record of what is after one of them.
 	holds map[*Point]struct{}
 	// trimMu is held by Trim from its choice of records to their release,
-	// and by Hold: a hold taken while a Trim releases segments waits for
-	// it, and then sees what went (lost).
+	// by Hold: a hold taken while a Trim releases segments waits for it,
+	// and then sees what went (lost); and by Gap and Reset, which open the
+	// journal again numbered from 1: a Trim that released the old one's
+	// segments would forget the new one's records by their index.
 	trimMu sync.Mutex
 	// stopped is the Trim a hold stopped short, nil if none: the files
 	// stay over the window or MaxBytes, and the caller trims only at its
@@ -516,6 +518,8 @@ func (l *Log) Void(p Point) error {
 // record (the group was not applied: captured again at restart, the
 // earlier groups' undo as far as it was kept), or the gap record alone.
 func (l *Log) Gap(h Header) error {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if n := len(l.entries); n > 0 {
@@ -545,6 +549,8 @@ func (l *Log) Gap(h Header) error {
 // Reset drops every record, files included: the history belongs to
 // volumes that are gone (a secondary created again beside it).
 func (l *Log) Reset() error {
+	l.trimMu.Lock()
+	defer l.trimMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.reset(); err != nil {
@@ -694,11 +700,26 @@ func (l *Log) Bytes() int64 { return l.journal().Bytes() }
 // and more while the files exceed MaxBytes, never a group after keep (a
 // restart may apply it again and must find its undo). Space goes back a
 // segment file at a time.
-func (l *Log) Trim(keep uint64) error {
+func (l *Log) Trim(keep uint64) error { return l.trim(keep, false) }
+
+// trim is Trim; again says it is the Trim holds stopped short, run again
+// as the last was let go: its keep is read here, under the lock, as it
+// stands now (a Void since lowers it), and with no Trim stopped short
+// any more (one ran whole since, or a Gap or Reset forgot it) it does
+// nothing.
+func (l *Log) trim(keep uint64, again bool) error {
 	l.trimMu.Lock()
 	defer l.trimMu.Unlock()
 	cutoff := l.opts.Now().Add(-l.opts.Window).UnixNano()
 	l.mu.Lock()
+	var since time.Time
+	if again {
+		if l.stopped == nil {
+			l.mu.Unlock()
+			return nil
+		}
+		keep, since = l.stopped.keep, l.stopped.since
+	}
 	excess := l.j.Bytes() - l.opts.MaxBytes
 	// The newest point at or before the cutoff stays: it is the state as
 	// of the window's start.
@@ -753,7 +774,18 @@ func (l *Log) Trim(keep uint64) error {
 		return nil
 	}
 	if err := j.Release(through); err != nil {
-		return fmt.Errorf("history: %w", err)
+		err = fmt.Errorf("history: %w", err)
+		if again {
+			// Kept for Stopped, the files still over their bound: the
+			// record was forgotten above as if the Trim ran whole.
+			l.mu.Lock()
+			if l.stopped == nil {
+				l.stopped = &stoppedTrim{keep: keep, since: since}
+			}
+			l.stopped.err = err
+			l.mu.Unlock()
+		}
+		return err
 	}
 	first := j.FirstIndex()
 	l.mu.Lock()
@@ -797,26 +829,17 @@ func (l *Log) Hold(p Point) (release func(), err error) {
 				// Not here: the caller may let go under its own locks, and
 				// a Trim removes files and syncs the directory.
 				l.retrims.Add(1)
-				go l.retrim(l.stopped.keep)
+				go l.retrim()
 			}
 		})
 	}, nil
 }
 
 // retrim runs the Trim holds stopped short once the last is let go. A
-// failure is kept for Stopped; the caller's next Trim tries again.
-func (l *Log) retrim(keep uint64) {
+// failure is kept for Stopped (trim); the caller's next Trim tries again.
+func (l *Log) retrim() {
 	defer l.retrims.Done()
-	err := l.Trim(keep)
-	if err == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.stopped == nil {
-		l.stopped = &stoppedTrim{keep: keep, since: l.opts.Now()}
-	}
-	l.stopped.err = err
+	_ = l.trim(0, true)
 }
 
 // Stopped says whether a Trim was stopped short by holds (Hold), the
