@@ -325,9 +325,9 @@ func (s *Secondary) readJournaled(n uint64) (*consistency.Group, error) {
 // roomPoll is how often a receiver waiting for journal room looks again.
 const roomPoll = 50 * time.Millisecond
 
-// roomAnswer is how often a receiver waiting for journal room, or for the
-// journal's write and fsync (answerWhileJournaling), sends the primary a
-// receipt: the primary gives up a link on which the secondary
+// roomAnswer is how often a receiver waiting for journal room, for the
+// journal's write and fsync or for the applier (answerWhileBusy), sends
+// the primary a receipt: the primary gives up a link on which the secondary
 // says nothing for its silence time (5 s by default), heartbeats or record
 // sets sent, and redials, while this one is reachable and only behind. The
 // receipt acknowledges nothing new (what arrived in order, as the one sent

@@ -235,7 +235,7 @@ type Secondary struct {
 	room         freeReading
 	// writing is the room the records the receiver is writing take in
 	// the journal until they are synced, which a receipt sent meanwhile
-	// (answerWhileJournaling) takes off room's reading, taken before.
+	// (answerWhileBusy) takes off room's reading, taken before.
 	writing atomic.Int64
 	// segmentSize is the journal's, fixed once Open has checked its room
 	// (checkRoom, which sizes the segments again where the journal sizes
@@ -1081,8 +1081,12 @@ func (s *Secondary) appliedState() apply.State {
 // anything may have happened meanwhile but the journaling or handing over
 // of another group (handing). The group counts as queued from the start:
 // a fence waits until it is applied. A coupled secondary's never waits:
-// what its Gate holds waits in the journal (journalAhead).
-func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeState) error {
+// what its Gate holds waits in the journal (journalAhead). While it waits
+// the primary on conn is sent a receipt every roomAnswer: an applier held
+// by a slow disk (a volume write or fsync of seconds) would otherwise
+// have the receiver say nothing for as long, and the primary give up the
+// link for silence and redial, resending everything outstanding.
+func (s *Secondary) enqueue(conn transport.Conn, g *consistency.Group, vols map[string]apply.VolumeState) error {
 	if s.closing {
 		return fmt.Errorf("apply group %d: secondary closed", g.Number)
 	}
@@ -1100,9 +1104,11 @@ func (s *Secondary) enqueue(g *consistency.Group, vols map[string]apply.VolumeSt
 	}
 	s.handing = true
 	s.mu.Unlock()
+	quiet := s.answerWhileBusy(conn)
 	// The applier takes it whatever happens meanwhile (after a failure it
 	// drains the queue), and Close leaves applyQ open until it has.
 	s.applyQ <- job
+	quiet()
 	s.mu.Lock()
 	s.handing = false
 	s.handed.Broadcast()
@@ -2473,7 +2479,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 	}
 	s.handing = true
 	s.mu.Unlock()
-	quiet := s.answerWhileJournaling(conn)
+	quiet := s.answerWhileBusy(conn)
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling groups %d to %d", gs[0].Number, gs[len(gs)-1].Number))
 	var start, synced time.Time
 	if s.tracing {
@@ -2534,7 +2540,7 @@ func (s *Secondary) commitPending(conn transport.Conn) error {
 		}
 	}
 	for i, g := range gs {
-		if err := s.handOverLocked(g, nil, acked[i]); err != nil {
+		if err := s.handOverLocked(conn, g, nil, acked[i]); err != nil {
 			return s.stopCommitting(conn, err)
 		}
 	}
@@ -2725,7 +2731,7 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 // applier (or holds it, while a resync holds the volumes); rel is the hold
 // journaling it gave up, if any. Called with s.mu held.
 func (s *Secondary) journaledLocked(conn transport.Conn, g *consistency.Group, rel *holdRelease) error {
-	return s.handOverLocked(g, rel, s.acknowledgeLocked(conn, g))
+	return s.handOverLocked(conn, g, rel, s.acknowledgeLocked(conn, g))
 }
 
 // acknowledged is what acknowledging a group found, for handing it over.
@@ -2764,10 +2770,10 @@ func (s *Secondary) acknowledgeLocked(conn transport.Conn, g *consistency.Group)
 	return a
 }
 
-// handOverLocked hands g, acknowledged (a), to the applier, or holds it
-// while a resync holds the volumes. Called with s.mu held, which it lets
-// go of while it waits for room (enqueue).
-func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a acknowledged) error {
+// handOverLocked hands g, acknowledged (a) on conn, to the applier, or
+// holds it while a resync holds the volumes. Called with s.mu held, which
+// it lets go of while it waits for room (enqueue).
+func (s *Secondary) handOverLocked(conn transport.Conn, g *consistency.Group, rel *holdRelease, a acknowledged) error {
 	if a.holding {
 		if !a.wasHolding {
 			s.log.Info("resync began: holding the volumes at the last consistent group until it completes",
@@ -2786,7 +2792,7 @@ func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a ack
 			"held_for", time.Since(s.held.Since).Round(time.Millisecond))
 		s.held = heldGroups{}
 	}
-	return s.enqueue(g, a.vols)
+	return s.enqueue(conn, g, a.vols)
 }
 
 // journalUnlocked appends group n (parts joined, whose checksum is sum) to the
@@ -2801,7 +2807,7 @@ func (s *Secondary) handOverLocked(g *consistency.Group, rel *holdRelease, a ack
 func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byte, sum uint32) error {
 	s.handing = true
 	s.mu.Unlock()
-	quiet := s.answerWhileJournaling(conn)
+	quiet := s.answerWhileBusy(conn)
 	s.diskBegin(waitJournal, fmt.Sprintf("journaling group %d", n))
 	size := 0
 	for _, p := range parts {
@@ -2821,22 +2827,23 @@ func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byt
 	return err
 }
 
-// answerWhileJournaling sends the primary on conn a receipt every
-// roomAnswer while the receiver writes and fsyncs the journal, until the
-// returned func is called: the primary gives up a link on which the
-// secondary says nothing for its silence time (5 s by default) and
-// redials, resending everything outstanding, while an fsync on a busy or
-// failing disk can take longer. A group journaled alone (a new primary
-// process's first, a marker's, every group of a coupled secondary's) has
-// had no receipt before it. The receipt acknowledges nothing new: the
-// journaled position moves only once the fsync returned
-// (acknowledgeLocked); what arrived in order, which it says besides, is no
-// claim of durability. It is sent under s.mu, which status takes too, so
-// it does nothing that may wait on the disk the fsync waits on: the free
-// space is the last reading less what is being written (s.writing), not a
-// new statfs. Called without s.mu, while the receiver hands the journal
-// over (handing), and the func before it takes s.mu again.
-func (s *Secondary) answerWhileJournaling(conn transport.Conn) (quiet func()) {
+// answerWhileBusy sends the primary on conn a receipt every roomAnswer
+// while the receiver waits on the disk without s.mu (handing): the
+// journal's write and fsync, or the applier, held by a volume's, taking
+// the next group. The primary gives up a link on which the secondary says
+// nothing for its silence time (5 s by default) and redials, resending
+// everything outstanding, while an fsync on a busy or failing disk can
+// take longer. A group journaled alone (a new primary process's first, a
+// marker's, every group of a coupled secondary's) has had no receipt
+// before it. The receipt acknowledges nothing new: the journaled position
+// moves only once the fsync returned (acknowledgeLocked); what arrived in
+// order, which it says besides, is no claim of durability. It is sent
+// under s.mu, which status takes too, so it does nothing that may wait on
+// the disk: the free space is the last reading less what is being written
+// (s.writing), not a new statfs. Called without s.mu, while the receiver
+// hands the journal or a group over (handing), and the func before it
+// takes s.mu again.
+func (s *Secondary) answerWhileBusy(conn transport.Conn) (quiet func()) {
 	var (
 		mu   sync.Mutex
 		t    *time.Timer
