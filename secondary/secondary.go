@@ -1962,7 +1962,10 @@ func (s *Secondary) serve(conn transport.Conn) (err error) {
 			return s.refuse(conn, passing(err.Error()))
 		}
 		// A stop or a fence may have come meanwhile, which only this
-		// keeps the primary out of.
+		// keeps the primary out of; and the linked primary's receiver may
+		// be recording its process in the identity (journalUnlocked),
+		// which generationLocked may write too.
+		s.awaitHandedLocked()
 		if s.stopped != nil {
 			refusal = s.stoppedRefusal()
 		} else {
@@ -2685,8 +2688,8 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		return err
 	}
 	s.buf = buf[:0]
-	newSender := s.ident.Instance != s.instance
-	if newSender {
+	var ids identityWrites
+	if s.ident.Instance != s.instance {
 		// The journal is about to hold a group of another process. The
 		// identity names it as pending with its group first, so that after
 		// a crash at any point the journal decides (Open): the former
@@ -2701,28 +2704,26 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		if s.instance == 0 {
 			id.Instance, id.PendingGroup = 0, 0
 		}
-		if err := s.setIdentity(id); err != nil {
-			return fmt.Errorf("journal group %d: the primary process that sent it: %w", g.Number, err)
+		if id != s.ident {
+			ids.before = &id
+		}
+		if s.instance != 0 {
+			after := id
+			after.Instance, after.PendingInstance, after.PendingGroup = s.instance, 0, 0
+			if after != id {
+				ids.after = &after
+			}
 		}
 	}
 	var start time.Time
 	if s.tracing {
 		start = time.Now()
 	}
-	if err := s.journalUnlocked(conn, g.Number, parts, sum); err != nil {
+	if err := s.journalUnlocked(conn, g.Number, parts, sum, ids); err != nil {
 		return fmt.Errorf("journal group %d: %w", g.Number, err)
 	}
 	if s.tracing {
 		s.traceJournaled([]*consistency.Group{g}, start, time.Now())
-	}
-	if newSender && s.instance != 0 {
-		id := s.ident
-		id.Instance, id.PendingInstance, id.PendingGroup = s.instance, 0, 0
-		if err := s.setIdentity(id); err != nil {
-			// Left pending: a restart still names this process, the one
-			// whose group the journal ends with.
-			s.log.Error("cannot record the primary process whose group was journaled", "group", g.Number, "err", err)
-		}
 	}
 	return s.journaledLocked(conn, g, rel)
 }
@@ -2795,6 +2796,12 @@ func (s *Secondary) handOverLocked(conn transport.Conn, g *consistency.Group, re
 	return s.enqueue(conn, g, a.vols)
 }
 
+// identityWrites is what journaling the first group of a primary process
+// writes to the identity around it (commit): before, the process named
+// pending with the group; after, once the group is journaled, the process
+// named. Nil: nothing to write.
+type identityWrites struct{ before, after *identity }
+
 // journalUnlocked appends group n (parts joined, whose checksum is sum) to the
 // journal and fsyncs it without s.mu, so that status, a fence and a new
 // link do not wait on the disk, which may take seconds over an fsync. It
@@ -2803,25 +2810,60 @@ func (s *Secondary) handOverLocked(conn transport.Conn, g *consistency.Group, re
 // whatever decides from the journaled position (a link's Welcome, a fence)
 // waits for it (awaitHandedLocked); what only reports it (status) reports
 // the group before, which is what is durable until the fsync returns.
+// The identity ids names is written in the same hand-over, each copy
+// fsynced twice, as slow as the journal's on a slow disk: under s.mu the
+// primary would hear nothing for as long, and give the link up, and
+// status would wait. A failure to write ids.before fails the group, not
+// journaled; one to write ids.after leaves the process pending, which
+// names it all the same once the journal holds the group. s.ident is
+// what was written, once s.mu is taken again: nothing that reads it runs
+// meanwhile but status (and a fence, or a Welcome, waits for the hand-over).
 // Called with s.mu held, which it holds again when it returns.
-func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byte, sum uint32) error {
+func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byte, sum uint32, ids identityWrites) error {
+	written, wrote := s.ident, false
 	s.handing = true
 	s.mu.Unlock()
 	quiet := s.answerWhileBusy(conn)
-	s.diskBegin(waitJournal, fmt.Sprintf("journaling group %d", n))
-	size := 0
-	for _, p := range parts {
-		size += len(p)
+	var err error
+	if ids.before != nil {
+		s.diskBegin(waitJournal, fmt.Sprintf("recording the primary process of group %d", n))
+		if err = writeIdentity(disk.Or(s.cfg.FS), IdentityPath(s.cfg.StatePath), *ids.before); err != nil {
+			err = fmt.Errorf("the primary process that sent it: %w", err)
+		} else {
+			written, wrote = *ids.before, true
+		}
+		s.diskEnd(waitJournal)
 	}
-	s.writing.Add(journal.RecordSpace(int64(size)))
-	err := s.journal.AppendParts(n, parts, sum)
-	s.journalEpoch.Add(1)
 	if err == nil {
-		err = s.journal.Sync()
+		s.diskBegin(waitJournal, fmt.Sprintf("journaling group %d", n))
+		size := 0
+		for _, p := range parts {
+			size += len(p)
+		}
+		s.writing.Add(journal.RecordSpace(int64(size)))
+		err = s.journal.AppendParts(n, parts, sum)
+		s.journalEpoch.Add(1)
+		if err == nil {
+			err = s.journal.Sync()
+		}
+		s.diskEnd(waitJournal)
 	}
-	s.diskEnd(waitJournal)
+	if err == nil && ids.after != nil {
+		s.diskBegin(waitJournal, fmt.Sprintf("recording the primary process of group %d", n))
+		if werr := writeIdentity(disk.Or(s.cfg.FS), IdentityPath(s.cfg.StatePath), *ids.after); werr != nil {
+			// Left pending: a restart still names this process, the one
+			// whose group the journal ends with.
+			s.log.Error("cannot record the primary process whose group was journaled", "group", n, "err", werr)
+		} else {
+			written, wrote = *ids.after, true
+		}
+		s.diskEnd(waitJournal)
+	}
 	quiet()
 	s.mu.Lock()
+	if wrote {
+		s.ident = written
+	}
 	s.handing = false
 	s.handed.Broadcast()
 	return err
@@ -3063,6 +3105,9 @@ func (s *Secondary) fence(recoverAt bool) (transport.Position, error) {
 func (s *Secondary) UndoFence() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// No receiver writes the identity once fenced (the link is cut off),
+	// but one cut off while it wrote may not have taken s.mu again.
+	s.awaitHandedLocked()
 	if s.prefence == nil || !s.fenced || s.ckFailed {
 		return errors.New("secondary: undo the fence: no fence of this run to undo")
 	}
