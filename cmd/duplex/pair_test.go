@@ -29,6 +29,10 @@ type fakePairs struct {
 	// lag, if set, is the primary's link: connected, its secondary's
 	// acknowledged time that many seconds old.
 	lag *float64
+	// held has a suspend's drain never end (updates held for a
+	// secondary that does not acknowledge them): it fails once its
+	// bound runs out, the pair left as it was, as the primary's does.
+	held bool
 }
 
 func (f *fakePairs) copyState() string {
@@ -52,7 +56,11 @@ func (f *fakePairs) op(vol, op string, ok func(string) bool, next string) error 
 func (f *fakePairs) Add(vol string) error {
 	return f.op(vol, "add", func(s string) bool { return s == "" }, f.copyState())
 }
-func (f *fakePairs) Suspend(_ context.Context, vol string, _ bool) error {
+func (f *fakePairs) Suspend(ctx context.Context, vol string, drain bool) error {
+	if drain && f.held {
+		<-ctx.Done()
+		return fmt.Errorf("could not drain before suspending, so %s is left as it was, not suspended: %w", vol, context.Cause(ctx))
+	}
 	return f.op(vol, "suspend", func(s string) bool { return s != "" }, "suspended")
 }
 func (f *fakePairs) Resume(vol string) error {

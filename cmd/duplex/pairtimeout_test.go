@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,4 +30,27 @@ func TestPairCommandIsBounded(t *testing.T) {
 
 	code, out = runDuplex(t, "pair", "suspend", "vol1", "--drain", "--timeout", "0s", "--config", cfg)
 	checkFailure(t, code, exitUsage, out, "--timeout must be positive")
+}
+
+// TestASuspendsDrainIsBoundByTheTimeout: pair suspend --drain with a
+// --timeout shorter than a second, at a primary whose drain does not end,
+// fails within it, exit 1, saying the drain's timeout ran out after what
+// the command allowed, the pair left as it was. Before: the drain was
+// given a second whatever --timeout said ("ran out after 1s"), and a
+// drain that ended within that second suspended the pair, exit 0.
+func TestASuspendsDrainIsBoundByTheTimeout(t *testing.T) {
+	for _, timeout := range []string{"1ns", "300ms"} {
+		fp, path := pairSession(t, map[string]string{"vol1": "duplex"})
+		fp.held = true
+		code, out, errs := runCmd("pair", "suspend", "vol1", "--drain", "--timeout", timeout, "--config", path)
+		_, after, _ := strings.Cut(errs, "timeout ran out after ")
+		ran, err := time.ParseDuration(strings.TrimSpace(after))
+		if allowed, _ := time.ParseDuration(timeout); code != exitFailure || err != nil || ran > allowed || strings.Contains(out, "suspend requested") {
+			t.Errorf("pair suspend --drain --timeout %s: exit %d, stdout %q, stderr %q; want exit 1, the drain's timeout run out after at most %s",
+				timeout, code, out, errs, timeout)
+		}
+		if got := fp.state["vol1"]; got != "duplex" {
+			t.Errorf("--timeout %s: vol1 is %q after a drain that ran out, want it left duplex", timeout, got)
+		}
+	}
 }
