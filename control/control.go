@@ -794,14 +794,23 @@ func drainContext(r *http.Request) (context.Context, context.CancelFunc, error) 
 var ErrDrainTimeout = errors.New("the drain's timeout ran out")
 
 // drainQuery is the query of a suspend: with drain, a timeout that lets the
-// answer reach a caller whose ctx has a deadline before it gives up.
+// answer reach a caller whose ctx has a deadline before it gives up. The
+// drain gets what the deadline leaves and no more, truncated, never
+// rounded up: a drain that ended past the caller's --timeout would suspend
+// the pair though the command's bound ran out. Nothing left, it gets 1ns
+// (the site takes no timeout of 0), in which it is done only if nothing
+// is held.
 func drainQuery(ctx context.Context, drain bool) string {
 	if !drain {
 		return ""
 	}
 	q := "?drain=1"
 	if dl, ok := ctx.Deadline(); ok {
-		q += "&timeout=" + max(time.Until(dl)-AnswerMargin, time.Second).Round(time.Millisecond).String()
+		d := max(time.Until(dl)-AnswerMargin, time.Nanosecond)
+		if d > time.Millisecond {
+			d = d.Truncate(time.Millisecond)
+		}
+		q += "&timeout=" + d.String()
 	}
 	return q
 }
