@@ -1,13 +1,8 @@
 package control
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"net/http"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,15 +17,15 @@ import (
 // is not its own protocol".
 func TestAResetMidCallSaysTheSiteMayHaveStopped(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		afterward string // "gone": the listener closed; "http": later calls answered
-		want      []string
+		name  string
+		after afterCut
+		want  []string
 	}{
-		{"stopped", "gone", []string{"reset the connection", "after the call was sent", "may have stopped", "nothing listens"}},
-		{"started again", "http", []string{"reset the connection", "after the call was sent", "answers HTTP now", "started again"}},
+		{"stopped", nothingListens, []string{"reset the connection", "after the call was sent", "may have stopped", "nothing listens"}},
+		{"started again", answersHTTP, []string{"reset the connection", "after the call was sent", "answers HTTP now", "started again"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := resetFirstCall(t, tc.afterward == "http")
+			addr, _ := cutFirstCall(t, true, tc.after)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_, err := Fetch(ctx, Endpoint{Addr: addr})
@@ -49,56 +44,9 @@ func TestAResetMidCallSaysTheSiteMayHaveStopped(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := Drill(ctx, Endpoint{Addr: resetFirstCall(t, false)}, "t", DrillRequest{})
+	addr, _ := cutFirstCall(t, true, nothingListens)
+	_, err := Drill(ctx, Endpoint{Addr: addr}, "t", DrillRequest{})
 	if err == nil || !strings.Contains(err.Error(), "whether it took effect") {
 		t.Errorf("a drill reset mid-call: %v; want it said that whether it took effect is not known", err)
 	}
-}
-
-// resetFirstCall listens on a loopback address whose first connection is
-// read to the end of its request's header and then reset, as a site killed
-// mid-call resets what it had not read. After it the listener closes
-// (answering is false), or answers every call with a status.
-func resetFirstCall(t *testing.T, answering bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if n.Add(1) > 1 {
-				go func() {
-					defer c.Close()
-					if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-						return
-					}
-					body := `{"role":"primary"}`
-					c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-						strconv.Itoa(len(body)) + "\r\n\r\n" + body))
-				}()
-				continue
-			}
-			r := bufio.NewReader(c)
-			for {
-				l, err := r.ReadString('\n')
-				if err != nil || l == "\r\n" {
-					break
-				}
-			}
-			if !answering {
-				ln.Close()
-			}
-			// Unread bytes left (a body, or none: linger 0 resets anyway).
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
 }
