@@ -108,7 +108,8 @@ func post[Res any](ctx context.Context, at Endpoint, token, path, what string, i
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := at.do(req)
-	if err != nil && ctx.Err() != nil {
+	var cut *cutMidCall
+	if err != nil && ctx.Err() != nil && !errors.As(err, &cut) {
 		return res, 0, fmt.Errorf("%s: the control address %s did not answer in time: %w", what, at, ctx.Err())
 	}
 	if err != nil {

@@ -179,6 +179,20 @@ func (e Endpoint) do(req *http.Request) (*http.Response, error) {
 // error is wrapped: the second look's (a refused dial) must not read as
 // the call's own.
 func (e Endpoint) resetBy(req *http.Request, err error) error {
+	return &cutMidCall{e.cutBy(req, err)}
+}
+
+// cutMidCall is resetBy's error: what it says of a call cut under way
+// stands whatever happened to the caller's deadline meanwhile (the second
+// look may have run it out), where a call that ran out unanswered would
+// be said not to have answered in time, its effect not a word.
+type cutMidCall struct{ err error }
+
+func (e *cutMidCall) Error() string { return e.err.Error() }
+func (e *cutMidCall) Unwrap() error { return e.err }
+
+// cutBy words the error resetBy returns.
+func (e Endpoint) cutBy(req *http.Request, err error) error {
 	cut := "reset the connection"
 	if !errors.Is(err, syscall.ECONNRESET) {
 		cut = "closed the connection without an answer"
