@@ -137,7 +137,7 @@ func promoteRunning(ctx context.Context, cfg *config.Config, st control.Status, 
 		return fmt.Errorf("the promoted site is running already (at %s, primary since %s)", cfg.Secondary.Control, st.PromotedAt)
 	}
 	if st.Link == "connected" && !force {
-		return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
+		return primaryConnected("promote", st.Peer, "promote it now")
 	}
 	if cfg.Coupled() {
 		// Fenced where it runs, at the last master time it applied

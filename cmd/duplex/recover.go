@@ -118,7 +118,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if running {
 		if st.Link == "connected" && !*force {
-			return fmt.Errorf("a primary (%s) is connected to the running secondary: it is still replicating. Stop the primary, or use --force", st.Peer)
+			return primaryConnected("recover", st.Peer, "take the secondary over now")
 		}
 		return recoverRunning(ctx, cfg, *timeout, stdout)
 	}
@@ -158,6 +158,16 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "before writing to them, run duplex recover --force: it fences the secondary so that the old primary is refused")
 	}
 	return nil
+}
+
+// primaryConnected is the refusal of command (recover, promote) at a
+// running secondary that a primary replicates to, peer: worded as the
+// command's other refusals of a running site are, what to do in lower
+// case after the colon, and --force spelled as the command line it is.
+func primaryConnected(command, peer, force string) error {
+	return fmt.Errorf("%s: a primary (%s) is connected to the running secondary, which still replicates from it: "+
+		"stop the primary, then run duplex %s again; or %s with duplex %s --force (the primary is cut off, and refused for good)",
+		command, peer, command, force, command)
 }
 
 // stoppedBeforeFence is the error of a recover that fences, stopped
