@@ -89,7 +89,11 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 			return &usageError{cmd: "recover", err: err}
 		}
 		if cfg.Secondary.History <= 0 {
-			return errors.New("recover --at: the secondary keeps no history: set [secondary] history (e.g. history = \"24h\") and restart it; only groups applied from then on can be recovered to")
+			// The config lacks what --at reads, as one without [coupling]
+			// lacks what --coupled does: the input, exit 2.
+			return fs.configLacks(*path, "sets no [secondary] history: recover --at takes the volumes back with the history the secondary keeps, "+
+				"which is off: set history = \"24h\" (how far back to reach) in its [secondary] section and start the secondary again; "+
+				"only groups applied from then on can be recovered to")
 		}
 	}
 	st, running, err := runningSecondary(ctx, cfg)

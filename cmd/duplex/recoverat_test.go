@@ -31,15 +31,17 @@ func TestParseAt(t *testing.T) {
 }
 
 // TestRecoverAtWithoutHistory: recover --at is refused, before anything is
-// opened, at a secondary that keeps no history; a bad TIME, or --at with
-// --coupled, is bad usage.
+// opened, at a secondary whose config keeps no history: the config lacks
+// what --at reads, bad usage (exit 2) as --coupled without [coupling] is,
+// naming the config and how to turn the history on; a bad TIME, or --at
+// with --coupled, is bad usage. Before: exit 1.
 func TestRecoverAtWithoutHistory(t *testing.T) {
 	dir := t.TempDir()
 	c := startupSession(dir)
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
 	code, out, errs := runCmd("recover", "--config", path, "--at", "-15m")
-	if code != exitFailure || !strings.Contains(errs, "keeps no history") || !strings.Contains(errs, "history = ") {
+	if code != exitUsage || !strings.Contains(errs, "--config "+path+": sets no [secondary] history") || !strings.Contains(errs, `set history = "24h"`) {
 		t.Errorf("recover --at without history: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	code, out, errs = runCmd("recover", "--config", path, "--at", "soon")
