@@ -61,6 +61,10 @@ type cmdFlags struct {
 	// positive names the duration flags for which 0 means nothing sane
 	// either: parse refuses it as it refuses a negative one.
 	positive map[string]bool
+	// negativeArg, if set, is the error of an argument that is a negative
+	// number ("pair rate -5"), which the flag package takes for a flag:
+	// said unknown, the error would not speak of the value meant.
+	negativeArg func(arg string) error
 }
 
 func newFlags(syn synopsis, about string) *cmdFlags {
@@ -88,6 +92,9 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	if errors.Is(err, flag.ErrHelp) {
 		f.printUsage(stdout)
 		return nil, err
+	}
+	if m := notDefined.FindStringSubmatch(fmt.Sprint(err)); m != nil && f.negativeArg != nil && negativeNumber.MatchString("-"+m[1]) {
+		return nil, f.negativeArg("-" + m[1])
 	}
 	if err != nil {
 		return nil, &usageError{cmd: f.syn.path, err: fmt.Errorf("%w (duplex %s -h lists its flags)", f.valueError(unknownFlag(err, args)), f.syn.path)}
@@ -119,6 +126,10 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	}
 	return pos, nil
 }
+
+// negativeNumber matches an argument that is a negative number, with a
+// unit or not ("-5", "-1.5", "-5MiB").
+var negativeNumber = regexp.MustCompile(`^-[0-9.]`)
 
 // notDefined matches the flag package's error for a flag the command does
 // not have, which names it with one dash, however it was typed.

@@ -29,12 +29,13 @@ func newPairRateFlags() pairRateFlags {
 // runPairRate changes the primary's rate limits, or prints them.
 func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	f := newPairRateFlags()
+	f.negativeArg = f.rateArg
 	pos, err := f.parse(args, stdout)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		return f.usageErrorf("rate takes no volume: duplex %s %s", pairRateSynopsis.path, pairRateSynopsis.args)
+		return f.rateArg(pos[0])
 	}
 	// Given is told from empty by the flags set: an empty value (a
 	// script's --copy "$RATE" with RATE unset) is a bad value, not a flag
@@ -88,6 +89,21 @@ func runPairRate(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "copy rate limit: %s\nlink rate limit: %s\n", rateText(rates.Copy), rateText(rates.Link))
 	return nil
+}
+
+// rateArg is the error of an argument given to pair rate, which takes
+// none: one that reads as a rate ("pair rate 50MiB", "pair rate -5") was
+// meant as one, and is told how rates are given, and why a negative one
+// is none; another is told that rate takes no volume.
+func (f pairRateFlags) rateArg(arg string) error {
+	how := "give a rate with --copy RATE or --link RATE, in bytes per second with an optional unit (\"50MiB\"), 0 for no limit"
+	if negativeNumber.MatchString(arg) {
+		return f.usageErrorf("%q is not a valid rate: a negative number; %s", arg, how)
+	}
+	if _, err := config.ParseSize(arg); err == nil {
+		return f.usageErrorf("%q: a rate is not an argument: %s", arg, how)
+	}
+	return f.usageErrorf("rate takes no volume: duplex %s %s", pairRateSynopsis.path, pairRateSynopsis.args)
 }
 
 // rate parses the value of --copy or --link: nil when not given.

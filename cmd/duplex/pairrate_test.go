@@ -119,6 +119,12 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		{[]string{"rate", "--config", path, "--link", "fast"}, "unknown unit"},
 		{[]string{"rate", "--config", path, "--link", "50"}, "too small"},
 		{[]string{"rate", "vol1", "--config", path, "--copy", "1MiB"}, "rate takes no volume"},
+		// A rate given bare, not as a flag's value: the negative one was
+		// said to be an unknown flag -5.
+		{[]string{"rate", "-5", "--config", path}, `pair rate: "-5" is not a valid rate: a negative number; give a rate with --copy RATE or --link RATE`},
+		{[]string{"rate", "--config", path, "-5MiB"}, `"-5MiB" is not a valid rate: a negative number`},
+		{[]string{"rate", "--config", path, "--", "-5"}, `"-5" is not a valid rate: a negative number`},
+		{[]string{"rate", "50MiB", "--config", path}, `"50MiB": a rate is not an argument: give a rate with --copy RATE or --link RATE`},
 		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: unknown flag --copy"},
 		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout must be positive"},
 	} {
