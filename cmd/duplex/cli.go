@@ -374,13 +374,19 @@ func (f *cmdFlags) needToken(cfg *config.Config, path string) error {
 	return nil
 }
 
+// mkdirAll makes dirFlag's directory: os.MkdirAll, but where a test has
+// a disk fail as no disk here would on demand (EMLINK, ESTALE).
+var mkdirAll = os.MkdirAll
+
 // dirFlag checks the directory that the flag name gives, path, which the
 // command creates if missing: a file there, or one where a directory above
-// it would go, or a directory it may not create, is a usage error, before
-// anything is done. The disk's own failure (full, read-only, an I/O
-// error) is the operation failing: the path given was right.
+// it would go, a directory it may not create, or a name the file system
+// takes for none, is a usage error, before anything is done. Any other
+// failure is the disk's (full, read-only, an I/O error, a directory with
+// as many subdirectories as it holds, a stale NFS handle): the operation
+// failing, the path given was right.
 func (f *cmdFlags) dirFlag(name, path string, perm os.FileMode) error {
-	err := os.MkdirAll(path, perm)
+	err := mkdirAll(path, perm)
 	if err == nil {
 		return nil
 	}
@@ -390,11 +396,12 @@ func (f *cmdFlags) dirFlag(name, path string, perm os.FileMode) error {
 	if pe := (*fs.PathError)(nil); !errors.As(err, &pe) || pe.Path != path {
 		what += " " + path
 	}
-	switch {
-	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT), errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO):
-		return fmt.Errorf("%s: %w", what, err)
+	for _, given := range []error{syscall.ENOTDIR, syscall.EEXIST, syscall.EACCES, syscall.EPERM, syscall.ENAMETOOLONG, syscall.ELOOP, syscall.EINVAL} {
+		if errors.Is(err, given) {
+			return f.usageErrorf("%s: %w", what, err)
+		}
 	}
-	return f.usageErrorf("%s: %w", what, err)
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // logger returns the command's logger, to stderr, at level (a --log-level

@@ -73,3 +73,33 @@ func mountFor(t *testing.T, at, what string, mount func(at string) error) string
 	})
 	return at
 }
+
+// TestADirTheDiskFailsOnIsAFailureWhateverItsError: a --dir whose making
+// fails with an error of the disk that no test here can make happen on a
+// real disk (EMLINK: a directory holding as many subdirectories as its
+// file system allows; ESTALE: an NFS handle gone stale; EUCLEAN) is the
+// operation failing, exit 1, as a full or read-only disk is; the path's
+// own faults (under a file, a directory its user may not write, a name too
+// long) stay exit 2. Before: EMLINK, ESTALE and EUCLEAN exited 2, as bad
+// input.
+func TestADirTheDiskFailsOnIsAFailureWhateverItsError(t *testing.T) {
+	defer func(m func(string, os.FileMode) error) { mkdirAll = m }(mkdirAll)
+	for _, tc := range []struct {
+		err  syscall.Errno
+		want int
+	}{
+		{syscall.EMLINK, exitFailure}, {syscall.ESTALE, exitFailure}, {syscall.EUCLEAN, exitFailure},
+		{syscall.ENOSPC, exitFailure}, {syscall.EIO, exitFailure},
+		{syscall.ENOTDIR, exitUsage}, {syscall.EACCES, exitUsage}, {syscall.ENAMETOOLONG, exitUsage},
+	} {
+		path := filepath.Join(t.TempDir(), "d")
+		mkdirAll = func(p string, _ os.FileMode) error { return &os.PathError{Op: "mkdir", Path: p, Err: tc.err} }
+		for _, cmd := range []string{"demo", "etcd"} {
+			code, out, errs := runCmd(cmd, "--dir", path)
+			if code != tc.want || !strings.Contains(errs, "--dir") || !strings.Contains(errs, tc.err.Error()) {
+				t.Errorf("duplex %s --dir failing with %v: exit %d, stdout %q, stderr %q; want exit %d naming --dir and the error",
+					cmd, tc.err, code, out, errs, tc.want)
+			}
+		}
+	}
+}
