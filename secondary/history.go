@@ -97,11 +97,18 @@ func (s *Secondary) openHistory() error {
 	return nil
 }
 
+// testUndoSink, if set, wraps each volume an undo writes back: a test's
+// child process is killed between two of its writes, Open's among them.
+var testUndoSink func(name string, s history.Sink) history.Sink
+
 // undoSinks are the volumes an Undo writes back.
 func (s *Secondary) undoSinks() map[string]history.Sink {
 	sinks := map[string]history.Sink{}
 	for n, v := range s.cfg.Volumes {
 		sinks[n] = v
+		if testUndoSink != nil {
+			sinks[n] = testUndoSink(n, v)
+		}
 	}
 	return sinks
 }
