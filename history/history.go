@@ -157,10 +157,12 @@ type Log struct {
 	// checkpoints, which an idle or fenced secondary makes none of for
 	// hours. The last hold let go trims again (retrim).
 	stopped *stoppedTrim
-	// retrims are the Trims the last hold's release started; closed says
-	// Close began, after which none is started.
-	retrims sync.WaitGroup
-	closed  bool
+	// retrims are the Trims the last hold's release started, and their
+	// retries (retryTimer); closed says Close began, after which none is
+	// started.
+	retrims    sync.WaitGroup
+	closed     bool
+	retryTimer *time.Timer
 	// testReplaying, if set, is called as replayAfter reads the first
 	// record it wants (tests).
 	testReplaying func()
@@ -168,10 +170,18 @@ type Log struct {
 
 // stoppedTrim is a Trim that holds stopped short.
 type stoppedTrim struct {
-	keep  uint64    // the Trim's keep, lowered by a Void
-	since time.Time // the first Trim stopped
-	err   error     // the last retrim's failure, if it failed
+	keep     uint64    // the Trim's keep, lowered by a Void
+	since    time.Time // the first Trim stopped
+	err      error     // the last failure of a Trim run since, if it failed
+	attempts int       // the retrims that failed in a row
 }
+
+// Backoff of a failed retrim's retries: from a second, doubled, up to a
+// minute, as the secondary retries a failed release of its journal.
+const (
+	retrimRetryFirst = time.Second
+	retrimRetryMax   = time.Minute
+)
 
 // TrimStopped is what Log.Stopped says of a Trim that holds stopped short.
 type TrimStopped struct {
@@ -180,8 +190,9 @@ type TrimStopped struct {
 	// Holds is how many holds stop it now: 0 once the last was let go,
 	// the Trim then run again (or failed: Err).
 	Holds int
-	// Err is why the Trim run again once the last hold went failed; the
-	// next Trim tries again.
+	// Err is why the last Trim since failed (the one run again once the
+	// last hold went, or a checkpoint's): the files stay over their bound
+	// until one succeeds, tried again after a backoff.
 	Err error
 }
 
@@ -751,9 +762,12 @@ func (l *Log) trim(keep uint64, again bool) error {
 		freed += e.size
 		i++
 	}
+	// A Trim stopped short before is forgotten only once this one has
+	// released what it stopped at: until then the files are still over
+	// their bound, and Stopped says so (a failure keeps it, with why).
+	whole := !held
 	switch {
 	case !held:
-		l.stopped = nil
 	case l.stopped == nil:
 		l.stopped = &stoppedTrim{keep: keep, since: l.opts.Now()}
 	default:
@@ -769,26 +783,36 @@ func (l *Log) trim(keep uint64, again bool) error {
 		through = l.entries[i-1].index
 	}
 	j := l.j
-	l.mu.Unlock()
 	if through == 0 {
+		if whole {
+			l.stopped = nil
+		}
+		l.mu.Unlock()
 		return nil
 	}
+	l.mu.Unlock()
 	if err := j.Release(through); err != nil {
 		err = fmt.Errorf("history: %w", err)
-		if again {
-			// Kept for Stopped, the files still over their bound: the
-			// record was forgotten above as if the Trim ran whole.
-			l.mu.Lock()
-			if l.stopped == nil {
-				l.stopped = &stoppedTrim{keep: keep, since: since}
-			}
-			l.stopped.err = err
-			l.mu.Unlock()
+		l.mu.Lock()
+		if again && l.stopped == nil {
+			l.stopped = &stoppedTrim{keep: keep, since: since}
 		}
+		if l.stopped != nil {
+			// Kept for Stopped, the files still over their bound, and
+			// tried again on its own: the caller's next Trim may be
+			// hours away (a fenced or idle secondary makes no
+			// checkpoint).
+			l.stopped.err = err
+			l.retryLaterLocked()
+		}
+		l.mu.Unlock()
 		return err
 	}
 	first := j.FirstIndex()
 	l.mu.Lock()
+	if whole {
+		l.stopped = nil
+	}
 	k := 0
 	for k < len(l.entries) && l.entries[k].index < first {
 		k++
@@ -825,7 +849,13 @@ func (l *Log) Hold(p Point) (release func(), err error) {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			delete(l.holds, h)
-			if len(l.holds) == 0 && l.stopped != nil && l.stopped.err == nil && !l.closed {
+			switch {
+			case len(l.holds) > 0 || l.stopped == nil || l.closed:
+			case l.stopped.err != nil:
+				// Failing: tried again on its backoff, not at each
+				// let-go (views open and close often).
+				l.retryLaterLocked()
+			default:
 				// Not here: the caller may let go under its own locks, and
 				// a Trim removes files and syncs the directory.
 				l.retrims.Add(1)
@@ -836,10 +866,32 @@ func (l *Log) Hold(p Point) (release func(), err error) {
 }
 
 // retrim runs the Trim holds stopped short once the last is let go. A
-// failure is kept for Stopped (trim); the caller's next Trim tries again.
+// failure is kept for Stopped and tried again after a backoff (trim).
 func (l *Log) retrim() {
 	defer l.retrims.Done()
 	_ = l.trim(0, true)
+}
+
+// retryLaterLocked schedules the stopped Trim to run again after a
+// backoff, unless one is scheduled, a hold stops it (its let-go runs it),
+// or the Log closes. Called with l.mu held.
+func (l *Log) retryLaterLocked() {
+	st := l.stopped
+	if st == nil || l.closed || l.retryTimer != nil || len(l.holds) > 0 {
+		return
+	}
+	d := min(retrimRetryFirst<<min(st.attempts, 16), retrimRetryMax)
+	st.attempts++
+	l.retryTimer = time.AfterFunc(d, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.retryTimer = nil
+		if l.closed || l.stopped == nil || len(l.holds) > 0 {
+			return
+		}
+		l.retrims.Add(1)
+		go l.retrim()
+	})
 }
 
 // Stopped says whether a Trim was stopped short by holds (Hold), the
@@ -1055,6 +1107,10 @@ var errRead = errors.New("every record wanted read")
 func (l *Log) Close() error {
 	l.mu.Lock()
 	l.closed = true
+	if l.retryTimer != nil {
+		l.retryTimer.Stop()
+		l.retryTimer = nil
+	}
 	l.mu.Unlock()
 	l.retrims.Wait()
 	if err := l.journal().Close(); err != nil {

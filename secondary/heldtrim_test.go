@@ -1,8 +1,11 @@
 package secondary
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"duplex/disk"
 )
 
 // A view of a past time (a failover drill's, NAME@TIME) holds the undo it
@@ -43,4 +46,52 @@ func TestATrimAViewHeldBackIsDoneOnceTheViewHasOpened(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// The trim run once the view has opened may fail (the disk refused to
+// remove a segment for a while): status says the history is kept over
+// its window, and why, until a try succeeds, and it is tried again on its
+// own, no checkpoint coming. It was tried only at the next checkpoint
+// that trims, which a fenced secondary never makes.
+func TestAFailedTrimAfterAViewIsTriedAgain(t *testing.T) {
+	inj := disk.NewInjector(nil)
+	w := openTrimRaceFS(t, inj)
+	w.sec.testPinAtReading = func() {
+		w.retryTrimmingTheWindow()
+		inj.Inject(disk.Fault{Op: disk.OpRemove, Under: w.hist.Dir})
+	}
+	v, err := w.sec.PinAt(w.groupTime(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for inj.Injected(disk.OpRemove) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the trim run once the view opened removed nothing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	failing := w.sec.Stats().HistoryOverLimit
+	if !strings.Contains(failing, "failed") {
+		t.Errorf("the trim once the view opened failed: status says %q", failing)
+	}
+	inj.Clear()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		st := w.sec.Stats()
+		if st.HistoryOldestGroup >= trimRaceGroups-1 && st.HistoryOverLimit == "" {
+			break
+		}
+		if st.HistoryOverLimit == "" {
+			t.Fatalf("the history's oldest group is %d, older than the window that leaves groups %d and %d, and status says nothing of it",
+				st.HistoryOldestGroup, trimRaceGroups-1, trimRaceGroups)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the disk removes files again since 10 s, no checkpoint since: the history's oldest group is %d, older than the window "+
+				"that leaves groups %d and %d; status: %q", st.HistoryOldestGroup, trimRaceGroups-1, trimRaceGroups, st.HistoryOverLimit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("while failing: %s", failing)
 }

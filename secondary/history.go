@@ -328,8 +328,8 @@ func overLimit(ts history.TrimStopped, hc HistoryConfig) string {
 		return fmt.Sprintf("kept over %s since %s: %d reader(s) of the past (recover --at, a view of a past time as it opens) hold its old end; "+
 			"trimmed once they are done", limit, since, ts.Holds)
 	case ts.Err != nil:
-		return fmt.Sprintf("kept over %s since %s: the trim run once the readers of the past that held its old end were done failed (%v); "+
-			"tried again at the next checkpoint", limit, since, ts.Err)
+		return fmt.Sprintf("kept over %s since %s: trimming it once the readers of the past that held its old end were done failed, and so did every try since (%v); "+
+			"tried again after a backoff (from a second up to a minute) until it succeeds", limit, since, ts.Err)
 	}
 	return fmt.Sprintf("kept over %s since %s: being trimmed now that the readers of the past that held its old end are done", limit, since)
 }
