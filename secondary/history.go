@@ -459,23 +459,35 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	// keep is the group applied before, would trim what that reads.
 	named = true
 	s.holdRecovering(release)
+	// The fence is no longer this run's to undo (UndoFence): the groups
+	// after p, which the old primary had acknowledged, may be gone from
+	// the volumes from here on.
+	s.prefence = nil
+	// Written, and recorded as both the group the state file names and
+	// the applied one, under the checkpoint's lock: a checkpoint (a
+	// failed one's retry, on its timer) between the two records found
+	// them apart and wrote the applied group it read, cur, over the state
+	// file naming p, which a kill then left naming cur over volumes taken
+	// back to p, the undo after p voided.
+	s.ckMu.Lock()
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
 		// Its rename may have reached the directory: the state file may
 		// name p over volumes still at cur, and the next open would take
 		// them to p while this process says cur. Written again at cur by
 		// the next checkpoint (Close's) or a run again that stays at cur
 		// (renameApplied), unless a run again names a point of its own.
-		s.ckMu.Lock()
 		s.restate = true
 		s.ckMu.Unlock()
 		return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
 	}
-	s.ckMu.Lock()
 	s.stateGroup, s.restate = st.Group, false
-	s.ckMu.Unlock()
+	if s.testRecorded != nil {
+		s.testRecorded()
+	}
 	s.posMu.Lock()
 	s.durable = st
 	s.posMu.Unlock()
+	s.ckMu.Unlock()
 	s.pairs = newPairStates(st.Volumes)
 	s.held = heldGroups{} // a resync the recovery undid holds nothing
 	s.journaled = position{Group: st.Group, Time: st.Time, Through: maps(st.Through)}

@@ -205,6 +205,10 @@ type Secondary struct {
 	// has chosen the point p it takes the volumes back to, before it
 	// names p in the state file and reads p's undo (tests).
 	testRecovering func(p history.Point)
+	// testRecorded, if set, is called once RecoverTo has recorded its
+	// point as the group the state file names, before it takes the
+	// volumes there (tests).
+	testRecorded func()
 
 	// frames recycles the received frame buffers (frames.go).
 	frames frameLedger
