@@ -526,3 +526,8 @@ func (s *Secondary) coupledTimeLocked() int64 {
 	}
 	return max(s.journaled.Time, s.formedTime)
 }
+
+// firstAnswer is when a receiver waiting on the disk (answerWhileBusy)
+// sends its first receipt, before the primary's resend timer runs out (its
+// Retransmit, 500 ms at the least by default).
+const firstAnswer = 250 * time.Millisecond

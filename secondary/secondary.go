@@ -2873,13 +2873,15 @@ func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byt
 	return err
 }
 
-// answerWhileBusy sends the primary on conn a receipt every roomAnswer
-// while the receiver waits on the disk without s.mu (handing): the
-// journal's write and fsync, or the applier, held by a volume's, taking
-// the next group. The primary gives up a link on which the secondary says
-// nothing for its silence time (5 s by default) and redials, resending
-// everything outstanding, while an fsync on a busy or failing disk can
-// take longer. A group journaled alone (a new primary process's first, a
+// answerWhileBusy sends the primary on conn a receipt firstAnswer in, and
+// then every roomAnswer, while the receiver waits on the disk without s.mu
+// (handing): the journal's write and fsync, or the applier, held by a
+// volume's, taking the next group. The primary gives up a link on which
+// the secondary says nothing for its silence time (5 s by default) and
+// redials, resending everything outstanding, while an fsync on a busy or
+// failing disk can take longer; and it sends again what it has not heard
+// arrived once its resend timer runs out, which the first receipt comes
+// before. A group journaled alone (a new primary process's first, a
 // marker's, every group of a coupled secondary's) has had no receipt
 // before it. The receipt acknowledges nothing new: the journaled position
 // moves only once the fsync returned (acknowledgeLocked); what arrived in
@@ -2897,7 +2899,7 @@ func (s *Secondary) answerWhileBusy(conn transport.Conn) (quiet func()) {
 	)
 	mu.Lock()
 	defer mu.Unlock()
-	t = time.AfterFunc(roomAnswer, func() {
+	t = time.AfterFunc(firstAnswer, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		mu.Lock()
