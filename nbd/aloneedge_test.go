@@ -18,9 +18,7 @@ import (
 func TestALoneFUAWriteIsDurableBeforeItsReplyWithOneProcessor(t *testing.T) {
 	oneProcessor(t)
 	m := &promptExport{memExport: newMemExport(1 << 20)}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	r := openPrompt(t, m)
 	r.request(CmdFlagFUA, CmdWrite, 1, 0, 4096, bytes.Repeat([]byte{1}, 4096))
 	r.expectReply(1, 0)
 	if got := m.flushCount(); got != 1 {
@@ -48,9 +46,7 @@ func TestALoneFUAWriteIsDurableBeforeItsReplyWithOneProcessor(t *testing.T) {
 func TestALoneWriteRepliesItsErrorWithOneProcessor(t *testing.T) {
 	oneProcessor(t)
 	m := &promptExport{memExport: newMemExport(1 << 20)}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	r := openPrompt(t, m)
 	for i, c := range []struct {
 		err  error
 		want Errno
@@ -77,9 +73,7 @@ func TestALoneWriteRepliesItsErrorWithOneProcessor(t *testing.T) {
 func TestALoneWriteThenDiscWithOneProcessor(t *testing.T) {
 	oneProcessor(t)
 	m := &promptExport{memExport: newMemExport(1 << 20)}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	r := openPrompt(t, m)
 	r.request(0, CmdWrite, 1, 0, 4096, bytes.Repeat([]byte{7}, 4096))
 	r.request(0, CmdDisc, 2, 0, 0, nil)
 	r.expectReply(1, 0)

@@ -30,6 +30,36 @@ func (p *promptExport) Prompt(int64, int) bool {
 
 func (p *promptExport) WriteNow(b []byte, off int64) (bool, error) { return false, p.WriteAt(b, off) }
 
+// openPrompt serves m as the export "rw" and returns a raw connection
+// that opened it.
+func openPrompt(t *testing.T, m Export) *rawClient {
+	t.Helper()
+	r := rawDial(t, startServer(t, &Server{Exports: exportMap{"rw": m}}))
+	r.open("rw")
+	return r
+}
+
+// heldFirst is a promptExport of size bytes that does not promise its
+// first write and holds the one at offset 0 until release (called at the
+// test's end too); held is closed once it holds it.
+func heldFirst(t *testing.T, size int) (m *promptExport, held <-chan struct{}, release func()) {
+	m = &promptExport{memExport: newMemExport(size)}
+	var first atomic.Bool
+	first.Store(true)
+	m.prompt = func() bool { return !first.Swap(false) }
+	holding, released := make(chan struct{}), make(chan struct{})
+	var holds, releases sync.Once
+	release = func() { releases.Do(func() { close(released) }) }
+	t.Cleanup(release)
+	m.writeHook = func(off int64) {
+		if off == 0 {
+			holds.Do(func() { close(holding) })
+			<-released
+		}
+	}
+	return m, holding, release
+}
+
 func writes(from, n int, fill func(i int) byte) []byte {
 	var b []byte
 	for i := from; i < from+n; i++ {
@@ -104,26 +134,13 @@ func (f *failingAt) WriteNow(p []byte, off int64) (bool, error) { return false, 
 // goes to a worker, and while the Export holds it, the writes sent after
 // it are served and replied.
 func TestAHeldWriteDoesNotHoldUpABatch(t *testing.T) {
-	m := &promptExport{memExport: newMemExport(1 << 20)}
-	var first atomic.Bool
-	first.Store(true)
-	m.prompt = func() bool { return !first.Swap(false) }
-	release := make(chan struct{})
-	var once sync.Once
-	defer once.Do(func() { close(release) })
-	m.writeHook = func(off int64) {
-		if off == 0 {
-			<-release
-		}
-	}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	m, _, release := heldFirst(t, 1<<20)
+	r := openPrompt(t, m)
 	r.write(writes(0, 8, func(i int) byte { return byte(i + 1) }))
 	for i := 1; i < 8; i++ {
 		r.expectReply(uint64(i), 0)
 	}
-	once.Do(func() { close(release) })
+	release()
 	r.expectReply(0, 0)
 }
 

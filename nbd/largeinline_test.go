@@ -2,17 +2,35 @@ package nbd
 
 import (
 	"bytes"
-	"sync"
 	"sync/atomic"
 	"testing"
 )
 
 // oneProcessor has the server see a runtime with a single processor during
 // the test.
-func oneProcessor(t *testing.T) {
+func oneProcessor(t *testing.T) { seeProcessors(t, func() int { return 1 }) }
+
+// seeProcessors has the server see the runtime's processors as n says
+// during the test.
+func seeProcessors(t *testing.T, n func() int) {
 	prev := processors
-	processors = func() int { return 1 }
+	processors = n
 	t.Cleanup(func() { processors = prev })
+}
+
+// withOneProcessorOrMore runs test as a subtest with the server seeing a
+// single processor (one), then two.
+func withOneProcessorOrMore(t *testing.T, test func(t *testing.T, one bool)) {
+	for _, one := range []bool{true, false} {
+		t.Run(map[bool]string{true: "one", false: "more"}[one], func(t *testing.T) {
+			if one {
+				oneProcessor(t)
+			} else {
+				seeProcessors(t, func() int { return 2 })
+			}
+			test(t, one)
+		})
+	}
 }
 
 func largeWrites(from, n int) []byte {
@@ -28,36 +46,25 @@ func largeWrites(from, n int) []byte {
 // read loop (each asked of the Prompter), each replied, with its data in
 // the Export; with more processors they go to workers, unasked.
 func TestLargeWritesAreServedWhereReadWithOneProcessor(t *testing.T) {
-	for _, one := range []bool{true, false} {
-		t.Run(map[bool]string{true: "one", false: "more"}[one], func(t *testing.T) {
-			if one {
-				oneProcessor(t)
-			} else {
-				prev := processors
-				processors = func() int { return 2 }
-				t.Cleanup(func() { processors = prev })
+	withOneProcessorOrMore(t, func(t *testing.T, one bool) {
+		const n = 6
+		m := &promptExport{memExport: newMemExport(8 << 20)}
+		r := openPrompt(t, m)
+		go r.nc.Write(largeWrites(0, n))
+		r.repliedOK(n)
+		want := int32(0)
+		if one {
+			want = n
+		}
+		if got := m.prompted.Load(); got != want {
+			t.Fatalf("%d large writes served by the read loop, want %d", got, want)
+		}
+		for i := range n {
+			if !bytes.Equal(m.snapshot(i<<20, 1<<20), bytes.Repeat([]byte{byte(i + 1)}, 1<<20)) {
+				t.Fatalf("write %d: wrong data", i)
 			}
-			const n = 6
-			m := &promptExport{memExport: newMemExport(8 << 20)}
-			addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-			r := rawDial(t, addr)
-			r.open("rw")
-			go r.nc.Write(largeWrites(0, n))
-			r.repliedOK(n)
-			want := int32(0)
-			if one {
-				want = n
-			}
-			if got := m.prompted.Load(); got != want {
-				t.Fatalf("%d large writes served by the read loop, want %d", got, want)
-			}
-			for i := range n {
-				if !bytes.Equal(m.snapshot(i<<20, 1<<20), bytes.Repeat([]byte{byte(i + 1)}, 1<<20)) {
-					t.Fatalf("write %d: wrong data", i)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor: with a single
@@ -66,26 +73,13 @@ func TestLargeWritesAreServedWhereReadWithOneProcessor(t *testing.T) {
 // and replied.
 func TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor(t *testing.T) {
 	oneProcessor(t)
-	m := &promptExport{memExport: newMemExport(8 << 20)}
-	var first atomic.Bool
-	first.Store(true)
-	m.prompt = func() bool { return !first.Swap(false) }
-	release := make(chan struct{})
-	var once sync.Once
-	defer once.Do(func() { close(release) })
-	m.writeHook = func(off int64) {
-		if off == 0 {
-			<-release
-		}
-	}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	m, _, release := heldFirst(t, 8<<20)
+	r := openPrompt(t, m)
 	go r.nc.Write(largeWrites(0, 4))
 	for i := 1; i < 4; i++ {
 		r.expectReply(uint64(i), 0)
 	}
-	once.Do(func() { close(release) })
+	release()
 	r.expectReply(0, 0)
 }
 
@@ -98,13 +92,9 @@ func TestAHeldLargeWriteDoesNotHoldUpTheNextWithOneProcessor(t *testing.T) {
 func TestLargeWritesFollowTheProcessorsWhileConnected(t *testing.T) {
 	var procs atomic.Int32
 	procs.Store(1)
-	prev := processors
-	processors = func() int { return int(procs.Load()) }
-	t.Cleanup(func() { processors = prev })
+	seeProcessors(t, func() int { return int(procs.Load()) })
 	m := &promptExport{memExport: newMemExport(8 << 20)}
-	addr := startServer(t, &Server{Exports: exportMap{"rw": m}})
-	r := rawDial(t, addr)
-	r.open("rw")
+	r := openPrompt(t, m)
 	go r.nc.Write(largeWrites(0, 2))
 	r.repliedOK(2)
 	if got := m.prompted.Load(); got != 2 {
