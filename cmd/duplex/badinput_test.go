@@ -32,14 +32,7 @@ func TestBadInputSaysWhatIsWrong(t *testing.T) {
 		{[]string{"etcd", "--dir", dir, "--peer", "http://127.0.0.1"}, []string{`--peer "http://127.0.0.1"`, "with a port"}},
 		{[]string{"etcd", "--dir", dir, "--listen", "ftp://127.0.0.1:2379"}, []string{`--listen "ftp://127.0.0.1:2379"`}},
 	} {
-		code, out, errs := runCmd(tc.args...)
-		ok := code == exitUsage && strings.Count(errs, "\n") == 1
-		for _, w := range tc.want {
-			ok = ok && strings.Contains(errs, w)
-		}
-		if !ok {
-			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
-		}
+		checkBadUsage(t, tc.args, tc.want...)
 	}
 }
 
@@ -88,5 +81,19 @@ func TestPairHelpShowsTheOperations(t *testing.T) {
 	code, out, errs := runCmd("pair", "help")
 	if code != exitOK || !strings.Contains(out, "duplex pair rate") || errs != "" {
 		t.Errorf("duplex pair help: exit %d, stdout %q, stderr %q; want pair's usage, exit 0", code, out, errs)
+	}
+}
+
+// checkBadUsage runs duplex with args and fails t unless it exits 2 with
+// one line on stderr that says each of want.
+func checkBadUsage(t *testing.T, args []string, want ...string) {
+	t.Helper()
+	code, out, errs := runCmd(args...)
+	ok := code == exitUsage && strings.Count(errs, "\n") == 1
+	for _, w := range want {
+		ok = ok && strings.Contains(errs, w)
+	}
+	if !ok {
+		t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(args, " "), code, out, errs, exitUsage, want)
 	}
 }

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,27 +16,12 @@ import (
 // a primary (...) is connected to the running secondary: it is still
 // replicating. Stop the primary, or use --force".
 func TestARefusalOfAConnectedPrimaryReadsAsTheOthers(t *testing.T) {
-	dir := t.TempDir()
-	c := startupSession(dir)
-	c.ControlTokenFile = "token"
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var fenced atomic.Bool
-	srv := &control.Server{Token: "secret",
+	path := serveSecondary(t, &control.Server{
 		Status: func() control.Status {
 			return control.Status{Session: "startup", Role: "secondary", Link: "connected", Peer: "192.0.2.7:40000"}
 		},
-		Fence: func() (int64, error) { fenced.Store(true); return 1, nil }}
-	go srv.Serve(ctx, ln)
-	c.Secondary.Control = ln.Addr().String()
-	path := writeSessionConfig(t, dir, c)
+		Fence: func() (int64, error) { fenced.Store(true); return 1, nil }})
 	for _, cmd := range []string{"recover", "promote"} {
 		code, out, errs := runCmd(cmd, "--config", path)
 		for _, want := range []string{"duplex: " + cmd + ": a primary (192.0.2.7:40000) is connected to the running secondary",

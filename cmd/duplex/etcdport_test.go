@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -21,14 +20,7 @@ func TestAnEtcdURLsPortOutOfRangeIsBadUsage(t *testing.T) {
 		{[]string{"etcd", "--dir", etcdDir, "--listen", "http://127.0.0.1:99999"}, []string{`--listen "http://127.0.0.1:99999"`, "port"}},
 		{[]string{"etcd", "--dir", etcdDir, "--peer", "http://127.0.0.1:65536"}, []string{`--peer "http://127.0.0.1:65536"`, "port"}},
 	} {
-		code, out, errs := runCmd(tc.args...)
-		ok := code == exitUsage && strings.Count(errs, "\n") == 1
-		for _, w := range tc.want {
-			ok = ok && strings.Contains(errs, w)
-		}
-		if !ok {
-			t.Errorf("duplex %s: exit %d, stdout %q, stderr %q; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errs, exitUsage, tc.want)
-		}
+		checkBadUsage(t, tc.args, tc.want...)
 	}
 	if _, err := os.Stat(etcdDir); err == nil {
 		t.Errorf("etcd made its --dir %s, its --listen or --peer refused", etcdDir)

@@ -49,6 +49,12 @@ func (f *fencingSecondary) fence() (int64, error) {
 // serveFencing serves f as the secondary of a session config, and returns
 // the config's path.
 func serveFencing(t *testing.T, f *fencingSecondary) string {
+	return serveSecondary(t, &control.Server{Status: f.status, Fence: f.fence})
+}
+
+// serveSecondary serves srv as the running secondary of a session config
+// that names a control token, and returns the config's path.
+func serveSecondary(t *testing.T, srv *control.Server) string {
 	t.Helper()
 	dir := t.TempDir()
 	c := startupSession(dir)
@@ -62,8 +68,8 @@ func serveFencing(t *testing.T, f *fencingSecondary) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s := &control.Server{Status: f.status, Fence: f.fence, Token: "secret"}
-	go s.Serve(ctx, ln)
+	srv.Token = "secret"
+	go srv.Serve(ctx, ln)
 	c.Secondary.Control = ln.Addr().String()
 	return writeSessionConfig(t, dir, c)
 }
