@@ -66,14 +66,19 @@ func (p *pendingReply) bytes() []byte {
 func (c *conn) transmit() string {
 	c.lim.init(max(minInflightBytes, 2*int64(c.maxReq)))
 	c.queue = make(chan request)
+	c.readEnd = make(chan readEnd, 1)
 	transmitting.Add(1)
-	reason, hard := c.readLoop()
-	transmitting.Add(-1)
-	if hard {
-		// After a protocol violation the stream is out of sync and
-		// nothing we send can be trusted by the client; hang up now
-		// so it notices at once, then let in-flight work drain.
-		c.nc.Close()
+	reason, hard, handed := c.readLoop()
+	if handed {
+		// The read loop went on in another goroutine (handOver), which
+		// ends it.
+		e := <-c.readEnd
+		reason = e.reason
+	} else {
+		c.readEnded(hard)
+	}
+	if c.watch != nil {
+		c.watch.Stop()
 	}
 	c.lim.drain()
 	close(c.queue)
@@ -93,8 +98,12 @@ func (c *conn) transmit() string {
 // which at queue depth 16 saves a hand-over to a worker (a thread woken, on
 // a CPU already busy) a write and wakes the client once a batch. With a
 // single processor, a promised WRITE that is large (serveLarge) or alone in
-// flight (serveAlone) is served here too.
-func (c *conn) readLoop() (reason string, hard bool) {
+// flight (serveAlone) is served here too. Such a write that does not return
+// within inlineBound (a disk that stopped answering) hands the read loop to
+// a goroutine of its own (handOver): readLoop then returns handed, having
+// served the write as a worker would, and the goroutine that took over
+// returns the connection's end through readEnd.
+func (c *conn) readLoop() (reason string, hard bool, handed bool) {
 	var hdr [requestHeaderLen]byte
 	for {
 		if c.afterLarge && c.rr != nil && c.br.Buffered() == 0 {
@@ -110,14 +119,14 @@ func (c *conn) readLoop() (reason string, hard bool) {
 		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 			c.sendInline()
 			if errors.Is(err, io.EOF) {
-				return "client closed connection", false
+				return "client closed connection", false, false
 			}
-			return err.Error(), false
+			return err.Error(), false, false
 		}
 		if m := binary.BigEndian.Uint32(hdr[0:]); m != requestMagic {
 			c.sendInline()
 			c.log.Warn("nbd: protocol error: bad request magic, closing", "magic", fmt.Sprintf("%#08x", m))
-			return "bad request magic", true
+			return "bad request magic", true, false
 		}
 		r := request{
 			flags:  binary.BigEndian.Uint16(hdr[4:]),
@@ -132,7 +141,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 			// The client sends nothing after DISC; anything it
 			// does send is ignored. transmit waits for in-flight
 			// requests before the connection is closed.
-			return "NBD_CMD_DISC", false
+			return "NBD_CMD_DISC", false, false
 
 		case CmdWrite:
 			if r.length > c.accepted() {
@@ -144,7 +153,7 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				c.sendInline()
 				c.log.Warn("nbd: protocol error: WRITE payload over limit, closing",
 					"length", r.length, "max", c.accepted())
-				return "oversized WRITE", true
+				return "oversized WRITE", true, false
 			}
 			r.weight = int64(r.length)
 			if !c.lim.tryAcquire(r.weight) {
@@ -166,20 +175,29 @@ func (c *conn) readLoop() (reason string, hard bool) {
 				putBuf(r.buf)
 				c.lim.release(1, r.weight)
 				c.sendInline()
-				return "reading WRITE payload: " + err.Error(), false
+				return "reading WRITE payload: " + err.Error(), false, false
 			}
-			if c.serveInline(&r) {
+			if s := c.serveInline(&r); s != notServed {
+				if s == handedOver {
+					return "", false, true
+				}
 				if c.br.Buffered() == 0 {
 					c.sendInline()
 				}
 				continue
 			}
-			if c.serveLarge(&r) {
+			if s := c.serveLarge(&r); s != notServed {
+				if s == handedOver {
+					return "", false, true
+				}
 				c.sendInline()
 				c.afterLarge = true
 				continue
 			}
-			if c.serveAlone(&r) {
+			if s := c.serveAlone(&r); s != notServed {
+				if s == handedOver {
+					return "", false, true
+				}
 				c.sendInline()
 				if c.rr != nil && c.br.Buffered() == 0 && c.lim.active.Load() == 0 && transmitting.Load() == 1 {
 					c.pollNext()
@@ -206,13 +224,13 @@ func (c *conn) readLoop() (reason string, hard bool) {
 // serveInline serves the WRITE r, whose payload is read, on the read loop
 // when more requests are buffered behind it (or it ends a batch already
 // begun) and the Export promises it will not wait; its reply joins the
-// batch. It says whether it did.
-func (c *conn) serveInline(r *request) bool {
+// batch. It says whether it did (serveNow).
+func (c *conn) serveInline(r *request) served {
 	if c.prompt == nil || r.flags != 0 || int(r.length) >= c.br.Size() {
-		return false
+		return notServed
 	}
 	if len(c.inline) == 0 && c.br.Buffered() < requestHeaderLen {
-		return false
+		return notServed
 	}
 	return c.serveNow(r)
 }
@@ -220,7 +238,7 @@ func (c *conn) serveInline(r *request) bool {
 // serveLarge serves the large WRITE r, whose payload is read, on the read
 // loop when the process has a single processor and the Export promises the
 // write will not wait; its reply joins the batch, which the caller sends at
-// once. It says whether it did. With one processor the read loop and a
+// once. It says whether it did (serveNow). With one processor the read loop and a
 // worker cannot run at the same time anyway, and handing a large write to a
 // worker only has them take turns on the processor: the read loop reads the
 // next payloads while the worker's pwrite is in the kernel, the runtime's
@@ -232,9 +250,9 @@ func (c *conn) serveInline(r *request) bool {
 // stays connected as long as its disk is attached; with a second processor
 // a large write served here would hold up the reading of the requests
 // behind it for its whole pwrite.
-func (c *conn) serveLarge(r *request) bool {
+func (c *conn) serveLarge(r *request) served {
 	if c.prompt == nil || r.flags != 0 || int(r.length) < c.br.Size() || processors() != 1 {
-		return false
+		return notServed
 	}
 	return c.serveNow(r)
 }
@@ -243,7 +261,7 @@ func (c *conn) serveLarge(r *request) bool {
 // loop when the process has a single processor, r is the only request in
 // flight and nothing is buffered behind it (a client at queue depth 1), and
 // the Export promises it will not wait; its reply joins the batch, which the
-// caller sends at once. It says whether it did. Handed to a worker, the
+// caller sends at once. It says whether it did (serveNow). Handed to a worker, the
 // write would only take turns with the read loop on the one processor: the
 // request copied into the worker through the queue, the worker made ready,
 // the read loop's yield to it (awaitNext), the worker's park once replied
@@ -253,18 +271,35 @@ func (c *conn) serveLarge(r *request) bool {
 // as behind a large write (serveLarge): with one processor the worker's
 // pwrite would have held the processor from the read loop as long, unless
 // the disk stalls it past the runtime's monitor, which then runs the read
-// loop beside it.
-func (c *conn) serveAlone(r *request) bool {
+// loop beside it: a pwrite that hangs here hands the read loop over
+// (handOver) after inlineBound instead.
+func (c *conn) serveAlone(r *request) served {
 	if c.prompt == nil || r.flags != 0 || int(r.length) >= c.br.Size() || len(c.inline) != 0 || c.br.Buffered() != 0 ||
 		c.lim.active.Load() != 1 || processors() != 1 {
-		return false
+		return notServed
 	}
 	return c.serveNow(r)
 }
 
+// served is what serveNow did with a WRITE.
+type served uint8
+
+const (
+	// notServed: the Export did not promise it; the read loop hands it
+	// to a worker.
+	notServed served = iota
+	// servedHere: written, its reply added to the batch.
+	servedHere
+	// handedOver: it took longer than inlineBound, and another goroutine
+	// reads the connection since (handOver); this one served it as a
+	// worker would, its reply queued, and must leave the read loop, whose
+	// state is no longer its own, at once.
+	handedOver
+)
+
 // serveNow serves the WRITE r on the read loop if the Export promises it
 // will not wait, and adds its reply to the batch; it says whether it did.
-func (c *conn) serveNow(r *request) bool {
+func (c *conn) serveNow(r *request) served {
 	var errno Errno
 	if c.flags&FlagReadOnly != 0 || !c.inRange(r.off, r.length) || r.length == 0 {
 		// Refused, or nothing to write: exec answers at once. The
@@ -272,16 +307,43 @@ func (c *conn) serveNow(r *request) bool {
 		// own state (the activity log's regions) covers no other.
 		errno = c.exec(r)
 	} else {
-		if !c.prompt.Prompt(int64(r.off), int(r.length)) {
-			return false
+		// A promise is about the Export's state, not its disk: a volume
+		// write that hangs, or a lock or lease the write meets after
+		// the promise, would hold up every request behind it. The
+		// watch hands the read loop over if the write lasts.
+		tok := c.guard(r.length)
+		ok := c.prompt.Prompt(int64(r.off), int(r.length))
+		var held bool
+		var err error
+		if ok {
+			p := r.kept
+			if p == nil {
+				p = *r.buf
+			}
+			held, err = c.prompt.WriteNow(p[:r.length], int64(r.off))
 		}
-		p := r.kept
-		if p == nil {
-			p = *r.buf
+		if !c.serving.CompareAndSwap(tok, 0) {
+			// Taken over: the write is this goroutine's alone now,
+			// served and replied as a worker serves a request, its
+			// place in the limiter released with its reply. The
+			// batch, and the read loop's state, are the new read
+			// loop's.
+			if !ok || held {
+				c.handle(r)
+				return handedOver
+			}
+			if err != nil {
+				c.ioError("write", r, err)
+				errno = errnoOf(err)
+			}
+			putBuf(r.buf)
+			r.buf, r.kept = nil, nil
+			c.reply(r, errno)
+			return handedOver
 		}
-		held, err := c.prompt.WriteNow(p[:r.length], int64(r.off))
-		if held {
-			return false
+		c.watch.Stop()
+		if !ok || held {
+			return notServed
 		}
 		if err != nil {
 			c.ioError("write", r, err)
@@ -293,7 +355,82 @@ func (c *conn) serveNow(r *request) bool {
 	p := pendingReply{weight: r.weight}
 	putReplyHeader(p.hdr[:], r.cookie, errno)
 	c.inline = append(c.inline, p)
-	return true
+	return servedHere
+}
+
+// inlineBound is how long a write of n bytes served on the read loop may
+// take before the read loop is handed over: 10 ms, hundreds of times a
+// 4 KiB write's pwrite into the page cache and more than a thread's turn
+// on a busy CPU, plus 4 ns a byte (250 MB/s, a slow disk's rate, several
+// times a 1 MiB write into the page cache), so that a write merely slow, or
+// its thread descheduled, is seldom handed over (its reply then goes out
+// apart from its batch's), and one the disk does not answer holds its
+// connection up for that long at most (and, at one processor, up to as long
+// again for the runtime's monitor to take the processor from the hung
+// system call).
+func inlineBound(n uint32) time.Duration {
+	return 10*time.Millisecond + 4*time.Duration(n)
+}
+
+// guard arms the watch over the write of n bytes the read loop is about to
+// serve, and returns the write's token, which the read loop clears (with a
+// CompareAndSwap, against handOver's) once the write has returned. About 50
+// ns a write (a timer's Reset and Stop), against the hand-over to a worker
+// that serving the write here saves.
+func (c *conn) guard(n uint32) uint64 {
+	c.serves++
+	tok := c.serves
+	c.serving.Store(tok)
+	if c.watch == nil {
+		// Created for later than the Reset below, so that it cannot
+		// fire before c.watch is set: the new read loop uses it.
+		c.watch = time.AfterFunc(time.Hour, c.handOver)
+	}
+	c.watch.Reset(inlineBound(n))
+	return tok
+}
+
+// handOver is the watch's: the write the read loop serves has not
+// returned within inlineBound, so this goroutine becomes the read loop.
+// The one serving the write finds its token gone when the write returns,
+// and serves it as a worker (serveNow). A late firing for a write already
+// returned finds another's token or none: it hands over a write that has
+// just begun, or nothing, either of which is harmless. transmit cannot be
+// waiting for the workers meanwhile: a read loop is under way.
+func (c *conn) handOver() {
+	tok := c.serving.Load()
+	if tok == 0 || !c.serving.CompareAndSwap(tok, 0) {
+		return
+	}
+	c.workers.Add(1)
+	defer c.workers.Done()
+	c.log.Debug("nbd: a write served on the read loop has not returned in time; the connection is read on meanwhile")
+	// Replies of the batch's writes before it, done: sent now, as the
+	// client may wait for them before it sends more.
+	c.sendInline()
+	reason, hard, handed := c.readLoop()
+	if !handed {
+		c.readEnded(hard)
+		c.readEnd <- readEnd{reason}
+	}
+}
+
+// readEnd is how the read loop ended, for transmit, when another
+// goroutine than transmit's ended it.
+type readEnd struct{ reason string }
+
+// readEnded is the end of the read loop, in the goroutine that ran it last,
+// not waiting for one that was handed over while its write hangs: a
+// DISC read ends the connection's transmission at once, as one a worker
+// reads behind a write it holds does.
+func (c *conn) readEnded(hard bool) {
+	transmitting.Add(-1)
+	if hard {
+		// After a protocol violation the stream is out of sync and
+		// nothing we send can be trusted by the client; hang up now
+		// so it notices at once, then let in-flight work drain.
+		c.nc.Close()
+	}
 }
 
 // sendInline sends the replies of the writes served on the read loop, all

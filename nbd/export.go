@@ -73,7 +73,11 @@ type Exports interface {
 // behind it, and sends the replies of all it served so together: one
 // hand-over of a request between goroutines fewer a write, and one wake-up
 // of the client a batch. A write it cannot promise goes to a worker, so
-// that a held write never holds up the requests behind it.
+// that a held write never holds up the requests behind it. A promise is
+// about the Export's state, not its disk: a promised write whose volume
+// write hangs holds them up some milliseconds (more for a large write:
+// what a slow disk would take), then the server reads on in another
+// goroutine.
 type Prompter interface {
 	// Prompt says a write of n bytes at off now would not wait. It may be wrong
 	// the other way (say no when the write would not have waited), and

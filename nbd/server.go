@@ -38,6 +38,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -350,6 +351,15 @@ type conn struct {
 	// inline: replies of the writes the read loop served itself, sent
 	// together once its buffer is drained (only the read loop touches it).
 	inline []pendingReply
+	// serving is the token of the write the read loop serves itself while
+	// it does, 0 otherwise; serves the last token given (only the read
+	// loop touches it); watch, armed over each such write, hands the read
+	// loop to a goroutine of its own when the write lasts (handOver),
+	// which reports the read loop's end in readEnd.
+	serving atomic.Uint64
+	serves  uint64
+	watch   *time.Timer
+	readEnd chan readEnd
 }
 
 func (c *conn) serve() string {
