@@ -85,7 +85,7 @@ func TestLinkCutAtEveryPlaceAroundAFrameBoundary(t *testing.T) {
 					t.Fatal(err)
 				}
 				r := startFramesRig(t, volSize, nil, ln)
-				p := dialTCPPrimary(t, ln.Addr(), r.hello())
+				p := r.dialTCPPrimary(ln.Addr())
 				if _, err := p.c.Write(stream[:min(cut, len(stream))]); err != nil {
 					t.Fatal(err)
 				}
@@ -122,7 +122,7 @@ func TestLinkCutAtEveryPlaceAroundAFrameBoundary(t *testing.T) {
 				}
 				r.checkVolumes(upTo, fmt.Sprintf("groups 1 to %d", applied), update, "a group applied without one it depends on, or with part of a later one")
 
-				p = dialTCPPrimary(t, ln.Addr(), r.hello())
+				p = r.dialTCPPrimary(ln.Addr())
 				defer p.c.Close()
 				w := p.welcome
 				checkNothingAckedLost(t, acked, w)
@@ -132,7 +132,7 @@ func TestLinkCutAtEveryPlaceAroundAFrameBoundary(t *testing.T) {
 				}
 				for n := 1; n <= sets+1; n++ {
 					if f := frame(n, have); f != nil {
-						send(t, p.c, f)
+						r.sendTCP(p.c, f)
 					}
 				}
 				r.waitApplied(uint64(2*sets*update), deadline)

@@ -183,7 +183,7 @@ func TestTheLinkEndIsLogged(t *testing.T) {
 			}
 			r := startFramesRig(t, 4*chunk, nil, ln)
 			want := map[string][]byte{"vol1": make([]byte, 4*chunk), "vol2": make([]byte, 4*chunk)}
-			p := dialTCPPrimary(t, ln.Addr(), r.hello())
+			p := r.dialTCPPrimary(ln.Addr())
 			defer p.c.Close()
 			// A group journaled first: the link carried data before it
 			// ended, and the primary read its acknowledgement, so that
@@ -202,7 +202,7 @@ func TestTheLinkEndIsLogged(t *testing.T) {
 				time.Sleep(time.Millisecond)
 				st = r.sec.Stats()
 			}
-			p = dialTCPPrimary(t, ln.Addr(), r.hello())
+			p = r.dialTCPPrimary(ln.Addr())
 			defer p.c.Close()
 			if w := p.welcome; w.Through["ss1"] != 1 || w.Received["ss1"] != 1 || w.Received["ss2"] != 1 {
 				t.Fatalf("the next Welcome says through %v, received %v: want 1 of each, the frame after group 1 not taken", w.Through, w.Received)

@@ -3,8 +3,10 @@ package secondary
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,7 +99,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 		frames[n] = bundle(n, nil)
 	}
 
-	p := dialTCPPrimary(t, ln.Addr(), r.hello())
+	p := r.dialTCPPrimary(ln.Addr())
 	c := p.c
 	for n := 1; n <= cutAt; n++ {
 		switch n % 4 {
@@ -107,20 +109,18 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 			// the frame (the first set now a duplicate).
 			bad := bytes.Clone(frames[n])
 			bad[len(bad)-update/2] ^= 0xff
-			send(t, c, bad)
+			r.sendTCP(c, bad)
 		case 3:
-			send(t, c, frames[n]) // sent twice: a duplicate
+			r.sendTCP(c, frames[n]) // sent twice: a duplicate
 		}
-		send(t, c, frames[n])
+		r.sendTCP(c, frames[n])
 	}
 	// The link ends in the middle of the next frame: the receiver has shown
 	// placement its head and read part of it into the buffer.
 	cut := frames[cutAt+1]
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(cut)))
-	if _, err := c.Write(append(hdr[:], cut[:len(cut)/2]...)); err != nil {
-		t.Fatal(err)
-	}
+	r.writeTCP(c, append(hdr[:], cut[:len(cut)/2]...))
 	time.Sleep(20 * time.Millisecond)
 	c.Close()
 	acked := p.ended()
@@ -143,7 +143,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	r.note("at the first link's end: journaled group %d (%d bytes), applied %d (%d bytes), %d record sets (%d duplicates), %d corrupt frames, last error %q, stopped %q; acknowledged %v, received %v",
 		at.JournaledGroup, at.BytesJournaled, at.Group, at.BytesApplied, at.RecordSets, at.Duplicates, at.CorruptFrames, at.LastError, at.Stopped,
 		acked.Through, acked.Received)
-	p = dialTCPPrimary(t, ln.Addr(), r.hello())
+	p = r.dialTCPPrimary(ln.Addr())
 	c = p.c
 	defer c.Close()
 	w := p.welcome
@@ -157,7 +157,7 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	}
 	for n := 1; n <= sets+1; n++ {
 		if f := bundle(n, have); f != nil {
-			send(t, c, f)
+			r.sendTCP(c, f)
 		}
 	}
 	r.waitApplied(uint64(2*sets*2*update), deadline)
@@ -175,6 +175,13 @@ func TestPlacedFramesUnderLinkFaults(t *testing.T) {
 	}
 }
 
+// tcpWait bounds a wait of a test's primary on a TCP link (a write the
+// secondary does not take, a Welcome it does not send): under -race on a
+// loaded machine the poison and the slow volume take minutes, and a wait
+// past that is a stall, reported with where the secondary waits
+// (stalled), not the package's timeout with the test's own stack alone.
+const tcpWait = 3 * time.Minute
+
 // send writes frame f to c as the TCP transport frames it.
 func send(t *testing.T, c net.Conn, f []byte) {
 	t.Helper()
@@ -182,6 +189,29 @@ func send(t *testing.T, c net.Conn, f []byte) {
 	binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
 	if _, err := c.Write(append(hdr[:], f...)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sendTCP is send within tcpWait.
+func (r *framesRig) sendTCP(c net.Conn, f []byte) {
+	r.t.Helper()
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(f)))
+	r.writeTCP(c, append(hdr[:], f...))
+}
+
+// writeTCP writes b to c within tcpWait.
+func (r *framesRig) writeTCP(c net.Conn, b []byte) {
+	r.t.Helper()
+	if err := c.SetWriteDeadline(time.Now().Add(tcpWait)); err != nil {
+		r.t.Fatal(err)
+	}
+	n, err := c.Write(b)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		r.stalled("the secondary took %d of %d bytes written to it in %s", n, len(b), tcpWait)
+	}
+	if err != nil {
+		r.t.Fatal(err)
 	}
 }
 
@@ -199,19 +229,30 @@ type tcpPrimary struct {
 	group uint64 // the last group acknowledged
 }
 
-// dialTCPPrimary links a tcpPrimary to the secondary at addr with hello.
-func dialTCPPrimary(t *testing.T, addr string, hello []byte) *tcpPrimary {
+// dialTCPPrimary links a tcpPrimary to the rig's secondary at addr with
+// the rig's hello.
+func (r *framesRig) dialTCPPrimary(addr string) *tcpPrimary {
+	t := r.t
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	send(t, c, hello)
+	r.sendTCP(c, r.hello())
 	p := &tcpPrimary{c: c, done: make(chan struct{}),
 		acked: transport.Position{Through: map[string]uint64{}, Received: map[string]uint64{}}}
+	if err := c.SetReadDeadline(time.Now().Add(tcpWait)); err != nil {
+		t.Fatal(err)
+	}
 	typ, pos, err := recvPosition(c)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		r.stalled("no Welcome in %s", tcpWait)
+	}
 	if err != nil || typ != transport.TypeWelcome {
 		t.Fatalf("no Welcome: frame type %d, %v", typ, err)
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
 	}
 	p.welcome = pos
 	go func() {
