@@ -401,7 +401,9 @@ func (f *cmdFlags) dirFlag(name, path string, perm os.FileMode) error {
 			return f.usageErrorf("%s: %w", what, err)
 		}
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	// Named as a usage error is, by its command: "duplex: --dir: ..."
+	// would leave which command failed to the reader.
+	return fmt.Errorf("%s: %s: %w", f.syn.path, what, err)
 }
 
 // logger returns the command's logger, to stderr, at level (a --log-level

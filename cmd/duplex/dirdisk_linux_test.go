@@ -96,8 +96,9 @@ func TestADirTheDiskFailsOnIsAFailureWhateverItsError(t *testing.T) {
 		mkdirAll = func(p string, _ os.FileMode) error { return &os.PathError{Op: "mkdir", Path: p, Err: tc.err} }
 		for _, cmd := range []string{"demo", "etcd"} {
 			code, out, errs := runCmd(cmd, "--dir", path)
-			if code != tc.want || !strings.Contains(errs, "--dir") || !strings.Contains(errs, tc.err.Error()) {
-				t.Errorf("duplex %s --dir failing with %v: exit %d, stdout %q, stderr %q; want exit %d naming --dir and the error",
+			// Every error of a command begins with its name, exit 1 as 2.
+			if code != tc.want || !strings.HasPrefix(errs, "duplex: "+cmd+": --dir") || !strings.Contains(errs, tc.err.Error()) {
+				t.Errorf("duplex %s --dir failing with %v: exit %d, stdout %q, stderr %q; want exit %d, beginning with the command and --dir, naming the error",
 					cmd, tc.err, code, out, errs, tc.want)
 			}
 		}
