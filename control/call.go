@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 )
 
 // The mutating calls (pair operations, rates, promote, drill, switchover)
@@ -96,7 +98,13 @@ func post[Res any](ctx context.Context, at Endpoint, token, path, what string, i
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, at.url(path), body)
+	// A call written whole may take effect though no answer comes in
+	// time; one never written cannot.
+	var written atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(w httptrace.WroteRequestInfo) { written.Store(w.Err == nil) },
+	})
+	req, err := http.NewRequestWithContext(tctx, http.MethodPost, at.url(path), body)
 	if err != nil {
 		return res, 0, fmt.Errorf("%s: %w", what, err)
 	}
@@ -110,7 +118,11 @@ func post[Res any](ctx context.Context, at Endpoint, token, path, what string, i
 	resp, err := at.do(req)
 	var cut *cutMidCall
 	if err != nil && ctx.Err() != nil && !errors.As(err, &cut) {
-		return res, 0, fmt.Errorf("%s: the control address %s did not answer in time: %w", what, at, ctx.Err())
+		took := ""
+		if written.Load() {
+			took = "; the call was sent, so whether it took effect is not known: duplex status says what the site holds"
+		}
+		return res, 0, fmt.Errorf("%s: the control address %s did not answer in time: %w%s", what, at, ctx.Err(), took)
 	}
 	if err != nil {
 		return res, 0, fmt.Errorf("%s: %w", what, err)
