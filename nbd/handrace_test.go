@@ -137,3 +137,44 @@ func TestAWriteHandedOverThatIsNotServedNowIsServedAsAWorkers(t *testing.T) {
 		})
 	}
 }
+
+// TestAProtocolErrorBehindAHungWriteHangsUpAtOnce: a request with a bad
+// magic behind a write served on the read loop whose volume write hangs
+// is read while it hangs and the connection is closed at once; once the
+// disk answers, the write is in the export and the connection's requests
+// all end (no connection left in transmission, no goroutine behind).
+func TestAProtocolErrorBehindAHungWriteHangsUpAtOnce(t *testing.T) {
+	oneProcessor(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	before := runtime.NumGoroutine()
+	m := &promptExport{memExport: newMemExport(1 << 20)}
+	s := newStall(t, m.memExport, 0)
+	srv := &Server{Exports: exportMap{"rw": m}}
+	r := rawDial(t, startServer(t, srv))
+	r.open("rw")
+	s.releaseAtEnd()
+	data := bytes.Repeat([]byte{7}, 4096)
+	r.request(0, CmdWrite, 1, 0, 4096, data)
+	s.wait()
+	bad := requestBytes(0, CmdRead, 2, 0, 4096, nil)
+	bad[0] ^= 0xff
+	r.write(bad)
+	r.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.br.ReadByte(); err == nil {
+		t.Fatal("a reply came while the write hangs and the stream is out of sync")
+	} else if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+		t.Fatal("the connection is not closed at once behind a hung write on a protocol error")
+	}
+	s.release()
+	// Close waits for the connection's requests.
+	srv.Close()
+	for deadline := time.Now().Add(10 * time.Second); transmitting.Load() != 0 || runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d in transmission, %d goroutines against %d before:\n%s", transmitting.Load(), runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+	}
+	if !bytes.Equal(m.snapshot(0, 4096), data) {
+		t.Fatal("the hung write is not in the export once the disk answered")
+	}
+}
