@@ -68,9 +68,13 @@ func (c *gatingConn) Send(f []byte) error {
 	return c.Conn.Send(f)
 }
 
+// Close closes the connection before it lets a gated Recv go on: let go
+// first, the Recv could read the frames left unread, and the primary's
+// end after them, before the connection closes.
 func (c *gatingConn) Close() error {
+	err := c.Conn.Close()
 	c.once.Do(func() { close(c.closed) })
-	return c.Conn.Close()
+	return err
 }
 
 // TestFramesUnreadWhenTheLinkIsGivenUpAreSentAgainFromTheWelcome: a
