@@ -242,10 +242,10 @@ func (d *demoSession) stopped() error {
 	select {
 	case err := <-d.primDone:
 		d.primDone <- err
-		return fmt.Errorf("primary stopped: %v", err)
+		return wrapOnce("primary stopped", err)
 	case err := <-d.secDone:
 		d.secDone <- err
-		return fmt.Errorf("secondary stopped: %v", err)
+		return wrapOnce("secondary stopped", err)
 	default:
 		return nil
 	}
@@ -259,7 +259,8 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 	var failed error
 	d.stopPrim()
 	if err := <-d.primDone; err != nil {
-		failed = fmt.Errorf("primary: %v", err)
+		// The site's errors name the part they come from.
+		failed = wrapOnce("primary", err)
 	}
 	acked := d.prim.Mover().Stats().Acked
 	deadline := time.Now().Add(30 * time.Second)
@@ -268,7 +269,7 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 	}
 	d.stopSec()
 	if err := <-d.secDone; err != nil && failed == nil {
-		failed = fmt.Errorf("secondary: %v", err)
+		failed = wrapOnce("secondary", err)
 	}
 	return acked.Time, failed
 }
