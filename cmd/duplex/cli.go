@@ -227,6 +227,13 @@ func (f *cmdFlags) valuesGiven(args []string) error {
 	return nil
 }
 
+// given reports whether the command line set the flag name.
+func (f *cmdFlags) given(name string) bool {
+	set := false
+	f.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
+}
+
 // givenEmpty refuses the flags of names given an empty value (a script's
 // --addr "$SITE" with SITE unset), which would read as left out, and do
 // what the command does without them.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -284,7 +285,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 			}
 			res, err := control.AllPairsOp(opCtx, at, tok, op.name, op.drain)
 			if err != nil {
-				return err
+				return f.drainBound(err)
 			}
 			for _, vol := range res.Volumes {
 				fmt.Fprintf(stdout, "%s: %s requested\n", vol, op.name)
@@ -298,7 +299,7 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 	for _, vol := range vols {
 		res, err := control.PairOp(opCtx, at, tok, vol, op.wire, op.drain)
 		if err != nil {
-			return err
+			return f.drainBound(err)
 		}
 		switch op.name {
 		case "delete":
@@ -315,6 +316,26 @@ func doVolumeOp(ctx context.Context, f volumeFlags, pos []string, op volumeOp, s
 		return waitDuplex(ctx, at, vols, *f.timeout, stdout)
 	}
 	return nil
+}
+
+// drainRanOut matches the site's words for a suspend's drain whose bound
+// ran out, with that bound.
+var drainRanOut = regexp.MustCompile(regexp.QuoteMeta(control.ErrDrainTimeout.Error()) + ` after [0-9][0-9.a-zµ]*`)
+
+// drainBound says, in err of a suspend whose drain ran out, the --timeout
+// the operator gave. The site's words quote the drain's share of it: what
+// was left once the status was asked, less the margin for the answer,
+// which is no number the operator gave.
+func (f pairFlags) drainBound(err error) error {
+	msg := err.Error()
+	if !drainRanOut.MatchString(msg) {
+		return err
+	}
+	given := "--timeout " + f.timeout.String()
+	if !f.given("timeout") {
+		given = f.timeout.String() + ", the default --timeout"
+	}
+	return &contextError{msg: drainRanOut.ReplaceAllLiteralString(msg, "the drain did not end within "+given), err: err}
 }
 
 // fetchPrimary is fetchRunning for a command that acts on the primary's

@@ -75,7 +75,11 @@ func (f *fakePairs) Delete(vol string) (time.Time, error) {
 
 // SuspendAll and ResumeAll change every pair they apply to in one call, as
 // the primary does at one point of its timer.
-func (f *fakePairs) SuspendAll(_ context.Context, _ bool) ([]string, error) {
+func (f *fakePairs) SuspendAll(ctx context.Context, drain bool) ([]string, error) {
+	if drain && f.held {
+		<-ctx.Done()
+		return nil, fmt.Errorf("could not drain before suspending, so no pair is suspended: %w", context.Cause(ctx))
+	}
 	return f.all("suspend", func(s string) bool { return s != "" }, "suspended")
 }
 func (f *fakePairs) ResumeAll() ([]string, error) {
