@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -202,7 +201,12 @@ func isDuration(fl *flag.Flag) bool {
 // command's flags: the flag package would take that flag for the value
 // ("--addr --config F"), and the error would then speak of what follows
 // (F an unexpected argument). A value that begins with "-" and names no
-// flag ("--at -15m") is a value.
+// flag ("--at -15m") is a value. It refuses too such a flag last on the
+// line, with no value, and one given an empty value (a script's --dir
+// "$DIR" with DIR unset), which would read as left out, and do what the
+// command does without it (a demo in a new temporary directory, a pair
+// operation at the config's primary rather than at --addr), or be refused
+// as a value in the words of what a value is wrong for.
 func (f *cmdFlags) valuesGiven(args []string) error {
 	isFlag := func(a string) bool {
 		name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
@@ -213,18 +217,58 @@ func (f *cmdFlags) valuesGiven(args []string) error {
 		if a == "--" {
 			return nil
 		}
-		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		name, value, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
 		fl := f.Lookup(name)
 		if len(a) < 2 || a[0] != '-' || fl == nil || isBoolFlag(fl) {
 			continue
 		}
-		if i+1 < len(args) && isFlag(args[i+1]) {
-			arg, _ := flag.UnquoteUsage(fl)
-			return f.usageErrorf("--%s needs a value: %s after it is a flag; give --%s %s", fl.Name, args[i+1], fl.Name, cmp.Or(arg, "VALUE"))
+		arg, _ := flag.UnquoteUsage(fl)
+		arg = cmp.Or(arg, "VALUE")
+		switch {
+		case inline && value == "", !inline && i+1 < len(args) && args[i+1] == "":
+			return f.emptyValue(fl.Name, arg)
+		case inline:
+			continue
+		case i+1 == len(args):
+			return f.usageErrorf("--%s needs a value: give --%s %s", fl.Name, fl.Name, arg)
+		case isFlag(args[i+1]):
+			return f.usageErrorf("--%s needs a value: %s after it is a flag; give --%s %s", fl.Name, args[i+1], fl.Name, arg)
 		}
 		i++ // its value
 	}
 	return nil
+}
+
+// emptyValue is the error of flag name, which takes arg, given empty.
+func (f *cmdFlags) emptyValue(name, arg string) error {
+	if f.optional(name) {
+		return f.usageErrorf("--%s: empty: give --%s %s, or leave it out", name, name, arg)
+	}
+	return f.usageErrorf("--%s: empty: give --%s %s", name, name, arg)
+}
+
+// optional reports whether the usage line shows flag name in brackets, or
+// as one of alternatives in parentheses: one that may be left out.
+func (f *cmdFlags) optional(name string) bool {
+	depth := 0
+	for i, r := range f.syn.args {
+		switch r {
+		case '[', '(':
+			depth++
+		case ']', ')':
+			depth--
+		case '-':
+			rest := f.syn.args[i:]
+			if strings.HasPrefix(rest, "--"+name) && (len(rest) == len(name)+2 || !isFlagNameByte(rest[len(name)+2])) && (i == 0 || f.syn.args[i-1] != '-') {
+				return depth > 0
+			}
+		}
+	}
+	return true
+}
+
+func isFlagNameByte(b byte) bool {
+	return b == '-' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9'
 }
 
 // given reports whether the command line set the flag name.
@@ -234,18 +278,13 @@ func (f *cmdFlags) given(name string) bool {
 	return set
 }
 
-// givenEmpty refuses the flags of names given an empty value (a script's
-// --addr "$SITE" with SITE unset), which would read as left out, and do
-// what the command does without them.
-func (f *cmdFlags) givenEmpty(names ...string) error {
-	var err error
-	f.Visit(func(fl *flag.Flag) {
-		if err == nil && slices.Contains(names, fl.Name) && fl.Value.String() == "" {
-			arg, _ := flag.UnquoteUsage(fl)
-			err = f.usageErrorf("--%s: empty: give --%s %s, or leave it out", fl.Name, fl.Name, cmp.Or(arg, "VALUE"))
-		}
-	})
-	return err
+// positiveDuration has parse refuse 0 for the duration flag name, as it
+// refuses a negative one: 0 means nothing sane for it either.
+func (f *cmdFlags) positiveDuration(name string) {
+	if f.positive == nil {
+		f.positive = map[string]bool{}
+	}
+	f.positive[name] = true
 }
 
 // parseNoArgs is parse for a command that takes flags only.

@@ -22,15 +22,14 @@ func runDrill(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Read as left out, an empty --at would show the group applied now.
-	if err := fs.givenEmpty("at"); err != nil {
-		return err
-	}
 	if *path == "" {
 		return fs.usageErrorf("--config FILE is required")
 	}
-	if len(pos) == 0 || (pos[0] != "start" && pos[0] != "stop") {
-		return fs.usageErrorf("want start or stop")
+	switch {
+	case len(pos) == 0:
+		return fs.usageErrorf("the operation is missing: start or stop")
+	case pos[0] != "start" && pos[0] != "stop":
+		return fs.usageErrorf("unknown operation %q: want start or stop", pos[0])
 	}
 	if len(pos) > 1 {
 		return fs.usageErrorf("unexpected argument %q: drill %s takes no other", pos[1], pos[0])

@@ -35,7 +35,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"promote"}, exitUsage, "promote: --config FILE is required"},
 		{[]string{"rejoin"}, exitUsage, "rejoin: --config FILE is required"},
 		{[]string{"switchover"}, exitUsage, "switchover: --config FILE is required"},
-		{[]string{"switchover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: want a positive duration"},
+		{[]string{"switchover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"recover", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"promote", "--config", "x", "--timeout", "0s"}, exitUsage, "--timeout 0s: must be positive"},
 		{[]string{"help", "switchover"}, exitOK, "ESHUTDOWN"},

@@ -168,6 +168,8 @@ type pairFlags struct {
 
 func newPairFlags(syn synopsis, about string) pairFlags {
 	f := newFlags(syn, about)
+	// 0 would give up before anything could be asked.
+	f.positiveDuration("timeout")
 	return pairFlags{
 		cmdFlags: f,
 		config:   f.configFlag("the primary's control address and the control token"),
@@ -180,12 +182,6 @@ func newPairFlags(syn synopsis, about string) pairFlags {
 
 // session loads the config and checks what every pair operation needs of it.
 func (f pairFlags) session() (*config.Config, error) {
-	if *f.timeout <= 0 {
-		return nil, f.usageErrorf("--timeout must be positive")
-	}
-	if err := f.givenEmpty("addr", "ca"); err != nil {
-		return nil, err
-	}
 	cfg, err := f.loadConfig(*f.config)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"duplex/config"
 	"duplex/control"
@@ -108,18 +109,16 @@ func (f pairRateFlags) rateArg(arg string) error {
 
 // rate parses the value of --copy or --link: nil when not given.
 func (f pairRateFlags) rate(flag, text string, given bool) (*int64, error) {
-	switch {
-	case !given:
+	if !given {
 		return nil, nil
-	case text == "":
-		return nil, f.usageErrorf("--%s: empty: give a rate in bytes per second, e.g. \"50MiB\", or 0 for no limit", flag)
 	}
 	v, err := config.ParseSize(text)
 	if err != nil {
-		return nil, f.usageErrorf("--%s: %v", flag, err)
+		// The size's error names the value as the flag's does: once.
+		return nil, f.usageErrorf("--%s %q: %s", flag, text, strings.TrimPrefix(err.Error(), fmt.Sprintf("size %q: ", text)))
 	}
 	if v > 0 && v < config.MinRateLimit {
-		return nil, f.usageErrorf("--%s: %s bytes per second is too small: 0 (no limit) or at least %s, e.g. \"50MiB\"", flag, v, config.MinRateLimit)
+		return nil, f.usageErrorf("--%s %s: too small: 0 (no limit) or at least %s a second, e.g. \"50MiB\"", flag, text, config.MinRateLimit)
 	}
 	n := int64(v)
 	return &n, nil

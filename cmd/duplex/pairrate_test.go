@@ -126,7 +126,7 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		{[]string{"rate", "--config", path, "--", "-5"}, `"-5" is not a valid rate: a negative number`},
 		{[]string{"rate", "50MiB", "--config", path}, `"50MiB": a rate is not an argument: give a rate with --copy RATE or --link RATE`},
 		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: unknown flag --copy"},
-		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout 0s: must be positive"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append([]string{"pair"}, tc.args...), &out, &errb)

@@ -40,7 +40,19 @@ var secondaryConnectWait = 1500 * time.Millisecond
 // that is silent rather than gone, a site that answers as a secondary
 // (it has no pairs), and one that answers for another session, whether
 // the config or --addr names it.
+//
+// Its failures begin with the command ("pair add: the site --addr names,
+// ..., gave no status"), as the operation's own do.
 func (f pairFlags) target(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
+	at, err := f.findTarget(ctx, cfg, stdout)
+	var ue *usageError
+	if err != nil && !errors.As(err, &ue) && !strings.HasPrefix(err.Error(), f.syn.path+" ") && !strings.HasPrefix(err.Error(), f.syn.path+":") {
+		err = &contextError{msg: f.syn.path + ": " + err.Error(), err: err}
+	}
+	return at, err
+}
+
+func (f pairFlags) findTarget(ctx context.Context, cfg *config.Config, stdout io.Writer) (control.Endpoint, error) {
 	ctx, cancel := context.WithTimeout(ctx, pairStatusWait)
 	defer cancel()
 	if *f.addr != "" {

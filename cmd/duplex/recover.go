@@ -22,10 +22,7 @@ var recoverSynopsis = synopsis{"recover", "--config FILE [--coupled] [--force] [
 // secondary.
 func (f *cmdFlags) applyTimeoutFlag() *time.Duration {
 	// 0 would give up before the fence request could leave.
-	if f.positive == nil {
-		f.positive = map[string]bool{}
-	}
-	f.positive["timeout"] = true
+	f.positiveDuration("timeout")
 	return f.Duration("timeout", 30*time.Minute, "how long to wait for a running secondary to apply the groups it journaled, "+
 		"which it does before it fences, `D` such as 30m or 2h (more than 0)")
 }
@@ -70,11 +67,6 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	level := fs.logLevelFlag("info")
 	cfg, log, err := fs.parseSite(args, stdout, "secondary", path, level)
 	if err != nil {
-		return err
-	}
-	// Read as left out, an empty --at would recover to the newest group,
-	// not the past time asked for.
-	if err := fs.givenEmpty("at"); err != nil {
 		return err
 	}
 	if *at != "" && *coupled {

@@ -32,11 +32,9 @@ func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
 	path := fs.configFlag("both sites' control addresses and the control token")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long the switchover may take, drain included, `D` such as 90s or 5m; "+
 		"past it, it is abandoned and writes resume")
+	fs.positiveDuration("timeout")
 	if err := fs.parseNoArgs(args, stdout); err != nil {
 		return err
-	}
-	if *timeout <= 0 {
-		return fs.usageErrorf("--timeout %s: want a positive duration such as 90s or 5m", *timeout)
 	}
 	cfg, err := fs.loadConfig(*path)
 	if err != nil {
