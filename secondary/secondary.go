@@ -2692,32 +2692,37 @@ func (s *Secondary) commit(conn transport.Conn, g *consistency.Group) error {
 		return err
 	}
 	s.buf = buf[:0]
+	// The identity must name, after a crash at any point, the process
+	// whose group the journal ends with (Open settles a pending process
+	// against the journal): now is whom it names with the journal as it
+	// is, then whom once g is journaled. It is written before g whenever
+	// it would not settle to then with g journaled. A process left
+	// pending by a failed write is settled before another takes its
+	// place: replaced as it was, a crash before g reaches the journal
+	// forgot the process that formed the last journaled group, whose
+	// resend was then refused as stale.
+	now := s.ident.settled(s.journaled.Group)
+	then := now
+	then.Instance = s.instance
 	var ids identityWrites
-	if s.ident.Instance != s.instance {
-		// The journal is about to hold a group of another process. The
-		// identity names it as pending with its group first, so that after
-		// a crash at any point the journal decides (Open): the former
-		// process if the group is not journaled, the new one if it is. Each
-		// may then skip exactly the updates it sent.
-		id := s.ident
-		if id.PendingInstance != s.instance {
-			// Kept if already pending: an earlier group of this process
-			// may be journaled, its final identity write having failed.
+	written := s.ident
+	if s.ident.settled(g.Number) != then {
+		id := then
+		if now.Instance != s.instance && s.instance != 0 {
+			// Named pending with g first, so that the journal decides
+			// (Open): the former process if g is not journaled, the new
+			// one if it is. Each may then skip exactly the updates it
+			// sent. A process that names none (0) is named at once:
+			// nobody may skip anything.
+			id = now
 			id.PendingInstance, id.PendingGroup = s.instance, g.Number
 		}
-		if s.instance == 0 {
-			id.Instance, id.PendingGroup = 0, 0
-		}
-		if id != s.ident {
-			ids.before = &id
-		}
-		if s.instance != 0 {
-			after := id
-			after.Instance, after.PendingInstance, after.PendingGroup = s.instance, 0, 0
-			if after != id {
-				ids.after = &after
-			}
-		}
+		ids.before, written = &id, id
+	}
+	if written != then {
+		// Once g is journaled: the process named, nothing pending. A
+		// failure leaves it pending, which settles the same.
+		ids.after = &then
 	}
 	var start time.Time
 	if s.tracing {
