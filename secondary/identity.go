@@ -124,6 +124,39 @@ func (s *Secondary) setIdentity(id identity) error {
 	return nil
 }
 
+// setIdentityUnlocked persists change(s.ident) and then makes it current,
+// as setIdentity does, for the receiver of the primary on conn, but writes
+// it without s.mu, in a hand-over (handing) as journalUnlocked does: each
+// copy is fsynced, and so is its directory, which a slow disk may take
+// seconds over, while status and the receipts take s.mu; and the primary
+// is sent a receipt meanwhile (answerWhileBusy), or it would give the
+// link up for silence. What decides from s.ident (a Welcome, a fence)
+// waits for the hand-over. what is what status says waits on the disk.
+// Called with s.mu held, which it holds again when it returns: the caller
+// finds conn cut off or replaced, as after journalUnlocked.
+func (s *Secondary) setIdentityUnlocked(conn transport.Conn, what string, change func(identity) identity) error {
+	// Another hand-over goes first: it may be writing the identity.
+	s.awaitHandedLocked()
+	id := change(s.ident)
+	if id == s.ident {
+		return nil
+	}
+	s.handing = true
+	s.mu.Unlock()
+	quiet := s.answerWhileBusy(conn)
+	s.diskBegin(waitJournal, what)
+	err := writeIdentity(disk.Or(s.cfg.FS), IdentityPath(s.cfg.StatePath), id)
+	s.diskEnd(waitJournal)
+	quiet()
+	s.mu.Lock()
+	if err == nil {
+		s.ident = id
+	}
+	s.handing = false
+	s.handed.Broadcast()
+	return err
+}
+
 // WayForwardTo is what an operator does when the two sites' data histories
 // diverged and the secondary is to become a copy of the primary again;
 // pairState names the primary's pair state directory, which a promoted

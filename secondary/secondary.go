@@ -2583,10 +2583,16 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 				return false, errReplaced
 			}
 			s.instance = 0
-			id := s.ident
-			id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
-			if err := s.setIdentity(id); err != nil {
-				s.log.Error("cannot record the primary's instance", "err", err)
+			werr := s.setIdentityUnlocked(conn, "recording that no primary process may resend what is journaled", func(id identity) identity {
+				id.Instance, id.PendingInstance, id.PendingGroup = 0, 0, 0
+				return id
+			})
+			if werr != nil {
+				s.log.Error("cannot record the primary's instance", "err", werr)
+			}
+			if s.conn != conn {
+				// Cut off or replaced while the disk took it.
+				return false, errReplaced
 			}
 			// Sent again, the record set is refused again: only the
 			// primary's suspension, and the resync that stamps its
