@@ -803,6 +803,7 @@ func (l *Log) trim(keep uint64, again bool) error {
 			// hours away (a fenced or idle secondary makes no
 			// checkpoint).
 			l.stopped.err = err
+			l.stopped.attempts++
 			l.retryLaterLocked()
 		}
 		l.mu.Unlock()
@@ -880,8 +881,9 @@ func (l *Log) retryLaterLocked() {
 	if st == nil || l.closed || l.retryTimer != nil || len(l.holds) > 0 {
 		return
 	}
-	d := min(retrimRetryFirst<<min(st.attempts, 16), retrimRetryMax)
-	st.attempts++
+	// By the failures, not the schedules: a timer that fired while a hold
+	// stopped it ran no Trim, and the let-go schedules it again.
+	d := min(retrimRetryFirst<<min(max(st.attempts-1, 0), 16), retrimRetryMax)
 	l.retryTimer = time.AfterFunc(d, func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
