@@ -324,6 +324,12 @@ func overLimit(ts history.TrimStopped, hc HistoryConfig) string {
 	limit := fmt.Sprintf("its window of %s or its bound of %d MiB", hc.Window, hc.MaxBytes>>20)
 	since := ts.Since.UTC().Format(time.RFC3339)
 	switch {
+	case ts.Holds > 0 && ts.Err != nil:
+		// The holds only delay the next try: the error is what the
+		// operator has to fix.
+		return fmt.Sprintf("kept over %s since %s: trimming it failed, and so did every try since (%v); %d reader(s) of the past "+
+			"(recover --at, a view of a past time as it opens) hold its old end now; tried again once they are done, after a backoff "+
+			"(from a second up to a minute), until it succeeds", limit, since, ts.Err, ts.Holds)
 	case ts.Holds > 0:
 		return fmt.Sprintf("kept over %s since %s: %d reader(s) of the past (recover --at, a view of a past time as it opens) hold its old end; "+
 			"trimmed once they are done", limit, since, ts.Holds)
