@@ -121,11 +121,31 @@ func (s *Secondary) undoSinks() map[string]history.Sink {
 // idempotent, so it is run again here, as RecoverTo run again would.
 // Only a fenced secondary that recover --at took back (RecoveredFrom) is
 // finished: an unfenced one holds the undo of a group it applies again.
+//
+// Before recover --at named a point (RecoveredFrom), the undo held of what
+// is after the state file's group is that of a group the volumes held part
+// of, applied through a coupled Gate's limit before recover --at's fence:
+// held still through the part the fence recorded (FencedPart), which the
+// volumes are then at, or being undone by a run stopped part-way (it
+// cleared FencedPart first), which is finished here too. Left so, the
+// volumes held part of the next group under the state file's name, and
+// a run again reached no point of that part.
 func (s *Secondary) finishRecoverTo() error {
 	d := s.durable
 	at := history.Point{Group: d.Group, Time: d.Time}
-	if s.ident.Fenced == "" || d.RecoveredFrom == 0 || !s.hist.Beyond(at) {
+	if s.ident.Fenced == "" || !s.hist.Beyond(at) {
 		return nil
+	}
+	if d.RecoveredFrom == 0 {
+		if !s.ident.RecoverAt {
+			return nil
+		}
+		if s.ident.FencedPart > d.Time {
+			s.posMu.Lock()
+			s.gated.partial = s.ident.FencedPart
+			s.posMu.Unlock()
+			return nil
+		}
 	}
 	if err := s.hist.Undo(at, s.undoSinks()); err != nil {
 		return fmt.Errorf("secondary: finishing the recover --at to group %d stopped part-way: %w; the volumes are not at a consistent point: run duplex recover --at again", d.Group, err)
@@ -395,6 +415,16 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		// the next group, applied through a coupled Gate's limit before
 		// a fence or a stop (a fenced secondary applies no more of it).
 		// Undoing writes the volumes' bytes as of cur in either case.
+		if s.ident.FencedPart != 0 {
+			// A restart would take the volumes for still at the part
+			// the fence recorded, part-way back from it: it finishes
+			// the undo instead (finishRecoverTo).
+			id := s.ident
+			id.FencedPart = 0
+			if err := s.setIdentity(id); err != nil {
+				return apply.State{}, fmt.Errorf("secondary: recover to a time: %w", err)
+			}
+		}
 		if err := s.undoTo(at); err != nil {
 			return apply.State{}, err
 		}

@@ -32,6 +32,15 @@ type identity struct {
 	// a switchover handed them over: they may hold writes the history
 	// never saw, which no undo would take back.
 	RecoverAt bool `json:"fenced_by_recover_at,omitempty"`
+	// FencedPart is, for recover --at's fence of a coupled secondary, the
+	// time through which the volumes held the group after the state
+	// file's when it fenced (applied through the Gate's limit, Unix ns; 0:
+	// none of it). A fenced secondary applies nothing again, so a restart
+	// knows from it alone that they hold that part, until recover --at
+	// undoes it: the point it reaches inside the part, and what status
+	// says of the volumes. Cleared before an undo that names no point of
+	// its own takes them off it.
+	FencedPart int64 `json:"fenced_part_ns,omitempty"`
 	// Follows is the primary's generation the volumes followed until the
 	// fence: named in refusals so the operator sees where histories split.
 	Follows transport.Generation `json:"follows,omitempty"`

@@ -25,18 +25,25 @@ import (
 
 // recoverKillEnv names the directory of a secondary a child process of
 // TestRecoverAtKilledAtEachStep takes back in time, as recover --at does,
-// until it is killed at the step recoverKillStepEnv names.
+// until it is killed at the step recoverKillStepEnv names. The history's
+// step length and a coupled Gate's limit are its row's
+// (recoverKillIntervalEnv, recoverKillLimitEnv; 0: whole groups, no Gate).
 const (
-	recoverKillEnv     = "DUPLEX_SECONDARY_RECOVER_KILL_DIR"
-	recoverKillStepEnv = "DUPLEX_SECONDARY_RECOVER_KILL_STEP"
-	recoverKillAtEnv   = "DUPLEX_SECONDARY_RECOVER_KILL_AT"
+	recoverKillEnv         = "DUPLEX_SECONDARY_RECOVER_KILL_DIR"
+	recoverKillStepEnv     = "DUPLEX_SECONDARY_RECOVER_KILL_STEP"
+	recoverKillAtEnv       = "DUPLEX_SECONDARY_RECOVER_KILL_AT"
+	recoverKillIntervalEnv = "DUPLEX_SECONDARY_RECOVER_KILL_INTERVAL"
+	recoverKillLimitEnv    = "DUPLEX_SECONDARY_RECOVER_KILL_LIMIT"
 )
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(recoverKillEnv); dir != "" {
 		step, _ := strconv.Atoi(os.Getenv(recoverKillStepEnv))
 		at, _ := strconv.ParseInt(os.Getenv(recoverKillAtEnv), 10, 64)
-		if err := recoverKillChild(dir, step, at); err != nil {
+		iv, _ := strconv.ParseInt(os.Getenv(recoverKillIntervalEnv), 10, 64)
+		limit, _ := strconv.ParseInt(os.Getenv(recoverKillLimitEnv), 10, 64)
+		c := recoverKillCase{interval: time.Duration(iv), limit: limit}
+		if err := recoverKillChild(dir, c, step, at); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
@@ -172,20 +179,115 @@ func (k stepSink) Flush() error {
 	return k.Sink.Flush()
 }
 
+// recoverKillCase is a row of TestRecoverAtKilledAtEachStep: groups
+// 1..n, each writing pieces pieces of its own region in turn, at times
+// spread over the millisecond before its time (group k's is k ms), a
+// history in steps of interval, and a coupled Gate at gateAt while the
+// groups are sent; the child opens the secondary behind a Gate at limit
+// (0: none) and recovers to at, which reaches the point of time want.
+type recoverKillCase struct {
+	name     string
+	pieces   int
+	interval time.Duration
+	gateAt   int64
+	limit    int64
+	at, want int64
+}
+
+const recoverKillGroups = 5
+
+// pieceTime is the stamp of piece j of group k's pieces.
+func (c recoverKillCase) pieceTime(k uint64, j int) int64 {
+	ms := int64(time.Millisecond)
+	return int64(k-1)*ms + int64(j+1)*ms/int64(c.pieces+1)
+}
+
+// pieceByte is what piece j of group k writes.
+func pieceByte(k uint64, j int) byte { return byte(k<<4) | byte(j) }
+
+// pieceBytes is the length of a piece.
+func (c recoverKillCase) pieceBytes() uint64 { return regionBytes / uint64(c.pieces) }
+
+// sendGroups sends groups 1..n of c's pieces.
+func (c recoverKillCase) sendGroups(t *testing.T, r *gateRig) {
+	t.Helper()
+	for k := uint64(1); k <= recoverKillGroups; k++ {
+		ts := int64(k) * int64(time.Millisecond)
+		rs := &recordset.RecordSet{Session: "s", Subsystem: "ss1", Seq: k, Group: k, ReadTime: ts, Horizon: ts}
+		for j := 0; j < c.pieces; j++ {
+			rs.Updates = append(rs.Updates, recordset.Update{Volume: "vol1", Kind: recordset.KindWrite,
+				Timestamp: c.pieceTime(k, j), Offset: k*regionBytes + uint64(j)*c.pieceBytes(), Length: c.pieceBytes(),
+				Data: bytes.Repeat([]byte{pieceByte(k, j)}, int(c.pieceBytes()))})
+		}
+		if k == 1 && c.interval != 0 {
+			// Duplex from group 1 on: a group with a pair state of its
+			// own is kept whole, in one step.
+			first := recordset.Marker{State: recordset.StateFirstCopy, Bytes: 1 << 20}.Update("vol1")
+			first.Timestamp = 1
+			end := recordset.Marker{State: recordset.StateCopyEnd}.Update("vol1")
+			end.Timestamp = ts - 1
+			rs.Updates = append(append([]recordset.Update{first}, rs.Updates...), end)
+		}
+		for i := range rs.Updates {
+			rs.Updates[i].Seq = 10*k + uint64(i)
+		}
+		r.sendRecordSet(t, rs)
+	}
+}
+
+// pieces returns the first byte of every piece of groups 1..n on v.
+func (c recoverKillCase) piecesOf(t *testing.T, v *volume.Volume) []byte {
+	t.Helper()
+	var out []byte
+	b := make([]byte, 1)
+	for k := uint64(1); k <= recoverKillGroups; k++ {
+		for j := 0; j < c.pieces; j++ {
+			if err := v.ReadAt(b, int64(k*regionBytes+uint64(j)*c.pieceBytes())); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b[0])
+		}
+	}
+	return out
+}
+
+// image is what piecesOf returns for volumes as of time ts: every piece
+// stamped at or before it written.
+func (c recoverKillCase) image(ts int64) []byte {
+	var out []byte
+	for k := uint64(1); k <= recoverKillGroups; k++ {
+		for j := 0; j < c.pieces; j++ {
+			b := byte(0xEE)
+			if c.pieceTime(k, j) <= ts {
+				b = pieceByte(k, j)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // recoverKillConfig is the Config of the secondary in dir that the kill
-// test's processes open, stopped, as recover --at does.
-func recoverKillConfig(dir string, v *volume.Volume, fsys disk.FS) Config {
-	return Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
-		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), History: historyOf(dir), FS: fsys,
+// test's processes open, stopped, as recover --at does: behind a Gate at
+// c's limit for a coupled session.
+func recoverKillConfig(dir string, c recoverKillCase, v *volume.Volume, fsys disk.FS) Config {
+	hist := historyOf(dir)
+	hist.Interval = c.interval
+	cfg := Config{Session: "s", Subsystems: []string{"ss1"}, Volumes: map[string]*volume.Volume{"vol1": v},
+		JournalDir: filepath.Join(dir, "journal"), StatePath: filepath.Join(dir, "state.json"), History: hist, FS: fsys,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if c.limit != 0 {
+		cfg.Gate = newTestGate(c.limit)
+	}
+	return cfg
 }
 
 // recoverKillChild does what recover --at does to the secondary in dir,
-// for time at: it opens it, fences it, takes it back and closes it, each
-// change to the disk a step, held for ever from the one numbered step on
-// (0: none). It prints each step as it takes it, and "done GROUP" at the
-// end.
-func recoverKillChild(dir string, step int, at int64) error {
+// for time at: it opens it (as c's row has it), fences it, takes it back
+// and closes it, each change to the disk a step, held for ever from the
+// one numbered step on (0: none). It prints each step as it takes it, and
+// "done GROUP" at the end.
+func recoverKillChild(dir string, c recoverKillCase, step int, at int64) error {
 	w := bufio.NewWriter(os.Stdout)
 	out := &flushWriter{w: w}
 	st := &stepper{at: step, out: out, held: make(chan struct{})}
@@ -194,7 +296,7 @@ func recoverKillChild(dir string, step int, at int64) error {
 		return err
 	}
 	testUndoSink = func(name string, s history.Sink) history.Sink { return stepSink{Sink: s, name: name, s: st} }
-	sec, err := Open(recoverKillConfig(dir, v, stepFS{FS: disk.OS, s: st}))
+	sec, err := Open(recoverKillConfig(dir, c, v, stepFS{FS: disk.OS, s: st}))
 	if err != nil {
 		return err
 	}
@@ -251,14 +353,15 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
-// runRecoverKillChild runs a child on dir held at step (0: never) and
-// kills it -9 there; it returns the steps the child printed, the held one
-// last, and whether it got to the end.
-func runRecoverKillChild(t *testing.T, exe, dir string, step int, at int64) (steps []string, done bool) {
+// runRecoverKillChild runs a child of row c on dir held at step (0:
+// never) and kills it -9 there; it returns the steps the child printed,
+// the held one last, and whether it got to the end.
+func runRecoverKillChild(t *testing.T, exe, dir string, c recoverKillCase, step int, at int64) (steps []string, done bool) {
 	t.Helper()
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), recoverKillEnv+"="+dir, fmt.Sprintf("%s=%d", recoverKillStepEnv, step),
-		fmt.Sprintf("%s=%d", recoverKillAtEnv, at))
+		fmt.Sprintf("%s=%d", recoverKillAtEnv, at), fmt.Sprintf("%s=%d", recoverKillIntervalEnv, c.interval),
+		fmt.Sprintf("%s=%d", recoverKillLimitEnv, c.limit))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -289,20 +392,20 @@ func runRecoverKillChild(t *testing.T, exe, dir string, step int, at int64) (ste
 	return steps, done
 }
 
-// checkAfterKill opens the secondary in dir after a kill, and checks that
-// its volumes are at the group status reports, one of allowed, that the
-// history agrees (it holds no undo past that group, and takes the volumes
-// back to each of its points), and that recover --at works again: to
-// want's time, then to group 1's. It returns the group reached on
-// opening.
-func checkAfterKill(t *testing.T, dir string, n int, want uint64, allowed ...uint64) uint64 {
+// checkAfterKill opens the secondary in dir after a kill, as row c's
+// child does, and checks that its volumes are as of the time status
+// reports, one of allowed, that the history agrees (it holds no undo past
+// that point, and takes the volumes back to each of its points), and that
+// recover --at works again: to want's time, then to group 1's. It returns
+// the time reached on opening.
+func checkAfterKill(t *testing.T, dir string, c recoverKillCase, at, want int64, allowed ...int64) int64 {
 	t.Helper()
 	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	sec, err := Open(recoverKillConfig(dir, v, nil))
+	sec, err := Open(recoverKillConfig(dir, c, v, nil))
 	if err != nil {
 		t.Fatalf("open after the kill: %v", err)
 	}
@@ -313,58 +416,120 @@ func checkAfterKill(t *testing.T, dir string, n int, want uint64, allowed ...uin
 		}
 	}()
 	st := sec.Stats()
-	if !slices.Contains(allowed, st.Group) {
-		t.Errorf("open after the kill: at group %d, none of the groups it was at or recovered to (%v)", st.Group, allowed)
+	if !slices.Contains(allowed, st.Time) {
+		t.Errorf("open after the kill: at group %d as of %v, none of the times it was at or recovered to (%v)", st.Group, time.Duration(st.Time), allowed)
 	}
-	if got, w := regions(t, v, n), groupRegions(st.Group, n); !bytes.Equal(got, w) {
-		t.Errorf("open after the kill: status says group %d, but the regions of groups 1..%d hold % x, want % x", st.Group, n, got, w)
+	if got, w := c.piecesOf(t, v), c.image(st.Time); !bytes.Equal(got, w) {
+		t.Errorf("open after the kill: status says group %d as of %v, but the pieces of groups 1..%d hold % x, want % x",
+			st.Group, time.Duration(st.Time), recoverKillGroups, got, w)
 	}
-	if sec.hist.Beyond(history.Point{Group: st.Group, Time: st.Time}) {
+	d := sec.appliedState()
+	if partial := st.Time > d.Time; !partial && sec.hist.Beyond(history.Point{Group: d.Group, Time: d.Time}) {
 		t.Errorf("open after the kill: at group %d, the history holds undo of what the volumes do not hold", st.Group)
 	}
 	if st.HistoryNewest != st.Time || st.HistoryOldestGroup != 1 {
 		t.Errorf("open after the kill: at group %d (%v), the history window is group %d to %v", st.Group, time.Duration(st.Time),
 			st.HistoryOldestGroup, time.Duration(st.HistoryNewest))
 	}
-	opened := st.Group
+	opened := st.Time
 	if _, err := sec.FenceToRecover(); err != nil {
 		t.Fatalf("fence after the kill: %v", err)
 	}
-	for _, g := range []uint64{want, 1} {
-		got, err := sec.RecoverTo(int64(g) * int64(time.Millisecond))
+	first := int64(time.Millisecond)
+	for _, to := range [][2]int64{{at, want}, {first, first}} {
+		got, err := sec.RecoverTo(to[0])
 		if err != nil {
-			t.Fatalf("recover --at group %d's time again after the kill: %v", g, err)
+			t.Fatalf("recover --at %v again after the kill: %v", time.Duration(to[0]), err)
 		}
-		if got.Group != g {
-			t.Errorf("recover --at group %d's time again after the kill: reached group %d", g, got.Group)
+		if got.Time != to[1] {
+			t.Errorf("recover --at %v again after the kill: reached group %d as of %v, want %v", time.Duration(to[0]), got.Group,
+				time.Duration(got.Time), time.Duration(to[1]))
 		}
-		if r, w := regions(t, v, n), groupRegions(got.Group, n); !bytes.Equal(r, w) {
-			t.Errorf("recover --at group %d's time again after the kill: reports group %d, regions % x, want % x", g, got.Group, r, w)
+		if r, w := c.piecesOf(t, v), c.image(got.Time); !bytes.Equal(r, w) {
+			t.Errorf("recover --at %v again after the kill: reports group %d as of %v, pieces % x, want % x", time.Duration(to[0]),
+				got.Group, time.Duration(got.Time), r, w)
 		}
 	}
 	closed = true
 	if err := sec.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sec, err = Open(recoverKillConfig(dir, v, nil))
+	sec, err = Open(recoverKillConfig(dir, c, v, nil))
 	if err != nil {
 		t.Fatalf("open after recovering again: %v", err)
 	}
 	defer sec.Close()
-	if st := sec.Stats(); st.Group != 1 || !bytes.Equal(regions(t, v, n), groupRegions(1, n)) {
-		t.Errorf("open after recovering again to group 1: at group %d, regions % x", st.Group, regions(t, v, n))
+	if st := sec.Stats(); st.Time != first || !bytes.Equal(c.piecesOf(t, v), c.image(first)) {
+		t.Errorf("open after recovering again to group 1: at group %d as of %v, pieces % x", st.Group, time.Duration(st.Time), c.piecesOf(t, v))
 	}
 	return opened
 }
+
+// recoverKillBase makes, in a new directory, the secondary of row c that
+// its children recover: groups 1..n sent, applied through the Gate's
+// limit at gateAt for a coupled session, the rest journaled.
+func recoverKillBase(t *testing.T, c recoverKillCase) string {
+	t.Helper()
+	base := t.TempDir()
+	fillVolume(t, base)
+	var gate Gate
+	if c.gateAt != 0 {
+		gate = newTestGate(c.gateAt)
+	}
+	r := openGateRigConfig(t, base, gate, func(cfg *Config) { cfg.History = recoverKillConfig(base, c, nil, nil).History })
+	c.sendGroups(t, r)
+	waitGate(t, "every group journaled", func() bool { return r.sec.Stats().JournaledGroup == recoverKillGroups })
+	applied := uint64(recoverKillGroups)
+	if c.gateAt != 0 {
+		applied = uint64(c.gateAt / int64(time.Millisecond))
+	}
+	waitGate(t, "the groups through the limit applied", func() bool { return r.sec.Stats().Group == applied })
+	r.close(t)
+	return base
+}
+
+// recoverKillCases are TestRecoverAtKilledAtEachStep's rows.
+var recoverKillCases = func() []recoverKillCase {
+	ms := int64(time.Millisecond)
+	quarter := recoverKillCase{pieces: 4, interval: 100 * time.Microsecond}
+	// The Gate at the stamp of group 4's second piece: the volumes hold
+	// groups 1..3 and the first half of group 4 as the child opens.
+	coupled := quarter
+	coupled.gateAt, coupled.limit = 3*ms, quarter.pieceTime(4, 1)
+	rows := []recoverKillCase{
+		{name: "whole groups", pieces: 1, at: 2 * ms, want: 2 * ms},
+		// A time inside group 3's steps: the volumes are left holding
+		// groups 1, 2 and the first two pieces of group 3.
+		{name: "a point inside a group", pieces: 4, interval: quarter.interval, at: 2*ms + ms/2, want: quarter.pieceTime(3, 1)},
+		// A point of the part of group 4 applied through the limit: its
+		// second piece undone, its first kept.
+		{name: "coupled, a point of the part applied", pieces: 4, interval: quarter.interval, gateAt: coupled.gateAt, limit: coupled.limit,
+			at: quarter.pieceTime(4, 0), want: quarter.pieceTime(4, 0)},
+		// Between group 3 and the part applied: that part undone, the
+		// state file naming group 3 still.
+		{name: "coupled, to the group before the part", pieces: 4, interval: quarter.interval, gateAt: coupled.gateAt, limit: coupled.limit,
+			at: 3*ms + ms/20, want: 3 * ms},
+		// Before the part applied: that part undone, and group 3's last
+		// pieces.
+		{name: "coupled, before the part applied", pieces: 4, interval: quarter.interval, gateAt: coupled.gateAt, limit: coupled.limit,
+			at: 2*ms + ms/2, want: quarter.pieceTime(3, 1)},
+	}
+	return rows
+}()
 
 // TestRecoverAtKilledAtEachStep kills -9 a process doing what recover
 // --at does (open, fence, RecoverTo, close) at each of its changes to the
 // disk in turn: each write, fsync, creation, rename and removal of the
 // journal, the state file, the identity and the history, and each write
 // and flush of the undo to the volume, the step not taken. Each time, the
-// secondary opened again must be at one group, the one its status reports,
-// with no undo held past it, and recover --at run again must reach the
-// group asked for, and then group 1, with the volumes at each.
+// secondary opened again must be at one point, the one its status
+// reports, with no undo held past it, and recover --at run again must
+// reach the point asked for, and then group 1, with the volumes at each.
+// Its rows take the volumes back to whole groups, to a point inside a
+// group (its steps, HistoryConfig.Interval), and, for a coupled session
+// whose Gate's limit falls inside a group (the volumes hold part of it,
+// which the child's open applies), to a point of that part and to one
+// before it.
 func TestRecoverAtKilledAtEachStep(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills a child process at each step")
@@ -373,48 +538,48 @@ func TestRecoverAtKilledAtEachStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 5
-	const want = 2
-	at := int64(want) * int64(time.Millisecond)
-	base := t.TempDir()
-	fillVolume(t, base)
-	r := openGateRigWith(t, base, nil, historyOf(base))
-	for k := uint64(1); k <= n; k++ {
-		r.sendSet(t, k, []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: k * regionBytes, Length: regionBytes,
-			Data: bytes.Repeat([]byte{byte(k)}, regionBytes)}})
-	}
-	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == n })
-	r.close(t)
+	for _, c := range recoverKillCases {
+		t.Run(c.name, func(t *testing.T) {
+			base := recoverKillBase(t, c)
+			// Opened after a kill, the volumes are where the child
+			// began, at the point it recovers to, or, for a coupled
+			// session killed while it undid the part of the next group,
+			// at the group before that part.
+			allowed := []int64{c.want, int64(recoverKillGroups) * int64(time.Millisecond)}
+			if c.limit != 0 {
+				allowed = []int64{c.want, c.limit, c.gateAt}
+			}
+			whole := filepath.Join(t.TempDir(), "whole")
+			copyTree(t, base, whole)
+			steps, done := runRecoverKillChild(t, exe, whole, c, 0, c.at)
+			if !done {
+				t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
+			}
+			total := len(steps) - 1
+			t.Logf("recover --at, run whole, takes %d steps:\n%s", total, strings.Join(steps, "\n"))
+			checkAfterKill(t, whole, c, c.at, c.want, c.want)
 
-	whole := filepath.Join(t.TempDir(), "whole")
-	copyTree(t, base, whole)
-	steps, done := runRecoverKillChild(t, exe, whole, 0, at)
-	if !done {
-		t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
-	}
-	total := len(steps) - 1
-	t.Logf("recover --at, run whole, takes %d steps:\n%s", total, strings.Join(steps, "\n"))
-	checkAfterKill(t, whole, n, want, want)
-
-	reached := map[uint64]int{}
-	for k := 1; k <= total; k++ {
-		dir := filepath.Join(t.TempDir(), fmt.Sprintf("step%d", k))
-		copyTree(t, base, dir)
-		steps, done := runRecoverKillChild(t, exe, dir, k, at)
-		if done {
-			t.Logf("held at step %d: the child got to the end first", k)
-			continue
-		}
-		held := steps[len(steps)-1]
-		ok := t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) {
-			reached[checkAfterKill(t, dir, n, want, want, n)]++
+			reached := map[time.Duration]int{}
+			for k := 1; k <= total; k++ {
+				dir := filepath.Join(t.TempDir(), fmt.Sprintf("step%d", k))
+				copyTree(t, base, dir)
+				steps, done := runRecoverKillChild(t, exe, dir, c, k, c.at)
+				if done {
+					t.Logf("held at step %d: the child got to the end first", k)
+					continue
+				}
+				held := steps[len(steps)-1]
+				ok := t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) {
+					reached[time.Duration(checkAfterKill(t, dir, c, c.at, c.want, allowed...))]++
+				})
+				if !ok {
+					t.Logf("killed at %s", held)
+				}
+				os.RemoveAll(dir)
+			}
+			t.Logf("opened after the kills at: %v (time: kills)", reached)
 		})
-		if !ok {
-			t.Logf("killed at %s", held)
-		}
-		os.RemoveAll(dir)
 	}
-	t.Logf("opened after the kills at: %v (group: kills)", reached)
 }
 
 // TestRecoverAtKilledAtEachStepOfTheRunAgain kills the recover --at of
@@ -433,21 +598,13 @@ func TestRecoverAtKilledAtEachStepOfTheRunAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 5
 	ms := int64(time.Millisecond)
-	base := t.TempDir()
-	fillVolume(t, base)
-	r := openGateRigWith(t, base, nil, historyOf(base))
-	for k := uint64(1); k <= n; k++ {
-		r.sendSet(t, k, []recordset.Update{{Volume: "vol1", Kind: recordset.KindWrite, Offset: k * regionBytes, Length: regionBytes,
-			Data: bytes.Repeat([]byte{byte(k)}, regionBytes)}})
-	}
-	waitGate(t, "every group applied", func() bool { return r.sec.Stats().Group == n })
-	r.close(t)
+	c := recoverKillCases[0]
+	base := recoverKillBase(t, c)
 
 	whole := filepath.Join(t.TempDir(), "whole")
 	copyTree(t, base, whole)
-	steps, _ := runRecoverKillChild(t, exe, whole, 0, 3*ms)
+	steps, _ := runRecoverKillChild(t, exe, whole, c, 0, 3*ms)
 	first := 0
 	for k, s := range steps {
 		if strings.Contains(s, "rename ") && strings.HasSuffix(s, "state.json") {
@@ -461,22 +618,22 @@ func TestRecoverAtKilledAtEachStepOfTheRunAgain(t *testing.T) {
 	for k := first; k < len(steps); k++ {
 		killed := filepath.Join(t.TempDir(), "killed")
 		copyTree(t, base, killed)
-		if _, done := runRecoverKillChild(t, exe, killed, k, 3*ms); done {
+		if _, done := runRecoverKillChild(t, exe, killed, c, k, 3*ms); done {
 			continue
 		}
 		again := filepath.Join(t.TempDir(), "again")
 		copyTree(t, killed, again)
-		steps2, _ := runRecoverKillChild(t, exe, again, 0, ms)
+		steps2, _ := runRecoverKillChild(t, exe, again, c, 0, ms)
 		for m := 1; m < len(steps2); m++ {
 			dir := filepath.Join(t.TempDir(), "dir")
 			copyTree(t, killed, dir)
-			steps3, done := runRecoverKillChild(t, exe, dir, m, ms)
+			steps3, done := runRecoverKillChild(t, exe, dir, c, m, ms)
 			if done {
 				continue
 			}
 			kills++
 			ok := t.Run(fmt.Sprintf("first killed at step %d, then at step %d", k, m), func(t *testing.T) {
-				checkAfterKill(t, dir, n, 1, 3, 1, n)
+				checkAfterKill(t, dir, c, ms, ms, 3*ms, ms, recoverKillGroups*ms)
 			})
 			if !ok {
 				t.Logf("killed first at %s, then at %s", steps[k-1], steps3[len(steps3)-1])

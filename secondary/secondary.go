@@ -3097,6 +3097,17 @@ func (s *Secondary) fence(recoverAt bool) (transport.Position, error) {
 		id.Follows, id.Generation = id.Generation, transport.NewGeneration()
 		id.Fenced = time.Now().UTC().Format(time.RFC3339Nano)
 		id.RecoverAt = recoverAt
+		if recoverAt {
+			// The part of the next group applied through a coupled
+			// Gate's limit stays in the volumes; only this says so
+			// after a restart, which applies nothing more once fenced.
+			d := s.appliedState()
+			s.posMu.Lock()
+			if s.gated.partial > d.Time {
+				id.FencedPart = s.gated.partial
+			}
+			s.posMu.Unlock()
+		}
 		if err = s.setIdentity(id); err != nil {
 			err = fmt.Errorf("secondary: fence: %w", err)
 			s.unrecorded, s.ckFailed = err, false
