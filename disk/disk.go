@@ -140,7 +140,7 @@ func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byt
 	dir := filepath.Dir(path)
 	tmp, err := fsys.CreateTemp(dir, filepath.Base(path)+tempInfix+"*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return unreplaced{fmt.Errorf("write %s: %w", path, err)}
 	}
 	name := tmp.Name()
 	renamed := false
@@ -151,17 +151,17 @@ func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byt
 	}()
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return unreplaced{fmt.Errorf("write %s: %w", path, err)}
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: fsync: %w", path, err)
+		return unreplaced{fmt.Errorf("write %s: fsync: %w", path, err)}
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return unreplaced{fmt.Errorf("write %s: %w", path, err)}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("write %s: given up: %w", path, err)
+		return unreplaced{fmt.Errorf("write %s: given up: %w", path, err)}
 	}
 	if err := fsys.Rename(name, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -171,6 +171,20 @@ func WriteFileAtomicUnless(ctx context.Context, fsys FS, path string, data []byt
 		return fmt.Errorf("write %s: fsync dir: %w", path, err)
 	}
 	return nil
+}
+
+// unreplaced is an error of WriteFileAtomic from before its rename.
+type unreplaced struct{ error }
+
+func (e unreplaced) Unwrap() error { return e.error }
+
+// Unreplaced reports whether err is WriteFileAtomic's from before it
+// renamed anything over the path, which then holds what it held before.
+// A failed rename, or the directory's fsync after it, may have replaced
+// it (or will, once the disk writes the directory).
+func Unreplaced(err error) bool {
+	var u unreplaced
+	return errors.As(err, &u)
 }
 
 // tempInfix joins a target's name and the random digits os.CreateTemp

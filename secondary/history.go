@@ -498,6 +498,7 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	// The fence is no longer this run's to undo (UndoFence): the groups
 	// after p, which the old primary had acknowledged, may be gone from
 	// the volumes from here on.
+	prefence := s.prefence
 	s.prefence = nil
 	// Written, and recorded as both the group the state file names and
 	// the applied one, under the checkpoint's lock: a checkpoint (a
@@ -507,6 +508,17 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	// back to p, the undo after p voided.
 	s.ckMu.Lock()
 	if err := apply.WriteStateFS(s.cfg.FS, s.cfg.StatePath, st); err != nil {
+		if disk.Unreplaced(err) && !s.restate {
+			// Failed before its rename, with no earlier run's write
+			// that may have named a point of its own: the state file
+			// names cur, the volumes are at it, and the fence is this
+			// run's to undo as before. Refused, a failed promotion in
+			// place would leave the primary cut off until a restart.
+			s.prefence = prefence
+			s.ckMu.Unlock()
+			s.holdRecovering(nil)
+			return apply.State{}, fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
+		}
 		// Its rename may have reached the directory: the state file may
 		// name p over volumes still at cur, and the next open would take
 		// them to p while this process says cur. Written again at cur by

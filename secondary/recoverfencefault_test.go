@@ -92,3 +92,44 @@ func TestARecoverAtWhoseRecoverToFailsBeforeItsStateWriteRestartsAsFenced(t *tes
 		})
 	}
 }
+
+// A promotion in place whose fence this process made undoes it when the
+// promotion fails (UndoFence). recover --at gives that up once its state
+// file may name the point: the groups after it may be gone from the
+// volumes from then on. A RecoverTo whose state file could not even be
+// created has named nothing and undone nothing, and the fence must still
+// be undoable: refused, the operator could only restart the secondary. A
+// failure after the file's rename (its directory's fsync) may have named
+// the point: the fence then holds.
+func TestUndoFenceAfterARecoverToThatNamedNothing(t *testing.T) {
+	c := recoverKillCases[1]
+	t.Run("the state file not created", func(t *testing.T) {
+		inj := disk.NewInjector(nil)
+		dir, sec, v, at := openFaulted(t, c, inj)
+		defer sec.Close()
+		inj.Inject(disk.Fault{Op: disk.OpCreate, Under: dir})
+		if _, err := sec.RecoverTo(c.at); err == nil {
+			t.Fatal("recover --at succeeded though no file could be created")
+		}
+		inj.Clear()
+		if err := sec.UndoFence(); err != nil {
+			t.Errorf("the fence cannot be undone after a recover --at that named and undid nothing: %v", err)
+		}
+		if got, want := c.piecesOf(t, v), c.image(at); !bytes.Equal(got, want) {
+			t.Errorf("volumes % x, want % x", got, want)
+		}
+	})
+	t.Run("the state file renamed", func(t *testing.T) {
+		inj := disk.NewInjector(nil)
+		dir, sec, _, _ := openFaulted(t, c, inj)
+		defer sec.Close()
+		inj.Inject(disk.Fault{Op: disk.OpSyncDir, Under: dir})
+		if _, err := sec.RecoverTo(c.at); err == nil {
+			t.Fatal("recover --at succeeded though the directory's fsync failed")
+		}
+		inj.Clear()
+		if err := sec.UndoFence(); err == nil {
+			t.Error("the fence undone after a recover --at whose state file may name its point")
+		}
+	})
+}
