@@ -23,7 +23,10 @@ func TestAPostSentButNeverAnsweredSaysItsEffectIsUnknown(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The call must be written whole before the deadline, as a suspend
+	// whose save hangs is: a deadline of a fraction of a second may run
+	// out first on a loaded machine, the call then never sent.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := PairOp(ctx, Endpoint{Addr: strings.TrimPrefix(srv.URL, "http://")}, "t", "vol1", "suspend", false)
 	if err == nil || !strings.Contains(err.Error(), "did not answer in time") || !strings.Contains(err.Error(), "whether it took effect is not known") {
