@@ -14,6 +14,14 @@
 // is not counted; on loopback the sender's CPU also runs the TCP receive
 // path (its softirq), the receiver's only its copy out. -file's first -mib
 // MiB are overwritten.
+//
+//	taskset -c 0 mibcost -file IMG -pieces 1024,256,128,64   # that alone
+//
+// -pieces measures instead the 1 MiB pwrite cut into pieces of each size,
+// over the whole process (its CPU time, every thread's, and its context
+// switches), on a goroutine the runtime sees in a system call that may
+// block, as the volume's pwrite is: at one processor (taskset -c 0) its
+// monitor thread's part is counted too.
 package main
 
 import (
@@ -25,6 +33,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,6 +79,7 @@ var (
 	n       = flag.Int("mib", 256, "MiB a pass: the burst's")
 	passes  = flag.Int("passes", 7, "passes a figure, the median kept")
 	file    = flag.String("file", "", "a file of at least -mib MiB for the page cache's copy (read whole first, so overwrites of cached pages)")
+	pieces  = flag.String("pieces", "", "with -file: piece sizes in KiB, comma-separated (1024: whole), for the 1 MiB pwrite cut in pieces, measured at the process's processors as started (taskset -c 0: one) over all its threads, and nothing else measured")
 )
 
 // measure runs f passes times on a pinned thread and returns the median CPU
@@ -139,6 +150,10 @@ func drainer(c net.Conn) {
 
 func main() {
 	flag.Parse()
+	if *pieces != "" {
+		measurePieces()
+		return
+	}
 	hot := make([]byte, mib)
 	for i := range hot {
 		hot[i] = byte(i)
@@ -251,4 +266,89 @@ func main() {
 		log.Fatal(err)
 	}
 	f.Close()
+}
+
+// processCPU is the CPU time of every thread of the process, the runtime's
+// monitor and the threads it hands the processor to included.
+func processCPU() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_PROCESS_CPUTIME_ID, &ts); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ts.Nano())
+}
+
+// switches is the process's context switches so far, voluntary or not.
+func switches() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return ru.Nvcsw + ru.Nivcsw
+}
+
+// measurePieces writes -mib MiB over the cached pages of -file, a MiB at a
+// time, each MiB as pwrites of each -pieces size in turn (the sizes
+// alternated pass by pass), from one hot buffer, on a goroutine not locked
+// to its thread: the runtime sees each pwrite as a system call that may
+// block, as it sees the volume's. Reported a MiB: the process's CPU time,
+// its context switches and the wall time, medians over -passes.
+func measurePieces() {
+	var sizes []int
+	for _, f := range strings.Split(*pieces, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || k <= 0 || k > 1024 || 1024%k != 0 {
+			log.Fatalf("-pieces: %q is not a divisor of 1024 KiB", f)
+		}
+		sizes = append(sizes, k<<10)
+	}
+	if *file == "" {
+		log.Fatal("-pieces needs -file")
+	}
+	f, err := os.OpenFile(*file, os.O_RDWR, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, mib)
+	for i := range *n {
+		if _, err := f.ReadAt(buf, int64(i)*mib); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	type sample struct{ cpu, sw, wall float64 }
+	got := make([][]sample, len(sizes))
+	for range *passes {
+		for k, size := range sizes {
+			c, w, t := processCPU(), switches(), time.Now()
+			for i := range *n {
+				for o := 0; o < mib; o += size {
+					if _, err := f.WriteAt(buf[o:o+size], int64(i)*mib+int64(o)); err != nil {
+						log.Fatal(err)
+					}
+				}
+			}
+			got[k] = append(got[k], sample{
+				cpu:  float64(processCPU()-c) / float64(time.Microsecond) / float64(*n),
+				sw:   float64(switches()-w) / float64(*n),
+				wall: float64(time.Since(t)) / float64(time.Microsecond) / float64(*n),
+			})
+		}
+	}
+	fmt.Printf("GOMAXPROCS %d, %d MiB a pass, medians of %d passes (min-max)\n", runtime.GOMAXPROCS(0), *n, *passes)
+	for k, size := range sizes {
+		med := func(get func(sample) float64) string {
+			v := make([]float64, len(got[k]))
+			for i, s := range got[k] {
+				v[i] = get(s)
+			}
+			slices.Sort(v)
+			return fmt.Sprintf("%6.1f (%.1f-%.1f)", v[len(v)/2], v[0], v[len(v)-1])
+		}
+		fmt.Printf("pwrite 1 MiB as %4d KiB pieces: process CPU µs a MiB %s, switches a MiB %s, wall µs a MiB %s\n",
+			size>>10, med(func(s sample) float64 { return s.cpu }), med(func(s sample) float64 { return s.sw }), med(func(s sample) float64 { return s.wall }))
+	}
 }
