@@ -15,22 +15,29 @@ import (
 // processor, a lone write with FUA is not served on the read loop (which
 // has no flush), but by a worker that flushes before it replies; a lone
 // write served on the read loop is covered by the FLUSH that follows it.
+// The lone write comes first: a worker releases its place in flight only
+// after its reply is written, so a write the client sends as soon as the
+// FUA write's reply arrives may still find it in flight, and rightly go to
+// a worker too.
 func TestALoneFUAWriteIsDurableBeforeItsReplyWithOneProcessor(t *testing.T) {
 	oneProcessor(t)
 	m := &promptExport{memExport: newMemExport(1 << 20)}
 	r := openPrompt(t, m)
-	r.request(CmdFlagFUA, CmdWrite, 1, 0, 4096, bytes.Repeat([]byte{1}, 4096))
+	r.request(0, CmdWrite, 1, 4096, 4096, bytes.Repeat([]byte{2}, 4096))
 	r.expectReply(1, 0)
+	if got := m.prompted.Load(); got != 1 {
+		t.Fatalf("a lone write asked of the Prompter %d times, want 1", got)
+	}
+	if got := m.flushCount(); got != 0 {
+		t.Fatalf("a lone write without FUA flushed %d times", got)
+	}
+	r.request(CmdFlagFUA, CmdWrite, 2, 0, 4096, bytes.Repeat([]byte{1}, 4096))
+	r.expectReply(2, 0)
 	if got := m.flushCount(); got != 1 {
 		t.Fatalf("a FUA write replied after %d flushes, want 1", got)
 	}
-	if got := m.prompted.Load(); got != 0 {
-		t.Fatalf("a FUA write asked of the Prompter %d times", got)
-	}
-	r.request(0, CmdWrite, 2, 4096, 4096, bytes.Repeat([]byte{2}, 4096))
-	r.expectReply(2, 0)
 	if got := m.prompted.Load(); got != 1 {
-		t.Fatalf("a lone write asked of the Prompter %d times, want 1", got)
+		t.Fatalf("a FUA write asked of the Prompter (%d asks in all, want 1)", got)
 	}
 	r.request(0, CmdFlush, 3, 0, 0, nil)
 	r.expectReply(3, 0)
