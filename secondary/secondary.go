@@ -1998,8 +1998,10 @@ func (s *Secondary) serve(conn transport.Conn) (err error) {
 		// Only the process that sent the journaled groups can resend a
 		// record set partly in them; from it, the journaled part is skipped.
 		// Being welcomed is not enough: the identity names a process only
-		// once a group of its record sets is journaled (commit).
-		start.Resent = hello.Instance != 0 && hello.Instance == s.ident.Instance
+		// once a group of its record sets is journaled (commit), and one
+		// left pending by a failed write is named if the journal holds
+		// its group, as a restart would name it (Open).
+		start.Resent = hello.Instance != 0 && hello.Instance == s.ident.settled(s.journaled.Group).Instance
 		s.former = consistency.New(s.cfg.Session, s.cfg.Subsystems, start)
 		s.instance = hello.Instance
 	}
