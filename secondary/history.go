@@ -163,9 +163,24 @@ func (s *Secondary) finishRecoverTo() error {
 // take the volumes the rest of the way, and they would be served or
 // promoted part-way back under the point's name. The history kept before,
 // in dir, still holds the undo; it is read for that alone.
+//
+// So is one stopped before it named a point, as a coupled secondary's
+// undoes the part of the next group its fence recorded (FencedPart): the
+// record cleared, the volumes may be part-way back from that part under
+// the state file's group. The record kept, they hold the part whole,
+// which status says, with no history needed to know it.
 func (s *Secondary) finishRecoverToLeft(dir string) error {
 	d := s.durable
-	if dir == "" || s.ident.Fenced == "" || d.RecoveredFrom == 0 {
+	if s.ident.Fenced == "" || d.RecoveredFrom == 0 && !s.ident.RecoverAt {
+		return nil
+	}
+	if d.RecoveredFrom == 0 && s.ident.FencedPart > d.Time {
+		s.posMu.Lock()
+		s.gated.partial = s.ident.FencedPart
+		s.posMu.Unlock()
+		return nil
+	}
+	if dir == "" {
 		return nil
 	}
 	if _, err := disk.Or(s.cfg.FS).Stat(dir); errors.Is(err, fs.ErrNotExist) {

@@ -1,0 +1,98 @@
+package secondary
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"duplex/volume"
+)
+
+// A coupled secondary's recover --at fences with part of the next group in
+// the volumes (FencedPart), and, for a time before that part, undoes it
+// before its state file names a point. Killed from the fence on until that
+// undo is done, the state file still names the group before the part, and
+// nothing says the volumes are at any point but the identity and the undo
+// held. A restart with history turned off since (HistoryConfig.Left) must
+// find them at the time status reports, as one with history does: the
+// part whole (the fence recorded) or undone whole (the run undoing it is
+// finished from the history kept before). It finished only runs that had
+// named a point (RecoveredFrom), and opened at group 3 as of 3ms over
+// volumes holding part of group 4, or, killed part-way through its undo,
+// some pieces of that part and not others.
+func TestARecoverAtKilledUndoingThePartOpensWithHistoryOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a child process at each step")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := recoverKillCases[3] // coupled, to the group before the part
+	base := recoverKillBase(t, c)
+	whole := filepath.Join(t.TempDir(), "whole")
+	copyTree(t, base, whole)
+	steps, done := runRecoverKillChild(t, exe, whole, c, 0, c.at)
+	if !done {
+		t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
+	}
+	// From the fence's identity (the first rename of identity.json) to
+	// the voiding of the part's undo, once the volumes are flushed.
+	var from, to int
+	for _, s := range steps {
+		f := strings.Fields(s)
+		if len(f) < 3 || f[0] != "step" {
+			continue
+		}
+		n, _ := strconv.Atoi(f[1])
+		switch {
+		case from == 0 && f[2] == "rename" && strings.HasSuffix(s, "identity.json"):
+			from = n + 1
+		case from != 0 && to == 0 && f[2] == "flush":
+			to = n + 1
+		}
+	}
+	if from == 0 || to <= from {
+		t.Fatalf("no fence's identity and flush of the volumes after it among the steps:\n%s", strings.Join(steps, "\n"))
+	}
+	undone := 0
+	for k := from; k <= to; k++ {
+		dir := filepath.Join(t.TempDir(), fmt.Sprintf("step%d", k))
+		copyTree(t, base, dir)
+		steps, done := runRecoverKillChild(t, exe, dir, c, k, c.at)
+		if done {
+			continue
+		}
+		if strings.Contains(steps[len(steps)-1], "undo write") {
+			undone++
+		}
+		t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) {
+			v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			cfg := recoverKillConfig(dir, c, v, nil)
+			cfg.History = HistoryConfig{Left: cfg.History.Dir}
+			sec, err := Open(cfg)
+			if err != nil {
+				t.Fatalf("open with history off after the kill at %s: %v", steps[len(steps)-1], err)
+			}
+			defer sec.Close()
+			st := sec.Stats()
+			if got, w := c.piecesOf(t, v), c.image(st.Time); !bytes.Equal(got, w) {
+				t.Errorf("open with history off after the kill at %s: status says group %d as of %v, but the pieces of groups 1..%d hold % x, want % x",
+					steps[len(steps)-1], st.Group, time.Duration(st.Time), recoverKillGroups, got, w)
+			}
+		})
+		os.RemoveAll(dir)
+	}
+	if undone == 0 {
+		t.Fatalf("no kill came in the undo of the part (steps %d..%d):\n%s", from, to, strings.Join(steps, "\n"))
+	}
+}
