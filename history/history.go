@@ -813,6 +813,10 @@ func (l *Log) trim(keep uint64, again bool) error {
 	l.mu.Lock()
 	if whole {
 		l.stopped = nil
+	} else if l.stopped != nil {
+		// Released, though a hold stopped it short: the next failure is
+		// the first of a new row, tried again after the first backoff.
+		l.stopped.attempts = 0
 	}
 	k := 0
 	for k < len(l.entries) && l.entries[k].index < first {
