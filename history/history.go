@@ -134,7 +134,18 @@ type Log struct {
 	// j is replaced by Gap; mu guards the field, not the journal's calls.
 	j *journal.Journal
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// gapping says a Gap removes the files and writes its record without
+	// mu (a removal's and the record's fsync may take seconds, and the
+	// secondary's status reads the window under a lock its receiver
+	// takes too): entries already holds nothing, and j is the old
+	// journal, closed, until gapped is signalled. An append or Close
+	// waits for it.
+	gapping bool
+	gapped  *sync.Cond
+	// resets counts the Gaps and Resets begun: a reader that let go of
+	// mu tells by it that every record it chose was dropped meanwhile.
+	resets  uint64
 	entries []entry // the records that describe the volumes, oldest first
 	next    uint64  // journal index of the next record
 	buf     []byte
@@ -211,6 +222,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	l := &Log{dir: dir, opts: opts, jo: jo, j: j, next: j.LastIndex() + 1}
+	l.gapped = sync.NewCond(&l.mu)
 	err = j.Replay(0, func(index uint64, data []byte) error {
 		r, _, err := decodeHeader(data)
 		if err != nil {
@@ -482,6 +494,7 @@ func mergeRanges(ranges []Range) []Range {
 func (l *Log) append(r *Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.awaitGapLocked()
 	b, err := r.Encode(l.buf[:0])
 	if err != nil {
 		return err
@@ -531,30 +544,56 @@ func (l *Log) Void(p Point) error {
 func (l *Log) Gap(h Header) error {
 	l.trimMu.Lock()
 	defer l.trimMu.Unlock()
+	// The earlier undo is dropped for readers at once, and the files go
+	// without mu: Trim, Reset and Hold wait for trimMu, an append and
+	// Close for gapped, and what only reads the index (the secondary's
+	// status among them) does not wait on the disk.
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if n := len(l.entries); n > 0 {
 		l.lost = l.entries[n-1]
 	}
-	if err := l.reset(); err != nil {
-		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
-	}
-	j := l.j
+	old := l.j
+	l.entries, l.stopped = l.entries[:0], nil
+	l.resets++
+	l.gapping = true
+	l.mu.Unlock()
+
 	r := &Record{Kind: KindGap, Group: h.Group, Time: h.Time, Last: true, MidBatch: h.MidBatch, State: h.State}
-	b, err := r.Encode(l.buf[:0])
+	j, err := l.resetFiles(old)
+	var (
+		index uint64
+		b     []byte
+	)
+	if err == nil {
+		index = j.LastIndex() + 1
+		if b, err = r.Encode(nil); err == nil {
+			if err = j.Append(index, b); err == nil {
+				err = j.Sync()
+			}
+		}
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gapping = false
+	l.gapped.Broadcast()
+	if j != nil {
+		l.j, l.next = j, j.LastIndex()+1
+	}
 	if err != nil {
-		return err
-	}
-	l.buf = b
-	if err := j.Append(l.next, b); err != nil {
 		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
 	}
-	l.note(l.next, r, len(b))
-	l.next++
-	if err := j.Sync(); err != nil {
-		return fmt.Errorf("history: gap at group %d: %w", h.Group, err)
-	}
+	l.note(index, r, len(b))
+	l.next = index + 1
 	return nil
+}
+
+// awaitGapLocked waits until no Gap is under way. Called with l.mu held,
+// which it lets go of while it waits.
+func (l *Log) awaitGapLocked() {
+	for l.gapping {
+		l.gapped.Wait()
+	}
 }
 
 // Reset drops every record, files included: the history belongs to
@@ -576,14 +615,31 @@ func (l *Log) Reset() error {
 // reset removes the journal's files and opens it again, empty. Called with
 // l.mu held.
 func (l *Log) reset() error {
-	l.j.Close() // a journal that failed a write may say so again: its files go anyway
+	l.resets++
+	j, err := l.resetFiles(l.j)
+	if j != nil {
+		l.j, l.next = j, j.LastIndex()+1
+	}
+	if err != nil {
+		return err
+	}
+	l.entries = l.entries[:0]
+	l.stopped = nil
+	return nil
+}
+
+// resetFiles closes old, removes the journal's files and opens it again,
+// empty; the new journal is nil unless it opened. It touches nothing of
+// l but what Open set.
+func (l *Log) resetFiles(old *journal.Journal) (*journal.Journal, error) {
+	old.Close() // a journal that failed a write may say so again: its files go anyway
 	fsys := l.jo.FS
 	if fsys == nil {
 		fsys = disk.OS
 	}
 	des, err := fsys.ReadDir(l.dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Oldest first (the names are the zero-padded first index), each
 	// removal made durable before the next, so that a crash part-way leaves
@@ -596,19 +652,13 @@ func (l *Log) reset() error {
 			continue
 		}
 		if err := fsys.Remove(filepath.Join(l.dir, de.Name())); err != nil {
-			return err
+			return nil, err
 		}
 		if err := fsys.SyncDir(l.dir); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	j, err := journal.Open(l.dir, l.jo)
-	if err != nil {
-		return err
-	}
-	l.j, l.entries, l.next = j, l.entries[:0], j.LastIndex()+1
-	l.stopped = nil
-	return nil
+	return journal.Open(l.dir, l.jo)
 }
 
 // Reaches reports whether the Log holds the undo of a group at or before
@@ -1044,7 +1094,7 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 	}
 	want := map[uint64]bool{}
 	after := uint64(0)
-	j := l.j
+	j, resets := l.j, l.resets
 	for _, e := range l.entries {
 		if !to.after(e) || through.after(e) {
 			continue
@@ -1086,7 +1136,7 @@ func (l *Log) replayAfter(to, through Point, fn func(r *Record) error) error {
 		return nil
 	})
 	l.mu.Lock()
-	reset := l.j != j
+	reset := l.resets != resets
 	l.mu.Unlock()
 	if reset {
 		// A Gap (or Reset) dropped every record while they were read (a
@@ -1112,6 +1162,7 @@ var errRead = errors.New("every record wanted read")
 // Close closes the Log.
 func (l *Log) Close() error {
 	l.mu.Lock()
+	l.awaitGapLocked()
 	l.closed = true
 	if l.retryTimer != nil {
 		l.retryTimer.Stop()
