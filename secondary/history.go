@@ -180,7 +180,11 @@ func (s *Secondary) finishRecoverToLeft(dir string) error {
 		s.posMu.Unlock()
 		return nil
 	}
-	if dir == "" {
+	if dir == "" || d.RecoveredFrom == 0 && s.cfg.Gate == nil {
+		// Only a coupled secondary's volumes held part of a group to
+		// undo before a point was named: any other's stay unread, and
+		// a history kept before that cannot be read now does not stop
+		// them.
 		return nil
 	}
 	if _, err := disk.Or(s.cfg.FS).Stat(dir); errors.Is(err, fs.ErrNotExist) {

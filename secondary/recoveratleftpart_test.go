@@ -96,3 +96,43 @@ func TestARecoverAtKilledUndoingThePartOpensWithHistoryOff(t *testing.T) {
 		t.Fatalf("no kill came in the undo of the part (steps %d..%d):\n%s", from, to, strings.Join(steps, "\n"))
 	}
 }
+
+// A secondary recover --at fenced and took back nowhere (it failed, or
+// was stopped before it named a point) holds no part of a group to undo
+// unless it is coupled: turned off with its history since, it opens
+// without reading the history kept before, which may be why it was
+// turned off (here a file where the directory was).
+func TestAPlainSecondaryFencedByRecoverAtOpensWithItsOldHistoryUnreadable(t *testing.T) {
+	c := recoverKillCases[1]
+	dir := recoverKillBase(t, c)
+	v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	sec, err := Open(recoverKillConfig(dir, c, v, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := sec.Stats().Time
+	if _, err := sec.FenceToRecover(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := recoverKillConfig(dir, c, v, nil)
+	left := filepath.Join(dir, "history-left")
+	if err := os.WriteFile(left, []byte("not a history\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.History = HistoryConfig{Left: left}
+	sec, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("open with history off, fenced by a recover --at that named no point: %v", err)
+	}
+	defer sec.Close()
+	if st := sec.Stats(); st.Time != at {
+		t.Errorf("opened as of %v, fenced at %v", time.Duration(st.Time), time.Duration(at))
+	}
+}
