@@ -1103,6 +1103,15 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		m.hook("welcomed")
 	}
 	*linked = true
+	// A secondary waiting on a slow disk reads only so far ahead and then
+	// nothing until its disk answers, while it sends a receipt every
+	// second: under a load that fills the sockets' buffers a send waits on
+	// it for as long as the disk, and cut by the send timeout the link
+	// would be redialled, and all outstanding sent again, while the
+	// secondary was reachable and busy. Its answers keep the send waiting;
+	// one that neither takes nor answers anything for the silence time is
+	// given up, as before.
+	conn.SetAnswered(m.heard)
 	defer func() {
 		m.mu.Lock()
 		if m.conn == conn {
@@ -1995,6 +2004,14 @@ func (m *Mover) frameSent(n int, hs ...*held) {
 	if !m.unanswered.After(m.lastRecv) {
 		m.unanswered = now
 	}
+}
+
+// heard returns when the secondary of the current connection last sent
+// anything.
+func (m *Mover) heard() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lastRecv
 }
 
 // checkSilence gives up a connection on which the secondary has sent nothing

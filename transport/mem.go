@@ -185,6 +185,7 @@ type memConn struct {
 	out     *memQueue
 	name    string
 	timeout atomic.Int64 // send timeout; 0: DefaultSendTimeout
+	answer  atomic.Pointer[func() time.Time]
 	alloc   func(n int) []byte
 	place   func(head []byte, n int) []byte
 	sums    *crc32c.Sums // nil: none taken
@@ -244,6 +245,10 @@ func (c *memConn) abort() {
 // link queues without bound otherwise.
 func (c *memConn) SetSendTimeout(d time.Duration) { c.timeout.Store(int64(max(d, 0))) }
 
+// SetAnswered implements Conn: a Send waiting on a stalled peer that
+// answers within the send timeout goes on waiting.
+func (c *memConn) SetAnswered(answered func() time.Time) { storeAnswered(&c.answer, answered) }
+
 // awaitRoom waits, while the peer is stalled, for the queue towards it to
 // take more, as a socket's full buffer makes a send wait.
 func (c *memConn) awaitRoom() error {
@@ -264,6 +269,10 @@ func (c *memConn) awaitRoom() error {
 		select {
 		case <-q.space:
 		case <-t.C:
+			if answeredWithin(&c.answer, limit) {
+				t.Reset(limit)
+				continue
+			}
 			c.abort()
 			return fmt.Errorf("mem send to %s: %w: it took nothing for %s; connection cut", c.name, ErrStalled, limit)
 		}

@@ -141,6 +141,7 @@ type tcpConn struct {
 	maxRecv  int // 0: maxFrame
 	wmu      sync.Mutex
 	stall    atomic.Int64 // send timeout; 0: DefaultSendTimeout
+	answered atomic.Pointer[func() time.Time]
 	hdr      [4]byte
 	rhdr     [4]byte
 	alloc    func(n int) []byte // nil: make
@@ -171,6 +172,23 @@ func (t *tcpConn) Peer() string { return t.c.RemoteAddr().String() }
 func (t *tcpConn) Close() error { return t.c.Close() }
 
 func (t *tcpConn) SetSendTimeout(d time.Duration) { t.stall.Store(int64(max(d, 0))) }
+
+// SetAnswered implements Conn.
+func (t *tcpConn) SetAnswered(answered func() time.Time) { storeAnswered(&t.answered, answered) }
+
+func storeAnswered(p *atomic.Pointer[func() time.Time], answered func() time.Time) {
+	if answered == nil {
+		p.Store(nil)
+		return
+	}
+	p.Store(&answered)
+}
+
+// answeredWithin says the peer answered (SetAnswered) within d of now.
+func answeredWithin(p *atomic.Pointer[func() time.Time], d time.Duration) bool {
+	f := p.Load()
+	return f != nil && time.Since((*f)()) < d
+}
 
 // sendPiece is what a peer must take within the send timeout for a Send
 // over TLS to go on: a slow link that keeps taking data is not a stalled
@@ -218,7 +236,10 @@ func (t *tcpConn) send(bufs [][]byte) error {
 			var n int64
 			// WriteTo consumes what it wrote, so a retry sends the rest.
 			n, err = out.WriteTo(t.c)
-			if err == nil || n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if n == 0 && !answeredWithin(&t.answered, limit) {
 				break
 			}
 		}
@@ -237,6 +258,14 @@ func (t *tcpConn) send(bufs [][]byte) error {
 // sendPieces writes the header and frame in pieces of sendPiece, each
 // within limit.
 func (t *tcpConn) sendPieces(frame []byte, limit time.Duration) error {
+	if t.answered.Load() != nil {
+		// A write that times out breaks a TLS connection for good, so
+		// the deadline cannot be tried again once the peer is seen to
+		// answer: it is moved on while the write waits, as long as the
+		// peer answers.
+		stop := t.extendWhileAnswered(limit)
+		defer stop()
+	}
 	first := min(len(frame), sendPiece)
 	err := t.c.SetWriteDeadline(time.Now().Add(limit))
 	if err == nil {
@@ -251,6 +280,34 @@ func (t *tcpConn) sendPieces(frame []byte, limit time.Duration) error {
 		rest = rest[n:]
 	}
 	return err
+}
+
+// extendWhileAnswered moves the write deadline limit on from now every
+// quarter of limit for as long as the peer answers within limit, until
+// stop is called. Called with wmu held.
+func (t *tcpConn) extendWhileAnswered(limit time.Duration) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		tm      *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	tm = time.AfterFunc(limit/4, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped || !answeredWithin(&t.answered, limit) {
+			return
+		}
+		t.c.SetWriteDeadline(time.Now().Add(limit))
+		tm.Reset(limit / 4)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		tm.Stop()
+	}
 }
 
 func (t *tcpConn) Recv() ([]byte, error) {

@@ -50,6 +50,15 @@ type Conn interface {
 	// (the frame went out in part, so the stream is out of step). Zero
 	// means DefaultSendTimeout.
 	SetSendTimeout(d time.Duration)
+	// SetAnswered tells the send timeout how to see that the peer is
+	// alive though it takes nothing: answered returns when it last sent
+	// anything. A Send is then given up only once the peer has neither
+	// taken anything nor answered for the send timeout. A secondary
+	// waiting on a slow disk reads frames ahead only so far and then
+	// nothing until the disk answers, while it says every second that it
+	// is there: a send held by it is a busy peer, not a stalled one. Nil,
+	// the default: a Send is judged by what the peer takes alone.
+	SetAnswered(answered func() time.Time)
 	// Recv returns the next frame. The caller owns it.
 	Recv() ([]byte, error)
 	// Close ends the connection; a blocked Recv returns an error.
@@ -145,7 +154,7 @@ type Listener interface {
 var ErrClosed = errors.New("transport: closed")
 
 // ErrStalled is returned by a Send whose peer took nothing for the send
-// timeout.
+// timeout (and, where SetAnswered says, answered nothing for as long).
 var ErrStalled = errors.New("transport: peer stopped taking data")
 
 // DefaultSendTimeout bounds a Send on a connection whose send timeout was
