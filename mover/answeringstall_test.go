@@ -108,3 +108,28 @@ func TestASendHeldByASecondaryThatStopsAnsweringIsGivenUp(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestASendHeldByASecondaryThatAnswersButNeverJournalsIsGivenUp: the
+// secondary answers every 100 ms for ever but reads nothing and
+// acknowledges nothing new (its disk hung for good, its receipts sent
+// while it waits). A link that stays connected is never down for the
+// session's suspension, so with the sidefile full writes would wait for
+// ever: the send is given up once it has been held for HeldSend with
+// nothing acknowledged, and the link with it.
+func TestASendHeldByASecondaryThatAnswersButNeverJournalsIsGivenUp(t *testing.T) {
+	const silence, held = time.Second, 3 * time.Second
+	r := startStalledHeld(t, time.Hour, silence, nil, false, held)
+	defer r.stop(t)
+	r.answer(t, 100*time.Millisecond)
+	waitFor(t, "the send of the 48 MiB record set", func() bool { return r.sending.Load() >= stalledBytes })
+	began := time.Now()
+	end := began.Add(held + deadline)
+	for r.m.Stats().Connected {
+		if time.Now().After(end) {
+			t.Fatalf("a send held %v by a secondary that answers every 100ms but takes and acknowledges nothing (held send limit %v, silence time %v): "+
+				"the link still counts as connected (%d connections), so the session never suspends and writes wait for sidefile space for ever",
+				time.Since(began).Round(time.Millisecond), held, silence, r.m.Stats().Connects)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -86,9 +86,15 @@ type Config struct {
 	// before the connection is given up and redialled (a stream
 	// desynchronised by corruption delivers nothing, a partition that
 	// drops every packet resets nothing), and how long a
-	// send may wait on a secondary that takes nothing; default
-	// max(4 × Retransmit, 5s).
+	// send may wait on a secondary that neither takes nor says anything
+	// (see HeldSend); default max(4 × Retransmit, 5s).
 	Silence time.Duration
+	// HeldSend is how long a send may wait on a secondary that takes
+	// nothing but answers (a secondary waiting on a slow disk sends
+	// receipts) while it acknowledges nothing new: beyond it the disk is
+	// taken as hung and the link given up, so that the session sees it
+	// down; default 12 × Silence.
+	HeldSend time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
 	// Limits bound the record sets formed; zero fields mean
@@ -277,6 +283,7 @@ type Mover struct {
 	lastRecv    time.Time // any frame from the secondary
 	linkAcked   time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
 	unanswered  time.Time // the first frame since lastRecv gone out in full (see frameSent)
+	sendBegan   time.Time // when the frame being sent, or the last, began (see heard)
 	resends     uint64
 	reconnect   uint64
 	sentBytes   uint64
@@ -352,6 +359,9 @@ func New(cfg Config) *Mover {
 	}
 	if cfg.Silence <= 0 {
 		cfg.Silence = max(4*cfg.Retransmit, 5*time.Second)
+	}
+	if cfg.HeldSend <= 0 {
+		cfg.HeldSend = 12 * cfg.Silence
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = 16 << 20
@@ -1266,6 +1276,9 @@ func (m *Mover) emit(conn transport.Conn, encode func(*frameBufs) error) (*frame
 	if err := encode(b); err != nil {
 		return nil, 0, err
 	}
+	m.mu.Lock()
+	m.sendBegan = time.Now()
+	m.mu.Unlock()
 	n, err := sendFrame(conn, b)
 	return b, n, err
 }
@@ -2007,10 +2020,23 @@ func (m *Mover) frameSent(n int, hs ...*held) {
 }
 
 // heard returns when the secondary of the current connection last sent
-// anything.
+// anything, for a send it takes nothing of; or the zero time once the
+// send has waited HeldSend with nothing acknowledged since it began. A
+// secondary whose disk hangs for good goes on sending receipts while it
+// waits: the send would wait for ever and the link count as up, which the
+// session's suspension never sees as down, so with the sidefile full
+// writes would wait for ever too. Given up, the link is down until a
+// connection acknowledges something new.
 func (m *Mover) heard() time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	since := m.sendBegan
+	if m.lastAck.After(since) {
+		since = m.lastAck
+	}
+	if time.Since(since) >= m.cfg.HeldSend {
+		return time.Time{}
+	}
 	return m.lastRecv
 }
 

@@ -121,6 +121,13 @@ func startStalled(t *testing.T, retransmit, silence time.Duration) *stalledRig {
 // secondary never answers.
 func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *ratelimit.Limiter, lead bool) *stalledRig {
 	t.Helper()
+	return startStalledHeld(t, retransmit, silence, limit, lead, 0)
+}
+
+// startStalledHeld is startStalledAt with the mover's HeldSend (0: its
+// default).
+func startStalledHeld(t *testing.T, retransmit, silence time.Duration, limit *ratelimit.Limiter, lead bool, held time.Duration) *stalledRig {
+	t.Helper()
 	ln, accepted := listenAccepting(t)
 	var dialer transport.Dialer = &transport.TCPDialer{Addr: ln.Addr()}
 	if limit != nil {
@@ -140,7 +147,7 @@ func startStalledAt(t *testing.T, retransmit, silence time.Duration, limit *rate
 		window = 1 << 30
 	}
 	m := New(Config{Window: window, Session: session, Subsystems: []*subsystem.Subsystem{ss}, Timer: tm, Interval: time.Hour,
-		Dialer: watchedDialer{Dialer: dialer, r: r}, Retransmit: retransmit, Silence: silence,
+		Dialer: watchedDialer{Dialer: dialer, r: r}, Retransmit: retransmit, Silence: silence, HeldSend: held,
 		HandshakeTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	var conn transport.Conn
 	t.Cleanup(func() {
