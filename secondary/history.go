@@ -426,6 +426,18 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	cur := s.appliedState()
 	at := history.Point{Group: cur.Group, Time: cur.Time}
 	p, inPart := s.pointInPart(t, cur)
+	s.posMu.Lock()
+	partial := s.gated.partial
+	s.posMu.Unlock()
+	if !inPart && partial > cur.Time && t < cur.Time {
+		// Refused before the undo below: it would take the volumes off
+		// the part of the next group they hold for a run that reaches
+		// no point, and one again could no longer reach a point of it.
+		// (An undo an earlier run left part-way is still finished.)
+		if _, ok := s.hist.At(t); !ok {
+			return apply.State{}, windowError(s.hist, t, cur)
+		}
+	}
 	if !inPart && s.hist.Beyond(at) {
 		// The undo of a group (or step) after the applied one is held: an
 		// earlier RecoverTo recorded its point and was stopped before it
