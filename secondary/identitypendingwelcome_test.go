@@ -1,10 +1,8 @@
 package secondary
 
 import (
-	"strings"
 	"testing"
 
-	"duplex/disk"
 	"duplex/transport"
 )
 
@@ -18,22 +16,7 @@ import (
 // 7 for a process that never sent it and refused the resend as stale.
 func TestAPendingProcessWhoseGroupIsJournaledResendsAfterAnotherLinked(t *testing.T) {
 	r := newIdentityRig(t)
-	conn, typ, _ := r.dial(r.hello()) // process 7
-	if typ != transport.TypeWelcome {
-		t.Fatalf("frame type %d, want a welcome", typ)
-	}
-	// Skip 1: past the rename of the write naming 7 pending.
-	r.in.Inject(disk.Fault{Op: disk.OpRename, Under: r.site, Skip: 1, Err: disk.EIO, Once: true})
-	first, second := partlyJournaledUpdates()
-	sendRecordSet(t, conn, subsystemSet("ss1", 1, 1_000, 4_000, first, second))
-	sendRecordSet(t, conn, subsystemSet("ss2", 1, 0, 2_000)) // group 1 ends at 2000, between the two
-	if reason, acked := answers(t, conn, 0); acked != 1 || r.in.Injected(disk.OpRename) == 0 {
-		t.Fatalf("acknowledged through group %d (refusal %q), %d renames failed; want group 1 with the identity naming 7 failed",
-			acked, reason, r.in.Injected(disk.OpRename))
-	}
-	if id := r.identityFile(); !strings.Contains(id, `"pending_instance": "7"`) {
-		t.Fatalf("identity after the failed write naming 7: %s, want 7 pending", id)
-	}
+	leaveProcess7Pending(t, r)
 	r.in.Clear()
 
 	h := r.hello()
