@@ -94,6 +94,10 @@ type Config struct {
 	// receipts) while it acknowledges nothing new: beyond it the disk is
 	// taken as hung and the link given up, so that the session sees it
 	// down; default 12 × Silence.
+	//
+	// It bounds too how long record sets sent may wait for the secondary to
+	// acknowledge anything new while it answers (a disk hung for good:
+	// its receipts would keep the silence time from ever running out).
 	HeldSend time.Duration
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
@@ -144,6 +148,7 @@ type held struct {
 	sent     bool
 	everSent bool
 	sentAt   time.Time
+	outAt    time.Time     // when it first went out in full (see awaitedSince)
 	formed   uint64        // order of forming, across subsystems: the order of sending
 	first    time.Duration // Mover.elapsed when its first updates were read (rs.ReadTime is the wall time of its last)
 	queued   bool          // in the send queue
@@ -2012,6 +2017,9 @@ func (m *Mover) frameSent(n int, hs ...*held) {
 	for _, h := range hs {
 		if h.sent {
 			h.sentAt = now
+			if h.outAt.IsZero() {
+				h.outAt = now
+			}
 		}
 	}
 	if !m.unanswered.After(m.lastRecv) {
@@ -2056,7 +2064,42 @@ func (m *Mover) checkSilence() error {
 		}
 		return fmt.Errorf("nothing from the secondary for %s with %s: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond), what)
 	}
+	if since := m.awaitedSince(); !since.IsZero() && time.Since(since) > m.cfg.HeldSend {
+		return fmt.Errorf("nothing new acknowledged by the secondary for %s though it answers, with record sets sent awaiting it (its disk may hang): reconnecting",
+			time.Since(since).Round(time.Millisecond))
+	}
 	return nil
+}
+
+// awaitedSince returns since when record sets sent have waited for the
+// secondary to acknowledge anything new: the later of its last progress
+// and when the oldest record set it has not acknowledged first went out in
+// full; zero when none sent awaits it. A secondary whose disk hangs for
+// good goes on sending receipts while it waits, each saying nothing new:
+// they keep the silence time from running out, and with what is sent
+// fitting in the sockets' buffers no send is held (heard), so without
+// this bound the link would count as up for ever, which the session's
+// suspension never sees as down, and with the sidefile full the
+// application's writes would wait for ever. A set still going out over a
+// slow link has no outAt yet: only what the secondary has whole is
+// awaited. Called with m.mu held.
+func (m *Mover) awaitedSince() time.Time {
+	var oldest time.Time
+	for _, s := range m.subs {
+		if len(s.held) == 0 {
+			continue
+		}
+		if h := s.held[0]; !h.outAt.IsZero() && (oldest.IsZero() || h.outAt.Before(oldest)) {
+			oldest = h.outAt
+		}
+	}
+	if oldest.IsZero() {
+		return oldest
+	}
+	if m.lastAck.After(oldest) {
+		return m.lastAck
+	}
+	return oldest
 }
 
 // maybeRetransmit resends what the secondary has not accepted when its

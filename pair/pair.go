@@ -2443,8 +2443,9 @@ func (mg *Manager) autoSuspend() {
 	// silence time and dialing again at once: counted as up, it would
 	// reset the clock at every Welcome, and with the sidefile full writes
 	// would wait for ever. A link that stays connected is never down here,
-	// however slow its acknowledgements (the mover's silence time judges
-	// that).
+	// however slow its acknowledgements: the mover judges that (its
+	// silence time, and its HeldSend for a secondary that answers but
+	// acknowledges nothing new).
 	if ms.Connected && (mg.downAt.IsZero() || ms.LastAckedTime.After(mg.downAt)) {
 		mg.downAt = time.Time{}
 		mg.mu.Lock()
