@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"duplex/config"
-	"duplex/coupling"
 )
 
 // firstStart opens cfg's secondary as a daemon's first start does, and
@@ -58,27 +56,4 @@ func TestOfflineOpenOfNoSecondaryMakesNothing(t *testing.T) {
 		t.Fatalf("offline open after a first start: %v", err)
 	}
 	s.Close()
-}
-
-// A coupled member's promote of paths where no secondary ever ran is
-// refused before it asks etcd for the group's recovery time: the first
-// member to ask fixes it for every member, and a wrong config must not
-// fix it.
-func TestCoupledPromoteOfNoSecondaryFixesNoRecoveryTime(t *testing.T) {
-	ctx := context.Background()
-	store := coupling.NewMemStore()
-	if err := coupling.Add(ctx, store, "new", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Publish(ctx, "new", coupling.Report{Time: time.Now().UnixNano(), At: time.Now().UnixNano()}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := coupledConfig(t, "new")
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, _, _, err := PromoteWith(ctx, cfg, quiet, PromoteOptions{CouplingStore: store}); !errors.Is(err, ErrNoSecondary) {
-		t.Errorf("coupled promote of no secondary: %v, want ErrNoSecondary", err)
-	}
-	if v, err := store.Read(ctx); err != nil || v.Recovery != 0 {
-		t.Errorf("the group's recovery time after the refusal: %d (%v), want none fixed", v.Recovery, err)
-	}
 }

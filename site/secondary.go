@@ -205,14 +205,14 @@ func lockSite(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
 // paths where no secondary ever ran.
 var ErrNoSecondary = errors.New("holds no secondary")
 
-// HeldSecondary refuses paths at which no secondary ever ran: neither the
+// heldSecondary refuses paths at which no secondary ever ran: neither the
 // state file nor the journal, which a secondary's first start makes
 // before anything can arrive, is there. A wrong config in a runbook would
 // otherwise have recover make empty images and report them usable, and
 // promote serve them read-write as the recovered data. Only what is
 // surely absent decides: anything else is left to the open, whose errors
 // say what the disk lacks.
-func HeldSecondary(fsys disk.FS, cfg *config.Config) error {
+func heldSecondary(fsys disk.FS, cfg *config.Config) error {
 	switch {
 	case !cfg.HasSecondary():
 		return errors.New("secondary: the config has no [secondary] section")
@@ -308,7 +308,7 @@ func openSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		// Before the lock, which makes the directory: recover and promote
 		// take over a secondary's copy and must not make a fresh, empty
 		// site, whose volumes would then be served as the recovered data.
-		if err := HeldSecondary(opts.FS, cfg); err != nil {
+		if err := heldSecondary(opts.FS, cfg); err != nil {
 			return nil, err
 		}
 	}

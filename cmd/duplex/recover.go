@@ -96,13 +96,6 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("the secondary of coupled session %q runs: stop it (SIGTERM), then run duplex recover --coupled, "+
 			"which brings every member of group %q to one time", cfg.Session, cfg.Coupling.Group)
 	}
-	if !running {
-		// Before the group's recovery time is asked for: the first member
-		// to ask fixes it for every member, and a wrong config must not.
-		if err := site.HeldSecondary(nil, cfg); err != nil {
-			return err
-		}
-	}
 	var groupTime, journaled int64
 	if *coupled {
 		if groupTime, journaled, err = site.CoupledRecoveryTime(ctx, cfg, nil); err != nil {

@@ -39,25 +39,19 @@ func startedOnce(t *testing.T, cfg *config.Config) {
 }
 
 // TestRecoverAndPromoteRefuseAConfigWhoseSecondaryNeverRan: recover,
-// recover --at, recover --coupled and promote with a config at whose [secondary] paths no
+// recover --at and promote with a config at whose [secondary] paths no
 // secondary ever ran (a wrong --config in a runbook) are refused, exit 1,
 // naming the directory, and make nothing there: no images, no
 // directories. Made anyway, the empty volumes would be reported usable,
 // or served read-write as the recovered data.
 func TestRecoverAndPromoteRefuseAConfigWhoseSecondaryNeverRan(t *testing.T) {
-	for _, args := range [][]string{{"recover"}, {"recover", "--at", "-1m"}, {"recover", "--coupled"}, {"promote"}} {
+	for _, args := range [][]string{{"recover"}, {"recover", "--at", "-1m"}, {"promote"}} {
 		cmd := strings.Join(args, " ")
 		t.Run(cmd, func(t *testing.T) {
 			dir := t.TempDir()
 			c := startupSession(dir)
 			c.Secondary.Control = ""
 			c.Secondary.History = config.Duration(time.Hour)
-			if args[len(args)-1] == "--coupled" {
-				// Refused before etcd is asked (here none answers): the
-				// first member to ask fixes the group's recovery time.
-				c.Coupling = config.Coupling{Group: "g", Etcd: []string{"http://127.0.0.1:1"}, Lease: config.Duration(10 * time.Second),
-					Publish: config.Duration(20 * time.Millisecond)}
-			}
 			path := writeSessionConfig(t, dir, c)
 			secDir := filepath.Dir(c.Secondary.Journal)
 			// Bounded: a promote that went ahead would serve until it ends.
