@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"duplex/bitmap"
+	"duplex/config"
 	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/site"
@@ -61,7 +62,10 @@ func TestPromoteServesAndRestarts(t *testing.T) {
 	c := startupSession(dir)
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
-	cfg := firstStart(t, path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	addr, out, stop := startPromote(t, path)
 	for _, w := range []string{"no consistency group was ever applied", "promoted: this site is the session's primary"} {

@@ -92,7 +92,11 @@ func recoverSession(t *testing.T, dir string, c *config.Config) (string, *config
 	t.Helper()
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
-	return path, firstStart(t, path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, cfg
 }
 
 // stopWhileStarting runs duplex ARGS (a recover that fences) with the

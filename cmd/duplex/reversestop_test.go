@@ -28,7 +28,10 @@ func TestReversePrimaryNeverRejoinedStopsCleanly(t *testing.T) {
 	c.Secondary.Control = ""
 	c.Primary.Listen, c.Primary.Journal = "127.0.0.1:1", filepath.Join(dir, "primary", "journal")
 	path := writeSessionConfig(t, dir, c)
-	cfg := firstStart(t, path)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Well within unreachablePatience (10s), which a drain waits for a
 	// link that never comes up.
 	const prompt = 5 * time.Second
