@@ -26,11 +26,7 @@ func TestFenceAndStatusAnswerWithABacklogOnSlowVolumes(t *testing.T) {
 		r.send(t, seq, false)
 	}
 	time.Sleep(500 * time.Millisecond) // the receiver has formed and journaled what it can by now
-	stats := make(chan Stats, 1)
-	go func() { stats <- r.sec.Stats() }()
-	select {
-	case <-stats:
-	case <-time.After(10 * time.Second):
+	if _, ok := statusWithin(r.sec, 10*time.Second); !ok {
 		t.Error("status did not answer within 10s while the volumes were slow (the receiver holds the lock, waiting on the apply queue)")
 	}
 	fenced := make(chan struct{})

@@ -65,15 +65,10 @@ func TestStatusAnswersDuringASlowJournalFsync(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the receiver never fsynced the journal for group 1")
 	}
-	stats := make(chan Stats, 1)
-	go func() { stats <- r.sec.Stats() }()
-	select {
-	case st := <-stats:
-		if st.JournaledGroup != 0 {
-			t.Errorf("status says group %d is journaled while its fsync has not returned", st.JournaledGroup)
-		}
-	case <-time.After(10 * time.Second):
+	if st, ok := statusWithin(r.sec, 10*time.Second); !ok {
 		t.Error("status did not answer within 10s while the journal's fsync waited (Stats waits on the disk)")
+	} else if st.JournaledGroup != 0 {
+		t.Errorf("status says group %d is journaled while its fsync has not returned", st.JournaledGroup)
 	}
 	views := make(chan struct{})
 	go func() { r.sec.Snapshot([]string{"vol1"}); close(views) }()
@@ -84,4 +79,18 @@ func TestStatusAnswersDuringASlowJournalFsync(t *testing.T) {
 	}
 	open()
 	r.waitStats(t, 30*time.Second, func(st Stats) bool { return st.JournaledGroup >= 1 }, "group 1 journaled once the fsync returned")
+}
+
+// statusWithin asks sec for its status and waits d for the answer: a
+// status that waits on a held disk does not come, and ok is false (its
+// goroutine ends once the disk answers).
+func statusWithin(sec *Secondary, d time.Duration) (st Stats, ok bool) {
+	stats := make(chan Stats, 1)
+	go func() { stats <- sec.Stats() }()
+	select {
+	case st = <-stats:
+		return st, true
+	case <-time.After(d):
+		return Stats{}, false
+	}
 }
