@@ -170,7 +170,7 @@ type Log struct {
 	stopped *stoppedTrim
 	// retrims are the Trims the last hold's release started, and their
 	// retries (retryTimer); closed says Close began, after which none is
-	// started.
+	// started, nor a Gap or Reset.
 	retrims    sync.WaitGroup
 	closed     bool
 	retryTimer *time.Timer
@@ -549,6 +549,13 @@ func (l *Log) Gap(h Header) error {
 	// Close for gapped, and what only reads the index (the secondary's
 	// status among them) does not wait on the disk.
 	l.mu.Lock()
+	if l.closed {
+		// Close let the journal go, its lock with it: the files are no
+		// longer this Log's to remove (one waiting for a Trim's release
+		// while Close ran would otherwise leave a journal open on them).
+		l.mu.Unlock()
+		return fmt.Errorf("history: gap at group %d: %w", h.Group, ErrClosed)
+	}
 	if n := len(l.entries); n > 0 {
 		l.lost = l.entries[n-1]
 	}
@@ -603,6 +610,9 @@ func (l *Log) Reset() error {
 	defer l.trimMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return fmt.Errorf("history: reset: %w", ErrClosed)
+	}
 	if err := l.reset(); err != nil {
 		return fmt.Errorf("history: reset: %w", err)
 	}
@@ -1175,6 +1185,10 @@ func (l *Log) Close() error {
 	}
 	return nil
 }
+
+// ErrClosed is wrapped by the errors of a Gap or Reset after Close, which
+// would otherwise remove the files of a Log let go.
+var ErrClosed = errors.New("history closed")
 
 // ErrOutside is wrapped by the errors of a point asked for outside the
 // window.
