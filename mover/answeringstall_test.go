@@ -1,6 +1,7 @@
 package mover
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,11 @@ func TestASendHeldByASecondaryThatStopsAnsweringIsGivenUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Why the secondary fell silent is not known here: its disk is not
+	// named. (The silence check may be first to see it.)
+	if why := r.m.Stats().LastError; !strings.Contains(why, "sent nothing for") && !strings.Contains(why, "nothing from the secondary for") || strings.Contains(why, "disk") {
+		t.Errorf("the link's error %q, want it to say the secondary sent nothing for a while a send waited, and not to guess at its disk", why)
+	}
 }
 
 // TestASendHeldByASecondaryThatAnswersButNeverJournalsIsGivenUp: the
@@ -131,5 +137,10 @@ func TestASendHeldByASecondaryThatAnswersButNeverJournalsIsGivenUp(t *testing.T)
 				time.Since(began).Round(time.Millisecond), held, silence, r.m.Stats().Connects)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// The bound that gave the send up is HeldSend, not the send timeout
+	// (the silence time), and the secondary answered all along.
+	if why := r.m.Stats().LastError; !strings.Contains(why, "acknowledged nothing new for 3") || !strings.Contains(why, "answered") {
+		t.Errorf("the link's error %q, want it to say the secondary acknowledged nothing new for the held send limit (%v) though it answered", why, held)
 	}
 }

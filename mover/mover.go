@@ -1191,7 +1191,9 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 				}
 			}
 		}
-		if err != nil && sctx.Err() == nil {
+		// A send given up as stalled closed the connection itself, which
+		// ends the receive too: its error says why, the receive's not.
+		if err != nil && (sctx.Err() == nil || errors.Is(err, transport.ErrStalled)) {
 			return m.sendFailed(ctx, err, recvErr)
 		}
 		var waited <-chan time.Time
@@ -1285,7 +1287,32 @@ func (m *Mover) emit(conn transport.Conn, encode func(*frameBufs) error) (*frame
 	m.sendBegan = time.Now()
 	m.mu.Unlock()
 	n, err := sendFrame(conn, b)
+	if errors.Is(err, transport.ErrStalled) {
+		err = m.stalledSend(err)
+	}
 	return b, n, err
+}
+
+// stalledSend says why a send the secondary took nothing of was given up
+// (err), as the mover judged it (heard): the transport knows only its
+// send timeout, while the wait went on for as long as the secondary
+// answered, up to HeldSend with nothing acknowledged.
+func (m *Mover) stalledSend(err error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	since := m.sendBegan
+	if m.lastAck.After(since) {
+		since = m.lastAck
+	}
+	quiet := time.Since(m.lastRecv)
+	switch {
+	case quiet >= m.cfg.Silence:
+		return fmt.Errorf("the secondary sent nothing for %s with a send waiting on it: %w", quiet.Round(time.Millisecond), err)
+	case time.Since(since) >= m.cfg.HeldSend:
+		return fmt.Errorf("the secondary acknowledged nothing new for %s though it answered, with a send waiting on it (its disk may hang): %w",
+			time.Since(since).Round(time.Millisecond), err)
+	}
+	return err
 }
 
 // reset empties b, keeping its arrays: a frame whose encoding failed

@@ -259,6 +259,7 @@ func (c *memConn) awaitRoom() error {
 	}
 	t := time.NewTimer(limit)
 	defer t.Stop()
+	took := time.Now() // when the peer last took anything
 	for {
 		q.mu.Lock()
 		full := q.stalled() && q.bytes >= memStallBuffer && !q.closed && !q.ended
@@ -268,13 +269,15 @@ func (c *memConn) awaitRoom() error {
 		}
 		select {
 		case <-q.space:
+			took = time.Now()
 		case <-t.C:
 			if answeredWithin(&c.answer, limit) {
 				t.Reset(limit)
 				continue
 			}
 			c.abort()
-			return fmt.Errorf("mem send to %s: %w: it took nothing for %s; connection cut", c.name, ErrStalled, limit)
+			return fmt.Errorf("mem send to %s: %w: it took nothing for %s (send timeout %s); connection cut",
+				c.name, ErrStalled, time.Since(took).Round(time.Millisecond), limit)
 		}
 	}
 }

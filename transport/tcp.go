@@ -216,6 +216,9 @@ func (t *tcpConn) send(bufs [][]byte) error {
 	}
 	binary.BigEndian.PutUint32(t.hdr[:], uint32(total))
 	var err error
+	// took is when the peer last took anything: a send waited on while
+	// it answers ends after far more than the send timeout.
+	took := time.Now()
 	if _, isTLS := t.c.(*tls.Conn); isTLS {
 		frame := bufs[0]
 		if len(bufs) > 1 {
@@ -225,7 +228,7 @@ func (t *tcpConn) send(bufs [][]byte) error {
 				frame = append(frame, b...)
 			}
 		}
-		err = t.sendPieces(frame, limit)
+		err = t.sendPieces(frame, limit, &took)
 	} else {
 		out := make(net.Buffers, 0, len(bufs)+1)
 		out = append(append(out, t.hdr[:]), bufs...)
@@ -239,15 +242,19 @@ func (t *tcpConn) send(bufs [][]byte) error {
 			if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
-			if n == 0 && !answeredWithin(&t.answered, limit) {
+			if n > 0 {
+				took = time.Now()
+			} else if !answeredWithin(&t.answered, limit) {
 				break
 			}
 		}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Taken before Close: closing TLS waits on its close alert.
+		quiet := time.Since(took).Round(time.Millisecond)
 		t.c.Close()
-		return fmt.Errorf("send %d bytes to %s: %w: it took nothing for %s, so it is not reading; connection closed",
-			total, t.Peer(), ErrStalled, limit)
+		return fmt.Errorf("send %d bytes to %s: %w: it took nothing for %s (send timeout %s); connection closed",
+			total, t.Peer(), ErrStalled, quiet, limit)
 	}
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", t.Peer(), err)
@@ -256,8 +263,8 @@ func (t *tcpConn) send(bufs [][]byte) error {
 }
 
 // sendPieces writes the header and frame in pieces of sendPiece, each
-// within limit.
-func (t *tcpConn) sendPieces(frame []byte, limit time.Duration) error {
+// within limit, setting took as each is written.
+func (t *tcpConn) sendPieces(frame []byte, limit time.Duration, took *time.Time) error {
 	if t.answered.Load() != nil {
 		// A write that times out breaks a TLS connection for good, so
 		// the deadline cannot be tried again once the peer is seen to
@@ -270,12 +277,16 @@ func (t *tcpConn) sendPieces(frame []byte, limit time.Duration) error {
 	err := t.c.SetWriteDeadline(time.Now().Add(limit))
 	if err == nil {
 		bufs := net.Buffers{t.hdr[:], frame[:first]}
-		_, err = bufs.WriteTo(t.c)
+		if _, err = bufs.WriteTo(t.c); err == nil {
+			*took = time.Now()
+		}
 	}
 	for rest := frame[first:]; err == nil && len(rest) > 0; {
 		n := min(len(rest), sendPiece)
 		if err = t.c.SetWriteDeadline(time.Now().Add(limit)); err == nil {
-			_, err = t.c.Write(rest[:n])
+			if _, err = t.c.Write(rest[:n]); err == nil {
+				*took = time.Now()
+			}
 		}
 		rest = rest[n:]
 	}
