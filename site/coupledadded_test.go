@@ -13,7 +13,7 @@ import (
 // A session added by couple add to a running group publishes the others'
 // master time as its own (coupling.Add) before its secondary journaled
 // anything. Promoted at the group's recovery time, that time, with its
-// secondary never started, it holds no replicated data: the promotion
+// secondary started but never linked, it holds no replicated data: the promotion
 // must not name the group's time as one it applied through, as it did.
 // It is promoted at once, without waiting for its secondary.
 func TestAddedMemberNeverStartedIsNotPromotedAtTheGroupsTime(t *testing.T) {
@@ -33,6 +33,7 @@ func TestAddedMemberNeverStartedIsNotPromotedAtTheGroupsTime(t *testing.T) {
 	if v, _ := store.Read(ctx); v.Reports["new"].Time != floor {
 		t.Fatalf("the added member published %d, want the other's time %d", v.Reports["new"].Time, floor)
 	}
+	firstStart(t, cfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -114,6 +114,7 @@ func TestDocLayoutOfAPromotedSite(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	firstStart(t, cfg)
 	if _, fresh, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil || !fresh {
 		t.Fatalf("Promote: fresh %v, %v", fresh, err)
 	}

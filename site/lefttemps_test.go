@@ -54,6 +54,7 @@ func TestAStartRemovesTheTemporaryFilesAKillLeft(t *testing.T) {
 			cfg := linkConfig(t)
 			if tc.site == "promoted" {
 				cfg.Secondary.NBD = "127.0.0.1:0"
+				firstStart(t, cfg)
 				if _, _, _, err := Promote(context.Background(), cfg, slog.New(slog.DiscardHandler), nil); err != nil {
 					t.Fatal(err)
 				}

@@ -16,6 +16,7 @@ import (
 func TestPromoteAfterAKillBetweenFenceAndRecord(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
+	firstStart(t, cfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
 	if err != nil {
@@ -51,6 +52,7 @@ func TestPromoteAfterAKillBetweenFenceAndRecord(t *testing.T) {
 func TestPromotedStampsFollowTheConsistencyTime(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
+	firstStart(t, cfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 func TestPromoteAgainDropsTheRejoinBackRecord(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
+	firstStart(t, cfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
 	if err != nil {

@@ -73,6 +73,11 @@ func PromoteWith(ctx context.Context, cfg *config.Config, log *slog.Logger, opts
 	if err := CheckServe(cfg); err != nil {
 		return pr, false, control.Status{}, err
 	}
+	// Before the group's recovery time is asked for: the first member to
+	// ask fixes it for every member, and a wrong config must not.
+	if err := HeldSecondary(fsys, cfg); err != nil {
+		return pr, false, control.Status{}, err
+	}
 	var groupTime, journaled int64
 	if cfg.Coupled() {
 		if groupTime, journaled, err = CoupledRecoveryTime(ctx, cfg, opts.CouplingStore); err != nil {

@@ -25,6 +25,7 @@ func TestAGonePromotedVolumeNeverCopiedStopsItsStart(t *testing.T) {
 	ctx := context.Background()
 	// No primary ever linked: the secondary holds no whole copy of any
 	// volume when promoted.
+	firstStart(t, cfg)
 	if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}

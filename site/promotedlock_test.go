@@ -21,6 +21,7 @@ func TestSecondPromotedSiteTouchesNoStateFile(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	firstStart(t, cfg)
 	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ func TestAPromotedSiteWithoutTheReverseDirectionSaysSo(t *testing.T) {
 	if err := os.WriteFile(cfg.ControlTokenFile, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	firstStart(t, cfg)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	if _, _, _, err := Promote(ctx, cfg, quiet, nil); err != nil {

@@ -62,14 +62,16 @@ func newStateDiskHang() *stateDiskHang {
 	return h
 }
 
-// runPromotedSite promotes the secondary of a new link config and runs the
-// promoted site, opened with opts, until stop, which returns what Run did.
+// runPromotedSite promotes the secondary of a new link config, started
+// once as a daemon's first start does, and runs the promoted site, opened
+// with opts, until stop, which returns what Run did.
 func runPromotedSite(t *testing.T, opts PromotedOptions) (*Promoted, *logBuffer, func() error) {
 	t.Helper()
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
+	firstStart(t, cfg)
 	if _, _, _, err := Promote(context.Background(), cfg, log, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ func TestPromotedControlServesHTTPS(t *testing.T) {
 	cfg.Secondary.ControlTLSCert, cfg.Secondary.ControlTLSKey = ca.Issue(t, pki, "secondary-control", testpki.Server)
 	cfg.Secondary.ControlTLSCA = ca.Path
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	firstStart(t, cfg)
 	if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ func TestRecoverOfASecondaryWhoseDiskFilledUp(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	// The secondary ran once with room to spare.
+	firstStart(t, cfg)
 	s, err := OpenSecondary(cfg, log, SecondaryOptions{Offline: true})
 	if err != nil {
 		t.Fatal(err)

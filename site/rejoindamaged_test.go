@@ -112,6 +112,7 @@ func TestADamagedReverseGenerationSaysWhatItHeld(t *testing.T) {
 	for _, d := range damages {
 		t.Run(d.name, func(t *testing.T) {
 			cfg := rejoinConfig(t)
+			firstStart(t, cfg)
 			pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 			if err != nil {
 				t.Fatal(err)

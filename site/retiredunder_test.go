@@ -24,13 +24,14 @@ import (
 // secondary that the site has become, and leave no pair state of the
 // reverse direction that a later promotion would take for its own.
 
-// promotedReversing promotes the secondary of a new link config whose
-// promoted site runs as the primary of the reverse direction.
+// promotedReversing promotes the secondary, started once, of a new link
+// config whose promoted site runs as the primary of the reverse direction.
 func promotedReversing(t *testing.T) (*config.Config, failover.Promotion) {
 	t.Helper()
 	cfg := linkConfig(t)
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
 	cfg.Secondary.NBD = "127.0.0.1:0"
+	firstStart(t, cfg)
 	pr, _, _, err := Promote(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +153,7 @@ func TestAReversePrimaryWhosePromotionIsRetiredWhileItsPairStateIsMadeIsRefused(
 func TestAPromotedSiteWhosePromotionIsRetiredBeforeItsLockIsRefused(t *testing.T) {
 	cfg := linkConfig(t)
 	cfg.Secondary.NBD = "127.0.0.1:0"
+	firstStart(t, cfg)
 	pr, _, _, err := Promote(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)

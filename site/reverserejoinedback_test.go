@@ -20,6 +20,7 @@ func TestReversePrimaryRefusedWhileRejoiningBack(t *testing.T) {
 	cfg.Primary.Listen, cfg.Primary.Journal = "127.0.0.1:0", filepath.Join(cfg.Dir, "primary", "journal")
 	cfg.Secondary.NBD = "127.0.0.1:0"
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	firstStart(t, cfg)
 	pr, _, _, err := Promote(context.Background(), cfg, quiet, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -201,6 +201,37 @@ func lockSite(fsys disk.FS, cfg *config.Config) (io.Closer, error) {
 	return lock, nil
 }
 
+// ErrNoSecondary is the error of an offline open (recover, promote) of
+// paths where no secondary ever ran.
+var ErrNoSecondary = errors.New("holds no secondary")
+
+// HeldSecondary refuses paths at which no secondary ever ran: neither the
+// state file nor the journal, which a secondary's first start makes
+// before anything can arrive, is there. A wrong config in a runbook would
+// otherwise have recover make empty images and report them usable, and
+// promote serve them read-write as the recovered data. Only what is
+// surely absent decides: anything else is left to the open, whose errors
+// say what the disk lacks.
+func HeldSecondary(fsys disk.FS, cfg *config.Config) error {
+	switch {
+	case !cfg.HasSecondary():
+		return errors.New("secondary: the config has no [secondary] section")
+	case cfg.Secondary.Journal == "":
+		return errors.New("secondary: the config names no [secondary] journal")
+	}
+	for _, p := range []string{StatePath(cfg), cfg.Secondary.Journal} {
+		if _, err := disk.Or(fsys).Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+	}
+	// Not "start duplex secondary there": in a failover, that would make
+	// the very empty volumes the refusal keeps from being served.
+	return fmt.Errorf("secondary: %s %w: neither its state file (%s) nor its journal (%s) is there, so no duplex secondary ever ran "+
+		"with this config's [secondary] paths; nothing was made there: check --config and its [secondary] journal, which names "+
+		"the directory the secondary ran in, and that this is the secondary's host", filepath.Dir(cfg.Secondary.Journal), ErrNoSecondary,
+		filepath.Base(StatePath(cfg)), filepath.Base(cfg.Secondary.Journal))
+}
+
 // refusePromoted refuses a secondary at a promoted site: its volumes hold
 // writes of its own, and the old primary's data must never be applied
 // over them.
@@ -273,6 +304,14 @@ func openSecondary(cfg *config.Config, log *slog.Logger, opts SecondaryOptions) 
 		// Before anything is served.
 		if err := cfg.CheckSecurity(); err != nil {
 			return nil, fmt.Errorf("secondary: %w", err)
+		}
+	}
+	if opts.Offline {
+		// Before the lock, which makes the directory: recover and promote
+		// take over a secondary's copy and must not make a fresh, empty
+		// site, whose volumes would then be served as the recovered data.
+		if err := HeldSecondary(opts.FS, cfg); err != nil {
+			return nil, err
 		}
 	}
 	// Before anything is read: see lockSite. Status answers from then

@@ -130,6 +130,7 @@ func TestAStartWaitingBeforeItsLockAnswersStatus(t *testing.T) {
 			}
 			if tc.promote {
 				cfg.Secondary.NBD = "127.0.0.1:0"
+				firstStart(t, cfg)
 				if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 					t.Fatal(err)
 				}

@@ -44,6 +44,7 @@ func TestASecondaryStartedOverARunningPromotedSiteSaysItWasPromoted(t *testing.T
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg(t)
 			cfg.Secondary.NBD, cfg.Secondary.Control = "127.0.0.1:0", testenv.FreeAddr(t)
+			firstStart(t, cfg)
 			if _, _, _, err := Promote(context.Background(), cfg, quiet, nil); err != nil {
 				t.Fatal(err)
 			}

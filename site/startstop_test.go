@@ -76,6 +76,7 @@ func TestAStartOnAHungStateDiskEndsWithItsContext(t *testing.T) {
 			cfg.Primary.Secondary = testenv.FreeAddr(t)
 			if tc.site == "promoted" {
 				cfg.Secondary.NBD = "127.0.0.1:0"
+				firstStart(t, cfg)
 				if _, _, _, err := Promote(context.Background(), cfg, slog.New(slog.DiscardHandler), nil); err != nil {
 					t.Fatal(err)
 				}

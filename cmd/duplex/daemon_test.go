@@ -177,8 +177,9 @@ func TestCommandMistakesPrintTheirError(t *testing.T) {
 	good := writeSessionConfig(t, dir, c)
 	wrongDir := t.TempDir()
 	wc := startupSession(wrongDir)
-	writeFile(t, wc.Secondary.Volumes[0].Path, make([]byte, 4096), 0o600)
 	wrongSize := writeSessionConfig(t, wrongDir, wc)
+	firstStart(t, wrongSize)
+	writeFile(t, wc.Secondary.Volumes[0].Path, make([]byte, 4096), 0o600)
 	cases := []struct {
 		args []string
 		code int

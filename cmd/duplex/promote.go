@@ -27,7 +27,9 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		"fences the secondary, and serves its volumes read-write over NBD on the secondary's nbd address, tracking the regions "+
 		"written from then on for a later rejoin. Run again, it serves the promoted site again. At the old primary that rejoined "+
 		"the promoted site as its secondary, once that site is lost: fails over back, serving this site as the session's primary again "+
-		"(duplex rejoin at the other site then follows it, discarding what it wrote since).")
+		"(duplex rejoin at the other site then follows it, discarding what it wrote since). "+
+		"Where no duplex secondary ever ran with the config's [secondary] paths (neither state.json nor its journal there: "+
+		"a wrong --config), it exits 1 saying that directory holds no secondary, and makes and serves nothing.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
 	timeout := fs.applyTimeoutFlag()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"duplex/bitmap"
-	"duplex/config"
 	"duplex/internal/testenv"
 	"duplex/nbd"
 	"duplex/site"
@@ -62,10 +61,7 @@ func TestPromoteServesAndRestarts(t *testing.T) {
 	c := startupSession(dir)
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := firstStart(t, path)
 
 	addr, out, stop := startPromote(t, path)
 	for _, w := range []string{"no consistency group was ever applied", "promoted: this site is the session's primary"} {

@@ -52,6 +52,12 @@ func rejoinedOldPrimary(t *testing.T) (path string, cfg *config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the rejoin left it: its state seeded, a secondary's.
+	rev, err := cfg.Reversed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startedOnce(t, rev)
 	if err := os.MkdirAll(site.PairStateDir(cfg), 0o755); err != nil {
 		t.Fatal(err)
 	}

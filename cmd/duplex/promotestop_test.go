@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"testing"
 
@@ -61,16 +59,7 @@ func secondaryBacklog(t *testing.T, groups uint64, update func(n uint64) records
 	c := startupSession(dir)
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := site.OpenSecondary(cfg, quiet, site.SecondaryOptions{Offline: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	cfg := firstStart(t, path)
 	j, err := journal.Open(cfg.Secondary.Journal, journal.Options{MaxRecord: secondary.MaxGroupBytes})
 	if err != nil {
 		t.Fatal(err)

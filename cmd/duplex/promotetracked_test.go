@@ -27,7 +27,9 @@ func TestPromoteWithNoGroupAppliedSaysSinceWhenItTracks(t *testing.T) {
 			if reverse {
 				c.Primary.Listen, c.Primary.Journal = "127.0.0.1:0", filepath.Join(dir, "primary", "journal")
 			}
-			out := promoteUntilServing(t, writeSessionConfig(t, dir, c))
+			path := writeSessionConfig(t, dir, c)
+			firstStart(t, path)
+			out := promoteUntilServing(t, path)
 			t.Logf("promote: %s", out)
 			if strings.Contains(out, "since  ") || !strings.Contains(out, "written since the promotion at 20") {
 				t.Errorf("promote does not say since when the regions written are tracked:\n%s", out)

@@ -53,7 +53,9 @@ func runningSecondary(ctx context.Context, cfg *config.Config) (st control.Statu
 // fenced; either way it reports per volume what the copy holds.
 func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(recoverSynopsis, "At the secondary after losing the primary: applies every journaled group "+
-		"(but those of an unfinished resync), prints the consistency time and, per volume, what its copy holds.")
+		"(but those of an unfinished resync), prints the consistency time and, per volume, what its copy holds. "+
+		"It takes over the copy a secondary made and never makes one: where no duplex secondary ever ran with the config's [secondary] paths "+
+		"(neither state.json nor its journal there: a wrong --config), it exits 1 saying that directory holds no secondary, and makes nothing there.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good; "+
@@ -95,6 +97,13 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	if running && cfg.Coupled() {
 		return fmt.Errorf("the secondary of coupled session %q runs: stop it (SIGTERM), then run duplex recover --coupled, "+
 			"which brings every member of group %q to one time", cfg.Session, cfg.Coupling.Group)
+	}
+	if !running {
+		// Before the group's recovery time is asked for: the first member
+		// to ask fixes it for every member, and a wrong config must not.
+		if err := site.HeldSecondary(nil, cfg); err != nil {
+			return err
+		}
 	}
 	var groupTime, journaled int64
 	if *coupled {

@@ -5,14 +5,15 @@ import (
 	"testing"
 )
 
-// TestRecoverStoppedSecondary: recover at a secondary that never applied a
-// group says so, its flags in either order, and a missing config is one
+// TestRecoverStoppedSecondary: recover at a secondary that ran but never
+// applied a group says so, its flags in either order, and a missing config is one
 // line and exit 2.
 func TestRecoverStoppedSecondary(t *testing.T) {
 	dir := t.TempDir()
 	c := startupSession(dir)
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
+	firstStart(t, path)
 	for _, args := range [][]string{
 		{"recover", "--config", path, "--log-level", "error"},
 		{"recover", "--log-level=error", "--config=" + path},

@@ -92,11 +92,7 @@ func recoverSession(t *testing.T, dir string, c *config.Config) (string, *config
 	t.Helper()
 	c.Secondary.Control = ""
 	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path, cfg
+	return path, firstStart(t, path)
 }
 
 // stopWhileStarting runs duplex ARGS (a recover that fences) with the

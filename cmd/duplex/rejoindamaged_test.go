@@ -183,6 +183,7 @@ func TestPromoteOfTheSecondaryPastTheOldPrimarysDamagedRecords(t *testing.T) {
 						t.Fatal(err)
 					}
 					if here == "a promoted site" {
+						startedOnce(t, cfg)
 						if _, _, code := promoteUntil(t, path, "the first duplex promote", "read-write"); code >= 0 {
 							t.Fatalf("the first duplex promote exited %d", code)
 						}

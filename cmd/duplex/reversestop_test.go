@@ -28,10 +28,7 @@ func TestReversePrimaryNeverRejoinedStopsCleanly(t *testing.T) {
 	c.Secondary.Control = ""
 	c.Primary.Listen, c.Primary.Journal = "127.0.0.1:1", filepath.Join(dir, "primary", "journal")
 	path := writeSessionConfig(t, dir, c)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := firstStart(t, path)
 	// Well within unreachablePatience (10s), which a drain waits for a
 	// link that never comes up.
 	const prompt = 5 * time.Second
