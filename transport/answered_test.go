@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 )
@@ -30,7 +31,10 @@ func TestTCPSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 				d = &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)}
 			}
 			peer, sender := tcpPair(t, ln, d)
-			const timeout = 200 * time.Millisecond
+			// Over TLS the deadline is moved on by a timer every quarter of
+			// the timeout: one late by three quarters on a loaded machine
+			// under the race detector ends the Send, as 200ms did.
+			const timeout = time.Second
 			sender.SetSendTimeout(timeout)
 			sender.SetAnswered(time.Now)
 			frame := patterned(48<<20, 5)
@@ -124,5 +128,52 @@ func TestMemSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 	}()
 	if err := <-sent; err != nil {
 		t.Fatalf("the held sends, once the stall ended: %v", err)
+	}
+}
+
+// TestTCPSendAnsweredOnlyOnceItWaitsWaits: SetAnswered called only once a
+// Send is under way holds that Send as one called before it does, with
+// and without TLS: over TLS the write's deadline cannot be tried again
+// once it passed, so it must be moved on while the write waits whenever
+// the peer is seen to answer, not only if it was seen to before.
+func TestTCPSendAnsweredOnlyOnceItWaitsWaits(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		if useTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) {
+			peer, sender := tcpPairOver(t, useTLS)
+			const timeout = time.Second
+			sender.SetSendTimeout(timeout)
+			frame := make([]byte, 48<<20)
+			done := make(chan error, 1)
+			go func() { done <- sender.Send(frame) }()
+			// The first byte read says the Send began; the peer then reads
+			// nothing more, and answers from then on.
+			raw := peer.(*tcpConn).c
+			if _, err := io.ReadFull(raw, make([]byte, 1)); err != nil {
+				t.Fatalf("the Send's first byte: %v", err)
+			}
+			sender.SetAnswered(time.Now)
+			select {
+			case err := <-done:
+				t.Fatalf("a Send held by a peer that answers from its start on ended within %v (send timeout %v): %v", 5*timeout, timeout, err)
+			case <-time.After(5 * timeout):
+			}
+			if _, err := io.CopyN(io.Discard, raw, int64(4+len(frame)-1)); err != nil {
+				// Closing a TLS connection the peer does not read waits
+				// for its close alert to time out: the Send may end late.
+				select {
+				case serr := <-done:
+					t.Fatalf("the peer reading again: %v; the Send, held by a peer that answers: %v", err, serr)
+				case <-time.After(30 * time.Second):
+					t.Fatalf("the peer reading again: %v; the Send has not returned after 30s", err)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("the held Send, once the peer read again: %v", err)
+			}
+		})
 	}
 }

@@ -265,14 +265,12 @@ func (t *tcpConn) send(bufs [][]byte) error {
 // sendPieces writes the header and frame in pieces of sendPiece, each
 // within limit, setting took as each is written.
 func (t *tcpConn) sendPieces(frame []byte, limit time.Duration, took *time.Time) error {
-	if t.answered.Load() != nil {
-		// A write that times out breaks a TLS connection for good, so
-		// the deadline cannot be tried again once the peer is seen to
-		// answer: it is moved on while the write waits, as long as the
-		// peer answers.
-		stop := t.extendWhileAnswered(limit)
-		defer stop()
-	}
+	// A write that times out breaks a TLS connection for good, so the
+	// deadline cannot be tried again once the peer is seen to answer: it
+	// is moved on while the write waits, whenever the peer answers, though
+	// SetAnswered be called only once the send began.
+	stop := t.extendWhileAnswered(limit)
+	defer stop()
 	first := min(len(frame), sendPiece)
 	err := t.c.SetWriteDeadline(time.Now().Add(limit))
 	if err == nil {
@@ -294,8 +292,8 @@ func (t *tcpConn) sendPieces(frame []byte, limit time.Duration, took *time.Time)
 }
 
 // extendWhileAnswered moves the write deadline limit on from now every
-// quarter of limit for as long as the peer answers within limit, until
-// stop is called. Called with wmu held.
+// quarter of limit at which the peer answered within limit, until stop is
+// called. Called with wmu held.
 func (t *tcpConn) extendWhileAnswered(limit time.Duration) (stop func()) {
 	var (
 		mu      sync.Mutex
@@ -307,10 +305,14 @@ func (t *tcpConn) extendWhileAnswered(limit time.Duration) (stop func()) {
 	tm = time.AfterFunc(limit/4, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if stopped || !answeredWithin(&t.answered, limit) {
+		if stopped {
 			return
 		}
-		t.c.SetWriteDeadline(time.Now().Add(limit))
+		// Looked at again while the peer says nothing: it may answer
+		// (or SetAnswered be called) before the deadline passes.
+		if answeredWithin(&t.answered, limit) {
+			t.c.SetWriteDeadline(time.Now().Add(limit))
+		}
 		tm.Reset(limit / 4)
 	})
 	return func() {

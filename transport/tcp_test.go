@@ -81,6 +81,20 @@ func tcpPair(t *testing.T, ln *TCPListener, d *TCPDialer) (client, server Conn) 
 	return c, r.c
 }
 
+// tcpPairOver is tcpPair of a connection taking frames up to 64 MiB, over
+// TLS (mutual, under a CA of its own) or plain TCP.
+func tcpPairOver(t *testing.T, useTLS bool) (client, server Conn) {
+	t.Helper()
+	if !useTLS {
+		ln := listenTCP(t, nil, 0)
+		return tcpPair(t, ln, &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20})
+	}
+	ca := newCA(t, "duplex test CA")
+	cert := ca.issue(t, "primary")
+	ln := listenTCP(t, serverTLS(ca, ca.issue(t, "secondary")), 0)
+	return tcpPair(t, ln, &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)})
+}
+
 func patterned(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
