@@ -114,9 +114,9 @@ func (f *cmdFlags) parse(args []string, stdout io.Writer) ([]string, error) {
 	f.Visit(func(fl *flag.Flag) {
 		if g, ok := fl.Value.(flag.Getter); ok && err == nil {
 			if d, ok := g.Get().(time.Duration); ok && d < 0 {
-				err = f.usageErrorf("--%s %s: must not be negative", fl.Name, d)
+				err = f.usageErrorf("--%s %q: must not be negative", fl.Name, givenText(f.FlagSet, args, fl.Name))
 			} else if ok && d == 0 && f.positive[fl.Name] {
-				err = f.usageErrorf("--%s %s: must be positive", fl.Name, d)
+				err = f.usageErrorf("--%s %q: must be positive", fl.Name, givenText(f.FlagSet, args, fl.Name))
 			}
 		}
 	})
@@ -186,6 +186,35 @@ func (f *cmdFlags) valueError(err error) error {
 		return fmt.Errorf("--%s %q: %s", fl.Name, value, why)
 	}
 	return fmt.Errorf("--%s %q: not a value it takes", fl.Name, value)
+}
+
+// givenText returns the text flag name was given in args, the last one as
+// the flag package takes it: an error names the value as it was given
+// ("0", " 5"), not as it was parsed ("0s").
+func givenText(fs *flag.FlagSet, args []string, name string) string {
+	text := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		n, v, inline := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		fl := fs.Lookup(n)
+		if len(a) < 2 || a[0] != '-' || fl == nil || isBoolFlag(fl) {
+			continue
+		}
+		if !inline {
+			if i+1 == len(args) {
+				break
+			}
+			i++
+			v = args[i]
+		}
+		if n == name {
+			text = v
+		}
+	}
+	return text
 }
 
 func isDuration(fl *flag.Flag) bool {

@@ -90,14 +90,14 @@ func TestABadValueIsNamedOneWay(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"pair", "add", "vol1", "--config", path, "--timeout", "0"}, "pair add: --timeout 0s: must be positive"},
-		{[]string{"pair", "suspend", "vol1", "--config", path, "--timeout", "0s"}, "pair suspend: --timeout 0s: must be positive"},
-		{[]string{"pair", "rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "pair rate: --timeout 0s: must be positive"},
-		{[]string{"switchover", "--config", path, "--timeout", "0s"}, "switchover: --timeout 0s: must be positive"},
-		{[]string{"recover", "--config", path, "--timeout", "0s"}, "recover: --timeout 0s: must be positive"},
+		{[]string{"pair", "add", "vol1", "--config", path, "--timeout", "0"}, `pair add: --timeout "0": must be positive`},
+		{[]string{"pair", "suspend", "vol1", "--config", path, "--timeout", "0s"}, `pair suspend: --timeout "0s": must be positive`},
+		{[]string{"pair", "rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, `pair rate: --timeout "0s": must be positive`},
+		{[]string{"switchover", "--config", path, "--timeout", "0s"}, `switchover: --timeout "0s": must be positive`},
+		{[]string{"recover", "--config", path, "--timeout", "0s"}, `recover: --timeout "0s": must be positive`},
 		{[]string{"pair", "rate", "--config", path, "--copy", "abc"}, `pair rate: --copy "abc": unknown unit "abc"`},
 		{[]string{"pair", "rate", "--config", path, "--copy", "50MiBx"}, `pair rate: --copy "50MiBx": unknown unit "MiBx"`},
-		{[]string{"pair", "rate", "--config", path, "--link", "1"}, `pair rate: --link 1: too small: 0 (no limit) or at least 1KiB`},
+		{[]string{"pair", "rate", "--config", path, "--link", "1"}, `pair rate: --link "1": too small: 0 (no limit) or at least 1KiB`},
 	} {
 		code, out, errs := runCmd(tc.args...)
 		if code != exitUsage || !strings.HasPrefix(errs, "duplex: "+tc.want) || out != "" {

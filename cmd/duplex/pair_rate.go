@@ -118,7 +118,7 @@ func (f pairRateFlags) rate(flag, text string, given bool) (*int64, error) {
 		return nil, f.usageErrorf("--%s %q: %s", flag, text, strings.TrimPrefix(err.Error(), fmt.Sprintf("size %q: ", text)))
 	}
 	if v > 0 && v < config.MinRateLimit {
-		return nil, f.usageErrorf("--%s %s: too small: 0 (no limit) or at least %s a second, e.g. \"50MiB\"", flag, text, config.MinRateLimit)
+		return nil, f.usageErrorf("--%s %q: too small: 0 (no limit) or at least %s a second, e.g. \"50MiB\"", flag, text, config.MinRateLimit)
 	}
 	n := int64(v)
 	return &n, nil

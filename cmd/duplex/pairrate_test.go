@@ -117,7 +117,10 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 	}{
 		{[]string{"rate", "--config", path, "--copy", "-5MiB"}, "must not be negative"},
 		{[]string{"rate", "--config", path, "--link", "fast"}, "unknown unit"},
-		{[]string{"rate", "--config", path, "--link", "50"}, "too small"},
+		{[]string{"rate", "--config", path, "--link", "50"}, `--link "50": too small`},
+		// Quoted as given: the space the size's parse lets pass shows.
+		{[]string{"rate", "--config", path, "--link", "1 "}, `--link "1 ": too small`},
+		{[]string{"rate", "--config", path, "--copy", " 5 fast"}, `--copy " 5 fast": unknown unit "fast"`},
 		{[]string{"rate", "vol1", "--config", path, "--copy", "1MiB"}, "rate takes no volume"},
 		// A rate given bare, not as a flag's value: the negative one was
 		// said to be an unknown flag -5.
@@ -126,7 +129,7 @@ func TestPairRateRefusesBadValues(t *testing.T) {
 		{[]string{"rate", "--config", path, "--", "-5"}, `"-5" is not a valid rate: a negative number`},
 		{[]string{"rate", "50MiB", "--config", path}, `"50MiB": a rate is not an argument: give a rate with --copy RATE or --link RATE`},
 		{[]string{"suspend", "vol1", "--config", path, "--copy", "1MiB"}, "pair suspend: unknown flag --copy"},
-		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, "--timeout 0s: must be positive"},
+		{[]string{"rate", "--config", path, "--copy", "1MiB", "--timeout", "0s"}, `--timeout "0s": must be positive`},
 	} {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append([]string{"pair"}, tc.args...), &out, &errb)

@@ -29,7 +29,7 @@ func TestPairCommandIsBounded(t *testing.T) {
 	t.Logf("gave up after %v: %s", time.Since(start).Round(time.Millisecond), out)
 
 	code, out = runDuplex(t, "pair", "suspend", "vol1", "--drain", "--timeout", "0s", "--config", cfg)
-	checkFailure(t, code, exitUsage, out, "--timeout 0s: must be positive")
+	checkFailure(t, code, exitUsage, out, `--timeout "0s": must be positive`)
 }
 
 // TestASuspendsDrainIsBoundByTheTimeout: pair suspend --drain with a
