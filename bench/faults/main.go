@@ -18,10 +18,13 @@
 // flipped in the stream), and the operation faults (operations.go):
 // suspend-resume, auto-suspend, disk-full (needs root, for a tmpfs under the
 // journal), resync-crash (kill -9 of either site mid-resync, over a link
-// slowed so that the resync lasts seconds). Faults come once every pair has
-// completed its first copy. It prints "kind: trials N, violations V, lost L"
-// per kind (for resync-crash also how many kills missed the resync) and exits
-// 1 if any trial had a violation, a loss or a stall, or could not be run.
+// slowed so that the resync lasts seconds), resync-disk-full (the journal's
+// file system full in the middle of such a resync; root), resync-disk-error
+// (a secondary volume's disk failing with EIO from the middle of such a
+// resync; root, nbdkit, nbdfuse). Faults come once every pair has completed
+// its first copy. It prints "kind: trials N, violations V, lost L" per kind
+// (for the resync kinds also how many faults missed the resync) and exits 1
+// if any trial had a violation, a loss or a stall, or could not be run.
 package main
 
 import (
@@ -116,7 +119,8 @@ type summary struct {
 	kind                              string
 	trials, violations, lost, stalled int
 	statusRegress, errors             int
-	// missed counts resync-crash trials whose kill came outside the resync.
+	// missed counts resync-crash trials whose kill (resync-disk-full trials
+	// whose full disk) came outside the resync.
 	missed     int
 	maxCatchUp time.Duration
 }
@@ -131,8 +135,13 @@ func (s summary) String() string {
 	out := fmt.Sprintf("%s: trials %d, violations %d, lost %d", s.kind, s.trials, s.violations, s.lost)
 	out += fmt.Sprintf(" (stalled %d, status-regressions %d, errors %d, slowest catch-up %s)",
 		s.stalled, s.statusRegress, s.errors, s.maxCatchUp.Round(time.Millisecond))
-	if s.kind == "resync-crash" {
+	switch s.kind {
+	case "resync-crash":
 		out += fmt.Sprintf(", killed outside the resync: %d of %d", s.missed, s.trials)
+	case "resync-disk-full":
+		out += fmt.Sprintf(", disk filled outside the resync: %d of %d", s.missed, s.trials)
+	case "resync-disk-error":
+		out += fmt.Sprintf(", disk failed outside the resync: %d of %d", s.missed, s.trials)
 	}
 	return out
 }

@@ -50,6 +50,9 @@ type Spec struct {
 	BurstReserve int64
 	// ClockStep lets the test step the primary's clock (Session.StepClock).
 	ClockStep bool
+	// SecondaryVolumePaths puts the named secondary volumes at these paths
+	// (a failing disk, say) instead of DIR/secondary/NAME.img.
+	SecondaryVolumePaths map[string]string
 	// PrimaryDir holds the primary's volume images; default DIR/primary.
 	// A directory on another file system (say /dev/shm) takes the
 	// primary's own writes off the secondary's disk.
@@ -158,7 +161,11 @@ func NewSession(dir string, spec Spec) (*Session, error) {
 	}
 	fmt.Fprintf(&b, "journal = %q\n", spec.Journal)
 	for _, name := range names {
-		fmt.Fprintf(&b, "  [[secondary.volume]]\n  name = %q\n  path = \"secondary/%s.img\"\n", name, name)
+		path := "secondary/" + name + ".img"
+		if p, ok := spec.SecondaryVolumePaths[name]; ok {
+			path = p
+		}
+		fmt.Fprintf(&b, "  [[secondary.volume]]\n  name = %q\n  path = %q\n", name, path)
 	}
 	data := []byte(b.String())
 	c, err := config.Parse(data, dir)
