@@ -253,8 +253,9 @@ func (d *demoSession) stopped() error {
 
 // stop stops the primary, which ships everything it holds, waits until the
 // secondary applied it (if catchUp), and stops the secondary. It returns
-// the time of the last group the secondary acknowledged, and the first
-// error.
+// the time of the last group the secondary acknowledged, and the errors of
+// both stops, the primary's first: the secondary's (its disk) is no less
+// the operator's to know for the primary's having failed.
 func (d *demoSession) stop(catchUp bool) (int64, error) {
 	var failed error
 	d.stopPrim()
@@ -268,8 +269,8 @@ func (d *demoSession) stop(catchUp bool) (int64, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.stopSec()
-	if err := <-d.secDone; err != nil && failed == nil {
-		failed = wrapOnce("secondary", err)
+	if err := <-d.secDone; err != nil {
+		failed = errors.Join(failed, wrapOnce("secondary", err))
 	}
 	return acked.Time, failed
 }

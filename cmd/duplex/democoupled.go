@@ -147,13 +147,19 @@ loop:
 	for _, d := range sessions {
 		notDuplex(d.prim.Status(), d.cfg, d.cfg.Session+"/", behind)
 	}
+	var stops []error
 	for _, d := range sessions {
 		// Whatever the primaries ship from now on holds no write; and
 		// once one member stops, the master time stops too, short of the
 		// other's last groups, which its secondary keeps journaled.
-		if _, err := d.stop(false); err != nil && failed == nil {
-			failed = fmt.Errorf("session %s: %w", d.cfg.Session, err)
+		if _, err := d.stop(false); err != nil {
+			stops = append(stops, fmt.Errorf("session %s: %w", d.cfg.Session, err))
 		}
+	}
+	if failed == nil {
+		// Each session's, the one's failure no reason to leave the
+		// other's unsaid.
+		failed = errors.Join(stops...)
 	}
 	if failed != nil {
 		return failed
