@@ -15,11 +15,7 @@ import (
 // single failure, up to a minute, the files left over their bound the
 // longer.
 func TestARetrimsBackoffCountsFailuresNotSchedules(t *testing.T) {
-	inj := disk.NewInjector(nil)
-	l, release := heldOverTheBound(t, inj)
-	inj.Inject(disk.Fault{Op: disk.OpRemove})
-	release()
-	l.retrims.Wait()
+	l, inj := retrimFailed(t)
 	for round := 0; round < 3; round++ {
 		p, ok := l.Oldest()
 		if !ok {

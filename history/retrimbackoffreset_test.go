@@ -13,11 +13,7 @@ import (
 // was kept across it, so a removal refused once more after hours of
 // trims that worked waited as long as after all the failures before.
 func TestARetrimsBackoffStartsAgainAfterATrimThatReleased(t *testing.T) {
-	inj := disk.NewInjector(nil)
-	l, release := heldOverTheBound(t, inj)
-	inj.Inject(disk.Fault{Op: disk.OpRemove})
-	release()
-	l.retrims.Wait()
+	l, inj := retrimFailed(t)
 	// Two more failures in the row, as the retry's timer would run them.
 	for range 2 {
 		if err := l.trim(0, true); err == nil {

@@ -36,6 +36,19 @@ func heldOverTheBound(t *testing.T, inj *disk.Injector) (*Log, func()) {
 	return l, release
 }
 
+// retrimFailed is heldOverTheBound with the hold let go while every
+// removal fails (until inj.Clear): the Trim run again then failed, and
+// its retry waits.
+func retrimFailed(t *testing.T) (*Log, *disk.Injector) {
+	t.Helper()
+	inj := disk.NewInjector(nil)
+	l, release := heldOverTheBound(t, inj)
+	inj.Inject(disk.Fault{Op: disk.OpRemove})
+	release()
+	l.retrims.Wait()
+	return l, inj
+}
+
 // overTheBound says whether l's files are over its bound and the two
 // segments it may exceed it by.
 func overTheBound(l *Log) bool { return l.Bytes() > l.opts.MaxBytes+2*l.jo.SegmentSize }
@@ -47,11 +60,7 @@ func overTheBound(l *Log) bool { return l.Bytes() > l.opts.MaxBytes+2*l.jo.Segme
 // secondary never makes, status saying so meanwhile. It is tried again
 // after a backoff until it succeeds.
 func TestAFailedRetrimIsTriedAgain(t *testing.T) {
-	inj := disk.NewInjector(nil)
-	l, release := heldOverTheBound(t, inj)
-	inj.Inject(disk.Fault{Op: disk.OpRemove})
-	release()
-	l.retrims.Wait()
+	l, inj := retrimFailed(t)
 	st, ok := l.Stopped()
 	if !ok || st.Err == nil {
 		t.Fatalf("the Trim run again as the hold went, its removals failing: Stopped %+v, %v; want its error", st, ok)
@@ -81,11 +90,7 @@ func TestAFailedRetrimIsTriedAgain(t *testing.T) {
 // before it released anything, and status said nothing while the files
 // stayed over the bound.
 func TestAFailedTrimLeavesTheHistorySaidOverItsBound(t *testing.T) {
-	inj := disk.NewInjector(nil)
-	l, release := heldOverTheBound(t, inj)
-	inj.Inject(disk.Fault{Op: disk.OpRemove})
-	release()
-	l.retrims.Wait()
+	l, _ := retrimFailed(t)
 	if err := l.Trim(12); err == nil {
 		t.Fatal("a Trim whose removals fail succeeded")
 	}
