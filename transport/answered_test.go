@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,20 +16,9 @@ import (
 // peer reads again; SetAnswered may be called while the Send waits. A
 // peer that then answers no more is given up as one that stopped reading.
 func TestTCPSendHeldByAPeerThatAnswersWaits(t *testing.T) {
-	ca := newCA(t, "duplex test CA")
-	cert := ca.issue(t, "primary")
-	for _, tc := range []struct {
-		name string
-		tls  bool
-	}{{"plain", false}, {"tls", true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			ln := listenTCP(t, nil, 0)
-			d := &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20}
-			if tc.tls {
-				ln = listenTCP(t, serverTLS(ca, ca.issue(t, "secondary")), 0)
-				d = &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)}
-			}
-			peer, sender := tcpPair(t, ln, d)
+	for _, useTLS := range []bool{false, true} {
+		t.Run(tlsName(useTLS), func(t *testing.T) {
+			peer, sender := tcpPairOver(t, useTLS)
 			// Over TLS the deadline is moved on by a timer every quarter of
 			// the timeout: one late by three quarters on a loaded machine
 			// under the race detector ends the Send, as 200ms did.
@@ -81,19 +69,7 @@ func TestTCPSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 // and goes through once the stall ends.
 func TestMemSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 	n := NewMemNetwork(1, Faults{})
-	ch := make(chan Conn, 1)
-	go func() {
-		c, err := n.Accept(context.Background())
-		if err != nil {
-			t.Error(err)
-		}
-		ch <- c
-	}()
-	client, err := n.Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := <-ch
+	client, server := memPair(t, n)
 	const timeout = 100 * time.Millisecond
 	client.SetSendTimeout(timeout)
 	client.SetAnswered(time.Now)
@@ -138,11 +114,7 @@ func TestMemSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 // the peer is seen to answer, not only if it was seen to before.
 func TestTCPSendAnsweredOnlyOnceItWaitsWaits(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
-		name := "plain"
-		if useTLS {
-			name = "tls"
-		}
-		t.Run(name, func(t *testing.T) {
+		t.Run(tlsName(useTLS), func(t *testing.T) {
 			peer, sender := tcpPairOver(t, useTLS)
 			const timeout = time.Second
 			sender.SetSendTimeout(timeout)

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"errors"
 	"io"
 	"testing"
@@ -13,21 +12,13 @@ import (
 // fail with ErrStalled once the peer has taken nothing for the send timeout,
 // and close the connection, with and without TLS, from either side.
 func TestTCPSendToAPeerThatStopsReadingFails(t *testing.T) {
-	ca := newCA(t, "duplex test CA")
-	cert := ca.issue(t, "primary")
 	for _, tc := range []struct {
 		name     string
 		tls      bool
 		fromDial bool
 	}{{"plain/dialer", false, true}, {"plain/listener", false, false}, {"tls/dialer", true, true}, {"tls/listener", true, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln := listenTCP(t, nil, 0)
-			d := &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20}
-			if tc.tls {
-				ln = listenTCP(t, serverTLS(ca, ca.issue(t, "secondary")), 0)
-				d = &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)}
-			}
-			client, server := tcpPair(t, ln, d)
+			client, server := tcpPairOver(t, tc.tls)
 			sender, peer := client, server
 			if !tc.fromDial {
 				sender, peer = server, client
@@ -110,25 +101,9 @@ func TestTCPConnsAreBoundedByDefault(t *testing.T) {
 // connection; a stall that ends in time loses nothing.
 func TestMemStalledPeer(t *testing.T) {
 	n := NewMemNetwork(1, Faults{})
-	pair := func() (Conn, Conn) {
-		t.Helper()
-		ch := make(chan Conn, 1)
-		go func() {
-			c, err := n.Accept(context.Background())
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- c
-		}()
-		c, err := n.Dial(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, <-ch
-	}
 
 	// A stall that ends before the send timeout: everything arrives, in order.
-	client, server := pair()
+	client, server := memPair(t, n)
 	client.SetSendTimeout(time.Minute)
 	n.SetStalled(true)
 	sent := make(chan error, 1)
@@ -171,7 +146,7 @@ func TestMemStalledPeer(t *testing.T) {
 	}
 
 	// A stall that outlasts the send timeout fails the send and cuts the link.
-	client, server = pair()
+	client, server = memPair(t, n)
 	client.SetSendTimeout(200 * time.Millisecond)
 	n.SetStalled(true)
 	defer n.SetStalled(false)

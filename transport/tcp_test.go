@@ -95,6 +95,14 @@ func tcpPairOver(t *testing.T, useTLS bool) (client, server Conn) {
 	return tcpPair(t, ln, &TCPDialer{Addr: ln.Addr(), MaxRecv: 64 << 20, TLS: clientTLS(ca, &cert)})
 }
 
+// tlsName names a subtest of tcpPairOver's useTLS.
+func tlsName(useTLS bool) string {
+	if useTLS {
+		return "tls"
+	}
+	return "plain"
+}
+
 func patterned(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
