@@ -22,20 +22,20 @@ func TestTCPSendHeldByAPeerThatAnswersWaits(t *testing.T) {
 			// Over TLS the deadline is moved on by a timer every quarter of
 			// the timeout: one late by three quarters on a loaded machine
 			// under the race detector ends the Send, as 200ms did.
-			const timeout = time.Second
+			const timeout = 2 * time.Second
 			sender.SetSendTimeout(timeout)
 			sender.SetAnswered(time.Now)
 			frame := patterned(48<<20, 5)
 			done := make(chan error, 1)
 			go func() { done <- sender.Send(frame) }()
 			// Set again while the Send waits: the race detector judges it.
-			for range 10 {
+			for range 6 {
 				time.Sleep(timeout / 2)
 				sender.SetAnswered(time.Now)
 			}
 			select {
 			case err := <-done:
-				t.Fatalf("a Send held by a peer that answers ended %v in (send timeout %v): %v", 5*timeout, timeout, err)
+				t.Fatalf("a Send held by a peer that answers ended %v in (send timeout %v): %v", 3*timeout, timeout, err)
 			default:
 			}
 			got, err := peer.Recv()
@@ -116,7 +116,8 @@ func TestTCPSendAnsweredOnlyOnceItWaitsWaits(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(tlsName(useTLS), func(t *testing.T) {
 			peer, sender := tcpPairOver(t, useTLS)
-			const timeout = time.Second
+			// As above: the timer that moves a TLS deadline on may be late.
+			const timeout = 2 * time.Second
 			sender.SetSendTimeout(timeout)
 			frame := make([]byte, 48<<20)
 			done := make(chan error, 1)
@@ -130,8 +131,8 @@ func TestTCPSendAnsweredOnlyOnceItWaitsWaits(t *testing.T) {
 			sender.SetAnswered(time.Now)
 			select {
 			case err := <-done:
-				t.Fatalf("a Send held by a peer that answers from its start on ended within %v (send timeout %v): %v", 5*timeout, timeout, err)
-			case <-time.After(5 * timeout):
+				t.Fatalf("a Send held by a peer that answers from its start on ended within %v (send timeout %v): %v", 3*timeout, timeout, err)
+			case <-time.After(3 * timeout):
 			}
 			if _, err := io.CopyN(io.Discard, raw, int64(4+len(frame)-1)); err != nil {
 				// Closing a TLS connection the peer does not read waits
