@@ -261,6 +261,9 @@ func (r *rolesRun) startLoad() {
 		ld.done <- err
 	}()
 	r.load = ld
+	// The next step then meets a workload that writes, however slowly a
+	// loaded machine started it.
+	tg.waitAcked(r.t)
 }
 
 // stopLoad ends the workload run; a write must not wait for ever. broken
@@ -523,7 +526,9 @@ func (r *rolesRun) checkImages(site int, when string) {
 func (r *rolesRun) report(when string, holders, deps workload.Image, bad []workload.Violation) {
 	r.t.Helper()
 	r.checks++
-	if written, _ := holders.Stats(); written == 0 {
+	// Early on, a kill of the primary can leave the secondary without any
+	// write yet; at the end the last run's writes are everywhere.
+	if written, _ := holders.Stats(); written == 0 && strings.HasSuffix(when, "at the end") {
 		r.fail("%s: no write of the workload there: the check looks in the wrong place", when)
 	}
 	sc := workload.Scope{Run: func(c uint32) int { return int(c / rolesRunClients) }}
