@@ -4,7 +4,7 @@ import "encoding/binary"
 
 // TypeFeatures is a frame primary → secondary that says what the primary
 // reads beyond what every primary did (PrimaryReadsInconsistent,
-// PrimaryReadsIndexedAcks). Part of the wire format: never renumber.
+// PrimaryReadsIndexedAcks, PrimaryReadsWaited). Part of the wire format: never renumber.
 //
 // A primary sends it only as the first frame after a Welcome that announces
 // FeatureAsksPrimary, and waits for the secondary's answer, its Welcome
@@ -32,6 +32,10 @@ const (
 	// whose tables name subsystems by their index in its Hello, which a
 	// primary from before it ignores as a frame of an unknown type.
 	PrimaryReadsIndexedAcks uint64 = 1 << 1
+	// PrimaryReadsWaited: the primary reads the waited section of a
+	// Position (see EncodePosition), which a primary from before it
+	// refuses as malformed.
+	PrimaryReadsWaited uint64 = 1 << 2
 )
 
 // EncodeFeatures returns a Features frame. Its body is the u64 feature bits.

@@ -27,6 +27,15 @@ func TestGoldenFeatures(t *testing.T) {
 		t.Fatalf("DecodeFeatures(golden) = %#x, %v; want %#x", got, err, reads)
 	}
 
+	want = readGolden(t, "testdata/features-waited.hex")
+	reads |= PrimaryReadsWaited
+	if got := EncodeFeatures(reads); !bytes.Equal(got, want) {
+		t.Fatalf("the Features encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	if got, err := DecodeFeatures(mustOpen(t, want, TypeFeatures)); err != nil || got != reads {
+		t.Fatalf("DecodeFeatures(golden) = %#x, %v; want %#x", got, err, reads)
+	}
+
 	want = readGolden(t, "testdata/welcome-asks-primary.hex")
 	p := goldenPosition()
 	p.Features = FeatureBundles | FeatureAsksPrimary

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goldenPosition is pinned by testdata/welcome-*.hex: change neither.
@@ -442,6 +443,84 @@ func TestDecodeRefuseRejectsMalformedSections(t *testing.T) {
 			}
 			if got != (Refusal{Reason: "r"}) {
 				t.Errorf("DecodeRefuse(%x) = %+v with its error; want the reason, lasting", body, got)
+			}
+		})
+	}
+}
+
+// A receipt of a secondary waiting on its disk appends a section saying
+// how long it has, pinned here, by name and by index; one without it is
+// the receipt of before, and says no wait.
+func TestGoldenAckWaited(t *testing.T) {
+	want := readGolden(t, "testdata/ack-waited.hex")
+	p := goldenPosition()
+	p.Waited = 1250 * time.Millisecond
+	if got := EncodePosition(TypeAck, p); !bytes.Equal(got, want) {
+		t.Fatalf("the Ack encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	got, err := DecodePosition(mustOpen(t, want, TypeAck))
+	if err != nil {
+		t.Fatalf("DecodePosition(golden): %v", err)
+	}
+	if got.Waited != p.Waited || got.Time != p.Time || got.Inconsistent != nil || got.Recoverable != 0 {
+		t.Fatalf("DecodePosition(golden) = %+v, want %+v", got, p)
+	}
+	want = readGolden(t, "testdata/ack-indexed-waited.hex")
+	q, tables := goldenIndexed()
+	q.Waited = p.Waited
+	if got := EncodeIndexedAck(q, tables); !bytes.Equal(got, want) {
+		t.Fatalf("the indexed Ack encoding no longer matches: the wire format changed\n got %x\nwant %x", got, want)
+	}
+	var gotTables IndexedTables
+	gq, err := DecodeIndexedAck(mustOpen(t, want, TypeIndexedAck), 3, &gotTables)
+	if err != nil || !reflect.DeepEqual(gq, q) || !reflect.DeepEqual(gotTables, tables) {
+		t.Fatalf("DecodeIndexedAck(golden) = %+v, %+v, %v; want %+v, %+v", gq, gotTables, err, q, tables)
+	}
+	for _, name := range []string{"testdata/ack-inconsistent.hex", "testdata/ack-recoverable.hex"} {
+		base, err := DecodePosition(mustOpen(t, readGolden(t, name), TypeAck))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base.Waited != 0 {
+			t.Fatalf("%s: a Position without the section says a wait of %s", name, base.Waited)
+		}
+	}
+}
+
+// The waited section comes last, once, and says a wait of a nanosecond at
+// the least, within an int64.
+func TestDecodePositionRejectsMalformedWaited(t *testing.T) {
+	_, base, err := Open(readGolden(t, "testdata/welcome-baseline.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(parts ...[]byte) []byte { return bytes.Join(append([][]byte{base}, parts...), nil) }
+	waited := func(v ...byte) []byte {
+		b := []byte{sectionWaited, 0, 0, 0, 0, 0, 0, 0, 0}
+		copy(b[9-len(v):], v)
+		return b
+	}
+	inconsistent := []byte{sectionInconsistent, 0, 1, 0, 1, 'a'}
+	for name, b := range map[string][]byte{
+		"a nanosecond":         body(waited(1)),
+		"after inconsistent":   body(inconsistent, waited(0x4a, 0x81, 0x7c, 0x80)),
+		"the longest duration": body(waited(0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)),
+	} {
+		if p, err := DecodePosition(b); err != nil || p.Waited <= 0 {
+			t.Fatalf("%s: decoded %+v, %v", name, p, err)
+		}
+	}
+	for name, b := range map[string][]byte{
+		"zero":                body(waited()),
+		"negative":            body(waited(0x80, 0, 0, 0, 0, 0, 0, 1)),
+		"short":               body(waited(1)[:5]),
+		"kind only":           body([]byte{sectionWaited}),
+		"twice":               body(waited(1), waited(1)),
+		"before inconsistent": body(waited(1), inconsistent),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if p, err := DecodePosition(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decoded %+v, err %v; want ErrCorrupt", p, err)
 			}
 		})
 	}

@@ -58,7 +58,7 @@ const maxUvarint = binary.MaxVarintLen64
 // 10 bytes and its name in a TypeAck.
 func EncodeIndexedAck(p Position, t IndexedTables) []byte {
 	size := 1 + 8 + 8 + 3*maxUvarint + (len(t.Through)+len(t.Received)+len(t.Ahead))*(1+maxUvarint) + 8 +
-		limitsSectionSize + recoverableSectionSize + 9 + frameOverhead
+		limitsSectionSize + recoverableSectionSize + 9 + waitedSectionSize + frameOverhead
 	b := append(make([]byte, 0, size), TypeIndexedAck)
 	b = binary.BigEndian.AppendUint64(b, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goldenIndexed is pinned by testdata/ack-indexed.hex: change neither.
@@ -175,7 +176,7 @@ func FuzzDecodeIndexedAck(f *testing.F) {
 	p, tables := goldenIndexed()
 	f.Add(uint16(3), mustBody(EncodeIndexedAck(p, tables)))
 	f.Add(uint16(0), mustBody(EncodeIndexedAck(Position{}, IndexedTables{})))
-	p.Inconsistent, p.Features, p.Limits = []string{"a", "b"}, FeatureBundles, BaselineLimits
+	p.Inconsistent, p.Features, p.Limits, p.Waited = []string{"a", "b"}, FeatureBundles, BaselineLimits, time.Second
 	f.Add(uint16(300), mustBody(EncodeIndexedAck(p, IndexedTables{Received: []Entry{{0, math.MaxUint64}, {299, 1 << 20}}})))
 	f.Add(uint16(2), indexedBody([]byte{1, 3, 9}, []byte{0}, []byte{0}))
 	f.Fuzz(func(t *testing.T, subsystems uint16, body []byte) {

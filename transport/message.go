@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -139,6 +140,16 @@ type Position struct {
 	// which knows of all but the given-up holds and what came before its
 	// own start, claims no time for these.
 	Inconsistent []string
+	// Waited, when not zero, says the receipt comes from a secondary
+	// waiting on its disk (a journal write and fsync, the applier), and
+	// how long it has so far: it takes no record set meanwhile, and those
+	// sent since it began wait read ahead or in the link's buffers, not
+	// lost. The primary sends nothing again for want of progress while it
+	// waits (a gap it reports is sent again as ever): each resend period
+	// of a slow fsync would send everything outstanding once more, each a
+	// duplicate dropped. Sent only to a primary that reads it
+	// (PrimaryReadsWaited), and never in a Welcome.
+	Waited time.Duration
 }
 
 // RecoversTo returns the consistency time the secondary recovers to.
@@ -198,6 +209,14 @@ const sectionFeatures byte = 3
 // the volumes the secondary holds consistent as of no time. Part of the wire
 // format: never renumber.
 const sectionInconsistent byte = 4
+
+// sectionWaited opens the optional section of a Position that says the
+// secondary waits on its disk, and for how long (Position.Waited). Part
+// of the wire format: never renumber.
+const sectionWaited byte = 5
+
+// waitedSectionSize is the length of the section: its kind and a duration.
+const waitedSectionSize = 1 + 8
 
 // Welcome and Ack both carry a Position.
 type Welcome = Position
@@ -418,7 +437,9 @@ func DecodeHello(body []byte) (Hello, error) {
 //	u64 feature bits (not zero);
 //	then, only when the secondary holds volumes consistent as of no time:
 //	u8 4, u16 count (not zero), per volume u16 name length (not zero) and
-//	name, names sorted and unique.
+//	name, names sorted and unique;
+//	then, only when the secondary waits on its disk: u8 5, u64
+//	nanoseconds waited (not zero, at most 2^63-1).
 //
 // Sections come in the order of their kinds, each at most once. A Welcome
 // without the limits section is byte for byte the Welcome of a secondary
@@ -435,7 +456,8 @@ func DecodeHello(body []byte) (Hello, error) {
 // a secondary from before it did; a primary from before it cannot read one
 // that carries it, so a secondary sends it only to a primary that announced
 // PrimaryReadsInconsistent (TypeFeatures): to any other, every Position goes
-// without it.
+// without it. The waited section alike, to a primary that announced
+// PrimaryReadsWaited.
 func EncodePosition(typ byte, p Position) []byte {
 	return TableOrder(nil).EncodePosition(typ, p)
 }
@@ -459,7 +481,7 @@ func NewTableOrder(names []string) TableOrder {
 func (o TableOrder) EncodePosition(typ byte, p Position) []byte {
 	// Encoded after the type byte in one buffer, sized for names of up to
 	// 16 bytes: Frame would copy the body once more.
-	size := 1 + 8 + 8 + 3*2 + (len(p.Through)+len(p.Received)+len(p.Ahead))*(2+16+8) + 8 + limitsSectionSize + recoverableSectionSize + 9 + frameOverhead
+	size := 1 + 8 + 8 + 3*2 + (len(p.Through)+len(p.Received)+len(p.Ahead))*(2+16+8) + 8 + limitsSectionSize + recoverableSectionSize + 9 + waitedSectionSize + frameOverhead
 	b := append(make([]byte, 0, size), typ)
 	b = binary.BigEndian.AppendUint64(b, p.Group)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Time))
@@ -493,6 +515,10 @@ func appendSections(b []byte, p Position) []byte {
 		for _, n := range names {
 			b = appendString(b, n)
 		}
+	}
+	if p.Waited != 0 {
+		b = append(b, sectionWaited)
+		b = binary.BigEndian.AppendUint64(b, uint64(p.Waited))
 	}
 	return b
 }
@@ -603,6 +629,14 @@ func (r *reader) sections(p *Position) error {
 				return fmt.Errorf("inconsistent volume %q after %d names: empty, out of order or twice: %w", name, i, ErrCorrupt)
 			}
 			p.Inconsistent = append(p.Inconsistent, name)
+		}
+	}
+	if r.err == nil && len(r.b) > 0 && r.b[0] == sectionWaited {
+		r.b = r.b[1:]
+		p.Waited = time.Duration(r.u64())
+		if r.err == nil && p.Waited <= 0 {
+			// Not waiting is no section; a negative wait is no encoding.
+			return fmt.Errorf("waited %d ns: %w", int64(p.Waited), ErrCorrupt)
 		}
 	}
 	if r.err == nil && len(r.b) > 0 {

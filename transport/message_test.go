@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"duplex/recordset"
@@ -68,7 +69,10 @@ func samplePositions() map[string]Position {
 		},
 		"every section": {
 			Group: 6, Time: 9, Recoverable: 8, Features: math.MaxUint64, Inconsistent: []string{"v"},
-			Limits: Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4},
+			Limits: Limits{MaxHeader: 1, MaxPayload: 2, MaxRecords: 3, MaxFrame: 4}, Waited: math.MaxInt64,
+		},
+		"waited": {
+			Group: 12, Time: 3000, Through: map[string]uint64{"a": 4}, Received: map[string]uint64{"a": 6}, Waited: 250 * time.Millisecond,
 		},
 		"inconsistent": {
 			Group: 11, Time: 3000, Through: map[string]uint64{"a": 4}, Inconsistent: []string{"vol2", "vol9"},
@@ -465,6 +469,9 @@ func cutBeforeSections(typ byte, body []byte, n int, p Position) bool {
 		for _, n := range full.Inconsistent {
 			lost += 2 + len(n)
 		}
+	}
+	if full.Waited != 0 && p.Waited == 0 {
+		lost += waitedSectionSize
 	}
 	return lost > 0 && n == len(body)-lost
 }
