@@ -77,7 +77,9 @@
 // acknowledged from then on by transport.TypeIndexedAck, whose tables name
 // the subsystems by their index in its Hello: an idle session sends one
 // acknowledgement per interval, each naming every subsystem twice, names
-// the primary decoded and looked up one by one.
+// the primary decoded and looked up one by one. One whose Features frame
+// says transport.PrimaryReadsWaited is told, in the receipts sent while the
+// receiver waits on its disk, that it waits (answerWhileBusy).
 package secondary
 
 import (
@@ -2639,14 +2641,19 @@ func (s *Secondary) take(conn transport.Conn, sets []*recordset.RecordSet, beats
 // are not journaled (one is, once a Checkpoint), and a later time from them
 // would have the primary claim, and show, a consistency time nothing
 // durable here confirms.
-func (s *Secondary) receipt(conn transport.Conn) { s.receiptOf(conn, s.receiptFree()) }
+func (s *Secondary) receipt(conn transport.Conn) { s.receiptOf(conn, s.receiptFree(), 0) }
 
-// receiptOf is receipt, saying free of the journal's file system.
-func (s *Secondary) receiptOf(conn transport.Conn, free uint64) {
+// receiptOf is receipt, saying free of the journal's file system, and
+// that the receiver has waited on its disk for waited (not zero) to a
+// primary that reads it (transport.Position.Waited).
+func (s *Secondary) receiptOf(conn transport.Conn, free uint64, waited time.Duration) {
 	t := s.journaled.Time
+	if s.peerReads&transport.PrimaryReadsWaited == 0 {
+		waited = 0
+	}
 	s.sendLocked(conn, s.encodeAckLocked(transport.Position{
 		Group: s.journaled.Group, Time: t, Through: s.journaled.Through, Received: s.former.Received(), Ahead: s.former.Ahead(),
-		JournalFree: free, Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked()}))
+		JournalFree: free, Recoverable: s.recoverable(t), Inconsistent: s.inconsistentLocked(), Waited: waited}))
 }
 
 // encodeAckLocked returns the frame of an acknowledgement of pos for the
@@ -2894,7 +2901,8 @@ func (s *Secondary) journalUnlocked(conn transport.Conn, n uint64, parts [][]byt
 // redials, resending everything outstanding, while an fsync on a busy or
 // failing disk can take longer; and it sends again what it has not heard
 // arrived once its resend timer runs out, which the first receipt comes
-// before. A group journaled alone (a new primary process's first, a
+// before, and which the receipts hold for the wait by saying how long it
+// has lasted (transport.Position.Waited, to a primary that reads it). A group journaled alone (a new primary process's first, a
 // marker's, every group of a coupled secondary's) has had no receipt
 // before it. The receipt acknowledges nothing new: the journaled position
 // moves only once the fsync returned (acknowledgeLocked); what arrived in
@@ -2910,6 +2918,7 @@ func (s *Secondary) answerWhileBusy(conn transport.Conn) (quiet func()) {
 		t    *time.Timer
 		done bool
 	)
+	began := time.Now()
 	mu.Lock()
 	defer mu.Unlock()
 	t = time.AfterFunc(firstAnswer, func() {
@@ -2926,7 +2935,10 @@ func (s *Secondary) answerWhileBusy(conn transport.Conn) (quiet func()) {
 		if n, ok := s.room.last(); ok {
 			free = s.netOfReserve(n - min(n, uint64(max(s.writing.Load(), 0))))
 		}
-		s.receiptOf(conn, free)
+		// Saying it waits keeps the primary from sending again, every
+		// resend period of the wait, what it sent since: read ahead, or
+		// in the link's buffers, none of it lost.
+		s.receiptOf(conn, free, max(time.Since(began), time.Nanosecond))
 		t.Reset(roomAnswer)
 	})
 	return func() {
