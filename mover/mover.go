@@ -72,7 +72,9 @@ type Config struct {
 	Dialer     transport.Dialer
 	// Retransmit is how long acknowledgements may stall while record sets are
 	// outstanding before all of them are sent again; default 25 intervals,
-	// at least 500ms.
+	// at least 500ms. It does not run while the secondary says it waits on
+	// its disk (transport.Position.Waited), nor for Retransmit after: what
+	// was sent meanwhile waits read ahead or in the link's buffers, not lost.
 	Retransmit time.Duration
 	// Window bounds the bytes sent but not yet accepted by the secondary, so
 	// that queueing on the link stays short and a retransmission is not
@@ -284,17 +286,22 @@ type Mover struct {
 	// Stats.FailedDialRefused).
 	dialRefused bool
 	lastAck     time.Time
-	progressAt  time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
-	lastRecv    time.Time // any frame from the secondary
-	linkAcked   time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
-	unanswered  time.Time // the first frame since lastRecv gone out in full (see frameSent)
-	sendBegan   time.Time // when the frame being sent, or the last, began (see heard)
-	resends     uint64
-	reconnect   uint64
-	sentBytes   uint64
-	ackedBytes  uint64 // data of the updates released: journaled at the secondary
-	lastErr     string // why the link last failed, in words; cleared by progress
-	lastErrAt   time.Time
+	// waited is how long the secondary last said it has waited on its
+	// disk (transport.Position.Waited), zero once a Position says no
+	// more; waitedAt is when the last Position that said so came.
+	waited     time.Duration
+	waitedAt   time.Time
+	progressAt time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
+	lastRecv   time.Time // any frame from the secondary
+	linkAcked  time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
+	unanswered time.Time // the first frame since lastRecv gone out in full (see frameSent)
+	sendBegan  time.Time // when the frame being sent, or the last, began (see heard)
+	resends    uint64
+	reconnect  uint64
+	sentBytes  uint64
+	ackedBytes uint64 // data of the updates released: journaled at the secondary
+	lastErr    string // why the link last failed, in words; cleared by progress
+	lastErrAt  time.Time
 	// lastErrRefused: lastErr is the secondary's refusal (see
 	// Stats.LastErrorRefused).
 	lastErrRefused bool
@@ -910,6 +917,8 @@ func (m *Mover) link(ctx context.Context) {
 		m.mu.Lock()
 		m.setConnected(false)
 		m.bundles, m.beats, m.compress, m.namesRefusals = false, nil, false, false
+		// The wait was that connection's secondary's word.
+		m.waited = 0
 		m.encoded, m.sets, m.own = nil, nil, frameBufs{} // the session's: let them go
 		for _, s := range m.subs {
 			for _, h := range s.held {
@@ -1100,7 +1109,7 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 		// The secondary sends what a primary from before some part of a
 		// Position cannot read only once told this one reads it; it
 		// answers with its Welcome again, which the link goes on from.
-		reads := transport.PrimaryReadsInconsistent | transport.PrimaryReadsIndexedAcks
+		reads := transport.PrimaryReadsInconsistent | transport.PrimaryReadsIndexedAcks | transport.PrimaryReadsWaited
 		if m.cfg.NoIndexedAcks {
 			reads &^= transport.PrimaryReadsIndexedAcks
 		}
@@ -1948,6 +1957,12 @@ func (m *Mover) ackIndexedLocked(p transport.Position, t transport.IndexedTables
 	// What the tables said is in the subsystems' state now; a Position
 	// kept with them would hold three maps for nothing.
 	p.Through, p.Received, p.Ahead = nil, nil, nil
+	// A wait is the word of the latest Position alone: the one that
+	// follows it (the acknowledgement of the group it journaled) ends it.
+	if p.Waited > 0 || m.waited > 0 {
+		m.waitedAt = time.Now()
+	}
+	m.waited, p.Waited = p.Waited, 0
 	switch {
 	case p.Group > m.acked.Group || p.Time > m.acked.Time:
 		m.acked = p
@@ -2144,7 +2159,11 @@ func (m *Mover) maybeRetransmit() {
 			again = true
 		}
 	}
-	if time.Since(m.lastAck) < m.cfg.Retransmit {
+	// Nothing is lost for want of progress while the secondary waits on
+	// its disk, nor until a resend period after: it takes nothing until
+	// then, and what it has not read waits in the link's buffers. Its
+	// receipts keep the link, HeldSend bounds how long (checkSilence).
+	if time.Since(m.lastAck) < m.cfg.Retransmit || m.waited > 0 || time.Since(m.waitedAt) < m.cfg.Retransmit {
 		if again {
 			m.resends++
 			select {
@@ -2476,6 +2495,11 @@ type Stats struct {
 	// IndexedAcks counts the acknowledgements taken that named the
 	// subsystems by index (transport.TypeIndexedAck).
 	IndexedAcks uint64
+	// SecondaryWaiting is how long the secondary said, in its last
+	// receipt, it has waited on its disk (a journal fsync, the applier):
+	// nothing is sent again for want of progress meanwhile. Zero when it
+	// does not wait, or says nothing of it (a secondary of before).
+	SecondaryWaiting time.Duration
 	// BurstWait is how long a burst's record sets may wait (burst.go):
 	// Config.BurstWait with its default, 0 when they never wait.
 	BurstWait time.Duration
@@ -2492,5 +2516,5 @@ func (m *Mover) Stats() Stats {
 		LastRefusalPasses: m.refused.Passing, LastRefusalKind: m.refused.Kind, LastRefusalReason: m.refused.Reason,
 		StaleRefusals: m.staleRefusals, LastStaleRefusal: m.lastStale, Base: m.base, Based: m.hasBase, JournalFreeAt: m.freeAt,
 		RecordSetBytes: m.plainBytes, RecordSetWireBytes: m.wireBytes, Compressing: m.compress,
-		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0)}
+		IndexedAcks: m.indexedAcks, BurstWait: max(m.cfg.BurstWait, 0), SecondaryWaiting: m.waited}
 }
