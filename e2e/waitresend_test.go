@@ -44,11 +44,11 @@ func (c losingConn) Send(f []byte) error {
 // writesThroughASlowFsync has a primary write to volume 1 every 100 ms
 // while the secondary's journal fsync of the new primary process's first
 // group waits 2 s (four of the primary's 500 ms resend periods), with
-// losing armed once the fsync waits; it returns the primary's stats once
+// losing armed once the fsync waits if lose; it returns the primary's stats once
 // every write is on the secondary, the first checked there as well, and
 // the resends counted until the fsync returned (those after it may come
 // of a loaded machine's pauses, which the resend timer is there for).
-func writesThroughASlowFsync(t *testing.T, losing *losingDialer) (st struct{ connects, resends, waitResends uint64 }, writes int) {
+func writesThroughASlowFsync(t *testing.T, losing *losingDialer, lose bool) (st struct{ connects, resends, waitResends uint64 }, writes int) {
 	t.Helper()
 	const hang = 2 * time.Second
 	dir := t.TempDir()
@@ -74,7 +74,7 @@ func writesThroughASlowFsync(t *testing.T, losing *losingDialer) (st struct{ con
 	case <-time.After(30 * time.Second):
 		t.Fatal("the secondary never fsynced its journal")
 	}
-	losing.armed.Store(true)
+	losing.armed.Store(lose)
 	began := time.Now()
 	writes = 1
 	for time.Since(began) < hang {
@@ -119,7 +119,11 @@ func writesThroughASlowFsync(t *testing.T, losing *losingDialer) (st struct{ con
 // disk waits, each a duplicate dropped.
 func TestWritesThroughASlowFsyncAreNotSentAgain(t *testing.T) {
 	t.Parallel()
-	st, writes := writesThroughASlowFsync(t, &losingDialer{})
+	losing := &losingDialer{}
+	st, writes := writesThroughASlowFsync(t, losing, false)
+	if losing.lost.Load() {
+		t.Fatal("a record set was lost on a link that loses none")
+	}
 	if st.connects != 1 {
 		t.Errorf("the primary connected %d times, want once", st.connects)
 	}
@@ -135,7 +139,7 @@ func TestWritesThroughASlowFsyncAreNotSentAgain(t *testing.T) {
 func TestARecordSetLostWhileTheDiskWaitsIsSentAgain(t *testing.T) {
 	t.Parallel()
 	losing := &losingDialer{}
-	st, _ := writesThroughASlowFsync(t, losing)
+	st, _ := writesThroughASlowFsync(t, losing, true)
 	if !losing.lost.Load() {
 		t.Fatal("no record set was sent while the fsync waited")
 	}
