@@ -83,8 +83,9 @@ func TestMoverWithoutIndexedAcksDoesNotAskForThem(t *testing.T) {
 	if typ != transport.TypeFeatures {
 		t.Fatalf("first frame after a Welcome that asks: type %d, want Features", typ)
 	}
-	if reads, err := transport.DecodeFeatures(body); err != nil || reads != transport.PrimaryReadsInconsistent {
-		t.Fatalf("Features %#x (err %v), want %#x alone", reads, err, transport.PrimaryReadsInconsistent)
+	want := transport.PrimaryReadsInconsistent | transport.PrimaryReadsWaited
+	if reads, err := transport.DecodeFeatures(body); err != nil || reads != want {
+		t.Fatalf("Features %#x (err %v), want %#x alone", reads, err, want)
 	}
 }
 
