@@ -353,11 +353,14 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
-// runRecoverKillChild runs a child of row c on dir held at step (0:
-// never) and kills it -9 there; it returns the steps the child printed,
-// the held one last, and whether it got to the end.
-func runRecoverKillChild(t *testing.T, exe, dir string, c recoverKillCase, step int, at int64) (steps []string, done bool) {
+// runRecoverKillChild runs a child of row c on a copy of src, in a
+// directory of its own, held at step (0: never) and kills it -9 there; it
+// returns the copy, the steps the child printed, the held one last, and
+// whether it got to the end.
+func runRecoverKillChild(t *testing.T, exe, src string, c recoverKillCase, step int, at int64) (dir string, steps []string, done bool) {
 	t.Helper()
+	dir = filepath.Join(t.TempDir(), fmt.Sprintf("step%d", step))
+	copyTree(t, src, dir)
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), recoverKillEnv+"="+dir, fmt.Sprintf("%s=%d", recoverKillStepEnv, step),
 		fmt.Sprintf("%s=%d", recoverKillAtEnv, at), fmt.Sprintf("%s=%d", recoverKillIntervalEnv, c.interval),
@@ -389,7 +392,38 @@ func runRecoverKillChild(t *testing.T, exe, dir string, c recoverKillCase, step 
 	if !done && (len(steps) == 0 || !strings.HasPrefix(steps[len(steps)-1], "held ")) {
 		t.Fatalf("the child held at step %d neither got there nor to the end: %v: %s\n%s", step, werr, stderr.String(), strings.Join(steps, "\n"))
 	}
-	return steps, done
+	return dir, steps, done
+}
+
+// runRecoverKillWhole runs row c's child to c.at, not held, on a copy of
+// base, and returns the copy and the steps it printed.
+func runRecoverKillWhole(t *testing.T, exe, base string, c recoverKillCase) (string, []string) {
+	t.Helper()
+	dir, steps, done := runRecoverKillChild(t, exe, base, c, 0, c.at)
+	if !done {
+		t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
+	}
+	return dir, steps
+}
+
+// killRecoverAtSteps runs row c's child to c.at on a copy of base killed
+// at each step from first to last, and checks each it killed with check,
+// in a subtest, given the copy (removed after) and the step it was held
+// at.
+func killRecoverAtSteps(t *testing.T, exe, base string, c recoverKillCase, first, last int, check func(t *testing.T, dir, held string)) {
+	t.Helper()
+	for k := first; k <= last; k++ {
+		dir, steps, done := runRecoverKillChild(t, exe, base, c, k, c.at)
+		if done {
+			t.Logf("held at step %d: the child got to the end first", k)
+			continue
+		}
+		held := steps[len(steps)-1]
+		if !t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) { check(t, dir, held) }) {
+			t.Logf("killed at %s", held)
+		}
+		os.RemoveAll(dir)
+	}
 }
 
 // checkAfterKill opens the secondary in dir after a kill, as row c's
@@ -549,34 +583,15 @@ func TestRecoverAtKilledAtEachStep(t *testing.T) {
 			if c.limit != 0 {
 				allowed = []int64{c.want, c.limit, c.gateAt}
 			}
-			whole := filepath.Join(t.TempDir(), "whole")
-			copyTree(t, base, whole)
-			steps, done := runRecoverKillChild(t, exe, whole, c, 0, c.at)
-			if !done {
-				t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
-			}
+			whole, steps := runRecoverKillWhole(t, exe, base, c)
 			total := len(steps) - 1
 			t.Logf("recover --at, run whole, takes %d steps:\n%s", total, strings.Join(steps, "\n"))
 			checkAfterKill(t, whole, c, c.at, c.want, c.want)
 
 			reached := map[time.Duration]int{}
-			for k := 1; k <= total; k++ {
-				dir := filepath.Join(t.TempDir(), fmt.Sprintf("step%d", k))
-				copyTree(t, base, dir)
-				steps, done := runRecoverKillChild(t, exe, dir, c, k, c.at)
-				if done {
-					t.Logf("held at step %d: the child got to the end first", k)
-					continue
-				}
-				held := steps[len(steps)-1]
-				ok := t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) {
-					reached[time.Duration(checkAfterKill(t, dir, c, c.at, c.want, allowed...))]++
-				})
-				if !ok {
-					t.Logf("killed at %s", held)
-				}
-				os.RemoveAll(dir)
-			}
+			killRecoverAtSteps(t, exe, base, c, 1, total, func(t *testing.T, dir, _ string) {
+				reached[time.Duration(checkAfterKill(t, dir, c, c.at, c.want, allowed...))]++
+			})
 			t.Logf("opened after the kills at: %v (time: kills)", reached)
 		})
 	}
@@ -602,9 +617,7 @@ func TestRecoverAtKilledAtEachStepOfTheRunAgain(t *testing.T) {
 	c := recoverKillCases[0]
 	base := recoverKillBase(t, c)
 
-	whole := filepath.Join(t.TempDir(), "whole")
-	copyTree(t, base, whole)
-	steps, _ := runRecoverKillChild(t, exe, whole, c, 0, 3*ms)
+	_, steps, _ := runRecoverKillChild(t, exe, base, c, 0, 3*ms)
 	first := 0
 	for k, s := range steps {
 		if strings.Contains(s, "rename ") && strings.HasSuffix(s, "state.json") {
@@ -616,18 +629,13 @@ func TestRecoverAtKilledAtEachStepOfTheRunAgain(t *testing.T) {
 	}
 	kills := 0
 	for k := first; k < len(steps); k++ {
-		killed := filepath.Join(t.TempDir(), "killed")
-		copyTree(t, base, killed)
-		if _, done := runRecoverKillChild(t, exe, killed, c, k, 3*ms); done {
+		killed, _, done := runRecoverKillChild(t, exe, base, c, k, 3*ms)
+		if done {
 			continue
 		}
-		again := filepath.Join(t.TempDir(), "again")
-		copyTree(t, killed, again)
-		steps2, _ := runRecoverKillChild(t, exe, again, c, 0, ms)
+		again, steps2, _ := runRecoverKillChild(t, exe, killed, c, 0, ms)
 		for m := 1; m < len(steps2); m++ {
-			dir := filepath.Join(t.TempDir(), "dir")
-			copyTree(t, killed, dir)
-			steps3, done := runRecoverKillChild(t, exe, dir, c, m, ms)
+			dir, steps3, done := runRecoverKillChild(t, exe, killed, c, m, ms)
 			if done {
 				continue
 			}

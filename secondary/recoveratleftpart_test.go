@@ -2,7 +2,6 @@ package secondary
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,12 +34,7 @@ func TestARecoverAtKilledUndoingThePartOpensWithHistoryOff(t *testing.T) {
 	}
 	c := recoverKillCases[3] // coupled, to the group before the part
 	base := recoverKillBase(t, c)
-	whole := filepath.Join(t.TempDir(), "whole")
-	copyTree(t, base, whole)
-	steps, done := runRecoverKillChild(t, exe, whole, c, 0, c.at)
-	if !done {
-		t.Fatalf("the child run whole did not finish:\n%s", strings.Join(steps, "\n"))
-	}
+	_, steps := runRecoverKillWhole(t, exe, base, c)
 	// From the fence's identity (the first rename of identity.json) to
 	// the voiding of the part's undo, once the volumes are flushed.
 	var from, to int
@@ -61,37 +55,28 @@ func TestARecoverAtKilledUndoingThePartOpensWithHistoryOff(t *testing.T) {
 		t.Fatalf("no fence's identity and flush of the volumes after it among the steps:\n%s", strings.Join(steps, "\n"))
 	}
 	undone := 0
-	for k := from; k <= to; k++ {
-		dir := filepath.Join(t.TempDir(), fmt.Sprintf("step%d", k))
-		copyTree(t, base, dir)
-		steps, done := runRecoverKillChild(t, exe, dir, c, k, c.at)
-		if done {
-			continue
-		}
-		if strings.Contains(steps[len(steps)-1], "undo write") {
+	killRecoverAtSteps(t, exe, base, c, from, to, func(t *testing.T, dir, held string) {
+		if strings.Contains(held, "undo write") {
 			undone++
 		}
-		t.Run(fmt.Sprintf("step %d", k), func(t *testing.T) {
-			v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v.Close()
-			cfg := recoverKillConfig(dir, c, v, nil)
-			cfg.History = HistoryConfig{Left: cfg.History.Dir}
-			sec, err := Open(cfg)
-			if err != nil {
-				t.Fatalf("open with history off after the kill at %s: %v", steps[len(steps)-1], err)
-			}
-			defer sec.Close()
-			st := sec.Stats()
-			if got, w := c.piecesOf(t, v), c.image(st.Time); !bytes.Equal(got, w) {
-				t.Errorf("open with history off after the kill at %s: status says group %d as of %v, but the pieces of groups 1..%d hold % x, want % x",
-					steps[len(steps)-1], st.Group, time.Duration(st.Time), recoverKillGroups, got, w)
-			}
-		})
-		os.RemoveAll(dir)
-	}
+		v, err := volume.Open(filepath.Join(dir, "vol1.img"), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		cfg := recoverKillConfig(dir, c, v, nil)
+		cfg.History = HistoryConfig{Left: cfg.History.Dir}
+		sec, err := Open(cfg)
+		if err != nil {
+			t.Fatalf("open with history off after the kill at %s: %v", held, err)
+		}
+		defer sec.Close()
+		st := sec.Stats()
+		if got, w := c.piecesOf(t, v), c.image(st.Time); !bytes.Equal(got, w) {
+			t.Errorf("open with history off after the kill at %s: status says group %d as of %v, but the pieces of groups 1..%d hold % x, want % x",
+				held, st.Group, time.Duration(st.Time), recoverKillGroups, got, w)
+		}
+	})
 	// The steps of a run may shift a little between runs (the
 	// checkpointer's own): said, not failed on.
 	t.Logf("%d of the kills at steps %d..%d came in the undo of the part", undone, from, to)
