@@ -295,7 +295,7 @@ type Mover struct {
 	lastRecv   time.Time // any frame from the secondary
 	linkAcked  time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
 	unanswered time.Time // the first frame since lastRecv gone out in full (see frameSent)
-	sendBegan  time.Time // when the frame being sent, or the last, began (see heard)
+	sendBegan  time.Time // when the frame being sent, or the last, began to go, its rate wait over (see heard)
 	resends    uint64
 	reconnect  uint64
 	sentBytes  uint64
@@ -1136,6 +1136,12 @@ func (m *Mover) session(ctx context.Context, conn transport.Conn, linked *bool) 
 	// one that neither takes nor answers anything for the silence time is
 	// given up, as before.
 	conn.SetAnswered(m.heard)
+	if sb, ok := conn.(transport.SendBegins); ok {
+		// HeldSend counts from a frame's first byte on the link, not
+		// from its wait at the link's rate limit, which is no sign of a
+		// hung disk.
+		sb.SetSendBegins(m.sendBegins)
+	}
 	defer func() {
 		m.mu.Lock()
 		if m.conn == conn {
@@ -1300,6 +1306,14 @@ func (m *Mover) emit(conn transport.Conn, encode func(*frameBufs) error) (*frame
 		err = m.stalledSend(err)
 	}
 	return b, n, err
+}
+
+// sendBegins stamps sendBegan anew once a frame's wait at the link's rate
+// limit is over (transport.SendBegins).
+func (m *Mover) sendBegins() {
+	m.mu.Lock()
+	m.sendBegan = time.Now()
+	m.mu.Unlock()
 }
 
 // stalledSend says why a send the secondary took nothing of was given up

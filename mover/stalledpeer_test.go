@@ -91,6 +91,14 @@ func (c watched) SendVec(bufs [][]byte) error {
 	return transport.SendVec(c.Conn, bufs)
 }
 
+// SetSendBegins forwards to the connection watched, a paced one
+// (transport.SendBegins).
+func (c watched) SetSendBegins(began func()) {
+	if sb, ok := c.Conn.(transport.SendBegins); ok {
+		sb.SetSendBegins(began)
+	}
+}
+
 type watchedDialer struct {
 	transport.Dialer
 	r *stalledRig

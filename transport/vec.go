@@ -39,5 +39,6 @@ func (c *limitedConn) SendVec(bufs [][]byte) error {
 	if err := c.lim.Wait(c.ctx, int64(total)); err != nil {
 		return fmt.Errorf("send %d bytes to %s: %w", total, c.Peer(), ErrClosed)
 	}
+	c.sendBegins()
 	return SendVec(c.Conn, bufs)
 }
