@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +81,31 @@ func TestCoupledPromoteOfNoSecondaryFixesNoRecoveryTime(t *testing.T) {
 	}
 	if v, err := store.Read(ctx); err != nil || v.Recovery != 0 {
 		t.Errorf("the group's recovery time after the refusal: %d (%v), want none fixed", v.Recovery, err)
+	}
+}
+
+// A secondary that ran, whose file system is not mounted again yet after
+// the reboot of a disaster (its mount point empty), is refused as paths
+// where none ran are, and the refusal says to check the mount rather than
+// that no secondary ever ran there: told that, an operator takes the
+// config for wrong, or starts a secondary there, which makes empty volumes.
+func TestNoSecondaryRefusalNamesAFileSystemNotMounted(t *testing.T) {
+	cfg := linkConfig(t)
+	firstStart(t, cfg)
+	dir := filepath.Dir(cfg.Secondary.Journal)
+	if err := os.Rename(dir, dir+".unmounted"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := OpenSecondary(cfg, quiet, SecondaryOptions{Offline: true})
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, ErrNoSecondary) || !strings.Contains(err.Error(), "not mounted") || strings.Contains(err.Error(), "ever ran") {
+		t.Errorf("offline open of a secondary whose file system is not mounted: %v, want ErrNoSecondary naming the mount, "+
+			"not saying that no secondary ever ran", err)
 	}
 }

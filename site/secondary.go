@@ -226,8 +226,11 @@ func HeldSecondary(fsys disk.FS, cfg *config.Config) error {
 	}
 	// Not "start duplex secondary there": in a failover, that would make
 	// the very empty volumes the refusal keeps from being served.
-	return fmt.Errorf("secondary: %s %w: neither its state file (%s) nor its journal (%s) is there, so no duplex secondary ever ran "+
-		"with this config's [secondary] paths; nothing was made there: check --config and its [secondary] journal, which names "+
+	// Nor "no secondary ever ran": a secondary's file system not mounted
+	// again after a reboot, the likely case in a disaster, looks the same.
+	return fmt.Errorf("secondary: %s %w: neither its state file (%s) nor its journal (%s) is there, which a secondary's first start makes: "+
+		"no duplex secondary ran with this config's [secondary] paths, or the file system that holds them is not mounted; "+
+		"nothing was made there: check that its file system is mounted, --config and its [secondary] journal, which names "+
 		"the directory the secondary ran in, and that this is the secondary's host", filepath.Dir(cfg.Secondary.Journal), ErrNoSecondary,
 		filepath.Base(StatePath(cfg)), filepath.Base(cfg.Secondary.Journal))
 }

@@ -29,7 +29,7 @@ func runPromote(ctx context.Context, args []string, stdout io.Writer) error {
 		"the promoted site as its secondary, once that site is lost: fails over back, serving this site as the session's primary again "+
 		"(duplex rejoin at the other site then follows it, discarding what it wrote since). "+
 		"Where no duplex secondary ever ran with the config's [secondary] paths (neither state.json nor its journal there: "+
-		"a wrong --config), it exits 1 saying that directory holds no secondary, and makes and serves nothing.")
+		"a wrong --config, or its file system not mounted), it exits 1 saying that directory holds no secondary, and makes and serves nothing.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "promote even though a primary is connected to the running secondary: it is cut off and refused for good")
 	timeout := fs.applyTimeoutFlag()

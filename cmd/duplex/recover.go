@@ -55,7 +55,7 @@ func runRecover(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags(recoverSynopsis, "At the secondary after losing the primary: applies every journaled group "+
 		"(but those of an unfinished resync), prints the consistency time and, per volume, what its copy holds. "+
 		"It takes over the copy a secondary made and never makes one: where no duplex secondary ever ran with the config's [secondary] paths "+
-		"(neither state.json nor its journal there: a wrong --config), it exits 1 saying that directory holds no secondary, and makes nothing there.")
+		"(neither state.json nor its journal there: a wrong --config, or its file system not mounted), it exits 1 saying that directory holds no secondary, and makes nothing there.")
 	path := fs.configFlag("its [secondary] section")
 	force := fs.Bool("force", false, "take the secondary over: recover even though a primary is connected to the running secondary, "+
 		"and fence a stopped one, so that its volumes can be written and the old primary is refused for good; "+
