@@ -429,15 +429,53 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	s.posMu.Lock()
 	partial := s.gated.partial
 	s.posMu.Unlock()
-	if !inPart && partial > cur.Time && t < cur.Time {
-		// Refused before the undo below: it would take the volumes off
-		// the part of the next group they hold for a run that reaches
-		// no point, and one again could no longer reach a point of it.
-		// (An undo an earlier run left part-way is still finished.)
-		if _, ok := s.hist.At(t); !ok {
-			return apply.State{}, windowError(s.hist, t, cur)
+	// outside refuses t, outside the window, before a byte of the part
+	// of the next group the volumes may hold is undone: undone, a run
+	// again could no longer reach a point of it. An undo an earlier run
+	// left part-way, after its state file named cur, is still finished.
+	outside := func() (apply.State, error) {
+		if partial <= cur.Time && s.hist.Beyond(at) {
+			if err := s.undoTo(at); err != nil {
+				return apply.State{}, err
+			}
+		}
+		return apply.State{}, windowError(s.hist, t, cur)
+	}
+	if !inPart && t < cur.Time {
+		var ok bool
+		if p, ok = s.hist.At(t); !ok {
+			return outside()
 		}
 	}
+	// The undo after p is held from Trim before anything is undone, the
+	// part of the next group the volumes may hold included, and before
+	// the state file names p: a checkpoint's release retried on its timer
+	// (retryRelease), which takes no lock of ours, would otherwise trim
+	// the window's old end while it is read, p's undo with it once the
+	// window has moved past p (or the history's files grew past MaxBytes
+	// while the release was owed). Held after the part's undo, a trim
+	// meanwhile refused the run as outside the window with the part
+	// undone: the volumes changed by a run that reached no point, and one
+	// again could no longer reach a point of the part. Held later still,
+	// the state file named p over volumes never taken back to it, or
+	// part-way. One trimmed before the hold is refused here, before
+	// anything is written.
+	var release func()
+	if inPart || t < cur.Time {
+		var err error
+		if release, err = s.hist.Hold(p); err != nil {
+			if errors.Is(err, history.ErrOutside) {
+				return outside()
+			}
+			return apply.State{}, fmt.Errorf("secondary: %w", err)
+		}
+	}
+	named := false
+	defer func() {
+		if !named && release != nil {
+			release()
+		}
+	}()
 	if !inPart && s.hist.Beyond(at) {
 		// The undo of a group (or step) after the applied one is held: an
 		// earlier RecoverTo recorded its point and was stopped before it
@@ -460,39 +498,12 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 			return apply.State{}, err
 		}
 	}
-	if !inPart {
-		if t >= cur.Time {
-			if err := s.renameApplied(cur); err != nil {
-				return apply.State{}, err
-			}
-			return cur, nil
+	if !inPart && t >= cur.Time {
+		if err := s.renameApplied(cur); err != nil {
+			return apply.State{}, err
 		}
-		var ok bool
-		if p, ok = s.hist.At(t); !ok {
-			return apply.State{}, windowError(s.hist, t, cur)
-		}
+		return cur, nil
 	}
-	// The undo after p is held from Trim before the state file names p:
-	// a checkpoint's release retried on its timer (retryRelease), which
-	// takes no lock of ours, would otherwise trim the window's old end
-	// while it is read, p's undo with it once the window has moved past
-	// p (or the history's files grew past MaxBytes while the release was
-	// owed), and leave the state file naming p over volumes never taken
-	// back to it, or part-way. One trimmed between At and the hold is
-	// refused here, before anything is written.
-	release, err := s.hist.Hold(p)
-	if err != nil {
-		if errors.Is(err, history.ErrOutside) {
-			return apply.State{}, windowError(s.hist, t, cur)
-		}
-		return apply.State{}, fmt.Errorf("secondary: %w", err)
-	}
-	named := false
-	defer func() {
-		if !named {
-			release()
-		}
-	}()
 	if s.testRecovering != nil {
 		s.testRecovering(p)
 	}
