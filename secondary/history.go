@@ -494,7 +494,26 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 				return apply.State{}, fmt.Errorf("secondary: recover to a time: %w", err)
 			}
 		}
+		if partial > cur.Time {
+			// From the undo's first write the volumes are off the part,
+			// whatever becomes of it: a run again in this process
+			// finishes taking them to cur first, as a restart does (the
+			// identity says no part), rather than reach a point of the
+			// part over bytes of it undone.
+			s.posMu.Lock()
+			s.gated.partial = 0
+			s.posMu.Unlock()
+		}
 		if err := s.undoTo(at); err != nil {
+			if partial > cur.Time {
+				// Part-way back from the part, the volumes are at no
+				// point: the fence is no longer this run's to undo
+				// (UndoFence). Undone, the primary was taken again
+				// over volumes it holds for the part whole, and the
+				// rest of the group applied over them left the bytes
+				// undone under a group boundary they never held.
+				s.prefence = nil
+			}
 			return apply.State{}, err
 		}
 	}
