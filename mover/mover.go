@@ -2121,8 +2121,19 @@ func (m *Mover) checkSilence() error {
 		return fmt.Errorf("nothing from the secondary for %s with %s: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond), what)
 	}
 	if since := m.awaitedSince(); !since.IsZero() && time.Since(since) > m.cfg.HeldSend {
-		return fmt.Errorf("nothing new acknowledged by the secondary for %s though it answers, with record sets sent awaiting it (its disk may hang): reconnecting",
-			time.Since(since).Round(time.Millisecond))
+		why := "its disk may hang"
+		if m.acked.JournalFree == 1 {
+			// Its own word, in every receipt: a coupled secondary
+			// holding groups past the master time while a member is
+			// silent takes nothing more once its journal's file system
+			// is down to the reserve, until they are applied. Given up
+			// all the same: the session sees the link down and suspends
+			// the pairs after suspend_after, rather than let writes wait
+			// for ever on a full sidefile.
+			why = "it reports no room in its journal: a coupled secondary waits so for the groups it holds for a member that is silent to be applied, or for room on its file system"
+		}
+		return fmt.Errorf("nothing new acknowledged by the secondary for %s though it answers, with record sets sent awaiting it (%s): reconnecting",
+			time.Since(since).Round(time.Millisecond), why)
 	}
 	return nil
 }

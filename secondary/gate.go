@@ -331,16 +331,25 @@ const roomPoll = 50 * time.Millisecond
 // says nothing for its silence time (5 s by default), heartbeats or record
 // sets sent, and redials, while this one is reachable and only behind. The
 // receipt acknowledges nothing new (what arrived in order, as the one sent
-// before a batch is journaled).
+// before a batch is journaled). A primary gives up all the same a link on
+// which nothing new is acknowledged for its HeldSend, a minute by default
+// (awaitRoomLocked).
 const roomAnswer = time.Second
 
 // awaitRoomLocked paces a coupled secondary whose journal's file system is
 // down to the room the journal keeps besides (holdReserve) while groups
 // journaled wait to be applied: it forms no group until applying them
 // lets the journal release them or the file system has room again.
-// Meanwhile it acknowledges nothing, so the primary paces its writes (and
-// suspends its pairs after suspend_after), rather than journal until an
-// append fails for room, which stops the secondary until a restart. It
+// Meanwhile it acknowledges nothing, so the primary paces its writes,
+// rather than journal until an append fails for room, which stops the
+// secondary until a restart. Its receipts (roomAnswer) keep the link up
+// past the primary's silence time and say there is no room in the journal
+// (JournalFree 1); once nothing new was acknowledged for the primary's
+// HeldSend (a minute by default) the primary gives the link up all the
+// same, saying the secondary has no room in its journal, and redials: the
+// session sees the link down and suspends its pairs after suspend_after,
+// so that the application never waits for ever on a full sidefile while
+// a member stays silent. It
 // waits without s.mu and before anything is formed: a primary that links
 // meanwhile is welcomed at once, and this receive then ends. Called with
 // s.mu held.
@@ -353,7 +362,10 @@ func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
 	for s.shortOfRoomLocked() {
 		if !since.IsZero() && time.Since(answered) >= roomAnswer {
 			answered = time.Now()
-			s.receipt(conn)
+			// No room, whatever the file system holds above the
+			// reserve: nothing more is taken until there is, and the
+			// primary says why when it gives the link up.
+			s.receiptOf(conn, 1, 0)
 		}
 		if since.IsZero() {
 			since = time.Now()

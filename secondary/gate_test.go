@@ -53,6 +53,8 @@ type gateRig struct {
 	acked atomic.Uint64
 	// acks counts the Acks on conn, new or not.
 	acks atomic.Int64
+	// free is the JournalFree of the last Ack on conn.
+	free atomic.Uint64
 }
 
 func openGateRig(t *testing.T, dir string, gate Gate) *gateRig {
@@ -107,8 +109,11 @@ func (r *gateRig) countAcks(conn transport.Conn) {
 			}
 			if typ, body, err := transport.Open(f); err == nil && typ == transport.TypeAck {
 				r.acks.Add(1)
-				if p, err := transport.DecodePosition(body); err == nil && p.Group > r.acked.Load() {
-					r.acked.Store(p.Group)
+				if p, err := transport.DecodePosition(body); err == nil {
+					r.free.Store(p.JournalFree)
+					if p.Group > r.acked.Load() {
+						r.acked.Store(p.Group)
+					}
 				}
 			}
 		}
@@ -307,7 +312,11 @@ func TestShutdownWhileTheGateHolds(t *testing.T) {
 // now and then: the primary gives a link up after its silence time with
 // nothing from the secondary, and one waiting for room is reachable and
 // behind, not cut off. Redialled every silence time, the link would be
-// dropped and welcomed again for as long as the room takes to come.
+// dropped and welcomed again for as long as the room takes to come. The
+// primary still gives it up once nothing new was acknowledged for its
+// HeldSend (a minute by default), so that the session sees it down and
+// suspends the pairs after suspend_after: the application never waits for
+// ever on a full sidefile (TestReceiptsWaitingForRoomSayNoRoom).
 func TestAReceiverWaitingForRoomStillAnswers(t *testing.T) {
 	dir := t.TempDir()
 	r := openGateRigConfig(t, dir, newTestGate(0), func(c *Config) {
@@ -327,5 +336,36 @@ func TestAReceiverWaitingForRoomStillAnswers(t *testing.T) {
 	}
 	if got := r.acks.Load() - before; got < 2 {
 		t.Fatalf("%d acknowledgements in %s of waiting for room, want at least 2 (one every %s)", got, 3*roomAnswer, roomAnswer)
+	}
+}
+
+// The receipts of a coupled secondary waiting for journal room say there
+// is none (JournalFree 1, as the primary reads it: no room at all), though
+// its file system holds more than the journal's reserve: short of room for
+// the largest group besides, it takes nothing more. The primary, which
+// gives the link up once nothing new is acknowledged for its HeldSend,
+// says so then, and not that the secondary's disk may hang. Before, they
+// said the bytes above the reserve.
+func TestReceiptsWaitingForRoomSayNoRoom(t *testing.T) {
+	dir := t.TempDir()
+	free := &atomic.Uint64{}
+	free.Store(1 << 40)
+	r := openGateRigConfig(t, dir, newTestGate(0), func(c *Config) {
+		c.JournalFree = func() (uint64, error) { return free.Load(), nil }
+	})
+	defer r.close(t)
+	above := uint64(4096)
+	free.Store(uint64(r.sec.holdReserve()) + above)
+	for seq := uint64(1); seq <= 4; seq++ {
+		r.send(t, seq)
+	}
+	waitGate(t, "a receiver waiting for journal room", func() bool { return !r.sec.Stats().JournalFullSince.IsZero() })
+	before := r.acks.Load()
+	waitGate(t, "two receipts while waiting for room", func() bool { return r.acks.Load() >= before+2 })
+	if r.sec.Stats().JournalFullSince.IsZero() {
+		t.Fatal("the receiver stopped waiting for room: the test proves nothing")
+	}
+	if got := r.free.Load(); got != 1 {
+		t.Fatalf("a receipt while waiting for journal room says %d bytes free in the journal, want 1 (none)", got)
 	}
 }
