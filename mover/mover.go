@@ -1332,8 +1332,8 @@ func (m *Mover) stalledSend(err error) error {
 	case quiet >= m.cfg.Silence:
 		return fmt.Errorf("the secondary sent nothing for %s with a send waiting on it: %w", quiet.Round(time.Millisecond), err)
 	case time.Since(since) >= m.cfg.HeldSend:
-		return fmt.Errorf("the secondary acknowledged nothing new for %s though it answered, with a send waiting on it (its disk may hang): %w",
-			time.Since(since).Round(time.Millisecond), err)
+		return fmt.Errorf("the secondary acknowledged nothing new for %s though it answered, with a send waiting on it (%s): %w",
+			time.Since(since).Round(time.Millisecond), m.heldWhyLocked(), err)
 	}
 	return err
 }
@@ -2121,21 +2121,25 @@ func (m *Mover) checkSilence() error {
 		return fmt.Errorf("nothing from the secondary for %s with %s: reconnecting", time.Since(m.lastRecv).Round(time.Millisecond), what)
 	}
 	if since := m.awaitedSince(); !since.IsZero() && time.Since(since) > m.cfg.HeldSend {
-		why := "its disk may hang"
-		if m.acked.JournalFree == 1 {
-			// Its own word, in every receipt: a coupled secondary
-			// holding groups past the master time while a member is
-			// silent takes nothing more once its journal's file system
-			// is down to the reserve, until they are applied. Given up
-			// all the same: the session sees the link down and suspends
-			// the pairs after suspend_after, rather than let writes wait
-			// for ever on a full sidefile.
-			why = "it reports no room in its journal: a coupled secondary waits so for the groups it holds for a member that is silent to be applied, or for room on its file system"
-		}
 		return fmt.Errorf("nothing new acknowledged by the secondary for %s though it answers, with record sets sent awaiting it (%s): reconnecting",
-			time.Since(since).Round(time.Millisecond), why)
+			time.Since(since).Round(time.Millisecond), m.heldWhyLocked())
 	}
 	return nil
+}
+
+// heldWhyLocked says why a secondary that answers may acknowledge nothing
+// new for HeldSend: its own word where its receipts say there is no room
+// in its journal (JournalFree 1), which a coupled secondary holding
+// groups past the master time while a member is silent says once its
+// journal's file system is down to the reserve, taking nothing more until
+// they are applied. The link is given up all the same: the session sees
+// it down and suspends the pairs after suspend_after, rather than let
+// writes wait for ever on a full sidefile. Called with m.mu held.
+func (m *Mover) heldWhyLocked() string {
+	if m.acked.JournalFree == 1 {
+		return "it reports no room in its journal: a coupled secondary waits so for the groups it holds for a member that is silent to be applied, or for room on its file system"
+	}
+	return "its disk may hang"
 }
 
 // awaitedSince returns since when record sets sent have waited for the
