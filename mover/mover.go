@@ -291,6 +291,7 @@ type Mover struct {
 	// more; waitedAt is when the last Position that said so came.
 	waited     time.Duration
 	waitedAt   time.Time
+	waitBegan  time.Time // the earliest the wait can have begun, by its receipts (see maybeRetransmit)
 	progressAt time.Time // the last acknowledgement that brought something new (see Stats.LastAckedTime)
 	lastRecv   time.Time // any frame from the secondary
 	linkAcked  time.Time // its last Welcome or receipt (see Stats.LinkAckedAt)
@@ -1976,6 +1977,15 @@ func (m *Mover) ackIndexedLocked(p transport.Position, t transport.IndexedTables
 	if p.Waited > 0 || m.waited > 0 {
 		m.waitedAt = time.Now()
 	}
+	if p.Waited > 0 {
+		// A receipt's time on the way puts the beginning it implies
+		// after the true one: the earliest of the wait's is the nearest.
+		// A shorter wait than the last is a new one.
+		began := m.waitedAt.Add(-p.Waited)
+		if m.waited == 0 || p.Waited < m.waited || began.Before(m.waitBegan) {
+			m.waitBegan = began
+		}
+	}
 	m.waited, p.Waited = p.Waited, 0
 	switch {
 	case p.Group > m.acked.Group || p.Time > m.acked.Time:
@@ -2182,8 +2192,13 @@ func (m *Mover) maybeRetransmit() {
 	// Fast path: the secondary holds record sets beyond a gap, so the one at
 	// the gap was lost; resend just that one, once it has had time to arrive.
 	fast := max(4*m.cfg.Interval, 5*time.Millisecond)
+	// A secondary waiting on its disk reads nothing until the wait is
+	// over, and its receipts meanwhile report the same gap: the copy sent
+	// since the wait began waits in the link's buffers, and each sent
+	// every fast period after it would be a duplicate dropped.
 	for _, s := range m.aheadOf {
-		if h := s.at(s.received + 1); h != nil && h.sent && s.ahead > s.received && time.Since(h.sentAt) >= fast {
+		if h := s.at(s.received + 1); h != nil && h.sent && s.ahead > s.received && time.Since(h.sentAt) >= fast &&
+			(m.waited == 0 || h.sentAt.Before(m.waitBegan)) {
 			m.markUnsent(h)
 			again = true
 		}
