@@ -17,7 +17,15 @@ import (
 // its pairs rather than let the application wait for ever on a full
 // sidefile; but the reason given must be the one the secondary said, not
 // a disk that may hang. Before, the last error said "its disk may hang".
+// Its receipts say too that it waits, to a primary that reads it, which
+// holds its resends then, not its HeldSend.
 func TestALinkToASecondaryWaitingForJournalRoomSaysSo(t *testing.T) {
+	for _, waited := range []time.Duration{0, time.Second} {
+		t.Run("waited "+waited.String(), func(t *testing.T) { linkWaitingForJournalRoom(t, waited) })
+	}
+}
+
+func linkWaitingForJournalRoom(t *testing.T, waited time.Duration) {
 	const silence, heldSend = 300 * time.Millisecond, 1500 * time.Millisecond
 	p := startPrimary(t, options{subsystems: []string{"ss1"}, interval: 20 * time.Millisecond, retransmit: 100 * time.Millisecond,
 		silence: silence, heldSend: heldSend})
@@ -26,7 +34,7 @@ func TestALinkToASecondaryWaitingForJournalRoomSaysSo(t *testing.T) {
 	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })
 	go func() {
 		for range l.frames {
-			if l.conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{JournalFree: 1})) != nil {
+			if l.conn.Send(transport.EncodePosition(transport.TypeAck, transport.Position{JournalFree: 1, Waited: waited})) != nil {
 				return
 			}
 		}

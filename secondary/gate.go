@@ -364,8 +364,13 @@ func (s *Secondary) awaitRoomLocked(conn transport.Conn) error {
 			answered = time.Now()
 			// No room, whatever the file system holds above the
 			// reserve: nothing more is taken until there is, and the
-			// primary says why when it gives the link up.
-			s.receiptOf(conn, 1, 0)
+			// primary says why when it gives the link up. A wait, to a
+			// primary that reads it: nothing is read meanwhile, so
+			// what it sent since waits in the link's buffers, and
+			// sent again every resend period of the wait, each copy
+			// would be a duplicate dropped. Its HeldSend, counted
+			// from the last progress, still gives the link up.
+			s.receiptOf(conn, 1, time.Since(since))
 		}
 		if since.IsZero() {
 			since = time.Now()

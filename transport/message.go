@@ -141,7 +141,8 @@ type Position struct {
 	// own start, claims no time for these.
 	Inconsistent []string
 	// Waited, when not zero, says the receipt comes from a secondary
-	// waiting on its disk (a journal write and fsync, the applier), and
+	// waiting on its disk (a journal write and fsync, the applier, or,
+	// coupled, room in its journal's file system), and
 	// how long it has so far: it takes no record set meanwhile, and those
 	// sent since it began wait read ahead or in the link's buffers, not
 	// lost. The primary sends nothing again for want of progress while it
