@@ -33,26 +33,11 @@ func TestTheLastRecordSetLostWhileTheSecondaryWaitsIsSentAgainOnceTheWaitEnds(t 
 	// within passes with none.
 	set := func(within time.Duration) *recordset.RecordSet {
 		t.Helper()
-		select {
-		case f, ok := <-l.frames:
-			if !ok {
-				t.Fatalf("connection closed: %v", <-l.closed)
-			}
-			typ, body, err := transport.Open(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if typ != transport.TypeRecordSet {
-				t.Fatalf("frame of type %d, want a record set", typ)
-			}
-			rs, err := recordset.Decode(body, recordset.DefaultLimits)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return rs
-		case <-time.After(within):
-			return nil
+		rs, closed := l.nextSet(within)
+		if closed {
+			t.Fatalf("connection closed: %v", <-l.closed)
 		}
+		return rs
 	}
 	p.write(t, "ss1", bytes.Repeat([]byte{9}, 4096), 0)
 	p.mover.Cut()
