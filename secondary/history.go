@@ -494,16 +494,11 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 				return apply.State{}, fmt.Errorf("secondary: recover to a time: %w", err)
 			}
 		}
-		if partial > cur.Time {
-			// From the undo's first write the volumes are off the part,
-			// whatever becomes of it: a run again in this process
-			// finishes taking them to cur first, as a restart does (the
-			// identity says no part), rather than reach a point of the
-			// part over bytes of it undone.
-			s.posMu.Lock()
-			s.gated.partial = 0
-			s.posMu.Unlock()
-		}
+		// From the undo's first write the volumes are off the part,
+		// whatever becomes of it (undoTo): a run again in this process
+		// finishes taking them to cur first, as a restart does (the
+		// identity says no part), rather than reach a point of the part
+		// over bytes of it undone.
 		if err := s.undoTo(at); err != nil {
 			if partial > cur.Time {
 				// Part-way back from the part, the volumes are at no
@@ -643,14 +638,21 @@ func (s *Secondary) renameApplied(cur apply.State) error {
 // undoTo writes the volumes back to p from the history's undo, under the
 // volumes' lock so that no view reads them part-way, and then voids the
 // undo after p, which the volumes no longer hold.
+//
+// The volumes are off the part of the next group they held through a
+// coupled Gate's limit from the undo's first write, whether it fails or
+// not: a run again in this process, whatever time it is for (one outside
+// the window included), then finds the undo after the state file's point
+// unfinished, and finishes it before anything else, as a restart does.
+// Left set after a failure, status said the part whole over volumes
+// part-way back from it, and a run refused as outside the window left
+// them so.
 func (s *Secondary) undoTo(p history.Point) error {
 	s.view.Lock()
+	s.posMu.Lock()
+	s.gated.partial = 0
+	s.posMu.Unlock()
 	err := s.hist.Undo(p, s.undoSinks())
-	if err == nil {
-		s.posMu.Lock()
-		s.gated.partial = 0
-		s.posMu.Unlock()
-	}
 	s.view.Unlock()
 	if err != nil {
 		return fmt.Errorf("secondary: recover to group %d: %w", p.Group, err)
