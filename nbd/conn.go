@@ -669,10 +669,14 @@ func (c *conn) exec(r *request) Errno {
 		case n == 0:
 			return 0
 		}
-		// NO_HOLE is passed on implicitly: the Export decides how
-		// zeroes are stored, and must keep them allocated if it
-		// promises writes there cannot fail for lack of space.
-		err = c.exp.WriteZeroes(off, n)
+		if r.flags&CmdFlagNoHole != 0 {
+			// The range must stay allocated: a hole punched
+			// would let a later write there fail for lack of
+			// space.
+			err = c.zeroAllocated(off, n)
+		} else {
+			err = c.exp.WriteZeroes(off, n)
+		}
 
 	default:
 		c.log.Warn("nbd: protocol error: unknown command", "type", r.typ, "flags", r.flags)
@@ -689,6 +693,26 @@ func (c *conn) exec(r *request) Errno {
 		return errnoOf(err)
 	}
 	return 0
+}
+
+// zeroAllocated zeroes [off, off+n) keeping it allocated: through the
+// Export's WriteZeroesAllocated, or by writing zeroes.
+func (c *conn) zeroAllocated(off, n int64) error {
+	if p, ok := c.exp.(Provisioner); ok {
+		return p.WriteZeroesAllocated(off, n)
+	}
+	b := getBuf(int(min(n, 1<<20)))
+	defer putBuf(b)
+	zero := *b
+	clear(zero)
+	for n > 0 {
+		k := min(n, int64(len(zero)))
+		if err := c.exp.WriteAt(zero[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
+	return nil
 }
 
 func (c *conn) ioError(op string, r *request, err error) {

@@ -21,9 +21,11 @@ type Export interface {
 	ReadAt(p []byte, off int64) error
 	// WriteAt writes all of p. p is only valid during the call.
 	WriteAt(p []byte, off int64) error
-	// WriteZeroes makes length bytes at off read back as zeroes. The
-	// export decides whether to punch a hole or allocate (the server
-	// passes NBD_CMD_FLAG_NO_HOLE requests here too).
+	// WriteZeroes makes length bytes at off read back as zeroes, by
+	// punching a hole or allocating, as the export likes. A request with
+	// NBD_CMD_FLAG_NO_HOLE, which must leave the range allocated, goes to
+	// a Provisioner's WriteZeroesAllocated, or is written as zeroes
+	// through WriteAt.
 	WriteZeroes(off, length int64) error
 	// Trim discards length bytes at off; afterwards their contents are
 	// unspecified until rewritten.
@@ -32,6 +34,15 @@ type Export interface {
 	// CAN_MULTI_CONN is honest). It is also how FUA is implemented: the
 	// server calls it after the write and before the reply.
 	Flush() error
+}
+
+// Provisioner is an Export that can zero a range and keep it allocated:
+// the server calls WriteZeroesAllocated for a WRITE_ZEROES with
+// NBD_CMD_FLAG_NO_HOLE, after which the protocol says the range MUST be
+// fully provisioned, so that later writes there cannot fail for lack of
+// space. Without it, the server writes such zeroes through WriteAt.
+type Provisioner interface {
+	WriteZeroesAllocated(off, length int64) error
 }
 
 // Keeper is an Export that keeps the payload of a WRITE instead of copying

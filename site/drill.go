@@ -355,6 +355,12 @@ func (x *drillExport) WriteZeroes(off, length int64) error {
 	return x.write(off, length, func(dst []byte, _ int64) { clear(dst) })
 }
 
+// WriteZeroesAllocated is WriteZeroes: the drill's zeroes are blocks it
+// holds, allocated in its scratch file.
+func (x *drillExport) WriteZeroesAllocated(off, length int64) error {
+	return x.WriteZeroes(off, length)
+}
+
 // Trim reads back as zeros, as a trim at the primary's exports may.
 func (x *drillExport) Trim(off, length int64) error { return x.WriteZeroes(off, length) }
 

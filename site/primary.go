@@ -1865,6 +1865,16 @@ func (x *primaryExport) WriteZeroes(off, length int64) error {
 	defer x.gate.leave()
 	return x.acked(x.ss.WriteZeroes(context.Background(), x.name, off, length))
 }
+
+// WriteZeroesAllocated keeps the range allocated on the primary volume (a
+// client's NO_HOLE); the secondary zeroes it as any zeroes.
+func (x *primaryExport) WriteZeroesAllocated(off, length int64) error {
+	if err := x.gate.enter(); err != nil {
+		return err
+	}
+	defer x.gate.leave()
+	return x.acked(x.ss.WriteZeroesAllocated(context.Background(), x.name, off, length))
+}
 func (x *primaryExport) Trim(off, length int64) error {
 	if err := x.gate.enter(); err != nil {
 		return err

@@ -411,7 +411,7 @@ func (s *Subsystem) WriteNow(vol string, data []byte, off int64) (wait bool, err
 	if len(data) > s.pieceSize() || s.timer.StampWaits() {
 		return true, nil
 	}
-	err = s.update(context.Background(), recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: data}, off, true)
+	err = s.update(context.Background(), recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: data}, off, updateNow)
 	if err == errWouldWait {
 		return true, nil
 	}
@@ -440,17 +440,25 @@ func (s *Subsystem) write(ctx context.Context, vol string, data []byte, off int6
 		buf = buffers.get(len(data))
 		copy(buf, data)
 	}
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off, false)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindWrite, Length: uint64(len(data)), Data: buf}, off, 0)
 }
 
 // WriteZeroes makes a range read back as zeroes, replicated like a write.
 func (s *Subsystem) WriteZeroes(ctx context.Context, vol string, off, length int64) error {
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off, false)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off, 0)
+}
+
+// WriteZeroesAllocated is WriteZeroes that keeps the range allocated on the
+// primary volume (Volume.ZeroAllocated): a client's WRITE_ZEROES with
+// NBD_CMD_FLAG_NO_HOLE, which must leave it fully provisioned. It is
+// replicated as any zeroes.
+func (s *Subsystem) WriteZeroesAllocated(ctx context.Context, vol string, off, length int64) error {
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindZeroes, Length: uint64(length)}, off, updateAllocated)
 }
 
 // Trim discards a range, replicated like a write.
 func (s *Subsystem) Trim(ctx context.Context, vol string, off, length int64) error {
-	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindTrim, Length: uint64(length)}, off, false)
+	return s.update(ctx, recordset.Update{Volume: vol, Kind: recordset.KindTrim, Length: uint64(length)}, off, 0)
 }
 
 // Flush makes every completed write to vol durable on the primary volume.
@@ -467,9 +475,21 @@ func (s *Subsystem) Flush(vol string) error {
 // mover sends its record sets as they come, within an interval).
 const captureSumFill = 0.9
 
-// update captures and performs u at off; now, it captures nothing and
-// returns errWouldWait where it would wait for anything but the volume.
-func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, now bool) error {
+// updateMode says how update performs an update.
+type updateMode uint8
+
+const (
+	// updateNow: capture nothing and return errWouldWait where the
+	// update would wait for anything but the volume.
+	updateNow updateMode = 1 << iota
+	// updateAllocated: zeroes that keep their range allocated on the
+	// volume (ZeroAllocated).
+	updateAllocated
+)
+
+// update captures and performs u at off, as mode says.
+func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, mode updateMode) error {
+	now := mode&updateNow != 0
 	v, ok := s.volumes[u.Volume]
 	if !ok {
 		return fmt.Errorf("subsystem %s: no volume %q", s.id, u.Volume)
@@ -564,7 +584,7 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 		if cur == bm {
 			return errWouldWait
 		}
-		return s.update(ctx, u, off, now)
+		return s.update(ctx, u, off, mode)
 	}
 	u.Timestamp = s.timer.Now()
 	s.gen[u.Volume]++
@@ -631,7 +651,11 @@ func (s *Subsystem) update(ctx context.Context, u recordset.Update, off int64, n
 			s.largeWrites.Add(-1)
 		}
 	case recordset.KindZeroes:
-		err = v.WriteZeroes(off, int64(u.Length))
+		if mode&updateAllocated != 0 {
+			err = v.ZeroAllocated(off, int64(u.Length))
+		} else {
+			err = v.WriteZeroes(off, int64(u.Length))
+		}
 	case recordset.KindTrim:
 		err = v.Trim(off, int64(u.Length))
 	}

@@ -121,6 +121,40 @@ func (v *Volume) zeroDevice(off, length int64) error {
 	return v.writeZeroes(start, end-start)
 }
 
+// zeroDeviceAllocated is zeroDevice without deallocating (ZeroAllocated):
+// BLKZEROOUT asks the kernel not to unmap the range (BLKDEV_ZERO_NOUNMAP),
+// which fallocate(PUNCH_HOLE) may.
+func (v *Volume) zeroDeviceAllocated(off, length int64) error {
+	bs := v.blockSize
+	start := (off + bs - 1) / bs * bs
+	end := (off + length) / bs * bs
+	if start >= end {
+		return v.writeZeroes(off, length)
+	}
+	if start > off {
+		if err := v.writeZeroes(off, start-off); err != nil {
+			return err
+		}
+	}
+	if off+length > end {
+		if err := v.writeZeroes(end, off+length-end); err != nil {
+			return err
+		}
+	}
+	if !v.noZeroout.Load() {
+		r := [2]uint64{uint64(start), uint64(end - start)}
+		err := v.control(func(fd int) error { return ioctlPtr(fd, unix.BLKZEROOUT, unsafe.Pointer(&r)) })
+		if err == nil {
+			return nil
+		}
+		if !unsupported(err) {
+			return fmt.Errorf("volume %s: zero [%d, +%d) (BLKZEROOUT): %w", v.path, start, end-start, err)
+		}
+		v.noZeroout.Store(true)
+	}
+	return v.writeZeroes(start, end-start)
+}
+
 // unsupported reports whether err says the device or kernel cannot do an
 // operation at all, rather than that it failed.
 func unsupported(err error) bool {

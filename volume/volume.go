@@ -49,6 +49,7 @@ var ErrOutOfRange = errors.New("request out of range")
 const (
 	fallocKeepSize  = 0x01
 	fallocPunchHole = 0x02
+	fallocZeroRange = 0x10
 )
 
 // Volume is an open block device or image file of a fixed size. It is safe
@@ -65,6 +66,9 @@ type Volume struct {
 	blockSize int64
 	noPunch   atomic.Bool
 	noZeroout atomic.Bool
+	// noZeroRange is set once the file system refuses
+	// fallocate(ZERO_RANGE) (ZeroAllocated).
+	noZeroRange atomic.Bool
 
 	// direct is a second descriptor opened with O_DIRECT on first use by
 	// ReadThrough; noDirect is set once the file system refuses it.
@@ -791,6 +795,36 @@ func (v *Volume) zero(off, length int64) error {
 		return fmt.Errorf("volume %s: punch hole [%d, +%d): %w", v.path, off, length, err)
 	}
 	// A file system without hole punching still has to read back zeroes.
+	return v.writeZeroes(off, length)
+}
+
+// ZeroAllocated makes a range read back as zeroes and keeps it allocated:
+// a client's WRITE_ZEROES with NBD_CMD_FLAG_NO_HOLE, after which the range
+// must be fully provisioned, so that later writes there cannot fail for
+// lack of space, as a punched hole would let them.
+func (v *Volume) ZeroAllocated(off, length int64) error {
+	if err := v.check(off, length); err != nil {
+		return err
+	}
+	if length == 0 {
+		return nil
+	}
+	if v.device {
+		return v.zeroDeviceAllocated(off, length)
+	}
+	if !v.noZeroRange.Load() {
+		err := v.control(func(fd int) error {
+			return syscall.Fallocate(fd, fallocZeroRange|fallocKeepSize, off, length)
+		})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EOPNOTSUPP) {
+			return fmt.Errorf("volume %s: zero range [%d, +%d): %w", v.path, off, length, err)
+		}
+		// tmpfs, for one: written zeroes are allocated too.
+		v.noZeroRange.Store(true)
+	}
 	return v.writeZeroes(off, length)
 }
 
