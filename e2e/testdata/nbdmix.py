@@ -1,7 +1,7 @@
 """Overlapping writes, zeroes, trims and flushes in flight at once, over libnbd.
 
     nbdmix.py URI... --start OFF --span LEN [--rounds R] [--depth D] [--seed S]
-                     [--final FILE]
+                     [--final FILE] [--disjoint]
 
 One connection per URI (several may name one export, which says it can take
 many). Each round issues D commands, spread over the connections and all in
@@ -13,6 +13,11 @@ another. It prints "acked R" once every command of round R is acknowledged
 and exits non-zero at the first error. With --final, once every round is
 acknowledged it reads [OFF, OFF+LEN) of the first URI's export back, with
 nothing in flight, into FILE: what the client last saw acknowledged there.
+
+With --disjoint, every URI names one export, and the commands of a round
+each keep to a slot of their own (the span cut in D), so that what the span
+holds after each round is known: the script keeps it, reads the span back
+after every round, and exits non-zero at the first byte that differs.
 """
 
 import argparse
@@ -36,6 +41,7 @@ def main():
     p.add_argument("--depth", type=int, default=32)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--final")
+    p.add_argument("--disjoint", action="store_true")
     a = p.parse_args()
     rng = random.Random(a.seed)
 
@@ -47,29 +53,42 @@ def main():
             sys.exit("%s: the export does not advertise FUA, WRITE_ZEROES, TRIM and FLUSH" % uri)
         hs.append(h)
     print("ready", flush=True)
+    model = bytearray(hs[0].pread(a.span, a.start)) if a.disjoint else None
+    slot = a.span // a.depth
 
     for rnd in range(a.rounds):
         pending = []  # (handle, cookie, what, buffer kept alive)
         for cmd in range(a.depth):
             h = hs[cmd % len(hs)]
             kind = rng.random()
-            # Mostly short, now and then long enough to straddle much of
-            # the span; never past it.
-            n = rng.randint(1, 64 << 10) if rng.random() < 0.85 else rng.randint(64 << 10, a.span)
-            off = a.start + rng.randint(0, a.span - n)
+            if a.disjoint:
+                n = rng.randint(1, slot)
+                off = a.start + cmd * slot + rng.randint(0, slot - n)
+            else:
+                # Mostly short, now and then long enough to straddle much
+                # of the span; never past it.
+                n = rng.randint(1, 64 << 10) if rng.random() < 0.85 else rng.randint(64 << 10, a.span)
+                off = a.start + rng.randint(0, a.span - n)
             fua = nbd.CMD_FLAG_FUA if rng.random() < 0.25 else 0
             if kind < 0.55:
                 buf = nbd.Buffer.from_bytearray(pattern(rnd, cmd, n))
                 c = h.aio_pwrite(buf, off, flags=fua)
+                if model is not None:
+                    model[off - a.start:off - a.start + n] = pattern(rnd, cmd, n)
                 what = "write [%d, +%d) flags %d" % (off, n, fua)
             elif kind < 0.75:
                 buf = None
                 flags = fua | (nbd.CMD_FLAG_NO_HOLE if rng.random() < 0.5 else 0)
                 c = h.aio_zero(n, off, flags=flags)
+                if model is not None:
+                    model[off - a.start:off - a.start + n] = bytes(n)
                 what = "zero [%d, +%d) flags %d" % (off, n, flags)
             elif kind < 0.93:
                 buf = None
                 c = h.aio_trim(n, off, flags=fua)
+                if model is not None:
+                    # The primary's trim reads back as zeroes.
+                    model[off - a.start:off - a.start + n] = bytes(n)
                 what = "trim [%d, +%d) flags %d" % (off, n, fua)
             else:
                 buf = None
@@ -84,6 +103,11 @@ def main():
                 except nbd.Error as e:
                     sys.exit("round %d: %s failed: %s" % (rnd, what, e))
                 h.poll(-1)
+        if model is not None:
+            got = hs[0].pread(a.span, a.start)
+            if got != model:
+                i = next(i for i in range(a.span) if got[i] != model[i])
+                sys.exit("round %d: read back at %d: %r, written %r" % (rnd, a.start + i, bytes(got[i:i + 16]), bytes(model[i:i + 16])))
         print("acked", rnd, flush=True)
 
     if a.final:
