@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"duplex/bench/harness"
 	"duplex/config"
 	"duplex/control"
 	"duplex/internal/testenv"
@@ -28,10 +29,21 @@ import (
 // would: duplex primary, duplex promote, duplex secondary, duplex rejoin
 // --yes), a planned switchover (duplex switchover, then duplex rejoin --yes
 // at the site handed over from), at times with a kill -9 of either site in
-// the middle of the rejoin's copy, and, while A is the primary, a failover
-// (A killed -9 for good: duplex recover and duplex promote at B, duplex
-// rejoin --yes at A). So the session switches and fails over and back
-// between kills, suspensions and resyncs. After every step:
+// the middle of the rejoin's copy, a failover either way (the primary
+// killed -9 for good: duplex recover and duplex promote at B, or duplex
+// promote at A, the old primary rejoined to B, which fails over back;
+// duplex rejoin --yes at the lost site), and faults of the link the
+// primary dials, whichever way it runs: cut for up to 3 s, or a bit
+// flipped in a frame or a length prefix, either way. So the session
+// switches and fails over and back between kills, suspensions, resyncs and
+// link faults.
+//
+// Each site has a directory and a config of its own, as two machines
+// would: its files are where no command run at the other site looks. The
+// configs differ in where the link is dialed: A dials B through one
+// in-process proxy, B dials A (once A rejoined it) through another.
+//
+// After every step:
 //
 //   - the dependent-write invariant at the secondary site, read through its
 //     read-only exports (holders first, their dependencies in a second read,
@@ -94,6 +106,11 @@ const (
 	// rolesWait bounds every wait for the session to settle after a step:
 	// long enough for a machine loaded well past its cores.
 	rolesWait = 3 * time.Minute
+	// rolesFlipWait bounds the wait for an armed flip to reach the
+	// stream: the workload keeps it busy both ways, but a flip armed in a
+	// length prefix is lost with a connection closed before its next
+	// frame.
+	rolesFlipWait = 30 * time.Second
 )
 
 var rolesSiteName = [2]string{"A", "B"}
@@ -104,6 +121,10 @@ type rolesRun struct {
 	rng   *rand.Rand
 	s     *procSession
 	names []string
+	cfg   [2]string // each site's config file, in a directory of its own
+	// proxy is each site's way to the other, as the primary: A's to B's
+	// [secondary] listen, B's to A's [primary] listen.
+	proxy [2]*harness.Proxy
 	ctl   [2]string   // each site's control address
 	nbd   [2]string   // each site's NBD address
 	paths [2][]string // each site's volume images
@@ -129,17 +150,59 @@ type rolesLoad struct {
 }
 
 func newRolesRun(t *testing.T, seed uint64) *rolesRun {
-	link := testenv.FreeAddr(t)
+	// A listens at listenA as B's secondary; each site dials the other
+	// through a proxy: A at viaB, B at viaA.
+	listenA, viaA, viaB := testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)
 	s := newSession(t, sessionOpts{name: "e2e-roles", volSize: 4 * config.MiB, token: "e2e-roles-token", edit: func(c *config.Config) {
-		c.Primary.Listen, c.Primary.Journal = link, filepath.Join(c.Dir, "primary", "journal")
+		c.Primary.Listen, c.Primary.Journal = listenA, filepath.Join(c.Dir, "primary", "journal")
 		c.Primary.SidefileLimit = 8 * config.MiB
+		c.Primary.Secondary = viaB
 	}})
 	r := &rolesRun{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x726f6c6573)), s: s, names: s.cfg.VolumeNames(), ops: map[string]int{},
 		ctl: [2]string{s.cfg.Primary.Control, s.cfg.Secondary.Control}, nbd: [2]string{s.cfg.Primary.NBD, s.cfg.Secondary.NBD},
 		again: [2]string{"primary", "secondary"}}
+	// B's config is A's with B's own directory for every file, and B
+	// dialing A through its proxy.
+	dirB := t.TempDir()
+	cb := *s.cfg
+	cb.Primary.Listen = viaA
+	text, err := cb.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = []byte(strings.ReplaceAll(string(text), s.dir+string(filepath.Separator), dirB+string(filepath.Separator)))
+	if err := os.WriteFile(filepath.Join(dirB, "duplex.toml"), text, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfgB, err := config.Load(filepath.Join(dirB, "duplex.toml"))
+	if err != nil {
+		t.Fatalf("B's config does not load: %v\n%s", err, text)
+	}
+	if tok := cfgB.TokenPath(); tok != "" {
+		b, err := os.ReadFile(s.cfg.TokenPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(tok, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.cfg = [2]string{s.path, filepath.Join(dirB, "duplex.toml")}
+	for site, at := range [2]struct{ listen, target string }{{viaB, s.cfg.Secondary.Listen}, {viaA, listenA}} {
+		p, err := harness.NewProxy(at.listen, at.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		r.proxy[site] = p
+	}
 	for _, n := range r.names {
-		p, q := s.volumePaths(n)
-		r.paths[rolesA], r.paths[rolesB] = append(r.paths[rolesA], p), append(r.paths[rolesB], q)
+		pv, _, _ := s.cfg.PrimaryVolume(n)
+		sv, _ := cfgB.SecondaryVolume(n)
+		if !strings.HasPrefix(sv.Path, dirB) {
+			t.Fatalf("B's copy of %s at %s, outside B's directory %s", n, sv.Path, dirB)
+		}
+		r.paths[rolesA], r.paths[rolesB] = append(r.paths[rolesA], pv.Path), append(r.paths[rolesB], sv.Path)
 	}
 	r.start(rolesB, "secondary")
 	r.start(rolesA, "primary")
@@ -195,7 +258,11 @@ func (r *rolesRun) start(site int, role string) {
 	if role == "rejoin" {
 		flags = []string{"--yes"}
 	}
-	d := startDaemon(r.t, role, r.s.path, filepath.Join(r.s.dir, fmt.Sprintf("site-%s.log", rolesSiteName[site])), flags...)
+	d := startDaemon(r.t, role, r.cfg[site], filepath.Join(r.s.dir, fmt.Sprintf("site-%s.log", rolesSiteName[site])), flags...)
+	if role == "promote" && site == rolesA {
+		// A promoted fails over back: it starts as the session's primary.
+		d.role = "primary"
+	}
 	d.waitStarted()
 	d.waitReady(r.ctl[site])
 	r.d[site] = d
@@ -299,13 +366,9 @@ func (r *rolesRun) randomStep() {
 		{2, "kill-primary", r.killPrimary},
 		{2, "kill-secondary", r.killSecondary},
 		{3, "switchover", r.switchover},
-	}
-	if r.prim == rolesA {
-		// Both sites share this machine's file system, so duplex promote
-		// finds B's records wherever it runs, and takes B's part: a
-		// failover from B back to A cannot be run here (the switchover
-		// back can).
-		cs = append(cs, choice{2, "failover", r.failover})
+		{2, "failover", r.failover},
+		{2, "link-cut", r.cutLink},
+		{2, "corrupt", r.corruptFrame},
 	}
 	total := 0
 	for _, c := range cs {
@@ -325,12 +388,12 @@ func (r *rolesRun) randomStep() {
 
 func (r *rolesRun) suspendResume() {
 	r.t.Helper()
-	if code, out, errOut := runDuplex(r.t, "pair", "suspend", "--all", "--config", r.s.path); code != 0 {
+	if code, out, errOut := runDuplex(r.t, "pair", "suspend", "--all", "--config", r.cfg[r.prim]); code != 0 {
 		r.fail("pair suspend --all: exit %d\n%s%s", code, out, errOut)
 	}
 	time.Sleep(time.Duration(300+r.rng.IntN(1200)) * time.Millisecond)
 	r.checkSecondary()
-	if code, out, errOut := runDuplex(r.t, "pair", "resume", "--all", "--config", r.s.path); code != 0 {
+	if code, out, errOut := runDuplex(r.t, "pair", "resume", "--all", "--config", r.cfg[r.prim]); code != 0 {
 		r.fail("pair resume --all: exit %d\n%s%s", code, out, errOut)
 	}
 	// Checked in the middle of the resync at times.
@@ -361,7 +424,7 @@ func (r *rolesRun) killSecondary() {
 	if s == rolesB && r.again[s] == "secondary" {
 		// The config's secondary, run as such: recovered offline as an
 		// operator would after losing the site, and checked.
-		code, out, errOut := runDuplex(r.t, "recover", "--config", r.s.path)
+		code, out, errOut := runDuplex(r.t, "recover", "--config", r.cfg[s])
 		if code != 0 {
 			r.fail("duplex recover after kill -9 of the secondary: exit %d\n%s%s", code, out, errOut)
 		}
@@ -388,7 +451,7 @@ func (r *rolesRun) killSecondary() {
 func (r *rolesRun) switchover() {
 	r.t.Helper()
 	from, to := r.prim, r.sec()
-	code, _, errOut := runDuplex(r.t, "switchover", "--config", r.s.path, "--timeout", "50s")
+	code, _, errOut := runDuplex(r.t, "switchover", "--config", r.cfg[from], "--timeout", "50s")
 	if code != 0 {
 		// Refused or failed: the writes resume where they were.
 		r.logStep(fmt.Sprintf("    switchover refused (exit %d): %s", code, lastLines(errOut, 2)))
@@ -418,7 +481,7 @@ func (r *rolesRun) switchover() {
 	if c := r.d[from].stop(); c != 0 {
 		r.fail("the site handed over from (%s, duplex %s) exited %d on SIGTERM, want 0:\n%s", rolesSiteName[from], r.d[from].role, c, logTail(r.d[from].log(), 3000))
 	}
-	if code, out, errOut := runDuplex(r.t, "rejoin", "--config", r.s.path); code != 0 {
+	if code, out, errOut := runDuplex(r.t, "rejoin", "--config", r.cfg[from]); code != 0 {
 		r.fail("duplex rejoin (the report) at %s: exit %d\n%s%s", rolesSiteName[from], code, out, errOut)
 	}
 	r.start(from, "rejoin")
@@ -448,32 +511,103 @@ func (r *rolesRun) switchover() {
 	r.waitDuplex("a switchover and rejoin")
 }
 
-// failover loses the primary site, A (kill -9), and fails over to B as the
-// runbook says: stop it, duplex recover (checked), duplex promote; A comes
-// back with duplex rejoin --yes, which discards what it took that B never
-// had.
+// failover loses the primary site (kill -9) and fails over to the other
+// as the runbook says: it is stopped, then at B duplex recover (checked)
+// and duplex promote, at A, the old primary rejoined to B, duplex promote,
+// which applies its journal as recover does and fails over back. The lost
+// site comes back with duplex rejoin --yes, which discards what it took
+// that the other never had. Nothing journaled is lost: the promoted site
+// holds at least the group it reported applied before the loss.
 func (r *rolesRun) failover() {
 	r.t.Helper()
 	from, to := r.prim, r.sec()
+	before, _ := r.status(to)
 	r.d[from].kill()
 	r.stopLoad(true)
 	if c := r.d[to].stop(); c != 0 {
 		r.fail("the secondary %s (duplex %s) exited %d on SIGTERM, want 0:\n%s", rolesSiteName[to], r.d[to].role, c, logTail(r.d[to].log(), 3000))
 	}
-	code, out, errOut := runDuplex(r.t, "recover", "--config", r.s.path)
-	if code != 0 {
-		r.fail("duplex recover at B after the loss of A: exit %d\n%s%s", code, out, errOut)
+	var recovered string
+	if to == rolesB {
+		code, out, errOut := runDuplex(r.t, "recover", "--config", r.cfg[to])
+		if code != 0 {
+			r.fail("duplex recover at B after the loss of A: exit %d\n%s%s", code, out, errOut)
+		}
+		recovered = out
+		r.checkImages(to, "at B after duplex recover")
+		r.start(to, "promote")
+	} else {
+		// Promote prints what it recovered to its log, before it serves.
+		mark := len(r.d[to].log())
+		r.start(to, "promote")
+		recovered = r.d[to].log()[mark:]
+		// From now on A is the session's primary in its own direction.
+		r.again[to] = "primary"
 	}
-	r.checkImages(to, "at B after duplex recover")
-	r.start(to, "promote")
+	if before.Group != nil && *before.Group > 0 {
+		m := rolesRecoverRE.FindStringSubmatch(recovered)
+		if m == nil {
+			r.fail("the failover to %s says no group it recovered at (it reported group %d before):\n%s", rolesSiteName[to], *before.Group, recovered)
+		}
+		if g, _ := strconv.ParseUint(m[2], 10, 64); g < *before.Group {
+			r.fail("journaled group lost: %s reported group %d before the loss of %s; the failover came back at group %d\n%s",
+				rolesSiteName[to], *before.Group, rolesSiteName[from], g, recovered)
+		}
+		r.logStep(fmt.Sprintf("    %s recovered at group %s (reported %d before)", rolesSiteName[to], m[2], *before.Group))
+	}
 	r.prim = to
 	r.checkImages(to, fmt.Sprintf("at %s promoted", rolesSiteName[to]))
-	if code, out, errOut := runDuplex(r.t, "rejoin", "--config", r.s.path); code != 0 {
+	if code, out, errOut := runDuplex(r.t, "rejoin", "--config", r.cfg[from]); code != 0 {
 		r.fail("duplex rejoin (the report) at %s: exit %d\n%s%s", rolesSiteName[from], code, out, errOut)
 	}
 	r.start(from, "rejoin")
 	r.startLoad()
 	r.waitDuplex("a failover and rejoin")
+}
+
+// cutLink cuts the link the primary dials, at its proxy, for 0.3 to 3 s
+// while the writes go on (the secondary checked in the middle), then lets
+// it through again.
+func (r *rolesRun) cutLink() {
+	r.t.Helper()
+	p := r.proxy[r.prim]
+	d := time.Duration(300+r.rng.IntN(2700)) * time.Millisecond
+	r.logStep(fmt.Sprintf("    %s->%s cut for %s", rolesSiteName[r.prim], rolesSiteName[r.sec()], d))
+	p.Cut()
+	time.Sleep(d / 2)
+	r.checkSecondary()
+	time.Sleep(d / 2)
+	p.Restore()
+	r.waitDuplex("a link cut")
+}
+
+// corruptFrame flips a bit in the link the primary dials, either way: in a
+// frame's bytes (its CRC catches it) or in a length prefix (the receiver
+// loses the frame boundaries). The link breaks and is made again.
+func (r *rolesRun) corruptFrame() {
+	r.t.Helper()
+	p := r.proxy[r.prim]
+	dir := r.rng.IntN(2)
+	length := r.rng.IntN(2) == 0
+	way := [2]string{rolesSiteName[r.prim] + "->" + rolesSiteName[r.sec()], rolesSiteName[r.sec()] + "->" + rolesSiteName[r.prim]}[dir]
+	before := p.Flipped.Load()
+	what := "a frame's byte"
+	if length {
+		what = "a length prefix"
+		p.CorruptLength(dir)
+	} else {
+		p.Corrupt(dir, 1)
+	}
+	deadline := time.Now().Add(rolesFlipWait)
+	for p.Flipped.Load() == before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p.Flipped.Load() == before {
+		r.logStep(fmt.Sprintf("    %s: a bit of %s armed, not flipped within %s", way, what, rolesFlipWait))
+	} else {
+		r.logStep(fmt.Sprintf("    %s: a bit of %s flipped", way, what))
+	}
+	r.waitDuplex("a corrupt frame")
 }
 
 // checkSecondary checks the running secondary site through its read-only
