@@ -9,6 +9,7 @@ import (
 
 	"duplex/apply"
 	"duplex/consistency"
+	"duplex/history"
 	"duplex/journal"
 	"duplex/recordset"
 	"duplex/transport"
@@ -531,6 +532,38 @@ func (s *Secondary) applyPrefix(g *consistency.Group, limit int64, vols map[stri
 	select {
 	case s.ckReq <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// undoPastLimit takes the volumes back to group through, the last the
+// replay applies whole, where they may hold writes of a later group past
+// the Gate's limit: the undo of group beyond, the first journaled past
+// it, or of a later one is held, captured before its first part was
+// applied through an earlier limit, which may have been above this one.
+// Left there, the volumes held writes stamped after the time reported,
+// the limit's (a plain recover said them consistent as of a time whose
+// data they were past, and a coupled group's other members may hold none
+// of what this one holds past it), or, if a kill stopped that part's
+// apply part-way, some of its writes and not others. Undone, the replay
+// applies the part through this limit over volumes at group through, and
+// they hold exactly what is reported. The undo is kept (not voided): its
+// before images are what the volumes hold again, so the rest of the group
+// captures nothing more. A Gate keeps its limit across restarts (a
+// coupled group's mark), so the part is usually applied again as it was.
+// Undo is idempotent: a kill part-way leaves it to the next open.
+func (s *Secondary) undoPastLimit(through, beyond uint64, limit int64) error {
+	if s.hist == nil || s.hist.Last() < beyond {
+		// No part of beyond was applied with history kept. Without
+		// history the Gate's kept limit is all there is: the part
+		// applied before is applied again through it.
+		return nil
+	}
+	s.log.Info("coupled: the volumes may hold part of a group applied through an earlier master time: taking them back to the group before it, "+
+		"then applying it through the master time", "group", beyond, "master_time", time.Unix(0, limit).UTC())
+	if err := s.hist.Undo(history.Whole(through), s.undoSinks()); err != nil {
+		return fmt.Errorf("taking the volumes back to group %d from the part of group %d applied through an earlier master time: %w",
+			through, beyond, err)
 	}
 	return nil
 }

@@ -872,6 +872,11 @@ func (s *Secondary) replay() error {
 			through = replay[n-1].number()
 		}
 	}
+	if beyond != nil {
+		if err := s.undoPastLimit(through, beyond.Number, limit); err != nil {
+			return fmt.Errorf("secondary: replay: %w", err)
+		}
+	}
 	replayed := through - s.durable.Group
 	if replayed > 0 {
 		if err := s.applyJournaled(replay); err != nil {
