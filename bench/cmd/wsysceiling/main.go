@@ -37,15 +37,18 @@
 //     nbdkit's writes are: the least a replicator can do in the run.
 //
 // Every run starts nbdkit afresh on a prefilled 1 GiB image and, as the
-// write section of bench/cmd/perf does, first syncs the image and drops it
-// from the page cache (and the receiver's volume); fio runs the write
-// section's job (nbd engine, randwrite 4k, QD16, 20 s after 2 s of ramp,
+// write section of bench/cmd/perf does, first syncs the directory's file
+// system, then syncs the image and drops it from the page cache (and the
+// receiver's volume), with -cache cached then reads both back whole in
+// single pages (perf's -write-cache cached); fio runs the write section's
+// job (nbd engine, randwrite 4k, QD16, 20 s after 2 s of ramp,
 // --norandommap --randrepeat=0). Nothing is pinned. The run prints one
 // line and appends it as JSON to DIR/runs.jsonl: fio's IOPS; the CPU
 // seconds per write (over fio's writes, ramp included, as perf counts
 // them) of nbdkit, the sender and the receiver (utime + stime, from
 // /proc/PID/stat and the exited processes' rusage); the whole machine's
-// busy, idle and iowait time per write (/proc/stat); and the writes the
+// busy, idle and iowait time per write (/proc/stat); the disks' write
+// requests per write and busy share (/proc/diskstats); and the writes the
 // sender sent against fio's (ramp included: the two should agree within a
 // batch or two).
 package main
@@ -112,6 +115,7 @@ func main() {
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
 	floor := flag.String("floor", "", "serve the image by this nbdfloor binary (Duplex's NBD server, nothing behind it) instead of nbdkit")
+	cache := flag.String("cache", "dropped", "the image's and the volume's state at the run's start: dropped (synced and dropped from the page cache) or cached (then read whole in single pages, as perf's -write-cache cached)")
 	flag.Parse()
 	if *mode == "wrap" {
 		if err := wrap(flag.Args()); err != nil {
@@ -120,29 +124,38 @@ func main() {
 		}
 		return
 	}
-	if err := run(*dir, *mode, *label, *floor, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+	if *cache != "dropped" && *cache != "cached" {
+		fmt.Fprintf(os.Stderr, "wsysceiling: -cache %q: dropped or cached\n", *cache)
+		os.Exit(2)
+	}
+	if err := run(*dir, *mode, *label, *floor, *cache, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
 	}
 }
 
 type result struct {
-	Server                        string
-	Label, Mode, Load             string
-	Start                         time.Time
-	IOPS, Writes, Sent            float64
-	NbdkitUS, SenderUS, RecvUS    float64 // CPU µs per write
-	FioUS, OtherUS                float64 // fio's; the machine's busy time besides these four
-	Others                        string  // the other processes that used most of it
-	BusyUS, IdleUS, IowaitUS      float64 // whole machine, µs per write
-	SoftirqUS, StealUS            float64 // irq and softirq (part of busy); steal (not)
-	IdlePct, IowaitPct, WallS     float64
-	Checkpoint, Interval          string
+	Server                      string
+	Label, Mode, Load           string
+	Start                       time.Time
+	IOPS, Writes, Sent          float64
+	NbdkitUS, SenderUS, RecvUS  float64 // CPU µs per write
+	FioUS, OtherUS              float64 // fio's; the machine's busy time besides these four
+	Others                      string  // the other processes that used most of it
+	BusyUS, IdleUS, IowaitUS    float64 // whole machine, µs per write
+	SoftirqUS, StealUS          float64 // irq and softirq (part of busy); steal (not)
+	IdlePct, IowaitPct, WallS   float64
+	Checkpoint, Interval, Cache string
+	// DiskWrites is the write requests the disks completed per write,
+	// DiskBusy the share of the run some disk had requests in flight
+	// (/proc/diskstats, whole disks): a checkpointing receiver's
+	// writeback, which nbdkit's run leaves to after it.
+	DiskWrites, DiskBusy          float64
 	JournalMiB, ReceiverGroups    float64
 	SenderExit, ReceiverExitError string
 }
 
-func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+func run(dir, mode, label, floor, cache string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
 	// perWrite is the bytes the server passes to write(2) and pwrite(2)
 	// for each write it serves: nbdkit replies by send(2), Duplex's NBD
 	// server by write(2) or writev(2), 16 bytes a reply.
@@ -165,9 +178,24 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 			return err
 		}
 	}
+	// Nothing an earlier run (or another program) left dirty is written
+	// back during this one, as in perf's write section.
+	if err := harness.SyncFS(dir); err != nil {
+		return err
+	}
 	for _, f := range []string{image, volume} {
 		if err := harness.DropCache(f); err != nil {
 			return err
+		}
+		// Cached: the writes land in pages the cache holds, as in perf's
+		// write section with -write-cache cached (a dropped page's first
+		// touch is the host's fault to serve on this machine), read
+		// without readahead so that the pages are single ones, as a
+		// volume written 4 KiB at a time holds them.
+		if cache == "cached" {
+			if err := warmPages(f); err != nil {
+				return err
+			}
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -242,7 +270,7 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 			return err
 		}
 	}
-	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String()}
+	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
@@ -253,12 +281,12 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 	if err != nil {
 		return err
 	}
-	m0, t0 := readStat(), time.Now()
+	d0, m0, t0 := readDisks(), readStat(), time.Now()
 	fio := exec.Command("fio", args...)
 	if b, err := fio.CombinedOutput(); err != nil {
 		return fmt.Errorf("fio: %v\n%s", err, b)
 	}
-	m1, t1 := readStat(), time.Now()
+	m1, t1, d1 := readStat(), time.Now(), readDisks()
 	all1 := allCPU()
 	w1, err := wchar(nbdkit.Process.Pid)
 	if err != nil {
@@ -279,6 +307,7 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 	per := func(d time.Duration) float64 { return d.Seconds() / res.Writes * 1e6 }
 	res.NbdkitUS = per(cpuNbd - cpu0[0])
 	res.WallS = t1.Sub(t0).Seconds()
+	res.DiskWrites, res.DiskBusy = (d1.writes-d0.writes)/res.Writes, (d1.busy-d0.busy)/res.WallS
 	res.FioUS = per(rusage(fio))
 	res.Others = topOthers(all0, all1, res.Writes, append([]int{fio.Process.Pid}, pids...), nil)
 	res.BusyUS, res.IdleUS, res.IowaitUS = (m1.busy-m0.busy)/res.Writes*1e6, (m1.idle-m0.idle)/res.Writes*1e6, (m1.iowait-m0.iowait)/res.Writes*1e6
@@ -299,8 +328,9 @@ func run(dir, mode, label, floor string, size int64, runtime, ramp, interval, ch
 		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
 	}
 	res.OtherUS = res.BusyUS - res.FioUS - res.NbdkitUS - res.SenderUS - res.RecvUS
-	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f (irq+softirq %.2f) idle %.2f iowait %.2f steal %.2f µs a write (idle %.1f %%, iowait %.1f %%); others: %s\n",
-		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.SoftirqUS, res.IdleUS, res.IowaitUS, res.StealUS, res.IdlePct, res.IowaitPct, res.Others)
+	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f (irq+softirq %.2f) idle %.2f iowait %.2f steal %.2f µs a write (idle %.1f %%, iowait %.1f %%); disk writes %.2f a write, disk busy %.0f %%; cache %s; others: %s\n",
+		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.SoftirqUS, res.IdleUS, res.IowaitUS, res.StealUS, res.IdlePct, res.IowaitPct,
+		res.DiskWrites, 100*res.DiskBusy, cache, res.Others)
 	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return err
@@ -322,6 +352,60 @@ func prefill(path string, size int64) error {
 		return fmt.Errorf("prefill %s: %v\n%s", path, err, b)
 	}
 	return nil
+}
+
+// warmPages reads the whole file into the page cache with readahead off,
+// which reads what is asked for into single pages (readahead's own reads
+// make large folios, into which a 4 KiB write costs many times more).
+func warmPages(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const fadvRandom = 1
+	if _, _, e := syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvRandom, 0, 0); e != 0 {
+		return fmt.Errorf("fadvise %s: %w", path, e)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); ; off += int64(len(buf)) {
+		n, err := f.ReadAt(buf, off)
+		if err == io.EOF || n == 0 {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+}
+
+// disks is the write requests the whole disks have completed so far, and
+// the seconds some disk had requests in flight (summed over disks).
+type disks struct{ writes, busy float64 }
+
+// readDisks reads /proc/diskstats' whole disks (not partitions, loop, RAM,
+// device-mapper or NBD devices, whose requests land on a disk beneath
+// them or on none), as perf's write section counts them.
+func readDisks() disks {
+	var d disks
+	b, err := os.ReadFile("/proc/diskstats")
+	if err != nil {
+		return d
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 13 || slices.ContainsFunc([]string{"loop", "ram", "zram", "dm-", "md", "nbd"}, func(p string) bool { return strings.HasPrefix(f[2], p) }) {
+			continue
+		}
+		if _, err := os.Stat("/sys/block/" + f[2]); err != nil {
+			continue
+		}
+		w, _ := strconv.ParseFloat(f[7], 64)
+		t, _ := strconv.ParseFloat(f[12], 64)
+		d.writes += w
+		d.busy += t / 1e3
+	}
+	return d
 }
 
 func freePort() (string, error) {
