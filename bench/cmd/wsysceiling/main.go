@@ -73,6 +73,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -150,8 +151,14 @@ type result struct {
 	// DiskBusy the share of the run some disk had requests in flight
 	// (/proc/diskstats, whole disks): a checkpointing receiver's
 	// writeback, which nbdkit's run leaves to after it.
-	DiskWrites, DiskBusy          float64
-	JournalMiB, ReceiverGroups    float64
+	DiskWrites, DiskBusy       float64
+	JournalMiB, ReceiverGroups float64
+	// Behind is the most writes the sender had sent that the receiver had
+	// not yet journaled, seen at a batch's sending; DrainS the seconds from
+	// fio's end until the receiver had applied every write. A receiver
+	// that falls behind does part of the run's work after it, which the
+	// run's IOPS do not pay for: a replicator must then pace the writes.
+	Behind, DrainS                float64
 	SenderExit, ReceiverExitError string
 }
 
@@ -320,16 +327,17 @@ func run(dir, mode, label, floor, cache string, size int64, runtime, ramp, inter
 		send.Process.Signal(syscall.SIGTERM)
 		send.Wait()
 		recv.Wait()
+		res.DrainS = time.Since(t1).Seconds()
 		res.SenderUS = per(rusage(send) - cpu0[1])
 		res.RecvUS = per(rusage(recv) - cpu0[2])
 		res.SenderExit = strings.TrimSpace(sendOut.String())
 		res.ReceiverExitError = strings.TrimSpace(recvOut.String())
-		fmt.Sscanf(res.SenderExit, "sent %g", &res.Sent)
+		fmt.Sscanf(res.SenderExit, "sent %g behind %g", &res.Sent, &res.Behind)
 		fmt.Sscanf(res.ReceiverExitError, "groups %g journal_mib %g", &res.ReceiverGroups, &res.JournalMiB)
 	}
 	res.OtherUS = res.BusyUS - res.FioUS - res.NbdkitUS - res.SenderUS - res.RecvUS
-	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f; µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f (irq+softirq %.2f) idle %.2f iowait %.2f steal %.2f µs a write (idle %.1f %%, iowait %.1f %%); disk writes %.2f a write, disk busy %.0f %%; cache %s; others: %s\n",
-		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.SoftirqUS, res.IdleUS, res.IowaitUS, res.StealUS, res.IdlePct, res.IowaitPct,
+	fmt.Printf("%s %s %s load %s: IOPS %.0f, writes %.0f sent %.0f (receiver behind at most %.0f, drained %.2f s after fio); µs CPU a write: fio %.2f nbdkit %.2f sender %.2f receiver %.2f other %.2f; machine busy %.2f (irq+softirq %.2f) idle %.2f iowait %.2f steal %.2f µs a write (idle %.1f %%, iowait %.1f %%); disk writes %.2f a write, disk busy %.0f %%; cache %s; others: %s\n",
+		server, mode, label, res.Load, res.IOPS, res.Writes, res.Sent, res.Behind, res.DrainS, res.FioUS, res.NbdkitUS, res.SenderUS, res.RecvUS, res.OtherUS, res.BusyUS, res.SoftirqUS, res.IdleUS, res.IowaitUS, res.StealUS, res.IdlePct, res.IowaitPct,
 		res.DiskWrites, 100*res.DiskBusy, cache, res.Others)
 	f, err := os.OpenFile(filepath.Join(dir, "runs.jsonl"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -597,6 +605,10 @@ func sender(args []string) error {
 	}
 	defer conn.Close()
 	acks := make(chan error, 1)
+	// acked is the last batch the receiver journaled; upTo[i] the writes
+	// sent up to batch i+1.
+	var acked atomic.Uint64
+	var upTo []int64
 	go func() {
 		var b [8]byte
 		for {
@@ -604,6 +616,7 @@ func sender(args []string) error {
 				acks <- err
 				return
 			}
+			acked.Store(binary.LittleEndian.Uint64(b[:]))
 		}
 	}()
 	stop := make(chan os.Signal, 1)
@@ -613,7 +626,7 @@ func sender(args []string) error {
 		return err
 	}
 	var seq uint64
-	var sent int64
+	var sent, behind int64
 	next := 0 // the ring's next block
 	blocks := size / block
 	var hdrs []byte
@@ -646,6 +659,12 @@ func sender(args []string) error {
 			next = (next + 1) % len(sums)
 		}
 		sent += int64(n)
+		upTo = append(upTo, sent)
+		if a := acked.Load(); a > 0 {
+			behind = max(behind, sent-upTo[a-1])
+		} else {
+			behind = max(behind, sent)
+		}
 		_, err = bufs.WriteTo(conn)
 		return err
 	}
@@ -667,7 +686,7 @@ func sender(args []string) error {
 			if err := <-acks; err != io.EOF {
 				return err
 			}
-			fmt.Printf("sent %d\n", sent)
+			fmt.Printf("sent %d behind %d\n", sent, behind)
 			return nil
 		case err := <-acks:
 			return fmt.Errorf("link: %w", err)
