@@ -115,6 +115,7 @@ func main() {
 	interval := flag.Duration("interval", 20*time.Millisecond, "the sender's batch interval")
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
+	rate := flag.Int("rate", 0, "fio's writes a second at most (--rate_iops; 0: as fast as it can): a receiver that keeps up at a rate shows that rate sustainable")
 	floor := flag.String("floor", "", "serve the image by this nbdfloor binary (Duplex's NBD server, nothing behind it) instead of nbdkit")
 	cache := flag.String("cache", "dropped", "the image's and the volume's state at the run's start: dropped (synced and dropped from the page cache) or cached (then read whole in single pages, as perf's -write-cache cached)")
 	flag.Parse()
@@ -129,7 +130,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "wsysceiling: -cache %q: dropped or cached\n", *cache)
 		os.Exit(2)
 	}
-	if err := run(*dir, *mode, *label, *floor, *cache, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+	if err := run(*dir, *mode, *label, *floor, *cache, *rate, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
 	}
@@ -159,10 +160,11 @@ type result struct {
 	// that falls behind does part of the run's work after it, which the
 	// run's IOPS do not pay for: a replicator must then pace the writes.
 	Behind, DrainS                float64
+	Rate                          int // fio's --rate_iops, 0 for none
 	SenderExit, ReceiverExitError string
 }
 
-func run(dir, mode, label, floor, cache string, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+func run(dir, mode, label, floor, cache string, rate int, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
 	// perWrite is the bytes the server passes to write(2) and pwrite(2)
 	// for each write it serves: nbdkit replies by send(2), Duplex's NBD
 	// server by write(2) or writev(2), 16 bytes a reply.
@@ -277,12 +279,15 @@ func run(dir, mode, label, floor, cache string, size int64, runtime, ramp, inter
 			return err
 		}
 	}
-	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache}
+	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache, Rate: rate}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
 		"--iodepth=16", fmt.Sprintf("--size=%d", size), "--time_based", fmt.Sprintf("--runtime=%d", int(runtime.Seconds())),
 		"--norandommap", "--randrepeat=0", fmt.Sprintf("--ramp_time=%d", int(ramp.Seconds()))}
+	if rate > 0 {
+		args = append(args, fmt.Sprintf("--rate_iops=%d", rate))
+	}
 	all0 := allCPU()
 	w0, err := wchar(nbdkit.Process.Pid)
 	if err != nil {
