@@ -115,6 +115,7 @@ func main() {
 	interval := flag.Duration("interval", 20*time.Millisecond, "the sender's batch interval")
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
+	eager := flag.Bool("eager", false, "with -checkpoint: checkpoint from a goroutine of the receiver's own, beside the applier, which starts the writeback of each batch once applied (sync_file_range) and makes the volume durable every -checkpoint, as Duplex's secondary does; without it the applier checkpoints itself, between batches")
 	rate := flag.Int("rate", 0, "fio's writes a second at most (--rate_iops; 0: as fast as it can): a receiver that keeps up at a rate shows that rate sustainable")
 	floor := flag.String("floor", "", "serve the image by this nbdfloor binary (Duplex's NBD server, nothing behind it) instead of nbdkit")
 	cache := flag.String("cache", "dropped", "the image's and the volume's state at the run's start: dropped (synced and dropped from the page cache) or cached (then read whole in single pages, as perf's -write-cache cached)")
@@ -130,7 +131,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "wsysceiling: -cache %q: dropped or cached\n", *cache)
 		os.Exit(2)
 	}
-	if err := run(*dir, *mode, *label, *floor, *cache, *rate, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+	if err := run(*dir, *mode, *label, *floor, *cache, *eager, *rate, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
 	}
@@ -161,10 +162,11 @@ type result struct {
 	// run's IOPS do not pay for: a replicator must then pace the writes.
 	Behind, DrainS                float64
 	Rate                          int // fio's --rate_iops, 0 for none
+	Eager                         bool
 	SenderExit, ReceiverExitError string
 }
 
-func run(dir, mode, label, floor, cache string, rate int, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+func run(dir, mode, label, floor, cache string, eager bool, rate int, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
 	// perWrite is the bytes the server passes to write(2) and pwrite(2)
 	// for each write it serves: nbdkit replies by send(2), Duplex's NBD
 	// server by write(2) or writev(2), 16 bytes a reply.
@@ -232,7 +234,7 @@ func run(dir, mode, label, floor, cache string, rate int, size int64, runtime, r
 	var send, recv *exec.Cmd
 	var sendOut, recvOut strings.Builder
 	if mode == "ceiling" {
-		recv = exec.Command(self, "recv", volume, journal, checkpoint.String())
+		recv = exec.Command(self, "recv", volume, journal, checkpoint.String(), strconv.FormatBool(eager))
 		recv.Stderr = os.Stderr
 		recv.Stdout = &recvOut
 		// The receiver writes its address to a pipe of its own (fd 3),
@@ -279,7 +281,7 @@ func run(dir, mode, label, floor, cache string, rate int, size int64, runtime, r
 			return err
 		}
 	}
-	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache, Rate: rate}
+	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache, Rate: rate, Eager: eager}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
@@ -702,9 +704,10 @@ func sender(args []string) error {
 // receiver: VOLUME JOURNAL CHECKPOINT; its listening port is written to
 // file descriptor 3.
 func receiver(args []string) error {
-	if len(args) != 3 {
-		return errors.New("usage: recv VOLUME JOURNAL CHECKPOINT")
+	if len(args) != 4 {
+		return errors.New("usage: recv VOLUME JOURNAL CHECKPOINT EAGER")
 	}
+	eager := args[3] == "true"
 	checkpoint, err := time.ParseDuration(args[2])
 	if err != nil {
 		return err
@@ -741,6 +744,32 @@ func receiver(args []string) error {
 	var joff int64
 	var groups, journaled int64
 	lastCkpt := time.Now()
+	// The eager checkpointer: the applier goes on with the next batch
+	// while the last one's pages are written back and the volume made
+	// durable, so that it waits on the disk only when the writeback's
+	// queue is full.
+	kick, ckErr := make(chan struct{}, 1), make(chan error, 1)
+	go func() {
+		if !eager {
+			ckErr <- nil
+			return
+		}
+		var err error
+		for range kick {
+			if err != nil {
+				continue
+			}
+			const write = 2 // SYNC_FILE_RANGE_WRITE
+			syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, vol.Fd(), 0, 0, write, 0, 0)
+			if time.Since(lastCkpt) >= checkpoint {
+				if e := syscall.Fdatasync(int(vol.Fd())); e != nil {
+					err = fmt.Errorf("volume: %w", e)
+				}
+				lastCkpt = time.Now()
+			}
+		}
+		ckErr <- err
+	}()
 	var ack [8]byte
 	for {
 		if _, err := io.ReadFull(conn, buf[:batchHdr]); err != nil {
@@ -793,6 +822,13 @@ func receiver(args []string) error {
 			}
 		}
 		groups++
+		if eager && checkpoint > 0 {
+			select {
+			case kick <- struct{}{}:
+			default: // one is asked for already
+			}
+			continue
+		}
 		if checkpoint > 0 && time.Since(lastCkpt) >= checkpoint {
 			const write = 2 // SYNC_FILE_RANGE_WRITE
 			syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, vol.Fd(), 0, 0, write, 0, 0)
@@ -801,6 +837,10 @@ func receiver(args []string) error {
 			}
 			lastCkpt = time.Now()
 		}
+	}
+	close(kick)
+	if err := <-ckErr; err != nil {
+		return err
 	}
 	fmt.Printf("groups %d journal_mib %.1f\n", groups, float64(journaled)/(1<<20))
 	return nil
