@@ -116,6 +116,7 @@ func main() {
 	checkpoint := flag.Duration("checkpoint", 0, "make the receiver's volume durable this often (0: leave it to the kernel)")
 	label := flag.String("label", "", "a label for the run's record")
 	eager := flag.Bool("eager", false, "with -checkpoint: checkpoint from a goroutine of the receiver's own, beside the applier, which starts the writeback of each batch once applied (sync_file_range) and makes the volume durable every -checkpoint, as Duplex's secondary does; without it the applier checkpoints itself, between batches")
+	direct := flag.Bool("direct", false, "the receiver writes its volume with O_DIRECT, 32 writes at a time, past the page cache (no writeback to start; -checkpoint then only fdatasyncs)")
 	rate := flag.Int("rate", 0, "fio's writes a second at most (--rate_iops; 0: as fast as it can): a receiver that keeps up at a rate shows that rate sustainable")
 	floor := flag.String("floor", "", "serve the image by this nbdfloor binary (Duplex's NBD server, nothing behind it) instead of nbdkit")
 	cache := flag.String("cache", "dropped", "the image's and the volume's state at the run's start: dropped (synced and dropped from the page cache) or cached (then read whole in single pages, as perf's -write-cache cached)")
@@ -131,7 +132,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "wsysceiling: -cache %q: dropped or cached\n", *cache)
 		os.Exit(2)
 	}
-	if err := run(*dir, *mode, *label, *floor, *cache, *eager, *rate, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
+	how := strconv.FormatBool(*eager)
+	if *direct {
+		how = "direct"
+	}
+	if err := run(*dir, *mode, *label, *floor, *cache, how, *rate, *size, *runtime, *ramp, *interval, *checkpoint); err != nil {
 		fmt.Fprintln(os.Stderr, "wsysceiling:", err)
 		os.Exit(1)
 	}
@@ -161,12 +166,12 @@ type result struct {
 	// that falls behind does part of the run's work after it, which the
 	// run's IOPS do not pay for: a replicator must then pace the writes.
 	Behind, DrainS                float64
-	Rate                          int // fio's --rate_iops, 0 for none
-	Eager                         bool
+	Rate                          int    // fio's --rate_iops, 0 for none
+	How                           string // the receiver's checkpoint: false (between batches), true (eager) or direct
 	SenderExit, ReceiverExitError string
 }
 
-func run(dir, mode, label, floor, cache string, eager bool, rate int, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
+func run(dir, mode, label, floor, cache, how string, rate int, size int64, runtime, ramp, interval, checkpoint time.Duration) error {
 	// perWrite is the bytes the server passes to write(2) and pwrite(2)
 	// for each write it serves: nbdkit replies by send(2), Duplex's NBD
 	// server by write(2) or writev(2), 16 bytes a reply.
@@ -234,7 +239,7 @@ func run(dir, mode, label, floor, cache string, eager bool, rate int, size int64
 	var send, recv *exec.Cmd
 	var sendOut, recvOut strings.Builder
 	if mode == "ceiling" {
-		recv = exec.Command(self, "recv", volume, journal, checkpoint.String(), strconv.FormatBool(eager))
+		recv = exec.Command(self, "recv", volume, journal, checkpoint.String(), how)
 		recv.Stderr = os.Stderr
 		recv.Stdout = &recvOut
 		// The receiver writes its address to a pipe of its own (fd 3),
@@ -281,7 +286,7 @@ func run(dir, mode, label, floor, cache string, eager bool, rate int, size int64
 			return err
 		}
 	}
-	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache, Rate: rate, Eager: eager}
+	res := result{Server: server, Label: label, Mode: mode, Load: harness.LoadAvg(), Start: time.Now().UTC(), Checkpoint: checkpoint.String(), Interval: interval.String(), Cache: cache, Rate: rate, How: how}
 	out := filepath.Join(dir, fmt.Sprintf("fio-%s-%d.json", mode, time.Now().Unix()))
 	args := []string{"--output-format=json", "--output=" + out,
 		"--name=randwrite-4k-qd16", "--ioengine=nbd", "--uri=nbd://127.0.0.1:" + port + "/", "--rw=randwrite", "--bs=4k",
@@ -707,7 +712,7 @@ func receiver(args []string) error {
 	if len(args) != 4 {
 		return errors.New("usage: recv VOLUME JOURNAL CHECKPOINT EAGER")
 	}
-	eager := args[3] == "true"
+	eager, direct := args[3] == "true", args[3] == "direct"
 	checkpoint, err := time.ParseDuration(args[2])
 	if err != nil {
 		return err
@@ -770,6 +775,14 @@ func receiver(args []string) error {
 		}
 		ckErr <- err
 	}()
+	var dvol *os.File
+	var slots []byte
+	if direct {
+		if dvol, err = os.OpenFile(args[0], os.O_RDWR|syscall.O_DIRECT, 0); err != nil {
+			return err
+		}
+		defer dvol.Close()
+	}
 	var ack [8]byte
 	for {
 		if _, err := io.ReadFull(conn, buf[:batchHdr]); err != nil {
@@ -815,6 +828,19 @@ func receiver(args []string) error {
 		if _, err := conn.Write(ack[:]); err != nil {
 			return err
 		}
+		if direct {
+			if err := applyDirect(dvol, buf, n, &slots); err != nil {
+				return err
+			}
+			groups++
+			if checkpoint > 0 && time.Since(lastCkpt) >= checkpoint {
+				if err := syscall.Fdatasync(int(dvol.Fd())); err != nil {
+					return fmt.Errorf("volume: %w", err)
+				}
+				lastCkpt = time.Now()
+			}
+			continue
+		}
 		for i := range n {
 			r := buf[batchHdr+i*(recHeader+block):]
 			if _, err := vol.WriteAt(r[recHeader:recHeader+block], int64(binary.LittleEndian.Uint64(r))); err != nil {
@@ -844,6 +870,45 @@ func receiver(args []string) error {
 	}
 	fmt.Printf("groups %d journal_mib %.1f\n", groups, float64(journaled)/(1<<20))
 	return nil
+}
+
+// applyDirect writes a batch's payloads to the volume past the page cache,
+// 32 at a time (one goroutine, so one thread in pwrite, each), each first
+// copied to an aligned slot: in the batch they follow 16-byte headers.
+func applyDirect(dvol *os.File, buf []byte, n int, slots *[]byte) error {
+	if len(*slots) < n*block {
+		*slots = aligned(2 * n * block)
+	}
+	s := *slots
+	for i := range n {
+		r := buf[batchHdr+i*(recHeader+block):]
+		copy(s[i*block:(i+1)*block], r[recHeader:recHeader+block])
+	}
+	const workers = 32
+	per := (n + workers - 1) / workers
+	errs := make(chan error, workers)
+	started := 0
+	for lo := 0; lo < n; lo += per {
+		hi := min(n, lo+per)
+		started++
+		go func() {
+			var err error
+			for i := lo; i < hi && err == nil; i++ {
+				off := int64(binary.LittleEndian.Uint64(buf[batchHdr+i*(recHeader+block):]))
+				if _, e := dvol.WriteAt(s[i*block:(i+1)*block], off); e != nil {
+					err = fmt.Errorf("volume: %w", e)
+				}
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range started {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func aligned(n int) []byte {
