@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -159,5 +162,78 @@ func TestMemStalledPeer(t *testing.T) {
 	}
 	if _, err := server.Recv(); err == nil {
 		t.Fatal("the stalled peer still receives on a connection its sender gave up")
+	}
+}
+
+// TestGivingUpATLSLinkWaitsNotForItsCloseAlert: closing TLS writes a
+// close alert first, under a deadline of its own, 5 s. A link is given up
+// (its send stalled, its peer silent or held past its bounds) when the
+// peer reads nothing, and a socket whose send buffer is full then has no
+// room for the alert: the close waited out that deadline, 5 s in which
+// the link counts as up and the next one waits. Giving a link up must not
+// wait on the peer that made it give up.
+func TestGivingUpATLSLinkWaitsNotForItsCloseAlert(t *testing.T) {
+	for _, fromDial := range []bool{true, false} {
+		name := "listener"
+		if fromDial {
+			name = "dialer"
+		}
+		t.Run(name, func(t *testing.T) {
+			client, server := tcpPairOver(t, true)
+			sender := client
+			if !fromDial {
+				sender = server
+			}
+			// Its buffer set, not grown by the kernel as the peer's
+			// window shuts: full, it has no room for the alert.
+			if err := tcpSocket(t, sender).SetWriteBuffer(64 << 10); err != nil {
+				t.Fatal(err)
+			}
+			// What the sends wrote fills the socket, the peer reading
+			// none of it: the last one waits for room until its deadline.
+			tc := sender.(*tcpConn).c.(*tls.Conn)
+			piece, written := make([]byte, 16<<10), 0
+			for {
+				if err := tc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+					t.Fatal(err)
+				}
+				n, err := tc.Write(piece)
+				written += n
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("after %d bytes written: %v", written, err)
+				}
+			}
+			const closeAlert = 5 * time.Second // TLS's deadline for it
+			closed := make(chan error, 1)
+			start := time.Now()
+			go func() { closed <- sender.Close() }()
+			select {
+			case err := <-closed:
+				t.Logf("closed %s after %d bytes the peer did not read: %v", time.Since(start).Round(time.Millisecond), written, err)
+			case <-time.After(closeAlert):
+				err := <-closed
+				t.Fatalf("closing the TLS link, its socket full (%d bytes the peer did not read), took %s, %s or more: "+
+					"it waited on that peer for room for its close alert (%v)", written, time.Since(start).Round(time.Millisecond), closeAlert, err)
+			}
+		})
+	}
+}
+
+// tcpSocket is the TCP socket under c, a TLS connection.
+func tcpSocket(t *testing.T, c Conn) *net.TCPConn {
+	t.Helper()
+	var nc net.Conn = c.(*tcpConn).c.(*tls.Conn)
+	for {
+		if s, ok := nc.(*net.TCPConn); ok {
+			return s
+		}
+		under, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			t.Fatalf("no TCP socket under %T", nc)
+		}
+		nc = under.NetConn()
 	}
 }
