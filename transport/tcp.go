@@ -43,8 +43,10 @@ func (d *TCPDialer) Dial(ctx context.Context) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", d.Addr, err)
 	}
+	var under *alertBounded
 	if d.TLS != nil {
-		tc := tls.Client(c, d.TLS)
+		under = &alertBounded{Conn: c}
+		tc := tls.Client(under, d.TLS)
 		hctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if err := tc.HandshakeContext(hctx); err != nil {
@@ -54,6 +56,7 @@ func (d *TCPDialer) Dial(ctx context.Context) (Conn, error) {
 		c = tc
 	}
 	tc := newTCPConn(c, d.MaxFrame)
+	tc.under = under
 	tc.maxRecv = d.MaxRecv
 	if tc.maxRecv <= 0 {
 		tc.maxRecv = 1 << 20
@@ -93,7 +96,10 @@ func (l *TCPListener) Accept(ctx context.Context) (Conn, error) {
 		// The handshake happens in Handshake, on the connection's own
 		// goroutine: a peer that connects and says nothing must not hold up
 		// the next one.
-		c = tls.Server(c, l.tls)
+		under := &alertBounded{Conn: c}
+		tc := newTCPConn(tls.Server(under, l.tls), l.maxFrame)
+		tc.under = under
+		return tc, nil
 	}
 	return newTCPConn(c, l.maxFrame), nil
 }
@@ -137,6 +143,7 @@ func (l *TCPListener) Addr() string { return l.ln.Addr().String() }
 
 type tcpConn struct {
 	c        net.Conn
+	under    *alertBounded // the socket under TLS; nil without
 	maxFrame int
 	maxRecv  int // 0: maxFrame
 	wmu      sync.Mutex
@@ -169,7 +176,50 @@ func newTCPConn(c net.Conn, maxFrame int) *tcpConn {
 
 func (t *tcpConn) Peer() string { return t.c.RemoteAddr().String() }
 
-func (t *tcpConn) Close() error { return t.c.Close() }
+// Close closes the connection. Over TLS, a close alert goes first if the
+// socket has room for it at once: see alertBounded.
+func (t *tcpConn) Close() error {
+	if t.under != nil {
+		t.under.closing.Store(true)
+	}
+	return t.c.Close()
+}
+
+// closeAlertWait bounds the write of TLS's close alert. A connection is
+// closed as its link is given up, most often for a peer that reads
+// nothing, whose window is shut: TLS would wait up to 5 s for room for the
+// alert, 5 s more in which the link counts as up and the next one waits.
+// An alert that finds room in the socket's buffer goes at once, and the
+// peer then reads the end of the stream as a close, not a cut.
+const closeAlertWait = 50 * time.Millisecond
+
+// alertBounded is the socket under a TLS connection: once the connection
+// closes, it caps the write deadline TLS sets for its close alert to
+// closeAlertWait. (TLS closes the socket at once, alert unsent, only if a
+// write is under way.)
+type alertBounded struct {
+	net.Conn
+	closing atomic.Bool
+}
+
+func (a *alertBounded) SetWriteDeadline(t time.Time) error {
+	if a.closing.Load() {
+		if limit := time.Now().Add(closeAlertWait); t.IsZero() || t.After(limit) {
+			t = limit
+		}
+	}
+	return a.Conn.SetWriteDeadline(t)
+}
+
+func (a *alertBounded) SetDeadline(t time.Time) error {
+	if err := a.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return a.SetWriteDeadline(t)
+}
+
+// NetConn is the socket, as tls.Conn names it.
+func (a *alertBounded) NetConn() net.Conn { return a.Conn }
 
 func (t *tcpConn) SetSendTimeout(d time.Duration) { t.stall.Store(int64(max(d, 0))) }
 
@@ -217,9 +267,16 @@ func (t *tcpConn) send(bufs [][]byte) error {
 	binary.BigEndian.PutUint32(t.hdr[:], uint32(total))
 	var err error
 	// took is when the peer last took anything: a send waited on while
-	// it answers ends after far more than the send timeout.
+	// it answers ends after far more than the send timeout. It is known
+	// only as often as a write returns: plain TCP's last write that took
+	// something returned at its deadline, the peer's last byte taken
+	// before that (its silence was longer than said), and TLS's pieces
+	// are taken whole or not (the peer took part of one since).
 	took := time.Now()
-	if _, isTLS := t.c.(*tls.Conn); isTLS {
+	quietFor := "nothing for at least"
+	_, isTLS := t.c.(*tls.Conn)
+	if isTLS {
+		quietFor = fmt.Sprintf("less than %d KiB in", sendPiece>>10)
 		frame := bufs[0]
 		if len(bufs) > 1 {
 			// TLS copies what it encrypts anyway.
@@ -250,11 +307,10 @@ func (t *tcpConn) send(bufs [][]byte) error {
 		}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		// Taken before Close: closing TLS waits on its close alert.
 		quiet := time.Since(took).Round(time.Millisecond)
-		t.c.Close()
-		return fmt.Errorf("send %d bytes to %s: %w: it took nothing for %s (send timeout %s); connection closed",
-			total, t.Peer(), ErrStalled, quiet, limit)
+		t.Close()
+		return fmt.Errorf("send %d bytes to %s: %w: it took %s %s (send timeout %s); connection closed",
+			total, t.Peer(), ErrStalled, quietFor, quiet, limit)
 	}
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", t.Peer(), err)
