@@ -143,6 +143,10 @@ type Log struct {
 	// waits for it.
 	gapping bool
 	gapped  *sync.Cond
+	// replacing is the journal a Gap under way begins, once it is open
+	// (nil before): its size is the history's, the old one's undo given
+	// up.
+	replacing *journal.Journal
 	// resets counts the Gaps and Resets begun: a reader that let go of
 	// mu tells by it that every record it chose was dropped meanwhile.
 	resets  uint64
@@ -571,6 +575,11 @@ func (l *Log) Gap(h Header) error {
 		index uint64
 		b     []byte
 	)
+	if j != nil {
+		l.mu.Lock()
+		l.replacing = j
+		l.mu.Unlock()
+	}
 	if err == nil {
 		index = j.LastIndex() + 1
 		if b, err = r.Encode(nil); err == nil {
@@ -582,7 +591,7 @@ func (l *Log) Gap(h Header) error {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.gapping = false
+	l.gapping, l.replacing = false, nil
 	l.gapped.Broadcast()
 	if j != nil {
 		l.j, l.next = j, j.LastIndex()+1
@@ -764,8 +773,22 @@ func (l *Log) At(t int64) (p Point, ok bool) {
 	return p, ok
 }
 
-// Bytes is the size of the Log's files.
-func (l *Log) Bytes() int64 { return l.journal().Bytes() }
+// Bytes is the size of the Log's files; during a Gap, of the new
+// journal's, which alone holds the history.
+func (l *Log) Bytes() int64 {
+	l.mu.Lock()
+	j, gapping := l.j, l.gapping
+	if gapping {
+		// j is the old journal, its files going: the history is the
+		// new one's, none until it is open.
+		j = l.replacing
+	}
+	l.mu.Unlock()
+	if j == nil {
+		return 0
+	}
+	return j.Bytes()
+}
 
 // Trim drops the undo of the oldest groups: those older than the window,
 // and more while the files exceed MaxBytes, never a group after keep (a
