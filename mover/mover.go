@@ -101,6 +101,12 @@ type Config struct {
 	// acknowledge anything new while it answers (a disk hung for good:
 	// its receipts would keep the silence time from ever running out).
 	HeldSend time.Duration
+	// Coupled says the session is a member of a coupled group: its
+	// secondary, its journal's file system down to the journal's reserve,
+	// may take nothing until groups held for a silent member are applied.
+	// One that is not coupled at its reserve has no room for a resync
+	// alone, and takes groups all the same (see heldWhyLocked).
+	Coupled bool
 	// HandshakeTimeout bounds the wait for the secondary's Welcome; default 10s.
 	HandshakeTimeout time.Duration
 	// Limits bound the record sets formed; zero fields mean
@@ -2146,8 +2152,13 @@ func (m *Mover) checkSilence() error {
 // it down and suspends the pairs after suspend_after, rather than let
 // writes wait for ever on a full sidefile. Called with m.mu held.
 func (m *Mover) heldWhyLocked() string {
-	if m.acked.JournalFree == 1 {
+	switch {
+	case m.acked.JournalFree == 1 && m.cfg.Coupled:
 		return "it reports no room in its journal: a coupled secondary waits so for the groups it holds for a member that is silent to be applied, or for room on its file system"
+	case m.acked.JournalFree == 1:
+		// Not coupled: no room for a resync, which holds no group back.
+		return "its disk may hang; it reports its journal's file system down to the reserve the journal keeps, which holds back " +
+			"a resync's start, not the groups sent"
 	}
 	return "its disk may hang"
 }

@@ -47,6 +47,7 @@ type options struct {
 	retransmit time.Duration
 	silence    time.Duration // Config.Silence
 	heldSend   time.Duration // Config.HeldSend
+	coupled    bool          // Config.Coupled
 	window     int64
 	sidefile   int64
 	limits     recordset.Limits // what the secondary accepts
@@ -100,7 +101,7 @@ func startPrimary(t *testing.T, o options) *primary {
 	}
 	p.mover = New(Config{
 		Session: session, Subsystems: list, Timer: p.timer, Interval: o.interval, Dialer: dialer,
-		Retransmit: o.retransmit, Silence: o.silence, HeldSend: o.heldSend, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
+		Retransmit: o.retransmit, Silence: o.silence, HeldSend: o.heldSend, Coupled: o.coupled, Window: o.window, HandshakeTimeout: deadline, Limits: o.limits,
 		Compressor: o.compressor, NoIndexedAcks: o.noIndexedAcks, BurstWait: o.burstWait, CopyReadWait: o.copyReadWait, Logger: slog.New(slog.NewTextHandler(o.log, nil)),
 	})
 	p.mover.hook = o.hook

@@ -28,7 +28,7 @@ func TestALinkToASecondaryWaitingForJournalRoomSaysSo(t *testing.T) {
 func linkWaitingForJournalRoom(t *testing.T, waited time.Duration) {
 	const silence, heldSend = 300 * time.Millisecond, 1500 * time.Millisecond
 	p := startPrimary(t, options{subsystems: []string{"ss1"}, interval: 20 * time.Millisecond, retransmit: 100 * time.Millisecond,
-		silence: silence, heldSend: heldSend})
+		silence: silence, heldSend: heldSend, coupled: true})
 	l, _ := p.accept(t)
 	l.welcome(transport.Position{Features: transport.FeatureBundles})
 	waitFor(t, "the link", func() bool { return p.mover.Stats().Connected })

@@ -442,7 +442,7 @@ func openPrimary(cfg *config.Config, log *slog.Logger, opts PrimaryOptions) (_ *
 	}
 	p.mover = mover.New(mover.Config{Session: cfg.Session, Subsystems: p.subs, Timer: p.timer, Generation: p.generation,
 		Interval: time.Duration(cfg.Interval), Dialer: p.dialer, Logger: p.log, Compressor: zstd, BurstWait: burstWait,
-		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout, CopyReadWait: opts.CopyReadWait,
+		Retransmit: opts.Retransmit, HandshakeTimeout: opts.HandshakeTimeout, CopyReadWait: opts.CopyReadWait, Coupled: cfg.Coupled(),
 		OverwriteSecondary: opts.OverwriteSecondary, OnAcked: func(u recordset.Update) {
 			if p.actlog != nil && u.Kind != recordset.KindMarker { // a marker marks no region
 				p.actlog.Done(u.Volume, int64(u.Offset), int64(u.Length))
