@@ -435,6 +435,9 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 	// left part-way, after its state file named cur, is still finished.
 	outside := func() (apply.State, error) {
 		if partial <= cur.Time && s.hist.Beyond(at) {
+			if err := s.renameApplied(cur); err != nil {
+				return apply.State{}, err
+			}
 			if err := s.undoTo(at); err != nil {
 				return apply.State{}, err
 			}
@@ -484,6 +487,15 @@ func (s *Secondary) RecoverTo(t int64) (apply.State, error) {
 		// the next group, applied through a coupled Gate's limit before
 		// a fence or a stop (a fenced secondary applies no more of it).
 		// Undoing writes the volumes' bytes as of cur in either case.
+		//
+		// The state file names cur first, where an earlier run's failed
+		// write may have named a point of its own (restate): the undo
+		// after cur voided, a kill before this run's state write left
+		// the state file naming that point (one of the part, say) over
+		// volumes at cur, with nothing left to take them there.
+		if err := s.renameApplied(cur); err != nil {
+			return apply.State{}, err
+		}
 		if s.ident.FencedPart != 0 {
 			// A restart would take the volumes for still at the part
 			// the fence recorded, part-way back from it: it finishes
