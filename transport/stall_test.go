@@ -237,3 +237,34 @@ func tcpSocket(t *testing.T, c Conn) *net.TCPConn {
 		nc = under.NetConn()
 	}
 }
+
+// TestASendRacingATLSCloseIsNotCalledStalled: Close marks the socket under
+// TLS closing (capping write deadlines to closeAlertWait for the close
+// alert) a moment before TLS itself closes; a send that sets its deadline
+// in that moment, the socket full, runs into the cap. Its peer did not
+// stop taking data for the send timeout: the link was closed under it, and
+// the mover, which reports a send's stall over the receive's error of a
+// session being torn down, must not hear ErrStalled. The moment is held
+// open here by marking the socket as Close does first, TLS not closed yet
+// (a goroutine preempted between the two on a loaded machine).
+func TestASendRacingATLSCloseIsNotCalledStalled(t *testing.T) {
+	client, server := tcpPairOver(t, true)
+	// Small buffers, set, not grown by the kernel: the frame below fills
+	// them, the peer reading none of it.
+	if err := tcpSocket(t, client).SetWriteBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := tcpSocket(t, server).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = 30 * time.Second
+	client.SetSendTimeout(timeout)
+	client.(*tcpConn).under.closing.Store(true)
+	start := time.Now()
+	err := client.Send(make([]byte, 4<<20))
+	if errors.Is(err, ErrStalled) {
+		t.Fatalf("a send on a link being closed (send timeout %s) says after %s that the peer stalled: %v",
+			timeout, time.Since(start).Round(time.Millisecond), err)
+	}
+	t.Logf("send on a closing link, after %s: %v", time.Since(start).Round(time.Millisecond), err)
+}
