@@ -306,6 +306,11 @@ func (t *tcpConn) send(bufs [][]byte) error {
 			}
 		}
 	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && t.under != nil && t.under.closing.Load() {
+		// Close capped the deadline for its alert before TLS closed: the
+		// link was closed under the send, its peer no slower than before.
+		return fmt.Errorf("send %d bytes to %s: %w (closed while sending)", total, t.Peer(), net.ErrClosed)
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		quiet := time.Since(took).Round(time.Millisecond)
 		t.Close()
