@@ -268,6 +268,15 @@ type VolumeStatus struct {
 	State       string `json:"state"` // "pending" | "duplex" | "suspended"
 	SizeBytes   int64  `json:"size_bytes"`
 	CopiedBytes int64  `json:"copied_bytes"`
+	// CopyBytes and CopyLeftBytes, at the primary, are a pending pair's
+	// planned copy (an initial copy, a resync, a rejoin's) and what of it is
+	// still to read: CopiedBytes counts from the volume's size less the plan,
+	// which shows neither.
+	CopyBytes     int64 `json:"copy_bytes,omitempty"`
+	CopyLeftBytes int64 `json:"copy_left_bytes,omitempty"`
+	// CopyEndAwaitsSecondary says a pending pair's copy was read whole: it
+	// is duplex once the secondary acknowledges the copy's end.
+	CopyEndAwaitsSecondary bool `json:"copy_end_awaits_secondary,omitempty"`
 	// ConsistencyTime is this volume's own last-consistent time at the
 	// secondary (for a suspended pair, when it was suspended).
 	ConsistencyTime string `json:"consistency_time,omitempty"`
