@@ -16,6 +16,7 @@ import (
 
 	"duplex/bench/harness"
 	"duplex/config"
+	"duplex/internal/freeport"
 	"duplex/nbd"
 )
 
@@ -34,12 +35,23 @@ type etcdProcess struct {
 
 func freeLoopbackURL(t *testing.T) string {
 	t.Helper()
-	return freeURL(t, "127.0.0.1")
+	addrs, err := freeport.Addrs(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addrs[0]
 }
 
-// freeURL is http://ip:port on a port free now.
+// freeURL is http://ip:port on a port free now. On loopback the port is
+// reserved for the test binary's life (freeport): a port the kernel hands
+// out for port 0 and that is closed again may be handed out once more at
+// the next call, so etcd's client and peer URLs got the same port and its
+// second listener failed with "address already in use".
 func freeURL(t *testing.T, ip string) string {
 	t.Helper()
+	if ip == "127.0.0.1" {
+		return freeLoopbackURL(t)
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatal(err)
