@@ -20,7 +20,8 @@ func TestStatusOfAPendingPairSaysItsPlannedCopy(t *testing.T) {
 	const body = `{"session":"s","role":"primary","link":"disconnected","volumes":[
 		{"name":"vol1","subsystem":"ss1","state":"pending","size_bytes":4194304,"copied_bytes":3407872,"copy_bytes":1048576,"copy_left_bytes":786432},
 		{"name":"vol2","subsystem":"ss1","state":"pending","size_bytes":4194304,"copied_bytes":4194304,"copy_bytes":1048576,"copy_left_bytes":0,"copy_end_awaits_secondary":true},
-		{"name":"vol3","subsystem":"ss1","state":"duplex","size_bytes":4194304,"copied_bytes":4194304}]}`
+		{"name":"vol3","subsystem":"ss1","state":"duplex","size_bytes":4194304,"copied_bytes":4194304},
+		{"name":"vol4","subsystem":"ss1","state":"pending","size_bytes":4194304,"copied_bytes":4194304,"copy_bytes":0,"copy_left_bytes":0}]}`
 	var st control.Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
@@ -31,7 +32,11 @@ func TestStatusOfAPendingPairSaysItsPlannedCopy(t *testing.T) {
 	}
 	for _, want := range []string{"vol1 subsystem:ss1 state:pending size:4.0 MiB copy:768.0 KiB left of 1.0 MiB\n",
 		"vol2 subsystem:ss1 state:pending size:4.0 MiB copy:1.0 MiB read, its end awaits the secondary\n",
-		"vol3 subsystem:ss1 state:duplex size:4.0 MiB\n"} {
+		"vol3 subsystem:ss1 state:duplex size:4.0 MiB\n",
+		// A resume with nothing changed, its end not stamped yet (put
+		// off for the timer's lease): a plan of none, not a daemon from
+		// before copy_bytes.
+		"vol4 subsystem:ss1 state:pending size:4.0 MiB copy:0 B left of 0 B\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
