@@ -271,9 +271,11 @@ type VolumeStatus struct {
 	// CopyBytes and CopyLeftBytes, at the primary, are a pending pair's
 	// planned copy (an initial copy, a resync, a rejoin's) and what of it is
 	// still to read: CopiedBytes counts from the volume's size less the plan,
-	// which shows neither.
-	CopyBytes     int64 `json:"copy_bytes,omitempty"`
-	CopyLeftBytes int64 `json:"copy_left_bytes,omitempty"`
+	// which shows neither. Said for every pending pair, 0 included: a plan
+	// of none (a resume with nothing changed, its end put off for the
+	// timer's lease) and none left are states, not a daemon without them.
+	CopyBytes     *int64 `json:"copy_bytes,omitempty"`
+	CopyLeftBytes *int64 `json:"copy_left_bytes,omitempty"`
 	// CopyEndAwaitsSecondary says a pending pair's copy was read whole: it
 	// is duplex once the secondary acknowledges the copy's end.
 	CopyEndAwaitsSecondary bool `json:"copy_end_awaits_secondary,omitempty"`

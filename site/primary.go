@@ -1639,7 +1639,8 @@ func (p *Primary) Status() control.Status {
 			// Progress of the copy, scaled to the volume: what remains to copy
 			// is the part not yet in step.
 			vs.CopiedBytes = pr.Size - (pr.CopyTotal - pr.Copied)
-			vs.CopyBytes, vs.CopyLeftBytes, vs.CopyEndAwaitsSecondary = pr.CopyTotal, pr.CopyTotal-pr.Copied, pr.CopyEnd != 0
+			planned, left := pr.CopyTotal, pr.CopyTotal-pr.Copied
+			vs.CopyBytes, vs.CopyLeftBytes, vs.CopyEndAwaitsSecondary = &planned, &left, pr.CopyEnd != 0
 		}
 		isRefused := refused != "" && pr.State != pair.Suspended
 		if isRefused {

@@ -361,12 +361,13 @@ func printStatus(w io.Writer, st control.Status) {
 	for _, v := range st.Volumes {
 		fmt.Fprintf(w, "  %s subsystem:%s state:%s size:%s", v.Name, v.Subsystem, v.State, bytesIEC(v.SizeBytes))
 		switch {
-		case v.State == "pending" && v.CopyEndAwaitsSecondary:
-			fmt.Fprintf(w, " copy:%s read, its end awaits the secondary", bytesIEC(v.CopyBytes))
-		case v.State == "pending" && v.CopyBytes > 0:
-			fmt.Fprintf(w, " copy:%s left of %s", bytesIEC(v.CopyLeftBytes), bytesIEC(v.CopyBytes))
+		case v.State == "pending" && v.CopyEndAwaitsSecondary && v.CopyBytes != nil:
+			fmt.Fprintf(w, " copy:%s read, its end awaits the secondary", bytesIEC(*v.CopyBytes))
+		case v.State == "pending" && v.CopyBytes != nil && v.CopyLeftBytes != nil:
+			fmt.Fprintf(w, " copy:%s left of %s", bytesIEC(*v.CopyLeftBytes), bytesIEC(*v.CopyBytes))
 		case v.State == "pending":
-			// A daemon from before copy_bytes: what it has.
+			// A daemon from before copy_bytes, or the secondary's
+			// status: what it has.
 			fmt.Fprintf(w, " copied:%s", bytesIEC(v.CopiedBytes))
 		}
 		if v.ChangedBytes != nil {
