@@ -47,13 +47,22 @@ func TestAHungLeaseLetsTheOperatorsCommandsBeAnswered(t *testing.T) {
 	waitFor(t, 20*time.Second, "vol1 resumed once the disk answered", func() bool { return volumeStatus(p.Status(), "vol1").State != "suspended" })
 	waitFor(t, 20*time.Second, "the lease's write to end once the disk answered", func() bool { d, _ := p.timer.LeaseWait(); return d == 0 })
 	within(t, 10*time.Second, "the suspension of vol2 once the disk answered", func() {
-		if err := ops.Suspend(context.Background(), "vol2", false); err != nil {
+		// The disk answers, but on a loaded machine the pair state's save
+		// may still outlast the pair manager's wait for it (200 ms): the
+		// suspension is then answered in effect, saved once the save ends.
+		if err := ops.Suspend(context.Background(), "vol2", false); err != nil && !savedLater(err) {
 			t.Errorf("the suspension of vol2 once the disk answered: %v", err)
 		}
 	})
 	if st := volumeStatus(p.Status(), "vol2").State; st != "suspended" {
 		t.Errorf("vol2, suspended once the disk answered: %s", st)
 	}
+}
+
+// savedLater says err answers a command in effect whose save outlasted the
+// pair manager's wait for it.
+func savedLater(err error) bool {
+	return errors.Is(err, pair.ErrSaveHung) && strings.Contains(err.Error(), "in effect, but not yet saved")
 }
 
 // TestAHungLeaseLetsTheOperatorsAddAndDeleteBeAnswered: as
