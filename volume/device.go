@@ -77,8 +77,10 @@ func ioctlPtr(fd int, req uint, arg unsafe.Pointer) error {
 // EOPNOTSUPP where the device cannot); BLKZEROOUT zeroes the range however
 // the kernel can, writing zeroes if it must. Both drop the range from the
 // page cache, which the writes share. A device that refuses one is not asked
-// again.
-func (v *Volume) zeroDevice(off, length int64) error {
+// again. keepAllocated (ZeroAllocated) skips the hole punch, which may
+// deallocate: BLKZEROOUT asks the kernel not to unmap the range
+// (BLKDEV_ZERO_NOUNMAP).
+func (v *Volume) zeroDevice(off, length int64, keepAllocated bool) error {
 	bs := v.blockSize
 	start := (off + bs - 1) / bs * bs
 	end := (off + length) / bs * bs
@@ -95,7 +97,7 @@ func (v *Volume) zeroDevice(off, length int64) error {
 			return err
 		}
 	}
-	if !v.noPunch.Load() {
+	if !keepAllocated && !v.noPunch.Load() {
 		err := v.control(func(fd int) error {
 			return unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, start, end-start)
 		})
@@ -106,40 +108,6 @@ func (v *Volume) zeroDevice(off, length int64) error {
 			return fmt.Errorf("volume %s: zero [%d, +%d) (fallocate): %w", v.path, start, end-start, err)
 		}
 		v.noPunch.Store(true)
-	}
-	if !v.noZeroout.Load() {
-		r := [2]uint64{uint64(start), uint64(end - start)}
-		err := v.control(func(fd int) error { return ioctlPtr(fd, unix.BLKZEROOUT, unsafe.Pointer(&r)) })
-		if err == nil {
-			return nil
-		}
-		if !unsupported(err) {
-			return fmt.Errorf("volume %s: zero [%d, +%d) (BLKZEROOUT): %w", v.path, start, end-start, err)
-		}
-		v.noZeroout.Store(true)
-	}
-	return v.writeZeroes(start, end-start)
-}
-
-// zeroDeviceAllocated is zeroDevice without deallocating (ZeroAllocated):
-// BLKZEROOUT asks the kernel not to unmap the range (BLKDEV_ZERO_NOUNMAP),
-// which fallocate(PUNCH_HOLE) may.
-func (v *Volume) zeroDeviceAllocated(off, length int64) error {
-	bs := v.blockSize
-	start := (off + bs - 1) / bs * bs
-	end := (off + length) / bs * bs
-	if start >= end {
-		return v.writeZeroes(off, length)
-	}
-	if start > off {
-		if err := v.writeZeroes(off, start-off); err != nil {
-			return err
-		}
-	}
-	if off+length > end {
-		if err := v.writeZeroes(end, off+length-end); err != nil {
-			return err
-		}
 	}
 	if !v.noZeroout.Load() {
 		r := [2]uint64{uint64(start), uint64(end - start)}

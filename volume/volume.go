@@ -783,7 +783,7 @@ func (v *Volume) zero(off, length int64) error {
 		return nil
 	}
 	if v.device {
-		return v.zeroDevice(off, length)
+		return v.zeroDevice(off, length, false)
 	}
 	err := v.control(func(fd int) error {
 		return syscall.Fallocate(fd, fallocPunchHole|fallocKeepSize, off, length)
@@ -810,7 +810,7 @@ func (v *Volume) ZeroAllocated(off, length int64) error {
 		return nil
 	}
 	if v.device {
-		return v.zeroDeviceAllocated(off, length)
+		return v.zeroDevice(off, length, true)
 	}
 	if !v.noZeroRange.Load() {
 		err := v.control(func(fd int) error {
